@@ -1,0 +1,7 @@
+"""The ``kneo`` command line (edge layer).
+
+Commands are thin: they parse flags, call one client interface (local in-process platform or
+the HTTP service) and render Rich tables or ``--json``. Heavy imports (FastAPI, SQLAlchemy,
+provider SDKs) happen inside the commands that need them, so ``kneo --help`` and
+``kneo spec lint`` start fast.
+"""

@@ -1,0 +1,74 @@
+"""Shared CLI plumbing: error rendering, JSON output and Rich consoles.
+
+Every command raises :class:`~kneo.errors.KneoError` for user errors; :func:`run_cli` turns it
+into ``error[CODE]: message`` on stderr (or the JSON envelope with ``--json``) and the error's
+exit code. No traceback ever reaches a user; unexpected exceptions become one line too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from kneo.errors import KneoError
+
+_json_errors = False
+
+
+def want_json_errors(enabled: bool) -> None:
+    """Commands with ``--json`` call this so errors are printed as the JSON envelope."""
+    global _json_errors
+    _json_errors = enabled
+
+
+def print_json(data: Any) -> None:
+    from kneo.redaction import redact
+
+    sys.stdout.write(json.dumps(redact(data), indent=2, sort_keys=False, default=str) + "\n")
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def fail(error: KneoError) -> int:
+    if _json_errors:
+        print_json(error.to_dict())
+    else:
+        from kneo.redaction import redact_text
+
+        sys.stderr.write(f"error[{error.code}]: {redact_text(error.message)}\n")
+    return error.exit_code
+
+
+def run_cli(app: typer.Typer) -> int:
+    try:
+        app(standalone_mode=False)
+    except KneoError as error:
+        return fail(error)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.stderr.write("aborted\n")
+            return 1
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        from kneo.redaction import redact_text
+
+        sys.stderr.write(f"error[internal_error]: {type(exc).__name__}: {redact_text(str(exc))}\n")
+        return 1
+    return 0

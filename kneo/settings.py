@@ -1,0 +1,247 @@
+"""The one place that reads ``KNEO_*`` environment variables.
+
+Everything else receives a :class:`Settings` (or the values it needs) by injection, so tests
+build one from a dict instead of patching ``os.environ``. Defaults follow
+``docs/environment.md``; a malformed value is a :class:`~kneo.errors.ConfigError` naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kneo.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}", variable=name)
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}", variable=name) from None
+    if value < 0:
+        raise ConfigError(f"{name} must be zero or greater, got {value}", variable=name)
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}", variable=name) from None
+    if value < 0:
+        raise ConfigError(f"{name} must be zero or greater, got {value}", variable=name)
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits (``KNEO_SERV_MAX_*``)."""
+
+    max_body_bytes: int = 1_048_576
+    max_input_chars: int = 20_000
+    max_human_content_chars: int = 20_000
+    max_inline_spec_bytes: int = 262_144
+    max_overrides_bytes: int = 65_536
+    max_metadata_bytes: int = 32_768
+    max_list_items: int = 100
+    max_path_chars: int = 4_096
+
+
+@dataclass(frozen=True)
+class CheckpointLimits:
+    """Checkpoint storage limits (``KNEO_SERV_CHECKPOINT_*``)."""
+
+    compress_bytes: int = 65_536
+    max_bytes: int = 1_048_576
+    preview_chars: int = 1_200
+    max_list_items: int = 20
+    max_dict_items: int = 50
+
+
+@dataclass(frozen=True)
+class RetentionDays:
+    """Retention windows in days; ``None`` disables pruning for that category."""
+
+    runs_days: int | None = None
+    checkpoints_days: int | None = None
+    queue_days: int | None = None
+    continuations_days: int | None = None
+    artifacts_days: int | None = None
+    logs_days: int | None = None
+
+    def overlay(self, base: RetentionDays) -> RetentionDays:
+        """Field by field, a value set here wins over ``base`` (env var > project config)."""
+        return RetentionDays(
+            **{
+                f.name: getattr(self, f.name)
+                if getattr(self, f.name) is not None
+                else getattr(base, f.name)
+                for f in fields(self)
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings. Build with :meth:`from_env`; never read ``os.environ`` elsewhere."""
+
+    # project
+    project_config: Path | None = None
+    default_env: str = "dev"
+    spec_signing_key: str | None = None
+    # auth
+    auth_enabled: bool = False
+    api_keys: str = ""
+    admin_api_key: str = ""
+    client_api_key: str = ""
+    idempotency_key: str = ""
+    # persistence
+    database_url: str | None = None
+    profiles_path: Path = field(default_factory=lambda: Path.home() / ".kneo_serv" / "profiles.json")
+    # limits
+    limits: Limits = field(default_factory=Limits)
+    checkpoint: CheckpointLimits = field(default_factory=CheckpointLimits)
+    retention: RetentionDays = field(default_factory=RetentionDays)
+    # runtime reliability
+    provider_retries: int = 0
+    provider_retry_backoff_seconds: float = 0.25
+    provider_timeout_seconds: float | None = None
+    mcp_retries: int = 0
+    mcp_retry_backoff_seconds: float = 0.25
+    mcp_timeout_seconds: float | None = None
+    require_provider_secrets: bool = False
+    # CLI client
+    client_timeout: float = 120.0
+    client_retries: int = 2
+    client_retry_backoff_seconds: float = 0.25
+    # observability
+    request_logs: bool = True
+    log_level: str = "INFO"
+    otel_enabled: bool = False
+    otel_record_arguments: bool = False
+    otel_record_results: bool = False
+    health_providers: tuple[str, ...] = ()
+    health_mcp_secrets: tuple[str, ...] = ()
+    # background work
+    sweep_interval_seconds: float | None = None
+    worker_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 0.5
+    # the raw environment, for secret lookups by *name* (values never logged)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        keys = env.get("KNEO_SERV_API_KEYS", "")
+        admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
+        auth_default = bool(keys.strip() or admin.strip())
+        project_config = env.get("KNEO_PROJECT_CONFIG")
+        profiles = env.get("KNEO_SERV_PROFILES_PATH")
+        d = Limits()
+        c = CheckpointLimits()
+        return cls(
+            project_config=Path(project_config) if project_config else None,
+            default_env=env.get("KNEO_ENV") or "dev",
+            spec_signing_key=env.get("KNEO_SERV_SPEC_SIGNING_KEY") or None,
+            auth_enabled=_bool(env, "KNEO_SERV_AUTH_ENABLED", auth_default),
+            api_keys=keys,
+            admin_api_key=admin,
+            client_api_key=env.get("KNEO_SERV_API_KEY", ""),
+            idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
+            database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
+            profiles_path=Path(profiles)
+            if profiles
+            else Path.home() / ".kneo_serv" / "profiles.json",
+            limits=Limits(
+                **{
+                    f.name: _int(env, f"KNEO_SERV_{f.name.upper()}", getattr(d, f.name))
+                    for f in fields(Limits)
+                }
+            ),
+            checkpoint=CheckpointLimits(
+                **{
+                    f.name: _int(env, f"KNEO_SERV_CHECKPOINT_{f.name.upper()}", getattr(c, f.name))
+                    for f in fields(CheckpointLimits)
+                }
+            ),
+            retention=RetentionDays(
+                **{
+                    f.name: _int(env, f"KNEO_SERV_RETENTION_{f.name.upper()}", None)
+                    for f in fields(RetentionDays)
+                }
+            ),
+            provider_retries=_int(env, "KNEO_SERV_PROVIDER_RETRIES", 0) or 0,
+            provider_retry_backoff_seconds=_float(
+                env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
+            )
+            or 0.0,
+            provider_timeout_seconds=_float(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS", None),
+            mcp_retries=_int(env, "KNEO_SERV_MCP_RETRIES", 0) or 0,
+            mcp_retry_backoff_seconds=_float(env, "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS", 0.25)
+            or 0.0,
+            mcp_timeout_seconds=_float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
+            require_provider_secrets=_bool(env, "KNEO_SERV_REQUIRE_PROVIDER_SECRETS", False),
+            client_timeout=_float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
+            client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2) or 0,
+            client_retry_backoff_seconds=_float(
+                env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25
+            )
+            or 0.0,
+            request_logs=_bool(env, "KNEO_SERV_REQUEST_LOGS", True),
+            log_level=(env.get("KNEO_SERV_LOG_LEVEL") or "INFO").upper(),
+            otel_enabled=_bool(env, "KNEO_SERV_OTEL_ENABLED", False),
+            otel_record_arguments=_bool(env, "KNEO_SERV_OTEL_RECORD_ARGUMENTS", False),
+            otel_record_results=_bool(env, "KNEO_SERV_OTEL_RECORD_RESULTS", False),
+            health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
+            health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
+            sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
+            worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
+            worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
+            environ=env,
+        )
+
+    def secret(self, env_var: str) -> str | None:
+        """The value of a secret *referenced by name*; callers must never log it."""
+        value = self.environ.get(env_var)
+        return value or None
+
+    def as_public_dict(self) -> dict[str, Any]:
+        """Settings without secret values, for ``config show`` and diagnostics."""
+        hidden = {"api_keys", "admin_api_key", "client_api_key", "spec_signing_key", "environ"}
+        return {
+            f.name: ("[REDACTED]" if getattr(self, f.name) else None)
+            if f.name in hidden
+            else str(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "environ"
+        }

@@ -1,0 +1,68 @@
+"""The executable workflow description: what ``compile`` produces and the engine runs.
+
+Every reference is resolved here (agents to their specs, tools to definitions, humans to
+their components, functions to checked ``module:function`` refs), so the engine never
+looks anything up by name in the spec. Frozen values; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kneo.spec.models import (
+    AgentSpec,
+    EdgeSpec,
+    HumanComponent,
+    HumanReview,
+    SelectorSpec,
+    Spec,
+)
+from kneo.tools import ToolDefinition
+
+Family = Literal["sequential", "graph", "concurrent", "handoff", "group-chat"]
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    id: str
+    kind: Literal["agent", "function", "human"]
+    ref: str
+    on_error: Literal["fail", "retry", "continue", "pause"] = "fail"
+    max_retries: int = 0
+    retry_backoff_seconds: float = 0.0
+    timeout_seconds: float | None = None
+    human_review: HumanReview | None = None
+    #: kind == "agent": the agent and the tool definitions it may call (policy applies on top).
+    agent: AgentSpec | None = None
+    tools: tuple[ToolDefinition, ...] = ()
+    #: kind == "function": the importable ``module:function`` (checked at compile time).
+    function_ref: str | None = None
+    #: kind == "human": the component that says who decides what, and by when.
+    human: HumanComponent | None = None
+
+
+@dataclass(frozen=True)
+class CompiledWorkflow:
+    family: Family
+    name: str
+    steps: tuple[CompiledStep, ...]
+    spec: Spec
+    edges: tuple[EdgeSpec, ...] = ()
+    start: str | None = None
+    max_visits: int = 5
+    selector: SelectorSpec | None = None
+    rounds: int = 1
+    #: ``workflow`` runs the spec's workflow; ``agent`` runs its top-level agent alone.
+    target: Literal["agent", "workflow"] = "workflow"
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    def step(self, step_id: str) -> CompiledStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.steps)

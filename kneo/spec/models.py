@@ -1,0 +1,349 @@
+"""Spec v1 as pydantic models: the contract every other layer reads.
+
+Unknown fields are errors (``extra="forbid"``), so a typo surfaces as ``E_SCHEMA`` with its
+path instead of being silently ignored. Models are plain data: no I/O, no registries.
+Semantic checks (references, graph shape, governance) live in ``kneo.spec.diagnostics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SPEC_VERSION = "v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- agent
+
+
+class DummyScriptTurn(_Model):
+    """One scripted reply of the ``dummy`` provider: final text, or tool calls, or echo."""
+
+    text: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    echo: bool = False
+
+
+class ScriptedToolCall(_Model):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Model):
+    provider: str = "dummy"
+    name: str = "dummy"
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    base_url: str | None = None
+    #: Name of the project secret (or environment variable) holding the API key.
+    api_key_env: str | None = None
+    #: ``dummy`` provider only: replies in order; the last one repeats. Empty means echo.
+    script: list[DummyScriptTurn] = Field(default_factory=list)
+
+
+class StrategySpec(_Model):
+    type: Literal["react", "plan-act"] = "react"
+    max_iterations: int = Field(default=6, ge=1, le=100)
+
+
+class RuntimePreferences(_Model):
+    preferred_mode: str = "native"
+    allowed_modes: list[str] = Field(default_factory=lambda: ["native"])
+
+
+class ToolSelection(_Model):
+    """Explicit tool selection. A bare list (``tools: [a, b]``) is the shorthand form."""
+
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ToolPolicy(_Model):
+    allow: list[str] | None = None
+    deny: list[str] = Field(default_factory=list)
+    network: bool = False
+    filesystem: bool | Literal["none", "read", "write"] = False
+    shell: bool = False
+    allowed_domains: list[str] = Field(default_factory=list)
+
+    @property
+    def filesystem_read(self) -> bool:
+        return self.filesystem in (True, "read", "write")
+
+    @property
+    def filesystem_write(self) -> bool:
+        return self.filesystem in (True, "write")
+
+
+class AgentPolicies(_Model):
+    tool: ToolPolicy | None = None
+
+
+class GuardrailSpec(_Model):
+    name: str
+    stage: Literal["input", "output", "tool"] = "input"
+    type: str = "pattern"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemorySpec(_Model):
+    type: Literal["none", "buffer", "summary"] = "buffer"
+    max_messages: int = Field(default=50, ge=1)
+    #: Tool used to compress history for ``summary`` memory.
+    compress_with: str | None = None
+
+
+class ObservabilitySpec(_Model):
+    tracing: bool = True
+    #: Record tool arguments/results unredacted in traces (needs a data review).
+    record_tool_arguments: bool = False
+    record_tool_results: bool = False
+
+
+class AgentSpec(_Model):
+    name: str
+    description: str | None = None
+    system_prompt: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    runtime_preferences: RuntimePreferences = Field(default_factory=RuntimePreferences)
+    #: ``[a, b]`` (shorthand), ``{include: [...]}`` (explicit) or ``"all"`` (unrestricted).
+    tools: list[str] | ToolSelection | Literal["all", "*"] = Field(default_factory=list)
+    #: Tools whose every call pauses for a person's approval.
+    approval_required: list[str] = Field(default_factory=list)
+    policies: AgentPolicies = Field(default_factory=AgentPolicies)
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
+    memory: MemorySpec = Field(default_factory=MemorySpec)
+    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    #: Deprecated (v0): use ``system_prompt``.
+    instructions: str | None = None
+    #: Deprecated (v0): use ``strategy.max_iterations``.
+    max_iterations: int | None = Field(default=None, ge=1)
+
+    def tool_names(self) -> list[str]:
+        """The tool names this agent selects (``all`` selects none by name)."""
+        if isinstance(self.tools, list):
+            return list(self.tools)
+        if isinstance(self.tools, ToolSelection):
+            return [t for t in self.tools.include if t not in self.tools.exclude]
+        return []
+
+    @property
+    def tools_unrestricted(self) -> bool:
+        return isinstance(self.tools, str)
+
+    @property
+    def tools_shorthand(self) -> bool:
+        return isinstance(self.tools, list | str)
+
+
+# --------------------------------------------------------------------------- human review
+
+
+class InputField(_Model):
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "float", "int", "bool"] = "string"
+    required: bool = True
+    description: str | None = None
+    enum: list[Any] | None = None
+
+
+class HumanReview(_Model):
+    """Step-level gates: confirm before, collect input before, review output after."""
+
+    requires_confirmation: bool = False
+    message: str | None = None
+    on_reject: Literal["skip", "cancel", "fail", "retry"] = "skip"
+    input_schema: list[InputField] = Field(default_factory=list)
+    input_message: str | None = None
+    review_output: bool = False
+    max_reviews: int = Field(default=3, ge=1)
+    assignee: str | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    on_timeout: Literal["fail", "continue", "reject", "escalate"] = "fail"
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+class StepSpec(_Model):
+    id: str = Field(min_length=1)
+    kind: Literal["agent", "function", "human"] = "agent"
+    ref: str = Field(min_length=1)
+    description: str | None = None
+    on_error: Literal["fail", "retry", "continue", "pause"] = "fail"
+    max_retries: int = Field(default=0, ge=0, le=20)
+    retry_backoff_seconds: float = Field(default=0.0, ge=0.0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    human_review: HumanReview | None = None
+
+
+class EdgeCondition(_Model):
+    """A safe condition over the previous step's output text: exactly one test is set."""
+
+    contains: str | None = None
+    not_contains: str | None = None
+    equals: str | None = None
+    regex: str | None = None
+    predicate: str | None = None
+    ignore_case: bool = True
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EdgeCondition:
+        tests = [self.contains, self.not_contains, self.equals, self.regex, self.predicate]
+        if sum(t is not None for t in tests) != 1:
+            raise ValueError(
+                "a condition needs exactly one of contains, not_contains, equals, regex, predicate"
+            )
+        return self
+
+
+class EdgeSpec(_Model):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    condition: EdgeCondition | None = None
+    #: Taken when no conditional edge from ``source`` matches.
+    default: bool = False
+
+
+class SelectorSpec(_Model):
+    type: Literal["sequence", "round_robin"] = "sequence"
+    sequence: list[str] = Field(default_factory=list)
+    max_turns: int | None = Field(default=None, ge=1)
+
+
+WorkflowType = Literal["sequential", "graph", "concurrent", "handoff", "group-chat", "group_chat"]
+
+
+class WorkflowSpec(_Model):
+    type: WorkflowType = "sequential"
+    name: str = "workflow"
+    description: str | None = None
+    steps: list[StepSpec] = Field(default_factory=list)
+    nodes: list[StepSpec] = Field(default_factory=list)
+    edges: list[EdgeSpec] = Field(default_factory=list)
+    start: str | None = None
+    #: Loop guard for graphs: how often one node may run in one run.
+    max_visits: int = Field(default=5, ge=1, le=1000)
+    participants: list[StepSpec] = Field(default_factory=list)
+    selector: SelectorSpec | None = None
+    rounds: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _keyed_nodes(cls, value: Any) -> Any:
+        """Graph nodes may be keyed (``nodes: {analyze: {kind: agent, ref: a}}``)."""
+        if isinstance(value, dict):
+            return [
+                {"id": key, **body} if isinstance(body, dict) else body
+                for key, body in value.items()
+            ]
+        return value
+
+    @property
+    def family(self) -> str:
+        """``group_chat`` and ``group-chat`` are one family; this returns ``group-chat``."""
+        return "group-chat" if self.type == "group_chat" else self.type
+
+    def members(self) -> list[StepSpec]:
+        """The steps, nodes or participants, whichever this family uses."""
+        if self.family == "sequential":
+            return self.steps
+        if self.family == "graph":
+            return self.nodes
+        return self.participants
+
+
+# --------------------------------------------------------------------------- components
+
+
+class FunctionComponent(_Model):
+    ref: str = Field(description="module:function")
+    description: str | None = None
+
+
+class HumanComponent(_Model):
+    description: str | None = None
+    prompt: str | None = None
+    assignee: str | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    on_timeout: Literal["fail", "continue", "reject", "escalate"] = "fail"
+    #: Choices for ``selected`` decisions; for graph route selection, node ids.
+    options: list[str] = Field(default_factory=list)
+    #: JSON Schema for ``provided``/``edited`` content.
+    input_schema: dict[str, Any] | None = None
+    #: Decisions this human accepts; default depends on options/input_schema.
+    decisions: list[Literal["approved", "rejected", "edited", "selected", "provided"]] | None = None
+
+
+class ToolComponent(_Model):
+    description: str = ""
+    implementation: str | None = Field(default=None, description="module:function")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    capabilities: list[Literal["network", "filesystem_read", "filesystem_write", "shell"]] = Field(
+        default_factory=list
+    )
+    requires_approval: bool = False
+
+
+class ComponentsSpec(_Model):
+    agents: dict[str, AgentSpec] = Field(default_factory=dict)
+    functions: dict[str, FunctionComponent] = Field(default_factory=dict)
+    humans: dict[str, HumanComponent] = Field(default_factory=dict)
+    tools: dict[str, ToolComponent] = Field(default_factory=dict)
+
+    @field_validator("functions", mode="before")
+    @classmethod
+    def _function_shorthand(cls, value: Any) -> Any:
+        """``functions: {draft: "pkg.mod:draft"}`` is shorthand for ``{ref: ...}``."""
+        if isinstance(value, dict):
+            return {k: {"ref": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class McpImport(_Model):
+    name: str
+    transport: Literal["stdio", "http", "sse"] = "stdio"
+    command: list[str] | None = None
+    url: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    secret_env: str | None = None
+
+
+class McpSpec(_Model):
+    imports: list[McpImport] = Field(default_factory=list)
+
+
+class Spec(_Model):
+    """A whole spec document (``version: v1``)."""
+
+    version: Literal["v1"] = "v1"
+    agent: AgentSpec | None = None
+    workflow: WorkflowSpec | None = None
+    components: ComponentsSpec = Field(default_factory=ComponentsSpec)
+    mcp: McpSpec = Field(default_factory=McpSpec)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_something_to_run(self) -> Spec:
+        if self.agent is None and self.workflow is None:
+            raise ValueError("a spec needs an agent, a workflow, or both")
+        return self
+
+    def all_agents(self) -> dict[str, AgentSpec]:
+        """Every agent by name: the top-level agent and ``components.agents``."""
+        agents = dict(self.components.agents)
+        if self.agent is not None:
+            agents.setdefault(self.agent.name, self.agent)
+        return agents
+
+
+DummyScriptTurn.model_rebuild()
+StepSpec.model_rebuild()
