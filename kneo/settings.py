@@ -140,6 +140,8 @@ class Settings:
     mcp_retry_backoff_seconds: float = 0.25
     mcp_timeout_seconds: float | None = None
     require_provider_secrets: bool = False
+    #: ``dummy`` provider: append one JSON line per model call here (tests across processes).
+    dummy_call_log: Path | None = None
     # CLI client
     client_timeout: float = 120.0
     client_retries: int = 2
@@ -211,6 +213,9 @@ class Settings:
             or 0.0,
             mcp_timeout_seconds=_float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
             require_provider_secrets=_bool(env, "KNEO_SERV_REQUIRE_PROVIDER_SECRETS", False),
+            dummy_call_log=Path(env["KNEO_DUMMY_CALL_LOG"])
+            if env.get("KNEO_DUMMY_CALL_LOG")
+            else None,
             client_timeout=_float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
             client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2) or 0,
             client_retry_backoff_seconds=_float(
