@@ -1,0 +1,64 @@
+"""Settings read the documented variables with their documented defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from kneo.errors import ConfigError
+from kneo.settings import RetentionDays, Settings
+
+
+def test_defaults_match_documentation() -> None:
+    s = Settings.from_env({})
+    assert s.default_env == "dev"
+    assert s.auth_enabled is False
+    assert s.limits.max_body_bytes == 1_048_576
+    assert s.limits.max_list_items == 100
+    assert s.checkpoint.compress_bytes == 65_536
+    assert s.client_retries == 2
+    assert s.request_logs is True
+    assert s.retention == RetentionDays()
+
+
+def test_auth_defaults_on_when_keys_configured() -> None:
+    assert Settings.from_env({"KNEO_SERV_API_KEYS": "op:tok:operator"}).auth_enabled is True
+    assert (
+        Settings.from_env(
+            {"KNEO_SERV_API_KEYS": "op:tok:operator", "KNEO_SERV_AUTH_ENABLED": "false"}
+        ).auth_enabled
+        is False
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KNEO_SERV_MAX_BODY_BYTES", "lots"),
+        ("KNEO_SERV_RETENTION_RUNS_DAYS", "-1"),
+        ("KNEO_SERV_AUTH_ENABLED", "maybe"),
+        ("KNEO_SERV_CLIENT_TIMEOUT", "soon"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert name in str(info.value)
+    assert info.value.details["variable"] == name
+
+
+def test_retention_env_wins_per_field() -> None:
+    env = Settings.from_env({"KNEO_SERV_RETENTION_RUNS_DAYS": "3"}).retention
+    project = RetentionDays(runs_days=30, queue_days=7)
+    merged = env.overlay(project)
+    assert merged.runs_days == 3
+    assert merged.queue_days == 7
+    assert merged.logs_days is None
+
+
+def test_public_dict_hides_secrets() -> None:
+    s = Settings.from_env(
+        {"KNEO_SERV_API_KEYS": "op:super-secret-token:operator", "KNEO_SERV_ADMIN_API_KEY": "adm1n-key"}
+    )
+    text = repr(s.as_public_dict())
+    assert "super-secret-token" not in text
+    assert "adm1n-key" not in text
