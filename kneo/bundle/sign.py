@@ -1,0 +1,99 @@
+"""Build and sign bundles. Pure: the caller supplies the resolved spec, the key and the time.
+
+Checking that a spec is valid and passes its environment's policy happens before this
+(the CLI runs the spec pipeline); these functions only assemble and sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kneo.bundle.digest import signing_payload, spec_digest
+from kneo.bundle.format import Bundle, BundleSource, PolicyReportSummary, Signature, parse_bundle
+from kneo.bundle.keys import SigningKey
+from kneo.errors import BundleError
+
+
+def build_bundle(
+    spec: Mapping[str, Any],
+    *,
+    name: str,
+    environment: str,
+    approved_by: str,
+    approved_at: datetime,
+    source: BundleSource,
+    policy_report: PolicyReportSummary | None = None,
+) -> Bundle:
+    """An unsigned bundle with its digest; ``approved_at`` is kept to whole seconds."""
+    spec_dict = dict(spec)
+    return Bundle(
+        name=name,
+        environment=environment,
+        spec=spec_dict,
+        digest=spec_digest(spec_dict),
+        approved_by=approved_by,
+        approved_at=approved_at.replace(microsecond=0),
+        source=source,
+        policy_report=policy_report,
+    )
+
+
+def sign_bundle(
+    spec: Mapping[str, Any],
+    key: SigningKey,
+    *,
+    name: str,
+    environment: str,
+    approved_by: str,
+    approved_at: datetime,
+    source: BundleSource,
+    policy_report: PolicyReportSummary | None = None,
+) -> Bundle:
+    """Build a bundle for ``spec`` and sign it with ``key``."""
+    bundle = build_bundle(
+        spec,
+        name=name,
+        environment=environment,
+        approved_by=approved_by,
+        approved_at=approved_at,
+        source=source,
+        policy_report=policy_report,
+    )
+    return _add_signature(bundle, key)
+
+
+def cosign(bundle: Bundle | bytes | str | Mapping[str, Any], key: SigningKey) -> Bundle:
+    """Add ``key``'s signature to an existing bundle (idempotent for the same key id).
+
+    Refuses a bundle whose digest does not match its spec, so a co-signer never vouches for
+    edited content, and a bundle whose JSON is not in the normalized form this module
+    writes (re-serializing it would change what the existing signatures cover).
+    """
+    if isinstance(bundle, Bundle):
+        model = bundle
+    else:
+        model, document = parse_bundle(bundle)
+        if document != model.to_document():
+            raise BundleError(
+                "bundle is not in normalized form (missing or reformatted members); "
+                "co-signing it would invalidate its existing signatures",
+                code="bundle_malformed",
+            )
+    actual = spec_digest(model.spec)
+    if actual != model.digest:
+        raise BundleError(
+            f"bundle digest {model.digest} does not match its spec ({actual}); refusing to co-sign",
+            code="bundle_digest_mismatch",
+        )
+    return _add_signature(model, key)
+
+
+def _add_signature(bundle: Bundle, key: SigningKey) -> Bundle:
+    value = key.sign(signing_payload(bundle))
+    signature = Signature(alg=key.alg, key_id=key.key_id, value=value)
+    signatures = [signature if s.key_id == key.key_id else s for s in bundle.signatures]
+    if signature not in signatures:
+        signatures.append(signature)
+    return bundle.model_copy(update={"signatures": signatures})
