@@ -1,0 +1,91 @@
+"""Providers by name, and the factory that builds the default set from :class:`Settings`.
+
+Project config maps provider names to the *names* of environment variables holding their
+keys (``secrets.providers``, default ``{"openai": "OPENAI_API_KEY"}``); values are looked up
+through :meth:`Settings.secret` only when a call needs them, and are never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kneo.engine.providers.base import Provider
+from kneo.engine.providers.dummy import DummyProvider
+from kneo.engine.providers.openai_compat import OpenAICompatibleProvider
+from kneo.errors import InvalidRequest, ProviderError
+from kneo.settings import Settings
+
+#: Provider name -> environment variable holding its key, when project config says nothing.
+DEFAULT_PROVIDER_SECRETS: Mapping[str, str] = {"openai": "OPENAI_API_KEY"}
+
+
+class ProviderRegistry:
+    """Registered providers by name (and alias). Lookup of an unknown name is a user error."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, Provider] = {}
+        self._primary: list[str] = []
+
+    def register(self, provider: Provider, *, aliases: tuple[str, ...] = ()) -> None:
+        if provider.name not in self._providers:
+            self._primary.append(provider.name)
+        self._providers[provider.name] = provider
+        for alias in aliases:
+            self._providers[alias] = provider
+
+    def get(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise InvalidRequest(
+                f"Unknown model provider '{name}' (known: {known}).",
+                code="unknown_provider",
+                provider=name,
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def names(self) -> list[str]:
+        """Every name a spec may use, aliases included, sorted."""
+        return sorted(self._providers)
+
+
+def missing_provider_secrets(
+    settings: Settings, secrets: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Configured providers whose key variable is unset: provider name -> variable name."""
+    mapping = DEFAULT_PROVIDER_SECRETS if secrets is None else secrets
+    return {
+        provider: env_var
+        for provider, env_var in mapping.items()
+        if settings.secret(env_var) is None
+    }
+
+
+def create_provider_registry(
+    settings: Settings, *, secrets: Mapping[str, str] | None = None
+) -> ProviderRegistry:
+    """The default registry: ``dummy`` and ``openai`` (alias ``openai-compatible``).
+
+    With ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` on, fails here (``provider_secret_missing``)
+    when a configured provider's key variable is unset, instead of at the first model call.
+    """
+    mapping = dict(DEFAULT_PROVIDER_SECRETS if secrets is None else secrets)
+    if settings.require_provider_secrets:
+        missing = missing_provider_secrets(settings, mapping)
+        if missing:
+            names = ", ".join(f"{var} (provider '{p}')" for p, var in sorted(missing.items()))
+            raise ProviderError(
+                f"Provider secrets are required (KNEO_SERV_REQUIRE_PROVIDER_SECRETS) but "
+                f"these environment variables are not set: {names}.",
+                code="provider_secret_missing",
+                variables=sorted(missing.values()),
+            )
+    registry = ProviderRegistry()
+    registry.register(DummyProvider(call_log=settings.dummy_call_log))
+    registry.register(
+        OpenAICompatibleProvider(settings, secrets=mapping), aliases=("openai-compatible",)
+    )
+    return registry
