@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from kneo.bundle.digest import signing_payload, spec_digest
 from kneo.bundle.format import Bundle, BundleSource, PolicyReportSummary, Signature, parse_bundle
 from kneo.bundle.keys import SigningKey
@@ -26,8 +28,12 @@ def build_bundle(
     source: BundleSource,
     policy_report: PolicyReportSummary | None = None,
 ) -> Bundle:
-    """An unsigned bundle with its digest; ``approved_at`` is kept to whole seconds."""
-    spec_dict = dict(spec)
+    """An unsigned bundle with its digest; ``approved_at`` is kept to whole seconds.
+
+    The spec is first reduced to plain JSON values (a YAML date becomes its ISO string), so
+    the digest covers exactly what a reader of the bundle file will see.
+    """
+    spec_dict = to_jsonable_python(dict(spec))
     return Bundle(
         name=name,
         environment=environment,

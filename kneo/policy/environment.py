@@ -1,0 +1,291 @@
+"""Per-environment policy files (``environments/<env>.yaml``) and the stricter-wins merge.
+
+An environment file makes the rules for one environment reviewable in a pull request::
+
+    version: v1
+    environment: prod
+    policy_enforcement: {require_human_review: true, blocked_diagnostic_codes: [...]}
+    runs: {require_approved_bundle: true}
+    promotion: {require_approved_in: staging, require_human_approval: true,
+                approvers: [release-managers], min_approvals: 1}
+    required_signatures: 1
+    accepted_key_ids: [ci]
+
+When ``.kneo/config.yaml`` also sets a policy for the environment, :func:`merge_stricter`
+combines the two so that neither file can loosen the other: booleans are OR-ed, blocked code
+lists united, counts take the maximum, allow-lists (``approvers``, ``accepted_key_ids``) are
+intersected. Omitting a field never loosens: an absent block or list takes no part.
+``accepted_key_ids`` only narrows the verifier's own trusted keys; it can never add one.
+
+Contract/trust layer: reads the YAML files it is given, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kneo.errors import ConfigError
+from kneo.spec.project import PolicyEnforcement
+
+ENVIRONMENTS_DIR = "environments"
+_ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunsPolicy(_Model):
+    #: Runs in this environment must come from an approved, verified bundle (no ad-hoc specs).
+    require_approved_bundle: bool = False
+
+
+class PromotionPolicy(_Model):
+    """What must be true before a bundle revision becomes active in this environment."""
+
+    #: The same spec digest must already be active in this environment (e.g. ``staging``).
+    require_approved_in: str | None = Field(default=None, pattern=_ENV_NAME)
+    #: A person must approve the promotion (a human task), not just CI.
+    require_human_approval: bool = False
+    #: Who may approve (user or group names); empty means anyone allowed to approve.
+    approvers: list[str] = Field(default_factory=list)
+    #: How many distinct approvers must approve.
+    min_approvals: int = Field(default=1, ge=1, le=20)
+
+
+class EnvironmentPolicy(_Model):
+    """One environment's policy: the merged view every command and the controller use."""
+
+    version: Literal["v1"] = "v1"
+    #: The environment's name; in a file it must match the file name when given.
+    environment: str | None = Field(default=None, pattern=_ENV_NAME)
+    description: str | None = None
+    #: Spec gates (``E_POLICY_*``); ``None`` when neither source sets any.
+    policy_enforcement: PolicyEnforcement | None = None
+    runs: RunsPolicy = Field(default_factory=RunsPolicy)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    #: Bundles need signatures from this many distinct accepted keys.
+    required_signatures: int = Field(default=1, ge=1, le=10)
+    #: Narrows which trusted keys may sign for this environment; ``None`` means any trusted key.
+    accepted_key_ids: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvironmentPolicy:
+        for key_id in self.accepted_key_ids or []:
+            if not re.match(_KEY_ID, key_id):
+                raise ValueError(f"accepted_key_ids: {key_id!r} is not a valid key id")
+        if self.environment and self.promotion.require_approved_in == self.environment:
+            raise ValueError("promotion.require_approved_in cannot name the environment itself")
+        return self
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _union(values: Sequence[list[Any]]) -> list[Any]:
+    out: list[Any] = []
+    for items in values:
+        out.extend(item for item in items if item not in out)
+    return out
+
+
+def _merge_flat(model: type[M], parts: Sequence[M], where: str) -> M:
+    """Field by field over every part's effective value: the strictest value wins.
+
+    ``bool`` -> any (``enabled`` included: a block that exists is enabled unless it says
+    otherwise); ``list`` -> union; ``int``/``float`` -> the larger, or the smaller for a
+    ``max_*`` limit. Values of any other type must agree.
+    """
+    values: dict[str, Any] = {}
+    for name in model.model_fields:
+        setters = [getattr(p, name) for p in parts]
+        first = setters[0]
+        if isinstance(first, bool):
+            values[name] = any(setters)
+        elif isinstance(first, list):
+            values[name] = _union(setters)
+        elif isinstance(first, int | float) and all(isinstance(v, int | float) for v in setters):
+            values[name] = min(setters) if name.startswith("max_") else max(setters)
+        elif all(v == first for v in setters):
+            values[name] = first
+        else:
+            raise ConfigError(
+                f"{where}.{name} is set differently by the project config and the "
+                f"environment file ({', '.join(repr(v) for v in setters)}); make them agree",
+                code="environment_policy_conflict",
+                field=f"{where}.{name}",
+            )
+    return model.model_validate(values)
+
+
+def merge_enforcement(
+    a: PolicyEnforcement | None, b: PolicyEnforcement | None
+) -> PolicyEnforcement | None:
+    """The stricter combination of two ``policy_enforcement`` blocks (``None`` = not set)."""
+    parts = [p for p in (a, b) if p is not None]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return _merge_flat(PolicyEnforcement, parts, "policy_enforcement")
+
+
+def _merge_allow_list(
+    a: list[str] | None, b: list[str] | None, *, empty_means_any: bool
+) -> list[str] | None:
+    lists = [x for x in (a, b) if x is not None and (x or not empty_means_any)]
+    if not lists:
+        return [] if empty_means_any else None
+    if len(lists) == 1:
+        return list(lists[0])
+    return [item for item in lists[0] if item in lists[1]]
+
+
+def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPolicy:
+    """Combine two policies for one environment so that the stricter setting of each wins.
+
+    Symmetric up to list order. Raises ``environment_policy_conflict`` where there is no
+    stricter choice: two different ``require_approved_in`` environments, or ``approvers``
+    lists with nobody in common.
+    """
+    set_a, set_b = a.model_fields_set, b.model_fields_set
+
+    approved_in = [p.promotion.require_approved_in for p in (a, b)]
+    named = [e for e in approved_in if e]
+    if len(set(named)) > 1:
+        raise ConfigError(
+            "promotion.require_approved_in is set to different environments "
+            f"({', '.join(named)}); make the project config and environment file agree",
+            code="environment_policy_conflict",
+            field="promotion.require_approved_in",
+        )
+    approvers = _merge_allow_list(a.promotion.approvers, b.promotion.approvers, empty_means_any=True)
+    if a.promotion.approvers and b.promotion.approvers and not approvers:
+        raise ConfigError(
+            "promotion.approvers lists have nobody in common, so no one could approve",
+            code="environment_policy_conflict",
+            field="promotion.approvers",
+        )
+    promotion = PromotionPolicy(
+        require_approved_in=named[0] if named else None,
+        require_human_approval=a.promotion.require_human_approval
+        or b.promotion.require_human_approval,
+        approvers=approvers or [],
+        min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
+    )
+    accepted = _merge_allow_list(
+        a.accepted_key_ids if "accepted_key_ids" in set_a else None,
+        b.accepted_key_ids if "accepted_key_ids" in set_b else None,
+        empty_means_any=False,
+    )
+    return EnvironmentPolicy(
+        environment=a.environment or b.environment,
+        description=a.description or b.description,
+        policy_enforcement=merge_enforcement(a.policy_enforcement, b.policy_enforcement),
+        runs=RunsPolicy(
+            require_approved_bundle=a.runs.require_approved_bundle
+            or b.runs.require_approved_bundle
+        ),
+        promotion=promotion,
+        required_signatures=max(a.required_signatures, b.required_signatures),
+        accepted_key_ids=accepted,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def environment_file_path(
+    environments_dir: str | os.PathLike[str], env: str
+) -> Path | None:
+    """``<dir>/<env>.yaml`` (or ``.yml``) when it exists, else ``None``."""
+    for suffix in (".yaml", ".yml"):
+        candidate = Path(environments_dir) / f"{env}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
+    """Read and validate one environment file; errors name the file, line and field.
+
+    The file's name (without ``.yaml``) is the environment; an ``environment:`` member that
+    says otherwise is an error, so a copied file cannot silently apply to the wrong place.
+    """
+    from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
+
+    p = Path(path)
+    data, text = read_yaml_mapping(p, what="environment file")
+    try:
+        policy = EnvironmentPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_spec_error(
+            exc, data, file=str(p), texts=[(str(p), text)], kind="environment file"
+        ) from None
+    env = p.stem
+    if policy.environment is not None and policy.environment != env:
+        raise ConfigError(
+            f"{p}: environment is {policy.environment!r} but the file is named for {env!r}",
+            code="config_error",
+            file=str(p),
+            field="environment",
+        )
+    if policy.environment is None:
+        policy = policy.model_copy(update={"environment": env})
+    return policy
+
+
+def load_environments(directory: str | os.PathLike[str]) -> dict[str, EnvironmentPolicy]:
+    """Every ``*.yaml``/``*.yml`` environment file in a directory, by environment name."""
+    root = Path(directory)
+    if not root.is_dir():
+        return {}
+    policies: dict[str, EnvironmentPolicy] = {}
+    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
+        if path.stem in policies:
+            raise ConfigError(
+                f"{root}: environment {path.stem!r} has both a .yaml and a .yml file",
+                code="config_error",
+                file=str(path),
+            )
+        policies[path.stem] = load_environment_file(path)
+    return policies
+
+
+def resolve_environment(
+    env: str,
+    *,
+    project_policy: PolicyEnforcement | None,
+    environments_dir: str | os.PathLike[str] | None,
+) -> EnvironmentPolicy:
+    """The merged policy for ``env``: the project config's enforcement block and, when
+    ``<environments_dir>/<env>.yaml`` exists, that file, stricter setting of each winning."""
+    project = (
+        EnvironmentPolicy(environment=env, policy_enforcement=project_policy)
+        if project_policy is not None
+        else EnvironmentPolicy(environment=env)
+    )
+    path = environment_file_path(environments_dir, env) if environments_dir is not None else None
+    if path is None:
+        return project
+    return merge_stricter(project, load_environment_file(path))
+
+
+def environment_policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of an environment file, as shipped in ``schemas/environment.schema.json``."""
+    schema = EnvironmentPolicy.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://kneo.dev/schemas/environment.schema.json",
+        "title": "Kneo environment policy file v1",
+        **schema,
+    }
