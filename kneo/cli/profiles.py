@@ -1,0 +1,274 @@
+"""Named service connections for the CLI, and which service (if any) a command talks to.
+
+Profiles live in one JSON file (``~/.kneo_serv/profiles.json`` or
+``KNEO_SERV_PROFILES_PATH``), written atomically with mode 0600 because it holds API keys.
+Nothing here ever returns a stored key for display: :meth:`ProfileStore.describe` reports
+only whether a profile is authenticated.
+
+Service-connection precedence (:func:`resolve_connection`):
+
+1. ``--service-url`` (with the API key from ``--profile`` when given, else
+   ``KNEO_SERV_API_KEY``);
+2. an explicit ``--profile``;
+3. ``service.default_url`` from ``.kneo/config.yaml`` (key from ``KNEO_SERV_API_KEY``);
+4. the active profile;
+5. ``None``: run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kneo.errors import ConfigError, NotFound
+from kneo.settings import Settings
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    service_url: str
+    api_key: str | None = None
+
+    def __repr__(self) -> str:  # keep keys out of tracebacks and debug output
+        return f"Profile(name={self.name!r}, service_url={self.service_url!r})"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a service-backed command goes; ``source`` says which rule chose it."""
+
+    url: str
+    api_key: str | None
+    source: str
+    profile: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection(url={self.url!r}, source={self.source!r}, profile={self.profile!r})"
+
+
+def _check_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise ConfigError(f"service URL must start with http:// or https://, got {url!r}")
+    return url
+
+
+class ProfileStore:
+    """The profiles file: ``{"active": name|null, "profiles": {name: {...}}}``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"active": None, "profiles": {}}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read profiles file {self.path}: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
+            raise ConfigError(f"profiles file {self.path} is not a profiles document")
+        data.setdefault("profiles", {})
+        data.setdefault("active", None)
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".profiles.", dir=self.path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.chmod(self.path, 0o600)
+
+    def get(self, name: str) -> Profile:
+        entry = self._load()["profiles"].get(name)
+        if not isinstance(entry, dict):
+            raise NotFound(f"no service profile named {name!r} (see 'kneo config profile list')")
+        return Profile(name, str(entry.get("service_url", "")), entry.get("api_key") or None)
+
+    def active_name(self) -> str | None:
+        data = self._load()
+        active = data.get("active")
+        return active if isinstance(active, str) and active in data["profiles"] else None
+
+    def active(self) -> Profile | None:
+        name = self.active_name()
+        return self.get(name) if name else None
+
+    def set(
+        self, name: str, service_url: str, api_key: str | None = None, *, activate: bool = True
+    ) -> Profile:
+        if not _NAME.match(name):
+            raise ConfigError(f"profile name {name!r} must be letters, digits, '.', '_' or '-'")
+        data = self._load()
+        entry: dict[str, Any] = {"service_url": _check_url(service_url)}
+        if api_key:
+            entry["api_key"] = api_key
+        data["profiles"][name] = entry
+        if activate:
+            data["active"] = name
+        self._save(data)
+        return self.get(name)
+
+    def use(self, name: str) -> Profile:
+        profile = self.get(name)
+        data = self._load()
+        data["active"] = name
+        self._save(data)
+        return profile
+
+    def delete(self, name: str) -> None:
+        data = self._load()
+        if name not in data["profiles"]:
+            raise NotFound(f"no service profile named {name!r}")
+        del data["profiles"][name]
+        if data.get("active") == name:
+            data["active"] = None
+        self._save(data)
+
+    def names(self) -> list[str]:
+        return sorted(self._load()["profiles"])
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """What a user may see about a profile: never the key itself."""
+        profile = self.get(name)
+        return {
+            "name": profile.name,
+            "service_url": profile.service_url,
+            "authenticated": bool(profile.api_key),
+            "active": self.active_name() == name,
+        }
+
+
+def resolve_connection(
+    *,
+    service_url: str | None,
+    profile: str | None,
+    settings: Settings,
+    project_default_url: str | None = None,
+) -> Connection | None:
+    """Apply the documented precedence; ``None`` means run locally."""
+    store = ProfileStore(settings.profiles_path)
+    env_key = settings.client_api_key or None
+    named = store.get(profile) if profile else None
+    if service_url:
+        key = (named.api_key if named else None) or env_key
+        return Connection(_check_url(service_url), key, "service_url", profile)
+    if named is not None:
+        return Connection(
+            _check_url(named.service_url), named.api_key or env_key, "profile", named.name
+        )
+    if project_default_url:
+        return Connection(_check_url(project_default_url), env_key, "project_config")
+    active = store.active()
+    if active is not None:
+        return Connection(
+            _check_url(active.service_url), active.api_key or env_key, "active_profile", active.name
+        )
+    return None
+
+
+def project_default_url(settings: Settings) -> str | None:
+    """``service.default_url`` from the discovered project config, if any."""
+    from kneo.spec.project import find_project_config, load_project_config
+
+    path = find_project_config(Path.cwd(), settings)
+    if path is None:
+        return None
+    config = load_project_config(path)
+    service = getattr(config, "service", None)
+    return getattr(service, "default_url", None) if service is not None else None
+
+
+# ---------------------------------------------------------------- kneo config profile ...
+
+profile_app = typer.Typer(no_args_is_help=True, help="Manage service connection profiles")
+
+
+def _store() -> ProfileStore:
+    return ProfileStore(Settings.from_env().profiles_path)
+
+
+def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
+    from kneo.cli.output import print_json, want_json_errors
+
+    want_json_errors(as_json)
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(text)
+
+
+@profile_app.command("set")
+def profile_set(
+    name: str,
+    service_url: str = typer.Option(..., "--service-url"),
+    api_key: str | None = typer.Option(None, "--api-key"),
+    activate: bool = typer.Option(True, "--activate/--no-activate"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create or update a named service profile."""
+    store = _store()
+    store.set(name, service_url, api_key, activate=activate)
+    info = store.describe(name)
+    auth = "authenticated" if info["authenticated"] else "no API key"
+    _emit(info, as_json, f"profile {name}: {info['service_url']} ({auth})"
+          + (" [active]" if info["active"] else ""))
+
+
+@profile_app.command("use")
+def profile_use(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Set the active service profile."""
+    store = _store()
+    store.use(name)
+    _emit(store.describe(name), as_json, f"active profile: {name}")
+
+
+@profile_app.command("list")
+def profile_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List configured service profiles without exposing API keys."""
+    store = _store()
+    rows = [store.describe(n) for n in store.names()]
+    lines = [
+        f"{'*' if r['active'] else ' '} {r['name']}  {r['service_url']}  "
+        f"{'authenticated' if r['authenticated'] else 'no API key'}"
+        for r in rows
+    ]
+    _emit({"profiles": rows, "active": store.active_name()}, as_json,
+          "\n".join(lines) if lines else "no profiles (add one with 'kneo config profile set')")
+
+
+@profile_app.command("show")
+def profile_show(
+    name: str | None = typer.Option(None, "--name"), as_json: bool = typer.Option(False, "--json")
+) -> None:
+    """Show one service profile without exposing its API key."""
+    store = _store()
+    chosen = name or store.active_name()
+    if chosen is None:
+        raise NotFound("no active profile; pass --name or run 'kneo config profile use NAME'")
+    info = store.describe(chosen)
+    _emit(info, as_json, "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@profile_app.command("delete")
+def profile_delete(name: str) -> None:
+    """Delete a service profile."""
+    _store().delete(name)
+    typer.echo(f"deleted profile {name}")

@@ -1,0 +1,261 @@
+"""``ServiceClient``: the CLI's HTTP implementation of the platform client, over ``httpx2``.
+
+Retry rules (``KNEO_SERV_CLIENT_RETRIES`` / ``_RETRY_BACKOFF_SECONDS`` / ``_TIMEOUT``):
+408, 429, 5xx and network errors are retried with exponential backoff (``Retry-After`` is
+honoured when the server sends it); every other failure — 401, 403, 404, 409, 422 ... —
+fails at once with the server's own message and code. POSTs that create or decide
+something carry an ``Idempotency-Key`` (``KNEO_SERV_IDEMPOTENCY_KEY``, else one generated
+per call and reused across that call's retries), so a retry can never run work twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpx2
+
+from kneo.errors import KneoError
+from kneo.redaction import redact_text
+from kneo.settings import Settings
+
+RETRY_STATUSES = frozenset({408, 429})
+#: Routes whose POSTs the service de-duplicates by ``Idempotency-Key``.
+_IDEMPOTENT_POSTS = ("/v1/runs", "/v1/specs/run")
+
+
+class ServiceError(KneoError):
+    """A failure reported by (or reaching) the service; ``code`` is the server's code."""
+
+    code = "service_error"
+
+
+def _is_idempotent_post(path: str) -> bool:
+    return path in _IDEMPOTENT_POSTS or (
+        path.startswith("/v1/human-tasks/") and path.endswith("/resume")
+    )
+
+
+class ServiceClient:
+    """Talks to a Kneo service. Thread-compatible (one ``httpx2.Client`` per instance)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        retries: int = 2,
+        backoff_seconds: float = 0.25,
+        idempotency_key: str | None = None,
+        transport: httpx2.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = max(0, retries)
+        self.backoff_seconds = backoff_seconds
+        self.idempotency_key = idempotency_key or None
+        self._sleep = sleep
+        self._secrets = (api_key,) if api_key else ()
+        headers = {"Accept": "application/json", "User-Agent": "kneo-cli"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx2.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def from_settings(
+        cls, base_url: str, settings: Settings, *, api_key: str | None = None, **kwargs: Any
+    ) -> ServiceClient:
+        return cls(
+            base_url,
+            api_key=api_key if api_key is not None else (settings.client_api_key or None),
+            timeout=settings.client_timeout,
+            retries=settings.client_retries,
+            backoff_seconds=settings.client_retry_backoff_seconds,
+            idempotency_key=settings.idempotency_key or None,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ServiceClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ transport
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send one logical request (with retries) and return the decoded JSON body."""
+        headers: dict[str, str] = {}
+        if method == "POST" and _is_idempotent_post(path):
+            headers["Idempotency-Key"] = (
+                idempotency_key or self.idempotency_key or f"cli-{uuid.uuid4().hex}"
+            )
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=query, headers=headers
+                )
+            except httpx2.TransportError as exc:
+                if attempt < self.retries:
+                    self._backoff(attempt, None)
+                    attempt += 1
+                    continue
+                raise ServiceError(
+                    f"cannot reach the Kneo service at {self.base_url}: "
+                    f"{redact_text(str(exc) or type(exc).__name__, self._secrets)}",
+                    code="service_unavailable",
+                ) from exc
+            if self._retryable(response.status_code) and attempt < self.retries:
+                self._backoff(attempt, response.headers.get("retry-after"))
+                attempt += 1
+                continue
+            return self._decode(response)
+
+    @staticmethod
+    def _retryable(status: int) -> bool:
+        return status in RETRY_STATUSES or status >= 500
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff_seconds * (2**attempt)
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), 30.0))
+        if delay > 0:
+            self._sleep(delay)
+
+    def _decode(self, response: httpx2.Response) -> Any:
+        try:
+            body: Any = response.json() if response.content else None
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        if isinstance(body, dict) and "error" in body:
+            message = str(body.get("message") or body["error"])
+            details = {k: v for k, v in body.items() if k not in ("error", "message")}
+            error = ServiceError(message, code=str(body["error"]), **details)
+        else:
+            text = redact_text(response.text[:200], self._secrets) if response.content else ""
+            error = ServiceError(
+                f"service answered HTTP {response.status_code}" + (f": {text}" if text else ""),
+                code=f"http_{response.status_code}",
+            )
+        error.http_status = response.status_code
+        raise error
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        return self.request("POST", "/v1/runs", json=body, idempotency_key=idempotency_key)
+
+    def get_run(self, run_id: str) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}")
+
+    def list_runs(self, **params: Any) -> Any:
+        return self.request("GET", "/v1/runs", params=params)
+
+    def cancel_run(self, run_id: str) -> Any:
+        return self.request("POST", f"/v1/runs/{run_id}/cancel")
+
+    def trace(self, run_id: str, **params: Any) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}/trace", params=params)
+
+    def checkpoints(self, run_id: str, **params: Any) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}/checkpoints", params=params)
+
+    def replay(self, run_id: str) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}/replay")
+
+    def checkpoint_diff(
+        self, run_id: str, from_sequence: int | None = None, to_sequence: int | None = None
+    ) -> Any:
+        return self.request(
+            "GET",
+            f"/v1/runs/{run_id}/checkpoints/diff",
+            params={"from_sequence": from_sequence, "to_sequence": to_sequence},
+        )
+
+    def recovery(self, run_id: str) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}/recovery")
+
+    def continue_run(self, run_id: str) -> Any:
+        return self.request("POST", f"/v1/runs/{run_id}/continue", json={})
+
+    def run_policy_report(self, run_id: str) -> Any:
+        return self.request("GET", f"/v1/runs/{run_id}/policy-report")
+
+    def stream_events(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the run's server-sent events (decoded ``data``) until the stream ends."""
+        import json as _json
+
+        with self._http.stream("GET", f"/v1/runs/{run_id}/events", timeout=None) as response:
+            if not response.is_success:
+                response.read()
+                self._decode(response)
+            event = "message"
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    yield {"event": event, "data": _json.loads(line[5:].strip())}
+                elif not line:
+                    event = "message"
+
+    # ------------------------------------------------------------------ human tasks
+
+    def list_human_tasks(self, **params: Any) -> Any:
+        return self.request("GET", "/v1/human-tasks", params=params)
+
+    def get_human_task(self, continuation_id: str) -> Any:
+        return self.request("GET", f"/v1/human-tasks/{continuation_id}")
+
+    def resume(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None = None,
+        selected_option: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"request_id": request_id, "decision": decision}
+        if content is not None:
+            body["content"] = content
+        if selected_option is not None:
+            body["selected_option"] = selected_option
+        return self.request(
+            "POST",
+            f"/v1/human-tasks/{continuation_id}/resume",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    # ------------------------------------------------------------------ specs
+
+    def spec_operation(self, operation: str, body: dict[str, Any]) -> Any:
+        """``validate``, ``compile``, ``explain`` or ``policy-report`` on a spec."""
+        return self.request("POST", f"/v1/specs/{operation}", json=body)
+
+    def run_spec(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        return self.request("POST", "/v1/specs/run", json=body, idempotency_key=idempotency_key)

@@ -1,0 +1,249 @@
+"""API-key authentication and scope authorization for the HTTP service.
+
+Keys come from ``KNEO_SERV_API_KEYS`` (``name:key:role_or_scope[,role_or_scope]`` entries,
+semicolon-separated) and ``KNEO_SERV_ADMIN_API_KEY`` (named ``admin``, every scope). A key
+is compared in constant time against *every* configured key, so timing reveals neither
+which key matched nor how much of a guess was right. Routes declare what they need with
+``Depends(require_scope("runs:write"))``; the resolved :class:`Principal` carries the key's
+*name*, which is the only identity that ever reaches audit events and logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from kneo.errors import ConfigError, Forbidden, Unauthorized
+
+#: Every scope the service knows, in documentation order.
+ALL_SCOPES: tuple[str, ...] = (
+    "runs:read",
+    "runs:write",
+    "specs:read",
+    "human:read",
+    "human:write",
+    "audit:read",
+    "audit:write",
+    "credentials:read",
+    "policies:read",
+    "policies:write",
+    "registry:read",
+    "controller:write",
+)
+
+#: Built-in roles. The first eight scopes of each follow the reference exactly; the GitOps
+#: scopes are ours: everyone who may read runs may read the registry, and only operators
+#: (and admins) may trigger a reconcile.
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset(ALL_SCOPES),
+    "operator": frozenset(
+        {
+            "runs:read",
+            "runs:write",
+            "specs:read",
+            "human:read",
+            "audit:read",
+            "credentials:read",
+            "policies:read",
+            "policies:write",
+            "registry:read",
+            "controller:write",
+        }
+    ),
+    "reviewer": frozenset({"runs:read", "human:read", "human:write", "audit:read", "registry:read"}),
+    "service": frozenset(
+        {
+            "runs:read",
+            "runs:write",
+            "specs:read",
+            "human:read",
+            "human:write",
+            "audit:read",
+            "audit:write",
+            "credentials:read",
+            "policies:read",
+            "registry:read",
+        }
+    ),
+    "viewer": frozenset({"runs:read", "specs:read", "human:read", "audit:read", "registry:read"}),
+}
+
+#: The actor recorded when authentication is disabled (local development).
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name (audit actor) and the scopes it grants."""
+
+    name: str
+    scopes: frozenset[str]
+    authenticated: bool = True
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    digest: bytes  # sha256 of the key; comparisons never touch the raw value
+    scopes: frozenset[str]
+
+    def __repr__(self) -> str:  # never print key material, even hashed
+        return f"ApiKey(name={self.name!r}, scopes={sorted(self.scopes)!r})"
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def expand_scopes(items: Iterable[str], *, entry: str) -> frozenset[str]:
+    """Roles and explicit scopes -> the set of scopes; anything unknown is a config error."""
+    scopes: set[str] = set()
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        if item in ROLE_SCOPES:
+            scopes |= ROLE_SCOPES[item]
+        elif item in ALL_SCOPES:
+            scopes.add(item)
+        else:
+            raise ConfigError(
+                f"KNEO_SERV_API_KEYS entry {entry!r}: unknown role or scope {item!r} "
+                f"(roles: {', '.join(ROLE_SCOPES)}; scopes: {', '.join(ALL_SCOPES)})",
+                variable="KNEO_SERV_API_KEYS",
+            )
+    if not scopes:
+        raise ConfigError(
+            f"KNEO_SERV_API_KEYS entry {entry!r} grants no role or scope",
+            variable="KNEO_SERV_API_KEYS",
+        )
+    return frozenset(scopes)
+
+
+def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
+    """Parse ``name:key:roles`` entries. Error messages name the entry, never the key."""
+    keys: list[ApiKey] = []
+    names: set[str] = set()
+    for index, chunk in enumerate(part.strip() for part in raw.split(";")):
+        if not chunk:
+            continue
+        name, sep, rest = chunk.partition(":")
+        key, sep2, roles = rest.rpartition(":")
+        label = name.strip() or f"#{index + 1}"
+        if not sep or not sep2 or not name.strip() or not key:
+            raise ConfigError(
+                f"KNEO_SERV_API_KEYS entry {label!r} must look like name:key:role_or_scope",
+                variable="KNEO_SERV_API_KEYS",
+            )
+        if name.strip() in names:
+            raise ConfigError(
+                f"KNEO_SERV_API_KEYS names {name.strip()!r} twice", variable="KNEO_SERV_API_KEYS"
+            )
+        names.add(name.strip())
+        keys.append(
+            ApiKey(name.strip(), _digest(key), expand_scopes(roles.split(","), entry=label))
+        )
+    if admin_key.strip():
+        keys.append(ApiKey("admin", _digest(admin_key.strip()), ROLE_SCOPES["admin"]))
+    return keys
+
+
+class Authenticator:
+    """Resolves request credentials to a :class:`Principal` (or none when auth is off)."""
+
+    def __init__(self, *, enabled: bool, keys: list[ApiKey]) -> None:
+        if enabled and not keys:
+            raise ConfigError(
+                "Kneo service auth is enabled but no API keys are configured: set "
+                "KNEO_SERV_API_KEYS and/or KNEO_SERV_ADMIN_API_KEY, or set "
+                "KNEO_SERV_AUTH_ENABLED=false for local development",
+                variable="KNEO_SERV_AUTH_ENABLED",
+            )
+        self.enabled = enabled
+        self._keys = list(keys)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Authenticator:
+        return cls(
+            enabled=bool(settings.auth_enabled),
+            keys=parse_api_keys(settings.api_keys, settings.admin_api_key),
+        )
+
+    def authenticate(self, presented: str | None) -> Principal:
+        """Constant-time match of ``presented`` against every key; 401 when none matches."""
+        if not self.enabled:
+            return Principal(ANONYMOUS, frozenset(ALL_SCOPES), authenticated=False)
+        if not presented:
+            raise Unauthorized(
+                "Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        candidate = _digest(presented)
+        found: ApiKey | None = None
+        for key in self._keys:  # no early exit: every key is compared
+            if hmac.compare_digest(candidate, key.digest) and found is None:
+                found = key
+        if found is None:
+            raise Unauthorized("Invalid API key")
+        return Principal(found.name, found.scopes)
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``X-API-Key`` (bearer wins)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+def require_scope(scope: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: authenticate the caller and demand ``scope`` (403 otherwise)."""
+    if scope not in ALL_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def dependency(request: Request) -> Principal:
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = authenticator.authenticate(presented_key(request))
+        request.state.actor = principal.name
+        if not principal.has(scope):
+            raise Forbidden(f"Missing required scope: {scope}", required_scope=scope)
+        return principal
+
+    dependency.required_scope = scope  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+def route_scopes(app: Any) -> list[tuple[str, str, str | None]]:
+    """``(method, path, scope)`` for every API route; ``None`` means unauthenticated."""
+    from fastapi.routing import APIRoute
+
+    rows: list[tuple[str, str, str | None]] = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        scope = _find_scope(route.dependant)
+        for method in sorted(route.methods or ()):
+            rows.append((method, route.path, scope))
+    return rows
+
+
+def _find_scope(dependant: Any) -> str | None:
+    for dep in dependant.dependencies:
+        scope = getattr(dep.call, "required_scope", None)
+        if scope:
+            return str(scope)
+        nested = _find_scope(dep)
+        if nested:
+            return nested
+    return None

@@ -1,0 +1,99 @@
+"""Every failure leaves the service as the error envelope ``{"error", "message", ...}``.
+
+:class:`~kneo.errors.KneoError` maps directly (its ``code`` and ``http_status``); FastAPI's
+request validation becomes ``422 validation_error`` with field locations but never the
+offending input (it may hold a secret); Starlette's own 404/405 become ``not_found`` /
+``method_not_allowed``. Unexpected exceptions are caught one layer out, in
+:mod:`kneo.service.middleware`, and become ``500 internal_error`` without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kneo.errors import KneoError
+from kneo.redaction import redact
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "not_ready",
+}
+
+#: The envelope as an OpenAPI schema, referenced by every route's error responses.
+ERROR_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "Stable machine-readable code."},
+        "message": {"type": "string"},
+        "required_scope": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def envelope_response(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
+    request_id = request.scope.get("state", {}).get("request_id")
+    payload = redact(body)
+    if request_id:
+        payload["request_id"] = request_id
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+async def _kneo_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KneoError)
+    return envelope_response(request, exc.http_status, exc.to_dict())
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "message": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"loc": [], "message": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
+    message = f"{where}: {first['message']}" if where else str(first["message"])
+    return envelope_response(
+        request,
+        422,
+        {"error": "validation_error", "message": message, "details": details},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route for {request.method} {request.url.path}"
+    response = envelope_response(request, exc.status_code, {"error": code, "message": message})
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(KneoError, _kneo_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,184 @@
+"""The outermost ASGI layer: request ids, the body-size limit, request logs, last-resort 500.
+
+Written as plain ASGI (not ``BaseHTTPMiddleware``) so the body limit is enforced on the
+stream itself: a declared ``Content-Length`` above the limit is refused before any byte is
+read, and a chunked body is counted as it arrives and refused the moment it crosses the
+limit, whatever the route was doing with it. Route handlers add ``run_id`` /
+``continuation_id`` / ``trace_id`` to the log record through :func:`annotate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kneo.errors import PayloadTooLarge
+from kneo.redaction import redact
+
+LOGGER_NAME = "kneo_serv.service"
+logger = logging.getLogger(LOGGER_NAME)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_LOG_FIELDS = ("run_id", "continuation_id", "trace_id")
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` when the streamed body crosses the limit."""
+
+
+def annotate(request: Request, **fields: Any) -> None:
+    """Attach ids (run, continuation, trace) to this request's log record."""
+    extra: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("log_fields", {})
+    extra.update({k: v for k, v in fields.items() if v is not None})
+
+
+def envelope_bytes(error: dict[str, Any]) -> bytes:
+    return json.dumps(error, separators=(",", ":")).encode("utf-8")
+
+
+class RequestContextMiddleware:
+    """Request id in and out, streamed body limit, one JSON log record per request."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, request_logs: bool = True
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.request_logs = request_logs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = {"code": 500, "started": False}
+        too_large = {"hit": False}
+        limit = self.max_body_bytes
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if too_large["hit"]:  # the app answered something else; the limit wins
+                    return
+                status["code"] = message["status"]
+                status["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *[(k, v) for k, v in message["headers"] if k.lower() != b"x-request-id"],
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            elif message["type"] == "http.response.body" and too_large["hit"]:
+                return
+            await send(message)
+
+        async def send_error(code: int, error: dict[str, Any]) -> None:
+            body = envelope_bytes({**error, "request_id": request_id})
+            status["code"] = code
+            status["started"] = True
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": code,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", request_id.encode("latin-1")),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_error(413, _too_large(limit))
+            self._log(scope, headers, request_id, 413, started)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    too_large["hit"] = True
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            logger.error(
+                json.dumps(
+                    redact(
+                        {
+                            "event": "http_unhandled_error",
+                            "request_id": request_id,
+                            "method": scope.get("method"),
+                            "path": scope.get("path"),
+                        }
+                    )
+                ),
+                exc_info=True,
+            )
+            if not status["started"]:
+                await send_error(
+                    500,
+                    {
+                        "error": "internal_error",
+                        "message": "Internal server error; see the service log for this "
+                        "request id",
+                    },
+                )
+        if too_large["hit"]:
+            await send_error(413, _too_large(limit))
+        self._log(scope, headers, request_id, int(status["code"]), started)
+
+    def _log(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        request_id: str,
+        status_code: int,
+        started: float,
+    ) -> None:
+        if not self.request_logs or not logger.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        record: dict[str, Any] = {
+            "event": "http_request",
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "client": client[0] if client else None,
+        }
+        fields = scope.get("state", {}).get("log_fields", {})
+        record.update({k: fields[k] for k in _LOG_FIELDS if k in fields})
+        actor = scope.get("state", {}).get("actor")
+        if actor:
+            record["actor"] = actor
+        record = redact(record)
+        logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return PayloadTooLarge(
+        f"Request body exceeds the {limit}-byte limit (KNEO_SERV_MAX_BODY_BYTES)",
+        limit_bytes=limit,
+    ).to_dict()
