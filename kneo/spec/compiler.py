@@ -1,0 +1,207 @@
+"""Compile a validated spec into the :class:`CompiledWorkflow` the engine runs.
+
+Compiling resolves every reference once (agents to their specs, tools to definitions,
+functions to checked ``module:function`` refs, humans to their components) and refuses to
+produce anything while a diagnostic error remains, so the engine never meets a dangling
+name. No user code is imported here; refs are located and parsed only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from kneo.errors import SpecError
+from kneo.runtimes import RuntimeRegistry
+from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
+from kneo.spec.diagnostics import Diagnostic, ToolCatalog, has_errors, validate_spec
+from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec
+from kneo.spec.refs import import_roots
+from kneo.tools import ToolDefinition, ToolRegistry
+
+Target = Literal["workflow", "agent"]
+
+
+def normalize_agent(agent: AgentSpec) -> AgentSpec:
+    """Fold deprecated v0 fields into their v1 places so the engine reads one shape."""
+    update: dict[str, Any] = {}
+    if agent.instructions is not None and not agent.system_prompt:
+        update["system_prompt"] = agent.instructions
+    if agent.max_iterations is not None and "max_iterations" not in agent.strategy.model_fields_set:
+        update["strategy"] = agent.strategy.model_copy(update={"max_iterations": agent.max_iterations})
+    return agent.model_copy(update=update) if update else agent
+
+
+def diagnostics_error(diagnostics: list[Diagnostic], *, source: str | None = None) -> SpecError:
+    """One :class:`SpecError` for a list of diagnostics: first error in the message, all attached."""
+    errors = [d for d in diagnostics if d.is_error]
+    first = errors[0]
+    more = f" (+{len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    prefix = f"{source}: " if source else ""
+    return SpecError(
+        f"{prefix}{first.path}: {first.message}{more}",
+        code=first.code,
+        path=first.path,
+        file=source,
+        diagnostics=[d.to_dict() for d in diagnostics],
+    )
+
+
+class SpecCompiler:
+    """Validates and compiles specs against one tool registry and one runtime registry."""
+
+    def __init__(self, *, runtime_registry: RuntimeRegistry, tool_registry: ToolRegistry) -> None:
+        self.runtime_registry = runtime_registry
+        self.tool_registry = tool_registry
+
+    def validate(self, spec: Spec, *, base_dir: Path | None = None) -> list[Diagnostic]:
+        return validate_spec(
+            spec,
+            tool_registry=self.tool_registry,
+            runtime_registry=self.runtime_registry,
+            base_dir=base_dir,
+        )
+
+    def compile(
+        self,
+        spec: Spec,
+        *,
+        target: Target = "workflow",
+        base_dir: Path | None = None,
+        diagnostics: list[Diagnostic] | None = None,
+        source: str | None = None,
+    ) -> CompiledWorkflow:
+        """Compile ``spec``; raises :class:`SpecError` (all diagnostics attached) on errors.
+
+        ``target="agent"`` (or a spec without a workflow) runs the top-level agent as a
+        one-step sequential workflow. Pass ``diagnostics`` when already computed (for
+        example with environment policy errors added) to skip validating twice.
+        """
+        if target not in ("workflow", "agent"):
+            raise SpecError(f"unknown target {target!r}; use 'workflow' or 'agent'", code="E_SCHEMA", path="target")
+        found = self.validate(spec, base_dir=base_dir) if diagnostics is None else diagnostics
+        if has_errors(found):
+            raise diagnostics_error(found, source=source)
+        catalog = ToolCatalog(spec, self.tool_registry)
+        metadata: dict[str, object] = {
+            "import_roots": [str(p) for p in import_roots(base_dir)],
+            "base_dir": str(base_dir) if base_dir else None,
+        }
+        if target == "agent" or spec.workflow is None:
+            if spec.agent is None:
+                raise SpecError("target 'agent' needs a top-level 'agent'", code="E_UNKNOWN_REF", path="agent")
+            step = self._agent_step(StepSpec(id=spec.agent.name, kind="agent", ref=spec.agent.name), spec, catalog)
+            return CompiledWorkflow(
+                family="sequential",
+                name=spec.agent.name,
+                steps=(step,),
+                spec=spec,
+                target="agent",
+                metadata=metadata,
+            )
+        wf = spec.workflow
+        family: Family = wf.family  # type: ignore[assignment]
+        steps = tuple(self._step(s, spec, catalog) for s in wf.members())
+        selector = wf.selector
+        if family == "handoff":
+            if selector is None:
+                selector = SelectorSpec(type="sequence", sequence=[s.id for s in steps])
+            elif selector.type == "sequence" and not selector.sequence:
+                selector = selector.model_copy(update={"sequence": [s.id for s in steps]})
+        return CompiledWorkflow(
+            family=family,
+            name=wf.name,
+            steps=steps,
+            spec=spec,
+            edges=tuple(wf.edges),
+            start=wf.start,
+            max_visits=wf.max_visits,
+            selector=selector,
+            rounds=wf.rounds,
+            target="workflow",
+            metadata=metadata,
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def _step(self, step: StepSpec, spec: Spec, catalog: ToolCatalog) -> CompiledStep:
+        if step.kind == "agent":
+            return self._agent_step(step, spec, catalog)
+        common: dict[str, Any] = {
+            "id": step.id,
+            "kind": step.kind,
+            "ref": step.ref,
+            "on_error": step.on_error,
+            "max_retries": step.max_retries,
+            "retry_backoff_seconds": step.retry_backoff_seconds,
+            "timeout_seconds": step.timeout_seconds,
+            "human_review": step.human_review,
+        }
+        if step.kind == "human":
+            return CompiledStep(**common, human=spec.components.humans[step.ref])
+        function = spec.components.functions.get(step.ref)
+        return CompiledStep(**common, function_ref=function.ref if function else step.ref)
+
+    def _agent_step(self, step: StepSpec, spec: Spec, catalog: ToolCatalog) -> CompiledStep:
+        agent = normalize_agent(spec.all_agents()[step.ref])
+        tools: list[ToolDefinition] = []
+        for name in catalog.selected(agent):
+            definition = catalog.get(name)
+            if definition is not None:
+                if name in agent.approval_required and not definition.requires_approval:
+                    definition = ToolDefinition(
+                        name=definition.name,
+                        description=definition.description,
+                        parameters=definition.parameters,
+                        capabilities=definition.capabilities,
+                        requires_approval=True,
+                        implementation=definition.implementation,
+                    )
+                tools.append(definition)
+        return CompiledStep(
+            id=step.id,
+            kind="agent",
+            ref=step.ref,
+            on_error=step.on_error,
+            max_retries=step.max_retries,
+            retry_backoff_seconds=step.retry_backoff_seconds,
+            timeout_seconds=step.timeout_seconds,
+            human_review=step.human_review,
+            agent=agent,
+            tools=tuple(tools),
+        )
+
+
+def describe(compiled: CompiledWorkflow) -> dict[str, Any]:
+    """A JSON-friendly summary of a compiled workflow (``kneo spec compile --json``)."""
+    return {
+        "target": compiled.target,
+        "family": compiled.family,
+        "name": compiled.name,
+        "start": compiled.start,
+        "rounds": compiled.rounds,
+        "max_visits": compiled.max_visits,
+        "selector": compiled.selector.model_dump() if compiled.selector else None,
+        "steps": [
+            {
+                "id": s.id,
+                "kind": s.kind,
+                "ref": s.ref,
+                "on_error": s.on_error,
+                "max_retries": s.max_retries,
+                "timeout_seconds": s.timeout_seconds,
+                "agent": s.agent.name if s.agent else None,
+                "model": f"{s.agent.model.provider}/{s.agent.model.name}" if s.agent else None,
+                "runtime": s.agent.runtime_preferences.preferred_mode if s.agent else None,
+                "tools": [
+                    {"name": t.name, "capabilities": sorted(t.capabilities), "requires_approval": t.requires_approval}
+                    for t in s.tools
+                ],
+                "function_ref": s.function_ref,
+                "human": s.human.model_dump(exclude_none=True) if s.human else None,
+                "human_review": s.human_review.model_dump(exclude_none=True) if s.human_review else None,
+            }
+            for s in compiled.steps
+        ],
+        "edges": [e.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) for e in compiled.edges],
+    }

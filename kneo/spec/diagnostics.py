@@ -1,0 +1,547 @@
+"""Semantic and governance diagnostics over a validated :class:`~kneo.spec.models.Spec`.
+
+Each rule has a stable code (``E_*`` error, ``W_*`` warning, ``I_*`` info), a path into the
+spec such as ``agent.tools[0]``, a message and a suggestion. ``CODES`` is the catalogue (the
+table in ``docs/spec.md`` mirrors it; a test keeps them in step). Rules are pure functions of
+the spec and the registries, except that ``module:function`` refs are located and parsed
+(never imported) to check they exist and are safe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from kneo.runtimes import RuntimeRegistry
+from kneo.spec.models import AgentSpec, Spec, StepSpec, ToolSelection
+from kneo.spec.refs import import_roots, inspect_ref, is_ref
+from kneo.tools import ToolDefinition, ToolRegistry
+
+Severity = Literal["error", "warning", "info"]
+
+#: code -> (severity, one-line meaning). Keep ``docs/spec.md`` in step (tested).
+CODES: dict[str, tuple[Severity, str]] = {
+    "E_FILE_NOT_FOUND": ("error", "The spec, overlay or config file does not exist."),
+    "E_YAML": ("error", "The file is not valid YAML (file and line given)."),
+    "E_SCHEMA": ("error", "A field is unknown, missing or of the wrong type (field path given)."),
+    "E_UNSUPPORTED_VERSION": ("error", "No `version`, an old one (run `kneo spec migrate`), or a future one."),
+    "E_UNKNOWN_ENV": ("error", "`--env` names an environment the project does not declare."),
+    "E_UNKNOWN_TOOL": ("error", "A tool name is neither registered, declared with an implementation, nor imported over MCP."),
+    "E_UNKNOWN_REF": ("error", "A step, edge, selector or function ref does not resolve."),
+    "E_DUPLICATE_ID": ("error", "Two steps, nodes or participants share an id."),
+    "E_UNKNOWN_RUNTIME": ("error", "A runtime mode is not registered (known: native, bridge)."),
+    "E_RUNTIME_NOT_ALLOWED": ("error", "`preferred_mode` is not in `allowed_modes`."),
+    "E_EMPTY_WORKFLOW": ("error", "The workflow has no steps, nodes or participants."),
+    "E_GRAPH_NO_START": ("error", "A graph workflow has no `start` node, or it is not a node."),
+    "E_GRAPH_UNREACHABLE": ("error", "A graph node cannot be reached from `start`."),
+    "E_INVALID_CONDITION": ("error", "An edge condition's regex does not compile."),
+    "E_UNSAFE_TOOL_IMPORT": ("error", "A tool implementation directly imports os, subprocess, shutil, socket, importlib or builtins."),
+    "E_UNSAFE_FUNCTION_IMPORT": ("error", "A function step or predicate module directly imports an unsafe primitive."),
+    "E_POLICY_BLOCKED_CODE": ("error", "The environment policy blocks a diagnostic code that the spec triggers."),
+    "E_POLICY_WARNING": ("error", "The environment policy fails on warnings and the spec has one."),
+    "E_POLICY_HUMAN_REVIEW_REQUIRED": ("error", "The environment requires a human review step or tool approval."),
+    "E_POLICY_TOOL_PERMISSIONS_REQUIRED": ("error", "The environment requires `policies.tool` on every agent with tools."),
+    "E_POLICY_UNRESTRICTED_TOOLS": ("error", "The environment denies unrestricted tool selection."),
+    "E_POLICY_GUARDRAILS_REQUIRED": ("error", "The environment requires guardrails on every agent."),
+    "W_TOOL_POLICY_UNRESTRICTED": ("warning", "Shorthand or `all` tool selection without `policies.tool`."),
+    "W_NETWORK_WITHOUT_ALLOWED_DOMAINS": ("warning", "A network tool is selected but `allowed_domains` is empty."),
+    "W_SHELL_TOOL": ("warning", "A selected tool can run shell commands."),
+    "W_FILESYSTEM_WRITE": ("warning", "A selected tool, or the tool policy, allows filesystem writes."),
+    "W_TOOL_CAPABILITY_BLOCKED": ("warning", "A selected tool needs a capability the tool policy denies; its calls will be refused."),
+    "W_HUMAN_APPROVAL_MISSING": ("warning", "Privileged tools or unsafe imports with no human approval anywhere in the spec."),
+    "W_DEPRECATED_FIELD": ("warning", "A v0 field (`agent.instructions`, `agent.max_iterations`); run `kneo spec migrate`."),
+    "I_UNUSED_COMPONENT": ("info", "A component is declared but no step refers to it."),
+    "I_NO_GUARDRAILS": ("info", "An agent declares no guardrails."),
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    path: str
+    message: str
+    suggestion: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+def diag(code: str, path: str, message: str, suggestion: str | None = None) -> Diagnostic:
+    """A diagnostic whose severity comes from the catalogue."""
+    return Diagnostic(code, CODES[code][0], path, message, suggestion)
+
+
+def has_errors(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)
+
+
+# --------------------------------------------------------------------------- tool lookup
+
+
+class ToolCatalog:
+    """Tools a spec can select: the registry, ``components.tools`` with an implementation,
+    and tools named by MCP imports. Spec-declared definitions win over the registry."""
+
+    def __init__(self, spec: Spec, registry: ToolRegistry) -> None:
+        self._registry = registry
+        self._spec_tools: dict[str, ToolDefinition] = {}
+        for name, comp in spec.components.tools.items():
+            if comp.implementation or name in registry:
+                base = registry.get(name) if name in registry and not comp.implementation else None
+                self._spec_tools[name] = ToolDefinition(
+                    name=name,
+                    description=comp.description or (base.description if base else ""),
+                    parameters=comp.parameters if comp.implementation or not base else base.parameters,
+                    capabilities=frozenset(comp.capabilities) | (base.capabilities if base else frozenset()),
+                    requires_approval=comp.requires_approval or bool(base and base.requires_approval),
+                    implementation=comp.implementation or (base.implementation if base else None),
+                )
+        self._mcp: dict[str, str] = {t: imp.name for imp in spec.mcp.imports for t in imp.tools}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._spec_tools or name in self._registry or name in self._mcp
+
+    def get(self, name: str) -> ToolDefinition | None:
+        if name in self._spec_tools:
+            return self._spec_tools[name]
+        if name in self._registry:
+            return self._registry.get(name)
+        if name in self._mcp:
+            return ToolDefinition(name=name, description=f"MCP tool from '{self._mcp[name]}'")
+        return None
+
+    def all_names(self) -> list[str]:
+        return list(dict.fromkeys([*self._registry.names(), *self._spec_tools, *self._mcp]))
+
+    def selected(self, agent: AgentSpec) -> list[str]:
+        return self.all_names() if agent.tools_unrestricted else agent.tool_names()
+
+
+def tool_paths(agent: AgentSpec, prefix: str) -> list[tuple[str, str]]:
+    """``(tool name, path)`` for each selected tool as written in the spec."""
+    if isinstance(agent.tools, list):
+        return [(t, f"{prefix}.tools[{i}]") for i, t in enumerate(agent.tools)]
+    if isinstance(agent.tools, ToolSelection):
+        return [
+            (t, f"{prefix}.tools.include[{i}]")
+            for i, t in enumerate(agent.tools.include)
+            if t not in agent.tools.exclude
+        ]
+    return []
+
+
+def agent_locations(spec: Spec) -> Iterator[tuple[AgentSpec, str]]:
+    """Every agent with the path prefix it lives at."""
+    if spec.agent is not None:
+        yield spec.agent, "agent"
+    for name, agent in spec.components.agents.items():
+        yield agent, f"components.agents.{name}"
+
+
+def workflow_members(spec: Spec) -> tuple[str, list[StepSpec]]:
+    wf = spec.workflow
+    if wf is None:
+        return "workflow", []
+    key = {"sequential": "steps", "graph": "nodes"}.get(wf.family, "participants")
+    return f"workflow.{key}", wf.members()
+
+
+def has_human_approval(spec: Spec, catalog: ToolCatalog | None = None) -> bool:
+    """A human step, a step review gate, or tool calls that need a person's approval."""
+    _, members = workflow_members(spec)
+    if any(s.kind == "human" or (s.human_review and _review_active(s)) for s in members):
+        return True
+    for agent, _ in agent_locations(spec):
+        if agent.approval_required:
+            return True
+        if catalog is not None and any(
+            (d := catalog.get(t)) is not None and d.requires_approval for t in catalog.selected(agent)
+        ):
+            return True
+    return any(t.requires_approval for t in spec.components.tools.values())
+
+
+def _review_active(step: StepSpec) -> bool:
+    r = step.human_review
+    return bool(r and (r.requires_confirmation or r.review_output or r.input_schema))
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def validate_spec(
+    spec: Spec,
+    *,
+    tool_registry: ToolRegistry,
+    runtime_registry: RuntimeRegistry,
+    base_dir: Path | None = None,
+) -> list[Diagnostic]:
+    """All diagnostics for ``spec``, errors first, then warnings, then info (stable order)."""
+    catalog = ToolCatalog(spec, tool_registry)
+    roots = import_roots(base_dir)
+    out: list[Diagnostic] = []
+    out += _agent_rules(spec, catalog, runtime_registry)
+    out += _tool_component_rules(spec, roots)
+    unsafe_tools = [d for d in out if d.code == "E_UNSAFE_TOOL_IMPORT"]
+    out += _selected_tool_safety(spec, catalog, roots, already={d.path for d in unsafe_tools})
+    out += _workflow_rules(spec, roots)
+    out += _function_component_rules(spec, roots)
+    out += _approval_rule(spec, catalog, out)
+    out += _unused_rules(spec)
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(_dedupe(out), key=lambda d: order[d.severity])
+
+
+def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:
+    return list(dict.fromkeys(items))
+
+
+def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for agent, at in agent_locations(spec):
+        for name, path in tool_paths(agent, at):
+            if name not in catalog:
+                out.append(
+                    diag(
+                        "E_UNKNOWN_TOOL",
+                        path,
+                        f"Tool '{name}' is not registered.",
+                        "register it in the tool registry, declare it under components.tools "
+                        "with an implementation, or import it over MCP",
+                    )
+                )
+        for i, name in enumerate(agent.approval_required):
+            if name not in catalog:
+                out.append(diag("E_UNKNOWN_TOOL", f"{at}.approval_required[{i}]", f"Tool '{name}' is not registered."))
+        if agent.memory.compress_with and agent.memory.compress_with not in catalog:
+            out.append(
+                diag("E_UNKNOWN_TOOL", f"{at}.memory.compress_with", f"Tool '{agent.memory.compress_with}' is not registered.")
+            )
+        for i, turn in enumerate(agent.model.script):
+            for j, call in enumerate(turn.tool_calls):
+                if call.name not in catalog:
+                    out.append(
+                        diag("E_UNKNOWN_TOOL", f"{at}.model.script[{i}].tool_calls[{j}].name", f"Tool '{call.name}' is not registered.")
+                    )
+        prefs = agent.runtime_preferences
+        for i, mode in enumerate(prefs.allowed_modes):
+            if mode not in runtimes:
+                out.append(
+                    diag(
+                        "E_UNKNOWN_RUNTIME",
+                        f"{at}.runtime_preferences.allowed_modes[{i}]",
+                        f"Runtime mode '{mode}' is not registered.",
+                        f"use one of: {', '.join(runtimes.names())}",
+                    )
+                )
+        if prefs.preferred_mode not in runtimes:
+            out.append(
+                diag(
+                    "E_UNKNOWN_RUNTIME",
+                    f"{at}.runtime_preferences.preferred_mode",
+                    f"Runtime mode '{prefs.preferred_mode}' is not registered.",
+                    f"use one of: {', '.join(runtimes.names())}",
+                )
+            )
+        elif prefs.allowed_modes and prefs.preferred_mode not in prefs.allowed_modes:
+            out.append(
+                diag(
+                    "E_RUNTIME_NOT_ALLOWED",
+                    f"{at}.runtime_preferences.preferred_mode",
+                    f"Preferred mode '{prefs.preferred_mode}' is not in allowed_modes {prefs.allowed_modes}.",
+                    "add it to allowed_modes or pick an allowed mode",
+                )
+            )
+        out += _tool_policy_rules(agent, at, catalog)
+        if agent.instructions is not None:
+            out.append(
+                diag("W_DEPRECATED_FIELD", f"{at}.instructions", "'instructions' is deprecated; use 'system_prompt'.", "run 'kneo spec migrate'")
+            )
+        if agent.max_iterations is not None:
+            out.append(
+                diag(
+                    "W_DEPRECATED_FIELD",
+                    f"{at}.max_iterations",
+                    "'max_iterations' is deprecated; use 'strategy.max_iterations'.",
+                    "run 'kneo spec migrate'",
+                )
+            )
+        if not agent.guardrails:
+            out.append(diag("I_NO_GUARDRAILS", f"{at}.guardrails", f"Agent '{agent.name}' declares no guardrails."))
+    return out
+
+
+def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    policy = agent.policies.tool
+    selected = catalog.selected(agent)
+    if agent.tools_unrestricted:
+        out.append(
+            diag(
+                "W_TOOL_POLICY_UNRESTRICTED",
+                f"{at}.tools",
+                f"Agent '{agent.name}' may call every registered tool.",
+                "list the tools with 'tools: {include: [...]}' and add 'policies.tool'",
+            )
+        )
+    elif agent.tools_shorthand and selected and policy is None:
+        out.append(
+            diag(
+                "W_TOOL_POLICY_UNRESTRICTED",
+                f"{at}.tools",
+                f"Agent '{agent.name}' selects tools with the shorthand list and no 'policies.tool'.",
+                "use 'tools: {include: [...]}' and declare 'policies.tool' (allow, network, filesystem, shell)",
+            )
+        )
+    paths = dict(tool_paths(agent, at))
+    for name in selected:
+        definition = catalog.get(name)
+        if definition is None:
+            continue
+        path = paths.get(name, f"{at}.tools")
+        caps = definition.capabilities
+        if "network" in caps:
+            if policy is not None and not policy.network:
+                out.append(
+                    diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' needs network access but policies.tool.network is false.",
+                         "set policies.tool.network: true with allowed_domains, or drop the tool")
+                )
+            elif policy is None or not policy.allowed_domains:
+                out.append(
+                    diag(
+                        "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
+                        path,
+                        f"Tool '{name}' uses the network and no allowed_domains restrict it.",
+                        "set policies.tool.allowed_domains",
+                    )
+                )
+        if "shell" in caps:
+            if policy is not None and not policy.shell:
+                out.append(diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' needs shell access but policies.tool.shell is false."))
+            else:
+                out.append(diag("W_SHELL_TOOL", path, f"Tool '{name}' can run shell commands.", "require approval for it (agent.approval_required)"))
+        if "filesystem_write" in caps:
+            if policy is not None and not policy.filesystem_write:
+                out.append(
+                    diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.")
+                )
+            else:
+                out.append(diag("W_FILESYSTEM_WRITE", path, f"Tool '{name}' can write files.", "require approval for it"))
+        elif "filesystem_read" in caps and policy is not None and not policy.filesystem_read:
+            out.append(diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' reads files but policies.tool.filesystem is false."))
+    if policy is not None and policy.filesystem_write:
+        out.append(
+            diag("W_FILESYSTEM_WRITE", f"{at}.policies.tool.filesystem", f"Agent '{agent.name}' may write to the filesystem.")
+        )
+    if policy is not None and policy.shell and not any(
+        "shell" in (catalog.get(n) or ToolDefinition(n)).capabilities for n in selected
+    ):
+        out.append(diag("W_SHELL_TOOL", f"{at}.policies.tool.shell", f"Agent '{agent.name}' is allowed shell access."))
+    return out
+
+
+def _unsafe(code: str, path: str, ref: str, modules: tuple[str, ...]) -> Diagnostic:
+    return diag(
+        code,
+        path,
+        f"'{ref}' directly imports {', '.join(modules)}.",
+        "move privileged work behind a reviewed tool with declared capabilities, or remove the import",
+    )
+
+
+def _ref_problem(path: str, ref: str, problem: str | None) -> Diagnostic:
+    return diag("E_UNKNOWN_REF", path, f"Cannot resolve '{ref}': {problem}.", "check the module path and function name")
+
+
+def _tool_component_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, comp in spec.components.tools.items():
+        if not comp.implementation:
+            continue
+        path = f"components.tools.{name}.implementation"
+        info = inspect_ref(comp.implementation, roots)
+        if not info.defined:
+            out.append(_ref_problem(path, comp.implementation, info.problem))
+        if info.unsafe_imports:
+            out.append(_unsafe("E_UNSAFE_TOOL_IMPORT", path, comp.implementation, info.unsafe_imports))
+    return out
+
+
+def _selected_tool_safety(spec: Spec, catalog: ToolCatalog, roots: list[Path], already: set[str]) -> list[Diagnostic]:
+    """Registry tools with a dotted implementation are checked where an agent selects them."""
+    out: list[Diagnostic] = []
+    for agent, at in agent_locations(spec):
+        paths = dict(tool_paths(agent, at))
+        for name in catalog.selected(agent):
+            definition = catalog.get(name)
+            if definition is None or not definition.implementation or name in spec.components.tools:
+                continue
+            info = inspect_ref(definition.implementation, roots)
+            if info.unsafe_imports:
+                out.append(_unsafe("E_UNSAFE_TOOL_IMPORT", paths.get(name, f"{at}.tools"), definition.implementation, info.unsafe_imports))
+    return out
+
+
+def _function_component_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, comp in spec.components.functions.items():
+        path = f"components.functions.{name}.ref"
+        info = inspect_ref(comp.ref, roots)
+        if not info.defined:
+            out.append(_ref_problem(path, comp.ref, info.problem))
+        if info.unsafe_imports:
+            out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, comp.ref, info.unsafe_imports))
+    return out
+
+
+def _workflow_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
+    wf = spec.workflow
+    if wf is None:
+        return []
+    out: list[Diagnostic] = []
+    at, members = workflow_members(spec)
+    if not members:
+        out.append(diag("E_EMPTY_WORKFLOW", at, f"The {wf.family} workflow has no {at.split('.')[-1]}."))
+        return out
+    counts = Counter(s.id for s in members)
+    seen: set[str] = set()
+    for i, step in enumerate(members):
+        path = f"{at}[{i}]"
+        if counts[step.id] > 1 and step.id in seen:
+            out.append(diag("E_DUPLICATE_ID", f"{path}.id", f"Id '{step.id}' is used more than once.", "give every step a unique id"))
+        seen.add(step.id)
+        out += _step_ref(spec, step, f"{path}.ref", roots)
+    ids = set(counts)
+    if wf.family == "graph":
+        out += _graph_rules(spec, ids, roots)
+    if wf.family == "handoff" and wf.selector is not None:
+        for i, entry in enumerate(wf.selector.sequence):
+            if entry not in ids:
+                out.append(diag("E_UNKNOWN_REF", f"workflow.selector.sequence[{i}]", f"Selector entry '{entry}' is not a participant id."))
+    return out
+
+
+def _step_ref(spec: Spec, step: StepSpec, path: str, roots: list[Path]) -> list[Diagnostic]:
+    comps = spec.components
+    if step.kind == "agent":
+        if step.ref not in spec.all_agents():
+            known = ", ".join(spec.all_agents()) or "none declared"
+            return [diag("E_UNKNOWN_REF", path, f"Agent '{step.ref}' is not declared (agents: {known}).",
+                         "declare it as the top-level agent or under components.agents")]
+        return []
+    if step.kind == "human":
+        if step.ref not in comps.humans:
+            return [diag("E_UNKNOWN_REF", path, f"Human '{step.ref}' is not declared under components.humans.",
+                         "add components.humans." + step.ref)]
+        return []
+    if step.ref in comps.functions:
+        return []
+    if not is_ref(step.ref):
+        return [diag("E_UNKNOWN_REF", path, f"Function '{step.ref}' is not declared under components.functions.",
+                     "declare it there or use a 'module:function' ref")]
+    info = inspect_ref(step.ref, roots)
+    out: list[Diagnostic] = []
+    if not info.defined:
+        out.append(_ref_problem(path, step.ref, info.problem))
+    if info.unsafe_imports:
+        out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, step.ref, info.unsafe_imports))
+    return out
+
+
+def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnostic]:
+    wf = spec.workflow
+    assert wf is not None
+    out: list[Diagnostic] = []
+    adjacency: dict[str, set[str]] = {i: set() for i in ids}
+    for i, edge in enumerate(wf.edges):
+        for end, name in (("from", edge.source), ("to", edge.target)):
+            if name not in ids:
+                out.append(diag("E_UNKNOWN_REF", f"workflow.edges[{i}].{end}", f"Edge endpoint '{name}' is not a node id."))
+        if edge.source in ids and edge.target in ids:
+            adjacency[edge.source].add(edge.target)
+        cond = edge.condition
+        if cond is not None and cond.regex is not None:
+            try:
+                re.compile(cond.regex)
+            except re.error as exc:
+                out.append(diag("E_INVALID_CONDITION", f"workflow.edges[{i}].condition.regex", f"Invalid regex: {exc}."))
+        if cond is not None and cond.predicate is not None and (
+            is_ref(cond.predicate) or cond.predicate in spec.components.functions
+        ):
+            # A bare name is a predicate registered with the engine at run time.
+            path = f"workflow.edges[{i}].condition.predicate"
+            ref = spec.components.functions[cond.predicate].ref if cond.predicate in spec.components.functions else cond.predicate
+            info = inspect_ref(ref, roots)
+            if not info.defined:
+                out.append(_ref_problem(path, ref, info.problem))
+            if info.unsafe_imports:
+                out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
+    if wf.start is None or wf.start not in ids:
+        message = "The graph has no 'start' node." if wf.start is None else f"Start node '{wf.start}' is not a node id."
+        out.append(diag("E_GRAPH_NO_START", "workflow.start", message, "set workflow.start to a node id"))
+        return out
+    reached = {wf.start}
+    frontier = [wf.start]
+    while frontier:
+        for nxt in adjacency[frontier.pop()]:
+            if nxt not in reached:
+                reached.add(nxt)
+                frontier.append(nxt)
+    for i, node in enumerate(wf.nodes):
+        if node.id not in reached:
+            out.append(diag("E_GRAPH_UNREACHABLE", f"workflow.nodes[{i}]", f"Node '{node.id}' cannot be reached from '{wf.start}'.",
+                            "add an edge to it or remove it"))
+    return out
+
+
+_PRIVILEGED = frozenset({"shell", "filesystem_write"})
+
+
+def _approval_rule(spec: Spec, catalog: ToolCatalog, found: list[Diagnostic]) -> list[Diagnostic]:
+    privileged: list[str] = []
+    for agent, _ in agent_locations(spec):
+        approved = set(agent.approval_required)
+        for name in catalog.selected(agent):
+            d = catalog.get(name)
+            if d is not None and d.capabilities & _PRIVILEGED and not d.requires_approval and name not in approved:
+                privileged.append(name)
+    unsafe = any(d.code.startswith("E_UNSAFE_") for d in found)
+    if not (privileged or unsafe) or _has_human_step(spec):
+        return []
+    what = f"privileged tools ({', '.join(dict.fromkeys(privileged))})" if privileged else "unsafe imports"
+    return [
+        diag(
+            "W_HUMAN_APPROVAL_MISSING",
+            "workflow" if spec.workflow is not None else "agent",
+            f"The spec exposes {what} without a human approval step.",
+            "add a 'kind: human' step, a step human_review gate, or agent.approval_required",
+        )
+    ]
+
+
+def _has_human_step(spec: Spec) -> bool:
+    _, members = workflow_members(spec)
+    return any(s.kind == "human" or (s.human_review and _review_active(s)) for s in members)
+
+
+def _unused_rules(spec: Spec) -> list[Diagnostic]:
+    if spec.workflow is None:
+        return []
+    _, members = workflow_members(spec)
+    refs = {s.ref for s in members}
+    preds = {e.condition.predicate for e in spec.workflow.edges if e.condition and e.condition.predicate}
+    out: list[Diagnostic] = []
+    for kind, names in (("agents", spec.components.agents), ("functions", spec.components.functions), ("humans", spec.components.humans)):
+        for name in names:
+            if name not in refs and name not in preds:
+                out.append(diag("I_UNUSED_COMPONENT", f"components.{kind}.{name}", f"Component '{name}' is not used by any step."))
+    return out

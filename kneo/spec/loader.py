@@ -1,0 +1,173 @@
+"""Load a spec: YAML -> environment overlay -> project defaults -> ``Spec``.
+
+Order matters and is the same everywhere (CLI, HTTP, controller): the overlay
+``<stem>.<env>.yaml`` is deep-merged over the base, then the project's runtime and model
+defaults fill only what the spec leaves unset, then the result is validated as v1.
+Environment *policy* is applied later, on diagnostics (see ``kneo.spec.pipeline``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kneo.errors import SpecError
+from kneo.spec.models import SPEC_VERSION, Spec
+from kneo.spec.project import DEFAULT_OVERLAY_PATTERN, ProjectConfig
+from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
+
+#: Environments accepted without a project config declaring them.
+STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A spec as loaded: where from, for which environment, and the resolved data."""
+
+    path: Path
+    env: str | None
+    overlays: list[Path]
+    #: Fully resolved (overlays merged, project defaults applied); what ``spec`` was built from.
+    data: dict[str, Any]
+    spec: Spec
+    #: ``(file, text)`` of every file read, overlay first, for line lookups in diagnostics.
+    sources: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """Overlay wins. Mappings merge recursively; lists of mappings that all carry ``id``
+    (steps, nodes, participants) merge item by item on ``id`` (base order kept, new ids
+    appended); any other list, and any scalar, is replaced. ``base`` is not modified."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    if _id_list(base) and _id_list(overlay):
+        by_id = {item["id"]: item for item in overlay}
+        out = [deep_merge(item, by_id.pop(item["id"])) if item["id"] in by_id else item for item in base]
+        out.extend(copy.deepcopy(item) for item in overlay if item["id"] in by_id)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def _id_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and isinstance(item.get("id"), str) for item in value
+    )
+
+
+def apply_project_defaults(data: dict[str, Any], project: ProjectConfig | None) -> dict[str, Any]:
+    """Fill each agent's ``model`` and ``runtime_preferences`` gaps from the project config."""
+    if project is None:
+        return data
+    model_defaults = project.model.model_dump(exclude_none=True)
+    runtime_defaults = project.runtime.model_dump(exclude_none=True)
+    if not model_defaults and not runtime_defaults:
+        return data
+    out = copy.deepcopy(data)
+    agents: list[dict[str, Any]] = []
+    if isinstance(out.get("agent"), dict):
+        agents.append(out["agent"])
+    components = out.get("components")
+    if isinstance(components, dict) and isinstance(components.get("agents"), dict):
+        agents.extend(a for a in components["agents"].values() if isinstance(a, dict))
+    for agent in agents:
+        for key, defaults in (("model", model_defaults), ("runtime_preferences", runtime_defaults)):
+            if not defaults:
+                continue
+            current = agent.get(key)
+            if current is None:
+                agent[key] = dict(defaults)
+            elif isinstance(current, dict):
+                agent[key] = {**defaults, **current}
+    return out
+
+
+def check_version(data: dict[str, Any], *, source: str) -> None:
+    """Only ``version: v1`` loads; older shapes point at ``kneo spec migrate``."""
+    version = data.get("version")
+    if version == SPEC_VERSION:
+        return
+    if version is None:
+        message = f"{source}: spec has no 'version'; add 'version: v1' or run 'kneo spec migrate'"
+    elif str(version) in {"v0", "0", "0.0"}:
+        message = f"{source}: spec version {version!r} is no longer loaded; run 'kneo spec migrate'"
+    else:
+        message = f"{source}: unsupported spec version {version!r} (this Kneo reads '{SPEC_VERSION}')"
+    raise SpecError(message, code="E_UNSUPPORTED_VERSION", file=source, path="version", version=version)
+
+
+def overlay_path(path: Path, env: str, project: ProjectConfig | None) -> Path:
+    pattern = project.overlay_pattern(env) if project else DEFAULT_OVERLAY_PATTERN
+    return path.parent / pattern.format(stem=path.stem, env=env, name=path.stem)
+
+
+def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
+    known = list(project.environments) if project and project.environments else list(STANDARD_ENVIRONMENTS)
+    if env in known or overlay_path(path, env, project).is_file():
+        return
+    raise SpecError(
+        f"{path}: unknown environment {env!r}; known: {', '.join(known)}",
+        code="E_UNKNOWN_ENV",
+        file=str(path),
+        environment=env,
+        known=known,
+    )
+
+
+def load_spec(
+    path: str | Path, *, env: str | None = None, project: ProjectConfig | None = None
+) -> LoadedSpec:
+    """Load, overlay, default and validate one spec file. Raises :class:`SpecError`."""
+    path = Path(path)
+    data, text = read_yaml_mapping(path)
+    sources = [(str(path), text)]
+    overlays: list[Path] = []
+    if env is not None:
+        _check_env(env, path, project)
+        candidate = overlay_path(path, env, project)
+        if candidate.is_file():
+            overlay, overlay_text = read_yaml_mapping(candidate, what="overlay")
+            overlay.pop("version", None)
+            data = deep_merge(data, overlay)
+            overlays.append(candidate)
+            sources.insert(0, (str(candidate), overlay_text))
+    check_version(data, source=str(path))
+    resolved = apply_project_defaults(data, project)
+    spec = _validate(resolved, file=str(path), texts=sources)
+    return LoadedSpec(path=path, env=env, overlays=overlays, data=resolved, spec=spec, sources=sources)
+
+
+def load_spec_data(data: Any, *, source: str = "<inline>", project: ProjectConfig | None = None) -> Spec:
+    """Validate an in-memory spec (HTTP inline specs); errors carry field paths, no lines."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec must be a mapping", code="E_SCHEMA", path="<root>")
+    check_version(data, source=source)
+    return _validate(apply_project_defaults(data, project), file=source, texts=())
+
+
+def load_spec_text(text: str, *, source: str = "<inline>", project: ProjectConfig | None = None) -> Spec:
+    """Validate a spec given as YAML text (HTTP ``spec_yaml``); errors carry lines."""
+    from kneo.spec.yaml_io import parse_yaml
+
+    data = parse_yaml(text, source=source)
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}:1: a spec must be a YAML mapping", code="E_SCHEMA", path="<root>")
+    check_version(data, source=source)
+    return _validate(apply_project_defaults(data, project), file=source, texts=[(source, text)])
+
+
+def _validate(data: dict[str, Any], *, file: str, texts: list[tuple[str, str]] | tuple[()]) -> Spec:
+    from pydantic import ValidationError
+
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_spec_error(exc, data, file=file, texts=list(texts)) from None

@@ -1,0 +1,169 @@
+"""One check used by CLI, HTTP and controller alike: diagnostics + environment policy + report.
+
+``check_spec`` = :func:`validate_spec` on the resolved spec, then the environment's policy
+(:func:`resolve_environment_policy`) adds ``E_POLICY_*`` errors, then a governance report is
+built. ``valid`` is false when any error remains. Pure apart from locating refs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kneo.runtimes import RuntimeRegistry
+from kneo.spec.context import resolve_environment_policy
+from kneo.spec.diagnostics import Diagnostic, ToolCatalog, agent_locations, has_errors, validate_spec, workflow_members
+from kneo.spec.loader import LoadedSpec
+from kneo.spec.models import Spec
+from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.tools import ToolRegistry
+
+
+@dataclass(frozen=True)
+class SpecReport:
+    valid: bool
+    diagnostics: list[Diagnostic]
+    report: dict[str, Any]
+    environment: str | None = None
+    policy: PolicyEnforcement | None = None
+    spec: Spec | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``validate --json`` / ``POST /v1/specs/validate`` shape."""
+        return {
+            "valid": self.valid,
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "report": self.report,
+        }
+
+
+def check_spec(
+    loaded_or_spec: LoadedSpec | Spec,
+    *,
+    env: str | None = None,
+    context: ProjectContext | None = None,
+    tool_registry: ToolRegistry,
+    runtime_registry: RuntimeRegistry,
+    base_dir: Path | None = None,
+    policy: PolicyEnforcement | None = None,
+) -> SpecReport:
+    """Validate, enforce the environment's policy, and report.
+
+    The environment is ``env``, else the loaded spec's, else the context's. ``policy``
+    overrides the resolved one (the service passes a policy stored in its database).
+    """
+    if isinstance(loaded_or_spec, LoadedSpec):
+        spec, base_dir = loaded_or_spec.spec, base_dir or loaded_or_spec.base_dir
+        env = env or loaded_or_spec.env
+    else:
+        spec = loaded_or_spec
+    if env is None and context is not None:
+        env = context.env
+    if policy is None and context is not None and env is not None:
+        policy = resolve_environment_policy(context, env)
+    diagnostics = validate_spec(spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir)
+    from kneo.policy.enforcement import enforce  # trust layer evaluates the contract's policy
+
+    enforced = enforce(spec, diagnostics, policy)
+    all_diagnostics = [*enforced, *diagnostics]
+    order = {"error": 0, "warning": 1, "info": 2}
+    all_diagnostics.sort(key=lambda d: order[d.severity])
+    report = policy_report(spec, tool_registry=tool_registry, env=env, policy=policy)
+    return SpecReport(
+        valid=not has_errors(all_diagnostics),
+        diagnostics=all_diagnostics,
+        report=report,
+        environment=env,
+        policy=policy,
+        spec=spec,
+    )
+
+
+def policy_report(
+    spec: Spec,
+    *,
+    tool_registry: ToolRegistry,
+    env: str | None = None,
+    policy: PolicyEnforcement | None = None,
+) -> dict[str, Any]:
+    """The governance summary reviewers read before signing or promoting a spec."""
+    catalog = ToolCatalog(spec, tool_registry)
+    agents = []
+    for agent, at in agent_locations(spec):
+        tools = []
+        for name in catalog.selected(agent):
+            d = catalog.get(name)
+            tools.append(
+                {
+                    "name": name,
+                    "capabilities": sorted(d.capabilities) if d else [],
+                    "requires_approval": bool(d and d.requires_approval) or name in agent.approval_required,
+                }
+            )
+        tp = agent.policies.tool
+        agents.append(
+            {
+                "name": agent.name,
+                "path": at,
+                "model": {"provider": agent.model.provider, "name": agent.model.name},
+                "strategy": agent.strategy.type,
+                "runtime": agent.runtime_preferences.model_dump(),
+                "memory": agent.memory.model_dump(),
+                "tool_selection": "unrestricted"
+                if agent.tools_unrestricted
+                else ("shorthand" if agent.tools_shorthand else "explicit"),
+                "tools": tools,
+                "tool_policy": tp.model_dump() if tp else None,
+                "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
+                "guardrails": [{"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails],
+            }
+        )
+    _, members = workflow_members(spec)
+    human_steps = [s for s in members if s.kind == "human"]
+    reviewers = [
+        {
+            "id": name,
+            "assignee": h.assignee,
+            "timeout_seconds": h.timeout_seconds,
+            "on_timeout": h.on_timeout,
+            "options": list(h.options),
+        }
+        for name, h in spec.components.humans.items()
+    ]
+    review_gates = [
+        {"step": s.id, **s.human_review.model_dump(include={"requires_confirmation", "review_output", "assignee"})}
+        for s in members
+        if s.human_review is not None
+    ]
+    approval_tools = sorted(
+        {t["name"] for a in agents for t in a["tools"] if t["requires_approval"]}
+    )
+    top = spec.agent
+    return {
+        "agent_name": top.name if top else None,
+        "workflow_name": spec.workflow.name if spec.workflow else None,
+        "workflow_kind": spec.workflow.family if spec.workflow else None,
+        "memory": top.memory.model_dump() if top else None,
+        "agents": agents,
+        "tool_permissions": {a["name"]: a["tool_policy"] for a in agents},
+        "mcp_imports": [imp.model_dump(exclude_none=True) for imp in spec.mcp.imports],
+        "guardrail_stages": sorted({stage for a in agents for stage in a["guardrail_stages"]}),
+        "human_reviewers": reviewers,
+        "human_approval": {
+            "human_steps": [s.id for s in human_steps],
+            "review_gates": review_gates,
+            "tools_requiring_approval": approval_tools,
+            "present": bool(human_steps or review_gates or approval_tools),
+        },
+        "environment": env,
+        "policy": policy.model_dump() if policy else None,
+    }

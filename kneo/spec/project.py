@@ -1,0 +1,269 @@
+"""Project config (``.kneo/config.yaml``): who owns the project, where things live, which
+environments exist and what each one enforces, defaults applied to every spec, and the
+*names* of the environment variables that hold secrets (never their values).
+
+Discovery walks upward from the working directory, or takes ``KNEO_PROJECT_CONFIG``.
+Contract layer: pydantic models plus reading one YAML file; no other I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kneo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kneo.settings import Settings
+
+CONFIG_DIR = ".kneo"
+CONFIG_FILE = "config.yaml"
+DEFAULT_OVERLAY_PATTERN = "{stem}.{env}.yaml"
+
+#: A secret reference must look like an environment-variable name.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PolicyEnforcement(_Model):
+    """Gates an environment puts on top of diagnostics (``E_POLICY_*`` when violated).
+
+    Evaluated by :func:`kneo.policy.enforcement.enforce` after overlays and defaults.
+    """
+
+    enabled: bool = True
+    #: Any warning becomes an error.
+    fail_on_warnings: bool = False
+    #: Diagnostic codes that fail the spec in this environment, whatever their severity.
+    blocked_diagnostic_codes: list[str] = Field(default_factory=list)
+    #: The spec must contain a human step, a step review gate, or tool-call approval.
+    require_human_review: bool = False
+    #: Every agent that has tools must declare ``policies.tool``.
+    require_tool_permissions: bool = False
+    #: No ``tools: all`` and no shorthand tool list without ``policies.tool``.
+    deny_unrestricted_tools: bool = False
+    #: Every agent must declare at least one guardrail.
+    require_guardrails: bool = False
+
+
+class ServiceConfig(_Model):
+    default_url: str | None = None
+
+
+class PathsConfig(_Model):
+    state_dir: str = ".kneo"
+    artifacts_dir: str = ".kneo/artifacts"
+    logs_dir: str = ".kneo/logs"
+
+
+class RuntimeDefaults(_Model):
+    """Filled into each agent's ``runtime_preferences`` where the spec leaves a gap."""
+
+    preferred_mode: str | None = None
+    allowed_modes: list[str] | None = None
+
+
+class ModelDefaults(_Model):
+    """Filled into each agent's ``model`` where the spec leaves a gap."""
+
+    provider: str | None = None
+    name: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
+def _check_env_names(value: dict[str, str], where: str) -> dict[str, str]:
+    for key, name in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            # Never echo the value: it may be the secret itself pasted by mistake.
+            raise ValueError(
+                f"{where}.{key} must be an environment-variable NAME such as OPENAI_API_KEY, "
+                "not a secret value"
+            )
+    return value
+
+
+class SecretsConfig(_Model):
+    """Secret references: provider or purpose -> environment-variable name."""
+
+    providers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "openai": "OPENAI_API_KEY",
+            "anthropic": "ANTHROPIC_API_KEY",
+            "google": "GOOGLE_API_KEY",
+        }
+    )
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env_names(value, "secrets.providers")
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env_names(value, "secrets.extra")
+
+
+class RetentionConfig(_Model):
+    """Days to keep each category; unset disables pruning. Env vars win over these."""
+
+    runs_days: int | None = Field(default=None, ge=0)
+    checkpoints_days: int | None = Field(default=None, ge=0)
+    queue_days: int | None = Field(default=None, ge=0)
+    continuations_days: int | None = Field(default=None, ge=0)
+    artifacts_days: int | None = Field(default=None, ge=0)
+    logs_days: int | None = Field(default=None, ge=0)
+
+
+class EnvironmentConfig(_Model):
+    #: Overlay file name next to the spec; ``{stem}`` and ``{env}`` are substituted.
+    overlay: str = DEFAULT_OVERLAY_PATTERN
+    #: Set fields override the project's top-level ``policy_enforcement`` defaults.
+    policy_enforcement: dict[str, Any] | None = None
+    #: Extra secret references for this environment (merged over ``secrets.extra``).
+    secrets: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("policy_enforcement")
+    @classmethod
+    def _policy_fields_known(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            PolicyEnforcement.model_validate(value)  # reject unknown fields / wrong types
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env_names(value, "environments.<env>.secrets")
+
+
+class ProjectConfig(_Model):
+    """The whole ``.kneo/config.yaml``."""
+
+    version: Literal["v1"] = "v1"
+    name: str = Field(default="kneo-serv-project", min_length=1)
+    owner: str | None = None
+    description: str | None = None
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    default_spec: str | None = None
+    default_environment: str | None = None
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    runtime: RuntimeDefaults = Field(default_factory=RuntimeDefaults)
+    model: ModelDefaults = Field(default_factory=ModelDefaults)
+    #: Defaults for every environment's ``policy_enforcement``.
+    policy_enforcement: PolicyEnforcement | None = None
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    def policy_for(self, env: str) -> PolicyEnforcement | None:
+        """The environment's policy: top-level defaults with the environment's fields on top."""
+        env_cfg = self.environments.get(env)
+        env_policy = env_cfg.policy_enforcement if env_cfg else None
+        if self.policy_enforcement is None and env_policy is None:
+            return None
+        base = self.policy_enforcement.model_dump() if self.policy_enforcement else {}
+        return PolicyEnforcement.model_validate({**base, **(env_policy or {})})
+
+    def overlay_pattern(self, env: str) -> str:
+        env_cfg = self.environments.get(env)
+        return env_cfg.overlay if env_cfg else DEFAULT_OVERLAY_PATTERN
+
+
+def find_project_config(start: Path, settings: Settings | None = None) -> Path | None:
+    """``KNEO_PROJECT_CONFIG`` if set, else the nearest ``.kneo/config.yaml`` at or above
+    ``start``. An explicit path that does not exist is an error, not a silent fallback."""
+    if settings is not None and settings.project_config is not None:
+        explicit = settings.project_config
+        if not explicit.is_file():
+            raise ConfigError(
+                f"KNEO_PROJECT_CONFIG points at {explicit}, which does not exist",
+                code="E_FILE_NOT_FOUND",
+                file=str(explicit),
+            )
+        return explicit
+    here = start.resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_DIR / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project_config(path: Path) -> ProjectConfig:
+    """Read and validate one project config; errors name the file, line and field path."""
+    from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
+
+    data, text = read_yaml_mapping(path, what="project config")
+    try:
+        return ProjectConfig.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise validation_error_to_spec_error(
+                exc, data, file=str(path), texts=[(str(path), text)], kind="project config"
+            ) from None
+        raise
+
+
+@dataclass(frozen=True)
+class ProjectContext:
+    """Where the project is and which environment a command works on.
+
+    ``env`` is the selected environment (``--env``, else ``KNEO_ENV``, else the project's
+    ``default_environment``, else ``dev``); ``env_explicit`` says whether a flag or
+    ``KNEO_ENV`` chose it, because only an explicit choice applies spec overlays.
+    """
+
+    root: Path
+    config_path: Path | None
+    config: ProjectConfig
+    env: str = "dev"
+    env_explicit: bool = False
+    settings: Settings | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def discover(
+        cls, *, cwd: Path | None = None, settings: Settings | None = None, env: str | None = None
+    ) -> ProjectContext:
+        from kneo.settings import Settings as _Settings
+
+        settings = settings or _Settings.from_env()
+        cwd = (cwd or Path.cwd()).resolve()
+        path = find_project_config(cwd, settings)
+        config = load_project_config(path) if path else ProjectConfig()
+        root = path.resolve().parent.parent if path and path.parent.name == CONFIG_DIR else cwd
+        if path and path.parent.name != CONFIG_DIR:
+            root = path.resolve().parent
+        chosen = env or settings.environ.get("KNEO_ENV") or None
+        return cls(
+            root=root,
+            config_path=path,
+            config=config,
+            env=chosen or config.default_environment or settings.default_env,
+            env_explicit=chosen is not None,
+            settings=settings,
+        )
+
+    def known_environments(self) -> list[str]:
+        return list(self.config.environments)
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """A path from the config is relative to the project root."""
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
+
+    def default_spec_path(self) -> Path | None:
+        return self.resolve_path(self.config.default_spec) if self.config.default_spec else None

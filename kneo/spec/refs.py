@@ -1,0 +1,195 @@
+"""``module:function`` references: find them, check them, and (for the engine) load them.
+
+Validation must not run user code, so :func:`inspect_ref` locates the module's source with
+import finders (no module body executes), parses it with :mod:`ast`, and answers two
+questions: is ``function`` defined at module level, and does the module directly import a
+primitive that escapes the sandbox (``os``, ``subprocess``, ``shutil``, ``socket``,
+``importlib``, ``builtins``, or ``__import__``)? Only :func:`load_callable` imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kneo.errors import KneoError
+
+UNSAFE_MODULES = frozenset({"os", "subprocess", "shutil", "socket", "importlib", "builtins"})
+_ROOT_MARKERS = (".kneo", "pyproject.toml", ".git")
+
+
+@dataclass(frozen=True)
+class RefInfo:
+    """What static inspection learned about one ``module:function`` reference."""
+
+    ref: str
+    module: str
+    attribute: str
+    origin: str | None
+    found: bool
+    defined: bool
+    unsafe_imports: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+def split_ref(ref: str) -> tuple[str, str] | None:
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr or not all(p.isidentifier() for p in module.split(".")):
+        return None
+    if not all(p.isidentifier() for p in attr.split(".")):
+        return None
+    return module, attr
+
+
+def is_ref(value: str) -> bool:
+    return split_ref(value) is not None
+
+
+def import_roots(base_dir: Path | None) -> list[Path]:
+    """Directories a spec's refs may import from: the spec's directory and its parents up to
+    the project root (the first with ``.kneo``, ``pyproject.toml`` or ``.git``), then cwd.
+
+    ``examples/x.yaml`` naming ``examples.app_functions:f`` thus works from any directory.
+    """
+    roots: list[Path] = []
+    if base_dir is not None:
+        here = base_dir.resolve()
+        for directory in (here, *here.parents):
+            roots.append(directory)
+            if any((directory / marker).exists() for marker in _ROOT_MARKERS):
+                break
+    cwd = Path.cwd().resolve()
+    if cwd not in roots:
+        roots.append(cwd)
+    return roots
+
+
+def find_origin(module: str, roots: Sequence[Path]) -> tuple[str | None, str | None]:
+    """The source file of ``module`` without executing it (nor its parent packages).
+
+    Returns ``(origin, problem)``; ``origin`` is None when the module cannot be found.
+    """
+    parts = module.split(".")
+    spec: importlib.machinery.ModuleSpec | None = None
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        if i == 0:
+            spec = importlib.machinery.PathFinder.find_spec(name, [str(r) for r in roots])
+            if spec is None:
+                try:
+                    spec = importlib.util.find_spec(name)  # top level: runs no module code
+                except (ImportError, ValueError):
+                    spec = None
+        else:
+            locations = list(spec.submodule_search_locations or []) if spec else []
+            if not locations:
+                return None, f"'{parts[i - 1]}' is not a package"
+            spec = importlib.machinery.PathFinder.find_spec(name, locations)
+            if spec is None:
+                for finder in sys.meta_path:
+                    find = getattr(finder, "find_spec", None)
+                    if find is None:
+                        continue
+                    try:
+                        spec = find(name, locations)
+                    except (ImportError, ValueError, TypeError):
+                        spec = None
+                    if spec is not None:
+                        break
+        if spec is None:
+            return None, f"module '{name}' not found"
+    if spec is None or spec.origin in (None, "built-in", "frozen"):
+        return None, f"module '{module}' has no Python source to inspect"
+    return spec.origin, None
+
+
+@lru_cache(maxsize=256)
+def _analyse(origin: str, mtime_ns: int) -> tuple[frozenset[str], tuple[str, ...], str | None]:
+    """Top-level names and unsafe imports of one source file (cached per mtime)."""
+    try:
+        source = Path(origin).read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=origin)
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        return frozenset(), (), f"cannot parse {origin}: {exc}"
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    unsafe: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            unsafe.extend(a.name for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in UNSAFE_MODULES:
+                unsafe.append(node.module)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"__import__", "exec", "eval"}
+        ):
+            unsafe.append(f"{node.func.id}()")
+    return frozenset(names), tuple(dict.fromkeys(unsafe)), None
+
+
+def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
+    """Statically inspect ``module:function`` (no code runs)."""
+    parsed = split_ref(ref)
+    if parsed is None:
+        return RefInfo(ref, "", "", None, False, False, problem="expected 'module:function'")
+    module, attr = parsed
+    origin, problem = find_origin(module, roots)
+    if origin is None:
+        return RefInfo(ref, module, attr, None, False, False, problem=problem)
+    try:
+        mtime = Path(origin).stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    names, unsafe, parse_problem = _analyse(origin, mtime)
+    top = attr.split(".")[0]
+    return RefInfo(
+        ref,
+        module,
+        attr,
+        origin,
+        True,
+        parse_problem is None and top in names,
+        unsafe,
+        parse_problem or (None if top in names else f"'{attr}' is not defined in module '{module}'"),
+    )
+
+
+def load_callable(ref: str, roots: Iterable[Path] = ()) -> Callable[..., Any]:
+    """Import ``module:function`` for execution (engine use). ``roots`` are put on
+    ``sys.path`` (once) so project-local modules such as ``examples.app_functions`` import."""
+    from importlib import import_module
+
+    parsed = split_ref(ref)
+    if parsed is None:
+        raise KneoError(f"'{ref}' is not a 'module:function' reference", code="E_UNKNOWN_REF")
+    for root in roots:
+        text = str(root)
+        if text not in sys.path:
+            sys.path.append(text)
+    module_name, attr = parsed
+    try:
+        target: Any = import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise KneoError(f"cannot import '{ref}': {exc}", code="E_UNKNOWN_REF", ref=ref) from exc
+    if not callable(target):
+        raise KneoError(f"'{ref}' is not callable", code="E_UNKNOWN_REF", ref=ref)
+    return target  # type: ignore[no-any-return]

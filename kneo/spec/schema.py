@@ -1,0 +1,81 @@
+"""JSON Schemas generated from the models, for editors and CI (``schemas/*.json``).
+
+``python -m kneo.spec.schema`` rewrites the files; a test fails when they drift from the
+models. The shorthands the models accept through validators (keyed graph ``nodes``,
+``functions: {name: "module:function"}``) are added to the schema so editors accept them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from kneo.spec.models import Spec
+from kneo.spec.project import ProjectConfig
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMAS: dict[str, str] = {
+    "spec.schema.json": "Kneo spec v1",
+    "project_config.schema.json": "Kneo project config (.kneo/config.yaml)",
+}
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = Spec.model_json_schema(by_alias=True, mode="validation")
+    defs = schema["$defs"]
+    nodes = defs["WorkflowSpec"]["properties"]["nodes"]
+    keyed = dict(defs["StepSpec"])
+    keyed["required"] = [r for r in keyed.get("required", []) if r != "id"]
+    keyed["title"] = "KeyedStepSpec"
+    defs["KeyedStepSpec"] = keyed
+    keyed_nodes = {"type": "object", "additionalProperties": {"$ref": "#/$defs/KeyedStepSpec"}}
+    defs["WorkflowSpec"]["properties"]["nodes"] = {
+        "anyOf": [{k: v for k, v in nodes.items() if k not in {"title", "description"}}, keyed_nodes],
+        "title": "Nodes",
+        "description": "Graph nodes: a list of steps, or a mapping from node id to step.",
+    }
+    functions = defs["ComponentsSpec"]["properties"]["functions"]
+    functions["additionalProperties"] = {
+        "anyOf": [functions["additionalProperties"], {"type": "string", "pattern": r"^[\w.]+:[\w.]+$"}]
+    }
+    return _wrap(schema, "spec.schema.json")
+
+
+def project_config_schema() -> dict[str, Any]:
+    return _wrap(ProjectConfig.model_json_schema(by_alias=True, mode="validation"), "project_config.schema.json")
+
+
+def _wrap(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"https://kneo.dev/schemas/{name}",
+        "title": SCHEMAS[name],
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def generate() -> dict[str, dict[str, Any]]:
+    """File name -> schema, for every schema this package owns."""
+    return {"spec.schema.json": spec_schema(), "project_config.schema.json": project_config_schema()}
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=False) + "\n"
+
+
+def write(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in generate().items():
+        path = directory / name
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by hand and by the drift test
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("schemas")
+    for p in write(target):
+        print(p)

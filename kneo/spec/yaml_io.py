@@ -1,0 +1,249 @@
+"""Reading YAML with errors people can act on: file, line and field path.
+
+Parsing uses libyaml when present (fast path); the slower node walk that finds the line of a
+field path only runs when there is an error to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from kneo.errors import SpecError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+try:  # libyaml is an order of magnitude faster; fall back to pure Python.
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+
+Loc = tuple[str | int, ...]
+
+
+def read_text(path: Path, *, what: str = "spec") -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"{path}: {what} file not found", code="E_FILE_NOT_FOUND", file=str(path)
+        ) from None
+    except IsADirectoryError:
+        raise SpecError(
+            f"{path}: is a directory, expected a {what} file", code="E_FILE_NOT_FOUND", file=str(path)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=str(path)) from None
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """Parse one YAML document; a syntax error becomes ``E_YAML`` with ``source:line``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        where = f"{source}:{line}" if line else source
+        raise SpecError(
+            f"{where}: invalid YAML: {problem}", code="E_YAML", file=source, line=line, column=column
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: invalid YAML: {exc}", code="E_YAML", file=source) from None
+
+
+def read_yaml_mapping(path: Path, *, what: str = "spec") -> tuple[dict[str, Any], str]:
+    """Read a file that must hold one YAML mapping; returns the data and the raw text."""
+    text = read_text(path, what=what)
+    data = parse_yaml(text, source=str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{path}:1: a {what} must be a YAML mapping, got {type(data).__name__}",
+            code="E_SCHEMA",
+            file=str(path),
+            line=1,
+            path="<root>",
+        )
+    return data, text
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``("agent", "tools", 0)`` -> ``agent.tools[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def clean_loc(loc: Sequence[str | int], data: Any) -> Loc:
+    """Drop pydantic's union-branch tags from ``loc`` by walking the real data.
+
+    Keyed graph nodes (``nodes: {a: {...}}``) are lists to pydantic but mappings in the file;
+    an index into such a mapping is turned back into its key.
+    """
+    out: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict):
+            if isinstance(part, str) and part in current:
+                out.append(part)
+                current = current[part]
+            elif isinstance(part, int) and 0 <= part < len(current):
+                key = list(current)[part]
+                out.append(key)
+                current = current[key]
+            elif isinstance(part, str) and not _looks_like_tag(part):
+                out.append(part)  # a missing or extra key: keep it, stop walking
+                current = None
+        elif isinstance(current, list):
+            if isinstance(part, int) and 0 <= part < len(current):
+                out.append(part)
+                current = current[part]
+        elif current is None and isinstance(part, str | int) and not _looks_like_tag(str(part)):
+            out.append(part)
+    return tuple(out)
+
+
+def _looks_like_tag(part: str) -> bool:
+    """Pydantic names union branches like ``list[str]``, ``literal['all','*']``, ``function-after[...]``."""
+    return any(ch in part for ch in "[]'(") or part in {"str", "int", "float", "bool", "dict"}
+
+
+def line_of(text: str, loc: Loc) -> int | None:
+    """1-based line of the node at ``loc`` (or its nearest existing parent) in ``text``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    best = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = None
+            for key_node, value_node in node.value:
+                if getattr(key_node, "value", None) == part:
+                    match = (key_node, value_node)
+                    break
+            if match is None:
+                return best
+            best = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            return best
+    return best
+
+
+def validation_error_to_spec_error(
+    exc: ValidationError,
+    data: Any,
+    *,
+    file: str | None,
+    texts: Sequence[tuple[str, str]] = (),
+    kind: str = "spec",
+) -> SpecError:
+    """One ``E_SCHEMA`` error naming file:line, the first bad field path and what is wrong.
+
+    All problems are attached as ``diagnostics`` so ``--json`` and HTTP callers see each one.
+    ``texts`` are ``(file, text)`` pairs searched in order for the line (overlay before base).
+    """
+    diagnostics: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    first: tuple[str, str, str | None, int | None] | None = None
+    for err in exc.errors(include_url=False):
+        loc = clean_loc(err["loc"], data)
+        path = format_path(loc)
+        message = _message(err)
+        key = f"{path}:{message}"
+        if key in seen or (path in {d["path"] for d in diagnostics} and err["type"] != "extra_forbidden"):
+            continue
+        seen.add(key)
+        where_file, line = file, None
+        for source, text in texts:
+            found = line_of(text, loc)
+            if found is not None and _has_exact(text, loc):
+                where_file, line = source, found
+                break
+            if line is None:
+                where_file, line = source, found
+        diagnostics.append(
+            {
+                "code": "E_SCHEMA",
+                "severity": "error",
+                "path": path,
+                "message": message,
+                "suggestion": _suggestion(err),
+                "file": where_file,
+                "line": line,
+            }
+        )
+        if first is None:
+            first = (path, message, where_file, line)
+    if first is None:  # pragma: no cover - pydantic always reports at least one error
+        first = ("<root>", str(exc), file, None)
+    path, message, where_file, line = first
+    prefix = f"{where_file}:{line}: " if where_file and line else (f"{where_file}: " if where_file else "")
+    more = f" (+{len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
+    return SpecError(
+        f"{prefix}{path}: {message}{more}",
+        code="E_SCHEMA",
+        file=where_file,
+        line=line,
+        path=path,
+        diagnostics=diagnostics,
+        kind=kind,
+    )
+
+
+def _has_exact(text: str, loc: Loc) -> bool:
+    """Whether every part of ``loc`` exists in ``text`` (so its line is exact, not a parent's)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return False
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return False
+        if node is None:
+            return False
+    return True
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
+
+
+def _suggestion(err: Any) -> str | None:
+    if err["type"] == "extra_forbidden":
+        return "remove the field or fix its spelling; see schemas/spec.schema.json"
+    if err["type"] == "missing":
+        return "add the field"
+    return None
+
+
+def dump_yaml(data: Any) -> str:
+    """Stable, human-friendly YAML (keys in document order, block style)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
