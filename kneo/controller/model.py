@@ -1,0 +1,269 @@
+"""Values the reconcile core works on: desired state (Git), observed state (registry), actions.
+
+Plain frozen data, no I/O. The loader builds :class:`DesiredState` from one commit, the store
+adapter builds :class:`ObservedState` from the registry, :func:`kneo.controller.planner.plan`
+turns the pair into :class:`Action` values, and the applier writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
+BundleKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why something cannot be promoted: a stable ``code`` and a message for people."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class PromotionRules:
+    """The promotion part of an environment's policy, as the planner needs it."""
+
+    require_approved_in: str | None = None
+    require_human_approval: bool = False
+    approvers: tuple[str, ...] = ()
+    min_approvals: int = 1
+
+
+@dataclass(frozen=True)
+class DesiredEnvironment:
+    """An ``environments/<env>.yaml`` at the commit; ``problems`` when it could not be used."""
+
+    name: str
+    path: str
+    blob_sha: str
+    promotion: PromotionRules = field(default_factory=PromotionRules)
+    required_signatures: int = 1
+    accepted_key_ids: tuple[str, ...] | None = None
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class DesiredRevision:
+    """One bundle file at the commit, already verified (or not) for its environment.
+
+    ``fingerprint`` identifies exactly what was judged (bundle blob, environment blob,
+    keyring), so a rejection is recorded once and re-judged only when one of them changes.
+    ``problems`` empty means signature, environment, spec and policy all checked out.
+    """
+
+    name: str
+    environment: str
+    path: str
+    fingerprint: str
+    commit: str
+    digest: str | None = None
+    signer_key_ids: tuple[str, ...] = ()
+    approved_by: str | None = None
+    spec: Mapping[str, Any] | None = None
+    problems: tuple[Problem, ...] = ()
+    diagnostics: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def key(self) -> BundleKey:
+        return (self.name, self.environment)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.digest is not None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything Git asks for at one commit."""
+
+    commit: str
+    revisions: Mapping[BundleKey, DesiredRevision]
+    environments: Mapping[str, DesiredEnvironment]
+    #: Repository-level findings (e.g. two files claiming the same bundle and environment).
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class RevisionRef:
+    """A registry revision as the planner needs it."""
+
+    number: int
+    digest: str
+    status: str
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """Decisions recorded so far on promoting one digest into one environment."""
+
+    approved_by: frozenset[str] = frozenset()
+    rejected_by: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ObservedEntry:
+    """The registry's view of one (bundle, environment).
+
+    ``applied`` is the newest revision the controller put in force (status active, inactive
+    or pruned). When it is not the active one, someone changed the registry outside the
+    controller: that is drift.
+    """
+
+    active: RevisionRef | None = None
+    applied: RevisionRef | None = None
+    pending: RevisionRef | None = None
+    rejected_fingerprints: frozenset[str] = frozenset()
+    suspended: bool = False
+    approvals: Approvals = field(default_factory=Approvals)
+    #: Whether a human promotion task is open for ``pending``.
+    task_open: bool = False
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the active revision is not the one the controller last put in force."""
+        if self.active is None:
+            return self.applied is not None and self.applied.status != "pruned"
+        return self.applied is None or self.applied.number != self.active.number
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    entries: Mapping[BundleKey, ObservedEntry] = field(default_factory=dict)
+
+    def get(self, key: BundleKey) -> ObservedEntry:
+        return self.entries.get(key) or _EMPTY
+
+
+_EMPTY = ObservedEntry()
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Controller configuration that changes what the plan does."""
+
+    prune: bool = True
+    #: Prune even when the commit holds no bundle at all (Argo CD's ``allowEmpty``).
+    allow_empty: bool = False
+
+
+class ActionKind(StrEnum):
+    ACTIVATE = "activate"
+    REJECT = "reject"
+    PRUNE = "prune"
+    NOOP = "noop"
+    WAIT_FOR_APPROVAL = "wait_for_approval"
+    WAIT_FOR_UPSTREAM = "wait_for_upstream"
+    DRIFT_REVERT = "drift_revert"
+
+
+#: Kinds that write to the registry; the rest only update conditions.
+WRITING_KINDS = frozenset(
+    {ActionKind.ACTIVATE, ActionKind.REJECT, ActionKind.PRUNE, ActionKind.DRIFT_REVERT}
+)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One decision about one (bundle, environment).
+
+    * ``activate``: make ``revision`` active (a new registry revision, or ``target`` if it
+      is already pending approval); ``approved_by`` lists the promotion approvers.
+    * ``reject``: record ``revision`` as rejected with ``reasons``; the active one stays.
+    * ``prune``: the file is gone; deactivate ``target`` (the active revision).
+    * ``drift_revert``: put ``target`` (what the controller applied) back in force, or, with
+      ``target`` None, deactivate what someone activated by hand.
+    * ``wait_for_approval``: ``revision`` needs more approvals; ``request_task`` asks the
+      applier to open the human task (and record a pending revision).
+    * ``wait_for_upstream``: the digest is not yet active in ``upstream``.
+    * ``noop``: nothing to write; ``reason`` says why (up to date, suspended, ...).
+    """
+
+    kind: ActionKind
+    name: str
+    environment: str
+    reason: str
+    message: str
+    revision: DesiredRevision | None = None
+    target: RevisionRef | None = None
+    reasons: tuple[Problem, ...] = ()
+    approved_by: tuple[str, ...] = ()
+    upstream: str | None = None
+    request_task: bool = False
+    #: Set when the action also resolves drift (the registry was changed outside).
+    drift: bool = False
+
+    @property
+    def key(self) -> BundleKey:
+        return (self.name, self.environment)
+
+    @property
+    def digest(self) -> str | None:
+        if self.revision is not None and self.revision.digest is not None:
+            return self.revision.digest
+        return self.target.digest if self.target is not None else None
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in WRITING_KINDS or (
+            self.kind is ActionKind.WAIT_FOR_APPROVAL and self.request_task
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape printed by ``kneo controller plan|reconcile --json``."""
+        data: dict[str, Any] = {
+            "action": self.kind.value,
+            "bundle": self.name,
+            "environment": self.environment,
+            "digest": self.digest,
+            "reason": self.reason,
+            "message": self.message,
+        }
+        if self.revision is not None:
+            data["path"] = self.revision.path
+            data["commit"] = self.revision.commit
+        if self.target is not None:
+            data["revision"] = self.target.number
+        if self.reasons:
+            data["reasons"] = [p.to_dict() for p in self.reasons]
+        if self.approved_by:
+            data["approved_by"] = list(self.approved_by)
+        if self.upstream:
+            data["upstream"] = self.upstream
+        if self.kind is ActionKind.WAIT_FOR_APPROVAL:
+            data["request_task"] = self.request_task
+        if self.drift:
+            data["drift"] = True
+        return data
+
+
+class ConditionType(StrEnum):
+    VERIFIED = "Verified"
+    PROMOTED = "Promoted"
+    READY = "Ready"
+
+
+@dataclass(frozen=True)
+class ConditionValue:
+    """A condition without its timestamps (the store keeps last transition time)."""
+
+    type: ConditionType
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "type": self.type.value,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+        }

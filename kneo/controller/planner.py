@@ -1,0 +1,461 @@
+"""``plan(desired, observed) -> actions`` and the status conditions that follow. Pure.
+
+Rules, in the order they are applied to each (bundle, environment):
+
+1. Suspended: leave it alone (drift is reported, not reverted).
+2. No file in Git: prune the active revision, unless ``prune`` is off or the whole commit
+   is empty and ``allow_empty`` is off (a commit deleting everything is far more often an
+   accident than an intent).
+3. A bundle that failed verification, or a digest a person rejected: reject it once (per
+   fingerprint); the active revision keeps serving.
+4. ``require_approved_in``: the same digest must be active upstream, judged on the state
+   *after* this plan's upstream actions (environments are planned upstream first), and the
+   applier re-checks it inside the activating transaction.
+5. ``require_human_approval``: ``min_approvals`` distinct members of ``approvers`` approved
+   (M-of-N); a single rejection stops the promotion.
+6. Otherwise activate. A registry changed outside the controller (drift) is put back to
+   what the controller applied, or to what Git now asks for.
+
+No I/O, no clock: the same inputs always give the same actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from kneo.controller.model import (
+    Action,
+    ActionKind,
+    Approvals,
+    BundleKey,
+    ConditionType,
+    ConditionValue,
+    DesiredEnvironment,
+    DesiredRevision,
+    DesiredState,
+    ObservedEntry,
+    ObservedState,
+    PlanOptions,
+    Problem,
+    RevisionRef,
+)
+
+# Action reasons (stable strings; the CLI and audit events carry them).
+UP_TO_DATE = "up_to_date"
+SUSPENDED = "suspended"
+PRUNE_DISABLED = "prune_disabled"
+EMPTY_DESIRED_STATE = "empty_desired_state"
+ALREADY_REJECTED = "already_rejected"
+PROMOTION_REJECTED = "promotion_rejected"
+
+# Condition reasons.
+R_VERIFIED = "Verified"
+R_NOT_IN_GIT = "NotInGit"
+R_PROMOTED = "Promoted"
+R_AWAITING_APPROVAL = "AwaitingApproval"
+R_AWAITING_UPSTREAM = "AwaitingUpstream"
+R_REJECTED = "Rejected"
+R_PRUNED = "Pruned"
+R_PRUNE_SKIPPED = "PruneSkipped"
+R_SUSPENDED = "Suspended"
+R_READY = "Ready"
+R_SERVING_PREVIOUS = "ServingPrevious"
+R_NO_ACTIVE = "NoActiveRevision"
+R_DRIFT = "DriftDetected"
+
+
+def short(digest: str | None) -> str:
+    """``sha256:0123456789ab`` for messages; full digests live in the data."""
+    return "none" if digest is None else digest[:19]
+
+
+def environment_order(environments: Mapping[str, DesiredEnvironment]) -> dict[str, int]:
+    """Depth of each environment in its ``require_approved_in`` chain (upstream first).
+
+    Cycles and unknown upstreams get depth 0; the loader reports them as problems.
+    """
+    depth: dict[str, int] = {}
+
+    def walk(name: str, seen: frozenset[str]) -> int:
+        if name in depth:
+            return depth[name]
+        env = environments.get(name)
+        upstream = env.promotion.require_approved_in if env is not None else None
+        if upstream is None or upstream in seen or upstream not in environments:
+            result = 0
+        else:
+            result = walk(upstream, seen | {name}) + 1
+        depth[name] = result
+        return result
+
+    for name in environments:
+        walk(name, frozenset())
+    return depth
+
+
+def plan(
+    desired: DesiredState, observed: ObservedState, options: PlanOptions | None = None
+) -> list[Action]:
+    """Every action needed to make the registry match ``desired``, upstream environments first.
+
+    Keys with nothing to say (no file, nothing active, nothing pending) produce no action;
+    every other key produces at least one (a ``noop`` states why nothing is written).
+    """
+    options = options or PlanOptions()
+    keys: set[BundleKey] = set(desired.revisions)
+    for key, entry in observed.entries.items():
+        if entry.active is not None or entry.pending is not None or entry.drifted:
+            keys.add(key)
+    depth = environment_order(desired.environments)
+    projected: dict[BundleKey, str | None] = {
+        key: entry.active.digest if entry.active else None
+        for key, entry in observed.entries.items()
+    }
+    empty_guard = not desired.revisions and not options.allow_empty
+    actions: list[Action] = []
+    for key in sorted(keys, key=lambda k: (depth.get(k[1], 0), k[1], k[0])):
+        entry = observed.get(key)
+        revision = desired.revisions.get(key)
+        env = desired.environments.get(key[1])
+        planned = _plan_key(key, revision, entry, env, projected, options, empty_guard)
+        for action in planned:
+            _project(projected, action)
+        actions.extend(planned)
+    return actions
+
+
+def _project(projected: dict[BundleKey, str | None], action: Action) -> None:
+    """What will be active for the action's key once it is applied."""
+    if action.kind is ActionKind.ACTIVATE:
+        projected[action.key] = action.digest
+    elif action.kind is ActionKind.PRUNE:
+        projected[action.key] = None
+    elif action.kind is ActionKind.DRIFT_REVERT:
+        projected[action.key] = action.target.digest if action.target else None
+
+
+def _plan_key(
+    key: BundleKey,
+    revision: DesiredRevision | None,
+    entry: ObservedEntry,
+    env: DesiredEnvironment | None,
+    projected: Mapping[BundleKey, str | None],
+    options: PlanOptions,
+    empty_guard: bool,
+) -> list[Action]:
+    name, environment = key
+    if entry.suspended:
+        note = "; the registry was changed outside the controller (drift not reverted)" if (
+            entry.drifted
+        ) else ""
+        return [
+            Action(
+                ActionKind.NOOP,
+                name,
+                environment,
+                SUSPENDED,
+                f"{name} is suspended in {environment}; nothing is changed{note}",
+                revision=revision,
+                target=entry.active,
+                drift=entry.drifted,
+            )
+        ]
+    if revision is None:
+        return _plan_removed(key, entry, options, empty_guard)
+    if not revision.ok:
+        return _with_drift_fix(key, entry, _reject(revision, entry, revision.problems))
+    if entry.active is not None and entry.active.digest == revision.digest:
+        return [
+            Action(
+                ActionKind.NOOP,
+                name,
+                environment,
+                UP_TO_DATE,
+                f"revision {entry.active.number} ({short(revision.digest)}) is active",
+                revision=revision,
+                target=entry.active,
+            )
+        ]
+    if revision.fingerprint in entry.rejected_fingerprints:
+        return _with_drift_fix(key, entry, _reject(revision, entry, ()))
+    rules = env.promotion if env is not None else None
+    if rules is not None and rules.require_approved_in is not None:
+        upstream = rules.require_approved_in
+        upstream_digest = projected.get((name, upstream))
+        if upstream_digest != revision.digest:
+            wait = Action(
+                ActionKind.WAIT_FOR_UPSTREAM,
+                name,
+                environment,
+                "awaiting_upstream",
+                f"{short(revision.digest)} must be active in {upstream} first "
+                f"(active there: {short(upstream_digest)})",
+                revision=revision,
+                upstream=upstream,
+            )
+            return _with_drift_fix(key, entry, wait)
+    pending = entry.pending if _pending_matches(entry, revision) else None
+    approved_by: tuple[str, ...] = ()
+    if rules is not None and rules.require_human_approval:
+        approvals = entry.approvals if pending is not None else Approvals()
+        if approvals.rejected_by:
+            who = ", ".join(sorted(approvals.rejected_by))
+            problem = Problem(PROMOTION_REJECTED, f"promotion to {environment} rejected by {who}")
+            return _with_drift_fix(key, entry, _reject(revision, entry, (problem,), pending))
+        counted = approvals.approved_by
+        if rules.approvers:
+            counted = counted & frozenset(rules.approvers)
+        if len(counted) < rules.min_approvals:
+            wait = Action(
+                ActionKind.WAIT_FOR_APPROVAL,
+                name,
+                environment,
+                "awaiting_approval",
+                f"Promote {name}@{revision.digest} to {environment}? "
+                f"{len(counted)} of {rules.min_approvals} approvals"
+                + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
+                revision=revision,
+                target=pending,
+                approved_by=tuple(sorted(counted)),
+                request_task=not (pending is not None and entry.task_open),
+            )
+            return _with_drift_fix(key, entry, wait)
+        approved_by = tuple(sorted(counted))
+    applied = entry.applied
+    if (
+        entry.drifted
+        and applied is not None
+        and applied.status != "pruned"
+        and applied.digest == revision.digest
+    ):
+        return [_drift_revert(key, entry, applied)]
+    return [
+        Action(
+            ActionKind.ACTIVATE,
+            name,
+            environment,
+            "promoted",
+            f"activate {short(revision.digest)} from {revision.path} at {revision.commit[:12]}"
+            + (f", approved by {', '.join(approved_by)}" if approved_by else "")
+            + (f" (replacing revision {entry.active.number})" if entry.active else ""),
+            revision=revision,
+            target=pending,
+            approved_by=approved_by,
+            drift=entry.drifted,
+        )
+    ]
+
+
+def _pending_matches(entry: ObservedEntry, revision: DesiredRevision) -> bool:
+    return entry.pending is not None and entry.pending.digest == revision.digest
+
+
+def _plan_removed(
+    key: BundleKey, entry: ObservedEntry, options: PlanOptions, empty_guard: bool
+) -> list[Action]:
+    name, environment = key
+    leftover = entry.applied if entry.drifted and entry.active is None else None
+    if entry.active is None and entry.pending is None and leftover is None:
+        return []
+    if not options.prune:
+        return [
+            Action(
+                ActionKind.NOOP,
+                name,
+                environment,
+                PRUNE_DISABLED,
+                f"no bundle file for {name} in {environment}; pruning is off, "
+                f"revision {entry.active.number if entry.active else '-'} stays",
+                target=entry.active,
+            )
+        ]
+    if empty_guard:
+        return [
+            Action(
+                ActionKind.NOOP,
+                name,
+                environment,
+                EMPTY_DESIRED_STATE,
+                "the commit holds no bundles at all; refusing to prune everything "
+                "(set allow_empty: true in the controller config to allow it)",
+                target=entry.active,
+            )
+        ]
+    return [
+        Action(
+            ActionKind.PRUNE,
+            name,
+            environment,
+            "pruned",
+            f"no bundle file for {name} in {environment}; deactivating "
+            + (
+                f"revision {entry.active.number}"
+                if entry.active
+                else "the pending promotion"
+                if entry.pending
+                else "the revision that was deactivated by hand"
+            ),
+            target=entry.active or leftover,
+            drift=entry.drifted,
+        )
+    ]
+
+
+def _reject(
+    revision: DesiredRevision,
+    entry: ObservedEntry,
+    problems: tuple[Problem, ...],
+    pending: RevisionRef | None = None,
+) -> Action:
+    """A rejection, or a ``noop`` when this exact content was already rejected."""
+    serving = (
+        f"; revision {entry.active.number} ({short(entry.active.digest)}) keeps serving"
+        if entry.active
+        else ""
+    )
+    if revision.fingerprint in entry.rejected_fingerprints:
+        return Action(
+            ActionKind.NOOP,
+            revision.name,
+            revision.environment,
+            ALREADY_REJECTED,
+            f"{revision.path} was already rejected{serving}",
+            revision=revision,
+            target=entry.active,
+            reasons=revision.problems,
+        )
+    summary = "; ".join(p.message for p in problems)
+    return Action(
+        ActionKind.REJECT,
+        revision.name,
+        revision.environment,
+        problems[0].code if problems else "rejected",
+        f"{summary}{serving}",
+        revision=revision,
+        target=pending,
+        reasons=problems,
+    )
+
+
+def _drift_fix(key: BundleKey, entry: ObservedEntry) -> Action | None:
+    if not entry.drifted:
+        return None
+    applied = entry.applied
+    return _drift_revert(key, entry, applied if applied and applied.status != "pruned" else None)
+
+
+def _drift_revert(key: BundleKey, entry: ObservedEntry, target: RevisionRef | None) -> Action:
+    name, environment = key
+    found = (
+        f"revision {entry.active.number} ({short(entry.active.digest)}) was activated outside "
+        "the controller"
+        if entry.active
+        else "the active revision was deactivated outside the controller"
+    )
+    fix = (
+        f"re-activating revision {target.number} ({short(target.digest)})"
+        if target
+        else "deactivating it"
+    )
+    return Action(
+        ActionKind.DRIFT_REVERT,
+        name,
+        environment,
+        "drift_reverted",
+        f"{found}; {fix}",
+        target=target,
+        drift=True,
+    )
+
+
+def _with_drift_fix(key: BundleKey, entry: ObservedEntry, action: Action) -> list[Action]:
+    fix = _drift_fix(key, entry)
+    return [action] if fix is None else [action, fix]
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def conditions_for(
+    revision: DesiredRevision | None,
+    entry: ObservedEntry,
+    actions: Iterable[Action],
+) -> list[ConditionValue]:
+    """Verified, Promoted and Ready for one key once ``actions`` are applied.
+
+    Pure: the applier persists them (the store moves ``last_transition_time`` only when
+    status, reason or message change) and overrides them when applying fails.
+    """
+    acts = list(actions)
+    main = next((a for a in acts if a.kind is not ActionKind.DRIFT_REVERT), None)
+    drift = next((a for a in acts if a.kind is ActionKind.DRIFT_REVERT), None)
+    serving: RevisionRef | None | str = entry.active
+    if main is not None and main.kind is ActionKind.ACTIVATE:
+        serving = main.digest or ""
+    elif main is not None and main.kind is ActionKind.PRUNE:
+        serving = None
+    if drift is not None:
+        serving = drift.target
+    return [
+        _verified(revision),
+        _promoted(revision, main, drift),
+        _ready(revision, main, serving),
+    ]
+
+
+def _verified(revision: DesiredRevision | None) -> ConditionValue:
+    t = ConditionType.VERIFIED
+    if revision is None:
+        return ConditionValue(t, "Unknown", R_NOT_IN_GIT, "no bundle file at the commit")
+    if revision.ok:
+        signers = ", ".join(revision.signer_key_ids) or "-"
+        return ConditionValue(
+            t, "True", R_VERIFIED, f"{short(revision.digest)} signed by {signers}"
+        )
+    problem = revision.problems[0] if revision.problems else Problem("invalid", "invalid")
+    return ConditionValue(
+        t, "False", problem.code, "; ".join(p.message for p in revision.problems)
+    )
+
+
+def _promoted(
+    revision: DesiredRevision | None, main: Action | None, drift: Action | None
+) -> ConditionValue:
+    t = ConditionType.PROMOTED
+    if main is None:
+        if drift is not None:
+            return ConditionValue(t, "False", R_DRIFT, drift.message)
+        return ConditionValue(t, "Unknown", R_NOT_IN_GIT, "nothing to promote")
+    kind, message = main.kind, main.message
+    if kind is ActionKind.ACTIVATE or (kind is ActionKind.NOOP and main.reason == UP_TO_DATE):
+        return ConditionValue(t, "True", R_PROMOTED, f"{short(main.digest)} is active")
+    if kind is ActionKind.WAIT_FOR_APPROVAL:
+        return ConditionValue(t, "False", R_AWAITING_APPROVAL, message)
+    if kind is ActionKind.WAIT_FOR_UPSTREAM:
+        return ConditionValue(t, "False", R_AWAITING_UPSTREAM, message)
+    if kind is ActionKind.PRUNE:
+        return ConditionValue(t, "False", R_PRUNED, message)
+    if kind is ActionKind.REJECT or main.reason == ALREADY_REJECTED:
+        return ConditionValue(t, "False", R_REJECTED, message)
+    if main.reason == SUSPENDED:
+        return ConditionValue(t, "Unknown", R_SUSPENDED, message)
+    return ConditionValue(t, "False", R_PRUNE_SKIPPED, message)
+
+
+def _ready(
+    revision: DesiredRevision | None, main: Action | None, serving: RevisionRef | None | str
+) -> ConditionValue:
+    t = ConditionType.READY
+    if main is not None and main.reason == SUSPENDED:
+        return ConditionValue(t, "Unknown", R_SUSPENDED, main.message)
+    digest = serving.digest if isinstance(serving, RevisionRef) else serving
+    if not digest:
+        return ConditionValue(t, "False", R_NO_ACTIVE, "no active revision")
+    if revision is not None and revision.ok and digest == revision.digest:
+        return ConditionValue(t, "True", R_READY, f"serving {short(digest)} as in Git")
+    return ConditionValue(
+        t,
+        "False",
+        R_SERVING_PREVIOUS,
+        f"serving {short(digest)}; Git asks for {short(revision.digest if revision else None)}",
+    )
