@@ -31,8 +31,8 @@ from pydantic import (
 
 from kneo.errors import BundleError
 
-BUNDLE_KIND = "KneoSpecBundle"
-BUNDLE_VERSION = "v1"
+BUNDLE_KIND: Literal["KneoSpecBundle"] = "KneoSpecBundle"
+BUNDLE_VERSION: Literal["v1"] = "v1"
 #: A bundle is a spec plus a few hundred bytes; anything this large is not a bundle.
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 
@@ -178,10 +178,9 @@ def dump_bundle(bundle: Bundle) -> str:
 
 def bundle_json_schema() -> dict[str, Any]:
     """The JSON Schema of bundle v1, as shipped in ``schemas/bundle.schema.json``."""
-    schema = Bundle.model_json_schema(mode="serialization")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://kneo.dev/schemas/bundle.schema.json",
+        **Bundle.model_json_schema(mode="serialization"),
         "title": "Kneo spec bundle v1",
-        **schema,
     }

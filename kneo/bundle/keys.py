@@ -119,7 +119,9 @@ class SigningKey:
                 self.key_id, self._private.public_key(), not_before=not_before, not_after=not_after
             )
         assert self._secret is not None
-        return TrustedKey.hmac(self.key_id, self._secret, not_before=not_before, not_after=not_after)
+        return TrustedKey.hmac(
+            self.key_id, self._secret, not_before=not_before, not_after=not_after
+        )
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,11 @@ class TrustedKey:
         not_before: datetime | None = None,
         not_after: datetime | None = None,
     ) -> TrustedKey:
-        return cls(ED25519, check_key_id(key_id), _utc(not_before), _utc(not_after), _public=public_key)
+        return cls(
+            ED25519, check_key_id(key_id), _utc(not_before), _utc(not_after), _public=public_key
+        )
 
-    def with_validity(
-        self, not_before: datetime | None, not_after: datetime | None
-    ) -> TrustedKey:
+    def with_validity(self, not_before: datetime | None, not_after: datetime | None) -> TrustedKey:
         return TrustedKey(
             self.alg, self.key_id, _utc(not_before), _utc(not_after), self._secret, self._public
         )
@@ -270,7 +272,9 @@ def _read_public_pem(path: Path) -> Ed25519PublicKey:
         loaded = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
         raise BundleError(
-            f"cannot read public key {path}: {exc.strerror}", code="bundle_key_invalid", path=str(path)
+            f"cannot read public key {path}: {exc.strerror}",
+            code="bundle_key_invalid",
+            path=str(path),
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise BundleError(

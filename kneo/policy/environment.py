@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kneo.errors import ConfigError
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project import PolicyEnforcement, ProjectContext
 
 ENVIRONMENTS_DIR = "environments"
 _ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -168,7 +168,9 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
             code="environment_policy_conflict",
             field="promotion.require_approved_in",
         )
-    approvers = _merge_allow_list(a.promotion.approvers, b.promotion.approvers, empty_means_any=True)
+    approvers = _merge_allow_list(
+        a.promotion.approvers, b.promotion.approvers, empty_means_any=True
+    )
     if a.promotion.approvers and b.promotion.approvers and not approvers:
         raise ConfigError(
             "promotion.approvers lists have nobody in common, so no one could approve",
@@ -192,8 +194,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         description=a.description or b.description,
         policy_enforcement=merge_enforcement(a.policy_enforcement, b.policy_enforcement),
         runs=RunsPolicy(
-            require_approved_bundle=a.runs.require_approved_bundle
-            or b.runs.require_approved_bundle
+            require_approved_bundle=a.runs.require_approved_bundle or b.runs.require_approved_bundle
         ),
         promotion=promotion,
         required_signatures=max(a.required_signatures, b.required_signatures),
@@ -204,9 +205,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
 # --------------------------------------------------------------------------- files
 
 
-def environment_file_path(
-    environments_dir: str | os.PathLike[str], env: str
-) -> Path | None:
+def environment_file_path(environments_dir: str | os.PathLike[str], env: str) -> Path | None:
     """``<dir>/<env>.yaml`` (or ``.yml``) when it exists, else ``None``."""
     for suffix in (".yaml", ".yml"):
         candidate = Path(environments_dir) / f"{env}{suffix}"
@@ -280,12 +279,21 @@ def resolve_environment(
     return merge_stricter(project, load_environment_file(path))
 
 
+def resolve_for_context(context: ProjectContext, env: str) -> EnvironmentPolicy:
+    """The merged policy of ``env`` in a project: ``.kneo/config.yaml`` plus
+    ``<project root>/environments/<env>.yaml``. Signing and the CLI use this."""
+    return resolve_environment(
+        env,
+        project_policy=context.config.policy_for(env),
+        environments_dir=context.root / ENVIRONMENTS_DIR,
+    )
+
+
 def environment_policy_json_schema() -> dict[str, Any]:
     """The JSON Schema of an environment file, as shipped in ``schemas/environment.schema.json``."""
-    schema = EnvironmentPolicy.model_json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://kneo.dev/schemas/environment.schema.json",
+        **EnvironmentPolicy.model_json_schema(),
         "title": "Kneo environment policy file v1",
-        **schema,
     }

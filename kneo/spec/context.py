@@ -13,4 +13,6 @@ from kneo.spec.project import PolicyEnforcement, ProjectContext
 
 def resolve_environment_policy(context: ProjectContext, env: str) -> PolicyEnforcement | None:
     """The policy enforced in ``env``, or None when nothing is configured for it."""
-    return context.config.policy_for(env)
+    from kneo.policy.environment import resolve_for_context  # + environments/<env>.yaml
+
+    return resolve_for_context(context, env).policy_enforcement
