@@ -1,0 +1,280 @@
+"""The agent loop: model ↔ tools until a final answer or ``max_iterations``.
+
+The transcript of every agent unit lives in the execution state and is committed after each
+model turn and each tool result, so a resumed or recovered agent step continues from its last
+completed turn: completed model turns are never sent again and completed tool calls never run
+again. A tool call that was in flight when the process died has no result in the transcript
+and runs again on recovery (tools are at-least-once across a crash; make them idempotent).
+
+Strategies: ``react`` (act turns only) and ``plan-act`` (a first planning turn without tools
+whose plan stays in the transcript, then act turns). Every tool call goes through the
+:class:`~kneo.engine.tool_guard.ToolGuard` (selection, policy, JSON Schema); a denied call
+emits ``tool_policy_denied`` and the model receives the refusal as the tool result. Tools
+listed in ``approval_required`` (or with ``requires_approval``) pause for a person first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kneo.engine.human import HumanRequest
+from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
+from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
+from kneo.errors import KneoError
+from kneo.redaction import redact
+from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
+from kneo.spec.compiled import CompiledStep
+from kneo.spec.models import AgentSpec
+from kneo.tools import ToolRegistry
+
+PLAN_INSTRUCTION = (
+    "Before acting, write a short numbered plan for answering the user's request. "
+    "Do not call tools in this turn."
+)
+
+
+class AgentStepError(KneoError):
+    code = "agent_error"
+
+
+class AgentHost(Protocol):
+    """What the agent loop needs from the engine for one unit (implemented by the executor)."""
+
+    unit_key: str
+    step_id: str
+    lock: Any  # guards the agent record against concurrent snapshots
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None: ...
+
+    def commit(self, kind: str) -> None: ...
+
+    def checkpoint_cancel(self) -> None: ...
+
+    def agent_record(self) -> dict[str, Any]: ...
+
+    def decision(self, wait_key: str) -> dict[str, Any] | None: ...
+
+    def pause(self, request: HumanRequest) -> None: ...
+
+    def new_request(self, **fields: Any) -> HumanRequest: ...
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    record_arguments: bool = False
+    record_results: bool = False
+
+
+def select_runtime(agent: AgentSpec, runtimes: RuntimeRegistry) -> RuntimeMode:
+    """The preferred mode if allowed and known, else the first allowed known mode."""
+    prefs = agent.runtime_preferences
+    allowed = prefs.allowed_modes or [prefs.preferred_mode]
+    candidates = [prefs.preferred_mode, *allowed] if prefs.preferred_mode in allowed else allowed
+    for name in candidates:
+        if name in runtimes:
+            return runtimes.get(name)
+    raise AgentStepError(
+        f"agent '{agent.name}': none of the runtime modes {candidates} is available "
+        f"(known: {', '.join(runtimes.names())})",
+        code="E_UNKNOWN_RUNTIME",
+    )
+
+
+class AgentLoop:
+    """Runs one agent unit against its durable transcript."""
+
+    def __init__(
+        self,
+        *,
+        providers: Callable[[str], Provider],
+        tools: ToolRegistry,
+        runtimes: RuntimeRegistry | None = None,
+        options: AgentOptions | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._providers = providers
+        self._tools = tools
+        self._runtimes = runtimes or create_runtime_registry()
+        self._options = options or AgentOptions()
+        self._monotonic = monotonic
+
+    def run(self, host: AgentHost, step: CompiledStep, input_text: str) -> str:
+        agent = step.agent
+        if agent is None:
+            raise AgentStepError(f"step '{step.id}' has no agent", code="E_UNKNOWN_REF")
+        provider = self._providers(agent.model.provider)
+        runtime = select_runtime(agent, self._runtimes)
+        guard = ToolGuard(
+            self._tools,
+            allowed=[t.name for t in step.tools],
+            policy=agent.policies.tool,
+            runtime=runtime,
+            timeout_seconds=step.timeout_seconds,
+        )
+        approval = set(agent.approval_required) | {t.name for t in step.tools if t.requires_approval}
+        record = host.agent_record()
+        with host.lock:
+            self._start(record, agent, input_text, runtime)
+        max_turns = agent.max_iterations or agent.strategy.max_iterations
+        started = self._monotonic()
+        while True:
+            host.checkpoint_cancel()
+            if record.get("final") is not None:
+                return str(record["final"])
+            if step.timeout_seconds is not None and self._monotonic() - started > step.timeout_seconds:
+                raise AgentStepError(
+                    f"agent step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
+                    code="step_timeout",
+                )
+            with host.lock:
+                messages = [ChatMessage.from_dict(m) for m in record["messages"]]
+            last = messages[-1]
+            if last.role == "assistant" and last.tool_calls:
+                done = {m.tool_call_id for m in messages if m.role == "tool"}
+                pending = [c for c in last.tool_calls if c.id not in done]
+                if pending:
+                    self._run_tool(host, guard, pending[0], approval, record)
+                    continue
+            if record["phase"] == "act" and record.get("act_turns", 0) >= max_turns:
+                raise AgentStepError(
+                    f"agent '{agent.name}' reached max_iterations ({max_turns}) without a "
+                    "final answer",
+                    code="agent_max_iterations",
+                )
+            self._model_turn(host, provider, agent, step, messages, record)
+
+    @staticmethod
+    def _start(
+        record: dict[str, Any], agent: AgentSpec, input_text: str, runtime: RuntimeMode
+    ) -> None:
+        if not record.get("messages"):
+            system = agent.system_prompt or agent.instructions or ""
+            messages = [ChatMessage("system", system)] if system else []
+            messages.append(ChatMessage("user", input_text))
+            record["messages"] = [m.to_dict() for m in messages]
+            record["turns"] = 0
+            record["phase"] = "plan" if agent.strategy.type == "plan-act" else "act"
+            record["runtime"] = runtime.name
+
+    # ------------------------------------------------------------------ turns
+
+    def _model_turn(
+        self,
+        host: AgentHost,
+        provider: Provider,
+        agent: AgentSpec,
+        step: CompiledStep,
+        messages: list[ChatMessage],
+        record: dict[str, Any],
+    ) -> None:
+        planning = record["phase"] == "plan"
+        if planning:
+            messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
+        tools = [] if planning else list(step.tools)
+        reply = provider.complete(model=agent.model, messages=messages, tools=tools)
+        message = reply.to_message()
+        with host.lock:
+            if planning:
+                # The plan is kept: the instruction and the plan both stay in the transcript.
+                record["messages"].append(ChatMessage("system", PLAN_INSTRUCTION).to_dict())
+                message = ChatMessage("assistant", reply.text or "")
+                record["phase"] = "act"
+            else:
+                record["act_turns"] = record.get("act_turns", 0) + 1
+                if not message.tool_calls:
+                    record["final"] = message.content or ""
+            record["messages"].append(message.to_dict())
+            record["turns"] = record.get("turns", 0) + 1
+        host.emit(
+            "model_turn_completed",
+            {
+                "agent": agent.name,
+                "provider": provider.name,
+                "turn": record["turns"],
+                "phase": "plan" if planning else "act",
+                "tool_calls": [c.name for c in message.tool_calls],
+                "final": not planning and not message.tool_calls,
+                "usage": dict(reply.usage),
+            },
+        )
+        host.commit("agent_turn")
+
+    def _run_tool(
+        self,
+        host: AgentHost,
+        guard: ToolGuard,
+        call: ToolCall,
+        approval: set[str],
+        record: dict[str, Any],
+    ) -> None:
+        opts = self._options
+        if call.name in approval:
+            decided = self._approval(host, call)
+            if decided is None:
+                return  # host.pause raised
+            call, refusal = decided
+            if refusal is not None:
+                self._append_result(host, call, refusal, record)
+                return
+        refusal = guard.check(call)
+        if refusal is not None:
+            event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
+            host.emit(event, describe_for_trace(call, refusal,
+                                                record_arguments=opts.record_arguments))
+            self._append_result(host, call, refusal, record)
+            return
+        host.emit("tool_call_started", describe_for_trace(call, record_arguments=opts.record_arguments))
+        outcome = guard.execute(call)
+        host.emit(
+            "tool_call_completed",
+            describe_for_trace(call, outcome, record_arguments=opts.record_arguments,
+                               record_results=opts.record_results),
+        )
+        self._append_result(host, call, outcome, record)
+
+    def _append_result(
+        self, host: AgentHost, call: ToolCall, outcome: ToolOutcome, record: dict[str, Any]
+    ) -> None:
+        with host.lock:
+            record["messages"].append(
+                ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name).to_dict()
+            )
+            record["tool_calls"] = record.get("tool_calls", 0) + 1
+        host.commit("tool_result")
+
+    def _approval(
+        self, host: AgentHost, call: ToolCall
+    ) -> tuple[ToolCall, ToolOutcome | None] | None:
+        wait_key = f"{host.unit_key}:tool:{call.id}"
+        decision = host.decision(wait_key)
+        if decision is None:
+            host.pause(
+                host.new_request(
+                    kind="tool_approval",
+                    wait_key=wait_key,
+                    prompt=f"Approve the call to tool '{call.name}'?",
+                    context={"tool_name": call.name, "tool_call_id": call.id,
+                             "arguments": redact(dict(call.arguments))},
+                    decisions=("approved", "rejected", "edited"),
+                )
+            )
+            return None
+        name = decision.get("decision")
+        if name == "rejected":
+            why = decision.get("content") or "no reason given"
+            return call, ToolOutcome("denied", f"Tool call rejected by a reviewer: {why}",
+                                     "rejected by a reviewer")
+        if name == "edited":
+            try:
+                arguments = json.loads(decision.get("content") or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                return call, ToolOutcome("invalid", "Edited tool arguments are not a JSON object.",
+                                         "edited arguments invalid")
+            return ToolCall(id=call.id, name=call.name, arguments=arguments), None
+        return call, None

@@ -1,0 +1,708 @@
+"""The workflow engine: runs a :class:`CompiledWorkflow` against a durable execution state.
+
+Every family is a small deterministic program over *units* (one execution of one step, with
+a stable key). :meth:`_Run.unit` returns the recorded output of a completed unit without
+executing anything, so running the program again against the same state — after a pause, a
+crash or a failed step — skips straight to the first unit that has not completed. Routing
+decisions are pure functions of recorded outputs, which is why graphs, handoffs and group
+chats continue exactly where they stopped.
+
+Unit keys: sequential ``<step>``; graph ``<node>`` then ``<node>#<visit>``; concurrent
+``branch:<participant>``; handoff ``turn<n>:<participant>``; group chat ``r<round>:<id>``.
+
+The engine reports through the injected :class:`~kneo.engine.journal.Journal` (a commit per
+unit completion or failure, per agent turn and per tool result) and returns an outcome:
+:class:`Completed`, :class:`Paused` (with one or more pending requests), :class:`Failed`,
+:class:`Cancelled` or :class:`Superseded`. The final write of the outcome is the caller's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from kneo.clock import Clock, SystemClock, utc_iso
+from kneo.engine import conditions
+from kneo.engine.agent import AgentLoop, AgentOptions
+from kneo.engine.cancellation import CancellationToken, RunCancelled
+from kneo.engine.functions import (
+    StepContext,
+    arity_of,
+    as_text,
+    call_function,
+    resolve_function,
+)
+from kneo.engine.human import (
+    HumanDecision,
+    HumanInterventionRequest,
+    HumanRequest,
+    HumanResolver,
+    build_request,
+)
+from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
+from kneo.engine.providers.base import Provider
+from kneo.engine.state import ExecutionState
+from kneo.errors import KneoError
+from kneo.ids import new_request_id
+from kneo.redaction import redact_text
+from kneo.runtimes import RuntimeRegistry
+from kneo.spec.compiled import CompiledStep, CompiledWorkflow
+from kneo.tools import ToolRegistry
+
+_PREVIEW_CHARS = 2000
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class Completed:
+    output_text: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Paused:
+    requests: tuple[HumanRequest, ...]
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: dict[str, Any]
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    reason: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """The run was changed elsewhere mid-execution; nothing more was written."""
+
+    reason: str
+    status: str | None
+    state: dict[str, Any]
+
+
+Outcome = Completed | Paused | Failed | Cancelled | Superseded
+
+
+class StepFailure(KneoError):
+    code = "step_failed"
+
+
+class _Pause(Exception):
+    def __init__(self, requests: list[HumanRequest]) -> None:
+        super().__init__("paused")
+        self.requests = requests
+
+
+class _Failure(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "failed"))
+        self.error = error
+
+
+class _ProbeStop(Exception):
+    def __init__(self, units: list[dict[str, Any]]) -> None:
+        super().__init__("probe")
+        self.units = units
+
+
+def error_info(exc: BaseException, **where: Any) -> dict[str, Any]:
+    """A JSON error summary (stable code, one redacted line), never a traceback."""
+    code = exc.code if isinstance(exc, KneoError) else "step_error"
+    message = exc.message if isinstance(exc, KneoError) else f"{type(exc).__name__}: {exc}"
+    line = " ".join(redact_text(str(message)).split())[:500]
+    return {"code": code, "type": type(exc).__name__, "message": line, **where}
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass
+class EngineOptions:
+    record_tool_arguments: bool = False
+    record_tool_results: bool = False
+    max_parallel: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkflowEngine:
+    """Executes compiled workflows. Stateless between runs; all I/O is injected."""
+
+    def __init__(
+        self,
+        *,
+        providers: Callable[[str], Provider],
+        tools: ToolRegistry,
+        runtimes: RuntimeRegistry | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        request_ids: Callable[[], str] = new_request_id,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+        resolvers: Mapping[str, HumanResolver] | None = None,
+        prompts: Mapping[str, Callable[[list[str], dict[str, Any]], str]] | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.sleep = sleep
+        self.request_ids = request_ids
+        self.functions = dict(functions or {})
+        self.resolvers = dict(resolvers or {})
+        #: step id -> callable building the prompt from earlier outputs (SDK dynamic prompts)
+        self.prompts = dict(prompts or {})
+        self.options = options or EngineOptions()
+        self._agent_options = AgentOptions(
+            record_arguments=self.options.record_tool_arguments,
+            record_results=self.options.record_tool_results,
+        )
+        self.agents = AgentLoop(providers=providers, tools=tools, runtimes=runtimes,
+                                options=self._agent_options)
+
+    def run(
+        self,
+        workflow: CompiledWorkflow,
+        state: ExecutionState,
+        journal: Journal,
+        *,
+        run_id: str = "",
+        cancellation: CancellationToken | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Run (or continue) ``workflow`` from ``state`` until it ends or pauses."""
+        ctx = _Run(self, workflow, state, journal, run_id, cancellation or CancellationToken(),
+                   dict(metadata or {}))
+        try:
+            ctx.check_cancel()
+            output = _PROGRAMS[workflow.family](ctx)
+        except _Pause as pause:
+            with state.lock:
+                state.pending = [r.to_dict() for r in pause.requests]
+                state.position = {}
+            return Paused(tuple(pause.requests), state.snapshot())
+        except _Failure as failure:
+            with state.lock:
+                state.failure = failure.error
+            return Failed(failure.error, state.snapshot())
+        except RunCancelled as exc:
+            return Cancelled(str(exc), state.snapshot())
+        except RunSuperseded as exc:
+            return Superseded(exc.reason, exc.status, state.snapshot())
+        except KneoError as exc:  # raised outside a unit: routing, max visits, bad workflow
+            error = error_info(exc, **_where(state))
+            with state.lock:
+                state.failure = error
+            return Failed(error, state.snapshot())
+        with state.lock:
+            state.output = output
+            state.pending = []
+            state.position = {}
+            state.failure = None
+        return Completed(output, state.snapshot())
+
+    def next_units(self, workflow: CompiledWorkflow, state: ExecutionState) -> list[dict[str, Any]]:
+        """The units that would execute next (none: the workflow would finish). No side effects."""
+        ctx = _Run(self, workflow, ExecutionState(state.snapshot()), _NullJournal(), "",
+                   CancellationToken(), {}, probe=True)
+        try:
+            _PROGRAMS[workflow.family](ctx)
+        except _ProbeStop as stop:
+            return stop.units
+        except (_Failure, KneoError):
+            return []
+        return []
+
+
+def _where(state: ExecutionState) -> dict[str, Any]:
+    pos = state.position or {}
+    return {k: pos[k] for k in ("step_id", "unit_key") if k in pos}
+
+
+class _NullJournal:
+    def emit(self, event: TraceEvent) -> None:
+        pass
+
+    def commit(self, boundary: Boundary) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- one run
+
+
+class _Run:
+    """Per-run context: executes units, records them, talks to the journal."""
+
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        workflow: CompiledWorkflow,
+        state: ExecutionState,
+        journal: Journal,
+        run_id: str,
+        cancellation: CancellationToken,
+        metadata: dict[str, Any],
+        *,
+        probe: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.workflow = workflow
+        self.state = state
+        self.journal = journal
+        self.run_id = run_id
+        self.cancellation = cancellation
+        self.metadata = metadata
+        self.probe = probe
+
+    # ------------------------------------------------------------------ plumbing
+
+    def now_iso(self) -> str:
+        return utc_iso(self.engine.clock.now()) or ""
+
+    def emit(self, event_type: str, data: dict[str, Any], *, step_id: str | None = None,
+             unit_key: str | None = None) -> None:
+        self.journal.emit(TraceEvent(event_type, self.now_iso(), step_id, unit_key, data))
+
+    def commit(self, kind: str, *, step_id: str | None, unit_key: str | None,
+               status: str = "completed", attempt: int = 1, **metadata: Any) -> None:
+        self.journal.commit(Boundary(kind=kind, state=self.state.snapshot(), step_id=step_id,
+                                     unit_key=unit_key, status=status, attempt=attempt,
+                                     metadata=metadata))
+
+    def check_cancel(self) -> None:
+        self.cancellation.raise_if_cancelled()
+
+    # ------------------------------------------------------------------ units
+
+    def unit(self, key: str, step: CompiledStep, text: str, **position: Any) -> str:
+        """Execute one unit once: a completed unit returns its recorded output."""
+        done = self.state.completed(key)
+        if done is not None:
+            return str(done.get("output") or "")
+        if self.probe:
+            raise _ProbeStop([{"unit_key": key, "step_id": step.id, "kind": step.kind, **position}])
+        self.check_cancel()
+        with self.state.lock:
+            previous = self.state.units.get(key, {})
+            attempt = int(previous.get("attempts", 0))
+            self.state.position = {"unit_key": key, "step_id": step.id, **position}
+        if previous.get("status") == "failed" and step.on_error == "pause":
+            # A person was asked about the last failed attempt: apply the answer first.
+            choice = self._error_choice(key, step, attempt, previous.get("error") or {})
+            if choice == "skip":
+                return self._continue_past(key, step, text, attempt, previous.get("error") or {})
+            if choice == "fail":
+                self._fail(key, step, attempt, previous.get("error") or {})
+        self.emit("step_started", {"kind": step.kind, "attempt": attempt + 1, **position},
+                  step_id=step.id, unit_key=key)
+        while True:
+            attempt += 1
+            try:
+                output, extra = self._execute(key, step, text, attempt)
+            except (_Pause, RunCancelled, RunSuperseded):
+                raise
+            except Exception as exc:  # a step's own failure: apply its on_error policy
+                output = self._on_error(key, step, text, attempt, exc)
+                if output is None:
+                    continue  # retry
+                return output
+            with self.state.lock:
+                self.state.units[key] = {"step_id": step.id, "status": "completed",
+                                         "output": output, "attempts": attempt,
+                                         "finished_at": self.now_iso(), **extra}
+                self.state.order.append(key)
+                self.state.position = {}
+            self.emit("step_completed", {"kind": step.kind, "attempt": attempt,
+                                         "output_chars": len(output)},
+                      step_id=step.id, unit_key=key)
+            self.commit("step_completed", step_id=step.id, unit_key=key, attempt=attempt,
+                        **{k: v for k, v in position.items() if k == "node_id"})
+            self.check_cancel()
+            return output
+
+    def _on_error(self, key: str, step: CompiledStep, text: str, attempt: int,
+                  exc: BaseException) -> str | None:
+        """Retry (returns None), continue (returns the pass-through output) or fail (raises)."""
+        error = error_info(exc, step_id=step.id, unit_key=key, attempt=attempt)
+        retryable = not isinstance(exc, HumanRejected)
+        if step.on_error == "retry" and retryable and attempt <= step.max_retries:
+            delay = step.retry_backoff_seconds * (2 ** (attempt - 1))
+            with self.state.lock:
+                self.state.units[key] = {"step_id": step.id, "status": "retrying",
+                                         "attempts": attempt, "error": error}
+            self.emit("step_retry", {"attempt": attempt, "delay_seconds": delay, "error": error},
+                      step_id=step.id, unit_key=key)
+            self.commit("step_retry", step_id=step.id, unit_key=key, status="retrying",
+                        attempt=attempt)
+            if delay > 0:
+                self.engine.sleep(delay)
+            self.check_cancel()
+            return None
+        if step.on_error == "pause" and retryable:
+            choice = self._error_choice(key, step, attempt, error)
+            if choice == "retry":
+                return None
+            if choice == "skip":
+                return self._continue_past(key, step, text, attempt, error)
+        if step.on_error == "continue":
+            return self._continue_past(key, step, text, attempt, error)
+        self._fail(key, step, attempt, error)
+
+    def _fail(self, key: str, step: CompiledStep, attempt: int,
+              error: dict[str, Any]) -> NoReturn:
+        with self.state.lock:
+            self.state.units[key] = {"step_id": step.id, "status": "failed",
+                                     "attempts": attempt, "error": error}
+            self.state.failure = error
+        self.emit("step_failed", {"attempt": attempt, "error": error}, step_id=step.id,
+                  unit_key=key)
+        self.commit("step_failed", step_id=step.id, unit_key=key, status="failed",
+                    attempt=attempt)
+        raise _Failure(error)
+
+    def _continue_past(self, key: str, step: CompiledStep, text: str, attempt: int,
+                       error: dict[str, Any]) -> str:
+        """``on_error: continue``: record the failure, pass the input on unchanged."""
+        with self.state.lock:
+            self.state.units[key] = {"step_id": step.id, "status": "continued", "output": text,
+                                     "attempts": attempt, "error": error,
+                                     "finished_at": self.now_iso()}
+            self.state.order.append(key)
+            self.state.position = {}
+        self.emit("step_failed", {"attempt": attempt, "error": error, "continued": True},
+                  step_id=step.id, unit_key=key)
+        self.commit("step_failed", step_id=step.id, unit_key=key, status="continued",
+                    attempt=attempt)
+        return text
+
+    def _error_choice(self, key: str, step: CompiledStep, attempt: int,
+                      error: dict[str, Any]) -> str:
+        """``on_error: pause``: a person picks retry, skip or fail for this failed attempt."""
+        wait_key = f"{key}:error:{attempt}"
+        decision = self.decision(wait_key)
+        if decision is None:
+            with self.state.lock:
+                self.state.units[key] = {"step_id": step.id, "status": "failed",
+                                         "attempts": attempt, "error": error}
+            self.commit("step_failed", step_id=step.id, unit_key=key, status="failed",
+                        attempt=attempt)
+            raise _Pause([self.new_request(
+                kind="error", wait_key=wait_key, step=step,
+                prompt=f"Step '{step.id}' failed: {error['message']}. Retry, skip or fail?",
+                options=("retry", "skip", "fail"), decisions=("selected",),
+                context={"error": error})])
+        return str(decision.get("selected_option") or "fail")
+
+    def _execute(self, key: str, step: CompiledStep, text: str,
+                 attempt: int) -> tuple[str, dict[str, Any]]:
+        if step.kind == "function":
+            return self._function(key, step, text, attempt), {}
+        if step.kind == "agent":
+            host = _AgentHost(self, key, step)
+            return self.engine.agents.run(host, step, text), {}
+        if step.kind == "human":
+            return self._human(key, step, text)
+        raise StepFailure(f"step '{step.id}' has unknown kind {step.kind!r}", code="E_SCHEMA")
+
+    def _function(self, key: str, step: CompiledStep, text: str, attempt: int) -> str:
+        ref = step.function_ref or step.ref
+        override = self.engine.functions.get(ref) or self.engine.functions.get(step.id)
+        if override is not None:
+            fn, arity = override, arity_of(override)
+        else:
+            fn, arity = resolve_function(ref)
+        context = StepContext(
+            run_id=self.run_id, step_id=step.id, unit_key=key, attempt=attempt,
+            input_text=self.state.input_text, outputs=self.state.outputs_by_step(),
+            metadata=self.metadata, cancellation=self.cancellation,
+        )
+        if step.timeout_seconds is None:
+            return call_function(fn, arity, text, context)
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["output"] = call_function(fn, arity, text, context)
+            except BaseException as exc:  # re-raised in the calling thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"kneo-step-{step.id}", daemon=True)
+        worker.start()
+        worker.join(step.timeout_seconds)
+        if worker.is_alive():
+            raise StepFailure(
+                f"step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
+                code="step_timeout",
+            )
+        if "error" in box:
+            raise box["error"]
+        return str(box["output"])
+
+    # ------------------------------------------------------------------ people
+
+    def decision(self, wait_key: str) -> dict[str, Any] | None:
+        with self.state.lock:
+            found = self.state.decisions.get(wait_key)
+            return dict(found) if found is not None else None
+
+    def new_request(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
+                    **fields: Any) -> HumanRequest:
+        """A request for ``wait_key``; an already pending one keeps its id and timestamps."""
+        with self.state.lock:
+            for existing in self.state.pending:
+                if existing.get("wait_key") == wait_key:
+                    return HumanRequest.from_dict(existing)
+        return build_request(request_id=self.engine.request_ids(), kind=kind, wait_key=wait_key,
+                             step_id=step.id, prompt=prompt, now=self.engine.clock.now(),
+                             **fields)
+
+    def _human(self, key: str, step: CompiledStep, text: str) -> tuple[str, dict[str, Any]]:
+        component = step.human
+        prompt = (component.prompt or component.description if component else None) or (
+            f"Approve step '{step.id}'?")
+        builder = self.engine.prompts.get(step.id)
+        if builder is not None:
+            prompt = builder([*self.state.outputs_by_step().values()] or [text], self.metadata)
+        decision = self.decision(key)
+        if decision is None:
+            decision = self._resolve_inline(key, step, prompt, text)
+        if decision is None:
+            raise _Pause([self.new_request(
+                kind="approval", wait_key=key, step=step, prompt=prompt,
+                assignee=component.assignee if component else None,
+                options=tuple(component.options) if component else (),
+                input_schema=component.input_schema if component else None,
+                decisions=component.decisions if component else None,
+                context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
+                timeout_seconds=component.timeout_seconds if component else None,
+                on_timeout=component.on_timeout if component else "fail",
+            )])
+        return apply_decision(step, text, decision)
+
+    def _resolve_inline(self, key: str, step: CompiledStep, prompt: str,
+                        text: str) -> dict[str, Any] | None:
+        resolver = self.engine.resolvers.get(step.id)
+        if resolver is None:
+            return None
+        answer = resolver(HumanInterventionRequest(
+            step_name=step.id, prompt=prompt, input_text=text,
+            messages=tuple(self.state.outputs_by_step().values()), metadata=self.metadata))
+        if answer is None:
+            return None
+        decision = HumanDecision(request_id="inline", decision="approved", content=answer,
+                                 actor="resolver", decided_at=self.now_iso()).to_dict()
+        with self.state.lock:
+            self.state.decisions[key] = decision
+        return decision
+
+
+class HumanRejected(KneoError):
+    code = "human_rejected"
+
+
+def apply_decision(step: CompiledStep, text: str,
+                   decision: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A human unit's output from its decision: approve passes the input on, edit/provide
+    replace it, select names the option (and the route), reject fails the step."""
+    name = decision.get("decision")
+    extra: dict[str, Any] = {"decision": name, "content_present": bool(decision.get("content"))}
+    if name == "rejected":
+        reason = decision.get("content") or "no reason given"
+        raise HumanRejected(f"step '{step.id}' was rejected: {reason}", step_id=step.id)
+    if name in ("edited", "provided"):
+        return as_text(decision.get("content")), extra
+    if name == "selected":
+        option = str(decision.get("selected_option") or "")
+        extra["route"] = option
+        extra["selected_option"] = option
+        return option, extra
+    if decision.get("content") and decision.get("actor") == "resolver":
+        extra["human_message"] = decision.get("content")
+    return text, extra
+
+
+class _AgentHost:
+    """The engine side of :class:`~kneo.engine.agent.AgentHost` for one agent unit."""
+
+    def __init__(self, run: _Run, unit_key: str, step: CompiledStep) -> None:
+        self._run = run
+        self.unit_key = unit_key
+        self.step_id = step.id
+        self._step = step
+        self.lock = run.state.lock
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        self._run.emit(event_type, data, step_id=self.step_id, unit_key=self.unit_key)
+
+    def commit(self, kind: str) -> None:
+        self._run.commit(kind, step_id=self.step_id, unit_key=self.unit_key, status="running")
+
+    def checkpoint_cancel(self) -> None:
+        self._run.check_cancel()
+
+    def agent_record(self) -> dict[str, Any]:
+        with self.lock:
+            return self._run.state.agents.setdefault(self.unit_key, {})
+
+    def decision(self, wait_key: str) -> dict[str, Any] | None:
+        return self._run.decision(wait_key)
+
+    def pause(self, request: HumanRequest) -> None:
+        raise _Pause([request])
+
+    def new_request(self, **fields: Any) -> HumanRequest:
+        return self._run.new_request(step=self._step, **fields)
+
+
+# --------------------------------------------------------------------------- families
+
+
+def _sequential(ctx: _Run) -> str:
+    text = ctx.state.input_text
+    for index, step in enumerate(ctx.workflow.steps):
+        text = ctx.unit(step.id, step, text, step_index=index)
+    return text
+
+
+def _graph(ctx: _Run) -> str:
+    wf = ctx.workflow
+    if not wf.steps:
+        return ctx.state.input_text
+    nodes = {s.id: s for s in wf.steps}
+    node: str | None = wf.start or wf.steps[0].id
+    text = ctx.state.input_text
+    visits: Counter[str] = Counter()
+    while node is not None:
+        if node not in nodes:
+            raise KneoError(f"graph routes to unknown node '{node}'", code="graph_unknown_node")
+        visits[node] += 1
+        if visits[node] > wf.max_visits:
+            raise KneoError(
+                f"node '{node}' would run a {visits[node]}th time; max_visits is {wf.max_visits}",
+                code="graph_max_visits", step_id=node)
+        if not ctx.probe:
+            with ctx.state.lock:
+                ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
+        key = node if visits[node] == 1 else f"{node}#{visits[node]}"
+        output = ctx.unit(key, nodes[node], text, node_id=node, visit=visits[node])
+        unit = ctx.state.completed(key) or {}
+        following = unit.get("route") or _route(wf, node, output)
+        if not ctx.probe:
+            _record_route(ctx, key, node, following)
+        node, text = following, output
+    return text
+
+
+def _route(wf: CompiledWorkflow, node: str, output: str) -> str | None:
+    """First matching conditional edge in declaration order, else the default, else the first
+    unconditional edge; no edge ends the graph."""
+    edges = [e for e in wf.edges if e.source == node]
+    for edge in edges:
+        if edge.condition is not None and conditions.evaluate(edge.condition, output):
+            return edge.target
+    for edge in edges:
+        if edge.default:
+            return edge.target
+    for edge in edges:
+        if edge.condition is None:
+            return edge.target
+    return None
+
+
+def _record_route(ctx: _Run, key: str, node: str, target: str | None) -> None:
+    with ctx.state.lock:
+        if any(r.get("unit_key") == key for r in ctx.state.routes):
+            return
+        ctx.state.routes.append({"unit_key": key, "from": node, "to": target})
+
+
+def _concurrent(ctx: _Run) -> str:
+    steps = ctx.workflow.steps
+    text = ctx.state.input_text
+    results: dict[str, str] = {}
+    errors: list[tuple[int, BaseException]] = []
+    pauses: list[HumanRequest] = []
+    probes: list[dict[str, Any]] = []
+
+    def branch(index: int, step: CompiledStep) -> None:
+        try:
+            results[step.id] = ctx.unit(f"branch:{step.id}", step, text, branch=step.id)
+        except _Pause as pause:
+            pauses.extend(pause.requests)
+        except _ProbeStop as stop:
+            probes.extend(stop.units)
+        except BaseException as exc:  # collected; raised in declaration order below
+            errors.append((index, exc))
+
+    pending = [(i, s) for i, s in enumerate(steps) if ctx.state.completed(f"branch:{s.id}") is None]
+    if ctx.probe or len(pending) <= 1:
+        for index, step in enumerate(steps):
+            branch(index, step)
+    else:
+        for index, step in enumerate(steps):
+            if ctx.state.completed(f"branch:{step.id}") is not None:
+                branch(index, step)
+        workers = min(len(pending), ctx.engine.options.max_parallel)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kneo-branch") as pool:
+            for future in [pool.submit(branch, i, s) for i, s in pending]:
+                future.result()
+    if probes:
+        raise _ProbeStop(probes)
+    for _, exc in sorted(errors, key=lambda item: item[0]):
+        if isinstance(exc, RunSuperseded | RunCancelled | _Failure):
+            raise exc
+    if errors:
+        raise sorted(errors, key=lambda item: item[0])[0][1]
+    if pauses:
+        order = {s.id: i for i, s in enumerate(steps)}
+        raise _Pause(sorted(pauses, key=lambda r: order.get(r.step_id, 0)))
+    return "\n\n".join(f"## {s.id}\n{results[s.id]}" for s in steps)
+
+
+def _handoff(ctx: _Run) -> str:
+    wf = ctx.workflow
+    by_id = {s.id: s for s in wf.steps}
+    selector = wf.selector
+    order = [p for p in (selector.sequence if selector else []) if p in by_id] or list(by_id)
+    if selector is not None and selector.type == "round_robin":
+        turns = selector.max_turns or len(order) * wf.rounds
+    else:
+        turns = selector.max_turns if selector and selector.max_turns else len(order)
+    text = ctx.state.input_text
+    for turn in range(turns):
+        participant = by_id[order[turn % len(order)]]
+        text = ctx.unit(f"turn{turn + 1}:{participant.id}", participant, text,
+                        turn=turn + 1, participant=participant.id)
+    return text
+
+
+def _group_chat(ctx: _Run) -> str:
+    wf = ctx.workflow
+    topic = ctx.state.input_text
+    lines: list[str] = []
+    for round_no in range(1, wf.rounds + 1):
+        for participant in wf.steps:
+            conversation = "\n\n".join([f"Topic: {topic}", *lines]) if lines else topic
+            output = ctx.unit(f"r{round_no}:{participant.id}", participant, conversation,
+                              round=round_no, participant=participant.id)
+            lines.append(f"[{participant.id}] {output}")
+    return "\n\n".join(lines)
+
+
+_PROGRAMS: dict[str, Callable[[_Run], str]] = {
+    "sequential": _sequential,
+    "graph": _graph,
+    "concurrent": _concurrent,
+    "handoff": _handoff,
+    "group-chat": _group_chat,
+    "group_chat": _group_chat,
+}

@@ -1,0 +1,102 @@
+"""Function steps: resolve ``module:function`` refs and call them with a step context.
+
+A function step's callable takes the step input text and a :class:`StepContext` and returns
+text (``fn(text)`` with one parameter also works). Refs are checked by the compiler's
+unsafe-import diagnostics; here they are imported once and cached.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from kneo.engine.cancellation import CancellationToken
+from kneo.errors import KneoError
+
+StepFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a function step may know about its run. Read-only."""
+
+    run_id: str
+    step_id: str
+    unit_key: str
+    attempt: int
+    input_text: str
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    cancellation: CancellationToken | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancellation is not None and self.cancellation.cancelled
+
+
+class FunctionImportError(KneoError):
+    code = "E_UNKNOWN_FUNCTION_REF"
+
+
+_cache: dict[str, tuple[StepFunction, int]] = {}
+_lock = threading.Lock()
+
+
+def resolve_function(ref: str) -> tuple[StepFunction, int]:
+    """The callable behind ``module:function`` and how many positional args it takes (1|2)."""
+    with _lock:
+        hit = _cache.get(ref)
+    if hit is not None:
+        return hit
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise FunctionImportError(f"function ref {ref!r} must look like 'module:function'", ref=ref)
+    try:
+        target: Any = import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except Exception as exc:  # ImportError, AttributeError, or the module's own error
+        raise FunctionImportError(
+            f"function ref {ref!r} cannot be imported: {type(exc).__name__}: {exc}", ref=ref
+        ) from exc
+    if not callable(target):
+        raise FunctionImportError(f"function ref {ref!r} is not callable", ref=ref)
+    arity = arity_of(target)
+    with _lock:
+        _cache[ref] = (target, arity)
+    return target, arity
+
+
+def arity_of(fn: StepFunction) -> int:
+    """2 when ``fn`` can take ``(text, context)``, else 1."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return 2
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= 2:
+        return 2
+    return 1
+
+
+def call_function(fn: StepFunction, arity: int, text: str, context: StepContext) -> str:
+    result = fn(text, context) if arity == 2 else fn(text)
+    return as_text(result)
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+

@@ -1,0 +1,254 @@
+"""Human requests and decisions: the data a pause is made of.
+
+A pause is data, not a blocked thread. When a unit needs a person, the engine builds a
+:class:`HumanRequest` (kind, prompt, assignee, options or input schema, context, expiry) and
+stops; the platform persists it inside a continuation. A person answers with a
+:class:`HumanDecision`, which :func:`validate_decision` checks against the request before
+anything changes. Decisions are stored in the execution state under the request's stable
+``wait_key``, so a replayed run finds the answer instead of asking again.
+
+Kinds: ``approval`` (a ``kind: human`` step) today; ``confirmation``, ``input``, ``review``,
+``route``, ``tool_approval``, ``question`` and ``error`` use the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from kneo.clock import utc_iso
+from kneo.errors import InvalidDecision, KneoError, ValidationFailed
+
+RequestKind = Literal[
+    "approval", "confirmation", "input", "review", "route", "tool_approval", "question", "error"
+]
+Decision = Literal["approved", "rejected", "edited", "selected", "provided"]
+DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")
+
+
+@dataclass(frozen=True)
+class HumanRequest:
+    """One pending question to a person. ``wait_key`` names the wait inside the run."""
+
+    request_id: str
+    kind: str
+    wait_key: str
+    step_id: str
+    prompt: str
+    assignee: str | None = None
+    options: tuple[str, ...] = ()
+    input_schema: Mapping[str, Any] | None = None
+    decisions: tuple[str, ...] = ("approved", "rejected", "edited")
+    context: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    expires_at: str | None = None
+    timeout_seconds: int | None = None
+    on_timeout: str = "fail"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"] = list(self.options)
+        data["decisions"] = list(self.decisions)
+        data["input_schema"] = dict(self.input_schema) if self.input_schema else None
+        data["context"] = dict(self.context)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HumanRequest:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["options"] = tuple(values.get("options") or ())
+        values["decisions"] = tuple(values.get("decisions") or ("approved", "rejected", "edited"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HumanDecision:
+    """A person's answer to one request. ``content`` is never written to audit events."""
+
+    request_id: str
+    decision: str
+    content: str | None = None
+    selected_option: str | None = None
+    actor: str | None = None
+    decided_at: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HumanDecision:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def accepted_decisions(
+    *, declared: Sequence[str] | None, options: Sequence[str], input_schema: Any
+) -> tuple[str, ...]:
+    """Decisions a human component accepts: declared ones, else derived from its shape."""
+    if declared:
+        return tuple(dict.fromkeys(declared))
+    accepted = ["approved", "rejected", "edited"]
+    if options:
+        accepted.append("selected")
+    if input_schema:
+        accepted.append("provided")
+    return tuple(accepted)
+
+
+def build_request(
+    *,
+    request_id: str,
+    kind: str,
+    wait_key: str,
+    step_id: str,
+    prompt: str,
+    now: datetime,
+    assignee: str | None = None,
+    options: Sequence[str] = (),
+    input_schema: Mapping[str, Any] | None = None,
+    decisions: Sequence[str] | None = None,
+    context: Mapping[str, Any] | None = None,
+    timeout_seconds: int | None = None,
+    on_timeout: str = "fail",
+    metadata: Mapping[str, Any] | None = None,
+) -> HumanRequest:
+    """A request with ``created_at`` now and ``expires_at`` from ``timeout_seconds``."""
+    expires = now + timedelta(seconds=timeout_seconds) if timeout_seconds else None
+    return HumanRequest(
+        request_id=request_id,
+        kind=kind,
+        wait_key=wait_key,
+        step_id=step_id,
+        prompt=prompt,
+        assignee=assignee,
+        options=tuple(options),
+        input_schema=dict(input_schema) if input_schema else None,
+        decisions=accepted_decisions(
+            declared=decisions, options=options, input_schema=input_schema
+        ),
+        context=dict(context or {}),
+        created_at=utc_iso(now),
+        expires_at=utc_iso(expires),
+        timeout_seconds=timeout_seconds,
+        on_timeout=on_timeout,
+        metadata=dict(metadata or {}),
+    )
+
+
+def validate_decision(
+    request: HumanRequest, decision: HumanDecision, *, max_content_chars: int | None = None
+) -> HumanDecision:
+    """Check a decision against what the request accepts; raise before anything changes.
+
+    ``selected`` needs one of the request's options; ``edited`` and ``provided`` need
+    content, which must match ``input_schema`` (as JSON) when the request declares one.
+    """
+    name = decision.decision
+    if name not in DECISIONS:
+        raise InvalidDecision(
+            f"unknown decision {name!r}; use one of {', '.join(DECISIONS)}",
+            request_id=request.request_id,
+        )
+    if name not in request.decisions:
+        raise InvalidDecision(
+            f"request {request.request_id} does not accept {name!r}; "
+            f"it accepts {', '.join(request.decisions)}",
+            request_id=request.request_id,
+            accepted=list(request.decisions),
+        )
+    if max_content_chars is not None and decision.content and len(decision.content) > max_content_chars:
+        raise InvalidDecision(
+            f"decision content is longer than {max_content_chars} characters",
+            request_id=request.request_id,
+        )
+    if name == "selected":
+        if not decision.selected_option:
+            raise InvalidDecision("'selected' needs a selected_option", request_id=request.request_id)
+        if decision.selected_option not in request.options:
+            raise InvalidDecision(
+                f"option {decision.selected_option!r} is not one of "
+                f"{', '.join(request.options) or '(no options)'}",
+                request_id=request.request_id,
+            )
+    elif decision.selected_option is not None:
+        raise InvalidDecision(
+            f"selected_option only goes with 'selected', not {name!r}",
+            request_id=request.request_id,
+        )
+    if name in ("edited", "provided"):
+        if decision.content is None or decision.content == "":
+            raise InvalidDecision(f"{name!r} needs content", request_id=request.request_id)
+        if request.input_schema:
+            _check_schema(request, decision.content)
+    return decision
+
+
+def _check_schema(request: HumanRequest, content: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = dict(request.input_schema or {})
+    try:
+        value: Any = json.loads(content)
+    except ValueError:
+        if schema.get("type") not in (None, "string"):
+            raise ValidationFailed(
+                "content must be JSON matching the request's input_schema",
+                code="invalid_human_input",
+                request_id=request.request_id,
+                path="<content>",
+            ) from None
+        value = content
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        where = ".".join(str(p) for p in errors[0].path) or "<content>"
+        raise ValidationFailed(
+            f"content invalid at {where}: {errors[0].message}",
+            code="invalid_human_input",
+            request_id=request.request_id,
+            path=where,
+        )
+
+
+# --------------------------------------------------------------------------- SDK shapes
+
+
+@dataclass(frozen=True)
+class HumanInterventionRequest:
+    """What an inline resolver receives (SDK guide): the step, the prompt and the context."""
+
+    step_name: str
+    prompt: str
+    input_text: str
+    messages: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    request: HumanRequest | None = None
+
+
+#: An inline resolver answers a human step in-process; ``None`` means "pause instead".
+HumanResolver = Callable[[HumanInterventionRequest], "str | None"]
+
+
+class HumanInterventionRequiredError(KneoError):
+    """Raised by the SDK when a human step has no inline answer: carry it to your UI."""
+
+    code = "human_intervention_required"
+    http_status = 409
+
+    def __init__(self, step_name: str, prompt: str, request: HumanInterventionRequest,
+                 *, state: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"human step {step_name!r} needs a decision: {prompt}",
+                         step_name=step_name)
+        self.step_name = step_name
+        self.prompt = prompt
+        self.request = request
+        #: The execution state at the pause: pass it back to continue without redoing work.
+        self.state = dict(state or {})

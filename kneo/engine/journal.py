@@ -1,0 +1,100 @@
+"""The step-boundary interface between the engine and whatever makes it durable.
+
+The engine never touches storage. It reports trace events with :meth:`Journal.emit`
+(buffered) and, at every step boundary — a unit completed or failed, an agent turn or a tool
+result recorded — calls :meth:`Journal.commit` with a :class:`Boundary` carrying the full
+execution-state snapshot. An implementation must make the boundary atomic: the checkpoint,
+the run's position and the buffered events move together or not at all. The platform does
+it in one store transaction with compare-and-set on the run version; :class:`MemoryJournal`
+keeps everything in memory for the SDK and for tests.
+
+If the run was changed elsewhere (cancelled, continued by another process) ``commit`` raises
+:class:`RunSuperseded` and the engine stops without writing anything more.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class RunSuperseded(Exception):
+    """The run's stored version moved on under us (cancelled or taken over): stop quietly."""
+
+    def __init__(self, reason: str, *, status: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    event_type: str
+    at: str
+    step_id: str | None = None
+    unit_key: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "at": self.at,
+            "step_id": self.step_id,
+            "unit_key": self.unit_key,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """One durable step boundary. ``kind`` is the checkpoint type."""
+
+    kind: str
+    state: dict[str, Any]
+    step_id: str | None = None
+    unit_key: str | None = None
+    status: str = "completed"
+    attempt: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal(Protocol):
+    def emit(self, event: TraceEvent) -> None:
+        """Buffer a trace event; it becomes durable with the next commit."""
+        ...
+
+    def commit(self, boundary: Boundary) -> None:
+        """Make ``boundary`` and the buffered events durable atomically, or raise."""
+        ...
+
+
+class MemoryJournal:
+    """An in-memory journal: the SDK's default and the engine tests' fake."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer: list[TraceEvent] = []
+        self.events: list[TraceEvent] = []
+        self.boundaries: list[Boundary] = []
+        #: Raise RunSuperseded on the next commit (tests simulate a cancel elsewhere).
+        self.supersede_with: str | None = None
+
+    def emit(self, event: TraceEvent) -> None:
+        with self._lock:
+            self._buffer.append(event)
+
+    def commit(self, boundary: Boundary) -> None:
+        with self._lock:
+            if self.supersede_with is not None:
+                raise RunSuperseded("run changed elsewhere", status=self.supersede_with)
+            self.boundaries.append(boundary)
+            self.events.extend(self._buffer)
+            self._buffer.clear()
+
+    def drain(self) -> list[TraceEvent]:
+        """Buffered events not yet committed (the platform writes them with the outcome)."""
+        with self._lock:
+            events, self._buffer = self._buffer, []
+            self.events.extend(events)
+            return events

@@ -1,0 +1,112 @@
+"""The execution state: everything needed to continue a run, as plain JSON.
+
+A workflow is executed as a deterministic program over *units* (one execution of one step,
+named by a stable key such as ``draft``, ``review#2``, ``branch:security`` or
+``r1:skeptic``). The state records each completed unit's result, the transcript of every
+agent unit's completed turns, the decisions people made and the requests still pending.
+Re-running the program against a state skips every completed unit and every completed
+agent turn, which is how resume and recovery never execute finished work twice.
+
+The state is mutated only by the engine, under a lock (concurrent branches share it), and
+handed to the journal as a JSON snapshot at every step boundary.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+STATE_FORMAT = 1
+
+
+class ExecutionState:
+    """Mutable, thread-safe execution state; :meth:`snapshot` is its JSON form."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        raw = copy.deepcopy(dict(data or {}))
+        self.input_text: str = raw.get("input_text", "")
+        #: unit key -> {"step_id", "status", "output", "attempts", ...}
+        self.units: dict[str, dict[str, Any]] = raw.get("units", {})
+        #: unit keys in completion order (the replay timeline)
+        self.order: list[str] = raw.get("order", [])
+        #: unit key -> {"messages": [...], "turns": int, "tool_calls": int}
+        self.agents: dict[str, dict[str, Any]] = raw.get("agents", {})
+        #: wait key -> decision dict (answers survive restarts and replays)
+        self.decisions: dict[str, dict[str, Any]] = raw.get("decisions", {})
+        #: pending human requests (dicts of HumanRequest)
+        self.pending: list[dict[str, Any]] = raw.get("pending", [])
+        #: graph node -> visits so far, and the routing decisions taken
+        self.visits: dict[str, int] = raw.get("visits", {})
+        self.routes: list[dict[str, Any]] = raw.get("routes", [])
+        #: the unit currently executing (None between units)
+        self.position: dict[str, Any] = raw.get("position", {})
+        self.output: str | None = raw.get("output")
+        self.failure: dict[str, Any] | None = raw.get("failure")
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ access
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @contextmanager
+    def locked(self) -> Iterator[ExecutionState]:
+        with self._lock:
+            yield self
+
+    def completed(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            unit = self.units.get(key)
+            return dict(unit) if unit and unit.get("status") in ("completed", "continued") else None
+
+    def completed_steps(self) -> list[str]:
+        """Step ids of completed units in completion order (duplicates for graph loops)."""
+        with self._lock:
+            return [self.units[k]["step_id"] for k in self.order if k in self.units]
+
+    def outputs_by_step(self) -> dict[str, str]:
+        """The latest output of each completed step, by step id."""
+        with self._lock:
+            out: dict[str, str] = {}
+            for key in self.order:
+                unit = self.units.get(key)
+                if unit is not None and unit.get("output") is not None:
+                    out[unit["step_id"]] = unit["output"]
+            return out
+
+    def pending_request(self, request_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            for request in self.pending:
+                if request.get("request_id") == request_id:
+                    return dict(request)
+            return None
+
+    # ------------------------------------------------------------------ JSON
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep JSON copy, safe to serialize while other branches keep running."""
+        with self._lock:
+            return copy.deepcopy(
+                {
+                    "format": STATE_FORMAT,
+                    "input_text": self.input_text,
+                    "units": self.units,
+                    "order": self.order,
+                    "agents": self.agents,
+                    "decisions": self.decisions,
+                    "pending": self.pending,
+                    "visits": self.visits,
+                    "routes": self.routes,
+                    "position": self.position,
+                    "output": self.output,
+                    "failure": self.failure,
+                }
+            )
+
+    @classmethod
+    def new(cls, input_text: str) -> ExecutionState:
+        return cls({"input_text": input_text})
