@@ -226,16 +226,29 @@ def require_scope(scope: str) -> Callable[[Request], Principal]:
 
 def route_scopes(app: Any) -> list[tuple[str, str, str | None]]:
     """``(method, path, scope)`` for every API route; ``None`` means unauthenticated."""
-    from fastapi.routing import APIRoute
-
     rows: list[tuple[str, str, str | None]] = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        scope = _find_scope(route.dependant)
-        for method in sorted(route.methods or ()):
-            rows.append((method, route.path, scope))
+    for path, methods, dependant in _api_routes(app):
+        scope = _find_scope(dependant)
+        for method in sorted(methods):
+            rows.append((method, path, scope))
     return rows
+
+
+def _api_routes(app: Any) -> list[tuple[str, set[str], Any]]:
+    """``(path, methods, dependant)`` of every API route, whichever router nests it."""
+    try:  # FastAPI >= 0.130: included routers are resolved lazily
+        from fastapi.routing import iter_route_contexts
+
+        contexts = list(iter_route_contexts(app.routes))
+    except ImportError:  # pragma: no cover - older FastAPI flattens routes at include time
+        contexts = list(app.routes)
+    out = []
+    for ctx in contexts:
+        dependant = getattr(ctx, "dependant", None)
+        if dependant is None or not getattr(ctx, "path", None):
+            continue
+        out.append((str(ctx.path), set(ctx.methods or ()), dependant))
+    return out
 
 
 def _find_scope(dependant: Any) -> str | None:

@@ -1,0 +1,157 @@
+"""``create_app``: the FastAPI application behind ``kneo service serve``.
+
+Composition only: settings and auth are resolved here (startup fails with one clear line
+when auth is on without keys), the platform manager comes from
+:mod:`kneo.service.dependencies`, routers are mounted under ``/v1`` and again at their
+legacy unversioned paths (hidden from OpenAPI), and the in-process queue worker is started
+and stopped with the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from kneo import __version__
+from kneo.service import dependencies
+from kneo.service.auth import Authenticator
+from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
+from kneo.service.health import router as health_router
+from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
+from kneo.settings import Settings
+
+log = logging.getLogger(LOGGER_NAME)
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for code, description in (
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key"),
+        (403, "The API key lacks the required scope"),
+        (404, "Not found"),
+        (409, "Conflict (idempotency key, lock, already resolved)"),
+        (413, "Payload too large"),
+        (422, "Validation error"),
+        (503, "Not ready"),
+    )
+}
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON request records on ``kneo_serv.service`` at ``KNEO_SERV_LOG_LEVEL`` (idempotent)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
+    if not any(getattr(h, "_kneo", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._kneo = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _routers() -> list[Any]:
+    from kneo.service.routes import audit, security
+
+    routers = [audit.router, security.router]
+    for name in ("runs", "human", "specs", "controller"):
+        try:
+            module = __import__(f"kneo.service.routes.{name}", fromlist=["router"])
+        except ImportError:  # a route group whose platform piece has not landed
+            continue
+        routers.append(module.router)
+    return routers
+
+
+def create_app(
+    configure_default_manager: bool = True,
+    *,
+    settings: Settings | None = None,
+    manager: Any = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    """Build the service app.
+
+    ``manager`` (or one installed with ``set_platform_manager``) wins; otherwise, with
+    ``configure_default_manager``, the default platform is built at startup from settings.
+    ``start_worker`` (default: whether the app builds its own manager) runs the in-process
+    queue worker for the app's lifetime.
+    """
+    settings = settings or Settings.from_env()
+    authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
+    run_worker = configure_default_manager if start_worker is None else start_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = None
+        if dependencies.current_manager(app) is None and configure_default_manager:
+            from kneo.platform import create_platform
+
+            owned = create_platform(settings=settings)
+            app.state.manager = owned
+        worker = None
+        if run_worker and dependencies.current_manager(app) is not None:
+            from kneo.worker import Worker
+
+            worker = Worker(dependencies.current_manager(app), settings=settings, name="api")
+            worker.start()
+            app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            if owned is not None:
+                close = getattr(owned, "close", None)
+                if callable(close):
+                    close()
+                app.state.manager = None
+
+    app = FastAPI(
+        title="Kneo service",
+        version=__version__,
+        description="Run AI agent workflows with durable human approval. "
+        "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.manager = manager
+    app.state.worker = None
+    configure_logging(settings)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.limits.max_body_bytes,
+        request_logs=settings.request_logs,
+    )
+    app.include_router(health_router)
+    for router in _routers():
+        app.include_router(router, prefix="/v1", responses=_ERROR_RESPONSES)
+        app.include_router(router, include_in_schema=False)  # legacy unversioned alias
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = (
+                ERROR_RESPONSE_SCHEMA
+            )
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

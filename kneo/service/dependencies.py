@@ -1,0 +1,60 @@
+"""Where routes get the platform manager, the store and the caller's identity.
+
+A process has one platform manager. Embedders install their own with
+:func:`set_platform_manager` (before or after :func:`kneo.service.app.create_app`); otherwise
+``create_app(configure_default_manager=True)`` builds the default one at startup. Routes
+never construct anything: they receive it through these dependencies.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import Request
+
+from kneo.errors import NotReady
+from kneo.service.auth import ANONYMOUS
+
+_lock = threading.Lock()
+_manager: Any = None
+
+
+def set_platform_manager(manager: Any) -> None:
+    """Install the platform manager every app in this process serves (custom tools etc.)."""
+    global _manager
+    with _lock:
+        _manager = manager
+
+
+def get_platform_manager() -> Any:
+    """The process-wide manager installed with :func:`set_platform_manager`, or ``None``."""
+    return _manager
+
+
+def current_manager(app: Any) -> Any:
+    """The app's manager: its own (tests, default) or else the process-wide one."""
+    manager = getattr(app.state, "manager", None)
+    return manager if manager is not None else _manager
+
+
+def manager_dep(request: Request) -> Any:
+    """FastAPI dependency: the platform manager, or ``503 not_ready`` when none is wired."""
+    manager = current_manager(request.app)
+    if manager is None:
+        raise NotReady(
+            "No platform manager is configured: call set_platform_manager() or create the app "
+            "with configure_default_manager=True",
+            check="manager",
+        )
+    return manager
+
+
+def store_dep(request: Request) -> Any:
+    """FastAPI dependency: the store behind the platform manager."""
+    return manager_dep(request).store
+
+
+def actor_of(request: Request) -> str:
+    """The audit actor: the API key's *name* (never the key), or ``anonymous``."""
+    return str(request.scope.get("state", {}).get("actor") or ANONYMOUS)

@@ -1,0 +1,146 @@
+"""``/livez``, ``/healthz`` and ``/readyz``: unauthenticated, cheap, and specific on failure.
+
+Readiness runs one check per dependency (run state store, continuation store, queue,
+runtime registry, tool registry, providers, mcp) and answers ``503 not_ready`` naming every
+failing check. Provider and MCP checks only look at the secret *names* listed in
+``KNEO_SERV_HEALTH_PROVIDERS`` / ``KNEO_SERV_HEALTH_MCP_SECRETS``; values are never read out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from kneo.redaction import redact_text
+from kneo.service.dependencies import current_manager
+
+_URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
+
+router = APIRouter(tags=["health"])
+
+
+def _check(name: str, fn: Any) -> dict[str, Any]:
+    try:
+        extra = fn() or {}
+    except Exception as exc:  # a check never raises: it reports
+        message = redact_text(_URL_CREDENTIALS.sub("://[REDACTED]@", str(exc)))[:300]
+        return {"name": name, "ok": False, "error": type(exc).__name__, "message": message}
+    return {"name": name, "ok": bool(extra.pop("ok", True)), **extra}
+
+
+def _names(registry: Any) -> list[str]:
+    names = registry.names() if hasattr(registry, "names") else list(registry)
+    return sorted(str(n) for n in names)
+
+
+def readiness_checks(app: Any) -> dict[str, dict[str, Any]]:
+    """Every readiness check by name; blocking (called in a worker thread)."""
+    settings = app.state.settings
+    manager = current_manager(app)
+    checks: dict[str, dict[str, Any]] = {}
+    if manager is None:
+        missing = {"ok": False, "message": "no platform manager configured"}
+        for name in ("run_state_store", "continuation_store", "queue"):
+            checks[name] = {"name": name, **missing}
+    else:
+        store = manager.store
+
+        def ping() -> dict[str, Any]:
+            store.ping()
+            return {}
+
+        def queue() -> dict[str, Any]:
+            store.ping()
+            worker = getattr(app.state, "worker", None)
+            if worker is None:
+                return {}
+            alive = worker.is_alive()
+            return {"ok": alive, "worker": "running" if alive else "stopped"}
+
+        checks["run_state_store"] = _check("run_state_store", ping)
+        checks["continuation_store"] = _check("continuation_store", ping)
+        checks["queue"] = _check("queue", queue)
+
+    def registry(attr: str) -> Any:
+        def fn() -> dict[str, Any]:
+            reg = getattr(manager, attr, None)
+            if reg is None:
+                return {"ok": False, "message": f"platform manager has no {attr}"}
+            names = _names(reg)
+            return {"count": len(names), "names": names}
+
+        return fn
+
+    checks["runtime_registry"] = _check("runtime_registry", registry("runtime_registry"))
+    checks["tool_registry"] = _check("tool_registry", registry("tool_registry"))
+
+    def secrets(configured: tuple[str, ...]) -> Any:
+        def fn() -> dict[str, Any]:
+            missing = [n for n in configured if not settings.secret(n)]
+            out: dict[str, Any] = {"configured": list(configured)}
+            if missing:
+                out.update(ok=False, missing=missing, message="missing: " + ", ".join(missing))
+            return out
+
+        return fn
+
+    checks["providers"] = _check("providers", secrets(settings.health_providers))
+    checks["mcp"] = _check("mcp", secrets(settings.health_mcp_secrets))
+    return checks
+
+
+@router.get("/livez", summary="Process liveness")
+async def livez() -> dict[str, Any]:
+    """The process is up and serving."""
+    return {"ok": True, "metadata": {}}
+
+
+@router.get("/healthz", summary="Lightweight API health")
+async def healthz(request: Request) -> dict[str, Any]:
+    """The API answers; no dependency is touched."""
+    from kneo import __version__
+
+    manager = current_manager(request.app)
+    return {
+        "ok": True,
+        "metadata": {
+            "service": "kneo",
+            "version": __version__,
+            "manager": type(manager).__name__ if manager is not None else None,
+            "auth_enabled": request.app.state.authenticator.enabled,
+        },
+    }
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness of every dependency",
+    responses={503: {"description": "A dependency is not ready (error envelope)."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """200 when every check passes, else 503 ``not_ready`` naming the failing checks."""
+    checks = await asyncio.to_thread(readiness_checks, request.app)
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    manager = current_manager(request.app)
+    metadata = {
+        "ready": not failed,
+        "manager": type(manager).__name__ if manager is not None else None,
+        "checks": checks,
+    }
+    if not failed:
+        return JSONResponse({"ok": True, "metadata": metadata})
+    body = {
+        "error": "not_ready",
+        "message": "Service is not ready; failing checks: " + ", ".join(failed),
+        "failed_checks": failed,
+        "ok": False,
+        "metadata": metadata,
+    }
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=503)

@@ -1,0 +1,58 @@
+"""``GET /v1/audit-events``: the audit log, newest first, redacted on write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from kneo.clock import utc_iso
+from kneo.service.auth import require_scope
+from kneo.service.dependencies import store_dep
+
+router = APIRouter(tags=["audit"])
+
+
+def audit_to_dict(event: Any) -> dict[str, Any]:
+    return {
+        "id": event.event_id,
+        "event_type": event.event_type,
+        "actor": event.actor,
+        "run_id": event.run_id,
+        "continuation_id": event.continuation_id,
+        "payload": event.payload,
+        "metadata": event.payload,
+        "created_at": utc_iso(event.created_at),
+        "occurred_at": utc_iso(event.created_at),
+    }
+
+
+@router.get("/audit-events", dependencies=[Depends(require_scope("audit:read"))])
+def list_audit_events(
+    request: Request,
+    event_type: str | None = None,
+    run_id: str | None = None,
+    continuation_id: str | None = None,
+    limit: int | None = Query(None, ge=1),
+    offset: int = Query(0, ge=0),
+    store: Any = Depends(store_dep),
+) -> dict[str, Any]:
+    """Audit events newest first, filtered by type, run or continuation."""
+    cap = min(request.app.state.settings.limits.max_list_items or 1000, 1000)
+    page = store.list_audit(
+        event_type=event_type,
+        run_id=run_id,
+        continuation_id=continuation_id,
+        limit=min(limit or cap, cap),
+        offset=offset,
+    )
+    events = [audit_to_dict(e) for e in page.items]
+    return {
+        "events": events,
+        "count": len(events),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "sort_by": "created_at",
+        "sort_order": "desc",
+    }

@@ -1,0 +1,162 @@
+"""Credential inventory and service-managed environment policies.
+
+The inventory reports which secret *references* are configured and present, never a value;
+every read is a ``credential.inventory_accessed`` audit event. Environment policies are
+stored in the store's project metadata under ``policy.environment.<name>`` and every change
+is a ``policy.changed`` audit event carrying the previous and current policy and the
+changed field names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Path, Request
+
+from kneo.errors import NotFound
+from kneo.redaction import REDACTED, redact
+from kneo.service.auth import Principal, parse_api_keys, require_scope
+from kneo.service.dependencies import store_dep
+from kneo.spec.project import PolicyEnforcement
+
+router = APIRouter()
+
+POLICY_PREFIX = "policy.environment."
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
+    return {"name": name, "env_var": env_var, "present": present,
+            "value": REDACTED if present else None}
+
+
+def credential_inventory(settings: Any) -> dict[str, Any]:
+    """Provider, extra and service-token references with presence flags; no values."""
+    from kneo.spec.project import ProjectContext, SecretsConfig
+
+    try:
+        context = ProjectContext.discover(settings=settings)
+        secrets = context.config.secrets
+        env_extra = context.config.environments.get(context.env)
+        extra = {**secrets.extra, **(env_extra.secrets if env_extra else {})}
+    except Exception:  # no or broken project config: report the defaults
+        secrets = SecretsConfig()
+        extra = {}
+    providers = {
+        name: _reference(f"provider:{name}", var, bool(settings.secret(var)))
+        for name, var in sorted(secrets.providers.items())
+    }
+    extras = {
+        name: _reference(f"extra:{name}", var, bool(settings.secret(var)))
+        for name, var in sorted(extra.items())
+    }
+    service: dict[str, Any] = {}
+    try:
+        for key in parse_api_keys(settings.api_keys):
+            service[key.name] = _reference(f"service:{key.name}", "KNEO_SERV_API_KEYS", True)
+    except Exception:
+        service["api_keys"] = _reference("service:api_keys", "KNEO_SERV_API_KEYS", True)
+    service["admin"] = _reference(
+        "service:admin", "KNEO_SERV_ADMIN_API_KEY", bool(settings.admin_api_key)
+    )
+    service["client"] = _reference(
+        "service:client", "KNEO_SERV_API_KEY", bool(settings.client_api_key)
+    )
+    service["spec_signing"] = _reference(
+        "service:spec_signing", "KNEO_SERV_SPEC_SIGNING_KEY", bool(settings.spec_signing_key)
+    )
+    return {"providers": providers, "extra": extras, "service": service}
+
+
+@router.get("/security/credentials", tags=["security"])
+def get_credentials(
+    request: Request,
+    principal: Principal = Depends(require_scope("credentials:read")),
+    store: Any = Depends(store_dep),
+) -> dict[str, Any]:
+    """Redacted inventory of configured secret references (presence only)."""
+    inventory = credential_inventory(request.app.state.settings)
+    groups = [g for g in inventory.values() if isinstance(g, dict)]
+    refs = [ref for g in groups for ref in g.values()]
+    store.add_audit(
+        "credential.inventory_accessed",
+        actor=principal.name,
+        payload={
+            "reference_count": len(refs),
+            "present_count": sum(1 for r in refs if r["present"]),
+            "present": sorted(r["name"] for r in refs if r["present"]),
+            "missing": sorted(r["name"] for r in refs if not r["present"]),
+        },
+    )
+    return {"inventory": inventory}
+
+
+def _env_param(environment: str) -> str:
+    if not _ENV_NAME.match(environment):
+        raise NotFound(f"environment {environment!r} is not a valid environment name")
+    return environment
+
+
+@router.get(
+    "/policies/environment",
+    tags=["policies"],
+    dependencies=[Depends(require_scope("policies:read"))],
+)
+def list_environment_policies(store: Any = Depends(store_dep)) -> dict[str, Any]:
+    """Every service-managed environment policy."""
+    stored = store.list_metadata(POLICY_PREFIX)
+    policies = [
+        {"environment": key[len(POLICY_PREFIX):], "policy": value}
+        for key, value in sorted(stored.items())
+    ]
+    return {"policies": policies, "count": len(policies), "total": len(policies)}
+
+
+@router.get(
+    "/policies/environment/{environment}",
+    tags=["policies"],
+    dependencies=[Depends(require_scope("policies:read"))],
+)
+def get_environment_policy(
+    environment: str = Path(..., max_length=63), store: Any = Depends(store_dep)
+) -> dict[str, Any]:
+    """One environment's service-managed policy (404 when none is stored)."""
+    env = _env_param(environment)
+    value = store.get_metadata(POLICY_PREFIX + env)
+    if value is None:
+        raise NotFound(f"no service-managed policy for environment {env!r}", resource="policy")
+    return {"environment": env, "policy": value}
+
+
+@router.put("/policies/environment/{environment}", tags=["policies"])
+def put_environment_policy(
+    environment: str = Path(..., max_length=63),
+    policy: PolicyEnforcement = Body(...),
+    principal: Principal = Depends(require_scope("policies:write")),
+    store: Any = Depends(store_dep),
+) -> dict[str, Any]:
+    """Replace an environment's policy; answers with the previous one too."""
+    env = _env_param(environment)
+    current = policy.model_dump(mode="json")
+    key = POLICY_PREFIX + env
+    with store.transaction() as tx:
+        previous = store.get_metadata(key)
+        tx.set_metadata(key, current)
+        changed = sorted(
+            name
+            for name in set(current) | set(previous or {})
+            if (previous or {}).get(name) != current.get(name)
+        )
+        tx.add_audit(
+            "policy.changed",
+            actor=principal.name,
+            payload={
+                "surface": "environment",
+                "environment": env,
+                "previous_policy": redact(previous),
+                "policy": redact(current),
+                "changed_fields": changed,
+            },
+        )
+    return {"environment": env, "policy": current, "previous_policy": previous}

@@ -1,0 +1,84 @@
+"""Turn a request's spec source (server path, inline document, overrides) into a checked spec.
+
+The same resolution as the CLI: overlays for the environment, project defaults, then the
+one validation pipeline (:func:`kneo.spec.pipeline.check_spec`). A policy stored through
+``PUT /v1/policies/environment/{env}`` wins over the project config's policy for that
+environment, which is what makes it operator-controlled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kneo.errors import InvalidRequest, NotFound
+from kneo.service.schemas import SpecSource
+
+POLICY_PREFIX = "policy.environment."
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A loaded spec and where it came from; ``data`` is the resolved JSON document."""
+
+    spec: Any
+    data: dict[str, Any]
+    source: str
+    base_dir: Path | None
+    environment: str | None
+    context: Any
+    spec_path: Path | None
+
+
+def stored_policy(store: Any, environment: str | None) -> Any:
+    """The service-managed policy for ``environment`` as a model, or ``None``."""
+    if not environment:
+        return None
+    from kneo.spec.project import PolicyEnforcement
+
+    value = store.get_metadata(POLICY_PREFIX + environment)
+    return PolicyEnforcement.model_validate(value) if value is not None else None
+
+
+def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
+    """Load the spec a request names. Raises ``SpecError``/``NotFound``/``InvalidRequest``."""
+    from kneo.spec.loader import deep_merge, load_spec, load_spec_data
+    from kneo.spec.project import ProjectContext
+
+    context = ProjectContext.discover(settings=settings, env=body.environment)
+    env = body.environment
+    if body.spec_path is not None:
+        path = Path(body.spec_path)
+        if not path.is_absolute() and not path.is_file():
+            candidate = context.resolve_path(path)
+            path = candidate if candidate.is_file() else path
+        if not path.is_file():
+            raise NotFound(f"spec file {body.spec_path!r} not found on the server", resource="spec")
+        loaded = load_spec(path, env=env, project=context.config)
+        data = loaded.data
+        spec = loaded.spec
+        if body.overrides:
+            data = deep_merge(data, body.overrides)
+            spec = load_spec_data(data, source=str(path), project=None)
+        return ResolvedSpec(spec, data, str(path), loaded.base_dir, env, context, path)
+    if body.spec is None:
+        raise InvalidRequest("give exactly one of spec_path or spec")
+    data = deep_merge(body.spec, body.overrides) if body.overrides else dict(body.spec)
+    spec = load_spec_data(data, source="<inline>", project=context.config)
+    return ResolvedSpec(spec, data, "<inline>", None, env, context, None)
+
+
+def check_resolved(resolved: ResolvedSpec, manager: Any, store: Any) -> Any:
+    """Validate + environment policy + governance report (a ``SpecReport``)."""
+    from kneo.spec.pipeline import check_spec
+
+    return check_spec(
+        resolved.spec,
+        env=resolved.environment,
+        context=resolved.context,
+        tool_registry=manager.tool_registry,
+        runtime_registry=manager.runtime_registry,
+        base_dir=resolved.base_dir,
+        policy=stored_policy(store, resolved.environment),
+    )
