@@ -23,11 +23,11 @@ RUNTIMES = create_runtime_registry()
 NATIVE = RUNTIMES.get("native")
 BRIDGE = RUNTIMES.get("bridge")
 
-CALLS: list[dict[str, Any]] = []
+handled: list[dict[str, Any]] = []
 
 
 def record(args: dict[str, Any]) -> str:
-    CALLS.append(args)
+    handled.append(args)
     return "done"
 
 
@@ -52,21 +52,30 @@ TOOLS = {
     "plain": ToolDefinition("plain", parameters=OBJ),
     "fetch": ToolDefinition(
         "fetch",
-        parameters={"type": "object", "properties": {"url": {"type": "string"},
-                                                       "domain": {"type": "string"}}},
+        parameters={
+            "type": "object",
+            "properties": {"url": {"type": "string"}, "domain": {"type": "string"}},
+        },
         capabilities=frozenset({"network"}),
     ),
-    "read_file": ToolDefinition("read_file", parameters=OBJ,
-                                capabilities=frozenset({"filesystem_read"})),
-    "write_file": ToolDefinition("write_file", parameters=OBJ,
-                                 capabilities=frozenset({"filesystem_write"})),
+    "read_file": ToolDefinition(
+        "read_file", parameters=OBJ, capabilities=frozenset({"filesystem_read"})
+    ),
+    "write_file": ToolDefinition(
+        "write_file", parameters=OBJ, capabilities=frozenset({"filesystem_write"})
+    ),
     "run_shell": ToolDefinition("run_shell", parameters=OBJ, capabilities=frozenset({"shell"})),
     "strict": ToolDefinition(
         "strict",
         parameters={
             "type": "object",
-            "properties": {"user": {"type": "object", "properties": {"id": {"type": "string"}},
-                                    "required": ["id"]}},
+            "properties": {
+                "user": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}},
+                    "required": ["id"],
+                }
+            },
             "required": ["user"],
         },
     ),
@@ -75,7 +84,7 @@ TOOLS = {
 
 @pytest.fixture
 def registry() -> ToolRegistry:
-    CALLS.clear()
+    handled.clear()
     reg = ToolRegistry()
     for definition in TOOLS.values():
         reg.register(definition, record)
@@ -85,8 +94,9 @@ def registry() -> ToolRegistry:
 
 def _guard(registry: ToolRegistry, policy: ToolPolicy | None, **kw: Any) -> ToolGuard:
     allowed = kw.pop("allowed", [*TOOLS, "ghost"])
-    return ToolGuard(registry, allowed=allowed, policy=policy, runtime=kw.pop("runtime", NATIVE),
-                     **kw)
+    return ToolGuard(
+        registry, allowed=allowed, policy=policy, runtime=kw.pop("runtime", NATIVE), **kw
+    )
 
 
 P = ToolPolicy.model_validate
@@ -97,42 +107,90 @@ CASES = [
     ("not-selected", None, "unselected", {}, "denied", "not among this agent's tools"),
     ("selected-not-registered", None, "ghost", {}, "invalid", "not registered"),
     ("deny-list", P({"deny": ["plain"]}), "plain", {}, "denied", "policies.tool.deny"),
-    ("deny-beats-allow", P({"allow": ["plain"], "deny": ["plain"]}), "plain", {}, "denied",
-     "deny"),
-    ("allow-list-excludes", P({"allow": ["strict"]}), "plain", {}, "denied",
-     "not in policies.tool.allow"),
+    ("deny-beats-allow", P({"allow": ["plain"], "deny": ["plain"]}), "plain", {}, "denied", "deny"),
+    (
+        "allow-list-excludes",
+        P({"allow": ["strict"]}),
+        "plain",
+        {},
+        "denied",
+        "not in policies.tool.allow",
+    ),
     ("allow-list-includes", P({"allow": ["plain"]}), "plain", {}, "ok", None),
     ("empty-policy-allows-plain", P({}), "plain", {}, "ok", None),
     ("network-denied", P({}), "fetch", {}, "denied", "network"),
     ("network-allowed", P({"network": True}), "fetch", {"url": "https://x.org"}, "ok", None),
     ("fs-read-denied", P({"filesystem": False}), "read_file", {}, "denied", "reads files"),
     ("fs-read-allowed", P({"filesystem": "read"}), "read_file", {}, "ok", None),
-    ("fs-write-with-read-only", P({"filesystem": "read"}), "write_file", {}, "denied",
-     "writes files"),
+    (
+        "fs-write-with-read-only",
+        P({"filesystem": "read"}),
+        "write_file",
+        {},
+        "denied",
+        "writes files",
+    ),
     ("fs-write-allowed", P({"filesystem": "write"}), "write_file", {}, "ok", None),
     ("fs-true-allows-write", P({"filesystem": True}), "write_file", {}, "ok", None),
     ("shell-denied", P({"network": True}), "run_shell", {}, "denied", "shell"),
     ("shell-allowed", P({"shell": True}), "run_shell", {}, "ok", None),
-    ("domain-allowed", P({"network": True, "allowed_domains": ["example.com"]}), "fetch",
-     {"url": "https://api.example.com/v1"}, "ok", None),
-    ("domain-denied", P({"network": True, "allowed_domains": ["example.com"]}), "fetch",
-     {"url": "https://evil.com/?example.com"}, "denied", "host 'evil.com'"),
-    ("lookalike-domain-denied", P({"network": True, "allowed_domains": ["example.com"]}),
-     "fetch", {"url": "https://notexample.com"}, "denied", "allowed_domains"),
-    ("domain-argument", P({"network": True, "allowed_domains": ["*.example.com"]}), "fetch",
-     {"domain": "other.net"}, "denied", "host 'other.net'"),
-    ("domain-without-target-args", P({"network": True, "allowed_domains": ["example.com"]}),
-     "fetch", {}, "ok", None),
+    (
+        "domain-allowed",
+        P({"network": True, "allowed_domains": ["example.com"]}),
+        "fetch",
+        {"url": "https://api.example.com/v1"},
+        "ok",
+        None,
+    ),
+    (
+        "domain-denied",
+        P({"network": True, "allowed_domains": ["example.com"]}),
+        "fetch",
+        {"url": "https://evil.com/?example.com"},
+        "denied",
+        "host 'evil.com'",
+    ),
+    (
+        "lookalike-domain-denied",
+        P({"network": True, "allowed_domains": ["example.com"]}),
+        "fetch",
+        {"url": "https://notexample.com"},
+        "denied",
+        "allowed_domains",
+    ),
+    (
+        "domain-argument",
+        P({"network": True, "allowed_domains": ["*.example.com"]}),
+        "fetch",
+        {"domain": "other.net"},
+        "denied",
+        "host 'other.net'",
+    ),
+    (
+        "domain-without-target-args",
+        P({"network": True, "allowed_domains": ["example.com"]}),
+        "fetch",
+        {},
+        "ok",
+        None,
+    ),
     ("schema-invalid", None, "strict", {"user": {}}, "invalid", "at user: 'id' is a required"),
     ("schema-wrong-type", None, "strict", {"user": {"id": 7}}, "invalid", "at user.id"),
 ]
 
 
-@pytest.mark.parametrize(("policy", "tool", "arguments", "status", "reason"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("policy", "tool", "arguments", "status", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
 def test_policy_and_schema_table(
-    registry: ToolRegistry, policy: ToolPolicy | None, tool: str, arguments: dict[str, Any],
-    status: str, reason: str | None,
+    registry: ToolRegistry,
+    policy: ToolPolicy | None,
+    tool: str,
+    arguments: dict[str, Any],
+    status: str,
+    reason: str | None,
 ) -> None:
     """Refused calls never reach the handler (the counter proves it); allowed ones do, once."""
     guard = _guard(registry, policy)
@@ -141,12 +199,12 @@ def test_policy_and_schema_table(
     assert outcome.status == status, outcome
     if reason is None:
         assert guard.check(call) is None
-        assert outcome == ToolOutcome("ok", "done") and CALLS == [arguments]
+        assert outcome == ToolOutcome("ok", "done") and handled == [arguments]
     else:
         assert outcome.reason is not None and reason in outcome.reason
         assert outcome.reason in outcome.content
         assert guard.check(call) == outcome
-        assert CALLS == []
+        assert handled == []
 
 
 def test_handler_exception_is_a_redacted_one_line_error(registry: ToolRegistry) -> None:
@@ -182,9 +240,7 @@ def _alive(pid: int) -> bool:
 
 def test_bridge_timeout_kills_the_handler_process(registry: ToolRegistry, tmp_path: Path) -> None:
     """The handler runs in a child process (another pid) that is gone after the timeout."""
-    registry.register(
-        ToolDefinition("sleepy", parameters=OBJ, implementation=f"{__name__}:sleepy")
-    )
+    registry.register(ToolDefinition("sleepy", parameters=OBJ, implementation=f"{__name__}:sleepy"))
     guard = _guard(registry, None, allowed=["sleepy"], runtime=BRIDGE, timeout_seconds=2.0)
     pid_file = tmp_path / "pid"
     started = time.monotonic()
@@ -231,7 +287,7 @@ def test_bridge_falls_back_in_process_for_closures(registry: ToolRegistry) -> No
 
 def test_denied_call_is_never_run_in_the_bridge(registry: ToolRegistry) -> None:
     guard = _guard(registry, P({"deny": ["plain"]}), runtime=BRIDGE, timeout_seconds=5)
-    assert guard.execute(ToolCall("c", "plain")).status == "denied" and CALLS == []
+    assert guard.execute(ToolCall("c", "plain")).status == "denied" and handled == []
 
 
 def test_trace_payload_is_redacted_by_default() -> None:
@@ -256,8 +312,9 @@ def test_trace_payload_is_redacted_by_default() -> None:
 
 def test_trace_payload_with_recording_on_is_still_redacted() -> None:
     call = ToolCall("c", "lookup_user", {"user_id": "u-002", "api_key": "sk-abcdefgh1234"})
-    payload = describe_for_trace(call, ToolOutcome("ok", "mail bob@example.com"),
-                                 record_arguments=True, record_results=True)
+    payload = describe_for_trace(
+        call, ToolOutcome("ok", "mail bob@example.com"), record_arguments=True, record_results=True
+    )
     assert payload["arguments"] == {"user_id": "u-002", "api_key": "[REDACTED]"}
     assert payload["result"] == "mail [REDACTED_EMAIL]"
 
@@ -269,9 +326,13 @@ def test_outcome_round_trips_for_checkpoints() -> None:
 
 @pytest.mark.parametrize(
     ("host", "domains", "allowed"),
-    [("example.com", ["example.com"], True), ("a.b.example.com", ["example.com"], True),
-     ("EXAMPLE.com.", ["*.example.com"], True), ("badexample.com", ["example.com"], False),
-     ("example.com", [], False)],
+    [
+        ("example.com", ["example.com"], True),
+        ("a.b.example.com", ["example.com"], True),
+        ("EXAMPLE.com.", ["*.example.com"], True),
+        ("badexample.com", ["example.com"], False),
+        ("example.com", [], False),
+    ],
 )
 def test_host_allowed(host: str, domains: list[str], allowed: bool) -> None:
     assert host_allowed(host, domains) is allowed
@@ -280,4 +341,4 @@ def test_host_allowed(host: str, domains: list[str], allowed: bool) -> None:
 def test_runtime_mode_without_isolation_runs_in_process(registry: ToolRegistry) -> None:
     mode = RuntimeMode("custom", "in-process", isolated_tools=False)
     guard = _guard(registry, None, runtime=mode, timeout_seconds=5)
-    assert guard.execute(ToolCall("c", "plain")).status == "ok" and len(CALLS) == 1
+    assert guard.execute(ToolCall("c", "plain")).status == "ok" and len(handled) == 1

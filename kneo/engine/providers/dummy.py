@@ -57,6 +57,7 @@ class DummyProvider:
         }
         script = model.script
         step: DummyScriptTurn | None = script[min(turn, len(script) - 1)] if script else None
+        text: str | None
         if step is None or (step.echo and not step.tool_calls):
             text = ECHO_PREFIX + context["{input}"]
             return ModelReply(text=text, usage=_usage(messages, text))

@@ -148,8 +148,11 @@ class OpenAICompatibleProvider:
             status = exc.status_code
             detail = _scrub(_error_text(exc), key)
             message = f"{where} returned HTTP {status}" + (f": {detail}" if detail else ".")
-            code = {401: "provider_auth_failed", 403: "provider_auth_failed",
-                    429: "provider_rate_limited"}.get(status, "provider_error")
+            code = {
+                401: "provider_auth_failed",
+                403: "provider_auth_failed",
+                429: "provider_rate_limited",
+            }.get(status, "provider_error")
             return ProviderError(message, code=code, status=status), status == 429 or status >= 500
         return ProviderError(f"{where} failed: {_scrub(str(exc), key)}"), False
 
@@ -194,8 +197,13 @@ def from_openai_response(response: Any, model: ModelSpec) -> ModelReply:
         function = getattr(raw, "function", None)
         if function is None:  # a non-function tool call type this engine does not run
             continue
-        calls.append(ToolCall(id=raw.id, name=function.name,
-                              arguments=_parse_arguments(function.arguments, function.name, model)))
+        calls.append(
+            ToolCall(
+                id=raw.id,
+                name=function.name,
+                arguments=_parse_arguments(function.arguments, function.name, model),
+            )
+        )
     usage: dict[str, int] = {}
     if getattr(response, "usage", None) is not None:
         for field in ("prompt_tokens", "completion_tokens", "total_tokens"):

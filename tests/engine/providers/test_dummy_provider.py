@@ -25,7 +25,7 @@ from kneo.spec.models import ModelSpec
 
 LOOKUP_SCRIPT: list[dict[str, Any]] = [
     {"tool_calls": [{"name": "lookup_user", "arguments": {"user_id": "{input}"}}]},
-    {"text": "The email for {input} is {last_tool_result}. {\"json\": true}"},
+    {"text": 'The email for {input} is {last_tool_result}. {"json": true}'},
 ]
 
 

@@ -37,7 +37,7 @@ def _provider(
     env: dict[str, str] | None = None, sleeps: list[float] | None = None
 ) -> OpenAICompatibleProvider:
     environ = {"OPENAI_API_KEY": KEY, **(env or {})}
-    record: Callable[[float], None] = (sleeps.append if sleeps is not None else lambda _s: None)
+    record: Callable[[float], None] = sleeps.append if sleeps is not None else lambda _s: None
     return OpenAICompatibleProvider(Settings.from_env(environ), sleep=record)
 
 
@@ -118,7 +118,9 @@ def test_retries_transient_errors_with_exponential_backoff(
         {"KNEO_SERV_PROVIDER_RETRIES": "2", "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS": "0.1"},
         sleeps,
     )
-    reply = provider.complete(model=_model(fake_openai.base_url, model_name), messages=USER, tools=[])
+    reply = provider.complete(
+        model=_model(fake_openai.base_url, model_name), messages=USER, tools=[]
+    )
     assert reply.text == f"hello from {model_name}"
     assert fake_openai.hits[model_name] == 3
     assert sleeps == pytest.approx([0.1, 0.2])
@@ -138,7 +140,9 @@ def test_client_errors_fail_fast(fake_openai: Any) -> None:
     """A 400 is not retried, however many retries are configured."""
     provider = _provider({"KNEO_SERV_PROVIDER_RETRIES": "3"})
     with pytest.raises(ProviderError) as info:
-        provider.complete(model=_model(fake_openai.base_url, "bad-request"), messages=USER, tools=[])
+        provider.complete(
+            model=_model(fake_openai.base_url, "bad-request"), messages=USER, tools=[]
+        )
     assert fake_openai.hits["bad-request"] == 1
     assert info.value.code == "provider_error"
     assert "unsupported parameter" in info.value.message
@@ -158,14 +162,18 @@ def test_timeout_is_a_provider_error(fake_openai: Any) -> None:
 def test_unreachable_server_is_a_provider_error() -> None:
     """A closed port is a ProviderError naming the base URL, not an SDK traceback."""
     with pytest.raises(ProviderError) as info:
-        _provider().complete(model=_model("http://127.0.0.1:9/v1", "plain"), messages=USER, tools=[])
+        _provider().complete(
+            model=_model("http://127.0.0.1:9/v1", "plain"), messages=USER, tools=[]
+        )
     assert info.value.code == "provider_unreachable"
     assert "127.0.0.1:9" in info.value.message
 
 
 def test_arguments_that_are_not_json_are_a_provider_error(fake_openai: Any) -> None:
     with pytest.raises(ProviderError) as info:
-        _provider().complete(model=_model(fake_openai.base_url, "bad-args"), messages=USER, tools=[])
+        _provider().complete(
+            model=_model(fake_openai.base_url, "bad-args"), messages=USER, tools=[]
+        )
     assert info.value.code == "provider_bad_response"
 
 
@@ -184,10 +192,12 @@ def test_api_key_env_names_a_project_secret_or_a_variable(fake_openai: Any) -> N
     """``model.api_key_env`` resolves through project secrets first, else is a variable name."""
     settings = Settings.from_env({"TEAM_KEY": "sk-team-000000000000", "RAW_KEY": "sk-raw-0000000"})
     provider = OpenAICompatibleProvider(settings, secrets={"team": "TEAM_KEY"})
-    provider.complete(model=_model(fake_openai.base_url, "plain", api_key_env="team"),
-                      messages=USER, tools=[])
-    provider.complete(model=_model(fake_openai.base_url, "plain", api_key_env="RAW_KEY"),
-                      messages=USER, tools=[])
+    provider.complete(
+        model=_model(fake_openai.base_url, "plain", api_key_env="team"), messages=USER, tools=[]
+    )
+    provider.complete(
+        model=_model(fake_openai.base_url, "plain", api_key_env="RAW_KEY"), messages=USER, tools=[]
+    )
     auth = [h["authorization"] for h in fake_openai.headers]
     assert auth == ["Bearer sk-team-000000000000", "Bearer sk-raw-0000000"]
 
@@ -217,9 +227,7 @@ def test_registry_requires_secrets_when_asked() -> None:
         create_provider_registry(settings, secrets={"openai": "ACME_OPENAI_KEY"})
     assert info.value.code == "provider_secret_missing"
     assert "ACME_OPENAI_KEY" in info.value.message
-    ok = Settings.from_env(
-        {"KNEO_SERV_REQUIRE_PROVIDER_SECRETS": "true", "ACME_OPENAI_KEY": KEY}
-    )
+    ok = Settings.from_env({"KNEO_SERV_REQUIRE_PROVIDER_SECRETS": "true", "ACME_OPENAI_KEY": KEY})
     registry = create_provider_registry(ok, secrets={"openai": "ACME_OPENAI_KEY"})
     assert registry.get("openai-compatible") is registry.get("openai")
     # without the flag, a missing secret only matters when a call is made
