@@ -1,0 +1,123 @@
+"""Persistence: one Store over SQLite (default) or PostgreSQL, with Alembic migrations.
+
+Holds the SQLAlchemy tables, the :class:`Store` API (runs, checkpoints, trace events,
+continuations, audit, queue with leases, locks, idempotency records, project metadata, the
+GitOps registry), retention and backup. It imports only SQLAlchemy, Alembic (lazily, when a
+migration is due) and Kneo's foundation modules (errors, settings, clock, ids, redaction);
+never the engine, platform, service, controller or CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kneo.clock import Clock, SystemClock
+from kneo.errors import ConfigError
+from kneo.settings import Settings
+from kneo.store.api import Store, Transaction
+from kneo.store.dialects import dialect_for
+from kneo.store.maintenance import (
+    RETENTION_CATEGORIES,
+    backup_sqlite_database,
+    restore_sqlite_database,
+)
+from kneo.store.migrate import ensure_schema
+from kneo.store.records import (
+    TERMINAL_RUN_STATUSES,
+    AuditEvent,
+    BundleRevision,
+    CheckpointRecord,
+    Condition,
+    ContinuationRecord,
+    ControllerStatus,
+    IdempotencyOutcome,
+    LockRecord,
+    Page,
+    PromotionApproval,
+    QueueRecord,
+    RunRecord,
+    Suspension,
+    TraceEvent,
+)
+
+DEFAULT_STATE_DIR = Path(".kneo")
+DEFAULT_SQLITE_NAME = "kneo_runs.sqlite"
+
+__all__ = [
+    "DEFAULT_SQLITE_NAME",
+    "DEFAULT_STATE_DIR",
+    "RETENTION_CATEGORIES",
+    "TERMINAL_RUN_STATUSES",
+    "AuditEvent",
+    "BundleRevision",
+    "CheckpointRecord",
+    "Condition",
+    "ContinuationRecord",
+    "ControllerStatus",
+    "IdempotencyOutcome",
+    "LockRecord",
+    "Page",
+    "PromotionApproval",
+    "QueueRecord",
+    "RunRecord",
+    "Store",
+    "Suspension",
+    "TraceEvent",
+    "Transaction",
+    "backup_sqlite_database",
+    "open_store",
+    "resolve_url",
+    "restore_sqlite_database",
+]
+
+
+def resolve_url(url: str | None, *, state_dir: Path | None = None) -> sa.URL:
+    """The database URL to use: ``url`` if given, else SQLite at ``<state_dir>/kneo_runs.sqlite``.
+
+    A malformed URL is a ``config_error`` naming ``KNEO_SERV_DATABASE_URL``.
+    """
+    if url:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(
+                f"KNEO_SERV_DATABASE_URL is not a database URL: {exc}",
+                variable="KNEO_SERV_DATABASE_URL",
+            ) from exc
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    directory = state_dir or DEFAULT_STATE_DIR
+    return sa.URL.create("sqlite", database=str(directory / DEFAULT_SQLITE_NAME))
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    state_dir: Path | None = None,
+    migrate: bool = True,
+) -> Store:
+    """Open (creating and migrating as needed) the store at ``url``.
+
+    ``url=None`` means SQLite at ``<state_dir or .kneo>/kneo_runs.sqlite`` (the directory is
+    created). Migrations run on open unless ``migrate=False``; concurrent openers are safe.
+    """
+    settings = settings or Settings()
+    parsed = resolve_url(url, state_dir=state_dir)
+    dialect = dialect_for(parsed)
+    if dialect.name == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+    engine = dialect.create_engine(parsed)
+    store = Store(engine, dialect, settings=settings, clock=clock or SystemClock())
+    if migrate:
+        try:
+            with store._db_errors():
+                ensure_schema(engine, dialect)
+        except BaseException:
+            engine.dispose()
+            raise
+    return store

@@ -1,0 +1,805 @@
+"""The Store: one persistence interface for SQLite and PostgreSQL.
+
+Reads are methods on :class:`Store`. Writes go through a unit of work so that everything a
+step boundary changes commits together or not at all::
+
+    with store.transaction() as tx:
+        run = tx.update_run(run_id, expected_version=run.version, state=position)
+        tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload=...)
+        tx.add_trace_events(run_id, [{"event_type": "step.completed", "step_id": "s1"}])
+        tx.add_audit("run.step", run_id=run_id)
+
+``update_run(..., expected_version=v)`` is a compare-and-set: it bumps ``version`` and raises
+:class:`~kneo.errors.Conflict` (``stale_state``) when another writer got there first, which
+is how a process holding a stale view of a paused run is stopped from resuming it twice.
+
+Coordination primitives that must commit on their own (queue claims and leases, named locks,
+idempotency keys) live in :mod:`kneo.store.coordination`; the GitOps registry in
+:mod:`kneo.store.registry`; retention and backup in :mod:`kneo.store.maintenance`. Everything
+is reached through this one ``Store`` object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from kneo.clock import Clock
+from kneo.errors import Conflict, InvalidRequest, NotFound
+from kneo.ids import new_id, new_run_id
+from kneo.redaction import redact
+from kneo.settings import Settings
+from kneo.store import payloads, rows
+from kneo.store import tables as t
+from kneo.store.coordination import CoordinationMixin
+from kneo.store.base import StoreBase
+from kneo.store.dialects import StoreDialect
+from kneo.store.maintenance import MaintenanceMixin
+from kneo.store.records import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    Page,
+    QueueRecord,
+    RunRecord,
+    TraceEvent,
+)
+from kneo.store.registry import RegistryReadsMixin, RegistryWritesMixin
+
+SortOrder = Literal["asc", "desc"]
+MAX_PAGE = 1000
+
+#: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
+RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
+    {
+        "status", "output_text", "error", "state", "cancel_requested", "deadline_at",
+        "started_at", "finished_at", "metadata", "spec", "spec_digest", "environment",
+        "workflow_name", "workflow_kind", "agent_name", "bundle_name", "bundle_revision",
+        "bundle_commit",
+    }
+)
+
+
+def check_page(limit: int, offset: int) -> None:
+    """Refuse paging values that would make a listing unbounded or meaningless."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}", field="limit")
+    if offset < 0:
+        raise InvalidRequest(f"offset must be zero or greater, got {offset}", field="offset")
+
+
+def check_order(sort_order: str) -> SortOrder:
+    if sort_order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"sort_order must be 'asc' or 'desc', got {sort_order!r}", field="sort_order"
+        )
+    return sort_order  # type: ignore[return-value]
+
+
+def _ordered(column: Any, order: SortOrder) -> Any:
+    return column.asc() if order == "asc" else column.desc()
+
+
+def _not_found(kind: str, ident: object) -> NotFound:
+    return NotFound(f"{kind} {ident!r} not found", resource=kind, id=str(ident))
+
+
+class Transaction(RegistryWritesMixin):
+    """One unit of work on one connection; obtain it from :meth:`Store.transaction`.
+
+    Every method writes through the same database transaction; nothing is visible to other
+    processes until the ``with`` block exits normally, and an exception undoes all of it.
+    """
+
+    def __init__(self, store: Store, conn: Connection) -> None:
+        self._store = store
+        self.conn = conn
+        self.now = store.clock.now()
+
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``."""
+        values = {
+            "run_id": run_id or new_run_id(self.now),
+            "status": status,
+            "target": target,
+            "workflow_name": workflow_name,
+            "workflow_kind": workflow_kind,
+            "agent_name": agent_name,
+            "input_text": input_text,
+            "output_text": None,
+            "error": None,
+            "environment": environment,
+            "spec": dict(spec or {}),
+            "spec_digest": spec_digest,
+            "bundle_name": bundle_name,
+            "bundle_revision": bundle_revision,
+            "bundle_commit": bundle_commit,
+            "state": dict(state or {}),
+            "version": 1,
+            "cancel_requested": False,
+            "deadline_at": deadline_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "started_at": None,
+            "finished_at": None,
+            "metadata": dict(metadata or {}),
+            "checkpoint_seq": 0,
+            "trace_seq": 0,
+        }
+        inserted = self.conn.execute(
+            self._store.dialect.insert(t.runs)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(t.runs.c.run_id)
+        ).first()
+        if inserted is None:
+            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+        return rows.run(values)
+
+    def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
+        """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL."""
+        stmt = sa.select(t.runs).where(t.runs.c.run_id == run_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).mappings().first()
+        if row is None:
+            raise _not_found("run", run_id)
+        return rows.run(row)
+
+    def update_run(
+        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord:
+        """Change a run and bump its version; compare-and-set when ``expected_version`` is given.
+
+        Raises ``Conflict(stale_state)`` if the stored version differs and ``NotFound`` if the
+        run does not exist. ``updated_at`` is set from the store's clock.
+        """
+        unknown = set(changes) - RUN_MUTABLE_FIELDS
+        if unknown:
+            raise InvalidRequest(f"run fields cannot be updated: {sorted(unknown)}", field="changes")
+        stmt = sa.update(t.runs).where(t.runs.c.run_id == run_id)
+        if expected_version is not None:
+            stmt = stmt.where(t.runs.c.version == expected_version)
+        stmt = stmt.values(version=t.runs.c.version + 1, updated_at=self.now, **changes)
+        row = self.conn.execute(stmt.returning(*t.runs.c)).mappings().first()
+        if row is not None:
+            return rows.run(row)
+        current = self.conn.execute(
+            sa.select(t.runs.c.version).where(t.runs.c.run_id == run_id)
+        ).scalar()
+        if current is None:
+            raise _not_found("run", run_id)
+        raise Conflict(
+            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
+            code="stale_state",
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
+
+    def request_cancel(self, run_id: str) -> RunRecord:
+        """Flag a run for cooperative cancellation.
+
+        Bumps the version on purpose: a worker's next compare-and-set then fails, it re-reads
+        the run and sees the request, so a cancelled run is never overwritten as finished.
+        """
+        return self.update_run(run_id, cancel_requested=True)
+
+    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for a run; returns the first one.
+
+        The counter lives on the run row, so the update row-locks it and two writers of one run
+        cannot allocate the same number on any backend.
+        """
+        col = t.runs.c[column]
+        new_last = self.conn.execute(
+            sa.update(t.runs)
+            .where(t.runs.c.run_id == run_id)
+            .values({column: col + count})
+            .returning(col)
+        ).scalar()
+        if new_last is None:
+            raise _not_found("run", run_id)
+        return int(new_last) - count + 1
+
+    # -- checkpoints and trace ---------------------------------------------------------
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        """Append a checkpoint with the run's next sequence number (compressed or previewed)."""
+        encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
+        meta = dict(metadata or {})
+        if encoded.reduction is not None:
+            meta["payload_reduction"] = encoded.reduction
+        sequence = self._next_sequence(run_id, "checkpoint_seq", 1)
+        values = {
+            "run_id": run_id,
+            "sequence": sequence,
+            "type": type,
+            "step_id": step_id,
+            "status": status,
+            "encoding": encoded.encoding,
+            "payload": encoded.data,
+            "size_bytes": encoded.size_bytes,
+            "truncated": encoded.truncated,
+            "metadata": meta,
+            "created_at": self.now,
+        }
+        self.conn.execute(sa.insert(t.checkpoints).values(values))
+        return rows.checkpoint(values)
+
+    def add_trace_event(
+        self,
+        run_id: str,
+        event_type: str,
+        *,
+        step_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> TraceEvent:
+        """Append one trace event; see :meth:`add_trace_events` for batches."""
+        return self.add_trace_events(
+            run_id, [{"event_type": event_type, "step_id": step_id, "payload": payload}]
+        )[0]
+
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]:
+        """Append events (``event_type``, optional ``step_id`` and ``payload``) in order."""
+        if not events:
+            return []
+        first = self._next_sequence(run_id, "trace_seq", len(events))
+        values = []
+        for index, event in enumerate(events):
+            if not event.get("event_type"):
+                raise InvalidRequest("trace event needs an event_type", field="event_type")
+            values.append(
+                {
+                    "run_id": run_id,
+                    "sequence": first + index,
+                    "event_type": event["event_type"],
+                    "step_id": event.get("step_id"),
+                    "payload": dict(event.get("payload") or {}),
+                    "created_at": self.now,
+                }
+            )
+        self.conn.execute(sa.insert(t.trace_events), values)
+        return [rows.trace(v) for v in values]
+
+    # -- continuations -------------------------------------------------------------------
+    def get_continuation(
+        self, continuation_id: str, *, for_update: bool = False
+    ) -> ContinuationRecord:
+        """The continuation as this transaction sees it (row-locked on PostgreSQL if asked)."""
+        stmt = sa.select(t.continuations).where(
+            t.continuations.c.continuation_id == continuation_id
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).mappings().first()
+        if row is None:
+            raise _not_found("continuation", continuation_id)
+        return rows.continuation(row)
+
+    def put_continuation(
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
+        expected_version: int | None = None,
+    ) -> ContinuationRecord:
+        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
+
+        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
+        ``status`` ... as the engine defines them); they are indexed for listing by assignee
+        and kind. ``workflow_kind`` defaults to the run's. Creating an existing id is
+        ``already_exists``; a version mismatch is ``stale_state``.
+        """
+        request_list = [dict(r) for r in requests]
+        for request in request_list:
+            if not request.get("request_id"):
+                raise InvalidRequest("every continuation request needs a request_id", field="requests")
+        if len({r["request_id"] for r in request_list}) != len(request_list):
+            raise InvalidRequest("continuation request ids must be unique", field="requests")
+        if workflow_kind is None and run_id is not None:
+            workflow_kind = self.conn.execute(
+                sa.select(t.runs.c.workflow_kind).where(t.runs.c.run_id == run_id)
+            ).scalar()
+        values: dict[str, Any] = {
+            "run_id": run_id,
+            "status": status,
+            "requests": request_list,
+            "context": dict(context or {}),
+            "workflow_kind": workflow_kind,
+            "expires_at": expires_at,
+            "escalated_at": escalated_at,
+            "updated_at": self.now,
+        }
+        c = t.continuations.c
+        if expected_version is None:
+            values |= {"continuation_id": continuation_id, "version": 1, "created_at": self.now}
+            try:
+                with self.conn.begin_nested():
+                    self.conn.execute(sa.insert(t.continuations).values(values))
+            except sa_exc.IntegrityError as exc:
+                if self.conn.execute(
+                    sa.select(c.continuation_id).where(c.continuation_id == continuation_id)
+                ).first():
+                    raise Conflict(
+                        f"continuation {continuation_id!r} already exists", code="already_exists"
+                    ) from exc
+                raise _not_found("run", run_id) from exc
+            record = rows.continuation(values)
+        else:
+            row = (
+                self.conn.execute(
+                    sa.update(t.continuations)
+                    .where(c.continuation_id == continuation_id, c.version == expected_version)
+                    .values(version=c.version + 1, **values)
+                    .returning(*t.continuations.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                self.get_continuation(continuation_id)  # NotFound if it is gone
+                raise Conflict(
+                    f"continuation {continuation_id!r} changed since it was read",
+                    code="stale_state",
+                    continuation_id=continuation_id,
+                )
+            record = rows.continuation(row)
+            self.conn.execute(
+                sa.delete(t.continuation_requests).where(
+                    t.continuation_requests.c.continuation_id == continuation_id
+                )
+            )
+        if request_list:
+            self.conn.execute(
+                sa.insert(t.continuation_requests),
+                [
+                    {
+                        "continuation_id": continuation_id,
+                        "request_id": r["request_id"],
+                        "kind": r.get("kind"),
+                        "assignee": r.get("assignee"),
+                        "status": r.get("status") or "pending",
+                    }
+                    for r in request_list
+                ],
+            )
+        return record
+
+    def delete_continuation(self, continuation_id: str) -> bool:
+        """Remove a continuation and its request index; ``False`` if it did not exist."""
+        self.conn.execute(
+            sa.delete(t.continuation_requests).where(
+                t.continuation_requests.c.continuation_id == continuation_id
+            )
+        )
+        result = self.conn.execute(
+            sa.delete(t.continuations).where(t.continuations.c.continuation_id == continuation_id)
+        )
+        return result.rowcount == 1
+
+    # -- audit, queue, metadata -------------------------------------------------------------
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Record an audit event (``evt_...``); the payload is redacted before it is written."""
+        values = {
+            "event_id": new_id("evt"),
+            "event_type": event_type,
+            "actor": actor,
+            "run_id": run_id,
+            "continuation_id": continuation_id,
+            "payload": redact(dict(payload or {})),
+            "created_at": self.now,
+        }
+        self.conn.execute(sa.insert(t.audit_events).values(values))
+        return rows.audit(values)
+
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
+        """Queue a run for a worker (commits with the rest of the transaction)."""
+        values = {
+            "run_id": run_id,
+            "status": "queued",
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "available_at": available_at or self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "finished_at": None,
+        }
+        queue_id = self.conn.execute(
+            sa.insert(t.queue).values(values).returning(t.queue.c.id)
+        ).scalar_one()
+        return rows.queue({**values, "id": queue_id})
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Upsert one project metadata value (any JSON value)."""
+        ins = self._store.dialect.insert(t.project_metadata).values(
+            key=key, value=value, updated_at=self.now
+        )
+        self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["key"], set_={"value": ins.excluded.value, "updated_at": self.now}
+            )
+        )
+
+    def delete_metadata(self, key: str) -> bool:
+        result = self.conn.execute(
+            sa.delete(t.project_metadata).where(t.project_metadata.c.key == key)
+        )
+        return result.rowcount == 1
+
+
+class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
+    """The persistence interface. Build it with :func:`kneo.store.open_store`.
+
+    Thread-safe: every call checks a connection out of the engine's pool. Timestamps come
+    from the injected clock; JSON payloads are stored as compact text.
+    """
+
+    def __init__(
+        self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.settings = settings
+        self.clock = clock
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.dialect.name
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write unit of work: commits on normal exit, rolls back on any exception."""
+        with self._db_errors(), self.dialect.connect_write(self.engine) as conn, conn.begin():
+            yield Transaction(self, conn)
+
+    def ping(self) -> None:
+        """Readiness: one round trip; ``NotReady`` when the database cannot be reached."""
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(self, **fields: Any) -> RunRecord:
+        """Shorthand for ``create_run`` in its own transaction."""
+        with self.transaction() as tx:
+            return tx.create_run(**fields)
+
+    def update_run(
+        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord:
+        """Shorthand for ``update_run`` in its own transaction."""
+        with self.transaction() as tx:
+            return tx.update_run(run_id, expected_version=expected_version, **changes)
+
+    def request_cancel(self, run_id: str) -> RunRecord:
+        """Shorthand for :meth:`Transaction.request_cancel` in its own transaction."""
+        with self.transaction() as tx:
+            return tx.request_cancel(run_id)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+        if row is None:
+            raise _not_found("run", run_id)
+        return rows.run(row)
+
+    def list_runs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+    ) -> Page[RunRecord]:
+        """Runs, optionally by status, sorted by ``created_at``, ``updated_at`` or ``status``."""
+        check_page(limit, offset)
+        order = check_order(sort_order)
+        if sort_by not in ("created_at", "updated_at", "status"):
+            raise InvalidRequest(
+                f"sort_by must be created_at, updated_at or status, got {sort_by!r}",
+                field="sort_by",
+            )
+        where = []
+        if isinstance(status, str):
+            where.append(t.runs.c.status == status)
+        elif status is not None:
+            where.append(t.runs.c.status.in_(list(status)))
+        stmt = (
+            sa.select(t.runs)
+            .where(*where)
+            .order_by(_ordered(t.runs.c[sort_by], order), _ordered(t.runs.c.run_id, order))
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.runs).where(*where)).scalar_one()
+            items = [rows.run(r) for r in conn.execute(stmt).mappings()]
+        return Page(items, total, limit, offset, sort_by, order)
+
+    # -- checkpoints and trace --------------------------------------------------------
+    def list_checkpoints(
+        self,
+        run_id: str,
+        *,
+        type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> Page[CheckpointRecord]:
+        """A run's checkpoints by sequence, optionally of one ``type``."""
+        check_page(limit, offset)
+        order = check_order(sort_order)
+        c = t.checkpoints.c
+        where = [c.run_id == run_id] + ([c.type == type] if type else [])
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)).scalar_one()
+            result = conn.execute(
+                sa.select(t.checkpoints).where(*where).order_by(_ordered(c.sequence, order))
+                .limit(limit).offset(offset)
+            ).mappings()
+            items = [rows.checkpoint(r) for r in result]
+        return Page(items, total, limit, offset, "sequence", order)
+
+    def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord:
+        c = t.checkpoints.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.checkpoints).where(c.run_id == run_id, c.sequence == sequence)
+            ).mappings().first()
+        if row is None:
+            raise _not_found("checkpoint", f"{run_id}#{sequence}")
+        return rows.checkpoint(row)
+
+    def latest_checkpoint(self, run_id: str, *, type: str | None = None) -> CheckpointRecord | None:
+        """The run's newest checkpoint (of ``type``), or ``None``."""
+        page = self.list_checkpoints(run_id, type=type, limit=1, sort_order="desc")
+        return page.items[0] if page.items else None
+
+    def list_trace(
+        self,
+        run_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> Page[TraceEvent]:
+        """A run's timeline by sequence, optionally of one ``event_type``."""
+        check_page(limit, offset)
+        order = check_order(sort_order)
+        c = t.trace_events.c
+        where = [c.run_id == run_id] + ([c.event_type == event_type] if event_type else [])
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.trace_events).where(*where)).scalar_one()
+            result = conn.execute(
+                sa.select(t.trace_events).where(*where).order_by(_ordered(c.sequence, order))
+                .limit(limit).offset(offset)
+            ).mappings()
+            items = [rows.trace(r) for r in result]
+        return Page(items, total, limit, offset, "sequence", order)
+
+    # -- continuations ----------------------------------------------------------------
+    def get_continuation(self, continuation_id: str) -> ContinuationRecord:
+        c = t.continuations.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.continuations).where(c.continuation_id == continuation_id)
+            ).mappings().first()
+        if row is None:
+            raise _not_found("continuation", continuation_id)
+        return rows.continuation(row)
+
+    def find_continuation_by_request(self, request_id: str) -> ContinuationRecord:
+        """The continuation holding ``request_id`` (request ids are unique by construction)."""
+        r = t.continuation_requests.c
+        with self._read() as conn:
+            cid = conn.execute(sa.select(r.continuation_id).where(r.request_id == request_id)).scalar()
+        if cid is None:
+            raise _not_found("request", request_id)
+        return self.get_continuation(cid)
+
+    def _continuation_filters(
+        self,
+        *,
+        status: str | None,
+        run_id: str | None,
+        workflow_kind: str | None,
+        assignee: str | None,
+        kind: str | None,
+        escalated: bool | None,
+        older_than: datetime | None,
+    ) -> list[Any]:
+        c = t.continuations.c
+        r = t.continuation_requests.c
+        where: list[Any] = []
+        if status is not None:
+            where.append(c.status == status)
+        if run_id is not None:
+            where.append(c.run_id == run_id)
+        if workflow_kind is not None:
+            where.append(c.workflow_kind == workflow_kind)
+        if escalated is not None:
+            where.append(c.escalated_at.is_not(None) if escalated else c.escalated_at.is_(None))
+        if older_than is not None:
+            where.append(c.created_at < older_than)
+        if assignee is not None or kind is not None:
+            sub = sa.select(r.continuation_id).where(
+                r.continuation_id == c.continuation_id, r.status == "pending"
+            )
+            if assignee is not None:
+                sub = sub.where(r.assignee == assignee)
+            if kind is not None:
+                sub = sub.where(r.kind == kind)
+            where.append(sa.exists(sub))
+        return where
+
+    def list_continuations(
+        self,
+        *,
+        status: str | None = "pending",
+        run_id: str | None = None,
+        workflow_kind: str | None = None,
+        assignee: str | None = None,
+        kind: str | None = None,
+        escalated: bool | None = None,
+        older_than: datetime | None = None,
+        sort: Literal["oldest", "newest"] = "oldest",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[ContinuationRecord]:
+        """Continuations (pending by default) filtered as the human task inbox needs.
+
+        ``assignee``/``kind`` match continuations with at least one *pending* request of that
+        assignee/kind; ``older_than`` keeps those created before the given time.
+        """
+        check_page(limit, offset)
+        if sort not in ("oldest", "newest"):
+            raise InvalidRequest(f"sort must be 'oldest' or 'newest', got {sort!r}", field="sort")
+        order: SortOrder = "asc" if sort == "oldest" else "desc"
+        c = t.continuations.c
+        where = self._continuation_filters(
+            status=status, run_id=run_id, workflow_kind=workflow_kind, assignee=assignee,
+            kind=kind, escalated=escalated, older_than=older_than,
+        )
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.continuations).where(*where)).scalar_one()
+            result = conn.execute(
+                sa.select(t.continuations).where(*where)
+                .order_by(_ordered(c.created_at, order), _ordered(c.continuation_id, order))
+                .limit(limit).offset(offset)
+            ).mappings()
+            items = [rows.continuation(r) for r in result]
+        return Page(items, total, limit, offset, "created_at", order)
+
+    def pending_counts_by_assignee(self) -> dict[str | None, int]:
+        """Pending requests of pending continuations per assignee (``None`` = unassigned)."""
+        r = t.continuation_requests.c
+        c = t.continuations.c
+        stmt = (
+            sa.select(r.assignee, sa.func.count())
+            .join(t.continuations, c.continuation_id == r.continuation_id)
+            .where(r.status == "pending", c.status == "pending")
+            .group_by(r.assignee)
+        )
+        with self._read() as conn:
+            return {assignee: int(n) for assignee, n in conn.execute(stmt)}
+
+    # -- audit and metadata ------------------------------------------------------------
+    def add_audit(self, event_type: str, **fields: Any) -> AuditEvent:
+        """Shorthand for :meth:`Transaction.add_audit` in its own transaction."""
+        with self.transaction() as tx:
+            return tx.add_audit(event_type, **fields)
+
+    def list_audit(
+        self,
+        *,
+        event_type: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[AuditEvent]:
+        """Audit events, newest first."""
+        check_page(limit, offset)
+        a = t.audit_events.c
+        where = []
+        if event_type is not None:
+            where.append(a.event_type == event_type)
+        if run_id is not None:
+            where.append(a.run_id == run_id)
+        if continuation_id is not None:
+            where.append(a.continuation_id == continuation_id)
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.audit_events).where(*where)).scalar_one()
+            result = conn.execute(
+                sa.select(t.audit_events).where(*where).order_by(a.id.desc()).limit(limit).offset(offset)
+            ).mappings()
+            items = [rows.audit(r) for r in result]
+        return Page(items, total, limit, offset, "created_at", "desc")
+
+    def get_metadata(self, key: str, default: Any = None) -> Any:
+        """One project metadata value, or ``default`` when unset."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.project_metadata.c.value).where(t.project_metadata.c.key == key)
+            ).first()
+        return default if row is None else row[0]
+
+    def list_metadata(self, prefix: str = "") -> dict[str, Any]:
+        """All metadata whose key starts with ``prefix``."""
+        m = t.project_metadata.c
+        stmt = sa.select(m.key, m.value).order_by(m.key)
+        if prefix:
+            stmt = stmt.where(m.key.startswith(prefix, autoescape=True))
+        with self._read() as conn:
+            return {k: v for k, v in conn.execute(stmt)}
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Shorthand for :meth:`Transaction.set_metadata` in its own transaction."""
+        with self.transaction() as tx:
+            tx.set_metadata(key, value)

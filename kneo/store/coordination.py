@@ -1,0 +1,273 @@
+"""Coordination between processes: the run queue with leases, named locks, idempotency keys.
+
+Each primitive commits on its own, short transaction. Correctness rests on the database, not
+on timing: a queue claim selects with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and runs under
+``BEGIN IMMEDIATE`` on SQLite; locks and idempotency keys rely on primary keys and
+``INSERT ... ON CONFLICT DO NOTHING``, then a conditional update, so whichever writer wins the
+row wins the lock. Expiry compares against the store's injected clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
+from kneo.store import rows
+from kneo.store import tables as t
+from kneo.store.base import StoreBase
+from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise InvalidRequest(f"{name} must be greater than zero, got {value}", field=name)
+
+
+class CoordinationMixin(StoreBase):
+    """Queue, locks and idempotency records on the :class:`~kneo.store.api.Store`."""
+
+    # -- queue ------------------------------------------------------------------------
+    def enqueue(self, run_id: str) -> QueueRecord:
+        """Shorthand for :meth:`Transaction.enqueue` in its own transaction."""
+        with self.transaction() as tx:
+            return tx.enqueue(run_id)
+
+    def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None:
+        """Lease the oldest claimable record to ``owner``, or ``None`` when nothing is due.
+
+        Claimable: ``queued`` and available now, or ``leased`` with an expired lease (its
+        worker died). Each claim increments ``attempts``; a record is never held by two
+        owners at once.
+        """
+        _positive("lease_seconds", lease_seconds)
+        q = t.queue.c
+        now = self.clock.now()
+        due = sa.or_(
+            sa.and_(q.status == "queued", q.available_at <= now),
+            sa.and_(q.status == "leased", q.lease_expires_at <= now),
+        )
+        pick = self.dialect.for_claim(sa.select(q.id).where(due).order_by(q.id).limit(1))
+        with self._write() as conn:
+            queue_id = conn.execute(pick).scalar()
+            if queue_id is None:
+                return None
+            row = conn.execute(
+                sa.update(t.queue)
+                .where(q.id == queue_id)
+                .values(
+                    status="leased",
+                    attempts=q.attempts + 1,
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    updated_at=now,
+                )
+                .returning(*t.queue.c)
+            ).mappings().one()
+            return rows.queue(row)
+
+    def _update_lease(self, queue_id: int, owner: str, **values: Any) -> bool:
+        q = t.queue.c
+        now = self.clock.now()
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(t.queue)
+                .where(q.id == queue_id, q.lease_owner == owner, q.status == "leased",
+                       q.lease_expires_at > now)
+                .values(updated_at=now, **values)
+            )
+            return result.rowcount == 1
+
+    def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool:
+        """Extend a lease ``owner`` still holds; ``False`` means it expired or was taken over."""
+        _positive("lease_seconds", lease_seconds)
+        expires = self.clock.now() + timedelta(seconds=lease_seconds)
+        return self._update_lease(queue_id, owner, lease_expires_at=expires)
+
+    def complete(self, queue_id: int, owner: str) -> bool:
+        """Mark a leased record completed; ``False`` if ``owner`` no longer holds the lease."""
+        now = self.clock.now()
+        return self._update_lease(
+            queue_id, owner, status="completed", finished_at=now, lease_expires_at=None
+        )
+
+    def fail(self, queue_id: int, owner: str, error: Mapping[str, Any]) -> bool:
+        """Mark a leased record failed with ``error`` details (not retried automatically)."""
+        now = self.clock.now()
+        return self._update_lease(
+            queue_id, owner, status="failed", error=dict(error), finished_at=now,
+            lease_expires_at=None,
+        )
+
+    def release(self, queue_id: int, owner: str) -> bool:
+        """Give a lease back unfinished (graceful shutdown): the record is queued again."""
+        return self._update_lease(
+            queue_id, owner, status="queued", lease_owner=None, lease_expires_at=None
+        )
+
+    def get_queue_record(self, queue_id: int) -> QueueRecord:
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.queue).where(t.queue.c.id == queue_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"queue record {queue_id} not found", resource="queue", id=str(queue_id))
+        return rows.queue(row)
+
+    def queue_records_for_run(self, run_id: str) -> list[QueueRecord]:
+        """Every queue record of a run, oldest first."""
+        q = t.queue.c
+        with self._read() as conn:
+            result = conn.execute(sa.select(t.queue).where(q.run_id == run_id).order_by(q.id))
+            return [rows.queue(r) for r in result.mappings()]
+
+    def queue_stats(self) -> dict[str, int]:
+        """Counts per status (every status present, zeros included) plus ``expired_leases``."""
+        q = t.queue.c
+        now = self.clock.now()
+        stats = dict.fromkeys(QUEUE_STATUSES, 0)
+        with self._read() as conn:
+            for status, count in conn.execute(sa.select(q.status, sa.func.count()).group_by(q.status)):
+                stats[status] = int(count)
+            stats["expired_leases"] = int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(t.queue)
+                    .where(q.status == "leased", q.lease_expires_at <= now)
+                ).scalar_one()
+            )
+        return stats
+
+    # -- named locks ------------------------------------------------------------------
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take (or re-take, for the same owner) the lock ``name`` for ``ttl_seconds``.
+
+        ``False`` when someone else holds it and it has not expired. A holder that dies
+        simply stops renewing; its lock lapses after the ttl.
+        """
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        expires = now + timedelta(seconds=ttl_seconds)
+        lk = t.locks.c
+        with self._write() as conn:
+            inserted = conn.execute(
+                self.dialect.insert(t.locks)
+                .values(name=name, owner=owner, acquired_at=now, expires_at=expires)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .returning(t.locks.c.name)
+            ).first()
+            if inserted is not None:
+                return True
+            taken = conn.execute(
+                sa.update(t.locks)
+                .where(lk.name == name, sa.or_(lk.expires_at <= now, lk.owner == owner))
+                .values(owner=owner, acquired_at=now, expires_at=expires)
+            )
+            return taken.rowcount == 1
+
+    def renew_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend a lock ``owner`` still holds; ``False`` if it lapsed and someone took it."""
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        lk = t.locks.c
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(t.locks)
+                .where(lk.name == name, lk.owner == owner, lk.expires_at > now)
+                .values(expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return result.rowcount == 1
+
+    def release_lock(self, name: str, owner: str) -> bool:
+        """Release a lock held by ``owner``; ``False`` if it was not theirs (anymore)."""
+        lk = t.locks.c
+        with self._write() as conn:
+            result = conn.execute(sa.delete(t.locks).where(lk.name == name, lk.owner == owner))
+            return result.rowcount == 1
+
+    def get_lock(self, name: str) -> LockRecord | None:
+        """The current, unexpired holder of ``name``, or ``None``."""
+        lk = t.locks.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.locks).where(lk.name == name, lk.expires_at > self.clock.now())
+            ).mappings().first()
+        return None if row is None else rows.lock(row)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, owner: str, ttl_seconds: float) -> Iterator[None]:
+        """Hold ``name`` for the block or raise ``ResourceLocked`` (the 409 of a racing resume)."""
+        if not self.acquire_lock(name, owner, ttl_seconds):
+            raise ResourceLocked(f"{name} is locked by another process", lock=name)
+        try:
+            yield
+        finally:
+            self.release_lock(name, owner)
+
+    # -- idempotency ------------------------------------------------------------------
+    def begin_idempotent(
+        self, scope: str, key: str, request_hash: str, *, stale_after_seconds: float = 300.0
+    ) -> IdempotencyOutcome:
+        """Claim ``key`` in ``scope`` for a request whose body hashes to ``request_hash``.
+
+        ``new``: the caller owns the key and must :meth:`finish_idempotent` (or
+        :meth:`release_idempotent`). ``replay``: the same request finished before; return its
+        stored response. ``in_progress``: another caller holds it right now (an unfinished
+        claim older than ``stale_after_seconds`` is taken over). A different body under the
+        same key raises ``IdempotencyConflict``. Concurrent first use is decided by the
+        primary key: exactly one caller gets ``new``.
+        """
+        now = self.clock.now()
+        i = t.idempotency_records.c
+        with self._write() as conn:
+            inserted = conn.execute(
+                self.dialect.insert(t.idempotency_records)
+                .values(scope=scope, key=key, request_hash=request_hash, status="in_progress",
+                        status_code=None, response=None, created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["scope", "key"])
+                .returning(i.key)
+            ).first()
+            if inserted is not None:
+                return IdempotencyOutcome("new")
+            row = conn.execute(
+                sa.select(t.idempotency_records).where(i.scope == scope, i.key == key)
+                .with_for_update()
+            ).mappings().one()
+            if row["request_hash"] != request_hash:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different request body",
+                    scope=scope,
+                )
+            if row["status"] == "completed":
+                return IdempotencyOutcome("replay", row["status_code"], row["response"])
+            if row["updated_at"] <= now - timedelta(seconds=stale_after_seconds):
+                conn.execute(
+                    sa.update(t.idempotency_records)
+                    .where(i.scope == scope, i.key == key)
+                    .values(updated_at=now)
+                )
+                return IdempotencyOutcome("new")
+            return IdempotencyOutcome("in_progress")
+
+    def finish_idempotent(self, scope: str, key: str, status_code: int, response: Any) -> None:
+        """Store the response that later identical requests replay."""
+        i = t.idempotency_records.c
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(t.idempotency_records)
+                .where(i.scope == scope, i.key == key)
+                .values(status="completed", status_code=status_code, response=response,
+                        updated_at=self.clock.now())
+            )
+        if result.rowcount != 1:
+            raise NotFound(f"idempotency key {key!r} was never begun", resource="idempotency_key")
+
+    def release_idempotent(self, scope: str, key: str) -> None:
+        """Forget an unfinished claim (the request failed before producing a replayable result)."""
+        i = t.idempotency_records.c
+        with self._write() as conn:
+            conn.execute(
+                sa.delete(t.idempotency_records)
+                .where(i.scope == scope, i.key == key, i.status == "in_progress")
+            )

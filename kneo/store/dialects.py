@@ -1,0 +1,147 @@
+"""Everything that differs between SQLite and PostgreSQL, one small class per database.
+
+The store's queries are written once; they ask the dialect for the few things that cannot be
+portable: how to connect, how to open a *write* transaction (SQLite needs ``BEGIN IMMEDIATE``
+so two writers queue instead of failing mid-transaction), how to serialize migrations across
+processes, and how to make a queue claim skip rows other workers hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from kneo.errors import ConfigError
+
+
+class StoreDialect:
+    """Base: the contract each database-specific class fulfils."""
+
+    name: str = "base"
+
+    def create_engine(self, url: sa.URL) -> Engine:
+        raise NotImplementedError
+
+    def connect_write(self, engine: Engine) -> Connection:
+        """A connection whose next ``begin()`` takes the write lock up front (where needed)."""
+        return engine.connect()
+
+    def insert(self, table: sa.Table) -> Any:
+        """A dialect ``INSERT`` supporting ``on_conflict_do_nothing``."""
+        raise NotImplementedError
+
+    def for_claim(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """Lock the rows a claim selects, skipping those other transactions hold."""
+        return stmt
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock for the rest of ``conn``'s transaction."""
+        yield
+
+
+class SqliteDialect(StoreDialect):
+    """SQLite: WAL, ``busy_timeout``, foreign keys; writers serialize with ``BEGIN IMMEDIATE``.
+
+    pysqlite's own transaction handling is switched off (``isolation_level=None``) and the
+    ``begin`` event emits ``BEGIN`` itself, so the store decides when the lock is taken.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, busy_timeout_ms: int = 30_000) -> None:
+        self.busy_timeout_ms = busy_timeout_ms
+
+    def create_engine(self, url: sa.URL) -> Engine:
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
+            # One connection per thread is plenty; the file is the shared state.
+            pool_size=5,
+            max_overflow=10,
+        )
+        busy = self.busy_timeout_ms
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(busy)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            if url.database not in (None, "", ":memory:"):
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("kneo_begin", "")
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+
+    def connect_write(self, engine: Engine) -> Connection:
+        return engine.connect().execution_options(kneo_begin="IMMEDIATE")
+
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        # The connection was opened with connect_write: its BEGIN IMMEDIATE already holds the
+        # database's single write lock until commit, which is exactly the lock we need.
+        yield
+
+
+class PostgresDialect(StoreDialect):
+    """PostgreSQL (psycopg 3): ``SKIP LOCKED`` claims and transaction-scoped advisory locks."""
+
+    name = "postgresql"
+
+    def __init__(self, pool_size: int = 5, max_overflow: int = 10) -> None:
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+
+    def create_engine(self, url: sa.URL) -> Engine:
+        return sa.create_engine(
+            url,
+            pool_size=self.pool_size,
+            max_overflow=self.max_overflow,
+            pool_pre_ping=True,
+        )
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def for_claim(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        return stmt.with_for_update(skip_locked=True)
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("kneo:migrate")})
+        yield
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_*`` derived from a readable name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def dialect_for(url: sa.URL) -> StoreDialect:
+    """The dialect class for a parsed URL; unsupported backends are a ``config_error``."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return SqliteDialect()
+    if backend == "postgresql":
+        return PostgresDialect()
+    raise ConfigError(
+        f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...",
+        variable="KNEO_SERV_DATABASE_URL",
+    )
+

@@ -1,0 +1,203 @@
+"""Operator jobs on the database: retention pruning, SQLite online backup and restore.
+
+Retention never touches work in flight: only runs in a terminal status, checkpoints of such
+runs, finished queue records and continuations that no longer wait for anyone are deleted.
+Artifacts and logs are files the platform owns; their counts are reported as 0 here and
+filled in by the platform. Audit events are kept: they are the record of what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kneo.errors import InvalidRequest, NotFound
+from kneo.settings import RetentionDays
+from kneo.store import tables as t
+from kneo.store.base import StoreBase
+from kneo.store.migrate import VERSION_TABLE
+from kneo.store.records import TERMINAL_RUN_STATUSES
+
+RETENTION_CATEGORIES: tuple[str, ...] = (
+    "runs", "checkpoints", "queue", "continuations", "artifacts", "logs",
+)
+
+
+class _DryRun(Exception):
+    """Raised inside the prune transaction to roll it back after counting."""
+
+
+def _cutoff(now: datetime, days: int | None) -> datetime | None:
+    return None if days is None else now - timedelta(days=days)
+
+
+def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[str, int]:
+    counts = dict.fromkeys(RETENTION_CATEGORIES, 0)
+    r, c, q, k = t.runs.c, t.checkpoints.c, t.queue.c, t.continuations.c
+    terminal = list(TERMINAL_RUN_STATUSES)
+
+    if (cut := _cutoff(now, retention.checkpoints_days)) is not None:
+        finished_runs = sa.select(r.run_id).where(r.status.in_(terminal))
+        counts["checkpoints"] = conn.execute(
+            sa.delete(t.checkpoints).where(c.created_at < cut, c.run_id.in_(finished_runs))
+        ).rowcount
+
+    if (cut := _cutoff(now, retention.queue_days)) is not None:
+        counts["queue"] = conn.execute(
+            sa.delete(t.queue).where(q.status.in_(["completed", "failed"]), q.updated_at < cut)
+        ).rowcount
+
+    if (cut := _cutoff(now, retention.continuations_days)) is not None:
+        # Settled continuations, or pending ones whose run already ended (nothing to resume).
+        ended = sa.select(r.run_id).where(r.status.in_(terminal))
+        old = sa.select(k.continuation_id).where(
+            k.updated_at < cut, sa.or_(k.status != "pending", k.run_id.in_(ended))
+        )
+        ids = [row[0] for row in conn.execute(old)]
+        counts["continuations"] = _delete_continuations(conn, ids)
+
+    if (cut := _cutoff(now, retention.runs_days)) is not None:
+        stamp = sa.func.coalesce(r.finished_at, r.updated_at)
+        ids = [row[0] for row in conn.execute(
+            sa.select(r.run_id).where(r.status.in_(terminal), stamp < cut)
+        )]
+        for chunk in _chunks(ids, 500):
+            conts = [row[0] for row in conn.execute(
+                sa.select(k.continuation_id).where(k.run_id.in_(chunk))
+            )]
+            _delete_continuations(conn, conts)
+            conn.execute(sa.delete(t.trace_events).where(t.trace_events.c.run_id.in_(chunk)))
+            conn.execute(sa.delete(t.checkpoints).where(c.run_id.in_(chunk)))
+            conn.execute(sa.delete(t.queue).where(q.run_id.in_(chunk)))
+            counts["runs"] += conn.execute(sa.delete(t.runs).where(r.run_id.in_(chunk))).rowcount
+    return counts
+
+
+def _delete_continuations(conn: Connection, ids: list[str]) -> int:
+    deleted = 0
+    for chunk in _chunks(ids, 500):
+        conn.execute(
+            sa.delete(t.continuation_requests)
+            .where(t.continuation_requests.c.continuation_id.in_(chunk))
+        )
+        deleted += conn.execute(
+            sa.delete(t.continuations).where(t.continuations.c.continuation_id.in_(chunk))
+        ).rowcount
+    return deleted
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class MaintenanceMixin(StoreBase):
+    """Retention and backup on the Store."""
+
+    def prune_retention(
+        self, retention: RetentionDays, now: datetime | None = None, *, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Delete what is older than each window; returns counts per category.
+
+        ``dry_run`` performs the same deletes and rolls them back, so the counts are exact.
+        A window of ``None`` leaves that category alone.
+        """
+        moment = now or self.clock.now()
+        counts: dict[str, int] = {}
+        try:
+            with self._write() as conn:
+                counts = _prune(conn, retention, moment)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
+        return counts
+
+    def sqlite_path(self) -> Path:
+        """The database file of a SQLite store (``unsupported_backend`` on PostgreSQL)."""
+        database = self.engine.url.database
+        if self.dialect.name != "sqlite" or not database or database == ":memory:":
+            raise InvalidRequest(
+                "online backup is for file-backed SQLite stores; back up PostgreSQL with "
+                "pg_dump (see docs/persistence.md)",
+                code="unsupported_backend",
+            )
+        return Path(database)
+
+    def backup_sqlite(self, dest: str | Path) -> Path:
+        """Copy the live database to ``dest`` with SQLite's online backup API."""
+        return backup_sqlite_database(self.sqlite_path(), dest)
+
+
+def backup_sqlite_database(src: str | Path, dest: str | Path) -> Path:
+    """Online, consistent copy of ``src`` to ``dest`` (written atomically: temp file + rename).
+
+    Writers may keep working during the copy; the backup is a snapshot of one moment.
+    """
+    source = Path(src)
+    if not source.is_file():
+        raise NotFound(f"database file {str(source)!r} does not exist", resource="database")
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        with closing(sqlite3.connect(source)) as src_conn, closing(sqlite3.connect(tmp_name)) as dst:
+            src_conn.backup(dst)
+            # A self-contained file: no WAL sidecar needed to read the copy.
+            dst.execute("PRAGMA journal_mode = DELETE")
+        os.replace(tmp_name, target)
+    except sqlite3.Error as exc:
+        raise InvalidRequest(f"backup failed: {exc}", code="backup_failed") from exc
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
+
+
+def restore_sqlite_database(src: str | Path, dest: str | Path) -> Path:
+    """Restore a backup ``src`` into ``dest`` (created or overwritten) after checking it.
+
+    The backup must be an intact Kneo database (``quick_check`` passes and it has a
+    ``schema_migrations`` table); an older schema is upgraded when the store next opens.
+    Stop processes using ``dest`` before restoring into it.
+    """
+    source = Path(src)
+    if not source.is_file():
+        raise NotFound(f"backup file {str(source)!r} does not exist", resource="backup")
+    _check_backup(source)
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src_conn, \
+                closing(sqlite3.connect(target)) as dst:
+            dst.execute("PRAGMA busy_timeout = 30000")
+            src_conn.backup(dst)
+    except sqlite3.Error as exc:
+        raise InvalidRequest(f"restore failed: {exc}", code="restore_failed") from exc
+    return target
+
+
+def _check_backup(path: Path) -> None:
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            ok = conn.execute("PRAGMA quick_check").fetchone()
+            has_versions = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise InvalidRequest(f"{path} is not a SQLite database: {exc}", code="invalid_backup") from exc
+    if not ok or ok[0] != "ok":
+        raise InvalidRequest(f"{path} failed its integrity check: {ok}", code="invalid_backup")
+    if not has_versions:
+        raise InvalidRequest(f"{path} is not a Kneo database (no {VERSION_TABLE} table)",
+                             code="invalid_backup")
+

@@ -1,0 +1,94 @@
+"""Schema migrations: Alembic scripts packaged in ``kneo/store/migrations``, applied on open.
+
+Opening a store checks the recorded revision with one cheap query and imports Alembic only
+when an upgrade is due, so a short-lived CLI process pays nothing for migrations. Upgrades
+run inside one transaction holding a cross-process lock (SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL ``pg_advisory_xact_lock``): when several processes start at once, one upgrades
+and the others wait, then find the schema current.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kneo.errors import KneoError, NotReady
+from kneo.store.dialects import StoreDialect
+
+#: Alembic's version table; the name the reference documents.
+VERSION_TABLE = "schema_migrations"
+#: The newest revision shipped; a test keeps it equal to the scripts' head.
+HEAD_REVISION = "0002"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision recorded in the database, or ``None`` for an empty database."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    row = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+    return None if row is None else str(row[0])
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
+
+
+def script_head() -> str:
+    """The head revision according to the migration scripts themselves."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine, dialect: StoreDialect, target: str = "head") -> str | None:
+    """Upgrade to ``target`` under the migration lock; returns the revision now recorded."""
+    from alembic import command
+
+    try:
+        with dialect.connect_write(engine) as conn:
+            with conn.begin():
+                with dialect.migration_lock(conn):
+                    current = current_revision(conn)
+                    if target == "head" and current == HEAD_REVISION:
+                        return current
+                    command.upgrade(_alembic_config(conn), target)
+                    return current_revision(conn)
+    except KneoError:
+        raise
+    except Exception as exc:
+        raise NotReady(f"database migration failed: {type(exc).__name__}: {exc}",
+                       code="migration_failed") from exc
+
+
+def ensure_schema(engine: Engine, dialect: StoreDialect) -> None:
+    """Bring the schema to head if needed; a newer schema than this code is refused."""
+    with engine.connect() as conn:
+        current = current_revision(conn)
+        conn.rollback()
+    if current == HEAD_REVISION:
+        return
+    if current is not None and not _is_known(current):
+        raise NotReady(
+            f"database schema revision {current!r} is newer than this Kneo ({HEAD_REVISION}); "
+            "upgrade Kneo",
+            code="schema_too_new",
+        )
+    upgrade(engine, dialect)
+
+
+def _is_known(revision: str) -> bool:
+    return any(p.name.startswith(f"{revision}_") for p in (MIGRATIONS_DIR / "versions").glob("*.py"))

@@ -1,0 +1,28 @@
+"""Alembic environment for Kneo: runs on the connection the store hands over.
+
+The store (``kneo.store.migrate``) opens the connection, takes the cross-process migration
+lock inside an open transaction and passes the connection in ``config.attributes``; this file
+only configures the context. Offline (SQL script) mode is not supported: Kneo always migrates
+a live database.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from kneo.store.migrate import VERSION_TABLE
+from kneo.store.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only reachable by running alembic by hand
+    raise RuntimeError("run migrations through `kneo db upgrade` or kneo.store.migrate")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    version_table=VERSION_TABLE,
+    render_as_batch=connection.dialect.name == "sqlite",
+    transaction_per_migration=False,
+)
+with context.begin_transaction():
+    context.run_migrations()

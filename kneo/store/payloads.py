@@ -1,0 +1,118 @@
+"""Checkpoint payload encoding: compression at a threshold, a bounded preview above the cap.
+
+Pure functions (no database), so both backends store byte-for-byte the same thing. Limits
+come from :class:`~kneo.settings.CheckpointLimits` (``KNEO_SERV_CHECKPOINT_*``).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kneo.errors import InvalidRequest
+from kneo.settings import CheckpointLimits
+
+ENCODING_JSON = "json"
+ENCODING_ZLIB = "zlib+json"
+_MAX_PREVIEW_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class EncodedPayload:
+    """What goes into the ``checkpoints`` row."""
+
+    encoding: str
+    data: bytes
+    size_bytes: int
+    truncated: bool
+    reduction: dict[str, Any] | None
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes; a value that is not JSON is an ``invalid_payload`` error."""
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=_default
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"checkpoint payload is not JSON: {exc}", code="invalid_payload") from exc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode(payload: dict[str, Any], limits: CheckpointLimits) -> EncodedPayload:
+    """Encode ``payload``: zlib at or above ``compress_bytes``; a preview if still > ``max_bytes``."""
+    raw = dumps(payload)
+    data, encoding = _maybe_compress(raw, limits)
+    if len(data) <= limits.max_bytes:
+        return EncodedPayload(encoding, data, len(raw), False, None)
+    preview = bounded_preview(payload, limits)
+    preview_raw = dumps(preview)
+    preview_data, preview_encoding = _maybe_compress(preview_raw, limits)
+    if len(preview_data) > limits.max_bytes:
+        # Pathological nesting: fall back to a prefix of the JSON text itself.
+        preview = {"_preview": raw[: limits.preview_chars].decode(errors="ignore")}
+        preview_raw = dumps(preview)
+        preview_data, preview_encoding = _maybe_compress(preview_raw, limits)
+    reduction = {
+        "reason": "checkpoint_max_bytes",
+        "original_bytes": len(raw),
+        "compressed_bytes": len(data) if encoding == ENCODING_ZLIB else None,
+        "stored_bytes": len(preview_data),
+        "max_bytes": limits.max_bytes,
+        "preview_chars": limits.preview_chars,
+        "max_list_items": limits.max_list_items,
+        "max_dict_items": limits.max_dict_items,
+    }
+    return EncodedPayload(preview_encoding, preview_data, len(preview_raw), True, reduction)
+
+
+def decode(encoding: str, data: bytes) -> dict[str, Any]:
+    """The stored payload back as a dict."""
+    if encoding == ENCODING_ZLIB:
+        data = zlib.decompress(data)
+    value = json.loads(data)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _maybe_compress(raw: bytes, limits: CheckpointLimits) -> tuple[bytes, str]:
+    if limits.compress_bytes and len(raw) >= limits.compress_bytes:
+        return zlib.compress(raw, 6), ENCODING_ZLIB
+    return raw, ENCODING_JSON
+
+
+def bounded_preview(value: Any, limits: CheckpointLimits, depth: int = 0) -> Any:
+    """A copy of ``value`` with long strings, lists and dicts cut to the preview limits.
+
+    Cut containers say how much was dropped (``"... N more"`` markers) so a reader knows the
+    preview is partial.
+    """
+    if isinstance(value, str):
+        if len(value) > limits.preview_chars:
+            return value[: limits.preview_chars] + f"... [{len(value) - limits.preview_chars} chars truncated]"
+        return value
+    if depth >= _MAX_PREVIEW_DEPTH and isinstance(value, dict | list | tuple):
+        return f"[{type(value).__name__} truncated at depth {depth}]"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= limits.max_dict_items:
+                out["_truncated_keys"] = len(value) - limits.max_dict_items
+                break
+            out[str(key)] = bounded_preview(item, limits, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        items = [bounded_preview(item, limits, depth + 1) for item in value[: limits.max_list_items]]
+        if len(value) > limits.max_list_items:
+            items.append(f"... {len(value) - limits.max_list_items} more items")
+        return items
+    return value

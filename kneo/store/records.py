@@ -1,0 +1,244 @@
+"""Frozen values the store hands out. Plain data, no I/O, no SQLAlchemy.
+
+Records are immutable snapshots of a row at read time: callers never mutate them and write
+changes back through a :class:`~kneo.store.api.Transaction`. JSON-valued fields are plain
+``dict``/``list`` values (frozen is shallow; treat them as read-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+#: Run statuses after which nothing runs again (retention may delete these).
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "cancelled", "expired", "timed_out"}
+)
+#: Statuses a queue record moves through: queued -> leased -> completed | failed.
+QUEUE_STATUSES: tuple[str, ...] = ("queued", "leased", "completed", "failed")
+#: Registry revision statuses; at most one ``active`` per (bundle, environment).
+REVISION_STATUSES: frozenset[str] = frozenset(
+    {"active", "inactive", "rejected", "pending_approval", "pruned"}
+)
+CONTINUATION_STATUSES: frozenset[str] = frozenset({"pending", "resolved", "expired"})
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing plus what produced it, so APIs can echo paging back."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+    sort_by: str
+    sort_order: Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run: its identity, what it executes, where it is (``state``) and how it ended.
+
+    ``version`` increases on every update; writers pass it back as ``expected_version`` so a
+    process holding a stale view cannot overwrite a newer one.
+    """
+
+    run_id: str
+    status: str
+    target: str
+    workflow_name: str | None
+    workflow_kind: str | None
+    agent_name: str | None
+    input_text: str
+    output_text: str | None
+    error: dict[str, Any] | None
+    environment: str | None
+    spec: dict[str, Any]
+    spec_digest: str | None
+    bundle_name: str | None
+    bundle_revision: int | None
+    bundle_commit: str | None
+    state: dict[str, Any]
+    version: int
+    cancel_requested: bool
+    deadline_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A step-boundary snapshot. ``truncated`` means ``payload`` is a bounded preview."""
+
+    run_id: str
+    sequence: int
+    type: str
+    step_id: str | None
+    status: str | None
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: datetime
+    size_bytes: int = 0
+    compressed: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One entry of a run's timeline (step started, tool called, paused, ...)."""
+
+    run_id: str
+    sequence: int
+    event_type: str
+    step_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ContinuationRecord:
+    """A paused run waiting for people: one or more pending requests, each by ``request_id``.
+
+    ``run_id`` is ``None`` for tasks that belong to no run (e.g. a promotion approval).
+    """
+
+    continuation_id: str
+    run_id: str | None
+    status: str
+    requests: list[dict[str, Any]]
+    context: dict[str, Any]
+    workflow_kind: str | None
+    expires_at: datetime | None
+    escalated_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An immutable record of a decision or operation; payloads are redacted on write."""
+
+    event_id: str
+    event_type: str
+    actor: str | None
+    run_id: str | None
+    continuation_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """A run waiting for, or held by, a worker. A lease that expires may be claimed again."""
+
+    queue_id: int
+    run_id: str
+    status: str
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    error: dict[str, Any] | None
+    available_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IdempotencyOutcome:
+    """Result of :meth:`Store.begin_idempotent`.
+
+    ``state`` is ``new`` (caller owns the key and must finish or release it), ``replay``
+    (a finished request with the same body: return ``status_code``/``response``), or
+    ``in_progress`` (another caller holds the key right now).
+    """
+
+    state: Literal["new", "replay", "in_progress"]
+    status_code: int | None = None
+    response: Any = None
+
+
+@dataclass(frozen=True)
+class BundleRevision:
+    """One revision of a bundle in one environment, numbered 1, 2, ... per pair."""
+
+    bundle_name: str
+    environment: str
+    revision: int
+    digest: str
+    commit: str | None
+    signer_key_ids: list[str]
+    approved_by: list[str]
+    status: str
+    diagnostics: list[dict[str, Any]]
+    spec: dict[str, Any]
+    created_at: datetime
+    activated_at: datetime | None
+    deactivated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A Flux-style status condition; ``last_transition_time`` moves only on a real change."""
+
+    bundle_name: str
+    environment: str
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """A bundle the controller must leave alone in one environment."""
+
+    bundle_name: str
+    environment: str
+    reason: str | None
+    suspended_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ControllerStatus:
+    """What the controller last did; ``details`` carries anything else it wants to report."""
+
+    last_fetched_commit: str | None
+    last_reconcile_started_at: datetime | None
+    last_reconcile_duration_seconds: float | None
+    last_error: str | None
+    details: dict[str, Any]
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PromotionApproval:
+    """One person's decision on promoting ``digest`` of a bundle into an environment."""
+
+    bundle_name: str
+    environment: str
+    digest: str
+    approver: str
+    decision: str
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """Who holds a named lock and until when (a dead holder's lock lapses at ``expires_at``)."""
+
+    name: str
+    owner: str
+    acquired_at: datetime
+    expires_at: datetime

@@ -1,0 +1,454 @@
+"""The GitOps registry: bundle revisions per (bundle, environment), conditions, suspensions,
+controller status and promotion approvals.
+
+Writes are :class:`RegistryWritesMixin` methods on a transaction, so the controller applies a
+whole decision (revision, activation, conditions, audit) atomically; the store offers the same
+writes as one-transaction shorthands. The database enforces at most one ``active`` revision per
+(bundle, environment) with a partial unique index; activation deactivates the previous one in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
+from kneo.store import rows
+from kneo.store import tables as t
+from kneo.store.base import StoreBase
+from kneo.store.records import (
+    REVISION_STATUSES,
+    BundleRevision,
+    Condition,
+    ControllerStatus,
+    PromotionApproval,
+    Suspension,
+)
+
+_R = t.bundle_revisions.c
+
+
+def _rev_key(bundle_name: str, environment: str, revision: int) -> list[Any]:
+    return [_R.bundle_name == bundle_name, _R.environment == environment, _R.revision == revision]
+
+
+class RegistryWritesMixin:
+    """Registry writes inside a :class:`~kneo.store.api.Transaction`."""
+
+    conn: Connection
+    now: datetime
+
+    def _revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        row = self.conn.execute(
+            sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
+        ).mappings().first()
+        if row is None:
+            raise NotFound(
+                f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
+                resource="bundle_revision",
+            )
+        return rows.revision(row)
+
+    def add_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        digest: str,
+        commit: str | None = None,
+        signer_key_ids: Sequence[str] = (),
+        approved_by: Sequence[str] = (),
+        status: str = "inactive",
+        diagnostics: Sequence[Mapping[str, Any]] = (),
+        spec: Mapping[str, Any] | None = None,
+    ) -> BundleRevision:
+        """Record the next revision number for (bundle, environment); ``active`` activates it."""
+        if status not in REVISION_STATUSES:
+            raise InvalidRequest(f"unknown revision status {status!r}", field="status")
+        last = self.conn.execute(
+            sa.select(sa.func.max(_R.revision)).where(
+                _R.bundle_name == bundle_name, _R.environment == environment
+            )
+        ).scalar()
+        values = {
+            "bundle_name": bundle_name,
+            "environment": environment,
+            "revision": int(last or 0) + 1,
+            "digest": digest,
+            "commit": commit,
+            "signer_key_ids": list(signer_key_ids),
+            "approved_by": list(approved_by),
+            "status": "inactive" if status == "active" else status,
+            "diagnostics": [dict(d) for d in diagnostics],
+            "spec": dict(spec or {}),
+            "created_at": self.now,
+            "activated_at": None,
+            "deactivated_at": None,
+        }
+        self.conn.execute(sa.insert(t.bundle_revisions).values(values))
+        if status == "active":
+            return self.activate_revision(bundle_name, environment, values["revision"])
+        return rows.revision(values)
+
+    def activate_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision:
+        """Make ``revision`` the active one, deactivating the previous active revision.
+
+        A ``rejected`` revision can never become active (``illegal_transition``).
+        """
+        target = self._revision(bundle_name, environment, revision)
+        if target.status == "active":
+            return target
+        if target.status == "rejected":
+            raise IllegalTransition(
+                f"revision {revision} of {bundle_name!r} in {environment!r} was rejected "
+                "and cannot be activated"
+            )
+        self.conn.execute(
+            sa.update(t.bundle_revisions)
+            .where(_R.bundle_name == bundle_name, _R.environment == environment,
+                   _R.status == "active")
+            .values(status="inactive", deactivated_at=self.now)
+        )
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    sa.update(t.bundle_revisions)
+                    .where(*_rev_key(bundle_name, environment, revision))
+                    .values(status="active", activated_at=self.now, deactivated_at=None)
+                )
+        except sa_exc.IntegrityError as exc:  # a concurrent activation won the unique index
+            raise Conflict(
+                f"another revision of {bundle_name!r} became active in {environment!r}",
+                code="stale_state",
+            ) from exc
+        return self._revision(bundle_name, environment, revision)
+
+    def set_revision_status(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        status: str,
+        *,
+        diagnostics: Sequence[Mapping[str, Any]] | None = None,
+        approved_by: Sequence[str] | None = None,
+    ) -> BundleRevision:
+        """Move a revision to ``status`` (``active`` goes through :meth:`activate_revision`).
+
+        Leaving ``active`` stamps ``deactivated_at``. Optionally replaces diagnostics and the
+        approver list.
+        """
+        if status not in REVISION_STATUSES:
+            raise InvalidRequest(f"unknown revision status {status!r}", field="status")
+        current = self._revision(bundle_name, environment, revision)
+        extra: dict[str, Any] = {}
+        if diagnostics is not None:
+            extra["diagnostics"] = [dict(d) for d in diagnostics]
+        if approved_by is not None:
+            extra["approved_by"] = list(approved_by)
+        if extra:
+            self.conn.execute(
+                sa.update(t.bundle_revisions)
+                .where(*_rev_key(bundle_name, environment, revision)).values(**extra)
+            )
+        if status == "active":
+            return self.activate_revision(bundle_name, environment, revision)
+        values: dict[str, Any] = {"status": status}
+        if current.status == "active":
+            values["deactivated_at"] = self.now
+        self.conn.execute(
+            sa.update(t.bundle_revisions)
+            .where(*_rev_key(bundle_name, environment, revision)).values(**values)
+        )
+        return self._revision(bundle_name, environment, revision)
+
+    def reject_revision(
+        self, bundle_name: str, environment: str, revision: int,
+        diagnostics: Sequence[Mapping[str, Any]],
+    ) -> BundleRevision:
+        """Mark a revision rejected with the reasons; an active one stays untouched elsewhere."""
+        return self.set_revision_status(
+            bundle_name, environment, revision, "rejected", diagnostics=diagnostics
+        )
+
+    def prune_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        """Mark a revision pruned (its bundle file left the repository)."""
+        return self.set_revision_status(bundle_name, environment, revision, "pruned")
+
+    def set_condition(
+        self,
+        bundle_name: str,
+        environment: str,
+        type: str,
+        *,
+        status: str,
+        reason: str,
+        message: str = "",
+    ) -> Condition:
+        """Upsert a condition. ``last_transition_time`` moves only when status, reason or
+        message actually change; ``updated_at`` records every observation."""
+        c = t.bundle_conditions.c
+        key = [c.bundle_name == bundle_name, c.environment == environment, c.type == type]
+        row = self.conn.execute(
+            sa.select(t.bundle_conditions).where(*key).with_for_update()
+        ).mappings().first()
+        values = {"status": status, "reason": reason, "message": message, "updated_at": self.now}
+        if row is None:
+            values |= {"bundle_name": bundle_name, "environment": environment, "type": type,
+                       "last_transition_time": self.now}
+            self.conn.execute(sa.insert(t.bundle_conditions).values(values))
+            return rows.condition(values)
+        changed = (row["status"], row["reason"], row["message"]) != (status, reason, message)
+        if changed:
+            values["last_transition_time"] = self.now
+        self.conn.execute(sa.update(t.bundle_conditions).where(*key).values(values))
+        return rows.condition({**row, **values})
+
+    def suspend_bundle(
+        self, bundle_name: str, environment: str, *, reason: str | None = None,
+        suspended_by: str | None = None,
+    ) -> Suspension:
+        """Tell the controller to leave (bundle, environment) alone; idempotent."""
+        s = t.bundle_suspensions.c
+        existing = self.conn.execute(
+            sa.select(t.bundle_suspensions)
+            .where(s.bundle_name == bundle_name, s.environment == environment)
+        ).mappings().first()
+        if existing is not None:
+            return rows.suspension(existing)
+        values = {"bundle_name": bundle_name, "environment": environment, "reason": reason,
+                  "suspended_by": suspended_by, "created_at": self.now}
+        self.conn.execute(sa.insert(t.bundle_suspensions).values(values))
+        return rows.suspension(values)
+
+    def resume_bundle(self, bundle_name: str, environment: str) -> bool:
+        """Lift a suspension; ``False`` if there was none."""
+        s = t.bundle_suspensions.c
+        result = self.conn.execute(
+            sa.delete(t.bundle_suspensions)
+            .where(s.bundle_name == bundle_name, s.environment == environment)
+        )
+        return result.rowcount == 1
+
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Any
+    ) -> ControllerStatus:
+        """Update the named controller's status fields (others keep their values)."""
+        allowed = {"last_fetched_commit", "last_reconcile_started_at",
+                   "last_reconcile_duration_seconds", "last_error", "details"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidRequest(f"unknown controller status fields: {sorted(unknown)}")
+        cs = t.controller_status.c
+        row = self.conn.execute(
+            sa.select(t.controller_status).where(cs.name == name).with_for_update()
+        ).mappings().first()
+        values = {**fields, "updated_at": self.now}
+        if row is None:
+            base = {"name": name, "last_fetched_commit": None, "last_reconcile_started_at": None,
+                    "last_reconcile_duration_seconds": None, "last_error": None, "details": {}}
+            values = {**base, **values}
+            values["details"] = values["details"] or {}
+            self.conn.execute(sa.insert(t.controller_status).values(values))
+        else:
+            self.conn.execute(sa.update(t.controller_status).where(cs.name == name).values(values))
+            values = {**row, **values}
+        return _controller_status(values)
+
+    def add_promotion_approval(
+        self, bundle_name: str, environment: str, digest: str, *, approver: str,
+        decision: str, comment: str | None = None,
+    ) -> PromotionApproval:
+        """Record one approver's decision; the same approver deciding twice is a conflict."""
+        if decision not in ("approved", "rejected"):
+            raise InvalidRequest(f"decision must be approved or rejected, got {decision!r}",
+                                 field="decision")
+        values = {"bundle_name": bundle_name, "environment": environment, "digest": digest,
+                  "approver": approver, "decision": decision, "comment": comment,
+                  "created_at": self.now}
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(sa.insert(t.promotion_approvals).values(values))
+        except sa_exc.IntegrityError as exc:
+            raise Conflict(f"{approver} already decided on this promotion",
+                           code="already_decided") from exc
+        return rows.approval(values)
+
+
+def _controller_status(r: Mapping[str, Any]) -> ControllerStatus:
+    return ControllerStatus(
+        last_fetched_commit=r["last_fetched_commit"],
+        last_reconcile_started_at=r["last_reconcile_started_at"],
+        last_reconcile_duration_seconds=r["last_reconcile_duration_seconds"],
+        last_error=r["last_error"],
+        details=r["details"] or {},
+        updated_at=r["updated_at"],
+    )
+
+
+class RegistryReadsMixin(StoreBase):
+    """Registry reads (and one-transaction write shorthands) on the Store."""
+
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
+            ).mappings().first()
+        if row is None:
+            raise NotFound(
+                f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
+                resource="bundle_revision",
+            )
+        return rows.revision(row)
+
+    def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None:
+        """The active revision of a bundle in an environment, if any."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.bundle_revisions).where(
+                    _R.bundle_name == bundle_name, _R.environment == environment,
+                    _R.status == "active",
+                )
+            ).mappings().first()
+        return None if row is None else rows.revision(row)
+
+    def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]:
+        """A bundle's history in one environment, newest revision first."""
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(t.bundle_revisions)
+                .where(_R.bundle_name == bundle_name, _R.environment == environment)
+                .order_by(_R.revision.desc())
+            ).mappings()
+            return [rows.revision(r) for r in result]
+
+    def list_registry(
+        self, environment: str | None = None, *, status: str | None = "active"
+    ) -> list[BundleRevision]:
+        """Revisions across bundles (active ones by default; ``status=None`` for all)."""
+        where = []
+        if environment is not None:
+            where.append(_R.environment == environment)
+        if status is not None:
+            where.append(_R.status == status)
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(t.bundle_revisions).where(*where)
+                .order_by(_R.bundle_name, _R.environment, _R.revision)
+            ).mappings()
+            return [rows.revision(r) for r in result]
+
+    def find_revision(
+        self, bundle_name: str, environment: str, digest: str
+    ) -> BundleRevision | None:
+        """The newest revision of (bundle, environment) with ``digest``, if any."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.bundle_revisions)
+                .where(_R.bundle_name == bundle_name, _R.environment == environment,
+                       _R.digest == digest)
+                .order_by(_R.revision.desc()).limit(1)
+            ).mappings().first()
+        return None if row is None else rows.revision(row)
+
+    def list_conditions(
+        self, bundle_name: str | None = None, environment: str | None = None
+    ) -> list[Condition]:
+        c = t.bundle_conditions.c
+        where = []
+        if bundle_name is not None:
+            where.append(c.bundle_name == bundle_name)
+        if environment is not None:
+            where.append(c.environment == environment)
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(t.bundle_conditions).where(*where)
+                .order_by(c.bundle_name, c.environment, c.type)
+            ).mappings()
+            return [rows.condition(r) for r in result]
+
+    def is_suspended(self, bundle_name: str, environment: str) -> bool:
+        s = t.bundle_suspensions.c
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(s.bundle_name)
+                .where(s.bundle_name == bundle_name, s.environment == environment)
+            ).first() is not None
+
+    def list_suspensions(self, environment: str | None = None) -> list[Suspension]:
+        s = t.bundle_suspensions.c
+        stmt = sa.select(t.bundle_suspensions).order_by(s.bundle_name, s.environment)
+        if environment is not None:
+            stmt = stmt.where(s.environment == environment)
+        with self._read() as conn:
+            return [rows.suspension(r) for r in conn.execute(stmt).mappings()]
+
+    def get_controller_status(self, name: str = "default") -> ControllerStatus:
+        """The controller's last reported status (all ``None`` before its first reconcile)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.controller_status).where(t.controller_status.c.name == name)
+            ).mappings().first()
+        if row is None:
+            return ControllerStatus(None, None, None, None, {}, None)
+        return _controller_status(row)
+
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]:
+        p = t.promotion_approvals.c
+        where = [p.bundle_name == bundle_name, p.environment == environment]
+        if digest is not None:
+            where.append(p.digest == digest)
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(t.promotion_approvals).where(*where).order_by(p.id)
+            ).mappings()
+            return [rows.approval(r) for r in result]
+
+    # -- one-transaction shorthands -----------------------------------------------------
+    def add_revision(self, bundle_name: str, environment: str, **fields: Any) -> BundleRevision:
+        with self.transaction() as tx:
+            return tx.add_revision(bundle_name, environment, **fields)
+
+    def activate_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        with self.transaction() as tx:
+            return tx.activate_revision(bundle_name, environment, revision)
+
+    def set_revision_status(
+        self, bundle_name: str, environment: str, revision: int, status: str, **fields: Any
+    ) -> BundleRevision:
+        with self.transaction() as tx:
+            return tx.set_revision_status(bundle_name, environment, revision, status, **fields)
+
+    def set_condition(
+        self, bundle_name: str, environment: str, type: str, **fields: Any
+    ) -> Condition:
+        with self.transaction() as tx:
+            return tx.set_condition(bundle_name, environment, type, **fields)
+
+    def suspend_bundle(self, bundle_name: str, environment: str, **fields: Any) -> Suspension:
+        with self.transaction() as tx:
+            return tx.suspend_bundle(bundle_name, environment, **fields)
+
+    def resume_bundle(self, bundle_name: str, environment: str) -> bool:
+        with self.transaction() as tx:
+            return tx.resume_bundle(bundle_name, environment)
+
+    def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
+        with self.transaction() as tx:
+            return tx.set_controller_status(name=name, **fields)
+
+    def add_promotion_approval(
+        self, bundle_name: str, environment: str, digest: str, **fields: Any
+    ) -> PromotionApproval:
+        with self.transaction() as tx:
+            return tx.add_promotion_approval(bundle_name, environment, digest, **fields)

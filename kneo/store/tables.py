@@ -1,0 +1,318 @@
+"""SQLAlchemy Core tables: the schema as the code sees it at migration head.
+
+Migrations under ``kneo/store/migrations/versions`` are frozen snapshots that build this
+schema step by step; ``tests/store/test_migrations.py`` checks both agree. Column types are
+portable: JSON is kept as compact text (one encoding on every backend) and timestamps are
+UTC-aware on the way out whatever the database stores.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python; ``timestamptz`` on PostgreSQL, sortable text on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON stored as compact text, identical on SQLite and PostgreSQL."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(32), nullable=False),
+    sa.Column("workflow_name", sa.String(255)),
+    sa.Column("workflow_kind", sa.String(64)),
+    sa.Column("agent_name", sa.String(255)),
+    sa.Column("input_text", sa.Text, nullable=False),
+    sa.Column("output_text", sa.Text),
+    sa.Column("error", JSONText),
+    sa.Column("environment", sa.String(128)),
+    sa.Column("spec", JSONText, nullable=False),
+    sa.Column("spec_digest", sa.String(128)),
+    sa.Column("bundle_name", sa.String(255)),
+    sa.Column("bundle_revision", sa.Integer),
+    sa.Column("bundle_commit", sa.String(128)),
+    sa.Column("state", JSONText, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("deadline_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("metadata", JSONText, nullable=False),
+    sa.Column("checkpoint_seq", sa.Integer, nullable=False),
+    sa.Column("trace_seq", sa.Integer, nullable=False),
+    sa.Index(None, "status", "created_at"),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "updated_at"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(255)),
+    sa.Column("status", sa.String(32)),
+    sa.Column("encoding", sa.String(16), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("truncated", sa.Boolean, nullable=False),
+    sa.Column("metadata", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "created_at"),
+)
+
+trace_events = sa.Table(
+    "trace_events",
+    metadata,
+    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(255)),
+    sa.Column("payload", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+continuations = sa.Table(
+    "continuations",
+    metadata,
+    sa.Column("continuation_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE")),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requests", JSONText, nullable=False),
+    sa.Column("context", JSONText, nullable=False),
+    sa.Column("workflow_kind", sa.String(64)),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("escalated_at", UTCDateTime),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "run_id"),
+    sa.Index(None, "status", "created_at"),
+)
+
+# One row per request of a continuation, derived on every write, so listing can filter by
+# assignee or kind with an index instead of scanning JSON.
+continuation_requests = sa.Table(
+    "continuation_requests",
+    metadata,
+    sa.Column(
+        "continuation_id",
+        sa.String(128),
+        sa.ForeignKey("continuations.continuation_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(64)),
+    sa.Column("assignee", sa.String(255)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Index(None, "assignee", "status"),
+    sa.Index(None, "request_id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("actor", sa.String(255)),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("continuation_id", sa.String(128)),
+    sa.Column("payload", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "event_type"),
+    sa.Index(None, "run_id"),
+)
+
+queue = sa.Table(
+    "queue",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_owner", sa.String(255)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("error", JSONText),
+    sa.Column("available_at", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Index(None, "status", "id"),
+    sa.Index(None, "run_id"),
+)
+
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response", JSONText),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+project_metadata = sa.Table(
+    "project_metadata",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", JSONText),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --- registry (GitOps controller) -------------------------------------------------------
+
+bundle_revisions = sa.Table(
+    "bundle_revisions",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("commit", sa.String(128)),
+    sa.Column("signer_key_ids", JSONText, nullable=False),
+    sa.Column("approved_by", JSONText, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("diagnostics", JSONText, nullable=False),
+    sa.Column("spec", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("activated_at", UTCDateTime),
+    sa.Column("deactivated_at", UTCDateTime),
+    sa.Index(None, "environment", "status"),
+    sa.Index(None, "bundle_name", "environment", "digest"),
+    # The database itself guarantees at most one active revision per (bundle, environment).
+    sa.Index(
+        "uq_bundle_revisions_one_active",
+        "bundle_name",
+        "environment",
+        unique=True,
+        sqlite_where=sa.text("status = 'active'"),
+        postgresql_where=sa.text("status = 'active'"),
+    ),
+)
+
+bundle_conditions = sa.Table(
+    "bundle_conditions",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("last_transition_time", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+bundle_suspensions = sa.Table(
+    "bundle_suspensions",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.Text),
+    sa.Column("suspended_by", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+controller_status = sa.Table(
+    "controller_status",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("last_fetched_commit", sa.String(128)),
+    sa.Column("last_reconcile_started_at", UTCDateTime),
+    sa.Column("last_reconcile_duration_seconds", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.Column("details", JSONText, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+promotion_approvals = sa.Table(
+    "promotion_approvals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bundle_name", sa.String(255), nullable=False),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("approver", sa.String(255), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("bundle_name", "environment", "digest", "approver"),
+)
