@@ -1,5 +1,228 @@
-"""Placeholder: filled in by the owning issue."""
+"""``kneo config init|show|resolve|secrets|render-spec``: the project config, from the CLI.
+
+Secrets are shown as references only: the environment-variable name and whether it is set,
+never the value. Only Typer is imported at module level (fast ``--help``). Service profiles
+(``kneo config profile ...``) are attached to :data:`app` by the service-client module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from kneo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kneo.spec.project import ProjectContext
+
+app = typer.Typer(no_args_is_help=True, help="Manage project config")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment; default KNEO_ENV, else dev")]
+SpecOpt = Annotated[Path | None, typer.Option("--spec", help="Spec file; default: the project's default_spec")]
+
+#: Service credentials reported by presence only.
+SERVICE_SECRET_VARS = {
+    "client_api_key": "KNEO_SERV_API_KEY",
+    "api_keys": "KNEO_SERV_API_KEYS",
+    "admin_api_key": "KNEO_SERV_ADMIN_API_KEY",
+    "spec_signing_key": "KNEO_SERV_SPEC_SIGNING_KEY",
+}
+
+_INIT_TEMPLATE = """\
+# yaml-language-server: $schema=https://kneo.dev/schemas/project_config.schema.json
+# Kneo project config. Reference: docs/project_config.md
+version: v1
+name: {name}
+owner: null
+
+service:
+  default_url: null
+
+paths:
+  state_dir: .kneo
+  artifacts_dir: .kneo/artifacts
+  logs_dir: .kneo/logs
+
+default_spec: null
+
+runtime:
+  preferred_mode: native
+  allowed_modes: [native, bridge]
+
+environments:
+  dev:
+    policy_enforcement:
+      enabled: false
+  staging:
+    policy_enforcement:
+      require_tool_permissions: true
+      blocked_diagnostic_codes: [E_UNSAFE_TOOL_IMPORT, E_UNSAFE_FUNCTION_IMPORT]
+  prod:
+    policy_enforcement:
+      require_tool_permissions: true
+      deny_unrestricted_tools: true
+      require_human_review: true
+      require_guardrails: true
+      blocked_diagnostic_codes: [E_UNSAFE_TOOL_IMPORT, E_UNSAFE_FUNCTION_IMPORT]
+
+# Environment-variable NAMES only; never secret values.
+secrets:
+  providers:
+    openai: OPENAI_API_KEY
+    anthropic: ANTHROPIC_API_KEY
+    google: GOOGLE_API_KEY
+  extra: {{}}
+
+retention:
+  runs_days: 30
+  checkpoints_days: 14
+"""
+
+
+def _context(env: str | None = None, *, required: bool = True) -> ProjectContext:
+    from kneo.cli.spec_cmd import project_context
+
+    context = project_context(env)
+    if required and context.config_path is None:
+        raise ConfigError(
+            "no project config found (.kneo/config.yaml here or above, or KNEO_PROJECT_CONFIG); "
+            "create one with 'kneo config init'",
+            code="project_config_not_found",
+        )
+    return context
+
+
+@app.command("show")
+def show_command(json_output: JsonOpt = False) -> None:
+    """Show project config."""
+    from kneo.cli.output import print_json, want_json_errors
+    from kneo.spec.yaml_io import dump_yaml
+
+    want_json_errors(json_output)
+    context = _context()
+    data = context.config.model_dump(mode="json")
+    if json_output:
+        print_json({"path": str(context.config_path), "root": str(context.root), "config": data})
+        return
+    print(f"# {context.config_path}")
+    print(dump_yaml(data), end="")
+
+
+@app.command("init")
+def init_command(
+    name: Annotated[str, typer.Option("--name", help="Project name")] = "kneo-serv-project",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config")] = False,
+) -> None:
+    """Create a .kneo/config.yaml project config."""
+    from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig
+    from kneo.spec.yaml_io import parse_yaml
+
+    if not name.strip() or any(ch in name for ch in "\n\r:#"):
+        raise ConfigError(f"invalid project name {name!r}", code="config_error", field="name")
+    path = Path.cwd() / CONFIG_DIR / CONFIG_FILE
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite", code="config_exists", file=str(path))
+    text = _INIT_TEMPLATE.format(name=name.strip())
+    ProjectConfig.model_validate(parse_yaml(text, source="<template>"))  # the template must stay valid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"created {path.relative_to(Path.cwd())} (project '{name.strip()}')")
+
+
+@app.command("resolve")
+def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, json_output: JsonOpt = False) -> None:
+    """Resolve project context, including environment and overlays."""
+    from kneo.cli.output import print_json, want_json_errors
+    from kneo.spec.context import resolve_environment_policy
+    from kneo.spec.loader import overlay_path
+
+    want_json_errors(json_output)
+    context = _context(env, required=False)
+    spec_path = spec or context.default_spec_path()
+    overlay: Path | None = None
+    if spec_path is not None:
+        candidate = overlay_path(spec_path, context.env, context.config)
+        overlay = candidate if candidate.is_file() else None
+    policy = resolve_environment_policy(context, context.env)
+    cfg = context.config
+    data: dict[str, Any] = {
+        "project": cfg.name,
+        "owner": cfg.owner,
+        "root": str(context.root),
+        "config_path": str(context.config_path) if context.config_path else None,
+        "environment": context.env,
+        "environment_explicit": context.env_explicit,
+        "known_environments": context.known_environments(),
+        "spec": str(spec_path) if spec_path else None,
+        "overlays": [str(overlay)] if overlay else [],
+        "service_url": cfg.service.default_url,
+        "paths": {k: str(context.resolve_path(v)) for k, v in cfg.paths.model_dump().items()},
+        "runtime_defaults": cfg.runtime.model_dump(exclude_none=True),
+        "model_defaults": cfg.model.model_dump(exclude_none=True),
+        "policy": policy.model_dump() if policy else None,
+    }
+    if json_output:
+        print_json(data)
+        return
+    for key, value in data.items():
+        print(f"{key}: {value if value not in (None, [], {}) else '-'}")
+
+
+@app.command("secrets")
+def secrets_command(env: EnvOpt = None, json_output: JsonOpt = False) -> None:
+    """Show configured secret references without exposing values."""
+    from kneo.cli.output import print_json, want_json_errors
+
+    want_json_errors(json_output)
+    context = _context(env, required=False)
+    inventory = secret_inventory(context)
+    if json_output:
+        print_json({"environment": context.env, "inventory": inventory})
+        return
+    for group, entries in inventory.items():
+        print(f"{group}:")
+        if not entries:
+            print("  (none)")
+        for ref, entry in entries.items():
+            print(f"  {ref:<20} {entry['env_var']:<28} {'set' if entry['present'] else 'missing'}")
+
+
+def secret_inventory(context: ProjectContext) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each reference with its variable name and whether it is set. Values never leave here."""
+    from kneo.redaction import REDACTED
+    from kneo.settings import Settings
+
+    settings = context.settings or Settings.from_env()
+    cfg = context.config
+    env_cfg = cfg.environments.get(context.env)
+    extra = {**cfg.secrets.extra, **(env_cfg.secrets if env_cfg else {})}
+
+    def entry(kind: str, name: str, var: str) -> dict[str, Any]:
+        present = settings.secret(var) is not None
+        return {"name": f"{kind}:{name}", "env_var": var, "present": present, "value": REDACTED if present else None}
+
+    return {
+        "providers": {n: entry("provider", n, v) for n, v in cfg.secrets.providers.items()},
+        "extra": {n: entry("extra", n, v) for n, v in extra.items()},
+        "service": {n: entry("service", n, v) for n, v in SERVICE_SECRET_VARS.items()},
+    }
+
+
+@app.command("render-spec")
+def render_spec_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML")],
+    env: EnvOpt = None,
+    spec: SpecOpt = None,
+) -> None:
+    """Render default spec plus environment overlays into one YAML file."""
+    from kneo.cli.spec_cmd import load_for, write_yaml
+    from kneo.spec.yaml_io import dump_yaml
+
+    context = _context(env, required=False)
+    loaded = load_for(spec, context)
+    write_yaml(output, dump_yaml(loaded.data))
+    overlays = ", ".join(str(p) for p in loaded.overlays) or "no overlay"
+    print(f"wrote {output} from {loaded.path} ({overlays})")

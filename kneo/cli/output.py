@@ -48,7 +48,10 @@ def fail(error: KneoError) -> int:
 
 def run_cli(app: typer.Typer) -> int:
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
+        result = app(standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except KneoError as error:
         return fail(error)
     except typer.Exit as exc:
@@ -59,14 +62,15 @@ def run_cli(app: typer.Typer) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Typer vendors its own click (``typer._click``), so match click's exceptions by
+        # shape rather than by class: they carry ``exit_code`` and know how to ``show()``.
+        if type(exc).__name__ == "Abort":
             sys.stderr.write("aborted\n")
             return 1
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         from kneo.redaction import redact_text
 
         sys.stderr.write(f"error[internal_error]: {type(exc).__name__}: {redact_text(str(exc))}\n")

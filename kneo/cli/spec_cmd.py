@@ -1,5 +1,372 @@
-"""Placeholder: filled in by the owning issue."""
+"""``kneo spec validate|lint|compile|resolve|migrate|policy-report``.
+
+Thin edge over :mod:`kneo.spec`: resolve the project context and environment, load the spec
+(overlay + defaults), run :func:`kneo.spec.pipeline.check_spec`, render. Exit codes: 0 ok,
+1 findings or invalid input, 2 usage error. Only Typer is imported at module level so
+``kneo --help`` stays fast; everything else is imported inside the commands.
+
+Service mode (``--service-url``/``--profile``) goes through :func:`_remote`, the single seam
+where the HTTP client plugs in.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from kneo.errors import KneoError
+
+if TYPE_CHECKING:
+    from kneo.spec.diagnostics import Diagnostic
+    from kneo.spec.loader import LoadedSpec
+    from kneo.spec.pipeline import SpecReport
+    from kneo.spec.project import ProjectContext
+
+app = typer.Typer(no_args_is_help=True, help="Validate and compile specs")
+
+SpecPathArg = Annotated[Path | None, typer.Argument(show_default=False)]
+EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+ServiceUrlOpt = Annotated[str | None, typer.Option("--service-url", help="Send the request to a Kneo service")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML")]
+
+
+class UsageError(KneoError):
+    """Missing or contradictory arguments: exit 2 like any other usage error."""
+
+    code = "usage_error"
+    exit_code = 2
+
+
+class ServiceModeUnavailable(KneoError):
+    code = "service_mode_unavailable"
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def project_context(env: str | None) -> ProjectContext:
+    """The project around the working directory, with ``--env`` (or ``KNEO_ENV``) applied."""
+    from kneo.spec.project import ProjectContext
+
+    return ProjectContext.discover(env=env)
+
+
+def spec_path_or_default(spec_path: Path | None, context: ProjectContext) -> Path:
+    if spec_path is not None:
+        return spec_path
+    default = context.default_spec_path()
+    if default is None:
+        raise UsageError(
+            "no SPEC_PATH given and the project config has no default_spec "
+            "(pass a path, or set default_spec in .kneo/config.yaml)"
+        )
+    return default
+
+
+def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
+    """Load with the overlay of an explicitly chosen environment and the project defaults."""
+    from kneo.spec.loader import load_spec
+
+    path = spec_path_or_default(spec_path, context)
+    return load_spec(path, env=context.env if context.env_explicit else None, project=context.config)
+
+
+def registries() -> tuple[Any, Any]:
+    from kneo.runtimes import create_runtime_registry
+    from kneo.tools.defaults import create_tool_registry
+
+    return create_tool_registry(), create_runtime_registry()
+
+
+def check(spec_path: Path | None, env: str | None) -> tuple[LoadedSpec, SpecReport, ProjectContext]:
+    from kneo.spec.pipeline import check_spec
+
+    context = project_context(env)
+    loaded = load_for(spec_path, context)
+    tools, runtimes = registries()
+    report = check_spec(loaded, env=context.env, context=context, tool_registry=tools, runtime_registry=runtimes)
+    return loaded, report, context
+
+
+def _remote(command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run ``command`` (``validate``, ``compile``, ``policy-report``) on a Kneo service.
+
+    The HTTP client arrives with the service issue; it replaces this body and returns the
+    service's JSON response, which the callers render exactly like a local result.
+    """
+    raise ServiceModeUnavailable(
+        f"service mode (--service-url/--profile) is not available in this build for 'spec {command}'; "
+        "run without it to check locally"
+    )
+
+
+def _service_requested(service_url: str | None, profile: str | None) -> bool:
+    return bool(service_url or profile)
+
+
+def _payload(spec_path: Path | None, env: str | None) -> dict[str, Any]:
+    return {"spec_path": str(spec_path) if spec_path else None, "environment": env}
+
+
+def render_diagnostics(diagnostics: list[Diagnostic], *, source: str) -> None:
+    """One line per finding: ``severity CODE path: message (hint: ...)``."""
+    from kneo.cli.output import console
+
+    out = console()
+    styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+    for d in diagnostics:
+        hint = f" [dim](hint: {d.suggestion})[/dim]" if d.suggestion else ""
+        out.print(
+            f"[{styles[d.severity]}]{d.severity:<7}[/] {d.code} [bold]{d.path}[/]: {_escape(d.message)}{hint}",
+            highlight=False,
+        )
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _counts(diagnostics: list[Diagnostic]) -> tuple[int, int]:
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = sum(d.severity == "warning" for d in diagnostics)
+    return errors, warnings
+
+
+def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
+    if not report.environment:
+        return ""
+    overlay = f", overlay {', '.join(p.name for p in loaded.overlays)}" if loaded and loaded.overlays else ""
+    return f" (env {report.environment}{overlay})"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command("validate")
+def validate_command(
+    spec_path: SpecPathArg = None,
+    env: EnvOpt = None,
+    json_output: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Validate a spec: schema, references, governance diagnostics and environment policy.
+
+    Prints every diagnostic (errors, warnings, info); exits 1 only when there are errors.
+    """
+    from kneo.cli.output import print_json, want_json_errors
+
+    want_json_errors(json_output)
+    if _service_requested(service_url, profile):
+        result = _remote("validate", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        if json_output:
+            print_json(result)
+        raise typer.Exit(0 if result.get("valid") else 1)
+    loaded, report, _ = check(spec_path, env)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        render_diagnostics(report.diagnostics, source=str(loaded.path))
+        errors, warnings = _counts(report.diagnostics)
+        verdict = "valid" if report.valid else "invalid"
+        print(f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)")
+    raise typer.Exit(0 if report.valid else 1)
+
+
+@app.command("lint")
+def lint_command(spec_path: SpecPathArg = None, env: EnvOpt = None, json_output: JsonOpt = False) -> None:
+    """Surface validator warnings and errors. Exits 1 if any are found."""
+    from kneo.cli.output import print_json, want_json_errors
+
+    want_json_errors(json_output)
+    loaded, report, _ = check(spec_path, env)
+    findings = [d for d in report.diagnostics if d.severity != "info"]
+    errors, warnings = _counts(findings)
+    if json_output:
+        print_json(
+            {
+                "clean": not findings,
+                "warning_count": warnings,
+                "error_count": errors,
+                "diagnostics": [d.to_dict() for d in findings],
+            }
+        )
+    else:
+        render_diagnostics(findings, source=str(loaded.path))
+        verdict = "clean" if not findings else f"{errors} error(s), {warnings} warning(s)"
+        print(f"{loaded.path}: {verdict}{_env_note(report, loaded)}")
+    raise typer.Exit(1 if findings else 0)
+
+
+@app.command("compile")
+def compile_command(
+    spec_path: SpecPathArg = None,
+    env: EnvOpt = None,
+    json_output: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Resolve every reference and build the executable workflow (nothing runs)."""
+    from kneo.cli.output import print_json, want_json_errors
+    from kneo.spec.compiler import SpecCompiler, describe
+
+    want_json_errors(json_output)
+    if _service_requested(service_url, profile):
+        result = _remote("compile", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        if json_output:
+            print_json(result)
+        raise typer.Exit(0)
+    loaded, report, _ = check(spec_path, env)
+    tools, runtimes = registries()
+    compiler = SpecCompiler(runtime_registry=runtimes, tool_registry=tools)
+    compiled = compiler.compile(
+        loaded.spec, base_dir=loaded.base_dir, diagnostics=report.diagnostics, source=str(loaded.path)
+    )
+    summary = describe(compiled)
+    if json_output:
+        print_json({"compiled": True, "environment": report.environment, "workflow": summary,
+                    "diagnostics": [d.to_dict() for d in report.diagnostics]})
+        return
+    print(f"{loaded.path}: compiled {summary['family']} workflow '{summary['name']}'{_env_note(report, loaded)}")
+    for step in summary["steps"]:
+        detail = step["agent"] and f"agent {step['agent']} ({step['model']}, {step['runtime']})"
+        detail = detail or step["function_ref"] or f"human {step['ref']}"
+        tools_text = f" tools: {', '.join(t['name'] for t in step['tools'])}" if step["tools"] else ""
+        print(f"  - {step['id']} [{step['kind']}] {detail}{tools_text}")
+
+
+@app.command("resolve")
+def resolve_command(output: OutputOpt, spec_path: SpecPathArg = None, env: EnvOpt = None) -> None:
+    """Write the spec with the environment overlay merged and project defaults applied."""
+    from kneo.spec.yaml_io import dump_yaml
+
+    context = project_context(env)
+    loaded = load_for(spec_path, context)
+    write_yaml(output, dump_yaml(loaded.data))
+    overlays = ", ".join(str(p) for p in loaded.overlays) or "no overlay"
+    print(f"wrote {output} ({overlays})")
+
+
+def write_yaml(output: Path, text: str) -> None:
+    if str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise KneoError(f"{output}: cannot write: {exc.strerror}", code="E_WRITE_FAILED") from None
+
+
+@app.command("migrate")
+def migrate_command(
+    spec_path: Annotated[Path, typer.Argument(show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the v1 spec here")] = None,
+    check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Migrate an older YAML spec to the current v1 shape."""
+    from kneo.cli.output import print_json, want_json_errors
+    from kneo.spec.migrate import detect_version, migrate_spec
+    from kneo.spec.yaml_io import dump_yaml, read_yaml_mapping
+
+    want_json_errors(json_output)
+    data, _ = read_yaml_mapping(spec_path)
+    source_version = detect_version(data)
+    migrated, changes = migrate_spec(data)
+    if output is not None and not check_only:
+        write_yaml(output, dump_yaml(migrated))
+    if json_output:
+        print_json(
+            {
+                "spec_path": str(spec_path),
+                "source_version": source_version,
+                "target_version": migrated["version"],
+                "needs_migration": bool(changes),
+                "changes": changes,
+                "output": str(output) if output is not None and not check_only else None,
+            }
+        )
+    elif check_only:
+        status = "needs migration" if changes else f"already {migrated['version']}"
+        print(f"{spec_path}: {status}")
+        for change in changes:
+            print(f"  - {change}")
+    elif output is not None:
+        print(f"wrote {output} ({len(changes)} change(s))")
+        for change in changes:
+            print(f"  - {change}")
+    else:
+        sys.stdout.write(dump_yaml(migrated))
+    raise typer.Exit(1 if check_only and changes else 0)
+
+
+@app.command("policy-report")
+def policy_report_command(
+    spec_path: SpecPathArg = None,
+    env: EnvOpt = None,
+    json_output: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Generate a policy evaluation report for a spec."""
+    from kneo.cli.output import print_json, want_json_errors
+
+    want_json_errors(json_output)
+    if _service_requested(service_url, profile):
+        result = _remote("policy-report", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        if json_output:
+            print_json(result)
+        raise typer.Exit(0 if result.get("valid") else 1)
+    loaded, report, _ = check(spec_path, env)
+    if json_output:
+        print_json(report.to_dict())
+        raise typer.Exit(0 if report.valid else 1)
+    _render_report(report.report)
+    render_diagnostics(report.diagnostics, source=str(loaded.path))
+    errors, warnings = _counts(report.diagnostics)
+    print(f"{loaded.path}: {'valid' if report.valid else 'invalid'}{_env_note(report, loaded)}: "
+          f"{errors} error(s), {warnings} warning(s)")
+    raise typer.Exit(0 if report.valid else 1)
+
+
+def _render_report(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from kneo.cli.output import console
+
+    out = console()
+    out.print(f"[bold]agent[/]: {data['agent_name'] or '-'}   [bold]workflow[/]: {data['workflow_name'] or '-'}"
+              f" ({data['workflow_kind'] or '-'})   [bold]environment[/]: {data['environment'] or '-'}")
+    table = Table("agent", "tool selection", "tools", "policy", "guardrails", "memory")
+    for agent in data["agents"]:
+        tools = ", ".join(
+            t["name"] + (f" [{','.join(t['capabilities'])}]" if t["capabilities"] else "") + (" (approval)" if t["requires_approval"] else "")
+            for t in agent["tools"]
+        ) or "-"
+        policy = agent["tool_policy"]
+        policy_text = "-" if policy is None else (
+            f"network={policy['network']} shell={policy['shell']} fs={policy['filesystem']}"
+            + (f" domains={','.join(policy['allowed_domains'])}" if policy["allowed_domains"] else "")
+        )
+        table.add_row(agent["name"], agent["tool_selection"], tools, policy_text,
+                      ", ".join(agent["guardrail_stages"]) or "-", agent["memory"]["type"])
+    out.print(table)
+    human = data["human_approval"]
+    out.print(f"[bold]human approval[/]: {'yes' if human['present'] else 'no'}"
+              f" (steps: {', '.join(human['human_steps']) or '-'};"
+              f" review gates: {', '.join(g['step'] for g in human['review_gates']) or '-'};"
+              f" approval tools: {', '.join(human['tools_requiring_approval']) or '-'})")
+    if data["mcp_imports"]:
+        out.print(f"[bold]mcp imports[/]: {', '.join(i['name'] for i in data['mcp_imports'])}")
+    if data["policy"]:
+        enabled = [k for k, v in data["policy"].items() if v is True and k != "enabled"]
+        out.print(f"[bold]policy[/]: {'enabled' if data['policy']['enabled'] else 'disabled'}"
+                  f" ({', '.join(enabled) or 'no gates'}; blocked: {', '.join(data['policy']['blocked_diagnostic_codes']) or '-'})")

@@ -124,7 +124,20 @@ def _migrate_agent(agent: dict[str, Any], at: str) -> list[str]:
             provider, name = ("dummy" if model == "dummy" else "openai"), model
         agent["model"] = {"provider": provider, "name": name}
         changes.append(f"expanded {at}.model {model!r} to provider/name")
+    _reorder(agent, _AGENT_KEY_ORDER)
     return changes
+
+
+_AGENT_KEY_ORDER = ("name", "description", "system_prompt", "model", "strategy", "runtime_preferences", "tools")
+
+
+def _reorder(mapping: dict[str, Any], first: tuple[str, ...]) -> None:
+    """Put well-known keys first so migrated YAML reads like a hand-written spec."""
+    ordered = {k: mapping[k] for k in first if k in mapping}
+    rest = {k: v for k, v in mapping.items() if k not in ordered}
+    mapping.clear()
+    mapping.update(ordered)
+    mapping.update(rest)
 
 
 def _migrate_step(step: dict[str, Any], at: str) -> list[str]:
@@ -139,10 +152,5 @@ def _migrate_step(step: dict[str, Any], at: str) -> list[str]:
                 step["ref"] = step.pop(kind)
                 changes.append(f"rewrote {at}.{kind} -> kind: {kind}, ref")
                 break
-    if "id" in step:  # keep id, kind, ref first for readability
-        ordered = {k: step.pop(k) for k in ("id", "kind", "ref") if k in step}
-        rest = dict(step)
-        step.clear()
-        step.update(ordered)
-        step.update(rest)
+    _reorder(step, ("id", "kind", "ref"))
     return changes

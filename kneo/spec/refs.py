@@ -150,6 +150,8 @@ def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
     if parsed is None:
         return RefInfo(ref, "", "", None, False, False, problem="expected 'module:function'")
     module, attr = parsed
+    if module.split(".")[0] in UNSAFE_MODULES:  # e.g. ``os:system`` names the primitive itself
+        return RefInfo(ref, module, attr, None, True, True, (module,))
     origin, problem = find_origin(module, roots)
     if origin is None:
         return RefInfo(ref, module, attr, None, False, False, problem=problem)
