@@ -149,7 +149,7 @@ def prepare_spec(
     from kneo.spec.loader import load_spec
     from kneo.spec.pipeline import check_spec
     from kneo.spec.project import ProjectContext
-    from kneo.tools import ToolRegistry
+    from kneo.tools.defaults import create_tool_registry
 
     context = ProjectContext.discover(env=env)
     environment = context.env
@@ -158,7 +158,7 @@ def prepare_spec(
         loaded,
         env=environment,
         context=context,
-        tool_registry=ToolRegistry(),
+        tool_registry=create_tool_registry(),
         runtime_registry=create_runtime_registry(),
     )
     summary = PolicyReportSummary(

@@ -224,23 +224,22 @@ def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
 
     p = Path(path)
     data, text = read_yaml_mapping(p, what="environment file")
-    try:
-        policy = EnvironmentPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error_to_spec_error(
-            exc, data, file=str(p), texts=[(str(p), text)], kind="environment file"
-        ) from None
     env = p.stem
-    if policy.environment is not None and policy.environment != env:
+    named = data.get("environment")
+    if named is not None and named != env:
         raise ConfigError(
-            f"{p}: environment is {policy.environment!r} but the file is named for {env!r}",
+            f"{p}: environment is {named!r} but the file is named for {env!r}",
             code="config_error",
             file=str(p),
             field="environment",
         )
-    if policy.environment is None:
-        policy = policy.model_copy(update={"environment": env})
-    return policy
+    data.setdefault("environment", env)
+    try:
+        return EnvironmentPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_spec_error(
+            exc, data, file=str(p), texts=[(str(p), text)], kind="environment file"
+        ) from None
 
 
 def load_environments(directory: str | os.PathLike[str]) -> dict[str, EnvironmentPolicy]:
