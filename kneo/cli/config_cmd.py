@@ -226,3 +226,8 @@ def render_spec_command(
     write_yaml(output, dump_yaml(loaded.data))
     overlays = ", ".join(str(p) for p in loaded.overlays) or "no overlay"
     print(f"wrote {output} from {loaded.path} ({overlays})")
+
+
+from kneo.cli.profiles import profile_app  # noqa: E402  (service issue: kneo config profile ...)
+
+app.add_typer(profile_app, name="profile")

@@ -259,3 +259,70 @@ class ServiceClient:
 
     def run_spec(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         return self.request("POST", "/v1/specs/run", json=body, idempotency_key=idempotency_key)
+
+
+# ---------------------------------------------------------------------- CLI seams
+
+
+def connect(
+    service_url: str | None,
+    profile: str | None,
+    *,
+    settings: Settings | None = None,
+    use_defaults: bool = True,
+) -> ServiceClient | None:
+    """The ServiceClient the documented precedence picks, or ``None`` for local execution.
+
+    ``use_defaults=False`` considers only the explicit ``--service-url``/``--profile``
+    (commands that are local unless asked, such as ``spec validate``).
+    """
+    from kneo.cli.profiles import project_default_url, resolve_connection
+
+    settings = settings or Settings.from_env()
+    default_url = None
+    if use_defaults and not service_url and not profile:
+        default_url = project_default_url(settings)
+    connection = resolve_connection(
+        service_url=service_url,
+        profile=profile,
+        settings=settings,
+        project_default_url=default_url,
+    )
+    if connection is None or (not use_defaults and connection.source not in ("service_url", "profile")):
+        return None
+    return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)
+
+
+def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, Any]:
+    """Resolve a local spec (overlays, project defaults) and send it inline.
+
+    The service then needs no access to the caller's files. A path that does not exist
+    locally is passed through as ``spec_path``: it names a file on the server.
+    """
+    from pathlib import Path
+
+    from kneo.spec.loader import load_spec
+    from kneo.spec.project import ProjectContext
+
+    context = ProjectContext.discover(env=environment)
+    path = Path(spec_path) if spec_path else context.default_spec_path()
+    if path is None:
+        raise KneoError("no SPEC_PATH given and the project config has no default_spec",
+                        code="usage_error")
+    if not path.is_file():
+        return {"spec_path": str(path), "environment": environment}
+    loaded = load_spec(path, env=environment, project=context.config)
+    return {"spec": loaded.data, "environment": environment}
+
+
+def remote_spec_operation(
+    command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """``kneo spec validate|compile|policy-report --service-url/--profile``."""
+    client = connect(service_url, profile, use_defaults=False)
+    if client is None:  # pragma: no cover - callers only come here with a flag set
+        raise KneoError("no service selected", code="usage_error")
+    body = spec_payload(payload.get("spec_path"), payload.get("environment"))
+    with client:
+        result = client.spec_operation(command, body)
+    return result if isinstance(result, dict) else {"result": result}

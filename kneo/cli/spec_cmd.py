@@ -96,13 +96,11 @@ def check(spec_path: Path | None, env: str | None) -> tuple[LoadedSpec, SpecRepo
 def _remote(command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]) -> dict[str, Any]:
     """Run ``command`` (``validate``, ``compile``, ``policy-report``) on a Kneo service.
 
-    The HTTP client arrives with the service issue; it replaces this body and returns the
-    service's JSON response, which the callers render exactly like a local result.
+    Returns the service's JSON response, which the callers render like a local result.
     """
-    raise ServiceModeUnavailable(
-        f"service mode (--service-url/--profile) is not available in this build for 'spec {command}'; "
-        "run without it to check locally"
-    )
+    from kneo.cli.service_client import remote_spec_operation
+
+    return remote_spec_operation(command, service_url=service_url, profile=profile, payload=payload)
 
 
 def _service_requested(service_url: str | None, profile: str | None) -> bool:

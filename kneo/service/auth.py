@@ -135,10 +135,12 @@ def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
     for index, chunk in enumerate(part.strip() for part in raw.split(";")):
         if not chunk:
             continue
-        name, sep, rest = chunk.partition(":")
-        key, sep2, roles = rest.rpartition(":")
-        label = name.strip() or f"#{index + 1}"
-        if not sep or not sep2 or not name.strip() or not key:
+        # Scopes contain colons (``runs:read``), so the key is the second field and ends at
+        # the next colon; everything after it is the role/scope list.
+        parts = chunk.split(":", 2)
+        name, key, roles = (parts + ["", ""])[:3]
+        label = name.strip() if len(parts) == 3 and name.strip() else f"#{index + 1}"
+        if len(parts) < 3 or not name.strip() or not key:
             raise ConfigError(
                 f"KNEO_SERV_API_KEYS entry {label!r} must look like name:key:role_or_scope",
                 variable="KNEO_SERV_API_KEYS",

@@ -97,8 +97,9 @@ def compile_spec(
     resolved, report, compiled = _compile(request, body, manager)
     _audit(manager, "spec.compiled", principal, resolved, report)
     return {
-        "valid": True,
-        "compiled": describe(compiled),
+        "compiled": True,
+        "environment": report.environment,
+        "workflow": describe(compiled),
         "diagnostics": [d.to_dict() for d in report.diagnostics],
     }
 

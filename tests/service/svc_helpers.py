@@ -1,0 +1,114 @@
+"""Shared helpers for the service tests (keys, headers, manager, live server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx2
+
+from kneo.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KEYS = {
+    "admin": "admin-secret-token-1",
+    "operator": "operator-secret-token-2",
+    "reviewer": "reviewer-secret-token-3",
+    "service": "service-secret-token-4",
+    "viewer": "viewer-secret-token-5",
+}
+API_KEYS_ENV = ";".join(
+    f"{role}:{key}:{role}" for role, key in KEYS.items() if role != "admin"
+)
+
+
+def auth_env() -> dict[str, str]:
+    return {
+        "KNEO_SERV_AUTH_ENABLED": "true",
+        "KNEO_SERV_API_KEYS": API_KEYS_ENV,
+        "KNEO_SERV_ADMIN_API_KEY": KEYS["admin"],
+    }
+
+
+def headers(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+def build_manager(settings: Settings, tmp_path: Path) -> Any:
+    """The real platform manager when it exists, else store + registries (early routes)."""
+    try:
+        from kneo.platform import create_platform
+    except ImportError:
+        create_platform = None
+    if create_platform is not None:
+        return create_platform(settings=settings, state_dir=tmp_path / "state")
+    from kneo.runtimes import create_runtime_registry
+    from kneo.store import open_store
+    from kneo.tools.defaults import create_tool_registry
+
+    store = open_store(state_dir=tmp_path / "state", settings=settings)
+    return SimpleNamespace(
+        store=store,
+        tool_registry=create_tool_registry(),
+        runtime_registry=create_runtime_registry(),
+        close=store.close,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``kneo service serve`` in a real process on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
+        environ.update(self.env)
+        environ["PYTHONPATH"] = str(ROOT)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kneo.cli.main", "service", "serve",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.cwd, env=environ, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx2.get(self.url + "/livez", timeout=1.0).status_code == 200:
+                    return self
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
