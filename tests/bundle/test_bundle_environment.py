@@ -72,15 +72,35 @@ def test_neither_enforcement_block_gives_none() -> None:
     [
         (env(required_signatures=2), env(required_signatures=1), "required_signatures", 2),
         (env(runs={"require_approved_bundle": True}), env(), "runs.require_approved_bundle", True),
-        (env(accepted_key_ids=["ci", "ops"]), env(accepted_key_ids=["ci"]), "accepted_key_ids", ["ci"]),
+        (
+            env(accepted_key_ids=["ci", "ops"]),
+            env(accepted_key_ids=["ci"]),
+            "accepted_key_ids",
+            ["ci"],
+        ),
         (env(accepted_key_ids=["ci"]), env(), "accepted_key_ids", ["ci"]),
         (env(), env(), "accepted_key_ids", None),
         (env(accepted_key_ids=["a"]), env(accepted_key_ids=["b"]), "accepted_key_ids", []),
-        (env(promotion={"approvers": ["x", "y"]}), env(promotion={"approvers": ["y"]}), "promotion.approvers", ["y"]),
+        (
+            env(promotion={"approvers": ["x", "y"]}),
+            env(promotion={"approvers": ["y"]}),
+            "promotion.approvers",
+            ["y"],
+        ),
         (env(promotion={"approvers": ["x"]}), env(), "promotion.approvers", ["x"]),
         (env(promotion={"min_approvals": 3}), env(), "promotion.min_approvals", 3),
-        (env(promotion={"require_human_approval": True}), env(), "promotion.require_human_approval", True),
-        (env(promotion={"require_approved_in": "staging"}), env(), "promotion.require_approved_in", "staging"),
+        (
+            env(promotion={"require_human_approval": True}),
+            env(),
+            "promotion.require_human_approval",
+            True,
+        ),
+        (
+            env(promotion={"require_approved_in": "staging"}),
+            env(),
+            "promotion.require_approved_in",
+            "staging",
+        ),
     ],
 )
 def test_other_fields_merge_stricter(
@@ -96,7 +116,10 @@ def test_other_fields_merge_stricter(
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        (env(promotion={"require_approved_in": "staging"}), env(promotion={"require_approved_in": "qa"})),
+        (
+            env(promotion={"require_approved_in": "staging"}),
+            env(promotion={"require_approved_in": "qa"}),
+        ),
         (env(promotion={"approvers": ["x"]}), env(promotion={"approvers": ["y"]})),
     ],
     ids=["two-source-environments", "no-common-approver"],
@@ -142,7 +165,12 @@ def test_unknown_field_is_reported_with_file_line_and_path(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     "text",
-    ["required_signatures: 0\n", "accepted_key_ids: ['bad id']\n", "promotion: {require_approved_in: prod}\n", "a: [\n"],
+    [
+        "required_signatures: 0\n",
+        "accepted_key_ids: ['bad id']\n",
+        "promotion: {require_approved_in: prod}\n",
+        "a: [\n",
+    ],
     ids=["zero-signatures", "bad-key-id", "approved-in-itself", "bad-yaml"],
 )
 def test_invalid_environment_files_are_refused(tmp_path: Path, text: str) -> None:

@@ -163,7 +163,9 @@ def test_digest_that_does_not_match_its_spec_fails(signed: Bundle, keyring: Keyr
         lambda text: "[1, 2]",
         lambda text: text.replace('"KneoSpecBundle"', '"SomethingElse"'),
         lambda text: text.replace('"version": "v1"', '"version": "v9"', 1),
-        lambda text: text.replace('"kind": "KneoSpecBundle",', '"kind": "KneoSpecBundle", "kind": "KneoSpecBundle",'),
+        lambda text: text.replace(
+            '"kind": "KneoSpecBundle",', '"kind": "KneoSpecBundle", "kind": "KneoSpecBundle",'
+        ),
         lambda text: text.replace('"approved_by": "release-manager",', ""),
         lambda text: text.replace('"approved_by"', '"extra": 1, "approved_by"'),
         lambda text: text.replace('"hmac-sha256"', '"rsa-sha1"'),
