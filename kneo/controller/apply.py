@@ -1,0 +1,382 @@
+"""Observe the registry, and apply planned actions to it: one transaction per bundle revision.
+
+:func:`observe` reads the registry into the planner's :class:`ObservedState` (plus the stored
+conditions, so unchanged ones are not rewritten). :class:`Applier` writes each key's actions,
+its changed conditions and its audit events in one transaction; when that transaction
+fails, nothing of it lands, the failure is recorded as a ``Ready=False ApplyFailed``
+condition and a ``bundle.apply_failed`` audit event, and the next key is applied. A rejected
+or failing revision therefore never replaces the active one.
+
+Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
+``bundle.drift_reverted``, ``promotion.requested`` (decisions are audited where they are
+recorded, see :mod:`kneo.controller.promotion`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kneo.clock import Clock, SystemClock
+from kneo.controller import promotion
+from kneo.controller.model import (
+    Action,
+    ActionKind,
+    Approvals,
+    BundleKey,
+    ConditionValue,
+    DesiredRevision,
+    DesiredState,
+    ObservedEntry,
+    ObservedState,
+    RevisionRef,
+)
+from kneo.controller.planner import conditions_for
+from kneo.errors import KneoError
+
+log = logging.getLogger("kneo.controller")
+
+ACTOR = "kneo-controller"
+_APPLIED_STATUSES = ("active", "inactive", "pruned")
+
+
+@dataclass
+class Snapshot:
+    """The registry as read at the start of a reconcile."""
+
+    observed: ObservedState
+    conditions: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
+
+
+def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
+    """Read revisions, suspensions, approvals, open promotion tasks and conditions."""
+    active: dict[BundleKey, RevisionRef] = {}
+    applied: dict[BundleKey, RevisionRef] = {}
+    pending: dict[BundleKey, RevisionRef] = {}
+    rejected: dict[BundleKey, set[str]] = defaultdict(set)
+    for rev in store.list_registry(status=None):  # ordered by revision within a key
+        key = (rev.bundle_name, rev.environment)
+        ref = RevisionRef(rev.revision, rev.digest, rev.status, rev.commit)
+        if rev.status == "active":
+            active[key] = ref
+        if rev.status in _APPLIED_STATUSES:
+            applied[key] = ref
+        elif rev.status == "pending_approval":
+            pending[key] = ref
+        elif rev.status == "rejected":
+            for d in rev.diagnostics:
+                if d.get("fingerprint"):
+                    rejected[key].add(str(d["fingerprint"]))
+    suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions()}
+    open_tasks = gate.open_tasks(store) if pending else set()
+    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended
+    entries: dict[BundleKey, ObservedEntry] = {}
+    for key in keys:
+        p = pending.get(key)
+        approvals = Approvals()
+        if p is not None:
+            decisions = store.list_promotion_approvals(key[0], key[1], p.digest)
+            approvals = Approvals(
+                frozenset(a.approver for a in decisions if a.decision == "approved"),
+                frozenset(a.approver for a in decisions if a.decision == "rejected"),
+            )
+        entries[key] = ObservedEntry(
+            active=active.get(key),
+            applied=applied.get(key),
+            pending=p,
+            rejected_fingerprints=frozenset(rejected.get(key, ())),
+            suspended=key in suspended,
+            approvals=approvals,
+            task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
+        )
+    conditions = {
+        (c.bundle_name, c.environment, c.type): (c.status, c.reason, c.message)
+        for c in store.list_conditions()
+    }
+    return Snapshot(ObservedState(entries), conditions)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one action did (``error`` when its transaction was rolled back)."""
+
+    action: Action
+    applied: bool
+    revision: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.action.to_dict()
+        if self.revision is not None:
+            data["revision"] = self.revision
+        if self.error:
+            data["error"] = self.error
+        data["applied"] = self.applied
+        return data
+
+
+class Applier:
+    """Writes a plan to the store. ``gate`` opens and closes human promotion tasks."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        gate: promotion.PromotionGate,
+        clock: Clock | None = None,
+        upstream_check: bool = True,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.clock = clock or SystemClock()
+        self.upstream_check = upstream_check
+
+    def apply(
+        self,
+        desired: DesiredState,
+        snapshot: Snapshot,
+        actions: Iterable[Action],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Outcome]:
+        by_key: dict[BundleKey, list[Action]] = {}
+        for action in actions:
+            by_key.setdefault(action.key, []).append(action)
+        outcomes: list[Outcome] = []
+        total = len(by_key)
+        for index, (key, acts) in enumerate(by_key.items()):
+            revision = desired.revisions.get(key)
+            entry = snapshot.observed.get(key)
+            conditions = [
+                c for c in conditions_for(revision, entry, acts)
+                if snapshot.conditions.get((key[0], key[1], c.type.value))
+                != (c.status, c.reason, c.message)
+            ]
+            if not conditions and not any(a.writes for a in acts):
+                outcomes.extend(Outcome(a, False) for a in acts)
+                continue
+            outcomes.extend(self._apply_key(key, acts, entry, desired, conditions))
+            if progress is not None:
+                progress(index + 1, total)
+        return outcomes
+
+    # ---------------------------------------------------------------- one key
+
+    def _apply_key(
+        self,
+        key: BundleKey,
+        actions: list[Action],
+        entry: ObservedEntry,
+        desired: DesiredState,
+        conditions: list[ConditionValue],
+    ) -> list[Outcome]:
+        name, env = key
+        try:
+            results: list[Outcome] = []
+            with self.store.transaction() as tx:
+                for action in actions:
+                    results.append(self._apply_one(tx, action, entry, desired))
+                for c in conditions:
+                    tx.set_condition(
+                        name, env, c.type.value, status=c.status, reason=c.reason,
+                        message=c.message,
+                    )
+            return results
+        except KneoError as exc:
+            return self._failed(key, actions, exc.code, exc.message)
+        except Exception as exc:  # a database error must not stop the other keys
+            log.exception("applying %s/%s failed", name, env)
+            return self._failed(key, actions, "apply_failed", f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, key: BundleKey, actions: list[Action], code: str, message: str) -> list[Outcome]:
+        name, env = key
+        text = f"{code}: {message}"
+        try:
+            with self.store.transaction() as tx:
+                tx.set_condition(name, env, "Ready", status="False", reason="ApplyFailed",
+                                 message=text[:2000])
+                tx.add_audit(
+                    "bundle.apply_failed",
+                    actor=ACTOR,
+                    payload={"bundle": name, "environment": env, "error": text[:2000],
+                             "actions": [a.kind.value for a in actions]},
+                )
+        except Exception:  # the database itself is gone; the controller status says so
+            log.exception("recording the failure of %s/%s failed", name, env)
+        return [Outcome(a, False, error=text) for a in actions]
+
+    def _apply_one(self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState) -> Outcome:
+        kind = action.kind
+        if kind is ActionKind.ACTIVATE:
+            return self._activate(tx, action, entry, desired)
+        if kind is ActionKind.REJECT:
+            return self._reject(tx, action)
+        if kind is ActionKind.PRUNE:
+            return self._prune(tx, action, entry)
+        if kind is ActionKind.DRIFT_REVERT:
+            return self._drift_revert(tx, action, entry)
+        if kind is ActionKind.WAIT_FOR_APPROVAL and action.request_task:
+            return self._request_approval(tx, action, entry, desired)
+        return Outcome(action, False)
+
+    def _activate(self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState) -> Outcome:
+        rev = _desired(action)
+        name, env = action.key
+        env_state = desired.environments.get(env)
+        upstream = env_state.promotion.require_approved_in if env_state else None
+        if upstream and self.upstream_check:
+            # Re-verified at the moment of promotion, in this transaction's view.
+            current = self.store.get_active(name, upstream)
+            if current is None or current.digest != rev.digest:
+                raise KneoError(
+                    f"{rev.digest} is no longer active in {upstream}; not promoting",
+                    code="upstream_changed",
+                )
+        approved_by = [rev.approved_by] if rev.approved_by else []
+        approved_by += [a for a in action.approved_by if a not in approved_by]
+        previous = entry.active.number if entry.active else None
+        if action.target is not None:
+            record = tx.set_revision_status(name, env, action.target.number, "active",
+                                            approved_by=approved_by)
+            self.gate.close(tx, name=name, environment=env, digest=rev.digest or "",
+                            outcome="activated")
+        else:
+            self._withdraw_pending(tx, action, entry, "superseded")
+            record = tx.add_revision(
+                name, env, digest=rev.digest or "", commit=rev.commit,
+                signer_key_ids=rev.signer_key_ids, approved_by=approved_by, status="active",
+                diagnostics=[_source(rev), *rev.diagnostics], spec=dict(rev.spec or {}),
+            )
+        tx.add_audit(
+            "bundle.promoted",
+            actor=ACTOR,
+            payload={
+                "bundle": name, "environment": env, "revision": record.revision,
+                "digest": rev.digest, "commit": rev.commit, "path": rev.path,
+                "previous_revision": previous, "approved_by": approved_by,
+                "signer_key_ids": list(rev.signer_key_ids), "drift": action.drift,
+            },
+        )
+        return Outcome(action, True, record.revision)
+
+    def _reject(self, tx: Any, action: Action) -> Outcome:
+        rev = _desired(action)
+        name, env = action.key
+        diagnostics = [
+            {**p.to_dict(), "fingerprint": rev.fingerprint, "path": rev.path} for p in action.reasons
+        ] + list(rev.diagnostics)
+        if action.target is not None:
+            record = tx.reject_revision(name, env, action.target.number, diagnostics)
+            self.gate.close(tx, name=name, environment=env, digest=action.target.digest,
+                            outcome="rejected")
+        else:
+            record = tx.add_revision(
+                name, env, digest=rev.digest or "unknown", commit=rev.commit,
+                signer_key_ids=rev.signer_key_ids,
+                approved_by=[rev.approved_by] if rev.approved_by else [],
+                status="rejected", diagnostics=diagnostics, spec=dict(rev.spec or {}),
+            )
+        tx.add_audit(
+            "bundle.rejected",
+            actor=ACTOR,
+            payload={
+                "bundle": name, "environment": env, "revision": record.revision,
+                "digest": rev.digest, "commit": rev.commit, "path": rev.path,
+                "reasons": [p.to_dict() for p in action.reasons],
+            },
+        )
+        return Outcome(action, True, record.revision)
+
+    def _prune(self, tx: Any, action: Action, entry: ObservedEntry) -> Outcome:
+        name, env = action.key
+        number = None
+        if action.target is not None:
+            number = tx.prune_revision(name, env, action.target.number).revision
+        if entry.applied is not None and entry.applied.status == "inactive" and (
+            action.target is None or entry.applied.number != action.target.number
+        ):
+            tx.prune_revision(name, env, entry.applied.number)
+        self._withdraw_pending(tx, action, entry, "pruned")
+        tx.add_audit(
+            "bundle.pruned",
+            actor=ACTOR,
+            payload={"bundle": name, "environment": env, "revision": number,
+                     "digest": action.target.digest if action.target else None},
+        )
+        return Outcome(action, True, number)
+
+    def _drift_revert(self, tx: Any, action: Action, entry: ObservedEntry) -> Outcome:
+        name, env = action.key
+        found = entry.active.number if entry.active else None
+        if action.target is not None:
+            number = tx.activate_revision(name, env, action.target.number).revision
+        else:
+            number = None
+            if entry.active is not None:
+                tx.prune_revision(name, env, entry.active.number)
+        tx.add_audit(
+            "bundle.drift_reverted",
+            actor=ACTOR,
+            payload={"bundle": name, "environment": env, "found_revision": found,
+                     "restored_revision": number, "message": action.message},
+        )
+        return Outcome(action, True, number)
+
+    def _request_approval(
+        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+    ) -> Outcome:
+        rev = _desired(action)
+        name, env = action.key
+        target = action.target
+        if target is None:
+            self._withdraw_pending(tx, action, entry, "superseded")
+            record = tx.add_revision(
+                name, env, digest=rev.digest or "", commit=rev.commit,
+                signer_key_ids=rev.signer_key_ids,
+                approved_by=[rev.approved_by] if rev.approved_by else [],
+                status="pending_approval", diagnostics=[_source(rev), *rev.diagnostics],
+                spec=dict(rev.spec or {}),
+            )
+            number = record.revision
+        else:
+            number = target.number
+        rules = desired.environments[env].promotion
+        cid = self.gate.open(
+            tx, name=name, environment=env, digest=rev.digest or "", revision=number,
+            approvers=rules.approvers, min_approvals=rules.min_approvals, now=self.clock.now(),
+        )
+        tx.add_audit(
+            "promotion.requested",
+            actor=ACTOR,
+            continuation_id=cid,
+            payload={"bundle": name, "environment": env, "revision": number,
+                     "digest": rev.digest, "approvers": list(rules.approvers),
+                     "min_approvals": rules.min_approvals,
+                     "prompt": promotion.prompt(name, env, rev.digest or "")},
+        )
+        return Outcome(action, True, number)
+
+    def _withdraw_pending(self, tx: Any, action: Action, entry: ObservedEntry, why: str) -> None:
+        """A pending promotion of another digest is superseded (never activated later)."""
+        pending = entry.pending
+        if pending is None or (action.target is not None and action.target.number == pending.number):
+            return
+        tx.reject_revision(action.name, action.environment, pending.number,
+                           [{"code": f"promotion_{why}",
+                             "message": f"promotion {why} before it was approved"}])
+        self.gate.close(tx, name=action.name, environment=action.environment,
+                        digest=pending.digest, outcome=why)
+
+
+def _desired(action: Action) -> DesiredRevision:
+    if action.revision is None:  # the planner always attaches one for these kinds
+        raise KneoError(f"{action.kind.value} without a revision", code="internal_error")
+    return action.revision
+
+
+def _source(rev: DesiredRevision) -> Mapping[str, Any]:
+    return {"code": "source", "message": f"{rev.path} at {rev.commit}", "path": rev.path,
+            "fingerprint_of_source": rev.fingerprint}

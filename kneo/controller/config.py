@@ -1,0 +1,125 @@
+"""Controller configuration: flags over the ``controller:`` block of ``.kneo/config.yaml``.
+
+```yaml
+controller:
+  repo: https://github.com/acme/agents.git   # or a local repository path
+  branch: main                                # a branch or a tag
+  interval: 60                                # poll seconds
+  trusted_keys: /etc/kneo/keys                # keyring dir; never taken from the watched repo
+  prune: true
+  allow_empty: false                          # prune even when a commit holds no bundles
+  cache_dir: ~/.cache/kneo/controller
+  webhook_secret_env: KNEO_WEBHOOK_SECRET     # name of the variable holding the secret
+```
+
+The trusted keyring is the controller's own: a path on the controller's machine, so a pull
+request to the watched repository can never add a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kneo.errors import ConfigError
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str | None = None
+    branch: str | None = None
+    interval: float = Field(default=60.0, gt=0)
+    trusted_keys: str | None = None
+    prune: bool = True
+    allow_empty: bool = False
+    cache_dir: str | None = None
+    webhook_secret_env: str | None = None
+    lease_seconds: float = Field(default=30.0, gt=0)
+    name: str = "default"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    repo: str | None = None
+    branch: str | None = None
+    interval: float = 60.0
+    trusted_keys: Path | None = None
+    prune: bool = True
+    allow_empty: bool = False
+    cache_dir: Path | None = None
+    webhook_secret_env: str | None = None
+    #: How long the leader's lock lasts without renewal; standbys take over after it.
+    lease_seconds: float = 30.0
+    #: Controller status row and leader lock name (one per watched repository).
+    name: str = "default"
+
+    def with_overrides(self, **values: Any) -> ControllerConfig:
+        """Flags win over the file; ``None`` means "not given"."""
+        known = {f.name for f in fields(self)}
+        given = {k: v for k, v in values.items() if v is not None and k in known}
+        for key in ("trusted_keys", "cache_dir"):
+            if isinstance(given.get(key), str):
+                given[key] = Path(given[key]).expanduser()
+        return replace(self, **given)
+
+    def require_repo(self) -> str:
+        if not self.repo:
+            raise ConfigError(
+                "no repository to watch: pass --repo URL_OR_PATH or set controller.repo in "
+                ".kneo/config.yaml",
+                field="controller.repo",
+            )
+        return self.repo
+
+
+def from_mapping(block: Mapping[str, Any] | None, *, base_dir: Path | None = None) -> ControllerConfig:
+    """A config from a ``controller:`` mapping; relative paths resolve against ``base_dir``."""
+    try:
+        parsed = _Block.model_validate(dict(block or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"controller.{where}: {first['msg']}", field=f"controller.{where}") from None
+
+    def path(value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or base_dir is None else base_dir / p
+
+    repo = parsed.repo
+    if repo and base_dir is not None and "://" not in repo and not Path(repo).is_absolute() and "@" not in repo:
+        repo = str(base_dir / repo)
+    return ControllerConfig(
+        repo=repo,
+        branch=parsed.branch,
+        interval=parsed.interval,
+        trusted_keys=path(parsed.trusted_keys),
+        prune=parsed.prune,
+        allow_empty=parsed.allow_empty,
+        cache_dir=path(parsed.cache_dir),
+        webhook_secret_env=parsed.webhook_secret_env,
+        lease_seconds=parsed.lease_seconds,
+        name=parsed.name,
+    )
+
+
+def load_controller_config(project_config: Path | None) -> ControllerConfig:
+    """The ``controller:`` block of a project config file (defaults when absent)."""
+    if project_config is None or not project_config.is_file():
+        return ControllerConfig()
+    try:
+        data = yaml.safe_load(project_config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {project_config}: {exc}", file=str(project_config)) from None
+    block = data.get("controller") if isinstance(data, dict) else None
+    root = project_config.resolve().parent
+    if root.name == ".kneo":
+        root = root.parent
+    return from_mapping(block if isinstance(block, dict) else None, base_dir=root)

@@ -1,0 +1,350 @@
+"""The :class:`Controller`: one reconcile as ordered sub-steps, leader election, the loop.
+
+A reconcile is fetch -> load desired state -> observe the registry -> plan -> apply ->
+record status, stopping at the first step that fails (Flux's ordered sub-steps). Failures
+are values, not exceptions: :meth:`Controller.reconcile_once` always returns a
+:class:`ReconcileResult`, records the error in the controller status and, when the error
+is new, as a ``controller.reconcile_failed`` audit event. Previously active revisions keep
+serving whatever happens here.
+
+Leader election: a reconcile that writes first takes (or renews) the store lock
+``controller:<name>``; a process that cannot get it stands by and reports so. A leader
+that dies stops renewing, its lock lapses after ``lease_seconds``, and a standby takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kneo.bundle.keys import Keyring
+from kneo.clock import Clock, SystemClock, utc_iso
+from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
+from kneo.controller.config import ControllerConfig
+from kneo.controller.loader import DesiredStateLoader, SpecChecker
+from kneo.controller.model import ActionKind, DesiredState, PlanOptions
+from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
+from kneo.controller.promotion import ContinuationPromotionGate, PromotionGate
+from kneo.controller.source import Source
+from kneo.errors import KneoError
+from kneo.ids import new_id
+
+log = logging.getLogger("kneo.controller")
+
+#: Called with (stage, done, total) during long reconciles.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconcile (or dry run) found and did."""
+
+    commit: str | None
+    started_at: datetime
+    duration_seconds: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    dry_run: bool = False
+    leader: bool = True
+    problems: list[dict[str, str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def written(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.applied]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.action.kind.value] = out.get(o.action.kind.value, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "started_at": utc_iso(self.started_at),
+            "duration_seconds": round(self.duration_seconds, 4),
+            "dry_run": self.dry_run,
+            "leader": self.leader,
+            "ok": self.ok,
+            "error": self.error,
+            "counts": self.counts(),
+            "problems": self.problems,
+            "stats": self.stats,
+            "actions": [o.to_dict() for o in self.outcomes],
+        }
+
+
+class Controller:
+    """Reconciles one Git source into one store. Thread-safe entry points.
+
+    ``reconcile_once`` for a single pass (CLI, webhook, tests); ``run`` for the loop that
+    polls every ``config.interval`` seconds and wakes early on :meth:`request_reconcile`.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        source: Source,
+        keyring: Keyring,
+        *,
+        config: ControllerConfig | None = None,
+        clock: Clock | None = None,
+        gate: PromotionGate | None = None,
+        spec_checker: SpecChecker | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.config = config or ControllerConfig()
+        self.clock = clock or SystemClock()
+        self.gate = gate or ContinuationPromotionGate()
+        self.loader = DesiredStateLoader(keyring, clock=self.clock, spec_checker=spec_checker)
+        self.applier = Applier(store, gate=self.gate, clock=self.clock)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}"
+        self.lock_name = f"controller:{self.config.name}"
+        self._wake = threading.Event()
+        self._reconcile_lock = threading.Lock()
+        self._last: ReconcileResult | None = None
+        self._leader = False
+
+    # ---------------------------------------------------------------- leadership
+
+    def try_lead(self) -> bool:
+        """Take or renew the leader lock; ``False`` while another live controller holds it."""
+        try:
+            self._leader = bool(
+                self.store.acquire_lock(self.lock_name, self.owner, self.config.lease_seconds)
+            )
+        except Exception as exc:  # the database is unreachable: we cannot lead
+            log.warning("leader election failed: %s", exc)
+            self._leader = False
+        return self._leader
+
+    def step_down(self) -> None:
+        if self._leader:
+            try:
+                self.store.release_lock(self.lock_name, self.owner)
+            except Exception as exc:
+                log.warning("releasing the leader lock failed: %s", exc)
+        self._leader = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    # ---------------------------------------------------------------- reconcile
+
+    def request_reconcile(self) -> None:
+        """Wake the loop now (webhook, watchdog); a no-op for a stopped controller."""
+        self._wake.set()
+
+    def plan(self, *, progress: ProgressCallback | None = None) -> ReconcileResult:
+        """A dry run: everything up to the plan, no writes (``kneo controller plan``)."""
+        return self._reconcile(dry_run=True, progress=progress)
+
+    def reconcile_once(self, *, progress: ProgressCallback | None = None) -> ReconcileResult:
+        """Fetch, verify, plan and apply once, if this controller is (or becomes) the leader."""
+        if not self.try_lead():
+            holder = None
+            try:
+                lock = self.store.get_lock(self.lock_name)
+                holder = lock.owner if lock else None
+            except Exception:
+                holder = None
+            result = ReconcileResult(None, self.clock.now(), leader=False)
+            result.stats["leader"] = holder
+            return result
+        return self._reconcile(dry_run=False, progress=progress)
+
+    def _reconcile(self, *, dry_run: bool, progress: ProgressCallback | None) -> ReconcileResult:
+        with self._reconcile_lock:
+            started = self.clock.now()
+            t0 = time.perf_counter()
+            result = ReconcileResult(None, started, dry_run=dry_run)
+            stage = "fetch"
+            try:
+                result.commit = self.source.fetch()
+                stage = "load"
+                desired = self.loader.load(
+                    self.source, result.commit,
+                    progress=(lambda d, t: progress("verify", d, t)) if progress else None,
+                )
+                result.problems = [p.to_dict() for p in desired.problems]
+                stage = "observe"
+                snapshot = observe(self.store, self.gate)
+                stage = "plan"
+                actions = plan(
+                    desired, snapshot.observed,
+                    PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
+                )
+                if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
+                    result.problems.append({
+                        "code": EMPTY_DESIRED_STATE,
+                        "message": "the commit holds no bundles; nothing was pruned "
+                        "(allow_empty is off)",
+                    })
+                if dry_run:
+                    result.outcomes = [Outcome(a, False) for a in actions]
+                else:
+                    stage = "apply"
+                    if not self._still_leader():
+                        raise KneoError("lost the leader lock before applying", code="not_leader")
+                    result.outcomes = self._apply(desired, snapshot, actions, progress)
+                stats = self.loader.last_stats
+                result.stats.update(
+                    files=stats.files, verified=stats.judged, cached=stats.cached,
+                    load_seconds=round(stats.seconds, 4),
+                )
+            except KneoError as exc:
+                result.error = {"stage": stage, "code": exc.code, "message": exc.message}
+            except Exception as exc:  # never a traceback to a user; the loop keeps running
+                log.exception("reconcile failed at %s", stage)
+                result.error = {"stage": stage, "code": "internal_error",
+                                "message": f"{type(exc).__name__}: {exc}"}
+            result.duration_seconds = time.perf_counter() - t0
+            if not dry_run:
+                self._record(result)
+            self._last = result
+            return result
+
+    def _apply(
+        self, desired: DesiredState, snapshot: Snapshot, actions: list[Any],
+        progress: ProgressCallback | None,
+    ) -> list[Outcome]:
+        renew_every = self.config.lease_seconds / 3
+        last_renew = time.monotonic()
+
+        def on_progress(done: int, total: int) -> None:
+            nonlocal last_renew
+            if time.monotonic() - last_renew > renew_every:
+                last_renew = time.monotonic()
+                if not self._still_leader():
+                    raise KneoError("lost the leader lock while applying", code="not_leader")
+            if progress is not None:
+                progress("apply", done, total)
+
+        return self.applier.apply(desired, snapshot, actions, progress=on_progress)
+
+    def _still_leader(self) -> bool:
+        try:
+            self._leader = bool(
+                self.store.renew_lock(self.lock_name, self.owner, self.config.lease_seconds)
+            )
+        except Exception:
+            self._leader = False
+        return self._leader
+
+    def _record(self, result: ReconcileResult) -> None:
+        """Controller status every time; an audit event when the error or problems change."""
+        error_text = (
+            f"{result.error['code']}: {result.error['message']}" if result.error else None
+        )
+        try:
+            previous = self.store.get_controller_status(self.config.name)
+            details = {
+                "source": self.source.describe(),
+                "leader": self.owner,
+                "counts": result.counts(),
+                "problems": result.problems,
+                "stats": result.stats,
+                "last_error_stage": result.error["stage"] if result.error else None,
+                "last_success_at": utc_iso(result.started_at) if result.ok
+                else previous.details.get("last_success_at"),
+            }
+            with self.store.transaction() as tx:
+                fields: dict[str, Any] = {
+                    "last_reconcile_started_at": result.started_at,
+                    "last_reconcile_duration_seconds": result.duration_seconds,
+                    "last_error": error_text,
+                    "details": details,
+                }
+                if result.commit:
+                    fields["last_fetched_commit"] = result.commit
+                tx.set_controller_status(name=self.config.name, **fields)
+                if error_text and error_text != previous.last_error:
+                    tx.add_audit("controller.reconcile_failed", actor=ACTOR,
+                                 payload={"commit": result.commit, **(result.error or {})})
+                if result.problems and result.problems != previous.details.get("problems"):
+                    tx.add_audit("controller.problems", actor=ACTOR,
+                                 payload={"commit": result.commit, "problems": result.problems})
+        except Exception as exc:  # e.g. the database is down; the next pass retries
+            log.warning("recording controller status failed: %s", exc)
+
+    # ---------------------------------------------------------------- status and loop
+
+    def status(self) -> dict[str, Any]:
+        """``kneo controller status`` / ``GET /v1/controller/status``."""
+        stored = self.store.get_controller_status(self.config.name)
+        lock = None
+        try:
+            lock = self.store.get_lock(self.lock_name)
+        except Exception:
+            lock = None
+        return status_dict(stored, lock, self.source.describe(), self_owner=self.owner)
+
+    def run(self, stop: threading.Event, *, on_result: Callable[[ReconcileResult], None] | None = None) -> None:
+        """Reconcile every ``interval`` seconds (sooner when woken) until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                result = self.reconcile_once()
+                if on_result is not None:
+                    on_result(result)
+                wait = self.config.interval if result.leader else min(
+                    self.config.interval, self.config.lease_seconds / 2
+                )
+                deadline = time.monotonic() + wait
+                while not stop.is_set() and not self._wake.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(min(remaining, 0.5))
+        finally:
+            self.step_down()
+
+    @property
+    def last_result(self) -> ReconcileResult | None:
+        return self._last
+
+
+def status_dict(stored: Any, lock: Any, source: str | None, *, self_owner: str | None = None) -> dict[str, Any]:
+    """The controller status document shared by the CLI and the service."""
+    return {
+        "source": source or stored.details.get("source"),
+        "last_fetched_commit": stored.last_fetched_commit,
+        "last_reconcile_started_at": utc_iso(stored.last_reconcile_started_at),
+        "last_reconcile_duration_seconds": stored.last_reconcile_duration_seconds,
+        "last_error": stored.last_error,
+        "last_success_at": stored.details.get("last_success_at"),
+        "counts": stored.details.get("counts", {}),
+        "problems": stored.details.get("problems", []),
+        "stats": stored.details.get("stats", {}),
+        "leader": lock.owner if lock is not None else None,
+        "leader_expires_at": utc_iso(lock.expires_at) if lock is not None else None,
+        "is_leader": bool(lock is not None and self_owner and lock.owner == self_owner),
+    }
+
+
+def summarize(result: ReconcileResult) -> list[str]:
+    """One line per action that changes something (or would), for terminal output."""
+    lines = []
+    for o in result.outcomes:
+        a = o.action
+        if a.kind is ActionKind.NOOP and not o.error:
+            continue
+        rev = f" r{o.revision}" if o.revision else ""
+        err = f"  [failed: {o.error}]" if o.error else ""
+        lines.append(f"{a.kind.value:<18} {a.name}@{a.environment}{rev}  {a.message}{err}")
+    return lines

@@ -1,0 +1,435 @@
+"""Desired state at one commit: every bundle verified for its environment, with a blob cache.
+
+For each ``bundles/**/*.json`` the loader checks, in order (stopping at the first failure):
+the bundle parses; its environment has a usable ``environments/<env>.yaml``; its signatures
+verify against the controller's trusted keyring, narrowed by the environment's
+``accepted_key_ids`` and counted against ``required_signatures``; its spec validates and
+passes the environment's merged policy. Failures become :class:`Problem` values on the
+revision; nothing here raises for bad input.
+
+Incremental work: judgements are cached by (bundle blob, environment blob, project-config
+blob), and the keyring is fixed per loader, so a reconcile after a one-file commit
+re-verifies one bundle. Git reads go through the injected :class:`Source`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from kneo.bundle.format import Bundle, parse_bundle
+from kneo.bundle.keys import Keyring
+from kneo.bundle.verify import verify_bundle
+from kneo.clock import Clock, SystemClock
+from kneo.controller.model import (
+    DesiredEnvironment,
+    DesiredRevision,
+    DesiredState,
+    Problem,
+    PromotionRules,
+)
+from kneo.controller.source import BUNDLES_DIR, ENVIRONMENTS_DIR, PROJECT_CONFIG, Source
+from kneo.errors import BundleError, KneoError
+from kneo.policy.environment import EnvironmentPolicy, merge_stricter
+
+#: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
+SpecChecker = Callable[[Mapping[str, Any], EnvironmentPolicy], tuple[list[dict[str, Any]], list[Problem]]]
+#: Called with (done, total) while bundles are judged, for progress display.
+Progress = Callable[[int, int], None]
+
+
+def default_spec_checker() -> SpecChecker:
+    """The same check ``kneo spec bundle sign`` ran: validation plus environment policy."""
+    from kneo.runtimes import create_runtime_registry
+    from kneo.spec.loader import load_spec_data
+    from kneo.spec.pipeline import check_spec
+    from kneo.tools import ToolRegistry
+
+    tools, runtimes = ToolRegistry(), create_runtime_registry()
+
+    def check(spec: Mapping[str, Any], policy: EnvironmentPolicy) -> tuple[list[dict[str, Any]], list[Problem]]:
+        try:
+            model = load_spec_data(dict(spec), source="bundle spec")
+        except KneoError as exc:
+            return [exc.to_dict()], [Problem("spec_invalid", exc.message)]
+        report = check_spec(
+            model,
+            env=policy.environment,
+            tool_registry=tools,
+            runtime_registry=runtimes,
+            policy=policy.policy_enforcement,
+        )
+        diagnostics = [d.to_dict() for d in report.diagnostics if d.severity != "info"]
+        problems = [
+            Problem(
+                "policy_violation" if d.code.startswith("E_POLICY") else "spec_invalid",
+                f"{d.code} at {d.path}: {d.message}",
+            )
+            for d in report.errors
+        ]
+        return diagnostics, problems
+
+    return check
+
+
+def keyring_id(keyring: Keyring) -> str:
+    """A stable id of what the keyring trusts (ids, algorithms, fingerprints, windows)."""
+    parts = [json.dumps(k.describe(), sort_keys=True) for k in keyring]
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
+
+
+def identity_from_path(path: str) -> tuple[str, str]:
+    """(name, environment) guessed from ``bundles/<name>/<env>.json`` for unreadable files."""
+    parts = PurePosixPath(path).parts[1:]
+    stem = PurePosixPath(path).stem
+    if len(parts) >= 2:
+        return "/".join(parts[:-1]), stem
+    name, _, env = stem.partition(".")
+    return name or stem, env or "unknown"
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A cached verdict for one (bundle blob, environment blob, config blob)."""
+
+    name: str
+    environment: str
+    digest: str | None
+    signer_key_ids: tuple[str, ...]
+    approved_by: str | None
+    spec: Mapping[str, Any] | None
+    problems: tuple[Problem, ...]
+    diagnostics: tuple[Mapping[str, Any], ...]
+    #: Re-judge after this time (a signing key's validity ends); ``None``: never.
+    expires_at: datetime | None = None
+
+
+@dataclass
+class LoadStats:
+    files: int = 0
+    judged: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+
+class DesiredStateLoader:
+    """Builds :class:`DesiredState` for a commit; keeps caches between calls.
+
+    The trusted keyring comes from the controller's configuration, never from the
+    repository: environment files can only narrow it (``accepted_key_ids``).
+    """
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        *,
+        clock: Clock | None = None,
+        spec_checker: SpecChecker | None = None,
+    ) -> None:
+        self.keyring = keyring
+        self.keyring_id = keyring_id(keyring)
+        self.clock = clock or SystemClock()
+        self._spec_checker = spec_checker
+        self._parsed: dict[str, tuple[Bundle, dict[str, Any]] | Problem] = {}
+        self._judged: dict[tuple[str, str | None, str | None], _Judged] = {}
+        self._environments: dict[tuple[str, str, str | None], DesiredEnvironment] = {}
+        self._policies: dict[tuple[str, str, str | None], EnvironmentPolicy | None] = {}
+        self.last_stats = LoadStats()
+
+    @property
+    def spec_checker(self) -> SpecChecker:
+        if self._spec_checker is None:
+            self._spec_checker = default_spec_checker()
+        return self._spec_checker
+
+    def load(self, source: Source, commit: str, *, progress: Progress | None = None) -> DesiredState:
+        started = time.perf_counter()
+        stats = LoadStats()
+        files = source.list_files(commit)
+        stats.files = len(files)
+        config_file = files.get(PROJECT_CONFIG)
+        config_sha = config_file.blob_sha if config_file else None
+        project_policies, config_problem = self._project_policies(source, config_sha)
+        environments: dict[str, DesiredEnvironment] = {}
+        for path, file in sorted(files.items()):
+            if not path.startswith(ENVIRONMENTS_DIR + "/"):
+                continue
+            env_name = PurePosixPath(path).stem
+            if env_name in environments:
+                environments[env_name] = replace(
+                    environments[env_name],
+                    problems=(Problem("environment_invalid",
+                                      f"environment {env_name!r} has both a .yaml and a .yml file"),),
+                )
+                continue
+            environments[env_name] = self._environment(
+                source, env_name, path, file.blob_sha, config_sha, project_policies, config_problem
+            )
+        environments = _check_chains(environments)
+
+        bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
+        revisions: dict[tuple[str, str], DesiredRevision] = {}
+        duplicates: dict[tuple[str, str], list[str]] = {}
+        now = self.clock.now()
+        for index, path in enumerate(bundle_files):
+            blob = files[path].blob_sha
+            judged = self._judge(source, path, blob, environments, config_sha, now, stats)
+            key = (judged.name, judged.environment)
+            env = environments.get(judged.environment)
+            fingerprint = hashlib.sha256(
+                f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
+            ).hexdigest()[:32]
+            revision = DesiredRevision(
+                name=judged.name,
+                environment=judged.environment,
+                path=path,
+                fingerprint=fingerprint,
+                commit=commit,
+                digest=judged.digest,
+                signer_key_ids=judged.signer_key_ids,
+                approved_by=judged.approved_by,
+                spec=judged.spec,
+                problems=judged.problems,
+                diagnostics=judged.diagnostics,
+            )
+            if key in revisions:
+                duplicates.setdefault(key, [revisions[key].path]).append(path)
+                continue
+            revisions[key] = revision
+            if progress is not None:
+                progress(index + 1, len(bundle_files))
+        problems: list[Problem] = []
+        for key, paths in duplicates.items():
+            problem = Problem(
+                "bundle_duplicate",
+                f"{', '.join(paths)} all claim bundle {key[0]!r} in {key[1]!r}; keep one file",
+            )
+            revisions[key] = replace(revisions[key], problems=(problem,))
+            problems.append(problem)
+        self._forget_unused({files[p].blob_sha for p in bundle_files})
+        stats.seconds = time.perf_counter() - started
+        self.last_stats = stats
+        return DesiredState(commit, revisions, environments, tuple(problems))
+
+    def _forget_unused(self, blobs: set[str]) -> None:
+        """Keep the caches bounded by what the repository holds now (plus some history)."""
+        if len(self._parsed) > 2 * len(blobs) + 256:
+            self._parsed = {b: v for b, v in self._parsed.items() if b in blobs}
+        if len(self._judged) > 2 * len(blobs) + 256:
+            self._judged = {k: v for k, v in self._judged.items() if k[0] in blobs}
+
+    # ---------------------------------------------------------------- environments
+
+    def _project_policies(
+        self, source: Source, config_sha: str | None
+    ) -> tuple[Any, Problem | None]:
+        """The watched repo's ``.kneo/config.yaml`` (it can only make environments stricter)."""
+        if config_sha is None:
+            return None, None
+        from kneo.spec.project import ProjectConfig
+        from kneo.spec.yaml_io import parse_yaml
+
+        try:
+            data = parse_yaml(source.read_blob(config_sha).decode("utf-8"), source=PROJECT_CONFIG)
+            return ProjectConfig.model_validate(data or {}), None
+        except (KneoError, ValidationError, UnicodeDecodeError) as exc:
+            return None, Problem("project_config_invalid", f"{PROJECT_CONFIG}: {_message(exc)}")
+
+    def _environment(
+        self,
+        source: Source,
+        name: str,
+        path: str,
+        blob_sha: str,
+        config_sha: str | None,
+        project: Any,
+        config_problem: Problem | None,
+    ) -> DesiredEnvironment:
+        cache_key = (path, blob_sha, config_sha)
+        cached = self._environments.get(cache_key)
+        if cached is not None:
+            return cached
+        policy: EnvironmentPolicy | None = None
+        problem = config_problem
+        if problem is None:
+            try:
+                policy = _parse_environment(name, path, source.read_blob(blob_sha))
+                project_policy = project.policy_for(name) if project is not None else None
+                if project_policy is not None:
+                    policy = merge_stricter(
+                        EnvironmentPolicy(environment=name, policy_enforcement=project_policy),
+                        policy,
+                    )
+            except (KneoError, ValidationError, UnicodeDecodeError) as exc:
+                problem = Problem("environment_invalid", f"{path}: {_message(exc)}")
+                policy = None
+        if policy is None:
+            env = DesiredEnvironment(name, path, blob_sha, problems=(problem,) if problem else ())
+        else:
+            env = DesiredEnvironment(
+                name,
+                path,
+                blob_sha,
+                promotion=PromotionRules(
+                    require_approved_in=policy.promotion.require_approved_in,
+                    require_human_approval=policy.promotion.require_human_approval,
+                    approvers=tuple(policy.promotion.approvers),
+                    min_approvals=policy.promotion.min_approvals,
+                ),
+                required_signatures=policy.required_signatures,
+                accepted_key_ids=None
+                if policy.accepted_key_ids is None
+                else tuple(policy.accepted_key_ids),
+            )
+        self._environments[cache_key] = env
+        self._policies[cache_key] = policy
+        return env
+
+    # ---------------------------------------------------------------- bundles
+
+    def _judge(
+        self,
+        source: Source,
+        path: str,
+        blob: str,
+        environments: Mapping[str, DesiredEnvironment],
+        config_sha: str | None,
+        now: datetime,
+        stats: LoadStats,
+    ) -> _Judged:
+        parsed = self._parsed.get(blob)
+        if parsed is None:
+            try:
+                parsed = parse_bundle(source.read_blob(blob))
+            except BundleError as exc:
+                parsed = Problem(exc.code, f"{path}: {exc.message}")
+            self._parsed[blob] = parsed
+        if isinstance(parsed, Problem):
+            name, env_name = identity_from_path(path)
+            return _Judged(name, env_name, None, (), None, None, (parsed,), ())
+        bundle, document = parsed
+        env = environments.get(bundle.environment)
+        if env is None or env.problems:
+            # Environment-level verdicts depend on other files too: cheap, never cached.
+            return self._judge_fresh(path, bundle, document, env, config_sha, now)
+        cache_key = (blob, env.blob_sha, config_sha)
+        cached = self._judged.get(cache_key)
+        if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
+            stats.cached += 1
+            return cached
+        stats.judged += 1
+        judged = self._judge_fresh(path, bundle, document, env, config_sha, now)
+        self._judged[cache_key] = judged
+        return judged
+
+    def _judge_fresh(
+        self,
+        path: str,
+        bundle: Bundle,
+        document: dict[str, Any],
+        env: DesiredEnvironment | None,
+        config_sha: str | None,
+        now: datetime,
+    ) -> _Judged:
+        base = _Judged(
+            bundle.name, bundle.environment, bundle.digest, (), bundle.approved_by,
+            bundle.spec, (), (),
+        )
+        if env is None:
+            problem = Problem(
+                "environment_missing",
+                f"{path} is for environment {bundle.environment!r}, which has no "
+                f"{ENVIRONMENTS_DIR}/{bundle.environment}.yaml",
+            )
+            return replace(base, problems=(problem,))
+        if env.problems:
+            return replace(base, problems=env.problems)
+        try:
+            verified = verify_bundle(
+                document,
+                self.keyring,
+                now=now,
+                required_signatures=env.required_signatures,
+                accepted_key_ids=env.accepted_key_ids,
+            )
+        except BundleError as exc:
+            # Time-dependent verdicts (a key not yet valid) are not cached for long.
+            expires = now if exc.code == "bundle_key_expired" else None
+            return replace(
+                base, problems=(Problem(exc.code, f"{path}: {exc.message}"),), expires_at=expires
+            )
+        policy = self._policies.get((env.path, env.blob_sha, config_sha))
+        diagnostics: list[dict[str, Any]] = []
+        problems: list[Problem] = []
+        if policy is not None:
+            diagnostics, problems = self.spec_checker(bundle.spec, policy)
+        windows = [k.not_after for k in self.keyring if k.key_id in verified.signer_key_ids]
+        expires_at = min((w for w in windows if w is not None), default=None)
+        return replace(
+            base,
+            signer_key_ids=verified.signer_key_ids,
+            problems=tuple(problems),
+            diagnostics=tuple(diagnostics),
+            expires_at=expires_at,
+        )
+
+
+def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:
+    from kneo.spec.yaml_io import parse_yaml
+
+    data = parse_yaml(raw.decode("utf-8"), source=path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise KneoError(f"{path} must be a YAML mapping", code="environment_invalid")
+    policy = EnvironmentPolicy.model_validate(data)
+    if policy.environment is not None and policy.environment != name:
+        raise KneoError(
+            f"environment is {policy.environment!r} but the file is named for {name!r}",
+            code="environment_invalid",
+        )
+    return policy.model_copy(update={"environment": name})
+
+
+def _check_chains(environments: dict[str, DesiredEnvironment]) -> dict[str, DesiredEnvironment]:
+    """Promotion chains must name existing environments and must not loop."""
+    out = dict(environments)
+    for name, env in environments.items():
+        upstream = env.promotion.require_approved_in
+        if upstream is None or env.problems:
+            continue
+        if upstream not in environments:
+            out[name] = replace(env, problems=(Problem(
+                "upstream_environment_missing",
+                f"{env.path}: require_approved_in names {upstream!r}, which has no "
+                f"{ENVIRONMENTS_DIR}/{upstream}.yaml",
+            ),))
+            continue
+        seen, current = {name}, upstream
+        while current is not None and current in environments:
+            if current in seen:
+                out[name] = replace(env, problems=(Problem(
+                    "promotion_cycle", f"{env.path}: require_approved_in forms a cycle through {current!r}"
+                ),))
+                break
+            seen.add(current)
+            current = environments[current].promotion.require_approved_in
+    return out
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        return f"{where}: {first['msg']}"
+    if isinstance(exc, KneoError):
+        return exc.message
+    return str(exc)

@@ -1,0 +1,260 @@
+"""Human promotion approval, on the same continuation machinery as workflow pauses.
+
+When an environment has ``require_human_approval``, the controller opens one continuation
+(no run; ``workflow_kind="promotion"``) holding one ``approval`` request with the prompt
+"Promote <name>@<digest> to <env>?". It shows up in ``kneo human list`` and
+``GET /v1/human-tasks`` like any pause. Each person who answers it is recorded as a
+promotion approval (distinct approvers; M-of-N via ``min_approvals``); one rejection ends
+it. The continuation stays pending until the outcome is known, so several approvers can
+answer the same task; the controller activates the revision on its next reconcile.
+
+:func:`record_promotion_decision` is what a resume of a promotion task must call (the
+platform dispatches continuations whose ``workflow_kind`` is ``promotion`` here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
+
+WORKFLOW_KIND = "promotion"
+REQUEST_KIND = "approval"
+
+
+def task_id(name: str, environment: str, digest: str) -> str:
+    """Deterministic continuation id: reopening the same promotion finds the same task."""
+    raw = hashlib.sha256(f"{name}\0{environment}\0{digest}".encode()).hexdigest()[:20]
+    return f"cont_promo_{raw}"
+
+
+def prompt(name: str, environment: str, digest: str) -> str:
+    return f"Promote {name}@{digest} to {environment}?"
+
+
+class PromotionGate(Protocol):
+    """Where promotion tasks live. :class:`ContinuationPromotionGate` is the real one."""
+
+    def open(
+        self,
+        tx: Any,
+        *,
+        name: str,
+        environment: str,
+        digest: str,
+        revision: int,
+        approvers: tuple[str, ...],
+        min_approvals: int,
+        now: datetime,
+    ) -> str:
+        """Open the task inside the caller's transaction ``tx``; returns its id."""
+        ...
+
+    def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
+        """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
+        ...
+
+    def open_tasks(self, store: Any) -> set[str]:
+        """Ids of the promotion tasks still pending."""
+        ...
+
+
+class ContinuationPromotionGate:
+    """Promotion tasks as store continuations (the human-task inbox)."""
+
+    def open(
+        self,
+        tx: Any,
+        *,
+        name: str,
+        environment: str,
+        digest: str,
+        revision: int,
+        approvers: tuple[str, ...],
+        min_approvals: int,
+        now: datetime,
+    ) -> str:
+        from kneo.engine.human import build_request
+
+        cid = task_id(name, environment, digest)
+        context = {
+            "type": "promotion",
+            "bundle": name,
+            "environment": environment,
+            "digest": digest,
+            "revision": revision,
+            "approvers": list(approvers),
+            "min_approvals": min_approvals,
+        }
+        request = build_request(
+            request_id=f"req_{cid.removeprefix('cont_')}",
+            kind=REQUEST_KIND,
+            wait_key=f"promotion:{environment}",
+            step_id="promotion",
+            prompt=prompt(name, environment, digest),
+            now=now,
+            decisions=("approved", "rejected"),
+            context=context,
+        ).to_dict()
+        request["status"] = "pending"
+        try:
+            existing = tx.get_continuation(cid)
+        except NotFound:
+            existing = None
+        if existing is None:
+            tx.put_continuation(
+                cid, run_id=None, requests=[request], context=context, workflow_kind=WORKFLOW_KIND
+            )
+        elif existing.status != "pending":
+            tx.put_continuation(
+                cid,
+                run_id=None,
+                requests=[request],
+                context=context,
+                workflow_kind=WORKFLOW_KIND,
+                expected_version=existing.version,
+            )
+        return cid
+
+    def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
+        cid = task_id(name, environment, digest)
+        try:
+            existing = tx.get_continuation(cid)
+        except NotFound:
+            return
+        if existing.status != "pending":
+            return
+        requests = [{**r, "status": "resolved"} for r in existing.requests]
+        tx.put_continuation(
+            cid,
+            run_id=None,
+            requests=requests,
+            context={**existing.context, "outcome": outcome},
+            status="resolved",
+            workflow_kind=WORKFLOW_KIND,
+            expected_version=existing.version,
+        )
+
+    def open_tasks(self, store: Any) -> set[str]:
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            page = store.list_continuations(
+                status="pending", workflow_kind=WORKFLOW_KIND, limit=1000, offset=offset
+            )
+            ids.update(c.continuation_id for c in page.items)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return ids
+
+
+@dataclass(frozen=True)
+class PromotionDecisionResult:
+    """What one decision did: the tally so far and whether the promotion is decided."""
+
+    continuation_id: str
+    bundle: str
+    environment: str
+    digest: str
+    decision: str
+    approvals: int
+    required: int
+    outcome: str | None  # "approved" | "rejected" | None while more approvals are needed
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def record_promotion_decision(
+    store: Any,
+    continuation_id: str,
+    *,
+    approver: str,
+    decision: str,
+    comment: str | None = None,
+) -> PromotionDecisionResult:
+    """Record ``approver``'s decision on a promotion task (the resume of a promotion task).
+
+    Only names in the environment's ``approvers`` may decide (when the list is set); each
+    approver counts once (a second decision is ``already_decided``). The task resolves when
+    ``min_approvals`` distinct approvers approved or anyone rejected. Every decision is an
+    audit event (``promotion.approved`` / ``promotion.rejected``); the controller performs
+    the activation on its next reconcile.
+    """
+    if decision not in ("approved", "rejected"):
+        raise InvalidDecision(
+            f"a promotion accepts 'approved' or 'rejected', got {decision!r}", decision=decision
+        )
+    with store.transaction() as tx:
+        task = tx.get_continuation(continuation_id, for_update=True)
+        context = task.context
+        if task.workflow_kind != WORKFLOW_KIND or context.get("type") != "promotion":
+            raise InvalidDecision(f"{continuation_id} is not a promotion task")
+        if task.status != "pending":
+            raise Conflict(
+                f"promotion task {continuation_id} is already {task.status}",
+                code="request_already_resolved",
+            )
+        name, env, digest = context["bundle"], context["environment"], context["digest"]
+        approvers = list(context.get("approvers") or [])
+        if approvers and approver not in approvers:
+            raise Forbidden(
+                f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
+                code="not_an_approver",
+            )
+        tx.add_promotion_approval(
+            name, env, digest, approver=approver, decision=decision, comment=comment
+        )
+        tally = _tally(tx, name, env, digest, approvers)
+        required = int(context.get("min_approvals") or 1)
+        outcome = (
+            "rejected" if decision == "rejected" else "approved" if tally >= required else None
+        )
+        if outcome is not None:
+            requests = [{**r, "status": "resolved"} for r in task.requests]
+            tx.put_continuation(
+                continuation_id,
+                run_id=None,
+                requests=requests,
+                context={**context, "outcome": outcome},
+                status="resolved",
+                workflow_kind=WORKFLOW_KIND,
+                expected_version=task.version,
+            )
+        tx.add_audit(
+            f"promotion.{decision}",
+            actor=approver,
+            continuation_id=continuation_id,
+            payload={
+                "bundle": name,
+                "environment": env,
+                "digest": digest,
+                "approvals": tally,
+                "min_approvals": required,
+                "outcome": outcome,
+            },
+        )
+    return PromotionDecisionResult(
+        continuation_id, name, env, digest, decision, tally, required, outcome
+    )
+
+
+def _tally(tx: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
+    import sqlalchemy as sa
+
+    from kneo.store import tables as t
+
+    p = t.promotion_approvals.c
+    rows = tx.conn.execute(
+        sa.select(p.approver).where(
+            p.bundle_name == name, p.environment == env, p.digest == digest,
+            p.decision == "approved",
+        )
+    ).scalars()
+    approved = set(rows)
+    if approvers:
+        approved &= set(approvers)
+    return len(approved)

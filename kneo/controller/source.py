@@ -1,0 +1,231 @@
+"""Where desired state comes from: a Git repository, read at one commit through GitPython.
+
+Two kinds of source:
+
+* a remote URL (``https://``, ``ssh://``, ``git@host:path``, ``file://``): fetched into a bare
+  cache repository with a forced refspec, so a force-pushed branch is simply followed;
+* a local repository path: read in place (no fetch); the watcher observes it with watchdog.
+
+Files are always read from the commit's tree (``git ls-tree`` + the object database), never
+from a work tree, so an uncommitted edit can never be promoted. Git errors are translated
+to :class:`SourceError` (``source_unreachable``, ``source_ref_not_found``, ...) at this
+boundary; nothing above it sees GitPython exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import git
+
+from kneo.errors import KneoError
+
+BUNDLES_DIR = "bundles"
+ENVIRONMENTS_DIR = "environments"
+PROJECT_CONFIG = ".kneo/config.yaml"
+_TRACKING_REF = "refs/kneo/source"
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+class SourceError(KneoError):
+    """The repository could not be fetched or read; the controller reports it and retries."""
+
+    code = "source_error"
+    http_status = 502
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """A file of interest at a commit: repository path and Git blob id."""
+
+    path: str
+    blob_sha: str
+
+
+class Source(Protocol):
+    """What the loader needs from a repository. GitSource is the real one; tests may fake it."""
+
+    def fetch(self) -> str:
+        """Bring the source up to date and return the commit to reconcile."""
+        ...
+
+    def list_files(self, commit: str) -> Mapping[str, TreeFile]:
+        """Bundle, environment and project-config files at ``commit`` by path."""
+        ...
+
+    def read_blob(self, blob_sha: str) -> bytes:
+        ...
+
+    def describe(self) -> str:
+        ...
+
+
+def is_remote(location: str) -> bool:
+    """URLs and scp-like ``user@host:path`` are remote; anything else is a local path."""
+    return "://" in location or bool(_SCP_LIKE.match(location))
+
+
+def wanted(path: str) -> bool:
+    """``bundles/**/*.json``, ``environments/*.yaml|yml`` and ``.kneo/config.yaml``."""
+    p = PurePosixPath(path)
+    if path == PROJECT_CONFIG:
+        return True
+    if p.parts[:1] == (BUNDLES_DIR,):
+        return p.suffix == ".json" and len(p.parts) >= 2
+    if p.parts[:1] == (ENVIRONMENTS_DIR,):
+        return len(p.parts) == 2 and p.suffix in (".yaml", ".yml")
+    return False
+
+
+class GitSource:
+    """A remote (fetched into ``cache_dir``) or local Git repository at a branch or tag.
+
+    ``ref`` names a branch or a tag (``None``: the remote's default branch, or the local
+    repository's ``HEAD``). One instance is used by one reconciling thread at a time; a
+    lock guards it anyway so a webhook-triggered reconcile cannot interleave with a poll.
+    """
+
+    def __init__(
+        self, location: str, *, ref: str | None = None, cache_dir: Path | None = None
+    ) -> None:
+        self.location = location
+        self.ref = ref
+        self.remote = is_remote(location)
+        self._lock = threading.RLock()
+        if self.remote:
+            root = cache_dir or Path.home() / ".cache" / "kneo" / "controller"
+            name = hashlib.sha256(location.encode("utf-8")).hexdigest()[:16]
+            self.path = root / name
+        else:
+            self.path = Path(location).expanduser().resolve()
+        self._repo: git.Repo | None = None
+
+    # ---------------------------------------------------------------- repository handle
+
+    def _open(self) -> git.Repo:
+        if self._repo is not None:
+            return self._repo
+        try:
+            if self.remote:
+                self.path.mkdir(parents=True, exist_ok=True)
+                if not (self.path / "HEAD").exists():
+                    git.Repo.init(self.path, bare=True)
+                self._repo = git.Repo(self.path)
+            else:
+                self._repo = git.Repo(self.path)
+        except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as exc:
+            raise SourceError(
+                f"{self.location} is not a Git repository", code="source_not_a_repository"
+            ) from exc
+        except (git.exc.GitError, OSError) as exc:
+            raise SourceError(
+                f"cannot open {self.describe()}: {_short(exc)}", code="source_unreachable"
+            ) from exc
+        return self._repo
+
+    def close(self) -> None:
+        """Stop GitPython's persistent ``cat-file`` processes."""
+        with self._lock:
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None
+
+    def describe(self) -> str:
+        return f"{self.location}@{self.ref or 'HEAD'}"
+
+    @property
+    def watch_path(self) -> Path | None:
+        """The ``.git`` directory to watch for new commits (local sources only)."""
+        if self.remote:
+            return None
+        dot_git = self.path / ".git"
+        return dot_git if dot_git.is_dir() else self.path
+
+    # ---------------------------------------------------------------- Source
+
+    def fetch(self) -> str:
+        with self._lock:
+            repo = self._open()
+            if self.remote:
+                return self._fetch_remote(repo)
+            try:
+                return repo.rev_parse(f"{self.ref or 'HEAD'}^{{commit}}").hexsha
+            except (git.exc.BadName, ValueError, git.exc.GitError) as exc:
+                raise SourceError(
+                    f"{self.describe()}: no such branch, tag or commit",
+                    code="source_ref_not_found",
+                ) from exc
+
+    def _fetch_remote(self, repo: git.Repo) -> str:
+        candidates = (
+            [f"refs/heads/{self.ref}", f"refs/tags/{self.ref}"] if self.ref else ["HEAD"]
+        )
+        last: Exception | None = None
+        for remote_ref in candidates:
+            try:
+                # ``+`` forces the update: a force-pushed branch moves backwards and we follow.
+                repo.git.fetch(
+                    "--quiet", "--no-tags", self.location, f"+{remote_ref}:{_TRACKING_REF}"
+                )
+                return repo.rev_parse(f"{_TRACKING_REF}^{{commit}}").hexsha
+            except git.exc.GitCommandError as exc:
+                last = exc
+                text = f"{exc.stderr or ''}"
+                if "couldn't find remote ref" in text or "not our ref" in text:
+                    continue
+                raise SourceError(
+                    f"cannot fetch {self.describe()}: {_short(exc)}", code="source_unreachable"
+                ) from exc
+        raise SourceError(
+            f"{self.describe()}: no such branch or tag on the remote",
+            code="source_ref_not_found",
+        ) from last
+
+    def list_files(self, commit: str) -> dict[str, TreeFile]:
+        with self._lock:
+            repo = self._open()
+            try:
+                out = repo.git.ls_tree(
+                    "-r", "-z", "--full-tree", commit, "--", BUNDLES_DIR, ENVIRONMENTS_DIR,
+                    ".kneo",
+                )
+            except git.exc.GitCommandError as exc:
+                raise SourceError(
+                    f"cannot list {commit[:12]}: {_short(exc)}", code="source_unreadable"
+                ) from exc
+        files: dict[str, TreeFile] = {}
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob" and wanted(path):
+                files[path] = TreeFile(path, parts[2])
+        return files
+
+    def read_blob(self, blob_sha: str) -> bytes:
+        with self._lock:
+            repo = self._open()
+            try:
+                return bytes(repo.odb.stream(bytes.fromhex(blob_sha)).read())
+            except (ValueError, git.exc.GitError, OSError) as exc:
+                raise SourceError(
+                    f"cannot read blob {blob_sha[:12]}: {_short(exc)}", code="source_unreadable"
+                ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    """Git's own first error line, without the command echo (which may carry a URL token)."""
+    if isinstance(exc, git.exc.GitCommandError):
+        text = str(exc.stderr or "").strip().strip("'").strip()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1].removeprefix("stderr: ").strip("'")[:300]
+        return f"git exited with status {exc.status}"
+    return str(exc)[:300]
