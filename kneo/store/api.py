@@ -173,7 +173,7 @@ class Transaction(RegistryWritesMixin):
         return rows.run(row)
 
     def update_run(
-        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
     ) -> RunRecord:
         """Change a run and bump its version; compare-and-set when ``expected_version`` is given.
 
@@ -529,7 +529,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             return tx.create_run(**fields)
 
     def update_run(
-        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
     ) -> RunRecord:
         """Shorthand for ``update_run`` in its own transaction."""
         with self.transaction() as tx:

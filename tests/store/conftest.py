@@ -1,0 +1,109 @@
+"""Fixtures for the store conformance suite: one ``store`` per backend.
+
+SQLite always runs (a migrated template file copied per test). PostgreSQL runs when
+``KNEO_TEST_DATABASE_URL`` points at a server: the session creates a fresh database, migrates
+it once, truncates every table between tests and drops the database at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.clock import ManualClock
+from kneo.settings import Settings
+from kneo.store import Store, open_store
+from kneo.store import tables as t
+
+PG_ENV = "KNEO_TEST_DATABASE_URL"
+BACKENDS = ["sqlite", "postgresql"]
+
+StoreFactory = Callable[..., Store]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("template")
+    store = open_store(None, state_dir=directory)
+    store.close()
+    return directory / "kneo_runs.sqlite"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    admin_url = sa.make_url(base)
+    name = f"kneo_test_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    open_store(url).close()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = sa.create_engine(url)
+    names = ", ".join(f'"{table.name}"' for table in t.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL with the schema at head and no rows, for the current backend."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "state" / "kneo_runs.sqlite"
+        target.parent.mkdir()
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def make_store(db_url: str, clock: ManualClock) -> Iterator[StoreFactory]:
+    """Open more stores on the same database (e.g. with other settings or clocks)."""
+    opened: list[Store] = []
+
+    def factory(settings: Settings | None = None, clock_: ManualClock | None = None) -> Store:
+        store = open_store(db_url, settings=settings or Settings(), clock=clock_ or clock)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    return make_store()
+

@@ -1,0 +1,132 @@
+"""Conformance: continuations (pending human requests), their listing and versioning."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import Conflict, InvalidRequest, NotFound
+from kneo.store import Store
+
+from .helpers import new_run
+
+
+def _req(request_id: str, assignee: str | None = "ops", kind: str = "approval",
+         status: str = "pending") -> dict[str, object]:
+    return {"request_id": request_id, "kind": kind, "assignee": assignee, "status": status,
+            "prompt": "ok?"}
+
+
+def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
+    """A continuation reads back with its requests, context and the run's workflow kind."""
+    run_id = new_run(store, workflow_kind="graph")
+    expires = clock.now() + timedelta(hours=2)
+    with store.transaction() as tx:
+        written = tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1")],
+                                      context={"step": "s1"}, expires_at=expires)
+    read = store.get_continuation("cont_1")
+    assert read == written
+    assert (read.status, read.version, read.workflow_kind) == ("pending", 1, "graph")
+    assert read.requests[0]["prompt"] == "ok?" and read.expires_at == expires
+    assert store.find_continuation_by_request("req_1").continuation_id == "cont_1"
+
+
+def test_continuation_without_run(store: Store) -> None:
+    """A task that belongs to no run (a promotion approval) is a valid continuation."""
+    with store.transaction() as tx:
+        tx.put_continuation("cont_p", run_id=None, requests=[_req("req_p")],
+                            workflow_kind="promotion")
+    assert store.get_continuation("cont_p").run_id is None
+    assert store.list_continuations(workflow_kind="promotion").total == 1
+
+
+def test_versioned_replace_and_stale_writer(store: Store) -> None:
+    """Replacing with the current version bumps it; a stale version is stale_state."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1"), _req("req_2")])
+    with store.transaction() as tx:
+        updated = tx.put_continuation(
+            "cont_1", run_id=run_id, expected_version=1,
+            requests=[_req("req_1", status="resolved"), _req("req_2")],
+        )
+    assert updated.version == 2 and updated.requests[0]["status"] == "resolved"
+    with pytest.raises(Conflict) as err, store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, expected_version=1, requests=[])
+    assert err.value.code == "stale_state"
+    with pytest.raises(Conflict) as dup, store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_3")])
+    assert dup.value.code == "already_exists"
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.put_continuation("cont_none", run_id=run_id, expected_version=1, requests=[])
+
+
+def test_requests_need_unique_ids(store: Store) -> None:
+    """Requests without a request_id or with duplicates are refused."""
+    run_id = new_run(store)
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[{"kind": "approval"}])
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[_req("r"), _req("r")])
+
+
+def test_unknown_run_is_not_found(store: Store) -> None:
+    """A continuation for a run that does not exist is refused."""
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.put_continuation("cont_x", run_id="run_missing", requests=[_req("req_x")],
+                            workflow_kind="sequential")
+
+
+def test_delete_continuation(store: Store) -> None:
+    """Deleting removes the continuation and its request index."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1")])
+    with store.transaction() as tx:
+        assert tx.delete_continuation("cont_1") is True
+        assert tx.delete_continuation("cont_1") is False
+    with pytest.raises(NotFound):
+        store.get_continuation("cont_1")
+    with pytest.raises(NotFound):
+        store.find_continuation_by_request("req_1")
+
+
+def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> None:
+    """The inbox filters by run, kind, assignee, escalation and age; counts per assignee."""
+    seq = new_run(store, workflow_kind="sequential")
+    graph = new_run(store, workflow_kind="graph")
+    start = clock.now()
+    with store.transaction() as tx:
+        tx.put_continuation("cont_a", run_id=seq, requests=[_req("r1", "ann")])
+    clock.advance(60)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_b", run_id=graph,
+                            requests=[_req("r2", "bob", kind="tool_call"), _req("r3", None)])
+    clock.advance(60)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_c", run_id=graph, escalated_at=clock.now(),
+                            requests=[_req("r4", "ann", status="resolved"), _req("r5", "bob")])
+        tx.put_continuation("cont_done", run_id=seq, status="resolved",
+                            requests=[_req("r6", "ann", status="resolved")])
+
+    def ids(**kw: object) -> list[str]:
+        return [c.continuation_id for c in store.list_continuations(**kw).items]  # type: ignore[arg-type]
+
+    assert ids() == ["cont_a", "cont_b", "cont_c"]
+    assert ids(sort="newest") == ["cont_c", "cont_b", "cont_a"]
+    assert ids(run_id=graph) == ["cont_b", "cont_c"]
+    assert ids(workflow_kind="sequential") == ["cont_a"]
+    assert ids(assignee="ann") == ["cont_a"]  # ann's request in cont_c is resolved
+    assert ids(assignee="bob") == ["cont_b", "cont_c"]
+    assert ids(kind="tool_call") == ["cont_b"]
+    assert ids(escalated=True) == ["cont_c"]
+    assert ids(escalated=False) == ["cont_a", "cont_b"]
+    assert ids(older_than=start + timedelta(seconds=90)) == ["cont_a", "cont_b"]
+    assert ids(status=None, run_id=seq) == ["cont_a", "cont_done"]
+    page = store.list_continuations(limit=1, offset=1)
+    assert [c.continuation_id for c in page.items] == ["cont_b"] and page.total == 3
+    assert store.pending_counts_by_assignee() == {"ann": 1, "bob": 2, None: 1}
+    with pytest.raises(InvalidRequest):
+        store.list_continuations(sort="sideways")  # type: ignore[arg-type]

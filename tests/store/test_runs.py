@@ -1,0 +1,260 @@
+"""Conformance: runs, compare-and-set, step-boundary transactions, sequences, audit."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import Conflict, InvalidRequest, NotFound
+from kneo.store import Store
+
+from .helpers import new_run
+
+
+def test_create_and_get_round_trip(store: Store, clock: ManualClock) -> None:
+    """Every field written at creation reads back identically, timestamps UTC-aware."""
+    deadline = clock.now() + timedelta(hours=1)
+    created = store.create_run(
+        run_id="run_1", target="agent", input_text="héllo", workflow_name="wf",
+        workflow_kind="graph", agent_name="a", environment="dev", spec={"k": [1, 2]},
+        spec_digest="sha256:x", bundle_name="b", bundle_revision=3, bundle_commit="abc",
+        state={"next": 0}, deadline_at=deadline, metadata={"m": True},
+    )
+    got = store.get_run("run_1")
+    assert got == created
+    assert got.version == 1 and got.status == "queued" and not got.cancel_requested
+    assert got.deadline_at == deadline and got.created_at.tzinfo is not None
+    assert got.spec == {"k": [1, 2]} and got.bundle_revision == 3
+
+
+def test_unknown_run_is_not_found(store: Store) -> None:
+    """Reading or updating a missing run raises NotFound with code not_found."""
+    with pytest.raises(NotFound) as err:
+        store.get_run("run_missing")
+    assert err.value.code == "not_found"
+    with pytest.raises(NotFound):
+        store.update_run("run_missing", status="running")
+
+
+def test_duplicate_run_id_conflicts(store: Store) -> None:
+    """Creating a run id twice is a Conflict (already_exists), the first run untouched."""
+    new_run(store, run_id="run_dup", input_text="first")
+    with pytest.raises(Conflict) as err:
+        new_run(store, run_id="run_dup", input_text="second")
+    assert err.value.code == "already_exists"
+    assert store.get_run("run_dup").input_text == "first"
+
+
+def test_stale_update_is_refused(store: Store) -> None:
+    """update_run with an old expected_version raises stale_state and changes nothing."""
+    run_id = new_run(store)
+    first = store.update_run(run_id, expected_version=1, status="running", state={"step": 1})
+    assert first.version == 2
+    with pytest.raises(Conflict) as err:
+        store.update_run(run_id, expected_version=1, status="succeeded")
+    assert err.value.code == "stale_state"
+    assert err.value.details["current_version"] == 2
+    current = store.get_run(run_id)
+    assert (current.status, current.state, current.version) == ("running", {"step": 1}, 2)
+
+
+def test_only_one_of_concurrent_cas_writers_wins(store: Store) -> None:
+    """Eight threads resuming from the same version: exactly one update applies."""
+    run_id = new_run(store, status="paused")
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def resume(n: int) -> None:
+        barrier.wait()
+        try:
+            store.update_run(run_id, expected_version=1, status="running", metadata={"by": n})
+            results.append("ok")
+        except Conflict:
+            results.append("stale")
+
+    threads = [threading.Thread(target=resume, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(results) == ["ok"] + ["stale"] * 7
+    assert store.get_run(run_id).version == 2
+
+
+def test_update_rejects_unknown_fields(store: Store) -> None:
+    """Identity and bookkeeping columns cannot be changed through update_run."""
+    run_id = new_run(store)
+    with pytest.raises(InvalidRequest):
+        store.update_run(run_id, run_id="other")
+    with pytest.raises(InvalidRequest):
+        store.update_run(run_id, version=10)
+
+
+def test_cancel_request_invalidates_stale_writers(store: Store) -> None:
+    """request_cancel sets the flag and bumps the version, so a worker's finish CAS fails."""
+    run_id = new_run(store, status="running")
+    cancelled = store.request_cancel(run_id)
+    assert cancelled.cancel_requested and cancelled.version == 2
+    with pytest.raises(Conflict):
+        store.update_run(run_id, expected_version=1, status="succeeded")
+
+
+def test_step_boundary_transaction_is_atomic(store: Store) -> None:
+    """An exception inside the unit of work rolls back run change, checkpoint, trace, audit."""
+    run_id = new_run(store)
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})
+        tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload={"out": 1})
+        tx.add_trace_event(run_id, "step.completed", step_id="s1")
+        tx.add_audit("run.step", run_id=run_id)
+        tx.enqueue(run_id)
+        raise RuntimeError("crash before commit")
+    run = store.get_run(run_id)
+    assert (run.version, run.status, run.state) == (1, "queued", {})
+    assert store.list_checkpoints(run_id).total == 0
+    assert store.list_trace(run_id).total == 0
+    assert store.list_audit(run_id=run_id).total == 0
+    assert store.queue_records_for_run(run_id) == []
+    # ...and the same unit of work commits everything together.
+    with store.transaction() as tx:
+        tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})
+        tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload={"out": 1})
+    assert store.get_run(run_id).state == {"next": 1}
+    assert store.list_checkpoints(run_id).items[0].step_id == "s1"
+
+
+def test_stale_cas_inside_transaction_rolls_back_siblings(store: Store) -> None:
+    """A refused CAS aborts the unit of work: the checkpoint written before it is gone too."""
+    run_id = new_run(store)
+    store.update_run(run_id, expected_version=1, status="running")
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.add_checkpoint(run_id, type="step_completed", payload={})
+        tx.update_run(run_id, expected_version=1, state={"next": 9})
+    assert store.list_checkpoints(run_id).total == 0
+
+
+def test_sequences_are_per_run_and_contiguous(store: Store) -> None:
+    """Checkpoint and trace sequences start at 1 per run and follow insertion order."""
+    a, b = new_run(store), new_run(store)
+    with store.transaction() as tx:
+        assert tx.add_checkpoint(a, type="t", payload={}).sequence == 1
+        assert tx.add_checkpoint(a, type="t", payload={}).sequence == 2
+        assert tx.add_checkpoint(b, type="t", payload={}).sequence == 1
+        events = tx.add_trace_events(a, [{"event_type": f"e{i}"} for i in range(3)])
+        assert [e.sequence for e in events] == [1, 2, 3]
+        assert tx.add_trace_event(a, "e3").sequence == 4
+    assert [e.event_type for e in store.list_trace(a).items] == ["e0", "e1", "e2", "e3"]
+    assert [c.sequence for c in store.list_checkpoints(a, sort_order="desc").items] == [2, 1]
+
+
+def test_concurrent_checkpoint_writers_get_distinct_sequences(store: Store) -> None:
+    """Threads appending to one run never allocate the same sequence number."""
+    run_id = new_run(store)
+
+    def write() -> None:
+        for _ in range(5):
+            with store.transaction() as tx:
+                tx.add_checkpoint(run_id, type="t", payload={})
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    page = store.list_checkpoints(run_id)
+    assert [c.sequence for c in page.items] == list(range(1, 21))
+
+
+def test_checkpoint_for_missing_run_is_not_found(store: Store) -> None:
+    """Checkpoints and trace events need an existing run."""
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.add_checkpoint("run_nope", type="t", payload={})
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.add_trace_event("run_nope", "x")
+
+
+def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> None:
+    """list_runs filters by status, sorts with a stable tie-break and reports the total."""
+    ids = []
+    for i in range(5):
+        ids.append(new_run(store, run_id=f"run_{i}", status="paused" if i % 2 else "queued"))
+        clock.advance(1)
+    page = store.list_runs(limit=2, offset=1, sort_by="created_at", sort_order="asc")
+    assert [r.run_id for r in page.items] == ids[1:3] and page.total == 5
+    paused = store.list_runs(status="paused", sort_order="desc")
+    assert [r.run_id for r in paused.items] == ["run_3", "run_1"] and paused.total == 2
+    both = store.list_runs(status=["paused", "queued"], limit=10)
+    assert both.total == 5 and (both.sort_by, both.sort_order) == ("created_at", "desc")
+    clock.advance(5)
+    store.update_run("run_0", status="running")
+    assert store.list_runs(sort_by="updated_at").items[0].run_id == "run_0"
+    assert store.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"sort_by": "input_text"}, {"sort_order": "up"}, {"limit": 0}, {"limit": 5000},
+     {"offset": -1}],
+    ids=["sort-by", "sort-order", "limit-zero", "limit-huge", "offset-negative"],
+)
+def test_list_runs_rejects_bad_paging(store: Store, kwargs: dict[str, object]) -> None:
+    """Bad sort or paging values are InvalidRequest, not a database error."""
+    with pytest.raises(InvalidRequest):
+        store.list_runs(**kwargs)  # type: ignore[arg-type]
+
+
+def test_trace_filter_by_event_type(store: Store) -> None:
+    """list_trace narrows to one event type and keeps sequence order."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.add_trace_events(run_id, [{"event_type": "a"}, {"event_type": "b", "step_id": "s",
+                                      "payload": {"x": 1}}, {"event_type": "a"}])
+    only_a = store.list_trace(run_id, event_type="a")
+    assert [e.sequence for e in only_a.items] == [1, 3] and only_a.total == 2
+    b = store.list_trace(run_id, event_type="b").items[0]
+    assert (b.step_id, b.payload) == ("s", {"x": 1})
+
+
+def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClock) -> None:
+    """Audit events list newest first, filter by type and run, and never store secrets."""
+    run_id = new_run(store)
+    first = store.add_audit("run.created", actor="alice", run_id=run_id,
+                            payload={"api_key": "sk-abcdefghijklmnop", "note": "ok"})
+    clock.advance(1)
+    store.add_audit("human.decision", actor="bob", run_id=run_id, continuation_id="cont_1")
+    store.add_audit("run.created", actor="carol")
+    assert first.event_id.startswith("evt_")
+    page = store.list_audit()
+    assert [e.actor for e in page.items] == ["carol", "bob", "alice"] and page.total == 3
+    assert store.list_audit(event_type="run.created", run_id=run_id).items == [
+        store.list_audit(run_id=run_id).items[-1]
+    ]
+    stored = store.list_audit(run_id=run_id).items[-1]
+    assert stored.payload == {"api_key": "[REDACTED]", "note": "ok"}
+    assert store.list_audit(continuation_id="cont_1").items[0].event_type == "human.decision"
+
+
+def test_project_metadata_round_trip(store: Store) -> None:
+    """Metadata values are JSON, upserted by key, listed by prefix and deletable."""
+    assert store.get_metadata("env_policy:dev") is None
+    assert store.get_metadata("env_policy:dev", {}) == {}
+    store.set_metadata("env_policy:dev", {"allow": ["a"]})
+    store.set_metadata("env_policy:dev", {"allow": ["b"]})
+    store.set_metadata("env_policy:prod", [1, 2])
+    store.set_metadata("other", "x")
+    assert store.get_metadata("env_policy:dev") == {"allow": ["b"]}
+    assert store.list_metadata("env_policy:") == {
+        "env_policy:dev": {"allow": ["b"]}, "env_policy:prod": [1, 2]
+    }
+    with store.transaction() as tx:
+        assert tx.delete_metadata("other") is True
+        assert tx.delete_metadata("other") is False
+    assert store.get_metadata("other") is None
+
+
+def test_ping_succeeds(store: Store) -> None:
+    """ping() is the readiness probe: it returns quietly while the database answers."""
+    assert store.ping() is None
