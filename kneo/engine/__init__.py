@@ -60,4 +60,5 @@ __all__ = [
     "WorkflowEngine",
     "register_predicate",
     "transition",
+    "validate_decision",
 ]

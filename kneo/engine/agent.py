@@ -56,6 +56,8 @@ class AgentHost(Protocol):
 
     def agent_record(self) -> dict[str, Any]: ...
 
+    def previous_transcript(self, agent_name: str) -> list[dict[str, Any]] | None: ...
+
     def decision(self, wait_key: str) -> dict[str, Any] | None: ...
 
     def pause(self, request: HumanRequest) -> None: ...
@@ -118,7 +120,12 @@ class AgentLoop:
         approval = set(agent.approval_required) | {t.name for t in step.tools if t.requires_approval}
         record = host.agent_record()
         with host.lock:
-            self._start(record, agent, input_text, runtime)
+            fresh = not record.get("messages")
+        if fresh:
+            earlier = (host.previous_transcript(agent.name)
+                       if agent.memory.type != "none" else None)
+            with host.lock:
+                self._start(record, agent, input_text, runtime, earlier)
         max_turns = agent.max_iterations or agent.strategy.max_iterations
         started = self._monotonic()
         while True:
@@ -149,13 +156,23 @@ class AgentLoop:
 
     @staticmethod
     def _start(
-        record: dict[str, Any], agent: AgentSpec, input_text: str, runtime: RuntimeMode
+        record: dict[str, Any],
+        agent: AgentSpec,
+        input_text: str,
+        runtime: RuntimeMode,
+        earlier: list[dict[str, Any]] | None,
     ) -> None:
+        """A new transcript; with buffer memory it continues the agent's earlier one in this
+        run (a graph node visited again, a group-chat round), trimmed to ``max_messages``."""
         if not record.get("messages"):
             system = agent.system_prompt or agent.instructions or ""
-            messages = [ChatMessage("system", system)] if system else []
+            if earlier:
+                messages = [ChatMessage.from_dict(m) for m in earlier]
+            else:
+                messages = [ChatMessage("system", system)] if system else []
             messages.append(ChatMessage("user", input_text))
-            record["messages"] = [m.to_dict() for m in messages]
+            record["messages"] = [m.to_dict() for m in _trim(messages, agent.memory.max_messages)]
+            record["agent"] = agent.name
             record["turns"] = 0
             record["phase"] = "plan" if agent.strategy.type == "plan-act" else "act"
             record["runtime"] = runtime.name
@@ -278,3 +295,15 @@ class AgentLoop:
                                          "edited arguments invalid")
             return ToolCall(id=call.id, name=call.name, arguments=arguments), None
         return call, None
+
+
+def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:
+    """Keep system messages and the newest others up to ``limit``, never an orphan tool result."""
+    system = [m for m in messages if m.role == "system" and m is messages[0]]
+    rest = messages[len(system):]
+    budget = max(1, limit - len(system))
+    if len(rest) > budget:
+        rest = rest[-budget:]
+        while rest and rest[0].role == "tool":
+            rest = rest[1:]
+    return system + rest

@@ -182,6 +182,7 @@ class WorkflowEngine:
         """Run (or continue) ``workflow`` from ``state`` until it ends or pauses."""
         ctx = _Run(self, workflow, state, journal, run_id, cancellation or CancellationToken(),
                    dict(metadata or {}))
+        ensure_import_roots(workflow)
         try:
             ctx.check_cancel()
             output = _PROGRAMS[workflow.family](ctx)
@@ -221,6 +222,16 @@ class WorkflowEngine:
         except (_Failure, KneoError):
             return []
         return []
+
+
+def ensure_import_roots(workflow: CompiledWorkflow) -> None:
+    """Make the spec's import roots (its directory up to the project root) importable, after
+    everything already on ``sys.path`` so they never shadow installed packages."""
+    import sys
+
+    for root in workflow.metadata.get("import_roots") or ():  # type: ignore[attr-defined]
+        if isinstance(root, str) and root not in sys.path:
+            sys.path.append(root)
 
 
 def _where(state: ExecutionState) -> dict[str, Any]:
@@ -555,6 +566,16 @@ class _AgentHost:
 
     def decision(self, wait_key: str) -> dict[str, Any] | None:
         return self._run.decision(wait_key)
+
+    def previous_transcript(self, agent_name: str) -> list[dict[str, Any]] | None:
+        """The newest completed transcript of the same agent in this run (buffer memory)."""
+        state = self._run.state
+        with self.lock:
+            for key in reversed(state.order):
+                record = state.agents.get(key)
+                if record and record.get("agent") == agent_name and record.get("messages"):
+                    return [dict(m) for m in record["messages"]]
+        return None
 
     def pause(self, request: HumanRequest) -> None:
         raise _Pause([request])

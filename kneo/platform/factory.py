@@ -1,0 +1,55 @@
+"""Building a PlatformManager from settings and the project, the way the CLI and service do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kneo.clock import Clock
+from kneo.platform.manager import PlatformManager
+from kneo.runtimes import create_runtime_registry
+from kneo.settings import Settings
+from kneo.spec.compiler import SpecCompiler
+from kneo.spec.project import ProjectContext
+from kneo.store import Store, open_store
+from kneo.tools import ToolRegistry
+
+
+def state_dir(project: ProjectContext) -> Path:
+    """Where local state lives: ``<project root>/<paths.state_dir>`` (``.kneo`` by default)."""
+    return project.resolve_path(project.config.paths.state_dir)
+
+
+def create_persistence_stores(
+    settings: Settings | None = None, project: ProjectContext | None = None
+) -> tuple[Store, Store]:
+    """``(run_state_store, continuation_store)`` — one Store twice: PostgreSQL when
+    ``KNEO_SERV_DATABASE_URL`` is set, else SQLite at ``.kneo/kneo_runs.sqlite``."""
+    settings = settings or Settings.from_env()
+    project = project or ProjectContext.discover(settings=settings)
+    store = open_store(settings.database_url, settings=settings, state_dir=state_dir(project))
+    return store, store
+
+
+def create_platform(
+    settings: Settings | None = None,
+    project: ProjectContext | None = None,
+    store: Store | None = None,
+    tool_registry: ToolRegistry | None = None,
+    *,
+    clock: Clock | None = None,
+) -> PlatformManager:
+    """A manager with the default runtimes, the example tools (plus ``tool_registry``'s if
+    given instead) and the project's store."""
+    from kneo.tools.defaults import create_tool_registry
+
+    settings = settings or Settings.from_env()
+    project = project or ProjectContext.discover(settings=settings)
+    if store is None:
+        store = open_store(settings.database_url, settings=settings, clock=clock,
+                           state_dir=state_dir(project))
+    compiler = SpecCompiler(
+        runtime_registry=create_runtime_registry(),
+        tool_registry=tool_registry or create_tool_registry(include_examples=True),
+    )
+    return PlatformManager(compiler=compiler, run_state_store=store, settings=settings,
+                           project=project, clock=clock)

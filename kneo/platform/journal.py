@@ -1,0 +1,109 @@
+"""The store-backed journal: one store transaction per step boundary.
+
+Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execution state
+(compare-and-set on the run version), a redacted checkpoint and the buffered, redacted trace
+events. When the compare-and-set fails — the run was cancelled or taken over by another
+process — nothing is written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
+The execution state is stored as-is (it is what the run continues from); checkpoints and
+trace events are redacted at write time because they are what people read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
+from kneo.errors import Conflict
+from kneo.redaction import redact
+from kneo.store import Store, Transaction
+
+
+def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What a checkpoint shows: the execution state, redacted."""
+    return redact({**state, **extra})
+
+
+def event_row(event: TraceEvent) -> dict[str, Any]:
+    payload = dict(event.data)
+    if event.unit_key and event.unit_key != event.step_id:
+        payload.setdefault("unit_key", event.unit_key)
+    payload.setdefault("at", event.at)
+    return {"event_type": event.event_type, "step_id": event.step_id, "payload": redact(payload)}
+
+
+class StoreJournal:
+    """A :class:`~kneo.engine.journal.Journal` over a :class:`~kneo.store.Store` for one run."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        version: int,
+        *,
+        renew: Callable[[], None] | None = None,
+        renew_every: float = 20.0,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.version = version
+        self._buffer: list[TraceEvent] = []
+        self._lock = threading.Lock()
+        self._renew = renew
+        self._renew_every = renew_every
+        self._last_renew = time.monotonic()
+        self.commits = 0
+
+    def emit(self, event: TraceEvent) -> None:
+        with self._lock:
+            self._buffer.append(event)
+
+    def commit(self, boundary: Boundary) -> None:
+        with self._lock:
+            try:
+                with self.store.transaction() as tx:
+                    run = tx.update_run(self.run_id, expected_version=self.version,
+                                        state=boundary.state)
+                    self._write_boundary(tx, boundary)
+                    self._flush(tx)
+            except Conflict as exc:
+                if exc.code != "stale_state":
+                    raise
+                current = self.store.get_run(self.run_id)
+                raise RunSuperseded(f"run {self.run_id} changed elsewhere",
+                                    status=current.status) from exc
+            self.version = run.version
+            self.commits += 1
+        if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
+            self._last_renew = time.monotonic()
+            self._renew()
+
+    def write_final(self, tx: Transaction, boundary: Boundary) -> None:
+        """Part of the caller's final transaction: the outcome checkpoint and pending events."""
+        with self._lock:
+            self._write_boundary(tx, boundary)
+            self._flush(tx)
+
+    def _write_boundary(self, tx: Transaction, boundary: Boundary) -> None:
+        meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
+        meta.update(boundary.metadata)
+        tx.add_checkpoint(
+            self.run_id,
+            type=boundary.kind,
+            step_id=boundary.step_id,
+            status=boundary.status,
+            payload=checkpoint_payload(boundary.state),
+            metadata={k: v for k, v in meta.items() if v is not None},
+        )
+
+    def _flush(self, tx: Transaction) -> None:
+        if self._buffer:
+            tx.add_trace_events(self.run_id, [event_row(e) for e in self._buffer])
+            self._buffer.clear()
+
+    def discard(self) -> None:
+        """Drop buffered events (the run was superseded: they describe work not committed)."""
+        with self._lock:
+            self._buffer.clear()

@@ -1,0 +1,730 @@
+"""PlatformManager: the one place that composes the engine with the store.
+
+Start, execute, pause, resume, cancel and continue runs; inspect traces, checkpoints, replay
+timelines, checkpoint diffs and recovery context; list and fetch human tasks.
+
+Invariants kept here:
+
+* every status change goes through :func:`kneo.engine.lifecycle.transition`;
+* a step boundary is one store transaction (:class:`~kneo.platform.journal.StoreJournal`),
+  and so is the outcome: status, output, continuation, checkpoint, trace and audit together;
+* every write to a run is a compare-and-set on its version, so a process holding a stale
+  view (a cancelled run, a continuation resumed elsewhere) can never overwrite newer state;
+* resume holds a per-continuation store lock (``resource_locked`` for a racing resume) and
+  validates the decision before anything changes;
+* an executing run holds the lock ``run:<id>``, so ``continue_run`` only takes over runs
+  whose process is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from kneo.clock import Clock, SystemClock
+from kneo.engine.cancellation import CancellationToken
+from kneo.engine.executor import (
+    Cancelled,
+    Completed,
+    EngineOptions,
+    Failed,
+    Outcome,
+    Paused,
+    Superseded,
+    WorkflowEngine,
+)
+from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
+from kneo.engine.journal import Boundary
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.state import ExecutionState
+from kneo.errors import (
+    ConfigError,
+    Conflict,
+    IllegalTransition,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RequestAlreadyResolved,
+    ResourceLocked,
+)
+from kneo.ids import new_continuation_id
+from kneo.platform import inspect
+from kneo.platform.journal import StoreJournal, checkpoint_payload
+from kneo.platform.results import (
+    RunResult,
+    checkpoint_view,
+    public_request,
+    run_result,
+    run_summary,
+    run_view,
+    task_view,
+    trace_view,
+)
+from kneo.settings import Settings
+from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.compiler import SpecCompiler
+from kneo.spec.loader import load_spec, load_spec_data
+from kneo.spec.models import Spec
+from kneo.spec.project import ProjectContext
+from kneo.store import RunRecord, Store, Transaction
+
+Providers = Callable[[str], Any]
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether the process named in a lock owner (``host:pid:nonce``) may still be running."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine: trust the lease ttl
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PlatformManager:
+    """Runs specs durably. Both stores may be (and for atomic pauses must be) one Store."""
+
+    def __init__(
+        self,
+        *,
+        compiler: SpecCompiler,
+        run_state_store: Store,
+        continuation_store: Store | None = None,
+        settings: Settings | None = None,
+        project: ProjectContext | None = None,
+        providers: Providers | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if continuation_store is not None and continuation_store is not run_state_store:
+            raise ConfigError(
+                "run_state_store and continuation_store must be the same Store: a pause writes "
+                "the run and its continuation in one transaction"
+            )
+        self.compiler = compiler
+        self.store = run_state_store
+        self.settings = settings or run_state_store.settings
+        self.project = project
+        self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
+        if providers is None:
+            from kneo.engine.providers import create_provider_registry
+
+            secrets_map = project.config.secrets.providers if project is not None else None
+            providers = create_provider_registry(self.settings, secrets=secrets_map).get
+        self.engine = WorkflowEngine(
+            providers=providers,
+            tools=compiler.tool_registry,
+            runtimes=compiler.runtime_registry,
+            clock=self.clock,
+            sleep=sleep,
+            options=EngineOptions(
+                record_tool_arguments=self.settings.otel_record_arguments,
+                record_tool_results=self.settings.otel_record_results,
+            ),
+        )
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._lease = max(5.0, float(self.settings.worker_lease_seconds))
+        self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
+        self._tokens: dict[str, CancellationToken] = {}
+        self._worker: threading.Thread | None = None
+        self._worker_stop = threading.Event()
+
+    # ================================================================== starting runs
+
+    def run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec_path: str | Path | None = None,
+        spec: Spec | Mapping[str, Any] | None = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult:
+        """Create a run and execute it now; returns when it finishes or pauses."""
+        prepared = self._prepare(spec_path=spec_path, spec=spec, target=target,
+                                 environment=environment)
+        run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
+        return self._drive(run, prepared["workflow"])
+
+    def start_run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec_path: str | Path | None = None,
+        spec: Spec | Mapping[str, Any] | None = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        timeout_seconds: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult:
+        """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
+        worker; :meth:`execute_run` runs it."""
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise InvalidRequest("timeout_seconds must be greater than zero",
+                                 field="timeout_seconds")
+        prepared = self._prepare(spec_path=spec_path, spec=spec, target=target,
+                                 environment=environment)
+        deadline = (self.clock.now() + timedelta(seconds=timeout_seconds)
+                    if timeout_seconds else None)
+        run = self._create_run(prepared, input_text, start=False, deadline_at=deadline,
+                               metadata=metadata, actor=actor)
+        return self._result(run)
+
+    def execute_run(self, run_id: str) -> RunResult:
+        """Execute a queued run in this process (what a worker calls)."""
+        run = self.store.get_run(run_id)
+        status = transition(run.status, RunStatus.RUNNING, action="execute the run") \
+            if run.status == RunStatus.QUEUED else None
+        if status is None:
+            raise IllegalTransition(
+                f"cannot execute run {run_id}: it is {run.status}, not queued"
+                + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
+                current_status=run.status)
+        workflow = self._workflow_for(run)
+        with self.store.transaction() as tx:
+            run = tx.update_run(run_id, expected_version=run.version, status=status,
+                                started_at=tx.now)
+            tx.add_trace_event(run_id, "run_started", payload={"owner": self.owner})
+        return self._drive(run, workflow)
+
+    # ================================================================== resume / cancel
+
+    def resume(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None = None,
+        selected_option: str | None = None,
+        actor: str | None = None,
+    ) -> RunResult:
+        """Apply a person's decision; continue the run once no request is pending."""
+        self.store.get_continuation(continuation_id)  # not_found before taking a lock
+        with self._locked(f"continuation:{continuation_id}",
+                          f"continuation {continuation_id} is being resumed by another process"):
+            cont = self.store.get_continuation(continuation_id)
+            stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
+            if stored is None:
+                raise NotFound(f"request {request_id!r} is not part of continuation "
+                               f"{continuation_id}", resource="request", id=request_id)
+            if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
+                raise RequestAlreadyResolved(f"request {request_id} was already resolved",
+                                             request_id=request_id)
+            if cont.run_id is None:
+                raise InvalidRequest(f"continuation {continuation_id} belongs to no run")
+            run = self.store.get_run(cont.run_id)
+            if run.status != RunStatus.PAUSED:
+                raise IllegalTransition(
+                    f"cannot resume run {run.run_id}: it is {run.status}, not paused",
+                    current_status=run.status)
+            state = ExecutionState(run.state)
+            raw = state.pending_request(request_id)
+            if raw is None:
+                raise RequestAlreadyResolved(f"request {request_id} is no longer pending",
+                                             request_id=request_id)
+            request = HumanRequest.from_dict(raw)
+            answer = validate_decision(
+                request,
+                HumanDecision(request_id=request_id, decision=decision, content=content,
+                              selected_option=selected_option, actor=actor,
+                              decided_at=self.clock.now().isoformat()),
+                max_content_chars=self.settings.limits.max_human_content_chars,
+            )
+            return self._apply_decision(run, cont, state, request, answer)
+
+    def _apply_decision(self, run: RunRecord, cont: Any, state: ExecutionState,
+                        request: HumanRequest, answer: HumanDecision) -> RunResult:
+        with state.lock:
+            state.decisions[request.wait_key] = answer.to_dict()
+            state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
+            remaining = list(state.pending)
+        requests = [dict(r, status="resolved") if r.get("request_id") == request.request_id
+                    else dict(r) for r in cont.requests]
+        audit = {"request_id": request.request_id, "decision": answer.decision,
+                 "selected_option": answer.selected_option,
+                 "content_present": bool(answer.content)}
+        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
+        decided = {"event_type": "human_decision", "step_id": request.step_id,
+                   "payload": {"request_id": request.request_id, "decision": answer.decision,
+                               "kind": request.kind, "content_present": bool(answer.content)}}
+        try:
+            with self.store.transaction() as tx:
+                if remaining:
+                    updated = tx.update_run(run.run_id, expected_version=run.version,
+                                            state=snapshot)
+                    tx.put_continuation(cont.continuation_id, run_id=run.run_id,
+                                        requests=requests, context=cont.context,
+                                        expires_at=cont.expires_at,
+                                        expected_version=cont.version)
+                    tx.add_trace_events(run.run_id, [decided])
+                    tx.add_audit("human.decision", actor=answer.actor, run_id=run.run_id,
+                                 continuation_id=cont.continuation_id,
+                                 payload={**audit, "result_status": "paused"})
+                updated = tx.update_run(
+                    run.run_id, expected_version=run.version, state=state.snapshot(),
+                    status=transition(run.status, RunStatus.RUNNING, action="resume the run"))
+                tx.put_continuation(cont.continuation_id, run_id=run.run_id, requests=requests,
+                                    context=cont.context, status="resolved",
+                                    expires_at=cont.expires_at, expected_version=cont.version)
+                tx.add_trace_events(run.run_id, [decided, {
+                    "event_type": "run_resumed",
+                    "payload": {"continuation_id": cont.continuation_id}}])
+        except Conflict as exc:
+            if exc.code == "stale_state":
+                raise RequestAlreadyResolved(
+                    f"request {request.request_id} was resolved by another process",
+                    request_id=request.request_id) from exc
+            raise
+        if remaining:
+            return self._result(updated)
+        audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
+        return self._drive(updated, self._workflow_for(updated), audits=audits)
+
+    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Cancel a queued, running or paused run now. A step in flight finishes, but its
+        result is never committed: the run's version moved on, so its write is refused."""
+        run = self.store.get_run(run_id)
+        status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
+        with self.store.transaction() as tx:
+            updated = tx.update_run(run_id, expected_version=run.version, status=status,
+                                    cancel_requested=True, finished_at=tx.now)
+            cid = (run.state or {}).get("continuation_id")
+            if run.status == RunStatus.PAUSED and cid:
+                tx.delete_continuation(cid)
+            tx.add_trace_event(run_id, "run_cancelled", payload={"previous_status": run.status})
+            tx.add_checkpoint(run_id, type="run_cancelled", status="cancelled",
+                              payload=checkpoint_payload(run.state or {}))
+            tx.add_audit("run.cancelled", actor=actor, run_id=run_id,
+                         payload={"previous_status": run.status})
+        result = self._result(updated)
+        token = self._tokens.get(run_id)
+        if token is not None:
+            token.cancel("cancelled")
+        return result
+
+    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Continue a run whose process died (or whose step failed) from its last completed
+        step boundary; completed steps and agent turns are not executed again."""
+        run = self.store.get_run(run_id)
+        if run.status == RunStatus.PAUSED:
+            raise IllegalTransition(f"run {run_id} is paused: resume its continuation instead",
+                                    current_status=run.status)
+        if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
+            raise IllegalTransition(f"cannot continue run {run_id}: it is {run.status}",
+                                    current_status=run.status)
+        name = f"run:{run_id}"
+        holder = self.store.get_lock(name)
+        if holder is not None and holder.owner != self.owner:
+            if _owner_alive(holder.owner):
+                raise ResourceLocked(f"run {run_id} is still executing ({holder.owner})",
+                                     lock=name)
+            self.store.release_lock(name, holder.owner)  # its process is gone
+        workflow = self._workflow_for(run)
+        state = ExecutionState(run.state)
+        state.failure = None
+        with self.store.transaction() as tx:
+            updated = tx.update_run(run_id, expected_version=run.version,
+                                    status=transition(run.status, RunStatus.RUNNING,
+                                                      action="continue the run"),
+                                    error=None, finished_at=None, state=state.snapshot())
+            tx.add_trace_event(run_id, "run_continued", payload={"previous_status": run.status})
+            tx.add_audit("run.continued", actor=actor, run_id=run_id,
+                         payload={"previous_status": run.status,
+                                  "completed_steps": state.completed_steps()})
+        return self._drive(updated, workflow)
+
+    # ================================================================== inspection
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run = self.store.get_run(run_id)
+        return run_view(run, trace_event_count=self._trace_count(run_id))
+
+    def get_run_result(self, run_id: str) -> RunResult:
+        return self._result(self.store.get_run(run_id))
+
+    def list_runs(self, *, status: str | None = None, limit: int = 50, offset: int = 0,
+                  sort_by: str = "created_at", sort_order: str = "desc") -> dict[str, Any]:
+        page = self.store.list_runs(status=status, limit=limit, offset=offset, sort_by=sort_by,
+                                    sort_order=sort_order)
+        return {"runs": [run_summary(r) for r in page.items], "count": len(page.items),
+                "total": page.total, "limit": page.limit, "offset": page.offset,
+                "sort_by": page.sort_by, "sort_order": page.sort_order}
+
+    def trace(self, run_id: str, *, event_type: str | None = None, limit: int = 1000,
+              offset: int = 0, sort_order: str = "asc") -> dict[str, Any]:
+        self.store.get_run(run_id)
+        page = self.store.list_trace(run_id, event_type=event_type, limit=limit, offset=offset,
+                                     sort_order=sort_order)
+        return {"run_id": run_id, "events": [trace_view(e) for e in page.items],
+                "count": len(page.items), "total": page.total, "limit": page.limit,
+                "offset": page.offset}
+
+    def checkpoints(self, run_id: str, *, type: str | None = None, limit: int = 1000,
+                    offset: int = 0, include_payload: bool = False) -> dict[str, Any]:
+        self.store.get_run(run_id)
+        page = self.store.list_checkpoints(run_id, type=type, limit=limit, offset=offset)
+        return {"run_id": run_id,
+                "checkpoints": [checkpoint_view(c, include_payload=include_payload)
+                                for c in page.items],
+                "count": len(page.items), "total": page.total, "limit": page.limit,
+                "offset": page.offset}
+
+    def replay(self, run_id: str) -> dict[str, Any]:
+        """A compact timeline of the run's checkpoints plus the recovery context."""
+        run = self.store.get_run(run_id)
+        page = self.store.list_checkpoints(run_id, limit=1000)
+        return {"run_id": run_id, "status": run.status, "workflow_kind": run.workflow_kind,
+                "timeline": [inspect.timeline_entry(c) for c in page.items],
+                "position": (run.state or {}).get("position") or {},
+                "pending_human_request_id": next(
+                    (r.get("request_id") for r in (run.state or {}).get("pending") or []), None),
+                "error": run.error,
+                "replay_context": self._recovery(run)}
+
+    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None = None,
+                        to_sequence: int | None = None) -> dict[str, Any]:
+        """Added, removed and changed flattened paths between two checkpoints (default: the
+        latest two)."""
+        self.store.get_run(run_id)
+        if from_sequence is None or to_sequence is None:
+            latest = self.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
+            if not latest:
+                raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
+            newest = latest[0].sequence
+            to_sequence = to_sequence if to_sequence is not None else newest
+            from_sequence = from_sequence if from_sequence is not None else (
+                latest[1].sequence if len(latest) > 1 else newest)
+        if from_sequence < 1 or to_sequence < 1:
+            raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
+        before = self.store.get_checkpoint(run_id, from_sequence)
+        after = self.store.get_checkpoint(run_id, to_sequence)
+        changes = inspect.diff({"payload": before.payload, "metadata": before.metadata},
+                               {"payload": after.payload, "metadata": after.metadata})
+        return {"run_id": run_id, "from_sequence": from_sequence, "to_sequence": to_sequence,
+                "from_type": before.type, "to_type": after.type, **changes}
+
+    def recovery(self, run_id: str) -> dict[str, Any]:
+        return self._recovery(self.store.get_run(run_id))
+
+    def _recovery(self, run: RunRecord) -> dict[str, Any]:
+        state = run.state or {}
+        done = inspect.completed_units(state)
+        failed = inspect.failed_unit(state)
+        try:
+            workflow = self._workflow_for(run)
+            upcoming = self.engine.next_units(workflow, ExecutionState(state))
+            step_ids = workflow.step_ids
+        except Exception as exc:  # a spec that no longer compiles cannot be continued
+            upcoming, step_ids = [], ()
+            reason: str | None = f"the run's spec cannot be compiled: {exc}"
+        else:
+            reason = None
+        nxt = upcoming[0] if upcoming else None
+        can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
+        if can and run.status == RunStatus.RUNNING:
+            holder = self.store.get_lock(f"run:{run.run_id}")
+            if holder is not None and _owner_alive(holder.owner):
+                can, reason = False, "the run is still executing in a live process"
+        if reason is None and not can:
+            reason = {RunStatus.PAUSED: "the run is paused: resume its continuation",
+                      RunStatus.QUEUED: "the run has not started"}.get(
+                RunStatus(run.status), f"the run is {run.status}" if upcoming or
+                run.status != RunStatus.RUNNING else "no step is left to run")
+        outputs = ExecutionState(state).outputs_by_step()
+        last_output = outputs[done[-1]["step_id"]] if done and done[-1]["step_id"] in outputs \
+            else run.input_text
+        return {"run_id": run.run_id, "status": run.status, "workflow_kind": run.workflow_kind,
+                "completed_steps": [u["step_id"] for u in done], "completed_units": done,
+                "failed_step": failed["step_id"] if failed else None, "failure": failed,
+                "next_step": nxt["step_id"] if nxt else None,
+                "next_step_index": inspect.step_index(step_ids, nxt["step_id"]) if nxt else None,
+                "next_units": upcoming,
+                "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
+                "can_continue": can, "reason": None if can else reason}
+
+    # ================================================================== human tasks
+
+    def list_human_tasks(self, *, run_id: str | None = None, workflow_kind: str | None = None,
+                         assignee: str | None = None, kind: str | None = None,
+                         escalated: bool | None = None, sort: str = "oldest",
+                         limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        page = self.store.list_continuations(run_id=run_id, workflow_kind=workflow_kind,
+                                             assignee=assignee, kind=kind, escalated=escalated,
+                                             sort=sort, limit=limit, offset=offset)  # type: ignore[arg-type]
+        return {"tasks": [task_view(c) for c in page.items], "count": len(page.items),
+                "total": page.total, "limit": page.limit, "offset": page.offset}
+
+    def get_human_task(self, continuation_id: str) -> dict[str, Any]:
+        return task_view(self.store.get_continuation(continuation_id), pending_only=False)
+
+    # ================================================================== worker
+
+    def start_worker(self, *, poll_seconds: float | None = None) -> None:
+        """Execute queued runs on a background thread until :meth:`stop_worker`."""
+        if self._worker is not None and self._worker.is_alive():
+            return
+        poll = poll_seconds or self.settings.worker_poll_seconds
+        self._worker_stop.clear()
+
+        def loop() -> None:
+            while not self._worker_stop.is_set():
+                record = self.store.claim(self.owner, self._lease)
+                if record is None:
+                    self._worker_stop.wait(poll)
+                    continue
+                try:
+                    self.execute_run(record.run_id)
+                except Exception as exc:  # recorded on the queue row; the worker lives on
+                    self.store.fail(record.queue_id, self.owner,
+                                    {"type": type(exc).__name__, "message": str(exc)[:500]})
+                else:
+                    self.store.complete(record.queue_id, self.owner)
+
+        self._worker = threading.Thread(target=loop, name="kneo-worker", daemon=True)
+        self._worker.start()
+
+    def stop_worker(self, timeout: float | None = 10.0) -> None:
+        self._worker_stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+
+    # ================================================================== internals
+
+    def _prepare(self, *, spec_path: str | Path | None, spec: Spec | Mapping[str, Any] | None,
+                 target: str, environment: str | None) -> dict[str, Any]:
+        """Load, check (with environment policy) and compile; raises before any run exists."""
+        from kneo.spec.pipeline import check_spec
+
+        if (spec_path is None) == (spec is None):
+            raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
+        project_config = self.project.config if self.project is not None else None
+        base_dir: Path | None
+        if spec_path is not None:
+            loaded = load_spec(spec_path, env=environment, project=project_config)
+            model, data, base_dir, source = loaded.spec, loaded.data, loaded.base_dir, str(spec_path)
+        else:
+            model = spec if isinstance(spec, Spec) else load_spec_data(dict(spec or {}),
+                                                                       project=project_config)
+            data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            base_dir, source = None, "<inline>"
+        report = check_spec(model, env=environment, context=self.project,
+                            tool_registry=self.compiler.tool_registry,
+                            runtime_registry=self.compiler.runtime_registry, base_dir=base_dir)
+        workflow = self.compiler.compile(model, target=target,  # type: ignore[arg-type]
+                                         base_dir=base_dir, diagnostics=report.diagnostics,
+                                         source=source)
+        digest = _digest(data)
+        self._compiled[(digest, target)] = workflow
+        return {"workflow": workflow, "data": data, "digest": digest, "target": target,
+                "base_dir": str(base_dir.resolve()) if base_dir else None, "spec_path": str(spec_path)
+                if spec_path else None, "environment": report.environment or environment}
+
+    def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
+        key = (run.spec_digest or _digest(run.spec), run.target)
+        cached = self._compiled.get(key)
+        if cached is not None:
+            return cached
+        model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
+        base = (run.metadata or {}).get("base_dir")
+        workflow = self.compiler.compile(model, target=run.target,  # type: ignore[arg-type]
+                                         base_dir=Path(base) if base else None,
+                                         source=f"run {run.run_id}")
+        self._compiled[key] = workflow
+        return workflow
+
+    def _create_run(self, prepared: Mapping[str, Any], input_text: str, *, start: bool,
+                    deadline_at: Any = None, metadata: Mapping[str, Any] | None = None,
+                    actor: str | None = None) -> RunRecord:
+        if not isinstance(input_text, str):
+            raise InvalidRequest("input must be text", field="input")
+        limit = self.settings.limits.max_input_chars
+        if len(input_text) > limit:
+            raise PayloadTooLarge(f"input is longer than {limit} characters "
+                                  "(KNEO_SERV_MAX_INPUT_CHARS)", field="input")
+        workflow: CompiledWorkflow = prepared["workflow"]
+        agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
+        meta = {"base_dir": prepared["base_dir"], "spec_path": prepared["spec_path"],
+                **dict(metadata or {})}
+        with self.store.transaction() as tx:
+            run = tx.create_run(
+                target=prepared["target"], input_text=input_text, status=RunStatus.QUEUED,
+                workflow_name=workflow.name, workflow_kind=workflow.family,
+                agent_name=agent.name if agent else None, environment=prepared["environment"],
+                spec=prepared["data"], spec_digest=prepared["digest"],
+                state=ExecutionState.new(input_text).snapshot(), deadline_at=deadline_at,
+                metadata={k: v for k, v in meta.items() if v is not None})
+            tx.add_trace_event(run.run_id, "run_created",
+                               payload={"workflow_kind": workflow.family, "target": run.target})
+            tx.add_audit("run.created", actor=actor, run_id=run.run_id,
+                         payload={"target": run.target, "workflow_name": workflow.name,
+                                  "workflow_kind": workflow.family,
+                                  "environment": prepared["environment"],
+                                  "spec_path": prepared["spec_path"]})
+            if start:
+                run = tx.update_run(run.run_id, expected_version=run.version,
+                                    status=transition(run.status, RunStatus.RUNNING),
+                                    started_at=tx.now)
+                tx.add_trace_event(run.run_id, "run_started", payload={"owner": self.owner})
+            else:
+                tx.enqueue(run.run_id)
+        return run
+
+    @contextmanager
+    def _locked(self, name: str, message: str) -> Iterator[None]:
+        if not self.store.acquire_lock(name, self.owner, self._lease):
+            raise ResourceLocked(message, lock=name)
+        try:
+            yield
+        finally:
+            self.store.release_lock(name, self.owner)
+
+    def _drive(self, run: RunRecord, workflow: CompiledWorkflow, *,
+               audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None
+               ) -> RunResult:
+        """Execute from the run's stored state and write the outcome."""
+        name = f"run:{run.run_id}"
+        self.store.acquire_lock(name, self.owner, self._lease)
+        journal = StoreJournal(self.store, run.run_id, run.version,
+                               renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
+                               renew_every=self._lease / 3)
+        token = CancellationToken(lambda: self.store.get_run(run.run_id).status
+                                  == RunStatus.CANCELLED, probe_interval=1.0)
+        self._tokens[run.run_id] = token
+        try:
+            outcome = self.engine.run(workflow, ExecutionState(run.state), journal,
+                                      run_id=run.run_id, cancellation=token,
+                                      metadata={"environment": run.environment})
+            return self._finish(run.run_id, journal, outcome, audits or [])
+        finally:
+            self._tokens.pop(run.run_id, None)
+            self.store.release_lock(name, self.owner)
+
+    def _finish(self, run_id: str, journal: StoreJournal, outcome: Outcome,
+                audits: list[tuple[str, str | None, str | None, dict[str, Any]]]) -> RunResult:
+        """The outcome in one transaction: status, output, continuation, checkpoint, events."""
+        if isinstance(outcome, Superseded):
+            journal.discard()
+            return self._result(self.store.get_run(run_id))
+        try:
+            with self.store.transaction() as tx:
+                run = tx.get_run(run_id)
+                if run.version != journal.version:
+                    journal.discard()
+                    superseded = True
+                else:
+                    superseded = False
+                    updated = self._write_outcome(tx, run, journal, outcome, audits)
+        except Conflict as exc:
+            if exc.code != "stale_state":
+                raise
+            journal.discard()
+            superseded = True
+        return self._result(self.store.get_run(run_id) if superseded else updated)
+
+    def _write_outcome(self, tx: Transaction, run: RunRecord, journal: StoreJournal,
+                       outcome: Outcome,
+                       audits: list[tuple[str, str | None, str | None, dict[str, Any]]]
+                       ) -> RunRecord:
+        run_id = run.run_id
+        state = dict(outcome.state)
+        changes: dict[str, Any]
+        events: list[dict[str, Any]] = []
+        extra_audits: list[tuple[str, dict[str, Any], str | None]] = []
+        if isinstance(outcome, Completed):
+            changes = {"status": transition(run.status, RunStatus.SUCCEEDED),
+                       "output_text": outcome.output_text, "error": None,
+                       "finished_at": tx.now}
+            kind, status = "run_completed", "succeeded"
+        elif isinstance(outcome, Paused):
+            cid = new_continuation_id()
+            requests = [dict(public_request(r.to_dict()), status="pending")
+                        for r in outcome.requests]
+            expiries = [r.expires_at for r in outcome.requests if r.expires_at]
+            tx.put_continuation(cid, run_id=run_id, requests=requests,
+                                context={"workflow_name": run.workflow_name},
+                                expires_at=_parse_time(min(expiries)) if expiries else None,
+                                workflow_kind=run.workflow_kind)
+            state["continuation_id"] = cid
+            changes = {"status": transition(run.status, RunStatus.PAUSED)}
+            kind, status = "paused", "paused"
+            events.append({"event_type": "run_paused", "payload": {
+                "continuation_id": cid,
+                "request_ids": [r.request_id for r in outcome.requests]}})
+            for r in outcome.requests:
+                extra_audits.append(("human.requested", {
+                    "request_id": r.request_id, "kind": r.kind, "step_id": r.step_id,
+                    "assignee": r.assignee, "expires_at": r.expires_at}, cid))
+        elif isinstance(outcome, Failed):
+            changes = {"status": transition(run.status, RunStatus.FAILED),
+                       "error": outcome.error, "finished_at": tx.now}
+            kind, status = "run_failed", "failed"
+            events.append({"event_type": "run_failed", "step_id":
+                           outcome.error.get("step_id"), "payload": outcome.error})
+        else:
+            assert isinstance(outcome, Cancelled)
+            changes = {"status": transition(run.status, RunStatus.CANCELLED),
+                       "finished_at": tx.now}
+            kind, status = "run_cancelled", "cancelled"
+            events.append({"event_type": "run_cancelled", "payload": {}})
+        first = outcome.requests[0] if isinstance(outcome, Paused) else None
+        final = Boundary(kind=kind, state=state, status=status,
+                         step_id=first.step_id if first else
+                         (outcome.error.get("step_id") if isinstance(outcome, Failed) else None))
+        journal.write_final(tx, final)
+        if isinstance(outcome, Completed):
+            events.append({"event_type": "run_completed",
+                           "payload": {"output_chars": len(outcome.output_text)}})
+        tx.add_trace_events(run_id, [dict(e, payload=e.get("payload") or {})
+                                     for e in events])
+        updated = tx.update_run(run_id, expected_version=journal.version, state=state,
+                                **changes)
+        for event_type, payload, cid in extra_audits:
+            tx.add_audit(event_type, run_id=run_id, continuation_id=cid, payload=payload)
+        for event_type, actor, cid, payload in audits:
+            tx.add_audit(event_type, actor=actor, run_id=run_id, continuation_id=cid,
+                         payload={**payload, "result_status": updated.status})
+        return updated
+
+    def _trace_count(self, run_id: str) -> int:
+        return self.store.list_trace(run_id, limit=1).total
+
+    def _result(self, run: RunRecord) -> RunResult:
+        return run_result(run, trace_event_count=self._trace_count(run.run_id))
+
+
+def workflow_kind_linear(run: RunRecord) -> bool:
+    return run.workflow_kind in ("sequential", "graph", "handoff")
+
+
+def _parse_time(value: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+__all__ = ["PlatformManager", "RunResult"]

@@ -1,0 +1,182 @@
+"""The run response and JSON views of runs, checkpoints, trace events and human tasks.
+
+:class:`RunResult` is exactly the HTTP API's run response (``run_id``, ``status``,
+``output_text``, ``human_intervention_required``, ``continuation_id``, ``metadata`` with
+``workflow_kind``, ``trace_event_count`` and ``pending_human_request``); the CLI's ``--json``
+prints the same. Views are redacted: they are where data leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kneo.clock import utc_iso
+from kneo.redaction import redact
+from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
+
+#: Request fields shown to operators (context and schema included; content never exists here).
+_REQUEST_FIELDS = ("request_id", "kind", "prompt", "assignee", "options", "input_schema",
+                   "decisions", "step_id", "wait_key", "context", "created_at", "expires_at",
+                   "timeout_seconds", "on_timeout", "status")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    output_text: str | None = None
+    human_intervention_required: bool = False
+    continuation_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str | None:
+        pending = self.metadata.get("pending_human_request") or {}
+        return pending.get("request_id")
+
+    def to_dict(self) -> dict[str, Any]:
+        return redact({
+            "run_id": self.run_id,
+            "status": self.status,
+            "output_text": self.output_text,
+            "human_intervention_required": self.human_intervention_required,
+            "continuation_id": self.continuation_id,
+            "metadata": self.metadata,
+        })
+
+
+def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A pending request as operators see it (redacted), with ``deadline_epoch``."""
+    view = {k: request.get(k) for k in _REQUEST_FIELDS if k in request}
+    expires = request.get("expires_at")
+    if expires:
+        with contextlib.suppress(ValueError):
+            view["deadline_epoch"] = int(datetime.fromisoformat(
+                str(expires).replace("Z", "+00:00")).timestamp())
+    return redact(view)
+
+
+def pending_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in state.get("pending") or []]
+
+
+def run_result(run: RunRecord, *, trace_event_count: int) -> RunResult:
+    state = run.state or {}
+    pending = pending_requests(state) if run.status == "paused" else []
+    metadata: dict[str, Any] = {
+        "workflow_kind": run.workflow_kind,
+        "trace_event_count": trace_event_count,
+    }
+    if pending:
+        metadata["pending_human_request"] = public_request(pending[0])
+        if len(pending) > 1:
+            metadata["pending_human_requests"] = [public_request(r) for r in pending]
+    if run.error:
+        metadata["error"] = run.error
+    if run.environment:
+        metadata["environment"] = run.environment
+    return RunResult(
+        run_id=run.run_id,
+        status=run.status,
+        output_text=run.output_text if run.status == "succeeded" else None,
+        human_intervention_required=bool(pending),
+        continuation_id=state.get("continuation_id") if pending else None,
+        metadata=metadata,
+    )
+
+
+def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
+    """``GET /runs/{id}``: status, position and outcome."""
+    state = run.state or {}
+    units = state.get("units") or {}
+    order = [k for k in state.get("order") or [] if k in units]
+    visited = [units[k]["step_id"] for k in order]
+    position = state.get("position") or {}
+    view: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": run.status,
+        "target": run.target,
+        "agent_name": run.agent_name,
+        "workflow_name": run.workflow_name,
+        "workflow_kind": run.workflow_kind,
+        "current_step_index": position.get("step_index", len(order)),
+        "current_step_id": position.get("step_id"),
+        "current_node_id": position.get("node_id") or (visited[-1] if visited and
+                                                        run.workflow_kind == "graph" else None),
+        "visited_steps": visited,
+        "visited_nodes": visited if run.workflow_kind == "graph" else [],
+        "trace_event_count": trace_event_count,
+        "output_text": run.output_text,
+        "error": run.error,
+        "continuation_id": state.get("continuation_id") if run.status == "paused" else None,
+        "cancel_requested": run.cancel_requested,
+        "deadline_at": utc_iso(run.deadline_at),
+        "created_at": utc_iso(run.created_at),
+        "updated_at": utc_iso(run.updated_at),
+        "started_at": utc_iso(run.started_at),
+        "finished_at": utc_iso(run.finished_at),
+        "version": run.version,
+        "metadata": {"environment": run.environment, **(run.metadata or {})},
+    }
+    return redact(view)
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "workflow_name": run.workflow_name,
+        "workflow_kind": run.workflow_kind,
+        "created_at": utc_iso(run.created_at),
+        "updated_at": utc_iso(run.updated_at),
+    }
+
+
+def trace_view(event: TraceEvent) -> dict[str, Any]:
+    return redact({
+        "sequence": event.sequence,
+        "event_type": event.event_type,
+        "step_id": event.step_id,
+        "payload": event.payload,
+        "created_at": utc_iso(event.created_at),
+    })
+
+
+def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "sequence": cp.sequence,
+        "type": cp.type,
+        "step_id": cp.step_id,
+        "status": cp.status,
+        "created_at": utc_iso(cp.created_at),
+        "size_bytes": cp.size_bytes,
+        "truncated": cp.truncated,
+        "metadata": cp.metadata,
+    }
+    if include_payload:
+        view["payload"] = cp.payload
+    return redact(view)
+
+
+def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[str, Any]:
+    """A human task (a continuation) with its requests."""
+    requests: Sequence[Mapping[str, Any]] = cont.requests
+    if pending_only:
+        requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
+    shown = [public_request(r) for r in requests]
+    return redact({
+        "continuation_id": cont.continuation_id,
+        "run_id": cont.run_id,
+        "status": cont.status,
+        "workflow_kind": cont.workflow_kind,
+        "request": shown[0] if shown else None,
+        "requests": shown,
+        "created_at": utc_iso(cont.created_at),
+        "updated_at": utc_iso(cont.updated_at),
+        "expires_at": utc_iso(cont.expires_at),
+        "escalated_at": utc_iso(cont.escalated_at),
+    })
