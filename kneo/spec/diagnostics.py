@@ -186,6 +186,9 @@ def validate_spec(
     base_dir: Path | None = None,
 ) -> list[Diagnostic]:
     """All diagnostics for ``spec``, errors first, then warnings, then info (stable order)."""
+    import importlib
+
+    importlib.invalidate_caches()  # a long-lived process must see modules added since
     catalog = ToolCatalog(spec, tool_registry)
     roots = import_roots(base_dir)
     out: list[Diagnostic] = []
