@@ -67,7 +67,10 @@ def readiness_checks(app: Any) -> dict[str, dict[str, Any]]:
 
     def registry(attr: str) -> Any:
         def fn() -> dict[str, Any]:
-            reg = getattr(manager, attr, None)
+            from kneo.service.spec_source import registries
+
+            tools, runtimes = registries(manager) if manager is not None else (None, None)
+            reg = tools if attr == "tool_registry" else runtimes
             if reg is None:
                 return {"ok": False, "message": f"platform manager has no {attr}"}
             names = _names(reg)

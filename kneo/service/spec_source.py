@@ -69,16 +69,27 @@ def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
     return ResolvedSpec(spec, data, "<inline>", None, env, context, None)
 
 
+def registries(manager: Any) -> tuple[Any, Any]:
+    """``(tool_registry, runtime_registry)`` of a platform manager."""
+    compiler = getattr(manager, "compiler", None)
+    tools = getattr(manager, "tool_registry", None) or getattr(compiler, "tool_registry", None)
+    runtimes = getattr(manager, "runtime_registry", None) or getattr(
+        compiler, "runtime_registry", None
+    )
+    return tools, runtimes
+
+
 def check_resolved(resolved: ResolvedSpec, manager: Any, store: Any) -> Any:
     """Validate + environment policy + governance report (a ``SpecReport``)."""
     from kneo.spec.pipeline import check_spec
 
+    tools, runtimes = registries(manager)
     return check_spec(
         resolved.spec,
         env=resolved.environment,
         context=resolved.context,
-        tool_registry=manager.tool_registry,
-        runtime_registry=manager.runtime_registry,
+        tool_registry=tools,
+        runtime_registry=runtimes,
         base_dir=resolved.base_dir,
         policy=stored_policy(store, resolved.environment),
     )

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -41,25 +40,15 @@ def headers(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[role]}"}
 
 
-def build_manager(settings: Settings, tmp_path: Path) -> Any:
-    """The real platform manager when it exists, else store + registries (early routes)."""
-    try:
-        from kneo.platform import create_platform
-    except ImportError:
-        create_platform = None
-    if create_platform is not None:
-        return create_platform(settings=settings, state_dir=tmp_path / "state")
-    from kneo.runtimes import create_runtime_registry
+def build_manager(settings: Settings, tmp_path: Path, database_url: str | None = None) -> Any:
+    """The real platform manager over a fresh store (SQLite in ``tmp_path`` by default)."""
+    from kneo.platform import create_platform
     from kneo.store import open_store
-    from kneo.tools.defaults import create_tool_registry
 
-    store = open_store(state_dir=tmp_path / "state", settings=settings)
-    return SimpleNamespace(
-        store=store,
-        tool_registry=create_tool_registry(),
-        runtime_registry=create_runtime_registry(),
-        close=store.close,
-    )
+    store = open_store(database_url, settings=settings, state_dir=tmp_path / "state")
+    manager = create_platform(settings=settings, store=store)
+    manager.close = store.close
+    return manager
 
 
 def free_port() -> int:

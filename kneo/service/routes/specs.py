@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.schemas import SpecRequest, check_limits
-from kneo.service.spec_source import check_resolved, resolve_spec
+from kneo.service.spec_source import check_resolved, registries, resolve_spec
 
 router = APIRouter(tags=["specs"])
 
@@ -72,9 +72,8 @@ def _compile(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, An
     resolved, report = _checked(request, body, manager)
     if not report.valid:
         raise diagnostics_error(report.diagnostics, source=resolved.source)
-    compiler = SpecCompiler(
-        runtime_registry=manager.runtime_registry, tool_registry=manager.tool_registry
-    )
+    tools, runtimes = registries(manager)
+    compiler = SpecCompiler(runtime_registry=runtimes, tool_registry=tools)
     compiled = compiler.compile(
         resolved.spec,
         base_dir=resolved.base_dir,

@@ -1,0 +1,302 @@
+"""``/v1/runs`` and ``/v1/specs/run``: create, list, inspect, cancel, continue and stream runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from kneo.errors import InvalidRequest
+from kneo.service.auth import Principal, require_scope
+from kneo.service.dependencies import manager_dep
+from kneo.service.idempotency import body_hash, run_idempotent
+from kneo.service.middleware import annotate
+from kneo.service.pagination import PageParams, paging
+from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
+from kneo.service.spec_source import check_resolved, registries, resolve_spec, stored_policy
+
+router = APIRouter(tags=["runs"])
+
+#: Statuses at which the event stream ends (the run will not move without someone).
+STREAM_END_STATUSES = frozenset(
+    {"succeeded", "failed", "cancelled", "expired", "timed_out", "paused"}
+)
+
+
+def _start_run(request: Request, body: CreateRunRequest, manager: Any, actor: str
+               ) -> tuple[int, dict[str, Any]]:
+    """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
+    check_limits(body, request.app.state.settings.limits)
+    if body.bundle is not None:
+        raise InvalidRequest(
+            "bundle runs need the GitOps registry, which this service does not serve yet",
+            field="bundle",
+        )
+    spec_path: str | None = body.spec_path
+    spec: dict[str, Any] | None = body.spec
+    if body.overrides or stored_policy(manager.store, body.environment) is not None:
+        # Overrides change the document, and a service-managed policy must gate the run:
+        # resolve and check here, then hand the platform the resolved spec.
+        resolved = resolve_spec(body, request.app.state.settings)
+        report = check_resolved(resolved, manager, manager.store)
+        if not report.valid:
+            from kneo.spec.compiler import diagnostics_error
+
+            raise diagnostics_error(report.diagnostics, source=resolved.source)
+        if body.overrides:
+            spec_path, spec = None, resolved.data
+    kwargs: dict[str, Any] = {
+        "input_text": body.input,
+        "spec_path": spec_path,
+        "spec": spec,
+        "target": body.target,
+        "environment": body.environment,
+        "metadata": body.metadata,
+        "actor": actor,
+    }
+    if body.async_mode:
+        result = manager.start_run_from_spec(timeout_seconds=body.timeout_seconds, **kwargs)
+        worker = getattr(request.app.state, "worker", None)
+        if worker is not None:
+            worker.notify()
+        status = 202
+    else:
+        if body.timeout_seconds is not None:
+            raise InvalidRequest(
+                "timeout_seconds applies to async_mode runs", field="timeout_seconds"
+            )
+        result = manager.run_from_spec(**kwargs)
+        status = 200
+    annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
+    return status, result.to_dict()
+
+
+def _create(request: Request, body: CreateRunRequest, principal: Principal, manager: Any,
+            operation: str) -> JSONResponse:
+    return run_idempotent(
+        request,
+        manager.store,
+        operation=operation,
+        actor=principal.name,
+        request_hash=body_hash(body),
+        call=lambda: _start_run(request, body, manager, principal.name),
+    )
+
+
+@router.post("/runs", status_code=200, responses={202: {"description": "Queued (async_mode)"}})
+def create_run(
+    request: Request,
+    body: CreateRunRequest,
+    principal: Principal = Depends(require_scope("runs:write")),
+    manager: Any = Depends(manager_dep),
+) -> JSONResponse:
+    """Create a run; sync runs answer when the run finishes or pauses."""
+    return _create(request, body, principal, manager, "runs.create")
+
+
+@router.post("/specs/run", tags=["specs"], status_code=200)
+def run_spec(
+    request: Request,
+    body: CreateRunRequest,
+    principal: Principal = Depends(require_scope("runs:write")),
+    manager: Any = Depends(manager_dep),
+) -> JSONResponse:
+    """Run a spec (a path on the server or an inline document)."""
+    return _create(request, body, principal, manager, "specs.run")
+
+
+@router.get("/runs", dependencies=[Depends(require_scope("runs:read"))])
+def list_runs(
+    status: str | None = None,
+    page: PageParams = Depends(paging(("created_at", "updated_at", "status"), "created_at")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """Runs, filtered by status, paged and sorted."""
+    return manager.list_runs(status=status, limit=page.limit, offset=page.offset,
+                             sort_by=page.sort_by, sort_order=page.sort_order)
+
+
+@router.get("/runs/{run_id}", dependencies=[Depends(require_scope("runs:read"))])
+def get_run(request: Request, run_id: str, manager: Any = Depends(manager_dep)) -> dict[str, Any]:
+    """A run's status, position and outcome."""
+    annotate(request, run_id=run_id)
+    return manager.get_run(run_id)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(
+    request: Request,
+    run_id: str,
+    principal: Principal = Depends(require_scope("runs:write")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """Cancel a queued, running or paused run (cooperative for a step in flight)."""
+    annotate(request, run_id=run_id)
+    return manager.cancel(run_id, actor=principal.name).to_dict()
+
+
+@router.get("/runs/{run_id}/policy-report")
+def run_policy_report(
+    request: Request,
+    run_id: str,
+    principal: Principal = Depends(require_scope("specs:read")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """The governance report of the spec this run was started with."""
+    from kneo.spec.loader import load_spec_data
+    from kneo.spec.pipeline import check_spec
+
+    annotate(request, run_id=run_id)
+    run = manager.store.get_run(run_id)
+    if not run.spec:
+        raise InvalidRequest(f"run {run_id} carries no spec metadata", run_id=run_id)
+    tools, runtimes = registries(manager)
+    spec = load_spec_data(dict(run.spec), source=f"run {run_id}")
+    report = check_spec(spec, env=run.environment, context=getattr(manager, "project", None),
+                        tool_registry=tools, runtime_registry=runtimes,
+                        policy=stored_policy(manager.store, run.environment))
+    manager.store.add_audit("spec.policy_reported", actor=principal.name, run_id=run_id,
+                            payload={"source": "run", "valid": report.valid})
+    return {"valid": report.valid, "report": report.report}
+
+
+@router.get("/runs/{run_id}/recovery", dependencies=[Depends(require_scope("runs:read"))])
+def run_recovery(request: Request, run_id: str, manager: Any = Depends(manager_dep)
+                 ) -> dict[str, Any]:
+    """Completed steps, the failed step and whether the run can continue."""
+    annotate(request, run_id=run_id)
+    return manager.recovery(run_id)
+
+
+@router.get("/runs/{run_id}/replay", dependencies=[Depends(require_scope("runs:read"))])
+def run_replay(request: Request, run_id: str, manager: Any = Depends(manager_dep)
+               ) -> dict[str, Any]:
+    """A compact checkpoint timeline plus the recovery context."""
+    annotate(request, run_id=run_id)
+    return manager.replay(run_id)
+
+
+@router.post("/runs/{run_id}/continue")
+def continue_run(
+    request: Request,
+    run_id: str,
+    body: ContinueRequest | None = Body(None),
+    principal: Principal = Depends(require_scope("runs:write")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """Continue an interrupted run from its last completed step boundary."""
+    annotate(request, run_id=run_id)
+    return manager.continue_run(run_id, actor=principal.name).to_dict()
+
+
+@router.get("/runs/{run_id}/checkpoints", dependencies=[Depends(require_scope("runs:read"))])
+def run_checkpoints(
+    request: Request,
+    run_id: str,
+    type: str | None = None,
+    include_payload: bool = False,
+    page: PageParams = Depends(paging(("sequence", "created_at"), "sequence", "asc")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """A run's checkpoints (payloads on request), paged by sequence."""
+    from kneo.platform.results import checkpoint_view
+
+    annotate(request, run_id=run_id)
+    manager.store.get_run(run_id)
+    found = manager.store.list_checkpoints(run_id, type=type, limit=page.limit,
+                                           offset=page.offset, sort_order=page.sort_order)
+    items = [checkpoint_view(c, include_payload=include_payload) for c in found.items]
+    return {"run_id": run_id, "checkpoints": items, **page.metadata(len(items), found.total)}
+
+
+@router.get("/runs/{run_id}/checkpoints/diff",
+            dependencies=[Depends(require_scope("runs:read"))])
+def run_checkpoint_diff(
+    request: Request,
+    run_id: str,
+    from_sequence: int | None = Query(None, ge=1),
+    to_sequence: int | None = Query(None, ge=1),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """Added, removed and changed paths between two checkpoints (default: latest two)."""
+    annotate(request, run_id=run_id)
+    return manager.checkpoint_diff(run_id, from_sequence=from_sequence, to_sequence=to_sequence)
+
+
+@router.get("/runs/{run_id}/trace", dependencies=[Depends(require_scope("runs:read"))])
+def run_trace(
+    request: Request,
+    run_id: str,
+    event_type: str | None = None,
+    page: PageParams = Depends(paging(("sequence", "created_at"), "sequence", "asc")),
+    manager: Any = Depends(manager_dep),
+) -> dict[str, Any]:
+    """A run's trace events, paged by sequence."""
+    from kneo.platform.results import trace_view
+
+    annotate(request, run_id=run_id, trace_id=run_id)
+    manager.store.get_run(run_id)
+    found = manager.store.list_trace(run_id, event_type=event_type, limit=page.limit,
+                                     offset=page.offset, sort_order=page.sort_order)
+    events = [trace_view(e) for e in found.items]
+    return {"run_id": run_id, "events": events, **page.metadata(len(events), found.total)}
+
+
+def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    dependencies=[Depends(require_scope("runs:read"))],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "Server-sent events until the run pauses or finishes"}},
+)
+def run_events(
+    request: Request,
+    run_id: str,
+    last_event_id: int | None = Header(None, alias="Last-Event-ID"),
+    poll_seconds: float = Query(0.25, ge=0.05, le=5.0),
+    manager: Any = Depends(manager_dep),
+) -> StreamingResponse:
+    """Stream the run's trace events as server-sent events until it pauses or finishes."""
+    from kneo.platform.results import run_result, trace_view
+
+    annotate(request, run_id=run_id)
+    store = manager.store
+    store.get_run(run_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[bytes]:
+        after = last_event_id or 0
+        idle = 0.0
+        while True:
+            page = await asyncio.to_thread(store.list_trace, run_id, limit=500, offset=after)
+            for event in page.items:
+                after = max(after, event.sequence)
+                yield _sse(event.event_type, trace_view(event), event.sequence)
+            if page.items:
+                idle = 0.0
+                continue
+            run = await asyncio.to_thread(store.get_run, run_id)
+            if run.status in STREAM_END_STATUSES:
+                done = run_result(run, trace_event_count=after).to_dict()
+                yield _sse("end", done)
+                return
+            if await request.is_disconnected():
+                return
+            idle += poll_seconds
+            if idle >= 15.0:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(poll_seconds)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
