@@ -1,5 +1,98 @@
-"""Placeholder: filled in by the owning issue."""
+"""``kneo human``: list, inspect and resume human-in-the-loop tasks."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from kneo.cli.output import console, print_json, want_json_errors
+
+app = typer.Typer(no_args_is_help=True, help="Manage human-in-the-loop tasks")
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON")
+UrlOpt = typer.Option(None, "--service-url")
+ProfileOpt = typer.Option(None, "--profile", help="Service profile name")
+
+
+def _client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
+    from kneo.cli.client import get_client
+
+    want_json_errors(as_json)
+    return get_client(service_url=service_url, profile=profile)
+
+
+@app.command("list")
+def list_tasks(
+    run_id: str | None = typer.Option(None, "--run-id", help="Only this run's tasks"),
+    limit: int = typer.Option(100, "--limit"),
+    as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
+) -> None:
+    """Pending human tasks, oldest first."""
+    from kneo.cli.runs_cmd import _table
+
+    data = _client(as_json, service_url, profile).list_human_tasks(run_id=run_id, limit=limit)
+    if as_json:
+        print_json(data)
+        return
+    rows = []
+    for task in data["tasks"]:
+        for request in task["requests"]:
+            rows.append([task["continuation_id"], request.get("request_id"),
+                         request.get("kind"), request.get("assignee"), request.get("prompt"),
+                         task["run_id"], request.get("expires_at")])
+    _table(f"human tasks ({data['total']} pending)",
+           ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at"], rows)
+
+
+@app.command("get")
+def get(continuation_id: str, as_json: bool = JsonOpt, service_url: str | None = UrlOpt,
+        profile: str | None = ProfileOpt) -> None:
+    """One task with all its requests and their status."""
+    from kneo.cli.runs_cmd import _table
+
+    data = _client(as_json, service_url, profile).get_human_task(continuation_id)
+    if as_json:
+        print_json(data)
+        return
+    console().print(f"continuation {data['continuation_id']}  run {data['run_id']}  "
+                    f"status {data['status']}")
+    _table("requests", ["request", "status", "kind", "prompt", "assignee", "accepts", "options"],
+           [[r.get("request_id"), r.get("status"), r.get("kind"), r.get("prompt"),
+             r.get("assignee"), ", ".join(r.get("decisions") or []),
+             ", ".join(r.get("options") or [])] for r in data["requests"]])
+
+
+@app.command("resume")
+def resume(
+    continuation_id: str,
+    request_id: str = typer.Option(..., "--request-id"),
+    approve: bool = typer.Option(False, "--approve"),
+    reject: bool = typer.Option(False, "--reject"),
+    edit: str | None = typer.Option(None, "--edit"),
+    provide: str | None = typer.Option(None, "--provide"),
+    select: str | None = typer.Option(None, "--select"),
+    comment: str | None = typer.Option(None, "--comment",
+                                       help="Note for --approve/--reject"),
+    as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
+) -> None:
+    """Resume a paused run with exactly one decision."""
+    from kneo.cli.run_cmd import exit_for, progress, render_run_response
+    from kneo.errors import InvalidDecision
+
+    want_json_errors(as_json)
+    chosen = [name for name, on in (("approved", approve), ("rejected", reject),
+                                    ("edited", edit is not None),
+                                    ("provided", provide is not None),
+                                    ("selected", select is not None)) if on]
+    if len(chosen) != 1:
+        raise InvalidDecision(
+            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select OPTION")
+    decision = chosen[0]
+    content = {"edited": edit, "provided": provide}.get(decision, comment)
+    client = _client(as_json, service_url, profile)
+    with progress(f"resuming {continuation_id}", enabled=not as_json):
+        data = client.resume(continuation_id, request_id=request_id, decision=decision,
+                             content=content, selected_option=select)
+    render_run_response(data, as_json=as_json)
+    exit_for(data)

@@ -1,7 +1,106 @@
-"""Placeholder: ``kneo run`` (engine issue)."""
+"""``kneo run SPEC --input TEXT``: run a spec locally (or through a service) to its end or pause."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import typer
+
+from kneo.cli.output import console, print_json, want_json_errors
+
+#: How long a command may run silently before a spinner appears on stderr.
+SPINNER_AFTER_SECONDS = 0.7
+
+
+@contextmanager
+def progress(message: str, *, enabled: bool = True) -> Iterator[None]:
+    """A spinner on stderr once the work takes longer than a moment (TTYs only)."""
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    status_box: dict[str, Any] = {}
+
+    def show() -> None:
+        if not done.wait(SPINNER_AFTER_SECONDS):
+            status = console(stderr=True).status(message)
+            status.start()
+            status_box["status"] = status
+
+    timer = threading.Thread(target=show, daemon=True)
+    timer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        timer.join()
+        if "status" in status_box:
+            status_box["status"].stop()
+
+
+def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
+    """Print a run response: JSON, or the output (stdout) and a status line (stderr)."""
+    if as_json:
+        print_json(data)
+        return
+    from kneo.redaction import redact_text
+
+    err = console(stderr=True)
+    status = data.get("status")
+    meta = data.get("metadata") or {}
+    if status == "succeeded":
+        sys.stdout.write(redact_text(data.get("output_text") or "") + "\n")
+        err.print(f"[green]succeeded[/green] run_id={data['run_id']}")
+    elif status == "paused":
+        request = meta.get("pending_human_request") or {}
+        err.print(f"[yellow]paused[/yellow] run_id={data['run_id']}")
+        out = console()
+        out.print(f"continuation_id: {data.get('continuation_id')}")
+        out.print(f"request_id:      {request.get('request_id')}")
+        out.print(f"prompt:          {request.get('prompt')}")
+        out.print(
+            f"resume with: kneo human resume {data.get('continuation_id')} "
+            f"--request-id {request.get('request_id')} --approve"
+        )
+    else:
+        error = meta.get("error") or {}
+        detail = f" [{error.get('code')}] {error.get('message')}" if error else ""
+        err.print(f"[red]{status}[/red] run_id={data['run_id']}{detail}")
+
+
+def exit_for(data: dict[str, Any]) -> None:
+    """Non-zero exit for runs that ended badly, so scripts can branch on ``$?``."""
+    if data.get("status") not in ("succeeded", "paused", "running", "queued"):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Adds the ``run`` command to the root app."""
+
+    @app.command("run", help="Run agent/workflow specs")
+    def run(
+        spec_path: str = typer.Argument(..., metavar="SPEC_PATH", help="Path to Kneo YAML spec"),
+        input_text: str = typer.Option(..., "--input", "-i", help="Input text"),
+        target: str = typer.Option("workflow", "--target", help="agent or workflow"),
+        env: str | None = typer.Option(None, "--env", help="Environment overlay and policy"),
+        as_json: bool = typer.Option(False, "--json", help="Print the run response as JSON"),
+        service_url: str | None = typer.Option(None, "--service-url"),
+        profile: str | None = typer.Option(None, "--profile", help="Service profile name"),
+    ) -> None:
+        from kneo.cli.client import get_client
+        from kneo.errors import InvalidRequest
+
+        want_json_errors(as_json)
+        if target not in ("agent", "workflow"):
+            raise InvalidRequest(f"--target must be 'agent' or 'workflow', got {target!r}",
+                                 field="target")
+        client = get_client(service_url=service_url, profile=profile, environment=env)
+        with progress(f"running {spec_path}", enabled=not as_json):
+            data = client.run(spec_path=spec_path, input_text=input_text, target=target,
+                              environment=env)
+        render_run_response(data, as_json=as_json)
+        exit_for(data)

@@ -1,0 +1,148 @@
+"""The one client interface every ``run``/``runs``/``human`` command goes through.
+
+:class:`LocalClient` drives an in-process :class:`~kneo.platform.PlatformManager` over the
+project's store (``.kneo/kneo_runs.sqlite`` by default). An HTTP implementation registers a
+factory with :func:`set_remote_client_factory`; until one is registered, ``--service-url`` and
+``--profile`` fail with ``service_mode_unavailable``. Every method returns the JSON shape of the
+matching HTTP route, so commands render local and remote results alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kneo.errors import KneoError
+
+
+class PlatformClient(Protocol):
+    def run(self, *, spec_path: str, input_text: str, target: str,
+            environment: str | None) -> dict[str, Any]: ...
+
+    def get_run(self, run_id: str) -> dict[str, Any]: ...
+
+    def trace(self, run_id: str) -> dict[str, Any]: ...
+
+    def checkpoints(self, run_id: str) -> dict[str, Any]: ...
+
+    def replay(self, run_id: str) -> dict[str, Any]: ...
+
+    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None,
+                        to_sequence: int | None) -> dict[str, Any]: ...
+
+    def cancel(self, run_id: str) -> dict[str, Any]: ...
+
+    def recovery(self, run_id: str) -> dict[str, Any]: ...
+
+    def continue_run(self, run_id: str) -> dict[str, Any]: ...
+
+    def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]: ...
+
+    def list_human_tasks(self, *, run_id: str | None, limit: int) -> dict[str, Any]: ...
+
+    def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
+
+    def resume(self, continuation_id: str, *, request_id: str, decision: str,
+               content: str | None, selected_option: str | None) -> dict[str, Any]: ...
+
+
+class LocalClient:
+    """In-process platform over the local project's store; built on first use."""
+
+    def __init__(self, *, environment: str | None = None, cwd: Path | None = None,
+                 actor: str = "cli") -> None:
+        self._environment = environment
+        self._cwd = cwd
+        self._actor = actor
+        self._manager: Any = None
+
+    @property
+    def manager(self) -> Any:
+        if self._manager is None:
+            from kneo.platform import create_platform
+            from kneo.settings import Settings
+            from kneo.spec.project import ProjectContext
+
+            settings = Settings.from_env()
+            project = ProjectContext.discover(cwd=self._cwd, settings=settings,
+                                              env=self._environment)
+            self._manager = create_platform(settings, project)
+        return self._manager
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.store.close()
+
+    def run(self, *, spec_path: str, input_text: str, target: str,
+            environment: str | None) -> dict[str, Any]:
+        result = self.manager.run_from_spec(input_text=input_text, spec_path=spec_path,
+                                            target=target, environment=environment,
+                                            actor=self._actor)
+        return dict(result.to_dict())
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.get_run(run_id))
+
+    def trace(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.trace(run_id))
+
+    def checkpoints(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.checkpoints(run_id))
+
+    def replay(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.replay(run_id))
+
+    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None,
+                        to_sequence: int | None) -> dict[str, Any]:
+        return dict(self.manager.checkpoint_diff(run_id, from_sequence=from_sequence,
+                                                 to_sequence=to_sequence))
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.cancel(run_id, actor=self._actor).to_dict())
+
+    def recovery(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.recovery(run_id))
+
+    def continue_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.manager.continue_run(run_id, actor=self._actor).to_dict())
+
+    def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]:
+        return dict(self.manager.list_runs(status=status, limit=limit))
+
+    def list_human_tasks(self, *, run_id: str | None, limit: int) -> dict[str, Any]:
+        return dict(self.manager.list_human_tasks(run_id=run_id, limit=limit))
+
+    def get_human_task(self, continuation_id: str) -> dict[str, Any]:
+        return dict(self.manager.get_human_task(continuation_id))
+
+    def resume(self, continuation_id: str, *, request_id: str, decision: str,
+               content: str | None, selected_option: str | None) -> dict[str, Any]:
+        result = self.manager.resume(continuation_id, request_id=request_id, decision=decision,
+                                     content=content, selected_option=selected_option,
+                                     actor=self._actor)
+        return dict(result.to_dict())
+
+
+RemoteFactory = Callable[[str | None, str | None], PlatformClient]
+_remote_factory: RemoteFactory | None = None
+
+
+def set_remote_client_factory(factory: RemoteFactory | None) -> None:
+    """Install the HTTP client: ``factory(service_url, profile) -> PlatformClient``."""
+    global _remote_factory
+    _remote_factory = factory
+
+
+def get_client(*, service_url: str | None = None, profile: str | None = None,
+               environment: str | None = None) -> PlatformClient:
+    """The local client, or the registered remote one when a service URL or profile is given."""
+    if service_url or profile:
+        if _remote_factory is None:
+            raise KneoError(
+                "service mode (--service-url/--profile) is not available in this build; "
+                "run without it to use the local store",
+                code="service_mode_unavailable",
+            )
+        return _remote_factory(service_url, profile)
+    return LocalClient(environment=environment)
