@@ -103,7 +103,7 @@ def _read_bundle_bytes(path: Path) -> bytes:
         ) from None
 
 
-def _git_source(spec_path: Path) -> BundleSource:
+def git_source(spec_path: Path) -> BundleSource:
     """The spec path (relative to the Git work tree when inside one) and the HEAD commit."""
     resolved = spec_path.resolve()
     try:
@@ -231,7 +231,7 @@ def sign_command(
             environment=environment,
             approved_by=approved_by,
             approved_at=_now(),
-            source=_git_source(spec_path),
+            source=git_source(spec_path),
             policy_report=summary,
         )
         target = output
