@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.errors import ConfigError
@@ -90,7 +89,9 @@ class SqliteDialect(StoreDialect):
         return engine.connect().execution_options(kneo_begin="IMMEDIATE")
 
     def insert(self, table: sa.Table) -> Any:
-        return sqlite.insert(table)
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert(table)
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
@@ -117,7 +118,10 @@ class PostgresDialect(StoreDialect):
         )
 
     def insert(self, table: sa.Table) -> Any:
-        return postgresql.insert(table)
+        # Imported here: the PostgreSQL dialect is heavy and SQLite-only processes skip it.
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
 
     def for_claim(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt.with_for_update(skip_locked=True)

@@ -1,0 +1,223 @@
+"""Conformance: queue claims and leases, named locks, idempotency keys."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
+from kneo.store import Store, open_store
+
+from .conftest import StoreFactory
+from .helpers import new_run
+
+
+def _fill_queue(store: Store, n: int) -> list[str]:
+    run_ids = []
+    with store.transaction() as tx:
+        for i in range(n):
+            run = tx.create_run(run_id=f"run_q{i:03d}", target="workflow", input_text="x")
+            tx.enqueue(run.run_id)
+            run_ids.append(run.run_id)
+    return run_ids
+
+
+def test_claim_is_fifo_and_counts_attempts(store: Store) -> None:
+    """Claims hand out records oldest first, lease them and count attempts; None when empty."""
+    assert store.claim("w1", 30) is None
+    runs = _fill_queue(store, 2)
+    first = store.claim("w1", 30)
+    assert first is not None and first.run_id == runs[0]
+    assert (first.status, first.attempts, first.lease_owner) == ("leased", 1, "w1")
+    second = store.claim("w2", 30)
+    assert second is not None and second.run_id == runs[1]
+    assert store.claim("w3", 30) is None
+    assert store.complete(first.queue_id, "w1") is True
+    assert store.fail(second.queue_id, "w2", {"error": "boom"}) is True
+    assert store.get_queue_record(first.queue_id).status == "completed"
+    failed = store.get_queue_record(second.queue_id)
+    assert (failed.status, failed.error) == ("failed", {"error": "boom"})
+    assert failed.finished_at is not None
+    stats = store.queue_stats()
+    assert stats == {"queued": 0, "leased": 0, "completed": 1, "failed": 1, "expired_leases": 0}
+
+
+def test_expired_lease_is_reclaimed(store: Store, clock: ManualClock) -> None:
+    """A lease that lapses (dead worker) is claimed again; the old owner can no longer finish."""
+    _fill_queue(store, 1)
+    held = store.claim("dead", 10)
+    assert held is not None
+    assert store.renew_lease(held.queue_id, "dead", 10) is True  # now expires at +10 s
+    clock.advance(5)
+    assert store.claim("other", 10) is None
+    clock.advance(6)
+    assert store.queue_stats()["expired_leases"] == 1
+    taken = store.claim("other", 10)
+    assert taken is not None and taken.queue_id == held.queue_id
+    assert (taken.attempts, taken.lease_owner) == (2, "other")
+    assert store.complete(held.queue_id, "dead") is False
+    assert store.renew_lease(held.queue_id, "dead", 10) is False
+    assert store.complete(taken.queue_id, "other") is True
+
+
+def test_release_puts_record_back(store: Store) -> None:
+    """release() returns an unfinished lease to the queue for another worker."""
+    _fill_queue(store, 1)
+    held = store.claim("w1", 30)
+    assert held is not None and store.release(held.queue_id, "w1") is True
+    again = store.claim("w2", 30)
+    assert again is not None and again.queue_id == held.queue_id and again.attempts == 2
+
+
+def test_queue_rejects_bad_lease_and_unknown_record(store: Store) -> None:
+    """Zero leases are refused; unknown queue ids are NotFound."""
+    with pytest.raises(InvalidRequest):
+        store.claim("w", 0)
+    with pytest.raises(NotFound):
+        store.get_queue_record(424242)
+
+
+def test_threads_claim_each_record_exactly_once(store: Store) -> None:
+    """Six threads draining 40 records: every record is claimed once, none is lost."""
+    runs = _fill_queue(store, 40)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (record := store.claim(name, 60)) is not None:
+            with lock:
+                claimed.append(record.run_id)
+            store.complete(record.queue_id, name)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(claimed) == runs
+    assert store.queue_stats()["completed"] == 40
+
+
+def _drain(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = open_store(url)
+    got = []
+    while (record := store.claim(name, 60)) is not None:
+        got.append(record.run_id)
+        store.complete(record.queue_id, name)
+    store.close()
+    out.put(got)
+
+
+def test_processes_claim_each_record_exactly_once(store: Store, db_url: str) -> None:
+    """Three worker processes on one database: every record is claimed exactly once."""
+    runs = _fill_queue(store, 60)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_drain, args=(db_url, f"p{i}", out)) for i in range(3)]
+    for p in procs:
+        p.start()
+    claimed = [run for _ in procs for run in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    counts = Counter(claimed)
+    assert sorted(counts) == runs and set(counts.values()) == {1}
+
+
+def test_lock_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock) -> None:
+    """A lock has one owner; the owner may re-take it; it lapses after its ttl."""
+    assert store.acquire_lock("resume:cont_1", "a", 30) is True
+    assert store.acquire_lock("resume:cont_1", "b", 30) is False
+    assert store.acquire_lock("resume:cont_1", "a", 30) is True
+    held = store.get_lock("resume:cont_1")
+    assert held is not None and held.owner == "a"
+    assert store.release_lock("resume:cont_1", "b") is False
+    clock.advance(31)  # a died without releasing
+    assert store.get_lock("resume:cont_1") is None
+    assert store.renew_lock("resume:cont_1", "a", 30) is False
+    assert store.acquire_lock("resume:cont_1", "b", 30) is True
+    assert store.renew_lock("resume:cont_1", "b", 30) is True
+    assert store.release_lock("resume:cont_1", "b") is True
+    assert store.acquire_lock("resume:cont_1", "c", 30) is True
+
+
+def test_lock_context_manager(store: Store) -> None:
+    """store.lock() holds the lock for the block and raises resource_locked when taken."""
+    with store.lock("leader", "one", 30):
+        with pytest.raises(ResourceLocked) as err, store.lock("leader", "two", 30):
+            pass
+        assert err.value.code == "resource_locked"
+    assert store.acquire_lock("leader", "two", 30) is True
+
+
+def test_concurrent_lock_acquire_has_one_winner(make_store: StoreFactory) -> None:
+    """Eight threads (separate stores) racing for one lock: exactly one gets it."""
+    stores = [make_store() for _ in range(8)]
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def take(i: int) -> None:
+        barrier.wait()
+        wins.append(stores[i].acquire_lock("race", f"owner{i}", 30))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert wins.count(True) == 1
+
+
+def test_idempotency_replay_and_conflict(store: Store, clock: ManualClock) -> None:
+    """Same key + same body replays the stored response; a different body is a conflict."""
+    assert store.begin_idempotent("resume", "k1", "h1").state == "new"
+    assert store.begin_idempotent("resume", "k1", "h1").state == "in_progress"
+    store.finish_idempotent("resume", "k1", 200, {"status": "succeeded"})
+    replay = store.begin_idempotent("resume", "k1", "h1")
+    assert (replay.state, replay.status_code, replay.response) == (
+        "replay", 200, {"status": "succeeded"}
+    )
+    with pytest.raises(IdempotencyConflict) as err:
+        store.begin_idempotent("resume", "k1", "h2")
+    assert err.value.code == "idempotency_key_conflict"
+    assert store.begin_idempotent("other-scope", "k1", "h2").state == "new"
+    with pytest.raises(NotFound):
+        store.finish_idempotent("resume", "never", 200, {})
+
+
+def test_idempotency_stale_and_released_claims(store: Store, clock: ManualClock) -> None:
+    """An abandoned in-progress key is taken over after a while; released keys start fresh."""
+    assert store.begin_idempotent("s", "k", "h").state == "new"
+    clock.advance(301)
+    assert store.begin_idempotent("s", "k", "h").state == "new"
+    store.release_idempotent("s", "k")
+    assert store.begin_idempotent("s", "k", "other-body").state == "new"
+
+
+def test_concurrent_first_use_of_a_key(make_store: StoreFactory) -> None:
+    """Eight callers using one new key at once: exactly one owns it."""
+    stores = [make_store() for _ in range(8)]
+    states: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def begin(i: int) -> None:
+        barrier.wait()
+        states.append(stores[i].begin_idempotent("resume", "race", "h").state)
+
+    threads = [threading.Thread(target=begin, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(states) == ["in_progress"] * 7 + ["new"]
+
+
+def test_enqueue_shorthand_and_records_for_run(store: Store) -> None:
+    """enqueue() outside a transaction and queue_records_for_run() agree."""
+    run_id = new_run(store)
+    record = store.enqueue(run_id)
+    assert store.queue_records_for_run(run_id) == [record]
