@@ -14,7 +14,7 @@ import threading
 import uuid
 from typing import Any
 
-from kneo.errors import KneoError
+from kneo.errors import IllegalTransition, KneoError, ResourceLocked
 from kneo.redaction import redact_text
 from kneo.store import TERMINAL_RUN_STATUSES
 
@@ -131,10 +131,20 @@ class Worker:
         if record.attempts > self.max_attempts:
             self._give_up(record, f"gave up after {record.attempts - 1} lost leases")
             return
+        # A queued run starts; a "running" one lost its worker mid-run and continues from
+        # its last completed step boundary (completed steps never execute again).
+        execute = self.manager.execute_run if run.status == "queued" else self.manager.continue_run
         heartbeat = _Heartbeat(self.store, record.queue_id, self.owner, self.lease_seconds)
         heartbeat.start()
         try:
-            self.manager.execute_run(record.run_id)
+            execute(record.run_id)
+        except (ResourceLocked, IllegalTransition) as exc:
+            # Someone else is executing it right now, or it moved on (cancelled, paused):
+            # the run is in good hands; this record is done.
+            heartbeat.stop()
+            log.info("worker %s: run %s not executed here: %s", self.owner, record.run_id, exc.code)
+            self.store.complete(record.queue_id, self.owner)
+            return
         except KneoError as exc:
             heartbeat.stop()
             self.store.fail(

@@ -1,0 +1,180 @@
+"""Runs and human tasks over HTTP: the tutorial's curl flow, idempotency, paging, SSE, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from svc_helpers import auth_env, headers
+
+SMOKE = "examples/smoke_human_workflow.yaml"
+HUMAN = "examples/human_approval_workflow.yaml"
+
+
+def _paused(client, role: str = "operator", spec: str = SMOKE, **extra) -> dict:
+    r = client.post("/v1/runs", headers=headers(role),
+                    json={"input": "hello", "spec_path": spec, "target": "workflow", **extra})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "paused" and body["human_intervention_required"] is True
+    return body
+
+
+def test_tutorial_hitl_flow(make_client) -> None:
+    """Create a paused run, list tasks, resume with approved, see the human.decision audit."""
+    client = make_client(auth_env())
+    run = _paused(client)
+    request_id = run["metadata"]["pending_human_request"]["request_id"]
+    cid = run["continuation_id"]
+    tasks = client.get(f"/v1/human-tasks?run_id={run['run_id']}", headers=headers("viewer")).json()
+    assert tasks["count"] == 1 and tasks["tasks"][0]["continuation_id"] == cid
+    assert tasks["tasks"][0]["request"]["request_id"] == request_id
+    assert {"total", "limit", "offset", "sort_by", "sort_order"} <= set(tasks)
+    task = client.get(f"/v1/human-tasks/{cid}", headers=headers("viewer")).json()
+    assert task["run_id"] == run["run_id"]
+    r = client.post(f"/v1/human-tasks/{cid}/resume", headers=headers("reviewer"),
+                    json={"request_id": request_id, "decision": "approved",
+                          "content": "Looks good. Ship it."})
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["status"] == "succeeded" and done["continuation_id"] is None
+    events = client.get("/v1/audit-events?event_type=human.decision",
+                        headers=headers("viewer")).json()["events"]
+    assert len(events) == 1
+    payload = events[0]["payload"]
+    assert events[0]["actor"] == "reviewer"
+    assert payload["decision"] == "approved" and payload["content_present"] is True
+    assert "Ship it" not in json.dumps(events)
+    got = client.get(f"/v1/runs/{run['run_id']}", headers=headers("viewer")).json()
+    assert got["status"] == "succeeded" and got["visited_steps"] == ["draft", "approve", "publish"]
+    # the legacy alias answers the same
+    assert client.get(f"/runs/{run['run_id']}", headers=headers("viewer")).json()["status"] == "succeeded"
+    second = client.post(f"/v1/human-tasks/{cid}/resume", headers=headers("reviewer"),
+                         json={"request_id": request_id, "decision": "approved"})
+    assert second.status_code in (404, 409)
+
+
+def test_idempotent_create_and_resume(make_client) -> None:
+    """Same key + body replays; a different body is 409 idempotency_key_conflict."""
+    client = make_client(auth_env())
+    body = {"input": "hello", "spec_path": SMOKE}
+    h = {**headers("operator"), "Idempotency-Key": "key-1"}
+    first = client.post("/v1/runs", headers=h, json=body)
+    again = client.post("/v1/runs", headers=h, json=body)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert client.get("/v1/runs", headers=headers("viewer")).json()["total"] == 1
+    conflict = client.post("/v1/runs", headers=h, json={**body, "input": "other"})
+    assert conflict.status_code == 409 and conflict.json()["error"] == "idempotency_key_conflict"
+    run = first.json()
+    cid, rid = run["continuation_id"], run["metadata"]["pending_human_request"]["request_id"]
+    rh = {**headers("reviewer"), "Idempotency-Key": "resume-1"}
+    decision = {"request_id": rid, "decision": "approved"}
+    r1 = client.post(f"/v1/human-tasks/{cid}/resume", headers=rh, json=decision)
+    r2 = client.post(f"/v1/human-tasks/{cid}/resume", headers=rh, json=decision)
+    assert r1.status_code == r2.status_code == 200 and r1.json() == r2.json()
+    events = client.get("/v1/audit-events?event_type=human.decision",
+                        headers=headers("viewer")).json()
+    assert events["total"] == 1
+
+
+def test_validation_errors_and_limits(make_client) -> None:
+    client = make_client({**auth_env(), "KNEO_SERV_MAX_INPUT_CHARS": "10"})
+    op = headers("operator")
+    r = client.post("/v1/runs", headers=op, json={"input": "x", "spec_path": SMOKE, "bogus": 1})
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = client.post("/v1/runs", headers=op, json={"input": "x"})
+    assert r.status_code == 422
+    r = client.post("/v1/runs", headers=op, json={"input": "x" * 11, "spec_path": SMOKE})
+    assert r.status_code == 422 and "KNEO_SERV_MAX_INPUT_CHARS" in r.json()["message"]
+    r = client.post("/v1/runs", headers=op, json={"input": "x", "spec_path": "nope.yaml"})
+    assert r.status_code in (400, 404) and "error" in r.json()
+    r = client.get("/v1/runs/run_missing", headers=op)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = client.post("/v1/human-tasks/cont_missing/resume", headers=headers("reviewer"),
+                    json={"request_id": "req_x", "decision": "maybe"})
+    assert r.status_code == 422
+
+
+def test_list_runs_paging_and_inspection_routes(make_client) -> None:
+    client = make_client()
+    ids = [_paused(client)["run_id"] for _ in range(3)]
+    page = client.get("/v1/runs", params={"limit": 2, "sort_order": "asc"}).json()
+    assert [r["run_id"] for r in page["runs"]] == ids[:2]
+    assert (page["count"], page["total"], page["limit"], page["offset"]) == (2, 3, 2, 0)
+    assert page["sort_by"] == "created_at" and page["sort_order"] == "asc"
+    assert client.get("/v1/runs", params={"sort_by": "bogus"}).status_code == 400
+    assert client.get("/v1/runs", params={"status": "paused"}).json()["total"] == 3
+    rid = ids[0]
+    trace = client.get(f"/v1/runs/{rid}/trace", params={"limit": 2}).json()
+    assert trace["count"] == 2 and trace["total"] >= 3 and trace["sort_by"] == "sequence"
+    cps = client.get(f"/v1/runs/{rid}/checkpoints").json()
+    assert cps["total"] >= 1
+    assert client.get(f"/v1/runs/{rid}/replay").json()["status"] == "paused"
+    assert client.get(f"/v1/runs/{rid}/recovery").json()["can_continue"] is False
+    assert client.get(f"/v1/runs/{rid}/checkpoints/diff").status_code == 200
+    report = client.get(f"/v1/runs/{rid}/policy-report").json()
+    assert report["report"]["human_approval"]["present"] is True
+    cancelled = client.post(f"/v1/runs/{rid}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert client.get("/v1/human-tasks", params={"run_id": rid}).json()["count"] == 0
+
+
+def test_spec_routes(make_client) -> None:
+    client = make_client(auth_env())
+    h = headers("viewer")
+    v = client.post("/v1/specs/validate", headers=h, json={"spec_path": SMOKE})
+    assert v.status_code == 200 and v.json()["valid"] is True
+    c = client.post("/v1/specs/compile", headers=h, json={"spec_path": SMOKE}).json()
+    assert c["workflow"]["family"] == "sequential"
+    e = client.post("/v1/specs/explain", headers=h, json={"spec_path": SMOKE}).json()
+    assert [s["kind"] for s in e["workflow"]["steps"]] == ["agent", "human", "function"]
+    bad = client.post("/v1/specs/validate", headers=h, json={"spec": {
+        "version": "v1",
+        "agent": {"name": "x", "model": {"provider": "dummy", "name": "d"},
+                  "tools": {"include": ["no_such_tool"]}}}})
+    assert bad.status_code == 200 and bad.json()["valid"] is False
+    assert "E_UNKNOWN_TOOL" in {d["code"] for d in bad.json()["diagnostics"]}
+    run = client.post("/v1/specs/run", headers=headers("operator"),
+                      json={"input": "hi", "spec_path": SMOKE})
+    assert run.status_code == 200 and run.json()["status"] == "paused"
+    audit = client.get("/v1/audit-events", headers=h).json()["events"]
+    assert {"spec.validated", "spec.compiled", "spec.explained", "run.created"} <= {
+        e["event_type"] for e in audit}
+
+
+def test_service_policy_gates_runs(make_client) -> None:
+    """A stored environment policy is enforced on spec validation and run creation."""
+    client = make_client()
+    client.put("/v1/policies/environment/staging", json={"require_guardrails": True})
+    v = client.post("/v1/specs/validate", json={"spec_path": SMOKE, "environment": "staging"})
+    assert v.json()["valid"] is False
+    r = client.post("/v1/runs", json={"input": "x", "spec_path": SMOKE, "environment": "staging"})
+    assert r.status_code == 400 and r.json()["error"].startswith("E_POLICY")
+
+
+def test_async_mode_queues_and_worker_executes(make_client) -> None:
+    client = make_client(worker=True)
+    r = client.post("/v1/runs", json={"input": "hi", "spec_path": SMOKE, "async_mode": True})
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    rid = r.json()["run_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/runs/{rid}").json()["status"]
+        if status == "paused":
+            break
+        time.sleep(0.05)
+    assert status == "paused"
+
+
+def test_events_stream_until_pause(make_client) -> None:
+    client = make_client(worker=True)
+    rid = client.post("/v1/runs", json={"input": "hi", "spec_path": SMOKE,
+                                        "async_mode": True}).json()["run_id"]
+    with client.stream("GET", f"/v1/runs/{rid}/events", params={"poll_seconds": 0.05}) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        text = "".join(resp.iter_text())
+    names = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+    assert names[0] == "run_created" and names[-1] == "end"
+    last = json.loads([ln for ln in text.splitlines() if ln.startswith("data: ")][-1][6:])
+    assert last["status"] == "paused"
