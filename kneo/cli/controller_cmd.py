@@ -1,6 +1,379 @@
-"""Placeholder: ``kneo controller`` and ``kneo registry`` (controller issue)."""
+"""``kneo controller`` (reconcile a Git repo of signed bundles) and ``kneo registry`` (inspect it).
+
+Thin commands over :mod:`kneo.controller`: configuration comes from flags over the
+``controller:`` block of ``.kneo/config.yaml``; the store is the project's (PostgreSQL when
+``KNEO_SERV_DATABASE_URL`` is set, else ``.kneo/kneo_runs.sqlite``). Every command has
+``--json``; errors are one line with a stable code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import typer
 
-controller_app = typer.Typer(no_args_is_help=True)
-registry_app = typer.Typer(no_args_is_help=True)
+from kneo.cli.output import console, print_json, want_json_errors
+from kneo.errors import ConfigError, NotFound
+
+controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
+registry_app = typer.Typer(no_args_is_help=True, help="Inspect the bundle registry")
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON")
+RepoOpt = typer.Option(None, "--repo", help="Git URL or local repository path")
+BranchOpt = typer.Option(None, "--branch", help="Branch or tag (default: the remote's HEAD)")
+KeysOpt = typer.Option(None, "--trusted-keys", help="Keyring directory (*.pub [+ keyring.yaml])")
+CacheOpt = typer.Option(None, "--cache-dir", help="Where remote repositories are fetched")
+PruneOpt = typer.Option(None, "--prune/--no-prune", help="Deactivate bundles whose file is gone")
+EnvOpt = typer.Option(..., "--env", help="Environment")
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _context() -> tuple[Any, Any]:
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
+
+    settings = Settings.from_env()
+    return settings, ProjectContext.discover(settings=settings)
+
+
+def _store() -> Any:
+    from kneo.platform.factory import create_persistence_stores
+
+    settings, project = _context()
+    return create_persistence_stores(settings, project)[0]
+
+
+def _config(**overrides: Any) -> Any:
+    from kneo.controller.config import load_controller_config
+
+    _, project = _context()
+    return load_controller_config(project.config_path).with_overrides(**overrides)
+
+
+def _controller(**overrides: Any) -> Any:
+    from kneo.bundle.keys import load_keyring
+    from kneo.controller.controller import Controller
+    from kneo.controller.source import GitSource
+
+    config = _config(**overrides)
+    repo = config.require_repo()
+    if config.trusted_keys is None:
+        raise ConfigError(
+            "no trusted keys: pass --trusted-keys DIR or set controller.trusted_keys; the "
+            "controller never trusts keys from the repository it watches",
+            field="controller.trusted_keys",
+        )
+    keyring = load_keyring(config.trusted_keys)
+    source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
+    return Controller(_store(), source, keyring, config=config)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A progress bar on stderr for long reconciles (verify, then apply)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    from kneo.controller.controller import summarize
+
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    if not result.leader:
+        out.print(f"standing by: another controller holds the lock ({result.stats.get('leader')})")
+        return
+    head = "plan" if result.dry_run else "reconciled"
+    out.print(f"{head} {(result.commit or '-')[:12]} in {result.duration_seconds:.2f}s "
+              f"{json.dumps(result.counts())}")
+    for line in summarize(result):
+        out.print("  " + line, markup=False)
+    for problem in result.problems:
+        out.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
+    if result.error:
+        out.print(f"error[{result.error['code']}] at {result.error['stage']}: "
+                  f"{result.error['message']}", markup=False)
+
+
+# --------------------------------------------------------------------------- controller
+
+
+@controller_app.command("run")
+def run(
+    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
+    interval: float | None = typer.Option(None, "--interval", help="Poll seconds (default 60)"),
+    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
+    prune: bool | None = PruneOpt,
+    webhook_secret_env: str | None = typer.Option(
+        None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Reconcile continuously (leader-elected); a local repository is also watched."""
+    from kneo.controller.watch import RepositoryWatcher
+
+    want_json_errors(as_json)
+    ctl = _controller(repo=repo, branch=branch, interval=interval, trusted_keys=trusted_keys,
+                      cache_dir=cache_dir, prune=prune, webhook_secret_env=webhook_secret_env)
+    if ctl.config.webhook_secret_env:
+        settings, _ = _context()
+        if settings.secret(ctl.config.webhook_secret_env) is None:
+            raise ConfigError(f"{ctl.config.webhook_secret_env} is not set (webhook secret)",
+                              variable=ctl.config.webhook_secret_env)
+    watcher = None
+    if ctl.source.watch_path is not None:
+        watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
+        watcher.start()
+    stop = threading.Event()
+    if not as_json:
+        console(stderr=True).print(f"watching {ctl.source.describe()} every "
+                                   f"{ctl.config.interval:g}s as {ctl.owner}")
+    try:
+        ctl.run(stop, on_result=lambda r: _print_result(r, as_json))
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        ctl.source.close()
+
+
+@controller_app.command("reconcile")
+def reconcile(
+    once: bool = typer.Option(True, "--once/--no-once", help="One pass (the default)"),
+    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
+    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
+    prune: bool | None = PruneOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Reconcile once and print the actions taken; exit 1 when the reconcile failed."""
+    want_json_errors(as_json)
+    ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
+                      prune=prune)
+    try:
+        with _progress(not as_json) as progress:
+            result = ctl.reconcile_once(progress=progress)
+    finally:
+        ctl.step_down()
+        ctl.source.close()
+    _print_result(result, as_json)
+    if result.error:
+        raise typer.Exit(1)
+
+
+@controller_app.command("plan")
+def plan_command(
+    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
+    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
+    prune: bool | None = PruneOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Dry run: what a reconcile of the current commit would do; writes nothing."""
+    want_json_errors(as_json)
+    ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
+                      prune=prune)
+    try:
+        with _progress(not as_json) as progress:
+            result = ctl.plan(progress=progress)
+    finally:
+        ctl.source.close()
+    _print_result(result, as_json)
+    if result.error:
+        raise typer.Exit(1)
+
+
+@controller_app.command("status")
+def status(as_json: bool = JsonOpt) -> None:
+    """Last fetched commit, last reconcile start, duration and error, and the leader."""
+    from kneo.controller.controller import status_dict
+
+    want_json_errors(as_json)
+    config = _config()
+    store = _store()
+    data = status_dict(store.get_controller_status(config.name),
+                       store.get_lock(f"controller:{config.name}"), config.repo)
+    if as_json:
+        print_json(data)
+        return
+    out = console()
+    for key in ("source", "leader", "last_fetched_commit", "last_reconcile_started_at",
+                "last_reconcile_duration_seconds", "last_success_at", "last_error"):
+        out.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
+    out.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
+    for problem in data["problems"]:
+        out.print(f"problem {problem['code']}: {problem['message']}", markup=False)
+
+
+@controller_app.command("suspend")
+def suspend(bundle: str, env: str = EnvOpt,
+            reason: str | None = typer.Option(None, "--reason"), as_json: bool = JsonOpt) -> None:
+    """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
+    want_json_errors(as_json)
+    store = _store()
+    with store.transaction() as tx:
+        record = tx.suspend_bundle(bundle, env, reason=reason, suspended_by="cli")
+        tx.add_audit("bundle.suspended", actor="cli",
+                     payload={"bundle": bundle, "environment": env, "reason": reason})
+    if as_json:
+        print_json({"bundle": bundle, "environment": env, "suspended": True,
+                    "reason": record.reason})
+    else:
+        console().print(f"{bundle} suspended in {env}")
+
+
+@controller_app.command("resume")
+def resume(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+    """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
+    want_json_errors(as_json)
+    store = _store()
+    with store.transaction() as tx:
+        lifted = tx.resume_bundle(bundle, env)
+        if lifted:
+            tx.add_audit("bundle.resumed", actor="cli",
+                         payload={"bundle": bundle, "environment": env})
+    if as_json:
+        print_json({"bundle": bundle, "environment": env, "suspended": False, "changed": lifted})
+    else:
+        console().print(f"{bundle} resumed in {env}" if lifted else f"{bundle} was not suspended in {env}")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def revision_dict(r: Any, *, with_spec: bool = False) -> dict[str, Any]:
+    from kneo.clock import utc_iso
+
+    data = {
+        "bundle": r.bundle_name, "environment": r.environment, "revision": r.revision,
+        "status": r.status, "digest": r.digest, "commit": r.commit,
+        "signer_key_ids": r.signer_key_ids, "approved_by": r.approved_by,
+        "diagnostics": r.diagnostics, "created_at": utc_iso(r.created_at),
+        "activated_at": utc_iso(r.activated_at), "deactivated_at": utc_iso(r.deactivated_at),
+    }
+    if with_spec:
+        data["spec"] = r.spec
+    return data
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["-" if v is None else str(v) for v in row])
+    console().print(table)
+
+
+@registry_app.command("list")
+def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool = JsonOpt) -> None:
+    """Active revisions, with their Ready condition."""
+    want_json_errors(as_json)
+    store = _store()
+    items = store.list_registry(env)
+    ready = {(c.bundle_name, c.environment): c for c in store.list_conditions(environment=env)
+             if c.type == "Ready"}
+    data = [{**revision_dict(r), "ready": ready[(r.bundle_name, r.environment)].status
+             if (r.bundle_name, r.environment) in ready else None} for r in items]
+    if as_json:
+        print_json({"items": data, "count": len(data)})
+        return
+    _table(f"registry ({len(data)} active)", ["bundle", "env", "rev", "digest", "commit", "ready"],
+           [[d["bundle"], d["environment"], d["revision"], d["digest"][:19],
+             (d["commit"] or "")[:12], d["ready"]] for d in data])
+
+
+@registry_app.command("get")
+def registry_get(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+    """The active revision of BUNDLE in ENV and its status conditions."""
+    from kneo.clock import utc_iso
+
+    want_json_errors(as_json)
+    store = _store()
+    active = store.get_active(bundle, env)
+    conditions = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+                   "last_transition_time": utc_iso(c.last_transition_time)}
+                  for c in store.list_conditions(bundle, env)]
+    if active is None and not conditions:
+        raise NotFound(f"bundle {bundle!r} is not in the registry for {env!r}", resource="bundle")
+    data = {"bundle": bundle, "environment": env, "suspended": store.is_suspended(bundle, env),
+            "active": revision_dict(active) if active else None, "conditions": conditions}
+    if as_json:
+        print_json(data)
+        return
+    out = console()
+    if active:
+        out.print(f"{bundle}@{env}: revision {active.revision} {active.digest} "
+                  f"commit {(active.commit or '-')[:12]}", markup=False)
+    else:
+        out.print(f"{bundle}@{env}: no active revision", markup=False)
+    _table("conditions", ["type", "status", "reason", "message", "since"],
+           [[c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
+            for c in conditions])
+
+
+@registry_app.command("history")
+def registry_history(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+    """Every revision of BUNDLE in ENV, newest first."""
+    want_json_errors(as_json)
+    items = [revision_dict(r) for r in _store().list_revisions(bundle, env)]
+    if not items:
+        raise NotFound(f"bundle {bundle!r} has no revisions in {env!r}", resource="bundle")
+    if as_json:
+        print_json({"items": items, "count": len(items)})
+        return
+    _table(f"{bundle}@{env}", ["rev", "status", "digest", "commit", "approved_by", "reason"],
+           [[d["revision"], d["status"], d["digest"][:19], (d["commit"] or "")[:12],
+             ", ".join(d["approved_by"]),
+             next((x.get("code") for x in d["diagnostics"] if x.get("code") not in (None, "source")), None)]
+            for d in items])
+
+
+@registry_app.command("diff")
+def registry_diff(
+    bundle: str, env: str = EnvOpt,
+    from_rev: int = typer.Option(..., "--from", help="Older revision number"),
+    to_rev: int = typer.Option(..., "--to", help="Newer revision number"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Unified diff of two revisions' specs (and their digest, commit and status)."""
+    want_json_errors(as_json)
+    store = _store()
+    a, b = store.get_revision(bundle, env, from_rev), store.get_revision(bundle, env, to_rev)
+
+    def lines(r: Any) -> list[str]:
+        return json.dumps(r.spec, indent=2, sort_keys=True).splitlines(keepends=True)
+
+    diff = list(difflib.unified_diff(lines(a), lines(b), f"{bundle}@{env} r{from_rev}",
+                                     f"{bundle}@{env} r{to_rev}"))
+    changed = {k: {"from": getattr(a, k), "to": getattr(b, k)}
+               for k in ("digest", "commit", "status") if getattr(a, k) != getattr(b, k)}
+    if as_json:
+        print_json({"bundle": bundle, "environment": env, "from": from_rev, "to": to_rev,
+                    "changed": changed, "spec_diff": "".join(diff)})
+        return
+    for key, values in changed.items():
+        sys.stdout.write(f"{key}: {values['from']} -> {values['to']}\n")
+    sys.stdout.write("".join(diff) or "specs are identical\n")

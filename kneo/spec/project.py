@@ -166,6 +166,8 @@ class ProjectConfig(_Model):
     policy_enforcement: PolicyEnforcement | None = None
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    #: GitOps controller settings; validated by ``kneo.controller.config`` when used.
+    controller: dict[str, Any] | None = None
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""
