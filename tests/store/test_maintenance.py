@@ -1,0 +1,163 @@
+"""Conformance: retention pruning; SQLite online backup and restore."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import InvalidRequest, NotFound
+from kneo.settings import RetentionDays
+from kneo.store import Store, backup_sqlite_database, open_store, restore_sqlite_database
+
+from .helpers import new_run
+
+ALL_30 = RetentionDays(runs_days=30, checkpoints_days=30, queue_days=30,
+                       continuations_days=30, artifacts_days=30, logs_days=30)
+
+
+def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
+    """Runs 40 days old: finished, failed, paused (with a continuation) and a running one."""
+    ids = {}
+    for status in ("succeeded", "failed", "paused", "running"):
+        run_id = new_run(store, run_id=f"run_{status}")
+        ids[status] = run_id
+        with store.transaction() as tx:
+            tx.add_checkpoint(run_id, type="step", payload={})
+            tx.add_trace_event(run_id, "step.completed")
+            tx.enqueue(run_id)
+    for status in ("succeeded", "failed"):
+        store.update_run(ids[status], status=status, finished_at=clock.now())
+    store.update_run(ids["paused"], status="paused")
+    with store.transaction() as tx:
+        tx.put_continuation("cont_live", run_id=ids["paused"], requests=[{"request_id": "r1"}])
+        tx.put_continuation("cont_old", run_id=ids["paused"], status="resolved",
+                            requests=[{"request_id": "r0", "status": "resolved"}])
+    done = store.claim("w", 60)
+    assert done is not None and store.complete(done.queue_id, "w")
+    store.add_audit("run.created", run_id=ids["succeeded"])
+    clock.advance(days=40)
+    return ids
+
+
+def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> None:
+    """Only terminal runs, their checkpoints, finished queue records and settled
+    continuations older than the window are deleted; paused and running runs survive."""
+    ids = _populate_old(store, clock)
+    fresh = new_run(store, run_id="run_fresh", status="succeeded")
+    store.update_run(fresh, status="succeeded", finished_at=clock.now())
+    counts = store.prune_retention(ALL_30)
+    assert counts == {"runs": 2, "checkpoints": 2, "queue": 1, "continuations": 1,
+                      "artifacts": 0, "logs": 0}
+    remaining = {r.run_id for r in store.list_runs(limit=100).items}
+    assert remaining == {ids["paused"], ids["running"], fresh}
+    assert store.list_checkpoints(ids["paused"]).total == 1
+    assert store.get_continuation("cont_live").status == "pending"
+    with pytest.raises(NotFound):
+        store.get_continuation("cont_old")
+    assert store.list_trace(ids["succeeded"]).total == 0
+    assert store.list_audit().total == 1  # audit history is kept
+    assert store.prune_retention(ALL_30) == dict.fromkeys(counts, 0)
+
+
+def test_prune_dry_run_counts_without_deleting(store: Store, clock: ManualClock) -> None:
+    """dry_run reports the same counts and leaves every row in place."""
+    _populate_old(store, clock)
+    planned = store.prune_retention(ALL_30, dry_run=True)
+    assert planned["runs"] == 2 and planned["queue"] == 1
+    assert store.list_runs(limit=100).total == 4
+    assert store.prune_retention(ALL_30) == planned
+
+
+def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:
+    """A window of None leaves its category alone; a longer window keeps younger rows."""
+    _populate_old(store, clock)
+    assert set(store.prune_retention(RetentionDays()).values()) == {0}
+    assert store.prune_retention(RetentionDays(runs_days=60))["runs"] == 0
+    only_queue = store.prune_retention(RetentionDays(queue_days=1))
+    assert only_queue["queue"] == 1 and only_queue["runs"] == 0
+    assert store.prune_retention(RetentionDays(checkpoints_days=1), now=clock.now())[
+        "checkpoints"] == 2
+
+
+def test_backup_is_postgres_unsupported(store: Store, backend: str, tmp_path: Path) -> None:
+    """Online backup is for SQLite; on PostgreSQL it says to use pg_dump."""
+    if backend == "sqlite":
+        assert store.sqlite_path().is_file()
+        return
+    with pytest.raises(InvalidRequest) as err:
+        store.backup_sqlite(tmp_path / "b.sqlite")
+    assert err.value.code == "unsupported_backend"
+
+
+def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
+    """A restored backup holds the runs, checkpoints, audit, continuations and registry."""
+    clock = ManualClock()
+    store = open_store(None, state_dir=tmp_path / "live", clock=clock)
+    run_id = new_run(store, run_id="run_b", status="paused")
+    with store.transaction() as tx:
+        tx.add_checkpoint(run_id, type="step", payload={"big": "z" * 100_000})
+        tx.add_audit("human.requested", run_id=run_id)
+        tx.put_continuation("cont_b", run_id=run_id, requests=[{"request_id": "req_b"}])
+        tx.add_revision("bundle", "dev", digest="d1", status="active")
+        tx.set_condition("bundle", "dev", "Ready", status="True", reason="Promoted")
+    backup = store.backup_sqlite(tmp_path / "backups" / "kneo.sqlite")
+    new_run(store, run_id="run_after_backup")
+    store.close()
+
+    restored_path = restore_sqlite_database(backup, tmp_path / "restored" / "kneo_runs.sqlite")
+    restored = open_store(f"sqlite:///{restored_path}", clock=clock)
+    assert restored.get_run(run_id).status == "paused"
+    assert restored.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
+    assert restored.list_audit(run_id=run_id).items[0].event_type == "human.requested"
+    assert restored.get_continuation("cont_b").requests == [{"request_id": "req_b"}]
+    active = restored.get_active("bundle", "dev")
+    assert active is not None and active.digest == "d1"
+    assert restored.list_conditions()[0].reason == "Promoted"
+    with pytest.raises(NotFound):
+        restored.get_run("run_after_backup")
+    restored.close()
+
+
+def test_backup_file_is_self_contained(tmp_path: Path) -> None:
+    """The backup needs no WAL sidecar: the module-level API copies a live database."""
+    store = open_store(None, state_dir=tmp_path)
+    new_run(store, run_id="run_x")
+    target = backup_sqlite_database(tmp_path / "kneo_runs.sqlite", tmp_path / "copy.sqlite")
+    store.close()
+    assert not (tmp_path / "copy.sqlite-wal").exists()
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("run_x",)]
+
+
+def test_restore_refuses_bad_input(tmp_path: Path) -> None:
+    """Restoring a missing file, a non-database or a foreign database fails clearly."""
+    with pytest.raises(NotFound):
+        restore_sqlite_database(tmp_path / "nope.sqlite", tmp_path / "out.sqlite")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(InvalidRequest) as err:
+        restore_sqlite_database(junk, tmp_path / "out.sqlite")
+    assert err.value.code == "invalid_backup"
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(InvalidRequest) as err2:
+        restore_sqlite_database(foreign, tmp_path / "out.sqlite")
+    assert "not a Kneo database" in err2.value.message
+    with pytest.raises(NotFound):
+        backup_sqlite_database(tmp_path / "missing.sqlite", tmp_path / "b.sqlite")
+
+
+def test_prune_uses_store_clock_by_default(store: Store, clock: ManualClock) -> None:
+    """Without ``now`` the window is measured from the store's clock."""
+    run_id = new_run(store)
+    store.update_run(run_id, status="cancelled", finished_at=clock.now())
+    clock.advance(days=2)
+    assert store.prune_retention(RetentionDays(runs_days=3))["runs"] == 0
+    assert store.prune_retention(RetentionDays(runs_days=1))["runs"] == 1
+    assert store.prune_retention(RetentionDays(runs_days=1), now=clock.now() - timedelta(days=5))[
+        "runs"] == 0

@@ -1,0 +1,171 @@
+"""Conformance: the GitOps registry (revisions, one active, conditions, approvals)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.clock import ManualClock
+from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
+from kneo.store import Store
+from kneo.store import tables as t
+
+
+def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
+    """Revision numbers count 1, 2, ... separately for each (bundle, environment)."""
+    a1 = store.add_revision("a", "dev", digest="d1", commit="c1", signer_key_ids=["k1"],
+                            spec={"name": "a"}, diagnostics=[{"code": "W1"}])
+    a2 = store.add_revision("a", "dev", digest="d2")
+    b1 = store.add_revision("a", "prod", digest="d1")
+    assert (a1.revision, a2.revision, b1.revision) == (1, 2, 1)
+    got = store.get_revision("a", "dev", 1)
+    assert got == a1 and got.signer_key_ids == ["k1"] and got.diagnostics == [{"code": "W1"}]
+    assert [r.revision for r in store.list_revisions("a", "dev")] == [2, 1]
+    assert store.find_revision("a", "dev", "d1") == a1
+    assert store.find_revision("a", "dev", "zzz") is None
+    with pytest.raises(NotFound):
+        store.get_revision("a", "dev", 9)
+    with pytest.raises(InvalidRequest):
+        store.add_revision("a", "dev", digest="d3", status="weird")
+
+
+def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -> None:
+    """Activating a revision deactivates the previous one in the same transaction."""
+    store.add_revision("a", "dev", digest="d1", status="active")
+    clock.advance(10)
+    second = store.add_revision("a", "dev", digest="d2", status="active", approved_by=["ann"])
+    assert second.status == "active" and second.activated_at == clock.now()
+    first = store.get_revision("a", "dev", 1)
+    assert first.status == "inactive" and first.deactivated_at == clock.now()
+    active = store.get_active("a", "dev")
+    assert active is not None and active.revision == 2 and active.approved_by == ["ann"]
+    assert store.get_active("a", "prod") is None
+    assert [r.revision for r in store.list_registry("dev")] == [2]
+    assert len(store.list_registry(status=None)) == 2
+    again = store.activate_revision("a", "dev", 1)
+    assert again.status == "active" and store.get_revision("a", "dev", 2).status == "inactive"
+
+
+def test_database_refuses_a_second_active_revision(store: Store) -> None:
+    """The partial unique index rejects two active rows even when code bypasses the API."""
+    store.add_revision("a", "dev", digest="d1", status="active")
+    store.add_revision("a", "dev", digest="d2")
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.conn.execute(
+            sa.update(t.bundle_revisions)
+            .where(t.bundle_revisions.c.revision == 2)
+            .values(status="active")
+        )
+    assert [r.status for r in store.list_revisions("a", "dev")] == ["inactive", "active"]
+
+
+def test_rejected_revision_never_replaces_active(store: Store) -> None:
+    """Rejecting records reasons; a rejected revision cannot be activated."""
+    store.add_revision("a", "dev", digest="d1", status="active")
+    bad = store.add_revision("a", "dev", digest="d2")
+    with store.transaction() as tx:
+        rejected = tx.reject_revision("a", "dev", bad.revision, [{"code": "bundle_bad_sig"}])
+    assert rejected.status == "rejected" and rejected.diagnostics == [{"code": "bundle_bad_sig"}]
+    with pytest.raises(IllegalTransition):
+        store.activate_revision("a", "dev", bad.revision)
+    active = store.get_active("a", "dev")
+    assert active is not None and active.revision == 1
+
+
+def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
+    """Pruning an active revision deactivates it and stamps deactivated_at."""
+    store.add_revision("a", "dev", digest="d1", status="active")
+    clock.advance(3)
+    with store.transaction() as tx:
+        pruned = tx.prune_revision("a", "dev", 1)
+    assert pruned.status == "pruned" and pruned.deactivated_at == clock.now()
+    assert store.get_active("a", "dev") is None
+    pending = store.add_revision("a", "dev", digest="d2", status="pending_approval")
+    approved = store.set_revision_status("a", "dev", pending.revision, "active",
+                                         approved_by=["ann", "bob"])
+    assert approved.status == "active" and approved.approved_by == ["ann", "bob"]
+
+
+def test_condition_transition_time_moves_only_on_change(store: Store, clock: ManualClock) -> None:
+    """last_transition_time changes only when status, reason or message change."""
+    first = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
+                                message="rev 1")
+    t0 = clock.now()
+    assert first.last_transition_time == t0
+    clock.advance(60)
+    same = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
+                               message="rev 1")
+    assert same.last_transition_time == t0 and same.updated_at == clock.now()
+    clock.advance(60)
+    msg = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
+                              message="rev 2")
+    assert msg.last_transition_time == clock.now()
+    clock.advance(60)
+    flipped = store.set_condition("a", "dev", "Ready", status="False", reason="Rejected",
+                                  message="rev 2")
+    assert flipped.last_transition_time == clock.now()
+    store.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
+    store.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
+    conds = store.list_conditions("a", "dev")
+    assert [(c.type, c.status) for c in conds] == [("Ready", "False"), ("Verified", "True")]
+    assert conds[0].last_transition_time == clock.now()
+    assert len(store.list_conditions()) == 3
+    assert [c.bundle_name for c in store.list_conditions(environment="prod")] == ["b"]
+
+
+def test_suspend_and_resume(store: Store) -> None:
+    """Suspension is a per (bundle, environment) flag; suspending twice is harmless."""
+    assert store.is_suspended("a", "dev") is False
+    store.suspend_bundle("a", "dev", reason="incident", suspended_by="ann")
+    again = store.suspend_bundle("a", "dev")
+    assert again.reason == "incident"
+    assert store.is_suspended("a", "dev") and not store.is_suspended("a", "prod")
+    assert [s.bundle_name for s in store.list_suspensions("dev")] == ["a"]
+    assert store.resume_bundle("a", "dev") is True
+    assert store.resume_bundle("a", "dev") is False
+    assert store.list_suspensions() == []
+
+
+def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> None:
+    """Controller status starts empty and keeps fields that an update does not mention."""
+    empty = store.get_controller_status()
+    assert empty.last_fetched_commit is None and empty.updated_at is None
+    store.set_controller_status(last_fetched_commit="abc", last_reconcile_started_at=clock.now(),
+                                last_reconcile_duration_seconds=0.5)
+    clock.advance(1)
+    store.set_controller_status(last_error="remote unreachable", details={"leader": "c1"})
+    status = store.get_controller_status()
+    assert status.last_fetched_commit == "abc" and status.last_reconcile_duration_seconds == 0.5
+    assert status.last_error == "remote unreachable" and status.details == {"leader": "c1"}
+    assert status.updated_at == clock.now()
+    with pytest.raises(InvalidRequest):
+        store.set_controller_status(color="blue")
+
+
+def test_promotion_approvals_are_one_per_approver(store: Store) -> None:
+    """Each approver decides once per digest; approvals list in decision order."""
+    store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
+    store.add_promotion_approval("a", "prod", "d1", approver="bob", decision="rejected",
+                                 comment="not yet")
+    store.add_promotion_approval("a", "prod", "d2", approver="ann", decision="approved")
+    with pytest.raises(Conflict) as err:
+        store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
+    assert err.value.code == "already_decided"
+    with pytest.raises(InvalidRequest):
+        store.add_promotion_approval("a", "prod", "d1", approver="cy", decision="maybe")
+    got = store.list_promotion_approvals("a", "prod", "d1")
+    assert [(a.approver, a.decision) for a in got] == [("ann", "approved"), ("bob", "rejected")]
+    assert len(store.list_promotion_approvals("a", "prod")) == 3
+
+
+def test_registry_decision_is_one_transaction(store: Store) -> None:
+    """A failure mid-apply leaves neither the new revision nor its condition behind."""
+    store.add_revision("a", "dev", digest="d1", status="active")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d2", status="active")
+        tx.set_condition("a", "dev", "Ready", status="True", reason="Promoted")
+        tx.add_audit("bundle.promoted", payload={"bundle": "a"})
+        raise RuntimeError("crash")
+    active = store.get_active("a", "dev")
+    assert active is not None and active.digest == "d1"
+    assert store.list_conditions() == [] and store.list_audit().total == 0
