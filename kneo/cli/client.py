@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from kneo.errors import KneoError
 
 
 class PlatformClient(Protocol):
@@ -137,12 +136,11 @@ def set_remote_client_factory(factory: RemoteFactory | None) -> None:
 def get_client(*, service_url: str | None = None, profile: str | None = None,
                environment: str | None = None) -> PlatformClient:
     """The local client, or the registered remote one when a service URL or profile is given."""
-    if service_url or profile:
-        if _remote_factory is None:
-            raise KneoError(
-                "service mode (--service-url/--profile) is not available in this build; "
-                "run without it to use the local store",
-                code="service_mode_unavailable",
-            )
+    if _remote_factory is not None and (service_url or profile):
         return _remote_factory(service_url, profile)
-    return LocalClient(environment=environment)
+    # The HTTP client and the documented precedence: --service-url, --profile,
+    # service.default_url in the project config, the active profile, else local.
+    from kneo.cli.service_client import connect
+
+    remote = connect(service_url, profile)
+    return remote if remote is not None else LocalClient(environment=environment)

@@ -165,6 +165,16 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ runs
 
+    def run(
+        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+    ) -> Any:
+        """``kneo run --service-url``: the spec is resolved locally and sent inline."""
+        body = {**spec_payload(spec_path, environment), "input": input_text, "target": target}
+        return self.create_run(body)
+
+    def cancel(self, run_id: str) -> Any:
+        return self.cancel_run(run_id)
+
     def create_run(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         return self.request("POST", "/v1/runs", json=body, idempotency_key=idempotency_key)
 

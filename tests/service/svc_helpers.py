@@ -101,3 +101,4 @@ class LiveServer:
         self.proc = None
 
 
+
