@@ -1,0 +1,159 @@
+"""Migrations: scripts match the tables, upgrade in place, concurrent opens, version guard."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.errors import ConfigError, NotReady
+from kneo.store import open_store
+from kneo.store import tables as t
+from kneo.store.dialects import dialect_for
+from kneo.store.migrate import HEAD_REVISION, VERSION_TABLE, current_revision, script_head, upgrade
+
+from .conftest import PG_ENV
+
+
+def test_head_constant_matches_scripts() -> None:
+    """The fast-path head revision is the scripts' head (bump both together)."""
+    assert script_head() == HEAD_REVISION
+
+
+def test_migrated_schema_matches_tables(db_url: str) -> None:
+    """Alembic finds no difference between the migrated database and kneo.store.tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(ctx, t.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
+    """A database created at the first revision upgrades to head with its runs intact."""
+    url = sa.make_url(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0001") == "0001"
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.runs).values(
+            run_id="run_old", status="paused", target="workflow", input_text="kept",
+            spec={"v": 1}, state={"next": 2}, version=3, cancel_requested=False,
+            created_at=sa.func.current_timestamp(), updated_at=sa.func.current_timestamp(),
+            metadata={}, checkpoint_seq=0, trace_seq=0,
+        ))
+        assert not sa.inspect(conn).has_table("bundle_revisions")
+    engine.dispose()
+    store = open_store(str(url))
+    run = store.get_run("run_old")
+    assert (run.status, run.input_text, run.state, run.version) == ("paused", "kept", {"next": 2}, 3)
+    with store.engine.connect() as conn:
+        assert current_revision(conn) == HEAD_REVISION
+    assert store.add_revision("b", "dev", digest="d").revision == 1
+    store.set_metadata("env_policy:dev", {"ok": True})
+    store.close()
+    reopened = open_store(str(url))
+    assert reopened.get_metadata("env_policy:dev") == {"ok": True}
+    reopened.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database migrated by a newer Kneo is not touched by an older one."""
+    store = open_store(None, state_dir=tmp_path)
+    store.close()
+    with sqlite3.connect(tmp_path / "kneo_runs.sqlite") as conn:
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
+    with pytest.raises(NotReady) as err:
+        open_store(None, state_dir=tmp_path)
+    assert err.value.code == "schema_too_new"
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "not a url"], ids=["mysql", "garbage"])
+def test_bad_database_url_is_config_error(url: str) -> None:
+    """Unsupported or malformed URLs are a config_error naming the variable."""
+    with pytest.raises(ConfigError) as err:
+        open_store(url)
+    assert err.value.details["variable"] == "KNEO_SERV_DATABASE_URL"
+
+
+def _open_and_write(url: str, n: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = open_store(url)
+    store.create_run(run_id=f"run_p{n}", target="workflow", input_text="x")
+    store.close()
+    out.put(n)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database with no schema at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh' / 'kneo_runs.sqlite'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"kneo_fresh_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_concurrent_first_open_migrates_once(fresh_url: str) -> None:
+    """Three processes opening an empty database at once all succeed on one schema."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_write, args=(fresh_url, n, out)) for n in range(3)]
+    for p in procs:
+        p.start()
+    done = sorted(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert done == [0, 1, 2]
+    store = open_store(fresh_url)
+    assert store.list_runs().total == 3
+    store.close()
+
+
+def test_open_without_pending_migration_skips_alembic(tmp_path: Path) -> None:
+    """Opening an up-to-date store does not import Alembic (short CLI processes stay fast)."""
+    open_store(None, state_dir=tmp_path).close()
+    code = (
+        "import sys, pathlib; from kneo.store import open_store; "
+        f"open_store(None, state_dir=pathlib.Path({str(tmp_path)!r})).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_store_package_respects_layering() -> None:
+    """kneo.store imports no higher layer and no web or CLI framework."""
+    code = (
+        "import sys, kneo.store; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'typer', 'httpx') "
+        "or m.startswith(('kneo.engine', 'kneo.platform', 'kneo.service', 'kneo.controller', "
+        "'kneo.cli'))]; print(bad)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
