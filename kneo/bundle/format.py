@@ -107,11 +107,13 @@ class _DuplicateMember(ValueError):
 
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Refuse ``{"a": 1, "a": 2}``: parsers disagree on which value wins."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateMember(key)
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateMember(key)
+            seen.add(key)
     return result
 
 

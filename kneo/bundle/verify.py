@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kneo.bundle.digest import signing_payload, spec_digest
+from kneo.bundle.digest import canonical_json, sha256_digest, signing_payload
 from kneo.bundle.format import Bundle, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.errors import BundleError
@@ -75,7 +75,8 @@ def verify_bundle(
         model, document = bundle, bundle.to_document()
     else:
         model, document = parse_bundle(bundle)
-    actual = spec_digest(model.spec)
+    canonical_spec = canonical_json(model.spec)
+    actual = sha256_digest(canonical_spec)
     if actual != model.digest:
         raise BundleError(
             f"bundle {model.name!r}: digest {model.digest} does not match its spec ({actual}); "
@@ -87,7 +88,7 @@ def verify_bundle(
         raise BundleError(
             f"bundle {model.name!r} has no signatures", code="bundle_unsigned", bundle=model.name
         )
-    payload = signing_payload(document)
+    payload = signing_payload(document, canonical_spec=canonical_spec)
     accepted = None if accepted_key_ids is None else frozenset(accepted_key_ids)
     signers: list[str] = []
     rejections: list[_Rejection] = []
