@@ -1,4 +1,9 @@
-"""The root Typer app: wires each command group; exit codes 0 ok, 1 findings, 2 usage."""
+"""The root Typer app: wires each command group; exit codes 0 ok, 1 findings, 2 usage.
+
+Command modules load lazily (see :func:`kneo.cli.output.lazy_group`): ``kneo --help`` lists
+the groups from the table below without importing them, and ``kneo spec lint`` imports only
+the spec commands. To add a group, add a row to ``COMMANDS``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,23 @@ import sys
 
 import typer
 
-from kneo.cli import (
-    bundle_cmd,
-    config_cmd,
-    controller_cmd,
-    db_cmd,
-    human_cmd,
-    run_cmd,
-    runs_cmd,
-    service_cmd,
-    spec_cmd,
-)
+from kneo.cli.output import LazyCommand, lazy_group
+
+#: name -> where it lives; listing order is the order here.
+COMMANDS: dict[str, LazyCommand] = {
+    "config": LazyCommand("kneo.cli.config_cmd", "app", "Manage project config"),
+    "spec": LazyCommand("kneo.cli.spec_cmd", "app", "Validate and compile specs"),
+    "keys": LazyCommand("kneo.cli.bundle_cmd", "keys_app", "Generate and inspect signing keys"),
+    "run": LazyCommand("kneo.cli.run_cmd", "register", "Run agent/workflow specs", register=True),
+    "runs": LazyCommand("kneo.cli.runs_cmd", "app", "Inspect runs"),
+    "human": LazyCommand("kneo.cli.human_cmd", "app", "Manage human-in-the-loop tasks"),
+    "service": LazyCommand("kneo.cli.service_cmd", "app", "Run or manage the Kneo service"),
+    "worker": LazyCommand("kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True),
+    "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
+    "registry": LazyCommand("kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"),
+    "db": LazyCommand("kneo.cli.db_cmd", "db_app", "Database schema migrations"),
+    "maintenance": LazyCommand("kneo.cli.db_cmd", "maintenance_app", "Retention, backup and restore"),
+}
 
 app = typer.Typer(
     name="kneo",
@@ -24,21 +35,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    rich_markup_mode=None,  # plain, fast help; see lazy_group
+    cls=lazy_group(COMMANDS),
 )
 
-app.add_typer(config_cmd.app, name="config", help="Manage project config")
-spec_cmd.app.add_typer(bundle_cmd.bundle_app, name="bundle", help="Sign and verify approved spec bundles")
-app.add_typer(spec_cmd.app, name="spec", help="Validate and compile specs")
-app.add_typer(bundle_cmd.keys_app, name="keys", help="Generate and inspect signing keys")
-run_cmd.register(app)
-app.add_typer(runs_cmd.app, name="runs", help="Inspect runs")
-app.add_typer(human_cmd.app, name="human", help="Manage human-in-the-loop tasks")
-app.add_typer(service_cmd.app, name="service", help="Run or manage the Kneo service")
-service_cmd.register_worker(app)
-app.add_typer(controller_cmd.controller_app, name="controller", help="GitOps controller")
-app.add_typer(controller_cmd.registry_app, name="registry", help="Inspect the bundle registry")
-app.add_typer(db_cmd.db_app, name="db", help="Database schema migrations")
-app.add_typer(db_cmd.maintenance_app, name="maintenance", help="Retention, backup and restore")
+
+@app.callback()
+def _root() -> None:
+    """Kneo Agent Platform CLI"""
 
 
 def main() -> None:

@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from kneo.spec.pipeline import SpecReport
     from kneo.spec.project import ProjectContext
 
-app = typer.Typer(no_args_is_help=True, help="Validate and compile specs")
+from kneo.cli.output import LazyCommand, lazy_group  # noqa: E402
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Validate and compile specs",
+    cls=lazy_group(
+        {"bundle": LazyCommand("kneo.cli.bundle_cmd", "bundle_app", "Sign and verify approved spec bundles")}
+    ),
+)
 
 SpecPathArg = Annotated[Path | None, typer.Argument(show_default=False)]
 EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")]
@@ -113,6 +121,8 @@ def _payload(spec_path: Path | None, env: str | None) -> dict[str, Any]:
 
 def render_diagnostics(diagnostics: list[Diagnostic], *, source: str) -> None:
     """One line per finding: ``severity CODE path: message (hint: ...)``."""
+    if not diagnostics:
+        return  # nothing to show: do not pay for importing Rich
     from kneo.cli.output import console
 
     out = console()
@@ -147,7 +157,7 @@ def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-@app.command("validate")
+@app.command("validate", short_help="Validate a spec; exit 1 on errors.")
 def validate_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
@@ -178,7 +188,7 @@ def validate_command(
     raise typer.Exit(0 if report.valid else 1)
 
 
-@app.command("lint")
+@app.command("lint", short_help="Surface validator warnings and errors. Exits 1 if any are found.")
 def lint_command(spec_path: SpecPathArg = None, env: EnvOpt = None, json_output: JsonOpt = False) -> None:
     """Surface validator warnings and errors. Exits 1 if any are found."""
     from kneo.cli.output import print_json, want_json_errors
@@ -203,7 +213,7 @@ def lint_command(spec_path: SpecPathArg = None, env: EnvOpt = None, json_output:
     raise typer.Exit(1 if findings else 0)
 
 
-@app.command("compile")
+@app.command("compile", short_help="Build the executable workflow (nothing runs).")
 def compile_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
@@ -240,7 +250,7 @@ def compile_command(
         print(f"  - {step['id']} [{step['kind']}] {detail}{tools_text}")
 
 
-@app.command("resolve")
+@app.command("resolve", short_help="Write the spec with overlay and defaults applied.")
 def resolve_command(output: OutputOpt, spec_path: SpecPathArg = None, env: EnvOpt = None) -> None:
     """Write the spec with the environment overlay merged and project defaults applied."""
     from kneo.spec.yaml_io import dump_yaml

@@ -1,0 +1,62 @@
+"""CLI start-up time: median wall time of ``kneo --help`` and ``kneo spec lint``.
+
+Measured against ``python -c "pass"`` in the same run, so a loaded machine shows up in the
+baseline too. Targets (2-core machine): ``--help`` < 0.35 s, ``lint`` < 0.6 s.
+
+    python bench/cli_startup.py            # 9 runs each
+    python bench/cli_startup.py --runs 21
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"kneo --help": 0.35, "kneo spec lint": 0.6}
+
+
+def _kneo() -> list[str]:
+    exe = shutil.which("kneo")
+    return [exe] if exe else [sys.executable, "-m", "kneo.cli.main"]
+
+
+def measure(cmd: list[str], runs: int) -> tuple[float, float]:
+    """(median, min) wall seconds over ``runs`` (after one warm-up run)."""
+    subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), min(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    kneo = _kneo()
+    cases = {
+        'python -c "pass"': [sys.executable, "-c", "pass"],
+        "kneo --help": [*kneo, "--help"],
+        "kneo spec lint": [*kneo, "spec", "lint", "examples/research_agent.yaml"],
+    }
+    print(f"{'command':<20} {'median s':>9} {'min s':>7} {'target s':>9}  status")
+    failed = False
+    for name, cmd in cases.items():
+        median, best = measure(cmd, args.runs)
+        target = TARGETS.get(name)
+        status = "" if target is None else ("ok" if median < target else "SLOW")
+        failed |= status == "SLOW"
+        print(f"{name:<20} {median:>9.3f} {best:>7.3f} {target or '':>9}  {status}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
