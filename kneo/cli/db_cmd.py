@@ -1,6 +1,199 @@
-"""Placeholder: ``kneo db`` and ``kneo maintenance`` (persistence issues)."""
+"""``kneo db`` (schema migrations) and ``kneo maintenance`` (retention, backup, restore).
+
+The database is ``--database-url``, else ``KNEO_SERV_DATABASE_URL``, else SQLite at
+``<project>/.kneo/kneo_runs.sqlite`` (the project config's ``paths.state_dir``). Thin
+commands over :mod:`kneo.store`; every one has ``--json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from kneo.cli.output import print_json, want_json_errors
+from kneo.errors import InvalidRequest, KneoError
+from kneo.settings import RetentionDays, Settings
+
 db_app = typer.Typer(no_args_is_help=True)
 maintenance_app = typer.Typer(no_args_is_help=True)
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Database URL (default: KNEO_SERV_DATABASE_URL or SQLite)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _project(settings: Settings) -> Any:
+    """The project around the working directory, or ``None`` outside one / if unreadable."""
+    try:
+        from kneo.spec.project import ProjectContext
+
+        return ProjectContext.discover(settings=settings)
+    except KneoError:
+        raise
+    except Exception:  # no project: the defaults below apply
+        return None
+
+
+def _state_dir(settings: Settings) -> Path:
+    project = _project(settings)
+    if project is None:
+        return Path(".kneo")
+    return Path(project.resolve_path(project.config.paths.state_dir))
+
+
+def _target(database_url: str | None, settings: Settings) -> tuple[str | None, Path]:
+    return database_url or settings.database_url, _state_dir(settings)
+
+
+def _shown(url: Any) -> str:
+    return str(url.render_as_string(hide_password=True))
+
+
+@db_app.command("upgrade")
+def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -> None:
+    """Apply pending schema migrations (safe while other processes start)."""
+    want_json_errors(json_output)
+    from kneo.store import open_store
+    from kneo.store.migrate import HEAD_REVISION
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
+    try:
+        before = store.schema_revision()
+        after = store.upgrade_schema() if before != HEAD_REVISION else before
+    finally:
+        store.close()
+    result = {"database": _shown(store.engine.url), "backend": store.backend,
+              "from_revision": before, "revision": after, "head": HEAD_REVISION}
+    if json_output:
+        print_json(result)
+    elif before == after:
+        typer.echo(f"{result['database']}: already at revision {after} (head)")
+    else:
+        typer.echo(f"{result['database']}: upgraded {before or 'empty'} -> {after}")
+
+
+@db_app.command("current")
+def current_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -> None:
+    """Show the schema revision of the database (read-only; never migrates)."""
+    want_json_errors(json_output)
+    from kneo.store import open_store, resolve_url
+    from kneo.store.migrate import HEAD_REVISION
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    parsed = resolve_url(url, state_dir=state_dir)
+    revision: str | None = None
+    exists = True
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        exists = False
+    else:
+        store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
+        try:
+            revision = store.schema_revision()
+        finally:
+            store.close()
+    result = {"database": _shown(parsed), "exists": exists, "revision": revision,
+              "head": HEAD_REVISION, "up_to_date": revision == HEAD_REVISION}
+    if json_output:
+        print_json(result)
+        return
+    if not exists:
+        typer.echo(f"{result['database']}: no database yet (created at head on first use)")
+    else:
+        state = "up to date" if result["up_to_date"] else f"behind head {HEAD_REVISION}"
+        typer.echo(f"{result['database']}: revision {revision or 'none'} ({state})")
+
+
+def effective_retention(settings: Settings) -> RetentionDays:
+    """Environment variables win per field over the project config's ``retention:`` block."""
+    project = _project(settings)
+    if project is None:
+        return settings.retention
+    base = RetentionDays(**project.config.retention.model_dump())
+    return settings.retention.overlay(base)
+
+
+@maintenance_app.command("prune")
+def prune_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count without deleting")] = False,
+    database_url: UrlOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete data older than the retention windows; prints counts per category."""
+    want_json_errors(json_output)
+    from kneo.store import open_store
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    retention = effective_retention(settings)
+    with open_store(url, settings=settings, state_dir=state_dir) as store:
+        counts = store.prune_retention(retention, dry_run=dry_run)
+    if json_output:
+        print_json({"dry_run": dry_run, "retention": vars(retention), "counts": counts})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for category, count in counts.items():
+        window = getattr(retention, f"{category}_days")
+        note = "no retention window" if window is None else f"older than {window} days"
+        typer.echo(f"{category:<14} {verb} {count:>6}  ({note})")
+
+
+@maintenance_app.command("backup")
+def backup_command(
+    path: Annotated[Path, typer.Argument(help="Backup file to write")],
+    database_url: UrlOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Online backup of the SQLite database (PostgreSQL: use pg_dump)."""
+    want_json_errors(json_output)
+    from kneo.store import open_store
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    with open_store(url, settings=settings, state_dir=state_dir) as store:
+        written = store.backup_sqlite(path)
+    if json_output:
+        print_json({"backup": str(written), "bytes": written.stat().st_size})
+    else:
+        typer.echo(f"backup written to {written} ({written.stat().st_size} bytes)")
+
+
+@maintenance_app.command("restore")
+def restore_command(
+    path: Annotated[Path, typer.Argument(help="Backup file to restore")],
+    to: Annotated[Path | None, typer.Option("--to", help="Database file to restore into")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing database")] = False,
+    database_url: UrlOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Restore a SQLite backup (stop services using the database first)."""
+    want_json_errors(json_output)
+    from kneo.store import resolve_url, restore_sqlite_database
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    if to is None:
+        parsed = resolve_url(url, state_dir=state_dir)
+        if parsed.get_backend_name() != "sqlite" or not parsed.database:
+            raise InvalidRequest(
+                "restore is for SQLite; restore PostgreSQL with psql or pg_restore",
+                code="unsupported_backend",
+            )
+        to = Path(parsed.database)
+    if to.exists() and not force:
+        raise InvalidRequest(f"{to} exists; pass --force to overwrite it", code="would_overwrite")
+    restored = restore_sqlite_database(path, to)
+    if json_output:
+        print_json({"restored": str(restored), "from": str(path)})
+    else:
+        typer.echo(f"restored {path} into {restored}")

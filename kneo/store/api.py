@@ -517,6 +517,20 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._db_errors(), self.dialect.connect_write(self.engine) as conn, conn.begin():
             yield Transaction(self, conn)
 
+    def schema_revision(self) -> str | None:
+        """The migration revision recorded in the database (``None`` when empty)."""
+        from kneo.store.migrate import current_revision
+
+        with self._read() as conn:
+            return current_revision(conn)
+
+    def upgrade_schema(self) -> str | None:
+        """Apply pending migrations under the cross-process lock; returns the new revision."""
+        from kneo.store.migrate import upgrade
+
+        with self._db_errors():
+            return upgrade(self.engine, self.dialect)
+
     def ping(self) -> None:
         """Readiness: one round trip; ``NotReady`` when the database cannot be reached."""
         with self._read() as conn:
