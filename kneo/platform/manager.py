@@ -284,15 +284,18 @@ class PlatformManager:
                     tx.add_audit("human.decision", actor=answer.actor, run_id=run.run_id,
                                  continuation_id=cont.continuation_id,
                                  payload={**audit, "result_status": "paused"})
-                updated = tx.update_run(
-                    run.run_id, expected_version=run.version, state=state.snapshot(),
-                    status=transition(run.status, RunStatus.RUNNING, action="resume the run"))
-                tx.put_continuation(cont.continuation_id, run_id=run.run_id, requests=requests,
-                                    context=cont.context, status="resolved",
-                                    expires_at=cont.expires_at, expected_version=cont.version)
-                tx.add_trace_events(run.run_id, [decided, {
-                    "event_type": "run_resumed",
-                    "payload": {"continuation_id": cont.continuation_id}}])
+                else:
+                    updated = tx.update_run(
+                        run.run_id, expected_version=run.version, state=state.snapshot(),
+                        status=transition(run.status, RunStatus.RUNNING,
+                                          action="resume the run"))
+                    tx.put_continuation(cont.continuation_id, run_id=run.run_id,
+                                        requests=requests, context=cont.context,
+                                        status="resolved", expires_at=cont.expires_at,
+                                        expected_version=cont.version)
+                    tx.add_trace_events(run.run_id, [decided, {
+                        "event_type": "run_resumed",
+                        "payload": {"continuation_id": cont.continuation_id}}])
         except Conflict as exc:
             if exc.code == "stale_state":
                 raise RequestAlreadyResolved(
