@@ -133,6 +133,7 @@ class Applier:
         self.gate = gate
         self.clock = clock or SystemClock()
         self.upstream_check = upstream_check
+        self._activated_now: dict[BundleKey, str | None] = {}
 
     def apply(
         self,
@@ -142,6 +143,7 @@ class Applier:
         *,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Outcome]:
+        self._activated_now: dict[BundleKey, str | None] = {}
         by_key: dict[BundleKey, list[Action]] = {}
         for action in actions:
             by_key.setdefault(action.key, []).append(action)
@@ -158,7 +160,13 @@ class Applier:
             if not conditions and not any(a.writes for a in acts):
                 outcomes.extend(Outcome(a, False) for a in acts)
                 continue
-            outcomes.extend(self._apply_key(key, acts, entry, desired, conditions))
+            done = self._apply_key(key, acts, entry, desired, conditions)
+            for o in done:
+                if o.applied and o.action.kind is ActionKind.ACTIVATE:
+                    self._activated_now[key] = o.action.digest
+                elif o.error and key in self._activated_now:
+                    del self._activated_now[key]
+            outcomes.extend(done)
             if progress is not None:
                 progress(index + 1, total)
         return outcomes
@@ -228,9 +236,14 @@ class Applier:
         env_state = desired.environments.get(env)
         upstream = env_state.promotion.require_approved_in if env_state else None
         if upstream and self.upstream_check:
-            # Re-verified at the moment of promotion, in this transaction's view.
-            current = self.store.get_active(name, upstream)
-            if current is None or current.digest != rev.digest:
+            # Re-verified at the moment of promotion: what this pass just committed upstream,
+            # else what the registry holds now.
+            if (name, upstream) in self._activated_now:
+                current_digest = self._activated_now[(name, upstream)]
+            else:
+                current = self.store.get_active(name, upstream)
+                current_digest = current.digest if current is not None else None
+            if current_digest != rev.digest:
                 raise KneoError(
                     f"{rev.digest} is no longer active in {upstream}; not promoting",
                     code="upstream_changed",

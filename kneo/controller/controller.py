@@ -174,16 +174,28 @@ class Controller:
             t0 = time.perf_counter()
             result = ReconcileResult(None, started, dry_run=dry_run)
             stage = "fetch"
+            timings: dict[str, float] = {}
+            mark = time.perf_counter()
+
+            def lap(name: str) -> None:
+                nonlocal mark
+                now = time.perf_counter()
+                timings[name] = round(now - mark, 4)
+                mark = now
+
             try:
                 result.commit = self.source.fetch()
+                lap("fetch")
                 stage = "load"
                 desired = self.loader.load(
                     self.source, result.commit,
                     progress=(lambda d, t: progress("verify", d, t)) if progress else None,
                 )
                 result.problems = [p.to_dict() for p in desired.problems]
+                lap("load")
                 stage = "observe"
                 snapshot = observe(self.store, self.gate)
+                lap("observe")
                 stage = "plan"
                 actions = plan(
                     desired, snapshot.observed,
@@ -195,6 +207,7 @@ class Controller:
                         "message": "the commit holds no bundles; nothing was pruned "
                         "(allow_empty is off)",
                     })
+                lap("plan")
                 if dry_run:
                     result.outcomes = [Outcome(a, False) for a in actions]
                 else:
@@ -202,10 +215,11 @@ class Controller:
                     if not self._still_leader():
                         raise KneoError("lost the leader lock before applying", code="not_leader")
                     result.outcomes = self._apply(desired, snapshot, actions, progress)
+                    lap("apply")
                 stats = self.loader.last_stats
                 result.stats.update(
                     files=stats.files, verified=stats.judged, cached=stats.cached,
-                    load_seconds=round(stats.seconds, 4),
+                    seconds=timings,
                 )
             except KneoError as exc:
                 result.error = {"stage": stage, "code": exc.code, "message": exc.message}
