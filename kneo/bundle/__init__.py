@@ -4,8 +4,8 @@ Trust layer. Pure: nothing here reads environment variables, the clock or the ne
 files are read only by the explicit loaders in :mod:`kneo.bundle.keys` (``load_keyring``,
 ``load_signing_key``) and written only by ``generate_ed25519``. Verification works on the
 bytes or objects a caller passes, with ``now`` injected for key validity windows.
-Imports only pydantic, rfc8785, cryptography and ``kneo.errors``/``kneo.clock``; never the
-spec pipeline, SQLAlchemy, FastAPI, Typer or httpx.
+Imports only pydantic, rfc8785, cryptography, PyYAML (keyring index) and ``kneo.errors``;
+never the spec pipeline, SQLAlchemy, FastAPI, Typer, httpx or Git.
 
 Errors are :class:`~kneo.errors.BundleError` with a stable ``bundle_*`` code (see
 ``docs/bundles.md``).
@@ -23,6 +23,7 @@ from kneo.bundle.format import (
     parse_bundle,
 )
 from kneo.bundle.keys import (
+    GeneratedKey,
     Keyring,
     SigningKey,
     TrustedKey,
@@ -39,6 +40,7 @@ __all__ = [
     "BUNDLE_VERSION",
     "Bundle",
     "BundleSource",
+    "GeneratedKey",
     "Keyring",
     "PolicyReportSummary",
     "Signature",

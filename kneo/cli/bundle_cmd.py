@@ -208,7 +208,17 @@ def sign_command(
     want_json_errors(json_output)
     key = _signing_key(key_env, key_file, key_id)
     if cosign_path is not None:
+        if approved_by is not None or name is not None:
+            raise typer.BadParameter(
+                "--approved-by and --name are part of what the first signature covers; "
+                "co-signing keeps them as they are"
+            )
         bundle = cosign(_read_bundle_bytes(cosign_path), key)
+        if env is not None and env != bundle.environment:
+            raise BundleError(
+                f"{cosign_path} is a bundle for {bundle.environment!r}, not {env!r}",
+                code="bundle_environment_mismatch",
+            )
         if spec_path is not None:
             data, _, _ = prepare_spec(spec_path, env or bundle.environment)
             if spec_digest(data) != bundle.digest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -54,16 +55,15 @@ def _string(rng: random.Random) -> str:
 def _value(rng: random.Random, depth: int = 0) -> Any:
     roll = rng.random()
     if depth > 3 or roll < 0.45:
-        return rng.choice(
-            [
-                lambda: _string(rng),
-                lambda: rng.choice(FLOATS),
-                lambda: rng.choice(FLOATS) * rng.choice([1, -1]),
-                lambda: rng.choice(INTS),
-                lambda: rng.uniform(-1e6, 1e6),
-                lambda: rng.choice([True, False, None]),
-            ]
-        )()
+        makers: list[Callable[[], Any]] = [
+            lambda: _string(rng),
+            lambda: rng.choice(FLOATS),
+            lambda: rng.choice(FLOATS) * rng.choice([1, -1]),
+            lambda: rng.choice(INTS),
+            lambda: rng.uniform(-1e6, 1e6),
+            lambda: rng.choice([True, False, None]),
+        ]
+        return rng.choice(makers)()
     if roll < 0.7:
         return [_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     return {_string(rng): _value(rng, depth + 1) for _ in range(rng.randint(0, 5))}
@@ -78,7 +78,12 @@ def test_fast_path_matches_the_reference_encoder(seed: int) -> None:
 
 
 def test_typical_spec_keys_with_non_ascii_still_match() -> None:
-    value = {"\U0001f600": 1, "\ue000": 2, "a": "\u2028\x00\x1f\x7f", "é": [1.5, 2.0]}
+    value: dict[str, Any] = {
+        "\U0001f600": 1,
+        "\ue000": 2,
+        "a": "\u2028\x00\x1f\x7f",
+        "é": [1.5, 2.0],
+    }
     assert canonical_json(value) == rfc8785.dumps(value)
 
 

@@ -366,3 +366,29 @@ def test_keys_list_shows_fingerprints_and_windows(project: Path, kneo: Invoke) -
     [row] = json.loads(listed.out)["keys"]
     assert row["key_id"] == "ci" and row["fingerprint"].startswith("sha256:")
     assert row["not_after"] == "2030-01-01T00:00:00Z"
+
+
+def test_cosign_cannot_change_what_the_first_signature_covers(project: Path, kneo: Invoke) -> None:
+    kneo("keys", "generate", "ci", "--output-dir", "keys")
+    kneo(
+        "spec",
+        "bundle",
+        "sign",
+        "agent.yaml",
+        "-o",
+        "b.json",
+        "--approved-by",
+        "a",
+        "--env",
+        "staging",
+        "--key-file",
+        "keys/ci.key",
+    )
+    before = (project / "b.json").read_text()
+    usage = kneo(
+        "spec", "bundle", "sign", "--cosign", "b.json", "--approved-by", "mallory", secret=K1
+    )
+    assert usage.code == 2
+    other_env = kneo("spec", "bundle", "sign", "--cosign", "b.json", "--env", "prod", secret=K1)
+    assert _error_code(other_env) == "bundle_environment_mismatch"
+    assert (project / "b.json").read_text() == before
