@@ -29,7 +29,9 @@ def walk(command: Any, ctx: Any) -> Iterator[tuple[str, Any, Any]]:
         sub = command.get_command(ctx, name)
         if sub is None or sub.hidden:
             continue
-        sub_ctx = type(ctx)(sub, info_name=name, parent=ctx, terminal_width=WIDTH, max_content_width=WIDTH)
+        sub_ctx = type(ctx)(
+            sub, info_name=name, parent=ctx, terminal_width=WIDTH, max_content_width=WIDTH
+        )
         yield from walk(sub, sub_ctx)
 
 
@@ -56,13 +58,17 @@ def render() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Generate docs/cli_reference.md")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the committed file is stale"
+    )
     args = parser.parse_args()
     text = render()
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
-            print(f"{OUTPUT.relative_to(REPO)} is stale; run python docs/script/generate_reference_docs.py")
+            print(
+                f"{OUTPUT.relative_to(REPO)} is stale; run python docs/script/generate_reference_docs.py"
+            )
             return 1
         return 0
     OUTPUT.write_text(text, encoding="utf-8")

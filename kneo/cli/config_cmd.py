@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, help="Manage project config")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment; default KNEO_ENV, else dev")]
-SpecOpt = Annotated[Path | None, typer.Option("--spec", help="Spec file; default: the project's default_spec")]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="Environment; default KNEO_ENV, else dev")
+]
+SpecOpt = Annotated[
+    Path | None, typer.Option("--spec", help="Spec file; default: the project's default_spec")
+]
 
 #: Service credentials reported by presence only.
 SERVICE_SECRET_VARS = {  # labels avoid secret-looking words so redaction keeps the entries
@@ -124,9 +128,15 @@ def init_command(
         raise ConfigError(f"invalid project name {name!r}", code="config_error", field="name")
     path = Path.cwd() / CONFIG_DIR / CONFIG_FILE
     if path.exists() and not force:
-        raise ConfigError(f"{path} already exists; pass --force to overwrite", code="config_exists", file=str(path))
+        raise ConfigError(
+            f"{path} already exists; pass --force to overwrite",
+            code="config_exists",
+            file=str(path),
+        )
     text = _INIT_TEMPLATE.format(name=name.strip())
-    ProjectConfig.model_validate(parse_yaml(text, source="<template>"))  # the template must stay valid
+    ProjectConfig.model_validate(
+        parse_yaml(text, source="<template>")
+    )  # the template must stay valid
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(f"created {path.relative_to(Path.cwd())} (project '{name.strip()}')")
@@ -202,7 +212,12 @@ def secret_inventory(context: ProjectContext) -> dict[str, dict[str, dict[str, A
 
     def entry(kind: str, name: str, var: str) -> dict[str, Any]:
         present = settings.secret(var) is not None
-        return {"name": f"{kind}:{name}", "env_var": var, "present": present, "value": REDACTED if present else None}
+        return {
+            "name": f"{kind}:{name}",
+            "env_var": var,
+            "present": present,
+            "value": REDACTED if present else None,
+        }
 
     return {
         "providers": {n: entry("provider", n, v) for n, v in cfg.secrets.providers.items()},

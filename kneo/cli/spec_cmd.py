@@ -25,20 +25,28 @@ if TYPE_CHECKING:
     from kneo.spec.pipeline import SpecReport
     from kneo.spec.project import ProjectContext
 
-from kneo.cli.output import LazyCommand, lazy_group  # noqa: E402
+from kneo.cli.output import LazyCommand, lazy_group
 
 app = typer.Typer(
     no_args_is_help=True,
     help="Validate and compile specs",
     cls=lazy_group(
-        {"bundle": LazyCommand("kneo.cli.bundle_cmd", "bundle_app", "Sign and verify approved spec bundles")}
+        {
+            "bundle": LazyCommand(
+                "kneo.cli.bundle_cmd", "bundle_app", "Sign and verify approved spec bundles"
+            )
+        }
     ),
 )
 
 SpecPathArg = Annotated[Path | None, typer.Argument(show_default=False)]
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-ServiceUrlOpt = Annotated[str | None, typer.Option("--service-url", help="Send the request to a Kneo service")]
+ServiceUrlOpt = Annotated[
+    str | None, typer.Option("--service-url", help="Send the request to a Kneo service")
+]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML")]
 
@@ -81,7 +89,9 @@ def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
     from kneo.spec.loader import load_spec
 
     path = spec_path_or_default(spec_path, context)
-    return load_spec(path, env=context.env if context.env_explicit else None, project=context.config)
+    return load_spec(
+        path, env=context.env if context.env_explicit else None, project=context.config
+    )
 
 
 def registries() -> tuple[Any, Any]:
@@ -97,11 +107,15 @@ def check(spec_path: Path | None, env: str | None) -> tuple[LoadedSpec, SpecRepo
     context = project_context(env)
     loaded = load_for(spec_path, context)
     tools, runtimes = registries()
-    report = check_spec(loaded, env=context.env, context=context, tool_registry=tools, runtime_registry=runtimes)
+    report = check_spec(
+        loaded, env=context.env, context=context, tool_registry=tools, runtime_registry=runtimes
+    )
     return loaded, report, context
 
 
-def _remote(command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+def _remote(
+    command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]
+) -> dict[str, Any]:
     """Run ``command`` (``validate``, ``compile``, ``policy-report``) on a Kneo service.
 
     Returns the service's JSON response, which the callers render like a local result.
@@ -150,7 +164,11 @@ def _counts(diagnostics: list[Diagnostic]) -> tuple[int, int]:
 def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
     if not report.environment:
         return ""
-    overlay = f", overlay {', '.join(p.name for p in loaded.overlays)}" if loaded and loaded.overlays else ""
+    overlay = (
+        f", overlay {', '.join(p.name for p in loaded.overlays)}"
+        if loaded and loaded.overlays
+        else ""
+    )
     return f" (env {report.environment}{overlay})"
 
 
@@ -173,7 +191,9 @@ def validate_command(
 
     want_json_errors(json_output)
     if _service_requested(service_url, profile):
-        result = _remote("validate", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        result = _remote(
+            "validate", service_url=service_url, profile=profile, payload=_payload(spec_path, env)
+        )
         if json_output:
             print_json(result)
         raise typer.Exit(0 if result.get("valid") else 1)
@@ -184,12 +204,16 @@ def validate_command(
         render_diagnostics(report.diagnostics, source=str(loaded.path))
         errors, warnings = _counts(report.diagnostics)
         verdict = "valid" if report.valid else "invalid"
-        print(f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)")
+        print(
+            f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)"
+        )
     raise typer.Exit(0 if report.valid else 1)
 
 
 @app.command("lint", short_help="Surface validator warnings and errors. Exits 1 if any are found.")
-def lint_command(spec_path: SpecPathArg = None, env: EnvOpt = None, json_output: JsonOpt = False) -> None:
+def lint_command(
+    spec_path: SpecPathArg = None, env: EnvOpt = None, json_output: JsonOpt = False
+) -> None:
     """Surface validator warnings and errors. Exits 1 if any are found."""
     from kneo.cli.output import print_json, want_json_errors
 
@@ -227,7 +251,9 @@ def compile_command(
 
     want_json_errors(json_output)
     if _service_requested(service_url, profile):
-        result = _remote("compile", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        result = _remote(
+            "compile", service_url=service_url, profile=profile, payload=_payload(spec_path, env)
+        )
         if json_output:
             print_json(result)
         raise typer.Exit(0)
@@ -235,18 +261,31 @@ def compile_command(
     tools, runtimes = registries()
     compiler = SpecCompiler(runtime_registry=runtimes, tool_registry=tools)
     compiled = compiler.compile(
-        loaded.spec, base_dir=loaded.base_dir, diagnostics=report.diagnostics, source=str(loaded.path)
+        loaded.spec,
+        base_dir=loaded.base_dir,
+        diagnostics=report.diagnostics,
+        source=str(loaded.path),
     )
     summary = describe(compiled)
     if json_output:
-        print_json({"compiled": True, "environment": report.environment, "workflow": summary,
-                    "diagnostics": [d.to_dict() for d in report.diagnostics]})
+        print_json(
+            {
+                "compiled": True,
+                "environment": report.environment,
+                "workflow": summary,
+                "diagnostics": [d.to_dict() for d in report.diagnostics],
+            }
+        )
         return
-    print(f"{loaded.path}: compiled {summary['family']} workflow '{summary['name']}'{_env_note(report, loaded)}")
+    print(
+        f"{loaded.path}: compiled {summary['family']} workflow '{summary['name']}'{_env_note(report, loaded)}"
+    )
     for step in summary["steps"]:
         detail = step["agent"] and f"agent {step['agent']} ({step['model']}, {step['runtime']})"
         detail = detail or step["function_ref"] or f"human {step['ref']}"
-        tools_text = f" tools: {', '.join(t['name'] for t in step['tools'])}" if step["tools"] else ""
+        tools_text = (
+            f" tools: {', '.join(t['name'] for t in step['tools'])}" if step["tools"] else ""
+        )
         print(f"  - {step['id']} [{step['kind']}] {detail}{tools_text}")
 
 
@@ -276,8 +315,12 @@ def write_yaml(output: Path, text: str) -> None:
 @app.command("migrate")
 def migrate_command(
     spec_path: Annotated[Path, typer.Argument(show_default=False)],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the v1 spec here")] = None,
-    check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the v1 spec here")
+    ] = None,
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Migrate an older YAML spec to the current v1 shape."""
@@ -329,7 +372,12 @@ def policy_report_command(
 
     want_json_errors(json_output)
     if _service_requested(service_url, profile):
-        result = _remote("policy-report", service_url=service_url, profile=profile, payload=_payload(spec_path, env))
+        result = _remote(
+            "policy-report",
+            service_url=service_url,
+            profile=profile,
+            payload=_payload(spec_path, env),
+        )
         if json_output:
             print_json(result)
         raise typer.Exit(0 if result.get("valid") else 1)
@@ -340,8 +388,10 @@ def policy_report_command(
     _render_report(report.report)
     render_diagnostics(report.diagnostics, source=str(loaded.path))
     errors, warnings = _counts(report.diagnostics)
-    print(f"{loaded.path}: {'valid' if report.valid else 'invalid'}{_env_note(report, loaded)}: "
-          f"{errors} error(s), {warnings} warning(s)")
+    print(
+        f"{loaded.path}: {'valid' if report.valid else 'invalid'}{_env_note(report, loaded)}: "
+        f"{errors} error(s), {warnings} warning(s)"
+    )
     raise typer.Exit(0 if report.valid else 1)
 
 
@@ -351,30 +401,55 @@ def _render_report(data: dict[str, Any]) -> None:
     from kneo.cli.output import console
 
     out = console()
-    out.print(f"[bold]agent[/]: {data['agent_name'] or '-'}   [bold]workflow[/]: {data['workflow_name'] or '-'}"
-              f" ({data['workflow_kind'] or '-'})   [bold]environment[/]: {data['environment'] or '-'}")
+    out.print(
+        f"[bold]agent[/]: {data['agent_name'] or '-'}   [bold]workflow[/]: {data['workflow_name'] or '-'}"
+        f" ({data['workflow_kind'] or '-'})   [bold]environment[/]: {data['environment'] or '-'}"
+    )
     table = Table("agent", "tool selection", "tools", "policy", "guardrails", "memory")
     for agent in data["agents"]:
-        tools = ", ".join(
-            t["name"] + (f" [{','.join(t['capabilities'])}]" if t["capabilities"] else "") + (" (approval)" if t["requires_approval"] else "")
-            for t in agent["tools"]
-        ) or "-"
-        policy = agent["tool_policy"]
-        policy_text = "-" if policy is None else (
-            f"network={policy['network']} shell={policy['shell']} fs={policy['filesystem']}"
-            + (f" domains={','.join(policy['allowed_domains'])}" if policy["allowed_domains"] else "")
+        tools = (
+            ", ".join(
+                t["name"]
+                + (f" [{','.join(t['capabilities'])}]" if t["capabilities"] else "")
+                + (" (approval)" if t["requires_approval"] else "")
+                for t in agent["tools"]
+            )
+            or "-"
         )
-        table.add_row(agent["name"], agent["tool_selection"], tools, policy_text,
-                      ", ".join(agent["guardrail_stages"]) or "-", agent["memory"]["type"])
+        policy = agent["tool_policy"]
+        policy_text = (
+            "-"
+            if policy is None
+            else (
+                f"network={policy['network']} shell={policy['shell']} fs={policy['filesystem']}"
+                + (
+                    f" domains={','.join(policy['allowed_domains'])}"
+                    if policy["allowed_domains"]
+                    else ""
+                )
+            )
+        )
+        table.add_row(
+            agent["name"],
+            agent["tool_selection"],
+            tools,
+            policy_text,
+            ", ".join(agent["guardrail_stages"]) or "-",
+            agent["memory"]["type"],
+        )
     out.print(table)
     human = data["human_approval"]
-    out.print(f"[bold]human approval[/]: {'yes' if human['present'] else 'no'}"
-              f" (steps: {', '.join(human['human_steps']) or '-'};"
-              f" review gates: {', '.join(g['step'] for g in human['review_gates']) or '-'};"
-              f" approval tools: {', '.join(human['tools_requiring_approval']) or '-'})")
+    out.print(
+        f"[bold]human approval[/]: {'yes' if human['present'] else 'no'}"
+        f" (steps: {', '.join(human['human_steps']) or '-'};"
+        f" review gates: {', '.join(g['step'] for g in human['review_gates']) or '-'};"
+        f" approval tools: {', '.join(human['tools_requiring_approval']) or '-'})"
+    )
     if data["mcp_imports"]:
         out.print(f"[bold]mcp imports[/]: {', '.join(i['name'] for i in data['mcp_imports'])}")
     if data["policy"]:
         enabled = [k for k, v in data["policy"].items() if v is True and k != "enabled"]
-        out.print(f"[bold]policy[/]: {'enabled' if data['policy']['enabled'] else 'disabled'}"
-                  f" ({', '.join(enabled) or 'no gates'}; blocked: {', '.join(data['policy']['blocked_diagnostic_codes']) or '-'})")
+        out.print(
+            f"[bold]policy[/]: {'enabled' if data['policy']['enabled'] else 'disabled'}"
+            f" ({', '.join(enabled) or 'no gates'}; blocked: {', '.join(data['policy']['blocked_diagnostic_codes']) or '-'})"
+        )

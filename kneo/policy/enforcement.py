@@ -38,7 +38,12 @@ def enforce(
             )
         elif policy.fail_on_warnings and d.severity == "warning":
             out.append(
-                diag("E_POLICY_WARNING", d.path, f"Warnings fail this environment: {d.code}: {d.message}", d.suggestion)
+                diag(
+                    "E_POLICY_WARNING",
+                    d.path,
+                    f"Warnings fail this environment: {d.code}: {d.message}",
+                    d.suggestion,
+                )
             )
     if policy.require_human_review and not has_human_approval(spec):
         out.append(

@@ -28,7 +28,9 @@ def normalize_agent(agent: AgentSpec) -> AgentSpec:
     if agent.instructions is not None and not agent.system_prompt:
         update["system_prompt"] = agent.instructions
     if agent.max_iterations is not None and "max_iterations" not in agent.strategy.model_fields_set:
-        update["strategy"] = agent.strategy.model_copy(update={"max_iterations": agent.max_iterations})
+        update["strategy"] = agent.strategy.model_copy(
+            update={"max_iterations": agent.max_iterations}
+        )
     return agent.model_copy(update=update) if update else agent
 
 
@@ -78,7 +80,11 @@ class SpecCompiler:
         example with environment policy errors added) to skip validating twice.
         """
         if target not in ("workflow", "agent"):
-            raise SpecError(f"unknown target {target!r}; use 'workflow' or 'agent'", code="E_SCHEMA", path="target")
+            raise SpecError(
+                f"unknown target {target!r}; use 'workflow' or 'agent'",
+                code="E_SCHEMA",
+                path="target",
+            )
         found = self.validate(spec, base_dir=base_dir) if diagnostics is None else diagnostics
         if has_errors(found):
             raise diagnostics_error(found, source=source)
@@ -89,8 +95,12 @@ class SpecCompiler:
         }
         if target == "agent" or spec.workflow is None:
             if spec.agent is None:
-                raise SpecError("target 'agent' needs a top-level 'agent'", code="E_UNKNOWN_REF", path="agent")
-            step = self._agent_step(StepSpec(id=spec.agent.name, kind="agent", ref=spec.agent.name), spec, catalog)
+                raise SpecError(
+                    "target 'agent' needs a top-level 'agent'", code="E_UNKNOWN_REF", path="agent"
+                )
+            step = self._agent_step(
+                StepSpec(id=spec.agent.name, kind="agent", ref=spec.agent.name), spec, catalog
+            )
             return CompiledWorkflow(
                 family="sequential",
                 name=spec.agent.name,
@@ -194,14 +204,23 @@ def describe(compiled: CompiledWorkflow) -> dict[str, Any]:
                 "model": f"{s.agent.model.provider}/{s.agent.model.name}" if s.agent else None,
                 "runtime": s.agent.runtime_preferences.preferred_mode if s.agent else None,
                 "tools": [
-                    {"name": t.name, "capabilities": sorted(t.capabilities), "requires_approval": t.requires_approval}
+                    {
+                        "name": t.name,
+                        "capabilities": sorted(t.capabilities),
+                        "requires_approval": t.requires_approval,
+                    }
                     for t in s.tools
                 ],
                 "function_ref": s.function_ref,
                 "human": s.human.model_dump(exclude_none=True) if s.human else None,
-                "human_review": s.human_review.model_dump(exclude_none=True) if s.human_review else None,
+                "human_review": s.human_review.model_dump(exclude_none=True)
+                if s.human_review
+                else None,
             }
             for s in compiled.steps
         ],
-        "edges": [e.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) for e in compiled.edges],
+        "edges": [
+            e.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+            for e in compiled.edges
+        ],
     }

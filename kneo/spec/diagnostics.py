@@ -28,9 +28,15 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E_FILE_NOT_FOUND": ("error", "The spec, overlay or config file does not exist."),
     "E_YAML": ("error", "The file is not valid YAML (file and line given)."),
     "E_SCHEMA": ("error", "A field is unknown, missing or of the wrong type (field path given)."),
-    "E_UNSUPPORTED_VERSION": ("error", "No `version`, an old one (run `kneo spec migrate`), or a future one."),
+    "E_UNSUPPORTED_VERSION": (
+        "error",
+        "No `version`, an old one (run `kneo spec migrate`), or a future one.",
+    ),
     "E_UNKNOWN_ENV": ("error", "`--env` names an environment the project does not declare."),
-    "E_UNKNOWN_TOOL": ("error", "A tool name is neither registered, declared with an implementation, nor imported over MCP."),
+    "E_UNKNOWN_TOOL": (
+        "error",
+        "A tool name is neither registered, declared with an implementation, nor imported over MCP.",
+    ),
     "E_UNKNOWN_REF": ("error", "A step, edge, selector or function ref does not resolve."),
     "E_DUPLICATE_ID": ("error", "Two steps, nodes or participants share an id."),
     "E_UNKNOWN_RUNTIME": ("error", "A runtime mode is not registered (known: native, bridge)."),
@@ -39,21 +45,57 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E_GRAPH_NO_START": ("error", "A graph workflow has no `start` node, or it is not a node."),
     "E_GRAPH_UNREACHABLE": ("error", "A graph node cannot be reached from `start`."),
     "E_INVALID_CONDITION": ("error", "An edge condition's regex does not compile."),
-    "E_UNSAFE_TOOL_IMPORT": ("error", "A tool implementation directly imports os, subprocess, shutil, socket, importlib or builtins."),
-    "E_UNSAFE_FUNCTION_IMPORT": ("error", "A function step or predicate module directly imports an unsafe primitive."),
-    "E_POLICY_BLOCKED_CODE": ("error", "The environment policy blocks a diagnostic code that the spec triggers."),
+    "E_UNSAFE_TOOL_IMPORT": (
+        "error",
+        "A tool implementation directly imports os, subprocess, shutil, socket, importlib or builtins.",
+    ),
+    "E_UNSAFE_FUNCTION_IMPORT": (
+        "error",
+        "A function step or predicate module directly imports an unsafe primitive.",
+    ),
+    "E_POLICY_BLOCKED_CODE": (
+        "error",
+        "The environment policy blocks a diagnostic code that the spec triggers.",
+    ),
     "E_POLICY_WARNING": ("error", "The environment policy fails on warnings and the spec has one."),
-    "E_POLICY_HUMAN_REVIEW_REQUIRED": ("error", "The environment requires a human review step or tool approval."),
-    "E_POLICY_TOOL_PERMISSIONS_REQUIRED": ("error", "The environment requires `policies.tool` on every agent with tools."),
+    "E_POLICY_HUMAN_REVIEW_REQUIRED": (
+        "error",
+        "The environment requires a human review step or tool approval.",
+    ),
+    "E_POLICY_TOOL_PERMISSIONS_REQUIRED": (
+        "error",
+        "The environment requires `policies.tool` on every agent with tools.",
+    ),
     "E_POLICY_UNRESTRICTED_TOOLS": ("error", "The environment denies unrestricted tool selection."),
-    "E_POLICY_GUARDRAILS_REQUIRED": ("error", "The environment requires guardrails on every agent."),
-    "W_TOOL_POLICY_UNRESTRICTED": ("warning", "`tools: all`, or a shorthand tool list without `policies.tool`."),
-    "W_NETWORK_WITHOUT_ALLOWED_DOMAINS": ("warning", "A network tool is selected but `allowed_domains` is empty."),
+    "E_POLICY_GUARDRAILS_REQUIRED": (
+        "error",
+        "The environment requires guardrails on every agent.",
+    ),
+    "W_TOOL_POLICY_UNRESTRICTED": (
+        "warning",
+        "`tools: all`, or a shorthand tool list without `policies.tool`.",
+    ),
+    "W_NETWORK_WITHOUT_ALLOWED_DOMAINS": (
+        "warning",
+        "A network tool is selected but `allowed_domains` is empty.",
+    ),
     "W_SHELL_TOOL": ("warning", "A selected tool can run shell commands."),
-    "W_FILESYSTEM_WRITE": ("warning", "A selected tool, or the tool policy, allows filesystem writes."),
-    "W_TOOL_CAPABILITY_BLOCKED": ("warning", "A selected tool needs a capability the tool policy denies; its calls will be refused."),
-    "W_HUMAN_APPROVAL_MISSING": ("warning", "Shell or file-writing tools without per-call approval, or unsafe imports, and no human step or review gate."),
-    "W_DEPRECATED_FIELD": ("warning", "A v0 field (`agent.instructions`, `agent.max_iterations`); run `kneo spec migrate`."),
+    "W_FILESYSTEM_WRITE": (
+        "warning",
+        "A selected tool, or the tool policy, allows filesystem writes.",
+    ),
+    "W_TOOL_CAPABILITY_BLOCKED": (
+        "warning",
+        "A selected tool needs a capability the tool policy denies; its calls will be refused.",
+    ),
+    "W_HUMAN_APPROVAL_MISSING": (
+        "warning",
+        "Shell or file-writing tools without per-call approval, or unsafe imports, and no human step or review gate.",
+    ),
+    "W_DEPRECATED_FIELD": (
+        "warning",
+        "A v0 field (`agent.instructions`, `agent.max_iterations`); run `kneo spec migrate`.",
+    ),
     "I_UNUSED_COMPONENT": ("info", "A component is declared but no step refers to it."),
     "I_NO_GUARDRAILS": ("info", "An agent declares no guardrails."),
 }
@@ -100,9 +142,13 @@ class ToolCatalog:
                 self._spec_tools[name] = ToolDefinition(
                     name=name,
                     description=comp.description or (base.description if base else ""),
-                    parameters=comp.parameters if comp.implementation or not base else base.parameters,
-                    capabilities=frozenset(comp.capabilities) | (base.capabilities if base else frozenset()),
-                    requires_approval=comp.requires_approval or bool(base and base.requires_approval),
+                    parameters=comp.parameters
+                    if comp.implementation or not base
+                    else base.parameters,
+                    capabilities=frozenset(comp.capabilities)
+                    | (base.capabilities if base else frozenset()),
+                    requires_approval=comp.requires_approval
+                    or bool(base and base.requires_approval),
                     implementation=comp.implementation or (base.implementation if base else None),
                 )
         self._mcp: dict[str, str] = {t: imp.name for imp in spec.mcp.imports for t in imp.tools}
@@ -164,7 +210,8 @@ def has_human_approval(spec: Spec, catalog: ToolCatalog | None = None) -> bool:
         if agent.approval_required:
             return True
         if catalog is not None and any(
-            (d := catalog.get(t)) is not None and d.requires_approval for t in catalog.selected(agent)
+            (d := catalog.get(t)) is not None and d.requires_approval
+            for t in catalog.selected(agent)
         ):
             return True
     return any(t.requires_approval for t in spec.components.tools.values())
@@ -224,16 +271,30 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                 )
         for i, name in enumerate(agent.approval_required):
             if name not in catalog:
-                out.append(diag("E_UNKNOWN_TOOL", f"{at}.approval_required[{i}]", f"Tool '{name}' is not registered."))
+                out.append(
+                    diag(
+                        "E_UNKNOWN_TOOL",
+                        f"{at}.approval_required[{i}]",
+                        f"Tool '{name}' is not registered.",
+                    )
+                )
         if agent.memory.compress_with and agent.memory.compress_with not in catalog:
             out.append(
-                diag("E_UNKNOWN_TOOL", f"{at}.memory.compress_with", f"Tool '{agent.memory.compress_with}' is not registered.")
+                diag(
+                    "E_UNKNOWN_TOOL",
+                    f"{at}.memory.compress_with",
+                    f"Tool '{agent.memory.compress_with}' is not registered.",
+                )
             )
         for i, turn in enumerate(agent.model.script):
             for j, call in enumerate(turn.tool_calls):
                 if call.name not in catalog:
                     out.append(
-                        diag("E_UNKNOWN_TOOL", f"{at}.model.script[{i}].tool_calls[{j}].name", f"Tool '{call.name}' is not registered.")
+                        diag(
+                            "E_UNKNOWN_TOOL",
+                            f"{at}.model.script[{i}].tool_calls[{j}].name",
+                            f"Tool '{call.name}' is not registered.",
+                        )
                     )
         prefs = agent.runtime_preferences
         for i, mode in enumerate(prefs.allowed_modes):
@@ -267,7 +328,12 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
         out += _tool_policy_rules(agent, at, catalog)
         if agent.instructions is not None:
             out.append(
-                diag("W_DEPRECATED_FIELD", f"{at}.instructions", "'instructions' is deprecated; use 'system_prompt'.", "run 'kneo spec migrate'")
+                diag(
+                    "W_DEPRECATED_FIELD",
+                    f"{at}.instructions",
+                    "'instructions' is deprecated; use 'system_prompt'.",
+                    "run 'kneo spec migrate'",
+                )
             )
         if agent.max_iterations is not None:
             out.append(
@@ -279,7 +345,13 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                 )
             )
         if not agent.guardrails:
-            out.append(diag("I_NO_GUARDRAILS", f"{at}.guardrails", f"Agent '{agent.name}' declares no guardrails."))
+            out.append(
+                diag(
+                    "I_NO_GUARDRAILS",
+                    f"{at}.guardrails",
+                    f"Agent '{agent.name}' declares no guardrails.",
+                )
+            )
     return out
 
 
@@ -315,8 +387,12 @@ def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[
         if "network" in caps:
             if policy is not None and not policy.network:
                 out.append(
-                    diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' needs network access but policies.tool.network is false.",
-                         "set policies.tool.network: true with allowed_domains, or drop the tool")
+                    diag(
+                        "W_TOOL_CAPABILITY_BLOCKED",
+                        path,
+                        f"Tool '{name}' needs network access but policies.tool.network is false.",
+                        "set policies.tool.network: true with allowed_domains, or drop the tool",
+                    )
                 )
             elif policy is None or not policy.allowed_domains:
                 out.append(
@@ -329,26 +405,68 @@ def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[
                 )
         if "shell" in caps:
             if policy is not None and not policy.shell:
-                out.append(diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' needs shell access but policies.tool.shell is false."))
+                out.append(
+                    diag(
+                        "W_TOOL_CAPABILITY_BLOCKED",
+                        path,
+                        f"Tool '{name}' needs shell access but policies.tool.shell is false.",
+                    )
+                )
             else:
-                out.append(diag("W_SHELL_TOOL", path, f"Tool '{name}' can run shell commands.", "require approval for it (agent.approval_required)"))
+                out.append(
+                    diag(
+                        "W_SHELL_TOOL",
+                        path,
+                        f"Tool '{name}' can run shell commands.",
+                        "require approval for it (agent.approval_required)",
+                    )
+                )
         if "filesystem_write" in caps:
             if policy is not None and not policy.filesystem_write:
                 out.append(
-                    diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.")
+                    diag(
+                        "W_TOOL_CAPABILITY_BLOCKED",
+                        path,
+                        f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.",
+                    )
                 )
             else:
-                out.append(diag("W_FILESYSTEM_WRITE", path, f"Tool '{name}' can write files.", "require approval for it"))
+                out.append(
+                    diag(
+                        "W_FILESYSTEM_WRITE",
+                        path,
+                        f"Tool '{name}' can write files.",
+                        "require approval for it",
+                    )
+                )
         elif "filesystem_read" in caps and policy is not None and not policy.filesystem_read:
-            out.append(diag("W_TOOL_CAPABILITY_BLOCKED", path, f"Tool '{name}' reads files but policies.tool.filesystem is false."))
+            out.append(
+                diag(
+                    "W_TOOL_CAPABILITY_BLOCKED",
+                    path,
+                    f"Tool '{name}' reads files but policies.tool.filesystem is false.",
+                )
+            )
     if policy is not None and policy.filesystem_write:
         out.append(
-            diag("W_FILESYSTEM_WRITE", f"{at}.policies.tool.filesystem", f"Agent '{agent.name}' may write to the filesystem.")
+            diag(
+                "W_FILESYSTEM_WRITE",
+                f"{at}.policies.tool.filesystem",
+                f"Agent '{agent.name}' may write to the filesystem.",
+            )
         )
-    if policy is not None and policy.shell and not any(
-        "shell" in (catalog.get(n) or ToolDefinition(n)).capabilities for n in selected
+    if (
+        policy is not None
+        and policy.shell
+        and not any("shell" in (catalog.get(n) or ToolDefinition(n)).capabilities for n in selected)
     ):
-        out.append(diag("W_SHELL_TOOL", f"{at}.policies.tool.shell", f"Agent '{agent.name}' is allowed shell access."))
+        out.append(
+            diag(
+                "W_SHELL_TOOL",
+                f"{at}.policies.tool.shell",
+                f"Agent '{agent.name}' is allowed shell access.",
+            )
+        )
     return out
 
 
@@ -362,7 +480,12 @@ def _unsafe(code: str, path: str, ref: str, modules: tuple[str, ...]) -> Diagnos
 
 
 def _ref_problem(path: str, ref: str, problem: str | None) -> Diagnostic:
-    return diag("E_UNKNOWN_REF", path, f"Cannot resolve '{ref}': {problem}.", "check the module path and function name")
+    return diag(
+        "E_UNKNOWN_REF",
+        path,
+        f"Cannot resolve '{ref}': {problem}.",
+        "check the module path and function name",
+    )
 
 
 def _tool_component_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
@@ -375,11 +498,15 @@ def _tool_component_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
         if not info.defined:
             out.append(_ref_problem(path, comp.implementation, info.problem))
         if info.unsafe_imports:
-            out.append(_unsafe("E_UNSAFE_TOOL_IMPORT", path, comp.implementation, info.unsafe_imports))
+            out.append(
+                _unsafe("E_UNSAFE_TOOL_IMPORT", path, comp.implementation, info.unsafe_imports)
+            )
     return out
 
 
-def _selected_tool_safety(spec: Spec, catalog: ToolCatalog, roots: list[Path], already: set[str]) -> list[Diagnostic]:
+def _selected_tool_safety(
+    spec: Spec, catalog: ToolCatalog, roots: list[Path], already: set[str]
+) -> list[Diagnostic]:
     """Registry tools with a dotted implementation are checked where an agent selects them."""
     out: list[Diagnostic] = []
     for agent, at in agent_locations(spec):
@@ -390,7 +517,14 @@ def _selected_tool_safety(spec: Spec, catalog: ToolCatalog, roots: list[Path], a
                 continue
             info = inspect_ref(definition.implementation, roots)
             if info.unsafe_imports:
-                out.append(_unsafe("E_UNSAFE_TOOL_IMPORT", paths.get(name, f"{at}.tools"), definition.implementation, info.unsafe_imports))
+                out.append(
+                    _unsafe(
+                        "E_UNSAFE_TOOL_IMPORT",
+                        paths.get(name, f"{at}.tools"),
+                        definition.implementation,
+                        info.unsafe_imports,
+                    )
+                )
     return out
 
 
@@ -413,14 +547,23 @@ def _workflow_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     at, members = workflow_members(spec)
     if not members:
-        out.append(diag("E_EMPTY_WORKFLOW", at, f"The {wf.family} workflow has no {at.split('.')[-1]}."))
+        out.append(
+            diag("E_EMPTY_WORKFLOW", at, f"The {wf.family} workflow has no {at.split('.')[-1]}.")
+        )
         return out
     counts = Counter(s.id for s in members)
     seen: set[str] = set()
     for i, step in enumerate(members):
         path = f"{at}[{i}]"
         if counts[step.id] > 1 and step.id in seen:
-            out.append(diag("E_DUPLICATE_ID", f"{path}.id", f"Id '{step.id}' is used more than once.", "give every step a unique id"))
+            out.append(
+                diag(
+                    "E_DUPLICATE_ID",
+                    f"{path}.id",
+                    f"Id '{step.id}' is used more than once.",
+                    "give every step a unique id",
+                )
+            )
         seen.add(step.id)
         out += _step_ref(spec, step, f"{path}.ref", roots)
     ids = set(counts)
@@ -429,7 +572,13 @@ def _workflow_rules(spec: Spec, roots: list[Path]) -> list[Diagnostic]:
     if wf.family == "handoff" and wf.selector is not None:
         for i, entry in enumerate(wf.selector.sequence):
             if entry not in ids:
-                out.append(diag("E_UNKNOWN_REF", f"workflow.selector.sequence[{i}]", f"Selector entry '{entry}' is not a participant id."))
+                out.append(
+                    diag(
+                        "E_UNKNOWN_REF",
+                        f"workflow.selector.sequence[{i}]",
+                        f"Selector entry '{entry}' is not a participant id.",
+                    )
+                )
     return out
 
 
@@ -438,19 +587,37 @@ def _step_ref(spec: Spec, step: StepSpec, path: str, roots: list[Path]) -> list[
     if step.kind == "agent":
         if step.ref not in spec.all_agents():
             known = ", ".join(spec.all_agents()) or "none declared"
-            return [diag("E_UNKNOWN_REF", path, f"Agent '{step.ref}' is not declared (agents: {known}).",
-                         "declare it as the top-level agent or under components.agents")]
+            return [
+                diag(
+                    "E_UNKNOWN_REF",
+                    path,
+                    f"Agent '{step.ref}' is not declared (agents: {known}).",
+                    "declare it as the top-level agent or under components.agents",
+                )
+            ]
         return []
     if step.kind == "human":
         if step.ref not in comps.humans:
-            return [diag("E_UNKNOWN_REF", path, f"Human '{step.ref}' is not declared under components.humans.",
-                         "add components.humans." + step.ref)]
+            return [
+                diag(
+                    "E_UNKNOWN_REF",
+                    path,
+                    f"Human '{step.ref}' is not declared under components.humans.",
+                    "add components.humans." + step.ref,
+                )
+            ]
         return []
     if step.ref in comps.functions:
         return []
     if not is_ref(step.ref):
-        return [diag("E_UNKNOWN_REF", path, f"Function '{step.ref}' is not declared under components.functions.",
-                     "declare it there or use a 'module:function' ref")]
+        return [
+            diag(
+                "E_UNKNOWN_REF",
+                path,
+                f"Function '{step.ref}' is not declared under components.functions.",
+                "declare it there or use a 'module:function' ref",
+            )
+        ]
     info = inspect_ref(step.ref, roots)
     out: list[Diagnostic] = []
     if not info.defined:
@@ -468,7 +635,13 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
     for i, edge in enumerate(wf.edges):
         for end, name in (("from", edge.source), ("to", edge.target)):
             if name not in ids:
-                out.append(diag("E_UNKNOWN_REF", f"workflow.edges[{i}].{end}", f"Edge endpoint '{name}' is not a node id."))
+                out.append(
+                    diag(
+                        "E_UNKNOWN_REF",
+                        f"workflow.edges[{i}].{end}",
+                        f"Edge endpoint '{name}' is not a node id.",
+                    )
+                )
         if edge.source in ids and edge.target in ids:
             adjacency[edge.source].add(edge.target)
         cond = edge.condition
@@ -476,21 +649,39 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
             try:
                 re.compile(cond.regex)
             except re.error as exc:
-                out.append(diag("E_INVALID_CONDITION", f"workflow.edges[{i}].condition.regex", f"Invalid regex: {exc}."))
-        if cond is not None and cond.predicate is not None and (
-            is_ref(cond.predicate) or cond.predicate in spec.components.functions
+                out.append(
+                    diag(
+                        "E_INVALID_CONDITION",
+                        f"workflow.edges[{i}].condition.regex",
+                        f"Invalid regex: {exc}.",
+                    )
+                )
+        if (
+            cond is not None
+            and cond.predicate is not None
+            and (is_ref(cond.predicate) or cond.predicate in spec.components.functions)
         ):
             # A bare name is a predicate registered with the engine at run time.
             path = f"workflow.edges[{i}].condition.predicate"
-            ref = spec.components.functions[cond.predicate].ref if cond.predicate in spec.components.functions else cond.predicate
+            ref = (
+                spec.components.functions[cond.predicate].ref
+                if cond.predicate in spec.components.functions
+                else cond.predicate
+            )
             info = inspect_ref(ref, roots)
             if not info.defined:
                 out.append(_ref_problem(path, ref, info.problem))
             if info.unsafe_imports:
                 out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
     if wf.start is None or wf.start not in ids:
-        message = "The graph has no 'start' node." if wf.start is None else f"Start node '{wf.start}' is not a node id."
-        out.append(diag("E_GRAPH_NO_START", "workflow.start", message, "set workflow.start to a node id"))
+        message = (
+            "The graph has no 'start' node."
+            if wf.start is None
+            else f"Start node '{wf.start}' is not a node id."
+        )
+        out.append(
+            diag("E_GRAPH_NO_START", "workflow.start", message, "set workflow.start to a node id")
+        )
         return out
     reached = {wf.start}
     frontier = [wf.start]
@@ -501,8 +692,14 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                 frontier.append(nxt)
     for i, node in enumerate(wf.nodes):
         if node.id not in reached:
-            out.append(diag("E_GRAPH_UNREACHABLE", f"workflow.nodes[{i}]", f"Node '{node.id}' cannot be reached from '{wf.start}'.",
-                            "add an edge to it or remove it"))
+            out.append(
+                diag(
+                    "E_GRAPH_UNREACHABLE",
+                    f"workflow.nodes[{i}]",
+                    f"Node '{node.id}' cannot be reached from '{wf.start}'.",
+                    "add an edge to it or remove it",
+                )
+            )
     return out
 
 
@@ -515,12 +712,21 @@ def _approval_rule(spec: Spec, catalog: ToolCatalog, found: list[Diagnostic]) ->
         approved = set(agent.approval_required)
         for name in catalog.selected(agent):
             d = catalog.get(name)
-            if d is not None and d.capabilities & _PRIVILEGED and not d.requires_approval and name not in approved:
+            if (
+                d is not None
+                and d.capabilities & _PRIVILEGED
+                and not d.requires_approval
+                and name not in approved
+            ):
                 privileged.append(name)
     unsafe = any(d.code.startswith("E_UNSAFE_") for d in found)
     if not (privileged or unsafe) or _has_human_step(spec):
         return []
-    what = f"privileged tools ({', '.join(dict.fromkeys(privileged))})" if privileged else "unsafe imports"
+    what = (
+        f"privileged tools ({', '.join(dict.fromkeys(privileged))})"
+        if privileged
+        else "unsafe imports"
+    )
     return [
         diag(
             "W_HUMAN_APPROVAL_MISSING",
@@ -541,10 +747,22 @@ def _unused_rules(spec: Spec) -> list[Diagnostic]:
         return []
     _, members = workflow_members(spec)
     refs = {s.ref for s in members}
-    preds = {e.condition.predicate for e in spec.workflow.edges if e.condition and e.condition.predicate}
+    preds = {
+        e.condition.predicate for e in spec.workflow.edges if e.condition and e.condition.predicate
+    }
     out: list[Diagnostic] = []
-    for kind, names in (("agents", spec.components.agents), ("functions", spec.components.functions), ("humans", spec.components.humans)):
+    for kind, names in (
+        ("agents", spec.components.agents),
+        ("functions", spec.components.functions),
+        ("humans", spec.components.humans),
+    ):
         for name in names:
             if name not in refs and name not in preds:
-                out.append(diag("I_UNUSED_COMPONENT", f"components.{kind}.{name}", f"Component '{name}' is not used by any step."))
+                out.append(
+                    diag(
+                        "I_UNUSED_COMPONENT",
+                        f"components.{kind}.{name}",
+                        f"Component '{name}' is not used by any step.",
+                    )
+                )
     return out

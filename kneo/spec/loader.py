@@ -51,15 +51,20 @@ def deep_merge(base: Any, overlay: Any) -> Any:
         return merged
     if _id_list(base) and _id_list(overlay):
         by_id = {item["id"]: item for item in overlay}
-        out = [deep_merge(item, by_id.pop(item["id"])) if item["id"] in by_id else item for item in base]
+        out = [
+            deep_merge(item, by_id.pop(item["id"])) if item["id"] in by_id else item
+            for item in base
+        ]
         out.extend(copy.deepcopy(item) for item in overlay if item["id"] in by_id)
         return out
     return copy.deepcopy(overlay)
 
 
 def _id_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(item, dict) and isinstance(item.get("id"), str) for item in value
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, dict) and isinstance(item.get("id"), str) for item in value)
     )
 
 
@@ -100,8 +105,12 @@ def check_version(data: dict[str, Any], *, source: str) -> None:
     elif str(version) in {"v0", "0", "0.0"}:
         message = f"{source}: spec version {version!r} is no longer loaded; run 'kneo spec migrate'"
     else:
-        message = f"{source}: unsupported spec version {version!r} (this Kneo reads '{SPEC_VERSION}')"
-    raise SpecError(message, code="E_UNSUPPORTED_VERSION", file=source, path="version", version=version)
+        message = (
+            f"{source}: unsupported spec version {version!r} (this Kneo reads '{SPEC_VERSION}')"
+        )
+    raise SpecError(
+        message, code="E_UNSUPPORTED_VERSION", file=source, path="version", version=version
+    )
 
 
 def overlay_path(path: Path, env: str, project: ProjectConfig | None) -> Path:
@@ -110,7 +119,11 @@ def overlay_path(path: Path, env: str, project: ProjectConfig | None) -> Path:
 
 
 def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
-    known = list(project.environments) if project and project.environments else list(STANDARD_ENVIRONMENTS)
+    known = (
+        list(project.environments)
+        if project and project.environments
+        else list(STANDARD_ENVIRONMENTS)
+    )
     if env in known or overlay_path(path, env, project).is_file():
         return
     raise SpecError(
@@ -142,10 +155,14 @@ def load_spec(
     check_version(data, source=str(path))
     resolved = apply_project_defaults(data, project)
     spec = _validate(resolved, file=str(path), texts=sources)
-    return LoadedSpec(path=path, env=env, overlays=overlays, data=resolved, spec=spec, sources=sources)
+    return LoadedSpec(
+        path=path, env=env, overlays=overlays, data=resolved, spec=spec, sources=sources
+    )
 
 
-def load_spec_data(data: Any, *, source: str = "<inline>", project: ProjectConfig | None = None) -> Spec:
+def load_spec_data(
+    data: Any, *, source: str = "<inline>", project: ProjectConfig | None = None
+) -> Spec:
     """Validate an in-memory spec (HTTP inline specs); errors carry field paths, no lines."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec must be a mapping", code="E_SCHEMA", path="<root>")
@@ -153,13 +170,17 @@ def load_spec_data(data: Any, *, source: str = "<inline>", project: ProjectConfi
     return _validate(apply_project_defaults(data, project), file=source, texts=())
 
 
-def load_spec_text(text: str, *, source: str = "<inline>", project: ProjectConfig | None = None) -> Spec:
+def load_spec_text(
+    text: str, *, source: str = "<inline>", project: ProjectConfig | None = None
+) -> Spec:
     """Validate a spec given as YAML text (HTTP ``spec_yaml``); errors carry lines."""
     from kneo.spec.yaml_io import parse_yaml
 
     data = parse_yaml(text, source=source)
     if not isinstance(data, dict):
-        raise SpecError(f"{source}:1: a spec must be a YAML mapping", code="E_SCHEMA", path="<root>")
+        raise SpecError(
+            f"{source}:1: a spec must be a YAML mapping", code="E_SCHEMA", path="<root>"
+        )
     check_version(data, source=source)
     return _validate(apply_project_defaults(data, project), file=source, texts=[(source, text)])
 

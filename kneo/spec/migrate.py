@@ -78,7 +78,9 @@ def migrate_spec(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         agents.append(("agent", out["agent"]))
     comps = out.get("components")
     if isinstance(comps, dict) and isinstance(comps.get("agents"), dict):
-        agents += [(f"components.agents.{k}", v) for k, v in comps["agents"].items() if isinstance(v, dict)]
+        agents += [
+            (f"components.agents.{k}", v) for k, v in comps["agents"].items() if isinstance(v, dict)
+        ]
     for at, agent in agents:
         changes += _migrate_agent(agent, at)
     wf = out.get("workflow")
@@ -128,7 +130,15 @@ def _migrate_agent(agent: dict[str, Any], at: str) -> list[str]:
     return changes
 
 
-_AGENT_KEY_ORDER = ("name", "description", "system_prompt", "model", "strategy", "runtime_preferences", "tools")
+_AGENT_KEY_ORDER = (
+    "name",
+    "description",
+    "system_prompt",
+    "model",
+    "strategy",
+    "runtime_preferences",
+    "tools",
+)
 
 
 def _reorder(mapping: dict[str, Any], first: tuple[str, ...]) -> None:

@@ -284,9 +284,7 @@ class HumanComponent(_Model):
 class ToolComponent(_Model):
     description: str = ""
     implementation: str | None = Field(default=None, description="module:function")
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     capabilities: list[Literal["network", "filesystem_read", "filesystem_write", "shell"]] = Field(
         default_factory=list
     )

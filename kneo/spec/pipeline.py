@@ -13,7 +13,14 @@ from typing import Any
 
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.context import resolve_environment_policy
-from kneo.spec.diagnostics import Diagnostic, ToolCatalog, agent_locations, has_errors, validate_spec, workflow_members
+from kneo.spec.diagnostics import (
+    Diagnostic,
+    ToolCatalog,
+    agent_locations,
+    has_errors,
+    validate_spec,
+    workflow_members,
+)
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
@@ -70,7 +77,9 @@ def check_spec(
         env = context.env
     if policy is None and context is not None and env is not None:
         policy = resolve_environment_policy(context, env)
-    diagnostics = validate_spec(spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir)
+    diagnostics = validate_spec(
+        spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir
+    )
     from kneo.policy.enforcement import enforce  # trust layer evaluates the contract's policy
 
     enforced = enforce(spec, diagnostics, policy)
@@ -97,7 +106,7 @@ def policy_report(
 ) -> dict[str, Any]:
     """The governance summary reviewers read before signing or promoting a spec."""
     catalog = ToolCatalog(spec, tool_registry)
-    agents = []
+    agents: list[dict[str, Any]] = []
     for agent, at in agent_locations(spec):
         tools = []
         for name in catalog.selected(agent):
@@ -106,7 +115,8 @@ def policy_report(
                 {
                     "name": name,
                     "capabilities": sorted(d.capabilities) if d else [],
-                    "requires_approval": bool(d and d.requires_approval) or name in agent.approval_required,
+                    "requires_approval": bool(d and d.requires_approval)
+                    or name in agent.approval_required,
                 }
             )
         tp = agent.policies.tool
@@ -124,7 +134,9 @@ def policy_report(
                 "tools": tools,
                 "tool_policy": tp.model_dump() if tp else None,
                 "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
-                "guardrails": [{"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails],
+                "guardrails": [
+                    {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
+                ],
             }
         )
     _, members = workflow_members(spec)
@@ -140,7 +152,12 @@ def policy_report(
         for name, h in spec.components.humans.items()
     ]
     review_gates = [
-        {"step": s.id, **s.human_review.model_dump(include={"requires_confirmation", "review_output", "assignee"})}
+        {
+            "step": s.id,
+            **s.human_review.model_dump(
+                include={"requires_confirmation", "review_output", "assignee"}
+            ),
+        }
         for s in members
         if s.human_review is not None
     ]

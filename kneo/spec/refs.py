@@ -129,18 +129,18 @@ def _analyse(origin: str, mtime_ns: int) -> tuple[frozenset[str], tuple[str, ...
         elif isinstance(node, ast.Import | ast.ImportFrom):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     unsafe: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            unsafe.extend(a.name for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] in UNSAFE_MODULES:
-                unsafe.append(node.module)
+    for any_node in ast.walk(tree):
+        if isinstance(any_node, ast.Import):
+            unsafe.extend(a.name for a in any_node.names if a.name.split(".")[0] in UNSAFE_MODULES)
+        elif isinstance(any_node, ast.ImportFrom) and any_node.module and any_node.level == 0:
+            if any_node.module.split(".")[0] in UNSAFE_MODULES:
+                unsafe.append(any_node.module)
         elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in {"__import__", "exec", "eval"}
+            isinstance(any_node, ast.Call)
+            and isinstance(any_node.func, ast.Name)
+            and any_node.func.id in {"__import__", "exec", "eval"}
         ):
-            unsafe.append(f"{node.func.id}()")
+            unsafe.append(f"{any_node.func.id}()")
     return frozenset(names), tuple(dict.fromkeys(unsafe)), None
 
 
@@ -169,7 +169,8 @@ def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
         True,
         parse_problem is None and top in names,
         unsafe,
-        parse_problem or (None if top in names else f"'{attr}' is not defined in module '{module}'"),
+        parse_problem
+        or (None if top in names else f"'{attr}' is not defined in module '{module}'"),
     )
 
 

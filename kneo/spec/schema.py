@@ -32,19 +32,28 @@ def spec_schema() -> dict[str, Any]:
     defs["KeyedStepSpec"] = keyed
     keyed_nodes = {"type": "object", "additionalProperties": {"$ref": "#/$defs/KeyedStepSpec"}}
     defs["WorkflowSpec"]["properties"]["nodes"] = {
-        "anyOf": [{k: v for k, v in nodes.items() if k not in {"title", "description"}}, keyed_nodes],
+        "anyOf": [
+            {k: v for k, v in nodes.items() if k not in {"title", "description"}},
+            keyed_nodes,
+        ],
         "title": "Nodes",
         "description": "Graph nodes: a list of steps, or a mapping from node id to step.",
     }
     functions = defs["ComponentsSpec"]["properties"]["functions"]
     functions["additionalProperties"] = {
-        "anyOf": [functions["additionalProperties"], {"type": "string", "pattern": r"^[\w.]+:[\w.]+$"}]
+        "anyOf": [
+            functions["additionalProperties"],
+            {"type": "string", "pattern": r"^[\w.]+:[\w.]+$"},
+        ]
     }
     return _wrap(schema, "spec.schema.json")
 
 
 def project_config_schema() -> dict[str, Any]:
-    return _wrap(ProjectConfig.model_json_schema(by_alias=True, mode="validation"), "project_config.schema.json")
+    return _wrap(
+        ProjectConfig.model_json_schema(by_alias=True, mode="validation"),
+        "project_config.schema.json",
+    )
 
 
 def _wrap(schema: dict[str, Any], name: str) -> dict[str, Any]:
@@ -58,7 +67,10 @@ def _wrap(schema: dict[str, Any], name: str) -> dict[str, Any]:
 
 def generate() -> dict[str, dict[str, Any]]:
     """File name -> schema, for every schema this package owns."""
-    return {"spec.schema.json": spec_schema(), "project_config.schema.json": project_config_schema()}
+    return {
+        "spec.schema.json": spec_schema(),
+        "project_config.schema.json": project_config_schema(),
+    }
 
 
 def render(schema: dict[str, Any]) -> str:

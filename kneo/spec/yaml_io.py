@@ -34,18 +34,24 @@ def read_text(path: Path, *, what: str = "spec") -> str:
         ) from None
     except IsADirectoryError:
         raise SpecError(
-            f"{path}: is a directory, expected a {what} file", code="E_FILE_NOT_FOUND", file=str(path)
+            f"{path}: is a directory, expected a {what} file",
+            code="E_FILE_NOT_FOUND",
+            file=str(path),
         ) from None
     except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)) from None
+        raise SpecError(
+            f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)
+        ) from None
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=str(path)) from None
+        raise SpecError(
+            f"{path}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=str(path)
+        ) from None
 
 
 def parse_yaml(text: str, *, source: str) -> Any:
     """Parse one YAML document; a syntax error becomes ``E_YAML`` with ``source:line``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -53,7 +59,11 @@ def parse_yaml(text: str, *, source: str) -> Any:
         problem = exc.problem or exc.context or "invalid YAML"
         where = f"{source}:{line}" if line else source
         raise SpecError(
-            f"{where}: invalid YAML: {problem}", code="E_YAML", file=source, line=line, column=column
+            f"{where}: invalid YAML: {problem}",
+            code="E_YAML",
+            file=source,
+            line=line,
+            column=column,
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: invalid YAML: {exc}", code="E_YAML", file=source) from None
@@ -139,7 +149,9 @@ def line_of(text: str, loc: Loc) -> int | None:
                 return best
             best = match[0].start_mark.line + 1
             node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             best = node.start_mark.line + 1
         else:
@@ -168,7 +180,9 @@ def validation_error_to_spec_error(
         path = format_path(loc)
         message = _message(err)
         key = f"{path}:{message}"
-        if key in seen or (path in {d["path"] for d in diagnostics} and err["type"] != "extra_forbidden"):
+        if key in seen or (
+            path in {d["path"] for d in diagnostics} and err["type"] != "extra_forbidden"
+        ):
             continue
         seen.add(key)
         where_file, line = file, None
@@ -195,7 +209,11 @@ def validation_error_to_spec_error(
     if first is None:  # pragma: no cover - pydantic always reports at least one error
         first = ("<root>", str(exc), file, None)
     path, message, where_file, line = first
-    prefix = f"{where_file}:{line}: " if where_file and line else (f"{where_file}: " if where_file else "")
+    prefix = (
+        f"{where_file}:{line}: "
+        if where_file and line
+        else (f"{where_file}: " if where_file else "")
+    )
     more = f" (+{len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
     return SpecError(
         f"{prefix}{path}: {message}{more}",
@@ -217,7 +235,9 @@ def _has_exact(text: str, loc: Loc) -> bool:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
         else:
             return False
@@ -246,4 +266,6 @@ def _suggestion(err: Any) -> str | None:
 def dump_yaml(data: Any) -> str:
     """Stable, human-friendly YAML (keys in document order, block style)."""
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        data, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )

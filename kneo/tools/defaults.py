@@ -67,7 +67,10 @@ EXAMPLE_TOOLS: tuple[tuple[ToolDefinition, ToolHandler], ...] = (
             description="Summarize a text in at most max_words words.",
             parameters={
                 "type": "object",
-                "properties": {"text": {"type": "string"}, "max_words": {"type": "integer", "minimum": 1}},
+                "properties": {
+                    "text": {"type": "string"},
+                    "max_words": {"type": "integer", "minimum": 1},
+                },
                 "required": ["text"],
                 "additionalProperties": False,
             },

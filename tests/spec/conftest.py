@@ -57,7 +57,9 @@ def project(tmp_path: Path) -> Path:
 
 def write_yaml(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    path.write_text(
+        data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
@@ -69,7 +71,9 @@ class CliResult:
 
 
 @pytest.fixture
-def kneo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., CliResult]]:
+def kneo(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., CliResult]]:
     """Run ``kneo <args>`` in-process through the real entry point (``run_cli``)."""
     from kneo.cli import output
     from kneo.cli.main import app

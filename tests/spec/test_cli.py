@@ -44,12 +44,18 @@ def test_compile_every_example(kneo: Kneo, path: Path) -> None:
 
 
 def test_unknown_tool_fails_validation(kneo: Kneo, tmp_path: Path) -> None:
-    spec = write_yaml(tmp_path / "s.yaml", {"version": "v1", "agent": {"name": "a", "tools": ["teleport"]}})
+    spec = write_yaml(
+        tmp_path / "s.yaml", {"version": "v1", "agent": {"name": "a", "tools": ["teleport"]}}
+    )
     result = kneo("spec", "validate", str(spec), "--json", cwd=tmp_path)
     assert result.exit_code == 1
     body = json.loads(result.stdout)
     assert body["valid"] is False
-    assert {"code": "E_UNKNOWN_TOOL", "path": "agent.tools[0]", "severity": "error"}.items() <= body["diagnostics"][0].items()
+    assert {
+        "code": "E_UNKNOWN_TOOL",
+        "path": "agent.tools[0]",
+        "severity": "error",
+    }.items() <= body["diagnostics"][0].items()
     human = kneo("spec", "validate", str(spec), cwd=tmp_path)
     assert human.exit_code == 1 and "E_UNKNOWN_TOOL agent.tools[0]" in human.stdout
 
@@ -58,7 +64,10 @@ def test_broken_yaml_is_one_line_without_traceback(tmp_path: Path) -> None:
     spec = write_yaml(tmp_path / "broken.yaml", "version: v1\nagent:\n  name: [unclosed\n")
     result = subprocess.run(
         [sys.executable, "-m", "kneo.cli.main", "spec", "validate", str(spec)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
@@ -98,19 +107,31 @@ def test_usage_errors_exit_2(kneo: Kneo, tmp_path: Path) -> None:
 def test_default_spec_from_project_config(kneo: Kneo) -> None:
     result = kneo("spec", "validate", "--env", "prod", cwd=REPO)
     assert result.exit_code == 0, result.stderr
-    assert "research_agent.yaml: valid (env prod, overlay research_agent.prod.yaml)" in result.stdout
+    assert (
+        "research_agent.yaml: valid (env prod, overlay research_agent.prod.yaml)" in result.stdout
+    )
 
 
 def test_lint_json_envelope_and_exit_code(kneo: Kneo, tmp_path: Path) -> None:
     clean = kneo("spec", "lint", RESEARCH, "--json", cwd=REPO)
     assert clean.exit_code == 0
-    assert json.loads(clean.stdout) == {"clean": True, "warning_count": 0, "error_count": 0, "diagnostics": []}
-    spec = write_yaml(tmp_path / "s.yaml", {"version": "v1", "agent": {"name": "a", "tools": ["web_search"]}})
+    assert json.loads(clean.stdout) == {
+        "clean": True,
+        "warning_count": 0,
+        "error_count": 0,
+        "diagnostics": [],
+    }
+    spec = write_yaml(
+        tmp_path / "s.yaml", {"version": "v1", "agent": {"name": "a", "tools": ["web_search"]}}
+    )
     dirty = kneo("spec", "lint", str(spec), "--json", cwd=tmp_path)
     assert dirty.exit_code == 1
     body = json.loads(dirty.stdout)
     assert body["clean"] is False and body["error_count"] == 0 and body["warning_count"] == 2
-    assert {d["code"] for d in body["diagnostics"]} == {"W_TOOL_POLICY_UNRESTRICTED", "W_NETWORK_WITHOUT_ALLOWED_DOMAINS"}
+    assert {d["code"] for d in body["diagnostics"]} == {
+        "W_TOOL_POLICY_UNRESTRICTED",
+        "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
+    }
     assert all(d["severity"] != "info" for d in body["diagnostics"])
     # validate reports the same warnings but does not fail on them
     assert kneo("spec", "validate", str(spec), cwd=tmp_path).exit_code == 0
@@ -128,10 +149,15 @@ def test_policy_report(kneo: Kneo) -> None:
 
 def test_resolve_and_render_spec_write_the_merged_yaml(kneo: Kneo, tmp_path: Path) -> None:
     out = tmp_path / "resolved.yaml"
-    assert kneo("spec", "resolve", RESEARCH, "--env", "staging", "-o", str(out), cwd=REPO).exit_code == 0
+    assert (
+        kneo("spec", "resolve", RESEARCH, "--env", "staging", "-o", str(out), cwd=REPO).exit_code
+        == 0
+    )
     assert yaml.safe_load(out.read_text())["agent"]["model"]["name"] == "gpt-4o"
     rendered = tmp_path / "rendered.yaml"
-    assert kneo("config", "render-spec", "--env", "prod", "-o", str(rendered), cwd=REPO).exit_code == 0
+    assert (
+        kneo("config", "render-spec", "--env", "prod", "-o", str(rendered), cwd=REPO).exit_code == 0
+    )
     data = yaml.safe_load(rendered.read_text())
     assert data["agent"]["model"]["temperature"] == 0.0 and data["agent"]["guardrails"]
 
@@ -145,7 +171,9 @@ def test_migrate_check_output_and_validate(kneo: Kneo, tmp_path: Path) -> None:
     assert kneo("spec", "migrate", str(out), "--check", cwd=tmp_path).exit_code == 0
     assert kneo("spec", "validate", str(out), cwd=tmp_path).exit_code == 0
     future = write_yaml(tmp_path / "future.yaml", {"version": "v7", "agent": {"name": "a"}})
-    assert kneo("spec", "migrate", str(future), cwd=tmp_path).stderr.startswith("error[E_UNSUPPORTED_VERSION]")
+    assert kneo("spec", "migrate", str(future), cwd=tmp_path).stderr.startswith(
+        "error[E_UNSUPPORTED_VERSION]"
+    )
 
 
 def test_config_init_then_show(kneo: Kneo, tmp_path: Path) -> None:
@@ -156,7 +184,10 @@ def test_config_init_then_show(kneo: Kneo, tmp_path: Path) -> None:
     again = kneo("config", "init", "--name", "demo", cwd=tmp_path)
     assert again.exit_code == 1 and again.stderr.startswith("error[config_exists]")
     assert kneo("config", "init", "--name", "other", "--force", cwd=tmp_path).exit_code == 0
-    assert json.loads(kneo("config", "show", "--json", cwd=tmp_path).stdout)["config"]["name"] == "other"
+    assert (
+        json.loads(kneo("config", "show", "--json", cwd=tmp_path).stdout)["config"]["name"]
+        == "other"
+    )
 
 
 def test_config_show_without_a_project(kneo: Kneo, tmp_path: Path) -> None:
@@ -167,7 +198,9 @@ def test_config_show_without_a_project(kneo: Kneo, tmp_path: Path) -> None:
 def test_config_resolve(kneo: Kneo) -> None:
     result = kneo("config", "resolve", "--env", "prod", "--json", cwd=REPO)
     body = json.loads(result.stdout)
-    assert body["environment"] == "prod" and body["overlays"][0].endswith("research_agent.prod.yaml")
+    assert body["environment"] == "prod" and body["overlays"][0].endswith(
+        "research_agent.prod.yaml"
+    )
     assert body["policy"]["deny_unrestricted_tools"] is True
 
 
@@ -183,14 +216,19 @@ def test_config_secrets_never_prints_values(kneo: Kneo, monkeypatch: pytest.Monk
         assert "operator-token-value" not in result.stdout + result.stderr
     inventory = json.loads(as_json.stdout)["inventory"]
     assert inventory["providers"]["openai"] == {
-        "name": "provider:openai", "env_var": "OPENAI_API_KEY", "present": True, "value": "[REDACTED]"
+        "name": "provider:openai",
+        "env_var": "OPENAI_API_KEY",
+        "present": True,
+        "value": "[REDACTED]",
     }
     assert inventory["service"]["cli_client"]["present"] is True
     assert inventory["extra"]["search_api"]["env_var"] == "SEARCH_API_KEY"
     assert "OPENAI_API_KEY" in text.stdout and "set" in text.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["spec", "lint", "examples/research_agent.yaml"]], ids=["help", "lint"])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["spec", "lint", "examples/research_agent.yaml"]], ids=["help", "lint"]
+)
 def test_fast_paths_do_not_import_heavy_libraries(args: list[str]) -> None:
     code = (
         "import sys, io, contextlib\n"
@@ -201,5 +239,7 @@ def test_fast_paths_do_not_import_heavy_libraries(args: list[str]) -> None:
         "    rc = run_cli(app)\n"
         "print(rc, sorted(m for m in ('fastapi', 'sqlalchemy', 'openai', 'uvicorn', 'alembic') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert result.stdout.strip() == "0 []", result.stdout + result.stderr

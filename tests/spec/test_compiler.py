@@ -22,17 +22,28 @@ def compiler(tools: ToolRegistry, runtimes: RuntimeRegistry) -> SpecCompiler:
 
 
 def _envs(path: Path) -> list[str | None]:
-    return [None, *(e for e in ("dev", "staging", "prod") if path.with_name(f"{path.stem}.{e}.yaml").exists())]
+    return [
+        None,
+        *(
+            e
+            for e in ("dev", "staging", "prod")
+            if path.with_name(f"{path.stem}.{e}.yaml").exists()
+        ),
+    ]
 
 
 CASES = [(p, env) for p in EXAMPLE_SPECS for env in _envs(p)]
 
 
 @pytest.mark.parametrize(("path", "env"), CASES, ids=[f"{p.stem}-{e or 'base'}" for p, e in CASES])
-def test_every_example_validates_and_compiles(path: Path, env: str | None, compiler: SpecCompiler) -> None:
+def test_every_example_validates_and_compiles(
+    path: Path, env: str | None, compiler: SpecCompiler
+) -> None:
     project = load_project_config(EXAMPLES / "project_config.yaml")
     loaded = load_spec(path, env=env, project=project)
-    errors = [d for d in compiler.validate(loaded.spec, base_dir=loaded.base_dir) if d.severity == "error"]
+    errors = [
+        d for d in compiler.validate(loaded.spec, base_dir=loaded.base_dir) if d.severity == "error"
+    ]
     assert errors == []
     compiled = compiler.compile(loaded.spec, base_dir=loaded.base_dir)
     assert compiled.steps
@@ -74,7 +85,11 @@ def test_compiled_research_agent(compiler: SpecCompiler) -> None:
 def test_target_agent_is_a_one_step_workflow(compiler: SpecCompiler) -> None:
     spec = load_spec(EXAMPLES / "research_agent.yaml").spec
     compiled = compiler.compile(spec, target="agent")
-    assert (compiled.target, compiled.family, compiled.step_ids) == ("agent", "sequential", ("research-copilot",))
+    assert (compiled.target, compiled.family, compiled.step_ids) == (
+        "agent",
+        "sequential",
+        ("research-copilot",),
+    )
     agent_only = load_spec_data({"version": "v1", "agent": {"name": "solo"}})
     assert compiler.compile(agent_only).target == "agent"  # no workflow: run the agent
     with pytest.raises(SpecError) as err:
@@ -87,7 +102,9 @@ def test_errors_refuse_to_compile_with_all_diagnostics(compiler: SpecCompiler) -
     with pytest.raises(SpecError) as err:
         compiler.compile(spec, source="x.yaml")
     assert err.value.code == "E_UNKNOWN_TOOL"
-    assert str(err.value).startswith("x.yaml: agent.tools[0]: Tool 'nope' is not registered. (+1 more errors)")
+    assert str(err.value).startswith(
+        "x.yaml: agent.tools[0]: Tool 'nope' is not registered. (+1 more errors)"
+    )
     assert len([d for d in err.value.details["diagnostics"] if d["severity"] == "error"]) == 2
 
 
@@ -95,9 +112,17 @@ def test_handoff_gets_a_default_selector_and_approval_flags(compiler: SpecCompil
     spec = load_spec_data(
         {
             "version": "v1",
-            "agent": {"name": "a", "tools": {"include": ["summarize"]}, "approval_required": ["summarize"],
-                      "instructions": "old prompt", "max_iterations": 2},
-            "workflow": {"type": "handoff", "participants": [{"id": "p1", "ref": "a"}, {"id": "p2", "ref": "a"}]},
+            "agent": {
+                "name": "a",
+                "tools": {"include": ["summarize"]},
+                "approval_required": ["summarize"],
+                "instructions": "old prompt",
+                "max_iterations": 2,
+            },
+            "workflow": {
+                "type": "handoff",
+                "participants": [{"id": "p1", "ref": "a"}, {"id": "p2", "ref": "a"}],
+            },
         }
     )
     compiled = compiler.compile(spec)
@@ -108,7 +133,11 @@ def test_handoff_gets_a_default_selector_and_approval_flags(compiler: SpecCompil
     assert step.agent.system_prompt == "old prompt"  # deprecated fields folded in
     assert step.agent.strategy.max_iterations == 2
     summary = describe(compiled)
-    assert summary["steps"][0]["tools"][0] == {"name": "summarize", "capabilities": [], "requires_approval": True}
+    assert summary["steps"][0]["tools"][0] == {
+        "name": "summarize",
+        "capabilities": [],
+        "requires_approval": True,
+    }
 
 
 def test_graph_compiles_edges_and_start(compiler: SpecCompiler) -> None:

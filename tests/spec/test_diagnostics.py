@@ -14,7 +14,9 @@ from kneo.spec.loader import load_spec_data
 from kneo.tools import ToolDefinition, ToolRegistry
 
 SAFE_MODULE = "def run(text):\n    return text.upper()\n"
-UNSAFE_MODULE = "import subprocess\n\ndef run(args):\n    return subprocess.run(['true']).__class__.__name__\n"
+UNSAFE_MODULE = (
+    "import subprocess\n\ndef run(args):\n    return subprocess.run(['true']).__class__.__name__\n"
+)
 FROM_OS_MODULE = "from os import path\n\ndef run(text):\n    return path.basename(text)\n"
 
 POLICY = {"tool": {"allow": ["web_search"], "network": True, "allowed_domains": ["example.com"]}}
@@ -32,7 +34,9 @@ def seq(*steps: dict[str, Any]) -> dict[str, Any]:
     return {"type": "sequential", "steps": list(steps)}
 
 
-def graph(nodes: list[dict[str, Any]], edges: list[dict[str, Any]], start: str | None = "n1") -> dict[str, Any]:
+def graph(
+    nodes: list[dict[str, Any]], edges: list[dict[str, Any]], start: str | None = "n1"
+) -> dict[str, Any]:
     return {"type": "graph", "nodes": nodes, "edges": edges, **({"start": start} if start else {})}
 
 
@@ -40,69 +44,263 @@ N1 = {"id": "n1", "kind": "agent", "ref": "a"}
 N2 = {"id": "n2", "kind": "agent", "ref": "a"}
 
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
-    ("E_UNKNOWN_TOOL", spec_with(agent=agent(tools=["nope"])), "agent.tools[0]", "unknown-tool-shorthand"),
-    ("E_UNKNOWN_TOOL", spec_with(agent=agent(tools={"include": ["web_search", "nope"]}, policies=POLICY)),
-     "agent.tools.include[1]", "unknown-tool-explicit"),
-    ("E_UNKNOWN_TOOL", spec_with(agent=agent(approval_required=["nope"])), "agent.approval_required[0]", "unknown-approval-tool"),
-    ("E_UNKNOWN_TOOL", spec_with(agent=agent(model={"provider": "dummy", "script": [{"tool_calls": [{"name": "zap"}]}]})),
-     "agent.model.script[0].tool_calls[0].name", "unknown-scripted-tool"),
-    ("E_UNKNOWN_REF", spec_with(agent=agent(), workflow=seq({"id": "s", "kind": "agent", "ref": "ghost"})),
-     "workflow.steps[0].ref", "unknown-agent"),
-    ("E_UNKNOWN_REF", spec_with(workflow=seq({"id": "s", "kind": "human", "ref": "boss"})), "workflow.steps[0].ref", "unknown-human"),
-    ("E_UNKNOWN_REF", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "draft"})), "workflow.steps[0].ref", "undeclared-function"),
-    ("E_UNKNOWN_REF", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "helpers:missing"})),
-     "workflow.steps[0].ref", "function-not-defined"),
-    ("E_UNKNOWN_REF", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "no_such_module_xyz:f"})),
-     "workflow.steps[0].ref", "module-not-found"),
-    ("E_UNKNOWN_REF", spec_with(agent=agent(), workflow=graph([N1], [{"from": "n1", "to": "n9"}])), "workflow.edges[0].to", "edge-target"),
-    ("E_UNKNOWN_REF", spec_with(agent=agent(), workflow={"type": "handoff", "participants": [N1], "selector": {"sequence": ["n1", "x"]}}),
-     "workflow.selector.sequence[1]", "selector-entry"),
-    ("E_UNKNOWN_REF", spec_with(components={"tools": {"t": {"implementation": "helpers:nothing"}}}, agent=agent()),
-     "components.tools.t.implementation", "tool-implementation"),
-    ("E_DUPLICATE_ID", spec_with(agent=agent(), workflow=seq(N1, dict(N1))), "workflow.steps[1].id", "duplicate-step"),
-    ("E_UNKNOWN_RUNTIME", spec_with(agent=agent(runtime_preferences={"preferred_mode": "warp", "allowed_modes": ["warp"]})),
-     "agent.runtime_preferences.allowed_modes[0]", "unknown-runtime"),
-    ("E_RUNTIME_NOT_ALLOWED", spec_with(agent=agent(runtime_preferences={"preferred_mode": "bridge", "allowed_modes": ["native"]})),
-     "agent.runtime_preferences.preferred_mode", "preferred-not-allowed"),
-    ("E_EMPTY_WORKFLOW", spec_with(workflow={"type": "concurrent", "participants": []}), "workflow.participants", "empty"),
-    ("E_GRAPH_NO_START", spec_with(agent=agent(), workflow=graph([N1], [], start=None)), "workflow.start", "no-start"),
-    ("E_GRAPH_NO_START", spec_with(agent=agent(), workflow=graph([N1], [], start="zz")), "workflow.start", "start-not-a-node"),
-    ("E_GRAPH_UNREACHABLE", spec_with(agent=agent(), workflow=graph([N1, N2], [])), "workflow.nodes[1]", "unreachable"),
-    ("E_INVALID_CONDITION", spec_with(agent=agent(), workflow=graph([N1, N2], [{"from": "n1", "to": "n2", "condition": {"regex": "(["}}])),
-     "workflow.edges[0].condition.regex", "bad-regex"),
-    ("E_UNSAFE_TOOL_IMPORT", spec_with(agent=agent(tools={"include": ["t"]}, policies={"tool": {"allow": ["t"]}}),
-                                       components={"tools": {"t": {"implementation": "unsafe_mod:run"}}}),
-     "components.tools.t.implementation", "unsafe-tool"),
-    ("E_UNSAFE_FUNCTION_IMPORT", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "from_os_mod:run"})),
-     "workflow.steps[0].ref", "unsafe-function-from-import"),
-    ("E_UNSAFE_FUNCTION_IMPORT", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "f"}),
-                                           components={"functions": {"f": "unsafe_mod:run"}}),
-     "components.functions.f.ref", "unsafe-function-component"),
-    ("E_UNSAFE_FUNCTION_IMPORT", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "os:system"})),
-     "workflow.steps[0].ref", "names-the-primitive"),
-    ("W_TOOL_POLICY_UNRESTRICTED", spec_with(agent=agent(tools=["summarize"])), "agent.tools", "shorthand"),
-    ("W_TOOL_POLICY_UNRESTRICTED", spec_with(agent=agent(tools="all", policies={"tool": {"allow": ["summarize"]}})),
-     "agent.tools", "all"),
-    ("W_NETWORK_WITHOUT_ALLOWED_DOMAINS", spec_with(agent=agent(tools={"include": ["web_search"]},
-                                                              policies={"tool": {"network": True}})),
-     "agent.tools.include[0]", "network-no-domains"),
-    ("W_SHELL_TOOL", spec_with(agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
-                               components={"tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}}}),
-     "agent.tools.include[0]", "shell-tool"),
-    ("W_FILESYSTEM_WRITE", spec_with(agent=agent(tools={"include": ["summarize"]}, policies={"tool": {"filesystem": "write"}})),
-     "agent.policies.tool.filesystem", "policy-allows-writes"),
-    ("W_TOOL_CAPABILITY_BLOCKED", spec_with(agent=agent(tools={"include": ["web_search"]}, policies={"tool": {"network": False}})),
-     "agent.tools.include[0]", "network-denied"),
-    ("W_HUMAN_APPROVAL_MISSING", spec_with(agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
-                                           components={"tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}}}),
-     "agent", "privileged-tool"),
-    ("W_HUMAN_APPROVAL_MISSING", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "unsafe_mod:run"})),
-     "workflow", "unsafe-import"),
-    ("W_DEPRECATED_FIELD", spec_with(agent=agent(instructions="hi")), "agent.instructions", "instructions"),
-    ("W_DEPRECATED_FIELD", spec_with(agent=agent(max_iterations=3)), "agent.max_iterations", "max-iterations"),
-    ("I_UNUSED_COMPONENT", spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "helpers:run"}),
-                                     components={"humans": {"idle": {}}}),
-     "components.humans.idle", "unused-human"),
+    (
+        "E_UNKNOWN_TOOL",
+        spec_with(agent=agent(tools=["nope"])),
+        "agent.tools[0]",
+        "unknown-tool-shorthand",
+    ),
+    (
+        "E_UNKNOWN_TOOL",
+        spec_with(agent=agent(tools={"include": ["web_search", "nope"]}, policies=POLICY)),
+        "agent.tools.include[1]",
+        "unknown-tool-explicit",
+    ),
+    (
+        "E_UNKNOWN_TOOL",
+        spec_with(agent=agent(approval_required=["nope"])),
+        "agent.approval_required[0]",
+        "unknown-approval-tool",
+    ),
+    (
+        "E_UNKNOWN_TOOL",
+        spec_with(
+            agent=agent(model={"provider": "dummy", "script": [{"tool_calls": [{"name": "zap"}]}]})
+        ),
+        "agent.model.script[0].tool_calls[0].name",
+        "unknown-scripted-tool",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(agent=agent(), workflow=seq({"id": "s", "kind": "agent", "ref": "ghost"})),
+        "workflow.steps[0].ref",
+        "unknown-agent",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(workflow=seq({"id": "s", "kind": "human", "ref": "boss"})),
+        "workflow.steps[0].ref",
+        "unknown-human",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "draft"})),
+        "workflow.steps[0].ref",
+        "undeclared-function",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "helpers:missing"})),
+        "workflow.steps[0].ref",
+        "function-not-defined",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "no_such_module_xyz:f"})),
+        "workflow.steps[0].ref",
+        "module-not-found",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(agent=agent(), workflow=graph([N1], [{"from": "n1", "to": "n9"}])),
+        "workflow.edges[0].to",
+        "edge-target",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(
+            agent=agent(),
+            workflow={
+                "type": "handoff",
+                "participants": [N1],
+                "selector": {"sequence": ["n1", "x"]},
+            },
+        ),
+        "workflow.selector.sequence[1]",
+        "selector-entry",
+    ),
+    (
+        "E_UNKNOWN_REF",
+        spec_with(
+            components={"tools": {"t": {"implementation": "helpers:nothing"}}}, agent=agent()
+        ),
+        "components.tools.t.implementation",
+        "tool-implementation",
+    ),
+    (
+        "E_DUPLICATE_ID",
+        spec_with(agent=agent(), workflow=seq(N1, dict(N1))),
+        "workflow.steps[1].id",
+        "duplicate-step",
+    ),
+    (
+        "E_UNKNOWN_RUNTIME",
+        spec_with(
+            agent=agent(runtime_preferences={"preferred_mode": "warp", "allowed_modes": ["warp"]})
+        ),
+        "agent.runtime_preferences.allowed_modes[0]",
+        "unknown-runtime",
+    ),
+    (
+        "E_RUNTIME_NOT_ALLOWED",
+        spec_with(
+            agent=agent(
+                runtime_preferences={"preferred_mode": "bridge", "allowed_modes": ["native"]}
+            )
+        ),
+        "agent.runtime_preferences.preferred_mode",
+        "preferred-not-allowed",
+    ),
+    (
+        "E_EMPTY_WORKFLOW",
+        spec_with(workflow={"type": "concurrent", "participants": []}),
+        "workflow.participants",
+        "empty",
+    ),
+    (
+        "E_GRAPH_NO_START",
+        spec_with(agent=agent(), workflow=graph([N1], [], start=None)),
+        "workflow.start",
+        "no-start",
+    ),
+    (
+        "E_GRAPH_NO_START",
+        spec_with(agent=agent(), workflow=graph([N1], [], start="zz")),
+        "workflow.start",
+        "start-not-a-node",
+    ),
+    (
+        "E_GRAPH_UNREACHABLE",
+        spec_with(agent=agent(), workflow=graph([N1, N2], [])),
+        "workflow.nodes[1]",
+        "unreachable",
+    ),
+    (
+        "E_INVALID_CONDITION",
+        spec_with(
+            agent=agent(),
+            workflow=graph([N1, N2], [{"from": "n1", "to": "n2", "condition": {"regex": "(["}}]),
+        ),
+        "workflow.edges[0].condition.regex",
+        "bad-regex",
+    ),
+    (
+        "E_UNSAFE_TOOL_IMPORT",
+        spec_with(
+            agent=agent(tools={"include": ["t"]}, policies={"tool": {"allow": ["t"]}}),
+            components={"tools": {"t": {"implementation": "unsafe_mod:run"}}},
+        ),
+        "components.tools.t.implementation",
+        "unsafe-tool",
+    ),
+    (
+        "E_UNSAFE_FUNCTION_IMPORT",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "from_os_mod:run"})),
+        "workflow.steps[0].ref",
+        "unsafe-function-from-import",
+    ),
+    (
+        "E_UNSAFE_FUNCTION_IMPORT",
+        spec_with(
+            workflow=seq({"id": "s", "kind": "function", "ref": "f"}),
+            components={"functions": {"f": "unsafe_mod:run"}},
+        ),
+        "components.functions.f.ref",
+        "unsafe-function-component",
+    ),
+    (
+        "E_UNSAFE_FUNCTION_IMPORT",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "os:system"})),
+        "workflow.steps[0].ref",
+        "names-the-primitive",
+    ),
+    (
+        "W_TOOL_POLICY_UNRESTRICTED",
+        spec_with(agent=agent(tools=["summarize"])),
+        "agent.tools",
+        "shorthand",
+    ),
+    (
+        "W_TOOL_POLICY_UNRESTRICTED",
+        spec_with(agent=agent(tools="all", policies={"tool": {"allow": ["summarize"]}})),
+        "agent.tools",
+        "all",
+    ),
+    (
+        "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
+        spec_with(
+            agent=agent(tools={"include": ["web_search"]}, policies={"tool": {"network": True}})
+        ),
+        "agent.tools.include[0]",
+        "network-no-domains",
+    ),
+    (
+        "W_SHELL_TOOL",
+        spec_with(
+            agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
+            components={
+                "tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}}
+            },
+        ),
+        "agent.tools.include[0]",
+        "shell-tool",
+    ),
+    (
+        "W_FILESYSTEM_WRITE",
+        spec_with(
+            agent=agent(
+                tools={"include": ["summarize"]}, policies={"tool": {"filesystem": "write"}}
+            )
+        ),
+        "agent.policies.tool.filesystem",
+        "policy-allows-writes",
+    ),
+    (
+        "W_TOOL_CAPABILITY_BLOCKED",
+        spec_with(
+            agent=agent(tools={"include": ["web_search"]}, policies={"tool": {"network": False}})
+        ),
+        "agent.tools.include[0]",
+        "network-denied",
+    ),
+    (
+        "W_HUMAN_APPROVAL_MISSING",
+        spec_with(
+            agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
+            components={
+                "tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}}
+            },
+        ),
+        "agent",
+        "privileged-tool",
+    ),
+    (
+        "W_HUMAN_APPROVAL_MISSING",
+        spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "unsafe_mod:run"})),
+        "workflow",
+        "unsafe-import",
+    ),
+    (
+        "W_DEPRECATED_FIELD",
+        spec_with(agent=agent(instructions="hi")),
+        "agent.instructions",
+        "instructions",
+    ),
+    (
+        "W_DEPRECATED_FIELD",
+        spec_with(agent=agent(max_iterations=3)),
+        "agent.max_iterations",
+        "max-iterations",
+    ),
+    (
+        "I_UNUSED_COMPONENT",
+        spec_with(
+            workflow=seq({"id": "s", "kind": "function", "ref": "helpers:run"}),
+            components={"humans": {"idle": {}}},
+        ),
+        "components.humans.idle",
+        "unused-human",
+    ),
     ("I_NO_GUARDRAILS", spec_with(agent=agent()), "agent.guardrails", "no-guardrails"),
 ]
 
@@ -115,12 +313,28 @@ def modules(project: Path) -> Path:
     return project
 
 
-def run(data: dict[str, Any], base: Path, tools: ToolRegistry, runtimes: RuntimeRegistry) -> list[Diagnostic]:
-    return validate_spec(load_spec_data(copy.deepcopy(data)), tool_registry=tools, runtime_registry=runtimes, base_dir=base)
+def run(
+    data: dict[str, Any], base: Path, tools: ToolRegistry, runtimes: RuntimeRegistry
+) -> list[Diagnostic]:
+    return validate_spec(
+        load_spec_data(copy.deepcopy(data)),
+        tool_registry=tools,
+        runtime_registry=runtimes,
+        base_dir=base,
+    )
 
 
-@pytest.mark.parametrize(("code", "data", "path"), [c[:3] for c in CASES], ids=[c[3] for c in CASES])
-def test_each_code(code: str, data: dict[str, Any], path: str, modules: Path, tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
+@pytest.mark.parametrize(
+    ("code", "data", "path"), [c[:3] for c in CASES], ids=[c[3] for c in CASES]
+)
+def test_each_code(
+    code: str,
+    data: dict[str, Any],
+    path: str,
+    modules: Path,
+    tools: ToolRegistry,
+    runtimes: RuntimeRegistry,
+) -> None:
     found = run(data, modules, tools, runtimes)
     assert (code, path) in {(d.code, d.path) for d in found}, found
     match = next(d for d in found if d.code == code and d.path == path)
@@ -135,11 +349,20 @@ def test_every_validator_code_has_a_case() -> None:
     assert set(CODES) - load_time - policy == {c[0] for c in CASES}
 
 
-def test_clean_spec_has_no_findings(modules: Path, tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
+def test_clean_spec_has_no_findings(
+    modules: Path, tools: ToolRegistry, runtimes: RuntimeRegistry
+) -> None:
     data = spec_with(
-        agent=agent(tools={"include": ["web_search"]}, policies=POLICY,
-                    guardrails=[{"name": "g", "stage": "output"}]),
-        workflow=seq(N1, {"id": "ok", "kind": "human", "ref": "boss"}, {"id": "f", "kind": "function", "ref": "helpers:run"}),
+        agent=agent(
+            tools={"include": ["web_search"]},
+            policies=POLICY,
+            guardrails=[{"name": "g", "stage": "output"}],
+        ),
+        workflow=seq(
+            N1,
+            {"id": "ok", "kind": "human", "ref": "boss"},
+            {"id": "f", "kind": "function", "ref": "helpers:run"},
+        ),
         components={"humans": {"boss": {"assignee": "lead"}}},
     )
     assert run(data, modules, tools, runtimes) == []
@@ -154,27 +377,40 @@ def test_errors_come_first(modules: Path, tools: ToolRegistry, runtimes: Runtime
 def test_registry_tool_with_unsafe_implementation(project: Path, runtimes: RuntimeRegistry) -> None:
     (project / "shell_tools.py").write_text("import os\n\ndef wipe(args):\n    return 'no'\n")
     registry = ToolRegistry()
-    registry.register(ToolDefinition(name="wipe", implementation="shell_tools:wipe"), lambda args: "no")
-    data = spec_with(agent=agent(tools={"include": ["wipe"]}, policies={"tool": {"allow": ["wipe"]}}))
+    registry.register(
+        ToolDefinition(name="wipe", implementation="shell_tools:wipe"), lambda args: "no"
+    )
+    data = spec_with(
+        agent=agent(tools={"include": ["wipe"]}, policies={"tool": {"allow": ["wipe"]}})
+    )
     found = run(data, project, registry, runtimes)
     assert ("E_UNSAFE_TOOL_IMPORT", "agent.tools.include[0]") in {(d.code, d.path) for d in found}
 
 
-def test_validation_does_not_execute_user_code(project: Path, tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
+def test_validation_does_not_execute_user_code(
+    project: Path, tools: ToolRegistry, runtimes: RuntimeRegistry
+) -> None:
     marker = project / "executed"
     pkg = project / "pkg_side_effect"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    (pkg / "mod.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef f(text):\n    return text\n")
+    (pkg / "mod.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef f(text):\n    return text\n"
+    )
     data = spec_with(workflow=seq({"id": "s", "kind": "function", "ref": "pkg_side_effect.mod:f"}))
     assert [d.code for d in run(data, project, tools, runtimes) if d.severity == "error"] == []
     assert not marker.exists()
 
 
-def test_human_step_satisfies_approval(modules: Path, tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
+def test_human_step_satisfies_approval(
+    modules: Path, tools: ToolRegistry, runtimes: RuntimeRegistry
+) -> None:
     data = spec_with(
         agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
         workflow=seq(N1, {"id": "ok", "kind": "human", "ref": "boss"}),
-        components={"humans": {"boss": {}}, "tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}}},
+        components={
+            "humans": {"boss": {}},
+            "tools": {"sh": {"implementation": "helpers:run", "capabilities": ["shell"]}},
+        },
     )
     assert "W_HUMAN_APPROVAL_MISSING" not in {d.code for d in run(data, modules, tools, runtimes)}

@@ -14,8 +14,12 @@ SPEC_DOC = REPO / "docs" / "spec.md"
 
 
 def test_diagnostic_table_matches_the_catalogue() -> None:
-    rows = re.findall(r"^\| `([A-Z_]+)` \| (error|warning|info) \| (.+?) \|$", SPEC_DOC.read_text(), re.M)
-    assert [(code, sev, text) for code, sev, text in rows] == [(c, s, m) for c, (s, m) in CODES.items()]
+    rows = re.findall(
+        r"^\| `([A-Z_]+)` \| (error|warning|info) \| (.+?) \|$", SPEC_DOC.read_text(), re.M
+    )
+    assert [(code, sev, text) for code, sev, text in rows] == [
+        (c, s, m) for c, (s, m) in CODES.items()
+    ]
 
 
 def test_python_api_sample_runs(monkeypatch: pytest.MonkeyPatch) -> None:

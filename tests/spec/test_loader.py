@@ -18,7 +18,10 @@ BASE = {
     "agent": {"name": "a", "model": {"provider": "dummy", "name": "small", "temperature": 0.5}},
     "workflow": {
         "type": "sequential",
-        "steps": [{"id": "one", "kind": "agent", "ref": "a"}, {"id": "two", "kind": "agent", "ref": "a"}],
+        "steps": [
+            {"id": "one", "kind": "agent", "ref": "a"},
+            {"id": "two", "kind": "agent", "ref": "a"},
+        ],
     },
 }
 
@@ -36,9 +39,17 @@ BASE = {
             {"steps": [{"id": "s1", "x": 1}, {"id": "s2", "x": 9, "y": 1}, {"id": "s3"}]},
         ),
     ],
-    ids=["nested-mapping", "list-replaced", "scalar-replaces-mapping", "new-keys", "steps-merge-by-id"],
+    ids=[
+        "nested-mapping",
+        "list-replaced",
+        "scalar-replaces-mapping",
+        "new-keys",
+        "steps-merge-by-id",
+    ],
 )
-def test_deep_merge(base: dict[str, Any], overlay: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_deep_merge(
+    base: dict[str, Any], overlay: dict[str, Any], expected: dict[str, Any]
+) -> None:
     before = repr(base)
     assert deep_merge(base, overlay) == expected
     assert repr(base) == before  # the base is never modified
@@ -46,7 +57,9 @@ def test_deep_merge(base: dict[str, Any], overlay: dict[str, Any], expected: dic
 
 def test_overlay_is_merged_for_the_selected_env(tmp_path: Path) -> None:
     spec = write_yaml(tmp_path / "agent.yaml", BASE)
-    overlay = write_yaml(tmp_path / "agent.prod.yaml", {"agent": {"model": {"name": "large"}}, "version": "v1"})
+    overlay = write_yaml(
+        tmp_path / "agent.prod.yaml", {"agent": {"model": {"name": "large"}}, "version": "v1"}
+    )
     loaded = load_spec(spec, env="prod")
     assert loaded.overlays == [overlay]
     assert loaded.spec.agent is not None
@@ -60,8 +73,10 @@ def test_project_defaults_fill_only_gaps(tmp_path: Path) -> None:
     data = {**BASE, "components": {"agents": {"b": {"name": "b"}}}}
     spec = write_yaml(tmp_path / "s.yaml", data)
     project = ProjectConfig.model_validate(
-        {"model": {"provider": "openai", "name": "gpt-4o-mini", "temperature": 0.1},
-         "runtime": {"preferred_mode": "bridge", "allowed_modes": ["bridge"]}}
+        {
+            "model": {"provider": "openai", "name": "gpt-4o-mini", "temperature": 0.1},
+            "runtime": {"preferred_mode": "bridge", "allowed_modes": ["bridge"]},
+        }
     )
     loaded = load_spec(spec, project=project)
     a, b = loaded.spec.all_agents()["a"], loaded.spec.all_agents()["b"]
@@ -91,13 +106,32 @@ def test_broken_yaml_names_file_and_line(tmp_path: Path) -> None:
     ("text", "path", "line"),
     [
         ("version: v1\nagent:\n  name: a\n  colour: red\n", "agent.colour", 4),
-        ("version: v1\nagent:\n  name: a\n  strategy:\n    max_iterations: lots\n", "agent.strategy.max_iterations", 5),
+        (
+            "version: v1\nagent:\n  name: a\n  strategy:\n    max_iterations: lots\n",
+            "agent.strategy.max_iterations",
+            5,
+        ),
         ("version: v1\nagent:\n  name: a\n  tools: [1, {x: 1}]\n", "agent.tools", 4),
         ("version: v1\nagent:\n  system_prompt: hi\n", "agent.name", 2),
-        ("version: v1\nworkflow:\n  steps:\n    - id: s\n      kind: robot\n      ref: a\n", "workflow.steps[0].kind", 5),
-        ("version: v1\nworkflow:\n  type: graph\n  nodes:\n    n1: {kind: agent}\n", "workflow.nodes.n1.ref", 5),
+        (
+            "version: v1\nworkflow:\n  steps:\n    - id: s\n      kind: robot\n      ref: a\n",
+            "workflow.steps[0].kind",
+            5,
+        ),
+        (
+            "version: v1\nworkflow:\n  type: graph\n  nodes:\n    n1: {kind: agent}\n",
+            "workflow.nodes.n1.ref",
+            5,
+        ),
     ],
-    ids=["unknown-field", "wrong-type", "bad-union", "missing-required", "bad-literal", "keyed-node"],
+    ids=[
+        "unknown-field",
+        "wrong-type",
+        "bad-union",
+        "missing-required",
+        "bad-literal",
+        "keyed-node",
+    ],
 )
 def test_schema_errors_name_path_and_line(tmp_path: Path, text: str, path: str, line: int) -> None:
     spec = write_yaml(tmp_path / "s.yaml", text)
@@ -142,7 +176,9 @@ def test_overlay_file_makes_an_env_known(tmp_path: Path) -> None:
     [(None, "no 'version'"), ("v0", "kneo spec migrate"), ("v2", "unsupported spec version")],
     ids=["unversioned", "v0", "future"],
 )
-def test_versions_other_than_v1_are_refused(tmp_path: Path, version: str | None, needle: str) -> None:
+def test_versions_other_than_v1_are_refused(
+    tmp_path: Path, version: str | None, needle: str
+) -> None:
     data = {k: v for k, v in BASE.items() if k != "version"}
     if version is not None:
         data["version"] = version
@@ -155,7 +191,9 @@ def test_versions_other_than_v1_are_refused(tmp_path: Path, version: str | None,
 def test_inline_specs_report_paths() -> None:
     assert load_spec_data(BASE).agent.name == "a"  # type: ignore[union-attr]
     with pytest.raises(SpecError) as err:
-        load_spec_data({"version": "v1", "agent": {"name": "a", "tools": "some"}}, source="request.spec")
+        load_spec_data(
+            {"version": "v1", "agent": {"name": "a", "tools": "some"}}, source="request.spec"
+        )
     assert err.value.code == "E_SCHEMA"
     assert err.value.details["path"] == "agent.tools"
     assert str(err.value).startswith("request.spec: agent.tools")

@@ -17,10 +17,12 @@ from kneo.tools import ToolRegistry
 from .conftest import EXAMPLES
 
 
-def test_unversioned_example_migrates_and_validates(tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
+def test_unversioned_example_migrates_and_validates(
+    tools: ToolRegistry, runtimes: RuntimeRegistry
+) -> None:
     data = yaml.safe_load((EXAMPLES / "legacy_agent.yaml").read_text())
     migrated, changes = migrate_spec(data)
-    assert migrated["version"] == "v1" and list(migrated)[0] == "version"
+    assert migrated["version"] == "v1" and next(iter(migrated)) == "version"
     assert migrated["agent"]["system_prompt"].startswith("You are a helpful research assistant")
     assert migrated["agent"]["model"] == {"provider": "openai", "name": "gpt-4o-mini"}
     assert migrated["agent"]["strategy"] == {"type": "react", "max_iterations": 4}
@@ -51,9 +53,21 @@ def test_v0_steps_are_rewritten() -> None:
 
 
 def test_v1_with_deprecated_fields_only_loses_them() -> None:
-    data = {"version": "v1", "agent": {"name": "a", "instructions": "hi", "strategy": {"max_iterations": 3}, "max_iterations": 9}}
+    data = {
+        "version": "v1",
+        "agent": {
+            "name": "a",
+            "instructions": "hi",
+            "strategy": {"max_iterations": 3},
+            "max_iterations": 9,
+        },
+    }
     migrated, changes = migrate_spec(data)
-    assert migrated["agent"] == {"name": "a", "system_prompt": "hi", "strategy": {"max_iterations": 3}}
+    assert migrated["agent"] == {
+        "name": "a",
+        "system_prompt": "hi",
+        "strategy": {"max_iterations": 3},
+    }
     assert any("dropped agent.max_iterations" in c for c in changes)
     clean, none = migrate_spec(migrated)
     assert none == [] and clean == migrated
@@ -66,6 +80,8 @@ def test_future_versions_fail_fast(version: str) -> None:
     assert err.value.code == "E_UNSUPPORTED_VERSION"
 
 
-@pytest.mark.parametrize(("data", "expected"), [({}, "unversioned"), ({"version": 0}, "v0"), ({"version": "v1"}, "v1")])
+@pytest.mark.parametrize(
+    ("data", "expected"), [({}, "unversioned"), ({"version": 0}, "v0"), ({"version": "v1"}, "v1")]
+)
 def test_detect_version(data: dict[str, Any], expected: str) -> None:
     assert detect_version(data) == expected

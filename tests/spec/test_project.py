@@ -9,7 +9,12 @@ import pytest
 from kneo.errors import KneoError
 from kneo.settings import Settings
 from kneo.spec.context import resolve_environment_policy
-from kneo.spec.project import ProjectConfig, ProjectContext, find_project_config, load_project_config
+from kneo.spec.project import (
+    ProjectConfig,
+    ProjectContext,
+    find_project_config,
+    load_project_config,
+)
 
 from .conftest import EXAMPLES, write_yaml
 
@@ -40,15 +45,21 @@ def test_explicit_path_via_env_var(tmp_path: Path) -> None:
     assert context.config.name == "explicit"
     assert context.root == (tmp_path / "conf").resolve()
     with pytest.raises(KneoError) as err:
-        find_project_config(tmp_path, Settings.from_env({"KNEO_PROJECT_CONFIG": str(tmp_path / "missing.yaml")}))
+        find_project_config(
+            tmp_path, Settings.from_env({"KNEO_PROJECT_CONFIG": str(tmp_path / "missing.yaml")})
+        )
     assert err.value.code == "E_FILE_NOT_FOUND"
 
 
 def test_env_selection_order(tmp_path: Path) -> None:
     write_yaml(tmp_path / ".kneo" / "config.yaml", {"environments": {"dev": {}, "prod": {}}})
-    from_var = ProjectContext.discover(cwd=tmp_path, settings=Settings.from_env({"KNEO_ENV": "prod"}))
+    from_var = ProjectContext.discover(
+        cwd=tmp_path, settings=Settings.from_env({"KNEO_ENV": "prod"})
+    )
     assert (from_var.env, from_var.env_explicit) == ("prod", True)
-    flag = ProjectContext.discover(cwd=tmp_path, settings=Settings.from_env({"KNEO_ENV": "prod"}), env="dev")
+    flag = ProjectContext.discover(
+        cwd=tmp_path, settings=Settings.from_env({"KNEO_ENV": "prod"}), env="dev"
+    )
     assert (flag.env, flag.env_explicit) == ("dev", True)
 
 
@@ -75,7 +86,10 @@ def test_secret_values_are_rejected_without_echo(tmp_path: Path) -> None:
 
 
 def test_unknown_policy_fields_are_errors(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path / "c.yaml", {"environments": {"prod": {"policy_enforcement": {"require_humans": True}}}})
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {"environments": {"prod": {"policy_enforcement": {"require_humans": True}}}},
+    )
     with pytest.raises(KneoError) as err:
         load_project_config(path)
     assert err.value.code == "E_SCHEMA"
@@ -85,13 +99,25 @@ def test_unknown_policy_fields_are_errors(tmp_path: Path) -> None:
 def test_env_policy_overrides_project_defaults(tmp_path: Path) -> None:
     config = ProjectConfig.model_validate(
         {
-            "policy_enforcement": {"require_guardrails": True, "blocked_diagnostic_codes": ["W_SHELL_TOOL"]},
-            "environments": {"dev": {"policy_enforcement": {"require_guardrails": False}}, "prod": {}},
+            "policy_enforcement": {
+                "require_guardrails": True,
+                "blocked_diagnostic_codes": ["W_SHELL_TOOL"],
+            },
+            "environments": {
+                "dev": {"policy_enforcement": {"require_guardrails": False}},
+                "prod": {},
+            },
         }
     )
     dev, prod = config.policy_for("dev"), config.policy_for("prod")
-    assert dev is not None and not dev.require_guardrails and dev.blocked_diagnostic_codes == ["W_SHELL_TOOL"]
+    assert (
+        dev is not None
+        and not dev.require_guardrails
+        and dev.blocked_diagnostic_codes == ["W_SHELL_TOOL"]
+    )
     assert prod is not None and prod.require_guardrails
     assert ProjectConfig().policy_for("prod") is None
-    context = ProjectContext(root=tmp_path, config_path=None, config=config)  # no environments/ files
+    context = ProjectContext(
+        root=tmp_path, config_path=None, config=config
+    )  # no environments/ files
     assert resolve_environment_policy(context, "prod") == prod

@@ -43,7 +43,9 @@ def test_examples_validate_against_the_schema(path: Path) -> None:
 
 def test_examples_carry_the_schema_comment() -> None:
     for path in [*EXAMPLE_SPECS, *EXAMPLES.glob("research_agent.*.yaml")]:
-        assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/spec.schema.json"), path
+        assert path.read_text().startswith(
+            "# yaml-language-server: $schema=../schemas/spec.schema.json"
+        ), path
 
 
 def test_project_configs_validate_against_the_schema() -> None:
@@ -55,7 +57,10 @@ def test_project_configs_validate_against_the_schema() -> None:
 def test_schema_rejects_what_the_models_reject() -> None:
     validator = _validator("spec.schema.json")
     assert list(validator.iter_errors({"version": "v1", "agent": {"name": "a", "colour": "red"}}))
-    keyed = {"version": "v1", "workflow": {"type": "graph", "start": "n", "nodes": {"n": {"kind": "agent", "ref": "a"}}}}
+    keyed = {
+        "version": "v1",
+        "workflow": {"type": "graph", "start": "n", "nodes": {"n": {"kind": "agent", "ref": "a"}}},
+    }
     assert list(validator.iter_errors(keyed)) == []
 
 

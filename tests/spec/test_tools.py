@@ -13,7 +13,13 @@ from .conftest import REPO
 
 def test_registry_contents_and_capabilities() -> None:
     registry = create_tool_registry()
-    assert {"web_search", "webpage_reader", "compress_history", "summarize", "publish_report"} <= set(registry.names())
+    assert {
+        "web_search",
+        "webpage_reader",
+        "compress_history",
+        "summarize",
+        "publish_report",
+    } <= set(registry.names())
     assert registry.get("web_search").capabilities == frozenset({"network"})
     assert registry.get("webpage_reader").capabilities == frozenset({"network"})
     assert registry.get("summarize").capabilities == frozenset()
@@ -28,7 +34,10 @@ def test_handlers_are_deterministic() -> None:
     assert first == search({"query": "Nvidia AI business"})
     assert first.count("https://example.com/") == 3
     assert "example.com" in registry.handler("webpage_reader")({"url": "https://example.com/a/b"})
-    assert registry.handler("summarize")({"text": "one two three", "max_words": 2}) == "Summary: one two ..."
+    assert (
+        registry.handler("summarize")({"text": "one two three", "max_words": 2})
+        == "Summary: one two ..."
+    )
     assert registry.handler("publish_report")({"report": "x"}).startswith("Published. https://")
 
 
@@ -47,7 +56,11 @@ def test_example_tool_modules_are_safe(definition: object) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["examples.app_functions:summarize", "examples.human_functions:draft_report", "examples.human_functions:publish_report"],
+    [
+        "examples.app_functions:summarize",
+        "examples.human_functions:draft_report",
+        "examples.human_functions:publish_report",
+    ],
 )
 def test_example_functions_are_safe_and_run(ref: str) -> None:
     from kneo.spec.refs import load_callable
