@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kneo.errors import ConfigError
 
@@ -210,14 +210,10 @@ def load_project_config(path: Path) -> ProjectConfig:
     data, text = read_yaml_mapping(path, what="project config")
     try:
         return ProjectConfig.model_validate(data)
-    except Exception as exc:  # pydantic.ValidationError
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise validation_error_to_spec_error(
-                exc, data, file=str(path), texts=[(str(path), text)], kind="project config"
-            ) from None
-        raise
+    except ValidationError as exc:
+        raise validation_error_to_spec_error(
+            exc, data, file=str(path), texts=[(str(path), text)], kind="project config"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -246,8 +242,12 @@ class ProjectContext:
         cwd = (cwd or Path.cwd()).resolve()
         path = find_project_config(cwd, settings)
         config = load_project_config(path) if path else ProjectConfig()
-        root = path.resolve().parent.parent if path and path.parent.name == CONFIG_DIR else cwd
-        if path and path.parent.name != CONFIG_DIR:
+        # ``.kneo/config.yaml`` lives in the root; an explicit file elsewhere marks its own dir.
+        if path is None:
+            root = cwd
+        elif path.parent.name == CONFIG_DIR:
+            root = path.resolve().parent.parent
+        else:
             root = path.resolve().parent
         chosen = env or settings.environ.get("KNEO_ENV") or None
         return cls(
