@@ -57,17 +57,17 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
-    for rev in store.list_registry(status=None):  # ordered by revision within a key
-        key = (rev.bundle_name, rev.environment)
-        ref = RevisionRef(rev.revision, rev.digest, rev.status, rev.commit)
-        if rev.status == "active":
+    for name, env, number, digest, status, commit, diagnostics in _revision_heads(store):
+        key = (name, env)
+        ref = RevisionRef(number, digest, status, commit)
+        if status == "active":
             active[key] = ref
-        if rev.status in _APPLIED_STATUSES:
+        if status in _APPLIED_STATUSES:
             applied[key] = ref
-        elif rev.status == "pending_approval":
+        elif status == "pending_approval":
             pending[key] = ref
-        elif rev.status == "rejected":
-            for d in rev.diagnostics:
+        elif status == "rejected":
+            for d in diagnostics or ():
                 if d.get("fingerprint"):
                     rejected[key].add(str(d["fingerprint"]))
     suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions()}
@@ -92,11 +92,51 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
         )
-    conditions = {
-        (c.bundle_name, c.environment, c.type): (c.status, c.reason, c.message)
-        for c in store.list_conditions()
-    }
+    conditions = {(n, e, ty): (st, re, msg) for n, e, ty, st, re, msg in _condition_heads(store)}
     return Snapshot(ObservedState(entries), conditions)
+
+
+def _revision_heads(store: Any) -> Iterable[tuple[Any, ...]]:
+    """Every revision without its spec, ordered by revision within each key.
+
+    Reading specs would make every reconcile scale with the registry's size; until the store
+    offers such a projection publicly, it is read here (read-only) from its table.
+    """
+    if hasattr(store, "list_revision_heads"):
+        return store.list_revision_heads()  # type: ignore[no-any-return]
+    try:
+        import sqlalchemy as sa
+
+        from kneo.store import tables as t
+
+        r = t.bundle_revisions.c
+        diag = sa.case((r.status == "rejected", r.diagnostics), else_=sa.null())
+        with store._read() as conn:
+            return list(conn.execute(
+                sa.select(r.bundle_name, r.environment, r.revision, r.digest, r.status,
+                          r.commit, diag)
+                .order_by(r.bundle_name, r.environment, r.revision)
+            ))
+    except (ImportError, AttributeError):
+        return [(x.bundle_name, x.environment, x.revision, x.digest, x.status, x.commit,
+                 x.diagnostics) for x in store.list_registry(status=None)]
+
+
+def _condition_heads(store: Any) -> Iterable[tuple[Any, ...]]:
+    """Stored conditions without timestamps (same reasoning as :func:`_revision_heads`)."""
+    try:
+        import sqlalchemy as sa
+
+        from kneo.store import tables as t
+
+        c = t.bundle_conditions.c
+        with store._read() as conn:
+            return list(conn.execute(
+                sa.select(c.bundle_name, c.environment, c.type, c.status, c.reason, c.message)
+            ))
+    except (ImportError, AttributeError):
+        return [(x.bundle_name, x.environment, x.type, x.status, x.reason, x.message)
+                for x in store.list_conditions()]
 
 
 @dataclass(frozen=True)
