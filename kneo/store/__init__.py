@@ -110,7 +110,7 @@ def open_store(
     parsed = resolve_url(url, state_dir=state_dir)
     dialect = dialect_for(parsed)
     if dialect.name == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = dialect.create_engine(parsed)
     store = Store(engine, dialect, settings=settings, clock=clock or SystemClock())
     if migrate:

@@ -31,14 +31,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
-from kneo.errors import Conflict, InvalidRequest, NotFound
+from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_id, new_run_id
 from kneo.redaction import redact
 from kneo.settings import Settings
 from kneo.store import payloads, rows
 from kneo.store import tables as t
+from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
-from kneo.store.base import StoreBase
 from kneo.store.dialects import StoreDialect
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.records import (
@@ -52,9 +52,6 @@ from kneo.store.records import (
 )
 from kneo.store.registry import RegistryReadsMixin, RegistryWritesMixin
 
-SortOrder = Literal["asc", "desc"]
-MAX_PAGE = 1000
-
 #: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
 RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
     {
@@ -64,30 +61,6 @@ RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
         "bundle_commit",
     }
 )
-
-
-def check_page(limit: int, offset: int) -> None:
-    """Refuse paging values that would make a listing unbounded or meaningless."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}", field="limit")
-    if offset < 0:
-        raise InvalidRequest(f"offset must be zero or greater, got {offset}", field="offset")
-
-
-def check_order(sort_order: str) -> SortOrder:
-    if sort_order not in ("asc", "desc"):
-        raise InvalidRequest(
-            f"sort_order must be 'asc' or 'desc', got {sort_order!r}", field="sort_order"
-        )
-    return sort_order  # type: ignore[return-value]
-
-
-def _ordered(column: Any, order: SortOrder) -> Any:
-    return column.asc() if order == "asc" else column.desc()
-
-
-def _not_found(kind: str, ident: object) -> NotFound:
-    return NotFound(f"{kind} {ident!r} not found", resource=kind, id=str(ident))
 
 
 class Transaction(RegistryWritesMixin):
@@ -169,7 +142,7 @@ class Transaction(RegistryWritesMixin):
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).mappings().first()
         if row is None:
-            raise _not_found("run", run_id)
+            raise not_found_error("run", run_id)
         return rows.run(row)
 
     def update_run(
@@ -194,7 +167,7 @@ class Transaction(RegistryWritesMixin):
             sa.select(t.runs.c.version).where(t.runs.c.run_id == run_id)
         ).scalar()
         if current is None:
-            raise _not_found("run", run_id)
+            raise not_found_error("run", run_id)
         raise Conflict(
             f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
             code="stale_state",
@@ -225,7 +198,7 @@ class Transaction(RegistryWritesMixin):
             .returning(col)
         ).scalar()
         if new_last is None:
-            raise _not_found("run", run_id)
+            raise not_found_error("run", run_id)
         return int(new_last) - count + 1
 
     # -- checkpoints and trace ---------------------------------------------------------
@@ -310,7 +283,7 @@ class Transaction(RegistryWritesMixin):
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).mappings().first()
         if row is None:
-            raise _not_found("continuation", continuation_id)
+            raise not_found_error("continuation", continuation_id)
         return rows.continuation(row)
 
     def put_continuation(
@@ -366,7 +339,7 @@ class Transaction(RegistryWritesMixin):
                     raise Conflict(
                         f"continuation {continuation_id!r} already exists", code="already_exists"
                     ) from exc
-                raise _not_found("run", run_id) from exc
+                raise not_found_error("run", run_id) from exc
             record = rows.continuation(values)
         else:
             row = (
@@ -558,7 +531,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._read() as conn:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
         if row is None:
-            raise _not_found("run", run_id)
+            raise not_found_error("run", run_id)
         return rows.run(row)
 
     def list_runs(
@@ -586,7 +559,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         stmt = (
             sa.select(t.runs)
             .where(*where)
-            .order_by(_ordered(t.runs.c[sort_by], order), _ordered(t.runs.c.run_id, order))
+            .order_by(ordered(t.runs.c[sort_by], order), ordered(t.runs.c.run_id, order))
             .limit(limit)
             .offset(offset)
         )
@@ -613,7 +586,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)).scalar_one()
             result = conn.execute(
-                sa.select(t.checkpoints).where(*where).order_by(_ordered(c.sequence, order))
+                sa.select(t.checkpoints).where(*where).order_by(ordered(c.sequence, order))
                 .limit(limit).offset(offset)
             ).mappings()
             items = [rows.checkpoint(r) for r in result]
@@ -626,7 +599,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 sa.select(t.checkpoints).where(c.run_id == run_id, c.sequence == sequence)
             ).mappings().first()
         if row is None:
-            raise _not_found("checkpoint", f"{run_id}#{sequence}")
+            raise not_found_error("checkpoint", f"{run_id}#{sequence}")
         return rows.checkpoint(row)
 
     def latest_checkpoint(self, run_id: str, *, type: str | None = None) -> CheckpointRecord | None:
@@ -651,7 +624,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t.trace_events).where(*where)).scalar_one()
             result = conn.execute(
-                sa.select(t.trace_events).where(*where).order_by(_ordered(c.sequence, order))
+                sa.select(t.trace_events).where(*where).order_by(ordered(c.sequence, order))
                 .limit(limit).offset(offset)
             ).mappings()
             items = [rows.trace(r) for r in result]
@@ -665,7 +638,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 sa.select(t.continuations).where(c.continuation_id == continuation_id)
             ).mappings().first()
         if row is None:
-            raise _not_found("continuation", continuation_id)
+            raise not_found_error("continuation", continuation_id)
         return rows.continuation(row)
 
     def find_continuation_by_request(self, request_id: str) -> ContinuationRecord:
@@ -674,7 +647,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._read() as conn:
             cid = conn.execute(sa.select(r.continuation_id).where(r.request_id == request_id)).scalar()
         if cid is None:
-            raise _not_found("request", request_id)
+            raise not_found_error("request", request_id)
         return self.get_continuation(cid)
 
     def _continuation_filters(
@@ -744,7 +717,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             total = conn.execute(sa.select(sa.func.count()).select_from(t.continuations).where(*where)).scalar_one()
             result = conn.execute(
                 sa.select(t.continuations).where(*where)
-                .order_by(_ordered(c.created_at, order), _ordered(c.continuation_id, order))
+                .order_by(ordered(c.created_at, order), ordered(c.continuation_id, order))
                 .limit(limit).offset(offset)
             ).mappings()
             items = [rows.continuation(r) for r in result]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
-from kneo.errors import Conflict, KneoError, NotReady
+from kneo.errors import Conflict, InvalidRequest, KneoError, NotFound, NotReady
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
 
@@ -61,3 +61,30 @@ class StoreBase:
                 code="database_unavailable",
             ) from exc
 
+
+SortOrder = Literal["asc", "desc"]
+MAX_PAGE = 1000
+
+
+def check_page(limit: int, offset: int) -> None:
+    """Refuse paging values that would make a listing unbounded or meaningless."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}", field="limit")
+    if offset < 0:
+        raise InvalidRequest(f"offset must be zero or greater, got {offset}", field="offset")
+
+
+def check_order(sort_order: str) -> SortOrder:
+    if sort_order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"sort_order must be 'asc' or 'desc', got {sort_order!r}", field="sort_order"
+        )
+    return sort_order  # type: ignore[return-value]
+
+
+def ordered(column: Any, order: SortOrder) -> Any:
+    return column.asc() if order == "asc" else column.desc()
+
+
+def not_found_error(kind: str, ident: object) -> NotFound:
+    return NotFound(f"{kind} {ident!r} not found", resource=kind, id=str(ident))

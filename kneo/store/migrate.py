@@ -59,14 +59,16 @@ def upgrade(engine: Engine, dialect: StoreDialect, target: str = "head") -> str 
     from alembic import command
 
     try:
-        with dialect.connect_write(engine) as conn:
-            with conn.begin():
-                with dialect.migration_lock(conn):
-                    current = current_revision(conn)
-                    if target == "head" and current == HEAD_REVISION:
-                        return current
-                    command.upgrade(_alembic_config(conn), target)
-                    return current_revision(conn)
+        with (
+            dialect.connect_write(engine) as conn,
+            conn.begin(),
+            dialect.migration_lock(conn),
+        ):
+            current = current_revision(conn)
+            if target == "head" and current == HEAD_REVISION:
+                return current
+            command.upgrade(_alembic_config(conn), target)
+            return current_revision(conn)
     except KneoError:
         raise
     except Exception as exc:

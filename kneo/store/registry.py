@@ -76,10 +76,11 @@ class RegistryWritesMixin:
                 _R.bundle_name == bundle_name, _R.environment == environment
             )
         ).scalar()
-        values = {
+        number = int(last or 0) + 1
+        values: dict[str, Any] = {
             "bundle_name": bundle_name,
             "environment": environment,
-            "revision": int(last or 0) + 1,
+            "revision": number,
             "digest": digest,
             "commit": commit,
             "signer_key_ids": list(signer_key_ids),
@@ -93,7 +94,7 @@ class RegistryWritesMixin:
         }
         self.conn.execute(sa.insert(t.bundle_revisions).values(values))
         if status == "active":
-            return self.activate_revision(bundle_name, environment, values["revision"])
+            return self.activate_revision(bundle_name, environment, number)
         return rows.revision(values)
 
     def activate_revision(
@@ -253,7 +254,7 @@ class RegistryWritesMixin:
         ).mappings().first()
         values = {**fields, "updated_at": self.now}
         if row is None:
-            base = {"name": name, "last_fetched_commit": None, "last_reconcile_started_at": None,
+            base: dict[str, Any] = {"name": name, "last_fetched_commit": None, "last_reconcile_started_at": None,
                     "last_reconcile_duration_seconds": None, "last_error": None, "details": {}}
             values = {**base, **values}
             values["details"] = values["details"] or {}
@@ -283,7 +284,7 @@ class RegistryWritesMixin:
         return rows.approval(values)
 
 
-def _controller_status(r: Mapping[str, Any]) -> ControllerStatus:
+def _controller_status(r: Mapping[Any, Any]) -> ControllerStatus:
     return ControllerStatus(
         last_fetched_commit=r["last_fetched_commit"],
         last_reconcile_started_at=r["last_reconcile_started_at"],

@@ -20,7 +20,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 
 
 def run(r: Row) -> RunRecord:

@@ -56,12 +56,18 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-def _truncate(url: str) -> None:
-    engine = sa.create_engine(url)
-    names = ", ".join(f'"{table.name}"' for table in t.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(pg_url)
+    yield engine
     engine.dispose()
+
+
+def _empty_tables(engine: sa.Engine) -> None:
+    # DELETE beats TRUNCATE by far on the handful of rows a test leaves behind.
+    with engine.begin() as conn:
+        for table in reversed(t.metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 @pytest.fixture
@@ -84,7 +90,7 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_url")
-    _truncate(url)
+    _empty_tables(request.getfixturevalue("pg_engine"))
     return url
 
 

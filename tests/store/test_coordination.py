@@ -13,7 +13,7 @@ from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceL
 from kneo.store import Store, open_store
 
 from .conftest import StoreFactory
-from .helpers import new_run
+from .helpers import new_run, process_context
 
 
 def _fill_queue(store: Store, n: int) -> list[str]:
@@ -115,7 +115,7 @@ def _drain(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ig
 def test_processes_claim_each_record_exactly_once(store: Store, db_url: str) -> None:
     """Three worker processes on one database: every record is claimed exactly once."""
     runs = _fill_queue(store, 60)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = process_context()
     out = ctx.Queue()
     procs = [ctx.Process(target=_drain, args=(db_url, f"p{i}", out)) for i in range(3)]
     for p in procs:

@@ -21,6 +21,7 @@ from kneo.store.dialects import dialect_for
 from kneo.store.migrate import HEAD_REVISION, VERSION_TABLE, current_revision, script_head, upgrade
 
 from .conftest import PG_ENV
+from .helpers import process_context
 
 
 def test_head_constant_matches_scripts() -> None:
@@ -118,7 +119,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def test_concurrent_first_open_migrates_once(fresh_url: str) -> None:
     """Three processes opening an empty database at once all succeed on one schema."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = process_context()
     out = ctx.Queue()
     procs = [ctx.Process(target=_open_and_write, args=(fresh_url, n, out)) for n in range(3)]
     for p in procs:
