@@ -76,13 +76,15 @@ def create_app(
     settings: Settings | None = None,
     manager: Any = None,
     start_worker: bool | None = None,
+    controller: Any = None,
 ) -> FastAPI:
     """Build the service app.
 
     ``manager`` (or one installed with ``set_platform_manager``) wins; otherwise, with
     ``configure_default_manager``, the default platform is built at startup from settings.
     ``start_worker`` (default: whether the app builds its own manager) runs the in-process
-    queue worker for the app's lifetime.
+    queue worker for the app's lifetime. ``controller`` (a ``kneo.controller.Controller``)
+    enables ``POST /v1/controller/reconcile`` and the Git webhook.
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
@@ -125,6 +127,7 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.manager = manager
     app.state.worker = None
+    app.state.controller = controller
     configure_logging(settings)
     install_error_handlers(app)
     app.add_middleware(
