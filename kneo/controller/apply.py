@@ -183,7 +183,7 @@ class Applier:
         *,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Outcome]:
-        self._activated_now: dict[BundleKey, str | None] = {}
+        self._activated_now = {}
         by_key: dict[BundleKey, list[Action]] = {}
         for action in actions:
             by_key.setdefault(action.key, []).append(action)

@@ -413,7 +413,8 @@ def _check_chains(environments: dict[str, DesiredEnvironment]) -> dict[str, Desi
                 f"{ENVIRONMENTS_DIR}/{upstream}.yaml",
             ),))
             continue
-        seen, current = {name}, upstream
+        seen: set[str] = {name}
+        current: str | None = upstream
         while current is not None and current in environments:
             if current in seen:
                 out[name] = replace(env, problems=(Problem(

@@ -389,7 +389,7 @@ def conditions_for(
     acts = list(actions)
     main = next((a for a in acts if a.kind is not ActionKind.DRIFT_REVERT), None)
     drift = next((a for a in acts if a.kind is ActionKind.DRIFT_REVERT), None)
-    serving: RevisionRef | None | str = entry.active
+    serving: RevisionRef | str | None = entry.active
     if main is not None and main.kind is ActionKind.ACTIVATE:
         serving = main.digest or ""
     elif main is not None and main.kind is ActionKind.PRUNE:
@@ -443,7 +443,7 @@ def _promoted(
 
 
 def _ready(
-    revision: DesiredRevision | None, main: Action | None, serving: RevisionRef | None | str
+    revision: DesiredRevision | None, main: Action | None, serving: RevisionRef | str | None
 ) -> ConditionValue:
     t = ConditionType.READY
     if main is not None and main.reason == SUSPENDED:
