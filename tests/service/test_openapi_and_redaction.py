@@ -85,3 +85,16 @@ def test_stored_checkpoints_and_audit_are_redacted(make_client) -> None:
     blob = json.dumps(stored)
     for name, value in PLANTED.items():
         assert value.split("=")[-1].split(" ")[-1] not in blob, f"{name} stored unredacted"
+
+
+def test_service_api_doc_lists_every_route() -> None:
+    """docs/service_api.md's matrix names every /v1 route and its scope."""
+    from kneo.service import create_app
+    from kneo.service.auth import route_scopes
+    from kneo.settings import Settings
+
+    doc = (ROOT / "docs" / "service_api.md").read_text()
+    app = create_app(False, settings=Settings())
+    for method, path, scope in route_scopes(app):
+        if path.startswith("/v1/"):
+            assert f"| {method} | `{path}` | {scope or 'none'} |" in doc, (method, path)
