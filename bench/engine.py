@@ -156,7 +156,7 @@ LG_APPROVAL = textwrap.dedent("""
 
 def langgraph_available() -> bool:
     try:
-        import langgraph  # noqa: F401
+        import langgraph
         import langgraph.checkpoint.sqlite  # noqa: F401
     except ImportError:
         return False

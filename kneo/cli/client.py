@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
-
 class PlatformClient(Protocol):
     def run(self, *, spec_path: str, input_text: str, target: str,
             environment: str | None) -> dict[str, Any]: ...

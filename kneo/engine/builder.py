@@ -181,9 +181,7 @@ class SdkWorkflow:
         prompts: dict[str, Callable[[list[str], dict[str, Any]], str]] = {}
         for step in self.steps:
             if isinstance(step, HumanInTheLoopStep) and callable(step.prompt):
-                builder = step.prompt
-                prompts[step.name] = lambda outputs, config, b=builder: b(
-                    [SdkMessage("assistant", o) for o in outputs], config)
+                prompts[step.name] = _prompt_adapter(step.prompt)
         return WorkflowEngine(
             providers=no_providers,
             tools=ToolRegistry(),
@@ -192,3 +190,12 @@ class SdkWorkflow:
                        if isinstance(s, HumanInTheLoopStep) and s.resolver is not None},
             prompts=prompts,
         )
+
+
+def _prompt_adapter(builder: PromptBuilder) -> Callable[[list[str], dict[str, Any]], str]:
+    """The engine passes earlier outputs as text; SDK prompts read ``messages[-1].content``."""
+
+    def build(outputs: list[str], config: dict[str, Any]) -> str:
+        return builder([SdkMessage("assistant", o) for o in outputs], config)
+
+    return build

@@ -322,10 +322,10 @@ class _Run:
             except (_Pause, RunCancelled, RunSuperseded):
                 raise
             except Exception as exc:  # a step's own failure: apply its on_error policy
-                output = self._on_error(key, step, text, attempt, exc)
-                if output is None:
+                passed_on = self._on_error(key, step, text, attempt, exc)
+                if passed_on is None:
                     continue  # retry
-                return output
+                return passed_on
             with self.state.lock:
                 self.state.units[key] = {"step_id": step.id, "status": "completed",
                                          "output": output, "attempts": attempt,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kneo.redaction import redact
+from kneo.redaction import redact as _redact_any
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -25,7 +25,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def diff(before: Any, after: Any) -> dict[str, Any]:
     """Added, removed and changed flattened paths between two JSON values (redacted)."""
     a, b = flatten(before), flatten(after)
-    return redact({
+    return redact_dict({
         "added": {k: b[k] for k in b if k not in a},
         "removed": {k: a[k] for k in a if k not in b},
         "changed": {k: {"from": a[k], "to": b[k]} for k in a if k in b and a[k] != b[k]},
@@ -38,7 +38,7 @@ def timeline_entry(cp: Any) -> dict[str, Any]:
     meta = cp.metadata or {}
     pending = payload.get("pending") or []
     error = payload.get("error")
-    return redact({
+    return redact_dict({
         "sequence": cp.sequence,
         "type": cp.type,
         "step_id": cp.step_id,
@@ -77,3 +77,9 @@ def step_index(step_ids: Sequence[str], step_id: str | None) -> int | None:
         return list(step_ids).index(step_id) if step_id is not None else None
     except ValueError:
         return None
+
+
+def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """:func:`kneo.redaction.redact` for a JSON object, typed."""
+    out: dict[str, Any] = _redact_any(value)
+    return out

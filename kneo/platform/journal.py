@@ -17,13 +17,13 @@ from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
-from kneo.redaction import redact
+from kneo.redaction import redact as _redact_any
 from kneo.store import Store, Transaction
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """What a checkpoint shows: the execution state, redacted."""
-    return redact({**state, **extra})
+    return redact_dict({**state, **extra})
 
 
 def event_row(event: TraceEvent) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
     if event.unit_key and event.unit_key != event.step_id:
         payload.setdefault("unit_key", event.unit_key)
     payload.setdefault("at", event.at)
-    return {"event_type": event.event_type, "step_id": event.step_id, "payload": redact(payload)}
+    return {"event_type": event.event_type, "step_id": event.step_id, "payload": redact_dict(payload)}
 
 
 class StoreJournal:
@@ -43,7 +43,7 @@ class StoreJournal:
         run_id: str,
         version: int,
         *,
-        renew: Callable[[], None] | None = None,
+        renew: Callable[[], object] | None = None,
         renew_every: float = 20.0,
     ) -> None:
         self.store = store
@@ -107,3 +107,9 @@ class StoreJournal:
         """Drop buffered events (the run was superseded: they describe work not committed)."""
         with self._lock:
             self._buffer.clear()
+
+
+def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """:func:`kneo.redaction.redact` for a JSON object, typed."""
+    out: dict[str, Any] = _redact_any(value)
+    return out

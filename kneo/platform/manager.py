@@ -706,10 +706,10 @@ class PlatformManager:
                                      for e in events])
         updated = tx.update_run(run_id, expected_version=journal.version, state=state,
                                 **changes)
-        for event_type, payload, cid in extra_audits:
-            tx.add_audit(event_type, run_id=run_id, continuation_id=cid, payload=payload)
-        for event_type, actor, cid, payload in audits:
-            tx.add_audit(event_type, actor=actor, run_id=run_id, continuation_id=cid,
+        for event_type, payload, audit_cid in extra_audits:
+            tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
+        for event_type, actor, decision_cid, payload in audits:
+            tx.add_audit(event_type, actor=actor, run_id=run_id, continuation_id=decision_cid,
                          payload={**payload, "result_status": updated.status})
         return updated
 

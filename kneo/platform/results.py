@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.redaction import redact
+from kneo.redaction import redact as _redact_any
 from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
@@ -39,7 +39,7 @@ class RunResult:
         return pending.get("request_id")
 
     def to_dict(self) -> dict[str, Any]:
-        return redact({
+        return redact_dict({
             "run_id": self.run_id,
             "status": self.status,
             "output_text": self.output_text,
@@ -57,7 +57,7 @@ def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             view["deadline_epoch"] = int(datetime.fromisoformat(
                 str(expires).replace("Z", "+00:00")).timestamp())
-    return redact(view)
+    return redact_dict(view)
 
 
 def pending_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -122,7 +122,7 @@ def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
         "version": run.version,
         "metadata": {"environment": run.environment, **(run.metadata or {})},
     }
-    return redact(view)
+    return redact_dict(view)
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 
 
 def trace_view(event: TraceEvent) -> dict[str, Any]:
-    return redact({
+    return redact_dict({
         "sequence": event.sequence,
         "event_type": event.event_type,
         "step_id": event.step_id,
@@ -159,7 +159,7 @@ def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> d
     }
     if include_payload:
         view["payload"] = cp.payload
-    return redact(view)
+    return redact_dict(view)
 
 
 def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
     if pending_only:
         requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
     shown = [public_request(r) for r in requests]
-    return redact({
+    return redact_dict({
         "continuation_id": cont.continuation_id,
         "run_id": cont.run_id,
         "status": cont.status,
@@ -180,3 +180,9 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
         "expires_at": utc_iso(cont.expires_at),
         "escalated_at": utc_iso(cont.escalated_at),
     })
+
+
+def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """:func:`kneo.redaction.redact` for a JSON object, typed."""
+    out: dict[str, Any] = _redact_any(value)
+    return out
