@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -242,3 +242,18 @@ class LockRecord:
     owner: str
     acquired_at: datetime
     expires_at: datetime
+
+
+class RevisionHead(NamedTuple):
+    """A registry revision without its spec: what a reconcile compares, cheap to read in bulk.
+
+    ``diagnostics`` is filled only for rejected revisions (the reasons a retry would repeat).
+    """
+
+    bundle_name: str
+    environment: str
+    revision: int
+    digest: str
+    status: str
+    commit: str | None
+    diagnostics: list[dict[str, Any]] | None

@@ -28,6 +28,7 @@ from kneo.store.records import (
     Condition,
     ControllerStatus,
     PromotionApproval,
+    RevisionHead,
     Suspension,
 )
 
@@ -346,6 +347,22 @@ class RegistryReadsMixin(StoreBase):
                 .order_by(_R.bundle_name, _R.environment, _R.revision)
             ).mappings()
             return [rows.revision(r) for r in result]
+
+    def list_revision_heads(self, environment: str | None = None) -> list[RevisionHead]:
+        """Every revision without its spec, by (bundle, environment, revision).
+
+        Reconciles read this instead of full revisions so their cost does not grow with the
+        size of the specs stored in the registry.
+        """
+        diag = sa.case((_R.status == "rejected", _R.diagnostics), else_=sa.null())
+        stmt = sa.select(_R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status,
+                         _R.commit, diag).order_by(_R.bundle_name, _R.environment, _R.revision)
+        if environment is not None:
+            stmt = stmt.where(_R.environment == environment)
+        with self._read() as conn:
+            rows_ = conn.execute(stmt).all()
+        return [RevisionHead(r[0], r[1], r[2], r[3], r[4], r[5],
+                             None if r[6] is None else list(r[6])) for r in rows_]
 
     def find_revision(
         self, bundle_name: str, environment: str, digest: str

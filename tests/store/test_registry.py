@@ -169,3 +169,18 @@ def test_registry_decision_is_one_transaction(store: Store) -> None:
     active = store.get_active("a", "dev")
     assert active is not None and active.digest == "d1"
     assert store.list_conditions() == [] and store.list_audit().total == 0
+
+
+def test_revision_heads_omit_specs(store: Store) -> None:
+    """Revision heads list every revision in order, with diagnostics only when rejected."""
+    store.add_revision("a", "dev", digest="d1", spec={"big": "x"}, diagnostics=[{"c": "W"}],
+                       status="active")
+    bad = store.add_revision("a", "dev", digest="d2")
+    store.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
+    store.add_revision("b", "prod", digest="d3", commit="c3")
+    heads = store.list_revision_heads()
+    assert [(h.bundle_name, h.revision, h.status) for h in heads] == [
+        ("a", 1, "active"), ("a", 2, "rejected"), ("b", 1, "inactive")]
+    assert heads[0].diagnostics is None and heads[1].diagnostics == [{"c": "E"}]
+    assert heads[2].commit == "c3"
+    assert [h.environment for h in store.list_revision_heads("prod")] == ["prod"]
