@@ -138,7 +138,7 @@ def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
         # Scopes contain colons (``runs:read``), so the key is the second field and ends at
         # the next colon; everything after it is the role/scope list.
         parts = chunk.split(":", 2)
-        name, key, roles = (parts + ["", ""])[:3]
+        name, key, roles = [*parts, "", ""][:3]
         label = name.strip() if len(parts) == 3 and name.strip() else f"#{index + 1}"
         if len(parts) < 3 or not name.strip() or not key:
             raise ConfigError(

@@ -7,6 +7,7 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -172,10 +173,8 @@ class Worker:
     def _cancel(self, run_id: str) -> None:
         cancel = getattr(self.manager, "cancel", None)
         if callable(cancel):
-            try:
+            with contextlib.suppress(KneoError):  # already terminal: nothing to cancel
                 cancel(run_id)
-            except KneoError:
-                pass
 
     def _give_up(self, record: Any, message: str) -> None:
         self.store.fail(record.queue_id, self.owner, {"type": "too_many_attempts", "message": message})

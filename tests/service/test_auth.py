@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from svc_helpers import KEYS, auth_env, headers
 
 from kneo.errors import ConfigError, Forbidden, Unauthorized
 from kneo.service import create_app
 from kneo.service.auth import ROLE_SCOPES, Authenticator, parse_api_keys
 from kneo.settings import Settings
-
-from svc_helpers import KEYS, auth_env, headers
 
 REFERENCE_ROLES = {
     "operator": {"runs:read", "runs:write", "specs:read", "human:read", "audit:read",
