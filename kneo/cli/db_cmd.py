@@ -116,11 +116,9 @@ def current_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
 
 def effective_retention(settings: Settings) -> RetentionDays:
     """Environment variables win per field over the project config's ``retention:`` block."""
-    project = _project(settings)
-    if project is None:
-        return settings.retention
-    base = RetentionDays(**project.config.retention.model_dump())
-    return settings.retention.overlay(base)
+    from kneo.platform.maintenance import retention_policy
+
+    return retention_policy(settings, _project(settings))
 
 
 @maintenance_app.command("prune")
@@ -129,15 +127,19 @@ def prune_command(
     database_url: UrlOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Delete data older than the retention windows; prints counts per category."""
+    """Delete runs, checkpoints, queue records, continuations, artifacts and logs older than
+    the retention windows; prints counts per category."""
     want_json_errors(json_output)
+    from kneo.platform.maintenance import prune_retention, retention_policy
     from kneo.store import open_store
 
     settings = _settings()
+    project = _project(settings)
     url, state_dir = _target(database_url, settings)
-    retention = effective_retention(settings)
+    retention = retention_policy(settings, project)
     with open_store(url, settings=settings, state_dir=state_dir) as store:
-        counts = store.prune_retention(retention, dry_run=dry_run)
+        counts = prune_retention(store, settings=settings, project=project, policy=retention,
+                                 dry_run=dry_run)
     if json_output:
         print_json({"dry_run": dry_run, "retention": vars(retention), "counts": counts})
         return

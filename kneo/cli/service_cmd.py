@@ -49,8 +49,16 @@ def serve(
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
     once: Annotated[bool, typer.Option("--once", help="Drain due records, then exit")] = False,
+    grace_seconds: Annotated[float, typer.Option(
+        "--grace-seconds", min=0,
+        help="On SIGTERM, wait this long for runs in flight, then hand them over")] = 30.0,
+    max_attempts: Annotated[int, typer.Option(
+        "--max-attempts", min=1, help="Fail a run whose record was claimed more often")] = 5,
 ) -> None:
-    """Run a standalone queue worker against the configured database."""
+    """Run a standalone queue worker against the configured database.
+
+    SIGTERM/SIGINT stop claiming; runs in flight get ``--grace-seconds`` to finish, then
+    their leases are released so another worker continues them at once."""
     import signal
 
     from kneo.platform import create_platform
@@ -59,7 +67,8 @@ def worker(
 
     settings = Settings.from_env()
     manager = create_platform(settings=settings)
-    runner = Worker(manager, settings=settings, name="worker", concurrency=concurrency)
+    runner = Worker(manager, settings=settings, name="worker", concurrency=concurrency,
+                    max_attempts=max_attempts)
     try:
         if once:
             count = runner.run_until_empty()
@@ -77,8 +86,9 @@ def worker(
         while not stopped.wait(1.0):
             if not runner.is_alive():
                 break
-        runner.stop()
-        typer.echo(f"worker stopped after {runner.processed} run(s)", err=True)
+        handed = runner.stop(timeout=grace_seconds)
+        note = f"; handed over {len(handed)} run(s) in flight" if handed else ""
+        typer.echo(f"worker stopped after {runner.processed} run(s){note}", err=True)
     finally:
         close = getattr(manager, "close", None)
         if callable(close):

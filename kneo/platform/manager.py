@@ -516,6 +516,18 @@ class PlatformManager:
             self._worker.join(timeout)
             self._worker = None
 
+    # ================================================================== maintenance
+
+    def prune_retention(self, policy: Any = None, *, now: Any = None,
+                        dry_run: bool = False) -> dict[str, int]:
+        """Delete runs, checkpoints, queue records, continuations, artifacts and logs older
+        than their windows (``policy``, else project ``retention:`` under
+        ``KNEO_SERV_RETENTION_*``); counts per category. See :mod:`kneo.platform.maintenance`."""
+        from kneo.platform.maintenance import prune_retention
+
+        return prune_retention(self.store, settings=self.settings, project=self.project,
+                               policy=policy, now=now, dry_run=dry_run)
+
     # ================================================================== internals
 
     def _prepare(self, *, spec_path: str | Path | None, spec: Spec | Mapping[str, Any] | None,

@@ -3,6 +3,22 @@
 Used in-process by ``kneo service serve`` (one thread) and standalone by ``kneo worker``
 (``--concurrency`` threads). ``run_once`` processes at most one record; tests drive it
 directly.
+
+How a claimed record is settled, by what happened:
+
+=============================================  ============================================
+outcome                                        record / run
+=============================================  ============================================
+run reached an outcome (succeeded, paused...)  ``completed``
+run already terminal, paused or cancelled      ``completed`` (nothing to do)
+another live process executes the run          ``completed`` (the run is in good hands)
+run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
+permanent error (spec no longer compiles...)   ``failed``; run ``failed`` with the reason
+unexpected error (database blinked...)         lease left to lapse: retried after the lease
+claimed more than ``max_attempts`` times       ``failed``; run ``failed`` (too_many_attempts)
+graceful stop with the run still in flight     lease and run lock released: another worker
+                                               continues from the last step boundary
+=============================================  ============================================
 """
 
 from __future__ import annotations
@@ -12,17 +28,27 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from kneo.errors import IllegalTransition, KneoError, ResourceLocked
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound, ResourceLocked
+from kneo.platform.journal import checkpoint_payload
 from kneo.redaction import redact_text
-from kneo.store import TERMINAL_RUN_STATUSES
+from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
 
 log = logging.getLogger("kneo_serv.worker")
 
 #: After this many claims of one record (each a crash or lost lease) it is failed for good.
 DEFAULT_MAX_ATTEMPTS = 5
+
+
+@dataclass
+class _InFlight:
+    record: QueueRecord
+    heartbeat: _Heartbeat
 
 
 class Worker:
@@ -49,13 +75,14 @@ class Worker:
         self.poll_seconds = float(
             poll_seconds or getattr(settings, "worker_poll_seconds", 0.5) or 0.5
         )
-        self.max_attempts = max_attempts
+        self.max_attempts = max(1, max_attempts)
         self.owner = f"{name}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._inflight: dict[int, _InFlight] = {}
+        self._lock = threading.Lock()
         self.processed = 0
-        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -71,13 +98,21 @@ class Worker:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; wait up to ``timeout`` for runs in flight to reach their end."""
+    def stop(self, timeout: float = 30.0) -> list[str]:
+        """Stop claiming and wait up to ``timeout`` seconds for runs in flight to finish.
+
+        Runs still executing after that are handed over rather than held hostage until the
+        process dies: their lease and run lock are released, so another worker claims the
+        record at once and continues from the last completed step boundary. Returns the ids
+        of the runs handed over.
+        """
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=timeout)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        return self._hand_over() if self._threads else []
 
     def is_alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
@@ -85,6 +120,11 @@ class Worker:
     def notify(self) -> None:
         """Something was enqueued: skip the rest of the poll interval."""
         self._wake.set()
+
+    def in_flight(self) -> list[str]:
+        """Run ids this worker is executing right now."""
+        with self._lock:
+            return [entry.record.run_id for entry in self._inflight.values()]
 
     def run_until_empty(self) -> int:
         """Process records until none is due (``kneo worker --once``); returns the count."""
@@ -104,6 +144,23 @@ class Worker:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
 
+    def _hand_over(self) -> list[str]:
+        with self._lock:
+            entries = list(self._inflight.values())
+            self._inflight.clear()
+        handed: list[str] = []
+        for entry in entries:
+            entry.heartbeat.stop()
+            with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
+                self.store.release(entry.record.queue_id, self.owner)
+                manager_owner = getattr(self.manager, "owner", None)
+                if manager_owner:
+                    self.store.release_lock(f"run:{entry.record.run_id}", manager_owner)
+            handed.append(entry.record.run_id)
+            log.warning("worker %s: handed over run %s still in flight at shutdown",
+                        self.owner, entry.record.run_id)
+        return handed
+
     # ------------------------------------------------------------------ one record
 
     def run_once(self) -> bool:
@@ -114,12 +171,17 @@ class Worker:
         if record is None:
             return False
         self._process(record)
-        with self._count_lock:
+        with self._lock:
             self.processed += 1
         return True
 
-    def _process(self, record: Any) -> None:
-        run = self.store.get_run(record.run_id)
+    def _process(self, record: QueueRecord) -> None:
+        try:
+            run = self.store.get_run(record.run_id)
+        except NotFound:
+            self.store.fail(record.queue_id, self.owner,
+                            {"type": "not_found", "message": f"run {record.run_id} is gone"})
+            return
         if run.status in TERMINAL_RUN_STATUSES or run.status in ("paused", "blocked"):
             # Cancelled while queued, or already executed by a worker that lost its lease
             # after finishing: nothing to do but settle the record.
@@ -130,45 +192,54 @@ class Worker:
             self.store.complete(record.queue_id, self.owner)
             return
         if record.attempts > self.max_attempts:
-            self._give_up(record, f"gave up after {record.attempts - 1} lost leases")
+            self._give_up(record, "too_many_attempts",
+                          f"queue record claimed {record.attempts} times (max "
+                          f"{self.max_attempts}); its workers kept dying or losing the lease")
             return
         # A queued run starts; a "running" one lost its worker mid-run and continues from
         # its last completed step boundary (completed steps never execute again).
         execute = self.manager.execute_run if run.status == "queued" else self.manager.continue_run
         heartbeat = _Heartbeat(self.store, record.queue_id, self.owner, self.lease_seconds)
+        with self._lock:
+            self._inflight[record.queue_id] = _InFlight(record, heartbeat)
         heartbeat.start()
+        try:
+            self._execute(record, execute)
+        finally:
+            heartbeat.stop()
+            with self._lock:
+                self._inflight.pop(record.queue_id, None)
+
+    def _execute(self, record: QueueRecord, execute: Any) -> None:
         try:
             execute(record.run_id)
         except (ResourceLocked, IllegalTransition) as exc:
             # Someone else is executing it right now, or it moved on (cancelled, paused):
             # the run is in good hands; this record is done.
-            heartbeat.stop()
             log.info("worker %s: run %s not executed here: %s", self.owner, record.run_id, exc.code)
-            self.store.complete(record.queue_id, self.owner)
-            return
+            self._settle(record)
+        except Conflict as exc:
+            # Written concurrently (a handed-over worker committed a last boundary): give the
+            # record back so it is re-evaluated against the run's new state.
+            log.info("worker %s: run %s changed under us (%s); re-queued",
+                     self.owner, record.run_id, exc.code)
+            self.store.release(record.queue_id, self.owner)
         except KneoError as exc:
-            heartbeat.stop()
-            self.store.fail(
-                record.queue_id, self.owner, {"type": exc.code, "message": redact_text(str(exc))}
-            )
-            log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, exc.code)
-            return
+            # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
+            self._give_up(record, exc.code, redact_text(str(exc))[:500])
         except Exception as exc:
-            heartbeat.stop()
-            self.store.fail(
-                record.queue_id,
-                self.owner,
-                {"type": type(exc).__name__, "message": redact_text(str(exc))[:500]},
-            )
-            log.exception("worker %s: run %s crashed", self.owner, record.run_id)
-            return
-        heartbeat.stop()
+            log.exception("worker %s: run %s crashed (attempt %s)",
+                          self.owner, record.run_id, record.attempts)
+            if record.attempts >= self.max_attempts:
+                self._give_up(record, type(exc).__name__, redact_text(str(exc))[:500])
+            # else: stop renewing; the lease lapses and a worker retries from the last boundary
+        else:
+            self._settle(record)
+
+    def _settle(self, record: QueueRecord) -> None:
         if not self.store.complete(record.queue_id, self.owner):
-            log.warning(
-                "worker %s: lease on queue record %s was lost before completion",
-                self.owner,
-                record.queue_id,
-            )
+            log.warning("worker %s: lease on queue record %s was lost before completion",
+                        self.owner, record.queue_id)
 
     def _cancel(self, run_id: str) -> None:
         cancel = getattr(self.manager, "cancel", None)
@@ -176,11 +247,39 @@ class Worker:
             with contextlib.suppress(KneoError):  # already terminal: nothing to cancel
                 cancel(run_id)
 
-    def _give_up(self, record: Any, message: str) -> None:
-        self.store.fail(record.queue_id, self.owner, {"type": "too_many_attempts", "message": message})
-        fail_run = getattr(self.manager, "fail_run", None)
-        if callable(fail_run):
-            fail_run(record.run_id, {"type": "too_many_attempts", "message": message})
+    def _give_up(self, record: QueueRecord, kind: str, message: str) -> None:
+        """Fail the record and its run, so nobody waits for a run no worker will finish."""
+        error = {"type": kind, "message": message, "queue_id": record.queue_id,
+                 "attempts": record.attempts}
+        self.store.fail(record.queue_id, self.owner, error)
+        log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
+        try:
+            fail_run(self.store, record.run_id, error, actor=self.owner)
+        except KneoError as exc:  # it reached an outcome meanwhile: keep that
+            log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id,
+                     exc.code)
+
+
+def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | None = None) -> Any:
+    """Mark ``run_id`` failed through the lifecycle, with ``error`` as the reason.
+
+    One transaction, a compare-and-set on the run's version: status (via
+    :func:`~kneo.engine.lifecycle.transition`, so a terminal run is refused with
+    ``illegal_transition``), error, trace event, checkpoint and audit event together. The
+    run's state is kept, so ``continue_run`` can still pick it up from its last boundary.
+    """
+    run = store.get_run(run_id)
+    status = transition(run.status, RunStatus.FAILED, action="fail the run")
+    with store.transaction() as tx:
+        updated = tx.update_run(run_id, expected_version=run.version, status=status,
+                                error=error, finished_at=tx.now)
+        tx.add_trace_event(run_id, "run_failed", payload=error)
+        tx.add_checkpoint(run_id, type="run_failed", status="failed",
+                          payload=checkpoint_payload(run.state or {}),
+                          metadata={"reason": error.get("type")})
+        tx.add_audit("run.failed", actor=actor, run_id=run_id,
+                     payload={"previous_status": run.status, "reason": error.get("type")})
+    return updated
 
 
 class _Heartbeat:
@@ -200,7 +299,8 @@ class _Heartbeat:
 
     def stop(self) -> None:
         self._done.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
     def _beat(self) -> None:
         while not self._done.wait(self._lease / 3):
