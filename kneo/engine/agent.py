@@ -10,7 +10,10 @@ Strategies: ``react`` (act turns only) and ``plan-act`` (a first planning turn w
 whose plan stays in the transcript, then act turns). Every tool call goes through the
 :class:`~kneo.engine.tool_guard.ToolGuard` (selection, policy, JSON Schema); a denied call
 emits ``tool_policy_denied`` and the model receives the refusal as the tool result. Tools
-listed in ``approval_required`` (or with ``requires_approval``) pause for a person first.
+listed in ``approval_required`` (or with ``requires_approval``) pause for a person — after the
+guard, so a refused call is never put to anyone; approved runs once, edited runs with the
+edited arguments (checked again), rejected returns a refusal to the model. The built-in
+``ask_question`` tool pauses with the question and returns the answer as the tool result.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kneo.engine.human import HumanRequest
+from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import KneoError
@@ -63,6 +66,8 @@ class AgentHost(Protocol):
     def pause(self, request: HumanRequest) -> None: ...
 
     def new_request(self, **fields: Any) -> HumanRequest: ...
+
+    def question_index(self, call_id: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -229,14 +234,7 @@ class AgentLoop:
         record: dict[str, Any],
     ) -> None:
         opts = self._options
-        if call.name in approval:
-            decided = self._approval(host, call)
-            if decided is None:
-                return  # host.pause raised
-            call, refusal = decided
-            if refusal is not None:
-                self._append_result(host, call, refusal, record)
-                return
+        # Policy and schema first: a call the guard refuses is never put to a person.
         refusal = guard.check(call)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
@@ -244,6 +242,22 @@ class AgentLoop:
                                                 record_arguments=opts.record_arguments))
             self._append_result(host, call, refusal, record)
             return
+        if call.name == QUESTION_TOOL:
+            answer = self._question(host, call)
+            self._append_result(host, call, ToolOutcome("ok", answer, None), record)
+            return
+        if call.name in approval:
+            decided = self._approval(host, call)
+            if decided is None:
+                return  # host.pause raised
+            call, refusal = decided
+            if refusal is None:
+                refusal = guard.check(call)  # edited arguments pass the same checks
+            if refusal is not None:
+                host.emit("tool_call_rejected", describe_for_trace(
+                    call, refusal, record_arguments=opts.record_arguments))
+                self._append_result(host, call, refusal, record)
+                return
         host.emit("tool_call_started", describe_for_trace(call, record_arguments=opts.record_arguments))
         outcome = guard.execute(call)
         host.emit(
@@ -262,6 +276,21 @@ class AgentLoop:
             )
             record["tool_calls"] = record.get("tool_calls", 0) + 1
         host.commit("tool_result")
+
+    @staticmethod
+    def _question(host: AgentHost, call: ToolCall) -> str:
+        """``ask_question``: the recorded answer under the wait's stable name, or a pause."""
+        question = str(call.arguments.get("question") or "").strip() or "(no question given)"
+        wait_key = question_wait_key(host.question_index(call.id), question)
+        decision = host.decision(wait_key)
+        if decision is None:
+            host.pause(host.new_request(
+                kind="question", wait_key=wait_key, prompt=question,
+                decisions=("provided",),
+                context={"tool_call_id": call.id, "wait_name": wait_key},
+                metadata={"wait_name": wait_key}))
+        answer = (decision or {}).get("content")
+        return str(answer) if answer is not None else ""
 
     def _approval(
         self, host: AgentHost, call: ToolCall

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.engine import conditions
+from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
 from kneo.engine.cancellation import CancellationToken, RunCancelled
+from kneo.engine.families import _PROGRAMS
 from kneo.engine.functions import (
     StepContext,
     arity_of,
@@ -38,6 +37,7 @@ from kneo.engine.functions import (
     resolve_function,
 )
 from kneo.engine.human import (
+    QUESTION_TOOL,
     HumanDecision,
     HumanInterventionRequest,
     HumanRequest,
@@ -46,6 +46,7 @@ from kneo.engine.human import (
 )
 from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
 from kneo.engine.providers.base import Provider
+from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState
 from kneo.errors import KneoError
 from kneo.ids import new_request_id
@@ -98,24 +99,6 @@ Outcome = Completed | Paused | Failed | Cancelled | Superseded
 
 class StepFailure(KneoError):
     code = "step_failed"
-
-
-class _Pause(Exception):
-    def __init__(self, requests: list[HumanRequest]) -> None:
-        super().__init__("paused")
-        self.requests = requests
-
-
-class _Failure(Exception):
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error.get("message", "failed"))
-        self.error = error
-
-
-class _ProbeStop(Exception):
-    def __init__(self, units: list[dict[str, Any]]) -> None:
-        super().__init__("probe")
-        self.units = units
 
 
 def error_info(exc: BaseException, **where: Any) -> dict[str, Any]:
@@ -295,7 +278,12 @@ class _Run:
     # ------------------------------------------------------------------ units
 
     def unit(self, key: str, step: CompiledStep, text: str, **position: Any) -> str:
-        """Execute one unit once: a completed unit returns its recorded output."""
+        """Execute one unit once: a completed unit returns its recorded output.
+
+        Order: the step's ``human_review`` gates before it (confirmation, typed input), then
+        the attempts under its ``on_error`` policy, then the output review (which may run the
+        step again with the reviewer's feedback, up to ``max_reviews`` rounds).
+        """
         done = self.state.completed(key)
         if done is not None:
             return str(done.get("output") or "")
@@ -306,6 +294,21 @@ class _Run:
             previous = self.state.units.get(key, {})
             attempt = int(previous.get("attempts", 0))
             self.state.position = {"unit_key": key, "step_id": step.id, **position}
+        review = step.human_review
+        human_input: dict[str, Any] | None = None
+        if review is not None and review.requires_confirmation:
+            verdict = gates.confirm(self, key, step, text)
+            if verdict == "skip":
+                return self._skip(key, step, text)
+            if verdict == "cancel":
+                raise RunCancelled(f"step '{step.id}' was rejected; on_reject cancels the run")
+            if verdict == "fail":
+                rejected = HumanRejected(f"step '{step.id}' was rejected before it ran",
+                                         step_id=step.id)
+                self._fail(key, step, attempt, error_info(rejected, step_id=step.id,
+                                                          unit_key=key, attempt=attempt))
+        if review is not None and review.input_schema:
+            human_input = gates.collect_input(self, key, step, text)
         if previous.get("status") == "failed" and step.on_error == "pause":
             # A person was asked about the last failed attempt: apply the answer first.
             choice = self._error_choice(key, step, attempt, previous.get("error") or {})
@@ -315,30 +318,90 @@ class _Run:
                 self._fail(key, step, attempt, previous.get("error") or {})
         self.emit("step_started", {"kind": step.kind, "attempt": attempt + 1, **position},
                   step_id=step.id, unit_key=key)
+        round_no, feedback = 1, None
+        while True:
+            reviewing = self.state.units.get(key, {})
+            if reviewing.get("status") == "reviewing" and reviewing.get("round") == round_no:
+                output, extra = str(reviewing.get("output") or ""), dict(reviewing.get("extra") or {})
+                attempt = int(reviewing.get("attempts", attempt))
+            else:
+                ran = self._attempts(key, step, text, attempt, round_no, human_input, feedback)
+                if ran is None:  # on_error passed the input on: no review of a failure
+                    return str(self.state.units[key].get("output") or "")
+                output, extra, attempt = ran
+            if review is None or not review.review_output:
+                break
+            if reviewing.get("round") != round_no:
+                with self.state.lock:
+                    self.state.units[key] = {"step_id": step.id, "status": "reviewing",
+                                             "round": round_no, "output": output,
+                                             "attempts": attempt, "extra": extra}
+                self.commit("step_output", step_id=step.id, unit_key=key, status="reviewing",
+                            attempt=attempt)
+            verdict = gates.review(self, key, step, round_no, output)
+            if verdict.accepted:
+                output = verdict.output
+                extra = {**extra, "review": verdict.decision, "review_rounds": round_no}
+                break
+            if round_no >= review.max_reviews:
+                error = error_info(HumanRejected(
+                    f"step '{step.id}' output was rejected {round_no} times "
+                    f"(max_reviews {review.max_reviews}): {verdict.feedback}",
+                    code="review_limit_reached", step_id=step.id),
+                    step_id=step.id, unit_key=key, attempt=attempt)
+                self._fail(key, step, attempt, error)
+            round_no, feedback = round_no + 1, verdict.feedback
+        with self.state.lock:
+            self.state.units[key] = {"step_id": step.id, "status": "completed",
+                                     "output": output, "attempts": attempt,
+                                     "finished_at": self.now_iso(), **extra}
+            self.state.order.append(key)
+            self.state.position = {}
+        self.emit("step_completed", {"kind": step.kind, "attempt": attempt,
+                                     "output_chars": len(output)},
+                  step_id=step.id, unit_key=key)
+        self.commit("step_completed", step_id=step.id, unit_key=key, attempt=attempt,
+                    **{k: v for k, v in position.items() if k == "node_id"})
+        self.check_cancel()
+        return output
+
+    def _attempts(self, key: str, step: CompiledStep, text: str, attempt: int, round_no: int,
+                  human_input: dict[str, Any] | None, feedback: str | None
+                  ) -> tuple[str, dict[str, Any], int] | None:
+        """Attempts of one execution under ``on_error``; ``None`` when the failure was passed
+        on (``continue`` or a person's ``skip``). A review round re-runs under its own key so an
+        agent starts a fresh transcript with the feedback."""
+        exec_key = key if round_no == 1 else f"{key}@review{round_no}"
+        run_text = text
+        if step.kind == "agent":
+            if human_input is not None:
+                run_text = gates.with_input(run_text, human_input)
+            if feedback is not None:
+                run_text = gates.with_feedback(run_text, feedback)
         while True:
             attempt += 1
             try:
-                output, extra = self._execute(key, step, text, attempt)
+                output, extra = self._execute(exec_key, step, run_text, attempt,
+                                              human_input=human_input, feedback=feedback)
             except (_Pause, RunCancelled, RunSuperseded):
                 raise
             except Exception as exc:  # a step's own failure: apply its on_error policy
-                passed_on = self._on_error(key, step, text, attempt, exc)
-                if passed_on is None:
+                if self._on_error(key, step, text, attempt, exc) is None:
                     continue  # retry
-                return passed_on
-            with self.state.lock:
-                self.state.units[key] = {"step_id": step.id, "status": "completed",
-                                         "output": output, "attempts": attempt,
-                                         "finished_at": self.now_iso(), **extra}
-                self.state.order.append(key)
-                self.state.position = {}
-            self.emit("step_completed", {"kind": step.kind, "attempt": attempt,
-                                         "output_chars": len(output)},
-                      step_id=step.id, unit_key=key)
-            self.commit("step_completed", step_id=step.id, unit_key=key, attempt=attempt,
-                        **{k: v for k, v in position.items() if k == "node_id"})
-            self.check_cancel()
-            return output
+                return None
+            return output, extra, attempt
+
+    def _skip(self, key: str, step: CompiledStep, text: str) -> str:
+        """A confirmation was rejected with ``on_reject: skip``: record it, pass the input on."""
+        with self.state.lock:
+            self.state.units[key] = {"step_id": step.id, "status": "skipped", "output": text,
+                                     "attempts": 0, "finished_at": self.now_iso()}
+            self.state.order.append(key)
+            self.state.position = {}
+        self.emit("step_skipped", {"reason": "confirmation rejected"}, step_id=step.id,
+                  unit_key=key)
+        self.commit("step_skipped", step_id=step.id, unit_key=key, status="skipped")
+        return text
 
     def _on_error(self, key: str, step: CompiledStep, text: str, attempt: int,
                   exc: BaseException) -> str | None:
@@ -413,10 +476,11 @@ class _Run:
                 context={"error": error})])
         return str(decision.get("selected_option") or "fail")
 
-    def _execute(self, key: str, step: CompiledStep, text: str,
-                 attempt: int) -> tuple[str, dict[str, Any]]:
+    def _execute(self, key: str, step: CompiledStep, text: str, attempt: int, *,
+                 human_input: dict[str, Any] | None = None,
+                 feedback: str | None = None) -> tuple[str, dict[str, Any]]:
         if step.kind == "function":
-            return self._function(key, step, text, attempt), {}
+            return self._function(key, step, text, attempt, human_input, feedback), {}
         if step.kind == "agent":
             host = _AgentHost(self, key, step)
             return self.engine.agents.run(host, step, text), {}
@@ -424,7 +488,8 @@ class _Run:
             return self._human(key, step, text)
         raise StepFailure(f"step '{step.id}' has unknown kind {step.kind!r}", code="E_SCHEMA")
 
-    def _function(self, key: str, step: CompiledStep, text: str, attempt: int) -> str:
+    def _function(self, key: str, step: CompiledStep, text: str, attempt: int,
+                  human_input: dict[str, Any] | None = None, feedback: str | None = None) -> str:
         ref = step.function_ref or step.ref
         override = self.engine.functions.get(ref) or self.engine.functions.get(step.id)
         if override is not None:
@@ -435,6 +500,7 @@ class _Run:
             run_id=self.run_id, step_id=step.id, unit_key=key, attempt=attempt,
             input_text=self.state.input_text, outputs=self.state.outputs_by_step(),
             metadata=self.metadata, cancellation=self.cancellation,
+            human_input=human_input, review_feedback=feedback,
         )
         if step.timeout_seconds is None:
             return call_function(fn, arity, text, context)
@@ -464,6 +530,15 @@ class _Run:
         with self.state.lock:
             found = self.state.decisions.get(wait_key)
             return dict(found) if found is not None else None
+
+    def ask(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
+            **fields: Any) -> dict[str, Any]:
+        """The decision recorded for ``wait_key``, or pause with a new request for it."""
+        decision = self.decision(wait_key)
+        if decision is None:
+            raise _Pause([self.new_request(kind=kind, wait_key=wait_key, step=step,
+                                           prompt=prompt, **fields)])
+        return decision
 
     def new_request(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
                     **fields: Any) -> HumanRequest:
@@ -583,147 +658,18 @@ class _AgentHost:
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)
 
+    def question_index(self, call_id: str) -> int:
+        """1-based index of an ``ask_question`` call in the run: calls in completed units (in
+        completion order) plus those of this unit up to ``call_id``. Deterministic, so the
+        wait name is the same on resume and on replay."""
+        state = self._run.state
 
-# --------------------------------------------------------------------------- families
+        def calls(record: dict[str, Any] | None) -> list[str]:
+            return [c.get("id", "") for m in (record or {}).get("messages") or []
+                    for c in m.get("tool_calls") or [] if c.get("name") == QUESTION_TOOL]
 
-
-def _sequential(ctx: _Run) -> str:
-    text = ctx.state.input_text
-    for index, step in enumerate(ctx.workflow.steps):
-        text = ctx.unit(step.id, step, text, step_index=index)
-    return text
-
-
-def _graph(ctx: _Run) -> str:
-    wf = ctx.workflow
-    if not wf.steps:
-        return ctx.state.input_text
-    nodes = {s.id: s for s in wf.steps}
-    node: str | None = wf.start or wf.steps[0].id
-    text = ctx.state.input_text
-    visits: Counter[str] = Counter()
-    while node is not None:
-        if node not in nodes:
-            raise KneoError(f"graph routes to unknown node '{node}'", code="graph_unknown_node")
-        visits[node] += 1
-        if visits[node] > wf.max_visits:
-            raise KneoError(
-                f"node '{node}' would run a {visits[node]}th time; max_visits is {wf.max_visits}",
-                code="graph_max_visits", step_id=node)
-        if not ctx.probe:
-            with ctx.state.lock:
-                ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
-        key = node if visits[node] == 1 else f"{node}#{visits[node]}"
-        output = ctx.unit(key, nodes[node], text, node_id=node, visit=visits[node])
-        unit = ctx.state.completed(key) or {}
-        following = unit.get("route") or _route(wf, node, output)
-        if not ctx.probe:
-            _record_route(ctx, key, node, following)
-        node, text = following, output
-    return text
-
-
-def _route(wf: CompiledWorkflow, node: str, output: str) -> str | None:
-    """First matching conditional edge in declaration order, else the default, else the first
-    unconditional edge; no edge ends the graph."""
-    edges = [e for e in wf.edges if e.source == node]
-    for edge in edges:
-        if edge.condition is not None and conditions.evaluate(edge.condition, output):
-            return edge.target
-    for edge in edges:
-        if edge.default:
-            return edge.target
-    for edge in edges:
-        if edge.condition is None:
-            return edge.target
-    return None
-
-
-def _record_route(ctx: _Run, key: str, node: str, target: str | None) -> None:
-    with ctx.state.lock:
-        if any(r.get("unit_key") == key for r in ctx.state.routes):
-            return
-        ctx.state.routes.append({"unit_key": key, "from": node, "to": target})
-
-
-def _concurrent(ctx: _Run) -> str:
-    steps = ctx.workflow.steps
-    text = ctx.state.input_text
-    results: dict[str, str] = {}
-    errors: list[tuple[int, BaseException]] = []
-    pauses: list[HumanRequest] = []
-    probes: list[dict[str, Any]] = []
-
-    def branch(index: int, step: CompiledStep) -> None:
-        try:
-            results[step.id] = ctx.unit(f"branch:{step.id}", step, text, branch=step.id)
-        except _Pause as pause:
-            pauses.extend(pause.requests)
-        except _ProbeStop as stop:
-            probes.extend(stop.units)
-        except BaseException as exc:  # collected; raised in declaration order below
-            errors.append((index, exc))
-
-    pending = [(i, s) for i, s in enumerate(steps) if ctx.state.completed(f"branch:{s.id}") is None]
-    if ctx.probe or len(pending) <= 1:
-        for index, step in enumerate(steps):
-            branch(index, step)
-    else:
-        for index, step in enumerate(steps):
-            if ctx.state.completed(f"branch:{step.id}") is not None:
-                branch(index, step)
-        workers = min(len(pending), ctx.engine.options.max_parallel)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kneo-branch") as pool:
-            for future in [pool.submit(branch, i, s) for i, s in pending]:
-                future.result()
-    if probes:
-        raise _ProbeStop(probes)
-    for _, exc in sorted(errors, key=lambda item: item[0]):
-        if isinstance(exc, RunSuperseded | RunCancelled | _Failure):
-            raise exc
-    if errors:
-        raise sorted(errors, key=lambda item: item[0])[0][1]
-    if pauses:
-        order = {s.id: i for i, s in enumerate(steps)}
-        raise _Pause(sorted(pauses, key=lambda r: order.get(r.step_id, 0)))
-    return "\n\n".join(f"## {s.id}\n{results[s.id]}" for s in steps)
-
-
-def _handoff(ctx: _Run) -> str:
-    wf = ctx.workflow
-    by_id = {s.id: s for s in wf.steps}
-    selector = wf.selector
-    order = [p for p in (selector.sequence if selector else []) if p in by_id] or list(by_id)
-    if selector is not None and selector.type == "round_robin":
-        turns = selector.max_turns or len(order) * wf.rounds
-    else:
-        turns = selector.max_turns if selector and selector.max_turns else len(order)
-    text = ctx.state.input_text
-    for turn in range(turns):
-        participant = by_id[order[turn % len(order)]]
-        text = ctx.unit(f"turn{turn + 1}:{participant.id}", participant, text,
-                        turn=turn + 1, participant=participant.id)
-    return text
-
-
-def _group_chat(ctx: _Run) -> str:
-    wf = ctx.workflow
-    topic = ctx.state.input_text
-    lines: list[str] = []
-    for round_no in range(1, wf.rounds + 1):
-        for participant in wf.steps:
-            conversation = "\n\n".join([f"Topic: {topic}", *lines]) if lines else topic
-            output = ctx.unit(f"r{round_no}:{participant.id}", participant, conversation,
-                              round=round_no, participant=participant.id)
-            lines.append(f"[{participant.id}] {output}")
-    return "\n\n".join(lines)
-
-
-_PROGRAMS: dict[str, Callable[[_Run], str]] = {
-    "sequential": _sequential,
-    "graph": _graph,
-    "concurrent": _concurrent,
-    "handoff": _handoff,
-    "group-chat": _group_chat,
-    "group_chat": _group_chat,
-}
+        with self.lock:
+            earlier = sum(len(calls(state.agents.get(k))) for k in state.order
+                          if k != self.unit_key)
+            mine = calls(state.agents.get(self.unit_key))
+        return earlier + (mine.index(call_id) + 1 if call_id in mine else len(mine) + 1)

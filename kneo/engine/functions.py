@@ -33,6 +33,10 @@ class StepContext:
     outputs: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     cancellation: CancellationToken | None = None
+    #: ``human_review.input_schema``: the values a person provided before the step ran.
+    human_input: Mapping[str, Any] | None = None
+    #: ``human_review.review_output``: the reviewer's feedback when the step runs again.
+    review_feedback: str | None = None
 
     @property
     def cancelled(self) -> bool:

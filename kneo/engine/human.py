@@ -7,12 +7,15 @@ stops; the platform persists it inside a continuation. A person answers with a
 anything changes. Decisions are stored in the execution state under the request's stable
 ``wait_key``, so a replayed run finds the answer instead of asking again.
 
-Kinds: ``approval`` (a ``kind: human`` step) today; ``confirmation``, ``input``, ``review``,
-``route``, ``tool_approval``, ``question`` and ``error`` use the same shape.
+Kinds, all on the same shape: ``approval`` (a ``kind: human`` step; ``route`` when its
+options are graph nodes), ``confirmation`` / ``input`` / ``review`` (a step's
+``human_review`` gates), ``tool_approval`` (a tool call the agent wants to make),
+``question`` (the agent's built-in ``ask_question`` tool) and ``error`` (``on_error: pause``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -209,13 +212,55 @@ def _check_schema(request: HumanRequest, content: str) -> None:
         value = content
     errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
     if errors:
-        where = ".".join(str(p) for p in errors[0].path) or "<content>"
+        first = errors[0]
+        parts = [str(p) for p in first.path]
+        if first.validator == "required" and isinstance(first.instance, dict):
+            # Point at the missing field itself, not at the object that lacks it.
+            missing = [n for n in first.validator_value if n not in first.instance]
+            parts += missing[:1]
+        where = ".".join(parts) or "<content>"
         raise ValidationFailed(
-            f"content invalid at {where}: {errors[0].message}",
+            f"content invalid at {where}: {first.message}",
             code="invalid_human_input",
             request_id=request.request_id,
             path=where,
         )
+
+
+_JSON_TYPES = {"string": "string", "integer": "integer", "int": "integer", "number": "number",
+               "float": "number", "boolean": "boolean", "bool": "boolean"}
+
+
+def input_fields_schema(fields: Sequence[Any]) -> dict[str, Any]:
+    """The JSON Schema of ``human_review.input_schema`` fields (name, type, required,
+    description, enum): an object without extra properties, so a typo is refused."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for item in fields:
+        data = item.model_dump() if hasattr(item, "model_dump") else dict(item)
+        prop: dict[str, Any] = {"type": _JSON_TYPES.get(data.get("type") or "string", "string")}
+        if data.get("description"):
+            prop["description"] = data["description"]
+        if data.get("enum"):
+            prop["enum"] = list(data["enum"])
+        properties[data["name"]] = prop
+        if data.get("required", True):
+            required.append(data["name"])
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": False}
+
+
+QUESTION_TOOL = "ask_question"
+
+
+def question_wait_key(call_index: int, question: str) -> str:
+    """The stable name of an ``ask_question`` wait: ``ask_question:<index>:<sha1[:8]>``.
+
+    The index keeps two identical questions apart; the hash keeps the name identical across
+    resumes and replays as long as the agent asks the same thing at the same point.
+    """
+    digest = hashlib.sha1(question.encode("utf-8")).hexdigest()[:8]
+    return f"{QUESTION_TOOL}:{call_index}:{digest}"
 
 
 # --------------------------------------------------------------------------- SDK shapes

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from typing import Any
 
 STATE_FORMAT = 1
+#: Unit statuses that count as finished: ``skipped`` is a step a person declined to run.
+DONE = ("completed", "continued", "skipped")
 
 
 class ExecutionState:
@@ -61,7 +63,7 @@ class ExecutionState:
     def completed(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             unit = self.units.get(key)
-            return dict(unit) if unit and unit.get("status") in ("completed", "continued") else None
+            return dict(unit) if unit and unit.get("status") in DONE else None
 
     def completed_steps(self) -> list[str]:
         """Step ids of completed units in completion order (duplicates for graph loops)."""

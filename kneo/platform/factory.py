@@ -40,7 +40,7 @@ def create_platform(
 ) -> PlatformManager:
     """A manager with the default runtimes, the example tools (plus ``tool_registry``'s if
     given instead) and the project's store."""
-    from kneo.tools.defaults import create_tool_registry
+    from kneo.tools.defaults import create_tool_registry, register_builtin_tools
 
     settings = settings or Settings.from_env()
     project = project or ProjectContext.discover(settings=settings)
@@ -49,7 +49,8 @@ def create_platform(
                            state_dir=state_dir(project))
     compiler = SpecCompiler(
         runtime_registry=create_runtime_registry(),
-        tool_registry=tool_registry or create_tool_registry(include_examples=True),
+        tool_registry=register_builtin_tools(tool_registry
+                                             or create_tool_registry(include_examples=True)),
     )
     return PlatformManager(compiler=compiler, run_state_store=store, settings=settings,
                            project=project, clock=clock)

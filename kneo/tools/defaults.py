@@ -110,10 +110,38 @@ EXAMPLE_TOOLS: tuple[tuple[ToolDefinition, ToolHandler], ...] = (
 )
 
 
+def _ask_question(args: dict[str, object]) -> str:
+    """Never called: the engine answers ``ask_question`` with a person's recorded answer."""
+    raise RuntimeError("ask_question is answered by a person through the engine, not run")
+
+
+#: The built-in ``ask_question`` tool: the agent asks a person; the run pauses durably and the
+#: answer comes back as the tool result (see ``docs/human_in_the_loop.md``).
+ASK_QUESTION = ToolDefinition(
+    name="ask_question",
+    description="Ask a person a question and wait for the answer (the run pauses until then).",
+    parameters={
+        "type": "object",
+        "properties": {"question": {"type": "string", "minLength": 1}},
+        "required": ["question"],
+        "additionalProperties": False,
+    },
+)
+
+
+def register_builtin_tools(registry: ToolRegistry) -> ToolRegistry:
+    """Add the built-in tools (``ask_question``) unless the registry already has them."""
+    if ASK_QUESTION.name not in registry:
+        registry.register(ASK_QUESTION, _ask_question)
+    return registry
+
+
 def create_tool_registry(include_examples: bool = True) -> ToolRegistry:
-    """A fresh registry (callers may register more); with the example tools by default."""
+    """A fresh registry (callers may register more); by default with the example tools and
+    the built-in ``ask_question`` (:func:`register_builtin_tools` adds it to any registry)."""
     registry = ToolRegistry()
     if include_examples:
+        register_builtin_tools(registry)
         for definition, handler in EXAMPLE_TOOLS:
             registry.register(definition, handler)
     return registry
