@@ -57,7 +57,7 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
-    for name, env, number, digest, status, commit, diagnostics in _revision_heads(store):
+    for name, env, number, digest, status, commit, diagnostics in store.list_revision_heads():
         key = (name, env)
         ref = RevisionRef(number, digest, status, commit)
         if status == "active":
@@ -92,51 +92,9 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
         )
-    conditions = {(n, e, ty): (st, re, msg) for n, e, ty, st, re, msg in _condition_heads(store)}
+    conditions = {(c.bundle_name, c.environment, c.type): (c.status, c.reason, c.message)
+                  for c in store.list_conditions()}
     return Snapshot(ObservedState(entries), conditions)
-
-
-def _revision_heads(store: Any) -> Iterable[tuple[Any, ...]]:
-    """Every revision without its spec, ordered by revision within each key.
-
-    Reading specs would make every reconcile scale with the registry's size; until the store
-    offers such a projection publicly, it is read here (read-only) from its table.
-    """
-    if hasattr(store, "list_revision_heads"):
-        return store.list_revision_heads()  # type: ignore[no-any-return]
-    try:
-        import sqlalchemy as sa
-
-        from kneo.store import tables as t
-
-        r = t.bundle_revisions.c
-        diag = sa.case((r.status == "rejected", r.diagnostics), else_=sa.null())
-        with store._read() as conn:
-            return list(conn.execute(
-                sa.select(r.bundle_name, r.environment, r.revision, r.digest, r.status,
-                          r.commit, diag)
-                .order_by(r.bundle_name, r.environment, r.revision)
-            ))
-    except (ImportError, AttributeError):
-        return [(x.bundle_name, x.environment, x.revision, x.digest, x.status, x.commit,
-                 x.diagnostics) for x in store.list_registry(status=None)]
-
-
-def _condition_heads(store: Any) -> Iterable[tuple[Any, ...]]:
-    """Stored conditions without timestamps (same reasoning as :func:`_revision_heads`)."""
-    try:
-        import sqlalchemy as sa
-
-        from kneo.store import tables as t
-
-        c = t.bundle_conditions.c
-        with store._read() as conn:
-            return list(conn.execute(
-                sa.select(c.bundle_name, c.environment, c.type, c.status, c.reason, c.message)
-            ))
-    except (ImportError, AttributeError):
-        return [(x.bundle_name, x.environment, x.type, x.status, x.reason, x.message)
-                for x in store.list_conditions()]
 
 
 @dataclass(frozen=True)
@@ -227,11 +185,9 @@ class Applier:
             with self.store.transaction() as tx:
                 for action in actions:
                     results.append(self._apply_one(tx, action, entry, desired))
-                for c in conditions:
-                    tx.set_condition(
-                        name, env, c.type.value, status=c.status, reason=c.reason,
-                        message=c.message,
-                    )
+                if conditions:
+                    tx.set_conditions(name, env, [(c.type.value, c.status, c.reason, c.message)
+                                                  for c in conditions])
             return results
         except KneoError as exc:
             return self._failed(key, actions, exc.code, exc.message)

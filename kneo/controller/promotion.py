@@ -243,18 +243,11 @@ def record_promotion_decision(
 
 
 def _tally(tx: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
-    import sqlalchemy as sa
-
-    from kneo.store import tables as t
-
-    p = t.promotion_approvals.c
-    rows = tx.conn.execute(
-        sa.select(p.approver).where(
-            p.bundle_name == name, p.environment == env, p.digest == digest,
-            p.decision == "approved",
-        )
-    ).scalars()
-    approved = set(rows)
+    """Distinct approvals of ``digest`` (only listed approvers count when the list is set)."""
+    approved = {
+        a.approver for a in tx.list_promotion_approvals(name, env, digest)
+        if a.decision == "approved"
+    }
     if approvers:
         approved &= set(approvers)
     return len(approved)

@@ -11,6 +11,7 @@ the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,34 @@ from kneo.store.records import (
 )
 
 _R = t.bundle_revisions.c
+_C = t.bundle_conditions.c
+_P = t.promotion_approvals.c
+
+# Prebuilt hot statements: a cold reconcile runs them once per bundle, and building the
+# expressions costs more than executing them on SQLite.
+_HEAD_STMT = sa.select(
+    sa.func.max(_R.revision),
+    sa.func.max(sa.case((_R.status == "active", _R.revision), else_=sa.null())),
+).where(_R.bundle_name == sa.bindparam("b"), _R.environment == sa.bindparam("e"))
+_DEACTIVATE_STMT = (
+    sa.update(t.bundle_revisions)
+    .where(_R.bundle_name == sa.bindparam("b"), _R.environment == sa.bindparam("e"),
+           _R.status == "active")
+    .values(status="inactive", deactivated_at=sa.bindparam("now"))
+)
+_CONDITIONS_FOR_UPDATE = (
+    sa.select(t.bundle_conditions)
+    .where(_C.bundle_name == sa.bindparam("b"), _C.environment == sa.bindparam("e"))
+    .with_for_update()
+)
+_CONDITION_UPDATE = (
+    sa.update(t.bundle_conditions)
+    .where(_C.bundle_name == sa.bindparam("b"), _C.environment == sa.bindparam("e"),
+           _C.type == sa.bindparam("t"))
+    .values(status=sa.bindparam("v_status"), reason=sa.bindparam("v_reason"),
+            message=sa.bindparam("v_message"), last_transition_time=sa.bindparam("v_ltt"),
+            updated_at=sa.bindparam("v_updated"))
+)
 
 
 def _rev_key(bundle_name: str, environment: str, revision: int) -> list[Any]:
@@ -69,33 +98,44 @@ class RegistryWritesMixin:
         diagnostics: Sequence[Mapping[str, Any]] = (),
         spec: Mapping[str, Any] | None = None,
     ) -> BundleRevision:
-        """Record the next revision number for (bundle, environment); ``active`` activates it."""
+        """Record the next revision number for (bundle, environment); ``active`` activates it.
+
+        One read (next number and the current active revision) and one insert; an ``active``
+        revision is inserted active, after the previous active one (if any) is deactivated.
+        A concurrent writer losing the one-active index or the number is ``stale_state``.
+        """
         if status not in REVISION_STATUSES:
             raise InvalidRequest(f"unknown revision status {status!r}", field="status")
-        last = self.conn.execute(
-            sa.select(sa.func.max(_R.revision)).where(
-                _R.bundle_name == bundle_name, _R.environment == environment
-            )
-        ).scalar()
-        number = int(last or 0) + 1
+        last, active = self.conn.execute(
+            _HEAD_STMT, {"b": bundle_name, "e": environment}
+        ).one()
+        activate = status == "active"
         values: dict[str, Any] = {
             "bundle_name": bundle_name,
             "environment": environment,
-            "revision": number,
+            "revision": int(last or 0) + 1,
             "digest": digest,
             "commit": commit,
             "signer_key_ids": list(signer_key_ids),
             "approved_by": list(approved_by),
-            "status": "inactive" if status == "active" else status,
+            "status": status,
             "diagnostics": [dict(d) for d in diagnostics],
             "spec": dict(spec or {}),
             "created_at": self.now,
-            "activated_at": None,
+            "activated_at": self.now if activate else None,
             "deactivated_at": None,
         }
-        self.conn.execute(sa.insert(t.bundle_revisions).values(values))
-        if status == "active":
-            return self.activate_revision(bundle_name, environment, number)
+        if activate and active is not None:
+            self.conn.execute(
+                _DEACTIVATE_STMT, {"b": bundle_name, "e": environment, "now": self.now}
+            )
+        try:
+            self.conn.execute(sa.insert(t.bundle_revisions), values)
+        except sa_exc.IntegrityError as exc:  # a concurrent writer took the number or activated
+            raise Conflict(
+                f"bundle {bundle_name!r} in {environment!r} changed concurrently",
+                code="stale_state",
+            ) from exc
         return rows.revision(values)
 
     def activate_revision(
@@ -113,25 +153,19 @@ class RegistryWritesMixin:
                 f"revision {revision} of {bundle_name!r} in {environment!r} was rejected "
                 "and cannot be activated"
             )
-        self.conn.execute(
-            sa.update(t.bundle_revisions)
-            .where(_R.bundle_name == bundle_name, _R.environment == environment,
-                   _R.status == "active")
-            .values(status="inactive", deactivated_at=self.now)
-        )
+        self.conn.execute(_DEACTIVATE_STMT, {"b": bundle_name, "e": environment, "now": self.now})
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(
-                    sa.update(t.bundle_revisions)
-                    .where(*_rev_key(bundle_name, environment, revision))
-                    .values(status="active", activated_at=self.now, deactivated_at=None)
-                )
+            self.conn.execute(
+                sa.update(t.bundle_revisions)
+                .where(*_rev_key(bundle_name, environment, revision))
+                .values(status="active", activated_at=self.now, deactivated_at=None)
+            )
         except sa_exc.IntegrityError as exc:  # a concurrent activation won the unique index
             raise Conflict(
                 f"another revision of {bundle_name!r} became active in {environment!r}",
                 code="stale_state",
             ) from exc
-        return self._revision(bundle_name, environment, revision)
+        return replace(target, status="active", activated_at=self.now, deactivated_at=None)
 
     def set_revision_status(
         self,
@@ -197,22 +231,50 @@ class RegistryWritesMixin:
     ) -> Condition:
         """Upsert a condition. ``last_transition_time`` moves only when status, reason or
         message actually change; ``updated_at`` records every observation."""
-        c = t.bundle_conditions.c
-        key = [c.bundle_name == bundle_name, c.environment == environment, c.type == type]
-        row = self.conn.execute(
-            sa.select(t.bundle_conditions).where(*key).with_for_update()
-        ).mappings().first()
-        values = {"status": status, "reason": reason, "message": message, "updated_at": self.now}
-        if row is None:
-            values |= {"bundle_name": bundle_name, "environment": environment, "type": type,
-                       "last_transition_time": self.now}
-            self.conn.execute(sa.insert(t.bundle_conditions).values(values))
-            return rows.condition(values)
-        changed = (row["status"], row["reason"], row["message"]) != (status, reason, message)
-        if changed:
-            values["last_transition_time"] = self.now
-        self.conn.execute(sa.update(t.bundle_conditions).where(*key).values(values))
-        return rows.condition({**row, **values})
+        return self.set_conditions(
+            bundle_name, environment, [(type, status, reason, message)]
+        )[0]
+
+    def set_conditions(
+        self,
+        bundle_name: str,
+        environment: str,
+        conditions: Sequence[tuple[str, str, str, str]],
+    ) -> list[Condition]:
+        """Upsert several ``(type, status, reason, message)`` conditions of one key at once.
+
+        One locked read of the key's conditions, one insert for the new types and one update
+        per existing type; transition times follow :meth:`set_condition`'s rule.
+        """
+        existing = {
+            r["type"]: r
+            for r in self.conn.execute(
+                _CONDITIONS_FOR_UPDATE, {"b": bundle_name, "e": environment}
+            ).mappings()
+        }
+        inserts: list[dict[str, Any]] = []
+        out: list[Condition] = []
+        for type_, status, reason, message in conditions:
+            values = {"bundle_name": bundle_name, "environment": environment, "type": type_,
+                      "status": status, "reason": reason, "message": message,
+                      "updated_at": self.now}
+            row = existing.get(type_)
+            if row is None:
+                values["last_transition_time"] = self.now
+                inserts.append(values)
+            else:
+                changed = (row["status"], row["reason"], row["message"]) != (
+                    status, reason, message)
+                values["last_transition_time"] = (
+                    self.now if changed else row["last_transition_time"])
+                self.conn.execute(_CONDITION_UPDATE, {
+                    "b": bundle_name, "e": environment, "t": type_, "v_status": status,
+                    "v_reason": reason, "v_message": message,
+                    "v_ltt": values["last_transition_time"], "v_updated": self.now})
+            out.append(rows.condition(values))
+        if inserts:
+            self.conn.execute(sa.insert(t.bundle_conditions), inserts)
+        return out
 
     def suspend_bundle(
         self, bundle_name: str, environment: str, *, reason: str | None = None,
@@ -283,6 +345,19 @@ class RegistryWritesMixin:
             raise Conflict(f"{approver} already decided on this promotion",
                            code="already_decided") from exc
         return rows.approval(values)
+
+
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]:
+        """Decisions on a promotion as this transaction sees them (its own writes included)."""
+        where = [_P.bundle_name == bundle_name, _P.environment == environment]
+        if digest is not None:
+            where.append(_P.digest == digest)
+        result = self.conn.execute(
+            sa.select(t.promotion_approvals).where(*where).order_by(_P.id)
+        ).mappings()
+        return [rows.approval(r) for r in result]
 
 
 def _controller_status(r: Mapping[Any, Any]) -> ControllerStatus:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Keys, Repo, make_controller, spec
+from gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.bundle.keys import load_keyring
 from kneo.clock import ManualClock

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Keys, Repo, make_controller, spec
+from gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.clock import ManualClock
 from kneo.controller.promotion import record_promotion_decision, task_id

@@ -1,0 +1,120 @@
+"""Helpers: real Git repositories (a bare remote reached by file:// and a working clone),
+signing keys, signed bundles, and a real SQLite store (PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
+from kneo.bundle.keys import Keyring, SigningKey
+from kneo.bundle.sign import sign_bundle
+from kneo.clock import ManualClock
+from kneo.controller.config import ControllerConfig
+from kneo.controller.controller import Controller
+from kneo.controller.source import GitSource
+
+SIGNED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+    "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def spec(prompt: str = "hello") -> dict[str, Any]:
+    return {"version": "v1", "agent": {"name": "helper", "system_prompt": prompt}}
+
+
+class Repo:
+    """A working clone that commits and pushes to a bare ``file://`` remote."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.remote_path = root / "remote.git"
+        self.work = root / "work"
+        self._git(root, "init", "--quiet", "--bare", "-b", "main", str(self.remote_path))
+        self._git(root, "clone", "--quiet", self.url, str(self.work))
+        self._git(self.work, "checkout", "--quiet", "-B", "main")
+
+    @property
+    def url(self) -> str:
+        return self.remote_path.as_uri()
+
+    def _git(self, cwd: Path, *args: str) -> str:
+        env = {**os.environ, **GIT_ENV}
+        out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {out.stderr}")
+        return out.stdout.strip()
+
+    def git(self, *args: str) -> str:
+        return self._git(self.work, *args)
+
+    def write(self, path: str, content: str | bytes) -> None:
+        target = self.work / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+
+    def remove(self, path: str) -> None:
+        self.git("rm", "--quiet", "-r", path)
+
+    def commit(self, message: str = "change", *, push: bool = True) -> str:
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "--allow-empty", "-m", message)
+        sha = self.git("rev-parse", "HEAD")
+        if push:
+            self.git("push", "--quiet", "--force", "origin", "HEAD:main")
+        return sha
+
+
+class Keys:
+    def __init__(self, root: Path) -> None:
+        self.trusted_dir = root / "trusted"
+        self.other_dir = root / "untrusted"
+        self.private: dict[str, SigningKey] = {}
+        for key_id in ("ci", "release"):
+            generate_ed25519(key_id, root / "private")
+            self.private[key_id] = load_signing_key(root / "private" / f"{key_id}.key")
+            self.trusted_dir.mkdir(exist_ok=True)
+            (self.trusted_dir / f"{key_id}.pub").write_bytes((root / "private" / f"{key_id}.pub").read_bytes())
+        generate_ed25519("ci", self.other_dir)  # same id, different key: a forger's key
+        self.forged = load_signing_key(self.other_dir / "ci.key")
+
+    def keyring(self) -> Keyring:
+        return load_keyring(self.trusted_dir)
+
+    def bundle(self, name: str, env: str, body: dict[str, Any] | None = None, *,
+               key: str | SigningKey = "ci", cosign: str | None = None) -> str:
+        signing = key if isinstance(key, SigningKey) else self.private[key]
+        bundle = sign_bundle(body or spec(), signing, name=name, environment=env,
+                             approved_by="ci-pipeline", approved_at=SIGNED_AT,
+                             source=BundleSource(path=f"specs/{name}.yaml"))
+        if cosign:
+            from kneo.bundle.sign import cosign as add_signature
+
+            bundle = add_signature(bundle, self.private[cosign])
+        return dump_bundle(bundle)
+
+
+ENV_FILES = {
+    "dev": "version: v1\n",
+    "staging": "version: v1\npromotion: {require_approved_in: dev}\n",
+    "prod": (
+        "version: v1\npromotion:\n  require_approved_in: staging\n  require_human_approval: true\n"
+        "  approvers: [alice, bob, carol]\n  min_approvals: 1\nruns: {require_approved_bundle: true}\n"
+    ),
+}
+
+
+def make_controller(store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path,
+                    **config: Any) -> Controller:
+    cfg = ControllerConfig(repo=repo.url, cache_dir=tmp_path / "cache", **config)
+    source = GitSource(repo.url, ref="main", cache_dir=cfg.cache_dir)
+    return Controller(store, source, keys.keyring(), config=cfg, clock=clock)
