@@ -32,7 +32,7 @@ from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import AgentSpec
-from kneo.tools import ToolRegistry
+from kneo.tools import ToolDefinition, ToolRegistry
 
 PLAN_INSTRUCTION = (
     "Before acting, write a short numbered plan for answering the user's request. "
@@ -116,7 +116,7 @@ class AgentLoop:
         provider = self._providers(agent.model.provider)
         runtime = select_runtime(agent, self._runtimes)
         guard = ToolGuard(
-            self._tools,
+            _step_registry(self._tools, step.tools),
             allowed=[t.name for t in step.tools],
             policy=agent.policies.tool,
             runtime=runtime,
@@ -324,6 +324,18 @@ class AgentLoop:
                                          "edited arguments invalid")
             return ToolCall(id=call.id, name=call.name, arguments=arguments), None
         return call, None
+
+
+def _step_registry(base: ToolRegistry, tools: tuple[ToolDefinition, ...]) -> ToolRegistry:
+    """The step's tools as the guard sees them: the compiled definitions (spec-declared tools,
+    ``requires_approval`` folded in) with the registry's handler, else their implementation."""
+    registry = ToolRegistry()
+    for definition in tools:
+        handler = base.handler(definition.name) if definition.name in base else None
+        if handler is None and not definition.implementation:
+            continue  # the guard reports it as not registered
+        registry.register(definition, handler)
+    return registry
 
 
 def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:

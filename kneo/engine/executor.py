@@ -561,9 +561,12 @@ class _Run:
         decision = self.decision(key)
         if decision is None:
             decision = self._resolve_inline(key, step, prompt, text)
+        options = tuple(component.options) if component else ()
+        route = bool(options) and self.workflow.family == "graph" and set(options) <= set(
+            self.workflow.step_ids)
         if decision is None:
             raise _Pause([self.new_request(
-                kind="approval", wait_key=key, step=step, prompt=prompt,
+                kind="route" if route else "approval", wait_key=key, step=step, prompt=prompt,
                 assignee=component.assignee if component else None,
                 options=tuple(component.options) if component else (),
                 input_schema=component.input_schema if component else None,
@@ -572,7 +575,7 @@ class _Run:
                 timeout_seconds=component.timeout_seconds if component else None,
                 on_timeout=component.on_timeout if component else "fail",
             )])
-        return apply_decision(step, text, decision)
+        return apply_decision(step, text, decision, route=route)
 
     def _resolve_inline(self, key: str, step: CompiledStep, prompt: str,
                         text: str) -> dict[str, Any] | None:
@@ -595,10 +598,11 @@ class HumanRejected(KneoError):
     code = "human_rejected"
 
 
-def apply_decision(step: CompiledStep, text: str,
-                   decision: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def apply_decision(step: CompiledStep, text: str, decision: Mapping[str, Any], *,
+                   route: bool = False) -> tuple[str, dict[str, Any]]:
     """A human unit's output from its decision: approve passes the input on, edit/provide
-    replace it, select names the option (and the route), reject fails the step."""
+    replace it, select names the option (and the route), reject fails the step. A route
+    selection (options are graph nodes) passes the input on and routes to the option."""
     name = decision.get("decision")
     extra: dict[str, Any] = {"decision": name, "content_present": bool(decision.get("content"))}
     if name == "rejected":
@@ -610,7 +614,7 @@ def apply_decision(step: CompiledStep, text: str,
         option = str(decision.get("selected_option") or "")
         extra["route"] = option
         extra["selected_option"] = option
-        return option, extra
+        return (text if route else option), extra
     if decision.get("content") and decision.get("actor") == "resolver":
         extra["human_message"] = decision.get("content")
     return text, extra

@@ -148,6 +148,7 @@ class PlatformManager:
         self._tokens: dict[str, CancellationToken] = {}
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
+        self._sleep = sleep
 
     # ================================================================== starting runs
 
@@ -221,9 +222,34 @@ class PlatformManager:
         content: str | None = None,
         selected_option: str | None = None,
         actor: str | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Apply a person's decision; continue the run once no request is pending."""
-        self.store.get_continuation(continuation_id)  # not_found before taking a lock
+        """Apply a person's decision; continue the run once no request is pending.
+
+        With ``idempotency_key`` the same key and decision replay the first result
+        (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
+        ``metadata`` is stored with the decision (``auto_continued`` for timeouts)."""
+        if idempotency_key is not None:
+            from kneo.platform.idempotency import idempotent, request_hash
+
+            def call() -> tuple[int, dict[str, Any]]:
+                done = self.resume(continuation_id, request_id=request_id, decision=decision,
+                                   content=content, selected_option=selected_option,
+                                   actor=actor, metadata=metadata)
+                return 200, done.to_dict()
+
+            digest = request_hash({"request_id": request_id, "decision": decision,
+                                   "content": content, "selected_option": selected_option})
+            _, body, replayed = idempotent(
+                self.store, scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
+                key=idempotency_key, digest=digest, call=call)
+            return RunResult.from_dict(body, replayed=replayed)
+        if self.store.get_continuation(continuation_id).workflow_kind == "promotion":
+            from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
+
+            return resume_promotion(self, continuation_id, request_id=request_id,
+                                    decision=decision, content=content, actor=actor)
         with self._locked(f"continuation:{continuation_id}",
                           f"continuation {continuation_id} is being resumed by another process"):
             cont = self.store.get_continuation(continuation_id)
@@ -251,61 +277,17 @@ class PlatformManager:
                 request,
                 HumanDecision(request_id=request_id, decision=decision, content=content,
                               selected_option=selected_option, actor=actor,
-                              decided_at=self.clock.now().isoformat()),
+                              decided_at=self.clock.now().isoformat(),
+                              metadata=dict(metadata or {})),
                 max_content_chars=self.settings.limits.max_human_content_chars,
             )
             return self._apply_decision(run, cont, state, request, answer)
 
     def _apply_decision(self, run: RunRecord, cont: Any, state: ExecutionState,
                         request: HumanRequest, answer: HumanDecision) -> RunResult:
-        with state.lock:
-            state.decisions[request.wait_key] = answer.to_dict()
-            state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
-            remaining = list(state.pending)
-        requests = [dict(r, status="resolved") if r.get("request_id") == request.request_id
-                    else dict(r) for r in cont.requests]
-        audit = {"request_id": request.request_id, "decision": answer.decision,
-                 "selected_option": answer.selected_option,
-                 "content_present": bool(answer.content)}
-        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
-        decided = {"event_type": "human_decision", "step_id": request.step_id,
-                   "payload": {"request_id": request.request_id, "decision": answer.decision,
-                               "kind": request.kind, "content_present": bool(answer.content)}}
-        try:
-            with self.store.transaction() as tx:
-                if remaining:
-                    updated = tx.update_run(run.run_id, expected_version=run.version,
-                                            state=snapshot)
-                    tx.put_continuation(cont.continuation_id, run_id=run.run_id,
-                                        requests=requests, context=cont.context,
-                                        expires_at=cont.expires_at,
-                                        expected_version=cont.version)
-                    tx.add_trace_events(run.run_id, [decided])
-                    tx.add_audit("human.decision", actor=answer.actor, run_id=run.run_id,
-                                 continuation_id=cont.continuation_id,
-                                 payload={**audit, "result_status": "paused"})
-                else:
-                    updated = tx.update_run(
-                        run.run_id, expected_version=run.version, state=state.snapshot(),
-                        status=transition(run.status, RunStatus.RUNNING,
-                                          action="resume the run"))
-                    tx.put_continuation(cont.continuation_id, run_id=run.run_id,
-                                        requests=requests, context=cont.context,
-                                        status="resolved", expires_at=cont.expires_at,
-                                        expected_version=cont.version)
-                    tx.add_trace_events(run.run_id, [decided, {
-                        "event_type": "run_resumed",
-                        "payload": {"continuation_id": cont.continuation_id}}])
-        except Conflict as exc:
-            if exc.code == "stale_state":
-                raise RequestAlreadyResolved(
-                    f"request {request.request_id} was resolved by another process",
-                    request_id=request.request_id) from exc
-            raise
-        if remaining:
-            return self._result(updated)
-        audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
-        return self._drive(updated, self._workflow_for(updated), audits=audits)
+        from kneo.platform.decisions import apply_decision
+
+        return apply_decision(self, run, cont, state, request, answer)
 
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
         """Cancel a queued, running or paused run now. A step in flight finishes, but its
@@ -474,12 +456,65 @@ class PlatformManager:
     def list_human_tasks(self, *, run_id: str | None = None, workflow_kind: str | None = None,
                          assignee: str | None = None, kind: str | None = None,
                          escalated: bool | None = None, sort: str = "oldest",
+                         older_than_seconds: float | None = None,
                          limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Pending tasks filtered by run, workflow kind, assignee, request kind, escalation
+        and age (created more than ``older_than_seconds`` ago); oldest or newest first; with
+        the count of pending requests per assignee (``"(unassigned)"`` for none)."""
+        older = (self.clock.now() - timedelta(seconds=older_than_seconds)
+                 if older_than_seconds is not None else None)
         page = self.store.list_continuations(run_id=run_id, workflow_kind=workflow_kind,
                                              assignee=assignee, kind=kind, escalated=escalated,
-                                             sort=sort, limit=limit, offset=offset)  # type: ignore[arg-type]
+                                             older_than=older, sort=sort,  # type: ignore[arg-type]
+                                             limit=limit, offset=offset)
+        counts = {a or "(unassigned)": n
+                  for a, n in self.store.pending_counts_by_assignee().items()}
         return {"tasks": [task_view(c) for c in page.items], "count": len(page.items),
-                "total": page.total, "limit": page.limit, "offset": page.offset}
+                "total": page.total, "limit": page.limit, "offset": page.offset,
+                "counts_by_assignee": counts}
+
+    # ================================================================== timeouts, events, replay
+
+    def prune_expired_human_tasks(self) -> int:
+        """Apply ``on_timeout`` to expired requests of paused runs (see ``sweeps``)."""
+        from kneo.platform.sweeps import prune_expired_human_tasks
+
+        return prune_expired_human_tasks(self)
+
+    def prune_timed_out_runs(self) -> int:
+        """Move runs past their ``deadline_at`` to ``timed_out`` (see ``sweeps``)."""
+        from kneo.platform.sweeps import prune_timed_out_runs
+
+        return prune_timed_out_runs(self)
+
+    def events(self, run_id: str, *, after: int = 0, follow: bool = False,
+               through_pauses: bool = False, poll_seconds: float = 0.25,
+               timeout_seconds: float | None = None) -> Iterator[Any]:
+        """The run's events (``RunEvent``) after sequence ``after``; see ``events``."""
+        from kneo.platform.events import iter_events
+
+        return iter_events(self, run_id, after=after, follow=follow,
+                           through_pauses=through_pauses, poll_seconds=poll_seconds,
+                           timeout_seconds=timeout_seconds, sleep=self._sleep)
+
+    def replay_run(self, run_id: str, *, reuse: str = "questions",
+                   actor: str | None = None) -> RunResult:
+        """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
+        its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
+        A reused answer does not pause; anything new still does."""
+        if reuse not in ("questions", "all"):
+            raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
+        source = self.store.get_run(run_id)
+        decisions = {k: v for k, v in ((source.state or {}).get("decisions") or {}).items()
+                     if reuse == "all" or k.startswith("ask_question:")}
+        meta = source.metadata or {}
+        prepared = {"workflow": self._workflow_for(source), "data": source.spec,
+                    "digest": source.spec_digest or _digest(source.spec),
+                    "target": source.target, "base_dir": meta.get("base_dir"),
+                    "spec_path": meta.get("spec_path"), "environment": source.environment}
+        run = self._create_run(prepared, source.input_text, start=True, actor=actor,
+                               metadata={"replay_of": run_id}, decisions=decisions)
+        return self._drive(run, prepared["workflow"])
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return task_view(self.store.get_continuation(continuation_id), pending_only=False)
@@ -537,6 +572,9 @@ class PlatformManager:
 
         if (spec_path is None) == (spec is None):
             raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
+        from kneo.platform.bundles import pin_spec_source  # registry bundle or approved-only env
+
+        pinned = pin_spec_source(self, spec_path=spec_path, spec=spec, environment=environment)
         project_config = self.project.config if self.project is not None else None
         base_dir: Path | None
         if spec_path is not None:
@@ -553,9 +591,10 @@ class PlatformManager:
         workflow = self.compiler.compile(model, target=target,  # type: ignore[arg-type]
                                          base_dir=base_dir, diagnostics=report.diagnostics,
                                          source=source)
-        digest = _digest(data)
+        digest = pinned.digest if pinned is not None else _digest(data)
         self._compiled[(digest, target)] = workflow
         return {"workflow": workflow, "data": data, "digest": digest, "target": target,
+                "bundle_fields": pinned.run_fields() if pinned is not None else {},
                 "base_dir": str(base_dir.resolve()) if base_dir else None, "spec_path": str(spec_path)
                 if spec_path else None, "environment": report.environment or environment}
 
@@ -574,7 +613,8 @@ class PlatformManager:
 
     def _create_run(self, prepared: Mapping[str, Any], input_text: str, *, start: bool,
                     deadline_at: Any = None, metadata: Mapping[str, Any] | None = None,
-                    actor: str | None = None) -> RunRecord:
+                    actor: str | None = None,
+                    decisions: Mapping[str, Any] | None = None) -> RunRecord:
         if not isinstance(input_text, str):
             raise InvalidRequest("input must be text", field="input")
         limit = self.settings.limits.max_input_chars
@@ -591,7 +631,9 @@ class PlatformManager:
                 workflow_name=workflow.name, workflow_kind=workflow.family,
                 agent_name=agent.name if agent else None, environment=prepared["environment"],
                 spec=prepared["data"], spec_digest=prepared["digest"],
-                state=ExecutionState.new(input_text).snapshot(), deadline_at=deadline_at,
+                **prepared.get("bundle_fields", {}),
+                state=dict(ExecutionState.new(input_text).snapshot(),
+                           decisions=dict(decisions or {})), deadline_at=deadline_at,
                 metadata={k: v for k, v in meta.items() if v is not None})
             tx.add_trace_event(run.run_id, "run_created",
                                payload={"workflow_kind": workflow.family, "target": run.target})
@@ -689,7 +731,8 @@ class PlatformManager:
             kind, status = "paused", "paused"
             events.append({"event_type": "run_paused", "payload": {
                 "continuation_id": cid,
-                "request_ids": [r.request_id for r in outcome.requests]}})
+                "request_ids": [r.request_id for r in outcome.requests],
+                "requests": requests}})
             for r in outcome.requests:
                 extra_audits.append(("human.requested", {
                     "request_id": r.request_id, "kind": r.kind, "step_id": r.step_id,

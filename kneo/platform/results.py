@@ -21,7 +21,8 @@ from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEve
 #: Request fields shown to operators (context and schema included; content never exists here).
 _REQUEST_FIELDS = ("request_id", "kind", "prompt", "assignee", "options", "input_schema",
                    "decisions", "step_id", "wait_key", "context", "created_at", "expires_at",
-                   "timeout_seconds", "on_timeout", "status")
+                   "timeout_seconds", "on_timeout", "status", "escalated_at",
+                   "original_expires_at", "metadata")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,16 @@ class RunResult:
     human_intervention_required: bool = False
     continuation_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: True when an idempotent call replayed a stored response (not part of the JSON).
+    replayed: bool = field(default=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, replayed: bool = False) -> RunResult:
+        return cls(run_id=data["run_id"], status=data["status"],
+                   output_text=data.get("output_text"),
+                   human_intervention_required=bool(data.get("human_intervention_required")),
+                   continuation_id=data.get("continuation_id"),
+                   metadata=dict(data.get("metadata") or {}), replayed=replayed)
 
     @property
     def request_id(self) -> str | None:

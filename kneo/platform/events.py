@@ -1,0 +1,97 @@
+"""A run's event stream as a Python iterator: started, steps, paused (with its requests),
+resumed, finished.
+
+Read from the run's durable trace, so the stream is the same in any process and can be
+picked up again after a given sequence (the HTTP ``Last-Event-ID``). With ``follow`` the
+iterator polls until the run finishes (or pauses, unless ``through_pauses``); the clock and
+the sleep are injectable so tests never wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kneo.platform.results import redact_dict
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
+
+#: trace event type -> stream event type (others are internal detail and not streamed)
+STREAMED: dict[str, str] = {
+    "run_started": "run.started",
+    "run_continued": "run.started",
+    "step_started": "step.started",
+    "step_completed": "step.completed",
+    "step_failed": "step.failed",
+    "step_skipped": "step.skipped",
+    "step_retry": "step.retry",
+    "tool_call_started": "tool.started",
+    "tool_call_completed": "tool.completed",
+    "run_paused": "run.paused",
+    "human_decision": "human.decision",
+    "human_escalated": "human.escalated",
+    "run_resumed": "run.resumed",
+    "run_completed": "run.finished",
+    "run_failed": "run.finished",
+    "run_cancelled": "run.finished",
+    "run_expired": "run.finished",
+    "run_timed_out": "run.finished",
+}
+_FINAL = {"run_completed": "succeeded", "run_failed": "failed", "run_cancelled": "cancelled",
+          "run_expired": "expired", "run_timed_out": "timed_out"}
+_END = frozenset({"succeeded", "failed", "cancelled", "expired", "timed_out"})
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One event of a run: ``sequence`` orders (and resumes) the stream."""
+
+    sequence: int
+    type: str
+    run_id: str
+    step_id: str | None = None
+    created_at: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "type": self.type, "run_id": self.run_id,
+                "step_id": self.step_id, "created_at": self.created_at, "data": self.data}
+
+
+def iter_events(manager: PlatformManager, run_id: str, *, after: int = 0, follow: bool = False,
+                through_pauses: bool = False, poll_seconds: float = 0.25,
+                timeout_seconds: float | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> Iterator[RunEvent]:
+    """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
+    from kneo.clock import utc_iso
+
+    store = manager.store
+    store.get_run(run_id)  # not_found before the first event
+    waited = 0.0
+    while True:
+        page = store.list_trace(run_id, limit=500, offset=after)
+        for event in page.items:
+            after = max(after, event.sequence)
+            kind = STREAMED.get(event.event_type)
+            if kind is None:
+                continue
+            data = dict(event.payload or {})
+            if event.event_type in _FINAL:
+                data.setdefault("status", _FINAL[event.event_type])
+            yield RunEvent(event.sequence, kind, run_id, event.step_id,
+                           utc_iso(event.created_at), redact_dict(data))
+        if page.items:
+            waited = 0.0
+            continue
+        if not follow:
+            return
+        run = store.get_run(run_id)
+        if run.status in _END or (run.status == "paused" and not through_pauses):
+            return
+        if timeout_seconds is not None and waited >= timeout_seconds:
+            return
+        sleep(poll_seconds)
+        waited += poll_seconds

@@ -1,0 +1,46 @@
+"""Idempotency keys for decisions: the one mechanism the platform API and the service share.
+
+``(scope, key)`` is claimed in the store bound to a hash of the canonical request; the same
+key with the same request replays the stored response, a different request under the same
+key is ``idempotency_key_conflict``, a request still running under it is ``resource_locked``.
+Only successes are stored: a failed attempt releases the key so a retry really retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kneo.errors import InvalidRequest, ResourceLocked
+
+MAX_KEY_CHARS = 255
+
+
+def request_hash(data: Mapping[str, Any] | Any, *extra: str) -> str:
+    """sha256 of the canonical JSON of ``data`` (and ``extra``)."""
+    canonical = json.dumps([data, *extra], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def idempotent(store: Any, *, scope: str, key: str, digest: str,
+               call: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any], bool]:
+    """Run ``call`` at most once per ``(scope, key)``; returns ``(status, body, replayed)``."""
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters",
+                             field="Idempotency-Key")
+    outcome = store.begin_idempotent(scope, key, digest)
+    if outcome.state == "replay":
+        return outcome.status_code or 200, dict(outcome.response or {}), True
+    if outcome.state == "in_progress":
+        raise ResourceLocked("a request with this Idempotency-Key is still in progress; "
+                             "retry later", lock="idempotency_key")
+    try:
+        status, body = call()
+    except BaseException:
+        store.release_idempotent(scope, key)
+        raise
+    store.finish_idempotent(scope, key, status, body)
+    return status, body, False

@@ -1,0 +1,319 @@
+"""Timeouts: expired human requests, runs past their deadline, and the sweeper that runs both.
+
+Two independent timeouts can apply to a paused run; whichever fires first wins.
+
+* A **human request** with ``timeout_seconds`` carries ``expires_at`` and ``on_timeout``;
+  :func:`prune_expired_human_tasks` dispatches per expired request of a *paused* run:
+
+  - ``fail``: the run becomes ``expired`` (error ``human_task_expired``), ``human.expired``
+    is audited (``run_id``, ``continuation_id``, ``request_id``, ``timeout_seconds``,
+    ``expires_at``, ``expired_at``, ``on_timeout``) and the continuation is deleted;
+  - ``continue`` / ``reject``: ``human.continued`` / ``human.auto_rejected`` is audited, then an
+    ``approved`` / ``rejected`` decision with ``metadata.auto_continued``, ``reason: timeout``
+    and ``original_assignee`` resumes the run; if that resume raises,
+    ``human.continue_failed`` (``error_type``, ``error_message``) is audited, the run fails
+    and the continuation is deleted, so the sweep never retries it forever;
+  - ``escalate``: the run stays paused; the request gets ``escalated_at`` and
+    ``original_expires_at``, ``human.escalated`` is audited once and later sweeps skip it.
+
+* A **run deadline** (``start_run_from_spec(..., timeout_seconds=)`` → ``deadline_at``):
+  :func:`prune_timed_out_runs` moves every queued, running or paused run past it to
+  ``timed_out``, deletes its continuation and audits ``run.timed_out``.
+
+Runs no longer paused are skipped (the resume path owns them). Both return how many
+continuations / runs they acted on. Every write is a compare-and-set, so a sweep racing a
+person's resume (or another sweeper) changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from kneo.clock import utc_iso
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
+from kneo.platform.journal import checkpoint_payload
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
+
+log = logging.getLogger("kneo_serv.sweeps")
+
+_PAGE = 500
+TIMEOUT_ACTOR = "system:timeout"
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _pending(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in requests if (r.get("status") or "pending") == "pending"]
+
+
+# --------------------------------------------------------------------------- human tasks
+
+
+def prune_expired_human_tasks(manager: PlatformManager) -> int:
+    """Apply ``on_timeout`` to every expired request of a paused run; returns how many
+    continuations were acted on (already-escalated requests are skipped, not counted)."""
+    now = manager.clock.now()
+    store = manager.store
+    due: list[str] = []
+    offset = 0
+    while True:  # collect first: acting changes the pages
+        page = store.list_continuations(status="pending", limit=_PAGE, offset=offset)
+        due += [c.continuation_id for c in page.items
+                if c.expires_at is not None and c.expires_at <= now]
+        offset += _PAGE
+        if offset >= page.total:
+            break
+    count = 0
+    for cid in due:
+        try:
+            count += _expire_one(manager, cid, now)
+        except Exception:  # one bad continuation must not stop the sweep
+            log.exception("timeout sweep failed for continuation %s", cid)
+    return count
+
+
+def _expire_one(manager: PlatformManager, cid: str, now: datetime) -> int:
+    store = manager.store
+    try:
+        cont = store.get_continuation(cid)
+        run = store.get_run(cont.run_id) if cont.run_id else None
+    except NotFound:
+        return 0
+    if run is None or run.status != RunStatus.PAUSED:
+        return 0
+    expired = sorted(
+        (r for r in _pending(cont.requests)
+         if not r.get("escalated_at") and r.get("expires_at")
+         and (_time(r["expires_at"]) or now) <= now),
+        key=lambda r: str(r.get("expires_at")))
+    if not expired:
+        return 0
+    first = expired[0]
+    policy = first.get("on_timeout") or "fail"
+    if policy == "escalate":
+        return _escalate(manager, cont, run, [r for r in expired
+                                             if (r.get("on_timeout") or "fail") == "escalate"], now)
+    if policy in ("continue", "reject"):
+        return _auto_decide(manager, cont, run, first, policy)
+    return _expire(manager, cont, run, first, now)
+
+
+def _expire(manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any],
+            now: datetime) -> int:
+    timeout = request.get("timeout_seconds")
+    error = {"code": "human_task_expired", "type": "human_task_expired",
+             "message": f"human request {request.get('request_id')} was not answered within "
+                        f"its timeout of {timeout}s", "step_id": request.get("step_id")}
+    try:
+        with manager.store.transaction() as tx:
+            tx.update_run(run.run_id, expected_version=run.version, error=error,
+                          status=transition(run.status, RunStatus.EXPIRED, action="expire"),
+                          finished_at=tx.now)
+            tx.delete_continuation(cont.continuation_id)
+            tx.add_trace_event(run.run_id, "run_expired", step_id=request.get("step_id"),
+                               payload={"request_id": request.get("request_id")})
+            tx.add_checkpoint(run.run_id, type="run_expired", status="expired",
+                              payload=checkpoint_payload(run.state or {}))
+            tx.add_audit("human.expired", actor=TIMEOUT_ACTOR, run_id=run.run_id,
+                         continuation_id=cont.continuation_id, payload={
+                             "run_id": run.run_id, "continuation_id": cont.continuation_id,
+                             "request_id": request.get("request_id"),
+                             "timeout_seconds": timeout,
+                             "expires_at": request.get("expires_at"),
+                             "expired_at": utc_iso(now), "on_timeout": "fail"})
+    except (Conflict, IllegalTransition, NotFound):
+        return 0  # resumed, cancelled or swept elsewhere first
+    return 1
+
+
+def _escalate(manager: PlatformManager, cont: Any, run: Any, requests: list[dict[str, Any]],
+              now: datetime) -> int:
+    stamp = utc_iso(now)
+    ids = {r["request_id"] for r in requests}
+    updated = [dict(r, escalated_at=stamp, original_expires_at=r.get("expires_at"))
+               if r.get("request_id") in ids else dict(r) for r in cont.requests]
+    left = [_time(r.get("expires_at")) for r in _pending(updated)
+            if r.get("expires_at") and not r.get("escalated_at")]
+    try:
+        with manager.store.transaction() as tx:
+            tx.put_continuation(cont.continuation_id, run_id=cont.run_id, requests=updated,
+                                context=cont.context, expires_at=min(left) if left else None,  # type: ignore[type-var]
+                                escalated_at=now, workflow_kind=cont.workflow_kind,
+                                expected_version=cont.version)
+            for r in requests:
+                tx.add_audit("human.escalated", actor=TIMEOUT_ACTOR, run_id=run.run_id,
+                             continuation_id=cont.continuation_id, payload={
+                                 "run_id": run.run_id,
+                                 "continuation_id": cont.continuation_id,
+                                 "request_id": r.get("request_id"),
+                                 "assignee": r.get("assignee"),
+                                 "timeout_seconds": r.get("timeout_seconds"),
+                                 "original_expires_at": r.get("expires_at"),
+                                 "escalated_at": stamp, "on_timeout": "escalate"})
+            tx.add_trace_event(run.run_id, "human_escalated",
+                               payload={"request_ids": sorted(ids)})
+    except (Conflict, NotFound):
+        return 0
+    return 1
+
+
+def _auto_decide(manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any],
+                 policy: str) -> int:
+    decision = "approved" if policy == "continue" else "rejected"
+    event = "human.continued" if policy == "continue" else "human.auto_rejected"
+    base = {"run_id": run.run_id, "continuation_id": cont.continuation_id,
+            "request_id": request.get("request_id"), "timeout_seconds":
+            request.get("timeout_seconds"), "expires_at": request.get("expires_at"),
+            "on_timeout": policy, "original_assignee": request.get("assignee")}
+    manager.store.add_audit(event, actor=TIMEOUT_ACTOR, run_id=run.run_id,
+                            continuation_id=cont.continuation_id, payload=base)
+    try:
+        manager.resume(cont.continuation_id, request_id=str(request["request_id"]),
+                       decision=decision, actor=TIMEOUT_ACTOR,
+                       content="timed out" if decision == "rejected" else None,
+                       metadata={"auto_continued": True, "reason": "timeout",
+                                 "original_assignee": request.get("assignee")})
+    except KneoError as exc:
+        if exc.code in ("resource_locked", "request_already_resolved"):
+            return 0  # a person is resolving it right now: theirs wins
+        _continue_failed(manager, cont, run, base, exc)
+    except Exception as exc:  # noqa: BLE001 - recorded, then the continuation is dropped
+        _continue_failed(manager, cont, run, base, exc)
+    return 1
+
+
+def _continue_failed(manager: PlatformManager, cont: Any, run: Any, base: dict[str, Any],
+                     exc: BaseException) -> None:
+    store = manager.store
+    message = str(exc)[:500]
+    with store.transaction() as tx:
+        tx.add_audit("human.continue_failed", actor=TIMEOUT_ACTOR, run_id=run.run_id,
+                     continuation_id=cont.continuation_id,
+                     payload={**base, "error_type": type(exc).__name__,
+                              "error_message": message})
+        tx.delete_continuation(cont.continuation_id)
+        current = tx.get_run(run.run_id)
+        if current.status == RunStatus.PAUSED:  # a paused run without continuation is stuck
+            tx.update_run(run.run_id, expected_version=current.version,
+                          status=transition(current.status, RunStatus.FAILED),
+                          error={"code": "human_continue_failed", "type": type(exc).__name__,
+                                 "message": message}, finished_at=tx.now)
+
+
+# --------------------------------------------------------------------------- run deadlines
+
+
+def prune_timed_out_runs(manager: PlatformManager) -> int:
+    """Move every queued, running or paused run past its ``deadline_at`` to ``timed_out``."""
+    now = manager.clock.now()
+    store = manager.store
+    due: list[str] = []
+    offset = 0
+    live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+    while True:
+        page = store.list_runs(status=live, limit=_PAGE, offset=offset, sort_order="asc")
+        due += [r.run_id for r in page.items
+                if r.deadline_at is not None and r.deadline_at <= now]
+        offset += _PAGE
+        if offset >= page.total:
+            break
+    count = 0
+    for run_id in due:
+        count += _time_out(manager, run_id, now)
+    return count
+
+
+def _time_out(manager: PlatformManager, run_id: str, now: datetime) -> int:
+    store = manager.store
+    try:
+        run = store.get_run(run_id)
+        status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
+    except (NotFound, IllegalTransition):
+        return 0
+    cid = (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
+    error = {"code": "run_timed_out", "type": "run_timed_out",
+             "message": f"the run missed its deadline {utc_iso(run.deadline_at)}"}
+    try:
+        with store.transaction() as tx:
+            tx.update_run(run_id, expected_version=run.version, status=status, error=error,
+                          cancel_requested=True, finished_at=tx.now)
+            if cid:
+                tx.delete_continuation(cid)
+            tx.add_trace_event(run_id, "run_timed_out", payload={"previous_status": run.status})
+            tx.add_checkpoint(run_id, type="run_timed_out", status="timed_out",
+                              payload=checkpoint_payload(run.state or {}))
+            tx.add_audit("run.timed_out", actor=TIMEOUT_ACTOR, run_id=run_id,
+                         continuation_id=cid, payload={
+                             "run_id": run_id, "previous_status": run.status,
+                             "deadline_at": utc_iso(run.deadline_at),
+                             "timed_out_at": utc_iso(now), "continuation_id": cid})
+    except (Conflict, NotFound):
+        return 0
+    token = manager._tokens.get(run_id)
+    if token is not None:
+        token.cancel("timed out")
+    return 1
+
+
+# --------------------------------------------------------------------------- sweeper
+
+
+class Sweeper:
+    """A daemon thread running both sweeps every ``interval`` seconds until :meth:`stop`.
+
+    The service and workers start one when ``KNEO_SERV_SWEEP_INTERVAL_SECONDS`` is set; it is
+    off by default (tests call the prune methods directly with a manual clock). Several
+    sweepers on one database are safe: every write is a compare-and-set.
+    """
+
+    def __init__(self, manager: PlatformManager, interval: float) -> None:
+        if interval <= 0:
+            raise ValueError("sweep interval must be greater than zero")
+        self.manager = manager
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep_once(self) -> dict[str, int]:
+        return {"expired_human_tasks": self.manager.prune_expired_human_tasks(),
+                "timed_out_runs": self.manager.prune_timed_out_runs()}
+
+    def start(self) -> Sweeper:
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.sweep_once()
+                except Exception:  # the next tick tries again
+                    log.exception("timeout sweep failed")
+
+        self._thread = threading.Thread(target=loop, name="kneo-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+def start_sweeper(manager: Any, settings: Any) -> Sweeper | None:
+    """A running sweeper when ``settings.sweep_interval_seconds`` is set, else ``None``."""
+    interval = getattr(settings, "sweep_interval_seconds", None)
+    if not interval or not hasattr(manager, "prune_expired_human_tasks"):
+        return None
+    return Sweeper(manager, float(interval)).start()
