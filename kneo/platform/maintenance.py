@@ -75,7 +75,7 @@ def prune_files(root: Path | None, cutoff: datetime, *, dry_run: bool = False,
             except FileNotFoundError:  # removed concurrently
                 continue
             count += 1
-        if not dry_run and directory != resolved:
+        if not dry_run:  # children only: the root itself stays
             for name in dirnames:
                 sub = directory / name
                 if not sub.is_symlink():

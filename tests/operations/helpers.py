@@ -40,6 +40,7 @@ def make_project(root: Path) -> Path:
     root.mkdir(parents=True)
     (root / ".kneo").mkdir()
     shutil.copy(FIXTURES / "opsteps.py", root / "opsteps.py")
+    shutil.copy(FIXTURES / "racer.py", root / "racer.py")
     (root / "three.yaml").write_text(json.dumps(_sequential("three", ["s1", "s2", "s3"])))
     (root / "five.yaml").write_text(
         json.dumps(_sequential("five", ["s1", "s2", "s3", "s4", "s5"])))
@@ -97,7 +98,8 @@ class Procs:
                 proc.wait(timeout=5)
 
 
-def open_manager(project: Path, database_url: str, **settings_env: str) -> Any:
+def open_manager(project: Path, database_url: str, clock: Any = None,
+                 **settings_env: str) -> Any:
     """An in-process PlatformManager for ``project`` on ``database_url`` (steps importable)."""
     from kneo.platform import create_platform
     from kneo.settings import Settings
@@ -108,7 +110,7 @@ def open_manager(project: Path, database_url: str, **settings_env: str) -> Any:
     sys.modules.pop("opsteps", None)  # each test's project has its own copy
     settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": database_url, **settings_env})
     context = ProjectContext.discover(cwd=project, settings=settings)
-    return create_platform(settings=settings, project=context)
+    return create_platform(settings=settings, project=context, clock=clock)
 
 
 def counter_lines(project: Path) -> list[tuple[str, str, str]]:

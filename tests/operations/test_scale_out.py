@@ -97,7 +97,10 @@ def test_kill_9_mid_run_then_another_worker_finishes(project: Path, procs: Procs
             finishers = {pid for k, step, pid in counter_lines(project)
                          if k == key and step == "s5"}
             assert finishers and str(victim_pid) not in finishers
-            records = manager.store.queue_records_for_run(run_id)
+            # the record is settled just after the run's final write
+            records = wait_for(lambda r=run_id: [
+                rec for rec in manager.store.queue_records_for_run(r)
+                if rec.status != "leased"], timeout=10, what="the queue record to settle")
             assert [(r.status, r.attempts) for r in records] == [("completed", 2)]
             events = [e.event_type for e in manager.store.list_trace(run_id, limit=500).items]
             assert "run_continued" in events and events[-1] == "run_completed"

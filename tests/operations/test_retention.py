@@ -1,0 +1,123 @@
+"""Platform retention: ``PlatformManager.prune_retention`` prunes rows (both backends) and the
+project's artifact and log files, with an injected clock; the project's ``retention:`` block
+applies under ``KNEO_SERV_RETENTION_*`` (env wins per field); ``kneo maintenance prune``."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import ConfigError
+from kneo.platform.maintenance import prune_files, retention_policy
+from kneo.settings import RetentionDays, Settings
+from kneo.spec.project import ProjectContext
+from kneo.worker import Worker
+
+from .helpers import env_for, kneo_json, open_manager
+
+CONFIG = """version: v1
+paths:
+  state_dir: .kneo
+  artifacts_dir: out/artifacts
+  logs_dir: out/logs
+retention:
+  runs_days: 30
+  checkpoints_days: 30
+  queue_days: 7
+  continuations_days: 30
+  artifacts_days: 10
+  logs_days: 90
+"""
+
+
+def _touch(path: Path, when: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+    os.utime(path, (when, when))
+    return path
+
+
+def test_env_wins_per_field_over_project_config(project: Path) -> None:
+    (project / ".kneo" / "config.yaml").write_text(CONFIG)
+    settings = Settings.from_env({"KNEO_SERV_RETENTION_LOGS_DAYS": "3",
+                                  "KNEO_SERV_RETENTION_QUEUE_DAYS": "0"})
+    policy = retention_policy(settings, ProjectContext.discover(cwd=project, settings=settings))
+    assert policy == RetentionDays(runs_days=30, checkpoints_days=30, queue_days=0,
+                                   continuations_days=30, artifacts_days=10, logs_days=3)
+    assert retention_policy(Settings(), None) == RetentionDays()
+
+
+def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_url: str) -> None:
+    (project / ".kneo" / "config.yaml").write_text(CONFIG)
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    try:
+        old_done = manager.run_from_spec(input_text="olddone", spec_path=project / "three.yaml")
+        old_paused = manager.run_from_spec(input_text="oldpaused",
+                                           spec_path=project / "human.yaml")
+        old_queued = manager.start_run_from_spec(input_text="oldqueued",
+                                                 spec_path=project / "three.yaml")
+        clock.advance(days=40)
+        new_done = manager.run_from_spec(input_text="newdone", spec_path=project / "three.yaml")
+        now = clock.now().timestamp()
+        artifacts, logs = project / "out" / "artifacts", project / "out" / "logs"
+        _touch(artifacts / "run1" / "report.md", now - 20 * 86400)  # > 10 days: pruned
+        _touch(artifacts / "fresh.md", now - 2 * 86400)
+        _touch(logs / "old.log", now - 100 * 86400)  # > 90 days: pruned
+        _touch(logs / "recent.log", now - 20 * 86400)
+        _touch(artifacts / "kneo_runs.sqlite", now - 400 * 86400)  # never a database file
+
+        dry = manager.prune_retention(dry_run=True)
+        # the old finished run's checkpoints fall to the checkpoint window first
+        assert dry["checkpoints"] >= 4
+        assert dry == {"runs": 1, "checkpoints": dry["checkpoints"], "queue": 0,
+                       "continuations": 0, "artifacts": 1, "logs": 1}
+        assert (artifacts / "run1" / "report.md").exists()
+        assert manager.prune_retention() == dry
+        assert not (artifacts / "run1").exists() and (artifacts / "fresh.md").exists()
+        assert not (logs / "old.log").exists() and (logs / "recent.log").exists()
+        assert (artifacts / "kneo_runs.sqlite").exists()
+        remaining = {r["run_id"] for r in manager.list_runs(limit=50)["runs"]}
+        assert remaining == {old_paused.run_id, old_queued.run_id, new_done.run_id}
+        assert old_done.run_id not in remaining
+        # the paused run is still resumable after pruning
+        cid = old_paused.continuation_id
+        request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
+        assert manager.resume(cid, request_id=request_id, decision="approved").status == \
+            "succeeded"
+        # an explicit policy overrides configuration; finished queue records go
+        assert Worker(manager).run_once()  # executes the old queued run, completes its record
+        assert manager.store.get_run(old_queued.run_id).status == "succeeded"
+        clock.advance(days=8)
+        counts = manager.prune_retention(RetentionDays(queue_days=7))
+        assert counts["queue"] == 1 and counts["runs"] == counts["artifacts"] == 0
+    finally:
+        manager.store.close()
+
+
+def test_prune_files_refuses_a_root_holding_the_state_dir(project: Path) -> None:
+    with pytest.raises(ConfigError):
+        prune_files(project, ManualClock().now(), protected=(project / ".kneo",))
+    assert prune_files(project / "missing", ManualClock().now()) == 0
+
+
+def test_cli_prune_covers_artifacts_and_logs(project: Path) -> None:
+    (project / ".kneo" / "config.yaml").write_text(CONFIG)
+    now = ManualClock().now().timestamp()  # files from 2026-01-01; the CLI uses real time
+    real_now = __import__("time").time()
+    _touch(project / "out" / "artifacts" / "a.txt", min(now, real_now - 30 * 86400))
+    _touch(project / "out" / "logs" / "l.log", real_now - 200 * 86400)
+    _touch(project / "out" / "logs" / "keep.log", real_now - timedelta(days=1).total_seconds())
+    env = env_for(project, KNEO_SERV_RETENTION_LOGS_DAYS="365")
+    dry = kneo_json(project, env, "maintenance", "prune", "--dry-run")
+    assert dry["dry_run"] and dry["retention"]["logs_days"] == 365
+    assert dry["counts"]["artifacts"] == 1 and dry["counts"]["logs"] == 0
+    env = env_for(project)
+    done = kneo_json(project, env, "maintenance", "prune")
+    assert done["counts"]["artifacts"] == 1 and done["counts"]["logs"] == 1
+    assert not (project / "out" / "logs" / "l.log").exists()
+    assert (project / "out" / "logs" / "keep.log").exists()
