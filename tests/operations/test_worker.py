@@ -1,0 +1,65 @@
+"""Worker rules: a record that exhausted its attempts fails its run through the lifecycle;
+SIGTERM hands a run still in flight over at once instead of waiting for its lease."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from kneo.clock import ManualClock
+from kneo.worker import Worker
+
+from .helpers import Procs, env_for, open_manager, step_counts, wait_for
+
+
+def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: str) -> None:
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    try:
+        run_id = manager.start_run_from_spec(input_text="doomed",
+                                             spec_path=project / "three.yaml").run_id
+        for _ in range(3):  # three workers claim it and die
+            assert manager.store.claim("dead-worker", 1.0) is not None
+            clock.advance(seconds=2)
+        worker = Worker(manager, lease_seconds=1.0, max_attempts=3)
+        assert worker.run_once()
+        run = manager.store.get_run(run_id)
+        assert run.status == "failed" and run.error is not None
+        assert run.error["type"] == "too_many_attempts" and run.error["attempts"] == 4
+        [record] = manager.store.queue_records_for_run(run_id)
+        assert record.status == "failed" and record.error["type"] == "too_many_attempts"
+        events = [e.event_type for e in manager.store.list_trace(run_id).items]
+        assert events[-1] == "run_failed"
+        audit = manager.store.list_audit(event_type="run.failed", run_id=run_id).items
+        assert len(audit) == 1 and audit[0].payload["reason"] == "too_many_attempts"
+        assert step_counts(project)[("doomed", "s1")] == 0
+        # still continuable by an operator from its last boundary
+        assert manager.continue_run(run_id).status == "succeeded"
+    finally:
+        manager.store.close()
+
+
+def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Procs) -> None:
+    env = env_for(project, db_url, KNEO_SERV_WORKER_LEASE_SECONDS="120",
+                  KNEO_SERV_WORKER_POLL_SECONDS="0.05")
+    manager = open_manager(project, db_url)
+    try:
+        run_id = manager.start_run_from_spec(input_text="handover block",
+                                             spec_path=project / "five.yaml").run_id
+        first = procs.worker(project, env, "--grace-seconds", "0.5")
+        wait_for((project / "markers" / "handover").exists, 60, "step 3 to start")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=20) == 0
+        [record] = manager.store.queue_records_for_run(run_id)
+        assert record.status == "queued" and record.lease_owner is None  # released, not held
+        started = time.monotonic()
+        procs.worker(project, env)
+        wait_for(lambda: manager.store.get_run(run_id).status == "succeeded", 60,
+                 "the second worker to finish the handed-over run")
+        assert time.monotonic() - started < 60  # far below the 120 s lease
+        counts = step_counts(project)
+        assert [counts[("handover", s)] for s in ("s1", "s2", "s3", "s4", "s5")] == \
+            [1, 1, 2, 1, 1]
+    finally:
+        manager.store.close()
