@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from kneo.cli.output import console, print_json, want_json_errors
-from kneo.errors import ConfigError, NotFound
+from kneo.errors import NotFound
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the bundle registry")
@@ -32,6 +32,9 @@ KeysOpt = typer.Option(None, "--trusted-keys", help="Keyring directory (*.pub [+
 CacheOpt = typer.Option(None, "--cache-dir", help="Where remote repositories are fetched")
 PruneOpt = typer.Option(None, "--prune/--no-prune", help="Deactivate bundles whose file is gone")
 EnvOpt = typer.Option(..., "--env", help="Environment")
+HmacOpt = typer.Option(
+    None, "--trusted-hmac-key-env", metavar="KEY_ID=VAR",
+    help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)")
 
 
 # --------------------------------------------------------------------------- wiring
@@ -60,21 +63,13 @@ def _config(**overrides: Any) -> Any:
 
 
 def _controller(**overrides: Any) -> Any:
-    from kneo.bundle.keys import load_keyring
-    from kneo.controller.controller import Controller
-    from kneo.controller.source import GitSource
+    from kneo.controller.runner import build_controller, parse_hmac_key_specs
 
-    config = _config(**overrides)
-    repo = config.require_repo()
-    if config.trusted_keys is None:
-        raise ConfigError(
-            "no trusted keys: pass --trusted-keys DIR or set controller.trusted_keys; the "
-            "controller never trusts keys from the repository it watches",
-            field="controller.trusted_keys",
-        )
-    keyring = load_keyring(config.trusted_keys)
-    source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
-    return Controller(_store(), source, keyring, config=config)
+    hmac_specs = overrides.pop("trusted_hmac_key_env", None)
+    if hmac_specs:
+        overrides["trusted_hmac_key_env"] = parse_hmac_key_specs(hmac_specs)
+    settings, _ = _context()
+    return build_controller(_store(), _config(**overrides), settings)
 
 
 @contextmanager
@@ -130,6 +125,7 @@ def run(
     prune: bool | None = PruneOpt,
     webhook_secret_env: str | None = typer.Option(
         None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"),
+    trusted_hmac_key_env: list[str] | None = HmacOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
@@ -137,12 +133,8 @@ def run(
 
     want_json_errors(as_json)
     ctl = _controller(repo=repo, branch=branch, interval=interval, trusted_keys=trusted_keys,
-                      cache_dir=cache_dir, prune=prune, webhook_secret_env=webhook_secret_env)
-    if ctl.config.webhook_secret_env:
-        settings, _ = _context()
-        if settings.secret(ctl.config.webhook_secret_env) is None:
-            raise ConfigError(f"{ctl.config.webhook_secret_env} is not set (webhook secret)",
-                              variable=ctl.config.webhook_secret_env)
+                      cache_dir=cache_dir, prune=prune, webhook_secret_env=webhook_secret_env,
+                      trusted_hmac_key_env=trusted_hmac_key_env)
     watcher = None
     if ctl.source.watch_path is not None:
         watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
@@ -166,12 +158,13 @@ def reconcile(
     once: bool = typer.Option(True, "--once/--no-once", help="One pass (the default)"),
     repo: str | None = RepoOpt, branch: str | None = BranchOpt,
     trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt, as_json: bool = JsonOpt,
+    prune: bool | None = PruneOpt, trusted_hmac_key_env: list[str] | None = HmacOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed."""
     want_json_errors(as_json)
     ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
-                      prune=prune)
+                      prune=prune, trusted_hmac_key_env=trusted_hmac_key_env)
     try:
         with _progress(not as_json) as progress:
             result = ctl.reconcile_once(progress=progress)
@@ -187,12 +180,13 @@ def reconcile(
 def plan_command(
     repo: str | None = RepoOpt, branch: str | None = BranchOpt,
     trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt, as_json: bool = JsonOpt,
+    prune: bool | None = PruneOpt, trusted_hmac_key_env: list[str] | None = HmacOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
     want_json_errors(as_json)
     ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
-                      prune=prune)
+                      prune=prune, trusted_hmac_key_env=trusted_hmac_key_env)
     try:
         with _progress(not as_json) as progress:
             result = ctl.plan(progress=progress)

@@ -66,6 +66,11 @@ def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
             f"resume with: kneo human resume {data.get('continuation_id')} "
             f"--request-id {request.get('request_id')} --approve"
         )
+    elif meta.get("workflow_kind") == "promotion":
+        tally = meta.get("promotion") or {}
+        err.print(f"promotion {status}: {tally.get('bundle')}@{tally.get('environment')} "
+                  f"{tally.get('approvals')}/{tally.get('required')} approval(s), "
+                  f"decided by {meta.get('approver')}", markup=False)
     else:
         error = meta.get("error") or {}
         detail = f" [{error.get('code')}] {error.get('message')}" if error else ""
@@ -74,8 +79,23 @@ def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
 
 def exit_for(data: dict[str, Any]) -> None:
     """Non-zero exit for runs that ended badly, so scripts can branch on ``$?``."""
+    if (data.get("metadata") or {}).get("workflow_kind") == "promotion":
+        return  # a recorded promotion decision (approved, rejected or awaiting more)
     if data.get("status") not in ("succeeded", "paused", "running", "queued"):
         raise typer.Exit(1)
+
+
+def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str
+                ) -> dict[str, Any]:
+    """``kneo run --bundle``: the service's ``POST /v1/runs`` or the local registry."""
+    if hasattr(client, "create_run"):  # the HTTP client
+        return dict(client.create_run({"bundle": bundle, "environment": env,
+                                       "input": input_text, "target": target}))
+    from kneo.platform.bundles import run_bundle
+
+    result = run_bundle(client.manager, bundle=bundle, environment=env, input_text=input_text,
+                        target=target, actor=getattr(client, "_actor", None))
+    return dict(result.to_dict())
 
 
 def register(app: typer.Typer) -> None:
@@ -83,13 +103,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run", help="Run agent/workflow specs")
     def run(
-        spec_path: str = typer.Argument(..., metavar="SPEC_PATH", help="Path to Kneo YAML spec"),
+        spec_path: str | None = typer.Argument(None, metavar="[SPEC_PATH]",
+                                               help="Path to Kneo YAML spec"),
         input_text: str = typer.Option(..., "--input", "-i", help="Input text"),
         target: str = typer.Option("workflow", "--target", help="agent or workflow"),
         env: str | None = typer.Option(None, "--env", help="Environment overlay and policy"),
         as_json: bool = typer.Option(False, "--json", help="Print the run response as JSON"),
         service_url: str | None = typer.Option(None, "--service-url"),
         profile: str | None = typer.Option(None, "--profile", help="Service profile name"),
+        bundle: str | None = typer.Option(
+            None, "--bundle", help="Run the active registry revision of this bundle (--env)"),
     ) -> None:
         from kneo.cli.client import get_client
         from kneo.errors import InvalidRequest
@@ -98,9 +121,17 @@ def register(app: typer.Typer) -> None:
         if target not in ("agent", "workflow"):
             raise InvalidRequest(f"--target must be 'agent' or 'workflow', got {target!r}",
                                  field="target")
+        if (spec_path is None) == (bundle is None):
+            raise InvalidRequest("give exactly one of SPEC_PATH or --bundle NAME",
+                                 field="spec_path")
+        if bundle is not None and not env:
+            raise InvalidRequest("--bundle needs --env ENV", field="env")
         client = get_client(service_url=service_url, profile=profile, environment=env)
-        with progress(f"running {spec_path}", enabled=not as_json):
-            data = client.run(spec_path=spec_path, input_text=input_text, target=target,
-                              environment=env)
+        with progress(f"running {spec_path or bundle}", enabled=not as_json):
+            if bundle is not None:
+                data = _run_bundle(client, bundle, env or "", input_text, target)
+            else:
+                data = client.run(spec_path=spec_path or "", input_text=input_text,
+                                  target=target, environment=env)
         render_run_response(data, as_json=as_json)
         exit_for(data)

@@ -7,9 +7,14 @@ uvicorn starts, so they reach the user as one ``error[config_error]: ...`` line.
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from kneo.controller.config import ControllerConfig
+    from kneo.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,8 +24,25 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (dev)")] = False,
+    controller: Annotated[bool, typer.Option(
+        "--controller/--no-controller",
+        help="Run the GitOps controller when one is configured (the default)")] = True,
+    controller_repo: Annotated[str | None, typer.Option(
+        "--controller-repo", help="Git URL or local path to reconcile (else controller.repo)")
+    ] = None,
+    controller_branch: Annotated[str | None, typer.Option("--controller-branch")] = None,
+    controller_interval: Annotated[float | None, typer.Option(
+        "--controller-interval", help="Poll seconds")] = None,
+    trusted_keys: Annotated[Path | None, typer.Option(
+        "--trusted-keys", help="Controller keyring directory")] = None,
+    trusted_hmac_key_env: Annotated[list[str] | None, typer.Option(
+        "--trusted-hmac-key-env", metavar="KEY_ID=VAR",
+        help="Trust HMAC key KEY_ID whose secret is in VAR (repeatable)")] = None,
+    webhook_secret_env: Annotated[str | None, typer.Option(
+        "--webhook-secret-env", help="Variable holding the webhook secret")] = None,
+    prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None,
 ) -> None:
-    """Run the Kneo FastAPI service."""
+    """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
     import uvicorn
 
     from kneo.service.app import create_app
@@ -42,8 +64,43 @@ def serve(
             log_level=log_level,
         )
         return
-    application = create_app(configure_default_manager=True, settings=settings)
-    uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
+    ctl_config = _controller_config(
+        settings, repo=controller_repo, branch=controller_branch, interval=controller_interval,
+        trusted_keys=trusted_keys, trusted_hmac_key_env=trusted_hmac_key_env,
+        webhook_secret_env=webhook_secret_env, prune=prune) if controller else None
+    if ctl_config is None:
+        application = create_app(configure_default_manager=True, settings=settings)
+        uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
+        return
+    from kneo.controller.runner import build_controller
+    from kneo.platform import create_platform
+    from kneo.service.auth import Authenticator
+
+    Authenticator.from_settings(settings)  # fail fast before opening anything
+    manager = create_platform(settings=settings)
+    try:
+        ctl = build_controller(manager.store, ctl_config, settings)
+        application = create_app(False, settings=settings, manager=manager, start_worker=True,
+                                 controller=ctl, run_controller=True)
+        typer.echo(f"controller: reconciling {ctl.source.describe()} every "
+                   f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})", err=True)
+        uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
+    finally:
+        manager.store.close()
+
+
+def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | None:
+    """The controller configuration when a repository is configured, else ``None``."""
+    from kneo.controller.config import load_controller_config
+    from kneo.controller.runner import parse_hmac_key_specs
+    from kneo.spec.project import ProjectContext
+
+    project = ProjectContext.discover(settings=settings)
+    specs = flags.pop("trusted_hmac_key_env", None)
+    if specs:
+        flags["trusted_hmac_key_env"] = parse_hmac_key_specs(specs)
+    config = load_controller_config(project.config_path).with_overrides(**flags)
+    return config if config.repo else None
 
 
 def worker(

@@ -10,6 +10,8 @@ controller:
   allow_empty: false                          # prune even when a commit holds no bundles
   cache_dir: ~/.cache/kneo/controller
   webhook_secret_env: KNEO_WEBHOOK_SECRET     # name of the variable holding the secret
+  trusted_hmac_keys: {ci-hmac: KNEO_CI_HMAC}  # HMAC key id -> variable holding its secret
+  lease_seconds: 30                           # leader lock lease
 ```
 
 The trusted keyring is the controller's own: a path on the controller's machine, so a pull
@@ -19,7 +21,7 @@ request to the watched repository can never add a key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ class _Block(BaseModel):
     allow_empty: bool = False
     cache_dir: str | None = None
     webhook_secret_env: str | None = None
+    trusted_hmac_keys: dict[str, str] = Field(default_factory=dict)
     lease_seconds: float = Field(default=30.0, gt=0)
     name: str = "default"
 
@@ -58,11 +61,16 @@ class ControllerConfig:
     lease_seconds: float = 30.0
     #: Controller status row and leader lock name (one per watched repository).
     name: str = "default"
+    #: HMAC trusted keys: key id -> name of the variable holding the secret (never the value).
+    trusted_hmac_key_env: Mapping[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **values: Any) -> ControllerConfig:
         """Flags win over the file; ``None`` means "not given"."""
         known = {f.name for f in fields(self)}
         given = {k: v for k, v in values.items() if v is not None and k in known}
+        if "trusted_hmac_key_env" in given:  # flags add to (and override) the file's keys
+            given["trusted_hmac_key_env"] = {**self.trusted_hmac_key_env,
+                                             **given["trusted_hmac_key_env"]}
         for key in ("trusted_keys", "cache_dir"):
             if isinstance(given.get(key), str):
                 given[key] = Path(given[key]).expanduser()
@@ -107,6 +115,7 @@ def from_mapping(block: Mapping[str, Any] | None, *, base_dir: Path | None = Non
         webhook_secret_env=parsed.webhook_secret_env,
         lease_seconds=parsed.lease_seconds,
         name=parsed.name,
+        trusted_hmac_key_env=dict(parsed.trusted_hmac_keys),
     )
 
 

@@ -215,6 +215,7 @@ class Controller:
                     if not self._still_leader():
                         raise KneoError("lost the leader lock before applying", code="not_leader")
                     result.outcomes = self._apply(desired, snapshot, actions, progress)
+                    self._publish_run_policies(desired)
                     lap("apply")
                 stats = self.loader.last_stats
                 result.stats.update(
@@ -250,6 +251,23 @@ class Controller:
                 progress("apply", done, total)
 
         return self.applier.apply(desired, snapshot, actions, progress=on_progress)
+
+    def _publish_run_policies(self, desired: DesiredState) -> None:
+        """Record each environment's ``runs.require_approved_bundle`` for the runtime.
+
+        Written only when it changes (a repeated commit writes nothing). An environment whose
+        file is now missing or invalid keeps its last known rule, so breaking or deleting a
+        file never opens an environment to ad-hoc specs.
+        """
+        from kneo.platform.bundles import POLICY_METADATA_KEY
+
+        stored = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+        current = dict(stored)
+        for name, env in desired.environments.items():
+            if not env.problems:
+                current[name] = {"require_approved_bundle": env.require_approved_bundle}
+        if current != stored:
+            self.store.set_metadata(POLICY_METADATA_KEY, current)
 
     def _still_leader(self) -> bool:
         try:

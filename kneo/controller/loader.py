@@ -288,6 +288,7 @@ class DesiredStateLoader:
                 accepted_key_ids=None
                 if policy.accepted_key_ids is None
                 else tuple(policy.accepted_key_ids),
+                require_approved_bundle=policy.runs.require_approved_bundle,
             )
         self._environments[cache_key] = env
         self._policies[cache_key] = policy

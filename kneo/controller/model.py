@@ -48,6 +48,8 @@ class DesiredEnvironment:
     required_signatures: int = 1
     accepted_key_ids: tuple[str, ...] | None = None
     problems: tuple[Problem, ...] = ()
+    #: ``runs.require_approved_bundle``: runs there must use the registry (read at runtime).
+    require_approved_bundle: bool = False
 
 
 @dataclass(frozen=True)

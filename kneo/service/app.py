@@ -77,6 +77,7 @@ def create_app(
     manager: Any = None,
     start_worker: bool | None = None,
     controller: Any = None,
+    run_controller: bool = False,
 ) -> FastAPI:
     """Build the service app.
 
@@ -84,7 +85,8 @@ def create_app(
     ``configure_default_manager``, the default platform is built at startup from settings.
     ``start_worker`` (default: whether the app builds its own manager) runs the in-process
     queue worker for the app's lifetime. ``controller`` (a ``kneo.controller.Controller``)
-    enables ``POST /v1/controller/reconcile`` and the Git webhook.
+    enables ``POST /v1/controller/reconcile`` and the Git webhook, and lets promotion
+    decisions wake it; ``run_controller`` also runs its leader-elected loop in this process.
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
@@ -105,9 +107,21 @@ def create_app(
             worker = Worker(dependencies.current_manager(app), settings=settings, name="api")
             worker.start()
             app.state.worker = worker
+        runner = None
+        if controller is not None:
+            from kneo.controller.runner import ControllerRunner
+            from kneo.platform.bundles import attach_controller
+
+            if dependencies.current_manager(app) is not None:
+                attach_controller(dependencies.current_manager(app), controller)
+            if run_controller:
+                runner = ControllerRunner(controller)
+                runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                runner.stop()
             if worker is not None:
                 worker.stop()
             if owned is not None:

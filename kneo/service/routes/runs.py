@@ -31,11 +31,18 @@ def _start_run(request: Request, body: CreateRunRequest, manager: Any, actor: st
                ) -> tuple[int, dict[str, Any]]:
     """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
     check_limits(body, request.app.state.settings.limits)
+    from kneo.platform import bundles
+
     if body.bundle is not None:
-        raise InvalidRequest(
-            "bundle runs need the GitOps registry, which this service does not serve yet",
-            field="bundle",
-        )
+        if body.overrides:
+            raise InvalidRequest("a bundle run takes no overrides: it runs the approved "
+                                 "revision as signed", field="overrides")
+        result = bundles.run_bundle(
+            manager, bundle=body.bundle, environment=body.environment or "",
+            input_text=body.input, target=body.target, async_mode=body.async_mode,
+            timeout_seconds=body.timeout_seconds, metadata=body.metadata, actor=actor)
+        return _answer(request, result, body.async_mode)
+    bundles.refuse_unapproved(manager, body.environment)  # 403 before touching the spec
     spec_path: str | None = body.spec_path
     spec: dict[str, Any] | None = body.spec
     if body.overrides or stored_policy(manager.store, body.environment) is not None:
@@ -73,6 +80,15 @@ def _start_run(request: Request, body: CreateRunRequest, manager: Any, actor: st
         status = 200
     annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
     return status, result.to_dict()
+
+
+def _answer(request: Request, result: Any, async_mode: bool) -> tuple[int, dict[str, Any]]:
+    if async_mode:
+        worker = getattr(request.app.state, "worker", None)
+        if worker is not None:
+            worker.notify()
+    annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
+    return (202 if async_mode else 200), result.to_dict()
 
 
 def _create(request: Request, body: CreateRunRequest, principal: Principal, manager: Any,

@@ -1,0 +1,119 @@
+"""Build a :class:`Controller` from configuration, and run its loop in a background thread.
+
+Shared by ``kneo controller run`` and ``kneo service serve`` (which embeds the controller
+next to the HTTP API). Several replicas may each run one: leader election inside
+:meth:`Controller.reconcile_once` lets exactly one reconcile, the others stand by.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kneo.controller.config import ControllerConfig
+from kneo.errors import ConfigError
+
+log = logging.getLogger("kneo.controller")
+
+
+def parse_hmac_key_specs(specs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``KEY_ID=VARIABLE`` pairs (``--trusted-hmac-key-env``) -> ``{key_id: variable}``."""
+    out: dict[str, str] = {}
+    for spec in specs or ():
+        key_id, sep, variable = spec.partition("=")
+        if not sep or not key_id.strip() or not variable.strip():
+            raise ConfigError(
+                f"--trusted-hmac-key-env expects KEY_ID=VARIABLE, got {spec!r}",
+                field="trusted_hmac_key_env",
+            )
+        out[key_id.strip()] = variable.strip()
+    return out
+
+
+def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]:
+    """Read each HMAC key's secret by variable name through Settings; never echoed."""
+    secrets: dict[str, bytes] = {}
+    for key_id, variable in key_envs.items():
+        value = settings.secret(variable)
+        if not value:
+            raise ConfigError(
+                f"{variable} is not set (HMAC secret for trusted key {key_id!r})",
+                variable=variable,
+            )
+        secrets[key_id] = value.encode("utf-8")
+    return secrets
+
+
+def build_controller(store: Any, config: ControllerConfig, settings: Any, *,
+                     owner: str | None = None) -> Any:
+    """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete."""
+    from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
+    from kneo.controller.controller import Controller
+    from kneo.controller.source import GitSource
+
+    repo = config.require_repo()
+    secrets = hmac_secrets(settings, config.trusted_hmac_key_env)
+    if config.trusted_keys is None and not secrets:
+        raise ConfigError(
+            "no trusted keys: pass --trusted-keys DIR (or --trusted-hmac-key-env KEY_ID=VAR) "
+            "or set controller.trusted_keys; the controller never trusts keys from the "
+            "repository it watches",
+            field="controller.trusted_keys",
+        )
+    if config.webhook_secret_env and settings.secret(config.webhook_secret_env) is None:
+        raise ConfigError(f"{config.webhook_secret_env} is not set (webhook secret)",
+                          variable=config.webhook_secret_env)
+    if config.trusted_keys is not None:
+        keyring = load_keyring(config.trusted_keys, hmac_secrets=secrets or None)
+    else:
+        keyring = Keyring(TrustedKey.hmac(key_id, secret) for key_id, secret in secrets.items())
+    source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
+    return Controller(store, source, keyring, config=config, owner=owner)
+
+
+class ControllerRunner:
+    """The controller loop (plus a watchdog watcher for a local repository) on a thread."""
+
+    def __init__(self, controller: Any, *, watch: bool = True) -> None:
+        self.controller = controller
+        self.watch = watch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watcher: Any = None
+
+    def start(self) -> None:
+        from kneo.controller.watch import RepositoryWatcher
+
+        path: Path | None = getattr(self.controller.source, "watch_path", None)
+        if self.watch and path is not None:
+            try:
+                self._watcher = RepositoryWatcher(path, self.controller)
+                self._watcher.start()
+            except Exception as exc:  # polling and webhooks still work
+                log.warning("watching %s failed: %s", path, exc)
+                self._watcher = None
+        self._thread = threading.Thread(target=self._run, name="kneo-controller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.controller.run(self._stop)
+        except Exception:  # never take the service down with it
+            log.exception("the controller loop stopped")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.controller.request_reconcile()  # wake it from its wait
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        close = getattr(self.controller.source, "close", None)
+        if callable(close):
+            close()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

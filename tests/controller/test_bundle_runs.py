@@ -1,0 +1,213 @@
+"""Runtime enforcement and promotion approvals through the human-task machinery.
+
+Real Git repositories, the real controller, the real platform manager and the real HTTP
+app over one SQLite (or PostgreSQL) store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gitops_fixtures import Keys, Repo, make_controller
+from starlette.testclient import TestClient
+
+from kneo.clock import ManualClock
+from kneo.errors import BundleNotApproved, NotFound
+from kneo.platform import create_platform
+from kneo.platform.bundles import POLICY_METADATA_KEY, run_bundle
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+
+TOKENS = {name: f"{name}-secret-token-{i}" for i, name in enumerate(("alice", "bob", "carol"))}
+ADMIN = "admin-secret-token-0"
+TWO_OF_THREE = (
+    "version: v1\npromotion:\n  require_human_approval: true\n"
+    "  approvers: [alice, bob, carol]\n  min_approvals: 2\nruns: {require_approved_bundle: true}\n"
+)
+
+
+def flow(draft: str) -> dict[str, Any]:
+    """A signed workflow that drafts (scripted dummy model) and then waits for a person."""
+    return {
+        "version": "v1",
+        "agent": {"name": "helper", "system_prompt": "Draft a note.",
+                  "model": {"provider": "dummy", "name": "dummy", "script": [{"text": draft}]}},
+        "workflow": {"type": "sequential", "name": "helper-flow", "steps": [
+            {"id": "draft", "kind": "agent", "ref": "helper"},
+            {"id": "approve", "kind": "human", "ref": "reviewer"}]},
+        "components": {"humans": {"reviewer": {"prompt": "Publish this draft?"}}},
+    }
+
+
+def _settings(extra: dict[str, str] | None = None) -> Settings:
+    return Settings.from_env(dict(extra or {}))
+
+
+def _manager(store: Any, clock: ManualClock, tmp_path: Path, settings: Settings | None = None
+             ) -> Any:
+    settings = settings or _settings()
+    project = ProjectContext.discover(cwd=tmp_path, settings=settings)
+    return create_platform(settings=settings, project=project, store=store, clock=clock)
+
+
+def test_bundle_run_pins_its_revision_until_it_finishes(
+        store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", flow("draft one")))
+    first_commit = repo.commit("helper r1")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    manager = _manager(store, clock, tmp_path)
+
+    paused = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
+    assert paused.status == "paused"
+    run = store.get_run(paused.run_id)
+    r1 = store.get_active("helper", "dev")
+    assert (run.bundle_name, run.bundle_revision, run.bundle_commit, run.spec_digest) == (
+        "helper", 1, first_commit, r1.digest)
+
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", flow("draft two")))
+    repo.commit("helper r2")
+    assert ctl.reconcile_once().ok
+    assert store.get_active("helper", "dev").revision == 2
+
+    done = manager.resume(paused.continuation_id, request_id=paused.request_id,
+                          decision="approved", actor="alice")
+    assert done.status == "succeeded"
+    finished = store.get_run(paused.run_id)
+    assert finished.bundle_revision == 1 and finished.spec_digest == r1.digest
+    assert "draft one" in (done.output_text or "")
+
+    newer = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
+    assert store.get_run(newer.run_id).bundle_revision == 2
+
+
+def test_spec_runs_are_refused_where_only_approved_bundles_run(
+        store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok  # records prod's runs.require_approved_bundle
+    assert store.get_metadata(POLICY_METADATA_KEY)["prod"] == {"require_approved_bundle": True}
+    manager = _manager(store, clock, tmp_path)
+    spec_file = tmp_path / "helper.yaml"
+    spec_file.write_text("version: v1\nagent: {name: helper, system_prompt: hi}\n")
+
+    with pytest.raises(BundleNotApproved) as refused:
+        manager.run_from_spec(input_text="hi", spec=flow("x"), environment="prod")
+    assert refused.value.code == "bundle_not_approved" and refused.value.http_status == 403
+    with pytest.raises(BundleNotApproved):
+        manager.start_run_from_spec(input_text="hi", spec_path=spec_file, environment="prod")
+    with pytest.raises(NotFound):  # nothing active in prod yet
+        run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
+    # dev has no such rule: an ad-hoc spec still runs there
+    assert manager.run_from_spec(input_text="hi", spec=flow("x"), environment="dev").status \
+        == "paused"
+
+    # a broken prod file never opens prod to ad-hoc specs
+    repo.write("environments/prod.yaml", "version: [unclosed\n")
+    repo.commit("break prod")
+    ctl.reconcile_once()
+    with pytest.raises(BundleNotApproved):
+        manager.run_from_spec(input_text="hi", spec=flow("x"), environment="prod")
+
+
+# --------------------------------------------------------------------------- HTTP approvals
+
+
+@pytest.fixture
+def approval_app(store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+                 ) -> Iterator[Callable[[], TestClient]]:
+    """The real app with API keys alice/bob/carol and the controller loop running in it."""
+    from kneo.service import create_app
+
+    repo.write("environments/prod.yaml", TWO_OF_THREE)
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", flow("p1")))
+    repo.commit("helper for prod")
+    settings = _settings({
+        "KNEO_SERV_AUTH_ENABLED": "true",
+        "KNEO_SERV_API_KEYS": ";".join(f"{n}:{t}:reviewer" for n, t in TOKENS.items()),
+        "KNEO_SERV_ADMIN_API_KEY": ADMIN,
+    })
+    manager = _manager(store, clock, tmp_path, settings)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    app = create_app(False, settings=settings, manager=manager, start_worker=False,
+                     controller=ctl, run_controller=True)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield lambda: client
+
+
+def _as(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
+
+def _wait(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _promotion_task(client: TestClient) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        listed = client.get("/v1/human-tasks?workflow_kind=promotion", headers=_as("alice"))
+        assert listed.status_code == 200, listed.text
+        return listed.json()["tasks"][0] if listed.json()["tasks"] else None
+
+    return _wait(find)  # type: ignore[no-any-return]
+
+
+def _resume(client: TestClient, task: dict[str, Any], who: str, decision: str) -> Any:
+    return client.post(f"/v1/human-tasks/{task['continuation_id']}/resume", headers=_as(who),
+                       json={"request_id": task["requests"][0]["request_id"],
+                             "decision": decision})
+
+
+def test_two_approvers_over_http_activate_a_promotion(
+        approval_app: Callable[[], TestClient], store: Any) -> None:
+    client = approval_app()
+    task = _promotion_task(client)
+    assert task["requests"][0]["prompt"].startswith("Promote helper@sha256:")
+    assert task["run_id"] is None
+
+    first = _resume(client, task, "alice", "approved")
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "pending_approval" and first.json()["run_id"] is None
+    assert first.json()["metadata"]["promotion"]["approvals"] == 1
+    again = _resume(client, task, "alice", "approved")
+    assert again.status_code == 409 and again.json()["error"] == "already_decided"
+    assert store.get_active("helper", "prod") is None
+
+    second = _resume(client, task, "bob", "approved")
+    assert second.status_code == 200 and second.json()["status"] == "approved"
+    active = _wait(lambda: store.get_active("helper", "prod"))
+    assert sorted(active.approved_by) == ["alice", "bob", "ci-pipeline"]
+    decided = [(e.actor, e.event_type) for e in store.list_audit(limit=100).items
+               if e.event_type.startswith("promotion.")]
+    assert ("alice", "promotion.approved") in decided and ("bob", "promotion.approved") in decided
+
+    run = client.post("/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"},
+                      json={"bundle": "helper", "environment": "prod", "input": "go"})
+    assert run.status_code == 200 and run.json()["status"] == "paused"
+    refused = client.post("/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"},
+                          json={"spec": flow("x"), "environment": "prod", "input": "go"})
+    assert refused.status_code == 403 and refused.json()["error"] == "bundle_not_approved"
+
+
+def test_one_rejection_over_http_stops_the_promotion(
+        approval_app: Callable[[], TestClient], store: Any) -> None:
+    client = approval_app()
+    task = _promotion_task(client)
+    assert _resume(client, task, "alice", "approved").json()["status"] == "pending_approval"
+    rejected = _resume(client, task, "carol", "rejected")
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    revision = _wait(lambda: next((r for r in store.list_revisions("helper", "prod")
+                                   if r.status == "rejected"), None))
+    assert revision.diagnostics[0]["code"] == "promotion_rejected"
+    assert store.get_active("helper", "prod") is None
+    late = _resume(client, task, "bob", "approved")
+    assert late.status_code == 409
