@@ -26,25 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from kneo.errors import ConfigError
+from kneo.spec.project import ControllerConfigBlock
 
-
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    repo: str | None = None
-    branch: str | None = None
-    interval: float = Field(default=60.0, gt=0)
-    trusted_keys: str | None = None
-    prune: bool = True
-    allow_empty: bool = False
-    cache_dir: str | None = None
-    webhook_secret_env: str | None = None
-    trusted_hmac_keys: dict[str, str] = Field(default_factory=dict)
-    lease_seconds: float = Field(default=30.0, gt=0)
-    name: str = "default"
+#: The typed ``controller:`` block (one model for the project config schema and here).
+_Block = ControllerConfigBlock
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,42 @@ class EnvironmentConfig(_Model):
         return _check_env_names(value, "environments.<env>.secrets")
 
 
+class ControllerConfigBlock(_Model):
+    """The ``controller:`` block: which Git repository the GitOps controller reconciles.
+
+    Read by ``kneo controller ...`` and ``kneo service serve`` (flags win); secrets are named
+    by variable, never written here.
+    """
+
+    #: Git URL or local repository path (relative paths resolve against the project root).
+    repo: str | None = None
+    #: Branch or tag (default: the remote's HEAD).
+    branch: str | None = None
+    #: Poll seconds; a webhook or a local commit reconciles sooner.
+    interval: float = Field(default=60.0, gt=0)
+    #: Keyring directory (``*.pub`` + optional ``keyring.yaml``) on the controller's machine.
+    trusted_keys: str | None = None
+    #: HMAC trusted keys: key id -> name of the variable holding its secret.
+    trusted_hmac_keys: dict[str, str] = Field(default_factory=dict)
+    #: Deactivate bundles whose file left the repository.
+    prune: bool = True
+    #: Prune even when a commit holds no bundles at all.
+    allow_empty: bool = False
+    #: Where remote repositories are fetched.
+    cache_dir: str | None = None
+    #: Variable holding the GitHub webhook secret (``X-Hub-Signature-256``).
+    webhook_secret_env: str | None = None
+    #: Leader lock lease; standbys take over after it lapses.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: Controller status row and leader lock name (one per watched repository).
+    name: str = Field(default="default", min_length=1, max_length=64)
+
+    @field_validator("trusted_hmac_keys")
+    @classmethod
+    def _hmac_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env_names(value, "controller.trusted_hmac_keys")
+
+
 class ProjectConfig(_Model):
     """The whole ``.kneo/config.yaml``."""
 
@@ -166,8 +202,8 @@ class ProjectConfig(_Model):
     policy_enforcement: PolicyEnforcement | None = None
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
-    #: GitOps controller settings; validated by ``kneo.controller.config`` when used.
-    controller: dict[str, Any] | None = None
+    #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
+    controller: ControllerConfigBlock | None = None
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""
