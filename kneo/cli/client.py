@@ -37,12 +37,14 @@ class PlatformClient(Protocol):
 
     def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]: ...
 
-    def list_human_tasks(self, *, run_id: str | None, limit: int) -> dict[str, Any]: ...
+    def list_human_tasks(self, *, run_id: str | None, limit: int,
+                         **filters: Any) -> dict[str, Any]: ...
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
 
     def resume(self, continuation_id: str, *, request_id: str, decision: str,
-               content: str | None, selected_option: str | None) -> dict[str, Any]: ...
+               content: str | None, selected_option: str | None,
+               idempotency_key: str | None = None) -> dict[str, Any]: ...
 
 
 class LocalClient:
@@ -108,17 +110,25 @@ class LocalClient:
     def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]:
         return dict(self.manager.list_runs(status=status, limit=limit))
 
-    def list_human_tasks(self, *, run_id: str | None, limit: int) -> dict[str, Any]:
-        return dict(self.manager.list_human_tasks(run_id=run_id, limit=limit))
+    def list_human_tasks(self, *, run_id: str | None, limit: int,
+                         **filters: Any) -> dict[str, Any]:
+        order = filters.pop("sort_order", "asc")
+        return dict(self.manager.list_human_tasks(
+            run_id=run_id, limit=limit, sort="oldest" if order == "asc" else "newest",
+            **filters))
+
+    def replay_run(self, run_id: str, *, reuse: str) -> dict[str, Any]:
+        return dict(self.manager.replay_run(run_id, reuse=reuse, actor=self._actor).to_dict())
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return dict(self.manager.get_human_task(continuation_id))
 
     def resume(self, continuation_id: str, *, request_id: str, decision: str,
-               content: str | None, selected_option: str | None) -> dict[str, Any]:
+               content: str | None, selected_option: str | None,
+               idempotency_key: str | None = None) -> dict[str, Any]:
         result = self.manager.resume(continuation_id, request_id=request_id, decision=decision,
                                      content=content, selected_option=selected_option,
-                                     actor=self._actor)
+                                     actor=self._actor, idempotency_key=idempotency_key)
         return dict(result.to_dict())
 
 

@@ -25,24 +25,62 @@ def _client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
 @app.command("list")
 def list_tasks(
     run_id: str | None = typer.Option(None, "--run-id", help="Only this run's tasks"),
+    workflow_kind: str | None = typer.Option(None, "--workflow-kind"),
+    assignee: str | None = typer.Option(None, "--assignee"),
+    kind: str | None = typer.Option(None, "--kind", help="approval, confirmation, input, "
+                                    "review, route, tool_approval, question or error"),
+    escalated: bool | None = typer.Option(None, "--escalated/--not-escalated"),
+    older_than: float | None = typer.Option(None, "--older-than", help="Seconds since created"),
+    newest: bool = typer.Option(False, "--newest", help="Newest first (default oldest)"),
+    counts: bool = typer.Option(False, "--counts", help="Pending requests per assignee"),
     limit: int = typer.Option(100, "--limit"),
     as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
 ) -> None:
-    """Pending human tasks, oldest first."""
+    """Pending human tasks, oldest first, filtered by run, kind, assignee, escalation, age."""
     from kneo.cli.runs_cmd import _table
 
-    data = _client(as_json, service_url, profile).list_human_tasks(run_id=run_id, limit=limit)
+    filters = {"workflow_kind": workflow_kind, "assignee": assignee, "kind": kind,
+               "escalated": escalated, "older_than_seconds": older_than,
+               "sort_order": "desc" if newest else "asc"}
+    data = _client(as_json, service_url, profile).list_human_tasks(
+        run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None})
     if as_json:
         print_json(data)
+        return
+    if counts:
+        _table("pending requests per assignee", ["assignee", "pending"],
+               [[a, n] for a, n in sorted((data.get("counts_by_assignee") or {}).items())])
         return
     rows = []
     for task in data["tasks"]:
         for request in task["requests"]:
             rows.append([task["continuation_id"], request.get("request_id"),
                          request.get("kind"), request.get("assignee"), request.get("prompt"),
-                         task["run_id"], request.get("expires_at")])
+                         task["run_id"], request.get("expires_at"),
+                         "yes" if request.get("escalated_at") else ""])
     _table(f"human tasks ({data['total']} pending)",
-           ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at"], rows)
+           ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at",
+            "escalated"], rows)
+
+
+@app.command("replay")
+def replay(
+    run_id: str,
+    reuse: str = typer.Option("questions", "--reuse", help="questions | all"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run RUN_ID again as a new run, reusing its recorded answers (local mode)."""
+    from kneo.cli.client import LocalClient
+    from kneo.cli.run_cmd import exit_for, render_run_response
+    from kneo.errors import InvalidRequest
+
+    client = _client(as_json, None, None)
+    if not isinstance(client, LocalClient):
+        raise InvalidRequest("kneo human replay runs locally; unset the service profile",
+                             code="service_mode_unavailable")
+    data = client.replay_run(run_id, reuse=reuse)
+    render_run_response(data, as_json=as_json)
+    exit_for(data)
 
 
 @app.command("get")
@@ -73,7 +111,9 @@ def resume(
     provide: str | None = typer.Option(None, "--provide"),
     select: str | None = typer.Option(None, "--select"),
     comment: str | None = typer.Option(None, "--comment",
-                                       help="Note for --approve/--reject"),
+                                       help="Note for --approve/--reject (reject feedback)"),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key",
+                                               help="Same key + same decision replays"),
     as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
 ) -> None:
     """Resume a paused run with exactly one decision."""
@@ -93,6 +133,7 @@ def resume(
     client = _client(as_json, service_url, profile)
     with progress(f"resuming {continuation_id}", enabled=not as_json):
         data = client.resume(continuation_id, request_id=request_id, decision=decision,
-                             content=content, selected_option=select)
+                             content=content, selected_option=select,
+                             idempotency_key=idempotency_key)
     render_run_response(data, as_json=as_json)
     exit_for(data)

@@ -187,7 +187,7 @@ def _auto_decide(manager: PlatformManager, cont: Any, run: Any, request: dict[st
         if exc.code in ("resource_locked", "request_already_resolved"):
             return 0  # a person is resolving it right now: theirs wins
         _continue_failed(manager, cont, run, base, exc)
-    except Exception as exc:  # noqa: BLE001 - recorded, then the continuation is dropped
+    except Exception as exc:
         _continue_failed(manager, cont, run, base, exc)
     return 1
 

@@ -67,6 +67,8 @@ class Worker:
     ) -> None:
         settings = settings if settings is not None else getattr(manager, "settings", None)
         self.manager = manager
+        self._settings = settings
+        self._sweeper: Any = None
         self.store = manager.store
         self.concurrency = max(1, concurrency)
         self.lease_seconds = float(
@@ -91,6 +93,10 @@ class Worker:
         if self._threads:
             return
         self._stop.clear()
+        from kneo.platform.sweeps import start_sweeper
+
+        # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
+        self._sweeper = start_sweeper(self.manager, self._settings)
         for index in range(self.concurrency):
             thread = threading.Thread(
                 target=self._loop, name=f"kneo-worker-{index}", daemon=True
@@ -108,6 +114,9 @@ class Worker:
         """
         self._stop.set()
         self._wake.set()
+        if getattr(self, "_sweeper", None) is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
-from kneo.service.idempotency import body_hash, run_idempotent
+from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, paging
 from kneo.service.schemas import ResumeRequest, check_limits
@@ -24,6 +24,7 @@ def list_human_tasks(
     assignee: str | None = None,
     kind: str | None = None,
     escalated: bool | None = None,
+    older_than_seconds: float | None = None,
     page: PageParams = Depends(paging(("created_at",), "created_at", "asc")),
     manager: Any = Depends(manager_dep),
 ) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def list_human_tasks(
         assignee=assignee,
         kind=kind,
         escalated=escalated,
+        older_than_seconds=older_than_seconds,
         sort="oldest" if page.sort_order == "asc" else "newest",
         limit=page.limit,
         offset=page.offset,
@@ -62,23 +64,17 @@ def resume_human_task(
     check_limits(body, request.app.state.settings.limits)
     annotate(request, continuation_id=continuation_id)
 
-    def call() -> tuple[int, dict[str, Any]]:
-        result = manager.resume(
-            continuation_id,
-            request_id=body.request_id,
-            decision=body.decision,
-            content=body.content,
-            selected_option=body.selected_option,
-            actor=principal.name,
-        )
-        annotate(request, run_id=result.run_id)
-        return 200, result.to_dict()
-
-    return run_idempotent(
-        request,
-        manager.store,
-        operation=f"human.resume:{continuation_id}",
+    # One idempotency mechanism: the platform's (same scope, key and replay as the API).
+    key = request.headers.get(HEADER)
+    result = manager.resume(
+        continuation_id,
+        request_id=body.request_id,
+        decision=body.decision,
+        content=body.content,
+        selected_option=body.selected_option,
         actor=principal.name,
-        request_hash=body_hash(body),
-        call=call,
+        idempotency_key=key,
     )
+    annotate(request, run_id=result.run_id)
+    headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
+    return JSONResponse(result.to_dict(), status_code=200, headers=headers)
