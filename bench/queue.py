@@ -1,0 +1,197 @@
+"""Queue drain rate: queued runs (a 3-step function workflow) executed per second by 1, 2 and 4
+``kneo worker`` processes on PostgreSQL and by 1 on SQLite. Reports runs/s, the scaling over
+one worker, the machine's CPU utilization during the drain (when it nears 100 %, the cores,
+not the queue, are the limit; other processes on the machine count too, hence the load
+average) and the workers' own CPU time per run.
+
+Method, per configuration: a fresh database; ``--runs`` runs queued with their records held
+back (``available_at`` a few seconds ahead) while the worker processes start and connect;
+the clock starts when the records become due and stops at the last run's ``finished_at``.
+
+    python bench/queue.py                       # PostgreSQL from KNEO_TEST_DATABASE_URL
+    python bench/queue.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/queue.py --runs 1000 --workers 1 2 4 --json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named queue.py: keep its directory off sys.path so ``import queue`` (used by
+# psycopg and the stdlib) finds the standard library module, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import secrets  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SCALING = 2.5
+HOLD_SECONDS = 6.0
+
+STEPS = '''
+def a(text):
+    return text + " a"
+
+def b(text):
+    return text + " b"
+
+def c(text):
+    return text + " c"
+'''
+
+SPEC = {"version": "v1", "workflow": {"type": "sequential", "name": "bench-queue", "steps": [
+    {"id": s, "kind": "function", "ref": f"benchsteps:{s}"} for s in ("a", "b", "c")]}}
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [float(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)
+    return sum(values) - idle, sum(values)
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fresh_database(base_url: str) -> tuple[str, Any]:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(sa.make_url(base_url), isolation_level="AUTOCOMMIT")
+    name = f"kneo_bench_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return sa.make_url(base_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
+    """Queue ``runs`` runs, hold them, start ``workers`` processes, time the drain."""
+    import sqlalchemy as sa
+
+    from kneo.platform import create_platform
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
+    from kneo.store import tables as t
+
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": url})
+    manager = create_platform(settings=settings,
+                              project=ProjectContext.discover(cwd=project, settings=settings))
+    store = manager.store
+    for i in range(runs):
+        manager.start_run_from_spec(input_text=f"r{i}", spec_path=project / "bench.yaml")
+    due = datetime.now(UTC) + timedelta(seconds=HOLD_SECONDS + 1.5 * workers)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(t.queue).values(available_at=due))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
+    env.update(PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
+               KNEO_SERV_DATABASE_URL=url, KNEO_SERV_WORKER_POLL_SECONDS="0.02",
+               KNEO_SERV_WORKER_LEASE_SECONDS="60", KNEO_SERV_LOG_LEVEL="WARNING")
+    procs = [subprocess.Popen([sys.executable, "-m", "kneo.cli.main", "worker"], cwd=project,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(workers)]
+    try:
+        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        busy0, total0 = _cpu_times()
+        cpu0 = sum(_process_cpu_seconds(p.pid) for p in procs)
+        started = time.monotonic()
+        r = t.runs.c
+        while True:
+            with store.engine.connect() as conn:
+                left = conn.execute(sa.select(sa.func.count()).select_from(t.runs)
+                                    .where(r.status != "succeeded")).scalar_one()
+            if left == 0:
+                break
+            if time.monotonic() - started > 600:
+                raise RuntimeError(f"{left} runs still not succeeded after 600 s")
+            time.sleep(0.05)
+        busy1, total1 = _cpu_times()
+        worker_cpu = sum(_process_cpu_seconds(p.pid) for p in procs) - cpu0
+        with store.engine.connect() as conn:
+            last = conn.execute(sa.select(sa.func.max(r.finished_at))).scalar_one()
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        seconds = (last - due).total_seconds()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        store.close()
+    return {"workers": workers, "runs": runs, "seconds": round(seconds, 3),
+            "runs_per_second": round(runs / seconds, 1),
+            "cpu_utilization": round((busy1 - busy0) / max(1.0, total1 - total0), 3),
+            "worker_cpu_ms_per_run": round(1000 * worker_cpu / runs, 1),
+            "load_average": round(os.getloadavg()[0], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("KNEO_TEST_DATABASE_URL"),
+                        help="PostgreSQL server to create bench databases on")
+    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    results: dict[str, list[dict[str, Any]]] = {"postgresql": [], "sqlite": []}
+    with tempfile.TemporaryDirectory(prefix="kneo-bench-queue-") as tmp:
+        project = Path(tmp)
+        (project / ".kneo").mkdir()
+        (project / "benchsteps.py").write_text(STEPS)
+        (project / "bench.yaml").write_text(json.dumps(SPEC))
+        sys.path.insert(0, str(project))
+        if args.database_url:
+            for workers in args.workers:
+                url, drop = _fresh_database(args.database_url)
+                try:
+                    results["postgresql"].append(measure(project, url, args.runs, workers))
+                finally:
+                    drop()
+        if not args.no_sqlite:
+            url = f"sqlite:///{project / '.kneo' / 'bench.sqlite'}"
+            results["sqlite"].append(measure(project, url, args.runs, 1))
+
+    pg = {r["workers"]: r["runs_per_second"] for r in results["postgresql"]}
+    scaling = {str(w): round(rate / pg[1], 2) for w, rate in pg.items()} if 1 in pg else {}
+    report = {"cores": os.cpu_count(), "results": results, "scaling_vs_1_worker": scaling,
+              "target_4_workers": TARGET_SCALING}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"queue drain, 3-step function workflow, {args.runs} runs, {os.cpu_count()} cores")
+    for backend, rows in results.items():
+        for row in rows:
+            print(f"  {backend:<10} {row['workers']} worker(s): {row['runs_per_second']:>7} runs/s"
+                  f"  ({row['seconds']} s, machine CPU {row['cpu_utilization']:.0%}, "
+                  f"worker CPU {row['worker_cpu_ms_per_run']} ms/run, "
+                  f"load {row['load_average']})")
+    if scaling:
+        print("  scaling vs 1 PostgreSQL worker: "
+              + ", ".join(f"{w}: {s}x" for w, s in scaling.items())
+              + f" (target 4 workers >= {TARGET_SCALING}x)")
+
+
+if __name__ == "__main__":
+    main()
