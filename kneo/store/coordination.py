@@ -221,19 +221,25 @@ class CoordinationMixin(StoreBase):
         now = self.clock.now()
         i = t.idempotency_records.c
         with self._write() as conn:
-            inserted = conn.execute(
-                self.dialect.insert(t.idempotency_records)
-                .values(scope=scope, key=key, request_hash=request_hash, status="in_progress",
-                        status_code=None, response=None, created_at=now, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["scope", "key"])
-                .returning(i.key)
-            ).first()
-            if inserted is not None:
-                return IdempotencyOutcome("new")
-            row = conn.execute(
-                sa.select(t.idempotency_records).where(i.scope == scope, i.key == key)
-                .with_for_update()
-            ).mappings().one()
+            while True:
+                inserted = conn.execute(
+                    self.dialect.insert(t.idempotency_records)
+                    .values(scope=scope, key=key, request_hash=request_hash,
+                            status="in_progress", status_code=None, response=None,
+                            created_at=now, updated_at=now)
+                    .on_conflict_do_nothing(index_elements=["scope", "key"])
+                    .returning(i.key)
+                ).first()
+                if inserted is not None:
+                    return IdempotencyOutcome("new")
+                row = conn.execute(
+                    sa.select(t.idempotency_records).where(i.scope == scope, i.key == key)
+                    .with_for_update()
+                ).mappings().first()
+                if row is not None:
+                    break
+                # PostgreSQL: the holder released its claim between our INSERT (which waited
+                # for it) and this SELECT; the key is free again, so claim it anew.
             if row["request_hash"] != request_hash:
                 raise IdempotencyConflict(
                     "this Idempotency-Key was already used with a different request body",
