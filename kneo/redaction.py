@@ -45,6 +45,38 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# A superset of everything ``redact`` (without extra secrets) can change: if this finds
+# nothing in a value's text - or in its JSON text, since every trigger is made of characters
+# JSON leaves unescaped - redaction would return the value unchanged. Keep it in step with
+# ``_SECRET_KEY`` and ``_PATTERNS`` (tests/core/test_redaction_prefilter.py checks samples).
+_MAY_REDACT = re.compile(
+    r"bearer|sk-|ghp_|gho_|ghs_|github_pat_|xox[abp]_|akia|pass|secret|token|api[_-]?key|"
+    r"access[_-]?key|authorization|auth[_-]?header|private|credential|cookie|"
+    r"session[_-]?key|signing[_-]?key|@|\d{3}-\d{2}-\d{4}",
+    re.IGNORECASE,
+)
+
+
+_ASCII_TRIGGERS = (
+    "@", "pass", "secret", "token", "bearer", "sk-", "ghp_", "gho_", "ghs_", "github_pat_",
+    "xoxa_", "xoxb_", "xoxp_", "akia", "apikey", "api_key", "api-key", "accesskey",
+    "access_key", "access-key", "authorization", "authheader", "auth_header", "auth-header",
+    "private", "credential", "cookie", "sessionkey", "session_key", "session-key",
+    "signingkey", "signing_key", "signing-key",
+)
+_SSN_LIKE = re.compile(r"\d{3}-\d{2}-\d{4}")
+
+
+def may_need_redaction(text: str) -> bool:
+    """``False`` guarantees ``redact`` leaves a value whose text (or JSON text) this is as is."""
+    if not text.isascii():  # Unicode case folding: let the regex decide
+        return _MAY_REDACT.search(text) is not None
+    low = text.lower()
+    if any(trigger in low for trigger in _ASCII_TRIGGERS):
+        return True
+    return "-" in text and _SSN_LIKE.search(text) is not None
+
+
 def is_secret_key(key: str) -> bool:
     return key.lower() not in _SAFE_KEYS and bool(_SECRET_KEY.search(key))
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
+from kneo.redaction import may_need_redaction
 from kneo.redaction import redact as _redact_any
-from kneo.store import Store, Transaction
+from kneo.store import Store, Transaction, payloads
+from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -62,19 +64,24 @@ class StoreJournal:
 
     def commit(self, boundary: Boundary) -> None:
         with self._lock:
+            # Serialize the state once: it is the run row's state and, when redaction has
+            # nothing to change (the usual case), the checkpoint payload too.
+            state_text = json_text(boundary.state)
+            checkpoint = self._checkpoint_row(boundary, state_text)
+            events = [_event_record(e) for e in self._buffer]
             try:
                 with self.store.transaction() as tx:
-                    run = tx.update_run(self.run_id, expected_version=self.version,
-                                        state=boundary.state)
-                    self._write_boundary(tx, boundary)
-                    self._flush(tx)
+                    version = tx.write_step(self.run_id, expected_version=self.version,
+                                            state_text=state_text, checkpoint=checkpoint,
+                                            events=events)
             except Conflict as exc:
                 if exc.code != "stale_state":
                     raise
                 current = self.store.get_run(self.run_id)
                 raise RunSuperseded(f"run {self.run_id} changed elsewhere",
                                     status=current.status) from exc
-            self.version = run.version
+            self._buffer.clear()
+            self.version = version
             self.commits += 1
         if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
             self._last_renew = time.monotonic()
@@ -98,6 +105,23 @@ class StoreJournal:
             metadata={k: v for k, v in meta.items() if v is not None},
         )
 
+    def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
+        """The boundary's checkpoint, encoded exactly as :meth:`_write_boundary` stores it."""
+        meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
+        meta.update(boundary.metadata)
+        meta = {k: v for k, v in meta.items() if v is not None}
+        limits = self.store.settings.checkpoint
+        if may_need_redaction(state_text):
+            encoded = payloads.encode(checkpoint_payload(boundary.state), limits)
+        else:  # redaction would return the state unchanged: reuse its JSON
+            encoded = payloads.encode(boundary.state, limits, raw=state_text.encode())
+        if encoded.reduction is not None:
+            meta["payload_reduction"] = encoded.reduction
+        return StepCheckpoint(type=boundary.kind, step_id=boundary.step_id,
+                              status=boundary.status, encoding=encoded.encoding,
+                              payload=encoded.data, size_bytes=encoded.size_bytes,
+                              truncated=encoded.truncated, metadata=meta)
+
     def _flush(self, tx: Transaction) -> None:
         if self._buffer:
             tx.add_trace_events(self.run_id, [event_row(e) for e in self._buffer])
@@ -107,6 +131,18 @@ class StoreJournal:
         """Drop buffered events (the run was superseded: they describe work not committed)."""
         with self._lock:
             self._buffer.clear()
+
+
+def _event_record(event: TraceEvent) -> StepEvent:
+    """:func:`event_row` as a ready-to-insert row (JSON text, redacted when needed)."""
+    payload = dict(event.data)
+    if event.unit_key and event.unit_key != event.step_id:
+        payload.setdefault("unit_key", event.unit_key)
+    payload.setdefault("at", event.at)
+    text = json_text(payload)
+    if may_need_redaction(text):
+        text = json_text(redact_dict(payload))
+    return StepEvent(event.event_type, event.step_id, text)
 
 
 def redact_dict(value: dict[str, Any]) -> dict[str, Any]:

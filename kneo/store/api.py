@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -35,7 +35,7 @@ from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_id, new_run_id
 from kneo.redaction import redact
 from kneo.settings import Settings
-from kneo.store import payloads, rows
+from kneo.store import payloads, rows, steps
 from kneo.store import tables as t
 from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
@@ -74,6 +74,11 @@ class Transaction(RegistryWritesMixin):
         self._store = store
         self.conn = conn
         self.now = store.clock.now()
+        # Sequence counters of runs whose row this transaction holds locked (it inserted or
+        # updated it): allocations are counted here and written once, folded into the next
+        # update_run or just before commit, instead of one UPDATE per checkpoint/event.
+        self._seq: dict[str, list[int]] = {}
+        self._seq_dirty: set[str] = set()
 
     # -- runs ------------------------------------------------------------------------
     def create_run(
@@ -133,6 +138,7 @@ class Transaction(RegistryWritesMixin):
         ).first()
         if inserted is None:
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+        self._seq[values["run_id"]] = [0, 0]
         return rows.run(values)
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
@@ -159,10 +165,17 @@ class Transaction(RegistryWritesMixin):
         stmt = sa.update(t.runs).where(t.runs.c.run_id == run_id)
         if expected_version is not None:
             stmt = stmt.where(t.runs.c.version == expected_version)
+        if run_id in self._seq_dirty:
+            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
         stmt = stmt.values(version=t.runs.c.version + 1, updated_at=self.now, **changes)
         row = self.conn.execute(stmt.returning(*t.runs.c)).mappings().first()
         if row is not None:
+            self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+            self._seq_dirty.discard(run_id)
             return rows.run(row)
+        self._raise_stale(run_id, expected_version)
+
+    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
         current = self.conn.execute(
             sa.select(t.runs.c.version).where(t.runs.c.run_id == run_id)
         ).scalar()
@@ -187,19 +200,61 @@ class Transaction(RegistryWritesMixin):
     def _next_sequence(self, run_id: str, column: str, count: int) -> int:
         """Reserve ``count`` sequence numbers for a run; returns the first one.
 
-        The counter lives on the run row, so the update row-locks it and two writers of one run
-        cannot allocate the same number on any backend.
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
+        two writers of one run cannot allocate the same number on any backend. Once this
+        transaction holds the row, further allocations are counted in memory and written by
+        :meth:`_flush_sequences` (or folded into ``update_run``) before commit.
         """
-        col = t.runs.c[column]
-        new_last = self.conn.execute(
-            sa.update(t.runs)
-            .where(t.runs.c.run_id == run_id)
-            .values({column: col + count})
-            .returning(col)
-        ).scalar()
-        if new_last is None:
-            raise not_found_error("run", run_id)
-        return int(new_last) - count + 1
+        index = 0 if column == "checkpoint_seq" else 1
+        known = self._seq.get(run_id)
+        if known is None:
+            c = t.runs.c
+            row = self.conn.execute(
+                sa.update(t.runs).where(c.run_id == run_id)
+                .values({column: t.runs.c[column] + count})
+                .returning(c.checkpoint_seq, c.trace_seq)
+            ).first()
+            if row is None:
+                raise not_found_error("run", run_id)
+            self._seq[run_id] = [int(row[0]), int(row[1])]
+            return int(row[index]) - count + 1
+        first = known[index] + 1
+        known[index] += count
+        self._seq_dirty.add(run_id)
+        return first
+
+    def _flush_sequences(self) -> None:
+        """Write counters allocated in memory; called by the store right before commit."""
+        for run_id in sorted(self._seq_dirty):
+            checkpoint_seq, trace_seq = self._seq[run_id]
+            self.conn.execute(
+                sa.update(t.runs).where(t.runs.c.run_id == run_id)
+                .values(checkpoint_seq=checkpoint_seq, trace_seq=trace_seq)
+            )
+        self._seq_dirty.clear()
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoint: steps.StepCheckpoint,
+        events: Sequence[steps.StepEvent],
+    ) -> int:
+        """One step boundary in three statements (see :mod:`kneo.store.steps`): the run's new
+        state with compare-and-set and sequence allocation, its checkpoint, its trace events.
+        Returns the new version; ``stale_state``/``not_found`` as :meth:`update_run`."""
+        if run_id in self._seq_dirty:
+            self._flush_sequences()
+        written = steps.write_step(
+            self.conn, run_id=run_id, expected_version=expected_version, now=self.now,
+            state_text=state_text, checkpoint=checkpoint, events=events)
+        if written is None:
+            self._raise_stale(run_id, expected_version)
+        self._seq[run_id] = [written[1], written[2]]
+        return written[0]
 
     # -- checkpoints and trace ---------------------------------------------------------
     def add_checkpoint(
@@ -488,7 +543,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def transaction(self) -> Iterator[Transaction]:
         """A write unit of work: commits on normal exit, rolls back on any exception."""
         with self._db_errors(), self.dialect.connect_write(self.engine) as conn, conn.begin():
-            yield Transaction(self, conn)
+            tx = Transaction(self, conn)
+            yield tx
+            tx._flush_sequences()
 
     def schema_revision(self) -> str | None:
         """The migration revision recorded in the database (``None`` when empty)."""

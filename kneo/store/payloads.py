@@ -49,9 +49,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def encode(payload: dict[str, Any], limits: CheckpointLimits) -> EncodedPayload:
-    """Encode ``payload``: zlib at or above ``compress_bytes``; a preview if still > ``max_bytes``."""
-    raw = dumps(payload)
+def encode(
+    payload: dict[str, Any], limits: CheckpointLimits, *, raw: bytes | None = None
+) -> EncodedPayload:
+    """Encode ``payload``: zlib at or above ``compress_bytes``; a preview if still > ``max_bytes``.
+
+    ``raw`` is ``dumps(payload)`` when the caller already has it (the step-boundary path
+    serializes the state once for the run row and the checkpoint).
+    """
+    if raw is None:
+        raw = dumps(payload)
     data, encoding = _maybe_compress(raw, limits)
     if len(data) <= limits.max_bytes:
         return EncodedPayload(encoding, data, len(raw), False, None)

@@ -1,0 +1,144 @@
+"""The step-boundary write path: a compare-and-set that also allocates sequence numbers.
+
+A step boundary is the hottest write Kneo makes (one per completed step, agent turn or tool
+result), so it is written with three statements, all in the caller's transaction:
+
+1. ``UPDATE runs SET state, version+1, updated_at, checkpoint_seq+1, trace_seq+n
+   WHERE run_id AND version = expected RETURNING version, checkpoint_seq, trace_seq`` —
+   the compare-and-set, the row lock and the sequence allocation in one round trip;
+2. ``INSERT`` of the checkpoint row;
+3. one ``executemany`` ``INSERT`` of the buffered trace events.
+
+The SQL is plain text prepared once per dialect and executed with the driver's own
+parameter style, so no statement is built, cache-keyed or compiled per call; values are
+converted with the same type processors the Core tables use, so rows are byte-for-byte what
+:meth:`Transaction.add_checkpoint` and :meth:`Transaction.add_trace_events` write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, Dialect
+
+from kneo.store import tables as t
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                            default=t._json_default)  # noqa: SLF001 - same encoding as JSONText
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it."""
+    return _ENCODER.encode(value)
+
+
+_CAS = (
+    "UPDATE runs SET state = :state, version = version + 1, updated_at = :now, "
+    "checkpoint_seq = checkpoint_seq + :n_checkpoints, trace_seq = trace_seq + :n_events "
+    "WHERE run_id = :run_id AND version = :expected "
+    "RETURNING version, checkpoint_seq, trace_seq"
+)
+_CHECKPOINT = (
+    "INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, payload, "
+    "size_bytes, truncated, metadata, created_at) VALUES (:run_id, :sequence, :type, "
+    ":step_id, :status, :encoding, :payload, :size_bytes, :truncated, :metadata, :created_at)"
+)
+_TRACE = (
+    "INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, created_at) "
+    "VALUES (:run_id, :sequence, :event_type, :step_id, :payload, :created_at)"
+)
+_NAMED = re.compile(r":([a-z_]+)")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    cas: str
+    checkpoint: str
+    trace: str
+    timestamp: Callable[[datetime], Any]
+
+
+_PREPARED: dict[str, _Prepared] = {}
+
+
+def _prepared(dialect: Dialect) -> _Prepared:
+    found = _PREPARED.get(dialect.name)
+    if found is not None:
+        return found
+    if dialect.paramstyle in ("named", "qmark"):  # sqlite3 takes :name whatever it declares
+        def style(sql: str) -> str:
+            return sql
+    else:  # psycopg: pyformat
+        def style(sql: str) -> str:
+            return _NAMED.sub(r"%(\1)s", sql)
+    process = t.runs.c.updated_at.type.bind_processor(dialect)
+    found = _Prepared(style(_CAS), style(_CHECKPOINT), style(_TRACE),
+                      process if process is not None else (lambda v: v))
+    _PREPARED[dialect.name] = found
+    return found
+
+
+@dataclass(frozen=True)
+class StepCheckpoint:
+    """The checkpoint row of a step boundary, already encoded (see :mod:`.payloads`)."""
+
+    type: str
+    step_id: str | None
+    status: str | None
+    encoding: str
+    payload: bytes
+    size_bytes: int
+    truncated: bool
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One trace event row; ``payload`` is its JSON text."""
+
+    event_type: str
+    step_id: str | None
+    payload: str
+
+
+def write_step(
+    conn: Connection,
+    *,
+    run_id: str,
+    expected_version: int,
+    now: datetime,
+    state_text: str,
+    checkpoint: StepCheckpoint,
+    events: Sequence[StepEvent],
+) -> tuple[int, int, int] | None:
+    """Write one step boundary; ``(version, checkpoint_seq, trace_seq)`` after it, or
+    ``None`` when the run is missing or its version is not ``expected_version``."""
+    sql = _prepared(conn.dialect)
+    stamp = sql.timestamp(now)
+    row = conn.exec_driver_sql(sql.cas, {
+        "state": state_text, "now": stamp, "n_checkpoints": 1, "n_events": len(events),
+        "run_id": run_id, "expected": expected_version,
+    }).first()
+    if row is None:
+        return None
+    version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
+    conn.exec_driver_sql(sql.checkpoint, {
+        "run_id": run_id, "sequence": checkpoint_seq, "type": checkpoint.type,
+        "step_id": checkpoint.step_id, "status": checkpoint.status,
+        "encoding": checkpoint.encoding, "payload": checkpoint.payload,
+        "size_bytes": checkpoint.size_bytes, "truncated": checkpoint.truncated,
+        "metadata": json_text(dict(checkpoint.metadata)), "created_at": stamp,
+    })
+    if events:
+        first = trace_seq - len(events) + 1
+        conn.exec_driver_sql(sql.trace, [
+            {"run_id": run_id, "sequence": first + index, "event_type": event.event_type,
+             "step_id": event.step_id, "payload": event.payload, "created_at": stamp}
+            for index, event in enumerate(events)
+        ])
+    return version, checkpoint_seq, trace_seq

@@ -1,0 +1,85 @@
+"""Conformance: the step-boundary write path and in-transaction sequence allocation."""
+
+from __future__ import annotations
+
+import pytest
+
+from kneo.errors import Conflict, NotFound
+from kneo.store import Store, payloads
+from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+
+from .helpers import new_run
+
+
+def _checkpoint(payload: dict[str, object], step_id: str = "s1") -> StepCheckpoint:
+    raw = json_text(payload).encode()
+    return StepCheckpoint(type="step_completed", step_id=step_id, status="completed",
+                          encoding=payloads.ENCODING_JSON, payload=raw, size_bytes=len(raw),
+                          truncated=False, metadata={"unit_key": step_id, "attempt": 1})
+
+
+def test_write_step_matches_the_generic_writes(store: Store) -> None:
+    """One boundary: CAS bumps the version, checkpoint and events get the next sequences and
+    read back exactly as add_checkpoint/add_trace_events would have written them."""
+    run_id = new_run(store)
+    version = store.get_run(run_id).version
+    with store.transaction() as tx:
+        tx.add_trace_event(run_id, "run_started")
+        tx.add_checkpoint(run_id, type="started", payload={"n": 0})
+    state = {"units": {"s1": {"output": "ü-x"}}, "order": ["s1"]}
+    with store.transaction() as tx:
+        new_version = tx.write_step(
+            run_id, expected_version=version, state_text=json_text(state),
+            checkpoint=_checkpoint(state),
+            events=[StepEvent("step_started", "s1", json_text({"at": "t0"})),
+                    StepEvent("step_completed", "s1", json_text({"at": "t1"}))])
+    run = store.get_run(run_id)
+    assert (new_version, run.version, run.state) == (version + 1, version + 1, state)
+    cps = store.list_checkpoints(run_id).items
+    assert [(c.sequence, c.type, c.payload) for c in cps] == [
+        (1, "started", {"n": 0}), (2, "step_completed", state)]
+    assert cps[1].metadata == {"unit_key": "s1", "attempt": 1}
+    assert cps[1].created_at == run.updated_at
+    events = store.list_trace(run_id).items
+    assert [(e.sequence, e.event_type, e.step_id, e.payload) for e in events] == [
+        (1, "run_started", None, {}), (2, "step_started", "s1", {"at": "t0"}),
+        (3, "step_completed", "s1", {"at": "t1"})]
+
+
+def test_write_step_compare_and_set(store: Store) -> None:
+    """A stale version writes nothing and is stale_state; a missing run is not_found."""
+    run_id = new_run(store)
+    store.update_run(run_id, status="running")
+    with pytest.raises(Conflict) as caught, store.transaction() as tx:
+        tx.write_step(run_id, expected_version=1, state_text="{}", checkpoint=_checkpoint({}),
+                      events=[StepEvent("x", None, "{}")])
+    assert caught.value.code == "stale_state"
+    assert store.list_checkpoints(run_id).total == 0
+    assert store.list_trace(run_id).total == 0
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.write_step("run_missing", expected_version=1, state_text="{}",
+                      checkpoint=_checkpoint({}), events=[])
+
+
+def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
+    """Allocations after create/update in one transaction are contiguous and the counters
+    are written before commit, so the next transaction continues the numbering."""
+    with store.transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x")
+        tx.add_trace_event(run.run_id, "a")
+        tx.add_checkpoint(run.run_id, type="c", payload={})
+        run = tx.update_run(run.run_id, expected_version=run.version, status="running")
+        tx.add_trace_events(run.run_id, [{"event_type": "b"}, {"event_type": "c"}])
+        tx.add_checkpoint(run.run_id, type="c", payload={})
+    with store.transaction() as tx:
+        tx.add_trace_event(run.run_id, "d")
+        tx.add_checkpoint(run.run_id, type="c", payload={})
+        tx.write_step(run.run_id, expected_version=run.version, state_text="{}",
+                      checkpoint=_checkpoint({}), events=[StepEvent("e", None, "{}")])
+        tx.add_trace_event(run.run_id, "f")
+    with store.transaction() as tx:
+        tx.add_trace_event(run.run_id, "g")
+    trace = store.list_trace(run.run_id).items
+    assert [(e.sequence, e.event_type) for e in trace] == [
+        (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f"), (7, "g")]
+    assert [c.sequence for c in store.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
