@@ -11,7 +11,8 @@ outcome                                        record / run
 =============================================  ============================================
 run reached an outcome (succeeded, paused...)  ``completed``
 run already terminal, paused or cancelled      ``completed`` (nothing to do)
-another live process executes the run          ``completed`` (the run is in good hands)
+another process holds the run's lock           ``completed`` + a new record due when the
+                                               lock lapses (holder dead on another host)
 run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
 permanent error (spec no longer compiles...)   ``failed``; run ``failed`` with the reason
 unexpected error (database blinked...)         lease left to lapse: retried after the lease
@@ -31,6 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from kneo.engine.lifecycle import RunStatus, transition
@@ -222,9 +224,13 @@ class Worker:
     def _execute(self, record: QueueRecord, execute: Any) -> None:
         try:
             execute(record.run_id)
-        except (ResourceLocked, IllegalTransition) as exc:
-            # Someone else is executing it right now, or it moved on (cancelled, paused):
-            # the run is in good hands; this record is done.
+        except ResourceLocked:
+            # Another process holds the run (alive, or on another host so its death cannot
+            # be seen from here): look again when its lock lapses, so a run whose holder
+            # died on another machine is still continued rather than forgotten.
+            self._recheck_later(record)
+        except IllegalTransition as exc:
+            # It moved on (cancelled, paused, finished): nothing left for this record.
             log.info("worker %s: run %s not executed here: %s", self.owner, record.run_id, exc.code)
             self._settle(record)
         except Conflict as exc:
@@ -244,6 +250,16 @@ class Worker:
             # else: stop renewing; the lease lapses and a worker retries from the last boundary
         else:
             self._settle(record)
+
+    def _recheck_later(self, record: QueueRecord) -> None:
+        holder = self.store.get_lock(f"run:{record.run_id}")
+        with self.store.transaction() as tx:
+            floor = tx.now + timedelta(seconds=self.poll_seconds)
+            at = max(holder.expires_at, floor) if holder is not None else floor
+            tx.enqueue(record.run_id, available_at=at)
+        log.info("worker %s: run %s is held by %s; re-checking at %s", self.owner,
+                 record.run_id, holder.owner if holder else "nobody", at.isoformat())
+        self._settle(record)
 
     def _settle(self, record: QueueRecord) -> None:
         if not self.store.complete(record.queue_id, self.owner):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from kneo.clock import ManualClock
@@ -61,5 +62,30 @@ def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Pro
         counts = step_counts(project)
         assert [counts[("handover", s)] for s in ("s1", "s2", "s3", "s4", "s5")] == \
             [1, 1, 2, 1, 1]
+    finally:
+        manager.store.close()
+
+
+def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(project: Path,
+                                                                     db_url: str) -> None:
+    """A running run whose lock belongs to a process on another host (whose death cannot be
+    seen from here) is not forgotten: the worker re-queues it for when the lock lapses."""
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    try:
+        run_id = manager.start_run_from_spec(input_text="remote",
+                                             spec_path=project / "three.yaml").run_id
+        manager.store.update_run(run_id, status="running")
+        assert manager.store.acquire_lock(f"run:{run_id}", "other-host:4242:dead", 30)
+        worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
+        assert worker.run_once()
+        first, second = manager.store.queue_records_for_run(run_id)
+        assert first.status == "completed" and second.status == "queued"
+        assert second.available_at == clock.now() + timedelta(seconds=30)
+        assert not worker.run_once()  # not due yet
+        clock.advance(seconds=31)
+        assert worker.run_once()
+        run = manager.store.get_run(run_id)
+        assert run.status == "succeeded" and run.output_text == "remote 1 2 3"
     finally:
         manager.store.close()
