@@ -1,0 +1,123 @@
+"""``kneo controller ...`` and ``kneo registry ...`` against a real Git repository and SQLite.
+
+In-process through :func:`kneo.cli.output.run_cli`, the ``kneo`` script's own entry point
+(errors become one line and an exit code): the project directory holds
+``.kneo/config.yaml`` with the ``controller:`` block, the store is the one
+``KNEO_SERV_DATABASE_URL`` names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gitops_fixtures import SIGNED_AT, Keys, Repo, spec
+
+from kneo.bundle import BundleSource, dump_bundle
+from kneo.bundle.keys import SigningKey
+from kneo.bundle.sign import sign_bundle
+from kneo.cli.main import app
+from kneo.cli.output import run_cli
+
+HMAC_SECRET = "hmac-secret-value-do-not-print"
+SOURCE = BundleSource(path="specs/hashed.yaml")
+
+
+@pytest.fixture
+def cli(repo: Repo, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Any:
+    project = tmp_path / "project"
+    (project / ".kneo").mkdir(parents=True)
+    (project / ".kneo" / "config.yaml").write_text(
+        "version: v1\ncontroller:\n"
+        f"  repo: {repo.url}\n  branch: main\n  trusted_keys: {keys.trusted_dir}\n"
+        f"  cache_dir: {tmp_path / 'cache'}\n")
+    monkeypatch.chdir(project)
+    for name in ("KNEO_SERV_DATABASE_URL", "KNEO_CI_HMAC", "KNEO_SERV_SERVICE_URL", "KNEO_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KNEO_SERV_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    monkeypatch.setenv("KNEO_SERV_PROFILES_PATH", str(tmp_path / "profiles.json"))
+
+    def invoke(*args: str, code: int = 0) -> Any:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["kneo", *args])
+        exit_code = run_cli(app)
+        out, err = capsys.readouterr()
+        assert exit_code == code, (args, out, err)
+        if "--json" in args and code == 0:
+            return json.loads(out)
+        return out + err
+
+    return invoke
+
+
+def test_reconcile_status_and_registry_commands(cli: Any, repo: Repo, keys: Keys) -> None:
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("first")))
+    first = repo.commit("helper r1")
+
+    planned = cli("controller", "plan", "--json")
+    assert planned["dry_run"] and planned["counts"] == {"activate": 1}
+    assert cli("registry", "list", "--json")["items"] == []  # a plan writes nothing
+
+    done = cli("controller", "reconcile", "--once", "--json")
+    assert done["ok"] and done["commit"] == first and done["counts"] == {"activate": 1}
+    assert [a["action"] for a in done["actions"]] == ["activate"]
+    assert cli("controller", "reconcile", "--json")["actions"][0]["applied"] is False  # no-op
+
+    status = cli("controller", "status", "--json")
+    assert status["last_fetched_commit"] == first and status["last_error"] is None
+    listed = cli("registry", "list", "--env", "dev", "--json")["items"]
+    assert [(r["bundle"], r["revision"], r["ready"]) for r in listed] == [("helper", 1, "True")]
+
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("second")))
+    repo.commit("helper r2")
+    text = cli("controller", "reconcile")
+    assert "activate" in text and "helper@dev r2" in text
+    got = cli("registry", "get", "helper", "--env", "dev", "--json")
+    assert got["active"]["revision"] == 2
+    assert {c["type"]: c["status"] for c in got["conditions"]} == {
+        "Verified": "True", "Promoted": "True", "Ready": "True"}
+    history = cli("registry", "history", "helper", "--env", "dev", "--json")["items"]
+    assert [(r["revision"], r["status"]) for r in history] == [(2, "active"), (1, "inactive")]
+    diff = cli("registry", "diff", "helper", "--env", "dev", "--from", "1", "--to", "2")
+    assert '-    "system_prompt": "first"' in diff and '+    "system_prompt": "second"' in diff
+
+    assert cli("controller", "suspend", "helper", "--env", "dev", "--json")["suspended"]
+    assert cli("controller", "resume", "helper", "--env", "dev", "--json")["changed"] is True
+
+
+def test_bad_input_is_one_line_with_a_stable_code(cli: Any, tmp_path: Path) -> None:
+    out = cli("registry", "get", "nope", "--env", "dev", "--json", code=1)
+    assert "not_found" in out
+    out = cli("controller", "reconcile", "--repo", str(tmp_path / "missing"), "--json", code=1)
+    assert "source_" in out and "Traceback" not in out
+    out = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac", code=1)
+    assert "config_error" in out and "KEY_ID=VARIABLE" in out
+    out = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac=KNEO_CI_HMAC",
+              code=1)
+    assert "config_error" in out and "KNEO_CI_HMAC is not set" in out
+
+
+def test_hmac_trusted_key_from_a_variable(cli: Any, repo: Repo,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    signing = SigningKey.hmac("ci-hmac", HMAC_SECRET)
+    bundle = sign_bundle(spec("hmac"), signing, name="hashed", environment="dev",
+                         approved_by="ci", approved_at=SIGNED_AT, source=SOURCE)
+    repo.write("bundles/hashed/dev.json", dump_bundle(bundle))
+    repo.commit("hmac-signed bundle")
+    # without the HMAC key the bundle is rejected (unknown key)...
+    rejected = cli("controller", "reconcile", "--json")
+    assert rejected["counts"] == {"reject": 1}
+    # ...with it (secret read by variable name, never printed) a fixed bundle activates
+    monkeypatch.setenv("KNEO_CI_HMAC", HMAC_SECRET)
+    bundle = sign_bundle(spec("hmac v2"), signing, name="hashed", environment="dev",
+                         approved_by="ci", approved_at=SIGNED_AT, source=SOURCE)
+    repo.write("bundles/hashed/dev.json", dump_bundle(bundle))
+    repo.commit("hmac-signed bundle v2")
+    done = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac=KNEO_CI_HMAC")
+    assert "activate" in done and HMAC_SECRET not in done
+    active = cli("registry", "get", "hashed", "--env", "dev", "--json")["active"]
+    assert active["signer_key_ids"] == ["ci-hmac"]
