@@ -110,7 +110,7 @@ def open_store(
     """
     settings = settings or Settings()
     parsed = resolve_url(url, state_dir=state_dir)
-    dialect = dialect_for(parsed)
+    dialect = dialect_for(parsed, sqlite_synchronous=settings.sqlite_synchronous)
     if dialect.name == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = dialect.create_engine(parsed)

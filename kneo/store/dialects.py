@@ -54,8 +54,12 @@ class SqliteDialect(StoreDialect):
 
     name = "sqlite"
 
-    def __init__(self, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, busy_timeout_ms: int = 30_000, synchronous: str = "normal") -> None:
+        if synchronous not in ("normal", "full"):
+            raise ConfigError(f"SQLite synchronous must be normal or full, got {synchronous!r}",
+                              variable="KNEO_SERV_SQLITE_SYNCHRONOUS")
         self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
 
     def create_engine(self, url: sa.URL) -> Engine:
         engine = sa.create_engine(
@@ -66,6 +70,7 @@ class SqliteDialect(StoreDialect):
             max_overflow=10,
         )
         busy = self.busy_timeout_ms
+        synchronous = self.synchronous.upper()
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -75,7 +80,9 @@ class SqliteDialect(StoreDialect):
             cur.execute("PRAGMA foreign_keys = ON")
             if url.database not in (None, "", ":memory:"):
                 cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA synchronous = NORMAL")
+                # NORMAL: WAL commits survive a process crash (kill -9) but not power loss;
+                # FULL adds an fsync per commit (KNEO_SERV_SQLITE_SYNCHRONOUS).
+                cur.execute(f"PRAGMA synchronous = {synchronous}")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -137,11 +144,11 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def dialect_for(url: sa.URL) -> StoreDialect:
+def dialect_for(url: sa.URL, *, sqlite_synchronous: str = "normal") -> StoreDialect:
     """The dialect class for a parsed URL; unsupported backends are a ``config_error``."""
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return SqliteDialect()
+        return SqliteDialect(synchronous=sqlite_synchronous)
     if backend == "postgresql":
         return PostgresDialect()
     raise ConfigError(
