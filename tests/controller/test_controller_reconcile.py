@@ -95,14 +95,14 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     first = ctl.reconcile_once()
     assert kinds(first) == []
     assert [o.action.kind.value for o in first.outcomes] == ["wait_for_upstream"]
-    assert store.list_continuations().items == []
+    assert store.list_continuations(workflow_kind="promotion").items == []
 
     _promote_to_staging(repo, keys, spec())
     repo.commit("dev and staging")
     second = ctl.reconcile_once()
     assert kinds(second) == [("activate", "helper", "dev"), ("activate", "helper", "staging"),
                              ("wait_for_approval", "helper", "prod")]
-    tasks = store.list_continuations().items
+    tasks = store.list_continuations(workflow_kind="promotion").items
     assert len(tasks) == 1 and tasks[0].run_id is None
     digest = store.get_active("helper", "staging").digest
     assert tasks[0].requests[0]["prompt"] == f"Promote helper@{digest} to prod?"
@@ -118,7 +118,7 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     assert kinds(third) == [("activate", "helper", "prod")]
     active = store.get_active("helper", "prod")
     assert active.digest == digest and "alice" in active.approved_by
-    assert store.list_continuations().items == []
+    assert store.list_continuations(workflow_kind="promotion").items == []
     assert {"promotion.requested", "promotion.approved", "bundle.promoted"} <= set(audit_types(store))
 
 
@@ -128,14 +128,14 @@ def test_rejected_promotion_leaves_the_old_revision(store, repo: Repo, keys: Key
     repo.commit("v1")
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    record_promotion_decision(store, store.list_continuations().items[0].continuation_id,
+    record_promotion_decision(store, store.list_continuations(workflow_kind="promotion").items[0].continuation_id,
                               approver="bob", decision="approved")
     ctl.reconcile_once()
     v1 = store.get_active("helper", "prod")
     _promote_to_staging(repo, keys, spec("v2"))
     repo.commit("v2")
     ctl.reconcile_once()
-    (task,) = store.list_continuations().items
+    (task,) = store.list_continuations(workflow_kind="promotion").items
     record_promotion_decision(store, task.continuation_id, approver="carol", decision="rejected")
     result = ctl.reconcile_once()
     assert kinds(result) == [("reject", "helper", "prod")]
@@ -153,7 +153,7 @@ def test_min_approvals_two_needs_two_different_approvers(store, repo: Repo, keys
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    (task,) = store.list_continuations().items
+    (task,) = store.list_continuations(workflow_kind="promotion").items
     assert record_promotion_decision(store, task.continuation_id, approver="alice",
                                      decision="approved").outcome is None
     with pytest.raises(Conflict):
