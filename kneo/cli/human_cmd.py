@@ -114,9 +114,12 @@ def resume(
                                        help="Note for --approve/--reject (reject feedback)"),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key",
                                                help="Same key + same decision replays"),
+    actor: str | None = typer.Option(
+        None, "--actor", help="Who decides, in local mode (default: the OS user); a service "
+        "records its API key's name"),
     as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
 ) -> None:
-    """Resume a paused run with exactly one decision."""
+    """Resume a paused run, or decide a promotion task, with exactly one decision."""
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
 
@@ -131,6 +134,10 @@ def resume(
     decision = chosen[0]
     content = {"edited": edit, "provided": provide}.get(decision, comment)
     client = _client(as_json, service_url, profile)
+    if hasattr(client, "manager"):  # local mode: the decision is recorded under this name
+        from kneo.platform.bundles import default_actor
+
+        client._actor = actor or default_actor()
     with progress(f"resuming {continuation_id}", enabled=not as_json):
         data = client.resume(continuation_id, request_id=request_id, decision=decision,
                              content=content, selected_option=select,

@@ -121,3 +121,30 @@ def test_hmac_trusted_key_from_a_variable(cli: Any, repo: Repo,
     assert "activate" in done and HMAC_SECRET not in done
     active = cli("registry", "get", "hashed", "--env", "dev", "--json")["active"]
     assert active["signer_key_ids"] == ["ci-hmac"]
+
+
+def test_promotion_task_in_kneo_human_list_and_resume(cli: Any, repo: Repo, keys: Keys) -> None:
+    repo.write("environments/prod.yaml",
+               "version: v1\npromotion:\n  require_human_approval: true\n"
+               "  approvers: [alice, bob]\n  min_approvals: 2\n")
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", spec("prod")))
+    repo.commit("helper for prod")
+    assert cli("controller", "reconcile", "--json")["counts"] == {"wait_for_approval": 1}
+
+    listed = cli("human", "list", "--json")
+    (task,) = [t for t in listed["tasks"] if t["run_id"] is None]
+    (request,) = task["requests"]
+    assert request["prompt"].startswith("Promote helper@sha256:") and "prod" in request["prompt"]
+    cont, req = task["continuation_id"], request["request_id"]
+
+    refused = cli("human", "resume", cont, "--request-id", req, "--approve",
+                  "--actor", "mallory", "--json", code=1)
+    assert "not_an_approver" in refused
+    first = cli("human", "resume", cont, "--request-id", req, "--approve", "--actor", "alice",
+                "--json")
+    assert first["status"] == "pending_approval" and first["run_id"] is None
+    text = cli("human", "resume", cont, "--request-id", req, "--approve", "--actor", "bob")
+    assert "promotion approved" in text and "2/2" in text
+    assert cli("controller", "reconcile", "--json")["counts"] == {"activate": 1}
+    active = cli("registry", "get", "helper", "--env", "prod", "--json")["active"]
+    assert {"alice", "bob"} <= set(active["approved_by"])
