@@ -719,7 +719,8 @@ class PlatformManager:
             kind, status = "run_completed", "succeeded"
         elif isinstance(outcome, Paused):
             cid = new_continuation_id()
-            requests = [dict(public_request(r.to_dict()), status="pending")
+            # The assignee stays as given: it is the inbox's filter key (views redact it).
+            requests = [dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
                         for r in outcome.requests]
             expiries = [r.expires_at for r in outcome.requests if r.expires_at]
             tx.put_continuation(cid, run_id=run_id, requests=requests,

@@ -1,0 +1,118 @@
+"""Fixtures for the human-in-the-loop acceptance tests.
+
+``project`` is a temporary project holding a copy of ``examples/`` (so the example specs and
+their ``examples.hitl_functions`` import as they do for a user). ``backend`` runs a test on
+SQLite and, when ``KNEO_TEST_DATABASE_URL`` is set, on a fresh PostgreSQL database. ``cli``
+runs ``kneo`` in a separate process against the same store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.clock import ManualClock
+from kneo.platform import create_platform
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+
+REPO = Path(__file__).resolve().parents[2]
+PG_ENV = "KNEO_TEST_DATABASE_URL"
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__", "keys"))
+    return tmp_path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``None`` (SQLite under the project's ``.kneo``) or a fresh PostgreSQL URL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    admin_url = sa.make_url(base)
+    name = f"kneo_hitl_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_manager(project: Path, database_url: str | None = None,
+                 clock: ManualClock | None = None) -> Any:
+    env = {"KNEO_SERV_DATABASE_URL": database_url} if database_url else {}
+    settings = Settings.from_env(env)
+    context = ProjectContext.discover(cwd=project, settings=settings)
+    return create_platform(settings, context, clock=clock)
+
+
+@pytest.fixture()
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture()
+def manager(project: Path, clock: ManualClock) -> Iterator[Any]:
+    platform = make_manager(project, clock=clock)
+    yield platform
+    platform.store.close()
+
+
+def cli_env(project: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
+    env |= {"PYTHONPATH": str(REPO), "KNEO_HITL_COUNTER": str(project / "counter.txt"),
+            "KNEO_DUMMY_CALL_LOG": str(project / "calls.jsonl"), **extra}
+    if database_url:
+        env["KNEO_SERV_DATABASE_URL"] = database_url
+    return env
+
+
+CLI = [sys.executable, "-c", "from kneo.cli.main import main; main()"]
+
+
+def start_cli(project: Path, *args: str, database_url: str | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *args], cwd=project, env=cli_env(project, database_url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, Any, str]:
+    out, err = proc.communicate(timeout=timeout)
+    try:
+        data = json.loads(out) if out.strip() else None
+    except ValueError:
+        data = None
+    return proc.returncode, data, err
+
+
+@pytest.fixture()
+def cli(project: Path) -> Callable[..., tuple[int, Any, str]]:
+    def run(*args: str, database_url: str | None = None) -> tuple[int, Any, str]:
+        return finish(start_cli(project, *args, database_url=database_url))
+
+    return run
+
+
+def counter(project: Path) -> list[str]:
+    path = project / "counter.txt"
+    return path.read_text().split() if path.exists() else []
