@@ -70,10 +70,9 @@ class StoreJournal:
             checkpoint = self._checkpoint_row(boundary, state_text)
             events = [_event_record(e) for e in self._buffer]
             try:
-                with self.store.transaction() as tx:
-                    version = tx.write_step(self.run_id, expected_version=self.version,
-                                            state_text=state_text, checkpoint=checkpoint,
-                                            events=events)
+                version = self.store.write_step(self.run_id, expected_version=self.version,
+                                                state_text=state_text, checkpoint=checkpoint,
+                                                events=events)
             except Conflict as exc:
                 if exc.code != "stale_state":
                     raise

@@ -138,7 +138,7 @@ class Transaction(RegistryWritesMixin):
         ).first()
         if inserted is None:
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
-        self._seq[values["run_id"]] = [0, 0]
+        self._seq[str(values["run_id"])] = [0, 0]
         return rows.run(values)
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
@@ -583,6 +583,30 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         """Shorthand for :meth:`Transaction.request_cancel` in its own transaction."""
         with self.transaction() as tx:
             return tx.request_cancel(run_id)
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoint: steps.StepCheckpoint,
+        events: Sequence[steps.StepEvent],
+    ) -> int:
+        """:meth:`Transaction.write_step` in its own transaction, committed on return (the
+        engine's per-step path; see :func:`kneo.store.steps.commit_step`)."""
+        written = steps.commit_step(
+            self.engine, run_id=run_id, expected_version=expected_version,
+            now=self.clock.now(), state_text=state_text, checkpoint=checkpoint, events=events)
+        if written is None:
+            current = self.get_run(run_id).version  # NotFound when it is gone
+            raise Conflict(
+                f"run {run_id!r} changed since it was read "
+                f"(version {expected_version}, now {current})",
+                code="stale_state", run_id=run_id, expected_version=expected_version,
+                current_version=current)
+        return written[0]
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._read() as conn:

@@ -17,6 +17,7 @@ converted with the same type processors the Core tables use, so rows are byte-fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -24,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 
+from kneo.errors import Conflict, NotReady
 from kneo.store import tables as t
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                            default=t._json_default)  # noqa: SLF001 - same encoding as JSONText
+                            default=t._json_default)  # the same encoding as JSONText
 
 
 def json_text(value: Any) -> str:
@@ -61,6 +63,7 @@ class _Prepared:
     checkpoint: str
     trace: str
     timestamp: Callable[[datetime], Any]
+    begin: str | None  # what opens a write transaction on a raw DBAPI connection
 
 
 _PREPARED: dict[str, _Prepared] = {}
@@ -78,7 +81,10 @@ def _prepared(dialect: Dialect) -> _Prepared:
             return _NAMED.sub(r"%(\1)s", sql)
     process = t.runs.c.updated_at.type.bind_processor(dialect)
     found = _Prepared(style(_CAS), style(_CHECKPOINT), style(_TRACE),
-                      process if process is not None else (lambda v: v))
+                      process if process is not None else (lambda v: v),
+                      # pysqlite runs with isolation_level=None (see dialects): take the write
+                      # lock up front like Store.transaction; psycopg begins implicitly.
+                      "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None)
     _PREPARED[dialect.name] = found
     return found
 
@@ -106,6 +112,30 @@ class StepEvent:
     payload: str
 
 
+def _params(
+    sql: _Prepared, run_id: str, expected_version: int, now: datetime, state_text: str,
+    checkpoint: StepCheckpoint, events: Sequence[StepEvent],
+) -> tuple[dict[str, Any], Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]:
+    stamp = sql.timestamp(now)
+    cas = {"state": state_text, "now": stamp, "n_checkpoints": 1, "n_events": len(events),
+           "run_id": run_id, "expected": expected_version}
+
+    def checkpoint_row(sequence: int) -> dict[str, Any]:
+        return {"run_id": run_id, "sequence": sequence, "type": checkpoint.type,
+                "step_id": checkpoint.step_id, "status": checkpoint.status,
+                "encoding": checkpoint.encoding, "payload": checkpoint.payload,
+                "size_bytes": checkpoint.size_bytes, "truncated": checkpoint.truncated,
+                "metadata": json_text(dict(checkpoint.metadata)), "created_at": stamp}
+
+    def event_rows(last: int) -> list[dict[str, Any]]:
+        first = last - len(events) + 1
+        return [{"run_id": run_id, "sequence": first + index, "event_type": event.event_type,
+                 "step_id": event.step_id, "payload": event.payload, "created_at": stamp}
+                for index, event in enumerate(events)]
+
+    return cas, checkpoint_row, event_rows
+
+
 def write_step(
     conn: Connection,
     *,
@@ -116,29 +146,72 @@ def write_step(
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
 ) -> tuple[int, int, int] | None:
-    """Write one step boundary; ``(version, checkpoint_seq, trace_seq)`` after it, or
-    ``None`` when the run is missing or its version is not ``expected_version``."""
+    """Write one step boundary in the caller's transaction; ``(version, checkpoint_seq,
+    trace_seq)`` after it, or ``None`` when the run is missing or not at
+    ``expected_version``."""
     sql = _prepared(conn.dialect)
-    stamp = sql.timestamp(now)
-    row = conn.exec_driver_sql(sql.cas, {
-        "state": state_text, "now": stamp, "n_checkpoints": 1, "n_events": len(events),
-        "run_id": run_id, "expected": expected_version,
-    }).first()
+    cas, checkpoint_row, event_rows = _params(sql, run_id, expected_version, now, state_text,
+                                              checkpoint, events)
+    row = conn.exec_driver_sql(sql.cas, cas).first()
     if row is None:
         return None
     version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
-    conn.exec_driver_sql(sql.checkpoint, {
-        "run_id": run_id, "sequence": checkpoint_seq, "type": checkpoint.type,
-        "step_id": checkpoint.step_id, "status": checkpoint.status,
-        "encoding": checkpoint.encoding, "payload": checkpoint.payload,
-        "size_bytes": checkpoint.size_bytes, "truncated": checkpoint.truncated,
-        "metadata": json_text(dict(checkpoint.metadata)), "created_at": stamp,
-    })
+    conn.exec_driver_sql(sql.checkpoint, checkpoint_row(checkpoint_seq))
     if events:
-        first = trace_seq - len(events) + 1
-        conn.exec_driver_sql(sql.trace, [
-            {"run_id": run_id, "sequence": first + index, "event_type": event.event_type,
-             "step_id": event.step_id, "payload": event.payload, "created_at": stamp}
-            for index, event in enumerate(events)
-        ])
+        conn.exec_driver_sql(sql.trace, event_rows(trace_seq))
     return version, checkpoint_seq, trace_seq
+
+
+def commit_step(
+    engine: Engine,
+    *,
+    run_id: str,
+    expected_version: int,
+    now: datetime,
+    state_text: str,
+    checkpoint: StepCheckpoint,
+    events: Sequence[StepEvent],
+) -> tuple[int, int, int] | None:
+    """:func:`write_step` as its own transaction, committed before returning, straight on a
+    pooled DBAPI connection (no SQLAlchemy connection, result or event machinery: this is
+    the per-step hot path). Same statements, same rows, same all-or-nothing commit."""
+    sql = _prepared(engine.dialect)
+    cas, checkpoint_row, event_rows = _params(sql, run_id, expected_version, now, state_text,
+                                              checkpoint, events)
+    dbapi = engine.dialect.loaded_dbapi
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            if sql.begin:
+                cursor.execute(sql.begin)
+            cursor.execute(sql.cas, cas)
+            rows = cursor.fetchall()
+            if not rows:
+                raw.rollback()
+                return None
+            version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
+            cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
+            if events:
+                cursor.executemany(sql.trace, event_rows(trace_seq))
+            raw.commit()
+        finally:
+            cursor.close()
+    except dbapi.IntegrityError as exc:
+        _rollback(raw)
+        raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
+    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+        _rollback(raw)
+        raise NotReady(f"database unavailable: {type(exc).__name__}: {exc}",
+                       code="database_unavailable") from exc
+    except BaseException:
+        _rollback(raw)
+        raise
+    finally:
+        raw.close()
+    return version, checkpoint_seq, trace_seq
+
+
+def _rollback(raw: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection: the pool discards it on close
+        raw.rollback()

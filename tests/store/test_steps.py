@@ -83,3 +83,25 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
     assert [(e.sequence, e.event_type) for e in trace] == [
         (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f"), (7, "g")]
     assert [c.sequence for c in store.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
+
+
+def test_store_write_step_commits_on_its_own(store: Store) -> None:
+    """Store.write_step is the same boundary in its own committed transaction."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.add_trace_event(run_id, "run_started")
+    state = {"units": {"s1": {"output": "x"}}}
+    version = store.write_step(run_id, expected_version=1, state_text=json_text(state),
+                               checkpoint=_checkpoint(state),
+                               events=[StepEvent("step_completed", "s1", "{}")])
+    assert store.get_run(run_id).version == version == 2
+    assert [e.sequence for e in store.list_trace(run_id).items] == [1, 2]
+    assert store.get_checkpoint(run_id, 1).payload == state
+    with pytest.raises(Conflict) as caught:
+        store.write_step(run_id, expected_version=1, state_text="{}",
+                         checkpoint=_checkpoint({}), events=[StepEvent("x", None, "{}")])
+    assert caught.value.code == "stale_state"
+    assert store.list_trace(run_id).total == 2 and store.list_checkpoints(run_id).total == 1
+    with pytest.raises(NotFound):
+        store.write_step("run_missing", expected_version=1, state_text="{}",
+                         checkpoint=_checkpoint({}), events=[])
