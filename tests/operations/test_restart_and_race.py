@@ -17,7 +17,7 @@ import httpx2
 from .helpers import env_for, open_manager, step_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from svc_helpers import LiveServer  # noqa: E402
+from svc_helpers import LiveServer
 
 
 def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str) -> None:
