@@ -144,12 +144,15 @@ def test_spec_routes(make_client) -> None:
 
 
 def test_service_policy_gates_runs(make_client) -> None:
-    """A stored environment policy is enforced on spec validation and run creation."""
+    """A stored environment policy is enforced on spec validation and run creation.
+
+    (In ``dev``: the repository's ``environments/staging.yaml`` runs only approved bundles,
+    so a spec run there is ``403 bundle_not_approved`` before any policy gate.)"""
     client = make_client()
-    client.put("/v1/policies/environment/staging", json={"require_guardrails": True})
-    v = client.post("/v1/specs/validate", json={"spec_path": SMOKE, "environment": "staging"})
+    client.put("/v1/policies/environment/dev", json={"require_guardrails": True})
+    v = client.post("/v1/specs/validate", json={"spec_path": SMOKE, "environment": "dev"})
     assert v.json()["valid"] is False
-    r = client.post("/v1/runs", json={"input": "x", "spec_path": SMOKE, "environment": "staging"})
+    r = client.post("/v1/runs", json={"input": "x", "spec_path": SMOKE, "environment": "dev"})
     assert r.status_code == 400 and r.json()["error"].startswith("E_POLICY")
 
 
