@@ -13,13 +13,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
-import httpx2
+from typing import TYPE_CHECKING, Any
 
 from kneo.errors import KneoError
 from kneo.redaction import redact_text
 from kneo.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP stack
+    import httpx2
 
 RETRY_STATUSES = frozenset({408, 429})
 #: Routes whose POSTs the service de-duplicates by ``Idempotency-Key``.
@@ -62,6 +63,8 @@ class ServiceClient:
         headers = {"Accept": "application/json", "User-Agent": "kneo-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        import httpx2
+
         self._http = httpx2.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -104,6 +107,8 @@ class ServiceClient:
         idempotency_key: str | None = None,
     ) -> Any:
         """Send one logical request (with retries) and return the decoded JSON body."""
+        import httpx2
+
         headers: dict[str, str] = {}
         if method == "POST" and _is_idempotent_post(path):
             headers["Idempotency-Key"] = (
