@@ -338,19 +338,19 @@ class _Run:
                                              "attempts": attempt, "extra": extra}
                 self.commit("step_output", step_id=step.id, unit_key=key, status="reviewing",
                             attempt=attempt)
-            verdict = gates.review(self, key, step, round_no, output)
-            if verdict.accepted:
-                output = verdict.output
-                extra = {**extra, "review": verdict.decision, "review_rounds": round_no}
+            outcome = gates.review(self, key, step, round_no, output)
+            if outcome.accepted:
+                output = outcome.output
+                extra = {**extra, "review": outcome.decision, "review_rounds": round_no}
                 break
             if round_no >= review.max_reviews:
                 error = error_info(HumanRejected(
                     f"step '{step.id}' output was rejected {round_no} times "
-                    f"(max_reviews {review.max_reviews}): {verdict.feedback}",
+                    f"(max_reviews {review.max_reviews}): {outcome.feedback}",
                     code="review_limit_reached", step_id=step.id),
                     step_id=step.id, unit_key=key, attempt=attempt)
                 self._fail(key, step, attempt, error)
-            round_no, feedback = round_no + 1, verdict.feedback
+            round_no, feedback = round_no + 1, outcome.feedback
         with self.state.lock:
             self.state.units[key] = {"step_id": step.id, "status": "completed",
                                      "output": output, "attempts": attempt,

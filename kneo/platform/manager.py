@@ -508,13 +508,14 @@ class PlatformManager:
         decisions = {k: v for k, v in ((source.state or {}).get("decisions") or {}).items()
                      if reuse == "all" or k.startswith("ask_question:")}
         meta = source.metadata or {}
-        prepared = {"workflow": self._workflow_for(source), "data": source.spec,
+        workflow = self._workflow_for(source)
+        prepared = {"workflow": workflow, "data": source.spec,
                     "digest": source.spec_digest or _digest(source.spec),
                     "target": source.target, "base_dir": meta.get("base_dir"),
                     "spec_path": meta.get("spec_path"), "environment": source.environment}
         run = self._create_run(prepared, source.input_text, start=True, actor=actor,
                                metadata={"replay_of": run_id}, decisions=decisions)
-        return self._drive(run, prepared["workflow"])
+        return self._drive(run, workflow)
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return task_view(self.store.get_continuation(continuation_id), pending_only=False)

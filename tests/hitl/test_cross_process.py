@@ -68,13 +68,13 @@ def test_every_pause_kind_pauses_lists_and_resumes_across_processes(project: Pat
 
 
 def test_tool_approval_runs_once_and_model_turns_are_not_resent(project: Path) -> None:
-    code, paused, err = finish(start_cli(project, "run", "examples/hitl_tool_approval.yaml",
+    _, paused, err = finish(start_cli(project, "run", "examples/hitl_tool_approval.yaml",
                                          "-i", "status report", "--json"))
     assert paused["status"] == "paused", err
     request = paused["metadata"]["pending_human_request"]
     assert request["kind"] == "tool_approval" and request["context"]["tool_name"] == "send_email"
     assert counter(project) == []  # not run before the approval
-    code, done, err = finish(start_cli(project, "human", "resume", paused["continuation_id"],
+    _code, done, err = finish(start_cli(project, "human", "resume", paused["continuation_id"],
                                        "--request-id", request["request_id"], "--approve",
                                        "--json"))
     assert done["status"] == "succeeded", err
@@ -86,7 +86,7 @@ def test_tool_approval_runs_once_and_model_turns_are_not_resent(project: Path) -
 
 
 def test_ask_question_answer_then_replay_without_pausing(project: Path) -> None:
-    code, paused, err = finish(start_cli(project, "run", "examples/hitl_question.yaml",
+    _, paused, _err = finish(start_cli(project, "run", "examples/hitl_question.yaml",
                                          "-i", "Durability summary.", "--json"))
     request = paused["metadata"]["pending_human_request"]
     question = "What suffix should I add before publishing?"
@@ -95,11 +95,11 @@ def test_ask_question_answer_then_replay_without_pausing(project: Path) -> None:
     wait = f"ask_question:1:{hashlib.sha1(question.encode()).hexdigest()[:8]}"
     assert request["kind"] == "question" and request["prompt"] == question
     assert request["wait_key"] == wait
-    code, done, err = finish(start_cli(project, "human", "resume", paused["continuation_id"],
+    _, done, err = finish(start_cli(project, "human", "resume", paused["continuation_id"],
                                        "--request-id", request["request_id"], "--provide",
                                        "Verified by ops on call", "--json"))
     assert done["output_text"] == "Published: Durability summary. Verified by ops on call", err
-    code, replayed, err = finish(start_cli(project, "human", "replay", paused["run_id"],
+    _code, replayed, err = finish(start_cli(project, "human", "replay", paused["run_id"],
                                            "--json"))
     assert replayed["status"] == "succeeded", err
     assert replayed["run_id"] != paused["run_id"]
