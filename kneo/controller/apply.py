@@ -92,8 +92,8 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
         )
-    conditions = {(c.bundle_name, c.environment, c.type): (c.status, c.reason, c.message)
-                  for c in store.list_conditions()}
+    conditions = {(n, e, ty): (st, re, msg)
+                  for n, e, ty, st, re, msg in store.list_condition_heads()}
     return Snapshot(ObservedState(entries), conditions)
 
 

@@ -468,6 +468,17 @@ class RegistryReadsMixin(StoreBase):
             ).mappings()
             return [rows.condition(r) for r in result]
 
+    def list_condition_heads(self) -> list[tuple[str, str, str, str, str, str]]:
+        """Every condition as ``(bundle, environment, type, status, reason, message)``.
+
+        What a reconcile compares, without timestamps: converting them costs more than the
+        query at registry scale (thousands of conditions read on every pass).
+        """
+        stmt = sa.select(_C.bundle_name, _C.environment, _C.type, _C.status, _C.reason,
+                         _C.message)
+        with self._read() as conn:
+            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(stmt)]
+
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
         s = t.bundle_suspensions.c
         with self._read() as conn:
