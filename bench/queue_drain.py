@@ -8,9 +8,9 @@ Method, per configuration: a fresh database; ``--runs`` runs queued with their r
 back (``available_at`` a few seconds ahead) while the worker processes start and connect;
 the clock starts when the records become due and stops at the last run's ``finished_at``.
 
-    python bench/queue.py                       # PostgreSQL from KNEO_TEST_DATABASE_URL
-    python bench/queue.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
-    python bench/queue.py --runs 1000 --workers 1 2 4 --json
+    python bench/queue_drain.py                       # PostgreSQL from KNEO_TEST_DATABASE_URL
+    python bench/queue_drain.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/queue_drain.py --runs 1000 --workers 1 2 4 --json
 """
 
 from __future__ import annotations
