@@ -16,7 +16,9 @@ def test_envelope_carries_details() -> None:
 
 
 def test_codes_are_unique_per_class() -> None:
-    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.KneoError)]
+    classes = [
+        c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.KneoError)
+    ]
     codes = [c.code for c in classes]
     assert len(codes) == len(set(codes))
 

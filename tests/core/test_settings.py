@@ -57,7 +57,10 @@ def test_retention_env_wins_per_field() -> None:
 
 def test_public_dict_hides_secrets() -> None:
     s = Settings.from_env(
-        {"KNEO_SERV_API_KEYS": "op:super-secret-token:operator", "KNEO_SERV_ADMIN_API_KEY": "adm1n-key"}
+        {
+            "KNEO_SERV_API_KEYS": "op:super-secret-token:operator",
+            "KNEO_SERV_ADMIN_API_KEY": "adm1n-key",
+        }
     )
     text = repr(s.as_public_dict())
     assert "super-secret-token" not in text
