@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/queue.py would shadow the stdlib ``queue`` (langgraph, uvicorn use it): keep
+# A bench script named like a stdlib module would shadow it (langgraph, uvicorn): keep
 # this directory off sys.path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
