@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from kneo.errors import ConfigError
 
@@ -40,6 +40,10 @@ def _sqlite_synchronous(env: Mapping[str, str]) -> str:
     return value
 
 
+@overload
+def _int(env: Mapping[str, str], name: str, default: int) -> int: ...
+@overload
+def _int(env: Mapping[str, str], name: str, default: None) -> int | None: ...
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -139,7 +143,9 @@ class Settings:
     #: or ``kill -9``; the last commits may be lost on power loss or an OS crash) or ``full``
     #: (fsync at every commit: power-loss durable too, ~0.2 ms more per commit here).
     sqlite_synchronous: str = "normal"
-    profiles_path: Path = field(default_factory=lambda: Path.home() / ".kneo_serv" / "profiles.json")
+    profiles_path: Path = field(
+        default_factory=lambda: Path.home() / ".kneo_serv" / "profiles.json"
+    )
     # limits
     limits: Limits = field(default_factory=Limits)
     checkpoint: CheckpointLimits = field(default_factory=CheckpointLimits)
@@ -215,13 +221,13 @@ class Settings:
                     for f in fields(RetentionDays)
                 }
             ),
-            provider_retries=_int(env, "KNEO_SERV_PROVIDER_RETRIES", 0) or 0,
+            provider_retries=_int(env, "KNEO_SERV_PROVIDER_RETRIES", 0),
             provider_retry_backoff_seconds=_float(
                 env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
             )
             or 0.0,
             provider_timeout_seconds=_float(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS", None),
-            mcp_retries=_int(env, "KNEO_SERV_MCP_RETRIES", 0) or 0,
+            mcp_retries=_int(env, "KNEO_SERV_MCP_RETRIES", 0),
             mcp_retry_backoff_seconds=_float(env, "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS", 0.25)
             or 0.0,
             mcp_timeout_seconds=_float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
@@ -230,10 +236,8 @@ class Settings:
             if env.get("KNEO_DUMMY_CALL_LOG")
             else None,
             client_timeout=_float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
-            client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2) or 0,
-            client_retry_backoff_seconds=_float(
-                env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25
-            )
+            client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2),
+            client_retry_backoff_seconds=_float(env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25)
             or 0.0,
             request_logs=_bool(env, "KNEO_SERV_REQUEST_LOGS", True),
             log_level=(env.get("KNEO_SERV_LOG_LEVEL") or "INFO").upper(),
