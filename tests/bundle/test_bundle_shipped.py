@@ -69,3 +69,17 @@ def test_example_bundle_verifies_and_matches_its_spec(
 def test_demo_key_is_plainly_marked_demo_only() -> None:
     readme = (REPO / "examples" / "keys" / "README.md").read_text()
     assert "DEMO-ONLY" in readme and "never trust" in readme.lower()
+
+
+def test_example_bundles_are_current() -> None:
+    """Every example spec that passes an environment's policy has an up-to-date bundle."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "regenerate_bundles.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
