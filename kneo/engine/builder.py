@@ -1,15 +1,26 @@
-"""The SDK surface: build small workflows in Python and run them in-process.
+"""The SDK surface: build workflows in Python, run them in-process or durably.
 
 ``WorkflowBuilder.human_step(name, prompt, resolver=...)`` is the SDK guide's human step: a
 resolver returning a string answers inline (the string is recorded as the human message and
 the step's input passes on); no resolver, or ``None``, raises
 :class:`~kneo.engine.human.HumanInterventionRequiredError` carrying ``step_name``, ``prompt``
 and ``request`` — plus the execution state, so :meth:`SdkWorkflow.resume` continues without
-redoing completed steps. Runs use the same engine as the platform, journaled in memory.
+redoing completed steps.
+
+Every pause kind a YAML spec declares can be declared here too — step confirmation
+(:meth:`WorkflowBuilder.confirmation`), typed input (:meth:`~WorkflowBuilder.typed_input`),
+output review (:meth:`~WorkflowBuilder.output_review`), route selection
+(:meth:`~WorkflowBuilder.route_step` in a :meth:`~WorkflowBuilder.graph`), tool-call approval
+and ``ask_question`` (:meth:`~WorkflowBuilder.agent_step`), and ``on_error="pause"``. A built
+workflow *is* a spec: :meth:`SdkWorkflow.to_spec` returns the :class:`~kneo.spec.models.Spec`
+the YAML path loads, so ``manager.run_from_spec(spec=workflow.to_spec(), input_text=...)``
+runs it durably (checked, compiled and resumed from any process exactly like YAML), and
+:meth:`SdkWorkflow.run` compiles the same models for an in-process run journaled in memory.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +38,27 @@ from kneo.engine.human import (
 from kneo.engine.journal import MemoryJournal
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, KneoError
-from kneo.spec.compiled import CompiledStep, CompiledWorkflow
-from kneo.spec.models import HumanComponent, Spec, StepSpec, WorkflowSpec
+from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.models import (
+    AgentSpec,
+    ComponentsSpec,
+    EdgeCondition,
+    EdgeSpec,
+    HumanComponent,
+    HumanReview,
+    InputField,
+    ModelSpec,
+    Spec,
+    StepSpec,
+    StrategySpec,
+    ToolComponent,
+    WorkflowSpec,
+)
 from kneo.tools import ToolRegistry
 
 PromptBuilder = Callable[[list["SdkMessage"], dict[str, Any]], str]
+#: ``(source, target)``, ``(source, target, equals_text)``, or an :class:`EdgeSpec`.
+EdgeLike = tuple[str, str] | tuple[str, str, str] | EdgeSpec | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,8 @@ class HumanInTheLoopStep:
     options: tuple[str, ...] = ()
     timeout_seconds: int | None = None
     on_timeout: str = "fail"
+    #: Decisions the step accepts (``None``: derived from its options, as in YAML).
+    decisions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,13 +88,41 @@ class FunctionStep:
     fn: Callable[..., Any]
     on_error: str = "fail"
     max_retries: int = 0
+    human_review: HumanReview | None = None
 
 
-Participant = HumanInTheLoopStep | FunctionStep | Callable[..., Any]
+@dataclass(frozen=True)
+class PythonTool:
+    """A Python function an agent may call (``components.tools`` with an implementation)."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}})
+    requires_approval: bool = False
+
+
+@dataclass(frozen=True)
+class AgentStep:
+    """An agent step: the agent (named like the step) and the Python tools it brings."""
+
+    name: str
+    agent: AgentSpec
+    tools: tuple[PythonTool, ...] = ()
+    on_error: str = "fail"
+    max_retries: int = 0
+    human_review: HumanReview | None = None
+
+
+Step = HumanInTheLoopStep | FunctionStep | AgentStep
+Participant = Step | Callable[..., Any]
 
 
 class WorkflowBuilder:
-    """Factory for SDK workflows and their participants."""
+    """Factory for SDK workflows, their participants and their human gates."""
+
+    # ------------------------------------------------------------------ participants
 
     @staticmethod
     def human_step(
@@ -82,17 +139,127 @@ class WorkflowBuilder:
                                   timeout_seconds, on_timeout)
 
     @staticmethod
+    def route_step(name: str, prompt: str, options: Sequence[str], *,
+                   assignee: str | None = None, timeout_seconds: int | None = None,
+                   on_timeout: str = "fail") -> HumanInTheLoopStep:
+        """A graph node where a person picks the next node among ``options`` (node ids);
+        it accepts only ``selected`` (kind ``route``)."""
+        if not options:
+            raise InvalidRequest(f"route step '{name}' needs options (node ids)", field="options")
+        return HumanInTheLoopStep(name, prompt, None, assignee, tuple(options), timeout_seconds,
+                                  on_timeout, decisions=("selected",))
+
+    @staticmethod
     def function_step(name: str, fn: Callable[..., Any], *, on_error: str = "fail",
-                      max_retries: int = 0) -> FunctionStep:
-        return FunctionStep(name, fn, on_error, max_retries)
+                      max_retries: int = 0,
+                      human_review: HumanReview | None = None) -> FunctionStep:
+        """A Python function step; ``on_error="pause"`` asks a person to retry, skip or fail,
+        ``human_review`` adds gates (:meth:`confirmation`, :meth:`typed_input`,
+        :meth:`output_review`)."""
+        return FunctionStep(name, fn, on_error, max_retries, human_review)
+
+    @staticmethod
+    def tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+             parameters: Mapping[str, Any] | None = None,
+             requires_approval: bool = False) -> PythonTool:
+        """A tool implemented by ``fn(args: dict) -> str``; ``requires_approval`` pauses
+        every call for a person (as does naming it in ``approval_required``)."""
+        doc = (fn.__doc__ or "").strip().splitlines()
+        return PythonTool(
+            name=name or fn.__name__, fn=fn,
+            description=description if description is not None else (doc[0] if doc else ""),
+            parameters=dict(parameters or {"type": "object", "properties": {}}),
+            requires_approval=requires_approval)
+
+    @staticmethod
+    def agent_step(
+        name: str,
+        *,
+        system_prompt: str = "",
+        model: ModelSpec | Mapping[str, Any] | None = None,
+        tools: Sequence[str | PythonTool] = (),
+        approval_required: Sequence[str] = (),
+        max_iterations: int = 6,
+        on_error: str = "fail",
+        max_retries: int = 0,
+        human_review: HumanReview | None = None,
+    ) -> AgentStep:
+        """An agent step (the agent is named like the step). ``tools`` mixes registered tool
+        names (``"ask_question"`` is built in) and :meth:`tool` objects; calls to tools in
+        ``approval_required`` pause for a person (kind ``tool_approval``)."""
+        python_tools = tuple(t for t in tools if isinstance(t, PythonTool))
+        model_spec = model if isinstance(model, ModelSpec) else ModelSpec.model_validate(
+            dict(model or {}))
+        agent = AgentSpec(
+            name=name, system_prompt=system_prompt, model=model_spec,
+            strategy=StrategySpec(max_iterations=max_iterations),
+            tools=[t.name if isinstance(t, PythonTool) else t for t in tools],
+            approval_required=list(approval_required))
+        return AgentStep(name, agent, python_tools, on_error, max_retries, human_review)
+
+    # ------------------------------------------------------------------ gates
+
+    @staticmethod
+    def confirmation(message: str | None = None, *, on_reject: str = "skip",
+                     assignee: str | None = None, timeout_seconds: int | None = None,
+                     on_timeout: str = "fail") -> HumanReview:
+        """Ask before the step runs (kind ``confirmation``); a rejection follows ``on_reject``
+        (``skip``, ``cancel``, ``fail`` or ``retry``)."""
+        return _review({
+            "requires_confirmation": True, "message": message, "on_reject": on_reject,
+            "assignee": assignee, "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+
+    @staticmethod
+    def typed_input(fields: Sequence[InputField | Mapping[str, Any]], *,
+                    message: str | None = None, assignee: str | None = None,
+                    timeout_seconds: int | None = None,
+                    on_timeout: str = "fail") -> HumanReview:
+        """Collect typed values before the step runs (kind ``input``): each field has a
+        ``name``, ``type``, ``required``, ``description`` and ``enum``."""
+        if not fields:
+            raise InvalidRequest("typed_input needs at least one field", field="fields")
+        return _review({
+            "input_schema": [f.model_dump() if isinstance(f, InputField) else dict(f)
+                             for f in fields],
+            "input_message": message, "assignee": assignee,
+            "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+
+    @staticmethod
+    def output_review(message: str | None = None, *, max_reviews: int = 3,
+                      assignee: str | None = None, timeout_seconds: int | None = None,
+                      on_timeout: str = "fail") -> HumanReview:
+        """Review the step's output (kind ``review``): approve, edit, or reject with feedback
+        to run it again, at most ``max_reviews`` rounds."""
+        return _review({
+            "review_output": True, "message": message, "max_reviews": max_reviews,
+            "assignee": assignee, "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+
+    # ------------------------------------------------------------------ workflows
 
     @staticmethod
     def sequential(participants: Sequence[Participant], name: str = "workflow") -> SdkWorkflow:
         return SdkWorkflow(name, [_as_step(p, i) for i, p in enumerate(participants)])
 
+    @staticmethod
+    def graph(participants: Sequence[Participant], edges: Sequence[EdgeLike], *,
+              start: str | None = None, name: str = "workflow",
+              max_visits: int = 5) -> SdkWorkflow:
+        """A graph: ``edges`` are ``(source, target)``, ``(source, target, equals_text)`` or
+        :class:`~kneo.spec.models.EdgeSpec`; ``start`` defaults to the first participant."""
+        steps = [_as_step(p, i) for i, p in enumerate(participants)]
+        return SdkWorkflow(name, steps, family="graph", edges=tuple(_edge(e) for e in edges),
+                           start=start or (steps[0].name if steps else None),
+                           max_visits=max_visits)
 
-def _as_step(participant: Participant, index: int) -> HumanInTheLoopStep | FunctionStep:
-    if isinstance(participant, HumanInTheLoopStep | FunctionStep):
+    @staticmethod
+    def concurrent(participants: Sequence[Participant], name: str = "workflow") -> SdkWorkflow:
+        """Branches on the same input; several may pause at once (one continuation)."""
+        return SdkWorkflow(name, [_as_step(p, i) for i, p in enumerate(participants)],
+                           family="concurrent")
+
+
+def _as_step(participant: Participant, index: int) -> Step:
+    if isinstance(participant, HumanInTheLoopStep | FunctionStep | AgentStep):
         return participant
     if callable(participant):
         raw = getattr(participant, "__name__", "") or f"step_{index + 1}"
@@ -101,19 +268,135 @@ def _as_step(participant: Participant, index: int) -> HumanInTheLoopStep | Funct
     raise InvalidRequest(f"participant {index} is not a step or a callable")
 
 
+def _review(fields: Mapping[str, Any]) -> HumanReview:
+    """A ``human_review`` with only the fields given (a clean spec dump)."""
+    return HumanReview.model_validate({k: v for k, v in fields.items() if v is not None})
+
+
+def _edge(edge: EdgeLike) -> EdgeSpec:
+    if isinstance(edge, EdgeSpec):
+        return edge
+    if isinstance(edge, Mapping):
+        return EdgeSpec.model_validate(dict(edge))
+    if len(edge) == 3:
+        source, target, equals = edge
+        return EdgeSpec.model_validate({"from": source, "to": target,
+                                        "condition": EdgeCondition(equals=equals)})
+    source, target = edge
+    return EdgeSpec.model_validate({"from": source, "to": target})
+
+
+def importable_ref(fn: Callable[..., Any], *, what: str) -> str:
+    """``module:qualname`` of a module-level callable that another process can import.
+
+    A durable run may resume in another process, which finds the function by this ref, so
+    lambdas, nested functions and ``__main__`` are refused with the reason.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        raise InvalidRequest(
+            f"{what}: {qualname or fn!r} in {module or '?'} is not importable by another "
+            "process; define it at module level in an importable module", field="fn")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not fn:
+        raise InvalidRequest(f"{what}: {module}:{qualname} does not resolve to this function",
+                             field="fn")
+    return f"{module}:{qualname}"
+
+
 @dataclass
 class SdkWorkflow:
-    """A sequential workflow of Python callables and human steps, run in-process."""
+    """A workflow of Python steps, human steps and agents: a spec built in Python.
+
+    :meth:`to_spec` is the durable form (``manager.run_from_spec(spec=...)``); :meth:`run`
+    and :meth:`resume` run it in-process with an in-memory journal (function and human
+    steps; agent steps need the platform's providers, so run those durably)."""
 
     name: str
-    steps: list[HumanInTheLoopStep | FunctionStep]
+    steps: list[Step]
     metadata: dict[str, Any] = field(default_factory=dict)
+    family: str = "sequential"
+    edges: tuple[EdgeSpec, ...] = ()
+    start: str | None = None
+    max_visits: int = 5
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise InvalidRequest(f"workflow '{self.name}': step names must be unique: {names}")
         self.journal = MemoryJournal()
+
+    # ------------------------------------------------------------------ durable form
+
+    def to_spec(self) -> Spec:
+        """The :class:`Spec` this workflow is — what a YAML file with the same steps loads.
+
+        Functions and tools become ``module:function`` refs (so they must be importable
+        module-level callables); human steps become ``components.humans``. Inline resolvers
+        and callable prompts exist only in-process, so they are refused here."""
+        for step in self.steps:
+            if isinstance(step, HumanInTheLoopStep) and (step.resolver is not None
+                                                         or callable(step.prompt)):
+                raise InvalidRequest(
+                    f"human step '{step.name}': a resolver or a callable prompt runs "
+                    "in-process only; a durable spec pauses for a person instead",
+                    step_id=step.name)
+        return self._spec(durable=True)
+
+    def _spec(self, *, durable: bool) -> Spec:
+        members: list[StepSpec] = []
+        humans: dict[str, HumanComponent] = {}
+        agents: dict[str, AgentSpec] = {}
+        tools: dict[str, ToolComponent] = {}
+        for step in self.steps:
+            common: dict[str, Any] = {"id": step.name}
+            if isinstance(step, HumanInTheLoopStep):
+                humans[step.name] = HumanComponent.model_validate({
+                    k: v for k, v in {
+                        "prompt": step.prompt if isinstance(step.prompt, str) else None,
+                        "assignee": step.assignee, "options": list(step.options) or None,
+                        "timeout_seconds": step.timeout_seconds, "on_timeout": step.on_timeout,
+                        "decisions": list(step.decisions) if step.decisions else None,
+                    }.items() if v is not None})
+                members.append(StepSpec(**common, kind="human", ref=step.name))
+                continue
+            gates: dict[str, Any] = {"on_error": step.on_error, "max_retries": step.max_retries,
+                                     "human_review": step.human_review}
+            gates = {k: v for k, v in gates.items()
+                     if v is not None and v != StepSpec.model_fields[k].default}
+            if isinstance(step, FunctionStep):
+                ref = (importable_ref(step.fn, what=f"function step '{step.name}'") if durable
+                       else f"sdk:{step.name}")
+                members.append(StepSpec(**common, kind="function", ref=ref, **gates))
+            else:
+                agents[step.name] = step.agent
+                for tool in step.tools:
+                    tools[tool.name] = ToolComponent(
+                        description=tool.description, parameters=dict(tool.parameters),
+                        requires_approval=tool.requires_approval,
+                        implementation=importable_ref(tool.fn, what=f"tool '{tool.name}'"))
+                members.append(StepSpec(**common, kind="agent", ref=step.name, **gates))
+        key = {"graph": "nodes", "sequential": "steps"}.get(self.family, "participants")
+        workflow: dict[str, Any] = {"type": self.family, "name": self.name, key: members}
+        if self.family == "graph":
+            workflow |= {"edges": list(self.edges), "start": self.start,
+                         "max_visits": self.max_visits}
+        components: dict[str, Any] = {}
+        if humans:
+            components["humans"] = humans
+        if agents:
+            components["agents"] = agents
+        if tools:
+            components["tools"] = tools
+        spec = Spec(workflow=WorkflowSpec(**workflow), components=ComponentsSpec(**components))
+        if self.metadata:
+            spec.metadata = dict(self.metadata)
+        return spec
+
+    # ------------------------------------------------------------------ in-process
 
     def run(self, input_text: str, *, state: Mapping[str, Any] | None = None) -> str:
         """Run to the end and return the output, or raise ``HumanInterventionRequiredError``."""
@@ -145,37 +428,28 @@ class SdkWorkflow:
             selected_option=selected_option, actor="sdk"))
         state = dict(error.state)
         state["decisions"] = {**state.get("decisions", {}), request.wait_key: answer.to_dict()}
-        state["pending"] = []
+        state["pending"] = [p for p in state.get("pending") or []
+                            if p.get("wait_key") != request.wait_key]
         return self.run(state.get("input_text", ""), state=state)
 
-    # ------------------------------------------------------------------ compile
-
     def _compiled(self) -> CompiledWorkflow:
-        steps: list[CompiledStep] = []
-        specs: list[StepSpec] = []
-        for step in self.steps:
-            if isinstance(step, FunctionStep):
-                steps.append(CompiledStep(id=step.name, kind="function", ref=f"sdk:{step.name}",
-                                          function_ref=f"sdk:{step.name}",
-                                          on_error=step.on_error,  # type: ignore[arg-type]
-                                          max_retries=step.max_retries))
-                specs.append(StepSpec(id=step.name, kind="function", ref=f"sdk:{step.name}"))
-            else:
-                component = HumanComponent(
-                    prompt=step.prompt if isinstance(step.prompt, str) else None,
-                    assignee=step.assignee, options=list(step.options),
-                    timeout_seconds=step.timeout_seconds,
-                    on_timeout=step.on_timeout,  # type: ignore[arg-type]
-                )
-                steps.append(CompiledStep(id=step.name, kind="human", ref=step.name,
-                                          human=component))
-                specs.append(StepSpec(id=step.name, kind="human", ref=step.name))
-        spec = Spec(workflow=WorkflowSpec(type="sequential", name=self.name, steps=specs))
-        return CompiledWorkflow(family="sequential", name=self.name, steps=tuple(steps), spec=spec)
+        """The in-process spec compiled by the same compiler as YAML (functions by name)."""
+        from kneo.runtimes import create_runtime_registry
+        from kneo.spec.compiler import SpecCompiler
+
+        if any(isinstance(s, AgentStep) for s in self.steps):
+            raise InvalidRequest(
+                f"workflow '{self.name}' has agent steps: run it durably with "
+                "manager.run_from_spec(spec=workflow.to_spec(), input_text=...)")
+        compiler = SpecCompiler(runtime_registry=create_runtime_registry(),
+                                tool_registry=ToolRegistry())
+        # The refs are ``sdk:<step>`` callables held by this object, so the file-level ref
+        # checks do not apply; everything else compiles exactly as a loaded spec does.
+        return compiler.compile(self._spec(durable=False), diagnostics=[])
 
     def _engine(self) -> WorkflowEngine:
         def no_providers(name: str) -> Any:
-            raise InvalidRequest("SDK workflows built with WorkflowBuilder have no model steps",
+            raise InvalidRequest("in-process SDK workflows have no model providers",
                                  code="unknown_provider")
 
         prompts: dict[str, Callable[[list[str], dict[str, Any]], str]] = {}
