@@ -45,6 +45,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E_GRAPH_NO_START": ("error", "A graph workflow has no `start` node, or it is not a node."),
     "E_GRAPH_UNREACHABLE": ("error", "A graph node cannot be reached from `start`."),
     "E_INVALID_CONDITION": ("error", "An edge condition's regex does not compile."),
+    "E_ROUTE_OPTION_UNKNOWN": (
+        "error",
+        "A route-selection human node in a graph has an option that is not a node id.",
+    ),
     "E_UNSAFE_TOOL_IMPORT": (
         "error",
         "A tool implementation directly imports os, subprocess, shutil, socket, importlib or builtins.",
@@ -673,6 +677,7 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                 out.append(_ref_problem(path, ref, info.problem))
             if info.unsafe_imports:
                 out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
+    out += _route_option_rules(spec, ids)
     if wf.start is None or wf.start not in ids:
         message = (
             "The graph has no 'start' node."
@@ -700,6 +705,31 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                     "add an edge to it or remove it",
                 )
             )
+    return out
+
+
+def _route_option_rules(spec: Spec, ids: set[str]) -> list[Diagnostic]:
+    """A human node whose options name graph nodes is a route selection (kind ``route``);
+    the engine treats it as one only when *every* option is a node id, so an option that is
+    not (a typo, a removed node) would silently turn the route into a plain choice."""
+    wf = spec.workflow
+    assert wf is not None
+    out: list[Diagnostic] = []
+    for node in wf.nodes:
+        human = spec.components.humans.get(node.ref) if node.kind == "human" else None
+        if human is None or not set(human.options) & ids:
+            continue
+        for j, option in enumerate(human.options):
+            if option not in ids:
+                out.append(
+                    diag(
+                        "E_ROUTE_OPTION_UNKNOWN",
+                        f"components.humans.{node.ref}.options[{j}]",
+                        f"Route option '{option}' of human node '{node.id}' is not a node id "
+                        f"(nodes: {', '.join(sorted(ids))}).",
+                        "name only node ids in a route selection's options",
+                    )
+                )
     return out
 
 

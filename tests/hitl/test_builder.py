@@ -11,7 +11,7 @@ import pytest
 
 from examples.hitl_functions import draft, fragile, process, publish, send_email, summarize
 from kneo.engine import HumanInterventionRequiredError, WorkflowBuilder
-from kneo.errors import InvalidDecision, InvalidRequest, ValidationFailed
+from kneo.errors import InvalidDecision, InvalidRequest, SpecError, ValidationFailed
 from kneo.spec.loader import load_spec
 from tests.hitl.conftest import REPO, counter
 
@@ -215,3 +215,13 @@ def test_to_spec_refuses_what_another_process_cannot_run() -> None:
         WB.sequential([WB.human_step("h", "ok?", resolver=lambda r: "yes")]).to_spec()
     with pytest.raises(InvalidRequest, match="agent steps"):
         WB.sequential([mailer()]).run("launch")
+
+
+def test_route_to_an_unknown_node_is_refused_before_the_run(manager: Any) -> None:
+    wf = WB.graph([draft, WB.route_step("choose", "Where?", ["fast_track", "nowhere"]),
+                   WB.function_step("fast_track", publish)],
+                  [("draft", "choose"), ("choose", "fast_track")])
+    with pytest.raises(SpecError) as refused:
+        manager.run_from_spec(input_text="launch", spec=wf.to_spec())
+    assert "E_ROUTE_OPTION_UNKNOWN" in str(refused.value.to_dict())
+    assert manager.list_runs()["total"] == 0
