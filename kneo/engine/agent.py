@@ -40,6 +40,11 @@ PLAN_INSTRUCTION = (
 )
 
 
+#: Unit keys of concurrent branches (``kneo.engine.families``): their ``ask_question`` waits
+#: are named per branch, since branches run (and finish) in no fixed order.
+_BRANCH_PREFIX = "branch:"
+
+
 class AgentStepError(KneoError):
     code = "agent_error"
 
@@ -243,7 +248,7 @@ class AgentLoop:
             self._append_result(host, call, refusal, record)
             return
         if call.name == QUESTION_TOOL:
-            answer = self._question(host, call)
+            answer = self._question(host, call, record)
             self._append_result(host, call, ToolOutcome("ok", answer, None), record)
             return
         if call.name in approval:
@@ -278,10 +283,17 @@ class AgentLoop:
         host.commit("tool_result")
 
     @staticmethod
-    def _question(host: AgentHost, call: ToolCall) -> str:
+    def _question(host: AgentHost, call: ToolCall, record: dict[str, Any]) -> str:
         """``ask_question``: the recorded answer under the wait's stable name, or a pause."""
         question = str(call.arguments.get("question") or "").strip() or "(no question given)"
-        wait_key = question_wait_key(host.question_index(call.id), question)
+        if host.unit_key.startswith(_BRANCH_PREFIX):
+            with host.lock:
+                mine = [c.get("id", "") for m in record.get("messages") or []
+                        for c in m.get("tool_calls") or [] if c.get("name") == QUESTION_TOOL]
+            index = mine.index(call.id) + 1 if call.id in mine else len(mine) + 1
+            wait_key = question_wait_key(index, question, unit_key=host.unit_key)
+        else:
+            wait_key = question_wait_key(host.question_index(call.id), question)
         decision = host.decision(wait_key)
         if decision is None:
             host.pause(host.new_request(

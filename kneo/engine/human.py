@@ -253,13 +253,19 @@ def input_fields_schema(fields: Sequence[Any]) -> dict[str, Any]:
 QUESTION_TOOL = "ask_question"
 
 
-def question_wait_key(call_index: int, question: str) -> str:
+def question_wait_key(call_index: int, question: str, *, unit_key: str | None = None) -> str:
     """The stable name of an ``ask_question`` wait: ``ask_question:<index>:<sha1[:8]>``.
 
     The index keeps two identical questions apart; the hash keeps the name identical across
-    resumes and replays as long as the agent asks the same thing at the same point.
+    resumes and replays as long as the agent asks the same thing at the same point. A
+    concurrent branch passes its ``unit_key`` and counts its own calls only
+    (``ask_question:branch:<id>:<index>:<sha1[:8]>``): branches run at the same time, so a
+    run-wide index would depend on which finishes first, and two branches asking the same
+    question would share one answer.
     """
     digest = hashlib.sha1(question.encode("utf-8")).hexdigest()[:8]
+    if unit_key is not None:
+        return f"{QUESTION_TOOL}:{unit_key}:{call_index}:{digest}"
     return f"{QUESTION_TOOL}:{call_index}:{digest}"
 
 

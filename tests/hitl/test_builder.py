@@ -225,3 +225,24 @@ def test_route_to_an_unknown_node_is_refused_before_the_run(manager: Any) -> Non
         manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     assert "E_ROUTE_OPTION_UNKNOWN" in str(refused.value.to_dict())
     assert manager.list_runs()["total"] == 0
+
+
+def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -> None:
+    question = "Which region?"
+    script = [{"tool_calls": [{"name": "ask_question", "arguments": {"question": question}}]},
+              {"text": "{input} -> {last_tool_result}"}]
+    wf = WB.concurrent([WB.agent_step(name, tools=["ask_question"],
+                                      model={"provider": "dummy", "script": script})
+                        for name in ("legal", "brand")])
+    first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
+    requests = {r["step_id"]: r for r in first.metadata["pending_human_requests"]}
+    digest = requests["legal"]["wait_key"].rsplit(":", 1)[1]
+    assert requests["legal"]["wait_key"] == f"ask_question:branch:legal:1:{digest}"
+    assert requests["brand"]["wait_key"] == f"ask_question:branch:brand:1:{digest}"
+    for step, region in (("legal", "EU"), ("brand", "US")):
+        result = manager.resume(first.continuation_id, decision="provided", content=region,
+                                request_id=requests[step]["request_id"])
+    assert result.status == "succeeded"
+    assert "launch -> EU" in result.output_text and "launch -> US" in result.output_text
+    replay = manager.replay_run(first.run_id)
+    assert (replay.status, replay.output_text) == ("succeeded", result.output_text)
