@@ -246,3 +246,33 @@ def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -
     assert "launch -> EU" in result.output_text and "launch -> US" in result.output_text
     replay = manager.replay_run(first.run_id)
     assert (replay.status, replay.output_text) == ("succeeded", result.output_text)
+
+
+def _audit(manager: Any, run_id: str) -> set[str]:
+    return {a.event_type for a in manager.store.list_audit(run_id=run_id).items}
+
+
+def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock: Any) -> None:
+    """``continue`` synthesizes ``approved``, which an input request does not accept."""
+    gate = WB.typed_input([{"name": "threshold", "type": "number"}], timeout_seconds=60,
+                          on_timeout="continue")
+    wf = WB.sequential([WB.function_step("process", process, human_review=gate)])
+    first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
+    clock.advance(61)
+    assert manager.prune_expired_human_tasks() == 1
+    assert manager.store.get_run(first.run_id).status == "failed"
+    assert "human.continue_failed" in _audit(manager, first.run_id)
+    assert manager.list_human_tasks(run_id=first.run_id)["total"] == 0
+
+
+def test_timeout_continue_then_a_failing_step_is_an_ordinary_failure(manager: Any,
+                                                                    clock: Any) -> None:
+    wf = WB.sequential([WB.human_step("approve", "OK?", timeout_seconds=60,
+                                      on_timeout="continue"), fragile])
+    first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
+    clock.advance(61)
+    assert manager.prune_expired_human_tasks() == 1
+    run = manager.store.get_run(first.run_id)
+    assert run.status == "failed" and "upstream service unavailable" in str(run.error)
+    events = _audit(manager, first.run_id)
+    assert "human.continued" in events and "human.continue_failed" not in events
