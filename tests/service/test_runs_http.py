@@ -181,3 +181,38 @@ def test_events_stream_until_pause(make_client) -> None:
     assert names[0] == "run_created" and names[-1] == "end"
     last = json.loads([ln for ln in text.splitlines() if ln.startswith("data: ")][-1][6:])
     assert last["status"] == "paused"
+
+
+def _sse_events(client, rid: str, last_event_id: int | None = None) -> list[tuple[int | None, str, dict]]:
+    extra = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    with client.stream("GET", f"/v1/runs/{rid}/events", params={"poll_seconds": 0.05},
+                       headers=extra) as resp:
+        assert resp.status_code == 200
+        text = "".join(resp.iter_text())
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((int(fields["id"]) if "id" in fields else None, fields["event"],
+                           json.loads(fields["data"])))
+    return events
+
+
+def test_events_follow_a_run_through_a_pause(make_client) -> None:
+    """Stream to the pause, resume, reconnect with Last-Event-ID: the rest of the run, once."""
+    client = make_client()
+    run = _paused(client)
+    first = _sse_events(client, run["run_id"])
+    assert first[-1][1] == "end" and first[-1][2]["status"] == "paused"
+    assert "run_paused" in [name for _, name, _ in first]
+    last_id = max(i for i, _, _ in first if i is not None)
+    r = client.post(f"/v1/human-tasks/{run['continuation_id']}/resume",
+                    json={"request_id": run["metadata"]["pending_human_request"]["request_id"],
+                          "decision": "approved"})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded"
+    rest = _sse_events(client, run["run_id"], last_event_id=last_id)
+    ids = [i for i, _, _ in rest if i is not None]
+    assert ids and min(ids) > last_id and ids == sorted(set(ids))  # nothing twice
+    names = [name for _, name, _ in rest]
+    assert "run_resumed" in names and "run_completed" in names
+    assert names[-1] == "end" and rest[-1][2]["status"] == "succeeded"
