@@ -24,12 +24,14 @@ class CancellationToken:
         *,
         probe_interval: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
+        probe_now: bool = True,
     ) -> None:
         self._event = threading.Event()
         self._probe = probe
         self._interval = probe_interval
         self._monotonic = monotonic
-        self._last_probe = float("-inf")
+        # probe_now=False: the caller has just seen the run, the first probe waits an interval
+        self._last_probe = float("-inf") if probe_now else monotonic()
         self.reason: str | None = None
 
     def cancel(self, reason: str = "cancelled") -> None:

@@ -50,11 +50,14 @@ def apply_decision(manager: PlatformManager, run: RunRecord, cont: Any, state: E
                 tx.add_audit("human.decision", actor=answer.actor, run_id=run.run_id,
                              continuation_id=cont.continuation_id,
                              payload={**audit, "result_status": "paused"})
+                updated = tx.current(updated)
             else:
                 updated = tx.update_run(
                     run.run_id, expected_version=run.version, state=state.snapshot(),
                     status=transition(run.status, RunStatus.RUNNING,
                                       action="resume the run"))
+                # This process executes the run now; a paused run has no other executor.
+                tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease, replace=True)
                 tx.put_continuation(cont.continuation_id, run_id=run.run_id,
                                     requests=requests, context=cont.context,
                                     status="resolved", expires_at=cont.expires_at,
@@ -62,6 +65,7 @@ def apply_decision(manager: PlatformManager, run: RunRecord, cont: Any, state: E
                 tx.add_trace_events(run.run_id, [decided, {
                     "event_type": "run_resumed",
                     "payload": {"continuation_id": cont.continuation_id}}])
+                updated = tx.current(updated)
     except Conflict as exc:
         if exc.code == "stale_state":
             raise RequestAlreadyResolved(
@@ -71,4 +75,4 @@ def apply_decision(manager: PlatformManager, run: RunRecord, cont: Any, state: E
     if remaining:
         return manager._result(updated)
     audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
-    return manager._drive(updated, manager._workflow_for(updated), audits=audits)
+    return manager._drive(updated, manager._workflow_for(updated), locked=True, audits=audits)

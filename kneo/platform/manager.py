@@ -167,7 +167,7 @@ class PlatformManager:
         prepared = self._prepare(spec_path=spec_path, spec=spec, target=target,
                                  environment=environment)
         run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
-        return self._drive(run, prepared["workflow"])
+        return self._drive(run, prepared["workflow"], locked=True)
 
     def start_run_from_spec(
         self,
@@ -206,10 +206,11 @@ class PlatformManager:
                 current_status=run.status)
         workflow = self._workflow_for(run)
         with self.store.transaction() as tx:
+            tx.add_trace_event(run_id, "run_started", payload={"owner": self.owner})
             run = tx.update_run(run_id, expected_version=run.version, status=status,
                                 started_at=tx.now)
-            tx.add_trace_event(run_id, "run_started", payload={"owner": self.owner})
-        return self._drive(run, workflow)
+            tx.take_lock(f"run:{run_id}", self.owner, self._lease, replace=True)
+        return self._drive(run, workflow, locked=True)
 
     # ================================================================== resume / cancel
 
@@ -305,6 +306,7 @@ class PlatformManager:
                               payload=checkpoint_payload(run.state or {}))
             tx.add_audit("run.cancelled", actor=actor, run_id=run_id,
                          payload={"previous_status": run.status})
+            updated = tx.current(updated)
         result = self._result(updated)
         token = self._tokens.get(run_id)
         if token is not None:
@@ -346,7 +348,8 @@ class PlatformManager:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)
-        return run_view(run, trace_event_count=self._trace_count(run_id))
+        count = run.trace_seq if run.trace_seq is not None else self._trace_count(run_id)
+        return run_view(run, trace_event_count=count)
 
     def get_run_result(self, run_id: str) -> RunResult:
         return self._result(self.store.get_run(run_id))
@@ -515,7 +518,7 @@ class PlatformManager:
                     "spec_path": meta.get("spec_path"), "environment": source.environment}
         run = self._create_run(prepared, source.input_text, start=True, actor=actor,
                                metadata={"replay_of": run_id}, decisions=decisions)
-        return self._drive(run, workflow)
+        return self._drive(run, workflow, locked=True)
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return task_view(self.store.get_continuation(continuation_id), pending_only=False)
@@ -644,12 +647,15 @@ class PlatformManager:
                                   "environment": prepared["environment"],
                                   "spec_path": prepared["spec_path"]})
             if start:
+                # Created, started and locked (``run:<id>``, this process executes it) at once.
+                tx.add_trace_event(run.run_id, "run_started", payload={"owner": self.owner})
                 run = tx.update_run(run.run_id, expected_version=run.version,
                                     status=transition(run.status, RunStatus.RUNNING),
                                     started_at=tx.now)
-                tx.add_trace_event(run.run_id, "run_started", payload={"owner": self.owner})
+                tx.take_lock(f"run:{run.run_id}", self.owner, self._lease)
             else:
                 tx.enqueue(run.run_id)
+            run = tx.current(run)
         return run
 
     @contextmanager
@@ -661,48 +667,58 @@ class PlatformManager:
         finally:
             self.store.release_lock(name, self.owner)
 
-    def _drive(self, run: RunRecord, workflow: CompiledWorkflow, *,
+    def _drive(self, run: RunRecord, workflow: CompiledWorkflow, *, locked: bool = False,
                audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None
                ) -> RunResult:
-        """Execute from the run's stored state and write the outcome."""
+        """Execute from the run's stored state and write the outcome. ``locked``: the
+        transaction that moved the run to ``running`` already took ``run:<id>``."""
         name = f"run:{run.run_id}"
-        self.store.acquire_lock(name, self.owner, self._lease)
+        if not locked:
+            self.store.acquire_lock(name, self.owner, self._lease)
         journal = StoreJournal(self.store, run.run_id, run.version,
                                renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
                                renew_every=self._lease / 3)
+        # The run was just read or written at this version; a cancel bumps it, so the
+        # compare-and-set of the next boundary catches one even before the first probe.
         token = CancellationToken(lambda: self.store.get_run(run.run_id).status
-                                  == RunStatus.CANCELLED, probe_interval=1.0)
+                                  == RunStatus.CANCELLED, probe_interval=1.0, probe_now=False)
         self._tokens[run.run_id] = token
+        released = False
         try:
             outcome = self.engine.run(workflow, ExecutionState(run.state), journal,
                                       run_id=run.run_id, cancellation=token,
                                       metadata={"environment": run.environment})
-            return self._finish(run.run_id, journal, outcome, audits or [])
+            result, released = self._finish(run, journal, outcome, audits or [])
+            return result
         finally:
             self._tokens.pop(run.run_id, None)
-            self.store.release_lock(name, self.owner)
+            if not released:
+                self.store.release_lock(name, self.owner)
 
-    def _finish(self, run_id: str, journal: StoreJournal, outcome: Outcome,
-                audits: list[tuple[str, str | None, str | None, dict[str, Any]]]) -> RunResult:
-        """The outcome in one transaction: status, output, continuation, checkpoint, events."""
+    def _finish(self, run: RunRecord, journal: StoreJournal, outcome: Outcome,
+                audits: list[tuple[str, str | None, str | None, dict[str, Any]]]
+                ) -> tuple[RunResult, bool]:
+        """The outcome in one transaction: status, output, continuation, checkpoint, events,
+        and the release of ``run:<id>``; ``(result, lock released)``.
+
+        ``run`` is the record the run was driven from (status ``running``); the outcome's
+        compare-and-set on ``journal.version`` proves nobody changed it since, so it is not
+        read again. A lost compare-and-set (cancelled, taken over) writes nothing."""
+        run_id = run.run_id
         if isinstance(outcome, Superseded):
             journal.discard()
-            return self._result(self.store.get_run(run_id))
+            return self._result(self.store.get_run(run_id)), False
         try:
             with self.store.transaction() as tx:
-                run = tx.get_run(run_id)
-                if run.version != journal.version:
-                    journal.discard()
-                    superseded = True
-                else:
-                    superseded = False
-                    updated = self._write_outcome(tx, run, journal, outcome, audits)
+                updated = self._write_outcome(tx, run, journal, outcome, audits)
+                tx.drop_lock(f"run:{run_id}", self.owner)
+                updated = tx.current(updated)
         except Conflict as exc:
             if exc.code != "stale_state":
                 raise
             journal.discard()
-            superseded = True
-        return self._result(self.store.get_run(run_id) if superseded else updated)
+            return self._result(self.store.get_run(run_id)), False
+        return self._result(updated), True
 
     def _write_outcome(self, tx: Transaction, run: RunRecord, journal: StoreJournal,
                        outcome: Outcome,
@@ -774,7 +790,10 @@ class PlatformManager:
         return self.store.list_trace(run_id, limit=1).total
 
     def _result(self, run: RunRecord) -> RunResult:
-        return run_result(run, trace_event_count=self._trace_count(run.run_id))
+        # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,
+        # so the counter on the row is the count.
+        count = run.trace_seq if run.trace_seq is not None else self._trace_count(run.run_id)
+        return run_result(run, trace_event_count=count)
 
 
 def workflow_kind_linear(run: RunRecord) -> bool:

@@ -22,6 +22,7 @@ is reached through this one ``Store`` object.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NoReturn
@@ -61,6 +62,62 @@ RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
         "bundle_commit",
     }
 )
+
+# Statements built once and executed with parameters: SQLAlchemy then reuses their cache key
+# and compiled form instead of rebuilding a statement (and coercing every value) per call.
+_INSERT_LOCK = sa.insert(t.locks)
+_INSERT_CHECKPOINT = sa.insert(t.checkpoints)
+_INSERT_TRACE = sa.insert(t.trace_events)
+_INSERT_AUDIT = sa.insert(t.audit_events)
+_INSERT_CONT_REQUESTS = sa.insert(t.continuation_requests)
+_INSERT_QUEUE = sa.insert(t.queue).returning(t.queue.c.id)
+_SEQ_ALLOC = {
+    column: sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("k_run_id"))
+    .values({column: t.runs.c[column] + sa.bindparam("k_count", type_=sa.Integer)})
+    .returning(t.runs.c.checkpoint_seq, t.runs.c.trace_seq)
+    for column in ("checkpoint_seq", "trace_seq")
+}
+_SEQ_FLUSH = sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("k_run_id")).values(
+    checkpoint_seq=sa.bindparam("k_checkpoint_seq", type_=sa.Integer),
+    trace_seq=sa.bindparam("k_trace_seq", type_=sa.Integer))
+_UPDATE_RUN: dict[tuple[tuple[str, ...], bool], Any] = {}
+_STMT_BY_DIALECT: dict[tuple[str, str], Any] = {}
+
+
+def _update_run_stmt(keys: tuple[str, ...], cas: bool) -> Any:
+    stmt = _UPDATE_RUN.get((keys, cas))
+    if stmt is None:
+        c = t.runs.c
+        stmt = sa.update(t.runs).where(c.run_id == sa.bindparam("k_run_id"))
+        if cas:
+            stmt = stmt.where(c.version == sa.bindparam("k_expected", type_=sa.Integer))
+        stmt = stmt.values(
+            version=c.version + 1, updated_at=sa.bindparam("k_now", type_=c.updated_at.type),
+            **{k: sa.bindparam(f"v_{k}", type_=c[k].type) for k in keys},
+        ).returning(*t.runs.c)
+        _UPDATE_RUN[(keys, cas)] = stmt
+    return stmt
+
+
+def _dialect_stmt(store: Any, name: str) -> Any:
+    """Dialect-specific statements (``ON CONFLICT``), built once per dialect."""
+    key = (store.dialect.name, name)
+    stmt = _STMT_BY_DIALECT.get(key)
+    if stmt is None:
+        if name == "create_run":
+            stmt = (store.dialect.insert(t.runs)
+                    .on_conflict_do_nothing(index_elements=["run_id"])
+                    .returning(t.runs.c.run_id))
+        else:
+            stmt = (store.dialect.insert(t.continuations)
+                    .on_conflict_do_nothing(index_elements=["continuation_id"])
+                    .returning(t.continuations.c.continuation_id))
+        _STMT_BY_DIALECT[key] = stmt
+    return stmt
+_DELETE_LOCK = sa.delete(t.locks).where(
+    t.locks.c.name == sa.bindparam("name"), t.locks.c.owner == sa.bindparam("owner"))
+
+_DELETE_LOCK_ANY = sa.delete(t.locks).where(t.locks.c.name == sa.bindparam("name"))
 
 
 class Transaction(RegistryWritesMixin):
@@ -130,12 +187,7 @@ class Transaction(RegistryWritesMixin):
             "checkpoint_seq": 0,
             "trace_seq": 0,
         }
-        inserted = self.conn.execute(
-            self._store.dialect.insert(t.runs)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(t.runs.c.run_id)
-        ).first()
+        inserted = self.conn.execute(_dialect_stmt(self._store, "create_run"), values).first()
         if inserted is None:
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
         self._seq[str(values["run_id"])] = [0, 0]
@@ -162,18 +214,45 @@ class Transaction(RegistryWritesMixin):
         unknown = set(changes) - RUN_MUTABLE_FIELDS
         if unknown:
             raise InvalidRequest(f"run fields cannot be updated: {sorted(unknown)}", field="changes")
-        stmt = sa.update(t.runs).where(t.runs.c.run_id == run_id)
-        if expected_version is not None:
-            stmt = stmt.where(t.runs.c.version == expected_version)
         if run_id in self._seq_dirty:
             changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
-        stmt = stmt.values(version=t.runs.c.version + 1, updated_at=self.now, **changes)
-        row = self.conn.execute(stmt.returning(*t.runs.c)).mappings().first()
+        keys = tuple(sorted(changes))
+        params = {f"v_{k}": changes[k] for k in keys}
+        params |= {"k_run_id": run_id, "k_now": self.now, "k_expected": expected_version}
+        stmt = _update_run_stmt(keys, expected_version is not None)
+        row = self.conn.execute(stmt, params).mappings().first()
         if row is not None:
             self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
             self._seq_dirty.discard(run_id)
             return rows.run(row)
         self._raise_stale(run_id, expected_version)
+
+    def current(self, run: RunRecord) -> RunRecord:
+        """``run`` with the trace count this transaction allocated for it (so a caller can
+        report ``trace_event_count`` without counting rows)."""
+        known = self._seq.get(run.run_id)
+        if known is None or known[1] == run.trace_seq:
+            return run
+        return dataclasses.replace(run, trace_seq=known[1])
+
+    def take_lock(self, name: str, owner: str, ttl_seconds: float, *,
+                  replace: bool = False) -> None:
+        """Insert the named lock in this transaction, for a name nobody can hold yet (such as
+        ``run:<id>`` of a run this transaction creates); a held name fails the transaction
+        with a constraint ``conflict``. ``replace`` first removes any row under the name: for
+        a caller that knows every holder is gone (the run it moves out of ``queued`` or
+        ``paused`` under a compare-and-set had no executor)."""
+        from datetime import timedelta
+
+        if replace:
+            self.conn.execute(_DELETE_LOCK_ANY, {"name": name})
+        self.conn.execute(_INSERT_LOCK, {
+            "name": name, "owner": owner, "acquired_at": self.now,
+            "expires_at": self.now + timedelta(seconds=ttl_seconds)})
+
+    def drop_lock(self, name: str, owner: str) -> None:
+        """Release the named lock ``owner`` holds, committed with this transaction."""
+        self.conn.execute(_DELETE_LOCK, {"name": name, "owner": owner})
 
     def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
         current = self.conn.execute(
@@ -208,12 +287,8 @@ class Transaction(RegistryWritesMixin):
         index = 0 if column == "checkpoint_seq" else 1
         known = self._seq.get(run_id)
         if known is None:
-            c = t.runs.c
-            row = self.conn.execute(
-                sa.update(t.runs).where(c.run_id == run_id)
-                .values({column: t.runs.c[column] + count})
-                .returning(c.checkpoint_seq, c.trace_seq)
-            ).first()
+            row = self.conn.execute(_SEQ_ALLOC[column],
+                                    {"k_run_id": run_id, "k_count": count}).first()
             if row is None:
                 raise not_found_error("run", run_id)
             self._seq[run_id] = [int(row[0]), int(row[1])]
@@ -227,10 +302,8 @@ class Transaction(RegistryWritesMixin):
         """Write counters allocated in memory; called by the store right before commit."""
         for run_id in sorted(self._seq_dirty):
             checkpoint_seq, trace_seq = self._seq[run_id]
-            self.conn.execute(
-                sa.update(t.runs).where(t.runs.c.run_id == run_id)
-                .values(checkpoint_seq=checkpoint_seq, trace_seq=trace_seq)
-            )
+            self.conn.execute(_SEQ_FLUSH, {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq,
+                                           "k_trace_seq": trace_seq})
         self._seq_dirty.clear()
 
     def write_step(
@@ -286,7 +359,7 @@ class Transaction(RegistryWritesMixin):
             "metadata": meta,
             "created_at": self.now,
         }
-        self.conn.execute(sa.insert(t.checkpoints).values(values))
+        self.conn.execute(_INSERT_CHECKPOINT, values)
         return rows.checkpoint(values)
 
     def add_trace_event(
@@ -323,7 +396,7 @@ class Transaction(RegistryWritesMixin):
                     "created_at": self.now,
                 }
             )
-        self.conn.execute(sa.insert(t.trace_events), values)
+        self.conn.execute(_INSERT_TRACE, values)
         return [rows.trace(v) for v in values]
 
     # -- continuations -------------------------------------------------------------------
@@ -385,16 +458,13 @@ class Transaction(RegistryWritesMixin):
         if expected_version is None:
             values |= {"continuation_id": continuation_id, "version": 1, "created_at": self.now}
             try:
-                with self.conn.begin_nested():
-                    self.conn.execute(sa.insert(t.continuations).values(values))
-            except sa_exc.IntegrityError as exc:
-                if self.conn.execute(
-                    sa.select(c.continuation_id).where(c.continuation_id == continuation_id)
-                ).first():
-                    raise Conflict(
-                        f"continuation {continuation_id!r} already exists", code="already_exists"
-                    ) from exc
+                inserted = self.conn.execute(_dialect_stmt(self._store, "continuation"),
+                                             values).first()
+            except sa_exc.IntegrityError as exc:  # the only other constraint: the run's key
                 raise not_found_error("run", run_id) from exc
+            if inserted is None:
+                raise Conflict(
+                    f"continuation {continuation_id!r} already exists", code="already_exists")
             record = rows.continuation(values)
         else:
             row = (
@@ -422,7 +492,7 @@ class Transaction(RegistryWritesMixin):
             )
         if request_list:
             self.conn.execute(
-                sa.insert(t.continuation_requests),
+                _INSERT_CONT_REQUESTS,
                 [
                     {
                         "continuation_id": continuation_id,
@@ -468,7 +538,7 @@ class Transaction(RegistryWritesMixin):
             "payload": redact(dict(payload or {})),
             "created_at": self.now,
         }
-        self.conn.execute(sa.insert(t.audit_events).values(values))
+        self.conn.execute(_INSERT_AUDIT, values)
         return rows.audit(values)
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
@@ -485,9 +555,7 @@ class Transaction(RegistryWritesMixin):
             "updated_at": self.now,
             "finished_at": None,
         }
-        queue_id = self.conn.execute(
-            sa.insert(t.queue).values(values).returning(t.queue.c.id)
-        ).scalar_one()
+        queue_id = self.conn.execute(_INSERT_QUEUE, values).scalar_one()
         return rows.queue({**values, "id": queue_id})
 
     def set_metadata(self, key: str, value: Any) -> None:

@@ -70,6 +70,8 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: trace events recorded for the run (its trace sequence counter); ``None`` when unknown
+    trace_seq: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

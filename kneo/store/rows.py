@@ -49,6 +49,7 @@ def run(r: Row) -> RunRecord:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         metadata=r["metadata"] or {},
+        trace_seq=r.get("trace_seq"),
     )
 
 
