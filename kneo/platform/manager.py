@@ -145,6 +145,8 @@ class PlatformManager:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
         self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
+        #: prepared specs by what they depend on (see _prepare_key)
+        self._prepared: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._tokens: dict[str, CancellationToken] = {}
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
@@ -579,6 +581,10 @@ class PlatformManager:
         from kneo.platform.bundles import pin_spec_source  # registry bundle or approved-only env
 
         pinned = pin_spec_source(self, spec_path=spec_path, spec=spec, environment=environment)
+        key = self._prepare_key(spec_path, spec, target, environment) if pinned is None else None
+        cached = self._prepared.get(key) if key is not None else None
+        if cached is not None:
+            return dict(cached)
         project_config = self.project.config if self.project is not None else None
         base_dir: Path | None
         if spec_path is not None:
@@ -597,10 +603,55 @@ class PlatformManager:
                                          source=source)
         digest = pinned.digest if pinned is not None else _digest(data)
         self._compiled[(digest, target)] = workflow
-        return {"workflow": workflow, "data": data, "digest": digest, "target": target,
-                "bundle_fields": pinned.run_fields() if pinned is not None else {},
-                "base_dir": str(base_dir.resolve()) if base_dir else None, "spec_path": str(spec_path)
-                if spec_path else None, "environment": report.environment or environment}
+        prepared = {"workflow": workflow, "data": data, "digest": digest, "target": target,
+                    "bundle_fields": pinned.run_fields() if pinned is not None else {},
+                    "base_dir": str(base_dir.resolve()) if base_dir else None,
+                    "spec_path": str(spec_path) if spec_path else None,
+                    "environment": report.environment or environment}
+        if key is not None:
+            if len(self._prepared) >= 256:
+                self._prepared.clear()
+            self._prepared[key] = prepared
+        return dict(prepared)
+
+    def _prepare_key(self, spec_path: str | Path | None, spec: Spec | Mapping[str, Any] | None,
+                     target: str, environment: str | None) -> tuple[Any, ...] | None:
+        """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
+        environment overlay and the environment's policy file, each by (mtime_ns, size) —
+        or an inline spec's content digest — plus target and environment. ``None``: do not
+        cache (a file is missing; the slow path reports it)."""
+        from kneo.policy.environment import ENVIRONMENTS_DIR
+        from kneo.spec.loader import overlay_path
+
+        env = environment or (self.project.env if self.project is not None else None)
+        files: list[Path] = []
+        if spec_path is not None:
+            path = Path(spec_path)
+            files.append(path)
+            if environment is not None:
+                config = self.project.config if self.project is not None else None
+                files.append(overlay_path(path, environment, config))
+            source: Any = str(path.resolve())
+        elif isinstance(spec, Mapping):
+            source = _digest(spec)
+        else:
+            return None  # a Spec model: its content is not cheap to key
+        if env is not None and self.project is not None:
+            folder = self.project.root / ENVIRONMENTS_DIR
+            files += [folder / f"{env}.yaml", folder / f"{env}.yml"]
+        stamps: list[Any] = []
+        for file in files:
+            try:
+                st = file.stat()
+            except FileNotFoundError:
+                if file is files[0] and spec_path is not None:
+                    return None
+                stamps.append(None)
+            except OSError:
+                return None
+            else:
+                stamps.append((st.st_mtime_ns, st.st_size))
+        return (source, target, environment, tuple(stamps))
 
     def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
         key = (run.spec_digest or _digest(run.spec), run.target)
