@@ -268,7 +268,8 @@ class _Run:
 
     def commit(self, kind: str, *, step_id: str | None, unit_key: str | None,
                status: str = "completed", attempt: int = 1, **metadata: Any) -> None:
-        self.journal.commit(Boundary(kind=kind, state=self.state.snapshot(), step_id=step_id,
+        state, text = self.state.snapshot_with_text()
+        self.journal.commit(Boundary(kind=kind, state=state, state_text=text, step_id=step_id,
                                      unit_key=unit_key, status=status, attempt=attempt,
                                      metadata=metadata))
 

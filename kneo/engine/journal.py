@@ -57,6 +57,8 @@ class Boundary:
     status: str = "completed"
     attempt: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: ``state`` as compact JSON when the engine already encoded it (journals may reuse it)
+    state_text: str | None = field(default=None, compare=False, repr=False)
 
 
 class Journal(Protocol):

@@ -66,7 +66,7 @@ class StoreJournal:
         with self._lock:
             # Serialize the state once: it is the run row's state and, when redaction has
             # nothing to change (the usual case), the checkpoint payload too.
-            state_text = json_text(boundary.state)
+            state_text = boundary.state_text or json_text(boundary.state)
             checkpoint = self._checkpoint_row(boundary, state_text)
             events = [_event_record(e) for e in self._buffer]
             try:
