@@ -117,6 +117,9 @@ class PostgresDialect(StoreDialect):
         self.max_overflow = max_overflow
 
     def create_engine(self, url: sa.URL) -> Engine:
+        from kneo.store.tables import use_postgresql_options
+
+        use_postgresql_options()
         return sa.create_engine(
             url,
             pool_size=self.pool_size,

@@ -257,16 +257,24 @@ bundle_revisions = sa.Table(
     sa.Column("deactivated_at", UTCDateTime),
     sa.Index(None, "environment", "status"),
     sa.Index(None, "bundle_name", "environment", "digest"),
-    # The database itself guarantees at most one active revision per (bundle, environment).
-    sa.Index(
-        "uq_bundle_revisions_one_active",
-        "bundle_name",
-        "environment",
-        unique=True,
-        sqlite_where=sa.text("status = 'active'"),
-        postgresql_where=sa.text("status = 'active'"),
-    ),
 )
+
+# The database itself guarantees at most one active revision per (bundle, environment): a
+# partial unique index (created by migration 0002 on both backends). Its PostgreSQL option is
+# attached by use_postgresql_options() when a PostgreSQL store opens, because naming a
+# dialect's option here imports that whole dialect, which SQLite-only processes never need.
+one_active_revision = sa.Index(
+    "uq_bundle_revisions_one_active",
+    bundle_revisions.c.bundle_name,
+    bundle_revisions.c.environment,
+    unique=True,
+    sqlite_where=sa.text("status = 'active'"),
+)
+
+
+def use_postgresql_options() -> None:
+    """Attach the PostgreSQL-only index options (idempotent; imports the dialect)."""
+    one_active_revision.dialect_options["postgresql"]["where"] = sa.text("status = 'active'")
 
 bundle_conditions = sa.Table(
     "bundle_conditions",
