@@ -145,6 +145,14 @@ def _event_record(event: TraceEvent) -> StepEvent:
 
 
 def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`kneo.redaction.redact` for a JSON object, typed."""
+    """:func:`kneo.redaction.redact` for a JSON object, typed. When the value's JSON text has
+    nothing redaction could change (:func:`~kneo.redaction.may_need_redaction`, a tested
+    superset) the value itself is returned: callers serialize it right away."""
+    try:
+        clean = not may_need_redaction(json_text(value))
+    except (TypeError, ValueError):  # not plain JSON: let redact walk it
+        clean = False
+    if clean:
+        return value
     out: dict[str, Any] = _redact_any(value)
     return out

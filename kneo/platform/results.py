@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.redaction import redact as _redact_any
 from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
@@ -194,6 +193,8 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
 
 
 def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`kneo.redaction.redact` for a JSON object, typed."""
-    out: dict[str, Any] = _redact_any(value)
-    return out
+    """:func:`kneo.redaction.redact` for a JSON object, typed (the value itself when its
+    text has nothing redaction could change; see :func:`kneo.platform.journal.redact_dict`)."""
+    from kneo.platform.journal import redact_dict as redact_json
+
+    return redact_json(value)
