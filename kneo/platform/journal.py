@@ -86,11 +86,16 @@ class StoreJournal:
             self._last_renew = time.monotonic()
             self._renew()
 
-    def write_final(self, tx: Transaction, boundary: Boundary) -> None:
-        """Part of the caller's final transaction: the outcome checkpoint and pending events."""
+    def write_final(self, tx: Transaction, boundary: Boundary,
+                    events: list[dict[str, Any]] | None = None) -> None:
+        """Part of the caller's final transaction: the outcome checkpoint, then the pending
+        events followed by ``events`` (rows as ``add_trace_events`` takes them) in one insert."""
         with self._lock:
             self._write_boundary(tx, boundary)
-            self._flush(tx)
+            rows = [event_row(e) for e in self._buffer] + list(events or [])
+            if rows:
+                tx.add_trace_events(self.run_id, rows)
+            self._buffer.clear()
 
     def _write_boundary(self, tx: Transaction, boundary: Boundary) -> None:
         meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
@@ -120,11 +125,6 @@ class StoreJournal:
                               status=boundary.status, encoding=encoded.encoding,
                               payload=encoded.data, size_bytes=encoded.size_bytes,
                               truncated=encoded.truncated, metadata=meta)
-
-    def _flush(self, tx: Transaction) -> None:
-        if self._buffer:
-            tx.add_trace_events(self.run_id, [event_row(e) for e in self._buffer])
-            self._buffer.clear()
 
     def discard(self) -> None:
         """Drop buffered events (the run was superseded: they describe work not committed)."""

@@ -690,8 +690,8 @@ class PlatformManager:
                 state=dict(ExecutionState.new(input_text).snapshot(),
                            decisions=dict(decisions or {})), deadline_at=deadline_at,
                 metadata={k: v for k, v in meta.items() if v is not None})
-            tx.add_trace_event(run.run_id, "run_created",
-                               payload={"workflow_kind": workflow.family, "target": run.target})
+            created = {"event_type": "run_created",
+                       "payload": {"workflow_kind": workflow.family, "target": run.target}}
             tx.add_audit("run.created", actor=actor, run_id=run.run_id,
                          payload={"target": run.target, "workflow_name": workflow.name,
                                   "workflow_kind": workflow.family,
@@ -699,12 +699,14 @@ class PlatformManager:
                                   "spec_path": prepared["spec_path"]})
             if start:
                 # Created, started and locked (``run:<id>``, this process executes it) at once.
-                tx.add_trace_event(run.run_id, "run_started", payload={"owner": self.owner})
+                tx.add_trace_events(run.run_id, [created, {"event_type": "run_started",
+                                                           "payload": {"owner": self.owner}}])
                 run = tx.update_run(run.run_id, expected_version=run.version,
                                     status=transition(run.status, RunStatus.RUNNING),
                                     started_at=tx.now)
                 tx.take_lock(f"run:{run.run_id}", self.owner, self._lease)
             else:
+                tx.add_trace_events(run.run_id, [created])
                 tx.enqueue(run.run_id)
             run = tx.current(run)
         return run
@@ -822,12 +824,11 @@ class PlatformManager:
         final = Boundary(kind=kind, state=state, status=status,
                          step_id=first.step_id if first else
                          (outcome.error.get("step_id") if isinstance(outcome, Failed) else None))
-        journal.write_final(tx, final)
         if isinstance(outcome, Completed):
             events.append({"event_type": "run_completed",
                            "payload": {"output_chars": len(outcome.output_text)}})
-        tx.add_trace_events(run_id, [dict(e, payload=e.get("payload") or {})
-                                     for e in events])
+        journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {})
+                                        for e in events])
         updated = tx.update_run(run_id, expected_version=journal.version, state=state,
                                 **changes)
         for event_type, payload, audit_cid in extra_audits:
