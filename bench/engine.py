@@ -266,13 +266,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="interleaved rounds per mode")
     parser.add_argument("--resumes", type=int, default=7)
+    parser.add_argument("--resume-only", action="store_true",
+                        help="skip the per-step rounds; measure only the resume")
     args = parser.parse_args()
     have_lg = langgraph_available()
     if not have_lg:
         print("langgraph not installed (pip install -e '.[bench]'): Kneo numbers only")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for mode in ("normal", "full"):
+        for mode in () if args.resume_only else ("normal", "full"):
             kneo = KneoSteps(root / f"kneo_{mode}", mode)
             lg = LangGraphSteps(root / "lg", mode) if have_lg else None
             k_t: Timings = {1: [], 10: []}

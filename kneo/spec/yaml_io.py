@@ -10,17 +10,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from kneo.errors import SpecError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-try:  # libyaml is an order of magnitude faster; fall back to pure Python.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Loader = yaml.SafeLoader
+# PyYAML is imported on first use: processes that never parse YAML (``kneo human resume``,
+# the service's run path) do not pay its ~15 ms import.
+
+
+def _loader() -> Any:
+    """libyaml's loader when present (an order of magnitude faster), else pure Python."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Loc = tuple[str | int, ...]
 
@@ -50,8 +53,10 @@ def read_text(path: Path, *, what: str = "spec") -> str:
 
 def parse_yaml(text: str, *, source: str) -> Any:
     """Parse one YAML document; a syntax error becomes ``E_YAML`` with ``source:line``."""
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -133,6 +138,8 @@ def _looks_like_tag(part: str) -> bool:
 
 def line_of(text: str, loc: Loc) -> int | None:
     """1-based line of the node at ``loc`` (or its nearest existing parent) in ``text``."""
+    import yaml
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -228,6 +235,8 @@ def validation_error_to_spec_error(
 
 def _has_exact(text: str, loc: Loc) -> bool:
     """Whether every part of ``loc`` exists in ``text`` (so its line is exact, not a parent's)."""
+    import yaml
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -265,6 +274,8 @@ def _suggestion(err: Any) -> str | None:
 
 def dump_yaml(data: Any) -> str:
     """Stable, human-friendly YAML (keys in document order, block style)."""
+    import yaml
+
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(
         data, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
