@@ -38,8 +38,7 @@ def current_manager(app: Any) -> Any:
     return manager if manager is not None else _manager
 
 
-def manager_dep(request: Request) -> Any:
-    """FastAPI dependency: the platform manager, or ``503 not_ready`` when none is wired."""
+def _manager_of(request: Request) -> Any:
     manager = current_manager(request.app)
     if manager is None:
         raise NotReady(
@@ -50,9 +49,18 @@ def manager_dep(request: Request) -> Any:
     return manager
 
 
-def store_dep(request: Request) -> Any:
+# The dependencies are ``async`` because they only read app state: a sync dependency would
+# cost a round trip through the threadpool on every request.
+
+
+async def manager_dep(request: Request) -> Any:
+    """FastAPI dependency: the platform manager, or ``503 not_ready`` when none is wired."""
+    return _manager_of(request)
+
+
+async def store_dep(request: Request) -> Any:
     """FastAPI dependency: the store behind the platform manager."""
-    return manager_dep(request).store
+    return _manager_of(request).store
 
 
 def actor_of(request: Request) -> str:

@@ -36,10 +36,14 @@ def run_idempotent(
     *,
     operation: str,
     actor: str,
-    request_hash: str,
+    request_hash: str | Callable[[], str],
     call: Callable[[], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
-    """Execute ``call`` at most once per (actor, operation, key); replay it afterwards."""
+    """Execute ``call`` at most once per (actor, operation, key); replay it afterwards.
+
+    ``request_hash`` may be a callable: it is then computed only when the request carries
+    an ``Idempotency-Key`` (most requests do not, and hashing means dumping the body).
+    """
     key = request.headers.get(HEADER)
     if key is None:
         status, payload = call()
@@ -50,6 +54,8 @@ def run_idempotent(
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters", field="Idempotency-Key"
         )
     scope = f"{actor}:{operation}"
+    if callable(request_hash):
+        request_hash = request_hash()
     outcome = store.begin_idempotent(scope, key, request_hash)
     if outcome.state == "replay":
         return JSONResponse(

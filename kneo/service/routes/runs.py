@@ -98,7 +98,7 @@ def _create(request: Request, body: CreateRunRequest, principal: Principal, mana
         manager.store,
         operation=operation,
         actor=principal.name,
-        request_hash=body_hash(body),
+        request_hash=lambda: body_hash(body),
         call=lambda: _start_run(request, body, manager, principal.name),
     )
 
