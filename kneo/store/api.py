@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NoReturn
@@ -104,7 +105,10 @@ def _dialect_stmt(store: Any, name: str) -> Any:
     key = (store.dialect.name, name)
     stmt = _STMT_BY_DIALECT.get(key)
     if stmt is None:
-        if name == "create_run":
+        if name == "spec":
+            stmt = (store.dialect.insert(t.specs)
+                    .on_conflict_do_nothing(index_elements=["digest"]))
+        elif name == "create_run":
             stmt = (store.dialect.insert(t.runs)
                     .on_conflict_do_nothing(index_elements=["run_id"])
                     .returning(t.runs.c.run_id))
@@ -170,8 +174,9 @@ class Transaction(RegistryWritesMixin):
             "output_text": None,
             "error": None,
             "environment": environment,
-            "spec": dict(spec or {}),
+            "spec": {},
             "spec_digest": spec_digest,
+            "spec_ref": self._put_spec(spec),
             "bundle_name": bundle_name,
             "bundle_revision": bundle_revision,
             "bundle_commit": bundle_commit,
@@ -191,7 +196,18 @@ class Transaction(RegistryWritesMixin):
         if inserted is None:
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
         self._seq[str(values["run_id"])] = [0, 0]
-        return rows.run(values)
+        return rows.run({**values, "spec": dict(spec or {})})
+
+    def _put_spec(self, spec: Mapping[str, Any] | None) -> str | None:
+        """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
+        digest, or ``None`` for an empty spec (kept inline)."""
+        if not spec:
+            return None
+        text = steps.json_text(dict(spec))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.conn.execute(_dialect_stmt(self._store, "spec"),
+                          {"digest": digest, "spec": text, "created_at": self.now})
+        return digest
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
         """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL."""
@@ -201,7 +217,7 @@ class Transaction(RegistryWritesMixin):
         row = self.conn.execute(stmt).mappings().first()
         if row is None:
             raise not_found_error("run", run_id)
-        return rows.run(row)
+        return rows.run(row, self.conn)
 
     def update_run(
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
@@ -216,6 +232,8 @@ class Transaction(RegistryWritesMixin):
             raise InvalidRequest(f"run fields cannot be updated: {sorted(unknown)}", field="changes")
         if run_id in self._seq_dirty:
             changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
+            changes["spec_ref"] = None
         keys = tuple(sorted(changes))
         params = {f"v_{k}": changes[k] for k in keys}
         params |= {"k_run_id": run_id, "k_now": self.now, "k_expected": expected_version}
@@ -224,7 +242,7 @@ class Transaction(RegistryWritesMixin):
         if row is not None:
             self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
             self._seq_dirty.discard(run_id)
-            return rows.run(row)
+            return rows.run(row, self.conn)
         self._raise_stale(run_id, expected_version)
 
     def current(self, run: RunRecord) -> RunRecord:
@@ -679,9 +697,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def get_run(self, run_id: str) -> RunRecord:
         with self._read() as conn:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
-        if row is None:
-            raise not_found_error("run", run_id)
-        return rows.run(row)
+            if row is None:
+                raise not_found_error("run", run_id)
+            return rows.run(row, conn)
 
     def list_runs(
         self,
@@ -714,7 +732,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         )
         with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(t.runs).where(*where)).scalar_one()
-            items = [rows.run(r) for r in conn.execute(stmt).mappings()]
+            items = [rows.run(r, conn) for r in conn.execute(stmt).mappings()]
         return Page(items, total, limit, offset, sort_by, order)
 
     # -- checkpoints and trace --------------------------------------------------------

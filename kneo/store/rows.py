@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
+
 from kneo.store import payloads
+from kneo.store import tables as t
 from kneo.store.records import (
     AuditEvent,
     BundleRevision,
@@ -22,8 +26,31 @@ from kneo.store.records import (
 
 Row = Mapping[Any, Any]
 
+_SELECT_SPEC = sa.select(t.specs.c.spec).where(t.specs.c.digest == sa.bindparam("digest"))
+#: spec JSON text by content digest: immutable once written, so caching it is always right
+_SPEC_TEXT: dict[str, str] = {}
 
-def run(r: Row) -> RunRecord:
+
+def spec_text(conn: Any, digest: str) -> str | None:
+    """The stored JSON text of the spec with ``digest`` (cached per process)."""
+    text = _SPEC_TEXT.get(digest)
+    if text is None:
+        text = conn.execute(_SELECT_SPEC, {"digest": digest}).scalar()
+        if text is None:
+            return None
+        if len(_SPEC_TEXT) >= 256:
+            _SPEC_TEXT.clear()
+        _SPEC_TEXT[digest] = text
+    return text
+
+
+def run(r: Row, conn: Any = None) -> RunRecord:
+    """A run record; ``conn`` reads the spec from ``specs`` when the row references it."""
+    spec = r["spec"] or {}
+    ref = r.get("spec_ref")
+    if ref and not spec and conn is not None:
+        text = spec_text(conn, ref)
+        spec = json.loads(text) if text is not None else {}
     return RunRecord(
         run_id=r["run_id"],
         status=r["status"],
@@ -35,7 +62,7 @@ def run(r: Row) -> RunRecord:
         output_text=r["output_text"],
         error=r["error"],
         environment=r["environment"],
-        spec=r["spec"] or {},
+        spec=spec,
         spec_digest=r["spec_digest"],
         bundle_name=r["bundle_name"],
         bundle_revision=r["bundle_revision"],

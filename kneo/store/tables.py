@@ -88,6 +88,7 @@ runs = sa.Table(
     sa.Column("output_text", sa.Text),
     sa.Column("error", JSONText),
     sa.Column("environment", sa.String(128)),
+    # ``{}`` when the spec lives in ``specs`` under ``spec_ref`` (runs since migration 0003)
     sa.Column("spec", JSONText, nullable=False),
     sa.Column("spec_digest", sa.String(128)),
     sa.Column("bundle_name", sa.String(255)),
@@ -104,9 +105,20 @@ runs = sa.Table(
     sa.Column("metadata", JSONText, nullable=False),
     sa.Column("checkpoint_seq", sa.Integer, nullable=False),
     sa.Column("trace_seq", sa.Integer, nullable=False),
+    sa.Column("spec_ref", sa.String(64)),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "created_at"),
     sa.Index(None, "updated_at"),
+)
+
+# Resolved specs, stored once each: ``digest`` is the sha256 of the stored JSON text (the
+# content, not the bundle digest), so a row never changes once written.
+specs = sa.Table(
+    "specs",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 checkpoints = sa.Table(

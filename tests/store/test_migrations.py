@@ -158,3 +158,33 @@ def test_store_package_respects_layering() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_specs_backfill_from_0002(tmp_path: Path) -> None:
+    """0003 moves existing runs' specs into ``specs`` (once per content) and runs still read
+    their spec; a row left inline is read as before."""
+    url = sa.make_url(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0002") == "0002"
+    runs = sa.table("runs", *(sa.column(c.name) for c in t.runs.c if c.name != "spec_ref"))
+    with engine.begin() as conn:
+        for run_id, spec in (("run_a", '{"v":1}'), ("run_b", '{"v":1}'), ("run_c", '{"v":2}')):
+            conn.execute(sa.insert(runs).values(
+                run_id=run_id, status="paused", target="workflow", input_text="kept",
+                spec=spec, state="{}", version=1, cancel_requested=False,
+                created_at="2026-01-01 00:00:00", updated_at="2026-01-01 00:00:00",
+                metadata="{}", checkpoint_seq=0, trace_seq=0))
+    engine.dispose()
+    store = open_store(str(url))
+    assert [store.get_run(r).spec for r in ("run_a", "run_b", "run_c")] == [
+        {"v": 1}, {"v": 1}, {"v": 2}]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM specs")).scalar() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM runs WHERE spec = '{}'")).scalar() == 3
+        conn.execute(sa.text("UPDATE runs SET spec = :spec, spec_ref = NULL "
+                             "WHERE run_id = 'run_c'"), {"spec": '{"v":3}'})
+        conn.commit()
+    assert store.get_run("run_c").spec == {"v": 3}
+    assert {r.run_id: r.spec for r in store.list_runs().items}["run_a"] == {"v": 1}
+    store.close()
