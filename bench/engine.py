@@ -32,9 +32,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# A bench script named like a stdlib module would shadow it (langgraph, uvicorn): keep
-# this directory off sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
 STEP_MODULE = "def step(text):\n    return text + '.'\n"

@@ -15,22 +15,17 @@ the clock starts when the records become due and stops at the last run's ``finis
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import secrets
+import subprocess
 import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-# This file is named queue.py: keep its directory off sys.path so ``import queue`` (used by
-# psycopg and the stdlib) finds the standard library module, not this script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SCALING = 2.5

@@ -1,4 +1,3 @@
-# ruff: noqa: E402  (bench/ leaves sys.path before the imports, see below)
 """Benchmark: reconcile a generated repository of signed bundles (issue 7's "Measure").
 
 Builds a bare Git remote holding N Ed25519-signed bundles spread over dev, staging and prod
@@ -27,10 +26,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-# bench/ holds scripts whose names shadow the standard library (bench/queue.py): drop it
-# from the import path before anything imports ``queue``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
 from kneo.bundle.sign import sign_bundle

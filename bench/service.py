@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# A bench script named like a stdlib module would shadow it (langgraph, uvicorn): keep
-# this directory off sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 TARGET_RATIO = 0.5
 TOKEN = "bench-operator-token-0123456789"
 
