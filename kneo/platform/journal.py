@@ -20,6 +20,7 @@ from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction
 from kneo.redaction import redact as _redact_any
 from kneo.store import Store, Transaction, payloads
+from kneo.store.rawtx import RawTransaction
 from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 
@@ -86,7 +87,7 @@ class StoreJournal:
             self._last_renew = time.monotonic()
             self._renew()
 
-    def write_final(self, tx: Transaction, boundary: Boundary,
+    def write_final(self, tx: Transaction | RawTransaction, boundary: Boundary,
                     events: list[dict[str, Any]] | None = None) -> None:
         """Part of the caller's final transaction: the outcome checkpoint, then the pending
         events followed by ``events`` (rows as ``add_trace_events`` takes them) in one insert."""
@@ -97,7 +98,7 @@ class StoreJournal:
                 tx.add_trace_events(self.run_id, rows)
             self._buffer.clear()
 
-    def _write_boundary(self, tx: Transaction, boundary: Boundary) -> None:
+    def _write_boundary(self, tx: Transaction | RawTransaction, boundary: Boundary) -> None:
         meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
         meta.update(boundary.metadata)
         tx.add_checkpoint(

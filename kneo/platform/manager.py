@@ -76,7 +76,8 @@ from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
-from kneo.store import RunRecord, Store, Transaction
+from kneo.store import RunRecord, Store
+from kneo.store.rawtx import RawTransaction
 
 Providers = Callable[[str], Any]
 
@@ -680,7 +681,7 @@ class PlatformManager:
         agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
         meta = {"base_dir": prepared["base_dir"], "spec_path": prepared["spec_path"],
                 **dict(metadata or {})}
-        with self.store.transaction() as tx:
+        with self.store.raw_transaction() as tx:
             run = tx.create_run(
                 target=prepared["target"], input_text=input_text, status=RunStatus.QUEUED,
                 workflow_name=workflow.name, workflow_kind=workflow.family,
@@ -762,7 +763,7 @@ class PlatformManager:
             journal.discard()
             return self._result(self.store.get_run(run_id)), False
         try:
-            with self.store.transaction() as tx:
+            with self.store.raw_transaction() as tx:
                 updated = self._write_outcome(tx, run, journal, outcome, audits)
                 tx.drop_lock(f"run:{run_id}", self.owner)
                 updated = tx.current(updated)
@@ -773,7 +774,7 @@ class PlatformManager:
             return self._result(self.store.get_run(run_id)), False
         return self._result(updated), True
 
-    def _write_outcome(self, tx: Transaction, run: RunRecord, journal: StoreJournal,
+    def _write_outcome(self, tx: RawTransaction, run: RunRecord, journal: StoreJournal,
                        outcome: Outcome,
                        audits: list[tuple[str, str | None, str | None, dict[str, Any]]]
                        ) -> RunRecord:

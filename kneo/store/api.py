@@ -37,7 +37,7 @@ from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_id, new_run_id
 from kneo.redaction import redact
 from kneo.settings import Settings
-from kneo.store import payloads, rows, steps
+from kneo.store import payloads, rawtx, rows, steps
 from kneo.store import tables as t
 from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
@@ -632,6 +632,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             tx = Transaction(self, conn)
             yield tx
             tx._flush_sequences()
+
+    def raw_transaction(self) -> contextlib.AbstractContextManager[rawtx.RawTransaction]:
+        """A run's create or outcome unit of work as prepared statements on a raw DBAPI
+        connection (:class:`kneo.store.rawtx.RawTransaction`): same rows, same commit."""
+        return rawtx.raw_transaction(self)
 
     def schema_revision(self) -> str | None:
         """The migration revision recorded in the database (``None`` when empty)."""
