@@ -158,6 +158,13 @@ def main() -> None:
         (project / "bench.yaml").write_text(json.dumps(SPEC))
         sys.path.insert(0, str(project))
         if args.database_url:
+            # Warm-up, discarded: the first drain of a process tree pays one-off costs
+            # (bytecode, connection set-up, page cache) that would flatter the scaling.
+            url, drop = _fresh_database(args.database_url)
+            try:
+                measure(project, url, min(args.runs, 100), 1)
+            finally:
+                drop()
             for workers in args.workers:
                 url, drop = _fresh_database(args.database_url)
                 try:
