@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.idempotency import HEADER
@@ -26,7 +27,7 @@ def list_human_tasks(
     escalated: bool | None = None,
     older_than_seconds: float | None = None,
     page: PageParams = Depends(paging(("created_at",), "created_at", "asc")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow kind, assignee or request kind."""
     listed = manager.list_human_tasks(
@@ -45,7 +46,7 @@ def list_human_tasks(
 
 @router.get("/human-tasks/{continuation_id}", dependencies=[Depends(require_scope("human:read"))])
 def get_human_task(
-    request: Request, continuation_id: str, manager: Any = Depends(manager_dep)
+    request: Request, continuation_id: str, manager: PlatformManager = Depends(manager_dep)
 ) -> dict[str, Any]:
     """One human task with all its requests."""
     annotate(request, continuation_id=continuation_id)
@@ -58,7 +59,7 @@ def resume_human_task(
     continuation_id: str,
     body: ResumeRequest,
     principal: Principal = Depends(require_scope("human:write")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Apply a decision; the run continues once no request is pending."""
     check_limits(body, request.app.state.settings.limits)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from kneo.errors import InvalidRequest
+from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
@@ -108,7 +109,7 @@ def create_run(
     request: Request,
     body: CreateRunRequest,
     principal: Principal = Depends(require_scope("runs:write")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Create a run; sync runs answer when the run finishes or pauses."""
     return _create(request, body, principal, manager, "runs.create")
@@ -119,7 +120,7 @@ def run_spec(
     request: Request,
     body: CreateRunRequest,
     principal: Principal = Depends(require_scope("runs:write")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Run a spec (a path on the server or an inline document)."""
     return _create(request, body, principal, manager, "specs.run")
@@ -129,7 +130,7 @@ def run_spec(
 def list_runs(
     status: str | None = None,
     page: PageParams = Depends(paging(("created_at", "updated_at", "status"), "created_at")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Runs, filtered by status, paged and sorted."""
     return manager.list_runs(status=status, limit=page.limit, offset=page.offset,
@@ -137,7 +138,7 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", dependencies=[Depends(require_scope("runs:read"))])
-def get_run(request: Request, run_id: str, manager: Any = Depends(manager_dep)) -> dict[str, Any]:
+def get_run(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)) -> dict[str, Any]:
     """A run's status, position and outcome."""
     annotate(request, run_id=run_id)
     return manager.get_run(run_id)
@@ -148,7 +149,7 @@ def cancel_run(
     request: Request,
     run_id: str,
     principal: Principal = Depends(require_scope("runs:write")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Cancel a queued, running or paused run (cooperative for a step in flight)."""
     annotate(request, run_id=run_id)
@@ -160,7 +161,7 @@ def run_policy_report(
     request: Request,
     run_id: str,
     principal: Principal = Depends(require_scope("specs:read")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """The governance report of the spec this run was started with."""
     from kneo.spec.loader import load_spec_data
@@ -181,7 +182,7 @@ def run_policy_report(
 
 
 @router.get("/runs/{run_id}/recovery", dependencies=[Depends(require_scope("runs:read"))])
-def run_recovery(request: Request, run_id: str, manager: Any = Depends(manager_dep)
+def run_recovery(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
                  ) -> dict[str, Any]:
     """Completed steps, the failed step and whether the run can continue."""
     annotate(request, run_id=run_id)
@@ -189,7 +190,7 @@ def run_recovery(request: Request, run_id: str, manager: Any = Depends(manager_d
 
 
 @router.get("/runs/{run_id}/replay", dependencies=[Depends(require_scope("runs:read"))])
-def run_replay(request: Request, run_id: str, manager: Any = Depends(manager_dep)
+def run_replay(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
                ) -> dict[str, Any]:
     """A compact checkpoint timeline plus the recovery context."""
     annotate(request, run_id=run_id)
@@ -202,7 +203,7 @@ def continue_run(
     run_id: str,
     body: ContinueRequest | None = Body(None),
     principal: Principal = Depends(require_scope("runs:write")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last completed step boundary."""
     annotate(request, run_id=run_id)
@@ -216,7 +217,7 @@ def run_checkpoints(
     type: str | None = None,
     include_payload: bool = False,
     page: PageParams = Depends(paging(("sequence", "created_at"), "sequence", "asc")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A run's checkpoints (payloads on request), paged by sequence."""
     from kneo.platform.results import checkpoint_view
@@ -236,7 +237,7 @@ def run_checkpoint_diff(
     run_id: str,
     from_sequence: int | None = Query(None, ge=1),
     to_sequence: int | None = Query(None, ge=1),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Added, removed and changed paths between two checkpoints (default: latest two)."""
     annotate(request, run_id=run_id)
@@ -249,7 +250,7 @@ def run_trace(
     run_id: str,
     event_type: str | None = None,
     page: PageParams = Depends(paging(("sequence", "created_at"), "sequence", "asc")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A run's trace events, paged by sequence."""
     from kneo.platform.results import trace_view
@@ -279,7 +280,7 @@ def run_events(
     run_id: str,
     last_event_id: int | None = Header(None, alias="Last-Event-ID"),
     poll_seconds: float = Query(0.25, ge=0.05, le=5.0),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> StreamingResponse:
     """Stream the run's trace events as server-sent events until it pauses or finishes."""
     from kneo.platform.results import run_result, trace_view

@@ -7,15 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.schemas import SpecRequest, check_limits
 from kneo.service.spec_source import check_resolved, registries, resolve_spec
+from kneo.spec.pipeline import SpecReport
 
 router = APIRouter(tags=["specs"])
 
 
-def _checked(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, Any]:
+def _checked(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, SpecReport]:
     check_limits(body, request.app.state.settings.limits)
     resolved = resolve_spec(body, request.app.state.settings)
     return resolved, check_resolved(resolved, manager, manager.store)
@@ -40,7 +42,7 @@ def validate_spec(
     request: Request,
     body: SpecRequest,
     principal: Principal = Depends(require_scope("specs:read")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Diagnostics, environment policy and the governance report for a spec."""
     resolved, report = _checked(request, body, manager)
@@ -53,7 +55,7 @@ def spec_policy_report(
     request: Request,
     body: SpecRequest,
     principal: Principal = Depends(require_scope("specs:read")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """The structured governance report (memory, tools, MCP, guardrails, human review)."""
     resolved, report = _checked(request, body, manager)
@@ -88,7 +90,7 @@ def compile_spec(
     request: Request,
     body: SpecRequest,
     principal: Principal = Depends(require_scope("specs:read")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Compile a spec to its executable workflow (400 with diagnostics when invalid)."""
     from kneo.spec.compiler import describe
@@ -108,7 +110,7 @@ def explain_spec(
     request: Request,
     body: SpecRequest,
     principal: Principal = Depends(require_scope("specs:read")),
-    manager: Any = Depends(manager_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """What would run, where people decide, and which gates apply, in one document."""
     from kneo.spec.compiler import describe
