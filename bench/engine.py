@@ -61,8 +61,11 @@ def timed(cmd: list[str], **kwargs: Any) -> tuple[float, float, subprocess.Compl
 
 def child_env(pycache: Path) -> dict[str, str]:
     """Environment of the fresh processes: bytecode allowed (private prefix), no KNEO_*."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("KNEO") and k != "PYTHONDONTWRITEBYTECODE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("KNEO") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env["KNEO_SERV_SQLITE_SYNCHRONOUS"] = "full"  # like LangGraph's default connection
@@ -84,21 +87,32 @@ class KneoSteps:
         (root / "benchsteps.py").write_text(STEP_MODULE)
         sys.path.insert(0, str(root))
         for n in (1, 10):
-            spec = {"version": "v1", "workflow": {"type": "sequential", "name": f"s{n}", "steps": [
-                {"id": f"s{i}", "kind": "function", "ref": "benchsteps:step"} for i in range(n)]}}
+            spec = {
+                "version": "v1",
+                "workflow": {
+                    "type": "sequential",
+                    "name": f"s{n}",
+                    "steps": [
+                        {"id": f"s{i}", "kind": "function", "ref": "benchsteps:step"}
+                        for i in range(n)
+                    ],
+                },
+            }
             (root / f"steps{n}.yaml").write_text(json.dumps(spec))
         settings = Settings.from_env({"KNEO_SERV_SQLITE_SYNCHRONOUS": synchronous})
         self.root = root
-        self.manager = create_platform(settings,
-                                       ProjectContext.discover(cwd=root, settings=settings))
+        self.manager = create_platform(
+            settings, ProjectContext.discover(cwd=root, settings=settings)
+        )
         for _ in range(3):  # warm up compile caches and the SQLite file
             self.manager.run_from_spec(input_text="x", spec_path=root / "steps10.yaml")
 
     def round(self, timings: Timings) -> None:
         for n in (1, 10):
             start = time.perf_counter()
-            result = self.manager.run_from_spec(input_text="x",
-                                                spec_path=self.root / f"steps{n}.yaml")
+            result = self.manager.run_from_spec(
+                input_text="x", spec_path=self.root / f"steps{n}.yaml"
+            )
             timings[n].append(time.perf_counter() - start)
             assert result.status == "succeeded"
 
@@ -115,23 +129,42 @@ class KneoResume:
         from kneo.spec.project import ProjectContext
 
         root.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(REPO / "examples", root / "examples", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "examples",
+            root / "examples",
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         settings = Settings.from_env({"KNEO_SERV_SQLITE_SYNCHRONOUS": "full"})
-        self.manager = create_platform(settings,
-                                       ProjectContext.discover(cwd=root, settings=settings))
+        self.manager = create_platform(
+            settings, ProjectContext.discover(cwd=root, settings=settings)
+        )
         self.root, self.env = root, env
 
     def sample(self) -> tuple[float, float]:
         paused = self.manager.run_from_spec(
             input_text="draft the launch announcement",
-            spec_path=self.root / "examples/human_approval_workflow.yaml")
+            spec_path=self.root / "examples/human_approval_workflow.yaml",
+        )
         wall, cpu, proc = timed(
-            [sys.executable, "-m", "kneo.cli.main", "human", "resume", paused.continuation_id,
-             "--request-id", paused.request_id or "", "--approve", "--json"],
-            cwd=self.root, env=self.env)
-        assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "succeeded", \
+            [
+                sys.executable,
+                "-m",
+                "kneo.cli.main",
+                "human",
+                "resume",
+                paused.continuation_id,
+                "--request-id",
+                paused.request_id or "",
+                "--approve",
+                "--json",
+            ],
+            cwd=self.root,
+            env=self.env,
+        )
+        assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "succeeded", (
             proc.stderr
+        )
         return wall, cpu
 
 
@@ -243,10 +276,15 @@ class LangGraphResume:
     def sample(self) -> tuple[float, float]:
         self.count += 1
         thread = f"t{self.count}"
-        subprocess.run([sys.executable, str(self.script), self.db, thread, "start"], check=True,
-                       capture_output=True, env=self.env)
-        wall, cpu, proc = timed([sys.executable, str(self.script), self.db, thread, "resume"],
-                                env=self.env)
+        subprocess.run(
+            [sys.executable, str(self.script), self.db, thread, "start"],
+            check=True,
+            capture_output=True,
+            env=self.env,
+        )
+        wall, cpu, proc = timed(
+            [sys.executable, str(self.script), self.db, thread, "resume"], env=self.env
+        )
         assert proc.returncode == 0, proc.stderr
         return wall, cpu
 
@@ -255,16 +293,21 @@ class LangGraphResume:
 
 
 def _line(name: str, timings: Timings) -> str:
-    return (f"  {name:<10}{per_step(timings) * 1000:7.2f} ms/step   (10-step run "
-            f"{_median(timings[10]) * 1000:6.1f} ms, 1-step run {_median(timings[1]) * 1000:5.1f} ms)")
+    return (
+        f"  {name:<10}{per_step(timings) * 1000:7.2f} ms/step   (10-step run "
+        f"{_median(timings[10]) * 1000:6.1f} ms, 1-step run {_median(timings[1]) * 1000:5.1f} ms)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="interleaved rounds per mode")
     parser.add_argument("--resumes", type=int, default=7)
-    parser.add_argument("--resume-only", action="store_true",
-                        help="skip the per-step rounds; measure only the resume")
+    parser.add_argument(
+        "--resume-only",
+        action="store_true",
+        help="skip the per-step rounds; measure only the resume",
+    )
     args = parser.parse_args()
     have_lg = langgraph_available()
     if not have_lg:
@@ -281,13 +324,16 @@ def main() -> None:
                 if lg is not None:
                     lg.round(l_t)
             kneo.close()
-            print(f"per-step overhead, SQLite WAL synchronous={mode.upper()} on both sides, "
-                  f"median of {args.runs} interleaved rounds")
+            print(
+                f"per-step overhead, SQLite WAL synchronous={mode.upper()} on both sides, "
+                f"median of {args.runs} interleaved rounds"
+            )
             print(_line("kneo", k_t))
             if lg is not None:
                 print(_line("langgraph", l_t))
-                print(f"  ratio kneo/langgraph {per_step(k_t) / per_step(l_t):.2f}"
-                      "  (target <= 0.33)")
+                print(
+                    f"  ratio kneo/langgraph {per_step(k_t) / per_step(l_t):.2f}  (target <= 0.33)"
+                )
         env = child_env(root / "pycache")
         k_resume = KneoResume(root / "kneo_resume", env)
         l_resume = LangGraphResume(root / "lg_resume", env) if have_lg else None
@@ -307,8 +353,10 @@ def main() -> None:
         if l_s:
             l_wall, l_cpu = _median([w for w, _ in l_s]), _median([c for _, c in l_s])
             print(f"  langgraph script   {l_wall * 1000:6.0f} ms / {l_cpu * 1000:5.0f} ms")
-            print(f"  ratio kneo/langgraph wall {k_wall / l_wall:.2f}, CPU {k_cpu / l_cpu:.2f}"
-                  "  (target <= 0.50)")
+            print(
+                f"  ratio kneo/langgraph wall {k_wall / l_wall:.2f}, CPU {k_cpu / l_cpu:.2f}"
+                "  (target <= 0.50)"
+            )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,9 @@ def kneo_bench(root: Path, runs: int) -> dict[str, float]:
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
 
-    shutil.copytree(REPO / "examples", root / "examples",
-                    ignore=shutil.ignore_patterns("__pycache__", "keys"))
+    shutil.copytree(
+        REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "keys")
+    )
     settings = Settings.from_env({})
     manager = create_platform(settings, ProjectContext.discover(cwd=root, settings=settings))
     spec = root / "examples" / "hitl_approval.yaml"
@@ -120,17 +121,25 @@ def kneo_bench(root: Path, runs: int) -> dict[str, float]:
     resumes = []
     for _ in range(5):
         s = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", KNEO_RESUME, str(root), first.continuation_id,
-                              first.request_id], capture_output=True, text=True, cwd=root,
-                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+        out = subprocess.run(
+            [sys.executable, "-c", KNEO_RESUME, str(root), first.continuation_id, first.request_id],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
         resumes.append(time.perf_counter() - s)
         if out.returncode == 0:
             inner = float(out.stdout.strip().splitlines()[-1])
             break
         raise SystemExit(out.stderr)
-    return {"pause_ms": statistics.median(samples) * 1000, "runs_per_s": runs / total,
-            "bytes_per_run": grown / runs, "resume_wall_ms": resumes[0] * 1000,
-            "resume_inproc_ms": inner * 1000}
+    return {
+        "pause_ms": statistics.median(samples) * 1000,
+        "runs_per_s": runs / total,
+        "bytes_per_run": grown / runs,
+        "resume_wall_ms": resumes[0] * 1000,
+        "resume_inproc_ms": inner * 1000,
+    }
 
 
 def langgraph_bench(root: Path, runs: int) -> dict[str, float] | None:
@@ -141,19 +150,36 @@ def langgraph_bench(root: Path, runs: int) -> dict[str, float] | None:
     script = root / "lg.py"
     script.write_text(LG)
     db = root / "lg.sqlite"
-    out = subprocess.run([sys.executable, str(script), str(db), "pause", "1"], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(db), "pause", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     before = db_bytes(db)
-    out = subprocess.run([sys.executable, str(script), str(db), "pause", str(runs)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(db), "pause", str(runs)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     total, median = (float(x) for x in out.stdout.split())
     grown = db_bytes(db) - before
     s = time.perf_counter()
-    out = subprocess.run([sys.executable, str(script), str(db), "resume", "1"], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(db), "resume", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - s
-    return {"pause_ms": median * 1000, "runs_per_s": runs / total, "bytes_per_run": grown / runs,
-            "resume_wall_ms": wall * 1000, "resume_inproc_ms": float(out.stdout) * 1000}
+    return {
+        "pause_ms": median * 1000,
+        "runs_per_s": runs / total,
+        "bytes_per_run": grown / runs,
+        "resume_wall_ms": wall * 1000,
+        "resume_inproc_ms": float(out.stdout) * 1000,
+    }
 
 
 def main() -> None:
@@ -166,15 +192,21 @@ def main() -> None:
         kneo = kneo_bench(Path(tmp) / "k", args.runs)
         lg = langgraph_bench(Path(tmp) / "l", args.runs)
     rows: list[tuple[str, dict[str, Any]]] = [("kneo", kneo)] + ([("langgraph", lg)] if lg else [])
-    print(f"{'':10} {'pause ms':>9} {'resume ms (fresh proc / in-proc)':>34} "
-          f"{'paused runs/s':>14} {'bytes/paused run':>17}")
+    print(
+        f"{'':10} {'pause ms':>9} {'resume ms (fresh proc / in-proc)':>34} "
+        f"{'paused runs/s':>14} {'bytes/paused run':>17}"
+    )
     for name, r in rows:
-        print(f"{name:10} {r['pause_ms']:9.2f} {r['resume_wall_ms']:18.0f} / "
-              f"{r['resume_inproc_ms']:<13.0f} {r['runs_per_s']:14.1f} {r['bytes_per_run']:17.0f}")
+        print(
+            f"{name:10} {r['pause_ms']:9.2f} {r['resume_wall_ms']:18.0f} / "
+            f"{r['resume_inproc_ms']:<13.0f} {r['runs_per_s']:14.1f} {r['bytes_per_run']:17.0f}"
+        )
     if lg:
-        print(f"ratios: runs/s kneo/langgraph = {kneo['runs_per_s'] / lg['runs_per_s']:.2f}x "
-              f"(target >= 2x); bytes/run kneo/langgraph = "
-              f"{kneo['bytes_per_run'] / lg['bytes_per_run']:.2f} (target <= 0.5)")
+        print(
+            f"ratios: runs/s kneo/langgraph = {kneo['runs_per_s'] / lg['runs_per_s']:.2f}x "
+            f"(target >= 2x); bytes/run kneo/langgraph = "
+            f"{kneo['bytes_per_run'] / lg['bytes_per_run']:.2f} (target <= 0.5)"
+        )
     else:
         print("langgraph not installed: Kneo numbers only")
 

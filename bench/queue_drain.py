@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_SCALING = 2.5
 HOLD_SECONDS = 6.0
 
-STEPS = '''
+STEPS = """
 def a(text):
     return text + " a"
 
@@ -40,10 +40,16 @@ def b(text):
 
 def c(text):
     return text + " c"
-'''
+"""
 
-SPEC = {"version": "v1", "workflow": {"type": "sequential", "name": "bench-queue", "steps": [
-    {"id": s, "kind": "function", "ref": f"benchsteps:{s}"} for s in ("a", "b", "c")]}}
+SPEC = {
+    "version": "v1",
+    "workflow": {
+        "type": "sequential",
+        "name": "bench-queue",
+        "steps": [{"id": s, "kind": "function", "ref": f"benchsteps:{s}"} for s in ("a", "b", "c")],
+    },
+}
 
 
 def _cpu_times() -> tuple[float, float]:
@@ -90,8 +96,9 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
     from kneo.store import tables as t
 
     settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": url})
-    manager = create_platform(settings=settings,
-                              project=ProjectContext.discover(cwd=project, settings=settings))
+    manager = create_platform(
+        settings=settings, project=ProjectContext.discover(cwd=project, settings=settings)
+    )
     store = manager.store
     for i in range(runs):
         manager.start_run_from_spec(input_text=f"r{i}", spec_path=project / "bench.yaml")
@@ -99,12 +106,23 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
     with store.engine.begin() as conn:
         conn.execute(sa.update(t.queue).values(available_at=due))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
-    env.update(PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
-               KNEO_SERV_DATABASE_URL=url, KNEO_SERV_WORKER_POLL_SECONDS="0.02",
-               KNEO_SERV_WORKER_LEASE_SECONDS="60", KNEO_SERV_LOG_LEVEL="WARNING")
-    procs = [subprocess.Popen([sys.executable, "-m", "kneo.cli.main", "worker"], cwd=project,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(workers)]
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
+        KNEO_SERV_DATABASE_URL=url,
+        KNEO_SERV_WORKER_POLL_SECONDS="0.02",
+        KNEO_SERV_WORKER_LEASE_SECONDS="60",
+        KNEO_SERV_LOG_LEVEL="WARNING",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kneo.cli.main", "worker"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
     try:
         time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         busy0, total0 = _cpu_times()
@@ -113,8 +131,9 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
         r = t.runs.c
         while True:
             with store.engine.connect() as conn:
-                left = conn.execute(sa.select(sa.func.count()).select_from(t.runs)
-                                    .where(r.status != "succeeded")).scalar_one()
+                left = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.runs).where(r.status != "succeeded")
+                ).scalar_one()
             if left == 0:
                 break
             if time.monotonic() - started > 600:
@@ -133,17 +152,24 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
         for proc in procs:
             proc.wait(timeout=30)
         store.close()
-    return {"workers": workers, "runs": runs, "seconds": round(seconds, 3),
-            "runs_per_second": round(runs / seconds, 1),
-            "cpu_utilization": round((busy1 - busy0) / max(1.0, total1 - total0), 3),
-            "worker_cpu_ms_per_run": round(1000 * worker_cpu / runs, 1),
-            "load_average": round(os.getloadavg()[0], 1)}
+    return {
+        "workers": workers,
+        "runs": runs,
+        "seconds": round(seconds, 3),
+        "runs_per_second": round(runs / seconds, 1),
+        "cpu_utilization": round((busy1 - busy0) / max(1.0, total1 - total0), 3),
+        "worker_cpu_ms_per_run": round(1000 * worker_cpu / runs, 1),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=os.environ.get("KNEO_TEST_DATABASE_URL"),
-                        help="PostgreSQL server to create bench databases on")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("KNEO_TEST_DATABASE_URL"),
+        help="PostgreSQL server to create bench databases on",
+    )
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--no-sqlite", action="store_true")
@@ -177,22 +203,30 @@ def main() -> None:
 
     pg = {r["workers"]: r["runs_per_second"] for r in results["postgresql"]}
     scaling = {str(w): round(rate / pg[1], 2) for w, rate in pg.items()} if 1 in pg else {}
-    report = {"cores": os.cpu_count(), "results": results, "scaling_vs_1_worker": scaling,
-              "target_4_workers": TARGET_SCALING}
+    report = {
+        "cores": os.cpu_count(),
+        "results": results,
+        "scaling_vs_1_worker": scaling,
+        "target_4_workers": TARGET_SCALING,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"queue drain, 3-step function workflow, {args.runs} runs, {os.cpu_count()} cores")
     for backend, rows in results.items():
         for row in rows:
-            print(f"  {backend:<10} {row['workers']} worker(s): {row['runs_per_second']:>7} runs/s"
-                  f"  ({row['seconds']} s, machine CPU {row['cpu_utilization']:.0%}, "
-                  f"worker CPU {row['worker_cpu_ms_per_run']} ms/run, "
-                  f"load {row['load_average']})")
+            print(
+                f"  {backend:<10} {row['workers']} worker(s): {row['runs_per_second']:>7} runs/s"
+                f"  ({row['seconds']} s, machine CPU {row['cpu_utilization']:.0%}, "
+                f"worker CPU {row['worker_cpu_ms_per_run']} ms/run, "
+                f"load {row['load_average']})"
+            )
     if scaling:
-        print("  scaling vs 1 PostgreSQL worker: "
-              + ", ".join(f"{w}: {s}x" for w, s in scaling.items())
-              + f" (target 4 workers >= {TARGET_SCALING}x)")
+        print(
+            "  scaling vs 1 PostgreSQL worker: "
+            + ", ".join(f"{w}: {s}x" for w, s in scaling.items())
+            + f" (target 4 workers >= {TARGET_SCALING}x)"
+        )
 
 
 if __name__ == "__main__":

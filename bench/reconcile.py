@@ -39,8 +39,13 @@ ENVS = {
     "staging": "version: v1\npromotion: {require_approved_in: dev}\n",
     "prod": "version: v1\npromotion: {require_approved_in: staging}\n",
 }
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -80,16 +85,23 @@ def build(root: Path, count: int) -> tuple[Path, Path, Any]:
 
 
 def write_bundle(work: Path, key: Any, i: int, env: str, version: int = 1) -> None:
-    bundle = sign_bundle(spec(i, version), key, name=f"agent{i:04d}", environment=env,
-                         approved_by="bench", approved_at=datetime(2026, 1, 1, tzinfo=UTC),
-                         source=BundleSource(path=f"specs/agent{i}.yaml"))
+    bundle = sign_bundle(
+        spec(i, version),
+        key,
+        name=f"agent{i:04d}",
+        environment=env,
+        approved_by="bench",
+        approved_at=datetime(2026, 1, 1, tzinfo=UTC),
+        source=BundleSource(path=f"specs/agent{i}.yaml"),
+    )
     path = work / "bundles" / f"agent{i:04d}" / f"{env}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_bundle(bundle))
 
 
-def webhook_rounds(root: Path, store: Any, remote: Path, trusted: Path, work: Path, key: Any,
-                   rounds: int) -> dict[str, float]:
+def webhook_rounds(
+    root: Path, store: Any, remote: Path, trusted: Path, work: Path, key: Any, rounds: int
+) -> dict[str, float]:
     """Commit + push one changed bundle, POST a signed push webhook, wait until it is active.
 
     The timer starts before the commit (so it includes committing and pushing) and stops when
@@ -108,13 +120,23 @@ def webhook_rounds(root: Path, store: Any, remote: Path, trusted: Path, work: Pa
 
     secret = "bench-webhook-secret"
     settings = Settings.from_env({"KNEO_BENCH_WEBHOOK": secret})
-    config = ControllerConfig(repo=remote.as_uri(), cache_dir=root / "cache-webhook",
-                              webhook_secret_env="KNEO_BENCH_WEBHOOK", name="webhook")
+    config = ControllerConfig(
+        repo=remote.as_uri(),
+        cache_dir=root / "cache-webhook",
+        webhook_secret_env="KNEO_BENCH_WEBHOOK",
+        name="webhook",
+    )
     source = GitSource(remote.as_uri(), ref="main", cache_dir=config.cache_dir)
     ctl = Controller(store, source, load_keyring(trusted), config=config)
     manager = create_platform(settings=settings, store=store)
-    app = create_app(False, settings=settings, manager=manager, start_worker=False,
-                     controller=ctl, run_controller=True)
+    app = create_app(
+        False,
+        settings=settings,
+        manager=manager,
+        start_worker=False,
+        controller=ctl,
+        run_controller=True,
+    )
     samples: list[float] = []
     with TestClient(app) as client:
         deadline = time.monotonic() + 120
@@ -127,9 +149,11 @@ def webhook_rounds(root: Path, store: Any, remote: Path, trusted: Path, work: Pa
             git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
             body = json.dumps({"ref": "refs/heads/main"}).encode()
             sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            response = client.post("/v1/controller/webhook", content=body,
-                                   headers={"X-GitHub-Event": "push",
-                                            "X-Hub-Signature-256": sig})
+            response = client.post(
+                "/v1/controller/webhook",
+                content=body,
+                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
+            )
             if response.status_code != 202:
                 raise SystemExit(f"webhook refused: {response.status_code} {response.text}")
             want = f"v{100 + n} #11"
@@ -141,8 +165,11 @@ def webhook_rounds(root: Path, store: Any, remote: Path, trusted: Path, work: Pa
             else:
                 raise SystemExit("webhook round never became active")
             samples.append(time.perf_counter() - start)
-    return {"median": round(statistics.median(samples), 3), "max": round(max(samples), 3),
-            "rounds": len(samples)}
+    return {
+        "median": round(statistics.median(samples), 3),
+        "max": round(max(samples), 3),
+        "rounds": len(samples),
+    }
 
 
 def main() -> int:
@@ -192,8 +219,11 @@ def main() -> int:
         "incremental_stage_seconds": incr.stats["seconds"],
         "active_revisions": active,
         "webhook_commit_to_active_seconds": webhook_s,
-        "targets": {"cold_seconds": 10.0, "incremental_seconds": 0.2,
-                    "webhook_commit_to_active_seconds": 1.0},
+        "targets": {
+            "cold_seconds": 10.0,
+            "incremental_seconds": 0.2,
+            "webhook_commit_to_active_seconds": 1.0,
+        },
     }
     if args.json:
         print(json.dumps(report, indent=2))

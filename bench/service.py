@@ -66,7 +66,8 @@ def bare_app(database_url: str) -> Any:
     engine = dialect_for(url).create_engine(url)
     meta = sa.MetaData()
     table = sa.Table(
-        "bench_bare_runs", meta,
+        "bench_bare_runs",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("input_text", sa.Text, nullable=False),
     )
@@ -90,8 +91,9 @@ def start(cmd: list[str], env: dict[str, str], port: int, log: Path) -> subproce
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     environ.update(env)
     environ["PYTHONPATH"] = str(REPO)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=environ, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -105,8 +107,14 @@ def start(cmd: list[str], env: dict[str, str], port: int, log: Path) -> subproce
     raise RuntimeError("server did not start")
 
 
-def load(url: str, body: dict[str, Any], headers: dict[str, str], clients: int,
-         seconds: float, warmup: float) -> dict[str, float]:
+def load(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    warmup: float,
+) -> dict[str, float]:
     """Closed-loop load: each client posts back to back; latencies after the warm-up."""
     import httpx2
 
@@ -163,31 +171,68 @@ def main() -> int:
     if args.serve_bare:
         import uvicorn
 
-        uvicorn.run(bare_app(args.database_url), host="127.0.0.1", port=args.serve_bare,
-                    access_log=False, log_level="warning")
+        uvicorn.run(
+            bare_app(args.database_url),
+            host="127.0.0.1",
+            port=args.serve_bare,
+            access_log=False,
+            log_level="warning",
+        )
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="kneo-bench-"))
-    url = f"sqlite:///{tmp / 'bench.sqlite'}" if args.sqlite or not args.database_url \
+    url = (
+        f"sqlite:///{tmp / 'bench.sqlite'}"
+        if args.sqlite or not args.database_url
         else args.database_url
+    )
     spec_path = tmp / "three_steps.yaml"
     spec_path.write_text(SPEC)
 
     service_port, bare_port = free_port(), free_port()
     service = start(
         [sys.executable, "-m", "kneo.cli.main", "service", "serve", "--port", str(service_port)],
-        {"KNEO_SERV_AUTH_ENABLED": "true", "KNEO_SERV_API_KEYS": f"bench:{TOKEN}:operator",
-         "KNEO_SERV_DATABASE_URL": url, "KNEO_SERV_LOG_LEVEL": "WARNING"},
-        service_port, tmp / "service.log")
-    bare = start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port),
-                  "--database-url", url], {}, bare_port, tmp / "bare.log")
+        {
+            "KNEO_SERV_AUTH_ENABLED": "true",
+            "KNEO_SERV_API_KEYS": f"bench:{TOKEN}:operator",
+            "KNEO_SERV_DATABASE_URL": url,
+            "KNEO_SERV_LOG_LEVEL": "WARNING",
+        },
+        service_port,
+        tmp / "service.log",
+    )
+    bare = start(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve-bare",
+            str(bare_port),
+            "--database-url",
+            url,
+        ],
+        {},
+        bare_port,
+        tmp / "bare.log",
+    )
     try:
         body = {"input": "benchmark", "spec_path": str(spec_path), "target": "workflow"}
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        bare_result = load(f"http://127.0.0.1:{bare_port}/v1/runs", body, {}, args.clients,
-                           args.seconds, args.warmup)
-        service_result = load(f"http://127.0.0.1:{service_port}/v1/runs", body, auth,
-                              args.clients, args.seconds, args.warmup)
+        bare_result = load(
+            f"http://127.0.0.1:{bare_port}/v1/runs",
+            body,
+            {},
+            args.clients,
+            args.seconds,
+            args.warmup,
+        )
+        service_result = load(
+            f"http://127.0.0.1:{service_port}/v1/runs",
+            body,
+            auth,
+            args.clients,
+            args.seconds,
+            args.warmup,
+        )
     finally:
         for proc in (service, bare):
             proc.terminate()
@@ -196,12 +241,22 @@ def main() -> int:
     backend = "postgresql" if url.startswith("postgresql") else "sqlite"
     print(f"backend={backend} clients={args.clients} seconds={args.seconds}")
     for name, r in (("bare insert", bare_result), ("POST /v1/runs", service_result)):
-        print(f"{name:>14}: {r['per_second']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-              f"p99 {r['p99_ms']:7.2f} ms  ({r['requests']} ok, {r['errors']} errors)")
+        print(
+            f"{name:>14}: {r['per_second']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+            f"p99 {r['p99_ms']:7.2f} ms  ({r['requests']} ok, {r['errors']} errors)"
+        )
     verdict = "PASS" if ratio >= TARGET_RATIO else "BELOW TARGET"
     print(f"ratio: {ratio:.2f} (target >= {TARGET_RATIO}) {verdict}")
-    print(json.dumps({"backend": backend, "bare": bare_result, "service": service_result,
-                      "ratio": round(ratio, 3)}))
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "bare": bare_result,
+                "service": service_result,
+                "ratio": round(ratio, 3),
+            }
+        )
+    )
     return 0
 
 

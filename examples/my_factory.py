@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from examples.my_tools import lookup_user
 from kneo.platform import PlatformManager, create_persistence_stores
 from kneo.runtimes import create_runtime_registry
 from kneo.spec.compiler import SpecCompiler
 from kneo.tools import ToolDefinition
 from kneo.tools.defaults import create_tool_registry
-
-from examples.my_tools import lookup_user
 
 
 def build_platform() -> PlatformManager:

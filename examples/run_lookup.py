@@ -1,6 +1,6 @@
 """Custom-tool tutorial, step 4: run the agent through the custom platform.
 
-    python -m examples.run_lookup
+python -m examples.run_lookup
 """
 
 from __future__ import annotations

@@ -38,9 +38,7 @@ class KneoError(Exception):
     http_status: int = 400
     exit_code: int = 1
 
-    def __init__(
-        self, message: str, *, code: str | None = None, **details: Any
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -21,10 +21,27 @@ _SECRET_KEY = re.compile(
 )
 # Keys that contain a secret-looking word but only ever hold metadata about secrets.
 _SAFE_KEYS = frozenset(
-    {"token_count", "tokens", "max_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
-     "env_var", "secret_env", "key_env", "key_id", "api_key_env", "present", "secrets",
-     "required_scope", "auth_enabled", "password_env", "idempotency_key_present",
-     "content_present", "token_env"}
+    {
+        "token_count",
+        "tokens",
+        "max_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "env_var",
+        "secret_env",
+        "key_env",
+        "key_id",
+        "api_key_env",
+        "present",
+        "secrets",
+        "required_scope",
+        "auth_enabled",
+        "password_env",
+        "idempotency_key_present",
+        "content_present",
+        "token_env",
+    }
 )
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -39,7 +56,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1\2" + REDACTED,
     ),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), REDACTED),
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+        REDACTED,
+    ),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[REDACTED_EMAIL]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_SSN]"),
 )
@@ -58,11 +78,39 @@ _MAY_REDACT = re.compile(
 
 
 _ASCII_TRIGGERS = (
-    "@", "pass", "secret", "token", "bearer", "sk-", "ghp_", "gho_", "ghs_", "github_pat_",
-    "xoxa_", "xoxb_", "xoxp_", "akia", "apikey", "api_key", "api-key", "accesskey",
-    "access_key", "access-key", "authorization", "authheader", "auth_header", "auth-header",
-    "private", "credential", "cookie", "sessionkey", "session_key", "session-key",
-    "signingkey", "signing_key", "signing-key",
+    "@",
+    "pass",
+    "secret",
+    "token",
+    "bearer",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "xoxa_",
+    "xoxb_",
+    "xoxp_",
+    "akia",
+    "apikey",
+    "api_key",
+    "api-key",
+    "accesskey",
+    "access_key",
+    "access-key",
+    "authorization",
+    "authheader",
+    "auth_header",
+    "auth-header",
+    "private",
+    "credential",
+    "cookie",
+    "sessionkey",
+    "session_key",
+    "session-key",
+    "signingkey",
+    "signing_key",
+    "signing-key",
 )
 _SSN_LIKE = re.compile(r"\d{3}-\d{2}-\d{4}")
 

@@ -30,8 +30,9 @@ class StepFailed(Exception):
 
 
 class Smoke:
-    def __init__(self, base_url: str, tokens: dict[str, str], spec_path: str,
-                 timeout: float) -> None:
+    def __init__(
+        self, base_url: str, tokens: dict[str, str], spec_path: str, timeout: float
+    ) -> None:
         self.http = httpx2.Client(base_url=base_url.rstrip("/"), timeout=timeout)
         self.tokens = tokens
         self.spec_path = spec_path
@@ -39,8 +40,9 @@ class Smoke:
         self.state: dict[str, Any] = {}
         self.failed = 0
 
-    def call(self, role: str | None, method: str, path: str, *, expect: int = 200,
-             **kwargs: Any) -> Any:
+    def call(
+        self, role: str | None, method: str, path: str, *, expect: int = 200, **kwargs: Any
+    ) -> Any:
         headers = dict(kwargs.pop("headers", {}) or {})
         if role is not None:
             headers["Authorization"] = f"Bearer {self.tokens[role]}"
@@ -52,8 +54,9 @@ class Smoke:
             detail = response.text[:300]
             for secret in self.secrets:
                 detail = detail.replace(secret, "[REDACTED]")
-            raise StepFailed(f"{method} {path} -> HTTP {response.status_code} "
-                             f"(expected {expect}): {detail}")
+            raise StepFailed(
+                f"{method} {path} -> HTTP {response.status_code} (expected {expect}): {detail}"
+            )
         return response.json() if response.content else None
 
     def step(self, name: str, fn: Callable[[], str]) -> None:
@@ -64,8 +67,9 @@ class Smoke:
             print(f"FAIL {name}: {exc}", flush=True)
         except (KeyError, TypeError, ValueError) as exc:
             self.failed += 1
-            print(f"FAIL {name}: unexpected response shape ({type(exc).__name__}: {exc})",
-                  flush=True)
+            print(
+                f"FAIL {name}: unexpected response shape ({type(exc).__name__}: {exc})", flush=True
+            )
         else:
             print(f"PASS {name}: {detail}", flush=True)
 
@@ -80,33 +84,46 @@ class Smoke:
         body = self.call(None, "GET", "/v1/runs", expect=401)
         if body.get("error") != "unauthorized":
             raise StepFailed(f"GET /v1/runs without a key: error={body.get('error')!r}")
-        denied = self.call("viewer", "POST", "/v1/runs", expect=403,
-                           json={"input": "smoke", "spec_path": self.spec_path})
+        denied = self.call(
+            "viewer",
+            "POST",
+            "/v1/runs",
+            expect=403,
+            json={"input": "smoke", "spec_path": self.spec_path},
+        )
         if denied.get("required_scope") != "runs:write":
             raise StepFailed("viewer POST /v1/runs: 403 did not name runs:write")
         return "401 without a key, viewer 403 on POST /v1/runs (runs:write)"
 
     def validate(self) -> str:
-        body = self.call("operator", "POST", "/v1/specs/validate",
-                         json={"spec_path": self.spec_path})
+        body = self.call(
+            "operator", "POST", "/v1/specs/validate", json={"spec_path": self.spec_path}
+        )
         if not body["valid"]:
             raise StepFailed(f"POST /v1/specs/validate: spec invalid: {body['diagnostics'][:3]}")
         return f"POST /v1/specs/validate valid ({len(body['diagnostics'])} diagnostics)"
 
     def create_run(self) -> str:
-        body = self.call("operator", "POST", "/v1/runs",
-                         headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}"},
-                         json={"input": "smoke", "spec_path": self.spec_path,
-                               "target": "workflow"})
+        body = self.call(
+            "operator",
+            "POST",
+            "/v1/runs",
+            headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}"},
+            json={"input": "smoke", "spec_path": self.spec_path, "target": "workflow"},
+        )
         if body["status"] != "paused" or not body["continuation_id"]:
             raise StepFailed(f"POST /v1/runs: expected a paused run, got {body['status']}")
-        self.state.update(run_id=body["run_id"], continuation_id=body["continuation_id"],
-                          request_id=body["metadata"]["pending_human_request"]["request_id"])
+        self.state.update(
+            run_id=body["run_id"],
+            continuation_id=body["continuation_id"],
+            request_id=body["metadata"]["pending_human_request"]["request_id"],
+        )
         return f"POST /v1/runs -> {body['run_id']} paused"
 
     def list_tasks(self) -> str:
-        body = self.call("reviewer", "GET", "/v1/human-tasks",
-                         params={"run_id": self.state["run_id"]})
+        body = self.call(
+            "reviewer", "GET", "/v1/human-tasks", params={"run_id": self.state["run_id"]}
+        )
         ids = [t["continuation_id"] for t in body["tasks"]]
         if self.state["continuation_id"] not in ids:
             raise StepFailed("GET /v1/human-tasks: the paused run's task is missing")
@@ -114,18 +131,28 @@ class Smoke:
 
     def resume(self) -> str:
         cid = self.state["continuation_id"]
-        body = self.call("reviewer", "POST", f"/v1/human-tasks/{cid}/resume",
-                         headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}"},
-                         json={"request_id": self.state["request_id"], "decision": "approved",
-                               "content": "Smoke approved."})
+        body = self.call(
+            "reviewer",
+            "POST",
+            f"/v1/human-tasks/{cid}/resume",
+            headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}"},
+            json={
+                "request_id": self.state["request_id"],
+                "decision": "approved",
+                "content": "Smoke approved.",
+            },
+        )
         if body["status"] != "succeeded":
             raise StepFailed(f"POST /v1/human-tasks/{cid}/resume: run is {body['status']}")
         return f"POST /v1/human-tasks/{cid}/resume -> succeeded"
 
     def audit(self) -> str:
-        body = self.call("viewer", "GET", "/v1/audit-events",
-                         params={"event_type": "human.decision",
-                                 "run_id": self.state["run_id"]})
+        body = self.call(
+            "viewer",
+            "GET",
+            "/v1/audit-events",
+            params={"event_type": "human.decision", "run_id": self.state["run_id"]},
+        )
         if not body["events"]:
             raise StepFailed("GET /v1/audit-events: no human.decision event for the run")
         event = body["events"][0]
@@ -143,10 +170,12 @@ class Smoke:
     def policy(self) -> str:
         path = f"/v1/policies/environment/{SMOKE_ENV}"
         self.call("viewer", "PUT", path, expect=403, json={"enabled": True})
-        first = self.call("operator", "PUT", path,
-                          json={"enabled": True, "require_tool_permissions": True})
-        second = self.call("operator", "PUT", path,
-                           json={"enabled": True, "require_tool_permissions": False})
+        first = self.call(
+            "operator", "PUT", path, json={"enabled": True, "require_tool_permissions": True}
+        )
+        second = self.call(
+            "operator", "PUT", path, json={"enabled": True, "require_tool_permissions": False}
+        )
         if second["previous_policy"] != first["policy"]:
             raise StepFailed(f"PUT {path}: previous_policy does not match the earlier policy")
         got = self.call("operator", "GET", path)
@@ -161,13 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-token", required=True)
     parser.add_argument("--reviewer-token", required=True)
     parser.add_argument("--viewer-token", required=True)
-    parser.add_argument("--spec-path", default=SMOKE_SPEC,
-                        help="Spec path on the server (default: %(default)s)")
+    parser.add_argument(
+        "--spec-path", default=SMOKE_SPEC, help="Spec path on the server (default: %(default)s)"
+    )
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
-    smoke = Smoke(args.base_url, {"operator": args.operator_token,
-                                  "reviewer": args.reviewer_token,
-                                  "viewer": args.viewer_token}, args.spec_path, args.timeout)
+    smoke = Smoke(
+        args.base_url,
+        {
+            "operator": args.operator_token,
+            "reviewer": args.reviewer_token,
+            "viewer": args.viewer_token,
+        },
+        args.spec_path,
+        args.timeout,
+    )
     steps = [
         ("health", smoke.health),
         ("auth", smoke.auth),
@@ -180,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         ("policy update", smoke.policy),
     ]
     for name, fn in steps:
-        if "run_id" not in smoke.state and name in ("human task listing", "human resume",
-                                                    "audit listing"):
+        if "run_id" not in smoke.state and name in (
+            "human task listing",
+            "human resume",
+            "audit listing",
+        ):
             smoke.failed += 1
             print(f"FAIL {name}: skipped, run creation failed", flush=True)
             continue

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 
 class PlatformClient(Protocol):
-    def run(self, *, spec_path: str, input_text: str, target: str,
-            environment: str | None) -> dict[str, Any]: ...
+    def run(
+        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+    ) -> dict[str, Any]: ...
 
     def get_run(self, run_id: str) -> dict[str, Any]: ...
 
@@ -26,8 +27,9 @@ class PlatformClient(Protocol):
 
     def replay(self, run_id: str) -> dict[str, Any]: ...
 
-    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None,
-                        to_sequence: int | None) -> dict[str, Any]: ...
+    def checkpoint_diff(
+        self, run_id: str, *, from_sequence: int | None, to_sequence: int | None
+    ) -> dict[str, Any]: ...
 
     def cancel(self, run_id: str) -> dict[str, Any]: ...
 
@@ -37,21 +39,30 @@ class PlatformClient(Protocol):
 
     def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]: ...
 
-    def list_human_tasks(self, *, run_id: str | None, limit: int,
-                         **filters: Any) -> dict[str, Any]: ...
+    def list_human_tasks(
+        self, *, run_id: str | None, limit: int, **filters: Any
+    ) -> dict[str, Any]: ...
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
 
-    def resume(self, continuation_id: str, *, request_id: str, decision: str,
-               content: str | None, selected_option: str | None,
-               idempotency_key: str | None = None) -> dict[str, Any]: ...
+    def resume(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None,
+        selected_option: str | None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class LocalClient:
     """In-process platform over the local project's store; built on first use."""
 
-    def __init__(self, *, environment: str | None = None, cwd: Path | None = None,
-                 actor: str = "cli") -> None:
+    def __init__(
+        self, *, environment: str | None = None, cwd: Path | None = None, actor: str = "cli"
+    ) -> None:
         self._environment = environment
         self._cwd = cwd
         self._actor = actor
@@ -65,8 +76,9 @@ class LocalClient:
             from kneo.spec.project import ProjectContext
 
             settings = Settings.from_env()
-            project = ProjectContext.discover(cwd=self._cwd, settings=settings,
-                                              env=self._environment)
+            project = ProjectContext.discover(
+                cwd=self._cwd, settings=settings, env=self._environment
+            )
             self._manager = create_platform(settings, project)
         return self._manager
 
@@ -74,11 +86,16 @@ class LocalClient:
         if self._manager is not None:
             self._manager.store.close()
 
-    def run(self, *, spec_path: str, input_text: str, target: str,
-            environment: str | None) -> dict[str, Any]:
-        result = self.manager.run_from_spec(input_text=input_text, spec_path=spec_path,
-                                            target=target, environment=environment,
-                                            actor=self._actor)
+    def run(
+        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+    ) -> dict[str, Any]:
+        result = self.manager.run_from_spec(
+            input_text=input_text,
+            spec_path=spec_path,
+            target=target,
+            environment=environment,
+            actor=self._actor,
+        )
         return dict(result.to_dict())
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -93,10 +110,14 @@ class LocalClient:
     def replay(self, run_id: str) -> dict[str, Any]:
         return dict(self.manager.replay(run_id))
 
-    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None,
-                        to_sequence: int | None) -> dict[str, Any]:
-        return dict(self.manager.checkpoint_diff(run_id, from_sequence=from_sequence,
-                                                 to_sequence=to_sequence))
+    def checkpoint_diff(
+        self, run_id: str, *, from_sequence: int | None, to_sequence: int | None
+    ) -> dict[str, Any]:
+        return dict(
+            self.manager.checkpoint_diff(
+                run_id, from_sequence=from_sequence, to_sequence=to_sequence
+            )
+        )
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         return dict(self.manager.cancel(run_id, actor=self._actor).to_dict())
@@ -110,12 +131,13 @@ class LocalClient:
     def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]:
         return dict(self.manager.list_runs(status=status, limit=limit))
 
-    def list_human_tasks(self, *, run_id: str | None, limit: int,
-                         **filters: Any) -> dict[str, Any]:
+    def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         order = filters.pop("sort_order", "asc")
-        return dict(self.manager.list_human_tasks(
-            run_id=run_id, limit=limit, sort="oldest" if order == "asc" else "newest",
-            **filters))
+        return dict(
+            self.manager.list_human_tasks(
+                run_id=run_id, limit=limit, sort="oldest" if order == "asc" else "newest", **filters
+            )
+        )
 
     def replay_run(self, run_id: str, *, reuse: str) -> dict[str, Any]:
         return dict(self.manager.replay_run(run_id, reuse=reuse, actor=self._actor).to_dict())
@@ -123,12 +145,25 @@ class LocalClient:
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return dict(self.manager.get_human_task(continuation_id))
 
-    def resume(self, continuation_id: str, *, request_id: str, decision: str,
-               content: str | None, selected_option: str | None,
-               idempotency_key: str | None = None) -> dict[str, Any]:
-        result = self.manager.resume(continuation_id, request_id=request_id, decision=decision,
-                                     content=content, selected_option=selected_option,
-                                     actor=self._actor, idempotency_key=idempotency_key)
+    def resume(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None,
+        selected_option: str | None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        result = self.manager.resume(
+            continuation_id,
+            request_id=request_id,
+            decision=decision,
+            content=content,
+            selected_option=selected_option,
+            actor=self._actor,
+            idempotency_key=idempotency_key,
+        )
         return dict(result.to_dict())
 
 
@@ -142,8 +177,9 @@ def set_remote_client_factory(factory: RemoteFactory | None) -> None:
     _remote_factory = factory
 
 
-def get_client(*, service_url: str | None = None, profile: str | None = None,
-               environment: str | None = None) -> PlatformClient:
+def get_client(
+    *, service_url: str | None = None, profile: str | None = None, environment: str | None = None
+) -> PlatformClient:
     """The local client, or the registered remote one when a service URL or profile is given."""
     if _remote_factory is not None and (service_url or profile):
         return _remote_factory(service_url, profile)

@@ -33,8 +33,11 @@ CacheOpt = typer.Option(None, "--cache-dir", help="Where remote repositories are
 PruneOpt = typer.Option(None, "--prune/--no-prune", help="Deactivate bundles whose file is gone")
 EnvOpt = typer.Option(..., "--env", help="Environment")
 HmacOpt = typer.Option(
-    None, "--trusted-hmac-key-env", metavar="KEY_ID=VAR",
-    help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)")
+    None,
+    "--trusted-hmac-key-env",
+    metavar="KEY_ID=VAR",
+    help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)",
+)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -80,8 +83,13 @@ def _progress(enabled: bool) -> Iterator[Any]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console(stderr=True), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
@@ -103,15 +111,19 @@ def _print_result(result: Any, as_json: bool) -> None:
         out.print(f"standing by: another controller holds the lock ({result.stats.get('leader')})")
         return
     head = "plan" if result.dry_run else "reconciled"
-    out.print(f"{head} {(result.commit or '-')[:12]} in {result.duration_seconds:.2f}s "
-              f"{json.dumps(result.counts())}")
+    out.print(
+        f"{head} {(result.commit or '-')[:12]} in {result.duration_seconds:.2f}s "
+        f"{json.dumps(result.counts())}"
+    )
     for line in summarize(result):
         out.print("  " + line, markup=False)
     for problem in result.problems:
         out.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
     if result.error:
-        out.print(f"error[{result.error['code']}] at {result.error['stage']}: "
-                  f"{result.error['message']}", markup=False)
+        out.print(
+            f"error[{result.error['code']}] at {result.error['stage']}: {result.error['message']}",
+            markup=False,
+        )
 
 
 # --------------------------------------------------------------------------- controller
@@ -119,12 +131,15 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 @controller_app.command("run")
 def run(
-    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
+    repo: str | None = RepoOpt,
+    branch: str | None = BranchOpt,
     interval: float | None = typer.Option(None, "--interval", help="Poll seconds (default 60)"),
-    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
+    trusted_keys: Path | None = KeysOpt,
+    cache_dir: Path | None = CacheOpt,
     prune: bool | None = PruneOpt,
     webhook_secret_env: str | None = typer.Option(
-        None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"),
+        None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"
+    ),
     trusted_hmac_key_env: list[str] | None = HmacOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -132,17 +147,25 @@ def run(
     from kneo.controller.watch import RepositoryWatcher
 
     want_json_errors(as_json)
-    ctl = _controller(repo=repo, branch=branch, interval=interval, trusted_keys=trusted_keys,
-                      cache_dir=cache_dir, prune=prune, webhook_secret_env=webhook_secret_env,
-                      trusted_hmac_key_env=trusted_hmac_key_env)
+    ctl = _controller(
+        repo=repo,
+        branch=branch,
+        interval=interval,
+        trusted_keys=trusted_keys,
+        cache_dir=cache_dir,
+        prune=prune,
+        webhook_secret_env=webhook_secret_env,
+        trusted_hmac_key_env=trusted_hmac_key_env,
+    )
     watcher = None
     if ctl.source.watch_path is not None:
         watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
         watcher.start()
     stop = threading.Event()
     if not as_json:
-        console(stderr=True).print(f"watching {ctl.source.describe()} every "
-                                   f"{ctl.config.interval:g}s as {ctl.owner}")
+        console(stderr=True).print(
+            f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
+        )
     try:
         ctl.run(stop, on_result=lambda r: _print_result(r, as_json))
     except KeyboardInterrupt:
@@ -156,15 +179,24 @@ def run(
 @controller_app.command("reconcile")
 def reconcile(
     once: bool = typer.Option(True, "--once/--no-once", help="One pass (the default)"),
-    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
-    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt, trusted_hmac_key_env: list[str] | None = HmacOpt,
+    repo: str | None = RepoOpt,
+    branch: str | None = BranchOpt,
+    trusted_keys: Path | None = KeysOpt,
+    cache_dir: Path | None = CacheOpt,
+    prune: bool | None = PruneOpt,
+    trusted_hmac_key_env: list[str] | None = HmacOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed."""
     want_json_errors(as_json)
-    ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
-                      prune=prune, trusted_hmac_key_env=trusted_hmac_key_env)
+    ctl = _controller(
+        repo=repo,
+        branch=branch,
+        trusted_keys=trusted_keys,
+        cache_dir=cache_dir,
+        prune=prune,
+        trusted_hmac_key_env=trusted_hmac_key_env,
+    )
     try:
         with _progress(not as_json) as progress:
             result = ctl.reconcile_once(progress=progress)
@@ -178,15 +210,24 @@ def reconcile(
 
 @controller_app.command("plan")
 def plan_command(
-    repo: str | None = RepoOpt, branch: str | None = BranchOpt,
-    trusted_keys: Path | None = KeysOpt, cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt, trusted_hmac_key_env: list[str] | None = HmacOpt,
+    repo: str | None = RepoOpt,
+    branch: str | None = BranchOpt,
+    trusted_keys: Path | None = KeysOpt,
+    cache_dir: Path | None = CacheOpt,
+    prune: bool | None = PruneOpt,
+    trusted_hmac_key_env: list[str] | None = HmacOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
     want_json_errors(as_json)
-    ctl = _controller(repo=repo, branch=branch, trusted_keys=trusted_keys, cache_dir=cache_dir,
-                      prune=prune, trusted_hmac_key_env=trusted_hmac_key_env)
+    ctl = _controller(
+        repo=repo,
+        branch=branch,
+        trusted_keys=trusted_keys,
+        cache_dir=cache_dir,
+        prune=prune,
+        trusted_hmac_key_env=trusted_hmac_key_env,
+    )
     try:
         with _progress(not as_json) as progress:
             result = ctl.plan(progress=progress)
@@ -205,14 +246,24 @@ def status(as_json: bool = JsonOpt) -> None:
     want_json_errors(as_json)
     config = _config()
     store = _store()
-    data = status_dict(store.get_controller_status(config.name),
-                       store.get_lock(f"controller:{config.name}"), config.repo)
+    data = status_dict(
+        store.get_controller_status(config.name),
+        store.get_lock(f"controller:{config.name}"),
+        config.repo,
+    )
     if as_json:
         print_json(data)
         return
     out = console()
-    for key in ("source", "leader", "last_fetched_commit", "last_reconcile_started_at",
-                "last_reconcile_duration_seconds", "last_success_at", "last_error"):
+    for key in (
+        "source",
+        "leader",
+        "last_fetched_commit",
+        "last_reconcile_started_at",
+        "last_reconcile_duration_seconds",
+        "last_success_at",
+        "last_error",
+    ):
         out.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
     out.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
     for problem in data["problems"]:
@@ -220,18 +271,26 @@ def status(as_json: bool = JsonOpt) -> None:
 
 
 @controller_app.command("suspend")
-def suspend(bundle: str, env: str = EnvOpt,
-            reason: str | None = typer.Option(None, "--reason"), as_json: bool = JsonOpt) -> None:
+def suspend(
+    bundle: str,
+    env: str = EnvOpt,
+    reason: str | None = typer.Option(None, "--reason"),
+    as_json: bool = JsonOpt,
+) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
     want_json_errors(as_json)
     store = _store()
     with store.transaction() as tx:
         record = tx.suspend_bundle(bundle, env, reason=reason, suspended_by="cli")
-        tx.add_audit("bundle.suspended", actor="cli",
-                     payload={"bundle": bundle, "environment": env, "reason": reason})
+        tx.add_audit(
+            "bundle.suspended",
+            actor="cli",
+            payload={"bundle": bundle, "environment": env, "reason": reason},
+        )
     if as_json:
-        print_json({"bundle": bundle, "environment": env, "suspended": True,
-                    "reason": record.reason})
+        print_json(
+            {"bundle": bundle, "environment": env, "suspended": True, "reason": record.reason}
+        )
     else:
         console().print(f"{bundle} suspended in {env}")
 
@@ -244,12 +303,15 @@ def resume(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
     with store.transaction() as tx:
         lifted = tx.resume_bundle(bundle, env)
         if lifted:
-            tx.add_audit("bundle.resumed", actor="cli",
-                         payload={"bundle": bundle, "environment": env})
+            tx.add_audit(
+                "bundle.resumed", actor="cli", payload={"bundle": bundle, "environment": env}
+            )
     if as_json:
         print_json({"bundle": bundle, "environment": env, "suspended": False, "changed": lifted})
     else:
-        console().print(f"{bundle} resumed in {env}" if lifted else f"{bundle} was not suspended in {env}")
+        console().print(
+            f"{bundle} resumed in {env}" if lifted else f"{bundle} was not suspended in {env}"
+        )
 
 
 # --------------------------------------------------------------------------- registry
@@ -259,11 +321,18 @@ def revision_dict(r: Any, *, with_spec: bool = False) -> dict[str, Any]:
     from kneo.clock import utc_iso
 
     data = {
-        "bundle": r.bundle_name, "environment": r.environment, "revision": r.revision,
-        "status": r.status, "digest": r.digest, "commit": r.commit,
-        "signer_key_ids": r.signer_key_ids, "approved_by": r.approved_by,
-        "diagnostics": r.diagnostics, "created_at": utc_iso(r.created_at),
-        "activated_at": utc_iso(r.activated_at), "deactivated_at": utc_iso(r.deactivated_at),
+        "bundle": r.bundle_name,
+        "environment": r.environment,
+        "revision": r.revision,
+        "status": r.status,
+        "digest": r.digest,
+        "commit": r.commit,
+        "signer_key_ids": r.signer_key_ids,
+        "approved_by": r.approved_by,
+        "diagnostics": r.diagnostics,
+        "created_at": utc_iso(r.created_at),
+        "activated_at": utc_iso(r.activated_at),
+        "deactivated_at": utc_iso(r.deactivated_at),
     }
     if with_spec:
         data["spec"] = r.spec
@@ -287,16 +356,38 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool =
     want_json_errors(as_json)
     store = _store()
     items = store.list_registry(env)
-    ready = {(c.bundle_name, c.environment): c for c in store.list_conditions(environment=env)
-             if c.type == "Ready"}
-    data = [{**revision_dict(r), "ready": ready[(r.bundle_name, r.environment)].status
-             if (r.bundle_name, r.environment) in ready else None} for r in items]
+    ready = {
+        (c.bundle_name, c.environment): c
+        for c in store.list_conditions(environment=env)
+        if c.type == "Ready"
+    }
+    data = [
+        {
+            **revision_dict(r),
+            "ready": ready[(r.bundle_name, r.environment)].status
+            if (r.bundle_name, r.environment) in ready
+            else None,
+        }
+        for r in items
+    ]
     if as_json:
         print_json({"items": data, "count": len(data)})
         return
-    _table(f"registry ({len(data)} active)", ["bundle", "env", "rev", "digest", "commit", "ready"],
-           [[d["bundle"], d["environment"], d["revision"], d["digest"][:19],
-             (d["commit"] or "")[:12], d["ready"]] for d in data])
+    _table(
+        f"registry ({len(data)} active)",
+        ["bundle", "env", "rev", "digest", "commit", "ready"],
+        [
+            [
+                d["bundle"],
+                d["environment"],
+                d["revision"],
+                d["digest"][:19],
+                (d["commit"] or "")[:12],
+                d["ready"],
+            ]
+            for d in data
+        ],
+    )
 
 
 @registry_app.command("get")
@@ -307,25 +398,45 @@ def registry_get(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> Non
     want_json_errors(as_json)
     store = _store()
     active = store.get_active(bundle, env)
-    conditions = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
-                   "last_transition_time": utc_iso(c.last_transition_time)}
-                  for c in store.list_conditions(bundle, env)]
+    conditions = [
+        {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "last_transition_time": utc_iso(c.last_transition_time),
+        }
+        for c in store.list_conditions(bundle, env)
+    ]
     if active is None and not conditions:
         raise NotFound(f"bundle {bundle!r} is not in the registry for {env!r}", resource="bundle")
-    data = {"bundle": bundle, "environment": env, "suspended": store.is_suspended(bundle, env),
-            "active": revision_dict(active) if active else None, "conditions": conditions}
+    data = {
+        "bundle": bundle,
+        "environment": env,
+        "suspended": store.is_suspended(bundle, env),
+        "active": revision_dict(active) if active else None,
+        "conditions": conditions,
+    }
     if as_json:
         print_json(data)
         return
     out = console()
     if active:
-        out.print(f"{bundle}@{env}: revision {active.revision} {active.digest} "
-                  f"commit {(active.commit or '-')[:12]}", markup=False)
+        out.print(
+            f"{bundle}@{env}: revision {active.revision} {active.digest} "
+            f"commit {(active.commit or '-')[:12]}",
+            markup=False,
+        )
     else:
         out.print(f"{bundle}@{env}: no active revision", markup=False)
-    _table("conditions", ["type", "status", "reason", "message", "since"],
-           [[c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
-            for c in conditions])
+    _table(
+        "conditions",
+        ["type", "status", "reason", "message", "since"],
+        [
+            [c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
+            for c in conditions
+        ],
+    )
 
 
 @registry_app.command("history")
@@ -338,16 +449,34 @@ def registry_history(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) ->
     if as_json:
         print_json({"items": items, "count": len(items)})
         return
-    _table(f"{bundle}@{env}", ["rev", "status", "digest", "commit", "approved_by", "reason"],
-           [[d["revision"], d["status"], d["digest"][:19], (d["commit"] or "")[:12],
-             ", ".join(d["approved_by"]),
-             next((x.get("code") for x in d["diagnostics"] if x.get("code") not in (None, "source")), None)]
-            for d in items])
+    _table(
+        f"{bundle}@{env}",
+        ["rev", "status", "digest", "commit", "approved_by", "reason"],
+        [
+            [
+                d["revision"],
+                d["status"],
+                d["digest"][:19],
+                (d["commit"] or "")[:12],
+                ", ".join(d["approved_by"]),
+                next(
+                    (
+                        x.get("code")
+                        for x in d["diagnostics"]
+                        if x.get("code") not in (None, "source")
+                    ),
+                    None,
+                ),
+            ]
+            for d in items
+        ],
+    )
 
 
 @registry_app.command("diff")
 def registry_diff(
-    bundle: str, env: str = EnvOpt,
+    bundle: str,
+    env: str = EnvOpt,
     from_rev: int = typer.Option(..., "--from", help="Older revision number"),
     to_rev: int = typer.Option(..., "--to", help="Newer revision number"),
     as_json: bool = JsonOpt,
@@ -360,13 +489,27 @@ def registry_diff(
     def lines(r: Any) -> list[str]:
         return json.dumps(r.spec, indent=2, sort_keys=True).splitlines(keepends=True)
 
-    diff = list(difflib.unified_diff(lines(a), lines(b), f"{bundle}@{env} r{from_rev}",
-                                     f"{bundle}@{env} r{to_rev}"))
-    changed = {k: {"from": getattr(a, k), "to": getattr(b, k)}
-               for k in ("digest", "commit", "status") if getattr(a, k) != getattr(b, k)}
+    diff = list(
+        difflib.unified_diff(
+            lines(a), lines(b), f"{bundle}@{env} r{from_rev}", f"{bundle}@{env} r{to_rev}"
+        )
+    )
+    changed = {
+        k: {"from": getattr(a, k), "to": getattr(b, k)}
+        for k in ("digest", "commit", "status")
+        if getattr(a, k) != getattr(b, k)
+    }
     if as_json:
-        print_json({"bundle": bundle, "environment": env, "from": from_rev, "to": to_rev,
-                    "changed": changed, "spec_diff": "".join(diff)})
+        print_json(
+            {
+                "bundle": bundle,
+                "environment": env,
+                "from": from_rev,
+                "to": to_rev,
+                "changed": changed,
+                "spec_diff": "".join(diff),
+            }
+        )
         return
     for key, values in changed.items():
         sys.stdout.write(f"{key}: {values['from']} -> {values['to']}\n")

@@ -72,8 +72,13 @@ def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
         after = store.upgrade_schema() if before != HEAD_REVISION else before
     finally:
         store.close()
-    result = {"database": _shown(store.engine.url), "backend": store.backend,
-              "from_revision": before, "revision": after, "head": HEAD_REVISION}
+    result = {
+        "database": _shown(store.engine.url),
+        "backend": store.backend,
+        "from_revision": before,
+        "revision": after,
+        "head": HEAD_REVISION,
+    }
     if json_output:
         print_json(result)
     elif before == after:
@@ -102,8 +107,13 @@ def current_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
             revision = store.schema_revision()
         finally:
             store.close()
-    result = {"database": _shown(parsed), "exists": exists, "revision": revision,
-              "head": HEAD_REVISION, "up_to_date": revision == HEAD_REVISION}
+    result = {
+        "database": _shown(parsed),
+        "exists": exists,
+        "revision": revision,
+        "head": HEAD_REVISION,
+        "up_to_date": revision == HEAD_REVISION,
+    }
     if json_output:
         print_json(result)
         return
@@ -138,8 +148,9 @@ def prune_command(
     url, state_dir = _target(database_url, settings)
     retention = retention_policy(settings, project)
     with open_store(url, settings=settings, state_dir=state_dir) as store:
-        counts = prune_retention(store, settings=settings, project=project, policy=retention,
-                                 dry_run=dry_run)
+        counts = prune_retention(
+            store, settings=settings, project=project, policy=retention, dry_run=dry_run
+        )
     if json_output:
         print_json({"dry_run": dry_run, "retention": vars(retention), "counts": counts})
         return

@@ -27,40 +27,64 @@ def list_tasks(
     run_id: str | None = typer.Option(None, "--run-id", help="Only this run's tasks"),
     workflow_kind: str | None = typer.Option(None, "--workflow-kind"),
     assignee: str | None = typer.Option(None, "--assignee"),
-    kind: str | None = typer.Option(None, "--kind", help="approval, confirmation, input, "
-                                    "review, route, tool_approval, question or error"),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        help="approval, confirmation, input, review, route, tool_approval, question or error",
+    ),
     escalated: bool | None = typer.Option(None, "--escalated/--not-escalated"),
     older_than: float | None = typer.Option(None, "--older-than", help="Seconds since created"),
     newest: bool = typer.Option(False, "--newest", help="Newest first (default oldest)"),
     counts: bool = typer.Option(False, "--counts", help="Pending requests per assignee"),
     limit: int = typer.Option(100, "--limit"),
-    as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
+    as_json: bool = JsonOpt,
+    service_url: str | None = UrlOpt,
+    profile: str | None = ProfileOpt,
 ) -> None:
     """Pending human tasks, oldest first, filtered by run, kind, assignee, escalation, age."""
     from kneo.cli.runs_cmd import _table
 
-    filters = {"workflow_kind": workflow_kind, "assignee": assignee, "kind": kind,
-               "escalated": escalated, "older_than_seconds": older_than,
-               "sort_order": "desc" if newest else "asc"}
+    filters = {
+        "workflow_kind": workflow_kind,
+        "assignee": assignee,
+        "kind": kind,
+        "escalated": escalated,
+        "older_than_seconds": older_than,
+        "sort_order": "desc" if newest else "asc",
+    }
     data = _client(as_json, service_url, profile).list_human_tasks(
-        run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None})
+        run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None}
+    )
     if as_json:
         print_json(data)
         return
     if counts:
-        _table("pending requests per assignee", ["assignee", "pending"],
-               [[a, n] for a, n in sorted((data.get("counts_by_assignee") or {}).items())])
+        _table(
+            "pending requests per assignee",
+            ["assignee", "pending"],
+            [[a, n] for a, n in sorted((data.get("counts_by_assignee") or {}).items())],
+        )
         return
     rows = []
     for task in data["tasks"]:
         for request in task["requests"]:
-            rows.append([task["continuation_id"], request.get("request_id"),
-                         request.get("kind"), request.get("assignee"), request.get("prompt"),
-                         task["run_id"], request.get("expires_at"),
-                         "yes" if request.get("escalated_at") else ""])
-    _table(f"human tasks ({data['total']} pending)",
-           ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at",
-            "escalated"], rows)
+            rows.append(
+                [
+                    task["continuation_id"],
+                    request.get("request_id"),
+                    request.get("kind"),
+                    request.get("assignee"),
+                    request.get("prompt"),
+                    task["run_id"],
+                    request.get("expires_at"),
+                    "yes" if request.get("escalated_at") else "",
+                ]
+            )
+    _table(
+        f"human tasks ({data['total']} pending)",
+        ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at", "escalated"],
+        rows,
+    )
 
 
 @app.command("replay")
@@ -76,16 +100,22 @@ def replay(
 
     client = _client(as_json, None, None)
     if not isinstance(client, LocalClient):
-        raise InvalidRequest("kneo human replay runs locally; unset the service profile",
-                             code="service_mode_unavailable")
+        raise InvalidRequest(
+            "kneo human replay runs locally; unset the service profile",
+            code="service_mode_unavailable",
+        )
     data = client.replay_run(run_id, reuse=reuse)
     render_run_response(data, as_json=as_json)
     exit_for(data)
 
 
 @app.command("get")
-def get(continuation_id: str, as_json: bool = JsonOpt, service_url: str | None = UrlOpt,
-        profile: str | None = ProfileOpt) -> None:
+def get(
+    continuation_id: str,
+    as_json: bool = JsonOpt,
+    service_url: str | None = UrlOpt,
+    profile: str | None = ProfileOpt,
+) -> None:
     """One task with all its requests and their status."""
     from kneo.cli.runs_cmd import _table
 
@@ -93,12 +123,25 @@ def get(continuation_id: str, as_json: bool = JsonOpt, service_url: str | None =
     if as_json:
         print_json(data)
         return
-    console().print(f"continuation {data['continuation_id']}  run {data['run_id']}  "
-                    f"status {data['status']}")
-    _table("requests", ["request", "status", "kind", "prompt", "assignee", "accepts", "options"],
-           [[r.get("request_id"), r.get("status"), r.get("kind"), r.get("prompt"),
-             r.get("assignee"), ", ".join(r.get("decisions") or []),
-             ", ".join(r.get("options") or [])] for r in data["requests"]])
+    console().print(
+        f"continuation {data['continuation_id']}  run {data['run_id']}  status {data['status']}"
+    )
+    _table(
+        "requests",
+        ["request", "status", "kind", "prompt", "assignee", "accepts", "options"],
+        [
+            [
+                r.get("request_id"),
+                r.get("status"),
+                r.get("kind"),
+                r.get("prompt"),
+                r.get("assignee"),
+                ", ".join(r.get("decisions") or []),
+                ", ".join(r.get("options") or []),
+            ]
+            for r in data["requests"]
+        ],
+    )
 
 
 @app.command("resume")
@@ -110,27 +153,42 @@ def resume(
     edit: str | None = typer.Option(None, "--edit"),
     provide: str | None = typer.Option(None, "--provide"),
     select: str | None = typer.Option(None, "--select"),
-    comment: str | None = typer.Option(None, "--comment",
-                                       help="Note for --approve/--reject (reject feedback)"),
-    idempotency_key: str | None = typer.Option(None, "--idempotency-key",
-                                               help="Same key + same decision replays"),
+    comment: str | None = typer.Option(
+        None, "--comment", help="Note for --approve/--reject (reject feedback)"
+    ),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="Same key + same decision replays"
+    ),
     actor: str | None = typer.Option(
-        None, "--actor", help="Who decides, in local mode (default: the OS user); a service "
-        "records its API key's name"),
-    as_json: bool = JsonOpt, service_url: str | None = UrlOpt, profile: str | None = ProfileOpt,
+        None,
+        "--actor",
+        help="Who decides, in local mode (default: the OS user); a service "
+        "records its API key's name",
+    ),
+    as_json: bool = JsonOpt,
+    service_url: str | None = UrlOpt,
+    profile: str | None = ProfileOpt,
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision."""
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
 
     want_json_errors(as_json)
-    chosen = [name for name, on in (("approved", approve), ("rejected", reject),
-                                    ("edited", edit is not None),
-                                    ("provided", provide is not None),
-                                    ("selected", select is not None)) if on]
+    chosen = [
+        name
+        for name, on in (
+            ("approved", approve),
+            ("rejected", reject),
+            ("edited", edit is not None),
+            ("provided", provide is not None),
+            ("selected", select is not None),
+        )
+        if on
+    ]
     if len(chosen) != 1:
         raise InvalidDecision(
-            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select OPTION")
+            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select OPTION"
+        )
     decision = chosen[0]
     content = {"edited": edit, "provided": provide}.get(decision, comment)
     client = _client(as_json, service_url, profile)
@@ -139,8 +197,13 @@ def resume(
 
         client._actor = actor or default_actor()
     with progress(f"resuming {continuation_id}", enabled=not as_json):
-        data = client.resume(continuation_id, request_id=request_id, decision=decision,
-                             content=content, selected_option=select,
-                             idempotency_key=idempotency_key)
+        data = client.resume(
+            continuation_id,
+            request_id=request_id,
+            decision=decision,
+            content=content,
+            selected_option=select,
+            idempotency_key=idempotency_key,
+        )
     render_run_response(data, as_json=as_json)
     exit_for(data)

@@ -22,11 +22,17 @@ COMMANDS: dict[str, LazyCommand] = {
     "runs": LazyCommand("kneo.cli.runs_cmd", "app", "Inspect runs"),
     "human": LazyCommand("kneo.cli.human_cmd", "app", "Manage human-in-the-loop tasks"),
     "service": LazyCommand("kneo.cli.service_cmd", "app", "Run or manage the Kneo service"),
-    "worker": LazyCommand("kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True),
+    "worker": LazyCommand(
+        "kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True
+    ),
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
-    "registry": LazyCommand("kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"),
+    "registry": LazyCommand(
+        "kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"
+    ),
     "db": LazyCommand("kneo.cli.db_cmd", "db_app", "Database schema migrations"),
-    "maintenance": LazyCommand("kneo.cli.db_cmd", "maintenance_app", "Retention, backup and restore"),
+    "maintenance": LazyCommand(
+        "kneo.cli.db_cmd", "maintenance_app", "Retention, backup and restore"
+    ),
 }
 
 app = typer.Typer(

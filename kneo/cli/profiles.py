@@ -228,8 +228,11 @@ def profile_set(
     store.set(name, service_url, api_key, activate=activate)
     info = store.describe(name)
     auth = "authenticated" if info["authenticated"] else "no API key"
-    _emit(info, as_json, f"profile {name}: {info['service_url']} ({auth})"
-          + (" [active]" if info["active"] else ""))
+    _emit(
+        info,
+        as_json,
+        f"profile {name}: {info['service_url']} ({auth})" + (" [active]" if info["active"] else ""),
+    )
 
 
 @profile_app.command("use")
@@ -250,8 +253,11 @@ def profile_list(as_json: bool = typer.Option(False, "--json")) -> None:
         f"{'authenticated' if r['authenticated'] else 'no API key'}"
         for r in rows
     ]
-    _emit({"profiles": rows, "active": store.active_name()}, as_json,
-          "\n".join(lines) if lines else "no profiles (add one with 'kneo config profile set')")
+    _emit(
+        {"profiles": rows, "active": store.active_name()},
+        as_json,
+        "\n".join(lines) if lines else "no profiles (add one with 'kneo config profile set')",
+    )
 
 
 @profile_app.command("show")

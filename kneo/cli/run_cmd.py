@@ -68,9 +68,12 @@ def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
         )
     elif meta.get("workflow_kind") == "promotion":
         tally = meta.get("promotion") or {}
-        err.print(f"promotion {status}: {tally.get('bundle')}@{tally.get('environment')} "
-                  f"{tally.get('approvals')}/{tally.get('required')} approval(s), "
-                  f"decided by {meta.get('approver')}", markup=False)
+        err.print(
+            f"promotion {status}: {tally.get('bundle')}@{tally.get('environment')} "
+            f"{tally.get('approvals')}/{tally.get('required')} approval(s), "
+            f"decided by {meta.get('approver')}",
+            markup=False,
+        )
     else:
         error = meta.get("error") or {}
         detail = f" [{error.get('code')}] {error.get('message')}" if error else ""
@@ -85,16 +88,24 @@ def exit_for(data: dict[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str
-                ) -> dict[str, Any]:
+def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str) -> dict[str, Any]:
     """``kneo run --bundle``: the service's ``POST /v1/runs`` or the local registry."""
     if hasattr(client, "create_run"):  # the HTTP client
-        return dict(client.create_run({"bundle": bundle, "environment": env,
-                                       "input": input_text, "target": target}))
+        return dict(
+            client.create_run(
+                {"bundle": bundle, "environment": env, "input": input_text, "target": target}
+            )
+        )
     from kneo.platform.bundles import run_bundle
 
-    result = run_bundle(client.manager, bundle=bundle, environment=env, input_text=input_text,
-                        target=target, actor=getattr(client, "_actor", None))
+    result = run_bundle(
+        client.manager,
+        bundle=bundle,
+        environment=env,
+        input_text=input_text,
+        target=target,
+        actor=getattr(client, "_actor", None),
+    )
     return dict(result.to_dict())
 
 
@@ -103,8 +114,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run", help="Run agent/workflow specs")
     def run(
-        spec_path: str | None = typer.Argument(None, metavar="[SPEC_PATH]",
-                                               help="Path to Kneo YAML spec"),
+        spec_path: str | None = typer.Argument(
+            None, metavar="[SPEC_PATH]", help="Path to Kneo YAML spec"
+        ),
         input_text: str = typer.Option(..., "--input", "-i", help="Input text"),
         target: str = typer.Option("workflow", "--target", help="agent or workflow"),
         env: str | None = typer.Option(None, "--env", help="Environment overlay and policy"),
@@ -112,18 +124,21 @@ def register(app: typer.Typer) -> None:
         service_url: str | None = typer.Option(None, "--service-url"),
         profile: str | None = typer.Option(None, "--profile", help="Service profile name"),
         bundle: str | None = typer.Option(
-            None, "--bundle", help="Run the active registry revision of this bundle (--env)"),
+            None, "--bundle", help="Run the active registry revision of this bundle (--env)"
+        ),
     ) -> None:
         from kneo.cli.client import get_client
         from kneo.errors import InvalidRequest
 
         want_json_errors(as_json)
         if target not in ("agent", "workflow"):
-            raise InvalidRequest(f"--target must be 'agent' or 'workflow', got {target!r}",
-                                 field="target")
+            raise InvalidRequest(
+                f"--target must be 'agent' or 'workflow', got {target!r}", field="target"
+            )
         if (spec_path is None) == (bundle is None):
-            raise InvalidRequest("give exactly one of SPEC_PATH or --bundle NAME",
-                                 field="spec_path")
+            raise InvalidRequest(
+                "give exactly one of SPEC_PATH or --bundle NAME", field="spec_path"
+            )
         if bundle is not None and not env:
             raise InvalidRequest("--bundle needs --env ENV", field="env")
         client = get_client(service_url=service_url, profile=profile, environment=env)
@@ -131,7 +146,8 @@ def register(app: typer.Typer) -> None:
             if bundle is not None:
                 data = _run_bundle(client, bundle, env or "", input_text, target)
             else:
-                data = client.run(spec_path=spec_path or "", input_text=input_text,
-                                  target=target, environment=env)
+                data = client.run(
+                    spec_path=spec_path or "", input_text=input_text, target=target, environment=env
+                )
         render_run_response(data, as_json=as_json)
         exit_for(data)

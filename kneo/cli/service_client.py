@@ -170,9 +170,7 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ runs
 
-    def run(
-        self, *, spec_path: str, input_text: str, target: str, environment: str | None
-    ) -> Any:
+    def run(self, *, spec_path: str, input_text: str, target: str, environment: str | None) -> Any:
         """``kneo run --service-url``: the spec is resolved locally and sent inline."""
         body = {**spec_payload(spec_path, environment), "input": input_text, "target": target}
         return self.create_run(body)
@@ -303,7 +301,9 @@ def connect(
         settings=settings,
         project_default_url=default_url,
     )
-    if connection is None or (not use_defaults and connection.source not in ("service_url", "profile")):
+    if connection is None or (
+        not use_defaults and connection.source not in ("service_url", "profile")
+    ):
         return None
     return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)
 
@@ -322,8 +322,9 @@ def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, An
     context = ProjectContext.discover(env=environment)
     path = Path(spec_path) if spec_path else context.default_spec_path()
     if path is None:
-        raise KneoError("no SPEC_PATH given and the project config has no default_spec",
-                        code="usage_error")
+        raise KneoError(
+            "no SPEC_PATH given and the project config has no default_spec", code="usage_error"
+        )
     if not path.is_file():
         return {"spec_path": str(path), "environment": environment}
     loaded = load_spec(path, env=environment, project=context.config)

@@ -24,22 +24,37 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (dev)")] = False,
-    controller: Annotated[bool, typer.Option(
-        "--controller/--no-controller",
-        help="Run the GitOps controller when one is configured (the default)")] = True,
-    controller_repo: Annotated[str | None, typer.Option(
-        "--controller-repo", help="Git URL or local path to reconcile (else controller.repo)")
+    controller: Annotated[
+        bool,
+        typer.Option(
+            "--controller/--no-controller",
+            help="Run the GitOps controller when one is configured (the default)",
+        ),
+    ] = True,
+    controller_repo: Annotated[
+        str | None,
+        typer.Option(
+            "--controller-repo", help="Git URL or local path to reconcile (else controller.repo)"
+        ),
     ] = None,
     controller_branch: Annotated[str | None, typer.Option("--controller-branch")] = None,
-    controller_interval: Annotated[float | None, typer.Option(
-        "--controller-interval", help="Poll seconds")] = None,
-    trusted_keys: Annotated[Path | None, typer.Option(
-        "--trusted-keys", help="Controller keyring directory")] = None,
-    trusted_hmac_key_env: Annotated[list[str] | None, typer.Option(
-        "--trusted-hmac-key-env", metavar="KEY_ID=VAR",
-        help="Trust HMAC key KEY_ID whose secret is in VAR (repeatable)")] = None,
-    webhook_secret_env: Annotated[str | None, typer.Option(
-        "--webhook-secret-env", help="Variable holding the webhook secret")] = None,
+    controller_interval: Annotated[
+        float | None, typer.Option("--controller-interval", help="Poll seconds")
+    ] = None,
+    trusted_keys: Annotated[
+        Path | None, typer.Option("--trusted-keys", help="Controller keyring directory")
+    ] = None,
+    trusted_hmac_key_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-hmac-key-env",
+            metavar="KEY_ID=VAR",
+            help="Trust HMAC key KEY_ID whose secret is in VAR (repeatable)",
+        ),
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None, typer.Option("--webhook-secret-env", help="Variable holding the webhook secret")
+    ] = None,
     prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
@@ -64,10 +79,20 @@ def serve(
             log_level=log_level,
         )
         return
-    ctl_config = _controller_config(
-        settings, repo=controller_repo, branch=controller_branch, interval=controller_interval,
-        trusted_keys=trusted_keys, trusted_hmac_key_env=trusted_hmac_key_env,
-        webhook_secret_env=webhook_secret_env, prune=prune) if controller else None
+    ctl_config = (
+        _controller_config(
+            settings,
+            repo=controller_repo,
+            branch=controller_branch,
+            interval=controller_interval,
+            trusted_keys=trusted_keys,
+            trusted_hmac_key_env=trusted_hmac_key_env,
+            webhook_secret_env=webhook_secret_env,
+            prune=prune,
+        )
+        if controller
+        else None
+    )
     if ctl_config is None:
         application = create_app(configure_default_manager=True, settings=settings)
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
@@ -80,10 +105,19 @@ def serve(
     manager = create_platform(settings=settings)
     try:
         ctl = build_controller(manager.store, ctl_config, settings)
-        application = create_app(False, settings=settings, manager=manager, start_worker=True,
-                                 controller=ctl, run_controller=True)
-        typer.echo(f"controller: reconciling {ctl.source.describe()} every "
-                   f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})", err=True)
+        application = create_app(
+            False,
+            settings=settings,
+            manager=manager,
+            start_worker=True,
+            controller=ctl,
+            run_controller=True,
+        )
+        typer.echo(
+            f"controller: reconciling {ctl.source.describe()} every "
+            f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
+            err=True,
+        )
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
     finally:
         manager.store.close()
@@ -106,11 +140,20 @@ def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | N
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
     once: Annotated[bool, typer.Option("--once", help="Drain due records, then exit")] = False,
-    grace_seconds: Annotated[float, typer.Option(
-        "--grace-seconds", min=0,
-        help="On SIGTERM, wait this long for runs in flight, then hand them over")] = 30.0,
-    max_attempts: Annotated[int, typer.Option(
-        "--max-attempts", min=1, help="Fail a run whose record was claimed more often")] = 5,
+    grace_seconds: Annotated[
+        float,
+        typer.Option(
+            "--grace-seconds",
+            min=0,
+            help="On SIGTERM, wait this long for runs in flight, then hand them over",
+        ),
+    ] = 30.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--max-attempts", min=1, help="Fail a run whose record was claimed more often"
+        ),
+    ] = 5,
 ) -> None:
     """Run a standalone queue worker against the configured database.
 
@@ -124,8 +167,13 @@ def worker(
 
     settings = Settings.from_env()
     manager = create_platform(settings=settings)
-    runner = Worker(manager, settings=settings, name="worker", concurrency=concurrency,
-                    max_attempts=max_attempts)
+    runner = Worker(
+        manager,
+        settings=settings,
+        name="worker",
+        concurrency=concurrency,
+        max_attempts=max_attempts,
+    )
     try:
         if once:
             count = runner.run_until_empty()

@@ -92,8 +92,9 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
         )
-    conditions = {(n, e, ty): (st, re, msg)
-                  for n, e, ty, st, re, msg in store.list_condition_heads()}
+    conditions = {
+        (n, e, ty): (st, re, msg) for n, e, ty, st, re, msg in store.list_condition_heads()
+    }
     return Snapshot(ObservedState(entries), conditions)
 
 
@@ -151,7 +152,8 @@ class Applier:
             revision = desired.revisions.get(key)
             entry = snapshot.observed.get(key)
             conditions = [
-                c for c in conditions_for(revision, entry, acts)
+                c
+                for c in conditions_for(revision, entry, acts)
                 if snapshot.conditions.get((key[0], key[1], c.type.value))
                 != (c.status, c.reason, c.message)
             ]
@@ -186,8 +188,11 @@ class Applier:
                 for action in actions:
                     results.append(self._apply_one(tx, action, entry, desired))
                 if conditions:
-                    tx.set_conditions(name, env, [(c.type.value, c.status, c.reason, c.message)
-                                                  for c in conditions])
+                    tx.set_conditions(
+                        name,
+                        env,
+                        [(c.type.value, c.status, c.reason, c.message) for c in conditions],
+                    )
             return results
         except KneoError as exc:
             return self._failed(key, actions, exc.code, exc.message)
@@ -195,24 +200,33 @@ class Applier:
             log.exception("applying %s/%s failed", name, env)
             return self._failed(key, actions, "apply_failed", f"{type(exc).__name__}: {exc}")
 
-    def _failed(self, key: BundleKey, actions: list[Action], code: str, message: str) -> list[Outcome]:
+    def _failed(
+        self, key: BundleKey, actions: list[Action], code: str, message: str
+    ) -> list[Outcome]:
         name, env = key
         text = f"{code}: {message}"
         try:
             with self.store.transaction() as tx:
-                tx.set_condition(name, env, "Ready", status="False", reason="ApplyFailed",
-                                 message=text[:2000])
+                tx.set_condition(
+                    name, env, "Ready", status="False", reason="ApplyFailed", message=text[:2000]
+                )
                 tx.add_audit(
                     "bundle.apply_failed",
                     actor=ACTOR,
-                    payload={"bundle": name, "environment": env, "error": text[:2000],
-                             "actions": [a.kind.value for a in actions]},
+                    payload={
+                        "bundle": name,
+                        "environment": env,
+                        "error": text[:2000],
+                        "actions": [a.kind.value for a in actions],
+                    },
                 )
         except Exception:  # the database itself is gone; the controller status says so
             log.exception("recording the failure of %s/%s failed", name, env)
         return [Outcome(a, False, error=text) for a in actions]
 
-    def _apply_one(self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState) -> Outcome:
+    def _apply_one(
+        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+    ) -> Outcome:
         kind = action.kind
         if kind is ActionKind.ACTIVATE:
             return self._activate(tx, action, entry, desired)
@@ -226,7 +240,9 @@ class Applier:
             return self._request_approval(tx, action, entry, desired)
         return Outcome(action, False)
 
-    def _activate(self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState) -> Outcome:
+    def _activate(
+        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+    ) -> Outcome:
         rev = _desired(action)
         name, env = action.key
         env_state = desired.environments.get(env)
@@ -248,25 +264,39 @@ class Applier:
         approved_by += [a for a in action.approved_by if a not in approved_by]
         previous = entry.active.number if entry.active else None
         if action.target is not None:
-            record = tx.set_revision_status(name, env, action.target.number, "active",
-                                            approved_by=approved_by)
-            self.gate.close(tx, name=name, environment=env, digest=rev.digest or "",
-                            outcome="activated")
+            record = tx.set_revision_status(
+                name, env, action.target.number, "active", approved_by=approved_by
+            )
+            self.gate.close(
+                tx, name=name, environment=env, digest=rev.digest or "", outcome="activated"
+            )
         else:
             self._withdraw_pending(tx, action, entry, "superseded")
             record = tx.add_revision(
-                name, env, digest=rev.digest or "", commit=rev.commit,
-                signer_key_ids=rev.signer_key_ids, approved_by=approved_by, status="active",
-                diagnostics=[_source(rev), *rev.diagnostics], spec=dict(rev.spec or {}),
+                name,
+                env,
+                digest=rev.digest or "",
+                commit=rev.commit,
+                signer_key_ids=rev.signer_key_ids,
+                approved_by=approved_by,
+                status="active",
+                diagnostics=[_source(rev), *rev.diagnostics],
+                spec=dict(rev.spec or {}),
             )
         tx.add_audit(
             "bundle.promoted",
             actor=ACTOR,
             payload={
-                "bundle": name, "environment": env, "revision": record.revision,
-                "digest": rev.digest, "commit": rev.commit, "path": rev.path,
-                "previous_revision": previous, "approved_by": approved_by,
-                "signer_key_ids": list(rev.signer_key_ids), "drift": action.drift,
+                "bundle": name,
+                "environment": env,
+                "revision": record.revision,
+                "digest": rev.digest,
+                "commit": rev.commit,
+                "path": rev.path,
+                "previous_revision": previous,
+                "approved_by": approved_by,
+                "signer_key_ids": list(rev.signer_key_ids),
+                "drift": action.drift,
             },
         )
         return Outcome(action, True, record.revision)
@@ -275,25 +305,36 @@ class Applier:
         rev = _desired(action)
         name, env = action.key
         diagnostics = [
-            {**p.to_dict(), "fingerprint": rev.fingerprint, "path": rev.path} for p in action.reasons
+            {**p.to_dict(), "fingerprint": rev.fingerprint, "path": rev.path}
+            for p in action.reasons
         ] + list(rev.diagnostics)
         if action.target is not None:
             record = tx.reject_revision(name, env, action.target.number, diagnostics)
-            self.gate.close(tx, name=name, environment=env, digest=action.target.digest,
-                            outcome="rejected")
+            self.gate.close(
+                tx, name=name, environment=env, digest=action.target.digest, outcome="rejected"
+            )
         else:
             record = tx.add_revision(
-                name, env, digest=rev.digest or "unknown", commit=rev.commit,
+                name,
+                env,
+                digest=rev.digest or "unknown",
+                commit=rev.commit,
                 signer_key_ids=rev.signer_key_ids,
                 approved_by=[rev.approved_by] if rev.approved_by else [],
-                status="rejected", diagnostics=diagnostics, spec=dict(rev.spec or {}),
+                status="rejected",
+                diagnostics=diagnostics,
+                spec=dict(rev.spec or {}),
             )
         tx.add_audit(
             "bundle.rejected",
             actor=ACTOR,
             payload={
-                "bundle": name, "environment": env, "revision": record.revision,
-                "digest": rev.digest, "commit": rev.commit, "path": rev.path,
+                "bundle": name,
+                "environment": env,
+                "revision": record.revision,
+                "digest": rev.digest,
+                "commit": rev.commit,
+                "path": rev.path,
                 "reasons": [p.to_dict() for p in action.reasons],
             },
         )
@@ -304,16 +345,22 @@ class Applier:
         number = None
         if action.target is not None:
             number = tx.prune_revision(name, env, action.target.number).revision
-        if entry.applied is not None and entry.applied.status == "inactive" and (
-            action.target is None or entry.applied.number != action.target.number
+        if (
+            entry.applied is not None
+            and entry.applied.status == "inactive"
+            and (action.target is None or entry.applied.number != action.target.number)
         ):
             tx.prune_revision(name, env, entry.applied.number)
         self._withdraw_pending(tx, action, entry, "pruned")
         tx.add_audit(
             "bundle.pruned",
             actor=ACTOR,
-            payload={"bundle": name, "environment": env, "revision": number,
-                     "digest": action.target.digest if action.target else None},
+            payload={
+                "bundle": name,
+                "environment": env,
+                "revision": number,
+                "digest": action.target.digest if action.target else None,
+            },
         )
         return Outcome(action, True, number)
 
@@ -329,8 +376,13 @@ class Applier:
         tx.add_audit(
             "bundle.drift_reverted",
             actor=ACTOR,
-            payload={"bundle": name, "environment": env, "found_revision": found,
-                     "restored_revision": number, "message": action.message},
+            payload={
+                "bundle": name,
+                "environment": env,
+                "found_revision": found,
+                "restored_revision": number,
+                "message": action.message,
+            },
         )
         return Outcome(action, True, number)
 
@@ -343,10 +395,14 @@ class Applier:
         if target is None:
             self._withdraw_pending(tx, action, entry, "superseded")
             record = tx.add_revision(
-                name, env, digest=rev.digest or "", commit=rev.commit,
+                name,
+                env,
+                digest=rev.digest or "",
+                commit=rev.commit,
                 signer_key_ids=rev.signer_key_ids,
                 approved_by=[rev.approved_by] if rev.approved_by else [],
-                status="pending_approval", diagnostics=[_source(rev), *rev.diagnostics],
+                status="pending_approval",
+                diagnostics=[_source(rev), *rev.diagnostics],
                 spec=dict(rev.spec or {}),
             )
             number = record.revision
@@ -354,30 +410,47 @@ class Applier:
             number = target.number
         rules = desired.environments[env].promotion
         cid = self.gate.open(
-            tx, name=name, environment=env, digest=rev.digest or "", revision=number,
-            approvers=rules.approvers, min_approvals=rules.min_approvals, now=self.clock.now(),
+            tx,
+            name=name,
+            environment=env,
+            digest=rev.digest or "",
+            revision=number,
+            approvers=rules.approvers,
+            min_approvals=rules.min_approvals,
+            now=self.clock.now(),
         )
         tx.add_audit(
             "promotion.requested",
             actor=ACTOR,
             continuation_id=cid,
-            payload={"bundle": name, "environment": env, "revision": number,
-                     "digest": rev.digest, "approvers": list(rules.approvers),
-                     "min_approvals": rules.min_approvals,
-                     "prompt": promotion.prompt(name, env, rev.digest or "")},
+            payload={
+                "bundle": name,
+                "environment": env,
+                "revision": number,
+                "digest": rev.digest,
+                "approvers": list(rules.approvers),
+                "min_approvals": rules.min_approvals,
+                "prompt": promotion.prompt(name, env, rev.digest or ""),
+            },
         )
         return Outcome(action, True, number)
 
     def _withdraw_pending(self, tx: Any, action: Action, entry: ObservedEntry, why: str) -> None:
         """A pending promotion of another digest is superseded (never activated later)."""
         pending = entry.pending
-        if pending is None or (action.target is not None and action.target.number == pending.number):
+        if pending is None or (
+            action.target is not None and action.target.number == pending.number
+        ):
             return
-        tx.reject_revision(action.name, action.environment, pending.number,
-                           [{"code": f"promotion_{why}",
-                             "message": f"promotion {why} before it was approved"}])
-        self.gate.close(tx, name=action.name, environment=action.environment,
-                        digest=pending.digest, outcome=why)
+        tx.reject_revision(
+            action.name,
+            action.environment,
+            pending.number,
+            [{"code": f"promotion_{why}", "message": f"promotion {why} before it was approved"}],
+        )
+        self.gate.close(
+            tx, name=action.name, environment=action.environment, digest=pending.digest, outcome=why
+        )
 
 
 def _desired(action: Action) -> DesiredRevision:
@@ -387,5 +460,9 @@ def _desired(action: Action) -> DesiredRevision:
 
 
 def _source(rev: DesiredRevision) -> Mapping[str, Any]:
-    return {"code": "source", "message": f"{rev.path} at {rev.commit}", "path": rev.path,
-            "fingerprint_of_source": rev.fingerprint}
+    return {
+        "code": "source",
+        "message": f"{rev.path} at {rev.commit}",
+        "path": rev.path,
+        "fingerprint_of_source": rev.fingerprint,
+    }

@@ -57,8 +57,10 @@ class ControllerConfig:
         known = {f.name for f in fields(self)}
         given = {k: v for k, v in values.items() if v is not None and k in known}
         if "trusted_hmac_key_env" in given:  # flags add to (and override) the file's keys
-            given["trusted_hmac_key_env"] = {**self.trusted_hmac_key_env,
-                                             **given["trusted_hmac_key_env"]}
+            given["trusted_hmac_key_env"] = {
+                **self.trusted_hmac_key_env,
+                **given["trusted_hmac_key_env"],
+            }
         for key in ("trusted_keys", "cache_dir"):
             if isinstance(given.get(key), str):
                 given[key] = Path(given[key]).expanduser()
@@ -74,14 +76,18 @@ class ControllerConfig:
         return self.repo
 
 
-def from_mapping(block: Mapping[str, Any] | None, *, base_dir: Path | None = None) -> ControllerConfig:
+def from_mapping(
+    block: Mapping[str, Any] | None, *, base_dir: Path | None = None
+) -> ControllerConfig:
     """A config from a ``controller:`` mapping; relative paths resolve against ``base_dir``."""
     try:
         parsed = _Block.model_validate(dict(block or {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"controller.{where}: {first['msg']}", field=f"controller.{where}") from None
+        raise ConfigError(
+            f"controller.{where}: {first['msg']}", field=f"controller.{where}"
+        ) from None
 
     def path(value: str | None) -> Path | None:
         if value is None:
@@ -90,7 +96,13 @@ def from_mapping(block: Mapping[str, Any] | None, *, base_dir: Path | None = Non
         return p if p.is_absolute() or base_dir is None else base_dir / p
 
     repo = parsed.repo
-    if repo and base_dir is not None and "://" not in repo and not Path(repo).is_absolute() and "@" not in repo:
+    if (
+        repo
+        and base_dir is not None
+        and "://" not in repo
+        and not Path(repo).is_absolute()
+        and "@" not in repo
+    ):
         repo = str(base_dir / repo)
     return ControllerConfig(
         repo=repo,
@@ -114,7 +126,9 @@ def load_controller_config(project_config: Path | None) -> ControllerConfig:
     try:
         data = yaml.safe_load(project_config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {project_config}: {exc}", file=str(project_config)) from None
+        raise ConfigError(
+            f"cannot read {project_config}: {exc}", file=str(project_config)
+        ) from None
     block = data.get("controller") if isinstance(data, dict) else None
     root = project_config.resolve().parent
     if root.name == ".kneo":

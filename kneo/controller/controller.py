@@ -188,7 +188,8 @@ class Controller:
                 lap("fetch")
                 stage = "load"
                 desired = self.loader.load(
-                    self.source, result.commit,
+                    self.source,
+                    result.commit,
                     progress=(lambda d, t: progress("verify", d, t)) if progress else None,
                 )
                 result.problems = [p.to_dict() for p in desired.problems]
@@ -198,15 +199,18 @@ class Controller:
                 lap("observe")
                 stage = "plan"
                 actions = plan(
-                    desired, snapshot.observed,
+                    desired,
+                    snapshot.observed,
                     PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
                 )
                 if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
-                    result.problems.append({
-                        "code": EMPTY_DESIRED_STATE,
-                        "message": "the commit holds no bundles; nothing was pruned "
-                        "(allow_empty is off)",
-                    })
+                    result.problems.append(
+                        {
+                            "code": EMPTY_DESIRED_STATE,
+                            "message": "the commit holds no bundles; nothing was pruned "
+                            "(allow_empty is off)",
+                        }
+                    )
                 lap("plan")
                 if dry_run:
                     result.outcomes = [Outcome(a, False) for a in actions]
@@ -219,15 +223,20 @@ class Controller:
                     lap("apply")
                 stats = self.loader.last_stats
                 result.stats.update(
-                    files=stats.files, verified=stats.judged, cached=stats.cached,
+                    files=stats.files,
+                    verified=stats.judged,
+                    cached=stats.cached,
                     seconds=timings,
                 )
             except KneoError as exc:
                 result.error = {"stage": stage, "code": exc.code, "message": exc.message}
             except Exception as exc:  # never a traceback to a user; the loop keeps running
                 log.exception("reconcile failed at %s", stage)
-                result.error = {"stage": stage, "code": "internal_error",
-                                "message": f"{type(exc).__name__}: {exc}"}
+                result.error = {
+                    "stage": stage,
+                    "code": "internal_error",
+                    "message": f"{type(exc).__name__}: {exc}",
+                }
             result.duration_seconds = time.perf_counter() - t0
             if not dry_run:
                 self._record(result)
@@ -235,7 +244,10 @@ class Controller:
             return result
 
     def _apply(
-        self, desired: DesiredState, snapshot: Snapshot, actions: list[Any],
+        self,
+        desired: DesiredState,
+        snapshot: Snapshot,
+        actions: list[Any],
         progress: ProgressCallback | None,
     ) -> list[Outcome]:
         renew_every = self.config.lease_seconds / 3
@@ -280,9 +292,7 @@ class Controller:
 
     def _record(self, result: ReconcileResult) -> None:
         """Controller status every time; an audit event when the error or problems change."""
-        error_text = (
-            f"{result.error['code']}: {result.error['message']}" if result.error else None
-        )
+        error_text = f"{result.error['code']}: {result.error['message']}" if result.error else None
         try:
             previous = self.store.get_controller_status(self.config.name)
             details = {
@@ -292,7 +302,8 @@ class Controller:
                 "problems": result.problems,
                 "stats": result.stats,
                 "last_error_stage": result.error["stage"] if result.error else None,
-                "last_success_at": utc_iso(result.started_at) if result.ok
+                "last_success_at": utc_iso(result.started_at)
+                if result.ok
                 else previous.details.get("last_success_at"),
             }
             with self.store.transaction() as tx:
@@ -306,11 +317,17 @@ class Controller:
                     fields["last_fetched_commit"] = result.commit
                 tx.set_controller_status(name=self.config.name, **fields)
                 if error_text and error_text != previous.last_error:
-                    tx.add_audit("controller.reconcile_failed", actor=ACTOR,
-                                 payload={"commit": result.commit, **(result.error or {})})
+                    tx.add_audit(
+                        "controller.reconcile_failed",
+                        actor=ACTOR,
+                        payload={"commit": result.commit, **(result.error or {})},
+                    )
                 if result.problems and result.problems != previous.details.get("problems"):
-                    tx.add_audit("controller.problems", actor=ACTOR,
-                                 payload={"commit": result.commit, "problems": result.problems})
+                    tx.add_audit(
+                        "controller.problems",
+                        actor=ACTOR,
+                        payload={"commit": result.commit, "problems": result.problems},
+                    )
         except Exception as exc:  # e.g. the database is down; the next pass retries
             log.warning("recording controller status failed: %s", exc)
 
@@ -326,7 +343,9 @@ class Controller:
             lock = None
         return status_dict(stored, lock, self.source.describe(), self_owner=self.owner)
 
-    def run(self, stop: threading.Event, *, on_result: Callable[[ReconcileResult], None] | None = None) -> None:
+    def run(
+        self, stop: threading.Event, *, on_result: Callable[[ReconcileResult], None] | None = None
+    ) -> None:
         """Reconcile every ``interval`` seconds (sooner when woken) until ``stop`` is set."""
         try:
             while not stop.is_set():
@@ -334,8 +353,10 @@ class Controller:
                 result = self.reconcile_once()
                 if on_result is not None:
                     on_result(result)
-                wait = self.config.interval if result.leader else min(
-                    self.config.interval, self.config.lease_seconds / 2
+                wait = (
+                    self.config.interval
+                    if result.leader
+                    else min(self.config.interval, self.config.lease_seconds / 2)
                 )
                 deadline = time.monotonic() + wait
                 while not stop.is_set() and not self._wake.is_set():
@@ -351,7 +372,9 @@ class Controller:
         return self._last
 
 
-def status_dict(stored: Any, lock: Any, source: str | None, *, self_owner: str | None = None) -> dict[str, Any]:
+def status_dict(
+    stored: Any, lock: Any, source: str | None, *, self_owner: str | None = None
+) -> dict[str, Any]:
     """The controller status document shared by the CLI and the service."""
     return {
         "source": source or stored.details.get("source"),

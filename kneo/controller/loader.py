@@ -41,7 +41,9 @@ from kneo.errors import BundleError, KneoError
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
-SpecChecker = Callable[[Mapping[str, Any], EnvironmentPolicy], tuple[list[dict[str, Any]], list[Problem]]]
+SpecChecker = Callable[
+    [Mapping[str, Any], EnvironmentPolicy], tuple[list[dict[str, Any]], list[Problem]]
+]
 #: Called with (done, total) while bundles are judged, for progress display.
 Progress = Callable[[int, int], None]
 
@@ -55,7 +57,9 @@ def default_spec_checker() -> SpecChecker:
 
     tools, runtimes = ToolRegistry(), create_runtime_registry()
 
-    def check(spec: Mapping[str, Any], policy: EnvironmentPolicy) -> tuple[list[dict[str, Any]], list[Problem]]:
+    def check(
+        spec: Mapping[str, Any], policy: EnvironmentPolicy
+    ) -> tuple[list[dict[str, Any]], list[Problem]]:
         try:
             model = load_spec_data(dict(spec), source="bundle spec")
         except KneoError as exc:
@@ -150,7 +154,9 @@ class DesiredStateLoader:
             self._spec_checker = default_spec_checker()
         return self._spec_checker
 
-    def load(self, source: Source, commit: str, *, progress: Progress | None = None) -> DesiredState:
+    def load(
+        self, source: Source, commit: str, *, progress: Progress | None = None
+    ) -> DesiredState:
         started = time.perf_counter()
         stats = LoadStats()
         files = source.list_files(commit)
@@ -166,8 +172,12 @@ class DesiredStateLoader:
             if env_name in environments:
                 environments[env_name] = replace(
                     environments[env_name],
-                    problems=(Problem("environment_invalid",
-                                      f"environment {env_name!r} has both a .yaml and a .yml file"),),
+                    problems=(
+                        Problem(
+                            "environment_invalid",
+                            f"environment {env_name!r} has both a .yaml and a .yml file",
+                        ),
+                    ),
                 )
                 continue
             environments[env_name] = self._environment(
@@ -341,8 +351,14 @@ class DesiredStateLoader:
         now: datetime,
     ) -> _Judged:
         base = _Judged(
-            bundle.name, bundle.environment, bundle.digest, (), bundle.approved_by,
-            bundle.spec, (), (),
+            bundle.name,
+            bundle.environment,
+            bundle.digest,
+            (),
+            bundle.approved_by,
+            bundle.spec,
+            (),
+            (),
         )
         if env is None:
             problem = Problem(
@@ -408,19 +424,30 @@ def _check_chains(environments: dict[str, DesiredEnvironment]) -> dict[str, Desi
         if upstream is None or env.problems:
             continue
         if upstream not in environments:
-            out[name] = replace(env, problems=(Problem(
-                "upstream_environment_missing",
-                f"{env.path}: require_approved_in names {upstream!r}, which has no "
-                f"{ENVIRONMENTS_DIR}/{upstream}.yaml",
-            ),))
+            out[name] = replace(
+                env,
+                problems=(
+                    Problem(
+                        "upstream_environment_missing",
+                        f"{env.path}: require_approved_in names {upstream!r}, which has no "
+                        f"{ENVIRONMENTS_DIR}/{upstream}.yaml",
+                    ),
+                ),
+            )
             continue
         seen: set[str] = {name}
         current: str | None = upstream
         while current is not None and current in environments:
             if current in seen:
-                out[name] = replace(env, problems=(Problem(
-                    "promotion_cycle", f"{env.path}: require_approved_in forms a cycle through {current!r}"
-                ),))
+                out[name] = replace(
+                    env,
+                    problems=(
+                        Problem(
+                            "promotion_cycle",
+                            f"{env.path}: require_approved_in forms a cycle through {current!r}",
+                        ),
+                    ),
+                )
                 break
             seen.add(current)
             current = environments[current].promotion.require_approved_in

@@ -145,9 +145,11 @@ def _plan_key(
 ) -> list[Action]:
     name, environment = key
     if entry.suspended:
-        note = "; the registry was changed outside the controller (drift not reverted)" if (
-            entry.drifted
-        ) else ""
+        note = (
+            "; the registry was changed outside the controller (drift not reverted)"
+            if (entry.drifted)
+            else ""
+        )
         return [
             Action(
                 ActionKind.NOOP,
@@ -413,9 +415,7 @@ def _verified(revision: DesiredRevision | None) -> ConditionValue:
             t, "True", R_VERIFIED, f"{short(revision.digest)} signed by {signers}"
         )
     problem = revision.problems[0] if revision.problems else Problem("invalid", "invalid")
-    return ConditionValue(
-        t, "False", problem.code, "; ".join(p.message for p in revision.problems)
-    )
+    return ConditionValue(t, "False", problem.code, "; ".join(p.message for p in revision.problems))
 
 
 def _promoted(

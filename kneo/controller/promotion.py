@@ -245,7 +245,8 @@ def record_promotion_decision(
 def _tally(tx: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
     """Distinct approvals of ``digest`` (only listed approvers count when the list is set)."""
     approved = {
-        a.approver for a in tx.list_promotion_approvals(name, env, digest)
+        a.approver
+        for a in tx.list_promotion_approvals(name, env, digest)
         if a.decision == "approved"
     }
     if approvers:

@@ -47,8 +47,9 @@ def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]
     return secrets
 
 
-def build_controller(store: Any, config: ControllerConfig, settings: Any, *,
-                     owner: str | None = None) -> Any:
+def build_controller(
+    store: Any, config: ControllerConfig, settings: Any, *, owner: str | None = None
+) -> Any:
     """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
@@ -64,8 +65,10 @@ def build_controller(store: Any, config: ControllerConfig, settings: Any, *,
             field="controller.trusted_keys",
         )
     if config.webhook_secret_env and settings.secret(config.webhook_secret_env) is None:
-        raise ConfigError(f"{config.webhook_secret_env} is not set (webhook secret)",
-                          variable=config.webhook_secret_env)
+        raise ConfigError(
+            f"{config.webhook_secret_env} is not set (webhook secret)",
+            variable=config.webhook_secret_env,
+        )
     if config.trusted_keys is not None:
         keyring = load_keyring(config.trusted_keys, hmac_secrets=secrets or None)
     else:

@@ -31,8 +31,12 @@ class ResolvedBundle:
 
     def run_fields(self, name: str) -> dict[str, Any]:
         """The run columns that pin a run to this revision."""
-        return {"bundle_name": name, "bundle_revision": self.revision,
-                "spec_digest": self.digest, "bundle_commit": self.commit}
+        return {
+            "bundle_name": name,
+            "bundle_revision": self.revision,
+            "spec_digest": self.digest,
+            "bundle_commit": self.commit,
+        }
 
 
 def resolve_bundle_for_run(store: Any, bundle: str, environment: str) -> ResolvedBundle:

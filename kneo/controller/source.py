@@ -59,11 +59,9 @@ class Source(Protocol):
         """Bundle, environment and project-config files at ``commit`` by path."""
         ...
 
-    def read_blob(self, blob_sha: str) -> bytes:
-        ...
+    def read_blob(self, blob_sha: str) -> bytes: ...
 
-    def describe(self) -> str:
-        ...
+    def describe(self) -> str: ...
 
 
 def is_remote(location: str) -> bool:
@@ -163,9 +161,7 @@ class GitSource:
                 ) from exc
 
     def _fetch_remote(self, repo: git.Repo) -> str:
-        candidates = (
-            [f"refs/heads/{self.ref}", f"refs/tags/{self.ref}"] if self.ref else ["HEAD"]
-        )
+        candidates = [f"refs/heads/{self.ref}", f"refs/tags/{self.ref}"] if self.ref else ["HEAD"]
         last: Exception | None = None
         for remote_ref in candidates:
             try:
@@ -192,7 +188,13 @@ class GitSource:
             repo = self._open()
             try:
                 out = repo.git.ls_tree(
-                    "-r", "-z", "--full-tree", commit, "--", BUNDLES_DIR, ENVIRONMENTS_DIR,
+                    "-r",
+                    "-z",
+                    "--full-tree",
+                    commit,
+                    "--",
+                    BUNDLES_DIR,
+                    ENVIRONMENTS_DIR,
                     ".kneo",
                 )
             except git.exc.GitCommandError as exc:

@@ -36,7 +36,9 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
         raise Unauthorized("webhook signature does not match")
 
 
-def trigger(controller: Triggerable, event: str | None = None, payload: Any = None) -> dict[str, Any]:
+def trigger(
+    controller: Triggerable, event: str | None = None, payload: Any = None
+) -> dict[str, Any]:
     """Ask for an immediate reconcile; returns the response body for the webhook route.
 
     ``ping`` events are acknowledged without a reconcile; every other event (``push``,
@@ -52,7 +54,9 @@ def trigger(controller: Triggerable, event: str | None = None, payload: Any = No
 class RepositoryWatcher:
     """Watchdog observer on a local repository's ``.git``; calls ``on_change`` debounced."""
 
-    def __init__(self, path: Path, controller: Triggerable, *, debounce_seconds: float = 0.2) -> None:
+    def __init__(
+        self, path: Path, controller: Triggerable, *, debounce_seconds: float = 0.2
+    ) -> None:
         self.path = path
         self.controller = controller
         self.debounce = debounce_seconds

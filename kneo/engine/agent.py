@@ -127,13 +127,14 @@ class AgentLoop:
             runtime=runtime,
             timeout_seconds=step.timeout_seconds,
         )
-        approval = set(agent.approval_required) | {t.name for t in step.tools if t.requires_approval}
+        approval = set(agent.approval_required) | {
+            t.name for t in step.tools if t.requires_approval
+        }
         record = host.agent_record()
         with host.lock:
             fresh = not record.get("messages")
         if fresh:
-            earlier = (host.previous_transcript(agent.name)
-                       if agent.memory.type != "none" else None)
+            earlier = host.previous_transcript(agent.name) if agent.memory.type != "none" else None
             with host.lock:
                 self._start(record, agent, input_text, runtime, earlier)
         max_turns = agent.max_iterations or agent.strategy.max_iterations
@@ -142,7 +143,10 @@ class AgentLoop:
             host.checkpoint_cancel()
             if record.get("final") is not None:
                 return str(record["final"])
-            if step.timeout_seconds is not None and self._monotonic() - started > step.timeout_seconds:
+            if (
+                step.timeout_seconds is not None
+                and self._monotonic() - started > step.timeout_seconds
+            ):
                 raise AgentStepError(
                     f"agent step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
                     code="step_timeout",
@@ -243,8 +247,9 @@ class AgentLoop:
         refusal = guard.check(call)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
-            host.emit(event, describe_for_trace(call, refusal,
-                                                record_arguments=opts.record_arguments))
+            host.emit(
+                event, describe_for_trace(call, refusal, record_arguments=opts.record_arguments)
+            )
             self._append_result(host, call, refusal, record)
             return
         if call.name == QUESTION_TOOL:
@@ -259,16 +264,24 @@ class AgentLoop:
             if refusal is None:
                 refusal = guard.check(call)  # edited arguments pass the same checks
             if refusal is not None:
-                host.emit("tool_call_rejected", describe_for_trace(
-                    call, refusal, record_arguments=opts.record_arguments))
+                host.emit(
+                    "tool_call_rejected",
+                    describe_for_trace(call, refusal, record_arguments=opts.record_arguments),
+                )
                 self._append_result(host, call, refusal, record)
                 return
-        host.emit("tool_call_started", describe_for_trace(call, record_arguments=opts.record_arguments))
+        host.emit(
+            "tool_call_started", describe_for_trace(call, record_arguments=opts.record_arguments)
+        )
         outcome = guard.execute(call)
         host.emit(
             "tool_call_completed",
-            describe_for_trace(call, outcome, record_arguments=opts.record_arguments,
-                               record_results=opts.record_results),
+            describe_for_trace(
+                call,
+                outcome,
+                record_arguments=opts.record_arguments,
+                record_results=opts.record_results,
+            ),
         )
         self._append_result(host, call, outcome, record)
 
@@ -288,19 +301,28 @@ class AgentLoop:
         question = str(call.arguments.get("question") or "").strip() or "(no question given)"
         if host.unit_key.startswith(_BRANCH_PREFIX):
             with host.lock:
-                mine = [c.get("id", "") for m in record.get("messages") or []
-                        for c in m.get("tool_calls") or [] if c.get("name") == QUESTION_TOOL]
+                mine = [
+                    c.get("id", "")
+                    for m in record.get("messages") or []
+                    for c in m.get("tool_calls") or []
+                    if c.get("name") == QUESTION_TOOL
+                ]
             index = mine.index(call.id) + 1 if call.id in mine else len(mine) + 1
             wait_key = question_wait_key(index, question, unit_key=host.unit_key)
         else:
             wait_key = question_wait_key(host.question_index(call.id), question)
         decision = host.decision(wait_key)
         if decision is None:
-            host.pause(host.new_request(
-                kind="question", wait_key=wait_key, prompt=question,
-                decisions=("provided",),
-                context={"tool_call_id": call.id, "wait_name": wait_key},
-                metadata={"wait_name": wait_key}))
+            host.pause(
+                host.new_request(
+                    kind="question",
+                    wait_key=wait_key,
+                    prompt=question,
+                    decisions=("provided",),
+                    context={"tool_call_id": call.id, "wait_name": wait_key},
+                    metadata={"wait_name": wait_key},
+                )
+            )
         answer = (decision or {}).get("content")
         return str(answer) if answer is not None else ""
 
@@ -315,8 +337,11 @@ class AgentLoop:
                     kind="tool_approval",
                     wait_key=wait_key,
                     prompt=f"Approve the call to tool '{call.name}'?",
-                    context={"tool_name": call.name, "tool_call_id": call.id,
-                             "arguments": redact(dict(call.arguments))},
+                    context={
+                        "tool_name": call.name,
+                        "tool_call_id": call.id,
+                        "arguments": redact(dict(call.arguments)),
+                    },
                     decisions=("approved", "rejected", "edited"),
                 )
             )
@@ -324,16 +349,20 @@ class AgentLoop:
         name = decision.get("decision")
         if name == "rejected":
             why = decision.get("content") or "no reason given"
-            return call, ToolOutcome("denied", f"Tool call rejected by a reviewer: {why}",
-                                     "rejected by a reviewer")
+            return call, ToolOutcome(
+                "denied", f"Tool call rejected by a reviewer: {why}", "rejected by a reviewer"
+            )
         if name == "edited":
             try:
                 arguments = json.loads(decision.get("content") or "{}")
             except ValueError:
                 arguments = None
             if not isinstance(arguments, dict):
-                return call, ToolOutcome("invalid", "Edited tool arguments are not a JSON object.",
-                                         "edited arguments invalid")
+                return call, ToolOutcome(
+                    "invalid",
+                    "Edited tool arguments are not a JSON object.",
+                    "edited arguments invalid",
+                )
             return ToolCall(id=call.id, name=call.name, arguments=arguments), None
         return call, None
 
@@ -353,7 +382,7 @@ def _step_registry(base: ToolRegistry, tools: tuple[ToolDefinition, ...]) -> Too
 def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:
     """Keep system messages and the newest others up to ``limit``, never an orphan tool result."""
     system = [m for m in messages if m.role == "system" and m is messages[0]]
-    rest = messages[len(system):]
+    rest = messages[len(system) :]
     budget = max(1, limit - len(system))
     if len(rest) > budget:
         rest = rest[-budget:]

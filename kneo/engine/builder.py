@@ -99,7 +99,8 @@ class PythonTool:
     fn: Callable[..., Any]
     description: str = ""
     parameters: Mapping[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}})
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
     requires_approval: bool = False
 
 
@@ -135,41 +136,68 @@ class WorkflowBuilder:
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
     ) -> HumanInTheLoopStep:
-        return HumanInTheLoopStep(name, prompt, resolver, assignee, tuple(options),
-                                  timeout_seconds, on_timeout)
+        return HumanInTheLoopStep(
+            name, prompt, resolver, assignee, tuple(options), timeout_seconds, on_timeout
+        )
 
     @staticmethod
-    def route_step(name: str, prompt: str, options: Sequence[str], *,
-                   assignee: str | None = None, timeout_seconds: int | None = None,
-                   on_timeout: str = "fail") -> HumanInTheLoopStep:
+    def route_step(
+        name: str,
+        prompt: str,
+        options: Sequence[str],
+        *,
+        assignee: str | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: str = "fail",
+    ) -> HumanInTheLoopStep:
         """A graph node where a person picks the next node among ``options`` (node ids);
         it accepts only ``selected`` (kind ``route``)."""
         if not options:
             raise InvalidRequest(f"route step '{name}' needs options (node ids)", field="options")
-        return HumanInTheLoopStep(name, prompt, None, assignee, tuple(options), timeout_seconds,
-                                  on_timeout, decisions=("selected",))
+        return HumanInTheLoopStep(
+            name,
+            prompt,
+            None,
+            assignee,
+            tuple(options),
+            timeout_seconds,
+            on_timeout,
+            decisions=("selected",),
+        )
 
     @staticmethod
-    def function_step(name: str, fn: Callable[..., Any], *, on_error: str = "fail",
-                      max_retries: int = 0,
-                      human_review: HumanReview | None = None) -> FunctionStep:
+    def function_step(
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        on_error: str = "fail",
+        max_retries: int = 0,
+        human_review: HumanReview | None = None,
+    ) -> FunctionStep:
         """A Python function step; ``on_error="pause"`` asks a person to retry, skip or fail,
         ``human_review`` adds gates (:meth:`confirmation`, :meth:`typed_input`,
         :meth:`output_review`)."""
         return FunctionStep(name, fn, on_error, max_retries, human_review)
 
     @staticmethod
-    def tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-             parameters: Mapping[str, Any] | None = None,
-             requires_approval: bool = False) -> PythonTool:
+    def tool(
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        requires_approval: bool = False,
+    ) -> PythonTool:
         """A tool implemented by ``fn(args: dict) -> str``; ``requires_approval`` pauses
         every call for a person (as does naming it in ``approval_required``)."""
         doc = (fn.__doc__ or "").strip().splitlines()
         return PythonTool(
-            name=name or fn.__name__, fn=fn,
+            name=name or fn.__name__,
+            fn=fn,
             description=description if description is not None else (doc[0] if doc else ""),
             parameters=dict(parameters or {"type": "object", "properties": {}}),
-            requires_approval=requires_approval)
+            requires_approval=requires_approval,
+        )
 
     @staticmethod
     def agent_step(
@@ -188,51 +216,89 @@ class WorkflowBuilder:
         names (``"ask_question"`` is built in) and :meth:`tool` objects; calls to tools in
         ``approval_required`` pause for a person (kind ``tool_approval``)."""
         python_tools = tuple(t for t in tools if isinstance(t, PythonTool))
-        model_spec = model if isinstance(model, ModelSpec) else ModelSpec.model_validate(
-            dict(model or {}))
+        model_spec = (
+            model if isinstance(model, ModelSpec) else ModelSpec.model_validate(dict(model or {}))
+        )
         agent = AgentSpec(
-            name=name, system_prompt=system_prompt, model=model_spec,
+            name=name,
+            system_prompt=system_prompt,
+            model=model_spec,
             strategy=StrategySpec(max_iterations=max_iterations),
             tools=[t.name if isinstance(t, PythonTool) else t for t in tools],
-            approval_required=list(approval_required))
+            approval_required=list(approval_required),
+        )
         return AgentStep(name, agent, python_tools, on_error, max_retries, human_review)
 
     # ------------------------------------------------------------------ gates
 
     @staticmethod
-    def confirmation(message: str | None = None, *, on_reject: str = "skip",
-                     assignee: str | None = None, timeout_seconds: int | None = None,
-                     on_timeout: str = "fail") -> HumanReview:
+    def confirmation(
+        message: str | None = None,
+        *,
+        on_reject: str = "skip",
+        assignee: str | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: str = "fail",
+    ) -> HumanReview:
         """Ask before the step runs (kind ``confirmation``); a rejection follows ``on_reject``
         (``skip``, ``cancel``, ``fail`` or ``retry``)."""
-        return _review({
-            "requires_confirmation": True, "message": message, "on_reject": on_reject,
-            "assignee": assignee, "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+        return _review(
+            {
+                "requires_confirmation": True,
+                "message": message,
+                "on_reject": on_reject,
+                "assignee": assignee,
+                "timeout_seconds": timeout_seconds,
+                "on_timeout": on_timeout,
+            }
+        )
 
     @staticmethod
-    def typed_input(fields: Sequence[InputField | Mapping[str, Any]], *,
-                    message: str | None = None, assignee: str | None = None,
-                    timeout_seconds: int | None = None,
-                    on_timeout: str = "fail") -> HumanReview:
+    def typed_input(
+        fields: Sequence[InputField | Mapping[str, Any]],
+        *,
+        message: str | None = None,
+        assignee: str | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: str = "fail",
+    ) -> HumanReview:
         """Collect typed values before the step runs (kind ``input``): each field has a
         ``name``, ``type``, ``required``, ``description`` and ``enum``."""
         if not fields:
             raise InvalidRequest("typed_input needs at least one field", field="fields")
-        return _review({
-            "input_schema": [f.model_dump() if isinstance(f, InputField) else dict(f)
-                             for f in fields],
-            "input_message": message, "assignee": assignee,
-            "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+        return _review(
+            {
+                "input_schema": [
+                    f.model_dump() if isinstance(f, InputField) else dict(f) for f in fields
+                ],
+                "input_message": message,
+                "assignee": assignee,
+                "timeout_seconds": timeout_seconds,
+                "on_timeout": on_timeout,
+            }
+        )
 
     @staticmethod
-    def output_review(message: str | None = None, *, max_reviews: int = 3,
-                      assignee: str | None = None, timeout_seconds: int | None = None,
-                      on_timeout: str = "fail") -> HumanReview:
+    def output_review(
+        message: str | None = None,
+        *,
+        max_reviews: int = 3,
+        assignee: str | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: str = "fail",
+    ) -> HumanReview:
         """Review the step's output (kind ``review``): approve, edit, or reject with feedback
         to run it again, at most ``max_reviews`` rounds."""
-        return _review({
-            "review_output": True, "message": message, "max_reviews": max_reviews,
-            "assignee": assignee, "timeout_seconds": timeout_seconds, "on_timeout": on_timeout})
+        return _review(
+            {
+                "review_output": True,
+                "message": message,
+                "max_reviews": max_reviews,
+                "assignee": assignee,
+                "timeout_seconds": timeout_seconds,
+                "on_timeout": on_timeout,
+            }
+        )
 
     # ------------------------------------------------------------------ workflows
 
@@ -241,21 +307,32 @@ class WorkflowBuilder:
         return SdkWorkflow(name, [_as_step(p, i) for i, p in enumerate(participants)])
 
     @staticmethod
-    def graph(participants: Sequence[Participant], edges: Sequence[EdgeLike], *,
-              start: str | None = None, name: str = "workflow",
-              max_visits: int = 5) -> SdkWorkflow:
+    def graph(
+        participants: Sequence[Participant],
+        edges: Sequence[EdgeLike],
+        *,
+        start: str | None = None,
+        name: str = "workflow",
+        max_visits: int = 5,
+    ) -> SdkWorkflow:
         """A graph: ``edges`` are ``(source, target)``, ``(source, target, equals_text)`` or
         :class:`~kneo.spec.models.EdgeSpec`; ``start`` defaults to the first participant."""
         steps = [_as_step(p, i) for i, p in enumerate(participants)]
-        return SdkWorkflow(name, steps, family="graph", edges=tuple(_edge(e) for e in edges),
-                           start=start or (steps[0].name if steps else None),
-                           max_visits=max_visits)
+        return SdkWorkflow(
+            name,
+            steps,
+            family="graph",
+            edges=tuple(_edge(e) for e in edges),
+            start=start or (steps[0].name if steps else None),
+            max_visits=max_visits,
+        )
 
     @staticmethod
     def concurrent(participants: Sequence[Participant], name: str = "workflow") -> SdkWorkflow:
         """Branches on the same input; several may pause at once (one continuation)."""
-        return SdkWorkflow(name, [_as_step(p, i) for i, p in enumerate(participants)],
-                           family="concurrent")
+        return SdkWorkflow(
+            name, [_as_step(p, i) for i, p in enumerate(participants)], family="concurrent"
+        )
 
 
 def _as_step(participant: Participant, index: int) -> Step:
@@ -280,8 +357,9 @@ def _edge(edge: EdgeLike) -> EdgeSpec:
         return EdgeSpec.model_validate(dict(edge))
     if len(edge) == 3:
         source, target, equals = edge
-        return EdgeSpec.model_validate({"from": source, "to": target,
-                                        "condition": EdgeCondition(equals=equals)})
+        return EdgeSpec.model_validate(
+            {"from": source, "to": target, "condition": EdgeCondition(equals=equals)}
+        )
     source, target = edge
     return EdgeSpec.model_validate({"from": source, "to": target})
 
@@ -297,13 +375,16 @@ def importable_ref(fn: Callable[..., Any], *, what: str) -> str:
     if not module or not qualname or "<" in qualname or module == "__main__":
         raise InvalidRequest(
             f"{what}: {qualname or fn!r} in {module or '?'} is not importable by another "
-            "process; define it at module level in an importable module", field="fn")
+            "process; define it at module level in an importable module",
+            field="fn",
+        )
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part, None)
     if target is not fn:
-        raise InvalidRequest(f"{what}: {module}:{qualname} does not resolve to this function",
-                             field="fn")
+        raise InvalidRequest(
+            f"{what}: {module}:{qualname} does not resolve to this function", field="fn"
+        )
     return f"{module}:{qualname}"
 
 
@@ -338,12 +419,14 @@ class SdkWorkflow:
         module-level callables); human steps become ``components.humans``. Inline resolvers
         and callable prompts exist only in-process, so they are refused here."""
         for step in self.steps:
-            if isinstance(step, HumanInTheLoopStep) and (step.resolver is not None
-                                                         or callable(step.prompt)):
+            if isinstance(step, HumanInTheLoopStep) and (
+                step.resolver is not None or callable(step.prompt)
+            ):
                 raise InvalidRequest(
                     f"human step '{step.name}': a resolver or a callable prompt runs "
                     "in-process only; a durable spec pauses for a person instead",
-                    step_id=step.name)
+                    step_id=step.name,
+                )
         return self._spec(durable=True)
 
     def _spec(self, *, durable: bool) -> Spec:
@@ -354,36 +437,57 @@ class SdkWorkflow:
         for step in self.steps:
             common: dict[str, Any] = {"id": step.name}
             if isinstance(step, HumanInTheLoopStep):
-                humans[step.name] = HumanComponent.model_validate({
-                    k: v for k, v in {
-                        "prompt": step.prompt if isinstance(step.prompt, str) else None,
-                        "assignee": step.assignee, "options": list(step.options) or None,
-                        "timeout_seconds": step.timeout_seconds, "on_timeout": step.on_timeout,
-                        "decisions": list(step.decisions) if step.decisions else None,
-                    }.items() if v is not None})
+                humans[step.name] = HumanComponent.model_validate(
+                    {
+                        k: v
+                        for k, v in {
+                            "prompt": step.prompt if isinstance(step.prompt, str) else None,
+                            "assignee": step.assignee,
+                            "options": list(step.options) or None,
+                            "timeout_seconds": step.timeout_seconds,
+                            "on_timeout": step.on_timeout,
+                            "decisions": list(step.decisions) if step.decisions else None,
+                        }.items()
+                        if v is not None
+                    }
+                )
                 members.append(StepSpec(**common, kind="human", ref=step.name))
                 continue
-            gates: dict[str, Any] = {"on_error": step.on_error, "max_retries": step.max_retries,
-                                     "human_review": step.human_review}
-            gates = {k: v for k, v in gates.items()
-                     if v is not None and v != StepSpec.model_fields[k].default}
+            gates: dict[str, Any] = {
+                "on_error": step.on_error,
+                "max_retries": step.max_retries,
+                "human_review": step.human_review,
+            }
+            gates = {
+                k: v
+                for k, v in gates.items()
+                if v is not None and v != StepSpec.model_fields[k].default
+            }
             if isinstance(step, FunctionStep):
-                ref = (importable_ref(step.fn, what=f"function step '{step.name}'") if durable
-                       else f"sdk:{step.name}")
+                ref = (
+                    importable_ref(step.fn, what=f"function step '{step.name}'")
+                    if durable
+                    else f"sdk:{step.name}"
+                )
                 members.append(StepSpec(**common, kind="function", ref=ref, **gates))
             else:
                 agents[step.name] = step.agent
                 for tool in step.tools:
                     tools[tool.name] = ToolComponent(
-                        description=tool.description, parameters=dict(tool.parameters),
+                        description=tool.description,
+                        parameters=dict(tool.parameters),
                         requires_approval=tool.requires_approval,
-                        implementation=importable_ref(tool.fn, what=f"tool '{tool.name}'"))
+                        implementation=importable_ref(tool.fn, what=f"tool '{tool.name}'"),
+                    )
                 members.append(StepSpec(**common, kind="agent", ref=step.name, **gates))
         key = {"graph": "nodes", "sequential": "steps"}.get(self.family, "participants")
         workflow: dict[str, Any] = {"type": self.family, "name": self.name, key: members}
         if self.family == "graph":
-            workflow |= {"edges": list(self.edges), "start": self.start,
-                         "max_visits": self.max_visits}
+            workflow |= {
+                "edges": list(self.edges),
+                "start": self.start,
+                "max_visits": self.max_visits,
+            }
         components: dict[str, Any] = {}
         if humans:
             components["humans"] = humans
@@ -401,35 +505,56 @@ class SdkWorkflow:
     def run(self, input_text: str, *, state: Mapping[str, Any] | None = None) -> str:
         """Run to the end and return the output, or raise ``HumanInterventionRequiredError``."""
         exec_state = ExecutionState(state) if state else ExecutionState.new(input_text)
-        outcome = self._engine().run(self._compiled(), exec_state, self.journal,
-                                     metadata=self.metadata)
+        outcome = self._engine().run(
+            self._compiled(), exec_state, self.journal, metadata=self.metadata
+        )
         if isinstance(outcome, Completed):
             return outcome.output_text
         if isinstance(outcome, Paused):
             request = outcome.requests[0]
             raise HumanInterventionRequiredError(
-                request.step_id, request.prompt,
-                HumanInterventionRequest(step_name=request.step_id, prompt=request.prompt,
-                                         input_text=str(request.context.get("input_preview", "")),
-                                         metadata=self.metadata, request=request),
-                state=outcome.state)
+                request.step_id,
+                request.prompt,
+                HumanInterventionRequest(
+                    step_name=request.step_id,
+                    prompt=request.prompt,
+                    input_text=str(request.context.get("input_preview", "")),
+                    metadata=self.metadata,
+                    request=request,
+                ),
+                state=outcome.state,
+            )
         if isinstance(outcome, Failed):
             raise KneoError(outcome.error["message"], code=outcome.error["code"])
         raise KneoError(f"workflow '{self.name}' stopped: {outcome}", code="run_stopped")
 
-    def resume(self, error: HumanInterventionRequiredError, decision: str = "approved", *,
-               content: str | None = None, selected_option: str | None = None) -> str:
+    def resume(
+        self,
+        error: HumanInterventionRequiredError,
+        decision: str = "approved",
+        *,
+        content: str | None = None,
+        selected_option: str | None = None,
+    ) -> str:
         """Answer the pending request of ``error`` and continue from its state."""
         request: HumanRequest | None = error.request.request
         if request is None:
             raise InvalidRequest("this pause carries no request to answer")
-        answer = validate_decision(request, HumanDecision(
-            request_id=request.request_id, decision=decision, content=content,
-            selected_option=selected_option, actor="sdk"))
+        answer = validate_decision(
+            request,
+            HumanDecision(
+                request_id=request.request_id,
+                decision=decision,
+                content=content,
+                selected_option=selected_option,
+                actor="sdk",
+            ),
+        )
         state = dict(error.state)
         state["decisions"] = {**state.get("decisions", {}), request.wait_key: answer.to_dict()}
-        state["pending"] = [p for p in state.get("pending") or []
-                            if p.get("wait_key") != request.wait_key]
+        state["pending"] = [
+            p for p in state.get("pending") or [] if p.get("wait_key") != request.wait_key
+        ]
         return self.run(state.get("input_text", ""), state=state)
 
     def _compiled(self) -> CompiledWorkflow:
@@ -440,17 +565,20 @@ class SdkWorkflow:
         if any(isinstance(s, AgentStep) for s in self.steps):
             raise InvalidRequest(
                 f"workflow '{self.name}' has agent steps: run it durably with "
-                "manager.run_from_spec(spec=workflow.to_spec(), input_text=...)")
-        compiler = SpecCompiler(runtime_registry=create_runtime_registry(),
-                                tool_registry=ToolRegistry())
+                "manager.run_from_spec(spec=workflow.to_spec(), input_text=...)"
+            )
+        compiler = SpecCompiler(
+            runtime_registry=create_runtime_registry(), tool_registry=ToolRegistry()
+        )
         # The refs are ``sdk:<step>`` callables held by this object, so the file-level ref
         # checks do not apply; everything else compiles exactly as a loaded spec does.
         return compiler.compile(self._spec(durable=False), diagnostics=[])
 
     def _engine(self) -> WorkflowEngine:
         def no_providers(name: str) -> Any:
-            raise InvalidRequest("in-process SDK workflows have no model providers",
-                                 code="unknown_provider")
+            raise InvalidRequest(
+                "in-process SDK workflows have no model providers", code="unknown_provider"
+            )
 
         prompts: dict[str, Callable[[list[str], dict[str, Any]], str]] = {}
         for step in self.steps:
@@ -460,8 +588,11 @@ class SdkWorkflow:
             providers=no_providers,
             tools=ToolRegistry(),
             functions={f"sdk:{s.name}": s.fn for s in self.steps if isinstance(s, FunctionStep)},
-            resolvers={s.name: s.resolver for s in self.steps
-                       if isinstance(s, HumanInTheLoopStep) and s.resolver is not None},
+            resolvers={
+                s.name: s.resolver
+                for s in self.steps
+                if isinstance(s, HumanInTheLoopStep) and s.resolver is not None
+            },
             prompts=prompts,
         )
 

@@ -149,8 +149,9 @@ class WorkflowEngine:
             record_arguments=self.options.record_tool_arguments,
             record_results=self.options.record_tool_results,
         )
-        self.agents = AgentLoop(providers=providers, tools=tools, runtimes=runtimes,
-                                options=self._agent_options)
+        self.agents = AgentLoop(
+            providers=providers, tools=tools, runtimes=runtimes, options=self._agent_options
+        )
 
     def run(
         self,
@@ -163,8 +164,15 @@ class WorkflowEngine:
         metadata: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Run (or continue) ``workflow`` from ``state`` until it ends or pauses."""
-        ctx = _Run(self, workflow, state, journal, run_id, cancellation or CancellationToken(),
-                   dict(metadata or {}))
+        ctx = _Run(
+            self,
+            workflow,
+            state,
+            journal,
+            run_id,
+            cancellation or CancellationToken(),
+            dict(metadata or {}),
+        )
         ensure_import_roots(workflow)
         try:
             ctx.check_cancel()
@@ -196,8 +204,16 @@ class WorkflowEngine:
 
     def next_units(self, workflow: CompiledWorkflow, state: ExecutionState) -> list[dict[str, Any]]:
         """The units that would execute next (none: the workflow would finish). No side effects."""
-        ctx = _Run(self, workflow, ExecutionState(state.snapshot()), _NullJournal(), "",
-                   CancellationToken(), {}, probe=True)
+        ctx = _Run(
+            self,
+            workflow,
+            ExecutionState(state.snapshot()),
+            _NullJournal(),
+            "",
+            CancellationToken(),
+            {},
+            probe=True,
+        )
         try:
             _PROGRAMS[workflow.family](ctx)
         except _ProbeStop as stop:
@@ -262,16 +278,39 @@ class _Run:
     def now_iso(self) -> str:
         return utc_iso(self.engine.clock.now()) or ""
 
-    def emit(self, event_type: str, data: dict[str, Any], *, step_id: str | None = None,
-             unit_key: str | None = None) -> None:
+    def emit(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        unit_key: str | None = None,
+    ) -> None:
         self.journal.emit(TraceEvent(event_type, self.now_iso(), step_id, unit_key, data))
 
-    def commit(self, kind: str, *, step_id: str | None, unit_key: str | None,
-               status: str = "completed", attempt: int = 1, **metadata: Any) -> None:
+    def commit(
+        self,
+        kind: str,
+        *,
+        step_id: str | None,
+        unit_key: str | None,
+        status: str = "completed",
+        attempt: int = 1,
+        **metadata: Any,
+    ) -> None:
         state, text = self.state.snapshot_with_text()
-        self.journal.commit(Boundary(kind=kind, state=state, state_text=text, step_id=step_id,
-                                     unit_key=unit_key, status=status, attempt=attempt,
-                                     metadata=metadata))
+        self.journal.commit(
+            Boundary(
+                kind=kind,
+                state=state,
+                state_text=text,
+                step_id=step_id,
+                unit_key=unit_key,
+                status=status,
+                attempt=attempt,
+                metadata=metadata,
+            )
+        )
 
     def check_cancel(self) -> None:
         self.cancellation.raise_if_cancelled()
@@ -304,10 +343,15 @@ class _Run:
             if verdict == "cancel":
                 raise RunCancelled(f"step '{step.id}' was rejected; on_reject cancels the run")
             if verdict == "fail":
-                rejected = HumanRejected(f"step '{step.id}' was rejected before it ran",
-                                         step_id=step.id)
-                self._fail(key, step, attempt, error_info(rejected, step_id=step.id,
-                                                          unit_key=key, attempt=attempt))
+                rejected = HumanRejected(
+                    f"step '{step.id}' was rejected before it ran", step_id=step.id
+                )
+                self._fail(
+                    key,
+                    step,
+                    attempt,
+                    error_info(rejected, step_id=step.id, unit_key=key, attempt=attempt),
+                )
         if review is not None and review.input_schema:
             human_input = gates.collect_input(self, key, step, text)
         if previous.get("status") == "failed" and step.on_error == "pause":
@@ -317,13 +361,20 @@ class _Run:
                 return self._continue_past(key, step, text, attempt, previous.get("error") or {})
             if choice == "fail":
                 self._fail(key, step, attempt, previous.get("error") or {})
-        self.emit("step_started", {"kind": step.kind, "attempt": attempt + 1, **position},
-                  step_id=step.id, unit_key=key)
+        self.emit(
+            "step_started",
+            {"kind": step.kind, "attempt": attempt + 1, **position},
+            step_id=step.id,
+            unit_key=key,
+        )
         round_no, feedback = 1, None
         while True:
             reviewing = self.state.units.get(key, {})
             if reviewing.get("status") == "reviewing" and reviewing.get("round") == round_no:
-                output, extra = str(reviewing.get("output") or ""), dict(reviewing.get("extra") or {})
+                output, extra = (
+                    str(reviewing.get("output") or ""),
+                    dict(reviewing.get("extra") or {}),
+                )
                 attempt = int(reviewing.get("attempts", attempt))
             else:
                 ran = self._attempts(key, step, text, attempt, round_no, human_input, feedback)
@@ -334,41 +385,77 @@ class _Run:
                 break
             if reviewing.get("round") != round_no:
                 with self.state.lock:
-                    self.state.units[key] = {"step_id": step.id, "status": "reviewing",
-                                             "round": round_no, "output": output,
-                                             "attempts": attempt, "extra": extra}
-                self.commit("step_output", step_id=step.id, unit_key=key, status="reviewing",
-                            attempt=attempt)
+                    self.state.units[key] = {
+                        "step_id": step.id,
+                        "status": "reviewing",
+                        "round": round_no,
+                        "output": output,
+                        "attempts": attempt,
+                        "extra": extra,
+                    }
+                self.commit(
+                    "step_output",
+                    step_id=step.id,
+                    unit_key=key,
+                    status="reviewing",
+                    attempt=attempt,
+                )
             outcome = gates.review(self, key, step, round_no, output)
             if outcome.accepted:
                 output = outcome.output
                 extra = {**extra, "review": outcome.decision, "review_rounds": round_no}
                 break
             if round_no >= review.max_reviews:
-                error = error_info(HumanRejected(
-                    f"step '{step.id}' output was rejected {round_no} times "
-                    f"(max_reviews {review.max_reviews}): {outcome.feedback}",
-                    code="review_limit_reached", step_id=step.id),
-                    step_id=step.id, unit_key=key, attempt=attempt)
+                error = error_info(
+                    HumanRejected(
+                        f"step '{step.id}' output was rejected {round_no} times "
+                        f"(max_reviews {review.max_reviews}): {outcome.feedback}",
+                        code="review_limit_reached",
+                        step_id=step.id,
+                    ),
+                    step_id=step.id,
+                    unit_key=key,
+                    attempt=attempt,
+                )
                 self._fail(key, step, attempt, error)
             round_no, feedback = round_no + 1, outcome.feedback
         with self.state.lock:
-            self.state.units[key] = {"step_id": step.id, "status": "completed",
-                                     "output": output, "attempts": attempt,
-                                     "finished_at": self.now_iso(), **extra}
+            self.state.units[key] = {
+                "step_id": step.id,
+                "status": "completed",
+                "output": output,
+                "attempts": attempt,
+                "finished_at": self.now_iso(),
+                **extra,
+            }
             self.state.order.append(key)
             self.state.position = {}
-        self.emit("step_completed", {"kind": step.kind, "attempt": attempt,
-                                     "output_chars": len(output)},
-                  step_id=step.id, unit_key=key)
-        self.commit("step_completed", step_id=step.id, unit_key=key, attempt=attempt,
-                    **{k: v for k, v in position.items() if k == "node_id"})
+        self.emit(
+            "step_completed",
+            {"kind": step.kind, "attempt": attempt, "output_chars": len(output)},
+            step_id=step.id,
+            unit_key=key,
+        )
+        self.commit(
+            "step_completed",
+            step_id=step.id,
+            unit_key=key,
+            attempt=attempt,
+            **{k: v for k, v in position.items() if k == "node_id"},
+        )
         self.check_cancel()
         return output
 
-    def _attempts(self, key: str, step: CompiledStep, text: str, attempt: int, round_no: int,
-                  human_input: dict[str, Any] | None, feedback: str | None
-                  ) -> tuple[str, dict[str, Any], int] | None:
+    def _attempts(
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        attempt: int,
+        round_no: int,
+        human_input: dict[str, Any] | None,
+        feedback: str | None,
+    ) -> tuple[str, dict[str, Any], int] | None:
         """Attempts of one execution under ``on_error``; ``None`` when the failure was passed
         on (``continue`` or a person's ``skip``). A review round re-runs under its own key so an
         agent starts a fresh transcript with the feedback."""
@@ -382,8 +469,9 @@ class _Run:
         while True:
             attempt += 1
             try:
-                output, extra = self._execute(exec_key, step, run_text, attempt,
-                                              human_input=human_input, feedback=feedback)
+                output, extra = self._execute(
+                    exec_key, step, run_text, attempt, human_input=human_input, feedback=feedback
+                )
             except (_Pause, RunCancelled, RunSuperseded):
                 raise
             except Exception as exc:  # a step's own failure: apply its on_error policy
@@ -395,29 +483,45 @@ class _Run:
     def _skip(self, key: str, step: CompiledStep, text: str) -> str:
         """A confirmation was rejected with ``on_reject: skip``: record it, pass the input on."""
         with self.state.lock:
-            self.state.units[key] = {"step_id": step.id, "status": "skipped", "output": text,
-                                     "attempts": 0, "finished_at": self.now_iso()}
+            self.state.units[key] = {
+                "step_id": step.id,
+                "status": "skipped",
+                "output": text,
+                "attempts": 0,
+                "finished_at": self.now_iso(),
+            }
             self.state.order.append(key)
             self.state.position = {}
-        self.emit("step_skipped", {"reason": "confirmation rejected"}, step_id=step.id,
-                  unit_key=key)
+        self.emit(
+            "step_skipped", {"reason": "confirmation rejected"}, step_id=step.id, unit_key=key
+        )
         self.commit("step_skipped", step_id=step.id, unit_key=key, status="skipped")
         return text
 
-    def _on_error(self, key: str, step: CompiledStep, text: str, attempt: int,
-                  exc: BaseException) -> str | None:
+    def _on_error(
+        self, key: str, step: CompiledStep, text: str, attempt: int, exc: BaseException
+    ) -> str | None:
         """Retry (returns None), continue (returns the pass-through output) or fail (raises)."""
         error = error_info(exc, step_id=step.id, unit_key=key, attempt=attempt)
         retryable = not isinstance(exc, HumanRejected)
         if step.on_error == "retry" and retryable and attempt <= step.max_retries:
             delay = step.retry_backoff_seconds * (2 ** (attempt - 1))
             with self.state.lock:
-                self.state.units[key] = {"step_id": step.id, "status": "retrying",
-                                         "attempts": attempt, "error": error}
-            self.emit("step_retry", {"attempt": attempt, "delay_seconds": delay, "error": error},
-                      step_id=step.id, unit_key=key)
-            self.commit("step_retry", step_id=step.id, unit_key=key, status="retrying",
-                        attempt=attempt)
+                self.state.units[key] = {
+                    "step_id": step.id,
+                    "status": "retrying",
+                    "attempts": attempt,
+                    "error": error,
+                }
+            self.emit(
+                "step_retry",
+                {"attempt": attempt, "delay_seconds": delay, "error": error},
+                step_id=step.id,
+                unit_key=key,
+            )
+            self.commit(
+                "step_retry", step_id=step.id, unit_key=key, status="retrying", attempt=attempt
+            )
             if delay > 0:
                 self.engine.sleep(delay)
             self.check_cancel()
@@ -432,54 +536,89 @@ class _Run:
             return self._continue_past(key, step, text, attempt, error)
         self._fail(key, step, attempt, error)
 
-    def _fail(self, key: str, step: CompiledStep, attempt: int,
-              error: dict[str, Any]) -> NoReturn:
+    def _fail(self, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]) -> NoReturn:
         with self.state.lock:
-            self.state.units[key] = {"step_id": step.id, "status": "failed",
-                                     "attempts": attempt, "error": error}
+            self.state.units[key] = {
+                "step_id": step.id,
+                "status": "failed",
+                "attempts": attempt,
+                "error": error,
+            }
             self.state.failure = error
-        self.emit("step_failed", {"attempt": attempt, "error": error}, step_id=step.id,
-                  unit_key=key)
-        self.commit("step_failed", step_id=step.id, unit_key=key, status="failed",
-                    attempt=attempt)
+        self.emit(
+            "step_failed", {"attempt": attempt, "error": error}, step_id=step.id, unit_key=key
+        )
+        self.commit("step_failed", step_id=step.id, unit_key=key, status="failed", attempt=attempt)
         raise _Failure(error)
 
-    def _continue_past(self, key: str, step: CompiledStep, text: str, attempt: int,
-                       error: dict[str, Any]) -> str:
+    def _continue_past(
+        self, key: str, step: CompiledStep, text: str, attempt: int, error: dict[str, Any]
+    ) -> str:
         """``on_error: continue``: record the failure, pass the input on unchanged."""
         with self.state.lock:
-            self.state.units[key] = {"step_id": step.id, "status": "continued", "output": text,
-                                     "attempts": attempt, "error": error,
-                                     "finished_at": self.now_iso()}
+            self.state.units[key] = {
+                "step_id": step.id,
+                "status": "continued",
+                "output": text,
+                "attempts": attempt,
+                "error": error,
+                "finished_at": self.now_iso(),
+            }
             self.state.order.append(key)
             self.state.position = {}
-        self.emit("step_failed", {"attempt": attempt, "error": error, "continued": True},
-                  step_id=step.id, unit_key=key)
-        self.commit("step_failed", step_id=step.id, unit_key=key, status="continued",
-                    attempt=attempt)
+        self.emit(
+            "step_failed",
+            {"attempt": attempt, "error": error, "continued": True},
+            step_id=step.id,
+            unit_key=key,
+        )
+        self.commit(
+            "step_failed", step_id=step.id, unit_key=key, status="continued", attempt=attempt
+        )
         return text
 
-    def _error_choice(self, key: str, step: CompiledStep, attempt: int,
-                      error: dict[str, Any]) -> str:
+    def _error_choice(
+        self, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]
+    ) -> str:
         """``on_error: pause``: a person picks retry, skip or fail for this failed attempt."""
         wait_key = f"{key}:error:{attempt}"
         decision = self.decision(wait_key)
         if decision is None:
             with self.state.lock:
-                self.state.units[key] = {"step_id": step.id, "status": "failed",
-                                         "attempts": attempt, "error": error}
-            self.commit("step_failed", step_id=step.id, unit_key=key, status="failed",
-                        attempt=attempt)
-            raise _Pause([self.new_request(
-                kind="error", wait_key=wait_key, step=step,
-                prompt=f"Step '{step.id}' failed: {error['message']}. Retry, skip or fail?",
-                options=("retry", "skip", "fail"), decisions=("selected",),
-                context={"error": error})])
+                self.state.units[key] = {
+                    "step_id": step.id,
+                    "status": "failed",
+                    "attempts": attempt,
+                    "error": error,
+                }
+            self.commit(
+                "step_failed", step_id=step.id, unit_key=key, status="failed", attempt=attempt
+            )
+            raise _Pause(
+                [
+                    self.new_request(
+                        kind="error",
+                        wait_key=wait_key,
+                        step=step,
+                        prompt=f"Step '{step.id}' failed: {error['message']}. Retry, skip or fail?",
+                        options=("retry", "skip", "fail"),
+                        decisions=("selected",),
+                        context={"error": error},
+                    )
+                ]
+            )
         return str(decision.get("selected_option") or "fail")
 
-    def _execute(self, key: str, step: CompiledStep, text: str, attempt: int, *,
-                 human_input: dict[str, Any] | None = None,
-                 feedback: str | None = None) -> tuple[str, dict[str, Any]]:
+    def _execute(
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        attempt: int,
+        *,
+        human_input: dict[str, Any] | None = None,
+        feedback: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
         if step.kind == "function":
             return self._function(key, step, text, attempt, human_input, feedback), {}
         if step.kind == "agent":
@@ -489,8 +628,15 @@ class _Run:
             return self._human(key, step, text)
         raise StepFailure(f"step '{step.id}' has unknown kind {step.kind!r}", code="E_SCHEMA")
 
-    def _function(self, key: str, step: CompiledStep, text: str, attempt: int,
-                  human_input: dict[str, Any] | None = None, feedback: str | None = None) -> str:
+    def _function(
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        attempt: int,
+        human_input: dict[str, Any] | None = None,
+        feedback: str | None = None,
+    ) -> str:
         ref = step.function_ref or step.ref
         override = self.engine.functions.get(ref) or self.engine.functions.get(step.id)
         if override is not None:
@@ -498,10 +644,16 @@ class _Run:
         else:
             fn, arity = resolve_function(ref)
         context = StepContext(
-            run_id=self.run_id, step_id=step.id, unit_key=key, attempt=attempt,
-            input_text=self.state.input_text, outputs=self.state.outputs_by_step(),
-            metadata=self.metadata, cancellation=self.cancellation,
-            human_input=human_input, review_feedback=feedback,
+            run_id=self.run_id,
+            step_id=step.id,
+            unit_key=key,
+            attempt=attempt,
+            input_text=self.state.input_text,
+            outputs=self.state.outputs_by_step(),
+            metadata=self.metadata,
+            cancellation=self.cancellation,
+            human_input=human_input,
+            review_feedback=feedback,
         )
         if step.timeout_seconds is None:
             return call_function(fn, arity, text, context)
@@ -532,30 +684,40 @@ class _Run:
             found = self.state.decisions.get(wait_key)
             return dict(found) if found is not None else None
 
-    def ask(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
-            **fields: Any) -> dict[str, Any]:
+    def ask(
+        self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str, **fields: Any
+    ) -> dict[str, Any]:
         """The decision recorded for ``wait_key``, or pause with a new request for it."""
         decision = self.decision(wait_key)
         if decision is None:
-            raise _Pause([self.new_request(kind=kind, wait_key=wait_key, step=step,
-                                           prompt=prompt, **fields)])
+            raise _Pause(
+                [self.new_request(kind=kind, wait_key=wait_key, step=step, prompt=prompt, **fields)]
+            )
         return decision
 
-    def new_request(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
-                    **fields: Any) -> HumanRequest:
+    def new_request(
+        self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str, **fields: Any
+    ) -> HumanRequest:
         """A request for ``wait_key``; an already pending one keeps its id and timestamps."""
         with self.state.lock:
             for existing in self.state.pending:
                 if existing.get("wait_key") == wait_key:
                     return HumanRequest.from_dict(existing)
-        return build_request(request_id=self.engine.request_ids(), kind=kind, wait_key=wait_key,
-                             step_id=step.id, prompt=prompt, now=self.engine.clock.now(),
-                             **fields)
+        return build_request(
+            request_id=self.engine.request_ids(),
+            kind=kind,
+            wait_key=wait_key,
+            step_id=step.id,
+            prompt=prompt,
+            now=self.engine.clock.now(),
+            **fields,
+        )
 
     def _human(self, key: str, step: CompiledStep, text: str) -> tuple[str, dict[str, Any]]:
         component = step.human
         prompt = (component.prompt or component.description if component else None) or (
-            f"Approve step '{step.id}'?")
+            f"Approve step '{step.id}'?"
+        )
         builder = self.engine.prompts.get(step.id)
         if builder is not None:
             prompt = builder([*self.state.outputs_by_step().values()] or [text], self.metadata)
@@ -563,33 +725,55 @@ class _Run:
         if decision is None:
             decision = self._resolve_inline(key, step, prompt, text)
         options = tuple(component.options) if component else ()
-        route = bool(options) and self.workflow.family == "graph" and set(options) <= set(
-            self.workflow.step_ids)
+        route = (
+            bool(options)
+            and self.workflow.family == "graph"
+            and set(options) <= set(self.workflow.step_ids)
+        )
         if decision is None:
-            raise _Pause([self.new_request(
-                kind="route" if route else "approval", wait_key=key, step=step, prompt=prompt,
-                assignee=component.assignee if component else None,
-                options=tuple(component.options) if component else (),
-                input_schema=component.input_schema if component else None,
-                decisions=component.decisions if component else None,
-                context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
-                timeout_seconds=component.timeout_seconds if component else None,
-                on_timeout=component.on_timeout if component else "fail",
-            )])
+            raise _Pause(
+                [
+                    self.new_request(
+                        kind="route" if route else "approval",
+                        wait_key=key,
+                        step=step,
+                        prompt=prompt,
+                        assignee=component.assignee if component else None,
+                        options=tuple(component.options) if component else (),
+                        input_schema=component.input_schema if component else None,
+                        decisions=component.decisions if component else None,
+                        context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
+                        timeout_seconds=component.timeout_seconds if component else None,
+                        on_timeout=component.on_timeout if component else "fail",
+                    )
+                ]
+            )
         return apply_decision(step, text, decision, route=route)
 
-    def _resolve_inline(self, key: str, step: CompiledStep, prompt: str,
-                        text: str) -> dict[str, Any] | None:
+    def _resolve_inline(
+        self, key: str, step: CompiledStep, prompt: str, text: str
+    ) -> dict[str, Any] | None:
         resolver = self.engine.resolvers.get(step.id)
         if resolver is None:
             return None
-        answer = resolver(HumanInterventionRequest(
-            step_name=step.id, prompt=prompt, input_text=text,
-            messages=tuple(self.state.outputs_by_step().values()), metadata=self.metadata))
+        answer = resolver(
+            HumanInterventionRequest(
+                step_name=step.id,
+                prompt=prompt,
+                input_text=text,
+                messages=tuple(self.state.outputs_by_step().values()),
+                metadata=self.metadata,
+            )
+        )
         if answer is None:
             return None
-        decision = HumanDecision(request_id="inline", decision="approved", content=answer,
-                                 actor="resolver", decided_at=self.now_iso()).to_dict()
+        decision = HumanDecision(
+            request_id="inline",
+            decision="approved",
+            content=answer,
+            actor="resolver",
+            decided_at=self.now_iso(),
+        ).to_dict()
         with self.state.lock:
             self.state.decisions[key] = decision
         return decision
@@ -599,8 +783,9 @@ class HumanRejected(KneoError):
     code = "human_rejected"
 
 
-def apply_decision(step: CompiledStep, text: str, decision: Mapping[str, Any], *,
-                   route: bool = False) -> tuple[str, dict[str, Any]]:
+def apply_decision(
+    step: CompiledStep, text: str, decision: Mapping[str, Any], *, route: bool = False
+) -> tuple[str, dict[str, Any]]:
     """A human unit's output from its decision: approve passes the input on, edit/provide
     replace it, select names the option (and the route), reject fails the step. A route
     selection (options are graph nodes) passes the input on and routes to the option."""
@@ -670,11 +855,16 @@ class _AgentHost:
         state = self._run.state
 
         def calls(record: dict[str, Any] | None) -> list[str]:
-            return [c.get("id", "") for m in (record or {}).get("messages") or []
-                    for c in m.get("tool_calls") or [] if c.get("name") == QUESTION_TOOL]
+            return [
+                c.get("id", "")
+                for m in (record or {}).get("messages") or []
+                for c in m.get("tool_calls") or []
+                if c.get("name") == QUESTION_TOOL
+            ]
 
         with self.lock:
-            earlier = sum(len(calls(state.agents.get(k))) for k in state.order
-                          if k != self.unit_key)
+            earlier = sum(
+                len(calls(state.agents.get(k))) for k in state.order if k != self.unit_key
+            )
             mine = calls(state.agents.get(self.unit_key))
         return earlier + (mine.index(call_id) + 1 if call_id in mine else len(mine) + 1)

@@ -24,6 +24,7 @@ from kneo.spec.compiled import CompiledStep, CompiledWorkflow
 if TYPE_CHECKING:
     from kneo.engine.executor import _Run
 
+
 def _sequential(ctx: _Run) -> str:
     text = ctx.state.input_text
     for index, step in enumerate(ctx.workflow.steps):
@@ -46,7 +47,9 @@ def _graph(ctx: _Run) -> str:
         if visits[node] > wf.max_visits:
             raise KneoError(
                 f"node '{node}' would run a {visits[node]}th time; max_visits is {wf.max_visits}",
-                code="graph_max_visits", step_id=node)
+                code="graph_max_visits",
+                step_id=node,
+            )
         if not ctx.probe:
             with ctx.state.lock:
                 ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
@@ -138,8 +141,13 @@ def _handoff(ctx: _Run) -> str:
     text = ctx.state.input_text
     for turn in range(turns):
         participant = by_id[order[turn % len(order)]]
-        text = ctx.unit(f"turn{turn + 1}:{participant.id}", participant, text,
-                        turn=turn + 1, participant=participant.id)
+        text = ctx.unit(
+            f"turn{turn + 1}:{participant.id}",
+            participant,
+            text,
+            turn=turn + 1,
+            participant=participant.id,
+        )
     return text
 
 
@@ -150,8 +158,13 @@ def _group_chat(ctx: _Run) -> str:
     for round_no in range(1, wf.rounds + 1):
         for participant in wf.steps:
             conversation = "\n\n".join([f"Topic: {topic}", *lines]) if lines else topic
-            output = ctx.unit(f"r{round_no}:{participant.id}", participant, conversation,
-                              round=round_no, participant=participant.id)
+            output = ctx.unit(
+                f"r{round_no}:{participant.id}",
+                participant,
+                conversation,
+                round=round_no,
+                participant=participant.id,
+            )
             lines.append(f"[{participant.id}] {output}")
     return "\n\n".join(lines)
 

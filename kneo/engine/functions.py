@@ -82,9 +82,7 @@ def arity_of(fn: StepFunction) -> int:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return 2
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= 2:
         return 2
     return 1
@@ -103,4 +101,3 @@ def as_text(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
-

@@ -36,13 +36,17 @@ _PREVIEW_CHARS = 2000
 class Asker(Protocol):
     """The executor side: a recorded decision for ``wait_key``, or a pause (raises)."""
 
-    def ask(self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str,
-            **fields: Any) -> dict[str, Any]: ...
+    def ask(
+        self, *, kind: str, wait_key: str, step: CompiledStep, prompt: str, **fields: Any
+    ) -> dict[str, Any]: ...
 
 
 def _common(review: HumanReview) -> dict[str, Any]:
-    return {"assignee": review.assignee, "timeout_seconds": review.timeout_seconds,
-            "on_timeout": review.on_timeout}
+    return {
+        "assignee": review.assignee,
+        "timeout_seconds": review.timeout_seconds,
+        "on_timeout": review.on_timeout,
+    }
 
 
 def confirm(run: Asker, key: str, step: CompiledStep, text: str) -> str:
@@ -52,12 +56,18 @@ def confirm(run: Asker, key: str, step: CompiledStep, text: str) -> str:
     ask = 1
     while True:
         decision = run.ask(
-            kind="confirmation", wait_key=f"{key}:confirm:{ask}", step=step,
+            kind="confirmation",
+            wait_key=f"{key}:confirm:{ask}",
+            step=step,
             prompt=review.message or f"Run step '{step.id}'?",
             decisions=("approved", "rejected"),
-            context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS],
-                     "on_reject": review.on_reject},
-            **_common(review))
+            context={
+                "step_id": step.id,
+                "input_preview": text[:_PREVIEW_CHARS],
+                "on_reject": review.on_reject,
+            },
+            **_common(review),
+        )
         if decision.get("decision") != "rejected":
             return "run"
         if review.on_reject != "retry":
@@ -70,11 +80,15 @@ def collect_input(run: Asker, key: str, step: CompiledStep, text: str) -> dict[s
     review = step.human_review
     assert review is not None
     decision = run.ask(
-        kind="input", wait_key=f"{key}:input", step=step,
+        kind="input",
+        wait_key=f"{key}:input",
+        step=step,
         prompt=review.input_message or review.message or f"Provide input for step '{step.id}'",
-        input_schema=input_fields_schema(review.input_schema), decisions=("provided",),
+        input_schema=input_fields_schema(review.input_schema),
+        decisions=("provided",),
         context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
-        **_common(review))
+        **_common(review),
+    )
     try:
         value = json.loads(decision.get("content") or "{}")
     except ValueError:
@@ -106,12 +120,19 @@ def review(run: Asker, key: str, step: CompiledStep, round_no: int, output: str)
     review_spec = step.human_review
     assert review_spec is not None
     decision = run.ask(
-        kind="review", wait_key=f"{key}:review:{round_no}", step=step,
+        kind="review",
+        wait_key=f"{key}:review:{round_no}",
+        step=step,
         prompt=review_spec.message or f"Review the output of step '{step.id}'",
         decisions=("approved", "edited", "rejected"),
-        context={"step_id": step.id, "output_preview": output[:_PREVIEW_CHARS],
-                 "round": round_no, "max_reviews": review_spec.max_reviews},
-        **_common(review_spec))
+        context={
+            "step_id": step.id,
+            "output_preview": output[:_PREVIEW_CHARS],
+            "round": round_no,
+            "max_reviews": review_spec.max_reviews,
+        },
+        **_common(review_spec),
+    )
     name = str(decision.get("decision"))
     if name == "edited":
         return Verdict(True, str(decision.get("content") or ""), decision=name)

@@ -168,14 +168,20 @@ def validate_decision(
             request_id=request.request_id,
             accepted=list(request.decisions),
         )
-    if max_content_chars is not None and decision.content and len(decision.content) > max_content_chars:
+    if (
+        max_content_chars is not None
+        and decision.content
+        and len(decision.content) > max_content_chars
+    ):
         raise InvalidDecision(
             f"decision content is longer than {max_content_chars} characters",
             request_id=request.request_id,
         )
     if name == "selected":
         if not decision.selected_option:
-            raise InvalidDecision("'selected' needs a selected_option", request_id=request.request_id)
+            raise InvalidDecision(
+                "'selected' needs a selected_option", request_id=request.request_id
+            )
         if decision.selected_option not in request.options:
             raise InvalidDecision(
                 f"option {decision.selected_option!r} is not one of "
@@ -227,8 +233,15 @@ def _check_schema(request: HumanRequest, content: str) -> None:
         )
 
 
-_JSON_TYPES = {"string": "string", "integer": "integer", "int": "integer", "number": "number",
-               "float": "number", "boolean": "boolean", "bool": "boolean"}
+_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "int": "integer",
+    "number": "number",
+    "float": "number",
+    "boolean": "boolean",
+    "bool": "boolean",
+}
 
 
 def input_fields_schema(fields: Sequence[Any]) -> dict[str, Any]:
@@ -246,8 +259,12 @@ def input_fields_schema(fields: Sequence[Any]) -> dict[str, Any]:
         properties[data["name"]] = prop
         if data.get("required", True):
             required.append(data["name"])
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 QUESTION_TOOL = "ask_question"
@@ -294,10 +311,17 @@ class HumanInterventionRequiredError(KneoError):
     code = "human_intervention_required"
     http_status = 409
 
-    def __init__(self, step_name: str, prompt: str, request: HumanInterventionRequest,
-                 *, state: Mapping[str, Any] | None = None) -> None:
-        super().__init__(f"human step {step_name!r} needs a decision: {prompt}",
-                         step_name=step_name)
+    def __init__(
+        self,
+        step_name: str,
+        prompt: str,
+        request: HumanInterventionRequest,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            f"human step {step_name!r} needs a decision: {prompt}", step_name=step_name
+        )
         self.step_name = step_name
         self.prompt = prompt
         self.request = request

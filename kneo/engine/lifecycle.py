@@ -36,8 +36,13 @@ class RunStatus(StrEnum):
 
 
 TERMINAL = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.EXPIRED, RunStatus.TIMED_OUT,
-     RunStatus.FAILED}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.CANCELLED,
+        RunStatus.EXPIRED,
+        RunStatus.TIMED_OUT,
+        RunStatus.FAILED,
+    }
 )
 
 _ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
@@ -45,12 +50,23 @@ _ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
         {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.TIMED_OUT, RunStatus.FAILED}
     ),
     RunStatus.RUNNING: frozenset(
-        {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.SUCCEEDED, RunStatus.FAILED,
-         RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+        {
+            RunStatus.RUNNING,
+            RunStatus.PAUSED,
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.TIMED_OUT,
+        }
     ),
     RunStatus.PAUSED: frozenset(
-        {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.EXPIRED, RunStatus.TIMED_OUT,
-         RunStatus.FAILED}
+        {
+            RunStatus.RUNNING,
+            RunStatus.CANCELLED,
+            RunStatus.EXPIRED,
+            RunStatus.TIMED_OUT,
+            RunStatus.FAILED,
+        }
     ),
     # A failed run may be continued from its last completed step boundary.
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),

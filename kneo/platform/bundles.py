@@ -38,8 +38,16 @@ class BundleSpec(dict[str, Any]):
     an approved bundle: JSON decodes to plain dicts.
     """
 
-    def __init__(self, data: Mapping[str, Any], *, name: str, environment: str, revision: int,
-                 digest: str, commit: str | None) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        name: str,
+        environment: str,
+        revision: int,
+        digest: str,
+        commit: str | None,
+    ) -> None:
         super().__init__(data)
         self.name = name
         self.environment = environment
@@ -49,8 +57,11 @@ class BundleSpec(dict[str, Any]):
 
     def run_fields(self) -> dict[str, Any]:
         """The run columns that pin a run to this revision."""
-        return {"bundle_name": self.name, "bundle_revision": self.revision,
-                "bundle_commit": self.commit}
+        return {
+            "bundle_name": self.name,
+            "bundle_revision": self.revision,
+            "bundle_commit": self.commit,
+        }
 
 
 # --------------------------------------------------------------------------- policy
@@ -82,8 +93,9 @@ def refuse_unapproved(manager: Any, environment: str | None) -> None:
         )
 
 
-def pin_spec_source(manager: Any, *, spec_path: Any, spec: Any,
-                    environment: str | None) -> BundleSpec | None:
+def pin_spec_source(
+    manager: Any, *, spec_path: Any, spec: Any, environment: str | None
+) -> BundleSpec | None:
     """The manager's hook before loading a spec: the pinned bundle, or ``None`` for a spec
     path / inline spec (refused where the environment requires approved bundles)."""
     if isinstance(spec, BundleSpec) and spec_path is None:
@@ -108,11 +120,19 @@ def resolve(manager: Any, bundle: str, environment: str) -> BundleSpec:
     from kneo.controller.runtime import resolve_bundle_for_run
 
     if not bundle or not environment:
-        raise InvalidRequest("a bundle run needs both a bundle name and an environment",
-                             field="bundle" if not bundle else "environment")
+        raise InvalidRequest(
+            "a bundle run needs both a bundle name and an environment",
+            field="bundle" if not bundle else "environment",
+        )
     found = resolve_bundle_for_run(manager.store, bundle, environment)
-    return BundleSpec(found.spec, name=bundle, environment=environment,
-                      revision=found.revision, digest=found.digest, commit=found.commit)
+    return BundleSpec(
+        found.spec,
+        name=bundle,
+        environment=environment,
+        revision=found.revision,
+        digest=found.digest,
+        commit=found.commit,
+    )
 
 
 def run_bundle(
@@ -129,18 +149,29 @@ def run_bundle(
 ) -> RunResult:
     """Run (or, with ``async_mode``, queue) the active revision of ``bundle``."""
     pinned = resolve(manager, bundle, environment)
-    meta = {"bundle": {"name": bundle, "environment": environment,
-                       "revision": pinned.revision, "digest": pinned.digest,
-                       "commit": pinned.commit}, **dict(metadata or {})}
-    kwargs: dict[str, Any] = {"input_text": input_text, "spec": pinned, "target": target,
-                              "environment": environment, "metadata": meta, "actor": actor}
+    meta = {
+        "bundle": {
+            "name": bundle,
+            "environment": environment,
+            "revision": pinned.revision,
+            "digest": pinned.digest,
+            "commit": pinned.commit,
+        },
+        **dict(metadata or {}),
+    }
+    kwargs: dict[str, Any] = {
+        "input_text": input_text,
+        "spec": pinned,
+        "target": target,
+        "environment": environment,
+        "metadata": meta,
+        "actor": actor,
+    }
     if async_mode:
-        result: RunResult = manager.start_run_from_spec(timeout_seconds=timeout_seconds,
-                                                        **kwargs)
+        result: RunResult = manager.start_run_from_spec(timeout_seconds=timeout_seconds, **kwargs)
         return result
     if timeout_seconds is not None:
-        raise InvalidRequest("timeout_seconds applies to async_mode runs",
-                             field="timeout_seconds")
+        raise InvalidRequest("timeout_seconds applies to async_mode runs", field="timeout_seconds")
     done: RunResult = manager.run_from_spec(**kwargs)
     return done
 
@@ -185,11 +216,15 @@ def resume_promotion(
 
     task = manager.store.get_continuation(continuation_id)
     if not any(r.get("request_id") == request_id for r in task.requests):
-        raise NotFound(f"request {request_id!r} is not part of continuation {continuation_id}",
-                       resource="request", id=request_id)
+        raise NotFound(
+            f"request {request_id!r} is not part of continuation {continuation_id}",
+            resource="request",
+            id=request_id,
+        )
     approver = actor or default_actor()
-    outcome = record_promotion_decision(manager.store, continuation_id, approver=approver,
-                                        decision=decision, comment=content)
+    outcome = record_promotion_decision(
+        manager.store, continuation_id, approver=approver, decision=decision, comment=content
+    )
     controller = attached_controller(manager)
     if outcome.outcome is not None and controller is not None:
         controller.request_reconcile()
@@ -199,8 +234,11 @@ def resume_promotion(
         status=status,
         continuation_id=continuation_id,
         human_intervention_required=outcome.outcome is None,
-        metadata={"workflow_kind": PROMOTION_KIND, "promotion": outcome.to_dict(),
-                  "approver": approver},
+        metadata={
+            "workflow_kind": PROMOTION_KIND,
+            "promotion": outcome.to_dict(),
+            "approver": approver,
+        },
     )
 
 

@@ -40,8 +40,13 @@ STREAMED: dict[str, str] = {
     "run_expired": "run.finished",
     "run_timed_out": "run.finished",
 }
-_FINAL = {"run_completed": "succeeded", "run_failed": "failed", "run_cancelled": "cancelled",
-          "run_expired": "expired", "run_timed_out": "timed_out"}
+_FINAL = {
+    "run_completed": "succeeded",
+    "run_failed": "failed",
+    "run_cancelled": "cancelled",
+    "run_expired": "expired",
+    "run_timed_out": "timed_out",
+}
 _END = frozenset({"succeeded", "failed", "cancelled", "expired", "timed_out"})
 
 
@@ -57,14 +62,27 @@ class RunEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sequence": self.sequence, "type": self.type, "run_id": self.run_id,
-                "step_id": self.step_id, "created_at": self.created_at, "data": self.data}
+        return {
+            "sequence": self.sequence,
+            "type": self.type,
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "created_at": self.created_at,
+            "data": self.data,
+        }
 
 
-def iter_events(manager: PlatformManager, run_id: str, *, after: int = 0, follow: bool = False,
-                through_pauses: bool = False, poll_seconds: float = 0.25,
-                timeout_seconds: float | None = None,
-                sleep: Callable[[float], None] = time.sleep) -> Iterator[RunEvent]:
+def iter_events(
+    manager: PlatformManager,
+    run_id: str,
+    *,
+    after: int = 0,
+    follow: bool = False,
+    through_pauses: bool = False,
+    poll_seconds: float = 0.25,
+    timeout_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[RunEvent]:
     """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
     from kneo.clock import utc_iso
 
@@ -81,8 +99,14 @@ def iter_events(manager: PlatformManager, run_id: str, *, after: int = 0, follow
             data = dict(event.payload or {})
             if event.event_type in _FINAL:
                 data.setdefault("status", _FINAL[event.event_type])
-            yield RunEvent(event.sequence, kind, run_id, event.step_id,
-                           utc_iso(event.created_at), redact_dict(data))
+            yield RunEvent(
+                event.sequence,
+                kind,
+                run_id,
+                event.step_id,
+                utc_iso(event.created_at),
+                redact_dict(data),
+            )
         if page.items:
             waited = 0.0
             continue

@@ -45,12 +45,15 @@ def create_platform(
     settings = settings or Settings.from_env()
     project = project or ProjectContext.discover(settings=settings)
     if store is None:
-        store = open_store(settings.database_url, settings=settings, clock=clock,
-                           state_dir=state_dir(project))
+        store = open_store(
+            settings.database_url, settings=settings, clock=clock, state_dir=state_dir(project)
+        )
     compiler = SpecCompiler(
         runtime_registry=create_runtime_registry(),
-        tool_registry=register_builtin_tools(tool_registry
-                                             or create_tool_registry(include_examples=True)),
+        tool_registry=register_builtin_tools(
+            tool_registry or create_tool_registry(include_examples=True)
+        ),
     )
-    return PlatformManager(compiler=compiler, run_state_store=store, settings=settings,
-                           project=project, clock=clock)
+    return PlatformManager(
+        compiler=compiler, run_state_store=store, settings=settings, project=project, clock=clock
+    )

@@ -24,19 +24,23 @@ def request_hash(data: Mapping[str, Any] | Any, *extra: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def idempotent(store: Any, *, scope: str, key: str, digest: str,
-               call: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any], bool]:
+def idempotent(
+    store: Any, *, scope: str, key: str, digest: str, call: Callable[[], tuple[int, dict[str, Any]]]
+) -> tuple[int, dict[str, Any], bool]:
     """Run ``call`` at most once per ``(scope, key)``; returns ``(status, body, replayed)``."""
     key = key.strip()
     if not key or len(key) > MAX_KEY_CHARS:
-        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters",
-                             field="Idempotency-Key")
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters", field="Idempotency-Key"
+        )
     outcome = store.begin_idempotent(scope, key, digest)
     if outcome.state == "replay":
         return outcome.status_code or 200, dict(outcome.response or {}), True
     if outcome.state == "in_progress":
-        raise ResourceLocked("a request with this Idempotency-Key is still in progress; "
-                             "retry later", lock="idempotency_key")
+        raise ResourceLocked(
+            "a request with this Idempotency-Key is still in progress; retry later",
+            lock="idempotency_key",
+        )
     try:
         status, body = call()
     except BaseException:

@@ -34,7 +34,11 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
     if event.unit_key and event.unit_key != event.step_id:
         payload.setdefault("unit_key", event.unit_key)
     payload.setdefault("at", event.at)
-    return {"event_type": event.event_type, "step_id": event.step_id, "payload": redact_dict(payload)}
+    return {
+        "event_type": event.event_type,
+        "step_id": event.step_id,
+        "payload": redact_dict(payload),
+    }
 
 
 class StoreJournal:
@@ -71,15 +75,20 @@ class StoreJournal:
             checkpoint = self._checkpoint_row(boundary, state_text)
             events = [_event_record(e) for e in self._buffer]
             try:
-                version = self.store.write_step(self.run_id, expected_version=self.version,
-                                                state_text=state_text, checkpoint=checkpoint,
-                                                events=events)
+                version = self.store.write_step(
+                    self.run_id,
+                    expected_version=self.version,
+                    state_text=state_text,
+                    checkpoint=checkpoint,
+                    events=events,
+                )
             except Conflict as exc:
                 if exc.code != "stale_state":
                     raise
                 current = self.store.get_run(self.run_id)
-                raise RunSuperseded(f"run {self.run_id} changed elsewhere",
-                                    status=current.status) from exc
+                raise RunSuperseded(
+                    f"run {self.run_id} changed elsewhere", status=current.status
+                ) from exc
             self._buffer.clear()
             self.version = version
             self.commits += 1
@@ -87,8 +96,12 @@ class StoreJournal:
             self._last_renew = time.monotonic()
             self._renew()
 
-    def write_final(self, tx: Transaction | RawTransaction, boundary: Boundary,
-                    events: list[dict[str, Any]] | None = None) -> None:
+    def write_final(
+        self,
+        tx: Transaction | RawTransaction,
+        boundary: Boundary,
+        events: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Part of the caller's final transaction: the outcome checkpoint, then the pending
         events followed by ``events`` (rows as ``add_trace_events`` takes them) in one insert."""
         with self._lock:
@@ -122,10 +135,16 @@ class StoreJournal:
             encoded = payloads.encode(boundary.state, limits, raw=state_text.encode())
         if encoded.reduction is not None:
             meta["payload_reduction"] = encoded.reduction
-        return StepCheckpoint(type=boundary.kind, step_id=boundary.step_id,
-                              status=boundary.status, encoding=encoded.encoding,
-                              payload=encoded.data, size_bytes=encoded.size_bytes,
-                              truncated=encoded.truncated, metadata=meta)
+        return StepCheckpoint(
+            type=boundary.kind,
+            step_id=boundary.step_id,
+            status=boundary.status,
+            encoding=encoded.encoding,
+            payload=encoded.data,
+            size_bytes=encoded.size_bytes,
+            truncated=encoded.truncated,
+            metadata=meta,
+        )
 
     def discard(self) -> None:
         """Drop buffered events (the run was superseded: they describe work not committed)."""

@@ -38,12 +38,15 @@ def file_roots(project: Any) -> dict[str, Path | None]:
     if project is None:
         return {"artifacts": None, "logs": None}
     paths = project.config.paths
-    return {"artifacts": Path(project.resolve_path(paths.artifacts_dir)),
-            "logs": Path(project.resolve_path(paths.logs_dir))}
+    return {
+        "artifacts": Path(project.resolve_path(paths.artifacts_dir)),
+        "logs": Path(project.resolve_path(paths.logs_dir)),
+    }
 
 
-def prune_files(root: Path | None, cutoff: datetime, *, dry_run: bool = False,
-                protected: tuple[Path, ...] = ()) -> int:
+def prune_files(
+    root: Path | None, cutoff: datetime, *, dry_run: bool = False, protected: tuple[Path, ...] = ()
+) -> int:
     """Delete regular files under ``root`` last modified before ``cutoff``; returns the count.
 
     Symlinks are never followed (a link is removed as a file, its target is untouched), empty
@@ -57,8 +60,10 @@ def prune_files(root: Path | None, cutoff: datetime, *, dry_run: bool = False,
     for guard in protected:
         guard = guard.resolve()
         if resolved == guard or guard.is_relative_to(resolved):
-            raise ConfigError(f"refusing to prune {resolved}: it contains {guard}; point "
-                              "paths.artifacts_dir and paths.logs_dir at their own directories")
+            raise ConfigError(
+                f"refusing to prune {resolved}: it contains {guard}; point "
+                "paths.artifacts_dir and paths.logs_dir at their own directories"
+            )
     limit = cutoff.timestamp()
     count = 0
     for dirpath, dirnames, filenames in os.walk(resolved, topdown=False, followlinks=False):
@@ -108,8 +113,13 @@ def prune_retention(
     if project is not None:
         protected = (Path(project.root), Path(project.resolve_path(project.config.paths.state_dir)))
     for category, days in (("artifacts", windows.artifacts_days), ("logs", windows.logs_days)):
-        counts[category] = 0 if days is None else prune_files(
-            roots[category], moment - timedelta(days=days), dry_run=dry_run, protected=protected)
+        counts[category] = (
+            0
+            if days is None
+            else prune_files(
+                roots[category], moment - timedelta(days=days), dry_run=dry_run, protected=protected
+            )
+        )
     return counts
 
 

@@ -167,8 +167,9 @@ class PlatformManager:
         actor: str | None = None,
     ) -> RunResult:
         """Create a run and execute it now; returns when it finishes or pauses."""
-        prepared = self._prepare(spec_path=spec_path, spec=spec, target=target,
-                                 environment=environment)
+        prepared = self._prepare(
+            spec_path=spec_path, spec=spec, target=target, environment=environment
+        )
         run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
         return self._drive(run, prepared["workflow"], locked=True)
 
@@ -187,31 +188,40 @@ class PlatformManager:
         """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
         worker; :meth:`execute_run` runs it."""
         if timeout_seconds is not None and timeout_seconds <= 0:
-            raise InvalidRequest("timeout_seconds must be greater than zero",
-                                 field="timeout_seconds")
-        prepared = self._prepare(spec_path=spec_path, spec=spec, target=target,
-                                 environment=environment)
-        deadline = (self.clock.now() + timedelta(seconds=timeout_seconds)
-                    if timeout_seconds else None)
-        run = self._create_run(prepared, input_text, start=False, deadline_at=deadline,
-                               metadata=metadata, actor=actor)
+            raise InvalidRequest(
+                "timeout_seconds must be greater than zero", field="timeout_seconds"
+            )
+        prepared = self._prepare(
+            spec_path=spec_path, spec=spec, target=target, environment=environment
+        )
+        deadline = (
+            self.clock.now() + timedelta(seconds=timeout_seconds) if timeout_seconds else None
+        )
+        run = self._create_run(
+            prepared, input_text, start=False, deadline_at=deadline, metadata=metadata, actor=actor
+        )
         return self._result(run)
 
     def execute_run(self, run_id: str) -> RunResult:
         """Execute a queued run in this process (what a worker calls)."""
         run = self.store.get_run(run_id)
-        status = transition(run.status, RunStatus.RUNNING, action="execute the run") \
-            if run.status == RunStatus.QUEUED else None
+        status = (
+            transition(run.status, RunStatus.RUNNING, action="execute the run")
+            if run.status == RunStatus.QUEUED
+            else None
+        )
         if status is None:
             raise IllegalTransition(
                 f"cannot execute run {run_id}: it is {run.status}, not queued"
                 + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
-                current_status=run.status)
+                current_status=run.status,
+            )
         workflow = self._workflow_for(run)
         with self.store.transaction() as tx:
             tx.add_trace_event(run_id, "run_started", payload={"owner": self.owner})
-            run = tx.update_run(run_id, expected_version=run.version, status=status,
-                                started_at=tx.now)
+            run = tx.update_run(
+                run_id, expected_version=run.version, status=status, started_at=tx.now
+            )
             tx.take_lock(f"run:{run_id}", self.owner, self._lease, replace=True)
         return self._drive(run, workflow, locked=True)
 
@@ -238,57 +248,98 @@ class PlatformManager:
             from kneo.platform.idempotency import idempotent, request_hash
 
             def call() -> tuple[int, dict[str, Any]]:
-                done = self.resume(continuation_id, request_id=request_id, decision=decision,
-                                   content=content, selected_option=selected_option,
-                                   actor=actor, metadata=metadata)
+                done = self.resume(
+                    continuation_id,
+                    request_id=request_id,
+                    decision=decision,
+                    content=content,
+                    selected_option=selected_option,
+                    actor=actor,
+                    metadata=metadata,
+                )
                 return 200, done.to_dict()
 
-            digest = request_hash({"request_id": request_id, "decision": decision,
-                                   "content": content, "selected_option": selected_option})
+            digest = request_hash(
+                {
+                    "request_id": request_id,
+                    "decision": decision,
+                    "content": content,
+                    "selected_option": selected_option,
+                }
+            )
             _, body, replayed = idempotent(
-                self.store, scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
-                key=idempotency_key, digest=digest, call=call)
+                self.store,
+                scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
+                key=idempotency_key,
+                digest=digest,
+                call=call,
+            )
             return RunResult.from_dict(body, replayed=replayed)
         if self.store.get_continuation(continuation_id).workflow_kind == "promotion":
             from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
 
-            return resume_promotion(self, continuation_id, request_id=request_id,
-                                    decision=decision, content=content, actor=actor)
-        with self._locked(f"continuation:{continuation_id}",
-                          f"continuation {continuation_id} is being resumed by another process"):
+            return resume_promotion(
+                self,
+                continuation_id,
+                request_id=request_id,
+                decision=decision,
+                content=content,
+                actor=actor,
+            )
+        with self._locked(
+            f"continuation:{continuation_id}",
+            f"continuation {continuation_id} is being resumed by another process",
+        ):
             cont = self.store.get_continuation(continuation_id)
             stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
             if stored is None:
-                raise NotFound(f"request {request_id!r} is not part of continuation "
-                               f"{continuation_id}", resource="request", id=request_id)
+                raise NotFound(
+                    f"request {request_id!r} is not part of continuation {continuation_id}",
+                    resource="request",
+                    id=request_id,
+                )
             if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
-                raise RequestAlreadyResolved(f"request {request_id} was already resolved",
-                                             request_id=request_id)
+                raise RequestAlreadyResolved(
+                    f"request {request_id} was already resolved", request_id=request_id
+                )
             if cont.run_id is None:
                 raise InvalidRequest(f"continuation {continuation_id} belongs to no run")
             run = self.store.get_run(cont.run_id)
             if run.status != RunStatus.PAUSED:
                 raise IllegalTransition(
                     f"cannot resume run {run.run_id}: it is {run.status}, not paused",
-                    current_status=run.status)
+                    current_status=run.status,
+                )
             state = ExecutionState(run.state)
             raw = state.pending_request(request_id)
             if raw is None:
-                raise RequestAlreadyResolved(f"request {request_id} is no longer pending",
-                                             request_id=request_id)
+                raise RequestAlreadyResolved(
+                    f"request {request_id} is no longer pending", request_id=request_id
+                )
             request = HumanRequest.from_dict(raw)
             answer = validate_decision(
                 request,
-                HumanDecision(request_id=request_id, decision=decision, content=content,
-                              selected_option=selected_option, actor=actor,
-                              decided_at=self.clock.now().isoformat(),
-                              metadata=dict(metadata or {})),
+                HumanDecision(
+                    request_id=request_id,
+                    decision=decision,
+                    content=content,
+                    selected_option=selected_option,
+                    actor=actor,
+                    decided_at=self.clock.now().isoformat(),
+                    metadata=dict(metadata or {}),
+                ),
                 max_content_chars=self.settings.limits.max_human_content_chars,
             )
             return self._apply_decision(run, cont, state, request, answer)
 
-    def _apply_decision(self, run: RunRecord, cont: Any, state: ExecutionState,
-                        request: HumanRequest, answer: HumanDecision) -> RunResult:
+    def _apply_decision(
+        self,
+        run: RunRecord,
+        cont: Any,
+        state: ExecutionState,
+        request: HumanRequest,
+        answer: HumanDecision,
+    ) -> RunResult:
         from kneo.platform.decisions import apply_decision
 
         return apply_decision(self, run, cont, state, request, answer)
@@ -299,16 +350,26 @@ class PlatformManager:
         run = self.store.get_run(run_id)
         status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
         with self.store.transaction() as tx:
-            updated = tx.update_run(run_id, expected_version=run.version, status=status,
-                                    cancel_requested=True, finished_at=tx.now)
+            updated = tx.update_run(
+                run_id,
+                expected_version=run.version,
+                status=status,
+                cancel_requested=True,
+                finished_at=tx.now,
+            )
             cid = (run.state or {}).get("continuation_id")
             if run.status == RunStatus.PAUSED and cid:
                 tx.delete_continuation(cid)
             tx.add_trace_event(run_id, "run_cancelled", payload={"previous_status": run.status})
-            tx.add_checkpoint(run_id, type="run_cancelled", status="cancelled",
-                              payload=checkpoint_payload(run.state or {}))
-            tx.add_audit("run.cancelled", actor=actor, run_id=run_id,
-                         payload={"previous_status": run.status})
+            tx.add_checkpoint(
+                run_id,
+                type="run_cancelled",
+                status="cancelled",
+                payload=checkpoint_payload(run.state or {}),
+            )
+            tx.add_audit(
+                "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
+            )
             updated = tx.current(updated)
         result = self._result(updated)
         token = self._tokens.get(run_id)
@@ -321,30 +382,39 @@ class PlatformManager:
         step boundary; completed steps and agent turns are not executed again."""
         run = self.store.get_run(run_id)
         if run.status == RunStatus.PAUSED:
-            raise IllegalTransition(f"run {run_id} is paused: resume its continuation instead",
-                                    current_status=run.status)
+            raise IllegalTransition(
+                f"run {run_id} is paused: resume its continuation instead",
+                current_status=run.status,
+            )
         if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
-            raise IllegalTransition(f"cannot continue run {run_id}: it is {run.status}",
-                                    current_status=run.status)
+            raise IllegalTransition(
+                f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
+            )
         name = f"run:{run_id}"
         holder = self.store.get_lock(name)
         if holder is not None and holder.owner != self.owner:
             if _owner_alive(holder.owner):
-                raise ResourceLocked(f"run {run_id} is still executing ({holder.owner})",
-                                     lock=name)
+                raise ResourceLocked(f"run {run_id} is still executing ({holder.owner})", lock=name)
             self.store.release_lock(name, holder.owner)  # its process is gone
         workflow = self._workflow_for(run)
         state = ExecutionState(run.state)
         state.failure = None
         with self.store.transaction() as tx:
-            updated = tx.update_run(run_id, expected_version=run.version,
-                                    status=transition(run.status, RunStatus.RUNNING,
-                                                      action="continue the run"),
-                                    error=None, finished_at=None, state=state.snapshot())
+            updated = tx.update_run(
+                run_id,
+                expected_version=run.version,
+                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
+                error=None,
+                finished_at=None,
+                state=state.snapshot(),
+            )
             tx.add_trace_event(run_id, "run_continued", payload={"previous_status": run.status})
-            tx.add_audit("run.continued", actor=actor, run_id=run_id,
-                         payload={"previous_status": run.status,
-                                  "completed_steps": state.completed_steps()})
+            tx.add_audit(
+                "run.continued",
+                actor=actor,
+                run_id=run_id,
+                payload={"previous_status": run.status, "completed_steps": state.completed_steps()},
+            )
         return self._drive(updated, workflow)
 
     # ================================================================== inspection
@@ -357,47 +427,92 @@ class PlatformManager:
     def get_run_result(self, run_id: str) -> RunResult:
         return self._result(self.store.get_run(run_id))
 
-    def list_runs(self, *, status: str | None = None, limit: int = 50, offset: int = 0,
-                  sort_by: str = "created_at", sort_order: str = "desc") -> dict[str, Any]:
-        page = self.store.list_runs(status=status, limit=limit, offset=offset, sort_by=sort_by,
-                                    sort_order=sort_order)
-        return {"runs": [run_summary(r) for r in page.items], "count": len(page.items),
-                "total": page.total, "limit": page.limit, "offset": page.offset,
-                "sort_by": page.sort_by, "sort_order": page.sort_order}
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+    ) -> dict[str, Any]:
+        page = self.store.list_runs(
+            status=status, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order
+        )
+        return {
+            "runs": [run_summary(r) for r in page.items],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "sort_by": page.sort_by,
+            "sort_order": page.sort_order,
+        }
 
-    def trace(self, run_id: str, *, event_type: str | None = None, limit: int = 1000,
-              offset: int = 0, sort_order: str = "asc") -> dict[str, Any]:
+    def trace(
+        self,
+        run_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> dict[str, Any]:
         self.store.get_run(run_id)
-        page = self.store.list_trace(run_id, event_type=event_type, limit=limit, offset=offset,
-                                     sort_order=sort_order)
-        return {"run_id": run_id, "events": [trace_view(e) for e in page.items],
-                "count": len(page.items), "total": page.total, "limit": page.limit,
-                "offset": page.offset}
+        page = self.store.list_trace(
+            run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
+        )
+        return {
+            "run_id": run_id,
+            "events": [trace_view(e) for e in page.items],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
 
-    def checkpoints(self, run_id: str, *, type: str | None = None, limit: int = 1000,
-                    offset: int = 0, include_payload: bool = False) -> dict[str, Any]:
+    def checkpoints(
+        self,
+        run_id: str,
+        *,
+        type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        include_payload: bool = False,
+    ) -> dict[str, Any]:
         self.store.get_run(run_id)
         page = self.store.list_checkpoints(run_id, type=type, limit=limit, offset=offset)
-        return {"run_id": run_id,
-                "checkpoints": [checkpoint_view(c, include_payload=include_payload)
-                                for c in page.items],
-                "count": len(page.items), "total": page.total, "limit": page.limit,
-                "offset": page.offset}
+        return {
+            "run_id": run_id,
+            "checkpoints": [
+                checkpoint_view(c, include_payload=include_payload) for c in page.items
+            ],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
 
     def replay(self, run_id: str) -> dict[str, Any]:
         """A compact timeline of the run's checkpoints plus the recovery context."""
         run = self.store.get_run(run_id)
         page = self.store.list_checkpoints(run_id, limit=1000)
-        return {"run_id": run_id, "status": run.status, "workflow_kind": run.workflow_kind,
-                "timeline": [inspect.timeline_entry(c) for c in page.items],
-                "position": (run.state or {}).get("position") or {},
-                "pending_human_request_id": next(
-                    (r.get("request_id") for r in (run.state or {}).get("pending") or []), None),
-                "error": run.error,
-                "replay_context": self._recovery(run)}
+        return {
+            "run_id": run_id,
+            "status": run.status,
+            "workflow_kind": run.workflow_kind,
+            "timeline": [inspect.timeline_entry(c) for c in page.items],
+            "position": (run.state or {}).get("position") or {},
+            "pending_human_request_id": next(
+                (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
+            ),
+            "error": run.error,
+            "replay_context": self._recovery(run),
+        }
 
-    def checkpoint_diff(self, run_id: str, *, from_sequence: int | None = None,
-                        to_sequence: int | None = None) -> dict[str, Any]:
+    def checkpoint_diff(
+        self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
+    ) -> dict[str, Any]:
         """Added, removed and changed flattened paths between two checkpoints (default: the
         latest two)."""
         self.store.get_run(run_id)
@@ -407,16 +522,27 @@ class PlatformManager:
                 raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
             newest = latest[0].sequence
             to_sequence = to_sequence if to_sequence is not None else newest
-            from_sequence = from_sequence if from_sequence is not None else (
-                latest[1].sequence if len(latest) > 1 else newest)
+            from_sequence = (
+                from_sequence
+                if from_sequence is not None
+                else (latest[1].sequence if len(latest) > 1 else newest)
+            )
         if from_sequence < 1 or to_sequence < 1:
             raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
         before = self.store.get_checkpoint(run_id, from_sequence)
         after = self.store.get_checkpoint(run_id, to_sequence)
-        changes = inspect.diff({"payload": before.payload, "metadata": before.metadata},
-                               {"payload": after.payload, "metadata": after.metadata})
-        return {"run_id": run_id, "from_sequence": from_sequence, "to_sequence": to_sequence,
-                "from_type": before.type, "to_type": after.type, **changes}
+        changes = inspect.diff(
+            {"payload": before.payload, "metadata": before.metadata},
+            {"payload": after.payload, "metadata": after.metadata},
+        )
+        return {
+            "run_id": run_id,
+            "from_sequence": from_sequence,
+            "to_sequence": to_sequence,
+            "from_type": before.type,
+            "to_type": after.type,
+            **changes,
+        }
 
     def recovery(self, run_id: str) -> dict[str, Any]:
         return self._recovery(self.store.get_run(run_id))
@@ -441,43 +567,82 @@ class PlatformManager:
             if holder is not None and _owner_alive(holder.owner):
                 can, reason = False, "the run is still executing in a live process"
         if reason is None and not can:
-            reason = {RunStatus.PAUSED: "the run is paused: resume its continuation",
-                      RunStatus.QUEUED: "the run has not started"}.get(
-                RunStatus(run.status), f"the run is {run.status}" if upcoming or
-                run.status != RunStatus.RUNNING else "no step is left to run")
+            reason = {
+                RunStatus.PAUSED: "the run is paused: resume its continuation",
+                RunStatus.QUEUED: "the run has not started",
+            }.get(
+                RunStatus(run.status),
+                f"the run is {run.status}"
+                if upcoming or run.status != RunStatus.RUNNING
+                else "no step is left to run",
+            )
         outputs = ExecutionState(state).outputs_by_step()
-        last_output = outputs[done[-1]["step_id"]] if done and done[-1]["step_id"] in outputs \
+        last_output = (
+            outputs[done[-1]["step_id"]]
+            if done and done[-1]["step_id"] in outputs
             else run.input_text
-        return {"run_id": run.run_id, "status": run.status, "workflow_kind": run.workflow_kind,
-                "completed_steps": [u["step_id"] for u in done], "completed_units": done,
-                "failed_step": failed["step_id"] if failed else None, "failure": failed,
-                "next_step": nxt["step_id"] if nxt else None,
-                "next_step_index": inspect.step_index(step_ids, nxt["step_id"]) if nxt else None,
-                "next_units": upcoming,
-                "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
-                "can_continue": can, "reason": None if can else reason}
+        )
+        return {
+            "run_id": run.run_id,
+            "status": run.status,
+            "workflow_kind": run.workflow_kind,
+            "completed_steps": [u["step_id"] for u in done],
+            "completed_units": done,
+            "failed_step": failed["step_id"] if failed else None,
+            "failure": failed,
+            "next_step": nxt["step_id"] if nxt else None,
+            "next_step_index": inspect.step_index(step_ids, nxt["step_id"]) if nxt else None,
+            "next_units": upcoming,
+            "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
+            "can_continue": can,
+            "reason": None if can else reason,
+        }
 
     # ================================================================== human tasks
 
-    def list_human_tasks(self, *, run_id: str | None = None, workflow_kind: str | None = None,
-                         assignee: str | None = None, kind: str | None = None,
-                         escalated: bool | None = None, sort: str = "oldest",
-                         older_than_seconds: float | None = None,
-                         limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    def list_human_tasks(
+        self,
+        *,
+        run_id: str | None = None,
+        workflow_kind: str | None = None,
+        assignee: str | None = None,
+        kind: str | None = None,
+        escalated: bool | None = None,
+        sort: str = "oldest",
+        older_than_seconds: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, assignee, request kind, escalation
         and age (created more than ``older_than_seconds`` ago); oldest or newest first; with
         the count of pending requests per assignee (``"(unassigned)"`` for none)."""
-        older = (self.clock.now() - timedelta(seconds=older_than_seconds)
-                 if older_than_seconds is not None else None)
-        page = self.store.list_continuations(run_id=run_id, workflow_kind=workflow_kind,
-                                             assignee=assignee, kind=kind, escalated=escalated,
-                                             older_than=older, sort=sort,  # type: ignore[arg-type]
-                                             limit=limit, offset=offset)
-        counts = {a or "(unassigned)": n
-                  for a, n in self.store.pending_counts_by_assignee().items()}
-        return {"tasks": [task_view(c) for c in page.items], "count": len(page.items),
-                "total": page.total, "limit": page.limit, "offset": page.offset,
-                "counts_by_assignee": counts}
+        older = (
+            self.clock.now() - timedelta(seconds=older_than_seconds)
+            if older_than_seconds is not None
+            else None
+        )
+        page = self.store.list_continuations(
+            run_id=run_id,
+            workflow_kind=workflow_kind,
+            assignee=assignee,
+            kind=kind,
+            escalated=escalated,
+            older_than=older,
+            sort=sort,  # type: ignore[arg-type]
+            limit=limit,
+            offset=offset,
+        )
+        counts = {
+            a or "(unassigned)": n for a, n in self.store.pending_counts_by_assignee().items()
+        }
+        return {
+            "tasks": [task_view(c) for c in page.items],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "counts_by_assignee": counts,
+        }
 
     # ================================================================== timeouts, events, replay
 
@@ -493,34 +658,63 @@ class PlatformManager:
 
         return prune_timed_out_runs(self)
 
-    def events(self, run_id: str, *, after: int = 0, follow: bool = False,
-               through_pauses: bool = False, poll_seconds: float = 0.25,
-               timeout_seconds: float | None = None) -> Iterator[Any]:
+    def events(
+        self,
+        run_id: str,
+        *,
+        after: int = 0,
+        follow: bool = False,
+        through_pauses: bool = False,
+        poll_seconds: float = 0.25,
+        timeout_seconds: float | None = None,
+    ) -> Iterator[Any]:
         """The run's events (``RunEvent``) after sequence ``after``; see ``events``."""
         from kneo.platform.events import iter_events
 
-        return iter_events(self, run_id, after=after, follow=follow,
-                           through_pauses=through_pauses, poll_seconds=poll_seconds,
-                           timeout_seconds=timeout_seconds, sleep=self._sleep)
+        return iter_events(
+            self,
+            run_id,
+            after=after,
+            follow=follow,
+            through_pauses=through_pauses,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+            sleep=self._sleep,
+        )
 
-    def replay_run(self, run_id: str, *, reuse: str = "questions",
-                   actor: str | None = None) -> RunResult:
+    def replay_run(
+        self, run_id: str, *, reuse: str = "questions", actor: str | None = None
+    ) -> RunResult:
         """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
         its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
         A reused answer does not pause; anything new still does."""
         if reuse not in ("questions", "all"):
             raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
         source = self.store.get_run(run_id)
-        decisions = {k: v for k, v in ((source.state or {}).get("decisions") or {}).items()
-                     if reuse == "all" or k.startswith("ask_question:")}
+        decisions = {
+            k: v
+            for k, v in ((source.state or {}).get("decisions") or {}).items()
+            if reuse == "all" or k.startswith("ask_question:")
+        }
         meta = source.metadata or {}
         workflow = self._workflow_for(source)
-        prepared = {"workflow": workflow, "data": source.spec,
-                    "digest": source.spec_digest or _digest(source.spec),
-                    "target": source.target, "base_dir": meta.get("base_dir"),
-                    "spec_path": meta.get("spec_path"), "environment": source.environment}
-        run = self._create_run(prepared, source.input_text, start=True, actor=actor,
-                               metadata={"replay_of": run_id}, decisions=decisions)
+        prepared = {
+            "workflow": workflow,
+            "data": source.spec,
+            "digest": source.spec_digest or _digest(source.spec),
+            "target": source.target,
+            "base_dir": meta.get("base_dir"),
+            "spec_path": meta.get("spec_path"),
+            "environment": source.environment,
+        }
+        run = self._create_run(
+            prepared,
+            source.input_text,
+            start=True,
+            actor=actor,
+            metadata={"replay_of": run_id},
+            decisions=decisions,
+        )
         return self._drive(run, workflow, locked=True)
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
@@ -544,8 +738,11 @@ class PlatformManager:
                 try:
                     self.execute_run(record.run_id)
                 except Exception as exc:  # recorded on the queue row; the worker lives on
-                    self.store.fail(record.queue_id, self.owner,
-                                    {"type": type(exc).__name__, "message": str(exc)[:500]})
+                    self.store.fail(
+                        record.queue_id,
+                        self.owner,
+                        {"type": type(exc).__name__, "message": str(exc)[:500]},
+                    )
                 else:
                     self.store.complete(record.queue_id, self.owner)
 
@@ -560,20 +757,33 @@ class PlatformManager:
 
     # ================================================================== maintenance
 
-    def prune_retention(self, policy: Any = None, *, now: Any = None,
-                        dry_run: bool = False) -> dict[str, int]:
+    def prune_retention(
+        self, policy: Any = None, *, now: Any = None, dry_run: bool = False
+    ) -> dict[str, int]:
         """Delete runs, checkpoints, queue records, continuations, artifacts and logs older
         than their windows (``policy``, else project ``retention:`` under
         ``KNEO_SERV_RETENTION_*``); counts per category. See :mod:`kneo.platform.maintenance`."""
         from kneo.platform.maintenance import prune_retention
 
-        return prune_retention(self.store, settings=self.settings, project=self.project,
-                               policy=policy, now=now, dry_run=dry_run)
+        return prune_retention(
+            self.store,
+            settings=self.settings,
+            project=self.project,
+            policy=policy,
+            now=now,
+            dry_run=dry_run,
+        )
 
     # ================================================================== internals
 
-    def _prepare(self, *, spec_path: str | Path | None, spec: Spec | Mapping[str, Any] | None,
-                 target: str, environment: str | None) -> dict[str, Any]:
+    def _prepare(
+        self,
+        *,
+        spec_path: str | Path | None,
+        spec: Spec | Mapping[str, Any] | None,
+        target: str,
+        environment: str | None,
+    ) -> dict[str, Any]:
         """Load, check (with environment policy) and compile; raises before any run exists."""
         from kneo.spec.pipeline import check_spec
 
@@ -590,33 +800,60 @@ class PlatformManager:
         base_dir: Path | None
         if spec_path is not None:
             loaded = load_spec(spec_path, env=environment, project=project_config)
-            model, data, base_dir, source = loaded.spec, loaded.data, loaded.base_dir, str(spec_path)
+            model, data, base_dir, source = (
+                loaded.spec,
+                loaded.data,
+                loaded.base_dir,
+                str(spec_path),
+            )
         else:
-            model = spec if isinstance(spec, Spec) else load_spec_data(dict(spec or {}),
-                                                                       project=project_config)
+            model = (
+                spec
+                if isinstance(spec, Spec)
+                else load_spec_data(dict(spec or {}), project=project_config)
+            )
             data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
             base_dir, source = None, "<inline>"
-        report = check_spec(model, env=environment, context=self.project,
-                            tool_registry=self.compiler.tool_registry,
-                            runtime_registry=self.compiler.runtime_registry, base_dir=base_dir)
-        workflow = self.compiler.compile(model, target=target,  # type: ignore[arg-type]
-                                         base_dir=base_dir, diagnostics=report.diagnostics,
-                                         source=source)
+        report = check_spec(
+            model,
+            env=environment,
+            context=self.project,
+            tool_registry=self.compiler.tool_registry,
+            runtime_registry=self.compiler.runtime_registry,
+            base_dir=base_dir,
+        )
+        workflow = self.compiler.compile(
+            model,
+            target=target,  # type: ignore[arg-type]
+            base_dir=base_dir,
+            diagnostics=report.diagnostics,
+            source=source,
+        )
         digest = pinned.digest if pinned is not None else _digest(data)
         self._compiled[(digest, target)] = workflow
-        prepared = {"workflow": workflow, "data": data, "digest": digest, "target": target,
-                    "bundle_fields": pinned.run_fields() if pinned is not None else {},
-                    "base_dir": str(base_dir.resolve()) if base_dir else None,
-                    "spec_path": str(spec_path) if spec_path else None,
-                    "environment": report.environment or environment}
+        prepared = {
+            "workflow": workflow,
+            "data": data,
+            "digest": digest,
+            "target": target,
+            "bundle_fields": pinned.run_fields() if pinned is not None else {},
+            "base_dir": str(base_dir.resolve()) if base_dir else None,
+            "spec_path": str(spec_path) if spec_path else None,
+            "environment": report.environment or environment,
+        }
         if key is not None:
             if len(self._prepared) >= 256:
                 self._prepared.clear()
             self._prepared[key] = prepared
         return dict(prepared)
 
-    def _prepare_key(self, spec_path: str | Path | None, spec: Spec | Mapping[str, Any] | None,
-                     target: str, environment: str | None) -> tuple[Any, ...] | None:
+    def _prepare_key(
+        self,
+        spec_path: str | Path | None,
+        spec: Spec | Mapping[str, Any] | None,
+        target: str,
+        environment: str | None,
+    ) -> tuple[Any, ...] | None:
         """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
         environment overlay and the environment's policy file, each by (mtime_ns, size) —
         or an inline spec's content digest — plus target and environment. ``None``: do not
@@ -661,50 +898,87 @@ class PlatformManager:
             return cached
         model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
         base = (run.metadata or {}).get("base_dir")
-        workflow = self.compiler.compile(model, target=run.target,  # type: ignore[arg-type]
-                                         base_dir=Path(base) if base else None,
-                                         source=f"run {run.run_id}")
+        workflow = self.compiler.compile(
+            model,
+            target=run.target,  # type: ignore[arg-type]
+            base_dir=Path(base) if base else None,
+            source=f"run {run.run_id}",
+        )
         self._compiled[key] = workflow
         return workflow
 
-    def _create_run(self, prepared: Mapping[str, Any], input_text: str, *, start: bool,
-                    deadline_at: Any = None, metadata: Mapping[str, Any] | None = None,
-                    actor: str | None = None,
-                    decisions: Mapping[str, Any] | None = None) -> RunRecord:
+    def _create_run(
+        self,
+        prepared: Mapping[str, Any],
+        input_text: str,
+        *,
+        start: bool,
+        deadline_at: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        decisions: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
         if not isinstance(input_text, str):
             raise InvalidRequest("input must be text", field="input")
         limit = self.settings.limits.max_input_chars
         if len(input_text) > limit:
-            raise PayloadTooLarge(f"input is longer than {limit} characters "
-                                  "(KNEO_SERV_MAX_INPUT_CHARS)", field="input")
+            raise PayloadTooLarge(
+                f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
+                field="input",
+            )
         workflow: CompiledWorkflow = prepared["workflow"]
         agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
-        meta = {"base_dir": prepared["base_dir"], "spec_path": prepared["spec_path"],
-                **dict(metadata or {})}
+        meta = {
+            "base_dir": prepared["base_dir"],
+            "spec_path": prepared["spec_path"],
+            **dict(metadata or {}),
+        }
         with self.store.raw_transaction() as tx:
             run = tx.create_run(
-                target=prepared["target"], input_text=input_text, status=RunStatus.QUEUED,
-                workflow_name=workflow.name, workflow_kind=workflow.family,
-                agent_name=agent.name if agent else None, environment=prepared["environment"],
-                spec=prepared["data"], spec_digest=prepared["digest"],
+                target=prepared["target"],
+                input_text=input_text,
+                status=RunStatus.QUEUED,
+                workflow_name=workflow.name,
+                workflow_kind=workflow.family,
+                agent_name=agent.name if agent else None,
+                environment=prepared["environment"],
+                spec=prepared["data"],
+                spec_digest=prepared["digest"],
                 **prepared.get("bundle_fields", {}),
-                state=dict(ExecutionState.new(input_text).snapshot(),
-                           decisions=dict(decisions or {})), deadline_at=deadline_at,
-                metadata={k: v for k, v in meta.items() if v is not None})
-            created = {"event_type": "run_created",
-                       "payload": {"workflow_kind": workflow.family, "target": run.target}}
-            tx.add_audit("run.created", actor=actor, run_id=run.run_id,
-                         payload={"target": run.target, "workflow_name": workflow.name,
-                                  "workflow_kind": workflow.family,
-                                  "environment": prepared["environment"],
-                                  "spec_path": prepared["spec_path"]})
+                state=dict(
+                    ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {})
+                ),
+                deadline_at=deadline_at,
+                metadata={k: v for k, v in meta.items() if v is not None},
+            )
+            created = {
+                "event_type": "run_created",
+                "payload": {"workflow_kind": workflow.family, "target": run.target},
+            }
+            tx.add_audit(
+                "run.created",
+                actor=actor,
+                run_id=run.run_id,
+                payload={
+                    "target": run.target,
+                    "workflow_name": workflow.name,
+                    "workflow_kind": workflow.family,
+                    "environment": prepared["environment"],
+                    "spec_path": prepared["spec_path"],
+                },
+            )
             if start:
                 # Created, started and locked (``run:<id>``, this process executes it) at once.
-                tx.add_trace_events(run.run_id, [created, {"event_type": "run_started",
-                                                           "payload": {"owner": self.owner}}])
-                run = tx.update_run(run.run_id, expected_version=run.version,
-                                    status=transition(run.status, RunStatus.RUNNING),
-                                    started_at=tx.now)
+                tx.add_trace_events(
+                    run.run_id,
+                    [created, {"event_type": "run_started", "payload": {"owner": self.owner}}],
+                )
+                run = tx.update_run(
+                    run.run_id,
+                    expected_version=run.version,
+                    status=transition(run.status, RunStatus.RUNNING),
+                    started_at=tx.now,
+                )
                 tx.take_lock(f"run:{run.run_id}", self.owner, self._lease)
             else:
                 tx.add_trace_events(run.run_id, [created])
@@ -721,27 +995,44 @@ class PlatformManager:
         finally:
             self.store.release_lock(name, self.owner)
 
-    def _drive(self, run: RunRecord, workflow: CompiledWorkflow, *, locked: bool = False,
-               audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None
-               ) -> RunResult:
+    def _drive(
+        self,
+        run: RunRecord,
+        workflow: CompiledWorkflow,
+        *,
+        locked: bool = False,
+        audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None,
+    ) -> RunResult:
         """Execute from the run's stored state and write the outcome. ``locked``: the
         transaction that moved the run to ``running`` already took ``run:<id>``."""
         name = f"run:{run.run_id}"
         if not locked:
             self.store.acquire_lock(name, self.owner, self._lease)
-        journal = StoreJournal(self.store, run.run_id, run.version,
-                               renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
-                               renew_every=self._lease / 3)
+        journal = StoreJournal(
+            self.store,
+            run.run_id,
+            run.version,
+            renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
+            renew_every=self._lease / 3,
+        )
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.
-        token = CancellationToken(lambda: self.store.get_run(run.run_id).status
-                                  == RunStatus.CANCELLED, probe_interval=1.0, probe_now=False)
+        token = CancellationToken(
+            lambda: self.store.get_run(run.run_id).status == RunStatus.CANCELLED,
+            probe_interval=1.0,
+            probe_now=False,
+        )
         self._tokens[run.run_id] = token
         released = False
         try:
-            outcome = self.engine.run(workflow, ExecutionState(run.state), journal,
-                                      run_id=run.run_id, cancellation=token,
-                                      metadata={"environment": run.environment})
+            outcome = self.engine.run(
+                workflow,
+                ExecutionState(run.state),
+                journal,
+                run_id=run.run_id,
+                cancellation=token,
+                metadata={"environment": run.environment},
+            )
             result, released = self._finish(run, journal, outcome, audits or [])
             return result
         finally:
@@ -749,9 +1040,13 @@ class PlatformManager:
             if not released:
                 self.store.release_lock(name, self.owner)
 
-    def _finish(self, run: RunRecord, journal: StoreJournal, outcome: Outcome,
-                audits: list[tuple[str, str | None, str | None, dict[str, Any]]]
-                ) -> tuple[RunResult, bool]:
+    def _finish(
+        self,
+        run: RunRecord,
+        journal: StoreJournal,
+        outcome: Outcome,
+        audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
+    ) -> tuple[RunResult, bool]:
         """The outcome in one transaction: status, output, continuation, checkpoint, events,
         and the release of ``run:<id>``; ``(result, lock released)``.
 
@@ -774,69 +1069,117 @@ class PlatformManager:
             return self._result(self.store.get_run(run_id)), False
         return self._result(updated), True
 
-    def _write_outcome(self, tx: RawTransaction, run: RunRecord, journal: StoreJournal,
-                       outcome: Outcome,
-                       audits: list[tuple[str, str | None, str | None, dict[str, Any]]]
-                       ) -> RunRecord:
+    def _write_outcome(
+        self,
+        tx: RawTransaction,
+        run: RunRecord,
+        journal: StoreJournal,
+        outcome: Outcome,
+        audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
+    ) -> RunRecord:
         run_id = run.run_id
         state = dict(outcome.state)
         changes: dict[str, Any]
         events: list[dict[str, Any]] = []
         extra_audits: list[tuple[str, dict[str, Any], str | None]] = []
         if isinstance(outcome, Completed):
-            changes = {"status": transition(run.status, RunStatus.SUCCEEDED),
-                       "output_text": outcome.output_text, "error": None,
-                       "finished_at": tx.now}
+            changes = {
+                "status": transition(run.status, RunStatus.SUCCEEDED),
+                "output_text": outcome.output_text,
+                "error": None,
+                "finished_at": tx.now,
+            }
             kind, status = "run_completed", "succeeded"
         elif isinstance(outcome, Paused):
             cid = new_continuation_id()
             # The assignee stays as given: it is the inbox's filter key (views redact it).
-            requests = [dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
-                        for r in outcome.requests]
+            requests = [
+                dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
+                for r in outcome.requests
+            ]
             expiries = [r.expires_at for r in outcome.requests if r.expires_at]
-            tx.put_continuation(cid, run_id=run_id, requests=requests,
-                                context={"workflow_name": run.workflow_name},
-                                expires_at=_parse_time(min(expiries)) if expiries else None,
-                                workflow_kind=run.workflow_kind)
+            tx.put_continuation(
+                cid,
+                run_id=run_id,
+                requests=requests,
+                context={"workflow_name": run.workflow_name},
+                expires_at=_parse_time(min(expiries)) if expiries else None,
+                workflow_kind=run.workflow_kind,
+            )
             state["continuation_id"] = cid
             changes = {"status": transition(run.status, RunStatus.PAUSED)}
             kind, status = "paused", "paused"
-            events.append({"event_type": "run_paused", "payload": {
-                "continuation_id": cid,
-                "request_ids": [r.request_id for r in outcome.requests],
-                "requests": requests}})
+            events.append(
+                {
+                    "event_type": "run_paused",
+                    "payload": {
+                        "continuation_id": cid,
+                        "request_ids": [r.request_id for r in outcome.requests],
+                        "requests": requests,
+                    },
+                }
+            )
             for r in outcome.requests:
-                extra_audits.append(("human.requested", {
-                    "request_id": r.request_id, "kind": r.kind, "step_id": r.step_id,
-                    "assignee": r.assignee, "expires_at": r.expires_at}, cid))
+                extra_audits.append(
+                    (
+                        "human.requested",
+                        {
+                            "request_id": r.request_id,
+                            "kind": r.kind,
+                            "step_id": r.step_id,
+                            "assignee": r.assignee,
+                            "expires_at": r.expires_at,
+                        },
+                        cid,
+                    )
+                )
         elif isinstance(outcome, Failed):
-            changes = {"status": transition(run.status, RunStatus.FAILED),
-                       "error": outcome.error, "finished_at": tx.now}
+            changes = {
+                "status": transition(run.status, RunStatus.FAILED),
+                "error": outcome.error,
+                "finished_at": tx.now,
+            }
             kind, status = "run_failed", "failed"
-            events.append({"event_type": "run_failed", "step_id":
-                           outcome.error.get("step_id"), "payload": outcome.error})
+            events.append(
+                {
+                    "event_type": "run_failed",
+                    "step_id": outcome.error.get("step_id"),
+                    "payload": outcome.error,
+                }
+            )
         else:
             assert isinstance(outcome, Cancelled)
-            changes = {"status": transition(run.status, RunStatus.CANCELLED),
-                       "finished_at": tx.now}
+            changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
             kind, status = "run_cancelled", "cancelled"
             events.append({"event_type": "run_cancelled", "payload": {}})
         first = outcome.requests[0] if isinstance(outcome, Paused) else None
-        final = Boundary(kind=kind, state=state, status=status,
-                         step_id=first.step_id if first else
-                         (outcome.error.get("step_id") if isinstance(outcome, Failed) else None))
+        final = Boundary(
+            kind=kind,
+            state=state,
+            status=status,
+            step_id=first.step_id
+            if first
+            else (outcome.error.get("step_id") if isinstance(outcome, Failed) else None),
+        )
         if isinstance(outcome, Completed):
-            events.append({"event_type": "run_completed",
-                           "payload": {"output_chars": len(outcome.output_text)}})
-        journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {})
-                                        for e in events])
-        updated = tx.update_run(run_id, expected_version=journal.version, state=state,
-                                **changes)
+            events.append(
+                {
+                    "event_type": "run_completed",
+                    "payload": {"output_chars": len(outcome.output_text)},
+                }
+            )
+        journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
+        updated = tx.update_run(run_id, expected_version=journal.version, state=state, **changes)
         for event_type, payload, audit_cid in extra_audits:
             tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
         for event_type, actor, decision_cid, payload in audits:
-            tx.add_audit(event_type, actor=actor, run_id=run_id, continuation_id=decision_cid,
-                         payload={**payload, "result_status": updated.status})
+            tx.add_audit(
+                event_type,
+                actor=actor,
+                run_id=run_id,
+                continuation_id=decision_cid,
+                payload={**payload, "result_status": updated.status},
+            )
         return updated
 
     def _trace_count(self, run_id: str) -> int:

@@ -18,10 +18,26 @@ from kneo.clock import utc_iso
 from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
-_REQUEST_FIELDS = ("request_id", "kind", "prompt", "assignee", "options", "input_schema",
-                   "decisions", "step_id", "wait_key", "context", "created_at", "expires_at",
-                   "timeout_seconds", "on_timeout", "status", "escalated_at",
-                   "original_expires_at", "metadata")
+_REQUEST_FIELDS = (
+    "request_id",
+    "kind",
+    "prompt",
+    "assignee",
+    "options",
+    "input_schema",
+    "decisions",
+    "step_id",
+    "wait_key",
+    "context",
+    "created_at",
+    "expires_at",
+    "timeout_seconds",
+    "on_timeout",
+    "status",
+    "escalated_at",
+    "original_expires_at",
+    "metadata",
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +53,15 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, replayed: bool = False) -> RunResult:
-        return cls(run_id=data["run_id"], status=data["status"],
-                   output_text=data.get("output_text"),
-                   human_intervention_required=bool(data.get("human_intervention_required")),
-                   continuation_id=data.get("continuation_id"),
-                   metadata=dict(data.get("metadata") or {}), replayed=replayed)
+        return cls(
+            run_id=data["run_id"],
+            status=data["status"],
+            output_text=data.get("output_text"),
+            human_intervention_required=bool(data.get("human_intervention_required")),
+            continuation_id=data.get("continuation_id"),
+            metadata=dict(data.get("metadata") or {}),
+            replayed=replayed,
+        )
 
     @property
     def request_id(self) -> str | None:
@@ -49,14 +69,16 @@ class RunResult:
         return pending.get("request_id")
 
     def to_dict(self) -> dict[str, Any]:
-        return redact_dict({
-            "run_id": self.run_id,
-            "status": self.status,
-            "output_text": self.output_text,
-            "human_intervention_required": self.human_intervention_required,
-            "continuation_id": self.continuation_id,
-            "metadata": self.metadata,
-        })
+        return redact_dict(
+            {
+                "run_id": self.run_id,
+                "status": self.status,
+                "output_text": self.output_text,
+                "human_intervention_required": self.human_intervention_required,
+                "continuation_id": self.continuation_id,
+                "metadata": self.metadata,
+            }
+        )
 
 
 def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,8 +87,9 @@ def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
     expires = request.get("expires_at")
     if expires:
         with contextlib.suppress(ValueError):
-            view["deadline_epoch"] = int(datetime.fromisoformat(
-                str(expires).replace("Z", "+00:00")).timestamp())
+            view["deadline_epoch"] = int(
+                datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
+            )
     return redact_dict(view)
 
 
@@ -115,8 +138,8 @@ def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
         "workflow_kind": run.workflow_kind,
         "current_step_index": position.get("step_index", len(order)),
         "current_step_id": position.get("step_id"),
-        "current_node_id": position.get("node_id") or (visited[-1] if visited and
-                                                        run.workflow_kind == "graph" else None),
+        "current_node_id": position.get("node_id")
+        or (visited[-1] if visited and run.workflow_kind == "graph" else None),
         "visited_steps": visited,
         "visited_nodes": visited if run.workflow_kind == "graph" else [],
         "trace_event_count": trace_event_count,
@@ -147,13 +170,15 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 
 
 def trace_view(event: TraceEvent) -> dict[str, Any]:
-    return redact_dict({
-        "sequence": event.sequence,
-        "event_type": event.event_type,
-        "step_id": event.step_id,
-        "payload": event.payload,
-        "created_at": utc_iso(event.created_at),
-    })
+    return redact_dict(
+        {
+            "sequence": event.sequence,
+            "event_type": event.event_type,
+            "step_id": event.step_id,
+            "payload": event.payload,
+            "created_at": utc_iso(event.created_at),
+        }
+    )
 
 
 def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> dict[str, Any]:
@@ -178,18 +203,20 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
     if pending_only:
         requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
     shown = [public_request(r) for r in requests]
-    return redact_dict({
-        "continuation_id": cont.continuation_id,
-        "run_id": cont.run_id,
-        "status": cont.status,
-        "workflow_kind": cont.workflow_kind,
-        "request": shown[0] if shown else None,
-        "requests": shown,
-        "created_at": utc_iso(cont.created_at),
-        "updated_at": utc_iso(cont.updated_at),
-        "expires_at": utc_iso(cont.expires_at),
-        "escalated_at": utc_iso(cont.escalated_at),
-    })
+    return redact_dict(
+        {
+            "continuation_id": cont.continuation_id,
+            "run_id": cont.run_id,
+            "status": cont.status,
+            "workflow_kind": cont.workflow_kind,
+            "request": shown[0] if shown else None,
+            "requests": shown,
+            "created_at": utc_iso(cont.created_at),
+            "updated_at": utc_iso(cont.updated_at),
+            "expires_at": utc_iso(cont.expires_at),
+            "escalated_at": utc_iso(cont.escalated_at),
+        }
+    )
 
 
 def redact_dict(value: dict[str, Any]) -> dict[str, Any]:

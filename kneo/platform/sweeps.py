@@ -68,8 +68,11 @@ def prune_expired_human_tasks(manager: PlatformManager) -> int:
     offset = 0
     while True:  # collect first: acting changes the pages
         page = store.list_continuations(status="pending", limit=_PAGE, offset=offset)
-        due += [c.continuation_id for c in page.items
-                if c.expires_at is not None and c.expires_at <= now]
+        due += [
+            c.continuation_id
+            for c in page.items
+            if c.expires_at is not None and c.expires_at <= now
+        ]
         offset += _PAGE
         if offset >= page.total:
             break
@@ -92,97 +95,170 @@ def _expire_one(manager: PlatformManager, cid: str, now: datetime) -> int:
     if run is None or run.status != RunStatus.PAUSED:
         return 0
     expired = sorted(
-        (r for r in _pending(cont.requests)
-         if not r.get("escalated_at") and r.get("expires_at")
-         and (_time(r["expires_at"]) or now) <= now),
-        key=lambda r: str(r.get("expires_at")))
+        (
+            r
+            for r in _pending(cont.requests)
+            if not r.get("escalated_at")
+            and r.get("expires_at")
+            and (_time(r["expires_at"]) or now) <= now
+        ),
+        key=lambda r: str(r.get("expires_at")),
+    )
     if not expired:
         return 0
     first = expired[0]
     policy = first.get("on_timeout") or "fail"
     if policy == "escalate":
-        return _escalate(manager, cont, run, [r for r in expired
-                                             if (r.get("on_timeout") or "fail") == "escalate"], now)
+        return _escalate(
+            manager,
+            cont,
+            run,
+            [r for r in expired if (r.get("on_timeout") or "fail") == "escalate"],
+            now,
+        )
     if policy in ("continue", "reject"):
         return _auto_decide(manager, cont, run, first, policy)
     return _expire(manager, cont, run, first, now)
 
 
-def _expire(manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any],
-            now: datetime) -> int:
+def _expire(
+    manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any], now: datetime
+) -> int:
     timeout = request.get("timeout_seconds")
-    error = {"code": "human_task_expired", "type": "human_task_expired",
-             "message": f"human request {request.get('request_id')} was not answered within "
-                        f"its timeout of {timeout}s", "step_id": request.get("step_id")}
+    error = {
+        "code": "human_task_expired",
+        "type": "human_task_expired",
+        "message": f"human request {request.get('request_id')} was not answered within "
+        f"its timeout of {timeout}s",
+        "step_id": request.get("step_id"),
+    }
     try:
         with manager.store.transaction() as tx:
-            tx.update_run(run.run_id, expected_version=run.version, error=error,
-                          status=transition(run.status, RunStatus.EXPIRED, action="expire"),
-                          finished_at=tx.now)
+            tx.update_run(
+                run.run_id,
+                expected_version=run.version,
+                error=error,
+                status=transition(run.status, RunStatus.EXPIRED, action="expire"),
+                finished_at=tx.now,
+            )
             tx.delete_continuation(cont.continuation_id)
-            tx.add_trace_event(run.run_id, "run_expired", step_id=request.get("step_id"),
-                               payload={"request_id": request.get("request_id")})
-            tx.add_checkpoint(run.run_id, type="run_expired", status="expired",
-                              payload=checkpoint_payload(run.state or {}))
-            tx.add_audit("human.expired", actor=TIMEOUT_ACTOR, run_id=run.run_id,
-                         continuation_id=cont.continuation_id, payload={
-                             "run_id": run.run_id, "continuation_id": cont.continuation_id,
-                             "request_id": request.get("request_id"),
-                             "timeout_seconds": timeout,
-                             "expires_at": request.get("expires_at"),
-                             "expired_at": utc_iso(now), "on_timeout": "fail"})
+            tx.add_trace_event(
+                run.run_id,
+                "run_expired",
+                step_id=request.get("step_id"),
+                payload={"request_id": request.get("request_id")},
+            )
+            tx.add_checkpoint(
+                run.run_id,
+                type="run_expired",
+                status="expired",
+                payload=checkpoint_payload(run.state or {}),
+            )
+            tx.add_audit(
+                "human.expired",
+                actor=TIMEOUT_ACTOR,
+                run_id=run.run_id,
+                continuation_id=cont.continuation_id,
+                payload={
+                    "run_id": run.run_id,
+                    "continuation_id": cont.continuation_id,
+                    "request_id": request.get("request_id"),
+                    "timeout_seconds": timeout,
+                    "expires_at": request.get("expires_at"),
+                    "expired_at": utc_iso(now),
+                    "on_timeout": "fail",
+                },
+            )
     except (Conflict, IllegalTransition, NotFound):
         return 0  # resumed, cancelled or swept elsewhere first
     return 1
 
 
-def _escalate(manager: PlatformManager, cont: Any, run: Any, requests: list[dict[str, Any]],
-              now: datetime) -> int:
+def _escalate(
+    manager: PlatformManager, cont: Any, run: Any, requests: list[dict[str, Any]], now: datetime
+) -> int:
     stamp = utc_iso(now)
     ids = {r["request_id"] for r in requests}
-    updated = [dict(r, escalated_at=stamp, original_expires_at=r.get("expires_at"))
-               if r.get("request_id") in ids else dict(r) for r in cont.requests]
-    left = [_time(r.get("expires_at")) for r in _pending(updated)
-            if r.get("expires_at") and not r.get("escalated_at")]
+    updated = [
+        dict(r, escalated_at=stamp, original_expires_at=r.get("expires_at"))
+        if r.get("request_id") in ids
+        else dict(r)
+        for r in cont.requests
+    ]
+    left = [
+        _time(r.get("expires_at"))
+        for r in _pending(updated)
+        if r.get("expires_at") and not r.get("escalated_at")
+    ]
     try:
         with manager.store.transaction() as tx:
-            tx.put_continuation(cont.continuation_id, run_id=cont.run_id, requests=updated,
-                                context=cont.context, expires_at=min(left) if left else None,  # type: ignore[type-var]
-                                escalated_at=now, workflow_kind=cont.workflow_kind,
-                                expected_version=cont.version)
+            tx.put_continuation(
+                cont.continuation_id,
+                run_id=cont.run_id,
+                requests=updated,
+                context=cont.context,
+                expires_at=min(left) if left else None,  # type: ignore[type-var]
+                escalated_at=now,
+                workflow_kind=cont.workflow_kind,
+                expected_version=cont.version,
+            )
             for r in requests:
-                tx.add_audit("human.escalated", actor=TIMEOUT_ACTOR, run_id=run.run_id,
-                             continuation_id=cont.continuation_id, payload={
-                                 "run_id": run.run_id,
-                                 "continuation_id": cont.continuation_id,
-                                 "request_id": r.get("request_id"),
-                                 "assignee": r.get("assignee"),
-                                 "timeout_seconds": r.get("timeout_seconds"),
-                                 "original_expires_at": r.get("expires_at"),
-                                 "escalated_at": stamp, "on_timeout": "escalate"})
-            tx.add_trace_event(run.run_id, "human_escalated",
-                               payload={"request_ids": sorted(ids)})
+                tx.add_audit(
+                    "human.escalated",
+                    actor=TIMEOUT_ACTOR,
+                    run_id=run.run_id,
+                    continuation_id=cont.continuation_id,
+                    payload={
+                        "run_id": run.run_id,
+                        "continuation_id": cont.continuation_id,
+                        "request_id": r.get("request_id"),
+                        "assignee": r.get("assignee"),
+                        "timeout_seconds": r.get("timeout_seconds"),
+                        "original_expires_at": r.get("expires_at"),
+                        "escalated_at": stamp,
+                        "on_timeout": "escalate",
+                    },
+                )
+            tx.add_trace_event(run.run_id, "human_escalated", payload={"request_ids": sorted(ids)})
     except (Conflict, NotFound):
         return 0
     return 1
 
 
-def _auto_decide(manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any],
-                 policy: str) -> int:
+def _auto_decide(
+    manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any], policy: str
+) -> int:
     decision = "approved" if policy == "continue" else "rejected"
     event = "human.continued" if policy == "continue" else "human.auto_rejected"
-    base = {"run_id": run.run_id, "continuation_id": cont.continuation_id,
-            "request_id": request.get("request_id"), "timeout_seconds":
-            request.get("timeout_seconds"), "expires_at": request.get("expires_at"),
-            "on_timeout": policy, "original_assignee": request.get("assignee")}
-    manager.store.add_audit(event, actor=TIMEOUT_ACTOR, run_id=run.run_id,
-                            continuation_id=cont.continuation_id, payload=base)
+    base = {
+        "run_id": run.run_id,
+        "continuation_id": cont.continuation_id,
+        "request_id": request.get("request_id"),
+        "timeout_seconds": request.get("timeout_seconds"),
+        "expires_at": request.get("expires_at"),
+        "on_timeout": policy,
+        "original_assignee": request.get("assignee"),
+    }
+    manager.store.add_audit(
+        event,
+        actor=TIMEOUT_ACTOR,
+        run_id=run.run_id,
+        continuation_id=cont.continuation_id,
+        payload=base,
+    )
     try:
-        manager.resume(cont.continuation_id, request_id=str(request["request_id"]),
-                       decision=decision, actor=TIMEOUT_ACTOR,
-                       content="timed out" if decision == "rejected" else None,
-                       metadata={"auto_continued": True, "reason": "timeout",
-                                 "original_assignee": request.get("assignee")})
+        manager.resume(
+            cont.continuation_id,
+            request_id=str(request["request_id"]),
+            decision=decision,
+            actor=TIMEOUT_ACTOR,
+            content="timed out" if decision == "rejected" else None,
+            metadata={
+                "auto_continued": True,
+                "reason": "timeout",
+                "original_assignee": request.get("assignee"),
+            },
+        )
     except KneoError as exc:
         if exc.code in ("resource_locked", "request_already_resolved"):
             return 0  # a person is resolving it right now: theirs wins
@@ -192,22 +268,33 @@ def _auto_decide(manager: PlatformManager, cont: Any, run: Any, request: dict[st
     return 1
 
 
-def _continue_failed(manager: PlatformManager, cont: Any, run: Any, base: dict[str, Any],
-                     exc: BaseException) -> None:
+def _continue_failed(
+    manager: PlatformManager, cont: Any, run: Any, base: dict[str, Any], exc: BaseException
+) -> None:
     store = manager.store
     message = str(exc)[:500]
     with store.transaction() as tx:
-        tx.add_audit("human.continue_failed", actor=TIMEOUT_ACTOR, run_id=run.run_id,
-                     continuation_id=cont.continuation_id,
-                     payload={**base, "error_type": type(exc).__name__,
-                              "error_message": message})
+        tx.add_audit(
+            "human.continue_failed",
+            actor=TIMEOUT_ACTOR,
+            run_id=run.run_id,
+            continuation_id=cont.continuation_id,
+            payload={**base, "error_type": type(exc).__name__, "error_message": message},
+        )
         tx.delete_continuation(cont.continuation_id)
         current = tx.get_run(run.run_id)
         if current.status == RunStatus.PAUSED:  # a paused run without continuation is stuck
-            tx.update_run(run.run_id, expected_version=current.version,
-                          status=transition(current.status, RunStatus.FAILED),
-                          error={"code": "human_continue_failed", "type": type(exc).__name__,
-                                 "message": message}, finished_at=tx.now)
+            tx.update_run(
+                run.run_id,
+                expected_version=current.version,
+                status=transition(current.status, RunStatus.FAILED),
+                error={
+                    "code": "human_continue_failed",
+                    "type": type(exc).__name__,
+                    "message": message,
+                },
+                finished_at=tx.now,
+            )
 
 
 # --------------------------------------------------------------------------- run deadlines
@@ -222,8 +309,7 @@ def prune_timed_out_runs(manager: PlatformManager) -> int:
     live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
     while True:
         page = store.list_runs(status=live, limit=_PAGE, offset=offset, sort_order="asc")
-        due += [r.run_id for r in page.items
-                if r.deadline_at is not None and r.deadline_at <= now]
+        due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
         offset += _PAGE
         if offset >= page.total:
             break
@@ -241,22 +327,43 @@ def _time_out(manager: PlatformManager, run_id: str, now: datetime) -> int:
     except (NotFound, IllegalTransition):
         return 0
     cid = (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
-    error = {"code": "run_timed_out", "type": "run_timed_out",
-             "message": f"the run missed its deadline {utc_iso(run.deadline_at)}"}
+    error = {
+        "code": "run_timed_out",
+        "type": "run_timed_out",
+        "message": f"the run missed its deadline {utc_iso(run.deadline_at)}",
+    }
     try:
         with store.transaction() as tx:
-            tx.update_run(run_id, expected_version=run.version, status=status, error=error,
-                          cancel_requested=True, finished_at=tx.now)
+            tx.update_run(
+                run_id,
+                expected_version=run.version,
+                status=status,
+                error=error,
+                cancel_requested=True,
+                finished_at=tx.now,
+            )
             if cid:
                 tx.delete_continuation(cid)
             tx.add_trace_event(run_id, "run_timed_out", payload={"previous_status": run.status})
-            tx.add_checkpoint(run_id, type="run_timed_out", status="timed_out",
-                              payload=checkpoint_payload(run.state or {}))
-            tx.add_audit("run.timed_out", actor=TIMEOUT_ACTOR, run_id=run_id,
-                         continuation_id=cid, payload={
-                             "run_id": run_id, "previous_status": run.status,
-                             "deadline_at": utc_iso(run.deadline_at),
-                             "timed_out_at": utc_iso(now), "continuation_id": cid})
+            tx.add_checkpoint(
+                run_id,
+                type="run_timed_out",
+                status="timed_out",
+                payload=checkpoint_payload(run.state or {}),
+            )
+            tx.add_audit(
+                "run.timed_out",
+                actor=TIMEOUT_ACTOR,
+                run_id=run_id,
+                continuation_id=cid,
+                payload={
+                    "run_id": run_id,
+                    "previous_status": run.status,
+                    "deadline_at": utc_iso(run.deadline_at),
+                    "timed_out_at": utc_iso(now),
+                    "continuation_id": cid,
+                },
+            )
     except (Conflict, NotFound):
         return 0
     token = manager._tokens.get(run_id)
@@ -285,8 +392,10 @@ class Sweeper:
         self._thread: threading.Thread | None = None
 
     def sweep_once(self) -> dict[str, int]:
-        return {"expired_human_tasks": self.manager.prune_expired_human_tasks(),
-                "timed_out_runs": self.manager.prune_timed_out_runs()}
+        return {
+            "expired_human_tasks": self.manager.prune_expired_human_tasks(),
+            "timed_out_runs": self.manager.prune_timed_out_runs(),
+        }
 
     def start(self) -> Sweeper:
         if self._thread is not None and self._thread.is_alive():

@@ -55,7 +55,9 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "controller:write",
         }
     ),
-    "reviewer": frozenset({"runs:read", "human:read", "human:write", "audit:read", "registry:read"}),
+    "reviewer": frozenset(
+        {"runs:read", "human:read", "human:write", "audit:read", "registry:read"}
+    ),
     "service": frozenset(
         {
             "runs:read",

@@ -46,9 +46,7 @@ def envelope_bytes(error: dict[str, Any]) -> bytes:
 class RequestContextMiddleware:
     """Request id in and out, streamed body limit, one JSON log record per request."""
 
-    def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, request_logs: bool = True
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, request_logs: bool = True) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.request_logs = request_logs
@@ -140,8 +138,7 @@ class RequestContextMiddleware:
                     500,
                     {
                         "error": "internal_error",
-                        "message": "Internal server error; see the service log for this "
-                        "request id",
+                        "message": "Internal server error; see the service log for this request id",
                     },
                 )
         if too_large["hit"]:

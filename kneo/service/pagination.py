@@ -50,7 +50,9 @@ def paging(
         sort_by: str = Query(default_sort, description=f"One of: {', '.join(allowed)}."),
         sort_order: Literal["asc", "desc"] = Query(default_order),
     ) -> PageParams:
-        cap = min(request.app.state.settings.limits.max_list_items or HARD_LIMIT_CAP, HARD_LIMIT_CAP)
+        cap = min(
+            request.app.state.settings.limits.max_list_items or HARD_LIMIT_CAP, HARD_LIMIT_CAP
+        )
         if sort_by not in allowed:
             raise InvalidRequest(
                 f"sort_by must be one of {', '.join(allowed)}; got {sort_by!r}",

@@ -25,6 +25,7 @@ def _loader() -> Any:
 
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+
 Loc = tuple[str | int, ...]
 
 

@@ -57,9 +57,23 @@ from kneo.store.registry import RegistryReadsMixin, RegistryWritesMixin
 #: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
 RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
     {
-        "status", "output_text", "error", "state", "cancel_requested", "deadline_at",
-        "started_at", "finished_at", "metadata", "spec", "spec_digest", "environment",
-        "workflow_name", "workflow_kind", "agent_name", "bundle_name", "bundle_revision",
+        "status",
+        "output_text",
+        "error",
+        "state",
+        "cancel_requested",
+        "deadline_at",
+        "started_at",
+        "finished_at",
+        "metadata",
+        "spec",
+        "spec_digest",
+        "environment",
+        "workflow_name",
+        "workflow_kind",
+        "agent_name",
+        "bundle_name",
+        "bundle_revision",
         "bundle_commit",
     }
 )
@@ -73,14 +87,20 @@ _INSERT_AUDIT = sa.insert(t.audit_events)
 _INSERT_CONT_REQUESTS = sa.insert(t.continuation_requests)
 _INSERT_QUEUE = sa.insert(t.queue).returning(t.queue.c.id)
 _SEQ_ALLOC = {
-    column: sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("k_run_id"))
+    column: sa.update(t.runs)
+    .where(t.runs.c.run_id == sa.bindparam("k_run_id"))
     .values({column: t.runs.c[column] + sa.bindparam("k_count", type_=sa.Integer)})
     .returning(t.runs.c.checkpoint_seq, t.runs.c.trace_seq)
     for column in ("checkpoint_seq", "trace_seq")
 }
-_SEQ_FLUSH = sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("k_run_id")).values(
-    checkpoint_seq=sa.bindparam("k_checkpoint_seq", type_=sa.Integer),
-    trace_seq=sa.bindparam("k_trace_seq", type_=sa.Integer))
+_SEQ_FLUSH = (
+    sa.update(t.runs)
+    .where(t.runs.c.run_id == sa.bindparam("k_run_id"))
+    .values(
+        checkpoint_seq=sa.bindparam("k_checkpoint_seq", type_=sa.Integer),
+        trace_seq=sa.bindparam("k_trace_seq", type_=sa.Integer),
+    )
+)
 _UPDATE_RUN: dict[tuple[tuple[str, ...], bool], Any] = {}
 _STMT_BY_DIALECT: dict[tuple[str, str], Any] = {}
 
@@ -93,7 +113,8 @@ def _update_run_stmt(keys: tuple[str, ...], cas: bool) -> Any:
         if cas:
             stmt = stmt.where(c.version == sa.bindparam("k_expected", type_=sa.Integer))
         stmt = stmt.values(
-            version=c.version + 1, updated_at=sa.bindparam("k_now", type_=c.updated_at.type),
+            version=c.version + 1,
+            updated_at=sa.bindparam("k_now", type_=c.updated_at.type),
             **{k: sa.bindparam(f"v_{k}", type_=c[k].type) for k in keys},
         ).returning(*t.runs.c)
         _UPDATE_RUN[(keys, cas)] = stmt
@@ -106,20 +127,26 @@ def _dialect_stmt(store: Any, name: str) -> Any:
     stmt = _STMT_BY_DIALECT.get(key)
     if stmt is None:
         if name == "spec":
-            stmt = (store.dialect.insert(t.specs)
-                    .on_conflict_do_nothing(index_elements=["digest"]))
+            stmt = store.dialect.insert(t.specs).on_conflict_do_nothing(index_elements=["digest"])
         elif name == "create_run":
-            stmt = (store.dialect.insert(t.runs)
-                    .on_conflict_do_nothing(index_elements=["run_id"])
-                    .returning(t.runs.c.run_id))
+            stmt = (
+                store.dialect.insert(t.runs)
+                .on_conflict_do_nothing(index_elements=["run_id"])
+                .returning(t.runs.c.run_id)
+            )
         else:
-            stmt = (store.dialect.insert(t.continuations)
-                    .on_conflict_do_nothing(index_elements=["continuation_id"])
-                    .returning(t.continuations.c.continuation_id))
+            stmt = (
+                store.dialect.insert(t.continuations)
+                .on_conflict_do_nothing(index_elements=["continuation_id"])
+                .returning(t.continuations.c.continuation_id)
+            )
         _STMT_BY_DIALECT[key] = stmt
     return stmt
+
+
 _DELETE_LOCK = sa.delete(t.locks).where(
-    t.locks.c.name == sa.bindparam("name"), t.locks.c.owner == sa.bindparam("owner"))
+    t.locks.c.name == sa.bindparam("name"), t.locks.c.owner == sa.bindparam("owner")
+)
 
 _DELETE_LOCK_ANY = sa.delete(t.locks).where(t.locks.c.name == sa.bindparam("name"))
 
@@ -205,8 +232,10 @@ class Transaction(RegistryWritesMixin):
             return None
         text = steps.json_text(dict(spec))
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        self.conn.execute(_dialect_stmt(self._store, "spec"),
-                          {"digest": digest, "spec": text, "created_at": self.now})
+        self.conn.execute(
+            _dialect_stmt(self._store, "spec"),
+            {"digest": digest, "spec": text, "created_at": self.now},
+        )
         return digest
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
@@ -229,7 +258,9 @@ class Transaction(RegistryWritesMixin):
         """
         unknown = set(changes) - RUN_MUTABLE_FIELDS
         if unknown:
-            raise InvalidRequest(f"run fields cannot be updated: {sorted(unknown)}", field="changes")
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
         if run_id in self._seq_dirty:
             changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
         if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
@@ -253,8 +284,9 @@ class Transaction(RegistryWritesMixin):
             return run
         return dataclasses.replace(run, trace_seq=known[1])
 
-    def take_lock(self, name: str, owner: str, ttl_seconds: float, *,
-                  replace: bool = False) -> None:
+    def take_lock(
+        self, name: str, owner: str, ttl_seconds: float, *, replace: bool = False
+    ) -> None:
         """Insert the named lock in this transaction, for a name nobody can hold yet (such as
         ``run:<id>`` of a run this transaction creates); a held name fails the transaction
         with a constraint ``conflict``. ``replace`` first removes any row under the name: for
@@ -264,9 +296,15 @@ class Transaction(RegistryWritesMixin):
 
         if replace:
             self.conn.execute(_DELETE_LOCK_ANY, {"name": name})
-        self.conn.execute(_INSERT_LOCK, {
-            "name": name, "owner": owner, "acquired_at": self.now,
-            "expires_at": self.now + timedelta(seconds=ttl_seconds)})
+        self.conn.execute(
+            _INSERT_LOCK,
+            {
+                "name": name,
+                "owner": owner,
+                "acquired_at": self.now,
+                "expires_at": self.now + timedelta(seconds=ttl_seconds),
+            },
+        )
 
     def drop_lock(self, name: str, owner: str) -> None:
         """Release the named lock ``owner`` holds, committed with this transaction."""
@@ -305,8 +343,9 @@ class Transaction(RegistryWritesMixin):
         index = 0 if column == "checkpoint_seq" else 1
         known = self._seq.get(run_id)
         if known is None:
-            row = self.conn.execute(_SEQ_ALLOC[column],
-                                    {"k_run_id": run_id, "k_count": count}).first()
+            row = self.conn.execute(
+                _SEQ_ALLOC[column], {"k_run_id": run_id, "k_count": count}
+            ).first()
             if row is None:
                 raise not_found_error("run", run_id)
             self._seq[run_id] = [int(row[0]), int(row[1])]
@@ -320,8 +359,10 @@ class Transaction(RegistryWritesMixin):
         """Write counters allocated in memory; called by the store right before commit."""
         for run_id in sorted(self._seq_dirty):
             checkpoint_seq, trace_seq = self._seq[run_id]
-            self.conn.execute(_SEQ_FLUSH, {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq,
-                                           "k_trace_seq": trace_seq})
+            self.conn.execute(
+                _SEQ_FLUSH,
+                {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
+            )
         self._seq_dirty.clear()
 
     def write_step(
@@ -340,8 +381,14 @@ class Transaction(RegistryWritesMixin):
         if run_id in self._seq_dirty:
             self._flush_sequences()
         written = steps.write_step(
-            self.conn, run_id=run_id, expected_version=expected_version, now=self.now,
-            state_text=state_text, checkpoint=checkpoint, events=events)
+            self.conn,
+            run_id=run_id,
+            expected_version=expected_version,
+            now=self.now,
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
         if written is None:
             self._raise_stale(run_id, expected_version)
         self._seq[run_id] = [written[1], written[2]]
@@ -455,7 +502,9 @@ class Transaction(RegistryWritesMixin):
         request_list = [dict(r) for r in requests]
         for request in request_list:
             if not request.get("request_id"):
-                raise InvalidRequest("every continuation request needs a request_id", field="requests")
+                raise InvalidRequest(
+                    "every continuation request needs a request_id", field="requests"
+                )
         if len({r["request_id"] for r in request_list}) != len(request_list):
             raise InvalidRequest("continuation request ids must be unique", field="requests")
         if workflow_kind is None and run_id is not None:
@@ -476,13 +525,15 @@ class Transaction(RegistryWritesMixin):
         if expected_version is None:
             values |= {"continuation_id": continuation_id, "version": 1, "created_at": self.now}
             try:
-                inserted = self.conn.execute(_dialect_stmt(self._store, "continuation"),
-                                             values).first()
+                inserted = self.conn.execute(
+                    _dialect_stmt(self._store, "continuation"), values
+                ).first()
             except sa_exc.IntegrityError as exc:  # the only other constraint: the run's key
                 raise not_found_error("run", run_id) from exc
             if inserted is None:
                 raise Conflict(
-                    f"continuation {continuation_id!r} already exists", code="already_exists")
+                    f"continuation {continuation_id!r} already exists", code="already_exists"
+                )
             record = rows.continuation(values)
         else:
             row = (
@@ -688,20 +739,31 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         """:meth:`Transaction.write_step` in its own transaction, committed on return (the
         engine's per-step path; see :func:`kneo.store.steps.commit_step`)."""
         written = steps.commit_step(
-            self.engine, run_id=run_id, expected_version=expected_version,
-            now=self.clock.now(), state_text=state_text, checkpoint=checkpoint, events=events)
+            self.engine,
+            run_id=run_id,
+            expected_version=expected_version,
+            now=self.clock.now(),
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
         if written is None:
             current = self.get_run(run_id).version  # NotFound when it is gone
             raise Conflict(
                 f"run {run_id!r} changed since it was read "
                 f"(version {expected_version}, now {current})",
-                code="stale_state", run_id=run_id, expected_version=expected_version,
-                current_version=current)
+                code="stale_state",
+                run_id=run_id,
+                expected_version=expected_version,
+                current_version=current,
+            )
         return written[0]
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._read() as conn:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+            )
             if row is None:
                 raise not_found_error("run", run_id)
             return rows.run(row, conn)
@@ -736,7 +798,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             .offset(offset)
         )
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t.runs).where(*where)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.runs).where(*where)
+            ).scalar_one()
             items = [rows.run(r, conn) for r in conn.execute(stmt).mappings()]
         return Page(items, total, limit, offset, sort_by, order)
 
@@ -756,10 +820,15 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         c = t.checkpoints.c
         where = [c.run_id == run_id] + ([c.type == type] if type else [])
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)
+            ).scalar_one()
             result = conn.execute(
-                sa.select(t.checkpoints).where(*where).order_by(ordered(c.sequence, order))
-                .limit(limit).offset(offset)
+                sa.select(t.checkpoints)
+                .where(*where)
+                .order_by(ordered(c.sequence, order))
+                .limit(limit)
+                .offset(offset)
             ).mappings()
             items = [rows.checkpoint(r) for r in result]
         return Page(items, total, limit, offset, "sequence", order)
@@ -767,9 +836,13 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord:
         c = t.checkpoints.c
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.checkpoints).where(c.run_id == run_id, c.sequence == sequence)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.checkpoints).where(c.run_id == run_id, c.sequence == sequence)
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise not_found_error("checkpoint", f"{run_id}#{sequence}")
         return rows.checkpoint(row)
@@ -794,10 +867,15 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         c = t.trace_events.c
         where = [c.run_id == run_id] + ([c.event_type == event_type] if event_type else [])
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t.trace_events).where(*where)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.trace_events).where(*where)
+            ).scalar_one()
             result = conn.execute(
-                sa.select(t.trace_events).where(*where).order_by(ordered(c.sequence, order))
-                .limit(limit).offset(offset)
+                sa.select(t.trace_events)
+                .where(*where)
+                .order_by(ordered(c.sequence, order))
+                .limit(limit)
+                .offset(offset)
             ).mappings()
             items = [rows.trace(r) for r in result]
         return Page(items, total, limit, offset, "sequence", order)
@@ -806,9 +884,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def get_continuation(self, continuation_id: str) -> ContinuationRecord:
         c = t.continuations.c
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.continuations).where(c.continuation_id == continuation_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(t.continuations).where(c.continuation_id == continuation_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise not_found_error("continuation", continuation_id)
         return rows.continuation(row)
@@ -817,7 +897,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         """The continuation holding ``request_id`` (request ids are unique by construction)."""
         r = t.continuation_requests.c
         with self._read() as conn:
-            cid = conn.execute(sa.select(r.continuation_id).where(r.request_id == request_id)).scalar()
+            cid = conn.execute(
+                sa.select(r.continuation_id).where(r.request_id == request_id)
+            ).scalar()
         if cid is None:
             raise not_found_error("request", request_id)
         return self.get_continuation(cid)
@@ -882,15 +964,24 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         order: SortOrder = "asc" if sort == "oldest" else "desc"
         c = t.continuations.c
         where = self._continuation_filters(
-            status=status, run_id=run_id, workflow_kind=workflow_kind, assignee=assignee,
-            kind=kind, escalated=escalated, older_than=older_than,
+            status=status,
+            run_id=run_id,
+            workflow_kind=workflow_kind,
+            assignee=assignee,
+            kind=kind,
+            escalated=escalated,
+            older_than=older_than,
         )
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t.continuations).where(*where)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.continuations).where(*where)
+            ).scalar_one()
             result = conn.execute(
-                sa.select(t.continuations).where(*where)
+                sa.select(t.continuations)
+                .where(*where)
                 .order_by(ordered(c.created_at, order), ordered(c.continuation_id, order))
-                .limit(limit).offset(offset)
+                .limit(limit)
+                .offset(offset)
             ).mappings()
             items = [rows.continuation(r) for r in result]
         return Page(items, total, limit, offset, "created_at", order)
@@ -934,9 +1025,15 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         if continuation_id is not None:
             where.append(a.continuation_id == continuation_id)
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(t.audit_events).where(*where)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(t.audit_events).where(*where)
+            ).scalar_one()
             result = conn.execute(
-                sa.select(t.audit_events).where(*where).order_by(a.id.desc()).limit(limit).offset(offset)
+                sa.select(t.audit_events)
+                .where(*where)
+                .order_by(a.id.desc())
+                .limit(limit)
+                .offset(offset)
             ).mappings()
             items = [rows.audit(r) for r in result]
         return Page(items, total, limit, offset, "created_at", "desc")

@@ -56,18 +56,22 @@ class CoordinationMixin(StoreBase):
             queue_id = conn.execute(pick).scalar()
             if queue_id is None:
                 return None
-            row = conn.execute(
-                sa.update(t.queue)
-                .where(q.id == queue_id)
-                .values(
-                    status="leased",
-                    attempts=q.attempts + 1,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    updated_at=now,
+            row = (
+                conn.execute(
+                    sa.update(t.queue)
+                    .where(q.id == queue_id)
+                    .values(
+                        status="leased",
+                        attempts=q.attempts + 1,
+                        lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        updated_at=now,
+                    )
+                    .returning(*t.queue.c)
                 )
-                .returning(*t.queue.c)
-            ).mappings().one()
+                .mappings()
+                .one()
+            )
             return rows.queue(row)
 
     def _update_lease(self, queue_id: int, owner: str, **values: Any) -> bool:
@@ -76,8 +80,12 @@ class CoordinationMixin(StoreBase):
         with self._write() as conn:
             result = conn.execute(
                 sa.update(t.queue)
-                .where(q.id == queue_id, q.lease_owner == owner, q.status == "leased",
-                       q.lease_expires_at > now)
+                .where(
+                    q.id == queue_id,
+                    q.lease_owner == owner,
+                    q.status == "leased",
+                    q.lease_expires_at > now,
+                )
                 .values(updated_at=now, **values)
             )
             return result.rowcount == 1
@@ -99,7 +107,11 @@ class CoordinationMixin(StoreBase):
         """Mark a leased record failed with ``error`` details (not retried automatically)."""
         now = self.clock.now()
         return self._update_lease(
-            queue_id, owner, status="failed", error=dict(error), finished_at=now,
+            queue_id,
+            owner,
+            status="failed",
+            error=dict(error),
+            finished_at=now,
             lease_expires_at=None,
         )
 
@@ -111,7 +123,9 @@ class CoordinationMixin(StoreBase):
 
     def get_queue_record(self, queue_id: int) -> QueueRecord:
         with self._read() as conn:
-            row = conn.execute(sa.select(t.queue).where(t.queue.c.id == queue_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(t.queue).where(t.queue.c.id == queue_id)).mappings().first()
+            )
         if row is None:
             raise NotFound(f"queue record {queue_id} not found", resource="queue", id=str(queue_id))
         return rows.queue(row)
@@ -129,11 +143,14 @@ class CoordinationMixin(StoreBase):
         now = self.clock.now()
         stats = dict.fromkeys(QUEUE_STATUSES, 0)
         with self._read() as conn:
-            for status, count in conn.execute(sa.select(q.status, sa.func.count()).group_by(q.status)):
+            for status, count in conn.execute(
+                sa.select(q.status, sa.func.count()).group_by(q.status)
+            ):
                 stats[status] = int(count)
             stats["expired_leases"] = int(
                 conn.execute(
-                    sa.select(sa.func.count()).select_from(t.queue)
+                    sa.select(sa.func.count())
+                    .select_from(t.queue)
                     .where(q.status == "leased", q.lease_expires_at <= now)
                 ).scalar_one()
             )
@@ -190,9 +207,13 @@ class CoordinationMixin(StoreBase):
         """The current, unexpired holder of ``name``, or ``None``."""
         lk = t.locks.c
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.locks).where(lk.name == name, lk.expires_at > self.clock.now())
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.locks).where(lk.name == name, lk.expires_at > self.clock.now())
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else rows.lock(row)
 
     @contextlib.contextmanager
@@ -224,18 +245,30 @@ class CoordinationMixin(StoreBase):
             while True:
                 inserted = conn.execute(
                     self.dialect.insert(t.idempotency_records)
-                    .values(scope=scope, key=key, request_hash=request_hash,
-                            status="in_progress", status_code=None, response=None,
-                            created_at=now, updated_at=now)
+                    .values(
+                        scope=scope,
+                        key=key,
+                        request_hash=request_hash,
+                        status="in_progress",
+                        status_code=None,
+                        response=None,
+                        created_at=now,
+                        updated_at=now,
+                    )
                     .on_conflict_do_nothing(index_elements=["scope", "key"])
                     .returning(i.key)
                 ).first()
                 if inserted is not None:
                     return IdempotencyOutcome("new")
-                row = conn.execute(
-                    sa.select(t.idempotency_records).where(i.scope == scope, i.key == key)
-                    .with_for_update()
-                ).mappings().first()
+                row = (
+                    conn.execute(
+                        sa.select(t.idempotency_records)
+                        .where(i.scope == scope, i.key == key)
+                        .with_for_update()
+                    )
+                    .mappings()
+                    .first()
+                )
                 if row is not None:
                     break
                 # PostgreSQL: the holder released its claim between our INSERT (which waited
@@ -263,8 +296,12 @@ class CoordinationMixin(StoreBase):
             result = conn.execute(
                 sa.update(t.idempotency_records)
                 .where(i.scope == scope, i.key == key)
-                .values(status="completed", status_code=status_code, response=response,
-                        updated_at=self.clock.now())
+                .values(
+                    status="completed",
+                    status_code=status_code,
+                    response=response,
+                    updated_at=self.clock.now(),
+                )
             )
         if result.rowcount != 1:
             raise NotFound(f"idempotency key {key!r} was never begun", resource="idempotency_key")
@@ -274,6 +311,7 @@ class CoordinationMixin(StoreBase):
         i = t.idempotency_records.c
         with self._write() as conn:
             conn.execute(
-                sa.delete(t.idempotency_records)
-                .where(i.scope == scope, i.key == key, i.status == "in_progress")
+                sa.delete(t.idempotency_records).where(
+                    i.scope == scope, i.key == key, i.status == "in_progress"
+                )
             )

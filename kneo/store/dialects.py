@@ -56,8 +56,10 @@ class SqliteDialect(StoreDialect):
 
     def __init__(self, busy_timeout_ms: int = 30_000, synchronous: str = "normal") -> None:
         if synchronous not in ("normal", "full"):
-            raise ConfigError(f"SQLite synchronous must be normal or full, got {synchronous!r}",
-                              variable="KNEO_SERV_SQLITE_SYNCHRONOUS")
+            raise ConfigError(
+                f"SQLite synchronous must be normal or full, got {synchronous!r}",
+                variable="KNEO_SERV_SQLITE_SYNCHRONOUS",
+            )
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
 
@@ -139,7 +141,9 @@ class PostgresDialect(StoreDialect):
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("kneo:migrate")})
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("kneo:migrate")}
+        )
         yield
 
 
@@ -192,4 +196,3 @@ def dialect_for(url: sa.URL, *, sqlite_synchronous: str = "normal") -> StoreDial
         f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...",
         variable="KNEO_SERV_DATABASE_URL",
     )
-

@@ -27,7 +27,12 @@ from kneo.store.migrate import VERSION_TABLE
 from kneo.store.records import TERMINAL_RUN_STATUSES
 
 RETENTION_CATEGORIES: tuple[str, ...] = (
-    "runs", "checkpoints", "queue", "continuations", "artifacts", "logs",
+    "runs",
+    "checkpoints",
+    "queue",
+    "continuations",
+    "artifacts",
+    "logs",
 )
 
 
@@ -66,13 +71,15 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
 
     if (cut := _cutoff(now, retention.runs_days)) is not None:
         stamp = sa.func.coalesce(r.finished_at, r.updated_at)
-        ids = [row[0] for row in conn.execute(
-            sa.select(r.run_id).where(r.status.in_(terminal), stamp < cut)
-        )]
+        ids = [
+            row[0]
+            for row in conn.execute(sa.select(r.run_id).where(r.status.in_(terminal), stamp < cut))
+        ]
         for chunk in _chunks(ids, 500):
-            conts = [row[0] for row in conn.execute(
-                sa.select(k.continuation_id).where(k.run_id.in_(chunk))
-            )]
+            conts = [
+                row[0]
+                for row in conn.execute(sa.select(k.continuation_id).where(k.run_id.in_(chunk)))
+            ]
             _delete_continuations(conn, conts)
             conn.execute(sa.delete(t.trace_events).where(t.trace_events.c.run_id.in_(chunk)))
             conn.execute(sa.delete(t.checkpoints).where(c.run_id.in_(chunk)))
@@ -85,8 +92,9 @@ def _delete_continuations(conn: Connection, ids: list[str]) -> int:
     deleted = 0
     for chunk in _chunks(ids, 500):
         conn.execute(
-            sa.delete(t.continuation_requests)
-            .where(t.continuation_requests.c.continuation_id.in_(chunk))
+            sa.delete(t.continuation_requests).where(
+                t.continuation_requests.c.continuation_id.in_(chunk)
+            )
         )
         deleted += conn.execute(
             sa.delete(t.continuations).where(t.continuations.c.continuation_id.in_(chunk))
@@ -150,7 +158,10 @@ def backup_sqlite_database(src: str | Path, dest: str | Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     try:
-        with closing(sqlite3.connect(source)) as src_conn, closing(sqlite3.connect(tmp_name)) as dst:
+        with (
+            closing(sqlite3.connect(source)) as src_conn,
+            closing(sqlite3.connect(tmp_name)) as dst,
+        ):
             src_conn.backup(dst)
             # A self-contained file: no WAL sidecar needed to read the copy.
             dst.execute("PRAGMA journal_mode = DELETE")
@@ -177,8 +188,10 @@ def restore_sqlite_database(src: str | Path, dest: str | Path) -> Path:
     target = Path(dest)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src_conn, \
-                closing(sqlite3.connect(target)) as dst:
+        with (
+            closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src_conn,
+            closing(sqlite3.connect(target)) as dst,
+        ):
             dst.execute("PRAGMA busy_timeout = 30000")
             src_conn.backup(dst)
     except sqlite3.Error as exc:
@@ -194,10 +207,12 @@ def _check_backup(path: Path) -> None:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
             ).fetchone()
     except sqlite3.Error as exc:
-        raise InvalidRequest(f"{path} is not a SQLite database: {exc}", code="invalid_backup") from exc
+        raise InvalidRequest(
+            f"{path} is not a SQLite database: {exc}", code="invalid_backup"
+        ) from exc
     if not ok or ok[0] != "ok":
         raise InvalidRequest(f"{path} failed its integrity check: {ok}", code="invalid_backup")
     if not has_versions:
-        raise InvalidRequest(f"{path} is not a Kneo database (no {VERSION_TABLE} table)",
-                             code="invalid_backup")
-
+        raise InvalidRequest(
+            f"{path} is not a Kneo database (no {VERSION_TABLE} table)", code="invalid_backup"
+        )

@@ -72,8 +72,9 @@ def upgrade(engine: Engine, dialect: StoreDialect, target: str = "head") -> str 
     except KneoError:
         raise
     except Exception as exc:
-        raise NotReady(f"database migration failed: {type(exc).__name__}: {exc}",
-                       code="migration_failed") from exc
+        raise NotReady(
+            f"database migration failed: {type(exc).__name__}: {exc}", code="migration_failed"
+        ) from exc
 
 
 def ensure_schema(engine: Engine, dialect: StoreDialect) -> None:
@@ -93,4 +94,6 @@ def ensure_schema(engine: Engine, dialect: StoreDialect) -> None:
 
 
 def _is_known(revision: str) -> bool:
-    return any(p.name.startswith(f"{revision}_") for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    return any(
+        p.name.startswith(f"{revision}_") for p in (MIGRATIONS_DIR / "versions").glob("*.py")
+    )

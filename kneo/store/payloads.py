@@ -38,7 +38,9 @@ def dumps(value: Any) -> bytes:
             value, separators=(",", ":"), ensure_ascii=False, default=_default
         ).encode()
     except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"checkpoint payload is not JSON: {exc}", code="invalid_payload") from exc
+        raise InvalidRequest(
+            f"checkpoint payload is not JSON: {exc}", code="invalid_payload"
+        ) from exc
 
 
 def _default(value: Any) -> Any:
@@ -105,7 +107,10 @@ def bounded_preview(value: Any, limits: CheckpointLimits, depth: int = 0) -> Any
     """
     if isinstance(value, str):
         if len(value) > limits.preview_chars:
-            return value[: limits.preview_chars] + f"... [{len(value) - limits.preview_chars} chars truncated]"
+            return (
+                value[: limits.preview_chars]
+                + f"... [{len(value) - limits.preview_chars} chars truncated]"
+            )
         return value
     if depth >= _MAX_PREVIEW_DEPTH and isinstance(value, dict | list | tuple):
         return f"[{type(value).__name__} truncated at depth {depth}]"
@@ -118,7 +123,9 @@ def bounded_preview(value: Any, limits: CheckpointLimits, depth: int = 0) -> Any
             out[str(key)] = bounded_preview(item, limits, depth + 1)
         return out
     if isinstance(value, list | tuple):
-        items = [bounded_preview(item, limits, depth + 1) for item in value[: limits.max_list_items]]
+        items = [
+            bounded_preview(item, limits, depth + 1) for item in value[: limits.max_list_items]
+        ]
         if len(value) > limits.max_list_items:
             items.append(f"... {len(value) - limits.max_list_items} more items")
         return items

@@ -80,7 +80,8 @@ class _Sql:
                 proc = self._results[key]
             except KeyError:
                 proc = self._results[key] = table.c[name].type._cached_result_processor(
-                    self.dialect, coltype)
+                    self.dialect, coltype
+                )
             out[name] = proc(value) if proc is not None else value
         return out
 
@@ -97,8 +98,11 @@ def _sql(dialect: Dialect) -> _Sql:
 
 def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable[[], str]:
     def build() -> str:
-        return (f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-                f"({', '.join(':' + n for n in names)}){suffix}")
+        return (
+            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+            f"({', '.join(':' + n for n in names)}){suffix}"
+        )
+
     return build
 
 
@@ -123,31 +127,60 @@ class RawTransaction:
 
     # -- runs ------------------------------------------------------------------------
     def create_run(
-        self, *, target: str, input_text: str, run_id: str | None = None,
-        status: str = "queued", workflow_name: str | None = None,
-        workflow_kind: str | None = None, agent_name: str | None = None,
-        environment: str | None = None, spec: Mapping[str, Any] | None = None,
-        spec_digest: str | None = None, bundle_name: str | None = None,
-        bundle_revision: int | None = None, bundle_commit: str | None = None,
-        state: Mapping[str, Any] | None = None, deadline_at: datetime | None = None,
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """:meth:`Transaction.create_run <kneo.store.api.Transaction.create_run>`."""
         values = {
-            "run_id": run_id or new_run_id(self.now), "status": status, "target": target,
-            "workflow_name": workflow_name, "workflow_kind": workflow_kind,
-            "agent_name": agent_name, "input_text": input_text, "output_text": None,
-            "error": None, "environment": environment, "spec": {},
-            "spec_digest": spec_digest, "spec_ref": self._put_spec(spec),
-            "bundle_name": bundle_name, "bundle_revision": bundle_revision,
-            "bundle_commit": bundle_commit, "state": dict(state or {}), "version": 1,
-            "cancel_requested": False, "deadline_at": deadline_at, "created_at": self.now,
-            "updated_at": self.now, "started_at": None, "finished_at": None,
-            "metadata": dict(metadata or {}), "checkpoint_seq": 0, "trace_seq": 0,
+            "run_id": run_id or new_run_id(self.now),
+            "status": status,
+            "target": target,
+            "workflow_name": workflow_name,
+            "workflow_kind": workflow_kind,
+            "agent_name": agent_name,
+            "input_text": input_text,
+            "output_text": None,
+            "error": None,
+            "environment": environment,
+            "spec": {},
+            "spec_digest": spec_digest,
+            "spec_ref": self._put_spec(spec),
+            "bundle_name": bundle_name,
+            "bundle_revision": bundle_revision,
+            "bundle_commit": bundle_commit,
+            "state": dict(state or {}),
+            "version": 1,
+            "cancel_requested": False,
+            "deadline_at": deadline_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "started_at": None,
+            "finished_at": None,
+            "metadata": dict(metadata or {}),
+            "checkpoint_seq": 0,
+            "trace_seq": 0,
         }
-        cur = self._exec("create_run", _insert(
-            t.runs, _RUN_COLUMNS, " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
-            self._sql.bind(t.runs, values))
+        cur = self._exec(
+            "create_run",
+            _insert(t.runs, _RUN_COLUMNS, " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
+            self._sql.bind(t.runs, values),
+        )
         if not cur.fetchall():
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
         self._seq[str(values["run_id"])] = [0, 0]
@@ -158,18 +191,21 @@ class RawTransaction:
             return None
         text = steps.json_text(dict(spec))
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        self._exec("spec", _insert(t.specs, ("digest", "spec", "created_at"),
-                                   " ON CONFLICT (digest) DO NOTHING"),
-                   self._sql.bind(t.specs, {"digest": digest, "spec": text,
-                                            "created_at": self.now}))
+        self._exec(
+            "spec",
+            _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
+            self._sql.bind(t.specs, {"digest": digest, "spec": text, "created_at": self.now}),
+        )
         return digest
 
     def _spec_text(self, digest: str) -> str | None:
         text = rows._SPEC_TEXT.get(digest)
         if text is None:
-            cur = self._exec("select_spec",
-                             lambda: "SELECT spec FROM specs WHERE digest = :digest",
-                             {"digest": digest})
+            cur = self._exec(
+                "select_spec",
+                lambda: "SELECT spec FROM specs WHERE digest = :digest",
+                {"digest": digest},
+            )
             found = cur.fetchall()
             if not found:
                 return None
@@ -179,15 +215,17 @@ class RawTransaction:
             rows._SPEC_TEXT[digest] = text
         return text
 
-    def update_run(self, run_id: str, /, *, expected_version: int | None = None,
-                   **changes: Any) -> RunRecord:
+    def update_run(
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord:
         """:meth:`Transaction.update_run <kneo.store.api.Transaction.update_run>`."""
         from kneo.store.api import RUN_MUTABLE_FIELDS
 
         unknown = set(changes) - RUN_MUTABLE_FIELDS
         if unknown:
-            raise InvalidRequest(f"run fields cannot be updated: {sorted(unknown)}",
-                                 field="changes")
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
         if run_id in self._seq_dirty:
             changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
         if "spec" in changes:
@@ -196,8 +234,9 @@ class RawTransaction:
         cas = expected_version is not None
 
         def build() -> str:
-            sets = ", ".join(["version = version + 1", "updated_at = :k_now"]
-                             + [f"{k} = :v_{k}" for k in keys])
+            sets = ", ".join(
+                ["version = version + 1", "updated_at = :k_now"] + [f"{k} = :v_{k}" for k in keys]
+            )
             where = "run_id = :k_run_id" + (" AND version = :k_expected" if cas else "")
             return f"UPDATE runs SET {sets} WHERE {where} RETURNING {_RUN_RETURNING}"
 
@@ -226,43 +265,66 @@ class RawTransaction:
             return run
         return dataclasses.replace(run, trace_seq=known[1])
 
-    def take_lock(self, name: str, owner: str, ttl_seconds: float, *,
-                  replace: bool = False) -> None:
+    def take_lock(
+        self, name: str, owner: str, ttl_seconds: float, *, replace: bool = False
+    ) -> None:
         """:meth:`Transaction.take_lock <kneo.store.api.Transaction.take_lock>`."""
         if replace:
-            self._exec("delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name",
-                       {"name": name})
-        self._exec("insert_lock", _insert(t.locks, ("name", "owner", "acquired_at",
-                                                    "expires_at")),
-                   self._sql.bind(t.locks, {
-                       "name": name, "owner": owner, "acquired_at": self.now,
-                       "expires_at": self.now + timedelta(seconds=ttl_seconds)}))
+            self._exec(
+                "delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name", {"name": name}
+            )
+        self._exec(
+            "insert_lock",
+            _insert(t.locks, ("name", "owner", "acquired_at", "expires_at")),
+            self._sql.bind(
+                t.locks,
+                {
+                    "name": name,
+                    "owner": owner,
+                    "acquired_at": self.now,
+                    "expires_at": self.now + timedelta(seconds=ttl_seconds),
+                },
+            ),
+        )
 
     def drop_lock(self, name: str, owner: str) -> None:
         """:meth:`Transaction.drop_lock <kneo.store.api.Transaction.drop_lock>`."""
-        self._exec("delete_lock", lambda: "DELETE FROM locks WHERE name = :name "
-                   "AND owner = :owner", {"name": name, "owner": owner})
+        self._exec(
+            "delete_lock",
+            lambda: "DELETE FROM locks WHERE name = :name AND owner = :owner",
+            {"name": name, "owner": owner},
+        )
 
     def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
-        cur = self._exec("select_version",
-                         lambda: "SELECT version FROM runs WHERE run_id = :run_id",
-                         {"run_id": run_id})
+        cur = self._exec(
+            "select_version",
+            lambda: "SELECT version FROM runs WHERE run_id = :run_id",
+            {"run_id": run_id},
+        )
         found = cur.fetchall()
         if not found:
             raise not_found_error("run", run_id)
         current = found[0][0]
         raise Conflict(
             f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
-            code="stale_state", run_id=run_id, expected_version=expected_version,
-            current_version=current)
+            code="stale_state",
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
 
     def _next_sequence(self, run_id: str, column: str, count: int) -> int:
         index = 0 if column == "checkpoint_seq" else 1
         known = self._seq.get(run_id)
         if known is None:
-            cur = self._exec(("seq", column), lambda: (
-                f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
-                "RETURNING checkpoint_seq, trace_seq"), {"k_run_id": run_id, "k_count": count})
+            cur = self._exec(
+                ("seq", column),
+                lambda: (
+                    f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
+                    "RETURNING checkpoint_seq, trace_seq"
+                ),
+                {"k_run_id": run_id, "k_count": count},
+            )
             found = cur.fetchall()
             if not found:
                 raise not_found_error("run", run_id)
@@ -276,31 +338,50 @@ class RawTransaction:
     def _flush_sequences(self) -> None:
         for run_id in sorted(self._seq_dirty):
             checkpoint_seq, trace_seq = self._seq[run_id]
-            self._exec("seq_flush", lambda: (
-                "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
-                "WHERE run_id = :k_run_id"), {"k_run_id": run_id,
-                                              "k_checkpoint_seq": checkpoint_seq,
-                                              "k_trace_seq": trace_seq})
+            self._exec(
+                "seq_flush",
+                lambda: (
+                    "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
+                    "WHERE run_id = :k_run_id"
+                ),
+                {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
+            )
         self._seq_dirty.clear()
 
     # -- checkpoints and trace ---------------------------------------------------------
-    def add_checkpoint(self, run_id: str, *, type: str, payload: Mapping[str, Any],
-                       step_id: str | None = None, status: str | None = None,
-                       metadata: Mapping[str, Any] | None = None) -> CheckpointRecord:
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
         """:meth:`Transaction.add_checkpoint <kneo.store.api.Transaction.add_checkpoint>`."""
         encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
         meta = dict(metadata or {})
         if encoded.reduction is not None:
             meta["payload_reduction"] = encoded.reduction
         values = {
-            "run_id": run_id, "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
-            "type": type, "step_id": step_id, "status": status,
-            "encoding": encoded.encoding, "payload": encoded.data,
-            "size_bytes": encoded.size_bytes, "truncated": encoded.truncated,
-            "metadata": meta, "created_at": self.now,
+            "run_id": run_id,
+            "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
+            "type": type,
+            "step_id": step_id,
+            "status": status,
+            "encoding": encoded.encoding,
+            "payload": encoded.data,
+            "size_bytes": encoded.size_bytes,
+            "truncated": encoded.truncated,
+            "metadata": meta,
+            "created_at": self.now,
         }
-        self._exec("checkpoint", _insert(t.checkpoints, tuple(values)),
-                   self._sql.bind(t.checkpoints, values))
+        self._exec(
+            "checkpoint",
+            _insert(t.checkpoints, tuple(values)),
+            self._sql.bind(t.checkpoints, values),
+        )
         return rows.checkpoint(values)
 
     def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
@@ -312,10 +393,20 @@ class RawTransaction:
                 raise InvalidRequest("trace event needs an event_type", field="event_type")
         first = self._next_sequence(run_id, "trace_seq", len(events))
         names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
-        values = [self._sql.bind(t.trace_events, {
-            "run_id": run_id, "sequence": first + index, "event_type": event["event_type"],
-            "step_id": event.get("step_id"), "payload": dict(event.get("payload") or {}),
-            "created_at": self.now}) for index, event in enumerate(events)]
+        values = [
+            self._sql.bind(
+                t.trace_events,
+                {
+                    "run_id": run_id,
+                    "sequence": first + index,
+                    "event_type": event["event_type"],
+                    "step_id": event.get("step_id"),
+                    "payload": dict(event.get("payload") or {}),
+                    "created_at": self.now,
+                },
+            )
+            for index, event in enumerate(events)
+        ]
         sql = self._sql.text("trace", _insert(t.trace_events, names))
         if len(values) == 1:
             self._cur.execute(sql, values[0])
@@ -324,80 +415,127 @@ class RawTransaction:
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
-        self, continuation_id: str, *, run_id: str | None,
-        requests: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None,
-        status: str = "pending", expires_at: datetime | None = None,
-        escalated_at: datetime | None = None, workflow_kind: str | None = None,
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
     ) -> ContinuationRecord:
         """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`
         for a new continuation (no ``expected_version``)."""
         request_list = [dict(r) for r in requests]
         for request in request_list:
             if not request.get("request_id"):
-                raise InvalidRequest("every continuation request needs a request_id",
-                                     field="requests")
+                raise InvalidRequest(
+                    "every continuation request needs a request_id", field="requests"
+                )
         if len({r["request_id"] for r in request_list}) != len(request_list):
             raise InvalidRequest("continuation request ids must be unique", field="requests")
         if workflow_kind is None and run_id is not None:
-            cur = self._exec("select_kind",
-                             lambda: "SELECT workflow_kind FROM runs WHERE run_id = :run_id",
-                             {"run_id": run_id})
+            cur = self._exec(
+                "select_kind",
+                lambda: "SELECT workflow_kind FROM runs WHERE run_id = :run_id",
+                {"run_id": run_id},
+            )
             found = cur.fetchall()
             workflow_kind = found[0][0] if found else None
         values: dict[str, Any] = {
-            "continuation_id": continuation_id, "run_id": run_id, "status": status,
-            "requests": request_list, "context": dict(context or {}),
-            "workflow_kind": workflow_kind, "expires_at": expires_at,
-            "escalated_at": escalated_at, "version": 1, "created_at": self.now,
+            "continuation_id": continuation_id,
+            "run_id": run_id,
+            "status": status,
+            "requests": request_list,
+            "context": dict(context or {}),
+            "workflow_kind": workflow_kind,
+            "expires_at": expires_at,
+            "escalated_at": escalated_at,
+            "version": 1,
+            "created_at": self.now,
             "updated_at": self.now,
         }
         dbapi = self._sql.dialect.loaded_dbapi
         try:
-            cur = self._exec("continuation", _insert(
-                t.continuations, tuple(values),
-                " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id"),
-                self._sql.bind(t.continuations, values))
+            cur = self._exec(
+                "continuation",
+                _insert(
+                    t.continuations,
+                    tuple(values),
+                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
+                ),
+                self._sql.bind(t.continuations, values),
+            )
             inserted = cur.fetchall()
         except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
             raise not_found_error("run", run_id) from exc
         if not inserted:
-            raise Conflict(f"continuation {continuation_id!r} already exists",
-                           code="already_exists")
+            raise Conflict(
+                f"continuation {continuation_id!r} already exists", code="already_exists"
+            )
         if request_list:
             names = ("continuation_id", "request_id", "kind", "assignee", "status")
-            sql = self._sql.text("continuation_requests",
-                                 _insert(t.continuation_requests, names))
-            params = [{"continuation_id": continuation_id, "request_id": r["request_id"],
-                       "kind": r.get("kind"), "assignee": r.get("assignee"),
-                       "status": r.get("status") or "pending"} for r in request_list]
+            sql = self._sql.text("continuation_requests", _insert(t.continuation_requests, names))
+            params = [
+                {
+                    "continuation_id": continuation_id,
+                    "request_id": r["request_id"],
+                    "kind": r.get("kind"),
+                    "assignee": r.get("assignee"),
+                    "status": r.get("status") or "pending",
+                }
+                for r in request_list
+            ]
             if len(params) == 1:
                 self._cur.execute(sql, params[0])
             else:
                 self._cur.executemany(sql, params)
         return rows.continuation(values)
 
-    def add_audit(self, event_type: str, *, actor: str | None = None,
-                  run_id: str | None = None, continuation_id: str | None = None,
-                  payload: Mapping[str, Any] | None = None) -> None:
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
         """:meth:`Transaction.add_audit <kneo.store.api.Transaction.add_audit>` (redacted)."""
         values = {
-            "event_id": new_id("evt"), "event_type": event_type, "actor": actor,
-            "run_id": run_id, "continuation_id": continuation_id,
-            "payload": redact(dict(payload or {})), "created_at": self.now,
+            "event_id": new_id("evt"),
+            "event_type": event_type,
+            "actor": actor,
+            "run_id": run_id,
+            "continuation_id": continuation_id,
+            "payload": redact(dict(payload or {})),
+            "created_at": self.now,
         }
-        self._exec("audit", _insert(t.audit_events, tuple(values)),
-                   self._sql.bind(t.audit_events, values))
+        self._exec(
+            "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
+        )
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
         """:meth:`Transaction.enqueue <kneo.store.api.Transaction.enqueue>`."""
         values = {
-            "run_id": run_id, "status": "queued", "attempts": 0, "lease_owner": None,
-            "lease_expires_at": None, "error": None,
-            "available_at": available_at or self.now, "created_at": self.now,
-            "updated_at": self.now, "finished_at": None,
+            "run_id": run_id,
+            "status": "queued",
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "available_at": available_at or self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "finished_at": None,
         }
-        cur = self._exec("enqueue", _insert(t.queue, tuple(values), " RETURNING id"),
-                         self._sql.bind(t.queue, values))
+        cur = self._exec(
+            "enqueue",
+            _insert(t.queue, tuple(values), " RETURNING id"),
+            self._sql.bind(t.queue, values),
+        )
         queue_id = cur.fetchall()[0][0]
         return rows.queue({**values, "id": queue_id})
 
@@ -430,8 +568,9 @@ def raw_transaction(store: Store) -> Iterator[RawTransaction]:
         raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
     except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
         _rollback(raw)
-        raise NotReady(f"database unavailable: {type(exc).__name__}: {exc}",
-                       code="database_unavailable") from exc
+        raise NotReady(
+            f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
+        ) from exc
     except BaseException:
         _rollback(raw)
         raise

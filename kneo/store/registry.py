@@ -45,8 +45,11 @@ _HEAD_STMT = sa.select(
 ).where(_R.bundle_name == sa.bindparam("b"), _R.environment == sa.bindparam("e"))
 _DEACTIVATE_STMT = (
     sa.update(t.bundle_revisions)
-    .where(_R.bundle_name == sa.bindparam("b"), _R.environment == sa.bindparam("e"),
-           _R.status == "active")
+    .where(
+        _R.bundle_name == sa.bindparam("b"),
+        _R.environment == sa.bindparam("e"),
+        _R.status == "active",
+    )
     .values(status="inactive", deactivated_at=sa.bindparam("now"))
 )
 _CONDITIONS_FOR_UPDATE = (
@@ -56,11 +59,18 @@ _CONDITIONS_FOR_UPDATE = (
 )
 _CONDITION_UPDATE = (
     sa.update(t.bundle_conditions)
-    .where(_C.bundle_name == sa.bindparam("b"), _C.environment == sa.bindparam("e"),
-           _C.type == sa.bindparam("t"))
-    .values(status=sa.bindparam("v_status"), reason=sa.bindparam("v_reason"),
-            message=sa.bindparam("v_message"), last_transition_time=sa.bindparam("v_ltt"),
-            updated_at=sa.bindparam("v_updated"))
+    .where(
+        _C.bundle_name == sa.bindparam("b"),
+        _C.environment == sa.bindparam("e"),
+        _C.type == sa.bindparam("t"),
+    )
+    .values(
+        status=sa.bindparam("v_status"),
+        reason=sa.bindparam("v_reason"),
+        message=sa.bindparam("v_message"),
+        last_transition_time=sa.bindparam("v_ltt"),
+        updated_at=sa.bindparam("v_updated"),
+    )
 )
 
 
@@ -75,9 +85,13 @@ class RegistryWritesMixin:
     now: datetime
 
     def _revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
-        row = self.conn.execute(
-            sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
-        ).mappings().first()
+        row = (
+            self.conn.execute(
+                sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotFound(
                 f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
@@ -106,9 +120,7 @@ class RegistryWritesMixin:
         """
         if status not in REVISION_STATUSES:
             raise InvalidRequest(f"unknown revision status {status!r}", field="status")
-        last, active = self.conn.execute(
-            _HEAD_STMT, {"b": bundle_name, "e": environment}
-        ).one()
+        last, active = self.conn.execute(_HEAD_STMT, {"b": bundle_name, "e": environment}).one()
         activate = status == "active"
         values: dict[str, Any] = {
             "bundle_name": bundle_name,
@@ -193,7 +205,8 @@ class RegistryWritesMixin:
         if extra:
             self.conn.execute(
                 sa.update(t.bundle_revisions)
-                .where(*_rev_key(bundle_name, environment, revision)).values(**extra)
+                .where(*_rev_key(bundle_name, environment, revision))
+                .values(**extra)
             )
         if status == "active":
             return self.activate_revision(bundle_name, environment, revision)
@@ -202,12 +215,16 @@ class RegistryWritesMixin:
             values["deactivated_at"] = self.now
         self.conn.execute(
             sa.update(t.bundle_revisions)
-            .where(*_rev_key(bundle_name, environment, revision)).values(**values)
+            .where(*_rev_key(bundle_name, environment, revision))
+            .values(**values)
         )
         return self._revision(bundle_name, environment, revision)
 
     def reject_revision(
-        self, bundle_name: str, environment: str, revision: int,
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
         diagnostics: Sequence[Mapping[str, Any]],
     ) -> BundleRevision:
         """Mark a revision rejected with the reasons; an active one stays untouched elsewhere."""
@@ -231,9 +248,7 @@ class RegistryWritesMixin:
     ) -> Condition:
         """Upsert a condition. ``last_transition_time`` moves only when status, reason or
         message actually change; ``updated_at`` records every observation."""
-        return self.set_conditions(
-            bundle_name, environment, [(type, status, reason, message)]
-        )[0]
+        return self.set_conditions(bundle_name, environment, [(type, status, reason, message)])[0]
 
     def set_conditions(
         self,
@@ -255,41 +270,74 @@ class RegistryWritesMixin:
         inserts: list[dict[str, Any]] = []
         out: list[Condition] = []
         for type_, status, reason, message in conditions:
-            values = {"bundle_name": bundle_name, "environment": environment, "type": type_,
-                      "status": status, "reason": reason, "message": message,
-                      "updated_at": self.now}
+            values = {
+                "bundle_name": bundle_name,
+                "environment": environment,
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "updated_at": self.now,
+            }
             row = existing.get(type_)
             if row is None:
                 values["last_transition_time"] = self.now
                 inserts.append(values)
             else:
                 changed = (row["status"], row["reason"], row["message"]) != (
-                    status, reason, message)
+                    status,
+                    reason,
+                    message,
+                )
                 values["last_transition_time"] = (
-                    self.now if changed else row["last_transition_time"])
-                self.conn.execute(_CONDITION_UPDATE, {
-                    "b": bundle_name, "e": environment, "t": type_, "v_status": status,
-                    "v_reason": reason, "v_message": message,
-                    "v_ltt": values["last_transition_time"], "v_updated": self.now})
+                    self.now if changed else row["last_transition_time"]
+                )
+                self.conn.execute(
+                    _CONDITION_UPDATE,
+                    {
+                        "b": bundle_name,
+                        "e": environment,
+                        "t": type_,
+                        "v_status": status,
+                        "v_reason": reason,
+                        "v_message": message,
+                        "v_ltt": values["last_transition_time"],
+                        "v_updated": self.now,
+                    },
+                )
             out.append(rows.condition(values))
         if inserts:
             self.conn.execute(sa.insert(t.bundle_conditions), inserts)
         return out
 
     def suspend_bundle(
-        self, bundle_name: str, environment: str, *, reason: str | None = None,
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        reason: str | None = None,
         suspended_by: str | None = None,
     ) -> Suspension:
         """Tell the controller to leave (bundle, environment) alone; idempotent."""
         s = t.bundle_suspensions.c
-        existing = self.conn.execute(
-            sa.select(t.bundle_suspensions)
-            .where(s.bundle_name == bundle_name, s.environment == environment)
-        ).mappings().first()
+        existing = (
+            self.conn.execute(
+                sa.select(t.bundle_suspensions).where(
+                    s.bundle_name == bundle_name, s.environment == environment
+                )
+            )
+            .mappings()
+            .first()
+        )
         if existing is not None:
             return rows.suspension(existing)
-        values = {"bundle_name": bundle_name, "environment": environment, "reason": reason,
-                  "suspended_by": suspended_by, "created_at": self.now}
+        values = {
+            "bundle_name": bundle_name,
+            "environment": environment,
+            "reason": reason,
+            "suspended_by": suspended_by,
+            "created_at": self.now,
+        }
         self.conn.execute(sa.insert(t.bundle_suspensions).values(values))
         return rows.suspension(values)
 
@@ -297,28 +345,42 @@ class RegistryWritesMixin:
         """Lift a suspension; ``False`` if there was none."""
         s = t.bundle_suspensions.c
         result = self.conn.execute(
-            sa.delete(t.bundle_suspensions)
-            .where(s.bundle_name == bundle_name, s.environment == environment)
+            sa.delete(t.bundle_suspensions).where(
+                s.bundle_name == bundle_name, s.environment == environment
+            )
         )
         return result.rowcount == 1
 
-    def set_controller_status(
-        self, *, name: str = "default", **fields: Any
-    ) -> ControllerStatus:
+    def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
         """Update the named controller's status fields (others keep their values)."""
-        allowed = {"last_fetched_commit", "last_reconcile_started_at",
-                   "last_reconcile_duration_seconds", "last_error", "details"}
+        allowed = {
+            "last_fetched_commit",
+            "last_reconcile_started_at",
+            "last_reconcile_duration_seconds",
+            "last_error",
+            "details",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidRequest(f"unknown controller status fields: {sorted(unknown)}")
         cs = t.controller_status.c
-        row = self.conn.execute(
-            sa.select(t.controller_status).where(cs.name == name).with_for_update()
-        ).mappings().first()
+        row = (
+            self.conn.execute(
+                sa.select(t.controller_status).where(cs.name == name).with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         values = {**fields, "updated_at": self.now}
         if row is None:
-            base: dict[str, Any] = {"name": name, "last_fetched_commit": None, "last_reconcile_started_at": None,
-                    "last_reconcile_duration_seconds": None, "last_error": None, "details": {}}
+            base: dict[str, Any] = {
+                "name": name,
+                "last_fetched_commit": None,
+                "last_reconcile_started_at": None,
+                "last_reconcile_duration_seconds": None,
+                "last_error": None,
+                "details": {},
+            }
             values = {**base, **values}
             values["details"] = values["details"] or {}
             self.conn.execute(sa.insert(t.controller_status).values(values))
@@ -328,24 +390,37 @@ class RegistryWritesMixin:
         return _controller_status(values)
 
     def add_promotion_approval(
-        self, bundle_name: str, environment: str, digest: str, *, approver: str,
-        decision: str, comment: str | None = None,
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
     ) -> PromotionApproval:
         """Record one approver's decision; the same approver deciding twice is a conflict."""
         if decision not in ("approved", "rejected"):
-            raise InvalidRequest(f"decision must be approved or rejected, got {decision!r}",
-                                 field="decision")
-        values = {"bundle_name": bundle_name, "environment": environment, "digest": digest,
-                  "approver": approver, "decision": decision, "comment": comment,
-                  "created_at": self.now}
+            raise InvalidRequest(
+                f"decision must be approved or rejected, got {decision!r}", field="decision"
+            )
+        values = {
+            "bundle_name": bundle_name,
+            "environment": environment,
+            "digest": digest,
+            "approver": approver,
+            "decision": decision,
+            "comment": comment,
+            "created_at": self.now,
+        }
         try:
             with self.conn.begin_nested():
                 self.conn.execute(sa.insert(t.promotion_approvals).values(values))
         except sa_exc.IntegrityError as exc:
-            raise Conflict(f"{approver} already decided on this promotion",
-                           code="already_decided") from exc
+            raise Conflict(
+                f"{approver} already decided on this promotion", code="already_decided"
+            ) from exc
         return rows.approval(values)
-
 
     def list_promotion_approvals(
         self, bundle_name: str, environment: str, digest: str | None = None
@@ -376,9 +451,15 @@ class RegistryReadsMixin(StoreBase):
 
     def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.bundle_revisions).where(
+                        *_rev_key(bundle_name, environment, revision)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise NotFound(
                 f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
@@ -389,12 +470,17 @@ class RegistryReadsMixin(StoreBase):
     def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None:
         """The active revision of a bundle in an environment, if any."""
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.bundle_revisions).where(
-                    _R.bundle_name == bundle_name, _R.environment == environment,
-                    _R.status == "active",
+            row = (
+                conn.execute(
+                    sa.select(t.bundle_revisions).where(
+                        _R.bundle_name == bundle_name,
+                        _R.environment == environment,
+                        _R.status == "active",
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return None if row is None else rows.revision(row)
 
     def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]:
@@ -418,7 +504,8 @@ class RegistryReadsMixin(StoreBase):
             where.append(_R.status == status)
         with self._read() as conn:
             result = conn.execute(
-                sa.select(t.bundle_revisions).where(*where)
+                sa.select(t.bundle_revisions)
+                .where(*where)
                 .order_by(_R.bundle_name, _R.environment, _R.revision)
             ).mappings()
             return [rows.revision(r) for r in result]
@@ -430,26 +517,37 @@ class RegistryReadsMixin(StoreBase):
         size of the specs stored in the registry.
         """
         diag = sa.case((_R.status == "rejected", _R.diagnostics), else_=sa.null())
-        stmt = sa.select(_R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status,
-                         _R.commit, diag).order_by(_R.bundle_name, _R.environment, _R.revision)
+        stmt = sa.select(
+            _R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status, _R.commit, diag
+        ).order_by(_R.bundle_name, _R.environment, _R.revision)
         if environment is not None:
             stmt = stmt.where(_R.environment == environment)
         with self._read() as conn:
             rows_ = conn.execute(stmt).all()
-        return [RevisionHead(r[0], r[1], r[2], r[3], r[4], r[5],
-                             None if r[6] is None else list(r[6])) for r in rows_]
+        return [
+            RevisionHead(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else list(r[6]))
+            for r in rows_
+        ]
 
     def find_revision(
         self, bundle_name: str, environment: str, digest: str
     ) -> BundleRevision | None:
         """The newest revision of (bundle, environment) with ``digest``, if any."""
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.bundle_revisions)
-                .where(_R.bundle_name == bundle_name, _R.environment == environment,
-                       _R.digest == digest)
-                .order_by(_R.revision.desc()).limit(1)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.bundle_revisions)
+                    .where(
+                        _R.bundle_name == bundle_name,
+                        _R.environment == environment,
+                        _R.digest == digest,
+                    )
+                    .order_by(_R.revision.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else rows.revision(row)
 
     def list_conditions(
@@ -463,7 +561,8 @@ class RegistryReadsMixin(StoreBase):
             where.append(c.environment == environment)
         with self._read() as conn:
             result = conn.execute(
-                sa.select(t.bundle_conditions).where(*where)
+                sa.select(t.bundle_conditions)
+                .where(*where)
                 .order_by(c.bundle_name, c.environment, c.type)
             ).mappings()
             return [rows.condition(r) for r in result]
@@ -474,18 +573,21 @@ class RegistryReadsMixin(StoreBase):
         What a reconcile compares, without timestamps: converting them costs more than the
         query at registry scale (thousands of conditions read on every pass).
         """
-        stmt = sa.select(_C.bundle_name, _C.environment, _C.type, _C.status, _C.reason,
-                         _C.message)
+        stmt = sa.select(_C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message)
         with self._read() as conn:
             return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(stmt)]
 
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
         s = t.bundle_suspensions.c
         with self._read() as conn:
-            return conn.execute(
-                sa.select(s.bundle_name)
-                .where(s.bundle_name == bundle_name, s.environment == environment)
-            ).first() is not None
+            return (
+                conn.execute(
+                    sa.select(s.bundle_name).where(
+                        s.bundle_name == bundle_name, s.environment == environment
+                    )
+                ).first()
+                is not None
+            )
 
     def list_suspensions(self, environment: str | None = None) -> list[Suspension]:
         s = t.bundle_suspensions.c
@@ -498,9 +600,13 @@ class RegistryReadsMixin(StoreBase):
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.controller_status).where(t.controller_status.c.name == name)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.controller_status).where(t.controller_status.c.name == name)
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return ControllerStatus(None, None, None, None, {}, None)
         return _controller_status(row)
@@ -523,7 +629,9 @@ class RegistryReadsMixin(StoreBase):
         with self.transaction() as tx:
             return tx.add_revision(bundle_name, environment, **fields)
 
-    def activate_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+    def activate_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision:
         with self.transaction() as tx:
             return tx.activate_revision(bundle_name, environment, revision)
 

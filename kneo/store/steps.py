@@ -30,8 +30,9 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from kneo.errors import Conflict, NotReady
 from kneo.store import tables as t
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                            default=t._json_default)  # the same encoding as JSONText
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=t._json_default
+)  # the same encoding as JSONText
 
 
 def json_text(value: Any) -> str:
@@ -74,17 +75,24 @@ def _prepared(dialect: Dialect) -> _Prepared:
     if found is not None:
         return found
     if dialect.paramstyle in ("named", "qmark"):  # sqlite3 takes :name whatever it declares
+
         def style(sql: str) -> str:
             return sql
     else:  # psycopg: pyformat
+
         def style(sql: str) -> str:
             return _NAMED.sub(r"%(\1)s", sql)
+
     process = t.runs.c.updated_at.type.bind_processor(dialect)
-    found = _Prepared(style(_CAS), style(_CHECKPOINT), style(_TRACE),
-                      process if process is not None else (lambda v: v),
-                      # pysqlite runs with isolation_level=None (see dialects): take the write
-                      # lock up front like Store.transaction; psycopg begins implicitly.
-                      "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None)
+    found = _Prepared(
+        style(_CAS),
+        style(_CHECKPOINT),
+        style(_TRACE),
+        process if process is not None else (lambda v: v),
+        # pysqlite runs with isolation_level=None (see dialects): take the write
+        # lock up front like Store.transaction; psycopg begins implicitly.
+        "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None,
+    )
     _PREPARED[dialect.name] = found
     return found
 
@@ -113,25 +121,52 @@ class StepEvent:
 
 
 def _params(
-    sql: _Prepared, run_id: str, expected_version: int, now: datetime, state_text: str,
-    checkpoint: StepCheckpoint, events: Sequence[StepEvent],
+    sql: _Prepared,
+    run_id: str,
+    expected_version: int,
+    now: datetime,
+    state_text: str,
+    checkpoint: StepCheckpoint,
+    events: Sequence[StepEvent],
 ) -> tuple[dict[str, Any], Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]:
     stamp = sql.timestamp(now)
-    cas = {"state": state_text, "now": stamp, "n_checkpoints": 1, "n_events": len(events),
-           "run_id": run_id, "expected": expected_version}
+    cas = {
+        "state": state_text,
+        "now": stamp,
+        "n_checkpoints": 1,
+        "n_events": len(events),
+        "run_id": run_id,
+        "expected": expected_version,
+    }
 
     def checkpoint_row(sequence: int) -> dict[str, Any]:
-        return {"run_id": run_id, "sequence": sequence, "type": checkpoint.type,
-                "step_id": checkpoint.step_id, "status": checkpoint.status,
-                "encoding": checkpoint.encoding, "payload": checkpoint.payload,
-                "size_bytes": checkpoint.size_bytes, "truncated": checkpoint.truncated,
-                "metadata": json_text(dict(checkpoint.metadata)), "created_at": stamp}
+        return {
+            "run_id": run_id,
+            "sequence": sequence,
+            "type": checkpoint.type,
+            "step_id": checkpoint.step_id,
+            "status": checkpoint.status,
+            "encoding": checkpoint.encoding,
+            "payload": checkpoint.payload,
+            "size_bytes": checkpoint.size_bytes,
+            "truncated": checkpoint.truncated,
+            "metadata": json_text(dict(checkpoint.metadata)),
+            "created_at": stamp,
+        }
 
     def event_rows(last: int) -> list[dict[str, Any]]:
         first = last - len(events) + 1
-        return [{"run_id": run_id, "sequence": first + index, "event_type": event.event_type,
-                 "step_id": event.step_id, "payload": event.payload, "created_at": stamp}
-                for index, event in enumerate(events)]
+        return [
+            {
+                "run_id": run_id,
+                "sequence": first + index,
+                "event_type": event.event_type,
+                "step_id": event.step_id,
+                "payload": event.payload,
+                "created_at": stamp,
+            }
+            for index, event in enumerate(events)
+        ]
 
     return cas, checkpoint_row, event_rows
 
@@ -150,8 +185,9 @@ def write_step(
     trace_seq)`` after it, or ``None`` when the run is missing or not at
     ``expected_version``."""
     sql = _prepared(conn.dialect)
-    cas, checkpoint_row, event_rows = _params(sql, run_id, expected_version, now, state_text,
-                                              checkpoint, events)
+    cas, checkpoint_row, event_rows = _params(
+        sql, run_id, expected_version, now, state_text, checkpoint, events
+    )
     row = conn.exec_driver_sql(sql.cas, cas).first()
     if row is None:
         return None
@@ -176,8 +212,9 @@ def commit_step(
     pooled DBAPI connection (no SQLAlchemy connection, result or event machinery: this is
     the per-step hot path). Same statements, same rows, same all-or-nothing commit."""
     sql = _prepared(engine.dialect)
-    cas, checkpoint_row, event_rows = _params(sql, run_id, expected_version, now, state_text,
-                                              checkpoint, events)
+    cas, checkpoint_row, event_rows = _params(
+        sql, run_id, expected_version, now, state_text, checkpoint, events
+    )
     dbapi = engine.dialect.loaded_dbapi
     raw = engine.raw_connection()
     try:
@@ -202,8 +239,9 @@ def commit_step(
         raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
     except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
         _rollback(raw)
-        raise NotReady(f"database unavailable: {type(exc).__name__}: {exc}",
-                       code="database_unavailable") from exc
+        raise NotReady(
+            f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
+        ) from exc
     except BaseException:
         _rollback(raw)
         raise

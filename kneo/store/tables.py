@@ -124,7 +124,9 @@ specs = sa.Table(
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
-    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("sequence", sa.Integer, primary_key=True),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("step_id", sa.String(255)),
@@ -141,7 +143,9 @@ checkpoints = sa.Table(
 trace_events = sa.Table(
     "trace_events",
     metadata,
-    sa.Column("run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("sequence", sa.Integer, primary_key=True),
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("step_id", sa.String(255)),
@@ -287,6 +291,7 @@ one_active_revision = sa.Index(
 def use_postgresql_options() -> None:
     """Attach the PostgreSQL-only index options (idempotent; imports the dialect)."""
     one_active_revision.dialect_options["postgresql"]["where"] = sa.text("status = 'active'")
+
 
 bundle_conditions = sa.Table(
     "bundle_conditions",

@@ -100,9 +100,7 @@ class Worker:
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
         self._sweeper = start_sweeper(self.manager, self._settings)
         for index in range(self.concurrency):
-            thread = threading.Thread(
-                target=self._loop, name=f"kneo-worker-{index}", daemon=True
-            )
+            thread = threading.Thread(target=self._loop, name=f"kneo-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -168,8 +166,11 @@ class Worker:
                 if manager_owner:
                     self.store.release_lock(f"run:{entry.record.run_id}", manager_owner)
             handed.append(entry.record.run_id)
-            log.warning("worker %s: handed over run %s still in flight at shutdown",
-                        self.owner, entry.record.run_id)
+            log.warning(
+                "worker %s: handed over run %s still in flight at shutdown",
+                self.owner,
+                entry.record.run_id,
+            )
         return handed
 
     # ------------------------------------------------------------------ one record
@@ -190,8 +191,11 @@ class Worker:
         try:
             run = self.store.get_run(record.run_id)
         except NotFound:
-            self.store.fail(record.queue_id, self.owner,
-                            {"type": "not_found", "message": f"run {record.run_id} is gone"})
+            self.store.fail(
+                record.queue_id,
+                self.owner,
+                {"type": "not_found", "message": f"run {record.run_id} is gone"},
+            )
             return
         if run.status in TERMINAL_RUN_STATUSES or run.status in ("paused", "blocked"):
             # Cancelled while queued, or already executed by a worker that lost its lease
@@ -203,9 +207,12 @@ class Worker:
             self.store.complete(record.queue_id, self.owner)
             return
         if record.attempts > self.max_attempts:
-            self._give_up(record, "too_many_attempts",
-                          f"queue record claimed {record.attempts} times (max "
-                          f"{self.max_attempts}); its workers kept dying or losing the lease")
+            self._give_up(
+                record,
+                "too_many_attempts",
+                f"queue record claimed {record.attempts} times (max "
+                f"{self.max_attempts}); its workers kept dying or losing the lease",
+            )
             return
         # A queued run starts; a "running" one lost its worker mid-run and continues from
         # its last completed step boundary (completed steps never execute again).
@@ -236,15 +243,20 @@ class Worker:
         except Conflict as exc:
             # Written concurrently (a handed-over worker committed a last boundary): give the
             # record back so it is re-evaluated against the run's new state.
-            log.info("worker %s: run %s changed under us (%s); re-queued",
-                     self.owner, record.run_id, exc.code)
+            log.info(
+                "worker %s: run %s changed under us (%s); re-queued",
+                self.owner,
+                record.run_id,
+                exc.code,
+            )
             self.store.release(record.queue_id, self.owner)
         except KneoError as exc:
             # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
             self._give_up(record, exc.code, redact_text(str(exc))[:500])
         except Exception as exc:
-            log.exception("worker %s: run %s crashed (attempt %s)",
-                          self.owner, record.run_id, record.attempts)
+            log.exception(
+                "worker %s: run %s crashed (attempt %s)", self.owner, record.run_id, record.attempts
+            )
             if record.attempts >= self.max_attempts:
                 self._give_up(record, type(exc).__name__, redact_text(str(exc))[:500])
             # else: stop renewing; the lease lapses and a worker retries from the last boundary
@@ -257,14 +269,22 @@ class Worker:
             floor = tx.now + timedelta(seconds=self.poll_seconds)
             at = max(holder.expires_at, floor) if holder is not None else floor
             tx.enqueue(record.run_id, available_at=at)
-        log.info("worker %s: run %s is held by %s; re-checking at %s", self.owner,
-                 record.run_id, holder.owner if holder else "nobody", at.isoformat())
+        log.info(
+            "worker %s: run %s is held by %s; re-checking at %s",
+            self.owner,
+            record.run_id,
+            holder.owner if holder else "nobody",
+            at.isoformat(),
+        )
         self._settle(record)
 
     def _settle(self, record: QueueRecord) -> None:
         if not self.store.complete(record.queue_id, self.owner):
-            log.warning("worker %s: lease on queue record %s was lost before completion",
-                        self.owner, record.queue_id)
+            log.warning(
+                "worker %s: lease on queue record %s was lost before completion",
+                self.owner,
+                record.queue_id,
+            )
 
     def _cancel(self, run_id: str) -> None:
         cancel = getattr(self.manager, "cancel", None)
@@ -274,15 +294,18 @@ class Worker:
 
     def _give_up(self, record: QueueRecord, kind: str, message: str) -> None:
         """Fail the record and its run, so nobody waits for a run no worker will finish."""
-        error = {"type": kind, "message": message, "queue_id": record.queue_id,
-                 "attempts": record.attempts}
+        error = {
+            "type": kind,
+            "message": message,
+            "queue_id": record.queue_id,
+            "attempts": record.attempts,
+        }
         self.store.fail(record.queue_id, self.owner, error)
         log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
         try:
             fail_run(self.store, record.run_id, error, actor=self.owner)
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
-            log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id,
-                     exc.code)
+            log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
 
 
 def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | None = None) -> Any:
@@ -296,14 +319,23 @@ def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | Non
     run = store.get_run(run_id)
     status = transition(run.status, RunStatus.FAILED, action="fail the run")
     with store.transaction() as tx:
-        updated = tx.update_run(run_id, expected_version=run.version, status=status,
-                                error=error, finished_at=tx.now)
+        updated = tx.update_run(
+            run_id, expected_version=run.version, status=status, error=error, finished_at=tx.now
+        )
         tx.add_trace_event(run_id, "run_failed", payload=error)
-        tx.add_checkpoint(run_id, type="run_failed", status="failed",
-                          payload=checkpoint_payload(run.state or {}),
-                          metadata={"reason": error.get("type")})
-        tx.add_audit("run.failed", actor=actor, run_id=run_id,
-                     payload={"previous_status": run.status, "reason": error.get("type")})
+        tx.add_checkpoint(
+            run_id,
+            type="run_failed",
+            status="failed",
+            payload=checkpoint_payload(run.state or {}),
+            metadata={"reason": error.get("type")},
+        )
+        tx.add_audit(
+            "run.failed",
+            actor=actor,
+            run_id=run_id,
+            payload={"previous_status": run.status, "reason": error.get("type")},
+        )
     return updated
 
 

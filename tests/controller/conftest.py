@@ -48,15 +48,22 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
 
         s = open_store(url, clock=clock)
         with s.engine.begin() as conn:  # a clean registry for each test
-            for table in ("bundle_revisions", "bundle_conditions", "bundle_suspensions",
-                          "controller_status", "promotion_approvals", "locks"):
+            for table in (
+                "bundle_revisions",
+                "bundle_conditions",
+                "bundle_suspensions",
+                "controller_status",
+                "promotion_approvals",
+                "locks",
+            ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))
-            conn.execute(sa.delete(tables.continuations)
-                         .where(tables.continuations.c.workflow_kind == "promotion"))
+            conn.execute(
+                sa.delete(tables.continuations).where(
+                    tables.continuations.c.workflow_kind == "promotion"
+                )
+            )
     else:
         s = open_store(f"sqlite:///{tmp_path / 'kneo.sqlite'}", clock=clock)
     yield s
     s.close()
-
-

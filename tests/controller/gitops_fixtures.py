@@ -19,8 +19,10 @@ from kneo.controller.source import GitSource
 
 SIGNED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
-    "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid",
+    "GIT_AUTHOR_NAME": "ci",
+    "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+    "GIT_COMMITTER_NAME": "ci",
+    "GIT_COMMITTER_EMAIL": "ci@example.invalid",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
@@ -83,19 +85,34 @@ class Keys:
             generate_ed25519(key_id, root / "private")
             self.private[key_id] = load_signing_key(root / "private" / f"{key_id}.key")
             self.trusted_dir.mkdir(exist_ok=True)
-            (self.trusted_dir / f"{key_id}.pub").write_bytes((root / "private" / f"{key_id}.pub").read_bytes())
+            (self.trusted_dir / f"{key_id}.pub").write_bytes(
+                (root / "private" / f"{key_id}.pub").read_bytes()
+            )
         generate_ed25519("ci", self.other_dir)  # same id, different key: a forger's key
         self.forged = load_signing_key(self.other_dir / "ci.key")
 
     def keyring(self) -> Keyring:
         return load_keyring(self.trusted_dir)
 
-    def bundle(self, name: str, env: str, body: dict[str, Any] | None = None, *,
-               key: str | SigningKey = "ci", cosign: str | None = None) -> str:
+    def bundle(
+        self,
+        name: str,
+        env: str,
+        body: dict[str, Any] | None = None,
+        *,
+        key: str | SigningKey = "ci",
+        cosign: str | None = None,
+    ) -> str:
         signing = key if isinstance(key, SigningKey) else self.private[key]
-        bundle = sign_bundle(body or spec(), signing, name=name, environment=env,
-                             approved_by="ci-pipeline", approved_at=SIGNED_AT,
-                             source=BundleSource(path=f"specs/{name}.yaml"))
+        bundle = sign_bundle(
+            body or spec(),
+            signing,
+            name=name,
+            environment=env,
+            approved_by="ci-pipeline",
+            approved_at=SIGNED_AT,
+            source=BundleSource(path=f"specs/{name}.yaml"),
+        )
         if cosign:
             from kneo.bundle.sign import cosign as add_signature
 
@@ -113,8 +130,9 @@ ENV_FILES = {
 }
 
 
-def make_controller(store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path,
-                    **config: Any) -> Controller:
+def make_controller(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, **config: Any
+) -> Controller:
     cfg = ControllerConfig(repo=repo.url, cache_dir=tmp_path / "cache", **config)
     source = GitSource(repo.url, ref="main", cache_dir=cfg.cache_dir)
     return Controller(store, source, keys.keyring(), config=cfg, clock=clock)

@@ -34,11 +34,19 @@ def flow(draft: str) -> dict[str, Any]:
     """A signed workflow that drafts (scripted dummy model) and then waits for a person."""
     return {
         "version": "v1",
-        "agent": {"name": "helper", "system_prompt": "Draft a note.",
-                  "model": {"provider": "dummy", "name": "dummy", "script": [{"text": draft}]}},
-        "workflow": {"type": "sequential", "name": "helper-flow", "steps": [
-            {"id": "draft", "kind": "agent", "ref": "helper"},
-            {"id": "approve", "kind": "human", "ref": "reviewer"}]},
+        "agent": {
+            "name": "helper",
+            "system_prompt": "Draft a note.",
+            "model": {"provider": "dummy", "name": "dummy", "script": [{"text": draft}]},
+        },
+        "workflow": {
+            "type": "sequential",
+            "name": "helper-flow",
+            "steps": [
+                {"id": "draft", "kind": "agent", "ref": "helper"},
+                {"id": "approve", "kind": "human", "ref": "reviewer"},
+            ],
+        },
         "components": {"humans": {"reviewer": {"prompt": "Publish this draft?"}}},
     }
 
@@ -47,15 +55,17 @@ def _settings(extra: dict[str, str] | None = None) -> Settings:
     return Settings.from_env(dict(extra or {}))
 
 
-def _manager(store: Any, clock: ManualClock, tmp_path: Path, settings: Settings | None = None
-             ) -> Any:
+def _manager(
+    store: Any, clock: ManualClock, tmp_path: Path, settings: Settings | None = None
+) -> Any:
     settings = settings or _settings()
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     return create_platform(settings=settings, project=project, store=store, clock=clock)
 
 
 def test_bundle_run_pins_its_revision_until_it_finishes(
-        store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", flow("draft one")))
     first_commit = repo.commit("helper r1")
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -67,15 +77,20 @@ def test_bundle_run_pins_its_revision_until_it_finishes(
     run = store.get_run(paused.run_id)
     r1 = store.get_active("helper", "dev")
     assert (run.bundle_name, run.bundle_revision, run.bundle_commit, run.spec_digest) == (
-        "helper", 1, first_commit, r1.digest)
+        "helper",
+        1,
+        first_commit,
+        r1.digest,
+    )
 
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", flow("draft two")))
     repo.commit("helper r2")
     assert ctl.reconcile_once().ok
     assert store.get_active("helper", "dev").revision == 2
 
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                          decision="approved", actor="alice")
+    done = manager.resume(
+        paused.continuation_id, request_id=paused.request_id, decision="approved", actor="alice"
+    )
     assert done.status == "succeeded"
     finished = store.get_run(paused.run_id)
     assert finished.bundle_revision == 1 and finished.spec_digest == r1.digest
@@ -86,7 +101,8 @@ def test_bundle_run_pins_its_revision_until_it_finishes(
 
 
 def test_spec_runs_are_refused_where_only_approved_bundles_run(
-        store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     assert ctl.reconcile_once().ok  # records prod's runs.require_approved_bundle
     assert store.get_metadata(POLICY_METADATA_KEY)["prod"] == {"require_approved_bundle": True}
@@ -102,8 +118,9 @@ def test_spec_runs_are_refused_where_only_approved_bundles_run(
     with pytest.raises(NotFound):  # nothing active in prod yet
         run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
     # dev has no such rule: an ad-hoc spec still runs there
-    assert manager.run_from_spec(input_text="hi", spec=flow("x"), environment="dev").status \
-        == "paused"
+    assert (
+        manager.run_from_spec(input_text="hi", spec=flow("x"), environment="dev").status == "paused"
+    )
 
     # a broken prod file never opens prod to ad-hoc specs
     repo.write("environments/prod.yaml", "version: [unclosed\n")
@@ -117,23 +134,32 @@ def test_spec_runs_are_refused_where_only_approved_bundles_run(
 
 
 @pytest.fixture
-def approval_app(store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
-                 ) -> Iterator[Callable[[], TestClient]]:
+def approval_app(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> Iterator[Callable[[], TestClient]]:
     """The real app with API keys alice/bob/carol and the controller loop running in it."""
     from kneo.service import create_app
 
     repo.write("environments/prod.yaml", TWO_OF_THREE)
     repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", flow("p1")))
     repo.commit("helper for prod")
-    settings = _settings({
-        "KNEO_SERV_AUTH_ENABLED": "true",
-        "KNEO_SERV_API_KEYS": ";".join(f"{n}:{t}:reviewer" for n, t in TOKENS.items()),
-        "KNEO_SERV_ADMIN_API_KEY": ADMIN,
-    })
+    settings = _settings(
+        {
+            "KNEO_SERV_AUTH_ENABLED": "true",
+            "KNEO_SERV_API_KEYS": ";".join(f"{n}:{t}:reviewer" for n, t in TOKENS.items()),
+            "KNEO_SERV_ADMIN_API_KEY": ADMIN,
+        }
+    )
     manager = _manager(store, clock, tmp_path, settings)
     ctl = make_controller(store, repo, keys, clock, tmp_path)
-    app = create_app(False, settings=settings, manager=manager, start_worker=False,
-                     controller=ctl, run_controller=True)
+    app = create_app(
+        False,
+        settings=settings,
+        manager=manager,
+        start_worker=False,
+        controller=ctl,
+        run_controller=True,
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield lambda: client
 
@@ -162,13 +188,16 @@ def _promotion_task(client: TestClient) -> dict[str, Any]:
 
 
 def _resume(client: TestClient, task: dict[str, Any], who: str, decision: str) -> Any:
-    return client.post(f"/v1/human-tasks/{task['continuation_id']}/resume", headers=_as(who),
-                       json={"request_id": task["requests"][0]["request_id"],
-                             "decision": decision})
+    return client.post(
+        f"/v1/human-tasks/{task['continuation_id']}/resume",
+        headers=_as(who),
+        json={"request_id": task["requests"][0]["request_id"], "decision": decision},
+    )
 
 
 def test_two_approvers_over_http_activate_a_promotion(
-        approval_app: Callable[[], TestClient], store: Any) -> None:
+    approval_app: Callable[[], TestClient], store: Any
+) -> None:
     client = approval_app()
     task = _promotion_task(client)
     assert task["requests"][0]["prompt"].startswith("Promote helper@sha256:")
@@ -186,27 +215,40 @@ def test_two_approvers_over_http_activate_a_promotion(
     assert second.status_code == 200 and second.json()["status"] == "approved"
     active = _wait(lambda: store.get_active("helper", "prod"))
     assert sorted(active.approved_by) == ["alice", "bob", "ci-pipeline"]
-    decided = [(e.actor, e.event_type) for e in store.list_audit(limit=100).items
-               if e.event_type.startswith("promotion.")]
+    decided = [
+        (e.actor, e.event_type)
+        for e in store.list_audit(limit=100).items
+        if e.event_type.startswith("promotion.")
+    ]
     assert ("alice", "promotion.approved") in decided and ("bob", "promotion.approved") in decided
 
-    run = client.post("/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"},
-                      json={"bundle": "helper", "environment": "prod", "input": "go"})
+    run = client.post(
+        "/v1/runs",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        json={"bundle": "helper", "environment": "prod", "input": "go"},
+    )
     assert run.status_code == 200 and run.json()["status"] == "paused"
-    refused = client.post("/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"},
-                          json={"spec": flow("x"), "environment": "prod", "input": "go"})
+    refused = client.post(
+        "/v1/runs",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        json={"spec": flow("x"), "environment": "prod", "input": "go"},
+    )
     assert refused.status_code == 403 and refused.json()["error"] == "bundle_not_approved"
 
 
 def test_one_rejection_over_http_stops_the_promotion(
-        approval_app: Callable[[], TestClient], store: Any) -> None:
+    approval_app: Callable[[], TestClient], store: Any
+) -> None:
     client = approval_app()
     task = _promotion_task(client)
     assert _resume(client, task, "alice", "approved").json()["status"] == "pending_approval"
     rejected = _resume(client, task, "carol", "rejected")
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
-    revision = _wait(lambda: next((r for r in store.list_revisions("helper", "prod")
-                                   if r.status == "rejected"), None))
+    revision = _wait(
+        lambda: next(
+            (r for r in store.list_revisions("helper", "prod") if r.status == "rejected"), None
+        )
+    )
     assert revision.diagnostics[0]["code"] == "promotion_rejected"
     assert store.get_active("helper", "prod") is None
     late = _resume(client, task, "bob", "approved")

@@ -29,25 +29,48 @@ def _unsigned(keys: Keys) -> str:
 
 def _expired_key(keys: Keys) -> str:
     (keys.trusted_dir / "keyring.yaml").write_text(
-        "keys:\n  release: {not_after: 2025-06-01T00:00:00Z}\n", encoding="utf-8")
+        "keys:\n  release: {not_after: 2025-06-01T00:00:00Z}\n", encoding="utf-8"
+    )
     return keys.bundle("helper", "dev", spec("v2"), key="release")
 
 
 BAD_FILES = [
     ("unsigned", "bundles/helper/dev.json", _unsigned, "bundle_unsigned"),
-    ("wrong key", "bundles/helper/dev.json",
-     lambda k: k.bundle("helper", "dev", spec("v2"), key=k.forged), "bundle_signature_invalid"),
+    (
+        "wrong key",
+        "bundles/helper/dev.json",
+        lambda k: k.bundle("helper", "dev", spec("v2"), key=k.forged),
+        "bundle_signature_invalid",
+    ),
     ("expired key", "bundles/helper/dev.json", _expired_key, "bundle_key_expired"),
-    ("malformed json", "bundles/helper/dev.json", lambda k: '{"kind": "KneoSpecBundle", ', "bundle_malformed"),
-    ("environment without a file", "bundles/helper/qa.json",
-     lambda k: k.bundle("helper", "qa"), "environment_missing"),
+    (
+        "malformed json",
+        "bundles/helper/dev.json",
+        lambda k: '{"kind": "KneoSpecBundle", ',
+        "bundle_malformed",
+    ),
+    (
+        "environment without a file",
+        "bundles/helper/qa.json",
+        lambda k: k.bundle("helper", "qa"),
+        "environment_missing",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "content", "code"), [c[1:] for c in BAD_FILES],
-                         ids=[c[0] for c in BAD_FILES])
-def test_bad_bundle_is_rejected_with_its_reason(store, repo: Repo, keys: Keys, clock: ManualClock,
-                                                tmp_path: Path, path: str, content: Any, code: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "content", "code"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES]
+)
+def test_bad_bundle_is_rejected_with_its_reason(
+    store,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    path: str,
+    content: Any,
+    code: str,
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -60,12 +83,15 @@ def test_bad_bundle_is_rejected_with_its_reason(store, repo: Repo, keys: Keys, c
     rejects = [o for o in result.outcomes if o.action.kind.value == "reject"]
     assert [r.action.reasons[0].code for r in rejects] == [code]
     assert store.get_active("helper", "dev").revision == 1
-    assert any(e.event_type == "bundle.rejected" and e.payload["reasons"][0]["code"] == code
-               for e in store.list_audit(limit=100).items)
+    assert any(
+        e.event_type == "bundle.rejected" and e.payload["reasons"][0]["code"] == code
+        for e in store.list_audit(limit=100).items
+    )
 
 
-def test_malformed_environment_yaml_rejects_its_bundles(store, repo: Repo, keys: Keys,
-                                                        clock: ManualClock, tmp_path: Path) -> None:
+def test_malformed_environment_yaml_rejects_its_bundles(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -81,7 +107,8 @@ def test_malformed_environment_yaml_rejects_its_bundles(store, repo: Repo, keys:
 
 
 def test_unreachable_remote_is_reported_and_the_controller_keeps_running(
-        store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -96,20 +123,23 @@ def test_unreachable_remote_is_reported_and_the_controller_keeps_running(
     assert store.get_active("helper", "dev") is not None
     ctl.reconcile_once()  # the same error is audited once
     assert [e.event_type for e in store.list_audit(limit=100).items].count(
-        "controller.reconcile_failed") == 1
+        "controller.reconcile_failed"
+    ) == 1
     moved.rename(repo.remote_path)
     assert ctl.reconcile_once().ok and ctl.status()["last_error"] is None
 
 
-def test_missing_branch_is_a_clear_error(store, repo: Repo, keys: Keys, clock: ManualClock,
-                                         tmp_path: Path) -> None:
+def test_missing_branch_is_a_clear_error(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     source = GitSource(repo.url, ref="nope", cache_dir=tmp_path / "cache")
     ctl = Controller(store, source, keys.keyring(), clock=clock)
     assert ctl.reconcile_once().error["code"] == "source_ref_not_found"
 
 
-def test_required_signatures_and_accepted_key_ids(store, repo: Repo, keys: Keys, clock: ManualClock,
-                                                  tmp_path: Path) -> None:
+def test_required_signatures_and_accepted_key_ids(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     """Two distinct trusted keys when required; accepted_key_ids narrows, never widens."""
     repo.write("environments/dev.yaml", "version: v1\nrequired_signatures: 2\n")
     repo.write("environments/staging.yaml", "version: v1\naccepted_key_ids: [release, stranger]\n")
@@ -124,13 +154,16 @@ def test_required_signatures_and_accepted_key_ids(store, repo: Repo, keys: Keys,
     assert verdicts[("ci", "reject")][0].code == "bundle_key_not_accepted"
 
 
-def test_local_repository_commit_reconciles_within_a_second(store, repo: Repo, keys: Keys,
-                                                            tmp_path: Path) -> None:
+def test_local_repository_commit_reconciles_within_a_second(
+    store, repo: Repo, keys: Keys, tmp_path: Path
+) -> None:
     """watchdog on a local path: a commit wakes the loop (the poll interval is an hour)."""
     from kneo.clock import SystemClock
 
     cfg = ControllerConfig(repo=str(repo.work), interval=3600)
-    ctl = Controller(store, GitSource(str(repo.work)), keys.keyring(), config=cfg, clock=SystemClock())
+    ctl = Controller(
+        store, GitSource(str(repo.work)), keys.keyring(), config=cfg, clock=SystemClock()
+    )
     stop = threading.Event()
     results: list[Any] = []
     loop = threading.Thread(target=ctl.run, args=(stop,), kwargs={"on_result": results.append})
@@ -178,13 +211,19 @@ def test_webhook_signature_and_trigger() -> None:
 
     fake = Fake()
     assert trigger(fake, "push", {"ref": "refs/heads/main"}) == {
-        "accepted": True, "event": "push", "ref": "refs/heads/main"}
+        "accepted": True,
+        "event": "push",
+        "ref": "refs/heads/main",
+    }
     assert trigger(fake, "ping")["accepted"] is False and fake.woken == 1
 
 
-def test_key_validity_uses_the_injected_clock(store, repo: Repo, keys: Keys, tmp_path: Path) -> None:
+def test_key_validity_uses_the_injected_clock(
+    store, repo: Repo, keys: Keys, tmp_path: Path
+) -> None:
     (keys.trusted_dir / "keyring.yaml").write_text(
-        "keys:\n  ci: {not_after: 2026-06-01T00:00:00Z}\n", encoding="utf-8")
+        "keys:\n  ci: {not_after: 2026-06-01T00:00:00Z}\n", encoding="utf-8"
+    )
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     late = ManualClock(datetime(2026, 7, 1, tzinfo=UTC))

@@ -27,14 +27,20 @@ SOURCE = BundleSource(path="specs/hashed.yaml")
 
 
 @pytest.fixture
-def cli(repo: Repo, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Any:
+def cli(
+    repo: Repo,
+    keys: Keys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Any:
     project = tmp_path / "project"
     (project / ".kneo").mkdir(parents=True)
     (project / ".kneo" / "config.yaml").write_text(
         "version: v1\ncontroller:\n"
         f"  repo: {repo.url}\n  branch: main\n  trusted_keys: {keys.trusted_dir}\n"
-        f"  cache_dir: {tmp_path / 'cache'}\n")
+        f"  cache_dir: {tmp_path / 'cache'}\n"
+    )
     monkeypatch.chdir(project)
     for name in ("KNEO_SERV_DATABASE_URL", "KNEO_CI_HMAC", "KNEO_SERV_SERVICE_URL", "KNEO_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -79,7 +85,10 @@ def test_reconcile_status_and_registry_commands(cli: Any, repo: Repo, keys: Keys
     got = cli("registry", "get", "helper", "--env", "dev", "--json")
     assert got["active"]["revision"] == 2
     assert {c["type"]: c["status"] for c in got["conditions"]} == {
-        "Verified": "True", "Promoted": "True", "Ready": "True"}
+        "Verified": "True",
+        "Promoted": "True",
+        "Ready": "True",
+    }
     history = cli("registry", "history", "helper", "--env", "dev", "--json")["items"]
     assert [(r["revision"], r["status"]) for r in history] == [(2, "active"), (1, "inactive")]
     diff = cli("registry", "diff", "helper", "--env", "dev", "--from", "1", "--to", "2")
@@ -96,16 +105,23 @@ def test_bad_input_is_one_line_with_a_stable_code(cli: Any, tmp_path: Path) -> N
     assert "source_" in out and "Traceback" not in out
     out = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac", code=1)
     assert "config_error" in out and "KEY_ID=VARIABLE" in out
-    out = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac=KNEO_CI_HMAC",
-              code=1)
+    out = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac=KNEO_CI_HMAC", code=1)
     assert "config_error" in out and "KNEO_CI_HMAC is not set" in out
 
 
-def test_hmac_trusted_key_from_a_variable(cli: Any, repo: Repo,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hmac_trusted_key_from_a_variable(
+    cli: Any, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     signing = SigningKey.hmac("ci-hmac", HMAC_SECRET)
-    bundle = sign_bundle(spec("hmac"), signing, name="hashed", environment="dev",
-                         approved_by="ci", approved_at=SIGNED_AT, source=SOURCE)
+    bundle = sign_bundle(
+        spec("hmac"),
+        signing,
+        name="hashed",
+        environment="dev",
+        approved_by="ci",
+        approved_at=SIGNED_AT,
+        source=SOURCE,
+    )
     repo.write("bundles/hashed/dev.json", dump_bundle(bundle))
     repo.commit("hmac-signed bundle")
     # without the HMAC key the bundle is rejected (unknown key)...
@@ -113,8 +129,15 @@ def test_hmac_trusted_key_from_a_variable(cli: Any, repo: Repo,
     assert rejected["counts"] == {"reject": 1}
     # ...with it (secret read by variable name, never printed) a fixed bundle activates
     monkeypatch.setenv("KNEO_CI_HMAC", HMAC_SECRET)
-    bundle = sign_bundle(spec("hmac v2"), signing, name="hashed", environment="dev",
-                         approved_by="ci", approved_at=SIGNED_AT, source=SOURCE)
+    bundle = sign_bundle(
+        spec("hmac v2"),
+        signing,
+        name="hashed",
+        environment="dev",
+        approved_by="ci",
+        approved_at=SIGNED_AT,
+        source=SOURCE,
+    )
     repo.write("bundles/hashed/dev.json", dump_bundle(bundle))
     repo.commit("hmac-signed bundle v2")
     done = cli("controller", "reconcile", "--trusted-hmac-key-env", "ci-hmac=KNEO_CI_HMAC")
@@ -124,9 +147,11 @@ def test_hmac_trusted_key_from_a_variable(cli: Any, repo: Repo,
 
 
 def test_promotion_task_in_kneo_human_list_and_resume(cli: Any, repo: Repo, keys: Keys) -> None:
-    repo.write("environments/prod.yaml",
-               "version: v1\npromotion:\n  require_human_approval: true\n"
-               "  approvers: [alice, bob]\n  min_approvals: 2\n")
+    repo.write(
+        "environments/prod.yaml",
+        "version: v1\npromotion:\n  require_human_approval: true\n"
+        "  approvers: [alice, bob]\n  min_approvals: 2\n",
+    )
     repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", spec("prod")))
     repo.commit("helper for prod")
     assert cli("controller", "reconcile", "--json")["counts"] == {"wait_for_approval": 1}
@@ -137,11 +162,22 @@ def test_promotion_task_in_kneo_human_list_and_resume(cli: Any, repo: Repo, keys
     assert request["prompt"].startswith("Promote helper@sha256:") and "prod" in request["prompt"]
     cont, req = task["continuation_id"], request["request_id"]
 
-    refused = cli("human", "resume", cont, "--request-id", req, "--approve",
-                  "--actor", "mallory", "--json", code=1)
+    refused = cli(
+        "human",
+        "resume",
+        cont,
+        "--request-id",
+        req,
+        "--approve",
+        "--actor",
+        "mallory",
+        "--json",
+        code=1,
+    )
     assert "not_an_approver" in refused
-    first = cli("human", "resume", cont, "--request-id", req, "--approve", "--actor", "alice",
-                "--json")
+    first = cli(
+        "human", "resume", cont, "--request-id", req, "--approve", "--actor", "alice", "--json"
+    )
     assert first["status"] == "pending_approval" and first["run_id"] is None
     text = cli("human", "resume", cont, "--request-id", req, "--approve", "--actor", "bob")
     assert "promotion approved" in text and "2/2" in text

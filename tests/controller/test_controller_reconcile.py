@@ -16,16 +16,20 @@ from kneo.errors import BundleNotApproved, Conflict, Forbidden, NotFound
 
 
 def kinds(result: Any) -> list[tuple[str, str, str]]:
-    return [(o.action.kind.value, o.action.name, o.action.environment) for o in result.outcomes
-            if o.action.kind.value not in ("noop", "wait_for_upstream")]
+    return [
+        (o.action.kind.value, o.action.name, o.action.environment)
+        for o in result.outcomes
+        if o.action.kind.value not in ("noop", "wait_for_upstream")
+    ]
 
 
 def audit_types(store: Any) -> list[str]:
     return [e.event_type for e in store.list_audit(limit=1000).items]
 
 
-def test_signed_bundle_for_dev_is_active_after_one_reconcile(store, repo: Repo, keys: Keys,
-                                                             clock: ManualClock, tmp_path: Path) -> None:
+def test_signed_bundle_for_dev_is_active_after_one_reconcile(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     """Commit a signed bundle -> one reconcile -> active and runnable by name; same commit twice writes nothing."""
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     commit = repo.commit("add helper")
@@ -37,15 +41,22 @@ def test_signed_bundle_for_dev_is_active_after_one_reconcile(store, repo: Repo, 
     assert (revision, pinned, spec_data) == (1, commit, spec())
     assert digest.startswith("sha256:")
     conditions = {c.type: (c.status, c.reason) for c in store.list_conditions("helper", "dev")}
-    assert conditions == {"Verified": ("True", "Verified"), "Promoted": ("True", "Promoted"),
-                          "Ready": ("True", "Ready")}
+    assert conditions == {
+        "Verified": ("True", "Verified"),
+        "Promoted": ("True", "Promoted"),
+        "Ready": ("True", "Ready"),
+    }
     events = audit_types(store)
     assert "bundle.promoted" in events
     before = (len(events), store.list_revisions("helper", "dev"), store.list_conditions())
     clock.advance(5)
     again = ctl.reconcile_once()
     assert again.ok and again.written == []
-    assert (len(audit_types(store)), store.list_revisions("helper", "dev"), store.list_conditions()) == before
+    assert (
+        len(audit_types(store)),
+        store.list_revisions("helper", "dev"),
+        store.list_conditions(),
+    ) == before
     status = ctl.status()
     assert status["last_fetched_commit"] == commit and status["is_leader"]
 
@@ -61,7 +72,8 @@ def test_spec_path_run_is_refused_where_approved_bundles_are_required() -> None:
 
 
 def test_tampered_bundle_is_rejected_and_the_earlier_revision_keeps_serving(
-        store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -75,7 +87,10 @@ def test_tampered_bundle_is_rejected_and_the_earlier_revision_keeps_serving(
     assert result.outcomes[0].action.reasons[0].code == "bundle_digest_mismatch"
     assert resolve_bundle_for_run(store, "helper", "dev").revision == 1
     ready = {c.type: c for c in store.list_conditions("helper", "dev")}
-    assert (ready["Verified"].status, ready["Verified"].reason) == ("False", "bundle_digest_mismatch")
+    assert (ready["Verified"].status, ready["Verified"].reason) == (
+        "False",
+        "bundle_digest_mismatch",
+    )
     assert ready["Ready"].reason == "ServingPrevious"
     assert "bundle.rejected" in audit_types(store)
     assert ctl.reconcile_once().written == []  # rejected once, not on every pass
@@ -87,7 +102,8 @@ def _promote_to_staging(repo: Repo, keys: Keys, body: dict[str, Any]) -> None:
 
 
 def test_prod_waits_for_staging_then_a_human_task_then_activates(
-        store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     """require_approved_in + require_human_approval: wait upstream, ask, approve -> active."""
     repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod"))
     repo.commit("prod first")
@@ -100,8 +116,11 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     _promote_to_staging(repo, keys, spec())
     repo.commit("dev and staging")
     second = ctl.reconcile_once()
-    assert kinds(second) == [("activate", "helper", "dev"), ("activate", "helper", "staging"),
-                             ("wait_for_approval", "helper", "prod")]
+    assert kinds(second) == [
+        ("activate", "helper", "dev"),
+        ("activate", "helper", "staging"),
+        ("wait_for_approval", "helper", "prod"),
+    ]
     tasks = store.list_continuations(workflow_kind="promotion").items
     assert len(tasks) == 1 and tasks[0].run_id is None
     digest = store.get_active("helper", "staging").digest
@@ -110,26 +129,36 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     assert ctl.reconcile_once().written == []  # the task is not opened twice
 
     with pytest.raises(Forbidden):
-        record_promotion_decision(store, tasks[0].continuation_id, approver="mallory", decision="approved")
-    outcome = record_promotion_decision(store, tasks[0].continuation_id, approver="alice",
-                                        decision="approved")
+        record_promotion_decision(
+            store, tasks[0].continuation_id, approver="mallory", decision="approved"
+        )
+    outcome = record_promotion_decision(
+        store, tasks[0].continuation_id, approver="alice", decision="approved"
+    )
     assert outcome.outcome == "approved"
     third = ctl.reconcile_once()
     assert kinds(third) == [("activate", "helper", "prod")]
     active = store.get_active("helper", "prod")
     assert active.digest == digest and "alice" in active.approved_by
     assert store.list_continuations(workflow_kind="promotion").items == []
-    assert {"promotion.requested", "promotion.approved", "bundle.promoted"} <= set(audit_types(store))
+    assert {"promotion.requested", "promotion.approved", "bundle.promoted"} <= set(
+        audit_types(store)
+    )
 
 
-def test_rejected_promotion_leaves_the_old_revision(store, repo: Repo, keys: Keys,
-                                                    clock: ManualClock, tmp_path: Path) -> None:
+def test_rejected_promotion_leaves_the_old_revision(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     _promote_to_staging(repo, keys, spec("v1"))
     repo.commit("v1")
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    record_promotion_decision(store, store.list_continuations(workflow_kind="promotion").items[0].continuation_id,
-                              approver="bob", decision="approved")
+    record_promotion_decision(
+        store,
+        store.list_continuations(workflow_kind="promotion").items[0].continuation_id,
+        approver="bob",
+        decision="approved",
+    )
     ctl.reconcile_once()
     v1 = store.get_active("helper", "prod")
     _promote_to_staging(repo, keys, spec("v2"))
@@ -145,28 +174,43 @@ def test_rejected_promotion_leaves_the_old_revision(store, repo: Repo, keys: Key
     assert "promotion.rejected" in audit_types(store)
 
 
-def test_min_approvals_two_needs_two_different_approvers(store, repo: Repo, keys: Keys,
-                                                         clock: ManualClock, tmp_path: Path) -> None:
-    repo.write("environments/prod.yaml", "version: v1\npromotion:\n  require_approved_in: staging\n"
-               "  require_human_approval: true\n  approvers: [alice, bob, carol]\n  min_approvals: 2\n")
+def test_min_approvals_two_needs_two_different_approvers(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    repo.write(
+        "environments/prod.yaml",
+        "version: v1\npromotion:\n  require_approved_in: staging\n"
+        "  require_human_approval: true\n  approvers: [alice, bob, carol]\n  min_approvals: 2\n",
+    )
     _promote_to_staging(repo, keys, spec())
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
     (task,) = store.list_continuations(workflow_kind="promotion").items
-    assert record_promotion_decision(store, task.continuation_id, approver="alice",
-                                     decision="approved").outcome is None
+    assert (
+        record_promotion_decision(
+            store, task.continuation_id, approver="alice", decision="approved"
+        ).outcome
+        is None
+    )
     with pytest.raises(Conflict):
-        record_promotion_decision(store, task.continuation_id, approver="alice", decision="approved")
+        record_promotion_decision(
+            store, task.continuation_id, approver="alice", decision="approved"
+        )
     assert ctl.reconcile_once().written == [] and store.get_active("helper", "prod") is None
-    assert record_promotion_decision(store, task.continuation_id, approver="bob",
-                                     decision="approved").outcome == "approved"
+    assert (
+        record_promotion_decision(
+            store, task.continuation_id, approver="bob", decision="approved"
+        ).outcome
+        == "approved"
+    )
     assert kinds(ctl.reconcile_once()) == [("activate", "helper", "prod")]
     assert set(store.get_active("helper", "prod").approved_by) >= {"alice", "bob"}
 
 
-def test_deleted_file_is_pruned_and_force_push_is_followed(store, repo: Repo, keys: Keys,
-                                                           clock: ManualClock, tmp_path: Path) -> None:
+def test_deleted_file_is_pruned_and_force_push_is_followed(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("v1")))
     repo.write("bundles/other/dev.json", keys.bundle("other", "dev"))
     old = repo.commit("v1")
@@ -187,8 +231,9 @@ def test_deleted_file_is_pruned_and_force_push_is_followed(store, repo: Repo, ke
     assert store.get_active("other", "dev") is not None
 
 
-def test_commit_deleting_everything_prunes_only_when_allowed(store, repo: Repo, keys: Keys,
-                                                             clock: ManualClock, tmp_path: Path) -> None:
+def test_commit_deleting_everything_prunes_only_when_allowed(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -200,14 +245,14 @@ def test_commit_deleting_everything_prunes_only_when_allowed(store, repo: Repo, 
     assert result.problems[-1]["code"] == "empty_desired_state"
     assert store.get_active("helper", "dev") is not None
     assert "controller.problems" in audit_types(store)
-    allowing = make_controller(store, repo, keys, clock, tmp_path, allow_empty=True,
-                               name="default")
+    allowing = make_controller(store, repo, keys, clock, tmp_path, allow_empty=True, name="default")
     ctl.step_down()
     assert kinds(allowing.reconcile_once()) == [("prune", "helper", "dev")]
 
 
-def test_drift_is_reverted_unless_suspended(store, repo: Repo, keys: Keys, clock: ManualClock,
-                                            tmp_path: Path) -> None:
+def test_drift_is_reverted_unless_suspended(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("v1")))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -229,8 +274,9 @@ def test_drift_is_reverted_unless_suspended(store, repo: Repo, keys: Keys, clock
     assert kinds(ctl.reconcile_once()) == [("drift_revert", "helper", "dev")]
 
 
-def test_two_controllers_one_leader_and_takeover(store, repo: Repo, keys: Keys,
-                                                 clock: ManualClock, tmp_path: Path) -> None:
+def test_two_controllers_one_leader_and_takeover(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     """Only the lock holder reconciles; when its lock lapses the standby takes over."""
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
@@ -248,7 +294,9 @@ def test_two_controllers_one_leader_and_takeover(store, repo: Repo, keys: Keys,
     assert second.status()["is_leader"]
 
 
-def test_plan_is_a_dry_run(store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path) -> None:
+def test_plan_is_a_dry_run(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
@@ -259,8 +307,9 @@ def test_plan_is_a_dry_run(store, repo: Repo, keys: Keys, clock: ManualClock, tm
         resolve_bundle_for_run(store, "helper", "dev")
 
 
-def test_incremental_reconcile_verifies_only_what_changed(store, repo: Repo, keys: Keys,
-                                                          clock: ManualClock, tmp_path: Path) -> None:
+def test_incremental_reconcile_verifies_only_what_changed(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
     for i in range(5):
         repo.write(f"bundles/b{i}/dev.json", keys.bundle(f"b{i}", "dev"))
     repo.commit()

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-SLOW_STEPS = '''
+SLOW_STEPS = """
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -43,13 +43,14 @@ def slow(text):
 def last(text):
     _count("last")
     return text + " last"
-'''
+"""
 
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples", tmp_path / "examples",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (tmp_path / ".kneo").mkdir()
     return tmp_path
 
@@ -62,8 +63,14 @@ def env_for(project: Path) -> dict[str, str]:
 
 
 def kneo(project: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "kneo.cli.main", *args], cwd=project,
-                          env=env_for(project), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kneo.cli.main", *args],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if check is not None:
         assert proc.returncode == check, proc.stderr + proc.stdout
     return proc
@@ -74,8 +81,15 @@ def kneo_json(project: Path, *args: str, check: int | None = 0) -> Any:
 
 
 def test_quickstart_pause_and_resume_in_separate_processes(project: Path) -> None:
-    paused = kneo_json(project, "run", "examples/smoke_human_workflow.yaml", "--input", "smoke",
-                       "--target", "workflow")
+    paused = kneo_json(
+        project,
+        "run",
+        "examples/smoke_human_workflow.yaml",
+        "--input",
+        "smoke",
+        "--target",
+        "workflow",
+    )
     assert paused["status"] == "paused" and paused["human_intervention_required"] is True
     cont = paused["continuation_id"]
     request = paused["metadata"]["pending_human_request"]["request_id"]
@@ -93,26 +107,40 @@ def test_quickstart_pause_and_resume_in_separate_processes(project: Path) -> Non
     assert [c["type"] for c in checkpoints][-2:] == ["step_completed", "run_completed"]
     replay = kneo_json(project, "runs", "replay", run_id)
     assert replay["replay_context"]["completed_steps"] == ["draft", "approve", "publish"]
-    diff = kneo_json(project, "runs", "checkpoint-diff", run_id, "--from-sequence", "1",
-                     "--to-sequence", "3")
+    diff = kneo_json(
+        project, "runs", "checkpoint-diff", run_id, "--from-sequence", "1", "--to-sequence", "3"
+    )
     assert diff["added"] and diff["from_sequence"] == 1
     table = kneo(project, "runs", "get", run_id).stdout
     assert "succeeded" in table and "publish" in table
-    again = kneo_json(project, "human", "resume", cont, "--request-id", request, "--approve",
-                      check=1)
+    again = kneo_json(
+        project, "human", "resume", cont, "--request-id", request, "--approve", check=1
+    )
     assert again["error"] == "request_already_resolved"
 
 
 def test_kill_9_mid_workflow_then_continue_in_another_process(project: Path) -> None:
     (project / "slowsteps.py").write_text(SLOW_STEPS)
-    spec = {"version": "v1", "workflow": {"type": "sequential", "name": "slow", "steps": [
-        {"id": "a", "kind": "function", "ref": "slowsteps:first"},
-        {"id": "s", "kind": "function", "ref": "slowsteps:slow"},
-        {"id": "b", "kind": "function", "ref": "slowsteps:last"}]}}
+    spec = {
+        "version": "v1",
+        "workflow": {
+            "type": "sequential",
+            "name": "slow",
+            "steps": [
+                {"id": "a", "kind": "function", "ref": "slowsteps:first"},
+                {"id": "s", "kind": "function", "ref": "slowsteps:slow"},
+                {"id": "b", "kind": "function", "ref": "slowsteps:last"},
+            ],
+        },
+    }
     (project / "slow.yaml").write_text(json.dumps(spec))
-    proc = subprocess.Popen([sys.executable, "-m", "kneo.cli.main", "run", "slow.yaml", "-i", "go",
-                             "--json"], cwd=project, env=env_for(project),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kneo.cli.main", "run", "slow.yaml", "-i", "go", "--json"],
+        cwd=project,
+        env=env_for(project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not (project / "slept").exists():
         assert time.monotonic() < deadline, "the slow step never started"
@@ -129,8 +157,14 @@ def test_kill_9_mid_workflow_then_continue_in_another_process(project: Path) -> 
 
 
 def test_custom_tool_tutorial_end_to_end(project: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "examples.run_lookup"], cwd=project,
-                          env=env_for(project), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.run_lookup"],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "The email for u-002 is bob@example.com." in proc.stdout
     run_id = proc.stdout.split("run_id=")[1].split()[0]
@@ -141,12 +175,16 @@ def test_custom_tool_tutorial_end_to_end(project: Path) -> None:
     assert tool_events[1]["payload"]["result"] == "[REDACTED]"
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (["runs", "get", "run_missing"], "not_found"),
-    (["human", "resume", "cont_missing", "--request-id", "req_x", "--approve"], "not_found"),
-    (["run", "examples/legacy_agent.yaml", "--input", "x"], "E_"),
-    (["run", "examples/nope.yaml", "--input", "x"], None),
-], ids=["run", "resume", "invalid-spec", "missing-spec"])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["runs", "get", "run_missing"], "not_found"),
+        (["human", "resume", "cont_missing", "--request-id", "req_x", "--approve"], "not_found"),
+        (["run", "examples/legacy_agent.yaml", "--input", "x"], "E_"),
+        (["run", "examples/nope.yaml", "--input", "x"], None),
+    ],
+    ids=["run", "resume", "invalid-spec", "missing-spec"],
+)
 def test_bad_input_gives_stable_codes(project: Path, args: list[str], code: str | None) -> None:
     proc = kneo(project, *args, "--json", check=None)
     assert proc.returncode != 0
@@ -159,11 +197,13 @@ def test_wrong_decision_and_resuming_a_finished_run(project: Path) -> None:
     paused = kneo_json(project, "run", "examples/human_approval_workflow.yaml", "-i", "x")
     cont = paused["continuation_id"]
     request = paused["metadata"]["pending_human_request"]["request_id"]
-    wrong = kneo_json(project, "human", "resume", cont, "--request-id", request,
-                      "--select", "a", check=1)
+    wrong = kneo_json(
+        project, "human", "resume", cont, "--request-id", request, "--select", "a", check=1
+    )
     assert wrong["error"] == "invalid_decision"
     cancelled = kneo_json(project, "runs", "cancel", paused["run_id"])
     assert cancelled["status"] == "cancelled"
-    gone = kneo_json(project, "human", "resume", cont, "--request-id", request, "--approve",
-                     check=1)
+    gone = kneo_json(
+        project, "human", "resume", cont, "--request-id", request, "--approve", check=1
+    )
     assert gone["error"] == "not_found"

@@ -29,9 +29,14 @@ from svc_helpers import LiveServer
 
 ADMIN = "admin-secret-token-gitops"
 WEBHOOK_SECRET = "webhook-secret-value-0123"
-AGENT = {"version": "v1", "agent": {
-    "name": "helper", "system_prompt": "Answer briefly.",
-    "model": {"provider": "dummy", "name": "dummy", "script": [{"text": "hello from r1"}]}}}
+AGENT = {
+    "version": "v1",
+    "agent": {
+        "name": "helper",
+        "system_prompt": "Answer briefly.",
+        "model": {"provider": "dummy", "name": "dummy", "script": [{"text": "hello from r1"}]},
+    },
+}
 
 
 def _sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
@@ -42,8 +47,7 @@ def _sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 def journey(tmp_path: Path) -> Any:
     repo = Repo(tmp_path / "git")
     repo.write("environments/dev.yaml", "version: v1\n")
-    repo.write("environments/prod.yaml",
-               "version: v1\nruns: {require_approved_bundle: true}\n")
+    repo.write("environments/prod.yaml", "version: v1\nruns: {require_approved_bundle: true}\n")
     repo.commit("environments")
     keys = Keys(tmp_path / "keys")
     project = tmp_path / "project"
@@ -52,16 +56,21 @@ def journey(tmp_path: Path) -> Any:
         "version: v1\ncontroller:\n"
         f"  repo: {repo.url}\n  branch: main\n  interval: 60\n"
         f"  trusted_keys: {keys.trusted_dir}\n  cache_dir: {tmp_path / 'cache'}\n"
-        "  webhook_secret_env: KNEO_TEST_WEBHOOK_SECRET\n  lease_seconds: 10\n")
+        "  webhook_secret_env: KNEO_TEST_WEBHOOK_SECRET\n  lease_seconds: 10\n"
+    )
     (project / "helper.yaml").write_text(json.dumps(AGENT))
     db = tmp_path / "service.sqlite"
-    server = LiveServer({
-        "KNEO_SERV_DATABASE_URL": f"sqlite:///{db}",
-        "KNEO_SERV_AUTH_ENABLED": "true",
-        "KNEO_SERV_ADMIN_API_KEY": ADMIN,
-        "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
-        "KNEO_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }, project, tmp_path / "server.log").start()
+    server = LiveServer(
+        {
+            "KNEO_SERV_DATABASE_URL": f"sqlite:///{db}",
+            "KNEO_SERV_AUTH_ENABLED": "true",
+            "KNEO_SERV_ADMIN_API_KEY": ADMIN,
+            "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
+            "KNEO_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
+        project,
+        tmp_path / "server.log",
+    ).start()
     try:
         yield repo, keys, server, db
     finally:
@@ -73,20 +82,33 @@ def test_commit_webhook_active_run_and_refusals(journey: Any) -> None:
     auth = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=server.url, timeout=30) as http:
         # the embedded controller reconciles at startup (and so records prod's run rule)
-        status = _wait(lambda: (s := http.get("/v1/controller/status", headers=auth).json())
-                       ["last_fetched_commit"] and s)
+        status = _wait(
+            lambda: (
+                (s := http.get("/v1/controller/status", headers=auth).json())["last_fetched_commit"]
+                and s
+            )
+        )
         assert status["is_leader"] and status["last_error"] is None
 
         repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", AGENT))
         commit = repo.commit("helper for dev")
         body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
-        bad = http.post("/v1/controller/webhook", content=body,
-                        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(b"x")})
+        bad = http.post(
+            "/v1/controller/webhook",
+            content=body,
+            headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(b"x")},
+        )
         assert bad.status_code == 401, bad.text
         started = time.perf_counter()
-        hook = http.post("/v1/controller/webhook", content=body,
-                         headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(body),
-                                  "Content-Type": "application/json"})
+        hook = http.post(
+            "/v1/controller/webhook",
+            content=body,
+            headers={
+                "X-GitHub-Event": "push",
+                "X-Hub-Signature-256": _sign(body),
+                "Content-Type": "application/json",
+            },
+        )
         assert hook.status_code == 202 and hook.json()["accepted"] is True
 
         def active() -> dict[str, Any] | None:
@@ -97,22 +119,31 @@ def test_commit_webhook_active_run_and_refusals(journey: Any) -> None:
         assert time.perf_counter() - started < 5.0  # the bench measures it (< 1 s target)
         assert revision["commit"] == commit and revision["revision"] == 1
 
-        run = http.post("/v1/runs", headers=auth,
-                        json={"bundle": "helper", "environment": "dev", "input": "hi"})
+        run = http.post(
+            "/v1/runs", headers=auth, json={"bundle": "helper", "environment": "dev", "input": "hi"}
+        )
         assert run.status_code == 200, run.text
         assert run.json()["status"] == "succeeded"
         assert "hello from r1" in run.json()["output_text"]
 
-        refused = http.post("/v1/runs", headers=auth,
-                            json={"spec_path": "helper.yaml", "environment": "prod",
-                                  "input": "hi"})
+        refused = http.post(
+            "/v1/runs",
+            headers=auth,
+            json={"spec_path": "helper.yaml", "environment": "prod", "input": "hi"},
+        )
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"] == "bundle_not_approved"
-        also = http.post("/v1/specs/run", headers=auth,
-                         json={"spec": AGENT, "environment": "prod", "input": "hi"})
+        also = http.post(
+            "/v1/specs/run",
+            headers=auth,
+            json={"spec": AGENT, "environment": "prod", "input": "hi"},
+        )
         assert also.status_code == 403 and also.json()["error"] == "bundle_not_approved"
-        missing = http.post("/v1/runs", headers=auth,
-                            json={"bundle": "helper", "environment": "prod", "input": "hi"})
+        missing = http.post(
+            "/v1/runs",
+            headers=auth,
+            json={"bundle": "helper", "environment": "prod", "input": "hi"},
+        )
         assert missing.status_code == 404
 
     from kneo.store import open_store
@@ -120,8 +151,12 @@ def test_commit_webhook_active_run_and_refusals(journey: Any) -> None:
     store = open_store(f"sqlite:///{db}")
     try:
         record = store.get_run(run.json()["run_id"])
-        assert (record.bundle_name, record.bundle_revision, record.bundle_commit,
-                record.spec_digest) == ("helper", 1, commit, revision["digest"])
+        assert (
+            record.bundle_name,
+            record.bundle_revision,
+            record.bundle_commit,
+            record.spec_digest,
+        ) == ("helper", 1, commit, revision["digest"])
     finally:
         store.close()
 

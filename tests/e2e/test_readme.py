@@ -34,7 +34,11 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     env.pop("KNEO_TEST_DATABASE_URL", None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["HOME"] = str(tmp_path)
-    script = "set -euo pipefail\n" + _quickstart_script() + '\nkneo runs get "$RUN" --json > final.json\n'
+    script = (
+        "set -euo pipefail\n"
+        + _quickstart_script()
+        + '\nkneo runs get "$RUN" --json > final.json\n'
+    )
     result = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
     )

@@ -86,15 +86,18 @@ def compile_spec(data: dict[str, Any], tools: Any = None) -> tuple[CompiledWorkf
 
 def engine(registry: Any, **kw: Any) -> WorkflowEngine:
     providers = create_provider_registry(Settings())
-    return WorkflowEngine(providers=providers.get, tools=registry, sleep=kw.pop("sleep", lambda s: None),
-                          **kw)
+    return WorkflowEngine(
+        providers=providers.get, tools=registry, sleep=kw.pop("sleep", lambda s: None), **kw
+    )
 
 
 def fn_step(step_id: str, ref: str = "kneo_engine_steps:record", **extra: Any) -> dict[str, Any]:
     return {"id": step_id, "kind": "function", "ref": ref, **extra}
 
 
-def run(data: dict[str, Any], state: ExecutionState | None = None, **kw: Any) -> tuple[Any, MemoryJournal]:
+def run(
+    data: dict[str, Any], state: ExecutionState | None = None, **kw: Any
+) -> tuple[Any, MemoryJournal]:
     wf, reg = compile_spec(data)
     journal = MemoryJournal()
     out = engine(reg, **kw).run(wf, state or ExecutionState.new("in"), journal)
@@ -111,8 +114,9 @@ def test_sequential_chains_outputs_and_commits_each_step() -> None:
 def test_completed_units_are_never_executed_again() -> None:
     out, _ = run({"workflow": {"steps": [fn_step("a"), fn_step("b")]}})
     steps.CALLS.clear()
-    again, journal = run({"workflow": {"steps": [fn_step("a"), fn_step("b")]}},
-                         ExecutionState(out.state))
+    again, journal = run(
+        {"workflow": {"steps": [fn_step("a"), fn_step("b")]}}, ExecutionState(out.state)
+    )
     assert isinstance(again, Completed) and again.output_text == "in++"
     assert steps.CALLS == [] and journal.boundaries == []
 
@@ -120,11 +124,23 @@ def test_completed_units_are_never_executed_again() -> None:
 def test_retry_backs_off_exponentially_and_only_reruns_the_failing_step() -> None:
     steps.FLAKY["left"] = 2
     delays: list[float] = []
-    out, journal = run({"workflow": {"steps": [
-        fn_step("a"),
-        fn_step("b", "kneo_engine_steps:flaky", on_error="retry", max_retries=3,
-                retry_backoff_seconds=0.5),
-    ]}}, sleep=delays.append)
+    out, journal = run(
+        {
+            "workflow": {
+                "steps": [
+                    fn_step("a"),
+                    fn_step(
+                        "b",
+                        "kneo_engine_steps:flaky",
+                        on_error="retry",
+                        max_retries=3,
+                        retry_backoff_seconds=0.5,
+                    ),
+                ]
+            }
+        },
+        sleep=delays.append,
+    )
     assert isinstance(out, Completed) and out.output_text == "recovered"
     assert steps.CALLS == ["in", "flaky", "flaky", "flaky"]
     assert delays == [0.5, 1.0]
@@ -134,8 +150,17 @@ def test_retry_backs_off_exponentially_and_only_reruns_the_failing_step() -> Non
 
 @pytest.mark.parametrize(("on_error", "expected"), [("fail", Failed), ("continue", Completed)])
 def test_on_error_fail_and_continue(on_error: str, expected: type) -> None:
-    out, _ = run({"workflow": {"steps": [
-        fn_step("a"), fn_step("b", "kneo_engine_steps:boom", on_error=on_error), fn_step("c")]}})
+    out, _ = run(
+        {
+            "workflow": {
+                "steps": [
+                    fn_step("a"),
+                    fn_step("b", "kneo_engine_steps:boom", on_error=on_error),
+                    fn_step("c"),
+                ]
+            }
+        }
+    )
     assert isinstance(out, expected)
     if isinstance(out, Failed):
         assert out.error["code"] == "step_error" and out.error["step_id"] == "b"
@@ -146,8 +171,16 @@ def test_on_error_fail_and_continue(on_error: str, expected: type) -> None:
 
 def test_unimportable_function_ref_fails_with_stable_code() -> None:
     wf, reg = compile_spec({"workflow": {"steps": [fn_step("a")]}})
-    broken = CompiledWorkflow(family="sequential", name="x", spec=wf.spec, steps=(
-        wf.steps[0].__class__(id="a", kind="function", ref="nope.mod:fn", function_ref="nope.mod:fn"),))
+    broken = CompiledWorkflow(
+        family="sequential",
+        name="x",
+        spec=wf.spec,
+        steps=(
+            wf.steps[0].__class__(
+                id="a", kind="function", ref="nope.mod:fn", function_ref="nope.mod:fn"
+            ),
+        ),
+    )
     out = engine(reg).run(broken, ExecutionState.new("x"), MemoryJournal())
     assert isinstance(out, Failed) and out.error["code"] == "E_UNKNOWN_FUNCTION_REF"
 
@@ -161,13 +194,16 @@ def test_step_timeout_fails_the_step() -> None:
 
     wf, reg = compile_spec({"workflow": {"steps": [fn_step("a", timeout_seconds=0.05)]}})
     out = engine(reg, functions={"kneo_engine_steps:record": slow}).run(
-        wf, ExecutionState.new("x"), MemoryJournal())
+        wf, ExecutionState.new("x"), MemoryJournal()
+    )
     assert isinstance(out, Failed) and out.error["code"] == "step_timeout"
 
 
 GRAPH = {
     "workflow": {
-        "type": "graph", "start": "a", "max_visits": 3,
+        "type": "graph",
+        "start": "a",
+        "max_visits": 3,
         "nodes": [fn_step("a"), fn_step("b"), fn_step("done")],
         "edges": [
             {"from": "a", "to": "b"},
@@ -186,17 +222,28 @@ def test_graph_loops_until_the_condition_matches() -> None:
 
 
 def test_graph_max_visits_guard() -> None:
-    looping = {"workflow": {**GRAPH["workflow"], "nodes": [fn_step("a"), fn_step("b")], "edges": [
-        {"from": "a", "to": "b"}, {"from": "b", "to": "a", "default": True}]}}
+    looping = {
+        "workflow": {
+            **GRAPH["workflow"],
+            "nodes": [fn_step("a"), fn_step("b")],
+            "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "a", "default": True}],
+        }
+    }
     out, _ = run(looping)
     assert isinstance(out, Failed) and out.error["code"] == "graph_max_visits"
 
 
 def test_graph_registered_predicate_routes() -> None:
     register_predicate("short", lambda text: len(text) < 4)
-    data = {"workflow": {**GRAPH["workflow"], "edges": [
-        {"from": "a", "to": "done", "condition": {"predicate": "short"}},
-        {"from": "a", "to": "b", "default": True}]}}
+    data = {
+        "workflow": {
+            **GRAPH["workflow"],
+            "edges": [
+                {"from": "a", "to": "done", "condition": {"predicate": "short"}},
+                {"from": "a", "to": "b", "default": True},
+            ],
+        }
+    }
     out, _ = run(data)
     assert isinstance(out, Completed) and out.state["order"] == ["a", "done"]
 
@@ -221,14 +268,24 @@ def test_concurrent_fans_out_and_joins_in_declaration_order() -> None:
 
 def test_concurrent_branches_pause_together_and_continue_when_all_answered() -> None:
     humans = {"humans": {"h1": {"prompt": "one?"}, "h2": {"prompt": "two?"}}}
-    data = {"workflow": {"type": "concurrent", "participants": [
-        fn_step("x"), {"id": "p1", "kind": "human", "ref": "h1"},
-        {"id": "p2", "kind": "human", "ref": "h2"}]}, "components": humans}
+    data = {
+        "workflow": {
+            "type": "concurrent",
+            "participants": [
+                fn_step("x"),
+                {"id": "p1", "kind": "human", "ref": "h1"},
+                {"id": "p2", "kind": "human", "ref": "h2"},
+            ],
+        },
+        "components": humans,
+    }
     out, _ = run(data)
     assert isinstance(out, Paused) and [r.step_id for r in out.requests] == ["p1", "p2"]
     state = dict(out.state)
-    state["decisions"] = {"branch:p1": {"decision": "approved"},
-                          "branch:p2": {"decision": "edited", "content": "changed"}}
+    state["decisions"] = {
+        "branch:p1": {"decision": "approved"},
+        "branch:p2": {"decision": "edited", "content": "changed"},
+    }
     steps.CALLS.clear()
     done, _ = run(data, ExecutionState(state))
     assert isinstance(done, Completed) and steps.CALLS == []
@@ -236,31 +293,53 @@ def test_concurrent_branches_pause_together_and_continue_when_all_answered() -> 
 
 
 def test_handoff_round_robin_and_group_chat_rounds() -> None:
-    out, _ = run({"workflow": {"type": "handoff", "participants": [fn_step("p"), fn_step("q")],
-                               "selector": {"type": "round_robin", "max_turns": 3}}})
+    out, _ = run(
+        {
+            "workflow": {
+                "type": "handoff",
+                "participants": [fn_step("p"), fn_step("q")],
+                "selector": {"type": "round_robin", "max_turns": 3},
+            }
+        }
+    )
     assert isinstance(out, Completed) and out.state["order"] == ["turn1:p", "turn2:q", "turn3:p"]
-    chat, _ = run({"workflow": {"type": "group-chat", "rounds": 2,
-                                "participants": [fn_step("p"), fn_step("q")]}})
+    chat, _ = run(
+        {
+            "workflow": {
+                "type": "group-chat",
+                "rounds": 2,
+                "participants": [fn_step("p"), fn_step("q")],
+            }
+        }
+    )
     assert isinstance(chat, Completed) and chat.state["order"] == ["r1:p", "r1:q", "r2:p", "r2:q"]
     assert chat.output_text.startswith("[p] in+\n\n[q] Topic: in")
 
 
 def test_human_step_pauses_then_decisions_shape_the_output() -> None:
-    data = {"workflow": {"steps": [fn_step("a"), {"id": "h", "kind": "human", "ref": "rev"},
-                                   fn_step("b")]},
-            "components": {"humans": {"rev": {"prompt": "ok?", "assignee": "ann",
-                                              "timeout_seconds": 60}}}}
+    data = {
+        "workflow": {
+            "steps": [fn_step("a"), {"id": "h", "kind": "human", "ref": "rev"}, fn_step("b")]
+        },
+        "components": {
+            "humans": {"rev": {"prompt": "ok?", "assignee": "ann", "timeout_seconds": 60}}
+        },
+    }
     out, _ = run(data)
     assert isinstance(out, Paused)
     request = out.requests[0]
     assert (request.kind, request.prompt, request.assignee) == ("approval", "ok?", "ann")
     assert request.expires_at is not None and request.request_id.startswith("req_")
-    for decision, expected in [({"decision": "approved"}, "in++"),
-                               ({"decision": "edited", "content": "E"}, "E+")]:
+    for decision, expected in [
+        ({"decision": "approved"}, "in++"),
+        ({"decision": "edited", "content": "E"}, "E+"),
+    ]:
         state = {**out.state, "decisions": {"h": decision}}
         done, _ = run(data, ExecutionState(state))
         assert isinstance(done, Completed) and done.output_text == expected
-    rejected, _ = run(data, ExecutionState({**out.state, "decisions": {"h": {"decision": "rejected"}}}))
+    rejected, _ = run(
+        data, ExecutionState({**out.state, "decisions": {"h": {"decision": "rejected"}}})
+    )
     assert isinstance(rejected, Failed) and rejected.error["code"] == "human_rejected"
 
 
@@ -277,31 +356,56 @@ def test_cancellation_before_a_step_and_superseded_journal() -> None:
 
 
 def _agent_spec(script: list[dict[str, Any]], **agent: Any) -> dict[str, Any]:
-    return {"agent": {"name": "ag", "system_prompt": "be brief",
-                      "model": {"provider": "dummy", "script": script},
-                      "tools": {"include": ["lookup"]}, **agent}}
+    return {
+        "agent": {
+            "name": "ag",
+            "system_prompt": "be brief",
+            "model": {"provider": "dummy", "script": script},
+            "tools": {"include": ["lookup"]},
+            **agent,
+        }
+    }
 
 
 def _lookup_registry(counter: list[dict[str, Any]]) -> Any:
     registry = create_tool_registry(include_examples=False)
-    registry.register(ToolDefinition(
-        name="lookup", description="look up",
-        parameters={"type": "object", "properties": {"user_id": {"type": "string"}},
-                    "required": ["user_id"]}), lambda args: counter.append(args) or "bob@x")
+    registry.register(
+        ToolDefinition(
+            name="lookup",
+            description="look up",
+            parameters={
+                "type": "object",
+                "properties": {"user_id": {"type": "string"}},
+                "required": ["user_id"],
+            },
+        ),
+        lambda args: counter.append(args) or "bob@x",
+    )
     return registry
 
 
 def test_agent_react_calls_tools_and_checkpoints_every_turn() -> None:
     calls: list[dict[str, Any]] = []
     registry = _lookup_registry(calls)
-    wf, _ = compile_spec(_agent_spec([{"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u2"}}]},
-                                      {"text": "found {last_tool_result}"}]), registry)
+    wf, _ = compile_spec(
+        _agent_spec(
+            [
+                {"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u2"}}]},
+                {"text": "found {last_tool_result}"},
+            ]
+        ),
+        registry,
+    )
     journal = MemoryJournal()
     out = engine(registry).run(wf, ExecutionState.new("who?"), journal)
     assert isinstance(out, Completed) and out.output_text == "found bob@x"
     assert calls == [{"user_id": "u2"}]
-    assert [b.kind for b in journal.boundaries] == ["agent_turn", "tool_result", "agent_turn",
-                                                    "step_completed"]
+    assert [b.kind for b in journal.boundaries] == [
+        "agent_turn",
+        "tool_result",
+        "agent_turn",
+        "step_completed",
+    ]
     events = {e.event_type: e.data for e in journal.events}
     assert events["tool_call_started"]["arguments"] == "[REDACTED]"
     assert events["tool_call_completed"]["result"] == "[REDACTED]"
@@ -310,8 +414,12 @@ def test_agent_react_calls_tools_and_checkpoints_every_turn() -> None:
 def test_agent_continues_from_its_last_completed_turn() -> None:
     calls: list[dict[str, Any]] = []
     registry = _lookup_registry(calls)
-    wf, _ = compile_spec(_agent_spec([{"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u2"}}]},
-                                      {"text": "done"}]), registry)
+    wf, _ = compile_spec(
+        _agent_spec(
+            [{"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u2"}}]}, {"text": "done"}]
+        ),
+        registry,
+    )
     journal = MemoryJournal()
     engine(registry).run(wf, ExecutionState.new("who?"), journal)
     after_tool = journal.boundaries[1].state  # the tool result is recorded, nothing after it
@@ -319,17 +427,27 @@ def test_agent_continues_from_its_last_completed_turn() -> None:
     providers = create_provider_registry(Settings())
     dummy = providers.get("dummy")
     again = WorkflowEngine(providers=providers.get, tools=registry).run(
-        wf, ExecutionState(after_tool), MemoryJournal())
+        wf, ExecutionState(after_tool), MemoryJournal()
+    )
     assert isinstance(again, Completed) and again.output_text == "done"
     assert calls == [] and len(dummy.calls) == 1  # one model turn, no tool re-run
 
 
 def test_plan_act_keeps_the_plan_in_the_transcript() -> None:
     registry = create_tool_registry(include_examples=False)
-    wf, _ = compile_spec({"agent": {"name": "ag", "strategy": {"type": "plan-act"},
-                                    "model": {"provider": "dummy",
-                                              "script": [{"text": "1. think"}, {"text": "answer"}]}}},
-                         registry)
+    wf, _ = compile_spec(
+        {
+            "agent": {
+                "name": "ag",
+                "strategy": {"type": "plan-act"},
+                "model": {
+                    "provider": "dummy",
+                    "script": [{"text": "1. think"}, {"text": "answer"}],
+                },
+            }
+        },
+        registry,
+    )
     out = engine(registry).run(wf, ExecutionState.new("q"), MemoryJournal())
     assert isinstance(out, Completed) and out.output_text == "answer"
     messages = next(iter(out.state["agents"].values()))["messages"]
@@ -340,10 +458,14 @@ def test_plan_act_keeps_the_plan_in_the_transcript() -> None:
 def test_denied_tool_never_reaches_the_handler_and_invalid_args_are_refused() -> None:
     calls: list[dict[str, Any]] = []
     registry = _lookup_registry(calls)
-    spec = _agent_spec([{"tool_calls": [{"name": "lookup", "arguments": {"user_id": 7}}]},
-                        {"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u"}}]},
-                        {"text": "gave up"}],
-                       policies={"tool": {"allow": ["lookup"], "deny": []}})
+    spec = _agent_spec(
+        [
+            {"tool_calls": [{"name": "lookup", "arguments": {"user_id": 7}}]},
+            {"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u"}}]},
+            {"text": "gave up"},
+        ],
+        policies={"tool": {"allow": ["lookup"], "deny": []}},
+    )
     wf, _ = compile_spec(spec, registry)
     journal = MemoryJournal()
     out = engine(registry).run(wf, ExecutionState.new("q"), journal)
@@ -359,8 +481,13 @@ def test_denied_tool_never_reaches_the_handler_and_invalid_args_are_refused() ->
 
 def test_agent_max_iterations() -> None:
     registry = _lookup_registry([])
-    wf, _ = compile_spec(_agent_spec([{"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u"}}]}],
-                                     strategy={"max_iterations": 2}), registry)
+    wf, _ = compile_spec(
+        _agent_spec(
+            [{"tool_calls": [{"name": "lookup", "arguments": {"user_id": "u"}}]}],
+            strategy={"max_iterations": 2},
+        ),
+        registry,
+    )
     out = engine(registry).run(wf, ExecutionState.new("q"), MemoryJournal())
     assert isinstance(out, Failed) and out.error["code"] == "agent_max_iterations"
 
@@ -373,12 +500,22 @@ def test_next_units_probe_has_no_side_effects() -> None:
     assert steps.CALLS == [] and state.units == {}
 
 
-@pytest.mark.parametrize(("current", "target", "ok"), [
-    ("queued", "running", True), ("running", "paused", True), ("paused", "running", True),
-    ("running", "succeeded", True), ("failed", "running", True), ("paused", "expired", True),
-    ("running", "running", True), ("succeeded", "running", False), ("cancelled", "succeeded", False),
-    ("queued", "paused", False), ("paused", "succeeded", False),
-])
+@pytest.mark.parametrize(
+    ("current", "target", "ok"),
+    [
+        ("queued", "running", True),
+        ("running", "paused", True),
+        ("paused", "running", True),
+        ("running", "succeeded", True),
+        ("failed", "running", True),
+        ("paused", "expired", True),
+        ("running", "running", True),
+        ("succeeded", "running", False),
+        ("cancelled", "succeeded", False),
+        ("queued", "paused", False),
+        ("paused", "succeeded", False),
+    ],
+)
 def test_lifecycle_transitions(current: str, target: str, ok: bool) -> None:
     from kneo.engine.lifecycle import transition
 

@@ -32,8 +32,11 @@ PG_ENV = "KNEO_TEST_DATABASE_URL"
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples", tmp_path / "examples",
-                    ignore=shutil.ignore_patterns("__pycache__", "keys"))
+    shutil.copytree(
+        REPO / "examples",
+        tmp_path / "examples",
+        ignore=shutil.ignore_patterns("__pycache__", "keys"),
+    )
     return tmp_path
 
 
@@ -59,8 +62,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
         admin.dispose()
 
 
-def make_manager(project: Path, database_url: str | None = None,
-                 clock: ManualClock | None = None) -> Any:
+def make_manager(
+    project: Path, database_url: str | None = None, clock: ManualClock | None = None
+) -> Any:
     env = {"KNEO_SERV_DATABASE_URL": database_url} if database_url else {}
     settings = Settings.from_env(env)
     context = ProjectContext.discover(cwd=project, settings=settings)
@@ -81,8 +85,12 @@ def manager(project: Path, clock: ManualClock) -> Iterator[Any]:
 
 def cli_env(project: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
-    env |= {"PYTHONPATH": str(REPO), "KNEO_HITL_COUNTER": str(project / "counter.txt"),
-            "KNEO_DUMMY_CALL_LOG": str(project / "calls.jsonl"), **extra}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "KNEO_HITL_COUNTER": str(project / "counter.txt"),
+        "KNEO_DUMMY_CALL_LOG": str(project / "calls.jsonl"),
+        **extra,
+    }
     if database_url:
         env["KNEO_SERV_DATABASE_URL"] = database_url
     return env
@@ -92,8 +100,14 @@ CLI = [sys.executable, "-c", "from kneo.cli.main import main; main()"]
 
 
 def start_cli(project: Path, *args: str, database_url: str | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, *args], cwd=project, env=cli_env(project, database_url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=project,
+        env=cli_env(project, database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, Any, str]:

@@ -33,13 +33,16 @@ def paused(result: Any, kind: str) -> dict[str, Any]:
 
 
 def answer(manager: Any, result: Any, decision: str, **kw: Any) -> Any:
-    return manager.resume(result.continuation_id, request_id=result.request_id,
-                          decision=decision, **kw)
+    return manager.resume(
+        result.continuation_id, request_id=result.request_id, decision=decision, **kw
+    )
 
 
 def test_approval(manager: Any, project: Path) -> None:
-    wf = WB.sequential([draft, WB.human_step("approve", "Approve the draft?", assignee="reviewer"),
-                        publish], name="py-approval")
+    wf = WB.sequential(
+        [draft, WB.human_step("approve", "Approve the draft?", assignee="reviewer"), publish],
+        name="py-approval",
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     assert paused(first, "approval")["assignee"] == "reviewer"
     done = answer(manager, first, "approved")
@@ -48,8 +51,14 @@ def test_approval(manager: Any, project: Path) -> None:
 
 
 def test_confirmation_reject_skips(manager: Any, project: Path) -> None:
-    wf = WB.sequential([draft, WB.function_step(
-        "publish", publish, human_review=WB.confirmation("Publish the draft now?"))])
+    wf = WB.sequential(
+        [
+            draft,
+            WB.function_step(
+                "publish", publish, human_review=WB.confirmation("Publish the draft now?")
+            ),
+        ]
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     request = paused(first, "confirmation")
     assert request["prompt"] == "Publish the draft now?"
@@ -60,16 +69,21 @@ def test_confirmation_reject_skips(manager: Any, project: Path) -> None:
 
 
 def test_confirmation_on_reject_cancel(manager: Any) -> None:
-    wf = WB.sequential([WB.function_step("publish", publish,
-                                         human_review=WB.confirmation(on_reject="cancel"))])
+    wf = WB.sequential(
+        [WB.function_step("publish", publish, human_review=WB.confirmation(on_reject="cancel"))]
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     assert answer(manager, first, "rejected").status == "cancelled"
 
 
 def test_typed_input(manager: Any) -> None:
-    gate = WB.typed_input([{"name": "threshold", "type": "number"},
-                           {"name": "mode", "required": False, "enum": ["strict", "lenient"]}],
-                          message="Parameters for processing")
+    gate = WB.typed_input(
+        [
+            {"name": "threshold", "type": "number"},
+            {"name": "mode", "required": False, "enum": ["strict", "lenient"]},
+        ],
+        message="Parameters for processing",
+    )
     wf = WB.sequential([WB.function_step("process", process, human_review=gate)])
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     request = paused(first, "input")
@@ -95,11 +109,21 @@ def test_output_review_reject_reruns_with_feedback(manager: Any) -> None:
 
 def test_route_selection_in_a_graph(manager: Any, project: Path) -> None:
     wf = WB.graph(
-        [draft, WB.route_step("choose", "Which path should this draft take?",
-                              ["fast_track", "full_review"]),
-         WB.function_step("fast_track", publish), WB.function_step("full_review", summarize)],
-        [("draft", "choose"), ("choose", "fast_track", "fast_track"),
-         ("choose", "full_review", "full_review")], name="hitl-route")
+        [
+            draft,
+            WB.route_step(
+                "choose", "Which path should this draft take?", ["fast_track", "full_review"]
+            ),
+            WB.function_step("fast_track", publish),
+            WB.function_step("full_review", summarize),
+        ],
+        [
+            ("draft", "choose"),
+            ("choose", "fast_track", "fast_track"),
+            ("choose", "full_review", "full_review"),
+        ],
+        name="hitl-route",
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     assert paused(first, "route")["options"] == ["fast_track", "full_review"]
     with pytest.raises(InvalidDecision):
@@ -113,12 +137,21 @@ def test_route_selection_in_a_graph(manager: Any, project: Path) -> None:
 def test_route_spec_is_the_yaml_example() -> None:
     """Same spec, same compiled workflow: the builder has no execution path of its own."""
     wf = WB.graph(
-        [WB.function_step("draft", draft),
-         WB.route_step("choose", "Which path should this draft take?",
-                       ["fast_track", "full_review"]),
-         WB.function_step("fast_track", publish), WB.function_step("full_review", summarize)],
-        [("draft", "choose"), ("choose", "fast_track", "fast_track"),
-         ("choose", "full_review", "full_review")], name="hitl-route")
+        [
+            WB.function_step("draft", draft),
+            WB.route_step(
+                "choose", "Which path should this draft take?", ["fast_track", "full_review"]
+            ),
+            WB.function_step("fast_track", publish),
+            WB.function_step("full_review", summarize),
+        ],
+        [
+            ("draft", "choose"),
+            ("choose", "fast_track", "fast_track"),
+            ("choose", "full_review", "full_review"),
+        ],
+        name="hitl-route",
+    )
     built, yaml = wf.to_spec(), load_spec(REPO / "examples" / "hitl_route.yaml").spec
     expected = yaml.workflow.model_dump()
     expected["nodes"][1]["ref"] = "choose"  # the builder names a step's human component after it
@@ -127,14 +160,33 @@ def test_route_spec_is_the_yaml_example() -> None:
 
 
 def mailer(**kw: Any) -> Any:
-    tool = WB.tool(send_email, parameters={
-        "type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
-        "required": ["to", "subject"], "additionalProperties": False})
-    script = [{"tool_calls": [{"name": "send_email",
-                               "arguments": {"to": "team@example.com", "subject": "{input}"}}]},
-              {"text": "Done: {last_tool_result}"}]
-    return WB.agent_step("mail", system_prompt="You send e-mails.", tools=[tool],
-                         model={"provider": "dummy", "script": script}, **kw)
+    tool = WB.tool(
+        send_email,
+        parameters={
+            "type": "object",
+            "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+            "required": ["to", "subject"],
+            "additionalProperties": False,
+        },
+    )
+    script = [
+        {
+            "tool_calls": [
+                {
+                    "name": "send_email",
+                    "arguments": {"to": "team@example.com", "subject": "{input}"},
+                }
+            ]
+        },
+        {"text": "Done: {last_tool_result}"},
+    ]
+    return WB.agent_step(
+        "mail",
+        system_prompt="You send e-mails.",
+        tools=[tool],
+        model={"provider": "dummy", "script": script},
+        **kw,
+    )
 
 
 def test_tool_call_approval(manager: Any, project: Path) -> None:
@@ -151,9 +203,12 @@ def test_tool_call_approval(manager: Any, project: Path) -> None:
 def test_tool_call_edit_and_requires_approval(manager: Any, project: Path) -> None:
     step = mailer()
     tool = step.tools[0]
-    step = WB.agent_step("mail", system_prompt="", model=step.agent.model,
-                         tools=[WB.tool(tool.fn, parameters=tool.parameters,
-                                        requires_approval=True)])
+    step = WB.agent_step(
+        "mail",
+        system_prompt="",
+        model=step.agent.model,
+        tools=[WB.tool(tool.fn, parameters=tool.parameters, requires_approval=True)],
+    )
     first = manager.run_from_spec(input_text="launch", spec=WB.sequential([step]).to_spec())
     paused(first, "tool_approval")
     done = answer(manager, first, "edited", content='{"to": "ops@example.com", "subject": "Hi"}')
@@ -162,10 +217,17 @@ def test_tool_call_edit_and_requires_approval(manager: Any, project: Path) -> No
 
 def test_ask_question(manager: Any) -> None:
     question = "What suffix should I add before publishing?"
-    script = [{"tool_calls": [{"name": "ask_question", "arguments": {"question": question}}]},
-              {"text": "Published: {input} {last_tool_result}"}]
-    wf = WB.sequential([WB.agent_step("publish", tools=["ask_question"],
-                                      model={"provider": "dummy", "script": script})])
+    script = [
+        {"tool_calls": [{"name": "ask_question", "arguments": {"question": question}}]},
+        {"text": "Published: {input} {last_tool_result}"},
+    ]
+    wf = WB.sequential(
+        [
+            WB.agent_step(
+                "publish", tools=["ask_question"], model={"provider": "dummy", "script": script}
+            )
+        ]
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     request = paused(first, "question")
     assert request["prompt"] == question and request["wait_key"].startswith("ask_question:1:")
@@ -189,17 +251,20 @@ def test_concurrent_branches_pause_together(manager: Any) -> None:
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     requests = first.metadata["pending_human_requests"]
     assert sorted(r["step_id"] for r in requests) == ["brand", "legal"]
-    still = manager.resume(first.continuation_id, request_id=requests[0]["request_id"],
-                           decision="approved")
+    still = manager.resume(
+        first.continuation_id, request_id=requests[0]["request_id"], decision="approved"
+    )
     assert still.status == "paused"
-    done = manager.resume(first.continuation_id, request_id=requests[1]["request_id"],
-                          decision="approved")
+    done = manager.resume(
+        first.continuation_id, request_id=requests[1]["request_id"], decision="approved"
+    )
     assert done.status == "succeeded"
 
 
 def test_in_process_gates_use_the_same_engine() -> None:
-    wf = WB.sequential([draft, WB.function_step(
-        "summarize", summarize, human_review=WB.output_review())])
+    wf = WB.sequential(
+        [draft, WB.function_step("summarize", summarize, human_review=WB.output_review())]
+    )
     with pytest.raises(HumanInterventionRequiredError) as first:
         wf.run("launch")
     assert first.value.request.request.kind == "review"
@@ -218,9 +283,14 @@ def test_to_spec_refuses_what_another_process_cannot_run() -> None:
 
 
 def test_route_to_an_unknown_node_is_refused_before_the_run(manager: Any) -> None:
-    wf = WB.graph([draft, WB.route_step("choose", "Where?", ["fast_track", "nowhere"]),
-                   WB.function_step("fast_track", publish)],
-                  [("draft", "choose"), ("choose", "fast_track")])
+    wf = WB.graph(
+        [
+            draft,
+            WB.route_step("choose", "Where?", ["fast_track", "nowhere"]),
+            WB.function_step("fast_track", publish),
+        ],
+        [("draft", "choose"), ("choose", "fast_track")],
+    )
     with pytest.raises(SpecError) as refused:
         manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     assert "E_ROUTE_OPTION_UNKNOWN" in str(refused.value.to_dict())
@@ -229,19 +299,30 @@ def test_route_to_an_unknown_node_is_refused_before_the_run(manager: Any) -> Non
 
 def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -> None:
     question = "Which region?"
-    script = [{"tool_calls": [{"name": "ask_question", "arguments": {"question": question}}]},
-              {"text": "{input} -> {last_tool_result}"}]
-    wf = WB.concurrent([WB.agent_step(name, tools=["ask_question"],
-                                      model={"provider": "dummy", "script": script})
-                        for name in ("legal", "brand")])
+    script = [
+        {"tool_calls": [{"name": "ask_question", "arguments": {"question": question}}]},
+        {"text": "{input} -> {last_tool_result}"},
+    ]
+    wf = WB.concurrent(
+        [
+            WB.agent_step(
+                name, tools=["ask_question"], model={"provider": "dummy", "script": script}
+            )
+            for name in ("legal", "brand")
+        ]
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     requests = {r["step_id"]: r for r in first.metadata["pending_human_requests"]}
     digest = requests["legal"]["wait_key"].rsplit(":", 1)[1]
     assert requests["legal"]["wait_key"] == f"ask_question:branch:legal:1:{digest}"
     assert requests["brand"]["wait_key"] == f"ask_question:branch:brand:1:{digest}"
     for step, region in (("legal", "EU"), ("brand", "US")):
-        result = manager.resume(first.continuation_id, decision="provided", content=region,
-                                request_id=requests[step]["request_id"])
+        result = manager.resume(
+            first.continuation_id,
+            decision="provided",
+            content=region,
+            request_id=requests[step]["request_id"],
+        )
     assert result.status == "succeeded"
     assert "launch -> EU" in result.output_text and "launch -> US" in result.output_text
     replay = manager.replay_run(first.run_id)
@@ -254,8 +335,9 @@ def _audit(manager: Any, run_id: str) -> set[str]:
 
 def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock: Any) -> None:
     """``continue`` synthesizes ``approved``, which an input request does not accept."""
-    gate = WB.typed_input([{"name": "threshold", "type": "number"}], timeout_seconds=60,
-                          on_timeout="continue")
+    gate = WB.typed_input(
+        [{"name": "threshold", "type": "number"}], timeout_seconds=60, on_timeout="continue"
+    )
     wf = WB.sequential([WB.function_step("process", process, human_review=gate)])
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     clock.advance(61)
@@ -265,10 +347,12 @@ def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock:
     assert manager.list_human_tasks(run_id=first.run_id)["total"] == 0
 
 
-def test_timeout_continue_then_a_failing_step_is_an_ordinary_failure(manager: Any,
-                                                                    clock: Any) -> None:
-    wf = WB.sequential([WB.human_step("approve", "OK?", timeout_seconds=60,
-                                      on_timeout="continue"), fragile])
+def test_timeout_continue_then_a_failing_step_is_an_ordinary_failure(
+    manager: Any, clock: Any
+) -> None:
+    wf = WB.sequential(
+        [WB.human_step("approve", "OK?", timeout_seconds=60, on_timeout="continue"), fragile]
+    )
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1

@@ -21,9 +21,16 @@ def python_snippets() -> list[str]:
 
 def test_every_pause_kind_has_a_snippet() -> None:
     text = "\n".join(python_snippets())
-    for declared in ("human_step(", "WB.confirmation(", "WB.typed_input(", "WB.output_review(",
-                     "WB.route_step(", "approval_required=", '"ask_question"',
-                     'on_error="pause"'):
+    for declared in (
+        "human_step(",
+        "WB.confirmation(",
+        "WB.typed_input(",
+        "WB.output_review(",
+        "WB.route_step(",
+        "approval_required=",
+        '"ask_question"',
+        'on_error="pause"',
+    ):
         assert declared in text, declared
 
 

@@ -15,15 +15,27 @@ from tests.hitl.conftest import counter
 
 
 def spec(on_timeout: str, *, decisions: list[str] | None = None) -> dict[str, Any]:
-    human: dict[str, Any] = {"prompt": "Approve?", "assignee": "ann", "timeout_seconds": 60,
-                             "on_timeout": on_timeout}
+    human: dict[str, Any] = {
+        "prompt": "Approve?",
+        "assignee": "ann",
+        "timeout_seconds": 60,
+        "on_timeout": on_timeout,
+    }
     if decisions:
         human["decisions"] = decisions
-    return {"version": "v1", "workflow": {"type": "sequential", "name": "t", "steps": [
-        {"id": "draft", "kind": "function", "ref": "examples.hitl_functions:draft"},
-        {"id": "approve", "kind": "human", "ref": "reviewer"},
-        {"id": "publish", "kind": "function", "ref": "examples.hitl_functions:publish"}]},
-        "components": {"humans": {"reviewer": human}}}
+    return {
+        "version": "v1",
+        "workflow": {
+            "type": "sequential",
+            "name": "t",
+            "steps": [
+                {"id": "draft", "kind": "function", "ref": "examples.hitl_functions:draft"},
+                {"id": "approve", "kind": "human", "ref": "reviewer"},
+                {"id": "publish", "kind": "function", "ref": "examples.hitl_functions:publish"},
+            ],
+        },
+        "components": {"humans": {"reviewer": human}},
+    }
 
 
 def start(manager: Any, project: Path, on_timeout: str, **kw: Any) -> Any:
@@ -51,8 +63,14 @@ def test_fail_expires_the_run(manager: Any, project: Path, clock: ManualClock) -
     run = manager.store.get_run(paused.run_id)
     assert run.status == "expired" and run.error["type"] == "human_task_expired"
     event = audit(manager, paused.run_id)["human.expired"]
-    assert {"run_id", "continuation_id", "timeout_seconds", "expires_at", "expired_at",
-            "on_timeout"} <= set(event) and event["on_timeout"] == "fail"
+    assert {
+        "run_id",
+        "continuation_id",
+        "timeout_seconds",
+        "expires_at",
+        "expired_at",
+        "on_timeout",
+    } <= set(event) and event["on_timeout"] == "fail"
     assert manager.list_human_tasks()["total"] == 0
     assert manager.prune_expired_human_tasks() == 0  # idempotent
 
@@ -65,13 +83,17 @@ def test_continue_synthesizes_an_approval(manager: Any, project: Path, clock: Ma
     assert run.status == "succeeded" and counter(project) == ["publish"]
     decision = run.state["decisions"]["approve"]
     assert decision["decision"] == "approved"
-    assert decision["metadata"] == {"auto_continued": True, "reason": "timeout",
-                                    "original_assignee": "ann"}
+    assert decision["metadata"] == {
+        "auto_continued": True,
+        "reason": "timeout",
+        "original_assignee": "ann",
+    }
     assert "human.continued" in audit(manager, paused.run_id)
 
 
-def test_continue_failure_is_recorded_and_dropped(manager: Any, project: Path,
-                                                  clock: ManualClock) -> None:
+def test_continue_failure_is_recorded_and_dropped(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
     paused = start(manager, project, "continue", decisions=["rejected", "edited"])
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
@@ -91,8 +113,9 @@ def test_reject_synthesizes_a_rejection(manager: Any, project: Path, clock: Manu
     assert counter(project) == []
 
 
-def test_escalate_fires_once_and_the_task_stays(manager: Any, project: Path,
-                                               clock: ManualClock) -> None:
+def test_escalate_fires_once_and_the_task_stays(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
     paused = start(manager, project, "escalate")
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
@@ -105,13 +128,13 @@ def test_escalate_fires_once_and_the_task_stays(manager: Any, project: Path,
     assert manager.store.list_audit(event_type="human.escalated").total == 1
     assert audit(manager, paused.run_id)["human.escalated"]["assignee"] == "ann"
     assert manager.list_human_tasks(escalated=True)["total"] == 1
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                          decision="approved")
+    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
     assert done.status == "succeeded"
 
 
-def test_run_deadline_times_out_a_paused_run(manager: Any, project: Path,
-                                             clock: ManualClock) -> None:
+def test_run_deadline_times_out_a_paused_run(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
     queued = manager.start_run_from_spec(input_text="x", spec=spec("fail"), timeout_seconds=30)
     import sys
 
@@ -130,8 +153,9 @@ def test_run_deadline_times_out_a_paused_run(manager: Any, project: Path,
     assert manager.prune_timed_out_runs() == 0
 
 
-def test_human_timeout_first_makes_the_deadline_irrelevant(manager: Any, project: Path,
-                                                          clock: ManualClock) -> None:
+def test_human_timeout_first_makes_the_deadline_irrelevant(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
     import sys
 
     sys.path.insert(0, str(project))
@@ -144,38 +168,60 @@ def test_human_timeout_first_makes_the_deadline_irrelevant(manager: Any, project
     assert manager.store.get_run(paused.run_id).status == "expired"
 
 
-def test_invalid_input_is_422_with_the_field_and_stays_pending(manager: Any,
-                                                              project: Path) -> None:
-    paused = manager.run_from_spec(input_text="x",
-                                   spec_path=project / "examples" / "hitl_input.yaml")
+def test_invalid_input_is_422_with_the_field_and_stays_pending(manager: Any, project: Path) -> None:
+    paused = manager.run_from_spec(
+        input_text="x", spec_path=project / "examples" / "hitl_input.yaml"
+    )
     before = manager.store.get_run(paused.run_id).version
-    for content, path in (('{"mode": "strict"}', "threshold"),
-                          ('{"threshold": "high"}', "threshold"),
-                          ('{"threshold": 1, "mode": "loose"}', "mode")):
+    for content, path in (
+        ('{"mode": "strict"}', "threshold"),
+        ('{"threshold": "high"}', "threshold"),
+        ('{"threshold": 1, "mode": "loose"}', "mode"),
+    ):
         with pytest.raises(KneoError) as info:
-            manager.resume(paused.continuation_id, request_id=paused.request_id,
-                           decision="provided", content=content)
+            manager.resume(
+                paused.continuation_id,
+                request_id=paused.request_id,
+                decision="provided",
+                content=content,
+            )
         assert (info.value.code, info.value.http_status) == ("invalid_human_input", 422)
         assert info.value.details["path"] == path
     with pytest.raises(InvalidDecision):
-        manager.resume(paused.continuation_id, request_id=paused.request_id,
-                       decision="approved")
+        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
     assert manager.store.get_run(paused.run_id).version == before
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
 
 
-def test_idempotent_resume_replays_and_refuses_a_different_body(manager: Any,
-                                                               project: Path) -> None:
-    paused = manager.run_from_spec(input_text="x",
-                                   spec_path=project / "examples" / "hitl_approval.yaml")
-    first = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                           decision="approved", actor="ann", idempotency_key="k1")
-    again = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                           decision="approved", actor="ann", idempotency_key="k1")
+def test_idempotent_resume_replays_and_refuses_a_different_body(
+    manager: Any, project: Path
+) -> None:
+    paused = manager.run_from_spec(
+        input_text="x", spec_path=project / "examples" / "hitl_approval.yaml"
+    )
+    first = manager.resume(
+        paused.continuation_id,
+        request_id=paused.request_id,
+        decision="approved",
+        actor="ann",
+        idempotency_key="k1",
+    )
+    again = manager.resume(
+        paused.continuation_id,
+        request_id=paused.request_id,
+        decision="approved",
+        actor="ann",
+        idempotency_key="k1",
+    )
     assert again.replayed and again.to_dict() == first.to_dict()
     with pytest.raises(IdempotencyConflict):
-        manager.resume(paused.continuation_id, request_id=paused.request_id,
-                       decision="rejected", actor="ann", idempotency_key="k1")
+        manager.resume(
+            paused.continuation_id,
+            request_id=paused.request_id,
+            decision="rejected",
+            actor="ann",
+            idempotency_key="k1",
+        )
     assert counter(project) == ["publish"]
 
 
@@ -190,24 +236,30 @@ def test_policy_denied_tool_is_never_put_to_a_person(manager: Any, project: Path
 
 
 def test_review_reject_reruns_with_feedback_then_edit(manager: Any, project: Path) -> None:
-    paused = manager.run_from_spec(input_text="x",
-                                   spec_path=project / "examples" / "hitl_review.yaml")
-    again = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                           decision="rejected", content="mention the date")
+    paused = manager.run_from_spec(
+        input_text="x", spec_path=project / "examples" / "hitl_review.yaml"
+    )
+    again = manager.resume(
+        paused.continuation_id,
+        request_id=paused.request_id,
+        decision="rejected",
+        content="mention the date",
+    )
     assert again.status == "paused"
-    assert "revised: mention the date" in again.metadata["pending_human_request"]["context"][
-        "output_preview"]
-    done = manager.resume(again.continuation_id, request_id=again.request_id,
-                          decision="approved")
+    assert (
+        "revised: mention the date"
+        in again.metadata["pending_human_request"]["context"]["output_preview"]
+    )
+    done = manager.resume(again.continuation_id, request_id=again.request_id, decision="approved")
     assert done.output_text == "SUMMARY of 'x' (revised: mention the date)"
 
 
 def test_event_stream(manager: Any, project: Path) -> None:
-    paused = manager.run_from_spec(input_text="x",
-                                   spec_path=project / "examples" / "hitl_approval.yaml")
+    paused = manager.run_from_spec(
+        input_text="x", spec_path=project / "examples" / "hitl_approval.yaml"
+    )
     kinds = [e.type for e in manager.events(paused.run_id)]
-    assert kinds == ["run.started", "step.started", "step.completed", "step.started",
-                     "run.paused"]
+    assert kinds == ["run.started", "step.started", "step.completed", "step.started", "run.paused"]
     pause = list(manager.events(paused.run_id))[-1]
     assert pause.data["requests"][0]["request_id"] == paused.request_id
     manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")

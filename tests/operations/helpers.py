@@ -19,19 +19,38 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _sequential(name: str, steps: Iterable[str]) -> dict[str, Any]:
-    return {"version": "v1", "workflow": {"type": "sequential", "name": name, "steps": [
-        {"id": step, "kind": "function", "ref": f"opsteps:{step}"} for step in steps]}}
+    return {
+        "version": "v1",
+        "workflow": {
+            "type": "sequential",
+            "name": name,
+            "steps": [{"id": step, "kind": "function", "ref": f"opsteps:{step}"} for step in steps],
+        },
+    }
 
 
 HUMAN_SPEC = {
     "version": "v1",
-    "workflow": {"type": "sequential", "name": "ops-human", "steps": [
-        {"id": "s1", "kind": "function", "ref": "opsteps:s1"},
-        {"id": "approve", "kind": "human", "ref": "reviewer"},
-        {"id": "s2", "kind": "function", "ref": "opsteps:s2"}]},
-    "components": {"humans": {"reviewer": {
-        "description": "Approve.", "prompt": "Approve?", "assignee": "operator",
-        "timeout_seconds": 3600, "on_timeout": "fail"}}},
+    "workflow": {
+        "type": "sequential",
+        "name": "ops-human",
+        "steps": [
+            {"id": "s1", "kind": "function", "ref": "opsteps:s1"},
+            {"id": "approve", "kind": "human", "ref": "reviewer"},
+            {"id": "s2", "kind": "function", "ref": "opsteps:s2"},
+        ],
+    },
+    "components": {
+        "humans": {
+            "reviewer": {
+                "description": "Approve.",
+                "prompt": "Approve?",
+                "assignee": "operator",
+                "timeout_seconds": 3600,
+                "on_timeout": "fail",
+            }
+        }
+    },
 }
 
 
@@ -42,8 +61,7 @@ def make_project(root: Path) -> Path:
     shutil.copy(FIXTURES / "opsteps.py", root / "opsteps.py")
     shutil.copy(FIXTURES / "racer.py", root / "racer.py")
     (root / "three.yaml").write_text(json.dumps(_sequential("three", ["s1", "s2", "s3"])))
-    (root / "five.yaml").write_text(
-        json.dumps(_sequential("five", ["s1", "s2", "s3", "s4", "s5"])))
+    (root / "five.yaml").write_text(json.dumps(_sequential("five", ["s1", "s2", "s3", "s4", "s5"])))
     (root / "human.yaml").write_text(json.dumps(HUMAN_SPEC))
     return root
 
@@ -59,10 +77,17 @@ def env_for(project: Path, database_url: str | None = None, **extra: str) -> dic
     return env
 
 
-def kneo(project: Path, env: dict[str, str], *args: str,
-         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kneo.cli.main", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def kneo(
+    project: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kneo.cli.main", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def kneo_json(project: Path, env: dict[str, str], *args: str, check: int = 0) -> Any:
@@ -78,11 +103,17 @@ class Procs:
     def __init__(self) -> None:
         self.items: list[subprocess.Popen[bytes]] = []
 
-    def worker(self, project: Path, env: dict[str, str], *args: str,
-               log: Path | None = None) -> subprocess.Popen[bytes]:
+    def worker(
+        self, project: Path, env: dict[str, str], *args: str, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         out = (log or project / f"worker-{len(self.items)}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "kneo.cli.main", "worker", *args],
-                                cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kneo.cli.main", "worker", *args],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         self.items.append(proc)
         return proc
 
@@ -98,8 +129,7 @@ class Procs:
                 proc.wait(timeout=5)
 
 
-def open_manager(project: Path, database_url: str, clock: Any = None,
-                 **settings_env: str) -> Any:
+def open_manager(project: Path, database_url: str, clock: Any = None, **settings_env: str) -> Any:
     """An in-process PlatformManager for ``project`` on ``database_url`` (steps importable)."""
     from kneo.platform import create_platform
     from kneo.settings import Settings
@@ -125,8 +155,7 @@ def step_counts(project: Path) -> Counter[tuple[str, str]]:
     return Counter((key, step) for key, step, _pid in counter_lines(project))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.1) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

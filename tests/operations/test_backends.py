@@ -18,36 +18,56 @@ from kneo.store import tables as t
 
 from .helpers import env_for, kneo_json, open_manager
 
-LIMITS = CheckpointLimits(compress_bytes=1_000, max_bytes=4_000, preview_chars=50,
-                          max_list_items=3, max_dict_items=4)
+LIMITS = CheckpointLimits(
+    compress_bytes=1_000, max_bytes=4_000, preview_chars=50, max_list_items=3, max_dict_items=4
+)
 
 
 def _stored_rows(url: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     store = open_store(url, settings=Settings(checkpoint=LIMITS), clock=ManualClock())
     try:
-        run_id = store.create_run(target="workflow", input_text="x", workflow_name="wf",
-                                  workflow_kind="sequential", run_id="run_parity").run_id
+        run_id = store.create_run(
+            target="workflow",
+            input_text="x",
+            workflow_name="wf",
+            workflow_kind="sequential",
+            run_id="run_parity",
+        ).run_id
         with store.transaction() as tx:
             for payload in payloads:
-                tx.add_checkpoint(run_id, type="step", step_id="s", status="completed",
-                                  payload=payload, metadata={"m": 1})
+                tx.add_checkpoint(
+                    run_id,
+                    type="step",
+                    step_id="s",
+                    status="completed",
+                    payload=payload,
+                    metadata={"m": 1},
+                )
         c = t.checkpoints.c
         with store.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.sequence, c.encoding, c.payload, c.size_bytes,
-                                          c.truncated, c.metadata).order_by(c.sequence))
+            rows = conn.execute(
+                sa.select(
+                    c.sequence, c.encoding, c.payload, c.size_bytes, c.truncated, c.metadata
+                ).order_by(c.sequence)
+            )
             return [dict(r._mapping, payload=bytes(r.payload)) for r in rows]
     finally:
         store.close()
 
 
 def test_checkpoint_limits_store_identical_bytes_on_both_backends(
-        tmp_path: Path, pg_database: Callable[[], str]) -> None:
+    tmp_path: Path, pg_database: Callable[[], str]
+) -> None:
     noise = secrets.token_hex(6_000)
     payloads = [
-        {"small": "ok"},                                              # plain
-        {"text": "abc" * 1_000, "items": list(range(100))},           # compressed
-        {"blob": noise, "list": list(range(10)),                      # bounded preview
-         "many": {f"k{i}": i for i in range(10)}, "unicode": "ü" * 80},
+        {"small": "ok"},  # plain
+        {"text": "abc" * 1_000, "items": list(range(100))},  # compressed
+        {
+            "blob": noise,
+            "list": list(range(10)),  # bounded preview
+            "many": {f"k{i}": i for i in range(10)},
+            "unicode": "ü" * 80,
+        },
     ]
     on_sqlite = _stored_rows(f"sqlite:///{tmp_path / 'parity.sqlite'}", payloads)
     on_pg = _stored_rows(pg_database(), payloads)
@@ -89,6 +109,14 @@ def test_cli_backup_and_restore_keep_everything(project: Path) -> None:
         request_id = store.get_continuation(paused.continuation_id).requests[0]["request_id"]
     finally:
         store.close()
-    resumed = kneo_json(project, env, "human", "resume", paused.continuation_id,
-                        "--request-id", request_id, "--approve")
+    resumed = kneo_json(
+        project,
+        env,
+        "human",
+        "resume",
+        paused.continuation_id,
+        "--request-id",
+        request_id,
+        "--approve",
+    )
     assert resumed["status"] == "succeeded"

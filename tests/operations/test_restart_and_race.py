@@ -28,8 +28,11 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
     try:
         paused = []
         for i in range(3):
-            body = httpx2.post(f"{server.url}/v1/runs", timeout=60,
-                               json={"input": f"p{i}", "spec_path": "human.yaml"}).json()
+            body = httpx2.post(
+                f"{server.url}/v1/runs",
+                timeout=60,
+                json={"input": f"p{i}", "spec_path": "human.yaml"},
+            ).json()
             assert body["status"] == "paused", body
             paused.append(body)
         server.stop()
@@ -37,13 +40,16 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
         listed = httpx2.get(f"{server.url}/v1/runs", params={"status": "paused"}).json()
         assert {r["run_id"] for r in listed["runs"]} == {b["run_id"] for b in paused}
         tasks = httpx2.get(f"{server.url}/v1/human-tasks").json()
-        assert {t["continuation_id"] for t in tasks["tasks"]} == \
-            {b["continuation_id"] for b in paused}
+        assert {t["continuation_id"] for t in tasks["tasks"]} == {
+            b["continuation_id"] for b in paused
+        }
         for body in paused:
             request_id = body["metadata"]["pending_human_request"]["request_id"]
-            done = httpx2.post(f"{server.url}/v1/human-tasks/{body['continuation_id']}/resume",
-                               json={"request_id": request_id, "decision": "approved"},
-                               timeout=60)
+            done = httpx2.post(
+                f"{server.url}/v1/human-tasks/{body['continuation_id']}/resume",
+                json={"request_id": request_id, "decision": "approved"},
+                timeout=60,
+            )
             assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text
     finally:
         server.stop()
@@ -51,8 +57,9 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
     assert all(counts[(f"p{i}", step)] == 1 for i in range(3) for step in ("s1", "s2"))
 
 
-def test_twenty_processes_resume_one_continuation(project: Path,
-                                                  pg_database: Callable[[], str]) -> None:
+def test_twenty_processes_resume_one_continuation(
+    project: Path, pg_database: Callable[[], str]
+) -> None:
     url = pg_database()
     manager = open_manager(project, url)
     try:
@@ -61,10 +68,17 @@ def test_twenty_processes_resume_one_continuation(project: Path,
         request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
         start_at = time.time() + 8.0  # every process imported and connected by then
         env = env_for(project, url)
-        racers = [subprocess.Popen([sys.executable, str(project / "racer.py"), cid, request_id,
-                                    str(start_at), str(i)], cwd=project, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                  for i in range(20)]
+        racers = [
+            subprocess.Popen(
+                [sys.executable, str(project / "racer.py"), cid, request_id, str(start_at), str(i)],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(20)
+        ]
         outcomes = []
         for proc in racers:
             out, err = proc.communicate(timeout=120)
@@ -75,8 +89,7 @@ def test_twenty_processes_resume_one_continuation(project: Path,
         assert set(results) <= {"applied", "resource_locked", "request_already_resolved"}, results
         run = manager.store.get_run(paused.run_id)
         assert run.status == "succeeded"
-        decisions = manager.store.list_audit(event_type="human.decision",
-                                             continuation_id=cid).items
+        decisions = manager.store.list_audit(event_type="human.decision", continuation_id=cid).items
         assert len(decisions) == 1
         assert step_counts(project)[("race", "s2")] == 1
     finally:

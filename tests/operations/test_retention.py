@@ -43,11 +43,18 @@ def _touch(path: Path, when: float) -> Path:
 
 def test_env_wins_per_field_over_project_config(project: Path) -> None:
     (project / ".kneo" / "config.yaml").write_text(CONFIG)
-    settings = Settings.from_env({"KNEO_SERV_RETENTION_LOGS_DAYS": "3",
-                                  "KNEO_SERV_RETENTION_QUEUE_DAYS": "0"})
+    settings = Settings.from_env(
+        {"KNEO_SERV_RETENTION_LOGS_DAYS": "3", "KNEO_SERV_RETENTION_QUEUE_DAYS": "0"}
+    )
     policy = retention_policy(settings, ProjectContext.discover(cwd=project, settings=settings))
-    assert policy == RetentionDays(runs_days=30, checkpoints_days=30, queue_days=0,
-                                   continuations_days=30, artifacts_days=10, logs_days=3)
+    assert policy == RetentionDays(
+        runs_days=30,
+        checkpoints_days=30,
+        queue_days=0,
+        continuations_days=30,
+        artifacts_days=10,
+        logs_days=3,
+    )
     assert retention_policy(Settings(), None) == RetentionDays()
 
 
@@ -57,10 +64,10 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
     manager = open_manager(project, db_url, clock=clock)
     try:
         old_done = manager.run_from_spec(input_text="olddone", spec_path=project / "three.yaml")
-        old_paused = manager.run_from_spec(input_text="oldpaused",
-                                           spec_path=project / "human.yaml")
-        old_queued = manager.start_run_from_spec(input_text="oldqueued",
-                                                 spec_path=project / "three.yaml")
+        old_paused = manager.run_from_spec(input_text="oldpaused", spec_path=project / "human.yaml")
+        old_queued = manager.start_run_from_spec(
+            input_text="oldqueued", spec_path=project / "three.yaml"
+        )
         clock.advance(days=40)
         new_done = manager.run_from_spec(input_text="newdone", spec_path=project / "three.yaml")
         now = clock.now().timestamp()
@@ -74,8 +81,14 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
         dry = manager.prune_retention(dry_run=True)
         # the old finished run's checkpoints fall to the checkpoint window first
         assert dry["checkpoints"] >= 4
-        assert dry == {"runs": 1, "checkpoints": dry["checkpoints"], "queue": 0,
-                       "continuations": 0, "artifacts": 1, "logs": 1}
+        assert dry == {
+            "runs": 1,
+            "checkpoints": dry["checkpoints"],
+            "queue": 0,
+            "continuations": 0,
+            "artifacts": 1,
+            "logs": 1,
+        }
         assert (artifacts / "run1" / "report.md").exists()
         assert manager.prune_retention() == dry
         assert not (artifacts / "run1").exists() and (artifacts / "fresh.md").exists()
@@ -87,8 +100,7 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
         # the paused run is still resumable after pruning
         cid = old_paused.continuation_id
         request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
-        assert manager.resume(cid, request_id=request_id, decision="approved").status == \
-            "succeeded"
+        assert manager.resume(cid, request_id=request_id, decision="approved").status == "succeeded"
         # an explicit policy overrides configuration; finished queue records go
         assert Worker(manager).run_once()  # executes the old queued run, completes its record
         assert manager.store.get_run(old_queued.run_id).status == "succeeded"

@@ -26,29 +26,38 @@ def _status_counts(url: str) -> Counter[str]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(t.runs.c.status, sa.func.count())
-                                .group_by(t.runs.c.status)).all()
+            rows = conn.execute(
+                sa.select(t.runs.c.status, sa.func.count()).group_by(t.runs.c.status)
+            ).all()
     finally:
         engine.dispose()
     return Counter({status: int(count) for status, count in rows})
 
 
-def test_four_workers_drain_queue_exactly_once(project: Path, procs: Procs,
-                                               pg_database: Callable[[], str]) -> None:
+def test_four_workers_drain_queue_exactly_once(
+    project: Path, procs: Procs, pg_database: Callable[[], str]
+) -> None:
     """Every queued run executes each step exactly once, across 4 processes; none is lost."""
     url = pg_database()
     manager = open_manager(project, url)
     try:
-        keys = {manager.start_run_from_spec(input_text=f"k{i:05d}",
-                                            spec_path=project / "three.yaml").run_id: f"k{i:05d}"
-                for i in range(RUNS)}
+        keys = {
+            manager.start_run_from_spec(
+                input_text=f"k{i:05d}", spec_path=project / "three.yaml"
+            ).run_id: f"k{i:05d}"
+            for i in range(RUNS)
+        }
         store = manager.store
-        env = env_for(project, url, KNEO_SERV_WORKER_POLL_SECONDS="0.05",
-                      KNEO_SERV_WORKER_LEASE_SECONDS="30")
+        env = env_for(
+            project, url, KNEO_SERV_WORKER_POLL_SECONDS="0.05", KNEO_SERV_WORKER_LEASE_SECONDS="30"
+        )
         for _ in range(4):
             procs.worker(project, env)
-        wait_for(lambda: _status_counts(url)["succeeded"] == RUNS, timeout=60 + RUNS * 0.5,
-                 what=f"{RUNS} runs to succeed")
+        wait_for(
+            lambda: _status_counts(url)["succeeded"] == RUNS,
+            timeout=60 + RUNS * 0.5,
+            what=f"{RUNS} runs to succeed",
+        )
         counts = step_counts(project)
         assert len(counts) == RUNS * 3
         assert set(counts.values()) == {1}, [k for k, v in counts.items() if v != 1][:10]
@@ -64,20 +73,23 @@ def test_four_workers_drain_queue_exactly_once(project: Path, procs: Procs,
         manager.store.close()
 
 
-def test_kill_9_mid_run_then_another_worker_finishes(project: Path, procs: Procs,
-                                                     pg_database: Callable[[], str]) -> None:
+def test_kill_9_mid_run_then_another_worker_finishes(
+    project: Path, procs: Procs, pg_database: Callable[[], str]
+) -> None:
     """A worker killed inside step 3 of 5: after lease expiry another worker continues; steps
     1-2 (committed) never run again, step 3 runs again (it never completed), 4-5 once."""
     url = pg_database()
-    env = env_for(project, url, KNEO_SERV_WORKER_LEASE_SECONDS="1.5",
-                  KNEO_SERV_WORKER_POLL_SECONDS="0.05")
+    env = env_for(
+        project, url, KNEO_SERV_WORKER_LEASE_SECONDS="1.5", KNEO_SERV_WORKER_POLL_SECONDS="0.05"
+    )
     manager = open_manager(project, url)
     workers = [procs.worker(project, env) for _ in range(2)]
     try:
         for rep in range(KILLS):
             key = f"kill{rep:03d}"
-            run_id = manager.start_run_from_spec(input_text=f"{key} block",
-                                                 spec_path=project / "five.yaml").run_id
+            run_id = manager.start_run_from_spec(
+                input_text=f"{key} block", spec_path=project / "five.yaml"
+            ).run_id
             marker = project / "markers" / key
             wait_for(marker.exists, timeout=60, what="step 3 to start")
             victim_pid = int(wait_for(lambda m=marker: m.read_text(), 5, "marker pid"))
@@ -87,20 +99,28 @@ def test_kill_9_mid_run_then_another_worker_finishes(project: Path, procs: Procs
             workers.remove(victim)
             workers.append(procs.worker(project, env))  # keep two alive
             killed_at = time.monotonic()
-            wait_for(lambda r=run_id: manager.store.get_run(r).status == "succeeded",
-                     timeout=60, what=f"run {run_id} to be finished by another worker")
+            wait_for(
+                lambda r=run_id: manager.store.get_run(r).status == "succeeded",
+                timeout=60,
+                what=f"run {run_id} to be finished by another worker",
+            )
             assert time.monotonic() - killed_at >= 1.0  # it waited for the lease to lapse
             run = manager.store.get_run(run_id)
             assert run.output_text == f"{key} block 1 2 3 4 5"
             counts = step_counts(project)
             assert [counts[(key, s)] for s in ("s1", "s2", "s3", "s4", "s5")] == [1, 1, 2, 1, 1]
-            finishers = {pid for k, step, pid in counter_lines(project)
-                         if k == key and step == "s5"}
+            finishers = {
+                pid for k, step, pid in counter_lines(project) if k == key and step == "s5"
+            }
             assert finishers and str(victim_pid) not in finishers
             # the record is settled just after the run's final write
-            records = wait_for(lambda r=run_id: [
-                rec for rec in manager.store.queue_records_for_run(r)
-                if rec.status != "leased"], timeout=10, what="the queue record to settle")
+            records = wait_for(
+                lambda r=run_id: [
+                    rec for rec in manager.store.queue_records_for_run(r) if rec.status != "leased"
+                ],
+                timeout=10,
+                what="the queue record to settle",
+            )
             assert [(r.status, r.attempts) for r in records] == [("completed", 2)]
             events = [e.event_type for e in manager.store.list_trace(run_id, limit=500).items]
             assert "run_continued" in events and events[-1] == "run_completed"

@@ -18,8 +18,9 @@ def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: st
     clock = ManualClock()
     manager = open_manager(project, db_url, clock=clock)
     try:
-        run_id = manager.start_run_from_spec(input_text="doomed",
-                                             spec_path=project / "three.yaml").run_id
+        run_id = manager.start_run_from_spec(
+            input_text="doomed", spec_path=project / "three.yaml"
+        ).run_id
         for _ in range(3):  # three workers claim it and die
             assert manager.store.claim("dead-worker", 1.0) is not None
             clock.advance(seconds=2)
@@ -42,12 +43,14 @@ def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: st
 
 
 def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Procs) -> None:
-    env = env_for(project, db_url, KNEO_SERV_WORKER_LEASE_SECONDS="120",
-                  KNEO_SERV_WORKER_POLL_SECONDS="0.05")
+    env = env_for(
+        project, db_url, KNEO_SERV_WORKER_LEASE_SECONDS="120", KNEO_SERV_WORKER_POLL_SECONDS="0.05"
+    )
     manager = open_manager(project, db_url)
     try:
-        run_id = manager.start_run_from_spec(input_text="handover block",
-                                             spec_path=project / "five.yaml").run_id
+        run_id = manager.start_run_from_spec(
+            input_text="handover block", spec_path=project / "five.yaml"
+        ).run_id
         first = procs.worker(project, env, "--grace-seconds", "0.5")
         wait_for((project / "markers" / "handover").exists, 60, "step 3 to start")
         first.send_signal(signal.SIGTERM)
@@ -56,25 +59,29 @@ def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Pro
         assert record.status == "queued" and record.lease_owner is None  # released, not held
         started = time.monotonic()
         procs.worker(project, env)
-        wait_for(lambda: manager.store.get_run(run_id).status == "succeeded", 60,
-                 "the second worker to finish the handed-over run")
+        wait_for(
+            lambda: manager.store.get_run(run_id).status == "succeeded",
+            60,
+            "the second worker to finish the handed-over run",
+        )
         assert time.monotonic() - started < 60  # far below the 120 s lease
         counts = step_counts(project)
-        assert [counts[("handover", s)] for s in ("s1", "s2", "s3", "s4", "s5")] == \
-            [1, 1, 2, 1, 1]
+        assert [counts[("handover", s)] for s in ("s1", "s2", "s3", "s4", "s5")] == [1, 1, 2, 1, 1]
     finally:
         manager.store.close()
 
 
-def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(project: Path,
-                                                                     db_url: str) -> None:
+def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
+    project: Path, db_url: str
+) -> None:
     """A running run whose lock belongs to a process on another host (whose death cannot be
     seen from here) is not forgotten: the worker re-queues it for when the lock lapses."""
     clock = ManualClock()
     manager = open_manager(project, db_url, clock=clock)
     try:
-        run_id = manager.start_run_from_spec(input_text="remote",
-                                             spec_path=project / "three.yaml").run_id
+        run_id = manager.start_run_from_spec(
+            input_text="remote", spec_path=project / "three.yaml"
+        ).run_id
         manager.store.update_run(run_id, status="running")
         assert manager.store.acquire_lock(f"run:{run_id}", "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)

@@ -29,8 +29,9 @@ EXAMPLES = [
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("examples")
-    shutil.copytree(REPO / "examples", root / "examples",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
     settings = Settings.from_env({})
     platform = create_platform(settings, ProjectContext.discover(cwd=root, settings=settings))
     platform.root = root
@@ -38,10 +39,12 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Any:
     platform.store.close()
 
 
-@pytest.mark.parametrize(("spec", "env", "status", "snippet"), EXAMPLES,
-                         ids=[e[0] for e in EXAMPLES])
-def test_example_runs_to_its_documented_end(manager: Any, spec: str, env: str | None,
-                                            status: str, snippet: str | None) -> None:
+@pytest.mark.parametrize(
+    ("spec", "env", "status", "snippet"), EXAMPLES, ids=[e[0] for e in EXAMPLES]
+)
+def test_example_runs_to_its_documented_end(
+    manager: Any, spec: str, env: str | None, status: str, snippet: str | None
+) -> None:
     path = manager.root / "examples" / spec
     if status == "failed":
         with pytest.raises(KneoError) as info:
@@ -53,15 +56,21 @@ def test_example_runs_to_its_documented_end(manager: Any, spec: str, env: str | 
     if snippet:
         assert snippet in (result.output_text or "")
     if status == "paused":
-        done = manager.resume(result.continuation_id, request_id=result.request_id,
-                              decision="approved")
+        done = manager.resume(
+            result.continuation_id, request_id=result.request_id, decision="approved"
+        )
         assert done.status == "succeeded" and done.output_text.startswith("Published.")
 
 
 def test_research_agent_trace_shows_plan_act_turns(manager: Any) -> None:
-    result = manager.run_from_spec(input_text="Analyze Nvidia AI business",
-                                   spec_path=manager.root / "examples" / "research_agent.yaml",
-                                   environment="dev")
-    turns = [e["payload"]["phase"] for e in manager.trace(result.run_id)["events"]
-             if e["event_type"] == "model_turn_completed"]
+    result = manager.run_from_spec(
+        input_text="Analyze Nvidia AI business",
+        spec_path=manager.root / "examples" / "research_agent.yaml",
+        environment="dev",
+    )
+    turns = [
+        e["payload"]["phase"]
+        for e in manager.trace(result.run_id)["events"]
+        if e["event_type"] == "model_turn_completed"
+    ]
     assert turns and turns[0] == "plan"

@@ -21,7 +21,7 @@ from kneo.platform import PlatformManager, create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 
-STEPS = '''
+STEPS = """
 
 from pathlib import Path
 
@@ -61,10 +61,9 @@ def cancel_me(text):
     _count("cancel_me")
     CANCEL["manager"].cancel(CANCEL["run_id"]())
     return text + " should-not-commit"
-'''
+"""
 
-HUMANS = {"humans": {"reviewer": {"prompt": "Approve?", "assignee": "ann",
-                                  "timeout_seconds": 60}}}
+HUMANS = {"humans": {"reviewer": {"prompt": "Approve?", "assignee": "ann", "timeout_seconds": 60}}}
 
 
 @pytest.fixture()
@@ -105,27 +104,49 @@ def counter(project: Path) -> list[str]:
 
 
 def approval_spec(project: Path) -> str:
-    return write_spec(project, "approval", {"steps": [
-        fn("a", "first"), {"id": "review", "kind": "human", "ref": "reviewer"},
-        fn("b", "second")]}, components=HUMANS)
+    return write_spec(
+        project,
+        "approval",
+        {
+            "steps": [
+                fn("a", "first"),
+                {"id": "review", "kind": "human", "ref": "reviewer"},
+                fn("b", "second"),
+            ]
+        },
+        components=HUMANS,
+    )
 
 
-def test_pause_and_resume_never_repeat_completed_steps(manager: PlatformManager, project: Path) -> None:
+def test_pause_and_resume_never_repeat_completed_steps(
+    manager: PlatformManager, project: Path
+) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     assert paused.status == "paused" and paused.human_intervention_required
     assert paused.continuation_id.startswith("cont_") and paused.request_id.startswith("req_")
     assert paused.metadata["pending_human_request"]["prompt"] == "Approve?"
     task = manager.list_human_tasks()["tasks"][0]
-    assert task["continuation_id"] == paused.continuation_id and task["request"]["assignee"] == "ann"
+    assert (
+        task["continuation_id"] == paused.continuation_id and task["request"]["assignee"] == "ann"
+    )
     assert counter(project) == ["first"]
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                          decision="edited", content="better draft", actor="ann")
+    done = manager.resume(
+        paused.continuation_id,
+        request_id=paused.request_id,
+        decision="edited",
+        content="better draft",
+        actor="ann",
+    )
     assert done.status == "succeeded" and done.output_text == "better draft second"
     assert counter(project) == ["first", "second"]
     audit = {a.event_type: a.payload for a in manager.store.list_audit(run_id=paused.run_id).items}
-    assert audit["human.decision"] == {"request_id": paused.request_id, "decision": "edited",
-                                       "selected_option": None, "result_status": "succeeded",
-                                       "content_present": True}
+    assert audit["human.decision"] == {
+        "request_id": paused.request_id,
+        "decision": "edited",
+        "selected_option": None,
+        "result_status": "succeeded",
+        "content_present": True,
+    }
     assert "better draft" not in json.dumps(audit)
     assert {"run.created", "human.requested", "human.decision"} <= set(audit)
     with pytest.raises(RequestAlreadyResolved):
@@ -135,8 +156,12 @@ def test_pause_and_resume_never_repeat_completed_steps(manager: PlatformManager,
 def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     before = manager.store.get_run(paused.run_id)
-    cases = [dict(decision="selected", selected_option="x"), dict(decision="provided", content="x"),
-             dict(decision="edited"), dict(decision="maybe")]
+    cases = [
+        dict(decision="selected", selected_option="x"),
+        dict(decision="provided", content="x"),
+        dict(decision="edited"),
+        dict(decision="maybe"),
+    ]
     for case in cases:
         with pytest.raises(InvalidDecision):
             manager.resume(paused.continuation_id, request_id=paused.request_id, **case)
@@ -159,33 +184,56 @@ def test_resume_is_locked_per_continuation(manager: PlatformManager, project: Pa
 
 def test_rejection_fails_the_run(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    failed = manager.resume(paused.continuation_id, request_id=paused.request_id,
-                            decision="rejected", content="no")
+    failed = manager.resume(
+        paused.continuation_id, request_id=paused.request_id, decision="rejected", content="no"
+    )
     assert failed.status == "failed" and failed.metadata["error"]["code"] == "human_rejected"
     assert counter(project) == ["first"]
 
 
-def test_concurrent_branches_pause_with_several_requests(manager: PlatformManager,
-                                                         project: Path) -> None:
+def test_concurrent_branches_pause_with_several_requests(
+    manager: PlatformManager, project: Path
+) -> None:
     humans = {"humans": {"r1": {"prompt": "one?"}, "r2": {"prompt": "two?"}}}
-    spec = write_spec(project, "fan", {"type": "concurrent", "participants": [
-        fn("a", "first"), {"id": "h1", "kind": "human", "ref": "r1"},
-        {"id": "h2", "kind": "human", "ref": "r2"}]}, components=humans)
+    spec = write_spec(
+        project,
+        "fan",
+        {
+            "type": "concurrent",
+            "participants": [
+                fn("a", "first"),
+                {"id": "h1", "kind": "human", "ref": "r1"},
+                {"id": "h2", "kind": "human", "ref": "r2"},
+            ],
+        },
+        components=humans,
+    )
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
     pending = paused.metadata["pending_human_requests"]
     assert paused.status == "paused" and [r["prompt"] for r in pending] == ["one?", "two?"]
-    half = manager.resume(paused.continuation_id, request_id=pending[1]["request_id"],
-                          decision="approved")
+    half = manager.resume(
+        paused.continuation_id, request_id=pending[1]["request_id"], decision="approved"
+    )
     assert half.status == "paused" and half.request_id == pending[0]["request_id"]
-    done = manager.resume(paused.continuation_id, request_id=pending[0]["request_id"],
-                          decision="approved")
+    done = manager.resume(
+        paused.continuation_id, request_id=pending[0]["request_id"], decision="approved"
+    )
     assert done.status == "succeeded" and counter(project) == ["first"]
 
 
 def test_retries_never_rerun_completed_steps(manager: PlatformManager, project: Path) -> None:
     (project / "flaky_left").write_text("2")
-    spec = write_spec(project, "retry", {"steps": [
-        fn("a", "first"), fn("f", "flaky", on_error="retry", max_retries=2), fn("b", "second")]})
+    spec = write_spec(
+        project,
+        "retry",
+        {
+            "steps": [
+                fn("a", "first"),
+                fn("f", "flaky", on_error="retry", max_retries=2),
+                fn("b", "second"),
+            ]
+        },
+    )
     result = manager.run_from_spec(input_text="go", spec_path=spec)
     assert result.status == "succeeded"
     assert counter(project) == ["first", "flaky", "flaky", "flaky", "second"]
@@ -194,13 +242,18 @@ def test_retries_never_rerun_completed_steps(manager: PlatformManager, project: 
 
 
 @pytest.mark.parametrize("family", ["sequential", "graph"])
-def test_crashed_run_continues_from_its_last_step_boundary(manager: PlatformManager,
-                                                           project: Path, family: str) -> None:
+def test_crashed_run_continues_from_its_last_step_boundary(
+    manager: PlatformManager, project: Path, family: str
+) -> None:
     steps = [fn("a", "first"), fn("c", "crashy"), fn("b", "second")]
     workflow: dict[str, Any] = {"steps": steps}
     if family == "graph":
-        workflow = {"type": "graph", "start": "a", "nodes": steps,
-                    "edges": [{"from": "a", "to": "c"}, {"from": "c", "to": "b"}]}
+        workflow = {
+            "type": "graph",
+            "start": "a",
+            "nodes": steps,
+            "edges": [{"from": "a", "to": "c"}, {"from": "c", "to": "b"}],
+        }
     spec = write_spec(project, f"crash_{family}", workflow)
     (project / "crash").write_text("1")
     with pytest.raises(SystemExit):
@@ -218,14 +271,15 @@ def test_crashed_run_continues_from_its_last_step_boundary(manager: PlatformMana
     assert manager.recovery(run_id)["can_continue"] is False
 
 
-def test_cancel_mid_run_is_never_overwritten_as_completed(manager: PlatformManager,
-                                                          project: Path) -> None:
+def test_cancel_mid_run_is_never_overwritten_as_completed(
+    manager: PlatformManager, project: Path
+) -> None:
     import pfsteps  # type: ignore[import-not-found]
 
-    pfsteps.CANCEL.update(manager=manager,
-                          run_id=lambda: manager.list_runs()["runs"][0]["run_id"])
-    spec = write_spec(project, "cancel", {"steps": [fn("a", "first"), fn("x", "cancel_me"),
-                                                    fn("b", "second")]})
+    pfsteps.CANCEL.update(manager=manager, run_id=lambda: manager.list_runs()["runs"][0]["run_id"])
+    spec = write_spec(
+        project, "cancel", {"steps": [fn("a", "first"), fn("x", "cancel_me"), fn("b", "second")]}
+    )
     result = manager.run_from_spec(input_text="go", spec_path=spec)
     assert result.status == "cancelled" and result.output_text is None
     assert counter(project) == ["first", "cancel_me"]
@@ -252,7 +306,12 @@ def test_inspection_views(manager: PlatformManager, project: Path) -> None:
     assert {"run_paused", "human_decision", "run_resumed", "run_completed"} <= set(trace)
     replay = manager.replay(paused.run_id)
     assert [t["type"] for t in replay["timeline"]] == [
-        "step_completed", "paused", "step_completed", "step_completed", "run_completed"]
+        "step_completed",
+        "paused",
+        "step_completed",
+        "step_completed",
+        "run_completed",
+    ]
     assert replay["timeline"][1]["pending_human_request_id"] == paused.request_id
     diff = manager.checkpoint_diff(paused.run_id, from_sequence=1, to_sequence=3)
     assert diff["added"]["payload.units.review.decision"] == "approved"
@@ -266,8 +325,9 @@ def test_inspection_views(manager: PlatformManager, project: Path) -> None:
 
 def test_checkpoints_and_traces_are_redacted(manager: PlatformManager, project: Path) -> None:
     spec = write_spec(project, "secret", {"steps": [fn("a", "first")]})
-    result = manager.run_from_spec(input_text="mail me at someone@example.com token=abcd1234",
-                                   spec_path=spec)
+    result = manager.run_from_spec(
+        input_text="mail me at someone@example.com token=abcd1234", spec_path=spec
+    )
     payloads = json.dumps(manager.checkpoints(result.run_id, include_payload=True))
     assert "someone@example.com" not in payloads and "abcd1234" not in payloads
     assert result.to_dict()["output_text"].count("[REDACTED_EMAIL]") == 1
@@ -304,8 +364,9 @@ def test_separate_stores_are_refused(project: Path) -> None:
 
     a = open_store(None, state_dir=project / "a")
     b = open_store(None, state_dir=project / "b")
-    compiler = SpecCompiler(runtime_registry=create_runtime_registry(),
-                            tool_registry=create_tool_registry())
+    compiler = SpecCompiler(
+        runtime_registry=create_runtime_registry(), tool_registry=create_tool_registry()
+    )
     with pytest.raises(ConfigError):
         PlatformManager(compiler=compiler, run_state_store=a, continuation_store=b)
     a.close()

@@ -23,9 +23,7 @@ KEYS = {
     "service": "service-secret-token-4",
     "viewer": "viewer-secret-token-5",
 }
-API_KEYS_ENV = ";".join(
-    f"{role}:{key}:{role}" for role, key in KEYS.items() if role != "admin"
-)
+API_KEYS_ENV = ";".join(f"{role}:{key}:{role}" for role, key in KEYS.items() if role != "admin")
 
 
 def auth_env() -> dict[str, str]:
@@ -74,9 +72,21 @@ class LiveServer:
         environ["PYTHONPATH"] = str(ROOT)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kneo.cli.main", "service", "serve",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.cwd, env=environ, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "kneo.cli.main",
+                "service",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=self.cwd,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,6 +109,3 @@ class LiveServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
-
-
-

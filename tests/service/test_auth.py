@@ -11,11 +11,28 @@ from kneo.service.auth import ROLE_SCOPES, Authenticator, parse_api_keys
 from kneo.settings import Settings
 
 REFERENCE_ROLES = {
-    "operator": {"runs:read", "runs:write", "specs:read", "human:read", "audit:read",
-                 "credentials:read", "policies:read", "policies:write"},
+    "operator": {
+        "runs:read",
+        "runs:write",
+        "specs:read",
+        "human:read",
+        "audit:read",
+        "credentials:read",
+        "policies:read",
+        "policies:write",
+    },
     "reviewer": {"runs:read", "human:read", "human:write", "audit:read"},
-    "service": {"runs:read", "runs:write", "specs:read", "human:read", "human:write",
-                "audit:read", "audit:write", "credentials:read", "policies:read"},
+    "service": {
+        "runs:read",
+        "runs:write",
+        "specs:read",
+        "human:read",
+        "human:write",
+        "audit:read",
+        "audit:write",
+        "credentials:read",
+        "policies:read",
+    },
     "viewer": {"runs:read", "specs:read", "human:read", "audit:read"},
 }
 
@@ -41,8 +58,13 @@ def test_parse_keys_with_roles_and_explicit_scopes() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["nosecretkey", "name:secretkey:", "name:secretkey:superuser", ":secretkey:viewer",
-     "a:k:viewer;a:secretkey:viewer"],
+    [
+        "nosecretkey",
+        "name:secretkey:",
+        "name:secretkey:superuser",
+        ":secretkey:viewer",
+        "a:k:viewer;a:secretkey:viewer",
+    ],
     ids=["no-colons", "no-role", "unknown-role", "no-name", "duplicate-name"],
 )
 def test_bad_key_entries_are_config_errors_without_the_key(raw: str) -> None:

@@ -14,9 +14,15 @@ from kneo.settings import Settings
 
 
 def _client(handler, **kwargs) -> ServiceClient:
-    return ServiceClient("http://svc", api_key="client-secret-key", retries=2,
-                         backoff_seconds=0.01, transport=httpx2.MockTransport(handler),
-                         sleep=lambda s: None, **kwargs)
+    return ServiceClient(
+        "http://svc",
+        api_key="client-secret-key",
+        retries=2,
+        backoff_seconds=0.01,
+        transport=httpx2.MockTransport(handler),
+        sleep=lambda s: None,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
@@ -35,8 +41,10 @@ def test_transient_statuses_are_retried_with_one_idempotency_key(status: int) ->
     assert seen[0].headers["authorization"] == "Bearer client-secret-key"
 
 
-@pytest.mark.parametrize("status, code", [(401, "unauthorized"), (403, "forbidden"),
-                                          (404, "not_found"), (422, "validation_error")])
+@pytest.mark.parametrize(
+    "status, code",
+    [(401, "unauthorized"), (403, "forbidden"), (404, "not_found"), (422, "validation_error")],
+)
 def test_client_errors_fail_fast_with_the_server_message(status: int, code: str) -> None:
     calls = []
 
@@ -96,8 +104,9 @@ def test_connection_precedence(tmp_path: Path) -> None:
     store = ProfileStore(path)
     store.set("a", "http://a:1", "key-a")
     store.set("b", "http://b:2", "key-b", activate=False)
-    settings = Settings.from_env({"KNEO_SERV_PROFILES_PATH": str(path),
-                                  "KNEO_SERV_API_KEY": "env-key"})
+    settings = Settings.from_env(
+        {"KNEO_SERV_PROFILES_PATH": str(path), "KNEO_SERV_API_KEY": "env-key"}
+    )
 
     def pick(**kw):
         c = resolve_connection(settings=settings, **{"service_url": None, "profile": None, **kw})

@@ -35,13 +35,18 @@ def test_webhook_needs_a_valid_signature(make_client) -> None:
     client.app.state.controller = controller
     body = json.dumps({"ref": "refs/heads/main"}).encode()
     good = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    r = client.post("/v1/controller/webhook", content=body,
-                    headers={"X-Hub-Signature-256": "sha256=" + "0" * 64,
-                             "X-GitHub-Event": "push"})
+    r = client.post(
+        "/v1/controller/webhook",
+        content=body,
+        headers={"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"},
+    )
     assert r.status_code == 401 and controller.woken == 0
     assert secret not in r.text
-    r = client.post("/v1/controller/webhook", content=body,
-                    headers={"X-Hub-Signature-256": good, "X-GitHub-Event": "push"})
+    r = client.post(
+        "/v1/controller/webhook",
+        content=body,
+        headers={"X-Hub-Signature-256": good, "X-GitHub-Event": "push"},
+    )
     assert r.status_code == 202 and r.json()["accepted"] is True and controller.woken == 1
     r = client.post("/v1/controller/reconcile", headers=headers("operator"))
     assert r.status_code == 200 and r.json()["ok"] is True
@@ -51,14 +56,21 @@ def test_webhook_needs_a_valid_signature(make_client) -> None:
 def test_registry_reads(make_client) -> None:
     client = make_client(auth_env())
     store = client.app.state.manager.store
-    store.add_revision("demo", "prod", digest="sha256:" + "1" * 64, status="active",
-                       spec={"version": "v1"})
+    store.add_revision(
+        "demo", "prod", digest="sha256:" + "1" * 64, status="active", spec={"version": "v1"}
+    )
     listed = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
     assert listed["count"] == 1 and "spec" not in listed["revisions"][0]
-    one = client.get("/v1/registry/bundles/demo/prod", headers=headers("reviewer"),
-                     params={"include_spec": True}).json()
+    one = client.get(
+        "/v1/registry/bundles/demo/prod", headers=headers("reviewer"), params={"include_spec": True}
+    ).json()
     assert one["active"]["revision"] == 1 and one["active"]["spec"] == {"version": "v1"}
-    assert client.get("/v1/registry/bundles/nope/prod",
-                      headers=headers("viewer")).status_code == 404
-    assert client.post("/v1/controller/reconcile",
-                       headers=headers("reviewer")).json()["required_scope"] == "controller:write"
+    assert (
+        client.get("/v1/registry/bundles/nope/prod", headers=headers("viewer")).status_code == 404
+    )
+    assert (
+        client.post("/v1/controller/reconcile", headers=headers("reviewer")).json()[
+            "required_scope"
+        ]
+        == "controller:write"
+    )

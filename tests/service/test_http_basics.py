@@ -22,8 +22,11 @@ def test_unknown_route_and_method_are_envelopes(make_client) -> None:
 def test_declared_oversized_body_is_refused_before_reading(make_client) -> None:
     """Content-Length above KNEO_SERV_MAX_BODY_BYTES: 413 without touching the route."""
     client = make_client({"KNEO_SERV_MAX_BODY_BYTES": "100"})
-    r = client.put("/v1/policies/environment/dev", content=b"{" + b" " * 200 + b"}",
-                   headers={"content-type": "application/json"})
+    r = client.put(
+        "/v1/policies/environment/dev",
+        content=b"{" + b" " * 200 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
     assert r.json()["error"] == "payload_too_large"
 
@@ -38,8 +41,11 @@ def test_streamed_oversized_body_is_refused_while_streaming(make_client) -> None
             sent.append(1)
             yield b" " * 40
 
-    r = client.put("/v1/policies/environment/dev", content=chunks(),
-                   headers={"content-type": "application/json"})
+    r = client.put(
+        "/v1/policies/environment/dev",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
 
 
@@ -59,7 +65,9 @@ def test_request_id_is_accepted_generated_and_logged(make_client, caplog) -> Non
     r = client.get("/v1/audit-events", headers={**headers("viewer"), "X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     r2 = client.get("/livez", headers={"X-Request-ID": "bad id with spaces"})
-    assert r2.headers["x-request-id"] != "bad id with spaces" and len(r2.headers["x-request-id"]) == 32
+    assert (
+        r2.headers["x-request-id"] != "bad id with spaces" and len(r2.headers["x-request-id"]) == 32
+    )
     records = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == LOGGER]
     first = next(rec for rec in records if rec["request_id"] == "abc-123")
     assert first["event"] == "http_request" and first["method"] == "GET"
@@ -83,9 +91,18 @@ def test_health_endpoints(make_client) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
     checks = r.json()["metadata"]["checks"]
-    assert set(checks) == {"run_state_store", "continuation_store", "queue", "runtime_registry",
-                           "tool_registry", "providers", "mcp"}
-    assert checks["runtime_registry"]["count"] >= 2 and "native" in checks["runtime_registry"]["names"]
+    assert set(checks) == {
+        "run_state_store",
+        "continuation_store",
+        "queue",
+        "runtime_registry",
+        "tool_registry",
+        "providers",
+        "mcp",
+    }
+    assert (
+        checks["runtime_registry"]["count"] >= 2 and "native" in checks["runtime_registry"]["names"]
+    )
 
 
 def test_readyz_names_the_failing_check_without_secret_values(make_client, monkeypatch) -> None:
@@ -117,9 +134,14 @@ def test_readyz_reports_a_broken_store(make_client) -> None:
     assert "hunter2" not in r.text
 
 
-@pytest.mark.parametrize("params, code", [
-    ({"limit": 0}, 422), ({"offset": -1}, 422), ({"limit": 5000}, 200),
-])
+@pytest.mark.parametrize(
+    "params, code",
+    [
+        ({"limit": 0}, 422),
+        ({"offset": -1}, 422),
+        ({"limit": 5000}, 200),
+    ],
+)
 def test_audit_paging_params(make_client, params, code) -> None:
     client = make_client()
     r = client.get("/v1/audit-events", params=params)
@@ -133,12 +155,19 @@ def test_environment_policies_put_get_list_and_audit(make_client) -> None:
     client = make_client(auth_env())
     op = headers("operator")
     assert client.get("/v1/policies/environment/prod", headers=op).status_code == 404
-    first = client.put("/v1/policies/environment/prod", headers=op,
-                       json={"require_tool_permissions": True})
+    first = client.put(
+        "/v1/policies/environment/prod", headers=op, json={"require_tool_permissions": True}
+    )
     assert first.status_code == 200 and first.json()["previous_policy"] is None
-    second = client.put("/v1/policies/environment/prod", headers=op,
-                        json={"require_tool_permissions": True, "deny_unrestricted_tools": True,
-                              "blocked_diagnostic_codes": ["E_UNSAFE_TOOL_IMPORT"]})
+    second = client.put(
+        "/v1/policies/environment/prod",
+        headers=op,
+        json={
+            "require_tool_permissions": True,
+            "deny_unrestricted_tools": True,
+            "blocked_diagnostic_codes": ["E_UNSAFE_TOOL_IMPORT"],
+        },
+    )
     body = second.json()
     assert body["previous_policy"]["deny_unrestricted_tools"] is False
     assert body["policy"]["deny_unrestricted_tools"] is True
@@ -146,11 +175,14 @@ def test_environment_policies_put_get_list_and_audit(make_client) -> None:
     assert got["policy"] == body["policy"]
     listed = client.get("/v1/policies/environment", headers=op).json()
     assert [p["environment"] for p in listed["policies"]] == ["prod"]
-    events = client.get("/v1/audit-events", params={"event_type": "policy.changed"},
-                        headers=op).json()["events"]
+    events = client.get(
+        "/v1/audit-events", params={"event_type": "policy.changed"}, headers=op
+    ).json()["events"]
     assert len(events) == 2 and events[0]["actor"] == "operator"
-    assert events[0]["payload"]["changed_fields"] == ["blocked_diagnostic_codes",
-                                                      "deny_unrestricted_tools"]
+    assert events[0]["payload"]["changed_fields"] == [
+        "blocked_diagnostic_codes",
+        "deny_unrestricted_tools",
+    ]
 
 
 def test_credential_inventory_is_redacted_and_audited(make_client, monkeypatch) -> None:
@@ -161,13 +193,19 @@ def test_credential_inventory_is_redacted_and_audited(make_client, monkeypatch) 
     assert r.status_code == 200
     inventory = r.json()["inventory"]
     assert inventory["providers"]["openai"] == {
-        "name": "provider:openai", "env_var": "OPENAI_API_KEY", "present": True,
-        "value": "[REDACTED]"}
+        "name": "provider:openai",
+        "env_var": "OPENAI_API_KEY",
+        "present": True,
+        "value": "[REDACTED]",
+    }
     assert inventory["service"]["operator"]["present"] is True
     text = r.text
     for secret in ["sk-planted-secret-value-123456", *KEYS.values()]:
         assert secret not in text
-    events = client.get("/v1/audit-events", headers=headers("operator"),
-                        params={"event_type": "credential.inventory_accessed"}).json()["events"]
+    events = client.get(
+        "/v1/audit-events",
+        headers=headers("operator"),
+        params={"event_type": "credential.inventory_accessed"},
+    ).json()["events"]
     assert events[0]["actor"] == "operator" and events[0]["payload"]["present_count"] >= 1
     assert "sk-planted" not in json.dumps(events)

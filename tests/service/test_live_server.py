@@ -19,20 +19,29 @@ SMOKE = "examples/smoke_human_workflow.yaml"
 PLANTED = "sk-plantedSECRETvalue-0123456789"
 
 
-def _cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _cli(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     environ.update(env)
     environ["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "kneo.cli.main", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kneo.cli.main", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _wait_status(base: str, run_id: str, wanted: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     status = ""
     while time.monotonic() < deadline:
-        status = httpx2.get(f"{base}/v1/runs/{run_id}",
-                            headers={"X-API-Key": KEYS["admin"]}).json()["status"]
+        status = httpx2.get(
+            f"{base}/v1/runs/{run_id}", headers={"X-API-Key": KEYS["admin"]}
+        ).json()["status"]
         if status == wanted:
             break
         time.sleep(0.1)
@@ -42,10 +51,22 @@ def _wait_status(base: str, run_id: str, wanted: str, timeout: float = 30) -> st
 def test_deployment_smoke_passes_against_kneo_service_serve(live_server, tmp_path: Path) -> None:
     server = live_server({**auth_env(), "OPENAI_API_KEY": PLANTED})
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "deployment_smoke.py"), "--base-url", server.url,
-         "--operator-token", KEYS["operator"], "--reviewer-token", KEYS["reviewer"],
-         "--viewer-token", KEYS["viewer"]],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "deployment_smoke.py"),
+            "--base-url",
+            server.url,
+            "--operator-token",
+            KEYS["operator"],
+            "--reviewer-token",
+            KEYS["reviewer"],
+            "--viewer-token",
+            KEYS["viewer"],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if line.startswith("PASS")]
@@ -54,8 +75,11 @@ def test_deployment_smoke_passes_against_kneo_service_serve(live_server, tmp_pat
     outputs = result.stdout + result.stderr + server.log_path.read_text()
     for secret in [PLANTED, *KEYS.values()]:
         assert secret not in outputs
-    records = [json.loads(line) for line in server.log_path.read_text().splitlines()
-               if line.startswith('{"event":"http_request"')]
+    records = [
+        json.loads(line)
+        for line in server.log_path.read_text().splitlines()
+        if line.startswith('{"event":"http_request"')
+    ]
     assert any(r.get("continuation_id") and r.get("run_id") for r in records)
 
 
@@ -86,27 +110,58 @@ def test_queued_run_survives_restart_and_expired_lease_is_reclaimed(live_server,
 def test_cli_service_mode_with_service_url_and_profile(live_server, tmp_path: Path) -> None:
     server = live_server(auth_env())
     profiles = tmp_path / "cli-profiles.json"
-    env = {"KNEO_SERV_API_KEY": KEYS["operator"], "KNEO_SERV_PROFILES_PATH": str(profiles),
-           "KNEO_SERV_CLIENT_RETRIES": "0"}
-    ran = _cli(["run", SMOKE, "--service-url", server.url, "--input", "hello",
-                "--target", "workflow", "--json"], env)
+    env = {
+        "KNEO_SERV_API_KEY": KEYS["operator"],
+        "KNEO_SERV_PROFILES_PATH": str(profiles),
+        "KNEO_SERV_CLIENT_RETRIES": "0",
+    }
+    ran = _cli(
+        [
+            "run",
+            SMOKE,
+            "--service-url",
+            server.url,
+            "--input",
+            "hello",
+            "--target",
+            "workflow",
+            "--json",
+        ],
+        env,
+    )
     assert ran.returncode in (0, 3, 4) or ran.stdout, ran.stderr
     body = json.loads(ran.stdout)
     assert body["status"] == "paused" and body["continuation_id"]
-    listed = httpx2.get(f"{server.url}/v1/runs/{body['run_id']}",
-                        headers={"X-API-Key": KEYS["viewer"]})
+    listed = httpx2.get(
+        f"{server.url}/v1/runs/{body['run_id']}", headers={"X-API-Key": KEYS["viewer"]}
+    )
     assert listed.status_code == 200
 
-    set_profile = _cli(["config", "profile", "set", "local", "--service-url", server.url,
-                        "--api-key", KEYS["operator"]], {"KNEO_SERV_PROFILES_PATH": str(profiles)})
+    set_profile = _cli(
+        [
+            "config",
+            "profile",
+            "set",
+            "local",
+            "--service-url",
+            server.url,
+            "--api-key",
+            KEYS["operator"],
+        ],
+        {"KNEO_SERV_PROFILES_PATH": str(profiles)},
+    )
     assert set_profile.returncode == 0, set_profile.stderr
     assert KEYS["operator"] not in set_profile.stdout + set_profile.stderr
     assert oct(profiles.stat().st_mode & 0o777) == "0o600"
-    shown = _cli(["config", "profile", "list", "--json"], {"KNEO_SERV_PROFILES_PATH": str(profiles)})
+    shown = _cli(
+        ["config", "profile", "list", "--json"], {"KNEO_SERV_PROFILES_PATH": str(profiles)}
+    )
     assert KEYS["operator"] not in shown.stdout and '"authenticated": true' in shown.stdout
     penv = {"KNEO_SERV_PROFILES_PATH": str(profiles)}
-    ran = _cli(["run", SMOKE, "--input", "hello", "--target", "workflow", "--profile", "local",
-                "--json"], penv)
+    ran = _cli(
+        ["run", SMOKE, "--input", "hello", "--target", "workflow", "--profile", "local", "--json"],
+        penv,
+    )
     assert json.loads(ran.stdout)["status"] == "paused", ran.stderr
     tasks = _cli(["human", "list", "--profile", "local", "--json"], penv)
     assert tasks.returncode == 0, tasks.stderr
@@ -115,8 +170,10 @@ def test_cli_service_mode_with_service_url_and_profile(live_server, tmp_path: Pa
     got = _cli(["runs", "get", body["run_id"], "--json"], penv)
     assert json.loads(got.stdout)["status"] == "paused", got.stderr
     # auth failures fail fast with the server's message
-    bad = _cli(["runs", "get", body["run_id"], "--service-url", server.url],
-               {"KNEO_SERV_API_KEY": "wrong-key-value", "KNEO_SERV_PROFILES_PATH": str(profiles)})
+    bad = _cli(
+        ["runs", "get", body["run_id"], "--service-url", server.url],
+        {"KNEO_SERV_API_KEY": "wrong-key-value", "KNEO_SERV_PROFILES_PATH": str(profiles)},
+    )
     assert bad.returncode != 0 and "Invalid API key" in bad.stderr
     validated = _cli(["spec", "validate", SMOKE, "--profile", "local", "--json"], penv)
     assert validated.returncode == 0 and json.loads(validated.stdout)["valid"] is True
@@ -127,19 +184,23 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, tmp_pa
     env = {**auth_env(), **({"KNEO_SERV_DATABASE_URL": db} if db else {})}
     server = live_server(env)
     h = {"Authorization": f"Bearer {KEYS['admin']}"}
-    run = httpx2.post(f"{server.url}/v1/runs", headers=h, timeout=60,
-                      json={"input": "race", "spec_path": SMOKE}).json()
+    run = httpx2.post(
+        f"{server.url}/v1/runs", headers=h, timeout=60, json={"input": "race", "spec_path": SMOKE}
+    ).json()
     cid = run["continuation_id"]
-    body = {"request_id": run["metadata"]["pending_human_request"]["request_id"],
-            "decision": "approved"}
+    body = {
+        "request_id": run["metadata"]["pending_human_request"]["request_id"],
+        "decision": "approved",
+    }
     rh = {"Authorization": f"Bearer {KEYS['reviewer']}"}
 
     def resume(index: int) -> httpx2.Response:
         headers = dict(rh)
         if index % 5 == 0:
             headers["Idempotency-Key"] = "race-key"  # some share a key: replay or 409
-        return httpx2.post(f"{server.url}/v1/human-tasks/{cid}/resume", headers=headers,
-                           json=body, timeout=60)
+        return httpx2.post(
+            f"{server.url}/v1/human-tasks/{cid}/resume", headers=headers, json=body, timeout=60
+        )
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         responses = list(pool.map(resume, range(50)))
@@ -148,12 +209,18 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, tmp_pa
     assert ok and all(c in (200, 404, 409) for c in codes), codes
     for r in responses:
         if r.status_code == 409:
-            assert r.json()["error"] in ("resource_locked", "request_already_resolved",
-                                         "illegal_transition"), r.json()
+            assert r.json()["error"] in (
+                "resource_locked",
+                "request_already_resolved",
+                "illegal_transition",
+            ), r.json()
     applied = [r for r in ok if r.headers.get("idempotent-replayed") != "true"]
     assert len(applied) == 1, [r.json() for r in applied]
-    events = httpx2.get(f"{server.url}/v1/audit-events", headers=h,
-                        params={"event_type": "human.decision", "continuation_id": cid}).json()
+    events = httpx2.get(
+        f"{server.url}/v1/audit-events",
+        headers=h,
+        params={"event_type": "human.decision", "continuation_id": cid},
+    ).json()
     assert events["total"] == 1
     final = httpx2.get(f"{server.url}/v1/runs/{run['run_id']}", headers=h).json()
     assert final["status"] == "succeeded"

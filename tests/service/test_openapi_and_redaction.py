@@ -16,7 +16,9 @@ def test_openapi_document_has_not_drifted() -> None:
     """Fails when routes or models change without `python docs/script/generate_openapi.py`."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "script" / "generate_openapi.py"), "--check"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -46,23 +48,40 @@ def test_planted_secrets_never_leave(make_client, caplog) -> None:
     logging.getLogger("kneo_serv.service").propagate = True
     text = " ".join(PLANTED.values())
     outputs: list[str] = []
-    r = client.post("/v1/runs", headers={**headers("operator"), "X-Request-ID": "plant-1"},
-                    json={"input": f"draft for {text}", "spec_path": SMOKE,
-                          "metadata": {"note": text, "api_key": "metadata-secret-value"}})
+    r = client.post(
+        "/v1/runs",
+        headers={**headers("operator"), "X-Request-ID": "plant-1"},
+        json={
+            "input": f"draft for {text}",
+            "spec_path": SMOKE,
+            "metadata": {"note": text, "api_key": "metadata-secret-value"},
+        },
+    )
     outputs.append(r.text)
     run = r.json()
     cid, rid = run["continuation_id"], run["run_id"]
     req = run["metadata"]["pending_human_request"]["request_id"]
-    r = client.post(f"/v1/human-tasks/{cid}/resume", headers=headers("reviewer"),
-                    json={"request_id": req, "decision": "approved", "content": text})
+    r = client.post(
+        f"/v1/human-tasks/{cid}/resume",
+        headers=headers("reviewer"),
+        json={"request_id": req, "decision": "approved", "content": text},
+    )
     outputs.append(r.text)
-    for path in (f"/v1/runs/{rid}", f"/v1/runs/{rid}/trace",
-                 f"/v1/runs/{rid}/checkpoints?include_payload=true", f"/v1/runs/{rid}/replay",
-                 f"/v1/runs/{rid}/checkpoints/diff", "/v1/audit-events", "/v1/runs",
-                 f"/v1/human-tasks/{cid}", "/v1/security/credentials"):
+    for path in (
+        f"/v1/runs/{rid}",
+        f"/v1/runs/{rid}/trace",
+        f"/v1/runs/{rid}/checkpoints?include_payload=true",
+        f"/v1/runs/{rid}/replay",
+        f"/v1/runs/{rid}/checkpoints/diff",
+        "/v1/audit-events",
+        "/v1/runs",
+        f"/v1/human-tasks/{cid}",
+        "/v1/security/credentials",
+    ):
         outputs.append(client.get(path, headers=headers("operator")).text)
-    outputs.append(client.get("/v1/runs", headers={"Authorization": "Bearer " + KEYS["viewer"]
-                                                   + "x"}).text)
+    outputs.append(
+        client.get("/v1/runs", headers={"Authorization": "Bearer " + KEYS["viewer"] + "x"}).text
+    )
     outputs.extend(rec.getMessage() for rec in caplog.records)
     blob = "\n".join(outputs)
     for name, value in PLANTED.items():

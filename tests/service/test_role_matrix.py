@@ -17,20 +17,23 @@ ROLES = sorted(KEYS)
 
 
 def _paused(client) -> dict[str, Any]:
-    body = client.post("/v1/runs", headers=headers("admin"),
-                       json={"input": "hello", "spec_path": SMOKE}).json()
+    body = client.post(
+        "/v1/runs", headers=headers("admin"), json={"input": "hello", "spec_path": SMOKE}
+    ).json()
     assert body["status"] == "paused", body
     return body
 
 
 def _failed(client) -> str:
-    body = client.post("/v1/runs", headers=headers("admin"),
-                       json={"input": "x", "spec": FAILING_SPEC}).json()
+    body = client.post(
+        "/v1/runs", headers=headers("admin"), json={"input": "x", "spec": FAILING_SPEC}
+    ).json()
     assert body["status"] == "failed", body
     return str(body["run_id"])
 
 
 Request = tuple[str, str, dict[str, Any] | None]
+
 
 #: (method, /v1 path) -> a builder of a request that succeeds when authorized.
 def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
@@ -41,52 +44,85 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
     def resume() -> Request:
         fresh = _paused(client)
         req = fresh["metadata"]["pending_human_request"]["request_id"]
-        return ("POST", f"/v1/human-tasks/{fresh['continuation_id']}/resume",
-                {"request_id": req, "decision": "approved"})
+        return (
+            "POST",
+            f"/v1/human-tasks/{fresh['continuation_id']}/resume",
+            {"request_id": req, "decision": "approved"},
+        )
 
     spec_body = {"spec_path": SMOKE}
     return {
         ("POST", "/v1/runs"): lambda: ("POST", "/v1/runs", {"input": "m", "spec_path": SMOKE}),
-        ("POST", "/v1/specs/run"): lambda: ("POST", "/v1/specs/run",
-                                            {"input": "m", "spec_path": SMOKE}),
+        ("POST", "/v1/specs/run"): lambda: (
+            "POST",
+            "/v1/specs/run",
+            {"input": "m", "spec_path": SMOKE},
+        ),
         ("GET", "/v1/runs"): lambda: ("GET", "/v1/runs", None),
         ("GET", "/v1/runs/{run_id}"): lambda: ("GET", f"/v1/runs/{rid}", None),
         ("POST", "/v1/runs/{run_id}/cancel"): lambda: (
-            "POST", f"/v1/runs/{_paused(client)['run_id']}/cancel", None),
+            "POST",
+            f"/v1/runs/{_paused(client)['run_id']}/cancel",
+            None,
+        ),
         ("GET", "/v1/runs/{run_id}/policy-report"): lambda: (
-            "GET", f"/v1/runs/{rid}/policy-report", None),
+            "GET",
+            f"/v1/runs/{rid}/policy-report",
+            None,
+        ),
         ("GET", "/v1/runs/{run_id}/recovery"): lambda: ("GET", f"/v1/runs/{rid}/recovery", None),
         ("GET", "/v1/runs/{run_id}/replay"): lambda: ("GET", f"/v1/runs/{rid}/replay", None),
         ("POST", "/v1/runs/{run_id}/continue"): lambda: (
-            "POST", f"/v1/runs/{_failed(client)}/continue", None),
+            "POST",
+            f"/v1/runs/{_failed(client)}/continue",
+            None,
+        ),
         ("GET", "/v1/runs/{run_id}/checkpoints"): lambda: (
-            "GET", f"/v1/runs/{rid}/checkpoints", None),
+            "GET",
+            f"/v1/runs/{rid}/checkpoints",
+            None,
+        ),
         ("GET", "/v1/runs/{run_id}/checkpoints/diff"): lambda: (
-            "GET", f"/v1/runs/{rid}/checkpoints/diff", None),
+            "GET",
+            f"/v1/runs/{rid}/checkpoints/diff",
+            None,
+        ),
         ("GET", "/v1/runs/{run_id}/trace"): lambda: ("GET", f"/v1/runs/{rid}/trace", None),
         ("GET", "/v1/runs/{run_id}/events"): lambda: ("GET", f"/v1/runs/{rid}/events", None),
         ("GET", "/v1/human-tasks"): lambda: ("GET", "/v1/human-tasks", None),
         ("GET", "/v1/human-tasks/{continuation_id}"): lambda: (
-            "GET", f"/v1/human-tasks/{cid}", None),
+            "GET",
+            f"/v1/human-tasks/{cid}",
+            None,
+        ),
         ("POST", "/v1/human-tasks/{continuation_id}/resume"): resume,
         ("POST", "/v1/specs/validate"): lambda: ("POST", "/v1/specs/validate", spec_body),
         ("POST", "/v1/specs/compile"): lambda: ("POST", "/v1/specs/compile", spec_body),
         ("POST", "/v1/specs/explain"): lambda: ("POST", "/v1/specs/explain", spec_body),
-        ("POST", "/v1/specs/policy-report"): lambda: (
-            "POST", "/v1/specs/policy-report", spec_body),
+        ("POST", "/v1/specs/policy-report"): lambda: ("POST", "/v1/specs/policy-report", spec_body),
         ("GET", "/v1/audit-events"): lambda: ("GET", "/v1/audit-events", None),
         ("GET", "/v1/security/credentials"): lambda: ("GET", "/v1/security/credentials", None),
         ("GET", "/v1/policies/environment"): lambda: ("GET", "/v1/policies/environment", None),
         ("GET", "/v1/policies/environment/{environment}"): lambda: (
-            "GET", "/v1/policies/environment/qa", None),
+            "GET",
+            "/v1/policies/environment/qa",
+            None,
+        ),
         ("PUT", "/v1/policies/environment/{environment}"): lambda: (
-            "PUT", "/v1/policies/environment/qa", {"enabled": True}),
+            "PUT",
+            "/v1/policies/environment/qa",
+            {"enabled": True},
+        ),
         ("GET", "/v1/controller/status"): lambda: ("GET", "/v1/controller/status", None),
         ("POST", "/v1/controller/reconcile"): lambda: ("POST", "/v1/controller/reconcile", None),
         ("GET", "/v1/registry/bundles"): lambda: ("GET", "/v1/registry/bundles", None),
         ("GET", "/v1/registry/bundles/{bundle}/{environment}"): lambda: (
-            "GET", "/v1/registry/bundles/demo/prod", None),
+            "GET",
+            "/v1/registry/bundles/demo/prod",
+            None,
+        ),
     }
+
 
 #: Authorized but answering something other than 2xx by design in this fixture.
 NOT_2XX_WHEN_ALLOWED = {("POST", "/v1/controller/reconcile"): 503}  # no controller here
@@ -95,8 +131,9 @@ NOT_2XX_WHEN_ALLOWED = {("POST", "/v1/controller/reconcile"): 503}  # no control
 def test_route_by_role_matrix(make_client) -> None:
     client = make_client(auth_env())
     client.put("/v1/policies/environment/qa", headers=headers("admin"), json={})
-    client.app.state.manager.store.add_revision("demo", "prod", digest="sha256:" + "0" * 64,
-                                                status="active")
+    client.app.state.manager.store.add_revision(
+        "demo", "prod", digest="sha256:" + "0" * 64, status="active"
+    )
     builders = _requests(client)
     protected = [(m, p, s) for m, p, s in route_scopes(client.app) if s and p.startswith("/v1/")]
     assert {(m, p) for m, p, _ in protected} == set(builders), "matrix must cover every route"
@@ -128,8 +165,11 @@ def test_legacy_aliases_have_v1_scopes_and_are_hidden(make_client) -> None:
     legacy = {(m, p): s for m, p, s in rows if not p.startswith("/v1/") and s}
     assert legacy == v1
     documented = client.get("/openapi.json").json()["paths"]
-    assert not [p for p in documented if not p.startswith("/v1/")
-                and p not in ("/livez", "/healthz", "/readyz")]
+    assert not [
+        p
+        for p in documented
+        if not p.startswith("/v1/") and p not in ("/livez", "/healthz", "/readyz")
+    ]
 
 
 @pytest.mark.parametrize("path", ["/livez", "/healthz", "/readyz"])

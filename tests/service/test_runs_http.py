@@ -12,8 +12,11 @@ HUMAN = "examples/human_approval_workflow.yaml"
 
 
 def _paused(client, role: str = "operator", spec: str = SMOKE, **extra) -> dict:
-    r = client.post("/v1/runs", headers=headers(role),
-                    json={"input": "hello", "spec_path": spec, "target": "workflow", **extra})
+    r = client.post(
+        "/v1/runs",
+        headers=headers(role),
+        json={"input": "hello", "spec_path": spec, "target": "workflow", **extra},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "paused" and body["human_intervention_required"] is True
@@ -32,14 +35,17 @@ def test_tutorial_hitl_flow(make_client) -> None:
     assert {"total", "limit", "offset", "sort_by", "sort_order"} <= set(tasks)
     task = client.get(f"/v1/human-tasks/{cid}", headers=headers("viewer")).json()
     assert task["run_id"] == run["run_id"]
-    r = client.post(f"/v1/human-tasks/{cid}/resume", headers=headers("reviewer"),
-                    json={"request_id": request_id, "decision": "approved",
-                          "content": "Looks good. Ship it."})
+    r = client.post(
+        f"/v1/human-tasks/{cid}/resume",
+        headers=headers("reviewer"),
+        json={"request_id": request_id, "decision": "approved", "content": "Looks good. Ship it."},
+    )
     assert r.status_code == 200, r.text
     done = r.json()
     assert done["status"] == "succeeded" and done["continuation_id"] is None
-    events = client.get("/v1/audit-events?event_type=human.decision",
-                        headers=headers("viewer")).json()["events"]
+    events = client.get(
+        "/v1/audit-events?event_type=human.decision", headers=headers("viewer")
+    ).json()["events"]
     assert len(events) == 1
     payload = events[0]["payload"]
     assert events[0]["actor"] == "reviewer"
@@ -48,9 +54,15 @@ def test_tutorial_hitl_flow(make_client) -> None:
     got = client.get(f"/v1/runs/{run['run_id']}", headers=headers("viewer")).json()
     assert got["status"] == "succeeded" and got["visited_steps"] == ["draft", "approve", "publish"]
     # the legacy alias answers the same
-    assert client.get(f"/runs/{run['run_id']}", headers=headers("viewer")).json()["status"] == "succeeded"
-    second = client.post(f"/v1/human-tasks/{cid}/resume", headers=headers("reviewer"),
-                         json={"request_id": request_id, "decision": "approved"})
+    assert (
+        client.get(f"/runs/{run['run_id']}", headers=headers("viewer")).json()["status"]
+        == "succeeded"
+    )
+    second = client.post(
+        f"/v1/human-tasks/{cid}/resume",
+        headers=headers("reviewer"),
+        json={"request_id": request_id, "decision": "approved"},
+    )
     assert second.status_code in (404, 409)
 
 
@@ -73,8 +85,9 @@ def test_idempotent_create_and_resume(make_client) -> None:
     r1 = client.post(f"/v1/human-tasks/{cid}/resume", headers=rh, json=decision)
     r2 = client.post(f"/v1/human-tasks/{cid}/resume", headers=rh, json=decision)
     assert r1.status_code == r2.status_code == 200 and r1.json() == r2.json()
-    events = client.get("/v1/audit-events?event_type=human.decision",
-                        headers=headers("viewer")).json()
+    events = client.get(
+        "/v1/audit-events?event_type=human.decision", headers=headers("viewer")
+    ).json()
     assert events["total"] == 1
 
 
@@ -91,8 +104,11 @@ def test_validation_errors_and_limits(make_client) -> None:
     assert r.status_code in (400, 404) and "error" in r.json()
     r = client.get("/v1/runs/run_missing", headers=op)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    r = client.post("/v1/human-tasks/cont_missing/resume", headers=headers("reviewer"),
-                    json={"request_id": "req_x", "decision": "maybe"})
+    r = client.post(
+        "/v1/human-tasks/cont_missing/resume",
+        headers=headers("reviewer"),
+        json={"request_id": "req_x", "decision": "maybe"},
+    )
     assert r.status_code == 422
 
 
@@ -129,18 +145,30 @@ def test_spec_routes(make_client) -> None:
     assert c["workflow"]["family"] == "sequential"
     e = client.post("/v1/specs/explain", headers=h, json={"spec_path": SMOKE}).json()
     assert [s["kind"] for s in e["workflow"]["steps"]] == ["agent", "human", "function"]
-    bad = client.post("/v1/specs/validate", headers=h, json={"spec": {
-        "version": "v1",
-        "agent": {"name": "x", "model": {"provider": "dummy", "name": "d"},
-                  "tools": {"include": ["no_such_tool"]}}}})
+    bad = client.post(
+        "/v1/specs/validate",
+        headers=h,
+        json={
+            "spec": {
+                "version": "v1",
+                "agent": {
+                    "name": "x",
+                    "model": {"provider": "dummy", "name": "d"},
+                    "tools": {"include": ["no_such_tool"]},
+                },
+            }
+        },
+    )
     assert bad.status_code == 200 and bad.json()["valid"] is False
     assert "E_UNKNOWN_TOOL" in {d["code"] for d in bad.json()["diagnostics"]}
-    run = client.post("/v1/specs/run", headers=headers("operator"),
-                      json={"input": "hi", "spec_path": SMOKE})
+    run = client.post(
+        "/v1/specs/run", headers=headers("operator"), json={"input": "hi", "spec_path": SMOKE}
+    )
     assert run.status_code == 200 and run.json()["status"] == "paused"
     audit = client.get("/v1/audit-events", headers=h).json()["events"]
     assert {"spec.validated", "spec.compiled", "spec.explained", "run.created"} <= {
-        e["event_type"] for e in audit}
+        e["event_type"] for e in audit
+    }
 
 
 def test_service_policy_gates_runs(make_client) -> None:
@@ -172,8 +200,9 @@ def test_async_mode_queues_and_worker_executes(make_client) -> None:
 
 def test_events_stream_until_pause(make_client) -> None:
     client = make_client(worker=True)
-    rid = client.post("/v1/runs", json={"input": "hi", "spec_path": SMOKE,
-                                        "async_mode": True}).json()["run_id"]
+    rid = client.post(
+        "/v1/runs", json={"input": "hi", "spec_path": SMOKE, "async_mode": True}
+    ).json()["run_id"]
     with client.stream("GET", f"/v1/runs/{rid}/events", params={"poll_seconds": 0.05}) as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         text = "".join(resp.iter_text())
@@ -183,18 +212,26 @@ def test_events_stream_until_pause(make_client) -> None:
     assert last["status"] == "paused"
 
 
-def _sse_events(client, rid: str, last_event_id: int | None = None) -> list[tuple[int | None, str, dict]]:
+def _sse_events(
+    client, rid: str, last_event_id: int | None = None
+) -> list[tuple[int | None, str, dict]]:
     extra = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    with client.stream("GET", f"/v1/runs/{rid}/events", params={"poll_seconds": 0.05},
-                       headers=extra) as resp:
+    with client.stream(
+        "GET", f"/v1/runs/{rid}/events", params={"poll_seconds": 0.05}, headers=extra
+    ) as resp:
         assert resp.status_code == 200
         text = "".join(resp.iter_text())
     events = []
     for block in text.strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         if "event" in fields:
-            events.append((int(fields["id"]) if "id" in fields else None, fields["event"],
-                           json.loads(fields["data"])))
+            events.append(
+                (
+                    int(fields["id"]) if "id" in fields else None,
+                    fields["event"],
+                    json.loads(fields["data"]),
+                )
+            )
     return events
 
 
@@ -206,9 +243,13 @@ def test_events_follow_a_run_through_a_pause(make_client) -> None:
     assert first[-1][1] == "end" and first[-1][2]["status"] == "paused"
     assert "run_paused" in [name for _, name, _ in first]
     last_id = max(i for i, _, _ in first if i is not None)
-    r = client.post(f"/v1/human-tasks/{run['continuation_id']}/resume",
-                    json={"request_id": run["metadata"]["pending_human_request"]["request_id"],
-                          "decision": "approved"})
+    r = client.post(
+        f"/v1/human-tasks/{run['continuation_id']}/resume",
+        json={
+            "request_id": run["metadata"]["pending_human_request"]["request_id"],
+            "decision": "approved",
+        },
+    )
     assert r.status_code == 200 and r.json()["status"] == "succeeded"
     rest = _sse_events(client, run["run_id"], last_event_id=last_id)
     ids = [i for i, _, _ in rest if i is not None]

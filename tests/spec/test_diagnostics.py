@@ -161,8 +161,10 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "E_ROUTE_OPTION_UNKNOWN",
         spec_with(
             agent=agent(),
-            workflow=graph([N1, {"id": "pick", "kind": "human", "ref": "router"}, N2],
-                           [{"from": "n1", "to": "pick"}, {"from": "pick", "to": "n2"}]),
+            workflow=graph(
+                [N1, {"id": "pick", "kind": "human", "ref": "router"}, N2],
+                [{"from": "n1", "to": "pick"}, {"from": "pick", "to": "n2"}],
+            ),
             components={"humans": {"router": {"options": ["n2", "n3"]}}},
         ),
         "components.humans.router.options[1]",
@@ -429,10 +431,14 @@ def test_human_step_satisfies_approval(
 
 def _route_spec(options: list[str], *, family: str = "graph") -> dict[str, Any]:
     nodes = [N1, {"id": "pick", "kind": "human", "ref": "router"}, N2]
-    workflow = (graph(nodes, [{"from": "n1", "to": "pick"}, {"from": "pick", "to": "n2"}])
-                if family == "graph" else seq(*nodes))
-    return spec_with(agent=agent(), workflow=workflow,
-                     components={"humans": {"router": {"options": options}}})
+    workflow = (
+        graph(nodes, [{"from": "n1", "to": "pick"}, {"from": "pick", "to": "n2"}])
+        if family == "graph"
+        else seq(*nodes)
+    )
+    return spec_with(
+        agent=agent(), workflow=workflow, components={"humans": {"router": {"options": options}}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -440,8 +446,11 @@ def _route_spec(options: list[str], *, family: str = "graph") -> dict[str, Any]:
     [
         (["n1", "n2"], "graph", []),  # a route selection: every option is a node
         (["n2", "n3"], "graph", ["components.humans.router.options[1]"]),
-        (["n2_typo", "n1", "gone"], "graph",
-         ["components.humans.router.options[0]", "components.humans.router.options[2]"]),
+        (
+            ["n2_typo", "n1", "gone"],
+            "graph",
+            ["components.humans.router.options[0]", "components.humans.router.options[2]"],
+        ),
         (["yes", "no"], "graph", []),  # plain answers: the choice is the node's output
         ([], "graph", []),
         (["n2", "n3"], "sequential", []),  # no graph, no routes
@@ -449,7 +458,11 @@ def _route_spec(options: list[str], *, family: str = "graph") -> dict[str, Any]:
     ids=["all-nodes", "one-unknown", "two-unknown", "plain-choice", "no-options", "sequential"],
 )
 def test_route_option_unknown(
-    options: list[str], family: str, flagged: list[str], modules: Path, tools: ToolRegistry,
+    options: list[str],
+    family: str,
+    flagged: list[str],
+    modules: Path,
+    tools: ToolRegistry,
     runtimes: RuntimeRegistry,
 ) -> None:
     found = run(_route_spec(options, family=family), modules, tools, runtimes)

@@ -112,4 +112,3 @@ def make_store(db_url: str, clock: ManualClock) -> Iterator[StoreFactory]:
 @pytest.fixture
 def store(make_store: StoreFactory) -> Store:
     return make_store()
-

@@ -10,8 +10,12 @@ from kneo.store import Store
 
 def new_run(store: Store, **fields: object) -> str:
     """Create a run with sensible defaults; returns its id."""
-    values: dict[str, object] = {"target": "workflow", "input_text": "hello",
-                                 "workflow_name": "wf", "workflow_kind": "sequential"}
+    values: dict[str, object] = {
+        "target": "workflow",
+        "input_text": "hello",
+        "workflow_name": "wf",
+        "workflow_kind": "sequential",
+    }
     values.update(fields)
     return store.create_run(**values).run_id
 
@@ -25,7 +29,13 @@ def process_context() -> Any:
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(
-        ["kneo.store", "kneo.store.migrate", "alembic.command", "psycopg",
-         "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite"]
+        [
+            "kneo.store",
+            "kneo.store.migrate",
+            "alembic.command",
+            "psycopg",
+            "sqlalchemy.dialects.postgresql",
+            "sqlalchemy.dialects.sqlite",
+        ]
     )
     return ctx

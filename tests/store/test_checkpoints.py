@@ -11,8 +11,9 @@ from kneo.store import Store
 from .conftest import StoreFactory
 from .helpers import new_run
 
-LIMITS = CheckpointLimits(compress_bytes=1_000, max_bytes=4_000, preview_chars=50,
-                          max_list_items=3, max_dict_items=4)
+LIMITS = CheckpointLimits(
+    compress_bytes=1_000, max_bytes=4_000, preview_chars=50, max_list_items=3, max_dict_items=4
+)
 
 
 @pytest.fixture
@@ -48,11 +49,21 @@ def test_preview_above_hard_cap(small_store: Store) -> None:
 
     run_id = new_run(small_store)
     noise = secrets.token_hex(6_000)  # incompressible enough to stay above the cap
-    payload = {"blob": noise, "list": list(range(10)),
-               "many": {f"k{i}": i for i in range(10)}, "small": "ok"}
+    payload = {
+        "blob": noise,
+        "list": list(range(10)),
+        "many": {f"k{i}": i for i in range(10)},
+        "small": "ok",
+    }
     with small_store.transaction() as tx:
-        written = tx.add_checkpoint(run_id, type="agent_turn", step_id="s1",
-                                    status="completed", payload=payload, metadata={"m": 1})
+        written = tx.add_checkpoint(
+            run_id,
+            type="agent_turn",
+            step_id="s1",
+            status="completed",
+            payload=payload,
+            metadata={"m": 1},
+        )
     read = small_store.get_checkpoint(run_id, 1)
     assert read == written and read.truncated
     assert read.payload["blob"].startswith(noise[:50]) and "truncated" in read.payload["blob"]

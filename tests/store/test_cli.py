@@ -16,8 +16,9 @@ from kneo.store import open_store
 from .helpers import new_run
 
 
-def kneo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-         *args: str) -> tuple[int, str, str]:
+def kneo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["kneo", *args])
     code = run_cli(app)
     out = capsys.readouterr()
@@ -32,8 +33,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_db_current_and_upgrade(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_db_current_and_upgrade(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`db current` never creates the database; `db upgrade` brings it to head."""
     code, out, _ = kneo(monkeypatch, capsys, "db", "current", "--json")
     assert code == 0 and json.loads(out)["exists"] is False
@@ -45,8 +47,9 @@ def test_db_current_and_upgrade(project: Path, monkeypatch: pytest.MonkeyPatch,
     assert code == 0 and "up to date" in out
 
 
-def test_maintenance_prune_uses_env_retention(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_maintenance_prune_uses_env_retention(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`maintenance prune` reads KNEO_SERV_RETENTION_* and honours --dry-run."""
     store = open_store(None, state_dir=project / ".kneo", clock=ManualClock())
     run_id = new_run(store)
@@ -61,8 +64,9 @@ def test_maintenance_prune_uses_env_retention(project: Path, monkeypatch: pytest
     assert json.loads(out)["counts"]["runs"] == 0
 
 
-def test_maintenance_backup_and_restore(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_maintenance_backup_and_restore(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Backup then restore round-trips; restoring over a database needs --force."""
     store = open_store(None, state_dir=project / ".kneo")
     new_run(store, run_id="run_keep")
@@ -71,19 +75,22 @@ def test_maintenance_backup_and_restore(project: Path, monkeypatch: pytest.Monke
     assert code == 0 and Path(json.loads(out)["backup"]).is_file()
     code, _, err = kneo(monkeypatch, capsys, "maintenance", "restore", "bk/kneo.sqlite")
     assert code == 1 and "error[would_overwrite]" in err
-    code, _, _ = kneo(monkeypatch, capsys, "maintenance", "restore", "bk/kneo.sqlite",
-                      "--to", "restored.sqlite")
+    code, _, _ = kneo(
+        monkeypatch, capsys, "maintenance", "restore", "bk/kneo.sqlite", "--to", "restored.sqlite"
+    )
     assert code == 0
     restored = open_store(f"sqlite:///{project / 'restored.sqlite'}")
     assert restored.get_run("run_keep").run_id == "run_keep"
     restored.close()
-    code, _, err = kneo(monkeypatch, capsys, "maintenance", "restore", "missing.sqlite",
-                        "--to", "x.sqlite")
+    code, _, err = kneo(
+        monkeypatch, capsys, "maintenance", "restore", "missing.sqlite", "--to", "x.sqlite"
+    )
     assert code == 1 and "error[not_found]" in err
 
 
-def test_bad_database_url_is_one_line_error(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_database_url_is_one_line_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unsupported URL gives error[config_error] and no traceback."""
     code, _, err = kneo(monkeypatch, capsys, "db", "upgrade", "--database-url", "mysql://h/db")
     assert code == 1 and err.startswith("error[config_error]") and "Traceback" not in err

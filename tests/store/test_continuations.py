@@ -13,10 +13,16 @@ from kneo.store import Store
 from .helpers import new_run
 
 
-def _req(request_id: str, assignee: str | None = "ops", kind: str = "approval",
-         status: str = "pending") -> dict[str, object]:
-    return {"request_id": request_id, "kind": kind, "assignee": assignee, "status": status,
-            "prompt": "ok?"}
+def _req(
+    request_id: str, assignee: str | None = "ops", kind: str = "approval", status: str = "pending"
+) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "kind": kind,
+        "assignee": assignee,
+        "status": status,
+        "prompt": "ok?",
+    }
 
 
 def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
@@ -24,8 +30,13 @@ def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
     run_id = new_run(store, workflow_kind="graph")
     expires = clock.now() + timedelta(hours=2)
     with store.transaction() as tx:
-        written = tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1")],
-                                      context={"step": "s1"}, expires_at=expires)
+        written = tx.put_continuation(
+            "cont_1",
+            run_id=run_id,
+            requests=[_req("req_1")],
+            context={"step": "s1"},
+            expires_at=expires,
+        )
     read = store.get_continuation("cont_1")
     assert read == written
     assert (read.status, read.version, read.workflow_kind) == ("pending", 1, "graph")
@@ -36,8 +47,9 @@ def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
 def test_continuation_without_run(store: Store) -> None:
     """A task that belongs to no run (a promotion approval) is a valid continuation."""
     with store.transaction() as tx:
-        tx.put_continuation("cont_p", run_id=None, requests=[_req("req_p")],
-                            workflow_kind="promotion")
+        tx.put_continuation(
+            "cont_p", run_id=None, requests=[_req("req_p")], workflow_kind="promotion"
+        )
     assert store.get_continuation("cont_p").run_id is None
     assert store.list_continuations(workflow_kind="promotion").total == 1
 
@@ -49,7 +61,9 @@ def test_versioned_replace_and_stale_writer(store: Store) -> None:
         tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1"), _req("req_2")])
     with store.transaction() as tx:
         updated = tx.put_continuation(
-            "cont_1", run_id=run_id, expected_version=1,
+            "cont_1",
+            run_id=run_id,
+            expected_version=1,
             requests=[_req("req_1", status="resolved"), _req("req_2")],
         )
     assert updated.version == 2 and updated.requests[0]["status"] == "resolved"
@@ -75,8 +89,9 @@ def test_requests_need_unique_ids(store: Store) -> None:
 def test_unknown_run_is_not_found(store: Store) -> None:
     """A continuation for a run that does not exist is refused."""
     with pytest.raises(NotFound), store.transaction() as tx:
-        tx.put_continuation("cont_x", run_id="run_missing", requests=[_req("req_x")],
-                            workflow_kind="sequential")
+        tx.put_continuation(
+            "cont_x", run_id="run_missing", requests=[_req("req_x")], workflow_kind="sequential"
+        )
 
 
 def test_delete_continuation(store: Store) -> None:
@@ -102,14 +117,23 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
         tx.put_continuation("cont_a", run_id=seq, requests=[_req("r1", "ann")])
     clock.advance(60)
     with store.transaction() as tx:
-        tx.put_continuation("cont_b", run_id=graph,
-                            requests=[_req("r2", "bob", kind="tool_call"), _req("r3", None)])
+        tx.put_continuation(
+            "cont_b", run_id=graph, requests=[_req("r2", "bob", kind="tool_call"), _req("r3", None)]
+        )
     clock.advance(60)
     with store.transaction() as tx:
-        tx.put_continuation("cont_c", run_id=graph, escalated_at=clock.now(),
-                            requests=[_req("r4", "ann", status="resolved"), _req("r5", "bob")])
-        tx.put_continuation("cont_done", run_id=seq, status="resolved",
-                            requests=[_req("r6", "ann", status="resolved")])
+        tx.put_continuation(
+            "cont_c",
+            run_id=graph,
+            escalated_at=clock.now(),
+            requests=[_req("r4", "ann", status="resolved"), _req("r5", "bob")],
+        )
+        tx.put_continuation(
+            "cont_done",
+            run_id=seq,
+            status="resolved",
+            requests=[_req("r6", "ann", status="resolved")],
+        )
 
     def ids(**kw: object) -> list[str]:
         return [c.continuation_id for c in store.list_continuations(**kw).items]  # type: ignore[arg-type]

@@ -179,7 +179,9 @@ def test_idempotency_replay_and_conflict(store: Store, clock: ManualClock) -> No
     store.finish_idempotent("resume", "k1", 200, {"status": "succeeded"})
     replay = store.begin_idempotent("resume", "k1", "h1")
     assert (replay.state, replay.status_code, replay.response) == (
-        "replay", 200, {"status": "succeeded"}
+        "replay",
+        200,
+        {"status": "succeeded"},
     )
     with pytest.raises(IdempotencyConflict) as err:
         store.begin_idempotent("resume", "k1", "h2")

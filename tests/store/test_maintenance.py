@@ -15,8 +15,14 @@ from kneo.store import Store, backup_sqlite_database, open_store, restore_sqlite
 
 from .helpers import new_run
 
-ALL_30 = RetentionDays(runs_days=30, checkpoints_days=30, queue_days=30,
-                       continuations_days=30, artifacts_days=30, logs_days=30)
+ALL_30 = RetentionDays(
+    runs_days=30,
+    checkpoints_days=30,
+    queue_days=30,
+    continuations_days=30,
+    artifacts_days=30,
+    logs_days=30,
+)
 
 
 def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
@@ -34,8 +40,12 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
     store.update_run(ids["paused"], status="paused")
     with store.transaction() as tx:
         tx.put_continuation("cont_live", run_id=ids["paused"], requests=[{"request_id": "r1"}])
-        tx.put_continuation("cont_old", run_id=ids["paused"], status="resolved",
-                            requests=[{"request_id": "r0", "status": "resolved"}])
+        tx.put_continuation(
+            "cont_old",
+            run_id=ids["paused"],
+            status="resolved",
+            requests=[{"request_id": "r0", "status": "resolved"}],
+        )
     done = store.claim("w", 60)
     assert done is not None and store.complete(done.queue_id, "w")
     store.add_audit("run.created", run_id=ids["succeeded"])
@@ -50,8 +60,14 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
     fresh = new_run(store, run_id="run_fresh", status="succeeded")
     store.update_run(fresh, status="succeeded", finished_at=clock.now())
     counts = store.prune_retention(ALL_30)
-    assert counts == {"runs": 2, "checkpoints": 2, "queue": 1, "continuations": 1,
-                      "artifacts": 0, "logs": 0}
+    assert counts == {
+        "runs": 2,
+        "checkpoints": 2,
+        "queue": 1,
+        "continuations": 1,
+        "artifacts": 0,
+        "logs": 0,
+    }
     remaining = {r.run_id for r in store.list_runs(limit=100).items}
     assert remaining == {ids["paused"], ids["running"], fresh}
     assert store.list_checkpoints(ids["paused"]).total == 1
@@ -79,8 +95,10 @@ def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:
     assert store.prune_retention(RetentionDays(runs_days=60))["runs"] == 0
     only_queue = store.prune_retention(RetentionDays(queue_days=1))
     assert only_queue["queue"] == 1 and only_queue["runs"] == 0
-    assert store.prune_retention(RetentionDays(checkpoints_days=1), now=clock.now())[
-        "checkpoints"] == 2
+    assert (
+        store.prune_retention(RetentionDays(checkpoints_days=1), now=clock.now())["checkpoints"]
+        == 2
+    )
 
 
 def test_backup_is_postgres_unsupported(store: Store, backend: str, tmp_path: Path) -> None:
@@ -159,5 +177,9 @@ def test_prune_uses_store_clock_by_default(store: Store, clock: ManualClock) -> 
     clock.advance(days=2)
     assert store.prune_retention(RetentionDays(runs_days=3))["runs"] == 0
     assert store.prune_retention(RetentionDays(runs_days=1))["runs"] == 1
-    assert store.prune_retention(RetentionDays(runs_days=1), now=clock.now() - timedelta(days=5))[
-        "runs"] == 0
+    assert (
+        store.prune_retention(RetentionDays(runs_days=1), now=clock.now() - timedelta(days=5))[
+            "runs"
+        ]
+        == 0
+    )

@@ -49,17 +49,33 @@ def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
     engine = dialect.create_engine(url)
     assert upgrade(engine, dialect, target="0001") == "0001"
     with engine.begin() as conn:
-        conn.execute(sa.insert(t.runs).values(
-            run_id="run_old", status="paused", target="workflow", input_text="kept",
-            spec={"v": 1}, state={"next": 2}, version=3, cancel_requested=False,
-            created_at=sa.func.current_timestamp(), updated_at=sa.func.current_timestamp(),
-            metadata={}, checkpoint_seq=0, trace_seq=0,
-        ))
+        conn.execute(
+            sa.insert(t.runs).values(
+                run_id="run_old",
+                status="paused",
+                target="workflow",
+                input_text="kept",
+                spec={"v": 1},
+                state={"next": 2},
+                version=3,
+                cancel_requested=False,
+                created_at=sa.func.current_timestamp(),
+                updated_at=sa.func.current_timestamp(),
+                metadata={},
+                checkpoint_seq=0,
+                trace_seq=0,
+            )
+        )
         assert not sa.inspect(conn).has_table("bundle_revisions")
     engine.dispose()
     store = open_store(str(url))
     run = store.get_run("run_old")
-    assert (run.status, run.input_text, run.state, run.version) == ("paused", "kept", {"next": 2}, 3)
+    assert (run.status, run.input_text, run.state, run.version) == (
+        "paused",
+        "kept",
+        {"next": 2},
+        3,
+    )
     with store.engine.connect() as conn:
         assert current_revision(conn) == HEAD_REVISION
     assert store.add_revision("b", "dev", digest="d").revision == 1
@@ -142,8 +158,9 @@ def test_open_without_pending_migration_skips_alembic(tmp_path: Path) -> None:
         f"open_store(None, state_dir=pathlib.Path({str(tmp_path)!r})).close(); "
         "print('alembic' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -155,8 +172,9 @@ def test_store_package_respects_layering() -> None:
         "or m.startswith(('kneo.engine', 'kneo.platform', 'kneo.service', 'kneo.controller', "
         "'kneo.cli'))]; print(bad)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -170,20 +188,37 @@ def test_specs_backfill_from_0002(tmp_path: Path) -> None:
     runs = sa.table("runs", *(sa.column(c.name) for c in t.runs.c if c.name != "spec_ref"))
     with engine.begin() as conn:
         for run_id, spec in (("run_a", '{"v":1}'), ("run_b", '{"v":1}'), ("run_c", '{"v":2}')):
-            conn.execute(sa.insert(runs).values(
-                run_id=run_id, status="paused", target="workflow", input_text="kept",
-                spec=spec, state="{}", version=1, cancel_requested=False,
-                created_at="2026-01-01 00:00:00", updated_at="2026-01-01 00:00:00",
-                metadata="{}", checkpoint_seq=0, trace_seq=0))
+            conn.execute(
+                sa.insert(runs).values(
+                    run_id=run_id,
+                    status="paused",
+                    target="workflow",
+                    input_text="kept",
+                    spec=spec,
+                    state="{}",
+                    version=1,
+                    cancel_requested=False,
+                    created_at="2026-01-01 00:00:00",
+                    updated_at="2026-01-01 00:00:00",
+                    metadata="{}",
+                    checkpoint_seq=0,
+                    trace_seq=0,
+                )
+            )
     engine.dispose()
     store = open_store(str(url))
     assert [store.get_run(r).spec for r in ("run_a", "run_b", "run_c")] == [
-        {"v": 1}, {"v": 1}, {"v": 2}]
+        {"v": 1},
+        {"v": 1},
+        {"v": 2},
+    ]
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM specs")).scalar() == 2
         assert conn.execute(sa.text("SELECT count(*) FROM runs WHERE spec = '{}'")).scalar() == 3
-        conn.execute(sa.text("UPDATE runs SET spec = :spec, spec_ref = NULL "
-                             "WHERE run_id = 'run_c'"), {"spec": '{"v":3}'})
+        conn.execute(
+            sa.text("UPDATE runs SET spec = :spec, spec_ref = NULL WHERE run_id = 'run_c'"),
+            {"spec": '{"v":3}'},
+        )
         conn.commit()
     assert store.get_run("run_c").spec == {"v": 3}
     assert {r.run_id: r.spec for r in store.list_runs().items}["run_a"] == {"v": 1}

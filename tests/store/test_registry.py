@@ -13,8 +13,15 @@ from kneo.store import tables as t
 
 def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
     """Revision numbers count 1, 2, ... separately for each (bundle, environment)."""
-    a1 = store.add_revision("a", "dev", digest="d1", commit="c1", signer_key_ids=["k1"],
-                            spec={"name": "a"}, diagnostics=[{"code": "W1"}])
+    a1 = store.add_revision(
+        "a",
+        "dev",
+        digest="d1",
+        commit="c1",
+        signer_key_ids=["k1"],
+        spec={"name": "a"},
+        diagnostics=[{"code": "W1"}],
+    )
     a2 = store.add_revision("a", "dev", digest="d2")
     b1 = store.add_revision("a", "prod", digest="d1")
     assert (a1.revision, a2.revision, b1.revision) == (1, 2, 1)
@@ -81,28 +88,33 @@ def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
     assert pruned.status == "pruned" and pruned.deactivated_at == clock.now()
     assert store.get_active("a", "dev") is None
     pending = store.add_revision("a", "dev", digest="d2", status="pending_approval")
-    approved = store.set_revision_status("a", "dev", pending.revision, "active",
-                                         approved_by=["ann", "bob"])
+    approved = store.set_revision_status(
+        "a", "dev", pending.revision, "active", approved_by=["ann", "bob"]
+    )
     assert approved.status == "active" and approved.approved_by == ["ann", "bob"]
 
 
 def test_condition_transition_time_moves_only_on_change(store: Store, clock: ManualClock) -> None:
     """last_transition_time changes only when status, reason or message change."""
-    first = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
-                                message="rev 1")
+    first = store.set_condition(
+        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
+    )
     t0 = clock.now()
     assert first.last_transition_time == t0
     clock.advance(60)
-    same = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
-                               message="rev 1")
+    same = store.set_condition(
+        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
+    )
     assert same.last_transition_time == t0 and same.updated_at == clock.now()
     clock.advance(60)
-    msg = store.set_condition("a", "dev", "Ready", status="True", reason="Promoted",
-                              message="rev 2")
+    msg = store.set_condition(
+        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 2"
+    )
     assert msg.last_transition_time == clock.now()
     clock.advance(60)
-    flipped = store.set_condition("a", "dev", "Ready", status="False", reason="Rejected",
-                                  message="rev 2")
+    flipped = store.set_condition(
+        "a", "dev", "Ready", status="False", reason="Rejected", message="rev 2"
+    )
     assert flipped.last_transition_time == clock.now()
     store.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
     store.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
@@ -130,8 +142,11 @@ def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> 
     """Controller status starts empty and keeps fields that an update does not mention."""
     empty = store.get_controller_status()
     assert empty.last_fetched_commit is None and empty.updated_at is None
-    store.set_controller_status(last_fetched_commit="abc", last_reconcile_started_at=clock.now(),
-                                last_reconcile_duration_seconds=0.5)
+    store.set_controller_status(
+        last_fetched_commit="abc",
+        last_reconcile_started_at=clock.now(),
+        last_reconcile_duration_seconds=0.5,
+    )
     clock.advance(1)
     store.set_controller_status(last_error="remote unreachable", details={"leader": "c1"})
     status = store.get_controller_status()
@@ -145,8 +160,9 @@ def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> 
 def test_promotion_approvals_are_one_per_approver(store: Store) -> None:
     """Each approver decides once per digest; approvals list in decision order."""
     store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
-    store.add_promotion_approval("a", "prod", "d1", approver="bob", decision="rejected",
-                                 comment="not yet")
+    store.add_promotion_approval(
+        "a", "prod", "d1", approver="bob", decision="rejected", comment="not yet"
+    )
     store.add_promotion_approval("a", "prod", "d2", approver="ann", decision="approved")
     with pytest.raises(Conflict) as err:
         store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
@@ -173,14 +189,18 @@ def test_registry_decision_is_one_transaction(store: Store) -> None:
 
 def test_revision_heads_omit_specs(store: Store) -> None:
     """Revision heads list every revision in order, with diagnostics only when rejected."""
-    store.add_revision("a", "dev", digest="d1", spec={"big": "x"}, diagnostics=[{"c": "W"}],
-                       status="active")
+    store.add_revision(
+        "a", "dev", digest="d1", spec={"big": "x"}, diagnostics=[{"c": "W"}], status="active"
+    )
     bad = store.add_revision("a", "dev", digest="d2")
     store.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
     store.add_revision("b", "prod", digest="d3", commit="c3")
     heads = store.list_revision_heads()
     assert [(h.bundle_name, h.revision, h.status) for h in heads] == [
-        ("a", 1, "active"), ("a", 2, "rejected"), ("b", 1, "inactive")]
+        ("a", 1, "active"),
+        ("a", 2, "rejected"),
+        ("b", 1, "inactive"),
+    ]
     assert heads[0].diagnostics is None and heads[1].diagnostics == [{"c": "E"}]
     assert heads[2].commit == "c3"
     assert [h.environment for h in store.list_revision_heads("prod")] == ["prod"]

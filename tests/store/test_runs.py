@@ -18,10 +18,21 @@ def test_create_and_get_round_trip(store: Store, clock: ManualClock) -> None:
     """Every field written at creation reads back identically, timestamps UTC-aware."""
     deadline = clock.now() + timedelta(hours=1)
     created = store.create_run(
-        run_id="run_1", target="agent", input_text="héllo", workflow_name="wf",
-        workflow_kind="graph", agent_name="a", environment="dev", spec={"k": [1, 2]},
-        spec_digest="sha256:x", bundle_name="b", bundle_revision=3, bundle_commit="abc",
-        state={"next": 0}, deadline_at=deadline, metadata={"m": True},
+        run_id="run_1",
+        target="agent",
+        input_text="héllo",
+        workflow_name="wf",
+        workflow_kind="graph",
+        agent_name="a",
+        environment="dev",
+        spec={"k": [1, 2]},
+        spec_digest="sha256:x",
+        bundle_name="b",
+        bundle_revision=3,
+        bundle_commit="abc",
+        state={"next": 0},
+        deadline_at=deadline,
+        metadata={"m": True},
     )
     got = store.get_run("run_1")
     assert got == created
@@ -196,8 +207,13 @@ def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"sort_by": "input_text"}, {"sort_order": "up"}, {"limit": 0}, {"limit": 5000},
-     {"offset": -1}],
+    [
+        {"sort_by": "input_text"},
+        {"sort_order": "up"},
+        {"limit": 0},
+        {"limit": 5000},
+        {"offset": -1},
+    ],
     ids=["sort-by", "sort-order", "limit-zero", "limit-huge", "offset-negative"],
 )
 def test_list_runs_rejects_bad_paging(store: Store, kwargs: dict[str, object]) -> None:
@@ -210,8 +226,14 @@ def test_trace_filter_by_event_type(store: Store) -> None:
     """list_trace narrows to one event type and keeps sequence order."""
     run_id = new_run(store)
     with store.transaction() as tx:
-        tx.add_trace_events(run_id, [{"event_type": "a"}, {"event_type": "b", "step_id": "s",
-                                      "payload": {"x": 1}}, {"event_type": "a"}])
+        tx.add_trace_events(
+            run_id,
+            [
+                {"event_type": "a"},
+                {"event_type": "b", "step_id": "s", "payload": {"x": 1}},
+                {"event_type": "a"},
+            ],
+        )
     only_a = store.list_trace(run_id, event_type="a")
     assert [e.sequence for e in only_a.items] == [1, 3] and only_a.total == 2
     b = store.list_trace(run_id, event_type="b").items[0]
@@ -221,8 +243,12 @@ def test_trace_filter_by_event_type(store: Store) -> None:
 def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClock) -> None:
     """Audit events list newest first, filter by type and run, and never store secrets."""
     run_id = new_run(store)
-    first = store.add_audit("run.created", actor="alice", run_id=run_id,
-                            payload={"api_key": "sk-abcdefghijklmnop", "note": "ok"})
+    first = store.add_audit(
+        "run.created",
+        actor="alice",
+        run_id=run_id,
+        payload={"api_key": "sk-abcdefghijklmnop", "note": "ok"},
+    )
     clock.advance(1)
     store.add_audit("human.decision", actor="bob", run_id=run_id, continuation_id="cont_1")
     store.add_audit("run.created", actor="carol")
@@ -247,7 +273,8 @@ def test_project_metadata_round_trip(store: Store) -> None:
     store.set_metadata("other", "x")
     assert store.get_metadata("env_policy:dev") == {"allow": ["b"]}
     assert store.list_metadata("env_policy:") == {
-        "env_policy:dev": {"allow": ["b"]}, "env_policy:prod": [1, 2]
+        "env_policy:dev": {"allow": ["b"]},
+        "env_policy:prod": [1, 2],
     }
     with store.transaction() as tx:
         assert tx.delete_metadata("other") is True

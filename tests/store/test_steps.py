@@ -13,9 +13,16 @@ from .helpers import new_run
 
 def _checkpoint(payload: dict[str, object], step_id: str = "s1") -> StepCheckpoint:
     raw = json_text(payload).encode()
-    return StepCheckpoint(type="step_completed", step_id=step_id, status="completed",
-                          encoding=payloads.ENCODING_JSON, payload=raw, size_bytes=len(raw),
-                          truncated=False, metadata={"unit_key": step_id, "attempt": 1})
+    return StepCheckpoint(
+        type="step_completed",
+        step_id=step_id,
+        status="completed",
+        encoding=payloads.ENCODING_JSON,
+        payload=raw,
+        size_bytes=len(raw),
+        truncated=False,
+        metadata={"unit_key": step_id, "attempt": 1},
+    )
 
 
 def test_write_step_matches_the_generic_writes(store: Store) -> None:
@@ -29,21 +36,30 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
     state = {"units": {"s1": {"output": "ü-x"}}, "order": ["s1"]}
     with store.transaction() as tx:
         new_version = tx.write_step(
-            run_id, expected_version=version, state_text=json_text(state),
+            run_id,
+            expected_version=version,
+            state_text=json_text(state),
             checkpoint=_checkpoint(state),
-            events=[StepEvent("step_started", "s1", json_text({"at": "t0"})),
-                    StepEvent("step_completed", "s1", json_text({"at": "t1"}))])
+            events=[
+                StepEvent("step_started", "s1", json_text({"at": "t0"})),
+                StepEvent("step_completed", "s1", json_text({"at": "t1"})),
+            ],
+        )
     run = store.get_run(run_id)
     assert (new_version, run.version, run.state) == (version + 1, version + 1, state)
     cps = store.list_checkpoints(run_id).items
     assert [(c.sequence, c.type, c.payload) for c in cps] == [
-        (1, "started", {"n": 0}), (2, "step_completed", state)]
+        (1, "started", {"n": 0}),
+        (2, "step_completed", state),
+    ]
     assert cps[1].metadata == {"unit_key": "s1", "attempt": 1}
     assert cps[1].created_at == run.updated_at
     events = store.list_trace(run_id).items
     assert [(e.sequence, e.event_type, e.step_id, e.payload) for e in events] == [
-        (1, "run_started", None, {}), (2, "step_started", "s1", {"at": "t0"}),
-        (3, "step_completed", "s1", {"at": "t1"})]
+        (1, "run_started", None, {}),
+        (2, "step_started", "s1", {"at": "t0"}),
+        (3, "step_completed", "s1", {"at": "t1"}),
+    ]
 
 
 def test_write_step_compare_and_set(store: Store) -> None:
@@ -51,14 +67,24 @@ def test_write_step_compare_and_set(store: Store) -> None:
     run_id = new_run(store)
     store.update_run(run_id, status="running")
     with pytest.raises(Conflict) as caught, store.transaction() as tx:
-        tx.write_step(run_id, expected_version=1, state_text="{}", checkpoint=_checkpoint({}),
-                      events=[StepEvent("x", None, "{}")])
+        tx.write_step(
+            run_id,
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[StepEvent("x", None, "{}")],
+        )
     assert caught.value.code == "stale_state"
     assert store.list_checkpoints(run_id).total == 0
     assert store.list_trace(run_id).total == 0
     with pytest.raises(NotFound), store.transaction() as tx:
-        tx.write_step("run_missing", expected_version=1, state_text="{}",
-                      checkpoint=_checkpoint({}), events=[])
+        tx.write_step(
+            "run_missing",
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[],
+        )
 
 
 def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
@@ -74,14 +100,26 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_trace_event(run.run_id, "d")
         tx.add_checkpoint(run.run_id, type="c", payload={})
-        tx.write_step(run.run_id, expected_version=run.version, state_text="{}",
-                      checkpoint=_checkpoint({}), events=[StepEvent("e", None, "{}")])
+        tx.write_step(
+            run.run_id,
+            expected_version=run.version,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[StepEvent("e", None, "{}")],
+        )
         tx.add_trace_event(run.run_id, "f")
     with store.transaction() as tx:
         tx.add_trace_event(run.run_id, "g")
     trace = store.list_trace(run.run_id).items
     assert [(e.sequence, e.event_type) for e in trace] == [
-        (1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f"), (7, "g")]
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+        (5, "e"),
+        (6, "f"),
+        (7, "g"),
+    ]
     assert [c.sequence for c in store.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
 
 
@@ -91,17 +129,31 @@ def test_store_write_step_commits_on_its_own(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_trace_event(run_id, "run_started")
     state = {"units": {"s1": {"output": "x"}}}
-    version = store.write_step(run_id, expected_version=1, state_text=json_text(state),
-                               checkpoint=_checkpoint(state),
-                               events=[StepEvent("step_completed", "s1", "{}")])
+    version = store.write_step(
+        run_id,
+        expected_version=1,
+        state_text=json_text(state),
+        checkpoint=_checkpoint(state),
+        events=[StepEvent("step_completed", "s1", "{}")],
+    )
     assert store.get_run(run_id).version == version == 2
     assert [e.sequence for e in store.list_trace(run_id).items] == [1, 2]
     assert store.get_checkpoint(run_id, 1).payload == state
     with pytest.raises(Conflict) as caught:
-        store.write_step(run_id, expected_version=1, state_text="{}",
-                         checkpoint=_checkpoint({}), events=[StepEvent("x", None, "{}")])
+        store.write_step(
+            run_id,
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[StepEvent("x", None, "{}")],
+        )
     assert caught.value.code == "stale_state"
     assert store.list_trace(run_id).total == 2 and store.list_checkpoints(run_id).total == 1
     with pytest.raises(NotFound):
-        store.write_step("run_missing", expected_version=1, state_text="{}",
-                         checkpoint=_checkpoint({}), events=[])
+        store.write_step(
+            "run_missing",
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[],
+        )

@@ -37,8 +37,11 @@ def revision_dict(revision: Any, *, include_spec: bool = False) -> dict[str, Any
     return data
 
 
-@router.get("/controller/status", tags=["controller"],
-            dependencies=[Depends(require_scope("registry:read"))])
+@router.get(
+    "/controller/status",
+    tags=["controller"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
 def controller_status(request: Request, store: Any = Depends(store_dep)) -> dict[str, Any]:
     """What the controller last fetched, applied and failed on, and who leads."""
     controller = getattr(request.app.state, "controller", None)
@@ -58,8 +61,9 @@ def controller_reconcile(
 ) -> dict[str, Any]:
     """Fetch, verify, plan and apply once, now; answers with the reconcile result."""
     result = _controller(request).reconcile_once()
-    store.add_audit("controller.reconcile_requested", actor=principal.name,
-                    payload={"ok": bool(result.ok)})
+    store.add_audit(
+        "controller.reconcile_requested", actor=principal.name, payload={"ok": bool(result.ok)}
+    )
     return dict(result.to_dict())
 
 
@@ -84,8 +88,9 @@ async def controller_webhook(
     return JSONResponse(trigger(controller, x_github_event, payload), status_code=202)
 
 
-@router.get("/registry/bundles", tags=["registry"],
-            dependencies=[Depends(require_scope("registry:read"))])
+@router.get(
+    "/registry/bundles", tags=["registry"], dependencies=[Depends(require_scope("registry:read"))]
+)
 def list_registry(
     environment: str | None = None,
     status: str | None = "active",
@@ -97,16 +102,18 @@ def list_registry(
     return {"revisions": items, "count": len(items), "total": len(items)}
 
 
-@router.get("/registry/bundles/{bundle}/{environment}", tags=["registry"],
-            dependencies=[Depends(require_scope("registry:read"))])
+@router.get(
+    "/registry/bundles/{bundle}/{environment}",
+    tags=["registry"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
 def get_registry_bundle(
     bundle: str, environment: str, include_spec: bool = False, store: Any = Depends(store_dep)
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
     revisions = store.list_revisions(bundle, environment)
     if not revisions:
-        raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}",
-                       resource="bundle")
+        raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
     active = store.get_active(bundle, environment)
     conditions = [
         {k: utc_iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}

@@ -28,20 +28,30 @@ STREAM_END_STATUSES = frozenset(
 )
 
 
-def _start_run(request: Request, body: CreateRunRequest, manager: Any, actor: str
-               ) -> tuple[int, dict[str, Any]]:
+def _start_run(
+    request: Request, body: CreateRunRequest, manager: Any, actor: str
+) -> tuple[int, dict[str, Any]]:
     """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
     check_limits(body, request.app.state.settings.limits)
     from kneo.platform import bundles
 
     if body.bundle is not None:
         if body.overrides:
-            raise InvalidRequest("a bundle run takes no overrides: it runs the approved "
-                                 "revision as signed", field="overrides")
+            raise InvalidRequest(
+                "a bundle run takes no overrides: it runs the approved revision as signed",
+                field="overrides",
+            )
         result = bundles.run_bundle(
-            manager, bundle=body.bundle, environment=body.environment or "",
-            input_text=body.input, target=body.target, async_mode=body.async_mode,
-            timeout_seconds=body.timeout_seconds, metadata=body.metadata, actor=actor)
+            manager,
+            bundle=body.bundle,
+            environment=body.environment or "",
+            input_text=body.input,
+            target=body.target,
+            async_mode=body.async_mode,
+            timeout_seconds=body.timeout_seconds,
+            metadata=body.metadata,
+            actor=actor,
+        )
         return _answer(request, result, body.async_mode)
     bundles.refuse_unapproved(manager, body.environment)  # 403 before touching the spec
     spec_path: str | None = body.spec_path
@@ -92,8 +102,9 @@ def _answer(request: Request, result: Any, async_mode: bool) -> tuple[int, dict[
     return (202 if async_mode else 200), result.to_dict()
 
 
-def _create(request: Request, body: CreateRunRequest, principal: Principal, manager: Any,
-            operation: str) -> JSONResponse:
+def _create(
+    request: Request, body: CreateRunRequest, principal: Principal, manager: Any, operation: str
+) -> JSONResponse:
     return run_idempotent(
         request,
         manager.store,
@@ -133,12 +144,19 @@ def list_runs(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Runs, filtered by status, paged and sorted."""
-    return manager.list_runs(status=status, limit=page.limit, offset=page.offset,
-                             sort_by=page.sort_by, sort_order=page.sort_order)
+    return manager.list_runs(
+        status=status,
+        limit=page.limit,
+        offset=page.offset,
+        sort_by=page.sort_by,
+        sort_order=page.sort_order,
+    )
 
 
 @router.get("/runs/{run_id}", dependencies=[Depends(require_scope("runs:read"))])
-def get_run(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)) -> dict[str, Any]:
+def get_run(
+    request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
     """A run's status, position and outcome."""
     annotate(request, run_id=run_id)
     return manager.get_run(run_id)
@@ -173,25 +191,36 @@ def run_policy_report(
         raise InvalidRequest(f"run {run_id} carries no spec metadata", run_id=run_id)
     tools, runtimes = registries(manager)
     spec = load_spec_data(dict(run.spec), source=f"run {run_id}")
-    report = check_spec(spec, env=run.environment, context=getattr(manager, "project", None),
-                        tool_registry=tools, runtime_registry=runtimes,
-                        policy=stored_policy(manager.store, run.environment))
-    manager.store.add_audit("spec.policy_reported", actor=principal.name, run_id=run_id,
-                            payload={"source": "run", "valid": report.valid})
+    report = check_spec(
+        spec,
+        env=run.environment,
+        context=getattr(manager, "project", None),
+        tool_registry=tools,
+        runtime_registry=runtimes,
+        policy=stored_policy(manager.store, run.environment),
+    )
+    manager.store.add_audit(
+        "spec.policy_reported",
+        actor=principal.name,
+        run_id=run_id,
+        payload={"source": "run", "valid": report.valid},
+    )
     return {"valid": report.valid, "report": report.report}
 
 
 @router.get("/runs/{run_id}/recovery", dependencies=[Depends(require_scope("runs:read"))])
-def run_recovery(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
-                 ) -> dict[str, Any]:
+def run_recovery(
+    request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
     """Completed steps, the failed step and whether the run can continue."""
     annotate(request, run_id=run_id)
     return manager.recovery(run_id)
 
 
 @router.get("/runs/{run_id}/replay", dependencies=[Depends(require_scope("runs:read"))])
-def run_replay(request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
-               ) -> dict[str, Any]:
+def run_replay(
+    request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
     """A compact checkpoint timeline plus the recovery context."""
     annotate(request, run_id=run_id)
     return manager.replay(run_id)
@@ -224,14 +253,14 @@ def run_checkpoints(
 
     annotate(request, run_id=run_id)
     manager.store.get_run(run_id)
-    found = manager.store.list_checkpoints(run_id, type=type, limit=page.limit,
-                                           offset=page.offset, sort_order=page.sort_order)
+    found = manager.store.list_checkpoints(
+        run_id, type=type, limit=page.limit, offset=page.offset, sort_order=page.sort_order
+    )
     items = [checkpoint_view(c, include_payload=include_payload) for c in found.items]
     return {"run_id": run_id, "checkpoints": items, **page.metadata(len(items), found.total)}
 
 
-@router.get("/runs/{run_id}/checkpoints/diff",
-            dependencies=[Depends(require_scope("runs:read"))])
+@router.get("/runs/{run_id}/checkpoints/diff", dependencies=[Depends(require_scope("runs:read"))])
 def run_checkpoint_diff(
     request: Request,
     run_id: str,
@@ -257,8 +286,13 @@ def run_trace(
 
     annotate(request, run_id=run_id, trace_id=run_id)
     manager.store.get_run(run_id)
-    found = manager.store.list_trace(run_id, event_type=event_type, limit=page.limit,
-                                     offset=page.offset, sort_order=page.sort_order)
+    found = manager.store.list_trace(
+        run_id,
+        event_type=event_type,
+        limit=page.limit,
+        offset=page.offset,
+        sort_order=page.sort_order,
+    )
     events = [trace_view(e) for e in found.items]
     return {"run_id": run_id, "events": events, **page.metadata(len(events), found.total)}
 
@@ -272,8 +306,12 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes
     "/runs/{run_id}/events",
     dependencies=[Depends(require_scope("runs:read"))],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "Server-sent events until the run pauses or finishes"}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events until the run pauses or finishes",
+        }
+    },
 )
 def run_events(
     request: Request,
@@ -313,7 +351,8 @@ def run_events(
                 yield b": keep-alive\n\n"
             await asyncio.sleep(poll_seconds)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -27,8 +27,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
-    return {"name": name, "env_var": env_var, "present": present,
-            "value": REDACTED if present else None}
+    return {
+        "name": name,
+        "env_var": env_var,
+        "present": present,
+        "value": REDACTED if present else None,
+    }
 
 
 def credential_inventory(settings: Any) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def list_environment_policies(store: Any = Depends(store_dep)) -> dict[str, Any]
     """Every service-managed environment policy."""
     stored = store.list_metadata(POLICY_PREFIX)
     policies = [
-        {"environment": key[len(POLICY_PREFIX):], "policy": value}
+        {"environment": key[len(POLICY_PREFIX) :], "policy": value}
         for key, value in sorted(stored.items())
     ]
     return {"policies": policies, "count": len(policies), "total": len(policies)}

@@ -64,8 +64,11 @@ def spec_policy_report(
         actor=principal.name,
         payload={"source": "spec", "spec": resolved.source, "valid": report.valid},
     )
-    return {"valid": report.valid, "report": report.report,
-            "diagnostics": [d.to_dict() for d in report.diagnostics]}
+    return {
+        "valid": report.valid,
+        "report": report.report,
+        "diagnostics": [d.to_dict() for d in report.diagnostics],
+    }
 
 
 def _compile(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, Any, Any]:

@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("activated_at", TS),
         sa.Column("deactivated_at", TS),
-        sa.PrimaryKeyConstraint("bundle_name", "environment", "revision", name="pk_bundle_revisions"),
+        sa.PrimaryKeyConstraint(
+            "bundle_name", "environment", "revision", name="pk_bundle_revisions"
+        ),
     )
     op.create_index(
         "ix_bundle_revisions_environment_status", "bundle_revisions", ["environment", "status"]

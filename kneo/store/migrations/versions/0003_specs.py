@@ -40,37 +40,52 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     conn = op.get_bind()
-    runs = sa.table("runs", sa.column("run_id", sa.String), sa.column("spec", sa.Text),
-                    sa.column("spec_ref", sa.String), sa.column("created_at", TS))
-    specs = sa.table("specs", sa.column("digest", sa.String), sa.column("spec", sa.Text),
-                     sa.column("created_at", TS))
+    runs = sa.table(
+        "runs",
+        sa.column("run_id", sa.String),
+        sa.column("spec", sa.Text),
+        sa.column("spec_ref", sa.String),
+        sa.column("created_at", TS),
+    )
+    specs = sa.table(
+        "specs",
+        sa.column("digest", sa.String),
+        sa.column("spec", sa.Text),
+        sa.column("created_at", TS),
+    )
     known: set[str] = set()
     last = ""
     while True:
         batch = conn.execute(
             sa.select(runs.c.run_id, runs.c.spec, runs.c.created_at)
             .where(runs.c.run_id > last, runs.c.spec_ref.is_(None), runs.c.spec != "{}")
-            .order_by(runs.c.run_id).limit(_BATCH)
+            .order_by(runs.c.run_id)
+            .limit(_BATCH)
         ).all()
         if not batch:
             return
         for run_id, text, created_at in batch:
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             if digest not in known:
-                exists = conn.execute(sa.select(specs.c.digest)
-                                      .where(specs.c.digest == digest)).first()
+                exists = conn.execute(
+                    sa.select(specs.c.digest).where(specs.c.digest == digest)
+                ).first()
                 if exists is None:
-                    conn.execute(sa.insert(specs).values(digest=digest, spec=text,
-                                                         created_at=created_at))
+                    conn.execute(
+                        sa.insert(specs).values(digest=digest, spec=text, created_at=created_at)
+                    )
                 known.add(digest)
-            conn.execute(sa.update(runs).where(runs.c.run_id == run_id)
-                         .values(spec="{}", spec_ref=digest))
+            conn.execute(
+                sa.update(runs).where(runs.c.run_id == run_id).values(spec="{}", spec_ref=digest)
+            )
         last = batch[-1][0]
 
 
 def downgrade() -> None:
-    op.execute("UPDATE runs SET spec = (SELECT specs.spec FROM specs "
-               "WHERE specs.digest = runs.spec_ref) WHERE spec_ref IS NOT NULL")
+    op.execute(
+        "UPDATE runs SET spec = (SELECT specs.spec FROM specs "
+        "WHERE specs.digest = runs.spec_ref) WHERE spec_ref IS NOT NULL"
+    )
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("spec_ref")
     op.drop_table("specs")
