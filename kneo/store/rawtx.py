@@ -14,24 +14,30 @@ connection, result or event machinery runs. Everything commits together in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from kneo.errors import Conflict, InvalidRequest, KneoError, NotReady
-from kneo.ids import new_id, new_run_id
-from kneo.redaction import redact
-from kneo.store import payloads, rows, steps
+from kneo.errors import Conflict, KneoError, NotReady
+from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
-from kneo.store.records import CheckpointRecord, ContinuationRecord, QueueRecord, RunRecord
+from kneo.store.records import ContinuationRecord, RunRecord
+from kneo.store.rowvalues import (
+    RowWriter,
+    audit_values,
+    check_trace_events,
+    continuation_request_list,
+    continuation_request_rows,
+    continuation_values,
+    new_continuation,
+    trace_values,
+)
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -110,7 +116,7 @@ _RUN_COLUMNS = tuple(c.name for c in t.runs.c)
 _RUN_RETURNING = ", ".join(_RUN_COLUMNS)
 
 
-class RawTransaction:
+class RawTransaction(RowWriter):
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
     def __init__(self, store: Store, cursor: Any, sql: _Sql) -> None:
@@ -125,78 +131,28 @@ class RawTransaction:
         self._cur.execute(self._sql.text(key, build), params)
         return self._cur
 
+    def _exec_rows(self, key: Any, build: Callable[[], str], params: list[Any]) -> None:
+        sql = self._sql.text(key, build)
+        if len(params) == 1:
+            self._cur.execute(sql, params[0])
+        else:
+            self._cur.executemany(sql, params)
+
     # -- runs ------------------------------------------------------------------------
-    def create_run(
-        self,
-        *,
-        target: str,
-        input_text: str,
-        run_id: str | None = None,
-        status: str = "queued",
-        workflow_name: str | None = None,
-        workflow_kind: str | None = None,
-        agent_name: str | None = None,
-        environment: str | None = None,
-        spec: Mapping[str, Any] | None = None,
-        spec_digest: str | None = None,
-        bundle_name: str | None = None,
-        bundle_revision: int | None = None,
-        bundle_commit: str | None = None,
-        state: Mapping[str, Any] | None = None,
-        deadline_at: datetime | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> RunRecord:
-        """:meth:`Transaction.create_run <kneo.store.api.Transaction.create_run>`."""
-        values = {
-            "run_id": run_id or new_run_id(self.now),
-            "status": status,
-            "target": target,
-            "workflow_name": workflow_name,
-            "workflow_kind": workflow_kind,
-            "agent_name": agent_name,
-            "input_text": input_text,
-            "output_text": None,
-            "error": None,
-            "environment": environment,
-            "spec": {},
-            "spec_digest": spec_digest,
-            "spec_ref": self._put_spec(spec),
-            "bundle_name": bundle_name,
-            "bundle_revision": bundle_revision,
-            "bundle_commit": bundle_commit,
-            "state": dict(state or {}),
-            "version": 1,
-            "cancel_requested": False,
-            "deadline_at": deadline_at,
-            "created_at": self.now,
-            "updated_at": self.now,
-            "started_at": None,
-            "finished_at": None,
-            "metadata": dict(metadata or {}),
-            "checkpoint_seq": 0,
-            "trace_seq": 0,
-        }
+    def _insert_run(self, values: dict[str, Any]) -> bool:
         cur = self._exec(
             "create_run",
             _insert(t.runs, _RUN_COLUMNS, " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
             self._sql.bind(t.runs, values),
         )
-        if not cur.fetchall():
-            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
-        self._seq[str(values["run_id"])] = [0, 0]
-        return rows.run({**values, "spec": dict(spec or {})})
+        return bool(cur.fetchall())
 
-    def _put_spec(self, spec: Mapping[str, Any] | None) -> str | None:
-        if not spec:
-            return None
-        text = steps.json_text(dict(spec))
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    def _insert_spec(self, values: dict[str, Any]) -> None:
         self._exec(
             "spec",
             _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
-            self._sql.bind(t.specs, {"digest": digest, "spec": text, "created_at": self.now}),
+            self._sql.bind(t.specs, values),
         )
-        return digest
 
     def _spec_text(self, digest: str) -> str | None:
         text = rows._SPEC_TEXT.get(digest)
@@ -219,18 +175,7 @@ class RawTransaction:
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
     ) -> RunRecord:
         """:meth:`Transaction.update_run <kneo.store.api.Transaction.update_run>`."""
-        from kneo.store.api import RUN_MUTABLE_FIELDS
-
-        unknown = set(changes) - RUN_MUTABLE_FIELDS
-        if unknown:
-            raise InvalidRequest(
-                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
-            )
-        if run_id in self._seq_dirty:
-            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
-        if "spec" in changes:
-            changes["spec_ref"] = None
-        keys = tuple(sorted(changes))
+        keys = self._run_changes(run_id, changes)
         cas = expected_version is not None
 
         def build() -> str:
@@ -250,41 +195,23 @@ class RawTransaction:
         if not found:
             self._raise_stale(run_id, expected_version)
         row = self._sql.result(t.runs, cur.description, found[0])
-        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
-        self._seq_dirty.discard(run_id)
+        self._run_updated(run_id, row)
         spec = row["spec"] or {}
         if row.get("spec_ref") and not spec:
             text = self._spec_text(row["spec_ref"])
             row["spec"] = json.loads(text) if text is not None else {}
         return rows.run(row)
 
-    def current(self, run: RunRecord) -> RunRecord:
-        """:meth:`Transaction.current <kneo.store.api.Transaction.current>`."""
-        known = self._seq.get(run.run_id)
-        if known is None or known[1] == run.trace_seq:
-            return run
-        return dataclasses.replace(run, trace_seq=known[1])
+    def _delete_lock_any(self, name: str) -> None:
+        self._exec(
+            "delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name", {"name": name}
+        )
 
-    def take_lock(
-        self, name: str, owner: str, ttl_seconds: float, *, replace: bool = False
-    ) -> None:
-        """:meth:`Transaction.take_lock <kneo.store.api.Transaction.take_lock>`."""
-        if replace:
-            self._exec(
-                "delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name", {"name": name}
-            )
+    def _insert_lock(self, values: dict[str, Any]) -> None:
         self._exec(
             "insert_lock",
             _insert(t.locks, ("name", "owner", "acquired_at", "expires_at")),
-            self._sql.bind(
-                t.locks,
-                {
-                    "name": name,
-                    "owner": owner,
-                    "acquired_at": self.now,
-                    "expires_at": self.now + timedelta(seconds=ttl_seconds),
-                },
-            ),
+            self._sql.bind(t.locks, values),
         )
 
     def drop_lock(self, name: str, owner: str) -> None:
@@ -295,123 +222,56 @@ class RawTransaction:
             {"name": name, "owner": owner},
         )
 
-    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
+    def _run_version(self, run_id: str) -> int | None:
         cur = self._exec(
             "select_version",
             lambda: "SELECT version FROM runs WHERE run_id = :run_id",
             {"run_id": run_id},
         )
         found = cur.fetchall()
-        if not found:
-            raise not_found_error("run", run_id)
-        current = found[0][0]
-        raise Conflict(
-            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
-            code="stale_state",
-            run_id=run_id,
-            expected_version=expected_version,
-            current_version=current,
+        return found[0][0] if found else None
+
+    def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:
+        cur = self._exec(
+            ("seq", column),
+            lambda: (
+                f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
+                "RETURNING checkpoint_seq, trace_seq"
+            ),
+            {"k_run_id": run_id, "k_count": count},
+        )
+        found = cur.fetchall()
+        return found[0] if found else None
+
+    def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
+        self._exec(
+            "seq_flush",
+            lambda: (
+                "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
+                "WHERE run_id = :k_run_id"
+            ),
+            {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
         )
 
-    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
-        index = 0 if column == "checkpoint_seq" else 1
-        known = self._seq.get(run_id)
-        if known is None:
-            cur = self._exec(
-                ("seq", column),
-                lambda: (
-                    f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
-                    "RETURNING checkpoint_seq, trace_seq"
-                ),
-                {"k_run_id": run_id, "k_count": count},
-            )
-            found = cur.fetchall()
-            if not found:
-                raise not_found_error("run", run_id)
-            self._seq[run_id] = [int(found[0][0]), int(found[0][1])]
-            return int(found[0][index]) - count + 1
-        first = known[index] + 1
-        known[index] += count
-        self._seq_dirty.add(run_id)
-        return first
-
-    def _flush_sequences(self) -> None:
-        for run_id in sorted(self._seq_dirty):
-            checkpoint_seq, trace_seq = self._seq[run_id]
-            self._exec(
-                "seq_flush",
-                lambda: (
-                    "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
-                    "WHERE run_id = :k_run_id"
-                ),
-                {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
-            )
-        self._seq_dirty.clear()
-
     # -- checkpoints and trace ---------------------------------------------------------
-    def add_checkpoint(
-        self,
-        run_id: str,
-        *,
-        type: str,
-        payload: Mapping[str, Any],
-        step_id: str | None = None,
-        status: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> CheckpointRecord:
-        """:meth:`Transaction.add_checkpoint <kneo.store.api.Transaction.add_checkpoint>`."""
-        encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
-        meta = dict(metadata or {})
-        if encoded.reduction is not None:
-            meta["payload_reduction"] = encoded.reduction
-        values = {
-            "run_id": run_id,
-            "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
-            "type": type,
-            "step_id": step_id,
-            "status": status,
-            "encoding": encoded.encoding,
-            "payload": encoded.data,
-            "size_bytes": encoded.size_bytes,
-            "truncated": encoded.truncated,
-            "metadata": meta,
-            "created_at": self.now,
-        }
+    def _insert_checkpoint(self, values: dict[str, Any]) -> None:
         self._exec(
             "checkpoint",
             _insert(t.checkpoints, tuple(values)),
             self._sql.bind(t.checkpoints, values),
         )
-        return rows.checkpoint(values)
 
     def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`Transaction.add_trace_events <kneo.store.api.Transaction.add_trace_events>`."""
         if not events:
             return
-        for event in events:
-            if not event.get("event_type"):
-                raise InvalidRequest("trace event needs an event_type", field="event_type")
+        check_trace_events(events)
         first = self._next_sequence(run_id, "trace_seq", len(events))
         names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
         values = [
-            self._sql.bind(
-                t.trace_events,
-                {
-                    "run_id": run_id,
-                    "sequence": first + index,
-                    "event_type": event["event_type"],
-                    "step_id": event.get("step_id"),
-                    "payload": dict(event.get("payload") or {}),
-                    "created_at": self.now,
-                },
-            )
-            for index, event in enumerate(events)
+            self._sql.bind(t.trace_events, v) for v in trace_values(run_id, first, events, self.now)
         ]
-        sql = self._sql.text("trace", _insert(t.trace_events, names))
-        if len(values) == 1:
-            self._cur.execute(sql, values[0])
-        else:
-            self._cur.executemany(sql, values)
+        self._exec_rows("trace", _insert(t.trace_events, names), values)
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
@@ -428,14 +288,7 @@ class RawTransaction:
     ) -> ContinuationRecord:
         """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`
         for a new continuation (no ``expected_version``)."""
-        request_list = [dict(r) for r in requests]
-        for request in request_list:
-            if not request.get("request_id"):
-                raise InvalidRequest(
-                    "every continuation request needs a request_id", field="requests"
-                )
-        if len({r["request_id"] for r in request_list}) != len(request_list):
-            raise InvalidRequest("continuation request ids must be unique", field="requests")
+        request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
             cur = self._exec(
                 "select_kind",
@@ -444,19 +297,17 @@ class RawTransaction:
             )
             found = cur.fetchall()
             workflow_kind = found[0][0] if found else None
-        values: dict[str, Any] = {
-            "continuation_id": continuation_id,
-            "run_id": run_id,
-            "status": status,
-            "requests": request_list,
-            "context": dict(context or {}),
-            "workflow_kind": workflow_kind,
-            "expires_at": expires_at,
-            "escalated_at": escalated_at,
-            "version": 1,
-            "created_at": self.now,
-            "updated_at": self.now,
-        }
+        values = continuation_values(
+            run_id=run_id,
+            status=status,
+            request_list=request_list,
+            context=context,
+            workflow_kind=workflow_kind,
+            expires_at=expires_at,
+            escalated_at=escalated_at,
+            now=self.now,
+        )
+        new_continuation(values, continuation_id, self.now)
         dbapi = self._sql.dialect.loaded_dbapi
         try:
             cur = self._exec(
@@ -477,21 +328,11 @@ class RawTransaction:
             )
         if request_list:
             names = ("continuation_id", "request_id", "kind", "assignee", "status")
-            sql = self._sql.text("continuation_requests", _insert(t.continuation_requests, names))
-            params = [
-                {
-                    "continuation_id": continuation_id,
-                    "request_id": r["request_id"],
-                    "kind": r.get("kind"),
-                    "assignee": r.get("assignee"),
-                    "status": r.get("status") or "pending",
-                }
-                for r in request_list
-            ]
-            if len(params) == 1:
-                self._cur.execute(sql, params[0])
-            else:
-                self._cur.executemany(sql, params)
+            self._exec_rows(
+                "continuation_requests",
+                _insert(t.continuation_requests, names),
+                continuation_request_rows(continuation_id, request_list),
+            )
         return rows.continuation(values)
 
     def add_audit(
@@ -504,40 +345,26 @@ class RawTransaction:
         payload: Mapping[str, Any] | None = None,
     ) -> None:
         """:meth:`Transaction.add_audit <kneo.store.api.Transaction.add_audit>` (redacted)."""
-        values = {
-            "event_id": new_id("evt"),
-            "event_type": event_type,
-            "actor": actor,
-            "run_id": run_id,
-            "continuation_id": continuation_id,
-            "payload": redact(dict(payload or {})),
-            "created_at": self.now,
-        }
+        values = audit_values(
+            event_type,
+            actor=actor,
+            run_id=run_id,
+            continuation_id=continuation_id,
+            payload=payload,
+            now=self.now,
+        )
         self._exec(
             "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
         )
 
-    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
-        """:meth:`Transaction.enqueue <kneo.store.api.Transaction.enqueue>`."""
-        values = {
-            "run_id": run_id,
-            "status": "queued",
-            "attempts": 0,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "error": None,
-            "available_at": available_at or self.now,
-            "created_at": self.now,
-            "updated_at": self.now,
-            "finished_at": None,
-        }
+    def _insert_queue(self, values: dict[str, Any]) -> int:
         cur = self._exec(
             "enqueue",
             _insert(t.queue, tuple(values), " RETURNING id"),
             self._sql.bind(t.queue, values),
         )
-        queue_id = cur.fetchall()[0][0]
-        return rows.queue({**values, "id": queue_id})
+        queue_id: int = cur.fetchall()[0][0]
+        return queue_id
 
 
 @contextlib.contextmanager
