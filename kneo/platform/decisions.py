@@ -1,4 +1,8 @@
-"""Applying a person's decision to a paused run (one transaction, compare-and-set).
+"""Human tasks: listing them, validating a person's decision, applying it to a paused run.
+
+:func:`list_human_tasks` is the inbox query; :func:`resume_decision` checks a decision under
+the per-continuation lock (request pending, run paused, answer valid) before anything changes;
+:func:`apply_decision` writes it in one transaction with compare-and-set.
 
 The decision is recorded in the execution state under the request's ``wait_key`` and the
 request is marked resolved on the continuation; while other requests of the continuation are
@@ -9,13 +13,21 @@ A writer holding a stale view loses the compare-and-set and gets
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from kneo.engine.human import HumanDecision, HumanRequest
+from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
-from kneo.errors import Conflict, RequestAlreadyResolved
-from kneo.platform.results import RunResult
+from kneo.errors import (
+    Conflict,
+    IllegalTransition,
+    InvalidRequest,
+    NotFound,
+    RequestAlreadyResolved,
+)
+from kneo.platform.results import RunResult, task_view
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -116,3 +128,103 @@ def apply_decision(
         return manager._result(updated)
     audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
     return manager._drive(updated, manager._workflow_for(updated), locked=True, audits=audits)
+
+
+def list_human_tasks(
+    manager: PlatformManager,
+    *,
+    run_id: str | None,
+    workflow_kind: str | None,
+    assignee: str | None,
+    kind: str | None,
+    escalated: bool | None,
+    sort: str,
+    older_than_seconds: float | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """Pending tasks with counts per assignee; see ``PlatformManager.list_human_tasks``."""
+    older = (
+        manager.clock.now() - timedelta(seconds=older_than_seconds)
+        if older_than_seconds is not None
+        else None
+    )
+    page = manager.store.list_continuations(
+        run_id=run_id,
+        workflow_kind=workflow_kind,
+        assignee=assignee,
+        kind=kind,
+        escalated=escalated,
+        older_than=older,
+        sort=sort,  # type: ignore[arg-type]
+        limit=limit,
+        offset=offset,
+    )
+    counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
+    return {
+        "tasks": [task_view(c) for c in page.items],
+        "count": len(page.items),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "counts_by_assignee": counts,
+    }
+
+
+def resume_decision(
+    manager: PlatformManager,
+    continuation_id: str,
+    *,
+    request_id: str,
+    decision: str,
+    content: str | None,
+    selected_option: str | None,
+    actor: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> RunResult:
+    """Validate a decision under the continuation's lock, then apply it."""
+    with manager._locked(
+        f"continuation:{continuation_id}",
+        f"continuation {continuation_id} is being resumed by another process",
+    ):
+        cont = manager.store.get_continuation(continuation_id)
+        stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
+        if stored is None:
+            raise NotFound(
+                f"request {request_id!r} is not part of continuation {continuation_id}",
+                resource="request",
+                id=request_id,
+            )
+        if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
+            raise RequestAlreadyResolved(
+                f"request {request_id} was already resolved", request_id=request_id
+            )
+        if cont.run_id is None:
+            raise InvalidRequest(f"continuation {continuation_id} belongs to no run")
+        run = manager.store.get_run(cont.run_id)
+        if run.status != RunStatus.PAUSED:
+            raise IllegalTransition(
+                f"cannot resume run {run.run_id}: it is {run.status}, not paused",
+                current_status=run.status,
+            )
+        state = ExecutionState(run.state)
+        raw = state.pending_request(request_id)
+        if raw is None:
+            raise RequestAlreadyResolved(
+                f"request {request_id} is no longer pending", request_id=request_id
+            )
+        request = HumanRequest.from_dict(raw)
+        answer = validate_decision(
+            request,
+            HumanDecision(
+                request_id=request_id,
+                decision=decision,
+                content=content,
+                selected_option=selected_option,
+                actor=actor,
+                decided_at=manager.clock.now().isoformat(),
+                metadata=dict(metadata or {}),
+            ),
+            max_content_chars=manager.settings.limits.max_human_content_chars,
+        )
+        return manager._apply_decision(run, cont, state, request, answer)

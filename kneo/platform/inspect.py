@@ -1,11 +1,26 @@
-"""Pure helpers for looking back at a run: flattened checkpoint diffs and replay timelines."""
+"""Looking back at a run: flattened checkpoint diffs, replay timelines and recovery context.
+
+Pure helpers (:func:`flatten`, :func:`diff`, :func:`timeline_entry`, ...) and the read-only
+queries ``PlatformManager`` delegates to: :func:`replay`, :func:`checkpoint_diff` and
+:func:`recovery` (what completed, what failed, what would run next, whether
+``continue_run`` may take the run over; :func:`owner_alive` judges a ``run:<id>`` lock holder).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kneo.engine.lifecycle import RunStatus
+from kneo.engine.state import ExecutionState
+from kneo.errors import InvalidRequest, NotFound
 from kneo.redaction import redact as _redact_any
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
+    from kneo.store import RunRecord
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -100,3 +115,129 @@ def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
     """:func:`kneo.redaction.redact` for a JSON object, typed."""
     out: dict[str, Any] = _redact_any(value)
     return out
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named in a lock owner (``host:pid:nonce``) may still be running."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine: trust the lease ttl
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def workflow_kind_linear(run: RunRecord) -> bool:
+    return run.workflow_kind in ("sequential", "graph", "handoff")
+
+
+def replay(manager: PlatformManager, run_id: str) -> dict[str, Any]:
+    """A compact timeline of the run's checkpoints plus the recovery context."""
+    run = manager.store.get_run(run_id)
+    page = manager.store.list_checkpoints(run_id, limit=1000)
+    return {
+        "run_id": run_id,
+        "status": run.status,
+        "workflow_kind": run.workflow_kind,
+        "timeline": [timeline_entry(c) for c in page.items],
+        "position": (run.state or {}).get("position") or {},
+        "pending_human_request_id": next(
+            (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
+        ),
+        "error": run.error,
+        "replay_context": recovery(manager, run),
+    }
+
+
+def checkpoint_diff(
+    manager: PlatformManager,
+    run_id: str,
+    *,
+    from_sequence: int | None = None,
+    to_sequence: int | None = None,
+) -> dict[str, Any]:
+    """Added, removed and changed flattened paths between two checkpoints (default: the
+    latest two)."""
+    manager.store.get_run(run_id)
+    if from_sequence is None or to_sequence is None:
+        latest = manager.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
+        if not latest:
+            raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
+        newest = latest[0].sequence
+        to_sequence = to_sequence if to_sequence is not None else newest
+        from_sequence = (
+            from_sequence
+            if from_sequence is not None
+            else (latest[1].sequence if len(latest) > 1 else newest)
+        )
+    if from_sequence < 1 or to_sequence < 1:
+        raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
+    before = manager.store.get_checkpoint(run_id, from_sequence)
+    after = manager.store.get_checkpoint(run_id, to_sequence)
+    changes = diff(
+        {"payload": before.payload, "metadata": before.metadata},
+        {"payload": after.payload, "metadata": after.metadata},
+    )
+    return {
+        "run_id": run_id,
+        "from_sequence": from_sequence,
+        "to_sequence": to_sequence,
+        "from_type": before.type,
+        "to_type": after.type,
+        **changes,
+    }
+
+
+def recovery(manager: PlatformManager, run: RunRecord) -> dict[str, Any]:
+    state = run.state or {}
+    done = completed_units(state)
+    failed = failed_unit(state)
+    try:
+        workflow = manager._workflow_for(run)
+        upcoming = manager.engine.next_units(workflow, ExecutionState(state))
+        step_ids = workflow.step_ids
+    except Exception as exc:  # a spec that no longer compiles cannot be continued
+        upcoming, step_ids = [], ()
+        reason: str | None = f"the run's spec cannot be compiled: {exc}"
+    else:
+        reason = None
+    nxt = upcoming[0] if upcoming else None
+    can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
+    if can and run.status == RunStatus.RUNNING:
+        holder = manager.store.get_lock(f"run:{run.run_id}")
+        if holder is not None and owner_alive(holder.owner):
+            can, reason = False, "the run is still executing in a live process"
+    if reason is None and not can:
+        reason = {
+            RunStatus.PAUSED: "the run is paused: resume its continuation",
+            RunStatus.QUEUED: "the run has not started",
+        }.get(
+            RunStatus(run.status),
+            f"the run is {run.status}"
+            if upcoming or run.status != RunStatus.RUNNING
+            else "no step is left to run",
+        )
+    outputs = ExecutionState(state).outputs_by_step()
+    last_output = (
+        outputs[done[-1]["step_id"]] if done and done[-1]["step_id"] in outputs else run.input_text
+    )
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "workflow_kind": run.workflow_kind,
+        "completed_steps": [u["step_id"] for u in done],
+        "completed_units": done,
+        "failed_step": failed["step_id"] if failed else None,
+        "failure": failed,
+        "next_step": nxt["step_id"] if nxt else None,
+        "next_step_index": step_index(step_ids, nxt["step_id"]) if nxt else None,
+        "next_units": upcoming,
+        "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
+        "can_continue": can,
+        "reason": None if can else reason,
+    }

@@ -1,7 +1,11 @@
 """PlatformManager: the one place that composes the engine with the store.
 
-Start, execute, pause, resume, cancel and continue runs; inspect traces, checkpoints, replay
-timelines, checkpoint diffs and recovery context; list and fetch human tasks.
+The public API: start, execute, pause, resume, cancel and continue runs; the worker loop;
+driving a run through the engine and finishing it; traces, checkpoints and runs listing.
+Delegated to their kin: spec preparation and run creation (:mod:`.preparation`), outcome
+writing (:mod:`.outcomes`), replay/diff/recovery (:mod:`.inspect`), human-task listing and
+decision validation/application (:mod:`.decisions`), timeouts (:mod:`.sweeps`), events
+(:mod:`.events`), retention (:mod:`.maintenance`), bundles (:mod:`.bundles`).
 
 Invariants kept here:
 
@@ -18,8 +22,6 @@ Invariants kept here:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import secrets
 import socket
@@ -34,17 +36,12 @@ from typing import Any
 from kneo.clock import Clock, SystemClock
 from kneo.engine.cancellation import CancellationToken
 from kneo.engine.executor import (
-    Cancelled,
-    Completed,
     EngineOptions,
-    Failed,
     Outcome,
-    Paused,
     Superseded,
     WorkflowEngine,
 )
-from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
-from kneo.engine.journal import Boundary
+from kneo.engine.human import HumanDecision, HumanRequest
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
@@ -52,18 +49,16 @@ from kneo.errors import (
     Conflict,
     IllegalTransition,
     InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    RequestAlreadyResolved,
     ResourceLocked,
 )
-from kneo.ids import new_continuation_id
 from kneo.platform import inspect
+from kneo.platform.decisions import list_human_tasks, resume_decision
 from kneo.platform.journal import StoreJournal, checkpoint_payload
+from kneo.platform.outcomes import write_outcome
+from kneo.platform.preparation import content_digest, create_run, prepare
 from kneo.platform.results import (
     RunResult,
     checkpoint_view,
-    public_request,
     run_result,
     run_summary,
     run_view,
@@ -73,7 +68,7 @@ from kneo.platform.results import (
 from kneo.settings import Settings
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.loader import load_spec, load_spec_data
+from kneo.spec.loader import load_spec_data
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
 from kneo.store import RunRecord, Store
@@ -82,24 +77,8 @@ from kneo.store.rawtx import RawTransaction
 Providers = Callable[[str], Any]
 
 
-def _digest(data: Mapping[str, Any]) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _owner_alive(owner: str) -> bool:
-    """Whether the process named in a lock owner (``host:pid:nonce``) may still be running."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another machine: trust the lease ttl
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_digest = content_digest
+_owner_alive = inspect.owner_alive
 
 
 class PlatformManager:
@@ -286,51 +265,16 @@ class PlatformManager:
                 content=content,
                 actor=actor,
             )
-        with self._locked(
-            f"continuation:{continuation_id}",
-            f"continuation {continuation_id} is being resumed by another process",
-        ):
-            cont = self.store.get_continuation(continuation_id)
-            stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
-            if stored is None:
-                raise NotFound(
-                    f"request {request_id!r} is not part of continuation {continuation_id}",
-                    resource="request",
-                    id=request_id,
-                )
-            if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
-                raise RequestAlreadyResolved(
-                    f"request {request_id} was already resolved", request_id=request_id
-                )
-            if cont.run_id is None:
-                raise InvalidRequest(f"continuation {continuation_id} belongs to no run")
-            run = self.store.get_run(cont.run_id)
-            if run.status != RunStatus.PAUSED:
-                raise IllegalTransition(
-                    f"cannot resume run {run.run_id}: it is {run.status}, not paused",
-                    current_status=run.status,
-                )
-            state = ExecutionState(run.state)
-            raw = state.pending_request(request_id)
-            if raw is None:
-                raise RequestAlreadyResolved(
-                    f"request {request_id} is no longer pending", request_id=request_id
-                )
-            request = HumanRequest.from_dict(raw)
-            answer = validate_decision(
-                request,
-                HumanDecision(
-                    request_id=request_id,
-                    decision=decision,
-                    content=content,
-                    selected_option=selected_option,
-                    actor=actor,
-                    decided_at=self.clock.now().isoformat(),
-                    metadata=dict(metadata or {}),
-                ),
-                max_content_chars=self.settings.limits.max_human_content_chars,
-            )
-            return self._apply_decision(run, cont, state, request, answer)
+        return resume_decision(
+            self,
+            continuation_id,
+            request_id=request_id,
+            decision=decision,
+            content=content,
+            selected_option=selected_option,
+            actor=actor,
+            metadata=metadata,
+        )
 
     def _apply_decision(
         self,
@@ -495,108 +439,22 @@ class PlatformManager:
 
     def replay(self, run_id: str) -> dict[str, Any]:
         """A compact timeline of the run's checkpoints plus the recovery context."""
-        run = self.store.get_run(run_id)
-        page = self.store.list_checkpoints(run_id, limit=1000)
-        return {
-            "run_id": run_id,
-            "status": run.status,
-            "workflow_kind": run.workflow_kind,
-            "timeline": [inspect.timeline_entry(c) for c in page.items],
-            "position": (run.state or {}).get("position") or {},
-            "pending_human_request_id": next(
-                (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
-            ),
-            "error": run.error,
-            "replay_context": self._recovery(run),
-        }
+        return inspect.replay(self, run_id)
 
     def checkpoint_diff(
         self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
     ) -> dict[str, Any]:
         """Added, removed and changed flattened paths between two checkpoints (default: the
         latest two)."""
-        self.store.get_run(run_id)
-        if from_sequence is None or to_sequence is None:
-            latest = self.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
-            if not latest:
-                raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
-            newest = latest[0].sequence
-            to_sequence = to_sequence if to_sequence is not None else newest
-            from_sequence = (
-                from_sequence
-                if from_sequence is not None
-                else (latest[1].sequence if len(latest) > 1 else newest)
-            )
-        if from_sequence < 1 or to_sequence < 1:
-            raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
-        before = self.store.get_checkpoint(run_id, from_sequence)
-        after = self.store.get_checkpoint(run_id, to_sequence)
-        changes = inspect.diff(
-            {"payload": before.payload, "metadata": before.metadata},
-            {"payload": after.payload, "metadata": after.metadata},
+        return inspect.checkpoint_diff(
+            self, run_id, from_sequence=from_sequence, to_sequence=to_sequence
         )
-        return {
-            "run_id": run_id,
-            "from_sequence": from_sequence,
-            "to_sequence": to_sequence,
-            "from_type": before.type,
-            "to_type": after.type,
-            **changes,
-        }
 
     def recovery(self, run_id: str) -> dict[str, Any]:
         return self._recovery(self.store.get_run(run_id))
 
     def _recovery(self, run: RunRecord) -> dict[str, Any]:
-        state = run.state or {}
-        done = inspect.completed_units(state)
-        failed = inspect.failed_unit(state)
-        try:
-            workflow = self._workflow_for(run)
-            upcoming = self.engine.next_units(workflow, ExecutionState(state))
-            step_ids = workflow.step_ids
-        except Exception as exc:  # a spec that no longer compiles cannot be continued
-            upcoming, step_ids = [], ()
-            reason: str | None = f"the run's spec cannot be compiled: {exc}"
-        else:
-            reason = None
-        nxt = upcoming[0] if upcoming else None
-        can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
-        if can and run.status == RunStatus.RUNNING:
-            holder = self.store.get_lock(f"run:{run.run_id}")
-            if holder is not None and _owner_alive(holder.owner):
-                can, reason = False, "the run is still executing in a live process"
-        if reason is None and not can:
-            reason = {
-                RunStatus.PAUSED: "the run is paused: resume its continuation",
-                RunStatus.QUEUED: "the run has not started",
-            }.get(
-                RunStatus(run.status),
-                f"the run is {run.status}"
-                if upcoming or run.status != RunStatus.RUNNING
-                else "no step is left to run",
-            )
-        outputs = ExecutionState(state).outputs_by_step()
-        last_output = (
-            outputs[done[-1]["step_id"]]
-            if done and done[-1]["step_id"] in outputs
-            else run.input_text
-        )
-        return {
-            "run_id": run.run_id,
-            "status": run.status,
-            "workflow_kind": run.workflow_kind,
-            "completed_steps": [u["step_id"] for u in done],
-            "completed_units": done,
-            "failed_step": failed["step_id"] if failed else None,
-            "failure": failed,
-            "next_step": nxt["step_id"] if nxt else None,
-            "next_step_index": inspect.step_index(step_ids, nxt["step_id"]) if nxt else None,
-            "next_units": upcoming,
-            "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
-            "can_continue": can,
-            "reason": None if can else reason,
-        }
+        return inspect.recovery(self, run)
 
     # ================================================================== human tasks
 
@@ -616,33 +474,18 @@ class PlatformManager:
         """Pending tasks filtered by run, workflow kind, assignee, request kind, escalation
         and age (created more than ``older_than_seconds`` ago); oldest or newest first; with
         the count of pending requests per assignee (``"(unassigned)"`` for none)."""
-        older = (
-            self.clock.now() - timedelta(seconds=older_than_seconds)
-            if older_than_seconds is not None
-            else None
-        )
-        page = self.store.list_continuations(
+        return list_human_tasks(
+            self,
             run_id=run_id,
             workflow_kind=workflow_kind,
             assignee=assignee,
             kind=kind,
             escalated=escalated,
-            older_than=older,
-            sort=sort,  # type: ignore[arg-type]
+            sort=sort,
+            older_than_seconds=older_than_seconds,
             limit=limit,
             offset=offset,
         )
-        counts = {
-            a or "(unassigned)": n for a, n in self.store.pending_counts_by_assignee().items()
-        }
-        return {
-            "tasks": [task_view(c) for c in page.items],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "counts_by_assignee": counts,
-        }
 
     # ================================================================== timeouts, events, replay
 
@@ -784,112 +627,8 @@ class PlatformManager:
         target: str,
         environment: str | None,
     ) -> dict[str, Any]:
-        """Load, check (with environment policy) and compile; raises before any run exists."""
-        from kneo.spec.pipeline import check_spec
-
-        if (spec_path is None) == (spec is None):
-            raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
-        from kneo.platform.bundles import pin_spec_source  # registry bundle or approved-only env
-
-        pinned = pin_spec_source(self, spec_path=spec_path, spec=spec, environment=environment)
-        key = self._prepare_key(spec_path, spec, target, environment) if pinned is None else None
-        cached = self._prepared.get(key) if key is not None else None
-        if cached is not None:
-            return dict(cached)
-        project_config = self.project.config if self.project is not None else None
-        base_dir: Path | None
-        if spec_path is not None:
-            loaded = load_spec(spec_path, env=environment, project=project_config)
-            model, data, base_dir, source = (
-                loaded.spec,
-                loaded.data,
-                loaded.base_dir,
-                str(spec_path),
-            )
-        else:
-            model = (
-                spec
-                if isinstance(spec, Spec)
-                else load_spec_data(dict(spec or {}), project=project_config)
-            )
-            data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
-            base_dir, source = None, "<inline>"
-        report = check_spec(
-            model,
-            env=environment,
-            context=self.project,
-            tool_registry=self.compiler.tool_registry,
-            runtime_registry=self.compiler.runtime_registry,
-            base_dir=base_dir,
-        )
-        workflow = self.compiler.compile(
-            model,
-            target=target,  # type: ignore[arg-type]
-            base_dir=base_dir,
-            diagnostics=report.diagnostics,
-            source=source,
-        )
-        digest = pinned.digest if pinned is not None else _digest(data)
-        self._compiled[(digest, target)] = workflow
-        prepared = {
-            "workflow": workflow,
-            "data": data,
-            "digest": digest,
-            "target": target,
-            "bundle_fields": pinned.run_fields() if pinned is not None else {},
-            "base_dir": str(base_dir.resolve()) if base_dir else None,
-            "spec_path": str(spec_path) if spec_path else None,
-            "environment": report.environment or environment,
-        }
-        if key is not None:
-            if len(self._prepared) >= 256:
-                self._prepared.clear()
-            self._prepared[key] = prepared
-        return dict(prepared)
-
-    def _prepare_key(
-        self,
-        spec_path: str | Path | None,
-        spec: Spec | Mapping[str, Any] | None,
-        target: str,
-        environment: str | None,
-    ) -> tuple[Any, ...] | None:
-        """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
-        environment overlay and the environment's policy file, each by (mtime_ns, size) —
-        or an inline spec's content digest — plus target and environment. ``None``: do not
-        cache (a file is missing; the slow path reports it)."""
-        from kneo.policy.environment import ENVIRONMENTS_DIR
-        from kneo.spec.loader import overlay_path
-
-        env = environment or (self.project.env if self.project is not None else None)
-        files: list[Path] = []
-        if spec_path is not None:
-            path = Path(spec_path)
-            files.append(path)
-            if environment is not None:
-                config = self.project.config if self.project is not None else None
-                files.append(overlay_path(path, environment, config))
-            source: Any = str(path.resolve())
-        elif isinstance(spec, Mapping):
-            source = _digest(spec)
-        else:
-            return None  # a Spec model: its content is not cheap to key
-        if env is not None and self.project is not None:
-            folder = self.project.root / ENVIRONMENTS_DIR
-            files += [folder / f"{env}.yaml", folder / f"{env}.yml"]
-        stamps: list[Any] = []
-        for file in files:
-            try:
-                st = file.stat()
-            except FileNotFoundError:
-                if file is files[0] and spec_path is not None:
-                    return None
-                stamps.append(None)
-            except OSError:
-                return None
-            else:
-                stamps.append((st.st_mtime_ns, st.st_size))
-        return (source, target, environment, tuple(stamps))
+        """Load, check (with environment policy) and compile; see :mod:`.preparation`."""
+        return prepare(self, spec_path=spec_path, spec=spec, target=target, environment=environment)
 
     def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
         key = (run.spec_digest or _digest(run.spec), run.target)
@@ -918,73 +657,16 @@ class PlatformManager:
         actor: str | None = None,
         decisions: Mapping[str, Any] | None = None,
     ) -> RunRecord:
-        if not isinstance(input_text, str):
-            raise InvalidRequest("input must be text", field="input")
-        limit = self.settings.limits.max_input_chars
-        if len(input_text) > limit:
-            raise PayloadTooLarge(
-                f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
-                field="input",
-            )
-        workflow: CompiledWorkflow = prepared["workflow"]
-        agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
-        meta = {
-            "base_dir": prepared["base_dir"],
-            "spec_path": prepared["spec_path"],
-            **dict(metadata or {}),
-        }
-        with self.store.raw_transaction() as tx:
-            run = tx.create_run(
-                target=prepared["target"],
-                input_text=input_text,
-                status=RunStatus.QUEUED,
-                workflow_name=workflow.name,
-                workflow_kind=workflow.family,
-                agent_name=agent.name if agent else None,
-                environment=prepared["environment"],
-                spec=prepared["data"],
-                spec_digest=prepared["digest"],
-                **prepared.get("bundle_fields", {}),
-                state=dict(
-                    ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {})
-                ),
-                deadline_at=deadline_at,
-                metadata={k: v for k, v in meta.items() if v is not None},
-            )
-            created = {
-                "event_type": "run_created",
-                "payload": {"workflow_kind": workflow.family, "target": run.target},
-            }
-            tx.add_audit(
-                "run.created",
-                actor=actor,
-                run_id=run.run_id,
-                payload={
-                    "target": run.target,
-                    "workflow_name": workflow.name,
-                    "workflow_kind": workflow.family,
-                    "environment": prepared["environment"],
-                    "spec_path": prepared["spec_path"],
-                },
-            )
-            if start:
-                # Created, started and locked (``run:<id>``, this process executes it) at once.
-                tx.add_trace_events(
-                    run.run_id,
-                    [created, {"event_type": "run_started", "payload": {"owner": self.owner}}],
-                )
-                run = tx.update_run(
-                    run.run_id,
-                    expected_version=run.version,
-                    status=transition(run.status, RunStatus.RUNNING),
-                    started_at=tx.now,
-                )
-                tx.take_lock(f"run:{run.run_id}", self.owner, self._lease)
-            else:
-                tx.add_trace_events(run.run_id, [created])
-                tx.enqueue(run.run_id)
-            run = tx.current(run)
-        return run
+        return create_run(
+            self,
+            prepared,
+            input_text,
+            start=start,
+            deadline_at=deadline_at,
+            metadata=metadata,
+            actor=actor,
+            decisions=decisions,
+        )
 
     @contextmanager
     def _locked(self, name: str, message: str) -> Iterator[None]:
@@ -1077,110 +759,7 @@ class PlatformManager:
         outcome: Outcome,
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
     ) -> RunRecord:
-        run_id = run.run_id
-        state = dict(outcome.state)
-        changes: dict[str, Any]
-        events: list[dict[str, Any]] = []
-        extra_audits: list[tuple[str, dict[str, Any], str | None]] = []
-        if isinstance(outcome, Completed):
-            changes = {
-                "status": transition(run.status, RunStatus.SUCCEEDED),
-                "output_text": outcome.output_text,
-                "error": None,
-                "finished_at": tx.now,
-            }
-            kind, status = "run_completed", "succeeded"
-        elif isinstance(outcome, Paused):
-            cid = new_continuation_id()
-            # The assignee stays as given: it is the inbox's filter key (views redact it).
-            requests = [
-                dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
-                for r in outcome.requests
-            ]
-            expiries = [r.expires_at for r in outcome.requests if r.expires_at]
-            tx.put_continuation(
-                cid,
-                run_id=run_id,
-                requests=requests,
-                context={"workflow_name": run.workflow_name},
-                expires_at=_parse_time(min(expiries)) if expiries else None,
-                workflow_kind=run.workflow_kind,
-            )
-            state["continuation_id"] = cid
-            changes = {"status": transition(run.status, RunStatus.PAUSED)}
-            kind, status = "paused", "paused"
-            events.append(
-                {
-                    "event_type": "run_paused",
-                    "payload": {
-                        "continuation_id": cid,
-                        "request_ids": [r.request_id for r in outcome.requests],
-                        "requests": requests,
-                    },
-                }
-            )
-            for r in outcome.requests:
-                extra_audits.append(
-                    (
-                        "human.requested",
-                        {
-                            "request_id": r.request_id,
-                            "kind": r.kind,
-                            "step_id": r.step_id,
-                            "assignee": r.assignee,
-                            "expires_at": r.expires_at,
-                        },
-                        cid,
-                    )
-                )
-        elif isinstance(outcome, Failed):
-            changes = {
-                "status": transition(run.status, RunStatus.FAILED),
-                "error": outcome.error,
-                "finished_at": tx.now,
-            }
-            kind, status = "run_failed", "failed"
-            events.append(
-                {
-                    "event_type": "run_failed",
-                    "step_id": outcome.error.get("step_id"),
-                    "payload": outcome.error,
-                }
-            )
-        else:
-            assert isinstance(outcome, Cancelled)
-            changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
-            kind, status = "run_cancelled", "cancelled"
-            events.append({"event_type": "run_cancelled", "payload": {}})
-        first = outcome.requests[0] if isinstance(outcome, Paused) else None
-        final = Boundary(
-            kind=kind,
-            state=state,
-            status=status,
-            step_id=first.step_id
-            if first
-            else (outcome.error.get("step_id") if isinstance(outcome, Failed) else None),
-        )
-        if isinstance(outcome, Completed):
-            events.append(
-                {
-                    "event_type": "run_completed",
-                    "payload": {"output_chars": len(outcome.output_text)},
-                }
-            )
-        journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
-        updated = tx.update_run(run_id, expected_version=journal.version, state=state, **changes)
-        for event_type, payload, audit_cid in extra_audits:
-            tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
-        for event_type, actor, decision_cid, payload in audits:
-            tx.add_audit(
-                event_type,
-                actor=actor,
-                run_id=run_id,
-                continuation_id=decision_cid,
-                payload={**payload, "result_status": updated.status},
-            )
-        return updated
+        return write_outcome(tx, run, journal, outcome, audits)
 
     def _trace_count(self, run_id: str) -> int:
         return self.store.list_trace(run_id, limit=1).total
@@ -1190,16 +769,6 @@ class PlatformManager:
         # so the counter on the row is the count.
         count = run.trace_seq if run.trace_seq is not None else self._trace_count(run.run_id)
         return run_result(run, trace_event_count=count)
-
-
-def workflow_kind_linear(run: RunRecord) -> bool:
-    return run.workflow_kind in ("sequential", "graph", "handoff")
-
-
-def _parse_time(value: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 __all__ = ["PlatformManager", "RunResult"]

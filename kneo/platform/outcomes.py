@@ -1,0 +1,138 @@
+"""Writing a run's outcome: the final boundary of a driven run in the caller's transaction.
+
+:func:`write_outcome` turns the engine's :class:`~kneo.engine.executor.Outcome` (completed,
+paused, failed, cancelled) into the run's new status, output and error, the continuation and
+``human.requested`` audits of a pause, the final checkpoint and trace events, and the decision
+audits that led here — all compare-and-set on the journal's version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kneo.engine.executor import Cancelled, Completed, Failed, Outcome, Paused
+from kneo.engine.journal import Boundary
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.ids import new_continuation_id
+from kneo.platform.journal import StoreJournal
+from kneo.platform.results import public_request
+from kneo.store import RunRecord
+from kneo.store.rawtx import RawTransaction
+
+
+def write_outcome(
+    tx: RawTransaction,
+    run: RunRecord,
+    journal: StoreJournal,
+    outcome: Outcome,
+    audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
+) -> RunRecord:
+    run_id = run.run_id
+    state = dict(outcome.state)
+    changes: dict[str, Any]
+    events: list[dict[str, Any]] = []
+    extra_audits: list[tuple[str, dict[str, Any], str | None]] = []
+    if isinstance(outcome, Completed):
+        changes = {
+            "status": transition(run.status, RunStatus.SUCCEEDED),
+            "output_text": outcome.output_text,
+            "error": None,
+            "finished_at": tx.now,
+        }
+        kind, status = "run_completed", "succeeded"
+    elif isinstance(outcome, Paused):
+        cid = new_continuation_id()
+        # The assignee stays as given: it is the inbox's filter key (views redact it).
+        requests = [
+            dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
+            for r in outcome.requests
+        ]
+        expiries = [r.expires_at for r in outcome.requests if r.expires_at]
+        tx.put_continuation(
+            cid,
+            run_id=run_id,
+            requests=requests,
+            context={"workflow_name": run.workflow_name},
+            expires_at=_parse_time(min(expiries)) if expiries else None,
+            workflow_kind=run.workflow_kind,
+        )
+        state["continuation_id"] = cid
+        changes = {"status": transition(run.status, RunStatus.PAUSED)}
+        kind, status = "paused", "paused"
+        events.append(
+            {
+                "event_type": "run_paused",
+                "payload": {
+                    "continuation_id": cid,
+                    "request_ids": [r.request_id for r in outcome.requests],
+                    "requests": requests,
+                },
+            }
+        )
+        for r in outcome.requests:
+            extra_audits.append(
+                (
+                    "human.requested",
+                    {
+                        "request_id": r.request_id,
+                        "kind": r.kind,
+                        "step_id": r.step_id,
+                        "assignee": r.assignee,
+                        "expires_at": r.expires_at,
+                    },
+                    cid,
+                )
+            )
+    elif isinstance(outcome, Failed):
+        changes = {
+            "status": transition(run.status, RunStatus.FAILED),
+            "error": outcome.error,
+            "finished_at": tx.now,
+        }
+        kind, status = "run_failed", "failed"
+        events.append(
+            {
+                "event_type": "run_failed",
+                "step_id": outcome.error.get("step_id"),
+                "payload": outcome.error,
+            }
+        )
+    else:
+        assert isinstance(outcome, Cancelled)
+        changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
+        kind, status = "run_cancelled", "cancelled"
+        events.append({"event_type": "run_cancelled", "payload": {}})
+    first = outcome.requests[0] if isinstance(outcome, Paused) else None
+    final = Boundary(
+        kind=kind,
+        state=state,
+        status=status,
+        step_id=first.step_id
+        if first
+        else (outcome.error.get("step_id") if isinstance(outcome, Failed) else None),
+    )
+    if isinstance(outcome, Completed):
+        events.append(
+            {
+                "event_type": "run_completed",
+                "payload": {"output_chars": len(outcome.output_text)},
+            }
+        )
+    journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
+    updated = tx.update_run(run_id, expected_version=journal.version, state=state, **changes)
+    for event_type, payload, audit_cid in extra_audits:
+        tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
+    for event_type, actor, decision_cid, payload in audits:
+        tx.add_audit(
+            event_type,
+            actor=actor,
+            run_id=run_id,
+            continuation_id=decision_cid,
+            payload={**payload, "result_status": updated.status},
+        )
+    return updated
+
+
+def _parse_time(value: str) -> Any:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

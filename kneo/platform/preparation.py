@@ -1,0 +1,227 @@
+"""Preparing a spec for a run: load, check against environment policy, compile, and cache.
+
+:func:`prepare` raises before any run exists; a prepared spec is cached by what it depends on
+(:func:`prepare_key`: spec file, environment overlay and policy file stamps, or an inline spec's
+content digest), and compiled workflows by ``(spec digest, target)`` on the manager.
+:func:`create_run` turns a prepared spec and an input into a run record in one transaction:
+queued for a worker, or started and locked (``run:<id>``) for this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.state import ExecutionState
+from kneo.errors import InvalidRequest, PayloadTooLarge
+from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.loader import load_spec, load_spec_data
+from kneo.spec.models import Spec
+from kneo.store import RunRecord
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
+
+
+def content_digest(data: Mapping[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prepare(
+    manager: PlatformManager,
+    *,
+    spec_path: str | Path | None,
+    spec: Spec | Mapping[str, Any] | None,
+    target: str,
+    environment: str | None,
+) -> dict[str, Any]:
+    """Load, check (with environment policy) and compile; raises before any run exists."""
+    from kneo.spec.pipeline import check_spec
+
+    if (spec_path is None) == (spec is None):
+        raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
+    from kneo.platform.bundles import pin_spec_source  # registry bundle or approved-only env
+
+    pinned = pin_spec_source(manager, spec_path=spec_path, spec=spec, environment=environment)
+    key = prepare_key(manager, spec_path, spec, target, environment) if pinned is None else None
+    cached = manager._prepared.get(key) if key is not None else None
+    if cached is not None:
+        return dict(cached)
+    project_config = manager.project.config if manager.project is not None else None
+    base_dir: Path | None
+    if spec_path is not None:
+        loaded = load_spec(spec_path, env=environment, project=project_config)
+        model, data, base_dir, source = (
+            loaded.spec,
+            loaded.data,
+            loaded.base_dir,
+            str(spec_path),
+        )
+    else:
+        model = (
+            spec
+            if isinstance(spec, Spec)
+            else load_spec_data(dict(spec or {}), project=project_config)
+        )
+        data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        base_dir, source = None, "<inline>"
+    report = check_spec(
+        model,
+        env=environment,
+        context=manager.project,
+        tool_registry=manager.compiler.tool_registry,
+        runtime_registry=manager.compiler.runtime_registry,
+        base_dir=base_dir,
+    )
+    workflow = manager.compiler.compile(
+        model,
+        target=target,  # type: ignore[arg-type]
+        base_dir=base_dir,
+        diagnostics=report.diagnostics,
+        source=source,
+    )
+    digest = pinned.digest if pinned is not None else content_digest(data)
+    manager._compiled[(digest, target)] = workflow
+    prepared = {
+        "workflow": workflow,
+        "data": data,
+        "digest": digest,
+        "target": target,
+        "bundle_fields": pinned.run_fields() if pinned is not None else {},
+        "base_dir": str(base_dir.resolve()) if base_dir else None,
+        "spec_path": str(spec_path) if spec_path else None,
+        "environment": report.environment or environment,
+    }
+    if key is not None:
+        if len(manager._prepared) >= 256:
+            manager._prepared.clear()
+        manager._prepared[key] = prepared
+    return dict(prepared)
+
+
+def prepare_key(
+    manager: PlatformManager,
+    spec_path: str | Path | None,
+    spec: Spec | Mapping[str, Any] | None,
+    target: str,
+    environment: str | None,
+) -> tuple[Any, ...] | None:
+    """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
+    environment overlay and the environment's policy file, each by (mtime_ns, size) —
+    or an inline spec's content digest — plus target and environment. ``None``: do not
+    cache (a file is missing; the slow path reports it)."""
+    from kneo.policy.environment import ENVIRONMENTS_DIR
+    from kneo.spec.loader import overlay_path
+
+    env = environment or (manager.project.env if manager.project is not None else None)
+    files: list[Path] = []
+    if spec_path is not None:
+        path = Path(spec_path)
+        files.append(path)
+        if environment is not None:
+            config = manager.project.config if manager.project is not None else None
+            files.append(overlay_path(path, environment, config))
+        source: Any = str(path.resolve())
+    elif isinstance(spec, Mapping):
+        source = content_digest(spec)
+    else:
+        return None  # a Spec model: its content is not cheap to key
+    if env is not None and manager.project is not None:
+        folder = manager.project.root / ENVIRONMENTS_DIR
+        files += [folder / f"{env}.yaml", folder / f"{env}.yml"]
+    stamps: list[Any] = []
+    for file in files:
+        try:
+            st = file.stat()
+        except FileNotFoundError:
+            if file is files[0] and spec_path is not None:
+                return None
+            stamps.append(None)
+        except OSError:
+            return None
+        else:
+            stamps.append((st.st_mtime_ns, st.st_size))
+    return (source, target, environment, tuple(stamps))
+
+
+def create_run(
+    manager: PlatformManager,
+    prepared: Mapping[str, Any],
+    input_text: str,
+    *,
+    start: bool,
+    deadline_at: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    actor: str | None = None,
+    decisions: Mapping[str, Any] | None = None,
+) -> RunRecord:
+    if not isinstance(input_text, str):
+        raise InvalidRequest("input must be text", field="input")
+    limit = manager.settings.limits.max_input_chars
+    if len(input_text) > limit:
+        raise PayloadTooLarge(
+            f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
+            field="input",
+        )
+    workflow: CompiledWorkflow = prepared["workflow"]
+    agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
+    meta = {
+        "base_dir": prepared["base_dir"],
+        "spec_path": prepared["spec_path"],
+        **dict(metadata or {}),
+    }
+    with manager.store.raw_transaction() as tx:
+        run = tx.create_run(
+            target=prepared["target"],
+            input_text=input_text,
+            status=RunStatus.QUEUED,
+            workflow_name=workflow.name,
+            workflow_kind=workflow.family,
+            agent_name=agent.name if agent else None,
+            environment=prepared["environment"],
+            spec=prepared["data"],
+            spec_digest=prepared["digest"],
+            **prepared.get("bundle_fields", {}),
+            state=dict(ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {})),
+            deadline_at=deadline_at,
+            metadata={k: v for k, v in meta.items() if v is not None},
+        )
+        created = {
+            "event_type": "run_created",
+            "payload": {"workflow_kind": workflow.family, "target": run.target},
+        }
+        tx.add_audit(
+            "run.created",
+            actor=actor,
+            run_id=run.run_id,
+            payload={
+                "target": run.target,
+                "workflow_name": workflow.name,
+                "workflow_kind": workflow.family,
+                "environment": prepared["environment"],
+                "spec_path": prepared["spec_path"],
+            },
+        )
+        if start:
+            # Created, started and locked (``run:<id>``, this process executes it) at once.
+            tx.add_trace_events(
+                run.run_id,
+                [created, {"event_type": "run_started", "payload": {"owner": manager.owner}}],
+            )
+            run = tx.update_run(
+                run.run_id,
+                expected_version=run.version,
+                status=transition(run.status, RunStatus.RUNNING),
+                started_at=tx.now,
+            )
+            tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease)
+        else:
+            tx.add_trace_events(run.run_id, [created])
+            tx.enqueue(run.run_id)
+        run = tx.current(run)
+    return run
