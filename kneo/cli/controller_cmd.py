@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import console, print_json, want_json_errors
+from kneo.cli.output import console, print_json, print_table, want_json_errors
 from kneo.errors import NotFound
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
@@ -339,17 +339,6 @@ def revision_dict(r: Any, *, with_spec: bool = False) -> dict[str, Any]:
     return data
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*["-" if v is None else str(v) for v in row])
-    console().print(table)
-
-
 @registry_app.command("list")
 def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool = JsonOpt) -> None:
     """Active revisions, with their Ready condition."""
@@ -373,7 +362,7 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool =
     if as_json:
         print_json({"items": data, "count": len(data)})
         return
-    _table(
+    print_table(
         f"registry ({len(data)} active)",
         ["bundle", "env", "rev", "digest", "commit", "ready"],
         [
@@ -387,6 +376,7 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool =
             ]
             for d in data
         ],
+        missing="-",
     )
 
 
@@ -429,13 +419,14 @@ def registry_get(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> Non
         )
     else:
         out.print(f"{bundle}@{env}: no active revision", markup=False)
-    _table(
+    print_table(
         "conditions",
         ["type", "status", "reason", "message", "since"],
         [
             [c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
             for c in conditions
         ],
+        missing="-",
     )
 
 
@@ -449,7 +440,7 @@ def registry_history(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) ->
     if as_json:
         print_json({"items": items, "count": len(items)})
         return
-    _table(
+    print_table(
         f"{bundle}@{env}",
         ["rev", "status", "digest", "commit", "approved_by", "reason"],
         [
@@ -470,6 +461,7 @@ def registry_history(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) ->
             ]
             for d in items
         ],
+        missing="-",
     )
 
 

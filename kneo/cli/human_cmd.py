@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
-from kneo.cli.output import console, print_json, want_json_errors
+from kneo.cli.output import (
+    JsonOpt,
+    ProfileOpt,
+    UrlOpt,
+    console,
+    open_client,
+    print_json,
+    print_table,
+    want_json_errors,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Manage human-in-the-loop tasks")
-
-JsonOpt = typer.Option(False, "--json", help="Print JSON")
-UrlOpt = typer.Option(None, "--service-url")
-ProfileOpt = typer.Option(None, "--profile", help="Service profile name")
-
-
-def _client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
-    from kneo.cli.client import get_client
-
-    want_json_errors(as_json)
-    return get_client(service_url=service_url, profile=profile)
 
 
 @app.command("list")
@@ -42,7 +38,6 @@ def list_tasks(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Pending human tasks, oldest first, filtered by run, kind, assignee, escalation, age."""
-    from kneo.cli.runs_cmd import _table
 
     filters = {
         "workflow_kind": workflow_kind,
@@ -52,14 +47,14 @@ def list_tasks(
         "older_than_seconds": older_than,
         "sort_order": "desc" if newest else "asc",
     }
-    data = _client(as_json, service_url, profile).list_human_tasks(
+    data = open_client(as_json, service_url, profile).list_human_tasks(
         run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None}
     )
     if as_json:
         print_json(data)
         return
     if counts:
-        _table(
+        print_table(
             "pending requests per assignee",
             ["assignee", "pending"],
             [[a, n] for a, n in sorted((data.get("counts_by_assignee") or {}).items())],
@@ -80,7 +75,7 @@ def list_tasks(
                     "yes" if request.get("escalated_at") else "",
                 ]
             )
-    _table(
+    print_table(
         f"human tasks ({data['total']} pending)",
         ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at", "escalated"],
         rows,
@@ -98,7 +93,7 @@ def replay(
     from kneo.cli.run_cmd import exit_for, render_run_response
     from kneo.errors import InvalidRequest
 
-    client = _client(as_json, None, None)
+    client = open_client(as_json, None, None)
     if not isinstance(client, LocalClient):
         raise InvalidRequest(
             "kneo human replay runs locally; unset the service profile",
@@ -117,16 +112,15 @@ def get(
     profile: str | None = ProfileOpt,
 ) -> None:
     """One task with all its requests and their status."""
-    from kneo.cli.runs_cmd import _table
 
-    data = _client(as_json, service_url, profile).get_human_task(continuation_id)
+    data = open_client(as_json, service_url, profile).get_human_task(continuation_id)
     if as_json:
         print_json(data)
         return
     console().print(
         f"continuation {data['continuation_id']}  run {data['run_id']}  status {data['status']}"
     )
-    _table(
+    print_table(
         "requests",
         ["request", "status", "kind", "prompt", "assignee", "accepts", "options"],
         [
@@ -191,7 +185,7 @@ def resume(
         )
     decision = chosen[0]
     content = {"edited": edit, "provided": provide}.get(decision, comment)
-    client = _client(as_json, service_url, profile)
+    client = open_client(as_json, service_url, profile)
     if hasattr(client, "manager"):  # local mode: the decision is recorded under this name
         from kneo.platform.bundles import default_actor
 

@@ -36,6 +36,34 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+#: Options shared by the commands that can talk to a service.
+JsonOpt = typer.Option(False, "--json", help="Print JSON")
+UrlOpt = typer.Option(None, "--service-url")
+ProfileOpt = typer.Option(None, "--profile", help="Service profile name")
+
+
+def open_client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
+    """The platform client for a command (local or HTTP); errors become JSON with ``--json``."""
+    from kneo.cli.client import get_client
+
+    want_json_errors(as_json)
+    return get_client(service_url=service_url, profile=profile)
+
+
+def print_table(
+    title: str, columns: list[str], rows: list[list[Any]], *, missing: str = ""
+) -> None:
+    """A Rich table on stdout; ``None`` cells print as ``missing``."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[missing if v is None else str(v) for v in row])
+    console().print(table)
+
+
 def fail(error: KneoError) -> int:
     if _json_errors:
         print_json(error.to_dict())

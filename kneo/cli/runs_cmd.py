@@ -7,31 +7,17 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import console, print_json, want_json_errors
+from kneo.cli.output import (
+    JsonOpt,
+    ProfileOpt,
+    UrlOpt,
+    console,
+    open_client,
+    print_json,
+    print_table,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs")
-
-JsonOpt = typer.Option(False, "--json", help="Print JSON")
-UrlOpt = typer.Option(None, "--service-url")
-ProfileOpt = typer.Option(None, "--profile", help="Service profile name")
-
-
-def _client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
-    from kneo.cli.client import get_client
-
-    want_json_errors(as_json)
-    return get_client(service_url=service_url, profile=profile)
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    console().print(table)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -47,7 +33,7 @@ def get(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Show a run's status, position and outcome."""
-    data = _client(as_json, service_url, profile).get_run(run_id)
+    data = open_client(as_json, service_url, profile).get_run(run_id)
     if as_json:
         print_json(data)
         return
@@ -66,7 +52,7 @@ def get(
         "output_text",
         "error",
     ]
-    _table(
+    print_table(
         f"run {run_id}",
         ["field", "value"],
         [[k, _short(data.get(k), 200)] for k in keys if data.get(k) not in (None, [], "")],
@@ -82,11 +68,11 @@ def list_runs(
     profile: str | None = ProfileOpt,
 ) -> None:
     """List recent runs, newest first."""
-    data = _client(as_json, service_url, profile).list_runs(status=status, limit=limit)
+    data = open_client(as_json, service_url, profile).list_runs(status=status, limit=limit)
     if as_json:
         print_json(data)
         return
-    _table(
+    print_table(
         f"runs ({data['count']} of {data['total']})",
         ["run_id", "status", "workflow", "kind", "created_at"],
         [
@@ -104,11 +90,11 @@ def trace(
     profile: str | None = ProfileOpt,
 ) -> None:
     """A run's trace events in order (tool arguments and results redacted)."""
-    data = _client(as_json, service_url, profile).trace(run_id)
+    data = open_client(as_json, service_url, profile).trace(run_id)
     if as_json:
         print_json(data)
         return
-    _table(
+    print_table(
         f"trace {run_id} ({data['total']} events)",
         ["#", "event", "step", "details"],
         [
@@ -131,11 +117,11 @@ def checkpoints(
     profile: str | None = ProfileOpt,
 ) -> None:
     """A run's checkpoints (one per step boundary)."""
-    data = _client(as_json, service_url, profile).checkpoints(run_id)
+    data = open_client(as_json, service_url, profile).checkpoints(run_id)
     if as_json:
         print_json(data)
         return
-    _table(
+    print_table(
         f"checkpoints {run_id} ({data['total']})",
         ["#", "type", "step", "status", "bytes", "created_at"],
         [
@@ -160,11 +146,11 @@ def replay(
     profile: str | None = ProfileOpt,
 ) -> None:
     """The run's timeline and replay context (completed, failed and next steps)."""
-    data = _client(as_json, service_url, profile).replay(run_id)
+    data = open_client(as_json, service_url, profile).replay(run_id)
     if as_json:
         print_json(data)
         return
-    _table(
+    print_table(
         f"replay {run_id} ({data['status']})",
         ["#", "type", "step", "status", "note"],
         [
@@ -203,7 +189,7 @@ def checkpoint_diff(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Added, removed and changed paths between two checkpoints (default: the latest two)."""
-    data = _client(as_json, service_url, profile).checkpoint_diff(
+    data = open_client(as_json, service_url, profile).checkpoint_diff(
         run_id, from_sequence=from_sequence, to_sequence=to_sequence
     )
     if as_json:
@@ -213,7 +199,7 @@ def checkpoint_diff(
     rows += [["+", path, "", _short(v)] for path, v in data["added"].items()]
     rows += [["-", path, _short(v), ""] for path, v in data["removed"].items()]
     rows += [["~", path, _short(v["from"]), _short(v["to"])] for path, v in data["changed"].items()]
-    _table(
+    print_table(
         f"checkpoint diff {run_id} #{data['from_sequence']} → #{data['to_sequence']}",
         ["", "path", "from", "to"],
         rows,
@@ -228,7 +214,7 @@ def cancel(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Cancel a queued, running or paused run (cooperative: a step in flight finishes)."""
-    data = _client(as_json, service_url, profile).cancel(run_id)
+    data = open_client(as_json, service_url, profile).cancel(run_id)
     if as_json:
         print_json(data)
         return
@@ -243,7 +229,7 @@ def recovery(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Whether an interrupted run can continue, and from where."""
-    data = _client(as_json, service_url, profile).recovery(run_id)
+    data = open_client(as_json, service_url, profile).recovery(run_id)
     if as_json:
         print_json(data)
         return
@@ -260,7 +246,7 @@ def continue_run(
     """Continue an interrupted (or failed) run from its last completed step boundary."""
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
 
-    client = _client(as_json, service_url, profile)
+    client = open_client(as_json, service_url, profile)
     with progress(f"continuing {run_id}", enabled=not as_json):
         data = client.continue_run(run_id)
     render_run_response(data, as_json=as_json)
