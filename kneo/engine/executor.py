@@ -419,17 +419,17 @@ class _Run:
                 )
                 self._fail(key, step, attempt, error)
             round_no, feedback = round_no + 1, outcome.feedback
-        with self.state.lock:
-            self.state.units[key] = {
+        self._finish_unit(
+            key,
+            {
                 "step_id": step.id,
                 "status": "completed",
                 "output": output,
                 "attempts": attempt,
                 "finished_at": self.now_iso(),
                 **extra,
-            }
-            self.state.order.append(key)
-            self.state.position = {}
+            },
+        )
         self.emit(
             "step_completed",
             {"kind": step.kind, "attempt": attempt, "output_chars": len(output)},
@@ -480,18 +480,25 @@ class _Run:
                 return None
             return output, extra, attempt
 
+    def _finish_unit(self, key: str, record: dict[str, Any]) -> None:
+        """A unit ended (completed, skipped or continued): record it, clear the position."""
+        with self.state.lock:
+            self.state.units[key] = record
+            self.state.order.append(key)
+            self.state.position = {}
+
     def _skip(self, key: str, step: CompiledStep, text: str) -> str:
         """A confirmation was rejected with ``on_reject: skip``: record it, pass the input on."""
-        with self.state.lock:
-            self.state.units[key] = {
+        self._finish_unit(
+            key,
+            {
                 "step_id": step.id,
                 "status": "skipped",
                 "output": text,
                 "attempts": 0,
                 "finished_at": self.now_iso(),
-            }
-            self.state.order.append(key)
-            self.state.position = {}
+            },
+        )
         self.emit(
             "step_skipped", {"reason": "confirmation rejected"}, step_id=step.id, unit_key=key
         )
@@ -555,17 +562,17 @@ class _Run:
         self, key: str, step: CompiledStep, text: str, attempt: int, error: dict[str, Any]
     ) -> str:
         """``on_error: continue``: record the failure, pass the input on unchanged."""
-        with self.state.lock:
-            self.state.units[key] = {
+        self._finish_unit(
+            key,
+            {
                 "step_id": step.id,
                 "status": "continued",
                 "output": text,
                 "attempts": attempt,
                 "error": error,
                 "finished_at": self.now_iso(),
-            }
-            self.state.order.append(key)
-            self.state.position = {}
+            },
+        )
         self.emit(
             "step_failed",
             {"attempt": attempt, "error": error, "continued": True},
