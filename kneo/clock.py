@@ -43,6 +43,8 @@ def utc_iso(value: datetime | None) -> str | None:
     """ISO-8601 with a ``Z`` suffix, the one timestamp format in Kneo's JSON."""
     if value is None:
         return None
+    if value.tzinfo is UTC:  # the usual case (``SystemClock``): no conversion needed
+        return value.isoformat()[:-6] + "Z"
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -285,8 +285,9 @@ class _Run:
         *,
         step_id: str | None = None,
         unit_key: str | None = None,
+        at: str | None = None,
     ) -> None:
-        self.journal.emit(TraceEvent(event_type, self.now_iso(), step_id, unit_key, data))
+        self.journal.emit(TraceEvent(event_type, at or self.now_iso(), step_id, unit_key, data))
 
     def commit(
         self,
@@ -298,12 +299,10 @@ class _Run:
         attempt: int = 1,
         **metadata: Any,
     ) -> None:
-        state, text = self.state.snapshot_with_text()
         self.journal.commit(
             Boundary(
                 kind=kind,
-                state=state,
-                state_text=text,
+                state_text=self.state.snapshot_text(),  # decoded only if the journal asks
                 step_id=step_id,
                 unit_key=unit_key,
                 status=status,
@@ -419,6 +418,7 @@ class _Run:
                 )
                 self._fail(key, step, attempt, error)
             round_no, feedback = round_no + 1, outcome.feedback
+        finished = self.now_iso()  # the record and its event share one timestamp
         self._finish_unit(
             key,
             {
@@ -426,7 +426,7 @@ class _Run:
                 "status": "completed",
                 "output": output,
                 "attempts": attempt,
-                "finished_at": self.now_iso(),
+                "finished_at": finished,
                 **extra,
             },
         )
@@ -435,6 +435,7 @@ class _Run:
             {"kind": step.kind, "attempt": attempt, "output_chars": len(output)},
             step_id=step.id,
             unit_key=key,
+            at=finished,
         )
         self.commit(
             "step_completed",

@@ -14,9 +14,12 @@ If the run was changed elsewhere (cancelled, continued by another process) ``com
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+_DECODE = json.JSONDecoder().decode
 
 
 class RunSuperseded(Exception):
@@ -46,19 +49,61 @@ class TraceEvent:
         }
 
 
-@dataclass(frozen=True)
 class Boundary:
-    """One durable step boundary. ``kind`` is the checkpoint type."""
+    """One durable step boundary. ``kind`` is the checkpoint type.
 
-    kind: str
-    state: dict[str, Any]
-    step_id: str | None = None
-    unit_key: str | None = None
-    status: str = "completed"
-    attempt: int = 1
-    metadata: dict[str, Any] = field(default_factory=dict)
-    #: ``state`` as compact JSON when the engine already encoded it (journals may reuse it)
-    state_text: str | None = field(default=None, compare=False, repr=False)
+    ``state`` is the full execution-state snapshot. The engine passes it as ``state_text``
+    (compact JSON) only and ``state`` is decoded on first use: a journal that stores the text
+    as it is never pays for the decode. Read-only by convention, like the frozen dataclass it
+    replaced.
+    """
+
+    __slots__ = (
+        "_state",
+        "attempt",
+        "kind",
+        "metadata",
+        "state_text",
+        "status",
+        "step_id",
+        "unit_key",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        state: dict[str, Any] | None = None,
+        step_id: str | None = None,
+        unit_key: str | None = None,
+        status: str = "completed",
+        attempt: int = 1,
+        metadata: dict[str, Any] | None = None,
+        state_text: str | None = None,
+    ) -> None:
+        if state is None and state_text is None:
+            raise ValueError("a Boundary needs state or state_text")
+        self.kind = kind
+        self._state = state
+        self.step_id = step_id
+        self.unit_key = unit_key
+        self.status = status
+        self.attempt = attempt
+        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        #: ``state`` as compact JSON when the engine already encoded it (journals may reuse it)
+        self.state_text = state_text
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._state is None:
+            assert self.state_text is not None
+            self._state = _DECODE(self.state_text)
+        return self._state
+
+    def __repr__(self) -> str:
+        return (
+            f"Boundary(kind={self.kind!r}, step_id={self.step_id!r}, unit_key={self.unit_key!r}, "
+            f"status={self.status!r}, attempt={self.attempt})"
+        )
 
 
 class Journal(Protocol):

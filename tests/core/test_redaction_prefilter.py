@@ -1,14 +1,20 @@
-"""The redaction prefilter must be a superset of what redaction changes."""
-# ruff: noqa: RUF001  (the long s is there on purpose: it case-folds to "s")
+"""The redaction prefilter must be a superset of what redaction changes.
+
+The reference is ``_redact_exhaustive`` (every pattern on every string, no prefilter), so these
+tests fail if ``may_need_redaction`` misses anything the patterns or secret keys would change.
+"""
+# ruff: noqa: RUF001  (the long s, dotless i and Kelvin sign are there on purpose)
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kneo.redaction import may_need_redaction, redact
+from kneo.redaction import _redact_exhaustive, may_need_redaction, redact, redact_text
 
 SAMPLES = [
     "Bearer abcdef123456",
@@ -16,7 +22,11 @@ SAMPLES = [
     "sk-abcdefgh1234",
     "ghp_abcdefghij123",
     "github_pat_abcdefghij12",
+    "xoxa_abcdefghijkl",
     "xoxb_abcdefghijkl",
+    "xoxp_abcdefghijkl",
+    "gho_abcdefghij123",
+    "ghs_abcdefghij123",
     "AKIAABCDEFGHIJKLMNOP",
     "password=hunter2",
     "api-key: 'x'",
@@ -28,6 +38,10 @@ SAMPLES = [
     "١٢٣-٤٥-٦٧٨٩",
     "paſsword=x",
     "Secret:\nvalue",
+    "apİ_key=abc",
+    "TOKEN=x",
+    "apiKey=x",
+    "beareR ABCDEFGH",
 ]
 KEYS = [
     "password",
@@ -35,56 +49,156 @@ KEYS = [
     "x-api-key",
     "Authorization",
     "auth-header",
+    "AuthHeader",
     "private_key",
     "credentials",
     "cookie",
     "session_key",
+    "sessionkey",
     "signing-key",
     "client_secret",
     "PASSWD",
     "apikey",
     "refresh_token",
     "paſs",
+    "prıvate-key",
+    "cooKie",
+    "prİvate_key",
 ]
+# Words the patterns and the secret-key expression match (case-insensitively where they do).
+WORDS = [
+    "pass",
+    "passwd",
+    "password",
+    "secret",
+    "token",
+    "bearer ",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_key",
+    "accesskey",
+    "authorization",
+    "auth_header",
+    "authheader",
+    "private_key",
+    "privatekey",
+    "credential",
+    "cookie",
+    "session-key",
+    "signing_key",
+    "x-api-key",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "xoxa_",
+    "xoxp_",
+    "AKIA",
+    "@",
+    "123-45-",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "token_count",
+    "unit_key",
+    "high",
+    "ABCDEFGHIJKLMNOP0123",  # long enough to complete a token after a prefix
+]
+# Characters ``re.IGNORECASE`` takes for an ASCII letter although ``str.lower`` does not give it.
+FOLDS = {"i": "ıİ", "s": "ſ", "k": "K"}
+
+
+def _variant(draw: st.DrawFn, word: str) -> str:
+    out = []
+    for char in word:
+        low = char.lower()
+        options = [low, low.upper(), *FOLDS.get(low, "")] if low.isalpha() else [char]
+        out.append(draw(st.sampled_from(options)))
+    return "".join(out)
+
+
+@st.composite
+def _texts(draw: st.DrawFn) -> str:
+    """Strings made of trigger words (in any case, with Unicode folds) and filler near them."""
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(WORDS).flatmap(lambda w: st.builds(lambda: w)),
+                st.text(
+                    alphabet=st.sampled_from(list("abekoprstxyABKPS0123456789٣-_@.:= \t\n\"'")),
+                    max_size=12,
+                ),
+            ),
+            max_size=5,
+        )
+    )
+    return "".join(_variant(draw, p) if p in WORDS else p for p in pieces)
+
+
+def _values() -> st.SearchStrategy[object]:
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | _texts(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts(), inner, max_size=4),
+        max_leaves=10,
+    )
 
 
 def test_samples_trigger() -> None:
     for text in SAMPLES:
         value = {"k": text}
+        assert _redact_exhaustive(value) != value, text
         assert redact(value) != value, text
         assert may_need_redaction(text), text
         assert may_need_redaction(json.dumps(value, ensure_ascii=False)), text
     for key in KEYS:
         value = {key: "v"}
-        assert redact(value) != value, key
+        assert _redact_exhaustive(value) != value, key
         assert may_need_redaction(json.dumps(value, ensure_ascii=False)), key
 
 
 def test_clean_values_pass() -> None:
-    assert not may_need_redaction(json.dumps({"units": {"s1": {"output": "x.."}}}))
+    state = {
+        "format": 1,
+        "input_text": "x",
+        "units": {
+            f"s{i}": {
+                "step_id": f"s{i}",
+                "status": "completed",
+                "output": "x..",
+                "attempts": 1,
+                "finished_at": "2026-11-21T11:53:08.123456Z",
+            }
+            for i in range(20)
+        },
+        "order": [f"s{i}" for i in range(20)],
+        "position": {"unit_key": "s3", "step_id": "s3"},
+    }
+    assert not may_need_redaction(json.dumps(state))
+    assert not may_need_redaction("the night was high; the key idea — naïve café 2026-11-21")
 
 
-@given(
-    st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.text(
-            alphabet=st.sampled_from(list("abcdeklnoprstyABKPS0123456789-_@.:= \t\n\"'ſK")),
-            max_size=40,
-        ),
-        lambda inner: (
-            st.lists(inner, max_size=4)
-            | st.dictionaries(
-                st.text(alphabet=st.sampled_from(list("aceiknoprstwy_-ſ")), max_size=12),
-                inner,
-                max_size=4,
-            )
-        ),
-        max_leaves=12,
-    )
-)
+def test_every_ignorecase_equivalent_of_a_trigger_letter_is_caught() -> None:
+    """Any character ``re`` matches to an ASCII letter under IGNORECASE, put in a trigger word,
+    still triggers the prefilter (the fold table is complete for this Python)."""
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    for word in ("password", "secret", "token", "bearer", "private", "cookie", "api_key", "akia"):
+        for index, letter in enumerate(word):
+            if not letter.isalpha():
+                continue
+            for char in set(re.findall(f"(?i){letter}", every)):
+                text = word[:index] + char + word[index + 1 :]
+                assert may_need_redaction(text), (word, hex(ord(char)))
+
+
+@given(_values())
 def test_superset_property(value: object) -> None:
     text = json.dumps(value, ensure_ascii=False)
     if not may_need_redaction(text):
+        assert _redact_exhaustive(value) == value
         assert redact(value) == value
+
+
+@given(_texts())
+def test_prefiltered_redact_text_equals_exhaustive(text: str) -> None:
+    assert redact_text(text) == _redact_exhaustive(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -119,6 +120,39 @@ def test_completed_units_are_never_executed_again() -> None:
     )
     assert isinstance(again, Completed) and again.output_text == "in++"
     assert steps.CALLS == [] and journal.boundaries == []
+
+
+def test_a_state_stored_with_every_key_continues_and_is_stored_compact() -> None:
+    """States written before the compact form (every key, empty ones too) still continue."""
+    old = {
+        "format": 1,
+        "input_text": "in",
+        "units": {"a": {"step_id": "a", "status": "completed", "output": "in+", "attempts": 1}},
+        "order": ["a"],
+        "agents": {},
+        "decisions": {},
+        "pending": [],
+        "visits": {},
+        "routes": [],
+        "position": {"unit_key": "b", "step_id": "b"},  # it died while running b
+        "output": None,
+        "failure": None,
+    }
+    seen: list[dict[str, str]] = []
+
+    def spy(text: str, context: Any) -> str:
+        seen.append(dict(context.outputs))
+        return text + "!"
+
+    wf, reg = compile_spec({"workflow": {"steps": [fn_step("a"), fn_step("b")]}})
+    journal = MemoryJournal()
+    out = engine(reg, functions={"b": spy}).run(wf, ExecutionState(old), journal)
+    assert isinstance(out, Completed) and out.output_text == "in+!"
+    assert steps.CALLS == [] and seen == [{"a": "in+"}]
+    stored = json.loads(journal.boundaries[0].state_text or "")
+    assert stored == journal.boundaries[0].state
+    assert set(stored) == {"format", "input_text", "units", "order"}
+    assert stored["order"] == ["a", "b"] and stored["units"]["a"] == old["units"]["a"]
 
 
 def test_retry_backs_off_exponentially_and_only_reruns_the_failing_step() -> None:
