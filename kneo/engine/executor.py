@@ -651,17 +651,22 @@ class _Run:
             fn, arity = override, arity_of(override)
         else:
             fn, arity = resolve_function(ref)
-        context = StepContext(
-            run_id=self.run_id,
-            step_id=step.id,
-            unit_key=key,
-            attempt=attempt,
-            input_text=self.state.input_text,
-            outputs=self.state.outputs_by_step(),
-            metadata=self.metadata,
-            cancellation=self.cancellation,
-            human_input=human_input,
-            review_feedback=feedback,
+        # A one-parameter ``fn(text)`` never sees the context: do not build it.
+        context = (
+            StepContext(
+                run_id=self.run_id,
+                step_id=step.id,
+                unit_key=key,
+                attempt=attempt,
+                input_text=self.state.input_text,
+                outputs=self.state.outputs_by_step(),
+                metadata=self.metadata,
+                cancellation=self.cancellation,
+                human_input=human_input,
+                review_feedback=feedback,
+            )
+            if arity == 2
+            else None
         )
         if step.timeout_seconds is None:
             return call_function(fn, arity, text, context)

@@ -88,8 +88,15 @@ def arity_of(fn: StepFunction) -> int:
     return 1
 
 
-def call_function(fn: StepFunction, arity: int, text: str, context: StepContext) -> str:
-    result = fn(text, context) if arity == 2 else fn(text)
+def call_function(fn: StepFunction, arity: int, text: str, context: StepContext | None) -> str:
+    """``fn(text, context)`` when it takes two arguments (``context`` is then required), else
+    ``fn(text)``."""
+    if arity == 2:
+        if context is None:
+            raise TypeError("a two-argument step function needs its StepContext")
+        result = fn(text, context)
+    else:
+        result = fn(text)
     return as_text(result)
 
 

@@ -71,6 +71,9 @@ class ExecutionState:
         self._outputs: dict[str, str] = {}
         self._folded = 0
         self._folded_order: list[str] | None = None
+        # unit key -> (finished record, its ``"key":{...}`` JSON member): such a record is
+        # never changed in place, so each is encoded once instead of at every step.
+        self._unit_json: dict[str, tuple[dict[str, Any], str]] = {}
 
     # ------------------------------------------------------------------ access
 
@@ -126,9 +129,31 @@ class ExecutionState:
         return self.snapshot_with_text()[0]
 
     def snapshot_text(self) -> str:
-        """The state as compact JSON text, encoded under the lock."""
+        """The state as compact JSON text (exactly ``_ENCODER.encode(self._fields())``),
+        encoded under the lock; finished units' records come from a cache."""
         with self._lock:
-            return _ENCODER.encode(self._fields())
+            parts = ["{"]
+            for name, value in self._fields().items():
+                if len(parts) > 1:
+                    parts.append(",")
+                parts.append(f'"{name}":')  # field names are plain ASCII
+                parts.append(self._units_text() if name == "units" else _ENCODER.encode(value))
+            parts.append("}")
+            return "".join(parts)
+
+    def _units_text(self) -> str:
+        cache = self._unit_json
+        members = []
+        for key, record in self.units.items():
+            hit = cache.get(key)
+            if hit is None or hit[0] is not record:
+                member = f"{_ENCODER.encode(key)}:{_ENCODER.encode(record)}"
+                if record.get("status") not in DONE:  # may still change: encode every time
+                    members.append(member)
+                    continue
+                hit = cache[key] = (record, member)
+            members.append(hit[1])
+        return "{" + ",".join(members) + "}"
 
     def snapshot_with_text(self) -> tuple[dict[str, Any], str]:
         """:meth:`snapshot` and its JSON text from one encoding (decoding the text is a C

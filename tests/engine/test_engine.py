@@ -155,6 +155,14 @@ def test_a_state_stored_with_every_key_continues_and_is_stored_compact() -> None
     assert stored["order"] == ["a", "b"] and stored["units"]["a"] == old["units"]["a"]
 
 
+def test_call_function_passes_a_context_only_to_two_argument_functions() -> None:
+    from kneo.engine.functions import call_function
+
+    assert call_function(lambda text: text + "1", 1, "x", None) == "x1"
+    with pytest.raises(TypeError):
+        call_function(lambda text, ctx: f"{text}{ctx is None}", 2, "x", None)
+
+
 def test_retry_backs_off_exponentially_and_only_reruns_the_failing_step() -> None:
     steps.FLAKY["left"] = 2
     delays: list[float] = []

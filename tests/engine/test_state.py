@@ -142,3 +142,27 @@ def test_utc_iso_is_z_suffixed_utc(value: datetime) -> None:
     expected = aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
     assert utc_iso(value) == expected and expected.endswith("Z")
     assert utc_iso(None) is None
+
+
+def test_snapshot_text_with_cached_units_equals_a_plain_encoding() -> None:
+    """Finished units' JSON is cached; replaced records and unfinished ones are re-encoded."""
+    state = ExecutionState(FULL_KEYS)
+
+    def plain() -> str:
+        return json.dumps(state._fields(), separators=(",", ":"), ensure_ascii=False)
+
+    assert state.snapshot_text() == plain()
+    state.units["b"] = {"step_id": "b", "status": "reviewing", "output": "draft", "round": 1}
+    assert state.snapshot_text() == plain()
+    state.units["b"]["output"] = "draft 2"  # an unfinished record may change in place
+    assert '"draft 2"' in state.snapshot_text() and state.snapshot_text() == plain()
+    state.units["b"] = {"step_id": "b", "status": "completed", "output": "é ✓", "attempts": 1}
+    state.order.append("b")
+    assert state.snapshot_text() == plain()
+    state.units["a"] = {"step_id": "a", "status": "skipped", "output": "x", "attempts": 0}
+    assert state.snapshot_text() == plain()
+    del state.units["a"]
+    state.order.remove("a")
+    state.position = {"unit_key": "c", "step_id": "c"}
+    assert state.snapshot_text() == plain()
+    assert json.loads(state.snapshot_text()) == state.snapshot()
