@@ -63,8 +63,9 @@ class HumanRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HumanRequest:
+        """From a full dict or a stored record (:func:`compact_request`)."""
         known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in complete_request(data).items() if k in known}
         values["options"] = tuple(values.get("options") or ())
         values["decisions"] = tuple(values.get("decisions") or ("approved", "rejected", "edited"))
         return cls(**values)
@@ -145,6 +146,130 @@ def build_request(
         on_timeout=on_timeout,
         metadata=dict(metadata or {}),
     )
+
+
+# --------------------------------------------------------------------------- stored records
+
+#: Decisions a kind accepts when its builder passes its own fixed list (approval and route
+#: derive theirs from options and input_schema: :func:`accepted_decisions`).
+_KIND_DECISIONS: dict[str, tuple[str, ...]] = {
+    "confirmation": ("approved", "rejected"),
+    "input": ("provided",),
+    "review": ("approved", "edited", "rejected"),
+    "question": ("provided",),
+    "tool_approval": ("approved", "rejected", "edited"),
+    "error": ("selected",),
+}
+_KIND_OPTIONS: dict[str, tuple[str, ...]] = {"error": ("retry", "skip", "fail")}
+_STEP_IN_CONTEXT = (("context", "step_id", "step_id"),)
+#: ``(section, key, field)``: a copy of a request field that a kind carries in a section.
+_COPIES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "approval": _STEP_IN_CONTEXT,
+    "route": _STEP_IN_CONTEXT,
+    "confirmation": _STEP_IN_CONTEXT,
+    "input": _STEP_IN_CONTEXT,
+    "review": _STEP_IN_CONTEXT,
+    "question": (("context", "wait_name", "wait_key"), ("metadata", "wait_name", "wait_key")),
+}
+#: Fields whose absence from a stored record means this value.
+_DEFAULTS: dict[str, Any] = {
+    "assignee": None,
+    "input_schema": None,
+    "created_at": None,
+    "timeout_seconds": None,
+    "on_timeout": "fail",
+}
+#: Shown only in views (``deadline_epoch`` is computed from ``expires_at``).
+_VIEW_ONLY = ("deadline_epoch",)
+_FIELDS = frozenset(HumanRequest.__dataclass_fields__)
+
+
+def _default_decisions(kind: Any, options: Sequence[str], input_schema: Any) -> list[str]:
+    fixed = _KIND_DECISIONS.get(str(kind))
+    if fixed is not None:
+        return list(fixed)
+    return list(accepted_decisions(declared=None, options=options, input_schema=input_schema))
+
+
+def _expiry(created_at: Any, timeout_seconds: Any) -> str | None:
+    if not created_at or not isinstance(timeout_seconds, int) or not timeout_seconds:
+        return None
+    try:
+        created = datetime.fromisoformat(str(created_at).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return utc_iso(created + timedelta(seconds=timeout_seconds))
+
+
+def complete_request(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The full request dict (every :class:`HumanRequest` field) of a stored record.
+
+    Fills what :func:`compact_request` left out: defaults, ``wait_key`` (the step id),
+    ``decisions`` and ``options`` implied by the kind, ``expires_at`` (``created_at`` +
+    ``timeout_seconds``), copies of ``step_id``/``wait_key`` inside ``context`` and
+    ``metadata``, and ``original_expires_at`` of an escalated request. A dict with every
+    field (each record written before compaction existed) is taken as it is, so old rows
+    read unchanged.
+    """
+    out = dict(record)
+    if out.keys() >= _FIELDS:  # a full dict: nothing was left out
+        if out.get("escalated_at") and "original_expires_at" not in out:
+            out["original_expires_at"] = out["expires_at"]
+        return out
+    kind = out.get("kind")
+    for key, value in _DEFAULTS.items():
+        out.setdefault(key, value)
+    if "wait_key" not in out and "step_id" in out:
+        out["wait_key"] = out["step_id"]
+    if "options" not in out:
+        out["options"] = list(_KIND_OPTIONS.get(str(kind), ()))
+    if "decisions" not in out:
+        out["decisions"] = _default_decisions(kind, out["options"], out["input_schema"])
+    if "expires_at" not in out:
+        out["expires_at"] = _expiry(out["created_at"], out["timeout_seconds"])
+    out["context"] = dict(out.get("context") or {})
+    out["metadata"] = dict(out.get("metadata") or {})
+    for section, key, source in _COPIES.get(str(kind), ()):
+        if key not in out[section] and out.get(source) is not None:
+            out[section][key] = out[source]
+    if out.get("escalated_at") and "original_expires_at" not in out:
+        out["original_expires_at"] = out["expires_at"]
+    return out
+
+
+def compact_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The record to store for a request: only what :func:`complete_request` cannot derive.
+
+    Empty and default fields, ``decisions``/``options`` the kind implies, an ``expires_at``
+    that is ``created_at`` + ``timeout_seconds``, ``wait_key`` equal to the step id and
+    in-context copies of ids are left out; ``deadline_epoch`` (a view field) is never
+    stored. Anything the reader could not restore exactly is kept as it is.
+    """
+    full = complete_request(request)
+    out = {k: v for k, v in full.items() if k not in _VIEW_ONLY}
+    kind = out.get("kind")
+    for section, key, source in _COPIES.get(str(kind), ()):
+        if key in out[section] and out[section][key] == out.get(source):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    for key in ("context", "metadata"):
+        if not out[key]:
+            del out[key]
+    if list(out["decisions"]) == _default_decisions(kind, out["options"], out["input_schema"]):
+        del out["decisions"]
+    if list(out["options"]) == list(_KIND_OPTIONS.get(str(kind), ())):
+        del out["options"]
+    if out["expires_at"] == _expiry(out["created_at"], out["timeout_seconds"]):
+        del out["expires_at"]
+    if out.get("original_expires_at") == full["expires_at"] and out.get("escalated_at"):
+        del out["original_expires_at"]
+    if out.get("wait_key") == out.get("step_id") and "step_id" in out:
+        del out["wait_key"]
+    for key, value in _DEFAULTS.items():
+        if key in out and out[key] == value:
+            del out[key]
+    if complete_request(out) != {k: v for k, v in full.items() if k not in _VIEW_ONLY}:
+        return {k: v for k, v in full.items() if k not in _VIEW_ONLY}  # a shape kept as is
+    return out
 
 
 def validate_decision(

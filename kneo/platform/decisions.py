@@ -4,9 +4,11 @@
 the per-continuation lock (request pending, run paused, answer valid) before anything changes;
 :func:`apply_decision` writes it in one transaction with compare-and-set.
 
-The decision is recorded in the execution state under the request's ``wait_key`` and the
-request is marked resolved on the continuation; while other requests of the continuation are
-still pending the run stays paused, otherwise it moves to running and the engine continues.
+The decision is recorded in the execution state under the request's ``wait_key``; the
+request leaves the state's ``pending`` and its body moves to its continuation entry, marked
+resolved (:func:`~kneo.platform.tasks.resolved_entry`). While other requests of the
+continuation are still pending the run stays paused, otherwise it moves to running and the
+engine continues.
 A writer holding a stale view loses the compare-and-set and gets
 ``request_already_resolved``; nothing it computed is written.
 """
@@ -28,6 +30,7 @@ from kneo.errors import (
     RequestAlreadyResolved,
 )
 from kneo.platform.results import RunResult, task_view
+from kneo.platform.tasks import resolved_entry, with_bodies
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ def apply_decision(
         state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
         remaining = list(state.pending)
     requests = [
-        dict(r, status="resolved") if r.get("request_id") == request.request_id else dict(r)
+        resolved_entry(r, request) if r.get("request_id") == request.request_id else dict(r)
         for r in cont.requests
     ]
     audit = {
@@ -162,7 +165,7 @@ def list_human_tasks(
     )
     counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
     return {
-        "tasks": [task_view(c) for c in page.items],
+        "tasks": [task_view(with_bodies(manager.store, c)) for c in page.items],
         "count": len(page.items),
         "total": page.total,
         "limit": page.limit,

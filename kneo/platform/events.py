@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kneo.platform.results import redact_dict
+from kneo.platform.tasks import paused_requests
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -88,6 +89,7 @@ def iter_events(
 
     store = manager.store
     store.get_run(run_id)  # not_found before the first event
+    cache: dict[str, Any] = {}
     waited = 0.0
     while True:
         page = store.list_trace(run_id, limit=500, offset=after)
@@ -97,6 +99,9 @@ def iter_events(
             if kind is None:
                 continue
             data = dict(event.payload or {})
+            if event.event_type == "run_paused":  # the event names them; bodies are stored once
+                data["requests"] = paused_requests(store, run_id, data, cache)
+                data.setdefault("request_ids", [r.get("request_id") for r in data["requests"]])
             if event.event_type in _FINAL:
                 data.setdefault("status", _FINAL[event.event_type])
             yield RunEvent(

@@ -561,7 +561,10 @@ class PlatformManager:
         return self._drive(run, workflow, locked=True)
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
-        return task_view(self.store.get_continuation(continuation_id), pending_only=False)
+        from kneo.platform.tasks import with_bodies
+
+        task = with_bodies(self.store, self.store.get_continuation(continuation_id))
+        return task_view(task, pending_only=False)
 
     # ================================================================== worker
 

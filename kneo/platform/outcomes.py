@@ -4,6 +4,10 @@
 paused, failed, cancelled) into the run's new status, output and error, the continuation and
 ``human.requested`` audits of a pause, the final checkpoint and trace events, and the decision
 audits that led here — all compare-and-set on the journal's version.
+
+A pause stores each request's body once, compact, in the state's ``pending`` (what the run
+resumes from); the continuation and the ``run_paused`` event name the requests by id
+(:mod:`kneo.platform.tasks`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from kneo.engine.executor import Cancelled, Completed, Failed, Outcome, Paused
+from kneo.engine.human import compact_request
 from kneo.engine.journal import Boundary
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.ids import new_continuation_id
 from kneo.platform.journal import StoreJournal
-from kneo.platform.results import public_request
+from kneo.platform.tasks import pending_entry
 from kneo.store import RunRecord
 from kneo.store.rawtx import RawTransaction
 
@@ -43,32 +48,23 @@ def write_outcome(
         kind, status = "run_completed", "succeeded"
     elif isinstance(outcome, Paused):
         cid = new_continuation_id()
-        # The assignee stays as given: it is the inbox's filter key (views redact it).
-        requests = [
-            dict(public_request(r.to_dict()), assignee=r.assignee, status="pending")
-            for r in outcome.requests
-        ]
+        # Each body is stored once, in the state; the continuation and the event name it.
+        state["pending"] = [compact_request(r.to_dict()) for r in outcome.requests]
         expiries = [r.expires_at for r in outcome.requests if r.expires_at]
         tx.put_continuation(
             cid,
             run_id=run_id,
-            requests=requests,
-            context={"workflow_name": run.workflow_name},
+            requests=[pending_entry(r) for r in outcome.requests],
+            context={},
             expires_at=_parse_time(min(expiries)) if expiries else None,
             workflow_kind=run.workflow_kind,
         )
         state["continuation_id"] = cid
         changes = {"status": transition(run.status, RunStatus.PAUSED)}
         kind, status = "paused", "paused"
+        named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]
         events.append(
-            {
-                "event_type": "run_paused",
-                "payload": {
-                    "continuation_id": cid,
-                    "request_ids": [r.request_id for r in outcome.requests],
-                    "requests": requests,
-                },
-            }
+            {"event_type": "run_paused", "payload": {"continuation_id": cid, "requests": named}}
         )
         for r in outcome.requests:
             extra_audits.append(

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
+from kneo.engine.human import complete_request
 from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
@@ -83,6 +84,7 @@ class RunResult:
 
 def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """A pending request as operators see it (redacted), with ``deadline_epoch``."""
+    request = complete_request(request)  # stored records leave out defaults and derivables
     view = {k: request.get(k) for k in _REQUEST_FIELDS if k in request}
     expires = request.get("expires_at")
     if expires:

@@ -36,6 +36,7 @@ from kneo.clock import utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
 from kneo.platform.journal import checkpoint_payload
+from kneo.platform.tasks import task_requests
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -94,10 +95,13 @@ def _expire_one(manager: PlatformManager, cid: str, now: datetime) -> int:
         return 0
     if run is None or run.status != RunStatus.PAUSED:
         return 0
+    # The continuation row selected this one by its expires_at column; the requests'
+    # expiry and policy are in their bodies (the run's state, or old rows' own).
+    requests = task_requests(cont.requests, run.state)
     expired = sorted(
         (
             r
-            for r in _pending(cont.requests)
+            for r in _pending(requests)
             if not r.get("escalated_at")
             and r.get("expires_at")
             and (_time(r["expires_at"]) or now) <= now
@@ -113,6 +117,7 @@ def _expire_one(manager: PlatformManager, cid: str, now: datetime) -> int:
             manager,
             cont,
             run,
+            requests,
             [r for r in expired if (r.get("on_timeout") or "fail") == "escalate"],
             now,
         )
@@ -175,20 +180,25 @@ def _expire(
 
 
 def _escalate(
-    manager: PlatformManager, cont: Any, run: Any, requests: list[dict[str, Any]], now: datetime
+    manager: PlatformManager,
+    cont: Any,
+    run: Any,
+    everything: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    now: datetime,
 ) -> int:
+    """Stamp ``escalated_at`` on the requests' continuation entries (``original_expires_at``
+    is their unchanged ``expires_at``, filled in on read)."""
     stamp = utc_iso(now)
     ids = {r["request_id"] for r in requests}
     updated = [
-        dict(r, escalated_at=stamp, original_expires_at=r.get("expires_at"))
-        if r.get("request_id") in ids
-        else dict(r)
+        dict(r, escalated_at=stamp) if r.get("request_id") in ids else dict(r)
         for r in cont.requests
     ]
     left = [
         _time(r.get("expires_at"))
-        for r in _pending(updated)
-        if r.get("expires_at") and not r.get("escalated_at")
+        for r in _pending(everything)
+        if r.get("expires_at") and not r.get("escalated_at") and r["request_id"] not in ids
     ]
     try:
         with manager.store.transaction() as tx:

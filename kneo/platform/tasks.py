@@ -1,0 +1,112 @@
+"""Where a human request is stored, and how its views are put back together.
+
+A pending request's body (prompt, context, decisions, expiry...) is stored once, in the run's
+execution state (``state.pending``), as the compact record of
+:func:`~kneo.engine.human.compact_request`: the run resumes from that state and decisions are
+validated against it, unredacted like the rest of the state. The continuation row is the
+inbox index: per request only ``request_id``, ``kind`` and ``assignee`` (the store copies them
+into its ``continuation_requests`` index), ``status`` once not pending and ``escalated_at``.
+When a request is answered its body leaves the state, so :func:`resolved_entry` moves it,
+redacted, into the continuation entry: a resolved task still shows what was asked. The
+``run_paused`` trace event names the requests (id and kind) and nothing more.
+
+Rows written before this layout hold full bodies in the continuation; an entry with a
+``prompt`` is used as it is, so they read unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kneo.engine.human import HumanRequest, compact_request, complete_request
+from kneo.errors import NotFound
+from kneo.platform.results import public_request, redact_dict
+from kneo.store import ContinuationRecord, Store
+
+
+def pending_entry(request: HumanRequest) -> dict[str, Any]:
+    """A new request's continuation entry: what the inbox filters on, nothing else."""
+    entry: dict[str, Any] = {"request_id": request.request_id, "kind": request.kind}
+    if request.assignee is not None:
+        entry["assignee"] = request.assignee  # the inbox's filter key: kept unredacted
+    return entry
+
+
+def resolved_entry(entry: Mapping[str, Any], request: HumanRequest) -> dict[str, Any]:
+    """An answered request's entry: its body (redacted, compact) joins the index fields."""
+    if "prompt" in entry:  # the body is already here (rows written before this layout)
+        return dict(entry, status="resolved")
+    body = redact_dict(compact_request(request.to_dict()))
+    return {**body, **entry, "status": "resolved"}
+
+
+def has_body(entry: Mapping[str, Any]) -> bool:
+    return "prompt" in entry
+
+
+def task_requests(
+    entries: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Every entry as a full request dict with ``status``: the body from the entry itself
+    (old rows, answered requests) or from the state's pending record of the same id."""
+    bodies = {p.get("request_id"): p for p in (state or {}).get("pending") or []}
+    out = []
+    for entry in entries:
+        body = {} if has_body(entry) else bodies.get(entry.get("request_id")) or {}
+        merged = complete_request({**body, **entry})
+        merged["status"] = entry.get("status") or "pending"
+        out.append(merged)
+    return out
+
+
+def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:
+    if run_id is None:
+        return None
+    try:
+        return store.get_run(run_id).state
+    except NotFound:
+        return None
+
+
+def with_bodies(store: Store, cont: ContinuationRecord) -> ContinuationRecord:
+    """``cont`` with full request dicts, for views and sweeps (reads the run only when an
+    entry has no body of its own)."""
+    state = None
+    if not all(has_body(r) for r in cont.requests):
+        state = run_state(store, cont.run_id)
+    return dataclasses.replace(cont, requests=task_requests(cont.requests, state))
+
+
+def paused_requests(
+    store: Store, run_id: str, payload: Mapping[str, Any], cache: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The full requests a ``run_paused`` event names, for the event stream.
+
+    Bodies come from the run's state while pending and from the continuation once answered;
+    when neither has one any more (the run was cancelled or timed out and its continuation
+    deleted) the event's ``request_id`` and ``kind`` are what is left. ``cache`` holds the
+    state and continuation per pause for the rest of one read of the stream."""
+    named = [dict(r) for r in payload.get("requests") or []]
+    if all(has_body(r) for r in named):
+        return named  # written before this layout: the event holds the bodies
+    cid = str(payload.get("continuation_id") or "")
+    if cid not in cache:  # one read per pause, whatever the stream holds after it
+        try:
+            entries = store.get_continuation(cid).requests if cid else []
+        except NotFound:
+            entries = []
+        cache[cid] = ({r.get("request_id"): r for r in entries}, run_state(store, run_id))
+    entries_by_id, state = cache[cid]
+    bodies = {p.get("request_id"): p for p in (state or {}).get("pending") or []}
+    out = []
+    for r in named:
+        rid = r.get("request_id")
+        entry = entries_by_id.get(rid) or {}
+        body = entry if has_body(entry) else {**(bodies.get(rid) or {}), **entry}
+        if has_body(body):
+            full = complete_request({**r, **body})
+            r = public_request(dict(full, status=entry.get("status") or "pending"))
+        out.append(r)
+    return out
