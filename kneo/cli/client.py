@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kneo.cli import startup
+
+if TYPE_CHECKING:
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
 
 
 class PlatformClient(Protocol):
@@ -58,28 +64,40 @@ class PlatformClient(Protocol):
 
 
 class LocalClient:
-    """In-process platform over the local project's store; built on first use."""
+    """In-process platform over the local project's store; built on first use.
+
+    ``settings`` and ``project`` are the ones :func:`get_client` already read while choosing
+    between local and HTTP, so a command discovers its project once."""
 
     def __init__(
-        self, *, environment: str | None = None, cwd: Path | None = None, actor: str = "cli"
+        self,
+        *,
+        environment: str | None = None,
+        cwd: Path | None = None,
+        actor: str = "cli",
+        settings: Settings | None = None,
+        project: ProjectContext | None = None,
     ) -> None:
         self._environment = environment
         self._cwd = cwd
         self._actor = actor
+        self._settings = settings
+        self._project = project
         self._manager: Any = None
 
     @property
     def manager(self) -> Any:
         if self._manager is None:
-            from kneo.platform import create_platform
+            from kneo.platform.factory import create_platform
             from kneo.settings import Settings
             from kneo.spec.project import ProjectContext
 
-            settings = Settings.from_env()
-            project = ProjectContext.discover(
+            settings = self._settings or Settings.from_env()
+            project = self._project or ProjectContext.discover(
                 cwd=self._cwd, settings=settings, env=self._environment
             )
             self._manager = create_platform(settings, project)
+            startup.done()  # what follows is the command's own work
         return self._manager
 
     def close(self) -> None:
@@ -180,12 +198,32 @@ def set_remote_client_factory(factory: RemoteFactory | None) -> None:
 def get_client(
     *, service_url: str | None = None, profile: str | None = None, environment: str | None = None
 ) -> PlatformClient:
-    """The local client, or the registered remote one when a service URL or profile is given."""
+    """The local client, or the HTTP one when a service URL or profile is in effect.
+
+    Precedence (:func:`kneo.cli.profiles.resolve_connection`): ``--service-url``,
+    ``--profile``, ``service.default_url`` in the project config, the active profile, else
+    local. The HTTP stack (:mod:`kneo.cli.service_client`, httpx2) is imported only when a
+    service is chosen: a local command never pays for it.
+    """
     if _remote_factory is not None and (service_url or profile):
         return _remote_factory(service_url, profile)
-    # The HTTP client and the documented precedence: --service-url, --profile,
-    # service.default_url in the project config, the active profile, else local.
-    from kneo.cli.service_client import connect
+    from kneo.cli.profiles import resolve_connection
+    from kneo.settings import Settings
 
-    remote = connect(service_url, profile)
-    return remote if remote is not None else LocalClient(environment=environment)
+    settings = Settings.from_env()
+    project = None
+    if not service_url and not profile:  # only then can the project config pick a service
+        from kneo.spec.project import ProjectContext
+
+        project = ProjectContext.discover(settings=settings, env=environment)
+    connection = resolve_connection(
+        service_url=service_url,
+        profile=profile,
+        settings=settings,
+        project_default_url=project.config.service.default_url if project else None,
+    )
+    if connection is None:
+        return LocalClient(environment=environment, settings=settings, project=project)
+    from kneo.cli.service_client import ServiceClient
+
+    return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)

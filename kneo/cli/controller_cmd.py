@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 
+from kneo.cli import startup
 from kneo.cli.output import console, print_json, print_table, want_json_errors
 from kneo.errors import NotFound
 
@@ -166,6 +167,7 @@ def run(
         console(stderr=True).print(
             f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
         )
+    startup.done()
     try:
         ctl.run(stop, on_result=lambda r: _print_result(r, as_json))
     except KeyboardInterrupt:

@@ -164,6 +164,7 @@ def resume(
     profile: str | None = ProfileOpt,
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision."""
+    from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
 
@@ -186,7 +187,7 @@ def resume(
     decision = chosen[0]
     content = {"edited": edit, "provided": provide}.get(decision, comment)
     client = open_client(as_json, service_url, profile)
-    if hasattr(client, "manager"):  # local mode: the decision is recorded under this name
+    if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
         from kneo.platform.bundles import default_actor
 
         client._actor = actor or default_actor()

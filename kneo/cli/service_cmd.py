@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kneo.cli import startup
+
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.settings import Settings
@@ -95,6 +97,7 @@ def serve(
     )
     if ctl_config is None:
         application = create_app(configure_default_manager=True, settings=settings)
+        startup.done()
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
         return
     from kneo.controller.runner import build_controller
@@ -118,6 +121,7 @@ def serve(
             f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
             err=True,
         )
+        startup.done()
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
     finally:
         manager.store.close()
@@ -174,6 +178,7 @@ def worker(
         concurrency=concurrency,
         max_attempts=max_attempts,
     )
+    startup.done()
     try:
         if once:
             count = runner.run_until_empty()

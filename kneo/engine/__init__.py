@@ -6,32 +6,93 @@ It must not import SQLAlchemy, FastAPI, Typer or httpx (providers import their S
 
     WorkflowEngine.run(workflow, ExecutionState, Journal) -> Completed | Paused | Failed
                                                              | Cancelled | Superseded
+
+Names below are re-exported lazily (module ``__getattr__``): importing one engine module,
+as the platform does, loads only that module's imports, not the SDK builder and everything
+else listed here (a fresh ``kneo human resume`` never needs the builder).
 """
 
-from kneo.engine.builder import SdkWorkflow, WorkflowBuilder
-from kneo.engine.cancellation import CancellationToken, RunCancelled
-from kneo.engine.conditions import register_predicate
-from kneo.engine.executor import (
-    Cancelled,
-    Completed,
-    EngineOptions,
-    Failed,
-    Outcome,
-    Paused,
-    Superseded,
-    WorkflowEngine,
-)
-from kneo.engine.functions import StepContext
-from kneo.engine.human import (
-    HumanDecision,
-    HumanInterventionRequest,
-    HumanInterventionRequiredError,
-    HumanRequest,
-    validate_decision,
-)
-from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
-from kneo.engine.lifecycle import RunStatus, transition
-from kneo.engine.state import ExecutionState
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kneo.engine.builder import SdkWorkflow, WorkflowBuilder
+    from kneo.engine.cancellation import CancellationToken, RunCancelled
+    from kneo.engine.conditions import register_predicate
+    from kneo.engine.executor import (
+        Cancelled,
+        Completed,
+        EngineOptions,
+        Failed,
+        Outcome,
+        Paused,
+        Superseded,
+        WorkflowEngine,
+    )
+    from kneo.engine.functions import StepContext
+    from kneo.engine.human import (
+        HumanDecision,
+        HumanInterventionRequest,
+        HumanInterventionRequiredError,
+        HumanRequest,
+        validate_decision,
+    )
+    from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
+    from kneo.engine.lifecycle import RunStatus, transition
+    from kneo.engine.state import ExecutionState
+
+#: exported name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["SdkWorkflow", "WorkflowBuilder"], "kneo.engine.builder"),
+    **dict.fromkeys(["CancellationToken", "RunCancelled"], "kneo.engine.cancellation"),
+    "register_predicate": "kneo.engine.conditions",
+    **dict.fromkeys(
+        [
+            "Cancelled",
+            "Completed",
+            "EngineOptions",
+            "Failed",
+            "Outcome",
+            "Paused",
+            "Superseded",
+            "WorkflowEngine",
+        ],
+        "kneo.engine.executor",
+    ),
+    "StepContext": "kneo.engine.functions",
+    **dict.fromkeys(
+        [
+            "HumanDecision",
+            "HumanInterventionRequest",
+            "HumanInterventionRequiredError",
+            "HumanRequest",
+            "validate_decision",
+        ],
+        "kneo.engine.human",
+    ),
+    **dict.fromkeys(
+        ["Boundary", "Journal", "MemoryJournal", "RunSuperseded", "TraceEvent"],
+        "kneo.engine.journal",
+    ),
+    **dict.fromkeys(["RunStatus", "transition"], "kneo.engine.lifecycle"),
+    "ExecutionState": "kneo.engine.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kneo.engine' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "Boundary",

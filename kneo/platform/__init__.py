@@ -3,10 +3,39 @@
 Start, execute, resume, cancel and continue runs; inspect traces, checkpoints, replay and
 recovery; list human tasks. The only package that imports both :mod:`kneo.engine` and
 :mod:`kneo.store`; it must not import FastAPI, Typer or httpx.
+
+The names below load on first use (module ``__getattr__``), so importing a light module
+such as :mod:`kneo.platform.bundles` does not pull in the store and SQLAlchemy.
 """
 
-from kneo.platform.factory import create_persistence_stores, create_platform
-from kneo.platform.manager import PlatformManager
-from kneo.platform.results import RunResult
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kneo.platform.factory import create_persistence_stores, create_platform
+    from kneo.platform.manager import PlatformManager
+    from kneo.platform.results import RunResult
 
 __all__ = ["PlatformManager", "RunResult", "create_persistence_stores", "create_platform"]
+
+_EXPORTS = {
+    "PlatformManager": "kneo.platform.manager",
+    "RunResult": "kneo.platform.results",
+    "create_persistence_stores": "kneo.platform.factory",
+    "create_platform": "kneo.platform.factory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kneo.platform' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

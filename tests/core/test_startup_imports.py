@@ -1,0 +1,85 @@
+"""Start-up cost controls: lazy package re-exports and the start-up collector thresholds.
+
+Each check runs in a fresh interpreter, because what matters is what a new process loads
+(and this test process has long since imported everything).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def fresh(code: str) -> dict[str, object]:
+    """Run ``code`` in a new interpreter; it prints one JSON object."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def test_one_engine_module_does_not_load_the_whole_engine() -> None:
+    out = fresh(
+        "import json, sys\n"
+        "import kneo.engine.executor\n"
+        "before = 'kneo.engine.builder' in sys.modules\n"
+        "from kneo.engine import WorkflowBuilder, transition\n"
+        "import kneo.engine as e\n"
+        "print(json.dumps({'before': before, 'builder': WorkflowBuilder.__module__,\n"
+        "  'transition': transition.__module__, 'all': sorted(e.__all__),\n"
+        "  'dir': sorted(set(e.__all__) - set(dir(e)))}))"
+    )
+    assert out["before"] is False
+    assert out["builder"] == "kneo.engine.builder"
+    assert out["transition"] == "kneo.engine.lifecycle"
+    assert "WorkflowEngine" in out["all"] and out["dir"] == []  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("package", ["kneo.engine", "kneo.platform"])
+def test_every_lazy_export_resolves_and_unknown_names_raise(package: str) -> None:
+    out = fresh(
+        "import importlib, json\n"
+        f"pkg = importlib.import_module({package!r})\n"
+        "missing = [n for n in pkg.__all__ if getattr(pkg, n, None) is None]\n"
+        "try:\n"
+        "    pkg.no_such_name\n"
+        "    raised = False\n"
+        "except AttributeError:\n"
+        "    raised = True\n"
+        "print(json.dumps({'missing': missing, 'raised': raised}))"
+    )
+    assert out == {"missing": [], "raised": True}
+
+
+def test_importing_the_platform_package_loads_no_store_until_used() -> None:
+    out = fresh(
+        "import json, sys\n"
+        "import kneo.platform\n"
+        "idle = 'sqlalchemy' in sys.modules\n"
+        "from kneo.platform import create_platform\n"
+        "print(json.dumps({'idle': idle, 'used': 'sqlalchemy' in sys.modules}))"
+    )
+    assert out == {"idle": False, "used": True}
+
+
+def test_startup_raises_the_threshold_then_restores_and_freezes() -> None:
+    out = fresh(
+        "import gc, json\n"
+        "from kneo.cli import startup\n"
+        "default = list(gc.get_threshold())\n"
+        "startup.done()  # without begin: nothing to restore, nothing frozen\n"
+        "untouched = gc.get_freeze_count()\n"
+        "startup.begin(); startup.begin()\n"
+        "during = list(gc.get_threshold())\n"
+        "startup.done(); startup.done()\n"
+        "print(json.dumps({'default': default, 'untouched': untouched, 'during': during,\n"
+        "  'after': list(gc.get_threshold()), 'frozen': gc.get_freeze_count()}))"
+    )
+    default = out["default"]
+    assert out["untouched"] == 0
+    assert out["during"] == [100_000, *default[1:]]  # type: ignore[index]
+    assert out["after"] == default and out["frozen"] > 0  # type: ignore[operator]
