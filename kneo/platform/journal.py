@@ -13,13 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction
 from kneo.redaction import redact as _redact_any
-from kneo.store import Store, Transaction, payloads
+from kneo.settings import CheckpointLimits
+from kneo.store import Store, Transaction, delta, payloads
 from kneo.store.rawtx import RawTransaction
 from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
@@ -41,8 +43,31 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
     }
 
 
+#: A checkpoint chain holds at most this many rows (a keyframe and its patches), so reading
+#: one checkpoint folds at most this many.
+KEYFRAME_EVERY = 16
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """The journal's last checkpoint: its unredacted state, that state's JSON length, its
+    sequence and how many patches since its keyframe. Its stored payload is exactly
+    ``redact(state)``, which is what the next patch applies to."""
+
+    state: dict[str, Any]
+    length: int
+    sequence: int
+    depth: int
+
+
 class StoreJournal:
-    """A :class:`~kneo.engine.journal.Journal` over a :class:`~kneo.store.Store` for one run."""
+    """A :class:`~kneo.engine.journal.Journal` over a :class:`~kneo.store.Store` for one run.
+
+    Checkpoints are written as patches on the previous one (:mod:`kneo.store.delta`), with a
+    full keyframe first, every :data:`KEYFRAME_EVERY` rows, after a preview, and whenever a
+    patch would not be smaller: the unchanged rest of the state is neither re-encoded nor
+    re-scanned for redaction at every step.
+    """
 
     def __init__(
         self,
@@ -62,6 +87,7 @@ class StoreJournal:
         self._renew_every = renew_every
         self._last_renew = time.monotonic()
         self.commits = 0
+        self._committed: _Committed | None = None
 
     def emit(self, event: TraceEvent) -> None:
         with self._lock:
@@ -75,7 +101,7 @@ class StoreJournal:
             checkpoint = self._checkpoint_row(boundary, state_text)
             events = [_event_record(e) for e in self._buffer]
             try:
-                version = self.store.write_step(
+                written = self.store.write_step(
                     self.run_id,
                     expected_version=self.version,
                     state_text=state_text,
@@ -90,8 +116,9 @@ class StoreJournal:
                     f"run {self.run_id} changed elsewhere", status=current.status
                 ) from exc
             self._buffer.clear()
-            self.version = version
+            self.version = written.version
             self.commits += 1
+            self._remember(boundary.state, state_text, checkpoint, written.checkpoint_seq)
         if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
             self._last_renew = time.monotonic()
             self._renew()
@@ -112,44 +139,87 @@ class StoreJournal:
             self._buffer.clear()
 
     def _write_boundary(self, tx: Transaction | RawTransaction, boundary: Boundary) -> None:
-        meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
-        meta.update(boundary.metadata)
-        tx.add_checkpoint(
-            self.run_id,
-            type=boundary.kind,
-            step_id=boundary.step_id,
-            status=boundary.status,
-            payload=checkpoint_payload(boundary.state),
-            metadata={k: v for k, v in meta.items() if v is not None},
-        )
+        state_text = boundary.state_text or json_text(boundary.state)
+        tx.add_step_checkpoint(self.run_id, self._checkpoint_row(boundary, state_text))
+        self._committed = None  # the outcome ends this journal's chain
 
     def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
-        """The boundary's checkpoint, encoded exactly as :meth:`_write_boundary` stores it."""
+        """The boundary's checkpoint: a patch on the last one this journal committed when
+        that is possible and smaller, else a keyframe (both paths store exactly this)."""
         meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
         meta.update(boundary.metadata)
         meta = {k: v for k, v in meta.items() if v is not None}
+        last = self._committed
         limits = self.store.settings.checkpoint
-        if may_need_redaction(state_text):
-            encoded = payloads.encode(checkpoint_payload(boundary.state), limits)
-        else:  # redaction would return the state unchanged: reuse its JSON
-            encoded = payloads.encode(boundary.state, limits, raw=state_text.encode())
-        if encoded.reduction is not None:
-            meta["payload_reduction"] = encoded.reduction
-        return StepCheckpoint(
-            type=boundary.kind,
-            step_id=boundary.step_id,
-            status=boundary.status,
-            encoding=encoded.encoding,
-            payload=encoded.data,
-            size_bytes=encoded.size_bytes,
-            truncated=encoded.truncated,
-            metadata=meta,
-        )
+        # Keep the max-bytes rule exact: a state whose JSON (plus zlib's worst-case growth)
+        # could exceed the cap takes the keyframe path, which previews it as before.
+        size = len(state_text) if state_text.isascii() else len(state_text.encode())
+        if (
+            last is not None
+            and last.depth + 1 < KEYFRAME_EVERY
+            and size + 64 + size // 1000 <= limits.max_bytes
+        ):
+            patch = delta.diff(
+                last.state, boundary.state, old_length=last.length, new_length=len(state_text)
+            )
+            if patch is not None and len(patch) < len(state_text):
+                encoded = payloads.encode_patch(patch.encode(), limits)
+                if encoded is not None:
+                    return StepCheckpoint(
+                        type=boundary.kind,
+                        step_id=boundary.step_id,
+                        status=boundary.status,
+                        encoding=encoded.encoding,
+                        payload=encoded.data,
+                        size_bytes=encoded.size_bytes,
+                        truncated=False,
+                        metadata=meta,
+                        follows=last.sequence,
+                        keyframe=lambda: _keyframe(boundary, state_text, meta, limits),
+                    )
+        return _keyframe(boundary, state_text, meta, limits)
+
+    def _remember(
+        self, state: dict[str, Any], state_text: str, row: StepCheckpoint, sequence: int
+    ) -> None:
+        """Take the committed checkpoint as the next patch's base (none after a preview). A
+        patch that was stored as a keyframe (:meth:`StepCheckpoint.at`) is no preview: patches
+        are only made for states well under the size cap."""
+        last = self._committed
+        if row.follows is not None and last is not None and row.follows == sequence - 1:
+            self._committed = _Committed(state, len(state_text), sequence, last.depth + 1)
+        elif row.follows is not None or not row.truncated:
+            self._committed = _Committed(state, len(state_text), sequence, 0)
+        else:
+            self._committed = None
 
     def discard(self) -> None:
         """Drop buffered events (the run was superseded: they describe work not committed)."""
         with self._lock:
             self._buffer.clear()
+
+
+def _keyframe(
+    boundary: Boundary, state_text: str, meta: dict[str, Any], limits: CheckpointLimits
+) -> StepCheckpoint:
+    """The boundary's state as a whole checkpoint payload: redacted, compressed or previewed
+    (:func:`kneo.store.payloads.encode`)."""
+    if may_need_redaction(state_text):
+        encoded = payloads.encode(checkpoint_payload(boundary.state), limits)
+    else:  # redaction would return the state unchanged: reuse its JSON
+        encoded = payloads.encode(boundary.state, limits, raw=state_text.encode())
+    if encoded.reduction is not None:
+        meta = {**meta, "payload_reduction": encoded.reduction}
+    return StepCheckpoint(
+        type=boundary.kind,
+        step_id=boundary.step_id,
+        status=boundary.status,
+        encoding=encoded.encoding,
+        payload=encoded.data,
+        size_bytes=encoded.size_bytes,
+        truncated=encoded.truncated,
+        metadata=meta,
+    )
 
 
 def _event_record(event: TraceEvent) -> StepEvent:

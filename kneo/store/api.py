@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from kneo.clock import Clock
 from kneo.errors import Conflict, InvalidRequest
 from kneo.settings import Settings
-from kneo.store import rawtx, rows, steps
+from kneo.store import chains, rawtx, rows, steps
 from kneo.store import tables as t
 from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
@@ -141,7 +141,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         state_text: str,
         checkpoint: steps.StepCheckpoint,
         events: Sequence[steps.StepEvent],
-    ) -> int:
+    ) -> steps.StepWritten:
         """:meth:`Transaction.write_step` in its own transaction, committed on return (the
         engine's per-step path; see :func:`kneo.store.steps.commit_step`)."""
         written = steps.commit_step(
@@ -163,7 +163,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 expected_version=expected_version,
                 current_version=current,
             )
-        return written[0]
+        return written
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._read() as conn:
@@ -236,7 +236,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 .limit(limit)
                 .offset(offset)
             ).mappings()
-            items = [rows.checkpoint(r) for r in result]
+            items = chains.records(conn, run_id, list(result))
         return Page(items, total, limit, offset, "sequence", order)
 
     def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord:
@@ -249,9 +249,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 .mappings()
                 .first()
             )
-        if row is None:
-            raise not_found_error("checkpoint", f"{run_id}#{sequence}")
-        return rows.checkpoint(row)
+            if row is None:
+                raise not_found_error("checkpoint", f"{run_id}#{sequence}")
+            return chains.records(conn, run_id, [row])[0]
 
     def latest_checkpoint(self, run_id: str, *, type: str | None = None) -> CheckpointRecord | None:
         """The run's newest checkpoint (of ``type``), or ``None``."""

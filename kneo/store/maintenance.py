@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import RetentionDays
+from kneo.store import payloads
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
 from kneo.store.migrate import VERSION_TABLE
@@ -52,7 +54,9 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
     if (cut := _cutoff(now, retention.checkpoints_days)) is not None:
         finished_runs = sa.select(r.run_id).where(r.status.in_(terminal))
         counts["checkpoints"] = conn.execute(
-            sa.delete(t.checkpoints).where(c.created_at < cut, c.run_id.in_(finished_runs))
+            sa.delete(t.checkpoints).where(
+                c.run_id.in_(finished_runs), c.created_at < cut, ~_needed_by_kept(cut)
+            )
         ).rowcount
 
     if (cut := _cutoff(now, retention.queue_days)) is not None:
@@ -86,6 +90,34 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
             conn.execute(sa.delete(t.queue).where(q.run_id.in_(chunk)))
             counts["runs"] += conn.execute(sa.delete(t.runs).where(r.run_id.in_(chunk))).rowcount
     return counts
+
+
+def _needed_by_kept(cut: datetime) -> Any:
+    """Whether a checkpoint row is part of the chain of one that is kept (created at or after
+    ``cut``): a kept patch needs every row back to its keyframe, so no keyframe may lie
+    between the row and the kept one."""
+    c = t.checkpoints.c
+    kept, key = t.checkpoints.alias("kept"), t.checkpoints.alias("key")
+    keyframe_between = (
+        sa.exists()
+        .where(
+            key.c.run_id == c.run_id,
+            key.c.sequence > c.sequence,
+            key.c.sequence <= kept.c.sequence,
+            key.c.encoding.in_(payloads.KEYFRAME_ENCODINGS),
+        )
+        .correlate_except(key)
+    )
+    return (
+        sa.exists()
+        .where(
+            kept.c.run_id == c.run_id,
+            kept.c.sequence > c.sequence,
+            kept.c.created_at >= cut,
+            ~keyframe_between,
+        )
+        .correlate_except(kept)
+    )
 
 
 def _delete_continuations(conn: Connection, ids: list[str]) -> int:

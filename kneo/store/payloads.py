@@ -17,6 +17,11 @@ from kneo.settings import CheckpointLimits
 
 ENCODING_JSON = "json"
 ENCODING_ZLIB = "zlib+json"
+#: a patch on the previous checkpoint's payload (see :mod:`kneo.store.delta`)
+ENCODING_DELTA = "delta"
+ENCODING_ZLIB_DELTA = "zlib+delta"
+#: encodings of rows holding a whole payload (keyframes), as opposed to a patch
+KEYFRAME_ENCODINGS = (ENCODING_JSON, ENCODING_ZLIB)
 _MAX_PREVIEW_DEPTH = 6
 
 
@@ -85,12 +90,39 @@ def encode(
     return EncodedPayload(preview_encoding, preview_data, len(preview_raw), True, reduction)
 
 
+def encode_patch(raw: bytes, limits: CheckpointLimits) -> EncodedPayload | None:
+    """A patch's row encoding (zlib at ``compress_bytes``); ``None`` above ``max_bytes``,
+    where the caller stores a keyframe (which may become a preview) instead."""
+    data, encoding = _maybe_compress(raw, limits)
+    if len(data) > limits.max_bytes:
+        return None
+    encoding = ENCODING_ZLIB_DELTA if encoding == ENCODING_ZLIB else ENCODING_DELTA
+    return EncodedPayload(encoding, data, len(raw), False, None)
+
+
+def is_patch(encoding: str) -> bool:
+    """Whether a row with ``encoding`` holds a patch rather than a whole payload."""
+    return encoding in (ENCODING_DELTA, ENCODING_ZLIB_DELTA)
+
+
+def is_compressed(encoding: str) -> bool:
+    return encoding in (ENCODING_ZLIB, ENCODING_ZLIB_DELTA)
+
+
 def decode(encoding: str, data: bytes) -> dict[str, Any]:
-    """The stored payload back as a dict."""
+    """A keyframe's stored payload back as a dict."""
     if encoding == ENCODING_ZLIB:
         data = zlib.decompress(data)
     value = json.loads(data)
     return value if isinstance(value, dict) else {"value": value}
+
+
+def decode_patch(encoding: str, data: bytes) -> list[Any]:
+    """A patch row's operations (see :mod:`kneo.store.delta`)."""
+    if encoding == ENCODING_ZLIB_DELTA:
+        data = zlib.decompress(data)
+    ops: list[Any] = json.loads(data)
+    return ops
 
 
 def _maybe_compress(raw: bytes, limits: CheckpointLimits) -> tuple[bytes, str]:

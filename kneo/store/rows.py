@@ -80,19 +80,24 @@ def run(r: Row, conn: Any = None) -> RunRecord:
     )
 
 
-def checkpoint(r: Row) -> CheckpointRecord:
+def checkpoint(
+    r: Row, *, payload: dict[str, Any] | None = None, truncated: bool = False
+) -> CheckpointRecord:
+    """A checkpoint record; ``payload`` is the folded one of a patch row (:mod:`.chains`)."""
+    if payload is None:
+        payload = payloads.decode(r["encoding"], bytes(r["payload"]))
     return CheckpointRecord(
         run_id=r["run_id"],
         sequence=r["sequence"],
         type=r["type"],
         step_id=r["step_id"],
         status=r["status"],
-        payload=payloads.decode(r["encoding"], bytes(r["payload"])),
+        payload=payload,
         metadata=r["metadata"] or {},
         created_at=r["created_at"],
         size_bytes=r["size_bytes"],
-        compressed=r["encoding"] == payloads.ENCODING_ZLIB,
-        truncated=bool(r["truncated"]),
+        compressed=payloads.is_compressed(r["encoding"]),
+        truncated=truncated or bool(r["truncated"]),
     )
 
 

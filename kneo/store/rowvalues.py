@@ -325,7 +325,9 @@ class RowWriter:
         status: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> CheckpointRecord:
-        """Append a checkpoint with the run's next sequence number (compressed or previewed)."""
+        """Append a checkpoint with the run's next sequence number (compressed or previewed).
+        It is a keyframe, holding the whole payload; patches come from the journal through
+        :meth:`add_step_checkpoint` and ``write_step``."""
         encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
         meta = dict(metadata or {})
         if encoded.reduction is not None:
@@ -345,6 +347,28 @@ class RowWriter:
         }
         self._insert_checkpoint(values)
         return rows.checkpoint(values)
+
+    def add_step_checkpoint(self, run_id: str, checkpoint: steps.StepCheckpoint) -> int:
+        """Append an already encoded checkpoint (a patch or a keyframe, exactly as
+        :meth:`write_step` stores it: the journal's outcome checkpoint); its sequence."""
+        sequence = self._next_sequence(run_id, "checkpoint_seq", 1)
+        row = checkpoint.at(sequence)
+        self._insert_checkpoint(
+            {
+                "run_id": run_id,
+                "sequence": sequence,
+                "type": row.type,
+                "step_id": row.step_id,
+                "status": row.status,
+                "encoding": row.encoding,
+                "payload": row.payload,
+                "size_bytes": row.size_bytes,
+                "truncated": row.truncated,
+                "metadata": dict(row.metadata),
+                "created_at": self.now,
+            }
+        )
+        return sequence
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
         """Queue a run for a worker (commits with the rest of the transaction)."""

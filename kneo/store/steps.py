@@ -21,9 +21,9 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection, Dialect, Engine
 
@@ -99,7 +99,12 @@ def _prepared(dialect: Dialect) -> _Prepared:
 
 @dataclass(frozen=True)
 class StepCheckpoint:
-    """The checkpoint row of a step boundary, already encoded (see :mod:`.payloads`)."""
+    """The checkpoint row of a step boundary, already encoded (see :mod:`.payloads`).
+
+    A patch row (see :mod:`.delta`) applies to the checkpoint numbered ``follows``; readers
+    rely on that being the row right before it, so when the run's sequence moved on in
+    between (another writer added a checkpoint) ``keyframe()`` is stored instead.
+    """
 
     type: str
     step_id: str | None
@@ -109,6 +114,25 @@ class StepCheckpoint:
     size_bytes: int
     truncated: bool
     metadata: Mapping[str, Any]
+    follows: int | None = None
+    keyframe: Callable[[], StepCheckpoint] | None = field(default=None, compare=False)
+
+    def at(self, sequence: int) -> StepCheckpoint:
+        """What to store as checkpoint ``sequence``: this row, or its keyframe when this is a
+        patch on anything but ``sequence - 1``."""
+        if self.follows is None or self.follows == sequence - 1:
+            return self
+        if self.keyframe is None:
+            raise ValueError("a checkpoint patch out of sequence needs a keyframe")
+        return self.keyframe()
+
+
+class StepWritten(NamedTuple):
+    """A written step boundary: the run's new version and its sequence counters."""
+
+    version: int
+    checkpoint_seq: int
+    trace_seq: int
 
 
 @dataclass(frozen=True)
@@ -140,17 +164,18 @@ def _params(
     }
 
     def checkpoint_row(sequence: int) -> dict[str, Any]:
+        row = checkpoint.at(sequence)
         return {
             "run_id": run_id,
             "sequence": sequence,
-            "type": checkpoint.type,
-            "step_id": checkpoint.step_id,
-            "status": checkpoint.status,
-            "encoding": checkpoint.encoding,
-            "payload": checkpoint.payload,
-            "size_bytes": checkpoint.size_bytes,
-            "truncated": checkpoint.truncated,
-            "metadata": json_text(dict(checkpoint.metadata)),
+            "type": row.type,
+            "step_id": row.step_id,
+            "status": row.status,
+            "encoding": row.encoding,
+            "payload": row.payload,
+            "size_bytes": row.size_bytes,
+            "truncated": row.truncated,
+            "metadata": json_text(dict(row.metadata)),
             "created_at": stamp,
         }
 
@@ -180,10 +205,9 @@ def write_step(
     state_text: str,
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
-) -> tuple[int, int, int] | None:
-    """Write one step boundary in the caller's transaction; ``(version, checkpoint_seq,
-    trace_seq)`` after it, or ``None`` when the run is missing or not at
-    ``expected_version``."""
+) -> StepWritten | None:
+    """Write one step boundary in the caller's transaction; the version and counters after
+    it, or ``None`` when the run is missing or not at ``expected_version``."""
     sql = _prepared(conn.dialect)
     cas, checkpoint_row, event_rows = _params(
         sql, run_id, expected_version, now, state_text, checkpoint, events
@@ -195,7 +219,7 @@ def write_step(
     conn.exec_driver_sql(sql.checkpoint, checkpoint_row(checkpoint_seq))
     if events:
         conn.exec_driver_sql(sql.trace, event_rows(trace_seq))
-    return version, checkpoint_seq, trace_seq
+    return StepWritten(version, checkpoint_seq, trace_seq)
 
 
 def commit_step(
@@ -207,7 +231,7 @@ def commit_step(
     state_text: str,
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
-) -> tuple[int, int, int] | None:
+) -> StepWritten | None:
     """:func:`write_step` as its own transaction, committed before returning, straight on a
     pooled DBAPI connection (no SQLAlchemy connection, result or event machinery: this is
     the per-step hot path). Same statements, same rows, same all-or-nothing commit."""
@@ -247,7 +271,7 @@ def commit_step(
         raise
     finally:
         raw.close()
-    return version, checkpoint_seq, trace_seq
+    return StepWritten(version, checkpoint_seq, trace_seq)
 
 
 def _rollback(raw: Any) -> None:

@@ -108,7 +108,6 @@ runs = sa.Table(
     sa.Column("spec_ref", sa.String(64)),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "created_at"),
-    sa.Index(None, "updated_at"),
 )
 
 # Resolved specs, stored once each: ``digest`` is the sha256 of the stored JSON text (the
@@ -121,6 +120,9 @@ specs = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Tables keyed by (text, integer) are WITHOUT ROWID on SQLite (migration 0004): rows live in
+# the primary-key B-tree, with no second copy of the key in an autoindex. A checkpoint row is
+# a keyframe or a patch on the row before it (``encoding``; see kneo.store.delta).
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
@@ -137,7 +139,7 @@ checkpoints = sa.Table(
     sa.Column("truncated", sa.Boolean, nullable=False),
     sa.Column("metadata", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index(None, "created_at"),
+    sqlite_with_rowid=False,
 )
 
 trace_events = sa.Table(
@@ -151,6 +153,7 @@ trace_events = sa.Table(
     sa.Column("step_id", sa.String(255)),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 continuations = sa.Table(
@@ -188,6 +191,7 @@ continuation_requests = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Index(None, "assignee", "status"),
     sa.Index(None, "request_id"),
+    sqlite_with_rowid=False,
 )
 
 audit_events = sa.Table(

@@ -204,10 +204,11 @@ class Transaction(RowWriter, RegistryWritesMixin):
         state_text: str,
         checkpoint: steps.StepCheckpoint,
         events: Sequence[steps.StepEvent],
-    ) -> int:
+    ) -> steps.StepWritten:
         """One step boundary in three statements (see :mod:`kneo.store.steps`): the run's new
         state with compare-and-set and sequence allocation, its checkpoint, its trace events.
-        Returns the new version; ``stale_state``/``not_found`` as :meth:`update_run`."""
+        Returns the new version and counters; ``stale_state``/``not_found`` as
+        :meth:`update_run`."""
         if run_id in self._seq_dirty:
             self._flush_sequences()
         written = steps.write_step(
@@ -221,8 +222,8 @@ class Transaction(RowWriter, RegistryWritesMixin):
         )
         if written is None:
             self._raise_stale(run_id, expected_version)
-        self._seq[run_id] = [written[1], written[2]]
-        return written[0]
+        self._seq[run_id] = [written.checkpoint_seq, written.trace_seq]
+        return written
 
     # -- checkpoints and trace ---------------------------------------------------------
     def _insert_checkpoint(self, values: dict[str, Any]) -> None:

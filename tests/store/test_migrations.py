@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -222,4 +223,132 @@ def test_specs_backfill_from_0002(tmp_path: Path) -> None:
         conn.commit()
     assert store.get_run("run_c").spec == {"v": 3}
     assert {r.run_id: r.spec for r in store.list_runs().items}["run_a"] == {"v": 1}
+    store.close()
+
+
+_KEPT_TABLES = ("runs", "checkpoints", "trace_events", "continuations", "continuation_requests")
+
+
+def _all_rows(engine: sa.Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as conn:
+        return {
+            name: [
+                tuple(row)
+                for row in conn.execute(
+                    sa.select(t.metadata.tables[name]).order_by(
+                        *t.metadata.tables[name].primary_key.columns
+                    )
+                )
+            ]
+            for name in _KEPT_TABLES
+        }
+
+
+def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
+    """Rows written at 0003 read back identically after 0004 (which rebuilds three tables
+    WITHOUT ROWID on SQLite and drops two indexes on both backends)."""
+    from kneo.settings import CheckpointLimits
+    from kneo.store import payloads
+
+    url = sa.make_url(fresh_url)
+    if url.database and url.get_backend_name() == "sqlite":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0003") == "0003"
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    big = payloads.encode({"text": "abc" * 30_000}, CheckpointLimits())
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.runs).values(
+                run_id="run_old",
+                status="paused",
+                target="workflow",
+                input_text="kept",
+                spec={},
+                state={"next": 2},
+                version=3,
+                cancel_requested=False,
+                created_at=now,
+                updated_at=now,
+                metadata={},
+                checkpoint_seq=2,
+                trace_seq=2,
+            )
+        )
+        for sequence, encoded in ((1, payloads.encode({"a": None}, CheckpointLimits())), (2, big)):
+            conn.execute(
+                sa.insert(t.checkpoints).values(
+                    run_id="run_old",
+                    sequence=sequence,
+                    type="step",
+                    step_id="s",
+                    status=None,
+                    encoding=encoded.encoding,
+                    payload=encoded.data,
+                    size_bytes=encoded.size_bytes,
+                    truncated=False,
+                    metadata={"m": sequence},
+                    created_at=now,
+                )
+            )
+        conn.execute(
+            sa.insert(t.trace_events),
+            [
+                {
+                    "run_id": "run_old",
+                    "sequence": n,
+                    "event_type": f"e{n}",
+                    "step_id": None,
+                    "payload": {"n": n},
+                    "created_at": now,
+                }
+                for n in (1, 2)
+            ],
+        )
+        conn.execute(
+            sa.insert(t.continuations).values(
+                continuation_id="cont_old",
+                run_id="run_old",
+                status="pending",
+                requests=[{"request_id": "req_1"}],
+                context={},
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(t.continuation_requests).values(
+                continuation_id="cont_old",
+                request_id="req_1",
+                kind="approval",
+                assignee="ann",
+                status="pending",
+            )
+        )
+    before = _all_rows(engine)
+    engine.dispose()
+    store = open_store(str(url))
+    assert _all_rows(store.engine) == before
+    assert [c.payload for c in store.list_checkpoints("run_old").items] == [
+        {"a": None},
+        {"text": "abc" * 30_000},
+    ]
+    assert store.find_continuation_by_request("req_1").continuation_id == "cont_old"
+    assert [e.payload for e in store.list_trace("run_old").items] == [{"n": 1}, {"n": 2}]
+    inspector = sa.inspect(store.engine)
+    assert "ix_checkpoints_created_at" not in {
+        i["name"] for i in inspector.get_indexes("checkpoints")
+    }
+    assert "ix_runs_updated_at" not in {i["name"] for i in inspector.get_indexes("runs")}
+    if url.get_backend_name() == "sqlite":
+        with store.engine.connect() as conn:
+            names = set(conn.execute(sa.text("SELECT name FROM sqlite_master")).scalars())
+            for table in ("checkpoints", "trace_events", "continuation_requests"):
+                ddl = conn.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": table}
+                ).scalar_one()
+                assert "WITHOUT ROWID" in ddl
+                assert not any(n.startswith(f"sqlite_autoindex_{table}") for n in names)
     store.close()

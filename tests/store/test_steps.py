@@ -35,7 +35,7 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
         tx.add_checkpoint(run_id, type="started", payload={"n": 0})
     state = {"units": {"s1": {"output": "ü-x"}}, "order": ["s1"]}
     with store.transaction() as tx:
-        new_version = tx.write_step(
+        written = tx.write_step(
             run_id,
             expected_version=version,
             state_text=json_text(state),
@@ -46,7 +46,8 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
             ],
         )
     run = store.get_run(run_id)
-    assert (new_version, run.version, run.state) == (version + 1, version + 1, state)
+    assert (written.version, run.version, run.state) == (version + 1, version + 1, state)
+    assert (written.checkpoint_seq, written.trace_seq) == (2, 3)
     cps = store.list_checkpoints(run_id).items
     assert [(c.sequence, c.type, c.payload) for c in cps] == [
         (1, "started", {"n": 0}),
@@ -136,7 +137,7 @@ def test_store_write_step_commits_on_its_own(store: Store) -> None:
         checkpoint=_checkpoint(state),
         events=[StepEvent("step_completed", "s1", "{}")],
     )
-    assert store.get_run(run_id).version == version == 2
+    assert store.get_run(run_id).version == version.version == 2
     assert [e.sequence for e in store.list_trace(run_id).items] == [1, 2]
     assert store.get_checkpoint(run_id, 1).payload == state
     with pytest.raises(Conflict) as caught:

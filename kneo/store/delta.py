@@ -1,0 +1,180 @@
+"""Checkpoint patches: a checkpoint row may hold only what changed since the previous one.
+
+A patch is a JSON list of operations on the previous checkpoint's payload, each on a path of
+object keys (lists are never indexed into):
+
+* ``["s", path, value]`` sets the key at ``path``, adding it when absent (``null`` is a value);
+* ``["d", path]`` deletes the key at ``path``;
+* ``["a", path, items]`` appends ``items`` to the list at ``path``.
+
+Not RFC 7386 merge patch: that cannot tell a ``null`` value from a deleted key, and it would
+re-send a whole list when one item is appended (agent transcripts and ``order`` grow so).
+
+:func:`diff` compares two *unredacted* states and emits *redacted* values such that folding
+the patch onto the redacted previous payload gives exactly the redacted new payload. That holds
+because :func:`kneo.redaction.redact` works per object key (a secret-looking key hides its whole
+value, any other key's value is redacted on its own) and per list item, so each operation is
+redacted with the rule of its own key and the unchanged rest of the state is never re-scanned.
+
+Exactness is checked, not assumed: ``==`` cannot tell ``1`` from ``1.0`` or ``true``, so the
+JSON length the patch predicts for the new state must equal the real one, or :func:`diff`
+returns ``None`` and the caller stores a full snapshot (a keyframe) instead. Key order: kept
+keys keep their place and new ones go last, as in the engine's state; a changed object whose
+kept keys moved is sent whole, an unchanged one is not re-sent for a new key order alone (JSON
+objects are unordered). Pure functions.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+from kneo.redaction import REDACTED, may_need_redaction, redact
+from kneo.store.payloads import _default
+
+SET = "s"
+DELETE = "d"
+APPEND = "a"
+
+_ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default).encode
+_MISSING: Any = object()
+
+
+class _Unordered(Exception):
+    """The common keys of two objects are in a different order: replace the object whole."""
+
+
+@lru_cache(maxsize=4096)
+def _hides(key: str) -> bool:
+    """Whether redaction hides the whole value under ``key`` (asked of :func:`redact` itself,
+    so this never drifts from it)."""
+    return bool(redact({key: [0]})[key] == REDACTED)
+
+
+def _commas(count: int) -> int:
+    return count - 1 if count > 1 else 0
+
+
+def _op(kind: str, path: list[Any], value_text: str | None) -> str:
+    head = f'["{kind}",{_ENC(path)}'
+    return head + "]" if value_text is None else f"{head},{value_text}]"
+
+
+def _redacted_text(value: Any, text: str) -> str:
+    """``value``'s JSON text after :func:`redact` (``text`` when nothing could change)."""
+    return _ENC(redact(value)) if may_need_redaction(text) else text
+
+
+def _walk(old: dict[str, Any], new: dict[str, Any], path: list[Any], ops: list[str]) -> int:
+    """Append the operations turning ``old`` into ``new``; the change in JSON text length."""
+    # Folding keeps the kept keys in place and adds new ones at the end, so that is the only
+    # order a patch can express. Usually keys were only added: one cheap compare.
+    if list(islice(new, len(old))) != list(old):
+        kept = [k for k in old if k in new]
+        if list(islice(new, len(kept))) != kept:
+            raise _Unordered
+        items = iter(new.items())
+    elif old.items() <= new.items():  # only keys added (units, agents): skip the kept ones in C
+        items = islice(new.items(), len(old), None)
+    else:
+        items = iter(new.items())
+    change = _commas(len(new)) - _commas(len(old))
+    added = 0
+    for key, value in items:
+        before = old.get(key, _MISSING)
+        if before is _MISSING:
+            added += 1
+            text = _ENC(value)
+            change += len(_ENC(key)) + 1 + len(text)
+            if isinstance(key, str) and _hides(key):
+                ops.append(_op(SET, [*path, key], _ENC(redact({key: value})[key])))
+            else:
+                ops.append(_op(SET, [*path, key], _redacted_text(value, text)))
+            continue
+        if type(before) is type(value) and before == value:
+            continue
+        where = [*path, key]
+        if isinstance(key, str) and _hides(key):
+            change += len(_ENC(value)) - len(_ENC(before))
+            hidden = _ENC(redact({key: value})[key])
+            if hidden != _ENC(redact({key: before})[key]):
+                ops.append(_op(SET, where, hidden))
+            continue
+        if type(before) is dict and type(value) is dict:
+            mark = len(ops)
+            try:
+                change += _walk(before, value, where, ops)
+                continue
+            except _Unordered:
+                del ops[mark:]
+        elif (
+            type(before) is list
+            and type(value) is list
+            and len(value) > len(before)
+            and value[: len(before)] == before
+        ):
+            items = value[len(before) :]
+            text = _ENC(items)
+            n_old, n_new = len(before), len(value)
+            change += len(text) - 2 - _commas(len(items)) + _commas(n_new) - _commas(n_old)
+            ops.append(_op(APPEND, where, _redacted_text(items, text)))
+            continue
+        text = _ENC(value)
+        change += len(text) - len(_ENC(before))
+        ops.append(_op(SET, where, _redacted_text(value, text)))
+    if len(old) - (len(new) - added) > 0:
+        for key, before in old.items():
+            if key not in new:
+                change -= len(_ENC(key)) + 1 + len(_ENC(before))
+                ops.append(_op(DELETE, [*path, key], None))
+    return change
+
+
+def diff(
+    old: dict[str, Any], new: dict[str, Any], *, old_length: int, new_length: int
+) -> str | None:
+    """The redacted patch (JSON text) from ``old`` to ``new``, whose compact JSON texts have
+    ``old_length`` and ``new_length`` characters; ``None`` when a patch would not reproduce
+    ``new`` exactly (the caller then stores a keyframe)."""
+    ops: list[str] = []
+    try:
+        change = _walk(old, new, [], ops)
+    except _Unordered:
+        return None
+    if old_length + change != new_length:
+        return None
+    return "[" + ",".join(ops) + "]"
+
+
+def apply(base: dict[str, Any], patch: list[Any]) -> dict[str, Any]:
+    """``base`` with ``patch`` applied. ``base`` is left as it is: the containers on the
+    patched paths are copied, everything else is shared with ``base``."""
+    root = dict(base)
+    copied = {id(root)}
+    for op in patch:
+        kind, path = op[0], op[1]
+        parent = root
+        for key in path[:-1]:
+            child = parent[key]
+            if id(child) not in copied:
+                child = dict(child)
+                parent[key] = child
+                copied.add(id(child))
+            parent = child
+        last = path[-1]
+        if kind == SET:
+            parent[last] = op[2]
+        elif kind == DELETE:
+            del parent[last]
+        elif kind == APPEND:
+            items = parent[last]
+            if id(items) not in copied:
+                items = list(items)
+                parent[last] = items
+                copied.add(id(items))
+            items.extend(op[2])
+        else:
+            raise ValueError(f"unknown checkpoint patch operation {kind!r}")
+    return root
