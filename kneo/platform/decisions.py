@@ -30,7 +30,7 @@ from kneo.errors import (
     RequestAlreadyResolved,
 )
 from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import resolved_entry, with_bodies
+from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def apply_decision(
                     run_id=run.run_id,
                     requests=requests,
                     context=cont.context,
-                    expires_at=cont.expires_at,
+                    expires_at=next_expiry(requests, remaining),
                     expected_version=cont.version,
                 )
                 tx.add_trace_events(run.run_id, [decided])

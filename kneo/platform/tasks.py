@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from kneo.engine.human import HumanRequest, compact_request, complete_request
@@ -59,6 +60,19 @@ def task_requests(
         merged["status"] = entry.get("status") or "pending"
         out.append(merged)
     return out
+
+
+def next_expiry(
+    entries: Sequence[Mapping[str, Any]], pending: Sequence[Mapping[str, Any]]
+) -> datetime | None:
+    """The earliest ``expires_at`` of the requests still pending and not escalated: the
+    continuation's ``expires_at`` column, which the timeout sweep selects by."""
+    left = [
+        str(r["expires_at"])
+        for r in task_requests(entries, {"pending": list(pending)})
+        if r["status"] == "pending" and r.get("expires_at") and not r.get("escalated_at")
+    ]
+    return datetime.fromisoformat(min(left).replace("Z", "+00:00")) if left else None
 
 
 def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:

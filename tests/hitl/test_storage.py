@@ -372,3 +372,42 @@ def test_a_shape_the_reader_would_misread_is_stored_whole() -> None:
     ).to_dict()
     record = compact_request(request)
     assert record == request and complete_request(record) == request
+
+
+def test_answering_one_request_moves_the_continuation_expiry_to_the_next(
+    manager: Any, clock: ManualClock
+) -> None:
+    """The continuation's expires_at column (what the sweep selects by) follows the requests
+    still pending: answering the earliest one moves it to the next, and the sweep then
+    expires the run at that time, not before."""
+    humans = {
+        "r1": {"prompt": "one?", "timeout_seconds": 60},
+        "r2": {"prompt": "two?", "timeout_seconds": 120},
+    }
+    fan = {
+        "version": "v1",
+        "workflow": {
+            "type": "concurrent",
+            "name": "fan",
+            "participants": [
+                {"id": "h1", "kind": "human", "ref": "r1"},
+                {"id": "h2", "kind": "human", "ref": "r2"},
+            ],
+        },
+        "components": {"humans": humans},
+    }
+    paused = manager.run_from_spec(input_text="go", spec=fan)
+    first, second = paused.metadata["pending_human_requests"]
+    cid = paused.continuation_id
+    assert utc_iso(manager.store.get_continuation(cid).expires_at) == first["expires_at"]
+    half = manager.resume(cid, request_id=first["request_id"], decision="approved")
+    assert half.status == "paused"
+    assert utc_iso(manager.store.get_continuation(cid).expires_at) == second["expires_at"]
+    texts = stored_texts(manager, paused.run_id, cid)
+    assert (texts["runs"].count("one?"), texts["continuations"].count("one?")) == (0, 1)
+    assert (texts["runs"].count("two?"), texts["continuations"].count("two?")) == (1, 0)
+    clock.advance(61)
+    assert manager.prune_expired_human_tasks() == 0
+    clock.advance(60)
+    assert manager.prune_expired_human_tasks() == 1
+    assert manager.store.get_run(paused.run_id).status == "expired"
