@@ -14,7 +14,7 @@ from kneo.engine.journal import Boundary
 from kneo.platform.journal import KEYFRAME_EVERY, StoreJournal
 from kneo.redaction import redact
 from kneo.settings import CheckpointLimits, RetentionDays, Settings
-from kneo.store import Store, payloads
+from kneo.store import Store, chains, payloads
 from kneo.store import tables as t
 
 from .conftest import StoreFactory
@@ -259,3 +259,18 @@ def test_retention_keeps_the_chains_of_kept_checkpoints(
     kept = store.list_checkpoints(journal.run_id).items
     assert [c.sequence for c in kept] == list(range(KEYFRAME_EVERY + 1, KEYFRAME_EVERY + 7))
     assert [c.payload for c in kept] == states[KEYFRAME_EVERY:]
+
+
+def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
+    """If a chain's keyframe is gone (deleted by hand), its patches read as a marked preview
+    instead of a wrong payload or an error."""
+    journal = _journal(store)
+    states = _states(4)
+    for state in states:
+        _commit(journal, state)
+    c = t.checkpoints.c
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(t.checkpoints).where(c.run_id == journal.run_id, c.sequence == 1))
+    read = store.get_checkpoint(journal.run_id, 3)
+    assert read.truncated and read.payload == chains.UNAVAILABLE
+    assert [c.truncated for c in store.list_checkpoints(journal.run_id).items] == [True] * 3
