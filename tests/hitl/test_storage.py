@@ -411,3 +411,31 @@ def test_answering_one_request_moves_the_continuation_expiry_to_the_next(
     clock.advance(60)
     assert manager.prune_expired_human_tasks() == 1
     assert manager.store.get_run(paused.run_id).status == "expired"
+
+
+def test_a_secret_in_a_request_stays_in_the_state_only(manager: Any) -> None:
+    """The state keeps the body as the run resumes from it; every view redacts it, the trace
+    and audit never hold it, and the body an answer moves to the continuation is redacted."""
+    secret = "sk-plantedsecret1234567890"
+    paused = manager.run_from_spec(input_text=f"launch {secret}", spec=spec())
+    cid = paused.continuation_id
+    texts = stored_texts(manager, paused.run_id, cid)
+    assert {t: secret in s for t, s in texts.items()} == {
+        "runs": True,
+        "continuations": False,
+        "trace_events": False,
+        "audit_events": False,
+    }
+    views = [
+        paused.to_dict(),
+        manager.get_run_result(paused.run_id).to_dict(),
+        manager.list_human_tasks(),
+        manager.get_human_task(cid),
+        [e.to_dict() for e in manager.events(paused.run_id)],
+    ]
+    assert secret not in json.dumps(views)
+    assert "[REDACTED]" in json.dumps(manager.get_human_task(cid))
+    manager.resume(cid, request_id=paused.request_id, decision="approved")
+    texts = stored_texts(manager, paused.run_id, cid)
+    assert not any(secret in s for t, s in texts.items() if t != "runs")
+    assert manager.store.get_continuation(cid).requests[0]["prompt"] == PROMPT
