@@ -106,13 +106,22 @@ class ExecutionState:
             order = self.order
             if order is not self._folded_order or len(order) < self._folded:
                 self._outputs, self._folded, self._folded_order = {}, 0, order
-            out = self._outputs
-            units = self.units
-            for key in order[self._folded :]:
+            out, units, folded = self._outputs, self.units, self._folded
+            for key in order[folded:]:
                 unit = units.get(key)
-                if unit is not None and unit.get("output") is not None:
+                if unit is None:  # not recorded yet: fold it (and what follows) next time
+                    break
+                if unit.get("output") is not None:
                     out[unit["step_id"]] = unit["output"]
-            self._folded = len(order)
+                folded += 1
+            self._folded = folded
+            if folded < len(order):  # the full walk skips a missing unit: do the same
+                pending = dict(out)
+                for key in order[folded:]:
+                    unit = units.get(key)
+                    if unit is not None and unit.get("output") is not None:
+                        pending[unit["step_id"]] = unit["output"]
+                return pending
             return dict(out)
 
     def pending_request(self, request_id: str) -> dict[str, Any] | None:

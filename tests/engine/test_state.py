@@ -115,6 +115,11 @@ def test_outputs_by_step_folds_new_units_and_keeps_latest_per_step() -> None:
     assert "z" not in state.outputs_by_step()
     state.order = ["c"]  # a replaced timeline is folded from scratch
     assert state.outputs_by_step() == {"c": "C"}
+    state.order.extend(["d", "e"])  # "d" listed before its record exists: skipped, not lost
+    state.units["e"] = {"step_id": "e", "status": "completed", "output": "E"}
+    assert state.outputs_by_step() == {"c": "C", "e": "E"}
+    state.units["d"] = {"step_id": "d", "status": "completed", "output": "D"}
+    assert list(state.outputs_by_step().items()) == [("c", "C"), ("d", "D"), ("e", "E")]
 
 
 def test_boundary_decodes_state_text_on_first_use() -> None:
