@@ -77,9 +77,9 @@ def approved_bundle_required(manager: Any, environment: str | None) -> bool:
     project = getattr(manager, "project", None)
     if project is None:
         return False
-    from kneo.policy.environment import resolve_for_context
+    from kneo.platform.preparation import environment_requires_bundle
 
-    return bool(resolve_for_context(project, environment).runs.require_approved_bundle)
+    return environment_requires_bundle(manager, project, environment)
 
 
 def refuse_unapproved(manager: Any, environment: str | None) -> None:

@@ -125,8 +125,10 @@ class PlatformManager:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
         self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
-        #: prepared specs by what they depend on (see _prepare_key)
+        #: prepared specs by what they depend on (see preparation.prepare_key)
         self._prepared: dict[tuple[Any, ...], dict[str, Any]] = {}
+        #: "approved bundles only?" per environment, by policy file stamps (see preparation)
+        self._bundle_rules: dict[tuple[Any, ...], bool] = {}
         self._tokens: dict[str, CancellationToken] = {}
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
@@ -112,41 +113,80 @@ def prepare_key(
     environment: str | None,
 ) -> tuple[Any, ...] | None:
     """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
-    environment overlay and the environment's policy file, each by (mtime_ns, size) —
+    environment overlay and the environment's policy file, each by :func:`file_stamp` —
     or an inline spec's content digest — plus target and environment. ``None``: do not
-    cache (a file is missing; the slow path reports it)."""
-    from kneo.policy.environment import ENVIRONMENTS_DIR
+    cache (a file is missing; the slow path reports it).
+
+    A path is keyed as given (plus the working directory when relative), not resolved:
+    resolving walks every directory of the path on every run, and the stamp's inode already
+    tells two files apart, whichever symlinks lead to them."""
     from kneo.spec.loader import overlay_path
 
     env = environment or (manager.project.env if manager.project is not None else None)
-    files: list[Path] = []
+    files: list[str | Path] = []
     if spec_path is not None:
-        path = Path(spec_path)
-        files.append(path)
+        text = str(spec_path)
+        files.append(text)
         if environment is not None:
             config = manager.project.config if manager.project is not None else None
-            files.append(overlay_path(path, environment, config))
-        source: Any = str(path.resolve())
+            files.append(overlay_path(Path(text), environment, config))
+        source: Any = (text, None if os.path.isabs(text) else os.getcwd())
     elif isinstance(spec, Mapping):
         source = content_digest(spec)
     else:
         return None  # a Spec model: its content is not cheap to key
     if env is not None and manager.project is not None:
-        folder = manager.project.root / ENVIRONMENTS_DIR
-        files += [folder / f"{env}.yaml", folder / f"{env}.yml"]
-    stamps: list[Any] = []
-    for file in files:
-        try:
-            st = file.stat()
-        except FileNotFoundError:
-            if file is files[0] and spec_path is not None:
-                return None
-            stamps.append(None)
-        except OSError:
+        files += environment_files(manager.project.root, env)
+    stamps = []
+    for index, file in enumerate(files):
+        stamp = file_stamp(file)
+        if stamp is False or (stamp is None and index == 0 and spec_path is not None):
             return None
-        else:
-            stamps.append((st.st_mtime_ns, st.st_size))
+        stamps.append(stamp)
     return (source, target, environment, tuple(stamps))
+
+
+def file_stamp(path: str | Path) -> tuple[int, int, int, int] | Literal[False] | None:
+    """``(device, inode, mtime_ns, size)`` of a file, ``None`` when it does not exist,
+    ``False`` when it cannot be read (never cache on that)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def environment_files(root: str | Path, env: str) -> list[str]:
+    """The two names an environment policy file may have: ``environments/<env>.yaml|yml``."""
+    from kneo.policy.environment import ENVIRONMENTS_DIR
+
+    folder = os.path.join(root, ENVIRONMENTS_DIR)
+    return [os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")]
+
+
+def environment_requires_bundle(manager: Any, project: Any, environment: str) -> bool:
+    """Whether the project config or ``environments/<env>.yaml`` demands approved bundles.
+
+    Asked on every run with an environment; the answer is cached per manager by the
+    environment files' stamps, so a run does not re-read and re-validate the YAML file
+    (the project config itself is read once, when the manager is built)."""
+    from kneo.policy.environment import resolve_for_context
+
+    cache: dict[tuple[Any, ...], bool] | None = getattr(manager, "_bundle_rules", None)
+    stamps = tuple(file_stamp(f) for f in environment_files(project.root, environment))
+    key = (id(project), environment, stamps)
+    if cache is not None and False not in stamps:
+        found = cache.get(key)
+        if found is not None:
+            return found
+    required = bool(resolve_for_context(project, environment).runs.require_approved_bundle)
+    if cache is not None and False not in stamps:
+        if len(cache) >= 256:
+            cache.clear()
+        cache[key] = required
+    return required
 
 
 def create_run(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -56,9 +56,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        incoming = headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming, declared = _wanted_headers(scope["headers"])
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = {"code": 500, "started": False}
@@ -97,10 +96,9 @@ class RequestContextMiddleware:
             )
             await send({"type": "http.response.body", "body": body})
 
-        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_error(413, _too_large(limit))
-            self._log(scope, headers, request_id, 413, started)
+            self._log(scope, request_id, 413, started)
             return
 
         received = 0
@@ -143,12 +141,11 @@ class RequestContextMiddleware:
                 )
         if too_large["hit"]:
             await send_error(413, _too_large(limit))
-        self._log(scope, headers, request_id, int(status["code"]), started)
+        self._log(scope, request_id, int(status["code"]), started)
 
     def _log(
         self,
         scope: Scope,
-        headers: dict[str, str],
         request_id: str,
         status_code: int,
         started: float,
@@ -172,6 +169,19 @@ class RequestContextMiddleware:
             record["actor"] = actor
         record = redact(record)
         logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
+
+
+def _wanted_headers(raw: Any) -> tuple[str, str | None]:
+    """``(X-Request-ID or "", Content-Length or None)`` from the raw ASGI headers, without
+    decoding every header of every request into a dict."""
+    request_id, length = "", None
+    for key, value in raw:
+        name = key.lower()
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value.decode("latin-1")
+    return request_id, length
 
 
 def _too_large(limit: int) -> dict[str, Any]:

@@ -79,8 +79,14 @@ def registries(manager: Any) -> tuple[Any, Any]:
     return tools, runtimes
 
 
-def check_resolved(resolved: ResolvedSpec, manager: Any, store: Any) -> Any:
-    """Validate + environment policy + governance report (a ``SpecReport``)."""
+_UNREAD: Any = object()
+
+
+def check_resolved(
+    resolved: ResolvedSpec, manager: Any, store: Any, *, policy: Any = _UNREAD
+) -> Any:
+    """Validate + environment policy + governance report (a ``SpecReport``). ``policy``:
+    the stored policy when the caller has just read it (saves a second read)."""
     from kneo.spec.pipeline import check_spec
 
     tools, runtimes = registries(manager)
@@ -91,5 +97,5 @@ def check_resolved(resolved: ResolvedSpec, manager: Any, store: Any) -> Any:
         tool_registry=tools,
         runtime_registry=runtimes,
         base_dir=resolved.base_dir,
-        policy=stored_policy(store, resolved.environment),
+        policy=stored_policy(store, resolved.environment) if policy is _UNREAD else policy,
     )

@@ -53,14 +53,16 @@ def _start_run(
             actor=actor,
         )
         return _answer(request, result, body.async_mode)
-    bundles.refuse_unapproved(manager, body.environment)  # 403 before touching the spec
     spec_path: str | None = body.spec_path
     spec: dict[str, Any] | None = body.spec
-    if body.overrides or stored_policy(manager.store, body.environment) is not None:
+    policy = stored_policy(manager.store, body.environment)
+    if body.overrides or policy is not None:
         # Overrides change the document, and a service-managed policy must gate the run:
-        # resolve and check here, then hand the platform the resolved spec.
+        # resolve and check here, then hand the platform the resolved spec. (Otherwise the
+        # platform's own approved-bundle check is the first thing the run does.)
+        bundles.refuse_unapproved(manager, body.environment)  # 403 before touching the spec
         resolved = resolve_spec(body, request.app.state.settings)
-        report = check_resolved(resolved, manager, manager.store)
+        report = check_resolved(resolved, manager, manager.store, policy=policy)
         if not report.valid:
             from kneo.spec.compiler import diagnostics_error
 
