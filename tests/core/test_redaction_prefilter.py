@@ -31,7 +31,28 @@ MINIMAL = [
     "AKIAZQ0123456789ZQXW",
     "z@zq.zq",
     "123-45-6789",
-    *(f"{word}=1" for word in ("password", "passwd", "secret", "token", "apikey", "accesskey")),
+    *(f"{word}=1" for word in ("password", "passwd", "secret", "token")),
+    *(f"{word}{sep}key=1" for word in ("api", "access") for sep in ("", "_", "-")),
+]
+# Every alternative of the secret-key expression, as a key on its own.
+SECRET_KEYS = [
+    "pass",
+    "secret",
+    "token",
+    "authorization",
+    "credential",
+    "cookie",
+    *(
+        f"{word}{sep}{tail}"
+        for word, tail in (
+            ("api", "key"),
+            ("auth", "header"),
+            ("private", "key"),
+            ("session", "key"),
+            ("signing", "key"),
+        )
+        for sep in ("", "_", "-")
+    ),
 ]
 SAMPLES = [
     *MINIMAL,
@@ -173,6 +194,14 @@ def test_samples_trigger() -> None:
         value = {key: "v"}
         assert _redact_exhaustive(value) != value, key
         assert may_need_redaction(json.dumps(value, ensure_ascii=False)), key
+
+
+def test_each_secret_key_alone_triggers() -> None:
+    for key in SECRET_KEYS:
+        for variant in (key, key.upper()):
+            value = {variant: 1}
+            assert _redact_exhaustive(value) != value, variant
+            assert may_need_redaction(json.dumps(value)), variant
 
 
 def test_clean_values_pass() -> None:
