@@ -215,11 +215,14 @@ def create_run(
         "spec_path": prepared["spec_path"],
         **dict(metadata or {}),
     }
+    # Started: created ``running`` at once (the transition is checked, not written twice).
+    status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED
     with manager.store.raw_transaction() as tx:
         run = tx.create_run(
             target=prepared["target"],
             input_text=input_text,
-            status=RunStatus.QUEUED,
+            status=status,
+            started_at=tx.now if start else None,
             workflow_name=workflow.name,
             workflow_kind=workflow.family,
             agent_name=agent.name if agent else None,
@@ -252,12 +255,6 @@ def create_run(
             tx.add_trace_events(
                 run.run_id,
                 [created, {"event_type": "run_started", "payload": {"owner": manager.owner}}],
-            )
-            run = tx.update_run(
-                run.run_id,
-                expected_version=run.version,
-                status=transition(run.status, RunStatus.RUNNING),
-                started_at=tx.now,
             )
             tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease)
         else:

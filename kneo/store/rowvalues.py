@@ -182,6 +182,7 @@ class RowWriter:
         state: Mapping[str, Any] | None = None,
         deadline_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
     ) -> RunRecord:
         """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``."""
         values = {
@@ -207,7 +208,7 @@ class RowWriter:
             "deadline_at": deadline_at,
             "created_at": self.now,
             "updated_at": self.now,
-            "started_at": None,
+            "started_at": started_at,
             "finished_at": None,
             "metadata": dict(metadata or {}),
             "checkpoint_seq": 0,
