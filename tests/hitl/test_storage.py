@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock, utc_iso
 from kneo.engine.human import build_request, compact_request, complete_request
+from tests.hitl.conftest import make_manager
 
 PROMPT = "Sign off the launch plan (prompt-marker-7f3a)?"
 VIEW_FIELDS = {
@@ -61,6 +63,14 @@ def spec() -> dict[str, Any]:
             }
         },
     }
+
+
+@pytest.fixture()
+def manager(project: Path, clock: ManualClock, backend: str | None) -> Iterator[Any]:
+    """The platform on SQLite and, with ``KNEO_TEST_DATABASE_URL``, on PostgreSQL."""
+    platform = make_manager(project, backend, clock=clock)
+    yield platform
+    platform.store.close()
 
 
 @pytest.fixture(autouse=True)
