@@ -115,11 +115,11 @@ def _walk(old: dict[str, Any], new: dict[str, Any], path: list[Any], ops: list[s
             and len(value) > len(before)
             and value[: len(before)] == before
         ):
-            items = value[len(before) :]
-            text = _ENC(items)
+            tail = value[len(before) :]
+            text = _ENC(tail)
             n_old, n_new = len(before), len(value)
-            change += len(text) - 2 - _commas(len(items)) + _commas(n_new) - _commas(n_old)
-            ops.append(_op(APPEND, where, _redacted_text(items, text)))
+            change += len(text) - 2 - _commas(len(tail)) + _commas(n_new) - _commas(n_old)
+            ops.append(_op(APPEND, where, _redacted_text(tail, text)))
             continue
         text = _ENC(value)
         change += len(text) - len(_ENC(before))
