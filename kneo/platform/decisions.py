@@ -30,7 +30,7 @@ from kneo.errors import (
     RequestAlreadyResolved,
 )
 from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies
+from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def list_human_tasks(
     )
     counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
     return {
-        "tasks": [task_view(with_bodies(manager.store, c)) for c in page.items],
+        "tasks": [task_view(c) for c in with_bodies_many(manager.store, page.items)],
         "count": len(page.items),
         "total": page.total,
         "limit": page.limit,

@@ -68,12 +68,10 @@ def prune_expired_human_tasks(manager: PlatformManager) -> int:
     due: list[str] = []
     offset = 0
     while True:  # collect first: acting changes the pages
-        page = store.list_continuations(status="pending", limit=_PAGE, offset=offset)
-        due += [
-            c.continuation_id
-            for c in page.items
-            if c.expires_at is not None and c.expires_at <= now
-        ]
+        page = store.list_continuations(
+            status="pending", expires_before=now, limit=_PAGE, offset=offset
+        )
+        due += [c.continuation_id for c in page.items]
         offset += _PAGE
         if offset >= page.total:
             break

@@ -87,10 +87,21 @@ def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:
 def with_bodies(store: Store, cont: ContinuationRecord) -> ContinuationRecord:
     """``cont`` with full request dicts, for views and sweeps (reads the run only when an
     entry has no body of its own)."""
-    state = None
-    if not all(has_body(r) for r in cont.requests):
-        state = run_state(store, cont.run_id)
-    return dataclasses.replace(cont, requests=task_requests(cont.requests, state))
+    return with_bodies_many(store, [cont])[0]
+
+
+def with_bodies_many(store: Store, conts: Sequence[ContinuationRecord]) -> list[ContinuationRecord]:
+    """:func:`with_bodies` for a page of continuations: the runs they need, in one query."""
+    needed = [
+        c.run_id for c in conts if c.run_id is not None and not all(has_body(r) for r in c.requests)
+    ]
+    states = store.run_states(needed)
+    return [
+        dataclasses.replace(
+            c, requests=task_requests(c.requests, states.get(c.run_id) if c.run_id else None)
+        )
+        for c in conts
+    ]
 
 
 def paused_requests(

@@ -174,6 +174,17 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
                 raise not_found_error("run", run_id)
             return rows.run(row, conn)
 
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The execution state of each existing run in ``run_ids``, in one query (for views
+        that join many continuations to their runs' pending requests)."""
+        wanted = sorted(set(run_ids))
+        if not wanted:
+            return {}
+        c = t.runs.c
+        with self._read() as conn:
+            result = conn.execute(sa.select(c.run_id, c.state).where(c.run_id.in_(wanted)))
+            return {r.run_id: r.state or {} for r in result}
+
     def list_runs(
         self,
         *,
@@ -320,6 +331,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         kind: str | None,
         escalated: bool | None,
         older_than: datetime | None,
+        expires_before: datetime | None = None,
     ) -> list[Any]:
         c = t.continuations.c
         r = t.continuation_requests.c
@@ -334,6 +346,8 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             where.append(c.escalated_at.is_not(None) if escalated else c.escalated_at.is_(None))
         if older_than is not None:
             where.append(c.created_at < older_than)
+        if expires_before is not None:
+            where.append(c.expires_at <= expires_before)
         if assignee is not None or kind is not None:
             sub = sa.select(r.continuation_id).where(
                 r.continuation_id == c.continuation_id, r.status == "pending"
@@ -355,6 +369,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         kind: str | None = None,
         escalated: bool | None = None,
         older_than: datetime | None = None,
+        expires_before: datetime | None = None,
         sort: Literal["oldest", "newest"] = "oldest",
         limit: int = 50,
         offset: int = 0,
@@ -362,7 +377,8 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         """Continuations (pending by default) filtered as the human task inbox needs.
 
         ``assignee``/``kind`` match continuations with at least one *pending* request of that
-        assignee/kind; ``older_than`` keeps those created before the given time.
+        assignee/kind; ``older_than`` keeps those created before the given time;
+        ``expires_before`` those whose ``expires_at`` is due by then (the timeout sweep).
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
@@ -377,6 +393,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             kind=kind,
             escalated=escalated,
             older_than=older_than,
+            expires_before=expires_before,
         )
         with self._read() as conn:
             total = conn.execute(

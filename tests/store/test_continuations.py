@@ -154,3 +154,34 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
     assert store.pending_counts_by_assignee() == {"ann": 1, "bob": 2, None: 1}
     with pytest.raises(InvalidRequest):
         store.list_continuations(sort="sideways")  # type: ignore[arg-type]
+
+
+def test_listing_by_expiry(store: Store, clock: ManualClock) -> None:
+    """``expires_before`` keeps the continuations due by then: the timeout sweep's query."""
+    now = clock.now()
+    for name, delta in (("due", -60), ("now", 0), ("later", 60)):
+        run_id = new_run(store)
+        with store.transaction() as tx:
+            tx.put_continuation(
+                f"cont_{name}",
+                run_id=run_id,
+                requests=[_req(f"req_{name}")],
+                expires_at=now + timedelta(seconds=delta),
+            )
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_never", run_id=run_id, requests=[_req("req_never")])
+    due = store.list_continuations(expires_before=now)
+    assert sorted(c.continuation_id for c in due.items) == ["cont_due", "cont_now"]
+    assert due.total == 2
+    assert store.list_continuations().total == 4
+
+
+def test_run_states_in_one_read(store: Store) -> None:
+    """``run_states`` returns each existing run's state by id and skips unknown ids."""
+    first, second = new_run(store), new_run(store)
+    with store.transaction() as tx:
+        tx.update_run(first, state={"pending": [{"request_id": "req_1"}]})
+    states = store.run_states([first, second, first, "run_missing"])
+    assert states == {first: {"pending": [{"request_id": "req_1"}]}, second: {}}
+    assert store.run_states([]) == {}
