@@ -217,9 +217,28 @@ def create_run(
     }
     # Started: created ``running`` at once (the transition is checked, not written twice).
     status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED
+    # Everything that needs no database is built before the transaction opens: on SQLite it
+    # holds the database's one write lock, which the other request threads wait for.
+    state = dict(ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {}))
+    target = prepared["target"]
+    audit = {
+        "target": target,
+        "workflow_name": workflow.name,
+        "workflow_kind": workflow.family,
+        "environment": prepared["environment"],
+        "spec_path": prepared["spec_path"],
+    }
+    events = [
+        {
+            "event_type": "run_created",
+            "payload": {"workflow_kind": workflow.family, "target": target},
+        }
+    ]
+    if start:
+        events.append({"event_type": "run_started", "payload": {"owner": manager.owner}})
     with manager.store.raw_transaction() as tx:
         run = tx.create_run(
-            target=prepared["target"],
+            target=target,
             input_text=input_text,
             status=status,
             started_at=tx.now if start else None,
@@ -230,35 +249,15 @@ def create_run(
             spec=prepared["data"],
             spec_digest=prepared["digest"],
             **prepared.get("bundle_fields", {}),
-            state=dict(ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {})),
+            state=state,
             deadline_at=deadline_at,
             metadata={k: v for k, v in meta.items() if v is not None},
         )
-        created = {
-            "event_type": "run_created",
-            "payload": {"workflow_kind": workflow.family, "target": run.target},
-        }
-        tx.add_audit(
-            "run.created",
-            actor=actor,
-            run_id=run.run_id,
-            payload={
-                "target": run.target,
-                "workflow_name": workflow.name,
-                "workflow_kind": workflow.family,
-                "environment": prepared["environment"],
-                "spec_path": prepared["spec_path"],
-            },
-        )
-        if start:
-            # Created, started and locked (``run:<id>``, this process executes it) at once.
-            tx.add_trace_events(
-                run.run_id,
-                [created, {"event_type": "run_started", "payload": {"owner": manager.owner}}],
-            )
+        tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
+        tx.add_trace_events(run.run_id, events)
+        if start:  # created, started and locked (``run:<id>``: this process executes it)
             tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease)
         else:
-            tx.add_trace_events(run.run_id, [created])
             tx.enqueue(run.run_id)
         run = tx.current(run)
     return run
