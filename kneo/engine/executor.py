@@ -302,7 +302,7 @@ class _Run:
         self.journal.commit(
             Boundary(
                 kind=kind,
-                state_text=self.state.snapshot_text(),  # decoded only if the journal asks
+                parts=self.state.snapshot_parts(),  # decoded only if the journal asks
                 step_id=step_id,
                 unit_key=unit_key,
                 status=status,

@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kneo.engine.state import StateParts
+
 _DECODE = json.JSONDecoder().decode
 
 
@@ -55,7 +57,8 @@ class Boundary:
     ``state`` is the full execution-state snapshot. The engine passes it as ``state_text``
     (compact JSON) only and ``state`` is decoded on first use: a journal that stores the text
     as it is never pays for the decode. Read-only by convention, like the frozen dataclass it
-    replaced.
+    replaced. ``parts`` (:meth:`~kneo.engine.state.ExecutionState.snapshot_parts`) gives
+    ``state_text`` with the field and unit texts it was joined from.
     """
 
     __slots__ = (
@@ -63,6 +66,7 @@ class Boundary:
         "attempt",
         "kind",
         "metadata",
+        "parts",
         "state_text",
         "status",
         "step_id",
@@ -79,7 +83,10 @@ class Boundary:
         attempt: int = 1,
         metadata: dict[str, Any] | None = None,
         state_text: str | None = None,
+        parts: StateParts | None = None,
     ) -> None:
+        if parts is not None:
+            state_text = parts.text
         if state is None and state_text is None:
             raise ValueError("a Boundary needs state or state_text")
         self.kind = kind
@@ -91,6 +98,8 @@ class Boundary:
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         #: ``state`` as compact JSON when the engine already encoded it (journals may reuse it)
         self.state_text = state_text
+        #: the texts ``state_text`` is made of, when the engine made it (journals may diff them)
+        self.parts = parts
 
     @property
     def state(self) -> dict[str, Any]:

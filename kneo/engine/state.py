@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 STATE_FORMAT = 1
 #: Unit statuses that count as finished: ``skipped`` is a step a person declined to run.
@@ -38,6 +38,17 @@ def _json_default(value: Any) -> Any:
 #: Compact JSON, the same encoding the store uses for JSON columns.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
 _DECODE = json.JSONDecoder().decode
+
+
+class StateParts(NamedTuple):
+    """A snapshot's JSON text and the texts it is made of (see
+    :meth:`ExecutionState.snapshot_parts`)."""
+
+    text: str
+    #: top-level field -> its value's JSON text, in the text's order
+    fields: dict[str, str]
+    #: unit key -> its record's JSON text, in the text's order
+    units: dict[str, str]
 
 
 class ExecutionState:
@@ -71,9 +82,11 @@ class ExecutionState:
         self._outputs: dict[str, str] = {}
         self._folded = 0
         self._folded_order: list[str] | None = None
-        # unit key -> (finished record, its ``"key":{...}`` JSON member): such a record is
-        # never changed in place, so each is encoded once instead of at every step.
-        self._unit_json: dict[str, tuple[dict[str, Any], str]] = {}
+        # unit key -> (finished record, its ``"key":{...}`` JSON member, the record's text):
+        # such a record is never changed in place, so each is encoded once, not every step.
+        self._unit_json: dict[str, tuple[dict[str, Any], str, str]] = {}
+        # field -> (str or int value, its JSON text): the input text is not re-encoded per step
+        self._scalar_json: dict[str, tuple[Any, str]] = {}
 
     # ------------------------------------------------------------------ access
 
@@ -140,27 +153,49 @@ class ExecutionState:
     def snapshot_text(self) -> str:
         """The state as compact JSON text (exactly ``_ENCODER.encode(self._fields())``),
         encoded under the lock; finished units' records come from a cache."""
+        return self.snapshot_parts().text
+
+    def snapshot_parts(self) -> StateParts:
+        """:meth:`snapshot_text` and the pieces it is joined from: each top-level field's
+        JSON text and each unit's record text. A journal compares these texts with the last
+        boundary's to find what changed without decoding or walking the state."""
         with self._lock:
+            fields: dict[str, str] = {}
+            units: dict[str, str] = {}
             parts = ["{"]
             for name, value in self._fields().items():
                 if len(parts) > 1:
                     parts.append(",")
                 parts.append(f'"{name}":')  # field names are plain ASCII
-                parts.append(self._units_text() if name == "units" else _ENCODER.encode(value))
+                if name == "units":
+                    text = self._units_text(units)
+                elif type(value) is str or type(value) is int:  # immutable: encode once
+                    hit = self._scalar_json.get(name)
+                    if hit is None or hit[0] is not value:
+                        hit = self._scalar_json[name] = (value, _ENCODER.encode(value))
+                    text = hit[1]
+                else:
+                    text = _ENCODER.encode(value)
+                fields[name] = text
+                parts.append(text)
             parts.append("}")
-            return "".join(parts)
+            return StateParts("".join(parts), fields, units)
 
-    def _units_text(self) -> str:
+    def _units_text(self, texts: dict[str, str]) -> str:
+        """The ``units`` object's text; fills ``texts`` with each unit's record text."""
         cache = self._unit_json
         members = []
         for key, record in self.units.items():
             hit = cache.get(key)
             if hit is None or hit[0] is not record:
-                member = f"{_ENCODER.encode(key)}:{_ENCODER.encode(record)}"
+                value = _ENCODER.encode(record)
+                member = f"{_ENCODER.encode(key)}:{value}"
                 if record.get("status") not in DONE:  # may still change: encode every time
+                    texts[key] = value
                     members.append(member)
                     continue
-                hit = cache[key] = (record, member)
+                hit = cache[key] = (record, member, value)
+            texts[key] = hit[2]
             members.append(hit[1])
         return "{" + ",".join(members) + "}"
 

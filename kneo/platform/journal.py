@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
-from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction
 from kneo.redaction import redact as _redact_any
 from kneo.settings import CheckpointLimits
 from kneo.store import Store, Transaction, delta, payloads
 from kneo.store.rawtx import RawTransaction
-from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+from kneo.store.steps import StepCheckpoint, StepEvent, StepWriter, json_text
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -50,11 +50,12 @@ KEYFRAME_EVERY = 16
 
 @dataclass(frozen=True)
 class _Committed:
-    """The journal's last checkpoint: its unredacted state, that state's JSON length, its
-    sequence and how many patches since its keyframe. Its stored payload is exactly
+    """The journal's last checkpoint: its boundary (the unredacted state, decoded only if a
+    patch needs it, and the texts it was made of), that state's JSON length, its sequence
+    and how many patches since its keyframe. Its stored payload is exactly
     ``redact(state)``, which is what the next patch applies to."""
 
-    state: dict[str, Any]
+    boundary: Boundary
     length: int
     sequence: int
     depth: int
@@ -88,6 +89,10 @@ class StoreJournal:
         self._last_renew = time.monotonic()
         self.commits = 0
         self._committed: _Committed | None = None
+        # One connection for the run's step commits (StepWriter), given back by write_final,
+        # discard, close, or when the journal is dropped.
+        self._writer = StepWriter(store.engine)
+        weakref.finalize(self, self._writer.close)
 
     def emit(self, event: TraceEvent) -> None:
         with self._lock:
@@ -100,25 +105,22 @@ class StoreJournal:
             state_text = boundary.state_text or json_text(boundary.state)
             checkpoint = self._checkpoint_row(boundary, state_text)
             events = [_event_record(e) for e in self._buffer]
-            try:
-                written = self.store.write_step(
-                    self.run_id,
-                    expected_version=self.version,
-                    state_text=state_text,
-                    checkpoint=checkpoint,
-                    events=events,
-                )
-            except Conflict as exc:
-                if exc.code != "stale_state":
-                    raise
+            written = self._writer.commit(
+                run_id=self.run_id,
+                expected_version=self.version,
+                now=self.store.clock.now(),
+                state_text=state_text,
+                checkpoint=checkpoint,
+                events=events,
+            )
+            if written is None:  # cancelled or taken over (NotFound when the run is gone)
+                self._writer.close()
                 current = self.store.get_run(self.run_id)
-                raise RunSuperseded(
-                    f"run {self.run_id} changed elsewhere", status=current.status
-                ) from exc
+                raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
             self._buffer.clear()
             self.version = written.version
             self.commits += 1
-            self._remember(boundary.state, state_text, checkpoint, written.checkpoint_seq)
+            self._remember(boundary, state_text, checkpoint, written.checkpoint_seq)
         if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
             self._last_renew = time.monotonic()
             self._renew()
@@ -132,6 +134,7 @@ class StoreJournal:
         """Part of the caller's final transaction: the outcome checkpoint, then the pending
         events followed by ``events`` (rows as ``add_trace_events`` takes them) in one insert."""
         with self._lock:
+            self._writer.close()
             self._write_boundary(tx, boundary)
             rows = [event_row(e) for e in self._buffer] + list(events or [])
             if rows:
@@ -159,9 +162,7 @@ class StoreJournal:
             and last.depth + 1 < KEYFRAME_EVERY
             and size + 64 + size // 1000 <= limits.max_bytes
         ):
-            patch = delta.diff(
-                last.state, boundary.state, old_length=last.length, new_length=len(state_text)
-            )
+            patch = _patch(last, boundary, state_text)
             if patch is not None and len(patch) < len(state_text):
                 encoded = payloads.encode_patch(patch.encode(), limits)
                 if encoded is not None:
@@ -180,16 +181,16 @@ class StoreJournal:
         return _keyframe(boundary, state_text, meta, limits)
 
     def _remember(
-        self, state: dict[str, Any], state_text: str, row: StepCheckpoint, sequence: int
+        self, boundary: Boundary, state_text: str, row: StepCheckpoint, sequence: int
     ) -> None:
         """Take the committed checkpoint as the next patch's base (none after a preview). A
         patch that was stored as a keyframe (:meth:`StepCheckpoint.at`) is no preview: patches
         are only made for states well under the size cap."""
         last = self._committed
         if row.follows is not None and last is not None and row.follows == sequence - 1:
-            self._committed = _Committed(state, len(state_text), sequence, last.depth + 1)
+            self._committed = _Committed(boundary, len(state_text), sequence, last.depth + 1)
         elif row.follows is not None or not row.truncated:
-            self._committed = _Committed(state, len(state_text), sequence, 0)
+            self._committed = _Committed(boundary, len(state_text), sequence, 0)
         else:
             self._committed = None
 
@@ -197,6 +198,26 @@ class StoreJournal:
         """Drop buffered events (the run was superseded: they describe work not committed)."""
         with self._lock:
             self._buffer.clear()
+            self._writer.close()
+
+    def close(self) -> None:
+        """Give back the connection the step commits hold (the run stopped driving)."""
+        with self._lock:
+            self._writer.close()
+
+
+def _patch(last: _Committed, boundary: Boundary, state_text: str) -> str | None:
+    """The redacted patch from the last checkpoint to ``boundary``: from the engine's field
+    and unit texts when both have them (nothing decoded or walked but the changed fields),
+    else by walking both states (:func:`kneo.store.delta.diff`)."""
+    old, new = last.boundary.parts, boundary.parts
+    if old is not None and new is not None:
+        patch = delta.diff_texts(old.fields, new.fields, old_units=old.units, new_units=new.units)
+        if patch is not None:
+            return patch
+    return delta.diff(
+        last.boundary.state, boundary.state, old_length=last.length, new_length=len(state_text)
+    )
 
 
 def _keyframe(

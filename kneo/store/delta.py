@@ -27,6 +27,7 @@ objects are unordered). Pure functions.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from itertools import islice
 from typing import Any
@@ -39,6 +40,7 @@ DELETE = "d"
 APPEND = "a"
 
 _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default).encode
+_DECODE = json.JSONDecoder().decode
 _MISSING: Any = object()
 
 
@@ -146,6 +148,102 @@ def diff(
     if old_length + change != new_length:
         return None
     return "[" + ",".join(ops) + "]"
+
+
+def diff_texts(
+    old: Mapping[str, str],
+    new: Mapping[str, str],
+    *,
+    old_units: Mapping[str, str] | None = None,
+    new_units: Mapping[str, str] | None = None,
+) -> str | None:
+    """:func:`diff` from the texts a state is made of: ``old``/``new`` map each top-level key
+    to its value's JSON text, ``old_units``/``new_units`` each ``units`` member to its text.
+
+    Unchanged values are found by comparing texts (no decode, no walk); a changed unit is
+    sent whole, with its own text; another changed field is walked like :func:`diff` does.
+    Folding the patch gives exactly the new texts' values, so no length check is needed
+    except for the walked fields. ``None`` when a patch cannot express the change (then
+    :func:`diff` decides)."""
+    kept = [k for k in old if k in new]
+    if list(islice(new, len(kept))) != kept:
+        return None  # kept keys moved: only a keyframe shows that order
+    ops: list[str] = []
+    for name, text in new.items():
+        before = old.get(name)
+        if before == text:
+            continue
+        if _hides(name):
+            return None
+        if before is None:
+            ops.append(_op(SET, [name], _redacted_json(text)))
+        elif name == "units" and old_units is not None and new_units is not None:
+            if not _member_ops(old_units, new_units, [name], ops):
+                ops.append(_op(SET, [name], _redacted_json(text)))
+        elif _appended(before, text):  # a list that grew (``order``): send the new items
+            ops.append(_op(APPEND, [name], _redacted_json("[" + text[len(before) :])))
+        else:
+            mark = len(ops)
+            try:
+                change = _walk({name: _DECODE(before)}, {name: _DECODE(text)}, [], ops)
+            except _Unordered:
+                change = None
+            if change != len(text) - len(before):
+                del ops[mark:]
+                ops.append(_op(SET, [name], _redacted_json(text)))
+    for name in old:
+        if name not in new:
+            ops.append(_op(DELETE, [name], None))
+    return "[" + ",".join(ops) + "]"
+
+
+def _member_ops(
+    old: Mapping[str, str], new: Mapping[str, str], path: list[Any], ops: list[str]
+) -> bool:
+    """Operations setting each changed member of an object whose members' texts are given;
+    ``False`` (nothing appended) when its kept members moved."""
+    removed = False
+    if list(islice(new, len(old))) != list(old):  # usually members were only added
+        kept = [k for k in old if k in new]
+        if list(islice(new, len(kept))) != kept:
+            return False
+        removed = len(kept) < len(old)
+    for key, text in new.items():
+        before = old.get(key)
+        if before == text:
+            continue
+        if _hides(key):
+            hidden = _ENC(redact({key: _DECODE(text)})[key])
+            if before is None or hidden != _ENC(redact({key: _DECODE(before)})[key]):
+                ops.append(_op(SET, [*path, key], hidden))
+            continue
+        ops.append(_op(SET, [*path, key], _redacted_json(text)))
+    if removed:
+        for key in old:
+            if key not in new:
+                ops.append(_op(DELETE, [*path, key], None))
+    return True
+
+
+def _appended(before: str, text: str) -> bool:
+    """Whether JSON array ``text`` is non-empty array ``before`` with items appended: the
+    old items' text followed by a comma. Old items parse the same inside the longer text
+    (JSON is read left to right and the last old item ends where the comma starts)."""
+    end = len(before) - 1
+    return (
+        before.startswith("[")
+        and before.endswith("]")
+        and end > 1
+        and len(text) > end
+        and text[end] == ","
+        and text.startswith(before[:end])
+    )
+
+
+def _redacted_json(text: str) -> str:
+    """The JSON text ``text`` after :func:`redact` of its value (``text`` when nothing could
+    change)."""
+    return _ENC(redact(_DECODE(text))) if may_need_redaction(text) else text
 
 
 def apply(base: dict[str, Any], patch: list[Any]) -> dict[str, Any]:

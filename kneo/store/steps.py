@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -235,14 +236,65 @@ def commit_step(
     """:func:`write_step` as its own transaction, committed before returning, straight on a
     pooled DBAPI connection (no SQLAlchemy connection, result or event machinery: this is
     the per-step hot path). Same statements, same rows, same all-or-nothing commit."""
-    sql = _prepared(engine.dialect)
-    cas, checkpoint_row, event_rows = _params(
-        sql, run_id, expected_version, now, state_text, checkpoint, events
-    )
-    dbapi = engine.dialect.loaded_dbapi
-    raw = engine.raw_connection()
+    writer = StepWriter(engine)
     try:
-        cursor = raw.cursor()
+        return writer.commit(
+            run_id=run_id,
+            expected_version=expected_version,
+            now=now,
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
+    finally:
+        writer.close()
+
+
+#: A connection a :class:`StepWriter` left unused this long goes back to the pool before the
+#: next step (whose checkout then pings it on PostgreSQL, see ``dialects``).
+HOLD_IDLE_SECONDS = 1.0
+
+
+class StepWriter:
+    """:func:`commit_step` for one run's consecutive boundaries, on one DBAPI connection.
+
+    Checking a connection out of the pool and back in (events, reset-on-return rollback) at
+    every step cost as much as the step's statements; a run's steps come back to back, so the
+    writer keeps its connection between them. It gives it back when it sat unused for
+    :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after any
+    error (the pool decides whether it is still usable), and on :meth:`close`. Not
+    thread-safe: the caller serializes commits (the journal holds its lock).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sql = _prepared(engine.dialect)
+        self._raw: Any = None
+        self._cursor: Any = None
+        self._used = 0.0
+
+    def commit(
+        self,
+        *,
+        run_id: str,
+        expected_version: int,
+        now: datetime,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten | None:
+        """One boundary in its own committed transaction (see :func:`commit_step`)."""
+        sql = self._sql
+        cas, checkpoint_row, event_rows = _params(
+            sql, run_id, expected_version, now, state_text, checkpoint, events
+        )
+        if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
+            self.close()
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+            self._cursor = self._raw.cursor()
+        raw, cursor = self._raw, self._cursor
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
             if sql.begin:
                 cursor.execute(sql.begin)
@@ -256,22 +308,33 @@ def commit_step(
             if events:
                 cursor.executemany(sql.trace, event_rows(trace_seq))
             raw.commit()
+        except dbapi.IntegrityError as exc:
+            self._fail(raw)
+            raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
+        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+            self._fail(raw)
+            raise NotReady(
+                f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
+            ) from exc
+        except BaseException:
+            self._fail(raw)
+            raise
         finally:
+            self._used = time.monotonic()
+        return StepWritten(version, checkpoint_seq, trace_seq)
+
+    def _fail(self, raw: Any) -> None:
+        _rollback(raw)
+        self.close()
+
+    def close(self) -> None:
+        """Give the connection back to the pool (a no-op when none is held)."""
+        raw, cursor, self._raw, self._cursor = self._raw, self._cursor, None, None
+        if raw is None:
+            return
+        with contextlib.suppress(Exception):
             cursor.close()
-    except dbapi.IntegrityError as exc:
-        _rollback(raw)
-        raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
-    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-        _rollback(raw)
-        raise NotReady(
-            f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
-        ) from exc
-    except BaseException:
-        _rollback(raw)
-        raise
-    finally:
         raw.close()
-    return StepWritten(version, checkpoint_seq, trace_seq)
 
 
 def _rollback(raw: Any) -> None:
