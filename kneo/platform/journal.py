@@ -104,7 +104,7 @@ class StoreJournal:
             # nothing to change (the usual case), the checkpoint payload too.
             state_text = boundary.state_text or json_text(boundary.state)
             checkpoint = self._checkpoint_row(boundary, state_text)
-            events = [_event_record(e) for e in self._buffer]
+            events = _event_records(self._buffer)
             written = self._writer.commit(
                 run_id=self.run_id,
                 expected_version=self.version,
@@ -243,16 +243,26 @@ def _keyframe(
     )
 
 
-def _event_record(event: TraceEvent) -> StepEvent:
-    """:func:`event_row` as a ready-to-insert row (JSON text, redacted when needed)."""
-    payload = dict(event.data)
-    if event.unit_key and event.unit_key != event.step_id:
-        payload.setdefault("unit_key", event.unit_key)
-    payload.setdefault("at", event.at)
-    text = json_text(payload)
-    if may_need_redaction(text):
-        text = json_text(redact_dict(payload))
-    return StepEvent(event.event_type, event.step_id, text)
+def _event_records(events: list[TraceEvent]) -> list[StepEvent]:
+    """:func:`event_row` of each event as a ready-to-insert row (JSON text, redacted when
+    needed). One :func:`may_need_redaction` scan covers them
+    all: the texts are joined with a newline, which JSON text never holds raw and which no
+    trigger spans (a trigger in one text is a trigger in the joined one)."""
+    payloads_: list[tuple[TraceEvent, dict[str, Any], str]] = []
+    for event in events:
+        payload = dict(event.data)
+        if event.unit_key and event.unit_key != event.step_id:
+            payload.setdefault("unit_key", event.unit_key)
+        payload.setdefault("at", event.at)
+        payloads_.append((event, payload, json_text(payload)))
+    if not may_need_redaction("\n".join(text for _, _, text in payloads_)):
+        return [StepEvent(e.event_type, e.step_id, text) for e, _, text in payloads_]
+    out: list[StepEvent] = []
+    for event, payload, text in payloads_:
+        if may_need_redaction(text):
+            text = json_text(redact_dict(payload))
+        out.append(StepEvent(event.event_type, event.step_id, text))
+    return out
 
 
 def redact_dict(value: dict[str, Any]) -> dict[str, Any]:

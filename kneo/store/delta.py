@@ -60,7 +60,10 @@ def _commas(count: int) -> int:
 
 
 def _op(kind: str, path: list[Any], value_text: str | None) -> str:
-    head = f'["{kind}",{_ENC(path)}'
+    if all(type(key) is str for key in path):  # keys alone: encoding each is a C call
+        head = f'["{kind}",[{",".join(map(_ENC, path))}]'
+    else:
+        head = f'["{kind}",{_ENC(path)}'
     return head + "]" if value_text is None else f"{head},{value_text}]"
 
 

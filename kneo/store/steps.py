@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,22 +40,22 @@ def json_text(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+# Positional parameters (``?``; ``%s`` for psycopg): binding a tuple skips the per-name
+# lookups of a dict, and the rows are built as tuples.
 _CAS = (
-    "UPDATE runs SET state = :state, version = version + 1, updated_at = :now, "
-    "checkpoint_seq = checkpoint_seq + :n_checkpoints, trace_seq = trace_seq + :n_events "
-    "WHERE run_id = :run_id AND version = :expected "
+    "UPDATE runs SET state = ?, version = version + 1, updated_at = ?, "
+    "checkpoint_seq = checkpoint_seq + 1, trace_seq = trace_seq + ? "
+    "WHERE run_id = ? AND version = ? "
     "RETURNING version, checkpoint_seq, trace_seq"
 )
 _CHECKPOINT = (
     "INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, payload, "
-    "size_bytes, truncated, metadata, created_at) VALUES (:run_id, :sequence, :type, "
-    ":step_id, :status, :encoding, :payload, :size_bytes, :truncated, :metadata, :created_at)"
+    "size_bytes, truncated, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _TRACE = (
     "INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, created_at) "
-    "VALUES (:run_id, :sequence, :event_type, :step_id, :payload, :created_at)"
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_NAMED = re.compile(r":([a-z_]+)")
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,14 @@ def _prepared(dialect: Dialect) -> _Prepared:
     found = _PREPARED.get(dialect.name)
     if found is not None:
         return found
-    if dialect.paramstyle in ("named", "qmark"):  # sqlite3 takes :name whatever it declares
+    if dialect.name == "sqlite":
 
         def style(sql: str) -> str:
             return sql
-    else:  # psycopg: pyformat
+    else:  # psycopg takes %s for positional parameters
 
         def style(sql: str) -> str:
-            return _NAMED.sub(r"%(\1)s", sql)
+            return sql.replace("?", "%s")
 
     process = t.runs.c.updated_at.type.bind_processor(dialect)
     found = _Prepared(
@@ -153,44 +152,32 @@ def _params(
     state_text: str,
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
-) -> tuple[dict[str, Any], Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]:
+) -> tuple[
+    tuple[Any, ...], Callable[[int], tuple[Any, ...]], Callable[[int], list[tuple[Any, ...]]]
+]:
     stamp = sql.timestamp(now)
-    cas = {
-        "state": state_text,
-        "now": stamp,
-        "n_checkpoints": 1,
-        "n_events": len(events),
-        "run_id": run_id,
-        "expected": expected_version,
-    }
+    cas = (state_text, stamp, len(events), run_id, expected_version)
 
-    def checkpoint_row(sequence: int) -> dict[str, Any]:
+    def checkpoint_row(sequence: int) -> tuple[Any, ...]:
         row = checkpoint.at(sequence)
-        return {
-            "run_id": run_id,
-            "sequence": sequence,
-            "type": row.type,
-            "step_id": row.step_id,
-            "status": row.status,
-            "encoding": row.encoding,
-            "payload": row.payload,
-            "size_bytes": row.size_bytes,
-            "truncated": row.truncated,
-            "metadata": json_text(dict(row.metadata)),
-            "created_at": stamp,
-        }
+        return (
+            run_id,
+            sequence,
+            row.type,
+            row.step_id,
+            row.status,
+            row.encoding,
+            row.payload,
+            row.size_bytes,
+            row.truncated,
+            json_text(dict(row.metadata)),
+            stamp,
+        )
 
-    def event_rows(last: int) -> list[dict[str, Any]]:
+    def event_rows(last: int) -> list[tuple[Any, ...]]:
         first = last - len(events) + 1
         return [
-            {
-                "run_id": run_id,
-                "sequence": first + index,
-                "event_type": event.event_type,
-                "step_id": event.step_id,
-                "payload": event.payload,
-                "created_at": stamp,
-            }
+            (run_id, first + index, event.event_type, event.step_id, event.payload, stamp)
             for index, event in enumerate(events)
         ]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kneo.engine.journal import Boundary
+from kneo.engine.journal import Boundary, TraceEvent
 from kneo.engine.state import ExecutionState, StateParts
 from kneo.platform.journal import StoreJournal
 from kneo.redaction import redact
@@ -223,3 +223,45 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
     assert store.list_checkpoints(run_id, limit=10).total == 3
     writer.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_step_s_events_are_redacted_one_by_one(store: Store) -> None:
+    """A boundary's events share one redaction prefilter: a secret in one event is redacted,
+    the clean events next to it are stored as they are."""
+    journal = _journal(store)
+    at = "2026-01-01T00:00:00Z"
+    journal.emit(TraceEvent("step_started", at, "s", "s", {"kind": "function", "attempt": 1}))
+    journal.emit(TraceEvent("note", at, "s", "u1", {"text": "call me@example.org"}))
+    journal.emit(TraceEvent("tool", at, "s", None, {"api_key": "sk-live-0123456789abcdef"}))
+    journal.emit(TraceEvent("step_completed", at, "s", "s", {"output_chars": 3}))
+    state = ExecutionState.new("in")
+    journal.commit(Boundary(kind="step_completed", parts=state.snapshot_parts()))
+    payloads_ = [e.payload for e in store.list_trace(journal.run_id).items]
+    assert payloads_ == [
+        {"kind": "function", "attempt": 1, "at": at},
+        {"text": "call [REDACTED_EMAIL]", "unit_key": "u1", "at": at},
+        {"api_key": "[REDACTED]", "at": at},
+        {"output_chars": 3, "at": at},
+    ]
+    journal.close()
+
+
+def test_a_list_field_is_appended_to_only_when_its_old_items_are_kept() -> None:
+    cases = [
+        ([1], [1, 2]),
+        ([1], [12]),
+        ([[1]], [[1, 2]]),
+        ([[1]], [[1], [2]]),
+        (["a"], ["a", "b"]),
+        (["a"], ['a", "b']),
+        ([{"k": 1}], [{"k": 1}, {"token": "sk-live-0123456789abcdef"}]),
+        ([1, 2], [1]),
+    ]
+    for before, after in cases:
+        old, new = {"order": _text(before)}, {"order": _text(after)}
+        patch = delta.diff_texts(old, new)
+        assert patch is not None
+        ops = json.loads(patch)
+        assert _text(delta.apply({"order": before}, ops)) == _text(redact({"order": after}))
+        grew = len(after) > len(before) and after[: len(before)] == before
+        assert [op[0] for op in ops] == (["a"] if grew else ["s"])
