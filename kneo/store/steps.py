@@ -249,7 +249,8 @@ class StepWriter:
     every step cost as much as the step's statements; a run's steps come back to back, so the
     writer keeps its connection between them. It gives it back when it sat unused for
     :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after any
-    error (the pool decides whether it is still usable), and on :meth:`close`. Not
+    error (the pool decides whether it is still usable), after a step that found the pool
+    past its steady size (many runs at once: do not starve them), and on :meth:`close`. Not
     thread-safe: the caller serializes commits (the journal holds its lock).
     """
 
@@ -308,7 +309,18 @@ class StepWriter:
             raise
         finally:
             self._used = time.monotonic()
+        if self._crowded():
+            self.close()
         return StepWritten(version, checkpoint_seq, trace_seq)
+
+    def _crowded(self) -> bool:
+        """Whether the pool is past its steady size: then holding a connection would take
+        an overflow one from other work (many runs at once), so it goes back after each step."""
+        pool = self.engine.pool
+        size, checkedout = getattr(pool, "size", None), getattr(pool, "checkedout", None)
+        if not callable(size) or not callable(checkedout):  # a pool without those counts
+            return False
+        return bool(checkedout() > size())
 
     def _fail(self, raw: Any) -> None:
         _rollback(raw)

@@ -265,3 +265,28 @@ def test_a_list_field_is_appended_to_only_when_its_old_items_are_kept() -> None:
         assert _text(delta.apply({"order": before}, ops)) == _text(redact({"order": after}))
         grew = len(after) > len(before) and after[: len(before)] == before
         assert [op[0] for op in ops] == (["a"] if grew else ["s"])
+
+
+def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -> None:
+    """With the pool's steady connections all in use elsewhere, the writer does not keep an
+    overflow connection between steps."""
+    run_id = new_run(store)
+    version = store.get_run(run_id).version
+    pool: Any = store.engine.pool
+    others = [store.engine.connect() for _ in range(pool.size())]
+    try:
+        writer = steps.StepWriter(store.engine)
+        row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
+        written = writer.commit(
+            run_id=run_id,
+            expected_version=version,
+            now=store.clock.now(),
+            state_text="{}",
+            checkpoint=row,
+            events=[],
+        )
+        assert written is not None and written.version == version + 1
+        assert pool.checkedout() == len(others)
+    finally:
+        for conn in others:
+            conn.close()
