@@ -245,9 +245,9 @@ def _keyframe(
 
 def _event_records(events: list[TraceEvent]) -> list[StepEvent]:
     """:func:`event_row` of each event as a ready-to-insert row (JSON text, redacted when
-    needed). One :func:`may_need_redaction` scan covers them
-    all: the texts are joined with a newline, which JSON text never holds raw and which no
-    trigger spans (a trigger in one text is a trigger in the joined one)."""
+    needed). One :func:`may_need_redaction` scan covers them all: the texts are joined with a
+    newline, which JSON text never holds raw and no trigger needs, so a trigger in one text
+    is one in the joined text."""
     payloads_: list[tuple[TraceEvent, dict[str, Any], str]] = []
     for event in events:
         payload = dict(event.data)
