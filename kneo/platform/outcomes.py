@@ -116,7 +116,7 @@ def write_outcome(
             }
         )
     journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
-    updated = tx.update_run(run_id, expected_version=journal.version, state=state, **changes)
+    updated = tx.finish_run(run, expected_version=journal.version, state=state, **changes)
     for event_type, payload, audit_cid in extra_audits:
         tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
     for event_type, actor, decision_cid, payload in audits:

@@ -2,7 +2,8 @@
 
 :func:`prepare` raises before any run exists; a prepared spec is cached by what it depends on
 (:func:`prepare_key`: spec file, environment overlay and policy file stamps, or an inline spec's
-content digest), and compiled workflows by ``(spec digest, target)`` on the manager.
+content digest), with the JSON text its runs store in ``specs``, and compiled workflows by
+``(spec digest, target)`` on the manager.
 :func:`create_run` turns a prepared spec and an input into a run record in one transaction:
 queued for a worker, or started and locked (``run:<id>``) for this process.
 """
@@ -23,6 +24,7 @@ from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.models import Spec
 from kneo.store import RunRecord
+from kneo.store.steps import json_text
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -91,6 +93,8 @@ def prepare(
     prepared = {
         "workflow": workflow,
         "data": data,
+        # the ``specs`` row's text, encoded once per prepared spec rather than once per run
+        "spec_text": json_text(data) if data else None,
         "digest": digest,
         "target": target,
         "bundle_fields": pinned.run_fields() if pinned is not None else {},
@@ -247,14 +251,15 @@ def create_run(
             agent_name=agent.name if agent else None,
             environment=prepared["environment"],
             spec=prepared["data"],
+            spec_text=prepared.get("spec_text"),
             spec_digest=prepared["digest"],
             **prepared.get("bundle_fields", {}),
             state=state,
             deadline_at=deadline_at,
             metadata={k: v for k, v in meta.items() if v is not None},
+            events=events,
         )
         tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
-        tx.add_trace_events(run.run_id, events)
         if start:  # created, started and locked (``run:<id>``: this process executes it)
             tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease)
         else:

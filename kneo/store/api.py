@@ -22,6 +22,7 @@ is reached through this one ``Store`` object.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -50,6 +51,8 @@ from kneo.store.registry import RegistryReadsMixin
 from kneo.store.transaction import RUN_MUTABLE_FIELDS as RUN_MUTABLE_FIELDS
 from kneo.store.transaction import Transaction as Transaction
 
+_UNSET: Any = object()  # a key a metadata snapshot read and found unset
+
 
 class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
@@ -65,6 +68,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         self.dialect = dialect
         self.settings = settings
         self.clock = clock
+        #: ``specs`` digests committed through this store (see :meth:`hold_specs`)
+        self.specs_held: set[str] = set()
+        self._snapshots = threading.local()  # see :meth:`metadata_snapshot`
 
     @property
     def backend(self) -> str:
@@ -81,14 +87,25 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def hold_specs(self, digests: Sequence[str]) -> None:
+        """Remember ``specs`` rows a transaction committed, so later runs of the same spec skip
+        the INSERT. Correct across processes because ``specs`` rows are content-addressed and
+        never deleted (retention prunes runs, not specs); bounded, a full set starts over."""
+        if digests:
+            if len(self.specs_held) >= 4096:
+                self.specs_held.clear()
+            self.specs_held.update(digests)
+
     # -- plumbing ---------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """A write unit of work: commits on normal exit, rolls back on any exception."""
-        with self._db_errors(), self.dialect.connect_write(self.engine) as conn, conn.begin():
-            tx = Transaction(self, conn)
-            yield tx
-            tx._flush_sequences()
+        with self._db_errors():
+            with self.dialect.connect_write(self.engine) as conn, conn.begin():
+                tx = Transaction(self, conn)
+                yield tx
+                tx._flush_sequences()
+            self.hold_specs(tx._new_specs)
 
     def raw_transaction(self) -> contextlib.AbstractContextManager[rawtx.RawTransaction]:
         """A run's create or outcome unit of work as prepared statements on a raw DBAPI
@@ -463,11 +480,30 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
 
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""
+        snapshot: dict[str, Any] | None = getattr(self._snapshots, "values", None)
+        if snapshot is not None and key in snapshot:
+            value = snapshot[key]
+            return default if value is _UNSET else value
         with self._read() as conn:
             row = conn.execute(
                 sa.select(t.project_metadata.c.value).where(t.project_metadata.c.key == key)
             ).first()
         return default if row is None else row[0]
+
+    @contextlib.contextmanager
+    def metadata_snapshot(self, keys: Sequence[str]) -> Iterator[None]:
+        """Read ``keys`` in one query; until exit, :meth:`get_metadata` answers them from that
+        read in this thread. For one request that consults several keys (a run naming an
+        environment checks two policy keys): a read per request, no cache to invalidate."""
+        m = t.project_metadata.c
+        with self._read() as conn:
+            found = dict(conn.execute(sa.select(m.key, m.value).where(m.key.in_(list(keys)))).all())
+        previous = getattr(self._snapshots, "values", None)
+        self._snapshots.values = {**(previous or {}), **{k: found.get(k, _UNSET) for k in keys}}
+        try:
+            yield
+        finally:
+            self._snapshots.values = previous
 
     def list_metadata(self, prefix: str = "") -> dict[str, Any]:
         """All metadata whose key starts with ``prefix``."""

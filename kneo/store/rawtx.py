@@ -8,12 +8,15 @@ text prepared once per dialect and table (driver parameter style, like
 :mod:`kneo.store.steps`) and values pass through the Core column types' own bind and result
 processors, so nothing is built, cache-keyed or compiled per call and no SQLAlchemy
 connection, result or event machinery runs. Everything commits together in
-:meth:`Store.raw_transaction <kneo.store.api.Store.raw_transaction>` or not at all.
+:meth:`Store.raw_transaction <kneo.store.api.Store.raw_transaction>` or not at all. On
+PostgreSQL the transaction runs in psycopg's pipeline mode (:func:`_pipeline`), so it costs a
+round trip per ``RETURNING`` read plus one for the commit, not one per statement.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,6 +56,7 @@ class _Sql:
         self.dialect = dialect
         self.pyformat = dialect.paramstyle not in ("named", "qmark")
         self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None
+        self.pipeline = dialect.driver == "psycopg" and _pipeline_supported()
         self._texts: dict[Any, str] = {}
         self._binds: dict[tuple[str, str], _Proc] = {}
         self._results: dict[tuple[str, str, Any], _Proc] = {}
@@ -95,6 +99,21 @@ class _Sql:
 _SQL: dict[str, _Sql] = {}
 
 
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
+
+
+def _pipeline(raw: Any, sql: _Sql) -> contextlib.AbstractContextManager[Any]:
+    """psycopg's pipeline mode on PostgreSQL: statements whose result nobody reads yet go out
+    together, so the transaction's ``BEGIN`` rides with its first statement and inserts ride
+    with the next read or the commit (a round trip per ``RETURNING`` read plus the commit,
+    instead of one per statement). Errors surface at that read or at the commit, still
+    inside the transaction."""
+    return raw.driver_connection.pipeline() if sql.pipeline else contextlib.nullcontext()
+
+
 def _sql(dialect: Dialect) -> _Sql:
     found = _SQL.get(dialect.name)
     if found is None:
@@ -113,6 +132,8 @@ def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable
 
 
 _RUN_COLUMNS = tuple(c.name for c in t.runs.c)
+#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
+_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
 _RUN_RETURNING = ", ".join(_RUN_COLUMNS)
 
 
@@ -126,6 +147,7 @@ class RawTransaction(RowWriter):
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
+        self._new_specs: list[str] = []
 
     def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
         self._cur.execute(self._sql.text(key, build), params)
@@ -202,6 +224,36 @@ class RawTransaction(RowWriter):
             row["spec"] = json.loads(text) if text is not None else {}
         return rows.run(row)
 
+    def finish_run(self, run: RunRecord, /, *, expected_version: int, **changes: Any) -> RunRecord:
+        """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
+        version and counters: ``run`` is the record the run was driven from, and the
+        compare-and-set proves every column but the journal's (state, version) is still as
+        it says, so the result is ``run`` with ``changes`` applied, not a re-read row."""
+        keys = self._run_changes(run.run_id, changes)
+
+        def build() -> str:
+            sets = ", ".join(
+                ["version = version + 1", "updated_at = :k_now"] + [f"{k} = :v_{k}" for k in keys]
+            )
+            return (
+                f"UPDATE runs SET {sets} WHERE run_id = :k_run_id AND version = :k_expected "
+                "RETURNING version, checkpoint_seq, trace_seq"
+            )
+
+        bound = self._sql.bind(t.runs, {**changes, "updated_at": self.now})
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run.run_id, "k_now": bound["updated_at"]}
+        params["k_expected"] = expected_version
+        found = self._exec(("finish_run", keys), build, params).fetchall()
+        if not found:
+            self._raise_stale(run.run_id, expected_version)
+        version, checkpoint_seq, trace_seq = found[0]
+        self._run_updated(run.run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
+        return dataclasses.replace(
+            run, **fields, version=int(version), updated_at=self.now, trace_seq=int(trace_seq)
+        )
+
     def _delete_lock_any(self, name: str) -> None:
         self._exec(
             "delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name", {"name": name}
@@ -267,11 +319,12 @@ class RawTransaction(RowWriter):
             return
         check_trace_events(events)
         first = self._next_sequence(run_id, "trace_seq", len(events))
+        self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+
+    def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
         names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
-        values = [
-            self._sql.bind(t.trace_events, v) for v in trace_values(run_id, first, events, self.now)
-        ]
-        self._exec_rows("trace", _insert(t.trace_events, names), values)
+        bound = [self._sql.bind(t.trace_events, v) for v in values]
+        self._exec_rows("trace", _insert(t.trace_events, names), bound)
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
@@ -377,16 +430,21 @@ def raw_transaction(store: Store) -> Iterator[RawTransaction]:
     dbapi = engine.dialect.loaded_dbapi
     raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
-        try:
-            if sql.begin:
-                cursor.execute(sql.begin)
-            tx = RawTransaction(store, cursor, sql)
-            yield tx
-            tx._flush_sequences()
-            raw.commit()
-        finally:
-            cursor.close()
+        with _pipeline(raw, sql):
+            cursor = raw.cursor()
+            try:
+                if sql.begin:
+                    cursor.execute(sql.begin)
+                tx = RawTransaction(store, cursor, sql)
+                yield tx
+                tx._flush_sequences()
+                if sql.pipeline:  # queued too: leaving the pipeline syncs once for everything
+                    cursor.execute("COMMIT")
+                else:
+                    raw.commit()
+            finally:
+                cursor.close()
+        store.hold_specs(tx._new_specs)
     except KneoError:
         _rollback(raw)
         raise

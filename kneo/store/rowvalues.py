@@ -50,6 +50,11 @@ RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
 )
 
 
+def spec_ref(text: str) -> str:
+    """A spec's key in ``specs``: the sha256 of its JSON text (:func:`steps.json_text`)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def check_trace_events(events: Sequence[Mapping[str, Any]]) -> None:
     """Every trace event needs an ``event_type``."""
     for event in events:
@@ -161,6 +166,8 @@ class RowWriter:
     # update_run or just before commit, instead of one UPDATE per checkpoint/event.
     _seq: dict[str, list[int]]
     _seq_dirty: set[str]
+    #: ``specs`` digests this transaction inserted; the store holds them once it commits
+    _new_specs: list[str]
 
     # -- runs ------------------------------------------------------------------------
     def create_run(
@@ -183,8 +190,16 @@ class RowWriter:
         deadline_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> RunRecord:
-        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``."""
+        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
+
+        ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
+        so it is not encoded and hashed again. ``events``: the run's first trace events,
+        numbered from 1 with the row inserted already counting them (no counter update)."""
+        if events:
+            check_trace_events(events)
         values = {
             "run_id": run_id or new_run_id(self.now),
             "status": status,
@@ -198,7 +213,7 @@ class RowWriter:
             "environment": environment,
             "spec": {},
             "spec_digest": spec_digest,
-            "spec_ref": self._put_spec(spec),
+            "spec_ref": self._put_spec(spec, spec_text),
             "bundle_name": bundle_name,
             "bundle_revision": bundle_revision,
             "bundle_commit": bundle_commit,
@@ -212,21 +227,30 @@ class RowWriter:
             "finished_at": None,
             "metadata": dict(metadata or {}),
             "checkpoint_seq": 0,
-            "trace_seq": 0,
+            "trace_seq": len(events),
         }
         if not self._insert_run(values):
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
-        self._seq[str(values["run_id"])] = [0, 0]
+        run_id = str(values["run_id"])
+        self._seq[run_id] = [0, len(events)]
+        if events:
+            self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
         return rows.run({**values, "spec": dict(spec or {})})
 
-    def _put_spec(self, spec: Mapping[str, Any] | None) -> str | None:
+    def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
         """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
-        digest, or ``None`` for an empty spec (kept inline)."""
+        digest, or ``None`` for an empty spec (kept inline).
+
+        No INSERT when this store already committed that digest (:attr:`Store.specs_held`):
+        rows of ``specs`` are content-addressed and never deleted, so one written by any
+        process stays, whatever the other processes do."""
         if not spec:
             return None
-        text = steps.json_text(dict(spec))
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        self._insert_spec({"digest": digest, "spec": text, "created_at": self.now})
+        text = text if text is not None else steps.json_text(dict(spec))
+        digest = spec_ref(text)
+        if digest not in self._store.specs_held:
+            self._insert_spec({"digest": digest, "spec": text, "created_at": self.now})
+            self._new_specs.append(digest)
         return digest
 
     def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
@@ -393,6 +417,10 @@ class RowWriter:
         raise NotImplementedError
 
     def _insert_spec(self, values: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
+        """Insert trace event rows as :func:`trace_values` builds them."""
         raise NotImplementedError
 
     def _run_version(self, run_id: str) -> int | None:

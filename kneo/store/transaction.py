@@ -124,6 +124,7 @@ class Transaction(RowWriter, RegistryWritesMixin):
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
+        self._new_specs: list[str] = []
 
     # -- runs ------------------------------------------------------------------------
     def _insert_run(self, values: dict[str, Any]) -> bool:
@@ -133,6 +134,9 @@ class Transaction(RowWriter, RegistryWritesMixin):
 
     def _insert_spec(self, values: dict[str, Any]) -> None:
         self.conn.execute(_dialect_stmt(self._store, "spec"), values)
+
+    def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
+        self.conn.execute(_INSERT_TRACE, values)
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
         """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL."""

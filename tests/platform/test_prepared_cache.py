@@ -81,6 +81,21 @@ def test_an_edited_spec_is_prepared_again(manager: PlatformManager, project: Pat
     assert run(manager, path) == "in two"
 
 
+def test_each_run_stores_the_spec_it_ran(manager: PlatformManager, project: Path) -> None:
+    """The prepared entry carries the spec's stored text: runs of an unchanged spec share one
+    ``specs`` row, and a run of the edited spec stores and reads back its own document."""
+    path = project / "flow.yaml"
+    path.write_text(spec_text("one"))
+    first = manager.run_from_spec(input_text="in", spec_path=str(path)).run_id
+    again = manager.run_from_spec(input_text="in", spec_path=str(path)).run_id
+    path.write_text(spec_text("six") + "\n")
+    edited = manager.run_from_spec(input_text="in", spec_path=str(path)).run_id
+    refs = [manager.store.get_run(r).spec["workflow"]["steps"][0]["ref"] for r in (first, again)]
+    assert refs == ["cachesteps:one", "cachesteps:one"]
+    assert manager.store.get_run(edited).spec["workflow"]["steps"][0]["ref"] == "cachesteps:six"
+    assert len(manager.store.specs_held) == 2
+
+
 def test_a_replaced_file_with_the_same_size_and_time_is_prepared_again(
     manager: PlatformManager, project: Path
 ) -> None:

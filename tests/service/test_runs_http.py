@@ -184,6 +184,35 @@ def test_service_policy_gates_runs(make_client) -> None:
     assert r.status_code == 400 and r.json()["error"].startswith("E_POLICY")
 
 
+def test_policies_read_per_request_and_per_environment(make_client) -> None:
+    """A run naming an environment reads its two policy keys in one snapshot per request:
+    a change is seen by the very next run, and another environment's policy never gates it.
+    (Spec runs work in ``dev`` only here: staging and prod files require approved bundles.)"""
+    client = make_client()
+    store = client.app.state.manager.store
+
+    def run() -> int:
+        body = {"input": "x", "spec_path": SMOKE, "environment": "dev"}
+        return client.post("/v1/runs", json=body).status_code
+
+    assert run() == 200
+    client.put("/v1/policies/environment/staging", json={"require_guardrails": True})
+    assert run() == 200
+    client.put("/v1/policies/environment/dev", json={"require_guardrails": True})
+    assert run() == 400
+    client.put("/v1/policies/environment/dev", json={})
+    assert run() == 200
+    # The registry's per-environment rules (written by the controller) are the other key.
+    store.set_metadata(
+        "registry.environment_policies", {"staging": {"require_approved_bundle": True}}
+    )
+    assert run() == 200
+    store.set_metadata("registry.environment_policies", {"dev": {"require_approved_bundle": True}})
+    assert run() == 403
+    store.set_metadata("registry.environment_policies", {})
+    assert run() == 200
+
+
 def test_async_mode_queues_and_worker_executes(make_client) -> None:
     client = make_client(worker=True)
     r = client.post("/v1/runs", json={"input": "hi", "spec_path": SMOKE, "async_mode": True})

@@ -18,7 +18,13 @@ from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, paging
 from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
-from kneo.service.spec_source import check_resolved, registries, resolve_spec, stored_policy
+from kneo.service.spec_source import (
+    POLICY_PREFIX,
+    check_resolved,
+    registries,
+    resolve_spec,
+    stored_policy,
+)
 
 router = APIRouter(tags=["runs"])
 
@@ -53,6 +59,21 @@ def _start_run(
             actor=actor,
         )
         return _answer(request, result, body.async_mode)
+    if not body.environment:
+        return _start_spec_run(request, body, manager, actor)
+    # The route's policy check and the platform's approved-bundle check read two metadata
+    # keys: one query for both (a snapshot for this request, nothing cached beyond it).
+    keys = (POLICY_PREFIX + body.environment, bundles.POLICY_METADATA_KEY)
+    with manager.store.metadata_snapshot(keys):
+        return _start_spec_run(request, body, manager, actor)
+
+
+def _start_spec_run(
+    request: Request, body: CreateRunRequest, manager: Any, actor: str
+) -> tuple[int, dict[str, Any]]:
+    """:func:`_start_run` for a spec path or an inline spec."""
+    from kneo.platform import bundles
+
     spec_path: str | None = body.spec_path
     spec: dict[str, Any] | None = body.spec
     policy = stored_policy(manager.store, body.environment)

@@ -1,0 +1,151 @@
+"""Conformance: the run create/outcome write path's shortcuts keep the same rows.
+
+The ``specs`` insert is skipped once this store committed the digest, a new run's first trace
+events are counted in its insert, an outcome's update reads back only version and counters,
+and a metadata snapshot answers several keys from one query. Each runs on SQLite and, with
+``KNEO_TEST_DATABASE_URL``, PostgreSQL (where the raw transaction uses pipeline mode).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.errors import Conflict
+from kneo.store import Store
+from kneo.store import tables as t
+from kneo.store.rowvalues import spec_ref
+from kneo.store.steps import json_text
+
+from .conftest import StoreFactory
+
+SPEC = {"version": "v1", "workflow": {"name": "w", "steps": [{"id": "a"}]}}
+
+
+def _spec_rows(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.specs)).scalar_one())
+
+
+def _create(store: Store, spec: dict[str, Any] = SPEC, **kwargs: Any) -> Any:
+    with store.raw_transaction() as tx:
+        return tx.create_run(target="workflow", input_text="x", spec=spec, **kwargs)
+
+
+def test_spec_row_written_once_and_held_after_commit(store: Store) -> None:
+    """The second run of a spec skips the insert; both read the spec back whole."""
+    first = _create(store)
+    ref = spec_ref(json_text(SPEC))
+    assert ref in store.specs_held
+    second = _create(store, spec_text=json_text(SPEC))
+    assert _spec_rows(store) == 1
+    assert store.get_run(first.run_id).spec == SPEC == store.get_run(second.run_id).spec
+
+
+def test_rolled_back_spec_insert_is_not_held(store: Store) -> None:
+    """A transaction that rolls back leaves no row, so the digest must not be remembered:
+    the next run of that spec inserts it again and reads back whole."""
+    with pytest.raises(RuntimeError), store.raw_transaction() as tx:
+        tx.create_run(target="workflow", input_text="x", spec=SPEC)
+        raise RuntimeError("boom")
+    assert _spec_rows(store) == 0 and not store.specs_held
+    run = _create(store)
+    assert _spec_rows(store) == 1 and store.get_run(run.run_id).spec == SPEC
+
+
+def test_other_store_inserts_spec_it_has_not_seen(make_store: StoreFactory) -> None:
+    """Another process (here: another store on the same database) holds nothing yet and
+    writes the spec itself; the shared content-addressed row stays one row."""
+    one, two = make_store(), make_store()
+    _create(one)
+    run = _create(two)
+    assert _spec_rows(one) == 1 and two.get_run(run.run_id).spec == SPEC
+    with two.transaction() as tx:  # the Core transaction shares the skip
+        other = tx.create_run(target="workflow", input_text="y", spec=SPEC)
+    assert _spec_rows(one) == 1 and one.get_run(other.run_id).spec == SPEC
+
+
+def test_first_events_counted_in_the_insert(store: Store) -> None:
+    events = [{"event_type": "run_created"}, {"event_type": "run_started", "payload": {"o": 1}}]
+    run = _create(store, events=events)
+    assert run.trace_seq == 2 == store.get_run(run.run_id).trace_seq
+    with store.raw_transaction() as tx:
+        tx.add_trace_events(run.run_id, [{"event_type": "later"}])
+    trace = store.list_trace(run.run_id, limit=10).items
+    assert [(e.sequence, e.event_type) for e in trace] == [
+        (1, "run_created"),
+        (2, "run_started"),
+        (3, "later"),
+    ]
+    assert trace[1].payload == {"o": 1}
+
+
+def test_finish_run_returns_what_a_read_returns(store: Store) -> None:
+    run = _create(store, status="running", events=[{"event_type": "run_created"}])
+    with store.raw_transaction() as tx:
+        tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
+        done = tx.finish_run(
+            run,
+            expected_version=run.version,
+            status="succeeded",
+            output_text="out",
+            state={"units": {"a": 1}},
+            finished_at=tx.now,
+        )
+    read = store.get_run(run.run_id)
+    assert done == read
+    assert (
+        (done.version, done.trace_seq, done.status)
+        == (2, 2, "succeeded")
+        == (
+            read.version,
+            read.trace_seq,
+            read.status,
+        )
+    )
+
+
+def test_finish_run_is_compare_and_set(store: Store) -> None:
+    run = _create(store, status="running")
+    store.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
+    with pytest.raises(Conflict) as caught, store.raw_transaction() as tx:
+        tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
+        tx.finish_run(run, expected_version=run.version, status="succeeded")
+    assert caught.value.code == "stale_state"
+    after = store.get_run(run.run_id)
+    assert after.status == "running" and after.version == 2
+    assert store.list_trace(run.run_id, limit=10).total == 0
+
+
+def test_metadata_snapshot_one_query(store: Store) -> None:
+    """Inside a snapshot the listed keys come from one read (set or unset); other keys,
+    other threads and reads after it go to the database."""
+    store.set_metadata("a", {"v": 1})
+    store.set_metadata("c", 3)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.metadata_snapshot(["a", "b"]):
+            reads = len(statements)
+            assert store.get_metadata("a") == {"v": 1}
+            assert store.get_metadata("b", "dflt") == "dflt"
+            assert len(statements) == reads  # answered from the snapshot
+            assert store.get_metadata("c") == 3  # not listed: read
+            assert len(statements) > reads
+            store.set_metadata("a", {"v": 2})
+            seen: list[Any] = []
+            thread = threading.Thread(target=lambda: seen.append(store.get_metadata("a")))
+            thread.start()
+            thread.join()
+            assert seen == [{"v": 2}]  # another thread (another request) reads fresh
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert sum("project_metadata" in s for s in statements[:reads]) == 1
+    assert store.get_metadata("a") == {"v": 2}  # no cache after the snapshot
