@@ -14,8 +14,9 @@ else listed here (a fresh ``kneo human resume`` never needs the builder).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kneo.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kneo.engine.builder import SdkWorkflow, WorkflowBuilder
@@ -81,17 +82,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kneo.engine' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("kneo.engine", globals(), _EXPORTS)
 
 
 __all__ = [

@@ -10,8 +10,9 @@ such as :mod:`kneo.platform.bundles` does not pull in the store and SQLAlchemy.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kneo.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
@@ -28,14 +29,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kneo.platform' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("kneo.platform", globals(), _EXPORTS)
