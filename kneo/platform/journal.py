@@ -23,7 +23,7 @@ from kneo.redaction import redact as _redact_any
 from kneo.settings import CheckpointLimits
 from kneo.store import Store, Transaction, delta, payloads
 from kneo.store.rawtx import RawTransaction
-from kneo.store.steps import StepCheckpoint, StepEvent, StepWriter, json_text
+from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -89,9 +89,9 @@ class StoreJournal:
         self._last_renew = time.monotonic()
         self.commits = 0
         self._committed: _Committed | None = None
-        # One connection for the run's step commits (StepWriter), given back by write_final,
+        # One connection for the run's step commits (Store.step_writer), given back by write_final,
         # discard, close, or when the journal is dropped.
-        self._writer = StepWriter(store.engine)
+        self._writer = store.step_writer()
         weakref.finalize(self, self._writer.close)
 
     def emit(self, event: TraceEvent) -> None:

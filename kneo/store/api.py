@@ -149,6 +149,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self.transaction() as tx:
             return tx.request_cancel(run_id)
 
+    def step_writer(self) -> steps.StepWriter:
+        """A writer for one run's consecutive step boundaries (the engine's per-step path),
+        holding a connection of this store's pool between them; close it when done."""
+        return steps.StepWriter(self.engine)
+
     def write_step(
         self,
         run_id: str,
@@ -159,17 +164,17 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         checkpoint: steps.StepCheckpoint,
         events: Sequence[steps.StepEvent],
     ) -> steps.StepWritten:
-        """:meth:`Transaction.write_step` in its own transaction, committed on return (the
-        engine's per-step path; see :func:`kneo.store.steps.commit_step`)."""
-        written = steps.commit_step(
-            self.engine,
-            run_id=run_id,
-            expected_version=expected_version,
-            now=self.clock.now(),
-            state_text=state_text,
-            checkpoint=checkpoint,
-            events=events,
-        )
+        """:meth:`Transaction.write_step` in its own transaction, committed on return (one
+        boundary through a :meth:`step_writer`)."""
+        with contextlib.closing(self.step_writer()) as writer:
+            written = writer.commit(
+                run_id=run_id,
+                expected_version=expected_version,
+                now=self.clock.now(),
+                state_text=state_text,
+                checkpoint=checkpoint,
+                events=events,
+            )
         if written is None:
             current = self.get_run(run_id).version  # NotFound when it is gone
             raise Conflict(

@@ -210,40 +210,16 @@ def write_step(
     return StepWritten(version, checkpoint_seq, trace_seq)
 
 
-def commit_step(
-    engine: Engine,
-    *,
-    run_id: str,
-    expected_version: int,
-    now: datetime,
-    state_text: str,
-    checkpoint: StepCheckpoint,
-    events: Sequence[StepEvent],
-) -> StepWritten | None:
-    """:func:`write_step` as its own transaction, committed before returning, straight on a
-    pooled DBAPI connection (no SQLAlchemy connection, result or event machinery: this is
-    the per-step hot path). Same statements, same rows, same all-or-nothing commit."""
-    writer = StepWriter(engine)
-    try:
-        return writer.commit(
-            run_id=run_id,
-            expected_version=expected_version,
-            now=now,
-            state_text=state_text,
-            checkpoint=checkpoint,
-            events=events,
-        )
-    finally:
-        writer.close()
-
-
 #: A connection a :class:`StepWriter` left unused this long goes back to the pool before the
 #: next step (whose checkout then pings it on PostgreSQL, see ``dialects``).
 HOLD_IDLE_SECONDS = 1.0
 
 
 class StepWriter:
-    """:func:`commit_step` for one run's consecutive boundaries, on one DBAPI connection.
+    """Step boundaries as their own committed transactions, on one held DBAPI connection.
+
+    The per-step hot path: :func:`write_step`'s statements and rows, straight on the DBAPI
+    connection (no SQLAlchemy connection, result or event machinery), all or nothing.
 
     Checking a connection out of the pool and back in (events, reset-on-return rollback) at
     every step cost as much as the step's statements; a run's steps come back to back, so the
@@ -271,7 +247,8 @@ class StepWriter:
         checkpoint: StepCheckpoint,
         events: Sequence[StepEvent],
     ) -> StepWritten | None:
-        """One boundary in its own committed transaction (see :func:`commit_step`)."""
+        """One boundary in its own committed transaction; ``None`` when the run is missing
+        or not at ``expected_version`` (nothing written)."""
         sql = self._sql
         cas, checkpoint_row, event_rows = _params(
             sql, run_id, expected_version, now, state_text, checkpoint, events

@@ -193,7 +193,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
     run_id = new_run(store)
     version = store.get_run(run_id).version
     checkouts = _count_checkouts(store)
-    writer = steps.StepWriter(store.engine)
+    writer = store.step_writer()
     row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
     event = steps.StepEvent("step_completed", "s", "{}")
     now = store.clock.now()
@@ -275,7 +275,7 @@ def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -
     pool: Any = store.engine.pool
     others = [store.engine.connect() for _ in range(pool.size())]
     try:
-        writer = steps.StepWriter(store.engine)
+        writer = store.step_writer()
         row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
         written = writer.commit(
             run_id=run_id,
