@@ -71,6 +71,7 @@ class Worker:
         self.manager = manager
         self._settings = settings
         self._sweeper: Any = None
+        self._housekeeping: Any = None
         self.store = manager.store
         self.concurrency = max(1, concurrency)
         self.lease_seconds = float(
@@ -99,6 +100,7 @@ class Worker:
 
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
         self._sweeper = start_sweeper(self.manager, self._settings)
+        self._housekeeping = self.store.start_background_work()
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"kneo-worker-{index}", daemon=True)
             thread.start()
@@ -117,6 +119,9 @@ class Worker:
         if getattr(self, "_sweeper", None) is not None:
             self._sweeper.stop()
             self._sweeper = None
+        if getattr(self, "_housekeeping", None) is not None:
+            self._housekeeping.stop()
+            self._housekeeping = None
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
