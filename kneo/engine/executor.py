@@ -297,6 +297,7 @@ class _Run:
         unit_key: str | None,
         status: str = "completed",
         attempt: int = 1,
+        closing: bool = False,
         **metadata: Any,
     ) -> None:
         self.journal.commit(
@@ -308,6 +309,7 @@ class _Run:
                 status=status,
                 attempt=attempt,
                 metadata=metadata,
+                closing=closing,
             )
         )
 
@@ -316,12 +318,15 @@ class _Run:
 
     # ------------------------------------------------------------------ units
 
-    def unit(self, key: str, step: CompiledStep, text: str, **position: Any) -> str:
+    def unit(
+        self, key: str, step: CompiledStep, text: str, *, closing: bool = False, **position: Any
+    ) -> str:
         """Execute one unit once: a completed unit returns its recorded output.
 
         Order: the step's ``human_review`` gates before it (confirmation, typed input), then
         the attempts under its ``on_error`` policy, then the output review (which may run the
-        step again with the reviewer's feedback, up to ``max_reviews`` rounds).
+        step again with the reviewer's feedback, up to ``max_reviews`` rounds). ``closing``:
+        the program ends once this unit completes (see :attr:`Boundary.closing`).
         """
         done = self.state.completed(key)
         if done is not None:
@@ -442,6 +447,7 @@ class _Run:
             step_id=step.id,
             unit_key=key,
             attempt=attempt,
+            closing=closing,
             **{k: v for k, v in position.items() if k == "node_id"},
         )
         self.check_cancel()

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 def _sequential(ctx: _Run) -> str:
     text = ctx.state.input_text
+    last = len(ctx.workflow.steps) - 1
     for index, step in enumerate(ctx.workflow.steps):
-        text = ctx.unit(step.id, step, text, step_index=index)
+        text = ctx.unit(step.id, step, text, closing=index == last, step_index=index)
     return text
 
 

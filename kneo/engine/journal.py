@@ -59,11 +59,17 @@ class Boundary:
     as it is never pays for the decode. Read-only by convention, like the frozen dataclass it
     replaced. ``parts`` (:meth:`~kneo.engine.state.ExecutionState.snapshot_parts`) gives
     ``state_text`` with the field and unit texts it was joined from.
+
+    ``closing``: the engine promises to start nothing after this boundary before it returns
+    its outcome, unless it emits or commits again first. A journal may then make the boundary
+    durable together with the outcome (one transaction instead of two) without widening what
+    a crash can lose: no step runs between the two.
     """
 
     __slots__ = (
         "_state",
         "attempt",
+        "closing",
         "kind",
         "metadata",
         "parts",
@@ -84,6 +90,7 @@ class Boundary:
         metadata: dict[str, Any] | None = None,
         state_text: str | None = None,
         parts: StateParts | None = None,
+        closing: bool = False,
     ) -> None:
         if parts is not None:
             state_text = parts.text
@@ -100,6 +107,7 @@ class Boundary:
         self.state_text = state_text
         #: the texts ``state_text`` is made of, when the engine made it (journals may diff them)
         self.parts = parts
+        self.closing = closing
 
     @property
     def state(self) -> dict[str, Any]:

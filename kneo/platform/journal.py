@@ -2,7 +2,8 @@
 
 Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execution state
 (compare-and-set on the run version), a redacted checkpoint and the buffered, redacted trace
-events. When the compare-and-set fails — the run was cancelled or taken over by another
+events. A *closing* boundary (the engine starts nothing after it) waits for the outcome and
+is written in the outcome's transaction (:meth:`StoreJournal.write_final`). When the compare-and-set fails — the run was cancelled or taken over by another
 process — nothing is written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
 The execution state is stored as-is (it is what the run continues from); checkpoints and
 trace events are redacted at write time because they are what people read.
@@ -89,6 +90,8 @@ class StoreJournal:
         self._last_renew = time.monotonic()
         self.commits = 0
         self._committed: _Committed | None = None
+        #: a closing boundary waiting for the outcome's transaction (:meth:`write_final`)
+        self._held: Boundary | None = None
         # One connection for the run's step commits (Store.step_writer), given back by write_final,
         # discard, close, or when the journal is dropped.
         self._writer = store.step_writer()
@@ -96,34 +99,49 @@ class StoreJournal:
 
     def emit(self, event: TraceEvent) -> None:
         with self._lock:
+            self._flush_held()  # the engine went on after a closing boundary after all
             self._buffer.append(event)
 
     def commit(self, boundary: Boundary) -> None:
         with self._lock:
-            # Serialize the state once: it is the run row's state and, when redaction has
-            # nothing to change (the usual case), the checkpoint payload too.
-            state_text = boundary.state_text or json_text(boundary.state)
-            checkpoint = self._checkpoint_row(boundary, state_text)
-            events = _event_records(self._buffer)
-            written = self._writer.commit(
-                run_id=self.run_id,
-                expected_version=self.version,
-                now=self.store.clock.now(),
-                state_text=state_text,
-                checkpoint=checkpoint,
-                events=events,
-            )
-            if written is None:  # cancelled or taken over (NotFound when the run is gone)
-                self._writer.close()
-                current = self.store.get_run(self.run_id)
-                raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
-            self._buffer.clear()
-            self.version = written.version
-            self.commits += 1
-            self._remember(boundary, state_text, checkpoint, written.checkpoint_seq)
+            self._flush_held()
+            if boundary.closing:
+                # Nothing runs before the outcome: write it with the outcome (write_final).
+                self._held = boundary
+                return
+            self._write_step(boundary)
         if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
             self._last_renew = time.monotonic()
             self._renew()
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._write_step(held)
+
+    def _write_step(self, boundary: Boundary) -> None:
+        """The boundary, its state and the buffered events in their own transaction."""
+        # Serialize the state once: it is the run row's state and, when redaction has
+        # nothing to change (the usual case), the checkpoint payload too.
+        state_text = boundary.state_text or json_text(boundary.state)
+        checkpoint = self._checkpoint_row(boundary, state_text)
+        events = _event_records(self._buffer)
+        written = self._writer.commit(
+            run_id=self.run_id,
+            expected_version=self.version,
+            now=self.store.clock.now(),
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
+        if written is None:  # cancelled or taken over (NotFound when the run is gone)
+            self._writer.close()
+            current = self.store.get_run(self.run_id)
+            raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
+        self._buffer.clear()
+        self.version = written.version
+        self.commits += 1
+        self._remember(boundary, state_text, checkpoint, written.checkpoint_seq)
 
     def write_final(
         self,
@@ -131,10 +149,17 @@ class StoreJournal:
         boundary: Boundary,
         events: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Part of the caller's final transaction: the outcome checkpoint, then the pending
-        events followed by ``events`` (rows as ``add_trace_events`` takes them) in one insert."""
+        """Part of the caller's final transaction: a held closing boundary's checkpoint, the
+        outcome checkpoint, then the pending events followed by ``events`` (rows as
+        ``add_trace_events`` takes them) in one insert. The caller's compare-and-set on
+        :attr:`version` covers the held boundary too."""
         with self._lock:
             self._writer.close()
+            held, self._held = self._held, None
+            if held is not None:
+                held_text = held.state_text or json_text(held.state)
+                row = self._checkpoint_row(held, held_text)
+                self._remember(held, held_text, row, tx.add_step_checkpoint(self.run_id, row))
             self._write_boundary(tx, boundary)
             rows = [event_row(e) for e in self._buffer] + list(events or [])
             if rows:
@@ -195,9 +220,11 @@ class StoreJournal:
             self._committed = None
 
     def discard(self) -> None:
-        """Drop buffered events (the run was superseded: they describe work not committed)."""
+        """Drop buffered events and a held boundary (the run was superseded: they describe
+        work not committed)."""
         with self._lock:
             self._buffer.clear()
+            self._held = None
             self._writer.close()
 
     def close(self) -> None:

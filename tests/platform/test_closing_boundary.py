@@ -1,0 +1,139 @@
+"""A closing boundary (the last step of a sequential workflow) is written in the outcome's
+transaction: the stored history is the same as when it had its own transaction, a cancel that
+lands in between leaves neither written, and an engine that goes on after all flushes it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kneo.engine.journal import Boundary, TraceEvent
+from kneo.errors import Conflict
+from kneo.platform import PlatformManager, create_platform
+from kneo.platform.journal import StoreJournal
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+from kneo.store import Store
+
+STEPS = """
+def one(text):
+    return text + " one"
+
+def two(text):
+    return text + " two"
+
+def three(text):
+    return text + " three"
+"""
+
+
+@pytest.fixture()
+def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PlatformManager]:
+    (tmp_path / "closingsteps.py").write_text(STEPS)
+    steps = [
+        {"id": name, "kind": "function", "ref": f"closingsteps:{name}"}
+        for name in ("one", "two", "three")
+    ]
+    spec = {"version": "v1", "workflow": {"type": "sequential", "steps": steps}}
+    (tmp_path / "three.yaml").write_text(json.dumps(spec))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("closingsteps", None)
+    settings = Settings.from_env({})
+    platform = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+    yield platform
+    platform.store.close()
+
+
+def _journal(store: Store) -> StoreJournal:
+    run = store.create_run(input_text="in", workflow_name="w", target="workflow")
+    run = store.update_run(run.run_id, status="running")
+    return StoreJournal(store, run.run_id, run.version)
+
+
+def _boundary(units: int, *, closing: bool = False) -> Boundary:
+    state = {"format": 1, "units": {f"u{i}": {"status": "completed"} for i in range(units)}}
+    return Boundary(kind="step_completed", state=state, step_id=f"u{units - 1}", closing=closing)
+
+
+def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
+    with journal.store.transaction() as tx:
+        journal.write_final(tx, Boundary(kind="run_completed", state=state, status="succeeded"))
+        tx.update_run(journal.run_id, expected_version=journal.version, status="succeeded")
+
+
+def test_last_step_and_outcome_share_a_transaction_history_unchanged(
+    manager: PlatformManager,
+) -> None:
+    result = manager.run_from_spec(input_text="in", spec_path="three.yaml")
+    assert result.status == "succeeded" and result.output_text == "in one two three"
+    store = manager.store
+    checkpoints = store.list_checkpoints(result.run_id, limit=10).items
+    assert [(c.sequence, c.type, c.step_id) for c in checkpoints] == [
+        (1, "step_completed", "one"),
+        (2, "step_completed", "two"),
+        (3, "step_completed", "three"),
+        (4, "run_completed", None),
+    ]
+    last_step = checkpoints[2].payload
+    assert last_step["units"]["three"]["output"] == "in one two three"
+    assert "output" not in last_step  # the step's state, not the outcome's
+    assert checkpoints[3].payload["output"] == "in one two three"
+    events = store.list_trace(result.run_id, limit=50).items
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    kinds = [(e.event_type, e.step_id) for e in events]
+    assert kinds[-3:] == [
+        ("step_started", "three"),
+        ("step_completed", "three"),
+        ("run_completed", None),
+    ]
+
+
+def test_closing_boundary_waits_for_the_outcome(manager: PlatformManager) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1))
+    version = journal.version
+    journal.emit(TraceEvent("step_completed", "2026-01-01T00:00:00Z", "u1", "u1", {}))
+    journal.commit(_boundary(2, closing=True))
+    assert len(store.list_checkpoints(journal.run_id).items) == 1  # held, not written
+    assert store.get_run(journal.run_id).version == version
+    _final(journal, {"format": 1, "output": "done"})
+    checkpoints = store.list_checkpoints(journal.run_id).items
+    assert [c.type for c in checkpoints] == ["step_completed"] * 2 + ["run_completed"]
+    assert checkpoints[1].payload == _boundary(2).state
+    assert [e.event_type for e in store.list_trace(journal.run_id).items] == ["step_completed"]
+
+
+def test_cancel_between_closing_boundary_and_outcome_writes_neither(
+    manager: PlatformManager,
+) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1, closing=True))
+    store.update_run(journal.run_id, status="cancelled")  # another process cancels
+    with pytest.raises(Conflict):
+        _final(journal, {"format": 1, "output": "done"})
+    assert store.list_checkpoints(journal.run_id).items == []
+    assert store.get_run(journal.run_id).status == "cancelled"
+
+
+def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformManager) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1, closing=True))
+    journal.emit(TraceEvent("step_started", "2026-01-01T00:00:00Z", "u1", "u1", {}))
+    assert [c.sequence for c in store.list_checkpoints(journal.run_id).items] == [1]
+    journal.commit(_boundary(2, closing=True))
+    journal.commit(_boundary(3))
+    assert [c.step_id for c in store.list_checkpoints(journal.run_id).items] == [
+        "u0",
+        "u1",
+        "u2",
+    ]
+    journal.discard()
