@@ -107,6 +107,22 @@ def make_store(db_url: str, clock: ManualClock) -> Iterator[StoreFactory]:
     yield factory
     for store in opened:
         store.close()
+    if db_url.startswith("sqlite") and opened:
+        # Whatever the test wrote, through any path (Core, raw SQL, step writer), is stored
+        # as integer microseconds (migration 0005), never as text.
+        assert sqlite_timestamp_kinds(opened[0].engine) <= {"integer", "null"}
+
+
+def sqlite_timestamp_kinds(engine: sa.Engine) -> set[str]:
+    """SQLite ``typeof`` of every value in every timestamp column of every table."""
+    parts = [
+        f"SELECT DISTINCT typeof({c.name}) FROM {table.name}"
+        for table in t.metadata.sorted_tables
+        for c in table.c
+        if isinstance(c.type, t.UTCDateTime)
+    ]
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text(" UNION ".join(parts))).scalars())
 
 
 @pytest.fixture
