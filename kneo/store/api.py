@@ -106,7 +106,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def transaction(self) -> Iterator[Transaction]:
         """A write unit of work: commits on normal exit, rolls back on any exception."""
         with self._db_errors():
-            with self.dialect.connect_write(self.engine) as conn, conn.begin():
+            with (
+                self.dialect.write_lock(self.engine),
+                self.dialect.connect_write(self.engine) as conn,
+                conn.begin(),
+            ):
                 tx = Transaction(self, conn)
                 yield tx
                 tx._flush_sequences()
@@ -157,7 +161,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def step_writer(self) -> steps.StepWriter:
         """A writer for one run's consecutive step boundaries (the engine's per-step path),
         holding a connection of this store's pool between them; close it when done."""
-        return steps.StepWriter(self.engine)
+        return steps.StepWriter(self.engine, self.dialect.write_lock(self.engine))
 
     def write_step(
         self,

@@ -43,7 +43,12 @@ class StoreBase:
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         """A bare write transaction for primitives that commit on their own (claims, locks)."""
-        with self._db_errors(), self.dialect.connect_write(self.engine) as conn, conn.begin():
+        with (
+            self._db_errors(),
+            self.dialect.write_lock(self.engine),
+            self.dialect.connect_write(self.engine) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextlib.contextmanager

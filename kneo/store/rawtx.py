@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 
 from kneo.errors import Conflict, KneoError, NotReady
 from kneo.store import rows
@@ -426,6 +426,11 @@ def raw_transaction(store: Store) -> Iterator[RawTransaction]:
     back on any exception; driver failures map to ``conflict``/``database_unavailable`` like
     :meth:`Store.transaction <kneo.store.api.Store.transaction>`."""
     engine = store.engine
+    with store.dialect.write_lock(engine):  # rollbacks too happen under it
+        yield from _raw_transaction(store, engine)
+
+
+def _raw_transaction(store: Store, engine: Engine) -> Iterator[RawTransaction]:
     sql = _sql(engine.dialect)
     dbapi = engine.dialect.loaded_dbapi
     raw = engine.raw_connection()

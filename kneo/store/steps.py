@@ -230,8 +230,12 @@ class StepWriter:
     thread-safe: the caller serializes commits (the journal holds its lock).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, write_lock: contextlib.AbstractContextManager[object] | None = None
+    ) -> None:
         self.engine = engine
+        #: held from BEGIN to COMMIT (:meth:`~kneo.store.dialects.StoreDialect.write_lock`)
+        self._write_lock = write_lock or contextlib.nullcontext()
         self._sql = _prepared(engine.dialect)
         self._raw: Any = None
         self._cursor: Any = None
@@ -260,32 +264,34 @@ class StepWriter:
             self._cursor = self._raw.cursor()
         raw, cursor = self._raw, self._cursor
         dbapi = self.engine.dialect.loaded_dbapi
-        try:
-            if sql.begin:
-                cursor.execute(sql.begin)
-            cursor.execute(sql.cas, cas)
-            rows = cursor.fetchall()
-            if not rows:
-                raw.rollback()
-                return None
-            version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
-            cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
-            if events:
-                cursor.executemany(sql.trace, event_rows(trace_seq))
-            raw.commit()
-        except dbapi.IntegrityError as exc:
-            self._fail(raw)
-            raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
-        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-            self._fail(raw)
-            raise NotReady(
-                f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
-            ) from exc
-        except BaseException:
-            self._fail(raw)
-            raise
-        finally:
-            self._used = time.monotonic()
+        with self._write_lock:  # rollbacks too happen under it
+            try:
+                if sql.begin:
+                    cursor.execute(sql.begin)
+                cursor.execute(sql.cas, cas)
+                rows = cursor.fetchall()
+                if not rows:
+                    raw.rollback()
+                    return None
+                version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
+                cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
+                if events:
+                    cursor.executemany(sql.trace, event_rows(trace_seq))
+                raw.commit()
+            except dbapi.IntegrityError as exc:
+                self._fail(raw)
+                raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
+            except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+                self._fail(raw)
+                raise NotReady(
+                    f"database unavailable: {type(exc).__name__}: {exc}",
+                    code="database_unavailable",
+                ) from exc
+            except BaseException:
+                self._fail(raw)
+                raise
+            finally:
+                self._used = time.monotonic()
         if self._crowded():
             self.close()
         return StepWritten(version, checkpoint_seq, trace_seq)
