@@ -9,12 +9,14 @@ never construct anything: they receive it through these dependencies.
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
 from kneo.errors import NotReady
-from kneo.service.auth import ANONYMOUS
+from kneo.service.auth import ANONYMOUS, Principal, require_scope
 
 _lock = threading.Lock()
 _manager: Any = None
@@ -61,6 +63,32 @@ async def manager_dep(request: Request) -> Any:
 async def store_dep(request: Request) -> Any:
     """FastAPI dependency: the store behind the platform manager."""
     return _manager_of(request).store
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authorized principal and the platform manager of one request."""
+
+    principal: Principal
+    manager: Any
+
+
+def caller_dep(scope: str) -> Callable[[Request], Awaitable[Caller]]:
+    """One dependency for ``require_scope(scope)`` and :func:`manager_dep` together.
+
+    For the busiest routes (``POST /v1/runs``): FastAPI spends ~8 µs of CPU solving each
+    dependency of a request, and these routes need both. Authorization runs first, as with
+    the two separate dependencies: a caller without the scope gets 401/403, never 503.
+    """
+    authorize = require_scope(scope)
+
+    async def dependency(request: Request) -> Caller:
+        principal = await authorize(request)
+        return Caller(principal, _manager_of(request))
+
+    dependency.required_scope = scope  # type: ignore[attr-defined]
+    dependency.__name__ = f"caller_{scope.replace(':', '_')}"
+    return dependency
 
 
 def actor_of(request: Request) -> str:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kneo.errors import PayloadTooLarge
-from kneo.redaction import redact
+from kneo.redaction import may_need_redaction, redact
 
 LOGGER_NAME = "kneo_serv.service"
 logger = logging.getLogger(LOGGER_NAME)
@@ -167,7 +167,11 @@ class RequestContextMiddleware:
         actor = scope.get("state", {}).get("actor")
         if actor:
             record["actor"] = actor
-        record = redact(record)
+        # The keys are fixed and name no secret, so only the string values can need
+        # redaction: one prefilter scan over them (a request id, a path, ids, a key name;
+        # nearly always clean) is ~3 µs where ``redact`` on the record is ~10.
+        if may_need_redaction("\n".join(v for v in record.values() if isinstance(v, str))):
+            record = redact(record)
         logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
-from kneo.service.dependencies import manager_dep
+from kneo.service.dependencies import Caller, caller_dep, manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, paging
@@ -126,38 +126,33 @@ def _answer(request: Request, result: Any, async_mode: bool) -> tuple[int, dict[
 
 
 def _create(
-    request: Request, body: CreateRunRequest, principal: Principal, manager: Any, operation: str
+    request: Request, body: CreateRunRequest, caller: Caller, operation: str
 ) -> JSONResponse:
+    manager, actor = caller.manager, caller.principal.name
     return run_idempotent(
         request,
         manager.store,
         operation=operation,
-        actor=principal.name,
+        actor=actor,
         request_hash=lambda: body_hash(body),
-        call=lambda: _start_run(request, body, manager, principal.name),
+        call=lambda: _start_run(request, body, manager, actor),
     )
 
 
 @router.post("/runs", status_code=200, responses={202: {"description": "Queued (async_mode)"}})
 def create_run(
-    request: Request,
-    body: CreateRunRequest,
-    principal: Principal = Depends(require_scope("runs:write")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
     """Create a run; sync runs answer when the run finishes or pauses."""
-    return _create(request, body, principal, manager, "runs.create")
+    return _create(request, body, caller, "runs.create")
 
 
 @router.post("/specs/run", tags=["specs"], status_code=200)
 def run_spec(
-    request: Request,
-    body: CreateRunRequest,
-    principal: Principal = Depends(require_scope("runs:write")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
     """Run a spec (a path on the server or an inline document)."""
-    return _create(request, body, principal, manager, "specs.run")
+    return _create(request, body, caller, "specs.run")
 
 
 @router.get("/runs", dependencies=[Depends(require_scope("runs:read"))])
