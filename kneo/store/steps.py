@@ -9,6 +9,11 @@ result), so it is written with three statements, all in the caller's transaction
 2. ``INSERT`` of the checkpoint row;
 3. one ``executemany`` ``INSERT`` of the buffered trace events.
 
+:class:`StepWriter` (a boundary in its own transaction) writes the same rows, on PostgreSQL
+as one statement (:data:`_BOUNDARY`: the compare-and-set in a ``WITH``, the inserts
+numbered from the row it returns) run as its own transaction (autocommit): one round trip
+per step instead of five (``BEGIN``, update, insert, inserts, ``COMMIT``).
+
 The SQL is plain text prepared once per dialect and executed with the driver's own
 parameter style, so no statement is built, cache-keyed or compiled per call; values are
 converted with the same type processors the Core tables use, so rows are byte-for-byte what
@@ -57,6 +62,42 @@ _TRACE = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 
+# PostgreSQL: a whole boundary in one statement. The inserts select from the updated row,
+# so they take their sequences from it and write nothing when the compare-and-set found no
+# row (no row returned: superseded). ``created_at`` is the row's new ``updated_at``, the
+# same value the separate statements bind. {follows} guards a patch checkpoint (see
+# StepCheckpoint.at): it is stored only on the checkpoint it follows, else nothing is
+# written and StepWriter takes the stepwise path, which stores the keyframe.
+_BOUNDARY = (
+    "WITH cas AS (UPDATE runs SET state = %s, version = version + 1, updated_at = %s, "
+    "checkpoint_seq = checkpoint_seq + 1, trace_seq = trace_seq + %s "
+    "WHERE run_id = %s AND version = %s{follows} "
+    "RETURNING run_id, version, checkpoint_seq, trace_seq, updated_at), "
+    "cp AS (INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, "
+    "payload, size_bytes, truncated, metadata, created_at) "
+    "SELECT run_id, checkpoint_seq, %s, %s, %s, %s, %s, %s, %s, %s, updated_at FROM cas)"
+    "{events} SELECT version, checkpoint_seq, trace_seq FROM cas"
+)
+_BOUNDARY_FOLLOWS = " AND checkpoint_seq = %s"
+_BOUNDARY_EVENTS = (
+    ", ev AS (INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, "
+    "created_at) SELECT cas.run_id, cas.trace_seq - %s + e.n, e.event_type, e.step_id, "
+    "e.payload, cas.updated_at FROM cas, unnest(%s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS e(event_type, step_id, payload, n))"
+)
+
+
+def _boundary_texts() -> dict[tuple[bool, bool], str]:
+    """:data:`_BOUNDARY` by (guards a patch's predecessor, has events)."""
+    return {
+        (follows, events): _BOUNDARY.format(
+            follows=_BOUNDARY_FOLLOWS if follows else "",
+            events=_BOUNDARY_EVENTS if events else "",
+        )
+        for follows in (False, True)
+        for events in (False, True)
+    }
+
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -65,6 +106,8 @@ class _Prepared:
     trace: str
     timestamp: Callable[[datetime], Any]
     begin: str | None  # what opens a write transaction on a raw DBAPI connection
+    #: PostgreSQL's one-statement boundary (:func:`_boundary_texts`); ``None`` on SQLite
+    boundary: dict[tuple[bool, bool], str] | None = None
 
 
 _PREPARED: dict[str, _Prepared] = {}
@@ -74,7 +117,8 @@ def _prepared(dialect: Dialect) -> _Prepared:
     found = _PREPARED.get(dialect.name)
     if found is not None:
         return found
-    if dialect.name == "sqlite":
+    sqlite = dialect.name == "sqlite"
+    if sqlite:
 
         def style(sql: str) -> str:
             return sql
@@ -91,7 +135,8 @@ def _prepared(dialect: Dialect) -> _Prepared:
         process if process is not None else (lambda v: v),
         # pysqlite runs with isolation_level=None (see dialects): take the write
         # lock up front like Store.transaction; psycopg begins implicitly.
-        "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None,
+        "BEGIN IMMEDIATE" if sqlite else None,
+        None if sqlite else _boundary_texts(),
     )
     _PREPARED[dialect.name] = found
     return found
@@ -218,8 +263,9 @@ HOLD_IDLE_SECONDS = 1.0
 class StepWriter:
     """Step boundaries as their own committed transactions, on one held DBAPI connection.
 
-    The per-step hot path: :func:`write_step`'s statements and rows, straight on the DBAPI
-    connection (no SQLAlchemy connection, result or event machinery), all or nothing.
+    The per-step hot path: :func:`write_step`'s rows, straight on the DBAPI connection (no
+    SQLAlchemy connection, result or event machinery), all or nothing; on PostgreSQL as one
+    statement in one round trip (:data:`_BOUNDARY`), on SQLite as its three statements.
 
     Checking a connection out of the pool and back in (events, reset-on-return rollback) at
     every step cost as much as the step's statements; a run's steps come back to back, so the
@@ -253,31 +299,24 @@ class StepWriter:
     ) -> StepWritten | None:
         """One boundary in its own committed transaction; ``None`` when the run is missing
         or not at ``expected_version`` (nothing written)."""
-        sql = self._sql
-        cas, checkpoint_row, event_rows = _params(
-            sql, run_id, expected_version, now, state_text, checkpoint, events
-        )
         if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
             self.close()
         if self._raw is None:
             self._raw = self.engine.raw_connection()
             self._cursor = self._raw.cursor()
-        raw, cursor = self._raw, self._cursor
+        raw = self._raw
+        args = (run_id, expected_version, now, state_text, checkpoint, events)
         dbapi = self.engine.dialect.loaded_dbapi
         with self._write_lock:  # rollbacks too happen under it
             try:
-                if sql.begin:
-                    cursor.execute(sql.begin)
-                cursor.execute(sql.cas, cas)
-                rows = cursor.fetchall()
-                if not rows:
-                    raw.rollback()
-                    return None
-                version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
-                cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
-                if events:
-                    cursor.executemany(sql.trace, event_rows(trace_seq))
-                raw.commit()
+                if self._sql.boundary is None:
+                    written = self._stepwise(*args)
+                else:
+                    written = self._boundary(*args)
+                    if written is None and checkpoint.follows is not None:
+                        # Superseded, or a patch whose predecessor is no longer the last
+                        # checkpoint: the stepwise path tells them apart (keyframe).
+                        written = self._stepwise(*args)
             except dbapi.IntegrityError as exc:
                 self._fail(raw)
                 raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
@@ -294,6 +333,91 @@ class StepWriter:
                 self._used = time.monotonic()
         if self._crowded():
             self.close()
+        return written
+
+    def _stepwise(
+        self,
+        run_id: str,
+        expected_version: int,
+        now: datetime,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten | None:
+        """:func:`write_step`'s statements in their own transaction (SQLite; PostgreSQL when
+        a patch's predecessor moved), each waited for."""
+        sql, raw, cursor = self._sql, self._raw, self._cursor
+        cas, checkpoint_row, event_rows = _params(
+            sql, run_id, expected_version, now, state_text, checkpoint, events
+        )
+        if sql.begin:
+            cursor.execute(sql.begin)
+        cursor.execute(sql.cas, cas)
+        rows = cursor.fetchall()
+        if not rows:
+            raw.rollback()
+            return None
+        version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
+        cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
+        if events:
+            cursor.executemany(sql.trace, event_rows(trace_seq))
+        raw.commit()
+        return StepWritten(version, checkpoint_seq, trace_seq)
+
+    def _boundary(
+        self,
+        run_id: str,
+        expected_version: int,
+        now: datetime,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten | None:
+        """PostgreSQL: :data:`_BOUNDARY` as a transaction of its own, in one round trip; no
+        row returned means nothing was written."""
+        sql, raw, cursor = self._sql, self._raw, self._cursor
+        assert sql.boundary is not None
+        guard = checkpoint.follows is not None
+        params: list[Any] = [
+            state_text,
+            sql.timestamp(now),
+            len(events),
+            run_id,
+            expected_version,
+        ]
+        if guard:
+            params.append(checkpoint.follows)
+        params += (
+            checkpoint.type,
+            checkpoint.step_id,
+            checkpoint.status,
+            checkpoint.encoding,
+            checkpoint.payload,
+            checkpoint.size_bytes,
+            checkpoint.truncated,
+            json_text(dict(checkpoint.metadata)),
+        )
+        if events:
+            params += (
+                len(events),
+                [event.event_type for event in events],
+                [event.step_id for event in events],
+                [event.payload for event in events],
+            )
+        driver = raw.driver_connection
+        # Autocommit: the statement is its own transaction, committed by the server at its
+        # Sync. (psycopg's implicit BEGIN would cost a round trip of its own, even pipelined.)
+        driver.autocommit = True
+        try:
+            cursor.execute(sql.boundary[guard, bool(events)], params)
+            rows = cursor.fetchall()
+        finally:
+            # Refused only by a connection that broke mid-statement; the pool discards it.
+            with contextlib.suppress(Exception):
+                driver.autocommit = False
+        if not rows:
+            return None
+        version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
         return StepWritten(version, checkpoint_seq, trace_seq)
 
     def _crowded(self) -> bool:
