@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -186,17 +187,23 @@ class SqliteDialect(StoreDialect):
 
 
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
+_ENGINE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
 def _write_lock_for(engine: Engine) -> threading.Lock:
-    """The process's write lock for ``engine``'s database file (shared by every engine on it)."""
+    """The process's write lock for ``engine``'s database file (shared by every engine on it;
+    the file's real path is resolved once per engine, not per transaction)."""
+    lock = _ENGINE_LOCKS.get(engine)
+    if lock is not None:
+        return lock
     import os
 
     database = engine.url.database or ""
     key = os.path.realpath(database) if database not in ("", ":memory:") else f"{id(engine)}"
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+        lock = _ENGINE_LOCKS[engine] = _WRITE_LOCKS.setdefault(key, threading.Lock())
+    return lock
 
 
 class _FileLock:
