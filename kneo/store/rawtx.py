@@ -107,10 +107,10 @@ def _pipeline_supported() -> bool:
 
 def _pipeline(raw: Any, sql: _Sql) -> contextlib.AbstractContextManager[Any]:
     """psycopg's pipeline mode on PostgreSQL: statements whose result nobody reads yet go out
-    together, so the transaction's ``BEGIN`` rides with its first statement and inserts ride
-    with the next read or the commit (a round trip per ``RETURNING`` read plus the commit,
-    instead of one per statement). Errors surface at that read or at the commit, still
-    inside the transaction."""
+    together, so inserts ride with the next read or the commit (a round trip per
+    ``RETURNING`` read plus the commit, instead of one per statement; psycopg's implicit
+    ``BEGIN`` still takes a round trip of its own). Errors surface at that read or at the
+    commit, still inside the transaction."""
     return raw.driver_connection.pipeline() if sql.pipeline else contextlib.nullcontext()
 
 
