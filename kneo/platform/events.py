@@ -73,6 +73,40 @@ class RunEvent:
         }
 
 
+def read_events(
+    store: Any, run_id: str, after: int, cache: dict[str, Any]
+) -> tuple[list[RunEvent], int]:
+    """One page of the trace after sequence ``after`` as stream events, and the last sequence
+    read (``after`` when the page was empty). Trace events that are internal detail are read
+    past but not returned; ``cache`` keeps request bodies between pages of one stream."""
+    from kneo.clock import utc_iso
+
+    page = store.list_trace(run_id, limit=500, offset=after)
+    out: list[RunEvent] = []
+    for event in page.items:
+        after = max(after, event.sequence)
+        kind = STREAMED.get(event.event_type)
+        if kind is None:
+            continue
+        data = dict(event.payload or {})
+        if event.event_type == "run_paused":  # the event names them; bodies are stored once
+            data["requests"] = paused_requests(store, run_id, data, cache)
+            data.setdefault("request_ids", [r.get("request_id") for r in data["requests"]])
+        if event.event_type in _FINAL:
+            data.setdefault("status", _FINAL[event.event_type])
+        out.append(
+            RunEvent(
+                event.sequence,
+                kind,
+                run_id,
+                event.step_id,
+                utc_iso(event.created_at),
+                redact_dict(data),
+            )
+        )
+    return out, after
+
+
 def iter_events(
     manager: PlatformManager,
     run_id: str,
@@ -85,41 +119,29 @@ def iter_events(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunEvent]:
     """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
-    from kneo.clock import utc_iso
-
     store = manager.store
     store.get_run(run_id)  # not_found before the first event
     cache: dict[str, Any] = {}
     waited = 0.0
+    ended = False
     while True:
-        page = store.list_trace(run_id, limit=500, offset=after)
-        for event in page.items:
-            after = max(after, event.sequence)
-            kind = STREAMED.get(event.event_type)
-            if kind is None:
-                continue
-            data = dict(event.payload or {})
-            if event.event_type == "run_paused":  # the event names them; bodies are stored once
-                data["requests"] = paused_requests(store, run_id, data, cache)
-                data.setdefault("request_ids", [r.get("request_id") for r in data["requests"]])
-            if event.event_type in _FINAL:
-                data.setdefault("status", _FINAL[event.event_type])
-            yield RunEvent(
-                event.sequence,
-                kind,
-                run_id,
-                event.step_id,
-                utc_iso(event.created_at),
-                redact_dict(data),
-            )
-        if page.items:
-            waited = 0.0
+        events, last = read_events(store, run_id, after, cache)
+        yield from events
+        if last != after:
+            after, waited = last, 0.0
             continue
         if not follow:
             return
         run = store.get_run(run_id)
-        if run.status in _END or (run.status == "paused" and not through_pauses):
+        stop = run.status in _END or (run.status == "paused" and not through_pauses)
+        if stop and not ended:
+            # One more read first: the run's last events may have committed, with its
+            # status, after the empty page above.
+            ended = True
+            continue
+        if stop:
             return
+        ended = False
         if timeout_seconds is not None and waited >= timeout_seconds:
             return
         sleep(poll_seconds)

@@ -236,7 +236,8 @@ def test_events_stream_until_pause(make_client) -> None:
         assert resp.headers["content-type"].startswith("text/event-stream")
         text = "".join(resp.iter_text())
     names = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
-    assert names[0] == "run_created" and names[-1] == "end"
+    assert names[0] == "run.started" and names[-1] == "end"  # run_created is not streamed
+    assert "run.paused" in names and "step.completed" in names
     last = json.loads([ln for ln in text.splitlines() if ln.startswith("data: ")][-1][6:])
     assert last["status"] == "paused"
 
@@ -270,7 +271,12 @@ def test_events_follow_a_run_through_a_pause(make_client) -> None:
     run = _paused(client)
     first = _sse_events(client, run["run_id"])
     assert first[-1][1] == "end" and first[-1][2]["status"] == "paused"
-    assert "run_paused" in [name for _, name, _ in first]
+    # The same events as PlatformManager.events(): the pause carries its full requests.
+    [paused] = [data for _, name, data in first if name == "run.paused"]
+    request = run["metadata"]["pending_human_request"]
+    assert paused["type"] == "run.paused" and paused["run_id"] == run["run_id"]
+    assert paused["data"]["requests"][0]["request_id"] == request["request_id"]
+    assert paused["data"]["requests"][0]["prompt"] == request["prompt"]
     last_id = max(i for i, _, _ in first if i is not None)
     r = client.post(
         f"/v1/human-tasks/{run['continuation_id']}/resume",
@@ -284,5 +290,7 @@ def test_events_follow_a_run_through_a_pause(make_client) -> None:
     ids = [i for i, _, _ in rest if i is not None]
     assert ids and min(ids) > last_id and ids == sorted(set(ids))  # nothing twice
     names = [name for _, name, _ in rest]
-    assert "run_resumed" in names and "run_completed" in names
+    assert "run.resumed" in names and "run.finished" in names
+    [finished] = [data for _, name, data in rest if name == "run.finished"]
+    assert finished["data"]["status"] == "succeeded"
     assert names[-1] == "end" and rest[-1][2]["status"] == "succeeded"

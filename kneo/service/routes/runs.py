@@ -338,8 +338,10 @@ def run_events(
     poll_seconds: float = Query(0.25, ge=0.05, le=5.0),
     manager: PlatformManager = Depends(manager_dep),
 ) -> StreamingResponse:
-    """Stream the run's trace events as server-sent events until it pauses or finishes."""
-    from kneo.platform.results import run_result, trace_view
+    """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
+    HTTP) as server-sent events until it pauses or finishes."""
+    from kneo.platform.events import read_events
+    from kneo.platform.results import run_result
 
     annotate(request, run_id=run_id)
     store = manager.store
@@ -348,19 +350,27 @@ def run_events(
     async def stream() -> AsyncIterator[bytes]:
         after = last_event_id or 0
         idle = 0.0
+        cache: dict[str, Any] = {}
+        ended = False
         while True:
-            page = await asyncio.to_thread(store.list_trace, run_id, limit=500, offset=after)
-            for event in page.items:
-                after = max(after, event.sequence)
-                yield _sse(event.event_type, trace_view(event), event.sequence)
-            if page.items:
-                idle = 0.0
+            events, last = await asyncio.to_thread(read_events, store, run_id, after, cache)
+            for event in events:
+                yield _sse(event.type, event.to_dict(), event.sequence)
+            if last != after:
+                after, idle = last, 0.0
                 continue
             run = await asyncio.to_thread(store.get_run, run_id)
-            if run.status in STREAM_END_STATUSES:
+            stop = run.status in STREAM_END_STATUSES
+            if stop and not ended:
+                # One more read first: the last events may have committed, with the status,
+                # after the empty page above.
+                ended = True
+                continue
+            if stop:
                 done = run_result(run, trace_event_count=after).to_dict()
                 yield _sse("end", done)
                 return
+            ended = False
             if await request.is_disconnected():
                 return
             idle += poll_seconds
