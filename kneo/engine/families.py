@@ -55,7 +55,10 @@ def _graph(ctx: _Run) -> str:
             with ctx.state.lock:
                 ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
         key = node if visits[node] == 1 else f"{node}#{visits[node]}"
-        output = ctx.unit(key, nodes[node], text, node_id=node, visit=visits[node])
+        terminal = not any(e.source == node for e in wf.edges)  # no edge: the graph ends here
+        output = ctx.unit(
+            key, nodes[node], text, closing=terminal, node_id=node, visit=visits[node]
+        )
         unit = ctx.state.completed(key) or {}
         following = unit.get("route") or _route(wf, node, output)
         if not ctx.probe:

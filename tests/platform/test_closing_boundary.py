@@ -19,6 +19,7 @@ from kneo.platform.journal import StoreJournal
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import Store
+from kneo.store.steps import StepWriter
 
 STEPS = """
 def one(text):
@@ -41,6 +42,9 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfor
     ]
     spec = {"version": "v1", "workflow": {"type": "sequential", "steps": steps}}
     (tmp_path / "three.yaml").write_text(json.dumps(spec))
+    edges = [{"from": "one", "to": "two"}, {"from": "two", "to": "three"}]
+    graph = {"type": "graph", "start": "one", "nodes": steps, "edges": edges}
+    (tmp_path / "graph.yaml").write_text(json.dumps({"version": "v1", "workflow": graph}))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("closingsteps", None)
@@ -67,10 +71,20 @@ def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
         tx.update_run(journal.run_id, expected_version=journal.version, status="succeeded")
 
 
+@pytest.mark.parametrize("spec", ["three.yaml", "graph.yaml"])
 def test_last_step_and_outcome_share_a_transaction_history_unchanged(
-    manager: PlatformManager,
+    manager: PlatformManager, spec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = manager.run_from_spec(input_text="in", spec_path="three.yaml")
+    step_commits: list[str] = []
+    commit = StepWriter.commit
+
+    def counted(self: StepWriter, **kwargs: Any) -> Any:
+        step_commits.append(kwargs["checkpoint"].step_id)
+        return commit(self, **kwargs)
+
+    monkeypatch.setattr(StepWriter, "commit", counted)
+    result = manager.run_from_spec(input_text="in", spec_path=spec)
+    assert step_commits == ["one", "two"]  # "three" commits with the outcome
     assert result.status == "succeeded" and result.output_text == "in one two three"
     store = manager.store
     checkpoints = store.list_checkpoints(result.run_id, limit=10).items
