@@ -88,7 +88,6 @@ class StoreJournal:
         self._renew = renew
         self._renew_every = renew_every
         self._last_renew = time.monotonic()
-        self.commits = 0
         self._committed: _Committed | None = None
         #: a closing boundary waiting for the outcome's transaction (:meth:`write_final`)
         self._held: Boundary | None = None
@@ -140,7 +139,6 @@ class StoreJournal:
             raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
         self._buffer.clear()
         self.version = written.version
-        self.commits += 1
         self._remember(boundary, state_text, checkpoint, written.checkpoint_seq)
 
     def write_final(
