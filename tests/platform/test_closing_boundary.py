@@ -151,3 +151,13 @@ def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformMa
         "u2",
     ]
     journal.discard()
+
+
+def test_a_run_on_one_thread_needs_one_pooled_connection(manager: PlatformManager) -> None:
+    """The step writer gives its connection back before the outcome's transaction, which
+    therefore reuses it (on SQLite, with its page cache still valid) instead of a second."""
+    manager.store.engine.dispose()
+    result = manager.run_from_spec(input_text="in", spec_path="three.yaml")
+    assert result.status == "succeeded"
+    pool: Any = manager.store.engine.pool
+    assert pool.checkedout() == 0 and pool.checkedin() == 1
