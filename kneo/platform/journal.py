@@ -3,8 +3,9 @@
 Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execution state
 (compare-and-set on the run version), a redacted checkpoint and the buffered, redacted trace
 events. A *closing* boundary (the engine starts nothing after it) waits for the outcome and
-is written in the outcome's transaction (:meth:`StoreJournal.write_final`). When the compare-and-set fails — the run was cancelled or taken over by another
-process — nothing is written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
+is written in the outcome's transaction (:meth:`StoreJournal.write_final`). When the
+compare-and-set fails — the run was cancelled or taken over by another process — nothing is
+written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
 The execution state is stored as-is (it is what the run continues from); checkpoints and
 trace events are redacted at write time because they are what people read.
 """

@@ -37,7 +37,7 @@ from kneo.store import chains, rawtx, rows, steps
 from kneo.store import tables as t
 from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
-from kneo.store.dialects import Stoppable, StoreDialect
+from kneo.store.dialects import PeriodicTask, StoreDialect
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.records import (
     AuditEvent,
@@ -81,7 +81,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         """Release pooled connections."""
         self.engine.dispose()
 
-    def start_background_work(self, interval: float | None = None) -> Stoppable | None:
+    def start_background_work(self, interval: float | None = None) -> PeriodicTask | None:
         """Start the database's housekeeping thread for a long-running process (SQLite: WAL
         checkpoints off the request path); ``None`` where there is none. Call ``stop()``."""
         return self.dialect.start_background_work(self.engine, interval)

@@ -51,7 +51,7 @@ class StoreDialect:
 
     def start_background_work(
         self, engine: Engine, interval: float | None = None
-    ) -> Stoppable | None:
+    ) -> PeriodicTask | None:
         """Housekeeping a long-running process does off the request path (``None``: none)."""
         return None
 
@@ -60,7 +60,7 @@ class StoreDialect:
         return contextlib.nullcontext()
 
 
-class Stoppable:
+class PeriodicTask:
     """A daemon thread calling ``work`` every ``interval`` seconds until :meth:`stop`."""
 
     def __init__(self, name: str, interval: float, work: Any) -> None:
@@ -86,10 +86,11 @@ class Stoppable:
 #: each). SQLite's default, 1,000, made every ~50th run of a three-step workflow pay for a
 #: checkpoint and its two fsyncs; with a larger WAL the pages a run rewrites at every step
 #: (its row, the tables' last leaves) are copied once per checkpoint instead of once per
-#: 1,000 pages. Long-running processes checkpoint in the background (:data:`WAL_CHECKPOINT_SECONDS`),
-#: so there this is only the ceiling. With ``synchronous=FULL`` SQLite's default stays: every
-#: commit fsyncs the WAL anyway, and a WAL growing to this size makes each of those fsyncs
-#: also write the file's new size (measured: 0.33 -> 0.45 ms per step).
+#: 1,000 pages. Long-running processes checkpoint in the background
+#: (:data:`WAL_CHECKPOINT_SECONDS`), so there this is only the ceiling. With
+#: ``synchronous=FULL`` SQLite's default stays: every commit fsyncs the WAL anyway, and a WAL
+#: growing to this size makes each of those fsyncs also write the file's new size (measured:
+#: 0.33 -> 0.45 ms per step).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 #: How often a service or worker process checkpoints the WAL from a background thread.
@@ -161,7 +162,7 @@ class SqliteDialect(StoreDialect):
 
     def start_background_work(
         self, engine: Engine, interval: float | None = None
-    ) -> Stoppable | None:
+    ) -> PeriodicTask | None:
         """A thread checkpointing the WAL (``PASSIVE``: it never waits for, nor blocks,
         readers or writers), so requests do not pay for it. The sqlite3 module releases the
         GIL while SQLite copies pages and fsyncs, so it overlaps with Python work."""
@@ -175,7 +176,7 @@ class SqliteDialect(StoreDialect):
             finally:
                 raw.close()
 
-        return Stoppable("kneo-wal-checkpoint", interval or WAL_CHECKPOINT_SECONDS, checkpoint)
+        return PeriodicTask("kneo-wal-checkpoint", interval or WAL_CHECKPOINT_SECONDS, checkpoint)
 
     def insert(self, table: sa.Table) -> Any:
         from sqlalchemy.dialects.sqlite import insert
