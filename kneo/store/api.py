@@ -78,7 +78,8 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         return self.dialect.name
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections (and SQLite's writer connection)."""
+        self.dialect.dispose(self.engine)
         self.engine.dispose()
 
     def start_background_work(self, interval: float | None = None) -> PeriodicTask | None:
@@ -161,7 +162,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     def step_writer(self) -> steps.StepWriter:
         """A writer for one run's consecutive step boundaries (the engine's per-step path),
         holding a connection of this store's pool between them; close it when done."""
-        return steps.StepWriter(self.engine, self.dialect.write_lock(self.engine))
+        if self.dialect.name == "sqlite":
+            return steps.StepWriter(self.engine, lambda: self.dialect.write_connection(self.engine))
+        return steps.StepWriter(self.engine)
 
     def write_step(
         self,

@@ -422,18 +422,19 @@ class RawTransaction(RowWriter):
 
 @contextlib.contextmanager
 def raw_transaction(store: Store) -> Iterator[RawTransaction]:
-    """A :class:`RawTransaction` on a pooled DBAPI connection: commits on normal exit, rolls
-    back on any exception; driver failures map to ``conflict``/``database_unavailable`` like
+    """A :class:`RawTransaction` on a DBAPI connection (SQLite: the process's writer
+    connection, see :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on
+    normal exit, rolls back on any exception; driver failures map to
+    ``conflict``/``database_unavailable`` like
     :meth:`Store.transaction <kneo.store.api.Store.transaction>`."""
     engine = store.engine
-    with store.dialect.write_lock(engine):  # rollbacks too happen under it
-        yield from _raw_transaction(store, engine)
+    with store.dialect.write_connection(engine) as raw:  # rollbacks too happen in it
+        yield from _raw_transaction(store, engine, raw)
 
 
-def _raw_transaction(store: Store, engine: Engine) -> Iterator[RawTransaction]:
+def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTransaction]:
     sql = _sql(engine.dialect)
     dbapi = engine.dialect.loaded_dbapi
-    raw = engine.raw_connection()
     try:
         with _pipeline(raw, sql):
             cursor = raw.cursor()
@@ -464,8 +465,6 @@ def _raw_transaction(store: Store, engine: Engine) -> Iterator[RawTransaction]:
     except BaseException:
         _rollback(raw)
         raise
-    finally:
-        raw.close()
 
 
 def _rollback(raw: Any) -> None:

@@ -272,16 +272,21 @@ class StepWriter:
     writer keeps its connection between them. It gives it back when it sat unused for
     :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after any
     error (the pool decides whether it is still usable), after a step that found the pool
-    past its steady size (many runs at once: do not starve them), and on :meth:`close`. Not
-    thread-safe: the caller serializes commits (the journal holds its lock).
+    past its steady size (many runs at once: do not starve them), and on :meth:`close`. On
+    SQLite (``borrow``) it holds nothing: each commit borrows the process's writer
+    connection under the write lock. Not thread-safe: the caller serializes commits (the
+    journal holds its lock).
     """
 
     def __init__(
-        self, engine: Engine, write_lock: contextlib.AbstractContextManager[object] | None = None
+        self,
+        engine: Engine,
+        borrow: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.engine = engine
-        #: held from BEGIN to COMMIT (:meth:`~kneo.store.dialects.StoreDialect.write_lock`)
-        self._write_lock = write_lock or contextlib.nullcontext()
+        #: SQLite: each commit borrows the process's writer connection, under the write lock
+        #: (:meth:`~kneo.store.dialects.StoreDialect.write_connection`), instead of holding one
+        self._borrow = borrow
         self._sql = _prepared(engine.dialect)
         self._raw: Any = None
         self._cursor: Any = None
@@ -299,41 +304,62 @@ class StepWriter:
     ) -> StepWritten | None:
         """One boundary in its own committed transaction; ``None`` when the run is missing
         or not at ``expected_version`` (nothing written)."""
+        args = (run_id, expected_version, now, state_text, checkpoint, events)
+        if self._borrow is not None:
+            with self._borrow() as raw:
+                self._raw, self._cursor = raw, raw.cursor()
+                try:
+                    return self._write(*args)
+                finally:
+                    with contextlib.suppress(Exception):
+                        self._cursor.close()
+                    self._raw = self._cursor = None
         if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
             self.close()
         if self._raw is None:
             self._raw = self.engine.raw_connection()
             self._cursor = self._raw.cursor()
-        raw = self._raw
-        args = (run_id, expected_version, now, state_text, checkpoint, events)
-        dbapi = self.engine.dialect.loaded_dbapi
-        with self._write_lock:  # rollbacks too happen under it
-            try:
-                if self._sql.boundary is None:
-                    written = self._stepwise(*args)
-                else:
-                    written = self._boundary(*args)
-                    if written is None and checkpoint.follows is not None:
-                        # Superseded, or a patch whose predecessor is no longer the last
-                        # checkpoint: the stepwise path tells them apart (keyframe).
-                        written = self._stepwise(*args)
-            except dbapi.IntegrityError as exc:
-                self._fail(raw)
-                raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
-            except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-                self._fail(raw)
-                raise NotReady(
-                    f"database unavailable: {type(exc).__name__}: {exc}",
-                    code="database_unavailable",
-                ) from exc
-            except BaseException:
-                self._fail(raw)
-                raise
-            finally:
-                self._used = time.monotonic()
+        written = self._write(*args)
         if self._crowded():
             self.close()
         return written
+
+    def _write(
+        self,
+        run_id: str,
+        expected_version: int,
+        now: datetime,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten | None:
+        """The boundary on ``self._raw``; errors roll back and map as in :func:`write_step`."""
+        args = (run_id, expected_version, now, state_text, checkpoint, events)
+        raw = self._raw
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            if self._sql.boundary is None:
+                return self._stepwise(*args)
+            written = self._boundary(*args)
+            if written is None and checkpoint.follows is not None:
+                # Superseded, or a patch whose predecessor is no longer the last
+                # checkpoint: the stepwise path tells them apart (keyframe).
+                written = self._stepwise(*args)
+            return written
+        except dbapi.IntegrityError as exc:
+            self._fail(raw)
+            raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
+        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+            self._fail(raw)
+            raise NotReady(
+                f"database unavailable: {type(exc).__name__}: {exc}",
+                code="database_unavailable",
+            ) from exc
+        except BaseException:
+            self._fail(raw)
+            raise
+        finally:
+            self._used = time.monotonic()
 
     def _stepwise(
         self,
@@ -431,7 +457,8 @@ class StepWriter:
 
     def _fail(self, raw: Any) -> None:
         _rollback(raw)
-        self.close()
+        if self._borrow is None:  # a borrowed connection goes back to its lender as is
+            self.close()
 
     def close(self) -> None:
         """Give the connection back to the pool (a no-op when none is held)."""

@@ -1,16 +1,22 @@
 """SQLite writers of one process queue on one lock per database file (instead of sleeping in
-SQLite's busy handler); every write path takes it; a lock not obtained in time is given up."""
+SQLite's busy handler); every write path takes it; a lock not obtained in time is given up.
+The hot write paths (raw transactions, step commits) share one writer connection, whose page
+cache stays valid, replaced when it fails."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kneo.store import Store, open_store
+from kneo.errors import NotReady
+from kneo.store import Store, dialects, open_store, steps
 from kneo.store.dialects import SqliteDialect
 
 
@@ -68,3 +74,62 @@ def test_lock_not_obtained_in_time_is_given_up(tmp_path: Path) -> None:
         assert store.list_runs().total == 1
     finally:
         store.close()
+
+
+def _seen_connections(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ids of the DBAPI connections the raw write paths are handed."""
+    seen: list[int] = []
+    lend = store.dialect.write_connection
+
+    @contextlib.contextmanager
+    def spy(engine: Any) -> Iterator[Any]:
+        with lend(engine) as raw:
+            seen.append(id(raw))
+            yield raw
+
+    monkeypatch.setattr(store.dialect, "write_connection", spy)
+    return seen
+
+
+def test_hot_writes_share_one_warm_connection(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _seen_connections(store, monkeypatch)
+    for index in range(3):
+        with store.raw_transaction() as tx:
+            tx.add_audit("test.event", payload={"n": index})
+    run = store.create_run(input_text="x", workflow_name="w", target="workflow")
+    run = store.update_run(run.run_id, status="running")
+    writer = store.step_writer()
+    row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
+    written = writer.commit(
+        run_id=run.run_id,
+        expected_version=run.version,
+        now=store.clock.now(),
+        state_text="{}",
+        checkpoint=row,
+        events=[],
+    )
+    assert written is not None
+    assert len(seen) == 4 and len(set(seen)) == 1
+    store.close()
+    assert store.engine not in dialects._WRITERS  # closed with the store
+
+
+def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _seen_connections(store, monkeypatch)
+    with store.raw_transaction() as tx:
+        tx.add_audit("test.event", payload={})
+    broken = dialects._WRITERS[store.engine]
+
+    def failing_cursor() -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(broken, "cursor", failing_cursor)
+    with pytest.raises(NotReady), store.raw_transaction() as tx:
+        tx.add_audit("test.event", payload={})
+    with store.raw_transaction() as tx:
+        tx.add_audit("test.event", payload={})
+    assert dialects._WRITERS[store.engine] is not broken
+    assert len(store.list_audit(event_type="test.event").items) == 2
+    assert seen[0] == seen[1] != seen[2]

@@ -171,14 +171,17 @@ def _count_checkouts(store: Store) -> list[int]:
 
 
 def test_a_run_commits_its_steps_on_one_connection(store: Store) -> None:
-    """Back-to-back step commits reuse one pooled connection; discard gives it back."""
+    """Back-to-back step commits reuse one connection: on PostgreSQL a pooled one the writer
+    holds until discard gives it back; on SQLite the process's writer connection, which the
+    pool never sees again once it made it."""
     journal = _journal(store)
     checkouts = _count_checkouts(store)
     state = ExecutionState.new("in")
     for step in range(5):
         state.units[f"u{step}"] = {"step_id": "s", "status": "completed"}
         journal.commit(Boundary(kind="step_completed", parts=state.snapshot_parts()))
-    assert checkouts[0] == 1 and store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    held = 0 if store.backend == "sqlite" else 1
+    assert checkouts[0] <= 1 and store.engine.pool.checkedout() == held  # type: ignore[attr-defined]
     journal.discard()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert store.list_checkpoints(journal.run_id, limit=10).total == 5
@@ -208,7 +211,10 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
         )
         assert written is not None
         version = written.version
-    assert checkouts[0] == 3
+    if store.backend == "sqlite":  # the process's writer connection, made at most once
+        assert checkouts[0] <= 1
+    else:
+        assert checkouts[0] == 3
     stale = writer.commit(
         run_id=run_id,
         expected_version=version - 1,
