@@ -744,10 +744,9 @@ class PlatformManager:
         if isinstance(outcome, Superseded):
             journal.discard()
             return self._result(self.store.get_run(run_id)), False
-        # Give the step writer's connection back first: the outcome then gets it from the
-        # pool instead of a second one. On SQLite that connection's page cache is still valid
-        # (SQLite drops a connection's whole cache once another connection has written):
-        # 54 -> 1.4 page reads per run of three steps, ~8 % of its CPU on one thread.
+        # Give a held step-writer connection (PostgreSQL) back first: the outcome then gets
+        # it from the pool instead of a second one. (On SQLite both use the process's writer
+        # connection: see StoreDialect.write_connection.)
         journal.close()
         try:
             with self.store.raw_transaction() as tx:

@@ -154,8 +154,9 @@ def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformMa
 
 
 def test_a_run_on_one_thread_needs_one_pooled_connection(manager: PlatformManager) -> None:
-    """The step writer gives its connection back before the outcome's transaction, which
-    therefore reuses it (on SQLite, with its page cache still valid) instead of a second."""
+    """The step writer gives a held connection back before the outcome's transaction, which
+    therefore reuses it instead of taking a second (on SQLite the writes share the process's
+    writer connection and the pool serves the reads)."""
     manager.store.engine.dispose()
     result = manager.run_from_spec(input_text="in", spec_path="three.yaml")
     assert result.status == "succeeded"
