@@ -255,6 +255,17 @@ def write_step(
     return StepWritten(version, checkpoint_seq, trace_seq)
 
 
+class _Step(NamedTuple):
+    """One boundary as :meth:`StepWriter.commit` takes it."""
+
+    run_id: str
+    expected_version: int
+    now: datetime
+    state_text: str
+    checkpoint: StepCheckpoint
+    events: Sequence[StepEvent]
+
+
 #: A connection a :class:`StepWriter` left unused this long goes back to the pool before the
 #: next step (whose checkout then pings it on PostgreSQL, see ``dialects``).
 HOLD_IDLE_SECONDS = 1.0
@@ -304,12 +315,12 @@ class StepWriter:
     ) -> StepWritten | None:
         """One boundary in its own committed transaction; ``None`` when the run is missing
         or not at ``expected_version`` (nothing written)."""
-        args = (run_id, expected_version, now, state_text, checkpoint, events)
+        step = _Step(run_id, expected_version, now, state_text, checkpoint, events)
         if self._borrow is not None:
             with self._borrow() as raw:
                 self._raw, self._cursor = raw, raw.cursor()
                 try:
-                    return self._write(*args)
+                    return self._write(step)
                 finally:
                     with contextlib.suppress(Exception):
                         self._cursor.close()
@@ -319,32 +330,23 @@ class StepWriter:
         if self._raw is None:
             self._raw = self.engine.raw_connection()
             self._cursor = self._raw.cursor()
-        written = self._write(*args)
+        written = self._write(step)
         if self._crowded():
             self.close()
         return written
 
-    def _write(
-        self,
-        run_id: str,
-        expected_version: int,
-        now: datetime,
-        state_text: str,
-        checkpoint: StepCheckpoint,
-        events: Sequence[StepEvent],
-    ) -> StepWritten | None:
+    def _write(self, step: _Step) -> StepWritten | None:
         """The boundary on ``self._raw``; errors roll back and map as in :func:`write_step`."""
-        args = (run_id, expected_version, now, state_text, checkpoint, events)
         raw = self._raw
         dbapi = self.engine.dialect.loaded_dbapi
         try:
             if self._sql.boundary is None:
-                return self._stepwise(*args)
-            written = self._boundary(*args)
-            if written is None and checkpoint.follows is not None:
+                return self._stepwise(step)
+            written = self._boundary(step)
+            if written is None and step.checkpoint.follows is not None:
                 # Superseded, or a patch whose predecessor is no longer the last
                 # checkpoint: the stepwise path tells them apart (keyframe).
-                written = self._stepwise(*args)
+                written = self._stepwise(step)
             return written
         except dbapi.IntegrityError as exc:
             self._fail(raw)
@@ -361,21 +363,11 @@ class StepWriter:
         finally:
             self._used = time.monotonic()
 
-    def _stepwise(
-        self,
-        run_id: str,
-        expected_version: int,
-        now: datetime,
-        state_text: str,
-        checkpoint: StepCheckpoint,
-        events: Sequence[StepEvent],
-    ) -> StepWritten | None:
+    def _stepwise(self, step: _Step) -> StepWritten | None:
         """:func:`write_step`'s statements in their own transaction (SQLite; PostgreSQL when
         a patch's predecessor moved), each waited for."""
         sql, raw, cursor = self._sql, self._raw, self._cursor
-        cas, checkpoint_row, event_rows = _params(
-            sql, run_id, expected_version, now, state_text, checkpoint, events
-        )
+        cas, checkpoint_row, event_rows = _params(sql, *step)
         if sql.begin:
             cursor.execute(sql.begin)
         cursor.execute(sql.cas, cas)
@@ -385,24 +377,17 @@ class StepWriter:
             return None
         version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
         cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
-        if events:
+        if step.events:
             cursor.executemany(sql.trace, event_rows(trace_seq))
         raw.commit()
         return StepWritten(version, checkpoint_seq, trace_seq)
 
-    def _boundary(
-        self,
-        run_id: str,
-        expected_version: int,
-        now: datetime,
-        state_text: str,
-        checkpoint: StepCheckpoint,
-        events: Sequence[StepEvent],
-    ) -> StepWritten | None:
+    def _boundary(self, step: _Step) -> StepWritten | None:
         """PostgreSQL: :data:`_BOUNDARY` as a transaction of its own, in one round trip; no
         row returned means nothing was written."""
         sql, raw, cursor = self._sql, self._raw, self._cursor
         assert sql.boundary is not None
+        run_id, expected_version, now, state_text, checkpoint, events = step
         guard = checkpoint.follows is not None
         params: list[Any] = [
             state_text,
