@@ -28,13 +28,13 @@ person's resume (or another sweeper) changes nothing twice.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
+from kneo.periodic import PeriodicTask
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.tasks import task_requests
 
@@ -396,8 +396,7 @@ class Sweeper:
             raise ValueError("sweep interval must be greater than zero")
         self.manager = manager
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task: PeriodicTask | None = None
 
     def sweep_once(self) -> dict[str, int]:
         return {
@@ -406,26 +405,20 @@ class Sweeper:
         }
 
     def start(self) -> Sweeper:
-        if self._thread is not None and self._thread.is_alive():
-            return self
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(self.interval):
-                try:
-                    self.sweep_once()
-                except Exception:  # the next tick tries again
-                    log.exception("timeout sweep failed")
-
-        self._thread = threading.Thread(target=loop, name="kneo-sweeper", daemon=True)
-        self._thread.start()
+        if self._task is None or not self._task.is_alive():
+            self._task = PeriodicTask(
+                "kneo-sweeper",
+                self.interval,
+                self.sweep_once,
+                logger=log,
+                failure="timeout sweep failed",
+            )
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if self._task is not None:
+            self._task.stop(timeout)
+            self._task = None
 
 
 def start_sweeper(manager: Any, settings: Any) -> Sweeper | None:

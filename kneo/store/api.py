@@ -32,12 +32,13 @@ from sqlalchemy.engine import Engine
 
 from kneo.clock import Clock
 from kneo.errors import Conflict, InvalidRequest
+from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
 from kneo.store import chains, rawtx, rows, steps
 from kneo.store import tables as t
 from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
 from kneo.store.coordination import CoordinationMixin
-from kneo.store.dialects import PeriodicTask, StoreDialect
+from kneo.store.dialects import StoreDialect
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.records import (
     AuditEvent,

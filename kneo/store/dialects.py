@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.errors import ConfigError
+from kneo.periodic import PeriodicTask
 
 log = logging.getLogger("kneo_serv.store")
 
@@ -71,28 +72,6 @@ class StoreDialect:
 
     def dispose(self, engine: Engine) -> None:
         """Close what the dialect keeps for ``engine`` beyond its pool."""
-
-
-class PeriodicTask:
-    """A daemon thread calling ``work`` every ``interval`` seconds until :meth:`stop`."""
-
-    def __init__(self, name: str, interval: float, work: Any) -> None:
-        self._stopped = threading.Event()
-        self._interval = interval
-        self._work = work
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self._work()
-            except Exception as exc:  # a busy or vanished database: try again next time
-                log.debug("%s: %s", self._thread.name, exc)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=10)
 
 
 #: SQLite copies the WAL back into the database file once it holds this many pages (4 KiB
@@ -231,7 +210,13 @@ class SqliteDialect(StoreDialect):
             finally:
                 raw.close()
 
-        return PeriodicTask("kneo-wal-checkpoint", interval or WAL_CHECKPOINT_SECONDS, checkpoint)
+        return PeriodicTask(
+            "kneo-wal-checkpoint",
+            interval or WAL_CHECKPOINT_SECONDS,
+            checkpoint,
+            logger=log,
+            failure="WAL checkpoint failed",
+        )
 
     def insert(self, table: sa.Table) -> Any:
         from sqlalchemy.dialects.sqlite import insert

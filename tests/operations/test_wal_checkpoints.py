@@ -52,7 +52,7 @@ def test_worker_runs_the_housekeeping_and_stops_it(project: Path, db_url: str) -
         worker.stop(timeout=5)
         assert worker._housekeeping is None
         if manager.store.backend == "sqlite":
-            assert threads is not None and not threads._thread.is_alive()
+            assert threads is not None and not threads.is_alive()
         else:
             assert threads is None  # PostgreSQL checkpoints on its own
     finally:
