@@ -162,10 +162,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
 
     def step_writer(self) -> steps.StepWriter:
         """A writer for one run's consecutive step boundaries (the engine's per-step path),
-        holding a connection of this store's pool between them; close it when done."""
-        if self.dialect.name == "sqlite":
-            return steps.StepWriter(self.engine, lambda: self.dialect.write_connection(self.engine))
-        return steps.StepWriter(self.engine)
+        on the connection the dialect says (:meth:`StoreDialect.step_connection`); close it
+        when done."""
+        return steps.StepWriter(self.engine, self.dialect.step_connection(self.engine))
 
     def write_step(
         self,
