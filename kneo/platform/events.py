@@ -73,6 +73,12 @@ class RunEvent:
         }
 
 
+def stream_stops(status: str, *, through_pauses: bool = False) -> bool:
+    """Whether a followed stream ends at a run ``status``: finished, or paused (the run will
+    not move without someone) unless ``through_pauses``."""
+    return status in _END or (status == "paused" and not through_pauses)
+
+
 def read_events(
     store: Any, run_id: str, after: int, cache: dict[str, Any]
 ) -> tuple[list[RunEvent], int]:
@@ -133,7 +139,7 @@ def iter_events(
         if not follow:
             return
         run = store.get_run(run_id)
-        stop = run.status in _END or (run.status == "paused" and not through_pauses)
+        stop = stream_stops(run.status, through_pauses=through_pauses)
         if stop and not ended:
             # One more read first: the run's last events may have committed, with its
             # status, after the empty page above.

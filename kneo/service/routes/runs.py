@@ -28,11 +28,6 @@ from kneo.service.spec_source import (
 
 router = APIRouter(tags=["runs"])
 
-#: Statuses at which the event stream ends (the run will not move without someone).
-STREAM_END_STATUSES = frozenset(
-    {"succeeded", "failed", "cancelled", "expired", "timed_out", "paused"}
-)
-
 
 def _start_run(
     request: Request, body: CreateRunRequest, manager: Any, actor: str
@@ -340,7 +335,7 @@ def run_events(
 ) -> StreamingResponse:
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
-    from kneo.platform.events import read_events
+    from kneo.platform.events import read_events, stream_stops
     from kneo.platform.results import run_result
 
     annotate(request, run_id=run_id)
@@ -360,7 +355,7 @@ def run_events(
                 after, idle = last, 0.0
                 continue
             run = await asyncio.to_thread(store.get_run, run_id)
-            stop = run.status in STREAM_END_STATUSES
+            stop = stream_stops(run.status)
             if stop and not ended:
                 # One more read first: the last events may have committed, with the status,
                 # after the empty page above.
