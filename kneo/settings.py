@@ -176,6 +176,9 @@ class Settings:
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
+    #: how long a run waits for the process's run slot (``kneo.platform.slot``), in ms;
+    #: ``None``: 20 on SQLite, no slot on PostgreSQL; 0: no slot
+    run_slot_ms: int | None = None
     # the raw environment, for secret lookups by *name* (values never logged)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -249,6 +252,7 @@ class Settings:
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
+            run_slot_ms=_int(env, "KNEO_SERV_RUN_SLOT_MS", None),
             environ=env,
         )
 

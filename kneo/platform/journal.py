@@ -80,6 +80,7 @@ class StoreJournal:
         *,
         renew: Callable[[], object] | None = None,
         renew_every: float = 20.0,
+        rejoin: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -88,6 +89,7 @@ class StoreJournal:
         self._lock = threading.Lock()
         self._renew = renew
         self._renew_every = renew_every
+        self._rejoin = rejoin
         self._last_renew = time.monotonic()
         self._committed: _Committed | None = None
         #: a closing boundary waiting for the outcome's transaction (:meth:`write_final`)
@@ -103,6 +105,8 @@ class StoreJournal:
             self._buffer.append(event)
 
     def commit(self, boundary: Boundary) -> None:
+        if self._rejoin is not None:
+            self._rejoin()
         with self._lock:
             self._flush_held()
             if boundary.closing:

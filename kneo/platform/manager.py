@@ -65,6 +65,7 @@ from kneo.platform.results import (
     task_view,
     trace_view,
 )
+from kneo.platform.slot import RunSlot, default_patience
 from kneo.settings import Settings
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
@@ -133,6 +134,8 @@ class PlatformManager:
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
         self._sleep = sleep
+        #: one executing run at a time on SQLite (see kneo.platform.slot)
+        self._slot = RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms))
 
     # ================================================================== starting runs
 
@@ -148,11 +151,12 @@ class PlatformManager:
         actor: str | None = None,
     ) -> RunResult:
         """Create a run and execute it now; returns when it finishes or pauses."""
-        prepared = self._prepare(
-            spec_path=spec_path, spec=spec, target=target, environment=environment
-        )
-        run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
-        return self._drive(run, prepared["workflow"], locked=True)
+        with self._slot.hold():
+            prepared = self._prepare(
+                spec_path=spec_path, spec=spec, target=target, environment=environment
+            )
+            run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
+            return self._drive(run, prepared["workflow"], locked=True)
 
     def start_run_from_spec(
         self,
@@ -701,6 +705,7 @@ class PlatformManager:
             run.version,
             renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
             renew_every=self._lease / 3,
+            rejoin=self._slot.rejoin,
         )
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.
@@ -712,15 +717,16 @@ class PlatformManager:
         self._tokens[run.run_id] = token
         released = False
         try:
-            outcome = self.engine.run(
-                workflow,
-                ExecutionState(run.state),
-                journal,
-                run_id=run.run_id,
-                cancellation=token,
-                metadata={"environment": run.environment},
-            )
-            result, released = self._finish(run, journal, outcome, audits or [])
+            with self._slot.hold():
+                outcome = self.engine.run(
+                    workflow,
+                    ExecutionState(run.state),
+                    journal,
+                    run_id=run.run_id,
+                    cancellation=token,
+                    metadata={"environment": run.environment},
+                )
+                result, released = self._finish(run, journal, outcome, audits or [])
             return result
         finally:
             self._tokens.pop(run.run_id, None)

@@ -1,0 +1,91 @@
+"""The run slot: on SQLite, one executing run at a time does its work in a process.
+
+Python runs one thread at a time, so runs executing on several threads of one process (the
+service's request threads, a worker's) never overlap their Python work: they interleave it.
+On SQLite their database work is short CPU work too, and serialized by the store's write lock
+anyway, so the interleaving buys nothing, while every switch between the threads hands the
+interpreter lock, and often the write lock, to a thread that sleeps or wakes on the other
+core. With four short runs at once that cost more than the runs: in-process, four threads
+finished 0.6-0.75x the runs per second of one thread, at 1.5-1.7x the CPU per run.
+
+So a run takes the process's slot when it starts executing and gives it back when it
+stops (finishes, pauses, fails). A run that finds the slot taken waits for it, but never
+longer than the slot's ``patience``: a holder that keeps it longer (a step waiting on the
+network, a long run) loses it to the waiter, and waits for its turn again at its next step
+boundary (:meth:`RunSlot.rejoin`). The slot only orders work: nothing depends on it for
+correctness (the store's compare-and-set and locks do that), so a run that goes ahead
+without it is merely slower.
+
+On PostgreSQL runs spend much of their time waiting on the server, where overlapping them
+pays, so there is no slot (:func:`default_patience`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+#: How long a run waits for the slot on SQLite before it goes ahead (seconds).
+SQLITE_PATIENCE = 0.020
+
+
+def default_patience(backend: str, configured_ms: int | None) -> float:
+    """The slot's patience in seconds: ``KNEO_SERV_RUN_SLOT_MS`` when set (0 turns the slot
+    off), else :data:`SQLITE_PATIENCE` on SQLite and no slot on PostgreSQL."""
+    if configured_ms is not None:
+        return max(0, configured_ms) / 1000
+    return SQLITE_PATIENCE if backend == "sqlite" else 0.0
+
+
+class RunSlot:
+    """One executing run at a time, with bounded waits; see the module docstring."""
+
+    def __init__(self, patience: float) -> None:
+        #: seconds a run waits for the slot before it goes ahead (0: no slot)
+        self.patience = patience
+        self._cond = threading.Condition(threading.Lock())
+        self._holder: int | None = None
+        self._local = threading.local()  # runs this thread is executing (nested: a step's)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Execute a run in the slot; a run started inside a run (same thread) shares it."""
+        if self.patience <= 0:
+            yield
+            return
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        if depth == 0:
+            self._take()
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                self._give_back()
+
+    def rejoin(self) -> None:
+        """At a step boundary: a run that lost the slot to a waiter waits for its turn."""
+        me = threading.get_ident()
+        if self._holder == me or not getattr(self._local, "depth", 0):
+            return  # holding it, or not a run in the slot (a branch thread, no slot)
+        self._take()
+
+    def _take(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            deadline = time.monotonic() + self.patience
+            while self._holder is not None and self._holder != me:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break  # held too long: go ahead; the holder rejoins at its next step
+                self._cond.wait(left)
+            self._holder = me
+
+    def _give_back(self) -> None:
+        with self._cond:
+            if self._holder == threading.get_ident():
+                self._holder = None
+                self._cond.notify()
