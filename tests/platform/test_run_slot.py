@@ -100,8 +100,12 @@ def test_nested_runs_share_the_slot_and_other_threads_do_not_rejoin() -> None:
 def test_no_slot_when_patience_is_zero() -> None:
     slot = RunSlot(patience=0)
     entered = threading.Event()
+    def enter() -> None:
+        with slot.hold():
+            entered.set()
+
     with slot.hold():
-        _thread(lambda: (slot.hold().__enter__(), entered.set()))
+        _thread(enter)
         assert entered.wait(WAIT)
 
 
