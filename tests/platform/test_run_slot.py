@@ -49,6 +49,34 @@ def test_a_second_run_waits_for_the_first() -> None:
     assert order == ["first in", "first out", "second in"]
 
 
+def test_the_slot_goes_to_the_longest_waiting_run() -> None:
+    slot = RunSlot(patience=WAIT)
+    order: list[str] = []
+
+    def run(name: str) -> Callable[[], None]:
+        def body() -> None:
+            with slot.hold():
+                order.append(name)
+
+        return body
+
+    def queued(count: int) -> bool:
+        deadline = time.monotonic() + WAIT
+        while len(slot._waiting) < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return len(slot._waiting) == count
+
+    with slot.hold():
+        threads = []
+        for index, name in enumerate(["b", "c", "d"]):
+            threads.append(_thread(run(name)))
+            assert queued(index + 1)
+        order.append("a")
+    for thread in threads:
+        thread.join(WAIT)
+    assert order == ["a", "b", "c", "d"]
+
+
 def test_a_holder_past_patience_loses_the_slot_and_rejoins_after() -> None:
     """A run stuck in a step (here: waiting on an event) does not stall the others: the
     waiter goes ahead after ``patience``; at its next step boundary the stuck run waits for
@@ -100,6 +128,7 @@ def test_nested_runs_share_the_slot_and_other_threads_do_not_rejoin() -> None:
 def test_no_slot_when_patience_is_zero() -> None:
     slot = RunSlot(patience=0)
     entered = threading.Event()
+
     def enter() -> None:
         with slot.hold():
             entered.set()
