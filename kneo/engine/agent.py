@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +62,10 @@ class AgentHost(Protocol):
     def commit(self, kind: str) -> None: ...
 
     def checkpoint_cancel(self) -> None: ...
+
+    def waiting(self) -> AbstractContextManager[object]:
+        """Entered around a model call, which waits on the network."""
+        ...
 
     def agent_record(self) -> dict[str, Any]: ...
 
@@ -206,7 +211,8 @@ class AgentLoop:
         if planning:
             messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
         tools = [] if planning else list(step.tools)
-        reply = provider.complete(model=agent.model, messages=messages, tools=tools)
+        with host.waiting():
+            reply = provider.complete(model=agent.model, messages=messages, tools=tools)
         message = reply.to_message()
         with host.lock:
             if planning:

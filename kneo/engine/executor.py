@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -162,8 +163,12 @@ class WorkflowEngine:
         run_id: str = "",
         cancellation: CancellationToken | None = None,
         metadata: Mapping[str, Any] | None = None,
+        waiting: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> Outcome:
-        """Run (or continue) ``workflow`` from ``state`` until it ends or pauses."""
+        """Run (or continue) ``workflow`` from ``state`` until it ends or pauses.
+
+        ``waiting``: a context the engine enters around each model call, which waits on the
+        network (the platform lets its other runs go meanwhile, ``kneo.platform.slot``)."""
         ctx = _Run(
             self,
             workflow,
@@ -172,6 +177,7 @@ class WorkflowEngine:
             run_id,
             cancellation or CancellationToken(),
             dict(metadata or {}),
+            waiting=waiting or nullcontext,
         )
         ensure_import_roots(workflow)
         try:
@@ -263,8 +269,10 @@ class _Run:
         metadata: dict[str, Any],
         *,
         probe: bool = False,
+        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.engine = engine
+        self.waiting = waiting
         self.workflow = workflow
         self.state = state
         self.journal = journal
@@ -843,6 +851,9 @@ class _AgentHost:
 
     def checkpoint_cancel(self) -> None:
         self._run.check_cancel()
+
+    def waiting(self) -> AbstractContextManager[object]:
+        return self._run.waiting()
 
     def agent_record(self) -> dict[str, Any]:
         with self.lock:

@@ -725,6 +725,7 @@ class PlatformManager:
                     run_id=run.run_id,
                     cancellation=token,
                     metadata={"environment": run.environment},
+                    waiting=self._slot.released,
                 )
                 result, released = self._finish(run, journal, outcome, audits or [])
             return result

@@ -13,7 +13,9 @@ So a run takes the process's slot when it starts executing and gives it back whe
 stops (finishes, pauses, fails). A run that finds the slot taken waits for it, but never
 longer than the slot's ``patience``: a holder that keeps it longer (a step waiting on the
 network, a long run) loses it to the waiter, and waits for its turn again at its next step
-boundary (:meth:`RunSlot.rejoin`). The slot only orders work: nothing depends on it for
+boundary (:meth:`RunSlot.rejoin`). A run waiting on a model gives the slot up for the call
+(:meth:`RunSlot.released`), so agent runs, which spend most of their time there, overlap as
+before. The slot only orders work: nothing depends on it for
 correctness (the store's compare-and-set and locks do that), so a run that goes ahead
 without it is merely slower.
 
@@ -71,6 +73,19 @@ class RunSlot:
             self._local.depth = depth
             if depth == 0:
                 self._give_back()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Let the other runs go while this one waits on the network (a model call), then
+        wait for the slot again; a no-op for a thread that is no run in the slot."""
+        if self._holder != threading.get_ident():
+            yield
+            return
+        self._give_back()
+        try:
+            yield
+        finally:
+            self._take()
 
     def rejoin(self) -> None:
         """At a step boundary: a run that lost the slot to a waiter waits for its turn."""

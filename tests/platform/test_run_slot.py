@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,53 @@ def test_concurrent_runs_on_sqlite_all_finish(tmp_path: Path) -> None:
         thread.join(60)
     manager.store.close()
     assert results == ["succeeded"] * 40
+
+
+def test_a_holder_lets_others_go_while_it_waits_on_the_network() -> None:
+    slot = RunSlot(patience=WAIT)
+    order: list[str] = []
+    other_done = threading.Event()
+
+    def other() -> None:
+        with slot.hold():
+            order.append("other ran")
+        other_done.set()
+
+    with slot.hold():
+        with slot.released():  # a model call: the waiting run goes at once, not after patience
+            _thread(other)
+            assert other_done.wait(WAIT)
+        order.append("holder back")
+    assert order == ["other ran", "holder back"]
+
+
+def test_agent_runs_give_the_slot_up_during_model_calls(tmp_path: Path) -> None:
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"})
+    manager = create_platform(settings)
+    slot = manager._slot
+    holders: list[int | None] = []
+    release = slot.released
+
+    @contextlib.contextmanager
+    def spy() -> Iterator[None]:
+        with release():
+            holders.append(slot._holder)
+            yield
+
+    slot.released = spy  # type: ignore[method-assign]
+    spec = {
+        "version": "v1",
+        "agent": {
+            "name": "answerer",
+            "system_prompt": "Answer.",
+            "model": {
+                "provider": "dummy",
+                "name": "dummy",
+                "script": [{"text": "first"}],
+            },
+        },
+    }
+    result = manager.run_from_spec(input_text="question", spec=spec, target="agent")
+    manager.store.close()
+    assert result.status == "succeeded", result
+    assert holders == [None]  # nobody held the slot while the model answered
