@@ -275,6 +275,7 @@ locks = sa.Table(
     sa.Column("owner", sa.String(255), nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    sqlite_with_rowid=False,  # migration 0006: one B-tree, taken and dropped by every run
 )
 
 project_metadata = sa.Table(

@@ -352,3 +352,48 @@ def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
                 assert "WITHOUT ROWID" in ddl
                 assert not any(n.startswith(f"sqlite_autoindex_{table}") for n in names)
     store.close()
+
+
+def test_0006_rebuilds_locks_without_rowid_and_back(tmp_path: Path) -> None:
+    """SQLite: the ``locks`` rows survive the rebuild both ways; at 0006 the table has no
+    rowid, so no ``sqlite_autoindex`` copy of its key."""
+    from alembic import command
+
+    from kneo.store.migrate import _alembic_config
+
+    url = sa.make_url(f"sqlite:///{tmp_path / 'locks.sqlite'}")
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0005") == "0005"
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rows = [
+        {"name": f"run:run_{n}", "owner": "host:1:ab", "acquired_at": now, "expires_at": now}
+        for n in range(3)
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.locks), rows)
+
+    def state() -> tuple[list[tuple[object, ...]], str, list[str]]:
+        with engine.connect() as conn:
+            found = conn.execute(sa.select(t.locks).order_by(t.locks.c.name)).all()
+            sql = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'locks'"
+            ).scalar_one()
+            indexes = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'locks'"
+                )
+            ]
+        return [tuple(r) for r in found], sql, indexes
+
+    before, sql, indexes = state()
+    assert "WITHOUT ROWID" not in sql and indexes == ["sqlite_autoindex_locks_1"]
+    assert upgrade(engine, dialect) == "0006"
+    after, sql, indexes = state()
+    assert after == before and "WITHOUT ROWID" in sql and indexes == []
+    with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
+        command.downgrade(_alembic_config(conn), "0005")
+    back, sql, indexes = state()
+    assert back == before and "WITHOUT ROWID" not in sql
+    engine.dispose()
