@@ -2,7 +2,7 @@
 
 Every run that executes takes the lock ``run:<id>`` in its first transaction and drops it in
 its last, so a run wrote two ``locks`` B-trees twice: the table and the ``sqlite_autoindex``
-copy of its text key. Keyed by its primary key alone, it writes one (4 of the 33 WAL frames
+copy of its text key. Keyed by its primary key alone, it writes one (2 of the 33 WAL frames
 of a 3-step run). SQLite cannot change this in place: the table is rebuilt (create, copy,
 drop, rename) inside the upgrade transaction, rows unchanged. PostgreSQL: nothing to do.
 
