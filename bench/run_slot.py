@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import runpy
 import statistics
 import sys
 import tempfile
@@ -26,16 +27,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # examples.human_functions
 
-SPEC = """\
-version: v1
-workflow:
-  type: sequential
-  name: bench-three-steps
-  steps:
-    - {id: draft, kind: function, ref: examples.human_functions:draft_report}
-    - {id: review, kind: function, ref: examples.human_functions:draft_report}
-    - {id: publish, kind: function, ref: examples.human_functions:publish_report}
-"""
+#: the 3-step function workflow ``bench/service.py`` posts
+SPEC: str = runpy.run_path(str(Path(__file__).with_name("service.py")))["SPEC"]
 
 
 def measure(threads: int, runs: int, slot_ms: int | None) -> dict[str, float]:
