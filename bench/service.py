@@ -7,7 +7,8 @@ Both servers are one uvicorn process each, started fresh; the load is ``--client
 keep-alive connections for ``--seconds`` after a warm-up. ``--rounds N`` alternates the two
 loads N times and reports the median ratio (a shared machine's load drifts between phases).
 Each phase also reports the server process's CPU per request (Linux ``/proc``), which moves
-much less with the load generator than throughput does.
+much less with the load generator than throughput does, and the run reports the median of
+its ratio (bare / service) next to the throughput ratio.
 
     python bench/service.py                                   # PostgreSQL if KNEO_TEST_DATABASE_URL
     python bench/service.py --database-url postgresql+psycopg://postgres@127.0.0.1/kneo_bench
@@ -287,6 +288,16 @@ def main() -> int:
     verdict = "PASS" if ratio >= TARGET_RATIO else "BELOW TARGET"
     spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
     print(f"ratio: {ratio:.2f}{spread} (target >= {TARGET_RATIO}) {verdict}")
+    # Server CPU per request moves far less with a shared machine's load than throughput:
+    # its ratio (bare / service) says where the service stands when the throughputs drift.
+    cpu_ratios = [
+        b["server_cpu_ms"] / s["server_cpu_ms"]
+        for b, s in rounds
+        if "server_cpu_ms" in b and "server_cpu_ms" in s
+    ]
+    cpu_ratio = statistics.median(cpu_ratios) if cpu_ratios else None
+    if cpu_ratio is not None:
+        print(f"server CPU per request, bare / service: {cpu_ratio:.2f}")
     bare_result, service_result = rounds[ratios.index(sorted(ratios)[(len(ratios) - 1) // 2])]
     print(
         json.dumps(
@@ -296,6 +307,7 @@ def main() -> int:
                 "service": service_result,
                 "ratio": round(ratio, 3),
                 "rounds": [round(r, 3) for r in ratios],
+                "cpu_ratio": None if cpu_ratio is None else round(cpu_ratio, 3),
             }
         )
     )
