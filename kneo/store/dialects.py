@@ -150,7 +150,7 @@ class SqliteDialect(StoreDialect):
     def connect_write(self, engine: Engine) -> Connection:
         return engine.connect().execution_options(kneo_begin="IMMEDIATE")
 
-    def write_lock(self, engine: Engine) -> contextlib.AbstractContextManager[object]:
+    def write_lock(self, engine: Engine) -> _FileLock:
         """One lock per database file and process: SQLite takes one writer at a time anyway,
         and threads of one process that queue on a lock are handed the database as soon as
         it is free, where SQLite's busy handler would have them sleep and retry (1, 2, 5...
@@ -170,7 +170,7 @@ class SqliteDialect(StoreDialect):
         that stays warm: 15-20 % more runs per second with 4 at once. When the lock does not
         come within the busy timeout, a pooled connection is used as before. A writer that
         failed with a driver error is replaced."""
-        lock = _FileLock(_write_lock_for(engine), self.busy_timeout_ms / 1000)
+        lock = self.write_lock(engine)
         with lock:
             if not lock.held:
                 with super().write_connection(engine) as raw:
@@ -201,7 +201,7 @@ class SqliteDialect(StoreDialect):
         return lambda: self.write_connection(engine)
 
     def dispose(self, engine: Engine) -> None:
-        with _FileLock(_write_lock_for(engine), self.busy_timeout_ms / 1000):
+        with self.write_lock(engine):
             writer = _WRITERS.pop(engine, None)
             if writer is not None:
                 with contextlib.suppress(Exception):
