@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -41,6 +42,7 @@ from kneo.store.rowvalues import (
     new_continuation,
     trace_values,
 )
+from kneo.store.steps import insert_rows
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -77,7 +79,7 @@ class _Sql:
             try:
                 proc = self._binds[key]
             except KeyError:
-                proc = self._binds[key] = table.c[name].type._cached_bind_processor(self.dialect)
+                proc = self._binds[key] = t.value_binder(table.c[name].type, self.dialect)
             out[name] = proc(value) if proc is not None and value is not None else value
         return out
 
@@ -153,12 +155,17 @@ class RawTransaction(RowWriter):
         self._cur.execute(self._sql.text(key, build), params)
         return self._cur
 
-    def _exec_rows(self, key: Any, build: Callable[[], str], params: list[Any]) -> None:
-        sql = self._sql.text(key, build)
-        if len(params) == 1:
-            self._cur.execute(sql, params[0])
-        else:
-            self._cur.executemany(sql, params)
+    def _insert_rows(
+        self, table: sa.Table, names: Sequence[str], values: list[dict[str, Any]]
+    ) -> None:
+        """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
+        row_of = operator.itemgetter(*names)
+        insert_rows(
+            self._cur.execute,
+            f"INSERT INTO {table.name} ({', '.join(names)})",
+            [row_of(self._sql.bind(table, v)) for v in values],
+            "%s" if self._sql.pyformat else "?",
+        )
 
     # -- runs ------------------------------------------------------------------------
     def _insert_run(self, values: dict[str, Any]) -> bool:
@@ -323,8 +330,7 @@ class RawTransaction(RowWriter):
 
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
         names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
-        bound = [self._sql.bind(t.trace_events, v) for v in values]
-        self._exec_rows("trace", _insert(t.trace_events, names), bound)
+        self._insert_rows(t.trace_events, names, values)
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
@@ -381,9 +387,9 @@ class RawTransaction(RowWriter):
             )
         if request_list:
             names = ("continuation_id", "request_id", "kind", "assignee", "status")
-            self._exec_rows(
-                "continuation_requests",
-                _insert(t.continuation_requests, names),
+            self._insert_rows(
+                t.continuation_requests,
+                names,
                 continuation_request_rows(continuation_id, request_list),
             )
         return rows.continuation(values)
@@ -444,7 +450,10 @@ def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTran
                 tx = RawTransaction(store, cursor, sql)
                 yield tx
                 tx._flush_sequences()
-                if sql.pipeline:  # queued too: leaving the pipeline syncs once for everything
+                if sql.begin or sql.pipeline:
+                    # SQLite: the explicit BEGIN's pair, from the cursor's statement cache
+                    # (pysqlite's commit() prepares "COMMIT" anew each time). psycopg's
+                    # pipeline: queued too, leaving it syncs once for everything.
                     cursor.execute("COMMIT")
                 else:
                     raw.commit()

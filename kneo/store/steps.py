@@ -7,7 +7,7 @@ result), so it is written with three statements, all in the caller's transaction
    WHERE run_id AND version = expected RETURNING version, checkpoint_seq, trace_seq`` —
    the compare-and-set, the row lock and the sequence allocation in one round trip;
 2. ``INSERT`` of the checkpoint row;
-3. one ``executemany`` ``INSERT`` of the buffered trace events.
+3. one multi-row ``INSERT`` of the buffered trace events (:func:`insert_rows`).
 
 :class:`StepWriter` (a boundary in its own transaction) writes the same rows, on PostgreSQL
 as one statement (:data:`_BOUNDARY`: the compare-and-set in a ``WITH``, the inserts
@@ -23,9 +23,10 @@ converted with the same type processors the Core tables use, so rows are byte-fo
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -35,14 +36,8 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from kneo.errors import Conflict, NotReady
 from kneo.store import tables as t
 
-_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, default=t._json_default
-)  # the same encoding as JSONText
-
-
-def json_text(value: Any) -> str:
-    """Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it."""
-    return _ENCODER.encode(value)
+#: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
+json_text: Callable[[Any], str] = t.encode_json
 
 
 # Positional parameters (``?``; ``%s`` for psycopg): binding a tuple skips the per-name
@@ -57,10 +52,46 @@ _CHECKPOINT = (
     "INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, payload, "
     "size_bytes, truncated, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_TRACE = (
-    "INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
+_TRACE = "INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, created_at)"
+
+#: A multi-row INSERT takes up to :data:`EXACT_ROWS` rows in one statement, and longer lists
+#: in power-of-two chunks of at most :data:`MAX_ROWS_PER_INSERT`: a table has a dozen
+#: statement texts at most, all kept prepared by the driver's statement cache.
+EXACT_ROWS = 8
+MAX_ROWS_PER_INSERT = 32
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(head: str, width: int, count: int, mark: str) -> str:
+    row = "(" + ", ".join([mark] * width) + ")"
+    return f"{head} VALUES {', '.join([row] * count)}"
+
+
+def insert_rows(
+    execute: Callable[[str, tuple[Any, ...]], object],
+    head: str,
+    rows: Sequence[Sequence[Any]],
+    mark: str = "?",
+) -> None:
+    """``head`` (``INSERT INTO t (a, b)``) for positional ``rows`` as multi-row ``VALUES``
+    statements run with ``execute(sql, params)``: one execution (one step, one GIL release)
+    per chunk instead of one per row as with ``executemany``. ``mark``: the driver's
+    positional placeholder."""
+    for chunk in _chunks(rows):
+        sql = _values_sql(head, len(chunk[0]), len(chunk), mark)
+        execute(sql, tuple(itertools.chain.from_iterable(chunk)))
+
+
+def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``rows`` in chunks: all of them up to :data:`EXACT_ROWS`, else power-of-two sizes."""
+    start, left = 0, len(rows)
+    while left:
+        size = (
+            left if left <= EXACT_ROWS else min(MAX_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
+        )
+        yield rows[start : start + size]
+        start, left = start + size, left - size
+
 
 # PostgreSQL: a whole boundary in one statement. The inserts select from the updated row,
 # so they take their sequences from it and write nothing when the compare-and-set found no
@@ -103,7 +134,7 @@ def _boundary_texts() -> dict[tuple[bool, bool], str]:
 class _Prepared:
     cas: str
     checkpoint: str
-    trace: str
+    mark: str  # the driver's positional placeholder
     timestamp: Callable[[datetime], Any]
     begin: str | None  # what opens a write transaction on a raw DBAPI connection
     #: PostgreSQL's one-statement boundary (:func:`_boundary_texts`); ``None`` on SQLite
@@ -127,11 +158,11 @@ def _prepared(dialect: Dialect) -> _Prepared:
         def style(sql: str) -> str:
             return sql.replace("?", "%s")
 
-    process = t.runs.c.updated_at.type.bind_processor(dialect)
+    process = t.value_binder(t.runs.c.updated_at.type, dialect)
     found = _Prepared(
         style(_CAS),
         style(_CHECKPOINT),
-        style(_TRACE),
+        style("?"),
         process if process is not None else (lambda v: v),
         # pysqlite runs with isolation_level=None (see dialects): take the write
         # lock up front like Store.transaction; psycopg begins implicitly.
@@ -251,7 +282,7 @@ def write_step(
     version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
     conn.exec_driver_sql(sql.checkpoint, checkpoint_row(checkpoint_seq))
     if events:
-        conn.exec_driver_sql(sql.trace, event_rows(trace_seq))
+        insert_rows(conn.exec_driver_sql, _TRACE, event_rows(trace_seq), sql.mark)
     return StepWritten(version, checkpoint_seq, trace_seq)
 
 
@@ -378,8 +409,11 @@ class StepWriter:
         version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
         cursor.execute(sql.checkpoint, checkpoint_row(checkpoint_seq))
         if step.events:
-            cursor.executemany(sql.trace, event_rows(trace_seq))
-        raw.commit()
+            insert_rows(cursor.execute, _TRACE, event_rows(trace_seq), sql.mark)
+        if sql.begin:  # SQLite: a cached COMMIT, as in rawtx's transactions
+            cursor.execute("COMMIT")
+        else:
+            raw.commit()
         return StepWritten(version, checkpoint_seq, trace_seq)
 
     def _boundary(self, step: _Step) -> StepWritten | None:

@@ -158,3 +158,29 @@ def test_store_write_step_commits_on_its_own(store: Store) -> None:
             checkpoint=_checkpoint({}),
             events=[],
         )
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 45])
+def test_every_event_of_a_long_batch_lands_once_in_order(store: Store, count: int) -> None:
+    """Trace rows go in multi-row inserts (chunked past eight): a boundary's events through
+    the step writer and through a transaction, and events added in a raw transaction, are
+    each stored once, numbered in the order given."""
+    run_id = new_run(store)
+    batch = [StepEvent("tick", f"s{i}", json_text({"i": i})) for i in range(count)]
+    store.write_step(
+        run_id, expected_version=1, state_text="{}", checkpoint=_checkpoint({}), events=batch
+    )
+    with store.transaction() as tx:
+        tx.write_step(
+            run_id, expected_version=2, state_text="{}", checkpoint=_checkpoint({}), events=batch
+        )
+    with store.raw_transaction() as tx:
+        tx.add_trace_events(
+            run_id, [{"event_type": "tock", "payload": {"i": i}} for i in range(count)]
+        )
+    got = store.list_trace(run_id, limit=200).items
+    expected = [("tick", f"s{i}", {"i": i}) for i in range(count)] * 2
+    expected += [("tock", None, {"i": i}) for i in range(count)]
+    assert [(e.event_type, e.step_id, e.payload) for e in got] == expected
+    assert [e.sequence for e in got] == list(range(1, 3 * count + 1))
+    assert store.get_run(run_id).trace_seq == 3 * count
