@@ -48,7 +48,7 @@ from kneo.engine.human import (
 from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
 from kneo.engine.providers.base import Provider
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
-from kneo.engine.state import ExecutionState
+from kneo.engine.state import ExecutionState, StateParts
 from kneo.errors import KneoError
 from kneo.ids import new_request_id
 from kneo.redaction import redact_text
@@ -66,6 +66,9 @@ _PREVIEW_CHARS = 2000
 class Completed:
     output_text: str
     state: dict[str, Any]
+    #: ``state``'s text and the texts it was joined from, when the engine made them (the
+    #: outcome's journal writes the state from them instead of encoding it again)
+    parts: StateParts | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ class WorkflowEngine:
             state.pending = []
             state.position = {}
             state.failure = None
-        return Completed(output, state.snapshot())
+        return Completed(output, *state.snapshot_with_parts())
 
     def next_units(self, workflow: CompiledWorkflow, state: ExecutionState) -> list[dict[str, Any]]:
         """The units that would execute next (none: the workflow would finish). No side effects."""

@@ -19,24 +19,15 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, NamedTuple
+
+from kneo.jsontext import dumps
 
 STATE_FORMAT = 1
 #: Unit statuses that count as finished: ``skipped`` is a step a person declined to run.
 DONE = ("completed", "continued", "skipped")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-#: Compact JSON, the same encoding the store uses for JSON columns.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
 _DECODE = json.JSONDecoder().decode
 
 
@@ -57,7 +48,7 @@ class ExecutionState:
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         # A deep copy through JSON: several times cheaper than ``copy.deepcopy`` (a state is
         # plain JSON; anything else is stored as its JSON form at the first step anyway).
-        raw: dict[str, Any] = _DECODE(_ENCODER.encode(dict(data or {})))
+        raw: dict[str, Any] = _DECODE(dumps(dict(data or {})))
         self.input_text: str = raw.get("input_text", "")
         #: unit key -> {"step_id", "status", "output", "attempts", ...}
         self.units: dict[str, dict[str, Any]] = raw.get("units", {})
@@ -151,7 +142,7 @@ class ExecutionState:
         return self.snapshot_with_text()[0]
 
     def snapshot_text(self) -> str:
-        """The state as compact JSON text (exactly ``_ENCODER.encode(self._fields())``),
+        """The state as compact JSON text (exactly ``dumps(self._fields())``),
         encoded under the lock; finished units' records come from a cache."""
         return self.snapshot_parts().text
 
@@ -172,10 +163,10 @@ class ExecutionState:
                 elif type(value) is str or type(value) is int:  # immutable: encode once
                     hit = self._scalar_json.get(name)
                     if hit is None or hit[0] is not value:
-                        hit = self._scalar_json[name] = (value, _ENCODER.encode(value))
+                        hit = self._scalar_json[name] = (value, dumps(value))
                     text = hit[1]
                 else:
-                    text = _ENCODER.encode(value)
+                    text = dumps(value)
                 fields[name] = text
                 parts.append(text)
             parts.append("}")
@@ -188,8 +179,8 @@ class ExecutionState:
         for key, record in self.units.items():
             hit = cache.get(key)
             if hit is None or hit[0] is not record:
-                value = _ENCODER.encode(record)
-                member = f"{_ENCODER.encode(key)}:{value}"
+                value = dumps(record)
+                member = f"{dumps(key)}:{value}"
                 if record.get("status") not in DONE:  # may still change: encode every time
                     texts[key] = value
                     members.append(member)
@@ -202,8 +193,13 @@ class ExecutionState:
     def snapshot_with_text(self) -> tuple[dict[str, Any], str]:
         """:meth:`snapshot` and its JSON text from one encoding (decoding the text is a C
         loop, several times cheaper than ``copy.deepcopy`` of the same structure)."""
-        text = self.snapshot_text()
-        return _DECODE(text), text
+        state, parts = self.snapshot_with_parts()
+        return state, parts.text
+
+    def snapshot_with_parts(self) -> tuple[dict[str, Any], StateParts]:
+        """:meth:`snapshot` and the :meth:`snapshot_parts` it was decoded from."""
+        parts = self.snapshot_parts()
+        return _DECODE(parts.text), parts
 
     def _fields(self) -> dict[str, Any]:
         """The JSON fields, without the empty ones (the constructor defaults them)."""

@@ -103,6 +103,8 @@ def write_outcome(
     final = Boundary(
         kind=kind,
         state=state,
+        # A completed run's state is the engine's last snapshot, unchanged: reuse its texts.
+        parts=outcome.parts if isinstance(outcome, Completed) else None,
         status=status,
         step_id=first.step_id
         if first
@@ -116,7 +118,13 @@ def write_outcome(
             }
         )
     journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
-    updated = tx.finish_run(run, expected_version=journal.version, state=state, **changes)
+    updated = tx.finish_run(
+        run,
+        expected_version=journal.version,
+        state=state,
+        state_text=final.state_text,
+        **changes,
+    )
     for event_type, payload, audit_cid in extra_audits:
         tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
     for event_type, actor, decision_cid, payload in audits:

@@ -32,14 +32,14 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any
 
+from kneo import jsontext
 from kneo.redaction import REDACTED, may_need_redaction, redact
-from kneo.store.payloads import _default
 
 SET = "s"
 DELETE = "d"
 APPEND = "a"
 
-_ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default).encode
+_ENC = jsontext.dumps
 _DECODE = json.JSONDecoder().decode
 _MISSING: Any = object()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from kneo import jsontext
 from kneo.errors import InvalidRequest
 from kneo.settings import CheckpointLimits
 
@@ -39,21 +39,11 @@ class EncodedPayload:
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes; a value that is not JSON is an ``invalid_payload`` error."""
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=_default
-        ).encode()
+        return jsontext.dumps(value).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(
             f"checkpoint payload is not JSON: {exc}", code="invalid_payload"
         ) from exc
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def encode(

@@ -231,11 +231,21 @@ class RawTransaction(RowWriter):
             row["spec"] = json.loads(text) if text is not None else {}
         return rows.run(row)
 
-    def finish_run(self, run: RunRecord, /, *, expected_version: int, **changes: Any) -> RunRecord:
+    def finish_run(
+        self,
+        run: RunRecord,
+        /,
+        *,
+        expected_version: int,
+        state_text: str | None = None,
+        **changes: Any,
+    ) -> RunRecord:
         """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
         version and counters: ``run`` is the record the run was driven from, and the
         compare-and-set proves every column but the journal's (state, version) is still as
-        it says, so the result is ``run`` with ``changes`` applied, not a re-read row."""
+        it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
+        ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
+        stored as is."""
         keys = self._run_changes(run.run_id, changes)
 
         def build() -> str:
@@ -247,7 +257,12 @@ class RawTransaction(RowWriter):
                 "RETURNING version, checkpoint_seq, trace_seq"
             )
 
-        bound = self._sql.bind(t.runs, {**changes, "updated_at": self.now})
+        values = {**changes, "updated_at": self.now}
+        if state_text is not None:
+            del values["state"]
+        bound = self._sql.bind(t.runs, values)
+        if state_text is not None:
+            bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_run_id": run.run_id, "k_now": bound["updated_at"]}
         params["k_expected"] = expected_version

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from kneo import jsontext
+
 
 class _EpochMicros(sa.types.TypeEngine[int]):
     """SQLite's column for :class:`UTCDateTime`: declared ``DATETIME``, values pass as is."""
@@ -95,19 +97,8 @@ class JSONText(TypeDecorator[Any]):
         return json.loads(value)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-#: Compact JSON text: how every JSON column is stored. One encoder for all values, since
-#: ``json.dumps`` with options builds a new one per call.
-encode_json: Callable[[Any], str] = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, default=_json_default
-).encode
+#: Compact JSON text: how every JSON column is stored (:func:`kneo.jsontext.dumps`).
+encode_json: Callable[[Any], str] = jsontext.dumps
 
 
 def value_binder(
