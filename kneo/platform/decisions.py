@@ -99,7 +99,7 @@ def apply_decision(
                     status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
                 )
                 # This process executes the run now; a paused run has no other executor.
-                tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease, replace=True)
+                tx.take_run_lease(run.run_id, manager.owner, manager._lease)
                 tx.put_continuation(
                     cont.continuation_id,
                     run_id=run.run_id,
@@ -130,7 +130,7 @@ def apply_decision(
     if remaining:
         return manager._result(updated)
     audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
-    return manager._drive(updated, manager._workflow_for(updated), locked=True, audits=audits)
+    return manager._drive(updated, manager._workflow_for(updated), leased=True, audits=audits)
 
 
 def list_human_tasks(

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kneo.platform.results import redact_dict
 from kneo.platform.tasks import paused_requests
+from kneo.redaction import redact_mapping
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -107,7 +107,7 @@ def read_events(
                 run_id,
                 event.step_id,
                 utc_iso(event.created_at),
-                redact_dict(data),
+                redact_mapping(data),
             )
         )
     return out, after

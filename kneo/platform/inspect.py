@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, NotFound
-from kneo.redaction import redact as _redact_any
+from kneo.redaction import redact_mapping
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -40,7 +40,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def diff(before: Any, after: Any) -> dict[str, Any]:
     """Added, removed and changed flattened paths between two JSON values (redacted)."""
     a, b = flatten(before), flatten(after)
-    return redact_dict(
+    return redact_mapping(
         {
             "added": {k: b[k] for k in b if k not in a},
             "removed": {k: a[k] for k in a if k not in b},
@@ -55,7 +55,7 @@ def timeline_entry(cp: Any) -> dict[str, Any]:
     meta = cp.metadata or {}
     pending = payload.get("pending") or []
     error = payload.get("error")
-    return redact_dict(
+    return redact_mapping(
         {
             "sequence": cp.sequence,
             "type": cp.type,
@@ -109,12 +109,6 @@ def step_index(step_ids: Sequence[str], step_id: str | None) -> int | None:
         return list(step_ids).index(step_id) if step_id is not None else None
     except ValueError:
         return None
-
-
-def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`kneo.redaction.redact` for a JSON object, typed."""
-    out: dict[str, Any] = _redact_any(value)
-    return out
 
 
 def owner_alive(owner: str) -> bool:
@@ -209,7 +203,7 @@ def recovery(manager: PlatformManager, run: RunRecord) -> dict[str, Any]:
     nxt = upcoming[0] if upcoming else None
     can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
     if can and run.status == RunStatus.RUNNING:
-        holder = manager.store.get_lock(f"run:{run.run_id}")
+        holder = manager.store.run_lease(run.run_id)
         if holder is not None and owner_alive(holder.owner):
             can, reason = False, "the run is still executing in a live process"
     if reason is None and not can:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
-from kneo.redaction import may_need_redaction
-from kneo.redaction import redact as _redact_any
+from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.settings import CheckpointLimits
 from kneo.store import Store, Transaction, delta, payloads
 from kneo.store.rawtx import RawTransaction
@@ -30,7 +29,7 @@ from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """What a checkpoint shows: the execution state, redacted."""
-    return redact_dict({**state, **extra})
+    return redact_mapping({**state, **extra})
 
 
 def event_row(event: TraceEvent) -> dict[str, Any]:
@@ -41,7 +40,7 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
     return {
         "event_type": event.event_type,
         "step_id": event.step_id,
-        "payload": redact_dict(payload),
+        "payload": redact_mapping(payload),
     }
 
 
@@ -290,20 +289,6 @@ def _event_records(events: list[TraceEvent]) -> list[StepEvent]:
     out: list[StepEvent] = []
     for event, payload, text in payloads_:
         if may_need_redaction(text):
-            text = json_text(redact_dict(payload))
+            text = json_text(redact_mapping(payload))
         out.append(StepEvent(event.event_type, event.step_id, text))
-    return out
-
-
-def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`kneo.redaction.redact` for a JSON object, typed. When the value's JSON text has
-    nothing redaction could change (:func:`~kneo.redaction.may_need_redaction`, a tested
-    superset) the value itself is returned: callers serialize it right away."""
-    try:
-        clean = not may_need_redaction(json_text(value))
-    except (TypeError, ValueError):  # not plain JSON: let redact walk it
-        clean = False
-    if clean:
-        return value
-    out: dict[str, Any] = _redact_any(value)
     return out

@@ -156,7 +156,7 @@ class PlatformManager:
                 spec_path=spec_path, spec=spec, target=target, environment=environment
             )
             run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
-            return self._drive(run, prepared["workflow"], locked=True)
+            return self._drive(run, prepared["workflow"], leased=True)
 
     def start_run_from_spec(
         self,
@@ -207,8 +207,8 @@ class PlatformManager:
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
             )
-            tx.take_lock(f"run:{run_id}", self.owner, self._lease, replace=True)
-        return self._drive(run, workflow, locked=True)
+            tx.take_run_lease(run_id, self.owner, self._lease)
+        return self._drive(run, workflow, leased=True)
 
     # ================================================================== resume / cancel
 
@@ -340,12 +340,13 @@ class PlatformManager:
             raise IllegalTransition(
                 f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
             )
-        name = f"run:{run_id}"
-        holder = self.store.get_lock(name)
+        holder = self.store.run_lease(run_id)
         if holder is not None and holder.owner != self.owner:
             if _owner_alive(holder.owner):
-                raise ResourceLocked(f"run {run_id} is still executing ({holder.owner})", lock=name)
-            self.store.release_lock(name, holder.owner)  # its process is gone
+                raise ResourceLocked(
+                    f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
+                )
+            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
         workflow = self._workflow_for(run)
         state = ExecutionState(run.state)
         state.failure = None
@@ -564,7 +565,7 @@ class PlatformManager:
             metadata={"replay_of": run_id},
             decisions=decisions,
         )
-        return self._drive(run, workflow, locked=True)
+        return self._drive(run, workflow, leased=True)
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         from kneo.platform.tasks import with_bodies
@@ -691,19 +692,19 @@ class PlatformManager:
         run: RunRecord,
         workflow: CompiledWorkflow,
         *,
-        locked: bool = False,
+        leased: bool = False,
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None,
     ) -> RunResult:
-        """Execute from the run's stored state and write the outcome. ``locked``: the
-        transaction that moved the run to ``running`` already took ``run:<id>``."""
-        name = f"run:{run.run_id}"
-        if not locked:
-            self.store.acquire_lock(name, self.owner, self._lease)
+        """Execute from the run's stored state and write the outcome. ``leased``: the
+        transaction that moved the run to ``running`` already gave this process its lease."""
+        run_id = run.run_id
+        if not leased:
+            self.store.acquire_run_lease(run_id, self.owner, self._lease)
         journal = StoreJournal(
             self.store,
-            run.run_id,
+            run_id,
             run.version,
-            renew=lambda: self.store.renew_lock(name, self.owner, self._lease),
+            renew=lambda: self.store.renew_run_lease(run_id, self.owner, self._lease),
             renew_every=self._lease / 3,
             rejoin=self._slot.rejoin,
         )
@@ -732,7 +733,7 @@ class PlatformManager:
         finally:
             self._tokens.pop(run.run_id, None)
             if not released:
-                self.store.release_lock(name, self.owner)
+                self.store.release_run_lease(run_id, self.owner)
 
     def _finish(
         self,
@@ -742,7 +743,7 @@ class PlatformManager:
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
     ) -> tuple[RunResult, bool]:
         """The outcome in one transaction: status, output, continuation, checkpoint, events,
-        and the release of ``run:<id>``; ``(result, lock released)``.
+        and the end of this process's lease; ``(result, lease released)``.
 
         ``run`` is the record the run was driven from (status ``running``); the outcome's
         compare-and-set on ``journal.version`` proves nobody changed it since, so it is not
@@ -758,7 +759,6 @@ class PlatformManager:
         try:
             with self.store.raw_transaction() as tx:
                 updated = self._write_outcome(tx, run, journal, outcome, audits)
-                tx.drop_lock(f"run:{run_id}", self.owner)
                 updated = tx.current(updated)
         except Conflict as exc:
             if exc.code != "stale_state":
@@ -775,7 +775,7 @@ class PlatformManager:
         outcome: Outcome,
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
     ) -> RunRecord:
-        return write_outcome(tx, run, journal, outcome, audits)
+        return write_outcome(tx, run, journal, outcome, audits, self.owner)
 
     def _trace_count(self, run_id: str) -> int:
         return self.store.list_trace(run_id, limit=1).total

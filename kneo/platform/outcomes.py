@@ -32,7 +32,9 @@ def write_outcome(
     journal: StoreJournal,
     outcome: Outcome,
     audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
+    owner: str,
 ) -> RunRecord:
+    """The outcome's rows in ``tx``; ``owner``'s lease on the run ends with it."""
     run_id = run.run_id
     state = dict(outcome.state)
     changes: dict[str, Any]
@@ -123,6 +125,7 @@ def write_outcome(
         expected_version=journal.version,
         state=state,
         state_text=final.state_text,
+        release_lease=owner,
         **changes,
     )
     for event_type, payload, audit_cid in extra_audits:

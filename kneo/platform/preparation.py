@@ -258,11 +258,11 @@ def create_run(
             deadline_at=deadline_at,
             metadata={k: v for k, v in meta.items() if v is not None},
             events=events,
+            # created, started and leased: this process executes it
+            lease=(manager.owner, manager._lease) if start else None,
         )
         tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
-        if start:  # created, started and locked (``run:<id>``: this process executes it)
-            tx.take_lock(f"run:{run.run_id}", manager.owner, manager._lease)
-        else:
+        if not start:
             tx.enqueue(run.run_id)
         run = tx.current(run)
     return run

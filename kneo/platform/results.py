@@ -16,6 +16,7 @@ from typing import Any
 
 from kneo.clock import utc_iso
 from kneo.engine.human import complete_request
+from kneo.redaction import redact_mapping
 from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
@@ -70,7 +71,7 @@ class RunResult:
         return pending.get("request_id")
 
     def to_dict(self) -> dict[str, Any]:
-        return redact_dict(
+        return redact_mapping(
             {
                 "run_id": self.run_id,
                 "status": self.status,
@@ -92,7 +93,7 @@ def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
             view["deadline_epoch"] = int(
                 datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
             )
-    return redact_dict(view)
+    return redact_mapping(view)
 
 
 def pending_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -157,7 +158,7 @@ def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
         "version": run.version,
         "metadata": {"environment": run.environment, **(run.metadata or {})},
     }
-    return redact_dict(view)
+    return redact_mapping(view)
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
@@ -172,7 +173,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 
 
 def trace_view(event: TraceEvent) -> dict[str, Any]:
-    return redact_dict(
+    return redact_mapping(
         {
             "sequence": event.sequence,
             "event_type": event.event_type,
@@ -196,7 +197,7 @@ def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> d
     }
     if include_payload:
         view["payload"] = cp.payload
-    return redact_dict(view)
+    return redact_mapping(view)
 
 
 def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
     if pending_only:
         requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
     shown = [public_request(r) for r in requests]
-    return redact_dict(
+    return redact_mapping(
         {
             "continuation_id": cont.continuation_id,
             "run_id": cont.run_id,
@@ -219,11 +220,3 @@ def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[st
             "escalated_at": utc_iso(cont.escalated_at),
         }
     )
-
-
-def redact_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`kneo.redaction.redact` for a JSON object, typed (the value itself when its
-    text has nothing redaction could change; see :func:`kneo.platform.journal.redact_dict`)."""
-    from kneo.platform.journal import redact_dict as redact_json
-
-    return redact_json(value)

@@ -23,7 +23,8 @@ from typing import Any
 
 from kneo.engine.human import HumanRequest, compact_request, complete_request
 from kneo.errors import NotFound
-from kneo.platform.results import public_request, redact_dict
+from kneo.platform.results import public_request
+from kneo.redaction import redact_mapping
 from kneo.store import ContinuationRecord, Store
 
 
@@ -39,7 +40,7 @@ def resolved_entry(entry: Mapping[str, Any], request: HumanRequest) -> dict[str,
     """An answered request's entry: its body (redacted, compact) joins the index fields."""
     if "prompt" in entry:  # the body is already here (rows written before this layout)
         return dict(entry, status="resolved")
-    body = redact_dict(compact_request(request.to_dict()))
+    body = redact_mapping(compact_request(request.to_dict()))
     return {**body, **entry, "status": "resolved"}
 
 

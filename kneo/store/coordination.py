@@ -20,7 +20,7 @@ from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceL
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
-from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord
+from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord, RunLease
 
 
 def _positive(name: str, value: float) -> None:
@@ -225,6 +225,64 @@ class CoordinationMixin(StoreBase):
             yield
         finally:
             self.release_lock(name, owner)
+
+    # -- run leases -------------------------------------------------------------------
+    # The process executing a run holds a lease on its row (``lease_owner``, renewed before
+    # ``lease_expires_at``): a run is created or started with it and its outcome clears it in
+    # the same statements (see RowWriter.create_run, take_run_lease, RawTransaction.finish_run);
+    # these are the standalone changes. None of them bumps the run's version: the lease is
+    # about who executes the run, not about its content.
+    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the lease on ``run_id`` (or re-take it, for the same owner) for
+        ``ttl_seconds``; ``False`` when another owner's lease has not expired, or no such run."""
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        r = t.runs.c
+        free = sa.or_(r.lease_owner.is_(None), r.lease_owner == owner, r.lease_expires_at <= now)
+        with self._write() as conn:
+            taken = conn.execute(
+                sa.update(t.runs)
+                .where(r.run_id == run_id, free)
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return taken.rowcount == 1
+
+    def renew_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend a lease ``owner`` still holds; ``False`` if it lapsed and someone took it."""
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        r = t.runs.c
+        with self._write() as conn:
+            renewed = conn.execute(
+                sa.update(t.runs)
+                .where(r.run_id == run_id, r.lease_owner == owner, r.lease_expires_at > now)
+                .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return renewed.rowcount == 1
+
+    def release_run_lease(self, run_id: str, owner: str) -> bool:
+        """Give up the lease ``owner`` holds on ``run_id``; ``False`` if it was not theirs."""
+        r = t.runs.c
+        with self._write() as conn:
+            released = conn.execute(
+                sa.update(t.runs)
+                .where(r.run_id == run_id, r.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+            return released.rowcount == 1
+
+    def run_lease(self, run_id: str) -> RunLease | None:
+        """Who executes ``run_id`` under an unexpired lease, or ``None``."""
+        r = t.runs.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(r.lease_owner, r.lease_expires_at).where(
+                    r.run_id == run_id,
+                    r.lease_owner.is_not(None),
+                    r.lease_expires_at > self.clock.now(),
+                )
+            ).first()
+        return None if row is None else RunLease(row[0], row[1])
 
     # -- idempotency ------------------------------------------------------------------
     def begin_idempotent(

@@ -238,6 +238,7 @@ class RawTransaction(RowWriter):
         *,
         expected_version: int,
         state_text: str | None = None,
+        release_lease: str | None = None,
         **changes: Any,
     ) -> RunRecord:
         """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
@@ -245,15 +246,23 @@ class RawTransaction(RowWriter):
         compare-and-set proves every column but the journal's (state, version) is still as
         it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
         ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
-        stored as is."""
+        stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
+        lease someone else took meanwhile stays)."""
         keys = self._run_changes(run.run_id, changes)
+        release = release_lease is not None
 
         def build() -> str:
-            sets = ", ".join(
-                ["version = version + 1", "updated_at = :k_now"] + [f"{k} = :v_{k}" for k in keys]
-            )
+            sets = ["version = version + 1", "updated_at = :k_now"]
+            sets += [f"{k} = :v_{k}" for k in keys]
+            if release:
+                mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
+                sets += [
+                    f"lease_owner = {mine.format('lease_owner')}",
+                    f"lease_expires_at = {mine.format('lease_expires_at')}",
+                ]
             return (
-                f"UPDATE runs SET {sets} WHERE run_id = :k_run_id AND version = :k_expected "
+                f"UPDATE runs SET {', '.join(sets)} "
+                "WHERE run_id = :k_run_id AND version = :k_expected "
                 "RETURNING version, checkpoint_seq, trace_seq"
             )
 
@@ -266,7 +275,9 @@ class RawTransaction(RowWriter):
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_run_id": run.run_id, "k_now": bound["updated_at"]}
         params["k_expected"] = expected_version
-        found = self._exec(("finish_run", keys), build, params).fetchall()
+        if release:
+            params["k_owner"] = release_lease
+        found = self._exec(("finish_run", keys, release), build, params).fetchall()
         if not found:
             self._raise_stale(run.run_id, expected_version)
         version, checkpoint_seq, trace_seq = found[0]
@@ -276,24 +287,20 @@ class RawTransaction(RowWriter):
             run, **fields, version=int(version), updated_at=self.now, trace_seq=int(trace_seq)
         )
 
-    def _delete_lock_any(self, name: str) -> None:
+    def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
         self._exec(
-            "delete_lock_any", lambda: "DELETE FROM locks WHERE name = :name", {"name": name}
-        )
-
-    def _insert_lock(self, values: dict[str, Any]) -> None:
-        self._exec(
-            "insert_lock",
-            _insert(t.locks, ("name", "owner", "acquired_at", "expires_at")),
-            self._sql.bind(t.locks, values),
-        )
-
-    def drop_lock(self, name: str, owner: str) -> None:
-        """:meth:`Transaction.drop_lock <kneo.store.api.Transaction.drop_lock>`."""
-        self._exec(
-            "delete_lock",
-            lambda: "DELETE FROM locks WHERE name = :name AND owner = :owner",
-            {"name": name, "owner": owner},
+            "set_lease",
+            lambda: (
+                "UPDATE runs SET lease_owner = :owner, lease_expires_at = :expires "
+                "WHERE run_id = :run_id"
+            ),
+            {
+                "run_id": run_id,
+                "owner": owner,
+                "expires": self._sql.bind(t.runs, {"lease_expires_at": expires_at})[
+                    "lease_expires_at"
+                ],
+            },
         )
 
     def _run_version(self, run_id: str) -> int | None:

@@ -246,6 +246,13 @@ class LockRecord:
     expires_at: datetime
 
 
+class RunLease(NamedTuple):
+    """The process executing a run and until when its lease holds unless renewed."""
+
+    owner: str
+    expires_at: datetime
+
+
 class RevisionHead(NamedTuple):
     """A registry revision without its spec: what a reconcile compares, cheap to read in bulk.
 

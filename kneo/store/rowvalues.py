@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_id, new_run_id
-from kneo.redaction import redact
+from kneo.redaction import redact_mapping
 from kneo.store import payloads, rows, steps
 from kneo.store.base import not_found_error
 from kneo.store.records import CheckpointRecord, QueueRecord, RunRecord
@@ -151,7 +151,7 @@ def audit_values(
         "actor": actor,
         "run_id": run_id,
         "continuation_id": continuation_id,
-        "payload": redact(dict(payload or {})),
+        "payload": redact_mapping(dict(payload or {})),
         "created_at": now,
     }
 
@@ -192,12 +192,14 @@ class RowWriter:
         started_at: datetime | None = None,
         spec_text: str | None = None,
         events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
     ) -> RunRecord:
         """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
 
         ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
         so it is not encoded and hashed again. ``events``: the run's first trace events,
-        numbered from 1 with the row inserted already counting them (no counter update)."""
+        numbered from 1 with the row inserted already counting them (no counter update).
+        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now."""
         if events:
             check_trace_events(events)
         values = {
@@ -228,6 +230,8 @@ class RowWriter:
             "metadata": dict(metadata or {}),
             "checkpoint_seq": 0,
             "trace_seq": len(events),
+            "lease_owner": lease[0] if lease else None,
+            "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
         }
         if not self._insert_run(values):
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
@@ -280,24 +284,12 @@ class RowWriter:
             return run
         return dataclasses.replace(run, trace_seq=known[1])
 
-    def take_lock(
-        self, name: str, owner: str, ttl_seconds: float, *, replace: bool = False
-    ) -> None:
-        """Insert the named lock in this transaction, for a name nobody can hold yet (such as
-        ``run:<id>`` of a run this transaction creates); a held name fails the transaction
-        with a constraint ``conflict``. ``replace`` first removes any row under the name: for
-        a caller that knows every holder is gone (the run it moves out of ``queued`` or
-        ``paused`` under a compare-and-set had no executor)."""
-        if replace:
-            self._delete_lock_any(name)
-        self._insert_lock(
-            {
-                "name": name,
-                "owner": owner,
-                "acquired_at": self.now,
-                "expires_at": self.now + timedelta(seconds=ttl_seconds),
-            }
-        )
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
+        """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
+        caller that knows every holder is gone (the run it moves out of ``queued`` or
+        ``paused`` under a compare-and-set had no executor). A new run takes its lease in
+        :meth:`create_run`, its outcome gives it back in ``finish_run``."""
+        self._set_run_lease(run_id, owner, self.now + timedelta(seconds=ttl_seconds))
 
     def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
         current = self._run_version(run_id)
@@ -426,10 +418,7 @@ class RowWriter:
     def _run_version(self, run_id: str) -> int | None:
         raise NotImplementedError
 
-    def _delete_lock_any(self, name: str) -> None:
-        raise NotImplementedError
-
-    def _insert_lock(self, values: dict[str, Any]) -> None:
+    def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
         raise NotImplementedError
 
     def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:

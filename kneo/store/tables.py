@@ -157,6 +157,10 @@ runs = sa.Table(
     sa.Column("checkpoint_seq", sa.Integer, nullable=False),
     sa.Column("trace_seq", sa.Integer, nullable=False),
     sa.Column("spec_ref", sa.String(64)),
+    # The executing process's lease (migration 0007): who runs it and until when, unless
+    # renewed. Kept on the row its create and outcome transactions write anyway.
+    sa.Column("lease_owner", sa.String(255)),
+    sa.Column("lease_expires_at", UTCDateTime),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "created_at"),
 )

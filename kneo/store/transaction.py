@@ -40,7 +40,6 @@ __all__ = ["RUN_MUTABLE_FIELDS", "Transaction"]
 
 # Statements built once and executed with parameters: SQLAlchemy then reuses their cache key
 # and compiled form instead of rebuilding a statement (and coercing every value) per call.
-_INSERT_LOCK = sa.insert(t.locks)
 _INSERT_CHECKPOINT = sa.insert(t.checkpoints)
 _INSERT_TRACE = sa.insert(t.trace_events)
 _INSERT_AUDIT = sa.insert(t.audit_events)
@@ -104,13 +103,6 @@ def _dialect_stmt(store: Any, name: str) -> Any:
     return stmt
 
 
-_DELETE_LOCK = sa.delete(t.locks).where(
-    t.locks.c.name == sa.bindparam("name"), t.locks.c.owner == sa.bindparam("owner")
-)
-
-_DELETE_LOCK_ANY = sa.delete(t.locks).where(t.locks.c.name == sa.bindparam("name"))
-
-
 class Transaction(RowWriter, RegistryWritesMixin):
     """One unit of work on one connection; obtain it from :meth:`Store.transaction`.
 
@@ -166,15 +158,12 @@ class Transaction(RowWriter, RegistryWritesMixin):
             return rows.run(row, self.conn)
         self._raise_stale(run_id, expected_version)
 
-    def _delete_lock_any(self, name: str) -> None:
-        self.conn.execute(_DELETE_LOCK_ANY, {"name": name})
-
-    def _insert_lock(self, values: dict[str, Any]) -> None:
-        self.conn.execute(_INSERT_LOCK, values)
-
-    def drop_lock(self, name: str, owner: str) -> None:
-        """Release the named lock ``owner`` holds, committed with this transaction."""
-        self.conn.execute(_DELETE_LOCK, {"name": name, "owner": owner})
+    def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
+        self.conn.execute(
+            sa.update(t.runs)
+            .where(t.runs.c.run_id == run_id)
+            .values(lease_owner=owner, lease_expires_at=expires_at)
+        )
 
     def _run_version(self, run_id: str) -> int | None:
         current: int | None = self.conn.execute(

@@ -169,7 +169,7 @@ class Worker:
                 self.store.release(entry.record.queue_id, self.owner)
                 manager_owner = getattr(self.manager, "owner", None)
                 if manager_owner:
-                    self.store.release_lock(f"run:{entry.record.run_id}", manager_owner)
+                    self.store.release_run_lease(entry.record.run_id, manager_owner)
             handed.append(entry.record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
@@ -269,7 +269,7 @@ class Worker:
             self._settle(record)
 
     def _recheck_later(self, record: QueueRecord) -> None:
-        holder = self.store.get_lock(f"run:{record.run_id}")
+        holder = self.store.run_lease(record.run_id)
         with self.store.transaction() as tx:
             floor = tx.now + timedelta(seconds=self.poll_seconds)
             at = max(holder.expires_at, floor) if holder is not None else floor

@@ -83,7 +83,7 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
             input_text="remote", spec_path=project / "three.yaml"
         ).run_id
         manager.store.update_run(run_id, status="running")
-        assert manager.store.acquire_lock(f"run:{run_id}", "other-host:4242:dead", 30)
+        assert manager.store.acquire_run_lease(run_id, "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
         assert worker.run_once()
         first, second = manager.store.queue_records_for_run(run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -143,6 +144,49 @@ def test_lock_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock)
     assert store.renew_lock("resume:cont_1", "b", 30) is True
     assert store.release_lock("resume:cont_1", "b") is True
     assert store.acquire_lock("resume:cont_1", "c", 30) is True
+
+
+def test_run_lease_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock) -> None:
+    """A run's lease lives on its row: one owner, re-takable by it, lapsing after its ttl,
+    and never a change of the run's version (the journal's compare-and-set)."""
+    run_id = new_run(store)
+    version = store.get_run(run_id).version
+    assert store.run_lease(run_id) is None
+    assert store.acquire_run_lease(run_id, "a", 30) is True
+    assert store.acquire_run_lease(run_id, "b", 30) is False
+    assert store.acquire_run_lease(run_id, "a", 30) is True
+    assert store.run_lease(run_id) == ("a", clock.now() + timedelta(seconds=30))
+    assert store.release_run_lease(run_id, "b") is False
+    clock.advance(31)  # a died without releasing
+    assert store.run_lease(run_id) is None
+    assert store.renew_run_lease(run_id, "a", 30) is False
+    assert store.acquire_run_lease(run_id, "b", 30) is True
+    clock.advance(20)
+    assert store.renew_run_lease(run_id, "b", 30) is True
+    assert store.run_lease(run_id) == ("b", clock.now() + timedelta(seconds=30))
+    assert store.release_run_lease(run_id, "b") is True
+    assert store.acquire_run_lease(run_id, "c", 30) is True
+    assert store.acquire_run_lease("run_missing", "c", 30) is False
+    assert store.get_run(run_id).version == version
+
+
+def test_a_run_created_leased_keeps_its_lease_until_its_outcome(store: Store) -> None:
+    """The create and outcome transactions set and clear the lease in the statements that
+    write the run row; an outcome leaves a lease someone else took meanwhile alone."""
+    with store.raw_transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x", status="running", lease=("me", 30))
+    held = store.run_lease(run.run_id)
+    assert held is not None and held.owner == "me"
+    with store.raw_transaction() as tx:
+        tx.finish_run(run, expected_version=1, release_lease="someone-else", status="failed")
+    assert store.run_lease(run.run_id) == held
+    run = store.get_run(run.run_id)
+    with store.raw_transaction() as tx:
+        tx.finish_run(run, expected_version=2, release_lease="me", status="failed")
+    assert store.run_lease(run.run_id) is None
+    with store.transaction() as tx:
+        tx.take_run_lease(run.run_id, "next", 30)
+    assert store.run_lease(run.run_id).owner == "next"  # type: ignore[union-attr]
 
 
 def test_lock_context_manager(store: Store) -> None:

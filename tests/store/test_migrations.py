@@ -229,19 +229,24 @@ def test_specs_backfill_from_0002(tmp_path: Path) -> None:
 _KEPT_TABLES = ("runs", "checkpoints", "trace_events", "continuations", "continuation_requests")
 
 
-def _all_rows(engine: sa.Engine) -> dict[str, list[tuple[object, ...]]]:
+def _columns(engine: sa.Engine) -> dict[str, set[str]]:
+    inspector = sa.inspect(engine)
+    return {name: {c["name"] for c in inspector.get_columns(name)} for name in _KEPT_TABLES}
+
+
+def _all_rows(
+    engine: sa.Engine, columns: dict[str, set[str]]
+) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the kept tables in ``columns`` (what the database had before a later
+    migration added new ones)."""
     with engine.connect() as conn:
-        return {
-            name: [
-                tuple(row)
-                for row in conn.execute(
-                    sa.select(t.metadata.tables[name]).order_by(
-                        *t.metadata.tables[name].primary_key.columns
-                    )
-                )
-            ]
-            for name in _KEPT_TABLES
-        }
+        found = {}
+        for name in _KEPT_TABLES:
+            table = t.metadata.tables[name]
+            query = sa.select(*[c for c in table.c if c.name in columns[name]])
+            query = query.order_by(*table.primary_key.columns)
+            found[name] = [tuple(row) for row in conn.execute(query)]
+        return found
 
 
 def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
@@ -327,10 +332,11 @@ def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
                 status="pending",
             )
         )
-    before = _all_rows(engine)
+    columns = _columns(engine)
+    before = _all_rows(engine, columns)
     engine.dispose()
     store = open_store(str(url))
-    assert _all_rows(store.engine) == before
+    assert _all_rows(store.engine, columns) == before
     assert [c.payload for c in store.list_checkpoints("run_old").items] == [
         {"a": None},
         {"text": "abc" * 30_000},
@@ -389,11 +395,71 @@ def test_0006_rebuilds_locks_without_rowid_and_back(tmp_path: Path) -> None:
 
     before, sql, indexes = state()
     assert "WITHOUT ROWID" not in sql and indexes == ["sqlite_autoindex_locks_1"]
-    assert upgrade(engine, dialect) == "0006"
+    assert upgrade(engine, dialect, target="0006") == "0006"
     after, sql, indexes = state()
     assert after == before and "WITHOUT ROWID" in sql and indexes == []
     with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
         command.downgrade(_alembic_config(conn), "0005")
     back, sql, indexes = state()
     assert back == before and "WITHOUT ROWID" not in sql
+    engine.dispose()
+
+
+def test_0007_moves_run_locks_onto_run_rows_and_back(fresh_url: str) -> None:
+    """Held ``run:<id>`` locks become the run rows' leases (other locks stay where they
+    are); the downgrade puts them back as locks."""
+    from alembic import command
+
+    from kneo.store.migrate import _alembic_config
+
+    url = sa.make_url(fresh_url)
+    if url.database and url.get_backend_name() == "sqlite":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0006") == "0006"
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    run = {
+        "status": "running",
+        "target": "workflow",
+        "input_text": "x",
+        "spec": {},
+        "state": {},
+        "version": 3,
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "metadata": {},
+        "checkpoint_seq": 0,
+        "trace_seq": 0,
+    }
+    locks = [
+        {"name": "run:run_held", "owner": "host:1:ab", "acquired_at": now, "expires_at": now},
+        {"name": "resume:cont_1", "owner": "host:2:cd", "acquired_at": now, "expires_at": now},
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.runs), [{**run, "run_id": "run_held"}, {**run, "run_id": "run_free"}]
+        )
+        conn.execute(sa.insert(t.locks), locks)
+
+    def lock_rows() -> list[tuple[object, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.select(t.locks).order_by(t.locks.c.name))]
+
+    before = lock_rows()
+    assert upgrade(engine, dialect) == HEAD_REVISION
+    with engine.connect() as conn:
+        leases = conn.execute(
+            sa.select(t.runs.c.run_id, t.runs.c.lease_owner, t.runs.c.lease_expires_at).order_by(
+                t.runs.c.run_id
+            )
+        ).all()
+    assert [tuple(r) for r in leases] == [("run_free", None, None), ("run_held", "host:1:ab", now)]
+    assert [r[0] for r in lock_rows()] == ["resume:cont_1"]
+    with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
+        command.downgrade(_alembic_config(conn), "0006")
+    assert lock_rows() == before
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    assert "lease_owner" not in columns and "run_id" in columns
     engine.dispose()
