@@ -80,10 +80,13 @@ class StoreJournal:
         renew: Callable[[], object] | None = None,
         renew_every: float = 20.0,
         rejoin: Callable[[], object] | None = None,
+        checkpoint_seq: int | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.version = version
+        #: the run's last checkpoint sequence at :attr:`version`, when known
+        self.checkpoint_seq = checkpoint_seq
         self._buffer: list[TraceEvent] = []
         self._lock = threading.Lock()
         self._renew = renew
@@ -143,7 +146,37 @@ class StoreJournal:
             raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
         self._buffer.clear()
         self.version = written.version
+        self.checkpoint_seq = written.checkpoint_seq
         self._remember(boundary, state_text, checkpoint, written.checkpoint_seq)
+
+    def final_rows(
+        self, boundary: Boundary, events: list[dict[str, Any]] | None = None
+    ) -> tuple[list[StepCheckpoint], list[dict[str, Any]]]:
+        """What the caller's final transaction appends, and ends this journal's chain with:
+        the checkpoints of a held closing boundary and of ``boundary``, and the pending
+        events followed by ``events`` (rows as ``add_trace_events`` takes them). The
+        checkpoints may be patches, each on the row before it as this journal expects them
+        numbered; a store that numbers them otherwise stores keyframes
+        (:meth:`~kneo.store.steps.StepCheckpoint.at`). The caller's compare-and-set on
+        :attr:`version` covers the held boundary too."""
+        with self._lock:
+            self._writer.close()
+            held, self._held = self._held, None
+            checkpoints = []
+            if held is not None:
+                held_text = held.state_text or json_text(held.state)
+                row = self._checkpoint_row(held, held_text)
+                checkpoints.append(row)
+                if self.checkpoint_seq is None:
+                    self._committed = None  # no number to chain the outcome's patch to
+                else:
+                    self._remember(held, held_text, row, self.checkpoint_seq + 1)
+            state_text = boundary.state_text or json_text(boundary.state)
+            checkpoints.append(self._checkpoint_row(boundary, state_text))
+            self._committed = None
+            rows = [event_row(e) for e in self._buffer] + list(events or [])
+            self._buffer.clear()
+        return checkpoints, rows
 
     def write_final(
         self,
@@ -151,27 +184,8 @@ class StoreJournal:
         boundary: Boundary,
         events: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Part of the caller's final transaction: a held closing boundary's checkpoint, the
-        outcome checkpoint, then the pending events followed by ``events`` (rows as
-        ``add_trace_events`` takes them) in one insert. The caller's compare-and-set on
-        :attr:`version` covers the held boundary too."""
-        with self._lock:
-            self._writer.close()
-            held, self._held = self._held, None
-            if held is not None:
-                held_text = held.state_text or json_text(held.state)
-                row = self._checkpoint_row(held, held_text)
-                self._remember(held, held_text, row, tx.add_step_checkpoint(self.run_id, row))
-            self._write_boundary(tx, boundary)
-            rows = [event_row(e) for e in self._buffer] + list(events or [])
-            if rows:
-                tx.add_trace_events(self.run_id, rows)
-            self._buffer.clear()
-
-    def _write_boundary(self, tx: Transaction | RawTransaction, boundary: Boundary) -> None:
-        state_text = boundary.state_text or json_text(boundary.state)
-        tx.add_step_checkpoint(self.run_id, self._checkpoint_row(boundary, state_text))
-        self._committed = None  # the outcome ends this journal's chain
+        """:meth:`final_rows` appended in the caller's transaction."""
+        tx.append_run_rows(self.run_id, *self.final_rows(boundary, events))
 
     def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
         """The boundary's checkpoint: a patch on the last one this journal committed when

@@ -707,6 +707,7 @@ class PlatformManager:
             renew=lambda: self.store.renew_run_lease(run_id, self.owner, self._lease),
             renew_every=self._lease / 3,
             rejoin=self._slot.rejoin,
+            checkpoint_seq=run.checkpoint_seq,
         )
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.

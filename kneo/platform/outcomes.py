@@ -119,13 +119,17 @@ def write_outcome(
                 "payload": {"output_chars": len(outcome.output_text)},
             }
         )
-    journal.write_final(tx, final, [dict(e, payload=e.get("payload") or {}) for e in events])
+    checkpoints, rows = journal.final_rows(
+        final, [dict(e, payload=e.get("payload") or {}) for e in events]
+    )
     updated = tx.finish_run(
         run,
         expected_version=journal.version,
         state=state,
         state_text=final.state_text,
         release_lease=owner,
+        checkpoints=checkpoints,
+        events=rows,
         **changes,
     )
     for event_type, payload, audit_cid in extra_audits:

@@ -42,7 +42,7 @@ from kneo.store.rowvalues import (
     new_continuation,
     trace_values,
 )
-from kneo.store.steps import insert_rows
+from kneo.store.steps import StepCheckpoint, insert_rows
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -134,6 +134,7 @@ def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable
 
 
 _RUN_COLUMNS = tuple(c.name for c in t.runs.c)
+_CHECKPOINT_COLUMNS = tuple(c.name for c in t.checkpoints.c)
 #: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
 _NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
 _RUN_RETURNING = ", ".join(_RUN_COLUMNS)
@@ -239,6 +240,8 @@ class RawTransaction(RowWriter):
         expected_version: int,
         state_text: str | None = None,
         release_lease: str | None = None,
+        checkpoints: Sequence[StepCheckpoint] = (),
+        events: Sequence[Mapping[str, Any]] = (),
         **changes: Any,
     ) -> RunRecord:
         """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
@@ -247,13 +250,28 @@ class RawTransaction(RowWriter):
         it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
         ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
         stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
-        lease someone else took meanwhile stays)."""
+        lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
+        appended after the run's last ones (as :meth:`append_run_rows` does), numbered from
+        the counters this update moves, so they cost no statement of their own to number."""
+        if events:
+            check_trace_events(events)
         keys = self._run_changes(run.run_id, changes)
         release = release_lease is not None
+        added = (len(checkpoints), len(events))
+        if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
+            changes["checkpoint_seq"] += added[0]
+            changes["trace_seq"] += added[1]
+            added = (0, 0)
+        moves = added != (0, 0)
 
         def build() -> str:
             sets = ["version = version + 1", "updated_at = :k_now"]
             sets += [f"{k} = :v_{k}" for k in keys]
+            if moves:
+                sets += [
+                    "checkpoint_seq = checkpoint_seq + :k_checkpoints",
+                    "trace_seq = trace_seq + :k_events",
+                ]
             if release:
                 mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
                 sets += [
@@ -277,14 +295,28 @@ class RawTransaction(RowWriter):
         params["k_expected"] = expected_version
         if release:
             params["k_owner"] = release_lease
-        found = self._exec(("finish_run", keys, release), build, params).fetchall()
+        if moves:
+            params["k_checkpoints"], params["k_events"] = added
+        found = self._exec(("finish_run", keys, release, moves), build, params).fetchall()
         if not found:
             self._raise_stale(run.run_id, expected_version)
         version, checkpoint_seq, trace_seq = found[0]
         self._run_updated(run.run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        if checkpoints:
+            self._insert_step_checkpoints(
+                run.run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+            )
+        if events:
+            first = trace_seq - len(events) + 1
+            self._insert_trace_rows(trace_values(run.run_id, first, events, self.now))
         fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
         return dataclasses.replace(
-            run, **fields, version=int(version), updated_at=self.now, trace_seq=int(trace_seq)
+            run,
+            **fields,
+            version=int(version),
+            updated_at=self.now,
+            trace_seq=int(trace_seq),
+            checkpoint_seq=int(checkpoint_seq),
         )
 
     def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
@@ -335,12 +367,8 @@ class RawTransaction(RowWriter):
         )
 
     # -- checkpoints and trace ---------------------------------------------------------
-    def _insert_checkpoint(self, values: dict[str, Any]) -> None:
-        self._exec(
-            "checkpoint",
-            _insert(t.checkpoints, tuple(values)),
-            self._sql.bind(t.checkpoints, values),
-        )
+    def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
+        self._insert_rows(t.checkpoints, _CHECKPOINT_COLUMNS, values)
 
     def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`Transaction.add_trace_events <kneo.store.api.Transaction.add_trace_events>`."""

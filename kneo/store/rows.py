@@ -77,6 +77,7 @@ def run(r: Row, conn: Any = None) -> RunRecord:
         finished_at=r["finished_at"],
         metadata=r["metadata"] or {},
         trace_seq=r.get("trace_seq"),
+        checkpoint_seq=r.get("checkpoint_seq"),
     )
 
 

@@ -344,7 +344,7 @@ class RowWriter:
     ) -> CheckpointRecord:
         """Append a checkpoint with the run's next sequence number (compressed or previewed).
         It is a keyframe, holding the whole payload; patches come from the journal through
-        :meth:`add_step_checkpoint` and ``write_step``."""
+        :meth:`append_run_rows` and ``write_step``."""
         encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
         meta = dict(metadata or {})
         if encoded.reduction is not None:
@@ -362,30 +362,50 @@ class RowWriter:
             "metadata": meta,
             "created_at": self.now,
         }
-        self._insert_checkpoint(values)
+        self._insert_checkpoints([values])
         return rows.checkpoint(values)
 
-    def add_step_checkpoint(self, run_id: str, checkpoint: steps.StepCheckpoint) -> int:
-        """Append an already encoded checkpoint (a patch or a keyframe, exactly as
-        :meth:`write_step` stores it: the journal's outcome checkpoint); its sequence."""
-        sequence = self._next_sequence(run_id, "checkpoint_seq", 1)
-        row = checkpoint.at(sequence)
-        self._insert_checkpoint(
-            {
-                "run_id": run_id,
-                "sequence": sequence,
-                "type": row.type,
-                "step_id": row.step_id,
-                "status": row.status,
-                "encoding": row.encoding,
-                "payload": row.payload,
-                "size_bytes": row.size_bytes,
-                "truncated": row.truncated,
-                "metadata": dict(row.metadata),
-                "created_at": self.now,
-            }
-        )
-        return sequence
+    def append_run_rows(
+        self,
+        run_id: str,
+        checkpoints: Sequence[steps.StepCheckpoint],
+        events: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Append already encoded checkpoints (patches or keyframes, exactly as
+        :meth:`write_step` stores them: a journal's closing rows) and trace events (as
+        :meth:`add_trace_events` takes them), numbered after the run's last ones."""
+        if checkpoints:
+            first = self._next_sequence(run_id, "checkpoint_seq", len(checkpoints))
+            self._insert_step_checkpoints(run_id, checkpoints, first)
+        if events:
+            check_trace_events(events)
+            first = self._next_sequence(run_id, "trace_seq", len(events))
+            self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+
+    def _insert_step_checkpoints(
+        self, run_id: str, checkpoints: Sequence[steps.StepCheckpoint], first: int
+    ) -> None:
+        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
+        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
+        values = []
+        for offset, checkpoint in enumerate(checkpoints):
+            row = checkpoint.at(first + offset)
+            values.append(
+                {
+                    "run_id": run_id,
+                    "sequence": first + offset,
+                    "type": row.type,
+                    "step_id": row.step_id,
+                    "status": row.status,
+                    "encoding": row.encoding,
+                    "payload": row.payload,
+                    "size_bytes": row.size_bytes,
+                    "truncated": row.truncated,
+                    "metadata": dict(row.metadata),
+                    "created_at": self.now,
+                }
+            )
+        self._insert_checkpoints(values)
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
         """Queue a run for a worker (commits with the rest of the transaction)."""
@@ -428,7 +448,7 @@ class RowWriter:
     def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
         raise NotImplementedError
 
-    def _insert_checkpoint(self, values: dict[str, Any]) -> None:
+    def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
     def _insert_queue(self, values: dict[str, Any]) -> int:

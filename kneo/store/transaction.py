@@ -219,7 +219,7 @@ class Transaction(RowWriter, RegistryWritesMixin):
         return written
 
     # -- checkpoints and trace ---------------------------------------------------------
-    def _insert_checkpoint(self, values: dict[str, Any]) -> None:
+    def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self.conn.execute(_INSERT_CHECKPOINT, values)
 
     def add_trace_event(

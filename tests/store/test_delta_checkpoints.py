@@ -274,3 +274,55 @@ def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
     read = store.get_checkpoint(journal.run_id, 3)
     assert read.truncated and read.payload == chains.UNAVAILABLE
     assert [c.truncated for c in store.list_checkpoints(journal.run_id).items] == [True] * 3
+
+
+def _finish(journal: StoreJournal, *states: dict[str, Any]) -> None:
+    """The outcome transaction as the platform writes it: ``states[:-1]`` held closing
+    boundaries (at most one), ``states[-1]`` the outcome, appended by ``finish_run``."""
+    for state in states[:-1]:
+        text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+        journal.commit(Boundary(kind="step_completed", state=state, state_text=text, closing=True))
+    checkpoints, events = journal.final_rows(Boundary(kind="run_completed", state=states[-1]))
+    run = journal.store.get_run(journal.run_id)
+    with journal.store.raw_transaction() as tx:
+        tx.finish_run(
+            run,
+            expected_version=journal.version,
+            status="succeeded",
+            checkpoints=checkpoints,
+            events=events,
+        )
+
+
+def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> None:
+    """A run whose journal knows its checkpoint counter (from the run row) stores a held
+    boundary and the outcome as patches, even with no step committed before them."""
+    run = store.update_run(new_run(store), status="running")
+    journal = StoreJournal(store, run.run_id, run.version, checkpoint_seq=run.checkpoint_seq)
+    first = {"n": 1, "keep": "x" * 80}
+    _commit(journal, first)
+    last = {"n": 2, "keep": "x" * 80}
+    final = {"n": 2, "keep": "x" * 80, "output": "done"}
+    _finish(journal, last, final)
+    assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False, True, True]
+    read = [c.payload for c in store.list_checkpoints(run.run_id).items]
+    assert read == [first, last, final]
+    assert store.get_run(run.run_id).checkpoint_seq == 3
+
+
+def test_outcome_rows_numbered_otherwise_are_stored_as_keyframes(store: Store) -> None:
+    """When another writer added a checkpoint after the journal's last one (the counter
+    moved, the version did not), the outcome's rows are keyframes: a patch only ever
+    follows its base directly."""
+    run = store.update_run(new_run(store), status="running")
+    journal = StoreJournal(store, run.run_id, run.version, checkpoint_seq=run.checkpoint_seq)
+    first = {"n": 1, "keep": "x" * 80}
+    _commit(journal, first)
+    with store.transaction() as tx:
+        tx.add_checkpoint(run.run_id, type="note", payload={"other": True})
+    last = {"n": 2, "keep": "x" * 80}
+    final = {"n": 3, "keep": "x" * 80}
+    _finish(journal, last, final)
+    assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False] * 4
+    read = [c.payload for c in store.list_checkpoints(run.run_id).items]
+    assert read == [first, {"other": True}, last, final]
