@@ -222,4 +222,9 @@ class ExecutionState:
 
     @classmethod
     def new(cls, input_text: str) -> ExecutionState:
-        return cls({"input_text": input_text})
+        return cls(cls.initial(input_text))
+
+    @staticmethod
+    def initial(input_text: str) -> dict[str, Any]:
+        """:meth:`snapshot` of a new run's state, without building one."""
+        return {"format": STATE_FORMAT, "input_text": input_text}

@@ -223,7 +223,7 @@ def create_run(
     status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED
     # Everything that needs no database is built before the transaction opens: on SQLite it
     # holds the database's one write lock, which the other request threads wait for.
-    state = dict(ExecutionState.new(input_text).snapshot(), decisions=dict(decisions or {}))
+    state = dict(ExecutionState.initial(input_text), decisions=dict(decisions or {}))
     target = prepared["target"]
     audit = {
         "target": target,

@@ -171,3 +171,15 @@ def test_snapshot_text_with_cached_units_equals_a_plain_encoding() -> None:
     state.position = {"unit_key": "c", "step_id": "c"}
     assert state.snapshot_text() == plain()
     assert json.loads(state.snapshot_text()) == state.snapshot()
+
+
+def test_initial_is_the_snapshot_of_a_new_state() -> None:
+    text = "in ü \u2028 put"
+    assert (
+        ExecutionState.initial(text)
+        == ExecutionState.new(text).snapshot()
+        == {
+            "format": 1,
+            "input_text": text,
+        }
+    )
