@@ -33,11 +33,12 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from kneo import jsontext
 from kneo.errors import Conflict, NotReady
 from kneo.store import tables as t
 
 #: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
-json_text: Callable[[Any], str] = t.encode_json
+json_text: Callable[[Any], str] = jsontext.dumps
 
 
 # Positional parameters (``?``; ``%s`` for psycopg): binding a tuple skips the per-name

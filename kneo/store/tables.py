@@ -89,16 +89,12 @@ class JSONText(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return encode_json(value)
+        return jsontext.dumps(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         return json.loads(value)
-
-
-#: Compact JSON text: how every JSON column is stored (:func:`kneo.jsontext.dumps`).
-encode_json: Callable[[Any], str] = jsontext.dumps
 
 
 def value_binder(
@@ -109,7 +105,7 @@ def value_binder(
     one, for each of a row's columns): for the raw write paths (:mod:`kneo.store.rawtx`,
     :mod:`kneo.store.steps`), which bind every value themselves. ``None``: pass as is."""
     if isinstance(coltype, JSONText):
-        return encode_json
+        return jsontext.dumps
     if isinstance(coltype, UTCDateTime):
         return _epoch_micros if dialect.name == "sqlite" else _as_utc
     return coltype._cached_bind_processor(dialect)

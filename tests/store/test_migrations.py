@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -249,18 +250,24 @@ def _all_rows(
         return found
 
 
+def _at_revision(fresh_url: str, revision: str) -> tuple[sa.URL, Any, sa.Engine]:
+    """A new database (either backend) migrated up to ``revision``."""
+    url = sa.make_url(fresh_url)
+    if url.database and url.get_backend_name() == "sqlite":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target=revision) == revision
+    return url, dialect, engine
+
+
 def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
     """Rows written at 0003 read back identically after 0004 (which rebuilds three tables
     WITHOUT ROWID on SQLite and drops two indexes on both backends)."""
     from kneo.settings import CheckpointLimits
     from kneo.store import payloads
 
-    url = sa.make_url(fresh_url)
-    if url.database and url.get_backend_name() == "sqlite":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    dialect = dialect_for(url)
-    engine = dialect.create_engine(url)
-    assert upgrade(engine, dialect, target="0003") == "0003"
+    url, _, engine = _at_revision(fresh_url, "0003")
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     big = payloads.encode({"text": "abc" * 30_000}, CheckpointLimits())
     with engine.begin() as conn:
@@ -412,12 +419,7 @@ def test_0007_moves_run_locks_onto_run_rows_and_back(fresh_url: str) -> None:
 
     from kneo.store.migrate import _alembic_config
 
-    url = sa.make_url(fresh_url)
-    if url.database and url.get_backend_name() == "sqlite":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    dialect = dialect_for(url)
-    engine = dialect.create_engine(url)
-    assert upgrade(engine, dialect, target="0006") == "0006"
+    _, dialect, engine = _at_revision(fresh_url, "0006")
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     run = {
         "status": "running",
