@@ -57,8 +57,12 @@ class _Sql:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.pyformat = dialect.paramstyle not in ("named", "qmark")
-        self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None
         self.pipeline = dialect.driver == "psycopg" and _pipeline_supported()
+        # What opens the transaction: SQLite takes its write lock up front; in psycopg's
+        # pipeline the BEGIN is queued with the statements (see _pipeline).
+        self.begin = (
+            "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN" if self.pipeline else None
+        )
         self._texts: dict[Any, str] = {}
         self._binds: dict[tuple[str, str], _Proc] = {}
         self._results: dict[tuple[str, str, Any], _Proc] = {}
@@ -107,13 +111,32 @@ def _pipeline_supported() -> bool:
     return bool(psycopg.Pipeline.is_supported())
 
 
-def _pipeline(raw: Any, sql: _Sql) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _pipeline(raw: Any, sql: _Sql) -> Iterator[None]:
     """psycopg's pipeline mode on PostgreSQL: statements whose result nobody reads yet go out
     together, so inserts ride with the next read or the commit (a round trip per
-    ``RETURNING`` read plus the commit, instead of one per statement; psycopg's implicit
-    ``BEGIN`` still takes a round trip of its own). Errors surface at that read or at the
-    commit, still inside the transaction."""
-    return raw.driver_connection.pipeline() if sql.pipeline else contextlib.nullcontext()
+    ``RETURNING`` read plus the commit, instead of one per statement). Errors surface at that
+    read or at the commit, still inside the transaction.
+
+    The connection is in autocommit meanwhile and the transaction sends its own ``BEGIN``
+    (:attr:`_Sql.begin`), queued like the rest: psycopg's implicit one waits for a round trip
+    of its own. A failure sends ``ROLLBACK`` before autocommit is switched back off, so the
+    connection goes back to the pool idle and transactional as it came."""
+    if not sql.pipeline:
+        yield
+        return
+    driver = raw.driver_connection
+    driver.autocommit = True
+    try:
+        with driver.pipeline():
+            yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            driver.execute("ROLLBACK")
+        raise
+    finally:
+        with contextlib.suppress(Exception):  # refused only by a broken connection
+            driver.autocommit = False
 
 
 def _sql(dialect: Dialect) -> _Sql:
@@ -500,10 +523,10 @@ def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTran
                 tx = RawTransaction(store, cursor, sql)
                 yield tx
                 tx._flush_sequences()
-                if sql.begin or sql.pipeline:
-                    # SQLite: the explicit BEGIN's pair, from the cursor's statement cache
-                    # (pysqlite's commit() prepares "COMMIT" anew each time). psycopg's
-                    # pipeline: queued too, leaving it syncs once for everything.
+                if sql.begin:
+                    # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
+                    # (pysqlite's commit() prepares "COMMIT" anew each time); in psycopg's
+                    # pipeline queued too, and leaving it syncs once for everything.
                     cursor.execute("COMMIT")
                 else:
                     raw.commit()

@@ -149,3 +149,30 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
         sa.event.remove(store.engine, "before_cursor_execute", count)
     assert sum("project_metadata" in s for s in statements[:reads]) == 1
     assert store.get_metadata("a") == {"v": 2}  # no cache after the snapshot
+
+
+@pytest.mark.parametrize("failure", ["python", "database"])
+def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactional(
+    store: Store, failure: str
+) -> None:
+    """Whether the code or the database fails mid-transaction (on PostgreSQL inside a
+    pipeline, in autocommit with its own BEGIN), nothing it wrote stays, and the connection
+    goes back transactional: the next transactions on the pool still roll back whole."""
+    with pytest.raises((RuntimeError, Conflict)), store.raw_transaction() as tx:
+        tx.create_run(target="workflow", input_text="x", run_id="run_failed")
+        tx.add_audit("x.created", run_id="run_failed")
+        if failure == "python":
+            raise RuntimeError("boom")
+        tx.create_run(target="workflow", input_text="x", run_id="run_failed")  # duplicate
+    assert store.list_runs().total == 0
+    assert store.list_audit().total == 0
+    for _ in range(3):  # every pooled connection the store may hand out
+        with pytest.raises(RuntimeError), store.transaction() as core:
+            core.create_run(target="workflow", input_text="y")
+            raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), store.raw_transaction() as raw:
+            raw.create_run(target="workflow", input_text="z")
+            raise RuntimeError("boom")
+    assert store.list_runs().total == 0
+    run = _create(store)
+    assert store.list_runs().total == 1 and store.get_run(run.run_id).status == "queued"
