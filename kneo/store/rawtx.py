@@ -192,11 +192,15 @@ class RawTransaction(RowWriter):
         )
 
     # -- runs ------------------------------------------------------------------------
-    def _insert_run(self, values: dict[str, Any]) -> bool:
+    def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
+        bound = self._sql.bind(t.runs, values)
+        if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
+            self._exec("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
+            return True
         cur = self._exec(
             "create_run",
             _insert(t.runs, _RUN_COLUMNS, " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
-            self._sql.bind(t.runs, values),
+            bound,
         )
         return bool(cur.fetchall())
 

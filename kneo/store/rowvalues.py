@@ -233,7 +233,7 @@ class RowWriter:
             "lease_owner": lease[0] if lease else None,
             "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
         }
-        if not self._insert_run(values):
+        if not self._insert_run(values, checked=run_id is not None):
             raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
         run_id = str(values["run_id"])
         self._seq[run_id] = [0, len(events)]
@@ -424,8 +424,10 @@ class RowWriter:
         return rows.queue({**values, "id": self._insert_queue(values)})
 
     # -- statement execution, supplied by each transaction class --------------------------
-    def _insert_run(self, values: dict[str, Any]) -> bool:
-        """Insert the run row unless its id exists; whether it was inserted."""
+    def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
+        """Insert the run row unless its id exists; whether it was inserted. ``checked=False``:
+        the id is new (generated here), so the insert need not be read back; a clash would
+        still fail the transaction, as a constraint ``conflict``."""
         raise NotImplementedError
 
     def _insert_spec(self, values: dict[str, Any]) -> None:

@@ -119,7 +119,7 @@ class Transaction(RowWriter, RegistryWritesMixin):
         self._new_specs: list[str] = []
 
     # -- runs ------------------------------------------------------------------------
-    def _insert_run(self, values: dict[str, Any]) -> bool:
+    def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
         return (
             self.conn.execute(_dialect_stmt(self._store, "create_run"), values).first() is not None
         )

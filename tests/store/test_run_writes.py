@@ -176,3 +176,19 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
     assert store.list_runs().total == 0
     run = _create(store)
     assert store.list_runs().total == 1 and store.get_run(run.run_id).status == "queued"
+
+
+def test_a_generated_run_id_that_clashes_fails_the_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generated run id is not read back after its insert (no round trip in psycopg's
+    pipeline); should one ever repeat, the insert still fails, and with it the transaction."""
+    import kneo.store.rowvalues as rowvalues
+
+    monkeypatch.setattr(rowvalues, "new_run_id", lambda now: "run_same")
+    first = _create(store)
+    with pytest.raises(Conflict), store.raw_transaction() as tx:
+        tx.create_run(target="workflow", input_text="again")
+        tx.add_audit("run.created", run_id="run_same")
+    assert first.run_id == "run_same" and store.get_run("run_same").input_text == "x"
+    assert store.list_runs().total == 1 and store.list_audit().total == 0
