@@ -4,7 +4,7 @@ database, measured in the same run. Reports runs/s, p50/p99 latency and the rati
 (target: the service reaches at least half the bare endpoint's throughput).
 
 Both servers are one uvicorn process each, started fresh; the load is ``--clients``
-keep-alive connections for ``--seconds`` after a warm-up. ``--rounds N`` alternates the two
+keep-alive connections for ``--seconds`` after a warm-up. ``--rounds N`` (default 3) alternates the two
 loads N times and reports the median ratio (a shared machine's load drifts between phases).
 Each phase also reports the server process's CPU per request (Linux ``/proc``), which moves
 much less with the load generator than throughput does, and the run reports the median of
@@ -191,7 +191,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=1, help="Alternate the loads N times")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Alternate the loads N times (median reported)"
+    )
     parser.add_argument("--environment", help="Name this environment in every request")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
