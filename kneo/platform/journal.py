@@ -3,7 +3,7 @@
 Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execution state
 (compare-and-set on the run version), a redacted checkpoint and the buffered, redacted trace
 events. A *closing* boundary (the engine starts nothing after it) waits for the outcome and
-is written in the outcome's transaction (:meth:`StoreJournal.write_final`). When the
+is written in the outcome's transaction (:meth:`StoreJournal.final_rows`). When the
 compare-and-set fails — the run was cancelled or taken over by another process — nothing is
 written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
 The execution state is stored as-is (it is what the run continues from); checkpoints and
@@ -22,8 +22,7 @@ from typing import Any
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.settings import CheckpointLimits
-from kneo.store import Store, Transaction, delta, payloads
-from kneo.store.rawtx import RawTransaction
+from kneo.store import Store, delta, payloads
 from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 
@@ -94,9 +93,9 @@ class StoreJournal:
         self._rejoin = rejoin
         self._last_renew = time.monotonic()
         self._committed: _Committed | None = None
-        #: a closing boundary waiting for the outcome's transaction (:meth:`write_final`)
+        #: a closing boundary waiting for the outcome's transaction (:meth:`final_rows`)
         self._held: Boundary | None = None
-        # One connection for the run's step commits (Store.step_writer), given back by write_final,
+        # One connection for the run's step commits (Store.step_writer), given back by final_rows,
         # discard, close, or when the journal is dropped.
         self._writer = store.step_writer()
         weakref.finalize(self, self._writer.close)
@@ -112,7 +111,7 @@ class StoreJournal:
         with self._lock:
             self._flush_held()
             if boundary.closing:
-                # Nothing runs before the outcome: write it with the outcome (write_final).
+                # Nothing runs before the outcome: write it with the outcome (final_rows).
                 self._held = boundary
                 return
             self._write_step(boundary)
@@ -177,15 +176,6 @@ class StoreJournal:
             rows = [event_row(e) for e in self._buffer] + list(events or [])
             self._buffer.clear()
         return checkpoints, rows
-
-    def write_final(
-        self,
-        tx: Transaction | RawTransaction,
-        boundary: Boundary,
-        events: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """:meth:`final_rows` appended in the caller's transaction."""
-        tx.append_run_rows(self.run_id, *self.final_rows(boundary, events))
 
     def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
         """The boundary's checkpoint: a patch on the last one this journal committed when

@@ -278,7 +278,7 @@ class RawTransaction(RowWriter):
         ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
         stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
         lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
-        appended after the run's last ones (as :meth:`append_run_rows` does), numbered from
+        appended after the run's last ones (patches or keyframes as ``write_step`` stores them), numbered from
         the counters this update moves, so they cost no statement of their own to number."""
         if events:
             check_trace_events(events)
@@ -350,16 +350,12 @@ class RawTransaction(RowWriter):
         self._exec(
             "set_lease",
             lambda: (
-                "UPDATE runs SET lease_owner = :owner, lease_expires_at = :expires "
+                "UPDATE runs SET lease_owner = :lease_owner, lease_expires_at = :lease_expires_at "
                 "WHERE run_id = :run_id"
             ),
-            {
-                "run_id": run_id,
-                "owner": owner,
-                "expires": self._sql.bind(t.runs, {"lease_expires_at": expires_at})[
-                    "lease_expires_at"
-                ],
-            },
+            self._sql.bind(
+                t.runs, {"run_id": run_id, "lease_owner": owner, "lease_expires_at": expires_at}
+            ),
         )
 
     def _run_version(self, run_id: str) -> int | None:
@@ -394,6 +390,31 @@ class RawTransaction(RowWriter):
         )
 
     # -- checkpoints and trace ---------------------------------------------------------
+    def _insert_step_checkpoints(
+        self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int
+    ) -> None:
+        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
+        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
+        values = []
+        for offset, checkpoint in enumerate(checkpoints):
+            row = checkpoint.at(first + offset)
+            values.append(
+                {
+                    "run_id": run_id,
+                    "sequence": first + offset,
+                    "type": row.type,
+                    "step_id": row.step_id,
+                    "status": row.status,
+                    "encoding": row.encoding,
+                    "payload": row.payload,
+                    "size_bytes": row.size_bytes,
+                    "truncated": row.truncated,
+                    "metadata": dict(row.metadata),
+                    "created_at": self.now,
+                }
+            )
+        self._insert_checkpoints(values)
+
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, _CHECKPOINT_COLUMNS, values)
 

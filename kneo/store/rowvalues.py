@@ -344,7 +344,7 @@ class RowWriter:
     ) -> CheckpointRecord:
         """Append a checkpoint with the run's next sequence number (compressed or previewed).
         It is a keyframe, holding the whole payload; patches come from the journal through
-        :meth:`append_run_rows` and ``write_step``."""
+        ``RawTransaction.finish_run`` and ``write_step``."""
         encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
         meta = dict(metadata or {})
         if encoded.reduction is not None:
@@ -364,48 +364,6 @@ class RowWriter:
         }
         self._insert_checkpoints([values])
         return rows.checkpoint(values)
-
-    def append_run_rows(
-        self,
-        run_id: str,
-        checkpoints: Sequence[steps.StepCheckpoint],
-        events: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        """Append already encoded checkpoints (patches or keyframes, exactly as
-        :meth:`write_step` stores them: a journal's closing rows) and trace events (as
-        :meth:`add_trace_events` takes them), numbered after the run's last ones."""
-        if checkpoints:
-            first = self._next_sequence(run_id, "checkpoint_seq", len(checkpoints))
-            self._insert_step_checkpoints(run_id, checkpoints, first)
-        if events:
-            check_trace_events(events)
-            first = self._next_sequence(run_id, "trace_seq", len(events))
-            self._insert_trace_rows(trace_values(run_id, first, events, self.now))
-
-    def _insert_step_checkpoints(
-        self, run_id: str, checkpoints: Sequence[steps.StepCheckpoint], first: int
-    ) -> None:
-        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
-        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        values = []
-        for offset, checkpoint in enumerate(checkpoints):
-            row = checkpoint.at(first + offset)
-            values.append(
-                {
-                    "run_id": run_id,
-                    "sequence": first + offset,
-                    "type": row.type,
-                    "step_id": row.step_id,
-                    "status": row.status,
-                    "encoding": row.encoding,
-                    "payload": row.payload,
-                    "size_bytes": row.size_bytes,
-                    "truncated": row.truncated,
-                    "metadata": dict(row.metadata),
-                    "created_at": self.now,
-                }
-            )
-        self._insert_checkpoints(values)
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
         """Queue a run for a worker (commits with the rest of the transaction)."""

@@ -66,9 +66,19 @@ def _boundary(units: int, *, closing: bool = False) -> Boundary:
 
 
 def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
-    with journal.store.transaction() as tx:
-        journal.write_final(tx, Boundary(kind="run_completed", state=state, status="succeeded"))
-        tx.update_run(journal.run_id, expected_version=journal.version, status="succeeded")
+    """The outcome's transaction as the platform writes it (``finish_run``)."""
+    checkpoints, events = journal.final_rows(
+        Boundary(kind="run_completed", state=state, status="succeeded")
+    )
+    run = journal.store.get_run(journal.run_id)
+    with journal.store.raw_transaction() as tx:
+        tx.finish_run(
+            run,
+            expected_version=journal.version,
+            status="succeeded",
+            checkpoints=checkpoints,
+            events=events,
+        )
 
 
 @pytest.mark.parametrize("spec", ["three.yaml", "graph.yaml"])

@@ -6,7 +6,6 @@ import json
 import secrets
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from kneo.clock import ManualClock
@@ -193,9 +192,26 @@ def test_compressed_patches_and_previews(make_store: StoreFactory) -> None:
     assert not any(r.truncated for r in (read[0], read[1], read[3], read[4]))
 
 
-@pytest.mark.parametrize("raw", [True, False], ids=["raw_transaction", "transaction"])
-def test_outcome_checkpoint_is_the_same_patch(store: Store, raw: bool) -> None:
-    """write_final (the outcome transaction) stores the same patch row write_step would."""
+def _finish(journal: StoreJournal, outcome: Boundary, held: dict[str, Any] | None = None) -> None:
+    """The outcome transaction as the platform writes it: ``held`` committed first as a
+    closing boundary, then ``outcome``, appended by ``finish_run``."""
+    if held is not None:
+        text = json.dumps(held, separators=(",", ":"), ensure_ascii=False)
+        journal.commit(Boundary(kind="step_completed", state=held, state_text=text, closing=True))
+    checkpoints, events = journal.final_rows(outcome)
+    run = journal.store.get_run(journal.run_id)
+    with journal.store.raw_transaction() as tx:
+        tx.finish_run(
+            run,
+            expected_version=journal.version,
+            status="succeeded",
+            checkpoints=checkpoints,
+            events=events,
+        )
+
+
+def test_outcome_checkpoint_is_the_same_patch(store: Store) -> None:
+    """The outcome transaction stores the same patch row write_step would."""
     journal = _journal(store)
     first = {"units": {"a": {"output": "x"}}, "order": ["a"]}
     final = {"units": {"a": {"output": "x"}}, "order": ["a"], "pending": [{"request_id": "r"}]}
@@ -203,9 +219,7 @@ def test_outcome_checkpoint_is_the_same_patch(store: Store, raw: bool) -> None:
     other = _journal(store)
     _commit(other, first)
     _commit(other, final, kind="paused")
-    opened = store.raw_transaction() if raw else store.transaction()
-    with opened as tx:
-        journal.write_final(tx, Boundary(kind="paused", state=final, step_id="s"))
+    _finish(journal, Boundary(kind="paused", state=final, step_id="s"))
     c = t.checkpoints.c
     columns = [c.sequence, c.type, c.encoding, c.payload, c.size_bytes, c.truncated, c.metadata]
     with store.engine.connect() as conn:
@@ -276,24 +290,6 @@ def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
     assert [c.truncated for c in store.list_checkpoints(journal.run_id).items] == [True] * 3
 
 
-def _finish(journal: StoreJournal, *states: dict[str, Any]) -> None:
-    """The outcome transaction as the platform writes it: ``states[:-1]`` held closing
-    boundaries (at most one), ``states[-1]`` the outcome, appended by ``finish_run``."""
-    for state in states[:-1]:
-        text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
-        journal.commit(Boundary(kind="step_completed", state=state, state_text=text, closing=True))
-    checkpoints, events = journal.final_rows(Boundary(kind="run_completed", state=states[-1]))
-    run = journal.store.get_run(journal.run_id)
-    with journal.store.raw_transaction() as tx:
-        tx.finish_run(
-            run,
-            expected_version=journal.version,
-            status="succeeded",
-            checkpoints=checkpoints,
-            events=events,
-        )
-
-
 def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> None:
     """A run whose journal knows its checkpoint counter (from the run row) stores a held
     boundary and the outcome as patches, even with no step committed before them."""
@@ -303,7 +299,7 @@ def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> N
     _commit(journal, first)
     last = {"n": 2, "keep": "x" * 80}
     final = {"n": 2, "keep": "x" * 80, "output": "done"}
-    _finish(journal, last, final)
+    _finish(journal, Boundary(kind="run_completed", state=final), held=last)
     assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False, True, True]
     read = [c.payload for c in store.list_checkpoints(run.run_id).items]
     assert read == [first, last, final]
@@ -322,7 +318,7 @@ def test_outcome_rows_numbered_otherwise_are_stored_as_keyframes(store: Store) -
         tx.add_checkpoint(run.run_id, type="note", payload={"other": True})
     last = {"n": 2, "keep": "x" * 80}
     final = {"n": 3, "keep": "x" * 80}
-    _finish(journal, last, final)
+    _finish(journal, Boundary(kind="run_completed", state=final), held=last)
     assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False] * 4
     read = [c.payload for c in store.list_checkpoints(run.run_id).items]
     assert read == [first, {"other": True}, last, final]
