@@ -122,7 +122,21 @@ def write_outcome(
     checkpoints, rows = journal.final_rows(
         final, [dict(e, payload=e.get("payload") or {}) for e in events]
     )
-    updated = tx.finish_run(
+    audit_rows = [
+        {"event_type": event_type, "run_id": run_id, "continuation_id": cid, "payload": payload}
+        for event_type, payload, cid in extra_audits
+    ]
+    audit_rows += [
+        {
+            "event_type": event_type,
+            "actor": actor,
+            "run_id": run_id,
+            "continuation_id": decision_cid,
+            "payload": {**payload, "result_status": changes["status"]},
+        }
+        for event_type, actor, decision_cid, payload in audits
+    ]
+    return tx.finish_run(
         run,
         expected_version=journal.version,
         state=state,
@@ -130,19 +144,9 @@ def write_outcome(
         release_lease=owner,
         checkpoints=checkpoints,
         events=rows,
+        audits=audit_rows,
         **changes,
     )
-    for event_type, payload, audit_cid in extra_audits:
-        tx.add_audit(event_type, run_id=run_id, continuation_id=audit_cid, payload=payload)
-    for event_type, actor, decision_cid, payload in audits:
-        tx.add_audit(
-            event_type,
-            actor=actor,
-            run_id=run_id,
-            continuation_id=decision_cid,
-            payload={**payload, "result_status": updated.status},
-        )
-    return updated
 
 
 def _parse_time(value: str) -> Any:

@@ -1,32 +1,44 @@
 """A write unit of work on a raw DBAPI connection, for a run's create and outcome transactions.
 
 :class:`RawTransaction` has the subset of :class:`~kneo.store.api.Transaction` that creating a
-run (insert, spec, audit, trace, start, ``run:<id>`` lock or queue entry) and writing its
-outcome (continuation and request rows, checkpoint, trace, compare-and-set update, audits,
-lock release) use, with the same semantics and the same rows: every statement is plain SQL
-text prepared once per dialect and table (driver parameter style, like
-:mod:`kneo.store.steps`) and values pass through the Core column types' own bind and result
-processors, so nothing is built, cache-keyed or compiled per call and no SQLAlchemy
-connection, result or event machinery runs. Everything commits together in
-:meth:`Store.raw_transaction <kneo.store.api.Store.raw_transaction>` or not at all. On
-PostgreSQL the transaction runs in psycopg's pipeline mode (:func:`_pipeline`), so it costs a
-round trip per ``RETURNING`` read plus one for the commit, not one per statement.
+run (insert, spec, audit, trace, start, lease or queue entry) and writing its outcome
+(continuation and request rows, checkpoints, trace, compare-and-set update, audits, lease
+release) use, with the same semantics and the same rows: every statement is plain SQL text
+prepared once per dialect and table (positional parameters, like :mod:`kneo.store.steps`) and
+values pass through the Core column types' own bind and result processors, so nothing is
+built, cache-keyed or compiled per call and no SQLAlchemy connection, result or event
+machinery runs. Everything commits together in
+:meth:`Store.raw_transaction <kneo.store.api.Store.raw_transaction>` or not at all.
+
+On PostgreSQL the statements cost as few round trips and driver calls as their reads allow:
+
+- Inserts nobody reads back wait and go out as *one* statement (each a data-modifying
+  ``WITH`` part: :func:`_compound`) with the next read, or at commit.
+- A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
+  rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
+- A run's outcome with nothing before it is one statement too (:meth:`RawTransaction.finish_run`:
+  the compare-and-set in a ``WITH``, every row it adds selected from the row it returns, as a
+  step boundary is in :mod:`kneo.store.steps`).
+- Anything else runs in psycopg's pipeline mode, opened at the first read: a round trip per
+  read plus one for the commit, not one per statement.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
+from kneo import jsontext
 from kneo.errors import Conflict, KneoError, NotReady
 from kneo.store import rows
 from kneo.store import tables as t
@@ -42,7 +54,7 @@ from kneo.store.rowvalues import (
     new_continuation,
     trace_values,
 )
-from kneo.store.steps import StepCheckpoint, insert_rows
+from kneo.store.steps import StepCheckpoint, insert_rows, numbered_rows
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -51,30 +63,48 @@ _NAMED = re.compile(r":([a-z_]+)")
 _Proc = Callable[[Any], Any] | None
 
 
+class _Text(NamedTuple):
+    """A statement with positional placeholders and the parameter name each one takes."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple([params[name] for name in self.names])
+
+
 class _Sql:
     """Prepared statements and column processors for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.pyformat = dialect.paramstyle not in ("named", "qmark")
+        self.mark = "?" if dialect.paramstyle in ("qmark", "named") else "%s"
+        #: PostgreSQL: unread inserts wait and go out as one statement (see the module doc)
+        self.batch = dialect.name == "postgresql"
         self.pipeline = dialect.driver == "psycopg" and _pipeline_supported()
         # What opens the transaction: SQLite takes its write lock up front; in psycopg's
-        # pipeline the BEGIN is queued with the statements (see _pipeline).
+        # pipeline the BEGIN is queued with the statements (see RawTransaction._start).
         self.begin = (
             "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN" if self.pipeline else None
         )
-        self._texts: dict[Any, str] = {}
+        self._texts: dict[Any, _Text] = {}
         self._binds: dict[tuple[str, str], _Proc] = {}
         self._results: dict[tuple[str, str, Any], _Proc] = {}
 
-    def text(self, key: Any, build: Callable[[], str]) -> str:
-        sql = self._texts.get(key)
-        if sql is None:
-            sql = build()
-            if self.pyformat:
-                sql = _NAMED.sub(r"%(\1)s", sql)
-            self._texts[key] = sql
-        return sql
+    def text(self, key: Any, build: Callable[[], str]) -> _Text:
+        """``build()``'s statement (``:name`` parameters) in the driver's positional style,
+        built once per ``key``."""
+        found = self._texts.get(key)
+        if found is None:
+            names: list[str] = []
+
+            def mark(match: re.Match[str]) -> str:
+                names.append(match.group(1))
+                return self.mark
+
+            sql = _NAMED.sub(mark, build())
+            found = self._texts[key] = _Text(sql, tuple(names))
+        return found
 
     def bind(self, table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
         out = {}
@@ -111,32 +141,15 @@ def _pipeline_supported() -> bool:
     return bool(psycopg.Pipeline.is_supported())
 
 
-@contextlib.contextmanager
-def _pipeline(raw: Any, sql: _Sql) -> Iterator[None]:
-    """psycopg's pipeline mode on PostgreSQL: statements whose result nobody reads yet go out
-    together, so inserts ride with the next read or the commit (a round trip per
-    ``RETURNING`` read plus the commit, instead of one per statement). Errors surface at that
-    read or at the commit, still inside the transaction.
-
-    The connection is in autocommit meanwhile and the transaction sends its own ``BEGIN``
-    (:attr:`_Sql.begin`), queued like the rest: psycopg's implicit one waits for a round trip
-    of its own. A failure sends ``ROLLBACK`` before autocommit is switched back off, so the
-    connection goes back to the pool idle and transactional as it came."""
-    if not sql.pipeline:
-        yield
-        return
-    driver = raw.driver_connection
-    driver.autocommit = True
-    try:
-        with driver.pipeline():
-            yield
-    except BaseException:
-        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
-            driver.execute("ROLLBACK")
-        raise
-    finally:
-        with contextlib.suppress(Exception):  # refused only by a broken connection
-            driver.autocommit = False
+def _compound(statements: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[str, tuple[Any, ...]]:
+    """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
+    together, see none of each other's rows and fail or commit together; foreign keys are
+    checked at the statement's end, so a child row may go with its parent's insert."""
+    if len(statements) == 1:
+        return statements[0]
+    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+    args = tuple(itertools.chain.from_iterable(a for _, a in statements))
+    return f"WITH {parts} {statements[-1][0]}", args
 
 
 def _sql(dialect: Dialect) -> _Sql:
@@ -163,21 +176,210 @@ _NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
 _RUN_RETURNING = ", ".join(_RUN_COLUMNS)
 
 
+_AUDIT_COLUMNS = ("event_id", "event_type", "actor", "run_id", "continuation_id", "payload")
+
+
+def _finish_update(
+    keys: Sequence[str], release: bool, moves: bool, *, alone: bool, guard: bool
+) -> Callable[[], str]:
+    """:meth:`RawTransaction.finish_run`'s compare-and-set: the ``changes`` (``keys``), the
+    counters moved by the rows it adds (``moves``), the lease released when its owner still
+    holds it (``release``); ``guard``: only at the checkpoint a patch follows. ``alone``:
+    as the ``cas`` part of :func:`_finish_alone_sql`."""
+
+    def build() -> str:
+        sets = ["version = version + 1", "updated_at = :k_now"]
+        sets += [f"{k} = :v_{k}" for k in keys]
+        if moves:
+            sets += [
+                "checkpoint_seq = checkpoint_seq + :k_checkpoints",
+                "trace_seq = trace_seq + :k_events",
+            ]
+        if release:
+            mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
+            sets += [
+                f"lease_owner = {mine.format('lease_owner')}",
+                f"lease_expires_at = {mine.format('lease_expires_at')}",
+            ]
+        where = "run_id = :k_run_id AND version = :k_expected"
+        if guard:
+            where += " AND checkpoint_seq = :k_last"
+        returning = "run_id, " if alone else ""
+        returning += "version, checkpoint_seq, trace_seq"
+        returning += ", updated_at" if alone else ""
+        return f"UPDATE runs SET {', '.join(sets)} WHERE {where} RETURNING {returning}"
+
+    return build
+
+
+# PostgreSQL: an outcome as one statement. Every row it adds selects from the updated run
+# (``cas``), numbered from the counters it returns, so nothing is written when the
+# compare-and-set finds no row; a patch checkpoint guards its predecessor (``k_last``).
+_FINISH_CHECKPOINTS = (
+    ", cp AS (INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, "
+    "payload, size_bytes, truncated, metadata, created_at) "
+    "SELECT cas.run_id, cas.checkpoint_seq - {count} + c.n, c.type, c.step_id, c.status, "
+    "c.encoding, c.payload, c.size_bytes, c.truncated, c.metadata, cas.updated_at "
+    "FROM cas, {rows} AS c(n, type, step_id, status, encoding, payload, size_bytes, "
+    "truncated, metadata))"
+)
+_FINISH_EVENTS = (
+    ", ev AS (INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, "
+    "created_at) SELECT cas.run_id, cas.trace_seq - {count} + e.n, e.event_type, e.step_id, "
+    "e.payload, cas.updated_at FROM cas, {rows} AS e(n, event_type, step_id, payload))"
+)
+_FINISH_AUDITS = (
+    ", au AS (INSERT INTO audit_events (event_id, event_type, actor, run_id, continuation_id, "
+    "payload, created_at) SELECT a.event_id, a.event_type, a.actor, a.run_id, "
+    "a.continuation_id, a.payload, cas.updated_at FROM cas, {rows} "
+    "AS a(n, event_id, event_type, actor, run_id, continuation_id, payload))"
+)
+
+
+def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> Callable[[], str]:
+    """The statement of :meth:`RawTransaction._finish_alone`: ``cas`` (positional) and the
+    rows it adds, ``checkpoints``, ``events`` and ``audits`` of them."""
+
+    def build() -> str:
+        sql = f"WITH cas AS ({cas})"
+        if checkpoints:
+            rows = numbered_rows(8, checkpoints)
+            sql += _FINISH_CHECKPOINTS.format(count=checkpoints, rows=rows)
+        if events:
+            sql += _FINISH_EVENTS.format(count=events, rows=numbered_rows(3, events))
+        if audits:
+            sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
+        return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
+
+    return build
+
+
 class RawTransaction(RowWriter):
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
-    def __init__(self, store: Store, cursor: Any, sql: _Sql) -> None:
+    def __init__(self, store: Store, raw: Any, sql: _Sql) -> None:
         self._store = store
-        self._cur = cursor
+        self._raw = raw
         self._sql = sql
+        self._cur = raw.cursor()
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
         self._new_specs: list[str] = []
+        #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
+        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if sql.batch else None
+        self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
+        self._open = False  # the transaction began on the connection
+        self._ended = False  # finish_run wrote everything in one statement of its own
+        if not sql.batch:
+            try:
+                self._start()
+            except BaseException:
+                self._cur.close()
+                raise
+
+    # -- statement execution -----------------------------------------------------------
+    def _start(self) -> None:
+        """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
+        ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
+        trip of its own), or with SQLite's write lock."""
+        self._check_open()
+        if self._sql.pipeline:
+            driver = self._raw.driver_connection
+            driver.autocommit = True
+            self._pipe = driver.pipeline()
+            self._pipe.__enter__()
+        self._open = True
+        if self._sql.begin:
+            self._cur.execute(self._sql.begin)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise RuntimeError("finish_run committed the transaction: nothing may follow it")
+
+    def _send(self) -> None:
+        """Begin if need be and send the waiting inserts (one statement)."""
+        if not self._open:
+            self._start()
+        if self._waiting:
+            self._cur.execute(*_compound(self._waiting))
+            self._waiting.clear()
 
     def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
-        self._cur.execute(self._sql.text(key, build), params)
+        """Run a statement whose result is read (or that must follow what came before: an
+        update); the cursor."""
+        text = self._sql.text(key, build)
+        self._check_open()
+        self._send()
+        self._cur.execute(text.sql, text.args(params))
         return self._cur
+
+    def _add(self, sql: str, args: tuple[Any, ...]) -> None:
+        """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
+        (see :func:`_compound`), runs now elsewhere."""
+        self._check_open()
+        if self._waiting is None:
+            self._cur.execute(sql, args)
+        else:
+            self._waiting.append((sql, args))
+
+    def _insert(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> None:
+        text = self._sql.text(key, build)
+        self._add(text.sql, text.args(params))
+
+    def _autocommit(self, sql: str, args: tuple[Any, ...], *, read: bool = False) -> Any:
+        """PostgreSQL: ``sql`` as a transaction of its own, committed by the server at its
+        Sync (one round trip); its rows when ``read``."""
+        driver = self._raw.driver_connection
+        driver.autocommit = True
+        try:
+            self._cur.execute(sql, args)
+            return self._cur.fetchall() if read else None
+        finally:
+            with contextlib.suppress(Exception):  # refused only by a broken connection
+                driver.autocommit = False
+
+    def _commit(self) -> None:
+        """Commit (once): the waiting inserts alone in autocommit when nothing else was sent,
+        else after them; in psycopg's pipeline, leaving it syncs once for everything queued."""
+        if self._ended:
+            return
+        self._flush_sequences()
+        self._ended = True
+        if not self._open:
+            if self._waiting:
+                self._autocommit(*_compound(self._waiting))
+                self._waiting.clear()
+            return
+        if self._waiting:
+            self._cur.execute(*_compound(self._waiting))
+            self._waiting.clear()
+        if self._sql.begin:
+            # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
+            # (pysqlite's commit() prepares "COMMIT" anew each time); in the pipeline queued.
+            self._cur.execute("COMMIT")
+        else:
+            self._raw.commit()
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            try:
+                pipe.__exit__(None, None, None)
+            finally:
+                self._raw.driver_connection.autocommit = False
+
+    def _abort(self, exc: BaseException) -> None:
+        """After a failure: leave the pipeline and roll back in it, so the connection goes
+        back to the pool idle and transactional as it came (the caller rolls back too)."""
+        if self._pipe is None:
+            return
+        pipe, self._pipe = self._pipe, None
+        driver = self._raw.driver_connection
+        with contextlib.suppress(Exception):  # the failure is already being raised
+            pipe.__exit__(type(exc), exc, exc.__traceback__)
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            driver.execute("ROLLBACK")
+        with contextlib.suppress(Exception):
+            driver.autocommit = False
 
     def _insert_rows(
         self, table: sa.Table, names: Sequence[str], values: list[dict[str, Any]]
@@ -185,17 +387,17 @@ class RawTransaction(RowWriter):
         """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
         row_of = operator.itemgetter(*names)
         insert_rows(
-            self._cur.execute,
+            self._add,
             f"INSERT INTO {table.name} ({', '.join(names)})",
             [row_of(self._sql.bind(table, v)) for v in values],
-            "%s" if self._sql.pyformat else "?",
+            self._sql.mark,
         )
 
     # -- runs ------------------------------------------------------------------------
     def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
         bound = self._sql.bind(t.runs, values)
         if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
-            self._exec("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
+            self._insert("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
             return True
         cur = self._exec(
             "create_run",
@@ -205,7 +407,7 @@ class RawTransaction(RowWriter):
         return bool(cur.fetchall())
 
     def _insert_spec(self, values: dict[str, Any]) -> None:
-        self._exec(
+        self._insert(
             "spec",
             _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
             self._sql.bind(t.specs, values),
@@ -269,48 +471,34 @@ class RawTransaction(RowWriter):
         release_lease: str | None = None,
         checkpoints: Sequence[StepCheckpoint] = (),
         events: Sequence[Mapping[str, Any]] = (),
+        audits: Sequence[Mapping[str, Any]] = (),
         **changes: Any,
     ) -> RunRecord:
         """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
         version and counters: ``run`` is the record the run was driven from, and the
         compare-and-set proves every column but the journal's (state, version) is still as
         it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
+
         ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
         stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
         lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
-        appended after the run's last ones (patches or keyframes as ``write_step`` stores them), numbered from
-        the counters this update moves, so they cost no statement of their own to number."""
+        appended after the run's last ones (patches or keyframes as ``write_step`` stores
+        them), numbered from the counters this update moves, so they cost no statement of
+        their own to number. ``audits``: :meth:`add_audit`'s arguments, one mapping each.
+
+        The outcome is a transaction's last write: this commits it, and any statement after it
+        raises. (On PostgreSQL, when nothing came before it, it is the whole transaction, one
+        statement in autocommit: :meth:`_finish_alone`.)"""
         if events:
             check_trace_events(events)
-        keys = self._run_changes(run.run_id, changes)
+        run_id = run.run_id
+        keys = self._run_changes(run_id, changes)
         release = release_lease is not None
         added = (len(checkpoints), len(events))
         if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
             changes["checkpoint_seq"] += added[0]
             changes["trace_seq"] += added[1]
             added = (0, 0)
-        moves = added != (0, 0)
-
-        def build() -> str:
-            sets = ["version = version + 1", "updated_at = :k_now"]
-            sets += [f"{k} = :v_{k}" for k in keys]
-            if moves:
-                sets += [
-                    "checkpoint_seq = checkpoint_seq + :k_checkpoints",
-                    "trace_seq = trace_seq + :k_events",
-                ]
-            if release:
-                mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
-                sets += [
-                    f"lease_owner = {mine.format('lease_owner')}",
-                    f"lease_expires_at = {mine.format('lease_expires_at')}",
-                ]
-            return (
-                f"UPDATE runs SET {', '.join(sets)} "
-                "WHERE run_id = :k_run_id AND version = :k_expected "
-                "RETURNING version, checkpoint_seq, trace_seq"
-            )
-
         values = {**changes, "updated_at": self.now}
         if state_text is not None:
             del values["state"]
@@ -318,24 +506,50 @@ class RawTransaction(RowWriter):
         if state_text is not None:
             bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run.run_id, "k_now": bound["updated_at"]}
+        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
         params["k_expected"] = expected_version
         if release:
             params["k_owner"] = release_lease
-        if moves:
-            params["k_checkpoints"], params["k_events"] = added
-        found = self._exec(("finish_run", keys, release, moves), build, params).fetchall()
-        if not found:
-            self._raise_stale(run.run_id, expected_version)
-        version, checkpoint_seq, trace_seq = found[0]
-        self._run_updated(run.run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
-        if checkpoints:
-            self._insert_step_checkpoints(
-                run.run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+        params["k_checkpoints"], params["k_events"] = added
+        audit_rows = [
+            self._sql.bind(
+                t.audit_events,
+                audit_values(
+                    audit["event_type"],
+                    actor=audit.get("actor"),
+                    run_id=audit.get("run_id"),
+                    continuation_id=audit.get("continuation_id"),
+                    payload=audit.get("payload"),
+                    now=self.now,
+                ),
             )
-        if events:
-            first = trace_seq - len(events) + 1
-            self._insert_trace_rows(trace_values(run.run_id, first, events, self.now))
+            for audit in audits
+        ]
+        moves = added != (0, 0)
+        found = None
+        alone = self._waiting == [] and not self._open and not self._seq_dirty - {run_id}
+        if alone:
+            found = self._finish_alone(
+                run_id, (keys, release, moves), params, checkpoints, events, audit_rows
+            )
+        if found is None:  # the statements one by one (or a patch's predecessor moved)
+            update = _finish_update(keys, release, moves, alone=False, guard=False)
+            found = self._exec(("finish_run", keys, release, moves), update, params).fetchall()
+            if not found:
+                self._raise_stale(run_id, expected_version)
+            checkpoint_seq, trace_seq = found[0][1], found[0][2]
+            if checkpoints:
+                self._insert_step_checkpoints(
+                    run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+                )
+            if events:
+                first = trace_seq - len(events) + 1
+                self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+            for row in audit_rows:
+                self._insert("audit", _insert(t.audit_events, tuple(row)), row)
+        version, checkpoint_seq, trace_seq = found[0]
+        self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        self._commit()
         fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
         return dataclasses.replace(
             run,
@@ -345,6 +559,59 @@ class RawTransaction(RowWriter):
             trace_seq=int(trace_seq),
             checkpoint_seq=int(checkpoint_seq),
         )
+
+    def _finish_alone(
+        self,
+        run_id: str,
+        update: tuple[tuple[str, ...], bool, bool],
+        params: dict[str, Any],
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[Mapping[str, Any]],
+        audits: list[dict[str, Any]],
+    ) -> list[Any] | None:
+        """PostgreSQL: the outcome as one statement in autocommit (see
+        :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
+        ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
+        last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
+        # The run's last checkpoint must be the one the first patch follows (the others
+        # follow each other); keyframes go anywhere.
+        lasts = {c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None}
+        if len(lasts) > 1:
+            return None
+        last = lasts.pop() if lasts else None
+        if last is not None:
+            params["k_last"] = last
+        cas = self._sql.text(
+            ("finish_cas", *update, last is not None),
+            _finish_update(*update, alone=True, guard=last is not None),
+        )
+        args = list(cas.args(params))
+        first = 1 if last is None else last + 1
+        for index, checkpoint in enumerate(checkpoints):
+            row = checkpoint.at(first + index)
+            args += (
+                row.type,
+                row.step_id,
+                row.status,
+                row.encoding,
+                row.payload,
+                row.size_bytes,
+                row.truncated,
+                jsontext.dumps(dict(row.metadata)),
+            )
+        for event in events:
+            payload = jsontext.dumps(dict(event.get("payload") or {}))
+            args += (event["event_type"], event.get("step_id"), payload)
+        for audit in audits:
+            args += (audit[name] for name in _AUDIT_COLUMNS)
+        shape = (len(checkpoints), len(events), len(audits))
+        key = ("finish_alone", *update, last is not None, *shape)
+        sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
+        found = self._autocommit(sql, tuple(args), read=True)
+        if not found:
+            return None
+        self._ended = True
+        return list(found)
 
     def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
         self._exec(
@@ -510,7 +777,7 @@ class RawTransaction(RowWriter):
             payload=payload,
             now=self.now,
         )
-        self._exec(
+        self._insert(
             "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
         )
 
@@ -540,23 +807,15 @@ def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTran
     sql = _sql(engine.dialect)
     dbapi = engine.dialect.loaded_dbapi
     try:
-        with _pipeline(raw, sql):
-            cursor = raw.cursor()
-            try:
-                if sql.begin:
-                    cursor.execute(sql.begin)
-                tx = RawTransaction(store, cursor, sql)
-                yield tx
-                tx._flush_sequences()
-                if sql.begin:
-                    # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
-                    # (pysqlite's commit() prepares "COMMIT" anew each time); in psycopg's
-                    # pipeline queued too, and leaving it syncs once for everything.
-                    cursor.execute("COMMIT")
-                else:
-                    raw.commit()
-            finally:
-                cursor.close()
+        tx = RawTransaction(store, raw, sql)
+        try:
+            yield tx
+            tx._commit()
+        except BaseException as exc:
+            tx._abort(exc)
+            raise
+        finally:
+            tx._cur.close()
         store.hold_specs(tx._new_specs)
     except KneoError:
         _rollback(raw)

@@ -113,22 +113,30 @@ _BOUNDARY = (
 _BOUNDARY_FOLLOWS = " AND checkpoint_seq = %s"
 _BOUNDARY_EVENTS = (
     ", ev AS (INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, "
-    "created_at) SELECT cas.run_id, cas.trace_seq - %s + e.n, e.event_type, e.step_id, "
-    "e.payload, cas.updated_at FROM cas, unnest(%s::text[], %s::text[], %s::text[]) "
-    "WITH ORDINALITY AS e(event_type, step_id, payload, n))"
+    "created_at) SELECT cas.run_id, cas.trace_seq - {count} + e.n, e.event_type, e.step_id, "
+    "e.payload, cas.updated_at FROM cas, {rows} AS e(n, event_type, step_id, payload))"
 )
 
 
-def _boundary_texts() -> dict[tuple[bool, bool], str]:
-    """:data:`_BOUNDARY` by (guards a patch's predecessor, has events)."""
-    return {
-        (follows, events): _BOUNDARY.format(
-            follows=_BOUNDARY_FOLLOWS if follows else "",
-            events=_BOUNDARY_EVENTS if events else "",
-        )
-        for follows in (False, True)
-        for events in (False, True)
-    }
+@functools.lru_cache(maxsize=256)
+def numbered_rows(width: int, count: int) -> str:
+    """``(VALUES (1, %s, ...), (2, %s, ...))``: ``count`` rows of ``width`` parameters, each
+    led by its number, for an insert that numbers its rows from a ``RETURNING`` in the same
+    statement. Plain parameters, not ``unnest`` of arrays: psycopg encodes an array element
+    by element in Python, which cost more than the rest of the statement."""
+    marks = ", ".join(["%s"] * width)
+    return "(VALUES " + ", ".join(f"({n}, {marks})" for n in range(1, count + 1)) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _boundary_text(follows: bool, events: int) -> str:
+    """:data:`_BOUNDARY` guarding a patch's predecessor (``follows``), with ``events`` rows."""
+    return _BOUNDARY.format(
+        follows=_BOUNDARY_FOLLOWS if follows else "",
+        events=_BOUNDARY_EVENTS.format(count=events, rows=numbered_rows(3, events))
+        if events
+        else "",
+    )
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,8 @@ class _Prepared:
     mark: str  # the driver's positional placeholder
     timestamp: Callable[[datetime], Any]
     begin: str | None  # what opens a write transaction on a raw DBAPI connection
-    #: PostgreSQL's one-statement boundary (:func:`_boundary_texts`); ``None`` on SQLite
-    boundary: dict[tuple[bool, bool], str] | None = None
+    #: PostgreSQL's one-statement boundary (:func:`_boundary_text`); ``None`` on SQLite
+    boundary: Callable[[bool, int], str] | None = None
 
 
 _PREPARED: dict[str, _Prepared] = {}
@@ -168,7 +176,7 @@ def _prepared(dialect: Dialect) -> _Prepared:
         # pysqlite runs with isolation_level=None (see dialects): take the write
         # lock up front like Store.transaction; psycopg begins implicitly.
         "BEGIN IMMEDIATE" if sqlite else None,
-        None if sqlite else _boundary_texts(),
+        None if sqlite else _boundary_text,
     )
     _PREPARED[dialect.name] = found
     return found
@@ -443,19 +451,14 @@ class StepWriter:
             checkpoint.truncated,
             json_text(dict(checkpoint.metadata)),
         )
-        if events:
-            params += (
-                len(events),
-                [event.event_type for event in events],
-                [event.step_id for event in events],
-                [event.payload for event in events],
-            )
+        for event in events:
+            params += (event.event_type, event.step_id, event.payload)
         driver = raw.driver_connection
         # Autocommit: the statement is its own transaction, committed by the server at its
         # Sync. (psycopg's implicit BEGIN would cost a round trip of its own, even pipelined.)
         driver.autocommit = True
         try:
-            cursor.execute(sql.boundary[guard, bool(events)], params)
+            cursor.execute(sql.boundary(guard, len(events)), params)
             rows = cursor.fetchall()
         finally:
             # Refused only by a connection that broke mid-statement; the pool discards it.

@@ -18,7 +18,7 @@ from kneo.errors import Conflict
 from kneo.store import Store
 from kneo.store import tables as t
 from kneo.store.rowvalues import spec_ref
-from kneo.store.steps import json_text
+from kneo.store.steps import StepCheckpoint, json_text
 
 from .conftest import StoreFactory
 
@@ -192,3 +192,101 @@ def test_a_generated_run_id_that_clashes_fails_the_transaction(
         tx.add_audit("run.created", run_id="run_same")
     assert first.run_id == "run_same" and store.get_run("run_same").input_text == "x"
     assert store.list_runs().total == 1 and store.list_audit().total == 0
+
+
+def _keyframe(step_id: str) -> StepCheckpoint:
+    payload = json_text({"step": step_id}).encode()
+    return StepCheckpoint(
+        "step_completed", step_id, "completed", "json", payload, len(payload), False, {"n": "ü"}
+    )
+
+
+_AUDITS = [
+    {"event_type": "human.requested", "run_id": "?", "continuation_id": "cont_1"},
+    {
+        "event_type": "human.decision",
+        "actor": "reviewer-key",
+        "run_id": "?",
+        "payload": {"decision": "approved", "token": "sk-live-0123456789abcdef0123"},
+    },
+]
+
+
+def _finish_with_rows(store: Store, run: Any, **kwargs: Any) -> Any:
+    with store.raw_transaction() as tx:
+        return tx.finish_run(
+            run,
+            expected_version=run.version,
+            status="succeeded",
+            output_text="out",
+            release_lease="me",
+            checkpoints=[_keyframe("a"), _keyframe("b")],
+            events=[{"event_type": "run_completed", "payload": {"n": 1}}, {"event_type": "x"}],
+            audits=[dict(a, run_id=run.run_id) for a in _AUDITS],
+            **kwargs,
+        )
+
+
+def test_an_outcome_writes_its_rows_audits_and_lease_in_one_commit(store: Store) -> None:
+    """An outcome with nothing before it (on PostgreSQL: one statement): checkpoints and
+    events numbered after the run's own, audits redacted, the owner's lease released."""
+    with store.raw_transaction() as tx:
+        run = tx.create_run(
+            target="workflow",
+            input_text="x",
+            status="running",
+            events=[{"event_type": "run_created"}],
+            lease=("me", 60),
+        )
+    done = _finish_with_rows(store, run)
+    assert done == store.get_run(run.run_id)
+    assert (done.version, done.checkpoint_seq, done.trace_seq) == (2, 2, 3)
+    assert store.run_lease(run.run_id) is None
+    cps = store.list_checkpoints(run.run_id).items
+    assert [(c.sequence, c.step_id, c.payload, c.metadata) for c in cps] == [
+        (1, "a", {"step": "a"}, {"n": "ü"}),
+        (2, "b", {"step": "b"}, {"n": "ü"}),
+    ]
+    trace = store.list_trace(run.run_id, limit=10).items
+    assert [(e.sequence, e.event_type, e.payload) for e in trace] == [
+        (1, "run_created", {}),
+        (2, "run_completed", {"n": 1}),
+        (3, "x", {}),
+    ]
+    audits = store.list_audit(run_id=run.run_id).items  # newest first
+    assert [(a.event_type, a.actor, a.continuation_id) for a in audits] == [
+        ("human.decision", "reviewer-key", None),
+        ("human.requested", None, "cont_1"),
+    ]
+    assert audits[0].payload["decision"] == "approved"
+    assert "sk-live" not in json_text(audits[0].payload)  # redacted like add_audit
+
+
+def test_a_stale_outcome_writes_none_of_its_rows(store: Store) -> None:
+    run = _create(store, status="running")
+    store.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
+    with pytest.raises(Conflict) as caught:
+        _finish_with_rows(store, run)
+    assert caught.value.code == "stale_state"
+    assert store.get_run(run.run_id).status == "running"
+    assert store.list_checkpoints(run.run_id).total == 0
+    assert store.list_trace(run.run_id, limit=10).total == 0
+    assert store.list_audit(run_id=run.run_id).total == 0
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
+    store: Store, before: bool
+) -> None:
+    """``finish_run`` is the transaction's last write on every backend and path: it commits
+    (with what came before it), and a statement after it raises without undoing it."""
+    run = _create(store, status="running")
+    with pytest.raises(RuntimeError, match="nothing may follow"), store.raw_transaction() as tx:
+        if before:  # the stepwise path: a read and an insert first
+            tx.add_trace_events(run.run_id, [{"event_type": "before"}])
+        tx.finish_run(run, expected_version=run.version, status="succeeded")
+        tx.add_audit("after", run_id=run.run_id)
+    after = store.get_run(run.run_id)
+    assert (after.status, after.version, after.trace_seq) == ("succeeded", 2, int(before))
+    assert store.list_trace(run.run_id, limit=10).total == int(before)
+    assert store.list_audit(run_id=run.run_id).total == 0

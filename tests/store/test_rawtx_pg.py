@@ -1,0 +1,141 @@
+"""The create and outcome transactions on PostgreSQL: as few statements and round trips as
+their reads allow (see :mod:`kneo.store.rawtx`), counted in libpq's protocol trace."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kneo.errors import Conflict
+from kneo.store import Store
+from kneo.store.rawtx import RawTransaction
+
+SPEC = {"version": "v1", "workflow": {"name": "w", "steps": [{"id": "a"}]}}
+
+
+@pytest.fixture
+def pg_store(store: Store, backend: str) -> Store:
+    if backend != "postgresql":
+        pytest.skip("statements and round trips on the wire: PostgreSQL")
+    return store
+
+
+@contextmanager
+def traced(store: Store, path: Path) -> Iterator[tuple[RawTransaction, Callable[[], str]]]:
+    """A raw transaction whose connection's protocol messages go to ``path``; the second
+    value reads them once the transaction is over."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    pgconn: Any = None
+    try:
+        with store.raw_transaction() as tx:
+            pgconn = tx._raw.driver_connection.pgconn  # nothing is sent before a read
+            pgconn.trace(fd)
+            yield tx, path.read_text
+    finally:
+        if pgconn is not None:
+            pgconn.untrace()
+        os.close(fd)
+
+
+def _round_trips(trace: str) -> int:
+    """How many times the client sent and then waited for the server: the client's runs of
+    messages each followed by the server's (in pipeline mode a read flushes, no Sync)."""
+    directions = [line.split("\t")[1] for line in trace.splitlines() if line.count("\t") >= 2]
+    return sum(1 for a, b in itertools.pairwise(directions) if (a, b) == ("F", "B"))
+
+
+def _sent(trace: str) -> list[str]:
+    """The statements the client sent (simple queries, and Parse or Bind of prepared ones)."""
+    return [
+        line
+        for line in trace.splitlines()
+        if "\tF\t" in line and ("Bind" in line or "Query" in line)
+    ]
+
+
+def test_a_new_run_is_one_statement_in_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
+    """The run, its spec, first events and audit: inserts nobody reads back, sent as one
+    statement in autocommit (no BEGIN, no COMMIT)."""
+    with traced(pg_store, tmp_path / "create.trace") as (tx, read):
+        run = tx.create_run(
+            target="workflow",
+            input_text="x",
+            spec=SPEC,
+            events=[{"event_type": "run_created"}, {"event_type": "run_started"}],
+            lease=("me", 30),
+        )
+        tx.add_audit("run.created", run_id=run.run_id, payload={"a": 1})
+    trace = read()
+    assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
+    assert "BEGIN" not in trace and "COMMIT" not in trace
+    stored = pg_store.get_run(run.run_id)
+    assert stored.spec == SPEC and stored.trace_seq == 2
+    assert pg_store.run_lease(run.run_id) is not None
+    assert [e.event_type for e in pg_store.list_trace(run.run_id, limit=5).items] == [
+        "run_created",
+        "run_started",
+    ]
+    assert pg_store.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
+
+
+def test_an_outcome_alone_is_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
+    with pg_store.raw_transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x", status="running")
+    with traced(pg_store, tmp_path / "outcome.trace") as (tx, read):
+        tx.finish_run(
+            run,
+            expected_version=run.version,
+            status="succeeded",
+            events=[{"event_type": "run_completed"}],
+            audits=[{"event_type": "human.decision", "run_id": run.run_id}],
+        )
+    trace = read()
+    assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
+    assert "BEGIN" not in trace
+    assert pg_store.get_run(run.run_id).status == "succeeded"
+    assert pg_store.list_audit(run_id=run.run_id).total == 1
+
+
+def test_a_read_opens_a_pipelined_transaction(pg_store: Store, tmp_path: Path) -> None:
+    """Inserts queued before a read go out with it, as one statement; what follows the read
+    goes with the COMMIT: two round trips in all, everything in one transaction."""
+    with pg_store.raw_transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x", status="running")
+    with traced(pg_store, tmp_path / "mixed.trace") as (tx, read):
+        tx.add_audit("one", run_id=run.run_id)
+        tx.add_audit("two", run_id=run.run_id)
+        tx.add_trace_events(run.run_id, [{"event_type": "e"}])  # reads the run's counters
+        tx.add_audit("three", run_id=run.run_id)
+    trace = read()
+    assert _round_trips(trace) == 2
+    # BEGIN, the two audits as one statement, the counters' read, the event and the last
+    # audit as one statement, COMMIT
+    assert len(_sent(trace)) == 5 and "BEGIN" in trace and "COMMIT" in trace
+    assert pg_store.list_audit(run_id=run.run_id).total == 3
+    assert pg_store.get_run(run.run_id).trace_seq == 1
+
+
+def test_inserts_sent_as_one_statement_fail_together(pg_store: Store) -> None:
+    """A child row whose parent is missing fails the whole statement: the audit that went
+    with it is not stored either."""
+    with pytest.raises(Conflict), pg_store.raw_transaction() as tx:
+        tx.add_audit("orphan.audit", run_id="run_missing")
+        tx._insert_trace_rows(
+            [
+                {
+                    "run_id": "run_missing",
+                    "sequence": 1,
+                    "event_type": "e",
+                    "step_id": None,
+                    "payload": {},
+                    "created_at": tx.now,
+                }
+            ]
+        )
+    assert pg_store.list_audit().total == 0
