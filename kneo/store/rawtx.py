@@ -269,8 +269,9 @@ class RawTransaction(RowWriter):
         #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
         self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if sql.batch else None
         self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
+        self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
         self._open = False  # the transaction began on the connection
-        self._ended = False  # finish_run wrote everything in one statement of its own
+        self._ended = False  # committed (or finish_run's one statement): nothing may follow
         if not sql.batch:
             try:
                 self._start()
@@ -283,10 +284,10 @@ class RawTransaction(RowWriter):
         """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
         ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
         trip of its own), or with SQLite's write lock."""
-        self._check_open()
         if self._sql.pipeline:
             driver = self._raw.driver_connection
             driver.autocommit = True
+            self._autocommit_on = True
             self._pipe = driver.pipeline()
             self._pipe.__enter__()
         self._open = True
@@ -362,24 +363,26 @@ class RawTransaction(RowWriter):
             self._raw.commit()
         if self._pipe is not None:
             pipe, self._pipe = self._pipe, None
-            try:
-                pipe.__exit__(None, None, None)
-            finally:
-                self._raw.driver_connection.autocommit = False
+            pipe.__exit__(None, None, None)  # syncs: what failed in the queue raises here
+        if self._autocommit_on:
+            self._raw.driver_connection.autocommit = False
+            self._autocommit_on = False
 
     def _abort(self, exc: BaseException) -> None:
-        """After a failure: leave the pipeline and roll back in it, so the connection goes
-        back to the pool idle and transactional as it came (the caller rolls back too)."""
-        if self._pipe is None:
-            return
-        pipe, self._pipe = self._pipe, None
-        driver = self._raw.driver_connection
-        with contextlib.suppress(Exception):  # the failure is already being raised
-            pipe.__exit__(type(exc), exc, exc.__traceback__)
-        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
-            driver.execute("ROLLBACK")
-        with contextlib.suppress(Exception):
-            driver.autocommit = False
+        """After a failure, even in the commit: leave the pipeline, end the transaction it
+        began and switch autocommit back off, so the connection goes back to the pool idle
+        and transactional as it came (the caller rolls back too)."""
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            with contextlib.suppress(Exception):  # the failure is already being raised
+                pipe.__exit__(type(exc), exc, exc.__traceback__)
+        if self._autocommit_on:
+            self._autocommit_on = False
+            driver = self._raw.driver_connection
+            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+                driver.execute("ROLLBACK")
+            with contextlib.suppress(Exception):
+                driver.autocommit = False
 
     def _insert_rows(
         self, table: sa.Table, names: Sequence[str], values: list[dict[str, Any]]

@@ -151,19 +151,28 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
     assert store.get_metadata("a") == {"v": 2}  # no cache after the snapshot
 
 
-@pytest.mark.parametrize("failure", ["python", "database"])
+@pytest.mark.parametrize("failure", ["python", "database", "commit"])
 def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactional(
-    store: Store, failure: str
+    store: Store, failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whether the code or the database fails mid-transaction (on PostgreSQL inside a
-    pipeline, in autocommit with its own BEGIN), nothing it wrote stays, and the connection
-    goes back transactional: the next transactions on the pool still roll back whole."""
+    """Whether the code or the database fails mid-transaction or at its commit (on
+    PostgreSQL inside a pipeline, in autocommit with its own BEGIN; "commit": an insert that
+    waited for the commit fails there), nothing it wrote stays, and the connection goes back
+    transactional: the next transactions on the pool still roll back whole."""
+    import kneo.store.rowvalues as rowvalues
+
     with pytest.raises((RuntimeError, Conflict)), store.raw_transaction() as tx:
         tx.create_run(target="workflow", input_text="x", run_id="run_failed")
         tx.add_audit("x.created", run_id="run_failed")
         if failure == "python":
             raise RuntimeError("boom")
-        tx.create_run(target="workflow", input_text="x", run_id="run_failed")  # duplicate
+        if failure == "commit":  # two generated ids that clash, neither read back
+            with monkeypatch.context() as patch:
+                patch.setattr(rowvalues, "new_run_id", lambda now: "run_same")
+                tx.create_run(target="workflow", input_text="y")
+                tx.create_run(target="workflow", input_text="y")
+        else:
+            tx.create_run(target="workflow", input_text="x", run_id="run_failed")  # duplicate
     assert store.list_runs().total == 0
     assert store.list_audit().total == 0
     for _ in range(3):  # every pooled connection the store may hand out
