@@ -54,7 +54,13 @@ from kneo.store.rowvalues import (
     new_continuation,
     trace_values,
 )
-from kneo.store.steps import StepCheckpoint, insert_rows, numbered_rows
+from kneo.store.steps import (
+    CAS_EVENTS,
+    MAX_NUMBERED_ROWS,
+    StepCheckpoint,
+    insert_rows,
+    numbered_rows,
+)
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -223,11 +229,6 @@ _FINISH_CHECKPOINTS = (
     "FROM cas, {rows} AS c(n, type, step_id, status, encoding, payload, size_bytes, "
     "truncated, metadata))"
 )
-_FINISH_EVENTS = (
-    ", ev AS (INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, "
-    "created_at) SELECT cas.run_id, cas.trace_seq - {count} + e.n, e.event_type, e.step_id, "
-    "e.payload, cas.updated_at FROM cas, {rows} AS e(n, event_type, step_id, payload))"
-)
 _FINISH_AUDITS = (
     ", au AS (INSERT INTO audit_events (event_id, event_type, actor, run_id, continuation_id, "
     "payload, created_at) SELECT a.event_id, a.event_type, a.actor, a.run_id, "
@@ -246,7 +247,7 @@ def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> C
             rows = numbered_rows(8, checkpoints)
             sql += _FINISH_CHECKPOINTS.format(count=checkpoints, rows=rows)
         if events:
-            sql += _FINISH_EVENTS.format(count=events, rows=numbered_rows(3, events))
+            sql += CAS_EVENTS.format(count=events, rows=numbered_rows(3, events))
         if audits:
             sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
         return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
@@ -530,7 +531,12 @@ class RawTransaction(RowWriter):
         ]
         moves = added != (0, 0)
         found = None
-        alone = self._waiting == [] and not self._open and not self._seq_dirty - {run_id}
+        alone = (
+            self._waiting == []
+            and not self._open
+            and not self._seq_dirty - {run_id}
+            and max(len(checkpoints), len(events), len(audits)) <= MAX_NUMBERED_ROWS
+        )
         if alone:
             found = self._finish_alone(
                 run_id, (keys, release, moves), params, checkpoints, events, audit_rows

@@ -111,11 +111,18 @@ _BOUNDARY = (
     "{events} SELECT version, checkpoint_seq, trace_seq FROM cas"
 )
 _BOUNDARY_FOLLOWS = " AND checkpoint_seq = %s"
-_BOUNDARY_EVENTS = (
+#: Trace events numbered from the ``cas`` row of a one-statement write (a boundary here, an
+#: outcome in :mod:`kneo.store.rawtx`): ``count`` rows, given as :func:`numbered_rows`.
+CAS_EVENTS = (
     ", ev AS (INSERT INTO trace_events (run_id, sequence, event_type, step_id, payload, "
     "created_at) SELECT cas.run_id, cas.trace_seq - {count} + e.n, e.event_type, e.step_id, "
     "e.payload, cas.updated_at FROM cas, {rows} AS e(n, event_type, step_id, payload))"
 )
+
+
+#: A one-statement write takes at most this many rows of a kind; longer lists go row by row
+#: (:func:`insert_rows`), so a run makes a bounded number of statement texts.
+MAX_NUMBERED_ROWS = 64
 
 
 @functools.lru_cache(maxsize=256)
@@ -133,9 +140,7 @@ def _boundary_text(follows: bool, events: int) -> str:
     """:data:`_BOUNDARY` guarding a patch's predecessor (``follows``), with ``events`` rows."""
     return _BOUNDARY.format(
         follows=_BOUNDARY_FOLLOWS if follows else "",
-        events=_BOUNDARY_EVENTS.format(count=events, rows=numbered_rows(3, events))
-        if events
-        else "",
+        events=CAS_EVENTS.format(count=events, rows=numbered_rows(3, events)) if events else "",
     )
 
 
@@ -380,7 +385,7 @@ class StepWriter:
         raw = self._raw
         dbapi = self.engine.dialect.loaded_dbapi
         try:
-            if self._sql.boundary is None:
+            if self._sql.boundary is None or len(step.events) > MAX_NUMBERED_ROWS:
                 return self._stepwise(step)
             written = self._boundary(step)
             if written is None and step.checkpoint.follows is not None:

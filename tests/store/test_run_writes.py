@@ -299,3 +299,24 @@ def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
     assert (after.status, after.version, after.trace_seq) == ("succeeded", 2, int(before))
     assert store.list_trace(run.run_id, limit=10).total == int(before)
     assert store.list_audit(run_id=run.run_id).total == 0
+
+
+@pytest.mark.parametrize("count", [3, 70])
+def test_an_outcome_stores_every_row_in_order(store: Store, count: int) -> None:
+    """Past 64 rows of a kind (on PostgreSQL no longer one statement) nothing changes."""
+    run = _create(store, status="running", events=[{"event_type": "run_created"}])
+    with store.raw_transaction() as tx:
+        done = tx.finish_run(
+            run,
+            expected_version=run.version,
+            status="succeeded",
+            checkpoints=[_keyframe(f"s{i}") for i in range(count)],
+            events=[{"event_type": "e", "payload": {"i": i}} for i in range(count)],
+            audits=[{"event_type": "a", "run_id": run.run_id}] * count,
+        )
+    assert (done.checkpoint_seq, done.trace_seq) == (count, count + 1)
+    cps = store.list_checkpoints(run.run_id, limit=100).items
+    assert [(c.sequence, c.step_id) for c in cps] == [(i + 1, f"s{i}") for i in range(count)]
+    trace = store.list_trace(run.run_id, limit=100).items[1:]
+    assert [(e.sequence, e.payload) for e in trace] == [(i + 2, {"i": i}) for i in range(count)]
+    assert store.list_audit(run_id=run.run_id, limit=100).total == count
