@@ -187,9 +187,11 @@ class PlatformManager:
         )
         return self._result(run)
 
-    def execute_run(self, run_id: str) -> RunResult:
-        """Execute a queued run in this process (what a worker calls)."""
-        run = self.store.get_run(run_id)
+    def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
+        """Execute a queued run in this process (what a worker calls). ``run``: its record as
+        the caller just read it, so it is not read again (the start is a compare-and-set on
+        its version either way)."""
+        run = run if run is not None and run.run_id == run_id else self.store.get_run(run_id)
         status = (
             transition(run.status, RunStatus.RUNNING, action="execute the run")
             if run.status == RunStatus.QUEUED
@@ -202,12 +204,17 @@ class PlatformManager:
                 current_status=run.status,
             )
         workflow = self._workflow_for(run)
-        with self.store.transaction() as tx:
-            tx.add_trace_event(run_id, "run_started", payload={"owner": self.owner})
+        # The update first: it reads the run's counters, so the event is numbered in memory
+        # (on PostgreSQL, two round trips in all).
+        with self.store.raw_transaction() as tx:
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
             )
+            tx.add_trace_events(
+                run_id, [{"event_type": "run_started", "payload": {"owner": self.owner}}]
+            )
             tx.take_run_lease(run_id, self.owner, self._lease)
+            run = tx.current(run)
         return self._drive(run, workflow, leased=True)
 
     # ================================================================== resume / cancel

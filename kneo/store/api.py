@@ -55,6 +55,9 @@ from kneo.store.transaction import Transaction as Transaction
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
+_GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
+
+
 class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
@@ -200,10 +203,10 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         return written
 
     def get_run(self, run_id: str) -> RunRecord:
-        with self._read() as conn:
-            row = (
-                conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
-            )
+        # One statement (and, when not cached, the run's spec, which never changes), built
+        # once: SQLAlchemy builds and keys a statement made per call every time.
+        with self._read(snapshot=False) as conn:
+            row = conn.execute(_GET_RUN, {"run_id": run_id}).mappings().first()
             if row is None:
                 raise not_found_error("run", run_id)
             return rows.run(row, conn)

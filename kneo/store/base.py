@@ -35,14 +35,29 @@ class StoreBase:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A read-only snapshot (one transaction) on a pooled connection."""
-        with self._db_errors(), self.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self, *, snapshot: bool = True) -> Iterator[Connection]:
+        """A read on a pooled connection: one transaction, so its statements share a snapshot.
+        ``snapshot=False``: they need none (one statement, or rows that never change), so on
+        PostgreSQL none is opened, which saves the ``BEGIN`` and ``COMMIT`` round trips."""
+        with self._db_errors(), self.engine.connect() as conn:
+            if not snapshot and self.dialect.autocommits_one_statement:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A bare write transaction for primitives that commit on their own (claims, locks)."""
+    def _write(self, *, one_statement: bool = False) -> Iterator[Connection]:
+        """A bare write transaction for primitives that commit on their own (claims, locks).
+        ``one_statement``: the caller runs a single statement, which on PostgreSQL is then its
+        own transaction (autocommit: one round trip instead of three)."""
+        if one_statement and self.dialect.autocommits_one_statement:
+            with (
+                self._db_errors(),
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+            ):
+                yield conn
+            return
         with (
             self._db_errors(),
             self.dialect.write_lock(self.engine),

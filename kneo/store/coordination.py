@@ -20,12 +20,65 @@ from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceL
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
+from kneo.store.dialects import StoreDialect
 from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord, RunLease
 
 
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise InvalidRequest(f"{name} must be greater than zero, got {value}", field=name)
+
+
+# The queue's hot statements are built once (per dialect, per set of columns): SQLAlchemy
+# builds and cache-keys a statement made per call at every call, which cost a worker more
+# than the statements' round trips.
+_CLAIMS: dict[str, Any] = {}
+_LEASE_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _claim_statement(dialect: StoreDialect) -> Any:
+    """One statement: the subquery picks and locks the oldest due record (skipping those
+    other claims hold), the update leases it to ``owner`` until ``expires``."""
+    found = _CLAIMS.get(dialect.name)
+    if found is None:
+        q = t.queue.c
+        now = sa.bindparam("now", type_=q.updated_at.type)
+        due = sa.or_(
+            sa.and_(q.status == "queued", q.available_at <= now),
+            sa.and_(q.status == "leased", q.lease_expires_at <= now),
+        )
+        pick = dialect.for_claim(sa.select(q.id).where(due).order_by(q.id).limit(1))
+        found = _CLAIMS[dialect.name] = (
+            sa.update(t.queue)
+            .where(q.id == pick.scalar_subquery())
+            .values(
+                status="leased",
+                attempts=q.attempts + 1,
+                lease_owner=sa.bindparam("owner"),
+                lease_expires_at=sa.bindparam("expires"),
+                updated_at=now,
+            )
+            .returning(*t.queue.c)
+        )
+    return found
+
+
+def _lease_update(names: tuple[str, ...]) -> Any:
+    """Set ``names`` (and ``updated_at``) on a record ``k_owner`` still holds at ``k_now``."""
+    found = _LEASE_UPDATES.get(names)
+    if found is None:
+        q = t.queue.c
+        found = _LEASE_UPDATES[names] = (
+            sa.update(t.queue)
+            .where(
+                q.id == sa.bindparam("k_id"),
+                q.lease_owner == sa.bindparam("k_owner"),
+                q.status == "leased",
+                q.lease_expires_at > sa.bindparam("k_now", type_=q.lease_expires_at.type),
+            )
+            .values({name: sa.bindparam(f"v_{name}") for name in ("updated_at", *names)})
+        )
+    return found
 
 
 class CoordinationMixin(StoreBase):
@@ -45,49 +98,18 @@ class CoordinationMixin(StoreBase):
         owners at once.
         """
         _positive("lease_seconds", lease_seconds)
-        q = t.queue.c
         now = self.clock.now()
-        due = sa.or_(
-            sa.and_(q.status == "queued", q.available_at <= now),
-            sa.and_(q.status == "leased", q.lease_expires_at <= now),
-        )
-        pick = self.dialect.for_claim(sa.select(q.id).where(due).order_by(q.id).limit(1))
-        with self._write() as conn:
-            queue_id = conn.execute(pick).scalar()
-            if queue_id is None:
-                return None
-            row = (
-                conn.execute(
-                    sa.update(t.queue)
-                    .where(q.id == queue_id)
-                    .values(
-                        status="leased",
-                        attempts=q.attempts + 1,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
-                        updated_at=now,
-                    )
-                    .returning(*t.queue.c)
-                )
-                .mappings()
-                .one()
-            )
-            return rows.queue(row)
+        params = {"now": now, "owner": owner, "expires": now + timedelta(seconds=lease_seconds)}
+        with self._write(one_statement=True) as conn:
+            row = conn.execute(_claim_statement(self.dialect), params).mappings().first()
+        return None if row is None else rows.queue(row)
 
     def _update_lease(self, queue_id: int, owner: str, **values: Any) -> bool:
-        q = t.queue.c
         now = self.clock.now()
-        with self._write() as conn:
-            result = conn.execute(
-                sa.update(t.queue)
-                .where(
-                    q.id == queue_id,
-                    q.lease_owner == owner,
-                    q.status == "leased",
-                    q.lease_expires_at > now,
-                )
-                .values(updated_at=now, **values)
-            )
+        params = {f"v_{name}": value for name, value in values.items()}
+        params |= {"k_id": queue_id, "k_owner": owner, "k_now": now, "v_updated_at": now}
+        with self._write(one_statement=True) as conn:
+            result = conn.execute(_lease_update(tuple(sorted(values))), params)
             return result.rowcount == 1
 
     def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool:

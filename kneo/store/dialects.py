@@ -29,6 +29,9 @@ class StoreDialect:
     """Base: the contract each database-specific class fulfils."""
 
     name: str = "base"
+    #: A statement outside a transaction is its own, and running it so saves round trips
+    #: (PostgreSQL: psycopg's ``BEGIN`` and the ``COMMIT`` are one each).
+    autocommits_one_statement: bool = False
 
     def create_engine(self, url: sa.URL) -> Engine:
         raise NotImplementedError
@@ -293,6 +296,7 @@ class PostgresDialect(StoreDialect):
     """PostgreSQL (psycopg 3): ``SKIP LOCKED`` claims and transaction-scoped advisory locks."""
 
     name = "postgresql"
+    autocommits_one_statement = True
 
     def __init__(self, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.pool_size = pool_size

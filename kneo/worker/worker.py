@@ -25,6 +25,7 @@ graceful stop with the run still in flight     lease and run lock released: anot
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -221,7 +222,11 @@ class Worker:
             return
         # A queued run starts; a "running" one lost its worker mid-run and continues from
         # its last completed step boundary (completed steps never execute again).
-        execute = self.manager.execute_run if run.status == "queued" else self.manager.continue_run
+        execute = (
+            functools.partial(self.manager.execute_run, run=run)
+            if run.status == "queued"
+            else self.manager.continue_run
+        )
         heartbeat = _Heartbeat(self.store, record.queue_id, self.owner, self.lease_seconds)
         with self._lock:
             self._inflight[record.queue_id] = _InFlight(record, heartbeat)

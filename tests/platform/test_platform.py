@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import (
+    Conflict,
     InvalidDecision,
     KneoError,
     NotFound,
@@ -353,6 +354,24 @@ def test_start_then_execute_with_deadline(manager: PlatformManager, project: Pat
     assert manager.execute_run(queued.run_id).status == "succeeded"
     with pytest.raises(KneoError):
         manager.execute_run(queued.run_id)
+
+
+def test_execute_a_record_read_before_is_still_compare_and_set(
+    manager: PlatformManager, project: Path
+) -> None:
+    """A worker hands over the record it read: the start checks that record's version, so a
+    run changed since (here: its cancel requested) is not executed from the stale copy."""
+    spec = write_spec(project, "queued", {"steps": [fn("a", "first")]})
+    queued = manager.start_run_from_spec(input_text="go", spec_path=spec)
+    read = manager.store.get_run(queued.run_id)
+    assert manager.execute_run(queued.run_id, run=read).status == "succeeded"
+    again = manager.start_run_from_spec(input_text="go", spec_path=spec)
+    stale = manager.store.get_run(again.run_id)
+    manager.store.update_run(again.run_id, expected_version=stale.version, cancel_requested=True)
+    with pytest.raises(Conflict) as caught:
+        manager.execute_run(again.run_id, run=stale)
+    assert caught.value.code == "stale_state"
+    assert manager.store.get_run(again.run_id).status == "queued" and counter(project) == ["first"]
 
 
 def test_separate_stores_are_refused(project: Path) -> None:
