@@ -267,3 +267,19 @@ def test_enqueue_shorthand_and_records_for_run(store: Store) -> None:
     run_id = new_run(store)
     record = store.enqueue(run_id)
     assert store.queue_records_for_run(run_id) == [record]
+
+
+def test_one_statement_primitives_leave_pooled_connections_transactional(store: Store) -> None:
+    """Claims, lease updates and ``get_run`` run outside a transaction on PostgreSQL
+    (autocommit); the connections they used go back to the pool transactional: a failed
+    transaction on any of them afterwards still rolls back whole."""
+    run_ids = _fill_queue(store, 6)
+    for run_id in run_ids:
+        store.get_run(run_id)
+        record = store.claim("w", 30)
+        assert record is not None and store.complete(record.queue_id, "w")
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.create_run(target="workflow", input_text="rolled back")
+            raise RuntimeError("boom")
+    assert store.list_runs().total == 6
+    assert store.claim("w", 30) is None
