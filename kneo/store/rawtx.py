@@ -177,6 +177,7 @@ def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable
 
 _RUN_COLUMNS = tuple(c.name for c in t.runs.c)
 _CHECKPOINT_COLUMNS = tuple(c.name for c in t.checkpoints.c)
+_CHECKPOINT_HEAD = f"INSERT INTO checkpoints ({', '.join(_CHECKPOINT_COLUMNS)})"
 #: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
 _NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
 _RUN_RETURNING = ", ".join(_RUN_COLUMNS)
@@ -597,17 +598,7 @@ class RawTransaction(RowWriter):
         args = list(cas.args(params))
         first = 1 if last is None else last + 1
         for index, checkpoint in enumerate(checkpoints):
-            row = checkpoint.at(first + index)
-            args += (
-                row.type,
-                row.step_id,
-                row.status,
-                row.encoding,
-                row.payload,
-                row.size_bytes,
-                row.truncated,
-                jsontext.dumps(dict(row.metadata)),
-            )
+            args += checkpoint.at(first + index).columns()
         for event in events:
             payload = jsontext.dumps(dict(event.get("payload") or {}))
             args += (event["event_type"], event.get("step_id"), payload)
@@ -671,25 +662,12 @@ class RawTransaction(RowWriter):
     ) -> None:
         """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
         row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        values = []
-        for offset, checkpoint in enumerate(checkpoints):
-            row = checkpoint.at(first + offset)
-            values.append(
-                {
-                    "run_id": run_id,
-                    "sequence": first + offset,
-                    "type": row.type,
-                    "step_id": row.step_id,
-                    "status": row.status,
-                    "encoding": row.encoding,
-                    "payload": row.payload,
-                    "size_bytes": row.size_bytes,
-                    "truncated": row.truncated,
-                    "metadata": dict(row.metadata),
-                    "created_at": self.now,
-                }
-            )
-        self._insert_checkpoints(values)
+        stamp = self._sql.bind(t.checkpoints, {"created_at": self.now})["created_at"]
+        rows_ = [
+            (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
+            for offset, checkpoint in enumerate(checkpoints)
+        ]
+        insert_rows(self._add, _CHECKPOINT_HEAD, rows_, self._sql.mark)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, _CHECKPOINT_COLUMNS, values)

@@ -207,6 +207,20 @@ class StepCheckpoint:
     follows: int | None = None
     keyframe: Callable[[], StepCheckpoint] | None = field(default=None, compare=False)
 
+    def columns(self) -> tuple[Any, ...]:
+        """The row's own columns, as stored: type, step_id, status, encoding, payload,
+        size_bytes, truncated and metadata (JSON text)."""
+        return (
+            self.type,
+            self.step_id,
+            self.status,
+            self.encoding,
+            self.payload,
+            self.size_bytes,
+            self.truncated,
+            json_text(dict(self.metadata)),
+        )
+
     def at(self, sequence: int) -> StepCheckpoint:
         """What to store as checkpoint ``sequence``: this row, or its keyframe when this is a
         patch on anything but ``sequence - 1``."""
@@ -249,20 +263,7 @@ def _params(
     cas = (state_text, stamp, len(events), run_id, expected_version)
 
     def checkpoint_row(sequence: int) -> tuple[Any, ...]:
-        row = checkpoint.at(sequence)
-        return (
-            run_id,
-            sequence,
-            row.type,
-            row.step_id,
-            row.status,
-            row.encoding,
-            row.payload,
-            row.size_bytes,
-            row.truncated,
-            json_text(dict(row.metadata)),
-            stamp,
-        )
+        return (run_id, sequence, *checkpoint.at(sequence).columns(), stamp)
 
     def event_rows(last: int) -> list[tuple[Any, ...]]:
         first = last - len(events) + 1
@@ -446,16 +447,7 @@ class StepWriter:
         ]
         if guard:
             params.append(checkpoint.follows)
-        params += (
-            checkpoint.type,
-            checkpoint.step_id,
-            checkpoint.status,
-            checkpoint.encoding,
-            checkpoint.payload,
-            checkpoint.size_bytes,
-            checkpoint.truncated,
-            json_text(dict(checkpoint.metadata)),
-        )
+        params += checkpoint.columns()
         for event in events:
             params += (event.event_type, event.step_id, event.payload)
         driver = raw.driver_connection
