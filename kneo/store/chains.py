@@ -53,7 +53,7 @@ def records(conn: Connection, run_id: str, found: Sequence[rows.Row]) -> list[Ch
             .where(_c.run_id == run_id, _c.sequence.between(low, high))
             .order_by(_c.sequence)
         ).all()
-        _fold(chain, wanted, folded)
+        fold(chain, wanted, folded)
     out = []
     for r in found:
         sequence = int(r["sequence"])
@@ -77,7 +77,7 @@ def _ranges(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _fold(chain: Sequence[Any], wanted: set[int], out: dict[int, dict[str, Any]]) -> None:
+def fold(chain: Sequence[Any], wanted: set[int], out: dict[int, dict[str, Any]]) -> None:
     """Fold consecutive rows from a keyframe, recording the payloads of ``wanted`` rows; a gap
     or an unreadable patch leaves the rows after it unresolved."""
     state: dict[str, Any] | None = None

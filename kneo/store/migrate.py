@@ -25,6 +25,27 @@ HEAD_REVISION = "0007"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+def drop_columns(table: str, *columns: str) -> None:
+    """Drop ``columns`` of ``table`` inside a migration, in place on SQLite too.
+
+    Alembic's SQLite batch mode rebuilds the table, and dropping the old one with foreign
+    keys on deletes its rows first, cascading to every child row: for ``runs``, each run's
+    checkpoints, trace events and continuations would be lost. SQLite drops a column in place
+    since 3.35; an older SQLite is refused (the whole migration rolls back) rather than lose
+    rows."""
+    import sqlite3
+
+    from alembic import op
+
+    if op.get_bind().dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 35, 0):
+        raise RuntimeError(
+            f"dropping {table} columns needs SQLite 3.35 or newer "
+            f"(this Python has {sqlite3.sqlite_version}); nothing was changed"
+        )
+    for column in columns:
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
 def current_revision(conn: Connection) -> str | None:
     """The revision recorded in the database, or ``None`` for an empty database."""
     if not sa.inspect(conn).has_table(VERSION_TABLE):

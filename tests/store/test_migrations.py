@@ -465,3 +465,72 @@ def test_0007_moves_run_locks_onto_run_rows_and_back(fresh_url: str) -> None:
     columns = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
     assert "lease_owner" not in columns and "run_id" in columns
     engine.dispose()
+
+
+def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_url: str) -> None:
+    """A Kneo from before 0004 reads keyframes only: going down to 0003 stores every patch
+    row as its folded payload (a broken chain as the preview readers show), and going up
+    again reads the same payloads. On the way down no child row of a run is lost (SQLite
+    used to rebuild ``runs`` to drop a column, and the old table's drop cascaded)."""
+    from alembic import command
+
+    from kneo.engine.journal import Boundary
+    from kneo.platform.journal import StoreJournal
+    from kneo.store import chains, payloads
+    from kneo.store.migrate import _alembic_config
+
+    url, dialect, engine = _at_revision(fresh_url, HEAD_REVISION)
+    engine.dispose()
+    store = open_store(str(url))
+    run_ids = []
+    for _ in range(2):
+        run = store.create_run(input_text="in", workflow_name="w", target="workflow")
+        run = store.update_run(run.run_id, status="running")
+        journal = StoreJournal(store, run.run_id, run.version)
+        for n in range(1, 5):
+            state = {"units": {f"u{i}": {"output": "x" * 40} for i in range(n)}}
+            journal.commit(Boundary(kind="step_completed", state=state, step_id=f"u{n - 1}"))
+        journal.close()
+        run_ids.append(run.run_id)
+    with store.transaction() as tx:
+        tx.add_trace_events(run_ids[0], [{"event_type": "kept"}])
+    with store.engine.begin() as conn:  # break the second run's chain: its keyframe is gone
+        conn.execute(
+            sa.delete(t.checkpoints).where(
+                t.checkpoints.c.run_id == run_ids[1], t.checkpoints.c.sequence == 1
+            )
+        )
+    before = {r: [c.payload for c in store.list_checkpoints(r).items] for r in run_ids}
+    with store.engine.connect() as conn:
+        encodings = conn.execute(sa.select(t.checkpoints.c.encoding)).scalars().all()
+    assert sum(payloads.is_patch(e) for e in encodings) >= 4  # the chains to fold
+    store.close()
+
+    engine = dialect.create_engine(url)
+    with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
+        command.downgrade(_alembic_config(conn), "0003")
+    with engine.connect() as conn:
+        stored = {
+            r: conn.execute(
+                sa.text(
+                    "SELECT encoding, payload, truncated FROM checkpoints WHERE run_id = :r "
+                    "ORDER BY sequence"
+                ),
+                {"r": r},
+            ).all()
+            for r in run_ids
+        }
+        # the downgrades that drop run columns (0007, 0003) keep every child row
+        kept = conn.execute(sa.text("SELECT count(*) FROM trace_events")).scalar_one()
+    assert kept == 1
+    assert all(e in payloads.KEYFRAME_ENCODINGS for rows in stored.values() for e, _, _ in rows)
+    assert [payloads.decode(e, bytes(p)) for e, p, _ in stored[run_ids[0]]] == before[run_ids[0]]
+    assert [payloads.decode(e, bytes(p)) for e, p, _ in stored[run_ids[1]]] == [
+        chains.UNAVAILABLE
+    ] * 3
+    assert all(bool(truncated) for _, _, truncated in stored[run_ids[1]])
+    assert upgrade(engine, dialect) == HEAD_REVISION
+    engine.dispose()
+    store = open_store(str(url))
+    assert [c.payload for c in store.list_checkpoints(run_ids[0]).items] == before[run_ids[0]]
+    store.close()

@@ -17,6 +17,8 @@ import hashlib
 import sqlalchemy as sa
 from alembic import op
 
+from kneo.store.migrate import drop_columns
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -86,6 +88,5 @@ def downgrade() -> None:
         "UPDATE runs SET spec = (SELECT specs.spec FROM specs "
         "WHERE specs.digest = runs.spec_ref) WHERE spec_ref IS NOT NULL"
     )
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("spec_ref")
+    drop_columns("runs", "spec_ref")
     op.drop_table("specs")

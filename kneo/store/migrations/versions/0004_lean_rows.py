@@ -12,6 +12,7 @@
 
 Checkpoint rows may also hold patches from now on (``encoding`` ``delta``/``zlib+delta``, see
 ``kneo.store.delta``); that needs no schema change, and rows written before stay keyframes.
+The downgrade turns every patch row back into the keyframe it stands for.
 
 Revision ID: 0004
 Revises: 0003
@@ -118,8 +119,53 @@ def upgrade() -> None:
             _rebuild(table, with_rowid=False)
 
 
+_CHECKPOINT_ROWS = sa.table(
+    "checkpoints",
+    sa.column("run_id", sa.String),
+    sa.column("sequence", sa.Integer),
+    sa.column("encoding", sa.String),
+    sa.column("payload", sa.LargeBinary),
+    sa.column("size_bytes", sa.Integer),
+    sa.column("truncated", sa.Boolean),
+)
+
+
+def _patches_to_keyframes() -> None:
+    """A Kneo from before 0004 reads keyframes only: each patch row becomes the keyframe it
+    stands for (its chain folded, plain JSON), or, when its chain is broken, the preview
+    readers show for it."""
+    from kneo.store import chains, payloads
+
+    conn = op.get_bind()
+    c = _CHECKPOINT_ROWS.c
+    patch = c.encoding.in_([payloads.ENCODING_DELTA, payloads.ENCODING_ZLIB_DELTA])
+    run_ids = conn.execute(sa.select(c.run_id).where(patch).distinct()).scalars().all()
+    for run_id in run_ids:
+        chain = conn.execute(
+            sa.select(c.sequence, c.encoding, c.payload)
+            .where(c.run_id == run_id)
+            .order_by(c.sequence)
+        ).all()
+        wanted = {int(row[0]) for row in chain if payloads.is_patch(row[1])}
+        folded: dict[int, dict[str, object]] = {}
+        chains.fold(chain, wanted, folded)
+        for sequence in sorted(wanted):
+            state = folded.get(sequence)
+            data = payloads.dumps(state if state is not None else chains.UNAVAILABLE)
+            conn.execute(
+                sa.update(_CHECKPOINT_ROWS)
+                .where(c.run_id == run_id, c.sequence == sequence)
+                .values(
+                    encoding=payloads.ENCODING_JSON,
+                    payload=data,
+                    size_bytes=len(data),
+                    truncated=state is None,
+                )
+            )
+
+
 def downgrade() -> None:
-    # Patch rows stay as they are: a Kneo from before 0004 cannot read them.
+    _patches_to_keyframes()
     if op.get_bind().dialect.name == "sqlite":
         for table in _TABLES:
             _rebuild(table, with_rowid=True)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from kneo.store.migrate import drop_columns
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -50,6 +52,4 @@ def downgrade() -> None:
         ),
         {"prefix": _PREFIX},
     )
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("lease_expires_at")
-        batch.drop_column("lease_owner")
+    drop_columns("runs", "lease_expires_at", "lease_owner")
