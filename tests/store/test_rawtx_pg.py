@@ -51,7 +51,8 @@ def _round_trips(trace: str) -> int:
 
 
 def _sent(trace: str) -> list[str]:
-    """The statements the client sent (simple queries, and Parse or Bind of prepared ones)."""
+    """The statements the client sent: a simple Query, or the Bind of an extended-protocol
+    one (each execution binds once, prepared or not)."""
     return [
         line
         for line in trace.splitlines()
