@@ -58,6 +58,7 @@ from kneo.store.steps import (
     CAS_EVENTS,
     MAX_NUMBERED_ROWS,
     StepCheckpoint,
+    execute_alone,
     insert_rows,
     numbered_rows,
 )
@@ -330,18 +331,6 @@ class RawTransaction(RowWriter):
         text = self._sql.text(key, build)
         self._add(text.sql, text.args(params))
 
-    def _autocommit(self, sql: str, args: tuple[Any, ...], *, read: bool = False) -> Any:
-        """PostgreSQL: ``sql`` as a transaction of its own, committed by the server at its
-        Sync (one round trip); its rows when ``read``."""
-        driver = self._raw.driver_connection
-        driver.autocommit = True
-        try:
-            self._cur.execute(sql, args)
-            return self._cur.fetchall() if read else None
-        finally:
-            with contextlib.suppress(Exception):  # refused only by a broken connection
-                driver.autocommit = False
-
     def _commit(self) -> None:
         """Commit (once): the waiting inserts alone in autocommit when nothing else was sent,
         else after them; in psycopg's pipeline, leaving it syncs once for everything queued."""
@@ -351,7 +340,7 @@ class RawTransaction(RowWriter):
         self._ended = True
         if not self._open:
             if self._waiting:
-                self._autocommit(*_compound(self._waiting))
+                execute_alone(self._raw, self._cur, *_compound(self._waiting), read=False)
                 self._waiting.clear()
             return
         if self._waiting:
@@ -607,7 +596,7 @@ class RawTransaction(RowWriter):
         shape = (len(checkpoints), len(events), len(audits))
         key = ("finish_alone", *update, last is not None, *shape)
         sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
-        found = self._autocommit(sql, tuple(args), read=True)
+        found = execute_alone(self._raw, self._cur, sql, args)
         if not found:
             return None
         self._ended = True

@@ -450,17 +450,7 @@ class StepWriter:
         params += checkpoint.columns()
         for event in events:
             params += (event.event_type, event.step_id, event.payload)
-        driver = raw.driver_connection
-        # Autocommit: the statement is its own transaction, committed by the server at its
-        # Sync. (psycopg's implicit BEGIN would cost a round trip of its own, even pipelined.)
-        driver.autocommit = True
-        try:
-            cursor.execute(sql.boundary(guard, len(events)), params)
-            rows = cursor.fetchall()
-        finally:
-            # Refused only by a connection that broke mid-statement; the pool discards it.
-            with contextlib.suppress(Exception):
-                driver.autocommit = False
+        rows = execute_alone(raw, cursor, sql.boundary(guard, len(events)), params)
         if not rows:
             return None
         version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
@@ -488,6 +478,23 @@ class StepWriter:
         with contextlib.suppress(Exception):
             cursor.close()
         raw.close()
+
+
+def execute_alone(
+    raw: Any, cursor: Any, sql: str, params: Sequence[Any], *, read: bool = True
+) -> list[Any] | None:
+    """PostgreSQL: ``sql`` as a transaction of its own (autocommit), committed by the server
+    at its Sync: one round trip (psycopg's implicit ``BEGIN`` would cost one of its own, even
+    pipelined). Its rows when ``read``."""
+    driver = raw.driver_connection
+    driver.autocommit = True
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if read else None
+    finally:
+        # Refused only by a connection that broke mid-statement; the pool discards it.
+        with contextlib.suppress(Exception):
+            driver.autocommit = False
 
 
 def _rollback(raw: Any) -> None:
