@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic import TypeAdapter
 
 from kneo.bundle.digest import signing_payload, spec_digest
 from kneo.bundle.format import Bundle, BundleSource, PolicyReportSummary, Signature, parse_bundle
 from kneo.bundle.keys import SigningKey
 from kneo.errors import BundleError
+
+_PLAIN_JSON = TypeAdapter(dict[str, Any])  # a spec's values as a JSON reader will see them
 
 
 def build_bundle(
@@ -33,7 +35,7 @@ def build_bundle(
     The spec is first reduced to plain JSON values (a YAML date becomes its ISO string), so
     the digest covers exactly what a reader of the bundle file will see.
     """
-    spec_dict = to_jsonable_python(dict(spec))
+    spec_dict = _PLAIN_JSON.dump_python(dict(spec), mode="json")
     return Bundle(
         name=name,
         environment=environment,

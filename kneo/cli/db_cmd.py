@@ -57,6 +57,42 @@ def _shown(url: Any) -> str:
     return str(url.render_as_string(hide_password=True))
 
 
+class _MigrationProgress:
+    """On a terminal, which migration script runs now (``n/total``); silent otherwise."""
+
+    def __init__(self, current: str | None, *, shown: bool) -> None:
+        from kneo.cli.output import console
+        from kneo.store.migrate import pending_revisions
+
+        self._console = console(stderr=True)
+        self._pending = pending_revisions(current) if shown else []
+        self._done = 0
+        self._status: Any = None
+        if shown and self._console.is_terminal and self._pending:
+            self._status = self._console.status(self._message())
+
+    def _message(self) -> str:
+        revision, doc = self._pending[self._done]
+        return f"migration {revision} ({self._done + 1}/{len(self._pending)}): {doc}"
+
+    def __call__(self, revision: str) -> None:
+        self._done += 1
+        if self._status is not None:
+            doc = dict(self._pending).get(revision, "")
+            self._console.print(f"applied {revision}: {doc}", markup=False, highlight=False)
+            if self._done < len(self._pending):
+                self._status.update(self._message())
+
+    def __enter__(self) -> _MigrationProgress:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
 @db_app.command("upgrade")
 def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -> None:
     """Apply pending schema migrations (safe while other processes start)."""
@@ -69,7 +105,10 @@ def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
     store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
     try:
         before = store.schema_revision()
-        after = store.upgrade_schema() if before != HEAD_REVISION else before
+        after: str | None = before
+        if before != HEAD_REVISION:
+            with _MigrationProgress(before, shown=not json_output) as progress:
+                after = store.upgrade_schema(progress=progress)
     finally:
         store.close()
     result = {

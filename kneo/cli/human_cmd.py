@@ -70,14 +70,13 @@ def list_tasks(
                     request.get("kind"),
                     request.get("assignee"),
                     request.get("prompt"),
-                    task["run_id"],
                     request.get("expires_at"),
                     "yes" if request.get("escalated_at") else "",
                 ]
             )
     print_table(
         f"human tasks ({data['total']} pending)",
-        ["continuation", "request", "kind", "assignee", "prompt", "run", "expires_at", "escalated"],
+        ["continuation", "request", "kind", "assignee", "prompt", "expires_at", "escalated"],
         rows,
     )
 

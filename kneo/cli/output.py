@@ -8,6 +8,7 @@ exit code. No traceback ever reaches a user; unexpected exceptions become one li
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -50,17 +51,35 @@ def open_client(as_json: bool, service_url: str | None, profile: str | None) -> 
     return get_client(service_url=service_url, profile=profile)
 
 
+_ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+#: Columns holding identifiers people copy into the next command: never wrapped or cut.
+ID_COLUMNS = frozenset({"continuation", "request", "run", "run_id", "bundle", "digest", "commit"})
+
+
 def print_table(
     title: str, columns: list[str], rows: list[list[Any]], *, missing: str = ""
 ) -> None:
-    """A Rich table on stdout; ``None`` cells print as ``missing``."""
+    """A Rich table on stdout; ``None`` cells print as ``missing``.
+
+    Identifier columns (:data:`ID_COLUMNS`) keep their full width on one line, so an id can be
+    selected and pasted whole at 80 columns; the other columns shrink and fold instead.
+    Timestamps print to the second (``--json`` keeps them whole).
+    """
     from rich.table import Table
 
+    cells = [
+        [missing if v is None else _ISO_TIME.sub(r"\1 \2\3", str(v)) for v in row] for row in rows
+    ]
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*[missing if v is None else str(v) for v in row])
+    for index, column in enumerate(columns):
+        if column in ID_COLUMNS:
+            width = max([len(column), *(len(row[index]) for row in cells)])
+            table.add_column(column, no_wrap=True, min_width=width, overflow="ignore")
+        else:
+            table.add_column(column, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     console().print(table)
 
 

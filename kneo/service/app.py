@@ -54,7 +54,6 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._kneo = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _routers() -> list[Any]:

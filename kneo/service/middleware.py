@@ -24,6 +24,7 @@ from kneo.redaction import may_need_redaction, redact
 
 LOGGER_NAME = "kneo_serv.service"
 logger = logging.getLogger(LOGGER_NAME)
+logger.propagate = False  # JSON lines to the service's own stderr handler, not the root's
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _LOG_FIELDS = ("run_id", "continuation_id", "trace_id")

@@ -25,7 +25,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -51,6 +51,9 @@ from kneo.store.records import (
 from kneo.store.registry import RegistryReadsMixin
 from kneo.store.transaction import RUN_MUTABLE_FIELDS as RUN_MUTABLE_FIELDS
 from kneo.store.transaction import Transaction as Transaction
+
+if TYPE_CHECKING:
+    from kneo.store.migrate import MigrationProgress
 
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
@@ -133,12 +136,13 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         with self._read() as conn:
             return current_revision(conn)
 
-    def upgrade_schema(self) -> str | None:
-        """Apply pending migrations under the cross-process lock; returns the new revision."""
+    def upgrade_schema(self, progress: MigrationProgress | None = None) -> str | None:
+        """Apply pending migrations under the cross-process lock; returns the new revision.
+        ``progress(revision)`` is told after each script has run."""
         from kneo.store.migrate import upgrade
 
         with self._db_errors():
-            return upgrade(self.engine, self.dialect)
+            return upgrade(self.engine, self.dialect, progress=progress)
 
     def ping(self) -> None:
         """Readiness: one round trip; ``NotReady`` when the database cannot be reached."""

@@ -9,6 +9,7 @@ and the others wait, then find the schema current.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +55,49 @@ def current_revision(conn: Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _alembic_config(conn: Connection) -> Any:
+#: ``progress(revision)`` after each migration script has run (``kneo db upgrade`` shows it).
+MigrationProgress = Callable[[str], None]
+
+
+def _alembic_config(conn: Connection, progress: MigrationProgress | None = None) -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = conn
+    config.attributes["progress"] = progress
     return config
 
 
-def script_head() -> str:
-    """The head revision according to the migration scripts themselves."""
+def _scripts() -> Any:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def script_head() -> str:
+    """The head revision according to the migration scripts themselves."""
+    head = _scripts().get_current_head()
     assert head is not None
-    return head
+    return str(head)
 
 
-def upgrade(engine: Engine, dialect: StoreDialect, target: str = "head") -> str | None:
+def pending_revisions(current: str | None) -> list[tuple[str, str]]:
+    """``(revision, first line of its doc)`` of each script an upgrade from ``current`` to head
+    runs, in order."""
+    pending = _scripts().iterate_revisions("heads", current or "base")
+    return [(s.revision, (s.doc or "").strip().splitlines()[0]) for s in reversed(list(pending))]
+
+
+def upgrade(
+    engine: Engine,
+    dialect: StoreDialect,
+    target: str = "head",
+    progress: MigrationProgress | None = None,
+) -> str | None:
     """Upgrade to ``target`` under the migration lock; returns the revision now recorded."""
     from alembic import command
 
@@ -88,7 +110,7 @@ def upgrade(engine: Engine, dialect: StoreDialect, target: str = "head") -> str 
             current = current_revision(conn)
             if target == "head" and current == HEAD_REVISION:
                 return current
-            command.upgrade(_alembic_config(conn), target)
+            command.upgrade(_alembic_config(conn, progress), target)
             return current_revision(conn)
     except KneoError:
         raise

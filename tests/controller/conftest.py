@@ -3,7 +3,6 @@ modules (and the end-to-end journey) import them by a name no other conftest sha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +33,18 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def registry_pg_url(pg_session_databases: Any) -> str:
+    """One PostgreSQL database per test session (per xdist worker), emptied per test."""
+    return str(pg_session_databases.new())
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Iterator[Any]:
     from kneo.store import open_store
 
     if request.param == "postgres":
-        url = os.environ.get("KNEO_TEST_DATABASE_URL")
-        if not url:
-            pytest.skip("KNEO_TEST_DATABASE_URL not set")
+        url = request.getfixturevalue("registry_pg_url")
         import sqlalchemy as sa
 
         from kneo.store import tables

@@ -62,11 +62,13 @@ def env_for(project: Path) -> dict[str, str]:
     return env
 
 
-def kneo(project: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+def kneo(
+    project: Path, *args: str, check: int | None = 0, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "kneo.cli.main", *args],
         cwd=project,
-        env=env_for(project),
+        env={**env_for(project), "COLUMNS": str(columns)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -78,6 +80,18 @@ def kneo(project: Path, *args: str, check: int | None = 0) -> subprocess.Complet
 
 def kneo_json(project: Path, *args: str, check: int | None = 0) -> Any:
     return json.loads(kneo(project, *args, "--json", check=check).stdout)
+
+
+def test_ids_in_tables_never_wrap_at_80_columns(project: Path) -> None:
+    """An id is copied from a table into the next command: it stays whole on one line."""
+    args = ["run", "examples/smoke_human_workflow.yaml", "--input", "x", "--target", "workflow"]
+    paused = kneo_json(project, *args)
+    ids = [paused["run_id"], paused["continuation_id"]]
+    ids.append(paused["metadata"]["pending_human_request"]["request_id"])
+    human = kneo(project, "human", "list", columns=80).stdout
+    runs = kneo(project, "runs", "list", columns=80).stdout
+    assert max(len(line) for line in (human + runs).splitlines()) <= 80
+    assert ids[1] in human and ids[2] in human and ids[0] in runs
 
 
 def test_quickstart_pause_and_resume_in_separate_processes(project: Path) -> None:

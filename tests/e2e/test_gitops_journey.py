@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,3 +47,31 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '"status": "succeeded"' in (tmp_path / "final.json").read_text()
     assert "demo-signing-key" not in result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_setup_commands() -> None:
+    """``.ci/run`` installs and tests exactly as the README's set-up section says, in a new venv."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", section, re.S)[0].strip().splitlines()
+    ci = (ROOT / ".ci" / "run").read_text()
+    lines = [line.strip() for line in ci.splitlines() if not line.lstrip().startswith("#")]
+    assert len(commands) == 2 and all(command in lines for command in commands), commands
+    venv = [line for line in lines if "-m venv" in line]
+    assert venv and not any("--system-site-packages" in line for line in venv)
+
+
+def test_run_state_is_ignored_and_project_config_tracked() -> None:
+    """What a run leaves under ``.kneo/`` stays out of Git; ``.kneo/config.yaml`` stays in."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a Git checkout")
+    state = [".kneo/kneo_runs.sqlite", ".kneo/kneo_runs.sqlite-wal", ".kneo/backups/b.sqlite"]
+    state.append(".kneo/logs/service.log")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *state, ".kneo/config.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert ignored == state

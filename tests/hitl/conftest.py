@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.platform import create_platform
@@ -27,7 +25,6 @@ from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ENV = "KNEO_TEST_DATABASE_URL"
 
 
 @pytest.fixture()
@@ -41,25 +38,12 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+def backend(request: pytest.FixtureRequest) -> str | None:
     """``None`` (SQLite under the project's ``.kneo``) or a fresh PostgreSQL URL."""
     if request.param == "sqlite":
-        yield None
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    admin_url = sa.make_url(base)
-    name = f"kneo_hitl_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        return None
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    return new()
 
 
 def make_manager(

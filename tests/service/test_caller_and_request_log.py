@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,12 @@ def test_caller_dependency_authorizes_before_it_needs_a_manager(
     assert ("POST", path, "runs:write") in route_scopes(app)
 
 
-def test_request_log_redacts_a_secret_in_the_path(make_client, caplog) -> None:
+def test_request_log_redacts_a_secret_in_the_path(make_client, request_log) -> None:
     """The prefilter sends a record with a secret-looking value through ``redact``."""
     client = make_client(auth_env())
-    caplog.set_level(logging.INFO, logger=LOGGER)
-    logging.getLogger(LOGGER).propagate = True
     r = client.get(f"/v1/runs/{SECRET}", headers={**headers("viewer"), "X-Request-ID": "leak-1"})
     assert r.status_code == 404
-    mine = [rec for rec in caplog.records if rec.name == LOGGER and "leak-1" in rec.getMessage()]
+    mine = [rec for rec in request_log if "leak-1" in rec.getMessage()]
     assert len(mine) == 1
     record = json.loads(mine[0].getMessage())
     assert record["path"].startswith("/v1/runs/") and SECRET not in record["path"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from svc_helpers import KEYS, auth_env, headers
@@ -57,31 +56,28 @@ def test_strict_models_reject_unknown_fields(make_client) -> None:
     assert body["error"] == "validation_error" and "surprise" in json.dumps(body["details"])
 
 
-def test_request_id_is_accepted_generated_and_logged(make_client, caplog) -> None:
+def test_request_id_is_accepted_generated_and_logged(make_client, request_log) -> None:
     """One JSON record per request on kneo_serv.service; X-Request-ID echoed or generated."""
     client = make_client(auth_env())
-    caplog.set_level(logging.INFO, logger=LOGGER)
-    logging.getLogger(LOGGER).propagate = True
     r = client.get("/v1/audit-events", headers={**headers("viewer"), "X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     r2 = client.get("/livez", headers={"X-Request-ID": "bad id with spaces"})
     assert (
         r2.headers["x-request-id"] != "bad id with spaces" and len(r2.headers["x-request-id"]) == 32
     )
-    records = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == LOGGER]
+    records = [json.loads(rec.getMessage()) for rec in request_log]
     first = next(rec for rec in records if rec["request_id"] == "abc-123")
     assert first["event"] == "http_request" and first["method"] == "GET"
     assert first["path"] == "/v1/audit-events" and first["status"] == 200
     assert first["actor"] == "viewer" and "duration_ms" in first and "client" in first
-    assert not any(KEYS["viewer"] in rec.getMessage() for rec in caplog.records)
+    assert not any(KEYS["viewer"] in rec.getMessage() for rec in request_log)
 
 
-def test_request_logs_can_be_disabled(make_client, caplog) -> None:
+def test_request_logs_can_be_disabled(make_client, request_log) -> None:
     client = make_client({"KNEO_SERV_REQUEST_LOGS": "false"})
-    caplog.set_level(logging.INFO, logger=LOGGER)
-    logging.getLogger(LOGGER).propagate = True
     client.get("/livez")
-    assert not [r for r in caplog.records if r.name == LOGGER]
+    client.get("/v1/audit-events")
+    assert request_log == []
 
 
 def test_health_endpoints(make_client) -> None:

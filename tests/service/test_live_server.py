@@ -179,8 +179,12 @@ def test_cli_service_mode_with_service_url_and_profile(live_server, tmp_path: Pa
     assert validated.returncode == 0 and json.loads(validated.stdout)["valid"] is True
 
 
-def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, tmp_path) -> None:
-    db = os.environ.get("KNEO_TEST_DATABASE_URL")
+def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, request) -> None:
+    db = (
+        request.getfixturevalue("pg_database")()
+        if os.environ.get("KNEO_TEST_DATABASE_URL")
+        else None
+    )
     env = {**auth_env(), **({"KNEO_SERV_DATABASE_URL": db} if db else {})}
     server = live_server(env)
     h = {"Authorization": f"Bearer {KEYS['admin']}"}

@@ -40,12 +40,11 @@ PLANTED = {
 }
 
 
-def test_planted_secrets_never_leave(make_client, caplog) -> None:
+def test_planted_secrets_never_leave(make_client, caplog, request_log) -> None:
     """Input, human content and headers carrying secrets: every response, log line, trace,
     checkpoint and audit event is searched."""
     client = make_client(auth_env())
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("kneo_serv.service").propagate = True
     text = " ".join(PLANTED.values())
     outputs: list[str] = []
     r = client.post(
@@ -82,7 +81,7 @@ def test_planted_secrets_never_leave(make_client, caplog) -> None:
     outputs.append(
         client.get("/v1/runs", headers={"Authorization": "Bearer " + KEYS["viewer"] + "x"}).text
     )
-    outputs.extend(rec.getMessage() for rec in caplog.records)
+    outputs.extend(rec.getMessage() for rec in [*caplog.records, *request_log])
     blob = "\n".join(outputs)
     for name, value in PLANTED.items():
         secret = value.split("=")[-1].split(" ")[-1]

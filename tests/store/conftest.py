@@ -7,11 +7,10 @@ it once, truncates every table between tests and drops the database at the end.
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -21,8 +20,10 @@ from kneo.settings import Settings
 from kneo.store import Store, open_store
 from kneo.store import tables as t
 
-PG_ENV = "KNEO_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]
+
+if TYPE_CHECKING:
+    from conftest import PgDatabases
 
 StoreFactory = Callable[..., Store]
 
@@ -36,24 +37,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_url(pg_session_databases: PgDatabases) -> str:
     """A fresh, migrated PostgreSQL database for this test session."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    admin_url = sa.make_url(base)
-    name = f"kneo_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    url = pg_session_databases.new()
     open_store(url).close()
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from kneo.store import tables as t
 from kneo.store.dialects import dialect_for
 from kneo.store.migrate import HEAD_REVISION, VERSION_TABLE, current_revision, script_head, upgrade
 
-from .conftest import PG_ENV
 from .helpers import process_context
 
 
@@ -115,24 +112,12 @@ def _open_and_write(url: str, n: int, out: multiprocessing.Queue) -> None:  # ty
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database with no schema at all."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh' / 'kneo_runs.sqlite'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"kneo_fresh_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'fresh' / 'kneo_runs.sqlite'}"
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    return new()
 
 
 def test_concurrent_first_open_migrates_once(fresh_url: str) -> None:
@@ -534,3 +519,17 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
     store = open_store(str(url))
     assert [c.payload for c in store.list_checkpoints(run_ids[0]).items] == before[run_ids[0]]
     store.close()
+
+
+def test_upgrade_reports_each_script_as_it_runs(tmp_path: Path) -> None:
+    """``kneo db upgrade`` shows progress from this callback: every pending script, in order."""
+    from kneo.store.migrate import pending_revisions
+
+    store = open_store(f"sqlite:///{tmp_path / 'progress.sqlite'}", migrate=False)
+    pending = pending_revisions(None)
+    seen: list[str] = []
+    assert store.upgrade_schema(progress=seen.append) == HEAD_REVISION
+    store.close()
+    assert seen == [revision for revision, _ in pending] and seen[-1] == HEAD_REVISION
+    assert all(doc and "\n" not in doc for _, doc in pending)
+    assert pending_revisions(HEAD_REVISION) == []

@@ -19,11 +19,8 @@ from kneo.store.rawtx import RawTransaction
 SPEC = {"version": "v1", "workflow": {"name": "w", "steps": [{"id": "a"}]}}
 
 
-@pytest.fixture
-def pg_store(store: Store, backend: str) -> Store:
-    if backend != "postgresql":
-        pytest.skip("statements and round trips on the wire: PostgreSQL")
-    return store
+# statements and round trips on the wire exist on PostgreSQL only
+ONLY_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
 @contextmanager
@@ -60,10 +57,11 @@ def _sent(trace: str) -> list[str]:
     ]
 
 
-def test_a_new_run_is_one_statement_in_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
+@ONLY_POSTGRESQL
+def test_a_new_run_is_one_statement_in_one_round_trip(store: Store, tmp_path: Path) -> None:
     """The run, its spec, first events and audit: inserts nobody reads back, sent as one
     statement in autocommit (no BEGIN, no COMMIT)."""
-    with traced(pg_store, tmp_path / "create.trace") as (tx, read):
+    with traced(store, tmp_path / "create.trace") as (tx, read):
         run = tx.create_run(
             target="workflow",
             input_text="x",
@@ -75,20 +73,21 @@ def test_a_new_run_is_one_statement_in_one_round_trip(pg_store: Store, tmp_path:
     trace = read()
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace and "COMMIT" not in trace
-    stored = pg_store.get_run(run.run_id)
+    stored = store.get_run(run.run_id)
     assert stored.spec == SPEC and stored.trace_seq == 2
-    assert pg_store.run_lease(run.run_id) is not None
-    assert [e.event_type for e in pg_store.list_trace(run.run_id, limit=5).items] == [
+    assert store.run_lease(run.run_id) is not None
+    assert [e.event_type for e in store.list_trace(run.run_id, limit=5).items] == [
         "run_created",
         "run_started",
     ]
-    assert pg_store.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
+    assert store.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
 
 
-def test_an_outcome_alone_is_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
-    with pg_store.raw_transaction() as tx:
+@ONLY_POSTGRESQL
+def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> None:
+    with store.raw_transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running")
-    with traced(pg_store, tmp_path / "outcome.trace") as (tx, read):
+    with traced(store, tmp_path / "outcome.trace") as (tx, read):
         tx.finish_run(
             run,
             expected_version=run.version,
@@ -99,16 +98,17 @@ def test_an_outcome_alone_is_one_round_trip(pg_store: Store, tmp_path: Path) -> 
     trace = read()
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace
-    assert pg_store.get_run(run.run_id).status == "succeeded"
-    assert pg_store.list_audit(run_id=run.run_id).total == 1
+    assert store.get_run(run.run_id).status == "succeeded"
+    assert store.list_audit(run_id=run.run_id).total == 1
 
 
-def test_a_read_opens_a_pipelined_transaction(pg_store: Store, tmp_path: Path) -> None:
+@ONLY_POSTGRESQL
+def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> None:
     """Inserts queued before a read go out with it, as one statement; what follows the read
     goes with the COMMIT: two round trips in all, everything in one transaction."""
-    with pg_store.raw_transaction() as tx:
+    with store.raw_transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running")
-    with traced(pg_store, tmp_path / "mixed.trace") as (tx, read):
+    with traced(store, tmp_path / "mixed.trace") as (tx, read):
         tx.add_audit("one", run_id=run.run_id)
         tx.add_audit("two", run_id=run.run_id)
         tx.add_trace_events(run.run_id, [{"event_type": "e"}])  # reads the run's counters
@@ -118,14 +118,15 @@ def test_a_read_opens_a_pipelined_transaction(pg_store: Store, tmp_path: Path) -
     # BEGIN, the two audits as one statement, the counters' read, the event and the last
     # audit as one statement, COMMIT
     assert len(_sent(trace)) == 5 and "BEGIN" in trace and "COMMIT" in trace
-    assert pg_store.list_audit(run_id=run.run_id).total == 3
-    assert pg_store.get_run(run.run_id).trace_seq == 1
+    assert store.list_audit(run_id=run.run_id).total == 3
+    assert store.get_run(run.run_id).trace_seq == 1
 
 
-def test_inserts_sent_as_one_statement_fail_together(pg_store: Store) -> None:
+@ONLY_POSTGRESQL
+def test_inserts_sent_as_one_statement_fail_together(store: Store) -> None:
     """A child row whose parent is missing fails the whole statement: the audit that went
     with it is not stored either."""
-    with pytest.raises(Conflict), pg_store.raw_transaction() as tx:
+    with pytest.raises(Conflict), store.raw_transaction() as tx:
         tx.add_audit("orphan.audit", run_id="run_missing")
         tx._insert_trace_rows(
             [
@@ -139,4 +140,4 @@ def test_inserts_sent_as_one_statement_fail_together(pg_store: Store) -> None:
                 }
             ]
         )
-    assert pg_store.list_audit().total == 0
+    assert store.list_audit().total == 0

@@ -170,19 +170,17 @@ def test_a_constraint_violation_is_a_conflict_and_rolls_back(store: Store) -> No
     writer.close()
 
 
-@pytest.fixture
-def pg_store(store: Store, backend: str) -> Store:
-    if backend != "postgresql":
-        pytest.skip("round trips and server errors: PostgreSQL")
-    return store
+# round trips and server errors exist on PostgreSQL only
+ONLY_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
-def test_a_step_is_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
+@ONLY_POSTGRESQL
+def test_a_step_is_one_round_trip(store: Store, tmp_path: Path) -> None:
     """The boundary is one statement in a transaction of its own: one ReadyForQuery per
     step (before: five), prepared statement or not."""
-    run_id = new_run(pg_store)
-    writer = pg_store.step_writer()
-    version = pg_store.get_run(run_id).version
+    run_id = new_run(store)
+    writer = store.step_writer()
+    version = store.get_run(run_id).version
     follows: int | None = None
     trace = tmp_path / "libpq.trace"
     fd = os.open(trace, os.O_WRONLY | os.O_CREAT)
@@ -190,7 +188,7 @@ def test_a_step_is_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
         written = writer.commit(
             run_id=run_id,
             expected_version=version,
-            now=pg_store.clock.now(),
+            now=store.clock.now(),
             state_text="{}",
             checkpoint=_row(b"{}", follows=follows),
             events=_EVENTS[index % 3],
@@ -205,25 +203,26 @@ def test_a_step_is_one_round_trip(pg_store: Store, tmp_path: Path) -> None:
     writer.close()
     # every step takes at least one round trip, so 7 in all is one each
     assert trace.read_text().count("ReadyForQuery") == 7
-    assert _stored(pg_store, run_id)[2][3] == 8
+    assert _stored(store, run_id)[2][3] == 8
 
 
-def test_a_lost_connection_is_database_unavailable(pg_store: Store) -> None:
+@ONLY_POSTGRESQL
+def test_a_lost_connection_is_database_unavailable(store: Store) -> None:
     """The held connection's server process is gone: database_unavailable; the next step
     takes a fresh connection."""
-    run_id = new_run(pg_store)
-    writer = pg_store.step_writer()
+    run_id = new_run(store)
+    writer = store.step_writer()
     kwargs: dict[str, Any] = {
         "run_id": run_id,
-        "now": pg_store.clock.now(),
+        "now": store.clock.now(),
         "state_text": "{}",
         "checkpoint": _row(b"{}"),
         "events": [],
     }
-    first = writer.commit(expected_version=pg_store.get_run(run_id).version, **kwargs)
+    first = writer.commit(expected_version=store.get_run(run_id).version, **kwargs)
     assert first is not None
     pid = writer._raw.driver_connection.info.backend_pid
-    with pg_store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     with pytest.raises(NotReady) as caught:
         writer.commit(expected_version=first.version, **kwargs)
