@@ -90,6 +90,7 @@ class EnvFile:
     values: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     quoted: set[str] = field(default_factory=set)
+    commented: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
 
     @classmethod
@@ -113,6 +114,7 @@ class EnvFile:
                 env.quoted.add(name)
             elif " #" in value:
                 value = value.split(" #", 1)[0].rstrip()
+                env.commented.add(name)
             if name in env.values:
                 env.findings.append(
                     Finding(
@@ -239,12 +241,22 @@ class _Checker:
             return None
 
     def quoting(self) -> None:
+        """Env-file dialects differ: Compose strips quotes and trailing comments, podman's
+        and kubectl's ``--env-file`` keep them as part of the value."""
         for name in sorted(self.env.quoted):
             self.add(
                 "warning",
                 "env_quoted_value",
-                "quoted value: Docker Compose strips the quotes, podman and Kubernetes "
-                "env files keep them; write the value unquoted",
+                "quoted value: Docker Compose strips the quotes, podman and kubectl keep "
+                "them; write the value unquoted",
+                name,
+            )
+        for name in sorted(self.env.commented):
+            self.add(
+                "warning",
+                "env_inline_comment",
+                "trailing comment: Docker Compose drops it, podman and kubectl keep it as "
+                "part of the value; put comments on their own line",
                 name,
             )
 
@@ -277,8 +289,12 @@ class _Checker:
                 "KNEO_SERV_AUTH_ENABLED",
             )
             return
-        scopes_by_role = {role for k in keys for role in _TUTORIAL_ROLES if _grants(k.scopes, role)}
-        missing = [role for role in _TUTORIAL_ROLES if role not in scopes_by_role]
+        named = {
+            role.strip()
+            for chunk in settings.api_keys.split(";")
+            for role in chunk.split(":", 2)[-1].split(",")
+        }
+        missing = [role for role in _TUTORIAL_ROLES if role not in named]
         if missing and networked:
             self.add(
                 "warning",
@@ -444,12 +460,6 @@ class _Checker:
                     "with `openssl rand -hex 32`",
                     variable,
                 )
-
-
-def _grants(scopes: frozenset[str], role: str) -> bool:
-    from kneo.service.auth import ROLE_SCOPES
-
-    return ROLE_SCOPES[role] <= scopes
 
 
 def _api_key_values(values: Mapping[str, str]) -> Iterable[tuple[str, str]]:
