@@ -1,25 +1,31 @@
-# syntax=docker/dockerfile:1
 # Kneo: one image for every role. The entrypoint is `kneo`, so the command picks the role:
 #   service serve --host 0.0.0.0 (the default) | worker | controller run --repo ... | db upgrade
 # Build: docker build -t kneo:local .      Reference: docs/deployment.md
 ARG PYTHON_IMAGE=python:3.12-slim
+
+# ---------------------------------------------------------------- runtime requirements
+# Only the runtime dependencies, from pyproject.toml: a change to anything else in it (dev
+# tools, linters) leaves the file, and so the dependency layer below, as it was.
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /
+RUN python -c "import tomllib; p = tomllib.load(open('/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /requirements.txt
 
 # ---------------------------------------------------------------- build: wheels + a venv
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 RUN python -m venv --without-pip /opt/kneo
-# Dependencies first: this layer is reused until pyproject.toml changes, so a code change
-# rebuilds only the small layer below it.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > requirements.txt \
- && pip wheel --wheel-dir /wheels -r requirements.txt \
+# Dependencies first: this layer is reused until the runtime requirements change, so a code
+# change rebuilds only the small layers below it.
+COPY --from=requirements /requirements.txt ./
+RUN pip wheel --wheel-dir /wheels -r requirements.txt \
  && pip --python /opt/kneo/bin/python install --no-index --find-links /wheels -r requirements.txt
 # Strip debug symbols from the compiled extensions (~14 MB); binutils stays in this stage.
 RUN apt-get update && apt-get install -y --no-install-recommends binutils \
  && find /opt/kneo -name '*.so*' -type f -exec strip --strip-unneeded {} + \
  && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md ./
 COPY kneo ./kneo
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip --python /opt/kneo/bin/python install --no-index --no-deps /wheels/kneo_serv-*.whl
