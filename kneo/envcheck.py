@@ -229,12 +229,12 @@ class _Checker:
             "KNEO_COMPOSE_CONTROLLER_REPLICAS",
             "KNEO_COMPOSE_API_PORT",
         ):
-            value = self.values.get(name)
-            if value and not (
-                value.isdigit() and (name != "KNEO_COMPOSE_API_PORT" or 0 < int(value) < 65536)
+            raw = self.values.get(name)
+            if raw and not (
+                raw.isdigit() and (name != "KNEO_COMPOSE_API_PORT" or 0 < int(raw) < 65536)
             ):
                 kind = "a port number" if name.endswith("PORT") else "a whole number"
-                self.add("error", "env_invalid_value", f"must be {kind}, got {value!r}", name)
+                self.add("error", "env_invalid_value", f"must be {kind}, got {raw!r}", name)
         try:
             return Settings.from_env(parsed)
         except ConfigError:  # a combination already reported above
