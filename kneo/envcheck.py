@@ -163,7 +163,7 @@ def check_env_file(path: Path, shape: Shape = "compose") -> Report:
 
 
 def check_env(env: EnvFile, shape: Shape = "compose") -> Report:
-    """Every finding for ``env`` under ``shape``, secrets scrubbed from each message."""
+    """Every finding for ``env`` under ``shape``; none carries a value."""
     if shape not in SHAPES:
         raise ConfigError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})", field="shape")
     return Report(shape, (*env.findings, *_Checker(env, shape).run()))
