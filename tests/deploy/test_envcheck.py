@@ -16,31 +16,16 @@ from kneo.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "production.env.example"
-PLACEHOLDERS = (
-    "OP_TOKEN",
-    "REV_TOKEN",
-    "VIEW_TOKEN",
-    "ADMIN_TOKEN",
-    "SPEC_SIGNING_HMAC_KEY",
-    "DB_PASSWORD",
-)
-
-
-def filled_example() -> tuple[str, dict[str, str]]:
-    """The example with every placeholder replaced the way the tutorial says."""
-    text = EXAMPLE.read_text()
-    values = {name: secrets.token_hex(32) for name in PLACEHOLDERS}
-    for name, value in values.items():
-        text = text.replace(f"replace-with-{name}", value)
-    return text, values
 
 
 def codes(text: str, shape: str = "compose") -> list[str]:
     return [f.code for f in check_env(EnvFile.parse(text), shape).findings]  # type: ignore[arg-type]
 
 
-def test_filled_example_is_clean_but_for_the_demo_key() -> None:
-    text, _ = filled_example()
+def test_filled_example_is_clean_but_for_the_demo_key(
+    filled_env: tuple[str, dict[str, str]],
+) -> None:
+    text, _ = filled_env
     report = check_env(EnvFile.parse(text))
     assert report.errors == 0, [f.render() for f in report.findings]
     assert [f.code for f in report.findings] == ["env_demo_keys"]
@@ -120,8 +105,10 @@ def test_example_as_shipped_names_every_placeholder() -> None:
         ),
     ],
 )
-def test_each_mistake_is_named(edit: tuple[str, str], code: str, variable: str) -> None:
-    text, _ = filled_example()
+def test_each_mistake_is_named(
+    edit: tuple[str, str], code: str, variable: str, filled_env: tuple[str, dict[str, str]]
+) -> None:
+    text, _ = filled_env
     assert edit[0] in text
     report = check_env(EnvFile.parse(text.replace(edit[0], edit[1], 1)))
     found = [f for f in report.findings if f.code == code]
@@ -202,8 +189,10 @@ def _script(env_file: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_and_script_agree_exit_codes_and_never_print_a_secret(tmp_path: Path) -> None:
-    text, values = filled_example()
+def test_cli_and_script_agree_exit_codes_and_never_print_a_secret(
+    tmp_path: Path, filled_env: tuple[str, dict[str, str]]
+) -> None:
+    text, values = filled_env
     planted, weak = secrets.token_hex(32), "Zq7x!"
     bad = tmp_path / "bad.env"
     bad.write_text(
