@@ -281,6 +281,7 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         stack.compose("up", "-d")
         wait_for("/readyz 200 after compose up", ready, 180, stack)
         stack.timings["up_to_ready"] = time.monotonic() - started
+        assert "Application startup complete" in stack.compose("logs", "api")
 
         # 5. The deployment smoke, as the tutorial runs it.
         smoke = subprocess.run(
@@ -379,6 +380,13 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
             "exec", "-T", "db", "pg_dump", "-U", values["POSTGRES_USER"], values["POSTGRES_DB"]
         )
         assert "CREATE TABLE public.runs" in dump and run["run_id"] in dump
+
+        # 10. `down` keeps the data (`down --volumes`, in finally, deletes it).
+        stack.compose("down")
+        stack.compose("up", "-d")
+        wait_for("/readyz 200 after down and up", ready, 180, stack)
+        again = http.get(f"/v1/runs/{run['run_id']}", headers=auth["op"])
+        assert again.status_code == 200 and again.json()["status"] == "succeeded", again.text
     finally:
         http.close()
         stack.remove()

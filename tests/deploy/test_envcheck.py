@@ -4,6 +4,7 @@ and line, documented exit codes, and never a value in the output."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -29,6 +30,15 @@ def test_filled_example_is_clean_but_for_the_demo_key(
     report = check_env(EnvFile.parse(text))
     assert report.errors == 0, [f.render() for f in report.findings]
     assert [f.code for f in report.findings] == ["env_demo_keys"]
+
+
+def test_kubernetes_secret_example_filled_in_is_clean() -> None:
+    text = (
+        ROOT / "deploy" / "kubernetes" / "overlays" / "example" / "secrets.env.example"
+    ).read_text()
+    text = re.sub(r"replace-with-[A-Z_]+", lambda _: secrets.token_hex(32), text)
+    report = check_env(EnvFile.parse(text), "scale-out")
+    assert report.findings == (), [f.render() for f in report.findings]
 
 
 def test_example_as_shipped_names_every_placeholder() -> None:
@@ -157,8 +167,6 @@ def test_syntax_errors_never_echo_the_line() -> None:
 def test_every_setting_name_is_known() -> None:
     """The checker knows a variable as soon as Settings reads it: no second list to update.
     Settings must read every variable unconditionally for this to hold."""
-    import re
-
     source = (ROOT / "kneo" / "settings.py").read_text()
     literal = set(re.findall(r'"(KNEO_[A-Z0-9_]+)"', source))
     assert literal <= Settings.variable_names()
