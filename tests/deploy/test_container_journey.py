@@ -104,7 +104,8 @@ class Stack:
         )
         if check and out.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stderr[-3000:]}")
-        return out.stdout
+        # `logs` replays a container's stderr on stderr: callers reading logs want both
+        return out.stdout + (out.stderr if "logs" in args else "")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -136,10 +137,7 @@ class Stack:
         return sorted(out.split())
 
     def logs(self, container: str) -> str:
-        out = subprocess.run(
-            [self.engine.name, "logs", container], capture_output=True, text=True, timeout=60
-        )
-        return out.stdout + out.stderr
+        return self.run(self.engine.name, "logs", container, timeout=60, check=False)
 
     def python_in(self, container: str, code: str) -> str:
         return self.run(self.engine.name, "exec", container, "python", "-c", code, timeout=60)
