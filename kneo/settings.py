@@ -75,6 +75,22 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+class _AskedNames(dict[str, str]):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.names.add(key)
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        self.names.add(key)
+        raise KeyError(key)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Request limits (``KNEO_SERV_MAX_*``)."""
@@ -184,7 +200,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
+        env: Mapping[str, str] = dict(os.environ) if environ is None else environ
         keys = env.get("KNEO_SERV_API_KEYS", "")
         admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
         auth_default = bool(keys.strip() or admin.strip())
@@ -253,8 +269,17 @@ class Settings:
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
             run_slot_ms=_int(env, "KNEO_SERV_RUN_SLOT_MS", None),
-            environ=env,
+            environ=dict(env),
         )
+
+    @classmethod
+    def variable_names(cls) -> frozenset[str]:
+        """Every variable :meth:`from_env` reads, found by reading an empty environment that
+        records each name asked for (so a new setting is known here with no second list).
+        Hence: read every variable unconditionally (a test compares this with the source)."""
+        asked = _AskedNames()
+        cls.from_env(asked)
+        return frozenset(asked.names)
 
     def secret(self, env_var: str) -> str | None:
         """The value of a secret *referenced by name*; callers must never log it."""

@@ -1,4 +1,4 @@
-"""``kneo config init|show|resolve|secrets|render-spec``: the project config, from the CLI.
+"""``kneo config init|show|resolve|secrets|render-spec|check-env``: config, from the CLI.
 
 Secrets are shown as references only: the environment-variable name and whether it is set,
 never the value. Only Typer is imported at module level (fast ``--help``). Service profiles
@@ -241,6 +241,52 @@ def render_spec_command(
     write_yaml(output, dump_yaml(loaded.data))
     overlays = ", ".join(str(p) for p in loaded.overlays) or "no overlay"
     print(f"wrote {output} from {loaded.path} ({overlays})")
+
+
+@app.command("check-env")
+def check_env_command(
+    env_file: Annotated[
+        Path,
+        typer.Option(
+            "--env-file",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="KEY=VALUE file to check, e.g. deploy/production.env",
+        ),
+    ],
+    shape: Annotated[
+        str,
+        typer.Option(
+            "--shape",
+            help="compose (deploy/docker-compose.yml), scale-out (PostgreSQL, e.g. "
+            "Kubernetes) or single (one machine, SQLite)",
+        ),
+    ] = "compose",
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check a deployment env file; never prints a value. Exit 0 clean, 1 findings, 2 usage."""
+    from kneo.cli.output import print_json, want_json_errors
+    from kneo.envcheck import SHAPES, check_env_file
+
+    want_json_errors(json_output)
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"one of {', '.join(SHAPES)}", param_hint="--shape")
+    report = check_env_file(env_file, shape)  # type: ignore[arg-type]
+    failed = report.errors > 0 or (strict and report.warnings > 0)
+    if json_output:
+        print_json({"env_file": str(env_file), **report.to_dict()})
+    else:
+        for finding in report.findings:
+            print(finding.render())
+        verdict = "FAILED" if failed else "ok"
+        print(
+            f"{env_file} ({report.shape}): {verdict}, {report.errors} error(s), "
+            f"{report.warnings} warning(s)"
+        )
+    if failed:
+        raise typer.Exit(1)
 
 
 from kneo.cli.profiles import profile_app  # noqa: E402  (service issue: kneo config profile ...)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -163,6 +164,9 @@ def run(
         watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
         watcher.start()
     stop = threading.Event()
+    # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases its
+    # lock on the way out, so a standby takes over at once instead of after the lease.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     if not as_json:
         console(stderr=True).print(
             f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"

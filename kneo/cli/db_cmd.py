@@ -94,17 +94,27 @@ class _MigrationProgress:
 
 
 @db_app.command("upgrade")
-def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -> None:
+def upgrade_command(
+    database_url: UrlOpt = None,
+    json_output: JsonOpt = False,
+    wait_seconds: Annotated[
+        float,
+        typer.Option(
+            "--wait-seconds",
+            min=0,
+            help="Retry while the database is unreachable, up to this long (a migration "
+            "job started beside its database)",
+        ),
+    ] = 0.0,
+) -> None:
     """Apply pending schema migrations (safe while other processes start)."""
     want_json_errors(json_output)
-    from kneo.store import open_store
     from kneo.store.migrate import HEAD_REVISION
 
     settings = _settings()
     url, state_dir = _target(database_url, settings)
-    store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
+    store, before = _open_waiting(url, settings, state_dir, wait_seconds)
     try:
-        before = store.schema_revision()
         after: str | None = before
         if before != HEAD_REVISION:
             with _MigrationProgress(before, shown=not json_output) as progress:
@@ -124,6 +134,40 @@ def upgrade_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
         typer.echo(f"{result['database']}: already at revision {after} (head)")
     else:
         typer.echo(f"{result['database']}: upgraded {before or 'empty'} -> {after}")
+
+
+def _open_waiting(
+    url: str | None, settings: Settings, state_dir: Path, wait_seconds: float
+) -> tuple[Any, str | None]:
+    """The store and its schema revision, retried every second while the server cannot take
+    connections yet (refused, unknown host, starting up); any other error (credentials, a
+    missing database) fails at once."""
+    import time
+
+    from kneo.store import open_store
+
+    deadline = time.monotonic() + wait_seconds
+    waiting = False
+    while True:
+        store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
+        try:
+            return store, store.schema_revision()
+        except KneoError as exc:
+            store.close()
+            if not _not_up_yet(exc) or time.monotonic() >= deadline:
+                raise
+            if not waiting:
+                typer.echo(f"waiting up to {wait_seconds:g}s for the database", err=True)
+                waiting = True
+            time.sleep(1.0)
+
+
+def _not_up_yet(exc: KneoError) -> bool:
+    """No server answered (refused, unknown host, timeout) or it is still starting up.
+    psycopg reports both without a SQLSTATE, so the server's own ``FATAL:`` line tells a
+    refusal by a running server (credentials, a missing database) apart."""
+    text = str(exc)
+    return exc.code == "database_unavailable" and ("FATAL:" not in text or "starting up" in text)
 
 
 @db_app.command("current")

@@ -1,0 +1,399 @@
+"""The tutorial's PostgreSQL deployment, for real: build the image, bring the Compose stack up,
+run the deployment smoke against it, pause a run across an API restart, scale the API and
+the controller (one leader), back the database up, tear everything down.
+
+Runs when a container engine is found (Docker with the compose plugin, or podman with
+podman-compose; ../shared/tools/container-runtime.sh sets podman up on this project's
+machines); skipped with the reason otherwise. Every run has its own project name, image tag,
+port and temporary directories, and removes them in ``finally``, so concurrent runs and
+leftovers of an interrupted one cannot interfere. Timings are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from kneo.envcheck import EnvFile, check_env
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
+SMOKE_SPEC = "examples/smoke_human_workflow.yaml"
+PORTS = range(18900, 19000)  # this project's machines: containers publish only here
+
+
+@dataclass
+class Engine:
+    """A container engine and its Compose implementation."""
+
+    name: str
+    compose_cmd: list[str]
+
+    @property
+    def takes_env_file(self) -> bool:
+        # podman-compose 1.0.x has no --env-file: it interpolates from its own environment
+        return self.name == "docker"
+
+
+def find_engine() -> tuple[Engine | None, str]:
+    def ok(*cmd: str) -> bool:
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    if shutil.which("docker") and ok("docker", "info") and ok("docker", "compose", "version"):
+        return Engine("docker", ["docker", "compose"]), ""
+    if shutil.which("podman") and shutil.which("podman-compose") and ok("podman", "info"):
+        missing = [
+            image
+            for image in ("docker.io/library/python:3.12-slim", "docker.io/library/postgres:16")
+            if not ok("podman", "image", "exists", image)
+        ]
+        if missing:
+            return None, (
+                f"podman has no {', '.join(missing)} and no image registry may be reachable: "
+                "run ../shared/tools/container-runtime.sh as root"
+            )
+        return Engine("podman", ["podman-compose"]), ""
+    return None, (
+        "no container engine: needs Docker with the compose plugin, or podman and "
+        "podman-compose (../shared/tools/container-runtime.sh installs them as root)"
+    )
+
+
+def free_port() -> int:
+    start = secrets.randbelow(len(PORTS))
+    for offset in range(len(PORTS)):
+        port = PORTS[(start + offset) % len(PORTS)]
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port in 18900-18999")
+
+
+@dataclass
+class Stack:
+    engine: Engine
+    project: str
+    env_file: Path
+    values: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        out = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=self.env()
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stderr[-3000:]}")
+        # `logs` replays a container's stderr on stderr: callers reading logs want both
+        return out.stdout + (out.stderr if "logs" in args else "")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if not self.engine.takes_env_file:
+            env.update(self.values)
+        return env
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        cmd = [*self.engine.compose_cmd, "-p", self.project, "-f", str(COMPOSE_FILE)]
+        if self.engine.takes_env_file:
+            cmd += ["--env-file", str(self.env_file)]
+        return self.run(*cmd, *args, timeout=timeout, check=check)
+
+    def set(self, **values: str) -> None:
+        self.values.update(values)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+
+    def containers(self, service: str) -> list[str]:
+        out = self.run(
+            self.engine.name,
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+            "--format",
+            "{{.Names}}",
+        )
+        return sorted(out.split())
+
+    def logs(self, container: str) -> str:
+        return self.run(self.engine.name, "logs", container, timeout=60, check=False)
+
+    def python_in(self, container: str, code: str) -> str:
+        return self.run(self.engine.name, "exec", container, "python", "-c", code, timeout=60)
+
+    def diagnostics(self) -> str:
+        parts = [self.compose("ps", check=False)]
+        for service in ("migrate", "api", "controller"):
+            for name in self.containers(service):
+                parts.append(f"--- {name}\n{self.logs(name)[-2500:]}")
+        return "\n".join(parts)
+
+    def remove(self) -> None:
+        """Everything this project made, even after a failure half-way."""
+        args = ("down", "--volumes") + (
+            ("--remove-orphans",) if self.engine.name == "docker" else ()
+        )
+        self.compose(*args, timeout=180, check=False)
+        label = f"label=com.docker.compose.project={self.project}"
+        for listing, removal in (
+            (["ps", "-aq"], ["rm", "-f"]),
+            (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
+            (["network", "ls", "-q"], ["network", "rm"]),  # podman-compose leaves it
+        ):
+            names = self.run(self.engine.name, *listing, "--filter", label, check=False).split()
+            if names:
+                self.run(self.engine.name, *removal, *names, check=False)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, stack: Stack) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = probe()
+        except (httpx2.TransportError, AssertionError, KeyError, ValueError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{stack.diagnostics()}")
+        time.sleep(0.25)
+
+
+def gitops_repository(directory: Path) -> str:
+    """A Git repository of the example bundles and environments, readable by the image's
+    non-root user (the controller's mounted source); returns its commit."""
+    for part in ("bundles", "environments"):
+        shutil.copytree(ROOT / part, directory / part)
+    (directory / ".kneo").mkdir()
+    shutil.copy(ROOT / ".kneo" / "config.yaml", directory / ".kneo" / "config.yaml")
+    git = ["git", "-C", str(directory), "-c", "user.name=ci", "-c", "user.email=ci@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bundles"], check=True)
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are private (0700) and the containers' user must
+    # read the mounted repository and keys.
+    path = Path(tempfile.mkdtemp(prefix="kneo-journey-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.timeout(1200)
+def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) -> None:
+    engine, reason = find_engine()
+    if engine is None:
+        pytest.skip(reason)
+    project = f"kneo-journey-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    image = f"localhost/kneo:{project}"
+    text, generated = filled_env  # the tutorial's env file, filled in
+    tokens = {
+        role: generated[f"{name}_TOKEN"]
+        for role, name in (("op", "OP"), ("rev", "REV"), ("view", "VIEW"))
+    }
+    port = free_port()
+    repo = workdir / "gitops"
+    repo.mkdir()
+    commit = gitops_repository(repo)
+    keys = workdir / "keys"
+    keys.mkdir()
+    shutil.copy(ROOT / "examples" / "keys" / "demo.pub", keys / "demo.pub")
+    for path in (keys, keys / "demo.pub"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    values = EnvFile.parse(text).values
+    values.pop("COMPOSE_FILE")  # given with -f: the test runs from anywhere
+    values.update(
+        COMPOSE_PROJECT_NAME=project,
+        KNEO_COMPOSE_IMAGE=image,
+        KNEO_COMPOSE_ENV_FILE=str(workdir / "stack.env"),
+        KNEO_COMPOSE_API_PORT=str(port),
+        KNEO_COMPOSE_GITOPS_DIR=str(repo),
+        KNEO_COMPOSE_TRUSTED_KEYS=str(keys),
+    )
+    stack = Stack(engine, project, workdir / "stack.env", values)
+    stack.set()
+    report = check_env(EnvFile.parse(stack.env_file.read_text()))
+    assert report.errors == 0, [f.render() for f in report.findings]
+
+    base = f"http://127.0.0.1:{port}"
+    http = httpx2.Client(base_url=base, timeout=30)
+    auth = {name: {"Authorization": f"Bearer {tokens[name]}"} for name in ("op", "rev", "view")}
+
+    def ready() -> bool:
+        return http.get("/readyz").status_code == 200
+
+    try:
+        # 1. Build: the unchanged Dockerfile; podman keeps HEALTHCHECK only in docker format.
+        started = time.monotonic()
+        build = [engine.name, "build", "-t", image, "."]
+        if engine.name == "podman":
+            build[2:2] = ["--format", "docker"]
+        stack.run(*build, timeout=1100)
+        stack.timings["build"] = time.monotonic() - started
+        user = stack.run(
+            engine.name,
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            "id -u; command -v gcc cc make || true",
+        ).split()
+        assert user == ["10001"], f"runs as {user[0]}, or a compiler shipped: {user[1:]}"
+
+        # 2-4. Up; readiness is polled (healthchecks are not scheduled by every engine).
+        started = time.monotonic()
+        stack.compose("up", "-d")
+        wait_for("/readyz 200 after compose up", ready, 180, stack)
+        stack.timings["up_to_ready"] = time.monotonic() - started
+        assert "Application startup complete" in stack.compose("logs", "api")
+
+        # 5. The deployment smoke, as the tutorial runs it.
+        smoke = subprocess.run(
+            [
+                sys.executable,
+                "scripts/deployment_smoke.py",
+                "--base-url",
+                base,
+                "--operator-token",
+                tokens["op"],
+                "--reviewer-token",
+                tokens["rev"],
+                "--viewer-token",
+                tokens["view"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+        )
+        assert smoke.returncode == 0 and "9/9 steps passed" in smoke.stdout, smoke.stdout
+        stack.timings["up_to_smoke_green"] = time.monotonic() - started
+        assert not [t for t in generated.values() if t in smoke.stdout + smoke.stderr]
+
+        # 6-7. A run paused on a person survives an API restart, then resumes.
+        paused = http.post(
+            "/v1/runs",
+            headers=auth["op"],
+            json={"input": "journey", "spec_path": SMOKE_SPEC, "target": "workflow"},
+        )
+        assert paused.status_code == 200, paused.text
+        run = paused.json()
+        assert run["status"] == "paused"
+        started = time.monotonic()
+        stack.compose("restart", "api")
+        wait_for("/readyz 200 after restarting api", ready, 120, stack)
+        stack.timings["restart_to_ready"] = time.monotonic() - started
+        listed = http.get("/v1/runs", headers=auth["op"], params={"limit": 20}).json()
+        assert run["run_id"] in [r["run_id"] for r in listed["runs"]]
+        resumed = http.post(
+            f"/v1/human-tasks/{run['continuation_id']}/resume",
+            headers=auth["rev"],
+            json={
+                "request_id": run["metadata"]["pending_human_request"]["request_id"],
+                "decision": "approved",
+            },
+        )
+        assert resumed.status_code == 200 and resumed.json()["status"] == "succeeded", resumed.text
+
+        # Scale: a second API replica and a standby controller.
+        stack.set(KNEO_COMPOSE_API_REPLICAS="1", KNEO_COMPOSE_CONTROLLER_REPLICAS="2")
+        stack.compose("up", "-d")
+        (replica,) = wait_for("the API replica", lambda: stack.containers("api-replica"), 60, stack)
+        probe = (
+            "import json, os, urllib.request as u\n"
+            "u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)\n"
+            "r = u.Request('http://127.0.0.1:8000/v1/runs/" + run["run_id"] + "', headers="
+            "{'Authorization': 'Bearer ' + os.environ['KNEO_SERV_ADMIN_API_KEY']})\n"
+            "print(json.load(u.urlopen(r, timeout=5))['status'])"
+        )
+        seen = wait_for(
+            "the replica to serve the shared database",
+            lambda: stack.python_in(replica, probe).strip(),
+            120,
+            stack,
+        )
+        assert seen == "succeeded"
+
+        controllers = wait_for(
+            "two controllers",
+            lambda: (c := stack.containers("controller")) and len(c) == 2 and c,
+            60,
+            stack,
+        )
+
+        def roles() -> dict[str, str] | None:
+            found = {}
+            for name in controllers:
+                log = stack.logs(name)
+                found[name] = (
+                    "leads" if "reconciled" in log else "standby" if "standing by" in log else ""
+                )
+            return found if sorted(found.values()) == ["leads", "standby"] else None
+
+        role = wait_for("one leader and one standby", roles, 120, stack)
+        leader = next(name for name, r in role.items() if r == "leads")
+        status = json.loads(
+            stack.run(engine.name, "exec", leader, "kneo", "controller", "status", "--json")
+        )
+        hostname = stack.python_in(leader, "import socket; print(socket.gethostname())").strip()
+        assert status["leader"].split(":")[0] == hostname
+        assert status["last_fetched_commit"] == commit
+
+        # 9. Backup, as printed: pg_dump through the db service.
+        dump = stack.compose(
+            "exec", "-T", "db", "pg_dump", "-U", values["POSTGRES_USER"], values["POSTGRES_DB"]
+        )
+        assert "CREATE TABLE public.runs" in dump and run["run_id"] in dump
+
+        # 10. `down` keeps the data (`down --volumes`, in finally, deletes it).
+        stack.compose("down")
+        stack.compose("up", "-d")
+        wait_for("/readyz 200 after down and up", ready, 180, stack)
+        again = http.get(f"/v1/runs/{run['run_id']}", headers=auth["op"])
+        assert again.status_code == 200 and again.json()["status"] == "succeeded", again.text
+    finally:
+        http.close()
+        stack.remove()
+        stack.run(engine.name, "rmi", image, check=False)
+        print(
+            "journey timings (s):", json.dumps({k: round(v, 1) for k, v in stack.timings.items()})
+        )
+
+    left = stack.run(
+        engine.name, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
+    )
+    assert not left.split(), "containers left behind"

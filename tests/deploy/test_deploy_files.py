@@ -1,0 +1,212 @@
+"""The deployment files agree with the code: every variable they set is one Kneo reads (or
+one the Compose file reads itself), and the Kubernetes manifests render and validate offline
+against the Kubernetes schemas (kubernetes-validate bundles them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kneo.envcheck import COMPOSE_VARIABLES
+from kneo.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+#: The oldest Kubernetes minor the manifests promise to work with.
+K8S_VERSION = "1.29.0"
+#: Names the files set that are neither Kneo settings nor Compose's: the controller's
+#: repository (expanded into its arguments) and a provider key the project config names.
+OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY"}
+
+
+def env_file_names(path: Path) -> set[str]:
+    """Names set in an env file, commented-out examples included."""
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", path.read_text(), re.M))
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` when kubectl is installed; otherwise the kustomization's own
+    resource files (no overlay merge: the overlay test then checks its files only)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        out = subprocess.run(
+            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+    docs: list[dict[str, Any]] = []
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    for entry in kustomization.get("resources", []):
+        path = directory / entry
+        if path.is_file():
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_every_variable_the_files_set_is_read_by_kneo_or_compose() -> None:
+    stack = compose()
+    interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", (DEPLOY / "docker-compose.yml").read_text()))
+    service_env = {
+        name for svc in stack["services"].values() for name in (svc.get("environment") or {})
+    }
+    example = env_file_names(DEPLOY / "production.env.example")
+    k8s_secret = env_file_names(K8S / "overlays" / "example" / "secrets.env.example")
+    manifests = render(K8S / "overlays" / "example")
+    config_keys = {
+        key
+        for doc in manifests
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "kneo-config"
+        for key in doc["data"]
+    }
+    container_env = {
+        env["name"]
+        for doc in manifests
+        for container in _containers(doc)
+        for env in container.get("env", [])
+    }
+    known = Settings.variable_names() | set(COMPOSE_VARIABLES) | OTHER_VARIABLES
+    for where, names in {
+        "docker-compose.yml interpolation": interpolated,
+        "docker-compose.yml environment": service_env,
+        "production.env.example": example,
+        "secrets.env.example": k8s_secret,
+        "ConfigMap kneo-config": config_keys,
+        "container env": container_env,
+    }.items():
+        assert names, where
+        assert not names - known, f"{where} sets unknown variables {sorted(names - known)}"
+    # the example documents every variable the Compose file reads
+    assert interpolated <= example | {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+    assert set(COMPOSE_VARIABLES) <= example
+
+
+def test_compose_variables_are_documented() -> None:
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    missing = [name for name in COMPOSE_VARIABLES if f"`{name}`" not in doc]
+    assert not missing, f"docs/deployment.md does not document {missing}"
+
+
+def test_compose_stack_shape() -> None:
+    services = compose()["services"]
+    assert set(services) == {"db", "migrate", "api", "api-replica", "worker", "controller"}
+    assert services["migrate"]["command"][:2] == ["db", "upgrade"]
+    for name in ("api", "api-replica", "worker", "controller"):
+        assert services[name]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"}
+        }
+        assert services[name]["env_file"] == "${KNEO_COMPOSE_ENV_FILE:-production.env}"
+    # published on the loopback interface only
+    assert all(p.startswith("127.0.0.1:") for p in services["api"]["ports"])
+    assert "ports" not in services["api-replica"]
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    return list(spec.get("containers", []))
+
+
+@pytest.fixture(scope="module")
+def overlay() -> list[dict[str, Any]]:
+    return render(K8S / "overlays" / "example")
+
+
+@pytest.mark.parametrize("directory", ["base", "overlays/example"])
+def test_manifests_validate_against_the_kubernetes_schemas(directory: str) -> None:
+    docs = render(K8S / directory)
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_validation_would_catch_a_mistake(overlay: list[dict[str, Any]]) -> None:
+    api = next(d for d in overlay if d["kind"] == "Deployment")
+    broken = yaml.safe_load(yaml.safe_dump(api))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pth"] = "/"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) -> None:
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: the overlay cannot be rendered (base validated)")
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in overlay}
+    workloads = [d for d in overlay if d["kind"] in ("Deployment", "Job")]
+    assert {d["metadata"]["name"] for d in workloads} == {
+        "kneo-api",
+        "kneo-worker",
+        "kneo-controller",
+        "kneo-migrate",
+    }
+    configmaps = {d["metadata"]["name"] for d in overlay if d["kind"] == "ConfigMap"}
+    for doc in workloads:
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert container["image"] == "registry.example.com/platform/kneo:0.1.0"
+            refs = [s.get("configMapRef", s.get("secretRef"))["name"] for s in container["envFrom"]]
+            assert refs == ["kneo-config", "kneo-secrets"]
+        for volume in pod.get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in configmaps
+    api = kinds[("Deployment", "kneo-api")]["spec"]["template"]["spec"]["containers"][0]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert kinds[("Deployment", "kneo-controller")]["spec"]["replicas"] == 2
+    for name in ("kneo-api", "kneo-worker", "kneo-controller"):
+        pdb = kinds[("PodDisruptionBudget", name)]
+        pods = kinds[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    service = kinds[("Service", "kneo-api")]
+    assert (
+        service["spec"]["selector"].items()
+        <= kinds[("Deployment", "kneo-api")]["spec"]["template"]["metadata"]["labels"].items()
+    )
+    # the overlay's trusted key is the published demo key, byte for byte
+    keys = K8S / "overlays" / "example" / "trusted-keys" / "demo.pub"
+    assert keys.read_bytes() == (ROOT / "examples" / "keys" / "demo.pub").read_bytes()
+
+
+def test_metrics_component_scrapes_the_api_service(tmp_path: Path) -> None:
+    """Ready for /metrics: the component adds a ServiceMonitor that selects the API Service's
+    named port, and scrape annotations on the API pods."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: the component cannot be rendered")
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(K8S / "overlays" / "example", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / "metrics", tmp_path)],
+            }
+        )
+    )
+    docs = render(tmp_path)
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    api = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kneo-api")
+    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":  # a CRD: not in the bundled schemas
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
