@@ -97,9 +97,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
         if dependencies.current_manager(app) is None and configure_default_manager:
-            from kneo.platform import create_platform
+            from kneo.service.factory import create_default_platform_manager
 
-            owned = create_platform(settings=settings)
+            owned = create_default_platform_manager(settings)
             app.state.manager = owned
         worker = None
         if run_worker and dependencies.current_manager(app) is not None:

@@ -269,8 +269,10 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                         "E_UNKNOWN_TOOL",
                         path,
                         f"Tool '{name}' is not registered.",
-                        "register it in the tool registry, declare it under components.tools "
-                        "with an implementation, or import it over MCP",
+                        "register it in the project's tool registry (tool_registry in "
+                        ".kneo/config.yaml, or --tools module:factory), declare it under "
+                        "components.tools with an implementation, or list it in an "
+                        "mcp.imports entry's tools",
                     )
                 )
         for i, name in enumerate(agent.approval_required):
