@@ -103,10 +103,15 @@ def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
 
 
 def check(
-    spec_path: Path | None, env: str | None, tools_ref: str | None = None
+    spec_path: Path | None,
+    env: str | None,
+    tools_ref: str | None = None,
+    *,
+    probe_mcp: bool = False,
 ) -> tuple[LoadedSpec, SpecReport, Any]:
     """Load, validate and enforce; returns the loaded spec, the report and the compiler
-    (the project's tool registry and the runtimes) for commands that go on to compile."""
+    (the project's tool registry and the runtimes) for commands that go on to compile.
+    ``probe_mcp`` (validate, lint) asks each ``mcp.imports`` server for its tools."""
     from kneo.runtimes import create_runtime_registry
     from kneo.spec import SpecCompiler
     from kneo.spec.pipeline import check_spec
@@ -116,12 +121,23 @@ def check(
     compiler = SpecCompiler(
         runtime_registry=create_runtime_registry(), tool_registry=context.tool_registry(tools_ref)
     )
+    probe = None
+    if probe_mcp and loaded.spec.mcp.imports:
+        from kneo.mcp.client import check_imports
+        from kneo.settings import Settings
+
+        settings = context.settings or Settings.from_env()
+
+        def probe(spec: Any) -> list[Any]:
+            return check_imports(spec, settings)
+
     report = check_spec(
         loaded,
         env=context.env,
         context=context,
         tool_registry=compiler.tool_registry,
         runtime_registry=compiler.runtime_registry,
+        probe=probe,
     )
     return loaded, report, compiler
 
@@ -215,7 +231,7 @@ def validate_command(
         if json_output:
             print_json(result)
         raise typer.Exit(0 if result.get("valid") else 1)
-    loaded, report, _ = check(spec_path, env, tools)
+    loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -239,7 +255,7 @@ def lint_command(
     from kneo.cli.output import print_json, want_json_errors
 
     want_json_errors(json_output)
-    loaded, report, _ = check(spec_path, env, tools)
+    loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     findings = [d for d in report.diagnostics if d.severity != "info"]
     errors, warnings = _counts(findings)
     if json_output:

@@ -27,13 +27,14 @@ from typing import Any, Protocol
 
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
+from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import KneoError
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import AgentSpec
-from kneo.tools import ToolDefinition, ToolRegistry
+from kneo.tools import ToolDefinition, ToolHandler, ToolRegistry
 
 PLAN_INSTRUCTION = (
     "Before acting, write a short numbered plan for answering the user's request. "
@@ -78,6 +79,10 @@ class AgentHost(Protocol):
     def new_request(self, **fields: Any) -> HumanRequest: ...
 
     def question_index(self, call_id: str) -> int: ...
+
+    def mcp(self) -> LazySessions | None:
+        """The run's MCP sessions (``None`` when the spec imports no MCP server)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -125,16 +130,15 @@ class AgentLoop:
             raise AgentStepError(f"step '{step.id}' has no agent", code="E_UNKNOWN_REF")
         provider = self._providers(agent.model.provider)
         runtime = select_runtime(agent, self._runtimes)
+        tools, remote = resolve_mcp_tools(step.tools, agent, host.mcp())
         guard = ToolGuard(
-            _step_registry(self._tools, step.tools),
-            allowed=[t.name for t in step.tools],
+            _step_registry(self._tools, tools, remote),
+            allowed=[t.name for t in tools],
             policy=agent.policies.tool,
             runtime=runtime,
             timeout_seconds=step.timeout_seconds,
         )
-        approval = set(agent.approval_required) | {
-            t.name for t in step.tools if t.requires_approval
-        }
+        approval = set(agent.approval_required) | {t.name for t in tools if t.requires_approval}
         record = host.agent_record()
         with host.lock:
             fresh = not record.get("messages")
@@ -171,7 +175,7 @@ class AgentLoop:
                     "final answer",
                     code="agent_max_iterations",
                 )
-            self._model_turn(host, provider, agent, step, messages, record)
+            self._model_turn(host, provider, agent, tools, messages, record)
 
     @staticmethod
     def _start(
@@ -203,14 +207,14 @@ class AgentLoop:
         host: AgentHost,
         provider: Provider,
         agent: AgentSpec,
-        step: CompiledStep,
+        step_tools: list[ToolDefinition],
         messages: list[ChatMessage],
         record: dict[str, Any],
     ) -> None:
         planning = record["phase"] == "plan"
         if planning:
             messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
-        tools = [] if planning else list(step.tools)
+        tools = [] if planning else step_tools
         with host.waiting():
             reply = provider.complete(model=agent.model, messages=messages, tools=tools)
         message = reply.to_message()
@@ -373,12 +377,17 @@ class AgentLoop:
         return call, None
 
 
-def _step_registry(base: ToolRegistry, tools: tuple[ToolDefinition, ...]) -> ToolRegistry:
+def _step_registry(
+    base: ToolRegistry, tools: list[ToolDefinition], remote: dict[str, ToolHandler]
+) -> ToolRegistry:
     """The step's tools as the guard sees them: the compiled definitions (spec-declared tools,
-    ``requires_approval`` folded in) with the registry's handler, else their implementation."""
+    ``requires_approval`` folded in, MCP tools as their server describes them) with the MCP
+    session's handler, the registry's handler, else their implementation."""
     registry = ToolRegistry()
     for definition in tools:
-        handler = base.handler(definition.name) if definition.name in base else None
+        handler = remote.get(definition.name)
+        if handler is None and definition.name in base:
+            handler = base.handler(definition.name)
         if handler is None and not definition.implementation:
             continue  # the guard reports it as not registered
         registry.register(definition, handler)

@@ -22,7 +22,8 @@ Execution by runtime mode:
   handler by its ``module:function`` ref, gets the arguments as JSON on stdin and is killed
   at ``timeout_seconds``. A handler without an importable ref (a closure, a lambda, a
   ``__main__`` function) runs in-process as in ``native``, and the outcome's ``reason``
-  says so.
+  says so. An MCP tool runs in its server's process under either mode: its handler is the
+  run's MCP session, called in-process.
 
 Handler exceptions become ``error`` outcomes with a one-line redacted message; the
 approval of tools with ``requires_approval`` is the engine's job, not the guard's.
@@ -147,7 +148,7 @@ class ToolGuard:
             return refusal
         definition = self._registry.get(call.name)
         handler = self._registry.handler(call.name)
-        if self._runtime.isolated_tools:
+        if self._runtime.isolated_tools and definition.mcp_server is None:
             ref = definition.implementation or _importable_ref(handler)
             if ref is not None:
                 return self._run_in_child(ref, call)

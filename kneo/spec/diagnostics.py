@@ -75,6 +75,14 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "The environment requires guardrails on every agent.",
     ),
+    "E_MCP_TOOL_UNKNOWN": (
+        "error",
+        "An `mcp.imports` entry lists a tool its server does not offer (`validate`/`lint` ask the server).",
+    ),
+    "W_MCP_UNREACHABLE": (
+        "warning",
+        "`validate`/`lint` could not reach an `mcp.imports` server to check its tool names.",
+    ),
     "W_TOOL_POLICY_UNRESTRICTED": (
         "warning",
         "`tools: all`, or a shorthand tool list without `policies.tool`.",
@@ -166,7 +174,10 @@ class ToolCatalog:
         if name in self._registry:
             return self._registry.get(name)
         if name in self._mcp:
-            return ToolDefinition(name=name, description=f"MCP tool from '{self._mcp[name]}'")
+            server = self._mcp[name]
+            return ToolDefinition(
+                name=name, description=f"MCP tool from '{server}'", mcp_server=server
+            )
         return None
 
     def all_names(self) -> list[str]:
@@ -292,9 +303,11 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                     f"Tool '{agent.memory.compress_with}' is not registered.",
                 )
             )
+        # tools: all with an MCP import that lists no tools: any name may be the server's
+        open_mcp = agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)
         for i, turn in enumerate(agent.model.script):
             for j, call in enumerate(turn.tool_calls):
-                if call.name not in catalog:
+                if call.name not in catalog and not open_mcp:
                     out.append(
                         diag(
                             "E_UNKNOWN_TOOL",
