@@ -68,6 +68,9 @@ def serve(
     ] = None,
     prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None,
     factory: FactoryOpt = None,
+    mcp: Annotated[
+        bool, typer.Option("--mcp", help="Also serve the MCP tools at /mcp (API key required)")
+    ] = False,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
     import uvicorn
@@ -107,7 +110,7 @@ def serve(
         else None
     )
     if ctl_config is None:
-        application = create_app(configure_default_manager=True, settings=settings)
+        application = create_app(configure_default_manager=True, settings=settings, mcp=mcp)
         startup.done()
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
         return
@@ -126,6 +129,7 @@ def serve(
             start_worker=True,
             controller=ctl,
             run_controller=True,
+            mcp=mcp,
         )
         typer.echo(
             f"controller: reconciling {ctl.source.describe()} every "
