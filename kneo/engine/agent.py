@@ -167,7 +167,7 @@ class AgentLoop:
                 done = {m.tool_call_id for m in messages if m.role == "tool"}
                 pending = [c for c in last.tool_calls if c.id not in done]
                 if pending:
-                    self._run_tool(host, guard, pending[0], approval, record)
+                    self._run_tool(host, guard, pending[0], approval, agent.tool_input, record)
                     continue
             if record["phase"] == "act" and record.get("act_turns", 0) >= max_turns:
                 raise AgentStepError(
@@ -250,11 +250,17 @@ class AgentLoop:
         guard: ToolGuard,
         call: ToolCall,
         approval: set[str],
+        tool_input: dict[str, list[str]],
         record: dict[str, Any],
     ) -> None:
         opts = self._options
-        # Policy and schema first: a call the guard refuses is never put to a person.
-        refusal = guard.check(call)
+        # Policy and schema first: a call the guard refuses is never put to a person. A tool
+        # whose arguments a person completes is checked against its policy first, then in
+        # full once the person's values are in.
+        refusal = guard.check(call, arguments=call.name not in tool_input)
+        if refusal is None and call.name in tool_input:
+            call = self._tool_input(host, guard.definition(call.name), call, tool_input[call.name])
+            refusal = guard.check(call)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
             host.emit(
@@ -265,6 +271,23 @@ class AgentLoop:
         if call.name == QUESTION_TOOL:
             answer = self._question(host, call, record)
             self._append_result(host, call, ToolOutcome("ok", answer, None), record)
+            return
+        definition = guard.definition(call.name)
+        if definition.external:
+            outcome = self._external(host, definition, call)
+            host.emit(
+                "tool_call_completed",
+                {
+                    **describe_for_trace(
+                        call,
+                        outcome,
+                        record_arguments=opts.record_arguments,
+                        record_results=opts.record_results,
+                    ),
+                    "external": True,
+                },
+            )
+            self._append_result(host, call, outcome, record)
             return
         if call.name in approval:
             decided = self._approval(host, call)
@@ -336,6 +359,74 @@ class AgentLoop:
         answer = (decision or {}).get("content")
         return str(answer) if answer is not None else ""
 
+    @staticmethod
+    def _tool_input(
+        host: AgentHost, definition: ToolDefinition, call: ToolCall, flagged: list[str]
+    ) -> ToolCall:
+        """The call with the argument values a person provided: the ``flagged`` ones and any
+        required ones the model left out, validated against the tool's schema (the request's
+        ``input_schema``); the model's proposal is shown in the request's context."""
+        schema = dict(definition.parameters)
+        missing = [n for n in schema.get("required") or [] if n not in call.arguments]
+        fields = list(dict.fromkeys([*flagged, *missing]))
+        if not fields:
+            return call
+        wait_key = f"{host.unit_key}:tool_input:{call.id}"
+        decision = host.decision(wait_key)
+        if decision is None:
+            properties = schema.get("properties") or {}
+            host.pause(
+                host.new_request(
+                    kind="tool_input",
+                    wait_key=wait_key,
+                    prompt=f"Provide {', '.join(fields)} for the call to tool '{call.name}'.",
+                    input_schema={
+                        "type": "object",
+                        "properties": {f: properties.get(f, {}) for f in fields},
+                        "required": fields,
+                        "additionalProperties": False,
+                    },
+                    decisions=("provided",),
+                    context={
+                        "tool_name": call.name,
+                        "tool_call_id": call.id,
+                        "arguments": redact(dict(call.arguments)),
+                        "fields": fields,
+                    },
+                )
+            )
+        values = json.loads((decision or {}).get("content") or "{}")
+        return ToolCall(id=call.id, name=call.name, arguments={**call.arguments, **values})
+
+    @staticmethod
+    def _external(host: AgentHost, definition: ToolDefinition, call: ToolCall) -> ToolOutcome:
+        """An ``external`` tool: the caller runs the call and provides its result (checked
+        against ``result_schema``), or declines (``rejected``, the model is told why)."""
+        wait_key = f"{host.unit_key}:external:{call.id}"
+        decision = host.decision(wait_key)
+        if decision is None:
+            host.pause(
+                host.new_request(
+                    kind="external_tool",
+                    wait_key=wait_key,
+                    prompt=f"Run tool '{call.name}' and provide its result.",
+                    input_schema=definition.result_schema,
+                    decisions=("provided", "rejected"),
+                    context={
+                        "tool_name": call.name,
+                        "tool_call_id": call.id,
+                        "arguments": dict(call.arguments),
+                    },
+                )
+            )
+        assert decision is not None
+        if decision.get("decision") == "rejected":
+            why = decision.get("content") or "no reason given"
+            return ToolOutcome(
+                "denied", f"The caller declined to run tool '{call.name}': {why}", "declined"
+            )
+        return ToolOutcome("ok", str(decision.get("content") or ""), "run by the caller")
+
     def _approval(
         self, host: AgentHost, call: ToolCall
     ) -> tuple[ToolCall, ToolOutcome | None] | None:
@@ -388,10 +479,17 @@ def _step_registry(
         handler = remote.get(definition.name)
         if handler is None and definition.name in base:
             handler = base.handler(definition.name)
+        if handler is None and definition.external:
+            handler = _run_by_the_caller
         if handler is None and not definition.implementation:
             continue  # the guard reports it as not registered
         registry.register(definition, handler)
     return registry
+
+
+def _run_by_the_caller(arguments: dict[str, Any]) -> str:
+    """Never called: the agent loop pauses an ``external`` tool's call for the caller."""
+    raise RuntimeError("an external tool is run by the caller, not by Kneo")
 
 
 def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:

@@ -831,7 +831,8 @@ def apply_decision(
 ) -> tuple[str, dict[str, Any]]:
     """A human unit's output from its decision: approve passes the input on, edit/provide
     replace it, select names the option (and the route), reject fails the step. A route
-    selection (options are graph nodes) passes the input on and routes to the option."""
+    selection (options are graph nodes) passes the input on and routes to the option. An
+    inline resolver's answer passes the input on with the answer appended as a message."""
     name = decision.get("decision")
     extra: dict[str, Any] = {"decision": name, "content_present": bool(decision.get("content"))}
     if name == "rejected":
@@ -845,7 +846,11 @@ def apply_decision(
         extra["selected_option"] = option
         return (text if route else option), extra
     if decision.get("content") and decision.get("actor") == "resolver":
-        extra["human_message"] = decision.get("content")
+        # An inline resolver's string is the person's message: it joins the conversation
+        # the next step receives (SDK guide: "appended as a human message").
+        message = str(decision["content"])
+        extra["human_message"] = message
+        return (f"{text}\n\n{message}" if text else message), extra
     return text, extra
 
 

@@ -124,8 +124,13 @@ class ToolGuard:
         self._runtime = runtime
         self._timeout = timeout_seconds
 
-    def check(self, call: ToolCall) -> ToolOutcome | None:
-        """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome."""
+    def definition(self, name: str) -> ToolDefinition:
+        """The definition the guard checks ``name`` against (registered: see :meth:`check`)."""
+        return self._registry.get(name)
+
+    def check(self, call: ToolCall, *, arguments: bool = True) -> ToolOutcome | None:
+        """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome.
+        ``arguments=False`` stops before the schema (a person completes them first)."""
         if call.name not in self._allowed:
             return _denied(f"tool '{call.name}' is not among this agent's tools")
         if call.name not in self._registry:
@@ -135,6 +140,8 @@ class ToolGuard:
             refusal = _policy_refusal(definition, self._policy, call.arguments)
             if refusal is not None:
                 return _denied(refusal)
+        if not arguments:
+            return None
         try:
             self._registry.validate_arguments(call.name, call.arguments)
         except ValidationFailed as exc:

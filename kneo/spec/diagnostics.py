@@ -149,7 +149,7 @@ class ToolCatalog:
         self._registry = registry
         self._spec_tools: dict[str, ToolDefinition] = {}
         for name, comp in spec.components.tools.items():
-            if comp.implementation or name in registry:
+            if comp.implementation or comp.external or name in registry:
                 base = registry.get(name) if name in registry and not comp.implementation else None
                 self._spec_tools[name] = ToolDefinition(
                     name=name,
@@ -162,6 +162,8 @@ class ToolCatalog:
                     requires_approval=comp.requires_approval
                     or bool(base and base.requires_approval),
                     implementation=comp.implementation or (base.implementation if base else None),
+                    external=comp.external,
+                    result_schema=comp.result_schema,
                 )
         self._mcp: dict[str, str] = {t: imp.name for imp in spec.mcp.imports for t in imp.tools}
 
@@ -292,6 +294,15 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                     diag(
                         "E_UNKNOWN_TOOL",
                         f"{at}.approval_required[{i}]",
+                        f"Tool '{name}' is not registered.",
+                    )
+                )
+        for name in agent.tool_input:
+            if name not in catalog:
+                out.append(
+                    diag(
+                        "E_UNKNOWN_TOOL",
+                        f"{at}.tool_input.{name}",
                         f"Tool '{name}' is not registered.",
                     )
                 )
@@ -692,6 +703,20 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                 out.append(_ref_problem(path, ref, info.problem))
             if info.unsafe_imports:
                 out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
+    for i, member in enumerate(wf.nodes):
+        stop = member.human_review.on_stop if member.human_review else None
+        if stop is None:
+            continue
+        if stop in ids and member.id in adjacency:
+            adjacency[member.id].add(stop)  # a stopped loop goes on there
+        elif stop not in ids:
+            out.append(
+                diag(
+                    "E_UNKNOWN_REF",
+                    f"workflow.nodes[{i}].human_review.on_stop",
+                    f"on_stop '{stop}' is not a node id.",
+                )
+            )
     out += _route_option_rules(spec, ids)
     if wf.start is None or wf.start not in ids:
         message = (

@@ -31,6 +31,10 @@ class ToolDefinition:
     implementation: str | None = None
     #: The ``mcp.imports`` server that runs this tool (``None``: a local handler).
     mcp_server: str | None = None
+    #: Run by the caller: the run pauses with the call until the caller provides the result,
+    #: which must match ``result_schema`` when one is given.
+    external: bool = False
+    result_schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES
