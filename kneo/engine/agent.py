@@ -14,6 +14,10 @@ listed in ``approval_required`` (or with ``requires_approval``) pause for a pers
 guard, so a refused call is never put to anyone; approved runs once, edited runs with the
 edited arguments (checked again), rejected returns a refusal to the model. The built-in
 ``ask_question`` tool pauses with the question and returns the answer as the tool result.
+Tools in ``tool_input`` pause for a person to provide flagged or missing arguments (after
+the policy check, before the schema check); an ``external`` tool pauses for the caller to
+run it and provide the result. MCP tools (``mcp.imports``) take their description and schema
+from their server when the step starts (:mod:`kneo.engine.remote_tools`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from kneo.errors import InvalidDecision, SpecError, ValidationFailed
 from kneo.spec.loader import load_spec
 from kneo.spec.models import ToolPolicy
 from tests.hitl.conftest import REPO, counter
+from tests.hitl.test_builder import answer, paused
 
 WB = WorkflowBuilder
 
@@ -29,16 +30,9 @@ def _counter(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pending(result: Any, kind: str) -> dict[str, Any]:
-    assert result.status == "paused", result
-    request: dict[str, Any] = result.metadata["pending_human_request"]
-    assert request["kind"] == kind and result.request_id == request["request_id"]
+    request = paused(result, kind)
+    assert result.request_id == request["request_id"]  # the top-level request_id too
     return request
-
-
-def answer(manager: Any, result: Any, decision: str, **kw: Any) -> Any:
-    return manager.resume(
-        result.continuation_id, request_id=result.request_id, decision=decision, **kw
-    )
 
 
 def example(project: Path, name: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests.hitl.conftest import finish, start_cli
 from tests.mcp_tests.conftest import REPO, agent_spec, call, counted, stdio_import
 
 PLANTED = "mcp-secret-planted-4242"
@@ -90,13 +91,9 @@ def test_approval_pauses_and_a_resume_in_another_process_calls_once(project: Pat
     assert request["context"]["tool_name"] == "send_email"
     assert counted(project) == []  # nothing ran before the approval
     manager.store.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
-    env["PYTHONPATH"] = str(REPO)
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kneo.cli.main",
+    code, done, err = finish(
+        start_cli(
+            project,
             "human",
             "resume",
             paused.continuation_id,
@@ -104,15 +101,9 @@ def test_approval_pauses_and_a_resume_in_another_process_calls_once(project: Pat
             paused.request_id,
             "--approve",
             "--json",
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        )
     )
-    assert resumed.returncode == 0, resumed.stderr
-    done = json.loads(resumed.stdout)
+    assert code == 0, err
     assert (done["status"], done["output_text"]) == ("succeeded", "sent to ops-team: launch")
     assert counted(project) == ["send_email"]  # exactly once, in the other process
 
