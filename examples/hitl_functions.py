@@ -48,3 +48,10 @@ def send_email(args: dict[str, Any]) -> str:
     """Tool: 'send' an e-mail (counted)."""
     _count("send_email")
     return f"sent to {args.get('to')}: {args.get('subject')}"
+
+
+def improve(text: str) -> str:
+    """One revision per loop iteration (``review_iterations``): ``DRAFT: x [rev n]``."""
+    base, _, rev = text.partition(" [rev ")
+    number = int(rev.rstrip("]")) + 1 if rev.rstrip("]").isdigit() else 1
+    return f"{base} [rev {number}]"

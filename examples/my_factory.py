@@ -1,13 +1,22 @@
-"""Custom-tool tutorial, step 2: a platform whose tool registry includes ``lookup_user``."""
+# examples/my_factory.py
+# ruff: noqa: I001 -- the imports stay in the order the tutorial prints them
+"""Custom-tool tutorial, step 2: a platform whose tool registry includes ``lookup_user``.
 
-from __future__ import annotations
+The code below is the tutorial's, as printed (``kneo_serv`` is ``kneo``); a test runs it.
+CI lints specs against the same tools with ``examples.my_tools:create_registry`` (the
+project config's ``tool_registry``), which does not open a store or start a worker.
+"""
+
+from kneo.platform import PlatformManager
+from kneo.spec import SpecCompiler
+from kneo.service.factory import (
+    create_runtime_registry,
+    create_tool_registry,
+    create_persistence_stores,
+)
+from kneo.tools import ToolDefinition
 
 from examples.my_tools import lookup_user
-from kneo.platform import PlatformManager, create_persistence_stores
-from kneo.runtimes import create_runtime_registry
-from kneo.spec.compiler import SpecCompiler
-from kneo.tools import ToolDefinition
-from kneo.tools.defaults import create_tool_registry
 
 
 def build_platform() -> PlatformManager:
@@ -22,14 +31,19 @@ def build_platform() -> PlatformManager:
                 "properties": {"user_id": {"type": "string"}},
                 "required": ["user_id"],
             },
-            implementation="examples.my_tools:lookup_user",
         ),
         lookup_user,
     )
-    compiler = SpecCompiler(runtime_registry=runtime_registry, tool_registry=tool_registry)
+
+    compiler = SpecCompiler(
+        runtime_registry=runtime_registry,
+        tool_registry=tool_registry,
+    )
     run_state, continuation = create_persistence_stores()
-    return PlatformManager(
+    manager = PlatformManager(
         compiler=compiler,
         run_state_store=run_state,
         continuation_store=continuation,
     )
+    manager.start_worker()
+    return manager

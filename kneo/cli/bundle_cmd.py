@@ -149,7 +149,6 @@ def prepare_spec(
     from kneo.spec.loader import load_spec
     from kneo.spec.pipeline import check_spec
     from kneo.spec.project import ProjectContext
-    from kneo.tools.defaults import create_tool_registry
 
     context = ProjectContext.discover(env=env)
     environment = context.env
@@ -158,7 +157,7 @@ def prepare_spec(
         loaded,
         env=environment,
         context=context,
-        tool_registry=create_tool_registry(),
+        tool_registry=context.tool_registry(),
         runtime_registry=create_runtime_registry(),
     )
     summary = PolicyReportSummary(

@@ -76,8 +76,10 @@ environments:
 secrets:
   providers:
     openai: OPENAI_API_KEY
+    openai-agents: OPENAI_API_KEY
     anthropic: ANTHROPIC_API_KEY
     google: GOOGLE_API_KEY
+    google-adk: GOOGLE_API_KEY
   extra: {{}}
 
 retention:

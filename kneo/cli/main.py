@@ -25,6 +25,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "worker": LazyCommand(
         "kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True
     ),
+    "mcp": LazyCommand("kneo.cli.mcp_cmd", "app", "Serve Kneo to assistants over MCP"),
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
     "registry": LazyCommand(
         "kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"

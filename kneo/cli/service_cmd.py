@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 
+FactoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--factory",
+        metavar="MODULE:FUNCTION",
+        help="Build the platform manager with this function (custom tools, stores)",
+    ),
+]
+
 
 @app.command("serve")
 def serve(
@@ -58,6 +67,10 @@ def serve(
         str | None, typer.Option("--webhook-secret-env", help="Variable holding the webhook secret")
     ] = None,
     prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None,
+    factory: FactoryOpt = None,
+    mcp: Annotated[
+        bool, typer.Option("--mcp", help="Also serve the MCP tools at /mcp (API key required)")
+    ] = False,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
     import uvicorn
@@ -65,6 +78,7 @@ def serve(
     from kneo.service.app import create_app
     from kneo.settings import Settings
 
+    _install_factory(factory)
     settings = Settings.from_env()
     log_level = settings.log_level.lower()
     if reload:
@@ -96,16 +110,16 @@ def serve(
         else None
     )
     if ctl_config is None:
-        application = create_app(configure_default_manager=True, settings=settings)
+        application = create_app(configure_default_manager=True, settings=settings, mcp=mcp)
         startup.done()
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
         return
     from kneo.controller.runner import build_controller
-    from kneo.platform import create_platform
     from kneo.service.auth import Authenticator
+    from kneo.service.factory import create_default_platform_manager
 
     Authenticator.from_settings(settings)  # fail fast before opening anything
-    manager = create_platform(settings=settings)
+    manager = create_default_platform_manager(settings)
     try:
         ctl = build_controller(manager.store, ctl_config, settings)
         application = create_app(
@@ -115,6 +129,7 @@ def serve(
             start_worker=True,
             controller=ctl,
             run_controller=True,
+            mcp=mcp,
         )
         typer.echo(
             f"controller: reconciling {ctl.source.describe()} every "
@@ -125,6 +140,14 @@ def serve(
         uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
     finally:
         manager.store.close()
+
+
+def _install_factory(ref: str | None) -> None:
+    """``--factory module:function``: the platform every manager of this process comes from."""
+    if ref is not None:
+        from kneo.service.factory import load_platform_factory, set_platform_factory
+
+        set_platform_factory(load_platform_factory(ref))
 
 
 def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | None:
@@ -158,6 +181,7 @@ def worker(
             "--max-attempts", min=1, help="Fail a run whose record was claimed more often"
         ),
     ] = 5,
+    factory: FactoryOpt = None,
 ) -> None:
     """Run a standalone queue worker against the configured database.
 
@@ -165,12 +189,13 @@ def worker(
     their leases are released so another worker continues them at once."""
     import signal
 
-    from kneo.platform import create_platform
+    from kneo.service.factory import create_default_platform_manager
     from kneo.settings import Settings
     from kneo.worker import Worker
 
+    _install_factory(factory)
     settings = Settings.from_env()
-    manager = create_platform(settings=settings)
+    manager = create_default_platform_manager(settings)
     runner = Worker(
         manager,
         settings=settings,

@@ -48,6 +48,14 @@ ServiceUrlOpt = Annotated[
     str | None, typer.Option("--service-url", help="Send the request to a Kneo service")
 ]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
+ToolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        metavar="MODULE:FACTORY",
+        help="The project's tool registry factory (default: tool_registry in the project config)",
+    ),
+]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML")]
 
 
@@ -94,23 +102,44 @@ def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
     )
 
 
-def registries() -> tuple[Any, Any]:
+def check(
+    spec_path: Path | None,
+    env: str | None,
+    tools_ref: str | None = None,
+    *,
+    probe_mcp: bool = False,
+) -> tuple[LoadedSpec, SpecReport, Any]:
+    """Load, validate and enforce; returns the loaded spec, the report and the compiler
+    (the project's tool registry and the runtimes) for commands that go on to compile.
+    ``probe_mcp`` (validate, lint) asks each ``mcp.imports`` server for its tools."""
     from kneo.runtimes import create_runtime_registry
-    from kneo.tools.defaults import create_tool_registry
-
-    return create_tool_registry(), create_runtime_registry()
-
-
-def check(spec_path: Path | None, env: str | None) -> tuple[LoadedSpec, SpecReport, ProjectContext]:
+    from kneo.spec import SpecCompiler
     from kneo.spec.pipeline import check_spec
 
     context = project_context(env)
     loaded = load_for(spec_path, context)
-    tools, runtimes = registries()
-    report = check_spec(
-        loaded, env=context.env, context=context, tool_registry=tools, runtime_registry=runtimes
+    compiler = SpecCompiler(
+        runtime_registry=create_runtime_registry(), tool_registry=context.tool_registry(tools_ref)
     )
-    return loaded, report, context
+    probe = None
+    if probe_mcp and loaded.spec.mcp.imports:
+        from kneo.mcp.client import check_imports
+        from kneo.settings import Settings
+
+        settings = context.settings or Settings.from_env()
+
+        def probe(spec: Any) -> list[Any]:
+            return check_imports(spec, settings)
+
+    report = check_spec(
+        loaded,
+        env=context.env,
+        context=context,
+        tool_registry=compiler.tool_registry,
+        runtime_registry=compiler.runtime_registry,
+        probe=probe,
+    )
+    return loaded, report, compiler
 
 
 def _remote(
@@ -162,8 +191,12 @@ def _counts(diagnostics: list[Diagnostic]) -> tuple[int, int]:
 
 
 def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
+    """What was applied: the environment's policy, and its overlay only when ``--env`` (or
+    ``KNEO_ENV``) chose the environment; the default environment says it has none."""
     if not report.environment:
         return ""
+    if loaded is not None and loaded.env is None:
+        return f" (env {report.environment} policy; no overlay without --env)"
     overlay = (
         f", overlay {', '.join(p.name for p in loaded.overlays)}"
         if loaded and loaded.overlays
@@ -182,6 +215,7 @@ def validate_command(
     json_output: JsonOpt = False,
     service_url: ServiceUrlOpt = None,
     profile: ProfileOpt = None,
+    tools: ToolsOpt = None,
 ) -> None:
     """Validate a spec: schema, references, governance diagnostics and environment policy.
 
@@ -197,7 +231,7 @@ def validate_command(
         if json_output:
             print_json(result)
         raise typer.Exit(0 if result.get("valid") else 1)
-    loaded, report, _ = check(spec_path, env)
+    loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -212,13 +246,16 @@ def validate_command(
 
 @app.command("lint", short_help="Surface validator warnings and errors. Exits 1 if any are found.")
 def lint_command(
-    spec_path: SpecPathArg = None, env: EnvOpt = None, json_output: JsonOpt = False
+    spec_path: SpecPathArg = None,
+    env: EnvOpt = None,
+    json_output: JsonOpt = False,
+    tools: ToolsOpt = None,
 ) -> None:
     """Surface validator warnings and errors. Exits 1 if any are found."""
     from kneo.cli.output import print_json, want_json_errors
 
     want_json_errors(json_output)
-    loaded, report, _ = check(spec_path, env)
+    loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     findings = [d for d in report.diagnostics if d.severity != "info"]
     errors, warnings = _counts(findings)
     if json_output:
@@ -244,10 +281,11 @@ def compile_command(
     json_output: JsonOpt = False,
     service_url: ServiceUrlOpt = None,
     profile: ProfileOpt = None,
+    tools: ToolsOpt = None,
 ) -> None:
     """Resolve every reference and build the executable workflow (nothing runs)."""
     from kneo.cli.output import print_json, want_json_errors
-    from kneo.spec.compiler import SpecCompiler, describe
+    from kneo.spec.compiler import describe
 
     want_json_errors(json_output)
     if _service_requested(service_url, profile):
@@ -257,9 +295,7 @@ def compile_command(
         if json_output:
             print_json(result)
         raise typer.Exit(0)
-    loaded, report, _ = check(spec_path, env)
-    tools, runtimes = registries()
-    compiler = SpecCompiler(runtime_registry=runtimes, tool_registry=tools)
+    loaded, report, compiler = check(spec_path, env, tools)
     compiled = compiler.compile(
         loaded.spec,
         base_dir=loaded.base_dir,
@@ -366,6 +402,7 @@ def policy_report_command(
     json_output: JsonOpt = False,
     service_url: ServiceUrlOpt = None,
     profile: ProfileOpt = None,
+    tools: ToolsOpt = None,
 ) -> None:
     """Generate a policy evaluation report for a spec."""
     from kneo.cli.output import print_json, want_json_errors
@@ -381,7 +418,7 @@ def policy_report_command(
         if json_output:
             print_json(result)
         raise typer.Exit(0 if result.get("valid") else 1)
-    loaded, report, _ = check(spec_path, env)
+    loaded, report, _ = check(spec_path, env, tools)
     if json_output:
         print_json(report.to_dict())
         raise typer.Exit(0 if report.valid else 1)

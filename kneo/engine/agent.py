@@ -14,6 +14,10 @@ listed in ``approval_required`` (or with ``requires_approval``) pause for a pers
 guard, so a refused call is never put to anyone; approved runs once, edited runs with the
 edited arguments (checked again), rejected returns a refusal to the model. The built-in
 ``ask_question`` tool pauses with the question and returns the answer as the tool result.
+Tools in ``tool_input`` pause for a person to provide flagged or missing arguments (after
+the policy check, before the schema check); an ``external`` tool pauses for the caller to
+run it and provide the result. MCP tools (``mcp.imports``) take their description and schema
+from their server when the step starts (:mod:`kneo.engine.remote_tools`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from typing import Any, Protocol
 
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
+from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import KneoError
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import AgentSpec
-from kneo.tools import ToolDefinition, ToolRegistry
+from kneo.tools import ToolDefinition, ToolHandler, ToolRegistry
 
 PLAN_INSTRUCTION = (
     "Before acting, write a short numbered plan for answering the user's request. "
@@ -78,6 +83,10 @@ class AgentHost(Protocol):
     def new_request(self, **fields: Any) -> HumanRequest: ...
 
     def question_index(self, call_id: str) -> int: ...
+
+    def mcp(self) -> LazySessions | None:
+        """The run's MCP sessions (``None`` when the spec imports no MCP server)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -125,16 +134,15 @@ class AgentLoop:
             raise AgentStepError(f"step '{step.id}' has no agent", code="E_UNKNOWN_REF")
         provider = self._providers(agent.model.provider)
         runtime = select_runtime(agent, self._runtimes)
+        tools, remote = resolve_mcp_tools(step.tools, agent, host.mcp())
         guard = ToolGuard(
-            _step_registry(self._tools, step.tools),
-            allowed=[t.name for t in step.tools],
+            _step_registry(self._tools, tools, remote),
+            allowed=[t.name for t in tools],
             policy=agent.policies.tool,
             runtime=runtime,
             timeout_seconds=step.timeout_seconds,
         )
-        approval = set(agent.approval_required) | {
-            t.name for t in step.tools if t.requires_approval
-        }
+        approval = set(agent.approval_required) | {t.name for t in tools if t.requires_approval}
         record = host.agent_record()
         with host.lock:
             fresh = not record.get("messages")
@@ -163,7 +171,7 @@ class AgentLoop:
                 done = {m.tool_call_id for m in messages if m.role == "tool"}
                 pending = [c for c in last.tool_calls if c.id not in done]
                 if pending:
-                    self._run_tool(host, guard, pending[0], approval, record)
+                    self._run_tool(host, guard, pending[0], approval, agent.tool_input, record)
                     continue
             if record["phase"] == "act" and record.get("act_turns", 0) >= max_turns:
                 raise AgentStepError(
@@ -171,7 +179,7 @@ class AgentLoop:
                     "final answer",
                     code="agent_max_iterations",
                 )
-            self._model_turn(host, provider, agent, step, messages, record)
+            self._model_turn(host, provider, agent, tools, messages, record)
 
     @staticmethod
     def _start(
@@ -203,14 +211,14 @@ class AgentLoop:
         host: AgentHost,
         provider: Provider,
         agent: AgentSpec,
-        step: CompiledStep,
+        step_tools: list[ToolDefinition],
         messages: list[ChatMessage],
         record: dict[str, Any],
     ) -> None:
         planning = record["phase"] == "plan"
         if planning:
             messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
-        tools = [] if planning else list(step.tools)
+        tools = [] if planning else step_tools
         with host.waiting():
             reply = provider.complete(model=agent.model, messages=messages, tools=tools)
         message = reply.to_message()
@@ -246,11 +254,17 @@ class AgentLoop:
         guard: ToolGuard,
         call: ToolCall,
         approval: set[str],
+        tool_input: dict[str, list[str]],
         record: dict[str, Any],
     ) -> None:
         opts = self._options
-        # Policy and schema first: a call the guard refuses is never put to a person.
-        refusal = guard.check(call)
+        # Policy and schema first: a call the guard refuses is never put to a person. A tool
+        # whose arguments a person completes is checked against its policy first, then in
+        # full once the person's values are in.
+        refusal = guard.check(call, arguments=call.name not in tool_input)
+        if refusal is None and call.name in tool_input:
+            call = self._tool_input(host, guard.definition(call.name), call, tool_input[call.name])
+            refusal = guard.check(call)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
             host.emit(
@@ -261,6 +275,23 @@ class AgentLoop:
         if call.name == QUESTION_TOOL:
             answer = self._question(host, call, record)
             self._append_result(host, call, ToolOutcome("ok", answer, None), record)
+            return
+        definition = guard.definition(call.name)
+        if definition.external:
+            outcome = self._external(host, definition, call)
+            host.emit(
+                "tool_call_completed",
+                {
+                    **describe_for_trace(
+                        call,
+                        outcome,
+                        record_arguments=opts.record_arguments,
+                        record_results=opts.record_results,
+                    ),
+                    "external": True,
+                },
+            )
+            self._append_result(host, call, outcome, record)
             return
         if call.name in approval:
             decided = self._approval(host, call)
@@ -332,6 +363,74 @@ class AgentLoop:
         answer = (decision or {}).get("content")
         return str(answer) if answer is not None else ""
 
+    @staticmethod
+    def _tool_input(
+        host: AgentHost, definition: ToolDefinition, call: ToolCall, flagged: list[str]
+    ) -> ToolCall:
+        """The call with the argument values a person provided: the ``flagged`` ones and any
+        required ones the model left out, validated against the tool's schema (the request's
+        ``input_schema``); the model's proposal is shown in the request's context."""
+        schema = dict(definition.parameters)
+        missing = [n for n in schema.get("required") or [] if n not in call.arguments]
+        fields = list(dict.fromkeys([*flagged, *missing]))
+        if not fields:
+            return call
+        wait_key = f"{host.unit_key}:tool_input:{call.id}"
+        decision = host.decision(wait_key)
+        if decision is None:
+            properties = schema.get("properties") or {}
+            host.pause(
+                host.new_request(
+                    kind="tool_input",
+                    wait_key=wait_key,
+                    prompt=f"Provide {', '.join(fields)} for the call to tool '{call.name}'.",
+                    input_schema={
+                        "type": "object",
+                        "properties": {f: properties.get(f, {}) for f in fields},
+                        "required": fields,
+                        "additionalProperties": False,
+                    },
+                    decisions=("provided",),
+                    context={
+                        "tool_name": call.name,
+                        "tool_call_id": call.id,
+                        "arguments": redact(dict(call.arguments)),
+                        "fields": fields,
+                    },
+                )
+            )
+        values = json.loads((decision or {}).get("content") or "{}")
+        return ToolCall(id=call.id, name=call.name, arguments={**call.arguments, **values})
+
+    @staticmethod
+    def _external(host: AgentHost, definition: ToolDefinition, call: ToolCall) -> ToolOutcome:
+        """An ``external`` tool: the caller runs the call and provides its result (checked
+        against ``result_schema``), or declines (``rejected``, the model is told why)."""
+        wait_key = f"{host.unit_key}:external:{call.id}"
+        decision = host.decision(wait_key)
+        if decision is None:
+            host.pause(
+                host.new_request(
+                    kind="external_tool",
+                    wait_key=wait_key,
+                    prompt=f"Run tool '{call.name}' and provide its result.",
+                    input_schema=definition.result_schema,
+                    decisions=("provided", "rejected"),
+                    context={
+                        "tool_name": call.name,
+                        "tool_call_id": call.id,
+                        "arguments": dict(call.arguments),
+                    },
+                )
+            )
+        assert decision is not None
+        if decision.get("decision") == "rejected":
+            why = decision.get("content") or "no reason given"
+            return ToolOutcome(
+                "denied", f"The caller declined to run tool '{call.name}': {why}", "declined"
+            )
+        return ToolOutcome("ok", str(decision.get("content") or ""), "run by the caller")
+
     def _approval(
         self, host: AgentHost, call: ToolCall
     ) -> tuple[ToolCall, ToolOutcome | None] | None:
@@ -373,16 +472,28 @@ class AgentLoop:
         return call, None
 
 
-def _step_registry(base: ToolRegistry, tools: tuple[ToolDefinition, ...]) -> ToolRegistry:
+def _step_registry(
+    base: ToolRegistry, tools: list[ToolDefinition], remote: dict[str, ToolHandler]
+) -> ToolRegistry:
     """The step's tools as the guard sees them: the compiled definitions (spec-declared tools,
-    ``requires_approval`` folded in) with the registry's handler, else their implementation."""
+    ``requires_approval`` folded in, MCP tools as their server describes them) with the MCP
+    session's handler, the registry's handler, else their implementation."""
     registry = ToolRegistry()
     for definition in tools:
-        handler = base.handler(definition.name) if definition.name in base else None
+        handler = remote.get(definition.name)
+        if handler is None and definition.name in base:
+            handler = base.handler(definition.name)
+        if handler is None and definition.external:
+            handler = _run_by_the_caller
         if handler is None and not definition.implementation:
             continue  # the guard reports it as not registered
         registry.register(definition, handler)
     return registry
+
+
+def _run_by_the_caller(arguments: dict[str, Any]) -> str:
+    """Never called: the agent loop pauses an ``external`` tool's call for the caller."""
+    raise RuntimeError("an external tool is run by the caller, not by Kneo")
 
 
 def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:

@@ -1,8 +1,8 @@
 """The SDK surface: build workflows in Python, run them in-process or durably.
 
 ``WorkflowBuilder.human_step(name, prompt, resolver=...)`` is the SDK guide's human step: a
-resolver returning a string answers inline (the string is recorded as the human message and
-the step's input passes on); no resolver, or ``None``, raises
+resolver returning a string answers inline (the string is appended to the conversation as
+the human's message: the next step receives the input followed by it); no resolver, or ``None``, raises
 :class:`~kneo.engine.human.HumanInterventionRequiredError` carrying ``step_name``, ``prompt``
 and ``request`` — plus the execution state, so :meth:`SdkWorkflow.resume` continues without
 redoing completed steps.
@@ -10,8 +10,10 @@ redoing completed steps.
 Every pause kind a YAML spec declares can be declared here too — step confirmation
 (:meth:`WorkflowBuilder.confirmation`), typed input (:meth:`~WorkflowBuilder.typed_input`),
 output review (:meth:`~WorkflowBuilder.output_review`), route selection
-(:meth:`~WorkflowBuilder.route_step` in a :meth:`~WorkflowBuilder.graph`), tool-call approval
-and ``ask_question`` (:meth:`~WorkflowBuilder.agent_step`), and ``on_error="pause"``. A built
+(:meth:`~WorkflowBuilder.route_step` in a :meth:`~WorkflowBuilder.graph`), loop-iteration
+review (:meth:`~WorkflowBuilder.iteration_review`), tool-call approval, tool-argument input,
+external tools (:meth:`~WorkflowBuilder.external_tool`) and ``ask_question``
+(:meth:`~WorkflowBuilder.agent_step`), and ``on_error="pause"``. A built
 workflow *is* a spec: :meth:`SdkWorkflow.to_spec` returns the :class:`~kneo.spec.models.Spec`
 the YAML path loads, so ``manager.run_from_spec(spec=workflow.to_spec(), input_text=...)``
 runs it durably (checked, compiled and resumed from any process exactly like YAML), and
@@ -93,15 +95,18 @@ class FunctionStep:
 
 @dataclass(frozen=True)
 class PythonTool:
-    """A Python function an agent may call (``components.tools`` with an implementation)."""
+    """A Python function an agent may call (``components.tools`` with an implementation),
+    or, with ``fn=None`` and ``external``, a tool the caller runs (:meth:`external_tool`)."""
 
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[..., Any] | None
     description: str = ""
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     requires_approval: bool = False
+    external: bool = False
+    result_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,25 @@ class WorkflowBuilder:
         )
 
     @staticmethod
+    def external_tool(
+        name: str,
+        *,
+        description: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        result_schema: Mapping[str, Any] | None = None,
+    ) -> PythonTool:
+        """A tool the caller runs (kind ``external_tool``): the run pauses with the call and
+        continues with the result the caller provides, checked against ``result_schema``."""
+        return PythonTool(
+            name=name,
+            fn=None,
+            description=description,
+            parameters=dict(parameters or {"type": "object", "properties": {}}),
+            external=True,
+            result_schema=dict(result_schema) if result_schema else None,
+        )
+
+    @staticmethod
     def agent_step(
         name: str,
         *,
@@ -207,14 +231,17 @@ class WorkflowBuilder:
         model: ModelSpec | Mapping[str, Any] | None = None,
         tools: Sequence[str | PythonTool] = (),
         approval_required: Sequence[str] = (),
+        tool_input: Mapping[str, Sequence[str]] | None = None,
         max_iterations: int = 6,
         on_error: str = "fail",
         max_retries: int = 0,
         human_review: HumanReview | None = None,
     ) -> AgentStep:
         """An agent step (the agent is named like the step). ``tools`` mixes registered tool
-        names (``"ask_question"`` is built in) and :meth:`tool` objects; calls to tools in
-        ``approval_required`` pause for a person (kind ``tool_approval``)."""
+        names (``"ask_question"`` is built in), :meth:`tool` and :meth:`external_tool`
+        objects; calls to tools in ``approval_required`` pause for a person (kind
+        ``tool_approval``); ``tool_input`` names per tool the arguments a person provides
+        (kind ``tool_input``; ``[]``: the required ones the model left out)."""
         python_tools = tuple(t for t in tools if isinstance(t, PythonTool))
         model_spec = (
             model if isinstance(model, ModelSpec) else ModelSpec.model_validate(dict(model or {}))
@@ -226,6 +253,7 @@ class WorkflowBuilder:
             strategy=StrategySpec(max_iterations=max_iterations),
             tools=[t.name if isinstance(t, PythonTool) else t for t in tools],
             approval_required=list(approval_required),
+            tool_input={k: list(v) for k, v in (tool_input or {}).items()},
         )
         return AgentStep(name, agent, python_tools, on_error, max_retries, human_review)
 
@@ -294,6 +322,29 @@ class WorkflowBuilder:
                 "review_output": True,
                 "message": message,
                 "max_reviews": max_reviews,
+                "assignee": assignee,
+                "timeout_seconds": timeout_seconds,
+                "on_timeout": on_timeout,
+            }
+        )
+
+    @staticmethod
+    def iteration_review(
+        message: str | None = None,
+        *,
+        on_stop: str | None = None,
+        assignee: str | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: str = "fail",
+    ) -> HumanReview:
+        """Review every visit of a graph node (kind ``iteration``): continue (``approved``),
+        continue with an edited output (``edited``) or stop the loop (``rejected``: on to
+        ``on_stop``, or the end)."""
+        return _review(
+            {
+                "review_iterations": True,
+                "message": message,
+                "on_stop": on_stop,
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
@@ -477,7 +528,11 @@ class SdkWorkflow:
                         description=tool.description,
                         parameters=dict(tool.parameters),
                         requires_approval=tool.requires_approval,
-                        implementation=importable_ref(tool.fn, what=f"tool '{tool.name}'"),
+                        implementation=importable_ref(tool.fn, what=f"tool '{tool.name}'")
+                        if tool.fn is not None
+                        else None,
+                        external=tool.external,
+                        result_schema=dict(tool.result_schema) if tool.result_schema else None,
                     )
                 members.append(StepSpec(**common, kind="agent", ref=step.name, **gates))
         key = {"graph": "nodes", "sequential": "steps"}.get(self.family, "participants")

@@ -47,6 +47,7 @@ from kneo.engine.human import (
 )
 from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
 from kneo.engine.providers.base import Provider
+from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState, StateParts
 from kneo.errors import KneoError
@@ -140,8 +141,11 @@ class WorkflowEngine:
         resolvers: Mapping[str, HumanResolver] | None = None,
         prompts: Mapping[str, Callable[[list[str], dict[str, Any]], str]] | None = None,
         options: EngineOptions | None = None,
+        mcp: McpConnector | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        #: opens a run's MCP sessions (``kneo.mcp.client.connector``); ``None``: no MCP tools
+        self.mcp = mcp
         self.sleep = sleep
         self.request_ids = request_ids
         self.functions = dict(functions or {})
@@ -184,8 +188,16 @@ class WorkflowEngine:
         )
         ensure_import_roots(workflow)
         try:
+            return self._outcome(ctx)
+        finally:
+            ctx.mcp.close()  # MCP sessions live as long as this call, paused or not
+
+    def _outcome(self, ctx: _Run) -> Outcome:
+        """Run the family's program and turn how it ended into an :data:`Outcome`."""
+        state = ctx.state
+        try:
             ctx.check_cancel()
-            output = _PROGRAMS[workflow.family](ctx)
+            output = _PROGRAMS[ctx.workflow.family](ctx)
         except _Pause as pause:
             with state.lock:
                 state.pending = [r.to_dict() for r in pause.requests]
@@ -283,6 +295,7 @@ class _Run:
         self.cancellation = cancellation
         self.metadata = metadata
         self.probe = probe
+        self.mcp = LazySessions(None if probe else engine.mcp, workflow.spec.mcp.imports)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -818,7 +831,8 @@ def apply_decision(
 ) -> tuple[str, dict[str, Any]]:
     """A human unit's output from its decision: approve passes the input on, edit/provide
     replace it, select names the option (and the route), reject fails the step. A route
-    selection (options are graph nodes) passes the input on and routes to the option."""
+    selection (options are graph nodes) passes the input on and routes to the option. An
+    inline resolver's answer passes the input on with the answer appended as a message."""
     name = decision.get("decision")
     extra: dict[str, Any] = {"decision": name, "content_present": bool(decision.get("content"))}
     if name == "rejected":
@@ -832,7 +846,11 @@ def apply_decision(
         extra["selected_option"] = option
         return (text if route else option), extra
     if decision.get("content") and decision.get("actor") == "resolver":
-        extra["human_message"] = decision.get("content")
+        # An inline resolver's string is the person's message: it joins the conversation
+        # the next step receives (SDK guide: "appended as a human message").
+        message = str(decision["content"])
+        extra["human_message"] = message
+        return (f"{text}\n\n{message}" if text else message), extra
     return text, extra
 
 
@@ -877,6 +895,9 @@ class _AgentHost:
 
     def pause(self, request: HumanRequest) -> None:
         raise _Pause([request])
+
+    def mcp(self) -> LazySessions | None:
+        return self._run.mcp
 
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from kneo.engine import conditions
+from kneo.engine import conditions, gates
 from kneo.engine.cancellation import RunCancelled
 from kneo.engine.human import HumanRequest
 from kneo.engine.journal import RunSuperseded
@@ -55,12 +55,28 @@ def _graph(ctx: _Run) -> str:
             with ctx.state.lock:
                 ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
         key = node if visits[node] == 1 else f"{node}#{visits[node]}"
-        terminal = not any(e.source == node for e in wf.edges)  # no edge: the graph ends here
+        review = nodes[node].human_review
+        reviewed = review is not None and review.review_iterations and not ctx.probe
+        # no edge: the graph ends here (unless a person reviews this iteration first)
+        terminal = not reviewed and not any(e.source == node for e in wf.edges)
         output = ctx.unit(
             key, nodes[node], text, closing=terminal, node_id=node, visit=visits[node]
         )
         unit = ctx.state.completed(key) or {}
-        following = unit.get("route") or _route(wf, node, output)
+        following = unit.get("route") or None
+        if reviewed and review is not None:
+            verdict = gates.iteration(ctx, key, nodes[node], visits[node], output)
+            if verdict.output != output:
+                with ctx.state.lock:
+                    ctx.state.units[key] = {**ctx.state.units[key], "output": verdict.output}
+                output = verdict.output
+            if verdict.stop:
+                following = review.on_stop or None
+                if not ctx.probe:
+                    _record_route(ctx, key, node, following)
+                node, text = following, output
+                continue
+        following = following or _route(wf, node, output)
         if not ctx.probe:
             _record_route(ctx, key, node, following)
         node, text = following, output

@@ -12,10 +12,12 @@ Three gates, each a pause on the same durable mechanism as a ``kind: human`` ste
   appended to their input;
 * **review** after the step ran (``review_output``): approve keeps the output, ``edited``
   replaces it, ``rejected`` runs the step again with the feedback (``context.review_feedback``
-  / appended to an agent's input), at most ``max_reviews`` rounds.
+  / appended to an agent's input), at most ``max_reviews`` rounds;
+* **iteration** after each visit of a graph node (``review_iterations``): continue, continue
+  with an edited output, or stop the loop (on to ``on_stop``, or the end).
 
 Every wait has a stable key under the unit (``<unit>:confirm:<n>``, ``<unit>:input``,
-``<unit>:review:<round>``), so answers survive restarts and a replay finds them.
+``<unit>:review:<round>``, ``<unit>:iteration``), so answers survive restarts and a replay finds them.
 Pure: the executor supplies ``ask`` (which returns a recorded decision or pauses).
 """
 
@@ -139,3 +141,37 @@ def review(run: Asker, key: str, step: CompiledStep, round_no: int, output: str)
     if name == "rejected":
         return Verdict(False, feedback=str(decision.get("content") or "rejected"), decision=name)
     return Verdict(True, output, decision=name)
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """A reviewed loop iteration: go on (with ``output``, edited or not) or stop the loop."""
+
+    stop: bool
+    output: str
+
+
+def iteration(run: Asker, key: str, step: CompiledStep, visit: int, output: str) -> Iteration:
+    """``review_iterations``: after each visit of a graph node a person continues
+    (``approved``), continues with their text as the node's output (``edited``) or stops the
+    loop (``rejected``: the graph goes on at ``on_stop``, or ends)."""
+    review_spec = step.human_review
+    assert review_spec is not None
+    decision = run.ask(
+        kind="iteration",
+        wait_key=f"{key}:iteration",
+        step=step,
+        prompt=review_spec.message or f"Iteration {visit} of '{step.id}': continue, edit or stop?",
+        decisions=("approved", "edited", "rejected"),
+        context={
+            "step_id": step.id,
+            "iteration": visit,
+            "output_preview": output[:_PREVIEW_CHARS],
+            "on_stop": review_spec.on_stop,
+        },
+        **_common(review_spec),
+    )
+    name = decision.get("decision")
+    if name == "edited":
+        return Iteration(False, str(decision.get("content") or ""))
+    return Iteration(name == "rejected", output)

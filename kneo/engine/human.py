@@ -8,9 +8,11 @@ anything changes. Decisions are stored in the execution state under the request'
 ``wait_key``, so a replayed run finds the answer instead of asking again.
 
 Kinds, all on the same shape: ``approval`` (a ``kind: human`` step; ``route`` when its
-options are graph nodes), ``confirmation`` / ``input`` / ``review`` (a step's
-``human_review`` gates), ``tool_approval`` (a tool call the agent wants to make),
-``question`` (the agent's built-in ``ask_question`` tool) and ``error`` (``on_error: pause``).
+options are graph nodes), ``confirmation`` / ``input`` / ``review`` / ``iteration`` (a
+step's ``human_review`` gates; ``iteration`` reviews each visit of a graph node),
+``tool_approval`` (a tool call the agent wants to make), ``tool_input`` (argument values a
+person provides for a call), ``external_tool`` (a call the caller runs), ``question`` (the
+agent's built-in ``ask_question`` tool) and ``error`` (``on_error: pause``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ from kneo.clock import utc_iso
 from kneo.errors import InvalidDecision, KneoError, ValidationFailed
 
 RequestKind = Literal[
-    "approval", "confirmation", "input", "review", "route", "tool_approval", "question", "error"
+    "approval",
+    "confirmation",
+    "input",
+    "review",
+    "route",
+    "iteration",
+    "tool_approval",
+    "tool_input",
+    "external_tool",
+    "question",
+    "error",
 ]
 Decision = Literal["approved", "rejected", "edited", "selected", "provided"]
 DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")
@@ -158,6 +170,9 @@ _KIND_DECISIONS: dict[str, tuple[str, ...]] = {
     "review": ("approved", "edited", "rejected"),
     "question": ("provided",),
     "tool_approval": ("approved", "rejected", "edited"),
+    "iteration": ("approved", "edited", "rejected"),
+    "tool_input": ("provided",),
+    "external_tool": ("provided", "rejected"),
     "error": ("selected",),
 }
 _KIND_OPTIONS: dict[str, tuple[str, ...]] = {"error": ("retry", "skip", "fail")}
@@ -169,6 +184,7 @@ _COPIES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "confirmation": _STEP_IN_CONTEXT,
     "input": _STEP_IN_CONTEXT,
     "review": _STEP_IN_CONTEXT,
+    "iteration": _STEP_IN_CONTEXT,
     "question": (("context", "wait_name", "wait_key"), ("metadata", "wait_name", "wait_key")),
 }
 #: Fields whose absence from a stored record means this value.

@@ -22,7 +22,8 @@ Execution by runtime mode:
   handler by its ``module:function`` ref, gets the arguments as JSON on stdin and is killed
   at ``timeout_seconds``. A handler without an importable ref (a closure, a lambda, a
   ``__main__`` function) runs in-process as in ``native``, and the outcome's ``reason``
-  says so.
+  says so. An MCP tool runs in its server's process under either mode: its handler is the
+  run's MCP session, called in-process.
 
 Handler exceptions become ``error`` outcomes with a one-line redacted message; the
 approval of tools with ``requires_approval`` is the engine's job, not the guard's.
@@ -123,8 +124,13 @@ class ToolGuard:
         self._runtime = runtime
         self._timeout = timeout_seconds
 
-    def check(self, call: ToolCall) -> ToolOutcome | None:
-        """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome."""
+    def definition(self, name: str) -> ToolDefinition:
+        """The definition the guard checks ``name`` against (registered: see :meth:`check`)."""
+        return self._registry.get(name)
+
+    def check(self, call: ToolCall, *, arguments: bool = True) -> ToolOutcome | None:
+        """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome.
+        ``arguments=False`` stops before the schema (a person completes them first)."""
         if call.name not in self._allowed:
             return _denied(f"tool '{call.name}' is not among this agent's tools")
         if call.name not in self._registry:
@@ -134,6 +140,8 @@ class ToolGuard:
             refusal = _policy_refusal(definition, self._policy, call.arguments)
             if refusal is not None:
                 return _denied(refusal)
+        if not arguments:
+            return None
         try:
             self._registry.validate_arguments(call.name, call.arguments)
         except ValidationFailed as exc:
@@ -147,7 +155,7 @@ class ToolGuard:
             return refusal
         definition = self._registry.get(call.name)
         handler = self._registry.handler(call.name)
-        if self._runtime.isolated_tools:
+        if self._runtime.isolated_tools and definition.mcp_server is None:
             ref = definition.implementation or _importable_ref(handler)
             if ref is not None:
                 return self._run_in_child(ref, call)

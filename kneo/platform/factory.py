@@ -38,9 +38,10 @@ def create_platform(
     *,
     clock: Clock | None = None,
 ) -> PlatformManager:
-    """A manager with the default runtimes, the example tools (plus ``tool_registry``'s if
-    given instead) and the project's store."""
-    from kneo.tools.defaults import create_tool_registry, register_builtin_tools
+    """A manager with the default runtimes, the project's tools (``tool_registry`` given
+    here, else the project config's ``tool_registry`` factory, else the example tools) and
+    the project's store."""
+    from kneo.tools.defaults import register_builtin_tools
 
     settings = settings or Settings.from_env()
     project = project or ProjectContext.discover(settings=settings)
@@ -50,9 +51,7 @@ def create_platform(
         )
     compiler = SpecCompiler(
         runtime_registry=create_runtime_registry(),
-        tool_registry=register_builtin_tools(
-            tool_registry or create_tool_registry(include_examples=True)
-        ),
+        tool_registry=register_builtin_tools(tool_registry or project.tool_registry()),
     )
     return PlatformManager(
         compiler=compiler, run_state_store=store, settings=settings, project=project, clock=clock

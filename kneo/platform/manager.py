@@ -27,7 +27,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from kneo.engine.executor import (
 )
 from kneo.engine.human import HumanDecision, HumanRequest
 from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.remote_tools import McpSessions
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
     ConfigError,
@@ -70,7 +71,7 @@ from kneo.settings import Settings
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec_data
-from kneo.spec.models import Spec
+from kneo.spec.models import McpImport, Spec
 from kneo.spec.project import ProjectContext
 from kneo.store import RunRecord, Store
 from kneo.store.rawtx import RawTransaction
@@ -122,6 +123,7 @@ class PlatformManager:
                 record_tool_arguments=self.settings.otel_record_arguments,
                 record_tool_results=self.settings.otel_record_results,
             ),
+            mcp=self._mcp_sessions,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
@@ -138,6 +140,12 @@ class PlatformManager:
         self._slot = RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms))
 
     # ================================================================== starting runs
+
+    def _mcp_sessions(self, imports: Sequence[McpImport]) -> McpSessions:
+        """A run's MCP sessions (the SDK loads only when a spec imports a server)."""
+        from kneo.mcp.client import McpClientSessions
+
+        return McpClientSessions(imports, settings=self.settings)
 
     def run_from_spec(
         self,

@@ -78,6 +78,9 @@ class RunResult:
                 "output_text": self.output_text,
                 "human_intervention_required": self.human_intervention_required,
                 "continuation_id": self.continuation_id,
+                # the single pending request's id at the top level (the tutorial reads it
+                # there); several pending requests are in metadata.pending_human_requests
+                "request_id": self.request_id,
                 "metadata": self.metadata,
             }
         )

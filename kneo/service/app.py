@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -79,6 +79,7 @@ def create_app(
     start_worker: bool | None = None,
     controller: Any = None,
     run_controller: bool = False,
+    mcp: bool = False,
 ) -> FastAPI:
     """Build the service app.
 
@@ -88,6 +89,7 @@ def create_app(
     queue worker for the app's lifetime. ``controller`` (a ``kneo.controller.Controller``)
     enables ``POST /v1/controller/reconcile`` and the Git webhook, and lets promotion
     decisions wake it; ``run_controller`` also runs its leader-elected loop in this process.
+    ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.mcp.server`).
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
@@ -97,9 +99,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
         if dependencies.current_manager(app) is None and configure_default_manager:
-            from kneo.platform import create_platform
+            from kneo.service.factory import create_default_platform_manager
 
-            owned = create_platform(settings=settings)
+            owned = create_default_platform_manager(settings)
             app.state.manager = owned
         worker = None
         if run_worker and dependencies.current_manager(app) is not None:
@@ -118,9 +120,13 @@ def create_app(
             if run_controller:
                 runner = ControllerRunner(controller)
                 runner.start()
+        exits = AsyncExitStack()
+        if getattr(app.state, "mcp", None) is not None:
+            await exits.enter_async_context(app.state.mcp.sessions.run())
         try:
             yield
         finally:
+            await exits.aclose()
             if runner is not None:
                 runner.stop()
             if worker is not None:
@@ -156,6 +162,11 @@ def create_app(
     app.include_router(health_router)
     for router in routers:
         app.include_router(router, include_in_schema=False)  # legacy unversioned alias
+    app.state.mcp = None
+    if mcp:
+        from kneo.mcp.server import mount
+
+        mount(app)
 
     original_openapi = app.openapi
 

@@ -2,8 +2,11 @@
 
 Readiness runs one check per dependency (run state store, continuation store, queue,
 runtime registry, tool registry, providers, mcp) and answers ``503 not_ready`` naming every
-failing check. Provider and MCP checks only look at the secret *names* listed in
-``KNEO_SERV_HEALTH_PROVIDERS`` / ``KNEO_SERV_HEALTH_MCP_SECRETS``; values are never read out.
+failing check. Provider and MCP checks only look at whether the secrets listed in
+``KNEO_SERV_HEALTH_PROVIDERS`` (provider names such as ``openai``, mapped to their variable
+by the project's ``secrets.providers``; a variable name also works) and
+``KNEO_SERV_HEALTH_MCP_SECRETS`` (``secrets.extra`` names or variable names) are set; values
+are never read out.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from kneo.redaction import redact_text
 from kneo.service.dependencies import current_manager
+from kneo.spec.project import SecretsConfig
 
 _URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
 
@@ -81,18 +85,32 @@ def readiness_checks(app: Any) -> dict[str, dict[str, Any]]:
     checks["runtime_registry"] = _check("runtime_registry", registry("runtime_registry"))
     checks["tool_registry"] = _check("tool_registry", registry("tool_registry"))
 
-    def secrets(configured: tuple[str, ...]) -> Any:
+    def secrets(configured: tuple[str, ...], names: dict[str, str]) -> Any:
+        """Each entry is a reference name from ``names`` (a provider, an ``extra`` secret)
+        or else a variable name; ``missing`` lists entries whose variable is unset."""
+
         def fn() -> dict[str, Any]:
-            missing = [n for n in configured if not settings.secret(n)]
+            variables = {entry: names.get(entry, entry) for entry in configured}
+            missing = [e for e, var in variables.items() if not settings.secret(var)]
             out: dict[str, Any] = {"configured": list(configured)}
             if missing:
-                out.update(ok=False, missing=missing, message="missing: " + ", ".join(missing))
+                out.update(
+                    ok=False,
+                    missing=missing,
+                    message="missing: "
+                    + ", ".join(
+                        e if variables[e] == e else f"{e} ({variables[e]})" for e in missing
+                    ),
+                )
             return out
 
         return fn
 
-    checks["providers"] = _check("providers", secrets(settings.health_providers))
-    checks["mcp"] = _check("mcp", secrets(settings.health_mcp_secrets))
+    project = getattr(manager, "project", None)
+    refs = project.config.secrets if project is not None else SecretsConfig()
+    providers = {**SecretsConfig().providers, **refs.providers}  # the defaults, then the project's
+    checks["providers"] = _check("providers", secrets(settings.health_providers, providers))
+    checks["mcp"] = _check("mcp", secrets(settings.health_mcp_secrets, dict(refs.extra)))
     return checks
 
 

@@ -8,6 +8,7 @@ name. No user code is imported here; refs are located and parsed only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,14 +160,7 @@ class SpecCompiler:
             definition = catalog.get(name)
             if definition is not None:
                 if name in agent.approval_required and not definition.requires_approval:
-                    definition = ToolDefinition(
-                        name=definition.name,
-                        description=definition.description,
-                        parameters=definition.parameters,
-                        capabilities=definition.capabilities,
-                        requires_approval=True,
-                        implementation=definition.implementation,
-                    )
+                    definition = replace(definition, requires_approval=True)
                 tools.append(definition)
         return CompiledStep(
             id=step.id,
@@ -208,6 +202,7 @@ def describe(compiled: CompiledWorkflow) -> dict[str, Any]:
                         "name": t.name,
                         "capabilities": sorted(t.capabilities),
                         "requires_approval": t.requires_approval,
+                        "mcp_server": t.mcp_server,
                     }
                     for t in s.tools
                 ],

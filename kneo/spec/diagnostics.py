@@ -75,6 +75,14 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "The environment requires guardrails on every agent.",
     ),
+    "E_MCP_TOOL_UNKNOWN": (
+        "error",
+        "An `mcp.imports` entry lists a tool its server does not offer (`validate`/`lint` ask the server).",
+    ),
+    "W_MCP_UNREACHABLE": (
+        "warning",
+        "`validate`/`lint` could not reach an `mcp.imports` server to check its tool names.",
+    ),
     "W_TOOL_POLICY_UNRESTRICTED": (
         "warning",
         "`tools: all`, or a shorthand tool list without `policies.tool`.",
@@ -141,7 +149,7 @@ class ToolCatalog:
         self._registry = registry
         self._spec_tools: dict[str, ToolDefinition] = {}
         for name, comp in spec.components.tools.items():
-            if comp.implementation or name in registry:
+            if comp.implementation or comp.external or name in registry:
                 base = registry.get(name) if name in registry and not comp.implementation else None
                 self._spec_tools[name] = ToolDefinition(
                     name=name,
@@ -154,6 +162,8 @@ class ToolCatalog:
                     requires_approval=comp.requires_approval
                     or bool(base and base.requires_approval),
                     implementation=comp.implementation or (base.implementation if base else None),
+                    external=comp.external,
+                    result_schema=comp.result_schema,
                 )
         self._mcp: dict[str, str] = {t: imp.name for imp in spec.mcp.imports for t in imp.tools}
 
@@ -166,7 +176,10 @@ class ToolCatalog:
         if name in self._registry:
             return self._registry.get(name)
         if name in self._mcp:
-            return ToolDefinition(name=name, description=f"MCP tool from '{self._mcp[name]}'")
+            server = self._mcp[name]
+            return ToolDefinition(
+                name=name, description=f"MCP tool from '{server}'", mcp_server=server
+            )
         return None
 
     def all_names(self) -> list[str]:
@@ -269,8 +282,10 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                         "E_UNKNOWN_TOOL",
                         path,
                         f"Tool '{name}' is not registered.",
-                        "register it in the tool registry, declare it under components.tools "
-                        "with an implementation, or import it over MCP",
+                        "register it in the project's tool registry (tool_registry in "
+                        ".kneo/config.yaml, or --tools module:factory), declare it under "
+                        "components.tools with an implementation, or list it in an "
+                        "mcp.imports entry's tools",
                     )
                 )
         for i, name in enumerate(agent.approval_required):
@@ -282,6 +297,15 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                         f"Tool '{name}' is not registered.",
                     )
                 )
+        for name in agent.tool_input:
+            if name not in catalog:
+                out.append(
+                    diag(
+                        "E_UNKNOWN_TOOL",
+                        f"{at}.tool_input.{name}",
+                        f"Tool '{name}' is not registered.",
+                    )
+                )
         if agent.memory.compress_with and agent.memory.compress_with not in catalog:
             out.append(
                 diag(
@@ -290,9 +314,11 @@ def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) ->
                     f"Tool '{agent.memory.compress_with}' is not registered.",
                 )
             )
+        # tools: all with an MCP import that lists no tools: any name may be the server's
+        open_mcp = agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)
         for i, turn in enumerate(agent.model.script):
             for j, call in enumerate(turn.tool_calls):
-                if call.name not in catalog:
+                if call.name not in catalog and not open_mcp:
                     out.append(
                         diag(
                             "E_UNKNOWN_TOOL",
@@ -677,6 +703,20 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                 out.append(_ref_problem(path, ref, info.problem))
             if info.unsafe_imports:
                 out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
+    for i, member in enumerate(wf.nodes):
+        stop = member.human_review.on_stop if member.human_review else None
+        if stop is None:
+            continue
+        if stop in ids and member.id in adjacency:
+            adjacency[member.id].add(stop)  # a stopped loop goes on there
+        elif stop not in ids:
+            out.append(
+                diag(
+                    "E_UNKNOWN_REF",
+                    f"workflow.nodes[{i}].human_review.on_stop",
+                    f"on_stop '{stop}' is not a node id.",
+                )
+            )
     out += _route_option_rules(spec, ids)
     if wf.start is None or wf.start not in ids:
         message = (

@@ -116,6 +116,9 @@ class AgentSpec(_Model):
     tools: list[str] | ToolSelection | Literal["all", "*"] = Field(default_factory=list)
     #: Tools whose every call pauses for a person's approval.
     approval_required: list[str] = Field(default_factory=list)
+    #: Tool name -> argument names a person provides before each call (validated against
+    #: the tool's schema); ``[]``: only the required arguments the model left out.
+    tool_input: dict[str, list[str]] = Field(default_factory=dict)
     policies: AgentPolicies = Field(default_factory=AgentPolicies)
     guardrails: list[GuardrailSpec] = Field(default_factory=list)
     memory: MemorySpec = Field(default_factory=MemorySpec)
@@ -166,6 +169,11 @@ class HumanReview(_Model):
     assignee: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
     on_timeout: Literal["fail", "continue", "reject", "escalate"] = "fail"
+    #: Graph nodes: a person reviews every visit (each iteration of a loop): continue,
+    #: edit the output and continue, or stop the loop.
+    review_iterations: bool = False
+    #: Where a stopped loop goes on (a node id); unset, the run ends with the node's output.
+    on_stop: str | None = None
 
 
 # --------------------------------------------------------------------------- workflow
@@ -289,6 +297,11 @@ class ToolComponent(_Model):
         default_factory=list
     )
     requires_approval: bool = False
+    #: Run by the caller, not by Kneo: the run pauses with the call and continues with the
+    #: result the caller provides (no ``implementation`` needed).
+    external: bool = False
+    #: JSON Schema the caller's result must match (as JSON); unset: any non-empty text.
+    result_schema: dict[str, Any] | None = None
 
 
 class ComponentsSpec(_Model):

@@ -7,6 +7,7 @@ built. ``valid`` is false when any error remains. Pure apart from locating refs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,14 @@ def check_spec(
     runtime_registry: RuntimeRegistry,
     base_dir: Path | None = None,
     policy: PolicyEnforcement | None = None,
+    probe: Callable[[Spec], list[Diagnostic]] | None = None,
 ) -> SpecReport:
     """Validate, enforce the environment's policy, and report.
 
     The environment is ``env``, else the loaded spec's, else the context's. ``policy``
     overrides the resolved one (the service passes a policy stored in its database).
+    ``probe`` adds diagnostics that need I/O (the CLI asks MCP servers for their tools);
+    the environment's policy applies to them like to the others.
     """
     if isinstance(loaded_or_spec, LoadedSpec):
         spec, base_dir = loaded_or_spec.spec, base_dir or loaded_or_spec.base_dir
@@ -80,6 +84,8 @@ def check_spec(
     diagnostics = validate_spec(
         spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir
     )
+    if probe is not None:
+        diagnostics += probe(spec)
     from kneo.policy.enforcement import enforce  # trust layer evaluates the contract's policy
 
     enforced = enforce(spec, diagnostics, policy)
@@ -117,6 +123,7 @@ def policy_report(
                     "capabilities": sorted(d.capabilities) if d else [],
                     "requires_approval": bool(d and d.requires_approval)
                     or name in agent.approval_required,
+                    "mcp_server": d.mcp_server if d else None,
                 }
             )
         tp = agent.policies.tool

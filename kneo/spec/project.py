@@ -19,6 +19,7 @@ from kneo.errors import ConfigError
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
+    from kneo.tools import ToolRegistry
 
 CONFIG_DIR = ".kneo"
 CONFIG_FILE = "config.yaml"
@@ -98,8 +99,10 @@ class SecretsConfig(_Model):
     providers: dict[str, str] = Field(
         default_factory=lambda: {
             "openai": "OPENAI_API_KEY",
+            "openai-agents": "OPENAI_API_KEY",
             "anthropic": "ANTHROPIC_API_KEY",
             "google": "GOOGLE_API_KEY",
+            "google-adk": "GOOGLE_API_KEY",
         }
     )
     extra: dict[str, str] = Field(default_factory=dict)
@@ -204,6 +207,10 @@ class ProjectConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
     controller: ControllerConfigBlock | None = None
+    #: ``module:factory`` returning the project's :class:`~kneo.tools.ToolRegistry`: used by
+    #: ``kneo spec``, ``kneo run`` and the service instead of the example tools
+    #: (``--tools`` overrides it).
+    tool_registry: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""
@@ -305,3 +312,10 @@ class ProjectContext:
 
     def default_spec_path(self) -> Path | None:
         return self.resolve_path(self.config.default_spec) if self.config.default_spec else None
+
+    def tool_registry(self, ref: str | None = None) -> ToolRegistry:
+        """The project's tools: ``ref`` (``--tools``), else ``tool_registry`` from the config,
+        else the example tools; the project root is importable for the factory."""
+        from kneo.tools.factory import load_tool_registry
+
+        return load_tool_registry(ref or self.config.tool_registry, import_roots=[self.root])

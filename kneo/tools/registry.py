@@ -18,7 +18,8 @@ CAPABILITIES = frozenset({"network", "filesystem_read", "filesystem_write", "she
 class ToolDefinition:
     """A tool as the model sees it (name, description, JSON Schema ``parameters``) plus the
     capabilities it needs, whether a person must approve each call, and the dotted
-    ``implementation`` it comes from (checked by the unsafe-import diagnostics)."""
+    ``implementation`` it comes from (checked by the unsafe-import diagnostics), or the MCP
+    server that serves it."""
 
     name: str
     description: str = ""
@@ -28,6 +29,12 @@ class ToolDefinition:
     capabilities: frozenset[str] = frozenset()
     requires_approval: bool = False
     implementation: str | None = None
+    #: The ``mcp.imports`` server that runs this tool (``None``: a local handler).
+    mcp_server: str | None = None
+    #: Run by the caller: the run pauses with the call until the caller provides the result,
+    #: which must match ``result_schema`` when one is given.
+    external: bool = False
+    result_schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES

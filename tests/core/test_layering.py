@@ -8,7 +8,17 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("sqlalchemy", "fastapi", "starlette", "typer", "httpx2", "httpx", "openai", "git")
+FORBIDDEN = (
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "typer",
+    "httpx2",
+    "httpx",
+    "openai",
+    "git",
+    "mcp",
+)
 
 PURE_PACKAGES = ["kneo.spec", "kneo.bundle", "kneo.policy", "kneo.engine", "kneo.tools"]
 

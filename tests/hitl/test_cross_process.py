@@ -1,5 +1,7 @@
 """Every pause kind's example: pause in one process, listed and resumed from others.
 
+The loop-iteration, tool-argument-input and external-execution levels are in ``KINDS`` too.
+
 Also: eight processes resuming one continuation at once (exactly one decision applies and
 the step after the pause runs once) on SQLite and PostgreSQL, a stale view that cannot
 resume again, tool-call approval exactly once without re-sent model turns, and
@@ -52,6 +54,21 @@ KINDS = [
         "question",
     ),
     ("hitl_on_error.yaml", ["--select", "retry"], "succeeded", "Published.", "error"),
+    ("hitl_iteration.yaml", ["--reject"], "succeeded", "Published.", "iteration"),
+    (
+        "hitl_tool_input.yaml",
+        ["--provide", '{"to": "ops-team"}'],
+        "succeeded",
+        "Done: sent to ops-team: launch",
+        "tool_input",
+    ),
+    (
+        "hitl_external.yaml",
+        ["--provide", '{"ticket": "OPS-42"}'],
+        "succeeded",
+        'Filed: {"ticket": "OPS-42"}',
+        "external_tool",
+    ),
 ]
 
 
@@ -93,8 +110,15 @@ def test_every_pause_kind_pauses_lists_and_resumes_across_processes(project: Pat
         code, data, err = finish(proc)
         assert data is not None and data["status"] == status, (spec, data, err)
         assert snippet in (data["output_text"] or ""), (spec, data["output_text"])
-    # confirmation rejected: publish skipped; approval, route, on_error, tool: counted once
-    assert sorted(counter(project)) == ["publish", "publish", "send_email"]
+    # confirmation rejected: publish skipped; approval, on_error, the stopped loop and each
+    # tool (approved, completed by a person): counted once; external tools run elsewhere
+    assert sorted(counter(project)) == [
+        "publish",
+        "publish",
+        "publish",
+        "send_email",
+        "send_email",
+    ]
     code, listed, _ = finish(start_cli(project, "human", "list", "--json"))
     assert listed["total"] == 0
 

@@ -30,6 +30,10 @@ def test_every_pause_kind_has_a_snippet() -> None:
         "approval_required=",
         '"ask_question"',
         'on_error="pause"',
+        "WB.iteration_review(",
+        "tool_input=",
+        "WB.external_tool(",
+        "resolver=lambda",
     ):
         assert declared in text, declared
 

@@ -112,6 +112,35 @@ def test_readyz_names_the_failing_check_without_secret_values(make_client, monke
     assert body["metadata"]["checks"]["providers"]["missing"] == ["KNEO_TEST_MISSING_KEY"]
 
 
+def test_readyz_checks_providers_by_name_and_mcp_secrets(make_client) -> None:
+    """Provider names (the reference's form) map to their variables through the secret
+    mappings, ``google-adk`` and ``openai-agents`` included; MCP secrets are checked too."""
+    planted = "sk-planted-health-value"
+    client = make_client(
+        {
+            "KNEO_SERV_HEALTH_PROVIDERS": "openai,openai-agents,google-adk",
+            "KNEO_SERV_HEALTH_MCP_SECRETS": "KNEO_TEST_MCP_TOKEN",
+            "OPENAI_API_KEY": planted,
+        }
+    )
+    body = client.get("/readyz").json()
+    checks = body["metadata"]["checks"]
+    assert checks["providers"]["missing"] == ["google-adk"]
+    assert "google-adk (GOOGLE_API_KEY)" in checks["providers"]["message"]
+    assert checks["mcp"]["missing"] == ["KNEO_TEST_MCP_TOKEN"]
+    assert body["failed_checks"] == ["providers", "mcp"]
+    assert planted not in json.dumps(body)
+    ready = make_client(
+        {
+            "KNEO_SERV_HEALTH_PROVIDERS": "openai-agents",
+            "KNEO_SERV_HEALTH_MCP_SECRETS": "KNEO_TEST_MCP_TOKEN",
+            "OPENAI_API_KEY": planted,
+            "KNEO_TEST_MCP_TOKEN": "token",
+        }
+    )
+    assert ready.get("/readyz").status_code == 200
+
+
 def test_readyz_reports_a_broken_store(make_client) -> None:
     client = make_client()
     manager = client.app.state.manager

@@ -137,6 +137,7 @@ def test_handoff_gets_a_default_selector_and_approval_flags(compiler: SpecCompil
         "name": "summarize",
         "capabilities": [],
         "requires_approval": True,
+        "mcp_server": None,
     }
 
 

@@ -1,0 +1,330 @@
+"""``kneo mcp serve``: Kneo's human tasks, runs and registry as MCP tools, under the API's scopes.
+
+Every tool is one HTTP API route (:data:`TOOLS`), called with the caller's own API key. The
+route does the work, so an assistant gets exactly what the key gets over HTTP: the same
+scope check (a ``viewer`` key cannot resume: ``403 forbidden``), the same validation and
+error codes, the same audit events with the key's *name* as actor. There is no second scope
+table and no second implementation of any operation.
+
+Where the calls go:
+
+* **mounted on the service** (``kneo service serve --mcp``, ``create_app(mcp=True)``):
+  ``POST /mcp`` (streamable HTTP, stateless, JSON responses); the key comes from the MCP
+  request's ``Authorization: Bearer`` or ``X-API-Key`` header and every request without a
+  valid key is ``401`` before any MCP handling; calls go to the same app in-process;
+* **its own port** (``kneo mcp serve --transport http``): the same ``/mcp`` endpoint and
+  check in a process of its own, in front of an in-process API (or ``--service-url``);
+* **stdio** (``kneo mcp serve``): for an assistant on the same machine; calls carry
+  ``KNEO_SERV_API_KEY`` (the CLI's key) to the in-process API or to ``--service-url``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from kneo.service.auth import Authenticator
+
+#: What the assistant is told about this server.
+INSTRUCTIONS = (
+    "Kneo runs AI agent workflows with durable human approval. List pending human tasks, read "
+    "one, and resume it with a decision (approved, rejected, edited + content, provided + "
+    "content, selected + selected_option); start a run of an approved bundle; read runs, "
+    "their traces, the bundle registry and the GitOps controller. Each tool is the HTTP API "
+    "route it names, under your API key's scopes."
+)
+
+
+@dataclass(frozen=True)
+class ApiTool:
+    """An MCP tool and the API route it calls."""
+
+    name: str
+    method: str
+    path: str
+    description: str
+
+
+TOOLS: tuple[ApiTool, ...] = (
+    ApiTool("list_human_tasks", "GET", "/v1/human-tasks", "Pending human tasks, oldest first."),
+    ApiTool(
+        "get_human_task",
+        "GET",
+        "/v1/human-tasks/{continuation_id}",
+        "One human task: its pending requests (kind, prompt, accepted decisions, context).",
+    ),
+    ApiTool(
+        "resume_human_task",
+        "POST",
+        "/v1/human-tasks/{continuation_id}/resume",
+        "Answer one request of a human task and continue the run; audited with your key's name.",
+    ),
+    ApiTool(
+        "start_run",
+        "POST",
+        "/v1/runs",
+        "Run the active (approved) registry revision of a bundle in an environment.",
+    ),
+    ApiTool("get_run", "GET", "/v1/runs/{run_id}", "A run's status, position and output."),
+    ApiTool("get_run_trace", "GET", "/v1/runs/{run_id}/trace", "A run's trace events (redacted)."),
+    ApiTool(
+        "list_registry_bundles", "GET", "/v1/registry/bundles", "Bundle revisions in the registry."
+    ),
+    ApiTool(
+        "get_registry_bundle",
+        "GET",
+        "/v1/registry/bundles/{bundle}/{environment}",
+        "One bundle's revisions in one environment.",
+    ),
+    ApiTool(
+        "controller_status",
+        "GET",
+        "/v1/controller/status",
+        "The GitOps controller's last reconcile and conditions.",
+    ),
+)
+
+Sender = Callable[[str, str, str | None, Mapping[str, Any] | None, Any], Awaitable[Any]]
+
+
+class ApiBridge:
+    """Sends tool calls to the HTTP API with the caller's key.
+
+    ``client`` is an ``httpx2.AsyncClient`` on the service (in-process through its ASGI app,
+    or a URL). ``default_key`` is stdio's key; over HTTP only the request's own key is used.
+    """
+
+    def __init__(self, client: Any, *, default_key: str | None = None) -> None:
+        self._client = client
+        self._default_key = default_key or None
+
+    async def call(
+        self,
+        headers: Mapping[str, str] | None,
+        tool: ApiTool,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        key = presented(headers) if headers is not None else self._default_key
+        out_headers = {"X-Kneo-Via": "mcp"}
+        if key:
+            out_headers["Authorization"] = f"Bearer {key}"
+        if idempotency_key:
+            out_headers["Idempotency-Key"] = idempotency_key
+        path = tool.path.format(**{k: _segment(v) for k, v in (path_params or {}).items()})
+        response = await self._client.request(
+            tool.method,
+            path,
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            json=body,
+            headers=out_headers,
+        )
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"error": "bad_response", "message": response.text[:300]}
+        if response.status_code >= 400:
+            error = data.get("error", "error") if isinstance(data, dict) else "error"
+            message = data.get("message", "") if isinstance(data, dict) else str(data)
+            raise ToolError(f"{response.status_code} {error}: {message}")
+        return data
+
+
+def _segment(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def presented(headers: Mapping[str, str]) -> str | None:
+    """The API key of an HTTP request, read as the service reads it (bearer wins)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    scheme, _, value = (lowered.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    api_key = (lowered.get("x-api-key") or "").strip()
+    return api_key or None
+
+
+def build_server(bridge: ApiBridge) -> MCPServer:
+    """The MCP server with one tool per :data:`TOOLS` entry (``ctx`` is the SDK's request
+    context: its headers carry the caller's key over HTTP)."""
+    server = MCPServer("kneo", instructions=INSTRUCTIONS)
+    by_name = {tool.name: tool for tool in TOOLS}
+
+    def headers(ctx: Context) -> Mapping[str, str] | None:
+        try:
+            return ctx.headers
+        except ValueError:  # no request (direct invocation)
+            return None
+
+    def tool(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return server.tool(name=name, description=by_name[name].description)
+
+    @tool("list_human_tasks")
+    async def list_human_tasks(
+        ctx: Context,
+        run_id: str | None = None,
+        assignee: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx),
+            by_name["list_human_tasks"],
+            params={"run_id": run_id, "assignee": assignee, "kind": kind, "limit": limit},
+        )
+
+    @tool("get_human_task")
+    async def get_human_task(ctx: Context, continuation_id: str) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx),
+            by_name["get_human_task"],
+            path_params={"continuation_id": continuation_id},
+        )
+
+    @tool("resume_human_task")
+    async def resume_human_task(
+        ctx: Context,
+        continuation_id: str,
+        request_id: str,
+        decision: str,
+        content: str | None = None,
+        selected_option: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            k: v
+            for k, v in {
+                "request_id": request_id,
+                "decision": decision,
+                "content": content,
+                "selected_option": selected_option,
+            }.items()
+            if v is not None
+        }
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx),
+            by_name["resume_human_task"],
+            path_params={"continuation_id": continuation_id},
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    @tool("start_run")
+    async def start_run(
+        ctx: Context,
+        bundle: str,
+        environment: str,
+        input: str,
+        target: str = "workflow",
+        async_mode: bool = False,
+    ) -> dict[str, Any]:
+        body = {
+            "bundle": bundle,
+            "environment": environment,
+            "input": input,
+            "target": target,
+            "async_mode": async_mode,
+        }
+        return await bridge.call(headers(ctx), by_name["start_run"], body=body)  # type: ignore[no-any-return]
+
+    @tool("get_run")
+    async def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx), by_name["get_run"], path_params={"run_id": run_id}
+        )
+
+    @tool("get_run_trace")
+    async def get_run_trace(ctx: Context, run_id: str, limit: int = 100) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx),
+            by_name["get_run_trace"],
+            path_params={"run_id": run_id},
+            params={"limit": limit},
+        )
+
+    @tool("list_registry_bundles")
+    async def list_registry_bundles(ctx: Context, environment: str | None = None) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx), by_name["list_registry_bundles"], params={"environment": environment}
+        )
+
+    @tool("get_registry_bundle")
+    async def get_registry_bundle(ctx: Context, bundle: str, environment: str) -> dict[str, Any]:
+        return await bridge.call(  # type: ignore[no-any-return]
+            headers(ctx),
+            by_name["get_registry_bundle"],
+            path_params={"bundle": bundle, "environment": environment},
+        )
+
+    @tool("controller_status")
+    async def controller_status(ctx: Context) -> dict[str, Any]:
+        return await bridge.call(headers(ctx), by_name["controller_status"])  # type: ignore[no-any-return]
+
+    return server
+
+
+class McpEndpoint:
+    """``/mcp`` over streamable HTTP: a request without a valid API key is ``401`` before
+    any MCP handling (the service's :class:`Authenticator`); scopes are the routes'."""
+
+    def __init__(self, bridge: ApiBridge, authenticator: Authenticator) -> None:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        self.server = build_server(bridge)
+        self._authenticator = authenticator
+        # Stateless and JSON: any API replica can answer any request. Keys are required, so
+        # DNS-rebinding protection (for unauthenticated local servers) is off then.
+        self.sessions = StreamableHTTPSessionManager(
+            app=self.server._lowlevel_server,
+            stateless=True,
+            json_response=True,
+            security_settings=TransportSecuritySettings(
+                enable_dns_rebinding_protection=not authenticator.enabled,
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            ),
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.responses import JSONResponse
+
+        from kneo.errors import KneoError
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            self._authenticator.authenticate(presented(headers))
+        except KneoError as exc:
+            body = {"error": exc.code, "message": exc.message}
+            await JSONResponse(body, status_code=exc.http_status)(scope, receive, send)
+            return
+        await self.sessions.handle_request(scope, receive, send)
+
+
+def mount(app: Any) -> McpEndpoint:
+    """Serve the MCP tools at ``/mcp`` on the service ``app``; calls go to ``app`` itself.
+    The app's lifespan runs the endpoint's session manager (``app.state.mcp``)."""
+    from starlette.routing import Route
+
+    endpoint = McpEndpoint(ApiBridge(in_process_client(app)), app.state.authenticator)
+    app.router.routes.append(Route("/mcp", endpoint=endpoint))
+    app.state.mcp = endpoint
+    return endpoint
+
+
+def in_process_client(app: Any) -> Any:
+    """An ``httpx2.AsyncClient`` that calls ``app`` (the service) without a socket."""
+    import httpx2
+
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://kneo.internal"
+    )

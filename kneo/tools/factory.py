@@ -1,0 +1,71 @@
+"""The project's tool registry from a ``module:factory`` reference.
+
+One loader for every place that needs the project's tools: ``kneo spec validate|lint|compile|
+policy-report`` and ``kneo spec bundle sign`` (``--tools`` or the project config's
+``tool_registry``), ``kneo run`` and the service's default platform. Unlike the spec
+checks, which only *locate* user modules, this imports and calls the factory: naming it is
+the user's explicit choice to run their registration code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kneo.errors import ConfigError
+from kneo.tools.defaults import create_tool_registry, register_builtin_tools
+from kneo.tools.registry import ToolRegistry
+
+
+def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) -> ToolRegistry:
+    """``ref`` (``module:attr``) names a zero-argument callable returning a
+    :class:`ToolRegistry`, or a registry itself; ``None`` gives the example tools. The
+    built-in ``ask_question`` is added either way. ``import_roots`` (the project root) are
+    appended to ``sys.path`` so a project module such as ``examples.my_tools`` imports."""
+    if ref is None:
+        return create_tool_registry(include_examples=True)
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"tool registry factory {ref!r} must look like module:factory",
+            code="E_TOOL_FACTORY",
+            ref=ref,
+        )
+    for root in import_roots:
+        if str(root) not in sys.path:
+            sys.path.append(str(root))
+    try:
+        target: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"tool registry factory {ref!r} cannot be imported: {exc}",
+            code="E_TOOL_FACTORY",
+            ref=ref,
+        ) from None
+    registry = target
+    if not isinstance(registry, ToolRegistry):
+        if not callable(registry):
+            raise ConfigError(
+                f"tool registry factory {ref!r} is neither a ToolRegistry nor callable",
+                code="E_TOOL_FACTORY",
+                ref=ref,
+            )
+        try:
+            registry = registry()
+        except Exception as exc:  # user code: report it, never a traceback
+            raise ConfigError(
+                f"tool registry factory {ref!r} failed: {type(exc).__name__}: {exc}",
+                code="E_TOOL_FACTORY",
+                ref=ref,
+            ) from None
+    if not isinstance(registry, ToolRegistry):
+        raise ConfigError(
+            f"tool registry factory {ref!r} returned {type(registry).__name__}, not a ToolRegistry",
+            code="E_TOOL_FACTORY",
+            ref=ref,
+        )
+    return register_builtin_tools(registry)
