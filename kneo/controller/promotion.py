@@ -49,8 +49,10 @@ class PromotionGate(Protocol):
         approvers: tuple[str, ...],
         min_approvals: int,
         now: datetime,
+        upstream: str | None = None,
     ) -> str:
-        """Open the task inside the caller's transaction ``tx``; returns its id."""
+        """Open the task inside the caller's transaction ``tx``; returns its id.
+        ``upstream``: the environment the digest must be active in first, if any."""
         ...
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
@@ -76,6 +78,7 @@ class ContinuationPromotionGate:
         approvers: tuple[str, ...],
         min_approvals: int,
         now: datetime,
+        upstream: str | None = None,
     ) -> str:
         from kneo.engine.human import build_request
 
@@ -89,6 +92,8 @@ class ContinuationPromotionGate:
             "approvers": list(approvers),
             "min_approvals": min_approvals,
         }
+        if upstream:
+            context["upstream"] = upstream
         request = build_request(
             request_id=f"req_{cid.removeprefix('cont_')}",
             kind=REQUEST_KIND,
@@ -104,18 +109,16 @@ class ContinuationPromotionGate:
             existing = tx.get_continuation(cid)
         except NotFound:
             existing = None
-        if existing is None:
-            tx.put_continuation(
-                cid, run_id=None, requests=[request], context=context, workflow_kind=WORKFLOW_KIND
-            )
-        elif existing.status != "pending":
+        if existing is None or existing.status != "pending":
             tx.put_continuation(
                 cid,
                 run_id=None,
                 requests=[request],
                 context=context,
                 workflow_kind=WORKFLOW_KIND,
-                expected_version=existing.version,
+                workflow_name=name,
+                environment=environment,
+                expected_version=existing.version if existing is not None else None,
             )
         return cid
 

@@ -36,6 +36,8 @@ class Page(Generic[T]):
     offset: int
     sort_by: str
     sort_order: Literal["asc", "desc"]
+    #: keyset listings: the opaque cursor of the page after this one (``None``: last page)
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,9 @@ class ContinuationRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    #: the run's workflow name (a promotion's bundle name) and environment: inbox labels
+    workflow_name: str | None = None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)

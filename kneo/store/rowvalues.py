@@ -100,9 +100,12 @@ def continuation_values(
     expires_at: datetime | None,
     escalated_at: datetime | None,
     now: datetime,
+    workflow_name: str | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
-    """The ``continuations`` columns a create or a replace writes."""
-    return {
+    """The ``continuations`` columns a create or a replace writes. ``workflow_name`` and
+    ``environment`` (the inbox's labels) are written when given: a replace keeps them."""
+    values = {
         "run_id": run_id,
         "status": status,
         "requests": request_list,
@@ -112,6 +115,11 @@ def continuation_values(
         "escalated_at": escalated_at,
         "updated_at": now,
     }
+    if workflow_name is not None:
+        values["workflow_name"] = workflow_name
+    if environment is not None:
+        values["environment"] = environment
+    return values
 
 
 def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime) -> None:
