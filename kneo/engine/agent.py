@@ -346,7 +346,9 @@ class AgentLoop:
                     context={
                         "tool_name": call.name,
                         "tool_call_id": call.id,
-                        "arguments": redact(dict(call.arguments)),
+                        # The decider judges these: secrets out, personal data kept;
+                        # every view and record applies the rest of the policy.
+                        "arguments": redact(dict(call.arguments), show_personal=True),
                     },
                     decisions=("approved", "rejected", "edited"),
                 )
