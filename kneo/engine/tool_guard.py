@@ -123,6 +123,10 @@ class ToolGuard:
         self._runtime = runtime
         self._timeout = timeout_seconds
 
+    def parameters(self, name: str) -> Mapping[str, Any] | None:
+        """The JSON Schema of a registered tool's arguments (``None``: not registered)."""
+        return self._registry.get(name).parameters if name in self._registry else None
+
     def check(self, call: ToolCall) -> ToolOutcome | None:
         """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome."""
         if call.name not in self._allowed:

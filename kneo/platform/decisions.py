@@ -69,6 +69,7 @@ def apply_decision(
             "decision": answer.decision,
             "kind": request.kind,
             "content_present": bool(answer.content),
+            "actor": answer.actor,
         },
     }
     try:

@@ -155,6 +155,7 @@ def run_view(
         "visited_steps": visited,
         "visited_nodes": visited if run.workflow_kind == "graph" else [],
         "trace_event_count": trace_event_count,
+        "input_text": run.input_text,
         "output_text": run.output_text,
         "error": run.error,
         "continuation_id": state.get("continuation_id") if run.status == "paused" else None,

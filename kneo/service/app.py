@@ -156,6 +156,10 @@ def create_app(
     app.include_router(health_router)
     for router in routers:
         app.include_router(router, include_in_schema=False)  # legacy unversioned alias
+    if settings.console_enabled:  # the reviewer console (docs/console.md)
+        from kneo.console import create_console
+
+        app.mount("/ui", create_console(app, settings), name="console")
 
     original_openapi = app.openapi
 
