@@ -97,12 +97,12 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
 
     @router.get("/login", name="login")
     def login_page(request: Request, next: str = "") -> Response:
-        session = auth.session(request) or Session.anonymous()
-        if session.name is None:
-            session = Session(csrf=session.csrf)
-        return render(
-            request, "login.html", {"next": _safe_next(next), "csrf": session.csrf}, session=session
-        )
+        session = auth.session(request)
+        issue = session is None  # a pre-session: only the sign-in form's CSRF token
+        if session is None:
+            session = Session.anonymous()
+        context = {"next": _safe_next(next), "csrf": session.csrf}
+        return render(request, "login.html", context, session=session if issue else None)
 
     @router.post("/login", name="login_submit")
     async def login(request: Request) -> Response:
@@ -355,7 +355,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
             {
                 "viewer": viewer,
                 "task": task,
-                "request": task["requests"][0] if task["requests"] else None,
+                "req": task["requests"][0] if task["requests"] else None,
                 "p": detail,
                 "mine": mine,
                 "notice": notice,
