@@ -79,6 +79,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
 
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.state.parent = parent
+    console.state.path_formats = {}  # see console_path
     console.state.auth = auth
     console.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     console.include_router(build_router(auth, render))

@@ -100,6 +100,15 @@ class ConsoleAuth:
         if missing:
             raise Forbidden(f"Missing required scope: {missing[0]}", required_scope=missing[0])
 
+    async def posted(self, request: Request) -> dict[str, str]:
+        """The posted form's text fields, once its CSRF token is this session's (403
+        otherwise, before anything else is looked at)."""
+        form = await request.form()
+        posted: Mapping[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not csrf_matches(self.session(request), posted.get(CSRF_FIELD)):
+            raise Forbidden("missing or invalid CSRF token", code="csrf_failed")
+        return dict(posted)
+
     def page(self, page: str) -> Callable[[Request], Awaitable[Viewer]]:
         """A dependency for a GET page: the viewer, else sign-in, else 403."""
         if page not in self.scopes:
@@ -121,9 +130,7 @@ class ConsoleAuth:
             raise ValueError(f"unknown console page {page!r}")
 
         async def dependency(request: Request) -> tuple[Viewer, dict[str, str]]:
-            posted = await posted_fields(request)
-            if not csrf_matches(self.session(request), posted.get(CSRF_FIELD)):
-                raise Forbidden("missing or invalid CSRF token", code="csrf_failed")
+            posted = await self.posted(request)
             viewer = self.viewer(request)
             if viewer is None:
                 raise SignInRequired()
@@ -131,10 +138,3 @@ class ConsoleAuth:
             return viewer, posted
 
         return dependency
-
-
-async def posted_fields(request: Request) -> dict[str, str]:
-    """The posted form's text fields (files are not part of any console form)."""
-    form = await request.form()
-    fields: Mapping[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-    return dict(fields)

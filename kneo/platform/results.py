@@ -217,8 +217,8 @@ def task_view(
     requests: Sequence[Mapping[str, Any]] = cont.requests
     if pending_only:
         requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
-    shown = [public_request(r, show_personal=show_personal) for r in requests]
-    return redact_mapping(
+    shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
+    view = redact_mapping(
         {
             "continuation_id": cont.continuation_id,
             "run_id": cont.run_id,
@@ -226,8 +226,6 @@ def task_view(
             "workflow_kind": cont.workflow_kind,
             "workflow_name": cont.workflow_name,
             "environment": cont.environment,
-            "request": shown[0] if shown else None,
-            "requests": shown,
             "created_at": utc_iso(cont.created_at),
             "updated_at": utc_iso(cont.updated_at),
             "expires_at": utc_iso(cont.expires_at),
@@ -235,3 +233,4 @@ def task_view(
         },
         show_personal=show_personal,
     )
+    return {**view, "request": shown[0] if shown else None, "requests": shown}

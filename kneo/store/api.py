@@ -491,14 +491,12 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         return Page(items, total, limit, offset, "created_at", order, next_cursor)
 
     def pending_counts_by_assignee(self) -> dict[str | None, int]:
-        """Pending requests of pending continuations per assignee (``None`` = unassigned)."""
+        """Pending requests of pending continuations per assignee (``None`` = unassigned):
+        one scan of the ``(status, assignee)`` index (a request row is pending only while its
+        continuation is, see ``continuation_request_rows``)."""
         r = t.continuation_requests.c
-        c = t.continuations.c
         stmt = (
-            sa.select(r.assignee, sa.func.count())
-            .join(t.continuations, c.continuation_id == r.continuation_id)
-            .where(r.status == "pending", c.status == "pending")
-            .group_by(r.assignee)
+            sa.select(r.assignee, sa.func.count()).where(r.status == "pending").group_by(r.assignee)
         )
         with self._read() as conn:
             return {assignee: int(n) for assignee, n in conn.execute(stmt)}

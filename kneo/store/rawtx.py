@@ -741,7 +741,7 @@ class RawTransaction(RowWriter):
             self._insert_rows(
                 t.continuation_requests,
                 names,
-                continuation_request_rows(continuation_id, request_list),
+                continuation_request_rows(continuation_id, request_list, status),
             )
         return rows.continuation(values)
 

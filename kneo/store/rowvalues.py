@@ -128,16 +128,18 @@ def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime
 
 
 def continuation_request_rows(
-    continuation_id: str, request_list: list[dict[str, Any]]
+    continuation_id: str, request_list: list[dict[str, Any]], status: str = "pending"
 ) -> list[dict[str, Any]]:
-    """``continuation_requests`` index rows of a continuation's requests."""
+    """``continuation_requests`` index rows of a continuation's requests. A row is pending
+    only while its continuation (``status``) is, so the inbox counts pending requests
+    without reading the continuations."""
     return [
         {
             "continuation_id": continuation_id,
             "request_id": r["request_id"],
             "kind": r.get("kind"),
             "assignee": r.get("assignee"),
-            "status": r.get("status") or "pending",
+            "status": (r.get("status") or "pending") if status == "pending" else "resolved",
         }
         for r in request_list
     ]

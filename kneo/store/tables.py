@@ -244,7 +244,7 @@ continuation_requests = sa.Table(
     sa.Column("kind", sa.String(64)),
     sa.Column("assignee", sa.String(255)),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Index(None, "assignee", "status"),
+    sa.Index(None, "status", "assignee"),  # the inbox's counts: pending rows only (0009)
     sa.Index(None, "request_id"),
     sqlite_with_rowid=False,
 )

@@ -347,7 +347,8 @@ class Transaction(RowWriter, RegistryWritesMixin):
             )
         if request_list:
             self.conn.execute(
-                _INSERT_CONT_REQUESTS, continuation_request_rows(continuation_id, request_list)
+                _INSERT_CONT_REQUESTS,
+                continuation_request_rows(continuation_id, request_list, status),
             )
         return record
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import ALL_KEYS, Console, console_auth, start
+from console_helpers import ALL_KEYS, Console, console_auth, start
 from svc_helpers import headers
 
 from kneo.console.auth import PAGES

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ALL_KEYS, ROOT, console_env
+from console_helpers import ALL_KEYS, ROOT, console_env, promotion_setup
 from svc_helpers import headers
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -56,7 +56,6 @@ class LiveConsole:
 
     def __init__(self, root: Path) -> None:
         import uvicorn
-        from test_console_promotion import promotion_setup
 
         from kneo.platform import create_platform
         from kneo.service import create_app

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Console, start
+from console_helpers import Console, start
 from svc_helpers import headers
 
 

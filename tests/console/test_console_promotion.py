@@ -9,51 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import Console
-from gitops_fixtures import Keys, Repo, make_controller
-
-from kneo.clock import ManualClock
-from kneo.controller.promotion import record_promotion_decision, task_id
-from kneo.settings import Settings
-from kneo.store import open_store
-
-ENVIRONMENTS = {
-    "staging": "version: v1\n",
-    "prod": (
-        "version: v1\npromotion:\n  require_approved_in: staging\n"
-        "  require_human_approval: true\n  approvers: [alice, bob]\n  min_approvals: 2\n"
-    ),
-}
-
-
-def mailer(prompt: str) -> dict[str, Any]:
-    return {"version": "v1", "agent": {"name": "mailer", "system_prompt": prompt}}
-
-
-def promotion_setup(tmp_path: Path) -> tuple[Any, Any, str]:
-    """staging and prod active at r1 (prod's approved by alice and bob); prod's r2, a
-    changed prompt, waits for two approvals."""
-    store = open_store(None, settings=Settings.from_env({}), state_dir=tmp_path / "state")
-    repo, keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
-    for env, text in ENVIRONMENTS.items():
-        repo.write(f"environments/{env}.yaml", text)
-    for env in ENVIRONMENTS:
-        repo.write(f"bundles/mailer/{env}.json", keys.bundle("mailer", env, mailer("Be brief.")))
-    repo.commit("mailer r1")
-    controller = make_controller(store, repo, keys, ManualClock(), tmp_path)
-    assert controller.reconcile_once().ok
-    first = task_id("mailer", "prod", store.get_active("mailer", "staging").digest)
-    for approver in ("alice", "bob"):
-        record_promotion_decision(store, first, approver=approver, decision="approved")
-    assert controller.reconcile_once().ok
-    assert store.get_active("mailer", "prod").revision == 1
-    for env in ENVIRONMENTS:
-        repo.write(f"bundles/mailer/{env}.json", keys.bundle("mailer", env, mailer("Be kind.")))
-    repo.commit("mailer r2")
-    assert controller.reconcile_once().ok
-    assert controller.reconcile_once().ok  # prod waits for staging's r2 first
-    digest = store.get_active("mailer", "staging").digest
-    return store, controller, task_id("mailer", "prod", digest)
+from console_helpers import Console, promotion_setup
 
 
 def test_promotion_page_shows_what_to_judge_and_takes_two_approvals(

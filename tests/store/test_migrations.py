@@ -498,15 +498,36 @@ def test_0009_labels_existing_continuations(fresh_url: str) -> None:
                     "workflow_kind": "promotion",
                     "context": {"bundle": "mailer", "environment": "staging"},
                 },
+                {
+                    **cont,
+                    "continuation_id": "cont_done",
+                    "run_id": "run_1",
+                    "workflow_kind": "sequential",
+                    "context": {},
+                    "status": "resolved",
+                },
+            ],
+        )
+        conn.execute(
+            sa.insert(t.continuation_requests),
+            [
+                {"continuation_id": c, "request_id": f"req_{c}", "status": "pending"}
+                for c in ("cont_run", "cont_done")
             ],
         )
     assert upgrade(engine, dialect) == HEAD_REVISION
+    r = t.continuation_requests.c
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(r.continuation_id, r.status)).all())
+    # a request row is pending only while its continuation is
+    assert statuses == {"cont_run": "pending", "cont_done": "resolved"}
     c = t.continuations.c
     with engine.connect() as conn:
         labels = conn.execute(
             sa.select(c.continuation_id, c.workflow_name, c.environment).order_by(c.continuation_id)
         ).all()
-    assert [tuple(r) for r in labels] == [
+    assert [tuple(row) for row in labels] == [
+        ("cont_done", "billing", "prod"),
         ("cont_promo", "mailer", "staging"),
         ("cont_run", "billing", "prod"),
     ]

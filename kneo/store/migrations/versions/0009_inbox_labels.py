@@ -1,10 +1,16 @@
-"""The inbox labels: ``continuations.workflow_name`` and ``continuations.environment``.
+"""The inbox: labels on continuations, and counts that read pending requests only.
 
-The reviewer console lists pending tasks with the workflow (or, for a promotion, the bundle)
-and the environment they belong to, and filters on both. Copied onto the continuation row
-when it is written (from its run, or from the promotion it asks about), a page of tasks is
-one indexed query without a join to ``runs``, and a promotion, which has no run, filters
-like any other task. Existing rows are filled from their runs and from promotion contexts.
+* ``continuations.workflow_name`` and ``continuations.environment``: the reviewer console
+  lists pending tasks with the workflow (or, for a promotion, the bundle) and environment
+  they belong to, and filters on both. Copied onto the continuation row when it is written
+  (from its run, or from the promotion it asks about), a page of tasks is one indexed query
+  without a join to ``runs``, and a promotion, which has no run, filters like any other
+  task. Existing rows are filled from their runs and from promotion contexts.
+* ``continuation_requests``: a request row is pending only while its continuation is
+  (rows of answered, expired or resolved continuations are marked resolved), and the index
+  ``(assignee, status)`` becomes ``(status, assignee)``, so the pending count per assignee
+  is one scan of the pending rows instead of every request ever asked, each joined to its
+  continuation.
 
 Revision ID: 0009
 Revises: 0007
@@ -27,6 +33,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_continuation_requests_assignee_status", "continuation_requests")
+    op.create_index(
+        "ix_continuation_requests_status_assignee", "continuation_requests", ["status", "assignee"]
+    )
+    op.execute(
+        "UPDATE continuation_requests SET status = 'resolved' WHERE status = 'pending' AND "
+        "continuation_id IN (SELECT continuation_id FROM continuations WHERE status != 'pending')"
+    )
     op.add_column("continuations", sa.Column("workflow_name", sa.String(255), nullable=True))
     op.add_column("continuations", sa.Column("environment", sa.String(128), nullable=True))
     bind = op.get_bind()
@@ -59,3 +73,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     drop_columns("continuations", "environment", "workflow_name")
+    op.drop_index("ix_continuation_requests_status_assignee", "continuation_requests")
+    op.create_index(
+        "ix_continuation_requests_assignee_status", "continuation_requests", ["assignee", "status"]
+    )
