@@ -173,6 +173,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
             sort=sort,
             limit=limit,
             cursor=cursor or None,
+            count=False,  # the inbox shows the counts per assignee, not a total
             show_personal=viewer.show_personal,
         )
         filters = {

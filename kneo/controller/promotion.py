@@ -143,14 +143,18 @@ class ContinuationPromotionGate:
 
     def open_tasks(self, store: Any) -> set[str]:
         ids: set[str] = set()
-        offset = 0
+        cursor = None
         while True:
             page = store.list_continuations(
-                status="pending", workflow_kind=WORKFLOW_KIND, limit=1000, offset=offset
+                status="pending",
+                workflow_kind=WORKFLOW_KIND,
+                limit=1000,
+                cursor=cursor,
+                count=False,
             )
             ids.update(c.continuation_id for c in page.items)
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
+            cursor = page.next_cursor
+            if cursor is None:
                 return ids
 
 

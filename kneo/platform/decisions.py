@@ -150,6 +150,7 @@ def list_human_tasks(
     limit: int,
     offset: int,
     cursor: str | None = None,
+    count: bool = True,
     show_personal: bool = False,
 ) -> dict[str, Any]:
     """Pending tasks with counts per assignee; see ``PlatformManager.list_human_tasks``."""
@@ -171,6 +172,7 @@ def list_human_tasks(
         limit=limit,
         offset=offset,
         cursor=cursor,
+        count=count,
     )
     counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
     tasks = with_bodies_many(manager.store, page.items)

@@ -490,13 +490,15 @@ class PlatformManager:
         limit: int = 100,
         offset: int = 0,
         cursor: str | None = None,
+        count: bool = True,
         show_personal: bool = False,
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
         environment, assignee, request kind, escalation and age (created more than
         ``older_than_seconds`` ago); oldest or newest first; with the count of pending
         requests per assignee (``"(unassigned)"`` for none). ``next_cursor`` passed back as
-        ``cursor`` gives the next page (keyset paging); ``show_personal`` for a decider."""
+        ``cursor`` gives the next page (keyset paging); ``count=False`` leaves ``total``
+        out; ``show_personal`` for a decider."""
         return list_human_tasks(
             self,
             run_id=run_id,
@@ -511,6 +513,7 @@ class PlatformManager:
             limit=limit,
             offset=offset,
             cursor=cursor,
+            count=count,
             show_personal=show_personal,
         )
 
@@ -808,7 +811,7 @@ class PlatformManager:
         return write_outcome(tx, run, journal, outcome, audits, self.owner)
 
     def _trace_count(self, run_id: str) -> int:
-        return self.store.list_trace(run_id, limit=1).total
+        return self.store.list_trace(run_id, limit=1).total or 0
 
     def _result(self, run: RunRecord) -> RunResult:
         # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,

@@ -433,6 +433,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
+        count: bool = True,
     ) -> Page[ContinuationRecord]:
         """Continuations (pending by default) filtered as the human task inbox needs.
 
@@ -443,7 +444,9 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         sweep). Ordered by ``(created_at, continuation_id)``; the page's ``next_cursor``,
         passed back as ``cursor``, continues after its last row (keyset paging: the page
         after it costs the same however deep it is, and rows added meanwhile are neither
-        skipped nor repeated). ``cursor`` and ``offset`` do not combine.
+        skipped nor repeated). ``cursor`` and ``offset`` do not combine. ``count=False``
+        leaves ``total`` out (``None``): with a kind or assignee filter, counting visits
+        every pending task, where a page stops after its rows.
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
@@ -470,9 +473,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
             after.append(after_key((c.created_at, c.continuation_id), (since, last_id), order))
         with self._read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(t.continuations).where(*where)
-            ).scalar_one()
+            total = None
+            if count:
+                total = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.continuations).where(*where)
+                ).scalar_one()
             result = conn.execute(
                 sa.select(t.continuations)
                 .where(*where, *after)

@@ -31,7 +31,8 @@ class Page(Generic[T]):
     """One page of a listing plus what produced it, so APIs can echo paging back."""
 
     items: list[T]
-    total: int
+    #: matching rows in all; ``None`` when the listing was asked not to count (``count=False``)
+    total: int | None
     limit: int
     offset: int
     sort_by: str

@@ -226,7 +226,8 @@ continuations = sa.Table(
     sa.Column("workflow_name", sa.String(255)),
     sa.Column("environment", sa.String(128)),
     sa.Index(None, "run_id"),
-    sa.Index(None, "status", "created_at"),
+    # the inbox's keyset order, covering: a page or a count never reads the rows it skips
+    sa.Index(None, "status", "created_at", "continuation_id"),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by

@@ -6,6 +6,9 @@
   (from its run, or from the promotion it asks about), a page of tasks is one indexed query
   without a join to ``runs``, and a promotion, which has no run, filters like any other
   task. Existing rows are filled from their runs and from promotion contexts.
+* ``continuations (status, created_at, continuation_id)`` replaces ``(status, created_at)``:
+  the inbox's keyset order in full, covering, so a page needs no sort of tied rows and a
+  filtered walk no row lookups.
 * ``continuation_requests``: a request row is pending only while its continuation is
   (rows of answered, expired or resolved continuations are marked resolved), and the index
   ``(assignee, status)`` becomes ``(status, assignee)``, so the pending count per assignee
@@ -33,6 +36,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_continuations_status_created_at", "continuations")
+    op.create_index(
+        "ix_continuations_status_created_at_continuation_id",
+        "continuations",
+        ["status", "created_at", "continuation_id"],
+    )
     op.drop_index("ix_continuation_requests_assignee_status", "continuation_requests")
     op.create_index(
         "ix_continuation_requests_status_assignee", "continuation_requests", ["status", "assignee"]
@@ -77,3 +86,5 @@ def downgrade() -> None:
     op.create_index(
         "ix_continuation_requests_assignee_status", "continuation_requests", ["assignee", "status"]
     )
+    op.drop_index("ix_continuations_status_created_at_continuation_id", "continuations")
+    op.create_index("ix_continuations_status_created_at", "continuations", ["status", "created_at"])
