@@ -217,7 +217,8 @@ def parse_decision(request: Mapping[str, Any], posted: Mapping[str, str]) -> Dec
     """The resume arguments a posted form stands for. Only what the chosen decision takes is
     passed on (an approval posts no content, only ``selected`` an option), so a form never
     trips the API's checks for fields it merely carried along; everything else, a decision
-    the request does not accept included, the platform judges."""
+    the request does not accept included, the platform judges. ``request`` needs only its
+    ``request_id``, plus ``kind`` and ``input_schema`` for typed input's fields."""
     decision = (posted.get("decision") or "").strip()
     request_id = str(request.get("request_id"))
     if decision == "selected":

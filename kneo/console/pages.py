@@ -278,13 +278,17 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     ) -> Response:
         viewer, posted = form
         mgr = manager(request)
-        task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
         request_id = posted.get("request_id") or ""
-        stored = next((r for r in task["requests"] if r["request_id"] == request_id), None)
-        if stored is None:
-            raise NotFound(
-                f"request {request_id!r} is not part of {continuation_id}", resource="request"
-            )
+        stored: Mapping[str, Any] = {"request_id": request_id}
+        if posted.get("decision") == "provided" and "content" not in posted:
+            # Typed input posts one field per property: its schema says how to read them.
+            task = mgr.get_human_task(continuation_id)
+            found = next((r for r in task["requests"] if r["request_id"] == request_id), None)
+            if found is None:
+                raise NotFound(
+                    f"request {request_id!r} is not part of {continuation_id}", resource="request"
+                )
+            stored = found
         chosen = parse_decision(stored, posted)
         try:
             result = mgr.resume(
