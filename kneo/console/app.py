@@ -13,6 +13,7 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -23,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kneo.console.auth import ConsoleAuth, SignInRequired
-from kneo.console.pages import build_router, console_path, set_session
+from kneo.console.pages import build_router, console_path, safe_next, set_session
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.errors import KneoError
 from kneo.redaction import redact_text
@@ -98,10 +99,12 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
         return error_page(request, exc.http_status, exc.code, exc.message)
 
     async def sign_in(request: Request, exc: Exception) -> Response:
-        target = request.url.path if request.method == "GET" else ""
-        login = console_path(request, "login")
-        query = f"?next={target}" if target.startswith("/ui/") else ""
-        return RedirectResponse(login + query, status_code=303)
+        target = safe_next(request, request.url.path) if request.method == "GET" else ""
+        query = f"?{urlencode({'next': target})}" if target else ""
+        login = console_path(request, "login") + query
+        if request.headers.get("hx-request"):  # a page refreshing itself: leave the page
+            return Response(status_code=204, headers={"HX-Redirect": login})
+        return RedirectResponse(login, status_code=303)
 
     async def invalid(request: Request, exc: Exception) -> Response:
         return error_page(request, 400, "invalid_request", "The request was not understood.")

@@ -22,7 +22,6 @@ from kneo.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
-    KneoError,
     NotFound,
     Unauthorized,
     ValidationFailed,
@@ -103,13 +102,13 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         issue = session is None  # a pre-session: only the sign-in form's CSRF token
         if session is None:
             session = Session.anonymous()
-        context = {"next": _safe_next(next), "csrf": session.csrf}
+        context = {"next": safe_next(request, next), "csrf": session.csrf}
         return render(request, "login.html", context, session=session if issue else None)
 
     @router.post("/login", name="login_submit")
     async def login(request: Request) -> Response:
         posted = await auth.posted(request)
-        target = _safe_next(posted.get("next", ""))
+        target = safe_next(request, posted.get("next", ""))
         try:
             principal = auth.authenticator.authenticate(posted.get("api_key") or None)
         except Unauthorized:
@@ -126,14 +125,14 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         session = Session(
             csrf=secrets.token_urlsafe(32), name=principal.name, proof=auth.codec.proof(digest)
         )
-        response = RedirectResponse(target or _path(request, "inbox"), status_code=303)
+        response = RedirectResponse(target or console_path(request, "inbox"), status_code=303)
         set_session(request, response, auth, session)
         return response
 
     @router.post("/logout", name="logout")
     async def logout(request: Request) -> Response:
         await auth.posted(request)
-        response = RedirectResponse(_path(request, "login"), status_code=303)
+        response = RedirectResponse(console_path(request, "login"), status_code=303)
         response.delete_cookie(COOKIE, path=_cookie_path(request))
         return response
 
@@ -194,7 +193,9 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         ]
         next_url = None
         if listed["next_cursor"]:
-            next_url = _query(_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]})
+            next_url = _query(
+                console_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]}
+            )
         return render(
             request,
             "inbox.html",
@@ -207,7 +208,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 "kinds": KINDS,
                 "ages": AGES,
                 "next_url": next_url,
-                "first_url": _query(_path(request, "inbox"), filters) if cursor else None,
+                "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,
                 "refresh_url": str(request.url.path)
                 + (f"?{request.url.query}" if request.url.query else ""),
                 "now": mgr.clock.now(),
@@ -230,7 +231,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
         if task["workflow_kind"] == "promotion":
             return RedirectResponse(
-                _path(request, "promotion", continuation_id=continuation_id), status_code=303
+                console_path(request, "promotion", continuation_id=continuation_id), status_code=303
             )
         requests = task["requests"]
         if request_id is not None and not any(r["request_id"] == request_id for r in requests):
@@ -317,13 +318,13 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 viewer,
                 continuation_id,
                 request_id=request_id,
-                notice=_conflict_notice(exc),
+                notice=exc.message,
                 status_code=409,
             )
         if result.status == "paused" and result.continuation_id == continuation_id:
-            target = _path(request, "task", continuation_id=continuation_id)
+            target = console_path(request, "task", continuation_id=continuation_id)
         else:
-            target = _path(request, "run", run_id=result.run_id)
+            target = console_path(request, "run", run_id=result.run_id)
         return RedirectResponse(target, status_code=303)
 
     # ------------------------------------------------------------------ promotions
@@ -342,9 +343,13 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
         if task["workflow_kind"] != "promotion":
             return RedirectResponse(
-                _path(request, "task", continuation_id=continuation_id), status_code=303
+                console_path(request, "task", continuation_id=continuation_id), status_code=303
             )
-        detail = promotion_view(mgr.store, mgr.store.get_continuation(continuation_id))
+        detail = promotion_view(
+            mgr.store,
+            mgr.store.get_continuation(continuation_id),
+            show_personal=viewer.show_personal,
+        )
         mine = next((d for d in detail["decisions"] if d["approver"] == viewer.name), None)
         return render(
             request,
@@ -399,10 +404,10 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 request,
                 viewer,
                 continuation_id,
-                notice=_conflict_notice(exc),
+                notice=exc.message,
                 status_code=exc.http_status,
             )
-        target = _path(request, "promotion", continuation_id=continuation_id)
+        target = console_path(request, "promotion", continuation_id=continuation_id)
         return RedirectResponse(target, status_code=303)
 
     # ------------------------------------------------------------------ runs
@@ -491,7 +496,7 @@ def set_session(request: Request, response: Response, auth: ConsoleAuth, session
 
 
 def _cookie_path(request: Request) -> str:
-    return str(request.scope.get("root_path") or "/ui") or "/ui"
+    return str(request.scope.get("root_path") or "/ui")
 
 
 def console_path(request: Request, name: str, **params: Any) -> str:
@@ -514,23 +519,17 @@ def console_path(request: Request, name: str, **params: Any) -> str:
     return str(request.scope.get("root_path", "")) + pattern.format_map(values)
 
 
-_path = console_path
-
-
 def _query(path: str, params: Mapping[str, Any]) -> str:
     kept = {k: v for k, v in params.items() if v not in (None, "")}
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def _safe_next(target: str) -> str:
+def safe_next(request: Request, target: str) -> str:
     """Only a console path is a place to go after sign-in (never another site)."""
-    if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+    root = _cookie_path(request)
+    if target.startswith(root + "/") and not target.startswith("//") and "\\" not in target:
         return target
     return ""
-
-
-def _conflict_notice(exc: KneoError) -> str:
-    return exc.message
 
 
 def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:

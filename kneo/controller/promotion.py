@@ -215,7 +215,7 @@ def record_promotion_decision(
         tx.add_promotion_approval(
             name, env, digest, approver=approver, decision=decision, comment=comment
         )
-        tally = _tally(tx, name, env, digest, approvers)
+        tally = count_approvals(tx, name, env, digest, approvers)
         required = int(context.get("min_approvals") or 1)
         outcome = (
             "rejected" if decision == "rejected" else "approved" if tally >= required else None
@@ -249,11 +249,12 @@ def record_promotion_decision(
     )
 
 
-def _tally(tx: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
-    """Distinct approvals of ``digest`` (only listed approvers count when the list is set)."""
+def count_approvals(reader: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
+    """Distinct approvals of ``digest`` (only listed approvers count when the list is set),
+    as ``reader`` (a store or a transaction) sees them."""
     approved = {
         a.approver
-        for a in tx.list_promotion_approvals(name, env, digest)
+        for a in reader.list_promotion_approvals(name, env, digest)
         if a.decision == "approved"
     }
     if approvers:

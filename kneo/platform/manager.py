@@ -602,7 +602,7 @@ class PlatformManager:
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally
 
-            view["promotion"] = promotion_tally(self.store, task)
+            view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
         return view
 
     # ================================================================== worker

@@ -16,6 +16,7 @@ from typing import Any
 
 from kneo.clock import utc_iso
 from kneo.errors import NotFound
+from kneo.redaction import redact_mapping
 from kneo.store import ContinuationRecord, Store
 from kneo.store.records import BundleRevision
 
@@ -84,18 +85,17 @@ def registry_overview(store: Store) -> dict[str, Any]:
                 "environment": env,
                 "active": None,
                 "pending": None,
-                "revisions": 0,
                 "conditions": {},
                 "suspended": None,
             },
         )
 
     for name, env, number, digest, status, commit, _ in store.list_revision_heads():
-        entry = cell(name, env)
-        entry["revisions"] += 1
         if status in ("active", "pending_approval"):
             key = "active" if status == "active" else "pending"
-            entry[key] = {"revision": number, "digest": digest, "commit": commit}
+            cell(name, env)[key] = {"revision": number, "digest": digest, "commit": commit}
+        else:
+            cell(name, env)
     for c in store.list_conditions():
         cell(c.bundle_name, c.environment)["conditions"][c.type] = {
             "status": c.status,
@@ -140,15 +140,18 @@ def spec_diff(old: BundleRevision | None, new: BundleRevision) -> str:
 # --------------------------------------------------------------------------- promotions
 
 
-def promotion_tally(store: Store, task: ContinuationRecord) -> dict[str, Any]:
-    """A promotion task's approvals so far (M of N, by whom, when, with what comment)."""
+def promotion_tally(
+    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+) -> dict[str, Any]:
+    """A promotion task's approvals so far (M of N, by whom, when, with what comment),
+    redacted for the reader (``show_personal``: a decider, :mod:`kneo.redaction`)."""
+    from kneo.controller.promotion import count_approvals
+
     ctx = task.context
     decisions = store.list_promotion_approvals(ctx["bundle"], ctx["environment"], ctx["digest"])
     approvers = list(ctx.get("approvers") or [])
-    approved = {a.approver for a in decisions if a.decision == "approved"}
-    if approvers:
-        approved &= set(approvers)
-    return {
+    approved = count_approvals(store, ctx["bundle"], ctx["environment"], ctx["digest"], approvers)
+    tally = {
         "bundle": ctx["bundle"],
         "environment": ctx["environment"],
         "digest": ctx["digest"],
@@ -156,7 +159,7 @@ def promotion_tally(store: Store, task: ContinuationRecord) -> dict[str, Any]:
         "upstream": ctx.get("upstream"),
         "approvers": approvers,
         "required": int(ctx.get("min_approvals") or 1),
-        "approved": len(approved),
+        "approved": approved,
         "outcome": ctx.get("outcome"),
         "decisions": [
             {
@@ -168,13 +171,16 @@ def promotion_tally(store: Store, task: ContinuationRecord) -> dict[str, Any]:
             for a in decisions
         ],
     }
+    return redact_mapping(tally, show_personal=show_personal)
 
 
-def promotion_view(store: Store, task: ContinuationRecord) -> dict[str, Any]:
+def promotion_view(
+    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+) -> dict[str, Any]:
     """What a person approving a promotion judges: the revision (digest, commit, signer key
     ids), the spec diff against the active revision, the upstream environment's state and
     the approvals so far."""
-    tally = promotion_tally(store, task)
+    tally = promotion_tally(store, task, show_personal=True)  # redacted below, for the reader
     bundle, env = tally["bundle"], tally["environment"]
     revision = store.find_revision(bundle, env, tally["digest"])
     active = store.get_active(bundle, env)
@@ -189,10 +195,11 @@ def promotion_view(store: Store, task: ContinuationRecord) -> dict[str, Any]:
                 _json_times(asdict(c)) for c in store.list_conditions(bundle, tally["upstream"])
             ],
         }
-    return {
+    view = {
         **tally,
         "revision_record": revision_view(revision) if revision else None,
         "active": revision_view(active) if active else None,
         "spec_diff": spec_diff(active, revision) if revision is not None else "",
         "upstream_state": upstream,
     }
+    return redact_mapping(view, show_personal=show_personal)

@@ -6,6 +6,7 @@ import base64
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from console_helpers import ALL_KEYS, Console, console_auth, start
@@ -70,7 +71,10 @@ def test_signed_out_pages_go_to_sign_in_and_back(service: Callable[..., Any]) ->
     person = Console(app)
     for url in urls.values():
         answer = person.get(url)
-        assert answer.status_code == 303 and answer.headers["location"] == f"/ui/login?next={url}"
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/ui/login?" + urlencode({"next": url})
+    refresh = person.get(urls["inbox"], headers={"HX-Request": "true"})  # htmx polling
+    assert refresh.status_code == 204 and refresh.headers["hx-redirect"].startswith("/ui/login")
     page = person.client.get("/ui/login?next=" + urls["task"])
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     done = person.client.post(
