@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -547,20 +546,11 @@ def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "workflow": task.get("workflow_name"),
                 "environment": task.get("environment"),
                 "assignee": r.get("assignee"),
-                "created_at": _when(task.get("created_at")),
-                "expires_at": _when(r.get("expires_at") or task.get("expires_at")),
-                "escalated_at": _when(r.get("escalated_at") or task.get("escalated_at")),
+                "created_at": task.get("created_at"),
+                "expires_at": r.get("expires_at") or task.get("expires_at"),
+                "escalated_at": r.get("escalated_at") or task.get("escalated_at"),
                 "promotion": promotion,
                 "several": len(task.get("requests") or []) > 1,
             }
         )
     return out
-
-
-def _when(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None

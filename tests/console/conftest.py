@@ -3,7 +3,6 @@ store, and the service's request log."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from console_helpers import ROOT, console_env
 from starlette.testclient import TestClient
-from svc_helpers import build_manager
+from svc_helpers import build_manager, request_log  # noqa: F401 (fixture)
 
 from kneo.service import create_app
 from kneo.settings import Settings
@@ -48,24 +47,3 @@ def service(
         close = getattr(manager, "close", None)
         if callable(close):
             close()
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def request_log() -> Iterator[list[logging.LogRecord]]:
-    """Records of the service's request logger (it does not propagate to ``caplog``)."""
-    from kneo.service.middleware import LOGGER_NAME
-
-    handler = _Records()
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
