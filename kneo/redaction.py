@@ -1,21 +1,49 @@
-"""Redaction of secrets and personal data where data leaves a boundary.
+"""Redaction of secrets and personal data where data leaves a boundary: the one policy.
 
-Applied to HTTP responses, log records, trace events, stored checkpoints and audit events.
-Keys that name secrets have their whole value replaced; strings anywhere are scrubbed of
-inline secrets (bearer tokens, ``sk-`` keys, ``key=value`` credentials), e-mail addresses
-and US social security numbers. Pure functions, no I/O.
+Two kinds of sensitive data, one rule each:
+
+========================  =====================================  ============================
+where data goes           secrets (keys, tokens, passwords,      personal data (e-mail
+                          private keys, secret-named fields)     addresses, phone numbers,
+                                                                 US social security numbers)
+========================  =====================================  ============================
+logs, traces, stored      redacted                               redacted
+checkpoints, audit
+events, stored records
+responses to a caller     redacted                               **shown**
+with the decision scope
+(``human:write``)
+any other response        redacted                               redacted
+========================  =====================================  ============================
+
+A person deciding on a task must see what they decide about (the address a tool will write
+to); a record kept for later, or a reader who only watches, does not need it. Callers pass
+``show_personal=True`` only for a response to a decider (:func:`shows_personal_data`); everything
+else keeps the default. Secrets never pass, whoever asks. Applied to HTTP responses, the
+console, CLI output, log records, trace events, stored checkpoints and audit events. Pure
+functions, no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from kneo import jsontext
 
 REDACTED = "[REDACTED]"
+
+#: The scope of the people who decide on human tasks: responses to its holders show
+#: personal data (``kneo.service.auth`` grants scopes; this module owns the rule).
+DECISION_SCOPE = "human:write"
+
+
+def shows_personal_data(scopes: Collection[str]) -> bool:
+    """Whether a response to a caller holding ``scopes`` shows personal data."""
+    return DECISION_SCOPE in scopes
+
 
 _SECRET_KEY = re.compile(
     r"(pass(word|wd)?|secret|token|api[_-]?key|apikey|authorization|auth[_-]?header|"
@@ -47,7 +75,7 @@ _SAFE_KEYS = frozenset(
     }
 )
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + REDACTED),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
     (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abp])_[A-Za-z0-9_]{10,}"), REDACTED),
@@ -63,9 +91,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
         REDACTED,
     ),
+)
+_PERSONAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[REDACTED_EMAIL]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_SSN]"),
+    # International numbers (+, then 8 to 15 digits, single separators between groups).
+    (re.compile(r"(?<![\w+])\+\d(?:[ .-]?\(?\d\)?){7,14}(?!\d)"), "[REDACTED_PHONE]"),
 )
+_PATTERNS = _SECRET_PATTERNS + _PERSONAL_PATTERNS
 
 
 # ``may_need_redaction`` is a superset of everything ``redact`` (without extra secrets) can
@@ -109,6 +142,8 @@ _FOLDS = (("\u0131", "i"), ("\u017f", "s"), ("i\u0307", "i"))
 # ``\d{3}-\d{2}-\d{4}`` anchored at its first hyphen, so ``re`` scans for the literal "-"
 # instead of trying a match at every digit (timestamps are full of digits).
 _SSN_LIKE = re.compile(r"-(?<=\d{3}-)\d{2}-\d{4}")
+# A phone number starts with "+" and a digit: ``re`` scans for the literal.
+_PHONE_LIKE = re.compile(r"\+\d")
 
 
 def may_need_redaction(text: str) -> bool:
@@ -123,6 +158,8 @@ def may_need_redaction(text: str) -> bool:
     for head, group in _GROUPS:
         if head in low and group.search(low) is not None:
             return True
+    if "+" in text and _PHONE_LIKE.search(text) is not None:
+        return True
     return "-" in text and _SSN_LIKE.search(text) is not None
 
 
@@ -132,14 +169,17 @@ def is_secret_key(key: str) -> bool:
     return key.lower() not in _SAFE_KEYS and bool(_SECRET_KEY.search(key))
 
 
-def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """Scrub inline secrets and PII from one string; ``extra_secrets`` are exact values."""
+def redact_text(
+    text: str, extra_secrets: Iterable[str] = (), *, show_personal: bool = False
+) -> str:
+    """Scrub inline secrets and (unless ``show_personal``) personal data from one string;
+    ``extra_secrets`` are exact values."""
     for secret in extra_secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     if not may_need_redaction(text):  # no pattern can match: skip the substitutions
         return text
-    return _scrub(text, ())
+    return _scrub_secrets(text, ()) if show_personal else _scrub(text, ())
 
 
 def _scrub(text: str, _extra: tuple[str, ...]) -> str:
@@ -148,13 +188,24 @@ def _scrub(text: str, _extra: tuple[str, ...]) -> str:
     return text
 
 
-def redact(value: Any, extra_secrets: Iterable[str] = ()) -> Any:
-    """A redacted deep copy of a JSON-like value (dicts, lists, strings, scalars)."""
+def _scrub_secrets(text: str, _extra: tuple[str, ...]) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_secrets_text(text: str, extra: tuple[str, ...]) -> str:
+    return redact_text(text, extra, show_personal=True)
+
+
+def redact(value: Any, extra_secrets: Iterable[str] = (), *, show_personal: bool = False) -> Any:
+    """A redacted deep copy of a JSON-like value (dicts, lists, strings, scalars);
+    ``show_personal`` leaves personal data in (responses to a decider, see the policy)."""
     extra = tuple(extra_secrets)
-    return _redact(value, extra, redact_text)
+    return _redact(value, extra, _redact_secrets_text if show_personal else redact_text)
 
 
-def redact_mapping(value: dict[str, Any]) -> dict[str, Any]:
+def redact_mapping(value: dict[str, Any], *, show_personal: bool = False) -> dict[str, Any]:
     """:func:`redact` for a JSON object, typed. When the object's JSON text has nothing
     redaction could change (:func:`may_need_redaction`, a tested superset), the object itself
     is returned, not a copy: one scan of one text instead of a walk scanning every string."""
@@ -164,7 +215,7 @@ def redact_mapping(value: dict[str, Any]) -> dict[str, Any]:
         clean = False
     if clean:
         return value
-    out: dict[str, Any] = redact(value)
+    out: dict[str, Any] = redact(value, show_personal=show_personal)
     return out
 
 

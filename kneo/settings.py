@@ -195,6 +195,12 @@ class Settings:
     #: how long a run waits for the process's run slot (``kneo.platform.slot``), in ms;
     #: ``None``: 20 on SQLite, no slot on PostgreSQL; 0: no slot
     run_slot_ms: int | None = None
+    # reviewer console (``/ui``)
+    console_enabled: bool = True
+    #: how long a console sign-in lasts (the signed cookie's lifetime), in seconds
+    console_session_seconds: int = 28_800
+    #: signs console session cookies; empty: a random secret per process (see docs/console.md)
+    console_secret: str = ""
     # the raw environment, for secret lookups by *name* (values never logged)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -269,6 +275,10 @@ class Settings:
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
             run_slot_ms=_int(env, "KNEO_SERV_RUN_SLOT_MS", None),
+            console_enabled=_bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
+            console_session_seconds=_int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800)
+            or 28_800,
+            console_secret=env.get("KNEO_SERV_CONSOLE_SECRET", ""),
             environ=dict(env),
         )
 
@@ -288,7 +298,14 @@ class Settings:
 
     def as_public_dict(self) -> dict[str, Any]:
         """Settings without secret values, for ``config show`` and diagnostics."""
-        hidden = {"api_keys", "admin_api_key", "client_api_key", "spec_signing_key", "environ"}
+        hidden = {
+            "api_keys",
+            "admin_api_key",
+            "client_api_key",
+            "spec_signing_key",
+            "console_secret",
+            "environ",
+        }
         return {
             f.name: ("[REDACTED]" if getattr(self, f.name) else None)
             if f.name in hidden

@@ -67,7 +67,9 @@ class LocalClient:
     """In-process platform over the local project's store; built on first use.
 
     ``settings`` and ``project`` are the ones :func:`get_client` already read while choosing
-    between local and HTTP, so a command discovers its project once."""
+    between local and HTTP, so a command discovers its project once. Whoever opens the store
+    holds every scope, so its views show personal data like a decider's (``kneo.redaction``).
+    """
 
     def __init__(
         self,
@@ -114,10 +116,10 @@ class LocalClient:
             environment=environment,
             actor=self._actor,
         )
-        return dict(result.to_dict())
+        return dict(result.to_dict(show_personal=True))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.get_run(run_id))
+        return dict(self.manager.get_run(run_id, show_personal=True))
 
     def trace(self, run_id: str) -> dict[str, Any]:
         return dict(self.manager.trace(run_id))
@@ -138,13 +140,14 @@ class LocalClient:
         )
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.cancel(run_id, actor=self._actor).to_dict())
+        return dict(self.manager.cancel(run_id, actor=self._actor).to_dict(show_personal=True))
 
     def recovery(self, run_id: str) -> dict[str, Any]:
         return dict(self.manager.recovery(run_id))
 
     def continue_run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.continue_run(run_id, actor=self._actor).to_dict())
+        result = self.manager.continue_run(run_id, actor=self._actor)
+        return dict(result.to_dict(show_personal=True))
 
     def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]:
         return dict(self.manager.list_runs(status=status, limit=limit))
@@ -153,15 +156,20 @@ class LocalClient:
         order = filters.pop("sort_order", "asc")
         return dict(
             self.manager.list_human_tasks(
-                run_id=run_id, limit=limit, sort="oldest" if order == "asc" else "newest", **filters
+                run_id=run_id,
+                limit=limit,
+                sort="oldest" if order == "asc" else "newest",
+                show_personal=True,
+                **filters,
             )
         )
 
     def replay_run(self, run_id: str, *, reuse: str) -> dict[str, Any]:
-        return dict(self.manager.replay_run(run_id, reuse=reuse, actor=self._actor).to_dict())
+        result = self.manager.replay_run(run_id, reuse=reuse, actor=self._actor)
+        return dict(result.to_dict(show_personal=True))
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
-        return dict(self.manager.get_human_task(continuation_id))
+        return dict(self.manager.get_human_task(continuation_id, show_personal=True))
 
     def resume(
         self,
@@ -182,7 +190,7 @@ class LocalClient:
             actor=self._actor,
             idempotency_key=idempotency_key,
         )
-        return dict(result.to_dict())
+        return dict(result.to_dict(show_personal=True))
 
 
 RemoteFactory = Callable[[str | None, str | None], PlatformClient]

@@ -8,7 +8,6 @@ Thin commands over :mod:`kneo.controller`: configuration comes from flags over t
 
 from __future__ import annotations
 
-import difflib
 import json
 import signal
 import sys
@@ -483,15 +482,9 @@ def registry_diff(
     want_json_errors(as_json)
     store = _store()
     a, b = store.get_revision(bundle, env, from_rev), store.get_revision(bundle, env, to_rev)
+    from kneo.platform.registry import spec_diff
 
-    def lines(r: Any) -> list[str]:
-        return json.dumps(r.spec, indent=2, sort_keys=True).splitlines(keepends=True)
-
-    diff = list(
-        difflib.unified_diff(
-            lines(a), lines(b), f"{bundle}@{env} r{from_rev}", f"{bundle}@{env} r{to_rev}"
-        )
-    )
+    diff = spec_diff(a, b)
     changed = {
         k: {"from": getattr(a, k), "to": getattr(b, k)}
         for k in ("digest", "commit", "status")
@@ -505,10 +498,10 @@ def registry_diff(
                 "from": from_rev,
                 "to": to_rev,
                 "changed": changed,
-                "spec_diff": "".join(diff),
+                "spec_diff": diff,
             }
         )
         return
     for key, values in changed.items():
         sys.stdout.write(f"{key}: {values['from']} -> {values['to']}\n")
-    sys.stdout.write("".join(diff) or "specs are identical\n")
+    sys.stdout.write(diff or "specs are identical\n")

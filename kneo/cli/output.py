@@ -26,9 +26,13 @@ def want_json_errors(enabled: bool) -> None:
 
 
 def print_json(data: Any) -> None:
+    """JSON on stdout, secrets redacted. Personal data is left as the view shows it: the
+    service redacted it for a caller without the decision scope, and a local command's user
+    holds every scope (the policy: :mod:`kneo.redaction`)."""
     from kneo.redaction import redact
 
-    sys.stdout.write(json.dumps(redact(data), indent=2, sort_keys=False, default=str) + "\n")
+    text = json.dumps(redact(data, show_personal=True), indent=2, sort_keys=False, default=str)
+    sys.stdout.write(text + "\n")
 
 
 def console(stderr: bool = False) -> Any:

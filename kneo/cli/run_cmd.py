@@ -53,7 +53,8 @@ def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
     status = data.get("status")
     meta = data.get("metadata") or {}
     if status == "succeeded":
-        sys.stdout.write(redact_text(data.get("output_text") or "") + "\n")
+        output = redact_text(data.get("output_text") or "", show_personal=True)  # as print_json
+        sys.stdout.write(output + "\n")
         err.print(f"[green]succeeded[/green] run_id={data['run_id']}")
     elif status == "paused":
         request = meta.get("pending_human_request") or {}

@@ -418,6 +418,7 @@ class Applier:
             approvers=rules.approvers,
             min_approvals=rules.min_approvals,
             now=self.clock.now(),
+            upstream=rules.require_approved_in,
         )
         tx.add_audit(
             "promotion.requested",

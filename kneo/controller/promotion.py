@@ -49,8 +49,10 @@ class PromotionGate(Protocol):
         approvers: tuple[str, ...],
         min_approvals: int,
         now: datetime,
+        upstream: str | None = None,
     ) -> str:
-        """Open the task inside the caller's transaction ``tx``; returns its id."""
+        """Open the task inside the caller's transaction ``tx``; returns its id.
+        ``upstream``: the environment the digest must be active in first, if any."""
         ...
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
@@ -76,6 +78,7 @@ class ContinuationPromotionGate:
         approvers: tuple[str, ...],
         min_approvals: int,
         now: datetime,
+        upstream: str | None = None,
     ) -> str:
         from kneo.engine.human import build_request
 
@@ -89,6 +92,8 @@ class ContinuationPromotionGate:
             "approvers": list(approvers),
             "min_approvals": min_approvals,
         }
+        if upstream:
+            context["upstream"] = upstream
         request = build_request(
             request_id=f"req_{cid.removeprefix('cont_')}",
             kind=REQUEST_KIND,
@@ -104,18 +109,16 @@ class ContinuationPromotionGate:
             existing = tx.get_continuation(cid)
         except NotFound:
             existing = None
-        if existing is None:
-            tx.put_continuation(
-                cid, run_id=None, requests=[request], context=context, workflow_kind=WORKFLOW_KIND
-            )
-        elif existing.status != "pending":
+        if existing is None or existing.status != "pending":
             tx.put_continuation(
                 cid,
                 run_id=None,
                 requests=[request],
                 context=context,
                 workflow_kind=WORKFLOW_KIND,
-                expected_version=existing.version,
+                workflow_name=name,
+                environment=environment,
+                expected_version=existing.version if existing is not None else None,
             )
         return cid
 
@@ -140,14 +143,18 @@ class ContinuationPromotionGate:
 
     def open_tasks(self, store: Any) -> set[str]:
         ids: set[str] = set()
-        offset = 0
+        cursor = None
         while True:
             page = store.list_continuations(
-                status="pending", workflow_kind=WORKFLOW_KIND, limit=1000, offset=offset
+                status="pending",
+                workflow_kind=WORKFLOW_KIND,
+                limit=1000,
+                cursor=cursor,
+                count=False,
             )
             ids.update(c.continuation_id for c in page.items)
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
+            cursor = page.next_cursor
+            if cursor is None:
                 return ids
 
 
@@ -208,7 +215,7 @@ def record_promotion_decision(
         tx.add_promotion_approval(
             name, env, digest, approver=approver, decision=decision, comment=comment
         )
-        tally = _tally(tx, name, env, digest, approvers)
+        tally = count_approvals(tx, name, env, digest, approvers)
         required = int(context.get("min_approvals") or 1)
         outcome = (
             "rejected" if decision == "rejected" else "approved" if tally >= required else None
@@ -242,11 +249,12 @@ def record_promotion_decision(
     )
 
 
-def _tally(tx: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
-    """Distinct approvals of ``digest`` (only listed approvers count when the list is set)."""
+def count_approvals(reader: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
+    """Distinct approvals of ``digest`` (only listed approvers count when the list is set),
+    as ``reader`` (a store or a transaction) sees them."""
     approved = {
         a.approver
-        for a in tx.list_promotion_approvals(name, env, digest)
+        for a in reader.list_promotion_approvals(name, env, digest)
         if a.decision == "approved"
     }
     if approvers:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -294,7 +294,7 @@ class AgentLoop:
             self._append_result(host, call, outcome, record)
             return
         if call.name in approval:
-            decided = self._approval(host, call)
+            decided = self._approval(host, call, guard.parameters(call.name))
             if decided is None:
                 return  # host.pause raised
             call, refusal = decided
@@ -432,8 +432,11 @@ class AgentLoop:
         return ToolOutcome("ok", str(decision.get("content") or ""), "run by the caller")
 
     def _approval(
-        self, host: AgentHost, call: ToolCall
+        self, host: AgentHost, call: ToolCall, schema: Mapping[str, Any] | None
     ) -> tuple[ToolCall, ToolOutcome | None] | None:
+        """Ask a person about ``call``. The request carries the tool's argument ``schema`` as
+        its ``input_schema``, so edited arguments are checked against it when the decision
+        is made (a 422 naming the field, the request still pending), not after."""
         wait_key = f"{host.unit_key}:tool:{call.id}"
         decision = host.decision(wait_key)
         if decision is None:
@@ -445,9 +448,12 @@ class AgentLoop:
                     context={
                         "tool_name": call.name,
                         "tool_call_id": call.id,
-                        "arguments": redact(dict(call.arguments)),
+                        # The decider judges these: secrets out, personal data kept;
+                        # every view and record applies the rest of the policy.
+                        "arguments": redact(dict(call.arguments), show_personal=True),
                     },
                     decisions=("approved", "rejected", "edited"),
+                    input_schema=schema,
                 )
             )
             return None

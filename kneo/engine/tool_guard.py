@@ -128,6 +128,10 @@ class ToolGuard:
         """The definition the guard checks ``name`` against (registered: see :meth:`check`)."""
         return self._registry.get(name)
 
+    def parameters(self, name: str) -> Mapping[str, Any] | None:
+        """The JSON Schema of a registered tool's arguments (``None``: not registered)."""
+        return self._registry.get(name).parameters if name in self._registry else None
+
     def check(self, call: ToolCall, *, arguments: bool = True) -> ToolOutcome | None:
         """``None`` when the call may run; otherwise the ``denied``/``invalid`` outcome.
         ``arguments=False`` stops before the schema (a person completes them first)."""

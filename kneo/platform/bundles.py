@@ -245,7 +245,7 @@ def resume_promotion(
 class PromotionResult(RunResult):
     """The resume response of a promotion task: a run response whose ``run_id`` is null."""
 
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
+    def to_dict(self, *, show_personal: bool = False) -> dict[str, Any]:
+        data = super().to_dict(show_personal=show_personal)
         data["run_id"] = None
         return data

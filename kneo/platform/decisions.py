@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from kneo.clock import utc_iso
 from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
@@ -50,7 +51,7 @@ def apply_decision(
         state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
         remaining = list(state.pending)
     requests = [
-        resolved_entry(r, request) if r.get("request_id") == request.request_id else dict(r)
+        resolved_entry(r, request, answer) if r.get("request_id") == request.request_id else dict(r)
         for r in cont.requests
     ]
     audit = {
@@ -68,6 +69,7 @@ def apply_decision(
             "decision": answer.decision,
             "kind": request.kind,
             "content_present": bool(answer.content),
+            "actor": answer.actor,
         },
     }
     try:
@@ -138,6 +140,8 @@ def list_human_tasks(
     *,
     run_id: str | None,
     workflow_kind: str | None,
+    workflow: str | None = None,
+    environment: str | None = None,
     assignee: str | None,
     kind: str | None,
     escalated: bool | None,
@@ -145,6 +149,9 @@ def list_human_tasks(
     older_than_seconds: float | None,
     limit: int,
     offset: int,
+    cursor: str | None = None,
+    count: bool = True,
+    show_personal: bool = False,
 ) -> dict[str, Any]:
     """Pending tasks with counts per assignee; see ``PlatformManager.list_human_tasks``."""
     older = (
@@ -155,6 +162,8 @@ def list_human_tasks(
     page = manager.store.list_continuations(
         run_id=run_id,
         workflow_kind=workflow_kind,
+        workflow_name=workflow,
+        environment=environment,
         assignee=assignee,
         kind=kind,
         escalated=escalated,
@@ -162,14 +171,18 @@ def list_human_tasks(
         sort=sort,  # type: ignore[arg-type]
         limit=limit,
         offset=offset,
+        cursor=cursor,
+        count=count,
     )
     counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
+    tasks = with_bodies_many(manager.store, page.items)
     return {
-        "tasks": [task_view(c) for c in with_bodies_many(manager.store, page.items)],
+        "tasks": [task_view(c, show_personal=show_personal) for c in tasks],
         "count": len(page.items),
         "total": page.total,
         "limit": page.limit,
         "offset": page.offset,
+        "next_cursor": page.next_cursor,
         "counts_by_assignee": counts,
     }
 
@@ -225,7 +238,7 @@ def resume_decision(
                 content=content,
                 selected_option=selected_option,
                 actor=actor,
-                decided_at=manager.clock.now().isoformat(),
+                decided_at=utc_iso(manager.clock.now()),
                 metadata=dict(metadata or {}),
             ),
             max_content_chars=manager.settings.limits.max_human_content_chars,

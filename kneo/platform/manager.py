@@ -257,7 +257,9 @@ class PlatformManager:
                     actor=actor,
                     metadata=metadata,
                 )
-                return 200, done.to_dict()
+                # Kept with personal data (secrets redacted): the replay is redacted for
+                # whoever reads it, like the first answer (``RunResult.to_dict``).
+                return 200, done.to_dict(show_personal=True)
 
             digest = request_hash(
                 {
@@ -385,10 +387,11 @@ class PlatformManager:
 
     # ================================================================== inspection
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
+        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
         run = self.store.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self._trace_count(run_id)
-        return run_view(run, trace_event_count=count)
+        return run_view(run, trace_event_count=count, show_personal=show_personal)
 
     def get_run_result(self, run_id: str) -> RunResult:
         return self._result(self.store.get_run(run_id))
@@ -485,6 +488,8 @@ class PlatformManager:
         *,
         run_id: str | None = None,
         workflow_kind: str | None = None,
+        workflow: str | None = None,
+        environment: str | None = None,
         assignee: str | None = None,
         kind: str | None = None,
         escalated: bool | None = None,
@@ -492,14 +497,22 @@ class PlatformManager:
         older_than_seconds: float | None = None,
         limit: int = 100,
         offset: int = 0,
+        cursor: str | None = None,
+        count: bool = True,
+        show_personal: bool = False,
     ) -> dict[str, Any]:
-        """Pending tasks filtered by run, workflow kind, assignee, request kind, escalation
-        and age (created more than ``older_than_seconds`` ago); oldest or newest first; with
-        the count of pending requests per assignee (``"(unassigned)"`` for none)."""
+        """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
+        environment, assignee, request kind, escalation and age (created more than
+        ``older_than_seconds`` ago); oldest or newest first; with the count of pending
+        requests per assignee (``"(unassigned)"`` for none). ``next_cursor`` passed back as
+        ``cursor`` gives the next page (keyset paging); ``count=False`` leaves ``total``
+        out; ``show_personal`` for a decider."""
         return list_human_tasks(
             self,
             run_id=run_id,
             workflow_kind=workflow_kind,
+            workflow=workflow,
+            environment=environment,
             assignee=assignee,
             kind=kind,
             escalated=escalated,
@@ -507,6 +520,9 @@ class PlatformManager:
             older_than_seconds=older_than_seconds,
             limit=limit,
             offset=offset,
+            cursor=cursor,
+            count=count,
+            show_personal=show_personal,
         )
 
     # ================================================================== timeouts, events, replay
@@ -582,11 +598,20 @@ class PlatformManager:
         )
         return self._drive(run, workflow, leased=True)
 
-    def get_human_task(self, continuation_id: str) -> dict[str, Any]:
+    def get_human_task(
+        self, continuation_id: str, *, show_personal: bool = False
+    ) -> dict[str, Any]:
+        """One task with every request (answered ones with who decided and when); a
+        promotion task also with its approvals so far. ``show_personal`` for a decider."""
         from kneo.platform.tasks import with_bodies
 
         task = with_bodies(self.store, self.store.get_continuation(continuation_id))
-        return task_view(task, pending_only=False)
+        view = task_view(task, pending_only=False, show_personal=show_personal)
+        if task.workflow_kind == "promotion":
+            from kneo.platform.registry import promotion_tally
+
+            view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
+        return view
 
     # ================================================================== worker
 
@@ -794,7 +819,7 @@ class PlatformManager:
         return write_outcome(tx, run, journal, outcome, audits, self.owner)
 
     def _trace_count(self, run_id: str) -> int:
-        return self.store.list_trace(run_id, limit=1).total
+        return self.store.list_trace(run_id, limit=1).total or 0
 
     def _result(self, run: RunRecord) -> RunResult:
         # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,

@@ -60,6 +60,8 @@ def write_outcome(
             context={},
             expires_at=_parse_time(min(expiries)) if expiries else None,
             workflow_kind=run.workflow_kind,
+            workflow_name=run.workflow_name,
+            environment=run.environment,
         )
         state["continuation_id"] = cid
         changes = {"status": transition(run.status, RunStatus.PAUSED)}

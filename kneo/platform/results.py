@@ -3,7 +3,8 @@
 :class:`RunResult` is exactly the HTTP API's run response (``run_id``, ``status``,
 ``output_text``, ``human_intervention_required``, ``continuation_id``, ``metadata`` with
 ``workflow_kind``, ``trace_event_count`` and ``pending_human_request``); the CLI's ``--json``
-prints the same. Views are redacted: they are where data leaves.
+prints the same. Views are redacted: they are where data leaves. ``show_personal`` follows
+the one policy of :mod:`kneo.redaction`: ``True`` only for a caller with the decision scope.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ _REQUEST_FIELDS = (
     "escalated_at",
     "original_expires_at",
     "metadata",
+    "decision",
+    "decided_by",
+    "decided_at",
 )
 
 
@@ -70,7 +74,7 @@ class RunResult:
         pending = self.metadata.get("pending_human_request") or {}
         return pending.get("request_id")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, show_personal: bool = False) -> dict[str, Any]:
         return redact_mapping(
             {
                 "run_id": self.run_id,
@@ -82,12 +86,13 @@ class RunResult:
                 # there); several pending requests are in metadata.pending_human_requests
                 "request_id": self.request_id,
                 "metadata": self.metadata,
-            }
+            },
+            show_personal=show_personal,
         )
 
 
-def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A pending request as operators see it (redacted), with ``deadline_epoch``."""
+def public_request(request: Mapping[str, Any], *, show_personal: bool = False) -> dict[str, Any]:
+    """A request as operators see it (redacted), with ``deadline_epoch``."""
     request = complete_request(request)  # stored records leave out defaults and derivables
     view = {k: request.get(k) for k in _REQUEST_FIELDS if k in request}
     expires = request.get("expires_at")
@@ -96,7 +101,7 @@ def public_request(request: Mapping[str, Any]) -> dict[str, Any]:
             view["deadline_epoch"] = int(
                 datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
             )
-    return redact_mapping(view)
+    return redact_mapping(view, show_personal=show_personal)
 
 
 def pending_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -110,10 +115,12 @@ def run_result(run: RunRecord, *, trace_event_count: int) -> RunResult:
         "workflow_kind": run.workflow_kind,
         "trace_event_count": trace_event_count,
     }
-    if pending:
-        metadata["pending_human_request"] = public_request(pending[0])
+    if pending:  # personal data stays until ``to_dict`` knows who reads it
+        metadata["pending_human_request"] = public_request(pending[0], show_personal=True)
         if len(pending) > 1:
-            metadata["pending_human_requests"] = [public_request(r) for r in pending]
+            metadata["pending_human_requests"] = [
+                public_request(r, show_personal=True) for r in pending
+            ]
     if run.error:
         metadata["error"] = run.error
     if run.environment:
@@ -128,7 +135,9 @@ def run_result(run: RunRecord, *, trace_event_count: int) -> RunResult:
     )
 
 
-def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
+def run_view(
+    run: RunRecord, *, trace_event_count: int, show_personal: bool = False
+) -> dict[str, Any]:
     """``GET /runs/{id}``: status, position and outcome."""
     state = run.state or {}
     units = state.get("units") or {}
@@ -149,6 +158,7 @@ def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
         "visited_steps": visited,
         "visited_nodes": visited if run.workflow_kind == "graph" else [],
         "trace_event_count": trace_event_count,
+        "input_text": run.input_text,
         "output_text": run.output_text,
         "error": run.error,
         "continuation_id": state.get("continuation_id") if run.status == "paused" else None,
@@ -161,7 +171,7 @@ def run_view(run: RunRecord, *, trace_event_count: int) -> dict[str, Any]:
         "version": run.version,
         "metadata": {"environment": run.environment, **(run.metadata or {})},
     }
-    return redact_mapping(view)
+    return redact_mapping(view, show_personal=show_personal)
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
@@ -203,23 +213,27 @@ def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> d
     return redact_mapping(view)
 
 
-def task_view(cont: ContinuationRecord, *, pending_only: bool = True) -> dict[str, Any]:
+def task_view(
+    cont: ContinuationRecord, *, pending_only: bool = True, show_personal: bool = False
+) -> dict[str, Any]:
     """A human task (a continuation) with its requests."""
     requests: Sequence[Mapping[str, Any]] = cont.requests
     if pending_only:
         requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
-    shown = [public_request(r) for r in requests]
-    return redact_mapping(
+    shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
+    view = redact_mapping(
         {
             "continuation_id": cont.continuation_id,
             "run_id": cont.run_id,
             "status": cont.status,
             "workflow_kind": cont.workflow_kind,
-            "request": shown[0] if shown else None,
-            "requests": shown,
+            "workflow_name": cont.workflow_name,
+            "environment": cont.environment,
             "created_at": utc_iso(cont.created_at),
             "updated_at": utc_iso(cont.updated_at),
             "expires_at": utc_iso(cont.expires_at),
             "escalated_at": utc_iso(cont.escalated_at),
-        }
+        },
+        show_personal=show_personal,
     )
+    return {**view, "request": shown[0] if shown else None, "requests": shown}

@@ -66,14 +66,14 @@ def prune_expired_human_tasks(manager: PlatformManager) -> int:
     now = manager.clock.now()
     store = manager.store
     due: list[str] = []
-    offset = 0
+    cursor = None
     while True:  # collect first: acting changes the pages
         page = store.list_continuations(
-            status="pending", expires_before=now, limit=_PAGE, offset=offset
+            status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
         )
         due += [c.continuation_id for c in page.items]
-        offset += _PAGE
-        if offset >= page.total:
+        cursor = page.next_cursor
+        if cursor is None:
             break
     count = 0
     for cid in due:
@@ -319,7 +319,7 @@ def prune_timed_out_runs(manager: PlatformManager) -> int:
         page = store.list_runs(status=live, limit=_PAGE, offset=offset, sort_order="asc")
         due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
         offset += _PAGE
-        if offset >= page.total:
+        if len(page.items) < _PAGE:
             break
     count = 0
     for run_id in due:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from kneo.engine.human import HumanRequest, compact_request, complete_request
+from kneo.engine.human import HumanDecision, HumanRequest, compact_request, complete_request
 from kneo.errors import NotFound
 from kneo.platform.results import public_request
 from kneo.redaction import redact_mapping
@@ -36,12 +36,22 @@ def pending_entry(request: HumanRequest) -> dict[str, Any]:
     return entry
 
 
-def resolved_entry(entry: Mapping[str, Any], request: HumanRequest) -> dict[str, Any]:
-    """An answered request's entry: its body (redacted, compact) joins the index fields."""
+def resolved_entry(
+    entry: Mapping[str, Any], request: HumanRequest, answer: HumanDecision | None = None
+) -> dict[str, Any]:
+    """An answered request's entry: its body (redacted, compact) joins the index fields,
+    with the decision and who took it when (so a late reviewer is told by whom)."""
+    decided = {}
+    if answer is not None:
+        decided = {
+            "decision": answer.decision,
+            "decided_by": answer.actor,
+            "decided_at": answer.decided_at,
+        }
     if "prompt" in entry:  # the body is already here (rows written before this layout)
-        return dict(entry, status="resolved")
+        return dict(entry, status="resolved", **decided)
     body = redact_mapping(compact_request(request.to_dict()))
-    return {**body, **entry, "status": "resolved"}
+    return {**body, **entry, **decided, "status": "resolved"}
 
 
 def has_body(entry: Mapping[str, Any]) -> bool:

@@ -167,6 +167,10 @@ def create_app(
         from kneo.mcp.server import mount
 
         mount(app)
+    if settings.console_enabled:  # the reviewer console (docs/console.md)
+        from kneo.console import create_console
+
+        app.mount("/ui", create_console(app, settings), name="console")
 
     original_openapi = app.openapi
 

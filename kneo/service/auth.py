@@ -181,6 +181,19 @@ class Authenticator:
             keys=parse_api_keys(settings.api_keys, settings.admin_api_key),
         )
 
+    def named(self, name: str) -> tuple[Principal, bytes] | None:
+        """The principal of the key named ``name`` and the key's digest, or ``None`` when no
+        key has that name any more: a console session names its key and is bound to this
+        digest, so removing or rotating the key ends it. With auth off: ``anonymous``."""
+        if not self.enabled:
+            if name != ANONYMOUS:
+                return None
+            return Principal(ANONYMOUS, frozenset(ALL_SCOPES), authenticated=False), b""
+        for key in self._keys:
+            if key.name == name:
+                return Principal(key.name, key.scopes), key.digest
+        return None
+
     def authenticate(self, presented: str | None) -> Principal:
         """Constant-time match of ``presented`` against every key; 401 when none matches."""
         if not self.enabled:

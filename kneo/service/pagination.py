@@ -26,7 +26,7 @@ class PageParams:
     sort_by: str
     sort_order: Literal["asc", "desc"]
 
-    def metadata(self, count: int, total: int) -> dict[str, Any]:
+    def metadata(self, count: int, total: int | None) -> dict[str, Any]:
         return {
             "count": count,
             "total": total,

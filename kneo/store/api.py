@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -36,7 +36,17 @@ from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
 from kneo.store import chains, rawtx, rows, steps
 from kneo.store import tables as t
-from kneo.store.base import SortOrder, StoreBase, check_order, check_page, not_found_error, ordered
+from kneo.store.base import (
+    SortOrder,
+    StoreBase,
+    after_key,
+    check_order,
+    check_page,
+    decode_cursor,
+    encode_cursor,
+    not_found_error,
+    ordered,
+)
 from kneo.store.coordination import CoordinationMixin
 from kneo.store.dialects import StoreDialect
 from kneo.store.maintenance import MaintenanceMixin
@@ -373,6 +383,8 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         escalated: bool | None,
         older_than: datetime | None,
         expires_before: datetime | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
     ) -> list[Any]:
         c = t.continuations.c
         r = t.continuation_requests.c
@@ -383,6 +395,10 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             where.append(c.run_id == run_id)
         if workflow_kind is not None:
             where.append(c.workflow_kind == workflow_kind)
+        if workflow_name is not None:
+            where.append(c.workflow_name == workflow_name)
+        if environment is not None:
+            where.append(c.environment == environment)
         if escalated is not None:
             where.append(c.escalated_at.is_not(None) if escalated else c.escalated_at.is_(None))
         if older_than is not None:
@@ -411,19 +427,32 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
         escalated: bool | None = None,
         older_than: datetime | None = None,
         expires_before: datetime | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
         sort: Literal["oldest", "newest"] = "oldest",
         limit: int = 50,
         offset: int = 0,
+        cursor: str | None = None,
+        count: bool = True,
     ) -> Page[ContinuationRecord]:
         """Continuations (pending by default) filtered as the human task inbox needs.
 
         ``assignee``/``kind`` match continuations with at least one *pending* request of that
-        assignee/kind; ``older_than`` keeps those created before the given time;
-        ``expires_before`` those whose ``expires_at`` is due by then (the timeout sweep).
+        assignee/kind; ``workflow_name``/``environment`` the labels copied from the run (a
+        promotion's bundle and environment); ``older_than`` keeps those created before the
+        given time; ``expires_before`` those whose ``expires_at`` is due by then (the timeout
+        sweep). Ordered by ``(created_at, continuation_id)``; the page's ``next_cursor``,
+        passed back as ``cursor``, continues after its last row (keyset paging: the page
+        after it costs the same however deep it is, and rows added meanwhile are neither
+        skipped nor repeated). ``cursor`` and ``offset`` do not combine. ``count=False``
+        leaves ``total`` out (``None``): with a kind or assignee filter, counting visits
+        every pending task, where a page stops after its rows.
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
             raise InvalidRequest(f"sort must be 'oldest' or 'newest', got {sort!r}", field="sort")
+        if cursor is not None and offset:
+            raise InvalidRequest("use cursor or offset, not both", field="cursor")
         order: SortOrder = "asc" if sort == "oldest" else "desc"
         c = t.continuations.c
         where = self._continuation_filters(
@@ -435,30 +464,44 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
             escalated=escalated,
             older_than=older_than,
             expires_before=expires_before,
+            workflow_name=workflow_name,
+            environment=environment,
         )
+        after = []
+        if cursor is not None:
+            micros, last_id = decode_cursor(cursor, order, (int, str))
+            since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+            after.append(after_key((c.created_at, c.continuation_id), (since, last_id), order))
         with self._read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(t.continuations).where(*where)
-            ).scalar_one()
+            total = None
+            if count:
+                total = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.continuations).where(*where)
+                ).scalar_one()
             result = conn.execute(
                 sa.select(t.continuations)
-                .where(*where)
+                .where(*where, *after)
                 .order_by(ordered(c.created_at, order), ordered(c.continuation_id, order))
-                .limit(limit)
+                .limit(limit + 1)
                 .offset(offset)
             ).mappings()
             items = [rows.continuation(r) for r in result]
-        return Page(items, total, limit, offset, "created_at", order)
+        next_cursor = None
+        if len(items) > limit:
+            del items[limit:]
+            last = items[-1]
+            next_cursor = encode_cursor(
+                order, t.epoch_micros(last.created_at), last.continuation_id
+            )
+        return Page(items, total, limit, offset, "created_at", order, next_cursor)
 
     def pending_counts_by_assignee(self) -> dict[str | None, int]:
-        """Pending requests of pending continuations per assignee (``None`` = unassigned)."""
+        """Pending requests of pending continuations per assignee (``None`` = unassigned):
+        one scan of the ``(status, assignee)`` index (a request row is pending only while its
+        continuation is, see ``continuation_request_rows``)."""
         r = t.continuation_requests.c
-        c = t.continuations.c
         stmt = (
-            sa.select(r.assignee, sa.func.count())
-            .join(t.continuations, c.continuation_id == r.continuation_id)
-            .where(r.status == "pending", c.status == "pending")
-            .group_by(r.assignee)
+            sa.select(r.assignee, sa.func.count()).where(r.status == "pending").group_by(r.assignee)
         )
         with self._read() as conn:
             return {assignee: int(n) for assignee, n in conn.execute(stmt)}

@@ -7,10 +7,13 @@ each module stays small and none imports another's internals.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
@@ -84,6 +87,7 @@ class StoreBase:
 
 SortOrder = Literal["asc", "desc"]
 MAX_PAGE = 1000
+MAX_CURSOR_CHARS = 1024
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -104,6 +108,42 @@ def check_order(sort_order: str) -> SortOrder:
 
 def ordered(column: Any, order: SortOrder) -> Any:
     return column.asc() if order == "asc" else column.desc()
+
+
+def encode_cursor(order: SortOrder, *position: str | int) -> str:
+    """An opaque keyset cursor: the sort order and the sort key of a page's last row."""
+    raw = json.dumps([order, *position], separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, order: SortOrder, types: tuple[type, ...]) -> list[Any]:
+    """The sort key :func:`encode_cursor` put in ``cursor``; ``invalid_request`` naming the
+    ``cursor`` field when it is not one, or was made for the other sort order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw) if len(cursor) <= MAX_CURSOR_CHARS else None
+    except ValueError:
+        data = None
+    if (
+        not isinstance(data, list)
+        or len(data) != len(types) + 1
+        or not all(type(v) is t for v, t in zip(data[1:], types, strict=True))
+    ):
+        raise InvalidRequest("cursor is not one this listing returned", field="cursor")
+    if data[0] != order:
+        raise InvalidRequest(
+            f"cursor was made for sort order {data[0]!r}, not {order!r}", field="cursor"
+        )
+    return data[1:]
+
+
+def after_key(columns: tuple[Any, Any], values: tuple[Any, Any], order: SortOrder) -> Any:
+    """Rows strictly after ``values`` in the ``(column, tiebreak)`` order: the keyset
+    condition, written so the leading column's index bounds the scan."""
+    (lead, tie), (lead_value, tie_value) = columns, values
+    if order == "asc":
+        return sa.and_(lead >= lead_value, sa.or_(lead > lead_value, tie > tie_value))
+    return sa.and_(lead <= lead_value, sa.or_(lead < lead_value, tie < tie_value))
 
 
 def not_found_error(kind: str, ident: object) -> NotFound:

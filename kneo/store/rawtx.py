@@ -685,6 +685,8 @@ class RawTransaction(RowWriter):
         expires_at: datetime | None = None,
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
     ) -> ContinuationRecord:
         """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`
         for a new continuation (no ``expected_version``)."""
@@ -692,11 +694,17 @@ class RawTransaction(RowWriter):
         if workflow_kind is None and run_id is not None:
             cur = self._exec(
                 "select_kind",
-                lambda: "SELECT workflow_kind FROM runs WHERE run_id = :run_id",
+                lambda: (
+                    "SELECT workflow_kind, workflow_name, environment FROM runs "
+                    "WHERE run_id = :run_id"
+                ),
                 {"run_id": run_id},
             )
             found = cur.fetchall()
-            workflow_kind = found[0][0] if found else None
+            if found:
+                workflow_kind = found[0][0]
+                workflow_name = workflow_name or found[0][1]
+                environment = environment or found[0][2]
         values = continuation_values(
             run_id=run_id,
             status=status,
@@ -706,6 +714,8 @@ class RawTransaction(RowWriter):
             expires_at=expires_at,
             escalated_at=escalated_at,
             now=self.now,
+            workflow_name=workflow_name,
+            environment=environment,
         )
         new_continuation(values, continuation_id, self.now)
         dbapi = self._sql.dialect.loaded_dbapi
@@ -731,7 +741,7 @@ class RawTransaction(RowWriter):
             self._insert_rows(
                 t.continuation_requests,
                 names,
-                continuation_request_rows(continuation_id, request_list),
+                continuation_request_rows(continuation_id, request_list, status),
             )
         return rows.continuation(values)
 

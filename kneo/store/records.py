@@ -31,11 +31,14 @@ class Page(Generic[T]):
     """One page of a listing plus what produced it, so APIs can echo paging back."""
 
     items: list[T]
-    total: int
+    #: matching rows in all; ``None`` when the listing was asked not to count (``count=False``)
+    total: int | None
     limit: int
     offset: int
     sort_by: str
     sort_order: Literal["asc", "desc"]
+    #: keyset listings: the opaque cursor of the page after this one (``None``: last page)
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class ContinuationRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    #: the run's workflow name (a promotion's bundle name) and environment: inbox labels
+    workflow_name: str | None = None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,8 @@ def continuation(r: Row) -> ContinuationRecord:
         version=r["version"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        workflow_name=r.get("workflow_name"),
+        environment=r.get("environment"),
     )
 
 

@@ -100,9 +100,12 @@ def continuation_values(
     expires_at: datetime | None,
     escalated_at: datetime | None,
     now: datetime,
+    workflow_name: str | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
-    """The ``continuations`` columns a create or a replace writes."""
-    return {
+    """The ``continuations`` columns a create or a replace writes. ``workflow_name`` and
+    ``environment`` (the inbox's labels) are written when given: a replace keeps them."""
+    values = {
         "run_id": run_id,
         "status": status,
         "requests": request_list,
@@ -112,6 +115,11 @@ def continuation_values(
         "escalated_at": escalated_at,
         "updated_at": now,
     }
+    if workflow_name is not None:
+        values["workflow_name"] = workflow_name
+    if environment is not None:
+        values["environment"] = environment
+    return values
 
 
 def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime) -> None:
@@ -120,16 +128,18 @@ def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime
 
 
 def continuation_request_rows(
-    continuation_id: str, request_list: list[dict[str, Any]]
+    continuation_id: str, request_list: list[dict[str, Any]], status: str = "pending"
 ) -> list[dict[str, Any]]:
-    """``continuation_requests`` index rows of a continuation's requests."""
+    """``continuation_requests`` index rows of a continuation's requests. A row is pending
+    only while its continuation (``status``) is, so the inbox counts pending requests
+    without reading the continuations."""
     return [
         {
             "continuation_id": continuation_id,
             "request_id": r["request_id"],
             "kind": r.get("kind"),
             "assignee": r.get("assignee"),
-            "status": r.get("status") or "pending",
+            "status": (r.get("status") or "pending") if status == "pending" else "resolved",
         }
         for r in request_list
     ]

@@ -30,7 +30,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _epoch_micros(value: datetime) -> int:
+def epoch_micros(value: datetime) -> int:
     """SQLite's stored form of a timestamp (naive means UTC)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -66,7 +66,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | int | None:
         if value is None:
             return None
-        return _epoch_micros(value) if dialect.name == "sqlite" else _as_utc(value)
+        return epoch_micros(value) if dialect.name == "sqlite" else _as_utc(value)
 
     def process_result_value(
         self, value: int | datetime | None, dialect: Dialect
@@ -107,7 +107,7 @@ def value_binder(
     if isinstance(coltype, JSONText):
         return jsontext.dumps
     if isinstance(coltype, UTCDateTime):
-        return _epoch_micros if dialect.name == "sqlite" else _as_utc
+        return epoch_micros if dialect.name == "sqlite" else _as_utc
     return coltype._cached_bind_processor(dialect)
 
 
@@ -221,8 +221,13 @@ continuations = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # What the inbox shows and filters on, copied from the run (or the promotion) when the
+    # continuation is written, so a page of tasks is one query without a join (0009).
+    sa.Column("workflow_name", sa.String(255)),
+    sa.Column("environment", sa.String(128)),
     sa.Index(None, "run_id"),
-    sa.Index(None, "status", "created_at"),
+    # the inbox's keyset order, covering: a page or a count never reads the rows it skips
+    sa.Index(None, "status", "created_at", "continuation_id"),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by
@@ -240,7 +245,7 @@ continuation_requests = sa.Table(
     sa.Column("kind", sa.String(64)),
     sa.Column("assignee", sa.String(255)),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Index(None, "assignee", "status"),
+    sa.Index(None, "status", "assignee"),  # the inbox's counts: pending rows only (0009)
     sa.Index(None, "request_id"),
     sqlite_with_rowid=False,
 )

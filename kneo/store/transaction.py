@@ -274,19 +274,27 @@ class Transaction(RowWriter, RegistryWritesMixin):
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,
         expected_version: int | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
     ) -> ContinuationRecord:
         """Create a continuation, or replace it when ``expected_version`` matches the stored one.
 
         Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
         ``status`` ... as the engine defines them); they are indexed for listing by assignee
-        and kind. ``workflow_kind`` defaults to the run's. Creating an existing id is
+        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
+        run's (a replace keeps the stored name and environment). Creating an existing id is
         ``already_exists``; a version mismatch is ``stale_state``.
         """
         request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
-            workflow_kind = self.conn.execute(
-                sa.select(t.runs.c.workflow_kind).where(t.runs.c.run_id == run_id)
-            ).scalar()
+            r = t.runs.c
+            found = self.conn.execute(
+                sa.select(r.workflow_kind, r.workflow_name, r.environment).where(r.run_id == run_id)
+            ).first()
+            if found is not None:
+                workflow_kind = found[0]
+                workflow_name = workflow_name or found[1]
+                environment = environment or found[2]
         values = continuation_values(
             run_id=run_id,
             status=status,
@@ -296,6 +304,8 @@ class Transaction(RowWriter, RegistryWritesMixin):
             expires_at=expires_at,
             escalated_at=escalated_at,
             now=self.now,
+            workflow_name=workflow_name,
+            environment=environment,
         )
         c = t.continuations.c
         if expected_version is None:
@@ -337,7 +347,8 @@ class Transaction(RowWriter, RegistryWritesMixin):
             )
         if request_list:
             self.conn.execute(
-                _INSERT_CONT_REQUESTS, continuation_request_rows(continuation_id, request_list)
+                _INSERT_CONT_REQUESTS,
+                continuation_request_rows(continuation_id, request_list, status),
             )
         return record
 

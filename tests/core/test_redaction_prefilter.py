@@ -31,6 +31,7 @@ MINIMAL = [
     "AKIAZQ0123456789ZQXW",
     "z@zq.zq",
     "123-45-6789",
+    "+12345678",
     *(f"{word}=1" for word in ("password", "passwd", "secret", "token")),
     *(f"{word}{sep}key=1" for word in ("api", "access") for sep in ("", "_", "-")),
 ]

@@ -195,6 +195,9 @@ def test_every_view_shows_the_complete_request(manager: Any, clock: ManualClock)
         "status": "resolved",
         "escalated_at": shown["escalated_at"],
         "original_expires_at": expected["expires_at"],
+        "decision": "approved",
+        "decided_by": None,  # no actor given
+        "decided_at": utc_iso(clock.now()),
     }
     # The stream still shows what the pause asked, now from the continuation.
     paused_event = next(e for e in manager.events(paused.run_id) if e.type == "run.paused")

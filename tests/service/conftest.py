@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from svc_helpers import ROOT, LiveServer, build_manager
+from svc_helpers import ROOT, LiveServer, build_manager, request_log  # noqa: F401 (fixture)
 
 from kneo.service import create_app
-from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
 
 
@@ -60,26 +58,3 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     yield factory
     for server in servers:
         server.stop()
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def request_log() -> Iterator[list[logging.LogRecord]]:
-    """Records of the service's request logger, from a handler attached to that logger.
-
-    The logger does not propagate (its JSON lines go to stderr only), so ``caplog`` cannot see
-    them; this handler does, whatever pytest's caplog wiring, and is removed afterwards.
-    """
-    handler = _Records()
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)

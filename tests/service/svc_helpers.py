@@ -1,17 +1,21 @@
-"""Shared helpers for the service tests (keys, headers, manager, live server)."""
+"""Shared helpers for the service tests (keys, headers, manager, live server, request log)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
+from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +113,26 @@ class LiveServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def request_log() -> Iterator[list[logging.LogRecord]]:
+    """Records of the service's request logger, from a handler attached to that logger.
+
+    The logger does not propagate (its JSON lines go to stderr only), so ``caplog`` cannot see
+    them; this handler does, whatever pytest's caplog wiring, and is removed afterwards.
+    """
+    handler = _Records()
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)

@@ -185,3 +185,87 @@ def test_run_states_in_one_read(store: Store) -> None:
     states = store.run_states([first, second, first, "run_missing"])
     assert states == {first: {"pending": [{"request_id": "req_1"}]}, second: {}}
     assert store.run_states([]) == {}
+
+
+def test_labels_come_from_the_run_and_survive_a_replace(store: Store) -> None:
+    """A run's continuation carries its workflow name and environment; a replace keeps them;
+    a task without a run is labelled by its writer; the inbox filters on both."""
+    run_id = new_run(store, workflow_name="billing", environment="prod")
+    with store.transaction() as tx:
+        tx.put_continuation("cont_r", run_id=run_id, requests=[_req("r1")])
+        tx.put_continuation(
+            "cont_p",
+            run_id=None,
+            requests=[_req("r2")],
+            workflow_kind="promotion",
+            workflow_name="mailer",
+            environment="staging",
+        )
+    cont = store.get_continuation("cont_r")
+    assert (cont.workflow_name, cont.environment) == ("billing", "prod")
+    with store.transaction() as tx:
+        tx.put_continuation(
+            "cont_p",
+            run_id=None,
+            requests=[_req("r2", status="resolved")],
+            workflow_kind="promotion",
+            status="resolved",
+            expected_version=1,
+        )
+    assert store.get_continuation("cont_p").environment == "staging"
+
+    def ids(**kw: object) -> list[str]:
+        return [c.continuation_id for c in store.list_continuations(status=None, **kw).items]  # type: ignore[arg-type]
+
+    assert ids(environment="prod") == ["cont_r"]
+    assert ids(workflow_name="mailer") == ["cont_p"]
+    assert ids(environment="dev") == []
+
+
+@pytest.mark.parametrize("sort", ["oldest", "newest"])
+def test_keyset_pages_walk_every_row_once(store: Store, clock: ManualClock, sort: str) -> None:
+    """``next_cursor`` pages through ties on created_at and rows added between pages, each
+    row exactly once, in order; the last page has no cursor."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        for i in range(7):  # created in one transaction: all share one created_at
+            tx.put_continuation(f"cont_{i:02d}", run_id=run_id, requests=[_req(f"r{i}")])
+    clock.advance(1)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_later", run_id=run_id, requests=[_req("r_later")])
+    expected = [f"cont_{i:02d}" for i in range(7)] + ["cont_later"]
+    if sort == "newest":
+        expected.reverse()
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = store.list_continuations(sort=sort, limit=3, cursor=cursor)  # type: ignore[arg-type]
+        seen += [c.continuation_id for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        if len(seen) == 3:  # a row added mid-walk at the far end is still reached once
+            clock.advance(1)
+            with store.transaction() as tx:
+                tx.put_continuation("cont_new", run_id=run_id, requests=[_req("r_new")])
+            if sort == "oldest":
+                expected.append("cont_new")
+    assert seen == expected
+
+
+def test_bad_cursors_are_invalid_requests(store: Store) -> None:
+    """A cursor that is not one, one made for the other order, or a cursor with an offset."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_a", run_id=run_id, requests=[_req("ra")])
+        tx.put_continuation("cont_b", run_id=run_id, requests=[_req("rb")])
+    cursor = store.list_continuations(limit=1).next_cursor
+    assert cursor is not None
+    for bad in ("not-a-cursor", "W10", cursor[:-2]):
+        with pytest.raises(InvalidRequest) as caught:
+            store.list_continuations(cursor=bad)
+        assert caught.value.details.get("field") == "cursor"
+    with pytest.raises(InvalidRequest):
+        store.list_continuations(sort="newest", cursor=cursor)
+    with pytest.raises(InvalidRequest):
+        store.list_continuations(cursor=cursor, offset=1)

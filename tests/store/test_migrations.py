@@ -452,6 +452,92 @@ def test_0007_moves_run_locks_onto_run_rows_and_back(fresh_url: str) -> None:
     engine.dispose()
 
 
+def test_0009_labels_existing_continuations(fresh_url: str) -> None:
+    """Pending tasks written before 0009 get their run's workflow name and environment, and
+    a promotion task its bundle and environment; the downgrade drops both columns."""
+    from alembic import command
+
+    from kneo.store.migrate import _alembic_config
+
+    _, dialect, engine = _at_revision(fresh_url, "0007")
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    run = {
+        "run_id": "run_1",
+        "status": "paused",
+        "target": "workflow",
+        "workflow_name": "billing",
+        "environment": "prod",
+        "input_text": "x",
+        "spec": {},
+        "state": {},
+        "version": 1,
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "metadata": {},
+        "checkpoint_seq": 0,
+        "trace_seq": 0,
+    }
+    cont = {"status": "pending", "requests": [], "version": 1, "created_at": now, "updated_at": now}
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.runs), [run])
+        conn.execute(
+            sa.insert(t.continuations),
+            [
+                {
+                    **cont,
+                    "continuation_id": "cont_run",
+                    "run_id": "run_1",
+                    "workflow_kind": "sequential",
+                    "context": {},
+                },
+                {
+                    **cont,
+                    "continuation_id": "cont_promo",
+                    "run_id": None,
+                    "workflow_kind": "promotion",
+                    "context": {"bundle": "mailer", "environment": "staging"},
+                },
+                {
+                    **cont,
+                    "continuation_id": "cont_done",
+                    "run_id": "run_1",
+                    "workflow_kind": "sequential",
+                    "context": {},
+                    "status": "resolved",
+                },
+            ],
+        )
+        conn.execute(
+            sa.insert(t.continuation_requests),
+            [
+                {"continuation_id": c, "request_id": f"req_{c}", "status": "pending"}
+                for c in ("cont_run", "cont_done")
+            ],
+        )
+    assert upgrade(engine, dialect) == HEAD_REVISION
+    r = t.continuation_requests.c
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(r.continuation_id, r.status)).all())
+    # a request row is pending only while its continuation is
+    assert statuses == {"cont_run": "pending", "cont_done": "resolved"}
+    c = t.continuations.c
+    with engine.connect() as conn:
+        labels = conn.execute(
+            sa.select(c.continuation_id, c.workflow_name, c.environment).order_by(c.continuation_id)
+        ).all()
+    assert [tuple(row) for row in labels] == [
+        ("cont_done", "billing", "prod"),
+        ("cont_promo", "mailer", "staging"),
+        ("cont_run", "billing", "prod"),
+    ]
+    with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
+        command.downgrade(_alembic_config(conn), "0007")
+    columns = {col["name"] for col in sa.inspect(engine).get_columns("continuations")}
+    assert "environment" not in columns and "workflow_name" not in columns
+    engine.dispose()
+
+
 def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_url: str) -> None:
     """A Kneo from before 0004 reads keyframes only: going down to 0003 stores every patch
     row as its folded payload (a broken chain as the preview readers show), and going up

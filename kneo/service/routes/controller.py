@@ -8,15 +8,17 @@ the store and reconcile/webhook answer ``503 not_ready``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from kneo.clock import utc_iso
-from kneo.errors import InvalidRequest, NotFound, NotReady
+from kneo.errors import InvalidRequest, NotReady
+from kneo.platform.registry import (
+    bundle_view,
+    controller_status_view,
+    registry_revisions,
+)
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 
@@ -30,13 +32,6 @@ def _controller(request: Request) -> Any:
     return controller
 
 
-def revision_dict(revision: Any, *, include_spec: bool = False) -> dict[str, Any]:
-    data = {k: utc_iso(v) if isinstance(v, datetime) else v for k, v in asdict(revision).items()}
-    if not include_spec:
-        data.pop("spec", None)
-    return data
-
-
 @router.get(
     "/controller/status",
     tags=["controller"],
@@ -44,13 +39,7 @@ def revision_dict(revision: Any, *, include_spec: bool = False) -> dict[str, Any
 )
 def controller_status(request: Request, store: Any = Depends(store_dep)) -> dict[str, Any]:
     """What the controller last fetched, applied and failed on, and who leads."""
-    controller = getattr(request.app.state, "controller", None)
-    if controller is not None:
-        return dict(controller.status())
-    from kneo.controller.controller import status_dict
-
-    stored = store.get_controller_status()
-    return status_dict(stored, store.get_lock("controller:default"), None)
+    return controller_status_view(store, getattr(request.app.state, "controller", None))
 
 
 @router.post("/controller/reconcile", tags=["controller"])
@@ -97,9 +86,7 @@ def list_registry(
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision)."""
-    revisions = store.list_registry(environment, status=None if status == "all" else status)
-    items = [revision_dict(r) for r in revisions]
-    return {"revisions": items, "count": len(items), "total": len(items)}
+    return registry_revisions(store, environment, None if status == "all" else status)
 
 
 @router.get(
@@ -111,19 +98,4 @@ def get_registry_bundle(
     bundle: str, environment: str, include_spec: bool = False, store: Any = Depends(store_dep)
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
-    revisions = store.list_revisions(bundle, environment)
-    if not revisions:
-        raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
-    active = store.get_active(bundle, environment)
-    conditions = [
-        {k: utc_iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}
-        for c in store.list_conditions(bundle, environment)
-    ]
-    return {
-        "bundle": bundle,
-        "environment": environment,
-        "active": revision_dict(active, include_spec=include_spec) if active else None,
-        "revisions": [revision_dict(r) for r in revisions],
-        "conditions": conditions,
-        "suspended": store.is_suspended(bundle, environment),
-    }
+    return bundle_view(store, bundle, environment, include_spec=include_spec)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from kneo.platform import PlatformManager
+from kneo.redaction import shows_personal_data
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.idempotency import HEADER
@@ -18,21 +19,28 @@ from kneo.service.schemas import ResumeRequest, check_limits
 router = APIRouter(tags=["human-tasks"])
 
 
-@router.get("/human-tasks", dependencies=[Depends(require_scope("human:read"))])
+@router.get("/human-tasks")
 def list_human_tasks(
     run_id: str | None = None,
     workflow_kind: str | None = None,
+    workflow: str | None = Query(None, description="Workflow name (a promotion: the bundle)."),
+    environment: str | None = None,
     assignee: str | None = None,
     kind: str | None = None,
     escalated: bool | None = None,
     older_than_seconds: float | None = None,
+    cursor: str | None = Query(None, description="A page's next_cursor: the page after it."),
     page: PageParams = Depends(paging(("created_at",), "created_at", "asc")),
+    principal: Principal = Depends(require_scope("human:read")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """Pending human tasks, filtered by run, workflow kind, assignee or request kind."""
+    """Pending human tasks, filtered by run, workflow, environment, assignee or request kind;
+    paged by ``offset`` or, flat however deep, by ``cursor``."""
     listed = manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
+        workflow=workflow,
+        environment=environment,
         assignee=assignee,
         kind=kind,
         escalated=escalated,
@@ -40,17 +48,24 @@ def list_human_tasks(
         sort="oldest" if page.sort_order == "asc" else "newest",
         limit=page.limit,
         offset=page.offset,
+        cursor=cursor,
+        show_personal=shows_personal_data(principal.scopes),
     )
     return {**listed, **page.metadata(listed["count"], listed["total"])}
 
 
-@router.get("/human-tasks/{continuation_id}", dependencies=[Depends(require_scope("human:read"))])
+@router.get("/human-tasks/{continuation_id}")
 def get_human_task(
-    request: Request, continuation_id: str, manager: PlatformManager = Depends(manager_dep)
+    request: Request,
+    continuation_id: str,
+    principal: Principal = Depends(require_scope("human:read")),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """One human task with all its requests."""
+    """One human task with all its requests (a promotion: with its approvals so far)."""
     annotate(request, continuation_id=continuation_id)
-    return manager.get_human_task(continuation_id)
+    return manager.get_human_task(
+        continuation_id, show_personal=shows_personal_data(principal.scopes)
+    )
 
 
 @router.post("/human-tasks/{continuation_id}/resume")
@@ -78,4 +93,5 @@ def resume_human_task(
     )
     annotate(request, run_id=result.run_id)
     headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
-    return JSONResponse(result.to_dict(), status_code=200, headers=headers)
+    body_out = result.to_dict(show_personal=shows_personal_data(principal.scopes))
+    return JSONResponse(body_out, status_code=200, headers=headers)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
+from kneo.redaction import shows_personal_data
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
@@ -30,9 +31,10 @@ router = APIRouter(tags=["runs"])
 
 
 def _start_run(
-    request: Request, body: CreateRunRequest, manager: Any, actor: str
+    request: Request, body: CreateRunRequest, manager: Any, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
     """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
+    actor = caller.principal.name
     check_limits(body, request.app.state.settings.limits)
     from kneo.platform import bundles
 
@@ -53,18 +55,18 @@ def _start_run(
             metadata=body.metadata,
             actor=actor,
         )
-        return _answer(request, result, body.async_mode)
+        return _answer(request, result, body.async_mode, caller)
     if not body.environment:
-        return _start_spec_run(request, body, manager, actor)
+        return _start_spec_run(request, body, manager, caller)
     # The route's policy check and the platform's approved-bundle check read two metadata
     # keys: one query for both (a snapshot for this request, nothing cached beyond it).
     keys = (POLICY_PREFIX + body.environment, bundles.POLICY_METADATA_KEY)
     with manager.store.metadata_snapshot(keys):
-        return _start_spec_run(request, body, manager, actor)
+        return _start_spec_run(request, body, manager, caller)
 
 
 def _start_spec_run(
-    request: Request, body: CreateRunRequest, manager: Any, actor: str
+    request: Request, body: CreateRunRequest, manager: Any, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
     """:func:`_start_run` for a spec path or an inline spec."""
     from kneo.platform import bundles
@@ -92,7 +94,7 @@ def _start_spec_run(
         "target": body.target,
         "environment": body.environment,
         "metadata": body.metadata,
-        "actor": actor,
+        "actor": caller.principal.name,
     }
     if body.async_mode:
         result = manager.start_run_from_spec(timeout_seconds=body.timeout_seconds, **kwargs)
@@ -108,16 +110,19 @@ def _start_spec_run(
         result = manager.run_from_spec(**kwargs)
         status = 200
     annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
-    return status, result.to_dict()
+    return status, result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
 
 
-def _answer(request: Request, result: Any, async_mode: bool) -> tuple[int, dict[str, Any]]:
+def _answer(
+    request: Request, result: Any, async_mode: bool, caller: Caller
+) -> tuple[int, dict[str, Any]]:
     if async_mode:
         worker = getattr(request.app.state, "worker", None)
         if worker is not None:
             worker.notify()
     annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
-    return (202 if async_mode else 200), result.to_dict()
+    show = shows_personal_data(caller.principal.scopes)
+    return (202 if async_mode else 200), result.to_dict(show_personal=show)
 
 
 def _create(
@@ -130,7 +135,7 @@ def _create(
         operation=operation,
         actor=actor,
         request_hash=lambda: body_hash(body),
-        call=lambda: _start_run(request, body, manager, actor),
+        call=lambda: _start_run(request, body, manager, caller),
     )
 
 
@@ -166,13 +171,14 @@ def list_runs(
     )
 
 
-@router.get("/runs/{run_id}", dependencies=[Depends(require_scope("runs:read"))])
+@router.get("/runs/{run_id}")
 def get_run(
-    request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
+    request: Request, run_id: str, caller: Caller = Depends(caller_dep("runs:read"))
 ) -> dict[str, Any]:
     """A run's status, position and outcome."""
     annotate(request, run_id=run_id)
-    return manager.get_run(run_id)
+    show = shows_personal_data(caller.principal.scopes)
+    return dict(caller.manager.get_run(run_id, show_personal=show))
 
 
 @router.post("/runs/{run_id}/cancel")

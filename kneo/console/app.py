@@ -1,0 +1,166 @@
+"""``create_console``: the reviewer console as an app the service mounts at ``/ui``.
+
+Server-rendered Jinja2 pages, one small CSS file and htmx (vendored, see
+``static/htmx.VERSION``) for the inbox's and the run page's self-refresh; every decision is a
+plain HTML form, so the console works without JavaScript. Pages are served with a strict
+Content-Security-Policy (scripts and styles only from ``/ui/static``), no framing, and
+``Cache-Control: no-store`` (they can show personal data to deciders).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kneo.console.auth import ConsoleAuth, SignInRequired
+from kneo.console.pages import build_router, console_path, safe_next, set_session
+from kneo.console.session import CSRF_FIELD, Session, SessionCodec
+from kneo.errors import KneoError
+from kneo.redaction import redact_text
+from kneo.settings import Settings
+
+HERE = Path(__file__).parent
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
+    """The console over ``parent``'s authenticator, platform manager and API routes (whose
+    scopes its pages take: :mod:`kneo.console.auth`)."""
+    secret = settings.console_secret or secrets.token_urlsafe(32)
+    codec = SessionCodec(secret, settings.console_session_seconds)
+    auth = ConsoleAuth(parent, parent.state.authenticator, codec)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters["ago"] = _ago
+    env.filters["until"] = _until
+    env.filters["short"] = _short
+    env.globals["CSRF_FIELD"] = CSRF_FIELD
+
+    @jinja2.pass_context
+    def url_for(context: Any, name: str, /, **params: Any) -> str:
+        return console_path(context["request"], name, **params)
+
+    env.globals["url_for"] = url_for
+
+    def render(
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status_code: int = 200,
+        session: Session | None = None,
+    ) -> Response:
+        viewer = context.get("viewer")
+        context.setdefault("csrf", viewer.session.csrf if viewer is not None else None)
+        context.setdefault("now", None)
+        response = templates.TemplateResponse(request, name, context, status_code=status_code)
+        response.headers.update(_HEADERS)
+        if session is not None:
+            set_session(request, response, auth, session)
+        return response
+
+    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console.state.parent = parent
+    console.state.path_formats = {}  # see console_path
+    console.state.auth = auth
+    console.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    console.include_router(build_router(auth, render))
+
+    def error_page(request: Request, status: int, code: str, message: str) -> Response:
+        viewer = auth.viewer(request)
+        return render(
+            request,
+            "error.html",
+            {"viewer": viewer, "status": status, "code": code, "message": redact_text(message)},
+            status_code=status,
+        )
+
+    async def kneo_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, KneoError)
+        return error_page(request, exc.http_status, exc.code, exc.message)
+
+    async def sign_in(request: Request, exc: Exception) -> Response:
+        target = safe_next(request, request.url.path) if request.method == "GET" else ""
+        query = f"?{urlencode({'next': target})}" if target else ""
+        login = console_path(request, "login") + query
+        if request.headers.get("hx-request"):  # a page refreshing itself: leave the page
+            return Response(status_code=204, headers={"HX-Redirect": login})
+        return RedirectResponse(login, status_code=303)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        return error_page(request, 400, "invalid_request", "The request was not understood.")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error_page(request, exc.status_code, code, str(exc.detail))
+
+    console.add_exception_handler(KneoError, kneo_error)
+    console.add_exception_handler(SignInRequired, sign_in)
+    console.add_exception_handler(RequestValidationError, invalid)
+    console.add_exception_handler(StarletteHTTPException, http_error)
+    return console
+
+
+# ---------------------------------------------------------------------- template filters
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    for size, unit in ((86_400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _ago(value: Any, now: datetime | None) -> str:
+    """``5m`` for a time five minutes before ``now``."""
+    when = _parse(value)
+    if when is None or now is None:
+        return ""
+    return _span((now - when).total_seconds())
+
+
+def _until(value: Any, now: datetime | None) -> str:
+    """``in 3h`` / ``overdue 5m`` for a deadline."""
+    when = _parse(value)
+    if when is None or now is None:
+        return ""
+    left = (when - now).total_seconds()
+    return f"in {_span(left)}" if left >= 0 else f"overdue {_span(left)}"
+
+
+def _short(value: Any, size: int = 19) -> str:
+    """A digest or commit cut for a table cell (the full value stays in the title)."""
+    text = str(value or "")
+    return text if len(text) <= size else text[:size] + "…"

@@ -1,0 +1,556 @@
+"""The console's pages: each reads through the platform calls the API routes use and
+decides through ``PlatformManager.resume``, as ``POST /v1/human-tasks/{id}/resume`` does.
+
+What is here is presentation: which call feeds which template, forms in and redirects out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from kneo.console.auth import ConsoleAuth, Viewer
+from kneo.console.forms import Rejected, decision_form, parse_decision
+from kneo.console.session import COOKIE, Session
+from kneo.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from kneo.service.dependencies import current_manager
+
+#: Inbox page size (capped by ``KNEO_SERV_MAX_LIST_ITEMS``).
+INBOX_PAGE = 50
+#: ``older_than`` choices of the inbox filter, in seconds.
+AGES = {"1h": 3600, "4h": 14_400, "1d": 86_400, "3d": 259_200, "7d": 604_800}
+KINDS = (
+    "approval",
+    "confirmation",
+    "input",
+    "review",
+    "route",
+    "tool_approval",
+    "question",
+    "error",
+    "promotion",
+)
+_LIVE = ("queued", "running")
+#: Context fields the task page shows in their own place (the rest under "More context").
+_SHOWN_CONTEXT = frozenset(
+    {
+        "tool_name",
+        "tool_call_id",
+        "arguments",
+        "output_preview",
+        "input_preview",
+        "error",
+        "step_id",
+        "round",
+        "max_reviews",
+        "wait_name",
+    }
+)
+_TIMELINE_LIMIT = 500
+#: Characters a path segment keeps unquoted (RFC 3986 ``pchar``): run ids hold ``:``.
+_PATH_SAFE = ":@!$&'()*+,;="
+
+
+class Render(Protocol):
+    """Renders a template into a response (``kneo.console.app``)."""
+
+    def __call__(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status_code: int = 200,
+        session: Session | None = None,
+    ) -> Response: ...
+
+
+def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
+    """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates)."""
+    router = APIRouter()
+
+    def manager(request: Request) -> Any:
+        found = current_manager(request.app.state.parent)
+        if found is None:
+            from kneo.errors import NotReady
+
+            raise NotReady("no platform manager is configured", check="manager")
+        return found
+
+    # ------------------------------------------------------------------ sign-in
+
+    @router.get("/", include_in_schema=False)
+    def home() -> Response:
+        return RedirectResponse("inbox", status_code=303)
+
+    @router.get("/login", name="login")
+    def login_page(request: Request, next: str = "") -> Response:
+        session = auth.session(request)
+        issue = session is None  # a pre-session: only the sign-in form's CSRF token
+        if session is None:
+            session = Session.anonymous()
+        context = {"next": safe_next(request, next), "csrf": session.csrf}
+        return render(request, "login.html", context, session=session if issue else None)
+
+    @router.post("/login", name="login_submit")
+    async def login(request: Request) -> Response:
+        posted = await auth.posted(request)
+        target = safe_next(request, posted.get("next", ""))
+        try:
+            principal = auth.authenticator.authenticate(posted.get("api_key") or None)
+        except Unauthorized:
+            fresh = Session.anonymous()
+            return render(
+                request,
+                "login.html",
+                {"next": target, "csrf": fresh.csrf, "error": "That API key is not valid."},
+                status_code=401,
+                session=fresh,
+            )
+        found = auth.authenticator.named(principal.name)
+        digest = found[1] if found else b""
+        session = Session(
+            csrf=secrets.token_urlsafe(32), name=principal.name, proof=auth.codec.proof(digest)
+        )
+        response = RedirectResponse(target or console_path(request, "inbox"), status_code=303)
+        set_session(request, response, auth, session)
+        return response
+
+    @router.post("/logout", name="logout")
+    async def logout(request: Request) -> Response:
+        await auth.posted(request)
+        response = RedirectResponse(console_path(request, "login"), status_code=303)
+        response.delete_cookie(COOKIE, path=_cookie_path(request))
+        return response
+
+    # ------------------------------------------------------------------ inbox
+
+    @router.get("/inbox", name="inbox")
+    def inbox(
+        request: Request,
+        viewer: Viewer = Depends(auth.page("inbox")),
+        assignee: str = "",
+        kind: str = "",
+        environment: str = "",
+        workflow: str = "",
+        escalated: str = "",
+        older_than: str = "",
+        sort: str = "oldest",
+        cursor: str = "",
+    ) -> Response:
+        if sort not in ("oldest", "newest"):
+            raise InvalidRequest("sort must be oldest or newest", field="sort")
+        if escalated not in ("", "yes", "no"):
+            raise InvalidRequest("escalated must be yes or no", field="escalated")
+        if older_than and older_than not in AGES:
+            raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
+        who = viewer.name if assignee == "mine" else assignee or None
+        promotion = kind == "promotion"
+        mgr = manager(request)
+        limit = min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE)
+        listed = mgr.list_human_tasks(
+            assignee=who,
+            kind=None if promotion or not kind else kind,
+            workflow_kind="promotion" if promotion else None,
+            environment=environment or None,
+            workflow=workflow or None,
+            escalated={"yes": True, "no": False}.get(escalated),
+            older_than_seconds=AGES.get(older_than),
+            sort=sort,
+            limit=limit,
+            cursor=cursor or None,
+            count=False,  # the inbox shows the counts per assignee, not a total
+            show_personal=viewer.show_personal,
+        )
+        filters = {
+            "assignee": assignee,
+            "kind": kind,
+            "environment": environment,
+            "workflow": workflow,
+            "escalated": escalated,
+            "older_than": older_than,
+            "sort": sort,
+        }
+        rows = [
+            row
+            for task in listed["tasks"]
+            for row in _rows(task)
+            if (who is None or row["assignee"] == who)
+            and (not kind or promotion or row["kind"] == kind)
+        ]
+        next_url = None
+        if listed["next_cursor"]:
+            next_url = _query(
+                console_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]}
+            )
+        return render(
+            request,
+            "inbox.html",
+            {
+                "viewer": viewer,
+                "rows": rows,
+                "filters": filters,
+                "counts": sorted(listed["counts_by_assignee"].items()),
+                "pending": sum(listed["counts_by_assignee"].values()),
+                "kinds": KINDS,
+                "ages": AGES,
+                "next_url": next_url,
+                "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,
+                "refresh_url": str(request.url.path)
+                + (f"?{request.url.query}" if request.url.query else ""),
+                "now": mgr.clock.now(),
+            },
+        )
+
+    # ------------------------------------------------------------------ human tasks
+
+    def task_page(
+        request: Request,
+        viewer: Viewer,
+        continuation_id: str,
+        *,
+        request_id: str | None = None,
+        rejected: Rejected | None = None,
+        notice: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        mgr = manager(request)
+        task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+        if task["workflow_kind"] == "promotion":
+            return RedirectResponse(
+                console_path(request, "promotion", continuation_id=continuation_id), status_code=303
+            )
+        requests = task["requests"]
+        if request_id is not None and not any(r["request_id"] == request_id for r in requests):
+            raise NotFound(
+                f"request {request_id!r} is not part of {continuation_id}", resource="request"
+            )
+        shown = []
+        for r in requests:
+            form = None
+            if r["status"] == "pending" and viewer.can("decide"):
+                mine = rejected if rejected is not None and r["request_id"] == request_id else None
+                form = decision_form(r, mine)
+            extra = {k: v for k, v in (r.get("context") or {}).items() if k not in _SHOWN_CONTEXT}
+            shown.append(
+                {"request": r, "form": form, "focus": r["request_id"] == request_id, "extra": extra}
+            )
+        return render(
+            request,
+            "task.html",
+            {
+                "viewer": viewer,
+                "task": task,
+                "items": shown,
+                "notice": notice,
+                "idempotency_key": secrets.token_urlsafe(18),
+                "now": mgr.clock.now(),
+            },
+            status_code=status_code,
+        )
+
+    @router.get("/tasks/{continuation_id}", name="task")
+    def get_task(
+        request: Request,
+        continuation_id: str,
+        request_id: str | None = None,
+        viewer: Viewer = Depends(auth.page("task")),
+    ) -> Response:
+        return task_page(request, viewer, continuation_id, request_id=request_id)
+
+    @router.post("/tasks/{continuation_id}", name="decide")
+    def decide(
+        request: Request,
+        continuation_id: str,
+        form: tuple[Viewer, dict[str, str]] = Depends(auth.form("decide")),
+    ) -> Response:
+        viewer, posted = form
+        mgr = manager(request)
+        request_id = posted.get("request_id") or ""
+        stored: Mapping[str, Any] = {"request_id": request_id}
+        if posted.get("decision") == "provided" and "content" not in posted:
+            # Typed input posts one field per property: its schema says how to read them.
+            task = mgr.get_human_task(continuation_id)
+            found = next((r for r in task["requests"] if r["request_id"] == request_id), None)
+            if found is None:
+                raise NotFound(
+                    f"request {request_id!r} is not part of {continuation_id}", resource="request"
+                )
+            stored = found
+        chosen = parse_decision(stored, posted)
+        try:
+            result = mgr.resume(
+                continuation_id,
+                request_id=chosen.request_id,
+                decision=chosen.decision,
+                content=chosen.content,
+                selected_option=chosen.selected_option,
+                actor=viewer.name,
+                idempotency_key=posted.get("idempotency_key") or None,
+            )
+        except (ValidationFailed, InvalidRequest) as exc:
+            field = exc.details.get("path")
+            rejected = Rejected(chosen.decision, posted, exc.message, field)
+            return task_page(
+                request,
+                viewer,
+                continuation_id,
+                request_id=request_id,
+                rejected=rejected,
+                status_code=exc.http_status,
+            )
+        except Conflict as exc:  # already resolved, a racing resume, the run moved on
+            return task_page(
+                request,
+                viewer,
+                continuation_id,
+                request_id=request_id,
+                notice=exc.message,
+                status_code=409,
+            )
+        if result.status == "paused" and result.continuation_id == continuation_id:
+            target = console_path(request, "task", continuation_id=continuation_id)
+        else:
+            target = console_path(request, "run", run_id=result.run_id)
+        return RedirectResponse(target, status_code=303)
+
+    # ------------------------------------------------------------------ promotions
+
+    def promotion_page(
+        request: Request,
+        viewer: Viewer,
+        continuation_id: str,
+        *,
+        notice: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        from kneo.platform.registry import promotion_view
+
+        mgr = manager(request)
+        task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+        if task["workflow_kind"] != "promotion":
+            return RedirectResponse(
+                console_path(request, "task", continuation_id=continuation_id), status_code=303
+            )
+        detail = promotion_view(
+            mgr.store,
+            mgr.store.get_continuation(continuation_id),
+            show_personal=viewer.show_personal,
+        )
+        mine = next((d for d in detail["decisions"] if d["approver"] == viewer.name), None)
+        return render(
+            request,
+            "promotion.html",
+            {
+                "viewer": viewer,
+                "task": task,
+                "req": task["requests"][0] if task["requests"] else None,
+                "p": detail,
+                "mine": mine,
+                "notice": notice,
+                "idempotency_key": secrets.token_urlsafe(18),
+                "now": mgr.clock.now(),
+            },
+            status_code=status_code,
+        )
+
+    @router.get("/promotions/{continuation_id}", name="promotion")
+    def get_promotion(
+        request: Request, continuation_id: str, viewer: Viewer = Depends(auth.page("promotion"))
+    ) -> Response:
+        return promotion_page(request, viewer, continuation_id)
+
+    @router.post("/promotions/{continuation_id}", name="decide_promotion")
+    def decide_promotion(
+        request: Request,
+        continuation_id: str,
+        form: tuple[Viewer, dict[str, str]] = Depends(auth.form("decide")),
+    ) -> Response:
+        viewer, posted = form
+        auth.check(viewer, "promotion")
+        decision = posted.get("decision") or ""
+        if decision not in ("approved", "rejected"):
+            return promotion_page(
+                request,
+                viewer,
+                continuation_id,
+                notice="Choose approve or reject.",
+                status_code=400,
+            )
+        try:
+            manager(request).resume(
+                continuation_id,
+                request_id=posted.get("request_id") or "",
+                decision=decision,
+                content=posted.get("content") or None,
+                actor=viewer.name,
+                idempotency_key=posted.get("idempotency_key") or None,
+            )
+        except (Conflict, Forbidden) as exc:
+            return promotion_page(
+                request,
+                viewer,
+                continuation_id,
+                notice=exc.message,
+                status_code=exc.http_status,
+            )
+        target = console_path(request, "promotion", continuation_id=continuation_id)
+        return RedirectResponse(target, status_code=303)
+
+    # ------------------------------------------------------------------ runs
+
+    @router.get("/runs/{run_id}", name="run")
+    def run_page(
+        request: Request, run_id: str, viewer: Viewer = Depends(auth.page("run"))
+    ) -> Response:
+        mgr = manager(request)
+        run = mgr.get_run(run_id, show_personal=viewer.show_personal)
+        trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
+        checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
+        return render(
+            request,
+            "run.html",
+            {
+                "viewer": viewer,
+                "run": run,
+                "events": list(reversed(trace["events"])),
+                "events_total": trace["total"],
+                "checkpoints": checkpoints["checkpoints"],
+                "live": run["status"] in _LIVE,
+                "now": mgr.clock.now(),
+            },
+        )
+
+    # ------------------------------------------------------------------ registry
+
+    @router.get("/registry", name="registry")
+    def registry(request: Request, viewer: Viewer = Depends(auth.page("registry"))) -> Response:
+        from kneo.platform.registry import controller_status_view, registry_overview
+
+        mgr = manager(request)
+        overview = registry_overview(mgr.store)
+        controller = getattr(request.app.state.parent.state, "controller", None)
+        return render(
+            request,
+            "registry.html",
+            {
+                "viewer": viewer,
+                "overview": overview,
+                "cells": {(c["bundle"], c["environment"]): c for c in overview["cells"]},
+                "controller": controller_status_view(mgr.store, controller),
+                "now": mgr.clock.now(),
+            },
+        )
+
+    @router.get("/registry/{bundle}/{environment}", name="bundle")
+    def bundle(
+        request: Request,
+        bundle: str,
+        environment: str,
+        viewer: Viewer = Depends(auth.page("bundle")),
+    ) -> Response:
+        from kneo.platform.registry import CONDITION_TYPES, bundle_view
+
+        mgr = manager(request)
+        return render(
+            request,
+            "bundle.html",
+            {
+                "viewer": viewer,
+                "b": bundle_view(mgr.store, bundle, environment),
+                "condition_types": CONDITION_TYPES,
+                "now": mgr.clock.now(),
+            },
+        )
+
+    return router
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def set_session(request: Request, response: Response, auth: ConsoleAuth, session: Session) -> None:
+    """The session cookie: signed, expiring, HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    response.set_cookie(
+        COOKIE,
+        auth.codec.dumps(session),
+        max_age=auth.codec.max_age,
+        path=_cookie_path(request),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _cookie_path(request: Request) -> str:
+    return str(request.scope.get("root_path") or "/ui")
+
+
+def console_path(request: Request, name: str, **params: Any) -> str:
+    """The path of the console route ``name``, under wherever the console is mounted.
+
+    Starlette looks a route up by name through every route (~75 us here); the inbox links
+    each of its rows, so the path's pattern is looked up once per route and parameter
+    names, then filled in (values URL-quoted)."""
+    console = request.scope["app"]
+    key = (name, *sorted(params))
+    formats: dict[tuple[str, ...], str] = console.state.path_formats
+    pattern = formats.get(key)
+    if pattern is None:
+        marked = {k: f"\x00{k}\x00" for k in params}
+        pattern = str(console.url_path_for(name, **marked)).replace("{", "{{").replace("}", "}}")
+        for k in params:
+            pattern = pattern.replace(f"\x00{k}\x00", "{" + k + "}")
+        formats[key] = pattern
+    values = {k: quote(str(v), safe=_PATH_SAFE) for k, v in params.items()}
+    return str(request.scope.get("root_path", "")) + pattern.format_map(values)
+
+
+def _query(path: str, params: Mapping[str, Any]) -> str:
+    kept = {k: v for k, v in params.items() if v not in (None, "")}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def safe_next(request: Request, target: str) -> str:
+    """Only a console path is a place to go after sign-in (never another site)."""
+    root = _cookie_path(request)
+    if target.startswith(root + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return ""
+
+
+def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One inbox row per pending request of a task."""
+    promotion = task.get("workflow_kind") == "promotion"
+    out = []
+    for r in task.get("requests") or []:
+        prompt = str(r.get("prompt") or "")
+        out.append(
+            {
+                "continuation_id": task["continuation_id"],
+                "request_id": r.get("request_id"),
+                "kind": "promotion" if promotion else r.get("kind"),
+                "prompt": prompt.splitlines()[0] if prompt else "",
+                "workflow": task.get("workflow_name"),
+                "environment": task.get("environment"),
+                "assignee": r.get("assignee"),
+                "created_at": task.get("created_at"),
+                "expires_at": r.get("expires_at") or task.get("expires_at"),
+                "escalated_at": r.get("escalated_at") or task.get("escalated_at"),
+                "promotion": promotion,
+                "several": len(task.get("requests") or []) > 1,
+            }
+        )
+    return out

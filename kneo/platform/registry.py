@@ -1,0 +1,205 @@
+"""Read views of the GitOps registry and of promotion tasks, shared by the HTTP API and the
+reviewer console (and the spec diff by the CLI), so every reader shows the same thing.
+
+Read-only: the controller writes the registry (:mod:`kneo.controller.apply`) and a promotion
+decision goes through ``PlatformManager.resume`` like any other.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from kneo.clock import utc_iso
+from kneo.errors import NotFound
+from kneo.redaction import redact_mapping
+from kneo.store import ContinuationRecord, Store
+from kneo.store.records import BundleRevision
+
+#: The condition types the controller sets, in the order people read them.
+CONDITION_TYPES = ("Ready", "Verified", "Promoted")
+
+
+def _json_times(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: utc_iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> dict[str, Any]:
+    """One registry revision as JSON (its spec only when asked: specs are large)."""
+    data = _json_times(asdict(revision))
+    if not include_spec:
+        data.pop("spec", None)
+    return data
+
+
+def registry_revisions(store: Store, environment: str | None, status: str | None) -> dict[str, Any]:
+    """Bundle revisions of ``environment`` (all when ``None``) with ``status`` (all when
+    ``None``): ``GET /v1/registry/bundles``."""
+    items = [revision_view(r) for r in store.list_registry(environment, status=status)]
+    return {"revisions": items, "count": len(items), "total": len(items)}
+
+
+def bundle_view(
+    store: Store, bundle: str, environment: str, *, include_spec: bool = False
+) -> dict[str, Any]:
+    """One bundle in one environment: active revision, history, conditions, suspension
+    (``GET /v1/registry/bundles/{bundle}/{environment}``)."""
+    revisions = store.list_revisions(bundle, environment)
+    if not revisions:
+        raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
+    active = next((r for r in revisions if r.status == "active"), None)
+    return {
+        "bundle": bundle,
+        "environment": environment,
+        "active": revision_view(active, include_spec=include_spec) if active else None,
+        "revisions": [revision_view(r) for r in revisions],
+        "conditions": [_json_times(asdict(c)) for c in store.list_conditions(bundle, environment)],
+        "suspended": store.is_suspended(bundle, environment),
+    }
+
+
+def controller_status_view(store: Store, controller: Any = None) -> dict[str, Any]:
+    """What the controller last fetched, applied and failed on, and who leads: from the
+    controller in this process, else from the store (``GET /v1/controller/status``)."""
+    if controller is not None:
+        return dict(controller.status())
+    from kneo.controller.controller import status_dict
+
+    return status_dict(store.get_controller_status(), store.get_lock("controller:default"), None)
+
+
+def registry_overview(store: Store) -> dict[str, Any]:
+    """Every (bundle, environment) the registry knows, with its active and pending revision
+    heads, conditions and suspension, in four queries whatever the registry's size."""
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def cell(bundle: str, env: str) -> dict[str, Any]:
+        return cells.setdefault(
+            (bundle, env),
+            {
+                "bundle": bundle,
+                "environment": env,
+                "active": None,
+                "pending": None,
+                "conditions": {},
+                "suspended": None,
+            },
+        )
+
+    for name, env, number, digest, status, commit, _ in store.list_revision_heads():
+        if status in ("active", "pending_approval"):
+            key = "active" if status == "active" else "pending"
+            cell(name, env)[key] = {"revision": number, "digest": digest, "commit": commit}
+        else:
+            cell(name, env)
+    for c in store.list_conditions():
+        cell(c.bundle_name, c.environment)["conditions"][c.type] = {
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "last_transition_time": utc_iso(c.last_transition_time),
+        }
+    for s in store.list_suspensions():
+        cell(s.bundle_name, s.environment)["suspended"] = {
+            "reason": s.reason,
+            "by": s.suspended_by,
+            "since": utc_iso(s.created_at),
+        }
+    environments = sorted({env for _, env in cells})
+    bundles = sorted({name for name, _ in cells})
+    return {
+        "environments": environments,
+        "bundles": bundles,
+        "cells": [cells[k] for k in sorted(cells)],
+    }
+
+
+def spec_diff(old: BundleRevision | None, new: BundleRevision) -> str:
+    """A unified diff of two revisions' specs (pretty, sorted JSON); ``old`` ``None``: all
+    added."""
+
+    def lines(spec: Mapping[str, Any]) -> list[str]:
+        return json.dumps(spec, indent=2, sort_keys=True).splitlines(keepends=True)
+
+    where = f"{new.bundle_name}@{new.environment}"
+    before = f"{where} r{old.revision}" if old is not None else "(no active revision)"
+    return "".join(
+        difflib.unified_diff(
+            lines(old.spec) if old is not None else [],
+            lines(new.spec),
+            before,
+            f"{where} r{new.revision}",
+        )
+    )
+
+
+# --------------------------------------------------------------------------- promotions
+
+
+def promotion_tally(
+    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+) -> dict[str, Any]:
+    """A promotion task's approvals so far (M of N, by whom, when, with what comment),
+    redacted for the reader (``show_personal``: a decider, :mod:`kneo.redaction`)."""
+    from kneo.controller.promotion import count_approvals
+
+    ctx = task.context
+    decisions = store.list_promotion_approvals(ctx["bundle"], ctx["environment"], ctx["digest"])
+    approvers = list(ctx.get("approvers") or [])
+    approved = count_approvals(store, ctx["bundle"], ctx["environment"], ctx["digest"], approvers)
+    tally = {
+        "bundle": ctx["bundle"],
+        "environment": ctx["environment"],
+        "digest": ctx["digest"],
+        "revision": ctx.get("revision"),
+        "upstream": ctx.get("upstream"),
+        "approvers": approvers,
+        "required": int(ctx.get("min_approvals") or 1),
+        "approved": approved,
+        "outcome": ctx.get("outcome"),
+        "decisions": [
+            {
+                "approver": a.approver,
+                "decision": a.decision,
+                "comment": a.comment,
+                "decided_at": utc_iso(a.created_at),
+            }
+            for a in decisions
+        ],
+    }
+    return redact_mapping(tally, show_personal=show_personal)
+
+
+def promotion_view(
+    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+) -> dict[str, Any]:
+    """What a person approving a promotion judges: the revision (digest, commit, signer key
+    ids), the spec diff against the active revision, the upstream environment's state and
+    the approvals so far."""
+    tally = promotion_tally(store, task, show_personal=True)  # redacted below, for the reader
+    bundle, env = tally["bundle"], tally["environment"]
+    revision = store.find_revision(bundle, env, tally["digest"])
+    active = store.get_active(bundle, env)
+    upstream = None
+    if tally["upstream"]:
+        up = store.get_active(bundle, tally["upstream"])
+        upstream = {
+            "environment": tally["upstream"],
+            "active": revision_view(up) if up else None,
+            "same_digest": up is not None and up.digest == tally["digest"],
+            "conditions": [
+                _json_times(asdict(c)) for c in store.list_conditions(bundle, tally["upstream"])
+            ],
+        }
+    view = {
+        **tally,
+        "revision_record": revision_view(revision) if revision else None,
+        "active": revision_view(active) if active else None,
+        "spec_diff": spec_diff(active, revision) if revision is not None else "",
+        "upstream_state": upstream,
+    }
+    return redact_mapping(view, show_personal=show_personal)

@@ -1,0 +1,255 @@
+"""Browser journeys through the console in real headless Chromium (Debian's ``chromium``,
+driven by Playwright; nothing downloads a browser). One live server (uvicorn on a free
+loopback port, the real app, a real GitOps controller) and one browser serve the module's
+journeys, which run in one xdist group: serially, on one worker.
+
+The journeys take the screenshots in ``docs/console.md``; ``KNEO_UPDATE_SCREENSHOTS=1``
+writes them to ``docs/images/`` (otherwise to a temporary directory, so a test run leaves
+the work tree as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_helpers import ALL_KEYS, ROOT, console_env, promotion_setup
+from svc_helpers import headers
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def _skip_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not Path(CHROMIUM).exists():
+        return (
+            "Debian's chromium is not installed (apt-get install -y chromium; .ci/run does "
+            "it where apt is available); Playwright must never download a browser"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("KNEO_UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "images"
+    return tmp_path_factory.mktemp("screenshots")
+
+
+class LiveConsole:
+    """The real app on uvicorn in this process, over a store with a promotion pending."""
+
+    def __init__(self, root: Path) -> None:
+        import uvicorn
+
+        from kneo.platform import create_platform
+        from kneo.service import create_app
+        from kneo.settings import Settings
+
+        self.store, self.controller, self.promotion = promotion_setup(root)
+        settings = Settings.from_env(
+            {**console_env(), "KNEO_SERV_PROFILES_PATH": str(root / "profiles.json")}
+        )
+        self.manager = create_platform(settings=settings, store=self.store)
+        app = create_app(
+            False,
+            settings=settings,
+            manager=self.manager,
+            start_worker=False,
+            controller=self.controller,
+            run_controller=True,
+        )
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the console server did not start")
+            time.sleep(0.02)
+
+    def api(self, method: str, path: str, role: str = "admin", **kw: Any) -> Any:
+        import httpx2
+
+        return httpx2.request(method, self.url + path, headers=headers(role), timeout=30, **kw)
+
+    def start(self, example: str, text: str = "launch") -> dict[str, Any]:
+        body = self.api(
+            "POST", "/v1/runs", json={"input": text, "spec_path": f"examples/{example}.yaml"}
+        ).json()
+        assert body["status"] == "paused", body
+        return dict(body)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+        self.store.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConsole]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)  # the examples' spec paths and function modules
+        server = LiveConsole(tmp_path_factory.mktemp("live"))
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(live: LiveConsole) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def as_person(browser: Any, live: LiveConsole) -> Iterator[Any]:
+    """``as_person(name)`` -> a signed-in page in its own browser context (own cookies)."""
+    contexts: list[Any] = []
+
+    def sign_in(name: str, *, shot: Path | None = None) -> Any:
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(live.url + "/ui/inbox")
+        assert page.url.startswith(live.url + "/ui/login")
+        page.fill("#api_key", ALL_KEYS[name])
+        if shot is not None:
+            page.screenshot(path=str(shot))
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/inbox")
+        return page
+
+    yield sign_in
+    for context in contexts:
+        context.close()
+
+
+def test_reviewer_answers_typed_input(live: LiveConsole, as_person: Any, shots: Path) -> None:
+    """Sign in as a reviewer -> the inbox shows the run paused by hitl_input.yaml ->
+    invalid input shows the field error and the task stays pending -> valid input -> the
+    run page shows succeeded."""
+    live.start("hitl_approval")  # company in the inbox
+    paused = live.start("hitl_input")
+    live.start("hitl_tool_approval", "release notes")
+    page = as_person("reviewer", shot=shots / "console-login.png")
+    row = page.locator("tr", has_text="Parameters for processing")
+    assert row.count() == 1 and "hitl-input" in row.inner_text()
+    page.screenshot(path=str(shots / "console-inbox.png"))
+
+    row.locator("a").click()
+    page.wait_for_url(f"**/ui/tasks/{paused['continuation_id']}*")
+    page.fill("input[name='field.threshold']", "high")
+    page.select_option("select[name='field.mode']", "strict")
+    page.click("form.a-provided button[type=submit]")
+    error = page.locator(".field.invalid .field-error")
+    assert "threshold" in error.inner_text() and "number" in error.inner_text()
+    assert page.input_value("input[name='field.threshold']") == "high"
+    page.screenshot(path=str(shots / "console-task-input.png"), full_page=True)
+    task = live.api("GET", f"/v1/human-tasks/{paused['continuation_id']}").json()
+    assert task["status"] == "pending"
+
+    page.fill("input[name='field.threshold']", "0.8")
+    page.click("form.a-provided button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+    assert '"threshold": 0.8' in page.locator("pre.output").last.inner_text()
+    assert "human_decision" in page.locator("ol.timeline").inner_text()
+    page.screenshot(path=str(shots / "console-run.png"), full_page=True)
+
+
+def test_tool_call_runs_once_with_edited_arguments(
+    live: LiveConsole, as_person: Any, shots: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    counter = tmp_path / "calls"
+    monkeypatch.setenv("KNEO_HITL_COUNTER", str(counter))
+    paused = live.start("hitl_tool_approval")
+    page = as_person("reviewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    arguments = page.locator("table.args").inner_text()
+    assert "team@example.com" in arguments  # a decider sees the address it will write to
+    page.screenshot(path=str(shots / "console-task-tool-approval.png"), full_page=True)
+    edited = {"to": "ops@example.com", "subject": "Edited by a person"}
+    page.fill("form.a-edited textarea[name=content]", json.dumps(edited))
+    page.click("form.a-edited button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+    output = page.locator("pre.output").last.inner_text()
+    assert output == "Done: sent to ops@example.com: Edited by a person"
+    assert counter.read_text().splitlines() == ["send_email"]
+
+
+def test_viewer_sees_no_controls_and_a_forged_post_is_403(
+    live: LiveConsole, as_person: Any
+) -> None:
+    paused = live.start("hitl_approval")
+    page = as_person("viewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    assert page.locator("input[name=decision]").count() == 0
+    assert "may look but not decide" in page.inner_text("main")
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    rid = paused["metadata"]["pending_human_request"]["request_id"]
+    forged = page.request.post(
+        live.url + f"/ui/tasks/{paused['continuation_id']}",
+        form={"csrf_token": csrf or "", "request_id": rid, "decision": "approved"},
+        max_redirects=0,
+    )
+    assert forged.status == 403 and "human:write" in forged.text()
+    task = live.api("GET", f"/v1/human-tasks/{paused['continuation_id']}").json()
+    assert task["status"] == "pending"
+
+
+def test_two_reviewers_promote_and_the_registry_shows_it_active(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    cid = live.promotion
+    alice, bob = as_person("alice"), as_person("bob")
+    alice.locator(f"a[href='/ui/promotions/{cid}']").click()
+    alice.wait_for_url(f"**/ui/promotions/{cid}")
+    assert "0 of 2 needed" in alice.inner_text("main")
+    alice.screenshot(path=str(shots / "console-promotion.png"), full_page=True)
+    alice.fill("textarea[name=content]", "Prompt change reviewed.")
+    alice.click("button[value=approved]")
+    assert "1 of 2 needed" in alice.inner_text("main")
+    bob.goto(live.url + f"/ui/promotions/{cid}")
+    bob.click("button[value=approved]")
+    assert "Outcome: approved" in bob.inner_text("main")
+    # The decision woke the controller in the service; the registry shows prod at r2.
+    deadline = time.monotonic() + 20
+    while True:
+        bob.goto(live.url + "/ui/registry")
+        cell = bob.locator("table.registry tr", has_text="mailer").locator("td").last
+        if re.search(r"r2\b", cell.inner_text()) and "awaits approval" not in cell.inner_text():
+            break
+        assert time.monotonic() < deadline, cell.inner_text()
+        time.sleep(0.2)
+    assert "Ready=True" in cell.inner_text()
+    bob.screenshot(path=str(shots / "console-registry.png"), full_page=True)
