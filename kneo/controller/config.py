@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from kneo.errors import ConfigError
+from kneo.documents import load_yaml_file
+from kneo.errors import ConfigError, SpecError
 from kneo.spec.project import ControllerConfigBlock
 
 #: The typed ``controller:`` block (one model for the project config schema and here).
@@ -124,10 +124,10 @@ def load_controller_config(project_config: Path | None) -> ControllerConfig:
     if project_config is None or not project_config.is_file():
         return ControllerConfig()
     try:
-        data = yaml.safe_load(project_config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml_file(project_config, what="project config") or {}
+    except SpecError as exc:
         raise ConfigError(
-            f"cannot read {project_config}: {exc}", file=str(project_config)
+            f"cannot read {project_config}: {exc.message}", file=str(project_config)
         ) from None
     block = data.get("controller") if isinstance(data, dict) else None
     root = project_config.resolve().parent

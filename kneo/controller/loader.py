@@ -244,8 +244,8 @@ class DesiredStateLoader:
         """The watched repo's ``.kneo/config.yaml`` (it can only make environments stricter)."""
         if config_sha is None:
             return None, None
+        from kneo.documents import parse_yaml
         from kneo.spec.project import ProjectConfig
-        from kneo.spec.yaml_io import parse_yaml
 
         try:
             data = parse_yaml(source.read_blob(config_sha).decode("utf-8"), source=PROJECT_CONFIG)
@@ -400,7 +400,7 @@ class DesiredStateLoader:
 
 
 def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:
-    from kneo.spec.yaml_io import parse_yaml
+    from kneo.documents import parse_yaml
 
     data = parse_yaml(raw.decode("utf-8"), source=path)
     if data is None:

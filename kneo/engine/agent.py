@@ -18,13 +18,13 @@ edited arguments (checked again), rejected returns a refusal to the model. The b
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
@@ -360,8 +360,8 @@ class AgentLoop:
             )
         if name == "edited":
             try:
-                arguments = json.loads(decision.get("content") or "{}")
-            except ValueError:
+                arguments = parse_json(decision.get("content") or "{}", source="edited arguments")
+            except DocumentError:
                 arguments = None
             if not isinstance(arguments, dict):
                 return call, ToolOutcome(

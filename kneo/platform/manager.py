@@ -51,6 +51,7 @@ from kneo.errors import (
     InvalidRequest,
     ResourceLocked,
 )
+from kneo.names import check_name
 from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
 from kneo.platform.journal import StoreJournal, checkpoint_payload
@@ -645,6 +646,8 @@ class PlatformManager:
         environment: str | None,
     ) -> dict[str, Any]:
         """Load, check (with environment policy) and compile; see :mod:`.preparation`."""
+        if environment is not None:
+            check_name(environment, kind="environment")
         return prepare(self, spec_path=spec_path, spec=spec, target=target, environment=environment)
 
     def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:

@@ -174,7 +174,7 @@ def load_spec_text(
     text: str, *, source: str = "<inline>", project: ProjectConfig | None = None
 ) -> Spec:
     """Validate a spec given as YAML text (HTTP ``spec_yaml``); errors carry lines."""
-    from kneo.spec.yaml_io import parse_yaml
+    from kneo.documents import parse_yaml
 
     data = parse_yaml(text, source=source)
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kneo.errors import ConfigError
+from kneo.names import check_name
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -286,11 +287,15 @@ class ProjectContext:
         else:
             root = path.resolve().parent
         chosen = env or settings.environ.get("KNEO_ENV") or None
+        # The environment names overlay files (``<spec>.<env>.yaml``) and policy files.
+        resolved = check_name(
+            chosen or config.default_environment or settings.default_env, kind="environment"
+        )
         return cls(
             root=root,
             config_path=path,
             config=config,
-            env=chosen or config.default_environment or settings.default_env,
+            env=resolved,
             env_explicit=chosen is not None,
             settings=settings,
         )

@@ -84,14 +84,22 @@ class StoreBase:
 
 SortOrder = Literal["asc", "desc"]
 MAX_PAGE = 1000
+#: The largest ``offset`` a listing takes (every backend's integer holds it).
+MAX_OFFSET = 2**31 - 1
 
 
 def check_page(limit: int, offset: int) -> None:
     """Refuse paging values that would make a listing unbounded or meaningless."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}", field="limit")
-    if offset < 0:
-        raise InvalidRequest(f"offset must be zero or greater, got {offset}", field="offset")
+    check_offset(offset)
+
+
+def check_offset(offset: int) -> None:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidRequest(
+            f"offset must be between 0 and {MAX_OFFSET}, got {offset}", field="offset"
+        )
 
 
 def check_order(sort_order: str) -> SortOrder:

@@ -7,7 +7,6 @@ the store and reconcile/webhook answer ``503 not_ready``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from kneo.clock import utc_iso
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound, NotReady
+from kneo.names import check_name
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 
@@ -82,9 +83,9 @@ async def controller_webhook(
     body = await request.body()
     verify_github_signature(secret or "", body, x_hub_signature_256)
     try:
-        payload = json.loads(body) if body else {}
-    except ValueError as exc:
-        raise InvalidRequest("webhook body is not JSON") from exc
+        payload = parse_json(body, source="webhook body") if body else {}
+    except DocumentError as exc:
+        raise InvalidRequest(f"webhook body is not JSON: {exc.message}") from None
     return JSONResponse(trigger(controller, x_github_event, payload), status_code=202)
 
 
@@ -97,6 +98,8 @@ def list_registry(
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision)."""
+    if environment is not None:
+        check_name(environment, kind="environment")
     revisions = store.list_registry(environment, status=None if status == "all" else status)
     items = [revision_dict(r) for r in revisions]
     return {"revisions": items, "count": len(items), "total": len(items)}
@@ -111,6 +114,8 @@ def get_registry_bundle(
     bundle: str, environment: str, include_spec: bool = False, store: Any = Depends(store_dep)
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
     revisions = store.list_revisions(bundle, environment)
     if not revisions:
         raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
