@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
 from kneo.redaction import may_need_redaction, redact
+from kneo.service.errors import error_headers
+from kneo.store.errors import database_error
 
 LOGGER_NAME = "kneo_serv.service"
 logger = logging.getLogger(LOGGER_NAME)
@@ -85,7 +87,7 @@ class RequestContextMiddleware:
             await send(message)
 
         async def send_error(code: int, error: dict[str, Any]) -> None:
-            body = envelope_bytes({**error, "request_id": request_id})
+            body = envelope_bytes({**redact(error), "request_id": request_id})
             status["code"] = code
             status["started"] = True
             await send(
@@ -96,6 +98,7 @@ class RequestContextMiddleware:
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                         (b"x-request-id", request_id.encode("latin-1")),
+                        *((k.lower().encode(), v.encode()) for k, v in error_headers(code).items()),
                     ],
                 }
             )
@@ -131,7 +134,8 @@ class RequestContextMiddleware:
                 await self.app(scope, app_receive, send_with_id)
         except _BodyTooLarge:
             pass
-        except Exception:
+        except Exception as exc:
+            mapped = database_error(exc)
             logger.error(
                 json.dumps(
                     redact(
@@ -143,16 +147,20 @@ class RequestContextMiddleware:
                         }
                     )
                 ),
-                exc_info=True,
+                exc_info=mapped is None,  # a database outage is not a bug: no traceback
             )
             if not status["started"]:
-                await send_error(
-                    500,
-                    {
-                        "error": "internal_error",
-                        "message": "Internal server error; see the service log for this request id",
-                    },
-                )
+                if mapped is not None:
+                    await send_error(mapped.http_status, mapped.to_dict())
+                else:
+                    await send_error(
+                        500,
+                        {
+                            "error": "internal_error",
+                            "message": "Internal server error; see the service log for this "
+                            "request id",
+                        },
+                    )
         if too_large["hit"]:
             await send_error(413, _too_large(limit))
         self._log(scope, request_id, int(status["code"]), started)

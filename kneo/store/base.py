@@ -11,13 +11,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
-from kneo.errors import Conflict, InvalidRequest, KneoError, NotFound, NotReady
+from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
+from kneo.store.errors import db_errors
 
 if TYPE_CHECKING:
     from kneo.store.api import Transaction
@@ -69,17 +69,8 @@ class StoreBase:
     @contextlib.contextmanager
     def _db_errors(self) -> Iterator[None]:
         """Translate driver failures at the boundary; Kneo errors pass through untouched."""
-        try:
+        with db_errors():
             yield
-        except KneoError:
-            raise
-        except sa_exc.IntegrityError as exc:
-            raise Conflict(f"database constraint violated: {exc.orig}", code="conflict") from exc
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            raise NotReady(
-                f"database unavailable: {type(exc.orig).__name__}: {exc.orig}",
-                code="database_unavailable",
-            ) from exc
 
 
 SortOrder = Literal["asc", "desc"]
