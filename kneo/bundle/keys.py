@@ -371,7 +371,10 @@ def _read_index(path: Path) -> _KeyringIndex:
         index = _KeyringIndex.model_validate(raw)
     except SpecError as exc:
         raise BundleError(
-            f"cannot read {path}: {exc.message}", code="bundle_keyring_invalid", path=str(path)
+            f"cannot read {path}: {exc.message}",
+            code="bundle_keyring_invalid",
+            path=str(path),
+            reason=exc.code,
         ) from None
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -77,7 +77,9 @@ class ProfileStore:
         try:
             data = load_json_file(self.path, what="profiles file")
         except SpecError as exc:
-            raise ConfigError(f"cannot read profiles file {self.path}: {exc.message}") from None
+            raise ConfigError(
+                f"cannot read profiles file {self.path}: {exc.message}", reason=exc.code
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
             raise ConfigError(f"profiles file {self.path} is not a profiles document")
         data.setdefault("profiles", {})

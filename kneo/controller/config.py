@@ -20,6 +20,7 @@ request to the watched repository can never add a key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -121,13 +122,15 @@ def from_mapping(
 
 def load_controller_config(project_config: Path | None) -> ControllerConfig:
     """The ``controller:`` block of a project config file (defaults when absent)."""
-    if project_config is None or not project_config.is_file():
+    if project_config is None or not os.path.lexists(project_config):
         return ControllerConfig()
     try:
         data = load_yaml_file(project_config, what="project config") or {}
     except SpecError as exc:
         raise ConfigError(
-            f"cannot read {project_config}: {exc.message}", file=str(project_config)
+            f"cannot read {project_config}: {exc.message}",
+            file=str(project_config),
+            reason=exc.code,
         ) from None
     block = data.get("controller") if isinstance(data, dict) else None
     root = project_config.resolve().parent

@@ -209,7 +209,7 @@ def environment_file_path(environments_dir: str | os.PathLike[str], env: str) ->
     """``<dir>/<env>.yaml`` (or ``.yml``) when it exists, else ``None``."""
     for suffix in (".yaml", ".yml"):
         candidate = Path(environments_dir) / f"{env}{suffix}"
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # read (and refused) even if not a regular file
             return candidate
     return None
 

@@ -8,6 +8,7 @@ Contract layer: pydantic models plus reading one YAML file; no other I/O.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +226,7 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     ``start``. An explicit path that does not exist is an error, not a silent fallback."""
     if settings is not None and settings.project_config is not None:
         explicit = settings.project_config
-        if not explicit.is_file():
+        if not os.path.lexists(explicit):
             raise ConfigError(
                 f"KNEO_PROJECT_CONFIG points at {explicit}, which does not exist",
                 code="E_FILE_NOT_FOUND",
@@ -235,7 +236,7 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     here = start.resolve()
     for directory in (here, *here.parents):
         candidate = directory / CONFIG_DIR / CONFIG_FILE
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # read (and refused) even if not a regular file
             return candidate
     return None
 
