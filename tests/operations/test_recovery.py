@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +56,7 @@ def test_transient_database_error_retries_the_run_with_backoff(project: Path, db
             assert worker.run_once()
             [record] = manager.store.queue_records_for_run(run_id)
             assert (record.status, record.attempts) == ("queued", attempt)  # never completed
-            assert record.available_at == clock.now() + __import__("datetime").timedelta(
-                seconds=backoff
-            )
+            assert record.available_at == clock.now() + timedelta(seconds=backoff)
             assert manager.store.get_run(run_id).status == "queued"  # not failed
             assert not worker.run_once()  # not due before its backoff
             clock.advance(seconds=backoff)
@@ -148,8 +149,6 @@ def test_a_driven_run_keeps_its_lease_through_a_long_step(project: Path, db_url:
 def test_sigterm_with_a_hanging_request_exits_within_30_seconds(project: Path) -> None:
     """A synchronous run blocked in a step (a hung network call) cannot hold the process:
     requests get 10 s, the worker 10 s, and the process is gone 30 s after SIGTERM."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
     from svc_helpers import LiveServer
 
@@ -158,7 +157,7 @@ def test_sigterm_with_a_hanging_request_exits_within_30_seconds(project: Path) -
     )
     env = env_for(project, db_url, KNEO_SERV_PROFILES_PATH=str(project / "profiles.json"))
     server = LiveServer(env, project, project / "server.log").start()
-    hanging = __import__("threading").Thread(
+    hanging = threading.Thread(
         target=lambda: httpx2.post(
             f"{server.url}/v1/runs",
             json={"input": "hang block", "spec_path": "three.yaml"},
