@@ -1,4 +1,4 @@
-"""Timeouts: expired human requests, runs past their deadline, and the sweeper that runs both.
+"""Sweeps: expired human requests, runs past their deadline, stranded runs, and the sweeper.
 
 Two independent timeouts can apply to a paused run; whichever fires first wins.
 
@@ -20,9 +20,12 @@ Two independent timeouts can apply to a paused run; whichever fires first wins.
   :func:`prune_timed_out_runs` moves every queued, running or paused run past it to
   ``timed_out``, deletes its continuation and audits ``run.timed_out``.
 
-Runs no longer paused are skipped (the resume path owns them). Both return how many
-continuations / runs they acted on. Every write is a compare-and-set, so a sweep racing a
-person's resume (or another sweeper) changes nothing twice.
+* A **stranded run** (``running``, its lease lapsed, nothing queued for it):
+  :func:`recover_stranded_runs` queues it to be continued (the rule is in its docstring).
+
+Runs no longer paused are skipped (the resume path owns them). Each sweep returns how many
+continuations / runs it acted on. Every write is a compare-and-set (or under a lock), so a
+sweep racing a person's resume (or another sweeper) changes nothing twice.
 """
 
 from __future__ import annotations
