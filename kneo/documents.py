@@ -20,7 +20,6 @@ never read. Pure but for :func:`read_file`, which reads what it is given.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -150,10 +149,14 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.I)
 
 
-@functools.lru_cache(maxsize=8)
-def _digit_runs(limit: int) -> re.Pattern[str]:
-    """Digits in a row, more than ``limit`` of them."""
-    return re.compile(f"[0-9]{{{limit + 1},}}")
+#: Every byte but an ASCII digit becomes a space, every digit ``0``: a run of digits is then a
+#: run of ``0`` that a substring search finds at C speed (a regex took 30-50 ns a character).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+
+
+def _digit_run_over(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` ASCII digits in a row."""
+    return b"0" * (limit + 1) in text.encode("utf-8", "surrogatepass").translate(_DIGITS_ONLY)
 
 
 def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> None:
@@ -162,8 +165,10 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
         raise _too(
             "E_DOCUMENT_TOO_LARGE", source, f"{len(text)} characters", limits.max_bytes, "max_bytes"
         )
+    if _within(text, limits):
+        return  # the common case, decided by C-level scans of the raw text
     skeleton = _JSON_STRING.sub('""', text)
-    if _digit_runs(limits.max_number_digits).search(skeleton):
+    if _digit_run_over(skeleton, limits.max_number_digits):
         raise _too(
             "E_NUMBER_TOO_LONG",
             source,
@@ -192,6 +197,17 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
                 )
         else:
             depth -= 1
+
+
+def _within(text: str, limits: DocumentLimits) -> bool:
+    """Whether the raw text alone proves every limit holds. Brackets, commas and digits
+    inside strings are counted too, so this only ever errs towards the precise check."""
+    opened = text.count("[") + text.count("{")
+    return (
+        opened <= limits.max_depth
+        and opened + text.count(",") < limits.max_nodes
+        and not _digit_run_over(text, limits.max_number_digits)
+    )
 
 
 def _refuse_constant(name: str) -> Any:
@@ -268,7 +284,7 @@ def _plain_number_too_long(event: Any, digits: int) -> bool:
         and (not event.style or event.tag is not None)  # plain, or tagged (``!!int "..."``)
         and (value[0].isdigit() or value[0] in "+-.")
         and _NUMBER_CHARS.issuperset(value)
-        and _digit_runs(digits).search(value) is not None
+        and _digit_run_over(value, digits)
     )
 
 

@@ -392,6 +392,13 @@ def test_rows3_4_faults_under_load_lose_nothing_and_sigterm_is_bounded(
         KNEO_SERV_REQUEST_LOGS="false",
     )
     server = LiveServer(env, project, project / "server.log").start()
+    try:
+        _load_with_faults(server, fault, direct, proxy)
+    finally:
+        server.stop()  # a no-op once the test's own SIGTERM ended it
+
+
+def _load_with_faults(server: LiveServer, fault: str, direct: str, proxy: FaultProxy) -> None:
     terminate = _terminate_backends(direct)
     load = Load(server.url).start()
     faults = 0

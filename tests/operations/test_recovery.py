@@ -166,9 +166,12 @@ def test_sigterm_with_a_hanging_request_exits_within_30_seconds(project: Path) -
         daemon=True,
     )
     hanging.start()
-    wait_for((project / "markers" / "hang").exists, 60, "the step to hang")
-    assert server.proc is not None
-    started = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(timeout=45)
-    assert time.monotonic() - started <= 31.0
+    try:
+        wait_for((project / "markers" / "hang").exists, 60, "the step to hang")
+        assert server.proc is not None
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=45)
+        assert time.monotonic() - started <= 31.0
+    finally:
+        server.stop()
