@@ -230,9 +230,16 @@ class DesiredStateLoader:
                 )
                 continue
             blob = files[path].blob_sha
-            judged = self._judge_isolated(
-                source, path, key, blob, environments, config_sha, now, stats
-            )
+            try:
+                judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
+            except SourceError:
+                raise  # Git cannot read the blob: the repository's problem; retried next pass
+            except Exception as exc:  # whatever one file does stays with that file
+                log.exception("judging %s failed", path)
+                problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
+                judged = _Judged(
+                    *key, None, (), None, None, (problem,), ()
+                )  # judged again next time
             env = environments.get(key[1])
             fingerprint = hashlib.sha256(
                 f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
@@ -335,30 +342,6 @@ class DesiredStateLoader:
         return env
 
     # ---------------------------------------------------------------- bundles
-
-    def _judge_isolated(
-        self,
-        source: Source,
-        path: str,
-        key: tuple[str, str],
-        blob: str,
-        environments: Mapping[str, DesiredEnvironment],
-        config_sha: str | None,
-        now: datetime,
-        stats: LoadStats,
-    ) -> _Judged:
-        """:meth:`_judge`, with whatever one file does confined to that file: an error
-        nobody foresaw rejects it (not cached, so a fixed controller judges it again) and
-        every other file is judged as usual. A blob Git cannot read is the repository's
-        problem, not the file's: the reconcile stops and is retried."""
-        try:
-            return self._judge(source, path, key, blob, environments, config_sha, now, stats)
-        except SourceError:
-            raise
-        except Exception as exc:
-            log.exception("judging %s failed", path)
-            problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
-            return _Judged(key[0], key[1], None, (), None, None, (problem,), ())
 
     def _judge(
         self,
