@@ -142,8 +142,11 @@ def read_text(
 
 # --------------------------------------------------------------------------- JSON
 
-# A JSON string (escapes included), unrolled so the regex engine never backtracks.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A JSON string (escapes included), possessive so a match never backtracks.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+# Text whose every string is closed, from the start: one attempt, linear. (Blanking strings
+# in text with an unclosed one made the regex retry at every later quote: quadratic.)
+_CLOSED_STRINGS = re.compile(r'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
 _BRACKETS = re.compile(r"[\[\]{}]")
 # An escaped NUL not itself escaped: an even number of backslashes before ``\u0000``.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.I)
@@ -167,6 +170,16 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
         )
     if _within(text, limits):
         return  # the common case, decided by C-level scans of the raw text
+    closed = _CLOSED_STRINGS.match(text)
+    if closed is None or closed.end() < len(text):
+        at = closed.end() if closed is not None else 0
+        line = text.count("\n", 0, at) + 1
+        raise DocumentError(
+            f"{source}:{line}: invalid JSON: unterminated string",
+            code="E_JSON",
+            file=source,
+            line=line,
+        )
     skeleton = _JSON_STRING.sub('""', text)
     if _digit_run_over(skeleton, limits.max_number_digits):
         raise _too(

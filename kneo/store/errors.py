@@ -34,10 +34,9 @@ def database_error(exc: BaseException) -> KneoError | None:
 
     SQLAlchemy's wrappers and the bare DBAPI errors of the hot paths' raw connections alike:
     a constraint is ``conflict``, a value the column cannot hold ``invalid_request``; a
-    connection refused, dropped or terminated, a pool
-    exhausted, a database locked past its busy timeout are ``database_unavailable``
-    (transient). Bare DBAPI classes are recognised by their PEP 249 names, which every
-    driver (sqlite3, psycopg) uses."""
+    connection refused, dropped or terminated, a pool exhausted, a database locked past its
+    busy timeout are ``database_unavailable`` (transient). Bare DBAPI classes are recognised
+    by their PEP 249 names, which every driver (sqlite3, psycopg) uses."""
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     names = {cls.__name__ for cls in type(cause).__mro__}
     if "IntegrityError" in names:
@@ -49,8 +48,8 @@ def database_error(exc: BaseException) -> KneoError | None:
         or isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)
         or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
     ):
-        text = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
-        return DatabaseUnavailable(f"database unavailable: {type(cause).__name__}: {text}")
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        return DatabaseUnavailable(f"database unavailable: {type(cause).__name__}: {first_line}")
     return None
 
 

@@ -314,3 +314,17 @@ def test_decision_content_bomb_is_an_invalid_decision() -> None:
             request, HumanDecision(request_id="req_1", decision="provided", content=deep)
         )
     assert caught.value.code == "invalid_human_input"
+
+
+def test_unterminated_string_full_of_escaped_quotes_is_linear(client: TestClient) -> None:
+    """Blanking strings by regex retried at every later quote when one was left open: a 1 MB
+    body of ``\\"`` took hours. Now it is one linear pass (the suite's timeout would catch a
+    regression) and an ``E_JSON`` / ``400 invalid_request``."""
+    from kneo.documents import DocumentError, parse_json
+
+    text = "[" * 70 + '"' + '\\"' * 400_000
+    with pytest.raises(DocumentError) as caught:
+        parse_json(text, source="body")
+    assert caught.value.code == "E_JSON" and "unterminated string" in caught.value.message
+    r = client.post("/v1/runs", content=text, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
