@@ -8,6 +8,7 @@ environment, which is what makes it operator-controlled.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,21 +51,26 @@ def confined_spec_path(spec_path: str, settings: Any, root: Path) -> Path:
     otherwise ``403 spec_path_not_allowed``, decided before the file is looked at, so the
     answer says nothing about what exists elsewhere on the server. Inside the roots a
     missing file is ``404``."""
-    candidate = Path(spec_path)
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    real = Path(os.path.realpath(candidate))
-    roots = [Path(os.path.realpath(root / r)) for r in (settings.spec_roots or (root,))]
-    if not any(real.is_relative_to(r) for r in roots):
+    real = os.path.realpath(os.path.join(root, spec_path))  # an absolute spec_path wins
+    if not any(real.startswith(r) for r in _real_roots(tuple(settings.spec_roots), str(root))):
         raise Forbidden(
             "spec_path must name a file under the service's spec roots "
             "(KNEO_SERV_SPEC_ROOTS; default: the project root)",
             code="spec_path_not_allowed",
             field="spec_path",
         )
-    if not real.is_file():
+    if not os.path.isfile(real):
         raise NotFound(f"spec file {spec_path!r} not found on the server", resource="spec")
-    return real
+    return Path(real)
+
+
+@functools.lru_cache(maxsize=16)
+def _real_roots(roots: tuple[Path, ...], root: str) -> tuple[str, ...]:
+    """Each spec root's real path with a trailing separator (a prefix test then never
+    takes ``/srv/specs-old`` for a file under ``/srv/specs``)."""
+    return tuple(
+        os.path.join(os.path.realpath(os.path.join(root, r)), "") for r in roots or (root,)
+    )
 
 
 def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
