@@ -53,10 +53,16 @@ class LeaseKeeper:
                     self._runs[run_id] = left
 
     def renew_all(self) -> int:
-        """Extend every held run's lease now; returns how many were renewed."""
+        """Extend every held run's lease now; returns how many were renewed. With nothing
+        held the thread ends (the next :meth:`holding` starts another): an idle process, or
+        one of the many managers a test suite makes, keeps no thread."""
         with self._lock:
             run_ids = sorted(self._runs)
+            if not run_ids:
+                task, self._task = self._task, None
         if not run_ids:
+            if task is not None:
+                task.stop()  # from its own thread: it ends after this call, nothing joined
             return 0
         return int(self._store.renew_run_leases(run_ids, self._owner, self._lease))
 
