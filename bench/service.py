@@ -227,6 +227,7 @@ def main() -> int:
             "KNEO_SERV_API_KEYS": f"bench:{TOKEN}:operator",
             "KNEO_SERV_DATABASE_URL": url,
             "KNEO_SERV_LOG_LEVEL": "WARNING",
+            "KNEO_SERV_SPEC_ROOTS": str(tmp),  # the spec lives in the temporary directory
         },
         service_port,
         tmp / "service.log",

@@ -24,6 +24,7 @@ Third-party errors are translated at the boundary (``raise KneoError(...) from e
     ├── BundleError               400 bundle_* (signature / digest / key problems)
     ├── ProviderError             502 provider_error
     └── NotReady                  503 not_ready
+        └── DatabaseUnavailable   503 database_unavailable (transient: retry after a pause)
 """
 
 from __future__ import annotations
@@ -137,3 +138,10 @@ class ProviderError(KneoError):
 class NotReady(KneoError):
     code = "not_ready"
     http_status = 503
+
+
+class DatabaseUnavailable(NotReady):
+    """The database could not be reached or dropped the connection: transient. The service
+    answers 503 with ``Retry-After``; workers retry the run with backoff."""
+
+    code = "database_unavailable"

@@ -162,6 +162,9 @@ class Settings:
     profiles_path: Path = field(
         default_factory=lambda: Path.home() / ".kneo_serv" / "profiles.json"
     )
+    #: Directories a ``spec_path`` on the HTTP API may name a file under (``()``: the
+    #: project root); anything else is ``403 spec_path_not_allowed``.
+    spec_roots: tuple[Path, ...] = ()
     # limits
     limits: Limits = field(default_factory=Limits)
     checkpoint: CheckpointLimits = field(default_factory=CheckpointLimits)
@@ -228,6 +231,7 @@ class Settings:
             profiles_path=Path(profiles)
             if profiles
             else Path.home() / ".kneo_serv" / "profiles.json",
+            spec_roots=tuple(Path(p) for p in _list(env, "KNEO_SERV_SPEC_ROOTS")),
             limits=Limits(
                 **{
                     f.name: _int(env, f"KNEO_SERV_{f.name.upper()}", getattr(d, f.name))

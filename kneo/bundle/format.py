@@ -29,15 +29,15 @@ from pydantic import (
     field_serializer,
 )
 
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import BundleError
+from kneo.names import NAME_PATTERN
 
 BUNDLE_KIND: Literal["KneoSpecBundle"] = "KneoSpecBundle"
 BUNDLE_VERSION: Literal["v1"] = "v1"
-#: A bundle is a spec plus a few hundred bytes; anything this large is not a bundle.
-MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 
 Algorithm = Literal["hmac-sha256", "ed25519"]
-KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+KEY_ID_PATTERN = NAME_PATTERN
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
@@ -78,8 +78,9 @@ class Bundle(_Model):
 
     kind: Literal["KneoSpecBundle"] = BUNDLE_KIND
     version: Literal["v1"] = BUNDLE_VERSION
-    name: str = Field(min_length=1, max_length=200)
-    environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    #: Bundle and environment names follow :data:`kneo.names.NAME_PATTERN`.
+    name: str = Field(pattern=NAME_PATTERN)
+    environment: str = Field(pattern=NAME_PATTERN)
     #: The fully resolved spec (overlays and project defaults applied).
     spec: dict[str, Any]
     digest: str = Field(pattern=DIGEST_PATTERN)
@@ -121,16 +122,13 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
     """Parse bundle JSON (bytes, text or an already-decoded object).
 
     Returns the model and the decoded JSON object; verification signs over the latter so a
-    document is checked exactly as written. Raises ``bundle_malformed`` for non-JSON,
-    truncated or oversized input and for anything that does not match the v1 schema.
+    document is checked exactly as written. Raises ``bundle_malformed`` for non-JSON or
+    truncated input, input over a document limit (:mod:`kneo.documents`: size, depth, values,
+    number digits; ``reason`` names the limit) and anything that does not match the v1 schema.
     """
     if isinstance(data, bytes | str):
-        if len(data) > MAX_BUNDLE_BYTES:
-            raise BundleError(
-                f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", code="bundle_malformed"
-            )
         try:
-            document = json.loads(data, object_pairs_hook=_no_duplicate_members)
+            document = parse_json(data, source="bundle", object_pairs_hook=_no_duplicate_members)
         except _DuplicateMember as exc:
             raise BundleError(
                 f"bundle repeats the JSON member {exc.args[0]!r}; a signed document must be "
@@ -138,10 +136,12 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
                 code="bundle_malformed",
                 field=exc.args[0],
             ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except DocumentError as exc:
             raise BundleError(
-                f"bundle is not valid JSON (truncated or not a bundle): {exc}",
+                f"bundle is not a readable JSON document (truncated, not a bundle, or over a "
+                f"document limit): {exc.message}",
                 code="bundle_malformed",
+                reason=exc.code,
             ) from None
     else:
         document = dict(data)

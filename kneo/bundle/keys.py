@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -40,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kneo.bundle.format import KEY_ID_PATTERN, Algorithm
-from kneo.errors import BundleError
+from kneo.documents import load_yaml_file
+from kneo.errors import BundleError, SpecError
 
 HMAC_SHA256: Algorithm = "hmac-sha256"
 ED25519: Algorithm = "ed25519"
@@ -367,11 +367,14 @@ def load_keyring(
 
 def _read_index(path: Path) -> _KeyringIndex:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_file(path, what="keyring index") or {}
         index = _KeyringIndex.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
+    except SpecError as exc:
         raise BundleError(
-            f"cannot read {path}: {exc}", code="bundle_keyring_invalid", path=str(path)
+            f"cannot read {path}: {exc.message}",
+            code="bundle_keyring_invalid",
+            path=str(path),
+            reason=exc.code,
         ) from None
     except ValidationError as exc:
         first = exc.errors()[0]

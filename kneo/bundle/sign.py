@@ -16,6 +16,7 @@ from kneo.bundle.digest import signing_payload, spec_digest
 from kneo.bundle.format import Bundle, BundleSource, PolicyReportSummary, Signature, parse_bundle
 from kneo.bundle.keys import SigningKey
 from kneo.errors import BundleError
+from kneo.names import check_name
 
 _PLAIN_JSON = TypeAdapter(dict[str, Any])  # a spec's values as a JSON reader will see them
 
@@ -33,8 +34,11 @@ def build_bundle(
     """An unsigned bundle with its digest; ``approved_at`` is kept to whole seconds.
 
     The spec is first reduced to plain JSON values (a YAML date becomes its ISO string), so
-    the digest covers exactly what a reader of the bundle file will see.
+    the digest covers exactly what a reader of the bundle file will see. ``name`` and
+    ``environment`` must be valid names (:mod:`kneo.names`; ``invalid_name`` otherwise).
     """
+    check_name(name, kind="bundle name", field="name")
+    check_name(environment, kind="environment")
     spec_dict = _PLAIN_JSON.dump_python(dict(spec), mode="json")
     return Bundle(
         name=name,

@@ -33,7 +33,8 @@ from kneo.bundle import (
     verify_bundle,
 )
 from kneo.cli.output import print_json, want_json_errors
-from kneo.errors import BundleError, InvalidRequest, NotFound
+from kneo.errors import BundleError, InvalidRequest, NotFound, SpecError
+from kneo.names import check_name
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Sign and verify approved spec bundles")
 keys_app = typer.Typer(no_args_is_help=True, help="Generate and inspect signing keys")
@@ -93,13 +94,18 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _read_bundle_bytes(path: Path) -> bytes:
+    from kneo.documents import read_file
+
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{path}: bundle file not found", path=str(path)) from None
-    except OSError as exc:
+        return read_file(path, what="bundle file")
+    except SpecError as exc:
+        if not path.exists():
+            raise NotFound(f"{path}: bundle file not found", path=str(path)) from None
         raise BundleError(
-            f"{path}: cannot read bundle: {exc.strerror}", code="bundle_malformed", path=str(path)
+            f"{path}: cannot read bundle: {exc.message}",
+            code="bundle_malformed",
+            path=str(path),
+            reason=exc.code,
         ) from None
 
 
@@ -232,11 +238,12 @@ def sign_command(
             raise typer.BadParameter(
                 "SPEC_PATH, --output and --approved-by are required (or use --cosign BUNDLE)"
             )
+        name = check_name(name or _bundle_name(spec_path), kind="bundle name", field="name")
         data, environment, summary = prepare_spec(spec_path, env)
         bundle = sign_bundle(
             data,
             key,
-            name=name or _bundle_name(spec_path),
+            name=name,
             environment=environment,
             approved_by=approved_by,
             approved_at=_now(),

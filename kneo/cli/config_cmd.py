@@ -123,8 +123,8 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config")] = False,
 ) -> None:
     """Create a .kneo/config.yaml project config."""
+    from kneo.documents import parse_yaml
     from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig
-    from kneo.spec.yaml_io import parse_yaml
 
     if not name.strip() or any(ch in name for ch in "\n\r:#"):
         raise ConfigError(f"invalid project name {name!r}", code="config_error", field="name")

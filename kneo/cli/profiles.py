@@ -27,10 +27,12 @@ from typing import Any
 
 import typer
 
-from kneo.errors import ConfigError, NotFound
+from kneo.documents import load_json_file
+from kneo.errors import ConfigError, NotFound, SpecError
+from kneo.names import NAME_PATTERN
 from kneo.settings import Settings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(NAME_PATTERN)  # profile names follow the same rule
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,11 @@ class ProfileStore:
         if not self.path.exists():
             return {"active": None, "profiles": {}}
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read profiles file {self.path}: {exc}") from exc
+            data = load_json_file(self.path, what="profiles file")
+        except SpecError as exc:
+            raise ConfigError(
+                f"cannot read profiles file {self.path}: {exc.message}", reason=exc.code
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
             raise ConfigError(f"profiles file {self.path} is not a profiles document")
         data.setdefault("profiles", {})

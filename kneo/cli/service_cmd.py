@@ -112,7 +112,7 @@ def serve(
     if ctl_config is None:
         application = create_app(configure_default_manager=True, settings=settings, mcp=mcp)
         startup.done()
-        uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
+        _serve(application, host=host, port=port, log_level=log_level)
         return
     from kneo.controller.runner import build_controller
     from kneo.service.auth import Authenticator
@@ -137,7 +137,7 @@ def serve(
             err=True,
         )
         startup.done()
-        uvicorn.run(application, host=host, port=port, access_log=False, log_level=log_level)
+        _serve(application, host=host, port=port, log_level=log_level)
     finally:
         manager.store.close()
 
@@ -148,6 +148,47 @@ def _install_factory(ref: str | None) -> None:
         from kneo.service.factory import load_platform_factory, set_platform_factory
 
         set_platform_factory(load_platform_factory(ref))
+
+
+def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
+    """uvicorn with a bounded shutdown (``kneo.service.app``: requests in flight get
+    ``REQUEST_DRAIN_SECONDS``, the worker ``WORKER_DRAIN_SECONDS``, and the process exits
+    ``SHUTDOWN_LIMIT_SECONDS`` after SIGTERM/SIGINT even if a thread hangs on the network)."""
+    import uvicorn
+
+    from kneo.service.app import REQUEST_DRAIN_SECONDS, SHUTDOWN_LIMIT_SECONDS
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level=log_level,
+            timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
+        )
+    )
+    threading.Thread(
+        target=_exit_after,
+        args=(lambda: server.should_exit, SHUTDOWN_LIMIT_SECONDS),
+        name="kneo-shutdown-limit",
+        daemon=True,
+    ).start()
+    server.run()
+
+
+def _exit_after(stopping: Any, limit: float) -> None:
+    """Once ``stopping()`` turns true, give the process ``limit`` seconds, then end it."""
+    import os
+    import sys
+    import time
+
+    while not stopping():
+        time.sleep(0.2)
+    time.sleep(limit)
+    sys.stderr.write(f"kneo: shutdown still not done {limit:g}s after the signal; exiting\n")
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | None:
@@ -172,9 +213,10 @@ def worker(
         typer.Option(
             "--grace-seconds",
             min=0,
-            help="On SIGTERM, wait this long for runs in flight, then hand them over",
+            help="On SIGTERM, wait this long for runs in flight, then hand them over "
+            "(the process is gone 10 s later whatever hangs)",
         ),
-    ] = 30.0,
+    ] = 20.0,
     max_attempts: Annotated[
         int,
         typer.Option(
@@ -212,7 +254,14 @@ def worker(
         stopped = threading.Event()
 
         def _stop(signum: int, _frame: object) -> None:
-            stopped.set()
+            if not stopped.is_set():
+                stopped.set()
+                threading.Thread(
+                    target=_exit_after,
+                    args=(lambda: True, grace_seconds + 10.0),
+                    name="kneo-shutdown-limit",
+                    daemon=True,
+                ).start()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)

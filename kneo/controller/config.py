@@ -20,15 +20,16 @@ request to the watched repository can never add a key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from kneo.errors import ConfigError
+from kneo.documents import load_yaml_file
+from kneo.errors import ConfigError, SpecError
 from kneo.spec.project import ControllerConfigBlock
 
 #: The typed ``controller:`` block (one model for the project config schema and here).
@@ -121,13 +122,15 @@ def from_mapping(
 
 def load_controller_config(project_config: Path | None) -> ControllerConfig:
     """The ``controller:`` block of a project config file (defaults when absent)."""
-    if project_config is None or not project_config.is_file():
+    if project_config is None or not os.path.lexists(project_config):
         return ControllerConfig()
     try:
-        data = yaml.safe_load(project_config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml_file(project_config, what="project config") or {}
+    except SpecError as exc:
         raise ConfigError(
-            f"cannot read {project_config}: {exc}", file=str(project_config)
+            f"cannot read {project_config}: {exc.message}",
+            file=str(project_config),
+            reason=exc.code,
         ) from None
     block = data.get("controller") if isinstance(data, dict) else None
     root = project_config.resolve().parent

@@ -192,7 +192,7 @@ class Controller:
                     result.commit,
                     progress=(lambda d, t: progress("verify", d, t)) if progress else None,
                 )
-                result.problems = [p.to_dict() for p in desired.problems]
+                result.problems = desired.findings()
                 lap("load")
                 stage = "observe"
                 snapshot = observe(self.store, self.gate)

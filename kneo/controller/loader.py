@@ -1,21 +1,27 @@
 """Desired state at one commit: every bundle verified for its environment, with a blob cache.
 
-For each ``bundles/**/*.json`` the loader checks, in order (stopping at the first failure):
-the bundle parses; its environment has a usable ``environments/<env>.yaml``; its signatures
-verify against the controller's trusted keyring, narrowed by the environment's
-``accepted_key_ids`` and counted against ``required_signatures``; its spec validates and
-passes the environment's merged policy. Failures become :class:`Problem` values on the
-revision; nothing here raises for bad input.
+A bundle file is ``bundles/<name>/<environment>.json``: the path says which (bundle,
+environment) it speaks for, so nothing unverified ever decides desired state (a file
+elsewhere, or with a name that is not valid, is a reconcile problem and is not read).
+For each bundle file the loader checks, in order (stopping at the first failure): the
+bundle parses within the document limits; its environment has a usable
+``environments/<env>.yaml``; its signatures verify against the controller's trusted
+keyring, narrowed by the environment's ``accepted_key_ids`` and counted against
+``required_signatures``; its signed name and environment are the path's; its spec
+validates and passes the environment's merged policy. Failures become :class:`Problem`
+values on that file's revision; nothing here raises for bad input, and one file's fault,
+foreseen or not, never stops the others from being judged.
 
-Incremental work: judgements are cached by (bundle blob, environment blob, project-config
-blob), and the keyring is fixed per loader, so a reconcile after a one-file commit
-re-verifies one bundle. Git reads go through the injected :class:`Source`.
+Incremental work: judgements are cached by (bundle blob, path, environment blob,
+project-config blob), and the keyring is fixed per loader, so a reconcile after a one-file
+commit re-verifies one bundle. Git reads go through the injected :class:`Source`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -36,9 +42,18 @@ from kneo.controller.model import (
     Problem,
     PromotionRules,
 )
-from kneo.controller.source import BUNDLES_DIR, ENVIRONMENTS_DIR, PROJECT_CONFIG, Source
+from kneo.controller.source import (
+    BUNDLES_DIR,
+    ENVIRONMENTS_DIR,
+    PROJECT_CONFIG,
+    Source,
+    SourceError,
+)
 from kneo.errors import BundleError, KneoError
+from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
+
+log = logging.getLogger("kneo.controller")
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
 SpecChecker = Callable[
@@ -90,14 +105,17 @@ def keyring_id(keyring: Keyring) -> str:
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
 
 
-def identity_from_path(path: str) -> tuple[str, str]:
-    """(name, environment) guessed from ``bundles/<name>/<env>.json`` for unreadable files."""
-    parts = PurePosixPath(path).parts[1:]
-    stem = PurePosixPath(path).stem
-    if len(parts) >= 2:
-        return "/".join(parts[:-1]), stem
-    name, _, env = stem.partition(".")
-    return name or stem, env or "unknown"
+def identity_from_path(path: str) -> tuple[str, str] | None:
+    """``(name, environment)`` of ``bundles/<name>/<environment>.json``, the only place a
+    bundle file may live; ``None`` for any other path or a name that is not valid
+    (:mod:`kneo.names`). The path, never the file's content, says which (bundle,
+    environment) a file speaks for: content is trusted only once verified, and then it
+    must agree."""
+    parts = PurePosixPath(path).parts
+    if len(parts) != 3 or parts[0] != BUNDLES_DIR or not parts[2].endswith(".json"):
+        return None
+    name, environment = parts[1], parts[2][: -len(".json")]
+    return (name, environment) if is_valid_name(name) and is_valid_name(environment) else None
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,7 @@ class DesiredStateLoader:
         self.clock = clock or SystemClock()
         self._spec_checker = spec_checker
         self._parsed: dict[str, tuple[Bundle, dict[str, Any]] | Problem] = {}
-        self._judged: dict[tuple[str, str | None, str | None], _Judged] = {}
+        self._judged: dict[tuple[str | None, ...], _Judged] = {}
         self._environments: dict[tuple[str, str, str | None], DesiredEnvironment] = {}
         self._policies: dict[tuple[str, str, str | None], EnvironmentPolicy | None] = {}
         self.last_stats = LoadStats()
@@ -164,11 +182,20 @@ class DesiredStateLoader:
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
         project_policies, config_problem = self._project_policies(source, config_sha)
+        problems: list[Problem] = []
         environments: dict[str, DesiredEnvironment] = {}
         for path, file in sorted(files.items()):
             if not path.startswith(ENVIRONMENTS_DIR + "/"):
                 continue
             env_name = PurePosixPath(path).stem
+            if not is_valid_name(env_name):
+                problems.append(
+                    Problem(
+                        "environment_invalid",
+                        f"{path}: not read; {env_name!r} is not a valid environment name",
+                    )
+                )
+                continue
             if env_name in environments:
                 environments[env_name] = replace(
                     environments[env_name],
@@ -187,19 +214,39 @@ class DesiredStateLoader:
 
         bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
         revisions: dict[tuple[str, str], DesiredRevision] = {}
-        duplicates: dict[tuple[str, str], list[str]] = {}
         now = self.clock.now()
         for index, path in enumerate(bundle_files):
+            if progress is not None:
+                progress(index + 1, len(bundle_files))
+            key = identity_from_path(path)
+            if key is None:
+                problems.append(
+                    Problem(
+                        "bundle_path_invalid",
+                        f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
+                        "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
+                        "digit)",
+                    )
+                )
+                continue
             blob = files[path].blob_sha
-            judged = self._judge(source, path, blob, environments, config_sha, now, stats)
-            key = (judged.name, judged.environment)
-            env = environments.get(judged.environment)
+            try:
+                judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
+            except SourceError:
+                raise  # Git cannot read the blob: the repository's problem; retried next pass
+            except Exception as exc:  # whatever one file does stays with that file
+                log.exception("judging %s failed", path)
+                problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
+                judged = _Judged(
+                    *key, None, (), None, None, (problem,), ()
+                )  # judged again next time
+            env = environments.get(key[1])
             fingerprint = hashlib.sha256(
                 f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
             ).hexdigest()[:32]
-            revision = DesiredRevision(
-                name=judged.name,
-                environment=judged.environment,
+            revisions[key] = DesiredRevision(
+                name=key[0],
+                environment=key[1],
                 path=path,
                 fingerprint=fingerprint,
                 commit=commit,
@@ -210,20 +257,6 @@ class DesiredStateLoader:
                 problems=judged.problems,
                 diagnostics=judged.diagnostics,
             )
-            if key in revisions:
-                duplicates.setdefault(key, [revisions[key].path]).append(path)
-                continue
-            revisions[key] = revision
-            if progress is not None:
-                progress(index + 1, len(bundle_files))
-        problems: list[Problem] = []
-        for key, paths in duplicates.items():
-            problem = Problem(
-                "bundle_duplicate",
-                f"{', '.join(paths)} all claim bundle {key[0]!r} in {key[1]!r}; keep one file",
-            )
-            revisions[key] = replace(revisions[key], problems=(problem,))
-            problems.append(problem)
         self._forget_unused({files[p].blob_sha for p in bundle_files})
         stats.seconds = time.perf_counter() - started
         self.last_stats = stats
@@ -244,13 +277,15 @@ class DesiredStateLoader:
         """The watched repo's ``.kneo/config.yaml`` (it can only make environments stricter)."""
         if config_sha is None:
             return None, None
+        from kneo.documents import parse_yaml
         from kneo.spec.project import ProjectConfig
-        from kneo.spec.yaml_io import parse_yaml
 
         try:
             data = parse_yaml(source.read_blob(config_sha).decode("utf-8"), source=PROJECT_CONFIG)
             return ProjectConfig.model_validate(data or {}), None
-        except (KneoError, ValidationError, UnicodeDecodeError) as exc:
+        except SourceError:
+            raise
+        except Exception as exc:  # whatever the file holds, it is the file's problem only
             return None, Problem("project_config_invalid", f"{PROJECT_CONFIG}: {_message(exc)}")
 
     def _environment(
@@ -278,7 +313,9 @@ class DesiredStateLoader:
                         EnvironmentPolicy(environment=name, policy_enforcement=project_policy),
                         policy,
                     )
-            except (KneoError, ValidationError, UnicodeDecodeError) as exc:
+            except SourceError:
+                raise
+            except Exception as exc:  # whatever the file holds, it is the file's problem only
                 problem = Problem("environment_invalid", f"{path}: {_message(exc)}")
                 policy = None
         if policy is None:
@@ -310,6 +347,7 @@ class DesiredStateLoader:
         self,
         source: Source,
         path: str,
+        key: tuple[str, str],
         blob: str,
         environments: Mapping[str, DesiredEnvironment],
         config_sha: str | None,
@@ -324,26 +362,26 @@ class DesiredStateLoader:
                 parsed = Problem(exc.code, f"{path}: {exc.message}")
             self._parsed[blob] = parsed
         if isinstance(parsed, Problem):
-            name, env_name = identity_from_path(path)
-            return _Judged(name, env_name, None, (), None, None, (parsed,), ())
+            return _Judged(key[0], key[1], None, (), None, None, (parsed,), ())
         bundle, document = parsed
-        env = environments.get(bundle.environment)
+        env = environments.get(key[1])
         if env is None or env.problems:
             # Environment-level verdicts depend on other files too: cheap, never cached.
-            return self._judge_fresh(path, bundle, document, env, config_sha, now)
-        cache_key = (blob, env.blob_sha, config_sha)
+            return self._judge_fresh(path, key, bundle, document, env, config_sha, now)
+        cache_key = (blob, *key, env.blob_sha, config_sha)
         cached = self._judged.get(cache_key)
         if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
             stats.cached += 1
             return cached
         stats.judged += 1
-        judged = self._judge_fresh(path, bundle, document, env, config_sha, now)
+        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now)
         self._judged[cache_key] = judged
         return judged
 
     def _judge_fresh(
         self,
         path: str,
+        key: tuple[str, str],
         bundle: Bundle,
         document: dict[str, Any],
         env: DesiredEnvironment | None,
@@ -351,8 +389,8 @@ class DesiredStateLoader:
         now: datetime,
     ) -> _Judged:
         base = _Judged(
-            bundle.name,
-            bundle.environment,
+            key[0],
+            key[1],
             bundle.digest,
             (),
             bundle.approved_by,
@@ -363,8 +401,8 @@ class DesiredStateLoader:
         if env is None:
             problem = Problem(
                 "environment_missing",
-                f"{path} is for environment {bundle.environment!r}, which has no "
-                f"{ENVIRONMENTS_DIR}/{bundle.environment}.yaml",
+                f"{path} is for environment {key[1]!r}, which has no "
+                f"{ENVIRONMENTS_DIR}/{key[1]}.yaml",
             )
             return replace(base, problems=(problem,))
         if env.problems:
@@ -383,6 +421,14 @@ class DesiredStateLoader:
             return replace(
                 base, problems=(Problem(exc.code, f"{path}: {exc.message}"),), expires_at=expires
             )
+        if (bundle.name, bundle.environment) != key:
+            problem = Problem(
+                "bundle_path_mismatch",
+                f"{path} holds bundle {bundle.name!r} for environment {bundle.environment!r} "
+                f"(as signed), but its path says {key[0]!r} for {key[1]!r}; a bundle applies "
+                "only where its path and its signed content agree",
+            )
+            return replace(base, problems=(problem,))
         policy = self._policies.get((env.path, env.blob_sha, config_sha))
         diagnostics: list[dict[str, Any]] = []
         problems: list[Problem] = []
@@ -400,7 +446,7 @@ class DesiredStateLoader:
 
 
 def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:
-    from kneo.spec.yaml_io import parse_yaml
+    from kneo.documents import parse_yaml
 
     data = parse_yaml(raw.decode("utf-8"), source=path)
     if data is None:

@@ -89,8 +89,17 @@ class DesiredState:
     commit: str
     revisions: Mapping[BundleKey, DesiredRevision]
     environments: Mapping[str, DesiredEnvironment]
-    #: Repository-level findings (e.g. two files claiming the same bundle and environment).
+    #: Repository-level findings (e.g. a bundle file outside ``bundles/<name>/<env>.json``).
     problems: tuple[Problem, ...] = ()
+
+    def findings(self) -> list[dict[str, str]]:
+        """Every problem at this commit: the repository's, then each rejected file's with
+        its path. A reconcile that applied everything it could still reports these."""
+        found = [p.to_dict() for p in self.problems]
+        for key in sorted(self.revisions):
+            revision = self.revisions[key]
+            found += [{**p.to_dict(), "path": revision.path} for p in revision.problems]
+        return found
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import git
 
+from kneo.documents import LIMITS
 from kneo.errors import KneoError
 
 BUNDLES_DIR = "bundles"
@@ -215,7 +216,10 @@ class GitSource:
         with self._lock:
             repo = self._open()
             try:
-                return bytes(repo.odb.stream(bytes.fromhex(blob_sha)).read())
+                # at most one byte over the document limit: a huge blob is refused by the
+                # parser without ever being held in memory whole
+                stream = repo.odb.stream(bytes.fromhex(blob_sha))
+                return bytes(stream.read(LIMITS.max_bytes + 1))
             except (ValueError, git.exc.GitError, OSError) as exc:
                 raise SourceError(
                     f"cannot read blob {blob_sha[:12]}: {_short(exc)}", code="source_unreadable"

@@ -31,8 +31,9 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
     if not header or not header.startswith("sha256="):
         raise Unauthorized("missing or malformed X-Hub-Signature-256 header")
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, header.strip()):
+    expected = b"sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest().encode("ascii")
+    # bytes on both sides: compare_digest refuses non-ASCII str, and a header may hold any
+    if not hmac.compare_digest(expected, header.strip().encode("utf-8", "surrogateescape")):
         raise Unauthorized("webhook signature does not match")
 
 

@@ -22,13 +22,13 @@ from their server when the step starts (:mod:`kneo.engine.remote_tools`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
@@ -399,7 +399,8 @@ class AgentLoop:
                     },
                 )
             )
-        values = json.loads((decision or {}).get("content") or "{}")
+        # validated against input_schema when the decision was made
+        values = parse_json((decision or {}).get("content") or "{}", source="tool input")
         return ToolCall(id=call.id, name=call.name, arguments={**call.arguments, **values})
 
     @staticmethod
@@ -465,8 +466,8 @@ class AgentLoop:
             )
         if name == "edited":
             try:
-                arguments = json.loads(decision.get("content") or "{}")
-            except ValueError:
+                arguments = parse_json(decision.get("content") or "{}", source="edited arguments")
+            except DocumentError:
                 arguments = None
             if not isinstance(arguments, dict):
                 return call, ToolOutcome(

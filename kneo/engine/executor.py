@@ -50,7 +50,7 @@ from kneo.engine.providers.base import Provider
 from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState, StateParts
-from kneo.errors import KneoError
+from kneo.errors import DatabaseUnavailable, KneoError
 from kneo.ids import new_request_id
 from kneo.redaction import redact_text
 from kneo.runtimes import RuntimeRegistry
@@ -211,6 +211,8 @@ class WorkflowEngine:
             return Cancelled(str(exc), state.snapshot())
         except RunSuperseded as exc:
             return Superseded(exc.reason, exc.status, state.snapshot())
+        except DatabaseUnavailable:
+            raise  # the journal could not write: the run did not fail, its process must retry
         except KneoError as exc:  # raised outside a unit: routing, max visits, bad workflow
             error = error_info(exc, **_where(state))
             with state.lock:
@@ -503,8 +505,8 @@ class _Run:
                 output, extra = self._execute(
                     exec_key, step, run_text, attempt, human_input=human_input, feedback=feedback
                 )
-            except (_Pause, RunCancelled, RunSuperseded):
-                raise
+            except (_Pause, RunCancelled, RunSuperseded, DatabaseUnavailable):
+                raise  # (a boundary the journal could not write is no failure of the step)
             except Exception as exc:  # a step's own failure: apply its on_error policy
                 if self._on_error(key, step, text, attempt, exc) is None:
                     continue  # retry

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import input_fields_schema
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import HumanReview
@@ -92,8 +93,8 @@ def collect_input(run: Asker, key: str, step: CompiledStep, text: str) -> dict[s
         **_common(review),
     )
     try:
-        value = json.loads(decision.get("content") or "{}")
-    except ValueError:
+        value = parse_json(decision.get("content") or "{}", source="input")
+    except DocumentError:
         value = {}
     return value if isinstance(value, dict) else {}
 

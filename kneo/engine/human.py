@@ -18,13 +18,13 @@ agent's built-in ``ask_question`` tool) and ``error`` (``on_error: pause``).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kneo.clock import utc_iso
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidDecision, KneoError, ValidationFailed
 
 RequestKind = Literal[
@@ -347,8 +347,8 @@ def _check_schema(request: HumanRequest, content: str) -> None:
 
     schema = dict(request.input_schema or {})
     try:
-        value: Any = json.loads(content)
-    except ValueError:
+        value: Any = parse_json(content, source="content")
+    except DocumentError:
         if schema.get("type") not in (None, "string"):
             raise ValidationFailed(
                 "content must be JSON matching the request's input_schema",

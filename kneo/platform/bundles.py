@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kneo.errors import BundleNotApproved, InvalidRequest
+from kneo.names import check_name
 from kneo.platform.results import RunResult
 
 #: Store metadata written by the controller: ``{env: {"require_approved_bundle": bool}}``.
@@ -124,6 +125,8 @@ def resolve(manager: Any, bundle: str, environment: str) -> BundleSpec:
             "a bundle run needs both a bundle name and an environment",
             field="bundle" if not bundle else "environment",
         )
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
     found = resolve_bundle_for_run(manager.store, bundle, environment)
     return BundleSpec(
         found.spec,

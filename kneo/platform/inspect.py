@@ -134,18 +134,20 @@ def replay(manager: PlatformManager, run_id: str) -> dict[str, Any]:
     """A compact timeline of the run's checkpoints plus the recovery context."""
     run = manager.store.get_run(run_id)
     page = manager.store.list_checkpoints(run_id, limit=1000)
-    return {
-        "run_id": run_id,
-        "status": run.status,
-        "workflow_kind": run.workflow_kind,
-        "timeline": [timeline_entry(c) for c in page.items],
-        "position": (run.state or {}).get("position") or {},
-        "pending_human_request_id": next(
-            (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
-        ),
-        "error": run.error,
-        "replay_context": recovery(manager, run),
-    }
+    return redact_mapping(
+        {
+            "run_id": run_id,
+            "status": run.status,
+            "workflow_kind": run.workflow_kind,
+            "timeline": [timeline_entry(c) for c in page.items],
+            "position": (run.state or {}).get("position") or {},
+            "pending_human_request_id": next(
+                (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
+            ),
+            "error": run.error,
+            "replay_context": recovery(manager, run),
+        }
+    )
 
 
 def checkpoint_diff(
@@ -220,18 +222,22 @@ def recovery(manager: PlatformManager, run: RunRecord) -> dict[str, Any]:
     last_output = (
         outputs[done[-1]["step_id"]] if done and done[-1]["step_id"] in outputs else run.input_text
     )
-    return {
-        "run_id": run.run_id,
-        "status": run.status,
-        "workflow_kind": run.workflow_kind,
-        "completed_steps": [u["step_id"] for u in done],
-        "completed_units": done,
-        "failed_step": failed["step_id"] if failed else None,
-        "failure": failed,
-        "next_step": nxt["step_id"] if nxt else None,
-        "next_step_index": step_index(step_ids, nxt["step_id"]) if nxt else None,
-        "next_units": upcoming,
-        "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
-        "can_continue": can,
-        "reason": None if can else reason,
-    }
+    # Redacted like every view of run data: ``resume_input`` is a step's output, ``failure``
+    # a step's error, and either may carry what a tool returned.
+    return redact_mapping(
+        {
+            "run_id": run.run_id,
+            "status": run.status,
+            "workflow_kind": run.workflow_kind,
+            "completed_steps": [u["step_id"] for u in done],
+            "completed_units": done,
+            "failed_step": failed["step_id"] if failed else None,
+            "failure": failed,
+            "next_step": nxt["step_id"] if nxt else None,
+            "next_step_index": step_index(step_ids, nxt["step_id"]) if nxt else None,
+            "next_units": upcoming,
+            "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
+            "can_continue": can,
+            "reason": None if can else reason,
+        }
+    )

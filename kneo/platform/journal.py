@@ -13,7 +13,6 @@ trace events are redacted at write time because they are what people read.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,8 +75,6 @@ class StoreJournal:
         run_id: str,
         version: int,
         *,
-        renew: Callable[[], object] | None = None,
-        renew_every: float = 20.0,
         rejoin: Callable[[], object] | None = None,
         checkpoint_seq: int | None = None,
     ) -> None:
@@ -88,10 +85,7 @@ class StoreJournal:
         self.checkpoint_seq = checkpoint_seq
         self._buffer: list[TraceEvent] = []
         self._lock = threading.Lock()
-        self._renew = renew
-        self._renew_every = renew_every
         self._rejoin = rejoin
-        self._last_renew = time.monotonic()
         self._committed: _Committed | None = None
         #: a closing boundary waiting for the outcome's transaction (:meth:`final_rows`)
         self._held: Boundary | None = None
@@ -115,9 +109,6 @@ class StoreJournal:
                 self._held = boundary
                 return
             self._write_step(boundary)
-        if self._renew is not None and time.monotonic() - self._last_renew > self._renew_every:
-            self._last_renew = time.monotonic()
-            self._renew()
 
     def _flush_held(self) -> None:
         held, self._held = self._held, None

@@ -48,13 +48,16 @@ from kneo.engine.state import ExecutionState
 from kneo.errors import (
     ConfigError,
     Conflict,
+    DatabaseUnavailable,
     IllegalTransition,
     InvalidRequest,
     ResourceLocked,
 )
+from kneo.names import check_name
 from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
 from kneo.platform.journal import StoreJournal, checkpoint_payload
+from kneo.platform.leases import LeaseKeeper
 from kneo.platform.outcomes import write_outcome
 from kneo.platform.preparation import content_digest, create_run, prepare
 from kneo.platform.results import (
@@ -77,6 +80,16 @@ from kneo.store import RunRecord, Store
 from kneo.store.rawtx import RawTransaction
 
 Providers = Callable[[str], Any]
+
+
+def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
+    """The database went away after ``run_id`` was created: say so, so a caller polls the
+    run instead of starting another (the stranded-run sweep continues it)."""
+    return DatabaseUnavailable(
+        f"{exc.message}; run {run_id} was created and will continue from its last completed "
+        "step once the database is back",
+        run_id=run_id,
+    )
 
 
 _digest = content_digest
@@ -127,6 +140,8 @@ class PlatformManager:
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
+        #: renews the lease of every run this process drives (kneo.platform.leases)
+        self._leases = LeaseKeeper(run_state_store, self.owner, self._lease)
         self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
         #: prepared specs by what they depend on (see preparation.prepare_key)
         self._prepared: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -164,7 +179,10 @@ class PlatformManager:
                 spec_path=spec_path, spec=spec, target=target, environment=environment
             )
             run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
-            return self._drive(run, prepared["workflow"], leased=True)
+            try:
+                return self._drive(run, prepared["workflow"], leased=True)
+            except DatabaseUnavailable as exc:
+                raise _accepted(exc, run.run_id) from exc
 
     def start_run_from_spec(
         self,
@@ -539,6 +557,18 @@ class PlatformManager:
 
         return prune_timed_out_runs(self)
 
+    def recover_stranded_runs(self) -> int:
+        """Queue runs left ``running`` with no live owner, to be continued (see ``sweeps``)."""
+        from kneo.platform.sweeps import recover_stranded_runs
+
+        return recover_stranded_runs(self)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a run's execution lease lasts unless renewed (``KNEO_SERV_WORKER_LEASE_SECONDS``,
+        at least 5 s)."""
+        return self._lease
+
     def events(
         self,
         run_id: str,
@@ -678,6 +708,8 @@ class PlatformManager:
         environment: str | None,
     ) -> dict[str, Any]:
         """Load, check (with environment policy) and compile; see :mod:`.preparation`."""
+        if environment is not None:
+            check_name(environment, kind="environment")
         return prepare(self, spec_path=spec_path, spec=spec, target=target, environment=environment)
 
     def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
@@ -744,8 +776,6 @@ class PlatformManager:
             self.store,
             run_id,
             run.version,
-            renew=lambda: self.store.renew_run_lease(run_id, self.owner, self._lease),
-            renew_every=self._lease / 3,
             rejoin=self._slot.rejoin,
             checkpoint_seq=run.checkpoint_seq,
         )
@@ -759,7 +789,7 @@ class PlatformManager:
         self._tokens[run.run_id] = token
         released = False
         try:
-            with self._slot.hold():
+            with self._leases.holding(run_id), self._slot.hold():
                 outcome = self.engine.run(
                     workflow,
                     ExecutionState(run.state),

@@ -1,4 +1,4 @@
-"""Timeouts: expired human requests, runs past their deadline, and the sweeper that runs both.
+"""Sweeps: expired human requests, runs past their deadline, stranded runs, and the sweeper.
 
 Two independent timeouts can apply to a paused run; whichever fires first wins.
 
@@ -20,9 +20,12 @@ Two independent timeouts can apply to a paused run; whichever fires first wins.
   :func:`prune_timed_out_runs` moves every queued, running or paused run past it to
   ``timed_out``, deletes its continuation and audits ``run.timed_out``.
 
-Runs no longer paused are skipped (the resume path owns them). Both return how many
-continuations / runs they acted on. Every write is a compare-and-set, so a sweep racing a
-person's resume (or another sweeper) changes nothing twice.
+* A **stranded run** (``running``, its lease lapsed, nothing queued for it):
+  :func:`recover_stranded_runs` queues it to be continued (the rule is in its docstring).
+
+Runs no longer paused are skipped (the resume path owns them). Each sweep returns how many
+continuations / runs it acted on. Every write is a compare-and-set (or under a lock), so a
+sweep racing a person's resume (or another sweeper) changes nothing twice.
 """
 
 from __future__ import annotations
@@ -380,23 +383,82 @@ def _time_out(manager: PlatformManager, run_id: str, now: datetime) -> int:
     return 1
 
 
+# --------------------------------------------------------------------------- stranded runs
+
+RECOVERY_ACTOR = "system:sweeper"
+_RECOVERY_LOCK = "sweep:stranded-runs"
+
+
+def recovery_interval(lease_seconds: float) -> float:
+    """How often a process looks for stranded runs: half a lease, between 1 and 30 s."""
+    return max(1.0, min(30.0, lease_seconds / 2))
+
+
+def recover_stranded_runs(manager: PlatformManager) -> int:
+    """Queue every stranded run for a worker; returns how many were queued.
+
+    A run is stranded when it is ``running`` but nobody executes it: no unexpired lease
+    (its process died, or lost the database and gave up, or a synchronous request was cut
+    off), no queue record waiting or leased, and not written for a whole lease. The rule:
+    it is **resumed**, never guessed about. A queue record is added (with a ``run_recovering``
+    trace event and a ``run.stranded`` audit event, in one transaction) and a worker
+    continues the run from its last completed step boundary, as ``kneo runs continue`` would;
+    a completed step never runs again. It is **failed with a reason** by that worker when it
+    cannot be continued (its spec no longer compiles: the error's code) or keeps failing
+    (``too_many_attempts`` after the worker's bounded attempts). One process sweeps at a
+    time (a store lock); a race that queues a run twice is harmless (the second worker finds
+    the run held or finished)."""
+    store = manager.store
+    lease = manager.lease_seconds
+    if not store.acquire_lock(_RECOVERY_LOCK, manager.owner, lease):
+        return 0
+    count = 0
+    try:
+        for run_id in store.stranded_runs(lease):
+            try:
+                with store.transaction() as tx:
+                    tx.enqueue(run_id)
+                    tx.add_trace_event(
+                        run_id, "run_recovering", payload={"reason": "no live owner"}
+                    )
+                    tx.add_audit(
+                        "run.stranded",
+                        actor=RECOVERY_ACTOR,
+                        run_id=run_id,
+                        payload={"action": "resume", "idle_seconds": lease},
+                    )
+            except KneoError as exc:  # gone or changed meanwhile: the next sweep looks again
+                log.info("stranded run %s not queued: %s", run_id, exc.code)
+                continue
+            log.warning("run %s had no live owner: queued to continue", run_id)
+            count += 1
+    finally:
+        store.release_lock(_RECOVERY_LOCK, manager.owner)
+    return count
+
+
 # --------------------------------------------------------------------------- sweeper
 
 
 class Sweeper:
-    """A daemon thread running both sweeps every ``interval`` seconds until :meth:`stop`.
+    """Daemon threads running the sweeps until :meth:`stop`.
 
-    The service and workers start one when ``KNEO_SERV_SWEEP_INTERVAL_SECONDS`` is set; it is
-    off by default (tests call the prune methods directly with a manual clock). Several
-    sweepers on one database are safe: every write is a compare-and-set.
+    The stranded-run sweep always runs, every ``recovery`` seconds (see
+    :func:`recovery_interval`); the timeout sweeps (human tasks, run deadlines) run every
+    ``interval`` seconds when ``KNEO_SERV_SWEEP_INTERVAL_SECONDS`` is set, and are off by
+    default (tests call the prune methods directly with a manual clock). Several sweepers on
+    one database are safe: every write is a compare-and-set or under a lock.
     """
 
-    def __init__(self, manager: PlatformManager, interval: float) -> None:
-        if interval <= 0:
+    def __init__(
+        self, manager: PlatformManager, interval: float | None, *, recovery: float | None = None
+    ) -> None:
+        if interval is not None and interval <= 0:
             raise ValueError("sweep interval must be greater than zero")
         self.manager = manager
         self.interval = interval
-        self._task: PeriodicTask | None = None
+        self.recovery = recovery
+        self._tasks: list[PeriodicTask] = []
 
     def sweep_once(self) -> dict[str, int]:
         return {
@@ -405,25 +467,42 @@ class Sweeper:
         }
 
     def start(self) -> Sweeper:
-        if self._task is None or not self._task.is_alive():
-            self._task = PeriodicTask(
-                "kneo-sweeper",
-                self.interval,
-                self.sweep_once,
-                logger=log,
-                failure="timeout sweep failed",
-            )
+        if not self._tasks:
+            if self.interval is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-sweeper",
+                        self.interval,
+                        self.sweep_once,
+                        logger=log,
+                        failure="timeout sweep failed",
+                    )
+                )
+            if self.recovery is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-recovery",
+                        self.recovery,
+                        self.manager.recover_stranded_runs,
+                        logger=log,
+                        failure="stranded-run sweep failed",
+                    )
+                )
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        if self._task is not None:
-            self._task.stop(timeout)
-            self._task = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.stop(timeout)
 
 
 def start_sweeper(manager: Any, settings: Any) -> Sweeper | None:
-    """A running sweeper when ``settings.sweep_interval_seconds`` is set, else ``None``."""
-    interval = getattr(settings, "sweep_interval_seconds", None)
-    if not interval or not hasattr(manager, "prune_expired_human_tasks"):
+    """The sweeps a service or worker process runs (``None`` for a manager without them)."""
+    if not hasattr(manager, "recover_stranded_runs"):
         return None
-    return Sweeper(manager, float(interval)).start()
+    interval = getattr(settings, "sweep_interval_seconds", None)
+    return Sweeper(
+        manager,
+        float(interval) if interval else None,
+        recovery=recovery_interval(manager.lease_seconds),
+    ).start()

@@ -31,11 +31,11 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kneo.errors import ConfigError
+from kneo.names import NAME_PATTERN
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 
 ENVIRONMENTS_DIR = "environments"
-_ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_ENV_NAME = _KEY_ID = NAME_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -209,7 +209,7 @@ def environment_file_path(environments_dir: str | os.PathLike[str], env: str) ->
     """``<dir>/<env>.yaml`` (or ``.yml``) when it exists, else ``None``."""
     for suffix in (".yaml", ".yml"):
         candidate = Path(environments_dir) / f"{env}{suffix}"
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # read (and refused) even if not a regular file
             return candidate
     return None
 

@@ -27,6 +27,15 @@ from kneo.settings import Settings
 
 log = logging.getLogger(LOGGER_NAME)
 
+#: SIGTERM under ``kneo service serve``: the listener closes at once; requests in flight get
+#: ``REQUEST_DRAIN_SECONDS``; then runs the in-process worker is executing get
+#: ``WORKER_DRAIN_SECONDS`` before they are handed over (lease released: another process
+#: continues them from their last step boundary); whatever hangs, the process is gone
+#: ``SHUTDOWN_LIMIT_SECONDS`` after the signal.
+REQUEST_DRAIN_SECONDS = 10
+WORKER_DRAIN_SECONDS = 10.0
+SHUTDOWN_LIMIT_SECONDS = 30.0
+
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {
         "description": description,
@@ -128,9 +137,9 @@ def create_app(
         finally:
             await exits.aclose()
             if runner is not None:
-                runner.stop()
+                runner.stop(timeout=5.0)
             if worker is not None:
-                worker.stop()
+                worker.stop(timeout=WORKER_DRAIN_SECONDS)
             if owned is not None:
                 close = getattr(owned, "close", None)
                 if callable(close):

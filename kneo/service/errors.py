@@ -3,8 +3,10 @@
 :class:`~kneo.errors.KneoError` maps directly (its ``code`` and ``http_status``); FastAPI's
 request validation becomes ``422 validation_error`` with field locations but never the
 offending input (it may hold a secret); Starlette's own 404/405 become ``not_found`` /
-``method_not_allowed``. Unexpected exceptions are caught one layer out, in
-:mod:`kneo.service.middleware`, and become ``500 internal_error`` without a traceback.
+``method_not_allowed``. Every 503 carries ``Retry-After``. Unexpected exceptions are caught
+one layer out, in :mod:`kneo.service.middleware`: a database driver failure that escaped
+the store's own translation still becomes ``503 database_unavailable``, anything else
+``500 internal_error`` without a traceback.
 """
 
 from __future__ import annotations
@@ -47,13 +49,25 @@ ERROR_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Seconds a client should wait before retrying a ``503`` (database down, not ready).
+RETRY_AFTER_SECONDS = 2
+
+
+def error_headers(status: int) -> dict[str, str]:
+    """``WWW-Authenticate`` on 401; ``Retry-After`` on 503, which is always transient."""
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return {}
+
+
 def envelope_response(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id")
     payload = redact(body)
     if request_id:
         payload["request_id"] = request_id
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(payload, status_code=status, headers=headers)
+    return JSONResponse(payload, status_code=status, headers=error_headers(status))
 
 
 async def _kneo_error(request: Request, exc: Exception) -> JSONResponse:
@@ -71,6 +85,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         }
         for err in exc.errors()
     ]
+    if any(d["type"] == "json_invalid" for d in details):  # the reference: 400 invalid_request
+        return envelope_response(
+            request, 400, {"error": "invalid_request", "message": "the request body is not JSON"}
+        )
     first = details[0] if details else {"loc": [], "message": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
     message = f"{where}: {first['message']}" if where else str(first["message"])

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from kneo.redaction import redact_text
 from kneo.service.dependencies import current_manager
+from kneo.service.errors import error_headers
 from kneo.spec.project import SecretsConfig
 
 _URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
@@ -164,4 +165,4 @@ async def readyz(request: Request) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=503)
+    return JSONResponse(body, status_code=503, headers=error_headers(503))

@@ -1,9 +1,12 @@
-"""The outermost ASGI layer: request ids, the body-size limit, request logs, last-resort 500.
+"""The outermost ASGI layer: request ids, the body-size limit, bounded JSON bodies, request
+logs, last-resort 500.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) so the body limit is enforced on the
 stream itself: a declared ``Content-Length`` above the limit is refused before any byte is
 read, and a chunked body is counted as it arrives and refused the moment it crosses the
-limit, whatever the route was doing with it. Route handlers add ``run_id`` /
+limit, whatever the route was doing with it. A JSON body is then read whole and checked by
+:mod:`kneo.documents` (depth, values, digits, NUL, syntax) before any route parses it, and a
+NUL in the path or query is refused. Route handlers add ``run_id`` /
 ``continuation_id`` / ``trace_id`` to the log record through :func:`annotate`.
 """
 
@@ -19,8 +22,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kneo.errors import PayloadTooLarge
+from kneo.documents import DocumentError, parse_json
+from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
 from kneo.redaction import may_need_redaction, redact
+from kneo.service.errors import error_headers
+from kneo.store.errors import database_error
 
 LOGGER_NAME = "kneo_serv.service"
 logger = logging.getLogger(LOGGER_NAME)
@@ -81,7 +87,7 @@ class RequestContextMiddleware:
             await send(message)
 
         async def send_error(code: int, error: dict[str, Any]) -> None:
-            body = envelope_bytes({**error, "request_id": request_id})
+            body = envelope_bytes({**redact(error), "request_id": request_id})
             status["code"] = code
             status["started"] = True
             await send(
@@ -92,6 +98,7 @@ class RequestContextMiddleware:
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                         (b"x-request-id", request_id.encode("latin-1")),
+                        *((k.lower().encode(), v.encode()) for k, v in error_headers(code).items()),
                     ],
                 }
             )
@@ -115,10 +122,20 @@ class RequestContextMiddleware:
             return message
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            refused = _refused_target(scope)
+            app_receive: Receive = limited_receive
+            if refused is None and _is_json(scope["headers"]):
+                body = await _read_body(limited_receive)
+                refused = _refused_json(body)
+                app_receive = _replay(body, receive)
+            if refused is not None:
+                await send_error(refused.http_status, refused.to_dict())
+            else:
+                await self.app(scope, app_receive, send_with_id)
         except _BodyTooLarge:
             pass
-        except Exception:
+        except Exception as exc:
+            mapped = database_error(exc)
             logger.error(
                 json.dumps(
                     redact(
@@ -130,16 +147,20 @@ class RequestContextMiddleware:
                         }
                     )
                 ),
-                exc_info=True,
+                exc_info=mapped is None,  # a database outage is not a bug: no traceback
             )
             if not status["started"]:
-                await send_error(
-                    500,
-                    {
-                        "error": "internal_error",
-                        "message": "Internal server error; see the service log for this request id",
-                    },
-                )
+                if mapped is not None:
+                    await send_error(mapped.http_status, mapped.to_dict())
+                else:
+                    await send_error(
+                        500,
+                        {
+                            "error": "internal_error",
+                            "message": "Internal server error; see the service log for this "
+                            "request id",
+                        },
+                    )
         if too_large["hit"]:
             await send_error(413, _too_large(limit))
         self._log(scope, request_id, int(status["code"]), started)
@@ -174,6 +195,63 @@ class RequestContextMiddleware:
         if may_need_redaction("\n".join(v for v in record.values() if isinstance(v, str))):
             record = redact(record)
         logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
+
+
+def _refused_target(scope: Scope) -> KneoError | None:
+    """A NUL anywhere in the path or query: no identifier or filter holds one, and
+    PostgreSQL's text cannot, so it is refused here rather than failing in a query."""
+    if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+        return InvalidRequest("the request path or query contains a NUL character")
+    return None
+
+
+def _is_json(raw: Any) -> bool:
+    for key, value in raw:
+        if key.lower() == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _refused_json(body: bytes) -> KneoError | None:
+    """A JSON body enters through :mod:`kneo.documents`, like every untrusted document: over
+    a limit it is ``E_DOCUMENT_*`` (400, 413 for size), malformed it is ``400
+    invalid_request``, before FastAPI's recursive ``json.loads`` ever sees it."""
+    if not body:
+        return None
+    try:
+        parse_json(body, source="request body", forbid_nul=True)
+    except DocumentError as exc:
+        if exc.code == "E_JSON":
+            return InvalidRequest(f"the request body is not valid JSON: {exc.message}")
+        return exc
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the real stream."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _wanted_headers(raw: Any) -> tuple[str, str | None]:

@@ -15,8 +15,15 @@ from typing import Any, Literal
 from fastapi import Query, Request
 
 from kneo.errors import InvalidRequest
+from kneo.store.base import MAX_OFFSET, check_offset
 
 HARD_LIMIT_CAP = 1000
+#: ``offset`` of every list route: its bounds are in the OpenAPI document and enforced by
+#: :func:`~kneo.store.base.check_offset` as ``400 invalid_request`` (a value beyond every
+#: backend's integer used to reach the database and fail there).
+OFFSET: Any = Query(
+    0, description="Items to skip.", json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET}
+)
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,14 @@ def paging(
     def dependency(
         request: Request,
         limit: int | None = Query(None, ge=1, description="Page size (capped)."),
-        offset: int = Query(0, ge=0),
+        offset: int = OFFSET,
         sort_by: str = Query(default_sort, description=f"One of: {', '.join(allowed)}."),
         sort_order: Literal["asc", "desc"] = Query(default_order),
     ) -> PageParams:
         cap = min(
             request.app.state.settings.limits.max_list_items or HARD_LIMIT_CAP, HARD_LIMIT_CAP
         )
+        check_offset(offset)
         if sort_by not in allowed:
             raise InvalidRequest(
                 f"sort_by must be one of {', '.join(allowed)}; got {sort_by!r}",

@@ -8,11 +8,13 @@ environment, which is what makes it operator-controlled.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import InvalidRequest, NotFound
+from kneo.errors import Forbidden, InvalidRequest, NotFound
 from kneo.service.schemas import SpecSource
 
 POLICY_PREFIX = "policy.environment."
@@ -41,20 +43,46 @@ def stored_policy(store: Any, environment: str | None) -> Any:
     return PolicyEnforcement.model_validate(value) if value is not None else None
 
 
+def confined_spec_path(spec_path: str, settings: Any, root: Path) -> Path:
+    """The file a request's ``spec_path`` names, if it lies under a spec root.
+
+    Relative paths are taken from the project root (``root``). The real path (symlinks
+    resolved) must be under one of ``KNEO_SERV_SPEC_ROOTS`` (default: the project root);
+    otherwise ``403 spec_path_not_allowed``, decided before the file is looked at, so the
+    answer says nothing about what exists elsewhere on the server. Inside the roots a
+    missing file is ``404``."""
+    real = os.path.realpath(os.path.join(root, spec_path))  # an absolute spec_path wins
+    if not any(real.startswith(r) for r in _real_roots(tuple(settings.spec_roots), str(root))):
+        raise Forbidden(
+            "spec_path must name a file under the service's spec roots "
+            "(KNEO_SERV_SPEC_ROOTS; default: the project root)",
+            code="spec_path_not_allowed",
+            field="spec_path",
+        )
+    if not os.path.isfile(real):
+        raise NotFound(f"spec file {spec_path!r} not found on the server", resource="spec")
+    return Path(real)
+
+
+@functools.lru_cache(maxsize=16)
+def _real_roots(roots: tuple[Path, ...], root: str) -> tuple[str, ...]:
+    """Each spec root's real path with a trailing separator (a prefix test then never
+    takes ``/srv/specs-old`` for a file under ``/srv/specs``)."""
+    return tuple(
+        os.path.join(os.path.realpath(os.path.join(root, r)), "") for r in roots or (root,)
+    )
+
+
 def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
-    """Load the spec a request names. Raises ``SpecError``/``NotFound``/``InvalidRequest``."""
+    """Load the spec a request names. Raises ``SpecError``/``NotFound``/``InvalidRequest``/
+    ``Forbidden`` (a ``spec_path`` outside the spec roots)."""
     from kneo.spec.loader import deep_merge, load_spec, load_spec_data
     from kneo.spec.project import ProjectContext
 
     context = ProjectContext.discover(settings=settings, env=body.environment)
     env = body.environment
     if body.spec_path is not None:
-        path = Path(body.spec_path)
-        if not path.is_absolute() and not path.is_file():
-            candidate = context.resolve_path(path)
-            path = candidate if candidate.is_file() else path
-        if not path.is_file():
-            raise NotFound(f"spec file {body.spec_path!r} not found on the server", resource="spec")
+        path = confined_spec_path(body.spec_path, settings, context.root)
         loaded = load_spec(path, env=env, project=context.config)
         data = loaded.data
         spec = loaded.spec

@@ -27,6 +27,14 @@ Severity = Literal["error", "warning", "info"]
 CODES: dict[str, tuple[Severity, str]] = {
     "E_FILE_NOT_FOUND": ("error", "The spec, overlay or config file does not exist."),
     "E_YAML": ("error", "The file is not valid YAML (file and line given)."),
+    "E_NOT_A_FILE": ("error", "The path is a device, pipe or socket, not a regular file."),
+    "E_DOCUMENT_TOO_LARGE": ("error", "The document is over 8 MiB."),
+    "E_DOCUMENT_TOO_DEEP": ("error", "The document nests more than 64 levels."),
+    "E_DOCUMENT_TOO_COMPLEX": (
+        "error",
+        "Over 200,000 nodes (aliases expanded) or 1,000 aliases, or a recursive alias.",
+    ),
+    "E_NUMBER_TOO_LONG": ("error", "A number has more than 256 digits in a row."),
     "E_SCHEMA": ("error", "A field is unknown, missing or of the wrong type (field path given)."),
     "E_UNSUPPORTED_VERSION": (
         "error",

@@ -9,6 +9,7 @@ Environment *policy* is applied later, on diagnostics (see ``kneo.spec.pipeline`
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
         if project and project.environments
         else list(STANDARD_ENVIRONMENTS)
     )
-    if env in known or overlay_path(path, env, project).is_file():
+    if env in known or os.path.lexists(overlay_path(path, env, project)):
         return
     raise SpecError(
         f"{path}: unknown environment {env!r}; known: {', '.join(known)}",
@@ -146,7 +147,7 @@ def load_spec(
     if env is not None:
         _check_env(env, path, project)
         candidate = overlay_path(path, env, project)
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # a device or FIFO there is refused, not skipped
             overlay, overlay_text = read_yaml_mapping(candidate, what="overlay")
             overlay.pop("version", None)
             data = deep_merge(data, overlay)
@@ -174,7 +175,7 @@ def load_spec_text(
     text: str, *, source: str = "<inline>", project: ProjectConfig | None = None
 ) -> Spec:
     """Validate a spec given as YAML text (HTTP ``spec_yaml``); errors carry lines."""
-    from kneo.spec.yaml_io import parse_yaml
+    from kneo.documents import parse_yaml
 
     data = parse_yaml(text, source=source)
     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ Contract layer: pydantic models plus reading one YAML file; no other I/O.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kneo.errors import ConfigError
+from kneo.names import check_name
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -231,7 +233,7 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     ``start``. An explicit path that does not exist is an error, not a silent fallback."""
     if settings is not None and settings.project_config is not None:
         explicit = settings.project_config
-        if not explicit.is_file():
+        if not os.path.lexists(explicit):
             raise ConfigError(
                 f"KNEO_PROJECT_CONFIG points at {explicit}, which does not exist",
                 code="E_FILE_NOT_FOUND",
@@ -241,7 +243,7 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     here = start.resolve()
     for directory in (here, *here.parents):
         candidate = directory / CONFIG_DIR / CONFIG_FILE
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # read (and refused) even if not a regular file
             return candidate
     return None
 
@@ -293,11 +295,15 @@ class ProjectContext:
         else:
             root = path.resolve().parent
         chosen = env or settings.environ.get("KNEO_ENV") or None
+        # The environment names overlay files (``<spec>.<env>.yaml``) and policy files.
+        resolved = check_name(
+            chosen or config.default_environment or settings.default_env, kind="environment"
+        )
         return cls(
             root=root,
             config_path=path,
             config=config,
-            env=chosen or config.default_environment or settings.default_env,
+            env=resolved,
             env_explicit=chosen is not None,
             settings=settings,
         )

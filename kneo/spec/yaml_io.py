@@ -10,75 +10,23 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kneo import documents
 from kneo.errors import SpecError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
 # PyYAML is imported on first use: processes that never parse YAML (``kneo human resume``,
-# the service's run path) do not pay its ~15 ms import.
-
-
-def _loader() -> Any:
-    """libyaml's loader when present (an order of magnitude faster), else pure Python."""
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
+# the service's run path) do not pay its ~15 ms import. Reading and parsing go through
+# :mod:`kneo.documents`, the one bounded way in for untrusted documents.
 
 Loc = tuple[str | int, ...]
 
 
-def read_text(path: Path, *, what: str = "spec") -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(
-            f"{path}: {what} file not found", code="E_FILE_NOT_FOUND", file=str(path)
-        ) from None
-    except IsADirectoryError:
-        raise SpecError(
-            f"{path}: is a directory, expected a {what} file",
-            code="E_FILE_NOT_FOUND",
-            file=str(path),
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)
-        ) from None
-    except OSError as exc:
-        raise SpecError(
-            f"{path}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=str(path)
-        ) from None
-
-
-def parse_yaml(text: str, *, source: str) -> Any:
-    """Parse one YAML document; a syntax error becomes ``E_YAML`` with ``source:line``."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_loader())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        column = mark.column + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        where = f"{source}:{line}" if line else source
-        raise SpecError(
-            f"{where}: invalid YAML: {problem}",
-            code="E_YAML",
-            file=source,
-            line=line,
-            column=column,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: invalid YAML: {exc}", code="E_YAML", file=source) from None
-
-
 def read_yaml_mapping(path: Path, *, what: str = "spec") -> tuple[dict[str, Any], str]:
     """Read a file that must hold one YAML mapping; returns the data and the raw text."""
-    text = read_text(path, what=what)
-    data = parse_yaml(text, source=str(path))
+    text = documents.read_text(path, what=f"{what} file")
+    data = documents.parse_yaml(text, source=str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
-from kneo.errors import Conflict, InvalidRequest, KneoError, NotFound, NotReady
+from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
+from kneo.store.errors import db_errors
 
 if TYPE_CHECKING:
     from kneo.store.api import Transaction
@@ -72,30 +72,30 @@ class StoreBase:
     @contextlib.contextmanager
     def _db_errors(self) -> Iterator[None]:
         """Translate driver failures at the boundary; Kneo errors pass through untouched."""
-        try:
+        with db_errors():
             yield
-        except KneoError:
-            raise
-        except sa_exc.IntegrityError as exc:
-            raise Conflict(f"database constraint violated: {exc.orig}", code="conflict") from exc
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            raise NotReady(
-                f"database unavailable: {type(exc.orig).__name__}: {exc.orig}",
-                code="database_unavailable",
-            ) from exc
 
 
 SortOrder = Literal["asc", "desc"]
 MAX_PAGE = 1000
 MAX_CURSOR_CHARS = 1024
 
+#: The largest ``offset`` a listing takes (every backend's integer holds it).
+MAX_OFFSET = 2**31 - 1
+
 
 def check_page(limit: int, offset: int) -> None:
     """Refuse paging values that would make a listing unbounded or meaningless."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}", field="limit")
-    if offset < 0:
-        raise InvalidRequest(f"offset must be zero or greater, got {offset}", field="offset")
+    check_offset(offset)
+
+
+def check_offset(offset: int) -> None:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidRequest(
+            f"offset must be between 0 and {MAX_OFFSET}, got {offset}", field="offset"
+        )
 
 
 def check_order(sort_order: str) -> SortOrder:

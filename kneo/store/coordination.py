@@ -10,7 +10,7 @@ row wins the lock. Expiry compares against the store's injected clock.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -137,11 +137,13 @@ class CoordinationMixin(StoreBase):
             lease_expires_at=None,
         )
 
-    def release(self, queue_id: int, owner: str) -> bool:
-        """Give a lease back unfinished (graceful shutdown): the record is queued again."""
-        return self._update_lease(
-            queue_id, owner, status="queued", lease_owner=None, lease_expires_at=None
-        )
+    def release(self, queue_id: int, owner: str, *, delay_seconds: float = 0.0) -> bool:
+        """Give a lease back unfinished (graceful shutdown, a transient error): the record is
+        queued again, due now or after ``delay_seconds``."""
+        values: dict[str, Any] = {"status": "queued", "lease_owner": None, "lease_expires_at": None}
+        if delay_seconds > 0:
+            values["available_at"] = self.clock.now() + timedelta(seconds=delay_seconds)
+        return self._update_lease(queue_id, owner, **values)
 
     def get_queue_record(self, queue_id: int) -> QueueRecord:
         with self._read() as conn:
@@ -281,6 +283,44 @@ class CoordinationMixin(StoreBase):
                 .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
             )
             return renewed.rowcount == 1
+
+    def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int:
+        """:meth:`renew_run_lease` for many runs in one statement; returns how many
+        ``owner`` still held (and now holds for ``ttl_seconds`` more)."""
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        r = t.runs.c
+        with self._write(one_statement=True) as conn:
+            renewed = conn.execute(
+                sa.update(t.runs)
+                .where(
+                    r.run_id.in_(list(run_ids)), r.lease_owner == owner, r.lease_expires_at > now
+                )
+                .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return int(renewed.rowcount)
+
+    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]:
+        """Runs ``running`` that nobody executes: no unexpired lease, no queue record waiting
+        or leased, and not written for ``idle_seconds``. Oldest first."""
+        now = self.clock.now()
+        r, q = t.runs.c, t.queue.c
+        open_record = (
+            sa.select(q.id).where(q.run_id == r.run_id, q.status.in_(("queued", "leased"))).exists()
+        )
+        stmt = (
+            sa.select(r.run_id)
+            .where(
+                r.status == "running",
+                sa.or_(r.lease_owner.is_(None), r.lease_expires_at <= now),
+                r.updated_at <= now - timedelta(seconds=idle_seconds),
+                ~open_record,
+            )
+            .order_by(r.updated_at)
+            .limit(limit)
+        )
+        with self._read(snapshot=False) as conn:
+            return [row[0] for row in conn.execute(stmt)]
 
     def release_run_lease(self, run_id: str, owner: str) -> bool:
         """Give up the lease ``owner`` holds on ``run_id``; ``False`` if it was not theirs."""

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kneo.errors import ConfigError
 from kneo.periodic import PeriodicTask
+from kneo.store.errors import is_unavailable
 
 log = logging.getLogger("kneo_serv.store")
 
@@ -70,6 +71,11 @@ class StoreDialect:
         raw = engine.raw_connection()
         try:
             yield raw
+        except BaseException as exc:
+            if is_unavailable(exc):  # broken: the pool must not hand it out again
+                with contextlib.suppress(Exception):
+                    raw.invalidate()
+            raise
         finally:
             raw.close()
 
@@ -310,6 +316,7 @@ class PostgresDialect(StoreDialect):
             url,
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
+            connect_args={k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query},
         )
         _ping_idle_connections(engine)
         return engine
@@ -330,6 +337,17 @@ class PostgresDialect(StoreDialect):
         )
         yield
 
+
+#: libpq settings so an unreachable server fails a request within seconds instead of
+#: holding it (and a shutdown) for minutes: a connect gives up after 5 s, and TCP keepalives
+#: find a silently dead connection in about 25 s. The database URL's query wins over each.
+PG_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 #: A pooled connection idle at least this long is pinged before reuse.
 PING_IDLE_SECONDS = 1.0

@@ -39,10 +39,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
 from kneo import jsontext
-from kneo.errors import Conflict, KneoError, NotReady
+from kneo.errors import Conflict
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
+from kneo.store.errors import db_errors
 from kneo.store.records import ContinuationRecord, RunRecord
 from kneo.store.rowvalues import (
     RowWriter,
@@ -781,17 +782,16 @@ class RawTransaction(RowWriter):
 def raw_transaction(store: Store) -> Iterator[RawTransaction]:
     """A :class:`RawTransaction` on a DBAPI connection (SQLite: the process's writer
     connection, see :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on
-    normal exit, rolls back on any exception; driver failures map to
-    ``conflict``/``database_unavailable`` like
+    normal exit, rolls back on any exception; driver failures, getting the connection
+    included, map to ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`) like
     :meth:`Store.transaction <kneo.store.api.Store.transaction>`."""
     engine = store.engine
-    with store.dialect.write_connection(engine) as raw:  # rollbacks too happen in it
+    with db_errors(), store.dialect.write_connection(engine) as raw:  # rollbacks happen in it
         yield from _raw_transaction(store, engine, raw)
 
 
 def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTransaction]:
     sql = _sql(engine.dialect)
-    dbapi = engine.dialect.loaded_dbapi
     try:
         tx = RawTransaction(store, raw, sql)
         try:
@@ -803,17 +803,6 @@ def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTran
         finally:
             tx._cur.close()
         store.hold_specs(tx._new_specs)
-    except KneoError:
-        _rollback(raw)
-        raise
-    except dbapi.IntegrityError as exc:
-        _rollback(raw)
-        raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
-    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-        _rollback(raw)
-        raise NotReady(
-            f"database unavailable: {type(exc).__name__}: {exc}", code="database_unavailable"
-        ) from exc
     except BaseException:
         _rollback(raw)
         raise

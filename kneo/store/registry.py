@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
+from kneo.names import check_name
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
@@ -74,6 +75,12 @@ _CONDITION_UPDATE = (
 )
 
 
+def _check_key(bundle_name: str, environment: str) -> None:
+    """A registry key is a valid bundle name and environment (:mod:`kneo.names`)."""
+    check_name(bundle_name, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+
+
 def _rev_key(bundle_name: str, environment: str, revision: int) -> list[Any]:
     return [_R.bundle_name == bundle_name, _R.environment == environment, _R.revision == revision]
 
@@ -120,6 +127,7 @@ class RegistryWritesMixin:
         """
         if status not in REVISION_STATUSES:
             raise InvalidRequest(f"unknown revision status {status!r}", field="status")
+        _check_key(bundle_name, environment)
         last, active = self.conn.execute(_HEAD_STMT, {"b": bundle_name, "e": environment}).one()
         activate = status == "active"
         values: dict[str, Any] = {
@@ -319,6 +327,7 @@ class RegistryWritesMixin:
         suspended_by: str | None = None,
     ) -> Suspension:
         """Tell the controller to leave (bundle, environment) alone; idempotent."""
+        _check_key(bundle_name, environment)
         s = t.bundle_suspensions.c
         existing = (
             self.conn.execute(

@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from kneo import jsontext
-from kneo.errors import Conflict, NotReady
 from kneo.store import tables as t
+from kneo.store.errors import db_errors, is_unavailable
 
 #: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
 json_text: Callable[[Any], str] = jsontext.dumps
@@ -374,8 +374,9 @@ class StepWriter:
         if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
             self.close()
         if self._raw is None:
-            self._raw = self.engine.raw_connection()
-            self._cursor = self._raw.cursor()
+            with db_errors():
+                self._raw = self.engine.raw_connection()
+                self._cursor = self._raw.cursor()
         written = self._write(step)
         if self._crowded():
             self.close()
@@ -384,27 +385,18 @@ class StepWriter:
     def _write(self, step: _Step) -> StepWritten | None:
         """The boundary on ``self._raw``; errors roll back and map as in :func:`write_step`."""
         raw = self._raw
-        dbapi = self.engine.dialect.loaded_dbapi
         try:
-            if self._sql.boundary is None or len(step.events) > MAX_NUMBERED_ROWS:
-                return self._stepwise(step)
-            written = self._boundary(step)
-            if written is None and step.checkpoint.follows is not None:
-                # Superseded, or a patch whose predecessor is no longer the last
-                # checkpoint: the stepwise path tells them apart (keyframe).
-                written = self._stepwise(step)
-            return written
-        except dbapi.IntegrityError as exc:
-            self._fail(raw)
-            raise Conflict(f"database constraint violated: {exc}", code="conflict") from exc
-        except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-            self._fail(raw)
-            raise NotReady(
-                f"database unavailable: {type(exc).__name__}: {exc}",
-                code="database_unavailable",
-            ) from exc
-        except BaseException:
-            self._fail(raw)
+            with db_errors():
+                if self._sql.boundary is None or len(step.events) > MAX_NUMBERED_ROWS:
+                    return self._stepwise(step)
+                written = self._boundary(step)
+                if written is None and step.checkpoint.follows is not None:
+                    # Superseded, or a patch whose predecessor is no longer the last
+                    # checkpoint: the stepwise path tells them apart (keyframe).
+                    written = self._stepwise(step)
+                return written
+        except BaseException as exc:
+            self._fail(raw, exc)
             raise
         finally:
             self._used = time.monotonic()
@@ -465,9 +457,12 @@ class StepWriter:
             return False
         return bool(checkedout() > size())
 
-    def _fail(self, raw: Any) -> None:
+    def _fail(self, raw: Any, exc: BaseException) -> None:
         _rollback(raw)
         if self._borrow is None:  # a borrowed connection goes back to its lender as is
+            if is_unavailable(exc):  # broken: the pool must not hand it out again
+                with contextlib.suppress(Exception):
+                    raw.invalidate()
             self.close()
 
     def close(self) -> None:

@@ -222,7 +222,7 @@ continuations = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # What the inbox shows and filters on, copied from the run (or the promotion) when the
-    # continuation is written, so a page of tasks is one query without a join (0009).
+    # continuation is written, so a page of tasks is one query without a join (0008).
     sa.Column("workflow_name", sa.String(255)),
     sa.Column("environment", sa.String(128)),
     sa.Index(None, "run_id"),
@@ -245,7 +245,7 @@ continuation_requests = sa.Table(
     sa.Column("kind", sa.String(64)),
     sa.Column("assignee", sa.String(255)),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Index(None, "status", "assignee"),  # the inbox's counts: pending rows only (0009)
+    sa.Index(None, "status", "assignee"),  # the inbox's counts: pending rows only (0008)
     sa.Index(None, "request_id"),
     sqlite_with_rowid=False,
 )

@@ -14,8 +14,11 @@ run already terminal, paused or cancelled      ``completed`` (nothing to do)
 another process holds the run's lock           ``completed`` + a new record due when the
                                                lock lapses (holder dead on another host)
 run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
+database unavailable (transient)               released, due again after a backoff (1, 2, 4
+                                               ... s, at most 30 s); never completed; after
+                                               ``max_attempts`` claims the run is failed
 permanent error (spec no longer compiles...)   ``failed``; run ``failed`` with the reason
-unexpected error (database blinked...)         lease left to lapse: retried after the lease
+unexpected error (a bug, a dead process...)    lease left to lapse: retried after the lease
 claimed more than ``max_attempts`` times       ``failed``; run ``failed`` (too_many_attempts)
 graceful stop with the run still in flight     lease and run lock released: another worker
                                                continues from the last step boundary
@@ -37,15 +40,31 @@ from datetime import timedelta
 from typing import Any
 
 from kneo.engine.lifecycle import RunStatus, transition
-from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound, ResourceLocked
+from kneo.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    IllegalTransition,
+    KneoError,
+    NotFound,
+    ResourceLocked,
+)
 from kneo.platform.journal import checkpoint_payload
 from kneo.redaction import redact_text
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
 
 log = logging.getLogger("kneo_serv.worker")
 
-#: After this many claims of one record (each a crash or lost lease) it is failed for good.
+#: After this many claims of one record (each a crash, lost lease or database outage) it is
+#: failed for good.
 DEFAULT_MAX_ATTEMPTS = 5
+#: Backoff before a run that met a database outage is tried again: 1, 2, 4 ... seconds.
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1`` of a record whose run met a transient error."""
+    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempt - 1)))
 
 
 @dataclass
@@ -260,6 +279,24 @@ class Worker:
                 exc.code,
             )
             self.store.release(record.queue_id, self.owner)
+        except DatabaseUnavailable as exc:
+            # Transient: the run is intact at its last committed boundary. Try again later
+            # (a release the database refuses too leaves the lease to lapse: the same).
+            if record.attempts >= self.max_attempts:
+                self._give_up(record, exc.code, redact_text(str(exc))[:500])
+                return
+            delay = retry_delay(record.attempts)
+            log.warning(
+                "worker %s: run %s: %s; retrying in %.0fs (attempt %s of %s)",
+                self.owner,
+                record.run_id,
+                exc.code,
+                delay,
+                record.attempts,
+                self.max_attempts,
+            )
+            with contextlib.suppress(KneoError):
+                self.store.release(record.queue_id, self.owner, delay_seconds=delay)
         except KneoError as exc:
             # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
             self._give_up(record, exc.code, redact_text(str(exc))[:500])

@@ -13,3 +13,8 @@ FAILING_SPEC = {
 def boom(text: str) -> str:
     """Always fails, so a run ends ``failed`` (and can be continued)."""
     raise RuntimeError("boom")
+
+
+def leak(text: str) -> str:
+    """Fails with a secret-looking value in its error, and the step's input after it."""
+    raise RuntimeError(f"vault refused: secret=err-PLANTED-4444 while handling {text}")

@@ -452,8 +452,8 @@ def test_0007_moves_run_locks_onto_run_rows_and_back(fresh_url: str) -> None:
     engine.dispose()
 
 
-def test_0009_labels_existing_continuations(fresh_url: str) -> None:
-    """Pending tasks written before 0009 get their run's workflow name and environment, and
+def test_0008_labels_existing_continuations(fresh_url: str) -> None:
+    """Pending tasks written before 0008 get their run's workflow name and environment, and
     a promotion task its bundle and environment; the downgrade drops both columns."""
     from alembic import command
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.providers.base import ChatMessage, ModelReply, ToolCall
 from kneo.errors import ProviderError
 from kneo.redaction import redact_text
@@ -217,8 +218,8 @@ def _parse_arguments(raw: str | None, tool: str, model: ModelSpec) -> dict[str, 
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
+        value = parse_json(raw, source="tool arguments")
+    except DocumentError:
         value = None
     if not isinstance(value, dict):
         raise ProviderError(

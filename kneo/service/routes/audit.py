@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from kneo.clock import utc_iso
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import store_dep
+from kneo.service.pagination import OFFSET
+from kneo.store.base import check_offset
 
 router = APIRouter(tags=["audit"])
 
@@ -34,10 +36,11 @@ def list_audit_events(
     run_id: str | None = None,
     continuation_id: str | None = None,
     limit: int | None = Query(None, ge=1),
-    offset: int = Query(0, ge=0),
+    offset: int = OFFSET,
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
     """Audit events newest first, filtered by type, run or continuation."""
+    check_offset(offset)
     cap = min(request.app.state.settings.limits.max_list_items or 1000, 1000)
     page = store.list_audit(
         event_type=event_type,

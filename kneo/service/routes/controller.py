@@ -7,13 +7,14 @@ the store and reconcile/webhook answer ``503 not_ready``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotReady
+from kneo.names import check_name
 from kneo.platform.registry import (
     bundle_view,
     controller_status_view,
@@ -71,9 +72,9 @@ async def controller_webhook(
     body = await request.body()
     verify_github_signature(secret or "", body, x_hub_signature_256)
     try:
-        payload = json.loads(body) if body else {}
-    except ValueError as exc:
-        raise InvalidRequest("webhook body is not JSON") from exc
+        payload = parse_json(body, source="webhook body") if body else {}
+    except DocumentError as exc:
+        raise InvalidRequest(f"webhook body is not JSON: {exc.message}") from None
     return JSONResponse(trigger(controller, x_github_event, payload), status_code=202)
 
 
@@ -86,6 +87,8 @@ def list_registry(
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision)."""
+    if environment is not None:
+        check_name(environment, kind="environment")
     return registry_revisions(store, environment, None if status == "all" else status)
 
 
@@ -98,4 +101,6 @@ def get_registry_bundle(
     bundle: str, environment: str, include_spec: bool = False, store: Any = Depends(store_dep)
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
     return bundle_view(store, bundle, environment, include_spec=include_spec)

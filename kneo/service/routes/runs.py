@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -22,6 +23,7 @@ from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
 from kneo.service.spec_source import (
     POLICY_PREFIX,
     check_resolved,
+    confined_spec_path,
     registries,
     resolve_spec,
     stored_policy,
@@ -71,7 +73,11 @@ def _start_spec_run(
     """:func:`_start_run` for a spec path or an inline spec."""
     from kneo.platform import bundles
 
-    spec_path: str | None = body.spec_path
+    spec_path: str | None = None
+    if body.spec_path is not None:
+        project = getattr(manager, "project", None)
+        root = project.root if project is not None else Path.cwd()
+        spec_path = str(confined_spec_path(body.spec_path, request.app.state.settings, root))
     spec: dict[str, Any] | None = body.spec
     policy = stored_policy(manager.store, body.environment)
     if body.overrides or policy is not None:

@@ -9,12 +9,12 @@ changed field names.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
 from kneo.errors import NotFound
+from kneo.names import check_name
 from kneo.redaction import REDACTED, redact
 from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import store_dep
@@ -23,7 +23,6 @@ from kneo.spec.project import PolicyEnforcement
 router = APIRouter()
 
 POLICY_PREFIX = "policy.environment."
-_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
@@ -97,9 +96,7 @@ def get_credentials(
 
 
 def _env_param(environment: str) -> str:
-    if not _ENV_NAME.match(environment):
-        raise NotFound(f"environment {environment!r} is not a valid environment name")
-    return environment
+    return check_name(environment, kind="environment")
 
 
 @router.get(
@@ -123,7 +120,7 @@ def list_environment_policies(store: Any = Depends(store_dep)) -> dict[str, Any]
     dependencies=[Depends(require_scope("policies:read"))],
 )
 def get_environment_policy(
-    environment: str = Path(..., max_length=63), store: Any = Depends(store_dep)
+    environment: str = Path(...), store: Any = Depends(store_dep)
 ) -> dict[str, Any]:
     """One environment's service-managed policy (404 when none is stored)."""
     env = _env_param(environment)
@@ -135,7 +132,7 @@ def get_environment_policy(
 
 @router.put("/policies/environment/{environment}", tags=["policies"])
 def put_environment_policy(
-    environment: str = Path(..., max_length=63),
+    environment: str = Path(...),
     policy: PolicyEnforcement = Body(...),
     principal: Principal = Depends(require_scope("policies:write")),
     store: Any = Depends(store_dep),

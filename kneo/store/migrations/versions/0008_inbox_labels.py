@@ -15,7 +15,7 @@
   is one scan of the pending rows instead of every request ever asked, each joined to its
   continuation.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-24
 """
@@ -29,7 +29,7 @@ from alembic import op
 
 from kneo.store.migrate import drop_columns
 
-revision = "0009"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

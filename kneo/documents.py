@@ -1,0 +1,440 @@
+"""The one bounded way in for untrusted YAML and JSON: files, request bodies, Git blobs.
+
+Python's parsers are recursive: libyaml's composer (C, no recursion check) overflows the C
+stack around 50,000 nested levels and kills the process; ``json`` raises ``RecursionError``
+near 1,000; an integer of more than 4,300 digits raises ``ValueError``; a YAML alias bomb
+("billion laughs") expands to gigabytes downstream. So every document is measured *before*
+the recursive parser sees it, by code that never recurses:
+
+* YAML: a pass over libyaml's event stream (a flat sequence: start/end of collections,
+  scalars, aliases) counts depth, nodes with every alias expanded, aliases, and plain
+  numbers' digits;
+* JSON: a byte-level scan with strings blanked out counts bracket depth, values and the
+  longest run of digits; ``NaN``/``Infinity`` are refused (not JSON, not canonicalizable).
+
+A breach raises :class:`DocumentError` naming the source and the limit (``E_DOCUMENT_TOO_LARGE``,
+``E_DOCUMENT_TOO_DEEP``, ``E_DOCUMENT_TOO_COMPLEX``, ``E_NUMBER_TOO_LONG``); a file that is not
+a regular file (a device, a FIFO, a symlink to ``/dev/zero``) is ``E_NOT_A_FILE`` and is
+never read. Pure but for :func:`read_file`, which reads what it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kneo.errors import PayloadTooLarge, SpecError
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """What any one document may hold. Generous for specs, bundles and policies (a large
+    spec is a few hundred nodes, ten levels deep); far below what hurts the process."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_depth: int = 64
+    #: Nodes (scalars and collections) with every YAML alias expanded.
+    max_nodes: int = 200_000
+    max_aliases: int = 1_000
+    #: Longest run of digits in a number (Python refuses ``int`` above 4,300 digits).
+    max_number_digits: int = 256
+
+
+LIMITS = DocumentLimits()
+
+
+class DocumentError(SpecError):
+    """A document breaks a limit, is not a regular file, or is not JSON/YAML at all."""
+
+    code = "E_DOCUMENT_INVALID"
+
+
+class DocumentTooLarge(DocumentError):
+    code = "E_DOCUMENT_TOO_LARGE"
+    http_status = PayloadTooLarge.http_status
+
+
+def _too(
+    code: str, source: str, what: str, limit: int, field: str, line: int | None = None
+) -> DocumentError:
+    cls = DocumentTooLarge if code == "E_DOCUMENT_TOO_LARGE" else DocumentError
+    where = f"{source}:{line}" if line else source
+    return cls(
+        f"{where}: {what} (limit: {field} = {limit})",
+        code=code,
+        file=source,
+        line=line,
+        limit=field,
+        maximum=limit,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_file(
+    path: str | os.PathLike[str], *, what: str = "file", limits: DocumentLimits = LIMITS
+) -> bytes:
+    """The bytes of a regular file of at most ``limits.max_bytes``.
+
+    Opened non-blocking (a FIFO cannot hang the open) and checked with ``fstat`` on the open
+    descriptor, so what is read is what was checked, symlinks included."""
+    source = str(path)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise SpecError(
+            f"{source}: {what} not found", code="E_FILE_NOT_FOUND", file=source
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            f"{source}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=source
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise SpecError(
+                f"{source}: is a directory, expected a {what}", code="E_FILE_NOT_FOUND", file=source
+            )
+        if not stat.S_ISREG(mode):
+            raise DocumentError(
+                f"{source}: not a regular file (a device, pipe or socket); a {what} must be one",
+                code="E_NOT_A_FILE",
+                file=source,
+            )
+        chunks: list[bytes] = []
+        left = limits.max_bytes + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limits.max_bytes:
+        raise _too(
+            "E_DOCUMENT_TOO_LARGE",
+            source,
+            f"over {limits.max_bytes} bytes",
+            limits.max_bytes,
+            "max_bytes",
+        )
+    return data
+
+
+def read_text(
+    path: str | os.PathLike[str], *, what: str = "file", limits: DocumentLimits = LIMITS
+) -> str:
+    """:func:`read_file` decoded as UTF-8 (``E_YAML`` when it is not)."""
+    data = read_file(path, what=what, limits=limits)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)
+        ) from None
+
+
+# --------------------------------------------------------------------------- JSON
+
+# A JSON string (escapes included), possessive so a match never backtracks.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+# Text whose every string is closed, from the start: one attempt, linear. (Blanking strings
+# in text with an unclosed one made the regex retry at every later quote: quadratic.)
+_CLOSED_STRINGS = re.compile(r'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
+_BRACKETS = re.compile(r"[\[\]{}]")
+# An escaped NUL not itself escaped: an even number of backslashes before ``\u0000``.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.I)
+
+
+#: Every byte but an ASCII digit becomes a space, every digit ``0``: a run of digits is then a
+#: run of ``0`` that a substring search finds at C speed (a regex took 30-50 ns a character).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+
+
+def _digit_run_over(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` ASCII digits in a row."""
+    return b"0" * (limit + 1) in text.encode("utf-8", "surrogatepass").translate(_DIGITS_ONLY)
+
+
+def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> None:
+    """Refuse JSON text over any limit, without parsing it."""
+    if len(text) > limits.max_bytes:
+        raise _too(
+            "E_DOCUMENT_TOO_LARGE", source, f"{len(text)} characters", limits.max_bytes, "max_bytes"
+        )
+    if _within(text, limits):
+        return  # the common case, decided by C-level scans of the raw text
+    closed = _CLOSED_STRINGS.match(text)
+    if closed is None or closed.end() < len(text):
+        at = closed.end() if closed is not None else 0
+        line = text.count("\n", 0, at) + 1
+        raise DocumentError(
+            f"{source}:{line}: invalid JSON: unterminated string",
+            code="E_JSON",
+            file=source,
+            line=line,
+        )
+    skeleton = _JSON_STRING.sub('""', text)
+    if _digit_run_over(skeleton, limits.max_number_digits):
+        raise _too(
+            "E_NUMBER_TOO_LONG",
+            source,
+            "a number has too many digits",
+            limits.max_number_digits,
+            "max_number_digits",
+        )
+    opened = skeleton.count("[") + skeleton.count("{")
+    if opened + skeleton.count(",") + 1 > limits.max_nodes:
+        raise _too(
+            "E_DOCUMENT_TOO_COMPLEX", source, "too many values", limits.max_nodes, "max_nodes"
+        )
+    if opened <= limits.max_depth:
+        return  # cannot be deeper than it has brackets
+    depth = 0
+    for match in _BRACKETS.finditer(skeleton):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limits.max_depth:
+                raise _too(
+                    "E_DOCUMENT_TOO_DEEP",
+                    source,
+                    "nested too deeply",
+                    limits.max_depth,
+                    "max_depth",
+                )
+        else:
+            depth -= 1
+
+
+def _within(text: str, limits: DocumentLimits) -> bool:
+    """Whether the raw text alone proves every limit holds. Brackets, commas and digits
+    inside strings are counted too, so this only ever errs towards the precise check."""
+    opened = text.count("[") + text.count("{")
+    return (
+        opened <= limits.max_depth
+        and opened + text.count(",") < limits.max_nodes
+        and not _digit_run_over(text, limits.max_number_digits)
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(
+    data: bytes | str,
+    *,
+    source: str,
+    limits: DocumentLimits = LIMITS,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    forbid_nul: bool = False,
+) -> Any:
+    """Parse one JSON document within ``limits``; ``E_JSON`` when it is not JSON (UTF-8).
+
+    ``forbid_nul``: refuse ``\\u0000`` in strings (text columns cannot hold it on PostgreSQL).
+    ``object_pairs_hook`` may raise ``ValueError`` subclasses of its own; they pass through.
+    """
+    if isinstance(data, bytes):
+        if len(data) > limits.max_bytes:
+            raise _too(
+                "E_DOCUMENT_TOO_LARGE", source, f"{len(data)} bytes", limits.max_bytes, "max_bytes"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(
+                f"{source}: not UTF-8 JSON ({exc.reason})", code="E_JSON", file=source
+            ) from None
+    else:
+        text = data
+    check_json(text, source=source, limits=limits)
+    if forbid_nul and "\\" in text and _ESCAPED_NUL.search(text):
+        raise DocumentError(
+            f"{source}: strings may not contain NUL (\\u0000)", code="E_JSON", file=source
+        )
+    try:
+        return json.loads(
+            text, object_pairs_hook=object_pairs_hook, parse_constant=_refuse_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise DocumentError(
+            f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})",
+            code="E_JSON",
+            file=source,
+            line=exc.lineno,
+            column=exc.colno,
+        ) from None
+    except ValueError as exc:
+        if object_pairs_hook is not None and type(exc) is not ValueError:
+            raise  # the hook's own refusal
+        raise DocumentError(f"{source}: invalid JSON: {exc}", code="E_JSON", file=source) from None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _yaml_loader() -> Any:
+    """libyaml's loader when present (an order of magnitude faster), else pure Python."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_NUMBER_CHARS = frozenset("0123456789+-._:eExXoObBabcdefABCDEF")
+
+
+def _plain_number_too_long(event: Any, digits: int) -> bool:
+    """A plain scalar YAML would read as a number, with more than ``digits`` digits in a row."""
+    value: str = event.value
+    return (
+        len(value) > digits
+        and (not event.style or event.tag is not None)  # plain, or tagged (``!!int "..."``)
+        and (value[0].isdigit() or value[0] in "+-.")
+        and _NUMBER_CHARS.issuperset(value)
+        and _digit_run_over(value, digits)
+    )
+
+
+def check_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> None:
+    """Refuse YAML over any limit by walking libyaml's event stream (never recursive).
+
+    An alias counts as the nodes and levels it stands for, so an alias bomb is refused
+    before anything expands it; an alias of a node that contains it (a recursive document)
+    is refused. Syntax errors are left to the parser proper, which reports their line."""
+    import yaml
+
+    if len(text) > limits.max_bytes:
+        raise _too(
+            "E_DOCUMENT_TOO_LARGE", source, f"{len(text)} characters", limits.max_bytes, "max_bytes"
+        )
+    digits = limits.max_number_digits
+    nodes = aliases = 0
+    # one frame per open collection: [anchor, nodes before it, its level, deepest level inside]
+    open_: list[list[Any]] = []
+    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) it stands for
+
+    def add(event: Any, count: int, levels: int) -> None:
+        """``count`` nodes spanning ``levels`` levels below the innermost open collection."""
+        nonlocal nodes
+        line = event.start_mark.line + 1
+        nodes += count
+        if nodes > limits.max_nodes:
+            raise _too(
+                "E_DOCUMENT_TOO_COMPLEX",
+                source,
+                "too many nodes (aliases expanded)",
+                limits.max_nodes,
+                "max_nodes",
+                line,
+            )
+        deepest = len(open_) + levels
+        if deepest > limits.max_depth:
+            raise _too(
+                "E_DOCUMENT_TOO_DEEP",
+                source,
+                "nested too deeply",
+                limits.max_depth,
+                "max_depth",
+                line,
+            )
+        if open_ and deepest > open_[-1][3]:
+            open_[-1][3] = deepest
+
+    try:
+        event: Any
+        for event in yaml.parse(text, Loader=_yaml_loader()):
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if _plain_number_too_long(event, digits):
+                    raise _too(
+                        "E_NUMBER_TOO_LONG",
+                        source,
+                        "a number has too many digits",
+                        digits,
+                        "max_number_digits",
+                        event.start_mark.line + 1,
+                    )
+                add(event, 1, 0)
+                if event.anchor:
+                    anchored[event.anchor] = (1, 0)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                add(event, 1, 1)
+                level = len(open_) + 1
+                open_.append([event.anchor, nodes - 1, level, level])
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                anchor, before, level, deepest = open_.pop()
+                if anchor:
+                    anchored[anchor] = (nodes - before, deepest - level + 1)
+                if open_ and deepest > open_[-1][3]:
+                    open_[-1][3] = deepest
+            elif kind is yaml.AliasEvent:
+                aliases += 1
+                line = event.start_mark.line + 1
+                if aliases > limits.max_aliases:
+                    raise _too(
+                        "E_DOCUMENT_TOO_COMPLEX",
+                        source,
+                        "too many aliases",
+                        limits.max_aliases,
+                        "max_aliases",
+                        line,
+                    )
+                if event.anchor in anchored:
+                    add(event, *anchored[event.anchor])
+                elif any(frame[0] == event.anchor for frame in open_):
+                    raise DocumentError(
+                        f"{source}:{line}: alias *{event.anchor} refers to a node containing it",
+                        code="E_DOCUMENT_TOO_COMPLEX",
+                        file=source,
+                        line=line,
+                    )
+                # else: an undefined alias, which the parser proper reports with its line
+    except yaml.YAMLError:
+        return  # a syntax error: parse_yaml reports it with file and line
+
+
+def parse_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> Any:
+    """Parse one YAML document within ``limits``; a syntax error is ``E_YAML`` with
+    ``source:line``."""
+    import yaml
+
+    check_yaml(text, source=source, limits=limits)
+    try:
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        where = f"{source}:{line}" if line else source
+        raise SpecError(
+            f"{where}: invalid YAML: {problem}",
+            code="E_YAML",
+            file=source,
+            line=line,
+            column=column,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: invalid YAML: {exc}", code="E_YAML", file=source) from None
+
+
+def load_yaml_file(
+    path: str | os.PathLike[str], *, what: str = "file", limits: DocumentLimits = LIMITS
+) -> Any:
+    """Read and parse a YAML file within ``limits``."""
+    return parse_yaml(read_text(path, what=what, limits=limits), source=str(path), limits=limits)
+
+
+def load_json_file(
+    path: str | os.PathLike[str], *, what: str = "file", limits: DocumentLimits = LIMITS
+) -> Any:
+    """Read and parse a JSON file within ``limits``."""
+    return parse_json(
+        read_file(path, what=what, limits=limits), source=str(Path(path)), limits=limits
+    )

@@ -1,0 +1,61 @@
+"""Database driver failures as Kneo errors, in one place for every path to the database.
+
+SQLAlchemy's wrappers (``Store.transaction``, reads, coordination) and the bare DBAPI errors
+of the hot paths' raw connections (run creation, step boundaries, outcomes) map alike, so
+no path answers a database outage with anything but ``503 database_unavailable``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import exc as sa_exc
+
+from kneo.errors import Conflict, DatabaseUnavailable, InvalidRequest, KneoError
+
+
+@contextlib.contextmanager
+def db_errors() -> Iterator[None]:
+    """Driver failures become Kneo errors (:func:`database_error`); the rest pass through."""
+    try:
+        yield
+    except KneoError:
+        raise
+    except Exception as exc:
+        mapped = database_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def database_error(exc: BaseException) -> KneoError | None:
+    """The Kneo error a database driver failure stands for, or ``None`` for anything else.
+
+    SQLAlchemy's wrappers and the bare DBAPI errors of the hot paths' raw connections alike:
+    a constraint is ``conflict``, a value the column cannot hold ``invalid_request``; a
+    connection refused, dropped or terminated, a pool exhausted, a database locked past its
+    busy timeout are ``database_unavailable`` (transient). Bare DBAPI classes are recognised
+    by their PEP 249 names, which every driver (sqlite3, psycopg) uses."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    names = {cls.__name__ for cls in type(cause).__mro__}
+    if "IntegrityError" in names:
+        return Conflict(f"database constraint violated: {cause}", code="conflict")
+    if "DataError" in names:  # a value the column cannot hold (PostgreSQL: a NUL in text)
+        return InvalidRequest(f"the database refused a value: {cause}".splitlines()[0][:300])
+    if (
+        names & {"OperationalError", "InterfaceError"}
+        or isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)
+        or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+    ):
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        return DatabaseUnavailable(f"database unavailable: {type(cause).__name__}: {first_line}")
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or maps to) ``database_unavailable``: the connection it came
+    from is broken and must not go back to the pool."""
+    return isinstance(exc, DatabaseUnavailable) or isinstance(
+        database_error(exc), DatabaseUnavailable
+    )
