@@ -6,9 +6,9 @@ take, each one plain HTML form posting the API's resume names (``decision``, ``c
 ``selected_option``, ``request_id``). Typed input becomes one field per ``input_schema``
 property (posted as ``field.<name>``), gathered by :func:`parse_decision` into the JSON
 ``content`` the API takes; kinds in :data:`JSON_SCHEMA_KINDS` instead take one JSON
-document in a box, checked against their ``input_schema``. Whether the answer is *valid* is the platform's call, the same
-one the API makes; this module only turns form fields into that call's arguments and says
-which field the platform's refusal is about.
+document in a box, checked against their ``input_schema``. Whether the answer is *valid* is
+the platform's call, the same one the API makes; this module only turns form fields into
+that call's arguments and says which field the platform's refusal is about.
 """
 
 from __future__ import annotations
