@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kneo.console.auth import ConsoleAuth, SignInRequired
+from kneo.console.forms import KIND_LABELS
 from kneo.console.pages import build_router, console_path, safe_next, set_session
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.errors import KneoError
@@ -53,6 +54,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     env.filters["ago"] = _ago
     env.filters["until"] = _until
     env.filters["short"] = _short
+    env.filters["kind_label"] = lambda kind: KIND_LABELS.get(kind, kind)
     env.globals["CSRF_FIELD"] = CSRF_FIELD
 
     @jinja2.pass_context

@@ -5,9 +5,10 @@ means as a resume call. Pure: no I/O, no web framework.
 take, each one plain HTML form posting the API's resume names (``decision``, ``content``,
 ``selected_option``, ``request_id``). Typed input becomes one field per ``input_schema``
 property (posted as ``field.<name>``), gathered by :func:`parse_decision` into the JSON
-``content`` the API takes. Whether the answer is *valid* is the platform's call, the same
-one the API makes; this module only turns form fields into that call's arguments and says
-which field the platform's refusal is about.
+``content`` the API takes; kinds in :data:`JSON_SCHEMA_KINDS` instead take one JSON
+document in a box, checked against their ``input_schema``. Whether the answer is *valid* is
+the platform's call, the same one the API makes; this module only turns form fields into
+that call's arguments and says which field the platform's refusal is about.
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 FIELD_PREFIX = "field."
+
+#: Readable names of the request kinds (and the inbox's ``promotion`` filter), in the order
+#: the inbox's kind filter lists them.
+KIND_LABELS: dict[str, str] = {
+    "approval": "approval",
+    "confirmation": "step confirmation",
+    "input": "typed input",
+    "review": "output review",
+    "iteration": "loop iteration",
+    "route": "route selection",
+    "tool_approval": "tool call approval",
+    "tool_input": "tool arguments",
+    "external_tool": "external tool",
+    "question": "question",
+    "error": "error",
+    "promotion": "promotion approval",
+}
+#: Kinds whose ``input_schema`` describes one JSON document typed in a box (a tool's
+#: arguments, an external tool's result), not a form of fields.
+JSON_SCHEMA_KINDS = frozenset({"tool_approval", "external_tool"})
 
 #: How each decision is offered, per request kind: (button label, content label or None,
 #: whether content is required).
@@ -41,6 +62,16 @@ _LABELS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "approved": ("Run the call", None, False),
         "edited": ("Run with edited arguments", "Arguments (JSON)", True),
         "rejected": ("Refuse the call", "Message to the agent (optional)", False),
+    },
+    "iteration": {
+        "approved": ("Continue the loop", None, False),
+        "edited": ("Continue with my edit", "Output to continue with", True),
+        "rejected": ("Stop the loop here", None, False),
+    },
+    "tool_input": {"provided": ("Run the call with these values", None, True)},
+    "external_tool": {
+        "provided": ("Submit the result", "Result", True),
+        "rejected": ("Decline to run it", "Message to the agent (optional)", False),
     },
     "question": {"provided": ("Answer", "Answer", True)},
 }
@@ -82,6 +113,7 @@ class Action:
     content: str = ""
     fields: tuple[InputField, ...] = ()
     options: tuple[str, ...] = ()
+    schema: Mapping[str, Any] | None = None  # what a JSON content box must match
     error: str | None = None
 
 
@@ -151,7 +183,7 @@ def decision_form(request: Mapping[str, Any], rejected: Rejected | None = None) 
     values back with its error next to the field (or the action) it is about."""
     kind = str(request.get("kind") or "approval")
     labels = _LABELS.get(kind, {})
-    schema = request.get("input_schema") if kind != "tool_approval" else None
+    schema = request.get("input_schema") if kind not in JSON_SCHEMA_KINDS else None
     accepted = [d for d in _ORDER if d in (request.get("decisions") or ())]
     actions = []
     for decision in accepted:
@@ -162,6 +194,9 @@ def decision_form(request: Mapping[str, Any], rejected: Rejected | None = None) 
             if fields:
                 content_label, required = None, False
         content = _prefill(request, decision)
+        json_schema = None
+        if kind in JSON_SCHEMA_KINDS and decision in ("edited", "provided"):
+            json_schema = request.get("input_schema") or None
         error = None
         if rejected is not None and rejected.decision == decision:
             content = rejected.posted.get("content", content)
@@ -184,6 +219,7 @@ def decision_form(request: Mapping[str, Any], rejected: Rejected | None = None) 
                 content=content,
                 fields=fields,
                 options=tuple(request.get("options") or ()) if decision == "selected" else (),
+                schema=json_schema,
                 error=error,
             )
         )
@@ -226,7 +262,7 @@ def parse_decision(request: Mapping[str, Any], posted: Mapping[str, str]) -> Dec
     if decision == "approved":
         return Decision(request_id, decision)
     fields = input_fields(request.get("input_schema")) if decision == "provided" else ()
-    if request.get("kind") != "tool_approval" and fields and "content" not in posted:
+    if request.get("kind") not in JSON_SCHEMA_KINDS and fields and "content" not in posted:
         values = {f.name: _coerce(f, posted.get(f.form_name)) for f in fields}
         answer = json.dumps({k: v for k, v in values.items() if v is not None})
         return Decision(request_id, decision, content=answer)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kneo.console.auth import ConsoleAuth, Viewer
-from kneo.console.forms import Rejected, decision_form, parse_decision
+from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
     Conflict,
@@ -31,17 +31,6 @@ from kneo.service.dependencies import current_manager
 INBOX_PAGE = 50
 #: ``older_than`` choices of the inbox filter, in seconds.
 AGES = {"1h": 3600, "4h": 14_400, "1d": 86_400, "3d": 259_200, "7d": 604_800}
-KINDS = (
-    "approval",
-    "confirmation",
-    "input",
-    "review",
-    "route",
-    "tool_approval",
-    "question",
-    "error",
-    "promotion",
-)
 _LIVE = ("queued", "running")
 #: Context fields the task page shows in their own place (the rest under "More context").
 _SHOWN_CONTEXT = frozenset(
@@ -56,6 +45,9 @@ _SHOWN_CONTEXT = frozenset(
         "round",
         "max_reviews",
         "wait_name",
+        "iteration",
+        "on_stop",
+        "fields",
     }
 )
 _TIMELINE_LIMIT = 500
@@ -204,7 +196,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 "filters": filters,
                 "counts": sorted(listed["counts_by_assignee"].items()),
                 "pending": sum(listed["counts_by_assignee"].values()),
-                "kinds": KINDS,
+                "kinds": tuple(KIND_LABELS),
                 "ages": AGES,
                 "next_url": next_url,
                 "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,

@@ -207,6 +207,24 @@ def test_tool_call_runs_once_with_edited_arguments(
     assert counter.read_text().splitlines() == ["send_email"]
 
 
+def test_caller_runs_an_external_tool_and_types_its_result(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """External execution: the page shows the call, the result typed in the form is checked
+    against the tool's result schema, and the agent finishes with it."""
+    paused = live.start("hitl_external", "disk full on db-1")
+    page = as_person("reviewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    arguments = page.locator("table.args").inner_text()
+    assert "disk full on db-1" in arguments and "high" in arguments
+    page.fill("form.a-provided textarea[name=content]", '{"ticket": "OPS-42"}')
+    page.screenshot(path=str(shots / "console-task-external.png"), full_page=True)
+    page.click("form.a-provided button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+    assert page.locator("pre.output").last.inner_text() == 'Filed: {"ticket": "OPS-42"}'
+
+
 def test_viewer_sees_no_controls_and_a_forged_post_is_403(
     live: LiveConsole, as_person: Any
 ) -> None:

@@ -66,6 +66,24 @@ KINDS = [
         "succeeded",
     ),
     (
+        "hitl_iteration",
+        ["Output of iteration 1", "DRAFT: launch [rev 1]", "stopping goes on at", "Stop the loop"],
+        {"decision": "edited", "content": "FINAL: my text"},  # FINAL: the exit edge
+        "succeeded",
+    ),
+    (
+        "hitl_tool_input",
+        ['name="field.to"', "send_email", "You provide to", "Run the call with these values"],
+        {"decision": "provided", "field.to": "ops-team"},
+        "succeeded",
+    ),
+    (
+        "hitl_external",
+        ["create_ticket", "Result schema", "Decline to run it", "Message to the agent"],
+        {"decision": "provided", "content": '{"ticket": "OPS-42"}'},
+        "succeeded",
+    ),
+    (
         "hitl_question",
         ["The agent asks", 'name="content"', 'value="provided"'],
         {"decision": "provided", "content": "(v2)"},
@@ -136,6 +154,52 @@ def test_typed_input_error_is_shown_next_to_the_field(service: Callable[..., Any
     assert _run(api, paused["run_id"])["output_text"] == (
         "Processed 'launch' with {\"threshold\": 0.8}"
     )
+
+
+# (example, an invalid post, the form control its error is shown after, what must stay typed)
+INVALID = [
+    ("hitl_iteration", {"decision": "edited", "content": ""}, 'name="content"', None),
+    ("hitl_tool_input", {"decision": "provided", "field.to": "x"}, 'name="field.to"', 'value="x"'),
+    (
+        "hitl_external",
+        {"decision": "provided", "content": '{"ticket": "not a ticket"}'},
+        'name="content"',
+        "not a ticket",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("example", "post", "control", "kept"), INVALID, ids=[k[0] for k in INVALID]
+)
+def test_new_kinds_show_the_error_at_the_field_and_hide_controls_from_viewers(
+    service: Callable[..., Any], example: str, post: dict[str, str], control: str, kept: str | None
+) -> None:
+    """Loop-iteration review, tool-argument input and external execution: an answer the
+    platform refuses re-renders the form with its error after the field it is about, the
+    task stays pending; a viewer sees the request and no decision controls."""
+    app, api = service()
+    paused = start(api, example)
+    cid, rid = paused["continuation_id"], _request(paused)["request_id"]
+    reviewer = Console(app)
+    reviewer.sign_in("reviewer")
+    answer = reviewer.post(f"/ui/tasks/{cid}", {"request_id": rid, **post})
+    assert answer.status_code in (400, 422), answer.text[:500]
+    form = re.search(rf'class="action a-{post["decision"]}">(.*?)</form>', answer.text, re.S)
+    assert form, answer.text
+    error = re.search(
+        rf'{re.escape(control)}.*?<p class="field-error" role="alert">([^<]+)</p>',
+        form.group(1),
+        re.S,
+    )
+    assert error, form.group(1)
+    assert kept is None or kept in html.unescape(form.group(1))
+    assert _task(api, cid)["status"] == "pending"
+    viewer = Console(app)
+    viewer.sign_in("viewer")
+    page = viewer.get(f"/ui/tasks/{cid}").text
+    assert 'name="decision"' not in page and "may look but not decide" in page
+    assert _request(paused)["prompt"] in html.unescape(page)
 
 
 def test_edited_tool_arguments_are_checked_against_the_tool_schema(
@@ -332,3 +396,28 @@ def test_inbox_filters_counts_and_pages(service: Callable[..., Any]) -> None:
     assert dict(counts) == {"reviewer": "2", "editor": "1"}
     assert person.get("/ui/inbox?older_than=forever").status_code == 400
     assert person.get("/ui/inbox?cursor=garbage").status_code == 400
+
+
+def test_every_request_kind_is_in_the_inbox_filter_with_a_readable_label(
+    service: Callable[..., Any],
+) -> None:
+    """The kind filter offers each kind the engine can ask (labelled for people, posting the
+    API's name) and filters by it; rows show the readable label."""
+    from typing import get_args
+
+    from kneo.engine.human import RequestKind
+
+    app, api = service()
+    runs = {spec: start(api, spec) for spec in ("hitl_iteration", "hitl_external")}
+    person = Console(app)
+    person.sign_in("reviewer")
+    page = person.get("/ui/inbox").text
+    offered = dict(re.findall(r'<option value="(\w+)" >([^<]+)</option>', page))
+    assert set(get_args(RequestKind)) | {"promotion"} <= set(offered)
+    assert offered["external_tool"] == "external tool"
+    assert all("_" not in label for label in offered.values())
+    only = person.get("/ui/inbox?kind=external_tool").text
+    assert re.findall(r'href="/ui/tasks/(cont_[0-9a-f]+)"', only) == [
+        runs["hitl_external"]["continuation_id"]
+    ]
+    assert '<span class="kind k-external_tool" title="external_tool">external tool</span>' in only

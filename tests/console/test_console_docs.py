@@ -12,10 +12,20 @@ def test_every_screenshot_exists_at_the_journeys_viewport() -> None:
     doc = (ROOT / "docs" / "console.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\((images/[^)]+\.png)\)", doc)
     journeys = (ROOT / "tests" / "console" / "test_console_browser.py").read_text()
-    assert len(images) == 7
+    assert len(images) == 8
     for image in images:
         data = (ROOT / "docs" / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", image
         width, height = struct.unpack(">II", data[16:24])
         assert width == 1280 and height >= 800, (image, width, height)
         assert image.removeprefix("images/") in journeys, f"{image} is taken by no journey"
+
+
+def test_every_request_kind_has_its_form_described() -> None:
+    from typing import get_args
+
+    from kneo.engine.human import RequestKind
+
+    doc = (ROOT / "docs" / "console.md").read_text()
+    described = set(re.findall(r"^\| `(\w+)` \|", doc, re.M))
+    assert set(get_args(RequestKind)) <= described
