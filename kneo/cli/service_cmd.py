@@ -109,32 +109,33 @@ def serve(
         if controller
         else None
     )
-    if ctl_config is None:
-        application = create_app(configure_default_manager=True, settings=settings, mcp=mcp)
-        startup.done()
-        _serve(application, host=host, port=port, log_level=log_level)
-        return
-    from kneo.controller.runner import build_controller
     from kneo.service.auth import Authenticator
     from kneo.service.factory import create_default_platform_manager
 
     Authenticator.from_settings(settings)  # fail fast before opening anything
+    # The platform (and so the database) opens here, not in the app's start-up: a database
+    # that cannot be reached is one `error[database_unavailable]` line and exit code, not a
+    # traceback from uvicorn's lifespan.
     manager = create_default_platform_manager(settings)
     try:
-        ctl = build_controller(manager.store, ctl_config, settings)
+        ctl = None
+        if ctl_config is not None:
+            from kneo.controller.runner import build_controller
+
+            ctl = build_controller(manager.store, ctl_config, settings)
+            typer.echo(
+                f"controller: reconciling {ctl.source.describe()} every "
+                f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
+                err=True,
+            )
         application = create_app(
             False,
             settings=settings,
             manager=manager,
             start_worker=True,
             controller=ctl,
-            run_controller=True,
+            run_controller=ctl is not None,
             mcp=mcp,
-        )
-        typer.echo(
-            f"controller: reconciling {ctl.source.describe()} every "
-            f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
-            err=True,
         )
         startup.done()
         _serve(application, host=host, port=port, log_level=log_level)

@@ -236,3 +236,21 @@ def test_startup_refuses_auth_without_keys(tmp_path: Path, auth: bool) -> None:
     assert result.returncode != 0
     assert "auth is enabled but no API keys" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unreachable_database_is_one_error_line(tmp_path: Path) -> None:
+    """The platform opens before uvicorn starts: an unreachable database is
+    ``error[database_unavailable]`` and a non-zero exit, never a start-up traceback."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/kneo"
+    done = _cli(
+        ["service", "serve", "--port", "0"],
+        {**auth_env(), "KNEO_SERV_DATABASE_URL": url},
+    )
+    assert done.returncode != 0
+    assert "error[database_unavailable]" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
