@@ -5,9 +5,10 @@ releases. Each is loaded on first use (``import kneo`` itself loads nothing else
 library user pays only for what it touches. Everything else is internal and may move.
 
 Layers (imports point downward only; ``tests/core/test_layering.py`` checks them):
-contract ``kneo.spec`` -> trust ``kneo.bundle``/``kneo.policy`` -> execution ``kneo.engine``
--> persistence ``kneo.store`` -> application ``kneo.platform`` -> reconcile ``kneo.controller``
--> edges ``kneo.service``/``kneo.cli``/``kneo.worker``.
+base -> contract ``kneo.spec`` -> trust ``kneo.bundle``/``kneo.policy`` -> execution
+``kneo.engine`` -> adapters ``kneo.mcp.client`` -> persistence ``kneo.store`` -> reconcile
+``kneo.controller`` -> application ``kneo.platform`` -> edges ``kneo.service``/``kneo.console``/
+``kneo.cli``/``kneo.worker``/``kneo.mcp.server``.
 """
 
 from kneo.lazy import lazy_exports

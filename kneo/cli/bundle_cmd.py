@@ -151,9 +151,9 @@ def prepare_spec(
     ``environments/<env>.yaml``, stricter wins). Returns the resolved spec data, the
     environment and the report summary recorded in the bundle.
     """
+    from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec
-    from kneo.spec.pipeline import check_spec
     from kneo.spec.project import ProjectContext
 
     context = ProjectContext.discover(env=env)

@@ -148,7 +148,7 @@ def init_command(
 def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, json_output: JsonOpt = False) -> None:
     """Resolve project context, including environment and overlays."""
     from kneo.cli.output import print_json, want_json_errors
-    from kneo.spec.context import resolve_environment_policy
+    from kneo.policy.check import resolve_environment_policy
     from kneo.spec.loader import overlay_path
 
     want_json_errors(json_output)

@@ -44,7 +44,7 @@ def prepare(
     environment: str | None,
 ) -> dict[str, Any]:
     """Load, check (with environment policy) and compile; raises before any run exists."""
-    from kneo.spec.pipeline import check_spec
+    from kneo.policy.check import check_spec
 
     if (spec_path is None) == (spec is None):
         raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")

@@ -1,5 +1,8 @@
 """One check used by CLI, HTTP and controller alike: diagnostics + environment policy + report.
 
+It sits in the trust layer because it composes the contract's diagnostics with the policy
+that judges them (the contract layer never imports the policy).
+
 ``check_spec`` = :func:`validate_spec` on the resolved spec, then the environment's policy
 (:func:`resolve_environment_policy`) adds ``E_POLICY_*`` errors, then a governance report is
 built. ``valid`` is false when any error remains. Pure apart from locating refs.
@@ -12,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kneo.policy.enforcement import enforce
+from kneo.policy.environment import resolve_for_context
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.context import resolve_environment_policy
 from kneo.spec.diagnostics import (
     Diagnostic,
     ToolCatalog,
@@ -26,6 +30,13 @@ from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.tools import ToolRegistry
+
+
+def resolve_environment_policy(context: ProjectContext, env: str) -> PolicyEnforcement | None:
+    """The policy enforced in ``env`` (the project config's, made stricter by
+    ``environments/<env>.yaml``), or None when nothing is configured for it: the one answer
+    CLI, HTTP and controller give to "which gates apply in prod"."""
+    return resolve_for_context(context, env).policy_enforcement
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,6 @@ def check_spec(
     )
     if probe is not None:
         diagnostics += probe(spec)
-    from kneo.policy.enforcement import enforce  # trust layer evaluates the contract's policy
-
     enforced = enforce(spec, diagnostics, policy)
     all_diagnostics = [*enforced, *diagnostics]
     order = {"error": 0, "warning": 1, "info": 2}
