@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kneo.cli.output import JsonOpt
 from kneo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Manage project config")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment; default KNEO_ENV, else dev")
 ]

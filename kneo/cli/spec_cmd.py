@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kneo.spec.loader import LoadedSpec
     from kneo.spec.project import ProjectContext
 
-from kneo.cli.output import LazyCommand, lazy_group
+from kneo.cli.output import JsonOpt, LazyCommand, ProfileOpt, ServiceUrlOpt, lazy_group
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,11 +43,6 @@ SpecPathArg = Annotated[Path | None, typer.Argument(show_default=False)]
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-ServiceUrlOpt = Annotated[
-    str | None, typer.Option("--service-url", help="Send the request to a Kneo service")
-]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
 ToolsOpt = Annotated[
     str | None,
     typer.Option(
