@@ -27,7 +27,7 @@ from kneo.spec.diagnostics import (
     workflow_members,
 )
 from kneo.spec.loader import LoadedSpec
-from kneo.spec.models import Spec
+from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.tools import ToolRegistry
 
@@ -121,40 +121,7 @@ def policy_report(
 ) -> dict[str, Any]:
     """The governance summary reviewers read before signing or promoting a spec."""
     catalog = ToolCatalog(spec, tool_registry)
-    agents: list[dict[str, Any]] = []
-    for agent, at in agent_locations(spec):
-        tools = []
-        for name in catalog.selected(agent):
-            d = catalog.get(name)
-            tools.append(
-                {
-                    "name": name,
-                    "capabilities": sorted(d.capabilities) if d else [],
-                    "requires_approval": bool(d and d.requires_approval)
-                    or name in agent.approval_required,
-                    "mcp_server": d.mcp_server if d else None,
-                }
-            )
-        tp = agent.policies.tool
-        agents.append(
-            {
-                "name": agent.name,
-                "path": at,
-                "model": {"provider": agent.model.provider, "name": agent.model.name},
-                "strategy": agent.strategy.type,
-                "runtime": agent.runtime_preferences.model_dump(),
-                "memory": agent.memory.model_dump(),
-                "tool_selection": "unrestricted"
-                if agent.tools_unrestricted
-                else ("shorthand" if agent.tools_shorthand else "explicit"),
-                "tools": tools,
-                "tool_policy": tp.model_dump() if tp else None,
-                "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
-                "guardrails": [
-                    {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
-                ],
-            }
-        )
+    agents = [_agent_report(agent, at, catalog) for agent, at in agent_locations(spec)]
     _, members = workflow_members(spec)
     human_steps = [s for s in members if s.kind == "human"]
     reviewers = [
@@ -199,4 +166,38 @@ def policy_report(
         },
         "environment": env,
         "policy": policy.model_dump() if policy else None,
+    }
+
+
+def _agent_report(agent: AgentSpec, at: str, catalog: ToolCatalog) -> dict[str, Any]:
+    """One agent in the governance summary: its model, tools and what they may do."""
+    tools = []
+    for name in catalog.selected(agent):
+        d = catalog.get(name)
+        tools.append(
+            {
+                "name": name,
+                "capabilities": sorted(d.capabilities) if d else [],
+                "requires_approval": bool(d and d.requires_approval)
+                or name in agent.approval_required,
+                "mcp_server": d.mcp_server if d else None,
+            }
+        )
+    tp = agent.policies.tool
+    return {
+        "name": agent.name,
+        "path": at,
+        "model": {"provider": agent.model.provider, "name": agent.model.name},
+        "strategy": agent.strategy.type,
+        "runtime": agent.runtime_preferences.model_dump(),
+        "memory": agent.memory.model_dump(),
+        "tool_selection": "unrestricted"
+        if agent.tools_unrestricted
+        else ("shorthand" if agent.tools_shorthand else "explicit"),
+        "tools": tools,
+        "tool_policy": tp.model_dump() if tp else None,
+        "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
+        "guardrails": [
+            {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
+        ],
     }
