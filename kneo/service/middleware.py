@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
+from kneo.metrics import record_http
 from kneo.redaction import may_need_redaction, redact
 from kneo.service.errors import error_headers
 from kneo.store.errors import database_error
@@ -106,7 +107,7 @@ class RequestContextMiddleware:
 
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_error(413, _too_large(limit))
-            self._log(scope, request_id, 413, started)
+            self._done(scope, request_id, 413, started)
             return
 
         received = 0
@@ -163,7 +164,11 @@ class RequestContextMiddleware:
                     )
         if too_large["hit"]:
             await send_error(413, _too_large(limit))
-        self._log(scope, request_id, int(status["code"]), started)
+        self._done(scope, request_id, int(status["code"]), started)
+
+    def _done(self, scope: Scope, request_id: str, status_code: int, started: float) -> None:
+        record_http(route_template(scope), status_code, time.perf_counter() - started)
+        self._log(scope, request_id, status_code, started)
 
     def _log(
         self,
@@ -195,6 +200,21 @@ class RequestContextMiddleware:
         if may_need_redaction("\n".join(v for v in record.values() if isinstance(v, str))):
             record = redact(record)
         logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/runs/{run_id}``), never the raw path, so metric
+    labels and span names stay bounded; ``unmatched`` when no route matched (404s)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    # An included router's route knows its path without the router's prefix (``/v1``): take
+    # the prefix from the request path, whose segments the template's match one for one.
+    raw = scope.get("path", "").split("/")
+    extra = len(raw) - len(path.split("/"))
+    prefix = "/".join(raw[: extra + 1]) if extra > 0 else ""
+    return f"{prefix}{path}"
 
 
 def _refused_target(scope: Scope) -> KneoError | None:
