@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,7 +50,9 @@ class _Metrics:
         #: this process's metrics (read directly unless multiprocess mode is on)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.runs = Counter("kneo_runs", "Runs that reached a final status.", ["status"], registry=r)
+        self.runs = Counter(
+            "kneo_runs", "Runs that reached a final status.", ["status"], registry=r
+        )
         self.run_duration = Histogram(
             "kneo_run_duration_seconds",
             "Seconds from a run's start to its final status (pauses included).",
@@ -111,7 +114,7 @@ def enable() -> None:
         if _metrics is None:
             from prometheus_client import disable_created_metrics
 
-            disable_created_metrics()  # no ``*_created`` series: they double the output
+            disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double the output
             _metrics = _Metrics()
 
 
@@ -119,14 +122,15 @@ def enabled() -> bool:
     return _metrics is not None
 
 
-def record_run(status: str, seconds: float | None) -> None:
-    """A run reached ``status``; ``seconds``: since it started (``None``: never started)."""
+def record_run(status: str, started_at: datetime | None, finished_at: datetime | None) -> None:
+    """A run reached ``status`` (a final one, else nothing is counted); its duration is
+    observed when it had started."""
     m = _metrics
     if m is None or status not in FINAL_RUN_STATUSES:
         return
     m.runs.labels(status).inc()
-    if seconds is not None:
-        m.run_duration.observe(max(0.0, seconds))
+    if started_at is not None and finished_at is not None:
+        m.run_duration.observe(max(0.0, (finished_at - started_at).total_seconds()))
 
 
 def record_step(kind: str, status: str) -> None:
@@ -220,7 +224,7 @@ def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
     assert _metrics is not None
     registry = CollectorRegistry(auto_describe=False)
     if settings.prometheus_multiproc_dir:
-        MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)
+        MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
     else:
         registry.register(_metrics.registry)
     if store is not None:
@@ -250,14 +254,24 @@ def serve_port(store: Any, settings: Settings) -> Any:
     return server
 
 
+def start_process(store: Any, settings: Settings) -> Any:
+    """A long-running process starts observing itself: metrics on, tracing per
+    ``KNEO_SERV_OTEL_ENABLED``, the metrics port when set (returned, ``None`` otherwise)."""
+    from kneo import tracing
+
+    enable()
+    tracing.configure(settings)
+    return serve_port(store, settings)
+
+
 __all__ = [
     "FINAL_RUN_STATUSES",
     "StoreGauges",
     "enable",
     "enabled",
     "exposition_registry",
-    "record_human_wait",
     "record_http",
+    "record_human_wait",
     "record_notification",
     "record_promotion",
     "record_reconcile",
@@ -265,4 +279,5 @@ __all__ = [
     "record_step",
     "render",
     "serve_port",
+    "start_process",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from kneo import __version__, metrics
+from kneo import __version__, metrics, tracing
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
@@ -161,6 +161,7 @@ def create_app(
     app.state.controller = controller
     configure_logging(settings)
     metrics.enable()
+    tracing.configure(settings)
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware,
