@@ -223,7 +223,7 @@ class RunObserver:
             if unit.span is not None:
                 unit.span.end()
         if status is not None:
-            self.span.set_attribute("kneo.run.status", status)
+            self.span.set_attribute("kneo.run.status", str(status))
         if status == "failed":
             tracing.fail(self.span, str((error or {}).get("code") or "run_failed"))
         self.span.end()
