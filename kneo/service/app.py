@@ -153,6 +153,10 @@ def create_app(
         description="Run AI agent workflows with durable human approval. "
         "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
+        # records validation inputs and exception messages as they are: off. The HTTP span
+        # is the request middleware's, under the one redaction policy (kneo.tracing).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.authenticator = authenticator
