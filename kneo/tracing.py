@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ConfigError
-from kneo.redaction import redact_text
+from kneo.redaction import may_need_redaction, redact_text
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -114,7 +114,9 @@ def attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             continue
-        out[key] = redact_text(value) if isinstance(value, str) else value
+        if isinstance(value, str) and may_need_redaction(value):
+            value = redact_text(value)
+        out[key] = value
     return out
 
 
