@@ -70,6 +70,13 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     return value
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    value = _int(env, name, None)
+    if value is not None and not 1 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}", variable=name)
+    return value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -189,6 +196,12 @@ class Settings:
     otel_enabled: bool = False
     otel_record_arguments: bool = False
     otel_record_results: bool = False
+    #: serve ``/metrics`` unauthenticated on this port too (``None``: only the API's route,
+    #: which needs ``metrics:read``); how ``kneo worker`` and ``kneo controller run`` expose theirs
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    #: prometheus-client's multiprocess directory: processes sharing it report together
+    prometheus_multiproc_dir: str | None = None
     health_providers: tuple[str, ...] = ()
     health_mcp_secrets: tuple[str, ...] = ()
     # background work
@@ -273,6 +286,9 @@ class Settings:
             otel_enabled=_bool(env, "KNEO_SERV_OTEL_ENABLED", False),
             otel_record_arguments=_bool(env, "KNEO_SERV_OTEL_RECORD_ARGUMENTS", False),
             otel_record_results=_bool(env, "KNEO_SERV_OTEL_RECORD_RESULTS", False),
+            metrics_port=_port(env, "KNEO_SERV_METRICS_PORT"),
+            metrics_host=env.get("KNEO_SERV_METRICS_HOST") or "0.0.0.0",
+            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),

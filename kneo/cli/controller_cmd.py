@@ -145,6 +145,7 @@ def run(
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
     from kneo.controller.watch import RepositoryWatcher
+    from kneo.metrics import start_process
 
     want_json_errors(as_json)
     ctl = _controller(
@@ -157,6 +158,7 @@ def run(
         webhook_secret_env=webhook_secret_env,
         trusted_hmac_key_env=trusted_hmac_key_env,
     )
+    metrics_server = start_process(ctl.store, _context()[0])
     watcher = None
     if ctl.source.watch_path is not None:
         watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
@@ -177,6 +179,8 @@ def run(
     finally:
         if watcher is not None:
             watcher.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         ctl.source.close()
 
 

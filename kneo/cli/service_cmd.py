@@ -109,6 +109,7 @@ def serve(
         if controller
         else None
     )
+    from kneo.metrics import serve_port
     from kneo.service.auth import Authenticator
     from kneo.service.factory import create_default_platform_manager
 
@@ -137,6 +138,7 @@ def serve(
             run_controller=ctl is not None,
             mcp=mcp,
         )
+        serve_port(manager.store, settings)  # the app turned metrics and tracing on
         startup.done()
         _serve(application, host=host, port=port, log_level=log_level)
     finally:
@@ -232,6 +234,7 @@ def worker(
     their leases are released so another worker continues them at once."""
     import signal
 
+    from kneo.metrics import start_process
     from kneo.service.factory import create_default_platform_manager
     from kneo.settings import Settings
     from kneo.worker import Worker
@@ -239,6 +242,7 @@ def worker(
     _install_factory(factory)
     settings = Settings.from_env()
     manager = create_default_platform_manager(settings)
+    metrics_server = start_process(manager.store, settings)
     runner = Worker(
         manager,
         settings=settings,
@@ -275,6 +279,8 @@ def worker(
         note = f"; handed over {len(handed)} run(s) in flight" if handed else ""
         typer.echo(f"worker stopped after {runner.processed} run(s){note}", err=True)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         close = getattr(manager, "close", None)
         if callable(close):
             close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kneo import metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
@@ -170,7 +171,10 @@ class Controller:
         return self._reconcile(dry_run=False, progress=progress)
 
     def _reconcile(self, *, dry_run: bool, progress: ProgressCallback | None) -> ReconcileResult:
-        with self._reconcile_lock:
+        with (
+            self._reconcile_lock,
+            tracing.span("reconcile", **{"kneo.controller.dry_run": dry_run}) as span,
+        ):
             started = self.clock.now()
             t0 = time.perf_counter()
             result = ReconcileResult(None, started, dry_run=dry_run)
@@ -239,7 +243,16 @@ class Controller:
                     "message": f"{type(exc).__name__}: {exc}",
                 }
             result.duration_seconds = time.perf_counter() - t0
+            if span is not None:
+                span.set_attributes(
+                    tracing.attributes(
+                        {"kneo.git.commit": result.commit, "kneo.controller.stage": stage}
+                    )
+                )
+                if result.error is not None:
+                    tracing.fail(span, result.error["code"], result.error["message"])
             if not dry_run:
+                metrics.record_reconcile("ok" if result.ok else "error", result.duration_seconds)
                 self._record(result)
             self._last = result
             return result

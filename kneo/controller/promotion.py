@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from kneo import metrics
 from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
 
 WORKFLOW_KIND = "promotion"
@@ -244,6 +245,8 @@ def record_promotion_decision(
                 "outcome": outcome,
             },
         )
+    if outcome is not None:
+        metrics.record_promotion(env, outcome)
     return PromotionDecisionResult(
         continuation_id, name, env, digest, decision, tally, required, outcome
     )

@@ -239,6 +239,7 @@ class AgentLoop:
             {
                 "agent": agent.name,
                 "provider": provider.name,
+                "model": agent.model.name,
                 "turn": record["turns"],
                 "phase": "plan" if planning else "act",
                 "tool_calls": [c.name for c in message.tool_calls],

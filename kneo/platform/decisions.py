@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from kneo import metrics
 from kneo.clock import utc_iso
 from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
@@ -129,10 +130,17 @@ def apply_decision(
                 request_id=request.request_id,
             ) from exc
         raise
+    metrics.record_human_wait((manager.clock.now() - cont.created_at).total_seconds())
     if remaining:
         return manager._result(updated)
     audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
-    return manager._drive(updated, manager._workflow_for(updated), leased=True, audits=audits)
+    return manager._drive(
+        updated,
+        manager._workflow_for(updated),
+        leased=True,
+        audits=audits,
+        resumed_from=cont.context.get("trace"),
+    )
 
 
 def list_human_tasks(

@@ -33,11 +33,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from kneo import metrics, tracing
 from kneo.clock import Clock, SystemClock
 from kneo.engine.cancellation import CancellationToken
 from kneo.engine.executor import (
     EngineOptions,
     Outcome,
+    Paused,
     Superseded,
     WorkflowEngine,
 )
@@ -59,6 +61,7 @@ from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
 from kneo.platform.journal import StoreJournal, checkpoint_payload
 from kneo.platform.leases import LeaseKeeper
+from kneo.platform.observer import RunObserver
 from kneo.platform.outcomes import write_outcome
 from kneo.platform.preparation import create_run, prepare
 from kneo.platform.results import (
@@ -78,7 +81,6 @@ from kneo.spec.loader import load_spec_data
 from kneo.spec.models import McpImport, Spec
 from kneo.spec.project import ProjectContext
 from kneo.store import RunRecord, Store
-from kneo.store.rawtx import RawTransaction
 
 Providers = Callable[[str], Any]
 
@@ -358,6 +360,7 @@ class PlatformManager:
                 "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
             )
             updated = tx.current(updated)
+        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
         result = self._result(updated)
         token = self._tokens.get(run_id)
         if token is not None:
@@ -768,9 +771,11 @@ class PlatformManager:
         *,
         leased: bool = False,
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None,
+        resumed_from: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Execute from the run's stored state and write the outcome. ``leased``: the
-        transaction that moved the run to ``running`` already gave this process its lease."""
+        transaction that moved the run to ``running`` already gave this process its lease.
+        ``resumed_from``: the trace context the pause stored (the run's span links to it)."""
         run_id = run.run_id
         if not leased:
             self.store.acquire_run_lease(run_id, self.owner, self._lease)
@@ -790,23 +795,34 @@ class PlatformManager:
         )
         self._tokens[run.run_id] = token
         released = False
+        observer = None
+        if metrics.enabled() or tracing.tracer() is not None:
+            links = tracing.links_to(resumed_from) if tracing.tracer() is not None else []
+            observer = RunObserver(journal, run=run, links=links)
+        result: RunResult | None = None
+        outcome: Outcome | None = None
         try:
             with self._leases.holding(run_id), self._slot.hold():
                 outcome = self.engine.run(
                     workflow,
                     ExecutionState(run.state),
-                    journal,
+                    observer or journal,
                     run_id=run.run_id,
                     cancellation=token,
                     metadata={"environment": run.environment},
                     waiting=self._slot.released,
                 )
-                result, released = self._finish(run, journal, outcome, audits or [])
+                result, released = self._finish(run, journal, outcome, audits or [], observer)
             return result
         finally:
             self._tokens.pop(run.run_id, None)
             if not released:
                 self.store.release_run_lease(run_id, self.owner)
+            if observer is not None:
+                observer.end(
+                    result.status if result is not None else None,
+                    getattr(outcome, "error", None) or {"code": "run_interrupted"},
+                )
 
     def _finish(
         self,
@@ -814,6 +830,7 @@ class PlatformManager:
         journal: StoreJournal,
         outcome: Outcome,
         audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
+        observer: RunObserver | None = None,
     ) -> tuple[RunResult, bool]:
         """The outcome in one transaction: status, output, continuation, checkpoint, events,
         and the end of this process's lease; ``(result, lease released)``.
@@ -829,26 +846,24 @@ class PlatformManager:
         # it from the pool instead of a second one. (On SQLite both use the process's writer
         # connection: see StoreDialect.write_connection.)
         journal.close()
+        trace_context = (
+            observer.paused(outcome.requests)
+            if observer is not None and isinstance(outcome, Paused)
+            else None
+        )
         try:
             with self.store.raw_transaction() as tx:
-                updated = self._write_outcome(tx, run, journal, outcome, audits)
+                updated = write_outcome(
+                    tx, run, journal, outcome, audits, self.owner, trace_context=trace_context
+                )
                 updated = tx.current(updated)
         except Conflict as exc:
             if exc.code != "stale_state":
                 raise
             journal.discard()
             return self._result(self.store.get_run(run_id)), False
+        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
         return self._result(updated), True
-
-    def _write_outcome(
-        self,
-        tx: RawTransaction,
-        run: RunRecord,
-        journal: StoreJournal,
-        outcome: Outcome,
-        audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
-    ) -> RunRecord:
-        return write_outcome(tx, run, journal, outcome, audits, self.owner)
 
     def _trace_count(self, run_id: str) -> int:
         return self.store.list_trace(run_id, limit=1).total or 0

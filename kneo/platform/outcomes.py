@@ -33,8 +33,12 @@ def write_outcome(
     outcome: Outcome,
     audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
     owner: str,
+    *,
+    trace_context: dict[str, str] | None = None,
 ) -> RunRecord:
-    """The outcome's rows in ``tx``; ``owner``'s lease on the run ends with it."""
+    """The outcome's rows in ``tx``; ``owner``'s lease on the run ends with it.
+    ``trace_context``: a pause's (``kneo.tracing.carrier``), kept in the continuation's
+    context for the resume's span link."""
     run_id = run.run_id
     state = dict(outcome.state)
     changes: dict[str, Any]
@@ -57,7 +61,7 @@ def write_outcome(
             cid,
             run_id=run_id,
             requests=[pending_entry(r) for r in outcome.requests],
-            context={},
+            context={"trace": trace_context} if trace_context else {},
             expires_at=_parse_time(min(expiries)) if expiries else None,
             workflow_kind=run.workflow_kind,
             workflow_name=run.workflow_name,

@@ -34,6 +34,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from kneo import metrics
 from kneo.clock import utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
@@ -177,6 +178,7 @@ def _expire(
             )
     except (Conflict, IllegalTransition, NotFound):
         return 0  # resumed, cancelled or swept elsewhere first
+    metrics.record_run(RunStatus.EXPIRED.value, run.started_at, now)
     return 1
 
 
@@ -377,6 +379,7 @@ def _time_out(manager: PlatformManager, run_id: str, now: datetime) -> int:
             )
     except (Conflict, NotFound):
         return 0
+    metrics.record_run(status, run.started_at, now)
     token = manager._tokens.get(run_id)
     if token is not None:
         token.cancel("timed out")

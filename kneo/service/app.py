@@ -17,11 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from kneo import __version__
+from kneo import __version__, metrics, tracing
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
 from kneo.service.health import router as health_router
+from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.settings import Settings
 
@@ -152,6 +153,10 @@ def create_app(
         description="Run AI agent workflows with durable human approval. "
         "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
+        # records validation inputs and exception messages as they are: off. The HTTP span
+        # is the request middleware's, under the one redaction policy (kneo.tracing).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.authenticator = authenticator
@@ -159,6 +164,8 @@ def create_app(
     app.state.worker = None
     app.state.controller = controller
     configure_logging(settings)
+    metrics.enable()
+    tracing.configure(settings)
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware,
@@ -169,6 +176,7 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix="/v1", responses=_ERROR_RESPONSES)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     for router in routers:
         app.include_router(router, include_in_schema=False)  # legacy unversioned alias
     app.state.mcp = None

@@ -34,11 +34,13 @@ ALL_SCOPES: tuple[str, ...] = (
     "policies:write",
     "registry:read",
     "controller:write",
+    "metrics:read",
 )
 
 #: Built-in roles. The first eight scopes of each follow the reference exactly; the GitOps
 #: scopes are ours: everyone who may read runs may read the registry, and only operators
-#: (and admins) may trigger a reconcile.
+#: (and admins) may trigger a reconcile or read ``/metrics`` (give a Prometheus its own key
+#: with just ``metrics:read``).
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(ALL_SCOPES),
     "operator": frozenset(
@@ -53,6 +55,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "policies:write",
             "registry:read",
             "controller:write",
+            "metrics:read",
         }
     ),
     "reviewer": frozenset(

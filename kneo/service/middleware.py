@@ -22,6 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kneo import metrics, tracing
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
 from kneo.redaction import may_need_redaction, redact
@@ -63,6 +64,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        span = (
+            tracing.server_span(scope.get("method", ""), scope["headers"])
+            if tracing.tracer() is not None
+            else None
+        )
         incoming, declared = _wanted_headers(scope["headers"])
         request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         state = scope.setdefault("state", {})
@@ -106,7 +112,7 @@ class RequestContextMiddleware:
 
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_error(413, _too_large(limit))
-            self._log(scope, request_id, 413, started)
+            self._done(scope, request_id, 413, started, span)
             return
 
         received = 0
@@ -131,7 +137,8 @@ class RequestContextMiddleware:
             if refused is not None:
                 await send_error(refused.http_status, refused.to_dict())
             else:
-                await self.app(scope, app_receive, send_with_id)
+                with tracing.current(span):
+                    await self.app(scope, app_receive, send_with_id)
         except _BodyTooLarge:
             pass
         except Exception as exc:
@@ -163,7 +170,16 @@ class RequestContextMiddleware:
                     )
         if too_large["hit"]:
             await send_error(413, _too_large(limit))
-        self._log(scope, request_id, int(status["code"]), started)
+        self._done(scope, request_id, int(status["code"]), started, span)
+
+    def _done(
+        self, scope: Scope, request_id: str, status_code: int, started: float, span: Any
+    ) -> None:
+        route = route_template(scope)
+        metrics.record_http(route, status_code, time.perf_counter() - started)
+        if span is not None:
+            tracing.end_server_span(span, route, status_code)
+        self._log(scope, request_id, status_code, started)
 
     def _log(
         self,
@@ -195,6 +211,21 @@ class RequestContextMiddleware:
         if may_need_redaction("\n".join(v for v in record.values() if isinstance(v, str))):
             record = redact(record)
         logger.info(json.dumps(record, separators=(",", ":")), extra={"kneo": record})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/runs/{run_id}``), never the raw path, so metric
+    labels and span names stay bounded; ``unmatched`` when no route matched (404s)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    # An included router's route knows its path without the router's prefix (``/v1``): take
+    # the prefix from the request path, whose segments the template's match one for one.
+    raw = scope.get("path", "").split("/")
+    extra = len(raw) - len(path.split("/"))
+    prefix = "/".join(raw[: extra + 1]) if extra > 0 else ""
+    return f"{prefix}{path}"
 
 
 def _refused_target(scope: Scope) -> KneoError | None:

@@ -49,6 +49,7 @@ from kneo.store.base import (
 )
 from kneo.store.coordination import CoordinationMixin
 from kneo.store.dialects import StoreDialect
+from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.records import (
     AuditEvent,
@@ -71,7 +72,7 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 _GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
 
 
-class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
+class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsMixin, StoreBase):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
     Thread-safe: every call checks a connection out of the engine's pool. Timestamps come

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from kneo import metrics
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import (
     Conflict,
@@ -383,6 +384,7 @@ def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | Non
             run_id=run_id,
             payload={"previous_status": run.status, "reason": error.get("type")},
         )
+    metrics.record_run(updated.status, updated.started_at, updated.finished_at)
     return updated
 
 

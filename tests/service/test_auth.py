@@ -39,10 +39,11 @@ REFERENCE_ROLES = {
 
 @pytest.mark.parametrize("role", sorted(REFERENCE_ROLES))
 def test_builtin_roles_match_reference(role: str) -> None:
-    """Each built-in role grants exactly the reference's scopes plus only GitOps scopes."""
+    """Each built-in role grants exactly the reference's scopes plus only Kneo's own (GitOps,
+    metrics) scopes."""
     extra = ROLE_SCOPES[role] - REFERENCE_ROLES[role]
     assert REFERENCE_ROLES[role] <= ROLE_SCOPES[role]
-    assert extra <= {"registry:read", "controller:write"}
+    assert extra <= {"registry:read", "controller:write", "metrics:read"}
 
 
 def test_parse_keys_with_roles_and_explicit_scopes() -> None:

@@ -115,6 +115,7 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         ),
         ("GET", "/v1/controller/status"): lambda: ("GET", "/v1/controller/status", None),
         ("POST", "/v1/controller/reconcile"): lambda: ("POST", "/v1/controller/reconcile", None),
+        ("GET", "/metrics"): lambda: ("GET", "/metrics", None),
         ("GET", "/v1/registry/bundles"): lambda: ("GET", "/v1/registry/bundles", None),
         ("GET", "/v1/registry/bundles/{bundle}/{environment}"): lambda: (
             "GET",
@@ -135,7 +136,11 @@ def test_route_by_role_matrix(make_client) -> None:
         "demo", "prod", digest="sha256:" + "0" * 64, status="active"
     )
     builders = _requests(client)
-    protected = [(m, p, s) for m, p, s in route_scopes(client.app) if s and p.startswith("/v1/")]
+    protected = [
+        (m, p, s)
+        for m, p, s in route_scopes(client.app)
+        if s and (p.startswith("/v1/") or p == "/metrics")
+    ]
     assert {(m, p) for m, p, _ in protected} == set(builders), "matrix must cover every route"
     failures: list[str] = []
     for method, path, scope in protected:
@@ -162,7 +167,7 @@ def test_legacy_aliases_have_v1_scopes_and_are_hidden(make_client) -> None:
     client = make_client()
     rows = route_scopes(client.app)
     v1 = {(m, p[3:]): s for m, p, s in rows if p.startswith("/v1/") and s}
-    legacy = {(m, p): s for m, p, s in rows if not p.startswith("/v1/") and s}
+    legacy = {(m, p): s for m, p, s in rows if not p.startswith("/v1/") and p != "/metrics" and s}
     assert legacy == v1
     documented = client.get("/openapi.json").json()["paths"]
     assert not [

@@ -1,0 +1,283 @@
+"""Prometheus metrics: what each process did (counters, histograms) and the shared state
+(gauges read from the database at scrape time). See ``docs/observability.md``.
+
+Two kinds of values, two sources, one exposition:
+
+- **What a process did** (runs finished, steps, human waits, reconciles, promotion
+  decisions, notification deliveries, HTTP requests) is counted by the process that did it,
+  with prometheus-client. Several processes on one host (the API and ``kneo worker``
+  processes beside it) share a directory named by ``PROMETHEUS_MULTIPROC_DIR`` — the client's
+  multiprocess mode — and the ``/metrics`` of any of them sums them all; processes on other
+  hosts expose their own (``KNEO_SERV_METRICS_PORT``) and Prometheus sums across targets, as
+  for any fleet. Not derived from the database: retention prunes runs and their events, a
+  count of rows would then fall and Prometheus would read the fall as a counter reset (a
+  false burst in ``rate()``), and a histogram would rescan every finished run per scrape.
+- **Shared state** (pending human tasks, queue depth and lag, bundles) describes the whole
+  installation, so it is read from the database when scraped (:mod:`kneo.store.gauges`):
+  every replica reports the same value (aggregate with ``max``, not ``sum``).
+
+Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker``,
+``kneo controller run``): a one-shot ``kneo run local`` never imports prometheus-client
+(~50 ms), and each ``record_*`` call is then a no-op costing one global read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from kneo.settings import Settings
+
+#: Run statuses that end a run (the label values of ``kneo_runs_total``).
+FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "expired", "timed_out")
+
+_RUN_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
+_WAIT_BUCKETS = (10, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400)
+_RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _Metrics:
+    """The per-process metric objects (built once, by :func:`enable`)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        #: this process's metrics (read directly unless multiprocess mode is on)
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter(
+            "kneo_runs", "Runs that reached a final status.", ["status"], registry=r
+        )
+        self.run_duration = Histogram(
+            "kneo_run_duration_seconds",
+            "Seconds from a run's start to its final status (pauses included).",
+            buckets=_RUN_BUCKETS,
+            registry=r,
+        )
+        self.steps = Counter(
+            "kneo_steps", "Step executions by step kind and result.", ["kind", "status"], registry=r
+        )
+        self.human_wait = Histogram(
+            "kneo_human_task_wait_seconds",
+            "Seconds a human request waited for its decision.",
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.reconciles = Counter(
+            "kneo_reconcile", "Controller reconciles by result.", ["result"], registry=r
+        )
+        self.reconcile_duration = Histogram(
+            "kneo_reconcile_duration_seconds",
+            "Seconds one controller reconcile took.",
+            buckets=_RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.promotions = Counter(
+            "kneo_promotions",
+            "Promotion decisions that resolved a promotion task.",
+            ["environment", "outcome"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "kneo_notifications",
+            "Notification delivery attempts by receiver and outcome.",
+            ["receiver", "outcome"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "kneo_http_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "kneo_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route"],
+            registry=r,
+        )
+
+
+_metrics: _Metrics | None = None
+_lock = threading.Lock()
+
+
+def enable() -> None:
+    """Start recording in this process (idempotent)."""
+    global _metrics
+    with _lock:
+        if _metrics is None:
+            from prometheus_client import disable_created_metrics
+
+            disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double the output
+            _metrics = _Metrics()
+
+
+def enabled() -> bool:
+    return _metrics is not None
+
+
+def record_run(status: str, started_at: datetime | None, finished_at: datetime | None) -> None:
+    """A run reached ``status`` (a final one, else nothing is counted); its duration is
+    observed when it had started."""
+    m = _metrics
+    if m is None or status not in FINAL_RUN_STATUSES:
+        return
+    m.runs.labels(status).inc()
+    if started_at is not None and finished_at is not None:
+        m.run_duration.observe(max(0.0, (finished_at - started_at).total_seconds()))
+
+
+def record_step(kind: str, status: str) -> None:
+    """A step execution ended: ``completed``, ``failed``, ``continued`` or ``skipped``."""
+    m = _metrics
+    if m is not None:
+        m.steps.labels(kind, status).inc()
+
+
+def record_human_wait(seconds: float) -> None:
+    """A person decided a request that had waited ``seconds``."""
+    m = _metrics
+    if m is not None:
+        m.human_wait.observe(max(0.0, seconds))
+
+
+def record_reconcile(result: str, seconds: float) -> None:
+    """A controller reconcile ended: ``ok`` or ``error``."""
+    m = _metrics
+    if m is not None:
+        m.reconciles.labels(result).inc()
+        m.reconcile_duration.observe(max(0.0, seconds))
+
+
+def record_promotion(environment: str, outcome: str) -> None:
+    """A promotion task resolved: ``approved`` or ``rejected``."""
+    m = _metrics
+    if m is not None:
+        m.promotions.labels(environment, outcome).inc()
+
+
+def record_notification(receiver: str, outcome: str) -> None:
+    """One delivery attempt to ``receiver`` ended: ``sent``, ``failed`` (will retry) or
+    ``dead`` (gave up). For the notification deliverer to call after each attempt."""
+    m = _metrics
+    if m is not None:
+        m.notifications.labels(receiver, outcome).inc()
+
+
+def record_http(route: str, status: int, seconds: float) -> None:
+    """One HTTP request; ``route`` is the route template (bounded), never the raw path."""
+    m = _metrics
+    if m is not None:
+        m.http_requests.labels(route, str(status)).inc()
+        m.http_duration.labels(route).observe(seconds)
+
+
+class StoreGauges:
+    """A prometheus-client collector of the shared state, read when scraped."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        g = self.store.gauges()
+        pending = GaugeMetricFamily(
+            "kneo_human_tasks_pending",
+            "Pending human requests by kind and environment.",
+            labels=["kind", "environment"],
+        )
+        for (kind, env), n in sorted(g.pending_tasks.items()):
+            pending.add_metric([kind, env], n)
+        yield pending
+        yield GaugeMetricFamily(
+            "kneo_queue_depth", "Runs waiting in the queue.", value=g.queue_depth
+        )
+        yield GaugeMetricFamily(
+            "kneo_queue_lag_seconds",
+            "How long the oldest due queued run has waited to be claimed.",
+            value=g.queue_lag_seconds,
+        )
+        bundles = GaugeMetricFamily(
+            "kneo_bundles",
+            "Bundles by environment, latest revision status and Ready condition.",
+            labels=["environment", "status", "ready"],
+        )
+        for (env, status, ready), n in sorted(g.bundles.items()):
+            bundles.add_metric([env, status, ready], n)
+        yield bundles
+
+
+def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
+    """What ``/metrics`` (or the metrics port) serves: this process's metrics, or every
+    process's under ``PROMETHEUS_MULTIPROC_DIR``, plus the store's gauges."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    enable()
+    assert _metrics is not None
+    registry = CollectorRegistry(auto_describe=False)
+    if settings.prometheus_multiproc_dir:
+        MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_metrics.registry)
+    if store is not None:
+        registry.register(StoreGauges(store))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """``(body, content type)`` in the Prometheus text format."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def serve_port(store: Any, settings: Settings) -> Any:
+    """With ``KNEO_SERV_METRICS_PORT`` set, serve the exposition unauthenticated on that port
+    (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set)."""
+    if settings.metrics_port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(
+        settings.metrics_port,
+        addr=settings.metrics_host,
+        registry=exposition_registry(store, settings),
+    )
+    return server
+
+
+def start_process(store: Any, settings: Settings) -> Any:
+    """A long-running process starts observing itself: metrics on, tracing per
+    ``KNEO_SERV_OTEL_ENABLED``, the metrics port when set (returned, ``None`` otherwise)."""
+    from kneo import tracing
+
+    enable()
+    tracing.configure(settings)
+    return serve_port(store, settings)
+
+
+__all__ = [
+    "FINAL_RUN_STATUSES",
+    "StoreGauges",
+    "enable",
+    "enabled",
+    "exposition_registry",
+    "record_http",
+    "record_human_wait",
+    "record_notification",
+    "record_promotion",
+    "record_reconcile",
+    "record_run",
+    "record_step",
+    "render",
+    "serve_port",
+    "start_process",
+]

@@ -1,0 +1,242 @@
+"""What a driven run looks like from outside: step counters and OpenTelemetry spans, both
+from the engine's own trace events.
+
+The engine already reports every step start and end, model turn and tool call to its journal
+as it happens (:class:`~kneo.engine.journal.TraceEvent`). :class:`RunObserver` sits in front
+of the run's journal, passes everything on unchanged and, on the way, counts steps
+(``kneo_steps_total``) and — with tracing on — opens and closes the spans: run → step →
+model call (GenAI semantic conventions) / tool call, and a human pause. The engine itself
+knows nothing about either. With metrics and tracing both off, the manager passes the journal
+as it is: the observer costs nothing then.
+
+A model turn has no start event; its span starts at the unit's previous event or boundary
+(the engine does nothing else in between) and ends at ``model_turn_completed``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kneo import metrics, tracing
+from kneo.engine.journal import Boundary, Journal, TraceEvent
+
+_STEP_END = {"step_completed": "completed", "step_skipped": "skipped", "step_failed": "failed"}
+
+
+class _Unit:
+    __slots__ = ("kind", "mark", "span", "step_id", "tool")
+
+    def __init__(self, kind: str, step_id: str | None, now: int) -> None:
+        self.kind = kind
+        self.step_id = step_id
+        self.span: Any = None
+        self.tool: Any = None
+        self.mark = now
+
+
+class RunObserver:
+    """A journal in front of the run's journal; see the module docstring."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        run: Any,
+        links: Sequence[Any] = (),
+        record: bool = True,
+    ) -> None:
+        self._journal = journal
+        self._lock = threading.Lock()
+        self._units: dict[str | None, _Unit] = {}
+        self._record = record and metrics.enabled()
+        self.span: Any = None
+        if tracing.tracer() is not None:
+            self.span = tracing.start_span(
+                f"run {run.workflow_name or run.agent_name or 'workflow'}",
+                attrs={
+                    "kneo.run.id": run.run_id,
+                    "kneo.workflow.name": run.workflow_name,
+                    "kneo.workflow.kind": run.workflow_kind,
+                    "kneo.environment": run.environment,
+                    "kneo.bundle.name": run.bundle_name,
+                },
+                links=list(links),
+            )
+
+    # ------------------------------------------------------------------ Journal
+
+    def emit(self, event: TraceEvent) -> None:
+        self._journal.emit(event)
+        self._see(event)
+
+    def commit(self, boundary: Boundary) -> None:
+        self._journal.commit(boundary)
+        if self.span is not None:
+            with self._lock:
+                unit = self._units.get(boundary.unit_key)
+                if unit is not None:
+                    unit.mark = time.time_ns()
+
+    # ------------------------------------------------------------------ events
+
+    def _see(self, event: TraceEvent) -> None:
+        kind = event.event_type
+        if kind == "step_started":
+            with self._lock:
+                unit = self._units[event.unit_key] = _Unit(
+                    str(event.data.get("kind") or "step"), event.step_id, time.time_ns()
+                )
+                if self.span is not None:
+                    unit.span = tracing.start_span(
+                        f"step {event.step_id}",
+                        parent=self.span,
+                        attrs={
+                            "kneo.step.id": event.step_id,
+                            "kneo.step.kind": unit.kind,
+                            "kneo.unit_key": event.unit_key,
+                            "kneo.step.attempt": event.data.get("attempt"),
+                        },
+                        start_time=unit.mark,
+                    )
+            return
+        if kind in _STEP_END:
+            with self._lock:
+                ended = self._units.pop(event.unit_key, None)
+            status = "continued" if event.data.get("continued") else _STEP_END[kind]
+            if self._record:
+                metrics.record_step(
+                    ended.kind if ended else str(event.data.get("kind") or "step"), status
+                )
+            if ended is not None and ended.span is not None:
+                ended.span.set_attribute("kneo.step.status", status)
+                if kind == "step_failed":
+                    error = event.data.get("error") or {}
+                    tracing.fail(ended.span, str(error.get("code") or "step_failed"))
+                ended.span.end()
+            return
+        if self.span is None:
+            return
+        with self._lock:
+            current = self._units.get(event.unit_key)
+            if current is None or current.span is None:
+                return
+            unit, now = current, time.time_ns()
+            if kind == "model_turn_completed":
+                self._model_span(unit, event.data, now)
+            elif kind == "tool_call_started":
+                unit.tool = self._tool_span(unit, event.data, now)
+            elif kind.startswith("tool_"):
+                tool, unit.tool = unit.tool, None
+                if tool is None:  # refused, external, rejected: never started
+                    tool = self._tool_span(unit, event.data, now)
+                self._end_tool(tool, kind, event.data)
+            unit.mark = now
+
+    def _model_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> None:
+        usage = data.get("usage") or {}
+        model = data.get("model")
+        span = tracing.start_span(
+            f"chat {model}" if model else "chat",
+            parent=unit.span,
+            attrs={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": data.get("provider"),
+                "gen_ai.request.model": model,
+                "gen_ai.agent.name": data.get("agent"),
+                "gen_ai.usage.input_tokens": usage.get("prompt_tokens", usage.get("input_tokens")),
+                "gen_ai.usage.output_tokens": usage.get(
+                    "completion_tokens", usage.get("output_tokens")
+                ),
+                "kneo.agent.turn": data.get("turn"),
+                "kneo.agent.phase": data.get("phase"),
+            },
+            start_time=unit.mark,
+        )
+        span.end(end_time=now)
+
+    def _tool_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> Any:
+        name = data.get("tool_name")
+        return tracing.start_span(
+            f"execute_tool {name}",
+            parent=unit.span,
+            attrs={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": data.get("tool_call_id"),
+                "kneo.tool.arguments_bytes": data.get("arguments_bytes"),
+                # already redacted by the engine, and "[REDACTED]" unless recording is on
+                "kneo.tool.arguments": _text(data.get("arguments")),
+            },
+            start_time=now,
+        )
+
+    def _end_tool(self, tool: Any, kind: str, data: Mapping[str, Any]) -> None:
+        status = str(data.get("status") or kind.removeprefix("tool_"))
+        tool.set_attributes(
+            tracing.attributes(
+                {
+                    "kneo.tool.status": status,
+                    "kneo.tool.result_bytes": data.get("result_bytes"),
+                    "kneo.tool.result": _text(data.get("result")),
+                    "kneo.tool.external": data.get("external"),
+                }
+            )
+        )
+        if status not in ("ok", "completed"):
+            tracing.fail(tool, status, data.get("reason"))
+        tool.end()
+
+    # ------------------------------------------------------------------ the end
+
+    def paused(self, requests: Sequence[Any]) -> dict[str, str] | None:
+        """A ``human pause`` span under the run; its trace context, which the pause stores
+        so the resume (in any process) links back to it."""
+        if self.span is None:
+            return None
+        step_id = requests[0].step_id if requests else None
+        with self._lock:
+            asking = [u.span for u in self._units.values() if u.step_id == step_id and u.span]
+        pause = tracing.start_span(
+            "human pause",
+            parent=asking[0] if asking else self.span,
+            attrs={
+                "kneo.human.request_ids": [str(r.request_id) for r in requests],
+                "kneo.human.kinds": [str(r.kind) for r in requests],
+                "kneo.human.step_id": step_id,
+            },
+        )
+        pause.end()
+        return tracing.carrier(pause)
+
+    def end(self, status: str | None, error: Mapping[str, Any] | None = None) -> None:
+        """Close what is still open (a failure or cancel mid-step) and the run span."""
+        if self.span is None:
+            return
+        with self._lock:
+            units, self._units = list(self._units.values()), {}
+        for unit in units:
+            if unit.tool is not None:
+                unit.tool.end()
+            if unit.span is not None:
+                unit.span.end()
+        if status is not None:
+            self.span.set_attribute("kneo.run.status", str(status))
+        if status == "failed":
+            tracing.fail(self.span, str((error or {}).get("code") or "run_failed"))
+        self.span.end()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    from kneo.jsontext import dumps
+
+    return dumps(value)
+
+
+__all__ = ["RunObserver"]

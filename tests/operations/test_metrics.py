@@ -1,0 +1,118 @@
+"""``/metrics`` after a scripted scenario run by two real ``kneo worker`` processes.
+
+The workers and the API share ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess
+mode), so the API's ``/metrics`` counts what the workers did; the pending task, the queue
+depth and lag come from the database at scrape time. Parsed with the Prometheus text parser.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from kneo.service import create_app
+from kneo.settings import Settings
+
+from .helpers import Procs, env_for, open_manager, wait_for
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition by (sample name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(parsed: dict[Any, float], name: str, **labels: str) -> float:
+    return parsed.get((name, frozenset(labels.items())), 0.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_after_two_workers_ran_a_scenario(
+    project: Path, db_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    port = free_port()
+    env = env_for(
+        project,
+        db_url,
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+        KNEO_SERV_WORKER_POLL_SECONDS="0.05",
+    )
+    first = procs.worker(
+        project, {**env, "KNEO_SERV_METRICS_PORT": str(port), "KNEO_SERV_METRICS_HOST": "127.0.0.1"}
+    )
+    second = procs.worker(project, env)
+    manager = open_manager(project, db_url)
+    settings = Settings.from_env(
+        {
+            "KNEO_SERV_DATABASE_URL": db_url,
+            "PROMETHEUS_MULTIPROC_DIR": str(shared),
+            "KNEO_SERV_REQUEST_LOGS": "false",
+        }
+    )
+    app = create_app(False, settings=settings, manager=manager, start_worker=False)
+    try:
+        runs = [
+            manager.start_run_from_spec(input_text=f"m{i}", spec_path=project / "three.yaml")
+            for i in range(2)
+        ]
+        wait_for(
+            lambda: all(manager.store.get_run(r.run_id).status == "succeeded" for r in runs),
+            90,
+            "both queued runs to succeed",
+        )
+        # the worker's own port: unauthenticated, and it sums every process of the directory
+        worker_view = samples(
+            wait_for(
+                lambda: _get(f"http://127.0.0.1:{port}/metrics"), 30, "the worker's metrics port"
+            )
+        )
+        assert value(worker_view, "kneo_runs_total", status="succeeded") == 2
+        for proc in (first, second):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        paused = manager.run_from_spec(input_text="ask", spec_path=project / "human.yaml")
+        assert paused.status == "paused"
+        queued = manager.start_run_from_spec(input_text="later", spec_path=project / "three.yaml")
+        assert manager.store.get_run(queued.run_id).status == "queued"
+
+        with TestClient(app) as client:
+            response = client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        parsed = samples(response.text)
+    finally:
+        manager.store.close()
+
+    assert value(parsed, "kneo_runs_total", status="succeeded") == 2
+    assert value(parsed, "kneo_runs_total", status="failed") == 0
+    assert value(parsed, "kneo_run_duration_seconds_count") == 2
+    assert value(parsed, "kneo_steps_total", kind="function", status="completed") == 6
+    assert value(parsed, "kneo_human_tasks_pending", kind="approval", environment="dev") == 1
+    pending = sum(v for (name, _), v in parsed.items() if name == "kneo_human_tasks_pending")
+    assert pending == 1
+    assert value(parsed, "kneo_queue_depth") == 1
+    assert 0 <= value(parsed, "kneo_queue_lag_seconds") < 60
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
