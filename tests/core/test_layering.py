@@ -73,6 +73,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.lazy",
             "kneo.jsontext",
             "kneo.periodic",
+            "kneo.metrics",
+            "kneo.tracing",
         ),
     ),
     ("contract", ("kneo.spec",)),
@@ -115,6 +117,8 @@ def kneo_imports(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "kneo":  # from kneo import x
+            found += [(node.lineno, f"kneo.{a.name}") for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
     return [(line, name) for line, name in found if name.startswith("kneo.")]
