@@ -116,3 +116,31 @@ def _get(url: str) -> str | None:
             return str(response.read().decode())
     except OSError:
         return None
+
+
+def test_http_requests_are_counted_by_route_template(project: Path, db_url: str) -> None:
+    """One process (no shared directory): requests are counted under their route template,
+    never the raw path, so an id in a URL cannot grow the series without bound."""
+    manager = open_manager(project, db_url)
+    settings = Settings.from_env(
+        {"KNEO_SERV_DATABASE_URL": db_url, "KNEO_SERV_REQUEST_LOGS": "false"}
+    )
+    app = create_app(False, settings=settings, manager=manager, start_worker=False)
+    run_route = "/v1/runs/{run_id}"
+    with TestClient(app) as client:
+        before = samples(client.get("/metrics").text)
+        for run_id in ("run_a", "run_b", "run_c"):
+            assert client.get(f"/v1/runs/{run_id}").status_code == 404
+        assert client.get("/no/such/route").status_code == 404
+        after = samples(client.get("/metrics").text)
+    manager.store.close()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("kneo_http_requests_total", route=run_route, status="404") == 3
+    assert delta("kneo_http_requests_total", route="unmatched", status="404") == 1
+    assert delta("kneo_http_request_duration_seconds_count", route=run_route) == 3
+    assert delta("kneo_http_requests_total", route="/metrics", status="200") == 1
+    routes = {dict(labels).get("route") for (_, labels) in after}
+    assert not {r for r in routes if r and ("run_a" in r or r == "/no/such/route")}
