@@ -102,6 +102,8 @@ class Limits:
     max_overrides_bytes: int = 65_536
     max_metadata_bytes: int = 32_768
     max_list_items: int = 100
+    #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
+    max_list_offset: int = 10_000
     max_path_chars: int = 4_096
 
 

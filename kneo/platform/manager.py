@@ -422,9 +422,19 @@ class PlatformManager:
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
     ) -> dict[str, Any]:
+        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
+        ``count=False`` leaves ``total`` out (``None``)."""
         page = self.store.list_runs(
-            status=status, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order
+            status=status,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            cursor=cursor,
+            count=count,
         )
         return {
             "runs": [run_summary(r) for r in page.items],
@@ -434,6 +444,7 @@ class PlatformManager:
             "offset": page.offset,
             "sort_by": page.sort_by,
             "sort_order": page.sort_order,
+            "next_cursor": page.next_cursor,
         }
 
     def trace(
@@ -517,14 +528,17 @@ class PlatformManager:
         offset: int = 0,
         cursor: str | None = None,
         count: bool = True,
+        by_assignee: bool = True,
         show_personal: bool = False,
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
-        environment, assignee, request kind, escalation and age (created more than
-        ``older_than_seconds`` ago); oldest or newest first; with the count of pending
-        requests per assignee (``"(unassigned)"`` for none). ``next_cursor`` passed back as
-        ``cursor`` gives the next page (keyset paging); ``count=False`` leaves ``total``
-        out; ``show_personal`` for a decider."""
+        environment, assignee, request kind (``promotion``: promotions), escalation and age
+        (created more than ``older_than_seconds`` ago); oldest or newest first.
+        ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
+        ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
+        (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
+        asked for (they visit every pending task, where a page stops after its rows).
+        ``show_personal`` for a decider."""
         return list_human_tasks(
             self,
             run_id=run_id,
@@ -540,6 +554,7 @@ class PlatformManager:
             offset=offset,
             cursor=cursor,
             count=count,
+            by_assignee=by_assignee,
             show_personal=show_personal,
         )
 
