@@ -53,6 +53,7 @@ from kneo.errors import (
     InvalidRequest,
     ResourceLocked,
 )
+from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
@@ -142,11 +143,14 @@ class PlatformManager:
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
         #: renews the lease of every run this process drives (kneo.platform.leases)
         self._leases = LeaseKeeper(run_state_store, self.owner, self._lease)
-        self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
+        # Keyed by what callers send (an inline spec's digest, a path): bounded, so distinct
+        # specs cannot grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
+        entries = self.settings.spec_cache_entries
+        self._compiled: LRUCache[tuple[str, str], CompiledWorkflow] = LRUCache(entries)
         #: prepared specs by what they depend on (see preparation.prepare_key)
-        self._prepared: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(entries)
         #: "approved bundles only?" per environment, by policy file stamps (see preparation)
-        self._bundle_rules: dict[tuple[Any, ...], bool] = {}
+        self._bundle_rules: LRUCache[tuple[Any, ...], bool] = LRUCache(entries)
         self._tokens: dict[str, CancellationToken] = {}
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
@@ -740,7 +744,7 @@ class PlatformManager:
             base_dir=Path(base) if base else None,
             source=f"run {run.run_id}",
         )
-        self._compiled[key] = workflow
+        self._compiled.put(key, workflow)
         return workflow
 
     def _create_run(
