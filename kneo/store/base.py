@@ -161,8 +161,10 @@ def keyset_after(cursor: str | None, tag: str, columns: tuple[Any, ...]) -> list
     types = tuple(int if _as_int(col) else str for col in columns)
     decoded = decode_cursor(cursor, tag, types)
     if any(
-        (v.bit_length() > 62) if isinstance(v, int) else ("\x00" in v or len(v) > 255)
-        for v in decoded
+        (v.bit_length() > (55 if _is_time(col) else 62))  # 55 bits of µs: years 829-3111
+        if isinstance(v, int)
+        else ("\x00" in v or len(v) > 255)
+        for col, v in zip(columns, decoded, strict=True)
     ):  # what no row holds, and a driver would refuse: not from this listing
         raise InvalidRequest("cursor is not one this listing returned", field="cursor")
     values = [

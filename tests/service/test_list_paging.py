@@ -79,6 +79,7 @@ FORGED = [
     *(_forged(o, 10**30, "x") for o in ("asc", "created_at desc")),
     *(_forged(o, -(10**30), "x") for o in ("asc", "created_at desc")),
     *(_forged(o, 1, "a\u0000b") for o in ("asc", "created_at desc")),
+    *(_forged(o, 2**61, "x") for o in ("asc", "created_at desc")),  # fits, but no datetime
     _forged("desc", 2**63),
     _forged("desc", 1.5),
     _forged("asc", 1, "x" * 300),
