@@ -109,6 +109,8 @@ class Limits:
     max_overrides_bytes: int = 65_536
     max_metadata_bytes: int = 32_768
     max_list_items: int = 100
+    #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
+    max_list_offset: int = 10_000
     max_path_chars: int = 4_096
 
 
@@ -211,6 +213,8 @@ class Settings:
     #: how long a run waits for the process's run slot (``kneo.platform.slot``), in ms;
     #: ``None``: 20 on SQLite, no slot on PostgreSQL; 0: no slot
     run_slot_ms: int | None = None
+    #: compiled workflows and prepared specs kept per process (least recently used dropped)
+    spec_cache_entries: int = 256
     # reviewer console (``/ui``)
     console_enabled: bool = True
     #: how long a console sign-in lasts (the signed cookie's lifetime), in seconds
@@ -295,6 +299,7 @@ class Settings:
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
             run_slot_ms=_int(env, "KNEO_SERV_RUN_SLOT_MS", None),
+            spec_cache_entries=max(1, _int(env, "KNEO_SERV_SPEC_CACHE_ENTRIES", 256) or 256),
             console_enabled=_bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
             console_session_seconds=_int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800)
             or 28_800,

@@ -43,7 +43,9 @@ class PlatformClient(Protocol):
 
     def continue_run(self, run_id: str) -> dict[str, Any]: ...
 
-    def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]: ...
+    def list_runs(
+        self, *, status: str | None, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]: ...
 
     def list_human_tasks(
         self, *, run_id: str | None, limit: int, **filters: Any
@@ -149,16 +151,21 @@ class LocalClient:
         result = self.manager.continue_run(run_id, actor=self._actor)
         return dict(result.to_dict(show_personal=True))
 
-    def list_runs(self, *, status: str | None, limit: int) -> dict[str, Any]:
-        return dict(self.manager.list_runs(status=status, limit=limit))
+    def list_runs(
+        self, *, status: str | None, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]:
+        return dict(self.manager.list_runs(status=status, limit=limit, cursor=cursor, count=False))
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         order = filters.pop("sort_order", "asc")
+        counts = filters.pop("include", None) == "counts"
         return dict(
             self.manager.list_human_tasks(
                 run_id=run_id,
                 limit=limit,
                 sort="oldest" if order == "asc" else "newest",
+                count=counts,
+                by_assignee=counts,
                 show_personal=True,
                 **filters,
             )

@@ -9,6 +9,7 @@ from kneo.cli.output import (
     ProfileOpt,
     ServiceUrlOpt,
     console,
+    next_page,
     open_client,
     print_json,
     print_table,
@@ -31,8 +32,13 @@ def list_tasks(
     escalated: bool | None = typer.Option(None, "--escalated/--not-escalated"),
     older_than: float | None = typer.Option(None, "--older-than", help="Seconds since created"),
     newest: bool = typer.Option(False, "--newest", help="Newest first (default oldest)"),
-    counts: bool = typer.Option(False, "--counts", help="Pending requests per assignee"),
+    counts: bool = typer.Option(
+        False, "--counts", help="Pending requests per assignee (and the total)"
+    ),
     limit: int = typer.Option(100, "--limit"),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="The page after this one: a listing's next_cursor"
+    ),
     as_json: JsonOpt = False,
     service_url: ServiceUrlOpt = None,
     profile: ProfileOpt = None,
@@ -46,6 +52,8 @@ def list_tasks(
         "escalated": escalated,
         "older_than_seconds": older_than,
         "sort_order": "desc" if newest else "asc",
+        "cursor": cursor,
+        "include": "counts" if counts else None,
     }
     data = open_client(as_json, service_url, profile).list_human_tasks(
         run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None}
@@ -75,7 +83,7 @@ def list_tasks(
                 ]
             )
     print_table(
-        f"human tasks ({data['total']} pending)",
+        f"human tasks ({data['count']} shown{next_page(data)})",
         ["continuation", "request", "kind", "assignee", "prompt", "expires_at", "escalated"],
         rows,
     )

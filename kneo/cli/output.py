@@ -89,6 +89,12 @@ def print_table(
     console().print(table)
 
 
+def next_page(listing: dict[str, Any]) -> str:
+    """A table title's hint to a keyset listing's next page (empty on the last one)."""
+    cursor = listing.get("next_cursor")
+    return f"; next page: --cursor {cursor}" if cursor else ""
+
+
 def fail(error: KneoError) -> int:
     if _json_errors:
         print_json(error.to_dict())

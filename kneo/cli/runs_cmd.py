@@ -12,6 +12,7 @@ from kneo.cli.output import (
     ProfileOpt,
     ServiceUrlOpt,
     console,
+    next_page,
     open_client,
     print_json,
     print_table,
@@ -63,17 +64,21 @@ def get(
 def list_runs(
     status: str | None = typer.Option(None, "--status"),
     limit: int = typer.Option(20, "--limit"),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="The page after this one: a listing's next_cursor"
+    ),
     as_json: JsonOpt = False,
     service_url: ServiceUrlOpt = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """List recent runs, newest first."""
-    data = open_client(as_json, service_url, profile).list_runs(status=status, limit=limit)
+    """List recent runs, newest first (``--cursor``: the next page)."""
+    client = open_client(as_json, service_url, profile)
+    data = client.list_runs(status=status, limit=limit, cursor=cursor)
     if as_json:
         print_json(data)
         return
     print_table(
-        f"runs ({data['count']} of {data['total']})",
+        f"runs ({data['count']} shown{next_page(data)})",
         ["run_id", "status", "workflow", "kind", "created_at"],
         [
             [r["run_id"], r["status"], r["workflow_name"], r["workflow_kind"], r["created_at"]]

@@ -71,6 +71,14 @@ def serve(
     mcp: Annotated[
         bool, typer.Option("--mcp", help="Also serve the MCP tools at /mcp (API key required)")
     ] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also execute queued (async) runs and the timeout sweeps in this process "
+            "(the default); --no-worker: API only, separate `kneo worker` processes execute",
+        ),
+    ] = True,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
     import uvicorn
@@ -133,7 +141,7 @@ def serve(
             False,
             settings=settings,
             manager=manager,
-            start_worker=True,
+            start_worker=worker,
             controller=ctl,
             run_controller=ctl is not None,
             mcp=mcp,

@@ -149,13 +149,11 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         if older_than and older_than not in AGES:
             raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
         who = viewer.name if assignee == "mine" else assignee or None
-        promotion = kind == "promotion"
         mgr = manager(request)
         limit = min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE)
         listed = mgr.list_human_tasks(
             assignee=who,
-            kind=None if promotion or not kind else kind,
-            workflow_kind="promotion" if promotion else None,
+            kind=kind or None,  # "promotion": the promotions (a kind of their own)
             environment=environment or None,
             workflow=workflow or None,
             escalated={"yes": True, "no": False}.get(escalated),
@@ -180,7 +178,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
             for task in listed["tasks"]
             for row in _rows(task)
             if (who is None or row["assignee"] == who)
-            and (not kind or promotion or row["kind"] == kind)
+            and (not kind or kind == "promotion" or row["kind"] == kind)
         ]
         next_url = None
         if listed["next_cursor"]:

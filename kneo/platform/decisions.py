@@ -159,9 +159,10 @@ def list_human_tasks(
     offset: int,
     cursor: str | None = None,
     count: bool = True,
+    by_assignee: bool = True,
     show_personal: bool = False,
 ) -> dict[str, Any]:
-    """Pending tasks with counts per assignee; see ``PlatformManager.list_human_tasks``."""
+    """Pending tasks (with counts when asked); see ``PlatformManager.list_human_tasks``."""
     older = (
         manager.clock.now() - timedelta(seconds=older_than_seconds)
         if older_than_seconds is not None
@@ -182,7 +183,10 @@ def list_human_tasks(
         cursor=cursor,
         count=count,
     )
-    counts = {a or "(unassigned)": n for a, n in manager.store.pending_counts_by_assignee().items()}
+    counts = None
+    if by_assignee:
+        pending = manager.store.pending_counts_by_assignee()
+        counts = {a or "(unassigned)": n for a, n in pending.items()}
     tasks = with_bodies_many(manager.store, page.items)
     return {
         "tasks": [task_view(c, show_personal=show_personal) for c in tasks],

@@ -56,6 +56,7 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
@@ -144,11 +145,14 @@ class PlatformManager:
         self._lease = max(5.0, float(self.settings.worker_lease_seconds))
         #: renews the lease of every run this process drives (kneo.platform.leases)
         self._leases = LeaseKeeper(run_state_store, self.owner, self._lease)
-        self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
+        # Keyed by what callers send (an inline spec's digest, a path): bounded, so distinct
+        # specs cannot grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
+        entries = self.settings.spec_cache_entries
+        self._compiled: LRUCache[tuple[str, str], CompiledWorkflow] = LRUCache(entries)
         #: prepared specs by what they depend on (see preparation.prepare_key)
-        self._prepared: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(entries)
         #: "approved bundles only?" per environment, by policy file stamps (see preparation)
-        self._bundle_rules: dict[tuple[Any, ...], bool] = {}
+        self._bundle_rules: LRUCache[tuple[Any, ...], bool] = LRUCache(entries)
         self._tokens: dict[str, CancellationToken] = {}
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
@@ -427,9 +431,19 @@ class PlatformManager:
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
     ) -> dict[str, Any]:
+        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
+        ``count=False`` leaves ``total`` out (``None``)."""
         page = self.store.list_runs(
-            status=status, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order
+            status=status,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            cursor=cursor,
+            count=count,
         )
         return {
             "runs": [run_summary(r) for r in page.items],
@@ -439,6 +453,7 @@ class PlatformManager:
             "offset": page.offset,
             "sort_by": page.sort_by,
             "sort_order": page.sort_order,
+            "next_cursor": page.next_cursor,
         }
 
     def trace(
@@ -522,14 +537,17 @@ class PlatformManager:
         offset: int = 0,
         cursor: str | None = None,
         count: bool = True,
+        by_assignee: bool = True,
         show_personal: bool = False,
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
-        environment, assignee, request kind, escalation and age (created more than
-        ``older_than_seconds`` ago); oldest or newest first; with the count of pending
-        requests per assignee (``"(unassigned)"`` for none). ``next_cursor`` passed back as
-        ``cursor`` gives the next page (keyset paging); ``count=False`` leaves ``total``
-        out; ``show_personal`` for a decider."""
+        environment, assignee, request kind (``promotion``: promotions), escalation and age
+        (created more than ``older_than_seconds`` ago); oldest or newest first.
+        ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
+        ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
+        (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
+        asked for (they visit every pending task, where a page stops after its rows).
+        ``show_personal`` for a decider."""
         return list_human_tasks(
             self,
             run_id=run_id,
@@ -545,6 +563,7 @@ class PlatformManager:
             offset=offset,
             cursor=cursor,
             count=count,
+            by_assignee=by_assignee,
             show_personal=show_personal,
         )
 
@@ -730,7 +749,7 @@ class PlatformManager:
             base_dir=Path(base) if base else None,
             source=f"run {run.run_id}",
         )
-        self._compiled[key] = workflow
+        self._compiled.put(key, workflow)
         return workflow
 
     def _create_run(

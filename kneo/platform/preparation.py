@@ -19,6 +19,7 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
+from kneo.lrucache import LRUCache
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.models import Spec
@@ -83,7 +84,7 @@ def prepare(
         source=source,
     )
     digest = pinned.digest if pinned is not None else content_hash(data)
-    manager._compiled[(digest, target)] = workflow
+    manager._compiled.put((digest, target), workflow)
     prepared = {
         "workflow": workflow,
         "data": data,
@@ -97,9 +98,7 @@ def prepare(
         "environment": report.environment or environment,
     }
     if key is not None:
-        if len(manager._prepared) >= 256:
-            manager._prepared.clear()
-        manager._prepared[key] = prepared
+        manager._prepared.put(key, prepared)
     return dict(prepared)
 
 
@@ -172,7 +171,7 @@ def environment_requires_bundle(manager: Any, project: Any, environment: str) ->
     (the project config itself is read once, when the manager is built)."""
     from kneo.policy.environment import resolve_for_context
 
-    cache: dict[tuple[Any, ...], bool] | None = getattr(manager, "_bundle_rules", None)
+    cache: LRUCache[tuple[Any, ...], bool] | None = getattr(manager, "_bundle_rules", None)
     stamps = tuple(file_stamp(f) for f in environment_files(project.root, environment))
     key = (id(project), environment, stamps)
     if cache is not None and False not in stamps:
@@ -181,9 +180,7 @@ def environment_requires_bundle(manager: Any, project: Any, environment: str) ->
             return found
     required = bool(resolve_for_context(project, environment).runs.require_approved_bundle)
     if cache is not None and False not in stamps:
-        if len(cache) >= 256:
-            cache.clear()
-        cache[key] = required
+        cache.put(key, required)
     return required
 
 

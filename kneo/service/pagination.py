@@ -4,15 +4,22 @@
 ``sort_by`` must be one of the route's sortable fields and ``sort_order`` is ``asc`` or
 ``desc``. Every list response carries ``count, total, limit, offset, sort_by, sort_order``
 next to its collection field.
+
+The big listings (runs, human tasks, audit events: :func:`listing`) page by keyset: a
+page's ``next_cursor``, passed back as ``cursor``, gives the page after it at the cost of
+the first. ``offset`` still works there up to ``KNEO_SERV_MAX_LIST_OFFSET`` (a deep offset
+walks every row it skips); beyond, ``400 offset_too_deep`` says to use the cursor. ``total``
+(and an inbox's counts per assignee) are computed only with ``include=counts``: counting
+visits every matching row, where a page stops after its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 
 from kneo.errors import InvalidRequest
 from kneo.store.base import MAX_OFFSET, check_offset
@@ -26,12 +33,25 @@ OFFSET: Any = Query(
 )
 
 
+CURSOR: Any = Query(
+    None,
+    description="A page's next_cursor: the page after it (opaque; do not combine with offset).",
+)
+INCLUDE: Any = Query(
+    None,
+    description="counts: add total (and, on the inbox, counts_by_assignee); "
+    "they visit every matching row, so only when asked.",
+)
+
+
 @dataclass(frozen=True)
 class PageParams:
     limit: int
     offset: int
     sort_by: str
     sort_order: Literal["asc", "desc"]
+    cursor: str | None = None
+    counts: bool = False
 
     def metadata(self, count: int, total: int | None) -> dict[str, Any]:
         return {
@@ -42,6 +62,30 @@ class PageParams:
             "sort_by": self.sort_by,
             "sort_order": self.sort_order,
         }
+
+
+def list_cap(request: Request, limit: int | None) -> int:
+    """``limit`` (the cap when unset) under ``KNEO_SERV_MAX_LIST_ITEMS`` and 1000."""
+    cap = min(request.app.state.settings.limits.max_list_items or HARD_LIMIT_CAP, HARD_LIMIT_CAP)
+    return min(limit or cap, cap)
+
+
+def keyset_params(request: Request, offset: int, include: str | None) -> bool:
+    """Check a keyset listing's ``offset`` against its bound and parse ``include``;
+    ``True`` when counts were asked for."""
+    check_offset(offset)
+    bound = request.app.state.settings.limits.max_list_offset
+    if offset > bound:
+        raise InvalidRequest(
+            f"offset {offset} is above {bound}: page deeper with cursor "
+            "(pass each page's next_cursor back as cursor)",
+            code="offset_too_deep",
+            field="offset",
+            max_offset=bound,
+        )
+    if include not in (None, "", "counts"):
+        raise InvalidRequest(f"include must be 'counts', got {include!r}", field="include")
+    return include == "counts"
 
 
 def paging(
@@ -57,18 +101,31 @@ def paging(
         sort_by: str = Query(default_sort, description=f"One of: {', '.join(allowed)}."),
         sort_order: Literal["asc", "desc"] = Query(default_order),
     ) -> PageParams:
-        cap = min(
-            request.app.state.settings.limits.max_list_items or HARD_LIMIT_CAP, HARD_LIMIT_CAP
-        )
         check_offset(offset)
         if sort_by not in allowed:
             raise InvalidRequest(
                 f"sort_by must be one of {', '.join(allowed)}; got {sort_by!r}",
                 allowed=list(allowed),
             )
-        return PageParams(
-            limit=min(limit or cap, cap), offset=offset, sort_by=sort_by, sort_order=sort_order
-        )
+        return PageParams(list_cap(request, limit), offset, sort_by, sort_order)
+
+    return dependency
+
+
+def listing(
+    sortable: Sequence[str], default_sort: str, default_order: Literal["asc", "desc"] = "desc"
+) -> Callable[..., PageParams]:
+    """:func:`paging` plus ``cursor`` and ``include`` for a keyset listing (offset bounded)."""
+    parse = paging(sortable, default_sort, default_order)
+
+    def dependency(
+        request: Request,
+        page: PageParams = Depends(parse),
+        cursor: str | None = CURSOR,
+        include: str | None = INCLUDE,
+    ) -> PageParams:
+        counts = keyset_params(request, page.offset, include)
+        return replace(page, cursor=cursor or None, counts=counts)
 
     return dependency
 

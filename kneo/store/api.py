@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -39,11 +39,10 @@ from kneo.store import tables as t
 from kneo.store.base import (
     SortOrder,
     StoreBase,
-    after_key,
     check_order,
     check_page,
-    decode_cursor,
-    encode_cursor,
+    keyset_after,
+    keyset_next,
     not_found_error,
     ordered,
 )
@@ -70,6 +69,22 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
 _GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
+#: ``list_runs``' orders by ``sort_by``: the columns of an index on ``runs`` (0009), so a page
+#: (and the page after a cursor) is a walk of that index, never a sort
+_RUN_ORDERS = {
+    "created_at": ("created_at", "run_id"),
+    "updated_at": ("updated_at", "run_id"),
+    "status": ("status", "created_at", "run_id"),
+}
+
+
+#: the inbox's kind of a promotion's task (its requests are approvals of a promotion)
+PROMOTION = "promotion"
+
+
+def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
+    if cursor is not None and offset:
+        raise InvalidRequest("use cursor or offset, not both", field="cursor")
 
 
 class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsMixin, StoreBase):
@@ -245,33 +260,49 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
     ) -> Page[RunRecord]:
-        """Runs, optionally by status, sorted by ``created_at``, ``updated_at`` or ``status``."""
+        """Runs, optionally by status, sorted by ``created_at``, ``updated_at`` or ``status``
+        (then ``created_at``), ties by ``run_id``: each order is an index's. The page's
+        ``next_cursor``, passed back as ``cursor``, continues after its last row (keyset
+        paging, see :meth:`list_continuations`); ``count=False`` leaves ``total`` out."""
         check_page(limit, offset)
         order = check_order(sort_order)
-        if sort_by not in ("created_at", "updated_at", "status"):
+        c = t.runs.c
+        keys = _RUN_ORDERS.get(sort_by)
+        if keys is None:
             raise InvalidRequest(
                 f"sort_by must be created_at, updated_at or status, got {sort_by!r}",
                 field="sort_by",
             )
+        _one_of_cursor_offset(cursor, offset)
+        columns = tuple(c[k] for k in keys)
+        tag = f"{sort_by} {order}"
         where = []
         if isinstance(status, str):
-            where.append(t.runs.c.status == status)
+            where.append(c.status == status)
         elif status is not None:
-            where.append(t.runs.c.status.in_(list(status)))
+            where.append(c.status.in_(list(status)))
         stmt = (
             sa.select(t.runs)
-            .where(*where)
-            .order_by(ordered(t.runs.c[sort_by], order), ordered(t.runs.c.run_id, order))
-            .limit(limit)
+            .where(*where, *keyset_after(cursor, tag, columns))
+            .order_by(*(ordered(col, order) for col in columns))
+            .limit(limit + 1)
             .offset(offset)
         )
         with self._read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(t.runs).where(*where)
-            ).scalar_one()
-            items = [rows.run(r, conn) for r in conn.execute(stmt).mappings()]
-        return Page(items, total, limit, offset, sort_by, order)
+            total = None
+            if count:
+                total = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.runs).where(*where)
+                ).scalar_one()
+            found = list(conn.execute(stmt).mappings())
+            next_cursor = (
+                keyset_next(found[limit - 1], tag, columns) if len(found) > limit else None
+            )
+            items = [rows.run(r, conn) for r in found[:limit]]
+        return Page(items, total, limit, offset, sort_by, order, next_cursor)
 
     # -- checkpoints and trace --------------------------------------------------------
     def list_checkpoints(
@@ -406,6 +437,11 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
             where.append(c.created_at < older_than)
         if expires_before is not None:
             where.append(c.expires_at <= expires_before)
+        if kind == PROMOTION:
+            where.append(c.workflow_kind == PROMOTION)
+            kind = None
+        elif kind is not None:  # a promotion asks for an approval, but is not one
+            where.append(sa.or_(c.workflow_kind.is_(None), c.workflow_kind != PROMOTION))
         if assignee is not None or kind is not None:
             sub = sa.select(r.continuation_id).where(
                 r.continuation_id == c.continuation_id, r.status == "pending"
@@ -414,7 +450,10 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
                 sub = sub.where(r.assignee == assignee)
             if kind is not None:
                 sub = sub.where(r.kind == kind)
-            where.append(sa.exists(sub))
+            # ``OFFSET 0`` keeps PostgreSQL from turning the probe into a hash semi-join over
+            # every task: the page walks the inbox's order and probes each task's requests
+            # (its primary key), whatever the statistics say
+            where.append(sa.exists(sub.offset(0)))
         return where
 
     def list_continuations(
@@ -439,7 +478,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
         """Continuations (pending by default) filtered as the human task inbox needs.
 
         ``assignee``/``kind`` match continuations with at least one *pending* request of that
-        assignee/kind; ``workflow_name``/``environment`` the labels copied from the run (a
+        assignee/kind (``kind="promotion"``: the promotions, which no other kind matches); ``workflow_name``/``environment`` the labels copied from the run (a
         promotion's bundle and environment); ``older_than`` keeps those created before the
         given time; ``expires_before`` those whose ``expires_at`` is due by then (the timeout
         sweep). Ordered by ``(created_at, continuation_id)``; the page's ``next_cursor``,
@@ -452,8 +491,7 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
             raise InvalidRequest(f"sort must be 'oldest' or 'newest', got {sort!r}", field="sort")
-        if cursor is not None and offset:
-            raise InvalidRequest("use cursor or offset, not both", field="cursor")
+        _one_of_cursor_offset(cursor, offset)
         order: SortOrder = "asc" if sort == "oldest" else "desc"
         c = t.continuations.c
         where = self._continuation_filters(
@@ -468,32 +506,24 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
             workflow_name=workflow_name,
             environment=environment,
         )
-        after = []
-        if cursor is not None:
-            micros, last_id = decode_cursor(cursor, order, (int, str))
-            since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-            after.append(after_key((c.created_at, c.continuation_id), (since, last_id), order))
+        columns = (c.created_at, c.continuation_id)
         with self._read() as conn:
             total = None
             if count:
                 total = conn.execute(
                     sa.select(sa.func.count()).select_from(t.continuations).where(*where)
                 ).scalar_one()
-            result = conn.execute(
-                sa.select(t.continuations)
-                .where(*where, *after)
-                .order_by(ordered(c.created_at, order), ordered(c.continuation_id, order))
-                .limit(limit + 1)
-                .offset(offset)
-            ).mappings()
-            items = [rows.continuation(r) for r in result]
-        next_cursor = None
-        if len(items) > limit:
-            del items[limit:]
-            last = items[-1]
-            next_cursor = encode_cursor(
-                order, t.epoch_micros(last.created_at), last.continuation_id
+            found = list(
+                conn.execute(
+                    sa.select(t.continuations)
+                    .where(*where, *keyset_after(cursor, order, columns))
+                    .order_by(*(ordered(col, order) for col in columns))
+                    .limit(limit + 1)
+                    .offset(offset)
+                ).mappings()
             )
+        next_cursor = keyset_next(found[limit - 1], order, columns) if len(found) > limit else None
+        items = [rows.continuation(r) for r in found[:limit]]
         return Page(items, total, limit, offset, "created_at", order, next_cursor)
 
     def pending_counts_by_assignee(self) -> dict[str | None, int]:
@@ -521,9 +551,13 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
         continuation_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        cursor: str | None = None,
+        count: bool = True,
     ) -> Page[AuditEvent]:
-        """Audit events, newest first."""
+        """Audit events, newest first (by ``id``: an index's order under every filter);
+        ``next_cursor``/``cursor`` and ``count`` as in :meth:`list_runs`."""
         check_page(limit, offset)
+        _one_of_cursor_offset(cursor, offset)
         a = t.audit_events.c
         where = []
         if event_type is not None:
@@ -532,19 +566,25 @@ class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsM
             where.append(a.run_id == run_id)
         if continuation_id is not None:
             where.append(a.continuation_id == continuation_id)
+        columns = (a.id,)
         with self._read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(t.audit_events).where(*where)
-            ).scalar_one()
-            result = conn.execute(
-                sa.select(t.audit_events)
-                .where(*where)
-                .order_by(a.id.desc())
-                .limit(limit)
-                .offset(offset)
-            ).mappings()
-            items = [rows.audit(r) for r in result]
-        return Page(items, total, limit, offset, "created_at", "desc")
+            total = None
+            if count:
+                total = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.audit_events).where(*where)
+                ).scalar_one()
+            found = list(
+                conn.execute(
+                    sa.select(t.audit_events)
+                    .where(*where, *keyset_after(cursor, "desc", columns))
+                    .order_by(a.id.desc())
+                    .limit(limit + 1)
+                    .offset(offset)
+                ).mappings()
+            )
+        next_cursor = keyset_next(found[limit - 1], "desc", columns) if len(found) > limit else None
+        items = [rows.audit(r) for r in found[:limit]]
+        return Page(items, total, limit, offset, "created_at", "desc", next_cursor)
 
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
+from kneo.store.tables import UTCDateTime, epoch_micros
 
 if TYPE_CHECKING:
     from kneo.store.api import Transaction
@@ -110,13 +112,14 @@ def ordered(column: Any, order: SortOrder) -> Any:
     return column.asc() if order == "asc" else column.desc()
 
 
-def encode_cursor(order: SortOrder, *position: str | int) -> str:
-    """An opaque keyset cursor: the sort order and the sort key of a page's last row."""
+def encode_cursor(order: str, *position: str | int) -> str:
+    """An opaque keyset cursor: the sort order (``"asc"``, or ``"<column> desc"`` where a
+    listing sorts by more than one column) and the sort key of a page's last row."""
     raw = json.dumps([order, *position], separators=(",", ":")).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str, order: SortOrder, types: tuple[type, ...]) -> list[Any]:
+def decode_cursor(cursor: str, order: str, types: tuple[type, ...]) -> list[Any]:
     """The sort key :func:`encode_cursor` put in ``cursor``; ``invalid_request`` naming the
     ``cursor`` field when it is not one, or was made for the other sort order."""
     try:
@@ -124,26 +127,66 @@ def decode_cursor(cursor: str, order: SortOrder, types: tuple[type, ...]) -> lis
         data = json.loads(raw) if len(cursor) <= MAX_CURSOR_CHARS else None
     except ValueError:
         data = None
-    if (
-        not isinstance(data, list)
-        or len(data) != len(types) + 1
-        or not all(type(v) is t for v, t in zip(data[1:], types, strict=True))
-    ):
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise InvalidRequest("cursor is not one this listing returned", field="cursor")
     if data[0] != order:
         raise InvalidRequest(
-            f"cursor was made for sort order {data[0]!r}, not {order!r}", field="cursor"
+            f"cursor was made for sort order {data[0][:40]!r}, not {order!r}", field="cursor"
         )
+    if len(data) != len(types) + 1 or not all(
+        type(v) is t for v, t in zip(data[1:], types, strict=True)
+    ):
+        raise InvalidRequest("cursor is not one this listing returned", field="cursor")
     return data[1:]
 
 
-def after_key(columns: tuple[Any, Any], values: tuple[Any, Any], order: SortOrder) -> Any:
-    """Rows strictly after ``values`` in the ``(column, tiebreak)`` order: the keyset
-    condition, written so the leading column's index bounds the scan."""
-    (lead, tie), (lead_value, tie_value) = columns, values
+def after_key(columns: tuple[Any, ...], values: tuple[Any, ...], order: SortOrder) -> Any:
+    """Rows strictly after ``values`` in the order of ``columns`` (the last one unique): the
+    keyset condition, written so the leading column's index bounds the scan."""
+    (lead, *rest), (lead_value, *rest_values) = columns, values
+    if not rest:
+        return lead > lead_value if order == "asc" else lead < lead_value
+    tail = after_key(tuple(rest), tuple(rest_values), order)
     if order == "asc":
-        return sa.and_(lead >= lead_value, sa.or_(lead > lead_value, tie > tie_value))
-    return sa.and_(lead <= lead_value, sa.or_(lead < lead_value, tie < tie_value))
+        return sa.and_(lead >= lead_value, sa.or_(lead > lead_value, tail))
+    return sa.and_(lead <= lead_value, sa.or_(lead < lead_value, tail))
+
+
+def keyset_after(cursor: str | None, tag: str, columns: tuple[Any, ...]) -> list[Any]:
+    """The ``WHERE`` condition that starts a page after ``cursor`` (none without one): the
+    listing ``tag`` (its sort order, and sort column where there are several) must be the
+    one the cursor was made for, its values of the types ``columns`` hold."""
+    if cursor is None:
+        return []
+    types = tuple(int if _as_int(col) else str for col in columns)
+    decoded = decode_cursor(cursor, tag, types)
+    if any(
+        (v.bit_length() > (55 if _is_time(col) else 62))  # 55 bits of µs: years 829-3111
+        if isinstance(v, int)
+        else ("\x00" in v or len(v) > 255)
+        for col, v in zip(columns, decoded, strict=True)
+    ):  # what no row holds, and a driver would refuse: not from this listing
+        raise InvalidRequest("cursor is not one this listing returned", field="cursor")
+    values = [
+        datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v) if _is_time(col) else v
+        for col, v in zip(columns, decoded, strict=True)
+    ]
+    order: SortOrder = "desc" if tag.endswith("desc") else "asc"
+    return [after_key(columns, tuple(values), order)]
+
+
+def keyset_next(row: Any, tag: str, columns: tuple[Any, ...]) -> str:
+    """The cursor of the page after ``row`` (a result mapping holding ``columns``)."""
+    values = [row[col.name] for col in columns]
+    return encode_cursor(tag, *(epoch_micros(v) if isinstance(v, datetime) else v for v in values))
+
+
+def _is_time(column: Any) -> bool:
+    return isinstance(column.type, UTCDateTime)
+
+
+def _as_int(column: Any) -> bool:
+    return _is_time(column) or isinstance(column.type, sa.Integer)
 
 
 def not_found_error(kind: str, ident: object) -> NotFound:

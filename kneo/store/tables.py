@@ -157,8 +157,10 @@ runs = sa.Table(
     # renewed. Kept on the row its create and outcome transactions write anyway.
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_expires_at", UTCDateTime),
-    sa.Index(None, "status", "created_at"),
-    sa.Index(None, "created_at"),
+    # the keyset orders of ``list_runs`` (0009)
+    sa.Index(None, "status", "created_at", "run_id"),
+    sa.Index(None, "created_at", "run_id"),
+    sa.Index(None, "updated_at", "run_id"),
 )
 
 # Resolved specs, stored once each: ``digest`` is the sha256 of the stored JSON text (the
@@ -228,6 +230,13 @@ continuations = sa.Table(
     sa.Index(None, "run_id"),
     # the inbox's keyset order, covering: a page or a count never reads the rows it skips
     sa.Index(None, "status", "created_at", "continuation_id"),
+    sa.Index(  # the inbox by workflow kind, promotions (0009)
+        "ix_continuations_status_workflow_kind_created_at",
+        "status",
+        "workflow_kind",
+        "created_at",
+        "continuation_id",
+    ),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by
@@ -261,8 +270,10 @@ audit_events = sa.Table(
     sa.Column("continuation_id", sa.String(128)),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index(None, "event_type"),
-    sa.Index(None, "run_id"),
+    # newest first (``id``) under each filter (0009)
+    sa.Index(None, "event_type", "id"),
+    sa.Index(None, "run_id", "id"),
+    sa.Index(None, "continuation_id", "id"),
 )
 
 queue = sa.Table(

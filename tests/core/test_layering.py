@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.lazy",
             "kneo.jsontext",
             "kneo.periodic",
+            "kneo.lrucache",
             "kneo.metrics",
             "kneo.tracing",
         ),

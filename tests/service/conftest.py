@@ -44,14 +44,14 @@ def make_client(
 def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def factory(env: dict[str, str] | None = None) -> LiveServer:
+    def factory(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> LiveServer:
         environ = {
             "KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'live.sqlite'}",
             "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
             "KNEO_SERV_WORKER_POLL_SECONDS": "0.1",
             **(env or {}),
         }
-        server = LiveServer(environ, ROOT, tmp_path / "server.log").start()
+        server = LiveServer(environ, ROOT, tmp_path / "server.log", args).start()
         servers.append(server)
         return server
 

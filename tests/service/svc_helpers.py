@@ -62,7 +62,10 @@ def free_port() -> int:
 class LiveServer:
     """``kneo service serve`` in a real process on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, log_path: Path, args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
@@ -86,6 +89,7 @@ class LiveServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             cwd=self.cwd,
             env=environ,

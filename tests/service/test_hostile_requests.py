@@ -114,16 +114,19 @@ def test_row7_invalid_environment_is_400(client: TestClient, route: str) -> None
 
 @pytest.mark.parametrize("route", ["/v1/runs", "/v1/human-tasks", "/v1/audit-events"])
 def test_row7_offset_beyond_every_integer_is_400(client: TestClient, route: str) -> None:
-    """Row 7: ``?offset=9223372036854775808`` overflowed the driver: a 500."""
+    """Row 7: ``?offset=9223372036854775808`` overflowed the driver: a 500. An offset above
+    ``KNEO_SERV_MAX_LIST_OFFSET`` (10,000) is ``offset_too_deep``, pointing to the cursor."""
     for offset in ("9223372036854775808", str(2**31), "-1"):
         _error(
             client.get(route, params={"offset": offset}, headers=headers("viewer")),
             400,
             "invalid_request",
         )
+    deep = client.get(route, params={"offset": 2**31 - 1}, headers=headers("viewer"))
+    _error(deep, 400, "offset_too_deep")
+    assert "cursor" in deep.json()["message"] and deep.json()["field"] == "offset"
     assert (
-        client.get(route, params={"offset": 2**31 - 1}, headers=headers("viewer")).status_code
-        == 200
+        client.get(route, params={"offset": 10_000}, headers=headers("viewer")).status_code == 200
     )
 
 

@@ -163,7 +163,7 @@ def test_cli_service_mode_with_service_url_and_profile(live_server, tmp_path: Pa
         penv,
     )
     assert json.loads(ran.stdout)["status"] == "paused", ran.stderr
-    tasks = _cli(["human", "list", "--profile", "local", "--json"], penv)
+    tasks = _cli(["human", "list", "--profile", "local", "--counts", "--json"], penv)
     assert tasks.returncode == 0, tasks.stderr
     assert json.loads(tasks.stdout)["total"] >= 2
     # the active profile is used without flags (precedence step 4)
@@ -225,7 +225,7 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, reques
         headers=h,
         params={"event_type": "human.decision", "continuation_id": cid},
     ).json()
-    assert events["total"] == 1
+    assert events["count"] == 1 and events["next_cursor"] is None
     final = httpx2.get(f"{server.url}/v1/runs/{run['run_id']}", headers=h).json()
     assert final["status"] == "succeeded"
 

@@ -75,7 +75,7 @@ def test_idempotent_create_and_resume(make_client) -> None:
     again = client.post("/v1/runs", headers=h, json=body)
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
-    assert client.get("/v1/runs", headers=headers("viewer")).json()["total"] == 1
+    assert client.get("/v1/runs", headers=headers("viewer")).json()["count"] == 1
     conflict = client.post("/v1/runs", headers=h, json={**body, "input": "other"})
     assert conflict.status_code == 409 and conflict.json()["error"] == "idempotency_key_conflict"
     run = first.json()
@@ -88,7 +88,7 @@ def test_idempotent_create_and_resume(make_client) -> None:
     events = client.get(
         "/v1/audit-events?event_type=human.decision", headers=headers("viewer")
     ).json()
-    assert events["total"] == 1
+    assert events["count"] == 1
 
 
 def test_validation_errors_and_limits(make_client) -> None:
@@ -117,10 +117,14 @@ def test_list_runs_paging_and_inspection_routes(make_client) -> None:
     ids = [_paused(client)["run_id"] for _ in range(3)]
     page = client.get("/v1/runs", params={"limit": 2, "sort_order": "asc"}).json()
     assert [r["run_id"] for r in page["runs"]] == ids[:2]
-    assert (page["count"], page["total"], page["limit"], page["offset"]) == (2, 3, 2, 0)
+    assert (page["count"], page["total"], page["limit"], page["offset"]) == (2, None, 2, 0)
     assert page["sort_by"] == "created_at" and page["sort_order"] == "asc"
+    after = {"limit": 2, "sort_order": "asc", "cursor": page["next_cursor"]}
+    rest = client.get("/v1/runs", params=after).json()
+    assert [r["run_id"] for r in rest["runs"]] == ids[2:] and rest["next_cursor"] is None
     assert client.get("/v1/runs", params={"sort_by": "bogus"}).status_code == 400
-    assert client.get("/v1/runs", params={"status": "paused"}).json()["total"] == 3
+    counted = client.get("/v1/runs", params={"status": "paused", "include": "counts"}).json()
+    assert counted["total"] == 3
     rid = ids[0]
     trace = client.get(f"/v1/runs/{rid}/trace", params={"limit": 2}).json()
     assert trace["count"] == 2 and trace["total"] >= 3 and trace["sort_by"] == "sequence"

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from kneo.clock import utc_iso
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import store_dep
-from kneo.service.pagination import OFFSET
-from kneo.store.base import check_offset
+from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
 
 router = APIRouter(tags=["audit"])
 
@@ -35,19 +34,23 @@ def list_audit_events(
     event_type: str | None = None,
     run_id: str | None = None,
     continuation_id: str | None = None,
-    limit: int | None = Query(None, ge=1),
+    limit: int | None = Query(None, ge=1, description="Page size (capped)."),
     offset: int = OFFSET,
+    cursor: str | None = CURSOR,
+    include: str | None = INCLUDE,
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
-    """Audit events newest first, filtered by type, run or continuation."""
-    check_offset(offset)
-    cap = min(request.app.state.settings.limits.max_list_items or 1000, 1000)
+    """Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
+    (flat however deep) or a bounded ``offset``; ``total`` with ``include=counts``."""
+    counts = keyset_params(request, offset, include)
     page = store.list_audit(
         event_type=event_type,
         run_id=run_id,
         continuation_id=continuation_id,
-        limit=min(limit or cap, cap),
+        limit=list_cap(request, limit),
         offset=offset,
+        cursor=cursor or None,
+        count=counts,
     )
     events = [audit_to_dict(e) for e in page.items]
     return {
@@ -58,4 +61,5 @@ def list_audit_events(
         "offset": page.offset,
         "sort_by": "created_at",
         "sort_order": "desc",
+        "next_cursor": page.next_cursor,
     }

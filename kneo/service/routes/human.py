@@ -13,7 +13,7 @@ from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
-from kneo.service.pagination import PageParams, paging
+from kneo.service.pagination import PageParams, listing
 from kneo.service.schemas import ResumeRequest, check_limits
 
 router = APIRouter(tags=["human-tasks"])
@@ -29,13 +29,13 @@ def list_human_tasks(
     kind: str | None = None,
     escalated: bool | None = None,
     older_than_seconds: float | None = None,
-    cursor: str | None = Query(None, description="A page's next_cursor: the page after it."),
-    page: PageParams = Depends(paging(("created_at",), "created_at", "asc")),
+    page: PageParams = Depends(listing(("created_at",), "created_at", "asc")),
     principal: Principal = Depends(require_scope("human:read")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """Pending human tasks, filtered by run, workflow, environment, assignee or request kind;
-    paged by ``offset`` or, flat however deep, by ``cursor``."""
+    """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
+    (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
+    ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``."""
     listed = manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
@@ -48,7 +48,9 @@ def list_human_tasks(
         sort="oldest" if page.sort_order == "asc" else "newest",
         limit=page.limit,
         offset=page.offset,
-        cursor=cursor,
+        cursor=page.cursor,
+        count=page.counts,
+        by_assignee=page.counts,
         show_personal=shows_personal_data(principal.scopes),
     )
     return {**listed, **page.metadata(listed["count"], listed["total"])}

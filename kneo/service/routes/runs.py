@@ -19,7 +19,7 @@ from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
-from kneo.service.pagination import PageParams, paging
+from kneo.service.pagination import PageParams, listing, paging
 from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
 from kneo.service.spec_source import (
     POLICY_PREFIX,
@@ -165,16 +165,19 @@ def run_spec(
 @router.get("/runs", dependencies=[Depends(require_scope("runs:read"))])
 def list_runs(
     status: str | None = None,
-    page: PageParams = Depends(paging(("created_at", "updated_at", "status"), "created_at")),
+    page: PageParams = Depends(listing(("created_at", "updated_at", "status"), "created_at")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """Runs, filtered by status, paged and sorted."""
+    """Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
+    bounded ``offset``; ``total`` with ``include=counts``."""
     return manager.list_runs(
         status=status,
         limit=page.limit,
         offset=page.offset,
         sort_by=page.sort_by,
         sort_order=page.sort_order,
+        cursor=page.cursor,
+        count=page.counts,
     )
 
 

@@ -1,0 +1,268 @@
+"""List routes at scale: the first page, a filter, the page after a cursor, a deep ``offset``
+and ``include=counts`` of ``/v1/human-tasks``, ``/v1/runs`` and ``/v1/audit-events`` with
+1,000 / 10,000 / 100,000 pending tasks (and as many runs and audit events).
+
+    python bench/scale.py [--sizes 1000,10000,100000] [--requests 40] [--pg URL]
+
+SQLite always; PostgreSQL too when ``--pg`` or ``KNEO_TEST_DATABASE_URL`` names a server (a
+fresh database is created on it and dropped afterwards). Setup runs a few real paused runs
+of the HITL examples, then copies their rows (run, continuation, its request rows, audit
+events) with SQL, so 100,000 tasks take seconds, not minutes; assignees cycle over 20 names
+and request kinds over the examples'. The real service app is driven in-process; *server
+time* is the service's own request log (``duration_ms``), so the client is not in it.
+Target: every first page, filter and page after a cursor p95 < 15 ms at 100,000.
+
+If ``bench/scale_reconcile.py`` exists, its ``main(argv)`` runs afterwards (the bundle half:
+1k / 10k bundles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+EXAMPLES = ("hitl_approval", "hitl_input", "hitl_tool_approval", "hitl_confirmation", "hitl_review")
+ASSIGNEES = 20
+KEY = "bench-admin-key-0123456789"
+
+
+class Durations(logging.Handler):
+    """``duration_ms`` of every request the service logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.samples: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        data = getattr(record, "kneo", None)
+        if isinstance(data, dict) and "duration_ms" in data:
+            self.samples.append(float(data["duration_ms"]))
+
+    def take(self) -> list[float]:
+        out, self.samples = self.samples, []
+        return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextmanager
+def pg_database(server: str) -> Iterator[str]:
+    """A fresh database on ``server``, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"kneo_scale_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def fill(manager: Any, store: Any, size: int) -> None:
+    """``size`` paused runs with one pending task each: a few real ones, the rest copies."""
+    import sqlalchemy as sa
+
+    from kneo.store import tables as t
+
+    for example in EXAMPLES:
+        result = manager.run_from_spec(
+            input_text=f"template {example}", spec_path=str(REPO / "examples" / f"{example}.yaml")
+        )
+        assert result.status == "paused", result
+    with store.engine.connect() as conn:
+        runs = [dict(r) for r in conn.execute(sa.select(t.runs)).mappings()]
+        conts = {r["run_id"]: dict(r) for r in conn.execute(sa.select(t.continuations)).mappings()}
+        reqs = {
+            r["continuation_id"]: dict(r)
+            for r in conn.execute(sa.select(t.continuation_requests)).mappings()
+        }
+        audits = [dict(r) for r in conn.execute(sa.select(t.audit_events)).mappings()]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    batch: dict[str, list[dict[str, Any]]] = {"runs": [], "cont": [], "req": [], "audit": []}
+
+    def flush() -> None:
+        with store.engine.begin() as conn:
+            for table, key in (
+                (t.runs, "runs"),
+                (t.continuations, "cont"),
+                (t.continuation_requests, "req"),
+                (t.audit_events, "audit"),
+            ):
+                if batch[key]:
+                    conn.execute(table.insert(), batch[key])
+                    batch[key].clear()
+
+    for i in range(size - len(EXAMPLES)):
+        at = start + timedelta(seconds=i)
+        run = runs[i % len(runs)]
+        cont = conts[run["run_id"]]
+        req = reqs[cont["continuation_id"]]
+        run_id, cid = f"run-s{i:07d}", f"cont-s{i:07d}"
+        assignee = f"user{i % ASSIGNEES}"
+        batch["runs"].append({**run, "run_id": run_id, "created_at": at, "updated_at": at})
+        requests = [{**r, "assignee": assignee} for r in cont["requests"]]
+        batch["cont"].append(
+            {
+                **cont,
+                "continuation_id": cid,
+                "run_id": run_id,
+                "requests": requests,
+                "created_at": at,
+                "updated_at": at,
+            }
+        )
+        batch["req"].append({**req, "continuation_id": cid, "assignee": assignee})
+        audit = audits[i % len(audits)]
+        batch["audit"].append(
+            {
+                **{k: v for k, v in audit.items() if k != "id"},
+                "event_id": f"evt-s{i:07d}",
+                "run_id": run_id,
+                "created_at": at,
+            }
+        )
+        if len(batch["runs"]) >= 5000:
+            flush()
+    flush()
+    if store.dialect.name == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE"))
+
+
+def measure_backend(label: str, url: str | None, size: int, requests: int) -> list[dict[str, Any]]:
+    from starlette.testclient import TestClient
+
+    from kneo.platform import create_platform
+    from kneo.service import create_app
+    from kneo.service.middleware import LOGGER_NAME
+    from kneo.settings import Settings
+    from kneo.store import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="kneo-scale-bench-"))
+    settings = Settings.from_env({"KNEO_SERV_ADMIN_API_KEY": KEY})
+    store = open_store(url, settings=settings, state_dir=tmp)
+    manager = create_platform(settings=settings, store=store)
+    started = time.perf_counter()
+    fill(manager, store, size)
+    print(f"{label}: {size} tasks filled in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    durations = Durations()
+    logger = logging.getLogger(LOGGER_NAME)
+    app = create_app(False, settings=settings, manager=manager, start_worker=False)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(durations)
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    rows: list[dict[str, Any]] = []
+
+    def get(path: str, **params: Any) -> dict[str, Any]:
+        answer = client.get(path, params=params, headers=headers)
+        assert answer.status_code == 200, (path, params, answer.text[:300])
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def case(route: str, what: str, call: Callable[[], Any]) -> None:
+        for _ in range(3):
+            call()
+        durations.take()
+        for _ in range(requests):
+            call()
+        values = durations.take()
+        rows.append(
+            {
+                "backend": label,
+                "size": size,
+                "route": route,
+                "what": what,
+                "p50": statistics.median(values),
+                "p95": pct(values, 0.95),
+            }
+        )
+
+    deep = min(size // 2, 10_000)  # the offset bound (KNEO_SERV_MAX_LIST_OFFSET default)
+    for route, collection, filters in (
+        ("/v1/human-tasks", "tasks", {"assignee": "user7", "kind": "input"}),
+        ("/v1/runs", "runs", {"status": "paused"}),
+        ("/v1/audit-events", "events", {"event_type": "run.created"}),
+    ):
+        case(route, "first page", lambda r=route: get(r))
+        for key, value in filters.items():
+            case(route, f"{key}={value}", lambda r=route, k=key, v=value: get(r, **{k: v}))
+        cursor = get(route).get("next_cursor")
+        if cursor:
+            case(route, "after a cursor", lambda r=route, c=cursor: get(r, cursor=c))
+            middle = cursor
+            for _ in range(min(size // 200, 200)):  # walk ~half of the table by cursor
+                middle = get(route, cursor=middle, limit=1000).get("next_cursor") or middle
+            case(route, "deep cursor", lambda r=route, c=middle: get(r, cursor=c))
+        case(route, f"offset={deep}", lambda r=route: get(r, offset=deep))
+        case(route, "include=counts", lambda r=route: get(r, include="counts"))
+        assert get(route)[collection]
+    store.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--pg", default=os.environ.get("KNEO_TEST_DATABASE_URL"))
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    os.chdir(REPO)
+    sys.path.insert(0, str(REPO))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        if not args.no_sqlite:
+            rows += measure_backend("SQLite", None, size, args.requests)
+        if args.pg:
+            with pg_database(args.pg) as url:
+                rows += measure_backend("PostgreSQL", url, size, args.requests)
+    print("| backend | rows | route | request | p50 ms | p95 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['backend']} | {r['size']:,} | `{r['route']}` | {r['what']} "
+            f"| {r['p50']:.2f} | {r['p95']:.2f} |"
+        )
+    over = [
+        r
+        for r in rows
+        if r["p95"] >= 15 and "offset" not in r["what"] and "counts" not in r["what"]
+    ]
+    print(f"\npages over the 15 ms p95 target: {len(over)}")
+    hook = REPO / "bench" / "scale_reconcile.py"
+    if hook.exists():
+        spec = importlib.util.spec_from_file_location("scale_reconcile", hook)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "main"):
+            module.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Every list query is served by an index in its own order: the plans of the real
+statements (captured as the store runs them) never scan a big table whole nor sort it.
+
+``EXPLAIN QUERY PLAN`` on SQLite and ``EXPLAIN`` on PostgreSQL (after ``ANALYZE``, as the
+migrations and ``bench/scale.py`` run it, with enough rows that a scan would be chosen if
+it were cheaper), for each listing with each of its filters, first page and after a cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from kneo.settings import Settings
+from kneo.store import Store, open_store
+from kneo.store import tables as t
+
+ROWS = 20_000
+BIG = ("runs", "continuations", "continuation_requests", "audit_events")
+
+
+def _fill(store: Store, rows: int) -> None:
+    """``rows`` runs, each paused on one continuation with one pending request (every tenth
+    a promotion without a run), and an audit event per run: copies of real rows."""
+    run = store.create_run(target="workflow", input_text="x", workflow_name="wf")
+    with store.transaction() as tx:
+        tx.put_continuation(
+            "cont_t",
+            run_id=run.run_id,
+            requests=[{"request_id": "req_t", "kind": "approval", "assignee": "a0"}],
+        )
+        tx.add_audit("run.created", run_id=run.run_id)
+    with store.engine.connect() as conn:
+        run_row = dict(conn.execute(sa.select(t.runs)).mappings().one())
+        cont_row = dict(conn.execute(sa.select(t.continuations)).mappings().one())
+        req_row = dict(conn.execute(sa.select(t.continuation_requests)).mappings().one())
+        audit_row = dict(conn.execute(sa.select(t.audit_events)).mappings().one())
+    audit_row.pop("id")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    runs, conts, reqs, audits = [], [], [], []
+    for i in range(rows):
+        at = start + timedelta(seconds=i)
+        promotion = i % 10 == 0
+        run_id = None if promotion else f"run_{i:06d}"
+        if run_id:
+            status = ("paused", "succeeded", "failed")[i % 3]
+            runs.append({**run_row, "run_id": run_id, "status": status, "created_at": at})
+        cid = f"cont_{i:06d}"
+        pending = promotion or i % 3 == 0  # history: most tasks were answered long ago
+        if run_id:
+            audits.append({**audit_row, "event_id": f"evt_{i:06d}", "run_id": run_id})
+            audits[-1]["continuation_id"] = cid
+        kind = "promotion" if promotion else "sequential"
+        conts.append(
+            {**cont_row, "continuation_id": cid, "run_id": run_id, "workflow_kind": kind}
+            | {"created_at": at, "environment": f"env{i % 4}"}
+            | {"status": "pending" if pending else "answered"}
+        )
+        reqs.append(
+            {**req_row, "continuation_id": cid, "kind": ("approval", "input")[i % 2]}
+            | {"assignee": f"a{i % 50}", "status": "pending" if pending else "resolved"}
+        )
+    with store.engine.begin() as conn:
+        for table, values in (
+            (t.runs, runs),
+            (t.continuations, conts),
+            (t.continuation_requests, reqs),
+            (t.audit_events, audits),
+        ):
+            conn.execute(table.insert(), values)
+    if store.dialect.name == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
+def big_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_session_databases").new()
+        store = open_store(url, settings=Settings())
+    else:
+        store = open_store(None, state_dir=tmp_path_factory.mktemp("plans"))
+    _fill(store, ROWS if request.param == "postgresql" else 3_000)
+    yield store
+    store.close()
+
+
+def _captured(store: Store, call: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The SELECT statements (with their parameters) ``call`` runs on ``store``."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    return seen
+
+
+def _plan(store: Store, statement: str, params: Any) -> list[str]:
+    prefix = "EXPLAIN QUERY PLAN " if store.dialect.name == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        cursor.execute(prefix + statement, params)
+        rows = cursor.fetchall()
+    return [str(row[-1] if store.dialect.name == "sqlite" else row[0]) for row in rows]
+
+
+def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
+    """Plan lines that sort rows of a big table or scan one whole. Walking a table or
+    index in the listing's order is not (the page's ``LIMIT`` stops it): SQLite's ``SCAN t``
+    of a statement without ``WHERE`` walks the rowid order, ``SCAN t USING INDEX i`` the
+    index's order."""
+    filtered = " WHERE " in statement.upper()
+    bad = []
+    for line in plan:
+        text = line.strip()
+        if store.dialect.name == "sqlite":
+            whole = text.startswith("SCAN ") and "USING" not in text and filtered
+            if "USE TEMP B-TREE" in text or (whole and text.split()[1] in BIG):
+                bad.append(text)
+        elif any(f"Seq Scan on {name} " in text for name in BIG) or "Sort" in text.split("(")[0]:
+            bad.append(text)
+    return bad
+
+
+LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
+    "runs": lambda s, c: s.list_runs(limit=50, cursor=c, count=False),
+    "runs status": lambda s, c: s.list_runs(status="paused", limit=50, cursor=c, count=False),
+    "runs by update": lambda s, c: s.list_runs(sort_by="updated_at", cursor=c, count=False),
+    "runs by status": lambda s, c: s.list_runs(sort_by="status", cursor=c, count=False),
+    "runs oldest": lambda s, c: s.list_runs(sort_order="asc", cursor=c, count=False),
+    "tasks": lambda s, c: s.list_continuations(cursor=c, count=False),
+    "tasks newest": lambda s, c: s.list_continuations(sort="newest", cursor=c, count=False),
+    "tasks assignee": lambda s, c: s.list_continuations(assignee="a7", cursor=c, count=False),
+    "tasks kind": lambda s, c: s.list_continuations(kind="input", cursor=c, count=False),
+    "tasks promotion": lambda s, c: s.list_continuations(kind="promotion", cursor=c, count=False),
+    "tasks workflow kind": lambda s, c: s.list_continuations(
+        workflow_kind="sequential", cursor=c, count=False
+    ),
+    "tasks environment": lambda s, c: s.list_continuations(
+        environment="env1", cursor=c, count=False
+    ),
+    "audit": lambda s, c: s.list_audit(cursor=c, count=False),
+    "audit type": lambda s, c: s.list_audit(event_type="run.created", cursor=c, count=False),
+    "audit run": lambda s, c: s.list_audit(run_id="run_000007", cursor=c, count=False),
+    "audit continuation": lambda s, c: s.list_audit(
+        continuation_id="cont_000001", cursor=c, count=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LISTINGS))
+def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None:
+    """First page and the page after its cursor: no full scan, no sort of a big table."""
+    listing = LISTINGS[name]
+    first = listing(big_store, None)
+    assert first.items, name
+    calls: list[tuple[str, Any]] = _captured(big_store, lambda: listing(big_store, None))
+    if first.next_cursor is not None:
+        cursor = first.next_cursor
+        calls += _captured(big_store, lambda: listing(big_store, cursor))
+    list_calls = [(s, p) for s, p in calls if "LIMIT" in s.upper()]
+    assert list_calls, calls
+    for statement, params in list_calls:
+        plan = _plan(big_store, statement, params)
+        assert not _bad_steps(big_store, statement, plan), (name, statement, plan)
+
+
+def test_pending_counts_by_assignee_read_an_index(big_store: Store) -> None:
+    """The inbox's counts per assignee are one walk of the (status, assignee) index."""
+    calls = _captured(big_store, big_store.pending_counts_by_assignee)
+    assert len(calls) == 1
+    plan = _plan(big_store, *calls[0])
+    assert not _bad_steps(big_store, calls[0][0], plan), plan
+    assert (
+        sum(big_store.pending_counts_by_assignee().values())
+        == big_store.list_continuations(limit=1).total
+    )
+
+
+def test_a_full_scan_is_caught(big_store: Store) -> None:
+    """The check itself fails on an unindexed order (so the test above can fail)."""
+    for statement in (
+        "SELECT * FROM runs ORDER BY input_text LIMIT 10",
+        "SELECT * FROM runs WHERE input_text = 'y' LIMIT 10",
+    ):
+        params = {} if big_store.dialect.name == "postgresql" else ()
+        assert _bad_steps(big_store, statement, _plan(big_store, statement, params)), statement
+
+
+_ = Path
