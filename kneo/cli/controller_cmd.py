@@ -352,7 +352,7 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: JsonOp
     """Active revisions, with their Ready condition."""
     want_json_errors(as_json)
     store = _store()
-    items = store.list_registry(env)
+    items = store.list_registry(env).items
     ready = {
         (c.bundle_name, c.environment): c
         for c in store.list_conditions(environment=env)

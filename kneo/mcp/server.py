@@ -252,9 +252,13 @@ def build_server(bridge: ApiBridge) -> MCPServer:
         )
 
     @tool("list_registry_bundles")
-    async def list_registry_bundles(ctx: Context, environment: str | None = None) -> dict[str, Any]:
+    async def list_registry_bundles(
+        ctx: Context, environment: str | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
         return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx), by_name["list_registry_bundles"], params={"environment": environment}
+            headers(ctx),
+            by_name["list_registry_bundles"],
+            params={"environment": environment, "cursor": cursor},
         )
 
     @tool("get_registry_bundle")

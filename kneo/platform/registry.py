@@ -36,11 +36,26 @@ def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> di
     return data
 
 
-def registry_revisions(store: Store, environment: str | None, status: str | None) -> dict[str, Any]:
-    """Bundle revisions of ``environment`` (all when ``None``) with ``status`` (all when
-    ``None``): ``GET /v1/registry/bundles``."""
-    items = [revision_view(r) for r in store.list_registry(environment, status=status)]
-    return {"revisions": items, "count": len(items), "total": len(items)}
+def registry_revisions(
+    store: Store,
+    environment: str | None,
+    status: str | None,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    counts: bool = False,
+) -> dict[str, Any]:
+    """One page of bundle revisions of ``environment`` (all when ``None``) with ``status``
+    (all when ``None``): ``GET /v1/registry/bundles``, keyset-paged like the other lists."""
+    page = store.list_registry(environment, status=status, limit=limit, cursor=cursor, count=counts)
+    items = [revision_view(r) for r in page.items]
+    return {
+        "revisions": items,
+        "count": len(items),
+        "total": page.total,
+        "limit": limit,
+        "next_cursor": page.next_cursor,
+    }
 
 
 def bundle_view(

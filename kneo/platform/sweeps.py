@@ -318,13 +318,15 @@ def prune_timed_out_runs(manager: PlatformManager) -> int:
     now = manager.clock.now()
     store = manager.store
     due: list[str] = []
-    offset = 0
+    cursor: str | None = None
     live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
-    while True:
-        page = store.list_runs(status=live, limit=_PAGE, offset=offset, sort_order="asc")
+    while True:  # keyset pages: each costs the same however many live runs there are
+        page = store.list_runs(
+            status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
+        )
         due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
-        offset += _PAGE
-        if len(page.items) < _PAGE:
+        cursor = page.next_cursor
+        if cursor is None:
             break
     count = 0
     for run_id in due:

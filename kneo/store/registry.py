@@ -23,12 +23,13 @@ from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.store import rows
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import StoreBase, check_page, keyset_after, keyset_next
 from kneo.store.records import (
     REVISION_STATUSES,
     BundleRevision,
     Condition,
     ControllerStatus,
+    Page,
     PromotionApproval,
     RevisionHead,
     Suspension,
@@ -503,21 +504,43 @@ class RegistryReadsMixin(StoreBase):
             return [rows.revision(r) for r in result]
 
     def list_registry(
-        self, environment: str | None = None, *, status: str | None = "active"
-    ) -> list[BundleRevision]:
-        """Revisions across bundles (active ones by default; ``status=None`` for all)."""
+        self,
+        environment: str | None = None,
+        *,
+        status: str | None = "active",
+        limit: int | None = None,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> Page[BundleRevision]:
+        """Revisions across bundles (active ones by default; ``status=None`` for all) in the
+        primary key's order (bundle, environment, revision), so a page walks the key from
+        ``cursor`` and stops after ``limit`` rows (every row when ``limit`` is ``None``)."""
+        if limit is not None:
+            check_page(limit, 0)
         where = []
         if environment is not None:
             where.append(_R.environment == environment)
         if status is not None:
             where.append(_R.status == status)
+        columns = (_R.bundle_name, _R.environment, _R.revision)
+        stmt = (
+            sa.select(t.bundle_revisions)
+            .where(*where, *keyset_after(cursor, "asc", columns))
+            .order_by(*columns)
+        )
         with self._read() as conn:
-            result = conn.execute(
-                sa.select(t.bundle_revisions)
-                .where(*where)
-                .order_by(_R.bundle_name, _R.environment, _R.revision)
-            ).mappings()
-            return [rows.revision(r) for r in result]
+            total = None
+            if count:
+                total = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.bundle_revisions).where(*where)
+                ).scalar_one()
+            found = list(conn.execute(stmt if limit is None else stmt.limit(limit + 1)).mappings())
+        next_cursor = None
+        if limit is not None and len(found) > limit:
+            next_cursor = keyset_next(found[limit - 1], "asc", columns)
+            found = found[:limit]
+        items = [rows.revision(r) for r in found]
+        return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor)
 
     def list_revision_heads(self, environment: str | None = None) -> list[RevisionHead]:
         """Every revision without its spec, by (bundle, environment, revision).

@@ -345,6 +345,7 @@ bundle_revisions = sa.Table(
     sa.Column("deactivated_at", UTCDateTime),
     sa.Index(None, "environment", "status"),
     sa.Index(None, "bundle_name", "environment", "digest"),
+    sa.Index(None, "environment", "bundle_name", "revision"),  # one environment's list (0009)
 )
 
 # The database itself guarantees at most one active revision per (bundle, environment): a

@@ -160,4 +160,4 @@ def test_row8_bundle_names_outside_the_pattern_are_refused(
     result = make_controller(store, repo, keys, clock, tmp_path).reconcile_once()
     assert result.ok
     assert sorted(p["code"] for p in result.problems) == ["bundle_path_invalid"] * 2
-    assert [r.bundle_name for r in store.list_registry(None, status=None)] == ["helper"]
+    assert [r.bundle_name for r in store.list_registry(None, status=None).items] == ["helper"]

@@ -302,7 +302,7 @@ def test_plan_is_a_dry_run(
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     result = ctl.plan()
     assert result.dry_run and [o.action.kind.value for o in result.outcomes] == ["activate"]
-    assert store.list_registry(status=None) == [] and store.list_audit(limit=10).items == []
+    assert store.list_registry(status=None).items == [] and store.list_audit(limit=10).items == []
     with pytest.raises(NotFound):
         resolve_bundle_for_run(store, "helper", "dev")
 

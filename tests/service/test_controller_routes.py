@@ -74,3 +74,33 @@ def test_registry_reads(make_client) -> None:
         ]
         == "controller:write"
     )
+
+
+def test_registry_list_pages_by_cursor(make_client) -> None:
+    client = make_client(auth_env())
+    store = client.app.state.manager.store
+    for name in ("alpha", "beta", "gamma"):
+        for env in ("dev", "prod"):
+            store.add_revision(name, env, digest="sha256:" + "1" * 64, status="active", spec={})
+    whole = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
+    assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] is None
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/registry/bundles", headers=headers("viewer"), params=params).json()
+        seen += [(r["bundle_name"], r["environment"]) for r in page["revisions"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [(r["bundle_name"], r["environment"]) for r in whole["revisions"]]
+    assert len(seen) == 6 and seen == sorted(seen)
+    prod = client.get(
+        "/v1/registry/bundles",
+        headers=headers("viewer"),
+        params={"environment": "prod", "limit": 2, "include": "counts"},
+    ).json()
+    assert [r["bundle_name"] for r in prod["revisions"]] == ["alpha", "beta"] and prod["total"] == 3
+    bad = client.get(
+        "/v1/registry/bundles", headers=headers("viewer"), params={"cursor": "not-a-cursor"}
+    )
+    assert bad.status_code == 400 and bad.json()["field"] == "cursor"

@@ -47,8 +47,8 @@ def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -
     active = store.get_active("a", "dev")
     assert active is not None and active.revision == 2 and active.approved_by == ["ann"]
     assert store.get_active("a", "prod") is None
-    assert [r.revision for r in store.list_registry("dev")] == [2]
-    assert len(store.list_registry(status=None)) == 2
+    assert [r.revision for r in store.list_registry("dev").items] == [2]
+    assert len(store.list_registry(status=None).items) == 2
     again = store.activate_revision("a", "dev", 1)
     assert again.status == "active" and store.get_revision("a", "dev", 2).status == "inactive"
 

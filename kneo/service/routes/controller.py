@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from kneo.documents import DocumentError, parse_json
@@ -22,6 +22,7 @@ from kneo.platform.registry import (
 )
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
+from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
 
 router = APIRouter()
 
@@ -82,14 +83,27 @@ async def controller_webhook(
     "/registry/bundles", tags=["registry"], dependencies=[Depends(require_scope("registry:read"))]
 )
 def list_registry(
+    request: Request,
     environment: str | None = None,
     status: str | None = "active",
+    limit: int | None = Query(None, ge=1, description="Page size (capped)."),
+    cursor: str | None = CURSOR,
+    include: str | None = INCLUDE,
     store: Any = Depends(store_dep),
 ) -> dict[str, Any]:
-    """Bundle revisions (active ones by default; ``status=all`` for every revision)."""
+    """Bundle revisions (active ones by default; ``status=all`` for every revision) by
+    bundle, environment and revision; paged by ``cursor``, ``total`` with
+    ``include=counts``."""
     if environment is not None:
         check_name(environment, kind="environment")
-    return registry_revisions(store, environment, None if status == "all" else status)
+    return registry_revisions(
+        store,
+        environment,
+        None if status == "all" else status,
+        limit=list_cap(request, limit),
+        cursor=cursor or None,
+        counts=keyset_params(request, 0, include),
+    )
 
 
 @router.get(

@@ -12,6 +12,8 @@ neither a page nor a deep one sorts or skips rows.
   ``(continuation_id, id)`` is new (the filter had no index).
 * ``continuations``: ``(status, workflow_kind, created_at, continuation_id)``, for the
   inbox's promotion filter and workflow kinds.
+* ``bundle_revisions``: ``(environment, bundle_name, revision)``, the registry listing of
+  one environment in its order (the primary key serves the listing across environments).
 
 PostgreSQL plans from statistics: :func:`kneo.store.migrate.upgrade` runs ``ANALYZE`` after
 every upgrade, so a migrated database does not start with plans made for empty tables.
@@ -39,6 +41,7 @@ _CHANGES = (
     ("audit_events", ("run_id",), ("run_id", "id")),
     ("audit_events", None, ("continuation_id", "id")),
     ("continuations", None, ("status", "workflow_kind", "created_at", "continuation_id")),
+    ("bundle_revisions", None, ("environment", "bundle_name", "revision")),
 )
 
 
