@@ -140,6 +140,27 @@ class RetentionDays:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """Notification delivery (``KNEO_SERV_NOTIFICATIONS_*``; see docs/notifications.md)."""
+
+    #: how often a dispatcher looks for due deliveries; 0: this process delivers nothing
+    poll_seconds: float = 0.5
+    #: attempts before a delivery is ``dead``
+    max_attempts: int = 8
+    #: first retry delay; doubles per attempt (full jitter), capped at ``backoff_max_seconds``
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    #: a claimed delivery's lease: a process killed mid-delivery loses it after this
+    lease_seconds: float = 30.0
+    #: one HTTP attempt's timeout (keep it below the lease)
+    timeout_seconds: float = 10.0
+    #: ``human.expiring`` is sent this long before a pending request's ``expires_at``
+    expiring_lead_seconds: float = 900.0
+    #: receivers as JSON (a list, the project config's ``notifications.receivers`` schema)
+    receivers: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Build with :meth:`from_env`; never read ``os.environ`` elsewhere."""
 
@@ -191,6 +212,10 @@ class Settings:
     otel_record_results: bool = False
     health_providers: tuple[str, ...] = ()
     health_mcp_secrets: tuple[str, ...] = ()
+    # notifications
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    #: the console's public base URL for links in notifications (``https://kneo.example``)
+    public_url: str = ""
     # background work
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
@@ -217,6 +242,8 @@ class Settings:
         profiles = env.get("KNEO_SERV_PROFILES_PATH")
         d = Limits()
         c = CheckpointLimits()
+        n = NotificationSettings()
+        n_ints = {"max_attempts"}
         return cls(
             project_config=Path(project_config) if project_config else None,
             default_env=env.get("KNEO_ENV") or "dev",
@@ -275,6 +302,17 @@ class Settings:
             otel_record_results=_bool(env, "KNEO_SERV_OTEL_RECORD_RESULTS", False),
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
+            notifications=NotificationSettings(
+                **{
+                    f.name: (_int if f.name in n_ints else _float)(
+                        env, f"KNEO_SERV_NOTIFICATIONS_{f.name.upper()}", getattr(n, f.name)
+                    )
+                    for f in fields(NotificationSettings)
+                    if f.name != "receivers"
+                },
+                receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
+            ),
+            public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,

@@ -50,6 +50,7 @@ from kneo.store.base import (
 from kneo.store.coordination import CoordinationMixin
 from kneo.store.dialects import StoreDialect
 from kneo.store.maintenance import MaintenanceMixin
+from kneo.store.notifications import NotificationsMixin
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -71,7 +72,9 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 _GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
 
 
-class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, StoreBase):
+class Store(
+    CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, NotificationsMixin, StoreBase
+):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
     Thread-safe: every call checks a connection out of the engine's pool. Timestamps come

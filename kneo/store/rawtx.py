@@ -53,6 +53,7 @@ from kneo.store.rowvalues import (
     continuation_request_rows,
     continuation_values,
     new_continuation,
+    outbox_values,
     trace_values,
 )
 from kneo.store.steps import (
@@ -506,24 +507,24 @@ class RawTransaction(RowWriter):
         if release:
             params["k_owner"] = release_lease
         params["k_checkpoints"], params["k_events"] = added
-        audit_rows = [
-            self._sql.bind(
-                t.audit_events,
-                audit_values(
-                    audit["event_type"],
-                    actor=audit.get("actor"),
-                    run_id=audit.get("run_id"),
-                    continuation_id=audit.get("continuation_id"),
-                    payload=audit.get("payload"),
-                    now=self.now,
-                ),
+        audit_values_ = [
+            audit_values(
+                audit["event_type"],
+                actor=audit.get("actor"),
+                run_id=audit.get("run_id"),
+                continuation_id=audit.get("continuation_id"),
+                payload=audit.get("payload"),
+                now=self.now,
             )
             for audit in audits
         ]
+        audit_rows = [self._sql.bind(t.audit_events, v) for v in audit_values_]
+        outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
         moves = added != (0, 0)
         found = None
         alone = (
-            self._waiting == []
+            not outbox  # a notification's row goes the stepwise way, with its audit
+            and self._waiting == []
             and not self._open
             and not self._seq_dirty - {run_id}
             and max(len(checkpoints), len(events), len(audits)) <= MAX_NUMBERED_ROWS
@@ -547,6 +548,8 @@ class RawTransaction(RowWriter):
                 self._insert_trace_rows(trace_values(run_id, first, events, self.now))
             for row in audit_rows:
                 self._insert("audit", _insert(t.audit_events, tuple(row)), row)
+            for values in outbox:
+                self._insert_outbox(values)
         version, checkpoint_seq, trace_seq = found[0]
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
@@ -767,6 +770,14 @@ class RawTransaction(RowWriter):
         self._insert(
             "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
         )
+        outbox = outbox_values(values)
+        if outbox is not None:
+            self._insert_outbox(outbox)
+
+    def _insert_outbox(self, values: dict[str, Any]) -> None:
+        """A notifiable audit event's ``notification_events`` row (the outbox)."""
+        bound = self._sql.bind(t.notification_events, values)
+        self._insert("outbox", _insert(t.notification_events, tuple(values)), bound)
 
     def _insert_queue(self, values: dict[str, Any]) -> int:
         cur = self._exec(
