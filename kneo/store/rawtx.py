@@ -240,10 +240,32 @@ _FINISH_AUDITS = (
     "AS a(n, event_id, event_type, actor, run_id, continuation_id, payload))"
 )
 
+# A notifiable audit's outbox row (kneo.store.notifications), in the same statement.
+_FINISH_OUTBOX = (
+    ", nb AS (INSERT INTO notification_events (event_id, event_type, severity, environment, "
+    "assignee, actor, run_id, continuation_id, payload, routed, created_at) SELECT o.event_id, "
+    "o.event_type, o.severity, o.environment, o.assignee, o.actor, o.run_id, o.continuation_id, "
+    "o.payload, false, cas.updated_at FROM cas, {rows} AS o(n, event_id, event_type, severity, "
+    "environment, assignee, actor, run_id, continuation_id, payload))"
+)
+_OUTBOX_COLUMNS = (
+    "event_id",
+    "event_type",
+    "severity",
+    "environment",
+    "assignee",
+    "actor",
+    "run_id",
+    "continuation_id",
+    "payload",
+)
 
-def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> Callable[[], str]:
+
+def _finish_alone_sql(
+    cas: str, checkpoints: int, events: int, audits: int, outbox: int
+) -> Callable[[], str]:
     """The statement of :meth:`RawTransaction._finish_alone`: ``cas`` (positional) and the
-    rows it adds, ``checkpoints``, ``events`` and ``audits`` of them."""
+    rows it adds, ``checkpoints``, ``events``, ``audits`` and ``outbox`` of them."""
 
     def build() -> str:
         sql = f"WITH cas AS ({cas})"
@@ -254,6 +276,8 @@ def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> C
             sql += CAS_EVENTS.format(count=events, rows=numbered_rows(3, events))
         if audits:
             sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
+        if outbox:
+            sql += _FINISH_OUTBOX.format(rows=numbered_rows(len(_OUTBOX_COLUMNS), outbox))
         return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
 
     return build
@@ -523,15 +547,14 @@ class RawTransaction(RowWriter):
         moves = added != (0, 0)
         found = None
         alone = (
-            not outbox  # a notification's row goes the stepwise way, with its audit
-            and self._waiting == []
+            self._waiting == []
             and not self._open
             and not self._seq_dirty - {run_id}
             and max(len(checkpoints), len(events), len(audits)) <= MAX_NUMBERED_ROWS
         )
         if alone:
             found = self._finish_alone(
-                run_id, (keys, release, moves), params, checkpoints, events, audit_rows
+                run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
             )
         if found is None:  # the statements one by one (or a patch's predecessor moved)
             update = _finish_update(keys, release, moves, alone=False, guard=False)
@@ -571,6 +594,7 @@ class RawTransaction(RowWriter):
         checkpoints: Sequence[StepCheckpoint],
         events: Sequence[Mapping[str, Any]],
         audits: list[dict[str, Any]],
+        outbox: list[dict[str, Any]],
     ) -> list[Any] | None:
         """PostgreSQL: the outcome as one statement in autocommit (see
         :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
@@ -597,7 +621,10 @@ class RawTransaction(RowWriter):
             args += (event["event_type"], event.get("step_id"), payload)
         for audit in audits:
             args += (audit[name] for name in _AUDIT_COLUMNS)
-        shape = (len(checkpoints), len(events), len(audits))
+        for row in outbox:
+            bound = self._sql.bind(t.notification_events, row)
+            args += (bound[name] for name in _OUTBOX_COLUMNS)
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
         key = ("finish_alone", *update, last is not None, *shape)
         sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
         found = execute_alone(self._raw, self._cur, sql, args)

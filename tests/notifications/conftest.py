@@ -53,4 +53,4 @@ def platform(tmp_path: Path, database_url: str) -> Callable[..., Any]:
 
     yield make
     for manager in opened:
-        manager.close()
+        manager.store.close()
