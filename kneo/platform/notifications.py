@@ -480,6 +480,60 @@ def start_dispatcher(manager: Any, settings: Settings) -> Dispatcher | None:
     ).start()
 
 
+def notification_view(record: NotificationRecord) -> dict[str, Any]:
+    """A delivery as the API and CLI show it (no payload: that is the receiver's)."""
+    event = record.event
+    return {
+        "id": record.id,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "severity": event.severity,
+        "receiver": record.receiver,
+        "status": record.status,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "environment": event.environment,
+        "assignee": event.assignee,
+        "run_id": event.run_id,
+        "continuation_id": event.continuation_id,
+        "summary": summary(event),
+        "created_at": utc_iso(record.created_at),
+        "next_attempt_at": utc_iso(record.available_at) if record.status == "pending" else None,
+        "sent_at": utc_iso(record.sent_at),
+    }
+
+
+def list_view(
+    store: Store,
+    *,
+    status: str | None = None,
+    receiver: str | None = None,
+    event_type: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
+    first, with the count per status over all of them and the events not yet routed."""
+    from kneo.store.notifications import NOTIFICATION_STATUSES
+
+    page = store.list_notifications(
+        status=status, receiver=receiver, event_type=event_type, limit=limit, offset=offset
+    )
+    counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
+    for (_receiver, state), count in store.notification_counts().items():
+        counts[state] = counts.get(state, 0) + count
+    items = [notification_view(r) for r in page.items]
+    return {
+        "notifications": items,
+        "count": len(items),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "counts": counts,
+        "unrouted_events": store.unrouted_notification_events(),
+    }
+
+
 def send_test(receiver: Receiver, settings: Settings) -> int:
     """POST a ``notification.test`` message to ``receiver`` now (not through the outbox);
     its HTTP status, or :class:`KneoError` ``notification_failed``."""
@@ -512,8 +566,10 @@ __all__ = [
     "DeliveryFailed",
     "Dispatcher",
     "Receiver",
+    "list_view",
     "load_receivers",
     "message",
+    "notification_view",
     "on_delivery",
     "receiver_configs",
     "retry_delay",

@@ -34,11 +34,13 @@ ALL_SCOPES: tuple[str, ...] = (
     "policies:write",
     "registry:read",
     "controller:write",
+    "notifications:admin",
 )
 
 #: Built-in roles. The first eight scopes of each follow the reference exactly; the GitOps
 #: scopes are ours: everyone who may read runs may read the registry, and only operators
-#: (and admins) may trigger a reconcile.
+#: (and admins) may trigger a reconcile. ``notifications:admin`` (delivery rows, retry) is
+#: the admin role's alone.
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(ALL_SCOPES),
     "operator": frozenset(
