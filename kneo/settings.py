@@ -70,6 +70,12 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     return value
 
 
+def _num(env: Mapping[str, str], suffix: str, default: float) -> float:
+    """``KNEO_SERV_NOTIFICATIONS_<suffix>`` as a number (``default`` when unset)."""
+    value = _float(env, f"KNEO_SERV_NOTIFICATIONS_{suffix}", default)
+    return default if value is None else value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -243,7 +249,6 @@ class Settings:
         d = Limits()
         c = CheckpointLimits()
         n = NotificationSettings()
-        n_ints = {"max_attempts"}
         return cls(
             project_config=Path(project_config) if project_config else None,
             default_env=env.get("KNEO_ENV") or "dev",
@@ -303,13 +308,14 @@ class Settings:
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
             notifications=NotificationSettings(
-                **{
-                    f.name: (_int if f.name in n_ints else _float)(
-                        env, f"KNEO_SERV_NOTIFICATIONS_{f.name.upper()}", getattr(n, f.name)
-                    )
-                    for f in fields(NotificationSettings)
-                    if f.name != "receivers"
-                },
+                poll_seconds=_num(env, "POLL_SECONDS", n.poll_seconds),
+                max_attempts=_int(env, "KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS", n.max_attempts) or 1,
+                backoff_seconds=_num(env, "BACKOFF_SECONDS", n.backoff_seconds),
+                backoff_max_seconds=_num(env, "BACKOFF_MAX_SECONDS", n.backoff_max_seconds),
+                lease_seconds=_num(env, "LEASE_SECONDS", n.lease_seconds) or n.lease_seconds,
+                timeout_seconds=_num(env, "TIMEOUT_SECONDS", n.timeout_seconds)
+                or n.timeout_seconds,
+                expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
                 receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
             ),
             public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),

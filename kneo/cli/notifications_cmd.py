@@ -45,7 +45,9 @@ def list_notifications(
     filters = {"status": status, "receiver": receiver, "event_type": event_type}
     store = _local(client)
     if store is not None:
-        data = list_view(store, limit=limit, **filters)
+        data = list_view(
+            store, status=status, receiver=receiver, event_type=event_type, limit=limit
+        )
     else:
         params = {k: v for k, v in filters.items() if v is not None}
         data = client.request("GET", "/v1/notifications", params={**params, "limit": limit})
@@ -97,7 +99,7 @@ def retry(
     if as_json:
         print_json(data)
         return
-    console.print(f"{data['retried']} deliveries due again")
+    console().print(f"{data['retried']} deliveries due again")
 
 
 @app.command("test")
@@ -128,4 +130,4 @@ def send_test(
     if as_json:
         print_json({"receiver": receiver, "status_code": status})
         return
-    console.print(f"test notification delivered to {receiver} (HTTP {status})")
+    console().print(f"test notification delivered to {receiver} (HTTP {status})")

@@ -251,10 +251,13 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook body for a :func:`message`."""
     link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
     text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
-    return {"text": f"[{body['severity']}] {body['type']}: {body['summary']}", "blocks": [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
-    ]}
+    return {
+        "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
+        ],
+    }
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -541,7 +544,7 @@ def send_test(receiver: Receiver, settings: Settings) -> int:
 
     from kneo.ids import new_id
 
-    body = {
+    body: dict[str, Any] = {
         "id": new_id("ntest"),
         "type": "notification.test",
         "severity": "info",

@@ -72,9 +72,7 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 _GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
 
 
-class Store(
-    CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, NotificationsMixin, StoreBase
-):
+class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, NotificationsMixin, StoreBase):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
     Thread-safe: every call checks a connection out of the engine's pool. Timestamps come

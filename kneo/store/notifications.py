@@ -63,8 +63,8 @@ class NotificationRecord:
 
 
 _EVENT_FIELDS = tuple(f for f in NotificationEvent.__dataclass_fields__)
-_ROW_FIELDS = ("id", "receiver", "status", "attempts", "available_at", "last_error")
-_ROW_FIELDS += ("created_at", "updated_at", "sent_at")
+_ROW_FIELDS: tuple[str, ...] = ("id", "receiver", "status", "attempts", "available_at")
+_ROW_FIELDS += ("last_error", "created_at", "updated_at", "sent_at")
 
 
 def _record(row: Any) -> NotificationRecord:
@@ -256,9 +256,7 @@ class NotificationsMixin(StoreBase):
         with self._read() as conn:
             total = conn.execute(
                 sa.select(sa.func.count())
-                .select_from(
-                    t.notifications.join(t.notification_events, n.event_id == e.event_id)
-                )
+                .select_from(t.notifications.join(t.notification_events, n.event_id == e.event_id))
                 .where(*where)
             ).scalar_one()
             found = conn.execute(
@@ -289,9 +287,7 @@ class NotificationsMixin(StoreBase):
                 ).scalar_one()
             )
 
-    def retry_notifications(
-        self, ids: Sequence[int] | None = None, *, status: str = "dead"
-    ) -> int:
+    def retry_notifications(self, ids: Sequence[int] | None = None, *, status: str = "dead") -> int:
         """Make deliveries due again now, with a fresh attempt budget: the rows ``ids``
         (whatever their status but ``sending``), else every row in ``status``."""
         n = t.notifications.c

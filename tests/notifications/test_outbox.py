@@ -78,7 +78,11 @@ def test_a_failed_run_is_notified_with_its_run(platform: Any) -> None:
     failed = manager.run_from_spec(input_text="not json", spec=spec)
     assert failed.status == "failed"
     [event] = _events(manager.store)
-    assert (event.event_type, event.run_id, event.environment) == ("run.failed", failed.run_id, "dev")
+    assert (event.event_type, event.run_id, event.environment) == (
+        "run.failed",
+        failed.run_id,
+        "dev",
+    )
     assert event.payload["workflow"] == "boom"
 
 
@@ -228,3 +232,26 @@ def test_a_project_config_block_is_read(tmp_path: Path) -> None:
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     [ops] = load_receivers(settings, project.config)
     assert (ops.name, ops.environments) == ("ops", ("prod",))
+
+
+def test_the_documented_config_and_verification_snippet_work() -> None:
+    import hashlib
+    import hmac
+    import re
+
+    import yaml
+
+    from kneo.spec.project import ProjectConfig
+
+    page = (REPO / "docs" / "notifications.md").read_text()
+    config = re.search(r"```yaml\n(.*?)```", page, re.S)
+    snippet = re.search(r"```python\n(.*?)```", page, re.S)
+    assert config and snippet
+    parsed = ProjectConfig.model_validate(yaml.safe_load(config.group(1)))
+    assert [r.name for r in parsed.notifications.receivers] == ["ops-hook", "prod-chat"]
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)
+    body = b'{"id": "evt_1"}'
+    good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert namespace["verified"](b"k", body, good)
+    assert not namespace["verified"](b"other", body, good)
