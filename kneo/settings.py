@@ -77,6 +77,12 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+def _num(env: Mapping[str, str], suffix: str, default: float) -> float:
+    """``KNEO_SERV_NOTIFICATIONS_<suffix>`` as a number (``default`` when unset)."""
+    value = _float(env, f"KNEO_SERV_NOTIFICATIONS_{suffix}", default)
+    return default if value is None else value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -149,6 +155,27 @@ class RetentionDays:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """Notification delivery (``KNEO_SERV_NOTIFICATIONS_*``; see docs/notifications.md)."""
+
+    #: how often a dispatcher looks for due deliveries; 0: this process delivers nothing
+    poll_seconds: float = 0.5
+    #: attempts before a delivery is ``dead``
+    max_attempts: int = 8
+    #: first retry delay; doubles per attempt (full jitter), capped at ``backoff_max_seconds``
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    #: a claimed delivery's lease: a process killed mid-delivery loses it after this
+    lease_seconds: float = 30.0
+    #: one HTTP attempt's timeout (keep it below the lease)
+    timeout_seconds: float = 10.0
+    #: ``human.expiring`` is sent this long before a pending request's ``expires_at``
+    expiring_lead_seconds: float = 900.0
+    #: receivers as JSON (a list, the project config's ``notifications.receivers`` schema)
+    receivers: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Build with :meth:`from_env`; never read ``os.environ`` elsewhere."""
 
@@ -206,6 +233,10 @@ class Settings:
     prometheus_multiproc_dir: str | None = None
     health_providers: tuple[str, ...] = ()
     health_mcp_secrets: tuple[str, ...] = ()
+    # notifications
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    #: the console's public base URL for links in notifications (``https://kneo.example``)
+    public_url: str = ""
     # background work
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
@@ -234,6 +265,7 @@ class Settings:
         profiles = env.get("KNEO_SERV_PROFILES_PATH")
         d = Limits()
         c = CheckpointLimits()
+        n = NotificationSettings()
         return cls(
             project_config=Path(project_config) if project_config else None,
             default_env=env.get("KNEO_ENV") or "dev",
@@ -295,6 +327,18 @@ class Settings:
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
+            notifications=NotificationSettings(
+                poll_seconds=_num(env, "POLL_SECONDS", n.poll_seconds),
+                max_attempts=_int(env, "KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS", n.max_attempts) or 1,
+                backoff_seconds=_num(env, "BACKOFF_SECONDS", n.backoff_seconds),
+                backoff_max_seconds=_num(env, "BACKOFF_MAX_SECONDS", n.backoff_max_seconds),
+                lease_seconds=_num(env, "LEASE_SECONDS", n.lease_seconds) or n.lease_seconds,
+                timeout_seconds=_num(env, "TIMEOUT_SECONDS", n.timeout_seconds)
+                or n.timeout_seconds,
+                expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
+                receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
+            ),
+            public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,

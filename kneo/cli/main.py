@@ -30,6 +30,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "registry": LazyCommand(
         "kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"
     ),
+    "notifications": LazyCommand(
+        "kneo.cli.notifications_cmd", "app", "Notification deliveries and receivers"
+    ),
     "db": LazyCommand("kneo.cli.db_cmd", "db_app", "Database schema migrations"),
     "maintenance": LazyCommand(
         "kneo.cli.db_cmd", "maintenance_app", "Retention, backup and restore"

@@ -60,6 +60,8 @@ def apply_decision(
         "decision": answer.decision,
         "selected_option": answer.selected_option,
         "content_present": bool(answer.content),
+        "assignee": request.assignee,
+        "environment": run.environment,
     }
     snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
     decided = {

@@ -2,7 +2,8 @@
 
 :func:`write_outcome` turns the engine's :class:`~kneo.engine.executor.Outcome` (completed,
 paused, failed, cancelled) into the run's new status, output and error, the continuation and
-``human.requested`` audits of a pause, the final checkpoint and trace events, and the decision
+``human.requested`` audits of a pause (the ``run.failed`` audit of a failure; both are
+notified: :mod:`kneo.platform.notifications`), the final checkpoint and trace events, and the decision
 audits that led here — all compare-and-set on the journal's version.
 
 A pause stores each request's body once, compact, in the state's ``pending`` (what the run
@@ -84,6 +85,8 @@ def write_outcome(
                         "step_id": r.step_id,
                         "assignee": r.assignee,
                         "expires_at": r.expires_at,
+                        "environment": run.environment,
+                        "workflow": run.workflow_name,
                     },
                     cid,
                 )
@@ -101,6 +104,18 @@ def write_outcome(
                 "step_id": outcome.error.get("step_id"),
                 "payload": outcome.error,
             }
+        )
+        extra_audits.append(
+            (
+                "run.failed",
+                {
+                    "reason": outcome.error.get("type") or outcome.error.get("code"),
+                    "step_id": outcome.error.get("step_id"),
+                    "environment": run.environment,
+                    "workflow": run.workflow_name,
+                },
+                None,
+            )
         )
     else:
         assert isinstance(outcome, Cancelled)

@@ -174,6 +174,8 @@ def _expire(
                     "expires_at": request.get("expires_at"),
                     "expired_at": utc_iso(now),
                     "on_timeout": "fail",
+                    "assignee": request.get("assignee"),
+                    "environment": run.environment,
                 },
             )
     except (Conflict, IllegalTransition, NotFound):
@@ -230,6 +232,7 @@ def _escalate(
                         "original_expires_at": r.get("expires_at"),
                         "escalated_at": stamp,
                         "on_timeout": "escalate",
+                        "environment": run.environment,
                     },
                 )
             tx.add_trace_event(run.run_id, "human_escalated", payload={"request_ids": sorted(ids)})
@@ -464,6 +467,8 @@ class Sweeper:
         self.interval = interval
         self.recovery = recovery
         self._tasks: list[PeriodicTask] = []
+        #: the process's notification dispatcher, started with the sweeps (start_sweeper)
+        self.dispatcher: Any = None
 
     def sweep_once(self) -> dict[str, int]:
         return {
@@ -499,15 +504,25 @@ class Sweeper:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.stop(timeout)
+        dispatcher, self.dispatcher = self.dispatcher, None
+        if dispatcher is not None:
+            dispatcher.stop(timeout)
 
 
 def start_sweeper(manager: Any, settings: Any) -> Sweeper | None:
-    """The sweeps a service or worker process runs (``None`` for a manager without them)."""
+    """The background work a service or worker process runs (``None`` for a manager
+    without it): the sweeps, and the notification dispatcher
+    (:func:`kneo.platform.notifications.start_dispatcher`), which stops with them."""
     if not hasattr(manager, "recover_stranded_runs"):
         return None
     interval = getattr(settings, "sweep_interval_seconds", None)
-    return Sweeper(
+    sweeper = Sweeper(
         manager,
         float(interval) if interval else None,
         recovery=recovery_interval(manager.lease_seconds),
-    ).start()
+    )
+    if hasattr(settings, "notifications"):
+        from kneo.platform.notifications import start_dispatcher
+
+        sweeper.dispatcher = start_dispatcher(manager, settings)
+    return sweeper.start()

@@ -69,7 +69,7 @@ def configure_logging(settings: Settings) -> None:
 def _routers() -> list[Any]:
     """API routers, busiest first: FastAPI matches a request against the routes in order
     (no two routes here overlap, so the order only decides how many are tried first)."""
-    from kneo.service.routes import audit, security
+    from kneo.service.routes import audit, notifications, security
 
     routers = []
     for name in ("runs", "human", "specs", "controller"):
@@ -78,7 +78,7 @@ def _routers() -> list[Any]:
         except ImportError:  # a route group whose platform piece has not landed
             continue
         routers.append(module.router)
-    return [*routers, audit.router, security.router]
+    return [*routers, audit.router, security.router, notifications.router]
 
 
 def create_app(

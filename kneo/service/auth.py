@@ -35,12 +35,14 @@ ALL_SCOPES: tuple[str, ...] = (
     "registry:read",
     "controller:write",
     "metrics:read",
+    "notifications:admin",
 )
 
 #: Built-in roles. The first eight scopes of each follow the reference exactly; the GitOps
 #: scopes are ours: everyone who may read runs may read the registry, and only operators
 #: (and admins) may trigger a reconcile or read ``/metrics`` (give a Prometheus its own key
-#: with just ``metrics:read``).
+#: with just ``metrics:read``). ``notifications:admin`` (delivery rows, retry) is the admin
+#: role's alone.
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(ALL_SCOPES),
     "operator": frozenset(

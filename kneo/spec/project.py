@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kneo.errors import ConfigError
 from kneo.names import check_name
@@ -189,6 +196,73 @@ class ControllerConfigBlock(_Model):
         return _check_env_names(value, "controller.trusted_hmac_keys")
 
 
+class ReceiverConfig(_Model):
+    """One place notifications go (``notifications.receivers[]``, or the JSON list in
+    ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``), with Flux-Alert-style filters: an event is sent
+    when every filter that is set matches. Secrets are named by variable, never written."""
+
+    #: Stable name: a delivery row is keyed by (event, receiver name).
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    #: ``webhook``: JSON signed with HMAC-SHA256; ``slack``: an incoming-webhook message.
+    type: Literal["webhook", "slack"] = "webhook"
+    #: Where to POST (http or https). A Slack webhook URL is itself a secret: use ``url_env``.
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
+    #: Variable holding the URL instead of ``url``.
+    url_env: str | None = None
+    #: Variable holding the webhook's HMAC key (``X-Kneo-Signature-256``).
+    secret_env: str | None = None
+    #: Event types (``*`` wildcards, e.g. ``human.*``); empty: every event.
+    events: list[str] = Field(default_factory=list)
+    #: Only events of these environments (events with no environment never match).
+    environments: list[str] = Field(default_factory=list)
+    #: Only events assigned to one of these (human tasks).
+    assignees: list[str] = Field(default_factory=list)
+    #: Lowest severity sent: ``info`` (everything), ``warning`` or ``error``.
+    severity: Literal["info", "warning", "error"] = "info"
+
+    @field_validator("url_env", "secret_env")
+    @classmethod
+    def _env_names(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_env_names({"env": value}, "notifications.receivers[]")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        from fnmatch import fnmatchcase
+
+        from kneo.notification_events import NOTIFICATION_EVENTS
+
+        for pattern in value:
+            if not any(fnmatchcase(kind, pattern) for kind in NOTIFICATION_EVENTS):
+                raise ValueError(
+                    f"{pattern!r} matches no notification event "
+                    f"(events: {', '.join(NOTIFICATION_EVENTS)})"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> ReceiverConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"receiver {self.name!r}: set exactly one of url and url_env")
+        return self
+
+
+class NotificationsConfig(_Model):
+    """The ``notifications:`` block (see docs/notifications.md)."""
+
+    receivers: list[ReceiverConfig] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotificationsConfig:
+        names = [r.name for r in self.receivers]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"receiver names must be unique: {', '.join(repeated)} repeated")
+        return self
+
+
 class ProjectConfig(_Model):
     """The whole ``.kneo/config.yaml``."""
 
@@ -207,6 +281,8 @@ class ProjectConfig(_Model):
     policy_enforcement: PolicyEnforcement | None = None
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    #: Where notifications go (receivers and filters; docs/notifications.md).
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
     controller: ControllerConfigBlock | None = None
     #: ``module:factory`` returning the project's :class:`~kneo.tools.ToolRegistry`: used by

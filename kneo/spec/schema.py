@@ -19,6 +19,8 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMAS: dict[str, str] = {
     "spec.schema.json": "Kneo spec v1",
     "project_config.schema.json": "Kneo project config (.kneo/config.yaml)",
+    "notification_receivers.schema.json": "Kneo notification receivers "
+    "(KNEO_SERV_NOTIFICATIONS_RECEIVERS; notifications.receivers in the project config)",
 }
 
 
@@ -56,6 +58,17 @@ def project_config_schema() -> dict[str, Any]:
     )
 
 
+def notification_receivers_schema() -> dict[str, Any]:
+    """The JSON list ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` holds (the project config's
+    ``notifications.receivers`` has the same items)."""
+    from pydantic import TypeAdapter
+
+    from kneo.spec.project import ReceiverConfig
+
+    adapter = TypeAdapter(list[ReceiverConfig])
+    return _wrap(adapter.json_schema(mode="validation"), "notification_receivers.schema.json")
+
+
 def _wrap(schema: dict[str, Any], name: str) -> dict[str, Any]:
     return {
         "$schema": SCHEMA_DIALECT,
@@ -70,6 +83,7 @@ def generate() -> dict[str, dict[str, Any]]:
     return {
         "spec.schema.json": spec_schema(),
         "project_config.schema.json": project_config_schema(),
+        "notification_receivers.schema.json": notification_receivers_schema(),
     }
 
 

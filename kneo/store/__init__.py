@@ -24,6 +24,7 @@ from kneo.store.maintenance import (
     restore_sqlite_database,
 )
 from kneo.store.migrate import ensure_schema
+from kneo.store.notifications import NotificationEvent, NotificationRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -60,6 +61,8 @@ __all__ = [
     "ControllerStatus",
     "IdempotencyOutcome",
     "LockRecord",
+    "NotificationEvent",
+    "NotificationRecord",
     "Page",
     "PromotionApproval",
     "QueueRecord",

@@ -50,6 +50,7 @@ from kneo.store.coordination import CoordinationMixin
 from kneo.store.dialects import StoreDialect
 from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.maintenance import MaintenanceMixin
+from kneo.store.notifications import NotificationsMixin
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -87,7 +88,14 @@ def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
         raise InvalidRequest("use cursor or offset, not both", field="cursor")
 
 
-class Store(CoordinationMixin, RegistryReadsMixin, MaintenanceMixin, GaugeReadsMixin, StoreBase):
+class Store(
+    CoordinationMixin,
+    RegistryReadsMixin,
+    MaintenanceMixin,
+    GaugeReadsMixin,
+    NotificationsMixin,
+    StoreBase,
+):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
     Thread-safe: every call checks a connection out of the engine's pool. Timestamps come

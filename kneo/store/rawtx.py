@@ -53,6 +53,7 @@ from kneo.store.rowvalues import (
     continuation_request_rows,
     continuation_values,
     new_continuation,
+    outbox_values,
     trace_values,
 )
 from kneo.store.steps import (
@@ -239,10 +240,32 @@ _FINISH_AUDITS = (
     "AS a(n, event_id, event_type, actor, run_id, continuation_id, payload))"
 )
 
+# A notifiable audit's outbox row (kneo.store.notifications), in the same statement.
+_FINISH_OUTBOX = (
+    ", nb AS (INSERT INTO notification_events (event_id, event_type, severity, environment, "
+    "assignee, actor, run_id, continuation_id, payload, routed, created_at) SELECT o.event_id, "
+    "o.event_type, o.severity, o.environment, o.assignee, o.actor, o.run_id, o.continuation_id, "
+    "o.payload, false, cas.updated_at FROM cas, {rows} AS o(n, event_id, event_type, severity, "
+    "environment, assignee, actor, run_id, continuation_id, payload))"
+)
+_OUTBOX_COLUMNS = (
+    "event_id",
+    "event_type",
+    "severity",
+    "environment",
+    "assignee",
+    "actor",
+    "run_id",
+    "continuation_id",
+    "payload",
+)
 
-def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> Callable[[], str]:
+
+def _finish_alone_sql(
+    cas: str, checkpoints: int, events: int, audits: int, outbox: int
+) -> Callable[[], str]:
     """The statement of :meth:`RawTransaction._finish_alone`: ``cas`` (positional) and the
-    rows it adds, ``checkpoints``, ``events`` and ``audits`` of them."""
+    rows it adds, ``checkpoints``, ``events``, ``audits`` and ``outbox`` of them."""
 
     def build() -> str:
         sql = f"WITH cas AS ({cas})"
@@ -253,6 +276,8 @@ def _finish_alone_sql(cas: str, checkpoints: int, events: int, audits: int) -> C
             sql += CAS_EVENTS.format(count=events, rows=numbered_rows(3, events))
         if audits:
             sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
+        if outbox:
+            sql += _FINISH_OUTBOX.format(rows=numbered_rows(len(_OUTBOX_COLUMNS), outbox))
         return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
 
     return build
@@ -506,20 +531,19 @@ class RawTransaction(RowWriter):
         if release:
             params["k_owner"] = release_lease
         params["k_checkpoints"], params["k_events"] = added
-        audit_rows = [
-            self._sql.bind(
-                t.audit_events,
-                audit_values(
-                    audit["event_type"],
-                    actor=audit.get("actor"),
-                    run_id=audit.get("run_id"),
-                    continuation_id=audit.get("continuation_id"),
-                    payload=audit.get("payload"),
-                    now=self.now,
-                ),
+        audit_values_ = [
+            audit_values(
+                audit["event_type"],
+                actor=audit.get("actor"),
+                run_id=audit.get("run_id"),
+                continuation_id=audit.get("continuation_id"),
+                payload=audit.get("payload"),
+                now=self.now,
             )
             for audit in audits
         ]
+        audit_rows = [self._sql.bind(t.audit_events, v) for v in audit_values_]
+        outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
         moves = added != (0, 0)
         found = None
         alone = (
@@ -530,7 +554,7 @@ class RawTransaction(RowWriter):
         )
         if alone:
             found = self._finish_alone(
-                run_id, (keys, release, moves), params, checkpoints, events, audit_rows
+                run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
             )
         if found is None:  # the statements one by one (or a patch's predecessor moved)
             update = _finish_update(keys, release, moves, alone=False, guard=False)
@@ -547,6 +571,8 @@ class RawTransaction(RowWriter):
                 self._insert_trace_rows(trace_values(run_id, first, events, self.now))
             for row in audit_rows:
                 self._insert("audit", _insert(t.audit_events, tuple(row)), row)
+            for values in outbox:
+                self._insert_outbox(values)
         version, checkpoint_seq, trace_seq = found[0]
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
@@ -568,6 +594,7 @@ class RawTransaction(RowWriter):
         checkpoints: Sequence[StepCheckpoint],
         events: Sequence[Mapping[str, Any]],
         audits: list[dict[str, Any]],
+        outbox: list[dict[str, Any]],
     ) -> list[Any] | None:
         """PostgreSQL: the outcome as one statement in autocommit (see
         :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
@@ -594,7 +621,10 @@ class RawTransaction(RowWriter):
             args += (event["event_type"], event.get("step_id"), payload)
         for audit in audits:
             args += (audit[name] for name in _AUDIT_COLUMNS)
-        shape = (len(checkpoints), len(events), len(audits))
+        for row in outbox:
+            bound = self._sql.bind(t.notification_events, row)
+            args += (bound[name] for name in _OUTBOX_COLUMNS)
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
         key = ("finish_alone", *update, last is not None, *shape)
         sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
         found = execute_alone(self._raw, self._cur, sql, args)
@@ -767,6 +797,14 @@ class RawTransaction(RowWriter):
         self._insert(
             "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
         )
+        outbox = outbox_values(values)
+        if outbox is not None:
+            self._insert_outbox(outbox)
+
+    def _insert_outbox(self, values: dict[str, Any]) -> None:
+        """A notifiable audit event's ``notification_events`` row (the outbox)."""
+        bound = self._sql.bind(t.notification_events, values)
+        self._insert("outbox", _insert(t.notification_events, tuple(values)), bound)
 
     def _insert_queue(self, values: dict[str, Any]) -> int:
         cur = self._exec(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_id, new_run_id
+from kneo.notification_events import NOTIFICATION_EVENTS, NOTIFIED_AUDITS
 from kneo.redaction import redact_mapping
 from kneo.store import payloads, rows, steps
 from kneo.store.base import not_found_error
@@ -164,6 +165,56 @@ def audit_values(
         "payload": redact_mapping(dict(payload or {})),
         "created_at": now,
     }
+
+
+def outbox_values(audit: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``notification_events`` row an audit row (:func:`audit_values`) causes, written in
+    the same transaction; ``None`` for an audit event nobody is notified of. The payload is
+    the audit's, already redacted; ``environment`` and ``assignee`` are read from it."""
+    kind = NOTIFIED_AUDITS.get(audit["event_type"])
+    if kind is None:
+        return None
+    payload = audit["payload"]
+    return notification_event_values(
+        audit["event_id"],
+        kind,
+        actor=audit["actor"],
+        run_id=audit["run_id"],
+        continuation_id=audit["continuation_id"],
+        payload=payload,
+        now=audit["created_at"],
+    )
+
+
+def notification_event_values(
+    event_id: str,
+    event_type: str,
+    *,
+    actor: str | None,
+    run_id: str | None,
+    continuation_id: str | None,
+    payload: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """A ``notification_events`` row (payload redacted, not yet routed)."""
+    data = redact_mapping(dict(payload))
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "severity": NOTIFICATION_EVENTS[event_type],
+        "environment": _text(data.get("environment")),
+        "assignee": _text(data.get("assignee")),
+        "actor": actor,
+        "run_id": run_id,
+        "continuation_id": continuation_id,
+        "payload": data,
+        "routed": False,
+        "created_at": now,
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:255]
 
 
 class RowWriter:

@@ -414,3 +414,52 @@ promotion_approvals = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("bundle_name", "environment", "digest", "approver"),
 )
+
+# --- notifications (outbox; migration 0010) ---------------------------------------------
+
+# One row per notifiable event, written in the same transaction as the event itself (an
+# audit event's id, or a deterministic id for a sweep's ``human.expiring``), so a crash can
+# neither lose nor invent one. ``routed`` turns true when the dispatcher has fanned the
+# event out to the matching receivers' ``notifications`` rows (one transaction too).
+notification_events = sa.Table(
+    "notification_events",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("environment", sa.String(128)),
+    sa.Column("assignee", sa.String(255)),
+    sa.Column("actor", sa.String(255)),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("continuation_id", sa.String(128)),
+    sa.Column("payload", JSONText, nullable=False),
+    sa.Column("routed", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "routed", "created_at"),
+)
+
+# One delivery per (event, receiver): ``pending`` (due at ``available_at``), ``sending``
+# (leased to ``lease_owner`` until ``lease_expires_at``), ``sent`` or ``dead``.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id",
+        sa.String(128),
+        sa.ForeignKey("notification_events.event_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("receiver", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("available_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(255)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("event_id", "receiver"),
+    sa.Index(None, "status", "available_at"),
+)

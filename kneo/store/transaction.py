@@ -30,6 +30,7 @@ from kneo.store.rowvalues import (
     continuation_request_rows,
     continuation_values,
     new_continuation,
+    outbox_values,
     trace_values,
 )
 
@@ -43,6 +44,7 @@ __all__ = ["RUN_MUTABLE_FIELDS", "Transaction"]
 _INSERT_CHECKPOINT = sa.insert(t.checkpoints)
 _INSERT_TRACE = sa.insert(t.trace_events)
 _INSERT_AUDIT = sa.insert(t.audit_events)
+_INSERT_OUTBOX = sa.insert(t.notification_events)
 _INSERT_CONT_REQUESTS = sa.insert(t.continuation_requests)
 _INSERT_QUEUE = sa.insert(t.queue).returning(t.queue.c.id)
 _SEQ_ALLOC = {
@@ -374,7 +376,8 @@ class Transaction(RowWriter, RegistryWritesMixin):
         continuation_id: str | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """Record an audit event (``evt_...``); the payload is redacted before it is written."""
+        """Record an audit event (``evt_...``); the payload is redacted before it is written.
+        A notifiable one also writes its ``notification_events`` row (the outbox)."""
         values = audit_values(
             event_type,
             actor=actor,
@@ -384,6 +387,9 @@ class Transaction(RowWriter, RegistryWritesMixin):
             now=self.now,
         )
         self.conn.execute(_INSERT_AUDIT, values)
+        outbox = outbox_values(values)
+        if outbox is not None:
+            self.conn.execute(_INSERT_OUTBOX, outbox)
         return rows.audit(values)
 
     def _insert_queue(self, values: dict[str, Any]) -> int:

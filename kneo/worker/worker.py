@@ -382,7 +382,12 @@ def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | Non
             "run.failed",
             actor=actor,
             run_id=run_id,
-            payload={"previous_status": run.status, "reason": error.get("type")},
+            payload={
+                "previous_status": run.status,
+                "reason": error.get("type"),
+                "environment": run.environment,
+                "workflow": run.workflow_name,
+            },
         )
     metrics.record_run(updated.status, updated.started_at, updated.finished_at)
     return updated

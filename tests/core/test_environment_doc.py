@@ -17,6 +17,9 @@ def _variables_read() -> set[str]:
     names |= {f"KNEO_SERV_{f.name.upper()}" for f in fields(settings.Limits)}
     names |= {f"KNEO_SERV_CHECKPOINT_{f.name.upper()}" for f in fields(settings.CheckpointLimits)}
     names |= {f"KNEO_SERV_RETENTION_{f.name.upper()}" for f in fields(settings.RetentionDays)}
+    names |= {
+        f"KNEO_SERV_NOTIFICATIONS_{f.name.upper()}" for f in fields(settings.NotificationSettings)
+    }
     return names
 
 

@@ -76,6 +76,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.lrucache",
             "kneo.metrics",
             "kneo.tracing",
+            "kneo.notification_events",
         ),
     ),
     ("contract", ("kneo.spec",)),

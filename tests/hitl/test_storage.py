@@ -135,7 +135,15 @@ def test_a_pending_request_body_is_stored_once(manager: Any) -> None:
         "requests": [{"request_id": paused.request_id, "kind": "approval"}],
     }
     audit = manager.store.list_audit(event_type="human.requested", run_id=paused.run_id).items
-    assert set(audit[0].payload) == {"request_id", "kind", "step_id", "assignee", "expires_at"}
+    assert set(audit[0].payload) == {
+        "request_id",
+        "kind",
+        "step_id",
+        "assignee",
+        "expires_at",
+        "environment",  # the run's labels, for notification filters and messages
+        "workflow",
+    }
 
 
 def test_every_view_shows_the_complete_request(manager: Any, clock: ManualClock) -> None:

@@ -190,6 +190,7 @@ BODIES: dict[tuple[str, str], Any] = {
     },
     ("PUT", "/v1/policies/environment/{environment}"): {},
     ("POST", "/v1/runs/{run_id}/continue"): {},
+    ("POST", "/v1/notifications/retry"): {"status": "dead"},
 }
 PARAMS = {"run_id": "run_x", "continuation_id": "cont_x", "environment": "dev", "bundle": "b"}
 

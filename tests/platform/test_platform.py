@@ -147,6 +147,8 @@ def test_pause_and_resume_never_repeat_completed_steps(
         "selected_option": None,
         "result_status": "succeeded",
         "content_present": True,
+        "assignee": "ann",  # the request's, and the run's environment: notification filters
+        "environment": "dev",
     }
     assert "better draft" not in json.dumps(audit)
     assert {"run.created", "human.requested", "human.decision"} <= set(audit)

@@ -122,6 +122,12 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             "/v1/registry/bundles/demo/prod",
             None,
         ),
+        ("GET", "/v1/notifications"): lambda: ("GET", "/v1/notifications", None),
+        ("POST", "/v1/notifications/retry"): lambda: (
+            "POST",
+            "/v1/notifications/retry",
+            {"status": "dead"},
+        ),
     }
 
 

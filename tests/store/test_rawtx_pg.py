@@ -99,7 +99,13 @@ def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> Non
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace
     assert store.get_run(run.run_id).status == "succeeded"
-    assert store.list_audit(run_id=run.run_id).total == 1
+    [audit] = store.list_audit(run_id=run.run_id).items
+    # the notifiable audit's outbox row is in that same statement
+    routed = []
+    assert store.route_notifications(lambda event: routed.append(event) or []) == 1
+    assert [(e.event_id, e.event_type, e.run_id) for e in routed] == [
+        (audit.event_id, "human.decision", run.run_id)
+    ]
 
 
 @ONLY_POSTGRESQL

@@ -49,7 +49,18 @@ def _downgrade(engine: sa.Engine, url: sa.URL, target: str) -> None:
 
 
 #: Columns later migrations added (not there at 0004): table -> names.
-LATER_COLUMNS = {"runs": {"lease_owner", "lease_expires_at"}}  # 0007
+LATER_COLUMNS = {
+    "runs": {"lease_owner", "lease_expires_at"},  # 0007
+    # 0010: tables created after 0005
+    "notification_events": {"created_at"},
+    "notifications": {
+        "available_at",
+        "lease_expires_at",
+        "created_at",
+        "updated_at",
+        "sent_at",
+    },
+}
 
 
 def _old_table(name: str) -> sa.TableClause:

@@ -1,0 +1,133 @@
+"""``kneo notifications``: the delivery rows (pending, sent, dead), retrying them, and a test
+message to a configured receiver (docs/notifications.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from kneo.cli.output import (
+    JsonOpt,
+    ProfileOpt,
+    ServiceUrlOpt,
+    console,
+    open_client,
+    print_json,
+    print_table,
+    want_json_errors,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Notification deliveries and receivers")
+
+
+def _local(client: Any) -> Any:
+    """The local store, or ``None`` when ``client`` talks to a service."""
+    from kneo.cli.client import LocalClient
+
+    return client.manager.store if isinstance(client, LocalClient) else None
+
+
+@app.command("list")
+def list_notifications(
+    status: str | None = typer.Option(None, "--status", help="pending, sending, sent or dead"),
+    receiver: str | None = typer.Option(None, "--receiver"),
+    event_type: str | None = typer.Option(None, "--event-type", help="e.g. human.requested"),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Deliveries newest first, with counts per status (a service needs notifications:admin)."""
+    from kneo.platform.notifications import list_view
+
+    client = open_client(as_json, service_url, profile)
+    filters = {"status": status, "receiver": receiver, "event_type": event_type}
+    store = _local(client)
+    if store is not None:
+        data = list_view(
+            store, status=status, receiver=receiver, event_type=event_type, limit=limit
+        )
+    else:
+        params = {k: v for k, v in filters.items() if v is not None}
+        data = client.request("GET", "/v1/notifications", params={**params, "limit": limit})
+    if as_json:
+        print_json(data)
+        return
+    counts = ", ".join(f"{n} {state}" for state, n in data["counts"].items())
+    print_table(
+        f"notifications ({counts}; {data['unrouted_events']} events not yet routed)",
+        ["id", "event", "receiver", "status", "attempts", "last_error", "created_at", "run"],
+        [
+            [
+                n["id"],
+                n["event_type"],
+                n["receiver"],
+                n["status"],
+                n["attempts"],
+                n["last_error"],
+                n["created_at"],
+                n["run_id"] or n["continuation_id"],
+            ]
+            for n in data["notifications"]
+        ],
+    )
+
+
+@app.command("retry")
+def retry(
+    ids: list[int] = typer.Argument(None, help="Delivery ids (default: every dead one)"),
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Make deliveries due now with a fresh attempt budget: IDS, or every dead one."""
+    client = open_client(as_json, service_url, profile)
+    store = _local(client)
+    chosen = list(ids) if ids else None
+    if store is not None:
+        retried = store.retry_notifications(chosen)
+        store.add_audit(
+            "notifications.retried",
+            actor="cli",
+            payload={"ids": chosen, "status": None if chosen else "dead", "count": retried},
+        )
+        data = {"retried": retried}
+    else:
+        body = {"ids": chosen} if chosen else {"status": "dead"}
+        data = client.request("POST", "/v1/notifications/retry", json=body)
+    if as_json:
+        print_json(data)
+        return
+    console().print(f"{data['retried']} deliveries due again")
+
+
+@app.command("test")
+def send_test(
+    receiver: str = typer.Argument(..., help="A configured receiver's name"),
+    as_json: JsonOpt = False,
+) -> None:
+    """POST a ``notification.test`` message to RECEIVER now, from this machine (its
+    configuration and secrets: project config and environment)."""
+    from kneo.errors import NotFound
+    from kneo.platform.notifications import load_receivers
+    from kneo.platform.notifications import send_test as post_test
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
+
+    want_json_errors(as_json)
+    settings = Settings.from_env()
+    project = ProjectContext.discover(settings=settings)
+    receivers = {r.name: r for r in load_receivers(settings, project.config)}
+    if receiver not in receivers:
+        raise NotFound(
+            f"no notification receiver named {receiver!r} "
+            f"(configured: {', '.join(receivers) or 'none'})",
+            resource="receiver",
+            id=receiver,
+        )
+    status = post_test(receivers[receiver], settings)
+    if as_json:
+        print_json({"receiver": receiver, "status_code": status})
+        return
+    console().print(f"test notification delivered to {receiver} (HTTP {status})")

@@ -1,0 +1,585 @@
+"""Notification delivery: receivers, messages, signatures, and the dispatcher thread.
+
+Events come from the outbox (:mod:`kneo.store.notifications`), written with their cause.
+A :class:`Dispatcher` runs next to the sweeper in every service and worker process
+(:func:`start_dispatcher`); each tick it writes due ``human.expiring`` events, routes new
+events to the receivers this process is configured with, claims due deliveries with a
+lease, and POSTs each one: success is ``sent``; a failure is retried after an exponential
+backoff with jitter, until ``KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS`` make it ``dead``. A
+process killed mid-delivery loses its lease and another delivers the row again, with the
+same event id (``X-Kneo-Event-Id``), so a receiver that deduplicates on it acts once.
+
+Runs never wait for any of this: the run's transaction only inserts the event row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from kneo import __version__, jsontext
+from kneo.clock import utc_iso
+from kneo.errors import ConfigError, KneoError
+from kneo.notification_events import SEVERITIES
+from kneo.redaction import redact_mapping, redact_text
+
+if TYPE_CHECKING:
+    from kneo.settings import NotificationSettings, Settings
+    from kneo.spec.project import ReceiverConfig
+    from kneo.store import NotificationEvent, NotificationRecord, Store
+
+log = logging.getLogger("kneo_serv.notifications")
+
+SIGNATURE_HEADER = "X-Kneo-Signature-256"
+EVENT_ID_HEADER = "X-Kneo-Event-Id"
+EVENT_TYPE_HEADER = "X-Kneo-Event"
+RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
+_BATCH = 20
+_ERROR_CHARS = 500
+
+#: ``listener(receiver, outcome)`` after each attempt; outcome ``sent``, ``retry`` or ``dead``.
+DeliveryListener = Callable[[str, str], None]
+_listeners: list[DeliveryListener] = []
+
+
+def on_delivery(listener: DeliveryListener) -> Callable[[], None]:
+    """Call ``listener(receiver, outcome)`` after every delivery attempt in this process (for
+    per-process counters such as ``kneo_notifications_total``); returns the unsubscribe.
+    Totals across processes are :meth:`Store.notification_counts` (the table's)."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def _tell(receiver: str, outcome: str) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(receiver, outcome)
+        except Exception:  # a metrics hook must never stop delivery
+            log.exception("notification listener failed")
+
+
+# --------------------------------------------------------------------------- receivers
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """A configured receiver with its secrets resolved (never printed: ``repr`` omits them)."""
+
+    name: str
+    type: str
+    url: str = field(repr=False)
+    secret: str | None = field(default=None, repr=False)
+    events: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    severity: str = "info"
+
+    def wants(self, event: NotificationEvent) -> bool:
+        """Whether every filter that is set matches ``event`` (Flux Alert style)."""
+        if self.events and not any(fnmatchcase(event.event_type, p) for p in self.events):
+            return False
+        if self.environments and event.environment not in self.environments:
+            return False
+        if self.assignees and event.assignee not in self.assignees:
+            return False
+        return SEVERITIES.index(event.severity) >= SEVERITIES.index(self.severity)
+
+
+def receiver_configs(settings: Settings, project_config: Any = None) -> list[ReceiverConfig]:
+    """The project config's ``notifications.receivers`` plus those in
+    ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` (a JSON list, same schema); a bad entry is a
+    ``config_error`` naming the variable and the field."""
+    from pydantic import ValidationError
+
+    from kneo.spec.project import NotificationsConfig
+
+    configured = list(getattr(getattr(project_config, "notifications", None), "receivers", []))
+    raw = settings.notifications.receivers.strip()
+    if raw:
+        try:
+            data = json.loads(raw)
+            extra = NotificationsConfig.model_validate({"receivers": data}).receivers
+        except ValueError as exc:  # JSON or pydantic (a ValueError too)
+            detail = _validation_text(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise ConfigError(
+                f"{RECEIVERS_VARIABLE} is not a valid receiver list: {detail}",
+                variable=RECEIVERS_VARIABLE,
+            ) from None
+        configured += extra
+    names = [r.name for r in configured]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"notification receiver names must be unique: {', '.join(repeated)} is configured "
+            f"twice (project config and {RECEIVERS_VARIABLE})",
+            variable=RECEIVERS_VARIABLE,
+        )
+    return configured
+
+
+def _validation_text(exc: Any) -> str:
+    return "; ".join(
+        f"receivers.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def load_receivers(settings: Settings, project_config: Any = None) -> list[Receiver]:
+    """:func:`receiver_configs` with their URLs and secrets read from the environment; a
+    variable that is unset is a ``config_error`` naming it (never its value)."""
+    out = []
+    for config in receiver_configs(settings, project_config):
+        url = config.url
+        if config.url_env is not None:
+            url = settings.secret(config.url_env)
+            if not url:
+                raise ConfigError(
+                    f"notification receiver {config.name!r}: {config.url_env} is not set",
+                    variable=config.url_env,
+                )
+        secret = None
+        if config.secret_env is not None:
+            secret = settings.secret(config.secret_env)
+            if not secret:
+                raise ConfigError(
+                    f"notification receiver {config.name!r}: {config.secret_env} is not set",
+                    variable=config.secret_env,
+                )
+        out.append(
+            Receiver(
+                name=config.name,
+                type=config.type,
+                url=str(url),
+                secret=secret,
+                events=tuple(config.events),
+                environments=tuple(config.environments),
+                assignees=tuple(config.assignees),
+                severity=config.severity,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def console_link(event: NotificationEvent, base_url: str) -> str | None:
+    """The console page of the event's task, promotion, run or bundle (``None`` without a
+    base URL, ``KNEO_SERV_PUBLIC_URL``)."""
+    if not base_url:
+        return None
+    data, kind = event.payload, event.event_type
+    if kind == "promotion.awaiting_approval" and event.continuation_id:
+        path = f"promotions/{event.continuation_id}"
+    elif kind in ("human.requested", "human.expiring", "human.escalated") and (
+        event.continuation_id
+    ):
+        path = f"tasks/{event.continuation_id}"
+    elif event.run_id:
+        path = f"runs/{event.run_id}"
+    elif kind == "human.decision" and event.continuation_id:
+        path = f"promotions/{event.continuation_id}"
+    elif data.get("bundle") and event.environment:
+        path = f"registry/{quote(str(data['bundle']))}/{quote(event.environment)}"
+    else:
+        path = "registry" if kind.startswith(("bundle.", "controller.")) else "inbox"
+    return f"{base_url}/ui/{path}"
+
+
+_SUMMARIES: dict[str, str] = {
+    "human.requested": "{subject} is waiting for {who}",
+    "human.expiring": "{subject} expires at {expires_at} and is still waiting for {who}",
+    "human.escalated": "{subject} was not answered in time and is escalated",
+    "human.expired": "{subject} expired unanswered: the run stopped",
+    "human.decision": "{actor} decided {decision} on {subject}",
+    "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
+    "bundle.promoted": "{subject} was promoted",
+    "bundle.rejected": "{subject} was rejected",
+    "bundle.drift_reverted": "drift on {subject} was reverted",
+    "controller.reconcile_failed": "the controller's reconcile failed",
+    "run.failed": "{subject} failed",
+}
+
+
+def summary(event: NotificationEvent) -> str:
+    """One line a person reads (in Slack, or a webhook's ``summary``)."""
+    data = event.payload
+    bundle = data.get("bundle")
+    name = bundle or data.get("workflow") or event.run_id or event.continuation_id or "kneo"
+    subject = f"{name} ({event.environment})" if event.environment else str(name)
+    text = _SUMMARIES.get(event.event_type, "{subject}: " + event.event_type).format(
+        subject=subject,
+        who=event.assignee or "a reviewer",
+        expires_at=data.get("expires_at") or "soon",
+        actor=event.actor or "someone",
+        decision=data.get("decision") or "",
+    )
+    return redact_text(text)
+
+
+def message(event: NotificationEvent, base_url: str = "") -> dict[str, Any]:
+    """The webhook body: the event (``id`` stable across retries, for deduplication), a
+    summary, the console link and the event's (redacted) data."""
+    return redact_mapping(
+        {
+            "id": event.event_id,
+            "type": event.event_type,
+            "severity": event.severity,
+            "created_at": utc_iso(event.created_at),
+            "environment": event.environment,
+            "assignee": event.assignee,
+            "actor": event.actor,
+            "run_id": event.run_id,
+            "continuation_id": event.continuation_id,
+            "summary": summary(event),
+            "link": console_link(event, base_url),
+            "data": event.payload,
+        }
+    )
+
+
+def slack_message(body: dict[str, Any]) -> dict[str, Any]:
+    """A Slack incoming-webhook body for a :func:`message`."""
+    link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
+    text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
+    return {
+        "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
+        ],
+    }
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of the exact body bytes (GitHub's scheme)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def request_for(receiver: Receiver, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The bytes to POST and their headers."""
+    payload = slack_message(body) if receiver.type == "slack" else body
+    content = jsontext.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"kneo/{__version__}",
+        EVENT_ID_HEADER: str(body["id"]),
+        EVENT_TYPE_HEADER: str(body["type"]),
+    }
+    if receiver.secret:
+        headers[SIGNATURE_HEADER] = sign(receiver.secret, content)
+    return content, headers
+
+
+class DeliveryFailed(Exception):
+    """One attempt failed; the message is safe to store (no URL, no secret)."""
+
+
+def post(client: Any, receiver: Receiver, body: dict[str, Any]) -> int:
+    """POST ``body`` to ``receiver``; its status code, or :class:`DeliveryFailed`."""
+    import httpx2
+
+    content, headers = request_for(receiver, body)
+    try:
+        response = client.post(receiver.url, content=content, headers=headers)
+    except httpx2.HTTPError as exc:  # the URL may be a secret (Slack): never in the message
+        raise DeliveryFailed(f"{type(exc).__name__}: the receiver could not be reached") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryFailed(f"HTTP {response.status_code}")
+    return int(response.status_code)
+
+
+def retry_delay(
+    attempts: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: ``base * 2^(n-1)``
+    capped at ``cap``, times a jitter in [0.5, 1) so receivers that come back are not hit by
+    every dispatcher at once."""
+    return float(min(cap, base * 2.0 ** max(0, attempts - 1)) * (0.5 + rand() / 2))
+
+
+# --------------------------------------------------------------------------- dispatcher
+
+
+def expiring_event_id(continuation_id: str, expires_at: datetime) -> str:
+    """The one ``human.expiring`` event of a continuation's expiry (any sweep, any process)."""
+    key = f"{continuation_id}:{utc_iso(expires_at)}".encode()
+    return "nexp_" + hashlib.sha256(key).hexdigest()[:32]
+
+
+def sweep_expiring(store: Store, now: datetime, lead_seconds: float) -> int:
+    """Write ``human.expiring`` for pending tasks that expire within ``lead_seconds``; each
+    once (keyed by continuation and expiry). Returns how many were new."""
+    if lead_seconds <= 0:
+        return 0
+    written = 0
+    cursor = None
+    while True:
+        page = store.list_continuations(
+            status="pending",
+            expires_before=now + timedelta(seconds=lead_seconds),
+            limit=200,
+            cursor=cursor,
+            count=False,
+        )
+        for cont in page.items:
+            if cont.expires_at is None or cont.expires_at <= now:
+                continue  # expired already: the timeout sweep's business
+            pending = [r for r in cont.requests if (r.get("status") or "pending") == "pending"]
+            written += store.add_notification_event(
+                expiring_event_id(cont.continuation_id, cont.expires_at),
+                "human.expiring",
+                run_id=cont.run_id,
+                continuation_id=cont.continuation_id,
+                payload={
+                    "expires_at": utc_iso(cont.expires_at),
+                    "environment": cont.environment,
+                    "workflow": cont.workflow_name,
+                    "assignee": next((r["assignee"] for r in pending if r.get("assignee")), None),
+                    "request_ids": [r.get("request_id") for r in pending],
+                },
+            )
+        cursor = page.next_cursor
+        if cursor is None:
+            return written
+
+
+class Dispatcher:
+    """Delivers the outbox for one process until :meth:`stop` (a daemon thread)."""
+
+    def __init__(
+        self,
+        store: Store,
+        receivers: Sequence[Receiver],
+        settings: NotificationSettings,
+        *,
+        owner: str,
+        base_url: str = "",
+        client: Any = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.receivers = {r.name: r for r in receivers}
+        self.settings = settings
+        self.owner = owner
+        self.base_url = base_url
+        self._client = client
+        self._rand = rand
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_sweep: datetime | None = None
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx2
+
+            self._client = httpx2.Client(timeout=self.settings.timeout_seconds)
+        return self._client
+
+    def route(self, event: NotificationEvent) -> list[str]:
+        return [r.name for r in self.receivers.values() if r.wants(event)]
+
+    def run_once(self) -> int:
+        """One tick: expiring sweep (at most every 5 s), route, claim, deliver; returns how
+        many deliveries were attempted."""
+        now = self.store.clock.now()
+        if self._next_sweep is None or now >= self._next_sweep:
+            self._next_sweep = now + timedelta(seconds=5)
+            sweep_expiring(self.store, now, self.settings.expiring_lead_seconds)
+        while self.store.route_notifications(self.route) >= 100:
+            pass
+        if not self.receivers:
+            return 0
+        claimed = self.store.claim_notifications(
+            self.owner, self.settings.lease_seconds, limit=_BATCH, receivers=list(self.receivers)
+        )
+        for record in claimed:
+            self.deliver(record)
+        return len(claimed)
+
+    def deliver(self, record: NotificationRecord) -> str:
+        """Attempt one claimed delivery and record its outcome (``sent``/``retry``/``dead``)."""
+        receiver = self.receivers[record.receiver]
+        try:
+            post(self._http(), receiver, message(record.event, self.base_url))
+        except DeliveryFailed as exc:
+            error = str(exc)[:_ERROR_CHARS]
+            retry_at = None
+            if record.attempts < self.settings.max_attempts:
+                delay = retry_delay(
+                    record.attempts,
+                    self.settings.backoff_seconds,
+                    self.settings.backoff_max_seconds,
+                    self._rand,
+                )
+                retry_at = self.store.clock.now() + timedelta(seconds=delay)
+            outcome = "retry" if retry_at else "dead"
+            self.store.finish_notification(
+                record.id, self.owner, sent=False, error=error, retry_at=retry_at
+            )
+            log.warning(
+                "notification %s to %s failed (attempt %d): %s",
+                record.event.event_id,
+                record.receiver,
+                record.attempts,
+                error,
+            )
+        else:
+            outcome = "sent"
+            self.store.finish_notification(record.id, self.owner, sent=True)
+        _tell(record.receiver, outcome)
+        return outcome
+
+    def _loop(self) -> None:
+        poll = self.settings.poll_seconds
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the database blinked: log and try again next tick
+                log.exception("notification dispatch failed")
+                worked = 0
+            if not worked:
+                self._stop.wait(poll)
+
+    def start(self) -> Dispatcher:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="kneo-notifications", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+
+def start_dispatcher(manager: Any, settings: Settings) -> Dispatcher | None:
+    """The dispatcher of a service or worker process (``None`` when
+    ``KNEO_SERV_NOTIFICATIONS_POLL_SECONDS`` is 0); receivers from the manager's project
+    config and the environment."""
+    if settings.notifications.poll_seconds <= 0:
+        return None
+    project = getattr(manager, "project", None)
+    receivers = load_receivers(settings, getattr(project, "config", None))
+    return Dispatcher(
+        manager.store,
+        receivers,
+        settings.notifications,
+        owner=f"notify:{manager.owner}",
+        base_url=settings.public_url,
+    ).start()
+
+
+def notification_view(record: NotificationRecord) -> dict[str, Any]:
+    """A delivery as the API and CLI show it (no payload: that is the receiver's)."""
+    event = record.event
+    return {
+        "id": record.id,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "severity": event.severity,
+        "receiver": record.receiver,
+        "status": record.status,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "environment": event.environment,
+        "assignee": event.assignee,
+        "run_id": event.run_id,
+        "continuation_id": event.continuation_id,
+        "summary": summary(event),
+        "created_at": utc_iso(record.created_at),
+        "next_attempt_at": utc_iso(record.available_at) if record.status == "pending" else None,
+        "sent_at": utc_iso(record.sent_at),
+    }
+
+
+def list_view(
+    store: Store,
+    *,
+    status: str | None = None,
+    receiver: str | None = None,
+    event_type: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
+    first, with the count per status over all of them and the events not yet routed."""
+    from kneo.store.notifications import NOTIFICATION_STATUSES
+
+    page = store.list_notifications(
+        status=status, receiver=receiver, event_type=event_type, limit=limit, offset=offset
+    )
+    counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
+    for (_receiver, state), count in store.notification_counts().items():
+        counts[state] = counts.get(state, 0) + count
+    items = [notification_view(r) for r in page.items]
+    return {
+        "notifications": items,
+        "count": len(items),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "counts": counts,
+        "unrouted_events": store.unrouted_notification_events(),
+    }
+
+
+def send_test(receiver: Receiver, settings: Settings) -> int:
+    """POST a ``notification.test`` message to ``receiver`` now (not through the outbox);
+    its HTTP status, or :class:`KneoError` ``notification_failed``."""
+    import httpx2
+
+    from kneo.ids import new_id
+
+    body: dict[str, Any] = {
+        "id": new_id("ntest"),
+        "type": "notification.test",
+        "severity": "info",
+        "created_at": utc_iso(datetime.now().astimezone()),
+        "summary": f"a test notification from Kneo to {receiver.name}",
+        "link": f"{settings.public_url}/ui/inbox" if settings.public_url else None,
+        "data": {},
+    }
+    with httpx2.Client(timeout=settings.notifications.timeout_seconds) as client:
+        try:
+            return post(client, receiver, body)
+        except DeliveryFailed as exc:
+            raise KneoError(
+                f"test notification to {receiver.name!r} failed: {exc}",
+                code="notification_failed",
+            ) from None
+
+
+__all__ = [
+    "EVENT_ID_HEADER",
+    "SIGNATURE_HEADER",
+    "DeliveryFailed",
+    "Dispatcher",
+    "Receiver",
+    "list_view",
+    "load_receivers",
+    "message",
+    "notification_view",
+    "on_delivery",
+    "receiver_configs",
+    "retry_delay",
+    "send_test",
+    "sign",
+    "slack_message",
+    "start_dispatcher",
+    "summary",
+    "sweep_expiring",
+]

@@ -1,0 +1,66 @@
+"""``/v1/notifications`` (scope ``notifications:admin``): the delivery rows, pending, sent
+and dead, and retrying them (docs/notifications.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from kneo.platform.notifications import list_view
+from kneo.service.auth import Principal, require_scope
+from kneo.service.dependencies import store_dep
+from kneo.service.pagination import OFFSET
+from kneo.store.base import check_offset
+
+router = APIRouter(tags=["notifications"])
+SCOPE = "notifications:admin"
+
+
+class RetryRequest(BaseModel):
+    """Which deliveries to make due again: ``ids``, else every row in ``status``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] | None = Field(default=None, max_length=1000)
+    status: Literal["dead", "pending"] = "dead"
+
+
+@router.get("/notifications", dependencies=[Depends(require_scope(SCOPE))])
+def list_notifications(
+    request: Request,
+    status: Literal["pending", "sending", "sent", "dead"] | None = None,
+    receiver: str | None = Query(None, max_length=128),
+    event_type: str | None = Query(None, max_length=64),
+    limit: int | None = Query(None, ge=1),
+    offset: int = OFFSET,
+    store: Any = Depends(store_dep),
+) -> dict[str, Any]:
+    """Deliveries newest first, with counts per status (pending, sending, sent, dead)."""
+    check_offset(offset)
+    cap = min(request.app.state.settings.limits.max_list_items or 1000, 1000)
+    return list_view(
+        store,
+        status=status,
+        receiver=receiver,
+        event_type=event_type,
+        limit=min(limit or cap, cap),
+        offset=offset,
+    )
+
+
+@router.post("/notifications/retry")
+def retry_notifications(
+    body: RetryRequest,
+    principal: Principal = Depends(require_scope(SCOPE)),
+    store: Any = Depends(store_dep),
+) -> dict[str, Any]:
+    """Make deliveries due now with a fresh attempt budget (``dead`` ones by default)."""
+    retried = store.retry_notifications(body.ids, status=body.status)
+    store.add_audit(
+        "notifications.retried",
+        actor=principal.name,
+        payload={"ids": body.ids, "status": None if body.ids else body.status, "count": retried},
+    )
+    return {"retried": retried}
