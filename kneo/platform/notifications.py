@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from kneo import __version__, jsontext
+from kneo import __version__, jsontext, metrics
 from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.notification_events import SEVERITIES
@@ -46,26 +46,6 @@ EVENT_TYPE_HEADER = "X-Kneo-Event"
 RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
 _BATCH = 20
 _ERROR_CHARS = 500
-
-#: ``listener(receiver, outcome)`` after each attempt; outcome ``sent``, ``retry`` or ``dead``.
-DeliveryListener = Callable[[str, str], None]
-_listeners: list[DeliveryListener] = []
-
-
-def on_delivery(listener: DeliveryListener) -> Callable[[], None]:
-    """Call ``listener(receiver, outcome)`` after every delivery attempt in this process (for
-    per-process counters such as ``kneo_notifications_total``); returns the unsubscribe.
-    Totals across processes are :meth:`Store.notification_counts` (the table's)."""
-    _listeners.append(listener)
-    return lambda: _listeners.remove(listener) if listener in _listeners else None
-
-
-def _tell(receiver: str, outcome: str) -> None:
-    for listener in list(_listeners):
-        try:
-            listener(receiver, outcome)
-        except Exception:  # a metrics hook must never stop delivery
-            log.exception("notification listener failed")
 
 
 # --------------------------------------------------------------------------- receivers
@@ -422,7 +402,7 @@ class Dispatcher:
                     self._rand,
                 )
                 retry_at = self.store.clock.now() + timedelta(seconds=delay)
-            outcome = "retry" if retry_at else "dead"
+            outcome = "failed" if retry_at else "dead"  # failed: retried later
             self.store.finish_notification(
                 record.id, self.owner, sent=False, error=error, retry_at=retry_at
             )
@@ -436,7 +416,7 @@ class Dispatcher:
         else:
             outcome = "sent"
             self.store.finish_notification(record.id, self.owner, sent=True)
-        _tell(record.receiver, outcome)
+        metrics.record_notification(record.receiver, outcome)
         return outcome
 
     def _loop(self) -> None:
@@ -573,7 +553,6 @@ __all__ = [
     "load_receivers",
     "message",
     "notification_view",
-    "on_delivery",
     "receiver_configs",
     "retry_delay",
     "send_test",

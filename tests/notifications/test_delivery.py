@@ -108,6 +108,7 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
 ) -> None:
     receiver.status = 500
     manager = platform(**hook_env(receiver.url, KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS="3", **FAST))
+    before = _attempts(manager)
     dispatcher = start_dispatcher(manager, manager.settings)
     assert dispatcher is not None
     try:
@@ -130,6 +131,24 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
     finally:
         dispatcher.stop()
     assert len(receiver.requests) == 4
+    after = _attempts(manager)  # kneo_notifications_total: every attempt, by its outcome
+    assert {k: after[k] - before[k] for k in after} == {"failed": 2, "dead": 1, "sent": 1}
+
+
+def _attempts(manager: Any) -> dict[str, float]:
+    """This process's ``kneo_notifications_total{receiver="hook"}`` by outcome."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kneo import metrics
+
+    metrics.enable()
+    body, _ = metrics.render(metrics.exposition_registry(None, manager.settings))
+    found = dict.fromkeys(("failed", "dead", "sent"), 0.0)
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "kneo_notifications_total" and sample.labels["receiver"] == "hook":
+                found[sample.labels["outcome"]] = sample.value
+    return found
 
 
 def test_a_dispatcher_killed_mid_delivery_leaves_it_to_another_once_by_event_id(
