@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -173,11 +173,19 @@ class DesiredStateLoader:
         return self._spec_checker
 
     def load(
-        self, source: Source, commit: str, *, progress: Progress | None = None
+        self,
+        source: Source,
+        commit: str,
+        *,
+        progress: Progress | None = None,
+        scope: Collection[str] | None = None,
+        bundle_count: int | None = None,
     ) -> DesiredState:
+        """Desired state at ``commit``; with ``scope``, only those bundles' files are listed,
+        read and judged (``bundle_count``: how many bundle files the whole commit has)."""
         started = time.perf_counter()
         stats = LoadStats()
-        files = source.list_files(commit)
+        files = source.list_files(commit) if scope is None else source.list_files(commit, scope)
         stats.files = len(files)
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
@@ -226,6 +234,7 @@ class DesiredStateLoader:
                         f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
                         "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
                         "digit)",
+                        path=path,
                     )
                 )
                 continue
@@ -256,17 +265,29 @@ class DesiredStateLoader:
                 spec=judged.spec,
                 problems=judged.problems,
                 diagnostics=judged.diagnostics,
+                recheck_at=judged.expires_at,
             )
-        self._forget_unused({files[p].blob_sha for p in bundle_files})
+        self._forget_unused(
+            {files[p].blob_sha for p in bundle_files},
+            len(bundle_files) if bundle_count is None else bundle_count,
+        )
         stats.seconds = time.perf_counter() - started
         self.last_stats = stats
-        return DesiredState(commit, revisions, environments, tuple(problems))
+        return DesiredState(
+            commit,
+            revisions,
+            environments,
+            tuple(problems),
+            scope=None if scope is None else frozenset(scope),
+            bundle_count=bundle_count,
+        )
 
-    def _forget_unused(self, blobs: set[str]) -> None:
-        """Keep the caches bounded by what the repository holds now (plus some history)."""
-        if len(self._parsed) > 2 * len(blobs) + 256:
+    def _forget_unused(self, blobs: set[str], files: int) -> None:
+        """Keep the caches bounded by what the repository holds now (``files`` bundle files,
+        ``blobs`` those just read) plus some history."""
+        if len(self._parsed) > 2 * files + 256:
             self._parsed = {b: v for b, v in self._parsed.items() if b in blobs}
-        if len(self._judged) > 2 * len(blobs) + 256:
+        if len(self._judged) > 2 * files + 256:
             self._judged = {k: v for k, v in self._judged.items() if k[0] in blobs}
 
     # ---------------------------------------------------------------- environments

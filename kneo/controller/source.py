@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -32,6 +32,8 @@ ENVIRONMENTS_DIR = "environments"
 PROJECT_CONFIG = ".kneo/config.yaml"
 _TRACKING_REF = "refs/kneo/source"
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+#: Beyond this many bundles, listing the whole tree and filtering beats one pathspec each.
+_MAX_PATHSPECS = 256
 
 
 class SourceError(KneoError):
@@ -56,8 +58,16 @@ class Source(Protocol):
         """Bring the source up to date and return the commit to reconcile."""
         ...
 
-    def list_files(self, commit: str) -> Mapping[str, TreeFile]:
-        """Bundle, environment and project-config files at ``commit`` by path."""
+    def list_files(
+        self, commit: str, bundle_names: Collection[str] | None = None
+    ) -> Mapping[str, TreeFile]:
+        """Bundle, environment and project-config files at ``commit`` by path; with
+        ``bundle_names``, the bundle files of those bundles only."""
+        ...
+
+    def changed_paths(self, old: str, new: str) -> list[tuple[str, str]] | None:
+        """``(status, path)`` of the wanted files that differ between two commits (status
+        ``A``, ``D`` or ``M``); ``None`` when Git cannot tell (``old`` is gone, say)."""
         ...
 
     def read_blob(self, blob_sha: str) -> bytes: ...
@@ -184,24 +194,24 @@ class GitSource:
             code="source_ref_not_found",
         ) from last
 
-    def list_files(self, commit: str) -> dict[str, TreeFile]:
-        with self._lock:
-            repo = self._open()
-            try:
-                out = repo.git.ls_tree(
-                    "-r",
-                    "-z",
-                    "--full-tree",
-                    commit,
-                    "--",
-                    BUNDLES_DIR,
-                    ENVIRONMENTS_DIR,
-                    ".kneo",
-                )
-            except git.exc.GitCommandError as exc:
-                raise SourceError(
-                    f"cannot list {commit[:12]}: {_short(exc)}", code="source_unreadable"
-                ) from exc
+    def list_files(
+        self, commit: str, bundle_names: Collection[str] | None = None
+    ) -> dict[str, TreeFile]:
+        narrow = bundle_names is not None and len(bundle_names) <= _MAX_PATHSPECS
+        bundles = [f"{BUNDLES_DIR}/{n}" for n in sorted(bundle_names or ())] if narrow else []
+        out = self._git(
+            "ls_tree",
+            f"cannot list {commit[:12]}",
+            "-r",
+            "-z",
+            "--full-tree",
+            commit,
+            "--",
+            *(bundles if narrow else [BUNDLES_DIR]),
+            ENVIRONMENTS_DIR,
+            ".kneo",
+        )
+        names = None if bundle_names is None else set(bundle_names)
         files: dict[str, TreeFile] = {}
         for record in out.split("\0"):
             if not record:
@@ -209,8 +219,45 @@ class GitSource:
             meta, _, path = record.partition("\t")
             parts = meta.split()
             if len(parts) == 3 and parts[1] == "blob" and wanted(path):
+                if names is not None and path.startswith(BUNDLES_DIR + "/"):
+                    if PurePosixPath(path).parts[1] not in names:
+                        continue
                 files[path] = TreeFile(path, parts[2])
         return files
+
+    def changed_paths(self, old: str, new: str) -> list[tuple[str, str]] | None:
+        try:
+            out = self._git(
+                "diff_tree",
+                f"cannot compare {old[:12]} with {new[:12]}",
+                "-r",
+                "-z",
+                "--no-renames",
+                "--name-status",
+                old,
+                new,
+                "--",
+                BUNDLES_DIR,
+                ENVIRONMENTS_DIR,
+                ".kneo",
+            )
+        except SourceError:
+            return None  # e.g. a force-push made the old commit unreachable: a full pass
+        fields = out.split("\0")
+        changes = []
+        for status, path in zip(fields[0::2], fields[1::2], strict=False):
+            if path and wanted(path):
+                changes.append((status[:1] if status[:1] in ("A", "D") else "M", path))
+        return changes
+
+    def _git(self, command: str, what: str, *args: str) -> str:
+        """One Git command on the repository; a failure is ``source_unreadable``."""
+        with self._lock:
+            repo = self._open()
+            try:
+                return str(getattr(repo.git, command)(*args))
+            except git.exc.GitCommandError as exc:
+                raise SourceError(f"{what}: {_short(exc)}", code="source_unreadable") from exc
 
     def read_blob(self, blob_sha: str) -> bytes:
         with self._lock:
