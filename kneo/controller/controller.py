@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kneo import __version__
 from kneo.bundle.keys import Keyring
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo import __version__
 from kneo.controller import incremental
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig

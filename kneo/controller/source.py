@@ -218,10 +218,14 @@ class GitSource:
                 continue
             meta, _, path = record.partition("\t")
             parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob" and wanted(path):
-                if names is not None and path.startswith(BUNDLES_DIR + "/"):
-                    if PurePosixPath(path).parts[1] not in names:
-                        continue
+            if len(parts) != 3 or parts[1] != "blob" or not wanted(path):
+                continue
+            if (
+                names is None
+                or path == PROJECT_CONFIG
+                or path.startswith(ENVIRONMENTS_DIR)
+                or PurePosixPath(path).parts[1] in names
+            ):
                 files[path] = TreeFile(path, parts[2])
         return files
 
