@@ -24,6 +24,7 @@ from typing import Protocol
 
 import git
 
+from kneo.controller.model import bundle_of
 from kneo.documents import LIMITS
 from kneo.errors import KneoError
 
@@ -220,12 +221,7 @@ class GitSource:
             parts = meta.split()
             if len(parts) != 3 or parts[1] != "blob" or not wanted(path):
                 continue
-            if (
-                names is None
-                or path == PROJECT_CONFIG
-                or path.startswith(ENVIRONMENTS_DIR)
-                or PurePosixPath(path).parts[1] in names
-            ):
+            if names is None or not path.startswith(BUNDLES_DIR + "/") or bundle_of(path) in names:
                 files[path] = TreeFile(path, parts[2])
         return files
 
