@@ -48,6 +48,7 @@ from kneo.controller.source import (
     PROJECT_CONFIG,
     Source,
     SourceError,
+    TreeFile,
 )
 from kneo.errors import BundleError, KneoError
 from kneo.names import is_valid_name
@@ -221,6 +222,7 @@ class DesiredStateLoader:
         environments = _check_chains(environments)
 
         bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
+        self._prefetch(source, files, bundle_files)
         revisions: dict[tuple[str, str], DesiredRevision] = {}
         now = self.clock.now()
         for index, path in enumerate(bundle_files):
@@ -281,6 +283,25 @@ class DesiredStateLoader:
             scope=None if scope is None else frozenset(scope),
             bundle_count=bundle_count,
         )
+
+    def _prefetch(
+        self, source: Source, files: Mapping[str, TreeFile], bundle_files: list[str]
+    ) -> None:
+        """Parse the bundle blobs not cached yet, read in batches (one Git round trip per
+        batch, not per file). A file whose parse fails unexpectedly is left to
+        :meth:`_judge`, which reports it as that file's problem."""
+        wanted: dict[str, str] = {}
+        for path in bundle_files:
+            blob = files[path].blob_sha
+            if blob not in self._parsed and identity_from_path(path) is not None:
+                wanted.setdefault(blob, path)
+        if len(wanted) < 2:
+            return
+        for blob, raw in source.read_blobs(list(wanted)):
+            try:
+                self._parsed[blob] = _parse(wanted[blob], raw)
+            except Exception:  # judged (and reported) with its path in _judge
+                log.debug("parsing %s failed", wanted[blob], exc_info=True)
 
     def _forget_unused(self, blobs: set[str], files: int) -> None:
         """Keep the caches bounded by what the repository holds now (``files`` bundle files,
@@ -377,11 +398,7 @@ class DesiredStateLoader:
     ) -> _Judged:
         parsed = self._parsed.get(blob)
         if parsed is None:
-            try:
-                parsed = parse_bundle(source.read_blob(blob))
-            except BundleError as exc:
-                parsed = Problem(exc.code, f"{path}: {exc.message}")
-            self._parsed[blob] = parsed
+            parsed = self._parsed[blob] = _parse(path, source.read_blob(blob))
         if isinstance(parsed, Problem):
             return _Judged(key[0], key[1], None, (), None, None, (parsed,), ())
         bundle, document = parsed
@@ -464,6 +481,14 @@ class DesiredStateLoader:
             diagnostics=tuple(diagnostics),
             expires_at=expires_at,
         )
+
+
+def _parse(path: str, raw: bytes) -> tuple[Bundle, dict[str, Any]] | Problem:
+    """A bundle document, or the problem that says why it is not one."""
+    try:
+        return parse_bundle(raw)
+    except BundleError as exc:
+        return Problem(exc.code, f"{path}: {exc.message}")
 
 
 def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:

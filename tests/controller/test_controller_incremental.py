@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,10 @@ class RecordingSource(GitSource):
     def read_blob(self, blob_sha: str) -> bytes:
         self.read.append(blob_sha)
         return super().read_blob(blob_sha)
+
+    def read_blobs(self, blob_shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        self.read.extend(blob_shas)
+        return super().read_blobs(blob_shas)
 
 
 class Harness:
@@ -147,7 +151,7 @@ def test_a_restarted_process_uses_the_persisted_state(
 
     def reconcile() -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "kneo", "controller", "reconcile", "--json"],
+            [sys.executable, "-m", "kneo.cli.main", "controller", "reconcile", "--json"],
             cwd=project,
             env=env,
             capture_output=True,
