@@ -201,7 +201,7 @@ def reconcile(
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed.
 
     Incremental like the loop: only bundles whose files or registry entries changed since
-    the last reconcile are planned (``--full`` for all of them)."""
+    the last reconcile are planned (--full: all of them)."""
     want_json_errors(as_json)
     ctl = _controller(
         repo=repo,

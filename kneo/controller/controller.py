@@ -243,7 +243,11 @@ class Controller:
                     state = incremental.next_state(
                         self._saved_state(previous),
                         desired,
-                        {o.action.name for o in result.outcomes if o.error},
+                        {  # not settled: planned again next pass
+                            o.action.name
+                            for o in result.outcomes
+                            if o.error or o.action.reason == EMPTY_DESIRED_STATE
+                        },
                         fingerprint=self._fingerprint(),
                         change_seq=change_seq,
                         now=started,

@@ -63,7 +63,8 @@ class ReconcileState:
     #: When the earliest verdict expires (a signing key's ``not_after``): then a full pass.
     recheck_at: datetime | None = None
     #: Bundles planned again on every pass until they settle: time-dependent verdicts (a
-    #: key not valid yet) and keys whose apply failed.
+    #: key not valid yet), keys whose apply failed, prunes held back by the empty-commit
+    #: guard.
     recheck: frozenset[str] = field(default_factory=frozenset)
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,6 +187,10 @@ def test_a_deleted_bundle_file_is_pruned_incrementally(
     assert emptied.stats["mode"] == "incremental"
     assert {o.action.reason for o in emptied.outcomes} == {"empty_desired_state"}
     assert store.get_active("b0", "dev") is not None
+    again = h.reconcile()  # held back, so planned (and reported) again, like a full pass
+    assert again.stats["scope"] == 4
+    assert {o.action.reason for o in again.outcomes} == {"empty_desired_state"}
+    assert "empty_desired_state" in {p["code"] for p in again.problems}
     h.close()
 
 
