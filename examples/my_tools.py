@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kneo.tools import ToolDefinition, ToolRegistry
-from kneo.tools.defaults import create_tool_registry
+from kneo import ToolDefinition, ToolRegistry, create_tool_registry
 
 USERS = {
     "u-001": "alice@example.com",

@@ -9,7 +9,7 @@ docs/human_in_the_loop.md, "Run-level timeouts vs. human-task timeouts").
 
 from __future__ import annotations
 
-from kneo.platform import create_platform
+from kneo import create_platform
 
 
 def main() -> None:

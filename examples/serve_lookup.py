@@ -6,8 +6,7 @@ python -m examples.serve_lookup
 """
 
 import uvicorn
-from kneo.service.app import create_app
-from kneo.service.dependencies import set_platform_manager
+from kneo import create_app, set_platform_manager
 
 from examples.my_factory import build_platform
 

@@ -9,6 +9,7 @@ values a run writes (some fifty per run). The output is the same, byte for byte.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import json.encoder
 from datetime import datetime
@@ -39,3 +40,13 @@ def dumps(value: Any) -> str:
     # reported (ValueError), and concurrent calls never share one.
     chunks = _make_encoder({}, default, _encode_str, None, ":", ",", False, False, True)(value, 0)
     return "".join(chunks)
+
+
+def content_hash(value: Any) -> str:
+    """sha256 (hex) of ``value``'s canonical text (sorted keys, compact, anything JSON has no
+    type for as its ``str``): the one hash of requests bound to idempotency keys and of
+    specs' content. Signed bundles use RFC 8785 instead (:mod:`kneo.bundle.digest`), a
+    standard other tools reproduce, which refuses values this must still hash (integers
+    beyond 2**53, non-finite floats)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

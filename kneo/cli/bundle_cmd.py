@@ -32,7 +32,7 @@ from kneo.bundle import (
     spec_digest,
     verify_bundle,
 )
-from kneo.cli.output import print_json, want_json_errors
+from kneo.cli.output import JsonOpt, print_json, want_json_errors
 from kneo.errors import BundleError, InvalidRequest, NotFound, SpecError
 from kneo.names import check_name
 
@@ -151,9 +151,9 @@ def prepare_spec(
     ``environments/<env>.yaml``, stricter wins). Returns the resolved spec data, the
     environment and the report summary recorded in the bundle.
     """
+    from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec
-    from kneo.spec.pipeline import check_spec
     from kneo.spec.project import ProjectContext
 
     context = ProjectContext.discover(env=env)
@@ -207,7 +207,7 @@ def sign_command(
     name: str | None = typer.Option(
         None, "--name", help="Bundle name (default: spec file name up to the first dot)"
     ),
-    json_output: bool = typer.Option(False, "--json"),
+    json_output: JsonOpt = False,
 ) -> None:
     """Create an approved, signed spec bundle."""
     want_json_errors(json_output)
@@ -305,7 +305,7 @@ def verify_command(
         "--environments",
         help="Apply environments/<env>.yaml (required_signatures, accepted_key_ids)",
     ),
-    json_output: bool = typer.Option(False, "--json"),
+    json_output: JsonOpt = False,
 ) -> None:
     """Verify an approved spec bundle digest and signature."""
     want_json_errors(json_output)
@@ -343,7 +343,7 @@ def verify_command(
 def generate_command(
     key_id: str = typer.Argument(..., help="Key id; names the files KEY_ID.key and KEY_ID.pub"),
     output_dir: Path = typer.Option(..., "--output-dir", help="Directory to write the key pair"),
-    json_output: bool = typer.Option(False, "--json"),
+    json_output: JsonOpt = False,
 ) -> None:
     """Generate an Ed25519 signing key pair (private key file mode 0600)."""
     want_json_errors(json_output)
@@ -368,7 +368,7 @@ def generate_command(
 @keys_app.command("list")
 def list_command(
     keyring_dir: Path = typer.Argument(..., help="Keyring directory (*.pub, keyring.yaml)"),
-    json_output: bool = typer.Option(False, "--json"),
+    json_output: JsonOpt = False,
 ) -> None:
     """List the public keys of a keyring with fingerprints and validity windows."""
     want_json_errors(json_output)

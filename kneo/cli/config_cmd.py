@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kneo.cli.output import JsonOpt
 from kneo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Manage project config")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment; default KNEO_ENV, else dev")
 ]
@@ -148,7 +148,7 @@ def init_command(
 def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, json_output: JsonOpt = False) -> None:
     """Resolve project context, including environment and overlays."""
     from kneo.cli.output import print_json, want_json_errors
-    from kneo.spec.context import resolve_environment_policy
+    from kneo.policy.check import resolve_environment_policy
     from kneo.spec.loader import overlay_path
 
     want_json_errors(json_output)

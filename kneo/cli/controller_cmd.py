@@ -20,13 +20,12 @@ from typing import Any
 import typer
 
 from kneo.cli import startup
-from kneo.cli.output import console, print_json, print_table, want_json_errors
+from kneo.cli.output import JsonOpt, console, print_json, print_table, want_json_errors
 from kneo.errors import NotFound
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the bundle registry")
 
-JsonOpt = typer.Option(False, "--json", help="Print JSON")
 RepoOpt = typer.Option(None, "--repo", help="Git URL or local repository path")
 BranchOpt = typer.Option(None, "--branch", help="Branch or tag (default: the remote's HEAD)")
 KeysOpt = typer.Option(None, "--trusted-keys", help="Keyring directory (*.pub [+ keyring.yaml])")
@@ -142,7 +141,7 @@ def run(
         None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"
     ),
     trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
     from kneo.controller.watch import RepositoryWatcher
@@ -196,7 +195,7 @@ def reconcile(
     cache_dir: Path | None = CacheOpt,
     prune: bool | None = PruneOpt,
     trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed.
 
@@ -230,7 +229,7 @@ def plan_command(
     cache_dir: Path | None = CacheOpt,
     prune: bool | None = PruneOpt,
     trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
     want_json_errors(as_json)
@@ -253,7 +252,7 @@ def plan_command(
 
 
 @controller_app.command("status")
-def status(as_json: bool = JsonOpt) -> None:
+def status(as_json: JsonOpt = False) -> None:
     """Last fetched commit, last reconcile start, duration and error, and the leader."""
     from kneo.controller.controller import status_dict
 
@@ -289,7 +288,7 @@ def suspend(
     bundle: str,
     env: str = EnvOpt,
     reason: str | None = typer.Option(None, "--reason"),
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
     want_json_errors(as_json)
@@ -310,7 +309,7 @@ def suspend(
 
 
 @controller_app.command("resume")
-def resume(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+def resume(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
     """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
     want_json_errors(as_json)
     store = _store()
@@ -354,7 +353,7 @@ def revision_dict(r: Any, *, with_spec: bool = False) -> dict[str, Any]:
 
 
 @registry_app.command("list")
-def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool = JsonOpt) -> None:
+def registry_list(env: str | None = typer.Option(None, "--env"), as_json: JsonOpt = False) -> None:
     """Active revisions, with their Ready condition."""
     want_json_errors(as_json)
     store = _store()
@@ -395,7 +394,7 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: bool =
 
 
 @registry_app.command("get")
-def registry_get(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+def registry_get(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
     """The active revision of BUNDLE in ENV and its status conditions."""
     from kneo.clock import utc_iso
 
@@ -445,7 +444,7 @@ def registry_get(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> Non
 
 
 @registry_app.command("history")
-def registry_history(bundle: str, env: str = EnvOpt, as_json: bool = JsonOpt) -> None:
+def registry_history(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
     """Every revision of BUNDLE in ENV, newest first."""
     want_json_errors(as_json)
     items = [revision_dict(r) for r in _store().list_revisions(bundle, env)]
@@ -485,7 +484,7 @@ def registry_diff(
     env: str = EnvOpt,
     from_rev: int = typer.Option(..., "--from", help="Older revision number"),
     to_rev: int = typer.Option(..., "--to", help="Newer revision number"),
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Unified diff of two revisions' specs (and their digest, commit and status)."""
     want_json_errors(as_json)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kneo.cli.output import print_json, want_json_errors
+from kneo.cli.output import JsonOpt, print_json, want_json_errors
 from kneo.errors import InvalidRequest, KneoError
 from kneo.settings import RetentionDays, Settings
 
@@ -23,7 +23,6 @@ UrlOpt = Annotated[
     str | None,
     typer.Option("--database-url", help="Database URL (default: KNEO_SERV_DATABASE_URL or SQLite)"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
 def _settings() -> Settings:

@@ -7,7 +7,7 @@ import typer
 from kneo.cli.output import (
     JsonOpt,
     ProfileOpt,
-    UrlOpt,
+    ServiceUrlOpt,
     console,
     open_client,
     print_json,
@@ -33,9 +33,9 @@ def list_tasks(
     newest: bool = typer.Option(False, "--newest", help="Newest first (default oldest)"),
     counts: bool = typer.Option(False, "--counts", help="Pending requests per assignee"),
     limit: int = typer.Option(100, "--limit"),
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Pending human tasks, oldest first, filtered by run, kind, assignee, escalation, age."""
 
@@ -85,7 +85,7 @@ def list_tasks(
 def replay(
     run_id: str,
     reuse: str = typer.Option("questions", "--reuse", help="questions | all"),
-    as_json: bool = JsonOpt,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run RUN_ID again as a new run, reusing its recorded answers (local mode)."""
     from kneo.cli.client import LocalClient
@@ -106,9 +106,9 @@ def replay(
 @app.command("get")
 def get(
     continuation_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """One task with all its requests and their status."""
 
@@ -158,9 +158,9 @@ def resume(
         help="Who decides, in local mode (default: the OS user); a service "
         "records its API key's name",
     ),
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision."""
     from kneo.cli.client import LocalClient

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from kneo.cli import startup
+from kneo.cli.output import ServiceUrlOpt
 
 app = typer.Typer(no_args_is_help=True, help="Serve Kneo to assistants over MCP")
 
@@ -23,10 +24,7 @@ def serve(
     ] = "stdio",
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="http: the port (0: any free one)")] = 8765,
-    service_url: Annotated[
-        str | None,
-        typer.Option("--service-url", help="Send the calls to this service instead of in-process"),
-    ] = None,
+    service_url: ServiceUrlOpt = None,
 ) -> None:
     """Serve human tasks, runs, traces, the registry and the controller status as MCP tools.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -41,10 +41,12 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-#: Options shared by the commands that can talk to a service.
-JsonOpt = typer.Option(False, "--json", help="Print JSON")
-UrlOpt = typer.Option(None, "--service-url")
-ProfileOpt = typer.Option(None, "--profile", help="Service profile name")
+#: Options every command spells the same way (declared once, here).
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable)")]
+ServiceUrlOpt = Annotated[
+    str | None, typer.Option("--service-url", help="Send the request to this Kneo service")
+]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
 
 
 def open_client(as_json: bool, service_url: str | None, profile: str | None) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 
 import typer
 
+from kneo.cli.output import JsonOpt
 from kneo.documents import load_json_file
 from kneo.errors import ConfigError, NotFound, SpecError
 from kneo.names import NAME_PATTERN
@@ -225,7 +226,7 @@ def profile_set(
     service_url: str = typer.Option(..., "--service-url"),
     api_key: str | None = typer.Option(None, "--api-key"),
     activate: bool = typer.Option(True, "--activate/--no-activate"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: JsonOpt = False,
 ) -> None:
     """Create or update a named service profile."""
     store = _store()
@@ -240,7 +241,7 @@ def profile_set(
 
 
 @profile_app.command("use")
-def profile_use(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def profile_use(name: str, as_json: JsonOpt = False) -> None:
     """Set the active service profile."""
     store = _store()
     store.use(name)
@@ -248,7 +249,7 @@ def profile_use(name: str, as_json: bool = typer.Option(False, "--json")) -> Non
 
 
 @profile_app.command("list")
-def profile_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def profile_list(as_json: JsonOpt = False) -> None:
     """List configured service profiles without exposing API keys."""
     store = _store()
     rows = [store.describe(n) for n in store.names()]
@@ -265,9 +266,7 @@ def profile_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @profile_app.command("show")
-def profile_show(
-    name: str | None = typer.Option(None, "--name"), as_json: bool = typer.Option(False, "--json")
-) -> None:
+def profile_show(name: str | None = typer.Option(None, "--name"), as_json: JsonOpt = False) -> None:
     """Show one service profile without exposing its API key."""
     store = _store()
     chosen = name or store.active_name()

@@ -10,7 +10,14 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import console, print_json, want_json_errors
+from kneo.cli.output import (
+    JsonOpt,
+    ProfileOpt,
+    ServiceUrlOpt,
+    console,
+    print_json,
+    want_json_errors,
+)
 
 #: How long a command may run silently before a spinner appears on stderr.
 SPINNER_AFTER_SECONDS = 0.7
@@ -121,9 +128,9 @@ def register(app: typer.Typer) -> None:
         input_text: str = typer.Option(..., "--input", "-i", help="Input text"),
         target: str = typer.Option("workflow", "--target", help="agent or workflow"),
         env: str | None = typer.Option(None, "--env", help="Environment overlay and policy"),
-        as_json: bool = typer.Option(False, "--json", help="Print the run response as JSON"),
-        service_url: str | None = typer.Option(None, "--service-url"),
-        profile: str | None = typer.Option(None, "--profile", help="Service profile name"),
+        as_json: JsonOpt = False,
+        service_url: ServiceUrlOpt = None,
+        profile: ProfileOpt = None,
         bundle: str | None = typer.Option(
             None, "--bundle", help="Run the active registry revision of this bundle (--env)"
         ),

@@ -10,7 +10,7 @@ import typer
 from kneo.cli.output import (
     JsonOpt,
     ProfileOpt,
-    UrlOpt,
+    ServiceUrlOpt,
     console,
     open_client,
     print_json,
@@ -28,9 +28,9 @@ def _short(value: Any, limit: int = 80) -> str:
 @app.command("get")
 def get(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Show a run's status, position and outcome."""
     data = open_client(as_json, service_url, profile).get_run(run_id)
@@ -63,9 +63,9 @@ def get(
 def list_runs(
     status: str | None = typer.Option(None, "--status"),
     limit: int = typer.Option(20, "--limit"),
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List recent runs, newest first."""
     data = open_client(as_json, service_url, profile).list_runs(status=status, limit=limit)
@@ -85,9 +85,9 @@ def list_runs(
 @app.command("trace")
 def trace(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A run's trace events in order (tool arguments and results redacted)."""
     data = open_client(as_json, service_url, profile).trace(run_id)
@@ -112,9 +112,9 @@ def trace(
 @app.command("checkpoints")
 def checkpoints(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A run's checkpoints (one per step boundary)."""
     data = open_client(as_json, service_url, profile).checkpoints(run_id)
@@ -141,9 +141,9 @@ def checkpoints(
 @app.command("replay")
 def replay(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """The run's timeline and replay context (completed, failed and next steps)."""
     data = open_client(as_json, service_url, profile).replay(run_id)
@@ -184,9 +184,9 @@ def checkpoint_diff(
     run_id: str,
     from_sequence: int | None = typer.Option(None, "--from-sequence"),
     to_sequence: int | None = typer.Option(None, "--to-sequence"),
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Added, removed and changed paths between two checkpoints (default: the latest two)."""
     data = open_client(as_json, service_url, profile).checkpoint_diff(
@@ -209,9 +209,9 @@ def checkpoint_diff(
 @app.command("cancel")
 def cancel(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Cancel a queued, running or paused run (cooperative: a step in flight finishes)."""
     data = open_client(as_json, service_url, profile).cancel(run_id)
@@ -224,9 +224,9 @@ def cancel(
 @app.command("recovery")
 def recovery(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Whether an interrupted run can continue, and from where."""
     data = open_client(as_json, service_url, profile).recovery(run_id)
@@ -239,9 +239,9 @@ def recovery(
 @app.command("continue")
 def continue_run(
     run_id: str,
-    as_json: bool = JsonOpt,
-    service_url: str | None = UrlOpt,
-    profile: str | None = ProfileOpt,
+    as_json: JsonOpt = False,
+    service_url: ServiceUrlOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Continue an interrupted (or failed) run from its last completed step boundary."""
     from kneo.cli.run_cmd import exit_for, progress, render_run_response

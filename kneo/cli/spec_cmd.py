@@ -1,7 +1,7 @@
 """``kneo spec validate|lint|compile|resolve|migrate|policy-report``.
 
 Thin edge over :mod:`kneo.spec`: resolve the project context and environment, load the spec
-(overlay + defaults), run :func:`kneo.spec.pipeline.check_spec`, render. Exit codes: 0 ok,
+(overlay + defaults), run :func:`kneo.policy.check.check_spec`, render. Exit codes: 0 ok,
 1 findings or invalid input, 2 usage error. Only Typer is imported at module level so
 ``kneo --help`` stays fast; everything else is imported inside the commands.
 
@@ -20,12 +20,12 @@ import typer
 from kneo.errors import KneoError
 
 if TYPE_CHECKING:
+    from kneo.policy.check import SpecReport
     from kneo.spec.diagnostics import Diagnostic
     from kneo.spec.loader import LoadedSpec
-    from kneo.spec.pipeline import SpecReport
     from kneo.spec.project import ProjectContext
 
-from kneo.cli.output import LazyCommand, lazy_group
+from kneo.cli.output import JsonOpt, LazyCommand, ProfileOpt, ServiceUrlOpt, lazy_group
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,11 +43,6 @@ SpecPathArg = Annotated[Path | None, typer.Argument(show_default=False)]
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment (overlay + policy); default KNEO_ENV")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-ServiceUrlOpt = Annotated[
-    str | None, typer.Option("--service-url", help="Send the request to a Kneo service")
-]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
 ToolsOpt = Annotated[
     str | None,
     typer.Option(
@@ -112,9 +107,9 @@ def check(
     """Load, validate and enforce; returns the loaded spec, the report and the compiler
     (the project's tool registry and the runtimes) for commands that go on to compile.
     ``probe_mcp`` (validate, lint) asks each ``mcp.imports`` server for its tools."""
+    from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec import SpecCompiler
-    from kneo.spec.pipeline import check_spec
 
     context = project_context(env)
     loaded = load_for(spec_path, context)

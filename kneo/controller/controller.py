@@ -34,6 +34,7 @@ from kneo.controller.loader import DesiredStateLoader, SpecChecker
 from kneo.controller.model import ActionKind, DesiredState, PlanOptions
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
 from kneo.controller.promotion import ContinuationPromotionGate, PromotionGate
+from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.errors import KneoError
 from kneo.ids import new_id
@@ -348,8 +349,6 @@ class Controller:
         file is now missing or invalid keeps its last known rule, so breaking or deleting a
         file never opens an environment to ad-hoc specs.
         """
-        from kneo.platform.bundles import POLICY_METADATA_KEY
-
         stored = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
         current = dict(stored)
         for name, env in desired.environments.items():

@@ -66,9 +66,9 @@ Progress = Callable[[int, int], None]
 
 def default_spec_checker() -> SpecChecker:
     """The same check ``kneo spec bundle sign`` ran: validation plus environment policy."""
+    from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec_data
-    from kneo.spec.pipeline import check_spec
     from kneo.tools import ToolRegistry
 
     tools, runtimes = ToolRegistry(), create_runtime_registry()

@@ -18,6 +18,10 @@ from typing import Any
 
 from kneo.errors import BundleNotApproved, NotFound
 
+#: Store metadata key: the environment policies the controller last read from the GitOps
+#: repository (``environments/<env>.yaml``), merged stricter-wins into the project's.
+POLICY_METADATA_KEY = "registry.environment_policies"
+
 
 @dataclass(frozen=True)
 class ResolvedBundle:

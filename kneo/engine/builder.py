@@ -454,12 +454,15 @@ class SdkWorkflow:
     edges: tuple[EdgeSpec, ...] = ()
     start: str | None = None
     max_visits: int = 5
+    #: In-process runs keep the trace of about this many recent steps (``journal``).
+    history: int = 1000
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise InvalidRequest(f"workflow '{self.name}': step names must be unique: {names}")
-        self.journal = MemoryJournal()
+        self.journal = MemoryJournal(keep=self.history)
+        self._compiled_as: tuple[Any, CompiledWorkflow] | None = None
 
     # ------------------------------------------------------------------ durable form
 
@@ -613,7 +616,23 @@ class SdkWorkflow:
         return self.run(state.get("input_text", ""), state=state)
 
     def _compiled(self) -> CompiledWorkflow:
-        """The in-process spec compiled by the same compiler as YAML (functions by name)."""
+        """The in-process spec compiled by the same compiler as YAML (functions by name),
+        once: recompiled only when the workflow's definition changed since."""
+        shape = (
+            tuple(map(id, self.steps)),
+            self.family,
+            self.edges,
+            self.start,
+            self.max_visits,
+            repr(self.metadata),
+        )
+        if self._compiled_as is not None and self._compiled_as[0] == shape:
+            return self._compiled_as[1]
+        workflow = self._compile()
+        self._compiled_as = (shape, workflow)
+        return workflow
+
+    def _compile(self) -> CompiledWorkflow:
         from kneo.runtimes import create_runtime_registry
         from kneo.spec.compiler import SpecCompiler
 

@@ -134,9 +134,13 @@ class Journal(Protocol):
 
 
 class MemoryJournal:
-    """An in-memory journal: the SDK's default and the engine tests' fake."""
+    """An in-memory journal: the SDK's default and the engine tests' fake.
 
-    def __init__(self) -> None:
+    ``keep`` bounds the history: only the last ``keep`` boundaries and events are kept (a
+    long-lived in-process workflow would otherwise hold every step it ever ran)."""
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
         self._lock = threading.Lock()
         self._buffer: list[TraceEvent] = []
         self.events: list[TraceEvent] = []
@@ -155,10 +159,21 @@ class MemoryJournal:
             self.boundaries.append(boundary)
             self.events.extend(self._buffer)
             self._buffer.clear()
+            self._trim()
 
     def drain(self) -> list[TraceEvent]:
         """Buffered events not yet committed (the platform writes them with the outcome)."""
         with self._lock:
             events, self._buffer = self._buffer, []
             self.events.extend(events)
+            self._trim()
             return events
+
+    def _trim(self) -> None:
+        """Drop the oldest records beyond ``keep``, in batches (amortized O(1) per record)."""
+        keep = self.keep
+        if keep is None:
+            return
+        for records in (self.events, self.boundaries):
+            if len(records) > 2 * keep:
+                del records[:-keep]

@@ -22,12 +22,11 @@ import getpass
 from collections.abc import Mapping
 from typing import Any
 
+from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
 from kneo.names import check_name
 from kneo.platform.results import RunResult
 
-#: Store metadata written by the controller: ``{env: {"require_approved_bundle": bool}}``.
-POLICY_METADATA_KEY = "registry.environment_policies"
 PROMOTION_KIND = "promotion"
 _CONTROLLER_ATTR = "_kneo_controller"
 

@@ -8,20 +8,12 @@ Only successes are stored: a failed attempt releases the key so a retry really r
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from kneo.errors import InvalidRequest, ResourceLocked
 
 MAX_KEY_CHARS = 255
-
-
-def request_hash(data: Mapping[str, Any] | Any, *extra: str) -> str:
-    """sha256 of the canonical JSON of ``data`` (and ``extra``)."""
-    canonical = json.dumps([data, *extra], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def idempotent(

@@ -53,13 +53,14 @@ from kneo.errors import (
     InvalidRequest,
     ResourceLocked,
 )
+from kneo.jsontext import content_hash
 from kneo.names import check_name
 from kneo.platform import inspect
 from kneo.platform.decisions import list_human_tasks, resume_decision
 from kneo.platform.journal import StoreJournal, checkpoint_payload
 from kneo.platform.leases import LeaseKeeper
 from kneo.platform.outcomes import write_outcome
-from kneo.platform.preparation import content_digest, create_run, prepare
+from kneo.platform.preparation import create_run, prepare
 from kneo.platform.results import (
     RunResult,
     checkpoint_view,
@@ -92,7 +93,6 @@ def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
     )
 
 
-_digest = content_digest
 _owner_alive = inspect.owner_alive
 
 
@@ -263,7 +263,7 @@ class PlatformManager:
         (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
         ``metadata`` is stored with the decision (``auto_continued`` for timeouts)."""
         if idempotency_key is not None:
-            from kneo.platform.idempotency import idempotent, request_hash
+            from kneo.platform.idempotency import idempotent
 
             def call() -> tuple[int, dict[str, Any]]:
                 done = self.resume(
@@ -279,13 +279,15 @@ class PlatformManager:
                 # whoever reads it, like the first answer (``RunResult.to_dict``).
                 return 200, done.to_dict(show_personal=True)
 
-            digest = request_hash(
-                {
-                    "request_id": request_id,
-                    "decision": decision,
-                    "content": content,
-                    "selected_option": selected_option,
-                }
+            digest = content_hash(
+                [
+                    {
+                        "request_id": request_id,
+                        "decision": decision,
+                        "content": content,
+                        "selected_option": selected_option,
+                    }
+                ]
             )
             _, body, replayed = idempotent(
                 self.store,
@@ -612,7 +614,7 @@ class PlatformManager:
         prepared = {
             "workflow": workflow,
             "data": source.spec,
-            "digest": source.spec_digest or _digest(source.spec),
+            "digest": source.spec_digest or content_hash(source.spec),
             "target": source.target,
             "base_dir": meta.get("base_dir"),
             "spec_path": meta.get("spec_path"),
@@ -713,7 +715,7 @@ class PlatformManager:
         return prepare(self, spec_path=spec_path, spec=spec, target=target, environment=environment)
 
     def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
-        key = (run.spec_digest or _digest(run.spec), run.target)
+        key = (run.spec_digest or content_hash(run.spec), run.target)
         cached = self._compiled.get(key)
         if cached is not None:
             return cached

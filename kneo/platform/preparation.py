@@ -10,8 +10,6 @@ queued for a worker, or started and locked (``run:<id>``) for this process.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
+from kneo.jsontext import content_hash
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.models import Spec
@@ -28,11 +27,6 @@ from kneo.store.steps import json_text
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
-
-
-def content_digest(data: Mapping[str, Any]) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def prepare(
@@ -44,7 +38,7 @@ def prepare(
     environment: str | None,
 ) -> dict[str, Any]:
     """Load, check (with environment policy) and compile; raises before any run exists."""
-    from kneo.spec.pipeline import check_spec
+    from kneo.policy.check import check_spec
 
     if (spec_path is None) == (spec is None):
         raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
@@ -88,7 +82,7 @@ def prepare(
         diagnostics=report.diagnostics,
         source=source,
     )
-    digest = pinned.digest if pinned is not None else content_digest(data)
+    digest = pinned.digest if pinned is not None else content_hash(data)
     manager._compiled[(digest, target)] = workflow
     prepared = {
         "workflow": workflow,
@@ -136,7 +130,7 @@ def prepare_key(
             files.append(overlay_path(Path(text), environment, config))
         source: Any = (text, None if os.path.isabs(text) else os.getcwd())
     elif isinstance(spec, Mapping):
-        source = content_digest(spec)
+        source = content_hash(spec)
     else:
         return None  # a Spec model: its content is not cheap to key
     if env is not None and manager.project is not None:

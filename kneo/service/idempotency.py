@@ -9,8 +9,6 @@ responses are stored — a failed attempt releases the key so a retry really ret
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,16 +16,15 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from kneo.errors import InvalidRequest, ResourceLocked
+from kneo.jsontext import content_hash
+from kneo.platform.idempotency import idempotent
 
 HEADER = "idempotency-key"
-MAX_KEY_CHARS = 255
 
 
 def body_hash(body: BaseModel | dict[str, Any], *extra: str) -> str:
     data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    canonical = json.dumps([data, *extra], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return content_hash([data, *extra])
 
 
 def run_idempotent(
@@ -39,7 +36,8 @@ def run_idempotent(
     request_hash: str | Callable[[], str],
     call: Callable[[], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
-    """Execute ``call`` at most once per (actor, operation, key); replay it afterwards.
+    """Execute ``call`` at most once per (actor, operation, key); replay it afterwards
+    (:func:`kneo.platform.idempotency.idempotent`, the platform's decisions use the same).
 
     ``request_hash`` may be a callable: it is then computed only when the request carries
     an ``Idempotency-Key`` (most requests do not, and hashing means dumping the body).
@@ -48,30 +46,9 @@ def run_idempotent(
     if key is None:
         status, payload = call()
         return JSONResponse(payload, status_code=status)
-    key = key.strip()
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters", field="Idempotency-Key"
-        )
-    scope = f"{actor}:{operation}"
-    if callable(request_hash):
-        request_hash = request_hash()
-    outcome = store.begin_idempotent(scope, key, request_hash)
-    if outcome.state == "replay":
-        return JSONResponse(
-            outcome.response,
-            status_code=outcome.status_code or 200,
-            headers={"Idempotent-Replayed": "true"},
-        )
-    if outcome.state == "in_progress":
-        raise ResourceLocked(
-            "A request with this Idempotency-Key is still in progress; retry later",
-            lock="idempotency_key",
-        )
-    try:
-        status, payload = call()
-    except BaseException:
-        store.release_idempotent(scope, key)
-        raise
-    store.finish_idempotent(scope, key, status, payload)
-    return JSONResponse(payload, status_code=status)
+    digest = request_hash() if callable(request_hash) else request_hash
+    status, payload, replayed = idempotent(
+        store, scope=f"{actor}:{operation}", key=key, digest=digest, call=call
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(payload, status_code=status, headers=headers)

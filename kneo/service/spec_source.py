@@ -1,7 +1,7 @@
 """Turn a request's spec source (server path, inline document, overrides) into a checked spec.
 
 The same resolution as the CLI: overlays for the environment, project defaults, then the
-one validation pipeline (:func:`kneo.spec.pipeline.check_spec`). A policy stored through
+one validation pipeline (:func:`kneo.policy.check.check_spec`). A policy stored through
 ``PUT /v1/policies/environment/{env}`` wins over the project config's policy for that
 environment, which is what makes it operator-controlled.
 """
@@ -115,7 +115,7 @@ def check_resolved(
 ) -> Any:
     """Validate + environment policy + governance report (a ``SpecReport``). ``policy``:
     the stored policy when the caller has just read it (saves a second read)."""
-    from kneo.spec.pipeline import check_spec
+    from kneo.policy.check import check_spec
 
     tools, runtimes = registries(manager)
     return check_spec(

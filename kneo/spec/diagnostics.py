@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.models import AgentSpec, Spec, StepSpec, ToolSelection
+from kneo.spec.models import AgentSpec, Spec, StepSpec, ToolPolicy, ToolSelection, WorkflowSpec
 from kneo.spec.refs import import_roots, inspect_ref, is_ref
 from kneo.tools import ToolDefinition, ToolRegistry
 
@@ -281,122 +281,162 @@ def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def _agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) -> list[Diagnostic]:
+    """Every agent: the tools it names exist, its runtime modes exist and agree, its tool
+    policy, and fields that are deprecated or missing."""
     out: list[Diagnostic] = []
     for agent, at in agent_locations(spec):
-        for name, path in tool_paths(agent, at):
-            if name not in catalog:
-                out.append(
-                    diag(
-                        "E_UNKNOWN_TOOL",
-                        path,
-                        f"Tool '{name}' is not registered.",
-                        "register it in the project's tool registry (tool_registry in "
-                        ".kneo/config.yaml, or --tools module:factory), declare it under "
-                        "components.tools with an implementation, or list it in an "
-                        "mcp.imports entry's tools",
-                    )
-                )
-        for i, name in enumerate(agent.approval_required):
-            if name not in catalog:
-                out.append(
-                    diag(
-                        "E_UNKNOWN_TOOL",
-                        f"{at}.approval_required[{i}]",
-                        f"Tool '{name}' is not registered.",
-                    )
-                )
-        for name in agent.tool_input:
-            if name not in catalog:
-                out.append(
-                    diag(
-                        "E_UNKNOWN_TOOL",
-                        f"{at}.tool_input.{name}",
-                        f"Tool '{name}' is not registered.",
-                    )
-                )
-        if agent.memory.compress_with and agent.memory.compress_with not in catalog:
+        out += _agent_tool_names(spec, agent, at, catalog)
+        out += _agent_runtime_rules(agent, at, runtimes)
+        out += _tool_policy_rules(agent, at, catalog)
+        out += _agent_field_rules(agent, at)
+    return out
+
+
+def _agent_tool_names(
+    spec: Spec, agent: AgentSpec, at: str, catalog: ToolCatalog
+) -> list[Diagnostic]:
+    """Every place an agent names a tool names a registered one (``E_UNKNOWN_TOOL``)."""
+    out: list[Diagnostic] = []
+    for name, path in tool_paths(agent, at):
+        if name not in catalog:
             out.append(
                 diag(
                     "E_UNKNOWN_TOOL",
-                    f"{at}.memory.compress_with",
-                    f"Tool '{agent.memory.compress_with}' is not registered.",
+                    path,
+                    f"Tool '{name}' is not registered.",
+                    "register it in the project's tool registry (tool_registry in "
+                    ".kneo/config.yaml, or --tools module:factory), declare it under "
+                    "components.tools with an implementation, or list it in an "
+                    "mcp.imports entry's tools",
                 )
             )
-        # tools: all with an MCP import that lists no tools: any name may be the server's
-        open_mcp = agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)
-        for i, turn in enumerate(agent.model.script):
-            for j, call in enumerate(turn.tool_calls):
-                if call.name not in catalog and not open_mcp:
-                    out.append(
-                        diag(
-                            "E_UNKNOWN_TOOL",
-                            f"{at}.model.script[{i}].tool_calls[{j}].name",
-                            f"Tool '{call.name}' is not registered.",
-                        )
-                    )
-        prefs = agent.runtime_preferences
-        for i, mode in enumerate(prefs.allowed_modes):
-            if mode not in runtimes:
+    for i, name in enumerate(agent.approval_required):
+        if name not in catalog:
+            out.append(
+                diag(
+                    "E_UNKNOWN_TOOL",
+                    f"{at}.approval_required[{i}]",
+                    f"Tool '{name}' is not registered.",
+                )
+            )
+    for name in agent.tool_input:
+        if name not in catalog:
+            out.append(
+                diag(
+                    "E_UNKNOWN_TOOL",
+                    f"{at}.tool_input.{name}",
+                    f"Tool '{name}' is not registered.",
+                )
+            )
+    if agent.memory.compress_with and agent.memory.compress_with not in catalog:
+        out.append(
+            diag(
+                "E_UNKNOWN_TOOL",
+                f"{at}.memory.compress_with",
+                f"Tool '{agent.memory.compress_with}' is not registered.",
+            )
+        )
+    # tools: all with an MCP import that lists no tools: any name may be the server's
+    open_mcp = agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)
+    for i, turn in enumerate(agent.model.script):
+        for j, call in enumerate(turn.tool_calls):
+            if call.name not in catalog and not open_mcp:
                 out.append(
                     diag(
-                        "E_UNKNOWN_RUNTIME",
-                        f"{at}.runtime_preferences.allowed_modes[{i}]",
-                        f"Runtime mode '{mode}' is not registered.",
-                        f"use one of: {', '.join(runtimes.names())}",
+                        "E_UNKNOWN_TOOL",
+                        f"{at}.model.script[{i}].tool_calls[{j}].name",
+                        f"Tool '{call.name}' is not registered.",
                     )
                 )
-        if prefs.preferred_mode not in runtimes:
+    return out
+
+
+def _agent_runtime_rules(agent: AgentSpec, at: str, runtimes: RuntimeRegistry) -> list[Diagnostic]:
+    """The runtime modes an agent allows and prefers exist and agree."""
+    out: list[Diagnostic] = []
+    prefs = agent.runtime_preferences
+    for i, mode in enumerate(prefs.allowed_modes):
+        if mode not in runtimes:
             out.append(
                 diag(
                     "E_UNKNOWN_RUNTIME",
-                    f"{at}.runtime_preferences.preferred_mode",
-                    f"Runtime mode '{prefs.preferred_mode}' is not registered.",
+                    f"{at}.runtime_preferences.allowed_modes[{i}]",
+                    f"Runtime mode '{mode}' is not registered.",
                     f"use one of: {', '.join(runtimes.names())}",
                 )
             )
-        elif prefs.allowed_modes and prefs.preferred_mode not in prefs.allowed_modes:
-            out.append(
-                diag(
-                    "E_RUNTIME_NOT_ALLOWED",
-                    f"{at}.runtime_preferences.preferred_mode",
-                    f"Preferred mode '{prefs.preferred_mode}' is not in allowed_modes {prefs.allowed_modes}.",
-                    "add it to allowed_modes or pick an allowed mode",
-                )
+    if prefs.preferred_mode not in runtimes:
+        out.append(
+            diag(
+                "E_UNKNOWN_RUNTIME",
+                f"{at}.runtime_preferences.preferred_mode",
+                f"Runtime mode '{prefs.preferred_mode}' is not registered.",
+                f"use one of: {', '.join(runtimes.names())}",
             )
-        out += _tool_policy_rules(agent, at, catalog)
-        if agent.instructions is not None:
-            out.append(
-                diag(
-                    "W_DEPRECATED_FIELD",
-                    f"{at}.instructions",
-                    "'instructions' is deprecated; use 'system_prompt'.",
-                    "run 'kneo spec migrate'",
-                )
+        )
+    elif prefs.allowed_modes and prefs.preferred_mode not in prefs.allowed_modes:
+        out.append(
+            diag(
+                "E_RUNTIME_NOT_ALLOWED",
+                f"{at}.runtime_preferences.preferred_mode",
+                f"Preferred mode '{prefs.preferred_mode}' is not in allowed_modes {prefs.allowed_modes}.",
+                "add it to allowed_modes or pick an allowed mode",
             )
-        if agent.max_iterations is not None:
-            out.append(
-                diag(
-                    "W_DEPRECATED_FIELD",
-                    f"{at}.max_iterations",
-                    "'max_iterations' is deprecated; use 'strategy.max_iterations'.",
-                    "run 'kneo spec migrate'",
-                )
+        )
+    return out
+
+
+def _agent_field_rules(agent: AgentSpec, at: str) -> list[Diagnostic]:
+    """Deprecated fields and the missing guardrails."""
+    out: list[Diagnostic] = []
+    if agent.instructions is not None:
+        out.append(
+            diag(
+                "W_DEPRECATED_FIELD",
+                f"{at}.instructions",
+                "'instructions' is deprecated; use 'system_prompt'.",
+                "run 'kneo spec migrate'",
             )
-        if not agent.guardrails:
-            out.append(
-                diag(
-                    "I_NO_GUARDRAILS",
-                    f"{at}.guardrails",
-                    f"Agent '{agent.name}' declares no guardrails.",
-                )
+        )
+    if agent.max_iterations is not None:
+        out.append(
+            diag(
+                "W_DEPRECATED_FIELD",
+                f"{at}.max_iterations",
+                "'max_iterations' is deprecated; use 'strategy.max_iterations'.",
+                "run 'kneo spec migrate'",
             )
+        )
+    if not agent.guardrails:
+        out.append(
+            diag(
+                "I_NO_GUARDRAILS",
+                f"{at}.guardrails",
+                f"Agent '{agent.name}' declares no guardrails.",
+            )
+        )
     return out
 
 
 def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
+    """What an agent's tools may do against what its ``policies.tool`` lets them."""
     policy = agent.policies.tool
     selected = catalog.selected(agent)
+    out = _tool_selection_rules(agent, at, selected, policy)
+    paths = dict(tool_paths(agent, at))
+    for name in selected:
+        definition = catalog.get(name)
+        if definition is not None:
+            path = paths.get(name, f"{at}.tools")
+            out += _capability_rules(name, definition.capabilities, path, policy)
+    return out + _policy_grant_rules(agent, at, selected, policy, catalog)
+
+
+def _tool_selection_rules(
+    agent: AgentSpec, at: str, selected: list[str], policy: ToolPolicy | None
+) -> list[Diagnostic]:
+    """How the tools are chosen: every tool, or a shorthand list with no policy."""
+    out: list[Diagnostic] = []
     if agent.tools_unrestricted:
         out.append(
             diag(
@@ -415,76 +455,89 @@ def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[
                 "use 'tools: {include: [...]}' and declare 'policies.tool' (allow, network, filesystem, shell)",
             )
         )
-    paths = dict(tool_paths(agent, at))
-    for name in selected:
-        definition = catalog.get(name)
-        if definition is None:
-            continue
-        path = paths.get(name, f"{at}.tools")
-        caps = definition.capabilities
-        if "network" in caps:
-            if policy is not None and not policy.network:
-                out.append(
-                    diag(
-                        "W_TOOL_CAPABILITY_BLOCKED",
-                        path,
-                        f"Tool '{name}' needs network access but policies.tool.network is false.",
-                        "set policies.tool.network: true with allowed_domains, or drop the tool",
-                    )
-                )
-            elif policy is None or not policy.allowed_domains:
-                out.append(
-                    diag(
-                        "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
-                        path,
-                        f"Tool '{name}' uses the network and no allowed_domains restrict it.",
-                        "set policies.tool.allowed_domains",
-                    )
-                )
-        if "shell" in caps:
-            if policy is not None and not policy.shell:
-                out.append(
-                    diag(
-                        "W_TOOL_CAPABILITY_BLOCKED",
-                        path,
-                        f"Tool '{name}' needs shell access but policies.tool.shell is false.",
-                    )
-                )
-            else:
-                out.append(
-                    diag(
-                        "W_SHELL_TOOL",
-                        path,
-                        f"Tool '{name}' can run shell commands.",
-                        "require approval for it (agent.approval_required)",
-                    )
-                )
-        if "filesystem_write" in caps:
-            if policy is not None and not policy.filesystem_write:
-                out.append(
-                    diag(
-                        "W_TOOL_CAPABILITY_BLOCKED",
-                        path,
-                        f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.",
-                    )
-                )
-            else:
-                out.append(
-                    diag(
-                        "W_FILESYSTEM_WRITE",
-                        path,
-                        f"Tool '{name}' can write files.",
-                        "require approval for it",
-                    )
-                )
-        elif "filesystem_read" in caps and policy is not None and not policy.filesystem_read:
+    return out
+
+
+def _capability_rules(
+    name: str, caps: Collection[str], path: str, policy: ToolPolicy | None
+) -> list[Diagnostic]:
+    """One tool's capabilities (network, shell, files) against the agent's policy."""
+    out: list[Diagnostic] = []
+    if "network" in caps:
+        if policy is not None and not policy.network:
             out.append(
                 diag(
                     "W_TOOL_CAPABILITY_BLOCKED",
                     path,
-                    f"Tool '{name}' reads files but policies.tool.filesystem is false.",
+                    f"Tool '{name}' needs network access but policies.tool.network is false.",
+                    "set policies.tool.network: true with allowed_domains, or drop the tool",
                 )
             )
+        elif policy is None or not policy.allowed_domains:
+            out.append(
+                diag(
+                    "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
+                    path,
+                    f"Tool '{name}' uses the network and no allowed_domains restrict it.",
+                    "set policies.tool.allowed_domains",
+                )
+            )
+    if "shell" in caps:
+        if policy is not None and not policy.shell:
+            out.append(
+                diag(
+                    "W_TOOL_CAPABILITY_BLOCKED",
+                    path,
+                    f"Tool '{name}' needs shell access but policies.tool.shell is false.",
+                )
+            )
+        else:
+            out.append(
+                diag(
+                    "W_SHELL_TOOL",
+                    path,
+                    f"Tool '{name}' can run shell commands.",
+                    "require approval for it (agent.approval_required)",
+                )
+            )
+    if "filesystem_write" in caps:
+        if policy is not None and not policy.filesystem_write:
+            out.append(
+                diag(
+                    "W_TOOL_CAPABILITY_BLOCKED",
+                    path,
+                    f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.",
+                )
+            )
+        else:
+            out.append(
+                diag(
+                    "W_FILESYSTEM_WRITE",
+                    path,
+                    f"Tool '{name}' can write files.",
+                    "require approval for it",
+                )
+            )
+    elif "filesystem_read" in caps and policy is not None and not policy.filesystem_read:
+        out.append(
+            diag(
+                "W_TOOL_CAPABILITY_BLOCKED",
+                path,
+                f"Tool '{name}' reads files but policies.tool.filesystem is false.",
+            )
+        )
+    return out
+
+
+def _policy_grant_rules(
+    agent: AgentSpec,
+    at: str,
+    selected: list[str],
+    policy: ToolPolicy | None,
+    catalog: ToolCatalog,
+) -> list[Diagnostic]:
+    """What the policy grants beyond the tools (writes, shell) is worth a warning itself."""
+    out: list[Diagnostic] = []
     if policy is not None and policy.filesystem_write:
         out.append(
             diag(
@@ -666,10 +719,24 @@ def _step_ref(spec: Spec, step: StepSpec, path: str, roots: list[Path]) -> list[
 
 
 def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnostic]:
+    """A graph's edges and stops name its nodes, their conditions compile, and every node is
+    reachable from ``start`` (over edges and ``on_stop`` targets)."""
+    wf = spec.workflow
+    assert wf is not None
+    adjacency: dict[str, set[str]] = {i: set() for i in ids}
+    out = _edge_rules(spec, ids, roots, adjacency)
+    out += _on_stop_rules(wf, ids, adjacency)
+    out += _route_option_rules(spec, ids)
+    return out + _reachability_rules(wf, ids, adjacency)
+
+
+def _edge_rules(
+    spec: Spec, ids: set[str], roots: list[Path], adjacency: dict[str, set[str]]
+) -> list[Diagnostic]:
+    """Each edge's endpoints and condition; records the edge in ``adjacency``."""
     wf = spec.workflow
     assert wf is not None
     out: list[Diagnostic] = []
-    adjacency: dict[str, set[str]] = {i: set() for i in ids}
     for i, edge in enumerate(wf.edges):
         for end, name in (("from", edge.source), ("to", edge.target)):
             if name not in ids:
@@ -711,6 +778,14 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                 out.append(_ref_problem(path, ref, info.problem))
             if info.unsafe_imports:
                 out.append(_unsafe("E_UNSAFE_FUNCTION_IMPORT", path, ref, info.unsafe_imports))
+    return out
+
+
+def _on_stop_rules(
+    wf: WorkflowSpec, ids: set[str], adjacency: dict[str, set[str]]
+) -> list[Diagnostic]:
+    """A stopped loop goes on at its ``on_stop`` node, which must exist."""
+    out: list[Diagnostic] = []
     for i, member in enumerate(wf.nodes):
         stop = member.human_review.on_stop if member.human_review else None
         if stop is None:
@@ -725,7 +800,14 @@ def _graph_rules(spec: Spec, ids: set[str], roots: list[Path]) -> list[Diagnosti
                     f"on_stop '{stop}' is not a node id.",
                 )
             )
-    out += _route_option_rules(spec, ids)
+    return out
+
+
+def _reachability_rules(
+    wf: WorkflowSpec, ids: set[str], adjacency: dict[str, set[str]]
+) -> list[Diagnostic]:
+    """The graph starts at a node, and every node can be reached from it."""
+    out: list[Diagnostic] = []
     if wf.start is None or wf.start not in ids:
         message = (
             "The graph has no 'start' node."

@@ -3,7 +3,7 @@
 Order matters and is the same everywhere (CLI, HTTP, controller): the overlay
 ``<stem>.<env>.yaml`` is deep-merged over the base, then the project's runtime and model
 defaults fill only what the spec leaves unset, then the result is validated as v1.
-Environment *policy* is applied later, on diagnostics (see ``kneo.spec.pipeline``).
+Environment *policy* is applied later, on diagnostics (see ``kneo.policy.check``).
 """
 
 from __future__ import annotations

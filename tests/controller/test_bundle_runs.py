@@ -16,9 +16,10 @@ from gitops_fixtures import Keys, Repo, make_controller
 from starlette.testclient import TestClient
 
 from kneo.clock import ManualClock
+from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, NotFound
 from kneo.platform import create_platform
-from kneo.platform.bundles import POLICY_METADATA_KEY, run_bundle
+from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 

@@ -53,3 +53,15 @@ def test_what_is_not_json_is_refused_as_json_refuses_it() -> None:
     loop.append(loop)
     with pytest.raises(ValueError, match="Circular reference"):
         jsontext.dumps(loop)
+
+
+def test_content_hash_ignores_key_order_and_hashes_what_json_cannot_type() -> None:
+    from datetime import datetime
+
+    from kneo.jsontext import content_hash
+
+    assert content_hash({"b": 1, "a": [1, 2]}) == content_hash({"a": [1, 2], "b": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
+    assert content_hash([{"a": 1}]) != content_hash({"a": 1})
+    big = {"n": 2**70, "when": datetime(2026, 1, 1)}  # outside RFC 8785's domain: still hashed
+    assert len(content_hash(big)) == 64

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,109 @@ def test_pure_package_imports_no_frameworks(package: str) -> None:
     )
     loaded = set(json.loads(out.stdout))
     assert not loaded & set(FORBIDDEN), f"{package} pulls in {sorted(loaded & set(FORBIDDEN))}"
+
+
+# The layer order of docs/design.md ("Layers"), lowest first. A module may import its own
+# layer and any layer below; a longest-prefix match assigns a module to its layer. ``kneo``
+# itself is the public facade (lazy exports of every layer) and sits above them all.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "base",
+        (
+            "kneo.errors",
+            "kneo.settings",
+            "kneo.clock",
+            "kneo.ids",
+            "kneo.redaction",
+            "kneo.documents",
+            "kneo.names",
+            "kneo.tools",
+            "kneo.runtimes",
+            "kneo.lazy",
+            "kneo.jsontext",
+            "kneo.periodic",
+        ),
+    ),
+    ("contract", ("kneo.spec",)),
+    ("trust", ("kneo.bundle", "kneo.policy")),
+    ("execution", ("kneo.engine",)),
+    ("adapters", ("kneo.mcp", "kneo.mcp.client")),
+    ("persistence", ("kneo.store",)),
+    ("reconcile", ("kneo.controller",)),
+    ("application", ("kneo.platform",)),
+    (
+        "edges",
+        (
+            "kneo.service",
+            "kneo.console",
+            "kneo.worker",
+            "kneo.cli",
+            "kneo.envcheck",
+            "kneo.mcp.server",
+        ),
+    ),
+]
+PACKAGE = Path(__file__).resolve().parents[2] / "kneo"
+
+
+def layer_of(module: str) -> int | None:
+    """The index of ``module``'s layer (the longest matching prefix), or None."""
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+def kneo_imports(path: Path) -> list[tuple[int, str]]:
+    """Every import of a ``kneo`` module in ``path``: module level, in functions and under
+    ``TYPE_CHECKING`` alike (a lazy import is still a dependency)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return [(line, name) for line, name in found if name.startswith("kneo.")]
+
+
+def package_modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [m for m in package_modules() if m != "kneo" and layer_of(m) is None]
+    assert unplaced == [], "add these to LAYERS (and docs/design.md)"
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = []
+    for module, path in package_modules().items():
+        own = layer_of(module)
+        if own is None:
+            continue
+        for line, target in kneo_imports(path):
+            theirs = layer_of(target)
+            if theirs is not None and theirs > own:
+                upward.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {LAYERS[own][0]} "
+                    f"{module} imports {LAYERS[theirs][0]} {target}"
+                )
+    assert upward == []
+
+
+def test_the_walk_sees_imports_inside_functions() -> None:
+    """The check above would pass vacuously if the walk missed lazy imports."""
+    imports = dict(
+        (name, line) for line, name in kneo_imports(PACKAGE / "platform" / "registry.py")
+    )
+    assert "kneo.controller.controller" in imports  # imported inside controller_status()
+    assert layer_of("kneo.mcp.server") > layer_of("kneo.platform")  # type: ignore[operator]
+    assert layer_of("kneo.mcp.client") < layer_of("kneo.platform")  # type: ignore[operator]

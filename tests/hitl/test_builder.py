@@ -273,6 +273,23 @@ def test_in_process_gates_use_the_same_engine() -> None:
     assert wf.resume(second.value, "approved") == "SUMMARY of 'DRAFT: launch' (revised: shorter)"
 
 
+def test_in_process_runs_compile_once_and_keep_bounded_history() -> None:
+    def shout(text: str) -> str:
+        return text.upper()
+
+    wf = WB.sequential([shout, WB.function_step("again", shout)])
+    wf.journal.keep = 10
+    compiled = wf._compiled()
+    for i in range(40):
+        assert wf.run(f"run {i}") == f"RUN {i}"
+    assert wf._compiled() is compiled  # 40 runs, one compile
+    assert len(wf.journal.boundaries) <= 20 and len(wf.journal.events) <= 20
+    assert "RUN 39" in str(wf.journal.boundaries[-1].state)  # the newest are the ones kept
+    wf.steps.append(WB.function_step("third", shout))
+    assert wf._compiled() is not compiled  # a changed definition compiles again
+    assert wf.run("x") == "X"
+
+
 def test_to_spec_refuses_what_another_process_cannot_run() -> None:
     with pytest.raises(InvalidRequest, match="not importable"):
         WB.sequential([lambda text: text]).to_spec()

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from kneo.policy.check import check_spec
 from kneo.policy.enforcement import PolicyEnforcement, enforce
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.diagnostics import validate_spec
 from kneo.spec.loader import load_spec, load_spec_data
-from kneo.spec.pipeline import check_spec
 from kneo.spec.project import ProjectConfig, ProjectContext
 from kneo.tools import ToolRegistry
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kneo.errors import KneoError
+from kneo.policy.check import resolve_environment_policy
 from kneo.settings import Settings
-from kneo.spec.context import resolve_environment_policy
 from kneo.spec.project import (
     ProjectConfig,
     ProjectContext,

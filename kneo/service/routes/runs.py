@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
 from kneo.redaction import shows_personal_data
@@ -62,7 +63,7 @@ def _start_run(
         return _start_spec_run(request, body, manager, caller)
     # The route's policy check and the platform's approved-bundle check read two metadata
     # keys: one query for both (a snapshot for this request, nothing cached beyond it).
-    keys = (POLICY_PREFIX + body.environment, bundles.POLICY_METADATA_KEY)
+    keys = (POLICY_PREFIX + body.environment, POLICY_METADATA_KEY)
     with manager.store.metadata_snapshot(keys):
         return _start_spec_run(request, body, manager, caller)
 
@@ -207,8 +208,8 @@ def run_policy_report(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """The governance report of the spec this run was started with."""
+    from kneo.policy.check import check_spec
     from kneo.spec.loader import load_spec_data
-    from kneo.spec.pipeline import check_spec
 
     annotate(request, run_id=run_id)
     run = manager.store.get_run(run_id)

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from kneo.platform import PlatformManager
+from kneo.policy.check import SpecReport
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.schemas import SpecRequest, check_limits
 from kneo.service.spec_source import check_resolved, registries, resolve_spec
-from kneo.spec.pipeline import SpecReport
 
 router = APIRouter(tags=["specs"])
 

@@ -1,5 +1,8 @@
 """One check used by CLI, HTTP and controller alike: diagnostics + environment policy + report.
 
+It sits in the trust layer because it composes the contract's diagnostics with the policy
+that judges them (the contract layer never imports the policy).
+
 ``check_spec`` = :func:`validate_spec` on the resolved spec, then the environment's policy
 (:func:`resolve_environment_policy`) adds ``E_POLICY_*`` errors, then a governance report is
 built. ``valid`` is false when any error remains. Pure apart from locating refs.
@@ -12,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kneo.policy.enforcement import enforce
+from kneo.policy.environment import resolve_for_context
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.context import resolve_environment_policy
 from kneo.spec.diagnostics import (
     Diagnostic,
     ToolCatalog,
@@ -23,9 +27,16 @@ from kneo.spec.diagnostics import (
     workflow_members,
 )
 from kneo.spec.loader import LoadedSpec
-from kneo.spec.models import Spec
+from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.tools import ToolRegistry
+
+
+def resolve_environment_policy(context: ProjectContext, env: str) -> PolicyEnforcement | None:
+    """The policy enforced in ``env`` (the project config's, made stricter by
+    ``environments/<env>.yaml``), or None when nothing is configured for it: the one answer
+    CLI, HTTP and controller give to "which gates apply in prod"."""
+    return resolve_for_context(context, env).policy_enforcement
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,6 @@ def check_spec(
     )
     if probe is not None:
         diagnostics += probe(spec)
-    from kneo.policy.enforcement import enforce  # trust layer evaluates the contract's policy
-
     enforced = enforce(spec, diagnostics, policy)
     all_diagnostics = [*enforced, *diagnostics]
     order = {"error": 0, "warning": 1, "info": 2}
@@ -112,40 +121,7 @@ def policy_report(
 ) -> dict[str, Any]:
     """The governance summary reviewers read before signing or promoting a spec."""
     catalog = ToolCatalog(spec, tool_registry)
-    agents: list[dict[str, Any]] = []
-    for agent, at in agent_locations(spec):
-        tools = []
-        for name in catalog.selected(agent):
-            d = catalog.get(name)
-            tools.append(
-                {
-                    "name": name,
-                    "capabilities": sorted(d.capabilities) if d else [],
-                    "requires_approval": bool(d and d.requires_approval)
-                    or name in agent.approval_required,
-                    "mcp_server": d.mcp_server if d else None,
-                }
-            )
-        tp = agent.policies.tool
-        agents.append(
-            {
-                "name": agent.name,
-                "path": at,
-                "model": {"provider": agent.model.provider, "name": agent.model.name},
-                "strategy": agent.strategy.type,
-                "runtime": agent.runtime_preferences.model_dump(),
-                "memory": agent.memory.model_dump(),
-                "tool_selection": "unrestricted"
-                if agent.tools_unrestricted
-                else ("shorthand" if agent.tools_shorthand else "explicit"),
-                "tools": tools,
-                "tool_policy": tp.model_dump() if tp else None,
-                "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
-                "guardrails": [
-                    {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
-                ],
-            }
-        )
+    agents = [_agent_report(agent, at, catalog) for agent, at in agent_locations(spec)]
     _, members = workflow_members(spec)
     human_steps = [s for s in members if s.kind == "human"]
     reviewers = [
@@ -190,4 +166,38 @@ def policy_report(
         },
         "environment": env,
         "policy": policy.model_dump() if policy else None,
+    }
+
+
+def _agent_report(agent: AgentSpec, at: str, catalog: ToolCatalog) -> dict[str, Any]:
+    """One agent in the governance summary: its model, tools and what they may do."""
+    tools = []
+    for name in catalog.selected(agent):
+        d = catalog.get(name)
+        tools.append(
+            {
+                "name": name,
+                "capabilities": sorted(d.capabilities) if d else [],
+                "requires_approval": bool(d and d.requires_approval)
+                or name in agent.approval_required,
+                "mcp_server": d.mcp_server if d else None,
+            }
+        )
+    tp = agent.policies.tool
+    return {
+        "name": agent.name,
+        "path": at,
+        "model": {"provider": agent.model.provider, "name": agent.model.name},
+        "strategy": agent.strategy.type,
+        "runtime": agent.runtime_preferences.model_dump(),
+        "memory": agent.memory.model_dump(),
+        "tool_selection": "unrestricted"
+        if agent.tools_unrestricted
+        else ("shorthand" if agent.tools_shorthand else "explicit"),
+        "tools": tools,
+        "tool_policy": tp.model_dump() if tp else None,
+        "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
+        "guardrails": [
+            {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
+        ],
     }
