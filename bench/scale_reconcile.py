@@ -149,6 +149,7 @@ def measure(count: int, rounds: int) -> dict[str, Any]:
         "one_bundle_new_controller_s": round(fresh_s, 4),
         "one_bundle_verified": last.stats.get("verified"),
         "one_bundle_stage_s": last.stats.get("seconds"),
+        "cold_stage_s": cold.stats.get("seconds"),
         "new_controller_verified": fresh_result.stats.get("verified"),
         "active_revisions": active,
         "peak_rss_mb": round(rss_kb / 1024, 1),
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_rss_mb']:>12}"
         )
     for r in results:
+        print(f"{r['bundles']} bundles, cold stages: {r['cold_stage_s']}")
         print(f"{r['bundles']} bundles, one-bundle stages: {r['one_bundle_stage_s']}")
     return 0
 
