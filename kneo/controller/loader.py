@@ -12,9 +12,11 @@ validates and passes the environment's merged policy. Failures become :class:`Pr
 values on that file's revision; nothing here raises for bad input, and one file's fault,
 foreseen or not, never stops the others from being judged.
 
-Incremental work: judgements are cached by (bundle blob, path, environment blob,
-project-config blob), and the keyring is fixed per loader, so a reconcile after a one-file
-commit re-verifies one bundle. Git reads go through the injected :class:`Source`.
+Incremental work: an incremental reconcile passes a ``scope`` of bundle names
+(:mod:`kneo.controller.incremental`) and only their files are listed, read and judged.
+Within one process, judgements are also cached by (bundle blob, path, environment blob,
+project-config blob), the keyring being fixed per loader; uncached blobs are read in
+batches. Git reads go through the injected :class:`Source`.
 """
 
 from __future__ import annotations
