@@ -187,6 +187,12 @@ def run(
 @controller_app.command("reconcile")
 def reconcile(
     once: bool = typer.Option(True, "--once/--no-once", help="One pass (the default)"),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Judge every bundle file and read the whole registry, not only what changed "
+        "since the last reconcile",
+    ),
     repo: str | None = RepoOpt,
     branch: str | None = BranchOpt,
     trusted_keys: Path | None = KeysOpt,
@@ -195,7 +201,10 @@ def reconcile(
     trusted_hmac_key_env: list[str] | None = HmacOpt,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reconcile once and print the actions taken; exit 1 when the reconcile failed."""
+    """Reconcile once and print the actions taken; exit 1 when the reconcile failed.
+
+    Incremental like the loop: only bundles whose files or registry entries changed since
+    the last reconcile are planned (--full: all of them)."""
     want_json_errors(as_json)
     ctl = _controller(
         repo=repo,
@@ -207,7 +216,7 @@ def reconcile(
     )
     try:
         with _progress(not as_json) as progress:
-            result = ctl.reconcile_once(progress=progress)
+            result = ctl.reconcile_once(progress=progress, full=full)
     finally:
         ctl.step_down()
         ctl.source.close()

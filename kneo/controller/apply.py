@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,13 +51,17 @@ class Snapshot:
     conditions: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
 
 
-def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
-    """Read revisions, suspensions, approvals, open promotion tasks and conditions."""
+def observe(
+    store: Any, gate: promotion.PromotionGate, names: Collection[str] | None = None
+) -> Snapshot:
+    """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
+    bundles ``names`` only, if given (an incremental reconcile's scope)."""
     active: dict[BundleKey, RevisionRef] = {}
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
-    for name, env, number, digest, status, commit, diagnostics in store.list_revision_heads():
+    for head in store.list_revision_heads(names=names):
+        name, env, number, digest, status, commit, diagnostics = head
         key = (name, env)
         ref = RevisionRef(number, digest, status, commit)
         if status == "active":
@@ -70,8 +74,11 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             for d in diagnostics or ():
                 if d.get("fingerprint"):
                     rejected[key].add(str(d["fingerprint"]))
-    suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions()}
-    open_tasks = gate.open_tasks(store) if pending else set()
+    suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions(names=names)}
+    wanted = (
+        None if names is None else [promotion.task_id(*k, p.digest) for k, p in pending.items()]
+    )
+    open_tasks = gate.open_tasks(store, wanted) if pending else set()
     keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
@@ -93,7 +100,8 @@ def observe(store: Any, gate: promotion.PromotionGate) -> Snapshot:
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
         )
     conditions = {
-        (n, e, ty): (st, re, msg) for n, e, ty, st, re, msg in store.list_condition_heads()
+        (n, e, ty): (st, re, msg)
+        for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
     return Snapshot(ObservedState(entries), conditions)
 
@@ -185,6 +193,7 @@ class Applier:
         try:
             results: list[Outcome] = []
             with self.store.transaction() as tx:
+                tx.marks_registry_changes = False  # the reconcile state accounts for them
                 for action in actions:
                     results.append(self._apply_one(tx, action, entry, desired))
                 if conditions:

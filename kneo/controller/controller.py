@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kneo import metrics, tracing
+from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.clock import Clock, SystemClock, utc_iso
+from kneo.controller import incremental
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.loader import DesiredStateLoader, SpecChecker
@@ -156,8 +157,13 @@ class Controller:
         """A dry run: everything up to the plan, no writes (``kneo controller plan``)."""
         return self._reconcile(dry_run=True, progress=progress)
 
-    def reconcile_once(self, *, progress: ProgressCallback | None = None) -> ReconcileResult:
-        """Fetch, verify, plan and apply once, if this controller is (or becomes) the leader."""
+    def reconcile_once(
+        self, *, progress: ProgressCallback | None = None, full: bool = False
+    ) -> ReconcileResult:
+        """Fetch, verify, plan and apply once, if this controller is (or becomes) the leader.
+
+        Incremental from the saved state when it can be (see :mod:`.incremental`); ``full``
+        judges every file and reads the whole registry regardless."""
         if not self.try_lead():
             holder = None
             try:
@@ -168,9 +174,11 @@ class Controller:
             result = ReconcileResult(None, self.clock.now(), leader=False)
             result.stats["leader"] = holder
             return result
-        return self._reconcile(dry_run=False, progress=progress)
+        return self._reconcile(dry_run=False, progress=progress, full=full)
 
-    def _reconcile(self, *, dry_run: bool, progress: ProgressCallback | None) -> ReconcileResult:
+    def _reconcile(
+        self, *, dry_run: bool, progress: ProgressCallback | None, full: bool = False
+    ) -> ReconcileResult:
         with (
             self._reconcile_lock,
             tracing.span("reconcile", **{"kneo.controller.dry_run": dry_run}) as span,
@@ -178,6 +186,7 @@ class Controller:
             started = self.clock.now()
             t0 = time.perf_counter()
             result = ReconcileResult(None, started, dry_run=dry_run)
+            state: incremental.ReconcileState | None = None
             stage = "fetch"
             timings: dict[str, float] = {}
             mark = time.perf_counter()
@@ -188,19 +197,28 @@ class Controller:
                 timings[name] = round(now - mark, 4)
                 mark = now
 
+            previous = None
             try:
                 result.commit = self.source.fetch()
                 lap("fetch")
+                stage = "observe"
+                if not dry_run:
+                    previous = self.store.get_controller_status(self.config.name)
+                scope, change_seq = self._scope(previous, result.commit, result.stats, full)
                 stage = "load"
                 desired = self.loader.load(
                     self.source,
                     result.commit,
                     progress=(lambda d, t: progress("verify", d, t)) if progress else None,
+                    scope=None if scope is None else scope.names,
+                    bundle_count=None if scope is None else scope.bundle_count,
                 )
-                result.problems = desired.findings()
+                result.problems = desired.findings(
+                    previous.details.get("problems") or () if previous else ()
+                )
                 lap("load")
                 stage = "observe"
-                snapshot = observe(self.store, self.gate)
+                snapshot = observe(self.store, self.gate, desired.scope)
                 lap("observe")
                 stage = "plan"
                 actions = plan(
@@ -226,6 +244,18 @@ class Controller:
                     result.outcomes = self._apply(desired, snapshot, actions, progress)
                     self._publish_run_policies(desired)
                     lap("apply")
+                    state = incremental.next_state(
+                        self._saved_state(previous),
+                        desired,
+                        {  # not settled: planned again next pass
+                            o.action.name
+                            for o in result.outcomes
+                            if o.error or o.action.reason == EMPTY_DESIRED_STATE
+                        },
+                        fingerprint=self._fingerprint(),
+                        change_seq=change_seq,
+                        now=started,
+                    )
                 stats = self.loader.last_stats
                 result.stats.update(
                     files=stats.files,
@@ -253,9 +283,55 @@ class Controller:
                     tracing.fail(span, result.error["code"], result.error["message"])
             if not dry_run:
                 metrics.record_reconcile("ok" if result.ok else "error", result.duration_seconds)
-                self._record(result)
+                self._record(result, previous, state if result.ok else None)
             self._last = result
             return result
+
+    def _fingerprint(self) -> str:
+        """What verdicts depend on besides the files: a change forces a full pass."""
+        return incremental.fingerprint(
+            version=__version__,
+            keyring=self.loader.keyring_id,
+            source=self.source.describe(),
+            prune=self.config.prune,
+            allow_empty=self.config.allow_empty,
+        )
+
+    @staticmethod
+    def _saved_state(previous: Any) -> incremental.ReconcileState | None:
+        details = previous.details if previous is not None else {}
+        return incremental.ReconcileState.from_dict(details.get("reconciled"))
+
+    def _scope(
+        self, previous: Any, commit: str, stats: dict[str, Any], full: bool
+    ) -> tuple[incremental.Scope | None, int]:
+        """The bundles this pass must plan (``None``: all of them), and the registry change
+        number to save; ``stats`` learns which and why (see :mod:`kneo.controller.incremental`).
+        A dry run (``previous`` None) is always a full pass."""
+        if previous is None:
+            stats.update(mode="full", full_reason="dry_run")
+            return None, 0
+        saved = self._saved_state(previous)
+        reason = (
+            incremental.REQUESTED
+            if full
+            else incremental.full_reason(saved, self._fingerprint(), self.clock.now())
+        )
+        change_seq, changed = self.store.registry_changes_since(
+            saved.change_seq if saved is not None and reason is None else None
+        )
+        scope = None
+        if saved is not None and reason is None:
+            files = (
+                [] if saved.commit == commit else self.source.changed_paths(saved.commit, commit)
+            )
+            also = changed | self.store.pending_promotion_names()
+            scope, reason = incremental.scope_of(saved, files, also)
+        if scope is None:
+            stats.update(mode="full", full_reason=reason)
+        else:
+            stats.update(mode="incremental", scope=len(scope.names))
+        return scope, change_seq
 
     def _apply(
         self,
@@ -302,21 +378,27 @@ class Controller:
             self._leader = False
         return self._leader
 
-    def _record(self, result: ReconcileResult) -> None:
-        """Controller status every time; an audit event when the error or problems change."""
+    def _record(
+        self, result: ReconcileResult, previous: Any, state: incremental.ReconcileState | None
+    ) -> None:
+        """Controller status every time, with the reconcile ``state`` to continue from (the
+        last one kept when this pass failed); an audit event when the error or problems
+        change."""
         error_text = f"{result.error['code']}: {result.error['message']}" if result.error else None
         try:
-            previous = self.store.get_controller_status(self.config.name)
+            previous = previous or self.store.get_controller_status(self.config.name)
+            saved = previous.details.get("reconciled")
             details = {
                 "source": self.source.describe(),
                 "leader": self.owner,
                 "counts": result.counts(),
-                "problems": result.problems,
+                "problems": result.problems if result.ok else previous.details.get("problems"),
                 "stats": result.stats,
                 "last_error_stage": result.error["stage"] if result.error else None,
                 "last_success_at": utc_iso(result.started_at)
                 if result.ok
                 else previous.details.get("last_success_at"),
+                "reconciled": state.to_dict() if state is not None else saved,
             }
             with self.store.transaction() as tx:
                 fields: dict[str, Any] = {
@@ -334,7 +416,11 @@ class Controller:
                         actor=ACTOR,
                         payload={"commit": result.commit, **(result.error or {})},
                     )
-                if result.problems and result.problems != previous.details.get("problems"):
+                if (
+                    result.ok
+                    and result.problems
+                    and result.problems != previous.details.get("problems")
+                ):
                     tx.add_audit(
                         "controller.problems",
                         actor=ACTOR,

@@ -12,9 +12,11 @@ validates and passes the environment's merged policy. Failures become :class:`Pr
 values on that file's revision; nothing here raises for bad input, and one file's fault,
 foreseen or not, never stops the others from being judged.
 
-Incremental work: judgements are cached by (bundle blob, path, environment blob,
-project-config blob), and the keyring is fixed per loader, so a reconcile after a one-file
-commit re-verifies one bundle. Git reads go through the injected :class:`Source`.
+Incremental work: an incremental reconcile passes a ``scope`` of bundle names
+(:mod:`kneo.controller.incremental`) and only their files are listed, read and judged.
+Within one process, judgements are also cached by (bundle blob, path, environment blob,
+project-config blob), the keyring being fixed per loader; uncached blobs are read in
+batches. Git reads go through the injected :class:`Source`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -48,6 +50,7 @@ from kneo.controller.source import (
     PROJECT_CONFIG,
     Source,
     SourceError,
+    TreeFile,
 )
 from kneo.errors import BundleError, KneoError
 from kneo.names import is_valid_name
@@ -173,11 +176,19 @@ class DesiredStateLoader:
         return self._spec_checker
 
     def load(
-        self, source: Source, commit: str, *, progress: Progress | None = None
+        self,
+        source: Source,
+        commit: str,
+        *,
+        progress: Progress | None = None,
+        scope: Collection[str] | None = None,
+        bundle_count: int | None = None,
     ) -> DesiredState:
+        """Desired state at ``commit``; with ``scope``, only those bundles' files are listed,
+        read and judged (``bundle_count``: how many bundle files the whole commit has)."""
         started = time.perf_counter()
         stats = LoadStats()
-        files = source.list_files(commit)
+        files = source.list_files(commit) if scope is None else source.list_files(commit, scope)
         stats.files = len(files)
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
@@ -213,6 +224,7 @@ class DesiredStateLoader:
         environments = _check_chains(environments)
 
         bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
+        self._prefetch(source, files, bundle_files)
         revisions: dict[tuple[str, str], DesiredRevision] = {}
         now = self.clock.now()
         for index, path in enumerate(bundle_files):
@@ -226,6 +238,7 @@ class DesiredStateLoader:
                         f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
                         "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
                         "digit)",
+                        path=path,
                     )
                 )
                 continue
@@ -256,17 +269,48 @@ class DesiredStateLoader:
                 spec=judged.spec,
                 problems=judged.problems,
                 diagnostics=judged.diagnostics,
+                recheck_at=judged.expires_at,
             )
-        self._forget_unused({files[p].blob_sha for p in bundle_files})
+        self._forget_unused(
+            {files[p].blob_sha for p in bundle_files},
+            len(bundle_files) if bundle_count is None else bundle_count,
+        )
         stats.seconds = time.perf_counter() - started
         self.last_stats = stats
-        return DesiredState(commit, revisions, environments, tuple(problems))
+        return DesiredState(
+            commit,
+            revisions,
+            environments,
+            tuple(problems),
+            scope=None if scope is None else frozenset(scope),
+            bundle_count=bundle_count,
+        )
 
-    def _forget_unused(self, blobs: set[str]) -> None:
-        """Keep the caches bounded by what the repository holds now (plus some history)."""
-        if len(self._parsed) > 2 * len(blobs) + 256:
+    def _prefetch(
+        self, source: Source, files: Mapping[str, TreeFile], bundle_files: list[str]
+    ) -> None:
+        """Parse the bundle blobs not cached yet, read in batches (one Git round trip per
+        batch, not per file). A file whose parse fails unexpectedly is left to
+        :meth:`_judge`, which reports it as that file's problem."""
+        wanted: dict[str, str] = {}
+        for path in bundle_files:
+            blob = files[path].blob_sha
+            if blob not in self._parsed and identity_from_path(path) is not None:
+                wanted.setdefault(blob, path)
+        if len(wanted) < 2:
+            return
+        for blob, raw in source.read_blobs(list(wanted)):
+            try:
+                self._parsed[blob] = _parse(wanted[blob], raw)
+            except Exception:  # judged (and reported) with its path in _judge
+                log.debug("parsing %s failed", wanted[blob], exc_info=True)
+
+    def _forget_unused(self, blobs: set[str], files: int) -> None:
+        """Keep the caches bounded by what the repository holds now (``files`` bundle files,
+        ``blobs`` those just read) plus some history."""
+        if len(self._parsed) > 2 * files + 256:
             self._parsed = {b: v for b, v in self._parsed.items() if b in blobs}
-        if len(self._judged) > 2 * len(blobs) + 256:
+        if len(self._judged) > 2 * files + 256:
             self._judged = {k: v for k, v in self._judged.items() if k[0] in blobs}
 
     # ---------------------------------------------------------------- environments
@@ -356,11 +400,7 @@ class DesiredStateLoader:
     ) -> _Judged:
         parsed = self._parsed.get(blob)
         if parsed is None:
-            try:
-                parsed = parse_bundle(source.read_blob(blob))
-            except BundleError as exc:
-                parsed = Problem(exc.code, f"{path}: {exc.message}")
-            self._parsed[blob] = parsed
+            parsed = self._parsed[blob] = _parse(path, source.read_blob(blob))
         if isinstance(parsed, Problem):
             return _Judged(key[0], key[1], None, (), None, None, (parsed,), ())
         bundle, document = parsed
@@ -443,6 +483,14 @@ class DesiredStateLoader:
             diagnostics=tuple(diagnostics),
             expires_at=expires_at,
         )
+
+
+def _parse(path: str, raw: bytes) -> tuple[Bundle, dict[str, Any]] | Problem:
+    """A bundle document, or the problem that says why it is not one."""
+    try:
+        return parse_bundle(raw)
+    except BundleError as exc:
+        return Problem(exc.code, f"{path}: {exc.message}")
 
 
 def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:

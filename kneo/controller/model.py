@@ -7,9 +7,11 @@ turns the pair into :class:`Action` values, and the applier writes them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any
 
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
@@ -22,9 +24,14 @@ class Problem:
 
     code: str
     message: str
+    #: The file it is about, for repository-level problems about one file.
+    path: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        data = {"code": self.code, "message": self.message}
+        if self.path is not None:
+            data["path"] = self.path
+        return data
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class DesiredRevision:
     spec: Mapping[str, Any] | None = None
     problems: tuple[Problem, ...] = ()
     diagnostics: tuple[Mapping[str, Any], ...] = ()
+    #: When this verdict must be judged again (a signing key's validity window ends).
+    recheck_at: datetime | None = None
 
     @property
     def key(self) -> BundleKey:
@@ -84,22 +93,50 @@ class DesiredRevision:
 
 @dataclass(frozen=True)
 class DesiredState:
-    """Everything Git asks for at one commit."""
+    """Everything Git asks for at one commit, or for some of its bundles (``scope``)."""
 
     commit: str
     revisions: Mapping[BundleKey, DesiredRevision]
     environments: Mapping[str, DesiredEnvironment]
     #: Repository-level findings (e.g. a bundle file outside ``bundles/<name>/<env>.json``).
     problems: tuple[Problem, ...] = ()
+    #: The bundle names this state speaks for (every file of theirs, in every environment);
+    #: ``None``: all of the commit. An incremental reconcile plans only these.
+    scope: frozenset[str] | None = None
+    #: Bundle files at the whole commit (the empty-commit guard); ``None``: ``revisions``.
+    bundle_count: int | None = None
 
-    def findings(self) -> list[dict[str, str]]:
-        """Every problem at this commit: the repository's, then each rejected file's with
-        its path. A reconcile that applied everything it could still reports these."""
-        found = [p.to_dict() for p in self.problems]
-        for key in sorted(self.revisions):
-            revision = self.revisions[key]
-            found += [{**p.to_dict(), "path": revision.path} for p in revision.problems]
-        return found
+    @property
+    def has_bundles(self) -> bool:
+        return bool(self.revisions) if self.bundle_count is None else self.bundle_count > 0
+
+    def findings(self, previous: Iterable[Mapping[str, str]] = ()) -> list[dict[str, str]]:
+        """Every problem at this commit: the repository's, then each file's with its path, in
+        path order. A reconcile that applied everything it could still reports these.
+
+        A scoped state judged only its bundles: ``previous`` (the last pass's findings)
+        supplies those of the bundles outside its scope."""
+        found = [p.to_dict() for p in self.problems if p.path is None]
+        about_files = [p.to_dict() for p in self.problems if p.path is not None]
+        for revision in self.revisions.values():
+            about_files += [{**p.to_dict(), "path": revision.path} for p in revision.problems]
+        if self.scope is not None:
+            about_files += [
+                dict(f) for f in previous if "path" in f and bundle_of(f["path"]) not in self.scope
+            ]
+        return found + sorted(about_files, key=_finding_order)
+
+
+def bundle_of(path: str) -> str | None:
+    """The bundle directory a ``bundles/<name>/...`` path is under; ``None`` otherwise."""
+    parts = PurePosixPath(path).parts
+    return parts[1] if len(parts) > 2 and parts[0] == "bundles" else None
+
+
+def _finding_order(finding: Mapping[str, str]) -> tuple[str, str]:
+    """Findings about files in path order (stable: one file's problems keep theirs)."""
+    path = PurePosixPath(finding.get("path", ""))
+    return (str(path.parent), path.name)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ def plan(
     options = options or PlanOptions()
     keys: set[BundleKey] = set(desired.revisions)
     for key, entry in observed.entries.items():
+        if desired.scope is not None and key[0] not in desired.scope:
+            continue  # an incremental plan speaks for its scope only
         if entry.active is not None or entry.pending is not None or entry.drifted:
             keys.add(key)
     depth = environment_order(desired.environments)
@@ -111,7 +113,7 @@ def plan(
         key: entry.active.digest if entry.active else None
         for key, entry in observed.entries.items()
     }
-    empty_guard = not desired.revisions and not options.allow_empty
+    empty_guard = not desired.has_bundles and not options.allow_empty
     actions: list[Action] = []
     for key in sorted(keys, key=lambda k: (depth.get(k[1], 0), k[1], k[0])):
         entry = observed.get(key)

@@ -15,6 +15,7 @@ platform dispatches continuations whose ``workflow_kind`` is ``promotion`` here)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -60,8 +61,8 @@ class PromotionGate(Protocol):
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
         ...
 
-    def open_tasks(self, store: Any) -> set[str]:
-        """Ids of the promotion tasks still pending."""
+    def open_tasks(self, store: Any, among: Collection[str] | None = None) -> set[str]:
+        """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
         ...
 
 
@@ -142,7 +143,9 @@ class ContinuationPromotionGate:
             expected_version=existing.version,
         )
 
-    def open_tasks(self, store: Any) -> set[str]:
+    def open_tasks(self, store: Any, among: Collection[str] | None = None) -> set[str]:
+        if among is not None:  # a few keys of an incremental reconcile: one read each
+            return {cid for cid in among if _pending(store, cid)}
         ids: set[str] = set()
         cursor = None
         while True:
@@ -157,6 +160,13 @@ class ContinuationPromotionGate:
             cursor = page.next_cursor
             if cursor is None:
                 return ids
+
+
+def _pending(store: Any, cid: str) -> bool:
+    try:
+        return bool(store.get_continuation(cid).status == "pending")
+    except NotFound:
+        return False
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,19 @@ boundary; nothing above it sees GitPython exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import git
 
+from kneo.controller.model import bundle_of
 from kneo.documents import LIMITS
 from kneo.errors import KneoError
 
@@ -32,6 +35,11 @@ ENVIRONMENTS_DIR = "environments"
 PROJECT_CONFIG = ".kneo/config.yaml"
 _TRACKING_REF = "refs/kneo/source"
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+#: Beyond this many bundles, listing the whole tree and filtering beats one pathspec each.
+_MAX_PATHSPECS = 256
+#: Blob ids per ``git cat-file --batch`` (41 bytes each: the requests fit a pipe buffer, so
+#: writing them all before reading cannot deadlock).
+_BATCH = 512
 
 
 class SourceError(KneoError):
@@ -56,11 +64,23 @@ class Source(Protocol):
         """Bring the source up to date and return the commit to reconcile."""
         ...
 
-    def list_files(self, commit: str) -> Mapping[str, TreeFile]:
-        """Bundle, environment and project-config files at ``commit`` by path."""
+    def list_files(
+        self, commit: str, bundle_names: Collection[str] | None = None
+    ) -> Mapping[str, TreeFile]:
+        """Bundle, environment and project-config files at ``commit`` by path; with
+        ``bundle_names``, the bundle files of those bundles only."""
+        ...
+
+    def changed_paths(self, old: str, new: str) -> list[tuple[str, str]] | None:
+        """``(status, path)`` of the wanted files that differ between two commits (status
+        ``A``, ``D`` or ``M``); ``None`` when Git cannot tell (``old`` is gone, say)."""
         ...
 
     def read_blob(self, blob_sha: str) -> bytes: ...
+
+    def read_blobs(self, blob_shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """``(blob id, bytes)`` for many blobs, in order (a cold reconcile reads them all)."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -184,33 +204,69 @@ class GitSource:
             code="source_ref_not_found",
         ) from last
 
-    def list_files(self, commit: str) -> dict[str, TreeFile]:
-        with self._lock:
-            repo = self._open()
-            try:
-                out = repo.git.ls_tree(
-                    "-r",
-                    "-z",
-                    "--full-tree",
-                    commit,
-                    "--",
-                    BUNDLES_DIR,
-                    ENVIRONMENTS_DIR,
-                    ".kneo",
-                )
-            except git.exc.GitCommandError as exc:
-                raise SourceError(
-                    f"cannot list {commit[:12]}: {_short(exc)}", code="source_unreadable"
-                ) from exc
+    def list_files(
+        self, commit: str, bundle_names: Collection[str] | None = None
+    ) -> dict[str, TreeFile]:
+        narrow = bundle_names is not None and len(bundle_names) <= _MAX_PATHSPECS
+        bundles = [f"{BUNDLES_DIR}/{n}" for n in sorted(bundle_names or ())] if narrow else []
+        out = self._git(
+            "ls_tree",
+            f"cannot list {commit[:12]}",
+            "-r",
+            "-z",
+            "--full-tree",
+            commit,
+            "--",
+            *(bundles if narrow else [BUNDLES_DIR]),
+            ENVIRONMENTS_DIR,
+            ".kneo",
+        )
+        names = None if bundle_names is None else set(bundle_names)
         files: dict[str, TreeFile] = {}
         for record in out.split("\0"):
             if not record:
                 continue
             meta, _, path = record.partition("\t")
             parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob" and wanted(path):
+            if len(parts) != 3 or parts[1] != "blob" or not wanted(path):
+                continue
+            if names is None or not path.startswith(BUNDLES_DIR + "/") or bundle_of(path) in names:
                 files[path] = TreeFile(path, parts[2])
         return files
+
+    def changed_paths(self, old: str, new: str) -> list[tuple[str, str]] | None:
+        try:
+            out = self._git(
+                "diff_tree",
+                f"cannot compare {old[:12]} with {new[:12]}",
+                "-r",
+                "-z",
+                "--no-renames",
+                "--name-status",
+                old,
+                new,
+                "--",
+                BUNDLES_DIR,
+                ENVIRONMENTS_DIR,
+                ".kneo",
+            )
+        except SourceError:
+            return None  # e.g. a force-push made the old commit unreachable: a full pass
+        fields = out.split("\0")
+        changes = []
+        for status, path in zip(fields[0::2], fields[1::2], strict=False):
+            if path and wanted(path):
+                changes.append((status[:1] if status[:1] in ("A", "D") else "M", path))
+        return changes
+
+    def _git(self, command: str, what: str, *args: str) -> str:
+        """One Git command on the repository; a failure is ``source_unreadable``."""
+        with self._lock:
+            repo = self._open()
+            try:
+                return str(getattr(repo.git, command)(*args))
+            except git.exc.GitCommandError as exc:
+                raise SourceError(f"{what}: {_short(exc)}", code="source_unreadable") from exc
 
     def read_blob(self, blob_sha: str) -> bytes:
         with self._lock:
@@ -224,6 +280,46 @@ class GitSource:
                 raise SourceError(
                     f"cannot read blob {blob_sha[:12]}: {_short(exc)}", code="source_unreadable"
                 ) from exc
+
+    def read_blobs(self, blob_shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """Many blobs through one ``git cat-file --batch`` per chunk: one process and one
+        pipe round trip per chunk instead of one per blob. Like :meth:`read_blob`, at most
+        one byte over the document limit of each blob is kept."""
+        keep_at_most = LIMITS.max_bytes + 1
+        for start in range(0, len(blob_shas), _BATCH):
+            chunk = blob_shas[start : start + _BATCH]
+            with self._lock:
+                try:
+                    proc = self._open().git.cat_file(
+                        "--batch", as_process=True, istream=subprocess.PIPE
+                    )
+                    proc.stdin.write("".join(f"{sha}\n" for sha in chunk).encode())
+                    proc.stdin.close()
+                except (git.exc.GitError, OSError) as exc:
+                    raise SourceError(
+                        f"cannot read blobs: {_short(exc)}", code="source_unreadable"
+                    ) from exc
+                try:
+                    for sha in chunk:
+                        header = proc.stdout.readline().split()
+                        if len(header) != 3 or header[1] != b"blob":
+                            raise SourceError(
+                                f"cannot read blob {sha[:12]}: not a blob in the repository",
+                                code="source_unreadable",
+                            )
+                        size = int(header[2])
+                        data = proc.stdout.read(min(size, keep_at_most))
+                        left = size - len(data) + 1  # the rest, and the newline after it
+                        while left > 0:
+                            skipped = len(proc.stdout.read(min(left, 1 << 20)))
+                            if not skipped:
+                                break
+                            left -= skipped
+                        yield sha, bytes(data)
+                finally:
+                    proc.stdout.close()
+                    with contextlib.suppress(git.exc.GitError):  # stopped early: raised above
+                        proc.wait()
 
 
 def _short(exc: BaseException) -> str:

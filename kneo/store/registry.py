@@ -10,7 +10,7 @@ the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,10 @@ from kneo.store.records import (
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
 _P = t.promotion_approvals.c
+_X = t.registry_changes.c
+
+#: Names per ``IN (...)`` list when a reconcile reads some bundles only.
+_IN_CHUNK = 500
 
 # Prebuilt hot statements: a cold reconcile runs them once per bundle, and building the
 # expressions costs more than executing them on SQLite.
@@ -87,10 +91,43 @@ def _rev_key(bundle_name: str, environment: str, revision: int) -> list[Any]:
 
 
 class RegistryWritesMixin:
-    """Registry writes inside a :class:`~kneo.store.api.Transaction`."""
+    """Registry writes inside a :class:`~kneo.store.api.Transaction`.
+
+    Each write stamps its (bundle, environment) in ``registry_changes`` with the
+    transaction's change number, so an incremental reconcile finds what people changed
+    (drift, suspensions, promotion decisions). The controller's own transactions set
+    :attr:`marks_registry_changes` to ``False``: its saved reconcile state accounts for them.
+    """
 
     conn: Connection
     now: datetime
+    _store: Any
+    #: ``False`` in the controller's own transactions (see the class docstring).
+    marks_registry_changes: bool = True
+    _registry_seq: int | None = None
+
+    def _mark_changed(self, bundle_name: str, environment: str) -> None:
+        """Stamp the key with this transaction's change number (taken on first use)."""
+        if not self.marks_registry_changes:
+            return
+        if self._registry_seq is None:
+            counter = t.registry_change_counter
+            ins = self._store.dialect.insert(counter).values(id=1, seq=1)
+            self._registry_seq = int(
+                self.conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["id"], set_={"seq": counter.c.seq + 1}
+                    ).returning(counter.c.seq)
+                ).scalar_one()
+            )
+        ins = self._store.dialect.insert(t.registry_changes).values(
+            bundle_name=bundle_name, environment=environment, seq=self._registry_seq
+        )
+        self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["bundle_name", "environment"], set_={"seq": self._registry_seq}
+            )
+        )
 
     def _revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
         row = (
@@ -157,6 +194,7 @@ class RegistryWritesMixin:
                 f"bundle {bundle_name!r} in {environment!r} changed concurrently",
                 code="stale_state",
             ) from exc
+        self._mark_changed(bundle_name, environment)
         return rows.revision(values)
 
     def activate_revision(
@@ -186,6 +224,7 @@ class RegistryWritesMixin:
                 f"another revision of {bundle_name!r} became active in {environment!r}",
                 code="stale_state",
             ) from exc
+        self._mark_changed(bundle_name, environment)
         return replace(target, status="active", activated_at=self.now, deactivated_at=None)
 
     def set_revision_status(
@@ -227,6 +266,7 @@ class RegistryWritesMixin:
             .where(*_rev_key(bundle_name, environment, revision))
             .values(**values)
         )
+        self._mark_changed(bundle_name, environment)
         return self._revision(bundle_name, environment, revision)
 
     def reject_revision(
@@ -349,6 +389,7 @@ class RegistryWritesMixin:
             "created_at": self.now,
         }
         self.conn.execute(sa.insert(t.bundle_suspensions).values(values))
+        self._mark_changed(bundle_name, environment)
         return rows.suspension(values)
 
     def resume_bundle(self, bundle_name: str, environment: str) -> bool:
@@ -359,7 +400,10 @@ class RegistryWritesMixin:
                 s.bundle_name == bundle_name, s.environment == environment
             )
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return False
+        self._mark_changed(bundle_name, environment)
+        return True
 
     def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
         """Update the named controller's status fields (others keep their values)."""
@@ -430,6 +474,7 @@ class RegistryWritesMixin:
             raise Conflict(
                 f"{approver} already decided on this promotion", code="already_decided"
             ) from exc
+        self._mark_changed(bundle_name, environment)
         return rows.approval(values)
 
     def list_promotion_approvals(
@@ -443,6 +488,19 @@ class RegistryWritesMixin:
             sa.select(t.promotion_approvals).where(*where).order_by(_P.id)
         ).mappings()
         return [rows.approval(r) for r in result]
+
+
+def _by_names(
+    stmt: sa.Select[Any], column: sa.ColumnElement[Any], names: Collection[str] | None
+) -> list[sa.Select[Any]]:
+    """``stmt`` as is (``names`` None), or narrowed to ``names`` in bounded ``IN`` lists."""
+    if names is None:
+        return [stmt]
+    ordered = sorted(names)
+    return [
+        stmt.where(column.in_(ordered[i : i + _IN_CHUNK]))
+        for i in range(0, len(ordered), _IN_CHUNK)
+    ]
 
 
 def _controller_status(r: Mapping[Any, Any]) -> ControllerStatus:
@@ -542,8 +600,11 @@ class RegistryReadsMixin(StoreBase):
         items = [rows.revision(r) for r in found]
         return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor)
 
-    def list_revision_heads(self, environment: str | None = None) -> list[RevisionHead]:
-        """Every revision without its spec, by (bundle, environment, revision).
+    def list_revision_heads(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[RevisionHead]:
+        """Every revision without its spec, by (bundle, environment, revision); ``names``:
+        of those bundles only (an incremental reconcile).
 
         Reconciles read this instead of full revisions so their cost does not grow with the
         size of the specs stored in the registry.
@@ -555,11 +616,40 @@ class RegistryReadsMixin(StoreBase):
         if environment is not None:
             stmt = stmt.where(_R.environment == environment)
         with self._read() as conn:
-            rows_ = conn.execute(stmt).all()
+            rows_ = [r for s in _by_names(stmt, _R.bundle_name, names) for r in conn.execute(s)]
         return [
             RevisionHead(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else list(r[6]))
             for r in rows_
         ]
+
+    def registry_changes_since(self, seq: int | None) -> tuple[int, set[str]]:
+        """``(current change number, bundles changed outside the controller after seq)``;
+        ``seq`` None: the number only.
+
+        The current number is read first: every change numbered up to it is committed, and
+        any later one shows up in the next call given that number.
+        """
+        with self._read() as conn:
+            current = conn.execute(
+                sa.select(t.registry_change_counter.c.seq).where(
+                    t.registry_change_counter.c.id == 1
+                )
+            ).scalar()
+            if seq is None:
+                return int(current or 0), set()
+            stmt = sa.select(_X.bundle_name).where(_X.seq > seq)
+            names = {r[0] for r in conn.execute(stmt)}
+        return int(current or 0), names
+
+    def pending_promotion_names(self) -> set[str]:
+        """Bundles with a revision waiting for promotion approval (index on status)."""
+        with self._read() as conn:
+            return {
+                r[0]
+                for r in conn.execute(
+                    sa.select(_R.bundle_name).where(_R.status == "pending_approval")
+                )
+            }
 
     def find_revision(
         self, bundle_name: str, environment: str, digest: str
@@ -599,15 +689,22 @@ class RegistryReadsMixin(StoreBase):
             ).mappings()
             return [rows.condition(r) for r in result]
 
-    def list_condition_heads(self) -> list[tuple[str, str, str, str, str, str]]:
-        """Every condition as ``(bundle, environment, type, status, reason, message)``.
+    def list_condition_heads(
+        self, *, names: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, str, str, str]]:
+        """Every condition (of ``names`` only, if given) as ``(bundle, environment, type,
+        status, reason, message)``.
 
         What a reconcile compares, without timestamps: converting them costs more than the
-        query at registry scale (thousands of conditions read on every pass).
+        query at registry scale (thousands of conditions read on every full pass).
         """
         stmt = sa.select(_C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message)
         with self._read() as conn:
-            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(stmt)]
+            return [
+                (r[0], r[1], r[2], r[3], r[4], r[5])
+                for s in _by_names(stmt, _C.bundle_name, names)
+                for r in conn.execute(s)
+            ]
 
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
         s = t.bundle_suspensions.c
@@ -621,13 +718,19 @@ class RegistryReadsMixin(StoreBase):
                 is not None
             )
 
-    def list_suspensions(self, environment: str | None = None) -> list[Suspension]:
+    def list_suspensions(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[Suspension]:
         s = t.bundle_suspensions.c
         stmt = sa.select(t.bundle_suspensions).order_by(s.bundle_name, s.environment)
         if environment is not None:
             stmt = stmt.where(s.environment == environment)
         with self._read() as conn:
-            return [rows.suspension(r) for r in conn.execute(stmt).mappings()]
+            return [
+                rows.suspension(r)
+                for part in _by_names(stmt, s.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
 
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""

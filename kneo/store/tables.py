@@ -346,6 +346,8 @@ bundle_revisions = sa.Table(
     sa.Index(None, "environment", "status"),
     sa.Index(None, "bundle_name", "environment", "digest"),
     sa.Index(None, "environment", "bundle_name", "revision"),  # one environment's list (0009)
+    # pending promotions, for each reconcile; the registry list of one status (0011)
+    sa.Index(None, "status", "bundle_name", "environment", "revision"),
 )
 
 # The database itself guarantees at most one active revision per (bundle, environment): a
@@ -399,6 +401,26 @@ controller_status = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("details", JSONText, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Registry writes made outside the controller (migration 0011): the newest change sequence
+# number per (bundle, environment), so an incremental reconcile re-reads only those keys.
+registry_changes = sa.Table(
+    "registry_changes",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index(None, "seq"),
+)
+
+# One row (``id`` 1): the last change sequence number handed out. Taking the next one
+# updates this row, so the numbers become visible in commit order on PostgreSQL too.
+registry_change_counter = sa.Table(
+    "registry_change_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
 promotion_approvals = sa.Table(

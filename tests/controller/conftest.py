@@ -57,6 +57,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "bundle_suspensions",
                 "controller_status",
                 "promotion_approvals",
+                "registry_changes",
+                "registry_change_counter",
                 "locks",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))

@@ -71,7 +71,11 @@ def test_reconcile_status_and_registry_commands(cli: Any, repo: Repo, keys: Keys
     done = cli("controller", "reconcile", "--once", "--json")
     assert done["ok"] and done["commit"] == first and done["counts"] == {"activate": 1}
     assert [a["action"] for a in done["actions"]] == ["activate"]
-    assert cli("controller", "reconcile", "--json")["actions"][0]["applied"] is False  # no-op
+    noop = cli("controller", "reconcile", "--json")  # nothing changed: nothing planned
+    assert noop["actions"] == [] and noop["stats"]["mode"] == "incremental"
+    full = cli("controller", "reconcile", "--full", "--json")
+    assert full["stats"]["full_reason"] == "requested"
+    assert [(a["action"], a["applied"]) for a in full["actions"]] == [("noop", False)]
 
     status = cli("controller", "status", "--json")
     assert status["last_fetched_commit"] == first and status["last_error"] is None

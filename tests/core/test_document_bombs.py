@@ -218,6 +218,9 @@ class MemorySource:
     def read_blob(self, blob_sha: str) -> bytes:
         return self.blobs[blob_sha]
 
+    def read_blobs(self, blob_shas: list[str]) -> Any:
+        return ((sha, self.blobs[sha]) for sha in blob_shas)
+
     def describe(self) -> str:
         return "memory"
 

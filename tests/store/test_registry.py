@@ -204,3 +204,50 @@ def test_revision_heads_omit_specs(store: Store) -> None:
     assert heads[0].diagnostics is None and heads[1].diagnostics == [{"c": "E"}]
     assert heads[2].commit == "c3"
     assert [h.environment for h in store.list_revision_heads("prod")] == ["prod"]
+
+
+def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) -> None:
+    """People's writes stamp the key (drift, suspensions, decisions); the controller's own
+    transactions opt out, and ``registry_changes_since`` returns what changed after a number."""
+    start, _ = store.registry_changes_since(None)
+    with store.transaction() as tx:
+        tx.marks_registry_changes = False  # as the controller applies
+        tx.add_revision("quiet", "dev", digest="d1", status="active")
+        tx.add_revision("quiet", "dev", digest="d2", status="active")
+    assert store.registry_changes_since(start) == (start, set())
+    store.activate_revision("quiet", "dev", 1)  # by hand
+    first, changed = store.registry_changes_since(start)
+    assert first == start + 1 and changed == {"quiet"}
+    store.suspend_bundle("other", "prod")
+    store.suspend_bundle("other", "prod")  # idempotent: no new change
+    store.add_promotion_approval("third", "prod", "d", approver="alice", decision="approved")
+    current, changed = store.registry_changes_since(first)
+    assert current == first + 2 and changed == {"other", "third"}
+    assert store.registry_changes_since(current) == (current, set())
+    assert store.resume_bundle("other", "prod") and not store.resume_bundle("other", "prod")
+    assert store.registry_changes_since(current) == (current + 1, {"other"})
+    with pytest.raises(RuntimeError), store.transaction() as tx:  # rolled back: no change
+        tx.activate_revision("quiet", "dev", 2)
+        raise RuntimeError("abort")
+    assert store.registry_changes_since(current + 1) == (current + 1, set())
+
+
+def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
+    """An incremental reconcile reads the revisions, conditions and suspensions of its
+    scope only, in bounded ``IN`` lists."""
+    for name in ("a", "b", "c"):
+        store.add_revision(name, "dev", digest=f"d-{name}", status="active")
+        store.set_condition(name, "dev", "Ready", status="True", reason="Ready")
+        store.suspend_bundle(name, "dev")
+    store.add_revision("b", "prod", digest="d-b", status="pending_approval")
+    heads = store.list_revision_heads(names={"b", "c"})
+    assert [(h.bundle_name, h.environment) for h in heads] == [
+        ("b", "dev"),
+        ("b", "prod"),
+        ("c", "dev"),
+    ]
+    assert [c[0] for c in store.list_condition_heads(names=["a"])] == ["a"]
+    assert [s.bundle_name for s in store.list_suspensions(names=[])] == []
+    assert store.pending_promotion_names() == {"b"}
+    many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list
+    assert [h.bundle_name for h in store.list_revision_heads(names=many)] == ["c"]

@@ -1,0 +1,187 @@
+"""Benchmark: reconcile of one environment at 1,000 and 10,000 bundles (issue 23, part 5).
+
+For each size, builds a bare Git remote holding N Ed25519-signed bundles, all for one
+environment (``prod``, no promotion gates), and reconciles it into a fresh SQLite store:
+
+* cold: the first reconcile (fetch, verify every bundle, activate everything);
+* no-op: the same commit again, median of ``--rounds`` passes (nothing written);
+* one-bundle: after a commit changing one bundle (push, then reconcile), median of
+  ``--rounds`` rounds;
+* one-bundle, new controller: the same after a commit, but by a controller built afresh
+  on the same store and cache (what a restarted process or a new leader does first);
+* peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
+
+Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--json]``.
+Targets (issue 23, SQLite, 2 cores): one-bundle at 10,000 < 0.15 s, no-op < 0.1 s,
+cold 10,000 < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
+from kneo.bundle.sign import sign_bundle
+from kneo.controller.config import ControllerConfig
+from kneo.controller.controller import Controller, ReconcileResult
+from kneo.controller.source import GitSource
+from kneo.store import open_store
+
+ENVIRONMENT = "prod"
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True)
+
+
+def write_bundle(work: Path, key: Any, i: int, version: int = 1) -> None:
+    bundle = sign_bundle(
+        {"version": "v1", "agent": {"name": f"agent{i}", "system_prompt": f"v{version} #{i}"}},
+        key,
+        name=f"agent{i:05d}",
+        environment=ENVIRONMENT,
+        approved_by="bench",
+        approved_at=datetime(2026, 1, 1, tzinfo=UTC),
+        source=BundleSource(path=f"specs/agent{i}.yaml"),
+    )
+    path = work / "bundles" / f"agent{i:05d}" / f"{ENVIRONMENT}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_bundle(bundle))
+
+
+def build(root: Path, count: int) -> tuple[Path, Path, Path, Any]:
+    """A bare remote with ``count`` signed bundles; returns (remote, trusted, work, key)."""
+    generate_ed25519("ci", root / "keys")
+    trusted = root / "trusted"
+    trusted.mkdir()
+    (trusted / "ci.pub").write_bytes((root / "keys" / "ci.pub").read_bytes())
+    key = load_signing_key(root / "keys" / "ci.key")
+    remote, work = root / "remote.git", root / "work"
+    git(root, "init", "--quiet", "--bare", "-b", "main", str(remote))
+    git(root, "init", "--quiet", "-b", "main", str(work))
+    (work / "environments").mkdir()
+    (work / "environments" / f"{ENVIRONMENT}.yaml").write_text("version: v1\n")
+    for i in range(count):
+        write_bundle(work, key, i)
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", f"{count} bundles")
+    git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
+    return remote, trusted, work, key
+
+
+def measure(count: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        remote, trusted, work, key = build(root, count)
+        store = open_store(f"sqlite:///{root / 'kneo.sqlite'}")
+        config = ControllerConfig(repo=remote.as_uri(), cache_dir=root / "cache")
+        keyring = load_keyring(trusted)
+
+        def controller() -> Controller:
+            source = GitSource(remote.as_uri(), ref="main", cache_dir=config.cache_dir)
+            return Controller(store, source, keyring, config=config)
+
+        def timed(ctl: Controller) -> tuple[float, ReconcileResult]:
+            start = time.perf_counter()
+            result = ctl.reconcile_once()
+            elapsed = time.perf_counter() - start
+            if not result.ok or not result.leader:
+                raise SystemExit(f"reconcile failed: {result.error or 'not the leader'}")
+            return elapsed, result
+
+        version = 1
+
+        def commit_one() -> None:
+            nonlocal version
+            version += 1
+            write_bundle(work, key, version % count, version=version)
+            git(work, "commit", "--quiet", "-am", f"change one bundle ({version})")
+            git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
+
+        ctl = controller()
+        cold_s, cold = timed(ctl)
+        if len(cold.written) != count:
+            raise SystemExit(f"cold reconcile wrote {len(cold.written)} of {count}")
+        noops = [timed(ctl) for _ in range(rounds)]
+        if any(r.written for _, r in noops):
+            raise SystemExit("a no-op reconcile wrote something")
+        incrementals = []
+        for _ in range(rounds):
+            commit_one()
+            elapsed, result = timed(ctl)
+            if len(result.written) != 1:
+                raise SystemExit(f"a one-bundle reconcile wrote {len(result.written)}")
+            incrementals.append((elapsed, result))
+        ctl.step_down()  # a new leader takes over at once
+        ctl.source.close()  # type: ignore[attr-defined]
+        commit_one()
+        fresh = controller()
+        fresh_s, fresh_result = timed(fresh)
+        fresh.source.close()  # type: ignore[attr-defined]
+        active = len(store.list_registry())
+        store.close()
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    median_incremental = statistics.median(s for s, _ in incrementals)
+    last = incrementals[-1][1]
+    return {
+        "bundles": count,
+        "cold_s": round(cold_s, 3),
+        "noop_s": round(statistics.median(s for s, _ in noops), 4),
+        "one_bundle_s": round(median_incremental, 4),
+        "one_bundle_new_controller_s": round(fresh_s, 4),
+        "one_bundle_verified": last.stats.get("verified"),
+        "one_bundle_stage_s": last.stats.get("seconds"),
+        "cold_stage_s": cold.stats.get("seconds"),
+        "new_controller_verified": fresh_result.stats.get("verified"),
+        "active_revisions": active,
+        "peak_rss_mb": round(rss_kb / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated bundle counts")
+    parser.add_argument("--rounds", type=int, default=5, help="no-op and one-bundle rounds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results = [measure(n, args.rounds) for n in sizes]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(
+        f"{'bundles':>8} {'cold s':>8} {'no-op s':>8} {'one-bundle s':>13} "
+        f"{'new ctl s':>10} {'verified':>9} {'peak RSS MB':>12}"
+    )
+    for r in results:
+        print(
+            f"{r['bundles']:>8} {r['cold_s']:>8} {r['noop_s']:>8} {r['one_bundle_s']:>13} "
+            f"{r['one_bundle_new_controller_s']:>10} {r['one_bundle_verified']!s:>9} "
+            f"{r['peak_rss_mb']:>12}"
+        )
+    for r in results:
+        print(f"{r['bundles']} bundles, cold stages: {r['cold_stage_s']}")
+        print(f"{r['bundles']} bundles, one-bundle stages: {r['one_bundle_stage_s']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
