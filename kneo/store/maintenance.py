@@ -63,6 +63,7 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
         counts["queue"] = conn.execute(
             sa.delete(t.queue).where(q.status.in_(["completed", "failed"]), q.updated_at < cut)
         ).rowcount
+        counts["queue"] += _prune_notifications(conn, cut)
 
     if (cut := _cutoff(now, retention.continuations_days)) is not None:
         # Settled continuations, or pending ones whose run already ended (nothing to resume).
@@ -90,6 +91,22 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
             conn.execute(sa.delete(t.queue).where(q.run_id.in_(chunk)))
             counts["runs"] += conn.execute(sa.delete(t.runs).where(r.run_id.in_(chunk))).rowcount
     return counts
+
+
+def _prune_notifications(conn: Connection, cut: datetime) -> int:
+    """The other delivery queue: notifications ``sent`` or ``dead`` before ``cut``, then
+    the events every receiver is done with (routed, and no delivery left to make)."""
+    n, e = t.notifications.c, t.notification_events.c
+    deleted: int = conn.execute(
+        sa.delete(t.notifications).where(n.status.in_(["sent", "dead"]), n.updated_at < cut)
+    ).rowcount
+    open_delivery = sa.select(n.id).where(n.event_id == e.event_id)
+    conn.execute(
+        sa.delete(t.notification_events).where(
+            e.routed.is_(True), e.created_at < cut, ~sa.exists(open_delivery)
+        )
+    )
+    return deleted
 
 
 def _needed_by_kept(cut: datetime) -> Any:

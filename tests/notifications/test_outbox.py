@@ -255,3 +255,29 @@ def test_the_documented_config_and_verification_snippet_work() -> None:
     good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
     assert namespace["verified"](b"k", body, good)
     assert not namespace["verified"](b"other", body, good)
+
+
+def test_retention_prunes_finished_deliveries_and_the_events_done_with(platform: Any) -> None:
+    from kneo.settings import RetentionDays
+
+    store = platform().store
+    for event_id in ("e1", "e2", "e3"):
+        assert store.add_notification_event(event_id, "run.failed", payload={})
+    assert store.route_notifications(lambda event: ["a", "b"]) == 3
+    rows = store.claim_notifications("me", 60, limit=10)
+    assert len(rows) == 6
+    for row in rows:
+        if (row.event.event_id, row.receiver) == ("e3", "b"):
+            continue  # still being delivered: its event must stay
+        dead = (row.event.event_id, row.receiver) == ("e2", "b")
+        store.finish_notification(row.id, "me", sent=not dead, error="HTTP 500" if dead else None)
+    later = store.clock.now() + timedelta(days=2)
+    kept = RetentionDays(queue_days=3)
+    assert store.prune_retention(kept, now=later)["queue"] == 0  # nothing old enough
+    counts = store.prune_retention(RetentionDays(queue_days=1), now=later)
+    assert counts["queue"] == 5
+    left = store.list_notifications().items
+    assert [(r.event.event_id, r.receiver, r.status) for r in left] == [("e3", "b", "sending")]
+    assert store.route_notifications(lambda event: ["c"]) == 0  # no event came back
+    assert not store.add_notification_event("e3", "run.failed")  # e3 is still there
+    assert store.add_notification_event("e1", "run.failed")  # e1 was pruned
