@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
 
+#: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
+MAX_AGE_SECONDS = 100 * 365 * 86_400
+
+
 def apply_decision(
     manager: PlatformManager,
     run: RunRecord,
@@ -165,6 +169,11 @@ def list_human_tasks(
     show_personal: bool = False,
 ) -> dict[str, Any]:
     """Pending tasks (with counts when asked); see ``PlatformManager.list_human_tasks``."""
+    if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
+        raise InvalidRequest(
+            f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
+            field="older_than_seconds",
+        )
     older = (
         manager.clock.now() - timedelta(seconds=older_than_seconds)
         if older_than_seconds is not None

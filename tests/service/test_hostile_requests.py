@@ -130,6 +130,25 @@ def test_row7_offset_beyond_every_integer_is_400(client: TestClient, route: str)
     )
 
 
+def test_ages_and_ids_beyond_what_a_date_or_a_driver_holds_are_400(client: TestClient) -> None:
+    """Found by the schema fuzzer: ``older_than_seconds=1e20`` overflowed a date and an id of
+    2**70 overflowed SQLite's integer (both 500s)."""
+    for age in ("1e20", "-1", "nan", "inf"):
+        r = client.get(
+            "/v1/human-tasks", params={"older_than_seconds": age}, headers=headers("viewer")
+        )
+        assert r.status_code in (400, 422), (age, r.text)
+        assert r.json()["error"] in ("invalid_request", "validation_error")
+    assert (
+        client.get(
+            "/v1/human-tasks", params={"older_than_seconds": 3600}, headers=headers("viewer")
+        ).status_code
+        == 200
+    )
+    r = client.post("/v1/notifications/retry", json={"ids": [2**70]}, headers=headers("admin"))
+    assert r.status_code in (400, 422) and "ids" in r.text
+
+
 def test_row7_nul_in_path_query_or_body_is_400(client: TestClient) -> None:
     """Row 7: on PostgreSQL a NUL byte in a path or a query reached a text column: a 500."""
     viewer, operator = headers("viewer"), headers("operator")

@@ -3,7 +3,7 @@ and dead, and retrying them (docs/notifications.md)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +23,10 @@ class RetryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] | None = Field(default=None, max_length=1000)
+    #: row ids are 64-bit: a larger one names no row, and a driver would refuse it
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        default=None, max_length=1000
+    )
     status: Literal["dead", "pending"] = "dead"
 
 
