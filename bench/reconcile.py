@@ -201,7 +201,7 @@ def main() -> int:
         git(work, "commit", "--quiet", "-am", "change one bundle")
         git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
         incr_s, incr = timed()
-        active = len(store.list_registry())
+        active = len(store.list_registry().items)
         webhook_s = webhook_rounds(root, store, remote, trusted, work, key, args.webhook_rounds)
         source.close()
         store.close()
