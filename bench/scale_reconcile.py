@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
+import runpy
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,17 +38,8 @@ from kneo.controller.source import GitSource
 from kneo.store import open_store
 
 ENVIRONMENT = "prod"
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True)
+#: the Git helper of bench/reconcile.py (one committer identity for both benchmarks)
+git = runpy.run_path(str(Path(__file__).with_name("reconcile.py")))["git"]
 
 
 def write_bundle(work: Path, key: Any, i: int, version: int = 1) -> None:
