@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -25,6 +26,19 @@ from kneo.store.records import (
 )
 
 Row = Mapping[Any, Any]
+R = TypeVar("R")
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def from_row(cls: type[R], r: Row, **values: Any) -> R:
+    """A record of ``cls`` from the row's columns of the same names; ``values`` supply the
+    fields a column does not give as is (defaults for NULL, renamed columns)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(**{n: r[n] for n in names if n not in values}, **values)
+
 
 _SELECT_SPEC = sa.select(t.specs.c.spec).where(t.specs.c.digest == sa.bindparam("digest"))
 #: spec JSON text by content digest: immutable once written, so caching it is always right
@@ -103,116 +117,51 @@ def checkpoint(
 
 
 def trace(r: Row) -> TraceEvent:
-    return TraceEvent(
-        run_id=r["run_id"],
-        sequence=r["sequence"],
-        event_type=r["event_type"],
-        step_id=r["step_id"],
-        payload=r["payload"] or {},
-        created_at=r["created_at"],
-    )
+    return from_row(TraceEvent, r, payload=r["payload"] or {})
 
 
 def continuation(r: Row) -> ContinuationRecord:
-    return ContinuationRecord(
-        continuation_id=r["continuation_id"],
-        run_id=r["run_id"],
-        status=r["status"],
+    return from_row(
+        ContinuationRecord,
+        r,
         requests=r["requests"] or [],
         context=r["context"] or {},
-        workflow_kind=r["workflow_kind"],
-        expires_at=r["expires_at"],
-        escalated_at=r["escalated_at"],
-        version=r["version"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
+        # rows read before migration 0008 added them (the inbox labels)
         workflow_name=r.get("workflow_name"),
         environment=r.get("environment"),
     )
 
 
 def audit(r: Row) -> AuditEvent:
-    return AuditEvent(
-        event_id=r["event_id"],
-        event_type=r["event_type"],
-        actor=r["actor"],
-        run_id=r["run_id"],
-        continuation_id=r["continuation_id"],
-        payload=r["payload"] or {},
-        created_at=r["created_at"],
-    )
+    return from_row(AuditEvent, r, payload=r["payload"] or {})
 
 
 def queue(r: Row) -> QueueRecord:
-    return QueueRecord(
-        queue_id=r["id"],
-        run_id=r["run_id"],
-        status=r["status"],
-        attempts=r["attempts"],
-        lease_owner=r["lease_owner"],
-        lease_expires_at=r["lease_expires_at"],
-        error=r["error"],
-        available_at=r["available_at"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        finished_at=r["finished_at"],
-    )
+    return from_row(QueueRecord, r, queue_id=r["id"])
 
 
 def lock(r: Row) -> LockRecord:
-    return LockRecord(
-        name=r["name"], owner=r["owner"], acquired_at=r["acquired_at"], expires_at=r["expires_at"]
-    )
+    return from_row(LockRecord, r)
 
 
 def revision(r: Row) -> BundleRevision:
-    return BundleRevision(
-        bundle_name=r["bundle_name"],
-        environment=r["environment"],
-        revision=r["revision"],
-        digest=r["digest"],
-        commit=r["commit"],
+    return from_row(
+        BundleRevision,
+        r,
         signer_key_ids=list(r["signer_key_ids"] or []),
         approved_by=list(r["approved_by"] or []),
-        status=r["status"],
         diagnostics=list(r["diagnostics"] or []),
         spec=r["spec"] or {},
-        created_at=r["created_at"],
-        activated_at=r["activated_at"],
-        deactivated_at=r["deactivated_at"],
     )
 
 
 def condition(r: Row) -> Condition:
-    return Condition(
-        bundle_name=r["bundle_name"],
-        environment=r["environment"],
-        type=r["type"],
-        status=r["status"],
-        reason=r["reason"],
-        message=r["message"],
-        last_transition_time=r["last_transition_time"],
-        updated_at=r["updated_at"],
-    )
+    return from_row(Condition, r)
 
 
 def suspension(r: Row) -> Suspension:
-    return Suspension(
-        bundle_name=r["bundle_name"],
-        environment=r["environment"],
-        reason=r["reason"],
-        suspended_by=r["suspended_by"],
-        created_at=r["created_at"],
-    )
+    return from_row(Suspension, r)
 
 
 def approval(r: Row) -> PromotionApproval:
-    return PromotionApproval(
-        bundle_name=r["bundle_name"],
-        environment=r["environment"],
-        digest=r["digest"],
-        approver=r["approver"],
-        decision=r["decision"],
-        comment=r["comment"],
-        created_at=r["created_at"],
-    )
+    return from_row(PromotionApproval, r)
