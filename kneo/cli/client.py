@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo.cli import startup
 
 if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
 
@@ -87,7 +88,7 @@ class LocalClient:
         self._actor = actor
         self._settings = settings
         self._project = project
-        self._manager: Any = None
+        self._manager: PlatformManager | None = None
 
     @property
     def manager(self) -> Any:

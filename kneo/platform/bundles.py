@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
 from kneo.names import check_name
 from kneo.platform.results import RunResult
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 PROMOTION_KIND = "promotion"
 _CONTROLLER_ATTR = "_kneo_controller"
@@ -67,7 +70,7 @@ class BundleSpec(dict[str, Any]):
 # --------------------------------------------------------------------------- policy
 
 
-def approved_bundle_required(manager: Any, environment: str | None) -> bool:
+def approved_bundle_required(manager: PlatformManager, environment: str | None) -> bool:
     """Whether runs in ``environment`` must come from the registry (project or GitOps policy)."""
     if not environment:
         return False
@@ -82,7 +85,7 @@ def approved_bundle_required(manager: Any, environment: str | None) -> bool:
     return environment_requires_bundle(manager, project, environment)
 
 
-def refuse_unapproved(manager: Any, environment: str | None) -> None:
+def refuse_unapproved(manager: PlatformManager, environment: str | None) -> None:
     """403 ``bundle_not_approved`` for an ad-hoc spec where only approved bundles run."""
     if approved_bundle_required(manager, environment):
         raise BundleNotApproved(
@@ -94,7 +97,7 @@ def refuse_unapproved(manager: Any, environment: str | None) -> None:
 
 
 def pin_spec_source(
-    manager: Any, *, spec_path: Any, spec: Any, environment: str | None
+    manager: PlatformManager, *, spec_path: Any, spec: Any, environment: str | None
 ) -> BundleSpec | None:
     """The manager's hook before loading a spec: the pinned bundle, or ``None`` for a spec
     path / inline spec (refused where the environment requires approved bundles)."""
@@ -106,8 +109,9 @@ def pin_spec_source(
             )
         return spec
     env = environment
-    if env is None and getattr(manager, "project", None) is not None:
-        env = manager.project.env if manager.project.env_explicit else None
+    project = manager.project
+    if env is None and project is not None:
+        env = project.env if project.env_explicit else None
     refuse_unapproved(manager, env)
     return None
 
@@ -115,7 +119,7 @@ def pin_spec_source(
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(manager: Any, bundle: str, environment: str) -> BundleSpec:
+def resolve(manager: PlatformManager, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
     from kneo.controller.runtime import resolve_bundle_for_run
 
@@ -138,7 +142,7 @@ def resolve(manager: Any, bundle: str, environment: str) -> BundleSpec:
 
 
 def run_bundle(
-    manager: Any,
+    manager: PlatformManager,
     *,
     bundle: str,
     environment: str,
@@ -181,12 +185,12 @@ def run_bundle(
 # --------------------------------------------------------------------------- promotions
 
 
-def attach_controller(manager: Any, controller: Any) -> None:
+def attach_controller(manager: PlatformManager, controller: Any) -> None:
     """Let promotion decisions taken through ``manager`` wake this in-process controller."""
     setattr(manager, _CONTROLLER_ATTR, controller)
 
 
-def attached_controller(manager: Any) -> Any:
+def attached_controller(manager: PlatformManager) -> Any:
     return getattr(manager, _CONTROLLER_ATTR, None)
 
 
@@ -199,7 +203,7 @@ def default_actor() -> str:
 
 
 def resume_promotion(
-    manager: Any,
+    manager: PlatformManager,
     continuation_id: str,
     *,
     request_id: str,

@@ -34,6 +34,7 @@ from kneo.notification_events import SEVERITIES
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ReceiverConfig
     from kneo.store import NotificationEvent, NotificationRecord, Store
@@ -446,7 +447,7 @@ class Dispatcher:
             self._client.close()
 
 
-def start_dispatcher(manager: Any, settings: Settings) -> Dispatcher | None:
+def start_dispatcher(manager: PlatformManager, settings: Settings) -> Dispatcher | None:
     """The dispatcher of a service or worker process (``None`` when
     ``KNEO_SERV_NOTIFICATIONS_POLL_SECONDS`` is 0); receivers from the manager's project
     config and the environment."""

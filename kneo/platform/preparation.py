@@ -163,7 +163,7 @@ def environment_files(root: str | Path, env: str) -> list[str]:
     return [os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")]
 
 
-def environment_requires_bundle(manager: Any, project: Any, environment: str) -> bool:
+def environment_requires_bundle(manager: PlatformManager, project: Any, environment: str) -> bool:
     """Whether the project config or ``environments/<env>.yaml`` demands approved bundles.
 
     Asked on every run with an environment; the answer is cached per manager by the

@@ -509,7 +509,7 @@ class Sweeper:
             dispatcher.stop(timeout)
 
 
-def start_sweeper(manager: Any, settings: Any) -> Sweeper | None:
+def start_sweeper(manager: PlatformManager, settings: Any) -> Sweeper | None:
     """The background work a service or worker process runs (``None`` for a manager
     without it): the sweeps, and the notification dispatcher
     (:func:`kneo.platform.notifications.start_dispatcher`), which stops with them."""

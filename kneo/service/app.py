@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -25,6 +25,9 @@ from kneo.service.health import router as health_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.settings import Settings
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -85,7 +88,7 @@ def create_app(
     configure_default_manager: bool = True,
     *,
     settings: Settings | None = None,
-    manager: Any = None,
+    manager: PlatformManager | None = None,
     start_worker: bool | None = None,
     controller: Any = None,
     run_controller: bool = False,

@@ -11,18 +11,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from kneo.errors import NotReady
 from kneo.service.auth import ANONYMOUS, Principal, require_scope
 
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
+
 _lock = threading.Lock()
-_manager: Any = None
+_manager: PlatformManager | None = None
 
 
-def set_platform_manager(manager: Any) -> None:
+def set_platform_manager(manager: PlatformManager) -> None:
     """Install the platform manager every app in this process serves (custom tools etc.)."""
     global _manager
     with _lock:
@@ -70,7 +73,7 @@ class Caller:
     """The authorized principal and the platform manager of one request."""
 
     principal: Principal
-    manager: Any
+    manager: PlatformManager
 
 
 def caller_dep(scope: str) -> Callable[[Request], Awaitable[Caller]]:

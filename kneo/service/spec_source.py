@@ -12,10 +12,13 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.errors import Forbidden, InvalidRequest, NotFound
 from kneo.service.schemas import SpecSource
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 POLICY_PREFIX = "policy.environment."
 
@@ -97,7 +100,7 @@ def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
     return ResolvedSpec(spec, data, "<inline>", None, env, context, None)
 
 
-def registries(manager: Any) -> tuple[Any, Any]:
+def registries(manager: PlatformManager) -> tuple[Any, Any]:
     """``(tool_registry, runtime_registry)`` of a platform manager."""
     compiler = getattr(manager, "compiler", None)
     tools = getattr(manager, "tool_registry", None) or getattr(compiler, "tool_registry", None)
@@ -111,7 +114,7 @@ _UNREAD: Any = object()
 
 
 def check_resolved(
-    resolved: ResolvedSpec, manager: Any, store: Any, *, policy: Any = _UNREAD
+    resolved: ResolvedSpec, manager: PlatformManager, store: Any, *, policy: Any = _UNREAD
 ) -> Any:
     """Validate + environment policy + governance report (a ``SpecReport``). ``policy``:
     the stored policy when the caller has just read it (saves a second read)."""

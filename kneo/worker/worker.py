@@ -37,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
 from kneo.engine.lifecycle import RunStatus, transition
@@ -52,6 +52,9 @@ from kneo.errors import (
 from kneo.platform.journal import checkpoint_payload
 from kneo.redaction import redact_text
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 log = logging.getLogger("kneo_serv.worker")
 
@@ -79,7 +82,7 @@ class Worker:
 
     def __init__(
         self,
-        manager: Any,
+        manager: PlatformManager,
         *,
         settings: Any = None,
         name: str = "worker",

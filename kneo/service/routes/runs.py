@@ -34,7 +34,7 @@ router = APIRouter(tags=["runs"])
 
 
 def _start_run(
-    request: Request, body: CreateRunRequest, manager: Any, caller: Caller
+    request: Request, body: CreateRunRequest, manager: PlatformManager, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
     """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
     actor = caller.principal.name
@@ -69,7 +69,7 @@ def _start_run(
 
 
 def _start_spec_run(
-    request: Request, body: CreateRunRequest, manager: Any, caller: Caller
+    request: Request, body: CreateRunRequest, manager: PlatformManager, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
     """:func:`_start_run` for a spec path or an inline spec."""
     from kneo.platform import bundles

@@ -17,13 +17,17 @@ from kneo.service.spec_source import check_resolved, registries, resolve_spec
 router = APIRouter(tags=["specs"])
 
 
-def _checked(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, SpecReport]:
+def _checked(
+    request: Request, body: SpecRequest, manager: PlatformManager
+) -> tuple[Any, SpecReport]:
     check_limits(body, request.app.state.settings.limits)
     resolved = resolve_spec(body, request.app.state.settings)
     return resolved, check_resolved(resolved, manager, manager.store)
 
 
-def _audit(manager: Any, event: str, principal: Principal, resolved: Any, report: Any) -> None:
+def _audit(
+    manager: PlatformManager, event: str, principal: Principal, resolved: Any, report: Any
+) -> None:
     manager.store.add_audit(
         event,
         actor=principal.name,
@@ -71,7 +75,7 @@ def spec_policy_report(
     }
 
 
-def _compile(request: Request, body: SpecRequest, manager: Any) -> tuple[Any, Any, Any]:
+def _compile(request: Request, body: SpecRequest, manager: PlatformManager) -> tuple[Any, Any, Any]:
     from kneo.spec.compiler import SpecCompiler, diagnostics_error
 
     resolved, report = _checked(request, body, manager)
