@@ -117,10 +117,11 @@ def create_app(
             owned = create_default_platform_manager(settings)
             app.state.manager = owned
         worker = None
-        if run_worker and dependencies.current_manager(app) is not None:
+        manager = dependencies.current_manager(app)
+        if run_worker and manager is not None:
             from kneo.worker import Worker
 
-            worker = Worker(dependencies.current_manager(app), settings=settings, name="api")
+            worker = Worker(manager, settings=settings, name="api")
             worker.start()
             app.state.worker = worker
         runner = None
@@ -128,8 +129,8 @@ def create_app(
             from kneo.controller.runner import ControllerRunner
             from kneo.platform.bundles import attach_controller
 
-            if dependencies.current_manager(app) is not None:
-                attach_controller(dependencies.current_manager(app), controller)
+            if manager is not None:
+                attach_controller(manager, controller)
             if run_controller:
                 runner = ControllerRunner(controller)
                 runner.start()

@@ -20,6 +20,7 @@ from kneo.service.auth import ANONYMOUS, Principal, require_scope
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
+    from kneo.store import Store
 
 _lock = threading.Lock()
 _manager: PlatformManager | None = None
@@ -32,18 +33,18 @@ def set_platform_manager(manager: PlatformManager) -> None:
         _manager = manager
 
 
-def get_platform_manager() -> Any:
+def get_platform_manager() -> PlatformManager | None:
     """The process-wide manager installed with :func:`set_platform_manager`, or ``None``."""
     return _manager
 
 
-def current_manager(app: Any) -> Any:
+def current_manager(app: Any) -> PlatformManager | None:
     """The app's manager: its own (tests, default) or else the process-wide one."""
-    manager = getattr(app.state, "manager", None)
+    manager: PlatformManager | None = getattr(app.state, "manager", None)
     return manager if manager is not None else _manager
 
 
-def _manager_of(request: Request) -> Any:
+def _manager_of(request: Request) -> PlatformManager:
     manager = current_manager(request.app)
     if manager is None:
         raise NotReady(
@@ -58,12 +59,12 @@ def _manager_of(request: Request) -> Any:
 # cost a round trip through the threadpool on every request.
 
 
-async def manager_dep(request: Request) -> Any:
+async def manager_dep(request: Request) -> PlatformManager:
     """FastAPI dependency: the platform manager, or ``503 not_ready`` when none is wired."""
     return _manager_of(request)
 
 
-async def store_dep(request: Request) -> Any:
+async def store_dep(request: Request) -> Store:
     """FastAPI dependency: the store behind the platform manager."""
     return _manager_of(request).store
 

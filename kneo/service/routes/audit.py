@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -10,6 +10,9 @@ from kneo.clock import utc_iso
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
+
+if TYPE_CHECKING:
+    from kneo.store import Store
 
 router = APIRouter(tags=["audit"])
 
@@ -38,7 +41,7 @@ def list_audit_events(
     offset: int = OFFSET,
     cursor: str | None = CURSOR,
     include: str | None = INCLUDE,
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
     (flat however deep) or a bounded ``offset``; ``total`` with ``include=counts``."""

@@ -7,7 +7,7 @@ the store and reconcile/webhook answer ``503 not_ready``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -24,6 +24,9 @@ from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
 
+if TYPE_CHECKING:
+    from kneo.store import Store
+
 router = APIRouter()
 
 
@@ -39,7 +42,7 @@ def _controller(request: Request) -> Any:
     tags=["controller"],
     dependencies=[Depends(require_scope("registry:read"))],
 )
-def controller_status(request: Request, store: Any = Depends(store_dep)) -> dict[str, Any]:
+def controller_status(request: Request, store: Store = Depends(store_dep)) -> dict[str, Any]:
     """What the controller last fetched, applied and failed on, and who leads."""
     return controller_status_view(store, getattr(request.app.state, "controller", None))
 
@@ -48,7 +51,7 @@ def controller_status(request: Request, store: Any = Depends(store_dep)) -> dict
 def controller_reconcile(
     request: Request,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Fetch, verify, plan and apply once, now; answers with the reconcile result."""
     result = _controller(request).reconcile_once()
@@ -89,7 +92,7 @@ def list_registry(
     limit: int | None = Query(None, ge=1, description="Page size (capped)."),
     cursor: str | None = CURSOR,
     include: str | None = INCLUDE,
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision) by
     bundle, environment and revision; paged by ``cursor``, ``total`` with
@@ -112,7 +115,7 @@ def list_registry(
     dependencies=[Depends(require_scope("registry:read"))],
 )
 def get_registry_bundle(
-    bundle: str, environment: str, include_spec: bool = False, store: Any = Depends(store_dep)
+    bundle: str, environment: str, include_spec: bool = False, store: Store = Depends(store_dep)
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
     check_name(bundle, kind="bundle name", field="bundle")

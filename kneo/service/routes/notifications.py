@@ -3,7 +3,7 @@ and dead, and retrying them (docs/notifications.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,9 @@ from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import OFFSET
 from kneo.store.base import check_offset
+
+if TYPE_CHECKING:
+    from kneo.store import Store
 
 router = APIRouter(tags=["notifications"])
 SCOPE = "notifications:admin"
@@ -38,7 +41,7 @@ def list_notifications(
     event_type: str | None = Query(None, max_length=64),
     limit: int | None = Query(None, ge=1),
     offset: int = OFFSET,
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Deliveries newest first, with counts per status (pending, sending, sent, dead)."""
     check_offset(offset)
@@ -57,7 +60,7 @@ def list_notifications(
 def retry_notifications(
     body: RetryRequest,
     principal: Principal = Depends(require_scope(SCOPE)),
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Make deliveries due now with a fresh attempt budget (``dead`` ones by default)."""
     retried = store.retry_notifications(body.ids, status=body.status)

@@ -9,7 +9,7 @@ changed field names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
@@ -19,6 +19,9 @@ from kneo.redaction import REDACTED, redact
 from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import store_dep
 from kneo.spec.project import PolicyEnforcement
+
+if TYPE_CHECKING:
+    from kneo.store import Store
 
 router = APIRouter()
 
@@ -76,7 +79,7 @@ def credential_inventory(settings: Any) -> dict[str, Any]:
 def get_credentials(
     request: Request,
     principal: Principal = Depends(require_scope("credentials:read")),
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Redacted inventory of configured secret references (presence only)."""
     inventory = credential_inventory(request.app.state.settings)
@@ -104,7 +107,7 @@ def _env_param(environment: str) -> str:
     tags=["policies"],
     dependencies=[Depends(require_scope("policies:read"))],
 )
-def list_environment_policies(store: Any = Depends(store_dep)) -> dict[str, Any]:
+def list_environment_policies(store: Store = Depends(store_dep)) -> dict[str, Any]:
     """Every service-managed environment policy."""
     stored = store.list_metadata(POLICY_PREFIX)
     policies = [
@@ -120,7 +123,7 @@ def list_environment_policies(store: Any = Depends(store_dep)) -> dict[str, Any]
     dependencies=[Depends(require_scope("policies:read"))],
 )
 def get_environment_policy(
-    environment: str = Path(...), store: Any = Depends(store_dep)
+    environment: str = Path(...), store: Store = Depends(store_dep)
 ) -> dict[str, Any]:
     """One environment's service-managed policy (404 when none is stored)."""
     env = _env_param(environment)
@@ -135,7 +138,7 @@ def put_environment_policy(
     environment: str = Path(...),
     policy: PolicyEnforcement = Body(...),
     principal: Principal = Depends(require_scope("policies:write")),
-    store: Any = Depends(store_dep),
+    store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Replace an environment's policy; answers with the previous one too."""
     env = _env_param(environment)
