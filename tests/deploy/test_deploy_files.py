@@ -185,9 +185,10 @@ def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) 
     assert keys.read_bytes() == (ROOT / "examples" / "keys" / "demo.pub").read_bytes()
 
 
-def test_metrics_component_scrapes_the_api_service(tmp_path: Path) -> None:
-    """Ready for /metrics: the component adds a ServiceMonitor that selects the API Service's
-    named port, and scrape annotations on the API pods."""
+def test_metrics_component_scrapes_every_role(tmp_path: Path) -> None:
+    """The metrics component turns on each process's metrics port (from the ConfigMap every
+    role reads), names it on the API, worker and controller pods, and a PodMonitor selects
+    those pods on that named port; scrape annotations say the same."""
     if not shutil.which("kubectl"):
         pytest.skip("kubectl is not installed: the component cannot be rendered")
     (tmp_path / "kustomization.yaml").write_text(
@@ -199,14 +200,29 @@ def test_metrics_component_scrapes_the_api_service(tmp_path: Path) -> None:
         )
     )
     docs = render(tmp_path)
-    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
-    service = next(d for d in docs if d["kind"] == "Service")
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and "kneo-config" in d["metadata"]["name"]
     )
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    api = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kneo-api")
-    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    port = int(config["data"]["KNEO_SERV_METRICS_PORT"])
+    assert "KNEO_SERV_METRICS_PORT" in Settings.variable_names()
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {
+        "kneo-api",
+        "kneo-worker",
+        "kneo-controller",
+    }
+    for deployment in deployments:
+        template = deployment["spec"]["template"]
+        assert wanted <= template["metadata"]["labels"].items(), deployment["metadata"]["name"]
+        [container] = template["spec"]["containers"]
+        named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        assert named.get(endpoint["port"]) == port, deployment["metadata"]["name"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == endpoint["path"] == "/metrics"
     for doc in docs:
-        if doc["kind"] != "ServiceMonitor":  # a CRD: not in the bundled schemas
+        if doc["kind"] != "PodMonitor":  # a CRD: not in the bundled schemas
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
