@@ -90,7 +90,27 @@ def serve(
     settings = Settings.from_env()
     log_level = settings.log_level.lower()
     if reload:
+        from kneo.errors import InvalidRequest
         from kneo.service.auth import Authenticator
+
+        # The reloader imports the default app afresh in a child process: options that shape
+        # this process's app would be silently dropped, so they are refused instead.
+        dropped = [
+            name
+            for name, given in (
+                ("--no-worker", not worker),
+                ("--mcp", mcp),
+                ("--factory", factory is not None),
+                ("--controller-repo", controller_repo is not None),
+            )
+            if given
+        ]
+        if dropped:
+            raise InvalidRequest(
+                f"--reload serves the default app only; it cannot be combined with "
+                f"{', '.join(dropped)}",
+                field="reload",
+            )
 
         Authenticator.from_settings(settings)  # fail fast, before the reloader forks
         uvicorn.run(

@@ -254,3 +254,13 @@ def test_serve_with_an_unreachable_database_is_one_error_line(tmp_path: Path) ->
     assert done.returncode != 0
     assert "error[database_unavailable]" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_reload_refuses_the_options_its_fresh_app_would_drop(tmp_path: Path) -> None:
+    """The reloader serves the default app in a child process: --no-worker or --mcp would be
+    silently ignored there, so they are one clear error instead (and nothing starts)."""
+    done = _cli(["service", "serve", "--reload", "--no-worker", "--mcp"], auth_env())
+    assert done.returncode != 0
+    assert "error[invalid_request]" in done.stderr
+    assert "--no-worker, --mcp" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
