@@ -235,6 +235,12 @@ class PlatformManager:
                 + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
                 current_status=run.status,
             )
+        if run.bundle_name is None:
+            # The same gate as at accept time (pin_spec_source), again now: an environment
+            # that has since come to require approved bundles runs no ad-hoc spec.
+            from kneo.platform.bundles import refuse_unapproved
+
+            refuse_unapproved(self, run.environment)
         workflow = self._workflow_for(run)
         # The update first: it reads the run's counters, so the event is numbered in memory
         # (on PostgreSQL, two round trips in all).

@@ -134,6 +134,23 @@ def test_spec_runs_are_refused_where_only_approved_bundles_run(
 # --------------------------------------------------------------------------- HTTP approvals
 
 
+def test_a_queued_spec_run_is_refused_when_its_environment_tightens(
+    store: Any, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Accepted while prod allowed ad-hoc specs, executed after it came to require approved
+    bundles: the worker applies the same gate and the run fails as ``bundle_not_approved``."""
+    from kneo.worker import Worker
+
+    manager = _manager(store, clock, tmp_path)
+    queued = manager.start_run_from_spec(input_text="hi", spec=flow("x"), environment="prod")
+    store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    Worker(manager, settings=manager.settings, name="t").run_once()
+    run = store.get_run(queued.run_id)
+    assert run.status == "failed" and run.error is not None
+    assert run.error["type"] == "bundle_not_approved"
+    assert store.list_runs(status="running", count=False).items == []
+
+
 @pytest.fixture
 def approval_app(
     store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
