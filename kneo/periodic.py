@@ -11,7 +11,8 @@ class PeriodicTask:
     """A daemon thread calling ``work`` every ``interval`` seconds until :meth:`stop`.
 
     A call that raises is logged (``failure`` on ``logger``, with the traceback) and the next
-    tick tries again: housekeeping must never take its process down.
+    tick tries again: housekeeping must never take its process down. ``keep_going``: a call
+    that returns something truthy (a queue with more waiting) is followed at once by the next.
     """
 
     def __init__(
@@ -22,21 +23,25 @@ class PeriodicTask:
         *,
         logger: logging.Logger,
         failure: str,
+        keep_going: bool = False,
     ) -> None:
         self._stopped = threading.Event()
         self._interval = interval
         self._work = work
         self._logger = logger
         self._failure = failure
+        self._keep_going = keep_going
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stopped.wait(self._interval):
+        busy = False
+        while not self._stopped.wait(0 if busy else self._interval):
             try:
-                self._work()
+                busy = bool(self._work()) and self._keep_going
             except Exception:
                 self._logger.exception(self._failure)
+                busy = False
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

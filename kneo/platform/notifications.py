@@ -19,7 +19,6 @@ import hmac
 import json
 import logging
 import random
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from kneo import __version__, jsontext, metrics
 from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.notification_events import SEVERITIES
+from kneo.periodic import PeriodicTask
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
@@ -355,8 +355,7 @@ class Dispatcher:
         self.base_url = base_url
         self._client = client
         self._rand = rand
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task: PeriodicTask | None = None
         self._next_sweep: datetime | None = None
 
     def _http(self) -> Any:
@@ -388,7 +387,8 @@ class Dispatcher:
         return len(claimed)
 
     def deliver(self, record: NotificationRecord) -> str:
-        """Attempt one claimed delivery and record its outcome (``sent``/``retry``/``dead``)."""
+        """Attempt one claimed delivery and record its outcome (``sent``, ``failed``: to be
+        retried, or ``dead``)."""
         receiver = self.receivers[record.receiver]
         try:
             post(self._http(), receiver, message(record.event, self.base_url))
@@ -420,29 +420,21 @@ class Dispatcher:
         metrics.record_notification(record.receiver, outcome)
         return outcome
 
-    def _loop(self) -> None:
-        poll = self.settings.poll_seconds
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:  # the database blinked: log and try again next tick
-                log.exception("notification dispatch failed")
-                worked = 0
-            if not worked:
-                self._stop.wait(poll)
-
     def start(self) -> Dispatcher:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name="kneo-notifications", daemon=True
+        if self._task is None:
+            self._task = PeriodicTask(
+                "kneo-notifications",
+                self.settings.poll_seconds,
+                self.run_once,  # deliveries attempted: more may be due, go on at once
+                logger=log,
+                failure="notification dispatch failed",  # the database blinked: next tick
+                keep_going=True,
             )
-            self._thread.start()
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if self._task is not None:
+            self._task.stop(timeout)
         if self._client is not None:
             self._client.close()
 
