@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ConfigError
-from kneo.redaction import may_need_redaction, redact_text
+from kneo.redaction import redact_text
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -114,8 +114,8 @@ def attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             continue
-        if isinstance(value, str) and may_need_redaction(value):
-            value = redact_text(value)
+        if isinstance(value, str):
+            value = redact_text(value)  # its own prefilter returns a clean string untouched
         out[key] = value
     return out
 
