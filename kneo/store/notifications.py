@@ -24,6 +24,7 @@ from kneo.errors import InvalidRequest
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
 from kneo.store.records import Page
+from kneo.store.rows import from_row
 from kneo.store.rowvalues import notification_event_values
 
 #: A delivery row's statuses, in lifecycle order.
@@ -69,7 +70,7 @@ _ROW_FIELDS += ("last_error", "created_at", "updated_at", "sent_at")
 
 def _record(row: Any) -> NotificationRecord:
     event = NotificationEvent(**{f: row[f"e_{f}"] for f in _EVENT_FIELDS})
-    return NotificationRecord(**{f: row[f] for f in _ROW_FIELDS}, event=event)
+    return from_row(NotificationRecord, row, event=event)
 
 
 def _joined() -> sa.Select[Any]:
@@ -80,7 +81,7 @@ def _joined() -> sa.Select[Any]:
 
 
 def _event(row: Any) -> NotificationEvent:
-    return NotificationEvent(**{f: row[f] for f in _EVENT_FIELDS})
+    return from_row(NotificationEvent, row)
 
 
 class NotificationsMixin(StoreBase):
