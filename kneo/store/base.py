@@ -122,11 +122,10 @@ def encode_cursor(order: str, *position: str | int) -> str:
 def decode_cursor(cursor: str, order: str, types: tuple[type, ...]) -> list[Any]:
     """The sort key :func:`encode_cursor` put in ``cursor``; ``invalid_request`` naming the
     ``cursor`` field when it is not one, or was made for the other sort order."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw) if len(cursor) <= MAX_CURSOR_CHARS else None
-    except ValueError:
-        data = None
+    data = None
+    if len(cursor) <= MAX_CURSOR_CHARS:  # before decoding: an oversized one is not ours
+        with contextlib.suppress(ValueError):
+            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise InvalidRequest("cursor is not one this listing returned", field="cursor")
     if data[0] != order:

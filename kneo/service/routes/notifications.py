@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kneo.platform.notifications import list_view
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
-from kneo.service.pagination import OFFSET
+from kneo.service.pagination import OFFSET, list_cap
 from kneo.store.base import check_offset
 
 if TYPE_CHECKING:
@@ -45,13 +45,12 @@ def list_notifications(
 ) -> dict[str, Any]:
     """Deliveries newest first, with counts per status (pending, sending, sent, dead)."""
     check_offset(offset)
-    cap = min(request.app.state.settings.limits.max_list_items or 1000, 1000)
     return list_view(
         store,
         status=status,
         receiver=receiver,
         event_type=event_type,
-        limit=min(limit or cap, cap),
+        limit=list_cap(request, limit),
         offset=offset,
     )
 
