@@ -41,8 +41,7 @@ from kneo.store.base import (
     StoreBase,
     check_order,
     check_page,
-    keyset_after,
-    keyset_next,
+    keyset_page,
     not_found_error,
     ordered,
 )
@@ -292,24 +291,12 @@ class Store(
             where.append(c.status == status)
         elif status is not None:
             where.append(c.status.in_(list(status)))
-        stmt = (
-            sa.select(t.runs)
-            .where(*where, *keyset_after(cursor, tag, columns))
-            .order_by(*(ordered(col, order) for col in columns))
-            .limit(limit + 1)
-            .offset(offset)
-        )
         with self._read() as conn:
-            total = None
-            if count:
-                total = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.runs).where(*where)
-                ).scalar_one()
-            found = list(conn.execute(stmt).mappings())
-            next_cursor = (
-                keyset_next(found[limit - 1], tag, columns) if len(found) > limit else None
-            )
-            items = [rows.run(r, conn) for r in found[:limit]]
+            found, total, next_cursor = keyset_page(
+                conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
+                count=count,
+            )  # fmt: skip
+            items = [rows.run(r, conn) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor)
 
     # -- checkpoints and trace --------------------------------------------------------
@@ -516,22 +503,11 @@ class Store(
         )
         columns = (c.created_at, c.continuation_id)
         with self._read() as conn:
-            total = None
-            if count:
-                total = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.continuations).where(*where)
-                ).scalar_one()
-            found = list(
-                conn.execute(
-                    sa.select(t.continuations)
-                    .where(*where, *keyset_after(cursor, order, columns))
-                    .order_by(*(ordered(col, order) for col in columns))
-                    .limit(limit + 1)
-                    .offset(offset)
-                ).mappings()
-            )
-        next_cursor = keyset_next(found[limit - 1], order, columns) if len(found) > limit else None
-        items = [rows.continuation(r) for r in found[:limit]]
+            found, total, next_cursor = keyset_page(
+                conn, t.continuations, where, columns, order, limit=limit, offset=offset,
+                cursor=cursor, count=count,
+            )  # fmt: skip
+        items = [rows.continuation(r) for r in found]
         return Page(items, total, limit, offset, "created_at", order, next_cursor)
 
     def pending_counts_by_assignee(self) -> dict[str | None, int]:
@@ -576,22 +552,11 @@ class Store(
             where.append(a.continuation_id == continuation_id)
         columns = (a.id,)
         with self._read() as conn:
-            total = None
-            if count:
-                total = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.audit_events).where(*where)
-                ).scalar_one()
-            found = list(
-                conn.execute(
-                    sa.select(t.audit_events)
-                    .where(*where, *keyset_after(cursor, "desc", columns))
-                    .order_by(a.id.desc())
-                    .limit(limit + 1)
-                    .offset(offset)
-                ).mappings()
-            )
-        next_cursor = keyset_next(found[limit - 1], "desc", columns) if len(found) > limit else None
-        items = [rows.audit(r) for r in found[:limit]]
+            found, total, next_cursor = keyset_page(
+                conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
+                cursor=cursor, count=count,
+            )  # fmt: skip
+        items = [rows.audit(r) for r in found]
         return Page(items, total, limit, offset, "created_at", "desc", next_cursor)
 
     def get_metadata(self, key: str, default: Any = None) -> Any:

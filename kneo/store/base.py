@@ -180,6 +180,39 @@ def keyset_next(row: Any, tag: str, columns: tuple[Any, ...]) -> str:
     return encode_cursor(tag, *(epoch_micros(v) if isinstance(v, datetime) else v for v in values))
 
 
+def keyset_page(
+    conn: Connection,
+    table: sa.Table,
+    where: list[Any],
+    columns: tuple[Any, ...],
+    tag: str,
+    *,
+    limit: int | None,
+    offset: int = 0,
+    cursor: str | None = None,
+    count: bool = False,
+) -> tuple[list[Any], int | None, str | None]:
+    """One page of ``table`` in the order of ``columns`` (ascending or descending as ``tag``
+    ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
+    matching total when ``count`` asks for it, and the cursor of the page after it."""
+    order: SortOrder = "desc" if tag.endswith("desc") else "asc"
+    total: int | None = None
+    if count:
+        counted = sa.select(sa.func.count()).select_from(table).where(*where)
+        total = int(conn.execute(counted).scalar_one())
+    stmt = (
+        sa.select(table)
+        .where(*where, *keyset_after(cursor, tag, columns))
+        .order_by(*(ordered(col, order) for col in columns))
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit + 1).offset(offset)
+    found = list(conn.execute(stmt).mappings())
+    if limit is None or len(found) <= limit:
+        return found, total, None
+    return found[:limit], total, keyset_next(found[limit - 1], tag, columns)
+
+
 def _is_time(column: Any) -> bool:
     return isinstance(column.type, UTCDateTime)
 

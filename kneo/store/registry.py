@@ -23,7 +23,7 @@ from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.store import rows
 from kneo.store import tables as t
-from kneo.store.base import StoreBase, check_page, keyset_after, keyset_next
+from kneo.store.base import StoreBase, check_page, keyset_page
 from kneo.store.records import (
     REVISION_STATUSES,
     BundleRevision,
@@ -581,22 +581,11 @@ class RegistryReadsMixin(StoreBase):
         if status is not None:
             where.append(_R.status == status)
         columns = (_R.bundle_name, _R.environment, _R.revision)
-        stmt = (
-            sa.select(t.bundle_revisions)
-            .where(*where, *keyset_after(cursor, "asc", columns))
-            .order_by(*columns)
-        )
         with self._read() as conn:
-            total = None
-            if count:
-                total = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.bundle_revisions).where(*where)
-                ).scalar_one()
-            found = list(conn.execute(stmt if limit is None else stmt.limit(limit + 1)).mappings())
-        next_cursor = None
-        if limit is not None and len(found) > limit:
-            next_cursor = keyset_next(found[limit - 1], "asc", columns)
-            found = found[:limit]
+            found, total, next_cursor = keyset_page(
+                conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
+                count=count,
+            )  # fmt: skip
         items = [rows.revision(r) for r in found]
         return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor)
 
