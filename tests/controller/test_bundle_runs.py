@@ -137,13 +137,14 @@ def test_spec_runs_are_refused_where_only_approved_bundles_run(
 def test_a_queued_spec_run_is_refused_when_its_environment_tightens(
     store: Any, clock: ManualClock, tmp_path: Path
 ) -> None:
-    """Accepted while prod allowed ad-hoc specs, executed after it came to require approved
+    """Accepted while qa allowed ad-hoc specs, executed after it came to require approved
     bundles: the worker applies the same gate and the run fails as ``bundle_not_approved``."""
     from kneo.worker import Worker
 
     manager = _manager(store, clock, tmp_path)
-    queued = manager.start_run_from_spec(input_text="hi", spec=flow("x"), environment="prod")
-    store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    queued = manager.start_run_from_spec(input_text="hi", spec=flow("x"), environment="qa")
+    rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
+    store.set_metadata(POLICY_METADATA_KEY, {**rules, "qa": {"require_approved_bundle": True}})
     Worker(manager, settings=manager.settings, name="t").run_once()
     run = store.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None
