@@ -1,7 +1,7 @@
 """Human tasks: listing them, validating a person's decision, applying it to a paused run.
 
-:func:`list_human_tasks` is the inbox query; :func:`resume_decision` checks a decision under
-the per-continuation lock (request pending, run paused, answer valid) before anything changes;
+:func:`list_human_tasks` is the inbox query; :func:`resume_decision` checks a decision against
+what is stored (request pending, run paused, answer valid) before anything changes;
 :func:`apply_decision` writes it in one transaction with compare-and-set.
 
 The decision is recorded in the execution state under the request's ``wait_key``; the
@@ -9,8 +9,9 @@ request leaves the state's ``pending`` and its body moves to its continuation en
 resolved (:func:`~kneo.platform.tasks.resolved_entry`). While other requests of the
 continuation are still pending the run stays paused, otherwise it moves to running and the
 engine continues.
-A writer holding a stale view loses the compare-and-set and gets
-``request_already_resolved``; nothing it computed is written.
+A writer holding a stale view loses the compare-and-set, writes nothing, and reads again:
+it then finds the request decided (``request_already_resolved``), the run being resumed by the
+winner (``resource_locked``), or its own request still pending and applies it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from kneo.errors import (
     InvalidRequest,
     NotFound,
     RequestAlreadyResolved,
+    ResourceLocked,
 )
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
-from kneo.store import RunRecord
+from kneo.store import ContinuationRecord, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -46,11 +48,14 @@ MAX_AGE_SECONDS = 100 * 365 * 86_400
 def apply_decision(
     manager: PlatformManager,
     run: RunRecord,
-    cont: Any,
+    cont: ContinuationRecord,
     state: ExecutionState,
     request: HumanRequest,
     answer: HumanDecision,
-) -> RunResult:
+) -> RunResult | None:
+    """Write the decision in one compare-and-set transaction, then continue the run when no
+    request is left pending; ``None`` when another decision committed first (nothing was
+    written: read again)."""
     with state.lock:
         state.decisions[request.wait_key] = answer.to_dict()
         state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
@@ -131,15 +136,14 @@ def apply_decision(
                 updated = tx.current(updated)
     except Conflict as exc:
         if exc.code == "stale_state":
-            raise RequestAlreadyResolved(
-                f"request {request.request_id} was resolved by another process",
-                request_id=request.request_id,
-            ) from exc
+            return None
         raise
     metrics.record_human_wait((manager.clock.now() - cont.created_at).total_seconds())
     if remaining:
         return manager._result(updated)
-    audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
+    audits: list[tuple[str, str | None, str | None, dict[str, Any]]] = [
+        ("human.decision", answer.actor, cont.continuation_id, audit)
+    ]
     return manager._drive(
         updated,
         manager._workflow_for(updated),
@@ -210,6 +214,12 @@ def list_human_tasks(
     }
 
 
+#: How many times a decision is read, checked and written when its compare-and-set loses to
+#: a concurrent decision on another request of the same continuation (each loss means
+#: somebody else's decision committed, so this bounds a burst, not a wait).
+DECISION_ATTEMPTS = 8
+
+
 def resume_decision(
     manager: PlatformManager,
     continuation_id: str,
@@ -220,39 +230,19 @@ def resume_decision(
     selected_option: str | None,
     actor: str | None,
     metadata: Mapping[str, Any] | None,
+    continuation: ContinuationRecord | None = None,
 ) -> RunResult:
-    """Validate a decision under the continuation's lock, then apply it."""
-    with manager._locked(
-        f"continuation:{continuation_id}",
-        f"continuation {continuation_id} is being resumed by another process",
-    ):
-        cont = manager.store.get_continuation(continuation_id)
-        stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
-        if stored is None:
-            raise NotFound(
-                f"request {request_id!r} is not part of continuation {continuation_id}",
-                resource="request",
-                id=request_id,
-            )
-        if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
-            raise RequestAlreadyResolved(
-                f"request {request_id} was already resolved", request_id=request_id
-            )
-        if cont.run_id is None:
-            raise InvalidRequest(f"continuation {continuation_id} belongs to no run")
-        run = manager.store.get_run(cont.run_id)
-        if run.status != RunStatus.PAUSED:
-            raise IllegalTransition(
-                f"cannot resume run {run.run_id}: it is {run.status}, not paused",
-                current_status=run.status,
-            )
-        state = ExecutionState(run.state)
-        raw = state.pending_request(request_id)
-        if raw is None:
-            raise RequestAlreadyResolved(
-                f"request {request_id} is no longer pending", request_id=request_id
-            )
-        request = HumanRequest.from_dict(raw)
+    """Check a decision against what is stored, then apply it with compare-and-set.
+
+    No lock row: the decision's transaction is a compare-and-set on the run's and the
+    continuation's versions, so of two racing decisions one commits and the other reads
+    again. A run that a resume already moved to ``running`` answers ``resource_locked``
+    (another process is resuming it) until it pauses or ends; a request already decided,
+    ``request_already_resolved``. ``continuation``: the caller's fresh read, used first."""
+    for _ in range(DECISION_ATTEMPTS):
+        cont = continuation or manager.store.get_continuation(continuation_id)
+        continuation = None
+        run, state, request = _pending(manager, cont, request_id)
         answer = validate_decision(
             request,
             HumanDecision(
@@ -266,4 +256,49 @@ def resume_decision(
             ),
             max_content_chars=manager.settings.limits.max_human_content_chars,
         )
-        return manager._apply_decision(run, cont, state, request, answer)
+        result = manager._apply_decision(run, cont, state, request, answer)
+        if result is not None:
+            return result
+    raise ResourceLocked(
+        f"continuation {continuation_id} is being resumed by other processes",
+        lock=f"continuation:{continuation_id}",
+    )
+
+
+def _pending(
+    manager: PlatformManager, cont: ContinuationRecord, request_id: str
+) -> tuple[RunRecord, ExecutionState, HumanRequest]:
+    """The paused run and the still-pending request a decision answers, or the error that
+    says why there is none."""
+    stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
+    if stored is None:
+        raise NotFound(
+            f"request {request_id!r} is not part of continuation {cont.continuation_id}",
+            resource="request",
+            id=request_id,
+        )
+    if cont.run_id is None:
+        raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
+    run = manager.store.get_run(cont.run_id)
+    if run.status == RunStatus.RUNNING:
+        # A resume (a person's or a timeout's) committed its decision and is executing.
+        raise ResourceLocked(
+            f"continuation {cont.continuation_id} is being resumed by another process",
+            lock=f"continuation:{cont.continuation_id}",
+        )
+    if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
+        raise RequestAlreadyResolved(
+            f"request {request_id} was already resolved", request_id=request_id
+        )
+    if run.status != RunStatus.PAUSED:
+        raise IllegalTransition(
+            f"cannot resume run {run.run_id}: it is {run.status}, not paused",
+            current_status=run.status,
+        )
+    state = ExecutionState(run.state)
+    raw = state.pending_request(request_id)
+    if raw is None:
+        raise RequestAlreadyResolved(
+            f"request {request_id} is no longer pending", request_id=request_id
+        )
+    return run, state, HumanRequest.from_dict(raw)

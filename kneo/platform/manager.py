@@ -14,8 +14,9 @@ Invariants kept here:
   and so is the outcome: status, output, continuation, checkpoint, trace and audit together;
 * every write to a run is a compare-and-set on its version, so a process holding a stale
   view (a cancelled run, a continuation resumed elsewhere) can never overwrite newer state;
-* resume holds a per-continuation store lock (``resource_locked`` for a racing resume) and
-  validates the decision before anything changes;
+* resume validates the decision before anything changes and writes it with compare-and-set
+  on the run and the continuation (a racing resume reads again: ``resource_locked`` while
+  the winner executes the run, ``request_already_resolved`` after);
 * an executing run holds the lock ``run:<id>``, so ``continue_run`` only takes over runs
   whose process is gone.
 """
@@ -28,7 +29,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec_data
 from kneo.spec.models import McpImport, Spec
 from kneo.spec.project import ProjectContext
-from kneo.store import RunRecord, Store
+from kneo.store import ContinuationRecord, RunRecord, Store
 
 Providers = Callable[[str], Any]
 
@@ -309,7 +309,8 @@ class PlatformManager:
                 call=call,
             )
             return RunResult.from_dict(body, replayed=replayed)
-        if self.store.get_continuation(continuation_id).workflow_kind == "promotion":
+        cont = self.store.get_continuation(continuation_id)
+        if cont.workflow_kind == "promotion":
             from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
 
             return resume_promotion(
@@ -329,16 +330,17 @@ class PlatformManager:
             selected_option=selected_option,
             actor=actor,
             metadata=metadata,
+            continuation=cont,
         )
 
     def _apply_decision(
         self,
         run: RunRecord,
-        cont: Any,
+        cont: ContinuationRecord,
         state: ExecutionState,
         request: HumanRequest,
         answer: HumanDecision,
-    ) -> RunResult:
+    ) -> RunResult | None:
         from kneo.platform.decisions import apply_decision
 
         return apply_decision(self, run, cont, state, request, answer)
@@ -779,15 +781,6 @@ class PlatformManager:
             actor=actor,
             decisions=decisions,
         )
-
-    @contextmanager
-    def _locked(self, name: str, message: str) -> Iterator[None]:
-        if not self.store.acquire_lock(name, self.owner, self._lease):
-            raise ResourceLocked(message, lock=name)
-        try:
-            yield
-        finally:
-            self.store.release_lock(name, self.owner)
 
     def _drive(
         self,

@@ -58,6 +58,14 @@ def flaky(text):
 
 CANCEL = {}
 
+GATE = {}
+
+def gated(text):
+    _count("gated")
+    GATE["entered"].set()
+    assert GATE["release"].wait(30)
+    return text + " gated"
+
 def cancel_me(text):
     _count("cancel_me")
     CANCEL["manager"].cancel(CANCEL["run_id"]())
@@ -177,12 +185,91 @@ def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Pat
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
 
 
-def test_resume_is_locked_per_continuation(manager: PlatformManager, project: Path) -> None:
-    paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    assert manager.store.acquire_lock(f"continuation:{paused.continuation_id}", "other:1:x", 60)
-    with pytest.raises(ResourceLocked):
+def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
+    manager: PlatformManager, project: Path
+) -> None:
+    """While one resume executes the run, another gets ``resource_locked``; once it ended,
+    ``request_already_resolved``. The step after the decision runs once."""
+    import threading
+
+    import pfsteps  # type: ignore[import-not-found]
+
+    pfsteps.GATE.update(entered=threading.Event(), release=threading.Event())
+    spec = write_spec(
+        project,
+        "gated",
+        {
+            "steps": [fn("a", "first"), {"id": "review", "kind": "human", "ref": "reviewer"}]
+            + [fn("b", "gated")]
+        },
+        components=HUMANS,
+    )
+    paused = manager.run_from_spec(input_text="go", spec_path=spec)
+    results: list[Any] = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            manager.resume(
+                paused.continuation_id, request_id=paused.request_id, decision="approved"
+            )
+        )
+    )
+    first.start()
+    try:
+        assert pfsteps.GATE["entered"].wait(30)
+        with pytest.raises(ResourceLocked):
+            manager.resume(
+                paused.continuation_id, request_id=paused.request_id, decision="approved"
+            )
+    finally:
+        pfsteps.GATE["release"].set()
+        first.join(30)
+    assert [r.status for r in results] == ["succeeded"]
+    with pytest.raises(RequestAlreadyResolved):
         manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
-    assert counter(project) == ["first"]
+    assert counter(project) == ["first", "gated"]
+    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    assert decisions.total == 1
+
+
+def test_a_decision_that_loses_its_compare_and_set_reads_again(
+    manager: PlatformManager, project: Path
+) -> None:
+    """A decision checked against a continuation another decision has since changed writes
+    nothing on its first try, reads again and applies its own (still pending) request."""
+    from kneo.platform.decisions import resume_decision
+
+    humans = {"humans": {"r1": {"prompt": "one?"}, "r2": {"prompt": "two?"}}}
+    spec = write_spec(
+        project,
+        "fan2",
+        {
+            "type": "concurrent",
+            "participants": [
+                {"id": "h1", "kind": "human", "ref": "r1"},
+                {"id": "h2", "kind": "human", "ref": "r2"},
+            ],
+        },
+        components=humans,
+    )
+    paused = manager.run_from_spec(input_text="go", spec_path=spec)
+    one, two = (r["request_id"] for r in paused.metadata["pending_human_requests"])
+    stale = manager.store.get_continuation(paused.continuation_id)
+    half = manager.resume(paused.continuation_id, request_id=one, decision="approved")
+    assert half.status == "paused"
+    done = resume_decision(
+        manager,
+        paused.continuation_id,
+        request_id=two,
+        decision="approved",
+        content=None,
+        selected_option=None,
+        actor="late",
+        metadata=None,
+        continuation=stale,
+    )
+    assert done.status == "succeeded"
+    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    assert decisions.total == 2
 
 
 def test_rejection_fails_the_run(manager: PlatformManager, project: Path) -> None:
