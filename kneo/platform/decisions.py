@@ -85,7 +85,7 @@ def apply_decision(
         },
     }
     try:
-        with manager.store.transaction() as tx:
+        with manager.store.raw_transaction() as tx:
             if remaining:
                 updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
                 tx.put_continuation(
@@ -94,6 +94,7 @@ def apply_decision(
                     requests=requests,
                     context=cont.context,
                     expires_at=next_expiry(requests, remaining),
+                    workflow_kind=cont.workflow_kind,
                     expected_version=cont.version,
                 )
                 tx.add_trace_events(run.run_id, [decided])
@@ -121,6 +122,7 @@ def apply_decision(
                     context=cont.context,
                     status="resolved",
                     expires_at=cont.expires_at,
+                    workflow_kind=cont.workflow_kind,
                     expected_version=cont.version,
                 )
                 tx.add_trace_events(

@@ -716,11 +716,12 @@ class RawTransaction(RowWriter):
         expires_at: datetime | None = None,
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,
+        expected_version: int | None = None,
         workflow_name: str | None = None,
         environment: str | None = None,
     ) -> ContinuationRecord:
-        """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`
-        for a new continuation (no ``expected_version``)."""
+        """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`:
+        a new continuation, or with ``expected_version`` a compare-and-set replace."""
         request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
             cur = self._exec(
@@ -748,6 +749,62 @@ class RawTransaction(RowWriter):
             workflow_name=workflow_name,
             environment=environment,
         )
+        if expected_version is not None:
+            record = self._replace_continuation(continuation_id, values, expected_version)
+        else:
+            record = self._insert_continuation(continuation_id, run_id, values)
+        if request_list:
+            names = ("continuation_id", "request_id", "kind", "assignee", "status")
+            self._insert_rows(
+                t.continuation_requests,
+                names,
+                continuation_request_rows(continuation_id, request_list, status),
+            )
+        return record
+
+    def _replace_continuation(
+        self, continuation_id: str, values: dict[str, Any], expected_version: int
+    ) -> ContinuationRecord:
+        keys = tuple(values)
+        cur = self._exec(
+            ("replace_continuation", keys),
+            lambda: (
+                "UPDATE continuations SET version = version + 1, "
+                + ", ".join(f"{k} = :{k}" for k in keys)
+                + " WHERE continuation_id = :continuation_id AND version = :expected_version"
+                + f" RETURNING {', '.join(c.name for c in t.continuations.c)}"
+            ),
+            {
+                **self._sql.bind(t.continuations, values),
+                "continuation_id": continuation_id,
+                "expected_version": expected_version,
+            },
+        )
+        found = cur.fetchall()
+        if not found:
+            cur = self._exec(
+                "continuation_exists",
+                lambda: "SELECT 1 FROM continuations WHERE continuation_id = :continuation_id",
+                {"continuation_id": continuation_id},
+            )
+            if not cur.fetchall():
+                raise not_found_error("continuation", continuation_id)
+            raise Conflict(
+                f"continuation {continuation_id!r} changed since it was read",
+                code="stale_state",
+                continuation_id=continuation_id,
+            )
+        record = rows.continuation(self._sql.result(t.continuations, cur.description, found[0]))
+        self._exec(
+            "delete_continuation_requests",
+            lambda: "DELETE FROM continuation_requests WHERE continuation_id = :continuation_id",
+            {"continuation_id": continuation_id},
+        )
+        return record
+
+    def _insert_continuation(
+        self, continuation_id: str, run_id: str | None, values: dict[str, Any]
+    ) -> ContinuationRecord:
         new_continuation(values, continuation_id, self.now)
         dbapi = self._sql.dialect.loaded_dbapi
         try:
@@ -766,13 +823,6 @@ class RawTransaction(RowWriter):
         if not inserted:
             raise Conflict(
                 f"continuation {continuation_id!r} already exists", code="already_exists"
-            )
-        if request_list:
-            names = ("continuation_id", "request_id", "kind", "assignee", "status")
-            self._insert_rows(
-                t.continuation_requests,
-                names,
-                continuation_request_rows(continuation_id, request_list, status),
             )
         return rows.continuation(values)
 
