@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from importlib import import_module
 from typing import Any
 
+from kneo import startup
+
 
 def lazy_exports(
     package: str, namespace: MutableMapping[str, Any], exports: Mapping[str, str]
@@ -20,7 +22,8 @@ def lazy_exports(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(module), name)
+        with startup.collecting_rarely():  # a first use imports a layer: see kneo.startup
+            value = getattr(import_module(module), name)
         namespace[name] = value  # later lookups skip this function
         return value
 

@@ -14,6 +14,12 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
+
+# Property tests check results, never time: hypothesis's per-example deadline would make
+# them fail on a loaded machine (CI shares two cores), so it is off for the whole suite.
+settings.register_profile("kneo", deadline=None)
+settings.load_profile("kneo")
 
 
 def _logger_wiring() -> dict[str, tuple[bool, bool, int]]:

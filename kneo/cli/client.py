@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.cli import startup
+from kneo import startup
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli import startup
+from kneo import startup
 from kneo.cli.output import JsonOpt, console, print_json, print_table, want_json_errors
 from kneo.errors import NotFound
 

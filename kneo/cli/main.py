@@ -57,7 +57,7 @@ def _root() -> None:
 
 def main() -> None:
     """Console entry point: run the app; Kneo errors become one line and an exit code."""
-    from kneo.cli import startup
+    from kneo import startup
     from kneo.cli.output import run_cli
 
     startup.begin()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kneo.cli import startup
+from kneo import startup
 from kneo.cli.output import ServiceUrlOpt
 
 app = typer.Typer(no_args_is_help=True, help="Serve Kneo to assistants over MCP")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kneo.cli import startup
+from kneo import startup
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kneo import startup
 from kneo.clock import Clock
 from kneo.platform.manager import PlatformManager
 from kneo.runtimes import create_runtime_registry
@@ -41,18 +42,23 @@ def create_platform(
     """A manager with the default runtimes, the project's tools (``tool_registry`` given
     here, else the project config's ``tool_registry`` factory, else the example tools) and
     the project's store."""
-    from kneo.tools.defaults import register_builtin_tools
+    with startup.collecting_rarely():  # imports and schema building: see kneo.startup
+        from kneo.tools.defaults import register_builtin_tools
 
-    settings = settings or Settings.from_env()
-    project = project or ProjectContext.discover(settings=settings)
-    if store is None:
-        store = open_store(
-            settings.database_url, settings=settings, clock=clock, state_dir=state_dir(project)
+        settings = settings or Settings.from_env()
+        project = project or ProjectContext.discover(settings=settings)
+        if store is None:
+            store = open_store(
+                settings.database_url, settings=settings, clock=clock, state_dir=state_dir(project)
+            )
+        compiler = SpecCompiler(
+            runtime_registry=create_runtime_registry(),
+            tool_registry=register_builtin_tools(tool_registry or project.tool_registry()),
         )
-    compiler = SpecCompiler(
-        runtime_registry=create_runtime_registry(),
-        tool_registry=register_builtin_tools(tool_registry or project.tool_registry()),
-    )
-    return PlatformManager(
-        compiler=compiler, run_state_store=store, settings=settings, project=project, clock=clock
-    )
+        return PlatformManager(
+            compiler=compiler,
+            run_state_store=store,
+            settings=settings,
+            project=project,
+            clock=clock,
+        )

@@ -68,7 +68,16 @@ if TYPE_CHECKING:
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
-_GET_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
+def _get_by_key(table: sa.Table, key: str) -> sa.TextualSelect:
+    """``SELECT * FROM table WHERE key = :key`` as text typed by the table's columns: the
+    same rows and value processing as ``select(table)``, but compiling it (once per process,
+    on the first call: a fresh process's first resume) costs a tenth of a select's."""
+    names = ", ".join(c.name for c in table.c)
+    return sa.text(f"SELECT {names} FROM {table.name} WHERE {key} = :{key}").columns(*table.c)
+
+
+_GET_RUN = _get_by_key(t.runs, "run_id")
+_GET_CONTINUATION = _get_by_key(t.continuations, "continuation_id")
 #: ``list_runs``' orders by ``sort_by``: the columns of an index on ``runs`` (0009), so a page
 #: (and the page after a cursor) is a walk of that index, never a sort
 _RUN_ORDERS = {
@@ -377,10 +386,9 @@ class Store(
 
     # -- continuations ----------------------------------------------------------------
     def get_continuation(self, continuation_id: str) -> ContinuationRecord:
-        c = t.continuations.c
         with self._read() as conn:
             row = (
-                conn.execute(sa.select(t.continuations).where(c.continuation_id == continuation_id))
+                conn.execute(_GET_CONTINUATION, {"continuation_id": continuation_id})
                 .mappings()
                 .first()
             )

@@ -71,6 +71,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.tools",
             "kneo.runtimes",
             "kneo.lazy",
+            "kneo.startup",
             "kneo.jsontext",
             "kneo.periodic",
             "kneo.lrucache",

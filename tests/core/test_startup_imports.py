@@ -69,7 +69,7 @@ def test_importing_the_platform_package_loads_no_store_until_used() -> None:
 def test_startup_raises_the_threshold_then_restores_and_freezes() -> None:
     out = fresh(
         "import gc, json\n"
-        "from kneo.cli import startup\n"
+        "from kneo import startup\n"
         "default = list(gc.get_threshold())\n"
         "startup.done()  # without begin: nothing to restore, nothing frozen\n"
         "untouched = gc.get_freeze_count()\n"
@@ -83,3 +83,25 @@ def test_startup_raises_the_threshold_then_restores_and_freezes() -> None:
     assert out["untouched"] == 0
     assert out["during"] == [100_000, *default[1:]]  # type: ignore[index]
     assert out["after"] == default and out["frozen"] > 0  # type: ignore[operator]
+
+
+def test_library_start_up_collects_rarely_and_restores_without_freezing() -> None:
+    """Library start-up raises the threshold inside ``collecting_rarely`` (nested too) and a
+    lazy import plus ``create_platform`` leave the process as they found it, nothing frozen."""
+    out = fresh(
+        "import gc, json\n"
+        "default = list(gc.get_threshold())\n"
+        "seen = []\n"
+        "from kneo import startup\n"
+        "with startup.collecting_rarely():\n"
+        "    seen.append(list(gc.get_threshold()))\n"
+        "    with startup.collecting_rarely():\n"
+        "        seen.append(list(gc.get_threshold()))\n"
+        "    seen.append(list(gc.get_threshold()))\n"
+        "from kneo import create_platform\n"
+        "print(json.dumps({'default': default, 'seen': seen,\n"
+        "  'after': list(gc.get_threshold()), 'frozen': gc.get_freeze_count()}))"
+    )
+    raised = [100_000, *out["default"][1:]]  # type: ignore[index]
+    assert out["seen"] == [raised, raised, raised]
+    assert out["after"] == out["default"] and out["frozen"] == 0
