@@ -199,8 +199,11 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
         project,
         "gated",
         {
-            "steps": [fn("a", "first"), {"id": "review", "kind": "human", "ref": "reviewer"}]
-            + [fn("b", "gated")]
+            "steps": [
+                fn("a", "first"),
+                {"id": "review", "kind": "human", "ref": "reviewer"},
+                fn("b", "gated"),
+            ]
         },
         components=HUMANS,
     )
