@@ -1,5 +1,8 @@
 """Application layer: :class:`PlatformManager` composes the engine with the store.
 
+It is the facade over collaborators by responsibility (admission gate, spec preparation,
+run driver, runs, decisions, inspection, sweeps; see ``kneo.platform.manager``).
+
 Start, execute, resume, cancel and continue runs; inspect traces, checkpoints, replay and
 recovery; list human tasks. The only package that imports both :mod:`kneo.engine` and
 :mod:`kneo.store`; it must not import FastAPI, Typer or httpx.

@@ -1,37 +1,71 @@
-"""The platform's side of the GitOps registry: bundle runs, the approved-bundle rule, and
-promotion tasks resumed through the human-task API.
+"""The platform's side of the GitOps registry: bundle runs and promotion tasks resumed
+through the human-task API.
 
 * :func:`run_bundle` starts a run on the **active** revision of a bundle in an environment
   (:func:`kneo.controller.runtime.resolve_bundle_for_run`). The run records bundle name,
   revision, spec digest and commit, and stores the revision's spec, so it finishes on that
-  revision even when a newer one is promoted while it waits for a person.
-* :func:`pin_spec_source` is the manager's hook before it loads a spec: a spec path or an
-  inline spec is refused with 403 ``bundle_not_approved`` where the environment's policy has
-  ``runs.require_approved_bundle``. That policy is the project's (``.kneo/config.yaml`` plus
-  ``environments/<env>.yaml``) made stricter by what the controller last read from the
-  GitOps repository (:data:`POLICY_METADATA_KEY`), so neither side can loosen the other.
+  revision even when a newer one is promoted while it waits for a person. Its
+  :class:`BundleSpec` is what the admission gate (:mod:`kneo.platform.admission`) lets run
+  where an environment requires approved bundles.
 * :func:`resume_promotion` is what ``PlatformManager.resume`` does for a continuation whose
   ``workflow_kind`` is ``promotion``: record the approver's decision
   (:func:`kneo.controller.promotion.record_promotion_decision`) and wake an attached
-  controller; without one, the next reconcile activates the revision.
+  controller (:func:`attach_controller`); without one, the next reconcile activates the
+  revision.
 """
 
 from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.controller.runtime import POLICY_METADATA_KEY
-from kneo.errors import BundleNotApproved, InvalidRequest
+from kneo.errors import InvalidRequest
 from kneo.names import check_name
 from kneo.platform.results import RunResult
 
 if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
+    from kneo.platform.decisions import Decisions
+    from kneo.store import Store
 
 PROMOTION_KIND = "promotion"
-_CONTROLLER_ATTR = "_kneo_controller"
+
+
+class BundleRunner(Protocol):
+    """What :func:`run_bundle` needs of a platform (``PlatformManager`` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    def run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec: Any = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult: ...
+
+    def start_run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec: Any = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        timeout_seconds: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult: ...
+
+
+class DecidingPlatform(Protocol):
+    """What :func:`attach_controller` needs of a platform (``PlatformManager`` is one)."""
+
+    @property
+    def decisions(self) -> Decisions: ...
 
 
 class BundleSpec(dict[str, Any]):
@@ -67,59 +101,10 @@ class BundleSpec(dict[str, Any]):
         }
 
 
-# --------------------------------------------------------------------------- policy
-
-
-def approved_bundle_required(manager: PlatformManager, environment: str | None) -> bool:
-    """Whether runs in ``environment`` must come from the registry (project or GitOps policy)."""
-    if not environment:
-        return False
-    recorded = manager.store.get_metadata(POLICY_METADATA_KEY, None) or {}
-    if bool((recorded.get(environment) or {}).get("require_approved_bundle")):
-        return True
-    project = getattr(manager, "project", None)
-    if project is None:
-        return False
-    from kneo.platform.preparation import environment_requires_bundle
-
-    return environment_requires_bundle(manager, project, environment)
-
-
-def refuse_unapproved(manager: PlatformManager, environment: str | None) -> None:
-    """403 ``bundle_not_approved`` for an ad-hoc spec where only approved bundles run."""
-    if approved_bundle_required(manager, environment):
-        raise BundleNotApproved(
-            f"{environment} runs only approved bundles: start the run with "
-            f'{{"bundle": NAME, "environment": "{environment}"}} (CLI: kneo run --bundle NAME '
-            f"--env {environment}) instead of a spec",
-            environment=environment,
-        )
-
-
-def pin_spec_source(
-    manager: PlatformManager, *, spec_path: Any, spec: Any, environment: str | None
-) -> BundleSpec | None:
-    """The manager's hook before loading a spec: the pinned bundle, or ``None`` for a spec
-    path / inline spec (refused where the environment requires approved bundles)."""
-    if isinstance(spec, BundleSpec) and spec_path is None:
-        if environment != spec.environment:
-            raise InvalidRequest(
-                f"bundle {spec.name!r} was resolved for {spec.environment!r}, not {environment!r}",
-                field="environment",
-            )
-        return spec
-    env = environment
-    project = manager.project
-    if env is None and project is not None:
-        env = project.env if project.env_explicit else None
-    refuse_unapproved(manager, env)
-    return None
-
-
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(manager: PlatformManager, bundle: str, environment: str) -> BundleSpec:
+def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
     from kneo.controller.runtime import resolve_bundle_for_run
 
@@ -130,7 +115,7 @@ def resolve(manager: PlatformManager, bundle: str, environment: str) -> BundleSp
         )
     check_name(bundle, kind="bundle name", field="bundle")
     check_name(environment, kind="environment")
-    found = resolve_bundle_for_run(manager.store, bundle, environment)
+    found = resolve_bundle_for_run(store, bundle, environment)
     return BundleSpec(
         found.spec,
         name=bundle,
@@ -142,7 +127,7 @@ def resolve(manager: PlatformManager, bundle: str, environment: str) -> BundleSp
 
 
 def run_bundle(
-    manager: PlatformManager,
+    manager: BundleRunner,
     *,
     bundle: str,
     environment: str,
@@ -154,7 +139,7 @@ def run_bundle(
     actor: str | None = None,
 ) -> RunResult:
     """Run (or, with ``async_mode``, queue) the active revision of ``bundle``."""
-    pinned = resolve(manager, bundle, environment)
+    pinned = resolve(manager.store, bundle, environment)
     meta = {
         "bundle": {
             "name": bundle,
@@ -185,13 +170,9 @@ def run_bundle(
 # --------------------------------------------------------------------------- promotions
 
 
-def attach_controller(manager: PlatformManager, controller: Any) -> None:
+def attach_controller(manager: DecidingPlatform, controller: Any) -> None:
     """Let promotion decisions taken through ``manager`` wake this in-process controller."""
-    setattr(manager, _CONTROLLER_ATTR, controller)
-
-
-def attached_controller(manager: PlatformManager) -> Any:
-    return getattr(manager, _CONTROLLER_ATTR, None)
+    manager.decisions.controller = controller
 
 
 def default_actor() -> str:
@@ -203,24 +184,26 @@ def default_actor() -> str:
 
 
 def resume_promotion(
-    manager: PlatformManager,
+    store: Store,
     continuation_id: str,
     *,
     request_id: str,
     decision: str,
     content: str | None = None,
     actor: str | None = None,
+    controller: Any = None,
 ) -> RunResult:
     """Record one approver's decision on a promotion task (there is no run to continue).
 
     The approver is ``actor`` (the API key's name over HTTP, ``--actor`` or the OS user in the
-    CLI). The answer is a run-shaped response with ``run_id`` null: ``status`` is
+    CLI); ``controller``, when one runs in this process, is woken to apply an outcome at once.
+    The answer is a run-shaped response with ``run_id`` null: ``status`` is
     ``pending_approval`` while more approvals are needed, then ``approved`` or ``rejected``.
     """
     from kneo.controller.promotion import record_promotion_decision
     from kneo.errors import NotFound
 
-    task = manager.store.get_continuation(continuation_id)
+    task = store.get_continuation(continuation_id)
     if not any(r.get("request_id") == request_id for r in task.requests):
         raise NotFound(
             f"request {request_id!r} is not part of continuation {continuation_id}",
@@ -229,9 +212,8 @@ def resume_promotion(
         )
     approver = actor or default_actor()
     outcome = record_promotion_decision(
-        manager.store, continuation_id, approver=approver, decision=decision, comment=content
+        store, continuation_id, approver=approver, decision=decision, comment=content
     )
-    controller = attached_controller(manager)
     if outcome.outcome is not None and controller is not None:
         controller.request_reconcile()
     status = outcome.outcome or "pending_approval"

@@ -1,8 +1,12 @@
 """Human tasks: listing them, validating a person's decision, applying it to a paused run.
 
-:func:`list_human_tasks` is the inbox query; :func:`resume_decision` checks a decision against
-what is stored (request pending, run paused, answer valid) before anything changes;
-:func:`apply_decision` writes it in one transaction with compare-and-set.
+:class:`Decisions` holds them. :meth:`~Decisions.list_human_tasks` is the inbox query;
+:meth:`~Decisions.resume` replays an idempotent decision, records a promotion approval
+(:func:`kneo.platform.bundles.resume_promotion`) or goes on to
+:meth:`~Decisions.resume_decision`, which checks a decision against what is stored (request
+pending, run paused, answer valid) before anything changes; :meth:`~Decisions.apply_decision`
+writes it in one transaction with compare-and-set and hands the run to the
+:class:`~kneo.platform.driver.RunDriver` when nothing is left pending.
 
 The decision is recorded in the execution state under the request's ``wait_key``; the
 request leaves the state's ``pending`` and its body moves to its continuation entry, marked
@@ -18,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kneo import metrics
-from kneo.clock import utc_iso
+from kneo.clock import Clock, utc_iso
 from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
@@ -33,188 +37,15 @@ from kneo.errors import (
     RequestAlreadyResolved,
     ResourceLocked,
 )
+from kneo.jsontext import content_hash
+from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
-from kneo.store import ContinuationRecord, RunRecord
-
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
-
+from kneo.settings import Settings
+from kneo.store import ContinuationRecord, RunRecord, Store
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
-
-
-def apply_decision(
-    manager: PlatformManager,
-    run: RunRecord,
-    cont: ContinuationRecord,
-    state: ExecutionState,
-    request: HumanRequest,
-    answer: HumanDecision,
-) -> RunResult | None:
-    """Write the decision in one compare-and-set transaction, then continue the run when no
-    request is left pending; ``None`` when another decision committed first (nothing was
-    written: read again)."""
-    with state.lock:
-        state.decisions[request.wait_key] = answer.to_dict()
-        state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
-        remaining = list(state.pending)
-    requests = [
-        resolved_entry(r, request, answer) if r.get("request_id") == request.request_id else dict(r)
-        for r in cont.requests
-    ]
-    audit = {
-        "request_id": request.request_id,
-        "decision": answer.decision,
-        "selected_option": answer.selected_option,
-        "content_present": bool(answer.content),
-        "assignee": request.assignee,
-        "environment": run.environment,
-    }
-    snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
-    decided = {
-        "event_type": "human_decision",
-        "step_id": request.step_id,
-        "payload": {
-            "request_id": request.request_id,
-            "decision": answer.decision,
-            "kind": request.kind,
-            "content_present": bool(answer.content),
-            "actor": answer.actor,
-        },
-    }
-    try:
-        with manager.store.raw_transaction() as tx:
-            if remaining:
-                updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
-                tx.put_continuation(
-                    cont.continuation_id,
-                    run_id=run.run_id,
-                    requests=requests,
-                    context=cont.context,
-                    expires_at=next_expiry(requests, remaining),
-                    workflow_kind=cont.workflow_kind,
-                    expected_version=cont.version,
-                )
-                tx.add_trace_events(run.run_id, [decided])
-                tx.add_audit(
-                    "human.decision",
-                    actor=answer.actor,
-                    run_id=run.run_id,
-                    continuation_id=cont.continuation_id,
-                    payload={**audit, "result_status": "paused"},
-                )
-                updated = tx.current(updated)
-            else:
-                updated = tx.update_run(
-                    run.run_id,
-                    expected_version=run.version,
-                    state=state.snapshot(),
-                    status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
-                )
-                # This process executes the run now; a paused run has no other executor.
-                tx.take_run_lease(run.run_id, manager.owner, manager._lease)
-                tx.put_continuation(
-                    cont.continuation_id,
-                    run_id=run.run_id,
-                    requests=requests,
-                    context=cont.context,
-                    status="resolved",
-                    expires_at=cont.expires_at,
-                    workflow_kind=cont.workflow_kind,
-                    expected_version=cont.version,
-                )
-                tx.add_trace_events(
-                    run.run_id,
-                    [
-                        decided,
-                        {
-                            "event_type": "run_resumed",
-                            "payload": {"continuation_id": cont.continuation_id},
-                        },
-                    ],
-                )
-                updated = tx.current(updated)
-    except Conflict as exc:
-        if exc.code == "stale_state":
-            return None
-        raise
-    metrics.record_human_wait((manager.clock.now() - cont.created_at).total_seconds())
-    if remaining:
-        return manager._result(updated)
-    audits: list[tuple[str, str | None, str | None, dict[str, Any]]] = [
-        ("human.decision", answer.actor, cont.continuation_id, audit)
-    ]
-    return manager._drive(
-        updated,
-        manager._workflow_for(updated),
-        leased=True,
-        audits=audits,
-        resumed_from=cont.context.get("trace"),
-    )
-
-
-def list_human_tasks(
-    manager: PlatformManager,
-    *,
-    run_id: str | None,
-    workflow_kind: str | None,
-    workflow: str | None = None,
-    environment: str | None = None,
-    assignee: str | None,
-    kind: str | None,
-    escalated: bool | None,
-    sort: str,
-    older_than_seconds: float | None,
-    limit: int,
-    offset: int,
-    cursor: str | None = None,
-    count: bool = True,
-    by_assignee: bool = True,
-    show_personal: bool = False,
-) -> dict[str, Any]:
-    """Pending tasks (with counts when asked); see ``PlatformManager.list_human_tasks``."""
-    if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
-        raise InvalidRequest(
-            f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
-            field="older_than_seconds",
-        )
-    older = (
-        manager.clock.now() - timedelta(seconds=older_than_seconds)
-        if older_than_seconds is not None
-        else None
-    )
-    page = manager.store.list_continuations(
-        run_id=run_id,
-        workflow_kind=workflow_kind,
-        workflow_name=workflow,
-        environment=environment,
-        assignee=assignee,
-        kind=kind,
-        escalated=escalated,
-        older_than=older,
-        sort=sort,  # type: ignore[arg-type]
-        limit=limit,
-        offset=offset,
-        cursor=cursor,
-        count=count,
-    )
-    counts = None
-    if by_assignee:
-        pending = manager.store.pending_counts_by_assignee()
-        counts = {a or "(unassigned)": n for a, n in pending.items()}
-    tasks = with_bodies_many(manager.store, page.items)
-    return {
-        "tasks": [task_view(c, show_personal=show_personal) for c in tasks],
-        "count": len(page.items),
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
-        "next_cursor": page.next_cursor,
-        "counts_by_assignee": counts,
-    }
-
 
 #: How many times a decision is read, checked and written when its compare-and-set loses to
 #: a concurrent decision on another request of the same continuation (each loss means
@@ -222,85 +53,358 @@ def list_human_tasks(
 DECISION_ATTEMPTS = 8
 
 
-def resume_decision(
-    manager: PlatformManager,
-    continuation_id: str,
-    *,
-    request_id: str,
-    decision: str,
-    content: str | None,
-    selected_option: str | None,
-    actor: str | None,
-    metadata: Mapping[str, Any] | None,
-    continuation: ContinuationRecord | None = None,
-) -> RunResult:
-    """Check a decision against what is stored, then apply it with compare-and-set.
+class Decisions:
+    """Human tasks and the decisions on them: the inbox, one task, and resume (a run's
+    request, or a GitOps promotion's approval). The driver continues a run once no request
+    is left pending."""
 
-    No lock row: the decision's transaction is a compare-and-set on the run's and the
-    continuation's versions, so of two racing decisions one commits and the other reads
-    again. A run that a resume already moved to ``running`` answers ``resource_locked``
-    (another process is resuming it) until it pauses or ends; a request already decided,
-    ``request_already_resolved``. ``continuation``: the caller's fresh read, used first."""
-    for _ in range(DECISION_ATTEMPTS):
-        cont = continuation or manager.store.get_continuation(continuation_id)
-        continuation = None
-        run, state, request = _pending(manager, cont, request_id)
-        answer = validate_decision(
-            request,
-            HumanDecision(
+    def __init__(
+        self, *, store: Store, clock: Clock, settings: Settings, driver: RunDriver
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.driver = driver
+        #: the in-process GitOps controller a promotion decision wakes (attach_controller)
+        self.controller: Any = None
+
+    def list_human_tasks(
+        self,
+        *,
+        run_id: str | None,
+        workflow_kind: str | None,
+        workflow: str | None = None,
+        environment: str | None = None,
+        assignee: str | None,
+        kind: str | None,
+        escalated: bool | None,
+        sort: str,
+        older_than_seconds: float | None,
+        limit: int,
+        offset: int,
+        cursor: str | None = None,
+        count: bool = True,
+        by_assignee: bool = True,
+        show_personal: bool = False,
+    ) -> dict[str, Any]:
+        """Pending tasks (with counts when asked); see ``PlatformManager.list_human_tasks``."""
+        if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
+            raise InvalidRequest(
+                f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
+                field="older_than_seconds",
+            )
+        older = (
+            self.clock.now() - timedelta(seconds=older_than_seconds)
+            if older_than_seconds is not None
+            else None
+        )
+        page = self.store.list_continuations(
+            run_id=run_id,
+            workflow_kind=workflow_kind,
+            workflow_name=workflow,
+            environment=environment,
+            assignee=assignee,
+            kind=kind,
+            escalated=escalated,
+            older_than=older,
+            sort=sort,  # type: ignore[arg-type]
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            count=count,
+        )
+        counts = None
+        if by_assignee:
+            pending = self.store.pending_counts_by_assignee()
+            counts = {a or "(unassigned)": n for a, n in pending.items()}
+        tasks = with_bodies_many(self.store, page.items)
+        return {
+            "tasks": [task_view(c, show_personal=show_personal) for c in tasks],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "next_cursor": page.next_cursor,
+            "counts_by_assignee": counts,
+        }
+
+    def get_human_task(
+        self, continuation_id: str, *, show_personal: bool = False
+    ) -> dict[str, Any]:
+        """One task with every request (answered ones with who decided and when); a
+        promotion task also with its approvals so far. ``show_personal`` for a decider."""
+        from kneo.platform.tasks import with_bodies
+
+        task = with_bodies(self.store, self.store.get_continuation(continuation_id))
+        view = task_view(task, pending_only=False, show_personal=show_personal)
+        if task.workflow_kind == "promotion":
+            from kneo.platform.registry import promotion_tally
+
+            view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
+        return view
+
+    def resume(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None = None,
+        selected_option: str | None = None,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Apply a decision (see ``PlatformManager.resume``): replayed under an idempotency
+        key, recorded on a promotion task, or applied to the paused run."""
+        if idempotency_key is not None:
+            from kneo.platform.idempotency import idempotent
+
+            def call() -> tuple[int, dict[str, Any]]:
+                done = self.resume(
+                    continuation_id,
+                    request_id=request_id,
+                    decision=decision,
+                    content=content,
+                    selected_option=selected_option,
+                    actor=actor,
+                    metadata=metadata,
+                )
+                # Kept with personal data (secrets redacted): the replay is redacted for
+                # whoever reads it, like the first answer (``RunResult.to_dict``).
+                return 200, done.to_dict(show_personal=True)
+
+            digest = content_hash(
+                [
+                    {
+                        "request_id": request_id,
+                        "decision": decision,
+                        "content": content,
+                        "selected_option": selected_option,
+                    }
+                ]
+            )
+            _, body, replayed = idempotent(
+                self.store,
+                scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
+                key=idempotency_key,
+                digest=digest,
+                call=call,
+            )
+            return RunResult.from_dict(body, replayed=replayed)
+        cont = self.store.get_continuation(continuation_id)
+        if cont.workflow_kind == "promotion":
+            from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
+
+            return resume_promotion(
+                self.store,
+                continuation_id,
                 request_id=request_id,
                 decision=decision,
                 content=content,
-                selected_option=selected_option,
                 actor=actor,
-                decided_at=utc_iso(manager.clock.now()),
-                metadata=dict(metadata or {}),
-            ),
-            max_content_chars=manager.settings.limits.max_human_content_chars,
+                controller=self.controller,
+            )
+        return self.resume_decision(
+            continuation_id,
+            request_id=request_id,
+            decision=decision,
+            content=content,
+            selected_option=selected_option,
+            actor=actor,
+            metadata=metadata,
+            continuation=cont,
         )
-        result = manager._apply_decision(run, cont, state, request, answer)
-        if result is not None:
-            return result
-    raise ResourceLocked(
-        f"continuation {continuation_id} is being resumed by other processes",
-        lock=f"continuation:{continuation_id}",
-    )
 
+    def resume_decision(
+        self,
+        continuation_id: str,
+        *,
+        request_id: str,
+        decision: str,
+        content: str | None,
+        selected_option: str | None,
+        actor: str | None,
+        metadata: Mapping[str, Any] | None,
+        continuation: ContinuationRecord | None = None,
+    ) -> RunResult:
+        """Check a decision against what is stored, then apply it with compare-and-set.
 
-def _pending(
-    manager: PlatformManager, cont: ContinuationRecord, request_id: str
-) -> tuple[RunRecord, ExecutionState, HumanRequest]:
-    """The paused run and the still-pending request a decision answers, or the error that
-    says why there is none."""
-    stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
-    if stored is None:
-        raise NotFound(
-            f"request {request_id!r} is not part of continuation {cont.continuation_id}",
-            resource="request",
-            id=request_id,
-        )
-    if cont.run_id is None:
-        raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
-    run = manager.store.get_run(cont.run_id)
-    if run.status == RunStatus.RUNNING:
-        # A resume (a person's or a timeout's) committed its decision and is executing.
+        No lock row: the decision's transaction is a compare-and-set on the run's and the
+        continuation's versions, so of two racing decisions one commits and the other reads
+        again. A run that a resume already moved to ``running`` answers ``resource_locked``
+        (another process is resuming it) until it pauses or ends; a request already decided,
+        ``request_already_resolved``. ``continuation``: the caller's fresh read, used first."""
+        for _ in range(DECISION_ATTEMPTS):
+            cont = continuation or self.store.get_continuation(continuation_id)
+            continuation = None
+            run, state, request = self._pending(cont, request_id)
+            answer = validate_decision(
+                request,
+                HumanDecision(
+                    request_id=request_id,
+                    decision=decision,
+                    content=content,
+                    selected_option=selected_option,
+                    actor=actor,
+                    decided_at=utc_iso(self.clock.now()),
+                    metadata=dict(metadata or {}),
+                ),
+                max_content_chars=self.settings.limits.max_human_content_chars,
+            )
+            result = self.apply_decision(run, cont, state, request, answer)
+            if result is not None:
+                return result
         raise ResourceLocked(
-            f"continuation {cont.continuation_id} is being resumed by another process",
-            lock=f"continuation:{cont.continuation_id}",
+            f"continuation {continuation_id} is being resumed by other processes",
+            lock=f"continuation:{continuation_id}",
         )
-    if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
-        raise RequestAlreadyResolved(
-            f"request {request_id} was already resolved", request_id=request_id
+
+    def apply_decision(
+        self,
+        run: RunRecord,
+        cont: ContinuationRecord,
+        state: ExecutionState,
+        request: HumanRequest,
+        answer: HumanDecision,
+    ) -> RunResult | None:
+        """Write the decision in one compare-and-set transaction, then continue the run when no
+        request is left pending; ``None`` when another decision committed first (nothing was
+        written: read again)."""
+        with state.lock:
+            state.decisions[request.wait_key] = answer.to_dict()
+            state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
+            remaining = list(state.pending)
+        requests = [
+            resolved_entry(r, request, answer)
+            if r.get("request_id") == request.request_id
+            else dict(r)
+            for r in cont.requests
+        ]
+        audit = {
+            "request_id": request.request_id,
+            "decision": answer.decision,
+            "selected_option": answer.selected_option,
+            "content_present": bool(answer.content),
+            "assignee": request.assignee,
+            "environment": run.environment,
+        }
+        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
+        decided = {
+            "event_type": "human_decision",
+            "step_id": request.step_id,
+            "payload": {
+                "request_id": request.request_id,
+                "decision": answer.decision,
+                "kind": request.kind,
+                "content_present": bool(answer.content),
+                "actor": answer.actor,
+            },
+        }
+        try:
+            with self.store.raw_transaction() as tx:
+                if remaining:
+                    updated = tx.update_run(
+                        run.run_id, expected_version=run.version, state=snapshot
+                    )
+                    tx.put_continuation(
+                        cont.continuation_id,
+                        run_id=run.run_id,
+                        requests=requests,
+                        context=cont.context,
+                        expires_at=next_expiry(requests, remaining),
+                        workflow_kind=cont.workflow_kind,
+                        expected_version=cont.version,
+                    )
+                    tx.add_trace_events(run.run_id, [decided])
+                    tx.add_audit(
+                        "human.decision",
+                        actor=answer.actor,
+                        run_id=run.run_id,
+                        continuation_id=cont.continuation_id,
+                        payload={**audit, "result_status": "paused"},
+                    )
+                    updated = tx.current(updated)
+                else:
+                    updated = tx.update_run(
+                        run.run_id,
+                        expected_version=run.version,
+                        state=state.snapshot(),
+                        status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
+                    )
+                    # This process executes the run now; a paused run has no other executor.
+                    tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
+                    tx.put_continuation(
+                        cont.continuation_id,
+                        run_id=run.run_id,
+                        requests=requests,
+                        context=cont.context,
+                        status="resolved",
+                        expires_at=cont.expires_at,
+                        workflow_kind=cont.workflow_kind,
+                        expected_version=cont.version,
+                    )
+                    tx.add_trace_events(
+                        run.run_id,
+                        [
+                            decided,
+                            {
+                                "event_type": "run_resumed",
+                                "payload": {"continuation_id": cont.continuation_id},
+                            },
+                        ],
+                    )
+                    updated = tx.current(updated)
+        except Conflict as exc:
+            if exc.code == "stale_state":
+                return None
+            raise
+        metrics.record_human_wait((self.clock.now() - cont.created_at).total_seconds())
+        if remaining:
+            return self.driver.result(updated)
+        audits: Audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
+        return self.driver.drive(
+            updated,
+            self.driver.workflow_for(updated),
+            leased=True,
+            audits=audits,
+            resumed_from=cont.context.get("trace"),
         )
-    if run.status != RunStatus.PAUSED:
-        raise IllegalTransition(
-            f"cannot resume run {run.run_id}: it is {run.status}, not paused",
-            current_status=run.status,
-        )
-    state = ExecutionState(run.state)
-    raw = state.pending_request(request_id)
-    if raw is None:
-        raise RequestAlreadyResolved(
-            f"request {request_id} is no longer pending", request_id=request_id
-        )
-    return run, state, HumanRequest.from_dict(raw)
+
+    def _pending(
+        self, cont: ContinuationRecord, request_id: str
+    ) -> tuple[RunRecord, ExecutionState, HumanRequest]:
+        """The paused run and the still-pending request a decision answers, or the error that
+        says why there is none."""
+        stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
+        if stored is None:
+            raise NotFound(
+                f"request {request_id!r} is not part of continuation {cont.continuation_id}",
+                resource="request",
+                id=request_id,
+            )
+        if cont.run_id is None:
+            raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
+        run = self.store.get_run(cont.run_id)
+        if run.status == RunStatus.RUNNING:
+            # A resume (a person's or a timeout's) committed its decision and is executing.
+            raise ResourceLocked(
+                f"continuation {cont.continuation_id} is being resumed by another process",
+                lock=f"continuation:{cont.continuation_id}",
+            )
+        if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
+            raise RequestAlreadyResolved(
+                f"request {request_id} was already resolved", request_id=request_id
+            )
+        if run.status != RunStatus.PAUSED:
+            raise IllegalTransition(
+                f"cannot resume run {run.run_id}: it is {run.status}, not paused",
+                current_status=run.status,
+            )
+        state = ExecutionState(run.state)
+        raw = state.pending_request(request_id)
+        if raw is None:
+            raise RequestAlreadyResolved(
+                f"request {request_id} is no longer pending", request_id=request_id
+            )
+        return run, state, HumanRequest.from_dict(raw)

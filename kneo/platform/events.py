@@ -12,13 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
-
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
+from kneo.store import Store
 
 #: trace event type -> stream event type (others are internal detail and not streamed)
 STREAMED: dict[str, str] = {
@@ -114,7 +112,7 @@ def read_events(
 
 
 def iter_events(
-    manager: PlatformManager,
+    store: Store,
     run_id: str,
     *,
     after: int = 0,
@@ -125,7 +123,6 @@ def iter_events(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunEvent]:
     """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
-    store = manager.store
     store.get_run(run_id)  # not_found before the first event
     cache: dict[str, Any] = {}
     waited = 0.0

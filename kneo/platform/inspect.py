@@ -1,8 +1,9 @@
 """Looking back at a run: flattened checkpoint diffs, replay timelines and recovery context.
 
-Pure helpers (:func:`flatten`, :func:`diff`, :func:`timeline_entry`, ...) and the read-only
-queries ``PlatformManager`` delegates to: :func:`replay`, :func:`checkpoint_diff` and
-:func:`recovery` (what completed, what failed, what would run next, whether
+Pure helpers (:func:`flatten`, :func:`diff`, :func:`timeline_entry`, ...) and
+:class:`Inspection`, the read-only queries ``PlatformManager`` delegates to: the run, its
+trace, checkpoints and listing, :meth:`~Inspection.replay`, :meth:`~Inspection.checkpoint_diff`
+and :meth:`~Inspection.recovery` (what completed, what failed, what would run next, whether
 ``continue_run`` may take the run over; :func:`owner_alive` judges a ``run:<id>`` lock holder).
 """
 
@@ -11,16 +12,21 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, NotFound
+from kneo.platform.driver import RunDriver
+from kneo.platform.results import (
+    RunResult,
+    checkpoint_view,
+    run_summary,
+    run_view,
+    trace_view,
+)
 from kneo.redaction import redact_mapping
-
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
-    from kneo.store import RunRecord
+from kneo.store import RunRecord, Store
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -130,114 +136,214 @@ def workflow_kind_linear(run: RunRecord) -> bool:
     return run.workflow_kind in ("sequential", "graph", "handoff")
 
 
-def replay(manager: PlatformManager, run_id: str) -> dict[str, Any]:
-    """A compact timeline of the run's checkpoints plus the recovery context."""
-    run = manager.store.get_run(run_id)
-    page = manager.store.list_checkpoints(run_id, limit=1000)
-    return redact_mapping(
-        {
+class Inspection:
+    """Read-only views of runs: the run, its trace and checkpoints, listings, replay
+    timelines, checkpoint diffs and recovery context. The driver compiles a run's workflow
+    (recovery asks the engine what would run next) and makes its result."""
+
+    def __init__(self, *, store: Store, driver: RunDriver) -> None:
+        self.store = store
+        self.driver = driver
+
+    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
+        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
+        run = self.store.get_run(run_id)
+        count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
+        return run_view(run, trace_event_count=count, show_personal=show_personal)
+
+    def get_run_result(self, run_id: str) -> RunResult:
+        return self.driver.result(self.store.get_run(run_id))
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
+    ) -> dict[str, Any]:
+        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
+        ``count=False`` leaves ``total`` out (``None``)."""
+        page = self.store.list_runs(
+            status=status,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            cursor=cursor,
+            count=count,
+        )
+        return {
+            "runs": [run_summary(r) for r in page.items],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "sort_by": page.sort_by,
+            "sort_order": page.sort_order,
+            "next_cursor": page.next_cursor,
+        }
+
+    def trace(
+        self,
+        run_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> dict[str, Any]:
+        self.store.get_run(run_id)
+        page = self.store.list_trace(
+            run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
+        )
+        return {
             "run_id": run_id,
-            "status": run.status,
-            "workflow_kind": run.workflow_kind,
-            "timeline": [timeline_entry(c) for c in page.items],
-            "position": (run.state or {}).get("position") or {},
-            "pending_human_request_id": next(
-                (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
-            ),
-            "error": run.error,
-            "replay_context": recovery(manager, run),
+            "events": [trace_view(e) for e in page.items],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
         }
-    )
 
-
-def checkpoint_diff(
-    manager: PlatformManager,
-    run_id: str,
-    *,
-    from_sequence: int | None = None,
-    to_sequence: int | None = None,
-) -> dict[str, Any]:
-    """Added, removed and changed flattened paths between two checkpoints (default: the
-    latest two)."""
-    manager.store.get_run(run_id)
-    if from_sequence is None or to_sequence is None:
-        latest = manager.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
-        if not latest:
-            raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
-        newest = latest[0].sequence
-        to_sequence = to_sequence if to_sequence is not None else newest
-        from_sequence = (
-            from_sequence
-            if from_sequence is not None
-            else (latest[1].sequence if len(latest) > 1 else newest)
-        )
-    if from_sequence < 1 or to_sequence < 1:
-        raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
-    before = manager.store.get_checkpoint(run_id, from_sequence)
-    after = manager.store.get_checkpoint(run_id, to_sequence)
-    changes = diff(
-        {"payload": before.payload, "metadata": before.metadata},
-        {"payload": after.payload, "metadata": after.metadata},
-    )
-    return {
-        "run_id": run_id,
-        "from_sequence": from_sequence,
-        "to_sequence": to_sequence,
-        "from_type": before.type,
-        "to_type": after.type,
-        **changes,
-    }
-
-
-def recovery(manager: PlatformManager, run: RunRecord) -> dict[str, Any]:
-    state = run.state or {}
-    done = completed_units(state)
-    failed = failed_unit(state)
-    try:
-        workflow = manager._workflow_for(run)
-        upcoming = manager.engine.next_units(workflow, ExecutionState(state))
-        step_ids = workflow.step_ids
-    except Exception as exc:  # a spec that no longer compiles cannot be continued
-        upcoming, step_ids = [], ()
-        reason: str | None = f"the run's spec cannot be compiled: {exc}"
-    else:
-        reason = None
-    nxt = upcoming[0] if upcoming else None
-    can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
-    if can and run.status == RunStatus.RUNNING:
-        holder = manager.store.run_lease(run.run_id)
-        if holder is not None and owner_alive(holder.owner):
-            can, reason = False, "the run is still executing in a live process"
-    if reason is None and not can:
-        reason = {
-            RunStatus.PAUSED: "the run is paused: resume its continuation",
-            RunStatus.QUEUED: "the run has not started",
-        }.get(
-            RunStatus(run.status),
-            f"the run is {run.status}"
-            if upcoming or run.status != RunStatus.RUNNING
-            else "no step is left to run",
-        )
-    outputs = ExecutionState(state).outputs_by_step()
-    last_output = (
-        outputs[done[-1]["step_id"]] if done and done[-1]["step_id"] in outputs else run.input_text
-    )
-    # Redacted like every view of run data: ``resume_input`` is a step's output, ``failure``
-    # a step's error, and either may carry what a tool returned.
-    return redact_mapping(
-        {
-            "run_id": run.run_id,
-            "status": run.status,
-            "workflow_kind": run.workflow_kind,
-            "completed_steps": [u["step_id"] for u in done],
-            "completed_units": done,
-            "failed_step": failed["step_id"] if failed else None,
-            "failure": failed,
-            "next_step": nxt["step_id"] if nxt else None,
-            "next_step_index": step_index(step_ids, nxt["step_id"]) if nxt else None,
-            "next_units": upcoming,
-            "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
-            "can_continue": can,
-            "reason": None if can else reason,
+    def checkpoints(
+        self,
+        run_id: str,
+        *,
+        type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        include_payload: bool = False,
+    ) -> dict[str, Any]:
+        self.store.get_run(run_id)
+        page = self.store.list_checkpoints(run_id, type=type, limit=limit, offset=offset)
+        return {
+            "run_id": run_id,
+            "checkpoints": [
+                checkpoint_view(c, include_payload=include_payload) for c in page.items
+            ],
+            "count": len(page.items),
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
         }
-    )
+
+    def recovery(self, run_id: str) -> dict[str, Any]:
+        return self.recovery_of(self.store.get_run(run_id))
+
+    def replay(self, run_id: str) -> dict[str, Any]:
+        """A compact timeline of the run's checkpoints plus the recovery context."""
+        run = self.store.get_run(run_id)
+        page = self.store.list_checkpoints(run_id, limit=1000)
+        return redact_mapping(
+            {
+                "run_id": run_id,
+                "status": run.status,
+                "workflow_kind": run.workflow_kind,
+                "timeline": [timeline_entry(c) for c in page.items],
+                "position": (run.state or {}).get("position") or {},
+                "pending_human_request_id": next(
+                    (r.get("request_id") for r in (run.state or {}).get("pending") or []), None
+                ),
+                "error": run.error,
+                "replay_context": self.recovery_of(run),
+            }
+        )
+
+    def checkpoint_diff(
+        self,
+        run_id: str,
+        *,
+        from_sequence: int | None = None,
+        to_sequence: int | None = None,
+    ) -> dict[str, Any]:
+        """Added, removed and changed flattened paths between two checkpoints (default: the
+        latest two)."""
+        self.store.get_run(run_id)
+        if from_sequence is None or to_sequence is None:
+            latest = self.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
+            if not latest:
+                raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
+            newest = latest[0].sequence
+            to_sequence = to_sequence if to_sequence is not None else newest
+            from_sequence = (
+                from_sequence
+                if from_sequence is not None
+                else (latest[1].sequence if len(latest) > 1 else newest)
+            )
+        if from_sequence < 1 or to_sequence < 1:
+            raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
+        before = self.store.get_checkpoint(run_id, from_sequence)
+        after = self.store.get_checkpoint(run_id, to_sequence)
+        changes = diff(
+            {"payload": before.payload, "metadata": before.metadata},
+            {"payload": after.payload, "metadata": after.metadata},
+        )
+        return {
+            "run_id": run_id,
+            "from_sequence": from_sequence,
+            "to_sequence": to_sequence,
+            "from_type": before.type,
+            "to_type": after.type,
+            **changes,
+        }
+
+    def recovery_of(self, run: RunRecord) -> dict[str, Any]:
+        """What completed, what failed, what would run next, and whether ``continue_run`` may
+        take the run over (a live owner's lease says no)."""
+        state = run.state or {}
+        done = completed_units(state)
+        failed = failed_unit(state)
+        try:
+            workflow = self.driver.workflow_for(run)
+            upcoming = self.driver.engine.next_units(workflow, ExecutionState(state))
+            step_ids = workflow.step_ids
+        except Exception as exc:  # a spec that no longer compiles cannot be continued
+            upcoming, step_ids = [], ()
+            reason: str | None = f"the run's spec cannot be compiled: {exc}"
+        else:
+            reason = None
+        nxt = upcoming[0] if upcoming else None
+        can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
+        if can and run.status == RunStatus.RUNNING:
+            holder = self.store.run_lease(run.run_id)
+            if holder is not None and owner_alive(holder.owner):
+                can, reason = False, "the run is still executing in a live process"
+        if reason is None and not can:
+            reason = {
+                RunStatus.PAUSED: "the run is paused: resume its continuation",
+                RunStatus.QUEUED: "the run has not started",
+            }.get(
+                RunStatus(run.status),
+                f"the run is {run.status}"
+                if upcoming or run.status != RunStatus.RUNNING
+                else "no step is left to run",
+            )
+        outputs = ExecutionState(state).outputs_by_step()
+        last_output = (
+            outputs[done[-1]["step_id"]]
+            if done and done[-1]["step_id"] in outputs
+            else run.input_text
+        )
+        # Redacted like every view of run data: ``resume_input`` is a step's output, ``failure``
+        # a step's error, and either may carry what a tool returned.
+        return redact_mapping(
+            {
+                "run_id": run.run_id,
+                "status": run.status,
+                "workflow_kind": run.workflow_kind,
+                "completed_steps": [u["step_id"] for u in done],
+                "completed_units": done,
+                "failed_step": failed["step_id"] if failed else None,
+                "failure": failed,
+                "next_step": nxt["step_id"] if nxt else None,
+                "next_step_index": step_index(step_ids, nxt["step_id"]) if nxt else None,
+                "next_units": upcoming,
+                "resume_input": (last_output or "")[:2000] if workflow_kind_linear(run) else None,
+                "can_continue": can,
+                "reason": None if can else reason,
+            }
+        )

@@ -1,13 +1,23 @@
-"""PlatformManager: the one place that composes the engine with the store.
+"""PlatformManager: the public facade that composes the platform's collaborators.
 
-The public API: start, execute, pause, resume, cancel and continue runs; the worker loop;
-driving a run through the engine and finishing it; traces, checkpoints and runs listing.
-Delegated to their kin: spec preparation and run creation (:mod:`.preparation`), outcome
-writing (:mod:`.outcomes`), replay/diff/recovery (:mod:`.inspect`), human-task listing and
-decision validation/application (:mod:`.decisions`), timeouts (:mod:`.sweeps`), events
-(:mod:`.events`), retention (:mod:`.maintenance`), bundles (:mod:`.bundles`).
+The service, CLI, console, MCP server, worker and tests call it; it builds the engine and
+hands each responsibility to one collaborator with explicit dependencies:
 
-Invariants kept here:
+* :class:`~kneo.platform.admission.RunAdmission` — the one place that decides whether a run
+  may start (approved bundles, the service-managed environment policy);
+* :class:`~kneo.platform.preparation.SpecPreparation` — admit, load, check, compile and cache
+  a spec for a new run;
+* :class:`~kneo.platform.driver.RunDriver` — drive a run through the engine and write its
+  outcome (engine, leases, run slot, compiled workflows, cancellation tokens);
+* :class:`~kneo.platform.runs.Runs` — start, execute, cancel, continue and replay runs;
+* :class:`~kneo.platform.decisions.Decisions` — the inbox, one task, and resume;
+* :class:`~kneo.platform.inspect.Inspection` — runs, traces, checkpoints, replay, recovery;
+* :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs.
+
+Events (:mod:`.events`), retention (:mod:`.maintenance`) and bundle runs (:mod:`.bundles`) are
+functions over the store or this facade. No collaborator imports this module.
+
+Invariants kept by the collaborators:
 
 * every status change goes through :func:`kneo.engine.lifecycle.transition`;
 * a step boundary is one store transaction (:class:`~kneo.platform.journal.StoreJournal`),
@@ -29,74 +39,29 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kneo import metrics, tracing
 from kneo.clock import Clock, SystemClock
-from kneo.engine.cancellation import CancellationToken
-from kneo.engine.executor import (
-    EngineOptions,
-    Outcome,
-    Paused,
-    Superseded,
-    WorkflowEngine,
-)
-from kneo.engine.human import HumanDecision, HumanRequest
-from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.executor import EngineOptions, WorkflowEngine
 from kneo.engine.remote_tools import McpSessions
-from kneo.engine.state import ExecutionState
-from kneo.errors import (
-    ConfigError,
-    Conflict,
-    DatabaseUnavailable,
-    IllegalTransition,
-    InvalidRequest,
-    ResourceLocked,
-)
-from kneo.jsontext import content_hash
-from kneo.lrucache import LRUCache
-from kneo.names import check_name
-from kneo.platform import inspect
-from kneo.platform.decisions import list_human_tasks, resume_decision
-from kneo.platform.journal import StoreJournal, checkpoint_payload
-from kneo.platform.leases import LeaseKeeper
-from kneo.platform.observer import RunObserver
-from kneo.platform.outcomes import write_outcome
-from kneo.platform.preparation import create_run, prepare
-from kneo.platform.results import (
-    RunResult,
-    checkpoint_view,
-    run_result,
-    run_summary,
-    run_view,
-    task_view,
-    trace_view,
-)
+from kneo.errors import ConfigError
+from kneo.platform.admission import RunAdmission
+from kneo.platform.decisions import Decisions
+from kneo.platform.driver import RunDriver
+from kneo.platform.inspect import Inspection
+from kneo.platform.preparation import SpecPreparation
+from kneo.platform.results import RunResult
+from kneo.platform.runs import Runs
 from kneo.platform.slot import RunSlot, default_patience
+from kneo.platform.sweeps import Sweeps
 from kneo.settings import Settings
-from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.loader import load_spec_data
 from kneo.spec.models import McpImport, Spec
 from kneo.spec.project import ProjectContext
-from kneo.store import ContinuationRecord, RunRecord, Store
+from kneo.store import RunRecord, Store
 
 Providers = Callable[[str], Any]
-
-
-def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
-    """The database went away after ``run_id`` was created: say so, so a caller polls the
-    run instead of starting another (the stranded-run sweep continues it)."""
-    return DatabaseUnavailable(
-        f"{exc.message}; run {run_id} was created and will continue from its last completed "
-        "step once the database is back",
-        run_id=run_id,
-    )
-
-
-_owner_alive = inspect.owner_alive
 
 
 class PlatformManager:
@@ -142,31 +107,60 @@ class PlatformManager:
             mcp=self._mcp_sessions,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._lease = max(5.0, float(self.settings.worker_lease_seconds))
-        #: renews the lease of every run this process drives (kneo.platform.leases)
-        self._leases = LeaseKeeper(run_state_store, self.owner, self._lease)
-        # Keyed by what callers send (an inline spec's digest, a path): bounded, so distinct
-        # specs cannot grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
+        # Every input-keyed cache is bounded, so distinct specs cannot grow the process
+        # (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
         entries = self.settings.spec_cache_entries
-        self._compiled: LRUCache[tuple[str, str], CompiledWorkflow] = LRUCache(entries)
-        #: prepared specs by what they depend on (see preparation.prepare_key)
-        self._prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(entries)
-        #: "approved bundles only?" per environment, by policy file stamps (see preparation)
-        self._bundle_rules: LRUCache[tuple[Any, ...], bool] = LRUCache(entries)
-        self._tokens: dict[str, CancellationToken] = {}
+        self.driver = RunDriver(
+            engine=self.engine,
+            compiler=compiler,
+            store=self.store,
+            owner=self.owner,
+            lease_seconds=max(5.0, float(self.settings.worker_lease_seconds)),
+            slot=RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms)),
+            cache_entries=entries,
+        )
+        self.admission = RunAdmission(
+            store=self.store, compiler=compiler, project=project, cache_entries=entries
+        )
+        self.preparation = SpecPreparation(
+            compiler=compiler,
+            project=project,
+            admission=self.admission,
+            driver=self.driver,
+            cache_entries=entries,
+        )
+        self.runs = Runs(
+            store=self.store,
+            clock=self.clock,
+            settings=self.settings,
+            preparation=self.preparation,
+            admission=self.admission,
+            driver=self.driver,
+        )
+        self.decisions = Decisions(
+            store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
+        )
+        self.inspection = Inspection(store=self.store, driver=self.driver)
+        self.sweeps = Sweeps(
+            store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
+        )
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
         self._sleep = sleep
-        #: one executing run at a time on SQLite (see kneo.platform.slot)
-        self._slot = RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms))
-
-    # ================================================================== starting runs
 
     def _mcp_sessions(self, imports: Sequence[McpImport]) -> McpSessions:
         """A run's MCP sessions (the SDK loads only when a spec imports a server)."""
         from kneo.mcp.client import McpClientSessions
 
         return McpClientSessions(imports, settings=self.settings)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a run's execution lease lasts unless renewed (``KNEO_SERV_WORKER_LEASE_SECONDS``,
+        at least 5 s)."""
+        return self.driver.lease_seconds
+
+    # ================================================================== runs
 
     def run_from_spec(
         self,
@@ -178,17 +172,20 @@ class PlatformManager:
         environment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Create a run and execute it now; returns when it finishes or pauses."""
-        with self._slot.hold():
-            prepared = self._prepare(
-                spec_path=spec_path, spec=spec, target=target, environment=environment
-            )
-            run = self._create_run(prepared, input_text, start=True, metadata=metadata, actor=actor)
-            try:
-                return self._drive(run, prepared["workflow"], leased=True)
-            except DatabaseUnavailable as exc:
-                raise _accepted(exc, run.run_id) from exc
+        """Create a run and execute it now; returns when it finishes or pauses.
+        ``overrides`` are merged into the spec (checked by the admission gate)."""
+        return self.runs.run_from_spec(
+            input_text=input_text,
+            spec_path=spec_path,
+            spec=spec,
+            target=target,
+            environment=environment,
+            overrides=overrides,
+            metadata=metadata,
+            actor=actor,
+        )
 
     def start_run_from_spec(
         self,
@@ -201,61 +198,46 @@ class PlatformManager:
         timeout_seconds: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
         worker; :meth:`execute_run` runs it."""
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise InvalidRequest(
-                "timeout_seconds must be greater than zero", field="timeout_seconds"
-            )
-        prepared = self._prepare(
-            spec_path=spec_path, spec=spec, target=target, environment=environment
+        return self.runs.start_run_from_spec(
+            input_text=input_text,
+            spec_path=spec_path,
+            spec=spec,
+            target=target,
+            environment=environment,
+            overrides=overrides,
+            timeout_seconds=timeout_seconds,
+            metadata=metadata,
+            actor=actor,
         )
-        deadline = (
-            self.clock.now() + timedelta(seconds=timeout_seconds) if timeout_seconds else None
-        )
-        run = self._create_run(
-            prepared, input_text, start=False, deadline_at=deadline, metadata=metadata, actor=actor
-        )
-        return self._result(run)
 
     def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
-        """Execute a queued run in this process (what a worker calls). ``run``: its record as
-        the caller just read it, so it is not read again (the start is a compare-and-set on
-        its version either way)."""
-        run = run if run is not None and run.run_id == run_id else self.store.get_run(run_id)
-        status = (
-            transition(run.status, RunStatus.RUNNING, action="execute the run")
-            if run.status == RunStatus.QUEUED
-            else None
-        )
-        if status is None:
-            raise IllegalTransition(
-                f"cannot execute run {run_id}: it is {run.status}, not queued"
-                + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
-                current_status=run.status,
-            )
-        if run.bundle_name is None:
-            # The same gate as at accept time (pin_spec_source), again now: an environment
-            # that has since come to require approved bundles runs no ad-hoc spec.
-            from kneo.platform.bundles import refuse_unapproved
+        """Execute a queued run in this process (what a worker calls), admitted again first.
+        ``run``: its record as the caller just read it, so it is not read again."""
+        return self.runs.execute_run(run_id, run=run)
 
-            refuse_unapproved(self, run.environment)
-        workflow = self._workflow_for(run)
-        # The update first: it reads the run's counters, so the event is numbered in memory
-        # (on PostgreSQL, two round trips in all).
-        with self.store.raw_transaction() as tx:
-            run = tx.update_run(
-                run_id, expected_version=run.version, status=status, started_at=tx.now
-            )
-            tx.add_trace_events(
-                run_id, [{"event_type": "run_started", "payload": {"owner": self.owner}}]
-            )
-            tx.take_run_lease(run_id, self.owner, self._lease)
-            run = tx.current(run)
-        return self._drive(run, workflow, leased=True)
+    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Cancel a queued, running or paused run now. A step in flight finishes, but its
+        result is never committed: the run's version moved on, so its write is refused."""
+        return self.runs.cancel(run_id, actor=actor)
 
-    # ================================================================== resume / cancel
+    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Continue a run whose process died (or whose step failed) from its last completed
+        step boundary; completed steps and agent turns are not executed again."""
+        return self.runs.continue_run(run_id, actor=actor)
+
+    def replay_run(
+        self, run_id: str, *, reuse: str = "questions", actor: str | None = None
+    ) -> RunResult:
+        """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
+        its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
+        A reused answer does not pause; anything new still does."""
+        return self.runs.replay_run(run_id, reuse=reuse, actor=actor)
+
+    # ================================================================== human tasks
 
     def resume(
         self,
@@ -274,260 +256,16 @@ class PlatformManager:
         With ``idempotency_key`` the same key and decision replay the first result
         (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
         ``metadata`` is stored with the decision (``auto_continued`` for timeouts)."""
-        if idempotency_key is not None:
-            from kneo.platform.idempotency import idempotent
-
-            def call() -> tuple[int, dict[str, Any]]:
-                done = self.resume(
-                    continuation_id,
-                    request_id=request_id,
-                    decision=decision,
-                    content=content,
-                    selected_option=selected_option,
-                    actor=actor,
-                    metadata=metadata,
-                )
-                # Kept with personal data (secrets redacted): the replay is redacted for
-                # whoever reads it, like the first answer (``RunResult.to_dict``).
-                return 200, done.to_dict(show_personal=True)
-
-            digest = content_hash(
-                [
-                    {
-                        "request_id": request_id,
-                        "decision": decision,
-                        "content": content,
-                        "selected_option": selected_option,
-                    }
-                ]
-            )
-            _, body, replayed = idempotent(
-                self.store,
-                scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
-                key=idempotency_key,
-                digest=digest,
-                call=call,
-            )
-            return RunResult.from_dict(body, replayed=replayed)
-        cont = self.store.get_continuation(continuation_id)
-        if cont.workflow_kind == "promotion":
-            from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
-
-            return resume_promotion(
-                self,
-                continuation_id,
-                request_id=request_id,
-                decision=decision,
-                content=content,
-                actor=actor,
-            )
-        return resume_decision(
-            self,
+        return self.decisions.resume(
             continuation_id,
             request_id=request_id,
             decision=decision,
             content=content,
             selected_option=selected_option,
             actor=actor,
+            idempotency_key=idempotency_key,
             metadata=metadata,
-            continuation=cont,
         )
-
-    def _apply_decision(
-        self,
-        run: RunRecord,
-        cont: ContinuationRecord,
-        state: ExecutionState,
-        request: HumanRequest,
-        answer: HumanDecision,
-    ) -> RunResult | None:
-        from kneo.platform.decisions import apply_decision
-
-        return apply_decision(self, run, cont, state, request, answer)
-
-    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Cancel a queued, running or paused run now. A step in flight finishes, but its
-        result is never committed: the run's version moved on, so its write is refused."""
-        run = self.store.get_run(run_id)
-        status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
-        with self.store.transaction() as tx:
-            updated = tx.update_run(
-                run_id,
-                expected_version=run.version,
-                status=status,
-                cancel_requested=True,
-                finished_at=tx.now,
-            )
-            cid = (run.state or {}).get("continuation_id")
-            if run.status == RunStatus.PAUSED and cid:
-                tx.delete_continuation(cid)
-            tx.add_trace_event(run_id, "run_cancelled", payload={"previous_status": run.status})
-            tx.add_checkpoint(
-                run_id,
-                type="run_cancelled",
-                status="cancelled",
-                payload=checkpoint_payload(run.state or {}),
-            )
-            tx.add_audit(
-                "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
-            )
-            updated = tx.current(updated)
-        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
-        result = self._result(updated)
-        token = self._tokens.get(run_id)
-        if token is not None:
-            token.cancel("cancelled")
-        return result
-
-    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Continue a run whose process died (or whose step failed) from its last completed
-        step boundary; completed steps and agent turns are not executed again."""
-        run = self.store.get_run(run_id)
-        if run.status == RunStatus.PAUSED:
-            raise IllegalTransition(
-                f"run {run_id} is paused: resume its continuation instead",
-                current_status=run.status,
-            )
-        if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
-            raise IllegalTransition(
-                f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
-            )
-        holder = self.store.run_lease(run_id)
-        if holder is not None and holder.owner != self.owner:
-            if _owner_alive(holder.owner):
-                raise ResourceLocked(
-                    f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
-                )
-            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
-        workflow = self._workflow_for(run)
-        state = ExecutionState(run.state)
-        state.failure = None
-        with self.store.transaction() as tx:
-            updated = tx.update_run(
-                run_id,
-                expected_version=run.version,
-                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
-                error=None,
-                finished_at=None,
-                state=state.snapshot(),
-            )
-            tx.add_trace_event(run_id, "run_continued", payload={"previous_status": run.status})
-            tx.add_audit(
-                "run.continued",
-                actor=actor,
-                run_id=run_id,
-                payload={"previous_status": run.status, "completed_steps": state.completed_steps()},
-            )
-        return self._drive(updated, workflow)
-
-    # ================================================================== inspection
-
-    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
-        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
-        run = self.store.get_run(run_id)
-        count = run.trace_seq if run.trace_seq is not None else self._trace_count(run_id)
-        return run_view(run, trace_event_count=count, show_personal=show_personal)
-
-    def get_run_result(self, run_id: str) -> RunResult:
-        return self._result(self.store.get_run(run_id))
-
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> dict[str, Any]:
-        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
-        ``count=False`` leaves ``total`` out (``None``)."""
-        page = self.store.list_runs(
-            status=status,
-            limit=limit,
-            offset=offset,
-            sort_by=sort_by,
-            sort_order=sort_order,
-            cursor=cursor,
-            count=count,
-        )
-        return {
-            "runs": [run_summary(r) for r in page.items],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "sort_by": page.sort_by,
-            "sort_order": page.sort_order,
-            "next_cursor": page.next_cursor,
-        }
-
-    def trace(
-        self,
-        run_id: str,
-        *,
-        event_type: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-        sort_order: str = "asc",
-    ) -> dict[str, Any]:
-        self.store.get_run(run_id)
-        page = self.store.list_trace(
-            run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
-        )
-        return {
-            "run_id": run_id,
-            "events": [trace_view(e) for e in page.items],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-
-    def checkpoints(
-        self,
-        run_id: str,
-        *,
-        type: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-        include_payload: bool = False,
-    ) -> dict[str, Any]:
-        self.store.get_run(run_id)
-        page = self.store.list_checkpoints(run_id, type=type, limit=limit, offset=offset)
-        return {
-            "run_id": run_id,
-            "checkpoints": [
-                checkpoint_view(c, include_payload=include_payload) for c in page.items
-            ],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-
-    def replay(self, run_id: str) -> dict[str, Any]:
-        """A compact timeline of the run's checkpoints plus the recovery context."""
-        return inspect.replay(self, run_id)
-
-    def checkpoint_diff(
-        self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
-    ) -> dict[str, Any]:
-        """Added, removed and changed flattened paths between two checkpoints (default: the
-        latest two)."""
-        return inspect.checkpoint_diff(
-            self, run_id, from_sequence=from_sequence, to_sequence=to_sequence
-        )
-
-    def recovery(self, run_id: str) -> dict[str, Any]:
-        return self._recovery(self.store.get_run(run_id))
-
-    def _recovery(self, run: RunRecord) -> dict[str, Any]:
-        return inspect.recovery(self, run)
-
-    # ================================================================== human tasks
 
     def list_human_tasks(
         self,
@@ -556,8 +294,7 @@ class PlatformManager:
         (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
         asked for (they visit every pending task, where a page stops after its rows).
         ``show_personal`` for a decider."""
-        return list_human_tasks(
-            self,
+        return self.decisions.list_human_tasks(
             run_id=run_id,
             workflow_kind=workflow_kind,
             workflow=workflow,
@@ -575,31 +312,86 @@ class PlatformManager:
             show_personal=show_personal,
         )
 
-    # ================================================================== timeouts, events, replay
+    def get_human_task(
+        self, continuation_id: str, *, show_personal: bool = False
+    ) -> dict[str, Any]:
+        """One task with every request (answered ones with who decided and when); a
+        promotion task also with its approvals so far. ``show_personal`` for a decider."""
+        return self.decisions.get_human_task(continuation_id, show_personal=show_personal)
 
-    def prune_expired_human_tasks(self) -> int:
-        """Apply ``on_timeout`` to expired requests of paused runs (see ``sweeps``)."""
-        from kneo.platform.sweeps import prune_expired_human_tasks
+    # ================================================================== inspection
 
-        return prune_expired_human_tasks(self)
+    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
+        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
+        return self.inspection.get_run(run_id, show_personal=show_personal)
 
-    def prune_timed_out_runs(self) -> int:
-        """Move runs past their ``deadline_at`` to ``timed_out`` (see ``sweeps``)."""
-        from kneo.platform.sweeps import prune_timed_out_runs
+    def get_run_result(self, run_id: str) -> RunResult:
+        return self.inspection.get_run_result(run_id)
 
-        return prune_timed_out_runs(self)
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
+    ) -> dict[str, Any]:
+        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
+        ``count=False`` leaves ``total`` out (``None``)."""
+        return self.inspection.list_runs(
+            status=status,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            cursor=cursor,
+            count=count,
+        )
 
-    def recover_stranded_runs(self) -> int:
-        """Queue runs left ``running`` with no live owner, to be continued (see ``sweeps``)."""
-        from kneo.platform.sweeps import recover_stranded_runs
+    def trace(
+        self,
+        run_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> dict[str, Any]:
+        return self.inspection.trace(
+            run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
+        )
 
-        return recover_stranded_runs(self)
+    def checkpoints(
+        self,
+        run_id: str,
+        *,
+        type: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        include_payload: bool = False,
+    ) -> dict[str, Any]:
+        return self.inspection.checkpoints(
+            run_id, type=type, limit=limit, offset=offset, include_payload=include_payload
+        )
 
-    @property
-    def lease_seconds(self) -> float:
-        """How long a run's execution lease lasts unless renewed (``KNEO_SERV_WORKER_LEASE_SECONDS``,
-        at least 5 s)."""
-        return self._lease
+    def replay(self, run_id: str) -> dict[str, Any]:
+        """A compact timeline of the run's checkpoints plus the recovery context."""
+        return self.inspection.replay(run_id)
+
+    def checkpoint_diff(
+        self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
+    ) -> dict[str, Any]:
+        """Added, removed and changed flattened paths between two checkpoints (default: the
+        latest two)."""
+        return self.inspection.checkpoint_diff(
+            run_id, from_sequence=from_sequence, to_sequence=to_sequence
+        )
+
+    def recovery(self, run_id: str) -> dict[str, Any]:
+        return self.inspection.recovery(run_id)
 
     def events(
         self,
@@ -615,7 +407,7 @@ class PlatformManager:
         from kneo.platform.events import iter_events
 
         return iter_events(
-            self,
+            self.store,
             run_id,
             after=after,
             follow=follow,
@@ -625,55 +417,36 @@ class PlatformManager:
             sleep=self._sleep,
         )
 
-    def replay_run(
-        self, run_id: str, *, reuse: str = "questions", actor: str | None = None
-    ) -> RunResult:
-        """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
-        its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
-        A reused answer does not pause; anything new still does."""
-        if reuse not in ("questions", "all"):
-            raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
-        source = self.store.get_run(run_id)
-        decisions = {
-            k: v
-            for k, v in ((source.state or {}).get("decisions") or {}).items()
-            if reuse == "all" or k.startswith("ask_question:")
-        }
-        meta = source.metadata or {}
-        workflow = self._workflow_for(source)
-        prepared = {
-            "workflow": workflow,
-            "data": source.spec,
-            "digest": source.spec_digest or content_hash(source.spec),
-            "target": source.target,
-            "base_dir": meta.get("base_dir"),
-            "spec_path": meta.get("spec_path"),
-            "environment": source.environment,
-        }
-        run = self._create_run(
-            prepared,
-            source.input_text,
-            start=True,
-            actor=actor,
-            metadata={"replay_of": run_id},
-            decisions=decisions,
+    # ================================================================== sweeps, maintenance
+
+    def prune_expired_human_tasks(self) -> int:
+        """Apply ``on_timeout`` to expired requests of paused runs (see ``sweeps``)."""
+        return self.sweeps.prune_expired_human_tasks()
+
+    def prune_timed_out_runs(self) -> int:
+        """Move runs past their ``deadline_at`` to ``timed_out`` (see ``sweeps``)."""
+        return self.sweeps.prune_timed_out_runs()
+
+    def recover_stranded_runs(self) -> int:
+        """Queue runs left ``running`` with no live owner, to be continued (see ``sweeps``)."""
+        return self.sweeps.recover_stranded_runs()
+
+    def prune_retention(
+        self, policy: Any = None, *, now: Any = None, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Delete runs, checkpoints, queue records, continuations, artifacts and logs older
+        than their windows (``policy``, else project ``retention:`` under
+        ``KNEO_SERV_RETENTION_*``); counts per category. See :mod:`kneo.platform.maintenance`."""
+        from kneo.platform.maintenance import prune_retention
+
+        return prune_retention(
+            self.store,
+            settings=self.settings,
+            project=self.project,
+            policy=policy,
+            now=now,
+            dry_run=dry_run,
         )
-        return self._drive(run, workflow, leased=True)
-
-    def get_human_task(
-        self, continuation_id: str, *, show_personal: bool = False
-    ) -> dict[str, Any]:
-        """One task with every request (answered ones with who decided and when); a
-        promotion task also with its approvals so far. ``show_personal`` for a decider."""
-        from kneo.platform.tasks import with_bodies
-
-        task = with_bodies(self.store, self.store.get_continuation(continuation_id))
-        view = task_view(task, pending_only=False, show_personal=show_personal)
-        if task.workflow_kind == "promotion":
-            from kneo.platform.registry import promotion_tally
-
-            view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
-        return view
 
     # ================================================================== worker
 
@@ -686,7 +459,7 @@ class PlatformManager:
 
         def loop() -> None:
             while not self._worker_stop.is_set():
-                record = self.store.claim(self.owner, self._lease)
+                record = self.store.claim(self.owner, self.lease_seconds)
                 if record is None:
                     self._worker_stop.wait(poll)
                     continue
@@ -709,188 +482,6 @@ class PlatformManager:
         if self._worker is not None:
             self._worker.join(timeout)
             self._worker = None
-
-    # ================================================================== maintenance
-
-    def prune_retention(
-        self, policy: Any = None, *, now: Any = None, dry_run: bool = False
-    ) -> dict[str, int]:
-        """Delete runs, checkpoints, queue records, continuations, artifacts and logs older
-        than their windows (``policy``, else project ``retention:`` under
-        ``KNEO_SERV_RETENTION_*``); counts per category. See :mod:`kneo.platform.maintenance`."""
-        from kneo.platform.maintenance import prune_retention
-
-        return prune_retention(
-            self.store,
-            settings=self.settings,
-            project=self.project,
-            policy=policy,
-            now=now,
-            dry_run=dry_run,
-        )
-
-    # ================================================================== internals
-
-    def _prepare(
-        self,
-        *,
-        spec_path: str | Path | None,
-        spec: Spec | Mapping[str, Any] | None,
-        target: str,
-        environment: str | None,
-    ) -> dict[str, Any]:
-        """Load, check (with environment policy) and compile; see :mod:`.preparation`."""
-        if environment is not None:
-            check_name(environment, kind="environment")
-        return prepare(self, spec_path=spec_path, spec=spec, target=target, environment=environment)
-
-    def _workflow_for(self, run: RunRecord) -> CompiledWorkflow:
-        key = (run.spec_digest or content_hash(run.spec), run.target)
-        cached = self._compiled.get(key)
-        if cached is not None:
-            return cached
-        model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
-        base = (run.metadata or {}).get("base_dir")
-        workflow = self.compiler.compile(
-            model,
-            target=run.target,  # type: ignore[arg-type]
-            base_dir=Path(base) if base else None,
-            source=f"run {run.run_id}",
-        )
-        self._compiled.put(key, workflow)
-        return workflow
-
-    def _create_run(
-        self,
-        prepared: Mapping[str, Any],
-        input_text: str,
-        *,
-        start: bool,
-        deadline_at: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        decisions: Mapping[str, Any] | None = None,
-    ) -> RunRecord:
-        return create_run(
-            self,
-            prepared,
-            input_text,
-            start=start,
-            deadline_at=deadline_at,
-            metadata=metadata,
-            actor=actor,
-            decisions=decisions,
-        )
-
-    def _drive(
-        self,
-        run: RunRecord,
-        workflow: CompiledWorkflow,
-        *,
-        leased: bool = False,
-        audits: list[tuple[str, str | None, str | None, dict[str, Any]]] | None = None,
-        resumed_from: Mapping[str, Any] | None = None,
-    ) -> RunResult:
-        """Execute from the run's stored state and write the outcome. ``leased``: the
-        transaction that moved the run to ``running`` already gave this process its lease.
-        ``resumed_from``: the trace context the pause stored (the run's span links to it)."""
-        run_id = run.run_id
-        if not leased:
-            self.store.acquire_run_lease(run_id, self.owner, self._lease)
-        journal = StoreJournal(
-            self.store,
-            run_id,
-            run.version,
-            rejoin=self._slot.rejoin,
-            checkpoint_seq=run.checkpoint_seq,
-        )
-        # The run was just read or written at this version; a cancel bumps it, so the
-        # compare-and-set of the next boundary catches one even before the first probe.
-        token = CancellationToken(
-            lambda: self.store.get_run(run.run_id).status == RunStatus.CANCELLED,
-            probe_interval=1.0,
-            probe_now=False,
-        )
-        self._tokens[run.run_id] = token
-        released = False
-        observer = None
-        if metrics.enabled() or tracing.tracer() is not None:
-            links = tracing.links_to(resumed_from) if tracing.tracer() is not None else []
-            observer = RunObserver(journal, run=run, links=links)
-        result: RunResult | None = None
-        outcome: Outcome | None = None
-        try:
-            with self._leases.holding(run_id), self._slot.hold():
-                outcome = self.engine.run(
-                    workflow,
-                    ExecutionState(run.state),
-                    observer or journal,
-                    run_id=run.run_id,
-                    cancellation=token,
-                    metadata={"environment": run.environment},
-                    waiting=self._slot.released,
-                )
-                result, released = self._finish(run, journal, outcome, audits or [], observer)
-            return result
-        finally:
-            self._tokens.pop(run.run_id, None)
-            if not released:
-                self.store.release_run_lease(run_id, self.owner)
-            if observer is not None:
-                observer.end(
-                    result.status if result is not None else None,
-                    getattr(outcome, "error", None) or {"code": "run_interrupted"},
-                )
-
-    def _finish(
-        self,
-        run: RunRecord,
-        journal: StoreJournal,
-        outcome: Outcome,
-        audits: list[tuple[str, str | None, str | None, dict[str, Any]]],
-        observer: RunObserver | None = None,
-    ) -> tuple[RunResult, bool]:
-        """The outcome in one transaction: status, output, continuation, checkpoint, events,
-        and the end of this process's lease; ``(result, lease released)``.
-
-        ``run`` is the record the run was driven from (status ``running``); the outcome's
-        compare-and-set on ``journal.version`` proves nobody changed it since, so it is not
-        read again. A lost compare-and-set (cancelled, taken over) writes nothing."""
-        run_id = run.run_id
-        if isinstance(outcome, Superseded):
-            journal.discard()
-            return self._result(self.store.get_run(run_id)), False
-        # Give a held step-writer connection (PostgreSQL) back first: the outcome then gets
-        # it from the pool instead of a second one. (On SQLite both use the process's writer
-        # connection: see StoreDialect.write_connection.)
-        journal.close()
-        trace_context = (
-            observer.paused(outcome.requests)
-            if observer is not None and isinstance(outcome, Paused)
-            else None
-        )
-        try:
-            with self.store.raw_transaction() as tx:
-                updated = write_outcome(
-                    tx, run, journal, outcome, audits, self.owner, trace_context=trace_context
-                )
-                updated = tx.current(updated)
-        except Conflict as exc:
-            if exc.code != "stale_state":
-                raise
-            journal.discard()
-            return self._result(self.store.get_run(run_id)), False
-        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
-        return self._result(updated), True
-
-    def _trace_count(self, run_id: str) -> int:
-        return self.store.list_trace(run_id, limit=1).total or 0
-
-    def _result(self, run: RunRecord) -> RunResult:
-        # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,
-        # so the counter on the row is the count.
-        count = run.trace_seq if run.trace_seq is not None else self._trace_count(run.run_id)
-        return run_result(run, trace_event_count=count)
 
 
 __all__ = ["PlatformManager", "RunResult"]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from kneo import __version__, jsontext, metrics
@@ -34,9 +34,8 @@ from kneo.periodic import PeriodicTask
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
     from kneo.settings import NotificationSettings, Settings
-    from kneo.spec.project import ReceiverConfig
+    from kneo.spec.project import ProjectContext, ReceiverConfig
     from kneo.store import NotificationEvent, NotificationRecord, Store
 
 log = logging.getLogger("kneo_serv.notifications")
@@ -439,14 +438,27 @@ class Dispatcher:
             self._client.close()
 
 
-def start_dispatcher(manager: PlatformManager, settings: Settings) -> Dispatcher | None:
+class NotifyingPlatform(Protocol):
+    """What :func:`start_dispatcher` needs of a platform (``PlatformManager`` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def project(self) -> ProjectContext | None: ...
+
+
+def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatcher | None:
     """The dispatcher of a service or worker process (``None`` when
     ``KNEO_SERV_NOTIFICATIONS_POLL_SECONDS`` is 0); receivers from the manager's project
     config and the environment."""
     if settings.notifications.poll_seconds <= 0:
         return None
-    project = getattr(manager, "project", None)
-    receivers = load_receivers(settings, getattr(project, "config", None))
+    project = manager.project
+    receivers = load_receivers(settings, project.config if project is not None else None)
     return Dispatcher(
         manager.store,
         receivers,
@@ -541,6 +553,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "DeliveryFailed",
     "Dispatcher",
+    "NotifyingPlatform",
     "Receiver",
     "list_view",
     "load_receivers",

@@ -1,11 +1,12 @@
-"""Preparing a spec for a run: load, check against environment policy, compile, and cache.
+"""Preparing a spec for a run: admit, load, check against environment policy, compile, cache.
 
-:func:`prepare` raises before any run exists; a prepared spec is cached by what it depends on
-(:func:`prepare_key`: spec file, environment overlay and policy file stamps, or an inline spec's
-content digest), with the JSON text its runs store in ``specs``, and compiled workflows by
-``(spec digest, target)`` on the manager.
+:class:`SpecPreparation` raises before any run exists: first the admission gate
+(:class:`~kneo.platform.admission.RunAdmission`), then load, check and compile. A prepared
+spec is cached by what it depends on (:func:`prepare_key`: spec file, environment overlay and
+policy file stamps, or an inline spec's content digest), with the JSON text its runs store in
+``specs``; its compiled workflow goes to the driver's cache by ``(spec digest, target)``.
 :func:`create_run` turns a prepared spec and an input into a run record in one transaction:
-queued for a worker, or started and locked (``run:<id>``) for this process.
+queued for a worker, or started and leased for this process.
 """
 
 from __future__ import annotations
@@ -13,97 +14,124 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
+from kneo.names import check_name
+from kneo.platform.admission import RunAdmission, environment_files, file_stamp
+from kneo.platform.driver import RunDriver
 from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.models import Spec
-from kneo.store import RunRecord
+from kneo.spec.project import ProjectContext
+from kneo.store import RunRecord, Store
 from kneo.store.steps import json_text
 
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
 
+class SpecPreparation:
+    """Admits, loads, checks and compiles specs for new runs, with the prepared-spec cache."""
 
-def prepare(
-    manager: PlatformManager,
-    *,
-    spec_path: str | Path | None,
-    spec: Spec | Mapping[str, Any] | None,
-    target: str,
-    environment: str | None,
-) -> dict[str, Any]:
-    """Load, check (with environment policy) and compile; raises before any run exists."""
-    from kneo.policy.check import check_spec
+    def __init__(
+        self,
+        *,
+        compiler: SpecCompiler,
+        project: ProjectContext | None,
+        admission: RunAdmission,
+        driver: RunDriver,
+        cache_entries: int,
+    ) -> None:
+        self.compiler = compiler
+        self.project = project
+        self.admission = admission
+        self.driver = driver
+        #: prepared specs by what they depend on (see prepare_key)
+        self.prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(cache_entries)
 
-    if (spec_path is None) == (spec is None):
-        raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
-    from kneo.platform.bundles import pin_spec_source  # registry bundle or approved-only env
+    def prepare(
+        self,
+        *,
+        spec_path: str | Path | None,
+        spec: Spec | Mapping[str, Any] | None,
+        target: str,
+        environment: str | None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Admit, load, check (with environment policy) and compile; raises before any run
+        exists. ``overrides`` are merged into the spec (the admitted document is inline)."""
+        from kneo.policy.check import check_spec
 
-    pinned = pin_spec_source(manager, spec_path=spec_path, spec=spec, environment=environment)
-    key = prepare_key(manager, spec_path, spec, target, environment) if pinned is None else None
-    cached = manager._prepared.get(key) if key is not None else None
-    if cached is not None:
-        return dict(cached)
-    project_config = manager.project.config if manager.project is not None else None
-    base_dir: Path | None
-    if spec_path is not None:
-        loaded = load_spec(spec_path, env=environment, project=project_config)
-        model, data, base_dir, source = (
-            loaded.spec,
-            loaded.data,
-            loaded.base_dir,
-            str(spec_path),
+        if environment is not None:
+            check_name(environment, kind="environment")
+        if (spec_path is None) == (spec is None):
+            raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
+        admitted = self.admission.admit(
+            spec_path=spec_path, spec=spec, environment=environment, overrides=overrides
         )
-    else:
-        model = (
-            spec
-            if isinstance(spec, Spec)
-            else load_spec_data(dict(spec or {}), project=project_config)
+        pinned, spec_path, spec = admitted.bundle, admitted.spec_path, admitted.spec
+        project = self.project
+        key = prepare_key(project, spec_path, spec, target, environment) if pinned is None else None
+        cached = self.prepared.get(key) if key is not None else None
+        if cached is not None:
+            return dict(cached)
+        project_config = project.config if project is not None else None
+        base_dir: Path | None
+        if spec_path is not None:
+            loaded = load_spec(spec_path, env=environment, project=project_config)
+            model, data, base_dir, source = (
+                loaded.spec,
+                loaded.data,
+                loaded.base_dir,
+                str(spec_path),
+            )
+        else:
+            model = (
+                spec
+                if isinstance(spec, Spec)
+                else load_spec_data(dict(spec or {}), project=project_config)
+            )
+            data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            base_dir, source = None, "<inline>"
+        report = check_spec(
+            model,
+            env=environment,
+            context=project,
+            tool_registry=self.compiler.tool_registry,
+            runtime_registry=self.compiler.runtime_registry,
+            base_dir=base_dir,
         )
-        data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        base_dir, source = None, "<inline>"
-    report = check_spec(
-        model,
-        env=environment,
-        context=manager.project,
-        tool_registry=manager.compiler.tool_registry,
-        runtime_registry=manager.compiler.runtime_registry,
-        base_dir=base_dir,
-    )
-    workflow = manager.compiler.compile(
-        model,
-        target=target,  # type: ignore[arg-type]
-        base_dir=base_dir,
-        diagnostics=report.diagnostics,
-        source=source,
-    )
-    digest = pinned.digest if pinned is not None else content_hash(data)
-    manager._compiled.put((digest, target), workflow)
-    prepared = {
-        "workflow": workflow,
-        "data": data,
-        # the ``specs`` row's text, encoded once per prepared spec rather than once per run
-        "spec_text": json_text(data) if data else None,
-        "digest": digest,
-        "target": target,
-        "bundle_fields": pinned.run_fields() if pinned is not None else {},
-        "base_dir": str(base_dir.resolve()) if base_dir else None,
-        "spec_path": str(spec_path) if spec_path else None,
-        "environment": report.environment or environment,
-    }
-    if key is not None:
-        manager._prepared.put(key, prepared)
-    return dict(prepared)
+        workflow = self.compiler.compile(
+            model,
+            target=target,  # type: ignore[arg-type]
+            base_dir=base_dir,
+            diagnostics=report.diagnostics,
+            source=source,
+        )
+        digest = pinned.digest if pinned is not None else content_hash(data)
+        self.driver.remember(digest, target, workflow)
+        prepared = {
+            "workflow": workflow,
+            "data": data,
+            # the ``specs`` row's text, encoded once per prepared spec rather than once per run
+            "spec_text": json_text(data) if data else None,
+            "digest": digest,
+            "target": target,
+            "bundle_fields": pinned.run_fields() if pinned is not None else {},
+            "base_dir": str(base_dir.resolve()) if base_dir else None,
+            "spec_path": str(spec_path) if spec_path else None,
+            "environment": report.environment or environment,
+        }
+        if key is not None:
+            self.prepared.put(key, prepared)
+        return dict(prepared)
 
 
 def prepare_key(
-    manager: PlatformManager,
+    project: ProjectContext | None,
     spec_path: str | Path | None,
     spec: Spec | Mapping[str, Any] | None,
     target: str,
@@ -119,21 +147,21 @@ def prepare_key(
     tells two files apart, whichever symlinks lead to them."""
     from kneo.spec.loader import overlay_path
 
-    env = environment or (manager.project.env if manager.project is not None else None)
+    env = environment or (project.env if project is not None else None)
     files: list[str | Path] = []
     if spec_path is not None:
         text = str(spec_path)
         files.append(text)
         if environment is not None:
-            config = manager.project.config if manager.project is not None else None
+            config = project.config if project is not None else None
             files.append(overlay_path(Path(text), environment, config))
         source: Any = (text, None if os.path.isabs(text) else os.getcwd())
     elif isinstance(spec, Mapping):
         source = content_hash(spec)
     else:
         return None  # a Spec model: its content is not cheap to key
-    if env is not None and manager.project is not None:
-        files += environment_files(manager.project.root, env)
+    if env is not None and project is not None:
+        files += environment_files(project.root, env)
     stamps = []
     for index, file in enumerate(files):
         stamp = file_stamp(file)
@@ -143,61 +171,24 @@ def prepare_key(
     return (source, target, environment, tuple(stamps))
 
 
-def file_stamp(path: str | Path) -> tuple[int, int, int, int] | Literal[False] | None:
-    """``(device, inode, mtime_ns, size)`` of a file, ``None`` when it does not exist,
-    ``False`` when it cannot be read (never cache on that)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def environment_files(root: str | Path, env: str) -> list[str]:
-    """The two names an environment policy file may have: ``environments/<env>.yaml|yml``."""
-    from kneo.policy.environment import ENVIRONMENTS_DIR
-
-    folder = os.path.join(root, ENVIRONMENTS_DIR)
-    return [os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")]
-
-
-def environment_requires_bundle(manager: PlatformManager, project: Any, environment: str) -> bool:
-    """Whether the project config or ``environments/<env>.yaml`` demands approved bundles.
-
-    Asked on every run with an environment; the answer is cached per manager by the
-    environment files' stamps, so a run does not re-read and re-validate the YAML file
-    (the project config itself is read once, when the manager is built)."""
-    from kneo.policy.environment import resolve_for_context
-
-    cache: LRUCache[tuple[Any, ...], bool] | None = getattr(manager, "_bundle_rules", None)
-    stamps = tuple(file_stamp(f) for f in environment_files(project.root, environment))
-    key = (id(project), environment, stamps)
-    if cache is not None and False not in stamps:
-        found = cache.get(key)
-        if found is not None:
-            return found
-    required = bool(resolve_for_context(project, environment).runs.require_approved_bundle)
-    if cache is not None and False not in stamps:
-        cache.put(key, required)
-    return required
-
-
 def create_run(
-    manager: PlatformManager,
+    store: Store,
     prepared: Mapping[str, Any],
     input_text: str,
     *,
     start: bool,
+    lease: tuple[str, float],
+    max_input_chars: int,
     deadline_at: Any = None,
     metadata: Mapping[str, Any] | None = None,
     actor: str | None = None,
     decisions: Mapping[str, Any] | None = None,
 ) -> RunRecord:
+    """The run record of ``prepared`` with ``input_text``: queued, or (``start``) running and
+    leased to ``lease`` (``(owner, seconds)``: this process executes it)."""
     if not isinstance(input_text, str):
         raise InvalidRequest("input must be text", field="input")
-    limit = manager.settings.limits.max_input_chars
+    limit = max_input_chars
     if len(input_text) > limit:
         raise PayloadTooLarge(
             f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
@@ -230,8 +221,8 @@ def create_run(
         }
     ]
     if start:
-        events.append({"event_type": "run_started", "payload": {"owner": manager.owner}})
-    with manager.store.raw_transaction() as tx:
+        events.append({"event_type": "run_started", "payload": {"owner": lease[0]}})
+    with store.raw_transaction() as tx:
         run = tx.create_run(
             target=target,
             input_text=input_text,
@@ -250,7 +241,7 @@ def create_run(
             metadata={k: v for k, v in meta.items() if v is not None},
             events=events,
             # created, started and leased: this process executes it
-            lease=(manager.owner, manager._lease) if start else None,
+            lease=lease if start else None,
         )
         tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
         if not start:

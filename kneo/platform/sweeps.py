@@ -32,18 +32,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kneo import metrics
-from kneo.clock import utc_iso
+from kneo.clock import Clock, utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
 from kneo.periodic import PeriodicTask
+from kneo.platform.decisions import Decisions
+from kneo.platform.driver import RunDriver
 from kneo.platform.journal import checkpoint_payload
+from kneo.platform.notifications import NotifyingPlatform
 from kneo.platform.tasks import task_requests
-
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
+from kneo.store import Store
 
 log = logging.getLogger("kneo_serv.sweeps")
 
@@ -61,338 +62,6 @@ def _pending(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in requests if (r.get("status") or "pending") == "pending"]
 
 
-# --------------------------------------------------------------------------- human tasks
-
-
-def prune_expired_human_tasks(manager: PlatformManager) -> int:
-    """Apply ``on_timeout`` to every expired request of a paused run; returns how many
-    continuations were acted on (already-escalated requests are skipped, not counted)."""
-    now = manager.clock.now()
-    store = manager.store
-    due: list[str] = []
-    cursor = None
-    while True:  # collect first: acting changes the pages
-        page = store.list_continuations(
-            status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
-        )
-        due += [c.continuation_id for c in page.items]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    count = 0
-    for cid in due:
-        try:
-            count += _expire_one(manager, cid, now)
-        except Exception:  # one bad continuation must not stop the sweep
-            log.exception("timeout sweep failed for continuation %s", cid)
-    return count
-
-
-def _expire_one(manager: PlatformManager, cid: str, now: datetime) -> int:
-    store = manager.store
-    try:
-        cont = store.get_continuation(cid)
-        run = store.get_run(cont.run_id) if cont.run_id else None
-    except NotFound:
-        return 0
-    if run is None or run.status != RunStatus.PAUSED:
-        return 0
-    # The continuation row selected this one by its expires_at column; the requests'
-    # expiry and policy are in their bodies (the run's state, or old rows' own).
-    requests = task_requests(cont.requests, run.state)
-    expired = sorted(
-        (
-            r
-            for r in _pending(requests)
-            if not r.get("escalated_at")
-            and r.get("expires_at")
-            and (_time(r["expires_at"]) or now) <= now
-        ),
-        key=lambda r: str(r.get("expires_at")),
-    )
-    if not expired:
-        return 0
-    first = expired[0]
-    policy = first.get("on_timeout") or "fail"
-    if policy == "escalate":
-        return _escalate(
-            manager,
-            cont,
-            run,
-            requests,
-            [r for r in expired if (r.get("on_timeout") or "fail") == "escalate"],
-            now,
-        )
-    if policy in ("continue", "reject"):
-        return _auto_decide(manager, cont, run, first, policy)
-    return _expire(manager, cont, run, first, now)
-
-
-def _expire(
-    manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any], now: datetime
-) -> int:
-    timeout = request.get("timeout_seconds")
-    error = {
-        "code": "human_task_expired",
-        "type": "human_task_expired",
-        "message": f"human request {request.get('request_id')} was not answered within "
-        f"its timeout of {timeout}s",
-        "step_id": request.get("step_id"),
-    }
-    try:
-        with manager.store.transaction() as tx:
-            tx.update_run(
-                run.run_id,
-                expected_version=run.version,
-                error=error,
-                status=transition(run.status, RunStatus.EXPIRED, action="expire"),
-                finished_at=tx.now,
-            )
-            tx.delete_continuation(cont.continuation_id)
-            tx.add_trace_event(
-                run.run_id,
-                "run_expired",
-                step_id=request.get("step_id"),
-                payload={"request_id": request.get("request_id")},
-            )
-            tx.add_checkpoint(
-                run.run_id,
-                type="run_expired",
-                status="expired",
-                payload=checkpoint_payload(run.state or {}),
-            )
-            tx.add_audit(
-                "human.expired",
-                actor=TIMEOUT_ACTOR,
-                run_id=run.run_id,
-                continuation_id=cont.continuation_id,
-                payload={
-                    "run_id": run.run_id,
-                    "continuation_id": cont.continuation_id,
-                    "request_id": request.get("request_id"),
-                    "timeout_seconds": timeout,
-                    "expires_at": request.get("expires_at"),
-                    "expired_at": utc_iso(now),
-                    "on_timeout": "fail",
-                    "assignee": request.get("assignee"),
-                    "environment": run.environment,
-                },
-            )
-    except (Conflict, IllegalTransition, NotFound):
-        return 0  # resumed, cancelled or swept elsewhere first
-    metrics.record_run(RunStatus.EXPIRED.value, run.started_at, now)
-    return 1
-
-
-def _escalate(
-    manager: PlatformManager,
-    cont: Any,
-    run: Any,
-    everything: list[dict[str, Any]],
-    requests: list[dict[str, Any]],
-    now: datetime,
-) -> int:
-    """Stamp ``escalated_at`` on the requests' continuation entries (``original_expires_at``
-    is their unchanged ``expires_at``, filled in on read)."""
-    stamp = utc_iso(now)
-    ids = {r["request_id"] for r in requests}
-    updated = [
-        dict(r, escalated_at=stamp) if r.get("request_id") in ids else dict(r)
-        for r in cont.requests
-    ]
-    left = [
-        _time(r.get("expires_at"))
-        for r in _pending(everything)
-        if r.get("expires_at") and not r.get("escalated_at") and r["request_id"] not in ids
-    ]
-    try:
-        with manager.store.transaction() as tx:
-            tx.put_continuation(
-                cont.continuation_id,
-                run_id=cont.run_id,
-                requests=updated,
-                context=cont.context,
-                expires_at=min(left) if left else None,  # type: ignore[type-var]
-                escalated_at=now,
-                workflow_kind=cont.workflow_kind,
-                expected_version=cont.version,
-            )
-            for r in requests:
-                tx.add_audit(
-                    "human.escalated",
-                    actor=TIMEOUT_ACTOR,
-                    run_id=run.run_id,
-                    continuation_id=cont.continuation_id,
-                    payload={
-                        "run_id": run.run_id,
-                        "continuation_id": cont.continuation_id,
-                        "request_id": r.get("request_id"),
-                        "assignee": r.get("assignee"),
-                        "timeout_seconds": r.get("timeout_seconds"),
-                        "original_expires_at": r.get("expires_at"),
-                        "escalated_at": stamp,
-                        "on_timeout": "escalate",
-                        "environment": run.environment,
-                    },
-                )
-            tx.add_trace_event(run.run_id, "human_escalated", payload={"request_ids": sorted(ids)})
-    except (Conflict, NotFound):
-        return 0
-    return 1
-
-
-def _auto_decide(
-    manager: PlatformManager, cont: Any, run: Any, request: dict[str, Any], policy: str
-) -> int:
-    decision = "approved" if policy == "continue" else "rejected"
-    event = "human.continued" if policy == "continue" else "human.auto_rejected"
-    base = {
-        "run_id": run.run_id,
-        "continuation_id": cont.continuation_id,
-        "request_id": request.get("request_id"),
-        "timeout_seconds": request.get("timeout_seconds"),
-        "expires_at": request.get("expires_at"),
-        "on_timeout": policy,
-        "original_assignee": request.get("assignee"),
-    }
-    manager.store.add_audit(
-        event,
-        actor=TIMEOUT_ACTOR,
-        run_id=run.run_id,
-        continuation_id=cont.continuation_id,
-        payload=base,
-    )
-    try:
-        manager.resume(
-            cont.continuation_id,
-            request_id=str(request["request_id"]),
-            decision=decision,
-            actor=TIMEOUT_ACTOR,
-            content="timed out" if decision == "rejected" else None,
-            metadata={
-                "auto_continued": True,
-                "reason": "timeout",
-                "original_assignee": request.get("assignee"),
-            },
-        )
-    except KneoError as exc:
-        if exc.code in ("resource_locked", "request_already_resolved"):
-            return 0  # a person is resolving it right now: theirs wins
-        _continue_failed(manager, cont, run, base, exc)
-    except Exception as exc:
-        _continue_failed(manager, cont, run, base, exc)
-    return 1
-
-
-def _continue_failed(
-    manager: PlatformManager, cont: Any, run: Any, base: dict[str, Any], exc: BaseException
-) -> None:
-    store = manager.store
-    message = str(exc)[:500]
-    with store.transaction() as tx:
-        tx.add_audit(
-            "human.continue_failed",
-            actor=TIMEOUT_ACTOR,
-            run_id=run.run_id,
-            continuation_id=cont.continuation_id,
-            payload={**base, "error_type": type(exc).__name__, "error_message": message},
-        )
-        tx.delete_continuation(cont.continuation_id)
-        current = tx.get_run(run.run_id)
-        if current.status == RunStatus.PAUSED:  # a paused run without continuation is stuck
-            tx.update_run(
-                run.run_id,
-                expected_version=current.version,
-                status=transition(current.status, RunStatus.FAILED),
-                error={
-                    "code": "human_continue_failed",
-                    "type": type(exc).__name__,
-                    "message": message,
-                },
-                finished_at=tx.now,
-            )
-
-
-# --------------------------------------------------------------------------- run deadlines
-
-
-def prune_timed_out_runs(manager: PlatformManager) -> int:
-    """Move every queued, running or paused run past its ``deadline_at`` to ``timed_out``."""
-    now = manager.clock.now()
-    store = manager.store
-    due: list[str] = []
-    cursor: str | None = None
-    live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
-    while True:  # keyset pages: each costs the same however many live runs there are
-        page = store.list_runs(
-            status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
-        )
-        due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    count = 0
-    for run_id in due:
-        count += _time_out(manager, run_id, now)
-    return count
-
-
-def _time_out(manager: PlatformManager, run_id: str, now: datetime) -> int:
-    store = manager.store
-    try:
-        run = store.get_run(run_id)
-        status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
-    except (NotFound, IllegalTransition):
-        return 0
-    cid = (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
-    error = {
-        "code": "run_timed_out",
-        "type": "run_timed_out",
-        "message": f"the run missed its deadline {utc_iso(run.deadline_at)}",
-    }
-    try:
-        with store.transaction() as tx:
-            tx.update_run(
-                run_id,
-                expected_version=run.version,
-                status=status,
-                error=error,
-                cancel_requested=True,
-                finished_at=tx.now,
-            )
-            if cid:
-                tx.delete_continuation(cid)
-            tx.add_trace_event(run_id, "run_timed_out", payload={"previous_status": run.status})
-            tx.add_checkpoint(
-                run_id,
-                type="run_timed_out",
-                status="timed_out",
-                payload=checkpoint_payload(run.state or {}),
-            )
-            tx.add_audit(
-                "run.timed_out",
-                actor=TIMEOUT_ACTOR,
-                run_id=run_id,
-                continuation_id=cid,
-                payload={
-                    "run_id": run_id,
-                    "previous_status": run.status,
-                    "deadline_at": utc_iso(run.deadline_at),
-                    "timed_out_at": utc_iso(now),
-                    "continuation_id": cid,
-                },
-            )
-    except (Conflict, NotFound):
-        return 0
-    metrics.record_run(status, run.started_at, now)
-    token = manager._tokens.get(run_id)
-    if token is not None:
-        token.cancel("timed out")
-    return 1
-
-
-# --------------------------------------------------------------------------- stranded runs
-
 RECOVERY_ACTOR = "system:sweeper"
 _RECOVERY_LOCK = "sweep:stranded-runs"
 
@@ -402,47 +71,384 @@ def recovery_interval(lease_seconds: float) -> float:
     return max(1.0, min(30.0, lease_seconds / 2))
 
 
-def recover_stranded_runs(manager: PlatformManager) -> int:
-    """Queue every stranded run for a worker; returns how many were queued.
+# --------------------------------------------------------------------------- sweeps
 
-    A run is stranded when it is ``running`` but nobody executes it: no unexpired lease
-    (its process died, or lost the database and gave up, or a synchronous request was cut
-    off), no queue record waiting or leased, and not written for a whole lease. The rule:
-    it is **resumed**, never guessed about. A queue record is added (with a ``run_recovering``
-    trace event and a ``run.stranded`` audit event, in one transaction) and a worker
-    continues the run from its last completed step boundary, as ``kneo runs continue`` would;
-    a completed step never runs again. It is **failed with a reason** by that worker when it
-    cannot be continued (its spec no longer compiles: the error's code) or keeps failing
-    (``too_many_attempts`` after the worker's bounded attempts). One process sweeps at a
-    time (a store lock); a race that queues a run twice is harmless (the second worker finds
-    the run held or finished)."""
-    store = manager.store
-    lease = manager.lease_seconds
-    if not store.acquire_lock(_RECOVERY_LOCK, manager.owner, lease):
-        return 0
-    count = 0
-    try:
-        for run_id in store.stranded_runs(lease):
+
+class Sweeps:
+    """The sweeps over one store: expired human requests, run deadlines, stranded runs.
+
+    A timeout's automatic decision goes through :meth:`Decisions.resume
+    <kneo.platform.decisions.Decisions.resume>` like a person's; a run timed out while this
+    process drives it is stopped through the driver's cancellation token."""
+
+    def __init__(
+        self, *, store: Store, clock: Clock, driver: RunDriver, decisions: Decisions
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.driver = driver
+        self.decisions = decisions
+
+    # ------------------------------------------------------------------ human tasks
+
+    def prune_expired_human_tasks(self) -> int:
+        """Apply ``on_timeout`` to every expired request of a paused run; returns how many
+        continuations were acted on (already-escalated requests are skipped, not counted)."""
+        now = self.clock.now()
+        store = self.store
+        due: list[str] = []
+        cursor = None
+        while True:  # collect first: acting changes the pages
+            page = store.list_continuations(
+                status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
+            )
+            due += [c.continuation_id for c in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        count = 0
+        for cid in due:
             try:
-                with store.transaction() as tx:
-                    tx.enqueue(run_id)
-                    tx.add_trace_event(
-                        run_id, "run_recovering", payload={"reason": "no live owner"}
-                    )
+                count += self._expire_one(cid, now)
+            except Exception:  # one bad continuation must not stop the sweep
+                log.exception("timeout sweep failed for continuation %s", cid)
+        return count
+
+    def _expire_one(self, cid: str, now: datetime) -> int:
+        store = self.store
+        try:
+            cont = store.get_continuation(cid)
+            run = store.get_run(cont.run_id) if cont.run_id else None
+        except NotFound:
+            return 0
+        if run is None or run.status != RunStatus.PAUSED:
+            return 0
+        # The continuation row selected this one by its expires_at column; the requests'
+        # expiry and policy are in their bodies (the run's state, or old rows' own).
+        requests = task_requests(cont.requests, run.state)
+        expired = sorted(
+            (
+                r
+                for r in _pending(requests)
+                if not r.get("escalated_at")
+                and r.get("expires_at")
+                and (_time(r["expires_at"]) or now) <= now
+            ),
+            key=lambda r: str(r.get("expires_at")),
+        )
+        if not expired:
+            return 0
+        first = expired[0]
+        policy = first.get("on_timeout") or "fail"
+        if policy == "escalate":
+            return self._escalate(
+                cont,
+                run,
+                requests,
+                [r for r in expired if (r.get("on_timeout") or "fail") == "escalate"],
+                now,
+            )
+        if policy in ("continue", "reject"):
+            return self._auto_decide(cont, run, first, policy)
+        return self._expire(cont, run, first, now)
+
+    def _expire(self, cont: Any, run: Any, request: dict[str, Any], now: datetime) -> int:
+        timeout = request.get("timeout_seconds")
+        error = {
+            "code": "human_task_expired",
+            "type": "human_task_expired",
+            "message": f"human request {request.get('request_id')} was not answered within "
+            f"its timeout of {timeout}s",
+            "step_id": request.get("step_id"),
+        }
+        try:
+            with self.store.transaction() as tx:
+                tx.update_run(
+                    run.run_id,
+                    expected_version=run.version,
+                    error=error,
+                    status=transition(run.status, RunStatus.EXPIRED, action="expire"),
+                    finished_at=tx.now,
+                )
+                tx.delete_continuation(cont.continuation_id)
+                tx.add_trace_event(
+                    run.run_id,
+                    "run_expired",
+                    step_id=request.get("step_id"),
+                    payload={"request_id": request.get("request_id")},
+                )
+                tx.add_checkpoint(
+                    run.run_id,
+                    type="run_expired",
+                    status="expired",
+                    payload=checkpoint_payload(run.state or {}),
+                )
+                tx.add_audit(
+                    "human.expired",
+                    actor=TIMEOUT_ACTOR,
+                    run_id=run.run_id,
+                    continuation_id=cont.continuation_id,
+                    payload={
+                        "run_id": run.run_id,
+                        "continuation_id": cont.continuation_id,
+                        "request_id": request.get("request_id"),
+                        "timeout_seconds": timeout,
+                        "expires_at": request.get("expires_at"),
+                        "expired_at": utc_iso(now),
+                        "on_timeout": "fail",
+                        "assignee": request.get("assignee"),
+                        "environment": run.environment,
+                    },
+                )
+        except (Conflict, IllegalTransition, NotFound):
+            return 0  # resumed, cancelled or swept elsewhere first
+        metrics.record_run(RunStatus.EXPIRED.value, run.started_at, now)
+        return 1
+
+    def _escalate(
+        self,
+        cont: Any,
+        run: Any,
+        everything: list[dict[str, Any]],
+        requests: list[dict[str, Any]],
+        now: datetime,
+    ) -> int:
+        """Stamp ``escalated_at`` on the requests' continuation entries (``original_expires_at``
+        is their unchanged ``expires_at``, filled in on read)."""
+        stamp = utc_iso(now)
+        ids = {r["request_id"] for r in requests}
+        updated = [
+            dict(r, escalated_at=stamp) if r.get("request_id") in ids else dict(r)
+            for r in cont.requests
+        ]
+        left = [
+            _time(r.get("expires_at"))
+            for r in _pending(everything)
+            if r.get("expires_at") and not r.get("escalated_at") and r["request_id"] not in ids
+        ]
+        try:
+            with self.store.transaction() as tx:
+                tx.put_continuation(
+                    cont.continuation_id,
+                    run_id=cont.run_id,
+                    requests=updated,
+                    context=cont.context,
+                    expires_at=min(left) if left else None,  # type: ignore[type-var]
+                    escalated_at=now,
+                    workflow_kind=cont.workflow_kind,
+                    expected_version=cont.version,
+                )
+                for r in requests:
                     tx.add_audit(
-                        "run.stranded",
-                        actor=RECOVERY_ACTOR,
-                        run_id=run_id,
-                        payload={"action": "resume", "idle_seconds": lease},
+                        "human.escalated",
+                        actor=TIMEOUT_ACTOR,
+                        run_id=run.run_id,
+                        continuation_id=cont.continuation_id,
+                        payload={
+                            "run_id": run.run_id,
+                            "continuation_id": cont.continuation_id,
+                            "request_id": r.get("request_id"),
+                            "assignee": r.get("assignee"),
+                            "timeout_seconds": r.get("timeout_seconds"),
+                            "original_expires_at": r.get("expires_at"),
+                            "escalated_at": stamp,
+                            "on_timeout": "escalate",
+                            "environment": run.environment,
+                        },
                     )
-            except KneoError as exc:  # gone or changed meanwhile: the next sweep looks again
-                log.info("stranded run %s not queued: %s", run_id, exc.code)
-                continue
-            log.warning("run %s had no live owner: queued to continue", run_id)
-            count += 1
-    finally:
-        store.release_lock(_RECOVERY_LOCK, manager.owner)
-    return count
+                tx.add_trace_event(
+                    run.run_id, "human_escalated", payload={"request_ids": sorted(ids)}
+                )
+        except (Conflict, NotFound):
+            return 0
+        return 1
+
+    def _auto_decide(self, cont: Any, run: Any, request: dict[str, Any], policy: str) -> int:
+        decision = "approved" if policy == "continue" else "rejected"
+        event = "human.continued" if policy == "continue" else "human.auto_rejected"
+        base = {
+            "run_id": run.run_id,
+            "continuation_id": cont.continuation_id,
+            "request_id": request.get("request_id"),
+            "timeout_seconds": request.get("timeout_seconds"),
+            "expires_at": request.get("expires_at"),
+            "on_timeout": policy,
+            "original_assignee": request.get("assignee"),
+        }
+        self.store.add_audit(
+            event,
+            actor=TIMEOUT_ACTOR,
+            run_id=run.run_id,
+            continuation_id=cont.continuation_id,
+            payload=base,
+        )
+        try:
+            self.decisions.resume(
+                cont.continuation_id,
+                request_id=str(request["request_id"]),
+                decision=decision,
+                actor=TIMEOUT_ACTOR,
+                content="timed out" if decision == "rejected" else None,
+                metadata={
+                    "auto_continued": True,
+                    "reason": "timeout",
+                    "original_assignee": request.get("assignee"),
+                },
+            )
+        except KneoError as exc:
+            if exc.code in ("resource_locked", "request_already_resolved"):
+                return 0  # a person is resolving it right now: theirs wins
+            self._continue_failed(cont, run, base, exc)
+        except Exception as exc:
+            self._continue_failed(cont, run, base, exc)
+        return 1
+
+    def _continue_failed(
+        self, cont: Any, run: Any, base: dict[str, Any], exc: BaseException
+    ) -> None:
+        store = self.store
+        message = str(exc)[:500]
+        with store.transaction() as tx:
+            tx.add_audit(
+                "human.continue_failed",
+                actor=TIMEOUT_ACTOR,
+                run_id=run.run_id,
+                continuation_id=cont.continuation_id,
+                payload={**base, "error_type": type(exc).__name__, "error_message": message},
+            )
+            tx.delete_continuation(cont.continuation_id)
+            current = tx.get_run(run.run_id)
+            if current.status == RunStatus.PAUSED:  # a paused run without continuation is stuck
+                tx.update_run(
+                    run.run_id,
+                    expected_version=current.version,
+                    status=transition(current.status, RunStatus.FAILED),
+                    error={
+                        "code": "human_continue_failed",
+                        "type": type(exc).__name__,
+                        "message": message,
+                    },
+                    finished_at=tx.now,
+                )
+
+    # ------------------------------------------------------------------ run deadlines
+
+    def prune_timed_out_runs(self) -> int:
+        """Move every queued, running or paused run past its ``deadline_at`` to ``timed_out``."""
+        now = self.clock.now()
+        store = self.store
+        due: list[str] = []
+        cursor: str | None = None
+        live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+        while True:  # keyset pages: each costs the same however many live runs there are
+            page = store.list_runs(
+                status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
+            )
+            due += [
+                r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now
+            ]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        count = 0
+        for run_id in due:
+            count += self._time_out(run_id, now)
+        return count
+
+    def _time_out(self, run_id: str, now: datetime) -> int:
+        store = self.store
+        try:
+            run = store.get_run(run_id)
+            status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
+        except (NotFound, IllegalTransition):
+            return 0
+        cid = (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
+        error = {
+            "code": "run_timed_out",
+            "type": "run_timed_out",
+            "message": f"the run missed its deadline {utc_iso(run.deadline_at)}",
+        }
+        try:
+            with store.transaction() as tx:
+                tx.update_run(
+                    run_id,
+                    expected_version=run.version,
+                    status=status,
+                    error=error,
+                    cancel_requested=True,
+                    finished_at=tx.now,
+                )
+                if cid:
+                    tx.delete_continuation(cid)
+                tx.add_trace_event(run_id, "run_timed_out", payload={"previous_status": run.status})
+                tx.add_checkpoint(
+                    run_id,
+                    type="run_timed_out",
+                    status="timed_out",
+                    payload=checkpoint_payload(run.state or {}),
+                )
+                tx.add_audit(
+                    "run.timed_out",
+                    actor=TIMEOUT_ACTOR,
+                    run_id=run_id,
+                    continuation_id=cid,
+                    payload={
+                        "run_id": run_id,
+                        "previous_status": run.status,
+                        "deadline_at": utc_iso(run.deadline_at),
+                        "timed_out_at": utc_iso(now),
+                        "continuation_id": cid,
+                    },
+                )
+        except (Conflict, NotFound):
+            return 0
+        metrics.record_run(status, run.started_at, now)
+        self.driver.signal_cancel(run_id, "timed out")
+        return 1
+
+    # ------------------------------------------------------------------ stranded runs
+
+    def recover_stranded_runs(self) -> int:
+        """Queue every stranded run for a worker; returns how many were queued.
+
+        A run is stranded when it is ``running`` but nobody executes it: no unexpired lease
+        (its process died, or lost the database and gave up, or a synchronous request was cut
+        off), no queue record waiting or leased, and not written for a whole lease. The rule:
+        it is **resumed**, never guessed about. A queue record is added (with a ``run_recovering``
+        trace event and a ``run.stranded`` audit event, in one transaction) and a worker
+        continues the run from its last completed step boundary, as ``kneo runs continue`` would;
+        a completed step never runs again. It is **failed with a reason** by that worker when it
+        cannot be continued (its spec no longer compiles: the error's code) or keeps failing
+        (``too_many_attempts`` after the worker's bounded attempts). One process sweeps at a
+        time (a store lock); a race that queues a run twice is harmless (the second worker finds
+        the run held or finished)."""
+        store = self.store
+        lease = self.driver.lease_seconds
+        if not store.acquire_lock(_RECOVERY_LOCK, self.driver.owner, lease):
+            return 0
+        count = 0
+        try:
+            for run_id in store.stranded_runs(lease):
+                try:
+                    with store.transaction() as tx:
+                        tx.enqueue(run_id)
+                        tx.add_trace_event(
+                            run_id, "run_recovering", payload={"reason": "no live owner"}
+                        )
+                        tx.add_audit(
+                            "run.stranded",
+                            actor=RECOVERY_ACTOR,
+                            run_id=run_id,
+                            payload={"action": "resume", "idle_seconds": lease},
+                        )
+                except KneoError as exc:  # gone or changed meanwhile: the next sweep looks again
+                    log.info("stranded run %s not queued: %s", run_id, exc.code)
+                    continue
+                log.warning("run %s had no live owner: queued to continue", run_id)
+                count += 1
+        finally:
+            store.release_lock(_RECOVERY_LOCK, self.driver.owner)
+        return count
 
 
 # --------------------------------------------------------------------------- sweeper
@@ -459,11 +465,11 @@ class Sweeper:
     """
 
     def __init__(
-        self, manager: PlatformManager, interval: float | None, *, recovery: float | None = None
+        self, sweeps: Sweeps, interval: float | None, *, recovery: float | None = None
     ) -> None:
         if interval is not None and interval <= 0:
             raise ValueError("sweep interval must be greater than zero")
-        self.manager = manager
+        self.sweeps = sweeps
         self.interval = interval
         self.recovery = recovery
         self._tasks: list[PeriodicTask] = []
@@ -472,8 +478,8 @@ class Sweeper:
 
     def sweep_once(self) -> dict[str, int]:
         return {
-            "expired_human_tasks": self.manager.prune_expired_human_tasks(),
-            "timed_out_runs": self.manager.prune_timed_out_runs(),
+            "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
+            "timed_out_runs": self.sweeps.prune_timed_out_runs(),
         }
 
     def start(self) -> Sweeper:
@@ -493,7 +499,7 @@ class Sweeper:
                     PeriodicTask(
                         "kneo-recovery",
                         self.recovery,
-                        self.manager.recover_stranded_runs,
+                        self.sweeps.recover_stranded_runs,
                         logger=log,
                         failure="stranded-run sweep failed",
                     )
@@ -509,15 +515,23 @@ class Sweeper:
             dispatcher.stop(timeout)
 
 
-def start_sweeper(manager: PlatformManager, settings: Any) -> Sweeper | None:
-    """The background work a service or worker process runs (``None`` for a manager
-    without it): the sweeps, and the notification dispatcher
-    (:func:`kneo.platform.notifications.start_dispatcher`), which stops with them."""
-    if not hasattr(manager, "recover_stranded_runs"):
-        return None
+class SweptPlatform(NotifyingPlatform, Protocol):
+    """What :func:`start_sweeper` needs of a platform (``PlatformManager`` is one)."""
+
+    @property
+    def sweeps(self) -> Sweeps: ...
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+
+def start_sweeper(manager: SweptPlatform, settings: Any) -> Sweeper:
+    """The background work a service or worker process runs: the sweeps, and the
+    notification dispatcher (:func:`kneo.platform.notifications.start_dispatcher`), which
+    stops with them."""
     interval = getattr(settings, "sweep_interval_seconds", None)
     sweeper = Sweeper(
-        manager,
+        manager.sweeps,
         float(interval) if interval else None,
         recovery=recovery_interval(manager.lease_seconds),
     )

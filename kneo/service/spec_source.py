@@ -2,8 +2,10 @@
 
 The same resolution as the CLI: overlays for the environment, project defaults, then the
 one validation pipeline (:func:`kneo.policy.check.check_spec`). A policy stored through
-``PUT /v1/policies/environment/{env}`` wins over the project config's policy for that
-environment, which is what makes it operator-controlled.
+``PUT /v1/policies/environment/{env}`` (:func:`kneo.platform.admission.stored_policy`) wins
+over the project config's policy for that environment, which is what makes it
+operator-controlled. The spec routes (validate, compile, explain) check with it here; whether
+a run may start is the platform's admission gate's call (:mod:`kneo.platform.admission`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import Forbidden, InvalidRequest, NotFound
+from kneo.platform.admission import stored_policy
 from kneo.service.schemas import SpecSource
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
-
-POLICY_PREFIX = "policy.environment."
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,6 @@ class ResolvedSpec:
     environment: str | None
     context: Any
     spec_path: Path | None
-
-
-def stored_policy(store: Any, environment: str | None) -> Any:
-    """The service-managed policy for ``environment`` as a model, or ``None``."""
-    if not environment:
-        return None
-    from kneo.spec.project import PolicyEnforcement
-
-    value = store.get_metadata(POLICY_PREFIX + environment)
-    return PolicyEnforcement.model_validate(value) if value is not None else None
 
 
 def confined_spec_path(spec_path: str, settings: Any, root: Path) -> Path:

@@ -165,3 +165,36 @@ def test_the_walk_sees_imports_inside_functions() -> None:
     assert "kneo.controller.controller" in imports  # imported inside controller_status()
     assert layer_of("kneo.mcp.server") > layer_of("kneo.platform")  # type: ignore[operator]
     assert layer_of("kneo.mcp.client") < layer_of("kneo.platform")  # type: ignore[operator]
+
+
+def test_platform_collaborators_do_not_import_the_manager() -> None:
+    """``PlatformManager`` composes the platform's collaborators; they depend on each other,
+    never on it (only the factory builds one, and the package's lazy exports name it)."""
+    composers = {"kneo.platform", "kneo.platform.manager", "kneo.platform.factory"}
+    found = [
+        f"{module}:{line}"
+        for module, path in package_modules().items()
+        if module.startswith("kneo.platform.") and module not in composers
+        for line, target in kneo_imports(path)
+        if target == "kneo.platform.manager"
+    ]
+    assert found == []
+
+
+def test_the_platform_reaches_into_no_other_objects_private_members() -> None:
+    """In ``kneo.platform`` an underscore attribute is read only on ``self`` or ``cls``: a
+    collaborator uses another through its public methods (``tx._insert`` and the like would
+    couple a module to another's internals)."""
+    found = []
+    for module, path in package_modules().items():
+        if not module.startswith("kneo.platform"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                found.append(f"{module}:{node.lineno}: .{node.attr}")
+    assert found == []

@@ -136,10 +136,10 @@ def test_a_driven_run_keeps_its_lease_through_a_long_step(project: Path, db_url:
         ).run_id
         manager.store.update_run(run_id, status="running")
         assert manager.store.acquire_run_lease(run_id, manager.owner, manager.lease_seconds)
-        with manager._leases.holding(run_id):
+        with manager.driver.leases.holding(run_id):
             for _ in range(4):  # four leases' worth of one step
                 clock.advance(seconds=manager.lease_seconds * 0.6)
-                assert manager._leases.renew_all() == 1
+                assert manager.driver.leases.renew_all() == 1
             assert manager.store.run_lease(run_id).owner == manager.owner
             assert manager.store.stranded_runs(manager.lease_seconds) == []
     finally:

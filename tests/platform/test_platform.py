@@ -239,8 +239,6 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
 ) -> None:
     """A decision checked against a continuation another decision has since changed writes
     nothing on its first try, reads again and applies its own (still pending) request."""
-    from kneo.platform.decisions import resume_decision
-
     humans = {"humans": {"r1": {"prompt": "one?"}, "r2": {"prompt": "two?"}}}
     spec = write_spec(
         project,
@@ -259,8 +257,7 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
     stale = manager.store.get_continuation(paused.continuation_id)
     half = manager.resume(paused.continuation_id, request_id=one, decision="approved")
     assert half.status == "paused"
-    done = resume_decision(
-        manager,
+    done = manager.decisions.resume_decision(
         paused.continuation_id,
         request_id=two,
         decision="approved",

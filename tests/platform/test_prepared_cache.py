@@ -64,8 +64,12 @@ def run(manager: PlatformManager, path: str | Path, **kwargs: Any) -> str | None
 def test_an_unchanged_spec_is_prepared_once(manager: PlatformManager, project: Path) -> None:
     path = project / "flow.yaml"
     path.write_text(spec_text("one"))
-    first = manager._prepare(spec_path=str(path), spec=None, target="workflow", environment=None)
-    again = manager._prepare(spec_path=str(path), spec=None, target="workflow", environment=None)
+    first = manager.preparation.prepare(
+        spec_path=str(path), spec=None, target="workflow", environment=None
+    )
+    again = manager.preparation.prepare(
+        spec_path=str(path), spec=None, target="workflow", environment=None
+    )
     assert again["workflow"] is first["workflow"]
 
 

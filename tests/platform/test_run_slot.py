@@ -173,7 +173,7 @@ def test_concurrent_runs_on_sqlite_all_finish(tmp_path: Path) -> None:
     )
     settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"})
     manager = create_platform(settings)
-    assert manager._slot.patience == SQLITE_PATIENCE
+    assert manager.driver.slot.patience == SQLITE_PATIENCE
     results: list[str] = []
 
     def work() -> None:
@@ -209,7 +209,7 @@ def test_a_holder_lets_others_go_while_it_waits_on_the_network() -> None:
 def test_agent_runs_give_the_slot_up_during_model_calls(tmp_path: Path) -> None:
     settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"})
     manager = create_platform(settings)
-    slot = manager._slot
+    slot = manager.driver.slot
     holders: list[int | None] = []
     release = slot.released
 

@@ -22,12 +22,12 @@ def test_distinct_inline_specs_stay_within_the_bound(make_client: Any) -> None:
     for i in range(BOUND + 6):
         r = client.post("/v1/runs", json={"input": f"hi {i}", "spec": _spec(i)})
         assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
-        assert len(manager._compiled) == min(i + 1, BOUND)
-        assert len(manager._prepared) == min(i + 1, BOUND)
+        assert len(manager.driver.compiled) == min(i + 1, BOUND)
+        assert len(manager.preparation.prepared) == min(i + 1, BOUND)
     # the first spec was dropped long ago: it runs again, compiled anew, and is cached again
     again = client.post("/v1/runs", json={"input": "again", "spec": _spec(0)})
     assert again.status_code == 200 and again.json()["status"] == "succeeded", again.text
-    assert len(manager._compiled) == len(manager._prepared) == BOUND
+    assert len(manager.driver.compiled) == len(manager.preparation.prepared) == BOUND
 
 
 def test_recently_used_specs_are_kept(make_client: Any) -> None:
@@ -36,8 +36,10 @@ def test_recently_used_specs_are_kept(make_client: Any) -> None:
     manager = client.app.state.manager
     for i in (0, 1, 0, 2):
         assert client.post("/v1/runs", json={"input": "x", "spec": _spec(i)}).status_code == 200
-    cached = {key[0] for key in manager._prepared._items}
+    cached = {key[0] for key in manager.preparation.prepared._items}
     assert len(cached) == 2
     digests_before = set(cached)
     assert client.post("/v1/runs", json={"input": "x", "spec": _spec(0)}).status_code == 200
-    assert {key[0] for key in manager._prepared._items} == digests_before  # a hit, no eviction
+    assert {
+        key[0] for key in manager.preparation.prepared._items
+    } == digests_before  # a hit, no eviction

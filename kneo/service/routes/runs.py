@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
+from kneo.platform.admission import stored_policy
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
@@ -21,14 +21,7 @@ from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing, paging
 from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
-from kneo.service.spec_source import (
-    POLICY_PREFIX,
-    check_resolved,
-    confined_spec_path,
-    registries,
-    resolve_spec,
-    stored_policy,
-)
+from kneo.service.spec_source import confined_spec_path, registries
 
 router = APIRouter(tags=["runs"])
 
@@ -36,12 +29,13 @@ router = APIRouter(tags=["runs"])
 def _start_run(
     request: Request, body: CreateRunRequest, manager: PlatformManager, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
-    """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``."""
+    """Create (and unless ``async_mode``, execute) a run; returns ``(status, body)``. Whether
+    it may start is the platform's admission gate's call (``kneo.platform.admission``)."""
     actor = caller.principal.name
     check_limits(body, request.app.state.settings.limits)
-    from kneo.platform import bundles
-
     if body.bundle is not None:
+        from kneo.platform import bundles
+
         if body.overrides:
             raise InvalidRequest(
                 "a bundle run takes no overrides: it runs the approved revision as signed",
@@ -59,65 +53,30 @@ def _start_run(
             actor=actor,
         )
         return _answer(request, result, body.async_mode, caller)
-    if not body.environment:
-        return _start_spec_run(request, body, manager, caller)
-    # The route's policy check and the platform's approved-bundle check read two metadata
-    # keys: one query for both (a snapshot for this request, nothing cached beyond it).
-    keys = (POLICY_PREFIX + body.environment, POLICY_METADATA_KEY)
-    with manager.store.metadata_snapshot(keys):
-        return _start_spec_run(request, body, manager, caller)
-
-
-def _start_spec_run(
-    request: Request, body: CreateRunRequest, manager: PlatformManager, caller: Caller
-) -> tuple[int, dict[str, Any]]:
-    """:func:`_start_run` for a spec path or an inline spec."""
-    from kneo.platform import bundles
-
     spec_path: str | None = None
     if body.spec_path is not None:
-        project = getattr(manager, "project", None)
+        project = manager.project
         root = project.root if project is not None else Path.cwd()
         spec_path = str(confined_spec_path(body.spec_path, request.app.state.settings, root))
-    spec: dict[str, Any] | None = body.spec
-    policy = stored_policy(manager.store, body.environment)
-    if body.overrides or policy is not None:
-        # Overrides change the document, and a service-managed policy must gate the run:
-        # resolve and check here, then hand the platform the resolved spec. (Otherwise the
-        # platform's own approved-bundle check is the first thing the run does.)
-        bundles.refuse_unapproved(manager, body.environment)  # 403 before touching the spec
-        resolved = resolve_spec(body, request.app.state.settings)
-        report = check_resolved(resolved, manager, manager.store, policy=policy)
-        if not report.valid:
-            from kneo.spec.compiler import diagnostics_error
-
-            raise diagnostics_error(report.diagnostics, source=resolved.source)
-        if body.overrides:
-            spec_path, spec = None, resolved.data
     kwargs: dict[str, Any] = {
         "input_text": body.input,
         "spec_path": spec_path,
-        "spec": spec,
+        "spec": body.spec,
         "target": body.target,
         "environment": body.environment,
+        "overrides": body.overrides,
         "metadata": body.metadata,
-        "actor": caller.principal.name,
+        "actor": actor,
     }
     if body.async_mode:
         result = manager.start_run_from_spec(timeout_seconds=body.timeout_seconds, **kwargs)
-        worker = getattr(request.app.state, "worker", None)
-        if worker is not None:
-            worker.notify()
-        status = 202
     else:
         if body.timeout_seconds is not None:
             raise InvalidRequest(
                 "timeout_seconds applies to async_mode runs", field="timeout_seconds"
             )
         result = manager.run_from_spec(**kwargs)
-        status = 200
-    annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
-    return status, result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
+    return _answer(request, result, body.async_mode, caller)
 
 
 def _answer(

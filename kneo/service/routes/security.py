@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 
 from kneo.errors import NotFound
 from kneo.names import check_name
+from kneo.platform.admission import POLICY_PREFIX
 from kneo.redaction import REDACTED, redact
 from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import store_dep
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from kneo.store import Store
 
 router = APIRouter()
-
-POLICY_PREFIX = "policy.environment."
 
 
 def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:

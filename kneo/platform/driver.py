@@ -1,0 +1,212 @@
+"""RunDriver: executes a run through the engine and writes its outcome.
+
+It owns what executing needs and nothing else: the engine, the store, this process's owner
+name and lease (renewed by :class:`~kneo.platform.leases.LeaseKeeper`), the run slot
+(:mod:`kneo.platform.slot`), the cache of compiled workflows by ``(spec digest, target)`` and
+the cancellation tokens of the runs it is driving. Starting, resuming and continuing a run
+all end in :meth:`RunDriver.drive`; a sweep or a cancel that moved a run on signals its
+token through :meth:`RunDriver.signal_cancel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kneo import metrics, tracing
+from kneo.engine.cancellation import CancellationToken
+from kneo.engine.executor import Outcome, Paused, Superseded, WorkflowEngine
+from kneo.engine.lifecycle import RunStatus
+from kneo.engine.state import ExecutionState
+from kneo.errors import Conflict
+from kneo.jsontext import content_hash
+from kneo.lrucache import LRUCache
+from kneo.platform.journal import StoreJournal
+from kneo.platform.leases import LeaseKeeper
+from kneo.platform.observer import RunObserver
+from kneo.platform.outcomes import write_outcome
+from kneo.platform.results import RunResult, run_result
+from kneo.platform.slot import RunSlot
+from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.compiler import SpecCompiler
+from kneo.spec.loader import load_spec_data
+from kneo.store import RunRecord, Store
+
+#: audit rows an outcome writes with it: ``(event, actor, continuation_id, payload)``
+Audits = list[tuple[str, str | None, str | None, dict[str, Any]]]
+
+
+class RunDriver:
+    """Drives runs of one process: engine, leases, slot, compiled-workflow cache."""
+
+    def __init__(
+        self,
+        *,
+        engine: WorkflowEngine,
+        compiler: SpecCompiler,
+        store: Store,
+        owner: str,
+        lease_seconds: float,
+        slot: RunSlot,
+        cache_entries: int,
+    ) -> None:
+        self.engine = engine
+        self.compiler = compiler
+        self.store = store
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        #: one executing run at a time on SQLite (see kneo.platform.slot)
+        self.slot = slot
+        #: renews the lease of every run this process drives (kneo.platform.leases)
+        self.leases = LeaseKeeper(store, owner, lease_seconds)
+        # Keyed by what callers send (an inline spec's digest, a path): bounded, so distinct
+        # specs cannot grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
+        self.compiled: LRUCache[tuple[str, str], CompiledWorkflow] = LRUCache(cache_entries)
+        self._tokens: dict[str, CancellationToken] = {}
+
+    # ------------------------------------------------------------------ workflows
+
+    def workflow_for(self, run: RunRecord) -> CompiledWorkflow:
+        """The run's compiled workflow, from the cache or compiled from its stored spec."""
+        key = (run.spec_digest or content_hash(run.spec), run.target)
+        cached = self.compiled.get(key)
+        if cached is not None:
+            return cached
+        model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
+        base = (run.metadata or {}).get("base_dir")
+        workflow = self.compiler.compile(
+            model,
+            target=run.target,  # type: ignore[arg-type]
+            base_dir=Path(base) if base else None,
+            source=f"run {run.run_id}",
+        )
+        self.compiled.put(key, workflow)
+        return workflow
+
+    def remember(self, digest: str, target: str, workflow: CompiledWorkflow) -> None:
+        """Cache a workflow compiled while preparing a spec, for the runs made from it."""
+        self.compiled.put((digest, target), workflow)
+
+    # ------------------------------------------------------------------ cancellation
+
+    def signal_cancel(self, run_id: str, reason: str) -> None:
+        """Tell the run's engine loop to stop, if this process is driving it (a run driven
+        elsewhere learns it at its next compare-and-set)."""
+        token = self._tokens.get(run_id)
+        if token is not None:
+            token.cancel(reason)
+
+    # ------------------------------------------------------------------ results
+
+    def trace_count(self, run_id: str) -> int:
+        return self.store.list_trace(run_id, limit=1).total or 0
+
+    def result(self, run: RunRecord) -> RunResult:
+        # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,
+        # so the counter on the row is the count.
+        count = run.trace_seq if run.trace_seq is not None else self.trace_count(run.run_id)
+        return run_result(run, trace_event_count=count)
+
+    # ------------------------------------------------------------------ driving
+
+    def drive(
+        self,
+        run: RunRecord,
+        workflow: CompiledWorkflow,
+        *,
+        leased: bool = False,
+        audits: Audits | None = None,
+        resumed_from: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Execute from the run's stored state and write the outcome. ``leased``: the
+        transaction that moved the run to ``running`` already gave this process its lease.
+        ``resumed_from``: the trace context the pause stored (the run's span links to it)."""
+        run_id = run.run_id
+        if not leased:
+            self.store.acquire_run_lease(run_id, self.owner, self.lease_seconds)
+        journal = StoreJournal(
+            self.store,
+            run_id,
+            run.version,
+            rejoin=self.slot.rejoin,
+            checkpoint_seq=run.checkpoint_seq,
+        )
+        # The run was just read or written at this version; a cancel bumps it, so the
+        # compare-and-set of the next boundary catches one even before the first probe.
+        token = CancellationToken(
+            lambda: self.store.get_run(run.run_id).status == RunStatus.CANCELLED,
+            probe_interval=1.0,
+            probe_now=False,
+        )
+        self._tokens[run.run_id] = token
+        released = False
+        observer = None
+        if metrics.enabled() or tracing.tracer() is not None:
+            links = tracing.links_to(resumed_from) if tracing.tracer() is not None else []
+            observer = RunObserver(journal, run=run, links=links)
+        result: RunResult | None = None
+        outcome: Outcome | None = None
+        try:
+            with self.leases.holding(run_id), self.slot.hold():
+                outcome = self.engine.run(
+                    workflow,
+                    ExecutionState(run.state),
+                    observer or journal,
+                    run_id=run.run_id,
+                    cancellation=token,
+                    metadata={"environment": run.environment},
+                    waiting=self.slot.released,
+                )
+                result, released = self._finish(run, journal, outcome, audits or [], observer)
+            return result
+        finally:
+            self._tokens.pop(run.run_id, None)
+            if not released:
+                self.store.release_run_lease(run_id, self.owner)
+            if observer is not None:
+                observer.end(
+                    result.status if result is not None else None,
+                    getattr(outcome, "error", None) or {"code": "run_interrupted"},
+                )
+
+    def _finish(
+        self,
+        run: RunRecord,
+        journal: StoreJournal,
+        outcome: Outcome,
+        audits: Audits,
+        observer: RunObserver | None = None,
+    ) -> tuple[RunResult, bool]:
+        """The outcome in one transaction: status, output, continuation, checkpoint, events,
+        and the end of this process's lease; ``(result, lease released)``.
+
+        ``run`` is the record the run was driven from (status ``running``); the outcome's
+        compare-and-set on ``journal.version`` proves nobody changed it since, so it is not
+        read again. A lost compare-and-set (cancelled, taken over) writes nothing."""
+        run_id = run.run_id
+        if isinstance(outcome, Superseded):
+            journal.discard()
+            return self.result(self.store.get_run(run_id)), False
+        # Give a held step-writer connection (PostgreSQL) back first: the outcome then gets
+        # it from the pool instead of a second one. (On SQLite both use the process's writer
+        # connection: see StoreDialect.write_connection.)
+        journal.close()
+        trace_context = (
+            observer.paused(outcome.requests)
+            if observer is not None and isinstance(outcome, Paused)
+            else None
+        )
+        try:
+            with self.store.raw_transaction() as tx:
+                updated = write_outcome(
+                    tx, run, journal, outcome, audits, self.owner, trace_context=trace_context
+                )
+                updated = tx.current(updated)
+        except Conflict as exc:
+            if exc.code != "stale_state":
+                raise
+            journal.discard()
+            return self.result(self.store.get_run(run_id)), False
+        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
+        return self.result(updated), True

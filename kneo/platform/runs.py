@@ -1,0 +1,295 @@
+"""Runs: starting, executing, cancelling, continuing and replaying runs.
+
+Every new run is prepared first (:class:`~kneo.platform.preparation.SpecPreparation`, which
+asks the admission gate), a queued run is admitted again before it executes
+(:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every run that executes here is
+driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
+compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from kneo import metrics
+from kneo.clock import Clock
+from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.state import ExecutionState
+from kneo.errors import DatabaseUnavailable, IllegalTransition, InvalidRequest, ResourceLocked
+from kneo.jsontext import content_hash
+from kneo.platform.admission import RunAdmission
+from kneo.platform.driver import RunDriver
+from kneo.platform.inspect import owner_alive
+from kneo.platform.journal import checkpoint_payload
+from kneo.platform.preparation import SpecPreparation, create_run
+from kneo.platform.results import RunResult
+from kneo.settings import Settings
+from kneo.spec.models import Spec
+from kneo.store import RunRecord, Store
+
+
+def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
+    """The database went away after ``run_id`` was created: say so, so a caller polls the
+    run instead of starting another (the stranded-run sweep continues it)."""
+    return DatabaseUnavailable(
+        f"{exc.message}; run {run_id} was created and will continue from its last completed "
+        "step once the database is back",
+        run_id=run_id,
+    )
+
+
+class Runs:
+    """The run lifecycle of one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        preparation: SpecPreparation,
+        admission: RunAdmission,
+        driver: RunDriver,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.preparation = preparation
+        self.admission = admission
+        self.driver = driver
+
+    # ------------------------------------------------------------------ starting runs
+
+    def run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec_path: str | Path | None = None,
+        spec: Spec | Mapping[str, Any] | None = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult:
+        """Create a run and execute it now; returns when it finishes or pauses."""
+        with self.driver.slot.hold():
+            prepared = self.preparation.prepare(
+                spec_path=spec_path,
+                spec=spec,
+                target=target,
+                environment=environment,
+                overrides=overrides,
+            )
+            run = self._create(prepared, input_text, start=True, metadata=metadata, actor=actor)
+            try:
+                return self.driver.drive(run, prepared["workflow"], leased=True)
+            except DatabaseUnavailable as exc:
+                raise _accepted(exc, run.run_id) from exc
+
+    def start_run_from_spec(
+        self,
+        *,
+        input_text: str,
+        spec_path: str | Path | None = None,
+        spec: Spec | Mapping[str, Any] | None = None,
+        target: str = "workflow",
+        environment: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        timeout_seconds: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> RunResult:
+        """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
+        worker; :meth:`execute_run` runs it."""
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise InvalidRequest(
+                "timeout_seconds must be greater than zero", field="timeout_seconds"
+            )
+        prepared = self.preparation.prepare(
+            spec_path=spec_path,
+            spec=spec,
+            target=target,
+            environment=environment,
+            overrides=overrides,
+        )
+        deadline = (
+            self.clock.now() + timedelta(seconds=timeout_seconds) if timeout_seconds else None
+        )
+        run = self._create(
+            prepared, input_text, start=False, deadline_at=deadline, metadata=metadata, actor=actor
+        )
+        return self.driver.result(run)
+
+    def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
+        """Execute a queued run in this process (what a worker calls). ``run``: its record as
+        the caller just read it, so it is not read again (the start is a compare-and-set on
+        its version either way)."""
+        run = run if run is not None and run.run_id == run_id else self.store.get_run(run_id)
+        status = (
+            transition(run.status, RunStatus.RUNNING, action="execute the run")
+            if run.status == RunStatus.QUEUED
+            else None
+        )
+        if status is None:
+            raise IllegalTransition(
+                f"cannot execute run {run_id}: it is {run.status}, not queued"
+                + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
+                current_status=run.status,
+            )
+        # The same gate as at accept time, again now: the environment's rules may have
+        # changed while the run waited in the queue.
+        self.admission.readmit(run)
+        workflow = self.driver.workflow_for(run)
+        owner = self.driver.owner
+        # The update first: it reads the run's counters, so the event is numbered in memory
+        # (on PostgreSQL, two round trips in all).
+        with self.store.raw_transaction() as tx:
+            run = tx.update_run(
+                run_id, expected_version=run.version, status=status, started_at=tx.now
+            )
+            tx.add_trace_events(
+                run_id, [{"event_type": "run_started", "payload": {"owner": owner}}]
+            )
+            tx.take_run_lease(run_id, owner, self.driver.lease_seconds)
+            run = tx.current(run)
+        return self.driver.drive(run, workflow, leased=True)
+
+    def replay_run(
+        self, run_id: str, *, reuse: str = "questions", actor: str | None = None
+    ) -> RunResult:
+        """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
+        its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
+        A reused answer does not pause; anything new still does."""
+        if reuse not in ("questions", "all"):
+            raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
+        source = self.store.get_run(run_id)
+        decisions = {
+            k: v
+            for k, v in ((source.state or {}).get("decisions") or {}).items()
+            if reuse == "all" or k.startswith("ask_question:")
+        }
+        meta = source.metadata or {}
+        workflow = self.driver.workflow_for(source)
+        prepared = {
+            "workflow": workflow,
+            "data": source.spec,
+            "digest": source.spec_digest or content_hash(source.spec),
+            "target": source.target,
+            "base_dir": meta.get("base_dir"),
+            "spec_path": meta.get("spec_path"),
+            "environment": source.environment,
+        }
+        run = self._create(
+            prepared,
+            source.input_text,
+            start=True,
+            actor=actor,
+            metadata={"replay_of": run_id},
+            decisions=decisions,
+        )
+        return self.driver.drive(run, workflow, leased=True)
+
+    # ------------------------------------------------------------------ cancel / continue
+
+    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Cancel a queued, running or paused run now. A step in flight finishes, but its
+        result is never committed: the run's version moved on, so its write is refused."""
+        run = self.store.get_run(run_id)
+        status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
+        with self.store.transaction() as tx:
+            updated = tx.update_run(
+                run_id,
+                expected_version=run.version,
+                status=status,
+                cancel_requested=True,
+                finished_at=tx.now,
+            )
+            cid = (run.state or {}).get("continuation_id")
+            if run.status == RunStatus.PAUSED and cid:
+                tx.delete_continuation(cid)
+            tx.add_trace_event(run_id, "run_cancelled", payload={"previous_status": run.status})
+            tx.add_checkpoint(
+                run_id,
+                type="run_cancelled",
+                status="cancelled",
+                payload=checkpoint_payload(run.state or {}),
+            )
+            tx.add_audit(
+                "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
+            )
+            updated = tx.current(updated)
+        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
+        result = self.driver.result(updated)
+        self.driver.signal_cancel(run_id, "cancelled")
+        return result
+
+    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Continue a run whose process died (or whose step failed) from its last completed
+        step boundary; completed steps and agent turns are not executed again."""
+        run = self.store.get_run(run_id)
+        if run.status == RunStatus.PAUSED:
+            raise IllegalTransition(
+                f"run {run_id} is paused: resume its continuation instead",
+                current_status=run.status,
+            )
+        if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
+            raise IllegalTransition(
+                f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
+            )
+        holder = self.store.run_lease(run_id)
+        if holder is not None and holder.owner != self.driver.owner:
+            if owner_alive(holder.owner):
+                raise ResourceLocked(
+                    f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
+                )
+            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
+        workflow = self.driver.workflow_for(run)
+        state = ExecutionState(run.state)
+        state.failure = None
+        with self.store.transaction() as tx:
+            updated = tx.update_run(
+                run_id,
+                expected_version=run.version,
+                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
+                error=None,
+                finished_at=None,
+                state=state.snapshot(),
+            )
+            tx.add_trace_event(run_id, "run_continued", payload={"previous_status": run.status})
+            tx.add_audit(
+                "run.continued",
+                actor=actor,
+                run_id=run_id,
+                payload={"previous_status": run.status, "completed_steps": state.completed_steps()},
+            )
+        return self.driver.drive(updated, workflow)
+
+    # ------------------------------------------------------------------ internals
+
+    def _create(
+        self,
+        prepared: Mapping[str, Any],
+        input_text: str,
+        *,
+        start: bool,
+        deadline_at: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        decisions: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        return create_run(
+            self.store,
+            prepared,
+            input_text,
+            start=start,
+            lease=(self.driver.owner, self.driver.lease_seconds),
+            max_input_chars=self.settings.limits.max_input_chars,
+            deadline_at=deadline_at,
+            metadata=metadata,
+            actor=actor,
+            decisions=decisions,
+        )
