@@ -192,8 +192,63 @@ class DesiredStateLoader:
         stats.files = len(files)
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
-        project_policies, config_problem = self._project_policies(source, config_sha)
         problems: list[Problem] = []
+        environments = self._read_environments(source, files, config_sha, problems)
+        bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
+        self._prefetch(source, files, bundle_files)
+        revisions: dict[tuple[str, str], DesiredRevision] = {}
+        now = self.clock.now()
+        for index, path in enumerate(bundle_files):
+            if progress is not None:
+                progress(index + 1, len(bundle_files))
+            key = identity_from_path(path)
+            if key is None:
+                problems.append(
+                    Problem(
+                        "bundle_path_invalid",
+                        f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
+                        "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
+                        "digit)",
+                        path=path,
+                    )
+                )
+                continue
+            revisions[key] = self._revision(
+                source,
+                path,
+                key,
+                files[path].blob_sha,
+                environments,
+                config_sha,
+                commit,
+                now,
+                stats,
+            )
+        self._forget_unused(
+            {files[p].blob_sha for p in bundle_files},
+            len(bundle_files) if bundle_count is None else bundle_count,
+        )
+        stats.seconds = time.perf_counter() - started
+        self.last_stats = stats
+        return DesiredState(
+            commit,
+            revisions,
+            environments,
+            tuple(problems),
+            scope=None if scope is None else frozenset(scope),
+            bundle_count=bundle_count,
+        )
+
+    def _read_environments(
+        self,
+        source: Source,
+        files: Mapping[str, TreeFile],
+        config_sha: str | None,
+        problems: list[Problem],
+    ) -> dict[str, DesiredEnvironment]:
+        """Every ``environments/<name>.yaml`` judged (with the project config's policies);
+        a file that cannot name an environment is a problem of the whole state."""
+        project_policies, config_problem = self._project_policies(source, config_sha)
         environments: dict[str, DesiredEnvironment] = {}
         for path, file in sorted(files.items()):
             if not path.startswith(ENVIRONMENTS_DIR + "/"):
@@ -221,69 +276,47 @@ class DesiredStateLoader:
             environments[env_name] = self._environment(
                 source, env_name, path, file.blob_sha, config_sha, project_policies, config_problem
             )
-        environments = _check_chains(environments)
+        return _check_chains(environments)
 
-        bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
-        self._prefetch(source, files, bundle_files)
-        revisions: dict[tuple[str, str], DesiredRevision] = {}
-        now = self.clock.now()
-        for index, path in enumerate(bundle_files):
-            if progress is not None:
-                progress(index + 1, len(bundle_files))
-            key = identity_from_path(path)
-            if key is None:
-                problems.append(
-                    Problem(
-                        "bundle_path_invalid",
-                        f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
-                        "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
-                        "digit)",
-                        path=path,
-                    )
-                )
-                continue
-            blob = files[path].blob_sha
-            try:
-                judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
-            except SourceError:
-                raise  # Git cannot read the blob: the repository's problem; retried next pass
-            except Exception as exc:  # whatever one file does stays with that file
-                log.exception("judging %s failed", path)
-                problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
-                judged = _Judged(
-                    *key, None, (), None, None, (problem,), ()
-                )  # judged again next time
-            env = environments.get(key[1])
-            fingerprint = hashlib.sha256(
-                f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
-            ).hexdigest()[:32]
-            revisions[key] = DesiredRevision(
-                name=key[0],
-                environment=key[1],
-                path=path,
-                fingerprint=fingerprint,
-                commit=commit,
-                digest=judged.digest,
-                signer_key_ids=judged.signer_key_ids,
-                approved_by=judged.approved_by,
-                spec=judged.spec,
-                problems=judged.problems,
-                diagnostics=judged.diagnostics,
-                recheck_at=judged.expires_at,
-            )
-        self._forget_unused(
-            {files[p].blob_sha for p in bundle_files},
-            len(bundle_files) if bundle_count is None else bundle_count,
-        )
-        stats.seconds = time.perf_counter() - started
-        self.last_stats = stats
-        return DesiredState(
-            commit,
-            revisions,
-            environments,
-            tuple(problems),
-            scope=None if scope is None else frozenset(scope),
-            bundle_count=bundle_count,
+    def _revision(
+        self,
+        source: Source,
+        path: str,
+        key: tuple[str, str],
+        blob: str,
+        environments: Mapping[str, DesiredEnvironment],
+        config_sha: str | None,
+        commit: str,
+        now: datetime,
+        stats: LoadStats,
+    ) -> DesiredRevision:
+        """One bundle file as a desired revision. Its fingerprint covers everything its
+        verdict depends on (the file, its environment file, the project config, the keys)."""
+        try:
+            judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
+        except SourceError:
+            raise  # Git cannot read the blob: the repository's problem; retried next pass
+        except Exception as exc:  # whatever one file does stays with that file
+            log.exception("judging %s failed", path)
+            problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
+            judged = _Judged(*key, None, (), None, None, (problem,), ())  # judged again next time
+        env = environments.get(key[1])
+        fingerprint = hashlib.sha256(
+            f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
+        ).hexdigest()[:32]
+        return DesiredRevision(
+            name=key[0],
+            environment=key[1],
+            path=path,
+            fingerprint=fingerprint,
+            commit=commit,
+            digest=judged.digest,
+            signer_key_ids=judged.signer_key_ids,
+            approved_by=judged.approved_by,
+            spec=judged.spec,
+            problems=judged.problems,
+            diagnostics=judged.diagnostics,
+            recheck_at=judged.expires_at,
         )
 
     def _prefetch(
