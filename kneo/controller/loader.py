@@ -213,16 +213,18 @@ class DesiredStateLoader:
                     )
                 )
                 continue
+            blob = files[path].blob_sha
+            try:
+                judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
+            except SourceError:
+                raise  # Git cannot read the blob: the repository's problem; retried next pass
+            except Exception as exc:  # whatever one file does stays with that file
+                log.exception("judging %s failed", path)
+                problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
+                # judged again next time
+                judged = _Judged(*key, None, (), None, None, (problem,), ())
             revisions[key] = self._revision(
-                source,
-                path,
-                key,
-                files[path].blob_sha,
-                environments,
-                config_sha,
-                commit,
-                now,
-                stats,
+                path, key, blob, judged, environments.get(key[1]), config_sha, commit
             )
         self._forget_unused(
             {files[p].blob_sha for p in bundle_files},
@@ -280,27 +282,16 @@ class DesiredStateLoader:
 
     def _revision(
         self,
-        source: Source,
         path: str,
         key: tuple[str, str],
         blob: str,
-        environments: Mapping[str, DesiredEnvironment],
+        judged: _Judged,
+        env: DesiredEnvironment | None,
         config_sha: str | None,
         commit: str,
-        now: datetime,
-        stats: LoadStats,
     ) -> DesiredRevision:
-        """One bundle file as a desired revision. Its fingerprint covers everything its
-        verdict depends on (the file, its environment file, the project config, the keys)."""
-        try:
-            judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
-        except SourceError:
-            raise  # Git cannot read the blob: the repository's problem; retried next pass
-        except Exception as exc:  # whatever one file does stays with that file
-            log.exception("judging %s failed", path)
-            problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
-            judged = _Judged(*key, None, (), None, None, (problem,), ())  # judged again next time
-        env = environments.get(key[1])
+        """One judged bundle file as a desired revision. Its fingerprint covers everything
+        the verdict depends on (the file, its environment file, the project config, the keys)."""
         fingerprint = hashlib.sha256(
             f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
         ).hexdigest()[:32]
