@@ -60,9 +60,22 @@ class DocumentTooLarge(DocumentError):
     http_status = PayloadTooLarge.http_status
 
 
+#: Which error code a document over each limit gets.
+_LIMIT_CODES = {
+    "max_bytes": "E_DOCUMENT_TOO_LARGE",
+    "max_depth": "E_DOCUMENT_TOO_DEEP",
+    "max_nodes": "E_DOCUMENT_TOO_COMPLEX",
+    "max_aliases": "E_DOCUMENT_TOO_COMPLEX",
+    "max_number_digits": "E_NUMBER_TOO_LONG",
+}
+
+
 def _too(
-    code: str, source: str, what: str, limit: int, field: str, line: int | None = None
+    limits: DocumentLimits, field: str, source: str, what: str, line: int | None = None
 ) -> DocumentError:
+    """The error for a document over ``limits.<field>``; its code follows from the limit."""
+    code = _LIMIT_CODES[field]
+    limit = getattr(limits, field)
     cls = DocumentTooLarge if code == "E_DOCUMENT_TOO_LARGE" else DocumentError
     where = f"{source}:{line}" if line else source
     return cls(
@@ -117,13 +130,7 @@ def read_file(
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > limits.max_bytes:
-        raise _too(
-            "E_DOCUMENT_TOO_LARGE",
-            source,
-            f"over {limits.max_bytes} bytes",
-            limits.max_bytes,
-            "max_bytes",
-        )
+        raise _too(limits, "max_bytes", source, f"over {limits.max_bytes} bytes")
     return data
 
 
@@ -165,9 +172,7 @@ def _digit_run_over(text: str, limit: int) -> bool:
 def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> None:
     """Refuse JSON text over any limit, without parsing it."""
     if len(text) > limits.max_bytes:
-        raise _too(
-            "E_DOCUMENT_TOO_LARGE", source, f"{len(text)} characters", limits.max_bytes, "max_bytes"
-        )
+        raise _too(limits, "max_bytes", source, f"{len(text)} characters")
     if _within(text, limits):
         return  # the common case, decided by C-level scans of the raw text
     closed = _CLOSED_STRINGS.match(text)
@@ -182,18 +187,10 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
         )
     skeleton = _JSON_STRING.sub('""', text)
     if _digit_run_over(skeleton, limits.max_number_digits):
-        raise _too(
-            "E_NUMBER_TOO_LONG",
-            source,
-            "a number has too many digits",
-            limits.max_number_digits,
-            "max_number_digits",
-        )
+        raise _too(limits, "max_number_digits", source, "a number has too many digits")
     opened = skeleton.count("[") + skeleton.count("{")
     if opened + skeleton.count(",") + 1 > limits.max_nodes:
-        raise _too(
-            "E_DOCUMENT_TOO_COMPLEX", source, "too many values", limits.max_nodes, "max_nodes"
-        )
+        raise _too(limits, "max_nodes", source, "too many values")
     if opened <= limits.max_depth:
         return  # cannot be deeper than it has brackets
     depth = 0
@@ -201,13 +198,7 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
         if match.group() in "[{":
             depth += 1
             if depth > limits.max_depth:
-                raise _too(
-                    "E_DOCUMENT_TOO_DEEP",
-                    source,
-                    "nested too deeply",
-                    limits.max_depth,
-                    "max_depth",
-                )
+                raise _too(limits, "max_depth", source, "nested too deeply")
         else:
             depth -= 1
 
@@ -242,9 +233,7 @@ def parse_json(
     """
     if isinstance(data, bytes):
         if len(data) > limits.max_bytes:
-            raise _too(
-                "E_DOCUMENT_TOO_LARGE", source, f"{len(data)} bytes", limits.max_bytes, "max_bytes"
-            )
+            raise _too(limits, "max_bytes", source, f"{len(data)} bytes")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -310,93 +299,91 @@ def check_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
     import yaml
 
     if len(text) > limits.max_bytes:
-        raise _too(
-            "E_DOCUMENT_TOO_LARGE", source, f"{len(text)} characters", limits.max_bytes, "max_bytes"
-        )
-    digits = limits.max_number_digits
-    nodes = aliases = 0
-    # one frame per open collection: [anchor, nodes before it, its level, deepest level inside]
-    open_: list[list[Any]] = []
-    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) it stands for
-
-    def add(event: Any, count: int, levels: int) -> None:
-        """``count`` nodes spanning ``levels`` levels below the innermost open collection."""
-        nonlocal nodes
-        line = event.start_mark.line + 1
-        nodes += count
-        if nodes > limits.max_nodes:
-            raise _too(
-                "E_DOCUMENT_TOO_COMPLEX",
-                source,
-                "too many nodes (aliases expanded)",
-                limits.max_nodes,
-                "max_nodes",
-                line,
-            )
-        deepest = len(open_) + levels
-        if deepest > limits.max_depth:
-            raise _too(
-                "E_DOCUMENT_TOO_DEEP",
-                source,
-                "nested too deeply",
-                limits.max_depth,
-                "max_depth",
-                line,
-            )
-        if open_ and deepest > open_[-1][3]:
-            open_[-1][3] = deepest
-
+        raise _too(limits, "max_bytes", source, f"{len(text)} characters")
+    walk = _YamlWalk(source, limits)
     try:
         event: Any
         for event in yaml.parse(text, Loader=_yaml_loader()):
             kind = type(event)
             if kind is yaml.ScalarEvent:
-                if _plain_number_too_long(event, digits):
-                    raise _too(
-                        "E_NUMBER_TOO_LONG",
-                        source,
-                        "a number has too many digits",
-                        digits,
-                        "max_number_digits",
-                        event.start_mark.line + 1,
-                    )
-                add(event, 1, 0)
-                if event.anchor:
-                    anchored[event.anchor] = (1, 0)
+                walk.scalar(event)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-                add(event, 1, 1)
-                level = len(open_) + 1
-                open_.append([event.anchor, nodes - 1, level, level])
+                walk.open(event)
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                anchor, before, level, deepest = open_.pop()
-                if anchor:
-                    anchored[anchor] = (nodes - before, deepest - level + 1)
-                if open_ and deepest > open_[-1][3]:
-                    open_[-1][3] = deepest
+                walk.close()
             elif kind is yaml.AliasEvent:
-                aliases += 1
-                line = event.start_mark.line + 1
-                if aliases > limits.max_aliases:
-                    raise _too(
-                        "E_DOCUMENT_TOO_COMPLEX",
-                        source,
-                        "too many aliases",
-                        limits.max_aliases,
-                        "max_aliases",
-                        line,
-                    )
-                if event.anchor in anchored:
-                    add(event, *anchored[event.anchor])
-                elif any(frame[0] == event.anchor for frame in open_):
-                    raise DocumentError(
-                        f"{source}:{line}: alias *{event.anchor} refers to a node containing it",
-                        code="E_DOCUMENT_TOO_COMPLEX",
-                        file=source,
-                        line=line,
-                    )
-                # else: an undefined alias, which the parser proper reports with its line
+                walk.alias(event)
     except yaml.YAMLError:
         return  # a syntax error: parse_yaml reports it with file and line
+
+
+class _YamlWalk:
+    """The running counts of :func:`check_yaml`: nodes, aliases, open collections, and what
+    each anchor stands for."""
+
+    def __init__(self, source: str, limits: DocumentLimits) -> None:
+        self.source = source
+        self.limits = limits
+        self.nodes = 0
+        self.aliases = 0
+        #: one frame per open collection: [anchor, nodes before it, its level, deepest inside]
+        self.open_: list[list[Any]] = []
+        self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels)
+
+    def add(self, event: Any, count: int, levels: int) -> None:
+        """``count`` nodes spanning ``levels`` levels below the innermost open collection."""
+        line = event.start_mark.line + 1
+        self.nodes += count
+        if self.nodes > self.limits.max_nodes:
+            raise _too(
+                self.limits, "max_nodes", self.source, "too many nodes (aliases expanded)", line
+            )
+        deepest = len(self.open_) + levels
+        if deepest > self.limits.max_depth:
+            raise _too(self.limits, "max_depth", self.source, "nested too deeply", line)
+        if self.open_ and deepest > self.open_[-1][3]:
+            self.open_[-1][3] = deepest
+
+    def scalar(self, event: Any) -> None:
+        if _plain_number_too_long(event, self.limits.max_number_digits):
+            raise _too(
+                self.limits,
+                "max_number_digits",
+                self.source,
+                "a number has too many digits",
+                event.start_mark.line + 1,
+            )
+        self.add(event, 1, 0)
+        if event.anchor:
+            self.anchored[event.anchor] = (1, 0)
+
+    def open(self, event: Any) -> None:
+        self.add(event, 1, 1)
+        level = len(self.open_) + 1
+        self.open_.append([event.anchor, self.nodes - 1, level, level])
+
+    def close(self) -> None:
+        anchor, before, level, deepest = self.open_.pop()
+        if anchor:
+            self.anchored[anchor] = (self.nodes - before, deepest - level + 1)
+        if self.open_ and deepest > self.open_[-1][3]:
+            self.open_[-1][3] = deepest
+
+    def alias(self, event: Any) -> None:
+        self.aliases += 1
+        line = event.start_mark.line + 1
+        if self.aliases > self.limits.max_aliases:
+            raise _too(self.limits, "max_aliases", self.source, "too many aliases", line)
+        if event.anchor in self.anchored:
+            self.add(event, *self.anchored[event.anchor])
+        elif any(frame[0] == event.anchor for frame in self.open_):
+            raise DocumentError(
+                f"{self.source}:{line}: alias *{event.anchor} refers to a node containing it",
+                code="E_DOCUMENT_TOO_COMPLEX",
+                file=self.source,
+                line=line,
+            )
+        # else: an undefined alias, which the parser proper reports with its line
 
 
 def parse_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> Any:

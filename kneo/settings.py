@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from kneo.errors import ConfigError
 
@@ -175,6 +175,37 @@ class NotificationSettings:
     receivers: str = field(default="", repr=False)
 
 
+_Counts = TypeVar("_Counts", Limits, CheckpointLimits, RetentionDays)
+
+
+def _counts(env: Mapping[str, str], cls: type[_Counts], prefix: str) -> _Counts:
+    """A group of whole-number settings, each ``KNEO_SERV_<prefix><FIELD>`` (the field's
+    default when unset)."""
+    default = cls()
+    return cls(
+        **{
+            f.name: _int(env, f"KNEO_SERV_{prefix}{f.name.upper()}", getattr(default, f.name))
+            for f in fields(cls)
+        }
+    )
+
+
+def _notifications(env: Mapping[str, str]) -> NotificationSettings:
+    """``KNEO_SERV_NOTIFICATIONS_*``; a zero lease or timeout, which would never let a
+    delivery finish, means the default."""
+    n = NotificationSettings()
+    return NotificationSettings(
+        poll_seconds=_num(env, "POLL_SECONDS", n.poll_seconds),
+        max_attempts=_int(env, "KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS", n.max_attempts) or 1,
+        backoff_seconds=_num(env, "BACKOFF_SECONDS", n.backoff_seconds),
+        backoff_max_seconds=_num(env, "BACKOFF_MAX_SECONDS", n.backoff_max_seconds),
+        lease_seconds=_num(env, "LEASE_SECONDS", n.lease_seconds) or n.lease_seconds,
+        timeout_seconds=_num(env, "TIMEOUT_SECONDS", n.timeout_seconds) or n.timeout_seconds,
+        expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
+        receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Build with :meth:`from_env`; never read ``os.environ`` elsewhere."""
@@ -263,9 +294,6 @@ class Settings:
         auth_default = bool(keys.strip() or admin.strip())
         project_config = env.get("KNEO_PROJECT_CONFIG")
         profiles = env.get("KNEO_SERV_PROFILES_PATH")
-        d = Limits()
-        c = CheckpointLimits()
-        n = NotificationSettings()
         return cls(
             project_config=Path(project_config) if project_config else None,
             default_env=env.get("KNEO_ENV") or "dev",
@@ -281,24 +309,9 @@ class Settings:
             if profiles
             else Path.home() / ".kneo_serv" / "profiles.json",
             spec_roots=tuple(Path(p) for p in _list(env, "KNEO_SERV_SPEC_ROOTS")),
-            limits=Limits(
-                **{
-                    f.name: _int(env, f"KNEO_SERV_{f.name.upper()}", getattr(d, f.name))
-                    for f in fields(Limits)
-                }
-            ),
-            checkpoint=CheckpointLimits(
-                **{
-                    f.name: _int(env, f"KNEO_SERV_CHECKPOINT_{f.name.upper()}", getattr(c, f.name))
-                    for f in fields(CheckpointLimits)
-                }
-            ),
-            retention=RetentionDays(
-                **{
-                    f.name: _int(env, f"KNEO_SERV_RETENTION_{f.name.upper()}", None)
-                    for f in fields(RetentionDays)
-                }
-            ),
+            limits=_counts(env, Limits, ""),
+            checkpoint=_counts(env, CheckpointLimits, "CHECKPOINT_"),
+            retention=_counts(env, RetentionDays, "RETENTION_"),
             provider_retries=_int(env, "KNEO_SERV_PROVIDER_RETRIES", 0),
             provider_retry_backoff_seconds=_float(
                 env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
@@ -327,17 +340,7 @@ class Settings:
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
-            notifications=NotificationSettings(
-                poll_seconds=_num(env, "POLL_SECONDS", n.poll_seconds),
-                max_attempts=_int(env, "KNEO_SERV_NOTIFICATIONS_MAX_ATTEMPTS", n.max_attempts) or 1,
-                backoff_seconds=_num(env, "BACKOFF_SECONDS", n.backoff_seconds),
-                backoff_max_seconds=_num(env, "BACKOFF_MAX_SECONDS", n.backoff_max_seconds),
-                lease_seconds=_num(env, "LEASE_SECONDS", n.lease_seconds) or n.lease_seconds,
-                timeout_seconds=_num(env, "TIMEOUT_SECONDS", n.timeout_seconds)
-                or n.timeout_seconds,
-                expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
-                receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
-            ),
+            notifications=_notifications(env),
             public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,

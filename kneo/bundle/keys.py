@@ -267,23 +267,20 @@ class _KeyringIndex(BaseModel):
     keys: dict[str, _Validity] = {}
 
 
+def _key_invalid(path: Path, message: str) -> BundleError:
+    """Any key file that cannot be used: ``bundle_key_invalid`` naming the file."""
+    return BundleError(message, code="bundle_key_invalid", path=str(path))
+
+
 def _read_public_pem(path: Path) -> Ed25519PublicKey:
     try:
         loaded = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
-        raise BundleError(
-            f"cannot read public key {path}: {exc.strerror}",
-            code="bundle_key_invalid",
-            path=str(path),
-        ) from None
+        raise _key_invalid(path, f"cannot read public key {path}: {exc.strerror}") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise BundleError(
-            f"{path} is not a PEM public key", code="bundle_key_invalid", path=str(path)
-        ) from None
+        raise _key_invalid(path, f"{path} is not a PEM public key") from None
     if not isinstance(loaded, Ed25519PublicKey):
-        raise BundleError(
-            f"{path} is not an Ed25519 public key", code="bundle_key_invalid", path=str(path)
-        )
+        raise _key_invalid(path, f"{path} is not an Ed25519 public key")
     return loaded
 
 
@@ -301,25 +298,17 @@ def load_signing_key(
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise BundleError(
-            f"cannot read private key {p}: {exc.strerror}", code="bundle_key_invalid", path=str(p)
-        ) from None
+        raise _key_invalid(p, f"cannot read private key {p}: {exc.strerror}") from None
     try:
         loaded = serialization.load_pem_private_key(data, password=password)
     except TypeError:
-        raise BundleError(
-            f"{p} is encrypted; decrypt it for signing (the CI secret store protects it)",
-            code="bundle_key_invalid",
-            path=str(p),
+        raise _key_invalid(
+            p, f"{p} is encrypted; decrypt it for signing (the CI secret store protects it)"
         ) from None
     except (ValueError, UnsupportedAlgorithm):
-        raise BundleError(
-            f"{p} is not a PEM private key", code="bundle_key_invalid", path=str(p)
-        ) from None
+        raise _key_invalid(p, f"{p} is not a PEM private key") from None
     if not isinstance(loaded, Ed25519PrivateKey):
-        raise BundleError(
-            f"{p} is not an Ed25519 private key", code="bundle_key_invalid", path=str(p)
-        )
+        raise _key_invalid(p, f"{p} is not an Ed25519 private key")
     return SigningKey.ed25519(key_id or p.stem, loaded)
 
 

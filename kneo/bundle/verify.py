@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.bundle.digest import canonical_json, sha256_digest, signing_payload
-from kneo.bundle.format import Bundle, parse_bundle
+from kneo.bundle.format import Bundle, Signature, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.errors import BundleError
 
@@ -93,67 +93,82 @@ def verify_bundle(
     signers: list[str] = []
     rejections: list[_Rejection] = []
     for signature in model.signatures:
-        key = keyring.get(signature.key_id)
-        if key is None:
-            rejections.append(
-                _Rejection(
-                    "bundle_unknown_key",
-                    signature.key_id,
-                    f"signed by key {signature.key_id!r}, which is not in the keyring "
-                    f"(trusted: {', '.join(keyring.key_ids) or 'none'})",
-                )
-            )
-            continue
-        if key.alg != signature.alg:
-            raise BundleError(
-                f"bundle {model.name!r}: signature by {signature.key_id!r} claims "
-                f"{signature.alg} but the trusted key is {key.alg}",
-                code="bundle_alg_mismatch",
-                bundle=model.name,
-                key_id=signature.key_id,
-            )
-        if not key.verify(payload, signature.value):
-            raise BundleError(
-                f"bundle {model.name!r}: signature by key {signature.key_id!r} is invalid; "
-                "the bundle was edited after signing or signed with a different key",
-                code="bundle_signature_invalid",
-                bundle=model.name,
-                key_id=signature.key_id,
-            )
-        if not key.valid_at(now):
-            rejections.append(
-                _Rejection(
-                    "bundle_key_expired",
-                    signature.key_id,
-                    f"key {signature.key_id!r} is outside its validity window "
-                    f"({_window(key.not_before, key.not_after)}) at {_iso(now)}",
-                )
-            )
-            continue
-        if accepted is not None and signature.key_id not in accepted:
-            rejections.append(
-                _Rejection(
-                    "bundle_key_not_accepted",
-                    signature.key_id,
-                    f"key {signature.key_id!r} is trusted but not accepted for environment "
-                    f"{model.environment!r} (accepted: {', '.join(sorted(accepted)) or 'none'})",
-                )
-            )
-            continue
-        if signature.key_id not in signers:
+        rejection = _judge_signature(model, signature, keyring, payload, now, accepted)
+        if rejection is not None:
+            rejections.append(rejection)
+        elif signature.key_id not in signers:
             signers.append(signature.key_id)
-    if len(signers) >= required_signatures:
-        return VerifiedBundle(model, model.digest, tuple(signers))
+    if len(signers) < required_signatures:
+        raise _too_few(model, signers, rejections, required_signatures)
+    return VerifiedBundle(model, model.digest, tuple(signers))
+
+
+def _judge_signature(
+    model: Bundle,
+    signature: Signature,
+    keyring: Keyring,
+    payload: bytes,
+    now: datetime,
+    accepted: frozenset[str] | None,
+) -> _Rejection | None:
+    """``None`` when the signature counts. A key that is unknown, out of its window or not
+    accepted here is a rejection (another signature may still do); a signature that does not
+    verify means the bundle was tampered with, and raises."""
+    key = keyring.get(signature.key_id)
+    if key is None:
+        return _Rejection(
+            "bundle_unknown_key",
+            signature.key_id,
+            f"signed by key {signature.key_id!r}, which is not in the keyring "
+            f"(trusted: {', '.join(keyring.key_ids) or 'none'})",
+        )
+    if key.alg != signature.alg:
+        raise BundleError(
+            f"bundle {model.name!r}: signature by {signature.key_id!r} claims "
+            f"{signature.alg} but the trusted key is {key.alg}",
+            code="bundle_alg_mismatch",
+            bundle=model.name,
+            key_id=signature.key_id,
+        )
+    if not key.verify(payload, signature.value):
+        raise BundleError(
+            f"bundle {model.name!r}: signature by key {signature.key_id!r} is invalid; "
+            "the bundle was edited after signing or signed with a different key",
+            code="bundle_signature_invalid",
+            bundle=model.name,
+            key_id=signature.key_id,
+        )
+    if not key.valid_at(now):
+        return _Rejection(
+            "bundle_key_expired",
+            signature.key_id,
+            f"key {signature.key_id!r} is outside its validity window "
+            f"({_window(key.not_before, key.not_after)}) at {_iso(now)}",
+        )
+    if accepted is not None and signature.key_id not in accepted:
+        return _Rejection(
+            "bundle_key_not_accepted",
+            signature.key_id,
+            f"key {signature.key_id!r} is trusted but not accepted for environment "
+            f"{model.environment!r} (accepted: {', '.join(sorted(accepted)) or 'none'})",
+        )
+    return None
+
+
+def _too_few(
+    model: Bundle, signers: list[str], rejections: list[_Rejection], required: int
+) -> BundleError:
+    """No signature counted: the first rejection's own error; some did: too few of them."""
     if not signers:
         first = rejections[0]
-        raise BundleError(
+        return BundleError(
             f"bundle {model.name!r}: {first.message}",
             code=first.code,
             bundle=model.name,
             key_id=first.key_id,
         )
-    raise BundleError(
-        f"bundle {model.name!r} needs {required_signatures} signatures from distinct accepted "
+    return BundleError(
+        f"bundle {model.name!r} needs {required} signatures from distinct accepted "
         f"keys, has {len(signers)} ({', '.join(signers)})"
         + "".join(f"; {r.message}" for r in rejections),
         code="bundle_insufficient_signatures",

@@ -269,7 +269,7 @@ class Applier:
                     f"{rev.digest} is no longer active in {upstream}; not promoting",
                     code="upstream_changed",
                 )
-        approved_by = [rev.approved_by] if rev.approved_by else []
+        approved_by = _signed_off(rev)
         approved_by += [a for a in action.approved_by if a not in approved_by]
         previous = entry.active.number if entry.active else None
         if action.target is not None:
@@ -281,32 +281,18 @@ class Applier:
             )
         else:
             self._withdraw_pending(tx, action, entry, "superseded")
-            record = tx.add_revision(
-                name,
-                env,
-                digest=rev.digest or "",
-                commit=rev.commit,
-                signer_key_ids=rev.signer_key_ids,
-                approved_by=approved_by,
-                status="active",
-                diagnostics=[_source(rev), *rev.diagnostics],
-                spec=dict(rev.spec or {}),
+            record = _add_revision(
+                tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
-        tx.add_audit(
+        _audit(
+            tx,
             "bundle.promoted",
-            actor=ACTOR,
-            payload={
-                "bundle": name,
-                "environment": env,
-                "revision": record.revision,
-                "digest": rev.digest,
-                "commit": rev.commit,
-                "path": rev.path,
-                "previous_revision": previous,
-                "approved_by": approved_by,
-                "signer_key_ids": list(rev.signer_key_ids),
-                "drift": action.drift,
-            },
+            action,
+            **_revision_payload(rev, record.revision),
+            previous_revision=previous,
+            approved_by=approved_by,
+            signer_key_ids=list(rev.signer_key_ids),
+            drift=action.drift,
         )
         return Outcome(action, True, record.revision)
 
@@ -323,29 +309,15 @@ class Applier:
                 tx, name=name, environment=env, digest=action.target.digest, outcome="rejected"
             )
         else:
-            record = tx.add_revision(
-                name,
-                env,
-                digest=rev.digest or "unknown",
-                commit=rev.commit,
-                signer_key_ids=rev.signer_key_ids,
-                approved_by=[rev.approved_by] if rev.approved_by else [],
-                status="rejected",
-                diagnostics=diagnostics,
-                spec=dict(rev.spec or {}),
+            record = _add_revision(
+                tx, action, "rejected", _signed_off(rev), diagnostics, no_digest="unknown"
             )
-        tx.add_audit(
+        _audit(
+            tx,
             "bundle.rejected",
-            actor=ACTOR,
-            payload={
-                "bundle": name,
-                "environment": env,
-                "revision": record.revision,
-                "digest": rev.digest,
-                "commit": rev.commit,
-                "path": rev.path,
-                "reasons": [p.to_dict() for p in action.reasons],
-            },
+            action,
+            **_revision_payload(rev, record.revision),
+            reasons=[p.to_dict() for p in action.reasons],
         )
         return Outcome(action, True, record.revision)
 
@@ -361,15 +333,12 @@ class Applier:
         ):
             tx.prune_revision(name, env, entry.applied.number)
         self._withdraw_pending(tx, action, entry, "pruned")
-        tx.add_audit(
+        _audit(
+            tx,
             "bundle.pruned",
-            actor=ACTOR,
-            payload={
-                "bundle": name,
-                "environment": env,
-                "revision": number,
-                "digest": action.target.digest if action.target else None,
-            },
+            action,
+            revision=number,
+            digest=action.target.digest if action.target else None,
         )
         return Outcome(action, True, number)
 
@@ -382,16 +351,13 @@ class Applier:
             number = None
             if entry.active is not None:
                 tx.prune_revision(name, env, entry.active.number)
-        tx.add_audit(
+        _audit(
+            tx,
             "bundle.drift_reverted",
-            actor=ACTOR,
-            payload={
-                "bundle": name,
-                "environment": env,
-                "found_revision": found,
-                "restored_revision": number,
-                "message": action.message,
-            },
+            action,
+            found_revision=found,
+            restored_revision=number,
+            message=action.message,
         )
         return Outcome(action, True, number)
 
@@ -403,16 +369,12 @@ class Applier:
         target = action.target
         if target is None:
             self._withdraw_pending(tx, action, entry, "superseded")
-            record = tx.add_revision(
-                name,
-                env,
-                digest=rev.digest or "",
-                commit=rev.commit,
-                signer_key_ids=rev.signer_key_ids,
-                approved_by=[rev.approved_by] if rev.approved_by else [],
-                status="pending_approval",
-                diagnostics=[_source(rev), *rev.diagnostics],
-                spec=dict(rev.spec or {}),
+            record = _add_revision(
+                tx,
+                action,
+                "pending_approval",
+                _signed_off(rev),
+                [_source(rev), *rev.diagnostics],
             )
             number = record.revision
         else:
@@ -429,19 +391,16 @@ class Applier:
             now=self.clock.now(),
             upstream=rules.require_approved_in,
         )
-        tx.add_audit(
+        _audit(
+            tx,
             "promotion.requested",
-            actor=ACTOR,
+            action,
             continuation_id=cid,
-            payload={
-                "bundle": name,
-                "environment": env,
-                "revision": number,
-                "digest": rev.digest,
-                "approvers": list(rules.approvers),
-                "min_approvals": rules.min_approvals,
-                "prompt": promotion.prompt(name, env, rev.digest or ""),
-            },
+            revision=number,
+            digest=rev.digest,
+            approvers=list(rules.approvers),
+            min_approvals=rules.min_approvals,
+            prompt=promotion.prompt(name, env, rev.digest or ""),
         )
         return Outcome(action, True, number)
 
@@ -461,6 +420,57 @@ class Applier:
         self.gate.close(
             tx, name=action.name, environment=action.environment, digest=pending.digest, outcome=why
         )
+
+
+def _signed_off(rev: DesiredRevision) -> list[str]:
+    """Who approved the bundle when it was signed (the first of a revision's approvers)."""
+    return [rev.approved_by] if rev.approved_by else []
+
+
+def _add_revision(
+    tx: Any,
+    action: Action,
+    status: str,
+    approved_by: list[str],
+    diagnostics: list[Mapping[str, Any]],
+    *,
+    no_digest: str = "",
+) -> Any:
+    """The action's desired revision as a new registry row with ``status``."""
+    rev = _desired(action)
+    return tx.add_revision(
+        action.name,
+        action.environment,
+        digest=rev.digest or no_digest,
+        commit=rev.commit,
+        signer_key_ids=rev.signer_key_ids,
+        approved_by=approved_by,
+        status=status,
+        diagnostics=diagnostics,
+        spec=dict(rev.spec or {}),
+    )
+
+
+def _revision_payload(rev: DesiredRevision, revision: int) -> dict[str, Any]:
+    """Which revision an audit event is about, and where in Git it came from."""
+    return {
+        "revision": revision,
+        "digest": rev.digest,
+        "commit": rev.commit,
+        "path": rev.path,
+    }
+
+
+def _audit(
+    tx: Any, event_type: str, action: Action, *, continuation_id: str | None = None, **payload: Any
+) -> None:
+    """A controller audit event about the action's bundle and environment."""
+    tx.add_audit(
+        event_type,
+        actor=ACTOR,
+        continuation_id=continuation_id,
+        payload={"bundle": action.name, "environment": action.environment, **payload},
+    )
 
 
 def _desired(action: Action) -> DesiredRevision:

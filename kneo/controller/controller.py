@@ -89,6 +89,25 @@ class ReconcileResult:
         }
 
 
+@dataclass
+class _Pass:
+    """One reconcile pass in progress: the stage it is in (for the error), each stage's
+    seconds, and the status it started from and the incremental state it ends with."""
+
+    started: datetime
+    stage: str = "fetch"
+    timings: dict[str, float] = field(default_factory=dict)
+    mark: float = field(default_factory=time.perf_counter)
+    previous: Any = None
+    state: incremental.ReconcileState | None = None
+
+    def lap(self, name: str) -> None:
+        """Seconds since the last lap, recorded under ``name``."""
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.mark, 4)
+        self.mark = now
+
+
 class Controller:
     """Reconciles one Git source into one store. Thread-safe entry points.
 
@@ -186,89 +205,15 @@ class Controller:
             started = self.clock.now()
             t0 = time.perf_counter()
             result = ReconcileResult(None, started, dry_run=dry_run)
-            state: incremental.ReconcileState | None = None
-            stage = "fetch"
-            timings: dict[str, float] = {}
-            mark = time.perf_counter()
-
-            def lap(name: str) -> None:
-                nonlocal mark
-                now = time.perf_counter()
-                timings[name] = round(now - mark, 4)
-                mark = now
-
-            previous = None
+            run = _Pass(started)
             try:
-                result.commit = self.source.fetch()
-                lap("fetch")
-                stage = "observe"
-                if not dry_run:
-                    previous = self.store.get_controller_status(self.config.name)
-                scope, change_seq = self._scope(previous, result.commit, result.stats, full)
-                stage = "load"
-                desired = self.loader.load(
-                    self.source,
-                    result.commit,
-                    progress=(lambda d, t: progress("verify", d, t)) if progress else None,
-                    scope=None if scope is None else scope.names,
-                    bundle_count=None if scope is None else scope.bundle_count,
-                )
-                result.problems = desired.findings(
-                    previous.details.get("problems") or () if previous else ()
-                )
-                lap("load")
-                stage = "observe"
-                snapshot = observe(self.store, self.gate, desired.scope)
-                lap("observe")
-                stage = "plan"
-                actions = plan(
-                    desired,
-                    snapshot.observed,
-                    PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
-                )
-                if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
-                    result.problems.append(
-                        {
-                            "code": EMPTY_DESIRED_STATE,
-                            "message": "the commit holds no bundles; nothing was pruned "
-                            "(allow_empty is off)",
-                        }
-                    )
-                lap("plan")
-                if dry_run:
-                    result.outcomes = [Outcome(a, False) for a in actions]
-                else:
-                    stage = "apply"
-                    if not self._still_leader():
-                        raise KneoError("lost the leader lock before applying", code="not_leader")
-                    result.outcomes = self._apply(desired, snapshot, actions, progress)
-                    self._publish_run_policies(desired)
-                    lap("apply")
-                    state = incremental.next_state(
-                        self._saved_state(previous),
-                        desired,
-                        {  # not settled: planned again next pass
-                            o.action.name
-                            for o in result.outcomes
-                            if o.error or o.action.reason == EMPTY_DESIRED_STATE
-                        },
-                        fingerprint=self._fingerprint(),
-                        change_seq=change_seq,
-                        now=started,
-                    )
-                stats = self.loader.last_stats
-                result.stats.update(
-                    files=stats.files,
-                    verified=stats.judged,
-                    cached=stats.cached,
-                    seconds=timings,
-                )
+                self._run_pass(run, result, dry_run=dry_run, progress=progress, full=full)
             except KneoError as exc:
-                result.error = {"stage": stage, "code": exc.code, "message": exc.message}
+                result.error = {"stage": run.stage, "code": exc.code, "message": exc.message}
             except Exception as exc:  # never a traceback to a user; the loop keeps running
-                log.exception("reconcile failed at %s", stage)
+                log.exception("reconcile failed at %s", run.stage)
                 result.error = {
-                    "stage": stage,
+                    "stage": run.stage,
                     "code": "internal_error",
                     "message": f"{type(exc).__name__}: {exc}",
                 }
@@ -276,16 +221,93 @@ class Controller:
             if span is not None:
                 span.set_attributes(
                     tracing.attributes(
-                        {"kneo.git.commit": result.commit, "kneo.controller.stage": stage}
+                        {"kneo.git.commit": result.commit, "kneo.controller.stage": run.stage}
                     )
                 )
                 if result.error is not None:
                     tracing.fail(span, result.error["code"], result.error["message"])
             if not dry_run:
                 metrics.record_reconcile("ok" if result.ok else "error", result.duration_seconds)
-                self._record(result, previous, state if result.ok else None)
+                self._record(result, run.previous, run.state if result.ok else None)
             self._last = result
             return result
+
+    def _run_pass(
+        self,
+        run: _Pass,
+        result: ReconcileResult,
+        *,
+        dry_run: bool,
+        progress: ProgressCallback | None,
+        full: bool,
+    ) -> None:
+        """Fetch, load, observe, plan and (unless ``dry_run``) apply, filling ``result``;
+        ``run.stage`` names the stage an exception escaped from."""
+        result.commit = self.source.fetch()
+        run.lap("fetch")
+        run.stage = "observe"
+        if not dry_run:
+            run.previous = self.store.get_controller_status(self.config.name)
+        previous = run.previous
+        scope, change_seq = self._scope(previous, result.commit, result.stats, full)
+        run.stage = "load"
+        desired = self.loader.load(
+            self.source,
+            result.commit,
+            progress=(lambda d, t: progress("verify", d, t)) if progress else None,
+            scope=None if scope is None else scope.names,
+            bundle_count=None if scope is None else scope.bundle_count,
+        )
+        result.problems = desired.findings(
+            previous.details.get("problems") or () if previous else ()
+        )
+        run.lap("load")
+        run.stage = "observe"
+        snapshot = observe(self.store, self.gate, desired.scope)
+        run.lap("observe")
+        run.stage = "plan"
+        actions = plan(
+            desired,
+            snapshot.observed,
+            PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
+        )
+        if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
+            result.problems.append(
+                {
+                    "code": EMPTY_DESIRED_STATE,
+                    "message": "the commit holds no bundles; nothing was pruned "
+                    "(allow_empty is off)",
+                }
+            )
+        run.lap("plan")
+        if dry_run:
+            result.outcomes = [Outcome(a, False) for a in actions]
+        else:
+            run.stage = "apply"
+            if not self._still_leader():
+                raise KneoError("lost the leader lock before applying", code="not_leader")
+            result.outcomes = self._apply(desired, snapshot, actions, progress)
+            self._publish_run_policies(desired)
+            run.lap("apply")
+            run.state = incremental.next_state(
+                self._saved_state(previous),
+                desired,
+                {  # not settled: planned again next pass
+                    o.action.name
+                    for o in result.outcomes
+                    if o.error or o.action.reason == EMPTY_DESIRED_STATE
+                },
+                fingerprint=self._fingerprint(),
+                change_seq=change_seq,
+                now=run.started,
+            )
+        stats = self.loader.last_stats
+        result.stats.update(
+            files=stats.files,
+            verified=stats.judged,
+            cached=stats.cached,
+            seconds=run.timings,
+        )
 
     def _fingerprint(self) -> str:
         """What verdicts depend on besides the files: a change forces a full pass."""

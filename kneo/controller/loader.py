@@ -192,37 +192,8 @@ class DesiredStateLoader:
         stats.files = len(files)
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
-        project_policies, config_problem = self._project_policies(source, config_sha)
         problems: list[Problem] = []
-        environments: dict[str, DesiredEnvironment] = {}
-        for path, file in sorted(files.items()):
-            if not path.startswith(ENVIRONMENTS_DIR + "/"):
-                continue
-            env_name = PurePosixPath(path).stem
-            if not is_valid_name(env_name):
-                problems.append(
-                    Problem(
-                        "environment_invalid",
-                        f"{path}: not read; {env_name!r} is not a valid environment name",
-                    )
-                )
-                continue
-            if env_name in environments:
-                environments[env_name] = replace(
-                    environments[env_name],
-                    problems=(
-                        Problem(
-                            "environment_invalid",
-                            f"environment {env_name!r} has both a .yaml and a .yml file",
-                        ),
-                    ),
-                )
-                continue
-            environments[env_name] = self._environment(
-                source, env_name, path, file.blob_sha, config_sha, project_policies, config_problem
-            )
-        environments = _check_chains(environments)
-
+        environments = self._read_environments(source, files, config_sha, problems)
         bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
         self._prefetch(source, files, bundle_files)
         revisions: dict[tuple[str, str], DesiredRevision] = {}
@@ -250,26 +221,10 @@ class DesiredStateLoader:
             except Exception as exc:  # whatever one file does stays with that file
                 log.exception("judging %s failed", path)
                 problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
-                judged = _Judged(
-                    *key, None, (), None, None, (problem,), ()
-                )  # judged again next time
-            env = environments.get(key[1])
-            fingerprint = hashlib.sha256(
-                f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
-            ).hexdigest()[:32]
-            revisions[key] = DesiredRevision(
-                name=key[0],
-                environment=key[1],
-                path=path,
-                fingerprint=fingerprint,
-                commit=commit,
-                digest=judged.digest,
-                signer_key_ids=judged.signer_key_ids,
-                approved_by=judged.approved_by,
-                spec=judged.spec,
-                problems=judged.problems,
-                diagnostics=judged.diagnostics,
-                recheck_at=judged.expires_at,
+                # judged again next time
+                judged = _Judged(*key, None, (), None, None, (problem,), ())
+            revisions[key] = self._revision(
+                path, key, blob, judged, environments.get(key[1]), config_sha, commit
             )
         self._forget_unused(
             {files[p].blob_sha for p in bundle_files},
@@ -284,6 +239,75 @@ class DesiredStateLoader:
             tuple(problems),
             scope=None if scope is None else frozenset(scope),
             bundle_count=bundle_count,
+        )
+
+    def _read_environments(
+        self,
+        source: Source,
+        files: Mapping[str, TreeFile],
+        config_sha: str | None,
+        problems: list[Problem],
+    ) -> dict[str, DesiredEnvironment]:
+        """Every ``environments/<name>.yaml`` judged (with the project config's policies);
+        a file that cannot name an environment is a problem of the whole state."""
+        project_policies, config_problem = self._project_policies(source, config_sha)
+        environments: dict[str, DesiredEnvironment] = {}
+        for path, file in sorted(files.items()):
+            if not path.startswith(ENVIRONMENTS_DIR + "/"):
+                continue
+            env_name = PurePosixPath(path).stem
+            if not is_valid_name(env_name):
+                problems.append(
+                    Problem(
+                        "environment_invalid",
+                        f"{path}: not read; {env_name!r} is not a valid environment name",
+                    )
+                )
+                continue
+            if env_name in environments:
+                environments[env_name] = replace(
+                    environments[env_name],
+                    problems=(
+                        Problem(
+                            "environment_invalid",
+                            f"environment {env_name!r} has both a .yaml and a .yml file",
+                        ),
+                    ),
+                )
+                continue
+            environments[env_name] = self._environment(
+                source, env_name, path, file.blob_sha, config_sha, project_policies, config_problem
+            )
+        return _check_chains(environments)
+
+    def _revision(
+        self,
+        path: str,
+        key: tuple[str, str],
+        blob: str,
+        judged: _Judged,
+        env: DesiredEnvironment | None,
+        config_sha: str | None,
+        commit: str,
+    ) -> DesiredRevision:
+        """One judged bundle file as a desired revision. Its fingerprint covers everything
+        the verdict depends on (the file, its environment file, the project config, the keys)."""
+        fingerprint = hashlib.sha256(
+            f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
+        ).hexdigest()[:32]
+        return DesiredRevision(
+            name=key[0],
+            environment=key[1],
+            path=path,
+            fingerprint=fingerprint,
+            commit=commit,
+            digest=judged.digest,
+            signer_key_ids=judged.signer_key_ids,
+            approved_by=judged.approved_by,
+            spec=judged.spec,
+            problems=judged.problems,
+            diagnostics=judged.diagnostics,
+            recheck_at=judged.expires_at,
         )
 
     def _prefetch(

@@ -37,6 +37,7 @@ from kneo.controller.model import (
     ObservedState,
     PlanOptions,
     Problem,
+    PromotionRules,
     RevisionRef,
 )
 
@@ -145,30 +146,17 @@ def _plan_key(
     options: PlanOptions,
     empty_guard: bool,
 ) -> list[Action]:
-    name, environment = key
+    """One key's actions, deciding in order: suspended, removed from Git, invalid, already
+    active, rejected before, waiting for upstream, waiting for (or refused) approval, and
+    otherwise activate."""
     if entry.suspended:
-        note = (
-            "; the registry was changed outside the controller (drift not reverted)"
-            if (entry.drifted)
-            else ""
-        )
-        return [
-            Action(
-                ActionKind.NOOP,
-                name,
-                environment,
-                SUSPENDED,
-                f"{name} is suspended in {environment}; nothing is changed{note}",
-                revision=revision,
-                target=entry.active,
-                drift=entry.drifted,
-            )
-        ]
+        return [_suspended(key, revision, entry)]
     if revision is None:
         return _plan_removed(key, entry, options, empty_guard)
     if not revision.ok:
         return _with_drift_fix(key, entry, _reject(revision, entry, revision.problems))
     if entry.active is not None and entry.active.digest == revision.digest:
+        name, environment = key
         return [
             Action(
                 ActionKind.NOOP,
@@ -183,48 +171,110 @@ def _plan_key(
     if revision.fingerprint in entry.rejected_fingerprints:
         return _with_drift_fix(key, entry, _reject(revision, entry, ()))
     rules = env.promotion if env is not None else None
-    if rules is not None and rules.require_approved_in is not None:
-        upstream = rules.require_approved_in
-        upstream_digest = projected.get((name, upstream))
-        if upstream_digest != revision.digest:
-            wait = Action(
-                ActionKind.WAIT_FOR_UPSTREAM,
-                name,
-                environment,
-                "awaiting_upstream",
-                f"{short(revision.digest)} must be active in {upstream} first "
-                f"(active there: {short(upstream_digest)})",
-                revision=revision,
-                upstream=upstream,
-            )
-            return _with_drift_fix(key, entry, wait)
+    wait = _upstream_wait(key, revision, rules, projected)
+    if wait is not None:
+        return _with_drift_fix(key, entry, wait)
     pending = entry.pending if _pending_matches(entry, revision) else None
     approved_by: tuple[str, ...] = ()
     if rules is not None and rules.require_human_approval:
-        approvals = entry.approvals if pending is not None else Approvals()
-        if approvals.rejected_by:
-            who = ", ".join(sorted(approvals.rejected_by))
-            problem = Problem(PROMOTION_REJECTED, f"promotion to {environment} rejected by {who}")
-            return _with_drift_fix(key, entry, _reject(revision, entry, (problem,), pending))
-        counted = approvals.approved_by
-        if rules.approvers:
-            counted = counted & frozenset(rules.approvers)
-        if len(counted) < rules.min_approvals:
-            wait = Action(
-                ActionKind.WAIT_FOR_APPROVAL,
-                name,
-                environment,
-                "awaiting_approval",
-                f"Promote {name}@{revision.digest} to {environment}? "
-                f"{len(counted)} of {rules.min_approvals} approvals"
-                + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
-                revision=revision,
-                target=pending,
-                approved_by=tuple(sorted(counted)),
-                request_task=not (pending is not None and entry.task_open),
-            )
-            return _with_drift_fix(key, entry, wait)
-        approved_by = tuple(sorted(counted))
+        blocked, approved_by = _approval(key, revision, entry, rules, pending)
+        if blocked is not None:
+            return _with_drift_fix(key, entry, blocked)
+    return [_activate(key, revision, entry, pending, approved_by)]
+
+
+def _suspended(key: BundleKey, revision: DesiredRevision | None, entry: ObservedEntry) -> Action:
+    """A suspended key changes nothing, drift included."""
+    name, environment = key
+    note = (
+        "; the registry was changed outside the controller (drift not reverted)"
+        if entry.drifted
+        else ""
+    )
+    return Action(
+        ActionKind.NOOP,
+        name,
+        environment,
+        SUSPENDED,
+        f"{name} is suspended in {environment}; nothing is changed{note}",
+        revision=revision,
+        target=entry.active,
+        drift=entry.drifted,
+    )
+
+
+def _upstream_wait(
+    key: BundleKey,
+    revision: DesiredRevision,
+    rules: PromotionRules | None,
+    projected: Mapping[BundleKey, str | None],
+) -> Action | None:
+    """A wait while the digest is not (about to be) active in the upstream environment."""
+    if rules is None or rules.require_approved_in is None:
+        return None
+    name, environment = key
+    upstream = rules.require_approved_in
+    upstream_digest = projected.get((name, upstream))
+    if upstream_digest == revision.digest:
+        return None
+    return Action(
+        ActionKind.WAIT_FOR_UPSTREAM,
+        name,
+        environment,
+        "awaiting_upstream",
+        f"{short(revision.digest)} must be active in {upstream} first "
+        f"(active there: {short(upstream_digest)})",
+        revision=revision,
+        upstream=upstream,
+    )
+
+
+def _approval(
+    key: BundleKey,
+    revision: DesiredRevision,
+    entry: ObservedEntry,
+    rules: PromotionRules,
+    pending: RevisionRef | None,
+) -> tuple[Action | None, tuple[str, ...]]:
+    """People's say on the promotion: ``(reject or wait, ())`` when it blocks, else
+    ``(None, who approved)``. Only approvals of the pending revision count, and only from
+    the listed approvers when there is a list."""
+    name, environment = key
+    approvals = entry.approvals if pending is not None else Approvals()
+    if approvals.rejected_by:
+        who = ", ".join(sorted(approvals.rejected_by))
+        problem = Problem(PROMOTION_REJECTED, f"promotion to {environment} rejected by {who}")
+        return _reject(revision, entry, (problem,), pending), ()
+    counted = approvals.approved_by
+    if rules.approvers:
+        counted = counted & frozenset(rules.approvers)
+    if len(counted) >= rules.min_approvals:
+        return None, tuple(sorted(counted))
+    wait = Action(
+        ActionKind.WAIT_FOR_APPROVAL,
+        name,
+        environment,
+        "awaiting_approval",
+        f"Promote {name}@{revision.digest} to {environment}? "
+        f"{len(counted)} of {rules.min_approvals} approvals"
+        + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
+        revision=revision,
+        target=pending,
+        approved_by=tuple(sorted(counted)),
+        request_task=not (pending is not None and entry.task_open),
+    )
+    return wait, ()
+
+
+def _activate(
+    key: BundleKey,
+    revision: DesiredRevision,
+    entry: ObservedEntry,
+    pending: RevisionRef | None,
+    approved_by: tuple[str, ...],
+) -> Action:
+    """Activate the revision; drift back to this very digest is a revert instead."""
+    name, environment = key
     applied = entry.applied
     if (
         entry.drifted
@@ -232,22 +282,20 @@ def _plan_key(
         and applied.status != "pruned"
         and applied.digest == revision.digest
     ):
-        return [_drift_revert(key, entry, applied)]
-    return [
-        Action(
-            ActionKind.ACTIVATE,
-            name,
-            environment,
-            "promoted",
-            f"activate {short(revision.digest)} from {revision.path} at {revision.commit[:12]}"
-            + (f", approved by {', '.join(approved_by)}" if approved_by else "")
-            + (f" (replacing revision {entry.active.number})" if entry.active else ""),
-            revision=revision,
-            target=pending,
-            approved_by=approved_by,
-            drift=entry.drifted,
-        )
-    ]
+        return _drift_revert(key, entry, applied)
+    return Action(
+        ActionKind.ACTIVATE,
+        name,
+        environment,
+        "promoted",
+        f"activate {short(revision.digest)} from {revision.path} at {revision.commit[:12]}"
+        + (f", approved by {', '.join(approved_by)}" if approved_by else "")
+        + (f" (replacing revision {entry.active.number})" if entry.active else ""),
+        revision=revision,
+        target=pending,
+        approved_by=approved_by,
+        drift=entry.drifted,
+    )
 
 
 def _pending_matches(entry: ObservedEntry, revision: DesiredRevision) -> bool:

@@ -339,6 +339,34 @@ class _Run:
             )
         )
 
+    def step_event(
+        self,
+        kind: str,
+        key: str,
+        step: CompiledStep,
+        data: dict[str, Any],
+        *,
+        status: str = "completed",
+        attempt: int = 1,
+        at: str | None = None,
+        **boundary: Any,
+    ) -> None:
+        """A unit's lifecycle change: its trace event, then a journal boundary of the same kind."""
+        self.emit(kind, data, step_id=step.id, unit_key=key, at=at)
+        self.commit(kind, step_id=step.id, unit_key=key, status=status, attempt=attempt, **boundary)
+
+    def _record_error(
+        self, key: str, step: CompiledStep, status: str, attempt: int, error: dict[str, Any]
+    ) -> None:
+        """The unit's record after a failed attempt (``retrying`` or ``failed``)."""
+        with self.state.lock:
+            self.state.units[key] = {
+                "step_id": step.id,
+                "status": status,
+                "attempts": attempt,
+                "error": error,
+            }
+
     def check_cancel(self) -> None:
         self.cancellation.raise_if_cancelled()
 
@@ -364,12 +392,60 @@ class _Run:
             previous = self.state.units.get(key, {})
             attempt = int(previous.get("attempts", 0))
             self.state.position = {"unit_key": key, "step_id": step.id, **position}
+        passed_on, human_input = self._before(key, step, text, attempt, previous)
+        if passed_on is not None:
+            return passed_on
+        self.emit(
+            "step_started",
+            {"kind": step.kind, "attempt": attempt + 1, **position},
+            step_id=step.id,
+            unit_key=key,
+        )
+        reviewed = self._reviewed(key, step, text, attempt, human_input)
+        if reviewed is None:  # on_error passed the input on: no review of a failure
+            return str(self.state.units[key].get("output") or "")
+        output, extra, attempt = reviewed
+        finished = self.now_iso()  # the record and its event share one timestamp
+        self._finish_unit(
+            key,
+            {
+                "step_id": step.id,
+                "status": "completed",
+                "output": output,
+                "attempts": attempt,
+                "finished_at": finished,
+                **extra,
+            },
+        )
+        self.step_event(
+            "step_completed",
+            key,
+            step,
+            {"kind": step.kind, "attempt": attempt, "output_chars": len(output)},
+            attempt=attempt,
+            at=finished,
+            closing=closing,
+            **{k: v for k, v in position.items() if k == "node_id"},
+        )
+        self.check_cancel()
+        return output
+
+    def _before(
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        attempt: int,
+        previous: Mapping[str, Any],
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """What people decided before the unit runs: its confirmation and typed-input gates,
+        and (``on_error: pause``) the answer about its last failed attempt. ``(output, None)``
+        when the unit ends here, passing ``output`` on; else ``(None, the typed input)``."""
         review = step.human_review
-        human_input: dict[str, Any] | None = None
         if review is not None and review.requires_confirmation:
             verdict = gates.confirm(self, key, step, text)
             if verdict == "skip":
-                return self._skip(key, step, text)
+                return self._skip(key, step, text), None
             if verdict == "cancel":
                 raise RunCancelled(f"step '{step.id}' was rejected; on_reject cancels the run")
             if verdict == "fail":
@@ -382,21 +458,34 @@ class _Run:
                     attempt,
                     error_info(rejected, step_id=step.id, unit_key=key, attempt=attempt),
                 )
-        if review is not None and review.input_schema:
-            human_input = gates.collect_input(self, key, step, text)
+        human_input = (
+            gates.collect_input(self, key, step, text)
+            if review is not None and review.input_schema
+            else None
+        )
         if previous.get("status") == "failed" and step.on_error == "pause":
             # A person was asked about the last failed attempt: apply the answer first.
             choice = self._error_choice(key, step, attempt, previous.get("error") or {})
             if choice == "skip":
-                return self._continue_past(key, step, text, attempt, previous.get("error") or {})
+                return self._continue_past(
+                    key, step, text, attempt, previous.get("error") or {}
+                ), None
             if choice == "fail":
                 self._fail(key, step, attempt, previous.get("error") or {})
-        self.emit(
-            "step_started",
-            {"kind": step.kind, "attempt": attempt + 1, **position},
-            step_id=step.id,
-            unit_key=key,
-        )
+        return None, human_input
+
+    def _reviewed(
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        attempt: int,
+        human_input: dict[str, Any] | None,
+    ) -> tuple[str, dict[str, Any], int] | None:
+        """The attempts, then review rounds until the output is accepted (each rejection runs
+        the step again with the feedback; ``max_reviews`` rejections fail it). ``(output,
+        extra, attempt)``, or ``None`` when ``on_error`` passed the input on."""
+        review = step.human_review
         round_no, feedback = 1, None
         while True:
             reviewing = self.state.units.get(key, {})
@@ -408,11 +497,11 @@ class _Run:
                 attempt = int(reviewing.get("attempts", attempt))
             else:
                 ran = self._attempts(key, step, text, attempt, round_no, human_input, feedback)
-                if ran is None:  # on_error passed the input on: no review of a failure
-                    return str(self.state.units[key].get("output") or "")
+                if ran is None:
+                    return None
                 output, extra, attempt = ran
             if review is None or not review.review_output:
-                break
+                return output, extra, attempt
             if reviewing.get("round") != round_no:
                 with self.state.lock:
                     self.state.units[key] = {
@@ -432,9 +521,8 @@ class _Run:
                 )
             outcome = gates.review(self, key, step, round_no, output)
             if outcome.accepted:
-                output = outcome.output
                 extra = {**extra, "review": outcome.decision, "review_rounds": round_no}
-                break
+                return outcome.output, extra, attempt
             if round_no >= review.max_reviews:
                 error = error_info(
                     HumanRejected(
@@ -449,35 +537,6 @@ class _Run:
                 )
                 self._fail(key, step, attempt, error)
             round_no, feedback = round_no + 1, outcome.feedback
-        finished = self.now_iso()  # the record and its event share one timestamp
-        self._finish_unit(
-            key,
-            {
-                "step_id": step.id,
-                "status": "completed",
-                "output": output,
-                "attempts": attempt,
-                "finished_at": finished,
-                **extra,
-            },
-        )
-        self.emit(
-            "step_completed",
-            {"kind": step.kind, "attempt": attempt, "output_chars": len(output)},
-            step_id=step.id,
-            unit_key=key,
-            at=finished,
-        )
-        self.commit(
-            "step_completed",
-            step_id=step.id,
-            unit_key=key,
-            attempt=attempt,
-            closing=closing,
-            **{k: v for k, v in position.items() if k == "node_id"},
-        )
-        self.check_cancel()
-        return output
 
     def _attempts(
         self,
@@ -532,10 +591,9 @@ class _Run:
                 "finished_at": self.now_iso(),
             },
         )
-        self.emit(
-            "step_skipped", {"reason": "confirmation rejected"}, step_id=step.id, unit_key=key
+        self.step_event(
+            "step_skipped", key, step, {"reason": "confirmation rejected"}, status="skipped"
         )
-        self.commit("step_skipped", step_id=step.id, unit_key=key, status="skipped")
         return text
 
     def _on_error(
@@ -546,21 +604,14 @@ class _Run:
         retryable = not isinstance(exc, HumanRejected)
         if step.on_error == "retry" and retryable and attempt <= step.max_retries:
             delay = step.retry_backoff_seconds * (2 ** (attempt - 1))
-            with self.state.lock:
-                self.state.units[key] = {
-                    "step_id": step.id,
-                    "status": "retrying",
-                    "attempts": attempt,
-                    "error": error,
-                }
-            self.emit(
+            self._record_error(key, step, "retrying", attempt, error)
+            self.step_event(
                 "step_retry",
+                key,
+                step,
                 {"attempt": attempt, "delay_seconds": delay, "error": error},
-                step_id=step.id,
-                unit_key=key,
-            )
-            self.commit(
-                "step_retry", step_id=step.id, unit_key=key, status="retrying", attempt=attempt
+                status="retrying",
+                attempt=attempt,
             )
             if delay > 0:
                 self.engine.sleep(delay)
@@ -578,17 +629,16 @@ class _Run:
 
     def _fail(self, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]) -> NoReturn:
         with self.state.lock:
-            self.state.units[key] = {
-                "step_id": step.id,
-                "status": "failed",
-                "attempts": attempt,
-                "error": error,
-            }
+            self._record_error(key, step, "failed", attempt, error)
             self.state.failure = error
-        self.emit(
-            "step_failed", {"attempt": attempt, "error": error}, step_id=step.id, unit_key=key
+        self.step_event(
+            "step_failed",
+            key,
+            step,
+            {"attempt": attempt, "error": error},
+            status="failed",
+            attempt=attempt,
         )
-        self.commit("step_failed", step_id=step.id, unit_key=key, status="failed", attempt=attempt)
         raise _Failure(error)
 
     def _continue_past(
@@ -606,14 +656,13 @@ class _Run:
                 "finished_at": self.now_iso(),
             },
         )
-        self.emit(
+        self.step_event(
             "step_failed",
+            key,
+            step,
             {"attempt": attempt, "error": error, "continued": True},
-            step_id=step.id,
-            unit_key=key,
-        )
-        self.commit(
-            "step_failed", step_id=step.id, unit_key=key, status="continued", attempt=attempt
+            status="continued",
+            attempt=attempt,
         )
         return text
 
@@ -624,13 +673,7 @@ class _Run:
         wait_key = f"{key}:error:{attempt}"
         decision = self.decision(wait_key)
         if decision is None:
-            with self.state.lock:
-                self.state.units[key] = {
-                    "step_id": step.id,
-                    "status": "failed",
-                    "attempts": attempt,
-                    "error": error,
-                }
+            self._record_error(key, step, "failed", attempt, error)
             self.commit(
                 "step_failed", step_id=step.id, unit_key=key, status="failed", attempt=attempt
             )

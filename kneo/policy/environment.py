@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kneo.errors import ConfigError
 from kneo.names import NAME_PATTERN
@@ -220,7 +220,7 @@ def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
     The file's name (without ``.yaml``) is the environment; an ``environment:`` member that
     says otherwise is an error, so a copied file cannot silently apply to the wrong place.
     """
-    from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
+    from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 
     p = Path(path)
     data, text = read_yaml_mapping(p, what="environment file")
@@ -234,12 +234,7 @@ def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
             field="environment",
         )
     data.setdefault("environment", env)
-    try:
-        return EnvironmentPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error_to_spec_error(
-            exc, data, file=str(p), texts=[(str(p), text)], kind="environment file"
-        ) from None
+    return validate_mapping(EnvironmentPolicy, data, file=p, text=text, kind="environment file")
 
 
 def load_environments(directory: str | os.PathLike[str]) -> dict[str, EnvironmentPolicy]:

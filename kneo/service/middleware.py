@@ -51,6 +51,96 @@ def envelope_bytes(error: dict[str, Any]) -> bytes:
     return json.dumps(error, separators=(",", ":")).encode("utf-8")
 
 
+class _Exchange:
+    """One request's side of the ASGI conversation: its id on every response, the streamed
+    body limit, and the status actually sent (for the log and the metrics)."""
+
+    def __init__(self, request_id: str, limit: int, receive: Receive, send: Send) -> None:
+        self.request_id = request_id
+        self.limit = limit
+        self._receive = receive
+        self._send = send
+        self.code = 500
+        self.started = False
+        self.too_large = False
+        self.received = 0
+
+    async def receive(self) -> Message:
+        """The client's messages, until the body passes the limit."""
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                self.too_large = True
+                raise _BodyTooLarge()
+        return message
+
+    async def send(self, message: Message) -> None:
+        """The app's response with the request id; nothing of it once the limit was hit."""
+        if message["type"] == "http.response.start":
+            if self.too_large:  # the app answered something else; the limit wins
+                return
+            self.code = message["status"]
+            self.started = True
+            message.setdefault("headers", [])
+            message["headers"] = [
+                *[(k, v) for k, v in message["headers"] if k.lower() != b"x-request-id"],
+                (b"x-request-id", self.request_id.encode("latin-1")),
+            ]
+        elif message["type"] == "http.response.body" and self.too_large:
+            return
+        await self._send(message)
+
+    async def send_error(self, code: int, error: dict[str, Any]) -> None:
+        """The error envelope (redacted, with the request id) as the whole response."""
+        body = envelope_bytes({**redact(error), "request_id": self.request_id})
+        self.code = code
+        self.started = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", self.request_id.encode("latin-1")),
+                    *((k.lower().encode(), v.encode()) for k, v in error_headers(code).items()),
+                ],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def unhandled(self, scope: Scope, exc: Exception) -> None:
+        """An exception the app let through: logged (a traceback unless it is a database
+        outage) and answered, 503 for an outage, else 500, when no response has started."""
+        mapped = database_error(exc)
+        logger.error(
+            json.dumps(
+                redact(
+                    {
+                        "event": "http_unhandled_error",
+                        "request_id": self.request_id,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                    }
+                )
+            ),
+            exc_info=exc if mapped is None else False,  # an outage is not a bug: no traceback
+        )
+        if self.started:
+            return
+        if mapped is not None:
+            await self.send_error(mapped.http_status, mapped.to_dict())
+        else:
+            await self.send_error(
+                500,
+                {
+                    "error": "internal_error",
+                    "message": "Internal server error; see the service log for this request id",
+                },
+            )
+
+
 class RequestContextMiddleware:
     """Request id in and out, streamed body limit, one JSON log record per request."""
 
@@ -73,104 +163,30 @@ class RequestContextMiddleware:
         request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        status = {"code": 500, "started": False}
-        too_large = {"hit": False}
-        limit = self.max_body_bytes
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                if too_large["hit"]:  # the app answered something else; the limit wins
-                    return
-                status["code"] = message["status"]
-                status["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *[(k, v) for k, v in message["headers"] if k.lower() != b"x-request-id"],
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
-            elif message["type"] == "http.response.body" and too_large["hit"]:
-                return
-            await send(message)
-
-        async def send_error(code: int, error: dict[str, Any]) -> None:
-            body = envelope_bytes({**redact(error), "request_id": request_id})
-            status["code"] = code
-            status["started"] = True
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": code,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"x-request-id", request_id.encode("latin-1")),
-                        *((k.lower().encode(), v.encode()) for k, v in error_headers(code).items()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_error(413, _too_large(limit))
+        ex = _Exchange(request_id, self.max_body_bytes, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > ex.limit:
+            await ex.send_error(413, _too_large(ex.limit))
             self._done(scope, request_id, 413, started, span)
             return
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    too_large["hit"] = True
-                    raise _BodyTooLarge()
-            return message
-
         try:
             refused = _refused_target(scope)
-            app_receive: Receive = limited_receive
+            app_receive: Receive = ex.receive
             if refused is None and _is_json(scope["headers"]):
-                body = await _read_body(limited_receive)
+                body = await _read_body(ex.receive)
                 refused = _refused_json(body)
                 app_receive = _replay(body, receive)
             if refused is not None:
-                await send_error(refused.http_status, refused.to_dict())
+                await ex.send_error(refused.http_status, refused.to_dict())
             else:
                 with tracing.current(span):
-                    await self.app(scope, app_receive, send_with_id)
+                    await self.app(scope, app_receive, ex.send)
         except _BodyTooLarge:
             pass
         except Exception as exc:
-            mapped = database_error(exc)
-            logger.error(
-                json.dumps(
-                    redact(
-                        {
-                            "event": "http_unhandled_error",
-                            "request_id": request_id,
-                            "method": scope.get("method"),
-                            "path": scope.get("path"),
-                        }
-                    )
-                ),
-                exc_info=mapped is None,  # a database outage is not a bug: no traceback
-            )
-            if not status["started"]:
-                if mapped is not None:
-                    await send_error(mapped.http_status, mapped.to_dict())
-                else:
-                    await send_error(
-                        500,
-                        {
-                            "error": "internal_error",
-                            "message": "Internal server error; see the service log for this "
-                            "request id",
-                        },
-                    )
-        if too_large["hit"]:
-            await send_error(413, _too_large(limit))
-        self._done(scope, request_id, int(status["code"]), started, span)
+            await ex.unhandled(scope, exc)
+        if ex.too_large:
+            await ex.send_error(413, _too_large(ex.limit))
+        self._done(scope, request_id, ex.code, started, span)
 
     def _done(
         self, scope: Scope, request_id: str, status_code: int, started: float, span: Any

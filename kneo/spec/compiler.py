@@ -99,7 +99,7 @@ class SpecCompiler:
                 raise SpecError(
                     "target 'agent' needs a top-level 'agent'", code="E_UNKNOWN_REF", path="agent"
                 )
-            step = self._agent_step(
+            step = self._step(
                 StepSpec(id=spec.agent.name, kind="agent", ref=spec.agent.name), spec, catalog
             )
             return CompiledWorkflow(
@@ -136,8 +136,6 @@ class SpecCompiler:
     # ------------------------------------------------------------------ steps
 
     def _step(self, step: StepSpec, spec: Spec, catalog: ToolCatalog) -> CompiledStep:
-        if step.kind == "agent":
-            return self._agent_step(step, spec, catalog)
         common: dict[str, Any] = {
             "id": step.id,
             "kind": step.kind,
@@ -148,13 +146,17 @@ class SpecCompiler:
             "timeout_seconds": step.timeout_seconds,
             "human_review": step.human_review,
         }
+        if step.kind == "agent":
+            agent = normalize_agent(spec.all_agents()[step.ref])
+            return CompiledStep(**common, agent=agent, tools=self._agent_tools(agent, catalog))
         if step.kind == "human":
             return CompiledStep(**common, human=spec.components.humans[step.ref])
         function = spec.components.functions.get(step.ref)
         return CompiledStep(**common, function_ref=function.ref if function else step.ref)
 
-    def _agent_step(self, step: StepSpec, spec: Spec, catalog: ToolCatalog) -> CompiledStep:
-        agent = normalize_agent(spec.all_agents()[step.ref])
+    def _agent_tools(self, agent: AgentSpec, catalog: ToolCatalog) -> tuple[ToolDefinition, ...]:
+        """The agent's tools, each needing approval when the agent's ``approval_required``
+        names it even if its definition does not."""
         tools: list[ToolDefinition] = []
         for name in catalog.selected(agent):
             definition = catalog.get(name)
@@ -162,18 +164,7 @@ class SpecCompiler:
                 if name in agent.approval_required and not definition.requires_approval:
                     definition = replace(definition, requires_approval=True)
                 tools.append(definition)
-        return CompiledStep(
-            id=step.id,
-            kind="agent",
-            ref=step.ref,
-            on_error=step.on_error,
-            max_retries=step.max_retries,
-            retry_backoff_seconds=step.retry_backoff_seconds,
-            timeout_seconds=step.timeout_seconds,
-            human_review=step.human_review,
-            agent=agent,
-            tools=tuple(tools),
-        )
+        return tuple(tools)
 
 
 def describe(compiled: CompiledWorkflow) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -326,15 +325,10 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
 
 def load_project_config(path: Path) -> ProjectConfig:
     """Read and validate one project config; errors name the file, line and field path."""
-    from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
+    from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 
     data, text = read_yaml_mapping(path, what="project config")
-    try:
-        return ProjectConfig.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error_to_spec_error(
-            exc, data, file=str(path), texts=[(str(path), text)], kind="project config"
-        ) from None
+    return validate_mapping(ProjectConfig, data, file=path, text=text, kind="project config")
 
 
 @dataclass(frozen=True)

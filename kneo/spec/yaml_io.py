@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kneo import documents
 from kneo.errors import SpecError
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
+
+    _Model = TypeVar("_Model", bound=BaseModel)
 
 # PyYAML is imported on first use: processes that never parse YAML (``kneo human resume``,
 # the service's run path) do not pay its ~15 ms import. Reading and parsing go through
@@ -113,6 +115,21 @@ def line_of(text: str, loc: Loc) -> int | None:
         else:
             return best
     return best
+
+
+def validate_mapping(
+    model: type[_Model], data: dict[str, Any], *, file: Path, text: str, kind: str
+) -> _Model:
+    """``data``, read from ``file`` (whose ``text`` locates lines), as ``model``; any bad field
+    is one ``E_SCHEMA`` error naming file:line and the field (see below)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_spec_error(
+            exc, data, file=str(file), texts=[(str(file), text)], kind=kind
+        ) from None
 
 
 def validation_error_to_spec_error(
