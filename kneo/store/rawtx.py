@@ -134,9 +134,8 @@ class _Sql:
             try:
                 proc = self._results[key]
             except KeyError:
-                proc = self._results[key] = table.c[name].type._cached_result_processor(
-                    self.dialect, coltype
-                )
+                coltype_ = table.c[name].type.dialect_impl(self.dialect)
+                proc = self._results[key] = coltype_.result_processor(self.dialect, coltype)
             out[name] = proc(value) if proc is not None else value
         return out
 
