@@ -204,7 +204,7 @@ class Store(
         """A writer for one run's consecutive step boundaries (the engine's per-step path),
         on the connection the dialect says (:meth:`StoreDialect.step_connection`); close it
         when done."""
-        return steps.StepWriter(self.engine, self.dialect.step_connection(self.engine))
+        return steps.StepWriter(self.engine, self.dialect)
 
     def write_step(
         self,

@@ -13,7 +13,7 @@ machinery runs. Everything commits together in
 On PostgreSQL the statements cost as few round trips and driver calls as their reads allow:
 
 - Inserts nobody reads back wait and go out as *one* statement (each a data-modifying
-  ``WITH`` part: :func:`_compound`) with the next read, or at commit.
+  ``WITH`` part: :meth:`~kneo.store.dialects.PostgresDialect.compound`) with the next read, or at commit.
 - A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
   rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
 - A run's outcome with nothing before it is one statement too (:meth:`RawTransaction.finish_run`:
@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import operator
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 
 from kneo import jsontext
 from kneo.errors import Conflict
+from kneo.store import dialects as d
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
+from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
 from kneo.store.records import ContinuationRecord, RunRecord
 from kneo.store.rowvalues import (
@@ -56,251 +56,41 @@ from kneo.store.rowvalues import (
     outbox_values,
     trace_values,
 )
-from kneo.store.steps import (
-    CAS_EVENTS,
-    MAX_NUMBERED_ROWS,
-    StepCheckpoint,
-    execute_alone,
-    insert_rows,
-    numbered_rows,
-)
+from kneo.store.steps import CAS_RETURNING, CHECKPOINT_COLUMNS, TRACE_COLUMNS, StepCheckpoint
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
 
-_NAMED = re.compile(r":([a-z_]+)")
-_Proc = Callable[[Any], Any] | None
-
-
-class _Text(NamedTuple):
-    """A statement with positional placeholders and the parameter name each one takes."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple([params[name] for name in self.names])
-
-
-class _Sql:
-    """Prepared statements and column processors for one dialect."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.mark = "?" if dialect.paramstyle in ("qmark", "named") else "%s"
-        #: PostgreSQL: unread inserts wait and go out as one statement (see the module doc)
-        self.batch = dialect.name == "postgresql"
-        self.pipeline = dialect.driver == "psycopg" and _pipeline_supported()
-        # What opens the transaction: SQLite takes its write lock up front; in psycopg's
-        # pipeline the BEGIN is queued with the statements (see RawTransaction._start).
-        self.begin = (
-            "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN" if self.pipeline else None
-        )
-        self._texts: dict[Any, _Text] = {}
-        self._binds: dict[tuple[str, str], _Proc] = {}
-        self._results: dict[tuple[str, str, Any], _Proc] = {}
-
-    def text(self, key: Any, build: Callable[[], str]) -> _Text:
-        """``build()``'s statement (``:name`` parameters) in the driver's positional style,
-        built once per ``key``."""
-        found = self._texts.get(key)
-        if found is None:
-            names: list[str] = []
-
-            def mark(match: re.Match[str]) -> str:
-                names.append(match.group(1))
-                return self.mark
-
-            sql = _NAMED.sub(mark, build())
-            found = self._texts[key] = _Text(sql, tuple(names))
-        return found
-
-    def bind(self, table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
-        out = {}
-        for name, value in values.items():
-            key = (table.name, name)
-            try:
-                proc = self._binds[key]
-            except KeyError:
-                proc = self._binds[key] = t.value_binder(table.c[name].type, self.dialect)
-            out[name] = proc(value) if proc is not None and value is not None else value
-        return out
-
-    def result(self, table: sa.Table, description: Any, row: Sequence[Any]) -> dict[str, Any]:
-        out = {}
-        for column, value in zip(description, row, strict=True):
-            name, coltype = column[0], column[1]
-            key = (table.name, name, coltype)
-            try:
-                proc = self._results[key]
-            except KeyError:
-                coltype_ = table.c[name].type.dialect_impl(self.dialect)
-                proc = self._results[key] = coltype_.result_processor(self.dialect, coltype)
-            out[name] = proc(value) if proc is not None else value
-        return out
-
-
-_SQL: dict[str, _Sql] = {}
-
-
-def _pipeline_supported() -> bool:
-    import psycopg
-
-    return bool(psycopg.Pipeline.is_supported())
-
-
-def _compound(statements: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[str, tuple[Any, ...]]:
-    """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
-    together, see none of each other's rows and fail or commit together; foreign keys are
-    checked at the statement's end, so a child row may go with its parent's insert."""
-    if len(statements) == 1:
-        return statements[0]
-    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
-    args = tuple(itertools.chain.from_iterable(a for _, a in statements))
-    return f"WITH {parts} {statements[-1][0]}", args
-
-
-def _sql(dialect: Dialect) -> _Sql:
-    found = _SQL.get(dialect.name)
-    if found is None:
-        found = _SQL[dialect.name] = _Sql(dialect)
-    return found
+_RUN_COLUMNS = d.columns(t.runs)
+#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
+_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
+_AUDIT_COLUMNS = d.cas_params(t.audit_events)
+_OUTBOX_COLUMNS = d.cas_params(t.notification_events)
 
 
 def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable[[], str]:
-    def build() -> str:
-        return (
-            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-            f"({', '.join(':' + n for n in names)}){suffix}"
-        )
-
-    return build
-
-
-_RUN_COLUMNS = tuple(c.name for c in t.runs.c)
-_CHECKPOINT_COLUMNS = tuple(c.name for c in t.checkpoints.c)
-_CHECKPOINT_HEAD = f"INSERT INTO checkpoints ({', '.join(_CHECKPOINT_COLUMNS)})"
-#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
-_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
-_RUN_RETURNING = ", ".join(_RUN_COLUMNS)
-
-
-_AUDIT_COLUMNS = ("event_id", "event_type", "actor", "run_id", "continuation_id", "payload")
-
-
-def _finish_update(
-    keys: Sequence[str], release: bool, moves: bool, *, alone: bool, guard: bool
-) -> Callable[[], str]:
-    """:meth:`RawTransaction.finish_run`'s compare-and-set: the ``changes`` (``keys``), the
-    counters moved by the rows it adds (``moves``), the lease released when its owner still
-    holds it (``release``); ``guard``: only at the checkpoint a patch follows. ``alone``:
-    as the ``cas`` part of :func:`_finish_alone_sql`."""
-
-    def build() -> str:
-        sets = ["version = version + 1", "updated_at = :k_now"]
-        sets += [f"{k} = :v_{k}" for k in keys]
-        if moves:
-            sets += [
-                "checkpoint_seq = checkpoint_seq + :k_checkpoints",
-                "trace_seq = trace_seq + :k_events",
-            ]
-        if release:
-            mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
-            sets += [
-                f"lease_owner = {mine.format('lease_owner')}",
-                f"lease_expires_at = {mine.format('lease_expires_at')}",
-            ]
-        where = "run_id = :k_run_id AND version = :k_expected"
-        if guard:
-            where += " AND checkpoint_seq = :k_last"
-        returning = "run_id, " if alone else ""
-        returning += "version, checkpoint_seq, trace_seq"
-        returning += ", updated_at" if alone else ""
-        return f"UPDATE runs SET {', '.join(sets)} WHERE {where} RETURNING {returning}"
-
-    return build
-
-
-# PostgreSQL: an outcome as one statement. Every row it adds selects from the updated run
-# (``cas``), numbered from the counters it returns, so nothing is written when the
-# compare-and-set finds no row; a patch checkpoint guards its predecessor (``k_last``).
-_FINISH_CHECKPOINTS = (
-    ", cp AS (INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, "
-    "payload, size_bytes, truncated, metadata, created_at) "
-    "SELECT cas.run_id, cas.checkpoint_seq - {count} + c.n, c.type, c.step_id, c.status, "
-    "c.encoding, c.payload, c.size_bytes, c.truncated, c.metadata, cas.updated_at "
-    "FROM cas, {rows} AS c(n, type, step_id, status, encoding, payload, size_bytes, "
-    "truncated, metadata))"
-)
-_FINISH_AUDITS = (
-    ", au AS (INSERT INTO audit_events (event_id, event_type, actor, run_id, continuation_id, "
-    "payload, created_at) SELECT a.event_id, a.event_type, a.actor, a.run_id, "
-    "a.continuation_id, a.payload, cas.updated_at FROM cas, {rows} "
-    "AS a(n, event_id, event_type, actor, run_id, continuation_id, payload))"
-)
-
-# A notifiable audit's outbox row (kneo.store.notifications), in the same statement.
-_FINISH_OUTBOX = (
-    ", nb AS (INSERT INTO notification_events (event_id, event_type, severity, environment, "
-    "assignee, actor, run_id, continuation_id, payload, routed, created_at) SELECT o.event_id, "
-    "o.event_type, o.severity, o.environment, o.assignee, o.actor, o.run_id, o.continuation_id, "
-    "o.payload, false, cas.updated_at FROM cas, {rows} AS o(n, event_id, event_type, severity, "
-    "environment, assignee, actor, run_id, continuation_id, payload))"
-)
-_OUTBOX_COLUMNS = (
-    "event_id",
-    "event_type",
-    "severity",
-    "environment",
-    "assignee",
-    "actor",
-    "run_id",
-    "continuation_id",
-    "payload",
-)
-
-
-def _finish_alone_sql(
-    cas: str, checkpoints: int, events: int, audits: int, outbox: int
-) -> Callable[[], str]:
-    """The statement of :meth:`RawTransaction._finish_alone`: ``cas`` (positional) and the
-    rows it adds, ``checkpoints``, ``events``, ``audits`` and ``outbox`` of them."""
-
-    def build() -> str:
-        sql = f"WITH cas AS ({cas})"
-        if checkpoints:
-            rows = numbered_rows(8, checkpoints)
-            sql += _FINISH_CHECKPOINTS.format(count=checkpoints, rows=rows)
-        if events:
-            sql += CAS_EVENTS.format(count=events, rows=numbered_rows(3, events))
-        if audits:
-            sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
-        if outbox:
-            sql += _FINISH_OUTBOX.format(rows=numbered_rows(len(_OUTBOX_COLUMNS), outbox))
-        return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
-
-    return build
+    return lambda: d.insert_sql(table, names, suffix)
 
 
 class RawTransaction(RowWriter):
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
-    def __init__(self, store: Store, raw: Any, sql: _Sql) -> None:
+    def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
         self._store = store
         self._raw = raw
-        self._sql = sql
+        self._d = dialect
         self._cur = raw.cursor()
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
         self._new_specs: list[str] = []
         #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
-        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if sql.batch else None
+        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if dialect.batch else None
         self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
         self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
         self._open = False  # the transaction began on the connection
         self._ended = False  # committed (or finish_run's one statement): nothing may follow
-        if not sql.batch:
+        if not dialect.batch:
             try:
                 self._start()
             except BaseException:
@@ -312,15 +102,15 @@ class RawTransaction(RowWriter):
         """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
         ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
         trip of its own), or with SQLite's write lock."""
-        if self._sql.pipeline:
+        if self._d.pipeline:
             driver = self._raw.driver_connection
             driver.autocommit = True
             self._autocommit_on = True
             self._pipe = driver.pipeline()
             self._pipe.__enter__()
         self._open = True
-        if self._sql.begin:
-            self._cur.execute(self._sql.begin)
+        if self._d.begin:
+            self._cur.execute(self._d.begin)
 
     def _check_open(self) -> None:
         if self._ended:
@@ -331,13 +121,13 @@ class RawTransaction(RowWriter):
         if not self._open:
             self._start()
         if self._waiting:
-            self._cur.execute(*_compound(self._waiting))
+            self._cur.execute(*self._d.compound(self._waiting))
             self._waiting.clear()
 
     def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
         """Run a statement whose result is read (or that must follow what came before: an
         update); the cursor."""
-        text = self._sql.text(key, build)
+        text = self._d.text(key, build)
         self._check_open()
         self._send()
         self._cur.execute(text.sql, text.args(params))
@@ -345,7 +135,7 @@ class RawTransaction(RowWriter):
 
     def _add(self, sql: str, args: tuple[Any, ...]) -> None:
         """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
-        (see :func:`_compound`), runs now elsewhere."""
+        (see :meth:`~kneo.store.dialects.PostgresDialect.compound`), runs now elsewhere."""
         self._check_open()
         if self._waiting is None:
             self._cur.execute(sql, args)
@@ -353,7 +143,7 @@ class RawTransaction(RowWriter):
             self._waiting.append((sql, args))
 
     def _insert(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> None:
-        text = self._sql.text(key, build)
+        text = self._d.text(key, build)
         self._add(text.sql, text.args(params))
 
     def _commit(self) -> None:
@@ -365,13 +155,15 @@ class RawTransaction(RowWriter):
         self._ended = True
         if not self._open:
             if self._waiting:
-                execute_alone(self._raw, self._cur, *_compound(self._waiting), read=False)
+                self._d.execute_alone(
+                    self._raw, self._cur, *self._d.compound(self._waiting), read=False
+                )
                 self._waiting.clear()
             return
         if self._waiting:
-            self._cur.execute(*_compound(self._waiting))
+            self._cur.execute(*self._d.compound(self._waiting))
             self._waiting.clear()
-        if self._sql.begin:
+        if self._d.begin:
             # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
             # (pysqlite's commit() prepares "COMMIT" anew each time); in the pipeline queued.
             self._cur.execute("COMMIT")
@@ -401,20 +193,17 @@ class RawTransaction(RowWriter):
                 driver.autocommit = False
 
     def _insert_rows(
-        self, table: sa.Table, names: Sequence[str], values: list[dict[str, Any]]
+        self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
     ) -> None:
         """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
         row_of = operator.itemgetter(*names)
-        insert_rows(
-            self._add,
-            f"INSERT INTO {table.name} ({', '.join(names)})",
-            [row_of(self._sql.bind(table, v)) for v in values],
-            self._sql.mark,
+        self._d.insert_rows(
+            self._add, table, names, [row_of(self._d.bind(table, v)) for v in values]
         )
 
     # -- runs ------------------------------------------------------------------------
     def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
-        bound = self._sql.bind(t.runs, values)
+        bound = self._d.bind(t.runs, values)
         if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
             self._insert("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
             return True
@@ -429,7 +218,7 @@ class RawTransaction(RowWriter):
         self._insert(
             "spec",
             _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
-            self._sql.bind(t.specs, values),
+            self._d.bind(t.specs, values),
         )
 
     def _spec_text(self, digest: str) -> str | None:
@@ -457,13 +246,9 @@ class RawTransaction(RowWriter):
         cas = expected_version is not None
 
         def build() -> str:
-            sets = ", ".join(
-                ["version = version + 1", "updated_at = :k_now"] + [f"{k} = :v_{k}" for k in keys]
-            )
-            where = "run_id = :k_run_id" + (" AND version = :k_expected" if cas else "")
-            return f"UPDATE runs SET {sets} WHERE {where} RETURNING {_RUN_RETURNING}"
+            return d.run_update(keys, cas=cas, returning=_RUN_COLUMNS)
 
-        bound = self._sql.bind(t.runs, {**changes, "updated_at": self.now})
+        bound = self._d.bind(t.runs, {**changes, "updated_at": self.now})
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
         if cas:
@@ -472,7 +257,7 @@ class RawTransaction(RowWriter):
         found = cur.fetchall()
         if not found:
             self._raise_stale(run_id, expected_version)
-        row = self._sql.result(t.runs, cur.description, found[0])
+        row = self._d.result(t.runs, cur.description, found[0])
         self._run_updated(run_id, row)
         spec = row["spec"] or {}
         if row.get("spec_ref") and not spec:
@@ -521,7 +306,7 @@ class RawTransaction(RowWriter):
         values = {**changes, "updated_at": self.now}
         if state_text is not None:
             del values["state"]
-        bound = self._sql.bind(t.runs, values)
+        bound = self._d.bind(t.runs, values)
         if state_text is not None:
             bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
@@ -541,7 +326,7 @@ class RawTransaction(RowWriter):
             )
             for audit in audits
         ]
-        audit_rows = [self._sql.bind(t.audit_events, v) for v in audit_values_]
+        audit_rows = [self._d.bind(t.audit_events, v) for v in audit_values_]
         outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
         moves = added != (0, 0)
         found = None
@@ -549,14 +334,17 @@ class RawTransaction(RowWriter):
             self._waiting == []
             and not self._open
             and not self._seq_dirty - {run_id}
-            and max(len(checkpoints), len(events), len(audits)) <= MAX_NUMBERED_ROWS
+            and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
         if alone:
             found = self._finish_alone(
                 run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
             )
         if found is None:  # the statements one by one (or a patch's predecessor moved)
-            update = _finish_update(keys, release, moves, alone=False, guard=False)
+
+            def update() -> str:
+                return d.run_update(keys, moves=moves, release=release)
+
             found = self._exec(("finish_run", keys, release, moves), update, params).fetchall()
             if not found:
                 self._raise_stale(run_id, expected_version)
@@ -607,11 +395,17 @@ class RawTransaction(RowWriter):
         last = lasts.pop() if lasts else None
         if last is not None:
             params["k_last"] = last
-        cas = self._sql.text(
-            ("finish_cas", *update, last is not None),
-            _finish_update(*update, alone=True, guard=last is not None),
-        )
-        args = list(cas.args(params))
+        keys, release, moves = update
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
+
+        def build() -> str:
+            cas = d.run_update(
+                keys, moves=moves, release=release, guard=last is not None, returning=CAS_RETURNING
+            )
+            return d.one_statement_write(cas, shape)
+
+        text = self._d.text(("finish_alone", *update, last is not None, *shape), build)
+        args = list(text.args(params))
         first = 1 if last is None else last + 1
         for index, checkpoint in enumerate(checkpoints):
             args += checkpoint.at(first + index).columns()
@@ -621,12 +415,9 @@ class RawTransaction(RowWriter):
         for audit in audits:
             args += (audit[name] for name in _AUDIT_COLUMNS)
         for row in outbox:
-            bound = self._sql.bind(t.notification_events, row)
+            bound = self._d.bind(t.notification_events, row)
             args += (bound[name] for name in _OUTBOX_COLUMNS)
-        shape = (len(checkpoints), len(events), len(audits), len(outbox))
-        key = ("finish_alone", *update, last is not None, *shape)
-        sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
-        found = execute_alone(self._raw, self._cur, sql, args)
+        found = self._d.execute_alone(self._raw, self._cur, text.sql, args)
         if not found:
             return None
         self._ended = True
@@ -639,7 +430,7 @@ class RawTransaction(RowWriter):
                 "UPDATE runs SET lease_owner = :lease_owner, lease_expires_at = :lease_expires_at "
                 "WHERE run_id = :run_id"
             ),
-            self._sql.bind(
+            self._d.bind(
                 t.runs, {"run_id": run_id, "lease_owner": owner, "lease_expires_at": expires_at}
             ),
         )
@@ -681,15 +472,15 @@ class RawTransaction(RowWriter):
     ) -> None:
         """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
         row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        stamp = self._sql.bind(t.checkpoints, {"created_at": self.now})["created_at"]
+        stamp = self._d.bind(t.checkpoints, {"created_at": self.now})["created_at"]
         rows_ = [
             (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
             for offset, checkpoint in enumerate(checkpoints)
         ]
-        insert_rows(self._add, _CHECKPOINT_HEAD, rows_, self._sql.mark)
+        self._d.insert_rows(self._add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
-        self._insert_rows(t.checkpoints, _CHECKPOINT_COLUMNS, values)
+        self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
 
     def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`Transaction.add_trace_events <kneo.store.api.Transaction.add_trace_events>`."""
@@ -700,8 +491,7 @@ class RawTransaction(RowWriter):
         self._insert_trace_rows(trace_values(run_id, first, events, self.now))
 
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
-        names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
-        self._insert_rows(t.trace_events, names, values)
+        self._insert_rows(t.trace_events, TRACE_COLUMNS, values)
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
@@ -748,7 +538,7 @@ class RawTransaction(RowWriter):
             environment=environment,
         )
         new_continuation(values, continuation_id, self.now)
-        dbapi = self._sql.dialect.loaded_dbapi
+        dbapi = self._d.db.loaded_dbapi
         try:
             cur = self._exec(
                 "continuation",
@@ -757,7 +547,7 @@ class RawTransaction(RowWriter):
                     tuple(values),
                     " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
                 ),
-                self._sql.bind(t.continuations, values),
+                self._d.bind(t.continuations, values),
             )
             inserted = cur.fetchall()
         except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
@@ -794,7 +584,7 @@ class RawTransaction(RowWriter):
             now=self.now,
         )
         self._insert(
-            "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
+            "audit", _insert(t.audit_events, tuple(values)), self._d.bind(t.audit_events, values)
         )
         outbox = outbox_values(values)
         if outbox is not None:
@@ -802,14 +592,14 @@ class RawTransaction(RowWriter):
 
     def _insert_outbox(self, values: dict[str, Any]) -> None:
         """A notifiable audit event's ``notification_events`` row (the outbox)."""
-        bound = self._sql.bind(t.notification_events, values)
+        bound = self._d.bind(t.notification_events, values)
         self._insert("outbox", _insert(t.notification_events, tuple(values)), bound)
 
     def _insert_queue(self, values: dict[str, Any]) -> int:
         cur = self._exec(
             "enqueue",
             _insert(t.queue, tuple(values), " RETURNING id"),
-            self._sql.bind(t.queue, values),
+            self._d.bind(t.queue, values),
         )
         queue_id: int = cur.fetchall()[0][0]
         return queue_id
@@ -828,7 +618,7 @@ def raw_transaction(store: Store) -> Iterator[RawTransaction]:
 
 
 def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTransaction]:
-    sql = _sql(engine.dialect)
+    sql = store.dialect
     try:
         tx = RawTransaction(store, raw, sql)
         try:

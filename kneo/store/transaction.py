@@ -208,6 +208,7 @@ class Transaction(RowWriter, RegistryWritesMixin):
             self._flush_sequences()
         written = steps.write_step(
             self.conn,
+            self._store.dialect,
             run_id=run_id,
             expected_version=expected_version,
             now=self.now,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import NotReady
-from kneo.store import Store, dialects, open_store, steps
+from kneo.store import Store, open_store, steps
 from kneo.store.dialects import SqliteDialect
 
 
@@ -113,14 +113,14 @@ def test_hot_writes_share_one_warm_connection(
     assert written is not None
     assert len(seen) == 4 and len(set(seen)) == 1
     store.close()
-    assert store.engine not in dialects._WRITERS  # closed with the store
+    assert store.dialect._writer is None  # closed with the store
 
 
 def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _seen_connections(store, monkeypatch)
     with store.raw_transaction() as tx:
         tx.add_audit("test.event", payload={})
-    broken = dialects._WRITERS[store.engine]
+    broken = store.dialect._writer
 
     def failing_cursor() -> Any:
         raise sqlite3.OperationalError("disk I/O error")
@@ -130,6 +130,6 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
         tx.add_audit("test.event", payload={})
     with store.raw_transaction() as tx:
         tx.add_audit("test.event", payload={})
-    assert dialects._WRITERS[store.engine] is not broken
+    assert store.dialect._writer is not broken
     assert len(store.list_audit(event_type="test.event").items) == 2
     assert seen[0] == seen[1] != seen[2]
