@@ -246,7 +246,7 @@ class Store(
             row = conn.execute(_GET_RUN, {"run_id": run_id}).mappings().first()
             if row is None:
                 raise not_found_error("run", run_id)
-            return rows.run(row, conn)
+            return rows.run(row, rows.spec_reader(self.dialect, conn))
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The execution state of each existing run in ``run_ids``, in one query (for views
@@ -296,7 +296,8 @@ class Store(
                 conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
                 count=count,
             )  # fmt: skip
-            items = [rows.run(r, conn) for r in found]
+            spec_text = rows.spec_reader(self.dialect, conn)
+            items = [rows.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor)
 
     # -- checkpoints and trace --------------------------------------------------------

@@ -188,10 +188,33 @@ class StoreDialect:
         self._rows: dict[tuple[str, tuple[str, ...], int], str] = {}
         self._binds: dict[tuple[str, str], _Proc] = {}
         self._results: dict[tuple[str, str, Any], _Proc] = {}
+        self._statements: dict[Any, Any] = {}
+        #: spec JSON text by content digest: immutable once written, so caching it is right
+        self.spec_texts: dict[str, str] = {}
 
     def _engine(self, engine: Engine) -> Engine:
         self.db = engine.dialect
         return engine
+
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()`` (a Core statement) made once per ``key``: SQLAlchemy builds and
+        cache-keys a statement made per call at every call."""
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
+
+    def spec_text(self, digest: str, read: Callable[[], str | None]) -> str | None:
+        """The stored JSON text of the spec with ``digest``: cached, else ``read()``."""
+        text = self.spec_texts.get(digest)
+        if text is None:
+            text = read()
+            if text is None:
+                return None
+            if len(self.spec_texts) >= 256:
+                self.spec_texts.clear()
+            self.spec_texts[digest] = text
+        return text
 
     # -- the raw write paths' statements --------------------------------------------------
     def text(self, key: Any, build: Callable[[], str]) -> Text:

@@ -222,21 +222,16 @@ class RawTransaction(RowWriter):
         )
 
     def _spec_text(self, digest: str) -> str | None:
-        text = rows._SPEC_TEXT.get(digest)
-        if text is None:
+        def read() -> str | None:
             cur = self._exec(
                 "select_spec",
                 lambda: "SELECT spec FROM specs WHERE digest = :digest",
                 {"digest": digest},
             )
             found = cur.fetchall()
-            if not found:
-                return None
-            text = found[0][0]
-            if len(rows._SPEC_TEXT) >= 256:
-                rows._SPEC_TEXT.clear()
-            rows._SPEC_TEXT[digest] = text
-        return text
+            return found[0][0] if found else None
+
+        return self._d.spec_text(digest, read)
 
     def update_run(
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any

@@ -62,47 +62,39 @@ _SEQ_FLUSH = (
         trace_seq=sa.bindparam("k_trace_seq", type_=sa.Integer),
     )
 )
-_UPDATE_RUN: dict[tuple[tuple[str, ...], bool], Any] = {}
-_STMT_BY_DIALECT: dict[tuple[str, str], Any] = {}
 
 
 def _update_run_stmt(keys: tuple[str, ...], cas: bool) -> Any:
-    stmt = _UPDATE_RUN.get((keys, cas))
-    if stmt is None:
-        c = t.runs.c
-        stmt = sa.update(t.runs).where(c.run_id == sa.bindparam("k_run_id"))
-        if cas:
-            stmt = stmt.where(c.version == sa.bindparam("k_expected", type_=sa.Integer))
-        stmt = stmt.values(
-            version=c.version + 1,
-            updated_at=sa.bindparam("k_now", type_=c.updated_at.type),
-            **{k: sa.bindparam(f"v_{k}", type_=c[k].type) for k in keys},
-        ).returning(*t.runs.c)
-        _UPDATE_RUN[(keys, cas)] = stmt
-    return stmt
+    c = t.runs.c
+    stmt = sa.update(t.runs).where(c.run_id == sa.bindparam("k_run_id"))
+    if cas:
+        stmt = stmt.where(c.version == sa.bindparam("k_expected", type_=sa.Integer))
+    return stmt.values(
+        version=c.version + 1,
+        updated_at=sa.bindparam("k_now", type_=c.updated_at.type),
+        **{k: sa.bindparam(f"v_{k}", type_=c[k].type) for k in keys},
+    ).returning(*t.runs.c)
 
 
 def _dialect_stmt(store: Any, name: str) -> Any:
-    """Dialect-specific statements (``ON CONFLICT``), built once per dialect."""
-    key = (store.dialect.name, name)
-    stmt = _STMT_BY_DIALECT.get(key)
-    if stmt is None:
+    """Dialect-specific statements (``ON CONFLICT``), built once per store."""
+
+    def build() -> Any:
         if name == "spec":
-            stmt = store.dialect.insert(t.specs).on_conflict_do_nothing(index_elements=["digest"])
-        elif name == "create_run":
-            stmt = (
+            return store.dialect.insert(t.specs).on_conflict_do_nothing(index_elements=["digest"])
+        if name == "create_run":
+            return (
                 store.dialect.insert(t.runs)
                 .on_conflict_do_nothing(index_elements=["run_id"])
                 .returning(t.runs.c.run_id)
             )
-        else:
-            stmt = (
-                store.dialect.insert(t.continuations)
-                .on_conflict_do_nothing(index_elements=["continuation_id"])
-                .returning(t.continuations.c.continuation_id)
-            )
-        _STMT_BY_DIALECT[key] = stmt
-    return stmt
+        return (
+            store.dialect.insert(t.continuations)
+            .on_conflict_do_nothing(index_elements=["continuation_id"])
+            .returning(t.continuations.c.continuation_id)
+        )
+
+    return store.dialect.memo(name, build)
 
 
 class Transaction(RowWriter, RegistryWritesMixin):
@@ -140,7 +132,7 @@ class Transaction(RowWriter, RegistryWritesMixin):
         row = self.conn.execute(stmt).mappings().first()
         if row is None:
             raise not_found_error("run", run_id)
-        return rows.run(row, self.conn)
+        return rows.run(row, rows.spec_reader(self._store.dialect, self.conn))
 
     def update_run(
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
@@ -153,11 +145,14 @@ class Transaction(RowWriter, RegistryWritesMixin):
         keys = self._run_changes(run_id, changes)
         params = {f"v_{k}": changes[k] for k in keys}
         params |= {"k_run_id": run_id, "k_now": self.now, "k_expected": expected_version}
-        stmt = _update_run_stmt(keys, expected_version is not None)
+        cas = expected_version is not None
+        stmt = self._store.dialect.memo(
+            ("update_run", keys, cas), lambda: _update_run_stmt(keys, cas)
+        )
         row = self.conn.execute(stmt, params).mappings().first()
         if row is not None:
             self._run_updated(run_id, row)
-            return rows.run(row, self.conn)
+            return rows.run(row, rows.spec_reader(self._store.dialect, self.conn))
         self._raise_stale(run_id, expected_version)
 
     def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
