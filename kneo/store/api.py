@@ -153,8 +153,11 @@ class Store(
                 conn.begin(),
             ):
                 tx = Transaction(self, conn)
-                yield tx
-                tx._flush_sequences()
+                try:
+                    yield tx
+                    tx._commit()  # the sequences it counted; the connection commits
+                finally:
+                    tx._cur.close()
             self.hold_specs(tx._new_specs)
 
     def raw_transaction(self) -> contextlib.AbstractContextManager[rawtx.RawTransaction]:

@@ -44,7 +44,7 @@ from kneo.store import tables as t
 from kneo.store.base import not_found_error
 from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
-from kneo.store.records import ContinuationRecord, RunRecord
+from kneo.store.records import AuditEvent, ContinuationRecord, RunRecord, TraceEvent
 from kneo.store.rowvalues import (
     RowWriter,
     audit_values,
@@ -56,7 +56,15 @@ from kneo.store.rowvalues import (
     outbox_values,
     trace_values,
 )
-from kneo.store.steps import CAS_RETURNING, CHECKPOINT_COLUMNS, TRACE_COLUMNS, StepCheckpoint
+from kneo.store.steps import (
+    CAS_RETURNING,
+    CHECKPOINT_COLUMNS,
+    TRACE_COLUMNS,
+    StepCheckpoint,
+    StepEvent,
+    StepWritten,
+    write_step,
+)
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -75,7 +83,9 @@ def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable
 class RawTransaction(RowWriter):
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
-    def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
+    def __init__(
+        self, store: Store, raw: Any, dialect: StoreDialect, *, hosted: bool = False
+    ) -> None:
         self._store = store
         self._raw = raw
         self._d = dialect
@@ -85,12 +95,15 @@ class RawTransaction(RowWriter):
         self._seq_dirty: set[str] = set()
         self._new_specs: list[str] = []
         #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
-        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if dialect.batch else None
+        batch = dialect.batch and not hosted
+        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if batch else None
         self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
         self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
-        self._open = False  # the transaction began on the connection
+        #: the transaction began on the connection (``hosted``: its SQLAlchemy connection's)
+        self._open = hosted
+        self._hosted = hosted
         self._ended = False  # committed (or finish_run's one statement): nothing may follow
-        if not dialect.batch:
+        if not batch and not hosted:
             try:
                 self._start()
             except BaseException:
@@ -153,6 +166,8 @@ class RawTransaction(RowWriter):
             return
         self._flush_sequences()
         self._ended = True
+        if self._hosted:  # its SQLAlchemy connection commits
+            return
         if not self._open:
             if self._waiting:
                 self._d.execute_alone(
@@ -477,13 +492,50 @@ class RawTransaction(RowWriter):
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
 
-    def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
-        """:meth:`Transaction.add_trace_events <kneo.store.api.Transaction.add_trace_events>`."""
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]:
+        """Append events (``event_type``, optional ``step_id`` and ``payload``) in order."""
         if not events:
-            return
+            return []
         check_trace_events(events)
         first = self._next_sequence(run_id, "trace_seq", len(events))
-        self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+        values = trace_values(run_id, first, events, self.now)
+        self._insert_trace_rows(values)
+        return [rows.trace(v) for v in values]
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten:
+        """One step boundary in this transaction (:func:`kneo.store.steps.write_step`): the
+        run's new state with compare-and-set and sequence allocation, its checkpoint, its
+        trace events. The new version and counters; ``stale_state``/``not_found`` as
+        :meth:`update_run`."""
+        if run_id in self._seq_dirty:
+            self._flush_sequences()
+        self._check_open()
+        self._send()
+        written = write_step(
+            self._cur,
+            self._d,
+            run_id=run_id,
+            expected_version=expected_version,
+            now=self.now,
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
+        if written is None:
+            self._raise_stale(run_id, expected_version)
+        self._seq[run_id] = [written.checkpoint_seq, written.trace_seq]
+        return written
 
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.trace_events, TRACE_COLUMNS, values)
@@ -503,8 +555,48 @@ class RawTransaction(RowWriter):
         workflow_name: str | None = None,
         environment: str | None = None,
     ) -> ContinuationRecord:
-        """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`
-        for a new continuation (no ``expected_version``)."""
+        """Create a continuation (see :meth:`Transaction.put_continuation
+        <kneo.store.transaction.Transaction.put_continuation>`, which also replaces one)."""
+        request_list, values = self._continuation(
+            run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
+            workflow_name, environment,
+        )  # fmt: skip
+        new_continuation(values, continuation_id, self.now)
+        dbapi = self._d.db.loaded_dbapi
+        try:
+            cur = self._exec(
+                ("continuation", tuple(values)),
+                _insert(
+                    t.continuations,
+                    tuple(values),
+                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
+                ),
+                self._d.bind(t.continuations, values),
+            )
+            inserted = cur.fetchall()
+        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
+            raise not_found_error("run", run_id) from exc
+        if not inserted:
+            raise Conflict(
+                f"continuation {continuation_id!r} already exists", code="already_exists"
+            )
+        self._insert_requests(continuation_id, request_list, status)
+        return rows.continuation(values)
+
+    def _continuation(
+        self,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None,
+        status: str,
+        expires_at: datetime | None,
+        escalated_at: datetime | None,
+        workflow_kind: str | None,
+        workflow_name: str | None,
+        environment: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A continuation's checked requests and the columns a create or replace writes;
+        ``workflow_kind``, ``workflow_name`` and ``environment`` default to the run's."""
         request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
             cur = self._exec(
@@ -532,33 +624,18 @@ class RawTransaction(RowWriter):
             workflow_name=workflow_name,
             environment=environment,
         )
-        new_continuation(values, continuation_id, self.now)
-        dbapi = self._d.db.loaded_dbapi
-        try:
-            cur = self._exec(
-                "continuation",
-                _insert(
-                    t.continuations,
-                    tuple(values),
-                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
-                ),
-                self._d.bind(t.continuations, values),
-            )
-            inserted = cur.fetchall()
-        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
-            raise not_found_error("run", run_id) from exc
-        if not inserted:
-            raise Conflict(
-                f"continuation {continuation_id!r} already exists", code="already_exists"
-            )
+        return request_list, values
+
+    def _insert_requests(
+        self, continuation_id: str, request_list: list[dict[str, Any]], status: str
+    ) -> None:
+        """The continuation's request index rows."""
         if request_list:
-            names = ("continuation_id", "request_id", "kind", "assignee", "status")
             self._insert_rows(
                 t.continuation_requests,
-                names,
+                d.columns(t.continuation_requests),
                 continuation_request_rows(continuation_id, request_list, status),
             )
-        return rows.continuation(values)
 
     def add_audit(
         self,
@@ -568,8 +645,9 @@ class RawTransaction(RowWriter):
         run_id: str | None = None,
         continuation_id: str | None = None,
         payload: Mapping[str, Any] | None = None,
-    ) -> None:
-        """:meth:`Transaction.add_audit <kneo.store.api.Transaction.add_audit>` (redacted)."""
+    ) -> AuditEvent:
+        """Record an audit event (``evt_...``); the payload is redacted before it is written.
+        A notifiable one also writes its ``notification_events`` row (the outbox)."""
         values = audit_values(
             event_type,
             actor=actor,
@@ -584,6 +662,7 @@ class RawTransaction(RowWriter):
         outbox = outbox_values(values)
         if outbox is not None:
             self._insert_outbox(outbox)
+        return rows.audit(values)
 
     def _insert_outbox(self, values: dict[str, Any]) -> None:
         """A notifiable audit event's ``notification_events`` row (the outbox)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from kneo import jsontext
 from kneo.store import dialects as d
@@ -157,7 +157,7 @@ def _params(
 
 
 def write_step(
-    conn: Connection,
+    cursor: Any,
     dialect: StoreDialect,
     *,
     run_id: str,
@@ -167,17 +167,18 @@ def write_step(
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
 ) -> StepWritten | None:
-    """Write one step boundary in the caller's transaction; the version and counters after
-    it, or ``None`` when the run is missing or not at ``expected_version``."""
+    """Write one step boundary on a DBAPI ``cursor``, in its transaction; the version and
+    counters after it, or ``None`` when the run is missing or not at ``expected_version``."""
     cas, checkpoint_row, event_rows = _params(
         dialect, run_id, expected_version, now, state_text, checkpoint, events
     )
     text = _step_text(dialect, False, -1)
-    row = conn.exec_driver_sql(text.sql, text.args(cas)).first()
-    if row is None:
+    cursor.execute(text.sql, text.args(cas))
+    found = cursor.fetchall()
+    if not found:
         return None
-    version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
-    execute = conn.exec_driver_sql
+    version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
+    execute = cursor.execute
     dialect.insert_rows(
         execute, t.checkpoints, CHECKPOINT_COLUMNS, [checkpoint_row(checkpoint_seq)]
     )
@@ -283,30 +284,20 @@ class StepWriter:
             self._used = time.monotonic()
 
     def _stepwise(self, step: _Step) -> StepWritten | None:
-        """:func:`write_step`'s statements in their own transaction (SQLite; PostgreSQL when
-        a patch's predecessor moved), each waited for."""
+        """:func:`write_step` in its own transaction (SQLite; PostgreSQL when a patch's
+        predecessor moved), each statement waited for."""
         dialect, raw, cursor = self._dialect, self._raw, self._cursor
-        cas, checkpoint_row, event_rows = _params(dialect, *step)
-        if dialect.begin and not dialect.pipeline:
+        explicit = dialect.begin is not None and not dialect.pipeline  # SQLite
+        if explicit:
             cursor.execute(dialect.begin)
-        text = _step_text(dialect, False, -1)
-        cursor.execute(text.sql, text.args(cas))
-        rows = cursor.fetchall()
-        if not rows:
+        written = write_step(cursor, dialect, **step._asdict())
+        if written is None:
             raw.rollback()
-            return None
-        version, checkpoint_seq, trace_seq = (int(v) for v in rows[0])
-        execute = cursor.execute
-        dialect.insert_rows(
-            execute, t.checkpoints, CHECKPOINT_COLUMNS, [checkpoint_row(checkpoint_seq)]
-        )
-        if step.events:
-            dialect.insert_rows(execute, t.trace_events, TRACE_COLUMNS, event_rows(trace_seq))
-        if dialect.begin and not dialect.pipeline:  # SQLite: a cached COMMIT, as in rawtx
+        elif explicit:  # a cached COMMIT, as in rawtx
             cursor.execute("COMMIT")
         else:
             raw.commit()
-        return StepWritten(version, checkpoint_seq, trace_seq)
+        return written
 
     def _boundary(self, step: _Step) -> StepWritten | None:
         """PostgreSQL: the boundary as one statement and a transaction of its own, in one

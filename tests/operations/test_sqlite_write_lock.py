@@ -63,10 +63,12 @@ def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> No
 
 
 def test_lock_not_obtained_in_time_is_given_up(tmp_path: Path) -> None:
-    dialect = SqliteDialect(busy_timeout_ms=200)
     store = open_store(f"sqlite:///{tmp_path / 'slow.sqlite'}")
     try:
-        store.dialect = dialect
+        # The store's own dialect (it holds the store's statements and writer connection)
+        dialect = store.dialect
+        assert isinstance(dialect, SqliteDialect)
+        dialect.busy_timeout_ms = 200
         with dialect.write_lock(store.engine):
             started = time.monotonic()
             store.create_run(input_text="x", workflow_name="w", target="workflow")
