@@ -60,6 +60,7 @@ from kneo.store.steps import (
     CAS_RETURNING,
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
+    Step,
     StepCheckpoint,
     StepEvent,
     StepWritten,
@@ -145,6 +146,13 @@ class RawTransaction(RowWriter):
         self._send()
         self._cur.execute(text.sql, text.args(params))
         return self._cur
+
+    def _first(
+        self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The first row a statement returns, or ``None``."""
+        found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
+        return found[0] if found else None
 
     def _add(self, sql: str, args: tuple[Any, ...]) -> None:
         """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
@@ -238,13 +246,9 @@ class RawTransaction(RowWriter):
 
     def _spec_text(self, digest: str) -> str | None:
         def read() -> str | None:
-            cur = self._exec(
-                "select_spec",
-                lambda: "SELECT spec FROM specs WHERE digest = :digest",
-                {"digest": digest},
-            )
-            found = cur.fetchall()
-            return found[0][0] if found else None
+            sql = "SELECT spec FROM specs WHERE digest = :digest"
+            found = self._first("select_spec", lambda: sql, {"digest": digest})
+            return found[0] if found else None
 
         return self._d.spec_text(digest, read)
 
@@ -446,16 +450,12 @@ class RawTransaction(RowWriter):
         )
 
     def _run_version(self, run_id: str) -> int | None:
-        cur = self._exec(
-            "select_version",
-            lambda: "SELECT version FROM runs WHERE run_id = :run_id",
-            {"run_id": run_id},
-        )
-        found = cur.fetchall()
-        return found[0][0] if found else None
+        sql = "SELECT version FROM runs WHERE run_id = :run_id"
+        found = self._first("select_version", lambda: sql, {"run_id": run_id})
+        return found[0] if found else None
 
     def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:
-        cur = self._exec(
+        return self._first(
             ("seq", column),
             lambda: (
                 f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
@@ -463,8 +463,6 @@ class RawTransaction(RowWriter):
             ),
             {"k_run_id": run_id, "k_count": count},
         )
-        found = cur.fetchall()
-        return found[0] if found else None
 
     def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
         self._exec(
@@ -522,16 +520,8 @@ class RawTransaction(RowWriter):
             self._flush_sequences()
         self._check_open()
         self._send()
-        written = write_step(
-            self._cur,
-            self._d,
-            run_id=run_id,
-            expected_version=expected_version,
-            now=self.now,
-            state_text=state_text,
-            checkpoint=checkpoint,
-            events=events,
-        )
+        step = Step(run_id, expected_version, self.now, state_text, checkpoint, events)
+        written = write_step(self._cur, self._d, step)
         if written is None:
             self._raise_stale(run_id, expected_version)
         self._seq[run_id] = [written.checkpoint_seq, written.trace_seq]
@@ -552,15 +542,26 @@ class RawTransaction(RowWriter):
         expires_at: datetime | None = None,
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,
+        expected_version: int | None = None,
         workflow_name: str | None = None,
         environment: str | None = None,
     ) -> ContinuationRecord:
-        """Create a continuation (see :meth:`Transaction.put_continuation
-        <kneo.store.transaction.Transaction.put_continuation>`, which also replaces one)."""
+        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
+
+        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
+        ``status`` ... as the engine defines them); they are indexed for listing by assignee
+        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
+        run's (a replace keeps the stored name and environment). Creating an existing id is
+        ``already_exists``; a version mismatch is ``stale_state``.
+        """
         request_list, values = self._continuation(
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
             workflow_name, environment,
         )  # fmt: skip
+        if expected_version is not None:
+            record = self._replace_continuation(continuation_id, expected_version, values)
+            self._insert_requests(continuation_id, request_list, status)
+            return record
         new_continuation(values, continuation_id, self.now)
         dbapi = self._d.db.loaded_dbapi
         try:
@@ -583,6 +584,49 @@ class RawTransaction(RowWriter):
         self._insert_requests(continuation_id, request_list, status)
         return rows.continuation(values)
 
+    def _replace_continuation(
+        self, continuation_id: str, expected_version: int, values: dict[str, Any]
+    ) -> ContinuationRecord:
+        """Compare-and-set the continuation's columns to ``values``; its request index is
+        dropped for the caller to write anew."""
+        keys = tuple(values)
+
+        def build() -> str:
+            sets = ", ".join(["version = version + 1", *(f"{k} = :v_{k}" for k in keys)])
+            return (
+                f"UPDATE continuations SET {sets} WHERE continuation_id = :k_id AND "
+                f"version = :k_expected RETURNING {', '.join(d.columns(t.continuations))}"
+            )
+
+        bound = self._d.bind(t.continuations, values)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_id": continuation_id, "k_expected": expected_version}
+        cur = self._exec(("replace_continuation", keys), build, params)
+        found = cur.fetchall()
+        if not found:
+            sql = "SELECT version FROM continuations WHERE continuation_id = :k_id"
+            if self._first("continuation_version", lambda: sql, params) is None:
+                raise not_found_error("continuation", continuation_id)
+            raise Conflict(
+                f"continuation {continuation_id!r} changed since it was read",
+                code="stale_state",
+                continuation_id=continuation_id,
+            )
+        record = rows.continuation(self._d.result(t.continuations, cur.description, found[0]))
+        self._delete_requests(continuation_id)
+        return record
+
+    def _delete_requests(self, continuation_id: str) -> None:
+        sql = "DELETE FROM continuation_requests WHERE continuation_id = :k_id"
+        self._exec("delete_requests", lambda: sql, {"k_id": continuation_id})
+
+    def delete_continuation(self, continuation_id: str) -> bool:
+        """Remove a continuation and its request index; ``False`` if it did not exist."""
+        self._delete_requests(continuation_id)
+        sql = "DELETE FROM continuations WHERE continuation_id = :k_id"
+        cur = self._exec("delete_continuation", lambda: sql, {"k_id": continuation_id})
+        return bool(cur.rowcount == 1)
+
     def _continuation(
         self,
         run_id: str | None,
@@ -599,7 +643,7 @@ class RawTransaction(RowWriter):
         ``workflow_kind``, ``workflow_name`` and ``environment`` default to the run's."""
         request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
-            cur = self._exec(
+            found = self._first(
                 "select_kind",
                 lambda: (
                     "SELECT workflow_kind, workflow_name, environment FROM runs "
@@ -607,11 +651,10 @@ class RawTransaction(RowWriter):
                 ),
                 {"run_id": run_id},
             )
-            found = cur.fetchall()
             if found:
-                workflow_kind = found[0][0]
-                workflow_name = workflow_name or found[0][1]
-                environment = environment or found[0][2]
+                workflow_kind = found[0]
+                workflow_name = workflow_name or found[1]
+                environment = environment or found[2]
         values = continuation_values(
             run_id=run_id,
             status=status,

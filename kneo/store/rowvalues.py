@@ -1,10 +1,9 @@
-"""What a write transaction puts in each row, written once for both kinds of transaction.
+"""What a write transaction puts in each row, and the write methods built on it.
 
-:class:`~kneo.store.transaction.Transaction` (SQLAlchemy Core) and
-:class:`~kneo.store.rawtx.RawTransaction` (prepared raw DBAPI statements) build their row
-values, defaults, redaction, payload encoding and sequence bookkeeping here;
-:class:`RowWriter` holds the methods they share and each class supplies only the statement
-execution (the ``_`` hooks at the end of :class:`RowWriter`).
+Row values, defaults, redaction, payload encoding and sequence bookkeeping are built here;
+:class:`RowWriter` holds the write methods that need only them and the statement hooks at
+its end, which :class:`~kneo.store.rawtx.RawTransaction` (and so
+:class:`~kneo.store.transaction.Transaction`) implements once.
 """
 
 from __future__ import annotations

@@ -1,23 +1,23 @@
 """The step-boundary write path: a compare-and-set that also allocates sequence numbers.
 
 A step boundary is the hottest write Kneo makes (one per completed step, agent turn or tool
-result), so it is written with three statements, all in the caller's transaction:
+result), so it is written with three statements (:func:`write_step`):
 
-1. ``UPDATE runs SET state, version+1, updated_at, checkpoint_seq+1, trace_seq+n
-   WHERE run_id AND version = expected RETURNING version, checkpoint_seq, trace_seq`` —
-   the compare-and-set, the row lock and the sequence allocation in one round trip;
+1. the runs compare-and-set (:func:`~kneo.store.dialects.run_update`: new state, version+1,
+   ``checkpoint_seq``+1, ``trace_seq``+n, returning the counters): the row lock and the
+   sequence allocation in one round trip;
 2. ``INSERT`` of the checkpoint row;
-3. one multi-row ``INSERT`` of the buffered trace events (:func:`insert_rows`).
+3. one multi-row ``INSERT`` of the buffered trace events.
 
 :class:`StepWriter` (a boundary in its own transaction) writes the same rows, on PostgreSQL
-as one statement (:data:`_BOUNDARY`: the compare-and-set in a ``WITH``, the inserts
-numbered from the row it returns) run as its own transaction (autocommit): one round trip
-per step instead of five (``BEGIN``, update, insert, inserts, ``COMMIT``).
+as one statement (:func:`~kneo.store.dialects.one_statement_write`: the compare-and-set in
+a ``WITH``, the inserts numbered from the row it returns) run as its own transaction
+(autocommit): one round trip per step instead of five (``BEGIN``, update, insert, inserts,
+``COMMIT``).
 
-The SQL is plain text prepared once per dialect and executed with the driver's own
-parameter style, so no statement is built, cache-keyed or compiled per call; values are
-converted with the same type processors the Core tables use, so rows are byte-for-byte what
-:meth:`Transaction.add_checkpoint` and :meth:`Transaction.add_trace_events` write.
+The SQL is built once per store from the tables (:class:`~kneo.store.dialects.StoreDialect`)
+and executed with the driver's own parameter style; values are converted with the column
+types' processors, so rows are byte-for-byte what the rest of the store writes.
 """
 
 from __future__ import annotations
@@ -122,17 +122,24 @@ class StepEvent:
     payload: str
 
 
+class Step(NamedTuple):
+    """One step boundary to write: the run at ``expected_version`` gets ``state_text`` and
+    the checkpoint and events."""
+
+    run_id: str
+    expected_version: int
+    now: datetime
+    state_text: str
+    checkpoint: StepCheckpoint
+    events: Sequence[StepEvent]
+
+
 def _params(
-    dialect: StoreDialect,
-    run_id: str,
-    expected_version: int,
-    now: datetime,
-    state_text: str,
-    checkpoint: StepCheckpoint,
-    events: Sequence[StepEvent],
+    dialect: StoreDialect, step: Step
 ) -> tuple[dict[str, Any], Callable[[int], tuple[Any, ...]], Callable[[int], list[Any]]]:
     """A boundary's compare-and-set parameters (:func:`~kneo.store.dialects.run_update`),
     its checkpoint row at a sequence and its event rows numbered up to the last one."""
+    run_id, expected_version, now, state_text, checkpoint, events = step
     stamp = dialect.binder(t.runs, "updated_at")(now)
     cas = {
         "v_state": state_text,
@@ -156,22 +163,10 @@ def _params(
     return cas, checkpoint_row, event_rows
 
 
-def write_step(
-    cursor: Any,
-    dialect: StoreDialect,
-    *,
-    run_id: str,
-    expected_version: int,
-    now: datetime,
-    state_text: str,
-    checkpoint: StepCheckpoint,
-    events: Sequence[StepEvent],
-) -> StepWritten | None:
+def write_step(cursor: Any, dialect: StoreDialect, step: Step) -> StepWritten | None:
     """Write one step boundary on a DBAPI ``cursor``, in its transaction; the version and
     counters after it, or ``None`` when the run is missing or not at ``expected_version``."""
-    cas, checkpoint_row, event_rows = _params(
-        dialect, run_id, expected_version, now, state_text, checkpoint, events
-    )
+    cas, checkpoint_row, event_rows = _params(dialect, step)
     text = _step_text(dialect, False, -1)
     cursor.execute(text.sql, text.args(cas))
     found = cursor.fetchall()
@@ -182,20 +177,9 @@ def write_step(
     dialect.insert_rows(
         execute, t.checkpoints, CHECKPOINT_COLUMNS, [checkpoint_row(checkpoint_seq)]
     )
-    if events:
+    if step.events:
         dialect.insert_rows(execute, t.trace_events, TRACE_COLUMNS, event_rows(trace_seq))
     return StepWritten(version, checkpoint_seq, trace_seq)
-
-
-class _Step(NamedTuple):
-    """One boundary as :meth:`StepWriter.commit` takes it."""
-
-    run_id: str
-    expected_version: int
-    now: datetime
-    state_text: str
-    checkpoint: StepCheckpoint
-    events: Sequence[StepEvent]
 
 
 #: A connection a :class:`StepWriter` left unused this long goes back to the pool before the
@@ -243,7 +227,7 @@ class StepWriter:
     ) -> StepWritten | None:
         """One boundary in its own committed transaction; ``None`` when the run is missing
         or not at ``expected_version`` (nothing written)."""
-        step = _Step(run_id, expected_version, now, state_text, checkpoint, events)
+        step = Step(run_id, expected_version, now, state_text, checkpoint, events)
         if self._borrow is not None:
             with self._borrow() as raw:
                 self._raw, self._cursor = raw, raw.cursor()
@@ -264,7 +248,7 @@ class StepWriter:
             self.close()
         return written
 
-    def _write(self, step: _Step) -> StepWritten | None:
+    def _write(self, step: Step) -> StepWritten | None:
         """The boundary on ``self._raw``; errors roll back and map as in :func:`write_step`."""
         raw = self._raw
         try:
@@ -283,14 +267,14 @@ class StepWriter:
         finally:
             self._used = time.monotonic()
 
-    def _stepwise(self, step: _Step) -> StepWritten | None:
+    def _stepwise(self, step: Step) -> StepWritten | None:
         """:func:`write_step` in its own transaction (SQLite; PostgreSQL when a patch's
         predecessor moved), each statement waited for."""
         dialect, raw, cursor = self._dialect, self._raw, self._cursor
         explicit = dialect.begin is not None and not dialect.pipeline  # SQLite
         if explicit:
             cursor.execute(dialect.begin)
-        written = write_step(cursor, dialect, **step._asdict())
+        written = write_step(cursor, dialect, step)
         if written is None:
             raw.rollback()
         elif explicit:  # a cached COMMIT, as in rawtx
@@ -299,12 +283,12 @@ class StepWriter:
             raw.commit()
         return written
 
-    def _boundary(self, step: _Step) -> StepWritten | None:
+    def _boundary(self, step: Step) -> StepWritten | None:
         """PostgreSQL: the boundary as one statement and a transaction of its own, in one
         round trip; no row returned means nothing was written."""
         dialect = self._dialect
         checkpoint, events = step.checkpoint, step.events
-        cas = _params(dialect, *step)[0]
+        cas = _params(dialect, step)[0]
         guard = checkpoint.follows is not None
         if guard:
             cas["k_last"] = checkpoint.follows

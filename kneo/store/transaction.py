@@ -3,21 +3,19 @@
 :class:`Transaction` is :class:`~kneo.store.rawtx.RawTransaction` hosted on a SQLAlchemy
 connection: every write the two have in common is that class's one implementation (the
 statements built once from the tables, executed on this connection's DBAPI connection, in its
-transaction), and this class adds what needs SQLAlchemy Core: row-locking reads, replacing or
-deleting a continuation, project metadata and the registry writes
+transaction), and this class adds what needs SQLAlchemy Core: row-locking reads, project
+metadata and the registry writes
 (:class:`~kneo.store.registry.RegistryWritesMixin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kneo.errors import Conflict
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
@@ -88,73 +86,6 @@ class Transaction(RawTransaction, RegistryWritesMixin):
         if row is None:
             raise not_found_error("continuation", continuation_id)
         return rows.continuation(row)
-
-    def put_continuation(
-        self,
-        continuation_id: str,
-        *,
-        run_id: str | None,
-        requests: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any] | None = None,
-        status: str = "pending",
-        expires_at: datetime | None = None,
-        escalated_at: datetime | None = None,
-        workflow_kind: str | None = None,
-        expected_version: int | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-    ) -> ContinuationRecord:
-        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
-
-        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
-        ``status`` ... as the engine defines them); they are indexed for listing by assignee
-        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
-        run's (a replace keeps the stored name and environment). Creating an existing id is
-        ``already_exists``; a version mismatch is ``stale_state``.
-        """
-        if expected_version is None:
-            return super().put_continuation(
-                continuation_id, run_id=run_id, requests=requests, context=context,
-                status=status, expires_at=expires_at, escalated_at=escalated_at,
-                workflow_kind=workflow_kind, workflow_name=workflow_name, environment=environment,
-            )  # fmt: skip
-        request_list, values = self._continuation(
-            run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
-            workflow_name, environment,
-        )  # fmt: skip
-        c = t.continuations.c
-        row = (
-            self.conn.execute(
-                sa.update(t.continuations)
-                .where(c.continuation_id == continuation_id, c.version == expected_version)
-                .values(version=c.version + 1, **values)
-                .returning(*t.continuations.c)
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            self.get_continuation(continuation_id)  # NotFound if it is gone
-            raise Conflict(
-                f"continuation {continuation_id!r} changed since it was read",
-                code="stale_state",
-                continuation_id=continuation_id,
-            )
-        self._delete_requests(continuation_id)
-        self._insert_requests(continuation_id, request_list, status)
-        return rows.continuation(row)
-
-    def _delete_requests(self, continuation_id: str) -> None:
-        requests = t.continuation_requests
-        self.conn.execute(sa.delete(requests).where(requests.c.continuation_id == continuation_id))
-
-    def delete_continuation(self, continuation_id: str) -> bool:
-        """Remove a continuation and its request index; ``False`` if it did not exist."""
-        self._delete_requests(continuation_id)
-        result = self.conn.execute(
-            sa.delete(t.continuations).where(t.continuations.c.continuation_id == continuation_id)
-        )
-        return result.rowcount == 1
 
     # -- metadata ----------------------------------------------------------------------
     def set_metadata(self, key: str, value: Any) -> None:
