@@ -30,23 +30,31 @@ import dataclasses
 import json
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kneo import jsontext
-from kneo.errors import Conflict
+from kneo.errors import Conflict, InvalidRequest
+from kneo.ids import new_run_id
 from kneo.store import dialects as d
-from kneo.store import rows
+from kneo.store import payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
 from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
-from kneo.store.records import AuditEvent, ContinuationRecord, RunRecord, TraceEvent
+from kneo.store.records import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    QueueRecord,
+    RunRecord,
+    TraceEvent,
+)
 from kneo.store.rowvalues import (
-    RowWriter,
+    RUN_MUTABLE_FIELDS,
     audit_values,
     check_trace_events,
     continuation_request_list,
@@ -54,6 +62,7 @@ from kneo.store.rowvalues import (
     continuation_values,
     new_continuation,
     outbox_values,
+    spec_ref,
     trace_values,
 )
 from kneo.store.steps import (
@@ -81,7 +90,7 @@ def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable
     return lambda: d.insert_sql(table, names, suffix)
 
 
-class RawTransaction(RowWriter):
+class RawTransaction:
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
     def __init__(
@@ -110,6 +119,218 @@ class RawTransaction(RowWriter):
             except BaseException:
                 self._cur.close()
                 raise
+
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord:
+        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
+
+        ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
+        so it is not encoded and hashed again. ``events``: the run's first trace events,
+        numbered from 1 with the row inserted already counting them (no counter update).
+        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now."""
+        if events:
+            check_trace_events(events)
+        values = {
+            "run_id": run_id or new_run_id(self.now),
+            "status": status,
+            "target": target,
+            "workflow_name": workflow_name,
+            "workflow_kind": workflow_kind,
+            "agent_name": agent_name,
+            "input_text": input_text,
+            "output_text": None,
+            "error": None,
+            "environment": environment,
+            "spec": {},
+            "spec_digest": spec_digest,
+            "spec_ref": self._put_spec(spec, spec_text),
+            "bundle_name": bundle_name,
+            "bundle_revision": bundle_revision,
+            "bundle_commit": bundle_commit,
+            "state": dict(state or {}),
+            "version": 1,
+            "cancel_requested": False,
+            "deadline_at": deadline_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "started_at": started_at,
+            "finished_at": None,
+            "metadata": dict(metadata or {}),
+            "checkpoint_seq": 0,
+            "trace_seq": len(events),
+            "lease_owner": lease[0] if lease else None,
+            "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
+        }
+        if not self._insert_run(values, checked=run_id is not None):
+            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+        run_id = str(values["run_id"])
+        self._seq[run_id] = [0, len(events)]
+        if events:
+            self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
+        return rows.run({**values, "spec": dict(spec or {})})
+
+    def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
+        """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
+        digest, or ``None`` for an empty spec (kept inline).
+
+        No INSERT when this store already committed that digest (:attr:`Store.specs_held`):
+        rows of ``specs`` are content-addressed and never deleted, so one written by any
+        process stays, whatever the other processes do."""
+        if not spec:
+            return None
+        text = text if text is not None else jsontext.dumps(dict(spec))
+        digest = spec_ref(text)
+        if digest not in self._store.specs_held:
+            self._insert_spec({"digest": digest, "spec": text, "created_at": self.now})
+            self._new_specs.append(digest)
+        return digest
+
+    def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
+        """Check and complete ``update_run``'s changes (folded sequences, inline spec); the
+        sorted column names it sets."""
+        unknown = set(changes) - RUN_MUTABLE_FIELDS
+        if unknown:
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
+        if run_id in self._seq_dirty:
+            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
+            changes["spec_ref"] = None
+        return tuple(sorted(changes))
+
+    def _run_updated(self, run_id: str, row: Mapping[Any, Any]) -> None:
+        """Take the sequence counters of the run row ``update_run`` returned."""
+        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+        self._seq_dirty.discard(run_id)
+
+    def current(self, run: RunRecord) -> RunRecord:
+        """``run`` with the trace count this transaction allocated for it (so a caller can
+        report ``trace_event_count`` without counting rows)."""
+        known = self._seq.get(run.run_id)
+        if known is None or known[1] == run.trace_seq:
+            return run
+        return dataclasses.replace(run, trace_seq=known[1])
+
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
+        """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
+        caller that knows every holder is gone (the run it moves out of ``queued`` or
+        ``paused`` under a compare-and-set had no executor). A new run takes its lease in
+        :meth:`create_run`, its outcome gives it back in ``finish_run``."""
+        self._set_run_lease(run_id, owner, self.now + timedelta(seconds=ttl_seconds))
+
+    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
+        current = self._run_version(run_id)
+        if current is None:
+            raise not_found_error("run", run_id)
+        raise Conflict(
+            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
+            code="stale_state",
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
+
+    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for a run; returns the first one.
+
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
+        two writers of one run cannot allocate the same number on any backend. Once this
+        transaction holds the row, further allocations are counted in memory and written by
+        :meth:`_flush_sequences` (or folded into ``update_run``) before commit.
+        """
+        index = 0 if column == "checkpoint_seq" else 1
+        known = self._seq.get(run_id)
+        if known is None:
+            row = self._allocate_sequence(run_id, column, count)
+            if row is None:
+                raise not_found_error("run", run_id)
+            self._seq[run_id] = [int(row[0]), int(row[1])]
+            return int(row[index]) - count + 1
+        first = known[index] + 1
+        known[index] += count
+        self._seq_dirty.add(run_id)
+        return first
+
+    def _flush_sequences(self) -> None:
+        """Write counters allocated in memory; called by the store right before commit."""
+        for run_id in sorted(self._seq_dirty):
+            checkpoint_seq, trace_seq = self._seq[run_id]
+            self._write_sequences(run_id, checkpoint_seq, trace_seq)
+        self._seq_dirty.clear()
+
+    # -- checkpoints, queue ------------------------------------------------------------
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        """Append a checkpoint with the run's next sequence number (compressed or previewed).
+        It is a keyframe, holding the whole payload; patches come from the journal through
+        ``RawTransaction.finish_run`` and ``write_step``."""
+        encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
+        meta = dict(metadata or {})
+        if encoded.reduction is not None:
+            meta["payload_reduction"] = encoded.reduction
+        values = {
+            "run_id": run_id,
+            "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
+            "type": type,
+            "step_id": step_id,
+            "status": status,
+            "encoding": encoded.encoding,
+            "payload": encoded.data,
+            "size_bytes": encoded.size_bytes,
+            "truncated": encoded.truncated,
+            "metadata": meta,
+            "created_at": self.now,
+        }
+        self._insert_checkpoints([values])
+        return rows.checkpoint(values)
+
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
+        """Queue a run for a worker (commits with the rest of the transaction)."""
+        values = {
+            "run_id": run_id,
+            "status": "queued",
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "available_at": available_at or self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "finished_at": None,
+        }
+        return rows.queue({**values, "id": self._insert_queue(values)})
 
     # -- statement execution -----------------------------------------------------------
     def _start(self) -> None:
