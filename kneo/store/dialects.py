@@ -143,12 +143,16 @@ def one_statement_write(update: str, counts: Sequence[int]) -> str:
     sql = f"WITH cas AS ({update})"
     for index, (table, count) in enumerate(zip(CAS_TABLES, counts, strict=True)):
         if count:
-            fixed, own = _FROM_CAS[table.name], cas_params(table)
-            names = columns(table)
-            select = ", ".join(fixed.get(c, f"r.{c}").format(count=count) for c in names)
+            fixed, own, names = _FROM_CAS[table.name], cas_params(table), columns(table)
+            if count == 1:  # the row's parameters inline, numbered as the counter itself
+                exprs = [fixed.get(c, "%s").replace(" - {count} + r.n", "") for c in names]
+                source = "cas"
+            else:
+                exprs = [fixed.get(c, f"r.{c}").format(count=count) for c in names]
+                source = f"cas, {numbered_rows(len(own), count)} AS r(n, {', '.join(own)})"
             sql += (
-                f", w{index} AS (INSERT INTO {table.name} ({', '.join(names)}) SELECT {select} "
-                f"FROM cas, {numbered_rows(len(own), count)} AS r(n, {', '.join(own)}))"
+                f", w{index} AS (INSERT INTO {table.name} ({', '.join(names)}) "
+                f"SELECT {', '.join(exprs)} FROM {source})"
             )
     return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
 
@@ -186,7 +190,7 @@ class StoreDialect:
         self.db: Dialect = sa.engine.default.DefaultDialect()
         self._texts: dict[Any, Text] = {}
         self._rows: dict[tuple[str, tuple[str, ...], int], str] = {}
-        self._binds: dict[tuple[str, str], _Proc] = {}
+        self._binds: dict[str, dict[str, _Proc]] = {}
         self._results: dict[tuple[str, str, Any], _Proc] = {}
         self._statements: dict[Any, Any] = {}
         #: spec JSON text by content digest: immutable once written, so caching it is right
@@ -251,20 +255,26 @@ class StoreDialect:
                 sql = self._rows[key] = f"{head} VALUES {', '.join([row] * len(chunk))}"
             execute(sql, tuple(itertools.chain.from_iterable(chunk)))
 
+    def _procs(self, table: sa.Table) -> dict[str, _Proc]:
+        """``table``'s bind processors by column (``None``: pass as is), resolved once."""
+        found = self._binds.get(table.name)
+        if found is None:
+            found = self._binds[table.name] = {
+                c.name: t.value_binder(c.type, self.db) for c in table.c
+            }
+        return found
+
     def binder(self, table: sa.Table, name: str) -> Callable[[Any], Any]:
         """What a column's bind processor does to a value that is not ``None``."""
-        key = (table.name, name)
-        try:
-            proc = self._binds[key]
-        except KeyError:
-            proc = self._binds[key] = t.value_binder(table.c[name].type, self.db)
-        return proc if proc is not None else _same
+        return self._procs(table)[name] or _same
 
     def bind(self, table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` as the driver takes them (the columns' bind processors)."""
+        procs = self._procs(table)
         out = {}
         for name, value in values.items():
-            out[name] = self.binder(table, name)(value) if value is not None else value
+            proc = procs[name]
+            out[name] = proc(value) if proc is not None and value is not None else value
         return out
 
     def result(self, table: sa.Table, description: Any, row: Sequence[Any]) -> dict[str, Any]:
