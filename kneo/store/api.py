@@ -162,8 +162,11 @@ class Store(
                 conn.begin(),
             ):
                 tx = Transaction(self, conn)
-                yield tx
-                tx._flush_sequences()
+                try:
+                    yield tx
+                    tx._commit()  # the sequences it counted; the connection commits
+                finally:
+                    tx._cur.close()
             self.hold_specs(tx._new_specs)
 
     def raw_transaction(self) -> contextlib.AbstractContextManager[rawtx.RawTransaction]:
@@ -213,7 +216,7 @@ class Store(
         """A writer for one run's consecutive step boundaries (the engine's per-step path),
         on the connection the dialect says (:meth:`StoreDialect.step_connection`); close it
         when done."""
-        return steps.StepWriter(self.engine, self.dialect.step_connection(self.engine))
+        return steps.StepWriter(self.engine, self.dialect)
 
     def write_step(
         self,
@@ -255,7 +258,7 @@ class Store(
             row = conn.execute(_GET_RUN, {"run_id": run_id}).mappings().first()
             if row is None:
                 raise not_found_error("run", run_id)
-            return rows.run(row, conn)
+            return rows.run(row, rows.spec_reader(self.dialect, conn))
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The execution state of each existing run in ``run_ids``, in one query (for views
@@ -305,7 +308,8 @@ class Store(
                 conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
                 count=count,
             )  # fmt: skip
-            items = [rows.run(r, conn) for r in found]
+            spec_text = rows.spec_reader(self.dialect, conn)
+            items = [rows.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor)
 
     # -- checkpoints and trace --------------------------------------------------------

@@ -29,18 +29,14 @@ def _positive(name: str, value: float) -> None:
         raise InvalidRequest(f"{name} must be greater than zero, got {value}", field=name)
 
 
-# The queue's hot statements are built once (per dialect, per set of columns): SQLAlchemy
+# The queue's hot statements are built once per store (StoreDialect.memo): SQLAlchemy
 # builds and cache-keys a statement made per call at every call, which cost a worker more
 # than the statements' round trips.
-_CLAIMS: dict[str, Any] = {}
-_LEASE_UPDATES: dict[tuple[str, ...], Any] = {}
-
-
 def _claim_statement(dialect: StoreDialect) -> Any:
     """One statement: the subquery picks and locks the oldest due record (skipping those
     other claims hold), the update leases it to ``owner`` until ``expires``."""
-    found = _CLAIMS.get(dialect.name)
-    if found is None:
+
+    def build() -> Any:
         q = t.queue.c
         now = sa.bindparam("now", type_=q.updated_at.type)
         due = sa.or_(
@@ -48,7 +44,7 @@ def _claim_statement(dialect: StoreDialect) -> Any:
             sa.and_(q.status == "leased", q.lease_expires_at <= now),
         )
         pick = dialect.for_claim(sa.select(q.id).where(due).order_by(q.id).limit(1))
-        found = _CLAIMS[dialect.name] = (
+        return (
             sa.update(t.queue)
             .where(q.id == pick.scalar_subquery())
             .values(
@@ -60,15 +56,16 @@ def _claim_statement(dialect: StoreDialect) -> Any:
             )
             .returning(*t.queue.c)
         )
-    return found
+
+    return dialect.memo("claim", build)
 
 
-def _lease_update(names: tuple[str, ...]) -> Any:
+def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
     """Set ``names`` (and ``updated_at``) on a record ``k_owner`` still holds at ``k_now``."""
-    found = _LEASE_UPDATES.get(names)
-    if found is None:
+
+    def build() -> Any:
         q = t.queue.c
-        found = _LEASE_UPDATES[names] = (
+        return (
             sa.update(t.queue)
             .where(
                 q.id == sa.bindparam("k_id"),
@@ -78,7 +75,8 @@ def _lease_update(names: tuple[str, ...]) -> Any:
             )
             .values({name: sa.bindparam(f"v_{name}") for name in ("updated_at", *names)})
         )
-    return found
+
+    return dialect.memo(("lease_update", names), build)
 
 
 class CoordinationMixin(StoreBase):
@@ -109,7 +107,7 @@ class CoordinationMixin(StoreBase):
         params = {f"v_{name}": value for name, value in values.items()}
         params |= {"k_id": queue_id, "k_owner": owner, "k_now": now, "v_updated_at": now}
         with self._write(one_statement=True) as conn:
-            result = conn.execute(_lease_update(tuple(sorted(values))), params)
+            result = conn.execute(_lease_update(self.dialect, tuple(sorted(values))), params)
             return result.rowcount == 1
 
     def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool:

@@ -13,7 +13,7 @@ machinery runs. Everything commits together in
 On PostgreSQL the statements cost as few round trips and driver calls as their reads allow:
 
 - Inserts nobody reads back wait and go out as *one* statement (each a data-modifying
-  ``WITH`` part: :func:`_compound`) with the next read, or at commit.
+  ``WITH`` part: :meth:`~kneo.store.dialects.PostgresDialect.compound`) with the next read, or at commit.
 - A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
   rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
 - A run's outcome with nothing before it is one statement too (:meth:`RawTransaction.finish_run`:
@@ -27,26 +27,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import operator
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 
 from kneo import jsontext
-from kneo.errors import Conflict
-from kneo.store import rows
+from kneo.errors import Conflict, InvalidRequest
+from kneo.ids import new_run_id
+from kneo.store import dialects as d
+from kneo.store import payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
+from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
-from kneo.store.records import ContinuationRecord, RunRecord
+from kneo.store.records import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    QueueRecord,
+    RunRecord,
+    TraceEvent,
+)
 from kneo.store.rowvalues import (
-    RowWriter,
+    RUN_MUTABLE_FIELDS,
     audit_values,
     check_trace_events,
     continuation_request_list,
@@ -54,274 +62,290 @@ from kneo.store.rowvalues import (
     continuation_values,
     new_continuation,
     outbox_values,
+    spec_ref,
     trace_values,
 )
 from kneo.store.steps import (
-    CAS_EVENTS,
-    MAX_NUMBERED_ROWS,
+    CAS_RETURNING,
+    CHECKPOINT_COLUMNS,
+    TRACE_COLUMNS,
+    Step,
     StepCheckpoint,
-    execute_alone,
-    insert_rows,
-    numbered_rows,
+    StepEvent,
+    StepWritten,
+    write_step,
 )
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
 
-_NAMED = re.compile(r":([a-z_]+)")
-_Proc = Callable[[Any], Any] | None
-
-
-class _Text(NamedTuple):
-    """A statement with positional placeholders and the parameter name each one takes."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple([params[name] for name in self.names])
-
-
-class _Sql:
-    """Prepared statements and column processors for one dialect."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.mark = "?" if dialect.paramstyle in ("qmark", "named") else "%s"
-        #: PostgreSQL: unread inserts wait and go out as one statement (see the module doc)
-        self.batch = dialect.name == "postgresql"
-        self.pipeline = dialect.driver == "psycopg" and _pipeline_supported()
-        # What opens the transaction: SQLite takes its write lock up front; in psycopg's
-        # pipeline the BEGIN is queued with the statements (see RawTransaction._start).
-        self.begin = (
-            "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN" if self.pipeline else None
-        )
-        self._texts: dict[Any, _Text] = {}
-        self._binds: dict[tuple[str, str], _Proc] = {}
-        self._results: dict[tuple[str, str, Any], _Proc] = {}
-
-    def text(self, key: Any, build: Callable[[], str]) -> _Text:
-        """``build()``'s statement (``:name`` parameters) in the driver's positional style,
-        built once per ``key``."""
-        found = self._texts.get(key)
-        if found is None:
-            names: list[str] = []
-
-            def mark(match: re.Match[str]) -> str:
-                names.append(match.group(1))
-                return self.mark
-
-            sql = _NAMED.sub(mark, build())
-            found = self._texts[key] = _Text(sql, tuple(names))
-        return found
-
-    def bind(self, table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
-        out = {}
-        for name, value in values.items():
-            key = (table.name, name)
-            try:
-                proc = self._binds[key]
-            except KeyError:
-                proc = self._binds[key] = t.value_binder(table.c[name].type, self.dialect)
-            out[name] = proc(value) if proc is not None and value is not None else value
-        return out
-
-    def result(self, table: sa.Table, description: Any, row: Sequence[Any]) -> dict[str, Any]:
-        out = {}
-        for column, value in zip(description, row, strict=True):
-            name, coltype = column[0], column[1]
-            key = (table.name, name, coltype)
-            try:
-                proc = self._results[key]
-            except KeyError:
-                proc = self._results[key] = table.c[name].type._cached_result_processor(
-                    self.dialect, coltype
-                )
-            out[name] = proc(value) if proc is not None else value
-        return out
-
-
-_SQL: dict[str, _Sql] = {}
-
-
-def _pipeline_supported() -> bool:
-    import psycopg
-
-    return bool(psycopg.Pipeline.is_supported())
-
-
-def _compound(statements: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[str, tuple[Any, ...]]:
-    """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
-    together, see none of each other's rows and fail or commit together; foreign keys are
-    checked at the statement's end, so a child row may go with its parent's insert."""
-    if len(statements) == 1:
-        return statements[0]
-    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
-    args = tuple(itertools.chain.from_iterable(a for _, a in statements))
-    return f"WITH {parts} {statements[-1][0]}", args
-
-
-def _sql(dialect: Dialect) -> _Sql:
-    found = _SQL.get(dialect.name)
-    if found is None:
-        found = _SQL[dialect.name] = _Sql(dialect)
-    return found
+_RUN_COLUMNS = d.columns(t.runs)
+#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
+_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
+_AUDIT_COLUMNS = d.cas_params(t.audit_events)
+_OUTBOX_COLUMNS = d.cas_params(t.notification_events)
 
 
 def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable[[], str]:
-    def build() -> str:
-        return (
-            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-            f"({', '.join(':' + n for n in names)}){suffix}"
-        )
-
-    return build
+    return lambda: d.insert_sql(table, names, suffix)
 
 
-_RUN_COLUMNS = tuple(c.name for c in t.runs.c)
-_CHECKPOINT_COLUMNS = tuple(c.name for c in t.checkpoints.c)
-_CHECKPOINT_HEAD = f"INSERT INTO checkpoints ({', '.join(_CHECKPOINT_COLUMNS)})"
-#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
-_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
-_RUN_RETURNING = ", ".join(_RUN_COLUMNS)
-
-
-_AUDIT_COLUMNS = ("event_id", "event_type", "actor", "run_id", "continuation_id", "payload")
-
-
-def _finish_update(
-    keys: Sequence[str], release: bool, moves: bool, *, alone: bool, guard: bool
-) -> Callable[[], str]:
-    """:meth:`RawTransaction.finish_run`'s compare-and-set: the ``changes`` (``keys``), the
-    counters moved by the rows it adds (``moves``), the lease released when its owner still
-    holds it (``release``); ``guard``: only at the checkpoint a patch follows. ``alone``:
-    as the ``cas`` part of :func:`_finish_alone_sql`."""
-
-    def build() -> str:
-        sets = ["version = version + 1", "updated_at = :k_now"]
-        sets += [f"{k} = :v_{k}" for k in keys]
-        if moves:
-            sets += [
-                "checkpoint_seq = checkpoint_seq + :k_checkpoints",
-                "trace_seq = trace_seq + :k_events",
-            ]
-        if release:
-            mine = "CASE WHEN lease_owner = :k_owner THEN NULL ELSE {0} END"
-            sets += [
-                f"lease_owner = {mine.format('lease_owner')}",
-                f"lease_expires_at = {mine.format('lease_expires_at')}",
-            ]
-        where = "run_id = :k_run_id AND version = :k_expected"
-        if guard:
-            where += " AND checkpoint_seq = :k_last"
-        returning = "run_id, " if alone else ""
-        returning += "version, checkpoint_seq, trace_seq"
-        returning += ", updated_at" if alone else ""
-        return f"UPDATE runs SET {', '.join(sets)} WHERE {where} RETURNING {returning}"
-
-    return build
-
-
-# PostgreSQL: an outcome as one statement. Every row it adds selects from the updated run
-# (``cas``), numbered from the counters it returns, so nothing is written when the
-# compare-and-set finds no row; a patch checkpoint guards its predecessor (``k_last``).
-_FINISH_CHECKPOINTS = (
-    ", cp AS (INSERT INTO checkpoints (run_id, sequence, type, step_id, status, encoding, "
-    "payload, size_bytes, truncated, metadata, created_at) "
-    "SELECT cas.run_id, cas.checkpoint_seq - {count} + c.n, c.type, c.step_id, c.status, "
-    "c.encoding, c.payload, c.size_bytes, c.truncated, c.metadata, cas.updated_at "
-    "FROM cas, {rows} AS c(n, type, step_id, status, encoding, payload, size_bytes, "
-    "truncated, metadata))"
-)
-_FINISH_AUDITS = (
-    ", au AS (INSERT INTO audit_events (event_id, event_type, actor, run_id, continuation_id, "
-    "payload, created_at) SELECT a.event_id, a.event_type, a.actor, a.run_id, "
-    "a.continuation_id, a.payload, cas.updated_at FROM cas, {rows} "
-    "AS a(n, event_id, event_type, actor, run_id, continuation_id, payload))"
-)
-
-# A notifiable audit's outbox row (kneo.store.notifications), in the same statement.
-_FINISH_OUTBOX = (
-    ", nb AS (INSERT INTO notification_events (event_id, event_type, severity, environment, "
-    "assignee, actor, run_id, continuation_id, payload, routed, created_at) SELECT o.event_id, "
-    "o.event_type, o.severity, o.environment, o.assignee, o.actor, o.run_id, o.continuation_id, "
-    "o.payload, false, cas.updated_at FROM cas, {rows} AS o(n, event_id, event_type, severity, "
-    "environment, assignee, actor, run_id, continuation_id, payload))"
-)
-_OUTBOX_COLUMNS = (
-    "event_id",
-    "event_type",
-    "severity",
-    "environment",
-    "assignee",
-    "actor",
-    "run_id",
-    "continuation_id",
-    "payload",
-)
-
-
-def _finish_alone_sql(
-    cas: str, checkpoints: int, events: int, audits: int, outbox: int
-) -> Callable[[], str]:
-    """The statement of :meth:`RawTransaction._finish_alone`: ``cas`` (positional) and the
-    rows it adds, ``checkpoints``, ``events``, ``audits`` and ``outbox`` of them."""
-
-    def build() -> str:
-        sql = f"WITH cas AS ({cas})"
-        if checkpoints:
-            rows = numbered_rows(8, checkpoints)
-            sql += _FINISH_CHECKPOINTS.format(count=checkpoints, rows=rows)
-        if events:
-            sql += CAS_EVENTS.format(count=events, rows=numbered_rows(3, events))
-        if audits:
-            sql += _FINISH_AUDITS.format(rows=numbered_rows(len(_AUDIT_COLUMNS), audits))
-        if outbox:
-            sql += _FINISH_OUTBOX.format(rows=numbered_rows(len(_OUTBOX_COLUMNS), outbox))
-        return sql + " SELECT version, checkpoint_seq, trace_seq FROM cas"
-
-    return build
-
-
-class RawTransaction(RowWriter):
+class RawTransaction:
     """One unit of work on one raw DBAPI connection; see the module docstring."""
 
-    def __init__(self, store: Store, raw: Any, sql: _Sql) -> None:
+    def __init__(
+        self, store: Store, raw: Any, dialect: StoreDialect, *, hosted: bool = False
+    ) -> None:
         self._store = store
         self._raw = raw
-        self._sql = sql
+        self._d = dialect
         self._cur = raw.cursor()
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
         self._new_specs: list[str] = []
         #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
-        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if sql.batch else None
+        batch = dialect.batch and not hosted
+        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if batch else None
         self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
         self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
-        self._open = False  # the transaction began on the connection
+        #: the transaction began on the connection (``hosted``: its SQLAlchemy connection's)
+        self._open = hosted
+        self._hosted = hosted
         self._ended = False  # committed (or finish_run's one statement): nothing may follow
-        if not sql.batch:
+        if not batch and not hosted:
             try:
                 self._start()
             except BaseException:
                 self._cur.close()
                 raise
 
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord:
+        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
+
+        ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
+        so it is not encoded and hashed again. ``events``: the run's first trace events,
+        numbered from 1 with the row inserted already counting them (no counter update).
+        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now."""
+        if events:
+            check_trace_events(events)
+        values = {
+            "run_id": run_id or new_run_id(self.now),
+            "status": status,
+            "target": target,
+            "workflow_name": workflow_name,
+            "workflow_kind": workflow_kind,
+            "agent_name": agent_name,
+            "input_text": input_text,
+            "output_text": None,
+            "error": None,
+            "environment": environment,
+            "spec": {},
+            "spec_digest": spec_digest,
+            "spec_ref": self._put_spec(spec, spec_text),
+            "bundle_name": bundle_name,
+            "bundle_revision": bundle_revision,
+            "bundle_commit": bundle_commit,
+            "state": dict(state or {}),
+            "version": 1,
+            "cancel_requested": False,
+            "deadline_at": deadline_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "started_at": started_at,
+            "finished_at": None,
+            "metadata": dict(metadata or {}),
+            "checkpoint_seq": 0,
+            "trace_seq": len(events),
+            "lease_owner": lease[0] if lease else None,
+            "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
+        }
+        if not self._insert_run(values, checked=run_id is not None):
+            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+        run_id = str(values["run_id"])
+        self._seq[run_id] = [0, len(events)]
+        if events:
+            self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
+        return rows.run({**values, "spec": dict(spec or {})})
+
+    def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
+        """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
+        digest, or ``None`` for an empty spec (kept inline).
+
+        No INSERT when this store already committed that digest (:attr:`Store.specs_held`):
+        rows of ``specs`` are content-addressed and never deleted, so one written by any
+        process stays, whatever the other processes do."""
+        if not spec:
+            return None
+        text = text if text is not None else jsontext.dumps(dict(spec))
+        digest = spec_ref(text)
+        if digest not in self._store.specs_held:
+            self._insert_spec({"digest": digest, "spec": text, "created_at": self.now})
+            self._new_specs.append(digest)
+        return digest
+
+    def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
+        """Check and complete ``update_run``'s changes (folded sequences, inline spec); the
+        sorted column names it sets."""
+        unknown = set(changes) - RUN_MUTABLE_FIELDS
+        if unknown:
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
+        if run_id in self._seq_dirty:
+            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
+            changes["spec_ref"] = None
+        return tuple(sorted(changes))
+
+    def _run_updated(self, run_id: str, row: Mapping[Any, Any]) -> None:
+        """Take the sequence counters of the run row ``update_run`` returned."""
+        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+        self._seq_dirty.discard(run_id)
+
+    def current(self, run: RunRecord) -> RunRecord:
+        """``run`` with the trace count this transaction allocated for it (so a caller can
+        report ``trace_event_count`` without counting rows)."""
+        known = self._seq.get(run.run_id)
+        if known is None or known[1] == run.trace_seq:
+            return run
+        return dataclasses.replace(run, trace_seq=known[1])
+
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
+        """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
+        caller that knows every holder is gone (the run it moves out of ``queued`` or
+        ``paused`` under a compare-and-set had no executor). A new run takes its lease in
+        :meth:`create_run`, its outcome gives it back in ``finish_run``."""
+        self._set_run_lease(run_id, owner, self.now + timedelta(seconds=ttl_seconds))
+
+    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
+        current = self._run_version(run_id)
+        if current is None:
+            raise not_found_error("run", run_id)
+        raise Conflict(
+            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
+            code="stale_state",
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
+
+    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for a run; returns the first one.
+
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
+        two writers of one run cannot allocate the same number on any backend. Once this
+        transaction holds the row, further allocations are counted in memory and written by
+        :meth:`_flush_sequences` (or folded into ``update_run``) before commit.
+        """
+        index = 0 if column == "checkpoint_seq" else 1
+        known = self._seq.get(run_id)
+        if known is None:
+            row = self._allocate_sequence(run_id, column, count)
+            if row is None:
+                raise not_found_error("run", run_id)
+            self._seq[run_id] = [int(row[0]), int(row[1])]
+            return int(row[index]) - count + 1
+        first = known[index] + 1
+        known[index] += count
+        self._seq_dirty.add(run_id)
+        return first
+
+    def _flush_sequences(self) -> None:
+        """Write counters allocated in memory; called by the store right before commit."""
+        for run_id in sorted(self._seq_dirty):
+            checkpoint_seq, trace_seq = self._seq[run_id]
+            self._write_sequences(run_id, checkpoint_seq, trace_seq)
+        self._seq_dirty.clear()
+
+    # -- checkpoints, queue ------------------------------------------------------------
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        """Append a checkpoint with the run's next sequence number (compressed or previewed).
+        It is a keyframe, holding the whole payload; patches come from the journal through
+        ``RawTransaction.finish_run`` and ``write_step``."""
+        encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
+        meta = dict(metadata or {})
+        if encoded.reduction is not None:
+            meta["payload_reduction"] = encoded.reduction
+        values = {
+            "run_id": run_id,
+            "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
+            "type": type,
+            "step_id": step_id,
+            "status": status,
+            "encoding": encoded.encoding,
+            "payload": encoded.data,
+            "size_bytes": encoded.size_bytes,
+            "truncated": encoded.truncated,
+            "metadata": meta,
+            "created_at": self.now,
+        }
+        self._insert_checkpoints([values])
+        return rows.checkpoint(values)
+
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
+        """Queue a run for a worker (commits with the rest of the transaction)."""
+        values = {
+            "run_id": run_id,
+            "status": "queued",
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "available_at": available_at or self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "finished_at": None,
+        }
+        return rows.queue({**values, "id": self._insert_queue(values)})
+
     # -- statement execution -----------------------------------------------------------
     def _start(self) -> None:
         """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
         ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
         trip of its own), or with SQLite's write lock."""
-        if self._sql.pipeline:
+        if self._d.pipeline:
             driver = self._raw.driver_connection
             driver.autocommit = True
             self._autocommit_on = True
             self._pipe = driver.pipeline()
             self._pipe.__enter__()
         self._open = True
-        if self._sql.begin:
-            self._cur.execute(self._sql.begin)
+        if self._d.begin:
+            self._cur.execute(self._d.begin)
 
     def _check_open(self) -> None:
         if self._ended:
@@ -332,21 +356,28 @@ class RawTransaction(RowWriter):
         if not self._open:
             self._start()
         if self._waiting:
-            self._cur.execute(*_compound(self._waiting))
+            self._cur.execute(*self._d.compound(self._waiting))
             self._waiting.clear()
 
     def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
         """Run a statement whose result is read (or that must follow what came before: an
         update); the cursor."""
-        text = self._sql.text(key, build)
+        text = self._d.text(key, build)
         self._check_open()
         self._send()
         self._cur.execute(text.sql, text.args(params))
         return self._cur
 
+    def _first(
+        self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The first row a statement returns, or ``None``."""
+        found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
+        return found[0] if found else None
+
     def _add(self, sql: str, args: tuple[Any, ...]) -> None:
         """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
-        (see :func:`_compound`), runs now elsewhere."""
+        (see :meth:`~kneo.store.dialects.PostgresDialect.compound`), runs now elsewhere."""
         self._check_open()
         if self._waiting is None:
             self._cur.execute(sql, args)
@@ -354,7 +385,7 @@ class RawTransaction(RowWriter):
             self._waiting.append((sql, args))
 
     def _insert(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> None:
-        text = self._sql.text(key, build)
+        text = self._d.text(key, build)
         self._add(text.sql, text.args(params))
 
     def _commit(self) -> None:
@@ -364,15 +395,19 @@ class RawTransaction(RowWriter):
             return
         self._flush_sequences()
         self._ended = True
+        if self._hosted:  # its SQLAlchemy connection commits
+            return
         if not self._open:
             if self._waiting:
-                execute_alone(self._raw, self._cur, *_compound(self._waiting), read=False)
+                self._d.execute_alone(
+                    self._raw, self._cur, *self._d.compound(self._waiting), read=False
+                )
                 self._waiting.clear()
             return
         if self._waiting:
-            self._cur.execute(*_compound(self._waiting))
+            self._cur.execute(*self._d.compound(self._waiting))
             self._waiting.clear()
-        if self._sql.begin:
+        if self._d.begin:
             # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
             # (pysqlite's commit() prepares "COMMIT" anew each time); in the pipeline queued.
             self._cur.execute("COMMIT")
@@ -402,20 +437,17 @@ class RawTransaction(RowWriter):
                 driver.autocommit = False
 
     def _insert_rows(
-        self, table: sa.Table, names: Sequence[str], values: list[dict[str, Any]]
+        self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
     ) -> None:
         """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
         row_of = operator.itemgetter(*names)
-        insert_rows(
-            self._add,
-            f"INSERT INTO {table.name} ({', '.join(names)})",
-            [row_of(self._sql.bind(table, v)) for v in values],
-            self._sql.mark,
+        self._d.insert_rows(
+            self._add, table, names, [row_of(self._d.bind(table, v)) for v in values]
         )
 
     # -- runs ------------------------------------------------------------------------
     def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
-        bound = self._sql.bind(t.runs, values)
+        bound = self._d.bind(t.runs, values)
         if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
             self._insert("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
             return True
@@ -430,25 +462,16 @@ class RawTransaction(RowWriter):
         self._insert(
             "spec",
             _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
-            self._sql.bind(t.specs, values),
+            self._d.bind(t.specs, values),
         )
 
     def _spec_text(self, digest: str) -> str | None:
-        text = rows._SPEC_TEXT.get(digest)
-        if text is None:
-            cur = self._exec(
-                "select_spec",
-                lambda: "SELECT spec FROM specs WHERE digest = :digest",
-                {"digest": digest},
-            )
-            found = cur.fetchall()
-            if not found:
-                return None
-            text = found[0][0]
-            if len(rows._SPEC_TEXT) >= 256:
-                rows._SPEC_TEXT.clear()
-            rows._SPEC_TEXT[digest] = text
-        return text
+        def read() -> str | None:
+            sql = "SELECT spec FROM specs WHERE digest = :digest"
+            found = self._first("select_spec", lambda: sql, {"digest": digest})
+            return found[0] if found else None
+
+        return self._d.spec_text(digest, read)
 
     def update_run(
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
@@ -458,13 +481,9 @@ class RawTransaction(RowWriter):
         cas = expected_version is not None
 
         def build() -> str:
-            sets = ", ".join(
-                ["version = version + 1", "updated_at = :k_now"] + [f"{k} = :v_{k}" for k in keys]
-            )
-            where = "run_id = :k_run_id" + (" AND version = :k_expected" if cas else "")
-            return f"UPDATE runs SET {sets} WHERE {where} RETURNING {_RUN_RETURNING}"
+            return d.run_update(keys, cas=cas, returning=_RUN_COLUMNS)
 
-        bound = self._sql.bind(t.runs, {**changes, "updated_at": self.now})
+        bound = self._d.bind(t.runs, {**changes, "updated_at": self.now})
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
         if cas:
@@ -473,7 +492,7 @@ class RawTransaction(RowWriter):
         found = cur.fetchall()
         if not found:
             self._raise_stale(run_id, expected_version)
-        row = self._sql.result(t.runs, cur.description, found[0])
+        row = self._d.result(t.runs, cur.description, found[0])
         self._run_updated(run_id, row)
         spec = row["spec"] or {}
         if row.get("spec_ref") and not spec:
@@ -522,7 +541,7 @@ class RawTransaction(RowWriter):
         values = {**changes, "updated_at": self.now}
         if state_text is not None:
             del values["state"]
-        bound = self._sql.bind(t.runs, values)
+        bound = self._d.bind(t.runs, values)
         if state_text is not None:
             bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
@@ -542,7 +561,7 @@ class RawTransaction(RowWriter):
             )
             for audit in audits
         ]
-        audit_rows = [self._sql.bind(t.audit_events, v) for v in audit_values_]
+        audit_rows = [self._d.bind(t.audit_events, v) for v in audit_values_]
         outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
         moves = added != (0, 0)
         found = None
@@ -550,14 +569,17 @@ class RawTransaction(RowWriter):
             self._waiting == []
             and not self._open
             and not self._seq_dirty - {run_id}
-            and max(len(checkpoints), len(events), len(audits)) <= MAX_NUMBERED_ROWS
+            and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
         if alone:
             found = self._finish_alone(
                 run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
             )
         if found is None:  # the statements one by one (or a patch's predecessor moved)
-            update = _finish_update(keys, release, moves, alone=False, guard=False)
+
+            def update() -> str:
+                return d.run_update(keys, moves=moves, release=release)
+
             found = self._exec(("finish_run", keys, release, moves), update, params).fetchall()
             if not found:
                 self._raise_stale(run_id, expected_version)
@@ -608,11 +630,17 @@ class RawTransaction(RowWriter):
         last = lasts.pop() if lasts else None
         if last is not None:
             params["k_last"] = last
-        cas = self._sql.text(
-            ("finish_cas", *update, last is not None),
-            _finish_update(*update, alone=True, guard=last is not None),
-        )
-        args = list(cas.args(params))
+        keys, release, moves = update
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
+
+        def build() -> str:
+            cas = d.run_update(
+                keys, moves=moves, release=release, guard=last is not None, returning=CAS_RETURNING
+            )
+            return d.one_statement_write(cas, shape)
+
+        text = self._d.text(("finish_alone", *update, last is not None, *shape), build)
+        args = list(text.args(params))
         first = 1 if last is None else last + 1
         for index, checkpoint in enumerate(checkpoints):
             args += checkpoint.at(first + index).columns()
@@ -622,12 +650,9 @@ class RawTransaction(RowWriter):
         for audit in audits:
             args += (audit[name] for name in _AUDIT_COLUMNS)
         for row in outbox:
-            bound = self._sql.bind(t.notification_events, row)
+            bound = self._d.bind(t.notification_events, row)
             args += (bound[name] for name in _OUTBOX_COLUMNS)
-        shape = (len(checkpoints), len(events), len(audits), len(outbox))
-        key = ("finish_alone", *update, last is not None, *shape)
-        sql = self._sql.text(key, _finish_alone_sql(cas.sql, *shape)).sql
-        found = execute_alone(self._raw, self._cur, sql, args)
+        found = self._d.execute_alone(self._raw, self._cur, text.sql, args)
         if not found:
             return None
         self._ended = True
@@ -640,22 +665,18 @@ class RawTransaction(RowWriter):
                 "UPDATE runs SET lease_owner = :lease_owner, lease_expires_at = :lease_expires_at "
                 "WHERE run_id = :run_id"
             ),
-            self._sql.bind(
+            self._d.bind(
                 t.runs, {"run_id": run_id, "lease_owner": owner, "lease_expires_at": expires_at}
             ),
         )
 
     def _run_version(self, run_id: str) -> int | None:
-        cur = self._exec(
-            "select_version",
-            lambda: "SELECT version FROM runs WHERE run_id = :run_id",
-            {"run_id": run_id},
-        )
-        found = cur.fetchall()
-        return found[0][0] if found else None
+        sql = "SELECT version FROM runs WHERE run_id = :run_id"
+        found = self._first("select_version", lambda: sql, {"run_id": run_id})
+        return found[0] if found else None
 
     def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:
-        cur = self._exec(
+        return self._first(
             ("seq", column),
             lambda: (
                 f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
@@ -663,8 +684,6 @@ class RawTransaction(RowWriter):
             ),
             {"k_run_id": run_id, "k_count": count},
         )
-        found = cur.fetchall()
-        return found[0] if found else None
 
     def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
         self._exec(
@@ -682,27 +701,55 @@ class RawTransaction(RowWriter):
     ) -> None:
         """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
         row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        stamp = self._sql.bind(t.checkpoints, {"created_at": self.now})["created_at"]
+        stamp = self._d.bind(t.checkpoints, {"created_at": self.now})["created_at"]
         rows_ = [
             (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
             for offset, checkpoint in enumerate(checkpoints)
         ]
-        insert_rows(self._add, _CHECKPOINT_HEAD, rows_, self._sql.mark)
+        self._d.insert_rows(self._add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
-        self._insert_rows(t.checkpoints, _CHECKPOINT_COLUMNS, values)
+        self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
 
-    def add_trace_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
-        """:meth:`Transaction.add_trace_events <kneo.store.api.Transaction.add_trace_events>`."""
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]:
+        """Append events (``event_type``, optional ``step_id`` and ``payload``) in order."""
         if not events:
-            return
+            return []
         check_trace_events(events)
         first = self._next_sequence(run_id, "trace_seq", len(events))
-        self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+        values = trace_values(run_id, first, events, self.now)
+        self._insert_trace_rows(values)
+        return [rows.trace(v) for v in values]
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoint: StepCheckpoint,
+        events: Sequence[StepEvent],
+    ) -> StepWritten:
+        """One step boundary in this transaction (:func:`kneo.store.steps.write_step`): the
+        run's new state with compare-and-set and sequence allocation, its checkpoint, its
+        trace events. The new version and counters; ``stale_state``/``not_found`` as
+        :meth:`update_run`."""
+        if run_id in self._seq_dirty:
+            self._flush_sequences()
+        self._check_open()
+        self._send()
+        step = Step(run_id, expected_version, self.now, state_text, checkpoint, events)
+        written = write_step(self._cur, self._d, step)
+        if written is None:
+            self._raise_stale(run_id, expected_version)
+        self._seq[run_id] = [written.checkpoint_seq, written.trace_seq]
+        return written
 
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
-        names = ("run_id", "sequence", "event_type", "step_id", "payload", "created_at")
-        self._insert_rows(t.trace_events, names, values)
+        self._insert_rows(t.trace_events, TRACE_COLUMNS, values)
 
     # -- continuations, audit, queue -----------------------------------------------------
     def put_continuation(
@@ -720,11 +767,104 @@ class RawTransaction(RowWriter):
         workflow_name: str | None = None,
         environment: str | None = None,
     ) -> ContinuationRecord:
-        """:meth:`Transaction.put_continuation <kneo.store.api.Transaction.put_continuation>`:
-        a new continuation, or with ``expected_version`` a compare-and-set replace."""
+        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
+
+        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
+        ``status`` ... as the engine defines them); they are indexed for listing by assignee
+        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
+        run's (a replace keeps the stored name and environment). Creating an existing id is
+        ``already_exists``; a version mismatch is ``stale_state``.
+        """
+        request_list, values = self._continuation(
+            run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
+            workflow_name, environment,
+        )  # fmt: skip
+        if expected_version is not None:
+            record = self._replace_continuation(continuation_id, expected_version, values)
+            self._insert_requests(continuation_id, request_list, status)
+            return record
+        new_continuation(values, continuation_id, self.now)
+        dbapi = self._d.db.loaded_dbapi
+        try:
+            cur = self._exec(
+                ("continuation", tuple(values)),
+                _insert(
+                    t.continuations,
+                    tuple(values),
+                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
+                ),
+                self._d.bind(t.continuations, values),
+            )
+            inserted = cur.fetchall()
+        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
+            raise not_found_error("run", run_id) from exc
+        if not inserted:
+            raise Conflict(
+                f"continuation {continuation_id!r} already exists", code="already_exists"
+            )
+        self._insert_requests(continuation_id, request_list, status)
+        return rows.continuation(values)
+
+    def _replace_continuation(
+        self, continuation_id: str, expected_version: int, values: dict[str, Any]
+    ) -> ContinuationRecord:
+        """Compare-and-set the continuation's columns to ``values``; its request index is
+        dropped for the caller to write anew."""
+        keys = tuple(values)
+
+        def build() -> str:
+            sets = ", ".join(["version = version + 1", *(f"{k} = :v_{k}" for k in keys)])
+            return (
+                f"UPDATE continuations SET {sets} WHERE continuation_id = :k_id AND "
+                f"version = :k_expected RETURNING {', '.join(d.columns(t.continuations))}"
+            )
+
+        bound = self._d.bind(t.continuations, values)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_id": continuation_id, "k_expected": expected_version}
+        cur = self._exec(("replace_continuation", keys), build, params)
+        found = cur.fetchall()
+        if not found:
+            sql = "SELECT version FROM continuations WHERE continuation_id = :k_id"
+            if self._first("continuation_version", lambda: sql, params) is None:
+                raise not_found_error("continuation", continuation_id)
+            raise Conflict(
+                f"continuation {continuation_id!r} changed since it was read",
+                code="stale_state",
+                continuation_id=continuation_id,
+            )
+        record = rows.continuation(self._d.result(t.continuations, cur.description, found[0]))
+        self._delete_requests(continuation_id)
+        return record
+
+    def _delete_requests(self, continuation_id: str) -> None:
+        sql = "DELETE FROM continuation_requests WHERE continuation_id = :k_id"
+        self._exec("delete_requests", lambda: sql, {"k_id": continuation_id})
+
+    def delete_continuation(self, continuation_id: str) -> bool:
+        """Remove a continuation and its request index; ``False`` if it did not exist."""
+        self._delete_requests(continuation_id)
+        sql = "DELETE FROM continuations WHERE continuation_id = :k_id"
+        cur = self._exec("delete_continuation", lambda: sql, {"k_id": continuation_id})
+        return bool(cur.rowcount == 1)
+
+    def _continuation(
+        self,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None,
+        status: str,
+        expires_at: datetime | None,
+        escalated_at: datetime | None,
+        workflow_kind: str | None,
+        workflow_name: str | None,
+        environment: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A continuation's checked requests and the columns a create or replace writes;
+        ``workflow_kind``, ``workflow_name`` and ``environment`` default to the run's."""
         request_list = continuation_request_list(requests)
         if workflow_kind is None and run_id is not None:
-            cur = self._exec(
+            found = self._first(
                 "select_kind",
                 lambda: (
                     "SELECT workflow_kind, workflow_name, environment FROM runs "
@@ -732,11 +872,10 @@ class RawTransaction(RowWriter):
                 ),
                 {"run_id": run_id},
             )
-            found = cur.fetchall()
             if found:
-                workflow_kind = found[0][0]
-                workflow_name = workflow_name or found[0][1]
-                environment = environment or found[0][2]
+                workflow_kind = found[0]
+                workflow_name = workflow_name or found[1]
+                environment = environment or found[2]
         values = continuation_values(
             run_id=run_id,
             status=status,
@@ -749,82 +888,18 @@ class RawTransaction(RowWriter):
             workflow_name=workflow_name,
             environment=environment,
         )
-        if expected_version is not None:
-            record = self._replace_continuation(continuation_id, values, expected_version)
-        else:
-            record = self._insert_continuation(continuation_id, run_id, values)
+        return request_list, values
+
+    def _insert_requests(
+        self, continuation_id: str, request_list: list[dict[str, Any]], status: str
+    ) -> None:
+        """The continuation's request index rows."""
         if request_list:
-            names = ("continuation_id", "request_id", "kind", "assignee", "status")
             self._insert_rows(
                 t.continuation_requests,
-                names,
+                d.columns(t.continuation_requests),
                 continuation_request_rows(continuation_id, request_list, status),
             )
-        return record
-
-    def _replace_continuation(
-        self, continuation_id: str, values: dict[str, Any], expected_version: int
-    ) -> ContinuationRecord:
-        keys = tuple(values)
-        cur = self._exec(
-            ("replace_continuation", keys),
-            lambda: (
-                "UPDATE continuations SET version = version + 1, "
-                + ", ".join(f"{k} = :{k}" for k in keys)
-                + " WHERE continuation_id = :continuation_id AND version = :expected_version"
-                + f" RETURNING {', '.join(c.name for c in t.continuations.c)}"
-            ),
-            {
-                **self._sql.bind(t.continuations, values),
-                "continuation_id": continuation_id,
-                "expected_version": expected_version,
-            },
-        )
-        found = cur.fetchall()
-        if not found:
-            cur = self._exec(
-                "continuation_exists",
-                lambda: "SELECT 1 FROM continuations WHERE continuation_id = :continuation_id",
-                {"continuation_id": continuation_id},
-            )
-            if not cur.fetchall():
-                raise not_found_error("continuation", continuation_id)
-            raise Conflict(
-                f"continuation {continuation_id!r} changed since it was read",
-                code="stale_state",
-                continuation_id=continuation_id,
-            )
-        record = rows.continuation(self._sql.result(t.continuations, cur.description, found[0]))
-        self._exec(
-            "delete_continuation_requests",
-            lambda: "DELETE FROM continuation_requests WHERE continuation_id = :continuation_id",
-            {"continuation_id": continuation_id},
-        )
-        return record
-
-    def _insert_continuation(
-        self, continuation_id: str, run_id: str | None, values: dict[str, Any]
-    ) -> ContinuationRecord:
-        new_continuation(values, continuation_id, self.now)
-        dbapi = self._sql.dialect.loaded_dbapi
-        try:
-            cur = self._exec(
-                "continuation",
-                _insert(
-                    t.continuations,
-                    tuple(values),
-                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
-                ),
-                self._sql.bind(t.continuations, values),
-            )
-            inserted = cur.fetchall()
-        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
-            raise not_found_error("run", run_id) from exc
-        if not inserted:
-            raise Conflict(
-                f"continuation {continuation_id!r} already exists", code="already_exists"
-            )
-        return rows.continuation(values)
 
     def add_audit(
         self,
@@ -834,8 +909,9 @@ class RawTransaction(RowWriter):
         run_id: str | None = None,
         continuation_id: str | None = None,
         payload: Mapping[str, Any] | None = None,
-    ) -> None:
-        """:meth:`Transaction.add_audit <kneo.store.api.Transaction.add_audit>` (redacted)."""
+    ) -> AuditEvent:
+        """Record an audit event (``evt_...``); the payload is redacted before it is written.
+        A notifiable one also writes its ``notification_events`` row (the outbox)."""
         values = audit_values(
             event_type,
             actor=actor,
@@ -845,22 +921,23 @@ class RawTransaction(RowWriter):
             now=self.now,
         )
         self._insert(
-            "audit", _insert(t.audit_events, tuple(values)), self._sql.bind(t.audit_events, values)
+            "audit", _insert(t.audit_events, tuple(values)), self._d.bind(t.audit_events, values)
         )
         outbox = outbox_values(values)
         if outbox is not None:
             self._insert_outbox(outbox)
+        return rows.audit(values)
 
     def _insert_outbox(self, values: dict[str, Any]) -> None:
         """A notifiable audit event's ``notification_events`` row (the outbox)."""
-        bound = self._sql.bind(t.notification_events, values)
+        bound = self._d.bind(t.notification_events, values)
         self._insert("outbox", _insert(t.notification_events, tuple(values)), bound)
 
     def _insert_queue(self, values: dict[str, Any]) -> int:
         cur = self._exec(
             "enqueue",
             _insert(t.queue, tuple(values), " RETURNING id"),
-            self._sql.bind(t.queue, values),
+            self._d.bind(t.queue, values),
         )
         queue_id: int = cur.fetchall()[0][0]
         return queue_id
@@ -879,7 +956,7 @@ def raw_transaction(store: Store) -> Iterator[RawTransaction]:
 
 
 def _raw_transaction(store: Store, engine: Engine, raw: Any) -> Iterator[RawTransaction]:
-    sql = _sql(engine.dialect)
+    sql = store.dialect
     try:
         tx = RawTransaction(store, raw, sql)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from kneo.store import payloads
 from kneo.store import tables as t
+from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     AuditEvent,
     BundleRevision,
@@ -41,29 +42,25 @@ def from_row(cls: type[R], r: Row, **values: Any) -> R:
 
 
 _SELECT_SPEC = sa.select(t.specs.c.spec).where(t.specs.c.digest == sa.bindparam("digest"))
-#: spec JSON text by content digest: immutable once written, so caching it is always right
-_SPEC_TEXT: dict[str, str] = {}
 
 
-def spec_text(conn: Any, digest: str) -> str | None:
-    """The stored JSON text of the spec with ``digest`` (cached per process)."""
-    text = _SPEC_TEXT.get(digest)
-    if text is None:
-        text = conn.execute(_SELECT_SPEC, {"digest": digest}).scalar()
-        if text is None:
-            return None
-        if len(_SPEC_TEXT) >= 256:
-            _SPEC_TEXT.clear()
-        _SPEC_TEXT[digest] = text
-    return text
+def spec_reader(dialect: StoreDialect, conn: Any) -> Callable[[str], str | None]:
+    """Reads a spec's JSON text by digest on ``conn``, through ``dialect``'s cache."""
+
+    def read(digest: str) -> str | None:
+        return dialect.spec_text(
+            digest, lambda: conn.execute(_SELECT_SPEC, {"digest": digest}).scalar()
+        )
+
+    return read
 
 
-def run(r: Row, conn: Any = None) -> RunRecord:
-    """A run record; ``conn`` reads the spec from ``specs`` when the row references it."""
+def run(r: Row, spec_text: Callable[[str], str | None] | None = None) -> RunRecord:
+    """A run record; ``spec_text`` reads the spec when the row references it in ``specs``."""
     spec = r["spec"] or {}
     ref = r.get("spec_ref")
-    if ref and not spec and conn is not None:
-        text = spec_text(conn, ref)
+    if ref and not spec and spec_text is not None:
+        text = spec_text(ref)
         spec = json.loads(text) if text is not None else {}
     return RunRecord(
         run_id=r["run_id"],

@@ -108,7 +108,7 @@ def value_binder(
         return jsontext.dumps
     if isinstance(coltype, UTCDateTime):
         return epoch_micros if dialect.name == "sqlite" else _as_utc
-    return coltype._cached_bind_processor(dialect)
+    return coltype.dialect_impl(dialect).bind_processor(dialect)
 
 
 metadata = sa.MetaData(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import NotReady
-from kneo.store import Store, dialects, open_store, steps
+from kneo.store import Store, open_store, steps
 from kneo.store.dialects import SqliteDialect
 
 
@@ -63,10 +63,12 @@ def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> No
 
 
 def test_lock_not_obtained_in_time_is_given_up(tmp_path: Path) -> None:
-    dialect = SqliteDialect(busy_timeout_ms=200)
     store = open_store(f"sqlite:///{tmp_path / 'slow.sqlite'}")
     try:
-        store.dialect = dialect
+        # The store's own dialect (it holds the store's statements and writer connection)
+        dialect = store.dialect
+        assert isinstance(dialect, SqliteDialect)
+        dialect.busy_timeout_ms = 200
         with dialect.write_lock(store.engine):
             started = time.monotonic()
             store.create_run(input_text="x", workflow_name="w", target="workflow")
@@ -113,14 +115,14 @@ def test_hot_writes_share_one_warm_connection(
     assert written is not None
     assert len(seen) == 4 and len(set(seen)) == 1
     store.close()
-    assert store.engine not in dialects._WRITERS  # closed with the store
+    assert store.dialect._writer is None  # closed with the store
 
 
 def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _seen_connections(store, monkeypatch)
     with store.raw_transaction() as tx:
         tx.add_audit("test.event", payload={})
-    broken = dialects._WRITERS[store.engine]
+    broken = store.dialect._writer
 
     def failing_cursor() -> Any:
         raise sqlite3.OperationalError("disk I/O error")
@@ -130,6 +132,6 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
         tx.add_audit("test.event", payload={})
     with store.raw_transaction() as tx:
         tx.add_audit("test.event", payload={})
-    assert dialects._WRITERS[store.engine] is not broken
+    assert store.dialect._writer is not broken
     assert len(store.list_audit(event_type="test.event").items) == 2
     assert seen[0] == seen[1] != seen[2]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kneo.store import tables as t
-from kneo.store.steps import _chunks
+from kneo.store.dialects import chunks
 
 SAMPLES: list[tuple[type, list[Any]]] = [
     (t.JSONText, [{"a": [1, "ü", None]}, [], "text", 3, {"at": datetime(2026, 1, 2, tzinfo=UTC)}]),
@@ -52,7 +52,7 @@ def test_value_binder_is_the_columns_bind_processor(dialect: sa.engine.Dialect) 
 
 
 def test_chunks_are_whole_up_to_eight_then_powers_of_two() -> None:
-    sizes = {n: [len(c) for c in _chunks(list(range(n)))] for n in (0, 1, 8, 9, 15, 32, 77)}
+    sizes = {n: [len(c) for c in chunks(list(range(n)))] for n in (0, 1, 8, 9, 15, 32, 77)}
     assert sizes == {
         0: [],
         1: [1],

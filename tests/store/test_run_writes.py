@@ -159,7 +159,7 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
     PostgreSQL inside a pipeline, in autocommit with its own BEGIN; "commit": an insert that
     waited for the commit fails there), nothing it wrote stays, and the connection goes back
     transactional: the next transactions on the pool still roll back whole."""
-    import kneo.store.rowvalues as rowvalues
+    import kneo.store.rawtx as rawtx
 
     with pytest.raises((RuntimeError, Conflict)), store.raw_transaction() as tx:
         tx.create_run(target="workflow", input_text="x", run_id="run_failed")
@@ -168,7 +168,7 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
             raise RuntimeError("boom")
         if failure == "commit":  # two generated ids that clash, neither read back
             with monkeypatch.context() as patch:
-                patch.setattr(rowvalues, "new_run_id", lambda now: "run_same")
+                patch.setattr(rawtx, "new_run_id", lambda now: "run_same")
                 tx.create_run(target="workflow", input_text="y")
                 tx.create_run(target="workflow", input_text="y")
         else:
@@ -192,9 +192,9 @@ def test_a_generated_run_id_that_clashes_fails_the_transaction(
 ) -> None:
     """A generated run id is not read back after its insert (no round trip in psycopg's
     pipeline); should one ever repeat, the insert still fails, and with it the transaction."""
-    import kneo.store.rowvalues as rowvalues
+    import kneo.store.rawtx as rawtx
 
-    monkeypatch.setattr(rowvalues, "new_run_id", lambda now: "run_same")
+    monkeypatch.setattr(rawtx, "new_run_id", lambda now: "run_same")
     first = _create(store)
     with pytest.raises(Conflict), store.raw_transaction() as tx:
         tx.create_run(target="workflow", input_text="again")
