@@ -302,7 +302,7 @@ class Decisions:
             },
         }
         try:
-            with self.store.raw_transaction() as tx:
+            with self.store.transaction() as tx:
                 if remaining:
                     updated = tx.update_run(
                         run.run_id, expected_version=run.version, state=snapshot

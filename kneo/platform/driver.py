@@ -198,7 +198,7 @@ class RunDriver:
             else None
         )
         try:
-            with self.store.raw_transaction() as tx:
+            with self.store.transaction() as tx:
                 updated = write_outcome(
                     tx, run, journal, outcome, audits, self.owner, trace_context=trace_context
                 )

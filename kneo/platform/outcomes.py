@@ -23,12 +23,11 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.ids import new_continuation_id
 from kneo.platform.journal import StoreJournal
 from kneo.platform.tasks import pending_entry
-from kneo.store import RunRecord
-from kneo.store.rawtx import RawTransaction
+from kneo.store import RunRecord, Transaction
 
 
 def write_outcome(
-    tx: RawTransaction,
+    tx: Transaction,
     run: RunRecord,
     journal: StoreJournal,
     outcome: Outcome,

@@ -222,7 +222,7 @@ def create_run(
     ]
     if start:
         events.append({"event_type": "run_started", "payload": {"owner": lease[0]}})
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         run = tx.create_run(
             target=target,
             input_text=input_text,

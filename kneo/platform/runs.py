@@ -147,7 +147,7 @@ class Runs:
         owner = self.driver.owner
         # The update first: it reads the run's counters, so the event is numbered in memory
         # (on PostgreSQL, two round trips in all).
-        with self.store.raw_transaction() as tx:
+        with self.store.transaction() as tx:
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
             )

@@ -31,10 +31,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kneo.clock import Clock
-from kneo.errors import Conflict, InvalidRequest
+from kneo.errors import InvalidRequest
 from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
-from kneo.store import chains, rawtx, rows, steps
+from kneo.store import chains, rows, steps, transaction
 from kneo.store import tables as t
 from kneo.store.base import (
     SortOrder,
@@ -59,7 +59,6 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry import RegistryReadsMixin
-from kneo.store.transaction import RUN_MUTABLE_FIELDS as RUN_MUTABLE_FIELDS
 from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
@@ -152,27 +151,10 @@ class Store(
             self.specs_held.update(digests)
 
     # -- plumbing ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write unit of work: commits on normal exit, rolls back on any exception."""
-        with self._db_errors():
-            with (
-                self.dialect.write_lock(self.engine),
-                self.dialect.connect_write(self.engine) as conn,
-                conn.begin(),
-            ):
-                tx = Transaction(self, conn)
-                try:
-                    yield tx
-                    tx._commit()  # the sequences it counted; the connection commits
-                finally:
-                    tx._cur.close()
-            self.hold_specs(tx._new_specs)
-
-    def raw_transaction(self) -> contextlib.AbstractContextManager[rawtx.RawTransaction]:
-        """A run's create or outcome unit of work as prepared statements on a raw DBAPI
-        connection (:class:`kneo.store.rawtx.RawTransaction`): same rows, same commit."""
-        return rawtx.raw_transaction(self)
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
+        normal exit, rolls back on any exception."""
+        return transaction.transaction(self)
 
     def schema_revision(self) -> str | None:
         """The migration revision recorded in the database (``None`` when empty)."""
@@ -217,39 +199,6 @@ class Store(
         on the connection the dialect says (:meth:`StoreDialect.step_connection`); close it
         when done."""
         return steps.StepWriter(self.engine, self.dialect)
-
-    def write_step(
-        self,
-        run_id: str,
-        /,
-        *,
-        expected_version: int,
-        state_text: str,
-        checkpoint: steps.StepCheckpoint,
-        events: Sequence[steps.StepEvent],
-    ) -> steps.StepWritten:
-        """:meth:`Transaction.write_step` in its own transaction, committed on return (one
-        boundary through a :meth:`step_writer`)."""
-        with contextlib.closing(self.step_writer()) as writer:
-            written = writer.commit(
-                run_id=run_id,
-                expected_version=expected_version,
-                now=self.clock.now(),
-                state_text=state_text,
-                checkpoint=checkpoint,
-                events=events,
-            )
-        if written is None:
-            current = self.get_run(run_id).version  # NotFound when it is gone
-            raise Conflict(
-                f"run {run_id!r} changed since it was read "
-                f"(version {expected_version}, now {current})",
-                code="stale_state",
-                run_id=run_id,
-                expected_version=expected_version,
-                current_version=current,
-            )
-        return written
 
     def get_run(self, run_id: str) -> RunRecord:
         # One statement (and, when not cached, the run's spec, which never changes), built

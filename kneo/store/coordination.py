@@ -251,7 +251,7 @@ class CoordinationMixin(StoreBase):
     # -- run leases -------------------------------------------------------------------
     # The process executing a run holds a lease on its row (``lease_owner``, renewed before
     # ``lease_expires_at``): a run is created or started with it and its outcome clears it in
-    # the same statements (see RowWriter.create_run, take_run_lease, RawTransaction.finish_run);
+    # the same statements (see RowWriter.create_run, take_run_lease, Transaction.finish_run);
     # these are the standalone changes. None of them bumps the run's version: the lease is
     # about who executes the run, not about its content.
     def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:

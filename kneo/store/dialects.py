@@ -5,7 +5,7 @@ portable: how to connect, how to open a *write* transaction (SQLite needs ``BEGI
 so two writers queue instead of failing mid-transaction), how to serialize migrations across
 processes, and how to make a queue claim skip rows other workers hold.
 
-The raw write paths (:mod:`kneo.store.rawtx`, :mod:`kneo.store.steps`) also take their
+The raw write paths (:mod:`kneo.store.transaction`, :mod:`kneo.store.steps`) also take their
 statements from the dialect instance, which is its store's own: SQL text built once from the
 :mod:`~kneo.store.tables` objects by the builders below, in the driver's positional
 placeholder, and the column types' bind and result processors, resolved once. How writes are
@@ -65,10 +65,20 @@ def columns(table: sa.Table) -> tuple[str, ...]:
     return tuple(c.name for c in table.c if c.autoincrement is not True)
 
 
+def quoted(names: Sequence[str]) -> str:
+    """Column names for a statement, each quoted (``commit`` is a keyword on SQLite)."""
+    return ", ".join(f'"{n}"' for n in names)
+
+
 def insert_sql(table: sa.Table, names: Sequence[str], suffix: str = "") -> str:
     """One row's ``INSERT`` of ``names`` (each bound as ``:name``), then ``suffix``."""
     marks = ", ".join(":" + n for n in names)
-    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){suffix}"
+    return f"INSERT INTO {table.name} ({quoted(names)}) VALUES ({marks}){suffix}"
+
+
+def select_sql(table: sa.Table, where: str) -> str:
+    """``SELECT`` of all of ``table``'s columns where ``where`` holds."""
+    return f"SELECT {quoted([c.name for c in table.c])} FROM {table.name} WHERE {where}"
 
 
 def run_update(
@@ -184,6 +194,8 @@ class StoreDialect:
     batch: bool = False
     #: PostgreSQL: a raw transaction that reads runs in psycopg's pipeline mode
     pipeline: bool = False
+    #: what a ``SELECT`` ends with to row-lock what it reads (SQLite: the write lock does)
+    row_lock: str = ""
 
     def __init__(self) -> None:
         #: the engine's SQLAlchemy dialect, set by :meth:`create_engine`
@@ -571,6 +583,7 @@ class PostgresDialect(StoreDialect):
     autocommits_one_statement = True
     mark = "%s"
     batch = True
+    row_lock = " FOR UPDATE"
 
     def __init__(self, pool_size: int = 5, max_overflow: int = 10) -> None:
         super().__init__()
@@ -591,7 +604,7 @@ class PostgresDialect(StoreDialect):
         if engine.dialect.driver == "psycopg":
             import psycopg
 
-            # In the pipeline the BEGIN is queued with the statements (see rawtx).
+            # In the pipeline the BEGIN is queued with the statements (see kneo.store.transaction).
             self.pipeline = bool(psycopg.Pipeline.is_supported())
             self.begin = "BEGIN" if self.pipeline else None
         return self._engine(engine)

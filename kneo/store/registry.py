@@ -10,20 +10,20 @@ the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
 
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
+from kneo.store import dialects as d
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase, check_page, keyset_page
+from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     REVISION_STATUSES,
     BundleRevision,
@@ -43,40 +43,15 @@ _X = t.registry_changes.c
 #: Names per ``IN (...)`` list when a reconcile reads some bundles only.
 _IN_CHUNK = 500
 
-# Prebuilt hot statements: a cold reconcile runs them once per bundle, and building the
-# expressions costs more than executing them on SQLite.
-_HEAD_STMT = sa.select(
-    sa.func.max(_R.revision),
-    sa.func.max(sa.case((_R.status == "active", _R.revision), else_=sa.null())),
-).where(_R.bundle_name == sa.bindparam("b"), _R.environment == sa.bindparam("e"))
-_DEACTIVATE_STMT = (
-    sa.update(t.bundle_revisions)
-    .where(
-        _R.bundle_name == sa.bindparam("b"),
-        _R.environment == sa.bindparam("e"),
-        _R.status == "active",
-    )
-    .values(status="inactive", deactivated_at=sa.bindparam("now"))
+_REV = "bundle_name = :bundle_name AND environment = :environment"
+_REV_KEY = _REV + " AND revision = :revision"
+_HEAD_SQL = (
+    "SELECT max(revision), max(CASE WHEN status = 'active' THEN revision END) "
+    f"FROM bundle_revisions WHERE {_REV}"
 )
-_CONDITIONS_FOR_UPDATE = (
-    sa.select(t.bundle_conditions)
-    .where(_C.bundle_name == sa.bindparam("b"), _C.environment == sa.bindparam("e"))
-    .with_for_update()
-)
-_CONDITION_UPDATE = (
-    sa.update(t.bundle_conditions)
-    .where(
-        _C.bundle_name == sa.bindparam("b"),
-        _C.environment == sa.bindparam("e"),
-        _C.type == sa.bindparam("t"),
-    )
-    .values(
-        status=sa.bindparam("v_status"),
-        reason=sa.bindparam("v_reason"),
-        message=sa.bindparam("v_message"),
-        last_transition_time=sa.bindparam("v_ltt"),
-        updated_at=sa.bindparam("v_updated"),
-    )
+_DEACTIVATE_SQL = (
+    "UPDATE bundle_revisions SET status = 'inactive', deactivated_at = :deactivated_at "
+    f"WHERE {_REV} AND status = 'active'"
 )
 
 
@@ -91,51 +66,77 @@ def _rev_key(bundle_name: str, environment: str, revision: int) -> list[Any]:
 
 
 class RegistryWritesMixin:
-    """Registry writes inside a :class:`~kneo.store.api.Transaction`.
+    """Registry writes inside a :class:`~kneo.store.transaction.Transaction`.
 
     Each write stamps its (bundle, environment) in ``registry_changes`` with the
     transaction's change number, so an incremental reconcile finds what people changed
     (drift, suspensions, promotion decisions). The controller's own transactions set
     :attr:`marks_registry_changes` to ``False``: its saved reconcile state accounts for them.
+    Statements run on the transaction's connection like its other writes (SQL built once per
+    dialect from the tables); a write whose constraint decides the outcome reads its result
+    back, so a violation surfaces there and not at commit.
     """
 
-    conn: Connection
     now: datetime
-    _store: Any
+    _d: StoreDialect
     #: ``False`` in the controller's own transactions (see the class docstring).
     marks_registry_changes: bool = True
     _registry_seq: int | None = None
+
+    if TYPE_CHECKING:
+
+        def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any: ...
+
+        def _first(
+            self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+        ) -> Sequence[Any] | None: ...
+
+        def _select_one(
+            self, table: sa.Table, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+        ) -> dict[str, Any] | None: ...
+
+        def _insert_rows(
+            self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
+        ) -> None: ...
+
+    def _write(
+        self, key: Any, table: sa.Table, build: Callable[[], str], values: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """A write of ``table``'s ``values`` (bound), its first returned row (read back now)."""
+        return self._first(("registry", key), build, self._d.bind(table, values))
 
     def _mark_changed(self, bundle_name: str, environment: str) -> None:
         """Stamp the key with this transaction's change number (taken on first use)."""
         if not self.marks_registry_changes:
             return
         if self._registry_seq is None:
-            counter = t.registry_change_counter
-            ins = self._store.dialect.insert(counter).values(id=1, seq=1)
-            self._registry_seq = int(
-                self.conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["id"], set_={"seq": counter.c.seq + 1}
-                    ).returning(counter.c.seq)
-                ).scalar_one()
+            found = self._first(
+                "registry_seq",
+                lambda: (
+                    "INSERT INTO registry_change_counter (id, seq) VALUES (1, 1) ON CONFLICT (id) "
+                    "DO UPDATE SET seq = registry_change_counter.seq + 1 RETURNING seq"
+                ),
+                {},
             )
-        ins = self._store.dialect.insert(t.registry_changes).values(
-            bundle_name=bundle_name, environment=environment, seq=self._registry_seq
-        )
-        self.conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["bundle_name", "environment"], set_={"seq": self._registry_seq}
-            )
+            self._registry_seq = int(found[0]) if found else None
+        self._write(
+            "changed",
+            t.registry_changes,
+            lambda: d.insert_sql(
+                t.registry_changes,
+                ("bundle_name", "environment", "seq"),
+                " ON CONFLICT (bundle_name, environment) DO UPDATE SET seq = excluded.seq "
+                "RETURNING seq",
+            ),
+            {"bundle_name": bundle_name, "environment": environment, "seq": self._registry_seq},
         )
 
     def _revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
-        row = (
-            self.conn.execute(
-                sa.select(t.bundle_revisions).where(*_rev_key(bundle_name, environment, revision))
-            )
-            .mappings()
-            .first()
+        row = self._select_one(
+            t.bundle_revisions,
+            "revision",
+            lambda: d.select_sql(t.bundle_revisions, _REV_KEY),
+            {"bundle_name": bundle_name, "environment": environment, "revision": revision},
         )
         if row is None:
             raise NotFound(
@@ -143,6 +144,32 @@ class RegistryWritesMixin:
                 resource="bundle_revision",
             )
         return rows.revision(row)
+
+    def _deactivate(self, bundle_name: str, environment: str) -> None:
+        """The key's active revision (if any) becomes inactive."""
+        values = {
+            "bundle_name": bundle_name,
+            "environment": environment,
+            "deactivated_at": self.now,
+        }
+        self._exec(
+            ("registry", "deactivate"),
+            lambda: _DEACTIVATE_SQL,
+            self._d.bind(t.bundle_revisions, values),
+        )
+
+    def _update_revision(
+        self, bundle_name: str, environment: str, revision: int, **values: Any
+    ) -> Sequence[Any] | None:
+        """Set ``values`` on one revision; its key back, or ``None`` when it is missing."""
+        keys = tuple(sorted(values))
+
+        def build() -> str:
+            sets = ", ".join(f'"{k}" = :{k}' for k in keys)
+            return f"UPDATE bundle_revisions SET {sets} WHERE {_REV_KEY} RETURNING revision"
+
+        key = {"bundle_name": bundle_name, "environment": environment, "revision": revision}
+        return self._write(("revision", keys), t.bundle_revisions, build, {**values, **key})
 
     def add_revision(
         self,
@@ -166,11 +193,11 @@ class RegistryWritesMixin:
         if status not in REVISION_STATUSES:
             raise InvalidRequest(f"unknown revision status {status!r}", field="status")
         _check_key(bundle_name, environment)
-        last, active = self.conn.execute(_HEAD_STMT, {"b": bundle_name, "e": environment}).one()
+        key = {"bundle_name": bundle_name, "environment": environment}
+        last, active = self._first(("registry", "head"), lambda: _HEAD_SQL, key) or (None, None)
         activate = status == "active"
         values: dict[str, Any] = {
-            "bundle_name": bundle_name,
-            "environment": environment,
+            **key,
             "revision": int(last or 0) + 1,
             "digest": digest,
             "commit": commit,
@@ -184,16 +211,22 @@ class RegistryWritesMixin:
             "deactivated_at": None,
         }
         if activate and active is not None:
-            self.conn.execute(
-                _DEACTIVATE_STMT, {"b": bundle_name, "e": environment, "now": self.now}
-            )
-        try:
-            self.conn.execute(sa.insert(t.bundle_revisions), values)
-        except sa_exc.IntegrityError as exc:  # a concurrent writer took the number or activated
+            self._deactivate(bundle_name, environment)
+        inserted = self._write(
+            "add",
+            t.bundle_revisions,
+            lambda: d.insert_sql(
+                t.bundle_revisions,
+                d.columns(t.bundle_revisions),
+                " ON CONFLICT DO NOTHING RETURNING revision",
+            ),
+            values,
+        )
+        if inserted is None:  # a concurrent writer took the number or activated
             raise Conflict(
                 f"bundle {bundle_name!r} in {environment!r} changed concurrently",
                 code="stale_state",
-            ) from exc
+            )
         self._mark_changed(bundle_name, environment)
         return rows.revision(values)
 
@@ -212,14 +245,17 @@ class RegistryWritesMixin:
                 f"revision {revision} of {bundle_name!r} in {environment!r} was rejected "
                 "and cannot be activated"
             )
-        self.conn.execute(_DEACTIVATE_STMT, {"b": bundle_name, "e": environment, "now": self.now})
+        self._deactivate(bundle_name, environment)
         try:
-            self.conn.execute(
-                sa.update(t.bundle_revisions)
-                .where(*_rev_key(bundle_name, environment, revision))
-                .values(status="active", activated_at=self.now, deactivated_at=None)
+            self._update_revision(
+                bundle_name,
+                environment,
+                revision,
+                status="active",
+                activated_at=self.now,
+                deactivated_at=None,
             )
-        except sa_exc.IntegrityError as exc:  # a concurrent activation won the unique index
+        except self._d.db.loaded_dbapi.IntegrityError as exc:  # another activation won
             raise Conflict(
                 f"another revision of {bundle_name!r} became active in {environment!r}",
                 code="stale_state",
@@ -250,22 +286,14 @@ class RegistryWritesMixin:
             extra["diagnostics"] = [dict(d) for d in diagnostics]
         if approved_by is not None:
             extra["approved_by"] = list(approved_by)
-        if extra:
-            self.conn.execute(
-                sa.update(t.bundle_revisions)
-                .where(*_rev_key(bundle_name, environment, revision))
-                .values(**extra)
-            )
         if status == "active":
+            if extra:
+                self._update_revision(bundle_name, environment, revision, **extra)
             return self.activate_revision(bundle_name, environment, revision)
-        values: dict[str, Any] = {"status": status}
+        extra["status"] = status
         if current.status == "active":
-            values["deactivated_at"] = self.now
-        self.conn.execute(
-            sa.update(t.bundle_revisions)
-            .where(*_rev_key(bundle_name, environment, revision))
-            .values(**values)
-        )
+            extra["deactivated_at"] = self.now
+        self._update_revision(bundle_name, environment, revision, **extra)
         self._mark_changed(bundle_name, environment)
         return self._revision(bundle_name, environment, revision)
 
@@ -310,53 +338,54 @@ class RegistryWritesMixin:
         One locked read of the key's conditions, one insert for the new types and one update
         per existing type; transition times follow :meth:`set_condition`'s rule.
         """
+        key = {"bundle_name": bundle_name, "environment": environment}
+        cur = self._exec(
+            ("registry", "conditions"),
+            lambda: d.select_sql(t.bundle_conditions, _REV) + self._d.row_lock,
+            key,
+        )
         existing = {
-            r["type"]: r
-            for r in self.conn.execute(
-                _CONDITIONS_FOR_UPDATE, {"b": bundle_name, "e": environment}
-            ).mappings()
+            row["type"]: row
+            for row in (
+                self._d.result(t.bundle_conditions, cur.description, r) for r in cur.fetchall()
+            )
         }
         inserts: list[dict[str, Any]] = []
         out: list[Condition] = []
         for type_, status, reason, message in conditions:
             values = {
-                "bundle_name": bundle_name,
-                "environment": environment,
+                **key,
                 "type": type_,
                 "status": status,
                 "reason": reason,
                 "message": message,
                 "updated_at": self.now,
             }
-            row = existing.get(type_)
-            if row is None:
+            before = existing.get(type_)
+            if before is None:
                 values["last_transition_time"] = self.now
                 inserts.append(values)
             else:
-                changed = (row["status"], row["reason"], row["message"]) != (
+                changed = (before["status"], before["reason"], before["message"]) != (
                     status,
                     reason,
                     message,
                 )
                 values["last_transition_time"] = (
-                    self.now if changed else row["last_transition_time"]
+                    self.now if changed else before["last_transition_time"]
                 )
-                self.conn.execute(
-                    _CONDITION_UPDATE,
-                    {
-                        "b": bundle_name,
-                        "e": environment,
-                        "t": type_,
-                        "v_status": status,
-                        "v_reason": reason,
-                        "v_message": message,
-                        "v_ltt": values["last_transition_time"],
-                        "v_updated": self.now,
-                    },
+                self._exec(
+                    ("registry", "condition"),
+                    lambda: (
+                        "UPDATE bundle_conditions SET status = :status, reason = :reason, "
+                        "message = :message, last_transition_time = :last_transition_time, "
+                        f"updated_at = :updated_at WHERE {_REV} AND type = :type"
+                    ),
+                    self._d.bind(t.bundle_conditions, values),
                 )
             out.append(rows.condition(values))
         if inserts:
-            self.conn.execute(sa.insert(t.bundle_conditions), inserts)
+            self._insert_rows(t.bundle_conditions, d.columns(t.bundle_conditions), inserts)
         return out
 
     def suspend_bundle(
@@ -369,38 +398,35 @@ class RegistryWritesMixin:
     ) -> Suspension:
         """Tell the controller to leave (bundle, environment) alone; idempotent."""
         _check_key(bundle_name, environment)
-        s = t.bundle_suspensions.c
-        existing = (
-            self.conn.execute(
-                sa.select(t.bundle_suspensions).where(
-                    s.bundle_name == bundle_name, s.environment == environment
-                )
-            )
-            .mappings()
-            .first()
+        key = {"bundle_name": bundle_name, "environment": environment}
+        existing = self._select_one(
+            t.bundle_suspensions,
+            ("registry", "suspension"),
+            lambda: d.select_sql(t.bundle_suspensions, _REV),
+            key,
         )
         if existing is not None:
             return rows.suspension(existing)
-        values = {
-            "bundle_name": bundle_name,
-            "environment": environment,
-            "reason": reason,
-            "suspended_by": suspended_by,
-            "created_at": self.now,
-        }
-        self.conn.execute(sa.insert(t.bundle_suspensions).values(values))
+        values = {**key, "reason": reason, "suspended_by": suspended_by, "created_at": self.now}
+        self._write(
+            "suspend",
+            t.bundle_suspensions,
+            lambda: d.insert_sql(
+                t.bundle_suspensions, d.columns(t.bundle_suspensions), " RETURNING bundle_name"
+            ),
+            values,
+        )
         self._mark_changed(bundle_name, environment)
         return rows.suspension(values)
 
     def resume_bundle(self, bundle_name: str, environment: str) -> bool:
         """Lift a suspension; ``False`` if there was none."""
-        s = t.bundle_suspensions.c
-        result = self.conn.execute(
-            sa.delete(t.bundle_suspensions).where(
-                s.bundle_name == bundle_name, s.environment == environment
-            )
+        deleted = self._first(
+            ("registry", "resume"),
+            lambda: f"DELETE FROM bundle_suspensions WHERE {_REV} RETURNING bundle_name",
+            {"bundle_name": bundle_name, "environment": environment},
         )
-        if result.rowcount != 1:
+        if deleted is None:
             return False
         self._mark_changed(bundle_name, environment)
         return True
@@ -417,30 +443,37 @@ class RegistryWritesMixin:
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidRequest(f"unknown controller status fields: {sorted(unknown)}")
-        cs = t.controller_status.c
-        row = (
-            self.conn.execute(
-                sa.select(t.controller_status).where(cs.name == name).with_for_update()
-            )
-            .mappings()
-            .first()
+        row = self._select_one(
+            t.controller_status,
+            ("registry", "status"),
+            lambda: d.select_sql(t.controller_status, "name = :name") + self._d.row_lock,
+            {"name": name},
         )
-        values = {**fields, "updated_at": self.now}
-        if row is None:
-            base: dict[str, Any] = {
-                "name": name,
-                "last_fetched_commit": None,
-                "last_reconcile_started_at": None,
-                "last_reconcile_duration_seconds": None,
-                "last_error": None,
-                "details": {},
-            }
-            values = {**base, **values}
-            values["details"] = values["details"] or {}
-            self.conn.execute(sa.insert(t.controller_status).values(values))
-        else:
-            self.conn.execute(sa.update(t.controller_status).where(cs.name == name).values(values))
-            values = {**row, **values}
+        values = {
+            "name": name,
+            "last_fetched_commit": None,
+            "last_reconcile_started_at": None,
+            "last_reconcile_duration_seconds": None,
+            "last_error": None,
+            "details": {},
+            **(row or {}),
+            **fields,
+            "updated_at": self.now,
+        }
+        values["details"] = values["details"] or {}  # a NULL stored by an older version
+        names = d.columns(t.controller_status)
+        self._write(
+            "controller_status",
+            t.controller_status,
+            lambda: d.insert_sql(
+                t.controller_status,
+                names,
+                " ON CONFLICT (name) DO UPDATE SET "
+                + ", ".join(f"{n} = excluded.{n}" for n in names if n != "name")
+                + " RETURNING name",
+            ),
+            values,
+        )
         return _controller_status(values)
 
     def add_promotion_approval(
@@ -467,13 +500,16 @@ class RegistryWritesMixin:
             "comment": comment,
             "created_at": self.now,
         }
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(sa.insert(t.promotion_approvals).values(values))
-        except sa_exc.IntegrityError as exc:
-            raise Conflict(
-                f"{approver} already decided on this promotion", code="already_decided"
-            ) from exc
+        inserted = self._write(
+            "approval",
+            t.promotion_approvals,
+            lambda: d.insert_sql(
+                t.promotion_approvals, tuple(values), " ON CONFLICT DO NOTHING RETURNING id"
+            ),
+            values,
+        )
+        if inserted is None:
+            raise Conflict(f"{approver} already decided on this promotion", code="already_decided")
         self._mark_changed(bundle_name, environment)
         return rows.approval(values)
 
@@ -481,13 +517,16 @@ class RegistryWritesMixin:
         self, bundle_name: str, environment: str, digest: str | None = None
     ) -> list[PromotionApproval]:
         """Decisions on a promotion as this transaction sees them (its own writes included)."""
-        where = [_P.bundle_name == bundle_name, _P.environment == environment]
-        if digest is not None:
-            where.append(_P.digest == digest)
-        result = self.conn.execute(
-            sa.select(t.promotion_approvals).where(*where).order_by(_P.id)
-        ).mappings()
-        return [rows.approval(r) for r in result]
+        where = _REV + (" AND digest = :digest" if digest is not None else "")
+        cur = self._exec(
+            ("registry", "approvals", digest is not None),
+            lambda: d.select_sql(t.promotion_approvals, where) + " ORDER BY id",
+            {"bundle_name": bundle_name, "environment": environment, "digest": digest},
+        )
+        return [
+            rows.approval(self._d.result(t.promotion_approvals, cur.description, r))
+            for r in cur.fetchall()
+        ]
 
 
 def _by_names(

@@ -1,8 +1,7 @@
 """What a write transaction puts in each row.
 
 Row values, defaults, redaction, payload encoding and sequence bookkeeping are built here;
-the one write implementation, :class:`~kneo.store.rawtx.RawTransaction` (and so
-:class:`~kneo.store.transaction.Transaction`), executes them.
+the one write implementation, :class:`~kneo.store.transaction.Transaction`, executes them.
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ class StepWriter:
         written = write_step(cursor, dialect, step)
         if written is None:
             raw.rollback()
-        elif explicit:  # a cached COMMIT, as in rawtx
+        elif explicit:  # a cached COMMIT, as in kneo.store.transaction
             cursor.execute("COMMIT")
         else:
             raw.commit()

@@ -102,7 +102,7 @@ def value_binder(
 ) -> Callable[[Any], Any] | None:
     """What ``coltype``'s bind processor does to a value that is not ``None``, without the
     per-value wrapper SQLAlchemy puts around a :class:`TypeDecorator` (two calls instead of
-    one, for each of a row's columns): for the raw write paths (:mod:`kneo.store.rawtx`,
+    one, for each of a row's columns): for the raw write paths (:mod:`kneo.store.transaction`,
     :mod:`kneo.store.steps`), which bind every value themselves. ``None``: pass as is."""
     if isinstance(coltype, JSONText):
         return jsontext.dumps

@@ -1,55 +1,245 @@
-"""The write unit of work of :meth:`Store.transaction <kneo.store.api.Store.transaction>`.
+"""The write unit of work: :class:`Transaction`, from :meth:`Store.transaction
+<kneo.store.api.Store.transaction>`.
 
-:class:`Transaction` is :class:`~kneo.store.rawtx.RawTransaction` hosted on a SQLAlchemy
-connection: every write the two have in common is that class's one implementation (the
-statements built once from the tables, executed on this connection's DBAPI connection, in its
-transaction), and this class adds what needs SQLAlchemy Core: row-locking reads, project
-metadata and the registry writes
-(:class:`~kneo.store.registry.RegistryWritesMixin`).
+Every write that spans rows goes through it: runs (create, compare-and-set update, outcome),
+checkpoints, trace events, continuations and their request index, audit and outbox rows,
+queue entries, leases, project metadata and the registry
+(:class:`~kneo.store.registry.RegistryWritesMixin`). It runs on one DBAPI connection (SQLite:
+the process's writer connection); every statement is SQL text built once per dialect from
+the :mod:`~kneo.store.tables` objects (positional parameters, like :mod:`kneo.store.steps`),
+and values pass through the Core column types' own bind and result processors, so nothing is
+built, cache-keyed or compiled per call and no SQLAlchemy connection, result or event
+machinery runs. Everything commits together or not at all; the caller never says which
+database it is on.
+
+On PostgreSQL the statements cost as few round trips and driver calls as their reads allow:
+
+- Inserts nobody reads back wait and go out as *one* statement (each a data-modifying
+  ``WITH`` part: :meth:`~kneo.store.dialects.PostgresDialect.compound`) with the next read, or at commit.
+- A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
+  rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
+- A run's outcome with nothing before it is one statement too (:meth:`Transaction.finish_run`:
+  the compare-and-set in a ``WITH``, every row it adds selected from the row it returns, as a
+  step boundary is in :mod:`kneo.store.steps`).
+- Anything else runs in psycopg's pipeline mode, opened at the first read: a round trip per
+  read plus one for the commit, not one per statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import contextlib
+import dataclasses
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from kneo.store import rows
+from kneo import jsontext
+from kneo.errors import Conflict, InvalidRequest
+from kneo.ids import new_run_id
+from kneo.store import dialects as d
+from kneo.store import payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
-from kneo.store.rawtx import RawTransaction
-from kneo.store.records import ContinuationRecord, RunRecord, TraceEvent
+from kneo.store.dialects import StoreDialect
+from kneo.store.errors import db_errors
+from kneo.store.records import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    QueueRecord,
+    RunRecord,
+    TraceEvent,
+)
 from kneo.store.registry import RegistryWritesMixin
-from kneo.store.rowvalues import RUN_MUTABLE_FIELDS
+from kneo.store.rowvalues import (
+    RUN_MUTABLE_FIELDS,
+    audit_values,
+    check_trace_events,
+    continuation_request_list,
+    continuation_request_rows,
+    continuation_values,
+    new_continuation,
+    outbox_values,
+    spec_ref,
+    trace_values,
+)
+from kneo.store.steps import (
+    CAS_RETURNING,
+    CHECKPOINT_COLUMNS,
+    TRACE_COLUMNS,
+    StepCheckpoint,
+)
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
 
-__all__ = ["RUN_MUTABLE_FIELDS", "Transaction"]
+_RUN_COLUMNS = d.columns(t.runs)
+#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
+_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
+_AUDIT_COLUMNS = d.cas_params(t.audit_events)
+_OUTBOX_COLUMNS = d.cas_params(t.notification_events)
 
 
-class Transaction(RawTransaction, RegistryWritesMixin):
-    """One unit of work on one connection; obtain it from :meth:`Store.transaction`.
+def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable[[], str]:
+    return lambda: d.insert_sql(table, names, suffix)
 
-    Every method writes through the same database transaction; nothing is visible to other
-    processes until the ``with`` block exits normally, and an exception undoes all of it.
-    """
 
-    def __init__(self, store: Store, conn: Connection) -> None:
-        self.conn = conn
-        super().__init__(store, conn.connection, store.dialect, hosted=True)
+class Transaction(RegistryWritesMixin):
+    """One unit of work on one DBAPI connection; see the module docstring.
+
+    Nothing is visible to other processes until the ``with`` block of
+    :meth:`Store.transaction <kneo.store.api.Store.transaction>` exits normally, and an
+    exception undoes all of it."""
+
+    def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
+        self._store = store
+        self._raw = raw
+        self._d = dialect
+        self._cur = raw.cursor()
+        self.now = store.clock.now()
+        self._seq: dict[str, list[int]] = {}
+        self._seq_dirty: set[str] = set()
+        self._new_specs: list[str] = []
+        #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
+        batch = dialect.batch
+        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if batch else None
+        self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
+        self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
+        #: the transaction began on the connection
+        self._open = False
+        self._ended = False  # committed (or finish_run's one statement): nothing may follow
+        if not batch:
+            try:
+                self._start()
+            except BaseException:
+                self._cur.close()
+                raise
+
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord:
+        """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
+
+        ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
+        so it is not encoded and hashed again. ``events``: the run's first trace events,
+        numbered from 1 with the row inserted already counting them (no counter update).
+        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now."""
+        if events:
+            check_trace_events(events)
+        values = {
+            "run_id": run_id or new_run_id(self.now),
+            "status": status,
+            "target": target,
+            "workflow_name": workflow_name,
+            "workflow_kind": workflow_kind,
+            "agent_name": agent_name,
+            "input_text": input_text,
+            "output_text": None,
+            "error": None,
+            "environment": environment,
+            "spec": {},
+            "spec_digest": spec_digest,
+            "spec_ref": self._put_spec(spec, spec_text),
+            "bundle_name": bundle_name,
+            "bundle_revision": bundle_revision,
+            "bundle_commit": bundle_commit,
+            "state": dict(state or {}),
+            "version": 1,
+            "cancel_requested": False,
+            "deadline_at": deadline_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "started_at": started_at,
+            "finished_at": None,
+            "metadata": dict(metadata or {}),
+            "checkpoint_seq": 0,
+            "trace_seq": len(events),
+            "lease_owner": lease[0] if lease else None,
+            "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
+        }
+        if not self._insert_run(values, checked=run_id is not None):
+            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+        run_id = str(values["run_id"])
+        self._seq[run_id] = [0, len(events)]
+        if events:
+            self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
+        return rows.run({**values, "spec": dict(spec or {})})
+
+    def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
+        """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
+        digest, or ``None`` for an empty spec (kept inline).
+
+        No INSERT when this store already committed that digest (:attr:`Store.specs_held`):
+        rows of ``specs`` are content-addressed and never deleted, so one written by any
+        process stays, whatever the other processes do."""
+        if not spec:
+            return None
+        text = text if text is not None else jsontext.dumps(dict(spec))
+        digest = spec_ref(text)
+        if digest not in self._store.specs_held:
+            self._insert_spec({"digest": digest, "spec": text, "created_at": self.now})
+            self._new_specs.append(digest)
+        return digest
+
+    def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
+        """Check and complete ``update_run``'s changes (folded sequences, inline spec); the
+        sorted column names it sets."""
+        unknown = set(changes) - RUN_MUTABLE_FIELDS
+        if unknown:
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
+        if run_id in self._seq_dirty:
+            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
+            changes["spec_ref"] = None
+        return tuple(sorted(changes))
+
+    def _run_updated(self, run_id: str, row: Mapping[Any, Any]) -> None:
+        """Take the sequence counters of the run row ``update_run`` returned."""
+        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+        self._seq_dirty.discard(run_id)
+
+    def current(self, run: RunRecord) -> RunRecord:
+        """``run`` with the trace count this transaction allocated for it (so a caller can
+        report ``trace_event_count`` without counting rows)."""
+        known = self._seq.get(run.run_id)
+        if known is None or known[1] == run.trace_seq:
+            return run
+        return dataclasses.replace(run, trace_seq=known[1])
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
-        """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL."""
-        stmt = sa.select(t.runs).where(t.runs.c.run_id == run_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).mappings().first()
+        """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL
+        (on SQLite the transaction holds the database's write lock already)."""
+        row = self._row(t.runs, "run_id", run_id, for_update=for_update)
         if row is None:
             raise not_found_error("run", run_id)
-        return rows.run(row, rows.spec_reader(self._d, self.conn))
+        return rows.run(row, self._spec_text)
 
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag a run for cooperative cancellation.
@@ -58,6 +248,488 @@ class Transaction(RawTransaction, RegistryWritesMixin):
         the run and sees the request, so a cancelled run is never overwritten as finished.
         """
         return self.update_run(run_id, cancel_requested=True)
+
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
+        """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
+        caller that knows every holder is gone (the run it moves out of ``queued`` or
+        ``paused`` under a compare-and-set had no executor). A new run takes its lease in
+        :meth:`create_run`, its outcome gives it back in ``finish_run``."""
+        self._set_run_lease(run_id, owner, self.now + timedelta(seconds=ttl_seconds))
+
+    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
+        current = self._run_version(run_id)
+        if current is None:
+            raise not_found_error("run", run_id)
+        raise Conflict(
+            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
+            code="stale_state",
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
+
+    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for a run; returns the first one.
+
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
+        two writers of one run cannot allocate the same number on any backend. Once this
+        transaction holds the row, further allocations are counted in memory and written by
+        :meth:`_flush_sequences` (or folded into ``update_run``) before commit.
+        """
+        index = 0 if column == "checkpoint_seq" else 1
+        known = self._seq.get(run_id)
+        if known is None:
+            row = self._allocate_sequence(run_id, column, count)
+            if row is None:
+                raise not_found_error("run", run_id)
+            self._seq[run_id] = [int(row[0]), int(row[1])]
+            return int(row[index]) - count + 1
+        first = known[index] + 1
+        known[index] += count
+        self._seq_dirty.add(run_id)
+        return first
+
+    def _flush_sequences(self) -> None:
+        """Write counters allocated in memory; called by the store right before commit."""
+        for run_id in sorted(self._seq_dirty):
+            checkpoint_seq, trace_seq = self._seq[run_id]
+            self._write_sequences(run_id, checkpoint_seq, trace_seq)
+        self._seq_dirty.clear()
+
+    # -- checkpoints, queue ------------------------------------------------------------
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        """Append a checkpoint with the run's next sequence number (compressed or previewed).
+        It is a keyframe, holding the whole payload; patches come from the journal through
+        ``Transaction.finish_run`` and ``write_step``."""
+        encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
+        meta = dict(metadata or {})
+        if encoded.reduction is not None:
+            meta["payload_reduction"] = encoded.reduction
+        values = {
+            "run_id": run_id,
+            "sequence": self._next_sequence(run_id, "checkpoint_seq", 1),
+            "type": type,
+            "step_id": step_id,
+            "status": status,
+            "encoding": encoded.encoding,
+            "payload": encoded.data,
+            "size_bytes": encoded.size_bytes,
+            "truncated": encoded.truncated,
+            "metadata": meta,
+            "created_at": self.now,
+        }
+        self._insert_checkpoints([values])
+        return rows.checkpoint(values)
+
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
+        """Queue a run for a worker (commits with the rest of the transaction)."""
+        values = {
+            "run_id": run_id,
+            "status": "queued",
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "available_at": available_at or self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "finished_at": None,
+        }
+        return rows.queue({**values, "id": self._insert_queue(values)})
+
+    # -- statement execution -----------------------------------------------------------
+    def _start(self) -> None:
+        """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
+        ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
+        trip of its own), or with SQLite's write lock."""
+        if self._d.pipeline:
+            driver = self._raw.driver_connection
+            driver.autocommit = True
+            self._autocommit_on = True
+            self._pipe = driver.pipeline()
+            self._pipe.__enter__()
+        self._open = True
+        if self._d.begin:
+            self._cur.execute(self._d.begin)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise RuntimeError("finish_run committed the transaction: nothing may follow it")
+
+    def _send(self) -> None:
+        """Begin if need be and send the waiting inserts (one statement)."""
+        if not self._open:
+            self._start()
+        if self._waiting:
+            self._cur.execute(*self._d.compound(self._waiting))
+            self._waiting.clear()
+
+    def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
+        """Run a statement whose result is read (or that must follow what came before: an
+        update); the cursor."""
+        text = self._d.text(key, build)
+        self._check_open()
+        self._send()
+        self._cur.execute(text.sql, text.args(params))
+        return self._cur
+
+    def _first(
+        self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The first row a statement returns, or ``None``."""
+        found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
+        return found[0] if found else None
+
+    def _add(self, sql: str, args: tuple[Any, ...]) -> None:
+        """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
+        (see :meth:`~kneo.store.dialects.PostgresDialect.compound`), runs now elsewhere."""
+        self._check_open()
+        if self._waiting is None:
+            self._cur.execute(sql, args)
+        else:
+            self._waiting.append((sql, args))
+
+    def _insert(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> None:
+        text = self._d.text(key, build)
+        self._add(text.sql, text.args(params))
+
+    def _commit(self) -> None:
+        """Commit (once): the waiting inserts alone in autocommit when nothing else was sent,
+        else after them; in psycopg's pipeline, leaving it syncs once for everything queued."""
+        if self._ended:
+            return
+        self._flush_sequences()
+        self._ended = True
+        if not self._open:
+            if self._waiting:
+                self._d.execute_alone(
+                    self._raw, self._cur, *self._d.compound(self._waiting), read=False
+                )
+                self._waiting.clear()
+            return
+        if self._waiting:
+            self._cur.execute(*self._d.compound(self._waiting))
+            self._waiting.clear()
+        if self._d.begin:
+            # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
+            # (pysqlite's commit() prepares "COMMIT" anew each time); in the pipeline queued.
+            self._cur.execute("COMMIT")
+        else:
+            self._raw.commit()
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            pipe.__exit__(None, None, None)  # syncs: what failed in the queue raises here
+        if self._autocommit_on:
+            self._raw.driver_connection.autocommit = False
+            self._autocommit_on = False
+
+    def _abort(self, exc: BaseException) -> None:
+        """After a failure, even in the commit: leave the pipeline, end the transaction it
+        began and switch autocommit back off, so the connection goes back to the pool idle
+        and transactional as it came (the caller rolls back too)."""
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            with contextlib.suppress(Exception):  # the failure is already being raised
+                pipe.__exit__(type(exc), exc, exc.__traceback__)
+        if self._autocommit_on:
+            self._autocommit_on = False
+            driver = self._raw.driver_connection
+            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+                driver.execute("ROLLBACK")
+            with contextlib.suppress(Exception):
+                driver.autocommit = False
+
+    def _insert_rows(
+        self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
+    ) -> None:
+        """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
+        row_of = operator.itemgetter(*names)
+        self._d.insert_rows(
+            self._add, table, names, [row_of(self._d.bind(table, v)) for v in values]
+        )
+
+    # -- runs ------------------------------------------------------------------------
+    def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
+        bound = self._d.bind(t.runs, values)
+        if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
+            self._insert("create_new_run", _insert(t.runs, _RUN_COLUMNS), bound)
+            return True
+        cur = self._exec(
+            "create_run",
+            _insert(t.runs, _RUN_COLUMNS, " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
+            bound,
+        )
+        return bool(cur.fetchall())
+
+    def _insert_spec(self, values: dict[str, Any]) -> None:
+        self._insert(
+            "spec",
+            _insert(t.specs, ("digest", "spec", "created_at"), " ON CONFLICT (digest) DO NOTHING"),
+            self._d.bind(t.specs, values),
+        )
+
+    def _spec_text(self, digest: str) -> str | None:
+        def read() -> str | None:
+            sql = "SELECT spec FROM specs WHERE digest = :digest"
+            found = self._first("select_spec", lambda: sql, {"digest": digest})
+            return found[0] if found else None
+
+        return self._d.spec_text(digest, read)
+
+    def update_run(
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord:
+        """:meth:`Transaction.update_run <kneo.store.api.Transaction.update_run>`."""
+        keys = self._run_changes(run_id, changes)
+        cas = expected_version is not None
+
+        def build() -> str:
+            return d.run_update(keys, cas=cas, returning=_RUN_COLUMNS)
+
+        bound = self._d.bind(t.runs, {**changes, "updated_at": self.now})
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        if cas:
+            params["k_expected"] = expected_version
+        cur = self._exec(("update_run", keys, cas), build, params)
+        found = cur.fetchall()
+        if not found:
+            self._raise_stale(run_id, expected_version)
+        row = self._d.result(t.runs, cur.description, found[0])
+        self._run_updated(run_id, row)
+        return rows.run(row, self._spec_text)
+
+    def finish_run(
+        self,
+        run: RunRecord,
+        /,
+        *,
+        expected_version: int,
+        state_text: str | None = None,
+        release_lease: str | None = None,
+        checkpoints: Sequence[StepCheckpoint] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        audits: Sequence[Mapping[str, Any]] = (),
+        **changes: Any,
+    ) -> RunRecord:
+        """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
+        version and counters: ``run`` is the record the run was driven from, and the
+        compare-and-set proves every column but the journal's (state, version) is still as
+        it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
+
+        ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
+        stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
+        lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
+        appended after the run's last ones (patches or keyframes as ``write_step`` stores
+        them), numbered from the counters this update moves, so they cost no statement of
+        their own to number. ``audits``: :meth:`add_audit`'s arguments, one mapping each.
+
+        The outcome is a transaction's last write: this commits it, and any statement after it
+        raises. (On PostgreSQL, when nothing came before it, it is the whole transaction, one
+        statement in autocommit: :meth:`_finish_alone`.)"""
+        if events:
+            check_trace_events(events)
+        run_id = run.run_id
+        keys = self._run_changes(run_id, changes)
+        release = release_lease is not None
+        added = (len(checkpoints), len(events))
+        if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
+            changes["checkpoint_seq"] += added[0]
+            changes["trace_seq"] += added[1]
+            added = (0, 0)
+        values = {**changes, "updated_at": self.now}
+        if state_text is not None:
+            del values["state"]
+        bound = self._d.bind(t.runs, values)
+        if state_text is not None:
+            bound["state"] = state_text
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        params["k_expected"] = expected_version
+        if release:
+            params["k_owner"] = release_lease
+        params["k_checkpoints"], params["k_events"] = added
+        audit_values_ = [
+            audit_values(
+                audit["event_type"],
+                actor=audit.get("actor"),
+                run_id=audit.get("run_id"),
+                continuation_id=audit.get("continuation_id"),
+                payload=audit.get("payload"),
+                now=self.now,
+            )
+            for audit in audits
+        ]
+        audit_rows = [self._d.bind(t.audit_events, v) for v in audit_values_]
+        outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
+        moves = added != (0, 0)
+        found = None
+        alone = (
+            self._waiting == []
+            and not self._open
+            and not self._seq_dirty - {run_id}
+            and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
+        )
+        if alone:
+            found = self._finish_alone(
+                run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
+            )
+        if found is None:  # the statements one by one (or a patch's predecessor moved)
+
+            def update() -> str:
+                return d.run_update(keys, moves=moves, release=release)
+
+            found = self._exec(("finish_run", keys, release, moves), update, params).fetchall()
+            if not found:
+                self._raise_stale(run_id, expected_version)
+            checkpoint_seq, trace_seq = found[0][1], found[0][2]
+            if checkpoints:
+                self._insert_step_checkpoints(
+                    run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+                )
+            if events:
+                first = trace_seq - len(events) + 1
+                self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+            for row in audit_rows:
+                self._insert("audit", _insert(t.audit_events, tuple(row)), row)
+            for values in outbox:
+                self._insert_outbox(values)
+        version, checkpoint_seq, trace_seq = found[0]
+        self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        self._commit()
+        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
+        return dataclasses.replace(
+            run,
+            **fields,
+            version=int(version),
+            updated_at=self.now,
+            trace_seq=int(trace_seq),
+            checkpoint_seq=int(checkpoint_seq),
+        )
+
+    def _finish_alone(
+        self,
+        run_id: str,
+        update: tuple[tuple[str, ...], bool, bool],
+        params: dict[str, Any],
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[Mapping[str, Any]],
+        audits: list[dict[str, Any]],
+        outbox: list[dict[str, Any]],
+    ) -> list[Any] | None:
+        """PostgreSQL: the outcome as one statement in autocommit (see
+        :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
+        ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
+        last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
+        # The run's last checkpoint must be the one the first patch follows (the others
+        # follow each other); keyframes go anywhere.
+        lasts = {c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None}
+        if len(lasts) > 1:
+            return None
+        last = lasts.pop() if lasts else None
+        if last is not None:
+            params["k_last"] = last
+        keys, release, moves = update
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
+
+        def build() -> str:
+            cas = d.run_update(
+                keys, moves=moves, release=release, guard=last is not None, returning=CAS_RETURNING
+            )
+            return d.one_statement_write(cas, shape)
+
+        text = self._d.text(("finish_alone", *update, last is not None, *shape), build)
+        args = list(text.args(params))
+        first = 1 if last is None else last + 1
+        for index, checkpoint in enumerate(checkpoints):
+            args += checkpoint.at(first + index).columns()
+        for event in events:
+            payload = jsontext.dumps(dict(event.get("payload") or {}))
+            args += (event["event_type"], event.get("step_id"), payload)
+        for audit in audits:
+            args += (audit[name] for name in _AUDIT_COLUMNS)
+        for row in outbox:
+            bound = self._d.bind(t.notification_events, row)
+            args += (bound[name] for name in _OUTBOX_COLUMNS)
+        found = self._d.execute_alone(self._raw, self._cur, text.sql, args)
+        if not found:
+            return None
+        self._ended = True
+        return list(found)
+
+    def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
+        self._exec(
+            "set_lease",
+            lambda: (
+                "UPDATE runs SET lease_owner = :lease_owner, lease_expires_at = :lease_expires_at "
+                "WHERE run_id = :run_id"
+            ),
+            self._d.bind(
+                t.runs, {"run_id": run_id, "lease_owner": owner, "lease_expires_at": expires_at}
+            ),
+        )
+
+    def _run_version(self, run_id: str) -> int | None:
+        sql = "SELECT version FROM runs WHERE run_id = :run_id"
+        found = self._first("select_version", lambda: sql, {"run_id": run_id})
+        return found[0] if found else None
+
+    def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:
+        return self._first(
+            ("seq", column),
+            lambda: (
+                f"UPDATE runs SET {column} = {column} + :k_count WHERE run_id = :k_run_id "
+                "RETURNING checkpoint_seq, trace_seq"
+            ),
+            {"k_run_id": run_id, "k_count": count},
+        )
+
+    def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
+        self._exec(
+            "seq_flush",
+            lambda: (
+                "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
+                "WHERE run_id = :k_run_id"
+            ),
+            {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
+        )
+
+    # -- checkpoints and trace ---------------------------------------------------------
+    def _insert_step_checkpoints(
+        self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int
+    ) -> None:
+        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
+        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
+        stamp = self._d.bind(t.checkpoints, {"created_at": self.now})["created_at"]
+        rows_ = [
+            (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
+            for offset, checkpoint in enumerate(checkpoints)
+        ]
+        self._d.insert_rows(self._add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)
+
+    def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
+        self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
+
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]:
+        """Append events (``event_type``, optional ``step_id`` and ``payload``) in order."""
+        if not events:
+            return []
+        check_trace_events(events)
+        first = self._next_sequence(run_id, "trace_seq", len(events))
+        values = trace_values(run_id, first, events, self.now)
+        self._insert_trace_rows(values)
+        return [rows.trace(v) for v in values]
 
     def add_trace_event(
         self,
@@ -68,39 +740,273 @@ class Transaction(RawTransaction, RegistryWritesMixin):
         payload: Mapping[str, Any] | None = None,
     ) -> TraceEvent:
         """Append one trace event; see :meth:`add_trace_events` for batches."""
-        return self.add_trace_events(
-            run_id, [{"event_type": event_type, "step_id": step_id, "payload": payload}]
-        )[0]
+        event = {"event_type": event_type, "step_id": step_id, "payload": payload}
+        return self.add_trace_events(run_id, [event])[0]
 
-    # -- continuations -------------------------------------------------------------------
+    def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
+        self._insert_rows(t.trace_events, TRACE_COLUMNS, values)
+
+    # -- continuations, audit, queue -----------------------------------------------------
+    def put_continuation(
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
+        expected_version: int | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
+    ) -> ContinuationRecord:
+        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
+
+        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
+        ``status`` ... as the engine defines them); they are indexed for listing by assignee
+        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
+        run's (a replace keeps the stored name and environment). Creating an existing id is
+        ``already_exists``; a version mismatch is ``stale_state``.
+        """
+        request_list, values = self._continuation(
+            run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
+            workflow_name, environment,
+        )  # fmt: skip
+        if expected_version is not None:
+            record = self._replace_continuation(continuation_id, expected_version, values)
+            self._insert_requests(continuation_id, request_list, status)
+            return record
+        new_continuation(values, continuation_id, self.now)
+        dbapi = self._d.db.loaded_dbapi
+        try:
+            cur = self._exec(
+                ("continuation", tuple(values)),
+                _insert(
+                    t.continuations,
+                    tuple(values),
+                    " ON CONFLICT (continuation_id) DO NOTHING RETURNING continuation_id",
+                ),
+                self._d.bind(t.continuations, values),
+            )
+            inserted = cur.fetchall()
+        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
+            raise not_found_error("run", run_id) from exc
+        if not inserted:
+            raise Conflict(
+                f"continuation {continuation_id!r} already exists", code="already_exists"
+            )
+        self._insert_requests(continuation_id, request_list, status)
+        return rows.continuation(values)
+
+    def _replace_continuation(
+        self, continuation_id: str, expected_version: int, values: dict[str, Any]
+    ) -> ContinuationRecord:
+        """Compare-and-set the continuation's columns to ``values``; its request index is
+        dropped for the caller to write anew."""
+        keys = tuple(values)
+
+        def build() -> str:
+            sets = ", ".join(["version = version + 1", *(f"{k} = :v_{k}" for k in keys)])
+            return (
+                f"UPDATE continuations SET {sets} WHERE continuation_id = :k_id AND "
+                f"version = :k_expected RETURNING {', '.join(d.columns(t.continuations))}"
+            )
+
+        bound = self._d.bind(t.continuations, values)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_id": continuation_id, "k_expected": expected_version}
+        cur = self._exec(("replace_continuation", keys), build, params)
+        found = cur.fetchall()
+        if not found:
+            sql = "SELECT version FROM continuations WHERE continuation_id = :k_id"
+            if self._first("continuation_version", lambda: sql, params) is None:
+                raise not_found_error("continuation", continuation_id)
+            raise Conflict(
+                f"continuation {continuation_id!r} changed since it was read",
+                code="stale_state",
+                continuation_id=continuation_id,
+            )
+        record = rows.continuation(self._d.result(t.continuations, cur.description, found[0]))
+        self._delete_requests(continuation_id)
+        return record
+
+    def _delete_requests(self, continuation_id: str) -> None:
+        sql = "DELETE FROM continuation_requests WHERE continuation_id = :k_id"
+        self._exec("delete_requests", lambda: sql, {"k_id": continuation_id})
+
+    def delete_continuation(self, continuation_id: str) -> bool:
+        """Remove a continuation and its request index; ``False`` if it did not exist."""
+        self._delete_requests(continuation_id)
+        # RETURNING, not rowcount: in psycopg's pipeline a rowcount is known only once synced
+        sql = "DELETE FROM continuations WHERE continuation_id = :k_id RETURNING continuation_id"
+        return (
+            self._first("delete_continuation", lambda: sql, {"k_id": continuation_id}) is not None
+        )
+
     def get_continuation(
         self, continuation_id: str, *, for_update: bool = False
     ) -> ContinuationRecord:
         """The continuation as this transaction sees it (row-locked on PostgreSQL if asked)."""
-        stmt = sa.select(t.continuations).where(
-            t.continuations.c.continuation_id == continuation_id
-        )
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).mappings().first()
+        row = self._row(t.continuations, "continuation_id", continuation_id, for_update=for_update)
         if row is None:
             raise not_found_error("continuation", continuation_id)
         return rows.continuation(row)
 
+    def _continuation(
+        self,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None,
+        status: str,
+        expires_at: datetime | None,
+        escalated_at: datetime | None,
+        workflow_kind: str | None,
+        workflow_name: str | None,
+        environment: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A continuation's checked requests and the columns a create or replace writes;
+        ``workflow_kind``, ``workflow_name`` and ``environment`` default to the run's."""
+        request_list = continuation_request_list(requests)
+        if workflow_kind is None and run_id is not None:
+            found = self._first(
+                "select_kind",
+                lambda: (
+                    "SELECT workflow_kind, workflow_name, environment FROM runs "
+                    "WHERE run_id = :run_id"
+                ),
+                {"run_id": run_id},
+            )
+            if found:
+                workflow_kind = found[0]
+                workflow_name = workflow_name or found[1]
+                environment = environment or found[2]
+        values = continuation_values(
+            run_id=run_id,
+            status=status,
+            request_list=request_list,
+            context=context,
+            workflow_kind=workflow_kind,
+            expires_at=expires_at,
+            escalated_at=escalated_at,
+            now=self.now,
+            workflow_name=workflow_name,
+            environment=environment,
+        )
+        return request_list, values
+
+    def _insert_requests(
+        self, continuation_id: str, request_list: list[dict[str, Any]], status: str
+    ) -> None:
+        """The continuation's request index rows."""
+        if request_list:
+            self._insert_rows(
+                t.continuation_requests,
+                d.columns(t.continuation_requests),
+                continuation_request_rows(continuation_id, request_list, status),
+            )
+
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Record an audit event (``evt_...``); the payload is redacted before it is written.
+        A notifiable one also writes its ``notification_events`` row (the outbox)."""
+        values = audit_values(
+            event_type,
+            actor=actor,
+            run_id=run_id,
+            continuation_id=continuation_id,
+            payload=payload,
+            now=self.now,
+        )
+        self._insert(
+            "audit", _insert(t.audit_events, tuple(values)), self._d.bind(t.audit_events, values)
+        )
+        outbox = outbox_values(values)
+        if outbox is not None:
+            self._insert_outbox(outbox)
+        return rows.audit(values)
+
+    def _insert_outbox(self, values: dict[str, Any]) -> None:
+        """A notifiable audit event's ``notification_events`` row (the outbox)."""
+        bound = self._d.bind(t.notification_events, values)
+        self._insert("outbox", _insert(t.notification_events, tuple(values)), bound)
+
     # -- metadata ----------------------------------------------------------------------
     def set_metadata(self, key: str, value: Any) -> None:
         """Upsert one project metadata value (any JSON value)."""
-        ins = self._store.dialect.insert(t.project_metadata).values(
-            key=key, value=value, updated_at=self.now
-        )
-        self.conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["key"], set_={"value": ins.excluded.value, "updated_at": self.now}
-            )
+        self._exec(
+            "set_metadata",
+            _insert(
+                t.project_metadata,
+                ("key", "value", "updated_at"),
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+            ),
+            self._d.bind(t.project_metadata, {"key": key, "value": value, "updated_at": self.now}),
         )
 
     def delete_metadata(self, key: str) -> bool:
-        result = self.conn.execute(
-            sa.delete(t.project_metadata).where(t.project_metadata.c.key == key)
+        """Remove one project metadata value; ``False`` if there was none."""
+        sql = "DELETE FROM project_metadata WHERE key = :key RETURNING key"
+        return self._first("delete_metadata", lambda: sql, {"key": key}) is not None
+
+    # -- reading rows ------------------------------------------------------------------
+    def _row(
+        self, table: sa.Table, key: str, value: Any, *, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        """The row of ``table`` whose ``key`` column is ``value`` (result-processed), or
+        ``None``; ``for_update`` row-locks it where the database has row locks."""
+
+        def build() -> str:
+            return d.select_sql(table, f"{key} = :k") + (self._d.row_lock if for_update else "")
+
+        return self._select_one(table, (table.name, key, for_update), build, {"k": value})
+
+    def _select_one(
+        self, table: sa.Table, key: Any, build: Callable[[], str], params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The first row of a ``SELECT`` of ``table``'s columns, result-processed, or ``None``."""
+        cur = self._exec(key, build, params)
+        found = cur.fetchall()
+        return self._d.result(table, cur.description, found[0]) if found else None
+
+    def _insert_queue(self, values: dict[str, Any]) -> int:
+        cur = self._exec(
+            "enqueue",
+            _insert(t.queue, tuple(values), " RETURNING id"),
+            self._d.bind(t.queue, values),
         )
-        return result.rowcount == 1
+        queue_id: int = cur.fetchall()[0][0]
+        return queue_id
+
+
+@contextlib.contextmanager
+def transaction(store: Store) -> Iterator[Transaction]:
+    """A :class:`Transaction` on a DBAPI connection (SQLite: the process's writer
+    connection, see :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on
+    normal exit, rolls back on any exception; driver failures, getting the connection
+    included, map to ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`)."""
+    with db_errors(), store.dialect.write_connection(store.engine) as raw:  # rollbacks in it
+        try:
+            tx = Transaction(store, raw, store.dialect)
+            try:
+                yield tx
+                tx._commit()
+            except BaseException as exc:
+                tx._abort(exc)
+                raise
+            finally:
+                tx._cur.close()
+            store.hold_specs(tx._new_specs)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+                raw.rollback()
+            raise

@@ -49,7 +49,7 @@ def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> No
     _waits_for_lock(store, lambda: store.acquire_lock("n", "owner", 30))  # bare write
 
     def raw() -> None:
-        with store.raw_transaction() as tx:
+        with store.transaction() as tx:
             tx.add_audit("test.event", payload={})
 
     _waits_for_lock(store, raw)
@@ -98,7 +98,7 @@ def test_hot_writes_share_one_warm_connection(
 ) -> None:
     seen = _seen_connections(store, monkeypatch)
     for index in range(3):
-        with store.raw_transaction() as tx:
+        with store.transaction() as tx:
             tx.add_audit("test.event", payload={"n": index})
     run = store.create_run(input_text="x", workflow_name="w", target="workflow")
     run = store.update_run(run.run_id, status="running")
@@ -113,14 +113,15 @@ def test_hot_writes_share_one_warm_connection(
         events=[],
     )
     assert written is not None
-    assert len(seen) == 4 and len(set(seen)) == 1
+    # three transactions, create_run and update_run (their own), the step commit
+    assert len(seen) == 6 and len(set(seen)) == 1
     store.close()
     assert store.dialect._writer is None  # closed with the store
 
 
 def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _seen_connections(store, monkeypatch)
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
     broken = store.dialect._writer
 
@@ -128,9 +129,9 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(broken, "cursor", failing_cursor)
-    with pytest.raises(NotReady), store.raw_transaction() as tx:
+    with pytest.raises(NotReady), store.transaction() as tx:
         tx.add_audit("test.event", payload={})
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
     assert store.dialect._writer is not broken
     assert len(store.list_audit(event_type="test.event").items) == 2

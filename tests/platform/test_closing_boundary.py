@@ -71,7 +71,7 @@ def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
         Boundary(kind="run_completed", state=state, status="succeeded")
     )
     run = journal.store.get_run(journal.run_id)
-    with journal.store.raw_transaction() as tx:
+    with journal.store.transaction() as tx:
         tx.finish_run(
             run,
             expected_version=journal.version,

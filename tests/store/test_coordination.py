@@ -173,15 +173,15 @@ def test_run_lease_exclusive_reentrant_and_expiring(store: Store, clock: ManualC
 def test_a_run_created_leased_keeps_its_lease_until_its_outcome(store: Store) -> None:
     """The create and outcome transactions set and clear the lease in the statements that
     write the run row; an outcome leaves a lease someone else took meanwhile alone."""
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running", lease=("me", 30))
     held = store.run_lease(run.run_id)
     assert held is not None and held.owner == "me"
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.finish_run(run, expected_version=1, release_lease="someone-else", status="failed")
     assert store.run_lease(run.run_id) == held
     run = store.get_run(run.run_id)
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.finish_run(run, expected_version=2, release_lease="me", status="failed")
     assert store.run_lease(run.run_id) is None
     with store.transaction() as tx:

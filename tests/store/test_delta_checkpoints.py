@@ -200,7 +200,7 @@ def _finish(journal: StoreJournal, outcome: Boundary, held: dict[str, Any] | Non
         journal.commit(Boundary(kind="step_completed", state=held, state_text=text, closing=True))
     checkpoints, events = journal.final_rows(outcome)
     run = journal.store.get_run(journal.run_id)
-    with journal.store.raw_transaction() as tx:
+    with journal.store.transaction() as tx:
         tx.finish_run(
             run,
             expected_version=journal.version,

@@ -57,8 +57,8 @@ def test_database_refuses_a_second_active_revision(store: Store) -> None:
     """The partial unique index rejects two active rows even when code bypasses the API."""
     store.add_revision("a", "dev", digest="d1", status="active")
     store.add_revision("a", "dev", digest="d2")
-    with pytest.raises(Conflict), store.transaction() as tx:
-        tx.conn.execute(
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.execute(
             sa.update(t.bundle_revisions)
             .where(t.bundle_revisions.c.revision == 2)
             .values(status="active")
@@ -251,3 +251,64 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
     assert store.pending_promotion_names() == {"b"}
     many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list
     assert [h.bundle_name for h in store.list_revision_heads(names=many)] == ["c"]
+
+
+def test_an_approval_already_decided_leaves_the_transaction_usable(store: Store) -> None:
+    """A second decision by one approver is ``already_decided`` without failing what the
+    transaction wrote before it (no constraint error aborts it: the insert skips the row)."""
+    store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
+    with store.transaction() as tx:
+        tx.add_audit("promotion.decided", payload={"bundle": "a"})
+        with pytest.raises(Conflict) as err:
+            tx.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
+        assert err.value.code == "already_decided"
+        tx.add_promotion_approval("a", "prod", "d1", approver="bob", decision="approved")
+    assert store.list_audit().total == 1
+    assert [a.approver for a in store.list_promotion_approvals("a", "prod", "d1")] == [
+        "ann",
+        "bob",
+    ]
+
+
+@pytest.mark.parametrize("write", ["add", "activate"])
+def test_concurrent_registry_writers_never_leave_two_active(store: Store, write: str) -> None:
+    """Two transactions promoting the same key at once: the second either waits and follows
+    (SQLite: one writer at a time) or loses with ``stale_state`` (PostgreSQL: it meets the
+    first's row in the unique index); never two active revisions, never a 500."""
+    import threading
+
+    if write == "activate":
+        store.add_revision("a", "dev", digest="d1")
+        store.add_revision("a", "dev", digest="d2")
+    first_wrote, outcome = threading.Event(), {}
+
+    def second() -> None:
+        first_wrote.wait(5)
+        try:
+            with store.transaction() as tx:
+                if write == "add":
+                    tx.add_revision("a", "dev", digest="d-second", status="active")
+                else:
+                    tx.activate_revision("a", "dev", 2)
+            outcome["second"] = "ok"
+        except Conflict as exc:
+            outcome["second"] = exc.code
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with store.transaction() as tx:
+        if write == "add":
+            tx.add_revision("a", "dev", digest="d-first", status="active")
+        else:
+            tx.activate_revision("a", "dev", 1)
+        first_wrote.set()
+        thread.join(0.5)  # PostgreSQL: the second blocks on the first's index entry
+    thread.join(10)
+    active = [r for r in store.list_revisions("a", "dev") if r.status == "active"]
+    assert len(active) == 1
+    if store.backend == "postgresql":
+        assert outcome["second"] == "stale_state"
+        assert active[0].digest == ("d-first" if write == "add" else "d1")
+    else:
+        assert outcome["second"] == "ok"
+        assert active[0].digest == ("d-second" if write == "add" else "d2")

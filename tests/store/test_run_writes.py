@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from kneo.errors import Conflict
 from kneo.store import Store
 from kneo.store import tables as t
+from kneo.store import transaction as transaction_module
 from kneo.store.rowvalues import spec_ref
 from kneo.store.steps import StepCheckpoint, json_text
 
@@ -31,7 +32,7 @@ def _spec_rows(store: Store) -> int:
 
 
 def _create(store: Store, spec: dict[str, Any] = SPEC, **kwargs: Any) -> Any:
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         return tx.create_run(target="workflow", input_text="x", spec=spec, **kwargs)
 
 
@@ -48,7 +49,7 @@ def test_spec_row_written_once_and_held_after_commit(store: Store) -> None:
 def test_rolled_back_spec_insert_is_not_held(store: Store) -> None:
     """A transaction that rolls back leaves no row, so the digest must not be remembered:
     the next run of that spec inserts it again and reads back whole."""
-    with pytest.raises(RuntimeError), store.raw_transaction() as tx:
+    with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.create_run(target="workflow", input_text="x", spec=SPEC)
         raise RuntimeError("boom")
     assert _spec_rows(store) == 0 and not store.specs_held
@@ -72,7 +73,7 @@ def test_first_events_counted_in_the_insert(store: Store) -> None:
     events = [{"event_type": "run_created"}, {"event_type": "run_started", "payload": {"o": 1}}]
     run = _create(store, events=events)
     assert run.trace_seq == 2 == store.get_run(run.run_id).trace_seq
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.add_trace_events(run.run_id, [{"event_type": "later"}])
     trace = store.list_trace(run.run_id, limit=10).items
     assert [(e.sequence, e.event_type) for e in trace] == [
@@ -85,7 +86,7 @@ def test_first_events_counted_in_the_insert(store: Store) -> None:
 
 def test_finish_run_returns_what_a_read_returns(store: Store) -> None:
     run = _create(store, status="running", events=[{"event_type": "run_created"}])
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
         done = tx.finish_run(
             run,
@@ -111,7 +112,7 @@ def test_finish_run_returns_what_a_read_returns(store: Store) -> None:
 def test_finish_run_is_compare_and_set(store: Store) -> None:
     run = _create(store, status="running")
     store.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
-    with pytest.raises(Conflict) as caught, store.raw_transaction() as tx:
+    with pytest.raises(Conflict) as caught, store.transaction() as tx:
         tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
         tx.finish_run(run, expected_version=run.version, status="succeeded")
     assert caught.value.code == "stale_state"
@@ -159,16 +160,15 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
     PostgreSQL inside a pipeline, in autocommit with its own BEGIN; "commit": an insert that
     waited for the commit fails there), nothing it wrote stays, and the connection goes back
     transactional: the next transactions on the pool still roll back whole."""
-    import kneo.store.rawtx as rawtx
 
-    with pytest.raises((RuntimeError, Conflict)), store.raw_transaction() as tx:
+    with pytest.raises((RuntimeError, Conflict)), store.transaction() as tx:
         tx.create_run(target="workflow", input_text="x", run_id="run_failed")
         tx.add_audit("x.created", run_id="run_failed")
         if failure == "python":
             raise RuntimeError("boom")
         if failure == "commit":  # two generated ids that clash, neither read back
             with monkeypatch.context() as patch:
-                patch.setattr(rawtx, "new_run_id", lambda now: "run_same")
+                patch.setattr(transaction_module, "new_run_id", lambda now: "run_same")
                 tx.create_run(target="workflow", input_text="y")
                 tx.create_run(target="workflow", input_text="y")
         else:
@@ -179,7 +179,7 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
         with pytest.raises(RuntimeError), store.transaction() as core:
             core.create_run(target="workflow", input_text="y")
             raise RuntimeError("boom")
-        with pytest.raises(RuntimeError), store.raw_transaction() as raw:
+        with pytest.raises(RuntimeError), store.transaction() as raw:
             raw.create_run(target="workflow", input_text="z")
             raise RuntimeError("boom")
     assert store.list_runs().total == 0
@@ -192,11 +192,10 @@ def test_a_generated_run_id_that_clashes_fails_the_transaction(
 ) -> None:
     """A generated run id is not read back after its insert (no round trip in psycopg's
     pipeline); should one ever repeat, the insert still fails, and with it the transaction."""
-    import kneo.store.rawtx as rawtx
 
-    monkeypatch.setattr(rawtx, "new_run_id", lambda now: "run_same")
+    monkeypatch.setattr(transaction_module, "new_run_id", lambda now: "run_same")
     first = _create(store)
-    with pytest.raises(Conflict), store.raw_transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.create_run(target="workflow", input_text="again")
         tx.add_audit("run.created", run_id="run_same")
     assert first.run_id == "run_same" and store.get_run("run_same").input_text == "x"
@@ -222,7 +221,7 @@ _AUDITS = [
 
 
 def _finish_with_rows(store: Store, run: Any, **kwargs: Any) -> Any:
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         return tx.finish_run(
             run,
             expected_version=run.version,
@@ -239,7 +238,7 @@ def _finish_with_rows(store: Store, run: Any, **kwargs: Any) -> Any:
 def test_an_outcome_writes_its_rows_audits_and_lease_in_one_commit(store: Store) -> None:
     """An outcome with nothing before it (on PostgreSQL: one statement): checkpoints and
     events numbered after the run's own, audits redacted, the owner's lease released."""
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         run = tx.create_run(
             target="workflow",
             input_text="x",
@@ -290,7 +289,7 @@ def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
     """``finish_run`` is the transaction's last write on every backend and path: it commits
     (with what came before it), and a statement after it raises without undoing it."""
     run = _create(store, status="running")
-    with pytest.raises(RuntimeError, match="nothing may follow"), store.raw_transaction() as tx:
+    with pytest.raises(RuntimeError, match="nothing may follow"), store.transaction() as tx:
         if before:  # the stepwise path: a read and an insert first
             tx.add_trace_events(run.run_id, [{"event_type": "before"}])
         tx.finish_run(run, expected_version=run.version, status="succeeded")
@@ -305,7 +304,7 @@ def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
 def test_an_outcome_stores_every_row_in_order(store: Store, count: int) -> None:
     """Past 64 rows of a kind (on PostgreSQL no longer one statement) nothing changes."""
     run = _create(store, status="running", events=[{"event_type": "run_created"}])
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         done = tx.finish_run(
             run,
             expected_version=run.version,

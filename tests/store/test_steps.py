@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+
 import pytest
 
-from kneo.errors import Conflict, NotFound
 from kneo.store import Store, payloads
-from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten, json_text
 
 from .helpers import new_run
 
@@ -25,6 +27,27 @@ def _checkpoint(payload: dict[str, object], step_id: str = "s1") -> StepCheckpoi
     )
 
 
+def write_step(
+    store: Store,
+    run_id: str,
+    *,
+    expected_version: int,
+    state_text: str,
+    checkpoint: StepCheckpoint,
+    events: Sequence[StepEvent],
+) -> StepWritten | None:
+    """One boundary through the store's step writer, committed on return."""
+    with contextlib.closing(store.step_writer()) as writer:
+        return writer.commit(
+            run_id=run_id,
+            expected_version=expected_version,
+            now=store.clock.now(),
+            state_text=state_text,
+            checkpoint=checkpoint,
+            events=events,
+        )
+
+
 def test_write_step_matches_the_generic_writes(store: Store) -> None:
     """One boundary: CAS bumps the version, checkpoint and events get the next sequences and
     read back exactly as add_checkpoint/add_trace_events would have written them."""
@@ -34,17 +57,18 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
         tx.add_trace_event(run_id, "run_started")
         tx.add_checkpoint(run_id, type="started", payload={"n": 0})
     state = {"units": {"s1": {"output": "ü-x"}}, "order": ["s1"]}
-    with store.transaction() as tx:
-        written = tx.write_step(
-            run_id,
-            expected_version=version,
-            state_text=json_text(state),
-            checkpoint=_checkpoint(state),
-            events=[
-                StepEvent("step_started", "s1", json_text({"at": "t0"})),
-                StepEvent("step_completed", "s1", json_text({"at": "t1"})),
-            ],
-        )
+    written = write_step(
+        store,
+        run_id,
+        expected_version=version,
+        state_text=json_text(state),
+        checkpoint=_checkpoint(state),
+        events=[
+            StepEvent("step_started", "s1", json_text({"at": "t0"})),
+            StepEvent("step_completed", "s1", json_text({"at": "t1"})),
+        ],
+    )
+    assert written is not None
     run = store.get_run(run_id)
     assert (written.version, run.version, run.state) == (version + 1, version + 1, state)
     assert (written.checkpoint_seq, written.trace_seq) == (2, 3)
@@ -64,28 +88,30 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
 
 
 def test_write_step_compare_and_set(store: Store) -> None:
-    """A stale version writes nothing and is stale_state; a missing run is not_found."""
+    """A stale version or a missing run writes nothing (``None``); the writer stays usable."""
     run_id = new_run(store)
     store.update_run(run_id, status="running")
-    with pytest.raises(Conflict) as caught, store.transaction() as tx:
-        tx.write_step(
-            run_id,
-            expected_version=1,
-            state_text="{}",
-            checkpoint=_checkpoint({}),
-            events=[StepEvent("x", None, "{}")],
-        )
-    assert caught.value.code == "stale_state"
+    stale = write_step(
+        store,
+        run_id,
+        expected_version=1,
+        state_text="{}",
+        checkpoint=_checkpoint({}),
+        events=[StepEvent("x", None, "{}")],
+    )
+    assert stale is None
     assert store.list_checkpoints(run_id).total == 0
     assert store.list_trace(run_id).total == 0
-    with pytest.raises(NotFound), store.transaction() as tx:
-        tx.write_step(
-            "run_missing",
-            expected_version=1,
-            state_text="{}",
-            checkpoint=_checkpoint({}),
-            events=[],
-        )
+    assert store.get_run(run_id).version == 2
+    missing = write_step(
+        store,
+        "run_missing",
+        expected_version=1,
+        state_text="{}",
+        checkpoint=_checkpoint({}),
+        events=[],
+    )
+    assert missing is None
 
 
 def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
@@ -101,13 +127,9 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_trace_event(run.run_id, "d")
         tx.add_checkpoint(run.run_id, type="c", payload={})
-        tx.write_step(
-            run.run_id,
-            expected_version=run.version,
-            state_text="{}",
-            checkpoint=_checkpoint({}),
-            events=[StepEvent("e", None, "{}")],
-        )
+        run = tx.update_run(run.run_id, expected_version=run.version, state={})
+        tx.add_checkpoint(run.run_id, type="c", payload={})
+        tx.add_trace_event(run.run_id, "e")
         tx.add_trace_event(run.run_id, "f")
     with store.transaction() as tx:
         tx.add_trace_event(run.run_id, "g")
@@ -124,58 +146,23 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
     assert [c.sequence for c in store.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
 
 
-def test_store_write_step_commits_on_its_own(store: Store) -> None:
-    """Store.write_step is the same boundary in its own committed transaction."""
-    run_id = new_run(store)
-    with store.transaction() as tx:
-        tx.add_trace_event(run_id, "run_started")
-    state = {"units": {"s1": {"output": "x"}}}
-    version = store.write_step(
-        run_id,
-        expected_version=1,
-        state_text=json_text(state),
-        checkpoint=_checkpoint(state),
-        events=[StepEvent("step_completed", "s1", "{}")],
-    )
-    assert store.get_run(run_id).version == version.version == 2
-    assert [e.sequence for e in store.list_trace(run_id).items] == [1, 2]
-    assert store.get_checkpoint(run_id, 1).payload == state
-    with pytest.raises(Conflict) as caught:
-        store.write_step(
-            run_id,
-            expected_version=1,
-            state_text="{}",
-            checkpoint=_checkpoint({}),
-            events=[StepEvent("x", None, "{}")],
-        )
-    assert caught.value.code == "stale_state"
-    assert store.list_trace(run_id).total == 2 and store.list_checkpoints(run_id).total == 1
-    with pytest.raises(NotFound):
-        store.write_step(
-            "run_missing",
-            expected_version=1,
-            state_text="{}",
-            checkpoint=_checkpoint({}),
-            events=[],
-        )
-
-
 @pytest.mark.parametrize("count", [1, 8, 9, 45, 70])
 def test_every_event_of_a_long_batch_lands_once_in_order(store: Store, count: int) -> None:
     """Trace rows go in multi-row inserts (chunked past eight; on PostgreSQL past 64 events
-    a boundary is no longer one statement): a boundary's events through
-    the step writer and through a transaction, and events added in a raw transaction, are
-    each stored once, numbered in the order given."""
+    a boundary is no longer one statement): a boundary's events through the step writer and
+    events added in a transaction are each stored once, numbered in the order given."""
     run_id = new_run(store)
     batch = [StepEvent("tick", f"s{i}", json_text({"i": i})) for i in range(count)]
-    store.write_step(
-        run_id, expected_version=1, state_text="{}", checkpoint=_checkpoint({}), events=batch
-    )
-    with store.transaction() as tx:
-        tx.write_step(
-            run_id, expected_version=2, state_text="{}", checkpoint=_checkpoint({}), events=batch
+    for version in (1, 2):
+        write_step(
+            store,
+            run_id,
+            expected_version=version,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=batch,
         )
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         tx.add_trace_events(
             run_id, [{"event_type": "tock", "payload": {"i": i}} for i in range(count)]
         )

@@ -1,5 +1,5 @@
 """The create and outcome transactions on PostgreSQL: as few statements and round trips as
-their reads allow (see :mod:`kneo.store.rawtx`), counted in libpq's protocol trace."""
+their reads allow (see :mod:`kneo.store.transaction`), counted in libpq's protocol trace."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import Conflict
-from kneo.store import Store
-from kneo.store.rawtx import RawTransaction
+from kneo.store import Store, Transaction
 
 SPEC = {"version": "v1", "workflow": {"name": "w", "steps": [{"id": "a"}]}}
 
@@ -24,13 +23,13 @@ ONLY_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=Tr
 
 
 @contextmanager
-def traced(store: Store, path: Path) -> Iterator[tuple[RawTransaction, Callable[[], str]]]:
+def traced(store: Store, path: Path) -> Iterator[tuple[Transaction, Callable[[], str]]]:
     """A raw transaction whose connection's protocol messages go to ``path``; the second
     value reads them once the transaction is over."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     pgconn: Any = None
     try:
-        with store.raw_transaction() as tx:
+        with store.transaction() as tx:
             pgconn = tx._raw.driver_connection.pgconn  # nothing is sent before a read
             pgconn.trace(fd)
             yield tx, path.read_text
@@ -85,7 +84,7 @@ def test_a_new_run_is_one_statement_in_one_round_trip(store: Store, tmp_path: Pa
 
 @ONLY_POSTGRESQL
 def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> None:
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running")
     with traced(store, tmp_path / "outcome.trace") as (tx, read):
         tx.finish_run(
@@ -112,7 +111,7 @@ def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> Non
 def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> None:
     """Inserts queued before a read go out with it, as one statement; what follows the read
     goes with the COMMIT: two round trips in all, everything in one transaction."""
-    with store.raw_transaction() as tx:
+    with store.transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running")
     with traced(store, tmp_path / "mixed.trace") as (tx, read):
         tx.add_audit("one", run_id=run.run_id)
@@ -132,7 +131,7 @@ def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> N
 def test_inserts_sent_as_one_statement_fail_together(store: Store) -> None:
     """A child row whose parent is missing fails the whole statement: the audit that went
     with it is not stored either."""
-    with pytest.raises(Conflict), store.raw_transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.add_audit("orphan.audit", run_id="run_missing")
         tx._insert_trace_rows(
             [
