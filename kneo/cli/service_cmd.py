@@ -81,47 +81,18 @@ def serve(
     ] = True,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
-    import uvicorn
-
-    from kneo.service.app import create_app
     from kneo.settings import Settings
 
     _install_factory(factory)
     settings = Settings.from_env()
-    log_level = settings.log_level.lower()
     if reload:
-        from kneo.errors import InvalidRequest
-        from kneo.service.auth import Authenticator
-
-        # The reloader imports the default app afresh in a child process: options that shape
-        # this process's app would be silently dropped, so they are refused instead.
-        dropped = [
-            name
-            for name, given in (
-                ("--no-worker", not worker),
-                ("--mcp", mcp),
-                ("--factory", factory is not None),
-                ("--controller-repo", controller_repo is not None),
-            )
-            if given
-        ]
-        if dropped:
-            raise InvalidRequest(
-                f"--reload serves the default app only; it cannot be combined with "
-                f"{', '.join(dropped)}",
-                field="reload",
-            )
-
-        Authenticator.from_settings(settings)  # fail fast, before the reloader forks
-        uvicorn.run(
-            "kneo.service.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            reload=True,
-            access_log=False,
-            log_level=log_level,
-        )
+        refused = {
+            "--no-worker": not worker,
+            "--mcp": mcp,
+            "--factory": factory is not None,
+            "--controller-repo": controller_repo is not None,
+        }
+        _serve_reloading(settings, host=host, port=port, refused=refused)
         return
     ctl_config = (
         _controller_config(
@@ -137,7 +108,50 @@ def serve(
         if controller
         else None
     )
+    _serve_platform(settings, ctl_config, host=host, port=port, worker=worker, mcp=mcp)
+
+
+def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[str, bool]) -> None:
+    """``--reload``: uvicorn's reloader imports the default app afresh in a child process, so
+    options that shape this process's app (``refused``, when given) would be silently
+    dropped: they are refused instead."""
+    import uvicorn
+
+    from kneo.errors import InvalidRequest
+    from kneo.service.auth import Authenticator
+
+    dropped = [name for name, given in refused.items() if given]
+    if dropped:
+        raise InvalidRequest(
+            f"--reload serves the default app only; it cannot be combined with "
+            f"{', '.join(dropped)}",
+            field="reload",
+        )
+    Authenticator.from_settings(settings)  # fail fast, before the reloader forks
+    uvicorn.run(
+        "kneo.service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=True,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _serve_platform(
+    settings: Settings,
+    ctl_config: ControllerConfig | None,
+    *,
+    host: str,
+    port: int,
+    worker: bool,
+    mcp: bool,
+) -> None:
+    """Opens the platform, builds the controller (when ``ctl_config``) and the app over
+    them, and serves it until a signal; the store is closed on the way out."""
     from kneo.metrics import serve_port
+    from kneo.service.app import create_app
     from kneo.service.auth import Authenticator
     from kneo.service.factory import create_default_platform_manager
 
@@ -168,7 +182,7 @@ def serve(
         )
         serve_port(manager.store, settings)  # the app turned metrics and tracing on
         startup.done()
-        _serve(application, host=host, port=port, log_level=log_level)
+        _serve(application, host=host, port=port, log_level=settings.log_level.lower())
     finally:
         manager.store.close()
 

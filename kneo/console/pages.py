@@ -22,6 +22,7 @@ from kneo.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    NotReady,
     Unauthorized,
     ValidationFailed,
 )
@@ -70,18 +71,24 @@ class Render(Protocol):
 
 
 def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
-    """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates)."""
+    """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
+    one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
     router = APIRouter()
+    for add in (_sign_in, _inbox, _tasks, _promotions, _runs, _registry):
+        add(router, auth, render)
+    return router
 
-    def manager(request: Request) -> Any:
-        found = current_manager(request.app.state.parent)
-        if found is None:
-            from kneo.errors import NotReady
 
-            raise NotReady("no platform manager is configured", check="manager")
-        return found
+def _manager(request: Request) -> Any:
+    """The platform manager of the service the console is mounted on."""
+    found = current_manager(request.app.state.parent)
+    if found is None:
+        raise NotReady("no platform manager is configured", check="manager")
+    return found
 
-    # ------------------------------------------------------------------ sign-in
+
+def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/`` (to the inbox), ``/login`` (form and sign-in with an API key), ``/logout``."""
 
     @router.get("/", include_in_schema=False)
     def home() -> Response:
@@ -127,7 +134,9 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         response.delete_cookie(COOKIE, path=_cookie_path(request))
         return response
 
-    # ------------------------------------------------------------------ inbox
+
+def _inbox(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/inbox``: pending requests, one row each, filtered, sorted and paged."""
 
     @router.get("/inbox", name="inbox")
     def inbox(
@@ -142,28 +151,6 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         sort: str = "oldest",
         cursor: str = "",
     ) -> Response:
-        if sort not in ("oldest", "newest"):
-            raise InvalidRequest("sort must be oldest or newest", field="sort")
-        if escalated not in ("", "yes", "no"):
-            raise InvalidRequest("escalated must be yes or no", field="escalated")
-        if older_than and older_than not in AGES:
-            raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
-        who = viewer.name if assignee == "mine" else assignee or None
-        mgr = manager(request)
-        limit = min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE)
-        listed = mgr.list_human_tasks(
-            assignee=who,
-            kind=kind or None,  # "promotion": the promotions (a kind of their own)
-            environment=environment or None,
-            workflow=workflow or None,
-            escalated={"yes": True, "no": False}.get(escalated),
-            older_than_seconds=AGES.get(older_than),
-            sort=sort,
-            limit=limit,
-            cursor=cursor or None,
-            count=False,  # the inbox shows the counts per assignee, not a total
-            show_personal=viewer.show_personal,
-        )
         filters = {
             "assignee": assignee,
             "kind": kind,
@@ -173,83 +160,70 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
             "older_than": older_than,
             "sort": sort,
         }
-        rows = [
-            row
-            for task in listed["tasks"]
-            for row in _rows(task)
-            if (who is None or row["assignee"] == who)
-            and (not kind or kind == "promotion" or row["kind"] == kind)
-        ]
-        next_url = None
-        if listed["next_cursor"]:
-            next_url = _query(
-                console_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]}
-            )
-        return render(
-            request,
-            "inbox.html",
-            {
-                "viewer": viewer,
-                "rows": rows,
-                "filters": filters,
-                "counts": sorted(listed["counts_by_assignee"].items()),
-                "pending": sum(listed["counts_by_assignee"].values()),
-                "kinds": tuple(KIND_LABELS),
-                "ages": AGES,
-                "next_url": next_url,
-                "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,
-                "refresh_url": str(request.url.path)
-                + (f"?{request.url.query}" if request.url.query else ""),
-                "now": mgr.clock.now(),
-            },
-        )
+        return _inbox_page(request, render, viewer, filters, cursor)
 
-    # ------------------------------------------------------------------ human tasks
 
-    def task_page(
-        request: Request,
-        viewer: Viewer,
-        continuation_id: str,
-        *,
-        request_id: str | None = None,
-        rejected: Rejected | None = None,
-        notice: str | None = None,
-        status_code: int = 200,
-    ) -> Response:
-        mgr = manager(request)
-        task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
-        if task["workflow_kind"] == "promotion":
-            return RedirectResponse(
-                console_path(request, "promotion", continuation_id=continuation_id), status_code=303
-            )
-        requests = task["requests"]
-        if request_id is not None and not any(r["request_id"] == request_id for r in requests):
-            raise NotFound(
-                f"request {request_id!r} is not part of {continuation_id}", resource="request"
-            )
-        shown = []
-        for r in requests:
-            form = None
-            if r["status"] == "pending" and viewer.can("decide"):
-                mine = rejected if rejected is not None and r["request_id"] == request_id else None
-                form = decision_form(r, mine)
-            extra = {k: v for k, v in (r.get("context") or {}).items() if k not in _SHOWN_CONTEXT}
-            shown.append(
-                {"request": r, "form": form, "focus": r["request_id"] == request_id, "extra": extra}
-            )
-        return render(
-            request,
-            "task.html",
-            {
-                "viewer": viewer,
-                "task": task,
-                "items": shown,
-                "notice": notice,
-                "idempotency_key": secrets.token_urlsafe(18),
-                "now": mgr.clock.now(),
-            },
-            status_code=status_code,
+def _inbox_page(
+    request: Request, render: Render, viewer: Viewer, filters: dict[str, str], cursor: str
+) -> Response:
+    sort, escalated, older_than = filters["sort"], filters["escalated"], filters["older_than"]
+    if sort not in ("oldest", "newest"):
+        raise InvalidRequest("sort must be oldest or newest", field="sort")
+    if escalated not in ("", "yes", "no"):
+        raise InvalidRequest("escalated must be yes or no", field="escalated")
+    if older_than and older_than not in AGES:
+        raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
+    assignee, kind = filters["assignee"], filters["kind"]
+    who = viewer.name if assignee == "mine" else assignee or None
+    mgr = _manager(request)
+    limit = min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE)
+    listed = mgr.list_human_tasks(
+        assignee=who,
+        kind=kind or None,  # "promotion": the promotions (a kind of their own)
+        environment=filters["environment"] or None,
+        workflow=filters["workflow"] or None,
+        escalated={"yes": True, "no": False}.get(escalated),
+        older_than_seconds=AGES.get(older_than),
+        sort=sort,
+        limit=limit,
+        cursor=cursor or None,
+        count=False,  # the inbox shows the counts per assignee, not a total
+        show_personal=viewer.show_personal,
+    )
+    rows = [
+        row
+        for task in listed["tasks"]
+        for row in _rows(task)
+        if (who is None or row["assignee"] == who)
+        and (not kind or kind == "promotion" or row["kind"] == kind)
+    ]
+    next_url = None
+    if listed["next_cursor"]:
+        next_url = _query(
+            console_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]}
         )
+    return render(
+        request,
+        "inbox.html",
+        {
+            "viewer": viewer,
+            "rows": rows,
+            "filters": filters,
+            "counts": sorted(listed["counts_by_assignee"].items()),
+            "pending": sum(listed["counts_by_assignee"].values()),
+            "kinds": tuple(KIND_LABELS),
+            "ages": AGES,
+            "next_url": next_url,
+            "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,
+            "refresh_url": str(request.url.path)
+            + (f"?{request.url.query}" if request.url.query else ""),
+            "now": mgr.clock.now(),
+        },
+    )
+
+
+def _tasks(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/tasks/{continuation_id}``: a human task's requests, and a decision on one of them."""
 
     @router.get("/tasks/{continuation_id}", name="task")
     def get_task(
@@ -258,7 +232,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         request_id: str | None = None,
         viewer: Viewer = Depends(auth.page("task")),
     ) -> Response:
-        return task_page(request, viewer, continuation_id, request_id=request_id)
+        return _task_page(request, render, viewer, continuation_id, request_id=request_id)
 
     @router.post("/tasks/{continuation_id}", name="decide")
     def decide(
@@ -267,100 +241,125 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         form: tuple[Viewer, dict[str, str]] = Depends(auth.form("decide")),
     ) -> Response:
         viewer, posted = form
-        mgr = manager(request)
-        request_id = posted.get("request_id") or ""
-        stored: Mapping[str, Any] = {"request_id": request_id}
-        if posted.get("decision") == "provided" and "content" not in posted:
-            # Typed input posts one field per property: its schema says how to read them.
-            task = mgr.get_human_task(continuation_id)
-            found = next((r for r in task["requests"] if r["request_id"] == request_id), None)
-            if found is None:
-                raise NotFound(
-                    f"request {request_id!r} is not part of {continuation_id}", resource="request"
-                )
-            stored = found
-        chosen = parse_decision(stored, posted)
-        try:
-            result = mgr.resume(
-                continuation_id,
-                request_id=chosen.request_id,
-                decision=chosen.decision,
-                content=chosen.content,
-                selected_option=chosen.selected_option,
-                actor=viewer.name,
-                idempotency_key=posted.get("idempotency_key") or None,
-            )
-        except (ValidationFailed, InvalidRequest) as exc:
-            field = exc.details.get("path")
-            rejected = Rejected(chosen.decision, posted, exc.message, field)
-            return task_page(
-                request,
-                viewer,
-                continuation_id,
-                request_id=request_id,
-                rejected=rejected,
-                status_code=exc.http_status,
-            )
-        except Conflict as exc:  # already resolved, a racing resume, the run moved on
-            return task_page(
-                request,
-                viewer,
-                continuation_id,
-                request_id=request_id,
-                notice=exc.message,
-                status_code=409,
-            )
-        if result.status == "paused" and result.continuation_id == continuation_id:
-            target = console_path(request, "task", continuation_id=continuation_id)
-        else:
-            target = console_path(request, "run", run_id=result.run_id)
-        return RedirectResponse(target, status_code=303)
+        return _decide(request, render, viewer, posted, continuation_id)
 
-    # ------------------------------------------------------------------ promotions
 
-    def promotion_page(
-        request: Request,
-        viewer: Viewer,
-        continuation_id: str,
-        *,
-        notice: str | None = None,
-        status_code: int = 200,
-    ) -> Response:
-        from kneo.platform.registry import promotion_view
-
-        mgr = manager(request)
-        task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
-        if task["workflow_kind"] != "promotion":
-            return RedirectResponse(
-                console_path(request, "task", continuation_id=continuation_id), status_code=303
-            )
-        detail = promotion_view(
-            mgr.store,
-            mgr.store.get_continuation(continuation_id),
-            show_personal=viewer.show_personal,
+def _task_page(
+    request: Request,
+    render: Render,
+    viewer: Viewer,
+    continuation_id: str,
+    *,
+    request_id: str | None = None,
+    rejected: Rejected | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    mgr = _manager(request)
+    task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+    if task["workflow_kind"] == "promotion":
+        return RedirectResponse(
+            console_path(request, "promotion", continuation_id=continuation_id), status_code=303
         )
-        mine = next((d for d in detail["decisions"] if d["approver"] == viewer.name), None)
-        return render(
+    requests = task["requests"]
+    if request_id is not None and not any(r["request_id"] == request_id for r in requests):
+        raise NotFound(
+            f"request {request_id!r} is not part of {continuation_id}", resource="request"
+        )
+    shown = []
+    for r in requests:
+        form = None
+        if r["status"] == "pending" and viewer.can("decide"):
+            mine = rejected if rejected is not None and r["request_id"] == request_id else None
+            form = decision_form(r, mine)
+        extra = {k: v for k, v in (r.get("context") or {}).items() if k not in _SHOWN_CONTEXT}
+        shown.append(
+            {"request": r, "form": form, "focus": r["request_id"] == request_id, "extra": extra}
+        )
+    return render(
+        request,
+        "task.html",
+        {
+            "viewer": viewer,
+            "task": task,
+            "items": shown,
+            "notice": notice,
+            "idempotency_key": secrets.token_urlsafe(18),
+            "now": mgr.clock.now(),
+        },
+        status_code=status_code,
+    )
+
+
+def _decide(
+    request: Request,
+    render: Render,
+    viewer: Viewer,
+    posted: dict[str, str],
+    continuation_id: str,
+) -> Response:
+    """A decision posted from the task page: resumes the run, or shows the page again with
+    the form's error (or the conflict's notice)."""
+    mgr = _manager(request)
+    request_id = posted.get("request_id") or ""
+    stored: Mapping[str, Any] = {"request_id": request_id}
+    if posted.get("decision") == "provided" and "content" not in posted:
+        # Typed input posts one field per property: its schema says how to read them.
+        task = mgr.get_human_task(continuation_id)
+        found = next((r for r in task["requests"] if r["request_id"] == request_id), None)
+        if found is None:
+            raise NotFound(
+                f"request {request_id!r} is not part of {continuation_id}", resource="request"
+            )
+        stored = found
+    chosen = parse_decision(stored, posted)
+    try:
+        result = mgr.resume(
+            continuation_id,
+            request_id=chosen.request_id,
+            decision=chosen.decision,
+            content=chosen.content,
+            selected_option=chosen.selected_option,
+            actor=viewer.name,
+            idempotency_key=posted.get("idempotency_key") or None,
+        )
+    except (ValidationFailed, InvalidRequest) as exc:
+        field = exc.details.get("path")
+        rejected = Rejected(chosen.decision, posted, exc.message, field)
+        return _task_page(
             request,
-            "promotion.html",
-            {
-                "viewer": viewer,
-                "task": task,
-                "req": task["requests"][0] if task["requests"] else None,
-                "p": detail,
-                "mine": mine,
-                "notice": notice,
-                "idempotency_key": secrets.token_urlsafe(18),
-                "now": mgr.clock.now(),
-            },
-            status_code=status_code,
+            render,
+            viewer,
+            continuation_id,
+            request_id=request_id,
+            rejected=rejected,
+            status_code=exc.http_status,
         )
+    except Conflict as exc:  # already resolved, a racing resume, the run moved on
+        return _task_page(
+            request,
+            render,
+            viewer,
+            continuation_id,
+            request_id=request_id,
+            notice=exc.message,
+            status_code=409,
+        )
+    if result.status == "paused" and result.continuation_id == continuation_id:
+        target = console_path(request, "task", continuation_id=continuation_id)
+    else:
+        target = console_path(request, "run", run_id=result.run_id)
+    return RedirectResponse(target, status_code=303)
+
+
+def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/promotions/{continuation_id}``: a promotion's approvals, and an approver's decision."""
 
     @router.get("/promotions/{continuation_id}", name="promotion")
     def get_promotion(
         request: Request, continuation_id: str, viewer: Viewer = Depends(auth.page("promotion"))
     ) -> Response:
-        return promotion_page(request, viewer, continuation_id)
+        return _promotion_page(request, render, viewer, continuation_id)
 
     @router.post("/promotions/{continuation_id}", name="decide_promotion")
     def decide_promotion(
@@ -372,15 +371,16 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         auth.check(viewer, "promotion")
         decision = posted.get("decision") or ""
         if decision not in ("approved", "rejected"):
-            return promotion_page(
+            return _promotion_page(
                 request,
+                render,
                 viewer,
                 continuation_id,
                 notice="Choose approve or reject.",
                 status_code=400,
             )
         try:
-            manager(request).resume(
+            _manager(request).resume(
                 continuation_id,
                 request_id=posted.get("request_id") or "",
                 decision=decision,
@@ -389,8 +389,9 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 idempotency_key=posted.get("idempotency_key") or None,
             )
         except (Conflict, Forbidden) as exc:
-            return promotion_page(
+            return _promotion_page(
                 request,
+                render,
                 viewer,
                 continuation_id,
                 notice=exc.message,
@@ -399,13 +400,55 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         target = console_path(request, "promotion", continuation_id=continuation_id)
         return RedirectResponse(target, status_code=303)
 
-    # ------------------------------------------------------------------ runs
+
+def _promotion_page(
+    request: Request,
+    render: Render,
+    viewer: Viewer,
+    continuation_id: str,
+    *,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    from kneo.platform.registry import promotion_view
+
+    mgr = _manager(request)
+    task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+    if task["workflow_kind"] != "promotion":
+        return RedirectResponse(
+            console_path(request, "task", continuation_id=continuation_id), status_code=303
+        )
+    detail = promotion_view(
+        mgr.store,
+        mgr.store.get_continuation(continuation_id),
+        show_personal=viewer.show_personal,
+    )
+    mine = next((d for d in detail["decisions"] if d["approver"] == viewer.name), None)
+    return render(
+        request,
+        "promotion.html",
+        {
+            "viewer": viewer,
+            "task": task,
+            "req": task["requests"][0] if task["requests"] else None,
+            "p": detail,
+            "mine": mine,
+            "notice": notice,
+            "idempotency_key": secrets.token_urlsafe(18),
+            "now": mgr.clock.now(),
+        },
+        status_code=status_code,
+    )
+
+
+def _runs(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/runs/{run_id}``: a run, its timeline (trace events) and checkpoints."""
 
     @router.get("/runs/{run_id}", name="run")
     def run_page(
         request: Request, run_id: str, viewer: Viewer = Depends(auth.page("run"))
     ) -> Response:
-        mgr = manager(request)
+        mgr = _manager(request)
         run = mgr.get_run(run_id, show_personal=viewer.show_personal)
         trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
         checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
@@ -423,13 +466,16 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
             },
         )
 
-    # ------------------------------------------------------------------ registry
+
+def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/registry``: bundles by environment and the controller; one bundle in one
+    environment at ``/registry/{bundle}/{environment}``."""
 
     @router.get("/registry", name="registry")
     def registry(request: Request, viewer: Viewer = Depends(auth.page("registry"))) -> Response:
         from kneo.platform.registry import controller_status_view, registry_overview
 
-        mgr = manager(request)
+        mgr = _manager(request)
         overview = registry_overview(mgr.store)
         controller = getattr(request.app.state.parent.state, "controller", None)
         return render(
@@ -453,7 +499,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     ) -> Response:
         from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
-        mgr = manager(request)
+        mgr = _manager(request)
         return render(
             request,
             "bundle.html",
@@ -464,8 +510,6 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
                 "now": mgr.clock.now(),
             },
         )
-
-    return router
 
 
 # ---------------------------------------------------------------------- helpers

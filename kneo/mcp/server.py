@@ -154,21 +154,42 @@ def presented(headers: Mapping[str, str]) -> str | None:
 
 
 def build_server(bridge: ApiBridge) -> MCPServer:
-    """The MCP server with one tool per :data:`TOOLS` entry (``ctx`` is the SDK's request
-    context: its headers carry the caller's key over HTTP)."""
+    """The MCP server with one tool per :data:`TOOLS` entry, by area: human tasks, runs,
+    the registry and the controller."""
     server = MCPServer("kneo", instructions=INSTRUCTIONS)
-    by_name = {tool.name: tool for tool in TOOLS}
+    tools = _Tools(server, bridge)
+    _human_task_tools(tools)
+    _run_tools(tools)
+    _registry_tools(tools)
+    return server
 
-    def headers(ctx: Context) -> Mapping[str, str] | None:
+
+_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+
+class _Tools:
+    """Declares tools on ``server`` and sends their calls through ``bridge``."""
+
+    def __init__(self, server: MCPServer, bridge: ApiBridge) -> None:
+        self._server = server
+        self._bridge = bridge
+
+    def tool(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declares the tool ``name`` with its :data:`TOOLS` description."""
+        return self._server.tool(name=name, description=_BY_NAME[name].description)
+
+    async def call(self, ctx: Context, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Calls the route of tool ``name`` with the key of the request in ``ctx`` (the SDK's
+        request context: its headers carry the caller's key over HTTP)."""
         try:
-            return ctx.headers
+            headers: Mapping[str, str] | None = ctx.headers
         except ValueError:  # no request (direct invocation)
-            return None
+            headers = None
+        return await self._bridge.call(headers, _BY_NAME[name], **kwargs)  # type: ignore[no-any-return]
 
-    def tool(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        return server.tool(name=name, description=by_name[name].description)
 
-    @tool("list_human_tasks")
+def _human_task_tools(tools: _Tools) -> None:
+    @tools.tool("list_human_tasks")
     async def list_human_tasks(
         ctx: Context,
         run_id: str | None = None,
@@ -176,21 +197,15 @@ def build_server(bridge: ApiBridge) -> MCPServer:
         kind: str | None = None,
         limit: int = 50,
     ) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["list_human_tasks"],
-            params={"run_id": run_id, "assignee": assignee, "kind": kind, "limit": limit},
-        )
+        params = {"run_id": run_id, "assignee": assignee, "kind": kind, "limit": limit}
+        return await tools.call(ctx, "list_human_tasks", params=params)
 
-    @tool("get_human_task")
+    @tools.tool("get_human_task")
     async def get_human_task(ctx: Context, continuation_id: str) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["get_human_task"],
-            path_params={"continuation_id": continuation_id},
-        )
+        path_params = {"continuation_id": continuation_id}
+        return await tools.call(ctx, "get_human_task", path_params=path_params)
 
-    @tool("resume_human_task")
+    @tools.tool("resume_human_task")
     async def resume_human_task(
         ctx: Context,
         continuation_id: str,
@@ -210,15 +225,17 @@ def build_server(bridge: ApiBridge) -> MCPServer:
             }.items()
             if v is not None
         }
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["resume_human_task"],
+        return await tools.call(
+            ctx,
+            "resume_human_task",
             path_params={"continuation_id": continuation_id},
             body=body,
             idempotency_key=idempotency_key,
         )
 
-    @tool("start_run")
+
+def _run_tools(tools: _Tools) -> None:
+    @tools.tool("start_run")
     async def start_run(
         ctx: Context,
         bundle: str,
@@ -234,46 +251,36 @@ def build_server(bridge: ApiBridge) -> MCPServer:
             "target": target,
             "async_mode": async_mode,
         }
-        return await bridge.call(headers(ctx), by_name["start_run"], body=body)  # type: ignore[no-any-return]
+        return await tools.call(ctx, "start_run", body=body)
 
-    @tool("get_run")
+    @tools.tool("get_run")
     async def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx), by_name["get_run"], path_params={"run_id": run_id}
-        )
+        return await tools.call(ctx, "get_run", path_params={"run_id": run_id})
 
-    @tool("get_run_trace")
+    @tools.tool("get_run_trace")
     async def get_run_trace(ctx: Context, run_id: str, limit: int = 100) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["get_run_trace"],
-            path_params={"run_id": run_id},
-            params={"limit": limit},
+        path_params = {"run_id": run_id}
+        return await tools.call(
+            ctx, "get_run_trace", path_params=path_params, params={"limit": limit}
         )
 
-    @tool("list_registry_bundles")
+
+def _registry_tools(tools: _Tools) -> None:
+    @tools.tool("list_registry_bundles")
     async def list_registry_bundles(
         ctx: Context, environment: str | None = None, cursor: str | None = None
     ) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["list_registry_bundles"],
-            params={"environment": environment, "cursor": cursor},
-        )
+        params = {"environment": environment, "cursor": cursor}
+        return await tools.call(ctx, "list_registry_bundles", params=params)
 
-    @tool("get_registry_bundle")
+    @tools.tool("get_registry_bundle")
     async def get_registry_bundle(ctx: Context, bundle: str, environment: str) -> dict[str, Any]:
-        return await bridge.call(  # type: ignore[no-any-return]
-            headers(ctx),
-            by_name["get_registry_bundle"],
-            path_params={"bundle": bundle, "environment": environment},
-        )
+        path_params = {"bundle": bundle, "environment": environment}
+        return await tools.call(ctx, "get_registry_bundle", path_params=path_params)
 
-    @tool("controller_status")
+    @tools.tool("controller_status")
     async def controller_status(ctx: Context) -> dict[str, Any]:
-        return await bridge.call(headers(ctx), by_name["controller_status"])  # type: ignore[no-any-return]
-
-    return server
+        return await tools.call(ctx, "controller_status")
 
 
 class McpEndpoint:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -106,12 +106,62 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
-    run_worker = configure_default_manager if start_worker is None else start_worker
+    lifespan = _lifespan(
+        settings,
+        build_manager=configure_default_manager,
+        run_worker=configure_default_manager if start_worker is None else start_worker,
+        controller=controller,
+        run_controller=run_controller,
+    )
+    app = FastAPI(
+        title="Kneo service",
+        version=__version__,
+        description="Run AI agent workflows with durable human approval. "
+        "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+        lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
+        # records validation inputs and exception messages as they are: off. The HTTP span
+        # is the request middleware's, under the one redaction policy (kneo.tracing).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.manager = manager
+    app.state.worker = None
+    app.state.controller = controller
+    configure_logging(settings)
+    metrics.enable()
+    tracing.configure(settings)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.limits.max_body_bytes,
+        request_logs=settings.request_logs,
+    )
+    _mount(app, settings, mcp=mcp)
+    _document(app)
+    return app
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(
+    settings: Settings,
+    *,
+    build_manager: bool,
+    run_worker: bool,
+    controller: Any,
+    run_controller: bool,
+) -> Lifespan:
+    """What runs for the app's lifetime: the default platform (when ``build_manager`` and
+    none is installed), the in-process worker, the controller's loop, the MCP sessions;
+    stopped in the reverse order."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
-        if dependencies.current_manager(app) is None and configure_default_manager:
+        if dependencies.current_manager(app) is None and build_manager:
             from kneo.service.factory import create_default_platform_manager
 
             owned = create_default_platform_manager(settings)
@@ -151,31 +201,12 @@ def create_app(
                     close()
                 app.state.manager = None
 
-    app = FastAPI(
-        title="Kneo service",
-        version=__version__,
-        description="Run AI agent workflows with durable human approval. "
-        "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
-        lifespan=lifespan,
-        # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
-        # records validation inputs and exception messages as they are: off. The HTTP span
-        # is the request middleware's, under the one redaction policy (kneo.tracing).
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
-    )
-    app.state.settings = settings
-    app.state.authenticator = authenticator
-    app.state.manager = manager
-    app.state.worker = None
-    app.state.controller = controller
-    configure_logging(settings)
-    metrics.enable()
-    tracing.configure(settings)
-    install_error_handlers(app)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.limits.max_body_bytes,
-        request_logs=settings.request_logs,
-    )
+    return lifespan
+
+
+def _mount(app: FastAPI, settings: Settings, *, mcp: bool) -> None:
+    """The API routers under ``/v1`` (documented) and at their legacy unversioned paths
+    (hidden), health and metrics, and, when asked for, ``/mcp`` and the console at ``/ui``."""
     routers = _routers()
     for router in routers:
         app.include_router(router, prefix="/v1", responses=_ERROR_RESPONSES)
@@ -193,6 +224,9 @@ def create_app(
 
         app.mount("/ui", create_console(app, settings), name="console")
 
+
+def _document(app: FastAPI) -> None:
+    """The OpenAPI document gains the error schema and the two API-key security schemes."""
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -210,4 +244,3 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
