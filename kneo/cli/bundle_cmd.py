@@ -32,7 +32,7 @@ from kneo.bundle import (
     spec_digest,
     verify_bundle,
 )
-from kneo.cli.output import JsonOpt, print_json, want_json_errors
+from kneo.cli.output import Output, options
 from kneo.errors import BundleError, InvalidRequest, NotFound, SpecError
 from kneo.names import check_name
 
@@ -189,6 +189,7 @@ def prepare_spec(
 
 
 @bundle_app.command("sign")
+@options
 def sign_command(
     spec_path: Path | None = typer.Argument(None, help="Spec to sign (optional with --cosign)"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Bundle file to write"),
@@ -207,10 +208,9 @@ def sign_command(
     name: str | None = typer.Option(
         None, "--name", help="Bundle name (default: spec file name up to the first dot)"
     ),
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Create an approved, signed spec bundle."""
-    want_json_errors(json_output)
     key = _signing_key(key_env, key_file, key_id)
     if cosign_path is not None:
         if approved_by is not None or name is not None:
@@ -252,9 +252,7 @@ def sign_command(
         )
         target = output
     _write_atomic(target, dump_bundle(bundle))
-    if json_output:
-        print_json({"output": str(target), **_summary(bundle)})
-    else:
+    if not out.printed_json({"output": str(target), **_summary(bundle)}):
         signers = ", ".join(f"{s.key_id} ({s.alg})" for s in bundle.signatures)
         typer.echo(
             f"signed {target}: {bundle.name} for {bundle.environment}, {bundle.digest}, "
@@ -289,6 +287,7 @@ def _verification_keyring(
 
 
 @bundle_app.command("verify")
+@options
 def verify_command(
     bundle_path: Path = typer.Argument(..., help="Bundle JSON file"),
     key_env: str | None = typer.Option(
@@ -305,10 +304,9 @@ def verify_command(
         "--environments",
         help="Apply environments/<env>.yaml (required_signatures, accepted_key_ids)",
     ),
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Verify an approved spec bundle digest and signature."""
-    want_json_errors(json_output)
     data = _read_bundle_bytes(bundle_path)
     keyring = _verification_keyring(data, key_env, public_key, keyring_dir, key_id)
     accepted: list[str] | None = None
@@ -328,11 +326,9 @@ def verify_command(
         required_signatures=required_signatures,
         accepted_key_ids=accepted,
     )
-    if json_output:
-        print_json(
-            {"valid": True, **_summary(verified.bundle), "signers": list(verified.signer_key_ids)}
-        )
-    else:
+    if not out.printed_json(
+        {"valid": True, **_summary(verified.bundle), "signers": list(verified.signer_key_ids)}
+    ):
         typer.echo(
             f"ok: {bundle_path}: {verified.name} for {verified.environment}, {verified.digest}, "
             f"signed by {', '.join(verified.signer_key_ids)}"
@@ -340,13 +336,13 @@ def verify_command(
 
 
 @keys_app.command("generate")
+@options
 def generate_command(
     key_id: str = typer.Argument(..., help="Key id; names the files KEY_ID.key and KEY_ID.pub"),
     output_dir: Path = typer.Option(..., "--output-dir", help="Directory to write the key pair"),
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Generate an Ed25519 signing key pair (private key file mode 0600)."""
-    want_json_errors(json_output)
     generated = generate_ed25519(key_id, output_dir)
     result = {
         "key_id": generated.key_id,
@@ -355,9 +351,7 @@ def generate_command(
         "public_key_path": str(generated.public_path),
         "fingerprint": generated.fingerprint,
     }
-    if json_output:
-        print_json(result)
-    else:
+    if not out.printed_json(result):
         typer.echo(
             f"generated {generated.key_id} ({generated.fingerprint})\n"
             f"  private: {generated.private_path} (mode 0600; keep it in your CI secret store)\n"
@@ -366,16 +360,15 @@ def generate_command(
 
 
 @keys_app.command("list")
+@options
 def list_command(
     keyring_dir: Path = typer.Argument(..., help="Keyring directory (*.pub, keyring.yaml)"),
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """List the public keys of a keyring with fingerprints and validity windows."""
-    want_json_errors(json_output)
     keyring = load_keyring(keyring_dir)
     rows = [key.describe() for key in keyring]
-    if json_output:
-        print_json({"keys": rows})
+    if out.printed_json({"keys": rows}):
         return
     if not rows:
         typer.echo(f"no keys in {keyring_dir}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kneo.cli.output import JsonOpt
+from kneo.cli.output import Output, options
 from kneo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,16 +102,16 @@ def _context(env: str | None = None, *, required: bool = True) -> ProjectContext
 
 
 @app.command("show")
-def show_command(json_output: JsonOpt = False) -> None:
+@options
+def show_command(out: Output = Output()) -> None:
     """Show project config."""
-    from kneo.cli.output import print_json, want_json_errors
     from kneo.spec.yaml_io import dump_yaml
 
-    want_json_errors(json_output)
     context = _context()
     data = context.config.model_dump(mode="json")
-    if json_output:
-        print_json({"path": str(context.config_path), "root": str(context.root), "config": data})
+    if out.printed_json(
+        {"path": str(context.config_path), "root": str(context.root), "config": data}
+    ):
         return
     print(f"# {context.config_path}")
     print(dump_yaml(data), end="")
@@ -145,13 +145,12 @@ def init_command(
 
 
 @app.command("resolve")
-def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, json_output: JsonOpt = False) -> None:
+@options
+def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, out: Output = Output()) -> None:
     """Resolve project context, including environment and overlays."""
-    from kneo.cli.output import print_json, want_json_errors
     from kneo.policy.check import resolve_environment_policy
     from kneo.spec.loader import overlay_path
 
-    want_json_errors(json_output)
     context = _context(env, required=False)
     spec_path = spec or context.default_spec_path()
     overlay: Path | None = None
@@ -176,23 +175,19 @@ def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, json_output: JsonO
         "model_defaults": cfg.model.model_dump(exclude_none=True),
         "policy": policy.model_dump() if policy else None,
     }
-    if json_output:
-        print_json(data)
+    if out.printed_json(data):
         return
     for key, value in data.items():
         print(f"{key}: {value if value not in (None, [], {}) else '-'}")
 
 
 @app.command("secrets")
-def secrets_command(env: EnvOpt = None, json_output: JsonOpt = False) -> None:
+@options
+def secrets_command(env: EnvOpt = None, out: Output = Output()) -> None:
     """Show configured secret references without exposing values."""
-    from kneo.cli.output import print_json, want_json_errors
-
-    want_json_errors(json_output)
     context = _context(env, required=False)
     inventory = secret_inventory(context)
-    if json_output:
-        print_json({"environment": context.env, "inventory": inventory})
+    if out.printed_json({"environment": context.env, "inventory": inventory}):
         return
     for group, entries in inventory.items():
         print(f"{group}:")
@@ -246,6 +241,7 @@ def render_spec_command(
 
 
 @app.command("check-env")
+@options
 def check_env_command(
     env_file: Annotated[
         Path,
@@ -266,20 +262,16 @@ def check_env_command(
         ),
     ] = "compose",
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too")] = False,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Check a deployment env file; never prints a value. Exit 0 clean, 1 findings, 2 usage."""
-    from kneo.cli.output import print_json, want_json_errors
     from kneo.envcheck import SHAPES, check_env_file
 
-    want_json_errors(json_output)
     if shape not in SHAPES:
         raise typer.BadParameter(f"one of {', '.join(SHAPES)}", param_hint="--shape")
     report = check_env_file(env_file, shape)  # type: ignore[arg-type]
     failed = report.errors > 0 or (strict and report.warnings > 0)
-    if json_output:
-        print_json({"env_file": str(env_file), **report.to_dict()})
-    else:
+    if not out.printed_json({"env_file": str(env_file), **report.to_dict()}):
         for finding in report.findings:
             print(finding.render())
         verdict = "FAILED" if failed else "ok"

@@ -14,30 +14,50 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kneo import startup
-from kneo.cli.output import JsonOpt, console, print_json, print_table, want_json_errors
+from kneo.cli.output import Output, TrustedHmacKeysOpt, console, options, print_table
 from kneo.errors import NotFound
+
+if TYPE_CHECKING:
+    from kneo.controller.config import ControllerConfig
+    from kneo.spec.project import ProjectContext
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the bundle registry")
 
-RepoOpt = typer.Option(None, "--repo", help="Git URL or local repository path")
-BranchOpt = typer.Option(None, "--branch", help="Branch or tag (default: the remote's HEAD)")
-KeysOpt = typer.Option(None, "--trusted-keys", help="Keyring directory (*.pub [+ keyring.yaml])")
-CacheOpt = typer.Option(None, "--cache-dir", help="Where remote repositories are fetched")
-PruneOpt = typer.Option(None, "--prune/--no-prune", help="Deactivate bundles whose file is gone")
 EnvOpt = typer.Option(..., "--env", help="Environment")
-HmacOpt = typer.Option(
-    None,
-    "--trusted-hmac-key-env",
-    metavar="KEY_ID=VAR",
-    help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)",
-)
+RepoOpt = Annotated[str | None, typer.Option("--repo", help="Git URL or local repository path")]
+BranchOpt = Annotated[
+    str | None, typer.Option("--branch", help="Branch or tag (default: the remote's HEAD)")
+]
+KeysOpt = Annotated[
+    Path | None, typer.Option("--trusted-keys", help="Keyring directory (*.pub [+ keyring.yaml])")
+]
+CacheOpt = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Where remote repositories are fetched")
+]
+PruneOpt = Annotated[
+    bool | None, typer.Option("--prune/--no-prune", help="Deactivate bundles whose file is gone")
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    """The options every reconciling command takes: which repository and branch, whose
+    signatures it trusts, where it is fetched, and whether a removed file deactivates."""
+
+    repo: RepoOpt = None
+    branch: BranchOpt = None
+    trusted_keys: KeysOpt = None
+    cache_dir: CacheOpt = None
+    prune: PruneOpt = None
+    trusted_hmac_key_env: TrustedHmacKeysOpt = None
 
 
 # --------------------------------------------------------------------------- wiring
@@ -58,21 +78,28 @@ def _store() -> Any:
     return create_persistence_stores(settings, project)[0]
 
 
-def _config(**overrides: Any) -> Any:
+def controller_config(project: ProjectContext, **flags: Any) -> ControllerConfig:
+    """The project config's ``controller:`` block with the command line's ``flags`` over it
+    (``--trusted-hmac-key-env`` as ``KEY_ID=VAR`` specs)."""
     from kneo.controller.config import load_controller_config
+    from kneo.controller.runner import parse_hmac_key_specs
 
-    _, project = _context()
-    return load_controller_config(project.config_path).with_overrides(**overrides)
+    specs = flags.pop("trusted_hmac_key_env", None)
+    if specs:
+        flags["trusted_hmac_key_env"] = parse_hmac_key_specs(specs)
+    return load_controller_config(project.config_path).with_overrides(**flags)
 
 
-def _controller(**overrides: Any) -> Any:
-    from kneo.controller.runner import build_controller, parse_hmac_key_specs
+def _config(**overrides: Any) -> Any:
+    return controller_config(_context()[1], **overrides)
 
-    hmac_specs = overrides.pop("trusted_hmac_key_env", None)
-    if hmac_specs:
-        overrides["trusted_hmac_key_env"] = parse_hmac_key_specs(hmac_specs)
+
+def _controller(source: Source, **overrides: Any) -> Any:
+    """The controller over ``source`` and ``overrides`` (flags over the project config)."""
+    from kneo.controller.runner import build_controller
+
     settings, _ = _context()
-    return build_controller(_store(), _config(**overrides), settings)
+    return build_controller(_store(), _config(**vars(source), **overrides), settings)
 
 
 @contextmanager
@@ -100,27 +127,28 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def _print_result(result: Any, as_json: bool) -> None:
+def _print_result(result: Any, out: Output) -> None:
     from kneo.controller.controller import summarize
 
-    if as_json:
-        print_json(result.to_dict())
+    if out.printed_json(result.to_dict()):
         return
-    out = console()
+    screen = console()
     if not result.leader:
-        out.print(f"standing by: another controller holds the lock ({result.stats.get('leader')})")
+        screen.print(
+            f"standing by: another controller holds the lock ({result.stats.get('leader')})"
+        )
         return
     head = "plan" if result.dry_run else "reconciled"
-    out.print(
+    screen.print(
         f"{head} {(result.commit or '-')[:12]} in {result.duration_seconds:.2f}s "
         f"{json.dumps(result.counts())}"
     )
     for line in summarize(result):
-        out.print("  " + line, markup=False)
+        screen.print("  " + line, markup=False)
     for problem in result.problems:
-        out.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
+        screen.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
     if result.error:
-        out.print(
+        screen.print(
             f"error[{result.error['code']}] at {result.error['stage']}: {result.error['message']}",
             markup=False,
         )
@@ -130,34 +158,20 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 
 @controller_app.command("run")
+@options
 def run(
-    repo: str | None = RepoOpt,
-    branch: str | None = BranchOpt,
+    source: Source = Source(),
     interval: float | None = typer.Option(None, "--interval", help="Poll seconds (default 60)"),
-    trusted_keys: Path | None = KeysOpt,
-    cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt,
     webhook_secret_env: str | None = typer.Option(
         None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"
     ),
-    trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
     from kneo.controller.watch import RepositoryWatcher
     from kneo.metrics import start_process
 
-    want_json_errors(as_json)
-    ctl = _controller(
-        repo=repo,
-        branch=branch,
-        interval=interval,
-        trusted_keys=trusted_keys,
-        cache_dir=cache_dir,
-        prune=prune,
-        webhook_secret_env=webhook_secret_env,
-        trusted_hmac_key_env=trusted_hmac_key_env,
-    )
+    ctl = _controller(source, interval=interval, webhook_secret_env=webhook_secret_env)
     metrics_server = start_process(ctl.store, _context()[0])
     watcher = None
     if ctl.source.watch_path is not None:
@@ -167,13 +181,13 @@ def run(
     # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases its
     # lock on the way out, so a standby takes over at once instead of after the lease.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    if not as_json:
+    if not out.as_json:
         console(stderr=True).print(
             f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
         )
     startup.done()
     try:
-        ctl.run(stop, on_result=lambda r: _print_result(r, as_json))
+        ctl.run(stop, on_result=lambda r: _print_result(r, out))
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -185,6 +199,7 @@ def run(
 
 
 @controller_app.command("reconcile")
+@options
 def reconcile(
     once: bool = typer.Option(True, "--once/--no-once", help="One pass (the default)"),
     full: bool = typer.Option(
@@ -193,74 +208,49 @@ def reconcile(
         help="Judge every bundle file and read the whole registry, not only what changed "
         "since the last reconcile",
     ),
-    repo: str | None = RepoOpt,
-    branch: str | None = BranchOpt,
-    trusted_keys: Path | None = KeysOpt,
-    cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt,
-    trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: JsonOpt = False,
+    source: Source = Source(),
+    out: Output = Output(),
 ) -> None:
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed.
 
     Incremental like the loop: only bundles whose files or registry entries changed since
     the last reconcile are planned (--full: all of them)."""
-    want_json_errors(as_json)
-    ctl = _controller(
-        repo=repo,
-        branch=branch,
-        trusted_keys=trusted_keys,
-        cache_dir=cache_dir,
-        prune=prune,
-        trusted_hmac_key_env=trusted_hmac_key_env,
-    )
+    ctl = _controller(source)
     try:
-        with _progress(not as_json) as progress:
+        with _progress(not out.as_json) as progress:
             result = ctl.reconcile_once(progress=progress, full=full)
     finally:
         ctl.step_down()
         ctl.source.close()
-    _print_result(result, as_json)
+    _print_result(result, out)
     if result.error:
         raise typer.Exit(1)
 
 
 @controller_app.command("plan")
+@options
 def plan_command(
-    repo: str | None = RepoOpt,
-    branch: str | None = BranchOpt,
-    trusted_keys: Path | None = KeysOpt,
-    cache_dir: Path | None = CacheOpt,
-    prune: bool | None = PruneOpt,
-    trusted_hmac_key_env: list[str] | None = HmacOpt,
-    as_json: JsonOpt = False,
+    source: Source = Source(),
+    out: Output = Output(),
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
-    want_json_errors(as_json)
-    ctl = _controller(
-        repo=repo,
-        branch=branch,
-        trusted_keys=trusted_keys,
-        cache_dir=cache_dir,
-        prune=prune,
-        trusted_hmac_key_env=trusted_hmac_key_env,
-    )
+    ctl = _controller(source)
     try:
-        with _progress(not as_json) as progress:
+        with _progress(not out.as_json) as progress:
             result = ctl.plan(progress=progress)
     finally:
         ctl.source.close()
-    _print_result(result, as_json)
+    _print_result(result, out)
     if result.error:
         raise typer.Exit(1)
 
 
 @controller_app.command("status")
-def status(as_json: JsonOpt = False) -> None:
+@options
+def status(out: Output = Output()) -> None:
     """Last fetched commit, last reconcile start, duration and error, and the leader."""
     from kneo.controller.controller import status_dict
 
-    want_json_errors(as_json)
     config = _config()
     store = _store()
     data = status_dict(
@@ -268,10 +258,9 @@ def status(as_json: JsonOpt = False) -> None:
         store.get_lock(f"controller:{config.name}"),
         config.repo,
     )
-    if as_json:
-        print_json(data)
+    if out.printed_json(data):
         return
-    out = console()
+    screen = console()
     for key in (
         "source",
         "leader",
@@ -281,21 +270,21 @@ def status(as_json: JsonOpt = False) -> None:
         "last_success_at",
         "last_error",
     ):
-        out.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
-    out.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
+        screen.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
+    screen.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
     for problem in data["problems"]:
-        out.print(f"problem {problem['code']}: {problem['message']}", markup=False)
+        screen.print(f"problem {problem['code']}: {problem['message']}", markup=False)
 
 
 @controller_app.command("suspend")
+@options
 def suspend(
     bundle: str,
     env: str = EnvOpt,
     reason: str | None = typer.Option(None, "--reason"),
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
-    want_json_errors(as_json)
     store = _store()
     with store.transaction() as tx:
         record = tx.suspend_bundle(bundle, env, reason=reason, suspended_by="cli")
@@ -304,18 +293,16 @@ def suspend(
             actor="cli",
             payload={"bundle": bundle, "environment": env, "reason": reason},
         )
-    if as_json:
-        print_json(
-            {"bundle": bundle, "environment": env, "suspended": True, "reason": record.reason}
-        )
-    else:
+    if not out.printed_json(
+        {"bundle": bundle, "environment": env, "suspended": True, "reason": record.reason}
+    ):
         console().print(f"{bundle} suspended in {env}")
 
 
 @controller_app.command("resume")
-def resume(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
+@options
+def resume(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None:
     """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
-    want_json_errors(as_json)
     store = _store()
     with store.transaction() as tx:
         lifted = tx.resume_bundle(bundle, env)
@@ -323,9 +310,9 @@ def resume(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
             tx.add_audit(
                 "bundle.resumed", actor="cli", payload={"bundle": bundle, "environment": env}
             )
-    if as_json:
-        print_json({"bundle": bundle, "environment": env, "suspended": False, "changed": lifted})
-    else:
+    if not out.printed_json(
+        {"bundle": bundle, "environment": env, "suspended": False, "changed": lifted}
+    ):
         console().print(
             f"{bundle} resumed in {env}" if lifted else f"{bundle} was not suspended in {env}"
         )
@@ -357,9 +344,9 @@ def revision_dict(r: Any, *, with_spec: bool = False) -> dict[str, Any]:
 
 
 @registry_app.command("list")
-def registry_list(env: str | None = typer.Option(None, "--env"), as_json: JsonOpt = False) -> None:
+@options
+def registry_list(env: str | None = typer.Option(None, "--env"), out: Output = Output()) -> None:
     """Active revisions, with their Ready condition."""
-    want_json_errors(as_json)
     store = _store()
     items = store.list_registry(env).items
     ready = {
@@ -376,8 +363,7 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: JsonOp
         }
         for r in items
     ]
-    if as_json:
-        print_json({"items": data, "count": len(data)})
+    if out.printed_json({"items": data, "count": len(data)}):
         return
     print_table(
         f"registry ({len(data)} active)",
@@ -398,11 +384,11 @@ def registry_list(env: str | None = typer.Option(None, "--env"), as_json: JsonOp
 
 
 @registry_app.command("get")
-def registry_get(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
+@options
+def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None:
     """The active revision of BUNDLE in ENV and its status conditions."""
     from kneo.clock import utc_iso
 
-    want_json_errors(as_json)
     store = _store()
     active = store.get_active(bundle, env)
     conditions = [
@@ -424,18 +410,17 @@ def registry_get(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> No
         "active": revision_dict(active) if active else None,
         "conditions": conditions,
     }
-    if as_json:
-        print_json(data)
+    if out.printed_json(data):
         return
-    out = console()
+    screen = console()
     if active:
-        out.print(
+        screen.print(
             f"{bundle}@{env}: revision {active.revision} {active.digest} "
             f"commit {(active.commit or '-')[:12]}",
             markup=False,
         )
     else:
-        out.print(f"{bundle}@{env}: no active revision", markup=False)
+        screen.print(f"{bundle}@{env}: no active revision", markup=False)
     print_table(
         "conditions",
         ["type", "status", "reason", "message", "since"],
@@ -448,14 +433,13 @@ def registry_get(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> No
 
 
 @registry_app.command("history")
-def registry_history(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -> None:
+@options
+def registry_history(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None:
     """Every revision of BUNDLE in ENV, newest first."""
-    want_json_errors(as_json)
     items = [revision_dict(r) for r in _store().list_revisions(bundle, env)]
     if not items:
         raise NotFound(f"bundle {bundle!r} has no revisions in {env!r}", resource="bundle")
-    if as_json:
-        print_json({"items": items, "count": len(items)})
+    if out.printed_json({"items": items, "count": len(items)}):
         return
     print_table(
         f"{bundle}@{env}",
@@ -483,15 +467,15 @@ def registry_history(bundle: str, env: str = EnvOpt, as_json: JsonOpt = False) -
 
 
 @registry_app.command("diff")
+@options
 def registry_diff(
     bundle: str,
     env: str = EnvOpt,
     from_rev: int = typer.Option(..., "--from", help="Older revision number"),
     to_rev: int = typer.Option(..., "--to", help="Newer revision number"),
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Unified diff of two revisions' specs (and their digest, commit and status)."""
-    want_json_errors(as_json)
     store = _store()
     a, b = store.get_revision(bundle, env, from_rev), store.get_revision(bundle, env, to_rev)
     from kneo.platform.registry import spec_diff
@@ -502,17 +486,16 @@ def registry_diff(
         for k in ("digest", "commit", "status")
         if getattr(a, k) != getattr(b, k)
     }
-    if as_json:
-        print_json(
-            {
-                "bundle": bundle,
-                "environment": env,
-                "from": from_rev,
-                "to": to_rev,
-                "changed": changed,
-                "spec_diff": diff,
-            }
-        )
+    if out.printed_json(
+        {
+            "bundle": bundle,
+            "environment": env,
+            "from": from_rev,
+            "to": to_rev,
+            "changed": changed,
+            "spec_diff": diff,
+        }
+    ):
         return
     for key, values in changed.items():
         sys.stdout.write(f"{key}: {values['from']} -> {values['to']}\n")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kneo.cli.output import JsonOpt, print_json, want_json_errors
+from kneo.cli.output import Output, options
 from kneo.errors import InvalidRequest, KneoError
 from kneo.settings import RetentionDays, Settings
 
@@ -93,9 +93,10 @@ class _MigrationProgress:
 
 
 @db_app.command("upgrade")
+@options
 def upgrade_command(
     database_url: UrlOpt = None,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
     wait_seconds: Annotated[
         float,
         typer.Option(
@@ -107,7 +108,6 @@ def upgrade_command(
     ] = 0.0,
 ) -> None:
     """Apply pending schema migrations (safe while other processes start)."""
-    want_json_errors(json_output)
     from kneo.store.migrate import HEAD_REVISION
 
     settings = _settings()
@@ -116,7 +116,7 @@ def upgrade_command(
     try:
         after: str | None = before
         if before != HEAD_REVISION:
-            with _MigrationProgress(before, shown=not json_output) as progress:
+            with _MigrationProgress(before, shown=not out.as_json) as progress:
                 after = store.upgrade_schema(progress=progress)
     finally:
         store.close()
@@ -127,9 +127,9 @@ def upgrade_command(
         "revision": after,
         "head": HEAD_REVISION,
     }
-    if json_output:
-        print_json(result)
-    elif before == after:
+    if out.printed_json(result):
+        return
+    if before == after:
         typer.echo(f"{result['database']}: already at revision {after} (head)")
     else:
         typer.echo(f"{result['database']}: upgraded {before or 'empty'} -> {after}")
@@ -170,9 +170,9 @@ def _not_up_yet(exc: KneoError) -> bool:
 
 
 @db_app.command("current")
-def current_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -> None:
+@options
+def current_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
     """Show the schema revision of the database (read-only; never migrates)."""
-    want_json_errors(json_output)
     from kneo.store import open_store, resolve_url
     from kneo.store.migrate import HEAD_REVISION
 
@@ -196,8 +196,7 @@ def current_command(database_url: UrlOpt = None, json_output: JsonOpt = False) -
         "head": HEAD_REVISION,
         "up_to_date": revision == HEAD_REVISION,
     }
-    if json_output:
-        print_json(result)
+    if out.printed_json(result):
         return
     if not exists:
         typer.echo(f"{result['database']}: no database yet (created at head on first use)")
@@ -214,14 +213,14 @@ def effective_retention(settings: Settings) -> RetentionDays:
 
 
 @maintenance_app.command("prune")
+@options
 def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count without deleting")] = False,
     database_url: UrlOpt = None,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Delete runs, checkpoints, queue records, continuations, artifacts and logs older than
     the retention windows; prints counts per category."""
-    want_json_errors(json_output)
     from kneo.platform.maintenance import prune_retention, retention_policy
     from kneo.store import open_store
 
@@ -233,8 +232,7 @@ def prune_command(
         counts = prune_retention(
             store, settings=settings, project=project, policy=retention, dry_run=dry_run
         )
-    if json_output:
-        print_json({"dry_run": dry_run, "retention": vars(retention), "counts": counts})
+    if out.printed_json({"dry_run": dry_run, "retention": vars(retention), "counts": counts}):
         return
     verb = "would delete" if dry_run else "deleted"
     for category, count in counts.items():
@@ -244,35 +242,33 @@ def prune_command(
 
 
 @maintenance_app.command("backup")
+@options
 def backup_command(
     path: Annotated[Path, typer.Argument(help="Backup file to write")],
     database_url: UrlOpt = None,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Online backup of the SQLite database (PostgreSQL: use pg_dump)."""
-    want_json_errors(json_output)
     from kneo.store import open_store
 
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     with open_store(url, settings=settings, state_dir=state_dir) as store:
         written = store.backup_sqlite(path)
-    if json_output:
-        print_json({"backup": str(written), "bytes": written.stat().st_size})
-    else:
+    if not out.printed_json({"backup": str(written), "bytes": written.stat().st_size}):
         typer.echo(f"backup written to {written} ({written.stat().st_size} bytes)")
 
 
 @maintenance_app.command("restore")
+@options
 def restore_command(
     path: Annotated[Path, typer.Argument(help="Backup file to restore")],
     to: Annotated[Path | None, typer.Option("--to", help="Database file to restore into")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing database")] = False,
     database_url: UrlOpt = None,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Restore a SQLite backup (stop services using the database first)."""
-    want_json_errors(json_output)
     from kneo.store import resolve_url, restore_sqlite_database
 
     settings = _settings()
@@ -288,7 +284,5 @@ def restore_command(
     if to.exists() and not force:
         raise InvalidRequest(f"{to} exists; pass --force to overwrite it", code="would_overwrite")
     restored = restore_sqlite_database(path, to)
-    if json_output:
-        print_json({"restored": str(restored), "from": str(path)})
-    else:
+    if not out.printed_json({"restored": str(restored), "from": str(path)}):
         typer.echo(f"restored {path} into {restored}")

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from kneo.cli.output import (
-    JsonOpt,
-    ProfileOpt,
-    ServiceUrlOpt,
-    console,
-    next_page,
-    open_client,
-    print_json,
-    print_table,
-    want_json_errors,
-)
+from kneo.cli.output import ClientOptions, Output, console, next_page, options, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Manage human-in-the-loop tasks")
 
 
 @app.command("list")
+@options
 def list_tasks(
     run_id: str | None = typer.Option(None, "--run-id", help="Only this run's tasks"),
     workflow_kind: str | None = typer.Option(None, "--workflow-kind"),
@@ -39,9 +30,7 @@ def list_tasks(
     cursor: str | None = typer.Option(
         None, "--cursor", help="The page after this one: a listing's next_cursor"
     ),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Pending human tasks, oldest first, filtered by run, kind, assignee, escalation, age."""
 
@@ -55,11 +44,10 @@ def list_tasks(
         "cursor": cursor,
         "include": "counts" if counts else None,
     }
-    data = open_client(as_json, service_url, profile).list_human_tasks(
+    data = opts.client().list_human_tasks(
         run_id=run_id, limit=limit, **{k: v for k, v in filters.items() if v is not None}
     )
-    if as_json:
-        print_json(data)
+    if opts.printed_json(data):
         return
     if counts:
         print_table(
@@ -90,39 +78,35 @@ def list_tasks(
 
 
 @app.command("replay")
+@options
 def replay(
     run_id: str,
     reuse: str = typer.Option("questions", "--reuse", help="questions | all"),
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Run RUN_ID again as a new run, reusing its recorded answers (local mode)."""
-    from kneo.cli.client import LocalClient
+    from kneo.cli.client import LocalClient, get_client
     from kneo.cli.run_cmd import exit_for, render_run_response
     from kneo.errors import InvalidRequest
 
-    client = open_client(as_json, None, None)
+    client = get_client()
     if not isinstance(client, LocalClient):
         raise InvalidRequest(
             "kneo human replay runs locally; unset the service profile",
             code="service_mode_unavailable",
         )
     data = client.replay_run(run_id, reuse=reuse)
-    render_run_response(data, as_json=as_json)
+    render_run_response(data, out)
     exit_for(data)
 
 
 @app.command("get")
-def get(
-    continuation_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """One task with all its requests and their status."""
 
-    data = open_client(as_json, service_url, profile).get_human_task(continuation_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().get_human_task(continuation_id)
+    if opts.printed_json(data):
         return
     console().print(
         f"continuation {data['continuation_id']}  run {data['run_id']}  status {data['status']}"
@@ -146,6 +130,7 @@ def get(
 
 
 @app.command("resume")
+@options
 def resume(
     continuation_id: str,
     request_id: str = typer.Option(..., "--request-id"),
@@ -166,16 +151,13 @@ def resume(
         help="Who decides, in local mode (default: the OS user); a service "
         "records its API key's name",
     ),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision."""
     from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
 
-    want_json_errors(as_json)
     chosen = [
         name
         for name, on in (
@@ -193,12 +175,12 @@ def resume(
         )
     decision = chosen[0]
     content = {"edited": edit, "provided": provide}.get(decision, comment)
-    client = open_client(as_json, service_url, profile)
+    client = opts.client()
     if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
         from kneo.platform.bundles import default_actor
 
         client._actor = actor or default_actor()
-    with progress(f"resuming {continuation_id}", enabled=not as_json):
+    with progress(f"resuming {continuation_id}", enabled=not opts.as_json):
         data = client.resume(
             continuation_id,
             request_id=request_id,
@@ -207,5 +189,5 @@ def resume(
             selected_option=select,
             idempotency_key=idempotency_key,
         )
-    render_run_response(data, as_json=as_json)
+    render_run_response(data, opts)
     exit_for(data)

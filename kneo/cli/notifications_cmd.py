@@ -7,16 +7,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import (
-    JsonOpt,
-    ProfileOpt,
-    ServiceUrlOpt,
-    console,
-    open_client,
-    print_json,
-    print_table,
-    want_json_errors,
-)
+from kneo.cli.output import ClientOptions, Output, console, options, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Notification deliveries and receivers")
 
@@ -29,19 +20,18 @@ def _local(client: Any) -> Any:
 
 
 @app.command("list")
+@options
 def list_notifications(
     status: str | None = typer.Option(None, "--status", help="pending, sending, sent or dead"),
     receiver: str | None = typer.Option(None, "--receiver"),
     event_type: str | None = typer.Option(None, "--event-type", help="e.g. human.requested"),
     limit: int = typer.Option(50, "--limit", min=1, max=1000),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Deliveries newest first, with counts per status (a service needs notifications:admin)."""
     from kneo.platform.notifications import list_view
 
-    client = open_client(as_json, service_url, profile)
+    client = opts.client()
     filters = {"status": status, "receiver": receiver, "event_type": event_type}
     store = _local(client)
     if store is not None:
@@ -51,8 +41,7 @@ def list_notifications(
     else:
         params = {k: v for k, v in filters.items() if v is not None}
         data = client.request("GET", "/v1/notifications", params={**params, "limit": limit})
-    if as_json:
-        print_json(data)
+    if opts.printed_json(data):
         return
     counts = ", ".join(f"{n} {state}" for state, n in data["counts"].items())
     print_table(
@@ -75,14 +64,13 @@ def list_notifications(
 
 
 @app.command("retry")
+@options
 def retry(
     ids: list[int] = typer.Argument(None, help="Delivery ids (default: every dead one)"),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Make deliveries due now with a fresh attempt budget: IDS, or every dead one."""
-    client = open_client(as_json, service_url, profile)
+    client = opts.client()
     store = _local(client)
     chosen = list(ids) if ids else None
     if store is not None:
@@ -96,16 +84,16 @@ def retry(
     else:
         body = {"ids": chosen} if chosen else {"status": "dead"}
         data = client.request("POST", "/v1/notifications/retry", json=body)
-    if as_json:
-        print_json(data)
+    if opts.printed_json(data):
         return
     console().print(f"{data['retried']} deliveries due again")
 
 
 @app.command("test")
+@options
 def send_test(
     receiver: str = typer.Argument(..., help="A configured receiver's name"),
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """POST a ``notification.test`` message to RECEIVER now, from this machine (its
     configuration and secrets: project config and environment)."""
@@ -115,7 +103,6 @@ def send_test(
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
 
-    want_json_errors(as_json)
     settings = Settings.from_env()
     project = ProjectContext.discover(settings=settings)
     receivers = {r.name: r for r in load_receivers(settings, project.config)}
@@ -127,7 +114,6 @@ def send_test(
             id=receiver,
         )
     status = post_test(receivers[receiver], settings)
-    if as_json:
-        print_json({"receiver": receiver, "status_code": status})
+    if out.printed_json({"receiver": receiver, "status_code": status}):
         return
     console().print(f"test notification delivered to {receiver} (HTTP {status})")

@@ -7,10 +7,15 @@ exit code. No traceback ever reaches a user; unexpected exceptions become one li
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import re
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -47,14 +52,92 @@ ServiceUrlOpt = Annotated[
     str | None, typer.Option("--service-url", help="Send the request to this Kneo service")
 ]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
+TrustedHmacKeysOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trusted-hmac-key-env",
+        metavar="KEY_ID=VAR",
+        help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)",
+    ),
+]
 
 
-def open_client(as_json: bool, service_url: str | None, profile: str | None) -> Any:
-    """The platform client for a command (local or HTTP); errors become JSON with ``--json``."""
-    from kneo.cli.client import get_client
+@dataclass(frozen=True)
+class Output:
+    """``--json``: a command's result and errors as JSON (errors: the HTTP envelope), else
+    tables and lines for people. A command takes it as one parameter (:func:`options`)."""
 
-    want_json_errors(as_json)
-    return get_client(service_url=service_url, profile=profile)
+    as_json: JsonOpt = False
+
+    def printed_json(self, data: Any) -> bool:
+        """With ``--json``: prints ``data`` and returns true (the command is done)."""
+        if self.as_json:
+            print_json(data)
+        return self.as_json
+
+
+@dataclass(frozen=True)
+class ClientOptions(Output):
+    """``--json``, ``--service-url`` and ``--profile``: how a command prints and where its
+    platform calls go (the local platform, or a service by URL or profile)."""
+
+    service_url: ServiceUrlOpt = None
+    profile: ProfileOpt = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether a service was asked for on the command line."""
+        return bool(self.service_url or self.profile)
+
+    def client(self, *, environment: str | None = None) -> Any:
+        """The platform client these options choose (local or HTTP)."""
+        from kneo.cli.client import get_client
+
+        return get_client(
+            service_url=self.service_url, profile=self.profile, environment=environment
+        )
+
+
+def options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Typer sees an option group's fields where ``command`` takes the group.
+
+    A parameter annotated with a dataclass (:class:`Output`, :class:`ClientOptions`) stands
+    for that dataclass's fields, each an ``Annotated`` Typer option, in their order; the
+    command is called with the dataclass built from them. With an :class:`Output`, the
+    command's errors print as JSON under ``--json`` from its first line on. Apply below
+    ``@app.command``."""
+    signature = inspect.signature(command, eval_str=True)
+    groups: dict[str, tuple[type[Any], list[str]]] = {}
+    shown: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        group = param.annotation
+        if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
+            shown.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        hints = get_type_hints(group, include_extras=True)
+        names = [f.name for f in dataclasses.fields(group)]
+        groups[param.name] = (group, names)
+        shown += [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=getattr(group, name),
+                annotation=hints[name],
+            )
+            for name in names
+        ]
+
+    @functools.wraps(command)
+    def run(**given: Any) -> Any:
+        for param, (group, names) in groups.items():
+            built = given[param] = group(**{name: given.pop(name) for name in names})
+            if isinstance(built, Output):
+                want_json_errors(built.as_json)
+        return command(**given)
+
+    run.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in shown}
+    return run
 
 
 _ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")

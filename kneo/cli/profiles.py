@@ -27,7 +27,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import JsonOpt
+from kneo.cli.output import Output, options
 from kneo.documents import load_json_file
 from kneo.errors import ConfigError, NotFound, SpecError
 from kneo.names import NAME_PATTERN
@@ -210,23 +210,19 @@ def _store() -> ProfileStore:
     return ProfileStore(Settings.from_env().profiles_path)
 
 
-def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
-    from kneo.cli.output import print_json, want_json_errors
-
-    want_json_errors(as_json)
-    if as_json:
-        print_json(data)
-    else:
+def _emit(out: Output, data: dict[str, Any], text: str) -> None:
+    if not out.printed_json(data):
         typer.echo(text)
 
 
 @profile_app.command("set")
+@options
 def profile_set(
     name: str,
     service_url: str = typer.Option(..., "--service-url"),
     api_key: str | None = typer.Option(None, "--api-key"),
     activate: bool = typer.Option(True, "--activate/--no-activate"),
-    as_json: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Create or update a named service profile."""
     store = _store()
@@ -234,22 +230,24 @@ def profile_set(
     info = store.describe(name)
     auth = "authenticated" if info["authenticated"] else "no API key"
     _emit(
+        out,
         info,
-        as_json,
         f"profile {name}: {info['service_url']} ({auth})" + (" [active]" if info["active"] else ""),
     )
 
 
 @profile_app.command("use")
-def profile_use(name: str, as_json: JsonOpt = False) -> None:
+@options
+def profile_use(name: str, out: Output = Output()) -> None:
     """Set the active service profile."""
     store = _store()
     store.use(name)
-    _emit(store.describe(name), as_json, f"active profile: {name}")
+    _emit(out, store.describe(name), f"active profile: {name}")
 
 
 @profile_app.command("list")
-def profile_list(as_json: JsonOpt = False) -> None:
+@options
+def profile_list(out: Output = Output()) -> None:
     """List configured service profiles without exposing API keys."""
     store = _store()
     rows = [store.describe(n) for n in store.names()]
@@ -259,21 +257,22 @@ def profile_list(as_json: JsonOpt = False) -> None:
         for r in rows
     ]
     _emit(
+        out,
         {"profiles": rows, "active": store.active_name()},
-        as_json,
         "\n".join(lines) if lines else "no profiles (add one with 'kneo config profile set')",
     )
 
 
 @profile_app.command("show")
-def profile_show(name: str | None = typer.Option(None, "--name"), as_json: JsonOpt = False) -> None:
+@options
+def profile_show(name: str | None = typer.Option(None, "--name"), out: Output = Output()) -> None:
     """Show one service profile without exposing its API key."""
     store = _store()
     chosen = name or store.active_name()
     if chosen is None:
         raise NotFound("no active profile; pass --name or run 'kneo config profile use NAME'")
     info = store.describe(chosen)
-    _emit(info, as_json, "\n".join(f"{k}: {v}" for k, v in info.items()))
+    _emit(out, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
 @profile_app.command("delete")

@@ -10,14 +10,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import (
-    JsonOpt,
-    ProfileOpt,
-    ServiceUrlOpt,
-    console,
-    print_json,
-    want_json_errors,
-)
+from kneo.cli.output import ClientOptions, Output, console, options
 
 #: How long a command may run silently before a spinner appears on stderr.
 SPINNER_AFTER_SECONDS = 0.7
@@ -49,10 +42,9 @@ def progress(message: str, *, enabled: bool = True) -> Iterator[None]:
             status_box["status"].stop()
 
 
-def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
+def render_run_response(data: dict[str, Any], out: Output) -> None:
     """Print a run response: JSON, or the output (stdout) and a status line (stderr)."""
-    if as_json:
-        print_json(data)
+    if out.printed_json(data):
         return
     from kneo.redaction import redact_text
 
@@ -60,17 +52,18 @@ def render_run_response(data: dict[str, Any], *, as_json: bool) -> None:
     status = data.get("status")
     meta = data.get("metadata") or {}
     if status == "succeeded":
-        output = redact_text(data.get("output_text") or "", show_personal=True)  # as print_json
+        shown = data.get("output_text") or ""
+        output = redact_text(shown, show_personal=True)  # as --json prints it
         sys.stdout.write(output + "\n")
         err.print(f"[green]succeeded[/green] run_id={data['run_id']}")
     elif status == "paused":
         request = meta.get("pending_human_request") or {}
         err.print(f"[yellow]paused[/yellow] run_id={data['run_id']}")
-        out = console()
-        out.print(f"continuation_id: {data.get('continuation_id')}")
-        out.print(f"request_id:      {request.get('request_id')}")
-        out.print(f"prompt:          {request.get('prompt')}")
-        out.print(
+        screen = console()
+        screen.print(f"continuation_id: {data.get('continuation_id')}")
+        screen.print(f"request_id:      {request.get('request_id')}")
+        screen.print(f"prompt:          {request.get('prompt')}")
+        screen.print(
             f"resume with: kneo human resume {data.get('continuation_id')} "
             f"--request-id {request.get('request_id')} --approve"
         )
@@ -121,6 +114,7 @@ def register(app: typer.Typer) -> None:
     """Adds the ``run`` command to the root app."""
 
     @app.command("run", help="Run agent/workflow specs")
+    @options
     def run(
         spec_path: str | None = typer.Argument(
             None, metavar="[SPEC_PATH]", help="Path to Kneo YAML spec"
@@ -128,17 +122,13 @@ def register(app: typer.Typer) -> None:
         input_text: str = typer.Option(..., "--input", "-i", help="Input text"),
         target: str = typer.Option("workflow", "--target", help="agent or workflow"),
         env: str | None = typer.Option(None, "--env", help="Environment overlay and policy"),
-        as_json: JsonOpt = False,
-        service_url: ServiceUrlOpt = None,
-        profile: ProfileOpt = None,
+        opts: ClientOptions = ClientOptions(),
         bundle: str | None = typer.Option(
             None, "--bundle", help="Run the active registry revision of this bundle (--env)"
         ),
     ) -> None:
-        from kneo.cli.client import get_client
         from kneo.errors import InvalidRequest
 
-        want_json_errors(as_json)
         if target not in ("agent", "workflow"):
             raise InvalidRequest(
                 f"--target must be 'agent' or 'workflow', got {target!r}", field="target"
@@ -149,13 +139,13 @@ def register(app: typer.Typer) -> None:
             )
         if bundle is not None and not env:
             raise InvalidRequest("--bundle needs --env ENV", field="env")
-        client = get_client(service_url=service_url, profile=profile, environment=env)
-        with progress(f"running {spec_path or bundle}", enabled=not as_json):
+        client = opts.client(environment=env)
+        with progress(f"running {spec_path or bundle}", enabled=not opts.as_json):
             if bundle is not None:
                 data = _run_bundle(client, bundle, env or "", input_text, target)
             else:
                 data = client.run(
                     spec_path=spec_path or "", input_text=input_text, target=target, environment=env
                 )
-        render_run_response(data, as_json=as_json)
+        render_run_response(data, opts)
         exit_for(data)

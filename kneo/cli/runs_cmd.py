@@ -7,16 +7,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import (
-    JsonOpt,
-    ProfileOpt,
-    ServiceUrlOpt,
-    console,
-    next_page,
-    open_client,
-    print_json,
-    print_table,
-)
+from kneo.cli.output import ClientOptions, console, next_page, options, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs")
 
@@ -27,16 +18,11 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 @app.command("get")
-def get(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """Show a run's status, position and outcome."""
-    data = open_client(as_json, service_url, profile).get_run(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().get_run(run_id)
+    if opts.printed_json(data):
         return
     keys = [
         "run_id",
@@ -61,21 +47,19 @@ def get(
 
 
 @app.command("list")
+@options
 def list_runs(
     status: str | None = typer.Option(None, "--status"),
     limit: int = typer.Option(20, "--limit"),
     cursor: str | None = typer.Option(
         None, "--cursor", help="The page after this one: a listing's next_cursor"
     ),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """List recent runs, newest first (``--cursor``: the next page)."""
-    client = open_client(as_json, service_url, profile)
+    client = opts.client()
     data = client.list_runs(status=status, limit=limit, cursor=cursor)
-    if as_json:
-        print_json(data)
+    if opts.printed_json(data):
         return
     print_table(
         f"runs ({data['count']} shown{next_page(data)})",
@@ -88,16 +72,11 @@ def list_runs(
 
 
 @app.command("trace")
-def trace(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def trace(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """A run's trace events in order (tool arguments and results redacted)."""
-    data = open_client(as_json, service_url, profile).trace(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().trace(run_id)
+    if opts.printed_json(data):
         return
     print_table(
         f"trace {run_id} ({data['total']} events)",
@@ -115,16 +94,11 @@ def trace(
 
 
 @app.command("checkpoints")
-def checkpoints(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def checkpoints(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """A run's checkpoints (one per step boundary)."""
-    data = open_client(as_json, service_url, profile).checkpoints(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().checkpoints(run_id)
+    if opts.printed_json(data):
         return
     print_table(
         f"checkpoints {run_id} ({data['total']})",
@@ -144,16 +118,11 @@ def checkpoints(
 
 
 @app.command("replay")
-def replay(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def replay(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """The run's timeline and replay context (completed, failed and next steps)."""
-    data = open_client(as_json, service_url, profile).replay(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().replay(run_id)
+    if opts.printed_json(data):
         return
     print_table(
         f"replay {run_id} ({data['status']})",
@@ -185,20 +154,18 @@ def _print_context(ctx: dict[str, Any]) -> None:
 
 
 @app.command("checkpoint-diff")
+@options
 def checkpoint_diff(
     run_id: str,
     from_sequence: int | None = typer.Option(None, "--from-sequence"),
     to_sequence: int | None = typer.Option(None, "--to-sequence"),
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Added, removed and changed paths between two checkpoints (default: the latest two)."""
-    data = open_client(as_json, service_url, profile).checkpoint_diff(
+    data = opts.client().checkpoint_diff(
         run_id, from_sequence=from_sequence, to_sequence=to_sequence
     )
-    if as_json:
-        print_json(data)
+    if opts.printed_json(data):
         return
     rows: list[list[Any]] = []
     rows += [["+", path, "", _short(v)] for path, v in data["added"].items()]
@@ -212,47 +179,33 @@ def checkpoint_diff(
 
 
 @app.command("cancel")
-def cancel(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def cancel(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """Cancel a queued, running or paused run (cooperative: a step in flight finishes)."""
-    data = open_client(as_json, service_url, profile).cancel(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().cancel(run_id)
+    if opts.printed_json(data):
         return
     console(stderr=True).print(f"[yellow]{data['status']}[/yellow] run_id={data['run_id']}")
 
 
 @app.command("recovery")
-def recovery(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def recovery(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """Whether an interrupted run can continue, and from where."""
-    data = open_client(as_json, service_url, profile).recovery(run_id)
-    if as_json:
-        print_json(data)
+    data = opts.client().recovery(run_id)
+    if opts.printed_json(data):
         return
     _print_context(data)
 
 
 @app.command("continue")
-def continue_run(
-    run_id: str,
-    as_json: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
-) -> None:
+@options
+def continue_run(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """Continue an interrupted (or failed) run from its last completed step boundary."""
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
 
-    client = open_client(as_json, service_url, profile)
-    with progress(f"continuing {run_id}", enabled=not as_json):
+    client = opts.client()
+    with progress(f"continuing {run_id}", enabled=not opts.as_json):
         data = client.continue_run(run_id)
-    render_run_response(data, as_json=as_json)
+    render_run_response(data, opts)
     exit_for(data)

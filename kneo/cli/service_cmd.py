@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
+from kneo.cli.output import TrustedHmacKeysOpt
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
@@ -55,14 +56,7 @@ def serve(
     trusted_keys: Annotated[
         Path | None, typer.Option("--trusted-keys", help="Controller keyring directory")
     ] = None,
-    trusted_hmac_key_env: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--trusted-hmac-key-env",
-            metavar="KEY_ID=VAR",
-            help="Trust HMAC key KEY_ID whose secret is in VAR (repeatable)",
-        ),
-    ] = None,
+    trusted_hmac_key_env: TrustedHmacKeysOpt = None,
     webhook_secret_env: Annotated[
         str | None, typer.Option("--webhook-secret-env", help="Variable holding the webhook secret")
     ] = None,
@@ -238,15 +232,10 @@ def _exit_after(stopping: Any, limit: float) -> None:
 
 def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | None:
     """The controller configuration when a repository is configured, else ``None``."""
-    from kneo.controller.config import load_controller_config
-    from kneo.controller.runner import parse_hmac_key_specs
+    from kneo.cli.controller_cmd import controller_config
     from kneo.spec.project import ProjectContext
 
-    project = ProjectContext.discover(settings=settings)
-    specs = flags.pop("trusted_hmac_key_env", None)
-    if specs:
-        flags["trusted_hmac_key_env"] = parse_hmac_key_specs(specs)
-    config = load_controller_config(project.config_path).with_overrides(**flags)
+    config = controller_config(ProjectContext.discover(settings=settings), **flags)
     return config if config.repo else None
 
 

@@ -5,8 +5,8 @@ Thin edge over :mod:`kneo.spec`: resolve the project context and environment, lo
 1 findings or invalid input, 2 usage error. Only Typer is imported at module level so
 ``kneo --help`` stays fast; everything else is imported inside the commands.
 
-Service mode (``--service-url``/``--profile``) goes through :func:`_remote`, the single seam
-where the HTTP client plugs in.
+Service mode (``--service-url``/``--profile``) goes through :func:`_on_service`, the single
+seam where the HTTP client plugs in.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kneo.spec.loader import LoadedSpec
     from kneo.spec.project import ProjectContext
 
-from kneo.cli.output import JsonOpt, LazyCommand, ProfileOpt, ServiceUrlOpt, lazy_group
+from kneo.cli.output import ClientOptions, LazyCommand, Output, lazy_group, options
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -137,24 +137,22 @@ def check(
     return loaded, report, compiler
 
 
-def _remote(
-    command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """Run ``command`` (``validate``, ``compile``, ``policy-report``) on a Kneo service.
-
-    Returns the service's JSON response, which the callers render like a local result.
-    """
+def _on_service(
+    command: str, opts: ClientOptions, spec_path: Path | None, env: str | None, *, judged: bool
+) -> None:
+    """With ``--service-url`` or ``--profile``: run ``command`` (``validate``, ``compile``,
+    ``policy-report``) on that Kneo service instead, print its answer under ``--json``, and
+    exit (1 when ``judged`` and the service found the spec invalid). Else nothing."""
+    if not opts.remote:
+        return
     from kneo.cli.service_client import remote_spec_operation
 
-    return remote_spec_operation(command, service_url=service_url, profile=profile, payload=payload)
-
-
-def _service_requested(service_url: str | None, profile: str | None) -> bool:
-    return bool(service_url or profile)
-
-
-def _payload(spec_path: Path | None, env: str | None) -> dict[str, Any]:
-    return {"spec_path": str(spec_path) if spec_path else None, "environment": env}
+    payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
+    result = remote_spec_operation(
+        command, service_url=opts.service_url, profile=opts.profile, payload=payload
+    )
+    opts.printed_json(result)
+    raise typer.Exit(1 if judged and not result.get("valid") else 0)
 
 
 def render_diagnostics(diagnostics: list[Diagnostic], *, source: str) -> None:
@@ -204,32 +202,20 @@ def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
 
 
 @app.command("validate", short_help="Validate a spec; exit 1 on errors.")
+@options
 def validate_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
-    json_output: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
     tools: ToolsOpt = None,
 ) -> None:
     """Validate a spec: schema, references, governance diagnostics and environment policy.
 
     Prints every diagnostic (errors, warnings, info); exits 1 only when there are errors.
     """
-    from kneo.cli.output import print_json, want_json_errors
-
-    want_json_errors(json_output)
-    if _service_requested(service_url, profile):
-        result = _remote(
-            "validate", service_url=service_url, profile=profile, payload=_payload(spec_path, env)
-        )
-        if json_output:
-            print_json(result)
-        raise typer.Exit(0 if result.get("valid") else 1)
+    _on_service("validate", opts, spec_path, env, judged=True)
     loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
-    if json_output:
-        print_json(report.to_dict())
-    else:
+    if not opts.printed_json(report.to_dict()):
         render_diagnostics(report.diagnostics, source=str(loaded.path))
         errors, warnings = _counts(report.diagnostics)
         verdict = "valid" if report.valid else "invalid"
@@ -240,29 +226,24 @@ def validate_command(
 
 
 @app.command("lint", short_help="Surface validator warnings and errors. Exits 1 if any are found.")
+@options
 def lint_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
     tools: ToolsOpt = None,
 ) -> None:
     """Surface validator warnings and errors. Exits 1 if any are found."""
-    from kneo.cli.output import print_json, want_json_errors
-
-    want_json_errors(json_output)
     loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     findings = [d for d in report.diagnostics if d.severity != "info"]
     errors, warnings = _counts(findings)
-    if json_output:
-        print_json(
-            {
-                "clean": not findings,
-                "warning_count": warnings,
-                "error_count": errors,
-                "diagnostics": [d.to_dict() for d in findings],
-            }
-        )
-    else:
+    shown = {
+        "clean": not findings,
+        "warning_count": warnings,
+        "error_count": errors,
+        "diagnostics": [d.to_dict() for d in findings],
+    }
+    if not out.printed_json(shown):
         render_diagnostics(findings, source=str(loaded.path))
         verdict = "clean" if not findings else f"{errors} error(s), {warnings} warning(s)"
         print(f"{loaded.path}: {verdict}{_env_note(report, loaded)}")
@@ -270,26 +251,17 @@ def lint_command(
 
 
 @app.command("compile", short_help="Build the executable workflow (nothing runs).")
+@options
 def compile_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
-    json_output: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
     tools: ToolsOpt = None,
 ) -> None:
     """Resolve every reference and build the executable workflow (nothing runs)."""
-    from kneo.cli.output import print_json, want_json_errors
     from kneo.spec.compiler import describe
 
-    want_json_errors(json_output)
-    if _service_requested(service_url, profile):
-        result = _remote(
-            "compile", service_url=service_url, profile=profile, payload=_payload(spec_path, env)
-        )
-        if json_output:
-            print_json(result)
-        raise typer.Exit(0)
+    _on_service("compile", opts, spec_path, env, judged=False)
     loaded, report, compiler = check(spec_path, env, tools)
     compiled = compiler.compile(
         loaded.spec,
@@ -298,15 +270,13 @@ def compile_command(
         source=str(loaded.path),
     )
     summary = describe(compiled)
-    if json_output:
-        print_json(
-            {
-                "compiled": True,
-                "environment": report.environment,
-                "workflow": summary,
-                "diagnostics": [d.to_dict() for d in report.diagnostics],
-            }
-        )
+    shown = {
+        "compiled": True,
+        "environment": report.environment,
+        "workflow": summary,
+        "diagnostics": [d.to_dict() for d in report.diagnostics],
+    }
+    if opts.printed_json(shown):
         return
     print(
         f"{loaded.path}: compiled {summary['family']} workflow '{summary['name']}'{_env_note(report, loaded)}"
@@ -344,6 +314,7 @@ def write_yaml(output: Path, text: str) -> None:
 
 
 @app.command("migrate")
+@options
 def migrate_command(
     spec_path: Annotated[Path, typer.Argument(show_default=False)],
     output: Annotated[
@@ -352,70 +323,55 @@ def migrate_command(
     check_only: Annotated[
         bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")
     ] = False,
-    json_output: JsonOpt = False,
+    out: Output = Output(),
 ) -> None:
     """Migrate an older YAML spec to the current v1 shape."""
-    from kneo.cli.output import print_json, want_json_errors
     from kneo.spec.migrate import detect_version, migrate_spec
     from kneo.spec.yaml_io import dump_yaml, read_yaml_mapping
 
-    want_json_errors(json_output)
     data, _ = read_yaml_mapping(spec_path)
     source_version = detect_version(data)
     migrated, changes = migrate_spec(data)
-    if output is not None and not check_only:
-        write_yaml(output, dump_yaml(migrated))
-    if json_output:
-        print_json(
-            {
-                "spec_path": str(spec_path),
-                "source_version": source_version,
-                "target_version": migrated["version"],
-                "needs_migration": bool(changes),
-                "changes": changes,
-                "output": str(output) if output is not None and not check_only else None,
-            }
-        )
-    elif check_only:
+    written = None if check_only else output
+    if written is not None:
+        write_yaml(written, dump_yaml(migrated))
+    shown = {
+        "spec_path": str(spec_path),
+        "source_version": source_version,
+        "target_version": migrated["version"],
+        "needs_migration": bool(changes),
+        "changes": changes,
+        "output": None if written is None else str(written),
+    }
+    exit_code = 1 if check_only and changes else 0
+    if out.printed_json(shown):
+        raise typer.Exit(exit_code)
+    if check_only or written is not None:
         status = "needs migration" if changes else f"already {migrated['version']}"
-        print(f"{spec_path}: {status}")
-        for change in changes:
-            print(f"  - {change}")
-    elif output is not None:
-        print(f"wrote {output} ({len(changes)} change(s))")
+        print(
+            f"{spec_path}: {status}"
+            if check_only
+            else f"wrote {written} ({len(changes)} change(s))"
+        )
         for change in changes:
             print(f"  - {change}")
     else:
         sys.stdout.write(dump_yaml(migrated))
-    raise typer.Exit(1 if check_only and changes else 0)
+    raise typer.Exit(exit_code)
 
 
 @app.command("policy-report")
+@options
 def policy_report_command(
     spec_path: SpecPathArg = None,
     env: EnvOpt = None,
-    json_output: JsonOpt = False,
-    service_url: ServiceUrlOpt = None,
-    profile: ProfileOpt = None,
+    opts: ClientOptions = ClientOptions(),
     tools: ToolsOpt = None,
 ) -> None:
     """Generate a policy evaluation report for a spec."""
-    from kneo.cli.output import print_json, want_json_errors
-
-    want_json_errors(json_output)
-    if _service_requested(service_url, profile):
-        result = _remote(
-            "policy-report",
-            service_url=service_url,
-            profile=profile,
-            payload=_payload(spec_path, env),
-        )
-        if json_output:
-            print_json(result)
-        raise typer.Exit(0 if result.get("valid") else 1)
+    _on_service("policy-report", opts, spec_path, env, judged=True)
     loaded, report, _ = check(spec_path, env, tools)
-    if json_output:
-        print_json(report.to_dict())
+    if opts.printed_json(report.to_dict()):
         raise typer.Exit(0 if report.valid else 1)
     _render_report(report.report)
     render_diagnostics(report.diagnostics, source=str(loaded.path))

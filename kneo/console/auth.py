@@ -63,6 +63,11 @@ class Viewer:
         return page in self.allowed
 
 
+#: What a state-changing POST's dependency (:meth:`ConsoleAuth.form`) gives its route: the
+#: viewer and the posted form fields.
+Posted = tuple[Viewer, dict[str, str]]
+
+
 class ConsoleAuth:
     """Sessions, the API's authenticator and the scopes of every console page."""
 
@@ -123,13 +128,13 @@ class ConsoleAuth:
 
         return dependency
 
-    def form(self, page: str) -> Callable[[Request], Awaitable[tuple[Viewer, dict[str, str]]]]:
+    def form(self, page: str) -> Callable[[Request], Awaitable[Posted]]:
         """A dependency for a state-changing POST: the CSRF token first (403 without it or
         with another session's), then the viewer and the page's scopes; the posted fields."""
         if page not in self.scopes:
             raise ValueError(f"unknown console page {page!r}")
 
-        async def dependency(request: Request) -> tuple[Viewer, dict[str, str]]:
+        async def dependency(request: Request) -> Posted:
             posted = await self.posted(request)
             viewer = self.viewer(request)
             if viewer is None:

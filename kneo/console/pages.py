@@ -6,15 +6,17 @@ What is here is presentation: which call feeds which template, forms in and redi
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from kneo.console.auth import ConsoleAuth, Viewer
+from kneo.console.auth import ConsoleAuth, Posted, Viewer
 from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
@@ -79,12 +81,30 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     return router
 
 
-def _manager(request: Request) -> Any:
-    """The platform manager of the service the console is mounted on."""
-    found = current_manager(request.app.state.parent)
-    if found is None:
-        raise NotReady("no platform manager is configured", check="manager")
-    return found
+@dataclass(frozen=True)
+class _View:
+    """A signed-in viewer's request, and how its page is drawn."""
+
+    request: Request
+    viewer: Viewer
+    render: Render
+
+    @property
+    def manager(self) -> Any:
+        """The platform manager of the service the console is mounted on."""
+        found = current_manager(self.request.app.state.parent)
+        if found is None:
+            raise NotReady("no platform manager is configured", check="manager")
+        return found
+
+    def show(self, template: str, context: dict[str, Any], *, status_code: int = 200) -> Response:
+        """``template`` over ``context``, the viewer and the platform clock's now."""
+        shown = {"viewer": self.viewer, **context, "now": self.manager.clock.now()}
+        return self.render(self.request, template, shown, status_code=status_code)
+
+    def redirect(self, name: str, **params: Any) -> Response:
+        """303 to the console route ``name``."""
+        return RedirectResponse(console_path(self.request, name, **params), status_code=303)
 
 
 def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -160,12 +180,10 @@ def _inbox(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
             "older_than": older_than,
             "sort": sort,
         }
-        return _inbox_page(request, render, viewer, filters, cursor)
+        return _inbox_page(_View(request, viewer, render), filters, cursor)
 
 
-def _inbox_page(
-    request: Request, render: Render, viewer: Viewer, filters: dict[str, str], cursor: str
-) -> Response:
+def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
     sort, escalated, older_than = filters["sort"], filters["escalated"], filters["older_than"]
     if sort not in ("oldest", "newest"):
         raise InvalidRequest("sort must be oldest or newest", field="sort")
@@ -174,9 +192,8 @@ def _inbox_page(
     if older_than and older_than not in AGES:
         raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
     assignee, kind = filters["assignee"], filters["kind"]
-    who = viewer.name if assignee == "mine" else assignee or None
-    mgr = _manager(request)
-    limit = min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE)
+    who = view.viewer.name if assignee == "mine" else assignee or None
+    mgr = view.manager
     listed = mgr.list_human_tasks(
         assignee=who,
         kind=kind or None,  # "promotion": the promotions (a kind of their own)
@@ -185,10 +202,10 @@ def _inbox_page(
         escalated={"yes": True, "no": False}.get(escalated),
         older_than_seconds=AGES.get(older_than),
         sort=sort,
-        limit=limit,
+        limit=min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE),
         cursor=cursor or None,
         count=False,  # the inbox shows the counts per assignee, not a total
-        show_personal=viewer.show_personal,
+        show_personal=view.viewer.show_personal,
     )
     rows = [
         row
@@ -197,27 +214,21 @@ def _inbox_page(
         if (who is None or row["assignee"] == who)
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
-    next_url = None
+    here, url, following = console_path(view.request, "inbox"), view.request.url, None
     if listed["next_cursor"]:
-        next_url = _query(
-            console_path(request, "inbox"), {**filters, "cursor": listed["next_cursor"]}
-        )
-    return render(
-        request,
+        following = _query(here, {**filters, "cursor": listed["next_cursor"]})
+    return view.show(
         "inbox.html",
         {
-            "viewer": viewer,
             "rows": rows,
             "filters": filters,
             "counts": sorted(listed["counts_by_assignee"].items()),
             "pending": sum(listed["counts_by_assignee"].values()),
             "kinds": tuple(KIND_LABELS),
             "ages": AGES,
-            "next_url": next_url,
-            "first_url": _query(console_path(request, "inbox"), filters) if cursor else None,
-            "refresh_url": str(request.url.path)
-            + (f"?{request.url.query}" if request.url.query else ""),
-            "now": mgr.clock.now(),
+            "next_url": following,
+            "first_url": _query(here, filters) if cursor else None,
+            "refresh_url": str(url.path) + (f"?{url.query}" if url.query else ""),
         },
     )
 
@@ -232,22 +243,17 @@ def _tasks(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         request_id: str | None = None,
         viewer: Viewer = Depends(auth.page("task")),
     ) -> Response:
-        return _task_page(request, render, viewer, continuation_id, request_id=request_id)
+        return _task_page(_View(request, viewer, render), continuation_id, request_id=request_id)
 
     @router.post("/tasks/{continuation_id}", name="decide")
     def decide(
-        request: Request,
-        continuation_id: str,
-        form: tuple[Viewer, dict[str, str]] = Depends(auth.form("decide")),
+        request: Request, continuation_id: str, form: Posted = Depends(auth.form("decide"))
     ) -> Response:
-        viewer, posted = form
-        return _decide(request, render, viewer, posted, continuation_id)
+        return _decide(_View(request, form[0], render), continuation_id, form[1])
 
 
 def _task_page(
-    request: Request,
-    render: Render,
-    viewer: Viewer,
+    view: _View,
     continuation_id: str,
     *,
     request_id: str | None = None,
@@ -255,12 +261,10 @@ def _task_page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    mgr = _manager(request)
-    task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+    viewer = view.viewer
+    task = view.manager.get_human_task(continuation_id, show_personal=viewer.show_personal)
     if task["workflow_kind"] == "promotion":
-        return RedirectResponse(
-            console_path(request, "promotion", continuation_id=continuation_id), status_code=303
-        )
+        return view.redirect("promotion", continuation_id=continuation_id)
     requests = task["requests"]
     if request_id is not None and not any(r["request_id"] == request_id for r in requests):
         raise NotFound(
@@ -276,31 +280,22 @@ def _task_page(
         shown.append(
             {"request": r, "form": form, "focus": r["request_id"] == request_id, "extra": extra}
         )
-    return render(
-        request,
+    return view.show(
         "task.html",
         {
-            "viewer": viewer,
             "task": task,
             "items": shown,
             "notice": notice,
             "idempotency_key": secrets.token_urlsafe(18),
-            "now": mgr.clock.now(),
         },
         status_code=status_code,
     )
 
 
-def _decide(
-    request: Request,
-    render: Render,
-    viewer: Viewer,
-    posted: dict[str, str],
-    continuation_id: str,
-) -> Response:
+def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Response:
     """A decision posted from the task page: resumes the run, or shows the page again with
     the form's error (or the conflict's notice)."""
-    mgr = _manager(request)
+    mgr = view.manager
     request_id = posted.get("request_id") or ""
     stored: Mapping[str, Any] = {"request_id": request_id}
     if posted.get("decision") == "provided" and "content" not in posted:
@@ -313,6 +308,7 @@ def _decide(
             )
         stored = found
     chosen = parse_decision(stored, posted)
+    again = functools.partial(_task_page, view, continuation_id, request_id=request_id)
     try:
         result = mgr.resume(
             continuation_id,
@@ -320,36 +316,17 @@ def _decide(
             decision=chosen.decision,
             content=chosen.content,
             selected_option=chosen.selected_option,
-            actor=viewer.name,
+            actor=view.viewer.name,
             idempotency_key=posted.get("idempotency_key") or None,
         )
     except (ValidationFailed, InvalidRequest) as exc:
-        field = exc.details.get("path")
-        rejected = Rejected(chosen.decision, posted, exc.message, field)
-        return _task_page(
-            request,
-            render,
-            viewer,
-            continuation_id,
-            request_id=request_id,
-            rejected=rejected,
-            status_code=exc.http_status,
-        )
+        rejected = Rejected(chosen.decision, posted, exc.message, exc.details.get("path"))
+        return again(rejected=rejected, status_code=exc.http_status)
     except Conflict as exc:  # already resolved, a racing resume, the run moved on
-        return _task_page(
-            request,
-            render,
-            viewer,
-            continuation_id,
-            request_id=request_id,
-            notice=exc.message,
-            status_code=409,
-        )
+        return again(notice=exc.message, status_code=409)
     if result.status == "paused" and result.continuation_id == continuation_id:
-        target = console_path(request, "task", continuation_id=continuation_id)
-    else:
-        target = console_path(request, "run", run_id=result.run_id)
-    return RedirectResponse(target, status_code=303)
+        return view.redirect("task", continuation_id=continuation_id)
+    return view.redirect("run", run_id=result.run_id)
 
 
 def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -359,83 +336,55 @@ def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     def get_promotion(
         request: Request, continuation_id: str, viewer: Viewer = Depends(auth.page("promotion"))
     ) -> Response:
-        return _promotion_page(request, render, viewer, continuation_id)
+        return _promotion_page(_View(request, viewer, render), continuation_id)
 
     @router.post("/promotions/{continuation_id}", name="decide_promotion")
     def decide_promotion(
-        request: Request,
-        continuation_id: str,
-        form: tuple[Viewer, dict[str, str]] = Depends(auth.form("decide")),
+        request: Request, continuation_id: str, form: Posted = Depends(auth.form("decide"))
     ) -> Response:
-        viewer, posted = form
-        auth.check(viewer, "promotion")
+        view, posted = _View(request, form[0], render), form[1]
+        auth.check(view.viewer, "promotion")
         decision = posted.get("decision") or ""
         if decision not in ("approved", "rejected"):
-            return _promotion_page(
-                request,
-                render,
-                viewer,
-                continuation_id,
-                notice="Choose approve or reject.",
-                status_code=400,
-            )
+            notice = "Choose approve or reject."
+            return _promotion_page(view, continuation_id, notice=notice, status_code=400)
         try:
-            _manager(request).resume(
+            view.manager.resume(
                 continuation_id,
                 request_id=posted.get("request_id") or "",
                 decision=decision,
                 content=posted.get("content") or None,
-                actor=viewer.name,
+                actor=view.viewer.name,
                 idempotency_key=posted.get("idempotency_key") or None,
             )
         except (Conflict, Forbidden) as exc:
-            return _promotion_page(
-                request,
-                render,
-                viewer,
-                continuation_id,
-                notice=exc.message,
-                status_code=exc.http_status,
-            )
-        target = console_path(request, "promotion", continuation_id=continuation_id)
-        return RedirectResponse(target, status_code=303)
+            status = exc.http_status
+            return _promotion_page(view, continuation_id, notice=exc.message, status_code=status)
+        return view.redirect("promotion", continuation_id=continuation_id)
 
 
 def _promotion_page(
-    request: Request,
-    render: Render,
-    viewer: Viewer,
-    continuation_id: str,
-    *,
-    notice: str | None = None,
-    status_code: int = 200,
+    view: _View, continuation_id: str, *, notice: str | None = None, status_code: int = 200
 ) -> Response:
     from kneo.platform.registry import promotion_view
 
-    mgr = _manager(request)
-    task = mgr.get_human_task(continuation_id, show_personal=viewer.show_personal)
+    mgr, personal = view.manager, view.viewer.show_personal
+    task = mgr.get_human_task(continuation_id, show_personal=personal)
     if task["workflow_kind"] != "promotion":
-        return RedirectResponse(
-            console_path(request, "task", continuation_id=continuation_id), status_code=303
-        )
-    detail = promotion_view(
-        mgr.store,
-        mgr.store.get_continuation(continuation_id),
-        show_personal=viewer.show_personal,
-    )
-    mine = next((d for d in detail["decisions"] if d["approver"] == viewer.name), None)
-    return render(
-        request,
+        return view.redirect("task", continuation_id=continuation_id)
+    continuation = mgr.store.get_continuation(continuation_id)
+    detail = promotion_view(mgr.store, continuation, show_personal=personal)
+    return view.show(
         "promotion.html",
         {
-            "viewer": viewer,
             "task": task,
             "req": task["requests"][0] if task["requests"] else None,
             "p": detail,
-            "mine": mine,
+            "mine": next(
+                (d for d in detail["decisions"] if d["approver"] == view.viewer.name), None
+            ),
             "notice": notice,
             "idempotency_key": secrets.token_urlsafe(18),
-            "now": mgr.clock.now(),
         },
         status_code=status_code,
     )
@@ -448,21 +397,19 @@ def _runs(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     def run_page(
         request: Request, run_id: str, viewer: Viewer = Depends(auth.page("run"))
     ) -> Response:
-        mgr = _manager(request)
+        view = _View(request, viewer, render)
+        mgr = view.manager
         run = mgr.get_run(run_id, show_personal=viewer.show_personal)
         trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
         checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
-        return render(
-            request,
+        return view.show(
             "run.html",
             {
-                "viewer": viewer,
                 "run": run,
                 "events": list(reversed(trace["events"])),
                 "events_total": trace["total"],
                 "checkpoints": checkpoints["checkpoints"],
                 "live": run["status"] in _LIVE,
-                "now": mgr.clock.now(),
             },
         )
 
@@ -475,18 +422,16 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     def registry(request: Request, viewer: Viewer = Depends(auth.page("registry"))) -> Response:
         from kneo.platform.registry import controller_status_view, registry_overview
 
-        mgr = _manager(request)
-        overview = registry_overview(mgr.store)
+        view = _View(request, viewer, render)
+        store = view.manager.store
+        overview = registry_overview(store)
         controller = getattr(request.app.state.parent.state, "controller", None)
-        return render(
-            request,
+        return view.show(
             "registry.html",
             {
-                "viewer": viewer,
                 "overview": overview,
                 "cells": {(c["bundle"], c["environment"]): c for c in overview["cells"]},
-                "controller": controller_status_view(mgr.store, controller),
-                "now": mgr.clock.now(),
+                "controller": controller_status_view(store, controller),
             },
         )
 
@@ -499,17 +444,9 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     ) -> Response:
         from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
-        mgr = _manager(request)
-        return render(
-            request,
-            "bundle.html",
-            {
-                "viewer": viewer,
-                "b": bundle_view(mgr.store, bundle, environment),
-                "condition_types": CONDITION_TYPES,
-                "now": mgr.clock.now(),
-            },
-        )
+        view = _View(request, viewer, render)
+        shown = bundle_view(view.manager.store, bundle, environment)
+        return view.show("bundle.html", {"b": shown, "condition_types": CONDITION_TYPES})
 
 
 # ---------------------------------------------------------------------- helpers

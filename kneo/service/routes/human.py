@@ -7,10 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from kneo.platform import PlatformManager
 from kneo.redaction import shows_personal_data
-from kneo.service.auth import Principal, require_scope
-from kneo.service.dependencies import manager_dep
+from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
@@ -30,13 +28,12 @@ def list_human_tasks(
     escalated: bool | None = None,
     older_than_seconds: float | None = None,
     page: PageParams = Depends(listing(("created_at",), "created_at", "asc")),
-    principal: Principal = Depends(require_scope("human:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    caller: Caller = Depends(caller_dep("human:read")),
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
     (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
     ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``."""
-    listed = manager.list_human_tasks(
+    listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
         workflow=workflow,
@@ -51,22 +48,19 @@ def list_human_tasks(
         cursor=page.cursor,
         count=page.counts,
         by_assignee=page.counts,
-        show_personal=shows_personal_data(principal.scopes),
+        show_personal=shows_personal_data(caller.principal.scopes),
     )
     return {**listed, **page.metadata(listed["count"], listed["total"])}
 
 
 @router.get("/human-tasks/{continuation_id}")
 def get_human_task(
-    request: Request,
-    continuation_id: str,
-    principal: Principal = Depends(require_scope("human:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, continuation_id: str, caller: Caller = Depends(caller_dep("human:read"))
 ) -> dict[str, Any]:
     """One human task with all its requests (a promotion: with its approvals so far)."""
     annotate(request, continuation_id=continuation_id)
-    return manager.get_human_task(
-        continuation_id, show_personal=shows_personal_data(principal.scopes)
+    return caller.manager.get_human_task(
+        continuation_id, show_personal=shows_personal_data(caller.principal.scopes)
     )
 
 
@@ -75,8 +69,7 @@ def resume_human_task(
     request: Request,
     continuation_id: str,
     body: ResumeRequest,
-    principal: Principal = Depends(require_scope("human:write")),
-    manager: PlatformManager = Depends(manager_dep),
+    caller: Caller = Depends(caller_dep("human:write")),
 ) -> JSONResponse:
     """Apply a decision; the run continues once no request is pending."""
     check_limits(body, request.app.state.settings.limits)
@@ -84,16 +77,16 @@ def resume_human_task(
 
     # One idempotency mechanism: the platform's (same scope, key and replay as the API).
     key = request.headers.get(HEADER)
-    result = manager.resume(
+    result = caller.manager.resume(
         continuation_id,
         request_id=body.request_id,
         decision=body.decision,
         content=body.content,
         selected_option=body.selected_option,
-        actor=principal.name,
+        actor=caller.principal.name,
         idempotency_key=key,
     )
     annotate(request, run_id=result.run_id)
     headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
-    body_out = result.to_dict(show_personal=shows_personal_data(principal.scopes))
+    body_out = result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
     return JSONResponse(body_out, status_code=200, headers=headers)

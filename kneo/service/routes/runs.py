@@ -15,7 +15,7 @@ from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
 from kneo.platform.admission import stored_policy
 from kneo.redaction import shows_personal_data
-from kneo.service.auth import Principal, require_scope
+from kneo.service.auth import require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
@@ -152,44 +152,38 @@ def get_run(
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(
-    request: Request,
-    run_id: str,
-    principal: Principal = Depends(require_scope("runs:write")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, run_id: str, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> dict[str, Any]:
     """Cancel a queued, running or paused run (cooperative for a step in flight)."""
     annotate(request, run_id=run_id)
-    return manager.cancel(run_id, actor=principal.name).to_dict()
+    return caller.manager.cancel(run_id, actor=caller.principal.name).to_dict()
 
 
 @router.get("/runs/{run_id}/policy-report")
 def run_policy_report(
-    request: Request,
-    run_id: str,
-    principal: Principal = Depends(require_scope("specs:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, run_id: str, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """The governance report of the spec this run was started with."""
     from kneo.policy.check import check_spec
     from kneo.spec.loader import load_spec_data
 
     annotate(request, run_id=run_id)
-    run = manager.store.get_run(run_id)
+    run = caller.manager.store.get_run(run_id)
     if not run.spec:
         raise InvalidRequest(f"run {run_id} carries no spec metadata", run_id=run_id)
-    tools, runtimes = registries(manager)
+    tools, runtimes = registries(caller.manager)
     spec = load_spec_data(dict(run.spec), source=f"run {run_id}")
     report = check_spec(
         spec,
         env=run.environment,
-        context=getattr(manager, "project", None),
+        context=getattr(caller.manager, "project", None),
         tool_registry=tools,
         runtime_registry=runtimes,
-        policy=stored_policy(manager.store, run.environment),
+        policy=stored_policy(caller.manager.store, run.environment),
     )
-    manager.store.add_audit(
+    caller.manager.store.add_audit(
         "spec.policy_reported",
-        actor=principal.name,
+        actor=caller.principal.name,
         run_id=run_id,
         payload={"source": "run", "valid": report.valid},
     )
@@ -219,12 +213,11 @@ def continue_run(
     request: Request,
     run_id: str,
     body: ContinueRequest | None = Body(None),
-    principal: Principal = Depends(require_scope("runs:write")),
-    manager: PlatformManager = Depends(manager_dep),
+    caller: Caller = Depends(caller_dep("runs:write")),
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last completed step boundary."""
     annotate(request, run_id=run_id)
-    return manager.continue_run(run_id, actor=principal.name).to_dict()
+    return caller.manager.continue_run(run_id, actor=caller.principal.name).to_dict()
 
 
 @router.get("/runs/{run_id}/checkpoints", dependencies=[Depends(require_scope("runs:read"))])

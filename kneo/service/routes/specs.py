@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from kneo.platform import PlatformManager
 from kneo.policy.check import SpecReport
-from kneo.service.auth import Principal, require_scope
-from kneo.service.dependencies import manager_dep
+from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.schemas import SpecRequest, check_limits
 from kneo.service.spec_source import check_resolved, registries, resolve_spec
 
@@ -25,12 +24,10 @@ def _checked(
     return resolved, check_resolved(resolved, manager, manager.store)
 
 
-def _audit(
-    manager: PlatformManager, event: str, principal: Principal, resolved: Any, report: Any
-) -> None:
-    manager.store.add_audit(
+def _audit(caller: Caller, event: str, resolved: Any, report: Any) -> None:
+    caller.manager.store.add_audit(
         event,
-        actor=principal.name,
+        actor=caller.principal.name,
         payload={
             "source": resolved.source,
             "environment": report.environment,
@@ -43,29 +40,23 @@ def _audit(
 
 @router.post("/specs/validate")
 def validate_spec(
-    request: Request,
-    body: SpecRequest,
-    principal: Principal = Depends(require_scope("specs:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """Diagnostics, environment policy and the governance report for a spec."""
-    resolved, report = _checked(request, body, manager)
-    _audit(manager, "spec.validated", principal, resolved, report)
+    resolved, report = _checked(request, body, caller.manager)
+    _audit(caller, "spec.validated", resolved, report)
     return report.to_dict()
 
 
 @router.post("/specs/policy-report")
 def spec_policy_report(
-    request: Request,
-    body: SpecRequest,
-    principal: Principal = Depends(require_scope("specs:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """The structured governance report (memory, tools, MCP, guardrails, human review)."""
-    resolved, report = _checked(request, body, manager)
-    manager.store.add_audit(
+    resolved, report = _checked(request, body, caller.manager)
+    caller.manager.store.add_audit(
         "spec.policy_reported",
-        actor=principal.name,
+        actor=caller.principal.name,
         payload={"source": "spec", "spec": resolved.source, "valid": report.valid},
     )
     return {
@@ -75,13 +66,17 @@ def spec_policy_report(
     }
 
 
-def _compile(request: Request, body: SpecRequest, manager: PlatformManager) -> tuple[Any, Any, Any]:
-    from kneo.spec.compiler import SpecCompiler, diagnostics_error
+def _compiled(
+    request: Request, body: SpecRequest, caller: Caller, event: str
+) -> tuple[SpecReport, dict[str, Any]]:
+    """Check and compile the spec (400 with diagnostics when invalid), audit ``event``; the
+    report and the compiled workflow's description."""
+    from kneo.spec.compiler import SpecCompiler, describe, diagnostics_error
 
-    resolved, report = _checked(request, body, manager)
+    resolved, report = _checked(request, body, caller.manager)
     if not report.valid:
         raise diagnostics_error(report.diagnostics, source=resolved.source)
-    tools, runtimes = registries(manager)
+    tools, runtimes = registries(caller.manager)
     compiler = SpecCompiler(runtime_registry=runtimes, tool_registry=tools)
     compiled = compiler.compile(
         resolved.spec,
@@ -89,42 +84,30 @@ def _compile(request: Request, body: SpecRequest, manager: PlatformManager) -> t
         diagnostics=report.diagnostics,
         source=resolved.source,
     )
-    return resolved, report, compiled
+    _audit(caller, event, resolved, report)
+    return report, describe(compiled)
 
 
 @router.post("/specs/compile")
 def compile_spec(
-    request: Request,
-    body: SpecRequest,
-    principal: Principal = Depends(require_scope("specs:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """Compile a spec to its executable workflow (400 with diagnostics when invalid)."""
-    from kneo.spec.compiler import describe
-
-    resolved, report, compiled = _compile(request, body, manager)
-    _audit(manager, "spec.compiled", principal, resolved, report)
+    report, summary = _compiled(request, body, caller, "spec.compiled")
     return {
         "compiled": True,
         "environment": report.environment,
-        "workflow": describe(compiled),
+        "workflow": summary,
         "diagnostics": [d.to_dict() for d in report.diagnostics],
     }
 
 
 @router.post("/specs/explain")
 def explain_spec(
-    request: Request,
-    body: SpecRequest,
-    principal: Principal = Depends(require_scope("specs:read")),
-    manager: PlatformManager = Depends(manager_dep),
+    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """What would run, where people decide, and which gates apply, in one document."""
-    from kneo.spec.compiler import describe
-
-    resolved, report, compiled = _compile(request, body, manager)
-    _audit(manager, "spec.explained", principal, resolved, report)
-    summary = describe(compiled)
+    report, summary = _compiled(request, body, caller, "spec.explained")
     steps = summary.get("steps", [])
     return {
         "valid": True,
