@@ -98,6 +98,21 @@ class ClientOptions(Output):
         )
 
 
+@functools.cache
+def _group_fields(group: type[Any]) -> tuple[inspect.Parameter, ...]:
+    """The command-line parameters an option group stands for (read once per group)."""
+    hints = get_type_hints(group, include_extras=True)
+    return tuple(
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=field.default,
+            annotation=hints[field.name],
+        )
+        for field in dataclasses.fields(group)
+    )
+
+
 def options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Typer sees an option group's fields where ``command`` takes the group.
 
@@ -111,21 +126,12 @@ def options(command: Callable[..., Any]) -> Callable[..., Any]:
     shown: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         group = param.annotation
-        if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
+        if isinstance(group, type) and dataclasses.is_dataclass(group):
+            fields = _group_fields(group)
+            groups[param.name] = (group, [field.name for field in fields])
+            shown += fields
+        else:
             shown.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-            continue
-        hints = get_type_hints(group, include_extras=True)
-        names = [f.name for f in dataclasses.fields(group)]
-        groups[param.name] = (group, names)
-        shown += [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=getattr(group, name),
-                annotation=hints[name],
-            )
-            for name in names
-        ]
 
     @functools.wraps(command)
     def run(**given: Any) -> Any:
