@@ -540,38 +540,17 @@ class Transaction(RegistryWritesMixin):
             check_trace_events(events)
         run_id = run.run_id
         keys = self._run_changes(run_id, changes)
-        release = release_lease is not None
         added = (len(checkpoints), len(events))
         if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
             changes["checkpoint_seq"] += added[0]
             changes["trace_seq"] += added[1]
             added = (0, 0)
-        values = {**changes, "updated_at": self.now}
-        if state_text is not None:
-            del values["state"]
-        bound = self._d.bind(t.runs, values)
-        if state_text is not None:
-            bound["state"] = state_text
-        params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        params = self._outcome_params(run_id, keys, changes, state_text, added)
         params["k_expected"] = expected_version
-        if release:
+        if release_lease is not None:
             params["k_owner"] = release_lease
-        params["k_checkpoints"], params["k_events"] = added
-        audit_values_ = [
-            audit_values(
-                audit["event_type"],
-                actor=audit.get("actor"),
-                run_id=audit.get("run_id"),
-                continuation_id=audit.get("continuation_id"),
-                payload=audit.get("payload"),
-                now=self.now,
-            )
-            for audit in audits
-        ]
-        audit_rows = [self._d.bind(t.audit_events, v) for v in audit_values_]
-        outbox = [row for v in audit_values_ if (row := outbox_values(v)) is not None]
-        moves = added != (0, 0)
+        audit_rows, outbox = self._outcome_audits(audits)
+        update = (keys, release_lease is not None, added != (0, 0))
         found = None
         alone = (
             self._waiting == []
@@ -581,28 +560,12 @@ class Transaction(RegistryWritesMixin):
         )
         if alone:
             found = self._finish_alone(
-                run_id, (keys, release, moves), params, checkpoints, events, audit_rows, outbox
+                run_id, update, params, checkpoints, events, audit_rows, outbox
             )
         if found is None:  # the statements one by one (or a patch's predecessor moved)
-
-            def update() -> str:
-                return d.run_update(keys, moves=moves, release=release)
-
-            found = self._exec(("finish_run", keys, release, moves), update, params).fetchall()
-            if not found:
-                self._raise_stale(run_id, expected_version)
-            checkpoint_seq, trace_seq = found[0][1], found[0][2]
-            if checkpoints:
-                self._insert_step_checkpoints(
-                    run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
-                )
-            if events:
-                first = trace_seq - len(events) + 1
-                self._insert_trace_rows(trace_values(run_id, first, events, self.now))
-            for row in audit_rows:
-                self._insert("audit", _insert(t.audit_events, tuple(row)), row)
-            for values in outbox:
-                self._insert_outbox(values)
+            found = self._finish_stepwise(
+                run_id, update, params, checkpoints, events, audit_rows, outbox
+            )
         version, checkpoint_seq, trace_seq = found[0]
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
@@ -615,6 +578,80 @@ class Transaction(RegistryWritesMixin):
             trace_seq=int(trace_seq),
             checkpoint_seq=int(checkpoint_seq),
         )
+
+    def _outcome_params(
+        self,
+        run_id: str,
+        keys: tuple[str, ...],
+        changes: dict[str, Any],
+        state_text: str | None,
+        added: tuple[int, int],
+    ) -> dict[str, Any]:
+        """The outcome's runs update parameters: ``changes`` bound (the state as given
+        when already encoded), the key, the time and how far the counters move."""
+        values = {**changes, "updated_at": self.now}
+        if state_text is not None:
+            del values["state"]
+        bound = self._d.bind(t.runs, values)
+        if state_text is not None:
+            bound["state"] = state_text
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        params["k_checkpoints"], params["k_events"] = added
+        return params
+
+    def _outcome_audits(
+        self, audits: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The outcome's audit rows (bound) and the outbox rows of the notifiable ones."""
+        values = [
+            audit_values(
+                audit["event_type"],
+                actor=audit.get("actor"),
+                run_id=audit.get("run_id"),
+                continuation_id=audit.get("continuation_id"),
+                payload=audit.get("payload"),
+                now=self.now,
+            )
+            for audit in audits
+        ]
+        outbox = [row for v in values if (row := outbox_values(v)) is not None]
+        return [self._d.bind(t.audit_events, v) for v in values], outbox
+
+    def _finish_stepwise(
+        self,
+        run_id: str,
+        update: tuple[tuple[str, ...], bool, bool],
+        params: dict[str, Any],
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[Mapping[str, Any]],
+        audits: list[dict[str, Any]],
+        outbox: list[dict[str, Any]],
+    ) -> list[Any]:
+        """The outcome as its statements one by one: the compare-and-set, then the rows
+        numbered from the counters it returned; its ``(version, checkpoint_seq,
+        trace_seq)`` row (``stale_state``/``not_found`` when the update found no row)."""
+        keys, release, moves = update
+
+        def build() -> str:
+            return d.run_update(keys, moves=moves, release=release)
+
+        found: list[Any] = self._exec(("finish_run", *update), build, params).fetchall()
+        if not found:
+            self._raise_stale(run_id, params["k_expected"])
+        checkpoint_seq, trace_seq = found[0][1], found[0][2]
+        if checkpoints:
+            self._insert_step_checkpoints(
+                run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+            )
+        if events:
+            first = trace_seq - len(events) + 1
+            self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+        for row in audits:
+            self._insert("audit", _insert(t.audit_events, tuple(row)), row)
+        for values in outbox:
+            self._insert_outbox(values)
+        return found
 
     def _finish_alone(
         self,

@@ -29,7 +29,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "Decisions.apply_decision",
     ): "platform split in progress (issue 19)",
     ("kneo/platform/outcomes.py", "write_outcome"): "platform split in progress (issue 19)",
-    ("kneo/store/transaction.py", "Transaction.finish_run"): "store split in progress (issue 19)",
 }
 
 
