@@ -269,22 +269,9 @@ class CoordinationMixin(StoreBase):
             )
             return taken.rowcount == 1
 
-    def renew_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
-        """Extend a lease ``owner`` still holds; ``False`` if it lapsed and someone took it."""
-        _positive("ttl_seconds", ttl_seconds)
-        now = self.clock.now()
-        r = t.runs.c
-        with self._write() as conn:
-            renewed = conn.execute(
-                sa.update(t.runs)
-                .where(r.run_id == run_id, r.lease_owner == owner, r.lease_expires_at > now)
-                .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
-            )
-            return renewed.rowcount == 1
-
     def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int:
-        """:meth:`renew_run_lease` for many runs in one statement; returns how many
-        ``owner`` still held (and now holds for ``ttl_seconds`` more)."""
+        """Extend the leases ``owner`` still holds on ``run_ids``, in one statement; how many
+        it still held (a lapsed lease someone else took is not renewed)."""
         _positive("ttl_seconds", ttl_seconds)
         now = self.clock.now()
         r = t.runs.c

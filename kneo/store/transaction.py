@@ -990,11 +990,6 @@ class Transaction(RegistryWritesMixin):
             self._d.bind(t.project_metadata, {"key": key, "value": value, "updated_at": self.now}),
         )
 
-    def delete_metadata(self, key: str) -> bool:
-        """Remove one project metadata value; ``False`` if there was none."""
-        sql = "DELETE FROM project_metadata WHERE key = :key RETURNING key"
-        return self._first("delete_metadata", lambda: sql, {"key": key}) is not None
-
     # -- reading rows ------------------------------------------------------------------
     def _row(
         self, table: sa.Table, key: str, value: Any, *, for_update: bool = False

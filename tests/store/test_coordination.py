@@ -159,10 +159,10 @@ def test_run_lease_exclusive_reentrant_and_expiring(store: Store, clock: ManualC
     assert store.release_run_lease(run_id, "b") is False
     clock.advance(31)  # a died without releasing
     assert store.run_lease(run_id) is None
-    assert store.renew_run_lease(run_id, "a", 30) is False
+    assert store.renew_run_leases([run_id], "a", 30) == 0
     assert store.acquire_run_lease(run_id, "b", 30) is True
     clock.advance(20)
-    assert store.renew_run_lease(run_id, "b", 30) is True
+    assert store.renew_run_leases([run_id], "b", 30) == 1
     assert store.run_lease(run_id) == ("b", clock.now() + timedelta(seconds=30))
     assert store.release_run_lease(run_id, "b") is True
     assert store.acquire_run_lease(run_id, "c", 30) is True
