@@ -1,9 +1,9 @@
 """Runs: starting, executing, cancelling, continuing and replaying runs.
 
 Every new run is prepared first (:class:`~kneo.platform.preparation.SpecPreparation`, which
-asks the admission gate), a queued run is admitted again before it executes
-(:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every run that executes here is
-driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
+asks the admission gate), a replay asks the gate as a start does, a queued run is admitted
+again before it executes (:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every
+run that executes here is driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
 compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
 """
 
@@ -163,10 +163,12 @@ class Runs:
     ) -> RunResult:
         """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
         its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
-        A reused answer does not pause; anything new still does."""
+        A reused answer does not pause; anything new still does. A replay is a new run: the
+        admission gate decides as for a start (:meth:`RunAdmission.admit_replay`)."""
         if reuse not in ("questions", "all"):
             raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
         source = self.store.get_run(run_id)
+        pinned = self.admission.admit_replay(source)
         decisions = {
             k: v
             for k, v in ((source.state or {}).get("decisions") or {}).items()
@@ -182,6 +184,7 @@ class Runs:
             "base_dir": meta.get("base_dir"),
             "spec_path": meta.get("spec_path"),
             "environment": source.environment,
+            "bundle_fields": pinned.run_fields() if pinned is not None else {},
         }
         run = self._create(
             prepared,
