@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,22 +96,19 @@ class Admitted:
     policy_key: str | None = None
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class RunAdmission:
     """Decides whether a run may start in an environment (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        compiler: SpecCompiler,
-        project: ProjectContext | None,
-        cache_entries: int,
-    ) -> None:
-        self.store = store
-        self.compiler = compiler
-        self.project = project
-        #: "approved bundles only?" per environment, by policy file stamps
-        self._bundle_rules: LRUCache[tuple[Any, ...], bool] = LRUCache(cache_entries)
+    store: Store
+    compiler: SpecCompiler
+    project: ProjectContext | None
+    cache_entries: InitVar[int]
+    #: "approved bundles only?" per environment, by policy file stamps
+    _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
+
+    def __post_init__(self, cache_entries: int) -> None:
+        self._bundle_rules = LRUCache(cache_entries)
 
     # ------------------------------------------------------------------ decisions
 

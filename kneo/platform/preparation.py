@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +36,20 @@ from kneo.store import RunRecord, Store
 from kneo.store.steps import json_text
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class SpecPreparation:
     """Admits, loads, checks and compiles specs for new runs, with the prepared-spec cache."""
 
-    def __init__(
-        self,
-        *,
-        compiler: SpecCompiler,
-        project: ProjectContext | None,
-        admission: RunAdmission,
-        driver: RunDriver,
-        cache_entries: int,
-    ) -> None:
-        self.compiler = compiler
-        self.project = project
-        self.admission = admission
-        self.driver = driver
-        #: prepared specs by what they depend on (see prepare_key)
-        self.prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(cache_entries)
+    compiler: SpecCompiler
+    project: ProjectContext | None
+    admission: RunAdmission
+    driver: RunDriver
+    cache_entries: InitVar[int]
+    #: prepared specs by what they depend on (see prepare_key)
+    prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = field(init=False)
+
+    def __post_init__(self, cache_entries: int) -> None:
+        self.prepared = LRUCache(cache_entries)
 
     def prepare(
         self,
