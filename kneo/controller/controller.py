@@ -33,7 +33,7 @@ from kneo.controller.config import ControllerConfig
 from kneo.controller.loader import DesiredStateLoader, SpecChecker
 from kneo.controller.model import ActionKind, DesiredState, PlanOptions
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
-from kneo.controller.promotion import ContinuationPromotionGate, PromotionGate
+from kneo.controller.promotion import PromotionGate
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.errors import KneoError
@@ -131,7 +131,7 @@ class Controller:
         self.source = source
         self.config = config or ControllerConfig()
         self.clock = clock or SystemClock()
-        self.gate = gate or ContinuationPromotionGate()
+        self.gate = gate or PromotionGate()
         self.loader = DesiredStateLoader(keyring, clock=self.clock, spec_checker=spec_checker)
         self.applier = Applier(store, gate=self.gate, clock=self.clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}"

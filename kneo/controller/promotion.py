@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from kneo import metrics
 from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
@@ -37,8 +37,8 @@ def prompt(name: str, environment: str, digest: str) -> str:
     return f"Promote {name}@{digest} to {environment}?"
 
 
-class PromotionGate(Protocol):
-    """Where promotion tasks live. :class:`ContinuationPromotionGate` is the real one."""
+class PromotionGate:
+    """Where promotion tasks live: store continuations (the human-task inbox)."""
 
     def open(
         self,
@@ -55,33 +55,6 @@ class PromotionGate(Protocol):
     ) -> str:
         """Open the task inside the caller's transaction ``tx``; returns its id.
         ``upstream``: the environment the digest must be active in first, if any."""
-        ...
-
-    def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
-        """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
-        ...
-
-    def open_tasks(self, store: Any, among: Collection[str] | None = None) -> set[str]:
-        """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
-        ...
-
-
-class ContinuationPromotionGate:
-    """Promotion tasks as store continuations (the human-task inbox)."""
-
-    def open(
-        self,
-        tx: Any,
-        *,
-        name: str,
-        environment: str,
-        digest: str,
-        revision: int,
-        approvers: tuple[str, ...],
-        min_approvals: int,
-        now: datetime,
-        upstream: str | None = None,
-    ) -> str:
         from kneo.engine.human import build_request
 
         cid = task_id(name, environment, digest)
@@ -125,6 +98,7 @@ class ContinuationPromotionGate:
         return cid
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
+        """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
         cid = task_id(name, environment, digest)
         try:
             existing = tx.get_continuation(cid)
@@ -144,6 +118,7 @@ class ContinuationPromotionGate:
         )
 
     def open_tasks(self, store: Any, among: Collection[str] | None = None) -> set[str]:
+        """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
         if among is not None:  # a few keys of an incremental reconcile: one read each
             return {cid for cid in among if _pending(store, cid)}
         ids: set[str] = set()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
@@ -78,7 +78,9 @@ class AgentHost(Protocol):
 
     def decision(self, wait_key: str) -> dict[str, Any] | None: ...
 
-    def pause(self, request: HumanRequest) -> None: ...
+    def pause(self, request: HumanRequest) -> NoReturn:
+        """Pause the unit for ``request`` (raises)."""
+        ...
 
     def new_request(self, **fields: Any) -> HumanRequest: ...
 
@@ -295,10 +297,7 @@ class AgentLoop:
             self._append_result(host, call, outcome, record)
             return
         if call.name in approval:
-            decided = self._approval(host, call, guard.parameters(call.name))
-            if decided is None:
-                return  # host.pause raised
-            call, refusal = decided
+            call, refusal = self._approval(host, call, guard.parameters(call.name))
             if refusal is None:
                 refusal = guard.check(call)  # edited arguments pass the same checks
             if refusal is not None:
@@ -349,19 +348,16 @@ class AgentLoop:
             wait_key = question_wait_key(index, question, unit_key=host.unit_key)
         else:
             wait_key = question_wait_key(host.question_index(call.id), question)
-        decision = host.decision(wait_key)
-        if decision is None:
-            host.pause(
-                host.new_request(
-                    kind="question",
-                    wait_key=wait_key,
-                    prompt=question,
-                    decisions=("provided",),
-                    context={"tool_call_id": call.id, "wait_name": wait_key},
-                    metadata={"wait_name": wait_key},
-                )
-            )
-        answer = (decision or {}).get("content")
+        decision = _decided(
+            host,
+            kind="question",
+            wait_key=wait_key,
+            prompt=question,
+            decisions=("provided",),
+            context={"tool_call_id": call.id, "wait_name": wait_key},
+            metadata={"wait_name": wait_key},
+        )
+        answer = decision.get("content")
         return str(answer) if answer is not None else ""
 
     @staticmethod
@@ -376,56 +372,47 @@ class AgentLoop:
         fields = list(dict.fromkeys([*flagged, *missing]))
         if not fields:
             return call
-        wait_key = f"{host.unit_key}:tool_input:{call.id}"
-        decision = host.decision(wait_key)
-        if decision is None:
-            properties = schema.get("properties") or {}
-            host.pause(
-                host.new_request(
-                    kind="tool_input",
-                    wait_key=wait_key,
-                    prompt=f"Provide {', '.join(fields)} for the call to tool '{call.name}'.",
-                    input_schema={
-                        "type": "object",
-                        "properties": {f: properties.get(f, {}) for f in fields},
-                        "required": fields,
-                        "additionalProperties": False,
-                    },
-                    decisions=("provided",),
-                    context={
-                        "tool_name": call.name,
-                        "tool_call_id": call.id,
-                        "arguments": redact(dict(call.arguments)),
-                        "fields": fields,
-                    },
-                )
-            )
+        properties = schema.get("properties") or {}
+        decision = _decided(
+            host,
+            kind="tool_input",
+            wait_key=f"{host.unit_key}:tool_input:{call.id}",
+            prompt=f"Provide {', '.join(fields)} for the call to tool '{call.name}'.",
+            input_schema={
+                "type": "object",
+                "properties": {f: properties.get(f, {}) for f in fields},
+                "required": fields,
+                "additionalProperties": False,
+            },
+            decisions=("provided",),
+            context={
+                "tool_name": call.name,
+                "tool_call_id": call.id,
+                "arguments": redact(dict(call.arguments)),
+                "fields": fields,
+            },
+        )
         # validated against input_schema when the decision was made
-        values = parse_json((decision or {}).get("content") or "{}", source="tool input")
+        values = parse_json(decision.get("content") or "{}", source="tool input")
         return ToolCall(id=call.id, name=call.name, arguments={**call.arguments, **values})
 
     @staticmethod
     def _external(host: AgentHost, definition: ToolDefinition, call: ToolCall) -> ToolOutcome:
         """An ``external`` tool: the caller runs the call and provides its result (checked
         against ``result_schema``), or declines (``rejected``, the model is told why)."""
-        wait_key = f"{host.unit_key}:external:{call.id}"
-        decision = host.decision(wait_key)
-        if decision is None:
-            host.pause(
-                host.new_request(
-                    kind="external_tool",
-                    wait_key=wait_key,
-                    prompt=f"Run tool '{call.name}' and provide its result.",
-                    input_schema=definition.result_schema,
-                    decisions=("provided", "rejected"),
-                    context={
-                        "tool_name": call.name,
-                        "tool_call_id": call.id,
-                        "arguments": dict(call.arguments),
-                    },
-                )
-            )
-        assert decision is not None
+        decision = _decided(
+            host,
+            kind="external_tool",
+            wait_key=f"{host.unit_key}:external:{call.id}",
+            prompt=f"Run tool '{call.name}' and provide its result.",
+            input_schema=definition.result_schema,
+            decisions=("provided", "rejected"),
+            context={
+                "tool_name": call.name,
+                "tool_call_id": call.id,
+                "arguments": dict(call.arguments),
+            },
+        )
         if decision.get("decision") == "rejected":
             why = decision.get("content") or "no reason given"
             return ToolOutcome(
@@ -435,30 +422,25 @@ class AgentLoop:
 
     def _approval(
         self, host: AgentHost, call: ToolCall, schema: Mapping[str, Any] | None
-    ) -> tuple[ToolCall, ToolOutcome | None] | None:
+    ) -> tuple[ToolCall, ToolOutcome | None]:
         """Ask a person about ``call``. The request carries the tool's argument ``schema`` as
         its ``input_schema``, so edited arguments are checked against it when the decision
         is made (a 422 naming the field, the request still pending), not after."""
-        wait_key = f"{host.unit_key}:tool:{call.id}"
-        decision = host.decision(wait_key)
-        if decision is None:
-            host.pause(
-                host.new_request(
-                    kind="tool_approval",
-                    wait_key=wait_key,
-                    prompt=f"Approve the call to tool '{call.name}'?",
-                    context={
-                        "tool_name": call.name,
-                        "tool_call_id": call.id,
-                        # The decider judges these: secrets out, personal data kept;
-                        # every view and record applies the rest of the policy.
-                        "arguments": redact(dict(call.arguments), show_personal=True),
-                    },
-                    decisions=("approved", "rejected", "edited"),
-                    input_schema=schema,
-                )
-            )
-            return None
+        decision = _decided(
+            host,
+            kind="tool_approval",
+            wait_key=f"{host.unit_key}:tool:{call.id}",
+            prompt=f"Approve the call to tool '{call.name}'?",
+            context={
+                "tool_name": call.name,
+                "tool_call_id": call.id,
+                # The decider judges these: secrets out, personal data kept;
+                # every view and record applies the rest of the policy.
+                "arguments": redact(dict(call.arguments), show_personal=True),
+            },
+            decisions=("approved", "rejected", "edited"),
+            input_schema=schema,
+        )
         name = decision.get("decision")
         if name == "rejected":
             why = decision.get("content") or "no reason given"
@@ -478,6 +460,15 @@ class AgentLoop:
                 )
             return ToolCall(id=call.id, name=call.name, arguments=arguments), None
         return call, None
+
+
+def _decided(host: AgentHost, *, wait_key: str, **request: Any) -> dict[str, Any]:
+    """The decision recorded under ``wait_key``; without one the unit pauses for it, with a
+    new request of ``request``'s fields (the request is made only then)."""
+    decision = host.decision(wait_key)
+    if decision is None:
+        host.pause(host.new_request(wait_key=wait_key, **request))
+    return decision
 
 
 def _step_registry(

@@ -938,7 +938,7 @@ class _AgentHost:
                     return [dict(m) for m in record["messages"]]
         return None
 
-    def pause(self, request: HumanRequest) -> None:
+    def pause(self, request: HumanRequest) -> NoReturn:
         raise _Pause([request])
 
     def mcp(self) -> LazySessions | None:

@@ -44,6 +44,13 @@ class Asker(Protocol):
     ) -> dict[str, Any]: ...
 
 
+def _review_of(step: CompiledStep) -> HumanReview:
+    """The step's ``human_review`` (a gate is asked only of a step that has one)."""
+    review = step.human_review
+    assert review is not None
+    return review
+
+
 def _common(review: HumanReview) -> dict[str, Any]:
     return {
         "assignee": review.assignee,
@@ -52,10 +59,33 @@ def _common(review: HumanReview) -> dict[str, Any]:
     }
 
 
+def _ask_about_output(
+    run: Asker,
+    step: CompiledStep,
+    review: HumanReview,
+    *,
+    kind: str,
+    wait_key: str,
+    prompt: str,
+    output: str,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """Ask a person to approve, edit or reject the step's ``output`` (the review and
+    iteration gates); ``prompt`` unless the review has its own message."""
+    return run.ask(
+        kind=kind,
+        wait_key=wait_key,
+        step=step,
+        prompt=review.message or prompt,
+        decisions=("approved", "edited", "rejected"),
+        context={"step_id": step.id, "output_preview": output[:_PREVIEW_CHARS], **context},
+        **_common(review),
+    )
+
+
 def confirm(run: Asker, key: str, step: CompiledStep, text: str) -> str:
     """``run`` or one of ``skip``/``cancel``/``fail`` (the rejected confirmation's on_reject)."""
-    review = step.human_review
-    assert review is not None
+    review = _review_of(step)
     ask = 1
     while True:
         decision = run.ask(
@@ -80,8 +110,7 @@ def confirm(run: Asker, key: str, step: CompiledStep, text: str) -> str:
 
 def collect_input(run: Asker, key: str, step: CompiledStep, text: str) -> dict[str, Any]:
     """The validated values a person provided for the step's ``input_schema`` fields."""
-    review = step.human_review
-    assert review is not None
+    review = _review_of(step)
     decision = run.ask(
         kind="input",
         wait_key=f"{key}:input",
@@ -120,21 +149,16 @@ class Verdict:
 
 
 def review(run: Asker, key: str, step: CompiledStep, round_no: int, output: str) -> Verdict:
-    review_spec = step.human_review
-    assert review_spec is not None
-    decision = run.ask(
+    review_spec = _review_of(step)
+    decision = _ask_about_output(
+        run,
+        step,
+        review_spec,
         kind="review",
         wait_key=f"{key}:review:{round_no}",
-        step=step,
-        prompt=review_spec.message or f"Review the output of step '{step.id}'",
-        decisions=("approved", "edited", "rejected"),
-        context={
-            "step_id": step.id,
-            "output_preview": output[:_PREVIEW_CHARS],
-            "round": round_no,
-            "max_reviews": review_spec.max_reviews,
-        },
-        **_common(review_spec),
+        prompt=f"Review the output of step '{step.id}'",
+        output=output,
+        context={"round": round_no, "max_reviews": review_spec.max_reviews},
     )
     name = str(decision.get("decision"))
     if name == "edited":
@@ -156,21 +180,16 @@ def iteration(run: Asker, key: str, step: CompiledStep, visit: int, output: str)
     """``review_iterations``: after each visit of a graph node a person continues
     (``approved``), continues with their text as the node's output (``edited``) or stops the
     loop (``rejected``: the graph goes on at ``on_stop``, or ends)."""
-    review_spec = step.human_review
-    assert review_spec is not None
-    decision = run.ask(
+    review_spec = _review_of(step)
+    decision = _ask_about_output(
+        run,
+        step,
+        review_spec,
         kind="iteration",
         wait_key=f"{key}:iteration",
-        step=step,
-        prompt=review_spec.message or f"Iteration {visit} of '{step.id}': continue, edit or stop?",
-        decisions=("approved", "edited", "rejected"),
-        context={
-            "step_id": step.id,
-            "iteration": visit,
-            "output_preview": output[:_PREVIEW_CHARS],
-            "on_stop": review_spec.on_stop,
-        },
-        **_common(review_spec),
+        prompt=f"Iteration {visit} of '{step.id}': continue, edit or stop?",
+        output=output,
+        context={"iteration": visit, "on_stop": review_spec.on_stop},
     )
     name = decision.get("decision")
     if name == "edited":

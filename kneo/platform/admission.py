@@ -2,21 +2,26 @@
 
 Every way a run starts asks it: the HTTP routes and the CLI through
 ``PlatformManager.run_from_spec`` / ``start_run_from_spec`` (:meth:`RunAdmission.admit`, before
-the spec is prepared), and a worker through ``execute_run`` (:meth:`RunAdmission.readmit`,
-again before a queued run executes, since the rules may have changed since it was accepted).
-Two rules, both per environment:
+the spec is loaded, then :meth:`RunAdmission.check` on the one loaded spec), a replay through
+``replay_run`` (:meth:`RunAdmission.admit_replay`: a replay is a new run), and a worker through
+``execute_run`` (:meth:`RunAdmission.readmit`, again before a queued run executes, since the
+rules may have changed since it was accepted). Two rules, both per environment:
 
 * **approved bundles only** — ``runs.require_approved_bundle`` in the project's policy
   (``.kneo/config.yaml`` plus ``environments/<env>.yaml``) or in what the controller last read
   from the GitOps repository (:data:`~kneo.controller.runtime.POLICY_METADATA_KEY`); either
   side can only make it stricter. A spec path or inline spec is then 403
   ``bundle_not_approved``; a registry revision (:class:`~kneo.platform.bundles.BundleSpec`)
-  passes, pinned to the environment it was resolved for.
-* **the service-managed policy** — a policy stored with ``PUT /v1/policies/environment/{env}``
-  (:func:`stored_policy`) wins over the project's for that environment: the spec, with a
-  request's ``overrides`` merged in, is checked against it (``kneo.policy.check``) and refused
-  with the check's first error (400 ``E_POLICY_*``). Bundle runs are not checked against it:
-  they run the approved revision as signed.
+  passes, pinned to the environment it was resolved for. A replay of a bundle run passes
+  while its revision is still the active one; a queued bundle run passes (it is pinned).
+* **the environment's policy** — the spec (a request's ``overrides`` merged in) is checked
+  (``kneo.policy.check``) against the policy stored with ``PUT /v1/policies/environment/{env}``
+  (:func:`stored_policy`) where there is one, else against the project's for that
+  environment, and refused with the check's first error (400 ``E_POLICY_*``). The stored
+  policy replaces the project's rather than adding to it, the same for spec runs and bundle
+  runs: signing and promotion checked a revision against the repository's policy, and the
+  operator's stored policy is what the environment enforces now. A worker checks a queued
+  run again only against a stored policy (the one rule that changes without a deployment).
 
 Both metadata keys of an environment are read in one query per decision
 (``Store.metadata_snapshot``); the project's environment files are read once per change of
@@ -28,18 +33,22 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
+from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
 from kneo.platform.bundles import BundleSpec
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from kneo.policy.check import SpecReport
 
 #: metadata key prefix of the service-managed environment policies
 POLICY_PREFIX = "policy.environment."
@@ -75,30 +84,31 @@ def environment_files(root: str | Path, env: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Admitted:
-    """What a new run may be prepared from: a spec path or document (a request's overrides
-    already merged in), or the registry revision it is pinned to (``bundle``)."""
+    """What a new run may be prepared from: a spec path or document, or the registry revision
+    it is pinned to (``bundle``); and the policy to check it against (``policy``: the stored
+    one, ``None`` for the project's), with ``policy_key`` naming the stored one's content for
+    a cache of checked specs."""
 
     spec_path: str | Path | None
     spec: Spec | Mapping[str, Any] | None
     bundle: BundleSpec | None = None
+    policy: PolicyEnforcement | None = None
+    policy_key: str | None = None
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class RunAdmission:
     """Decides whether a run may start in an environment (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        compiler: SpecCompiler,
-        project: ProjectContext | None,
-        cache_entries: int,
-    ) -> None:
-        self.store = store
-        self.compiler = compiler
-        self.project = project
-        #: "approved bundles only?" per environment, by policy file stamps
-        self._bundle_rules: LRUCache[tuple[Any, ...], bool] = LRUCache(cache_entries)
+    store: Store
+    compiler: SpecCompiler
+    project: ProjectContext | None
+    cache_entries: InitVar[int]
+    #: "approved bundles only?" per environment, by policy file stamps
+    _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
+
+    def __post_init__(self, cache_entries: int) -> None:
+        self._bundle_rules = LRUCache(cache_entries)
 
     # ------------------------------------------------------------------ decisions
 
@@ -108,46 +118,73 @@ class RunAdmission:
         spec_path: str | Path | None,
         spec: Spec | Mapping[str, Any] | None,
         environment: str | None,
-        overrides: Mapping[str, Any] | None = None,
     ) -> Admitted:
-        """Whether a new run from this source may start; raises 403 ``bundle_not_approved``
-        or the policy check's error, before the spec is prepared."""
-        if isinstance(spec, BundleSpec) and spec_path is None:
-            if environment != spec.environment:
-                raise InvalidRequest(
-                    f"bundle {spec.name!r} was resolved for {spec.environment!r}, "
-                    f"not {environment!r}",
-                    field="environment",
-                )
-            return Admitted(None, spec, bundle=spec)
+        """Whether a new run from this source may start, before the spec is loaded: raises
+        403 ``bundle_not_approved``; says which policy :meth:`check` applies to the spec."""
+        bundle = spec if isinstance(spec, BundleSpec) and spec_path is None else None
+        if bundle is not None and environment != bundle.environment:
+            raise InvalidRequest(
+                f"bundle {bundle.name!r} was resolved for {bundle.environment!r}, "
+                f"not {environment!r}",
+                field="environment",
+            )
         env = environment
         if env is None and self.project is not None:
             env = self.project.env if self.project.env_explicit else None
         with self._snapshot(environment):
-            self.refuse_unapproved(env)  # 403 before touching the spec
-            policy = stored_policy(self.store, environment)
-        if not overrides and policy is None:
-            return Admitted(spec_path, spec)
-        data = self._check_source(spec_path, spec, environment, overrides or {}, policy)
-        return Admitted(None, data) if overrides else Admitted(spec_path, spec)
+            if bundle is None:
+                self.refuse_unapproved(env)  # 403 before touching the spec
+            value = self._stored(environment)
+        if value is None:
+            return Admitted(spec_path, spec, bundle)
+        policy = PolicyEnforcement.model_validate(value)
+        return Admitted(spec_path, spec, bundle, policy, content_hash(value))
+
+    def check(
+        self,
+        model: Spec,
+        *,
+        environment: str | None,
+        base_dir: Path | None,
+        source: str,
+        policy: PolicyEnforcement | None,
+    ) -> SpecReport:
+        """The spec's report against the environment's policy (``policy``, the stored one,
+        else the project's); raises the check's first error when it is not valid."""
+        from kneo.policy.check import check_spec
+        from kneo.spec.compiler import diagnostics_error
+
+        report = check_spec(
+            model,
+            env=environment,
+            context=self.project,
+            tool_registry=self.compiler.tool_registry,
+            runtime_registry=self.compiler.runtime_registry,
+            base_dir=base_dir,
+            policy=policy,
+        )
+        if not report.valid:
+            raise diagnostics_error(report.diagnostics, source=source)
+        return report
 
     def readmit(self, run: RunRecord) -> None:
         """Whether a queued run may execute now: an environment that has since come to
-        require approved bundles runs no ad-hoc spec, and a service-managed policy stored
-        since is checked against the run's spec. A bundle run passes."""
-        if run.bundle_name is not None:
-            return
-        with self._snapshot(run.environment):
-            self.refuse_unapproved(run.environment)
-            policy = stored_policy(self.store, run.environment)
-        if policy is None:
-            return
-        from kneo.spec.loader import load_spec_data
+        require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
+        and a service-managed policy stored since is checked against the run's spec."""
+        policy = self._recorded_rules(run, approved=run.bundle_name is not None)
+        if policy is not None:
+            self._check_recorded(run, policy)
 
-        source = f"run {run.run_id}"
-        base = (run.metadata or {}).get("base_dir")
-        model = load_spec_data(dict(run.spec), source=source)
-        self._check(model, run.environment, Path(base) if base else None, source, policy)
+    def admit_replay(self, run: RunRecord) -> BundleSpec | None:
+        """Whether a new run may start from ``run``'s recorded spec (a replay), under the
+        rules a start meets now: a bundle run's revision passes as approved while it is the
+        active one in its environment (returned: the replay is pinned to it), otherwise the
+        recorded spec is an ad-hoc spec; the spec is checked against the environment's
+        policy (the stored one, else the project's)."""
+        pinned = self._active_revision(run)
+        policy = self._recorded_rules(run, approved=pinned is not None)
+        self._check_recorded(run, policy)
+        return pinned
 
     def approved_bundle_required(self, environment: str | None) -> bool:
         """Whether runs in ``environment`` must come from the registry (project or GitOps policy)."""
@@ -178,6 +215,50 @@ class RunAdmission:
             return contextlib.nullcontext()
         return self.store.metadata_snapshot((POLICY_PREFIX + environment, POLICY_METADATA_KEY))
 
+    def _stored(self, environment: str | None) -> Any:
+        """The stored policy document of ``environment`` (``None``: none is stored)."""
+        return self.store.get_metadata(POLICY_PREFIX + environment) if environment else None
+
+    def _recorded_rules(self, run: RunRecord, *, approved: bool) -> PolicyEnforcement | None:
+        """For a recorded run's spec: refuse it where only approved bundles run (unless
+        ``approved``); the environment's stored policy."""
+        with self._snapshot(run.environment):
+            if not approved:
+                self.refuse_unapproved(run.environment)
+            value = self._stored(run.environment)
+        return PolicyEnforcement.model_validate(value) if value is not None else None
+
+    def _check_recorded(self, run: RunRecord, policy: PolicyEnforcement | None) -> None:
+        """:meth:`check` on a recorded run's spec, in its environment and directory."""
+        from kneo.spec.loader import load_spec_data
+
+        source = f"run {run.run_id}"
+        base = (run.metadata or {}).get("base_dir")
+        model = load_spec_data(dict(run.spec), source=source)
+        self.check(
+            model,
+            environment=run.environment,
+            base_dir=Path(base) if base else None,
+            source=source,
+            policy=policy,
+        )
+
+    def _active_revision(self, run: RunRecord) -> BundleSpec | None:
+        """``run``'s registry revision when it is still the active one in its environment."""
+        if run.bundle_name is None or not run.environment:
+            return None
+        active = self.store.get_active(run.bundle_name, run.environment)
+        if active is None or active.revision != run.bundle_revision:
+            return None
+        return BundleSpec(
+            run.spec,
+            name=run.bundle_name,
+            environment=run.environment,
+            revision=active.revision,
+            digest=active.digest,
+            commit=active.commit,
+        )
+
     def _project_requires_bundle(self, project: ProjectContext, environment: str) -> bool:
         """The project config's or ``environments/<env>.yaml``'s rule, cached by the files'
         stamps, so a run does not re-read and re-validate the YAML file (the project config
@@ -195,58 +276,3 @@ class RunAdmission:
         if cacheable:
             self._bundle_rules.put(key, required)
         return required
-
-    def _check_source(
-        self,
-        spec_path: str | Path | None,
-        spec: Spec | Mapping[str, Any] | None,
-        environment: str | None,
-        overrides: Mapping[str, Any],
-        policy: PolicyEnforcement | None,
-    ) -> dict[str, Any]:
-        """Load the source with ``overrides`` merged in and check it; the resolved document."""
-        from kneo.spec.loader import deep_merge, load_spec, load_spec_data
-
-        config = self.project.config if self.project is not None else None
-        if spec_path is not None:
-            loaded = load_spec(spec_path, env=environment, project=config)
-            source, data, model = str(spec_path), loaded.data, loaded.spec
-            if overrides:
-                data = deep_merge(data, overrides)
-                model = load_spec_data(data, source=source, project=None)
-            self._check(model, environment, loaded.base_dir, source, policy)
-            return data
-        if spec is None:
-            raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
-        document = (
-            spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
-            if isinstance(spec, Spec)
-            else dict(spec)
-        )
-        data = deep_merge(document, overrides) if overrides else document
-        model = load_spec_data(data, source="<inline>", project=config)
-        self._check(model, environment, None, "<inline>", policy)
-        return data
-
-    def _check(
-        self,
-        model: Spec,
-        environment: str | None,
-        base_dir: Path | None,
-        source: str,
-        policy: PolicyEnforcement | None,
-    ) -> None:
-        from kneo.policy.check import check_spec
-        from kneo.spec.compiler import diagnostics_error
-
-        report = check_spec(
-            model,
-            env=environment,
-            context=self.project,
-            tool_registry=self.compiler.tool_registry,
-            runtime_registry=self.compiler.runtime_registry,
-            base_dir=base_dir,
-            policy=policy,
-        )
-        if not report.valid:
-            raise diagnostics_error(report.diagnostics, source=source)

@@ -26,39 +26,21 @@ from kneo.platform.results import RunResult
 
 if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
+    from kneo.platform.runs import Runs
     from kneo.store import Store
 
 PROMOTION_KIND = "promotion"
 
 
 class BundleRunner(Protocol):
-    """What :func:`run_bundle` needs of a platform (``PlatformManager`` is one)."""
+    """What :func:`run_bundle` needs of a platform (``PlatformManager`` is one): its store
+    and its :class:`~kneo.platform.runs.Runs`."""
 
     @property
     def store(self) -> Store: ...
 
-    def run_from_spec(
-        self,
-        *,
-        input_text: str,
-        spec: Any = None,
-        target: str = "workflow",
-        environment: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> RunResult: ...
-
-    def start_run_from_spec(
-        self,
-        *,
-        input_text: str,
-        spec: Any = None,
-        target: str = "workflow",
-        environment: str | None = None,
-        timeout_seconds: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> RunResult: ...
+    @property
+    def runs(self) -> Runs: ...
 
 
 class DecidingPlatform(Protocol):
@@ -159,12 +141,10 @@ def run_bundle(
         "actor": actor,
     }
     if async_mode:
-        result: RunResult = manager.start_run_from_spec(timeout_seconds=timeout_seconds, **kwargs)
-        return result
+        return manager.runs.start_run_from_spec(timeout_seconds=timeout_seconds, **kwargs)
     if timeout_seconds is not None:
         raise InvalidRequest("timeout_seconds applies to async_mode runs", field="timeout_seconds")
-    done: RunResult = manager.run_from_spec(**kwargs)
-    return done
+    return manager.runs.run_from_spec(**kwargs)
 
 
 # --------------------------------------------------------------------------- promotions

@@ -21,6 +21,7 @@ winner (``resource_locked``), or its own request still pending and applies it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -53,41 +54,46 @@ MAX_AGE_SECONDS = 100 * 365 * 86_400
 DECISION_ATTEMPTS = 8
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Decisions:
     """Human tasks and the decisions on them: the inbox, one task, and resume (a run's
     request, or a GitOps promotion's approval). The driver continues a run once no request
     is left pending."""
 
-    def __init__(
-        self, *, store: Store, clock: Clock, settings: Settings, driver: RunDriver
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.settings = settings
-        self.driver = driver
-        #: the in-process GitOps controller a promotion decision wakes (attach_controller)
-        self.controller: Any = None
+    store: Store
+    clock: Clock
+    settings: Settings
+    driver: RunDriver
+    #: the in-process GitOps controller a promotion decision wakes (attach_controller)
+    controller: Any = field(default=None, init=False)
 
     def list_human_tasks(
         self,
         *,
-        run_id: str | None,
-        workflow_kind: str | None,
+        run_id: str | None = None,
+        workflow_kind: str | None = None,
         workflow: str | None = None,
         environment: str | None = None,
-        assignee: str | None,
-        kind: str | None,
-        escalated: bool | None,
-        sort: str,
-        older_than_seconds: float | None,
-        limit: int,
-        offset: int,
+        assignee: str | None = None,
+        kind: str | None = None,
+        escalated: bool | None = None,
+        sort: str = "oldest",
+        older_than_seconds: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
         cursor: str | None = None,
         count: bool = True,
         by_assignee: bool = True,
         show_personal: bool = False,
     ) -> dict[str, Any]:
-        """Pending tasks (with counts when asked); see ``PlatformManager.list_human_tasks``."""
+        """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
+        environment, assignee, request kind (``promotion``: promotions), escalation and age
+        (created more than ``older_than_seconds`` ago); oldest or newest first.
+        ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
+        ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
+        (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
+        asked for (they visit every pending task, where a page stops after its rows).
+        ``show_personal`` for a decider."""
         if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
             raise InvalidRequest(
                 f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
@@ -155,8 +161,12 @@ class Decisions:
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Apply a decision (see ``PlatformManager.resume``): replayed under an idempotency
-        key, recorded on a promotion task, or applied to the paused run."""
+        """Apply a person's decision; continue the run once no request is pending.
+
+        With ``idempotency_key`` the same key and decision replay the first result
+        (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
+        ``metadata`` is stored with the decision (``auto_continued`` for timeouts). A decision
+        on a promotion task is recorded there (:func:`kneo.platform.bundles.resume_promotion`)."""
         if idempotency_key is not None:
             from kneo.platform.idempotency import idempotent
 

@@ -11,6 +11,7 @@ token through :meth:`RunDriver.signal_cancel`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,33 +38,28 @@ from kneo.store import RunRecord, Store
 Audits = list[tuple[str, str | None, str | None, dict[str, Any]]]
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class RunDriver:
     """Drives runs of one process: engine, leases, slot, compiled-workflow cache."""
 
-    def __init__(
-        self,
-        *,
-        engine: WorkflowEngine,
-        compiler: SpecCompiler,
-        store: Store,
-        owner: str,
-        lease_seconds: float,
-        slot: RunSlot,
-        cache_entries: int,
-    ) -> None:
-        self.engine = engine
-        self.compiler = compiler
-        self.store = store
-        self.owner = owner
-        self.lease_seconds = lease_seconds
-        #: one executing run at a time on SQLite (see kneo.platform.slot)
-        self.slot = slot
-        #: renews the lease of every run this process drives (kneo.platform.leases)
-        self.leases = LeaseKeeper(store, owner, lease_seconds)
-        # Keyed by what callers send (an inline spec's digest, a path): bounded, so distinct
-        # specs cannot grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
-        self.compiled: LRUCache[tuple[str, str], CompiledWorkflow] = LRUCache(cache_entries)
-        self._tokens: dict[str, CancellationToken] = {}
+    engine: WorkflowEngine
+    compiler: SpecCompiler
+    store: Store
+    owner: str
+    lease_seconds: float
+    #: one executing run at a time on SQLite (see kneo.platform.slot)
+    slot: RunSlot
+    cache_entries: InitVar[int]
+    #: renews the lease of every run this process drives (kneo.platform.leases)
+    leases: LeaseKeeper = field(init=False)
+    #: compiled workflows by (spec digest, target): bounded, so distinct specs cannot grow
+    #: the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``)
+    compiled: LRUCache[tuple[str, str], CompiledWorkflow] = field(init=False)
+    _tokens: dict[str, CancellationToken] = field(init=False, default_factory=dict)
+
+    def __post_init__(self, cache_entries: int) -> None:
+        self.leases = LeaseKeeper(self.store, self.owner, self.lease_seconds)
+        self.compiled = LRUCache(cache_entries)
 
     # ------------------------------------------------------------------ workflows
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kneo.engine.lifecycle import RunStatus
@@ -26,7 +27,7 @@ from kneo.platform.results import (
     trace_view,
 )
 from kneo.redaction import redact_mapping
-from kneo.store import RunRecord, Store
+from kneo.store import Page, RunRecord, Store
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -136,14 +137,25 @@ def workflow_kind_linear(run: RunRecord) -> bool:
     return run.workflow_kind in ("sequential", "graph", "handoff")
 
 
+def _counts(page: Page[Any]) -> dict[str, Any]:
+    """What a listing answers about its page: ``count`` (rows on it), ``total`` (``None``
+    when not counted), ``limit`` and ``offset``."""
+    return {
+        "count": len(page.items),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+@dataclass(kw_only=True, eq=False, repr=False)
 class Inspection:
     """Read-only views of runs: the run, its trace and checkpoints, listings, replay
     timelines, checkpoint diffs and recovery context. The driver compiles a run's workflow
     (recovery asks the engine what would run next) and makes its result."""
 
-    def __init__(self, *, store: Store, driver: RunDriver) -> None:
-        self.store = store
-        self.driver = driver
+    store: Store
+    driver: RunDriver
 
     def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
         """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
@@ -178,10 +190,7 @@ class Inspection:
         )
         return {
             "runs": [run_summary(r) for r in page.items],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
+            **_counts(page),
             "sort_by": page.sort_by,
             "sort_order": page.sort_order,
             "next_cursor": page.next_cursor,
@@ -200,14 +209,7 @@ class Inspection:
         page = self.store.list_trace(
             run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
         )
-        return {
-            "run_id": run_id,
-            "events": [trace_view(e) for e in page.items],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
+        return {"run_id": run_id, "events": [trace_view(e) for e in page.items], **_counts(page)}
 
     def checkpoints(
         self,
@@ -225,10 +227,7 @@ class Inspection:
             "checkpoints": [
                 checkpoint_view(c, include_payload=include_payload) for c in page.items
             ],
-            "count": len(page.items),
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
+            **_counts(page),
         }
 
     def recovery(self, run_id: str) -> dict[str, Any]:

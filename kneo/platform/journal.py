@@ -188,15 +188,10 @@ class StoreJournal:
             if patch is not None and len(patch) < len(state_text):
                 encoded = payloads.encode_patch(patch.encode(), limits)
                 if encoded is not None:
-                    return StepCheckpoint(
-                        type=boundary.kind,
-                        step_id=boundary.step_id,
-                        status=boundary.status,
-                        encoding=encoded.encoding,
-                        payload=encoded.data,
-                        size_bytes=encoded.size_bytes,
-                        truncated=False,
-                        metadata=meta,
+                    return _row(
+                        boundary,
+                        encoded,
+                        meta,
                         follows=last.sequence,
                         keyframe=lambda: _keyframe(boundary, state_text, meta, limits),
                     )
@@ -255,6 +250,19 @@ def _keyframe(
         encoded = payloads.encode(boundary.state, limits, raw=state_text.encode())
     if encoded.reduction is not None:
         meta = {**meta, "payload_reduction": encoded.reduction}
+    return _row(boundary, encoded, meta)
+
+
+def _row(
+    boundary: Boundary,
+    encoded: payloads.EncodedPayload,
+    meta: dict[str, Any],
+    *,
+    follows: int | None = None,
+    keyframe: Callable[[], StepCheckpoint] | None = None,
+) -> StepCheckpoint:
+    """The checkpoint row of ``boundary`` with its encoded payload (a patch ``follows`` the
+    checkpoint it applies to, with the ``keyframe`` to store instead when it cannot)."""
     return StepCheckpoint(
         type=boundary.kind,
         step_id=boundary.step_id,
@@ -264,6 +272,8 @@ def _keyframe(
         size_bytes=encoded.size_bytes,
         truncated=encoded.truncated,
         metadata=meta,
+        follows=follows,
+        keyframe=keyframe,
     )
 
 

@@ -14,6 +14,8 @@ hands each responsibility to one collaborator with explicit dependencies:
 * :class:`~kneo.platform.inspect.Inspection` — runs, traces, checkpoints, replay, recovery;
 * :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs.
 
+The facade's run, human-task, inspection and sweep methods are the collaborators' own,
+forwarded by name (:class:`_Forward`: one signature and one docstring, in the collaborator).
 Events (:mod:`.events`), retention (:mod:`.maintenance`) and bundle runs (:mod:`.bundles`) are
 functions over the store or this facade. No collaborator imports this module.
 
@@ -38,9 +40,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
@@ -57,11 +58,47 @@ from kneo.platform.slot import RunSlot, default_patience
 from kneo.platform.sweeps import Sweeps
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.models import McpImport, Spec
+from kneo.spec.models import McpImport
 from kneo.spec.project import ProjectContext
-from kneo.store import RunRecord, Store
+from kneo.store import Store
 
 Providers = Callable[[str], Any]
+
+_C = TypeVar("_C")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _Forward(Generic[_C, _P, _R]):
+    """A facade method that is a collaborator's method of the same name: the manager's
+    attribute ``collaborator``, asked at each call (so its signature, typing and docstring
+    are written once, in the collaborator)."""
+
+    def __init__(self, collaborator: str, method: Callable[Concatenate[_C, _P], _R]) -> None:
+        self.collaborator = collaborator
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+        self.__wrapped__ = method  # inspect.signature and help() show the collaborator's
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name != self.name:
+            raise TypeError(f"{owner.__name__}.{name} forwards to a method named {self.name}")
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Forward[_C, _P, _R]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[_P, _R]: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(getattr(obj, self.collaborator), self.name)
+
+    def __call__(self, facade: object, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """The unbound form, ``PlatformManager.method(manager, ...)``."""
+        method: Callable[_P, _R] = self.__get__(facade)
+        return method(*args, **kwargs)
 
 
 class PlatformManager:
@@ -162,236 +199,29 @@ class PlatformManager:
 
     # ================================================================== runs
 
-    def run_from_spec(
-        self,
-        *,
-        input_text: str,
-        spec_path: str | Path | None = None,
-        spec: Spec | Mapping[str, Any] | None = None,
-        target: str = "workflow",
-        environment: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> RunResult:
-        """Create a run and execute it now; returns when it finishes or pauses.
-        ``overrides`` are merged into the spec (checked by the admission gate)."""
-        return self.runs.run_from_spec(
-            input_text=input_text,
-            spec_path=spec_path,
-            spec=spec,
-            target=target,
-            environment=environment,
-            overrides=overrides,
-            metadata=metadata,
-            actor=actor,
-        )
-
-    def start_run_from_spec(
-        self,
-        *,
-        input_text: str,
-        spec_path: str | Path | None = None,
-        spec: Spec | Mapping[str, Any] | None = None,
-        target: str = "workflow",
-        environment: str | None = None,
-        timeout_seconds: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> RunResult:
-        """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
-        worker; :meth:`execute_run` runs it."""
-        return self.runs.start_run_from_spec(
-            input_text=input_text,
-            spec_path=spec_path,
-            spec=spec,
-            target=target,
-            environment=environment,
-            overrides=overrides,
-            timeout_seconds=timeout_seconds,
-            metadata=metadata,
-            actor=actor,
-        )
-
-    def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
-        """Execute a queued run in this process (what a worker calls), admitted again first.
-        ``run``: its record as the caller just read it, so it is not read again."""
-        return self.runs.execute_run(run_id, run=run)
-
-    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Cancel a queued, running or paused run now. A step in flight finishes, but its
-        result is never committed: the run's version moved on, so its write is refused."""
-        return self.runs.cancel(run_id, actor=actor)
-
-    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Continue a run whose process died (or whose step failed) from its last completed
-        step boundary; completed steps and agent turns are not executed again."""
-        return self.runs.continue_run(run_id, actor=actor)
-
-    def replay_run(
-        self, run_id: str, *, reuse: str = "questions", actor: str | None = None
-    ) -> RunResult:
-        """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
-        its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
-        A reused answer does not pause; anything new still does."""
-        return self.runs.replay_run(run_id, reuse=reuse, actor=actor)
+    run_from_spec = _Forward("runs", Runs.run_from_spec)
+    start_run_from_spec = _Forward("runs", Runs.start_run_from_spec)
+    execute_run = _Forward("runs", Runs.execute_run)
+    cancel = _Forward("runs", Runs.cancel)
+    continue_run = _Forward("runs", Runs.continue_run)
+    replay_run = _Forward("runs", Runs.replay_run)
 
     # ================================================================== human tasks
 
-    def resume(
-        self,
-        continuation_id: str,
-        *,
-        request_id: str,
-        decision: str,
-        content: str | None = None,
-        selected_option: str | None = None,
-        actor: str | None = None,
-        idempotency_key: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> RunResult:
-        """Apply a person's decision; continue the run once no request is pending.
-
-        With ``idempotency_key`` the same key and decision replay the first result
-        (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
-        ``metadata`` is stored with the decision (``auto_continued`` for timeouts)."""
-        return self.decisions.resume(
-            continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
-            selected_option=selected_option,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            metadata=metadata,
-        )
-
-    def list_human_tasks(
-        self,
-        *,
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        workflow: str | None = None,
-        environment: str | None = None,
-        assignee: str | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        sort: str = "oldest",
-        older_than_seconds: float | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-        by_assignee: bool = True,
-        show_personal: bool = False,
-    ) -> dict[str, Any]:
-        """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
-        environment, assignee, request kind (``promotion``: promotions), escalation and age
-        (created more than ``older_than_seconds`` ago); oldest or newest first.
-        ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
-        ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
-        (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
-        asked for (they visit every pending task, where a page stops after its rows).
-        ``show_personal`` for a decider."""
-        return self.decisions.list_human_tasks(
-            run_id=run_id,
-            workflow_kind=workflow_kind,
-            workflow=workflow,
-            environment=environment,
-            assignee=assignee,
-            kind=kind,
-            escalated=escalated,
-            sort=sort,
-            older_than_seconds=older_than_seconds,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            count=count,
-            by_assignee=by_assignee,
-            show_personal=show_personal,
-        )
-
-    def get_human_task(
-        self, continuation_id: str, *, show_personal: bool = False
-    ) -> dict[str, Any]:
-        """One task with every request (answered ones with who decided and when); a
-        promotion task also with its approvals so far. ``show_personal`` for a decider."""
-        return self.decisions.get_human_task(continuation_id, show_personal=show_personal)
+    resume = _Forward("decisions", Decisions.resume)
+    list_human_tasks = _Forward("decisions", Decisions.list_human_tasks)
+    get_human_task = _Forward("decisions", Decisions.get_human_task)
 
     # ================================================================== inspection
 
-    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
-        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
-        return self.inspection.get_run(run_id, show_personal=show_personal)
-
-    def get_run_result(self, run_id: str) -> RunResult:
-        return self.inspection.get_run_result(run_id)
-
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> dict[str, Any]:
-        """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
-        ``count=False`` leaves ``total`` out (``None``)."""
-        return self.inspection.list_runs(
-            status=status,
-            limit=limit,
-            offset=offset,
-            sort_by=sort_by,
-            sort_order=sort_order,
-            cursor=cursor,
-            count=count,
-        )
-
-    def trace(
-        self,
-        run_id: str,
-        *,
-        event_type: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-        sort_order: str = "asc",
-    ) -> dict[str, Any]:
-        return self.inspection.trace(
-            run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
-        )
-
-    def checkpoints(
-        self,
-        run_id: str,
-        *,
-        type: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-        include_payload: bool = False,
-    ) -> dict[str, Any]:
-        return self.inspection.checkpoints(
-            run_id, type=type, limit=limit, offset=offset, include_payload=include_payload
-        )
-
-    def replay(self, run_id: str) -> dict[str, Any]:
-        """A compact timeline of the run's checkpoints plus the recovery context."""
-        return self.inspection.replay(run_id)
-
-    def checkpoint_diff(
-        self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
-    ) -> dict[str, Any]:
-        """Added, removed and changed flattened paths between two checkpoints (default: the
-        latest two)."""
-        return self.inspection.checkpoint_diff(
-            run_id, from_sequence=from_sequence, to_sequence=to_sequence
-        )
-
-    def recovery(self, run_id: str) -> dict[str, Any]:
-        return self.inspection.recovery(run_id)
+    get_run = _Forward("inspection", Inspection.get_run)
+    get_run_result = _Forward("inspection", Inspection.get_run_result)
+    list_runs = _Forward("inspection", Inspection.list_runs)
+    trace = _Forward("inspection", Inspection.trace)
+    checkpoints = _Forward("inspection", Inspection.checkpoints)
+    replay = _Forward("inspection", Inspection.replay)
+    checkpoint_diff = _Forward("inspection", Inspection.checkpoint_diff)
+    recovery = _Forward("inspection", Inspection.recovery)
 
     def events(
         self,
@@ -419,17 +249,9 @@ class PlatformManager:
 
     # ================================================================== sweeps, maintenance
 
-    def prune_expired_human_tasks(self) -> int:
-        """Apply ``on_timeout`` to expired requests of paused runs (see ``sweeps``)."""
-        return self.sweeps.prune_expired_human_tasks()
-
-    def prune_timed_out_runs(self) -> int:
-        """Move runs past their ``deadline_at`` to ``timed_out`` (see ``sweeps``)."""
-        return self.sweeps.prune_timed_out_runs()
-
-    def recover_stranded_runs(self) -> int:
-        """Queue runs left ``running`` with no live owner, to be continued (see ``sweeps``)."""
-        return self.sweeps.recover_stranded_runs()
+    prune_expired_human_tasks = _Forward("sweeps", Sweeps.prune_expired_human_tasks)
+    prune_timed_out_runs = _Forward("sweeps", Sweeps.prune_timed_out_runs)
+    recover_stranded_runs = _Forward("sweeps", Sweeps.recover_stranded_runs)
 
     def prune_retention(
         self, policy: Any = None, *, now: Any = None, dry_run: bool = False

@@ -113,6 +113,16 @@ def _validation_text(exc: Any) -> str:
     )
 
 
+def _variable(settings: Settings, receiver: str, variable: str) -> str:
+    """The value of a receiver's ``variable``; unset or empty is a ``config_error``."""
+    value = settings.secret(variable)
+    if not value:
+        raise ConfigError(
+            f"notification receiver {receiver!r}: {variable} is not set", variable=variable
+        )
+    return value
+
+
 def load_receivers(settings: Settings, project_config: Any = None) -> list[Receiver]:
     """:func:`receiver_configs` with their URLs and secrets read from the environment; a
     variable that is unset is a ``config_error`` naming it (never its value)."""
@@ -120,20 +130,10 @@ def load_receivers(settings: Settings, project_config: Any = None) -> list[Recei
     for config in receiver_configs(settings, project_config):
         url = config.url
         if config.url_env is not None:
-            url = settings.secret(config.url_env)
-            if not url:
-                raise ConfigError(
-                    f"notification receiver {config.name!r}: {config.url_env} is not set",
-                    variable=config.url_env,
-                )
+            url = _variable(settings, config.name, config.url_env)
         secret = None
         if config.secret_env is not None:
-            secret = settings.secret(config.secret_env)
-            if not secret:
-                raise ConfigError(
-                    f"notification receiver {config.name!r}: {config.secret_env} is not set",
-                    variable=config.secret_env,
-                )
+            secret = _variable(settings, config.name, config.secret_env)
         out.append(
             Receiver(
                 name=config.name,

@@ -1,9 +1,11 @@
 """Preparing a spec for a run: admit, load, check against environment policy, compile, cache.
 
-:class:`SpecPreparation` raises before any run exists: first the admission gate
-(:class:`~kneo.platform.admission.RunAdmission`), then load, check and compile. A prepared
-spec is cached by what it depends on (:func:`prepare_key`: spec file, environment overlay and
-policy file stamps, or an inline spec's content digest), with the JSON text its runs store in
+:class:`SpecPreparation` raises before any run exists: first the admission gate's rules
+(:meth:`~kneo.platform.admission.RunAdmission.admit`, before the spec is loaded), then one
+load, the gate's policy check (:meth:`~kneo.platform.admission.RunAdmission.check`) and the
+compile. A prepared spec is cached by what it depends on (:func:`prepare_key`: spec file,
+environment overlay and policy file stamps, or an inline spec's content digest; a request's
+overrides and the stored policy by digest), with the JSON text its runs store in
 ``specs``; its compiled workflow goes to the driver's cache by ``(spec digest, target)``.
 :func:`create_run` turns a prepared spec and an input into a run record in one transaction:
 queued for a worker, or started and leased for this process.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +29,27 @@ from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.loader import load_spec, load_spec_data
+from kneo.spec.loader import deep_merge, load_spec, load_spec_data
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
 from kneo.store import RunRecord, Store
 from kneo.store.steps import json_text
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class SpecPreparation:
     """Admits, loads, checks and compiles specs for new runs, with the prepared-spec cache."""
 
-    def __init__(
-        self,
-        *,
-        compiler: SpecCompiler,
-        project: ProjectContext | None,
-        admission: RunAdmission,
-        driver: RunDriver,
-        cache_entries: int,
-    ) -> None:
-        self.compiler = compiler
-        self.project = project
-        self.admission = admission
-        self.driver = driver
-        #: prepared specs by what they depend on (see prepare_key)
-        self.prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache(cache_entries)
+    compiler: SpecCompiler
+    project: ProjectContext | None
+    admission: RunAdmission
+    driver: RunDriver
+    cache_entries: InitVar[int]
+    #: prepared specs by what they depend on (see prepare_key)
+    prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = field(init=False)
+
+    def __post_init__(self, cache_entries: int) -> None:
+        self.prepared = LRUCache(cache_entries)
 
     def prepare(
         self,
@@ -61,48 +60,38 @@ class SpecPreparation:
         environment: str | None,
         overrides: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Admit, load, check (with environment policy) and compile; raises before any run
-        exists. ``overrides`` are merged into the spec (the admitted document is inline)."""
-        from kneo.policy.check import check_spec
-
+        """Admit, load (``overrides`` merged in), check against the environment's policy and
+        compile; raises before any run exists. The spec is loaded once, and not at all when
+        a prepared spec for the same files, overrides and stored policy is cached."""
         if environment is not None:
             check_name(environment, kind="environment")
         if (spec_path is None) == (spec is None):
             raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
-        admitted = self.admission.admit(
-            spec_path=spec_path, spec=spec, environment=environment, overrides=overrides
+        admitted = self.admission.admit(spec_path=spec_path, spec=spec, environment=environment)
+        pinned = admitted.bundle
+        key = (
+            prepare_key(
+                self.project,
+                spec_path,
+                spec,
+                target,
+                environment,
+                overrides=overrides,
+                policy_key=admitted.policy_key,
+            )
+            if pinned is None
+            else None
         )
-        pinned, spec_path, spec = admitted.bundle, admitted.spec_path, admitted.spec
-        project = self.project
-        key = prepare_key(project, spec_path, spec, target, environment) if pinned is None else None
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
             return dict(cached)
-        project_config = project.config if project is not None else None
-        base_dir: Path | None
-        if spec_path is not None:
-            loaded = load_spec(spec_path, env=environment, project=project_config)
-            model, data, base_dir, source = (
-                loaded.spec,
-                loaded.data,
-                loaded.base_dir,
-                str(spec_path),
-            )
-        else:
-            model = (
-                spec
-                if isinstance(spec, Spec)
-                else load_spec_data(dict(spec or {}), project=project_config)
-            )
-            data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
-            base_dir, source = None, "<inline>"
-        report = check_spec(
+        model, data, base_dir, source = self._load(spec_path, spec, environment, overrides)
+        report = self.admission.check(
             model,
-            env=environment,
-            context=project,
-            tool_registry=self.compiler.tool_registry,
-            runtime_registry=self.compiler.runtime_registry,
+            environment=environment,
             base_dir=base_dir,
+            source=source,
+            policy=admitted.policy,
         )
         workflow = self.compiler.compile(
             model,
@@ -129,6 +118,39 @@ class SpecPreparation:
             self.prepared.put(key, prepared)
         return dict(prepared)
 
+    def _load(
+        self,
+        spec_path: str | Path | None,
+        spec: Spec | Mapping[str, Any] | None,
+        environment: str | None,
+        overrides: Mapping[str, Any] | None,
+    ) -> tuple[Spec, dict[str, Any], Path | None, str]:
+        """``(model, document, base_dir, source)`` of a spec file (its environment overlay and
+        the project's defaults applied) or an inline spec, with ``overrides`` merged in."""
+        config = self.project.config if self.project is not None else None
+        if spec_path is not None:
+            source = str(spec_path)
+            loaded = load_spec(spec_path, env=environment, project=config)
+            if not overrides:
+                return loaded.spec, loaded.data, loaded.base_dir, source
+            data = deep_merge(loaded.data, overrides)
+            return load_spec_data(data, source=source), data, loaded.base_dir, source
+        if isinstance(spec, Spec) and not overrides:
+            model = spec
+        else:
+            document = (
+                spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                if isinstance(spec, Spec)
+                else dict(spec or {})
+            )
+            if overrides:
+                document = deep_merge(document, overrides)
+            model = load_spec_data(document, project=config)
+        data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        # a model built in code leaves ``version`` unset; the stored document must load again
+        data.setdefault("version", model.version)
+        return model, data, None, "<inline>"
+
 
 def prepare_key(
     project: ProjectContext | None,
@@ -136,11 +158,15 @@ def prepare_key(
     spec: Spec | Mapping[str, Any] | None,
     target: str,
     environment: str | None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    policy_key: str | None = None,
 ) -> tuple[Any, ...] | None:
     """What a prepared (loaded, checked, compiled) spec depends on: the spec file, its
     environment overlay and the environment's policy file, each by :func:`file_stamp` —
-    or an inline spec's content digest — plus target and environment. ``None``: do not
-    cache (a file is missing; the slow path reports it).
+    or an inline spec's content digest — plus target, environment, the digest of a request's
+    ``overrides`` and of the stored policy it was checked against (``policy_key``). ``None``:
+    do not cache (a file is missing; the slow path reports it).
 
     A path is keyed as given (plus the working directory when relative), not resolved:
     resolving walks every directory of the path on every run, and the stamp's inode already
@@ -168,7 +194,8 @@ def prepare_key(
         if stamp is False or (stamp is None and index == 0 and spec_path is not None):
             return None
         stamps.append(stamp)
-    return (source, target, environment, tuple(stamps))
+    extra = (content_hash(overrides) if overrides else None, policy_key)
+    return (source, target, environment, tuple(stamps), extra)
 
 
 def create_run(

@@ -1,15 +1,16 @@
 """Runs: starting, executing, cancelling, continuing and replaying runs.
 
 Every new run is prepared first (:class:`~kneo.platform.preparation.SpecPreparation`, which
-asks the admission gate), a queued run is admitted again before it executes
-(:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every run that executes here is
-driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
+asks the admission gate), a replay asks the gate as a start does, a queued run is admitted
+again before it executes (:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every
+run that executes here is driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
 compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,25 +42,16 @@ def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
     )
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Runs:
     """The run lifecycle of one process (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        clock: Clock,
-        settings: Settings,
-        preparation: SpecPreparation,
-        admission: RunAdmission,
-        driver: RunDriver,
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.settings = settings
-        self.preparation = preparation
-        self.admission = admission
-        self.driver = driver
+    store: Store
+    clock: Clock
+    settings: Settings
+    preparation: SpecPreparation
+    admission: RunAdmission
+    driver: RunDriver
 
     # ------------------------------------------------------------------ starting runs
 
@@ -75,7 +67,8 @@ class Runs:
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> RunResult:
-        """Create a run and execute it now; returns when it finishes or pauses."""
+        """Create a run and execute it now; returns when it finishes or pauses.
+        ``overrides`` are merged into the spec (checked by the admission gate)."""
         with self.driver.slot.hold():
             prepared = self.preparation.prepare(
                 spec_path=spec_path,
@@ -125,9 +118,9 @@ class Runs:
         return self.driver.result(run)
 
     def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
-        """Execute a queued run in this process (what a worker calls). ``run``: its record as
-        the caller just read it, so it is not read again (the start is a compare-and-set on
-        its version either way)."""
+        """Execute a queued run in this process (what a worker calls), admitted again first.
+        ``run``: its record as the caller just read it, so it is not read again (the start is
+        a compare-and-set on its version either way)."""
         run = run if run is not None and run.run_id == run_id else self.store.get_run(run_id)
         status = (
             transition(run.status, RunStatus.RUNNING, action="execute the run")
@@ -163,10 +156,12 @@ class Runs:
     ) -> RunResult:
         """Run ``run_id`` again as a new run (same spec, input and environment) that reuses
         its recorded answers: ``questions`` (``ask_question`` waits) or ``all`` decisions.
-        A reused answer does not pause; anything new still does."""
+        A reused answer does not pause; anything new still does. A replay is a new run: the
+        admission gate decides as for a start (:meth:`RunAdmission.admit_replay`)."""
         if reuse not in ("questions", "all"):
             raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
         source = self.store.get_run(run_id)
+        pinned = self.admission.admit_replay(source)
         decisions = {
             k: v
             for k, v in ((source.state or {}).get("decisions") or {}).items()
@@ -182,6 +177,7 @@ class Runs:
             "base_dir": meta.get("base_dir"),
             "spec_path": meta.get("spec_path"),
             "environment": source.environment,
+            "bundle_fields": pinned.run_fields() if pinned is not None else {},
         }
         run = self._create(
             prepared,

@@ -31,6 +31,7 @@ sweep racing a person's resume (or another sweeper) changes nothing twice.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -66,6 +67,29 @@ RECOVERY_ACTOR = "system:sweeper"
 _RECOVERY_LOCK = "sweep:stranded-runs"
 
 
+def _audit_timeout(
+    writer: Any, event: str, run: Any, cont: Any, request: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    """Record ``event`` by the timeout actor about ``request`` of ``cont`` (with ``writer``,
+    a transaction or the store): run, continuation, request and its timeout, then
+    ``fields``. Returns the payload."""
+    payload = {
+        "run_id": run.run_id,
+        "continuation_id": cont.continuation_id,
+        "request_id": request.get("request_id"),
+        "timeout_seconds": request.get("timeout_seconds"),
+        **fields,
+    }
+    writer.add_audit(
+        event,
+        actor=TIMEOUT_ACTOR,
+        run_id=run.run_id,
+        continuation_id=cont.continuation_id,
+        payload=payload,
+    )
+    return payload
+
+
 def recovery_interval(lease_seconds: float) -> float:
     """How often a process looks for stranded runs: half a lease, between 1 and 30 s."""
     return max(1.0, min(30.0, lease_seconds / 2))
@@ -74,6 +98,7 @@ def recovery_interval(lease_seconds: float) -> float:
 # --------------------------------------------------------------------------- sweeps
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Sweeps:
     """The sweeps over one store: expired human requests, run deadlines, stranded runs.
 
@@ -81,13 +106,10 @@ class Sweeps:
     <kneo.platform.decisions.Decisions.resume>` like a person's; a run timed out while this
     process drives it is stopped through the driver's cancellation token."""
 
-    def __init__(
-        self, *, store: Store, clock: Clock, driver: RunDriver, decisions: Decisions
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.driver = driver
-        self.decisions = decisions
+    store: Store
+    clock: Clock
+    driver: RunDriver
+    decisions: Decisions
 
     # ------------------------------------------------------------------ human tasks
 
@@ -183,22 +205,17 @@ class Sweeps:
                     status="expired",
                     payload=checkpoint_payload(run.state or {}),
                 )
-                tx.add_audit(
+                _audit_timeout(
+                    tx,
                     "human.expired",
-                    actor=TIMEOUT_ACTOR,
-                    run_id=run.run_id,
-                    continuation_id=cont.continuation_id,
-                    payload={
-                        "run_id": run.run_id,
-                        "continuation_id": cont.continuation_id,
-                        "request_id": request.get("request_id"),
-                        "timeout_seconds": timeout,
-                        "expires_at": request.get("expires_at"),
-                        "expired_at": utc_iso(now),
-                        "on_timeout": "fail",
-                        "assignee": request.get("assignee"),
-                        "environment": run.environment,
-                    },
+                    run,
+                    cont,
+                    request,
+                    expires_at=request.get("expires_at"),
+                    expired_at=utc_iso(now),
+                    on_timeout="fail",
+                    assignee=request.get("assignee"),
+                    environment=run.environment,
                 )
         except (Conflict, IllegalTransition, NotFound):
             return 0  # resumed, cancelled or swept elsewhere first
@@ -239,22 +256,17 @@ class Sweeps:
                     expected_version=cont.version,
                 )
                 for r in requests:
-                    tx.add_audit(
+                    _audit_timeout(
+                        tx,
                         "human.escalated",
-                        actor=TIMEOUT_ACTOR,
-                        run_id=run.run_id,
-                        continuation_id=cont.continuation_id,
-                        payload={
-                            "run_id": run.run_id,
-                            "continuation_id": cont.continuation_id,
-                            "request_id": r.get("request_id"),
-                            "assignee": r.get("assignee"),
-                            "timeout_seconds": r.get("timeout_seconds"),
-                            "original_expires_at": r.get("expires_at"),
-                            "escalated_at": stamp,
-                            "on_timeout": "escalate",
-                            "environment": run.environment,
-                        },
+                        run,
+                        cont,
+                        r,
+                        assignee=r.get("assignee"),
+                        original_expires_at=r.get("expires_at"),
+                        escalated_at=stamp,
+                        on_timeout="escalate",
+                        environment=run.environment,
                     )
                 tx.add_trace_event(
                     run.run_id, "human_escalated", payload={"request_ids": sorted(ids)}
@@ -266,21 +278,15 @@ class Sweeps:
     def _auto_decide(self, cont: Any, run: Any, request: dict[str, Any], policy: str) -> int:
         decision = "approved" if policy == "continue" else "rejected"
         event = "human.continued" if policy == "continue" else "human.auto_rejected"
-        base = {
-            "run_id": run.run_id,
-            "continuation_id": cont.continuation_id,
-            "request_id": request.get("request_id"),
-            "timeout_seconds": request.get("timeout_seconds"),
-            "expires_at": request.get("expires_at"),
-            "on_timeout": policy,
-            "original_assignee": request.get("assignee"),
-        }
-        self.store.add_audit(
+        base = _audit_timeout(
+            self.store,
             event,
-            actor=TIMEOUT_ACTOR,
-            run_id=run.run_id,
-            continuation_id=cont.continuation_id,
-            payload=base,
+            run,
+            cont,
+            request,
+            expires_at=request.get("expires_at"),
+            on_timeout=policy,
+            original_assignee=request.get("assignee"),
         )
         try:
             self.decisions.resume(

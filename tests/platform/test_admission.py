@@ -8,6 +8,7 @@ again when a worker executes a queued run. Real store (SQLite and PostgreSQL), r
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ import pytest
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, SpecError
+from kneo.jsontext import content_hash
 from kneo.platform import PlatformManager, create_platform
 from kneo.platform.admission import POLICY_PREFIX
+from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
@@ -125,3 +128,158 @@ def test_approved_bundles_only_is_refused_before_the_policy_check(
     manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
     with pytest.raises(BundleNotApproved):
         manager.run_from_spec(input_text="x", spec_path="missing.yaml", environment="prod")
+
+
+# --------------------------------------------------------------------------- one load per run
+
+
+@pytest.fixture()
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of the spec loader's two entry points from the platform, by name (a spy
+    on ``kneo.spec.loader`` and on each platform module that bound a name from it)."""
+    from kneo.spec import loader
+
+    calls: list[str] = []
+    for name in ("load_spec", "load_spec_data"):
+        real = getattr(loader, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(loader, name, spy)
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith("kneo.platform") and getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_a_stored_policy_costs_one_load_of_the_spec(
+    manager: PlatformManager, tmp_path: Path, loads: list[str]
+) -> None:
+    """Checked against the stored policy and compiled from one load; an unchanged spec under
+    an unchanged policy is not loaded again, a changed policy is checked again."""
+    path = tmp_path / "hello.yaml"
+    path.write_text(json.dumps(flow()))
+    manager.store.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
+    for source, loader_name in (({"spec_path": str(path)}, "load_spec"), ({"spec": flow()}, None)):
+        loads.clear()
+        done = manager.run_from_spec(input_text="x", environment="staging", **source)
+        assert done.status == "succeeded"
+        assert loads == [loader_name or "load_spec_data"]
+        loads.clear()
+        manager.run_from_spec(input_text="x", environment="staging", **source)
+        assert loads == []
+        require_guardrails(manager, "staging")
+        with pytest.raises(SpecError):
+            manager.run_from_spec(input_text="x", environment="staging", **source)
+        manager.store.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
+
+
+# --------------------------------------------------------------------------- one rule for bundles
+
+
+def add_bundle(manager: PlatformManager, environment: str, spec: dict[str, Any]) -> int:
+    """An active registry revision of ``hello`` in ``environment`` (what the controller writes)."""
+    revision = manager.store.add_revision(
+        "hello", environment, digest=content_hash(spec), spec=spec, status="active"
+    )
+    return revision.revision
+
+
+def test_a_bundle_run_meets_the_stored_policy_like_a_spec_run(manager: PlatformManager) -> None:
+    """A registry revision is checked against the service-managed policy of its environment
+    when it starts and again when a worker executes it; one that satisfies it runs."""
+    add_bundle(manager, "prod", flow())
+    queued = run_bundle(
+        manager, bundle="hello", environment="prod", input_text="x", async_mode=True
+    )
+    require_guardrails(manager, "prod")
+    for async_mode in (False, True):
+        with pytest.raises(SpecError) as refused:
+            run_bundle(
+                manager, bundle="hello", environment="prod", input_text="x", async_mode=async_mode
+            )
+        assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
+    with pytest.raises(SpecError) as refused:
+        manager.execute_run(queued.run_id)
+    assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
+    assert manager.store.list_runs(count=True).total == 1  # only the one queued before
+    guarded = flow()
+    guarded["agent"]["guardrails"] = [GUARDRAIL]
+    add_bundle(manager, "prod", guarded)
+    done = run_bundle(manager, bundle="hello", environment="prod", input_text="x")
+    assert done.status == "succeeded"
+
+
+def test_a_stored_policy_wins_over_the_project_policy_for_both_kinds_of_run(
+    manager: PlatformManager, tmp_path: Path
+) -> None:
+    """``environments/<env>.yaml`` requires guardrails; the operator's stored policy for that
+    environment does not: it is the one a spec run and a bundle run are checked against."""
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "qa.yaml").write_text(
+        "version: v1\npolicy_enforcement: {require_guardrails: true}\n"
+    )
+    add_bundle(manager, "qa", flow())
+    with pytest.raises(SpecError):
+        manager.run_from_spec(input_text="x", spec=flow(), environment="qa")
+    with pytest.raises(SpecError):
+        run_bundle(manager, bundle="hello", environment="qa", input_text="x")
+    manager.store.set_metadata(POLICY_PREFIX + "qa", {"require_human_review": False})
+    assert manager.run_from_spec(input_text="x", spec=flow(), environment="qa").status == (
+        "succeeded"
+    )
+    done = run_bundle(manager, bundle="hello", environment="qa", input_text="x")
+    assert done.status == "succeeded"
+
+
+# --------------------------------------------------------------------------- replays
+
+
+def test_a_replay_meets_the_rules_of_a_start(manager: PlatformManager) -> None:
+    """A replay starts a new run: where its environment has since come to run approved
+    bundles only, or its policy forbids the spec, it is refused with a start's error code
+    and no run is created."""
+    first = manager.run_from_spec(input_text="x", spec=flow(), environment="prod")
+    other = manager.run_from_spec(input_text="x", spec=flow(), environment="staging")
+    require_guardrails(manager, "staging")
+    with pytest.raises(SpecError) as refused:
+        manager.replay_run(other.run_id)
+    assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
+    assert manager.replay_run(first.run_id).status == "succeeded"
+    manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    with pytest.raises(BundleNotApproved) as denied:
+        manager.replay_run(first.run_id)
+    assert denied.value.code == "bundle_not_approved" and denied.value.http_status == 403
+    assert manager.store.list_runs(count=True).total == 3
+
+
+def test_a_replay_of_a_bundle_run_needs_its_revision_active(manager: PlatformManager) -> None:
+    """Where only approved bundles run, a bundle run is replayed while its revision is the
+    active one (the replay is pinned to it); once another revision is promoted, the recorded
+    spec is no longer an approved bundle."""
+    manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    revision = add_bundle(manager, "prod", flow())
+    first = run_bundle(manager, bundle="hello", environment="prod", input_text="x")
+    replay = manager.replay_run(first.run_id)
+    assert replay.status == "succeeded"
+    pinned = manager.store.get_run(replay.run_id)
+    assert (pinned.bundle_name, pinned.bundle_revision) == ("hello", revision)
+    newer = flow()
+    newer["agent"]["system_prompt"] = "Say hello."
+    add_bundle(manager, "prod", newer)
+    with pytest.raises(BundleNotApproved):
+        manager.replay_run(first.run_id)
+
+
+def test_a_run_from_a_spec_model_is_stored_loadable(manager: PlatformManager) -> None:
+    """A spec built in code (a ``Spec`` model, ``version`` left at its default) is stored as
+    a document that loads again: another process executes it, and a replay is admitted."""
+    from kneo.spec.models import Spec
+
+    built = Spec.model_validate({k: v for k, v in flow().items() if k != "version"})
+    queued = manager.start_run_from_spec(input_text="x", spec=built)
+    fresh = create_platform(manager.settings, manager.project, store=manager.store)
+    assert fresh.execute_run(queued.run_id).status == "succeeded"
+    assert fresh.replay_run(queued.run_id).status == "succeeded"
