@@ -43,7 +43,7 @@ from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
 from kneo.settings import Settings
-from kneo.store import ContinuationRecord, RunRecord, Store
+from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
@@ -299,21 +299,11 @@ class Decisions:
             "assignee": request.assignee,
             "environment": run.environment,
         }
-        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
-        decided = {
-            "event_type": "human_decision",
-            "step_id": request.step_id,
-            "payload": {
-                "request_id": request.request_id,
-                "decision": answer.decision,
-                "kind": request.kind,
-                "content_present": bool(answer.content),
-                "actor": answer.actor,
-            },
-        }
+        decided = _decided_event(request, answer)
         try:
             with self.store.transaction() as tx:
                 if remaining:
+                    snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
                     updated = tx.update_run(
                         run.run_id, expected_version=run.version, state=snapshot
                     )
@@ -334,37 +324,9 @@ class Decisions:
                         continuation_id=cont.continuation_id,
                         payload={**audit, "result_status": "paused"},
                     )
-                    updated = tx.current(updated)
                 else:
-                    updated = tx.update_run(
-                        run.run_id,
-                        expected_version=run.version,
-                        state=state.snapshot(),
-                        status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
-                    )
-                    # This process executes the run now; a paused run has no other executor.
-                    tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
-                    tx.put_continuation(
-                        cont.continuation_id,
-                        run_id=run.run_id,
-                        requests=requests,
-                        context=cont.context,
-                        status="resolved",
-                        expires_at=cont.expires_at,
-                        workflow_kind=cont.workflow_kind,
-                        expected_version=cont.version,
-                    )
-                    tx.add_trace_events(
-                        run.run_id,
-                        [
-                            decided,
-                            {
-                                "event_type": "run_resumed",
-                                "payload": {"continuation_id": cont.continuation_id},
-                            },
-                        ],
-                    )
-                    updated = tx.current(updated)
+                    updated = self._resolve(tx, run, cont, state, requests, decided)
+                updated = tx.current(updated)
         except Conflict as exc:
             if exc.code == "stale_state":
                 return None
@@ -380,6 +342,42 @@ class Decisions:
             audits=audits,
             resumed_from=cont.context.get("trace"),
         )
+
+    def _resolve(
+        self,
+        tx: Transaction,
+        run: RunRecord,
+        cont: ContinuationRecord,
+        state: ExecutionState,
+        requests: list[dict[str, Any]],
+        decided: dict[str, Any],
+    ) -> RunRecord:
+        """The last pending request decided: the run goes back to running under this
+        process's lease, the continuation is resolved, and the run is traced as resumed."""
+        updated = tx.update_run(
+            run.run_id,
+            expected_version=run.version,
+            state=state.snapshot(),
+            status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
+        )
+        # This process executes the run now; a paused run has no other executor.
+        tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
+        tx.put_continuation(
+            cont.continuation_id,
+            run_id=run.run_id,
+            requests=requests,
+            context=cont.context,
+            status="resolved",
+            expires_at=cont.expires_at,
+            workflow_kind=cont.workflow_kind,
+            expected_version=cont.version,
+        )
+        resumed = {
+            "event_type": "run_resumed",
+            "payload": {"continuation_id": cont.continuation_id},
+        }
+        tx.add_trace_events(run.run_id, [decided, resumed])
+        return updated
 
     def _pending(
         self, cont: ContinuationRecord, request_id: str
@@ -418,3 +416,18 @@ class Decisions:
                 f"request {request_id} is no longer pending", request_id=request_id
             )
         return run, state, HumanRequest.from_dict(raw)
+
+
+def _decided_event(request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:
+    """The ``human_decision`` trace event (what was decided, never the content)."""
+    return {
+        "event_type": "human_decision",
+        "step_id": request.step_id,
+        "payload": {
+            "request_id": request.request_id,
+            "decision": answer.decision,
+            "kind": request.kind,
+            "content_present": bool(answer.content),
+            "actor": answer.actor,
+        },
+    }

@@ -13,8 +13,9 @@ resumes from); the continuation and the ``run_paused`` event name the requests b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from kneo.engine.executor import Cancelled, Completed, Failed, Outcome, Paused
 from kneo.engine.human import compact_request
@@ -24,6 +25,18 @@ from kneo.ids import new_continuation_id
 from kneo.platform.journal import StoreJournal
 from kneo.platform.tasks import pending_entry
 from kneo.store import RunRecord, Transaction
+
+
+class _Rows(NamedTuple):
+    """What an outcome of one kind adds to the run: its changes, the final checkpoint's type,
+    status and step, its trace events and its own audits ``(type, payload, continuation)``."""
+
+    changes: dict[str, Any]
+    kind: str
+    status: str
+    step_id: str | None = None
+    events: tuple[dict[str, Any], ...] = ()
+    audits: Sequence[tuple[str, dict[str, Any], str | None]] = ()
 
 
 def write_outcome(
@@ -39,120 +52,30 @@ def write_outcome(
     """The outcome's rows in ``tx``; ``owner``'s lease on the run ends with it.
     ``trace_context``: a pause's (``kneo.tracing.carrier``), kept in the continuation's
     context for the resume's span link."""
-    run_id = run.run_id
     state = dict(outcome.state)
-    changes: dict[str, Any]
-    events: list[dict[str, Any]] = []
-    extra_audits: list[tuple[str, dict[str, Any], str | None]] = []
-    if isinstance(outcome, Completed):
-        changes = {
-            "status": transition(run.status, RunStatus.SUCCEEDED),
-            "output_text": outcome.output_text,
-            "error": None,
-            "finished_at": tx.now,
-        }
-        kind, status = "run_completed", "succeeded"
-    elif isinstance(outcome, Paused):
-        cid = new_continuation_id()
-        # Each body is stored once, in the state; the continuation and the event name it.
-        state["pending"] = [compact_request(r.to_dict()) for r in outcome.requests]
-        expiries = [r.expires_at for r in outcome.requests if r.expires_at]
-        tx.put_continuation(
-            cid,
-            run_id=run_id,
-            requests=[pending_entry(r) for r in outcome.requests],
-            context={"trace": trace_context} if trace_context else {},
-            expires_at=_parse_time(min(expiries)) if expiries else None,
-            workflow_kind=run.workflow_kind,
-            workflow_name=run.workflow_name,
-            environment=run.environment,
-        )
-        state["continuation_id"] = cid
-        changes = {"status": transition(run.status, RunStatus.PAUSED)}
-        kind, status = "paused", "paused"
-        named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]
-        events.append(
-            {"event_type": "run_paused", "payload": {"continuation_id": cid, "requests": named}}
-        )
-        for r in outcome.requests:
-            extra_audits.append(
-                (
-                    "human.requested",
-                    {
-                        "request_id": r.request_id,
-                        "kind": r.kind,
-                        "step_id": r.step_id,
-                        "assignee": r.assignee,
-                        "expires_at": r.expires_at,
-                        "environment": run.environment,
-                        "workflow": run.workflow_name,
-                    },
-                    cid,
-                )
-            )
-    elif isinstance(outcome, Failed):
-        changes = {
-            "status": transition(run.status, RunStatus.FAILED),
-            "error": outcome.error,
-            "finished_at": tx.now,
-        }
-        kind, status = "run_failed", "failed"
-        events.append(
-            {
-                "event_type": "run_failed",
-                "step_id": outcome.error.get("step_id"),
-                "payload": outcome.error,
-            }
-        )
-        extra_audits.append(
-            (
-                "run.failed",
-                {
-                    "reason": outcome.error.get("type") or outcome.error.get("code"),
-                    "step_id": outcome.error.get("step_id"),
-                    "environment": run.environment,
-                    "workflow": run.workflow_name,
-                },
-                None,
-            )
-        )
-    else:
-        assert isinstance(outcome, Cancelled)
-        changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
-        kind, status = "run_cancelled", "cancelled"
-        events.append({"event_type": "run_cancelled", "payload": {}})
-    first = outcome.requests[0] if isinstance(outcome, Paused) else None
+    rows = _outcome_rows(tx, run, outcome, state, trace_context)
     final = Boundary(
-        kind=kind,
+        kind=rows.kind,
         state=state,
         # A completed run's state is the engine's last snapshot, unchanged: reuse its texts.
         parts=outcome.parts if isinstance(outcome, Completed) else None,
-        status=status,
-        step_id=first.step_id
-        if first
-        else (outcome.error.get("step_id") if isinstance(outcome, Failed) else None),
+        status=rows.status,
+        step_id=rows.step_id,
     )
-    if isinstance(outcome, Completed):
-        events.append(
-            {
-                "event_type": "run_completed",
-                "payload": {"output_chars": len(outcome.output_text)},
-            }
-        )
-    checkpoints, rows = journal.final_rows(
-        final, [dict(e, payload=e.get("payload") or {}) for e in events]
+    checkpoints, events = journal.final_rows(
+        final, [dict(e, payload=e.get("payload") or {}) for e in rows.events]
     )
     audit_rows = [
-        {"event_type": event_type, "run_id": run_id, "continuation_id": cid, "payload": payload}
-        for event_type, payload, cid in extra_audits
+        {"event_type": event_type, "run_id": run.run_id, "continuation_id": cid, "payload": payload}
+        for event_type, payload, cid in rows.audits
     ]
     audit_rows += [
         {
             "event_type": event_type,
             "actor": actor,
-            "run_id": run_id,
+            "run_id": run.run_id,
             "continuation_id": decision_cid,
-            "payload": {**payload, "result_status": changes["status"]},
+            "payload": {**payload, "result_status": rows.changes["status"]},
         }
         for event_type, actor, decision_cid, payload in audits
     ]
@@ -163,9 +86,112 @@ def write_outcome(
         state_text=final.state_text,
         release_lease=owner,
         checkpoints=checkpoints,
-        events=rows,
+        events=events,
         audits=audit_rows,
-        **changes,
+        **rows.changes,
+    )
+
+
+def _outcome_rows(
+    tx: Transaction,
+    run: RunRecord,
+    outcome: Outcome,
+    state: dict[str, Any],
+    trace_context: dict[str, str] | None,
+) -> _Rows:
+    """The rows of ``outcome``'s kind (a pause also writes its continuation and names it in
+    ``state``)."""
+    if isinstance(outcome, Completed):
+        changes = {
+            "status": transition(run.status, RunStatus.SUCCEEDED),
+            "output_text": outcome.output_text,
+            "error": None,
+            "finished_at": tx.now,
+        }
+        done = {
+            "event_type": "run_completed",
+            "payload": {"output_chars": len(outcome.output_text)},
+        }
+        return _Rows(changes, "run_completed", "succeeded", events=(done,))
+    if isinstance(outcome, Paused):
+        return _paused(tx, run, outcome, state, trace_context)
+    if isinstance(outcome, Failed):
+        return _failed(tx, run, outcome)
+    assert isinstance(outcome, Cancelled)
+    changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
+    cancelled = {"event_type": "run_cancelled", "payload": {}}
+    return _Rows(changes, "run_cancelled", "cancelled", events=(cancelled,))
+
+
+def _paused(
+    tx: Transaction,
+    run: RunRecord,
+    outcome: Paused,
+    state: dict[str, Any],
+    trace_context: dict[str, str] | None,
+) -> _Rows:
+    """A pause: its continuation, the ``run_paused`` event and a ``human.requested`` audit
+    per request."""
+    cid = new_continuation_id()
+    # Each body is stored once, in the state; the continuation and the event name it.
+    state["pending"] = [compact_request(r.to_dict()) for r in outcome.requests]
+    expiries = [r.expires_at for r in outcome.requests if r.expires_at]
+    tx.put_continuation(
+        cid,
+        run_id=run.run_id,
+        requests=[pending_entry(r) for r in outcome.requests],
+        context={"trace": trace_context} if trace_context else {},
+        expires_at=_parse_time(min(expiries)) if expiries else None,
+        workflow_kind=run.workflow_kind,
+        workflow_name=run.workflow_name,
+        environment=run.environment,
+    )
+    state["continuation_id"] = cid
+    named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]
+    paused = {"event_type": "run_paused", "payload": {"continuation_id": cid, "requests": named}}
+    audits = [
+        (
+            "human.requested",
+            {
+                "request_id": r.request_id,
+                "kind": r.kind,
+                "step_id": r.step_id,
+                "assignee": r.assignee,
+                "expires_at": r.expires_at,
+                "environment": run.environment,
+                "workflow": run.workflow_name,
+            },
+            cid,
+        )
+        for r in outcome.requests
+    ]
+    changes = {"status": transition(run.status, RunStatus.PAUSED)}
+    step_id = outcome.requests[0].step_id if outcome.requests else None
+    return _Rows(changes, "paused", "paused", step_id, (paused,), audits)
+
+
+def _failed(tx: Transaction, run: RunRecord, outcome: Failed) -> _Rows:
+    """A failure: the ``run_failed`` event and the (notified) ``run.failed`` audit."""
+    error = outcome.error
+    changes = {
+        "status": transition(run.status, RunStatus.FAILED),
+        "error": error,
+        "finished_at": tx.now,
+    }
+    failed = {"event_type": "run_failed", "step_id": error.get("step_id"), "payload": error}
+    audit = {
+        "reason": error.get("type") or error.get("code"),
+        "step_id": error.get("step_id"),
+        "environment": run.environment,
+        "workflow": run.workflow_name,
+    }
+    return _Rows(
+        changes,
+        "run_failed",
+        "failed",
+        error.get("step_id"),
+        (failed,),
+        [("run.failed", audit, None)],
     )
 
 

@@ -24,11 +24,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("kneo/store/migrations/versions/0002_registry.py", "upgrade"): (
         "a migration is the record of a released schema: never rewritten"
     ),
-    (
-        "kneo/platform/decisions.py",
-        "Decisions.apply_decision",
-    ): "platform split in progress (issue 19)",
-    ("kneo/platform/outcomes.py", "write_outcome"): "platform split in progress (issue 19)",
 }
 
 
