@@ -37,7 +37,6 @@ from kneo.store.records import (
 
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
-_P = t.promotion_approvals.c
 _X = t.registry_changes.c
 
 #: Names per ``IN (...)`` list when a reconcile reads some bundles only.
@@ -119,7 +118,7 @@ class RegistryWritesMixin:
                 {},
             )
             self._registry_seq = int(found[0]) if found else None
-        self._write(
+        self._write(  # read back, not left waiting: two stamps of one key must not share a statement
             "changed",
             t.registry_changes,
             lambda: d.insert_sql(
