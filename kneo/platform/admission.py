@@ -225,8 +225,7 @@ class RunAdmission:
         with self._snapshot(run.environment):
             if not approved:
                 self.refuse_unapproved(run.environment)
-            value = self._stored(run.environment)
-        return PolicyEnforcement.model_validate(value) if value is not None else None
+            return stored_policy(self.store, run.environment)
 
     def _check_recorded(self, run: RunRecord, policy: PolicyEnforcement | None) -> None:
         """:meth:`check` on a recorded run's spec, in its environment and directory."""
