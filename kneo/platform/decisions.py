@@ -1,12 +1,12 @@
 """Human tasks: listing them, validating a person's decision, applying it to a paused run.
 
 :class:`Decisions` holds them. :meth:`~Decisions.list_human_tasks` is the inbox query;
-:meth:`~Decisions.resume` replays an idempotent decision, records a promotion approval
-(:func:`kneo.platform.bundles.resume_promotion`) or goes on to
-:meth:`~Decisions.resume_decision`, which checks a decision against what is stored (request
-pending, run paused, answer valid) before anything changes; :meth:`~Decisions.apply_decision`
-writes it in one transaction with compare-and-set and hands the run to the
-:class:`~kneo.platform.driver.RunDriver` when nothing is left pending.
+:meth:`~Decisions.resume` replays an idempotent decision or goes on to
+:meth:`~Decisions.resume_decision`, which in one transaction reads the continuation and its
+run, checks the decision against them (request pending, run paused, answer valid) and writes it
+with compare-and-set, then hands the run to the :class:`~kneo.platform.driver.RunDriver` when
+nothing is left pending; a decision on a promotion task is recorded there instead
+(:func:`kneo.platform.bundles.resume_promotion`).
 
 The decision is recorded in the execution state under the request's ``wait_key``; the
 request leaves the state's ``pending`` and its body moves to its continuation entry, marked
@@ -202,19 +202,6 @@ class Decisions:
                 call=call,
             )
             return RunResult.from_dict(body, replayed=replayed)
-        cont = self.store.get_continuation(continuation_id)
-        if cont.workflow_kind == "promotion":
-            from kneo.platform.bundles import resume_promotion  # GitOps promotion: no run
-
-            return resume_promotion(
-                self.store,
-                continuation_id,
-                request_id=request_id,
-                decision=decision,
-                content=content,
-                actor=actor,
-                controller=self.controller,
-            )
         return self.resume_decision(
             continuation_id,
             request_id=request_id,
@@ -223,7 +210,6 @@ class Decisions:
             selected_option=selected_option,
             actor=actor,
             metadata=metadata,
-            continuation=cont,
         )
 
     def resume_decision(
@@ -238,49 +224,72 @@ class Decisions:
         metadata: Mapping[str, Any] | None,
         continuation: ContinuationRecord | None = None,
     ) -> RunResult:
-        """Check a decision against what is stored, then apply it with compare-and-set.
+        """Check a decision against what is stored and write it, in one transaction.
 
-        No lock row: the decision's transaction is a compare-and-set on the run's and the
-        continuation's versions, so of two racing decisions one commits and the other reads
-        again. A run that a resume already moved to ``running`` answers ``resource_locked``
-        (another process is resuming it) until it pauses or ends; a request already decided,
-        ``request_already_resolved``. ``continuation``: the caller's fresh read, used first."""
+        The continuation and its run are read in the decision's own transaction (SQLite: under
+        the write lock, on the warm writer connection), and the writes compare-and-set the
+        run's and the continuation's versions, so of two racing decisions one commits and the
+        other reads again. A run that a resume already moved to ``running`` answers
+        ``resource_locked`` (another process is resuming it) until it pauses or ends; a request
+        already decided, ``request_already_resolved``. ``continuation``: a view the caller
+        already holds, tried first (a stale one loses the compare-and-set and is read again).
+        """
         for _ in range(DECISION_ATTEMPTS):
-            cont = continuation or self.store.get_continuation(continuation_id)
-            continuation = None
-            run, state, request = self._pending(cont, request_id)
-            answer = validate_decision(
-                request,
-                HumanDecision(
-                    request_id=request_id,
-                    decision=decision,
-                    content=content,
-                    selected_option=selected_option,
-                    actor=actor,
-                    decided_at=utc_iso(self.clock.now()),
-                    metadata=dict(metadata or {}),
-                ),
-                max_content_chars=self.settings.limits.max_human_content_chars,
+            try:
+                with self.store.transaction() as tx:
+                    cont = continuation or tx.get_continuation(continuation_id)
+                    continuation = None
+                    if cont.workflow_kind == "promotion":
+                        break  # a GitOps promotion: no run (after the loop)
+                    run, state, request = self._pending(tx, cont, request_id)
+                    answer = validate_decision(
+                        request,
+                        HumanDecision(
+                            request_id=request_id,
+                            decision=decision,
+                            content=content,
+                            selected_option=selected_option,
+                            actor=actor,
+                            decided_at=utc_iso(self.clock.now()),
+                            metadata=dict(metadata or {}),
+                        ),
+                        max_content_chars=self.settings.limits.max_human_content_chars,
+                    )
+                    updated, remaining = self._write_decision(tx, run, cont, state, request, answer)
+            except Conflict as exc:
+                if exc.code == "stale_state":
+                    continue  # another decision committed first: nothing was written
+                raise
+            return self._continue(updated, cont, request, answer, remaining)
+        else:
+            raise ResourceLocked(
+                f"continuation {continuation_id} is being resumed by other processes",
+                lock=f"continuation:{continuation_id}",
             )
-            result = self.apply_decision(run, cont, state, request, answer)
-            if result is not None:
-                return result
-        raise ResourceLocked(
-            f"continuation {continuation_id} is being resumed by other processes",
-            lock=f"continuation:{continuation_id}",
+        from kneo.platform.bundles import resume_promotion
+
+        return resume_promotion(
+            self.store,
+            continuation_id,
+            request_id=request_id,
+            decision=decision,
+            content=content,
+            actor=actor,
+            controller=self.controller,
         )
 
-    def apply_decision(
+    def _write_decision(
         self,
+        tx: Transaction,
         run: RunRecord,
         cont: ContinuationRecord,
         state: ExecutionState,
         request: HumanRequest,
         answer: HumanDecision,
-    ) -> RunResult | None:
-        """Write the decision in one compare-and-set transaction, then continue the run when no
-        request is left pending; ``None`` when another decision committed first (nothing was
-        written: read again)."""
+    ) -> tuple[RunRecord, list[dict[str, Any]]]:
+        """The decision's writes (compare-and-set on the run and the continuation): the run
+        stays paused while other requests are pending, else it goes back to running. Returns
+        the updated run and the requests still pending."""
         with state.lock:
             state.decisions[request.wait_key] = answer.to_dict()
             state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
@@ -291,49 +300,44 @@ class Decisions:
             else dict(r)
             for r in cont.requests
         ]
-        audit = {
-            "request_id": request.request_id,
-            "decision": answer.decision,
-            "selected_option": answer.selected_option,
-            "content_present": bool(answer.content),
-            "assignee": request.assignee,
-            "environment": run.environment,
-        }
         decided = _decided_event(request, answer)
-        try:
-            with self.store.transaction() as tx:
-                if remaining:
-                    snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
-                    updated = tx.update_run(
-                        run.run_id, expected_version=run.version, state=snapshot
-                    )
-                    tx.put_continuation(
-                        cont.continuation_id,
-                        run_id=run.run_id,
-                        requests=requests,
-                        context=cont.context,
-                        expires_at=next_expiry(requests, remaining),
-                        workflow_kind=cont.workflow_kind,
-                        expected_version=cont.version,
-                    )
-                    tx.add_trace_events(run.run_id, [decided])
-                    tx.add_audit(
-                        "human.decision",
-                        actor=answer.actor,
-                        run_id=run.run_id,
-                        continuation_id=cont.continuation_id,
-                        payload={**audit, "result_status": "paused"},
-                    )
-                else:
-                    updated = self._resolve(tx, run, cont, state, requests, decided)
-                updated = tx.current(updated)
-        except Conflict as exc:
-            if exc.code == "stale_state":
-                return None
-            raise
+        if not remaining:
+            return tx.current(self._resolve(tx, run, cont, state, requests, decided)), remaining
+        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
+        updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
+        tx.put_continuation(
+            cont.continuation_id,
+            run_id=run.run_id,
+            requests=requests,
+            context=cont.context,
+            expires_at=next_expiry(requests, remaining),
+            workflow_kind=cont.workflow_kind,
+            expected_version=cont.version,
+        )
+        tx.add_trace_events(run.run_id, [decided])
+        tx.add_audit(
+            "human.decision",
+            actor=answer.actor,
+            run_id=run.run_id,
+            continuation_id=cont.continuation_id,
+            payload={**_decision_audit(run, request, answer), "result_status": "paused"},
+        )
+        return tx.current(updated), remaining
+
+    def _continue(
+        self,
+        updated: RunRecord,
+        cont: ContinuationRecord,
+        request: HumanRequest,
+        answer: HumanDecision,
+        remaining: list[dict[str, Any]],
+    ) -> RunResult:
+        """After the decision committed: the paused run's result while requests remain, else
+        the run driven on from its pause (the decision audited with its outcome)."""
         metrics.record_human_wait((self.clock.now() - cont.created_at).total_seconds())
         if remaining:
             return self.driver.result(updated)
+        audit = _decision_audit(updated, request, answer)
         audits: Audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
         return self.driver.drive(
             updated,
@@ -380,7 +384,7 @@ class Decisions:
         return updated
 
     def _pending(
-        self, cont: ContinuationRecord, request_id: str
+        self, tx: Transaction, cont: ContinuationRecord, request_id: str
     ) -> tuple[RunRecord, ExecutionState, HumanRequest]:
         """The paused run and the still-pending request a decision answers, or the error that
         says why there is none."""
@@ -393,7 +397,7 @@ class Decisions:
             )
         if cont.run_id is None:
             raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
-        run = self.store.get_run(cont.run_id)
+        run = tx.get_run(cont.run_id)
         if run.status == RunStatus.RUNNING:
             # A resume (a person's or a timeout's) committed its decision and is executing.
             raise ResourceLocked(
@@ -416,6 +420,18 @@ class Decisions:
                 f"request {request_id} is no longer pending", request_id=request_id
             )
         return run, state, HumanRequest.from_dict(raw)
+
+
+def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:
+    """The ``human.decision`` audit payload (whether content came, never the content)."""
+    return {
+        "request_id": request.request_id,
+        "decision": answer.decision,
+        "selected_option": answer.selected_option,
+        "content_present": bool(answer.content),
+        "assignee": request.assignee,
+        "environment": run.environment,
+    }
 
 
 def _decided_event(request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:
