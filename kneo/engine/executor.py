@@ -324,6 +324,7 @@ class _Run:
         status: str = "completed",
         attempt: int = 1,
         closing: bool = False,
+        replayable: bool = False,
         **metadata: Any,
     ) -> None:
         self.journal.commit(
@@ -336,6 +337,7 @@ class _Run:
                 attempt=attempt,
                 metadata=metadata,
                 closing=closing,
+                replayable=replayable,
             )
         )
 
@@ -385,8 +387,12 @@ class _Run:
         done = self.state.completed(key)
         if done is not None:
             return str(done.get("output") or "")
+        # A human step answered by a decision already recorded (a resume): its completion
+        # follows from durable state, so its boundary may ride with the next one.
+        replayable = step.kind == "human" and self.decision(key) is not None
         if self.probe:
-            raise _ProbeStop([{"unit_key": key, "step_id": step.id, "kind": step.kind, **position}])
+            unit = {"unit_key": key, "step_id": step.id, "kind": step.kind, **position}
+            raise _ProbeStop([{**unit, "decided": True} if replayable else unit])
         self.check_cancel()
         with self.state.lock:
             previous = self.state.units.get(key, {})
@@ -425,6 +431,7 @@ class _Run:
             attempt=attempt,
             at=finished,
             closing=closing,
+            replayable=replayable,
             **{k: v for k, v in position.items() if k == "node_id"},
         )
         self.check_cancel()

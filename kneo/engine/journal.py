@@ -64,6 +64,11 @@ class Boundary:
     its outcome, unless it emits or commits again first. A journal may then make the boundary
     durable together with the outcome (one transaction instead of two) without widening what
     a crash can lose: no step runs between the two.
+
+    ``replayable``: the unit's result follows from state that is already durable and running
+    it again has no effect outside the run (a human step completed from its recorded
+    decision). A journal may make the boundary durable together with the next one: a crash in
+    between runs the unit again from that state, to the same result.
     """
 
     __slots__ = (
@@ -73,6 +78,7 @@ class Boundary:
         "kind",
         "metadata",
         "parts",
+        "replayable",
         "state_text",
         "status",
         "step_id",
@@ -91,6 +97,7 @@ class Boundary:
         state_text: str | None = None,
         parts: StateParts | None = None,
         closing: bool = False,
+        replayable: bool = False,
     ) -> None:
         if parts is not None:
             state_text = parts.text
@@ -108,6 +115,7 @@ class Boundary:
         #: the texts ``state_text`` is made of, when the engine made it (journals may diff them)
         self.parts = parts
         self.closing = closing
+        self.replayable = replayable
 
     @property
     def state(self) -> dict[str, Any]:

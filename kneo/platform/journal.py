@@ -3,7 +3,9 @@
 Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execution state
 (compare-and-set on the run version), a redacted checkpoint and the buffered, redacted trace
 events. A *closing* boundary (the engine starts nothing after it) waits for the outcome and
-is written in the outcome's transaction (:meth:`StoreJournal.final_rows`). When the
+is written in the outcome's transaction (:meth:`StoreJournal.final_rows`); a *replayable* one
+(a human step completed from its recorded decision) waits for the next boundary and is written
+in its transaction, a checkpoint each. When the
 compare-and-set fails — the run was cancelled or taken over by another process — nothing is
 written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
 The execution state is stored as-is (it is what the run continues from); checkpoints and
@@ -87,8 +89,9 @@ class StoreJournal:
         self._lock = threading.Lock()
         self._rejoin = rejoin
         self._committed: _Committed | None = None
-        #: a closing boundary waiting for the outcome's transaction (:meth:`final_rows`)
-        self._held: Boundary | None = None
+        #: boundaries waiting for the next one's transaction or the outcome's
+        #: (:meth:`final_rows`): replayable ones, and a closing one last
+        self._held: list[Boundary] = []
         # One connection for the run's step commits (Store.step_writer), given back by final_rows,
         # discard, close, or when the journal is dropped.
         self._writer = store.step_writer()
@@ -96,38 +99,37 @@ class StoreJournal:
 
     def emit(self, event: TraceEvent) -> None:
         with self._lock:
-            self._flush_held()  # the engine went on after a closing boundary after all
+            if self._held and self._held[-1].closing:
+                self._write_held()  # the engine went on after a closing boundary after all
             self._buffer.append(event)
 
     def commit(self, boundary: Boundary) -> None:
         if self._rejoin is not None:
             self._rejoin()
         with self._lock:
-            self._flush_held()
-            if boundary.closing:
-                # Nothing runs before the outcome: write it with the outcome (final_rows).
-                self._held = boundary
-                return
-            self._write_step(boundary)
+            if self._held and self._held[-1].closing:
+                self._write_held()
+            self._held.append(boundary)
+            if not (boundary.closing or boundary.replayable):
+                self._write_held()
+            # else nothing that can be lost runs before the next boundary or the outcome:
+            # it is written with that one
 
-    def _flush_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            self._write_step(held)
-
-    def _write_step(self, boundary: Boundary) -> None:
-        """The boundary, its state and the buffered events in their own transaction."""
-        # Serialize the state once: it is the run row's state and, when redaction has
-        # nothing to change (the usual case), the checkpoint payload too.
-        state_text = boundary.state_text or json_text(boundary.state)
-        checkpoint = self._checkpoint_row(boundary, state_text)
+    def _write_held(self) -> None:
+        """The held boundaries, the last one's state and the buffered events in their own
+        transaction."""
+        held, self._held = self._held, []
+        # Serialize each state once: the last is the run row's state and, when redaction
+        # has nothing to change (the usual case), the checkpoint payloads too.
+        chain = self._chain(held)
         events = _event_records(self._buffer)
+        boundary, state_text, checkpoint = chain[-1]
         written = self._writer.commit(
             run_id=self.run_id,
             expected_version=self.version,
             now=self.store.clock.now(),
             state_text=state_text,
-            checkpoint=checkpoint,
+            checkpoints=[row for _, _, row in chain],
             events=events,
         )
         if written is None:  # cancelled or taken over (NotFound when the run is gone)
@@ -143,30 +145,37 @@ class StoreJournal:
         self, boundary: Boundary, events: list[dict[str, Any]] | None = None
     ) -> tuple[list[StepCheckpoint], list[dict[str, Any]]]:
         """What the caller's final transaction appends, and ends this journal's chain with:
-        the checkpoints of a held closing boundary and of ``boundary``, and the pending
-        events followed by ``events`` (rows as ``add_trace_events`` takes them). The
-        checkpoints may be patches, each on the row before it as this journal expects them
-        numbered; a store that numbers them otherwise stores keyframes
+        the checkpoints of the held boundaries and of ``boundary``, and the pending events
+        followed by ``events`` (rows as ``add_trace_events`` takes them). The checkpoints may
+        be patches, each on the row before it as this journal expects them numbered; a store
+        that numbers them otherwise stores keyframes
         (:meth:`~kneo.store.steps.StepCheckpoint.at`). The caller's compare-and-set on
-        :attr:`version` covers the held boundary too."""
+        :attr:`version` covers the held boundaries too."""
         with self._lock:
             self._writer.close()
-            held, self._held = self._held, None
-            checkpoints = []
-            if held is not None:
-                held_text = held.state_text or json_text(held.state)
-                row = self._checkpoint_row(held, held_text)
-                checkpoints.append(row)
-                if self.checkpoint_seq is None:
-                    self._committed = None  # no number to chain the outcome's patch to
-                else:
-                    self._remember(held, held_text, row, self.checkpoint_seq + 1)
-            state_text = boundary.state_text or json_text(boundary.state)
-            checkpoints.append(self._checkpoint_row(boundary, state_text))
+            held, self._held = self._held, []
+            checkpoints = [row for _, _, row in self._chain([*held, boundary])]
             self._committed = None
             rows = [event_row(e) for e in self._buffer] + list(events or [])
             self._buffer.clear()
         return checkpoints, rows
+
+    def _chain(self, boundaries: list[Boundary]) -> list[tuple[Boundary, str, StepCheckpoint]]:
+        """Each boundary with its state's JSON and its checkpoint row, for one transaction:
+        a row may be a patch on the row before it, numbered as this journal expects (the
+        last row is remembered by the caller, once its number is known)."""
+        chain = []
+        for index, boundary in enumerate(boundaries):
+            state_text = boundary.state_text or json_text(boundary.state)
+            row = self._checkpoint_row(boundary, state_text)
+            chain.append((boundary, state_text, row))
+            if index == len(boundaries) - 1:
+                break
+            if self.checkpoint_seq is None:
+                self._committed = None  # no number to chain the next patch to
+            else:
+                self._remember(boundary, state_text, row, self.checkpoint_seq + index + 1)
+        return chain
 
     def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
         """The boundary's checkpoint: a patch on the last one this journal committed when
@@ -216,7 +225,7 @@ class StoreJournal:
         work not committed)."""
         with self._lock:
             self._buffer.clear()
-            self._held = None
+            self._held = []
             self._writer.close()
 
     def close(self) -> None:

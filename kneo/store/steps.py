@@ -4,9 +4,9 @@ A step boundary is the hottest write Kneo makes (one per completed step, agent t
 result), so it is written with three statements (:func:`write_step`):
 
 1. the runs compare-and-set (:func:`~kneo.store.dialects.run_update`: new state, version+1,
-   ``checkpoint_seq``+1, ``trace_seq``+n, returning the counters): the row lock and the
+   ``checkpoint_seq``+k, ``trace_seq``+n, returning the counters): the row lock and the
    sequence allocation in one round trip;
-2. ``INSERT`` of the checkpoint row;
+2. ``INSERT`` of the checkpoint row (k rows when a journal writes boundaries together);
 3. one multi-row ``INSERT`` of the buffered trace events.
 
 :class:`StepWriter` (a boundary in its own transaction) writes the same rows, on PostgreSQL
@@ -48,7 +48,7 @@ TRACE_COLUMNS = d.columns(t.trace_events)
 CAS_RETURNING = ("run_id", "version", "checkpoint_seq", "trace_seq", "updated_at")
 
 
-def _step_text(dialect: StoreDialect, guard: bool, events: int) -> Text:
+def _step_text(dialect: StoreDialect, guard: bool, checkpoints: int, events: int) -> Text:
     """A boundary's statement: the compare-and-set alone (SQLite, or PostgreSQL's stepwise
     path, ``events < 0``), or PostgreSQL's whole boundary as one statement."""
 
@@ -56,9 +56,9 @@ def _step_text(dialect: StoreDialect, guard: bool, events: int) -> Text:
         if events < 0:
             return d.run_update(("state",), moves=True)
         update = d.run_update(("state",), moves=True, guard=guard, returning=CAS_RETURNING)
-        return d.one_statement_write(update, (1, events, 0, 0))
+        return d.one_statement_write(update, (checkpoints, events, 0, 0))
 
-    return dialect.text(("step", guard, events), build)
+    return dialect.text(("step", guard, checkpoints, events), build)
 
 
 @dataclass(frozen=True)
@@ -123,35 +123,41 @@ class StepEvent:
 
 
 class Step(NamedTuple):
-    """One step boundary to write: the run at ``expected_version`` gets ``state_text`` and
-    the checkpoint and events."""
+    """A step boundary to write: the run at ``expected_version`` gets ``state_text`` and
+    the checkpoints (one per boundary written together, in order) and events."""
 
     run_id: str
     expected_version: int
     now: datetime
     state_text: str
-    checkpoint: StepCheckpoint
+    checkpoints: Sequence[StepCheckpoint]
     events: Sequence[StepEvent]
 
 
-def _params(
-    dialect: StoreDialect, step: Step
-) -> tuple[dict[str, Any], Callable[[int], tuple[Any, ...]], Callable[[int], list[Any]]]:
+#: rows numbered up to the last sequence number a write allocated
+_Rows = Callable[[int], list[tuple[Any, ...]]]
+
+
+def _params(dialect: StoreDialect, step: Step) -> tuple[dict[str, Any], _Rows, _Rows]:
     """A boundary's compare-and-set parameters (:func:`~kneo.store.dialects.run_update`),
-    its checkpoint row at a sequence and its event rows numbered up to the last one."""
-    run_id, expected_version, now, state_text, checkpoint, events = step
+    its checkpoint rows numbered up to the last one and its event rows likewise."""
+    run_id, expected_version, now, state_text, checkpoints, events = step
     stamp = dialect.binder(t.runs, "updated_at")(now)
     cas = {
         "v_state": state_text,
         "k_now": stamp,
-        "k_checkpoints": 1,
+        "k_checkpoints": len(checkpoints),
         "k_events": len(events),
         "k_run_id": run_id,
         "k_expected": expected_version,
     }
 
-    def checkpoint_row(sequence: int) -> tuple[Any, ...]:
-        return (run_id, sequence, *checkpoint.at(sequence).columns(), stamp)
+    def checkpoint_rows(last: int) -> list[tuple[Any, ...]]:
+        first = last - len(checkpoints) + 1
+        return [
+            (run_id, first + index, *row.at(first + index).columns(), stamp)
+            for index, row in enumerate(checkpoints)
+        ]
 
     def event_rows(last: int) -> list[tuple[Any, ...]]:
         first = last - len(events) + 1
@@ -160,23 +166,21 @@ def _params(
             for index, event in enumerate(events)
         ]
 
-    return cas, checkpoint_row, event_rows
+    return cas, checkpoint_rows, event_rows
 
 
 def write_step(cursor: Any, dialect: StoreDialect, step: Step) -> StepWritten | None:
     """Write one step boundary on a DBAPI ``cursor``, in its transaction; the version and
     counters after it, or ``None`` when the run is missing or not at ``expected_version``."""
-    cas, checkpoint_row, event_rows = _params(dialect, step)
-    text = _step_text(dialect, False, -1)
+    cas, checkpoint_rows, event_rows = _params(dialect, step)
+    text = _step_text(dialect, False, 0, -1)
     cursor.execute(text.sql, text.args(cas))
     found = cursor.fetchall()
     if not found:
         return None
     version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
     execute = cursor.execute
-    dialect.insert_rows(
-        execute, t.checkpoints, CHECKPOINT_COLUMNS, [checkpoint_row(checkpoint_seq)]
-    )
+    dialect.insert_rows(execute, t.checkpoints, CHECKPOINT_COLUMNS, checkpoint_rows(checkpoint_seq))
     if step.events:
         dialect.insert_rows(execute, t.trace_events, TRACE_COLUMNS, event_rows(trace_seq))
     return StepWritten(version, checkpoint_seq, trace_seq)
@@ -222,12 +226,13 @@ class StepWriter:
         expected_version: int,
         now: datetime,
         state_text: str,
-        checkpoint: StepCheckpoint,
+        checkpoints: Sequence[StepCheckpoint],
         events: Sequence[StepEvent],
     ) -> StepWritten | None:
-        """One boundary in its own committed transaction; ``None`` when the run is missing
-        or not at ``expected_version`` (nothing written)."""
-        step = Step(run_id, expected_version, now, state_text, checkpoint, events)
+        """A boundary (or boundaries written together: a checkpoint each) in its own
+        committed transaction; ``None`` when the run is missing or not at
+        ``expected_version`` (nothing written)."""
+        step = Step(run_id, expected_version, now, state_text, checkpoints, events)
         if self._borrow is not None:
             with self._borrow() as raw:
                 self._raw, self._cursor = raw, raw.cursor()
@@ -256,7 +261,7 @@ class StepWriter:
                 if not self._dialect.batch or len(step.events) > d.MAX_NUMBERED_ROWS:
                     return self._stepwise(step)
                 written = self._boundary(step)
-                if written is None and step.checkpoint.follows is not None:
+                if written is None and any(c.follows is not None for c in step.checkpoints):
                     # Superseded, or a patch whose predecessor is no longer the last
                     # checkpoint: the stepwise path tells them apart (keyframe).
                     written = self._stepwise(step)
@@ -287,13 +292,20 @@ class StepWriter:
         """PostgreSQL: the boundary as one statement and a transaction of its own, in one
         round trip; no row returned means nothing was written."""
         dialect = self._dialect
-        checkpoint, events = step.checkpoint, step.events
+        checkpoints, events = step.checkpoints, step.events
         cas = _params(dialect, step)[0]
-        guard = checkpoint.follows is not None
+        # Patches are stored as they come: only while the run's last checkpoint is the one
+        # the first patch's chain starts from (a row's index counts the rows before it).
+        last = next(
+            (c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None), None
+        )
+        guard = last is not None
         if guard:
-            cas["k_last"] = checkpoint.follows
-        text = _step_text(dialect, guard, len(events))
-        params = [*text.args(cas), *checkpoint.columns()]
+            cas["k_last"] = last
+        text = _step_text(dialect, guard, len(checkpoints), len(events))
+        params = list(text.args(cas))
+        for checkpoint in checkpoints:
+            params += checkpoint.columns()
         for event in events:
             params += (event.event_type, event.step_id, event.payload)
         rows = dialect.execute_alone(self._raw, self._cursor, text.sql, params)

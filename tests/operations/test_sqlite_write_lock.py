@@ -109,7 +109,7 @@ def test_hot_writes_share_one_warm_connection(
         expected_version=run.version,
         now=store.clock.now(),
         state_text="{}",
-        checkpoint=row,
+        checkpoints=[row],
         events=[],
     )
     assert written is not None

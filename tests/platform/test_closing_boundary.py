@@ -1,6 +1,8 @@
 """A closing boundary (the last step of a sequential workflow) is written in the outcome's
 transaction: the stored history is the same as when it had its own transaction, a cancel that
-lands in between leaves neither written, and an engine that goes on after all flushes it."""
+lands in between leaves neither written, and an engine that goes on after all flushes it. A
+replayable boundary (a human step completed from its recorded decision) is written with the
+next boundary or the outcome."""
 
 from __future__ import annotations
 
@@ -60,9 +62,15 @@ def _journal(store: Store) -> StoreJournal:
     return StoreJournal(store, run.run_id, run.version)
 
 
-def _boundary(units: int, *, closing: bool = False) -> Boundary:
+def _boundary(units: int, *, closing: bool = False, replayable: bool = False) -> Boundary:
     state = {"format": 1, "units": {f"u{i}": {"status": "completed"} for i in range(units)}}
-    return Boundary(kind="step_completed", state=state, step_id=f"u{units - 1}", closing=closing)
+    return Boundary(
+        kind="step_completed",
+        state=state,
+        step_id=f"u{units - 1}",
+        closing=closing,
+        replayable=replayable,
+    )
 
 
 def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
@@ -89,7 +97,7 @@ def test_last_step_and_outcome_share_a_transaction_history_unchanged(
     commit = StepWriter.commit
 
     def counted(self: StepWriter, **kwargs: Any) -> Any:
-        step_commits.append(kwargs["checkpoint"].step_id)
+        step_commits.extend(c.step_id for c in kwargs["checkpoints"])
         return commit(self, **kwargs)
 
     monkeypatch.setattr(StepWriter, "commit", counted)
@@ -172,3 +180,47 @@ def test_a_run_on_one_thread_needs_one_pooled_connection(manager: PlatformManage
     assert result.status == "succeeded"
     pool: Any = manager.store.engine.pool
     assert pool.checkedout() == 0 and pool.checkedin() == 1
+
+
+def test_a_replayable_boundary_is_written_with_the_next_one(manager: PlatformManager) -> None:
+    store = manager.store
+    journal = _journal(store)
+    version = journal.version
+    journal.commit(_boundary(1, replayable=True))
+    journal.emit(TraceEvent("step_started", "2026-01-01T00:00:00Z", "u1", "u1", {}))
+    assert store.list_checkpoints(journal.run_id).items == []  # held, even past an event
+    assert store.get_run(journal.run_id).version == version
+    journal.commit(_boundary(2))
+    checkpoints = store.list_checkpoints(journal.run_id).items
+    assert [(c.sequence, c.step_id) for c in checkpoints] == [(1, "u0"), (2, "u1")]
+    assert [c.payload for c in checkpoints] == [_boundary(1).state, _boundary(2).state]
+    assert store.get_run(journal.run_id).version == version + 1  # one write for both
+    assert journal.checkpoint_seq == 2
+    journal.commit(_boundary(3))  # the next patch chains on the second row
+    assert store.list_checkpoints(journal.run_id).items[-1].payload == _boundary(3).state
+    journal.close()
+
+
+def test_replayable_then_closing_boundaries_are_written_with_the_outcome(
+    manager: PlatformManager,
+) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1))
+    journal.commit(_boundary(2, replayable=True))
+    journal.commit(_boundary(3, closing=True))
+    assert len(store.list_checkpoints(journal.run_id).items) == 1
+    _final(journal, {"format": 1, "output": "done"})
+    checkpoints = store.list_checkpoints(journal.run_id).items
+    assert [c.step_id for c in checkpoints] == ["u0", "u1", "u2", None]
+    assert [c.payload for c in checkpoints[1:3]] == [_boundary(2).state, _boundary(3).state]
+
+
+def test_a_discarded_replayable_boundary_is_not_written(manager: PlatformManager) -> None:
+    """A run superseded while a replayable boundary waits: nothing of it is written (the
+    unit runs again from the durable state wherever the run goes on)."""
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1, replayable=True))
+    journal.discard()
+    assert store.list_checkpoints(journal.run_id).items == []

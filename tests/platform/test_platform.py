@@ -164,6 +164,79 @@ def test_pause_and_resume_never_repeat_completed_steps(
         manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
 
 
+def test_a_resume_writes_the_decision_and_the_outcome(
+    manager: PlatformManager, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two write transactions: the decision (the continuation and run read in it), then the
+    outcome, which also holds the human step's completion and the last step's boundary."""
+    from kneo.store import Store
+    from kneo.store.steps import StepWriter
+
+    paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
+    writes: list[str] = []
+    transaction, step = Store.transaction, StepWriter.commit
+
+    def counted(self: Store) -> Any:
+        writes.append("transaction")
+        return transaction(self)
+
+    def step_counted(self: StepWriter, **kwargs: Any) -> Any:
+        writes.append("step")
+        return step(self, **kwargs)
+
+    monkeypatch.setattr(Store, "transaction", counted)
+    monkeypatch.setattr(StepWriter, "commit", step_counted)
+    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    assert done.status == "succeeded" and writes == ["transaction", "transaction"]
+    checkpoints = manager.store.list_checkpoints(paused.run_id, limit=10).items
+    assert [(c.sequence, c.step_id, c.status) for c in checkpoints] == [
+        (1, "a", "completed"),
+        (2, "review", "paused"),
+        (3, "review", "completed"),
+        (4, "b", "completed"),
+        (5, None, "succeeded"),
+    ]
+
+
+def test_a_crash_after_a_decision_goes_on_from_the_decision(
+    manager: PlatformManager, project: Path
+) -> None:
+    """The human step's completion is written with the next boundary: a crash in the step
+    after it loses that boundary, and continuing completes the human step again from its
+    recorded decision (no new request) before the crashed step runs again."""
+    steps = [
+        fn("a", "first"),
+        {"id": "review", "kind": "human", "ref": "reviewer"},
+        fn("c", "crashy"),
+        fn("b", "second"),
+    ]
+    spec = write_spec(project, "crash_after_decision", {"steps": steps}, components=HUMANS)
+    paused = manager.run_from_spec(input_text="go", spec_path=spec)
+    (project / "crash").write_text("1")
+    with pytest.raises(SystemExit):
+        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    assert manager.get_run(paused.run_id)["status"] == "running"
+    ctx = manager.recovery(paused.run_id)
+    assert ctx["completed_steps"] == ["a"] and ctx["can_continue"]
+    assert ctx["next_units"] == [  # decided: completes from the decision, asks nobody
+        {
+            "unit_key": "review",
+            "step_id": "review",
+            "kind": "human",
+            "step_index": 1,
+            "decided": True,
+        }
+    ]
+    done = manager.continue_run(paused.run_id)
+    assert done.status == "succeeded" and done.output_text == "go first crashy second"
+    assert counter(project) == ["first", "crashy", "crashy", "second"]
+    assert manager.list_human_tasks()["tasks"] == []
+    events = [e.event_type for e in manager.store.list_trace(paused.run_id, limit=100).items]
+    assert events.count("human_decision") == 1 and events.count("run_paused") == 1
+    steps_done = [c.step_id for c in manager.store.list_checkpoints(paused.run_id, limit=20).items]
+    assert steps_done == ["a", "review", "review", "c", "b", None]
+
+
 def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     before = manager.store.get_run(paused.run_id)

@@ -206,7 +206,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
             expected_version=version,
             now=now,
             state_text="{}",
-            checkpoint=row,
+            checkpoints=[row],
             events=[event],
         )
         assert written is not None
@@ -220,7 +220,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
         expected_version=version - 1,
         now=now,
         state_text='{"lost":1}',
-        checkpoint=row,
+        checkpoints=[row],
         events=[event],
     )
     assert stale is None
@@ -288,7 +288,7 @@ def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -
             expected_version=version,
             now=store.clock.now(),
             state_text="{}",
-            checkpoint=row,
+            checkpoints=[row],
             events=[],
         )
         assert written is not None and written.version == version + 1

@@ -43,7 +43,7 @@ def write_step(
             expected_version=expected_version,
             now=store.clock.now(),
             state_text=state_text,
-            checkpoint=checkpoint,
+            checkpoints=[checkpoint],
             events=events,
         )
 

@@ -3,6 +3,8 @@ the same rows, one round trip per step, the same compare-and-set and error mappi
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -78,11 +80,11 @@ def test_the_writer_stores_what_the_stepwise_writes_store(store: Store) -> None:
             expected_version=version[mine],
             now=now,
             state_text=f'{{"n":{index}}}',
-            checkpoint=row,
+            checkpoints=[row],
             events=events,
         )
         assert written is not None
-        step = Step(theirs, version[theirs], now, f'{{"n":{index}}}', row, events)
+        step = Step(theirs, version[theirs], now, f'{{"n":{index}}}', [row], events)
         raw = store.engine.raw_connection()
         try:
             reference = write_step(raw.cursor(), store.dialect, step)
@@ -97,6 +99,70 @@ def test_the_writer_stores_what_the_stepwise_writes_store(store: Store) -> None:
     assert _stored(store, mine)[2][3:] == (3, 4)
 
 
+def _commit(store: Store, run_id: str, rows: list[Any], state: str = "{}") -> Any:
+    with contextlib.closing(store.step_writer()) as writer:
+        return writer.commit(
+            run_id=run_id,
+            expected_version=store.get_run(run_id).version,
+            now=store.clock.now(),
+            state_text=state,
+            checkpoints=rows,
+            events=_EVENTS[0],
+        )
+
+
+def test_boundaries_written_together_store_what_the_stepwise_writes_store(store: Store) -> None:
+    """Two checkpoints in one write (a held replayable boundary and the next one): numbered
+    in order, the second a patch on the first, the counters moved by two and the version by
+    one; the rows equal :func:`~kneo.store.steps.write_step`'s column for column."""
+    mine, theirs = new_run(store), new_run(store)
+    assert _commit(store, mine, [_row(b"{}")]) == _commit(store, theirs, [_row(b"{}")])
+    now, version = store.clock.now(), store.get_run(mine).version
+    rows = [_row(b"[1]", follows=1), _row(b"[2]", "t", follows=2)]
+    with contextlib.closing(store.step_writer()) as writer:
+        written = writer.commit(
+            run_id=mine,
+            expected_version=version,
+            now=now,
+            state_text='{"n":2}',
+            checkpoints=rows,
+            events=_EVENTS[0],
+        )
+    raw = store.engine.raw_connection()
+    try:
+        step = Step(theirs, version, now, '{"n":2}', rows, _EVENTS[0])
+        reference = write_step(raw.cursor(), store.dialect, step)
+        raw.commit()
+    finally:
+        raw.close()
+    assert written == reference == (version + 1, 3, 4)
+    assert _stored(store, mine) == _stored(store, theirs)
+    assert [(c[0], c[2], c[5]) for c in _stored(store, mine)[0]] == [
+        (1, "s", b"{}"),
+        (2, "s", b"[1]"),
+        (3, "t", b"[2]"),
+    ]
+
+
+def test_a_patch_chain_whose_start_moved_is_stored_as_keyframes(store: Store) -> None:
+    """Checkpoints written together after another checkpoint slipped in: the patches'
+    chain no longer starts at the run's last checkpoint, so each row is stored as its
+    keyframe, numbered after the newcomer."""
+    run_id = new_run(store)
+    _commit(store, run_id, [_row(b"{}")])
+    with store.transaction() as tx:  # another writer's checkpoint: the chain start moves
+        tx.add_checkpoint(run_id, type="x", payload={})
+
+    def chained(payload: bytes, follows: int) -> Any:
+        row = _row(payload, follows=follows)
+        return dataclasses.replace(row, keyframe=lambda: _row(b"K" + payload))
+
+    written = _commit(store, run_id, [chained(b"[1]", 1), chained(b"[2]", 2)])
+    assert written is not None and written.checkpoint_seq == 4
+    stored = [(c[0], c[5]) for c in _stored(store, run_id)[0]]
+    assert stored[2:] == [(3, b"K[1]"), (4, b"K[2]")]
+
+
 def test_a_lost_compare_and_set_of_a_patch_writes_nothing(store: Store) -> None:
     """A patch row on a stale version: None, no row, counters unchanged, writer usable."""
     run_id = new_run(store)
@@ -107,7 +173,7 @@ def test_a_lost_compare_and_set_of_a_patch_writes_nothing(store: Store) -> None:
         expected_version=store.get_run(run_id).version,
         now=now,
         state_text="{}",
-        checkpoint=_row(b"{}"),
+        checkpoints=[_row(b"{}")],
         events=_EVENTS[0],
     )
     assert first is not None
@@ -117,7 +183,7 @@ def test_a_lost_compare_and_set_of_a_patch_writes_nothing(store: Store) -> None:
         expected_version=first.version - 1,
         now=now,
         state_text='{"lost":1}',
-        checkpoint=_row(b"[]", follows=first.checkpoint_seq),
+        checkpoints=[_row(b"[]", follows=first.checkpoint_seq)],
         events=_EVENTS[0],
     )
     assert lost is None
@@ -127,7 +193,7 @@ def test_a_lost_compare_and_set_of_a_patch_writes_nothing(store: Store) -> None:
         expected_version=first.version,
         now=now,
         state_text="{}",
-        checkpoint=_row(b"[]", follows=first.checkpoint_seq),
+        checkpoints=[_row(b"[]", follows=first.checkpoint_seq)],
         events=[],
     )
     assert again == (first.version + 1, 2, 2)
@@ -156,7 +222,7 @@ def test_a_constraint_violation_is_a_conflict_and_rolls_back(store: Store) -> No
         "expected_version": version,
         "now": store.clock.now(),
         "state_text": '{"n":1}',
-        "checkpoint": _row(b"{}"),
+        "checkpoints": [_row(b"{}")],
         "events": _EVENTS[0],
     }
     with pytest.raises(Conflict) as caught:
@@ -189,7 +255,7 @@ def test_a_step_is_one_round_trip(store: Store, tmp_path: Path) -> None:
             expected_version=version,
             now=store.clock.now(),
             state_text="{}",
-            checkpoint=_row(b"{}", follows=follows),
+            checkpoints=[_row(b"{}", follows=follows)],
             events=_EVENTS[index % 3],
         )
         assert written is not None
@@ -215,7 +281,7 @@ def test_a_lost_connection_is_database_unavailable(store: Store) -> None:
         "run_id": run_id,
         "now": store.clock.now(),
         "state_text": "{}",
-        "checkpoint": _row(b"{}"),
+        "checkpoints": [_row(b"{}")],
         "events": [],
     }
     first = writer.commit(expected_version=store.get_run(run_id).version, **kwargs)
