@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -65,7 +65,7 @@ class HumanRequest:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = dict(self.__dict__)  # shallow: the containers are copied below
         data["options"] = list(self.options)
         data["decisions"] = list(self.decisions)
         data["input_schema"] = dict(self.input_schema) if self.input_schema else None
@@ -96,7 +96,7 @@ class HumanDecision:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = dict(self.__dict__)  # every field is a string but the metadata, copied below
         data["metadata"] = dict(self.metadata)
         return data
 

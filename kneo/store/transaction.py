@@ -78,7 +78,9 @@ if TYPE_CHECKING:
 
 _RUN_COLUMNS = d.columns(t.runs)
 #: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
-_NOT_RECORD_FIELDS = frozenset({"checkpoint_seq", "trace_seq", "spec_ref"})
+_NOT_RECORD_FIELDS = frozenset(
+    {"checkpoint_seq", "trace_seq", "spec_ref", "lease_owner", "lease_expires_at"}
+)
 _AUDIT_COLUMNS = d.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = d.cas_params(t.notification_events)
 
@@ -102,6 +104,8 @@ class Transaction(RegistryWritesMixin):
         self.now = store.clock.now()
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
+        #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
+        self._leases: dict[str, tuple[str, datetime]] = {}
         self._new_specs: list[str] = []
         #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
         batch = dialect.batch
@@ -216,6 +220,8 @@ class Transaction(RegistryWritesMixin):
             )
         if run_id in self._seq_dirty:
             changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if run_id in self._leases:
+            changes["lease_owner"], changes["lease_expires_at"] = self._leases.pop(run_id)
         if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
             changes["spec_ref"] = None
         return tuple(sorted(changes))
@@ -253,8 +259,9 @@ class Transaction(RegistryWritesMixin):
         """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
         caller that knows every holder is gone (the run it moves out of ``queued`` or
         ``paused`` under a compare-and-set had no executor). A new run takes its lease in
-        :meth:`create_run`, its outcome gives it back in ``finish_run``."""
-        self._set_run_lease(run_id, owner, self.now + timedelta(seconds=ttl_seconds))
+        :meth:`create_run`, its outcome gives it back in ``finish_run``. Written with the
+        run's next update in this transaction, or before the commit (:meth:`_flush_runs`)."""
+        self._leases[run_id] = (owner, self.now + timedelta(seconds=ttl_seconds))
 
     def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
         current = self._run_version(run_id)
@@ -274,7 +281,7 @@ class Transaction(RegistryWritesMixin):
         The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
         two writers of one run cannot allocate the same number on any backend. Once this
         transaction holds the row, further allocations are counted in memory and written by
-        :meth:`_flush_sequences` (or folded into ``update_run``) before commit.
+        :meth:`_flush_runs` (or folded into ``update_run``) before commit.
         """
         index = 0 if column == "checkpoint_seq" else 1
         known = self._seq.get(run_id)
@@ -289,12 +296,28 @@ class Transaction(RegistryWritesMixin):
         self._seq_dirty.add(run_id)
         return first
 
-    def _flush_sequences(self) -> None:
-        """Write counters allocated in memory; called by the store right before commit."""
-        for run_id in sorted(self._seq_dirty):
-            checkpoint_seq, trace_seq = self._seq[run_id]
-            self._write_sequences(run_id, checkpoint_seq, trace_seq)
+    def _flush_runs(self) -> None:
+        """Write what this transaction kept in memory for a run since its last update
+        (counters allocated, a lease taken), one statement a run; right before commit."""
+        for run_id in sorted(self._seq_dirty | self._leases.keys()):
+            values: dict[str, Any] = {}
+            if run_id in self._seq_dirty:
+                values["checkpoint_seq"], values["trace_seq"] = self._seq[run_id]
+            if run_id in self._leases:
+                values["lease_owner"], values["lease_expires_at"] = self._leases[run_id]
+            self._set_run_columns(run_id, values)
         self._seq_dirty.clear()
+        self._leases.clear()
+
+    def _set_run_columns(self, run_id: str, values: dict[str, Any]) -> None:
+        keys, bound = tuple(values), self._d.bind(t.runs, values)
+        self._exec(
+            ("set_run_columns", keys),
+            lambda: "UPDATE runs SET {} WHERE run_id = :k_run_id".format(
+                ", ".join(f"{k} = :v_{k}" for k in keys)
+            ),
+            {"k_run_id": run_id, **{f"v_{k}": bound[k] for k in keys}},
+        )
 
     # -- checkpoints, queue ------------------------------------------------------------
     def add_checkpoint(
@@ -407,7 +430,7 @@ class Transaction(RegistryWritesMixin):
         else after them; in psycopg's pipeline, leaving it syncs once for everything queued."""
         if self._ended:
             return
-        self._flush_sequences()
+        self._flush_runs()
         self._ended = True
         if not self._open:
             if self._waiting:
@@ -555,7 +578,7 @@ class Transaction(RegistryWritesMixin):
         alone = (
             self._waiting == []
             and not self._open
-            and not self._seq_dirty - {run_id}
+            and not (self._seq_dirty | self._leases.keys()) - {run_id}
             and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
         if alone:
@@ -703,18 +726,6 @@ class Transaction(RegistryWritesMixin):
         self._ended = True
         return list(found)
 
-    def _set_run_lease(self, run_id: str, owner: str, expires_at: datetime) -> None:
-        self._exec(
-            "set_lease",
-            lambda: (
-                "UPDATE runs SET lease_owner = :lease_owner, lease_expires_at = :lease_expires_at "
-                "WHERE run_id = :run_id"
-            ),
-            self._d.bind(
-                t.runs, {"run_id": run_id, "lease_owner": owner, "lease_expires_at": expires_at}
-            ),
-        )
-
     def _run_version(self, run_id: str) -> int | None:
         sql = "SELECT version FROM runs WHERE run_id = :run_id"
         found = self._first("select_version", lambda: sql, {"run_id": run_id})
@@ -728,16 +739,6 @@ class Transaction(RegistryWritesMixin):
                 "RETURNING checkpoint_seq, trace_seq"
             ),
             {"k_run_id": run_id, "k_count": count},
-        )
-
-    def _write_sequences(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
-        self._exec(
-            "seq_flush",
-            lambda: (
-                "UPDATE runs SET checkpoint_seq = :k_checkpoint_seq, trace_seq = :k_trace_seq "
-                "WHERE run_id = :k_run_id"
-            ),
-            {"k_run_id": run_id, "k_checkpoint_seq": checkpoint_seq, "k_trace_seq": trace_seq},
         )
 
     # -- checkpoints and trace ---------------------------------------------------------
@@ -841,14 +842,16 @@ class Transaction(RegistryWritesMixin):
         self, continuation_id: str, expected_version: int, values: dict[str, Any]
     ) -> ContinuationRecord:
         """Compare-and-set the continuation's columns to ``values``; its request index is
-        dropped for the caller to write anew."""
+        dropped for the caller to write anew. The record is ``values`` and the columns the
+        update kept, read back (scalars: the JSON just written is not decoded again)."""
         keys = tuple(values)
+        kept = tuple(c for c in d.columns(t.continuations) if c not in values)
 
         def build() -> str:
             sets = ", ".join(["version = version + 1", *(f"{k} = :v_{k}" for k in keys)])
             return (
                 f"UPDATE continuations SET {sets} WHERE continuation_id = :k_id AND "
-                f"version = :k_expected RETURNING {', '.join(d.columns(t.continuations))}"
+                f"version = :k_expected RETURNING {', '.join(kept)}"
             )
 
         bound = self._d.bind(t.continuations, values)
@@ -865,9 +868,9 @@ class Transaction(RegistryWritesMixin):
                 code="stale_state",
                 continuation_id=continuation_id,
             )
-        record = rows.continuation(self._d.result(t.continuations, cur.description, found[0]))
+        stored = self._d.result(t.continuations, cur.description, found[0])
         self._delete_requests(continuation_id)
-        return record
+        return rows.continuation({**values, **stored})
 
     def _delete_requests(self, continuation_id: str) -> None:
         sql = "DELETE FROM continuation_requests WHERE continuation_id = :k_id"
