@@ -303,8 +303,6 @@ class Decisions:
         decided = _decided_event(request, answer)
         if not remaining:
             return tx.current(self._resolve(tx, run, cont, state, requests, decided)), remaining
-        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
-        updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -322,6 +320,8 @@ class Decisions:
             continuation_id=cont.continuation_id,
             payload={**_decision_audit(run, request, answer), "result_status": "paused"},
         )
+        snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
+        updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
         return tx.current(updated), remaining
 
     def _continue(
@@ -357,13 +357,8 @@ class Decisions:
         decided: dict[str, Any],
     ) -> RunRecord:
         """The last pending request decided: the run goes back to running under this
-        process's lease, the continuation is resolved, and the run is traced as resumed."""
-        updated = tx.update_run(
-            run.run_id,
-            expected_version=run.version,
-            state=state.snapshot(),
-            status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
-        )
+        process's lease, the continuation is resolved, and the run is traced as resumed.
+        The run's update comes last: the lease and the events' counters go with it."""
         # This process executes the run now; a paused run has no other executor.
         tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
         tx.put_continuation(
@@ -381,7 +376,12 @@ class Decisions:
             "payload": {"continuation_id": cont.continuation_id},
         }
         tx.add_trace_events(run.run_id, [decided, resumed])
-        return updated
+        return tx.update_run(
+            run.run_id,
+            expected_version=run.version,
+            state=state.snapshot(),
+            status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
+        )
 
     def _pending(
         self, tx: Transaction, cont: ContinuationRecord, request_id: str
@@ -397,7 +397,7 @@ class Decisions:
             )
         if cont.run_id is None:
             raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
-        run = tx.get_run(cont.run_id)
+        run = tx.get_run(cont.run_id, for_update=True)  # its counters: this decision's
         if run.status == RunStatus.RUNNING:
             # A resume (a person's or a timeout's) committed its decision and is executing.
             raise ResourceLocked(

@@ -241,10 +241,13 @@ class Transaction(RegistryWritesMixin):
 
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
         """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL
-        (on SQLite the transaction holds the database's write lock already)."""
+        (on SQLite the transaction holds the database's write lock already), so its sequence
+        counters are this transaction's to allocate from in memory (:meth:`_next_sequence`)."""
         row = self._row(t.runs, "run_id", run_id, for_update=for_update)
         if row is None:
             raise not_found_error("run", run_id)
+        if for_update:
+            self._seq.setdefault(run_id, [row["checkpoint_seq"], row["trace_seq"]])
         return rows.run(row, self._spec_text)
 
     def request_cancel(self, run_id: str) -> RunRecord:
@@ -278,8 +281,9 @@ class Transaction(RegistryWritesMixin):
     def _next_sequence(self, run_id: str, column: str, count: int) -> int:
         """Reserve ``count`` sequence numbers for a run; returns the first one.
 
-        The counters live on the run row, so the first allocation row-locks it (an UPDATE) and
-        two writers of one run cannot allocate the same number on any backend. Once this
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE, or
+        an earlier ``get_run(for_update=True)``) and two writers of one run cannot allocate the
+        same number on any backend. Once this
         transaction holds the row, further allocations are counted in memory and written by
         :meth:`_flush_runs` (or folded into ``update_run``) before commit.
         """
