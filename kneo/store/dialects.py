@@ -298,8 +298,7 @@ class StoreDialect:
             try:
                 proc = self._results[key]
             except KeyError:
-                impl = table.c[name].type.dialect_impl(self.db)
-                proc = self._results[key] = impl.result_processor(self.db, coltype)
+                proc = self._results[key] = t.value_reader(table.c[name].type, self.db, coltype)
             out[name] = proc(value) if proc is not None else value
         return out
 

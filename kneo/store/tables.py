@@ -71,13 +71,18 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(
         self, value: int | datetime | None, dialect: Dialect
     ) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, int):
-            return _EPOCH + timedelta(microseconds=value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return _stored_utc(value)
+
+
+def _stored_utc(value: int | datetime | None) -> datetime | None:
+    """A stored timestamp (SQLite's integer, PostgreSQL's ``timestamptz``) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return _EPOCH + timedelta(microseconds=value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 class JSONText(TypeDecorator[Any]):
@@ -109,6 +114,25 @@ def value_binder(
     if isinstance(coltype, UTCDateTime):
         return epoch_micros if dialect.name == "sqlite" else _as_utc
     return coltype.dialect_impl(dialect).bind_processor(dialect)
+
+
+def value_reader(
+    coltype: sa.types.TypeEngine[Any], dialect: Dialect, dbapi_type: Any
+) -> Callable[[Any], Any] | None:
+    """What ``coltype``'s result processor does to a fetched value, for the raw read paths
+    (:meth:`~kneo.store.dialects.StoreDialect.result`); ``None``: take it as is. Kneo's own
+    types directly: adapting a :class:`TypeDecorator` to the dialect costs more than a
+    first read's every other step."""
+    if isinstance(coltype, JSONText):
+        return _json_or_none
+    if isinstance(coltype, UTCDateTime):
+        return _stored_utc
+    return coltype.dialect_impl(dialect).result_processor(dialect, dbapi_type)
+
+
+def _json_or_none(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
 
 
 metadata = sa.MetaData(
