@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.output import Output, TrustedHmacKeysOpt, console, options, print_table
+from kneo.cli.output import Output, TrustedHmacKeysOpt, cells, console, options, print_table
 from kneo.errors import NotFound
 
 if TYPE_CHECKING:
@@ -369,18 +369,16 @@ def registry_list(env: str | None = typer.Option(None, "--env"), out: Output = O
         f"registry ({len(data)} active)",
         ["bundle", "env", "rev", "digest", "commit", "ready"],
         [
-            [
-                d["bundle"],
-                d["environment"],
-                d["revision"],
-                d["digest"][:19],
-                (d["commit"] or "")[:12],
-                d["ready"],
-            ]
+            [*cells(d, "bundle", "environment", "revision"), *_digest_commit(d), d["ready"]]
             for d in data
         ],
         missing="-",
     )
+
+
+def _digest_commit(revision: dict[str, Any]) -> list[str]:
+    """A revision's digest and commit, shortened for a table."""
+    return [revision["digest"][:19], (revision["commit"] or "")[:12]]
 
 
 @registry_app.command("get")
@@ -425,7 +423,7 @@ def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None
         "conditions",
         ["type", "status", "reason", "message", "since"],
         [
-            [c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
+            cells(c, "type", "status", "reason", "message", "last_transition_time")
             for c in conditions
         ],
         missing="-",
@@ -446,10 +444,8 @@ def registry_history(bundle: str, env: str = EnvOpt, out: Output = Output()) -> 
         ["rev", "status", "digest", "commit", "approved_by", "reason"],
         [
             [
-                d["revision"],
-                d["status"],
-                d["digest"][:19],
-                (d["commit"] or "")[:12],
+                *cells(d, "revision", "status"),
+                *_digest_commit(d),
                 ", ".join(d["approved_by"]),
                 next(
                     (
