@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +198,21 @@ def run(
         ctl.source.close()
 
 
+def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> None:
+    """One reconcile pass (or plan) ``call(controller, progress)`` with a progress bar; its
+    result printed, exit 1 when it failed. A leader lock the pass took is released after."""
+    ctl = _controller(source)
+    try:
+        with _progress(not out.as_json) as progress:
+            result = call(ctl, progress)
+    finally:
+        ctl.step_down()
+        ctl.source.close()
+    _print_result(result, out)
+    if result.error:
+        raise typer.Exit(1)
+
+
 @controller_app.command("reconcile")
 @options
 def reconcile(
@@ -215,16 +230,7 @@ def reconcile(
 
     Incremental like the loop: only bundles whose files or registry entries changed since
     the last reconcile are planned (--full: all of them)."""
-    ctl = _controller(source)
-    try:
-        with _progress(not out.as_json) as progress:
-            result = ctl.reconcile_once(progress=progress, full=full)
-    finally:
-        ctl.step_down()
-        ctl.source.close()
-    _print_result(result, out)
-    if result.error:
-        raise typer.Exit(1)
+    _one_pass(source, out, lambda ctl, progress: ctl.reconcile_once(progress=progress, full=full))
 
 
 @controller_app.command("plan")
@@ -234,15 +240,7 @@ def plan_command(
     out: Output = Output(),
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
-    ctl = _controller(source)
-    try:
-        with _progress(not out.as_json) as progress:
-            result = ctl.plan(progress=progress)
-    finally:
-        ctl.source.close()
-    _print_result(result, out)
-    if result.error:
-        raise typer.Exit(1)
+    _one_pass(source, out, lambda ctl, progress: ctl.plan(progress=progress))
 
 
 @controller_app.command("status")
