@@ -24,7 +24,7 @@ Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,58 +48,59 @@ class _Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         #: this process's metrics (read directly unless multiprocess mode is on)
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.runs = Counter(
-            "kneo_runs", "Runs that reached a final status.", ["status"], registry=r
-        )
-        self.run_duration = Histogram(
+        self.registry = r = CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=r)
+
+        def histogram(
+            name: str,
+            documentation: str,
+            *labels: str,
+            buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+        ) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=buckets, registry=r)
+
+        self.runs = counter("kneo_runs", "Runs that reached a final status.", "status")
+        self.run_duration = histogram(
             "kneo_run_duration_seconds",
             "Seconds from a run's start to its final status (pauses included).",
             buckets=_RUN_BUCKETS,
-            registry=r,
         )
-        self.steps = Counter(
-            "kneo_steps", "Step executions by step kind and result.", ["kind", "status"], registry=r
+        self.steps = counter(
+            "kneo_steps", "Step executions by step kind and result.", "kind", "status"
         )
-        self.human_wait = Histogram(
+        self.human_wait = histogram(
             "kneo_human_task_wait_seconds",
             "Seconds a human request waited for its decision.",
             buckets=_WAIT_BUCKETS,
-            registry=r,
         )
-        self.reconciles = Counter(
-            "kneo_reconcile", "Controller reconciles by result.", ["result"], registry=r
-        )
-        self.reconcile_duration = Histogram(
+        self.reconciles = counter("kneo_reconcile", "Controller reconciles by result.", "result")
+        self.reconcile_duration = histogram(
             "kneo_reconcile_duration_seconds",
             "Seconds one controller reconcile took.",
             buckets=_RECONCILE_BUCKETS,
-            registry=r,
         )
-        self.promotions = Counter(
+        self.promotions = counter(
             "kneo_promotions",
             "Promotion decisions that resolved a promotion task.",
-            ["environment", "outcome"],
-            registry=r,
+            "environment",
+            "outcome",
         )
-        self.notifications = Counter(
+        self.notifications = counter(
             "kneo_notifications",
             "Notification delivery attempts by receiver and outcome.",
-            ["receiver", "outcome"],
-            registry=r,
+            "receiver",
+            "outcome",
         )
-        self.http_requests = Counter(
+        self.http_requests = counter(
             "kneo_http_requests",
             "HTTP requests by route template and status code.",
-            ["route", "status"],
-            registry=r,
+            "route",
+            "status",
         )
-        self.http_duration = Histogram(
-            "kneo_http_request_duration_seconds",
-            "HTTP request latency by route template.",
-            ["route"],
-            registry=r,
+        self.http_duration = histogram(
+            "kneo_http_request_duration_seconds", "HTTP request latency by route template.", "route"
         )
 
 

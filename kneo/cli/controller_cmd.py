@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.output import Output, TrustedHmacKeysOpt, console, options, print_table
+from kneo.cli.output import Output, TrustedHmacKeysOpt, cells, console, options, print_table
 from kneo.errors import NotFound
 
 if TYPE_CHECKING:
@@ -198,6 +198,21 @@ def run(
         ctl.source.close()
 
 
+def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> None:
+    """One reconcile pass (or plan) ``call(controller, progress)`` with a progress bar; its
+    result printed, exit 1 when it failed. A leader lock the pass took is released after."""
+    ctl = _controller(source)
+    try:
+        with _progress(not out.as_json) as progress:
+            result = call(ctl, progress)
+    finally:
+        ctl.step_down()
+        ctl.source.close()
+    _print_result(result, out)
+    if result.error:
+        raise typer.Exit(1)
+
+
 @controller_app.command("reconcile")
 @options
 def reconcile(
@@ -215,16 +230,7 @@ def reconcile(
 
     Incremental like the loop: only bundles whose files or registry entries changed since
     the last reconcile are planned (--full: all of them)."""
-    ctl = _controller(source)
-    try:
-        with _progress(not out.as_json) as progress:
-            result = ctl.reconcile_once(progress=progress, full=full)
-    finally:
-        ctl.step_down()
-        ctl.source.close()
-    _print_result(result, out)
-    if result.error:
-        raise typer.Exit(1)
+    _one_pass(source, out, lambda ctl, progress: ctl.reconcile_once(progress=progress, full=full))
 
 
 @controller_app.command("plan")
@@ -234,15 +240,7 @@ def plan_command(
     out: Output = Output(),
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing."""
-    ctl = _controller(source)
-    try:
-        with _progress(not out.as_json) as progress:
-            result = ctl.plan(progress=progress)
-    finally:
-        ctl.source.close()
-    _print_result(result, out)
-    if result.error:
-        raise typer.Exit(1)
+    _one_pass(source, out, lambda ctl, progress: ctl.plan(progress=progress))
 
 
 @controller_app.command("status")
@@ -369,18 +367,16 @@ def registry_list(env: str | None = typer.Option(None, "--env"), out: Output = O
         f"registry ({len(data)} active)",
         ["bundle", "env", "rev", "digest", "commit", "ready"],
         [
-            [
-                d["bundle"],
-                d["environment"],
-                d["revision"],
-                d["digest"][:19],
-                (d["commit"] or "")[:12],
-                d["ready"],
-            ]
+            [*cells(d, "bundle", "environment", "revision"), *_digest_commit(d), d["ready"]]
             for d in data
         ],
         missing="-",
     )
+
+
+def _digest_commit(revision: dict[str, Any]) -> list[str]:
+    """A revision's digest and commit, shortened for a table."""
+    return [revision["digest"][:19], (revision["commit"] or "")[:12]]
 
 
 @registry_app.command("get")
@@ -425,7 +421,7 @@ def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None
         "conditions",
         ["type", "status", "reason", "message", "since"],
         [
-            [c["type"], c["status"], c["reason"], c["message"], c["last_transition_time"]]
+            cells(c, "type", "status", "reason", "message", "last_transition_time")
             for c in conditions
         ],
         missing="-",
@@ -446,10 +442,8 @@ def registry_history(bundle: str, env: str = EnvOpt, out: Output = Output()) -> 
         ["rev", "status", "digest", "commit", "approved_by", "reason"],
         [
             [
-                d["revision"],
-                d["status"],
-                d["digest"][:19],
-                (d["commit"] or "")[:12],
+                *cells(d, "revision", "status"),
+                *_digest_commit(d),
                 ", ".join(d["approved_by"]),
                 next(
                     (

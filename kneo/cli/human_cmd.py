@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from kneo.cli.output import ClientOptions, Output, console, next_page, options, print_table
+from kneo.cli.output import (
+    ClientOptions,
+    Output,
+    cells,
+    console,
+    next_page,
+    options,
+    print_table,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Manage human-in-the-loop tasks")
 
@@ -62,11 +70,7 @@ def list_tasks(
             rows.append(
                 [
                     task["continuation_id"],
-                    request.get("request_id"),
-                    request.get("kind"),
-                    request.get("assignee"),
-                    request.get("prompt"),
-                    request.get("expires_at"),
+                    *cells(request, "request_id", "kind", "assignee", "prompt", "expires_at"),
                     "yes" if request.get("escalated_at") else "",
                 ]
             )
@@ -116,11 +120,7 @@ def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
         ["request", "status", "kind", "prompt", "assignee", "accepts", "options"],
         [
             [
-                r.get("request_id"),
-                r.get("status"),
-                r.get("kind"),
-                r.get("prompt"),
-                r.get("assignee"),
+                *cells(r, "request_id", "status", "kind", "prompt", "assignee"),
                 ", ".join(r.get("decisions") or []),
                 ", ".join(r.get("options") or []),
             ]

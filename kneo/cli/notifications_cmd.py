@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import ClientOptions, Output, console, options, print_table
+from kneo.cli.output import ClientOptions, Output, cells, console, options, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Notification deliveries and receivers")
 
@@ -49,13 +49,16 @@ def list_notifications(
         ["id", "event", "receiver", "status", "attempts", "last_error", "created_at", "run"],
         [
             [
-                n["id"],
-                n["event_type"],
-                n["receiver"],
-                n["status"],
-                n["attempts"],
-                n["last_error"],
-                n["created_at"],
+                *cells(
+                    n,
+                    "id",
+                    "event_type",
+                    "receiver",
+                    "status",
+                    "attempts",
+                    "last_error",
+                    "created_at",
+                ),
                 n["run_id"] or n["continuation_id"],
             ]
             for n in data["notifications"]

@@ -13,7 +13,7 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_type_hints
 
@@ -176,6 +176,11 @@ def print_table(
     for row in cells:
         table.add_row(*row)
     console().print(table)
+
+
+def cells(record: Mapping[str, Any], *keys: str) -> list[Any]:
+    """A table row's cells: these fields of ``record`` (a missing one prints as missing)."""
+    return [record.get(key) for key in keys]
 
 
 def next_page(listing: dict[str, Any]) -> str:

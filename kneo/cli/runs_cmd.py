@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import ClientOptions, console, next_page, options, print_table
+from kneo.cli.output import ClientOptions, cells, console, next_page, options, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs")
 
@@ -65,7 +65,7 @@ def list_runs(
         f"runs ({data['count']} shown{next_page(data)})",
         ["run_id", "status", "workflow", "kind", "created_at"],
         [
-            [r["run_id"], r["status"], r["workflow_name"], r["workflow_kind"], r["created_at"]]
+            cells(r, "run_id", "status", "workflow_name", "workflow_kind", "created_at")
             for r in data["runs"]
         ],
     )
@@ -83,9 +83,7 @@ def trace(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         ["#", "event", "step", "details"],
         [
             [
-                e["sequence"],
-                e["event_type"],
-                e.get("step_id"),
+                *cells(e, "sequence", "event_type", "step_id"),
                 _short({k: v for k, v in (e.get("payload") or {}).items() if k != "at"}),
             ]
             for e in data["events"]
@@ -104,14 +102,7 @@ def checkpoints(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         f"checkpoints {run_id} ({data['total']})",
         ["#", "type", "step", "status", "bytes", "created_at"],
         [
-            [
-                c["sequence"],
-                c["type"],
-                c.get("step_id"),
-                c.get("status"),
-                c.get("size_bytes"),
-                c["created_at"],
-            ]
+            cells(c, "sequence", "type", "step_id", "status", "size_bytes", "created_at")
             for c in data["checkpoints"]
         ],
     )
@@ -129,10 +120,7 @@ def replay(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         ["#", "type", "step", "status", "note"],
         [
             [
-                t["sequence"],
-                t["type"],
-                t.get("step_id"),
-                t.get("status"),
+                *cells(t, "sequence", "type", "step_id", "status"),
                 t.get("pending_human_request_id")
                 or _short((t.get("error") or {}).get("message") or ""),
             ]

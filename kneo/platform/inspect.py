@@ -22,12 +22,13 @@ from kneo.platform.driver import RunDriver
 from kneo.platform.results import (
     RunResult,
     checkpoint_view,
+    page_counts,
     run_summary,
     run_view,
     trace_view,
 )
 from kneo.redaction import redact_mapping
-from kneo.store import Page, RunRecord, Store
+from kneo.store import RunRecord, Store
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -137,17 +138,6 @@ def workflow_kind_linear(run: RunRecord) -> bool:
     return run.workflow_kind in ("sequential", "graph", "handoff")
 
 
-def _counts(page: Page[Any]) -> dict[str, Any]:
-    """What a listing answers about its page: ``count`` (rows on it), ``total`` (``None``
-    when not counted), ``limit`` and ``offset``."""
-    return {
-        "count": len(page.items),
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
-    }
-
-
 @dataclass(kw_only=True, eq=False, repr=False)
 class Inspection:
     """Read-only views of runs: the run, its trace and checkpoints, listings, replay
@@ -190,7 +180,7 @@ class Inspection:
         )
         return {
             "runs": [run_summary(r) for r in page.items],
-            **_counts(page),
+            **page_counts(page),
             "sort_by": page.sort_by,
             "sort_order": page.sort_order,
             "next_cursor": page.next_cursor,
@@ -209,7 +199,11 @@ class Inspection:
         page = self.store.list_trace(
             run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
         )
-        return {"run_id": run_id, "events": [trace_view(e) for e in page.items], **_counts(page)}
+        return {
+            "run_id": run_id,
+            "events": [trace_view(e) for e in page.items],
+            **page_counts(page),
+        }
 
     def checkpoints(
         self,
@@ -227,7 +221,7 @@ class Inspection:
             "checkpoints": [
                 checkpoint_view(c, include_payload=include_payload) for c in page.items
             ],
-            **_counts(page),
+            **page_counts(page),
         }
 
     def recovery(self, run_id: str) -> dict[str, Any]:

@@ -502,6 +502,7 @@ def list_view(
 ) -> dict[str, Any]:
     """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
     first, with the count per status over all of them and the events not yet routed."""
+    from kneo.platform.results import page_counts
     from kneo.store.notifications import NOTIFICATION_STATUSES
 
     page = store.list_notifications(
@@ -510,13 +511,9 @@ def list_view(
     counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
     for (_receiver, state), count in store.notification_counts().items():
         counts[state] = counts.get(state, 0) + count
-    items = [notification_view(r) for r in page.items]
     return {
-        "notifications": items,
-        "count": len(items),
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
+        "notifications": [notification_view(r) for r in page.items],
+        **page_counts(page),
         "counts": counts,
         "unrouted_events": store.unrouted_notification_events(),
     }

@@ -18,7 +18,7 @@ from typing import Any
 from kneo.clock import utc_iso
 from kneo.engine.human import complete_request
 from kneo.redaction import redact_mapping
-from kneo.store import CheckpointRecord, ContinuationRecord, RunRecord, TraceEvent
+from kneo.store import CheckpointRecord, ContinuationRecord, Page, RunRecord, TraceEvent
 
 #: Request fields shown to operators (context and schema included; content never exists here).
 _REQUEST_FIELDS = (
@@ -172,6 +172,17 @@ def run_view(
         "metadata": {"environment": run.environment, **(run.metadata or {})},
     }
     return redact_mapping(view, show_personal=show_personal)
+
+
+def page_counts(page: Page[Any]) -> dict[str, Any]:
+    """What a listing answers about its page: ``count`` (rows on it), ``total`` (``None``
+    when not counted), ``limit`` and ``offset``."""
+    return {
+        "count": len(page.items),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from kneo.platform.preparation import SpecPreparation, create_run
 from kneo.platform.results import RunResult
 from kneo.settings import Settings
 from kneo.spec.models import Spec
-from kneo.store import RunRecord, Store
+from kneo.store import RunRecord, Store, Transaction
 
 
 def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
@@ -40,6 +40,38 @@ def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
         "step once the database is back",
         run_id=run_id,
     )
+
+
+def paused_continuation(run: RunRecord) -> str | None:
+    """The continuation a paused run waits on (``None`` when it is not paused)."""
+    return (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
+
+
+def end_run(
+    tx: Transaction,
+    run: RunRecord,
+    status: RunStatus,
+    continuation_id: str | None,
+    *,
+    step_id: str | None = None,
+    trace_payload: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> RunRecord:
+    """Write ``run``'s final ``status`` (cancelled, timed out, expired) in ``tx``: the run row
+    (with ``changes``), its continuation dropped, a ``run_<status>`` trace event (by default
+    naming the previous status) and a checkpoint of its state. Returns the updated row."""
+    event = f"run_{status.value}"
+    updated = tx.update_run(
+        run.run_id, expected_version=run.version, status=status, finished_at=tx.now, **changes
+    )
+    if continuation_id:
+        tx.delete_continuation(continuation_id)
+    payload = trace_payload if trace_payload is not None else {"previous_status": run.status}
+    tx.add_trace_event(run.run_id, event, step_id=step_id, payload=payload)
+    tx.add_checkpoint(
+        run.run_id, type=event, status=status.value, payload=checkpoint_payload(run.state or {})
+    )
+    return updated
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -197,23 +229,7 @@ class Runs:
         run = self.store.get_run(run_id)
         status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
         with self.store.transaction() as tx:
-            updated = tx.update_run(
-                run_id,
-                expected_version=run.version,
-                status=status,
-                cancel_requested=True,
-                finished_at=tx.now,
-            )
-            cid = (run.state or {}).get("continuation_id")
-            if run.status == RunStatus.PAUSED and cid:
-                tx.delete_continuation(cid)
-            tx.add_trace_event(run_id, "run_cancelled", payload={"previous_status": run.status})
-            tx.add_checkpoint(
-                run_id,
-                type="run_cancelled",
-                status="cancelled",
-                payload=checkpoint_payload(run.state or {}),
-            )
+            updated = end_run(tx, run, status, paused_continuation(run), cancel_requested=True)
             tx.add_audit(
                 "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
             )

@@ -42,8 +42,8 @@ from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
 from kneo.periodic import PeriodicTask
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
-from kneo.platform.journal import checkpoint_payload
 from kneo.platform.notifications import NotifyingPlatform
+from kneo.platform.runs import end_run, paused_continuation
 from kneo.platform.tasks import task_requests
 from kneo.store import Store
 
@@ -185,25 +185,14 @@ class Sweeps:
         }
         try:
             with self.store.transaction() as tx:
-                tx.update_run(
-                    run.run_id,
-                    expected_version=run.version,
-                    error=error,
-                    status=transition(run.status, RunStatus.EXPIRED, action="expire"),
-                    finished_at=tx.now,
-                )
-                tx.delete_continuation(cont.continuation_id)
-                tx.add_trace_event(
-                    run.run_id,
-                    "run_expired",
+                end_run(
+                    tx,
+                    run,
+                    transition(run.status, RunStatus.EXPIRED, action="expire"),
+                    cont.continuation_id,
                     step_id=request.get("step_id"),
-                    payload={"request_id": request.get("request_id")},
-                )
-                tx.add_checkpoint(
-                    run.run_id,
-                    type="run_expired",
-                    status="expired",
-                    payload=checkpoint_payload(run.state or {}),
+                    trace_payload={"request_id": request.get("request_id")},
+                    error=error,
                 )
                 _audit_timeout(
                     tx,
@@ -368,7 +357,7 @@ class Sweeps:
             status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
         except (NotFound, IllegalTransition):
             return 0
-        cid = (run.state or {}).get("continuation_id") if run.status == RunStatus.PAUSED else None
+        cid = paused_continuation(run)
         error = {
             "code": "run_timed_out",
             "type": "run_timed_out",
@@ -376,23 +365,7 @@ class Sweeps:
         }
         try:
             with store.transaction() as tx:
-                tx.update_run(
-                    run_id,
-                    expected_version=run.version,
-                    status=status,
-                    error=error,
-                    cancel_requested=True,
-                    finished_at=tx.now,
-                )
-                if cid:
-                    tx.delete_continuation(cid)
-                tx.add_trace_event(run_id, "run_timed_out", payload={"previous_status": run.status})
-                tx.add_checkpoint(
-                    run_id,
-                    type="run_timed_out",
-                    status="timed_out",
-                    payload=checkpoint_payload(run.state or {}),
-                )
+                end_run(tx, run, status, cid, error=error, cancel_requested=True)
                 tx.add_audit(
                     "run.timed_out",
                     actor=TIMEOUT_ACTOR,

@@ -310,44 +310,22 @@ def _agent_tool_names(
                     "mcp.imports entry's tools",
                 )
             )
-    for i, name in enumerate(agent.approval_required):
-        if name not in catalog:
-            out.append(
-                diag(
-                    "E_UNKNOWN_TOOL",
-                    f"{at}.approval_required[{i}]",
-                    f"Tool '{name}' is not registered.",
-                )
-            )
-    for name in agent.tool_input:
-        if name not in catalog:
-            out.append(
-                diag(
-                    "E_UNKNOWN_TOOL",
-                    f"{at}.tool_input.{name}",
-                    f"Tool '{name}' is not registered.",
-                )
-            )
-    if agent.memory.compress_with and agent.memory.compress_with not in catalog:
-        out.append(
-            diag(
-                "E_UNKNOWN_TOOL",
-                f"{at}.memory.compress_with",
-                f"Tool '{agent.memory.compress_with}' is not registered.",
-            )
-        )
+    named = [(f"{at}.approval_required[{i}]", n) for i, n in enumerate(agent.approval_required)]
+    named += [(f"{at}.tool_input.{n}", n) for n in agent.tool_input]
+    if agent.memory.compress_with:
+        named.append((f"{at}.memory.compress_with", agent.memory.compress_with))
     # tools: all with an MCP import that lists no tools: any name may be the server's
-    open_mcp = agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)
-    for i, turn in enumerate(agent.model.script):
-        for j, call in enumerate(turn.tool_calls):
-            if call.name not in catalog and not open_mcp:
-                out.append(
-                    diag(
-                        "E_UNKNOWN_TOOL",
-                        f"{at}.model.script[{i}].tool_calls[{j}].name",
-                        f"Tool '{call.name}' is not registered.",
-                    )
-                )
+    if not (agent.tools_unrestricted and any(not imp.tools for imp in spec.mcp.imports)):
+        named += [
+            (f"{at}.model.script[{i}].tool_calls[{j}].name", call.name)
+            for i, turn in enumerate(agent.model.script)
+            for j, call in enumerate(turn.tool_calls)
+        ]
+    out += [
+        diag("E_UNKNOWN_TOOL", path, f"Tool '{name}' is not registered.")
+        for path, name in named
+        if name not in catalog
+    ]
     return out
 
 
@@ -458,74 +436,56 @@ def _tool_selection_rules(
     return out
 
 
+_BLOCKED = "W_TOOL_CAPABILITY_BLOCKED"
+
+
 def _capability_rules(
     name: str, caps: Collection[str], path: str, policy: ToolPolicy | None
 ) -> list[Diagnostic]:
     """One tool's capabilities (network, shell, files) against the agent's policy."""
+
+    def finding(code: str, does: str, suggestion: str | None = None) -> Diagnostic:
+        return diag(code, path, f"Tool '{name}' {does}.", suggestion)
+
+    def denied(switch: str) -> bool:
+        return policy is not None and not bool(getattr(policy, switch))
+
     out: list[Diagnostic] = []
     if "network" in caps:
-        if policy is not None and not policy.network:
+        if denied("network"):
             out.append(
-                diag(
-                    "W_TOOL_CAPABILITY_BLOCKED",
-                    path,
-                    f"Tool '{name}' needs network access but policies.tool.network is false.",
+                finding(
+                    _BLOCKED,
+                    "needs network access but policies.tool.network is false",
                     "set policies.tool.network: true with allowed_domains, or drop the tool",
                 )
             )
         elif policy is None or not policy.allowed_domains:
             out.append(
-                diag(
+                finding(
                     "W_NETWORK_WITHOUT_ALLOWED_DOMAINS",
-                    path,
-                    f"Tool '{name}' uses the network and no allowed_domains restrict it.",
+                    "uses the network and no allowed_domains restrict it",
                     "set policies.tool.allowed_domains",
                 )
             )
     if "shell" in caps:
-        if policy is not None and not policy.shell:
-            out.append(
-                diag(
-                    "W_TOOL_CAPABILITY_BLOCKED",
-                    path,
-                    f"Tool '{name}' needs shell access but policies.tool.shell is false.",
-                )
-            )
-        else:
-            out.append(
-                diag(
-                    "W_SHELL_TOOL",
-                    path,
-                    f"Tool '{name}' can run shell commands.",
-                    "require approval for it (agent.approval_required)",
-                )
-            )
-    if "filesystem_write" in caps:
-        if policy is not None and not policy.filesystem_write:
-            out.append(
-                diag(
-                    "W_TOOL_CAPABILITY_BLOCKED",
-                    path,
-                    f"Tool '{name}' writes files but policies.tool.filesystem does not allow writes.",
-                )
-            )
-        else:
-            out.append(
-                diag(
-                    "W_FILESYSTEM_WRITE",
-                    path,
-                    f"Tool '{name}' can write files.",
-                    "require approval for it",
-                )
-            )
-    elif "filesystem_read" in caps and policy is not None and not policy.filesystem_read:
         out.append(
-            diag(
-                "W_TOOL_CAPABILITY_BLOCKED",
-                path,
-                f"Tool '{name}' reads files but policies.tool.filesystem is false.",
+            finding(_BLOCKED, "needs shell access but policies.tool.shell is false")
+            if denied("shell")
+            else finding(
+                "W_SHELL_TOOL",
+                "can run shell commands",
+                "require approval for it (agent.approval_required)",
             )
         )
+    if "filesystem_write" in caps:
+        out.append(
+            finding(_BLOCKED, "writes files but policies.tool.filesystem does not allow writes")
+            if denied("filesystem_write")
+            else finding("W_FILESYSTEM_WRITE", "can write files", "require approval for it")
+        )
+    elif "filesystem_read" in caps and denied("filesystem_read"):
+        out.append(finding(_BLOCKED, "reads files but policies.tool.filesystem is false"))
     return out
 
 

@@ -8,104 +8,83 @@ behave exactly as they would with the real tools.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kneo.tools import examples
 from kneo.tools.registry import ToolDefinition, ToolHandler, ToolRegistry
 
 _TEXT = {"type": "string", "minLength": 1}
 
+
+def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """The JSON Schema of an object with exactly these ``properties``."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def _example(
+    handler: ToolHandler,
+    description: str,
+    parameters: dict[str, Any],
+    *,
+    capabilities: frozenset[str] = frozenset(),
+    requires_approval: bool = False,
+) -> tuple[ToolDefinition, ToolHandler]:
+    """An example tool of :mod:`kneo.tools.examples`, named after its handler."""
+    name = handler.__name__
+    definition = ToolDefinition(
+        name=name,
+        description=description,
+        parameters=parameters,
+        capabilities=capabilities,
+        requires_approval=requires_approval,
+        implementation=f"kneo.tools.examples:{name}",
+    )
+    return definition, handler
+
+
 EXAMPLE_TOOLS: tuple[tuple[ToolDefinition, ToolHandler], ...] = (
-    (
-        ToolDefinition(
-            name="web_search",
-            description="Search the web and return the top results with their URLs.",
-            parameters={
-                "type": "object",
-                "properties": {
-                    "query": _TEXT,
-                    "max_results": {"type": "integer", "minimum": 1, "maximum": 5},
-                },
-                "required": ["query"],
-                "additionalProperties": False,
-            },
-            capabilities=frozenset({"network"}),
-            implementation="kneo.tools.examples:web_search",
-        ),
+    _example(
         examples.web_search,
-    ),
-    (
-        ToolDefinition(
-            name="webpage_reader",
-            description="Fetch a web page and return its readable text.",
-            parameters={
-                "type": "object",
-                "properties": {"url": {"type": "string", "pattern": "^https?://"}},
-                "required": ["url"],
-                "additionalProperties": False,
-            },
-            capabilities=frozenset({"network"}),
-            implementation="kneo.tools.examples:webpage_reader",
+        "Search the web and return the top results with their URLs.",
+        _object(
+            {"query": _TEXT, "max_results": {"type": "integer", "minimum": 1, "maximum": 5}},
+            "query",
         ),
+        capabilities=frozenset({"network"}),
+    ),
+    _example(
         examples.webpage_reader,
+        "Fetch a web page and return its readable text.",
+        _object({"url": {"type": "string", "pattern": "^https?://"}}, "url"),
+        capabilities=frozenset({"network"}),
     ),
-    (
-        ToolDefinition(
-            name="compress_history",
-            description="Compress a long conversation history into a short text.",
-            parameters={
-                "type": "object",
-                "properties": {"text": {"type": "string"}},
-                "required": ["text"],
-                "additionalProperties": False,
-            },
-            implementation="kneo.tools.examples:compress_history",
-        ),
+    _example(
         examples.compress_history,
+        "Compress a long conversation history into a short text.",
+        _object({"text": {"type": "string"}}, "text"),
     ),
-    (
-        ToolDefinition(
-            name="summarize",
-            description="Summarize a text in at most max_words words.",
-            parameters={
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "max_words": {"type": "integer", "minimum": 1},
-                },
-                "required": ["text"],
-                "additionalProperties": False,
-            },
-            implementation="kneo.tools.examples:summarize",
-        ),
+    _example(
         examples.summarize,
-    ),
-    (
-        ToolDefinition(
-            name="publish_report",
-            description="Publish a finished report and return its URL.",
-            parameters={
-                "type": "object",
-                "properties": {"report": _TEXT},
-                "required": ["report"],
-                "additionalProperties": False,
-            },
-            requires_approval=True,
-            implementation="kneo.tools.examples:publish_report",
+        "Summarize a text in at most max_words words.",
+        _object(
+            {"text": {"type": "string"}, "max_words": {"type": "integer", "minimum": 1}}, "text"
         ),
+    ),
+    _example(
         examples.publish_report,
+        "Publish a finished report and return its URL.",
+        _object({"report": _TEXT}, "report"),
+        requires_approval=True,
     ),
-    (
-        ToolDefinition(
-            name="word_count",
-            description="Count the words in a text.",
-            parameters={
-                "type": "object",
-                "properties": {"text": {"type": "string"}},
-                "required": ["text"],
-                "additionalProperties": False,
-            },
-            implementation="kneo.tools.examples:word_count",
-        ),
+    _example(
         examples.word_count,
+        "Count the words in a text.",
+        _object({"text": {"type": "string"}}, "text"),
     ),
 )
 
@@ -120,12 +99,7 @@ def _ask_question(args: dict[str, object]) -> str:
 ASK_QUESTION = ToolDefinition(
     name="ask_question",
     description="Ask a person a question and wait for the answer (the run pauses until then).",
-    parameters={
-        "type": "object",
-        "properties": {"question": {"type": "string", "minLength": 1}},
-        "required": ["question"],
-        "additionalProperties": False,
-    },
+    parameters=_object({"question": _TEXT}, "question"),
 )
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from kneo.clock import utc_iso
+from kneo.platform.results import page_counts
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
@@ -55,13 +56,9 @@ def list_audit_events(
         cursor=cursor or None,
         count=counts,
     )
-    events = [audit_to_dict(e) for e in page.items]
     return {
-        "events": events,
-        "count": len(events),
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
+        "events": [audit_to_dict(e) for e in page.items],
+        **page_counts(page),
         "sort_by": "created_at",
         "sort_order": "desc",
         "next_cursor": page.next_cursor,
