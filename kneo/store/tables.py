@@ -134,7 +134,6 @@ def _json_or_none(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
