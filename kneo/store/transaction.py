@@ -283,9 +283,9 @@ class Transaction(RegistryWritesMixin):
 
         The counters live on the run row, so the first allocation row-locks it (an UPDATE, or
         an earlier ``get_run(for_update=True)``) and two writers of one run cannot allocate the
-        same number on any backend. Once this
-        transaction holds the row, further allocations are counted in memory and written by
-        :meth:`_flush_runs` (or folded into ``update_run``) before commit.
+        same number on any backend. Once this transaction holds the row, further allocations
+        are counted in memory and written by :meth:`_flush_runs` (or folded into
+        ``update_run``) before commit.
         """
         index = 0 if column == "checkpoint_seq" else 1
         known = self._seq.get(run_id)
