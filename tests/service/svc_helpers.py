@@ -74,6 +74,10 @@ class LiveServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> LiveServer:
+        """Start on a port free now: a restart never reuses the port the last process gave
+        up, which a test running alongside may have taken in between."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
         environ.update(self.env)
         environ["PYTHONPATH"] = str(ROOT)
