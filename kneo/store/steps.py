@@ -105,6 +105,14 @@ class StepCheckpoint:
         return self.keyframe()
 
 
+def chain_starts(checkpoints: Sequence[StepCheckpoint]) -> set[int]:
+    """The checkpoints the run's last one must be for ``checkpoints`` to be stored as they
+    come in one write: the one each patch's chain starts from (a row's index counts the
+    rows before it). Empty when all are keyframes; more than one when the patches do not
+    follow each other, which only the stepwise path (:meth:`StepCheckpoint.at`) stores."""
+    return {c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None}
+
+
 class StepWritten(NamedTuple):
     """A written step boundary: the run's new version and its sequence counters."""
 
@@ -261,7 +269,7 @@ class StepWriter:
                 if not self._dialect.batch or len(step.events) > d.MAX_NUMBERED_ROWS:
                     return self._stepwise(step)
                 written = self._boundary(step)
-                if written is None and any(c.follows is not None for c in step.checkpoints):
+                if written is None and chain_starts(step.checkpoints):
                     # Superseded, or a patch whose predecessor is no longer the last
                     # checkpoint: the stepwise path tells them apart (keyframe).
                     written = self._stepwise(step)
@@ -295,10 +303,11 @@ class StepWriter:
         checkpoints, events = step.checkpoints, step.events
         cas = _params(dialect, step)[0]
         # Patches are stored as they come: only while the run's last checkpoint is the one
-        # the first patch's chain starts from (a row's index counts the rows before it).
-        last = next(
-            (c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None), None
-        )
+        # their chain starts from.
+        starts = chain_starts(checkpoints)
+        if len(starts) > 1:
+            return None  # the caller stores them stepwise
+        last = starts.pop() if starts else None
         guard = last is not None
         if guard:
             cas["k_last"] = last

@@ -71,6 +71,7 @@ from kneo.store.steps import (
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
     StepCheckpoint,
+    chain_starts,
 )
 
 if TYPE_CHECKING:
@@ -694,12 +695,12 @@ class Transaction(RegistryWritesMixin):
         :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
         ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
         last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
-        # The run's last checkpoint must be the one the first patch follows (the others
-        # follow each other); keyframes go anywhere.
-        lasts = {c.follows - i for i, c in enumerate(checkpoints) if c.follows is not None}
-        if len(lasts) > 1:
+        # The run's last checkpoint must be the one the patches' chain starts from;
+        # keyframes go anywhere.
+        starts = chain_starts(checkpoints)
+        if len(starts) > 1:
             return None
-        last = lasts.pop() if lasts else None
+        last = starts.pop() if starts else None
         if last is not None:
             params["k_last"] = last
         keys, release, moves = update
