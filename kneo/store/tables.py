@@ -97,9 +97,12 @@ class JSONText(TypeDecorator[Any]):
         return jsontext.dumps(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return json.loads(value)
+        return _stored_json(value)
+
+
+def _stored_json(value: str | None) -> Any:
+    """A stored JSON text as its value."""
+    return None if value is None else json.loads(value)
 
 
 def value_binder(
@@ -124,14 +127,10 @@ def value_reader(
     types directly: adapting a :class:`TypeDecorator` to the dialect costs more than a
     first read's every other step."""
     if isinstance(coltype, JSONText):
-        return _json_or_none
+        return _stored_json
     if isinstance(coltype, UTCDateTime):
         return _stored_utc
     return coltype.dialect_impl(dialect).result_processor(dialect, dbapi_type)
-
-
-def _json_or_none(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
 
 
 metadata = sa.MetaData(
