@@ -42,15 +42,41 @@ ALL_SCOPES: tuple[str, ...] = (
 #: scopes are ours: everyone who may read runs may read the registry, and only operators
 #: (and admins) may trigger a reconcile or read ``/metrics`` (give a Prometheus its own key
 #: with just ``metrics:read``). ``notifications:admin`` (delivery rows, retry) is the admin
-#: role's alone. ``operator`` and ``service`` are written as every scope but those they lack.
+#: role's alone.
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(ALL_SCOPES),
-    "operator": frozenset(ALL_SCOPES) - {"human:write", "audit:write", "notifications:admin"},
+    "operator": frozenset(
+        {
+            "runs:read",
+            "runs:write",
+            "specs:read",
+            "human:read",
+            "audit:read",
+            "credentials:read",
+            "policies:read",
+            "policies:write",
+            "registry:read",
+            "controller:write",
+            "metrics:read",
+        }
+    ),
     "reviewer": frozenset(
         {"runs:read", "human:read", "human:write", "audit:read", "registry:read"}
     ),
-    "service": frozenset(ALL_SCOPES)
-    - {"policies:write", "controller:write", "metrics:read", "notifications:admin"},
+    "service": frozenset(
+        {
+            "runs:read",
+            "runs:write",
+            "specs:read",
+            "human:read",
+            "human:write",
+            "audit:read",
+            "audit:write",
+            "credentials:read",
+            "policies:read",
+            "registry:read",
+        }
+    ),
     "viewer": frozenset({"runs:read", "specs:read", "human:read", "audit:read", "registry:read"}),
 }
 
