@@ -51,7 +51,7 @@ def _reply(state: FakeOpenAI, body: dict[str, Any], auth: str) -> tuple[int, dic
     if model == "echo-key":
         return 401, {"error": {"message": f"Incorrect API key provided: {auth}"}}
     if model == "slow":
-        time.sleep(1.0)
+        time.sleep(5.0)  # far past any client timeout the tests set (daemon threads: no wait)
     if model == "bad-args":
         call = {"id": "c1", "type": "function", "function": {"name": "t", "arguments": "{no"}}
         return 200, _completion({"role": "assistant", "content": None, "tool_calls": [call]})

@@ -149,12 +149,13 @@ def test_client_errors_fail_fast(fake_openai: Any) -> None:
 
 
 def test_timeout_is_a_provider_error(fake_openai: Any) -> None:
-    """A reply slower than KNEO_SERV_PROVIDER_TIMEOUT_SECONDS raises provider_timeout."""
+    """A reply slower than KNEO_SERV_PROVIDER_TIMEOUT_SECONDS raises provider_timeout: the
+    call gives up long before the fake's 5 s reply (the margin absorbs a loaded machine)."""
     provider = _provider({"KNEO_SERV_PROVIDER_TIMEOUT_SECONDS": "0.2"})
     started = time.monotonic()
     with pytest.raises(ProviderError) as info:
         provider.complete(model=_model(fake_openai.base_url, "slow"), messages=USER, tools=[])
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 3.0
     assert info.value.code == "provider_timeout"
     assert "0.2s" in info.value.message
 
