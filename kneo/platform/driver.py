@@ -184,9 +184,8 @@ class RunDriver:
         if isinstance(outcome, Superseded):
             journal.discard()
             return self.result(self.store.get_run(run_id)), False
-        # Give a held step-writer connection (PostgreSQL) back first: the outcome then gets
-        # it from the pool instead of a second one. (On SQLite both use the process's writer
-        # connection: see StoreDialect.write_connection.)
+        # Give the step transactions' held connection (PostgreSQL) back first: the outcome
+        # then gets it from the pool instead of a second one.
         journal.close()
         trace_context = (
             observer.paused(outcome.requests)

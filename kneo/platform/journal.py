@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
+from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.settings import CheckpointLimits
 from kneo.store import Store, delta, payloads
@@ -92,10 +93,10 @@ class StoreJournal:
         #: boundaries waiting for the next one's transaction or the outcome's
         #: (:meth:`final_rows`): replayable ones, and a closing one last
         self._held: list[Boundary] = []
-        # One connection for the run's step commits (Store.step_writer), given back by final_rows,
-        # discard, close, or when the journal is dropped.
-        self._writer = store.step_writer()
-        weakref.finalize(self, self._writer.close)
+        # One connection for the run's step transactions (PostgreSQL), given back by
+        # final_rows, discard, close, or when the journal is dropped.
+        self._connection = store.hold_connection()
+        weakref.finalize(self, self._connection.close)
 
     def emit(self, event: TraceEvent) -> None:
         with self._lock:
@@ -124,18 +125,22 @@ class StoreJournal:
         chain = self._chain(held)
         events = _event_records(self._buffer)
         boundary, state_text, checkpoint = chain[-1]
-        written = self._writer.commit(
-            run_id=self.run_id,
-            expected_version=self.version,
-            now=self.store.clock.now(),
-            state_text=state_text,
-            checkpoints=[row for _, _, row in chain],
-            events=events,
-        )
-        if written is None:  # cancelled or taken over (NotFound when the run is gone)
-            self._writer.close()
+        try:
+            with self.store.transaction(self._connection) as tx:
+                written = tx.write_step(
+                    self.run_id,
+                    expected_version=self.version,
+                    state_text=state_text,
+                    checkpoints=[row for _, _, row in chain],
+                    events=events,
+                )
+        except Conflict as exc:  # cancelled or taken over (NotFound when the run is gone)
+            if exc.code != "stale_state":
+                raise
             current = self.store.get_run(self.run_id)
-            raise RunSuperseded(f"run {self.run_id} changed elsewhere", status=current.status)
+            raise RunSuperseded(
+                f"run {self.run_id} changed elsewhere", status=current.status
+            ) from None
         self._buffer.clear()
         self.version = written.version
         self.checkpoint_seq = written.checkpoint_seq
@@ -152,7 +157,7 @@ class StoreJournal:
         (:meth:`~kneo.store.steps.StepCheckpoint.at`). The caller's compare-and-set on
         :attr:`version` covers the held boundaries too."""
         with self._lock:
-            self._writer.close()
+            self._connection.close()
             held, self._held = self._held, []
             checkpoints = [row for _, _, row in self._chain([*held, boundary])]
             self._committed = None
@@ -226,12 +231,12 @@ class StoreJournal:
         with self._lock:
             self._buffer.clear()
             self._held = []
-            self._writer.close()
+            self._connection.close()
 
     def close(self) -> None:
-        """Give back the connection the step commits hold (the run stopped driving)."""
+        """Give back the connection the step transactions hold (the run stopped driving)."""
         with self._lock:
-            self._writer.close()
+            self._connection.close()
 
 
 def _patch(last: _Committed, boundary: Boundary, state_text: str) -> str | None:

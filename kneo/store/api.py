@@ -34,7 +34,7 @@ from kneo.clock import Clock
 from kneo.errors import InvalidRequest
 from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
-from kneo.store import chains, rows, steps, transaction
+from kneo.store import chains, rows, transaction
 from kneo.store import tables as t
 from kneo.store.base import (
     SortOrder,
@@ -46,7 +46,7 @@ from kneo.store.base import (
     ordered,
 )
 from kneo.store.coordination import CoordinationMixin
-from kneo.store.dialects import StoreDialect
+from kneo.store.dialects import HeldConnection, StoreDialect
 from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.notifications import NotificationsMixin
@@ -151,10 +151,18 @@ class Store(
             self.specs_held.update(digests)
 
     # -- plumbing ---------------------------------------------------------------------
-    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+    def transaction(
+        self, held: HeldConnection | None = None
+    ) -> contextlib.AbstractContextManager[Transaction]:
         """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
-        normal exit, rolls back on any exception."""
-        return transaction.transaction(self)
+        normal exit, rolls back on any exception. ``held``: the connection a run keeps
+        between its consecutive transactions (:meth:`hold_connection`)."""
+        return transaction.transaction(self, held)
+
+    def hold_connection(self) -> HeldConnection:
+        """A connection one run keeps between its back-to-back write transactions (its step
+        boundaries: :class:`~kneo.store.dialects.HeldConnection`); close it when done."""
+        return HeldConnection(self.engine)
 
     def schema_revision(self) -> str | None:
         """The migration revision recorded in the database (``None`` when empty)."""
@@ -193,12 +201,6 @@ class Store(
         """Shorthand for :meth:`Transaction.request_cancel` in its own transaction."""
         with self.transaction() as tx:
             return tx.request_cancel(run_id)
-
-    def step_writer(self) -> steps.StepWriter:
-        """A writer for one run's consecutive step boundaries (the engine's per-step path),
-        on the connection the dialect says (:meth:`StoreDialect.step_connection`); close it
-        when done."""
-        return steps.StepWriter(self.engine, self.dialect)
 
     def get_run(self, run_id: str) -> RunRecord:
         # One statement (and, when not cached, the run's spec, which never changes), built

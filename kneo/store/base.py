@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from kneo.clock import Clock
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
-from kneo.store.dialects import StoreDialect
+from kneo.store.dialects import HeldConnection, StoreDialect
 from kneo.store.errors import db_errors
 from kneo.store.tables import UTCDateTime, epoch_micros
 
@@ -36,7 +36,9 @@ class StoreBase:
     settings: Settings
     clock: Clock
 
-    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+    def transaction(
+        self, held: HeldConnection | None = None
+    ) -> contextlib.AbstractContextManager[Transaction]:
         raise NotImplementedError
 
     @contextlib.contextmanager

@@ -5,7 +5,7 @@ portable: how to connect, how to open a *write* transaction (SQLite needs ``BEGI
 so two writers queue instead of failing mid-transaction), how to serialize migrations across
 processes, and how to make a queue claim skip rows other workers hold.
 
-The raw write paths (:mod:`kneo.store.transaction`, :mod:`kneo.store.steps`) also take their
+The raw write path (:mod:`kneo.store.transaction`) also takes its
 statements from the dialect instance, which is its store's own: SQL text built once from the
 :mod:`~kneo.store.tables` objects by the builders below, in the driver's positional
 placeholder, and the column types' bind and result processors, resolved once. How writes are
@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -343,29 +344,88 @@ class StoreDialect:
         return contextlib.nullcontext()
 
     @contextlib.contextmanager
-    def write_connection(self, engine: Engine) -> Iterator[Any]:
+    def write_connection(self, engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
         """A DBAPI connection for one raw write transaction (the caller commits or rolls
-        back): here one of the pool's, given back afterwards."""
+        back): ``held``'s (see :class:`HeldConnection`), else one of the pool's, given back
+        afterwards."""
+        if held is not None:
+            raw = held.take()
+            try:
+                yield raw
+            except BaseException as exc:
+                held.failed(exc)
+                raise
+            held.done()
+            return
         raw = engine.raw_connection()
         try:
             yield raw
         except BaseException as exc:
-            if is_unavailable(exc):  # broken: the pool must not hand it out again
-                with contextlib.suppress(Exception):
-                    raw.invalidate()
+            _discard_if_broken(raw, exc)
             raise
         finally:
             raw.close()
 
-    def step_connection(
-        self, engine: Engine
-    ) -> Callable[[], contextlib.AbstractContextManager[Any]] | None:
-        """Where a run's step writer borrows a connection for each commit; ``None``: it holds
-        one of the pool's between a run's steps (a round trip saved per checkout)."""
-        return None
-
     def dispose(self, engine: Engine) -> None:
         """Close what the dialect keeps for ``engine`` beyond its pool."""
+
+
+def _discard_if_broken(raw: Any, exc: BaseException) -> None:
+    if is_unavailable(exc):  # broken: the pool must not hand it out again
+        with contextlib.suppress(Exception):
+            raw.invalidate()
+
+
+#: A :class:`HeldConnection` left unused this long goes back to the pool before the next
+#: transaction (whose checkout then pings it on PostgreSQL, see :func:`_ping_idle_connections`).
+HOLD_IDLE_SECONDS = 1.0
+
+
+class HeldConnection:
+    """A pooled connection kept between one run's back-to-back write transactions (its step
+    boundaries), for :meth:`StoreDialect.write_connection`.
+
+    On PostgreSQL checking a connection out and back in (pool events, a fresh connection
+    state) at every step cost about as much as the step's one statement; a run's steps come
+    back to back, so its journal keeps one. It goes back to the pool when it sat unused for
+    :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after
+    any error (the pool decides whether it is still usable), after a transaction that found
+    the pool past its steady size (many runs at once: do not starve them), and on
+    :meth:`close`. SQLite ignores it: its writes share the process's writer connection.
+    Not thread-safe: the owner serializes its transactions (the journal holds its lock)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._raw: Any = None
+        self._used = 0.0
+
+    def take(self) -> Any:
+        """The held connection, or a fresh one from the pool."""
+        if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
+            self.close()
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw
+
+    def done(self) -> None:
+        """A transaction on it ended: keep it, unless the pool is crowded."""
+        self._used = time.monotonic()
+        pool = self.engine.pool
+        size, checkedout = getattr(pool, "size", None), getattr(pool, "checkedout", None)
+        if callable(size) and callable(checkedout) and checkedout() > size():
+            self.close()
+
+    def failed(self, exc: BaseException) -> None:
+        """A transaction on it failed (and was rolled back): give it back."""
+        if self._raw is not None:
+            _discard_if_broken(self._raw, exc)
+        self.close()
+
+    def close(self) -> None:
+        """Give the connection back to the pool (a no-op when none is held)."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
 
 
 #: SQLite copies the WAL back into the database file once it holds this many pages (4 KiB
@@ -459,8 +519,9 @@ class SqliteDialect(StoreDialect):
         return _FileLock(self._lock, self.busy_timeout_ms / 1000)
 
     @contextlib.contextmanager
-    def write_connection(self, engine: Engine) -> Iterator[Any]:
-        """The process's writer connection for ``engine``, under the write lock.
+    def write_connection(self, engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
+        """The process's writer connection for ``engine``, under the write lock (``held`` is
+        not needed: this connection stays warm for everyone).
 
         SQLite drops a connection's whole page cache whenever another connection has
         written, so pooled connections taking turns at writing each started cold (dozens of
@@ -491,12 +552,6 @@ class SqliteDialect(StoreDialect):
                     with contextlib.suppress(Exception):
                         writer.close()
                 raise
-
-    def step_connection(
-        self, engine: Engine
-    ) -> Callable[[], contextlib.AbstractContextManager[Any]] | None:
-        """Each step commit borrows the writer connection (:meth:`write_connection`)."""
-        return lambda: self.write_connection(engine)
 
     def dispose(self, engine: Engine) -> None:
         with self.write_lock(engine):
@@ -673,8 +728,6 @@ def _ping_idle_connections(engine: Engine) -> None:
     is reused as is; one that fails its ping is discarded and replaced (as pre-ping does),
     and a server lost in between fails that statement with ``database_unavailable``, after
     which SQLAlchemy invalidates the pool."""
-    import time
-
     from sqlalchemy import event
     from sqlalchemy.exc import DisconnectionError
 

@@ -1,12 +1,13 @@
 """The write unit of work: :class:`Transaction`, from :meth:`Store.transaction
 <kneo.store.api.Store.transaction>`.
 
-Every write that spans rows goes through it: runs (create, compare-and-set update, outcome),
+Every write that spans rows goes through it: runs (create, compare-and-set update, step
+boundary, outcome),
 checkpoints, trace events, continuations and their request index, audit and outbox rows,
 queue entries, leases, project metadata and the registry
 (:class:`~kneo.store.registry.RegistryWritesMixin`). It runs on one DBAPI connection (SQLite:
 the process's writer connection); every statement is SQL text built once per dialect from
-the :mod:`~kneo.store.tables` objects (positional parameters, like :mod:`kneo.store.steps`),
+the :mod:`~kneo.store.tables` objects (positional parameters),
 and values pass through the Core column types' own bind and result processors, so nothing is
 built, cache-keyed or compiled per call and no SQLAlchemy connection, result or event
 machinery runs. Everything commits together or not at all; the caller never says which
@@ -18,9 +19,9 @@ On PostgreSQL the statements cost as few round trips and driver calls as their r
   ``WITH`` part: :meth:`~kneo.store.dialects.PostgresDialect.compound`) with the next read, or at commit.
 - A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
   rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
-- A run's outcome with nothing before it is one statement too (:meth:`Transaction.finish_run`:
-  the compare-and-set in a ``WITH``, every row it adds selected from the row it returns, as a
-  step boundary is in :mod:`kneo.store.steps`).
+- A step boundary (:meth:`Transaction.write_step`) or a run's outcome
+  (:meth:`Transaction.finish_run`) with nothing before it is one statement too: the
+  compare-and-set in a ``WITH``, every row it adds selected from the row it returns.
 - Anything else runs in psycopg's pipeline mode, opened at the first read: a round trip per
   read plus one for the commit, not one per statement.
 """
@@ -43,7 +44,7 @@ from kneo.store import dialects as d
 from kneo.store import payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
-from kneo.store.dialects import StoreDialect
+from kneo.store.dialects import HeldConnection, StoreDialect
 from kneo.store.errors import db_errors
 from kneo.store.records import (
     AuditEvent,
@@ -71,6 +72,8 @@ from kneo.store.steps import (
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
     StepCheckpoint,
+    StepEvent,
+    StepWritten,
     chain_starts,
 )
 
@@ -103,6 +106,7 @@ class Transaction(RegistryWritesMixin):
         self._d = dialect
         self._cur = raw.cursor()
         self.now = store.clock.now()
+        self._stamp: Any = None  # self.now as the driver takes it (:meth:`_now_bound`)
         self._seq: dict[str, list[int]] = {}
         self._seq_dirty: set[str] = set()
         #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
@@ -304,6 +308,8 @@ class Transaction(RegistryWritesMixin):
     def _flush_runs(self) -> None:
         """Write what this transaction kept in memory for a run since its last update
         (counters allocated, a lease taken), one statement a run; right before commit."""
+        if not (self._seq_dirty or self._leases):
+            return
         for run_id in sorted(self._seq_dirty | self._leases.keys()):
             values: dict[str, Any] = {}
             if run_id in self._seq_dirty:
@@ -337,7 +343,7 @@ class Transaction(RegistryWritesMixin):
     ) -> CheckpointRecord:
         """Append a checkpoint with the run's next sequence number (compressed or previewed).
         It is a keyframe, holding the whole payload; patches come from the journal through
-        ``Transaction.finish_run`` and ``write_step``."""
+        :meth:`finish_run` and :meth:`write_step`."""
         encoded = payloads.encode(dict(payload), self._store.settings.checkpoint)
         meta = dict(metadata or {})
         if encoded.reduction is not None:
@@ -388,6 +394,12 @@ class Transaction(RegistryWritesMixin):
         self._open = True
         if self._d.begin:
             self._cur.execute(self._d.begin)
+
+    def _now_bound(self) -> Any:
+        """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
+        if self._stamp is None:
+            self._stamp = self._d.binder(t.runs, "updated_at")(self.now)
+        return self._stamp
 
     def _check_open(self) -> None:
         if self._ended:
@@ -557,7 +569,7 @@ class Transaction(RegistryWritesMixin):
         ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
         stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
         lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
-        appended after the run's last ones (patches or keyframes as ``write_step`` stores
+        appended after the run's last ones (patches or keyframes as :meth:`write_step` stores
         them), numbered from the counters this update moves, so they cost no statement of
         their own to number. ``audits``: :meth:`add_audit`'s arguments, one mapping each.
 
@@ -566,7 +578,67 @@ class Transaction(RegistryWritesMixin):
         statement in autocommit: :meth:`_finish_alone`.)"""
         if events:
             check_trace_events(events)
-        run_id = run.run_id
+        rows_ = [
+            StepEvent(
+                e["event_type"], e.get("step_id"), jsontext.dumps(dict(e.get("payload") or {}))
+            )
+            for e in events
+        ]
+        version, checkpoint_seq, trace_seq = self._advance(
+            run.run_id,
+            expected_version,
+            changes,
+            state_text,
+            release_lease,
+            checkpoints,
+            rows_,
+            audits,
+        )
+        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
+        return dataclasses.replace(
+            run,
+            **fields,
+            version=version,
+            updated_at=self.now,
+            trace_seq=trace_seq,
+            checkpoint_seq=checkpoint_seq,
+        )
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+    ) -> StepWritten:
+        """A step boundary (or boundaries written together: a checkpoint each) as this
+        transaction's one write, committed: the run at ``expected_version`` gets the state
+        (``state_text``, already encoded) and the rows, encoded by the caller, numbered from
+        the counters its compare-and-set moves. Raises ``stale_state`` when the run moved on
+        (cancelled, taken over) and ``not_found`` when it is gone; nothing is written then.
+        Written as :meth:`finish_run` writes an outcome (on PostgreSQL one statement)."""
+        return StepWritten(
+            *self._advance(
+                run_id, expected_version, {"state": None}, state_text, None, checkpoints, events, ()
+            )
+        )
+
+    def _advance(
+        self,
+        run_id: str,
+        expected_version: int,
+        changes: dict[str, Any],
+        state_text: str | None,
+        release_lease: str | None,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+        audits: Sequence[Mapping[str, Any]],
+    ) -> tuple[int, int, int]:
+        """:meth:`finish_run`'s and :meth:`write_step`'s write, committed: the run's
+        compare-and-set and the rows it numbers; the run's new version and counters."""
         keys = self._run_changes(run_id, changes)
         added = (len(checkpoints), len(events))
         if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
@@ -579,6 +651,7 @@ class Transaction(RegistryWritesMixin):
             params["k_owner"] = release_lease
         audit_rows, outbox = self._outcome_audits(audits)
         update = (keys, release_lease is not None, added != (0, 0))
+        rows_ = (checkpoints, events, audit_rows, outbox)
         found = None
         alone = (
             self._waiting == []
@@ -587,25 +660,13 @@ class Transaction(RegistryWritesMixin):
             and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
         if alone:
-            found = self._finish_alone(
-                run_id, update, params, checkpoints, events, audit_rows, outbox
-            )
+            found = self._finish_alone(run_id, update, params, *rows_)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
-            found = self._finish_stepwise(
-                run_id, update, params, checkpoints, events, audit_rows, outbox
-            )
-        version, checkpoint_seq, trace_seq = found[0]
+            found = self._finish_stepwise(run_id, update, params, *rows_)
+        version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
-        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
-        return dataclasses.replace(
-            run,
-            **fields,
-            version=int(version),
-            updated_at=self.now,
-            trace_seq=int(trace_seq),
-            checkpoint_seq=int(checkpoint_seq),
-        )
+        return version, checkpoint_seq, trace_seq
 
     def _outcome_params(
         self,
@@ -617,14 +678,14 @@ class Transaction(RegistryWritesMixin):
     ) -> dict[str, Any]:
         """The outcome's runs update parameters: ``changes`` bound (the state as given
         when already encoded), the key, the time and how far the counters move."""
-        values = {**changes, "updated_at": self.now}
+        values = dict(changes)
         if state_text is not None:
             del values["state"]
         bound = self._d.bind(t.runs, values)
         if state_text is not None:
             bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        params |= {"k_run_id": run_id, "k_now": self._now_bound()}
         params["k_checkpoints"], params["k_events"] = added
         return params
 
@@ -652,7 +713,7 @@ class Transaction(RegistryWritesMixin):
         update: tuple[tuple[str, ...], bool, bool],
         params: dict[str, Any],
         checkpoints: Sequence[StepCheckpoint],
-        events: Sequence[Mapping[str, Any]],
+        events: Sequence[StepEvent],
         audits: list[dict[str, Any]],
         outbox: list[dict[str, Any]],
     ) -> list[Any]:
@@ -674,7 +735,12 @@ class Transaction(RegistryWritesMixin):
             )
         if events:
             first = trace_seq - len(events) + 1
-            self._insert_trace_rows(trace_values(run_id, first, events, self.now))
+            stamp = self._now_bound()
+            trace_rows = [
+                (run_id, first + offset, e.event_type, e.step_id, e.payload, stamp)
+                for offset, e in enumerate(events)
+            ]
+            self._d.insert_rows(self._add, t.trace_events, TRACE_COLUMNS, trace_rows)
         for row in audits:
             self._insert("audit", _insert(t.audit_events, tuple(row)), row)
         for values in outbox:
@@ -687,7 +753,7 @@ class Transaction(RegistryWritesMixin):
         update: tuple[tuple[str, ...], bool, bool],
         params: dict[str, Any],
         checkpoints: Sequence[StepCheckpoint],
-        events: Sequence[Mapping[str, Any]],
+        events: Sequence[StepEvent],
         audits: list[dict[str, Any]],
         outbox: list[dict[str, Any]],
     ) -> list[Any] | None:
@@ -718,8 +784,7 @@ class Transaction(RegistryWritesMixin):
         for index, checkpoint in enumerate(checkpoints):
             args += checkpoint.at(first + index).columns()
         for event in events:
-            payload = jsontext.dumps(dict(event.get("payload") or {}))
-            args += (event["event_type"], event.get("step_id"), payload)
+            args += (event.event_type, event.step_id, event.payload)
         for audit in audits:
             args += (audit[name] for name in _AUDIT_COLUMNS)
         for row in outbox:
@@ -752,7 +817,7 @@ class Transaction(RegistryWritesMixin):
     ) -> None:
         """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
         row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        stamp = self._d.bind(t.checkpoints, {"created_at": self.now})["created_at"]
+        stamp = self._now_bound()
         rows_ = [
             (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
             for offset, checkpoint in enumerate(checkpoints)
@@ -1029,12 +1094,13 @@ class Transaction(RegistryWritesMixin):
 
 
 @contextlib.contextmanager
-def transaction(store: Store) -> Iterator[Transaction]:
+def transaction(store: Store, held: HeldConnection | None = None) -> Iterator[Transaction]:
     """A :class:`Transaction` on a DBAPI connection (SQLite: the process's writer
-    connection, see :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on
-    normal exit, rolls back on any exception; driver failures, getting the connection
-    included, map to ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`)."""
-    with db_errors(), store.dialect.write_connection(store.engine) as raw:  # rollbacks in it
+    connection; else ``held``'s or a pooled one, see
+    :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on normal exit,
+    rolls back on any exception; driver failures, getting the connection included, map to
+    ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`)."""
+    with db_errors(), store.dialect.write_connection(store.engine, held) as raw:  # rollbacks
         try:
             tx = Transaction(store, raw, store.dialect)
             try:

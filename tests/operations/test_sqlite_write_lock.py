@@ -84,8 +84,8 @@ def _seen_connections(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int
     lend = store.dialect.write_connection
 
     @contextlib.contextmanager
-    def spy(engine: Any) -> Iterator[Any]:
-        with lend(engine) as raw:
+    def spy(engine: Any, held: Any = None) -> Iterator[Any]:
+        with lend(engine, held) as raw:
             seen.append(id(raw))
             yield raw
 
@@ -102,17 +102,12 @@ def test_hot_writes_share_one_warm_connection(
             tx.add_audit("test.event", payload={"n": index})
     run = store.create_run(input_text="x", workflow_name="w", target="workflow")
     run = store.update_run(run.run_id, status="running")
-    writer = store.step_writer()
     row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
-    written = writer.commit(
-        run_id=run.run_id,
-        expected_version=run.version,
-        now=store.clock.now(),
-        state_text="{}",
-        checkpoints=[row],
-        events=[],
-    )
-    assert written is not None
+    with store.transaction() as tx:
+        written = tx.write_step(
+            run.run_id, expected_version=run.version, state_text="{}", checkpoints=[row], events=[]
+        )
+    assert written.version == run.version + 1
     # three transactions, create_run and update_run (their own), the step commit
     assert len(seen) == 6 and len(set(seen)) == 1
     store.close()

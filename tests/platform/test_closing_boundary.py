@@ -21,7 +21,7 @@ from kneo.platform.journal import StoreJournal
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import Store
-from kneo.store.steps import StepWriter
+from kneo.store.transaction import Transaction
 
 STEPS = """
 def one(text):
@@ -94,13 +94,13 @@ def test_last_step_and_outcome_share_a_transaction_history_unchanged(
     manager: PlatformManager, spec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     step_commits: list[str] = []
-    commit = StepWriter.commit
+    write_step = Transaction.write_step
 
-    def counted(self: StepWriter, **kwargs: Any) -> Any:
+    def counted(self: Transaction, run_id: str, **kwargs: Any) -> Any:
         step_commits.extend(c.step_id for c in kwargs["checkpoints"])
-        return commit(self, **kwargs)
+        return write_step(self, run_id, **kwargs)
 
-    monkeypatch.setattr(StepWriter, "commit", counted)
+    monkeypatch.setattr(Transaction, "write_step", counted)
     result = manager.run_from_spec(input_text="in", spec_path=spec)
     assert step_commits == ["one", "two"]  # "three" commits with the outcome
     assert result.status == "succeeded" and result.output_text == "in one two three"
@@ -172,9 +172,9 @@ def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformMa
 
 
 def test_a_run_on_one_thread_needs_one_pooled_connection(manager: PlatformManager) -> None:
-    """The step writer gives a held connection back before the outcome's transaction, which
-    therefore reuses it instead of taking a second (on SQLite the writes share the process's
-    writer connection and the pool serves the reads)."""
+    """Each step boundary and the outcome take a pooled connection in turn and give it back,
+    so one is enough (on SQLite the writes share the process's writer connection and the
+    pool serves the reads)."""
     manager.store.engine.dispose()
     result = manager.run_from_spec(input_text="in", spec_path="three.yaml")
     assert result.status == "succeeded"
@@ -198,7 +198,6 @@ def test_a_replayable_boundary_is_written_with_the_next_one(manager: PlatformMan
     assert journal.checkpoint_seq == 2
     journal.commit(_boundary(3))  # the next patch chains on the second row
     assert store.list_checkpoints(journal.run_id).items[-1].payload == _boundary(3).state
-    journal.close()
 
 
 def test_replayable_then_closing_boundaries_are_written_with_the_outcome(

@@ -169,23 +169,22 @@ def test_a_resume_writes_the_decision_and_the_outcome(
 ) -> None:
     """Two write transactions: the decision (the continuation and run read in it), then the
     outcome, which also holds the human step's completion and the last step's boundary."""
-    from kneo.store import Store
-    from kneo.store.steps import StepWriter
+    from kneo.store import Store, Transaction
 
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     writes: list[str] = []
-    transaction, step = Store.transaction, StepWriter.commit
+    transaction, write_step = Store.transaction, Transaction.write_step
 
     def counted(self: Store) -> Any:
         writes.append("transaction")
         return transaction(self)
 
-    def step_counted(self: StepWriter, **kwargs: Any) -> Any:
+    def step_counted(self: Transaction, run_id: str, **kwargs: Any) -> Any:
         writes.append("step")
-        return step(self, **kwargs)
+        return write_step(self, run_id, **kwargs)
 
     monkeypatch.setattr(Store, "transaction", counted)
-    monkeypatch.setattr(StepWriter, "commit", step_counted)
+    monkeypatch.setattr(Transaction, "write_step", step_counted)
     done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
     assert done.status == "succeeded" and writes == ["transaction", "transaction"]
     checkpoints = manager.store.list_checkpoints(paused.run_id, limit=10).items

@@ -96,7 +96,7 @@ def make_store(db_url: str, clock: ManualClock) -> Iterator[StoreFactory]:
     for store in opened:
         store.close()
     if db_url.startswith("sqlite") and opened:
-        # Whatever the test wrote, through any path (Core, raw SQL, step writer), is stored
+        # Whatever the test wrote, through any path (Core, raw SQL, a transaction), is stored
         # as integer microseconds (migration 0005), never as text.
         assert sqlite_timestamp_kinds(opened[0].engine) <= {"integer", "null"}
 

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from kneo.engine.journal import Boundary, TraceEvent
 from kneo.engine.state import ExecutionState, StateParts
+from kneo.errors import Conflict
 from kneo.platform.journal import StoreJournal
 from kneo.redaction import redact
-from kneo.store import Store, delta, payloads, steps
+from kneo.store import Store, delta, dialects, payloads, steps
 from kneo.store import tables as t
 
 from .helpers import new_run
@@ -157,7 +158,6 @@ def test_engine_snapshots_are_stored_as_patches_and_read_whole(store: Store) -> 
         assert secret not in stored
     page = store.list_checkpoints(journal.run_id, limit=100)
     assert [_text(p.payload) for p in page.items] == [_text(e) for e in expected]
-    journal.close()
 
 
 def _count_checkouts(store: Store) -> list[int]:
@@ -171,9 +171,9 @@ def _count_checkouts(store: Store) -> list[int]:
 
 
 def test_a_run_commits_its_steps_on_one_connection(store: Store) -> None:
-    """Back-to-back step commits reuse one connection: on PostgreSQL a pooled one the writer
-    holds until discard gives it back; on SQLite the process's writer connection, which the
-    pool never sees again once it made it."""
+    """Back-to-back step transactions reuse one connection: on PostgreSQL a pooled one the
+    journal holds until discard gives it back; on SQLite the process's writer connection,
+    which the pool never sees again once it made it."""
     journal = _journal(store)
     checkouts = _count_checkouts(store)
     state = ExecutionState.new("in")
@@ -187,47 +187,85 @@ def test_a_run_commits_its_steps_on_one_connection(store: Store) -> None:
     assert store.list_checkpoints(journal.run_id, limit=10).total == 5
 
 
+def _step(store: Store, run_id: str, version: int, held: Any = None, state: str = "{}") -> Any:
+    row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
+    event = steps.StepEvent("step_completed", "s", "{}")
+    with store.transaction(held) as tx:
+        return tx.write_step(
+            run_id, expected_version=version, state_text=state, checkpoints=[row], events=[event]
+        )
+
+
 def test_an_idle_held_connection_goes_back_to_the_pool(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection unused for HOLD_IDLE_SECONDS is checked out again (so the pool's
-    checkout checks it); a lost compare-and-set commits nothing and keeps the writer usable."""
-    monkeypatch.setattr(steps, "HOLD_IDLE_SECONDS", 0.0)
+    """A held connection unused for HOLD_IDLE_SECONDS is checked out again (so the pool's
+    checkout checks it); a lost compare-and-set gives it back and the next step takes one."""
+    monkeypatch.setattr(dialects, "HOLD_IDLE_SECONDS", 0.0)
     run_id = new_run(store)
     version = store.get_run(run_id).version
     checkouts = _count_checkouts(store)
-    writer = store.step_writer()
-    row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
-    event = steps.StepEvent("step_completed", "s", "{}")
-    now = store.clock.now()
+    held = store.hold_connection()
     for _ in range(3):
-        written = writer.commit(
-            run_id=run_id,
-            expected_version=version,
-            now=now,
-            state_text="{}",
-            checkpoints=[row],
-            events=[event],
-        )
-        assert written is not None
-        version = written.version
+        version = _step(store, run_id, version, held).version
     if store.backend == "sqlite":  # the process's writer connection, made at most once
         assert checkouts[0] <= 1
     else:
         assert checkouts[0] == 3
-    stale = writer.commit(
-        run_id=run_id,
-        expected_version=version - 1,
-        now=now,
-        state_text='{"lost":1}',
-        checkpoints=[row],
-        events=[event],
-    )
-    assert stale is None
+    with pytest.raises(Conflict):
+        _step(store, run_id, version - 1, held, '{"lost":1}')
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     run = store.get_run(run_id)
     assert (run.version, run.trace_seq, run.state) == (version, 3, {})
-    assert store.list_checkpoints(run_id, limit=10).total == 3
-    writer.close()
+    assert _step(store, run_id, version, held).version == version + 1
+    held.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -> None:
+    """With the pool's steady connections all in use elsewhere, a run does not keep an
+    overflow connection between steps."""
+    run_id = new_run(store)
+    version = store.get_run(run_id).version
+    pool: Any = store.engine.pool
+    others = [store.engine.connect() for _ in range(pool.size())]
+    try:
+        held = store.hold_connection()
+        assert _step(store, run_id, version, held).version == version + 1
+        assert pool.checkedout() == len(others)
+    finally:
+        for conn in others:
+            conn.close()
+
+
+def test_a_stale_step_writes_nothing(store: Store) -> None:
+    """A lost compare-and-set raises ``stale_state`` and commits nothing; the next write
+    goes through."""
+    run_id = new_run(store)
+    version = store.get_run(run_id).version
+    row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
+    event = steps.StepEvent("step_completed", "s", "{}")
+    with store.transaction() as tx:
+        version = tx.write_step(
+            run_id, expected_version=version, state_text="{}", checkpoints=[row], events=[event]
+        ).version
+    with pytest.raises(Conflict) as caught, store.transaction() as tx:
+        tx.write_step(
+            run_id,
+            expected_version=version - 1,
+            state_text='{"lost":1}',
+            checkpoints=[row],
+            events=[event],
+        )
+    assert caught.value.code == "stale_state"
+    run = store.get_run(run_id)
+    assert (run.version, run.trace_seq, run.state) == (version, 1, {})
+    assert store.list_checkpoints(run_id, limit=10).total == 1
+    with store.transaction() as tx:
+        written = tx.write_step(
+            run_id, expected_version=version, state_text="{}", checkpoints=[row], events=[event]
+        )
+    assert (written.version, written.checkpoint_seq, written.trace_seq) == (version + 1, 2, 2)
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
@@ -249,7 +287,6 @@ def test_a_step_s_events_are_redacted_one_by_one(store: Store) -> None:
         {"api_key": "[REDACTED]", "at": at},
         {"output_chars": 3, "at": at},
     ]
-    journal.close()
 
 
 def test_a_list_field_is_appended_to_only_when_its_old_items_are_kept() -> None:
@@ -271,28 +308,3 @@ def test_a_list_field_is_appended_to_only_when_its_old_items_are_kept() -> None:
         assert _text(delta.apply({"order": before}, ops)) == _text(redact({"order": after}))
         grew = len(after) > len(before) and after[: len(before)] == before
         assert [op[0] for op in ops] == (["a"] if grew else ["s"])
-
-
-def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -> None:
-    """With the pool's steady connections all in use elsewhere, the writer does not keep an
-    overflow connection between steps."""
-    run_id = new_run(store)
-    version = store.get_run(run_id).version
-    pool: Any = store.engine.pool
-    others = [store.engine.connect() for _ in range(pool.size())]
-    try:
-        writer = store.step_writer()
-        row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
-        written = writer.commit(
-            run_id=run_id,
-            expected_version=version,
-            now=store.clock.now(),
-            state_text="{}",
-            checkpoints=[row],
-            events=[],
-        )
-        assert written is not None and written.version == version + 1
-        assert pool.checkedout() == len(others)
-    finally:
-        for conn in others:
-            conn.close()

@@ -561,7 +561,6 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
         for n in range(1, 5):
             state = {"units": {f"u{i}": {"output": "x" * 40} for i in range(n)}}
             journal.commit(Boundary(kind="step_completed", state=state, step_id=f"u{n - 1}"))
-        journal.close()
         run_ids.append(run.run_id)
     with store.transaction() as tx:
         tx.add_trace_events(run_ids[0], [{"event_type": "kept"}])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import pytest
 
+from kneo.errors import Conflict, NotFound
 from kneo.store import Store, payloads
 from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten, json_text
 
@@ -35,13 +35,12 @@ def write_step(
     state_text: str,
     checkpoint: StepCheckpoint,
     events: Sequence[StepEvent],
-) -> StepWritten | None:
-    """One boundary through the store's step writer, committed on return."""
-    with contextlib.closing(store.step_writer()) as writer:
-        return writer.commit(
-            run_id=run_id,
+) -> StepWritten:
+    """One boundary in a transaction of its own, committed on return."""
+    with store.transaction() as tx:
+        return tx.write_step(
+            run_id,
             expected_version=expected_version,
-            now=store.clock.now(),
             state_text=state_text,
             checkpoints=[checkpoint],
             events=events,
@@ -68,7 +67,6 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
             StepEvent("step_completed", "s1", json_text({"at": "t1"})),
         ],
     )
-    assert written is not None
     run = store.get_run(run_id)
     assert (written.version, run.version, run.state) == (version + 1, version + 1, state)
     assert (written.checkpoint_seq, written.trace_seq) == (2, 3)
@@ -88,30 +86,31 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
 
 
 def test_write_step_compare_and_set(store: Store) -> None:
-    """A stale version or a missing run writes nothing (``None``); the writer stays usable."""
+    """A stale version (``stale_state``) or a missing run (``not_found``) writes nothing."""
     run_id = new_run(store)
     store.update_run(run_id, status="running")
-    stale = write_step(
-        store,
-        run_id,
-        expected_version=1,
-        state_text="{}",
-        checkpoint=_checkpoint({}),
-        events=[StepEvent("x", None, "{}")],
-    )
-    assert stale is None
+    with pytest.raises(Conflict) as caught:
+        write_step(
+            store,
+            run_id,
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[StepEvent("x", None, "{}")],
+        )
+    assert caught.value.code == "stale_state"
     assert store.list_checkpoints(run_id).total == 0
     assert store.list_trace(run_id).total == 0
     assert store.get_run(run_id).version == 2
-    missing = write_step(
-        store,
-        "run_missing",
-        expected_version=1,
-        state_text="{}",
-        checkpoint=_checkpoint({}),
-        events=[],
-    )
-    assert missing is None
+    with pytest.raises(NotFound):
+        write_step(
+            store,
+            "run_missing",
+            expected_version=1,
+            state_text="{}",
+            checkpoint=_checkpoint({}),
+            events=[],
+        )
 
 
 def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
@@ -149,7 +148,7 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
 @pytest.mark.parametrize("count", [1, 8, 9, 45, 70])
 def test_every_event_of_a_long_batch_lands_once_in_order(store: Store, count: int) -> None:
     """Trace rows go in multi-row inserts (chunked past eight; on PostgreSQL past 64 events
-    a boundary is no longer one statement): a boundary's events through the step writer and
+    a boundary is no longer one statement): a boundary's events written with it and
     events added in a transaction are each stored once, numbered in the order given."""
     run_id = new_run(store)
     batch = [StepEvent("tick", f"s{i}", json_text({"i": i})) for i in range(count)]

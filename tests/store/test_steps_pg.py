@@ -1,11 +1,12 @@
-"""StepWriter's one-statement boundary (PostgreSQL) against the stepwise writes it replaces:
-the same rows, one round trip per step, the same compare-and-set and error mapping."""
+"""A step boundary as one statement (PostgreSQL's path when nothing came before it in its
+transaction) against the same boundary's statements one by one (the path after a read, and
+SQLite's): the same rows, one round trip per step, the same compare-and-set and errors."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, NotReady
-from kneo.store import Store, steps
-from kneo.store.steps import Step, write_step
+from kneo.store import Store, dialects, steps
+from kneo.store.steps import StepWritten
 
 from .helpers import new_run
 
@@ -62,79 +63,58 @@ def _stored(store: Store, run_id: str) -> tuple[list[Any], list[Any], tuple[Any,
     return strip[0], strip[1], tuple(run)
 
 
-def test_the_writer_stores_what_the_stepwise_writes_store(store: Store) -> None:
-    """Keyframe, patch, no events, NULL step ids, non-ASCII: the writer's rows equal
-    :func:`~kneo.store.steps.write_step`'s (the stepwise statements) column for column."""
+def _write(
+    store: Store,
+    run_id: str,
+    rows: Sequence[Any],
+    events: Sequence[steps.StepEvent] = (),
+    state: str = "{}",
+    *,
+    version: int | None = None,
+    stepwise: bool = False,
+) -> StepWritten:
+    """One boundary in a transaction of its own; ``stepwise``: after a read, so as the
+    statements one by one (the reference the one-statement path must match)."""
+    expected = store.get_run(run_id).version if version is None else version
+    with store.transaction() as tx:
+        if stepwise:
+            tx.get_run(run_id)
+        return tx.write_step(
+            run_id, expected_version=expected, state_text=state, checkpoints=rows, events=events
+        )
+
+
+def test_one_statement_stores_what_the_stepwise_writes_store(store: Store) -> None:
+    """Keyframe, patch, no events, NULL step ids, non-ASCII: the one-statement boundary's
+    rows equal the stepwise statements' column for column."""
     mine, theirs = new_run(store), new_run(store)
-    now = store.clock.now()
     with store.transaction() as tx:
         for run_id in (mine, theirs):
             tx.add_trace_event(run_id, "run_started")
-    writer = store.step_writer()
-    version = {mine: store.get_run(mine).version, theirs: store.get_run(theirs).version}
     follows: int | None = None
     for index, events in enumerate(_EVENTS):
         row = _row(f'{{"n":{index}}}'.encode(), None if index == 2 else "s", follows)
-        written = writer.commit(
-            run_id=mine,
-            expected_version=version[mine],
-            now=now,
-            state_text=f'{{"n":{index}}}',
-            checkpoints=[row],
-            events=events,
-        )
-        assert written is not None
-        step = Step(theirs, version[theirs], now, f'{{"n":{index}}}', [row], events)
-        raw = store.engine.raw_connection()
-        try:
-            reference = write_step(raw.cursor(), store.dialect, step)
-            raw.commit()
-        finally:
-            raw.close()
-        assert reference is not None and written == reference
-        version = {mine: written.version, theirs: reference.version}
+        state = f'{{"n":{index}}}'
+        written = _write(store, mine, [row], events, state)
+        reference = _write(store, theirs, [row], events, state, stepwise=True)
+        assert written == reference
         follows = written.checkpoint_seq
-    writer.close()
     assert _stored(store, mine) == _stored(store, theirs)
     assert _stored(store, mine)[2][3:] == (3, 4)
-
-
-def _commit(store: Store, run_id: str, rows: list[Any], state: str = "{}") -> Any:
-    with contextlib.closing(store.step_writer()) as writer:
-        return writer.commit(
-            run_id=run_id,
-            expected_version=store.get_run(run_id).version,
-            now=store.clock.now(),
-            state_text=state,
-            checkpoints=rows,
-            events=_EVENTS[0],
-        )
 
 
 def test_boundaries_written_together_store_what_the_stepwise_writes_store(store: Store) -> None:
     """Two checkpoints in one write (a held replayable boundary and the next one): numbered
     in order, the second a patch on the first, the counters moved by two and the version by
-    one; the rows equal :func:`~kneo.store.steps.write_step`'s column for column."""
+    one; the rows equal the stepwise statements' column for column."""
     mine, theirs = new_run(store), new_run(store)
-    assert _commit(store, mine, [_row(b"{}")]) == _commit(store, theirs, [_row(b"{}")])
-    now, version = store.clock.now(), store.get_run(mine).version
+    assert _write(store, mine, [_row(b"{}")], _EVENTS[0]) == _write(
+        store, theirs, [_row(b"{}")], _EVENTS[0], stepwise=True
+    )
+    version = store.get_run(mine).version
     rows = [_row(b"[1]", follows=1), _row(b"[2]", "t", follows=2)]
-    with contextlib.closing(store.step_writer()) as writer:
-        written = writer.commit(
-            run_id=mine,
-            expected_version=version,
-            now=now,
-            state_text='{"n":2}',
-            checkpoints=rows,
-            events=_EVENTS[0],
-        )
-    raw = store.engine.raw_connection()
-    try:
-        step = Step(theirs, version, now, '{"n":2}', rows, _EVENTS[0])
-        reference = write_step(raw.cursor(), store.dialect, step)
-        raw.commit()
-    finally:
-        raw.close()
+    written = _write(store, mine, rows, _EVENTS[0], '{"n":2}')
+    reference = _write(store, theirs, rows, _EVENTS[0], '{"n":2}', stepwise=True)
     assert written == reference == (version + 1, 3, 4)
     assert _stored(store, mine) == _stored(store, theirs)
     assert [(c[0], c[2], c[5]) for c in _stored(store, mine)[0]] == [
@@ -149,7 +129,7 @@ def test_a_patch_chain_whose_start_moved_is_stored_as_keyframes(store: Store) ->
     chain no longer starts at the run's last checkpoint, so each row is stored as its
     keyframe, numbered after the newcomer."""
     run_id = new_run(store)
-    _commit(store, run_id, [_row(b"{}")])
+    _write(store, run_id, [_row(b"{}")], _EVENTS[0])
     with store.transaction() as tx:  # another writer's checkpoint: the chain start moves
         tx.add_checkpoint(run_id, type="x", payload={})
 
@@ -157,52 +137,29 @@ def test_a_patch_chain_whose_start_moved_is_stored_as_keyframes(store: Store) ->
         row = _row(payload, follows=follows)
         return dataclasses.replace(row, keyframe=lambda: _row(b"K" + payload))
 
-    written = _commit(store, run_id, [chained(b"[1]", 1), chained(b"[2]", 2)])
-    assert written is not None and written.checkpoint_seq == 4
+    written = _write(store, run_id, [chained(b"[1]", 1), chained(b"[2]", 2)], _EVENTS[0])
+    assert written.checkpoint_seq == 4
     stored = [(c[0], c[5]) for c in _stored(store, run_id)[0]]
     assert stored[2:] == [(3, b"K[1]"), (4, b"K[2]")]
 
 
 def test_a_lost_compare_and_set_of_a_patch_writes_nothing(store: Store) -> None:
-    """A patch row on a stale version: None, no row, counters unchanged, writer usable."""
+    """A patch row on a stale version: stale_state, no row, counters unchanged; the next
+    boundary goes through."""
     run_id = new_run(store)
-    writer = store.step_writer()
-    now = store.clock.now()
-    first = writer.commit(
-        run_id=run_id,
-        expected_version=store.get_run(run_id).version,
-        now=now,
-        state_text="{}",
-        checkpoints=[_row(b"{}")],
-        events=_EVENTS[0],
-    )
-    assert first is not None
+    first = _write(store, run_id, [_row(b"{}")], _EVENTS[0])
     before = _stored(store, run_id)
-    lost = writer.commit(
-        run_id=run_id,
-        expected_version=first.version - 1,
-        now=now,
-        state_text='{"lost":1}',
-        checkpoints=[_row(b"[]", follows=first.checkpoint_seq)],
-        events=_EVENTS[0],
-    )
-    assert lost is None
+    patch = [_row(b"[]", follows=first.checkpoint_seq)]
+    with pytest.raises(Conflict) as caught:
+        _write(store, run_id, patch, _EVENTS[0], '{"lost":1}', version=first.version - 1)
+    assert caught.value.code == "stale_state"
     assert _stored(store, run_id) == before
-    again = writer.commit(
-        run_id=run_id,
-        expected_version=first.version,
-        now=now,
-        state_text="{}",
-        checkpoints=[_row(b"[]", follows=first.checkpoint_seq)],
-        events=[],
-    )
-    assert again == (first.version + 1, 2, 2)
-    writer.close()
+    assert _write(store, run_id, patch) == (first.version + 1, 2, 2)
 
 
 def test_a_constraint_violation_is_a_conflict_and_rolls_back(store: Store) -> None:
     """A clashing checkpoint row fails the whole boundary (conflict, nothing kept, the run
-    unchanged); the writer then writes the next boundary normally."""
+    unchanged); the next boundary is written normally."""
     run_id = new_run(store)
     version = store.get_run(run_id).version
     with store.engine.begin() as conn:  # a row at the next sequence, counters not moved
@@ -216,23 +173,13 @@ def test_a_constraint_violation_is_a_conflict_and_rolls_back(store: Store) -> No
             {"r": run_id, "p": b"{}"},
         )
     before = _stored(store, run_id)
-    writer = store.step_writer()
-    kwargs: dict[str, Any] = {
-        "run_id": run_id,
-        "expected_version": version,
-        "now": store.clock.now(),
-        "state_text": '{"n":1}',
-        "checkpoints": [_row(b"{}")],
-        "events": _EVENTS[0],
-    }
     with pytest.raises(Conflict) as caught:
-        writer.commit(**kwargs)
+        _write(store, run_id, [_row(b"{}")], _EVENTS[0], '{"n":1}')
     assert caught.value.code == "conflict"
     assert _stored(store, run_id)[1:] == before[1:]  # no event, run row unchanged
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM checkpoints WHERE run_id = :r"), {"r": run_id})
-    assert writer.commit(**kwargs) == (version + 1, 1, 2)
-    writer.close()
+    assert _write(store, run_id, [_row(b"{}")], _EVENTS[0], '{"n":1}') == (version + 1, 1, 2)
 
 
 # round trips and server errors exist on PostgreSQL only
@@ -240,58 +187,50 @@ ONLY_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=Tr
 
 
 @ONLY_POSTGRESQL
-def test_a_step_is_one_round_trip(store: Store, tmp_path: Path) -> None:
+def test_a_step_is_one_round_trip(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The boundary is one statement in a transaction of its own: one ReadyForQuery per
-    step (before: five), prepared statement or not."""
+    step (stepwise: five), prepared statement or not. The pool holds one connection here,
+    so every step takes the one traced (and is not pinged, however slow the machine)."""
+    monkeypatch.setattr(dialects, "PING_IDLE_SECONDS", 3600.0)
     run_id = new_run(store)
-    writer = store.step_writer()
     version = store.get_run(run_id).version
-    follows: int | None = None
+    with store.engine.connect() as conn:  # the pool's one idle connection, traced
+        pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
     trace = tmp_path / "libpq.trace"
     fd = os.open(trace, os.O_WRONLY | os.O_CREAT)
-    for index in range(8):
-        written = writer.commit(
-            run_id=run_id,
-            expected_version=version,
-            now=store.clock.now(),
-            state_text="{}",
-            checkpoints=[_row(b"{}", follows=follows)],
-            events=_EVENTS[index % 3],
+    pgconn.trace(fd)
+    follows: int | None = None
+    for index in range(7):
+        written = _write(
+            store, run_id, [_row(b"{}", follows=follows)], _EVENTS[index % 3], version=version
         )
-        assert written is not None
         version, follows = written.version, written.checkpoint_seq
-        if index == 0:  # the connection is held from here on: trace the next 7 steps
-            pgconn = writer._raw.driver_connection.pgconn
-            pgconn.trace(fd)
     pgconn.untrace()
     os.close(fd)
-    writer.close()
     # every step takes at least one round trip, so 7 in all is one each
     assert trace.read_text().count("ReadyForQuery") == 7
-    assert _stored(store, run_id)[2][3] == 8
+    assert _stored(store, run_id)[2][3] == 7
 
 
 @ONLY_POSTGRESQL
-def test_a_lost_connection_is_database_unavailable(store: Store) -> None:
-    """The held connection's server process is gone: database_unavailable; the next step
-    takes a fresh connection."""
+def test_a_lost_connection_is_database_unavailable(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pooled connection's server process is gone (and it sat idle too briefly to be
+    pinged): database_unavailable; the next step takes a fresh connection."""
+    monkeypatch.setattr(dialects, "PING_IDLE_SECONDS", 3600.0)
     run_id = new_run(store)
-    writer = store.step_writer()
-    kwargs: dict[str, Any] = {
-        "run_id": run_id,
-        "now": store.clock.now(),
-        "state_text": "{}",
-        "checkpoints": [_row(b"{}")],
-        "events": [],
-    }
-    first = writer.commit(expected_version=store.get_run(run_id).version, **kwargs)
-    assert first is not None
-    pid = writer._raw.driver_connection.info.backend_pid
-    with store.engine.begin() as conn:
+    first = _write(store, run_id, [_row(b"{}")])
+    with store.engine.connect() as conn:  # the pool's one connection: the next step's
+        pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+    killer = sa.create_engine(store.engine.url)  # not from the store's pool
+    with killer.begin() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
     with pytest.raises(NotReady) as caught:
-        writer.commit(expected_version=first.version, **kwargs)
+        _write(store, run_id, [_row(b"{}")], version=first.version)
     assert caught.value.code == "database_unavailable"
-    again = writer.commit(expected_version=first.version, **kwargs)
-    assert again is not None and again.version == first.version + 1
-    writer.close()
+    again = _write(store, run_id, [_row(b"{}")], version=first.version)
+    assert again.version == first.version + 1
