@@ -33,7 +33,7 @@ import dataclasses
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import sqlalchemy as sa
 
@@ -91,6 +91,20 @@ _OUTBOX_COLUMNS = d.cas_params(t.notification_events)
 
 def _insert(table: sa.Table, names: Sequence[str], suffix: str = "") -> Callable[[], str]:
     return lambda: d.insert_sql(table, names, suffix)
+
+
+class _Write(NamedTuple):
+    """A run's advance (:meth:`Transaction._advance`) as both ways of writing it take it:
+    the compare-and-set's key (columns set, lease released, counters moved) and parameters,
+    and the rows numbered from what it returns (audits bound, outbox rows)."""
+
+    run_id: str
+    update: tuple[tuple[str, ...], bool, bool]
+    params: dict[str, Any]
+    checkpoints: Sequence[StepCheckpoint]
+    events: Sequence[StepEvent]
+    audits: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
 
 
 class Transaction(RegistryWritesMixin):
@@ -651,7 +665,7 @@ class Transaction(RegistryWritesMixin):
             params["k_owner"] = release_lease
         audit_rows, outbox = self._outcome_audits(audits)
         update = (keys, release_lease is not None, added != (0, 0))
-        rows_ = (checkpoints, events, audit_rows, outbox)
+        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
         found = None
         alone = (
             self._waiting == []
@@ -660,9 +674,9 @@ class Transaction(RegistryWritesMixin):
             and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
         if alone:
-            found = self._finish_alone(run_id, update, params, *rows_)
+            found = self._finish_alone(write)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
-            found = self._finish_stepwise(run_id, update, params, *rows_)
+            found = self._finish_stepwise(write)
         version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
@@ -707,25 +721,16 @@ class Transaction(RegistryWritesMixin):
         outbox = [row for v in values if (row := outbox_values(v)) is not None]
         return [self._d.bind(t.audit_events, v) for v in values], outbox
 
-    def _finish_stepwise(
-        self,
-        run_id: str,
-        update: tuple[tuple[str, ...], bool, bool],
-        params: dict[str, Any],
-        checkpoints: Sequence[StepCheckpoint],
-        events: Sequence[StepEvent],
-        audits: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
-    ) -> list[Any]:
+    def _finish_stepwise(self, w: _Write) -> list[Any]:
         """The outcome as its statements one by one: the compare-and-set, then the rows
         numbered from the counters it returned; its ``(version, checkpoint_seq,
         trace_seq)`` row (``stale_state``/``not_found`` when the update found no row)."""
-        keys, release, moves = update
+        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox = w
 
         def build() -> str:
             return d.run_update(keys, moves=moves, release=release)
 
-        found: list[Any] = self._exec(("finish_run", *update), build, params).fetchall()
+        found: list[Any] = self._exec(("finish_run", *w.update), build, params).fetchall()
         if not found:
             self._raise_stale(run_id, params["k_expected"])
         checkpoint_seq, trace_seq = found[0][1], found[0][2]
@@ -747,20 +752,12 @@ class Transaction(RegistryWritesMixin):
             self._insert_outbox(values)
         return found
 
-    def _finish_alone(
-        self,
-        run_id: str,
-        update: tuple[tuple[str, ...], bool, bool],
-        params: dict[str, Any],
-        checkpoints: Sequence[StepCheckpoint],
-        events: Sequence[StepEvent],
-        audits: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
-    ) -> list[Any] | None:
+    def _finish_alone(self, w: _Write) -> list[Any] | None:
         """PostgreSQL: the outcome as one statement in autocommit (see
         :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
         ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
         last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
+        _, (keys, release, moves), params, checkpoints, events, audits, outbox = w
         # The run's last checkpoint must be the one the patches' chain starts from;
         # keyframes go anywhere.
         starts = chain_starts(checkpoints)
@@ -769,7 +766,6 @@ class Transaction(RegistryWritesMixin):
         last = starts.pop() if starts else None
         if last is not None:
             params["k_last"] = last
-        keys, release, moves = update
         shape = (len(checkpoints), len(events), len(audits), len(outbox))
 
         def build() -> str:
@@ -778,7 +774,7 @@ class Transaction(RegistryWritesMixin):
             )
             return d.one_statement_write(cas, shape)
 
-        text = self._d.text(("finish_alone", *update, last is not None, *shape), build)
+        text = self._d.text(("finish_alone", *w.update, last is not None, *shape), build)
         args = list(text.args(params))
         first = 1 if last is None else last + 1
         for index, checkpoint in enumerate(checkpoints):
