@@ -33,15 +33,21 @@ def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return redact_mapping({**state, **extra})
 
 
-def event_row(event: TraceEvent) -> dict[str, Any]:
+def _event_payload(event: TraceEvent) -> dict[str, Any]:
+    """A trace event's stored payload, before redaction: its data, the unit it belongs to
+    when that is not its step, and when it happened."""
     payload = dict(event.data)
     if event.unit_key and event.unit_key != event.step_id:
         payload.setdefault("unit_key", event.unit_key)
     payload.setdefault("at", event.at)
+    return payload
+
+
+def event_row(event: TraceEvent) -> dict[str, Any]:
     return {
         "event_type": event.event_type,
         "step_id": event.step_id,
-        "payload": redact_mapping(payload),
+        "payload": redact_mapping(_event_payload(event)),
     }
 
 
@@ -298,10 +304,7 @@ def _event_records(events: list[TraceEvent]) -> list[StepEvent]:
     is one in the joined text."""
     payloads_: list[tuple[TraceEvent, dict[str, Any], str]] = []
     for event in events:
-        payload = dict(event.data)
-        if event.unit_key and event.unit_key != event.step_id:
-            payload.setdefault("unit_key", event.unit_key)
-        payload.setdefault("at", event.at)
+        payload = _event_payload(event)
         payloads_.append((event, payload, json_text(payload)))
     if not may_need_redaction("\n".join(text for _, _, text in payloads_)):
         return [StepEvent(e.event_type, e.step_id, text) for e, _, text in payloads_]

@@ -549,9 +549,9 @@ class Transaction(RegistryWritesMixin):
         def build() -> str:
             return d.run_update(keys, cas=cas, returning=_RUN_COLUMNS)
 
-        bound = self._d.bind(t.runs, {**changes, "updated_at": self.now})
+        bound = self._d.bind(t.runs, changes)
         params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run_id, "k_now": bound["updated_at"]}
+        params |= {"k_run_id": run_id, "k_now": self._now_bound()}
         if cas:
             params["k_expected"] = expected_version
         cur = self._exec(("update_run", keys, cas), build, params)
