@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -56,6 +56,9 @@ from kneo.errors import BundleError, KneoError
 from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
 
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
+
 log = logging.getLogger("kneo.controller")
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
@@ -66,14 +69,18 @@ SpecChecker = Callable[
 Progress = Callable[[int, int], None]
 
 
-def default_spec_checker() -> SpecChecker:
-    """The same check ``kneo spec bundle sign`` ran: validation plus environment policy."""
+def default_spec_checker(tools: ToolRegistry | None = None) -> SpecChecker:
+    """The same check ``kneo spec bundle sign`` and ``kneo spec lint`` ran: validation plus
+    environment policy, against ``tools`` (the project's registry: built-in tools plus its
+    ``tool_registry``; the example tools when ``None``, as the CLI with no project config)."""
     from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec_data
-    from kneo.tools import ToolRegistry
+    from kneo.tools.factory import load_tool_registry
 
-    tools, runtimes = ToolRegistry(), create_runtime_registry()
+    if tools is None:
+        tools = load_tool_registry(None)
+    runtimes = create_runtime_registry()
 
     def check(
         spec: Mapping[str, Any], policy: EnvironmentPolicy

@@ -11,10 +11,13 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.controller.config import ControllerConfig
 from kneo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
 
 log = logging.getLogger("kneo.controller")
 
@@ -48,9 +51,18 @@ def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]
 
 
 def build_controller(
-    store: Any, config: ControllerConfig, settings: Any, *, owner: str | None = None
+    store: Any,
+    config: ControllerConfig,
+    settings: Any,
+    *,
+    owner: str | None = None,
+    tools: ToolRegistry | None = None,
 ) -> Any:
-    """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete."""
+    """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
+
+    Specs are checked against ``tools`` (default: the project's registry, as ``kneo spec
+    lint`` loads it: built-in tools plus the project config's ``tool_registry``), so a
+    bundle the project's CI lints and signs also reconciles."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
     from kneo.controller.source import GitSource
@@ -73,8 +85,12 @@ def build_controller(
         keyring = load_keyring(config.trusted_keys, hmac_secrets=secrets or None)
     else:
         keyring = Keyring(TrustedKey.hmac(key_id, secret) for key_id, secret in secrets.items())
+    if tools is None:
+        from kneo.spec.project import ProjectContext
+
+        tools = ProjectContext.discover(settings=settings).tool_registry()
     source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
-    return Controller(store, source, keyring, config=config, owner=owner)
+    return Controller(store, source, keyring, config=config, owner=owner, tools=tools)
 
 
 class ControllerRunner:
