@@ -588,6 +588,12 @@ export type HumanTasksListData = {
          */
         older_than_seconds?: number | null;
         /**
+         * Q
+         *
+         * Search: tasks holding every word of it (whole words, any case) in their prompts, run input, workflow or bundle name, or assignees.
+         */
+        q?: string | null;
+        /**
          * Cursor
          *
          * A page's next_cursor: the page after it (opaque; do not combine with offset).
