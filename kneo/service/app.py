@@ -91,6 +91,7 @@ def create_app(
     manager: PlatformManager | None = None,
     start_worker: bool | None = None,
     controller: Any = None,
+    controller_config: Any = None,
     run_controller: bool = False,
     mcp: bool = False,
 ) -> FastAPI:
@@ -100,8 +101,10 @@ def create_app(
     ``configure_default_manager``, the default platform is built at startup from settings.
     ``start_worker`` (default: whether the app builds its own manager) runs the in-process
     queue worker for the app's lifetime. ``controller`` (a ``kneo.controller.Controller``)
-    enables ``POST /v1/controller/reconcile`` and the Git webhook, and lets promotion
-    decisions wake it; ``run_controller`` also runs its leader-elected loop in this process.
+    is woken at once by reconcile requests and promotion decisions taken here;
+    ``run_controller`` runs its leader-elected loop in this process. ``controller_config``
+    (default: the controller's) names the controller the reconcile and webhook routes queue
+    requests for, and its webhook secret variable, when it runs in another process.
     ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.mcp.server`).
     """
     settings = settings or Settings.from_env()
@@ -129,6 +132,7 @@ def create_app(
     app.state.manager = manager
     app.state.worker = None
     app.state.controller = controller
+    app.state.controller_config = controller_config or getattr(controller, "config", None)
     configure_logging(settings)
     metrics.enable()
     tracing.configure(settings)
