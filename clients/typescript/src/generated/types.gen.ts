@@ -377,7 +377,14 @@ export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEvents
 export type ControllerReconcileData = {
     body?: never;
     path?: never;
-    query?: never;
+    query?: {
+        /**
+         * Wait
+         *
+         * Seconds to wait for the pass: 200 with its result when it ends in time, else 202 with the request to follow at /v1/controller/requests/{request_id}.
+         */
+        wait?: number;
+    };
     url: '/v1/controller/reconcile';
 };
 
@@ -420,7 +427,63 @@ export type ControllerReconcileError = ControllerReconcileErrors[keyof Controlle
 
 export type ControllerReconcileResponses = {
     /**
-     * Response Controller-Reconcile
+     * Successful Response
+     */
+    200: unknown;
+};
+
+export type ControllerRequestV1ControllerRequestsRequestIdGetData = {
+    body?: never;
+    path: {
+        /**
+         * Request Id
+         */
+        request_id: number;
+    };
+    query?: never;
+    url: '/v1/controller/requests/{request_id}';
+};
+
+export type ControllerRequestV1ControllerRequestsRequestIdGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ControllerRequestV1ControllerRequestsRequestIdGetError = ControllerRequestV1ControllerRequestsRequestIdGetErrors[keyof ControllerRequestV1ControllerRequestsRequestIdGetErrors];
+
+export type ControllerRequestV1ControllerRequestsRequestIdGetResponses = {
+    /**
+     * Response Controller Request V1 Controller Requests  Request Id  Get
      *
      * Successful Response
      */
@@ -429,7 +492,7 @@ export type ControllerReconcileResponses = {
     };
 };
 
-export type ControllerReconcileResponse = ControllerReconcileResponses[keyof ControllerReconcileResponses];
+export type ControllerRequestV1ControllerRequestsRequestIdGetResponse = ControllerRequestV1ControllerRequestsRequestIdGetResponses[keyof ControllerRequestV1ControllerRequestsRequestIdGetResponses];
 
 export type ControllerStatusData = {
     body?: never;
@@ -499,6 +562,10 @@ export type ControllerWebhookData = {
          * X-Hub-Signature-256
          */
         'x-hub-signature-256'?: string | null;
+        /**
+         * X-Github-Delivery
+         */
+        'x-github-delivery'?: string | null;
     };
     path?: never;
     query?: never;
