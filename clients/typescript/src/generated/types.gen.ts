@@ -432,7 +432,7 @@ export type ControllerReconcileResponses = {
     200: unknown;
 };
 
-export type ControllerRequestV1ControllerRequestsRequestIdGetData = {
+export type ControllerRequestsGetData = {
     body?: never;
     path: {
         /**
@@ -444,7 +444,7 @@ export type ControllerRequestV1ControllerRequestsRequestIdGetData = {
     url: '/v1/controller/requests/{request_id}';
 };
 
-export type ControllerRequestV1ControllerRequestsRequestIdGetErrors = {
+export type ControllerRequestsGetErrors = {
     /**
      * Invalid request
      */
@@ -479,11 +479,11 @@ export type ControllerRequestV1ControllerRequestsRequestIdGetErrors = {
     503: Error;
 };
 
-export type ControllerRequestV1ControllerRequestsRequestIdGetError = ControllerRequestV1ControllerRequestsRequestIdGetErrors[keyof ControllerRequestV1ControllerRequestsRequestIdGetErrors];
+export type ControllerRequestsGetError = ControllerRequestsGetErrors[keyof ControllerRequestsGetErrors];
 
-export type ControllerRequestV1ControllerRequestsRequestIdGetResponses = {
+export type ControllerRequestsGetResponses = {
     /**
-     * Response Controller Request V1 Controller Requests  Request Id  Get
+     * Response Controller-Requests-Get
      *
      * Successful Response
      */
@@ -492,7 +492,7 @@ export type ControllerRequestV1ControllerRequestsRequestIdGetResponses = {
     };
 };
 
-export type ControllerRequestV1ControllerRequestsRequestIdGetResponse = ControllerRequestV1ControllerRequestsRequestIdGetResponses[keyof ControllerRequestV1ControllerRequestsRequestIdGetResponses];
+export type ControllerRequestsGetResponse = ControllerRequestsGetResponses[keyof ControllerRequestsGetResponses];
 
 export type ControllerStatusData = {
     body?: never;
