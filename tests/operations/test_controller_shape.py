@@ -34,11 +34,11 @@ def shape(tmp_path: Path, pg_database: Callable[[], str]) -> Iterator[Shape]:
 
 
 def test_a_signed_webhook_to_either_replica_activates_within_a_second(shape: Shape) -> None:
+    first = shape.commit("first")
     shape.start_controller()
     shape.start_controller()
     apis = [shape.start_api(), shape.start_api()]
-    shape.leader_pid()
-    shape.wait_active(shape.commit("first"), timeout=70)  # the first pass (or a poll)
+    shape.wait_active(first, timeout=30)  # the leader's first pass
     took = []
     for n in range(6):
         sha = shape.commit(f"revision {n}")
@@ -58,10 +58,14 @@ def test_a_signed_webhook_to_either_replica_activates_within_a_second(shape: Sha
 
 
 def test_standby_takes_over_when_the_leader_dies_or_stops(shape: Shape) -> None:
+    sha = shape.commit("first")
     first, second = shape.start_controller(), shape.start_controller()
     api = shape.start_api()
     leader = shape.leader_pid()
-    shape.wait_active(shape.commit("first"), timeout=70)
+    shape.wait_active(sha, timeout=30)
+    deadline = time.monotonic() + 30  # both running their loops: one leads, one stands by
+    while not (shape.passes(0) and shape.passes(1)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     os.kill(leader, signal.SIGKILL)  # no chance to release the lock
     killed = time.monotonic()
     sha = shape.commit("after the crash")
@@ -74,8 +78,11 @@ def test_standby_takes_over_when_the_leader_dies_or_stops(shape: Shape) -> None:
     print(f"kill -9: the standby activated the next commit {crash:.2f}s later (bound {bound}s)")
     assert crash < bound + PASS_ALLOWANCE
 
-    third = shape.start_controller()  # a new standby
-    time.sleep(0.5)
+    third = shape.start_controller()  # a new standby, once it reports standing by
+    deadline = time.monotonic() + 30
+    while not shape.passes(2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shape.passes(2)[0]["leader"] is False
     os.kill(standby, signal.SIGTERM)  # releases the lock and notifies the standbys
     stopped = time.monotonic()
     taken = shape.leader_pid(timeout=10)
