@@ -112,7 +112,8 @@ export const humanTasksList = <ThrowOnError extends boolean = false>(options?: O
 /**
  * Get Human Task
  *
- * One human task with all its requests (a promotion: with its approvals so far).
+ * One human task with all its requests (a promotion: with its approvals so far); with
+ * ``include=context`` the run's context a decider judges by.
  */
 export const humanTasksGet = <ThrowOnError extends boolean = false>(options: Options<HumanTasksGetData, ThrowOnError>) => (options.client ?? client).get<HumanTasksGetResponses, HumanTasksGetErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -252,7 +253,8 @@ export const runsCreate = <ThrowOnError extends boolean = false>(options: Option
 /**
  * Get Run
  *
- * A run's status, position and outcome.
+ * A run's status, position and outcome; with ``include=conversation`` what its agents
+ * said and did.
  */
 export const runsGet = <ThrowOnError extends boolean = false>(options: Options<RunsGetData, ThrowOnError>) => (options.client ?? client).get<RunsGetResponses, RunsGetErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],

@@ -683,7 +683,14 @@ export type HumanTasksGetData = {
          */
         continuation_id: string;
     };
-    query?: never;
+    query?: {
+        /**
+         * Include
+         *
+         * ``context``: the run's input, the agents' conversations up to the pause, the workflow position, earlier decisions and each request's own context (needs ``runs:read`` as well).
+         */
+        include?: string | null;
+    };
     url: '/v1/human-tasks/{continuation_id}';
 };
 
@@ -1425,7 +1432,14 @@ export type RunsGetData = {
          */
         run_id: string;
     };
-    query?: never;
+    query?: {
+        /**
+         * Include
+         *
+         * ``conversation``: the agents' conversations (messages, tool calls and their results) and the decisions taken, as ``conversations`` and ``decisions``.
+         */
+        include?: string | null;
+    };
     url: '/v1/runs/{run_id}';
 };
 
