@@ -41,17 +41,13 @@ def want_structured_errors(output_format: str | None) -> None:
     _error_format = output_format
 
 
-def print_json(data: Any) -> None:
-    """JSON on stdout (see :func:`print_structured`)."""
-    print_structured(data, "json")
-
-
 def print_structured(data: Any, output_format: str) -> None:
-    """``data`` as JSON or YAML on stdout, secrets redacted; the YAML is the same document as
-    the JSON (values JSON has no type for print as text in both) and starts with ``---``, so
-    a command that prints one per event (``controller run``) writes a valid YAML stream. Personal data is left as
-    the view shows it: the service redacted it for a caller without the decision scope, and
-    a local command's user holds every scope (the policy: :mod:`kneo.redaction`)."""
+    """``data`` as JSON or YAML on stdout, secrets redacted. The YAML is the same document as
+    the JSON (values JSON has no type for print as text in both) and starts with ``---``, so a
+    command that prints one per event (``controller run``) writes a valid YAML stream.
+    Personal data is left as the view shows it: the service redacted it for a caller without
+    the decision scope, and a local command's user holds every scope (the policy:
+    :mod:`kneo.redaction`)."""
     from kneo.redaction import redact
 
     text = json.dumps(redact(data, show_personal=True), indent=2, sort_keys=False, default=str)
@@ -135,8 +131,8 @@ class FileOutput(Output):
 
 @dataclass(frozen=True)
 class ClientOptions(Output):
-    """``-o``/``--json``, ``--service-url`` and ``--profile``: how a command prints and where its
-    platform calls go (the local platform, or a service by URL or profile)."""
+    """``-o``/``--json``, ``--service-url`` and ``--profile``: how a command prints and where
+    its platform calls go (the local platform, or a service by URL or profile)."""
 
     service_url: ServiceUrlOpt = None
     profile: ProfileOpt = None
