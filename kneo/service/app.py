@@ -25,6 +25,7 @@ from kneo.service.health import router as health_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.service.operation_ids import operation_id
+from kneo.service.responses import document_responses
 from kneo.settings import Settings
 
 if TYPE_CHECKING:
@@ -232,7 +233,8 @@ def _mount(app: FastAPI, settings: Settings, *, mcp: bool) -> None:
 
 
 def _document(app: FastAPI) -> None:
-    """The OpenAPI document gains the error schema and the two API-key security schemes."""
+    """The OpenAPI document gains the error schema, the two API-key security schemes and the
+    documented answers of the run and task operations (:mod:`kneo.service.responses`)."""
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -246,6 +248,7 @@ def _document(app: FastAPI) -> None:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             }
             schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            document_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
