@@ -24,7 +24,7 @@ Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +197,14 @@ class StoreGauges:
         for (kind, env), n in sorted(g.pending_tasks.items()):
             pending.add_metric([kind, env], n)
         yield pending
+        oldest = GaugeMetricFamily(
+            "kneo_human_task_oldest_pending_seconds",
+            "Seconds the oldest pending human request has waited, by kind and environment.",
+            labels=["kind", "environment"],
+        )
+        for (kind, env), seconds in sorted(g.oldest_pending_seconds.items()):
+            oldest.add_metric([kind, env], seconds)
+        yield oldest
         yield GaugeMetricFamily(
             "kneo_queue_depth", "Runs waiting in the queue.", value=g.queue_depth
         )
@@ -215,6 +223,28 @@ class StoreGauges:
         yield bundles
 
 
+class BuildInfo:
+    """``kneo_build_info{version,revision} 1``: which Kneo each scrape target runs (Prometheus's
+    ``*_build_info`` convention; join on it, count versions during a rollout). Always this
+    process's own, also under ``PROMETHEUS_MULTIPROC_DIR``."""
+
+    def __init__(self, revision: str) -> None:
+        self.revision = revision or "unknown"
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from kneo import __version__
+
+        info = GaugeMetricFamily(
+            "kneo_build_info",
+            "Kneo's version and source revision (KNEO_SERV_BUILD_REVISION); always 1.",
+            labels=["version", "revision"],
+        )
+        info.add_metric([__version__, self.revision], 1)
+        yield info
+
+
 def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
     """What ``/metrics`` (or the metrics port) serves: this process's metrics, or every
     process's under ``PROMETHEUS_MULTIPROC_DIR``, plus the store's gauges."""
@@ -224,6 +254,7 @@ def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
     enable()
     assert _metrics is not None
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(BuildInfo(settings.build_revision))
     if settings.prometheus_multiproc_dir:
         MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
     else:
@@ -240,33 +271,76 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve_port(store: Any, settings: Settings) -> Any:
+def serve_port(store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None) -> Any:
     """With ``KNEO_SERV_METRICS_PORT`` set, serve the exposition unauthenticated on that port
-    (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set)."""
+    (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set).
+
+    The same port answers the probes of a process that serves no API (worker, controller):
+    ``/livez`` is 200 while ``alive()`` (its loop runs), ``/readyz`` is 200 when it is alive
+    and the database answers, 503 naming the failing check otherwise."""
     if settings.metrics_port is None:
         return None
-    from prometheus_client import start_http_server
+    import json
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    server, _thread = start_http_server(
-        settings.metrics_port,
-        addr=settings.metrics_host,
-        registry=exposition_registry(store, settings),
+    from prometheus_client import make_wsgi_app
+
+    exposition = make_wsgi_app(exposition_registry(store, settings))
+
+    def checks(ready: bool) -> dict[str, str]:
+        found = {"loop": "ok" if alive is None or alive() else "stopped"}
+        if ready:
+            try:
+                store.ping()
+                found["database"] = "ok"
+            except Exception as exc:  # its name only: a message may carry a host
+                found["database"] = type(exc).__name__
+        return found
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/livez", "/readyz"):
+            return exposition(environ, start_response)  # type: ignore[no-any-return]
+        found = checks(ready=path == "/readyz")
+        ok = all(value == "ok" for value in found.values())
+        body = json.dumps({"status": "ok" if ok else "not_ready", "checks": found}).encode()
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Probes every few seconds: no access log."""
+
+    server = make_server(
+        settings.metrics_host, settings.metrics_port, app, Server, handler_class=Quiet
     )
+    threading.Thread(target=server.serve_forever, name="kneo-metrics", daemon=True).start()
     return server
 
 
-def start_process(store: Any, settings: Settings) -> Any:
+def start_process(
+    store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None
+) -> Any:
     """A long-running process starts observing itself: metrics on, tracing per
-    ``KNEO_SERV_OTEL_ENABLED``, the metrics port when set (returned, ``None`` otherwise)."""
+    ``KNEO_SERV_OTEL_ENABLED``, the metrics port (with ``/livez`` and ``/readyz``, see
+    :func:`serve_port`) when set (returned, ``None`` otherwise)."""
     from kneo import tracing
 
     enable()
     tracing.configure(settings)
-    return serve_port(store, settings)
+    return serve_port(store, settings, alive=alive)
 
 
 __all__ = [
     "FINAL_RUN_STATUSES",
+    "BuildInfo",
     "StoreGauges",
     "enable",
     "enabled",

@@ -100,6 +100,201 @@ export type Error = {
 };
 
 /**
+ * HumanRequestView
+ *
+ * One question to a person (``kneo.engine.human.HumanRequest`` as operators see it).
+ */
+export type HumanRequestView = {
+    /**
+     * Assignee
+     */
+    assignee?: string | null;
+    /**
+     * Context
+     */
+    context?: {
+        [key: string]: unknown;
+    };
+    /**
+     * Created At
+     */
+    created_at?: string | null;
+    /**
+     * Deadline Epoch
+     */
+    deadline_epoch?: number | null;
+    /**
+     * Decisions
+     *
+     * Decisions it accepts.
+     */
+    decisions?: Array<string>;
+    /**
+     * Expires At
+     */
+    expires_at?: string | null;
+    /**
+     * Input Schema
+     */
+    input_schema?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Kind
+     *
+     * approval, confirmation, input, review, selection, ...
+     */
+    kind: string;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: unknown;
+    };
+    /**
+     * On Timeout
+     */
+    on_timeout?: string | null;
+    /**
+     * Options
+     */
+    options?: Array<string>;
+    /**
+     * Prompt
+     */
+    prompt?: string | null;
+    /**
+     * Request Id
+     */
+    request_id: string;
+    /**
+     * Status
+     */
+    status?: string | null;
+    /**
+     * Step Id
+     */
+    step_id?: string | null;
+    /**
+     * Timeout Seconds
+     */
+    timeout_seconds?: number | null;
+    /**
+     * Wait Key
+     */
+    wait_key?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * HumanTask
+ *
+ * A paused run's (or a promotion's) continuation and its pending requests.
+ */
+export type HumanTask = {
+    /**
+     * Continuation Id
+     */
+    continuation_id: string;
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Environment
+     */
+    environment: string | null;
+    /**
+     * Escalated At
+     */
+    escalated_at: string | null;
+    /**
+     * Expires At
+     */
+    expires_at: string | null;
+    /**
+     * The first of ``requests``.
+     */
+    request: HumanRequestView | null;
+    /**
+     * Requests
+     */
+    requests: Array<HumanRequestView>;
+    /**
+     * Run Id
+     */
+    run_id: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * HumanTaskList
+ */
+export type HumanTaskList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Counts By Assignee
+     */
+    counts_by_assignee?: {
+        [key: string]: number;
+    } | null;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor: string | null;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Tasks
+     */
+    tasks: Array<HumanTask>;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total: number | null;
+    [key: string]: unknown;
+};
+
+/**
  * PolicyEnforcement
  *
  * Gates an environment puts on top of diagnostics (``E_POLICY_*`` when violated).
@@ -181,6 +376,257 @@ export type RetryRequest = {
      * Status
      */
     status?: 'dead' | 'pending';
+};
+
+/**
+ * RunList
+ */
+export type RunList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor: string | null;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Runs
+     */
+    runs: Array<RunSummary>;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunOutcome
+ *
+ * What starting, resuming, cancelling or continuing a run answers.
+ */
+export type RunOutcome = {
+    /**
+     * Continuation Id
+     *
+     * Resume it here when the run paused.
+     */
+    continuation_id: string | null;
+    /**
+     * Human Intervention Required
+     */
+    human_intervention_required: boolean;
+    metadata: RunOutcomeMetadata;
+    /**
+     * Output Text
+     */
+    output_text: string | null;
+    /**
+     * Request Id
+     *
+     * The single pending request's id.
+     */
+    request_id: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     *
+     * queued, running, paused, succeeded, failed, cancelled, ...
+     */
+    status: string;
+    [key: string]: unknown;
+};
+
+/**
+ * RunOutcomeMetadata
+ */
+export type RunOutcomeMetadata = {
+    /**
+     * Environment
+     */
+    environment?: string | null;
+    /**
+     * Error
+     */
+    error?: unknown;
+    pending_human_request?: HumanRequestView | null;
+    /**
+     * Pending Human Requests
+     */
+    pending_human_requests?: Array<HumanRequestView> | null;
+    /**
+     * Trace Event Count
+     */
+    trace_event_count: number;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunSummary
+ */
+export type RunSummary = {
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunView
+ *
+ * ``GET /v1/runs/{run_id}``: a run's status, position and outcome.
+ */
+export type RunView = {
+    /**
+     * Agent Name
+     */
+    agent_name: string | null;
+    /**
+     * Cancel Requested
+     */
+    cancel_requested: boolean;
+    /**
+     * Continuation Id
+     */
+    continuation_id: string | null;
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Current Node Id
+     */
+    current_node_id: string | null;
+    /**
+     * Current Step Id
+     */
+    current_step_id: string | null;
+    /**
+     * Current Step Index
+     */
+    current_step_index: number | null;
+    /**
+     * Deadline At
+     */
+    deadline_at: string | null;
+    /**
+     * Error
+     */
+    error: unknown;
+    /**
+     * Finished At
+     */
+    finished_at: string | null;
+    /**
+     * Input Text
+     */
+    input_text: string | null;
+    /**
+     * Metadata
+     */
+    metadata: {
+        [key: string]: unknown;
+    };
+    /**
+     * Output Text
+     */
+    output_text: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Started At
+     */
+    started_at: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Target
+     */
+    target: string | null;
+    /**
+     * Trace Event Count
+     */
+    trace_event_count: number;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Version
+     */
+    version: number;
+    /**
+     * Visited Nodes
+     */
+    visited_nodes: Array<string>;
+    /**
+     * Visited Steps
+     */
+    visited_steps: Array<string>;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
 };
 
 /**
@@ -377,7 +823,14 @@ export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEvents
 export type ControllerReconcileData = {
     body?: never;
     path?: never;
-    query?: never;
+    query?: {
+        /**
+         * Wait
+         *
+         * Seconds to wait for the pass: 200 with its result when it ends in time, else 202 with the request to follow at /v1/controller/requests/{request_id}.
+         */
+        wait?: number;
+    };
     url: '/v1/controller/reconcile';
 };
 
@@ -420,7 +873,63 @@ export type ControllerReconcileError = ControllerReconcileErrors[keyof Controlle
 
 export type ControllerReconcileResponses = {
     /**
-     * Response Controller-Reconcile
+     * Successful Response
+     */
+    200: unknown;
+};
+
+export type ControllerRequestsGetData = {
+    body?: never;
+    path: {
+        /**
+         * Request Id
+         */
+        request_id: number;
+    };
+    query?: never;
+    url: '/v1/controller/requests/{request_id}';
+};
+
+export type ControllerRequestsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ControllerRequestsGetError = ControllerRequestsGetErrors[keyof ControllerRequestsGetErrors];
+
+export type ControllerRequestsGetResponses = {
+    /**
+     * Response Controller-Requests-Get
      *
      * Successful Response
      */
@@ -429,7 +938,7 @@ export type ControllerReconcileResponses = {
     };
 };
 
-export type ControllerReconcileResponse = ControllerReconcileResponses[keyof ControllerReconcileResponses];
+export type ControllerRequestsGetResponse = ControllerRequestsGetResponses[keyof ControllerRequestsGetResponses];
 
 export type ControllerStatusData = {
     body?: never;
@@ -499,6 +1008,10 @@ export type ControllerWebhookData = {
          * X-Hub-Signature-256
          */
         'x-hub-signature-256'?: string | null;
+        /**
+         * X-Github-Delivery
+         */
+        'x-github-delivery'?: string | null;
     };
     path?: never;
     query?: never;
@@ -670,13 +1183,9 @@ export type HumanTasksListError = HumanTasksListErrors[keyof HumanTasksListError
 
 export type HumanTasksListResponses = {
     /**
-     * Response Human-Tasks-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HumanTaskList;
 };
 
 export type HumanTasksListResponse = HumanTasksListResponses[keyof HumanTasksListResponses];
@@ -739,13 +1248,9 @@ export type HumanTasksGetError = HumanTasksGetErrors[keyof HumanTasksGetErrors];
 
 export type HumanTasksGetResponses = {
     /**
-     * Response Human-Tasks-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HumanTask;
 };
 
 export type HumanTasksGetResponse = HumanTasksGetResponses[keyof HumanTasksGetResponses];
@@ -803,8 +1308,10 @@ export type HumanTasksResumeResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
 };
+
+export type HumanTasksResumeResponse = HumanTasksResumeResponses[keyof HumanTasksResumeResponses];
 
 export type NotificationsListData = {
     body?: never;
@@ -1364,13 +1871,9 @@ export type RunsListError = RunsListErrors[keyof RunsListErrors];
 
 export type RunsListResponses = {
     /**
-     * Response Runs-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunList;
 };
 
 export type RunsListResponse = RunsListResponses[keyof RunsListResponses];
@@ -1423,12 +1926,14 @@ export type RunsCreateResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
     /**
      * Queued (async_mode)
      */
-    202: unknown;
+    202: RunOutcome;
 };
+
+export type RunsCreateResponse = RunsCreateResponses[keyof RunsCreateResponses];
 
 export type RunsGetData = {
     body?: never;
@@ -1488,13 +1993,9 @@ export type RunsGetError = RunsGetErrors[keyof RunsGetErrors];
 
 export type RunsGetResponses = {
     /**
-     * Response Runs-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunView;
 };
 
 export type RunsGetResponse = RunsGetResponses[keyof RunsGetResponses];
@@ -1550,13 +2051,9 @@ export type RunsCancelError = RunsCancelErrors[keyof RunsCancelErrors];
 
 export type RunsCancelResponses = {
     /**
-     * Response Runs-Cancel
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunOutcome;
 };
 
 export type RunsCancelResponse = RunsCancelResponses[keyof RunsCancelResponses];
@@ -1779,13 +2276,9 @@ export type RunsContinueError = RunsContinueErrors[keyof RunsContinueErrors];
 
 export type RunsContinueResponses = {
     /**
-     * Response Runs-Continue
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunOutcome;
 };
 
 export type RunsContinueResponse = RunsContinueResponses[keyof RunsContinueResponses];
@@ -2408,8 +2901,14 @@ export type SpecsRunResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
+    /**
+     * Successful Response
+     */
+    202: RunOutcome;
 };
+
+export type SpecsRunResponse = SpecsRunResponses[keyof SpecsRunResponses];
 
 export type SpecsValidateData = {
     body: SpecRequest;
