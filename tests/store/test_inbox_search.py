@@ -2,7 +2,7 @@
 
 A pending task is found by every word of its search text, workflow name and assignees,
 while it is pending only; a search pages by keyset in the inbox's order; the words of a
-query are parsed as the task's are; an existing database is indexed by migration 0012."""
+query are parsed as the task's are; an existing database is indexed by migration 0013."""
 
 from __future__ import annotations
 
@@ -127,11 +127,11 @@ def test_retention_removes_the_words_with_the_tasks(store: Store, clock: ManualC
     assert _terms(store, "cont_old") == set()
 
 
-def test_migration_0012_indexes_the_pending_tasks_already_there(tmp_path: Path) -> None:
+def test_migration_0013_indexes_the_pending_tasks_already_there(tmp_path: Path) -> None:
     url = sa.make_url(f"sqlite:///{tmp_path / 'old.sqlite'}")
     dialect = dialect_for(url)
     engine = dialect.create_engine(url)
-    assert upgrade(engine, dialect, target="0011") == "0011"
+    assert upgrade(engine, dialect, target="0012") == "0012"
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(

@@ -8,8 +8,8 @@ Existing pending tasks are indexed here, as a new one is when it is written: the
 their prompts (from the run's pending requests, or the continuation's own entries), the
 run's input (its first characters), the workflow name and the assignees, redacted first.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-26
 """
 
@@ -24,8 +24,8 @@ from alembic import op
 from kneo.redaction import redact_text
 from kneo.store.search import INPUT_CHARS, task_terms
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
