@@ -12,7 +12,8 @@ Third-party errors are translated at the boundary (``raise KneoError(...) from e
     │   └── ConfigError           400 config_error
     ├── Unauthorized              401 unauthorized
     ├── Forbidden                 403 forbidden
-    │   └── BundleNotApproved     403 bundle_not_approved
+    │   ├── BundleNotApproved     403 bundle_not_approved
+    │   └── AccessDenied          403 E_SECRET_UNDECLARED, E_DESTINATION_NOT_ALLOWED, ...
     ├── NotFound                  404 not_found
     ├── Conflict                  409 conflict
     │   ├── IdempotencyConflict   409 idempotency_key_conflict
@@ -85,6 +86,13 @@ class Forbidden(KneoError):
 
 class BundleNotApproved(Forbidden):
     code = "bundle_not_approved"
+
+
+class AccessDenied(Forbidden):
+    """A spec names a secret, process, destination or module the project does not allow
+    (its code says which: ``E_SECRET_UNDECLARED``, ``E_DESTINATION_NOT_ALLOWED``, ...)."""
+
+    code = "access_denied"
 
 
 class NotFound(KneoError):

@@ -55,6 +55,7 @@ from kneo.controller.source import (
 from kneo.errors import BundleError, KneoError
 from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
+from kneo.spec.project import ProjectContext
 
 log = logging.getLogger("kneo.controller")
 
@@ -66,8 +67,10 @@ SpecChecker = Callable[
 Progress = Callable[[int, int], None]
 
 
-def default_spec_checker() -> SpecChecker:
-    """The same check ``kneo spec bundle sign`` ran: validation plus environment policy."""
+def default_spec_checker(context: ProjectContext | None = None) -> SpecChecker:
+    """The same check ``kneo spec bundle sign`` ran: validation, what the project (of
+    ``context``, where the runs will execute) lets a signed bundle reach, and environment
+    policy."""
     from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec_data
@@ -85,9 +88,12 @@ def default_spec_checker() -> SpecChecker:
         report = check_spec(
             model,
             env=policy.environment,
+            context=context,
             tool_registry=tools,
             runtime_registry=runtimes,
             policy=policy.policy_enforcement,
+            origin="bundle",
+            resources=policy.resources,
         )
         diagnostics = [d.to_dict() for d in report.diagnostics if d.severity != "info"]
         problems = [

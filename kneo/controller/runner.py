@@ -48,11 +48,19 @@ def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]
 
 
 def build_controller(
-    store: Any, config: ControllerConfig, settings: Any, *, owner: str | None = None
+    store: Any,
+    config: ControllerConfig,
+    settings: Any,
+    *,
+    owner: str | None = None,
+    project: Any = None,
 ) -> Any:
-    """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete."""
+    """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
+    ``project`` (a ``ProjectContext``) is where the promoted bundles will run: what it
+    declares is what a bundle may reach."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
+    from kneo.controller.loader import default_spec_checker
     from kneo.controller.source import GitSource
 
     repo = config.require_repo()
@@ -74,7 +82,14 @@ def build_controller(
     else:
         keyring = Keyring(TrustedKey.hmac(key_id, secret) for key_id, secret in secrets.items())
     source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
-    return Controller(store, source, keyring, config=config, owner=owner)
+    return Controller(
+        store,
+        source,
+        keyring,
+        config=config,
+        owner=owner,
+        spec_checker=default_spec_checker(project),
+    )
 
 
 class ControllerRunner:

@@ -92,6 +92,7 @@ class SpecPreparation:
             base_dir=base_dir,
             source=source,
             policy=admitted.policy,
+            origin="bundle" if pinned is not None else "spec",
         )
         workflow = self.compiler.compile(
             model,
