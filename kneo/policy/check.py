@@ -98,16 +98,19 @@ def check_spec(
         spec = loaded_or_spec
     if env is None and context is not None:
         env = context.env
+    if base_dir is None and context is not None:
+        base_dir = context.root  # an inline or bundle spec's refs resolve in the project
     resolved = resolve_for_context(context, env) if context is not None and env else None
     if policy is None and resolved is not None:
         policy = resolved.policy_enforcement
     if resources is None and resolved is not None:
         resources = resolved.resources
     access = host_access(context, env, origin=origin, resources=resources)
-    diagnostics = validate_spec(
+    # what the spec may not reach comes first: a refused ref is refused, not "unresolved"
+    diagnostics = access.check(spec, import_roots(base_dir))
+    diagnostics += validate_spec(
         spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir
     )
-    diagnostics += access.check(spec, import_roots(base_dir))
     if probe is not None:
         diagnostics += probe(spec, access)
     enforced = enforce(spec, diagnostics, policy)
