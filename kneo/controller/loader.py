@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -53,11 +52,12 @@ from kneo.controller.source import (
     TreeFile,
 )
 from kneo.errors import BundleError, KneoError
+from kneo.logs import get_logger
 from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
 from kneo.spec.project import ProjectContext
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
 SpecChecker = Callable[

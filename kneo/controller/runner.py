@@ -7,7 +7,6 @@ next to the HTTP API). Several replicas may each run one: leader election inside
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any
 
 from kneo.controller.config import ControllerConfig
 from kneo.errors import ConfigError
+from kneo.logs import get_logger
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 
 def parse_hmac_key_specs(specs: list[str] | tuple[str, ...] | None) -> dict[str, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from urllib.parse import quote
 from kneo import __version__, jsontext, metrics
 from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
+from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
 from kneo.periodic import PeriodicTask
 from kneo.redaction import redact_mapping, redact_text
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext, ReceiverConfig
     from kneo.store import NotificationEvent, NotificationRecord, Store
 
-log = logging.getLogger("kneo_serv.notifications")
+log = get_logger("kneo_serv.notifications")
 
 SIGNATURE_HEADER = "X-Kneo-Signature-256"
 EVENT_ID_HEADER = "X-Kneo-Event-Id"

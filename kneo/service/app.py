@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from kneo import __version__, metrics, tracing
+from kneo.logs import get_logger, quiet_http_clients
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
@@ -29,7 +30,7 @@ from kneo.settings import Settings
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
-log = logging.getLogger(LOGGER_NAME)
+log = get_logger(LOGGER_NAME)
 
 #: SIGTERM under ``kneo service serve``: the listener closes at once; requests in flight get
 #: ``REQUEST_DRAIN_SECONDS``; then runs the in-process worker is executing get
@@ -59,8 +60,10 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def configure_logging(settings: Settings) -> None:
-    """JSON request records on ``kneo_serv.service`` at ``KNEO_SERV_LOG_LEVEL`` (idempotent)."""
-    logger = logging.getLogger(LOGGER_NAME)
+    """JSON request records on ``kneo_serv.service`` at ``KNEO_SERV_LOG_LEVEL``, and HTTP
+    client libraries quiet (idempotent)."""
+    quiet_http_clients()
+    logger = get_logger(LOGGER_NAME)
     logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
     if not any(getattr(h, "_kneo", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
