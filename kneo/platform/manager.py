@@ -102,6 +102,14 @@ class _Forward(Generic[_C, _P, _R]):
         return method(*args, **kwargs)
 
 
+def _default_providers(settings: Settings, project: ProjectContext | None) -> Providers:
+    """The default providers, with the project's provider secrets."""
+    from kneo.engine.providers import create_provider_registry
+
+    secrets_map = project.config.secrets.providers if project is not None else None
+    return create_provider_registry(settings, secrets=secrets_map).get
+
+
 class PlatformManager:
     """Runs specs durably. Both stores may be (and for atomic pauses must be) one Store."""
 
@@ -127,13 +135,8 @@ class PlatformManager:
         self.settings = settings or run_state_store.settings
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
-        if providers is None:
-            from kneo.engine.providers import create_provider_registry
-
-            secrets_map = project.config.secrets.providers if project is not None else None
-            providers = create_provider_registry(self.settings, secrets=secrets_map).get
         self.engine = WorkflowEngine(
-            providers=providers,
+            providers=providers or _default_providers(self.settings, project),
             tools=compiler.tool_registry,
             runtimes=compiler.runtime_registry,
             clock=self.clock,

@@ -34,7 +34,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "Over 200,000 nodes (aliases expanded) or 1,000 aliases, or a recursive alias.",
     ),
-    "E_NUMBER_TOO_LONG": ("error", "A number has more than 256 digits in a row."),
+    "E_NUMBER_TOO_LONG": (
+        "error",
+        "A number has more than 256 digits, however grouped (`1_000`, `0xFF`, `1:30:00`).",
+    ),
+    "E_NUMBER_OUT_OF_RANGE": ("error", "A number is not finite (`1e999`, `.inf`, `.nan`)."),
     "E_SCHEMA": ("error", "A field is unknown, missing or of the wrong type (field path given)."),
     "E_UNSUPPORTED_VERSION": (
         "error",
