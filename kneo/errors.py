@@ -22,6 +22,7 @@ Third-party errors are translated at the boundary (``raise KneoError(...) from e
     │   └── IllegalTransition     409 illegal_transition
     ├── PayloadTooLarge           413 payload_too_large
     ├── ValidationFailed          422 validation_error
+    ├── TooManyRequests           429 too_many_requests (``retry_after`` seconds)
     ├── BundleError               400 bundle_* (signature / digest / key problems)
     ├── ProviderError             502 provider_error
     └── NotReady                  503 not_ready
@@ -129,6 +130,17 @@ class PayloadTooLarge(KneoError):
 class ValidationFailed(KneoError):
     code = "validation_error"
     http_status = 422
+
+
+class TooManyRequests(KneoError):
+    """Too many failed attempts from this client: wait ``retry_after`` seconds."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
 
 
 class BundleError(KneoError):

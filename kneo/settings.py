@@ -221,6 +221,10 @@ class Settings:
     admin_api_key: str = ""
     client_api_key: str = ""
     idempotency_key: str = ""
+    #: Failed sign-ins (a wrong API key, over the API or the console) a client address, or
+    #: a key prefix, may make within ``auth_failure_window_seconds`` before ``429``.
+    auth_max_failures: int = 10
+    auth_failure_window_seconds: float = 60.0
     # persistence
     database_url: str | None = None
     #: SQLite ``PRAGMA synchronous`` in WAL mode: ``normal`` (commits survive a process crash
@@ -304,6 +308,9 @@ class Settings:
             admin_api_key=admin,
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
+            auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
+            auth_failure_window_seconds=_float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
+            or 60.0,
             database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
             sqlite_synchronous=_sqlite_synchronous(env),
             profiles_path=Path(profiles)

@@ -25,6 +25,7 @@ from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
 from kneo.service.health import router as health_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
+from kneo.service.throttle import SignInThrottle
 from kneo.settings import Settings
 
 if TYPE_CHECKING:
@@ -129,6 +130,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.authenticator = authenticator
+    app.state.sign_in_throttle = SignInThrottle(
+        settings.auth_max_failures, settings.auth_failure_window_seconds
+    )
     app.state.manager = manager
     app.state.worker = None
     app.state.controller = controller
