@@ -87,7 +87,9 @@ _SECRET_NAME = (
 # ``name=value``, ``name: value``, ``"name": "value"`` (JSON, also escaped inside a JSON
 # string), ``'name': 'value'`` (a Python dict's text).
 _ASSIGNED_SECRET = re.compile(
-    rf"(?i)({_SECRET_NAME})(\\?[\"']?\s*[:=]\s*)"
+    # ``:`` only as YAML and JSON write it (a space or a quote after it): ``credentials:read``
+    # is a scope's name, not an assignment
+    rf"(?i)({_SECRET_NAME})(\\?[\"']\s*[:=]\s*|\s*=\s*|\s*:(?:\s+|(?=\\?[\"'])))"
     r"(\\\"(?:[^\\]|\\[^\"])*?\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)"
 )
 _NOT_SECRET_VALUE = re.compile(r"(?i)(?:true|false|null|none)")
@@ -98,7 +100,8 @@ def _assigned(match: re.Match[str]) -> str:
     or the value is a boolean, null or empty."""
     name, sep, value = match.groups()
     bare = value.strip("\\\"'")
-    if name.lower() in _SAFE_KEYS or not bare or _NOT_SECRET_VALUE.fullmatch(bare):
+    last = name.lower().rsplit(".", 1)[-1]  # ``agent.model.api_key_env`` is an ``api_key_env``
+    if last in _SAFE_KEYS or not bare or _NOT_SECRET_VALUE.fullmatch(bare):
         return match.group(0)
     return f"{name}{sep}{REDACTED}"
 

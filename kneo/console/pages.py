@@ -522,7 +522,7 @@ def safe_next(request: Request, target: str) -> str:
     path = posixpath.normpath(unquote(parts.path))
     if not path.startswith(root + "/") or path.startswith("//"):
         return ""
-    return quote(path) + (f"?{parts.query}" if parts.query else "")
+    return path + (f"?{parts.query}" if parts.query else "")  # the redirect quotes it
 
 
 def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:

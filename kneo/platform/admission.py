@@ -204,9 +204,10 @@ class RunAdmission:
         """Whether a queued run may execute now: an environment that has since come to
         require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
         and a service-managed policy stored since is checked against the run's spec."""
-        policy = self._recorded_rules(run, approved=run.bundle_name is not None)
+        approved = run.bundle_name is not None
+        policy = self._recorded_rules(run, approved=approved)
         if policy is not None:
-            self._check_recorded(run, policy)
+            self._check_recorded(run, policy, approved=approved)
 
     def admit_replay(self, run: RunRecord) -> BundleSpec | None:
         """Whether a new run may start from ``run``'s recorded spec (a replay), under the
@@ -216,7 +217,7 @@ class RunAdmission:
         policy (the stored one, else the project's)."""
         pinned = self._active_revision(run)
         policy = self._recorded_rules(run, approved=pinned is not None)
-        self._check_recorded(run, policy)
+        self._check_recorded(run, policy, approved=pinned is not None)
         return pinned
 
     def approved_bundle_required(self, environment: str | None) -> bool:
@@ -260,8 +261,11 @@ class RunAdmission:
                 self.refuse_unapproved(run.environment)
             return stored_policy(self.store, run.environment)
 
-    def _check_recorded(self, run: RunRecord, policy: PolicyEnforcement | None) -> None:
-        """:meth:`check` on a recorded run's spec, in its environment and directory."""
+    def _check_recorded(
+        self, run: RunRecord, policy: PolicyEnforcement | None, *, approved: bool
+    ) -> None:
+        """:meth:`check` on a recorded run's spec, in its environment and directory; as a
+        signed bundle only when it runs as its ``approved`` revision."""
         from kneo.spec.loader import load_spec_data
 
         source = f"run {run.run_id}"
@@ -273,7 +277,7 @@ class RunAdmission:
             base_dir=Path(base) if base else None,
             source=source,
             policy=policy,
-            origin="bundle" if run.bundle_name else "spec",
+            origin="bundle" if approved else "spec",
         )
 
     def _active_revision(self, run: RunRecord) -> BundleSpec | None:

@@ -55,6 +55,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflict (idempotency key, lock, already resolved)"),
         (413, "Payload too large"),
         (422, "Validation error"),
+        (429, "Too many failed sign-in attempts from this client (Retry-After)"),
         (503, "Not ready"),
     )
 }
