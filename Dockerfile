@@ -73,6 +73,7 @@ COPY examples examples
 RUN /opt/kneo/bin/python -c "\
 import kneo.cli.main, kneo.service.app, kneo.worker, kneo.controller.runner, kneo.store.migrate"
 ENV PATH=/opt/kneo/bin:$PATH \
+    KNEO_SERV_BUILD_REVISION=${REVISION} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/kneo

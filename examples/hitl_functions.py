@@ -50,6 +50,11 @@ def send_email(args: dict[str, Any]) -> str:
     return f"sent to {args.get('to')}: {args.get('subject')}"
 
 
+def lookup_on_call(args: dict[str, Any]) -> str:
+    """Tool: who is on call for a topic (the release team, always)."""
+    return f"the release team (team@example.com) is on call for {args.get('topic')!r}"
+
+
 def improve(text: str) -> str:
     """One revision per loop iteration (``review_iterations``): ``DRAFT: x [rev n]``."""
     base, _, rev = text.partition(" [rev ")

@@ -332,18 +332,12 @@ class _Checker:
                     name,
                 )
             return
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from kneo.store import parse_database_url
 
         try:
-            url = make_url(url_text)
-        except ArgumentError:
-            self.add(
-                "error",
-                "env_invalid_value",
-                "not a database URL (scheme://user:password@host:port/db)",
-                name,
-            )
+            url = parse_database_url(url_text)
+        except ConfigError as exc:
+            self.add("error", "env_invalid_value", exc.message.removeprefix(f"{name} "), name)
             return
         backend, _, driver = url.drivername.partition("+")
         if backend == "sqlite":

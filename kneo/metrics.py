@@ -209,6 +209,14 @@ class StoreGauges:
         for (kind, env), n in sorted(g.pending_tasks.items()):
             pending.add_metric([kind, env], n)
         yield pending
+        oldest = GaugeMetricFamily(
+            "kneo_human_task_oldest_pending_seconds",
+            "Seconds the oldest pending human request has waited, by kind and environment.",
+            labels=["kind", "environment"],
+        )
+        for (kind, env), seconds in sorted(g.oldest_pending_seconds.items()):
+            oldest.add_metric([kind, env], seconds)
+        yield oldest
         yield GaugeMetricFamily(
             "kneo_queue_depth", "Runs waiting in the queue.", value=g.queue_depth
         )
@@ -227,6 +235,28 @@ class StoreGauges:
         yield bundles
 
 
+class BuildInfo:
+    """``kneo_build_info{version,revision} 1``: which Kneo each scrape target runs (Prometheus's
+    ``*_build_info`` convention; join on it, count versions during a rollout). Always this
+    process's own, also under ``PROMETHEUS_MULTIPROC_DIR``."""
+
+    def __init__(self, revision: str) -> None:
+        self.revision = revision or "unknown"
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from kneo import __version__
+
+        info = GaugeMetricFamily(
+            "kneo_build_info",
+            "Kneo's version and source revision (KNEO_SERV_BUILD_REVISION); always 1.",
+            labels=["version", "revision"],
+        )
+        info.add_metric([__version__, self.revision], 1)
+        yield info
+
+
 def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
     """What ``/metrics`` (or the metrics port) serves: this process's metrics, or every
     process's under ``PROMETHEUS_MULTIPROC_DIR``, plus the store's gauges."""
@@ -236,6 +266,7 @@ def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
     enable()
     assert _metrics is not None
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(BuildInfo(settings.build_revision))
     if settings.prometheus_multiproc_dir:
         MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
     else:
@@ -279,6 +310,7 @@ def start_process(store: Any, settings: Settings) -> Any:
 
 __all__ = [
     "FINAL_RUN_STATUSES",
+    "BuildInfo",
     "StoreGauges",
     "enable",
     "enabled",

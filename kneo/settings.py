@@ -267,6 +267,8 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     #: prometheus-client's multiprocess directory: processes sharing it report together
     prometheus_multiproc_dir: str | None = None
+    #: the source revision this build was made from (``kneo_build_info``; the image sets it)
+    build_revision: str = ""
     health_providers: tuple[str, ...] = ()
     health_mcp_secrets: tuple[str, ...] = ()
     # notifications
@@ -346,6 +348,7 @@ class Settings:
             metrics_port=_port(env, "KNEO_SERV_METRICS_PORT"),
             metrics_host=env.get("KNEO_SERV_METRICS_HOST") or "0.0.0.0",
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            build_revision=(env.get("KNEO_SERV_BUILD_REVISION") or "").strip(),
             health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
             notifications=_notifications(env),

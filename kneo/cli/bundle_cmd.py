@@ -32,7 +32,7 @@ from kneo.bundle import (
     spec_digest,
     verify_bundle,
 )
-from kneo.cli.output import Output, options
+from kneo.cli.output import FileOutput, Output, options
 from kneo.errors import BundleError, InvalidRequest, NotFound, SpecError
 from kneo.names import check_name
 
@@ -209,7 +209,7 @@ def sign_command(
     name: str | None = typer.Option(
         None, "--name", help="Bundle name (default: spec file name up to the first dot)"
     ),
-    out: Output = Output(),
+    out: FileOutput = FileOutput(),
 ) -> None:
     """Create an approved, signed spec bundle."""
     key = _signing_key(key_env, key_file, key_id)

@@ -182,7 +182,7 @@ def run(
     # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases its
     # lock on the way out, so a standby takes over at once instead of after the lease.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    if not out.as_json:
+    if not out.structured:
         console(stderr=True).print(
             f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
         )
@@ -204,7 +204,7 @@ def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> N
     result printed, exit 1 when it failed. A leader lock the pass took is released after."""
     ctl = _controller(source)
     try:
-        with _progress(not out.as_json) as progress:
+        with _progress(not out.structured) as progress:
             result = call(ctl, progress)
     finally:
         ctl.step_down()

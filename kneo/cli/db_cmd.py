@@ -116,7 +116,7 @@ def upgrade_command(
     try:
         after: str | None = before
         if before != HEAD_REVISION:
-            with _MigrationProgress(before, shown=not out.as_json) as progress:
+            with _MigrationProgress(before, shown=not out.structured) as progress:
                 after = store.upgrade_schema(progress=progress)
     finally:
         store.close()

@@ -180,7 +180,7 @@ def resume(
         from kneo.platform.bundles import default_actor
 
         client._actor = actor or default_actor()
-    with progress(f"resuming {continuation_id}", enabled=not opts.as_json):
+    with progress(f"resuming {continuation_id}", enabled=not opts.structured):
         data = client.resume(
             continuation_id,
             request_id=request_id,

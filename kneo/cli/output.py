@@ -1,8 +1,9 @@
-"""Shared CLI plumbing: error rendering, JSON output and Rich consoles.
+"""Shared CLI plumbing: error rendering, JSON and YAML output and Rich consoles.
 
 Every command raises :class:`~kneo.errors.KneoError` for user errors; :func:`run_cli` turns it
-into ``error[CODE]: message`` on stderr (or the JSON envelope with ``--json``) and the error's
-exit code. No traceback ever reaches a user; unexpected exceptions become one line too.
+into ``error[CODE]: message`` on stderr (or the error envelope on stdout, in JSON or YAML, with
+``-o json|yaml``) and the error's exit code. No traceback ever reaches a user; unexpected
+exceptions become one line too.
 """
 
 from __future__ import annotations
@@ -15,29 +16,47 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from kneo.errors import KneoError
 
-_json_errors = False
+#: How errors print: ``None`` (one line on stderr), ``json`` or ``yaml`` (the envelope).
+_error_format: str | None = None
 
 
-def want_json_errors(enabled: bool) -> None:
-    """Commands with ``--json`` call this so errors are printed as the JSON envelope."""
-    global _json_errors
-    _json_errors = enabled
+class OutputFormat(StrEnum):
+    """``-o``: kubectl's spelling. ``table`` is the output for people (tables and lines)."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
 
 
-def print_json(data: Any) -> None:
-    """JSON on stdout, secrets redacted. Personal data is left as the view shows it: the
-    service redacted it for a caller without the decision scope, and a local command's user
-    holds every scope (the policy: :mod:`kneo.redaction`)."""
+def want_structured_errors(output_format: str | None) -> None:
+    """Commands with ``-o json|yaml`` call this so errors print as the envelope in it."""
+    global _error_format
+    _error_format = output_format
+
+
+def print_structured(data: Any, output_format: str) -> None:
+    """``data`` as JSON or YAML on stdout, secrets redacted. The YAML is the same document as
+    the JSON (values JSON has no type for print as text in both) and starts with ``---``, so a
+    command that prints one per event (``controller run``) writes a valid YAML stream.
+    Personal data is left as the view shows it: the service redacted it for a caller without
+    the decision scope, and a local command's user holds every scope (the policy:
+    :mod:`kneo.redaction`)."""
     from kneo.redaction import redact
 
     text = json.dumps(redact(data, show_personal=True), indent=2, sort_keys=False, default=str)
+    if output_format == "yaml":
+        from kneo.spec.yaml_io import dump_yaml
+
+        text = "---\n" + dump_yaml(json.loads(text)).rstrip("\n")
     sys.stdout.write(text + "\n")
+    sys.stdout.flush()  # whole documents, at once: a stream's reader never waits on a buffer
 
 
 def console(stderr: bool = False) -> Any:
@@ -47,7 +66,18 @@ def console(stderr: bool = False) -> Any:
 
 
 #: Options every command spells the same way (declared once, here).
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the same as -o json)")]
+_FORMAT_HELP = "Output format: table (for people, the default), json or yaml"
+OutputFormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--output", "-o", help=_FORMAT_HELP, case_sensitive=False, show_default=False),
+]
+#: For the commands whose ``-o/--output`` names the file they write (``spec migrate``,
+#: ``spec bundle sign``): the format is ``--output-format`` there.
+LongOutputFormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--output-format", help=_FORMAT_HELP, case_sensitive=False, show_default=False),
+]
 ServiceUrlOpt = Annotated[
     str | None, typer.Option("--service-url", help="Send the request to this Kneo service")
 ]
@@ -64,22 +94,45 @@ TrustedHmacKeysOpt = Annotated[
 
 @dataclass(frozen=True)
 class Output:
-    """``--json``: a command's result and errors as JSON (errors: the HTTP envelope), else
-    tables and lines for people. A command takes it as one parameter (:func:`options`)."""
+    """``-o json|yaml`` (``--json`` is ``-o json``): a command's result and errors as JSON or
+    YAML (errors: the HTTP envelope), else ``-o table``: tables and lines for people. A
+    command takes it as one parameter (:func:`options`)."""
 
     as_json: JsonOpt = False
+    output_format: OutputFormatOpt = None
+
+    @property
+    def format(self) -> str:
+        """``table``, ``json`` or ``yaml``; ``--json`` with another ``-o`` is a usage error."""
+        chosen = self.output_format.value if self.output_format is not None else None
+        if self.as_json and chosen not in (None, "json"):
+            raise typer.BadParameter(f"--json means -o json, not -o {chosen}: give one of them")
+        return "json" if self.as_json else chosen or "table"
+
+    @property
+    def structured(self) -> bool:
+        """Whether the result prints as JSON or YAML (no progress, no tables)."""
+        return self.format != "table"
 
     def printed_json(self, data: Any) -> bool:
-        """With ``--json``: prints ``data`` and returns true (the command is done)."""
-        if self.as_json:
-            print_json(data)
-        return self.as_json
+        """With ``-o json|yaml`` (or ``--json``): prints ``data`` in that format and returns
+        true (the command is done); with ``-o table`` returns false."""
+        if self.structured:
+            print_structured(data, self.format)
+        return self.structured
+
+
+@dataclass(frozen=True)
+class FileOutput(Output):
+    """:class:`Output` for a command whose ``-o/--output`` is the file it writes."""
+
+    output_format: LongOutputFormatOpt = None
 
 
 @dataclass(frozen=True)
 class ClientOptions(Output):
-    """``--json``, ``--service-url`` and ``--profile``: how a command prints and where its
-    platform calls go (the local platform, or a service by URL or profile)."""
+    """``-o``/``--json``, ``--service-url`` and ``--profile``: how a command prints and where
+    its platform calls go (the local platform, or a service by URL or profile)."""
 
     service_url: ServiceUrlOpt = None
     profile: ProfileOpt = None
@@ -119,8 +172,8 @@ def options(command: Callable[..., Any]) -> Callable[..., Any]:
     A parameter annotated with a dataclass (:class:`Output`, :class:`ClientOptions`) stands
     for that dataclass's fields, each an ``Annotated`` Typer option, in their order; the
     command is called with the dataclass built from them. With an :class:`Output`, the
-    command's errors print as JSON under ``--json`` from its first line on. Apply below
-    ``@app.command``."""
+    command's errors print as JSON or YAML under ``-o json|yaml`` from its first line on.
+    Apply below ``@app.command``."""
     signature = inspect.signature(command, eval_str=True)
     groups: dict[str, tuple[type[Any], list[str]]] = {}
     shown: list[inspect.Parameter] = []
@@ -138,7 +191,7 @@ def options(command: Callable[..., Any]) -> Callable[..., Any]:
         for param, (group, names) in groups.items():
             built = given[param] = group(**{name: given.pop(name) for name in names})
             if isinstance(built, Output):
-                want_json_errors(built.as_json)
+                want_structured_errors(built.format if built.structured else None)
         return command(**given)
 
     run.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
@@ -159,7 +212,7 @@ def print_table(
 
     Identifier columns (:data:`ID_COLUMNS`) keep their full width on one line, so an id can be
     selected and pasted whole at 80 columns; the other columns shrink and fold instead.
-    Timestamps print to the second (``--json`` keeps them whole).
+    Timestamps print to the second (``-o json|yaml`` keeps them whole).
     """
     from rich.table import Table
 
@@ -190,8 +243,8 @@ def next_page(listing: dict[str, Any]) -> str:
 
 
 def fail(error: KneoError) -> int:
-    if _json_errors:
-        print_json(error.to_dict())
+    if _error_format is not None:
+        print_structured(error.to_dict(), _error_format)
     else:
         from kneo.redaction import redact_text
 

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         if bundle is not None and not env:
             raise InvalidRequest("--bundle needs --env ENV", field="env")
         client = opts.client(environment=env)
-        with progress(f"running {spec_path or bundle}", enabled=not opts.as_json):
+        with progress(f"running {spec_path or bundle}", enabled=not opts.structured):
             if bundle is not None:
                 data = _run_bundle(client, bundle, env or "", input_text, target)
             else:

@@ -193,7 +193,7 @@ def continue_run(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
 
     client = opts.client()
-    with progress(f"continuing {run_id}", enabled=not opts.as_json):
+    with progress(f"continuing {run_id}", enabled=not opts.structured):
         data = client.continue_run(run_id)
     render_run_response(data, opts)
     exit_for(data)

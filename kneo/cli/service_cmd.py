@@ -159,7 +159,13 @@ def _serve_platform(
         if ctl_config is not None:
             from kneo.controller.runner import build_controller
 
-            ctl = build_controller(manager.store, ctl_config, settings, project=manager.project)
+            ctl = build_controller(
+                manager.store,
+                ctl_config,
+                settings,
+                tools=manager.compiler.tool_registry,
+                project=manager.project,
+            )
             typer.echo(
                 f"controller: reconciling {ctl.source.describe()} every "
                 f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kneo.spec.loader import LoadedSpec
     from kneo.spec.project import ProjectContext
 
-from kneo.cli.output import ClientOptions, LazyCommand, Output, lazy_group, options
+from kneo.cli.output import ClientOptions, FileOutput, LazyCommand, Output, lazy_group, options
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -323,7 +323,7 @@ def migrate_command(
     check_only: Annotated[
         bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")
     ] = False,
-    out: Output = Output(),
+    out: FileOutput = FileOutput(),
 ) -> None:
     """Migrate an older YAML spec to the current v1 shape."""
     from kneo.spec.migrate import detect_version, migrate_spec

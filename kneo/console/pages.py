@@ -277,7 +277,11 @@ def _task_page(
     status_code: int = 200,
 ) -> Response:
     viewer = view.viewer
-    task = view.manager.get_human_task(continuation_id, show_personal=viewer.show_personal)
+    task = view.manager.get_human_task(
+        continuation_id,
+        show_personal=viewer.show_personal,
+        include_context=viewer.can("run"),  # the run's data takes what the run page takes
+    )
     if task["workflow_kind"] == "promotion":
         return view.redirect("promotion", continuation_id=continuation_id)
     requests = task["requests"]
@@ -285,6 +289,8 @@ def _task_page(
         raise NotFound(
             f"request {request_id!r} is not part of {continuation_id}", resource="request"
         )
+    context = task.get("context")
+    about = {a["request_id"]: a for a in (context or {}).get("requests") or []}
     shown = []
     for r in requests:
         form = None
@@ -293,18 +299,37 @@ def _task_page(
             form = decision_form(r, mine)
         extra = {k: v for k, v in (r.get("context") or {}).items() if k not in _SHOWN_CONTEXT}
         shown.append(
-            {"request": r, "form": form, "focus": r["request_id"] == request_id, "extra": extra}
+            {
+                "request": r,
+                "form": form,
+                "focus": r["request_id"] == request_id,
+                "extra": extra,
+                "about": about.get(r["request_id"]) or {},
+            }
         )
     return view.show(
         "task.html",
         {
             "task": task,
             "items": shown,
+            "context": context,
+            "marks": _marks(shown),
             "notice": notice,
             "idempotency_key": secrets.token_urlsafe(18),
         },
         status_code=status_code,
     )
+
+
+def _marks(items: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Agent unit -> the transcript messages that made a pending request's tool call (the
+    task page marks them in the conversation)."""
+    marks: dict[str, list[int]] = {}
+    for item in items:
+        about = item["about"]
+        if item["request"]["status"] == "pending" and "message_index" in about:
+            marks.setdefault(about["unit"], []).append(about["message_index"])
+    return marks
 
 
 def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Response:
@@ -414,7 +439,7 @@ def _runs(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     ) -> Response:
         view = _View(request, viewer, render)
         mgr = view.manager
-        run = mgr.get_run(run_id, show_personal=viewer.show_personal)
+        run = mgr.get_run(run_id, show_personal=viewer.show_personal, include_conversation=True)
         trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
         checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
         return view.show(

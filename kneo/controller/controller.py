@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
@@ -29,7 +29,7 @@ from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller import incremental
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
-from kneo.controller.loader import DesiredStateLoader, SpecChecker
+from kneo.controller.loader import DesiredStateLoader, SpecChecker, default_spec_checker
 from kneo.controller.model import ActionKind, DesiredState, PlanOptions
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
 from kneo.controller.promotion import PromotionGate
@@ -38,6 +38,9 @@ from kneo.controller.source import Source
 from kneo.errors import KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
+
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
 
@@ -125,6 +128,7 @@ class Controller:
         clock: Clock | None = None,
         gate: PromotionGate | None = None,
         spec_checker: SpecChecker | None = None,
+        tools: ToolRegistry | None = None,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -132,6 +136,10 @@ class Controller:
         self.config = config or ControllerConfig()
         self.clock = clock or SystemClock()
         self.gate = gate or PromotionGate()
+        # the tools specs are checked against: a new tool deployed is a new verdict
+        self._tool_names = sorted(tools.names()) if tools is not None else None
+        if spec_checker is None and tools is not None:
+            spec_checker = default_spec_checker(tools)
         self.loader = DesiredStateLoader(keyring, clock=self.clock, spec_checker=spec_checker)
         self.applier = Applier(store, gate=self.gate, clock=self.clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}"
@@ -317,6 +325,7 @@ class Controller:
             source=self.source.describe(),
             prune=self.config.prune,
             allow_empty=self.config.allow_empty,
+            tools=self._tool_names,
         )
 
     @staticmethod

@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -57,6 +57,9 @@ from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
 from kneo.spec.project import ProjectContext
 
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
+
 log = get_logger("kneo.controller")
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
@@ -67,16 +70,22 @@ SpecChecker = Callable[
 Progress = Callable[[int, int], None]
 
 
-def default_spec_checker(context: ProjectContext | None = None) -> SpecChecker:
-    """The same check ``kneo spec bundle sign`` ran: validation, what the project (of
-    ``context``, where the runs will execute) lets a signed bundle reach, and environment
-    policy."""
+def default_spec_checker(
+    tools: ToolRegistry | None = None, context: ProjectContext | None = None
+) -> SpecChecker:
+    """The same check ``kneo spec bundle sign`` and ``kneo spec lint`` ran: validation, what
+    the project (of ``context``, where the runs will execute) lets a signed bundle reach,
+    and environment policy, against ``tools`` (the project's registry: built-in tools plus
+    its ``tool_registry``; the example tools when ``None``, as the CLI with no project
+    config)."""
     from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec_data
-    from kneo.tools import ToolRegistry
+    from kneo.tools.factory import load_tool_registry
 
-    tools, runtimes = ToolRegistry(), create_runtime_registry()
+    if tools is None:
+        tools = load_tool_registry(None)
+    runtimes = create_runtime_registry()
 
     def check(
         spec: Mapping[str, Any], policy: EnvironmentPolicy

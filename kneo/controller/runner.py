@@ -10,11 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.controller.config import ControllerConfig
 from kneo.errors import ConfigError
 from kneo.logs import get_logger
+
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
 
@@ -53,11 +56,16 @@ def build_controller(
     settings: Any,
     *,
     owner: str | None = None,
+    tools: ToolRegistry | None = None,
     project: Any = None,
 ) -> Any:
     """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
-    ``project`` (a ``ProjectContext``) is where the promoted bundles will run: what it
-    declares is what a bundle may reach."""
+
+    ``project`` (a ``ProjectContext``; default: the one discovered from the working
+    directory) is where the promoted bundles will run: what it declares is what a bundle may
+    reach. Specs are checked against ``tools`` (default: the project's registry, as ``kneo
+    spec lint`` loads it: built-in tools plus the project config's ``tool_registry``), so a
+    bundle the project's CI lints and signs also reconciles."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
     from kneo.controller.loader import default_spec_checker
@@ -81,6 +89,12 @@ def build_controller(
         keyring = load_keyring(config.trusted_keys, hmac_secrets=secrets or None)
     else:
         keyring = Keyring(TrustedKey.hmac(key_id, secret) for key_id, secret in secrets.items())
+    if project is None:
+        from kneo.spec.project import ProjectContext
+
+        project = ProjectContext.discover(settings=settings)
+    if tools is None:
+        tools = project.tool_registry()
     source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
     return Controller(
         store,
@@ -88,7 +102,8 @@ def build_controller(
         keyring,
         config=config,
         owner=owner,
-        spec_checker=default_spec_checker(project),
+        tools=tools,
+        spec_checker=default_spec_checker(tools, project),
     )
 
 

@@ -55,7 +55,9 @@ TOOLS: tuple[ApiTool, ...] = (
         "get_human_task",
         "GET",
         "/v1/human-tasks/{continuation_id}",
-        "One human task: its pending requests (kind, prompt, accepted decisions, context).",
+        "One human task: its requests (kind, prompt, accepted decisions, context) and, with "
+        "include_context (needs runs:read), the run's input, the agents' "
+        "conversation up to the pause, the workflow position and earlier decisions.",
     ),
     ApiTool(
         "resume_human_task",
@@ -201,9 +203,12 @@ def _human_task_tools(tools: _Tools) -> None:
         return await tools.call(ctx, "list_human_tasks", params=params)
 
     @tools.tool("get_human_task")
-    async def get_human_task(ctx: Context, continuation_id: str) -> dict[str, Any]:
+    async def get_human_task(
+        ctx: Context, continuation_id: str, include_context: bool = False
+    ) -> dict[str, Any]:
         path_params = {"continuation_id": continuation_id}
-        return await tools.call(ctx, "get_human_task", path_params=path_params)
+        params = {"include": "context"} if include_context else None
+        return await tools.call(ctx, "get_human_task", path_params=path_params, params=params)
 
     @tools.tool("resume_human_task")
     async def resume_human_task(

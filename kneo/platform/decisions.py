@@ -34,11 +34,13 @@ from kneo.errors import (
     Conflict,
     IllegalTransition,
     InvalidRequest,
+    KneoError,
     NotFound,
     RequestAlreadyResolved,
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
@@ -135,19 +137,52 @@ class Decisions:
         }
 
     def get_human_task(
-        self, continuation_id: str, *, show_personal: bool = False
+        self,
+        continuation_id: str,
+        *,
+        show_personal: bool = False,
+        include_context: bool = False,
     ) -> dict[str, Any]:
         """One task with every request (answered ones with who decided and when); a
-        promotion task also with its approvals so far. ``show_personal`` for a decider."""
+        promotion task also with its approvals so far. ``show_personal`` for a decider.
+        ``include_context`` adds ``context``: the run's input, the agents' conversations up
+        to the pause, the workflow position, earlier decisions and each request's own
+        context (:func:`kneo.platform.context.task_context`); ``None`` for a task of no
+        run (a promotion) or whose run is gone."""
         from kneo.platform.tasks import with_bodies
 
-        task = with_bodies(self.store, self.store.get_continuation(continuation_id))
+        cont = self.store.get_continuation(continuation_id)
+        run = self._run_of(cont) if include_context else None
+        task = with_bodies(self.store, cont, state=run.state if run is not None else None)
         view = task_view(task, pending_only=False, show_personal=show_personal)
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally
 
             view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
+        if include_context:
+            view["context"] = self._context(run, task.requests, show_personal)
         return view
+
+    def _run_of(self, cont: ContinuationRecord) -> RunRecord | None:
+        if cont.run_id is None:
+            return None
+        try:
+            return self.store.get_run(cont.run_id)
+        except NotFound:
+            return None
+
+    def _context(
+        self, run: RunRecord | None, requests: list[dict[str, Any]], show_personal: bool
+    ) -> dict[str, Any] | None:
+        """The task's context in ``run``, with the run's compiled workflow for its steps
+        (left out when the stored spec no longer compiles here)."""
+        if run is None:
+            return None
+        try:
+            workflow = self.driver.workflow_for(run)
+        except KneoError:
+            workflow = None
+        return task_context(run, requests, workflow, show_personal=show_personal)
 
     def resume(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, NotFound
+from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.results import (
     RunResult,
@@ -147,11 +148,20 @@ class Inspection:
     store: Store
     driver: RunDriver
 
-    def get_run(self, run_id: str, *, show_personal: bool = False) -> dict[str, Any]:
-        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`)."""
+    def get_run(
+        self, run_id: str, *, show_personal: bool = False, include_conversation: bool = False
+    ) -> dict[str, Any]:
+        """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`).
+        ``include_conversation`` adds its agents' ``conversations`` and the ``decisions``
+        taken (:mod:`kneo.platform.context`)."""
         run = self.store.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
-        return run_view(run, trace_event_count=count, show_personal=show_personal)
+        view = run_view(run, trace_event_count=count, show_personal=show_personal)
+        if include_conversation:
+            state = run.state or {}
+            view["conversations"] = conversations(state, show_personal=show_personal)
+            view["decisions"] = decisions(state, show_personal=show_personal)
+        return view
 
     def get_run_result(self, run_id: str) -> RunResult:
         return self.driver.result(self.store.get_run(run_id))

@@ -15,22 +15,30 @@ Runs never wait for any of this: the run's transaction only inserts the event ro
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
 
-from kneo import __version__, jsontext, metrics
+from kneo import metrics
 from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
 from kneo.periodic import PeriodicTask
+from kneo.platform.webhooks import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    EVENT_ID_HEADER,
+    LEGACY_SIGNATURE_HEADER,
+    cloud_event,
+    legacy_signature,
+    resource_path,
+    signing_key,
+    wire_request,
+)
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
@@ -40,9 +48,9 @@ if TYPE_CHECKING:
 
 log = get_logger("kneo_serv.notifications")
 
-SIGNATURE_HEADER = "X-Kneo-Signature-256"
-EVENT_ID_HEADER = "X-Kneo-Event-Id"
-EVENT_TYPE_HEADER = "X-Kneo-Event"
+SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
+#: CloudEvents ``source`` without ``KNEO_SERV_PUBLIC_URL`` (with it: that URL).
+CLOUDEVENTS_SOURCE = "/kneo"
 RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
 _BATCH = 20
 _ERROR_CHARS = 500
@@ -63,6 +71,7 @@ class Receiver:
     environments: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
     severity: str = "info"
+    format: str = "kneo"
 
     def wants(self, event: NotificationEvent) -> bool:
         """Whether every filter that is set matches ``event`` (Flux Alert style)."""
@@ -134,6 +143,13 @@ def load_receivers(settings: Settings, project_config: Any = None) -> list[Recei
         secret = None
         if config.secret_env is not None:
             secret = _variable(settings, config.name, config.secret_env)
+            try:
+                signing_key(secret)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"notification receiver {config.name!r}: {config.secret_env}: {exc}",
+                    variable=config.secret_env,
+                ) from None
         out.append(
             Receiver(
                 name=config.name,
@@ -144,6 +160,7 @@ def load_receivers(settings: Settings, project_config: Any = None) -> list[Recei
                 environments=tuple(config.environments),
                 assignees=tuple(config.assignees),
                 severity=config.severity,
+                format=config.format,
             )
         )
     return out
@@ -157,21 +174,13 @@ def console_link(event: NotificationEvent, base_url: str) -> str | None:
     base URL, ``KNEO_SERV_PUBLIC_URL``)."""
     if not base_url:
         return None
-    data, kind = event.payload, event.event_type
-    if kind == "promotion.awaiting_approval" and event.continuation_id:
-        path = f"promotions/{event.continuation_id}"
-    elif kind in ("human.requested", "human.expiring", "human.escalated") and (
-        event.continuation_id
-    ):
-        path = f"tasks/{event.continuation_id}"
-    elif event.run_id:
-        path = f"runs/{event.run_id}"
-    elif kind == "human.decision" and event.continuation_id:
-        path = f"promotions/{event.continuation_id}"
-    elif data.get("bundle") and event.environment:
-        path = f"registry/{quote(str(data['bundle']))}/{quote(event.environment)}"
-    else:
-        path = "registry" if kind.startswith(("bundle.", "controller.")) else "inbox"
+    path = resource_path(
+        event.event_type,
+        continuation_id=event.continuation_id,
+        run_id=event.run_id,
+        environment=event.environment,
+        bundle=event.payload.get("bundle"),
+    )
     return f"{base_url}/ui/{path}"
 
 
@@ -242,33 +251,43 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
 
 def sign(secret: str, body: bytes) -> str:
     """``sha256=<hex>``: HMAC-SHA256 of the exact body bytes (GitHub's scheme)."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return legacy_signature(secret, body)
 
 
-def request_for(receiver: Receiver, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    """The bytes to POST and their headers."""
-    payload = slack_message(body) if receiver.type == "slack" else body
-    content = jsontext.dumps(payload).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"kneo/{__version__}",
-        EVENT_ID_HEADER: str(body["id"]),
-        EVENT_TYPE_HEADER: str(body["type"]),
-    }
-    if receiver.secret:
-        headers[SIGNATURE_HEADER] = sign(receiver.secret, content)
-    return content, headers
+def request_for(
+    receiver: Receiver, body: dict[str, Any], sent_at: datetime, base_url: str = ""
+) -> tuple[bytes, dict[str, str]]:
+    """The bytes to POST and their headers, in the receiver's format, signed for this
+    attempt (``sent_at`` goes into ``webhook-timestamp``: a retry is signed afresh)."""
+    content_type = "application/json"
+    if receiver.type == "slack":
+        payload = slack_message(body)
+    elif receiver.format == "cloudevents":
+        payload = cloud_event(body, base_url or CLOUDEVENTS_SOURCE)
+        content_type = CLOUDEVENTS_CONTENT_TYPE
+    else:
+        payload = body
+    return wire_request(
+        payload,
+        message_id=str(body["id"]),
+        event_type=str(body["type"]),
+        secret=receiver.secret,
+        sent_at=sent_at,
+        content_type=content_type,
+    )
 
 
 class DeliveryFailed(Exception):
     """One attempt failed; the message is safe to store (no URL, no secret)."""
 
 
-def post(client: Any, receiver: Receiver, body: dict[str, Any]) -> int:
+def post(
+    client: Any, receiver: Receiver, body: dict[str, Any], sent_at: datetime, base_url: str = ""
+) -> int:
     """POST ``body`` to ``receiver``; its status code, or :class:`DeliveryFailed`."""
     import httpx2
 
-    content, headers = request_for(receiver, body)
+    content, headers = request_for(receiver, body, sent_at, base_url)
     try:
         response = client.post(receiver.url, content=content, headers=headers)
     except httpx2.HTTPError as exc:  # the URL may be a secret (Slack): never in the message
@@ -390,7 +409,13 @@ class Dispatcher:
         retried, or ``dead``)."""
         receiver = self.receivers[record.receiver]
         try:
-            post(self._http(), receiver, message(record.event, self.base_url))
+            post(
+                self._http(),
+                receiver,
+                message(record.event, self.base_url),
+                self.store.clock.now(),
+                self.base_url,
+            )
         except DeliveryFailed as exc:
             error = str(exc)[:_ERROR_CHARS]
             retry_at = None
@@ -537,7 +562,7 @@ def send_test(receiver: Receiver, settings: Settings) -> int:
     }
     with httpx2.Client(timeout=settings.notifications.timeout_seconds) as client:
         try:
-            return post(client, receiver, body)
+            return post(client, receiver, body, datetime.now(UTC), settings.public_url)
         except DeliveryFailed as exc:
             raise KneoError(
                 f"test notification to {receiver.name!r} failed: {exc}",

@@ -95,9 +95,13 @@ def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:
         return None
 
 
-def with_bodies(store: Store, cont: ContinuationRecord) -> ContinuationRecord:
+def with_bodies(
+    store: Store, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
+) -> ContinuationRecord:
     """``cont`` with full request dicts, for views and sweeps (reads the run only when an
-    entry has no body of its own)."""
+    entry has no body of its own and ``state``, the run's, is not given)."""
+    if state is not None:
+        return dataclasses.replace(cont, requests=task_requests(cont.requests, state))
     return with_bodies_many(store, [cont])[0]
 
 

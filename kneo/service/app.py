@@ -25,6 +25,7 @@ from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
 from kneo.service.health import router as health_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
+from kneo.service.operation_ids import operation_id
 from kneo.service.throttle import SignInThrottle
 from kneo.settings import Settings
 
@@ -124,6 +125,7 @@ def create_app(
         description="Run AI agent workflows with durable human approval. "
         "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # runs-list, not list_runs_v1_runs_get
         # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
         # records validation inputs and exception messages as they are: off. The HTTP span
         # is the request middleware's, under the one redaction policy (kneo.tracing).

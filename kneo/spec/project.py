@@ -265,11 +265,15 @@ class ReceiverConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     #: ``webhook``: JSON signed with HMAC-SHA256; ``slack``: an incoming-webhook message.
     type: Literal["webhook", "slack"] = "webhook"
+    #: A webhook's body: ``kneo`` (the Kneo message) or ``cloudevents`` (CloudEvents 1.0,
+    #: structured JSON, the Kneo message as ``data``).
+    format: Literal["kneo", "cloudevents"] = "kneo"
     #: Where to POST (http or https). A Slack webhook URL is itself a secret: use ``url_env``.
     url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
     #: Variable holding the URL instead of ``url``.
     url_env: str | None = None
-    #: Variable holding the webhook's HMAC key (``X-Kneo-Signature-256``).
+    #: Variable holding the webhook's HMAC key (``webhook-signature``, Standard Webhooks;
+    #: ``whsec_<base64>`` or any text), also used for ``X-Kneo-Signature-256``.
     secret_env: str | None = None
     #: Event types (``*`` wildcards, e.g. ``human.*``); empty: every event.
     events: list[str] = Field(default_factory=list)
@@ -306,6 +310,8 @@ class ReceiverConfig(_Model):
     def _one_url(self) -> ReceiverConfig:
         if (self.url is None) == (self.url_env is None):
             raise ValueError(f"receiver {self.name!r}: set exactly one of url and url_env")
+        if self.type == "slack" and self.format != "kneo":
+            raise ValueError(f"receiver {self.name!r}: format applies to webhook receivers only")
         return self
 
 

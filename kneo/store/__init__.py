@@ -75,6 +75,7 @@ __all__ = [
     "Transaction",
     "backup_sqlite_database",
     "open_store",
+    "parse_database_url",
     "resolve_url",
     "restore_sqlite_database",
 ]
@@ -86,18 +87,33 @@ def resolve_url(url: str | None, *, state_dir: Path | None = None) -> sa.URL:
     A malformed URL is a ``config_error`` naming ``KNEO_SERV_DATABASE_URL``.
     """
     if url:
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError as exc:
-            raise ConfigError(
-                f"KNEO_SERV_DATABASE_URL is not a database URL: {exc}",
-                variable="KNEO_SERV_DATABASE_URL",
-            ) from exc
+        parsed = parse_database_url(url)
         if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return parsed
     directory = state_dir or DEFAULT_STATE_DIR
     return sa.URL.create("sqlite", database=str(directory / DEFAULT_SQLITE_NAME))
+
+
+def parse_database_url(url: str) -> sa.URL:
+    """``url`` parsed; a ``config_error`` naming ``KNEO_SERV_DATABASE_URL`` when it is not a
+    database URL or its port is not a TCP port. The message never repeats the URL (it
+    holds the password)."""
+    try:
+        parsed = sa.make_url(url)
+        port = parsed.port
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: SQLAlchemy's int(port)
+        raise ConfigError(
+            "KNEO_SERV_DATABASE_URL is not a database URL "
+            "(dialect+driver://user:password@host:port/database, the port a number)",
+            variable="KNEO_SERV_DATABASE_URL",
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(
+            f"KNEO_SERV_DATABASE_URL: port {port} is not a TCP port (1-65535)",
+            variable="KNEO_SERV_DATABASE_URL",
+        )
+    return parsed
 
 
 def open_store(

@@ -23,6 +23,8 @@ class Gauges:
 
     #: pending requests of pending continuations by ``(kind, environment)``
     pending_tasks: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: seconds since the oldest of them was asked for, by ``(kind, environment)``
+    oldest_pending_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     #: runs waiting in the queue (``queued``, due or not)
     queue_depth: int = 0
     #: seconds the oldest due ``queued`` record has waited past its ``available_at``
@@ -46,7 +48,7 @@ class GaugeReadsMixin(StoreBase):
         """The shared-state gauges, read in one transaction (one snapshot)."""
         moment = now or self.clock.now()
         pending = (
-            sa.select(_CR.kind, _CO.environment, sa.func.count())
+            sa.select(_CR.kind, _CO.environment, sa.func.count(), sa.func.min(_CO.created_at))
             .select_from(t.continuation_requests.join(t.continuations))
             .where(_CR.status == "pending", _CO.status == "pending")
             .group_by(_CR.kind, _CO.environment)
@@ -83,9 +85,7 @@ class GaugeReadsMixin(StoreBase):
             .group_by(_R.environment, _R.status, ready.c.status)
         )
         with self._read() as conn:
-            tasks = {
-                (kind or "", env or ""): int(n) for kind, env, n in conn.execute(pending).all()
-            }
+            waiting = conn.execute(pending).all()
             count = conn.execute(depth).scalar()
             due = conn.execute(oldest_due).scalar()
             registry = {
@@ -93,7 +93,12 @@ class GaugeReadsMixin(StoreBase):
                 for env, status, ready_status, n in conn.execute(bundles).all()
             }
         lag = max(0.0, (moment - due).total_seconds()) if due is not None else 0.0
-        return Gauges(tasks, int(count or 0), lag, registry)
+        tasks = {(kind or "", env or ""): int(n) for kind, env, n, _ in waiting}
+        oldest = {
+            (kind or "", env or ""): max(0.0, (moment - first).total_seconds())
+            for kind, env, _, first in waiting
+        }
+        return Gauges(tasks, oldest, int(count or 0), lag, registry)
 
 
 __all__ = ["GaugeReadsMixin", "Gauges"]

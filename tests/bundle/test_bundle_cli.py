@@ -12,7 +12,7 @@ from typing import Protocol
 import pytest
 
 from kneo.cli.main import app
-from kneo.cli.output import run_cli, want_json_errors
+from kneo.cli.output import run_cli, want_structured_errors
 
 K1 = "k1-hmac-secret-do-not-print"
 K2 = "k2-another-secret-value"
@@ -59,7 +59,7 @@ def kneo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) ->
         else:
             monkeypatch.setenv("KNEO_SERV_SPEC_SIGNING_KEY", secret)
         monkeypatch.setattr(sys, "argv", ["kneo", *args])
-        want_json_errors(False)
+        want_structured_errors(None)
         code = run_cli(app)
         captured = capsys.readouterr()
         for value in (K1, K2):

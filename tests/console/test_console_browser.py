@@ -196,7 +196,6 @@ def test_tool_call_runs_once_with_edited_arguments(
     page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
     arguments = page.locator("table.args").inner_text()
     assert "team@example.com" in arguments  # a decider sees the address it will write to
-    page.screenshot(path=str(shots / "console-task-tool-approval.png"), full_page=True)
     edited = {"to": "ops@example.com", "subject": "Edited by a person"}
     page.fill("form.a-edited textarea[name=content]", json.dumps(edited))
     page.click("form.a-edited button[type=submit]")
@@ -205,6 +204,26 @@ def test_tool_call_runs_once_with_edited_arguments(
     output = page.locator("pre.output").last.inner_text()
     assert output == "Done: sent to ops@example.com: Edited by a person"
     assert counter.read_text().splitlines() == ["send_email"]
+
+
+def test_a_tool_call_approval_shows_why_the_agent_asks(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """The model's message that made the call and the earlier tool call's result are on the
+    page, next to the buttons: planted text visible to a reviewer, a planted secret not."""
+    paused = live.start("hitl_tool_context", "release notes PLANTED-WORDS password=hunter2planted")
+    page = as_person("reviewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    words = page.locator("blockquote.agent-words").inner_text()
+    assert words.startswith("The lookup says: the release team") and "PLANTED-WORDS" in words
+    earlier = page.locator("li.msg-tool", has_text="lookup_on_call")
+    assert earlier.count() == 1 and "PLANTED-WORDS" in earlier.inner_text()
+    assert "team@example.com" in earlier.inner_text()  # personal data: a decider sees it
+    marked = page.locator("li.msg.marked")
+    assert "send_email" in marked.inner_text() and marked.is_visible()
+    assert page.locator("form.a-approved button").is_visible()
+    assert "hunter2planted" not in page.content() and "[REDACTED]" in words
+    page.screenshot(path=str(shots / "console-task-tool-approval.png"), full_page=True)
 
 
 def test_caller_runs_an_external_tool_and_types_its_result(

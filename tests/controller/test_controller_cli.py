@@ -188,3 +188,37 @@ def test_promotion_task_in_kneo_human_list_and_resume(cli: Any, repo: Repo, keys
     assert cli("controller", "reconcile", "--json")["counts"] == {"activate": 1}
     active = cli("registry", "get", "helper", "--env", "prod", "--json")["active"]
     assert {"alice", "bob"} <= set(active["approved_by"])
+
+
+def test_the_projects_own_bundles_reconcile_with_no_rejection(
+    repo: Repo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every bundle the project's CI lints and signs reconciles: the controller checks specs
+    against the project's tool registry (built-in tools and ``tool_registry``), as
+    ``kneo spec lint`` does, not an empty one (which rejected 8 of 39 with E_UNKNOWN_TOOL)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    for folder in ("bundles", "environments"):
+        shutil.copytree(root / folder, repo.work / folder, dirs_exist_ok=True)
+    repo.write(".kneo/config.yaml", (root / ".kneo" / "config.yaml").read_text())
+    repo.commit("the project's own bundles")
+    monkeypatch.chdir(root)  # the project the controller runs in: its tool registry
+    monkeypatch.delenv("KNEO_SERV_SERVICE_URL", raising=False)
+    monkeypatch.setenv("KNEO_SERV_DATABASE_URL", f"sqlite:///{tmp_path / 'own.sqlite'}")
+    args = ["kneo", "controller", "reconcile", "--repo", repo.url, "--branch", "main"]
+    args += ["--trusted-keys", str(root / "examples" / "keys")]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--json"]
+    monkeypatch.setattr(sys, "argv", args)
+    capsys.readouterr()
+    assert run_cli(app) == 0
+    result = json.loads(capsys.readouterr().out)
+    shipped = len(list((root / "bundles").glob("*/*.json")))
+    assert result["ok"] and result["problems"] == [], result["problems"]
+    assert "reject" not in result["counts"]
+    assert sum(result["counts"].values()) == shipped
+    # the rest waits for a person (prod approvals) or for the environment it promotes from
+    assert set(result["counts"]) <= {"activate", "wait_for_approval", "wait_for_upstream"}

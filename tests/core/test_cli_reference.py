@@ -45,14 +45,14 @@ def test_commands_take_the_shared_options_as_one_group() -> None:
     """``--json`` reaches a command only as :class:`~kneo.cli.output.Output` (and with
     ``--service-url``/``--profile`` as ``ClientOptions``): the commands never re-list them."""
     sources = {p.name: p.read_text() for p in (ROOT / "kneo" / "cli").glob("*.py")}
-    for alias in ("JsonOpt", "ProfileOpt", "want_json_errors"):
+    for alias in ("JsonOpt", "OutputFormatOpt", "ProfileOpt", "want_structured_errors"):
         assert [n for n, s in sources.items() if alias in s] == ["output.py"], alias
 
 
 def test_an_option_group_stands_in_place_for_its_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group's options show where the command takes it; the command gets the group built
     from them, and its errors print as the JSON envelope under ``--json``."""
-    monkeypatch.setattr(output, "_json_errors", False)
+    monkeypatch.setattr(output, "_error_format", None)
     app = typer.Typer()
     seen: list[ClientOptions] = []
 
@@ -86,4 +86,4 @@ def test_an_option_group_stands_in_place_for_its_fields(monkeypatch: pytest.Monk
 
     with pytest.raises(NotFound):
         runner.invoke(app, ["missing", "--json"], catch_exceptions=False)
-    assert output._json_errors is True  # run_cli prints this error as the envelope
+    assert output._error_format == "json"  # run_cli prints this error as the envelope

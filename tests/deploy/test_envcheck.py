@@ -68,6 +68,9 @@ def test_example_as_shipped_names_every_placeholder() -> None:
             "KNEO_SERV_DATABASE_URL",
         ),
         (("postgresql+psycopg://", "postgresql://"), "env_invalid_value", "KNEO_SERV_DATABASE_URL"),
+        # a port SQLAlchemy cannot read, and one out of range: a finding, never a crash
+        (("@db:5432/", "@db:port/"), "env_invalid_value", "KNEO_SERV_DATABASE_URL"),
+        (("@db:5432/", "@db:99999/"), "env_invalid_value", "KNEO_SERV_DATABASE_URL"),
         (
             ("postgresql+psycopg://kneo_serv:", "postgresql+psycopg://someone:"),
             "env_database_mismatch",
@@ -154,6 +157,24 @@ def test_shapes_differ_on_the_database() -> None:
     sqlite = keys + "KNEO_SERV_DATABASE_URL=sqlite:////data/kneo.sqlite\n"
     assert "env_database_sqlite" in codes(sqlite, "scale-out")
     assert "env_database_sqlite" not in codes(sqlite, "single")
+
+
+def test_malformed_database_url_is_a_finding_on_its_line_without_the_password(
+    tmp_path: Path, filled_env: tuple[str, dict[str, str]]
+) -> None:
+    text, values = filled_env
+    env_file = tmp_path / "port.env"
+    env_file.write_text(text.replace("@db:5432/", "@db:not-a-port/", 1))
+    code, out = _cli(env_file, "--json")
+    assert code == 1, out
+    (finding,) = [
+        f for f in json.loads(out)["findings"] if f["variable"] == "KNEO_SERV_DATABASE_URL"
+    ]
+    assert finding["code"] == "env_invalid_value"
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "DATABASE_URL=" in row)
+    assert finding["line"] == line
+    assert "internal_error" not in out
+    assert not any(value in out for value in values.values())
 
 
 def test_syntax_errors_never_echo_the_line() -> None:

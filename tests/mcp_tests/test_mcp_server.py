@@ -184,6 +184,32 @@ def test_a_reviewer_resumes_and_a_viewer_cannot(served: Served) -> None:
     assert "409" in error_text(again) or "404" in error_text(again)
 
 
+def test_an_assistant_reads_a_tasks_context_as_the_api_gives_it(served: Served) -> None:
+    """``get_human_task`` with ``include_context``: the agent's words for the call and the
+    earlier tool result, exactly ``GET /v1/human-tasks/{id}?include=context``."""
+    spec = str(REPO / "examples" / "hitl_tool_context.yaml")
+    paused = served.manager.run_from_spec(input_text="release notes", spec_path=spec)
+    cid = paused.continuation_id
+    bare, full = session(
+        served.url,
+        KEYS["reviewer"],
+        [
+            ("get_human_task", {"continuation_id": cid}),
+            ("get_human_task", {"continuation_id": cid, "include_context": True}),
+        ],
+    )
+    assert "context" not in payload(bare)
+    context = payload(full)["context"]
+    assert context["requests"][0]["agent_message"].startswith("The lookup says:")
+    assert context["conversations"][0]["messages"][3]["name"] == "lookup_on_call"
+    base = served.url.removesuffix("/mcp")
+    api = httpx2.get(
+        f"{base}/v1/human-tasks/{cid}?include=context",
+        headers={"Authorization": f"Bearer {KEYS['reviewer']}"},
+    )
+    assert payload(full) == api.json()
+
+
 def test_registry_controller_and_runs_answer_as_the_api_does(served: Served) -> None:
     base = served.url.removesuffix("/mcp")
     viewer = {"Authorization": f"Bearer {KEYS['viewer']}"}

@@ -235,12 +235,12 @@ def test_a_project_config_block_is_read(tmp_path: Path) -> None:
 
 
 def test_the_documented_config_and_verification_snippet_work() -> None:
-    import hashlib
-    import hmac
     import re
+    from datetime import UTC, datetime, timedelta
 
     import yaml
 
+    from kneo.platform.webhooks import wire_request
     from kneo.spec.project import ProjectConfig
 
     page = (REPO / "docs" / "notifications.md").read_text()
@@ -248,13 +248,21 @@ def test_the_documented_config_and_verification_snippet_work() -> None:
     snippet = re.search(r"```python\n(.*?)```", page, re.S)
     assert config and snippet
     parsed = ProjectConfig.model_validate(yaml.safe_load(config.group(1)))
-    assert [r.name for r in parsed.notifications.receivers] == ["ops-hook", "prod-chat"]
-    namespace: dict[str, Any] = {}
-    exec(snippet.group(1), namespace)
-    body = b'{"id": "evt_1"}'
-    good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    assert namespace["verified"](b"k", body, good)
-    assert not namespace["verified"](b"other", body, good)
+    receivers = parsed.notifications.receivers
+    assert [(r.name, r.format) for r in receivers] == [
+        ("ops-hook", "kneo"),
+        ("event-bus", "cloudevents"),
+        ("prod-chat", "kneo"),
+    ]
+    secret = "whsec_" + "a2VuZW8ta2V5LWJ5dGVz"
+    now = datetime.now(UTC)
+    for sent_at, verified in ((now, True), (now - timedelta(minutes=6), False)):
+        body, headers = wire_request(
+            {"id": "evt_1"}, message_id="evt_1", event_type="t", secret=secret, sent_at=sent_at
+        )
+        namespace: dict[str, Any] = {"secret": secret, "body": body, "headers": headers}
+        exec(snippet.group(1), namespace)
+        assert ("message" in namespace) is verified, sent_at
 
 
 def test_retention_prunes_finished_deliveries_and_the_events_done_with(platform: Any) -> None:

@@ -121,6 +121,7 @@ def test_secrets_in_input_tool_calls_results_and_errors_never_leave(
     routes = [
         "/v1/runs",
         f"/v1/runs/{rid}",
+        f"/v1/runs/{rid}?include=conversation",
         f"/v1/runs/{rid}/recovery",
         f"/v1/runs/{rid}/replay",
         f"/v1/runs/{rid}/checkpoints?include_payload=true",

@@ -82,7 +82,7 @@ def kneo(
         if cwd is not None:
             monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", ["kneo", *args])
-        monkeypatch.setattr(output, "_json_errors", False)
+        monkeypatch.setattr(output, "_error_format", None)
         capsys.readouterr()
         code = output.run_cli(app)
         captured = capsys.readouterr()

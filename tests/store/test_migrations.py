@@ -96,12 +96,23 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "schema_too_new"
 
 
-@pytest.mark.parametrize("url", ["mysql://x/y", "not a url"], ids=["mysql", "garbage"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://x/y",
+        "not a url",
+        "postgresql+psycopg://u:s3cr3t-pw@db:port/x",
+        "postgresql+psycopg://u:s3cr3t-pw@db:99999/x",
+    ],
+    ids=["mysql", "garbage", "port-not-a-number", "port-out-of-range"],
+)
 def test_bad_database_url_is_config_error(url: str) -> None:
-    """Unsupported or malformed URLs are a config_error naming the variable."""
+    """Unsupported or malformed URLs are a config_error naming the variable (never the
+    password, never SQLAlchemy's ValueError as an internal error)."""
     with pytest.raises(ConfigError) as err:
         open_store(url)
     assert err.value.details["variable"] == "KNEO_SERV_DATABASE_URL"
+    assert "s3cr3t-pw" not in str(err.value)
 
 
 def _open_and_write(url: str, n: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from kneo.errors import Forbidden, InvalidRequest
 from kneo.redaction import shows_personal_data
 from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
@@ -15,6 +16,8 @@ from kneo.service.pagination import PageParams, listing
 from kneo.service.schemas import ResumeRequest, check_limits
 
 router = APIRouter(tags=["human-tasks"])
+#: What ``include=context`` takes besides ``human:read``: the context is the run's data.
+CONTEXT_SCOPE = "runs:read"
 
 
 @router.get("/human-tasks")
@@ -55,12 +58,28 @@ def list_human_tasks(
 
 @router.get("/human-tasks/{continuation_id}")
 def get_human_task(
-    request: Request, continuation_id: str, caller: Caller = Depends(caller_dep("human:read"))
+    request: Request,
+    continuation_id: str,
+    include: str | None = Query(
+        None,
+        description="``context``: the run's input, the agents' conversations up to the "
+        "pause, the workflow position, earlier decisions and each request's own context "
+        "(needs ``runs:read`` as well).",
+    ),
+    caller: Caller = Depends(caller_dep("human:read")),
 ) -> dict[str, Any]:
-    """One human task with all its requests (a promotion: with its approvals so far)."""
+    """One human task with all its requests (a promotion: with its approvals so far); with
+    ``include=context`` the run's context a decider judges by."""
+    if include not in (None, "", "context"):
+        raise InvalidRequest(f"include must be 'context', got {include!r}", field="include")
+    if include == "context" and not caller.principal.has(CONTEXT_SCOPE):
+        # the context is the run's data: it takes what reading the run takes
+        raise Forbidden(f"Missing required scope: {CONTEXT_SCOPE}", required_scope=CONTEXT_SCOPE)
     annotate(request, continuation_id=continuation_id)
     return caller.manager.get_human_task(
-        continuation_id, show_personal=shows_personal_data(caller.principal.scopes)
+        continuation_id,
+        show_personal=shows_personal_data(caller.principal.scopes),
+        include_context=include == "context",
     )
 
 

@@ -142,12 +142,26 @@ def list_runs(
 
 @router.get("/runs/{run_id}")
 def get_run(
-    request: Request, run_id: str, caller: Caller = Depends(caller_dep("runs:read"))
+    request: Request,
+    run_id: str,
+    include: str | None = Query(
+        None,
+        description="``conversation``: the agents' conversations (messages, tool calls and "
+        "their results) and the decisions taken, as ``conversations`` and ``decisions``.",
+    ),
+    caller: Caller = Depends(caller_dep("runs:read")),
 ) -> dict[str, Any]:
-    """A run's status, position and outcome."""
+    """A run's status, position and outcome; with ``include=conversation`` what its agents
+    said and did."""
+    if include not in (None, "", "conversation"):
+        raise InvalidRequest(f"include must be 'conversation', got {include!r}", field="include")
     annotate(request, run_id=run_id)
     show = shows_personal_data(caller.principal.scopes)
-    return dict(caller.manager.get_run(run_id, show_personal=show))
+    return dict(
+        caller.manager.get_run(
+            run_id, show_personal=show, include_conversation=include == "conversation"
+        )
+    )
 
 
 @router.post("/runs/{run_id}/cancel")
