@@ -166,22 +166,37 @@ def run(
     webhook_secret_env: str | None = typer.Option(
         None, "--webhook-secret-env", help="Variable holding the GitHub webhook secret"
     ),
+    lease_seconds: float | None = typer.Option(
+        None, "--lease-seconds", min=0.1, help="Leader lock lease (default 30)"
+    ),
+    poll_seconds: float | None = typer.Option(
+        None,
+        "--poll-seconds",
+        min=0.05,
+        help="How often a standby checks the leader lock (default 1)",
+    ),
     out: Output = Output(),
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
-    from kneo.controller.watch import RepositoryWatcher
     from kneo.metrics import start_process
 
-    ctl = _controller(source, interval=interval, webhook_secret_env=webhook_secret_env)
+    ctl = _controller(
+        source,
+        interval=interval,
+        webhook_secret_env=webhook_secret_env,
+        lease_seconds=lease_seconds,
+        poll_seconds=poll_seconds,
+    )
     metrics_server = start_process(ctl.store, _context()[0])
-    watcher = None
-    if ctl.source.watch_path is not None:
-        watcher = RepositoryWatcher(ctl.source.watch_path, ctl)
-        watcher.start()
     stop = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stop.set()
+        ctl.request_reconcile()  # out of its wait now
+
     # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases its
     # lock on the way out, so a standby takes over at once instead of after the lease.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGTERM, _stop)
     if not out.structured:
         console(stderr=True).print(
             f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
@@ -192,8 +207,6 @@ def run(
     except KeyboardInterrupt:
         stop.set()
     finally:
-        if watcher is not None:
-            watcher.stop()
         if metrics_server is not None:
             metrics_server.shutdown()
         ctl.source.close()
@@ -247,16 +260,13 @@ def plan_command(
 @controller_app.command("status")
 @options
 def status(out: Output = Output()) -> None:
-    """Last fetched commit, last reconcile start, duration and error, and the leader."""
-    from kneo.controller.controller import status_dict
+    """Last fetched commit, last reconcile start, duration and error, the leader and the
+    reconcile requests waiting for it."""
+    from kneo.platform.reconcile import controller_view
 
     config = _config()
-    store = _store()
-    data = status_dict(
-        store.get_controller_status(config.name),
-        store.get_lock(f"controller:{config.name}"),
-        config.repo,
-    )
+    data = controller_view(_store(), config)
+    data["source"] = data["source"] or config.repo
     if out.printed_json(data):
         return
     screen = console()
@@ -271,6 +281,7 @@ def status(out: Output = Output()) -> None:
     ):
         screen.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
     screen.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
+    screen.print(f"{'requests':<32} {json.dumps(data['requests'])}", markup=False)
     for problem in data["problems"]:
         screen.print(f"problem {problem['code']}: {problem['message']}", markup=False)
 

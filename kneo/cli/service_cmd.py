@@ -88,21 +88,27 @@ def serve(
         }
         _serve_reloading(settings, host=host, port=port, refused=refused)
         return
-    ctl_config = (
-        _controller_config(
-            settings,
-            repo=controller_repo,
-            branch=controller_branch,
-            interval=controller_interval,
-            trusted_keys=trusted_keys,
-            trusted_hmac_key_env=trusted_hmac_key_env,
-            webhook_secret_env=webhook_secret_env,
-            prune=prune,
-        )
-        if controller
-        else None
+    # read with --no-controller too: the webhook and reconcile routes of an API-only replica
+    # queue requests for a controller running elsewhere under this name and secret variable
+    ctl_config = _controller_config(
+        settings,
+        repo=controller_repo,
+        branch=controller_branch,
+        interval=controller_interval,
+        trusted_keys=trusted_keys,
+        trusted_hmac_key_env=trusted_hmac_key_env,
+        webhook_secret_env=webhook_secret_env,
+        prune=prune,
     )
-    _serve_platform(settings, ctl_config, host=host, port=port, worker=worker, mcp=mcp)
+    _serve_platform(
+        settings,
+        ctl_config,
+        run_controller=controller and ctl_config.repo is not None,
+        host=host,
+        port=port,
+        worker=worker,
+        mcp=mcp,
+    )
 
 
 def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[str, bool]) -> None:
@@ -135,14 +141,15 @@ def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[
 
 def _serve_platform(
     settings: Settings,
-    ctl_config: ControllerConfig | None,
+    ctl_config: ControllerConfig,
     *,
+    run_controller: bool,
     host: str,
     port: int,
     worker: bool,
     mcp: bool,
 ) -> None:
-    """Opens the platform, builds the controller (when ``ctl_config``) and the app over
+    """Opens the platform, builds the controller (when ``run_controller``) and the app over
     them, and serves it until a signal; the store is closed on the way out."""
     from kneo.metrics import serve_port
     from kneo.service.app import create_app
@@ -156,7 +163,7 @@ def _serve_platform(
     manager = create_default_platform_manager(settings)
     try:
         ctl = None
-        if ctl_config is not None:
+        if run_controller:
             from kneo.controller.runner import build_controller
 
             ctl = build_controller(
@@ -177,6 +184,7 @@ def _serve_platform(
             manager=manager,
             start_worker=worker,
             controller=ctl,
+            controller_config=ctl_config,
             run_controller=ctl is not None,
             mcp=mcp,
         )
@@ -236,13 +244,13 @@ def _exit_after(stopping: Any, limit: float) -> None:
     os._exit(1)
 
 
-def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig | None:
-    """The controller configuration when a repository is configured, else ``None``."""
+def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig:
+    """The ``controller:`` block with the flags over it (a controller runs here only when it
+    names a repository)."""
     from kneo.cli.controller_cmd import controller_config
     from kneo.spec.project import ProjectContext
 
-    config = controller_config(ProjectContext.discover(settings=settings), **flags)
-    return config if config.repo else None
+    return controller_config(ProjectContext.discover(settings=settings), **flags)
 
 
 def worker(

@@ -460,18 +460,22 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
 
     @router.get("/registry", name="registry")
     def registry(request: Request, viewer: Viewer = Depends(auth.page("registry"))) -> Response:
-        from kneo.platform.registry import controller_status_view, registry_overview
+        from kneo.platform.reconcile import controller_view
+        from kneo.platform.registry import registry_overview
 
         view = _View(request, viewer, render)
         store = view.manager.store
         overview = registry_overview(store)
-        controller = getattr(request.app.state.parent.state, "controller", None)
+        parent = request.app.state.parent.state
+        controller = getattr(parent, "controller", None)
         return view.show(
             "registry.html",
             {
                 "overview": overview,
                 "cells": {(c["bundle"], c["environment"]): c for c in overview["cells"]},
-                "controller": controller_status_view(store, controller),
+                "controller": controller_view(
+                    store, getattr(parent, "controller_config", None), controller
+                ),
             },
         )
 

@@ -12,6 +12,7 @@ controller:
   webhook_secret_env: KNEO_WEBHOOK_SECRET     # name of the variable holding the secret
   trusted_hmac_keys: {ci-hmac: KNEO_CI_HMAC}  # HMAC key id -> variable holding its secret
   lease_seconds: 30                           # leader lock lease
+  poll_seconds: 1                             # standby lock checks (SQLite: request polls)
 ```
 
 The trusted keyring is the controller's own: a path on the controller's machine, so a pull
@@ -48,6 +49,9 @@ class ControllerConfig:
     webhook_secret_env: str | None = None
     #: How long the leader's lock lasts without renewal; standbys take over after it.
     lease_seconds: float = 30.0
+    #: How often a standby checks the leader lock (and, on SQLite, the leader looks for
+    #: queued reconcile requests): a crashed leader is replaced within lease + poll.
+    poll_seconds: float = 1.0
     #: Controller status row and leader lock name (one per watched repository).
     name: str = "default"
     #: HMAC trusted keys: key id -> name of the variable holding the secret (never the value).
@@ -115,6 +119,7 @@ def from_mapping(
         cache_dir=path(parsed.cache_dir),
         webhook_secret_env=parsed.webhook_secret_env,
         lease_seconds=parsed.lease_seconds,
+        poll_seconds=parsed.poll_seconds,
         name=parsed.name,
         trusted_hmac_key_env=dict(parsed.trusted_hmac_keys),
     )

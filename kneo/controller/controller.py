@@ -76,6 +76,15 @@ class ReconcileResult:
             out[o.action.kind.value] = out.get(o.action.kind.value, 0) + 1
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the actions that changed nothing (what a queued reconcile
+        request keeps of the pass that served it; a full pass lists every bundle)."""
+        data = self.to_dict()
+        data["actions"] = [
+            o.to_dict() for o in self.outcomes if o.action.kind is not ActionKind.NOOP or o.error
+        ]
+        return data
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "commit": self.commit,
@@ -163,12 +172,24 @@ class Controller:
         return self._leader
 
     def step_down(self) -> None:
+        """Release the leader lock and wake the standbys (PostgreSQL ``NOTIFY``), so one
+        takes over at once instead of after the lease."""
         if self._leader:
             try:
-                self.store.release_lock(self.lock_name, self.owner)
+                if self.store.release_lock(self.lock_name, self.owner):
+                    self.store.notify_controller(self.config.name)
             except Exception as exc:
                 log.warning("releasing the leader lock failed: %s", exc)
         self._leader = False
+
+    def lock_free(self) -> bool:
+        """Whether no live controller holds the leader lock (a standby's cheap read before
+        it tries to take it)."""
+        try:
+            return self.store.get_lock(self.lock_name) is None
+        except Exception as exc:
+            log.warning("reading the leader lock failed: %s", exc)
+            return False
 
     @property
     def is_leader(self) -> bool:
@@ -192,16 +213,36 @@ class Controller:
         Incremental from the saved state when it can be (see :mod:`.incremental`); ``full``
         judges every file and reads the whole registry regardless."""
         if not self.try_lead():
-            holder = None
+            return self.standing_by()
+        served = self._take_requests()
+        result = self._reconcile(dry_run=False, progress=progress, full=full)
+        if served:
+            result.stats["requests"] = len(served)
             try:
-                lock = self.store.get_lock(self.lock_name)
-                holder = lock.owner if lock else None
-            except Exception:
-                holder = None
-            result = ReconcileResult(None, self.clock.now(), leader=False)
-            result.stats["leader"] = holder
-            return result
-        return self._reconcile(dry_run=False, progress=progress, full=full)
+                self.store.finish_controller_requests(self.config.name, served, result.summary())
+            except Exception as exc:  # the next pass takes them again
+                log.warning("recording the result on reconcile requests failed: %s", exc)
+        return result
+
+    def standing_by(self) -> ReconcileResult:
+        """The result of a pass this controller did not run: another one leads."""
+        try:
+            lock = self.store.get_lock(self.lock_name)
+            holder = lock.owner if lock else None
+        except Exception:
+            holder = None
+        result = ReconcileResult(None, self.clock.now(), leader=False)
+        result.stats["leader"] = holder
+        return result
+
+    def _take_requests(self) -> list[int]:
+        """The queued reconcile requests this pass serves (webhooks, ``POST
+        /v1/controller/reconcile`` on any replica)."""
+        try:
+            return list(self.store.take_controller_requests(self.config.name, self.owner))
+        except Exception as exc:  # the pass itself reports the database
+            log.warning("taking reconcile requests failed: %s", exc)
+            return []
 
     def _reconcile(
         self, *, dry_run: bool, progress: ProgressCallback | None, full: bool = False
@@ -292,7 +333,7 @@ class Controller:
             result.outcomes = [Outcome(a, False) for a in actions]
         else:
             run.stage = "apply"
-            if not self._still_leader():
+            if not self.still_leader():
                 raise KneoError("lost the leader lock before applying", code="not_leader")
             result.outcomes = self._apply(desired, snapshot, actions, progress)
             self._publish_run_policies(desired)
@@ -378,7 +419,7 @@ class Controller:
             nonlocal last_renew
             if time.monotonic() - last_renew > renew_every:
                 last_renew = time.monotonic()
-                if not self._still_leader():
+                if not self.still_leader():
                     raise KneoError("lost the leader lock while applying", code="not_leader")
             if progress is not None:
                 progress("apply", done, total)
@@ -400,7 +441,7 @@ class Controller:
         if current != stored:
             self.store.set_metadata(POLICY_METADATA_KEY, current)
 
-    def _still_leader(self) -> bool:
+    def still_leader(self) -> bool:
         try:
             self._leader = bool(
                 self.store.renew_lock(self.lock_name, self.owner, self.config.lease_seconds)
@@ -422,6 +463,12 @@ class Controller:
             details = {
                 "source": self.source.describe(),
                 "leader": self.owner,
+                # what any API replica needs to take webhooks for this controller, and its
+                # timing (a variable's name, never a secret)
+                "webhook_secret_env": self.config.webhook_secret_env,
+                "interval": self.config.interval,
+                "lease_seconds": self.config.lease_seconds,
+                "poll_seconds": self.config.poll_seconds,
                 "counts": result.counts(),
                 "problems": result.problems if result.ok else previous.details.get("problems"),
                 "stats": result.stats,
@@ -463,9 +510,8 @@ class Controller:
     # ---------------------------------------------------------------- status and loop
 
     def status(self) -> dict[str, Any]:
-        """``kneo controller status`` / ``GET /v1/controller/status``."""
+        """The controller status document as this controller sees it (``is_leader``)."""
         stored = self.store.get_controller_status(self.config.name)
-        lock = None
         try:
             lock = self.store.get_lock(self.lock_name)
         except Exception:
@@ -473,28 +519,24 @@ class Controller:
         return status_dict(stored, lock, self.source.describe(), self_owner=self.owner)
 
     def run(
-        self, stop: threading.Event, *, on_result: Callable[[ReconcileResult], None] | None = None
+        self,
+        stop: threading.Event,
+        *,
+        on_result: Callable[[ReconcileResult], None] | None = None,
+        watch: bool = True,
     ) -> None:
-        """Reconcile every ``interval`` seconds (sooner when woken) until ``stop`` is set."""
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                result = self.reconcile_once()
-                if on_result is not None:
-                    on_result(result)
-                wait = (
-                    self.config.interval
-                    if result.leader
-                    else min(self.config.interval, self.config.lease_seconds / 2)
-                )
-                deadline = time.monotonic() + wait
-                while not stop.is_set() and not self._wake.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._wake.wait(min(remaining, 0.5))
-        finally:
-            self.step_down()
+        """Lead (a pass every ``interval``, sooner when woken) or stand by until ``stop`` is
+        set; see :class:`~kneo.controller.loop.ControllerLoop`."""
+        from kneo.controller.loop import ControllerLoop
+
+        ControllerLoop(self, stop, on_result=on_result, watch=watch).run()
+
+    def wait_for_wake(self, seconds: float) -> bool:
+        """Block up to ``seconds`` for :meth:`request_reconcile`; whether it came."""
+        return self._wake.wait(seconds)
+
+    def clear_wake(self) -> None:
+        self._wake.clear()
 
     @property
     def last_result(self) -> ReconcileResult | None:
@@ -515,6 +557,9 @@ def status_dict(
         "counts": stored.details.get("counts", {}),
         "problems": stored.details.get("problems", []),
         "stats": stored.details.get("stats", {}),
+        "timing": {
+            key: stored.details.get(key) for key in ("interval", "lease_seconds", "poll_seconds")
+        },
         "leader": lock.owner if lock is not None else None,
         "leader_expires_at": utc_iso(lock.expires_at) if lock is not None else None,
         "is_leader": bool(lock is not None and self_owner and lock.owner == self_owner),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.controller.config import ControllerConfig
@@ -108,26 +107,14 @@ def build_controller(
 
 
 class ControllerRunner:
-    """The controller loop (plus a watchdog watcher for a local repository) on a thread."""
+    """The controller loop (which also watches a local repository) on a thread."""
 
-    def __init__(self, controller: Any, *, watch: bool = True) -> None:
+    def __init__(self, controller: Any) -> None:
         self.controller = controller
-        self.watch = watch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watcher: Any = None
 
     def start(self) -> None:
-        from kneo.controller.watch import RepositoryWatcher
-
-        path: Path | None = getattr(self.controller.source, "watch_path", None)
-        if self.watch and path is not None:
-            try:
-                self._watcher = RepositoryWatcher(path, self.controller)
-                self._watcher.start()
-            except Exception as exc:  # polling and webhooks still work
-                log.warning("watching %s failed: %s", path, exc)
-                self._watcher = None
         self._thread = threading.Thread(target=self._run, name="kneo-controller", daemon=True)
         self._thread.start()
 
@@ -140,8 +127,6 @@ class ControllerRunner:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self.controller.request_reconcile()  # wake it from its wait
-        if self._watcher is not None:
-            self._watcher.stop()
         if self._thread is not None:
             self._thread.join(timeout)
         close = getattr(self.controller.source, "close", None)

@@ -124,6 +124,7 @@ class GitSource:
         else:
             self.path = Path(location).expanduser().resolve()
         self._repo: git.Repo | None = None
+        self._identity: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- repository handle
 
@@ -170,16 +171,32 @@ class GitSource:
 
     def fetch(self) -> str:
         with self._lock:
-            repo = self._open()
             if self.remote:
-                return self._fetch_remote(repo)
+                return self._fetch_remote(self._open())
+            self._reopen_if_replaced()
             try:
-                return repo.rev_parse(f"{self.ref or 'HEAD'}^{{commit}}").hexsha
+                return self._open().rev_parse(f"{self.ref or 'HEAD'}^{{commit}}").hexsha
             except (git.exc.BadName, ValueError, git.exc.GitError) as exc:
+                self.close()  # the next pass opens it afresh (it may be mid-replacement)
                 raise SourceError(
                     f"{self.describe()}: no such branch, tag or commit",
                     code="source_ref_not_found",
                 ) from exc
+            except SourceError:
+                self.close()
+                raise
+
+    def _reopen_if_replaced(self) -> None:
+        """A local repository deleted and created again is another directory: GitPython's
+        handle (and its ``cat-file`` processes) still point at the old one, so reopen."""
+        try:
+            stat = (self.path / ".git" if (self.path / ".git").exists() else self.path).stat()
+            identity: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except OSError:
+            identity = None
+        if identity != self._identity:
+            self.close()
+            self._identity = identity
 
     def _fetch_remote(self, repo: git.Repo) -> str:
         candidates = [f"refs/heads/{self.ref}", f"refs/tags/{self.ref}"] if self.ref else ["HEAD"]

@@ -1,9 +1,10 @@
-"""Triggers: watchdog on a local repository, and the GitHub push webhook.
+"""Triggers: watchdog on a local repository, and the GitHub push webhook's signature.
 
-The poll interval lives in :meth:`Controller.run`; these only make a reconcile happen
+The poll interval lives in :mod:`kneo.controller.loop`; these only make a reconcile happen
 sooner. A local repository is watched for ref changes under ``.git`` (a commit moves a ref),
-debounced, so a commit reconciles within a second. The webhook route (added by the service)
-calls :func:`verify_github_signature` on the raw body and, when it holds, :func:`trigger`.
+debounced, so a commit reconciles within a second. The webhook route (any API replica)
+checks :func:`verify_github_signature` on the raw body, then queues a request for the
+leader (:mod:`kneo.platform.reconcile`).
 """
 
 from __future__ import annotations
@@ -37,23 +38,28 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
         raise Unauthorized("webhook signature does not match")
 
 
-def trigger(
-    controller: Triggerable, event: str | None = None, payload: Any = None
-) -> dict[str, Any]:
-    """Ask for an immediate reconcile; returns the response body for the webhook route.
+#: What a new commit, branch or tag changes under ``.git`` (paths relative to it).
+_REF_FILES = ("HEAD", "packed-refs")
+#: The events that change a file: git's own reads (``opened``, ``closed_no_write``), which
+#: every pass makes, are not changes (taking them for changes kept the loop busy).
+_CHANGES = ("created", "modified", "moved", "deleted", "closed")
 
-    ``ping`` events are acknowledged without a reconcile; every other event (``push``,
-    tag creation) wakes the controller, which fetches and reconciles what the branch holds.
-    """
-    if event == "ping":
-        return {"accepted": False, "event": "ping"}
-    ref = payload.get("ref") if isinstance(payload, dict) else None
-    controller.request_reconcile()
-    return {"accepted": True, "event": event or "push", "ref": ref}
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which directory ``path`` is (device, inode), or ``None`` while it does not exist."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 class RepositoryWatcher:
-    """Watchdog observer on a local repository's ``.git``; calls ``on_change`` debounced."""
+    """Watchdog observer on a local repository's ``.git``: calls
+    ``controller.request_reconcile`` (debounced) when a ref moves, and on nothing else.
+
+    A repository deleted and created again is a new directory the observer no longer sees:
+    :meth:`refresh` (the loop calls it between passes) watches the new one."""
 
     def __init__(
         self, path: Path, controller: Triggerable, *, debounce_seconds: float = 0.2
@@ -62,12 +68,26 @@ class RepositoryWatcher:
         self.controller = controller
         self.debounce = debounce_seconds
         self._observer: Any = None
+        self._watching: tuple[int, int] | None = None
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def _changed(self, src_path: str) -> None:
-        if src_path.endswith(".lock") or "/objects/" in src_path:
-            return
+    def is_ref_change(self, event_type: str, src_path: str, dest_path: str = "") -> bool:
+        """Whether a file event under the watched directory moves a ref."""
+        if event_type not in _CHANGES:
+            return False
+        for raw in (dest_path, src_path) if event_type == "moved" else (src_path,):
+            if not raw or raw.endswith(".lock"):
+                continue
+            try:
+                relative = Path(raw).relative_to(self.path).as_posix()
+            except ValueError:
+                continue
+            if relative in _REF_FILES or relative.startswith("refs/"):
+                return True
+        return False
+
+    def _changed(self) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -81,21 +101,39 @@ class RepositoryWatcher:
 
         watcher = self
 
+        def text(value: str | bytes) -> str:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                src = event.src_path if isinstance(event.src_path, str) else event.src_path.decode()
-                watcher._changed(src)
+                dest = text(getattr(event, "dest_path", "") or "")
+                if watcher.is_ref_change(event.event_type, text(event.src_path), dest):
+                    watcher._changed()
 
+        self._watching = _identity(self.path)
+        if self._watching is None:
+            return  # not there (yet): refresh() starts watching once it is
         self._observer = Observer()
         self._observer.schedule(Handler(), str(self.path), recursive=True)
         self._observer.daemon = True
         self._observer.start()
 
-    def stop(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
+    def refresh(self) -> None:
+        """Watch the directory now at :attr:`path` if it is not the one being watched."""
+        if _identity(self.path) != self._watching:
+            self._stop_observer()
+            self.start()
+            if self._watching is not None:
+                self.controller.request_reconcile()  # commits made while unwatched
+
+    def _stop_observer(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        self._stop_observer()

@@ -10,8 +10,8 @@ through the human-task API.
 * :func:`resume_promotion` is what ``PlatformManager.resume`` does for a continuation whose
   ``workflow_kind`` is ``promotion``: record the approver's decision
   (:func:`kneo.controller.promotion.record_promotion_decision`) and wake an attached
-  controller (:func:`attach_controller`); without one, the next reconcile activates the
-  revision.
+  controller (:func:`attach_controller`); without one, a reconcile request queued for the
+  leader (:mod:`kneo.platform.reconcile`) has it activate the revision at once.
 """
 
 from __future__ import annotations
@@ -163,6 +163,19 @@ def default_actor() -> str:
         return "unknown"
 
 
+def _wake_controller(store: Store, controller: Any, actor: str) -> None:
+    """Have the promotion's outcome applied now: wake the controller in this process, else
+    queue a request for the leader wherever it runs (when one leads; otherwise the next
+    leader's first pass applies it)."""
+    if controller is not None:
+        controller.request_reconcile()
+        return
+    from kneo.platform.reconcile import DEFAULT_NAME, lock_name
+
+    if store.get_lock(lock_name(DEFAULT_NAME)) is not None:
+        store.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
+
+
 def resume_promotion(
     store: Store,
     continuation_id: str,
@@ -176,7 +189,8 @@ def resume_promotion(
     """Record one approver's decision on a promotion task (there is no run to continue).
 
     The approver is ``actor`` (the API key's name over HTTP, ``--actor`` or the OS user in the
-    CLI); ``controller``, when one runs in this process, is woken to apply an outcome at once.
+    CLI); an outcome is applied at once by the controller, woken in this process or through a
+    queued request.
     The answer is a run-shaped response with ``run_id`` null: ``status`` is
     ``pending_approval`` while more approvals are needed, then ``approved`` or ``rejected``.
     """
@@ -194,8 +208,8 @@ def resume_promotion(
     outcome = record_promotion_decision(
         store, continuation_id, approver=approver, decision=decision, comment=content
     )
-    if outcome.outcome is not None and controller is not None:
-        controller.request_reconcile()
+    if outcome.outcome is not None:
+        _wake_controller(store, controller, approver)
     status = outcome.outcome or "pending_approval"
     return PromotionResult(
         run_id="",

@@ -77,16 +77,6 @@ def bundle_view(
     }
 
 
-def controller_status_view(store: Store, controller: Any = None) -> dict[str, Any]:
-    """What the controller last fetched, applied and failed on, and who leads: from the
-    controller in this process, else from the store (``GET /v1/controller/status``)."""
-    if controller is not None:
-        return dict(controller.status())
-    from kneo.controller.controller import status_dict
-
-    return status_dict(store.get_controller_status(), store.get_lock("controller:default"), None)
-
-
 def registry_overview(store: Store) -> dict[str, Any]:
     """Every (bundle, environment) the registry knows, with its active and pending revision
     heads, conditions and suspension, in four queries whatever the registry's size."""

@@ -26,6 +26,7 @@ from kneo.service.health import router as health_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.service.operation_ids import operation_id
+from kneo.service.responses import document_responses
 from kneo.service.throttle import SignInThrottle
 from kneo.settings import Settings
 
@@ -97,6 +98,7 @@ def create_app(
     manager: PlatformManager | None = None,
     start_worker: bool | None = None,
     controller: Any = None,
+    controller_config: Any = None,
     run_controller: bool = False,
     mcp: bool = False,
 ) -> FastAPI:
@@ -106,8 +108,10 @@ def create_app(
     ``configure_default_manager``, the default platform is built at startup from settings.
     ``start_worker`` (default: whether the app builds its own manager) runs the in-process
     queue worker for the app's lifetime. ``controller`` (a ``kneo.controller.Controller``)
-    enables ``POST /v1/controller/reconcile`` and the Git webhook, and lets promotion
-    decisions wake it; ``run_controller`` also runs its leader-elected loop in this process.
+    is woken at once by reconcile requests and promotion decisions taken here;
+    ``run_controller`` runs its leader-elected loop in this process. ``controller_config``
+    (default: the controller's) names the controller the reconcile and webhook routes queue
+    requests for, and its webhook secret variable, when it runs in another process.
     ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.mcp.server`).
     """
     settings = settings or Settings.from_env()
@@ -139,6 +143,7 @@ def create_app(
     app.state.manager = manager
     app.state.worker = None
     app.state.controller = controller
+    app.state.controller_config = controller_config or getattr(controller, "config", None)
     configure_logging(settings)
     metrics.enable()
     tracing.configure(settings)
@@ -236,7 +241,8 @@ def _mount(app: FastAPI, settings: Settings, *, mcp: bool) -> None:
 
 
 def _document(app: FastAPI) -> None:
-    """The OpenAPI document gains the error schema and the two API-key security schemes."""
+    """The OpenAPI document gains the error schema, the two API-key security schemes and the
+    documented answers of the run and task operations (:mod:`kneo.service.responses`)."""
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -250,6 +256,7 @@ def _document(app: FastAPI) -> None:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             }
             schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            document_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -25,6 +25,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/audit-events"): "audit-events-list",
     ("GET", "/controller/status"): "controller-status",
     ("POST", "/controller/reconcile"): "controller-reconcile",
+    ("GET", "/controller/requests/{request_id}"): "controller-requests-get",
     ("POST", "/controller/webhook"): "controller-webhook",
     ("GET", "/human-tasks"): "human-tasks-list",
     ("GET", "/human-tasks/{continuation_id}"): "human-tasks-get",

@@ -247,6 +247,9 @@ class ControllerConfigBlock(_Model):
     webhook_secret_env: str | None = None
     #: Leader lock lease; standbys take over after it lapses.
     lease_seconds: float = Field(default=30.0, gt=0)
+    #: How often a standby looks at the leader lock (and, on SQLite, the leader for queued
+    #: reconcile requests): failover after a crash takes at most lease + poll.
+    poll_seconds: float = Field(default=1.0, gt=0)
     #: Controller status row and leader lock name (one per watched repository).
     name: str = Field(default="default", min_length=1, max_length=64)
 

@@ -45,6 +45,7 @@ from kneo.store.base import (
     not_found_error,
     ordered,
 )
+from kneo.store.controller_requests import ControllerRequestsMixin
 from kneo.store.coordination import CoordinationMixin
 from kneo.store.dialects import HeldConnection, StoreDialect
 from kneo.store.gauges import GaugeReadsMixin
@@ -97,6 +98,7 @@ def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
 
 class Store(
     CoordinationMixin,
+    ControllerRequestsMixin,
     RegistryReadsMixin,
     MaintenanceMixin,
     GaugeReadsMixin,

@@ -254,6 +254,24 @@ class LockRecord:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class ControllerRequest:
+    """A queued reconcile: ``queued``, ``running`` (a pass ``taken_by`` a leader is serving
+    it) or ``done`` with that pass's ``result``."""
+
+    id: int
+    name: str
+    kind: str
+    actor: str | None
+    detail: dict[str, Any]
+    status: str
+    taken_by: str | None
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+
+
 class RunLease(NamedTuple):
     """The process executing a run and until when its lease holds unless renewed."""
 

@@ -425,6 +425,26 @@ controller_status = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Reconcile requests (migration 0012): a webhook or ``POST /v1/controller/reconcile`` on any
+# API replica queues one here; the leading controller wakes (PostgreSQL NOTIFY, else its
+# poll), takes the queued ones at the start of a pass and records the pass's result on them.
+controller_requests = sa.Table(
+    "controller_requests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(255)),
+    sa.Column("detail", JSONText, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("taken_by", sa.String(255)),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("result", JSONText),
+    sa.Index(None, "name", "status"),
+)
+
 # Registry writes made outside the controller (migration 0011): the newest change sequence
 # number per (bundle, environment), so an incremental reconcile re-reads only those keys.
 registry_changes = sa.Table(

@@ -56,6 +56,9 @@ class Repo:
     def git(self, *args: str) -> str:
         return self._git(self.work, *args)
 
+    def git_at(self, cwd: Path, *args: str) -> str:
+        return self._git(cwd, *args)
+
     def write(self, path: str, content: str | bytes) -> None:
         target = self.work / path
         target.parent.mkdir(parents=True, exist_ok=True)

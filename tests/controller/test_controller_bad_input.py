@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from kneo.clock import ManualClock
 from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller
 from kneo.controller.source import GitSource
-from kneo.controller.watch import RepositoryWatcher, trigger, verify_github_signature
+from kneo.controller.watch import RepositoryWatcher, verify_github_signature
 from kneo.errors import Unauthorized
 
 
@@ -167,9 +168,7 @@ def test_local_repository_commit_reconciles_within_a_second(
     stop = threading.Event()
     results: list[Any] = []
     loop = threading.Thread(target=ctl.run, args=(stop,), kwargs={"on_result": results.append})
-    loop.start()
-    watcher = RepositoryWatcher(ctl.source.watch_path, ctl, debounce_seconds=0.1)  # type: ignore[attr-defined]
-    watcher.start()
+    loop.start()  # the loop watches the local repository itself
     try:
         deadline = time.monotonic() + 5
         while not results and time.monotonic() < deadline:
@@ -181,12 +180,63 @@ def test_local_repository_commit_reconciles_within_a_second(
             time.sleep(0.02)
         assert store.get_active("helper", "dev") is not None
         assert time.monotonic() - committed < 1.5
+        # idle again (once the commit's own file events have settled): the passes' reads
+        # of the repository wake nothing
+        settled = len(results)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.6)
+            if len(results) == settled:
+                break
+            settled = len(results)
+        time.sleep(1.5)
+        assert len(results) == settled, [r.started_at for r in results[settled:]]
     finally:
-        watcher.stop()
         stop.set()
         ctl.request_reconcile()
         loop.join(timeout=10)
     assert ctl.store.get_lock(ctl.lock_name) is None  # stepped down on stop
+
+
+def test_a_local_repository_deleted_and_created_again_recovers(
+    store, repo: Repo, keys: Keys, tmp_path: Path
+) -> None:
+    """The repository under a running controller is removed and cloned again: the next
+    commit still activates, without a restart (the source reopens it, the watcher re-arms
+    on the new directory within a third of the lease)."""
+    import shutil
+
+    from kneo.clock import SystemClock
+
+    cfg = ControllerConfig(repo=str(repo.work), interval=3600, lease_seconds=1.5)
+    ctl = Controller(
+        store, GitSource(str(repo.work)), keys.keyring(), config=cfg, clock=SystemClock()
+    )
+    stop = threading.Event()
+    results: list[Any] = []
+    loop = threading.Thread(target=ctl.run, args=(stop,), kwargs={"on_result": results.append})
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shutil.rmtree(repo.work)
+        ctl.request_reconcile()  # a pass while it is gone: source_not_a_repository
+        deadline = time.monotonic() + 5
+        while not (results[-1].error or {}).get("code") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert results[-1].error["code"] == "source_not_a_repository"
+        repo.git_at(repo.work.parent, "clone", "--quiet", repo.url, str(repo.work))
+        repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
+        repo.commit(push=False)
+        deadline = time.monotonic() + 10
+        while store.get_active("helper", "dev") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.get_active("helper", "dev") is not None
+    finally:
+        stop.set()
+        ctl.request_reconcile()
+        loop.join(timeout=10)
 
 
 def test_webhook_signature_and_trigger() -> None:
@@ -203,19 +253,23 @@ def test_webhook_signature_and_trigger() -> None:
     with pytest.raises(Unauthorized):
         verify_github_signature("", body, good)
 
-    class Fake:
-        woken = 0
 
-        def request_reconcile(self) -> None:
-            self.woken += 1
-
-    fake = Fake()
-    assert trigger(fake, "push", {"ref": "refs/heads/main"}) == {
-        "accepted": True,
-        "event": "push",
-        "ref": "refs/heads/main",
-    }
-    assert trigger(fake, "ping")["accepted"] is False and fake.woken == 1
+def test_the_watcher_takes_ref_moves_for_changes_and_reads_for_nothing(tmp_path: Path) -> None:
+    """git's own reads (every pass opens refs and objects) are not changes: taking them for
+    changes kept an idle controller reconciling 4-5 times a second."""
+    dot_git = tmp_path / ".git"
+    watcher = RepositoryWatcher(dot_git, SimpleNamespace(request_reconcile=lambda: None))
+    ref = str(dot_git / "refs" / "heads" / "main")
+    assert watcher.is_ref_change("moved", ref + ".lock", ref)  # a commit: lock file renamed
+    assert watcher.is_ref_change("modified", str(dot_git / "HEAD"))
+    assert watcher.is_ref_change("created", str(dot_git / "packed-refs"))
+    assert watcher.is_ref_change("deleted", str(dot_git / "refs" / "tags" / "v1"))
+    for event in ("opened", "closed_no_write"):
+        assert not watcher.is_ref_change(event, ref)  # reads
+    assert not watcher.is_ref_change("created", ref + ".lock")
+    assert not watcher.is_ref_change("modified", str(dot_git / "objects" / "ab" / "cdef"))
+    assert not watcher.is_ref_change("modified", str(dot_git / "logs" / "HEAD"))
+    assert not watcher.is_ref_change("modified", str(tmp_path / "elsewhere" / "HEAD"))
 
 
 def test_key_validity_uses_the_injected_clock(

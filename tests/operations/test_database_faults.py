@@ -175,8 +175,7 @@ NO_DATABASE = {
     ("GET", "/livez"): 200,
     ("GET", "/healthz"): 200,
     ("GET", "/readyz"): 503,  # not_ready: its checks name the stores
-    ("POST", "/v1/controller/webhook"): 202,  # wakes the controller, which retries
-}
+}  # the webhook too needs the database now: it queues the request there for the leader
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/runs"): {"input": "x", "spec_path": SMOKE},
     ("POST", "/v1/specs/run"): {"input": "x", "spec_path": SMOKE},
@@ -192,7 +191,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/runs/{run_id}/continue"): {},
     ("POST", "/v1/notifications/retry"): {"status": "dead"},
 }
-PARAMS = {"run_id": "run_x", "continuation_id": "cont_x", "environment": "dev", "bundle": "b"}
+PARAMS = {
+    "run_id": "run_x",
+    "continuation_id": "cont_x",
+    "environment": "dev",
+    "bundle": "b",
+    "request_id": "1",
+}
 
 
 def test_row3_every_route_family_answers_503_with_retry_after(

@@ -1,56 +1,180 @@
-"""Controller and registry routes: webhook signatures, reconcile, registry reads."""
+"""Controller and registry routes: webhooks and reconciles reach the leader wherever it
+runs (queued in the database), the status every replica shows, registry reads.
+
+The controller here is a real one on the app's store, running its loop on a thread as if in
+another process: the routes never call it, they queue requests it serves.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from types import SimpleNamespace
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from svc_helpers import auth_env, headers
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-class FakeController:
-    """Implements the seam the routes use (status, reconcile_once, request_reconcile)."""
+from gitops_fixtures import Keys, Repo
 
-    def __init__(self) -> None:
-        self.config = SimpleNamespace(webhook_secret_env="KNEO_TEST_WEBHOOK_SECRET")
-        self.woken = 0
+from kneo.clock import SystemClock
+from kneo.controller.config import ControllerConfig
+from kneo.controller.controller import Controller
+from kneo.controller.source import GitSource
 
-    def request_reconcile(self) -> None:
-        self.woken += 1
-
-    def status(self) -> dict[str, Any]:
-        return {"leader": "me", "last_error": None}
-
-    def reconcile_once(self) -> Any:
-        return SimpleNamespace(ok=True, to_dict=lambda: {"ok": True, "actions": []})
+SECRET = "webhook-secret-value-0123"
+SECRET_ENV = "KNEO_TEST_WEBHOOK_SECRET"
+PUSH = json.dumps({"ref": "refs/heads/main"}).encode()
 
 
-def test_webhook_needs_a_valid_signature(make_client) -> None:
-    secret = "webhook-secret-value"
-    client = make_client({**auth_env(), "KNEO_TEST_WEBHOOK_SECRET": secret})
-    controller = FakeController()
-    client.app.state.controller = controller
-    body = json.dumps({"ref": "refs/heads/main"}).encode()
-    good = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    r = client.post(
-        "/v1/controller/webhook",
-        content=body,
-        headers={"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"},
+def _signed(body: bytes = PUSH, event: str = "push", secret: str = SECRET) -> dict[str, str]:
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": signature, "X-GitHub-Event": event}
+
+
+class Elsewhere:
+    """A controller over the app's store, its loop on a thread: "another process"."""
+
+    def __init__(self, store: Any, repo: Repo, keys: Keys, tmp_path: Path) -> None:
+        config = ControllerConfig(
+            repo=repo.url,
+            cache_dir=tmp_path / "cache",
+            interval=3600,  # only requests make it reconcile
+            poll_seconds=0.05,
+            webhook_secret_env=SECRET_ENV,
+        )
+        source = GitSource(repo.url, ref="main", cache_dir=config.cache_dir)
+        self.ctl = Controller(store, source, keys.keyring(), config=config, clock=SystemClock())
+        self.stop = threading.Event()
+        self.results: list[Any] = []
+        self.thread = threading.Thread(
+            target=self.ctl.run, args=(self.stop,), kwargs={"on_result": self.results.append}
+        )
+
+    def start(self) -> Elsewhere:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.results and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.results and self.results[0].leader
+        return self
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.ctl.request_reconcile()
+        self.thread.join(timeout=10)
+        self.ctl.source.close()
+
+
+@pytest.fixture
+def elsewhere(make_client: Any, tmp_path: Path) -> Iterator[tuple[Any, Elsewhere, Repo, Keys]]:
+    client = make_client({**auth_env(), SECRET_ENV: SECRET})
+    repo = Repo(tmp_path / "git")
+    repo.write("environments/dev.yaml", "version: v1\n")
+    repo.commit("environments")
+    keys = Keys(tmp_path / "keys")
+    controller = Elsewhere(client.app.state.manager.store, repo, keys, tmp_path)
+    yield client, controller, repo, keys
+    if controller.thread.is_alive():
+        controller.halt()
+
+
+def test_without_any_controller_the_routes_say_so(make_client: Any) -> None:
+    """No controller configured here and none ever reported: a 404 with a code that says so
+    (permanent), not the 503 of a temporary outage."""
+    client = make_client({**auth_env(), SECRET_ENV: SECRET})
+    for r in (
+        client.post("/v1/controller/webhook", content=PUSH, headers=_signed()),
+        client.post("/v1/controller/reconcile", headers=headers("operator")),
+    ):
+        assert r.status_code == 404 and r.json()["error"] == "controller_not_configured", r.text
+    status = client.get("/v1/controller/status", headers=headers("viewer")).json()
+    assert status["configured"] is False and status["leader"] is None
+    assert status["requests"] == {"queued": 0, "running": 0, "oldest_queued_at": None}
+
+
+def test_webhook_and_reconcile_reach_a_leader_in_another_process(
+    elsewhere: tuple[Any, Elsewhere, Repo, Keys],
+) -> None:
+    client, controller, repo, keys = elsewhere
+    # the API-only replica's configuration names nothing: the controller publishes its
+    # webhook secret's variable with its status, the replica reads the value from its own env
+    client.app.state.controller_config = None
+    controller.start()
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
+    repo.commit("helper")
+    bad = client.post("/v1/controller/webhook", content=PUSH, headers=_signed(secret="wrong"))
+    assert bad.status_code == 401 and SECRET not in bad.text
+    ping = client.post("/v1/controller/webhook", content=b"{}", headers=_signed(b"{}", "ping"))
+    assert ping.status_code == 202 and ping.json()["accepted"] is False
+    sent = time.monotonic()
+    r = client.post("/v1/controller/webhook", content=PUSH, headers=_signed())
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["accepted"] is True and body["ref"] == "refs/heads/main"
+    store = client.app.state.manager.store
+    while store.get_active("helper", "dev") is None and time.monotonic() - sent < 5:
+        time.sleep(0.01)
+    assert store.get_active("helper", "dev") is not None
+    assert time.monotonic() - sent < 1.0
+    served = client.get(
+        f"/v1/controller/requests/{body['request_id']}", headers=headers("viewer")
+    ).json()
+    deadline = time.monotonic() + 5
+    while served["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        served = client.get(
+            f"/v1/controller/requests/{body['request_id']}", headers=headers("viewer")
+        ).json()
+    assert served["kind"] == "webhook" and served["result"]["ok"] is True
+    assert served["result"]["counts"] == {"activate": 1}
+
+    done = client.post("/v1/controller/reconcile", headers=headers("operator"))
+    assert done.status_code == 200, done.text
+    assert done.json()["ok"] is True and done.json()["status"] == "done"
+    assert done.json()["commit"] == repo.git("rev-parse", "HEAD")
+    status = client.get("/v1/controller/status", headers=headers("viewer")).json()
+    assert status["leader"] == controller.ctl.owner and status["configured"] is True
+    assert status["requests"]["queued"] == 0 and status["is_leader"] is False
+
+    controller.halt()  # stopped: the lock is released, nobody leads
+    for r in (
+        client.post("/v1/controller/webhook", content=PUSH, headers=_signed()),
+        client.post("/v1/controller/reconcile", headers=headers("operator")),
+    ):
+        assert r.status_code == 503 and r.json()["error"] == "not_ready", r.text
+        assert "Retry-After" in r.headers
+    events = [
+        e["event_type"]
+        for e in client.get("/v1/audit-events", headers=headers("admin")).json()["events"]
+    ]
+    assert "controller.reconcile_requested" in events
+
+
+def test_reconcile_answers_202_while_the_pass_has_not_ended(
+    elsewhere: tuple[Any, Elsewhere, Repo, Keys],
+) -> None:
+    client, controller, _, _ = elsewhere
+    controller.start()
+    controller.halt()
+    # a live lock, but nobody serving it (a leader that just died): the request waits
+    store = client.app.state.manager.store
+    assert store.acquire_lock("controller:default", "gone:1", 30)
+    r = client.post("/v1/controller/reconcile", headers=headers("operator"), params={"wait": 0.2})
+    assert r.status_code == 202 and r.json()["status"] == "queued" and r.json()["result"] is None
+    status = client.get("/v1/controller/status", headers=headers("viewer")).json()
+    assert status["requests"]["queued"] == 1 and status["requests"]["oldest_queued_at"]
+    too_long = client.post(
+        "/v1/controller/reconcile", headers=headers("operator"), params={"wait": 1000}
     )
-    assert r.status_code == 401 and controller.woken == 0
-    assert secret not in r.text
-    r = client.post(
-        "/v1/controller/webhook",
-        content=body,
-        headers={"X-Hub-Signature-256": good, "X-GitHub-Event": "push"},
-    )
-    assert r.status_code == 202 and r.json()["accepted"] is True and controller.woken == 1
-    r = client.post("/v1/controller/reconcile", headers=headers("operator"))
-    assert r.status_code == 200 and r.json()["ok"] is True
-    assert client.get("/v1/controller/status", headers=headers("viewer")).json()["leader"] == "me"
+    assert too_long.status_code == 422
 
 
 def test_registry_reads(make_client) -> None:

@@ -71,6 +71,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     from kneo.bundle.keys import Keyring
     from kneo.controller.config import ControllerConfig
     from kneo.controller.controller import Controller
+    from kneo.controller.runner import ControllerRunner
     from kneo.controller.source import GitSource
     from kneo.platform import create_platform
     from kneo.service import create_app
@@ -95,6 +96,8 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         Keyring(),
         config=ControllerConfig(webhook_secret_env="HOOK", cache_dir=tmp / "cache"),
     )
+    loop = ControllerRunner(controller)  # leads, so reconcile requests are served
+    loop.start()
     cwd = Path.cwd()
     os.chdir(ROOT)  # spec paths are relative to the project root
     try:
@@ -103,7 +106,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         )
     finally:
         os.chdir(cwd)
-        controller.source.close()
+        loop.stop()
         store.close()
         print(f"\nfuzz {request.param}: {sum(SENT.values())} requests, {dict(SENT)}")
         SENT.clear()

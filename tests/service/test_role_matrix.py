@@ -115,6 +115,11 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         ),
         ("GET", "/v1/controller/status"): lambda: ("GET", "/v1/controller/status", None),
         ("POST", "/v1/controller/reconcile"): lambda: ("POST", "/v1/controller/reconcile", None),
+        ("GET", "/v1/controller/requests/{request_id}"): lambda: (
+            "GET",
+            "/v1/controller/requests/1",
+            None,
+        ),
         ("GET", "/metrics"): lambda: ("GET", "/metrics", None),
         ("GET", "/v1/registry/bundles"): lambda: ("GET", "/v1/registry/bundles", None),
         ("GET", "/v1/registry/bundles/{bundle}/{environment}"): lambda: (
@@ -132,7 +137,10 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
 
 
 #: Authorized but answering something other than 2xx by design in this fixture.
-NOT_2XX_WHEN_ALLOWED = {("POST", "/v1/controller/reconcile"): 503}  # no controller here
+NOT_2XX_WHEN_ALLOWED = {
+    ("POST", "/v1/controller/reconcile"): 404,  # no controller configured here
+    ("GET", "/v1/controller/requests/{request_id}"): 404,  # no such request
+}
 
 
 def test_route_by_role_matrix(make_client) -> None:

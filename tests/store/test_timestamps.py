@@ -51,7 +51,8 @@ def _downgrade(engine: sa.Engine, url: sa.URL, target: str) -> None:
 #: Columns later migrations added (not there at 0004): table -> names.
 LATER_COLUMNS = {
     "runs": {"lease_owner", "lease_expires_at"},  # 0007
-    # 0010: tables created after 0005
+    # 0010, 0012: tables created after 0005
+    "controller_requests": {"requested_at", "started_at", "finished_at"},
     "notification_events": {"created_at"},
     "notifications": {
         "available_at",

@@ -1,25 +1,24 @@
 """GitOps surface: controller status, on-demand reconcile, the Git webhook, registry reads.
 
-The controller itself runs where it is configured (``kneo controller run``, or an embedder
-passing ``create_app(controller=...)``); without one in this process, status is read from
-the store and reconcile/webhook answer ``503 not_ready``.
+The controller runs wherever it is configured (``kneo controller run``, or next to the API
+in ``kneo service serve``). These routes never call it: any replica verifies the request,
+queues it in the database and the leader serves it (:mod:`kneo.platform.reconcile`), so
+they work the same on every replica. ``404 controller_not_configured`` where this
+deployment has no controller at all; ``503 not_ready`` while none leads.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from kneo.documents import DocumentError, parse_json
-from kneo.errors import InvalidRequest, NotReady
+from kneo.errors import InvalidRequest
 from kneo.names import check_name
-from kneo.platform.registry import (
-    bundle_view,
-    controller_status_view,
-    registry_revisions,
-)
+from kneo.platform import reconcile
+from kneo.platform.registry import bundle_view, registry_revisions
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
@@ -29,12 +28,18 @@ if TYPE_CHECKING:
 
 router = APIRouter()
 
+#: The longest ``POST /v1/controller/reconcile`` may wait for its pass (``wait`` seconds).
+MAX_WAIT_SECONDS = 120.0
+#: Request ids are 64-bit integers in both databases.
+MAX_REQUEST_ID = 2**63 - 1
 
-def _controller(request: Request) -> Any:
-    controller = getattr(request.app.state, "controller", None)
-    if controller is None:
-        raise NotReady("no GitOps controller runs in this service process", check="controller")
-    return controller
+
+def _controller(request: Request) -> tuple[Any, Any]:
+    """(this process's controller configuration, its running controller), either ``None``."""
+    state = request.app.state
+    controller = getattr(state, "controller", None)
+    config = getattr(state, "controller_config", None)
+    return (config if config is not None else getattr(controller, "config", None)), controller
 
 
 @router.get(
@@ -43,22 +48,55 @@ def _controller(request: Request) -> Any:
     dependencies=[Depends(require_scope("registry:read"))],
 )
 def controller_status(request: Request, store: Store = Depends(store_dep)) -> dict[str, Any]:
-    """What the controller last fetched, applied and failed on, and who leads."""
-    return controller_status_view(store, getattr(request.app.state, "controller", None))
+    """Who leads, what its last pass fetched, applied and failed on, and the reconcile
+    requests waiting for it: the same on every replica."""
+    config, controller = _controller(request)
+    return reconcile.controller_view(store, config, controller)
 
 
 @router.post("/controller/reconcile", tags=["controller"])
 def controller_reconcile(
     request: Request,
+    wait: float = Query(
+        30.0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the pass: 200 with its result when it ends in time, "
+        "else 202 with the request to follow at /v1/controller/requests/{request_id}.",
+    ),
     principal: Principal = Depends(require_scope("controller:write")),
     store: Store = Depends(store_dep),
-) -> dict[str, Any]:
-    """Fetch, verify, plan and apply once, now; answers with the reconcile result."""
-    result = _controller(request).reconcile_once()
-    store.add_audit(
-        "controller.reconcile_requested", actor=principal.name, payload={"ok": bool(result.ok)}
+) -> JSONResponse:
+    """Ask the leading controller (wherever it runs) for a pass now: fetch, verify, plan and
+    apply; answers with the pass's result."""
+    config, controller = _controller(request)
+    name = reconcile.require_leader(store, config, in_process=controller is not None)
+    queued = reconcile.queue_request(
+        store, name, "reconcile", actor=principal.name, controller=controller
     )
-    return dict(result.to_dict())
+    store.add_audit(
+        "controller.reconcile_requested",
+        actor=principal.name,
+        payload={"request_id": queued.id},
+    )
+    served = reconcile.wait_for(store, queued.id, wait)
+    body = reconcile.request_view(served)
+    if served.result is not None:  # the pass's result, as this route always answered
+        body = {**served.result, **body}
+    return JSONResponse(body, status_code=200 if served.status == "done" else 202)
+
+
+@router.get(
+    "/controller/requests/{request_id}",
+    tags=["controller"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
+def controller_request(
+    request_id: int = Path(..., ge=1, le=MAX_REQUEST_ID),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """A queued reconcile request: ``queued``, ``running`` or ``done`` with its pass's result."""
+    return reconcile.request_view(store.get_controller_request(request_id))
 
 
 @router.post("/controller/webhook", tags=["controller"], status_code=202)
@@ -66,20 +104,51 @@ async def controller_webhook(
     request: Request,
     x_github_event: str | None = Header(None),
     x_hub_signature_256: str | None = Header(None),
+    x_github_delivery: str | None = Header(None),
+    store: Store = Depends(store_dep),
 ) -> JSONResponse:
-    """Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key)."""
-    from kneo.controller.watch import trigger, verify_github_signature
+    """Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
+    any replica and queued for the leading controller."""
+    from starlette.concurrency import run_in_threadpool
 
-    controller = _controller(request)
-    env_name = getattr(controller.config, "webhook_secret_env", None)
-    secret = request.app.state.settings.secret(env_name) if env_name else None
     body = await request.body()
-    verify_github_signature(secret or "", body, x_hub_signature_256)
+    answer = await run_in_threadpool(
+        _webhook, request, store, body, x_github_event, x_hub_signature_256, x_github_delivery
+    )
+    return JSONResponse(answer, status_code=202)
+
+
+def _webhook(
+    request: Request,
+    store: Store,
+    body: bytes,
+    event: str | None,
+    signature: str | None,
+    delivery: str | None,
+) -> dict[str, Any]:
+    """Verify, parse and queue a webhook (database calls: run in a worker thread)."""
+    from kneo.controller.watch import verify_github_signature
+
+    config, controller = _controller(request)
+    name = reconcile.require_configured(store, config, in_process=controller is not None)
+    variable = reconcile.webhook_secret_variable(store, config)
+    secret = request.app.state.settings.secret(variable) if variable else None
+    verify_github_signature(secret or "", body, signature)
     try:
         payload = parse_json(body, source="webhook body") if body else {}
     except DocumentError as exc:
         raise InvalidRequest(f"webhook body is not JSON: {exc.message}") from None
-    return JSONResponse(trigger(controller, x_github_event, payload), status_code=202)
+    if event == "ping":
+        return {"accepted": False, "event": "ping"}
+    reconcile.require_leader(store, config, in_process=controller is not None)
+    ref = payload.get("ref") if isinstance(payload, dict) else None
+    detail = {"event": event or "push", "ref": ref if isinstance(ref, str) else None}
+    if delivery:
+        detail["delivery"] = delivery[:128]
+    queued = reconcile.queue_request(
+        store, name, "webhook", actor="webhook", detail=detail, controller=controller
+    )
+    return {"accepted": True, **detail, "request_id": queued.id}
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -66,7 +66,8 @@ export const auditEventsList = <ThrowOnError extends boolean = false>(options?: 
 /**
  * Controller Reconcile
  *
- * Fetch, verify, plan and apply once, now; answers with the reconcile result.
+ * Ask the leading controller (wherever it runs) for a pass now: fetch, verify, plan and
+ * apply; answers with the pass's result.
  */
 export const controllerReconcile = <ThrowOnError extends boolean = false>(options?: Options<ControllerReconcileData, ThrowOnError>) => (options?.client ?? client).post<ControllerReconcileResponses, ControllerReconcileErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -75,9 +76,21 @@ export const controllerReconcile = <ThrowOnError extends boolean = false>(option
 });
 
 /**
+ * Controller Request
+ *
+ * A queued reconcile request: ``queued``, ``running`` or ``done`` with its pass's result.
+ */
+export const controllerRequestsGet = <ThrowOnError extends boolean = false>(options: Options<ControllerRequestsGetData, ThrowOnError>) => (options.client ?? client).get<ControllerRequestsGetResponses, ControllerRequestsGetErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/controller/requests/{request_id}',
+    ...options
+});
+
+/**
  * Controller Status
  *
- * What the controller last fetched, applied and failed on, and who leads.
+ * Who leads, what its last pass fetched, applied and failed on, and the reconcile
+ * requests waiting for it: the same on every replica.
  */
 export const controllerStatus = <ThrowOnError extends boolean = false>(options?: Options<ControllerStatusData, ThrowOnError>) => (options?.client ?? client).get<ControllerStatusResponses, ControllerStatusErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -88,7 +101,8 @@ export const controllerStatus = <ThrowOnError extends boolean = false>(options?:
 /**
  * Controller Webhook
  *
- * Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key).
+ * Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
+ * any replica and queued for the leading controller.
  */
 export const controllerWebhook = <ThrowOnError extends boolean = false>(options?: Options<ControllerWebhookData, ThrowOnError>) => (options?.client ?? client).post<ControllerWebhookResponses, ControllerWebhookErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],

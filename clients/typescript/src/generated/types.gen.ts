@@ -100,6 +100,201 @@ export type Error = {
 };
 
 /**
+ * HumanRequestView
+ *
+ * One question to a person (``kneo.engine.human.HumanRequest`` as operators see it).
+ */
+export type HumanRequestView = {
+    /**
+     * Assignee
+     */
+    assignee?: string | null;
+    /**
+     * Context
+     */
+    context?: {
+        [key: string]: unknown;
+    };
+    /**
+     * Created At
+     */
+    created_at?: string | null;
+    /**
+     * Deadline Epoch
+     */
+    deadline_epoch?: number | null;
+    /**
+     * Decisions
+     *
+     * Decisions it accepts.
+     */
+    decisions?: Array<string>;
+    /**
+     * Expires At
+     */
+    expires_at?: string | null;
+    /**
+     * Input Schema
+     */
+    input_schema?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Kind
+     *
+     * approval, confirmation, input, review, selection, ...
+     */
+    kind: string;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: unknown;
+    };
+    /**
+     * On Timeout
+     */
+    on_timeout?: string | null;
+    /**
+     * Options
+     */
+    options?: Array<string>;
+    /**
+     * Prompt
+     */
+    prompt?: string | null;
+    /**
+     * Request Id
+     */
+    request_id: string;
+    /**
+     * Status
+     */
+    status?: string | null;
+    /**
+     * Step Id
+     */
+    step_id?: string | null;
+    /**
+     * Timeout Seconds
+     */
+    timeout_seconds?: number | null;
+    /**
+     * Wait Key
+     */
+    wait_key?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * HumanTask
+ *
+ * A paused run's (or a promotion's) continuation and its pending requests.
+ */
+export type HumanTask = {
+    /**
+     * Continuation Id
+     */
+    continuation_id: string;
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Environment
+     */
+    environment: string | null;
+    /**
+     * Escalated At
+     */
+    escalated_at: string | null;
+    /**
+     * Expires At
+     */
+    expires_at: string | null;
+    /**
+     * The first of ``requests``.
+     */
+    request: HumanRequestView | null;
+    /**
+     * Requests
+     */
+    requests: Array<HumanRequestView>;
+    /**
+     * Run Id
+     */
+    run_id: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * HumanTaskList
+ */
+export type HumanTaskList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Counts By Assignee
+     */
+    counts_by_assignee?: {
+        [key: string]: number;
+    } | null;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor: string | null;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Tasks
+     */
+    tasks: Array<HumanTask>;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total: number | null;
+    [key: string]: unknown;
+};
+
+/**
  * PolicyEnforcement
  *
  * Gates an environment puts on top of diagnostics (``E_POLICY_*`` when violated).
@@ -181,6 +376,257 @@ export type RetryRequest = {
      * Status
      */
     status?: 'dead' | 'pending';
+};
+
+/**
+ * RunList
+ */
+export type RunList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor: string | null;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Runs
+     */
+    runs: Array<RunSummary>;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunOutcome
+ *
+ * What starting, resuming, cancelling or continuing a run answers.
+ */
+export type RunOutcome = {
+    /**
+     * Continuation Id
+     *
+     * Resume it here when the run paused.
+     */
+    continuation_id: string | null;
+    /**
+     * Human Intervention Required
+     */
+    human_intervention_required: boolean;
+    metadata: RunOutcomeMetadata;
+    /**
+     * Output Text
+     */
+    output_text: string | null;
+    /**
+     * Request Id
+     *
+     * The single pending request's id.
+     */
+    request_id: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     *
+     * queued, running, paused, succeeded, failed, cancelled, ...
+     */
+    status: string;
+    [key: string]: unknown;
+};
+
+/**
+ * RunOutcomeMetadata
+ */
+export type RunOutcomeMetadata = {
+    /**
+     * Environment
+     */
+    environment?: string | null;
+    /**
+     * Error
+     */
+    error?: unknown;
+    pending_human_request?: HumanRequestView | null;
+    /**
+     * Pending Human Requests
+     */
+    pending_human_requests?: Array<HumanRequestView> | null;
+    /**
+     * Trace Event Count
+     */
+    trace_event_count: number;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunSummary
+ */
+export type RunSummary = {
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RunView
+ *
+ * ``GET /v1/runs/{run_id}``: a run's status, position and outcome.
+ */
+export type RunView = {
+    /**
+     * Agent Name
+     */
+    agent_name: string | null;
+    /**
+     * Cancel Requested
+     */
+    cancel_requested: boolean;
+    /**
+     * Continuation Id
+     */
+    continuation_id: string | null;
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Current Node Id
+     */
+    current_node_id: string | null;
+    /**
+     * Current Step Id
+     */
+    current_step_id: string | null;
+    /**
+     * Current Step Index
+     */
+    current_step_index: number | null;
+    /**
+     * Deadline At
+     */
+    deadline_at: string | null;
+    /**
+     * Error
+     */
+    error: unknown;
+    /**
+     * Finished At
+     */
+    finished_at: string | null;
+    /**
+     * Input Text
+     */
+    input_text: string | null;
+    /**
+     * Metadata
+     */
+    metadata: {
+        [key: string]: unknown;
+    };
+    /**
+     * Output Text
+     */
+    output_text: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Started At
+     */
+    started_at: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Target
+     */
+    target: string | null;
+    /**
+     * Trace Event Count
+     */
+    trace_event_count: number;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    /**
+     * Version
+     */
+    version: number;
+    /**
+     * Visited Nodes
+     */
+    visited_nodes: Array<string>;
+    /**
+     * Visited Steps
+     */
+    visited_steps: Array<string>;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string | null;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string | null;
+    [key: string]: unknown;
 };
 
 /**
@@ -354,6 +800,10 @@ export type AuditEventsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -377,7 +827,14 @@ export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEvents
 export type ControllerReconcileData = {
     body?: never;
     path?: never;
-    query?: never;
+    query?: {
+        /**
+         * Wait
+         *
+         * Seconds to wait for the pass: 200 with its result when it ends in time, else 202 with the request to follow at /v1/controller/requests/{request_id}.
+         */
+        wait?: number;
+    };
     url: '/v1/controller/reconcile';
 };
 
@@ -411,6 +868,10 @@ export type ControllerReconcileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -420,7 +881,67 @@ export type ControllerReconcileError = ControllerReconcileErrors[keyof Controlle
 
 export type ControllerReconcileResponses = {
     /**
-     * Response Controller-Reconcile
+     * Successful Response
+     */
+    200: unknown;
+};
+
+export type ControllerRequestsGetData = {
+    body?: never;
+    path: {
+        /**
+         * Request Id
+         */
+        request_id: number;
+    };
+    query?: never;
+    url: '/v1/controller/requests/{request_id}';
+};
+
+export type ControllerRequestsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ControllerRequestsGetError = ControllerRequestsGetErrors[keyof ControllerRequestsGetErrors];
+
+export type ControllerRequestsGetResponses = {
+    /**
+     * Response Controller-Requests-Get
      *
      * Successful Response
      */
@@ -429,7 +950,7 @@ export type ControllerReconcileResponses = {
     };
 };
 
-export type ControllerReconcileResponse = ControllerReconcileResponses[keyof ControllerReconcileResponses];
+export type ControllerRequestsGetResponse = ControllerRequestsGetResponses[keyof ControllerRequestsGetResponses];
 
 export type ControllerStatusData = {
     body?: never;
@@ -468,6 +989,10 @@ export type ControllerStatusErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -499,6 +1024,10 @@ export type ControllerWebhookData = {
          * X-Hub-Signature-256
          */
         'x-hub-signature-256'?: string | null;
+        /**
+         * X-Github-Delivery
+         */
+        'x-github-delivery'?: string | null;
     };
     path?: never;
     query?: never;
@@ -534,6 +1063,10 @@ export type ControllerWebhookErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -655,6 +1188,10 @@ export type HumanTasksListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -664,13 +1201,9 @@ export type HumanTasksListError = HumanTasksListErrors[keyof HumanTasksListError
 
 export type HumanTasksListResponses = {
     /**
-     * Response Human-Tasks-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HumanTaskList;
 };
 
 export type HumanTasksListResponse = HumanTasksListResponses[keyof HumanTasksListResponses];
@@ -724,6 +1257,10 @@ export type HumanTasksGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -733,13 +1270,9 @@ export type HumanTasksGetError = HumanTasksGetErrors[keyof HumanTasksGetErrors];
 
 export type HumanTasksGetResponses = {
     /**
-     * Response Human-Tasks-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HumanTask;
 };
 
 export type HumanTasksGetResponse = HumanTasksGetResponses[keyof HumanTasksGetResponses];
@@ -786,6 +1319,10 @@ export type HumanTasksResumeErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -797,8 +1334,10 @@ export type HumanTasksResumeResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
 };
+
+export type HumanTasksResumeResponse = HumanTasksResumeResponses[keyof HumanTasksResumeResponses];
 
 export type NotificationsListData = {
     body?: never;
@@ -860,6 +1399,10 @@ export type NotificationsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -917,6 +1460,10 @@ export type NotificationsRetryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -973,6 +1520,10 @@ export type EnvironmentPoliciesListErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1036,6 +1587,10 @@ export type EnvironmentPoliciesGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1097,6 +1652,10 @@ export type EnvironmentPoliciesReplaceErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1182,6 +1741,10 @@ export type RegistryBundlesListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1252,6 +1815,10 @@ export type RegistryBundlesGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1349,6 +1916,10 @@ export type RunsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1358,13 +1929,9 @@ export type RunsListError = RunsListErrors[keyof RunsListErrors];
 
 export type RunsListResponses = {
     /**
-     * Response Runs-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunList;
 };
 
 export type RunsListResponse = RunsListResponses[keyof RunsListResponses];
@@ -1406,6 +1973,10 @@ export type RunsCreateErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1417,12 +1988,14 @@ export type RunsCreateResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
     /**
      * Queued (async_mode)
      */
-    202: unknown;
+    202: RunOutcome;
 };
+
+export type RunsCreateResponse = RunsCreateResponses[keyof RunsCreateResponses];
 
 export type RunsGetData = {
     body?: never;
@@ -1473,6 +2046,10 @@ export type RunsGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1482,13 +2059,9 @@ export type RunsGetError = RunsGetErrors[keyof RunsGetErrors];
 
 export type RunsGetResponses = {
     /**
-     * Response Runs-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunView;
 };
 
 export type RunsGetResponse = RunsGetResponses[keyof RunsGetResponses];
@@ -1535,6 +2108,10 @@ export type RunsCancelErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1544,13 +2121,9 @@ export type RunsCancelError = RunsCancelErrors[keyof RunsCancelErrors];
 
 export type RunsCancelResponses = {
     /**
-     * Response Runs-Cancel
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunOutcome;
 };
 
 export type RunsCancelResponse = RunsCancelResponses[keyof RunsCancelResponses];
@@ -1628,6 +2201,10 @@ export type RunsCheckpointsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1699,6 +2276,10 @@ export type RunsCheckpointsDiffErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1764,6 +2345,10 @@ export type RunsContinueErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1773,13 +2358,9 @@ export type RunsContinueError = RunsContinueErrors[keyof RunsContinueErrors];
 
 export type RunsContinueResponses = {
     /**
-     * Response Runs-Continue
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RunOutcome;
 };
 
 export type RunsContinueResponse = RunsContinueResponses[keyof RunsContinueResponses];
@@ -1837,6 +2418,10 @@ export type RunsEventsStreamErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1892,6 +2477,10 @@ export type RunsPolicyReportErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1955,6 +2544,10 @@ export type RunsRecoveryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2016,6 +2609,10 @@ export type RunsReplayErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2106,6 +2703,10 @@ export type RunsTraceErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2162,6 +2763,10 @@ export type SecurityCredentialsGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2220,6 +2825,10 @@ export type SpecsCompileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2276,6 +2885,10 @@ export type SpecsExplainErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2334,6 +2947,10 @@ export type SpecsPolicyReportErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2391,6 +3008,10 @@ export type SpecsRunErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2402,8 +3023,14 @@ export type SpecsRunResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RunOutcome;
+    /**
+     * Successful Response
+     */
+    202: RunOutcome;
 };
+
+export type SpecsRunResponse = SpecsRunResponses[keyof SpecsRunResponses];
 
 export type SpecsValidateData = {
     body: SpecRequest;
@@ -2441,6 +3068,10 @@ export type SpecsValidateErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */

@@ -1,0 +1,242 @@
+"""Reconcile requests between API replicas and the leading controller, and its wake-ups.
+
+Any API replica queues a request (a verified webhook, ``POST /v1/controller/reconcile``) as a
+row of ``controller_requests``; on PostgreSQL the same transaction sends ``NOTIFY
+kneo_controller`` with the controller's name, so the leader, blocked on ``LISTEN`` on a
+connection of its own, wakes within milliseconds. SQLite has no notifications: the
+controller polls for queued rows instead (one indexed read per poll). The leader takes the
+queued rows when a pass starts and records the pass's result on them when it ends, so the
+replica that queued one can answer with that result.
+
+Releasing the leader lock notifies too: a standby waiting on ``LISTEN`` takes over at once
+instead of at its next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from kneo.errors import NotFound
+from kneo.store import rows
+from kneo.store import tables as t
+from kneo.store.base import StoreBase
+from kneo.store.records import ControllerRequest
+
+log = logging.getLogger("kneo.controller")
+
+#: The PostgreSQL notification channel; the payload is the controller's name.
+CHANNEL = "kneo_controller"
+#: Finished requests are kept this long (their results answer status reads), then deleted.
+KEEP_FINISHED = timedelta(days=1)
+#: How long a ``LISTEN`` wait blocks before it looks at its stop flag.
+_LISTEN_SLICE_SECONDS = 1.0
+
+
+class ControllerRequestsMixin(StoreBase):
+    """Queued reconcile requests and controller wake-ups on the :class:`~kneo.store.api.Store`."""
+
+    def queue_controller_request(
+        self,
+        name: str,
+        kind: str,
+        *,
+        actor: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> ControllerRequest:
+        """Queue a reconcile for the controller ``name`` and wake it (PostgreSQL: ``NOTIFY``
+        in the same transaction, delivered when it commits)."""
+        with self._write() as conn:
+            row = (
+                conn.execute(
+                    sa.insert(t.controller_requests)
+                    .values(
+                        name=name,
+                        kind=kind,
+                        actor=actor,
+                        detail=dict(detail or {}),
+                        status="queued",
+                        requested_at=self.clock.now(),
+                    )
+                    .returning(*t.controller_requests.c)
+                )
+                .mappings()
+                .one()
+            )
+            if self.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, name)))
+        return _request(row)
+
+    def take_controller_requests(self, name: str, owner: str) -> list[int]:
+        """Mark the requests a pass of ``owner`` (the leader) now serves as ``running``: the
+        queued ones, and those a previous leader took but never finished (it died)."""
+        r = t.controller_requests.c
+        with self._write(one_statement=True) as conn:
+            taken = conn.execute(
+                sa.update(t.controller_requests)
+                .where(
+                    r.name == name,
+                    sa.or_(
+                        r.status == "queued",
+                        sa.and_(r.status == "running", r.taken_by != owner),
+                    ),
+                )
+                .values(status="running", taken_by=owner, started_at=self.clock.now())
+                .returning(r.id)
+            )
+            return sorted(int(i) for i in taken.scalars())
+
+    def finish_controller_requests(
+        self, name: str, ids: Sequence[int], result: dict[str, Any]
+    ) -> None:
+        """Record the pass's ``result`` on the requests it served; finished requests older
+        than :data:`KEEP_FINISHED` go."""
+        r = t.controller_requests.c
+        now = self.clock.now()
+        with self._write() as conn:
+            if ids:
+                conn.execute(
+                    sa.update(t.controller_requests)
+                    .where(r.id.in_(list(ids)))
+                    .values(status="done", finished_at=now, result=result)
+                )
+            conn.execute(
+                sa.delete(t.controller_requests).where(
+                    r.name == name, r.status == "done", r.finished_at < now - KEEP_FINISHED
+                )
+            )
+
+    def get_controller_request(self, request_id: int) -> ControllerRequest:
+        r = t.controller_requests.c
+        with self._read(snapshot=False) as conn:
+            row = (
+                conn.execute(sa.select(t.controller_requests).where(r.id == request_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(
+                f"controller request {request_id} not found",
+                resource="controller_request",
+                id=str(request_id),
+            )
+        return _request(row)
+
+    def has_queued_controller_requests(self, name: str) -> bool:
+        """Whether a request for ``name`` waits (the SQLite poll: one indexed read)."""
+        r = t.controller_requests.c
+        with self._read(snapshot=False) as conn:
+            found = conn.execute(
+                sa.select(r.id).where(r.name == name, r.status == "queued").limit(1)
+            ).first()
+        return found is not None
+
+    def controller_request_counts(self, name: str) -> dict[str, Any]:
+        """Requests waiting for and being served by a pass, and when the oldest waiting one
+        came (``GET /v1/controller/status``)."""
+        r = t.controller_requests.c
+        counts = {"queued": 0, "running": 0, "oldest_queued_at": None}
+        with self._read() as conn:
+            for status, count, oldest in conn.execute(
+                sa.select(
+                    r.status, sa.func.count(), sa.func.min(r.requested_at, type_=t.UTCDateTime())
+                )
+                .where(r.name == name, r.status.in_(("queued", "running")))
+                .group_by(r.status)
+            ):
+                counts[status] = int(count)
+                if status == "queued":
+                    counts["oldest_queued_at"] = oldest
+        return counts
+
+    def notify_controller(self, name: str) -> None:
+        """Wake every controller of ``name`` waiting on ``LISTEN`` (no-op on SQLite)."""
+        if self.dialect.name != "postgresql":
+            return
+        with self._write(one_statement=True) as conn:
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, name)))
+
+    def controller_wakeups(
+        self, name: str, wake: Callable[[], None], *, poll_seconds: float
+    ) -> ControllerWakeups:
+        """A started background listener calling ``wake()`` when a request for ``name`` is
+        queued or its leader lock is released: ``LISTEN`` on PostgreSQL, a poll for queued
+        requests every ``poll_seconds`` on SQLite. ``stop()`` it when done."""
+        wakeups = ControllerWakeups(self, name, wake, poll_seconds=poll_seconds)
+        wakeups.start()
+        return wakeups
+
+
+class ControllerWakeups:
+    """The thread behind :meth:`ControllerRequestsMixin.controller_wakeups`."""
+
+    def __init__(
+        self, store: Any, name: str, wake: Callable[[], None], *, poll_seconds: float
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.wake = wake
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: Any = None
+
+    def start(self) -> None:
+        listen = self.store.dialect.name == "postgresql"
+        self._thread = threading.Thread(
+            target=self._listen if listen else self._poll,
+            name="kneo-controller-wakeups",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                if self.store.has_queued_controller_requests(self.name):
+                    self.wake()
+            except Exception as exc:  # the database is away: the loop's own reads say so
+                log.debug("polling for controller requests failed: %s", exc)
+
+    def _listen(self) -> None:
+        """``LISTEN`` on a connection of its own (detached from the pool), reconnecting
+        after a failure; every (re)connection wakes the loop once, since notifications sent
+        while no connection listened are lost."""
+        while not self._stop.is_set():
+            connection = None
+            try:
+                fairy = self.store.engine.raw_connection()
+                connection = fairy.driver_connection
+                fairy.detach()  # no longer the pool's: closed here, not returned
+                connection.rollback()
+                connection.autocommit = True
+                connection.execute(f"LISTEN {CHANNEL}")
+                self.wake()
+                while not self._stop.is_set():
+                    for notice in connection.notifies(timeout=_LISTEN_SLICE_SECONDS):
+                        if notice.payload == self.name:
+                            self.wake()
+            except Exception as exc:
+                log.warning("listening for controller requests failed: %s", exc)
+                self._stop.wait(self.poll_seconds)
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):  # already broken
+                        connection.close()
+
+
+def _request(row: Any) -> ControllerRequest:
+    return rows.from_row(
+        ControllerRequest, row, detail=dict(row["detail"] or {}), result=row["result"]
+    )

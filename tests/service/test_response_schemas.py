@@ -1,0 +1,103 @@
+"""The answers docs/openapi.json documents (kneo.service.responses) are what the service
+sends: real answers of every documented operation, validated against the committed document
+with jsonschema (JSON Schema 2020-12, OpenAPI 3.1's dialect)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from failing_steps import FAILING_SPEC
+from jsonschema import Draft202012Validator
+from svc_helpers import ROOT, auth_env, headers
+
+from kneo.service.responses import RESPONSES
+
+SMOKE = "examples/smoke_human_workflow.yaml"
+DOC = json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+
+def _operation(operation_id: str) -> dict[str, Any]:
+    for path in DOC["paths"].values():
+        for operation in path.values():
+            if operation["operationId"] == operation_id:
+                return dict(operation)
+    raise AssertionError(f"{operation_id} is not in docs/openapi.json")
+
+
+def check(operation_id: str, response: Any) -> dict[str, Any]:
+    """``response``'s JSON, after validating it against what the document says it is."""
+    answer = _operation(operation_id)["responses"][str(response.status_code)]
+    schema = answer["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**schema, "components": DOC["components"]})
+    body = response.json()
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)
+    ]
+    assert not errors, f"{operation_id} {response.status_code}: {errors}"
+    return dict(body)
+
+
+def test_every_documented_answer_matches_the_service(make_client) -> None:
+    """One journey through every operation of kneo.service.responses, run, queued, failed,
+    paused, resumed, cancelled and continued."""
+    client = make_client(auth_env())
+    operator, reviewer = headers("operator"), headers("reviewer")
+    seen: set[str] = set()
+
+    def call(operation_id: str, method: str, url: str, role: dict[str, str], **kw: Any) -> Any:
+        seen.add(operation_id)
+        return check(operation_id, client.request(method, url, headers=role, **kw))
+
+    body = {"spec_path": SMOKE, "input": "hello"}
+    run = call("runs-create", "POST", "/v1/runs", operator, json=body)
+    assert run["status"] == "paused" and run["metadata"]["pending_human_request"]
+    queued = call("runs-create", "POST", "/v1/runs", operator, json={**body, "async_mode": True})
+    assert queued["status"] == "queued"
+    call("specs-run", "POST", "/v1/specs/run", operator, json=body)
+    call("runs-get", "GET", f"/v1/runs/{run['run_id']}", operator)
+    call("runs-get", "GET", f"/v1/runs/{run['run_id']}?include=conversation", operator)
+    call("runs-list", "GET", "/v1/runs?include=counts", operator)
+    listed = call("human-tasks-list", "GET", "/v1/human-tasks?include=counts", reviewer)
+    assert listed["tasks"]
+    call("human-tasks-list", "GET", "/v1/human-tasks?include=context", reviewer)
+    cid = run["continuation_id"]
+    task = call("human-tasks-get", "GET", f"/v1/human-tasks/{cid}", reviewer)
+    decision = {"request_id": task["requests"][0]["request_id"], "decision": "approved"}
+    done = call(
+        "human-tasks-resume", "POST", f"/v1/human-tasks/{cid}/resume", reviewer, json=decision
+    )
+    assert done["status"] == "succeeded"
+    call("runs-cancel", "POST", f"/v1/runs/{queued['run_id']}/cancel", operator)
+    failed = call(
+        "runs-create",
+        "POST",
+        "/v1/runs",
+        operator,
+        json={**body, "spec": FAILING_SPEC, "spec_path": None},
+    )
+    assert failed["status"] == "failed" and failed["metadata"]["error"]
+    call("runs-continue", "POST", f"/v1/runs/{failed['run_id']}/continue", operator, json={})
+    assert seen == set(RESPONSES)
+
+
+def test_a_drifted_answer_is_caught() -> None:
+    """The check can fail: an answer missing a documented field, or with a wrong type."""
+
+    class Answer:
+        status_code = 200
+
+        def __init__(self, body: dict[str, Any]) -> None:
+            self.body = body
+
+        def json(self) -> dict[str, Any]:
+            return self.body
+
+    good = {"runs": [], "count": 0, "total": None, "limit": 20, "offset": 0, "next_cursor": None}
+    check("runs-list", Answer(good))
+    for bad in ({**good, "count": "0"}, {k: v for k, v in good.items() if k != "runs"}):
+        try:
+            check("runs-list", Answer(bad))
+        except AssertionError:
+            continue
+        raise AssertionError(f"{bad} passed")
