@@ -1,15 +1,21 @@
 # Kneo: one image for every role. The entrypoint is `kneo`, so the command picks the role:
 #   service serve --host 0.0.0.0 (the default) | worker | controller run --repo ... | db upgrade
 # Build: docker build -t kneo:local .      Reference: docs/deployment.md
+# With OpenTelemetry: docker build --build-arg KNEO_EXTRAS=postgres,otel -t kneo:local-otel .
 ARG PYTHON_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------- runtime requirements
-# Only the runtime dependencies, from pyproject.toml: a change to anything else in it (dev
-# tools, linters) leaves the file, and so the dependency layer below, as it was.
+# Only the runtime dependencies (and KNEO_EXTRAS' optional ones), from pyproject.toml: a change
+# to anything else in it (dev tools, linters) leaves the file, and so the dependency layer
+# below, as it was.
 FROM ${PYTHON_IMAGE} AS requirements
+ARG KNEO_EXTRAS=postgres
 COPY pyproject.toml /
-RUN python -c "import tomllib; p = tomllib.load(open('/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /requirements.txt
+RUN KNEO_EXTRAS="${KNEO_EXTRAS}" python -c "import os, tomllib; \
+p = tomllib.load(open('/pyproject.toml', 'rb'))['project']; \
+extras = [e.strip() for e in os.environ['KNEO_EXTRAS'].split(',') if e.strip()]; \
+print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" \
+  > /requirements.txt
 
 # ---------------------------------------------------------------- build: wheels + a venv
 FROM ${PYTHON_IMAGE} AS build
@@ -32,18 +38,6 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 
 # ---------------------------------------------------------------- runtime: no compilers
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="kneo" \
-      org.opencontainers.image.description="Kneo: AI agent workflows under GitOps control with durable human approval" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/kneo-agent/kneo-serv" \
-      org.opencontainers.image.documentation="https://github.com/kneo-agent/kneo-serv/blob/main/docs/deployment.md" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.12-slim"
 # git: the controller reads repositories through it (init, fetch, rev-parse, ls-tree,
 # cat-file: git's own C programs). Perl, which Debian's git package pulls in for scripts Kneo
 # never runs (send-email, svn, ...), is removed again: ~47 MB. An image built FROM this one
@@ -80,8 +74,23 @@ ENV PATH=/opt/kneo/bin:$PATH \
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process serves); route traffic on /readyz. Worker and controller
-# containers serve no HTTP: the Compose file and the manifests turn this off for them.
+# containers serve no API: the Compose file turns this off for them, and the manifests probe
+# their metrics port (KNEO_SERV_METRICS_PORT) instead, which answers /livez and /readyz.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2)"]
 ENTRYPOINT ["kneo"]
 CMD ["service", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-controller"]
+# The per-build values last: a build argument is part of the cache key of every RUN after it,
+# so declared at the top of this stage they rebuilt the apt-get layer on every commit.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="kneo" \
+      org.opencontainers.image.description="Kneo: AI agent workflows under GitOps control with durable human approval" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/kneo-agent/kneo-serv" \
+      org.opencontainers.image.documentation="https://github.com/kneo-agent/kneo-serv/blob/main/docs/deployment.md" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.12-slim"

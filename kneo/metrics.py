@@ -24,7 +24,7 @@ Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -283,29 +283,71 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve_port(store: Any, settings: Settings) -> Any:
+def serve_port(store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None) -> Any:
     """With ``KNEO_SERV_METRICS_PORT`` set, serve the exposition unauthenticated on that port
-    (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set)."""
+    (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set).
+
+    The same port answers the probes of a process that serves no API (worker, controller):
+    ``/livez`` is 200 while ``alive()`` (its loop runs), ``/readyz`` is 200 when it is alive
+    and the database answers, 503 naming the failing check otherwise."""
     if settings.metrics_port is None:
         return None
-    from prometheus_client import start_http_server
+    import json
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    server, _thread = start_http_server(
-        settings.metrics_port,
-        addr=settings.metrics_host,
-        registry=exposition_registry(store, settings),
+    from prometheus_client import make_wsgi_app
+
+    exposition = make_wsgi_app(exposition_registry(store, settings))
+
+    def checks(ready: bool) -> dict[str, str]:
+        found = {"loop": "ok" if alive is None or alive() else "stopped"}
+        if ready:
+            try:
+                store.ping()
+                found["database"] = "ok"
+            except Exception as exc:  # its name only: a message may carry a host
+                found["database"] = type(exc).__name__
+        return found
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/livez", "/readyz"):
+            return exposition(environ, start_response)  # type: ignore[no-any-return]
+        found = checks(ready=path == "/readyz")
+        ok = all(value == "ok" for value in found.values())
+        body = json.dumps({"status": "ok" if ok else "not_ready", "checks": found}).encode()
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Probes every few seconds: no access log."""
+
+    server = make_server(
+        settings.metrics_host, settings.metrics_port, app, Server, handler_class=Quiet
     )
+    threading.Thread(target=server.serve_forever, name="kneo-metrics", daemon=True).start()
     return server
 
 
-def start_process(store: Any, settings: Settings) -> Any:
+def start_process(
+    store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None
+) -> Any:
     """A long-running process starts observing itself: metrics on, tracing per
-    ``KNEO_SERV_OTEL_ENABLED``, the metrics port when set (returned, ``None`` otherwise)."""
+    ``KNEO_SERV_OTEL_ENABLED``, the metrics port (with ``/livez`` and ``/readyz``, see
+    :func:`serve_port`) when set (returned, ``None`` otherwise)."""
     from kneo import tracing
 
     enable()
     tracing.configure(settings)
-    return serve_port(store, settings)
+    return serve_port(store, settings, alive=alive)
 
 
 __all__ = [

@@ -287,7 +287,6 @@ def worker(
     _install_factory(factory)
     settings = Settings.from_env()
     manager = create_default_platform_manager(settings)
-    metrics_server = start_process(manager.store, settings)
     runner = Worker(
         manager,
         settings=settings,
@@ -295,6 +294,7 @@ def worker(
         concurrency=concurrency,
         max_attempts=max_attempts,
     )
+    metrics_server = start_process(manager.store, settings, alive=runner.is_alive)
     startup.done()
     try:
         if once:

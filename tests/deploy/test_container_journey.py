@@ -11,6 +11,8 @@ leftovers of an interrupted one cannot interfere. Timings are printed (``pytest 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -198,6 +200,9 @@ def gitops_repository(directory: Path) -> str:
     ).stdout.strip()
 
 
+WEBHOOK_SECRET = "journey-webhook-secret-0123456789abcdef"
+
+
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     # Not pytest's tmp_path: its parents are private (0700) and the containers' user must
@@ -241,6 +246,8 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         KNEO_COMPOSE_API_PORT=str(port),
         KNEO_COMPOSE_GITOPS_DIR=str(repo),
         KNEO_COMPOSE_TRUSTED_KEYS=str(keys),
+        KNEO_COMPOSE_WEBHOOK_SECRET_ENV="KNEO_WEBHOOK_SECRET",
+        KNEO_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     stack = Stack(engine, project, workdir / "stack.env", values)
     stack.set()
@@ -372,6 +379,30 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         hostname = stack.python_in(leader, "import socket; print(socket.gethostname())").strip()
         assert status["leader"].split(":")[0] == hostname
         assert status["last_fetched_commit"] == commit
+
+        # 8b. A signed push webhook to the API (which runs no controller) reaches the leader:
+        # queued in the database, served by its next pass.
+        body = json.dumps({"ref": "refs/heads/main"}).encode()
+        signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        hook = http.post(
+            "/v1/controller/webhook",
+            content=body,
+            headers={"X-Hub-Signature-256": f"sha256={signature}", "X-GitHub-Event": "push"},
+        )
+        assert hook.status_code == 202 and hook.json()["accepted"] is True, hook.text
+
+        def served() -> dict[str, Any] | None:
+            found = http.get(
+                f"/v1/controller/requests/{hook.json()['request_id']}", headers=auth["view"]
+            ).json()
+            return found if found["status"] == "done" else None
+
+        done = wait_for("the leader to serve the webhook", served, 30, stack)
+        assert done["result"]["ok"] is True and done["result"]["commit"] == commit
+        assert (
+            http.get("/v1/controller/status", headers=auth["view"]).json()["requests"]["queued"]
+            == 0
+        )
 
         # 9. Backup, as printed: pg_dump through the db service.
         dump = stack.compose(

