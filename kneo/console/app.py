@@ -51,6 +51,15 @@ _HEADERS = {
 }
 
 
+class _NoSniffStatic(StaticFiles):
+    """The console's scripts and styles, each served as exactly the type it names."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     """The console over ``parent``'s authenticator, platform manager and API routes (whose
     scopes its pages take: :mod:`kneo.console.auth`)."""
@@ -92,7 +101,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     console.state.parent = parent
     console.state.path_formats = {}  # see console_path
     console.state.auth = auth
-    console.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    console.mount("/static", _NoSniffStatic(directory=str(HERE / "static")), name="static")
     console.include_router(build_router(auth, render))
     _error_pages(console, auth, render)
     return console

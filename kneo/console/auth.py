@@ -73,6 +73,8 @@ class ConsoleAuth:
 
     def __init__(self, app: Any, authenticator: Authenticator, codec: SessionCodec) -> None:
         self.authenticator = authenticator
+        #: the API's sign-in throttle: a wrong key on either counts against the client
+        self.throttle = app.state.sign_in_throttle
         self.codec = codec
         api = {(m, p): s for m, p, s in route_scopes(app)}
         self.scopes: dict[str, frozenset[str]] = {}

@@ -7,11 +7,12 @@ What is here is presentation: which call feeds which template, forms in and redi
 from __future__ import annotations
 
 import functools
+import posixpath
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -32,9 +33,11 @@ from kneo.errors import (
     InvalidRequest,
     NotFound,
     NotReady,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
+from kneo.service.auth import sign_in
 from kneo.service.dependencies import current_manager
 
 #: Inbox page size (capped by ``KNEO_SERV_MAX_LIST_ITEMS``).
@@ -140,17 +143,27 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         target = safe_next(request, posted.get("next", ""))
         kept = kept_draft(posted)
         try:
-            principal = auth.authenticator.authenticate(posted.get("api_key") or None)
-        except Unauthorized:
+            principal = sign_in(
+                auth.authenticator,
+                auth.throttle,
+                request,
+                posted.get("api_key") or None,
+                surface="console",
+            )
+        except (Unauthorized, TooManyRequests) as exc:
             fresh = Session.anonymous()
-            context: dict[str, Any] = {
-                "next": target,
-                "csrf": fresh.csrf,
-                "error": "That API key is not valid.",
-            }
+            error = (
+                exc.message if isinstance(exc, TooManyRequests) else "That API key is not valid."
+            )
+            context: dict[str, Any] = {"next": target, "csrf": fresh.csrf, "error": error}
             if kept is not None:  # a typo in the key does not lose the answer either
                 context |= kept_context(kept)
-            return render(request, "login.html", context, status_code=401, session=fresh)
+            page = render(
+                request, "login.html", context, status_code=exc.http_status, session=fresh
+            )
+            if isinstance(exc, TooManyRequests):
+                page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         found = auth.authenticator.named(principal.name)
         digest = found[1] if found else b""
         session = Session(
@@ -618,11 +631,19 @@ def _query(path: str, params: Mapping[str, Any]) -> str:
 
 
 def safe_next(request: Request, target: str) -> str:
-    """Only a console path is a place to go after sign-in (never another site)."""
+    """Only a console page is a place to go after sign-in: never another site, and never a
+    path that only looks like one (``/ui/../v1/...`` and its percent-encoded forms leave the
+    console once a browser resolves them; control characters are dropped by browsers)."""
     root = _cookie_path(request)
-    if target.startswith(root + "/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return ""
+    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return ""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment:
+        return ""
+    path = posixpath.normpath(unquote(parts.path))
+    if not path.startswith(root + "/") or path.startswith("//"):
+        return ""
+    return path + (f"?{parts.query}" if parts.query else "")  # the redirect quotes it
 
 
 def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1079,6 +1079,10 @@ export type AuditEventsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1143,6 +1147,10 @@ export type ControllerReconcileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1198,6 +1206,10 @@ export type ControllerRequestsGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1255,6 +1267,10 @@ export type ControllerStatusErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1326,6 +1342,10 @@ export type ControllerWebhookErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1453,6 +1473,10 @@ export type HumanTasksListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1518,6 +1542,10 @@ export type HumanTasksGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1575,6 +1603,10 @@ export type HumanTasksResumeErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1652,6 +1684,10 @@ export type NotificationsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1709,6 +1745,10 @@ export type NotificationsRetryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1765,6 +1805,10 @@ export type EnvironmentPoliciesListErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1828,6 +1872,10 @@ export type EnvironmentPoliciesGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1889,6 +1937,10 @@ export type EnvironmentPoliciesReplaceErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1974,6 +2026,10 @@ export type RegistryBundlesListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2044,6 +2100,10 @@ export type RegistryBundlesGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2141,6 +2201,10 @@ export type RunsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2193,6 +2257,10 @@ export type RunsCreateErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2263,6 +2331,10 @@ export type RunsGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2320,6 +2392,10 @@ export type RunsCancelErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2410,6 +2486,10 @@ export type RunsCheckpointsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2481,6 +2561,10 @@ export type RunsCheckpointsDiffErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2545,6 +2629,10 @@ export type RunsContinueErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2615,6 +2703,10 @@ export type RunsEventsStreamErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2670,6 +2762,10 @@ export type RunsPolicyReportErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2733,6 +2829,10 @@ export type RunsRecoveryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2794,6 +2894,10 @@ export type RunsReplayErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2884,6 +2988,10 @@ export type RunsTraceErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2940,6 +3048,10 @@ export type SecurityCredentialsGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2998,6 +3110,10 @@ export type SpecsCompileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -3054,6 +3170,10 @@ export type SpecsExplainErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -3112,6 +3232,10 @@ export type SpecsPolicyReportErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -3169,6 +3293,10 @@ export type SpecsRunErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -3225,6 +3353,10 @@ export type SpecsValidateErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
