@@ -130,6 +130,7 @@ class Decisions:
             "tasks": [task_view(c, show_personal=show_personal) for c in tasks],
             "count": len(page.items),
             "total": page.total,
+            "total_capped": page.total_capped,
             "limit": page.limit,
             "offset": page.offset,
             "next_cursor": page.next_cursor,

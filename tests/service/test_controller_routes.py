@@ -207,7 +207,8 @@ def test_registry_list_pages_by_cursor(make_client) -> None:
         for env in ("dev", "prod"):
             store.add_revision(name, env, digest="sha256:" + "1" * 64, status="active", spec={})
     whole = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
-    assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] is None
+    assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] == 6
+    assert whole["total_capped"] is False
     seen, cursor = [], None
     while True:
         params = {"limit": 4, **({"cursor": cursor} if cursor else {})}

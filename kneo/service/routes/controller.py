@@ -164,17 +164,18 @@ def list_registry(
     store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision) by
-    bundle, environment and revision; paged by ``cursor``, ``total`` with
-    ``include=counts``."""
+    bundle, environment and revision; paged by ``cursor``; ``total`` counted up to the count
+    cap."""
     if environment is not None:
         check_name(environment, kind="environment")
+    keyset_params(request, 0, include)  # validates include
     return registry_revisions(
         store,
         environment,
         None if status == "all" else status,
         limit=list_cap(request, limit),
         cursor=cursor or None,
-        counts=keyset_params(request, 0, include),
+        counts=True,
     )
 
 

@@ -35,7 +35,8 @@ def list_human_tasks(
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
     (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
-    ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``."""
+    ``offset``; ``total`` always (exact up to ``KNEO_SERV_MAX_LIST_COUNT``, then
+    ``total_capped``), ``counts_by_assignee`` with ``include=counts``."""
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
@@ -49,11 +50,14 @@ def list_human_tasks(
         limit=page.limit,
         offset=page.offset,
         cursor=page.cursor,
-        count=page.counts,
+        count=True,
         by_assignee=page.counts,
         show_personal=shows_personal_data(caller.principal.scopes),
     )
-    return {**listed, **page.metadata(listed["count"], listed["total"])}
+    return {
+        **listed,
+        **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
+    }
 
 
 @router.get("/human-tasks/{continuation_id}")

@@ -763,7 +763,7 @@ export type AuditEventsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -1109,7 +1109,7 @@ export type HumanTasksListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**
@@ -1652,7 +1652,7 @@ export type RegistryBundlesListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -1797,7 +1797,7 @@ export type RunsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**
