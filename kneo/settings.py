@@ -222,6 +222,8 @@ class Settings:
     admin_api_key: str = ""
     client_api_key: str = ""
     idempotency_key: str = ""
+    #: the Git push webhook's secret when no ``webhook_secret_env`` names another variable
+    webhook_secret: str | None = None
     # persistence
     database_url: str | None = None
     #: SQLite ``PRAGMA synchronous`` in WAL mode: ``normal`` (commits survive a process crash
@@ -307,6 +309,7 @@ class Settings:
             admin_api_key=admin,
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
+            webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
             database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
             sqlite_synchronous=_sqlite_synchronous(env),
             profiles_path=Path(profiles)
@@ -379,6 +382,7 @@ class Settings:
             "api_keys",
             "admin_api_key",
             "client_api_key",
+            "webhook_secret",
             "spec_signing_key",
             "console_secret",
             "environ",

@@ -131,8 +131,9 @@ def _webhook(
 
     config, controller = _controller(request)
     name = reconcile.require_configured(store, config, in_process=controller is not None)
+    settings = request.app.state.settings
     variable = reconcile.webhook_secret_variable(store, config)
-    secret = request.app.state.settings.secret(variable) if variable else None
+    secret = settings.secret(variable) if variable else settings.webhook_secret
     verify_github_signature(secret or "", body, signature)
     try:
         payload = parse_json(body, source="webhook body") if body else {}
