@@ -21,6 +21,7 @@ never read. Pure but for :func:`read_file`, which reads what it is given.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -218,6 +219,68 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+class _NotFinite(ValueError):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _finite_float(literal: str) -> float:
+    """``parse_float`` for :func:`json.loads`: ``1e999`` is infinity to Python, and would
+    be stored as ``null``; it is refused instead."""
+    number = float(literal)
+    if not math.isfinite(number):
+        raise _NotFinite(literal)
+    return number
+
+
+def _not_finite(
+    source: str, literal: str, line: int | None, column: int | None = None
+) -> DocumentError:
+    where = f"{source}:{line}" if line else source
+    shown = literal if len(literal) <= 40 else literal[:40] + "..."
+    return DocumentError(
+        f"{where}: the number {shown} is out of range (not a finite number)",
+        code="E_NUMBER_OUT_OF_RANGE",
+        file=source,
+        line=line,
+        column=column,
+    )
+
+
+# An escaped UTF-16 surrogate (``\ud800``-``\udfff``) not itself escaped.
+_ESCAPED_SURROGATE = re.compile(r"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]", re.I)
+
+
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*(\\u[dD]([89a-fA-F])[0-9a-fA-F]{2})")
+
+
+def _position(text: str, at: int) -> tuple[int | None, int | None]:
+    """1-based line and column of offset ``at`` (``None`` when not found)."""
+    if at < 0:
+        return None, None
+    return text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+
+
+def _lone_surrogate_at(text: str) -> int | None:
+    """Where the first escape of half a surrogate pair starts (valid JSON, but no UTF-8
+    text can hold it: every store and response would fail on it), or ``None``. A pair is a
+    high escape (``\\ud800``-``\\udbff``) directly followed by a low one."""
+    if _ESCAPED_SURROGATE.search(text) is None:
+        return None
+    high: re.Match[str] | None = None
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        if match.group(2) in "89abAB":  # a high half
+            if high is not None:
+                return high.start(1)
+            high = match
+        elif high is not None and high.end(1) == match.start(1):
+            high = None  # a pair
+        else:
+            return match.start(1)
+    return high.start(1) if high is not None else None
+
+
 def parse_json(
     data: bytes | str,
     *,
@@ -248,9 +311,15 @@ def parse_json(
             f"{source}: strings may not contain NUL (\\u0000)", code="E_JSON", file=source
         )
     try:
-        return json.loads(
-            text, object_pairs_hook=object_pairs_hook, parse_constant=_refuse_constant
+        value = json.loads(
+            text,
+            object_pairs_hook=object_pairs_hook,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
         )
+    except _NotFinite as exc:
+        line, column = _position(text, text.find(exc.literal))
+        raise _not_finite(source, exc.literal, line, column) from None
     except json.JSONDecodeError as exc:
         raise DocumentError(
             f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})",
@@ -263,6 +332,18 @@ def parse_json(
         if object_pairs_hook is not None and type(exc) is not ValueError:
             raise  # the hook's own refusal
         raise DocumentError(f"{source}: invalid JSON: {exc}", code="E_JSON", file=source) from None
+    lone = _lone_surrogate_at(text) if "\\" in text else None
+    if lone is not None:
+        line, column = _position(text, lone)
+        raise DocumentError(
+            f"{source}:{line}: a string holds half of a UTF-16 surrogate pair "
+            f"({text[lone : lone + 6]} at column {column}), which no text can store",
+            code="E_JSON",
+            file=source,
+            line=line,
+            column=column,
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- YAML
@@ -276,18 +357,46 @@ def _yaml_loader() -> Any:
 
 
 _NUMBER_CHARS = frozenset("0123456789+-._:eExXoObBabcdefABCDEF")
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
-def _plain_number_too_long(event: Any, digits: int) -> bool:
-    """A plain scalar YAML would read as a number, with more than ``digits`` digits in a row."""
+def _number_tag(event: Any) -> str | None:
+    """The int or float tag YAML gives a scalar event (plain, or tagged ``!!int "..."``)."""
     value: str = event.value
-    return (
-        len(value) > digits
-        and (not event.style or event.tag is not None)  # plain, or tagged (``!!int "..."``)
-        and (value[0].isdigit() or value[0] in "+-.")
-        and _NUMBER_CHARS.issuperset(value)
-        and _digit_run_over(value, digits)
-    )
+    if event.tag in (_INT_TAG, _FLOAT_TAG):
+        return str(event.tag)
+    if event.style or event.tag is not None or not value:
+        return None
+    numeric = (value[0].isdigit() or value[0] in "+-.") and _NUMBER_CHARS.issuperset(value)
+    if not numeric and value.lower().lstrip("+-") not in (".inf", ".nan"):
+        return None
+    import yaml
+
+    resolve: Any = yaml.resolver.Resolver().resolve
+    tag = resolve(yaml.ScalarNode, value, (True, False))
+    return str(tag) if tag in (_INT_TAG, _FLOAT_TAG) else None
+
+
+def _number_problem(event: Any, digits: int) -> str | None:
+    """Why a numeric scalar cannot be read safely: more than ``digits`` digits however they
+    are written (``1_000``, ``0xFF``, ``1:30:00``: grouping characters bypass a count of
+    digits in a row), or a float that is not finite (``1.0e999``, ``.inf``), which JSON has
+    no value for."""
+    tag = _number_tag(event)
+    if tag is None:
+        return None
+    value: str = event.value
+    if sum(c.isalnum() for c in value) > digits:
+        return "too_long"
+    if tag == _FLOAT_TAG:
+        try:
+            number = float(value.replace("_", "").replace(".inf", "inf").replace(".Inf", "inf"))
+        except ValueError:
+            return "not_finite" if "inf" in value.lower() or "nan" in value.lower() else None
+        if not math.isfinite(number):
+            return "not_finite"
+    return None
 
 
 def check_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> None:
@@ -345,14 +454,14 @@ class _YamlWalk:
             self.open_[-1][3] = deepest
 
     def scalar(self, event: Any) -> None:
-        if _plain_number_too_long(event, self.limits.max_number_digits):
+        problem = _number_problem(event, self.limits.max_number_digits)
+        line = event.start_mark.line + 1
+        if problem == "too_long":
             raise _too(
-                self.limits,
-                "max_number_digits",
-                self.source,
-                "a number has too many digits",
-                event.start_mark.line + 1,
+                self.limits, "max_number_digits", self.source, "a number has too many digits", line
             )
+        if problem == "not_finite":
+            raise _not_finite(self.source, event.value, line)
         self.add(event, 1, 0)
         if event.anchor:
             self.anchored[event.anchor] = (1, 0)

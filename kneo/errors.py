@@ -12,7 +12,8 @@ Third-party errors are translated at the boundary (``raise KneoError(...) from e
     │   └── ConfigError           400 config_error
     ├── Unauthorized              401 unauthorized
     ├── Forbidden                 403 forbidden
-    │   └── BundleNotApproved     403 bundle_not_approved
+    │   ├── BundleNotApproved     403 bundle_not_approved
+    │   └── AccessDenied          403 E_SECRET_UNDECLARED, E_DESTINATION_NOT_ALLOWED, ...
     ├── NotFound                  404 not_found
     ├── Conflict                  409 conflict
     │   ├── IdempotencyConflict   409 idempotency_key_conflict
@@ -21,6 +22,7 @@ Third-party errors are translated at the boundary (``raise KneoError(...) from e
     │   └── IllegalTransition     409 illegal_transition
     ├── PayloadTooLarge           413 payload_too_large
     ├── ValidationFailed          422 validation_error
+    ├── TooManyRequests           429 too_many_requests (``retry_after`` seconds)
     ├── BundleError               400 bundle_* (signature / digest / key problems)
     ├── ProviderError             502 provider_error
     └── NotReady                  503 not_ready
@@ -87,6 +89,13 @@ class BundleNotApproved(Forbidden):
     code = "bundle_not_approved"
 
 
+class AccessDenied(Forbidden):
+    """A spec names a secret, process, destination or module the project does not allow
+    (its code says which: ``E_SECRET_UNDECLARED``, ``E_DESTINATION_NOT_ALLOWED``, ...)."""
+
+    code = "access_denied"
+
+
 class NotFound(KneoError):
     code = "not_found"
     http_status = 404
@@ -121,6 +130,17 @@ class PayloadTooLarge(KneoError):
 class ValidationFailed(KneoError):
     code = "validation_error"
     http_status = 422
+
+
+class TooManyRequests(KneoError):
+    """Too many failed attempts from this client: wait ``retry_after`` seconds."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
 
 
 class BundleError(KneoError):

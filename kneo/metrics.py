@@ -93,6 +93,12 @@ class _Metrics:
             "receiver",
             "outcome",
         )
+        self.auth_failures = counter(
+            "kneo_auth_failures",
+            "Sign-ins refused: a wrong API key (invalid) or a client told to wait (throttled).",
+            "surface",
+            "outcome",
+        )
         self.http_requests = counter(
             "kneo_http_requests",
             "HTTP requests by route template and status code.",
@@ -169,6 +175,12 @@ def record_notification(receiver: str, outcome: str) -> None:
     m = _metrics
     if m is not None:
         m.notifications.labels(receiver, outcome).inc()
+
+
+def record_auth_failure(surface: str, outcome: str) -> None:
+    """A refused sign-in on the ``api`` or the ``console``: ``invalid`` or ``throttled``."""
+    if _metrics is not None:
+        _metrics.auth_failures.labels(surface, outcome).inc()
 
 
 def record_http(route: str, status: int, seconds: float) -> None:

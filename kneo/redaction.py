@@ -75,24 +75,81 @@ _SAFE_KEYS = frozenset(
     }
 )
 
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + REDACTED),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
-    (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abp])_[A-Za-z0-9_]{10,}"), REDACTED),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
+# A name that says its value is a secret, as a whole segment of a longer name
+# (``DB_PASSWORD``, ``aws_secret_access_key``, ``x-api-key``, ``client_secret``): the segment
+# boundary is what ``\b`` is not after ``_``. ``tokens`` or ``passage`` are other words.
+_SECRET_NAME = (
+    r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_.-])*"
+    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"private[_-]?key|credentials?|auth)"
+    r"(?:[_.-][A-Za-z0-9]+)*(?![A-Za-z0-9])"
+)
+# ``name=value``, ``name: value``, ``"name": "value"`` (JSON, also escaped inside a JSON
+# string), ``'name': 'value'`` (a Python dict's text).
+_ASSIGNED_SECRET = re.compile(
+    # ``:`` only as YAML and JSON write it (a space or a quote after it): ``credentials:read``
+    # is a scope's name, not an assignment
+    rf"(?i)({_SECRET_NAME})(\\?[\"']\s*[:=]\s*|\s*=\s*|\s*:(?:\s+|(?=\\?[\"'])))"
+    r"(\\\"(?:[^\\]|\\[^\"])*?\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)"
+)
+_NOT_SECRET_VALUE = re.compile(r"(?i)(?:true|false|null|none)")
+
+
+def _assigned(match: re.Match[str]) -> str:
+    """One ``name=value``: the value redacted, unless the name only counts (``token_count``)
+    or the value is a boolean, null or empty."""
+    name, sep, value = match.groups()
+    bare = value.strip("\\\"'")
+    last = name.lower().rsplit(".", 1)[-1]  # ``agent.model.api_key_env`` is an ``api_key_env``
+    if last in _SAFE_KEYS or not bare or _NOT_SECRET_VALUE.fullmatch(bare):
+        return match.group(0)
+    return f"{name}{sep}{REDACTED}"
+
+
+def _authorization(match: re.Match[str]) -> str:
+    head, scheme = match.group(1), match.group(2)
+    return f"{head}{scheme} {REDACTED}" if scheme else f"{head}{REDACTED}"
+
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    # ``Authorization: Basic ...`` (any scheme) before the bare ``Bearer`` form
     (
         re.compile(
-            r"(?i)\b(password|passwd|secret|token|api[_-]?key|apikey|access[_-]?key)"
-            r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+            r"(?i)((?:proxy-)?authorization\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+            r"(?:(basic|bearer|digest|negotiate|token|apikey)\s+)?[^\s\"',;\\]+"
         ),
-        r"\1\2" + REDACTED,
+        _authorization,
     ),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + REDACTED),
+    # a URL's password (``postgresql://user:pw@host``); the user name stays
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@"), r"\1:" + REDACTED + "@"),
+    # Slack: bot/user/app tokens and incoming-webhook URLs (the URL is the credential)
+    (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}"), REDACTED),
+    (
+        re.compile(r"(?i)(hooks\.slack\.com/)(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
+        r"\1" + REDACTED,
+    ),
+    # JSON Web Tokens: a header and a payload, each base64url of ``{"``
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # vendor key formats: OpenAI/Anthropic, GitHub, GitLab, AWS, Google, Stripe, npm, PyPI
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9_]{10,}|github_pat_[A-Za-z0-9_]{10,})"), REDACTED),
+    (
+        re.compile(r"\bgl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-[A-Za-z0-9_-]{10,}"),
+        REDACTED,
+    ),
+    (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"), REDACTED),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"), REDACTED),
+    (re.compile(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}"), REDACTED),
+    (re.compile(r"\bnpm_[A-Za-z0-9]{30,}"), REDACTED),
+    (re.compile(r"\bpypi-AgE[A-Za-z0-9_-]{30,}"), REDACTED),
+    (_ASSIGNED_SECRET, _assigned),
     (
         re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
         REDACTED,
     ),
 )
-_PERSONAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_PERSONAL_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[REDACTED_EMAIL]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_SSN]"),
     # International numbers (+, then 8 to 15 digits, single separators between groups).
@@ -116,23 +173,36 @@ _PATTERNS = _SECRET_PATTERNS + _PERSONAL_PATTERNS
 _PLAIN = (
     "@",
     "pass",
+    "pwd",
     "secret",
     "token",
     "bearer",
     "sk-",
-    "akia",
     "private",
     "credential",
     "cookie",
     "github_pat_",
+    "xox",
+    "eyj",
+    "aiza",
+    "_live_",
+    "_test_",
+    "npm_",
+    "pypi-",
+    "hooks.slack.com",
+    "akia",
+    "asia",
+    "abia",
+    "acca",
+    "a3t",
 )
 _KEYS = [
     f"{word}{sep}key" for word in ("api", "access", "session", "signing") for sep in ("", "_", "-")
 ]
 _GROUPS = (
-    ("xox", re.compile(r"xox[abp]_")),
-    ("gh", re.compile(r"gh[pos]_")),
-    ("auth", re.compile(r"auth(?:orization|[-_]?header)")),
+    ("gh", re.compile(r"gh[pousr]_")),
+    ("gl", re.compile(r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-")),
+    ("auth", re.compile(r"(?<![a-z0-9])auth(?![a-z0-9])|auth(?:orization|[-_]?header)")),
     ("key", re.compile("key(?:" + "|".join(f"(?<={k})" for k in _KEYS) + ")")),
 )
 # ``re.IGNORECASE`` matches these to ASCII letters, but ``str.lower`` does not map them to the
@@ -146,8 +216,37 @@ _SSN_LIKE = re.compile(r"-(?<=\d{3}-)\d{2}-\d{4}")
 _PHONE_LIKE = re.compile(r"\+\d")
 
 
+#: Values of this process's secrets (Kneo's own and the project's declared ones), redacted
+#: wherever they appear, whatever shape surrounds them; longest first.
+_KNOWN: tuple[str, ...] = ()
+#: ``_KNOWN`` and each value as it reads inside a JSON string (quotes and backslashes escaped)
+_KNOWN_FORMS: tuple[str, ...] = ()
+#: Shorter values are not redacted by value: too likely to be ordinary text.
+MIN_SECRET_CHARS = 6
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Redact these values by value from now on, in this process. Every process that holds
+    secrets registers them as it starts (the platform factory: Kneo's own secrets and the
+    project's declared ones), so a secret that escapes every pattern is still caught."""
+    global _KNOWN, _KNOWN_FORMS
+    known = set(_KNOWN) | {v for v in values if v and len(v) >= MIN_SECRET_CHARS}
+    _KNOWN = tuple(sorted(known, key=len, reverse=True))
+    escaped = {jsontext.dumps(v)[1:-1] for v in _KNOWN}
+    _KNOWN_FORMS = tuple(sorted(set(_KNOWN) | escaped, key=len, reverse=True))
+
+
+def _replace_known(text: str) -> str:
+    for secret in _KNOWN:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def may_need_redaction(text: str) -> bool:
     """``False`` guarantees ``redact`` leaves a value whose text (or JSON text) this is as is."""
+    if _KNOWN_FORMS and any(map(text.__contains__, _KNOWN_FORMS)):
+        return True
     low = text.lower()
     if not text.isascii():
         for char, letter in _FOLDS:
@@ -183,12 +282,14 @@ def redact_text(
 
 
 def _scrub(text: str, _extra: tuple[str, ...]) -> str:
+    text = _replace_known(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
 def _scrub_secrets(text: str, _extra: tuple[str, ...]) -> str:
+    text = _replace_known(text)
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -8,6 +8,7 @@ variable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -224,6 +225,10 @@ class Settings:
     idempotency_key: str = ""
     #: the Git push webhook's secret when no ``webhook_secret_env`` names another variable
     webhook_secret: str | None = None
+    #: Failed sign-ins (a wrong API key, over the API or the console) a client address, or
+    #: a key prefix, may make within ``auth_failure_window_seconds`` before ``429``.
+    auth_max_failures: int = 10
+    auth_failure_window_seconds: float = 60.0
     # persistence
     database_url: str | None = None
     #: SQLite ``PRAGMA synchronous`` in WAL mode: ``normal`` (commits survive a process crash
@@ -310,6 +315,9 @@ class Settings:
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
             webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
+            auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
+            auth_failure_window_seconds=_float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
+            or 60.0,
             database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
             sqlite_synchronous=_sqlite_synchronous(env),
             profiles_path=Path(profiles)
@@ -376,6 +384,23 @@ class Settings:
         value = self.environ.get(env_var)
         return value or None
 
+    def secret_values(self) -> list[str]:
+        """The values of Kneo's own secrets (API keys, the signing and console secrets, the
+        database URL and its password), for redaction by value; never logged."""
+        from urllib.parse import urlsplit
+
+        values = [self.admin_api_key, self.client_api_key, self.console_secret]
+        values += [self.spec_signing_key or ""]
+        for entry in self.api_keys.split(";"):
+            parts = entry.strip().split(":")
+            if len(parts) >= 2:
+                values.append(parts[1].strip())
+        if self.database_url:
+            values.append(self.database_url)
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(self.database_url).password or "")
+        return [v for v in values if v]
+
     def as_public_dict(self) -> dict[str, Any]:
         """Settings without secret values, for ``config show`` and diagnostics."""
         hidden = {
@@ -387,10 +412,12 @@ class Settings:
             "console_secret",
             "environ",
         }
+        from kneo.redaction import redact_text
+
         return {
             f.name: ("[REDACTED]" if getattr(self, f.name) else None)
             if f.name in hidden
-            else str(getattr(self, f.name))
+            else redact_text(str(getattr(self, f.name)))  # a database URL's password
             for f in fields(self)
             if f.name != "environ"
         }

@@ -165,6 +165,7 @@ def prepare_spec(
         context=context,
         tool_registry=context.tool_registry(),
         runtime_registry=create_runtime_registry(),
+        origin="bundle",
     )
     summary = PolicyReportSummary(
         valid=result.valid,

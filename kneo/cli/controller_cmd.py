@@ -98,8 +98,9 @@ def _controller(source: Source, **overrides: Any) -> Any:
     """The controller over ``source`` and ``overrides`` (flags over the project config)."""
     from kneo.controller.runner import build_controller
 
-    settings, _ = _context()
-    return build_controller(_store(), _config(**vars(source), **overrides), settings)
+    settings, project = _context()
+    config = controller_config(project, **vars(source), **overrides)
+    return build_controller(_store(), config, settings, project=project)
 
 
 @contextmanager

@@ -59,8 +59,10 @@ def main() -> None:
     """Console entry point: run the app; Kneo errors become one line and an exit code."""
     from kneo import startup
     from kneo.cli.output import run_cli
+    from kneo.logs import quiet_http_clients
 
     startup.begin()
+    quiet_http_clients()  # their INFO lines carry full URLs (a Slack webhook URL is a secret)
     sys.exit(run_cli(app))
 
 

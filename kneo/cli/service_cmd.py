@@ -167,7 +167,11 @@ def _serve_platform(
             from kneo.controller.runner import build_controller
 
             ctl = build_controller(
-                manager.store, ctl_config, settings, tools=manager.compiler.tool_registry
+                manager.store,
+                ctl_config,
+                settings,
+                tools=manager.compiler.tool_registry,
+                project=manager.project,
             )
             typer.echo(
                 f"controller: reconciling {ctl.source.describe()} every "

@@ -123,8 +123,8 @@ def check(
 
         settings = context.settings or Settings.from_env()
 
-        def probe(spec: Any) -> list[Any]:
-            return check_imports(spec, settings)
+        def probe(spec: Any, access: Any) -> list[Any]:
+            return check_imports(spec, settings, access)
 
     report = check_spec(
         loaded,

@@ -73,6 +73,8 @@ class ConsoleAuth:
 
     def __init__(self, app: Any, authenticator: Authenticator, codec: SessionCodec) -> None:
         self.authenticator = authenticator
+        #: the API's sign-in throttle: a wrong key on either counts against the client
+        self.throttle = app.state.sign_in_throttle
         self.codec = codec
         api = {(m, p): s for m, p, s in route_scopes(app)}
         self.scopes: dict[str, frozenset[str]] = {}
@@ -96,6 +98,10 @@ class ConsoleAuth:
             return None
         principal = found[0]
         request.scope.setdefault("state", {})["actor"] = principal.name  # the request log
+        return self.viewer_of(principal, session)
+
+    def viewer_of(self, principal: Principal, session: Session) -> Viewer:
+        """``principal`` as a viewer of the pages its scopes allow, in ``session``."""
         allowed = frozenset(p for p, s in self.scopes.items() if s <= principal.scopes)
         return Viewer(principal, session, allowed)
 

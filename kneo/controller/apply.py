@@ -14,7 +14,6 @@ recorded, see :mod:`kneo.controller.promotion`).
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ from kneo.controller.model import (
 )
 from kneo.controller.planner import conditions_for
 from kneo.errors import KneoError
+from kneo.logs import get_logger
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 ACTOR = "kneo-controller"
 _APPLIED_STATUSES = ("active", "inactive", "pruned")

@@ -14,7 +14,6 @@ that dies stops renewing, its lock lapses after ``lease_seconds``, and a standby
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -38,11 +37,12 @@ from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.errors import KneoError
 from kneo.ids import new_id
+from kneo.logs import get_logger
 
 if TYPE_CHECKING:
     from kneo.tools import ToolRegistry
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 #: Called with (stage, done, total) during long reconciles.
 ProgressCallback = Callable[[str, int, int], None]

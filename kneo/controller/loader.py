@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -53,13 +52,15 @@ from kneo.controller.source import (
     TreeFile,
 )
 from kneo.errors import BundleError, KneoError
+from kneo.logs import get_logger
 from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter
+from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.tools import ToolRegistry
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 #: Checks a resolved spec under an environment policy; returns (diagnostics, problems).
 SpecChecker = Callable[
@@ -69,10 +70,14 @@ SpecChecker = Callable[
 Progress = Callable[[int, int], None]
 
 
-def default_spec_checker(tools: ToolRegistry | None = None) -> SpecChecker:
-    """The same check ``kneo spec bundle sign`` and ``kneo spec lint`` ran: validation plus
-    environment policy, against ``tools`` (the project's registry: built-in tools plus its
-    ``tool_registry``; the example tools when ``None``, as the CLI with no project config)."""
+def default_spec_checker(
+    tools: ToolRegistry | None = None, context: ProjectContext | None = None
+) -> SpecChecker:
+    """The same check ``kneo spec bundle sign`` and ``kneo spec lint`` ran: validation, what
+    the project (of ``context``, where the runs will execute) lets a signed bundle reach,
+    and environment policy, against ``tools`` (the project's registry: built-in tools plus
+    its ``tool_registry``; the example tools when ``None``, as the CLI with no project
+    config)."""
     from kneo.policy.check import check_spec
     from kneo.runtimes import create_runtime_registry
     from kneo.spec.loader import load_spec_data
@@ -92,9 +97,12 @@ def default_spec_checker(tools: ToolRegistry | None = None) -> SpecChecker:
         report = check_spec(
             model,
             env=policy.environment,
+            context=context,
             tool_registry=tools,
             runtime_registry=runtimes,
             policy=policy.policy_enforcement,
+            origin="bundle",
+            resources=policy.resources,
         )
         diagnostics = [d.to_dict() for d in report.diagnostics if d.severity != "info"]
         problems = [

@@ -7,18 +7,18 @@ next to the HTTP API). Several replicas may each run one: leader election inside
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kneo.controller.config import ControllerConfig
 from kneo.errors import ConfigError
+from kneo.logs import get_logger
 
 if TYPE_CHECKING:
     from kneo.tools import ToolRegistry
 
-log = logging.getLogger("kneo.controller")
+log = get_logger("kneo.controller")
 
 
 def parse_hmac_key_specs(specs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
@@ -56,14 +56,18 @@ def build_controller(
     *,
     owner: str | None = None,
     tools: ToolRegistry | None = None,
+    project: Any = None,
 ) -> Any:
     """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
 
-    Specs are checked against ``tools`` (default: the project's registry, as ``kneo spec
-    lint`` loads it: built-in tools plus the project config's ``tool_registry``), so a
+    ``project`` (a ``ProjectContext``; default: the one discovered from the working
+    directory) is where the promoted bundles will run: what it declares is what a bundle may
+    reach. Specs are checked against ``tools`` (default: the project's registry, as ``kneo
+    spec lint`` loads it: built-in tools plus the project config's ``tool_registry``), so a
     bundle the project's CI lints and signs also reconciles."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
+    from kneo.controller.loader import default_spec_checker
     from kneo.controller.source import GitSource
 
     repo = config.require_repo()
@@ -84,12 +88,22 @@ def build_controller(
         keyring = load_keyring(config.trusted_keys, hmac_secrets=secrets or None)
     else:
         keyring = Keyring(TrustedKey.hmac(key_id, secret) for key_id, secret in secrets.items())
-    if tools is None:
+    if project is None:
         from kneo.spec.project import ProjectContext
 
-        tools = ProjectContext.discover(settings=settings).tool_registry()
+        project = ProjectContext.discover(settings=settings)
+    if tools is None:
+        tools = project.tool_registry()
     source = GitSource(repo, ref=config.branch, cache_dir=config.cache_dir)
-    return Controller(store, source, keyring, config=config, owner=owner, tools=tools)
+    return Controller(
+        store,
+        source,
+        keyring,
+        config=config,
+        owner=owner,
+        tools=tools,
+        spec_checker=default_spec_checker(tools, project),
+    )
 
 
 class ControllerRunner:

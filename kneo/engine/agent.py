@@ -34,6 +34,7 @@ from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import KneoError
+from kneo.policy.access import HostAccess
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
@@ -61,6 +62,8 @@ class AgentHost(Protocol):
     unit_key: str
     step_id: str
     lock: Any  # guards the agent record against concurrent snapshots
+    #: what the run may reach on the host; ``None`` outside a platform
+    access: HostAccess | None
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None: ...
 
@@ -221,8 +224,11 @@ class AgentLoop:
         if planning:
             messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
         tools = [] if planning else step_tools
+        model = agent.model
+        if host.access is not None:  # the destination and key this call may use
+            model = host.access.model(model, path=f"agent {agent.name!r}.model")
         with host.waiting():
-            reply = provider.complete(model=agent.model, messages=messages, tools=tools)
+            reply = provider.complete(model=model, messages=messages, tools=tools)
         message = reply.to_message()
         with host.lock:
             if planning:

@@ -52,6 +52,7 @@ from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState, StateParts
 from kneo.errors import DatabaseUnavailable, KneoError
 from kneo.ids import new_request_id
+from kneo.policy.access import HostAccess
 from kneo.redaction import redact_text
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
@@ -171,11 +172,14 @@ class WorkflowEngine:
         cancellation: CancellationToken | None = None,
         metadata: Mapping[str, Any] | None = None,
         waiting: Callable[[], AbstractContextManager[object]] | None = None,
+        access: HostAccess | None = None,
     ) -> Outcome:
         """Run (or continue) ``workflow`` from ``state`` until it ends or pauses.
 
         ``waiting``: a context the engine enters around each model call, which waits on the
-        network (the platform lets its other runs go meanwhile, ``kneo.platform.slot``)."""
+        network (the platform lets its other runs go meanwhile, ``kneo.platform.slot``).
+        ``access``: what the run may reach on the host (the platform always gives one); each
+        model call and MCP session is resolved through it."""
         ctx = _Run(
             self,
             workflow,
@@ -185,6 +189,7 @@ class WorkflowEngine:
             cancellation or CancellationToken(),
             dict(metadata or {}),
             waiting=waiting or nullcontext,
+            access=access,
         )
         ensure_import_roots(workflow)
         try:
@@ -287,8 +292,10 @@ class _Run:
         *,
         probe: bool = False,
         waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+        access: HostAccess | None = None,
     ) -> None:
         self.engine = engine
+        self.access = access
         self.waiting = waiting
         self.workflow = workflow
         self.state = state
@@ -297,7 +304,7 @@ class _Run:
         self.cancellation = cancellation
         self.metadata = metadata
         self.probe = probe
-        self.mcp = LazySessions(None if probe else engine.mcp, workflow.spec.mcp.imports)
+        self.mcp = LazySessions(None if probe else engine.mcp, workflow.spec.mcp.imports, access)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -915,6 +922,7 @@ class _AgentHost:
         self.step_id = step.id
         self._step = step
         self.lock = run.state.lock
+        self.access = run.access
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         self._run.emit(event_type, data, step_id=self.step_id, unit_key=self.unit_key)

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from kneo.errors import AccessDenied
+from kneo.policy.access import HostAccess
 from kneo.spec.models import AgentSpec, McpImport
 from kneo.tools import ToolDefinition, ToolHandler
 
@@ -33,14 +35,22 @@ class McpSessions(Protocol):
     def close(self) -> None: ...
 
 
-McpConnector = Callable[[Sequence[McpImport]], McpSessions]
+#: Opens a run's sessions to its imports, each as the run's grant allows (``None``: the
+#: engine runs outside a platform, e.g. a workflow built in code).
+McpConnector = Callable[[Sequence[McpImport], HostAccess | None], McpSessions]
 
 
 class LazySessions:
     """A run's MCP sessions, opened by the connector on first use and closed with the run."""
 
-    def __init__(self, connector: McpConnector | None, imports: Sequence[McpImport]) -> None:
+    def __init__(
+        self,
+        connector: McpConnector | None,
+        imports: Sequence[McpImport],
+        access: HostAccess | None = None,
+    ) -> None:
         self._connector = connector
+        self._access = access
         self.imports = tuple(imports)
         self._sessions: McpSessions | None = None
         self._lock = threading.Lock()
@@ -54,7 +64,7 @@ class LazySessions:
             if self._sessions is None:
                 if self._connector is None:
                     raise RuntimeError("no MCP connector is configured")
-                self._sessions = self._connector(self.imports)
+                self._sessions = self._connector(self.imports, self._access)
             return self._sessions
 
     def close(self) -> None:
@@ -84,6 +94,8 @@ def resolve_mcp_tools(
     for server in sorted(s for s in servers if s):
         try:
             listings[server] = {d.name: d for d in sessions.get().list_tools(server)}
+        except AccessDenied:
+            raise  # the project does not allow the server: the step fails, nothing starts
         except Exception:  # unreachable now: its calls report the error to the model
             listings[server] = {}
     out: list[ToolDefinition] = []

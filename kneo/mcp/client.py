@@ -7,9 +7,12 @@ each server's session lives in its own task there (the SDK's transports must be 
 left by the same task) and is opened the first time a tool of that server is listed or called.
 :meth:`McpClientSessions.close` ends them all when the run returns.
 
-Transports: ``stdio`` (``command``; the server gets a minimal environment plus
-``secret_env``), ``http`` (streamable HTTP) and ``sse`` (``url``; ``secret_env``'s value is
-sent as ``Authorization: Bearer``). ``KNEO_SERV_MCP_TIMEOUT_SECONDS`` bounds each request
+Each import is resolved by the run's :class:`~kneo.policy.access.HostAccess` before anything
+starts: a declared server (``mcp_servers`` in ``.kneo/config.yaml``) or, where allowed, the
+import's own command or url; a refused import raises ``AccessDenied`` and nothing starts.
+Transports: ``stdio`` (the command; the server gets a minimal environment plus its declared
+secret), ``http`` (streamable HTTP) and ``sse`` (the url; the secret's value is sent as
+``Authorization: Bearer``). ``KNEO_SERV_MCP_TIMEOUT_SECONDS`` bounds each request
 (opening a connection may take 30 s: a stdio server starts an interpreter); a call that times out or finds the server gone is
 tried again up to ``KNEO_SERV_MCP_RETRIES`` times, ``KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS``
 doubling between attempts, reconnecting when the connection broke. What still fails is a
@@ -29,7 +32,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from kneo.errors import KneoError
+from kneo.errors import AccessDenied, KneoError
+from kneo.policy.access import HostAccess, ResolvedServer
 from kneo.settings import Settings
 from kneo.spec.diagnostics import Diagnostic
 from kneo.spec.models import McpImport, Spec
@@ -101,8 +105,13 @@ class _Connection:
 class McpClientSessions:
     """The MCP sessions of one run: :class:`~kneo.engine.remote_tools.McpSessions`."""
 
-    def __init__(self, imports: Sequence[McpImport], *, settings: Settings) -> None:
-        self._imports = {imp.name: imp for imp in imports}
+    def __init__(
+        self, imports: Sequence[McpImport], *, settings: Settings, access: HostAccess
+    ) -> None:
+        """Raises ``AccessDenied`` when ``access`` refuses an import: nothing starts."""
+        self._servers = {
+            imp.name: access.server(imp, path=f"mcp.imports[{i}]") for i, imp in enumerate(imports)
+        }
         self._settings = settings
         self._timeout = settings.mcp_timeout_seconds
         self._retries = settings.mcp_retries
@@ -180,7 +189,7 @@ class McpClientSessions:
 
     def _attempts(self, server: str, what: str, op: Callable[[Any], Awaitable[T]]) -> T:
         """``op`` on the server's session; retried while the server is unavailable."""
-        if server not in self._imports:
+        if server not in self._servers:
             raise McpUnavailable(f"no MCP import is named '{server}'", server=server)
         attempts = self._retries + 1
         last: BaseException | None = None
@@ -222,7 +231,7 @@ class McpClientSessions:
         existing = self._connections.get(server)
         if existing is not None:
             return existing
-        connection = _Connection(lambda: self._transport(self._imports[server]))
+        connection = _Connection(lambda: self._transport(self._servers[server]))
         try:
             await connection.open(DEFAULT_CONNECT_SECONDS)
         except TimeoutError:
@@ -254,26 +263,24 @@ class McpClientSessions:
 
     # ------------------------------------------------------------------ transports
 
-    def _transport(self, imp: McpImport) -> AbstractAsyncContextManager[Any]:
-        secret = self._settings.secret(imp.secret_env) if imp.secret_env else None
-        if imp.transport == "stdio":
+    def _transport(self, server: ResolvedServer) -> AbstractAsyncContextManager[Any]:
+        variable = server.secret_variable
+        secret = self._settings.secret(variable) if variable else None
+        if server.transport == "stdio":
             from mcp import StdioServerParameters
             from mcp.client.stdio import stdio_client
 
-            command = list(imp.command or [])
-            if not command:
-                raise McpUnavailable(f"MCP import '{imp.name}' has no command")
-            env = {imp.secret_env: secret} if imp.secret_env and secret else None
+            command = list(server.command)
+            env = {variable: secret} if variable and secret else None
             params = StdioServerParameters(command=command[0], args=command[1:], env=env)
             return _quiet_stdio(stdio_client, params)
-        if not imp.url:
-            raise McpUnavailable(f"MCP import '{imp.name}' has no url")
+        assert server.url is not None  # HostAccess.server resolves a url for http and sse
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        if imp.transport == "sse":
+        if server.transport == "sse":
             from mcp.client.sse import sse_client
 
-            return sse_client(imp.url, headers=headers)
-        return _streamable_http(imp.url, headers)
+            return sse_client(server.url, headers=headers)
+        return _streamable_http(server.url, headers)
 
 
 @asynccontextmanager
@@ -321,20 +328,25 @@ def _result_text(result: Any) -> str:
     return ""
 
 
-def check_imports(spec: Spec, settings: Settings) -> list[Diagnostic]:
+def check_imports(spec: Spec, settings: Settings, access: HostAccess) -> list[Diagnostic]:
     """``kneo spec validate|lint``: every tool an import lists must be offered by its server
     (``E_MCP_TOOL_UNKNOWN``); a server that cannot be reached is ``W_MCP_UNREACHABLE``.
-    One attempt per server (no retries), so an absent server costs one connect timeout."""
+    Only servers ``access`` allows are contacted (a refused one is already a diagnostic of
+    its own). One attempt per server (no retries), so an absent server costs one connect
+    timeout."""
     from dataclasses import replace
 
     from kneo.spec.diagnostics import diag
 
     out: list[Diagnostic] = []
-    if not spec.mcp.imports:
+    allowed = [imp for imp in spec.mcp.imports if _allowed(access, imp)]
+    if not allowed:
         return out
-    sessions = McpClientSessions(spec.mcp.imports, settings=replace(settings, mcp_retries=0))
+    sessions = McpClientSessions(allowed, settings=replace(settings, mcp_retries=0), access=access)
     try:
         for i, imp in enumerate(spec.mcp.imports):
+            if imp not in allowed:
+                continue
             try:
                 offered = [d.name for d in sessions.list_tools(imp.name)]
             except McpUnavailable as exc:
@@ -362,3 +374,11 @@ def check_imports(spec: Spec, settings: Settings) -> list[Diagnostic]:
     finally:
         sessions.close()
     return out
+
+
+def _allowed(access: HostAccess, imp: McpImport) -> bool:
+    try:
+        access.server(imp, path="mcp.imports[]")
+    except AccessDenied:
+        return False
+    return True

@@ -42,6 +42,7 @@ from kneo.errors import BundleNotApproved, InvalidRequest
 from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
 from kneo.platform.bundles import BundleSpec
+from kneo.policy.access import HostAccess, Origin
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
@@ -106,9 +107,12 @@ class RunAdmission:
     cache_entries: InitVar[int]
     #: "approved bundles only?" per environment, by policy file stamps
     _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
+    #: what runs may reach, per environment and origin, by policy file stamps
+    _grants: LRUCache[tuple[Any, ...], HostAccess] = field(init=False)
 
     def __post_init__(self, cache_entries: int) -> None:
         self._bundle_rules = LRUCache(cache_entries)
+        self._grants = LRUCache(cache_entries)
 
     # ------------------------------------------------------------------ decisions
 
@@ -148,9 +152,11 @@ class RunAdmission:
         base_dir: Path | None,
         source: str,
         policy: PolicyEnforcement | None,
+        origin: Origin = "spec",
     ) -> SpecReport:
         """The spec's report against the environment's policy (``policy``, the stored one,
-        else the project's); raises the check's first error when it is not valid."""
+        else the project's) and what the project lets specs of ``origin`` reach; raises the
+        check's first error when it is not valid."""
         from kneo.policy.check import check_spec
         from kneo.spec.compiler import diagnostics_error
 
@@ -162,18 +168,46 @@ class RunAdmission:
             runtime_registry=self.compiler.runtime_registry,
             base_dir=base_dir,
             policy=policy,
+            origin=origin,
         )
         if not report.valid:
             raise diagnostics_error(report.diagnostics, source=source)
         return report
 
+    def run_access(self, run: RunRecord) -> HostAccess:
+        """What ``run`` may reach on the host: a bundle run as a signed bundle, any other
+        as a spec, in its environment (the project's default when it has none)."""
+        return self.host_access(run.environment, "bundle" if run.bundle_name else "spec")
+
+    def host_access(self, environment: str | None, origin: Origin) -> HostAccess:
+        """The project's grant for ``origin`` in ``environment``, narrowed by the
+        environment's policy file; read again when that file changes."""
+        from kneo.policy.check import host_access
+        from kneo.policy.environment import resolve_for_context
+
+        project = self.project
+        env = environment or (project.env if project is not None else None)
+        stamps: tuple[Any, ...] = ()
+        if project is not None and env:
+            stamps = tuple(file_stamp(f) for f in environment_files(project.root, env))
+        key = (env, origin, stamps)
+        found = self._grants.get(key) if False not in stamps else None
+        if found is not None:
+            return found
+        resources = resolve_for_context(project, env).resources if project and env else None
+        grant = host_access(project, env, origin=origin, resources=resources)
+        if False not in stamps:
+            self._grants.put(key, grant)
+        return grant
+
     def readmit(self, run: RunRecord) -> None:
         """Whether a queued run may execute now: an environment that has since come to
         require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
         and a service-managed policy stored since is checked against the run's spec."""
-        policy = self._recorded_rules(run, approved=run.bundle_name is not None)
+        approved = run.bundle_name is not None
+        policy = self._recorded_rules(run, approved=approved)
         if policy is not None:
-            self._check_recorded(run, policy)
+            self._check_recorded(run, policy, approved=approved)
 
     def admit_replay(self, run: RunRecord) -> BundleSpec | None:
         """Whether a new run may start from ``run``'s recorded spec (a replay), under the
@@ -183,7 +217,7 @@ class RunAdmission:
         policy (the stored one, else the project's)."""
         pinned = self._active_revision(run)
         policy = self._recorded_rules(run, approved=pinned is not None)
-        self._check_recorded(run, policy)
+        self._check_recorded(run, policy, approved=pinned is not None)
         return pinned
 
     def approved_bundle_required(self, environment: str | None) -> bool:
@@ -227,8 +261,11 @@ class RunAdmission:
                 self.refuse_unapproved(run.environment)
             return stored_policy(self.store, run.environment)
 
-    def _check_recorded(self, run: RunRecord, policy: PolicyEnforcement | None) -> None:
-        """:meth:`check` on a recorded run's spec, in its environment and directory."""
+    def _check_recorded(
+        self, run: RunRecord, policy: PolicyEnforcement | None, *, approved: bool
+    ) -> None:
+        """:meth:`check` on a recorded run's spec, in its environment and directory; as a
+        signed bundle only when it runs as its ``approved`` revision."""
         from kneo.spec.loader import load_spec_data
 
         source = f"run {run.run_id}"
@@ -240,6 +277,7 @@ class RunAdmission:
             base_dir=Path(base) if base else None,
             source=source,
             policy=policy,
+            origin="bundle" if approved else "spec",
         )
 
     def _active_revision(self, run: RunRecord) -> BundleSpec | None:

@@ -10,7 +10,7 @@ token through :meth:`RunDriver.signal_cancel`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from kneo.platform.observer import RunObserver
 from kneo.platform.outcomes import write_outcome
 from kneo.platform.results import RunResult, run_result
 from kneo.platform.slot import RunSlot
+from kneo.policy.access import HostAccess
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec_data
@@ -49,6 +50,9 @@ class RunDriver:
     lease_seconds: float
     #: one executing run at a time on SQLite (see kneo.platform.slot)
     slot: RunSlot
+    #: what a run may reach on the host (:class:`~kneo.policy.access.HostAccess`), by its
+    #: environment and origin
+    access: Callable[[RunRecord], HostAccess]
     cache_entries: InitVar[int]
     #: renews the lease of every run this process drives (kneo.platform.leases)
     leases: LeaseKeeper = field(init=False)
@@ -153,6 +157,7 @@ class RunDriver:
                     cancellation=token,
                     metadata={"environment": run.environment},
                     waiting=self.slot.released,
+                    access=self.access(run),
                 )
                 result, released = self._finish(run, journal, outcome, audits or [], observer)
             return result

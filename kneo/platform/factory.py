@@ -7,6 +7,7 @@ from pathlib import Path
 from kneo import startup
 from kneo.clock import Clock
 from kneo.platform.manager import PlatformManager
+from kneo.redaction import remember_secrets
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
@@ -31,6 +32,15 @@ def create_persistence_stores(
     return store, store
 
 
+def secret_values(settings: Settings, project: ProjectContext) -> list[str]:
+    """The values of every secret this process may hold: Kneo's own, the variables the
+    project names for the controller and notifications, and the secrets it declares to
+    specs (each redacted by value wherever it appears)."""
+    config = project.config
+    names = {*config.declared_secrets().values(), *config.kneo_variables()}
+    return [*settings.secret_values(), *(v for n in names if (v := settings.secret(n)))]
+
+
 def create_platform(
     settings: Settings | None = None,
     project: ProjectContext | None = None,
@@ -47,6 +57,7 @@ def create_platform(
 
         settings = settings or Settings.from_env()
         project = project or ProjectContext.discover(settings=settings)
+        remember_secrets(secret_values(settings, project))
         if store is None:
             store = open_store(
                 settings.database_url, settings=settings, clock=clock, state_dir=state_dir(project)

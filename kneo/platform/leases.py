@@ -11,14 +11,14 @@ what the stranded-run sweep (:mod:`kneo.platform.sweeps`) relies on.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 
-log = logging.getLogger("kneo_serv.leases")
+log = get_logger("kneo_serv.leases")
 
 
 class LeaseKeeper:

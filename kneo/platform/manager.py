@@ -56,6 +56,7 @@ from kneo.platform.results import RunResult
 from kneo.platform.runs import Runs
 from kneo.platform.slot import RunSlot, default_patience
 from kneo.platform.sweeps import Sweeps
+from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
@@ -101,6 +102,14 @@ class _Forward(Generic[_C, _P, _R]):
         return method(*args, **kwargs)
 
 
+def _default_providers(settings: Settings, project: ProjectContext | None) -> Providers:
+    """The default providers, with the project's provider secrets."""
+    from kneo.engine.providers import create_provider_registry
+
+    secrets_map = project.config.secrets.providers if project is not None else None
+    return create_provider_registry(settings, secrets=secrets_map).get
+
+
 class PlatformManager:
     """Runs specs durably. Both stores may be (and for atomic pauses must be) one Store."""
 
@@ -126,13 +135,8 @@ class PlatformManager:
         self.settings = settings or run_state_store.settings
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
-        if providers is None:
-            from kneo.engine.providers import create_provider_registry
-
-            secrets_map = project.config.secrets.providers if project is not None else None
-            providers = create_provider_registry(self.settings, secrets=secrets_map).get
         self.engine = WorkflowEngine(
-            providers=providers,
+            providers=providers or _default_providers(self.settings, project),
             tools=compiler.tool_registry,
             runtimes=compiler.runtime_registry,
             clock=self.clock,
@@ -147,6 +151,9 @@ class PlatformManager:
         # Every input-keyed cache is bounded, so distinct specs cannot grow the process
         # (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
         entries = self.settings.spec_cache_entries
+        self.admission = RunAdmission(
+            store=self.store, compiler=compiler, project=project, cache_entries=entries
+        )
         self.driver = RunDriver(
             engine=self.engine,
             compiler=compiler,
@@ -154,10 +161,8 @@ class PlatformManager:
             owner=self.owner,
             lease_seconds=max(5.0, float(self.settings.worker_lease_seconds)),
             slot=RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms)),
+            access=self.admission.run_access,
             cache_entries=entries,
-        )
-        self.admission = RunAdmission(
-            store=self.store, compiler=compiler, project=project, cache_entries=entries
         )
         self.preparation = SpecPreparation(
             compiler=compiler,
@@ -185,11 +190,14 @@ class PlatformManager:
         self._worker_stop = threading.Event()
         self._sleep = sleep
 
-    def _mcp_sessions(self, imports: Sequence[McpImport]) -> McpSessions:
-        """A run's MCP sessions (the SDK loads only when a spec imports a server)."""
+    def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:
+        """A run's MCP sessions (the SDK loads only when a spec imports a server), each
+        import as the run's grant allows (the driver gives every run one; without one, the
+        strictest: a spec in the project's default environment)."""
         from kneo.mcp.client import McpClientSessions
 
-        return McpClientSessions(imports, settings=self.settings)
+        grant = access or self.admission.host_access(None, "spec")
+        return McpClientSessions(imports, settings=self.settings, access=grant)
 
     @property
     def lease_seconds(self) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo import metrics
 from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
+from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
 from kneo.periodic import PeriodicTask
 from kneo.platform.webhooks import (
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext, ReceiverConfig
     from kneo.store import NotificationEvent, NotificationRecord, Store
 
-log = logging.getLogger("kneo_serv.notifications")
+log = get_logger("kneo_serv.notifications")
 
 SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
 #: CloudEvents ``source`` without ``KNEO_SERV_PUBLIC_URL`` (with it: that URL).

@@ -92,6 +92,7 @@ class SpecPreparation:
             base_dir=base_dir,
             source=source,
             policy=admitted.policy,
+            origin="bundle" if pinned is not None else "spec",
         )
         workflow = self.compiler.compile(
             model,
@@ -111,7 +112,7 @@ class SpecPreparation:
             "target": target,
             "bundle_fields": pinned.run_fields() if pinned is not None else {},
             "base_dir": str(base_dir.resolve()) if base_dir else None,
-            "spec_path": str(spec_path) if spec_path else None,
+            "spec_path": shown_path(spec_path, self.project),
             "environment": report.environment or environment,
         }
         if key is not None:
@@ -150,6 +151,22 @@ class SpecPreparation:
         # a model built in code leaves ``version`` unset; the stored document must load again
         data.setdefault("version", model.version)
         return model, data, None, "<inline>"
+
+
+def shown_path(spec_path: str | Path | None, project: ProjectContext | None) -> str | None:
+    """A spec file's path as runs record and show it: relative to the project root when it
+    lies under it (the server's own layout is nobody's business), else its name."""
+    if spec_path is None:
+        return None
+    path = Path(spec_path)
+    if not path.is_absolute():
+        return str(spec_path)
+    if project is not None:
+        try:
+            return str(path.resolve().relative_to(project.root.resolve()))
+        except ValueError:
+            pass
+    return path.name
 
 
 def prepare_key(

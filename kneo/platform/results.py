@@ -169,9 +169,14 @@ def run_view(
         "started_at": utc_iso(run.started_at),
         "finished_at": utc_iso(run.finished_at),
         "version": run.version,
-        "metadata": {"environment": run.environment, **(run.metadata or {})},
+        "metadata": {"environment": run.environment, **_shown_metadata(run.metadata)},
     }
     return redact_mapping(view, show_personal=show_personal)
+
+
+def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's metadata without ``base_dir``, the server directory its refs import from."""
+    return {k: v for k, v in (metadata or {}).items() if k != "base_dir"}
 
 
 def page_counts(page: Page[Any]) -> dict[str, Any]:

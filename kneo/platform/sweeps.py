@@ -30,7 +30,6 @@ sweep racing a person's resume (or another sweeper) changes nothing twice.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
+from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
@@ -47,7 +47,7 @@ from kneo.platform.runs import end_run, paused_continuation
 from kneo.platform.tasks import task_requests
 from kneo.store import Store
 
-log = logging.getLogger("kneo_serv.sweeps")
+log = get_logger("kneo_serv.sweeps")
 
 _PAGE = 500
 TIMEOUT_ACTOR = "system:timeout"

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin
 from kneo.policy.enforcement import enforce
-from kneo.policy.environment import resolve_for_context
+from kneo.policy.environment import ResourcesPolicy, resolve_for_context
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.diagnostics import (
     Diagnostic,
@@ -29,6 +30,7 @@ from kneo.spec.diagnostics import (
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.refs import import_roots
 from kneo.tools import ToolRegistry
 
 
@@ -74,14 +76,20 @@ def check_spec(
     runtime_registry: RuntimeRegistry,
     base_dir: Path | None = None,
     policy: PolicyEnforcement | None = None,
-    probe: Callable[[Spec], list[Diagnostic]] | None = None,
+    probe: Callable[[Spec, HostAccess], list[Diagnostic]] | None = None,
+    origin: Origin = "source",
+    resources: ResourcesPolicy | None = None,
 ) -> SpecReport:
-    """Validate, enforce the environment's policy, and report.
+    """Validate, confine to what the project allows, enforce the environment's policy, and
+    report.
 
     The environment is ``env``, else the loaded spec's, else the context's. ``policy``
     overrides the resolved one (the service passes a policy stored in its database).
-    ``probe`` adds diagnostics that need I/O (the CLI asks MCP servers for their tools);
-    the environment's policy applies to them like to the others.
+    ``origin`` says where the spec will run from (:data:`~kneo.policy.access.Origin`);
+    ``resources`` overrides the environment file's ``resources:`` (the controller passes the
+    watched repository's). ``probe`` adds diagnostics that need I/O (the CLI asks MCP
+    servers for their tools), given the grant so it contacts only allowed servers; the
+    environment's policy applies to them like to the others.
     """
     if isinstance(loaded_or_spec, LoadedSpec):
         spec, base_dir = loaded_or_spec.spec, base_dir or loaded_or_spec.base_dir
@@ -90,13 +98,21 @@ def check_spec(
         spec = loaded_or_spec
     if env is None and context is not None:
         env = context.env
-    if policy is None and context is not None and env is not None:
-        policy = resolve_environment_policy(context, env)
-    diagnostics = validate_spec(
+    if base_dir is None and context is not None:
+        base_dir = context.root  # an inline or bundle spec's refs resolve in the project
+    resolved = resolve_for_context(context, env) if context is not None and env else None
+    if policy is None and resolved is not None:
+        policy = resolved.policy_enforcement
+    if resources is None and resolved is not None:
+        resources = resolved.resources
+    access = host_access(context, env, origin=origin, resources=resources)
+    # what the spec may not reach comes first: a refused ref is refused, not "unresolved"
+    diagnostics = access.check(spec, import_roots(base_dir))
+    diagnostics += validate_spec(
         spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir
     )
     if probe is not None:
-        diagnostics += probe(spec)
+        diagnostics += probe(spec, access)
     enforced = enforce(spec, diagnostics, policy)
     all_diagnostics = [*enforced, *diagnostics]
     order = {"error": 0, "warning": 1, "info": 2}
@@ -109,6 +125,27 @@ def check_spec(
         environment=env,
         policy=policy,
         spec=spec,
+    )
+
+
+def host_access(
+    context: ProjectContext | None,
+    env: str | None,
+    *,
+    origin: Origin,
+    resources: ResourcesPolicy | None = None,
+) -> HostAccess:
+    """What specs of ``origin`` may reach in ``env`` under the project of ``context`` (a
+    project with no config file: the defaults; no environment: the project's default)."""
+    from kneo.spec.project import ProjectConfig
+
+    config = context.config if context is not None else ProjectConfig()
+    environment = env or (context.env if context is not None else LOOPBACK_ENVIRONMENT)
+    return HostAccess.for_environment(
+        config,
+        environment,
+        origin=origin,
+        resources=resources,
     )
 
 

@@ -62,6 +62,30 @@ class PromotionPolicy(_Model):
     min_approvals: int = Field(default=1, ge=1, le=20)
 
 
+class ResourcesPolicy(_Model):
+    """What runs in this environment may reach on the host: a narrowing of what the project
+    declares (``.kneo/config.yaml``), never a widening (docs/security.md). An unset list
+    takes no part; a set one is an allow-list a reference must also pass."""
+
+    #: Declared secrets (names or variables) specs may use here.
+    secrets: list[str] | None = None
+    #: Declared MCP servers specs may use here.
+    mcp_servers: list[str] | None = None
+    #: Destinations (hosts, networks, URL prefixes, ``loopback``) a URL must also match.
+    network: list[str] | None = None
+    #: Signed bundles may start their own stdio MCP commands here (reviewed and signed code);
+    #: specs run from a file or through the API never may.
+    bundle_processes: bool = False
+
+    @model_validator(mode="after")
+    def _destinations_parse(self) -> ResourcesPolicy:
+        from kneo.destinations import parse_destination
+
+        for entry in self.network or []:
+            parse_destination(entry)
+        return self
+
+
 class EnvironmentPolicy(_Model):
     """One environment's policy: the merged view every command and the controller use."""
 
@@ -77,6 +101,8 @@ class EnvironmentPolicy(_Model):
     required_signatures: int = Field(default=1, ge=1, le=10)
     #: Narrows which trusted keys may sign for this environment; ``None`` means any trusted key.
     accepted_key_ids: list[str] | None = None
+    #: Narrows what runs here may reach: secrets, MCP servers, network destinations.
+    resources: ResourcesPolicy = Field(default_factory=ResourcesPolicy)
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentPolicy:
@@ -191,6 +217,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
     )
     return EnvironmentPolicy(
         environment=a.environment or b.environment,
+        resources=_merge_resources(a.resources, b.resources),
         description=a.description or b.description,
         policy_enforcement=merge_enforcement(a.policy_enforcement, b.policy_enforcement),
         runs=RunsPolicy(
@@ -200,6 +227,24 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         required_signatures=max(a.required_signatures, b.required_signatures),
         accepted_key_ids=accepted,
     )
+
+
+def _merge_resources(a: ResourcesPolicy, b: ResourcesPolicy) -> ResourcesPolicy:
+    """Allow-lists intersect (an unset one takes no part); ``bundle_processes`` holds only
+    where every side that sets it allows it."""
+    lists = {
+        name: _merge_allow_list(
+            getattr(a, name) if name in a.model_fields_set else None,
+            getattr(b, name) if name in b.model_fields_set else None,
+            empty_means_any=False,
+        )
+        for name in ("secrets", "mcp_servers", "network")
+    }
+    fields: dict[str, Any] = {name: value for name, value in lists.items() if value is not None}
+    switches = [p.bundle_processes for p in (a, b) if "bundle_processes" in p.model_fields_set]
+    if switches:
+        fields["bundle_processes"] = all(switches)
+    return ResourcesPolicy(**fields)
 
 
 # --------------------------------------------------------------------------- files

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from kneo import __version__, metrics, tracing
+from kneo.logs import get_logger, quiet_http_clients
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
@@ -26,12 +27,13 @@ from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.service.operation_ids import operation_id
 from kneo.service.responses import document_responses
+from kneo.service.throttle import SignInThrottle
 from kneo.settings import Settings
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
-log = logging.getLogger(LOGGER_NAME)
+log = get_logger(LOGGER_NAME)
 
 #: SIGTERM under ``kneo service serve``: the listener closes at once; requests in flight get
 #: ``REQUEST_DRAIN_SECONDS``; then runs the in-process worker is executing get
@@ -55,14 +57,17 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflict (idempotency key, lock, already resolved)"),
         (413, "Payload too large"),
         (422, "Validation error"),
+        (429, "Too many failed sign-in attempts from this client (Retry-After)"),
         (503, "Not ready"),
     )
 }
 
 
 def configure_logging(settings: Settings) -> None:
-    """JSON request records on ``kneo_serv.service`` at ``KNEO_SERV_LOG_LEVEL`` (idempotent)."""
-    logger = logging.getLogger(LOGGER_NAME)
+    """JSON request records on ``kneo_serv.service`` at ``KNEO_SERV_LOG_LEVEL``, and HTTP
+    client libraries quiet (idempotent)."""
+    quiet_http_clients()
+    logger = get_logger(LOGGER_NAME)
     logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
     if not any(getattr(h, "_kneo", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
@@ -132,6 +137,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.authenticator = authenticator
+    app.state.sign_in_throttle = SignInThrottle(
+        settings.auth_max_failures, settings.auth_failure_window_seconds
+    )
     app.state.manager = manager
     app.state.worker = None
     app.state.controller = controller

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Request
 
 from kneo.errors import ConfigError, Forbidden, Unauthorized
+from kneo.service.throttle import SignInThrottle
 
 #: Every scope the service knows, in documentation order.
 ALL_SCOPES: tuple[str, ...] = (
@@ -217,6 +218,29 @@ class Authenticator:
         return Principal(found.name, found.scopes)
 
 
+def sign_in(
+    authenticator: Authenticator,
+    throttle: SignInThrottle,
+    request: Request,
+    presented: str | None,
+    *,
+    surface: str,
+) -> Principal:
+    """The principal of ``presented``, through the sign-in throttle
+    (:mod:`kneo.service.throttle`): a throttled client gets ``429`` before its key is even
+    compared, and a wrong key counts against it."""
+    if not authenticator.enabled:
+        return authenticator.authenticate(presented)
+    client = request.client.host if request.client is not None else "unknown"
+    throttle.check(client, presented, surface=surface)
+    try:
+        return authenticator.authenticate(presented)
+    except Unauthorized:
+        if presented:  # a wrong key, not a missing one
+            throttle.failed(client, presented, surface=surface)
+        raise
+
+
 def presented_key(request: Request) -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key`` (bearer wins)."""
     header = request.headers.get("authorization")
@@ -236,8 +260,14 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     # ``async`` on purpose: hashing and comparing a key is microseconds of CPU, and a sync
     # dependency would cost a round trip through the threadpool on every request.
     async def dependency(request: Request) -> Principal:
-        authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.authenticate(presented_key(request))
+        state = request.app.state
+        principal = sign_in(
+            state.authenticator,
+            state.sign_in_throttle,
+            request,
+            presented_key(request),
+            surface="api",
+        )
         request.state.actor = principal.name
         if not principal.has(scope):
             raise Forbidden(f"Missing required scope: {scope}", required_scope=scope)

@@ -72,7 +72,11 @@ def envelope_response(request: Request, status: int, body: dict[str, Any]) -> JS
 
 async def _kneo_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KneoError)
-    return envelope_response(request, exc.http_status, exc.to_dict())
+    response = envelope_response(request, exc.http_status, exc.to_dict())
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # 429: when this client may try again
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

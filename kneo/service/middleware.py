@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kneo import metrics, tracing
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
+from kneo.logs import get_logger
 from kneo.redaction import may_need_redaction, redact
 from kneo.service.errors import error_headers
 from kneo.store.errors import database_error
 
 LOGGER_NAME = "kneo_serv.service"
-logger = logging.getLogger(LOGGER_NAME)
+logger = get_logger(LOGGER_NAME)
 logger.propagate = False  # JSON lines to the service's own stderr handler, not the root's
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

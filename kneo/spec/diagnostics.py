@@ -34,7 +34,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "Over 200,000 nodes (aliases expanded) or 1,000 aliases, or a recursive alias.",
     ),
-    "E_NUMBER_TOO_LONG": ("error", "A number has more than 256 digits in a row."),
+    "E_NUMBER_TOO_LONG": (
+        "error",
+        "A number has more than 256 digits, however grouped (`1_000`, `0xFF`, `1:30:00`).",
+    ),
+    "E_NUMBER_OUT_OF_RANGE": ("error", "A number is not finite (`1e999`, `.inf`, `.nan`)."),
     "E_SCHEMA": ("error", "A field is unknown, missing or of the wrong type (field path given)."),
     "E_UNSUPPORTED_VERSION": (
         "error",
@@ -65,6 +69,27 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "A function step or predicate module directly imports an unsafe primitive.",
     ),
+    "E_SECRET_UNDECLARED": (
+        "error",
+        "`api_key_env` or `secret_env` names a secret the project does not declare (or this environment does not allow).",
+    ),
+    "E_MCP_SERVER_UNDECLARED": (
+        "error",
+        "An `mcp.imports` entry names a server the project does not declare (or this environment does not allow).",
+    ),
+    "E_PROCESS_UNDECLARED": (
+        "error",
+        "An `mcp.imports` entry defines its own command: only declared servers (or signed bundles where allowed) start processes.",
+    ),
+    "E_DESTINATION_NOT_ALLOWED": (
+        "error",
+        "A `base_url` or MCP `url` is not on the environment's network allow-list (or is not an http(s) URL).",
+    ),
+    "E_URL_HAS_CREDENTIALS": ("error", "A URL carries a user name or password."),
+    "E_FUNCTION_NOT_ALLOWED": (
+        "error",
+        "A function ref names a module outside the project that `functions.modules` does not list.",
+    ),
     "E_POLICY_BLOCKED_CODE": (
         "error",
         "The environment policy blocks a diagnostic code that the spec triggers.",
@@ -90,6 +115,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W_MCP_UNREACHABLE": (
         "warning",
         "`validate`/`lint` could not reach an `mcp.imports` server to check its tool names.",
+    ),
+    "W_PROCESS_BUNDLE_ONLY": (
+        "warning",
+        "An `mcp.imports` command runs only from a signed bundle in this environment, never from a file or the API.",
     ),
     "W_TOOL_POLICY_UNRESTRICTED": (
         "warning",
@@ -224,6 +253,25 @@ def workflow_members(spec: Spec) -> tuple[str, list[StepSpec]]:
         return "workflow", []
     key = {"sequential": "steps", "graph": "nodes"}.get(wf.family, "participants")
     return f"workflow.{key}", wf.members()
+
+
+def function_refs(spec: Spec) -> Iterator[tuple[str, str]]:
+    """``(path, module:function)`` for every ref a spec asks Kneo to import: function
+    components and steps, edge predicates, tool implementations."""
+    for name, comp in spec.components.functions.items():
+        yield f"components.functions.{name}.ref", comp.ref
+    for name, tool in spec.components.tools.items():
+        if tool.implementation:
+            yield f"components.tools.{name}.implementation", tool.implementation
+    at, members = workflow_members(spec)
+    for i, step in enumerate(members):
+        own = step.kind == "function" and step.ref not in spec.components.functions
+        if own and is_ref(step.ref):
+            yield f"{at}[{i}].ref", step.ref
+    for i, edge in enumerate(spec.workflow.edges if spec.workflow else []):
+        predicate = edge.condition.predicate if edge.condition else None
+        if predicate is not None and is_ref(predicate):
+            yield f"workflow.edges[{i}].condition.predicate", predicate
 
 
 def has_human_approval(spec: Spec, catalog: ToolCatalog | None = None) -> bool:

@@ -321,11 +321,34 @@ class ComponentsSpec(_Model):
 
 class McpImport(_Model):
     name: str
+    #: A server the project declares (``mcp_servers`` in ``.kneo/config.yaml``), which gives
+    #: the transport, command or url and secret. With no ``command`` and no ``url`` an
+    #: import names the declared server called ``name``.
+    server: str | None = None
     transport: Literal["stdio", "http", "sse"] = "stdio"
+    #: A command of the spec's own: runs only from a signed bundle where the environment's
+    #: policy allows it (``resources.bundle_processes``).
     command: list[str] | None = None
     url: str | None = None
     tools: list[str] = Field(default_factory=list)
+    #: A declared secret (its name or variable) for a server the spec defines itself.
     secret_env: str | None = None
+
+    @model_validator(mode="after")
+    def _server_or_own(self) -> McpImport:
+        if self.server is not None and (self.command or self.url or self.secret_env):
+            raise ValueError(
+                "an import of a declared server takes its command, url and secret from the "
+                "project config: drop command, url and secret_env"
+            )
+        return self
+
+    @property
+    def declared_server(self) -> str | None:
+        """The declared server this import uses, or ``None`` when it defines its own."""
+        if self.server is not None:
+            return self.server
+        return self.name if self.command is None and self.url is None else None
 
 
 class McpSpec(_Model):

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from kneo.errors import ConfigError
-from kneo.names import check_name
+from kneo.names import NAME_PATTERN, check_name, is_valid_name
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -35,6 +35,9 @@ DEFAULT_OVERLAY_PATTERN = "{stem}.{env}.yaml"
 
 #: A secret reference must look like an environment-variable name.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: Kneo's own variables (keys, the database URL, the console and signing secrets) are never a
+#: spec's to read: a project cannot declare one as a spec secret.
+RESERVED_VARIABLE_PREFIX = "KNEO_"
 
 
 class _Model(BaseModel):
@@ -137,6 +140,62 @@ class RetentionConfig(_Model):
     logs_days: int | None = Field(default=None, ge=0)
 
 
+class NetworkConfig(_Model):
+    """Network destinations specs may name (``model.base_url``, MCP ``url``), beyond the model
+    providers' public endpoints (and loopback, in ``dev`` only): hosts (``api.example.com``,
+    ``*.example.com``, ``10.0.0.5:8080``) or URL prefixes (``https://gw.example.com/v1``)."""
+
+    allow: list[str] = Field(default_factory=list, max_length=200)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries_parse(cls, value: list[str]) -> list[str]:
+        from kneo.destinations import parse_destination
+
+        for entry in value:
+            parse_destination(entry)  # raises ValueError naming the entry
+        return value
+
+
+class McpServerConfig(_Model):
+    """An MCP server specs may use by name (``mcp.imports[].server``): the only way a spec
+    run from a file or through the API starts a process or reaches an MCP endpoint it does
+    not name itself."""
+
+    transport: Literal["stdio", "http", "sse"] = "stdio"
+    #: ``stdio``: the command Kneo starts (argv, no shell).
+    command: list[str] | None = Field(default=None, min_length=1)
+    #: ``http``/``sse``: the endpoint.
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
+    #: A declared secret (its name in ``secrets``, or its variable): a stdio server gets it in
+    #: its environment, an HTTP server as ``Authorization: Bearer``.
+    secret: str | None = None
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerConfig:
+        if self.transport == "stdio" and (self.command is None or self.url is not None):
+            raise ValueError("a stdio server needs a command (and no url)")
+        if self.transport != "stdio" and (self.url is None or self.command is not None):
+            raise ValueError(f"an {self.transport} server needs a url (and no command)")
+        return self
+
+
+class FunctionsConfig(_Model):
+    """Where specs' ``module:function`` refs may point: the project's own code always (a
+    source file outside the Python installation); installed modules (the standard library,
+    site-packages, Kneo itself) only when listed here (a module and its submodules)."""
+
+    modules: list[str] = Field(default_factory=list, max_length=200)
+
+    @field_validator("modules")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"{name!r} is not a module name such as 'mycompany.steps'")
+        return value
+
+
 class EnvironmentConfig(_Model):
     #: Overlay file name next to the spec; ``{stem}`` and ``{env}`` are substituted.
     overlay: str = DEFAULT_OVERLAY_PATTERN
@@ -144,6 +203,8 @@ class EnvironmentConfig(_Model):
     policy_enforcement: dict[str, Any] | None = None
     #: Extra secret references for this environment (merged over ``secrets.extra``).
     secrets: dict[str, str] = Field(default_factory=dict)
+    #: Destinations specs may name in this environment, beyond the project's ``network``.
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     description: str | None = None
 
     @field_validator("policy_enforcement")
@@ -297,6 +358,75 @@ class ProjectConfig(_Model):
     #: ``kneo spec``, ``kneo run`` and the service instead of the example tools
     #: (``--tools`` overrides it).
     tool_registry: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    #: MCP servers specs may use by name (docs/security.md).
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict, max_length=200)
+    #: Network destinations specs may name in every environment (docs/security.md).
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    #: Installed modules specs' function refs may name (docs/security.md).
+    functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
+
+    @model_validator(mode="after")
+    def _spec_secrets_confined(self) -> ProjectConfig:
+        """No spec secret is one of Kneo's own variables, and every server's name is a plain
+        name and its secret one the project declares."""
+        own = self.kneo_variables()
+        for where, mapping in self.secret_sources():
+            for name, variable in mapping.items():
+                if variable.upper().startswith(RESERVED_VARIABLE_PREFIX) or variable in own:
+                    raise ValueError(
+                        f"{where}.{name}: {variable} holds one of Kneo's own secrets and can "
+                        "never be a spec secret (KNEO_* variables, and the variables the "
+                        "controller and notification receivers use)"
+                    )
+        declared = self.declared_secrets()
+        for name, server in self.mcp_servers.items():
+            if not is_valid_name(name):
+                raise ValueError(f"mcp_servers: {name!r} is not a valid name ({NAME_PATTERN})")
+            if server.secret is not None and server.secret not in declared:
+                raise ValueError(
+                    f"mcp_servers.{name}.secret: {server.secret!r} is not a declared secret "
+                    "(add it under secrets.extra)"
+                )
+        return self
+
+    def secret_sources(self) -> list[tuple[str, dict[str, str]]]:
+        """Every map of declared spec secrets (name -> variable), with where it is written;
+        the project's own ``model.api_key_env`` default counts as declared."""
+        sources = [
+            ("secrets.providers", self.secrets.providers),
+            ("secrets.extra", self.secrets.extra),
+        ]
+        sources += [(f"environments.{n}.secrets", e.secrets) for n, e in self.environments.items()]
+        default_key = self.model.api_key_env
+        if default_key and _ENV_NAME.match(default_key):
+            sources.append(("model.api_key_env", {default_key: default_key}))
+        return sources
+
+    def declared_secrets(self, env: str | None = None) -> dict[str, str]:
+        """Secret reference -> variable for specs in ``env`` (any environment's when
+        ``None``): a declared name, or the variable it maps to, refers to that variable.
+        Names come first, so a name that is also another secret's variable is the name."""
+        names: dict[str, str] = {}
+        variables: dict[str, str] = {}
+        for where, source in self.secret_sources():
+            other_env = where.startswith("environments.") and where != f"environments.{env}.secrets"
+            if env is not None and other_env:
+                continue
+            for name, variable in source.items():
+                names.setdefault(name, variable)
+                variables.setdefault(variable, variable)
+        return {**variables, **names}
+
+    def kneo_variables(self) -> set[str]:
+        """Variables this config names for Kneo's own use (never a spec's)."""
+        own: set[str] = set()
+        if self.controller is not None:
+            if self.controller.webhook_secret_env:
+                own.add(self.controller.webhook_secret_env)
+            own.update(self.controller.trusted_hmac_keys.values())
+        for receiver in self.notifications.receivers:
+            own.update(v for v in (receiver.url_env, receiver.secret_env) if v)
+        return own
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""

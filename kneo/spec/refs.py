@@ -91,7 +91,16 @@ def find_origin(module: str, roots: Sequence[Path]) -> tuple[str | None, str | N
             locations = list(spec.submodule_search_locations or []) if spec else []
             if not locations:
                 return None, f"'{parts[i - 1]}' is not a package"
-            spec = importlib.machinery.PathFinder.find_spec(name, locations)
+            try:
+                spec = importlib.machinery.PathFinder.find_spec(name, locations)
+            except KeyError:
+                # A namespace package (no __init__.py) whose parent was never imported:
+                # importlib looks the parent up in sys.modules. Its directories are its path.
+                found = [
+                    str(Path(loc, parts[i])) for loc in locations if Path(loc, parts[i]).is_dir()
+                ]
+                spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+                spec.submodule_search_locations = found
             if spec is None:
                 for finder in sys.meta_path:
                     find = getattr(finder, "find_spec", None)

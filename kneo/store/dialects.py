@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import logging
 import os
 import re
 import threading
@@ -31,11 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from kneo.errors import ConfigError
+from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.store import tables as t
 from kneo.store.errors import is_unavailable
 
-log = logging.getLogger("kneo_serv.store")
+log = get_logger("kneo_serv.store")
 
 _NAMED = re.compile(r":([a-z_]+)")
 _Proc = Callable[[Any], Any] | None

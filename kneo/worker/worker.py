@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import socket
 import threading
@@ -49,6 +48,7 @@ from kneo.errors import (
     NotFound,
     ResourceLocked,
 )
+from kneo.logs import get_logger
 from kneo.platform.journal import checkpoint_payload
 from kneo.redaction import redact_text
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
@@ -56,7 +56,7 @@ from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
-log = logging.getLogger("kneo_serv.worker")
+log = get_logger("kneo_serv.worker")
 
 #: After this many claims of one record (each a crash, lost lease or database outage) it is
 #: failed for good.

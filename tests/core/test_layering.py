@@ -67,6 +67,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.ids",
             "kneo.redaction",
             "kneo.documents",
+            "kneo.destinations",
+            "kneo.logs",
             "kneo.names",
             "kneo.tools",
             "kneo.runtimes",

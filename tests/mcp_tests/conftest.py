@@ -1,9 +1,10 @@
 """Fixtures for the MCP tests: the SDK-written server in ``mcp_fixture.py`` over stdio (a
-command in the spec) and over HTTP (a process on an ephemeral port), a project to run in,
-and the counter file every tool call appends to."""
+server the project declares, by name in the spec) and over HTTP (a process on an ephemeral
+port), a project to run in, and the counter file every tool call appends to."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,9 +18,33 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).with_name("mcp_fixture.py")
 
 
+def fixture_command(project: Path) -> list[str]:
+    return [sys.executable, str(FIXTURE), "stdio", "--counter", str(project / "mcp_calls.txt")]
+
+
+def declare_servers(project: Path) -> None:
+    """The project's config: the fixture server as ``fixture`` (and, given the declared
+    secret ``mcp_fixture_token``, as ``fixture-with-secret``), the HTTP token as a secret."""
+    config = {
+        "version": "v1",
+        "secrets": {
+            "extra": {"mcp_fixture_token": "MCP_FIXTURE_TOKEN", "fixture_token": "FIXTURE_TOKEN"}
+        },
+        "mcp_servers": {
+            "fixture": {"command": fixture_command(project)},
+            "fixture-with-secret": {
+                "command": fixture_command(project),
+                "secret": "mcp_fixture_token",
+            },
+        },
+    }
+    (project / ".kneo" / "config.yaml").write_text(json.dumps(config))
+
+
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
     (tmp_path / ".kneo").mkdir()
+    declare_servers(tmp_path)
     return tmp_path
 
 
@@ -29,9 +54,9 @@ def counted(project: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def stdio_import(project: Path, **fields: Any) -> dict[str, Any]:
-    command = [sys.executable, str(FIXTURE), "stdio", "--counter", str(project / "mcp_calls.txt")]
-    return {"name": "fixture", "transport": "stdio", "command": command, **fields}
+def stdio_import(project: Path, server: str = "fixture", **fields: Any) -> dict[str, Any]:
+    """An import of the declared stdio fixture server."""
+    return {"name": "fixture", "server": server, **fields}
 
 
 def agent_spec(

@@ -173,7 +173,7 @@ def test_http_transport_sends_the_secret_and_never_records_it(
             "transport": "http",
             "url": url,
             "tools": ["lookup_user"],
-            "secret_env": "FIXTURE_TOKEN",
+            "secret_env": "fixture_token",
         }
     ]
     spec = agent_spec(
@@ -199,7 +199,7 @@ def test_http_transport_sends_the_secret_and_never_records_it(
 
 def test_stdio_secret_reaches_the_server_process(project: Path) -> None:
     spec = agent_spec(
-        [stdio_import(project, tools=["whoami"], secret_env="MCP_FIXTURE_TOKEN")],
+        [stdio_import(project, "fixture-with-secret", tools=["whoami"])],
         [call("whoami"), {"text": "{last_tool_result}"}],
         tools=["whoami"],
     )

@@ -72,7 +72,7 @@ def test_a_failed_run_is_notified_with_its_run(platform: Any) -> None:
         "workflow": {
             "type": "sequential",
             "name": "boom",
-            "steps": [{"id": "s1", "kind": "function", "ref": "json:loads"}],
+            "steps": [{"id": "s1", "kind": "function", "ref": "tests.service.failing_steps:boom"}],
         },
     }
     failed = manager.run_from_spec(input_text="not json", spec=spec)

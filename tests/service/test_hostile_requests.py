@@ -5,6 +5,7 @@ tests/service/test_openapi_fuzz.py, rows 2 and 6 tests/controller/test_controlle
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -263,3 +264,79 @@ def test_row10_malformed_json_is_400_invalid_request(client: TestClient) -> None
                 content=body,
             )
             _error(r, 400, "invalid_request")
+
+
+NUMBERS = {
+    "underscores": ("1_" * 300 + "1", "E_NUMBER_TOO_LONG"),
+    "hex": ("0x" + "F" * 300, "E_NUMBER_TOO_LONG"),
+    "sexagesimal": (":".join(["59"] * 3000), "E_NUMBER_TOO_LONG"),
+    "infinite": ("1.0e+999", "E_NUMBER_OUT_OF_RANGE"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NUMBERS))
+@pytest.mark.parametrize(
+    ("route", "role"),
+    [("/v1/specs/validate", "viewer"), ("/v1/specs/compile", "viewer"), ("/v1/runs", "operator")],
+)
+def test_numbers_however_written_are_400_naming_the_line(
+    client: TestClient, route: str, role: str, shape: str
+) -> None:
+    """Grouped digits (``1_000``), hex and sexagesimal (``1:30``) bypassed the digit limit
+    and reached Python's ``int_max_str_digits``: a 500 on validate, compile and runs."""
+    number, code = NUMBERS[shape]
+    path = ROOT / ".kneo" / f"numbers-{os.getpid()}-{time.monotonic_ns()}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"version: v1\nagent:\n  name: a\n  model:\n    max_tokens: {number}\n")
+    body = {"spec_path": str(path), **({"input": "x"} if route == "/v1/runs" else {})}
+    try:
+        r = client.post(route, headers=headers(role), json=body)
+    finally:
+        path.unlink()
+    _error(r, 400, code)
+    assert f"{path.name}:5" in r.json()["message"]
+
+
+def test_json_numbers_beyond_a_float_are_400_not_null(client: TestClient) -> None:
+    """``1e999`` was parsed as infinity and stored as ``null``."""
+    body = '{"input": "x", "spec": {"version": "v1", "agent": {"name": "a",\n "model": {"temperature": 1e999}}}}'
+    r = client.post(
+        "/v1/runs",
+        headers={**headers("operator"), "content-type": "application/json"},
+        content=body,
+    )
+    _error(r, 400, "E_NUMBER_OUT_OF_RANGE")
+    assert r.json()["line"] == 2 and "1e999" in r.json()["message"]
+
+
+def test_a_lone_surrogate_escape_is_400_not_a_500_at_insert(client: TestClient) -> None:
+    """``\\ud800`` is valid JSON but no UTF-8 text: the insert failed with a 500."""
+    for text in ("a\\ud800b", "\\udc00", "\\ud83d\\ud83d"):
+        body = '{"input": "' + text + '", "spec_path": "' + SMOKE + '"}'
+        r = client.post(
+            "/v1/runs",
+            headers={**headers("operator"), "content-type": "application/json"},
+            content=body,
+        )
+        _error(r, 400, "invalid_request")
+        assert "surrogate" in r.json()["message"]
+    paired = '{"input": "smile \\ud83d\\ude00", "spec_path": "' + SMOKE + '"}'
+    r = client.post(
+        "/v1/runs",
+        headers={**headers("operator"), "content-type": "application/json"},
+        content=paired,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_no_caller_sees_the_servers_paths(client: TestClient) -> None:
+    """A run's view carried ``base_dir`` and an absolute ``spec_path``: the server's layout."""
+    run = client.post(
+        "/v1/runs", headers=headers("operator"), json={"input": "x", "spec_path": SMOKE}
+    ).json()
+    for role in ("viewer", "admin"):
+        view = client.get(f"/v1/runs/{run['run_id']}", headers=headers(role)).json()
+        assert "base_dir" not in view["metadata"]
+        assert view["metadata"]["spec_path"] == SMOKE
+        audit = client.get("/v1/audit-events", headers=headers(role)).text
+        assert str(ROOT) not in json.dumps(view) and str(ROOT) not in audit

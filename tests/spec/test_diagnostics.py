@@ -362,7 +362,17 @@ def test_every_validator_code_has_a_case() -> None:
     policy = {c for c in CODES if c.startswith("E_POLICY_")}
     # asked of MCP servers by `spec validate|lint`: tests/mcp_tests/test_mcp_client.py
     probed = {"E_MCP_TOOL_UNKNOWN", "W_MCP_UNREACHABLE"}
-    assert set(CODES) - load_time - policy - probed == {c[0] for c in CASES}
+    # what the project lets a spec reach: tests/policy/test_access.py
+    access = {
+        "E_SECRET_UNDECLARED",
+        "E_MCP_SERVER_UNDECLARED",
+        "E_PROCESS_UNDECLARED",
+        "E_DESTINATION_NOT_ALLOWED",
+        "E_URL_HAS_CREDENTIALS",
+        "E_FUNCTION_NOT_ALLOWED",
+        "W_PROCESS_BUNDLE_ONLY",
+    }
+    assert set(CODES) - load_time - policy - probed - access == {c[0] for c in CASES}
 
 
 def test_clean_spec_has_no_findings(

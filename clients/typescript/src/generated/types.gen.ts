@@ -19,6 +19,45 @@ export type ContinueRequest = {
 };
 
 /**
+ * ConversationView
+ *
+ * One agent step's transcript up to now (the newest 200 messages).
+ */
+export type ConversationView = {
+    /**
+     * Agent
+     */
+    agent: string | null;
+    /**
+     * Finished
+     */
+    finished: boolean;
+    /**
+     * Messages
+     */
+    messages: Array<MessageView>;
+    /**
+     * Omitted
+     *
+     * Older messages left out.
+     */
+    omitted: number;
+    /**
+     * Step Id
+     */
+    step_id: string;
+    /**
+     * Turns
+     */
+    turns: number;
+    /**
+     * Unit
+     */
+    unit: string;
+    [key: string]: unknown;
+};
+
+/**
  * CreateRunRequest
  *
  * Body of ``POST /v1/runs`` and ``POST /v1/specs/run``.
@@ -86,6 +125,47 @@ export type CreateRunRequest = {
      * Run-level deadline.
      */
     timeout_seconds?: number | null;
+};
+
+/**
+ * DecisionView
+ *
+ * A decision recorded on a run (a person's, or a timeout's: ``automatic``).
+ */
+export type DecisionView = {
+    /**
+     * Automatic
+     */
+    automatic?: boolean | null;
+    /**
+     * Content
+     */
+    content?: string | null;
+    /**
+     * Decided At
+     */
+    decided_at: string | null;
+    /**
+     * Decided By
+     */
+    decided_by: string | null;
+    /**
+     * Decision
+     */
+    decision: string | null;
+    /**
+     * Request Id
+     */
+    request_id: string | null;
+    /**
+     * Selected Option
+     */
+    selected_option?: string | null;
+    /**
+     * Wait Key
+     */
+    wait_key: string;
+    [key: string]: unknown;
 };
 
 export type Error = {
@@ -193,6 +273,10 @@ export type HumanRequestView = {
  */
 export type HumanTask = {
     /**
+     * With include=context (null for a task of no run).
+     */
+    context?: TaskContext | null;
+    /**
      * Continuation Id
      */
     continuation_id: string;
@@ -212,6 +296,12 @@ export type HumanTask = {
      * Expires At
      */
     expires_at: string | null;
+    /**
+     * Input Preview
+     *
+     * The first words of the run's input (in a listing).
+     */
+    input_preview?: string | null;
     /**
      * The first of ``requests``.
      */
@@ -295,6 +385,50 @@ export type HumanTaskList = {
 };
 
 /**
+ * MessageView
+ *
+ * One message of an agent's transcript (redacted; ``content`` cut at 4,000 characters,
+ * ``content_chars`` its whole length).
+ */
+export type MessageView = {
+    /**
+     * Content
+     */
+    content?: string | null;
+    /**
+     * Content Chars
+     */
+    content_chars?: number | null;
+    /**
+     * Index
+     */
+    index: number;
+    /**
+     * Name
+     *
+     * The tool a result is from.
+     */
+    name?: string | null;
+    /**
+     * Role
+     *
+     * system, user, assistant or tool
+     */
+    role: string;
+    /**
+     * Tool Call Id
+     *
+     * The call a tool result answers.
+     */
+    tool_call_id?: string | null;
+    /**
+     * Tool Calls
+     */
+    tool_calls?: Array<ToolCallView> | null;
+    [key: string]: unknown;
+};
+
+/**
  * PolicyEnforcement
  *
  * Gates an environment puts on top of diagnostics (``E_POLICY_*`` when violated).
@@ -330,6 +464,65 @@ export type PolicyEnforcement = {
      * Require Tool Permissions
      */
     require_tool_permissions?: boolean;
+};
+
+/**
+ * PositionView
+ */
+export type PositionView = {
+    /**
+     * Family
+     */
+    family: string | null;
+    /**
+     * Steps
+     */
+    steps: Array<StepPosition>;
+    /**
+     * Visited
+     */
+    visited: Array<string>;
+    [key: string]: unknown;
+};
+
+/**
+ * RequestContext
+ *
+ * What is particular to one request: the model's words for a tool call, an output
+ * under review next to what produced it.
+ */
+export type RequestContext = {
+    /**
+     * Agent Message
+     */
+    agent_message?: string | null;
+    /**
+     * Message Index
+     */
+    message_index?: number | null;
+    /**
+     * Output
+     */
+    output?: string | null;
+    /**
+     * Output Chars
+     */
+    output_chars?: number | null;
+    /**
+     * Produced By
+     */
+    produced_by?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Request Id
+     */
+    request_id: string;
+    /**
+     * Unit
+     */
+    unit: string | null;
+    [key: string]: unknown;
 };
 
 /**
@@ -541,6 +734,12 @@ export type RunView = {
      */
     continuation_id: string | null;
     /**
+     * Conversations
+     *
+     * With include=conversation.
+     */
+    conversations?: Array<ConversationView> | null;
+    /**
      * Created At
      */
     created_at: string | null;
@@ -560,6 +759,12 @@ export type RunView = {
      * Deadline At
      */
     deadline_at: string | null;
+    /**
+     * Decisions
+     *
+     * With include=conversation.
+     */
+    decisions?: Array<DecisionView> | null;
     /**
      * Error
      */
@@ -663,6 +868,80 @@ export type SpecRequest = {
      * Path of a YAML spec, on the server.
      */
     spec_path?: string | null;
+};
+
+/**
+ * StepPosition
+ */
+export type StepPosition = {
+    /**
+     * Kind
+     */
+    kind: string | null;
+    /**
+     * Status
+     *
+     * done, skipped, waiting or not_reached
+     */
+    status: string;
+    /**
+     * Step Id
+     */
+    step_id: string;
+    /**
+     * Visits
+     */
+    visits: number;
+    [key: string]: unknown;
+};
+
+/**
+ * TaskContext
+ *
+ * ``include=context``: the run a decider judges by (redacted for the caller).
+ */
+export type TaskContext = {
+    /**
+     * Conversations
+     */
+    conversations: Array<ConversationView>;
+    /**
+     * Decisions
+     */
+    decisions: Array<DecisionView>;
+    position: PositionView;
+    /**
+     * Requests
+     */
+    requests: Array<RequestContext>;
+    /**
+     * Run
+     */
+    run: {
+        [key: string]: unknown;
+    };
+    [key: string]: unknown;
+};
+
+/**
+ * ToolCallView
+ */
+export type ToolCallView = {
+    /**
+     * Arguments
+     */
+    arguments: {
+        [key: string]: unknown;
+    };
+    /**
+     * Id
+     */
+    id: string | null;
+    /**
+     * Name
+     */
+    name: string | null;
+    [key: string]: unknown;
 };
 
 export type HealthCheckData = {
@@ -800,6 +1079,10 @@ export type AuditEventsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -864,6 +1147,10 @@ export type ControllerReconcileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -919,6 +1206,10 @@ export type ControllerRequestsGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -976,6 +1267,10 @@ export type ControllerStatusErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1048,6 +1343,10 @@ export type ControllerWebhookErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1100,6 +1399,12 @@ export type HumanTasksListData = {
          * Older Than Seconds
          */
         older_than_seconds?: number | null;
+        /**
+         * Q
+         *
+         * Search: tasks holding every word of it (whole words, any case) in their prompts, run input, workflow or bundle name, or assignees.
+         */
+        q?: string | null;
         /**
          * Cursor
          *
@@ -1168,6 +1473,10 @@ export type HumanTasksListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1233,6 +1542,10 @@ export type HumanTasksGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1290,6 +1603,10 @@ export type HumanTasksResumeErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1367,6 +1684,10 @@ export type NotificationsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1424,6 +1745,10 @@ export type NotificationsRetryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1480,6 +1805,10 @@ export type EnvironmentPoliciesListErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1543,6 +1872,10 @@ export type EnvironmentPoliciesGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1604,6 +1937,10 @@ export type EnvironmentPoliciesReplaceErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1689,6 +2026,10 @@ export type RegistryBundlesListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1759,6 +2100,10 @@ export type RegistryBundlesGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1856,6 +2201,10 @@ export type RunsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -1908,6 +2257,10 @@ export type RunsCreateErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -1978,6 +2331,10 @@ export type RunsGetErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2035,6 +2392,10 @@ export type RunsCancelErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2125,6 +2486,10 @@ export type RunsCheckpointsListErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2196,6 +2561,10 @@ export type RunsCheckpointsDiffErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2260,6 +2629,10 @@ export type RunsContinueErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2330,6 +2703,10 @@ export type RunsEventsStreamErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2385,6 +2762,10 @@ export type RunsPolicyReportErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2448,6 +2829,10 @@ export type RunsRecoveryErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2509,6 +2894,10 @@ export type RunsReplayErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2599,6 +2988,10 @@ export type RunsTraceErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2655,6 +3048,10 @@ export type SecurityCredentialsGetErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2713,6 +3110,10 @@ export type SpecsCompileErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2769,6 +3170,10 @@ export type SpecsExplainErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
@@ -2827,6 +3232,10 @@ export type SpecsPolicyReportErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2884,6 +3293,10 @@ export type SpecsRunErrors = {
      */
     422: Error;
     /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
      * Not ready
      */
     503: Error;
@@ -2940,6 +3353,10 @@ export type SpecsValidateErrors = {
      * Validation error
      */
     422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
     /**
      * Not ready
      */
