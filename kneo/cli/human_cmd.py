@@ -133,7 +133,12 @@ def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
 @options
 def resume(
     continuation_id: str,
-    request_id: str = typer.Option(..., "--request-id"),
+    request_id: list[str] = typer.Option(
+        ...,
+        "--request-id",
+        help="The request to decide; repeat it to decide several requests of the task "
+        "together with the same decision (all or none are recorded)",
+    ),
     approve: bool = typer.Option(False, "--approve"),
     reject: bool = typer.Option(False, "--reject"),
     edit: str | None = typer.Option(None, "--edit"),
@@ -153,7 +158,8 @@ def resume(
     ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
-    """Resume a paused run, or decide a promotion task, with exactly one decision."""
+    """Resume a paused run, or decide a promotion task, with exactly one decision (for
+    every request given)."""
     from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
@@ -181,13 +187,28 @@ def resume(
 
         client._actor = actor or default_actor()
     with progress(f"resuming {continuation_id}", enabled=not opts.structured):
-        data = client.resume(
-            continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
-            selected_option=select,
-            idempotency_key=idempotency_key,
-        )
+        if len(request_id) == 1:
+            data = client.resume(
+                continuation_id,
+                request_id=request_id[0],
+                decision=decision,
+                content=content,
+                selected_option=select,
+                idempotency_key=idempotency_key,
+            )
+        else:
+            data = client.decide(
+                continuation_id,
+                [
+                    {
+                        "request_id": rid,
+                        "decision": decision,
+                        "content": content,
+                        "selected_option": select,
+                    }
+                    for rid in request_id
+                ],
+                idempotency_key=idempotency_key,
+            )
     render_run_response(data, opts)
     exit_for(data)
