@@ -114,8 +114,10 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  * List Human Tasks
  *
  * Pending human tasks, filtered by run, workflow, environment, assignee or request kind
- * (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
- * ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``.
+ * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
+ * however deep) or a bounded ``offset``; ``total`` and ``counts_by_assignee`` with
+ * ``include=counts``. Each task carries ``input_preview``, the first words of its run's
+ * input.
  */
 export const humanTasksList = <ThrowOnError extends boolean = false>(options?: Options<HumanTasksListData, ThrowOnError>) => (options?.client ?? client).get<HumanTasksListResponses, HumanTasksListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
