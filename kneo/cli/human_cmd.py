@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from kneo.cli.output import (
@@ -187,28 +189,41 @@ def resume(
 
         client._actor = actor or default_actor()
     with progress(f"resuming {continuation_id}", enabled=not opts.structured):
-        if len(request_id) == 1:
-            data = client.resume(
-                continuation_id,
-                request_id=request_id[0],
-                decision=decision,
-                content=content,
-                selected_option=select,
-                idempotency_key=idempotency_key,
-            )
-        else:
-            data = client.decide(
-                continuation_id,
-                [
-                    {
-                        "request_id": rid,
-                        "decision": decision,
-                        "content": content,
-                        "selected_option": select,
-                    }
-                    for rid in request_id
-                ],
-                idempotency_key=idempotency_key,
-            )
+        data = _decide(
+            client, continuation_id, request_id, decision, content, select, idempotency_key
+        )
     render_run_response(data, opts)
     exit_for(data)
+
+
+def _decide(
+    client: Any,
+    continuation_id: str,
+    request_ids: list[str],
+    decision: str,
+    content: str | None,
+    selected_option: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """One request: ``resume``; several: ``decide``, all recorded together or none."""
+    if len(request_ids) == 1:
+        return dict(
+            client.resume(
+                continuation_id,
+                request_id=request_ids[0],
+                decision=decision,
+                content=content,
+                selected_option=selected_option,
+                idempotency_key=idempotency_key,
+            )
+        )
+    decisions = [
+        {
+            "request_id": rid,
+            "decision": decision,
+            "content": content,
+            "selected_option": selected_option,
+        }
+        for rid in request_ids
+    ]
+    return dict(client.decide(continuation_id, decisions, idempotency_key=idempotency_key))
