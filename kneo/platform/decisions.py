@@ -142,6 +142,7 @@ class Decisions:
             "tasks": views,
             "count": len(page.items),
             "total": page.total,
+            "total_capped": page.total_capped,
             "limit": page.limit,
             "offset": page.offset,
             "next_cursor": page.next_cursor,

@@ -41,7 +41,8 @@ def list_human_tasks(
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
     (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
-    however deep) or a bounded ``offset``; ``total`` and ``counts_by_assignee`` with
+    however deep) or a bounded ``offset``; ``total`` always (exact up to
+    ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
     ``include=counts``. Each task carries ``input_preview``, the first words of its run's
     input."""
     listed = caller.manager.list_human_tasks(
@@ -57,12 +58,15 @@ def list_human_tasks(
         limit=page.limit,
         offset=page.offset,
         cursor=page.cursor,
-        count=page.counts,
+        count=True,
         by_assignee=page.counts,
         show_personal=shows_personal_data(caller.principal.scopes),
         q=q,
     )
-    return {**listed, **page.metadata(listed["count"], listed["total"])}
+    return {
+        **listed,
+        **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
+    }
 
 
 @router.get("/human-tasks/{continuation_id}")

@@ -1079,7 +1079,7 @@ export type AuditEventsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -1451,7 +1451,7 @@ export type HumanTasksListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**
@@ -2088,7 +2088,7 @@ export type RegistryBundlesListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -2241,7 +2241,7 @@ export type RunsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**
