@@ -84,6 +84,7 @@ def one(checkout: Path, runs: int, *, callgrind: bool = False) -> dict[str, floa
         (root / "spec.yaml").write_text(SPEC)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
         env["PYTHONPATH"] = str(checkout)
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts: repeatable counts
         command = [sys.executable, "-c", CHILD, str(root), str(runs)]
         if callgrind:
             out = root / "callgrind.out"

@@ -82,7 +82,7 @@ _SECRET_NAME = (
     # segments before the keyword, fewest first; possessive inside a segment, so a word is
     # never re-read character by character (that made this pattern cost 2.5x the rest)
     r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]++[_.-])*?"
-    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"(?:pass(?:word|wd|phrase)|secret|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|credentials?|auth)"
     r"(?:[_.-][A-Za-z0-9]++)*+(?![A-Za-z0-9])"
 )
@@ -120,7 +120,6 @@ def _authorization(match: re.Match[str]) -> str:
 _Rule = tuple[tuple[str, ...], re.Pattern[str], Any]
 _ASSIGNED_TRIGGERS = (
     "pass",
-    "pwd",
     "secret",
     "token",
     "credential",
@@ -204,7 +203,6 @@ _PATTERNS = _SECRET_PATTERNS + _PERSONAL_PATTERNS
 _PLAIN = (
     "@",
     "pass",
-    "pwd",
     "secret",
     "token",
     "bearer",

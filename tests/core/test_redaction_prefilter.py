@@ -42,7 +42,7 @@ MINIMAL = [
     "z@zq.zq",
     "123-45-6789",
     "+12345678",
-    *(f"{word}=q" for word in ("password", "passwd", "passphrase", "pwd", "secret", "token")),
+    *(f"{word}=q" for word in ("password", "passwd", "passphrase", "secret", "token")),
     "auth=q",
     *(f"{word}{sep}key=1" for word in ("api", "access") for sep in ("", "_", "-")),
 ]
@@ -172,7 +172,6 @@ WORDS = [
     ":pw@",
     "_password",
     "passphrase",
-    "pwd",
     "auth",
     "AKIA",
     "@",
