@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from kneo.cli.output import (
@@ -133,7 +135,12 @@ def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
 @options
 def resume(
     continuation_id: str,
-    request_id: str = typer.Option(..., "--request-id"),
+    request_id: list[str] = typer.Option(
+        ...,
+        "--request-id",
+        help="The request to decide; repeat it to decide several requests of the task "
+        "together with the same decision (all or none are recorded)",
+    ),
     approve: bool = typer.Option(False, "--approve"),
     reject: bool = typer.Option(False, "--reject"),
     edit: str | None = typer.Option(None, "--edit"),
@@ -153,7 +160,8 @@ def resume(
     ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
-    """Resume a paused run, or decide a promotion task, with exactly one decision."""
+    """Resume a paused run, or decide a promotion task, with exactly one decision (for
+    every request given)."""
     from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
@@ -181,13 +189,41 @@ def resume(
 
         client._actor = actor or default_actor()
     with progress(f"resuming {continuation_id}", enabled=not opts.structured):
-        data = client.resume(
-            continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
-            selected_option=select,
-            idempotency_key=idempotency_key,
+        data = _decide(
+            client, continuation_id, request_id, decision, content, select, idempotency_key
         )
     render_run_response(data, opts)
     exit_for(data)
+
+
+def _decide(
+    client: Any,
+    continuation_id: str,
+    request_ids: list[str],
+    decision: str,
+    content: str | None,
+    selected_option: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """One request: ``resume``; several: ``decide``, all recorded together or none."""
+    if len(request_ids) == 1:
+        return dict(
+            client.resume(
+                continuation_id,
+                request_id=request_ids[0],
+                decision=decision,
+                content=content,
+                selected_option=selected_option,
+                idempotency_key=idempotency_key,
+            )
+        )
+    decisions = [
+        {
+            "request_id": rid,
+            "decision": decision,
+            "content": content,
+            "selected_option": selected_option,
+        }
+        for rid in request_ids
+    ]
+    return dict(client.decide(continuation_id, decisions, idempotency_key=idempotency_key))

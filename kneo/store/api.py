@@ -261,13 +261,13 @@ class Store(
         elif status is not None:
             where.append(c.status.in_(list(status)))
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
-                count=count,
+                count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
             spec_text = rows.spec_reader(self.dialect, conn)
             items = [rows.run(r, spec_text) for r in found]
-        return Page(items, total, limit, offset, sort_by, order, next_cursor)
+        return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
 
     # -- checkpoints and trace --------------------------------------------------------
     def list_checkpoints(
@@ -477,12 +477,12 @@ class Store(
         with self._read() as conn:
             if search:
                 where, columns = self._searched(conn, where, search)
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.continuations, where, columns, order, limit=limit, offset=offset,
-                cursor=cursor, count=count,
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
         items = [rows.continuation(r) for r in found]
-        return Page(items, total, limit, offset, "created_at", order, next_cursor)
+        return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
 
     @staticmethod
     def _searched(
@@ -565,12 +565,12 @@ class Store(
             where.append(a.continuation_id == continuation_id)
         columns = (a.id,)
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
-                cursor=cursor, count=count,
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
         items = [rows.audit(r) for r in found]
-        return Page(items, total, limit, offset, "created_at", "desc", next_cursor)
+        return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)
 
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""

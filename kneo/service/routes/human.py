@@ -13,7 +13,7 @@ from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
-from kneo.service.schemas import ResumeRequest, check_limits
+from kneo.service.schemas import DecisionsRequest, ResumeRequest, check_limits
 
 router = APIRouter(tags=["human-tasks"])
 #: What ``include=context`` takes besides ``human:read``: the context is the run's data.
@@ -41,7 +41,8 @@ def list_human_tasks(
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
     (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
-    however deep) or a bounded ``offset``; ``total`` and ``counts_by_assignee`` with
+    however deep) or a bounded ``offset``; ``total`` always (exact up to
+    ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
     ``include=counts``. Each task carries ``input_preview``, the first words of its run's
     input."""
     listed = caller.manager.list_human_tasks(
@@ -57,12 +58,15 @@ def list_human_tasks(
         limit=page.limit,
         offset=page.offset,
         cursor=page.cursor,
-        count=page.counts,
+        count=True,
         by_assignee=page.counts,
         show_personal=shows_personal_data(caller.principal.scopes),
         q=q,
     )
-    return {**listed, **page.metadata(listed["count"], listed["total"])}
+    return {
+        **listed,
+        **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
+    }
 
 
 @router.get("/human-tasks/{continuation_id}")
@@ -113,6 +117,36 @@ def resume_human_task(
         selected_option=body.selected_option,
         actor=caller.principal.name,
         idempotency_key=key,
+    )
+    annotate(request, run_id=result.run_id)
+    headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
+    body_out = result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
+    return JSONResponse(body_out, status_code=200, headers=headers)
+
+
+@router.post("/human-tasks/{continuation_id}/decisions")
+def decide_human_task(
+    request: Request,
+    continuation_id: str,
+    body: DecisionsRequest,
+    caller: Caller = Depends(caller_dep("human:write")),
+) -> JSONResponse:
+    """Decide several requests of one task together: all are checked, then written in one
+    transaction (none when one is refused); the run continues once none is pending."""
+    from kneo.platform.decisions import DecisionInput
+
+    limits = request.app.state.settings.limits
+    for item in body.decisions:
+        check_limits(item, limits)
+    annotate(request, continuation_id=continuation_id)
+    result = caller.manager.decide(
+        continuation_id,
+        [
+            DecisionInput(d.request_id, d.decision, d.content, d.selected_option)
+            for d in body.decisions
+        ],
+        actor=caller.principal.name,
+        idempotency_key=request.headers.get(HEADER),
     )
     annotate(request, run_id=result.run_id)
     headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -55,7 +55,7 @@ export const healthReady = <ThrowOnError extends boolean = false>(options?: Opti
  * List Audit Events
  *
  * Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
- * (flat however deep) or a bounded ``offset``; ``total`` with ``include=counts``.
+ * (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap.
  */
 export const auditEventsList = <ThrowOnError extends boolean = false>(options?: Options<AuditEventsListData, ThrowOnError>) => (options?.client ?? client).get<AuditEventsListResponses, AuditEventsListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -115,7 +115,8 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  *
  * Pending human tasks, filtered by run, workflow, environment, assignee or request kind
  * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
- * however deep) or a bounded ``offset``; ``total`` and ``counts_by_assignee`` with
+ * however deep) or a bounded ``offset``; ``total`` always (exact up to
+ * ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
  * ``include=counts``. Each task carries ``input_preview``, the first words of its run's
  * input.
  */
@@ -135,6 +136,22 @@ export const humanTasksGet = <ThrowOnError extends boolean = false>(options: Opt
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
     url: '/v1/human-tasks/{continuation_id}',
     ...options
+});
+
+/**
+ * Decide Human Task
+ *
+ * Decide several requests of one task together: all are checked, then written in one
+ * transaction (none when one is refused); the run continues once none is pending.
+ */
+export const humanTasksDecide = <ThrowOnError extends boolean = false>(options: Options<HumanTasksDecideData, ThrowOnError>) => (options.client ?? client).post<HumanTasksDecideResponses, HumanTasksDecideErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/human-tasks/{continuation_id}/decisions',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**
@@ -219,8 +236,8 @@ export const environmentPoliciesReplace = <ThrowOnError extends boolean = false>
  * List Registry
  *
  * Bundle revisions (active ones by default; ``status=all`` for every revision) by
- * bundle, environment and revision; paged by ``cursor``, ``total`` with
- * ``include=counts``.
+ * bundle, environment and revision; paged by ``cursor``; ``total`` counted up to the count
+ * cap.
  */
 export const registryBundlesList = <ThrowOnError extends boolean = false>(options?: Options<RegistryBundlesListData, ThrowOnError>) => (options?.client ?? client).get<RegistryBundlesListResponses, RegistryBundlesListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -243,7 +260,7 @@ export const registryBundlesGet = <ThrowOnError extends boolean = false>(options
  * List Runs
  *
  * Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
- * bounded ``offset``; ``total`` with ``include=counts``.
+ * bounded ``offset``; ``total`` counted up to the count cap.
  */
 export const runsList = <ThrowOnError extends boolean = false>(options?: Options<RunsListData, ThrowOnError>) => (options?.client ?? client).get<RunsListResponses, RunsListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
