@@ -78,6 +78,7 @@ def list_tasks(
         f"human tasks ({data['count']} shown{next_page(data)})",
         ["continuation", "request", "kind", "assignee", "prompt", "expires_at", "escalated"],
         rows,
+        optional=("assignee", "expires_at", "escalated"),
     )
 
 
