@@ -44,7 +44,6 @@ COMPOSE_VARIABLES: dict[str, str] = {
     "KNEO_COMPOSE_GITOPS_DIR": "host path of the Git repository mounted at /gitops",
     "KNEO_COMPOSE_GITOPS_REPO": "what the controller watches: /gitops or a Git URL",
     "KNEO_COMPOSE_TRUSTED_KEYS": "host directory of trusted public keys (*.pub)",
-    "KNEO_COMPOSE_WEBHOOK_SECRET_ENV": "variable holding the Git webhook secret (default: none)",
 }
 
 #: Variables whose whole value is a secret.
@@ -426,15 +425,6 @@ class _Checker:
                 "trusts the published demo key: anyone can sign bundles it accepts; use "
                 "your CI's public key for anything but a trial",
                 "KNEO_COMPOSE_TRUSTED_KEYS",
-            )
-        webhook = self.values.get("KNEO_COMPOSE_WEBHOOK_SECRET_ENV")
-        if webhook and not self.values.get(webhook):
-            self.add(
-                "error",
-                "env_missing",
-                f"names {webhook} as the webhook secret's variable, but the file does not "
-                "set it: the controller would refuse to start",
-                "KNEO_COMPOSE_WEBHOOK_SECRET_ENV",
             )
 
     # ---------------------------------------------------------------- secrets

@@ -118,6 +118,8 @@ class Limits:
     max_list_items: int = 100
     #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
     max_list_offset: int = 10_000
+    #: a listing's ``total`` is exact up to this many rows, then capped (``total_capped``)
+    max_list_count: int = 10_000
     max_path_chars: int = 4_096
 
 
@@ -221,6 +223,8 @@ class Settings:
     admin_api_key: str = ""
     client_api_key: str = ""
     idempotency_key: str = ""
+    #: the Git push webhook's secret when no ``webhook_secret_env`` names another variable
+    webhook_secret: str | None = None
     #: Failed sign-ins (a wrong API key, over the API or the console) a client address, or
     #: a key prefix, may make within ``auth_failure_window_seconds`` before ``429``.
     auth_max_failures: int = 10
@@ -310,6 +314,7 @@ class Settings:
             admin_api_key=admin,
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
+            webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
             auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
             auth_failure_window_seconds=_float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
             or 60.0,
@@ -402,6 +407,7 @@ class Settings:
             "api_keys",
             "admin_api_key",
             "client_api_key",
+            "webhook_secret",
             "spec_signing_key",
             "console_secret",
             "environ",

@@ -24,8 +24,16 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kneo.console.auth import ConsoleAuth, SignInRequired
+from kneo.console.drafts import TOKEN_CHANGED, SessionLost, kept_context
 from kneo.console.forms import KIND_LABELS
-from kneo.console.pages import build_router, console_path, safe_next, set_session
+from kneo.console.pages import (
+    Render,
+    build_router,
+    console_path,
+    redraw_draft,
+    safe_next,
+    set_session,
+)
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.errors import KneoError
 from kneo.redaction import redact_text
@@ -95,6 +103,13 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     console.state.auth = auth
     console.mount("/static", _NoSniffStatic(directory=str(HERE / "static")), name="static")
     console.include_router(build_router(auth, render))
+    _error_pages(console, auth, render)
+    return console
+
+
+def _error_pages(console: FastAPI, auth: ConsoleAuth, render: Render) -> None:
+    """What the console answers instead of a route's response: an error page, the sign-in
+    page (with a kept decision, :mod:`kneo.console.drafts`), or the form again."""
 
     def error_page(request: Request, status: int, code: str, message: str) -> Response:
         viewer = auth.viewer(request)
@@ -117,6 +132,18 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
             return Response(status_code=204, headers={"HX-Redirect": login})
         return RedirectResponse(login, status_code=303)
 
+    async def session_lost(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SessionLost)
+        if exc.viewer is not None:  # still signed in, with a newer token: the form again
+            return redraw_draft(request, exc.viewer, render, exc, TOKEN_CHANGED, 403)
+        fresh = Session.anonymous()
+        context: dict[str, Any] = {
+            "next": safe_next(request, request.url.path),
+            "csrf": fresh.csrf,
+        }
+        context |= kept_context(exc)
+        return render(request, "login.html", context, status_code=401, session=fresh)
+
     async def invalid(request: Request, exc: Exception) -> Response:
         return error_page(request, 400, "invalid_request", "The request was not understood.")
 
@@ -127,9 +154,9 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
 
     console.add_exception_handler(KneoError, kneo_error)
     console.add_exception_handler(SignInRequired, sign_in)
+    console.add_exception_handler(SessionLost, session_lost)
     console.add_exception_handler(RequestValidationError, invalid)
     console.add_exception_handler(StarletteHTTPException, http_error)
-    return console
 
 
 # ---------------------------------------------------------------------- template filters

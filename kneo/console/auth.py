@@ -98,6 +98,10 @@ class ConsoleAuth:
             return None
         principal = found[0]
         request.scope.setdefault("state", {})["actor"] = principal.name  # the request log
+        return self.viewer_of(principal, session)
+
+    def viewer_of(self, principal: Principal, session: Session) -> Viewer:
+        """``principal`` as a viewer of the pages its scopes allow, in ``session``."""
         allowed = frozenset(p for p, s in self.scopes.items() if s <= principal.scopes)
         return Viewer(principal, session, allowed)
 

@@ -18,6 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kneo.console.auth import ConsoleAuth, Posted, Viewer
+from kneo.console.drafts import (
+    SIGNED_IN_AGAIN,
+    SessionLost,
+    kept_context,
+    kept_draft,
+    kept_form,
+)
 from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
@@ -106,8 +113,12 @@ class _View:
         return self.render(self.request, template, shown, status_code=status_code)
 
     def redirect(self, name: str, **params: Any) -> Response:
-        """303 to the console route ``name``."""
-        return RedirectResponse(console_path(self.request, name, **params), status_code=303)
+        """303 to the console route ``name``; for a form htmx posted, ``HX-Redirect`` (the
+        browser loads the page, as after a plain form)."""
+        target = console_path(self.request, name, **params)
+        if self.request.headers.get("hx-request"):
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
 
 
 def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -130,6 +141,7 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     async def login(request: Request) -> Response:
         posted = await auth.posted(request)
         target = safe_next(request, posted.get("next", ""))
+        kept = kept_draft(posted)
         try:
             principal = sign_in(
                 auth.authenticator,
@@ -143,12 +155,11 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
             error = (
                 exc.message if isinstance(exc, TooManyRequests) else "That API key is not valid."
             )
+            context: dict[str, Any] = {"next": target, "csrf": fresh.csrf, "error": error}
+            if kept is not None:  # a typo in the key does not lose the answer either
+                context |= kept_context(kept)
             page = render(
-                request,
-                "login.html",
-                {"next": target, "csrf": fresh.csrf, "error": error},
-                status_code=exc.http_status,
-                session=fresh,
+                request, "login.html", context, status_code=exc.http_status, session=fresh
             )
             if isinstance(exc, TooManyRequests):
                 page.headers["Retry-After"] = str(exc.retry_after)
@@ -158,7 +169,11 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         session = Session(
             csrf=secrets.token_urlsafe(32), name=principal.name, proof=auth.codec.proof(digest)
         )
-        response = RedirectResponse(target or console_path(request, "inbox"), status_code=303)
+        if kept is not None:  # back to the form it was typed in, filled in again
+            viewer = auth.viewer_of(principal, session)
+            response = redraw_draft(request, viewer, render, kept, notice=SIGNED_IN_AGAIN)
+        else:
+            response = RedirectResponse(target or console_path(request, "inbox"), status_code=303)
         set_session(request, response, auth, session)
         return response
 
@@ -185,8 +200,10 @@ def _inbox(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         older_than: str = "",
         sort: str = "oldest",
         cursor: str = "",
+        q: str = "",
     ) -> Response:
         filters = {
+            "q": q,
             "assignee": assignee,
             "kind": kind,
             "environment": environment,
@@ -208,20 +225,12 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
         raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
     assignee, kind = filters["assignee"], filters["kind"]
     who = view.viewer.name if assignee == "mine" else assignee or None
-    mgr = view.manager
-    listed = mgr.list_human_tasks(
-        assignee=who,
-        kind=kind or None,  # "promotion": the promotions (a kind of their own)
-        environment=filters["environment"] or None,
-        workflow=filters["workflow"] or None,
-        escalated={"yes": True, "no": False}.get(escalated),
-        older_than_seconds=AGES.get(older_than),
-        sort=sort,
-        limit=min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE),
-        cursor=cursor or None,
-        count=False,  # the inbox shows the counts per assignee, not a total
-        show_personal=view.viewer.show_personal,
-    )
+    try:
+        listed = _inbox_listing(view, filters, who, cursor)
+    except InvalidRequest as exc:
+        if exc.details.get("field") != "q":
+            raise
+        return _inbox_view(view, filters, _EMPTY, search_error=exc.message)  # by the box
     rows = [
         row
         for task in listed["tasks"]
@@ -229,22 +238,66 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
         if (who is None or row["assignee"] == who)
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
+    return _inbox_view(view, filters, listed, rows=rows, cursor=cursor)
+
+
+def _inbox_listing(
+    view: _View, filters: dict[str, str], who: str | None, cursor: str
+) -> dict[str, Any]:
+    """The inbox page's tasks (the API listing's call, with the page's filters)."""
+    mgr, kind, escalated = view.manager, filters["kind"], filters["escalated"]
+    listed = mgr.list_human_tasks(
+        q=filters["q"].strip() or None,
+        assignee=who,
+        kind=kind or None,  # "promotion": the promotions (a kind of their own)
+        environment=filters["environment"] or None,
+        workflow=filters["workflow"] or None,
+        escalated={"yes": True, "no": False}.get(escalated),
+        older_than_seconds=AGES.get(filters["older_than"]),
+        sort=filters["sort"],
+        limit=min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE),
+        cursor=cursor or None,
+        count=False,  # the inbox shows the counts per assignee, not a total
+        # Counting per assignee visits every pending task: a search, which pages through
+        # an index of its own however many there are, shows its results without them.
+        by_assignee=not filters["q"].strip(),
+        show_personal=view.viewer.show_personal,
+    )
+    return dict(listed)
+
+
+#: An inbox listing with nothing in it (a search that was refused).
+_EMPTY: dict[str, Any] = {"next_cursor": None, "counts_by_assignee": None}
+
+
+def _inbox_view(
+    view: _View,
+    filters: dict[str, str],
+    listed: Mapping[str, Any],
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    cursor: str = "",
+    search_error: str | None = None,
+) -> Response:
     here, url, following = console_path(view.request, "inbox"), view.request.url, None
     if listed["next_cursor"]:
         following = _query(here, {**filters, "cursor": listed["next_cursor"]})
+    counts = listed["counts_by_assignee"] or {}
     return view.show(
         "inbox.html",
         {
-            "rows": rows,
+            "rows": rows or [],
             "filters": filters,
-            "counts": sorted(listed["counts_by_assignee"].items()),
-            "pending": sum(listed["counts_by_assignee"].values()),
+            "counts": sorted(counts.items()),
+            "pending": sum(counts.values()),
             "kinds": tuple(KIND_LABELS),
             "ages": AGES,
             "next_url": following,
             "first_url": _query(here, filters) if cursor else None,
             "refresh_url": str(url.path) + (f"?{url.query}" if url.query else ""),
+            "search_error": search_error,
         },
+        status_code=400 if search_error else 200,
     )
 
 
@@ -262,7 +315,9 @@ def _tasks(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
 
     @router.post("/tasks/{continuation_id}", name="decide")
     def decide(
-        request: Request, continuation_id: str, form: Posted = Depends(auth.form("decide"))
+        request: Request,
+        continuation_id: str,
+        form: Posted = Depends(kept_form(auth, "decide", back="task")),
     ) -> Response:
         return _decide(_View(request, form[0], render), continuation_id, form[1])
 
@@ -275,6 +330,7 @@ def _task_page(
     rejected: Rejected | None = None,
     notice: str | None = None,
     status_code: int = 200,
+    idempotency_key: str | None = None,
 ) -> Response:
     viewer = view.viewer
     task = view.manager.get_human_task(
@@ -315,7 +371,7 @@ def _task_page(
             "context": context,
             "marks": _marks(shown),
             "notice": notice,
-            "idempotency_key": secrets.token_urlsafe(18),
+            "idempotency_key": idempotency_key or secrets.token_urlsafe(18),
         },
         status_code=status_code,
     )
@@ -380,7 +436,9 @@ def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
 
     @router.post("/promotions/{continuation_id}", name="decide_promotion")
     def decide_promotion(
-        request: Request, continuation_id: str, form: Posted = Depends(auth.form("decide"))
+        request: Request,
+        continuation_id: str,
+        form: Posted = Depends(kept_form(auth, "decide", back="promotion")),
     ) -> Response:
         view, posted = _View(request, form[0], render), form[1]
         auth.check(view.viewer, "promotion")
@@ -404,8 +462,15 @@ def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
 
 
 def _promotion_page(
-    view: _View, continuation_id: str, *, notice: str | None = None, status_code: int = 200
+    view: _View,
+    continuation_id: str,
+    *,
+    notice: str | None = None,
+    status_code: int = 200,
+    draft: Mapping[str, str] | None = None,
 ) -> Response:
+    """The promotion page; ``draft``: a decision kept over a new sign-in (its comment back
+    in the box, its idempotency key in the form)."""
     from kneo.platform.registry import promotion_view
 
     mgr, personal = view.manager, view.viewer.show_personal
@@ -424,7 +489,8 @@ def _promotion_page(
                 (d for d in detail["decisions"] if d["approver"] == view.viewer.name), None
             ),
             "notice": notice,
-            "idempotency_key": secrets.token_urlsafe(18),
+            "draft": draft or {},
+            "idempotency_key": (draft or {}).get("idempotency_key") or secrets.token_urlsafe(18),
         },
         status_code=status_code,
     )
@@ -491,6 +557,32 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         view = _View(request, viewer, render)
         shown = bundle_view(view.manager.store, bundle, environment)
         return view.show("bundle.html", {"b": shown, "condition_types": CONDITION_TYPES})
+
+
+def redraw_draft(
+    request: Request,
+    viewer: Viewer,
+    render: Render,
+    lost: SessionLost,
+    notice: str,
+    status_code: int = 200,
+) -> Response:
+    """The page a kept decision was typed on, the decision filled in again (nothing is
+    decided: the person submits it once more, under this session's CSRF token)."""
+    view, draft = _View(request, viewer, render), lost.draft
+    if lost.back == "promotion":
+        return _promotion_page(
+            view, lost.continuation_id, notice=notice, draft=draft, status_code=status_code
+        )
+    return _task_page(
+        view,
+        lost.continuation_id,
+        request_id=draft.get("request_id") or None,
+        rejected=Rejected(draft.get("decision") or "", draft, ""),
+        notice=notice,
+        status_code=status_code,
+        idempotency_key=draft.get("idempotency_key") or None,
+    )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -566,6 +658,7 @@ def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "request_id": r.get("request_id"),
                 "kind": "promotion" if promotion else r.get("kind"),
                 "prompt": prompt.splitlines()[0] if prompt else "",
+                "preview": task.get("input_preview") or "",
                 "workflow": task.get("workflow_name"),
                 "environment": task.get("environment"),
                 "assignee": r.get("assignee"),

@@ -22,6 +22,7 @@ from typing import Any
 
 from kneo import metrics
 from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
+from kneo.redaction import redact_text
 
 WORKFLOW_KIND = "promotion"
 REQUEST_KIND = "approval"
@@ -94,6 +95,9 @@ class PromotionGate:
                 workflow_name=name,
                 environment=environment,
                 expected_version=existing.version if existing is not None else None,
+                # found in the inbox search by its prompt (bundle, environment, digest) and
+                # its approvers, besides the bundle's name
+                search_text=[redact_text(request["prompt"]), *approvers],
             )
         return cid
 

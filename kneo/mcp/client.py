@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from kneo.errors import AccessDenied, KneoError
+from kneo.errors import KneoError
 from kneo.policy.access import HostAccess, ResolvedServer
 from kneo.settings import Settings
 from kneo.spec.diagnostics import Diagnostic
@@ -339,13 +339,14 @@ def check_imports(spec: Spec, settings: Settings, access: HostAccess) -> list[Di
     from kneo.spec.diagnostics import diag
 
     out: list[Diagnostic] = []
-    allowed = [imp for imp in spec.mcp.imports if _allowed(access, imp)]
+    names = access.allowed_servers(spec.mcp.imports)
+    allowed = [imp for imp in spec.mcp.imports if imp.name in names]
     if not allowed:
         return out
     sessions = McpClientSessions(allowed, settings=replace(settings, mcp_retries=0), access=access)
     try:
         for i, imp in enumerate(spec.mcp.imports):
-            if imp not in allowed:
+            if imp.name not in names:
                 continue
             try:
                 offered = [d.name for d in sessions.list_tools(imp.name)]
@@ -374,11 +375,3 @@ def check_imports(spec: Spec, settings: Settings, access: HostAccess) -> list[Di
     finally:
         sessions.close()
     return out
-
-
-def _allowed(access: HostAccess, imp: McpImport) -> bool:
-    try:
-        access.server(imp, path="mcp.imports[]")
-    except AccessDenied:
-        return False
-    return True

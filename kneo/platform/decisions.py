@@ -43,9 +43,10 @@ from kneo.jsontext import content_hash
 from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
+from kneo.platform.tasks import input_preview, next_expiry, resolved_entry, with_bodies_many
 from kneo.settings import Settings
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
+from kneo.store.search import query_terms
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
@@ -87,6 +88,7 @@ class Decisions:
         count: bool = True,
         by_assignee: bool = True,
         show_personal: bool = False,
+        q: str | None = None,
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
         environment, assignee, request kind (``promotion``: promotions), escalation and age
@@ -95,7 +97,10 @@ class Decisions:
         ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
         (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
         asked for (they visit every pending task, where a page stops after its rows).
-        ``show_personal`` for a decider."""
+        ``show_personal`` for a decider. ``q`` keeps the tasks holding every word of it in
+        their prompts, run input, workflow (or bundle) name or assignees
+        (:mod:`kneo.store.search`). Each task has ``input_preview``, the first words of its
+        run's input."""
         if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
             raise InvalidRequest(
                 f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
@@ -120,16 +125,24 @@ class Decisions:
             offset=offset,
             cursor=cursor,
             count=count,
+            search=query_terms(q) if q and q.strip() else (),
         )
         counts = None
         if by_assignee:
             pending = self.store.pending_counts_by_assignee()
             counts = {a or "(unassigned)": n for a, n in pending.items()}
-        tasks = with_bodies_many(self.store, page.items)
+        states = self.store.run_states([c.run_id for c in page.items if c.run_id])
+        views = []
+        for task in with_bodies_many(self.store, page.items, states):
+            view = task_view(task, show_personal=show_personal)
+            text = str((states.get(task.run_id or "") or {}).get("input_text") or "")
+            view["input_preview"] = input_preview(text, show_personal=show_personal)
+            views.append(view)
         return {
-            "tasks": [task_view(c, show_personal=show_personal) for c in tasks],
+            "tasks": views,
             "count": len(page.items),
             "total": page.total,
+            "total_capped": page.total_capped,
             "limit": page.limit,
             "offset": page.offset,
             "next_cursor": page.next_cursor,

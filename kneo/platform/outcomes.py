@@ -23,7 +23,7 @@ from kneo.engine.journal import Boundary
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.ids import new_continuation_id
 from kneo.platform.journal import StoreJournal
-from kneo.platform.tasks import pending_entry
+from kneo.platform.tasks import pending_entry, search_text
 from kneo.store import RunRecord, Transaction
 
 
@@ -145,6 +145,7 @@ def _paused(
         workflow_kind=run.workflow_kind,
         workflow_name=run.workflow_name,
         environment=run.environment,
+        search_text=search_text(run.input_text or "", outcome.requests),
     )
     state["continuation_id"] = cid
     named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]

@@ -31,8 +31,9 @@ def lock_name(name: str) -> str:
 
 def webhook_secret_variable(store: Store, config: Any) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
-    else the one the controller published with its status (each replica reads the value from
-    its own environment, so the secret itself never passes through the database)."""
+    else the one the controller published with its status, else ``None``
+    (``KNEO_SERV_WEBHOOK_SECRET`` then). Each replica reads the value from its own
+    environment: the secret itself never passes through the database."""
     own = getattr(config, "webhook_secret_env", None)
     if own:
         return str(own)

@@ -53,6 +53,7 @@ def registry_revisions(
         "revisions": items,
         "count": len(items),
         "total": page.total,
+        "total_capped": page.total_capped,
         "limit": limit,
         "next_cursor": page.next_cursor,
     }

@@ -181,10 +181,11 @@ def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def page_counts(page: Page[Any]) -> dict[str, Any]:
     """What a listing answers about its page: ``count`` (rows on it), ``total`` (``None``
-    when not counted), ``limit`` and ``offset``."""
+    when not counted; at the count cap, ``total_capped``), ``limit`` and ``offset``."""
     return {
         "count": len(page.items),
         "total": page.total,
+        "total_capped": page.total_capped,
         "limit": page.limit,
         "offset": page.offset,
     }

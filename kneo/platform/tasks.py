@@ -24,8 +24,9 @@ from typing import Any
 from kneo.engine.human import HumanDecision, HumanRequest, compact_request, complete_request
 from kneo.errors import NotFound
 from kneo.platform.results import public_request
-from kneo.redaction import redact_mapping
+from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord, Store
+from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
 
 def pending_entry(request: HumanRequest) -> dict[str, Any]:
@@ -52,6 +53,28 @@ def resolved_entry(
         return dict(entry, status="resolved", **decided)
     body = redact_mapping(compact_request(request.to_dict()))
     return {**body, **entry, **decided, "status": "resolved"}
+
+
+def search_text(input_text: str, requests: Sequence[HumanRequest]) -> list[str]:
+    """What a new task is found by in the inbox search besides its workflow name and
+    assignees (:mod:`kneo.store.search`): its prompts and its run's input, redacted like
+    every stored record, so no secret or personal data becomes a search term."""
+    texts = [r.prompt for r in requests] + [input_text[:SEARCH_INPUT_CHARS]]
+    return [redact_text(text) for text in texts]
+
+
+#: Characters of an inbox row's line from the run's input.
+PREVIEW_CHARS = 90
+
+
+def input_preview(input_text: str, *, show_personal: bool) -> str:
+    """The first words of a run's input on one line, redacted for the reader: what tells
+    one inbox row from the next when a workflow's prompts all read the same."""
+    text = " ".join(redact_text(input_text[:1000], show_personal=show_personal).split())
+    if len(text) <= PREVIEW_CHARS:
+        return text
+    cut = text[:PREVIEW_CHARS]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[20:] else cut) + "…"
 
 
 def has_body(entry: Mapping[str, Any]) -> bool:
@@ -105,12 +128,20 @@ def with_bodies(
     return with_bodies_many(store, [cont])[0]
 
 
-def with_bodies_many(store: Store, conts: Sequence[ContinuationRecord]) -> list[ContinuationRecord]:
-    """:func:`with_bodies` for a page of continuations: the runs they need, in one query."""
-    needed = [
-        c.run_id for c in conts if c.run_id is not None and not all(has_body(r) for r in c.requests)
-    ]
-    states = store.run_states(needed)
+def with_bodies_many(
+    store: Store,
+    conts: Sequence[ContinuationRecord],
+    states: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[ContinuationRecord]:
+    """:func:`with_bodies` for a page of continuations: the runs they need, in one query
+    (or from ``states``, the runs' states by id, when the caller read them)."""
+    if states is None:
+        needed = [
+            c.run_id
+            for c in conts
+            if c.run_id is not None and not all(has_body(r) for r in c.requests)
+        ]
+        states = store.run_states(needed)
     return [
         dataclasses.replace(
             c, requests=task_requests(c.requests, states.get(c.run_id) if c.run_id else None)

@@ -9,8 +9,10 @@ The big listings (runs, human tasks, audit events: :func:`listing`) page by keys
 page's ``next_cursor``, passed back as ``cursor``, gives the page after it at the cost of
 the first. ``offset`` still works there up to ``KNEO_SERV_MAX_LIST_OFFSET`` (a deep offset
 walks every row it skips); beyond, ``400 offset_too_deep`` says to use the cursor. ``total``
-(and an inbox's counts per assignee) are computed only with ``include=counts``: counting
-visits every matching row, where a page stops after its own.
+is always a number, counted cheaply; an inbox's counts per assignee come with
+``include=counts`` (they visit every pending task). Counting
+stops after ``KNEO_SERV_MAX_LIST_COUNT`` rows (10,000): beyond, ``total`` is that number and
+``total_capped`` is true, so a listing costs the same however many rows match.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ CURSOR: Any = Query(
 )
 INCLUDE: Any = Query(
     None,
-    description="counts: add total (and, on the inbox, counts_by_assignee); "
-    "they visit every matching row, so only when asked.",
+    description="counts: on the inbox, add counts_by_assignee (it visits every pending "
+    "task, so only when asked). total is always there.",
 )
 
 
@@ -53,10 +55,11 @@ class PageParams:
     cursor: str | None = None
     counts: bool = False
 
-    def metadata(self, count: int, total: int | None) -> dict[str, Any]:
+    def metadata(self, count: int, total: int | None, *, capped: bool = False) -> dict[str, Any]:
         return {
             "count": count,
             "total": total,
+            "total_capped": capped,
             "limit": self.limit,
             "offset": self.offset,
             "sort_by": self.sort_by,

@@ -63,6 +63,86 @@ class RunOutcome(_Open):
     metadata: RunOutcomeMetadata
 
 
+class ToolCallView(_Open):
+    id: str | None
+    name: str | None
+    arguments: dict[str, Any]
+
+
+class MessageView(_Open):
+    """One message of an agent's transcript (redacted; ``content`` cut at 4,000 characters,
+    ``content_chars`` its whole length)."""
+
+    index: int
+    role: str = Field(description="system, user, assistant or tool")
+    content: str | None = None
+    content_chars: int | None = None
+    tool_calls: list[ToolCallView] | None = None
+    tool_call_id: str | None = Field(None, description="The call a tool result answers.")
+    name: str | None = Field(None, description="The tool a result is from.")
+
+
+class ConversationView(_Open):
+    """One agent step's transcript up to now (the newest 200 messages)."""
+
+    unit: str
+    step_id: str
+    agent: str | None
+    turns: int
+    finished: bool
+    omitted: int = Field(description="Older messages left out.")
+    messages: list[MessageView]
+
+
+class DecisionView(_Open):
+    """A decision recorded on a run (a person's, or a timeout's: ``automatic``)."""
+
+    wait_key: str
+    request_id: str | None
+    decision: str | None
+    decided_by: str | None
+    decided_at: str | None
+    content: str | None = None
+    selected_option: str | None = None
+    automatic: bool | None = None
+
+
+class StepPosition(_Open):
+    step_id: str
+    kind: str | None
+    status: str = Field(description="done, skipped, waiting or not_reached")
+    visits: int
+
+
+class PositionView(_Open):
+    family: str | None
+    steps: list[StepPosition]
+    visited: list[str]
+
+
+class RequestContext(_Open):
+    """What is particular to one request: the model's words for a tool call, an output
+    under review next to what produced it."""
+
+    request_id: str
+    unit: str | None
+    message_index: int | None = None
+    agent_message: str | None = None
+    output: str | None = None
+    output_chars: int | None = None
+    produced_by: dict[str, Any] | None = None
+
+
+class TaskContext(_Open):
+    """``include=context``: the run a decider judges by (redacted for the caller)."""
+
+    run: dict[str, Any]
+    position: PositionView
+    conversations: list[ConversationView]
+    decisions: list[DecisionView]
+    requests: list[RequestContext]
+
+
 class RunView(_Open):
     """``GET /v1/runs/{run_id}``: a run's status, position and outcome."""
 
@@ -90,6 +170,10 @@ class RunView(_Open):
     finished_at: str | None
     version: int
     metadata: dict[str, Any]
+    conversations: list[ConversationView] | None = Field(
+        None, description="With include=conversation."
+    )
+    decisions: list[DecisionView] | None = Field(None, description="With include=conversation.")
 
 
 class _Page(_Open):
@@ -130,6 +214,12 @@ class HumanTask(_Open):
     escalated_at: str | None
     request: HumanRequestView | None = Field(description="The first of ``requests``.")
     requests: list[HumanRequestView]
+    input_preview: str | None = Field(
+        None, description="The first words of the run's input (in a listing)."
+    )
+    context: TaskContext | None = Field(
+        None, description="With include=context (null for a task of no run)."
+    )
 
 
 class HumanTaskList(_Page):
@@ -178,5 +268,6 @@ __all__ = [
     "RunOutcome",
     "RunSummary",
     "RunView",
+    "TaskContext",
     "document_responses",
 ]

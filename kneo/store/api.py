@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
 from kneo.errors import InvalidRequest
@@ -94,6 +94,10 @@ PROMOTION = "promotion"
 def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
     if cursor is not None and offset:
         raise InvalidRequest("use cursor or offset, not both", field="cursor")
+
+
+#: Rows a search counts per word to find its rarest (see ``Store._searched``).
+_RARE = 5000
 
 
 class Store(
@@ -257,13 +261,13 @@ class Store(
         elif status is not None:
             where.append(c.status.in_(list(status)))
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
-                count=count,
+                count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
             spec_text = rows.spec_reader(self.dialect, conn)
             items = [rows.run(r, spec_text) for r in found]
-        return Page(items, total, limit, offset, sort_by, order, next_cursor)
+        return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
 
     # -- checkpoints and trace --------------------------------------------------------
     def list_checkpoints(
@@ -434,6 +438,7 @@ class Store(
         offset: int = 0,
         cursor: str | None = None,
         count: bool = True,
+        search: Sequence[str] = (),
     ) -> Page[ContinuationRecord]:
         """Continuations (pending by default) filtered as the human task inbox needs.
 
@@ -446,7 +451,9 @@ class Store(
         after it costs the same however deep it is, and rows added meanwhile are neither
         skipped nor repeated). ``cursor`` and ``offset`` do not combine. ``count=False``
         leaves ``total`` out (``None``): with a kind or assignee filter, counting visits
-        every pending task, where a page stops after its rows.
+        every pending task, where a page stops after its rows. ``search`` (words of
+        :func:`kneo.store.search.query_terms`) keeps the pending tasks holding every one
+        of them: the page walks the rarest word's index rows in this same order.
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
@@ -468,12 +475,53 @@ class Store(
         )
         columns = (c.created_at, c.continuation_id)
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            if search:
+                where, columns = self._searched(conn, where, search)
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.continuations, where, columns, order, limit=limit, offset=offset,
-                cursor=cursor, count=count,
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
         items = [rows.continuation(r) for r in found]
-        return Page(items, total, limit, offset, "created_at", order, next_cursor)
+        return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
+
+    @staticmethod
+    def _searched(
+        conn: Connection, where: list[Any], search: Sequence[str]
+    ) -> tuple[list[Any], tuple[Any, ...]]:
+        """``where`` narrowed to tasks holding every word of ``search``, and the order to
+        page by: the rarest word's ``continuation_terms`` rows, whose key is the inbox's
+        order, joined to their tasks; the other words are probed per task by its
+        ``(continuation_id, term)`` index. Which word is rarest is counted up to
+        :data:`_RARE` rows each (a word more common than that is as good as any other)."""
+        c = t.continuations.c
+        k = t.continuation_terms
+        words = list(dict.fromkeys(search))
+        if len(words) > 1:
+            counted = {
+                w: conn.execute(
+                    sa.select(sa.func.count()).select_from(
+                        sa.select(k.c.term)
+                        .where(k.c.term == w)
+                        .order_by(k.c.term, k.c.created_at)  # the key's order: an index walk
+                        .limit(_RARE)
+                        .subquery()
+                    )
+                ).scalar_one()
+                for w in words
+            }
+            words.sort(key=counted.__getitem__)
+        lead, rest = words[0], words[1:]
+        narrowed = [*where, k.c.term == lead, k.c.continuation_id == c.continuation_id]
+        for word in rest:
+            other = k.alias()
+            narrowed.append(
+                sa.exists(
+                    sa.select(other.c.term).where(
+                        other.c.continuation_id == c.continuation_id, other.c.term == word
+                    )
+                )
+            )
+        return narrowed, (k.c.created_at, k.c.continuation_id)
 
     def pending_counts_by_assignee(self) -> dict[str | None, int]:
         """Pending requests of pending continuations per assignee (``None`` = unassigned):
@@ -517,12 +565,12 @@ class Store(
             where.append(a.continuation_id == continuation_id)
         columns = (a.id,)
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
-                cursor=cursor, count=count,
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
         items = [rows.audit(r) for r in found]
-        return Page(items, total, limit, offset, "created_at", "desc", next_cursor)
+        return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)
 
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""

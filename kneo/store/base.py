@@ -193,15 +193,14 @@ def keyset_page(
     offset: int = 0,
     cursor: str | None = None,
     count: bool = False,
-) -> tuple[list[Any], int | None, str | None]:
+    cap: int | None = None,
+) -> tuple[list[Any], int | None, bool, str | None]:
     """One page of ``table`` in the order of ``columns`` (ascending or descending as ``tag``
     ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
-    matching total when ``count`` asks for it, and the cursor of the page after it."""
+    matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
+    ``True``, capped), and the cursor of the page after it."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
-    total: int | None = None
-    if count:
-        counted = sa.select(sa.func.count()).select_from(table).where(*where)
-        total = int(conn.execute(counted).scalar_one())
+    total, capped = count_rows(conn, table, where, cap) if count else (None, False)
     stmt = (
         sa.select(table)
         .where(*where, *keyset_after(cursor, tag, columns))
@@ -211,8 +210,23 @@ def keyset_page(
         stmt = stmt.limit(limit + 1).offset(offset)
     found = list(conn.execute(stmt).mappings())
     if limit is None or len(found) <= limit:
-        return found, total, None
-    return found[:limit], total, keyset_next(found[limit - 1], tag, columns)
+        return found, total, capped, None
+    return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
+
+
+def count_rows(
+    conn: Connection, table: sa.Table, where: list[Any], cap: int | None
+) -> tuple[int, bool]:
+    """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
+    after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``."""
+    if cap is None:
+        counted = sa.select(sa.func.count()).select_from(table).where(*where)
+        return int(conn.execute(counted).scalar_one()), False
+    matching = sa.select(sa.literal(1)).select_from(table).where(*where).limit(cap + 1)
+    found = int(
+        conn.execute(sa.select(sa.func.count()).select_from(matching.subquery())).scalar_one()
+    )
+    return min(found, cap), found > cap
 
 
 def _is_time(column: Any) -> bool:

@@ -140,11 +140,8 @@ def _needed_by_kept(cut: datetime) -> Any:
 def _delete_continuations(conn: Connection, ids: list[str]) -> int:
     deleted = 0
     for chunk in _chunks(ids, 500):
-        conn.execute(
-            sa.delete(t.continuation_requests).where(
-                t.continuation_requests.c.continuation_id.in_(chunk)
-            )
-        )
+        for index in (t.continuation_requests, t.continuation_terms):
+            conn.execute(sa.delete(index).where(index.c.continuation_id.in_(chunk)))
         deleted += conn.execute(
             sa.delete(t.continuations).where(t.continuations.c.continuation_id.in_(chunk))
         ).rowcount

@@ -39,6 +39,8 @@ class Page(Generic[T]):
     sort_order: Literal["asc", "desc"]
     #: keyset listings: the opaque cursor of the page after this one (``None``: last page)
     next_cursor: str | None = None
+    #: ``total`` stopped at the count cap (``KNEO_SERV_MAX_LIST_COUNT``): more rows match
+    total_capped: bool = False
 
 
 @dataclass(frozen=True)

@@ -620,12 +620,12 @@ class RegistryReadsMixin(StoreBase):
             where.append(_R.status == status)
         columns = (_R.bundle_name, _R.environment, _R.revision)
         with self._read() as conn:
-            found, total, next_cursor = keyset_page(
+            found, total, capped, next_cursor = keyset_page(
                 conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
-                count=count,
+                count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
         items = [rows.revision(r) for r in found]
-        return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor)
+        return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
     def list_revision_heads(
         self, environment: str | None = None, *, names: Collection[str] | None = None

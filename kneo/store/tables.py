@@ -281,6 +281,20 @@ continuation_requests = sa.Table(
     sqlite_with_rowid=False,
 )
 
+# The inbox search's index: one row per distinct word of a *pending* continuation (its
+# prompts, run input, workflow name and assignees: kneo.store.search), deleted when it stops
+# being pending. The key is a search's walk in the inbox's order; the second index finds a
+# task's words (the other words of a query, and the delete) (0013).
+continuation_terms = sa.Table(
+    "continuation_terms",
+    metadata,
+    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("created_at", UTCDateTime, primary_key=True),
+    sa.Column("continuation_id", sa.String(128), primary_key=True),
+    sa.Index(None, "continuation_id", "term"),
+    sqlite_with_rowid=False,
+)
+
 audit_events = sa.Table(
     "audit_events",
     metadata,
@@ -425,7 +439,7 @@ controller_status = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# Reconcile requests (migration 0012): a webhook or ``POST /v1/controller/reconcile`` on any
+# Reconcile requests (migration 0013): a webhook or ``POST /v1/controller/reconcile`` on any
 # API replica queues one here; the leading controller wakes (PostgreSQL NOTIFY, else its
 # poll), takes the queued ones at the start of a pass and records the pass's result on them.
 controller_requests = sa.Table(

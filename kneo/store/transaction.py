@@ -67,6 +67,7 @@ from kneo.store.rowvalues import (
     spec_ref,
     trace_values,
 )
+from kneo.store.search import task_terms
 from kneo.store.steps import (
     CAS_RETURNING,
     CHECKPOINT_COLUMNS,
@@ -865,6 +866,7 @@ class Transaction(RegistryWritesMixin):
         expected_version: int | None = None,
         workflow_name: str | None = None,
         environment: str | None = None,
+        search_text: Sequence[str] = (),
     ) -> ContinuationRecord:
         """Create a continuation, or replace it when ``expected_version`` matches the stored one.
 
@@ -873,6 +875,11 @@ class Transaction(RegistryWritesMixin):
         and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
         run's (a replace keeps the stored name and environment). Creating an existing id is
         ``already_exists``; a version mismatch is ``stale_state``.
+
+        A new pending continuation is indexed for the inbox search by the words of
+        ``search_text`` (its prompts and run input, redacted by the caller), its workflow
+        name and its assignees (:mod:`kneo.store.search`); a replace keeps those words while
+        it stays pending and drops them when it does not.
         """
         request_list, values = self._continuation(
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
@@ -881,6 +888,10 @@ class Transaction(RegistryWritesMixin):
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values)
             self._insert_requests(continuation_id, request_list, status)
+            if status != "pending" or search_text:
+                self._delete_terms(continuation_id)
+            if status == "pending" and search_text:
+                self._insert_terms(record, search_text)
             return record
         new_continuation(values, continuation_id, self.now)
         dbapi = self._d.db.loaded_dbapi
@@ -902,7 +913,22 @@ class Transaction(RegistryWritesMixin):
                 f"continuation {continuation_id!r} already exists", code="already_exists"
             )
         self._insert_requests(continuation_id, request_list, status)
-        return rows.continuation(values)
+        record = rows.continuation(values)
+        if status == "pending":
+            self._insert_terms(record, search_text)
+        return record
+
+    def _insert_terms(self, cont: ContinuationRecord, search_text: Sequence[str]) -> None:
+        """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`)."""
+        assignees = [r.get("assignee") for r in cont.requests]
+        terms = task_terms([cont.workflow_name, *assignees, *search_text])
+        at, cid = cont.created_at, cont.continuation_id
+        if terms:
+            self._insert_rows(
+                t.continuation_terms,
+                d.columns(t.continuation_terms),
+                [{"term": w, "created_at": at, "continuation_id": cid} for w in terms],
+            )
 
     def _replace_continuation(
         self, continuation_id: str, expected_version: int, values: dict[str, Any]
@@ -942,9 +968,15 @@ class Transaction(RegistryWritesMixin):
         sql = "DELETE FROM continuation_requests WHERE continuation_id = :k_id"
         self._exec("delete_requests", lambda: sql, {"k_id": continuation_id})
 
+    def _delete_terms(self, continuation_id: str) -> None:
+        sql = "DELETE FROM continuation_terms WHERE continuation_id = :k_id"
+        self._exec("delete_terms", lambda: sql, {"k_id": continuation_id})
+
     def delete_continuation(self, continuation_id: str) -> bool:
-        """Remove a continuation and its request index; ``False`` if it did not exist."""
+        """Remove a continuation, its request index and its search words; ``False`` if it
+        did not exist."""
         self._delete_requests(continuation_id)
+        self._delete_terms(continuation_id)
         # RETURNING, not rowcount: in psycopg's pipeline a rowcount is known only once synced
         sql = "DELETE FROM continuations WHERE continuation_id = :k_id RETURNING continuation_id"
         return (

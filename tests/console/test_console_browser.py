@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 
 def _skip_reason() -> str | None:
@@ -62,6 +63,7 @@ class LiveConsole:
         from kneo.settings import Settings
 
         self.store, self.controller, self.promotion = promotion_setup(root)
+        self.cids: list[str] = []  # tasks a test made
         settings = Settings.from_env(
             {**console_env(), "KNEO_SERV_PROFILES_PATH": str(root / "profiles.json")}
         )
@@ -77,6 +79,7 @@ class LiveConsole:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
@@ -134,13 +137,20 @@ def as_person(browser: Any, live: LiveConsole) -> Iterator[Any]:
     """``as_person(name)`` -> a signed-in page in its own browser context (own cookies)."""
     contexts: list[Any] = []
 
-    def sign_in(name: str, *, shot: Path | None = None) -> Any:
-        context = browser.new_context(viewport=VIEWPORT)
+    def sign_in(
+        name: str,
+        *,
+        shot: Path | None = None,
+        on: LiveConsole | None = None,
+        viewport: dict[str, int] = VIEWPORT,
+    ) -> Any:
+        url = (on or live).url
+        context = browser.new_context(viewport=viewport)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.goto(live.url + "/ui/inbox")
-        assert page.url.startswith(live.url + "/ui/login")
+        page.goto(url + "/ui/inbox")
+        assert page.url.startswith(url + "/ui/login")
         page.fill("#api_key", ALL_KEYS[name])
         if shot is not None:
             page.screenshot(path=str(shot))
@@ -151,6 +161,23 @@ def as_person(browser: Any, live: LiveConsole) -> Iterator[Any]:
     yield sign_in
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def crowded(live: LiveConsole, tmp_path: Path) -> Iterator[LiveConsole]:
+    """A console of its own with 2,000 pending tasks of one workflow (copies of a real
+    paused run, differing in their input), so the shared one's inbox stays short."""
+    from inbox_fill import clone_paused
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        server = LiveConsole(tmp_path)
+        template = server.start("hitl_approval", "template")
+        texts = [f"Quarterly review of account {i:04d} for the finance team" for i in range(2000)]
+        texts[1234] = "Quarterly review of account 1234 for the zeppelin hangar"
+        server.cids = clone_paused(server.store, template["run_id"], texts)
+        yield server
+        server.stop()
 
 
 def test_reviewer_answers_typed_input(live: LiveConsole, as_person: Any, shots: Path) -> None:
@@ -183,7 +210,6 @@ def test_reviewer_answers_typed_input(live: LiveConsole, as_person: Any, shots: 
     assert page.locator(".run-status").inner_text() == "succeeded"
     assert '"threshold": 0.8' in page.locator("pre.output").last.inner_text()
     assert "human_decision" in page.locator("ol.timeline").inner_text()
-    page.screenshot(path=str(shots / "console-run.png"), full_page=True)
 
 
 def test_tool_call_runs_once_with_edited_arguments(
@@ -224,6 +250,35 @@ def test_a_tool_call_approval_shows_why_the_agent_asks(
     assert page.locator("form.a-approved button").is_visible()
     assert "hunter2planted" not in page.content() and "[REDACTED]" in words
     page.screenshot(path=str(shots / "console-task-tool-approval.png"), full_page=True)
+    page.click("form.a-approved button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+    said = page.locator("ol.conversation").inner_text().lower()  # (labels in capitals)
+    assert said.index("result of lookup_on_call") < said.index("result of send_email")
+    assert "hunter2planted" not in page.content()
+    page.screenshot(path=str(shots / "console-run.png"), full_page=True)
+
+
+def test_search_finds_one_task_among_two_thousand(
+    crowded: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """Every row reads "Approve the draft?": the line under it (the run's input) tells them
+    apart, and a word of one task's input finds it."""
+    page = as_person("reviewer", on=crowded)
+    rows = page.locator("table.tasks tbody tr")
+    assert rows.count() == 50
+    previews = page.locator("td.prompt .preview").all_inner_texts()
+    assert len(set(previews)) == 49 and previews[0] == "template"  # (the promotion has none)
+    page.fill("input[name=q]", "Zeppelin")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/ui/inbox?q=Zeppelin*")
+    assert rows.count() == 1
+    row = rows.first
+    assert "Approve the draft?" in row.inner_text() and "zeppelin hangar" in row.inner_text()
+    page.screenshot(path=str(shots / "console-inbox-search.png"), full_page=True)
+    row.locator("a").click()
+    page.wait_for_url(f"**/ui/tasks/{crowded.cids[1234]}*")
+    assert "zeppelin hangar" in page.locator(".task-context").inner_text()
 
 
 def test_caller_runs_an_external_tool_and_types_its_result(
@@ -274,11 +329,11 @@ def test_two_reviewers_promote_and_the_registry_shows_it_active(
     assert "0 of 2 needed" in alice.inner_text("main")
     alice.screenshot(path=str(shots / "console-promotion.png"), full_page=True)
     alice.fill("textarea[name=content]", "Prompt change reviewed.")
-    alice.click("button[value=approved]")
-    assert "1 of 2 needed" in alice.inner_text("main")
+    alice.click("button[value=approved]")  # htmx posts it; the page reloads after
+    alice.get_by_text("1 of 2 needed").wait_for()
     bob.goto(live.url + f"/ui/promotions/{cid}")
     bob.click("button[value=approved]")
-    assert "Outcome: approved" in bob.inner_text("main")
+    bob.get_by_text("Outcome: approved").wait_for()
     # The decision woke the controller in the service; the registry shows prod at r2.
     deadline = time.monotonic() + 20
     while True:
@@ -290,3 +345,134 @@ def test_two_reviewers_promote_and_the_registry_shows_it_active(
         time.sleep(0.2)
     assert "Ready=True" in cell.inner_text()
     bob.screenshot(path=str(shots / "console-registry.png"), full_page=True)
+
+
+def _expired_cookie(live: LiveConsole, name: str) -> str:
+    """A session cookie for ``name`` as signing in nine hours ago made it (sessions last
+    eight): what the browser holds when a reviewer comes back from lunch."""
+    import itsdangerous.timed
+    from console_helpers import console_auth
+
+    from kneo.console.session import Session
+
+    codec = console_auth(live.app).codec
+    found = console_auth(live.app).authenticator.named(name)
+    session = Session(csrf="old-token", name=name, proof=codec.proof(found[1] if found else b""))
+    signer = itsdangerous.timed.TimestampSigner
+    now = signer.get_timestamp
+    signer.get_timestamp = lambda self: now(self) - 9 * 3600  # type: ignore[method-assign]
+    try:
+        return codec.dumps(session)
+    finally:
+        signer.get_timestamp = now  # type: ignore[method-assign]
+
+
+def test_a_decision_after_expiry_keeps_the_typed_answer(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """Typed, the session expired meanwhile, submitted: sign in again, the answer is still
+    in the box, one more click applies it once."""
+    paused = live.start("hitl_approval", "expiring draft")
+    page = as_person("reviewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    typed = "Typed before lunch: ship it with the new title."
+    page.fill("form.a-edited textarea[name=content]", typed)
+    host = live.url.removeprefix("http://").split(":")[0]
+    page.context.add_cookies(
+        [{"name": "kneo_console", "value": _expired_cookie(live, "reviewer"),
+          "domain": host, "path": "/ui"}]
+    )  # fmt: skip
+    page.click("form.a-edited button[type=submit]")
+    page.locator("#api_key").wait_for()
+    assert "Your session ended before your answer was sent" in page.inner_text("main")
+    page.screenshot(path=str(shots / "console-session-ended.png"), full_page=True)
+    page.fill("#api_key", ALL_KEYS["reviewer"])
+    page.click("main button[type=submit]")
+    page.locator("form.a-edited textarea[name=content]").wait_for()
+    assert page.input_value("form.a-edited textarea[name=content]") == typed
+    assert "Signed in again" in page.inner_text("main")
+    task = live.api("GET", f"/v1/human-tasks/{paused['continuation_id']}").json()
+    assert task["status"] == "pending"  # nothing was decided on the way
+    page.click("form.a-edited button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+    assert typed in page.inner_text("main")  # the decision's content, in its list
+    audit = live.api(
+        "GET",
+        "/v1/audit-events",
+        params={"run_id": paused["run_id"], "event_type": "human.decision"},
+    ).json()["events"]
+    assert [(e["actor"], e["payload"]["decision"]) for e in audit] == [("reviewer", "edited")]
+
+
+def test_a_network_error_says_so_and_keeps_the_form(live: LiveConsole, as_person: Any) -> None:
+    paused = live.start("hitl_approval", "flaky network")
+    page = as_person("reviewer")
+    page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
+    typed = "Sent over a bad line."
+    box = "form.a-edited textarea[name=content]"
+    page.fill(box, typed)
+
+    def drop_posts(route: Any) -> None:
+        if route.request.method == "POST":
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.route("**/ui/tasks/**", drop_posts)
+    page.click("form.a-edited button[type=submit]")
+    note = page.locator("form.a-edited .net-error")
+    note.wait_for()
+    assert "Not sent: the network failed" in note.inner_text()
+    assert page.input_value(box) == typed and "/ui/tasks/" in page.url
+    assert page.locator("form.a-edited button[type=submit]").is_enabled()
+    task = live.api("GET", f"/v1/human-tasks/{paused['continuation_id']}").json()
+    assert task["status"] == "pending"
+    page.unroute("**/ui/tasks/**", drop_posts)
+    page.click("form.a-edited button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")
+    assert page.locator(".run-status").inner_text() == "succeeded"
+
+
+def test_every_page_fits_a_phone(live: LiveConsole, as_person: Any, shots: Path) -> None:
+    """At a 390 px wide viewport no page is wider than the screen (``scrollWidth``): long
+    digests, commits, ids, arguments and comments wrap or scroll inside their box."""
+    tasks = {
+        example: live.start(example, text)
+        for example, text in (
+            ("hitl_approval", "phone"),
+            ("hitl_input", "phone"),
+            ("hitl_tool_context", "release notes " + "averyveryverylongwordwithoutanybreak" * 3),
+            ("hitl_external", "disk full on db-1"),
+            ("hitl_review", "phone"),
+        )
+    }
+    live.api(
+        "POST",
+        f"/v1/human-tasks/{tasks['hitl_review']['continuation_id']}/resume",
+        json={"request_id": tasks["hitl_review"]["request_id"], "decision": "rejected",
+              "content": "A comment " + "withaverylongunbrokenwordinside" * 4},
+    )  # fmt: skip
+    page = as_person("reviewer", viewport=PHONE)
+    paths = [
+        "/ui/inbox",
+        "/ui/inbox?q=phone",
+        "/ui/registry",
+        "/ui/registry/mailer/prod",
+        f"/ui/promotions/{live.promotion}",
+        "/ui/tasks/cont_does_not_exist",
+        *(f"/ui/tasks/{t['continuation_id']}" for t in tasks.values()),
+        *(f"/ui/runs/{t['run_id']}" for t in tasks.values()),
+    ]
+    too_wide = {}
+    for path in paths:
+        page.goto(live.url + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            too_wide[path] = width
+    assert too_wide == {}
+    page.goto(live.url + f"/ui/promotions/{live.promotion}")
+    page.screenshot(path=str(shots / "console-phone-promotion.png"), full_page=True)
+    page.context.clear_cookies()
+    page.goto(live.url + "/ui/login")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

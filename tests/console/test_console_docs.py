@@ -12,12 +12,14 @@ def test_every_screenshot_exists_at_the_journeys_viewport() -> None:
     doc = (ROOT / "docs" / "console.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\((images/[^)]+\.png)\)", doc)
     journeys = (ROOT / "tests" / "console" / "test_console_browser.py").read_text()
-    assert len(images) == 8
+    assert len(images) == 11
     for image in images:
         data = (ROOT / "docs" / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", image
         width, height = struct.unpack(">II", data[16:24])
-        assert width == 1280 and height >= 800, (image, width, height)
+        phone = "-phone-" in image  # a 390 px wide phone's, else a 1280x800 laptop's
+        assert width == (390 if phone else 1280), (image, width)
+        assert height >= (844 if phone else 800), (image, height)
         assert image.removeprefix("images/") in journeys, f"{image} is taken by no journey"
 
 

@@ -246,8 +246,7 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         KNEO_COMPOSE_API_PORT=str(port),
         KNEO_COMPOSE_GITOPS_DIR=str(repo),
         KNEO_COMPOSE_TRUSTED_KEYS=str(keys),
-        KNEO_COMPOSE_WEBHOOK_SECRET_ENV="KNEO_WEBHOOK_SECRET",
-        KNEO_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        KNEO_SERV_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     stack = Stack(engine, project, workdir / "stack.env", values)
     stack.set()

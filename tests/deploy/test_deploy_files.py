@@ -25,9 +25,8 @@ K8S = DEPLOY / "kubernetes"
 #: The oldest Kubernetes minor the manifests promise to work with.
 K8S_VERSION = "1.29.0"
 #: Names the files set that are neither Kneo settings nor Compose's: the controller's
-#: repository (expanded into its arguments), a provider key the project config names and the
-#: webhook secret's variable the Compose example names.
-OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY", "KNEO_WEBHOOK_SECRET"}
+#: repository (expanded into its arguments) and a provider key the project config names.
+OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY"}
 
 
 def env_file_names(path: Path) -> set[str]:

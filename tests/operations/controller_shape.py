@@ -118,7 +118,8 @@ class Shape:
     def passes(self, n: int) -> list[dict[str, Any]]:
         """The pass documents controller ``n`` printed (standby notes included)."""
         text = (self.root / f"controller-{n}.out").read_text()
-        decoder, docs, at = json.JSONDecoder(), [], 0
+        decoder, at = json.JSONDecoder(), 0
+        docs: list[dict[str, Any]] = []
         while True:
             at = text.find("{", at)
             if at < 0:
@@ -169,7 +170,7 @@ class Shape:
         self.repo.write(
             "bundles/helper/dev.json", self.keys.bundle("helper", "dev", prompt_spec(text))
         )
-        return self.repo.commit(text)
+        return str(self.repo.commit(text))
 
     def active_commit(self) -> str | None:
         active = self.store.get_active("helper", "dev")

@@ -207,7 +207,8 @@ def test_registry_list_pages_by_cursor(make_client) -> None:
         for env in ("dev", "prod"):
             store.add_revision(name, env, digest="sha256:" + "1" * 64, status="active", spec={})
     whole = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
-    assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] is None
+    assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] == 6
+    assert whole["total_capped"] is False
     seen, cursor = [], None
     while True:
         params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
@@ -228,3 +229,17 @@ def test_registry_list_pages_by_cursor(make_client) -> None:
         "/v1/registry/bundles", headers=headers("viewer"), params={"cursor": "not-a-cursor"}
     )
     assert bad.status_code == 400 and bad.json()["field"] == "cursor"
+
+
+def test_kneo_serv_webhook_secret_verifies_when_no_variable_is_named(make_client: Any) -> None:
+    """A controller configured without ``webhook_secret_env`` reported to the database: the
+    replicas verify with ``KNEO_SERV_WEBHOOK_SECRET`` from their own environment."""
+    client = make_client({**auth_env(), "KNEO_SERV_WEBHOOK_SECRET": SECRET})
+    store = client.app.state.manager.store
+    store.set_controller_status(name="default", details={"webhook_secret_env": None})
+    assert store.acquire_lock("controller:default", "elsewhere:1:ctl", 30)
+    bad = client.post("/v1/controller/webhook", content=PUSH, headers=_signed(secret="nope"))
+    assert bad.status_code == 401 and SECRET not in bad.text
+    good = client.post("/v1/controller/webhook", content=PUSH, headers=_signed())
+    assert good.status_code == 202 and good.json()["accepted"] is True, good.text
+    assert store.controller_request_counts("default")["queued"] == 1

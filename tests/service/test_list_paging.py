@@ -1,5 +1,5 @@
 """Keyset paging of the big list routes over HTTP: ``cursor`` in, ``next_cursor`` out, a
-bounded ``offset``, counts only with ``include=counts``, and bad cursors as clear 400s."""
+bounded ``offset``, ``total`` counted up to a cap, and bad cursors as clear 400s."""
 
 from __future__ import annotations
 
@@ -111,9 +111,13 @@ def test_cursor_and_offset_do_not_combine(make_client: Any, route: str) -> None:
     assert r.status_code == 400 and r.json()["field"] == "cursor"
 
 
-def test_the_default_call_counts_nothing(make_client: Any) -> None:
-    """No count(*) and no per-assignee count unless include=counts asks for them."""
-    client = make_client()
+@pytest.mark.parametrize("cap", [2, 1000])
+def test_total_is_always_a_number_counted_up_to_the_cap(make_client: Any, cap: int) -> None:
+    """``total`` is a number on every listing, counted exactly up to
+    ``KNEO_SERV_MAX_LIST_COUNT`` and marked ``total_capped`` beyond it: the count stops after
+    ``cap + 1`` rows (a ``LIMIT`` inside it), so a listing costs the same however many rows
+    match. The per-assignee counts visit every pending task: only with ``include=counts``."""
+    client = make_client({"KNEO_SERV_MAX_LIST_COUNT": str(cap)})
     _paused(client, 3)
     engine = client.app.state.manager.store.engine  # type: ignore[attr-defined]
     statements: list[str] = []
@@ -123,17 +127,20 @@ def test_the_default_call_counts_nothing(make_client: Any) -> None:
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        for route in ROUTES:
-            page = client.get(route).json()
-            assert page["total"] is None and page["count"] >= 3
+        for route, collection in ROUTES.items():
+            page = client.get(route, params={"limit": 1}).json()
+            everything = len(client.get(route, params={"limit": 100}).json()[collection])
+            assert everything >= 3 and page["count"] == 1
+            assert page["total"] == min(everything, cap), route
+            assert page["total_capped"] is (everything > cap), route
         tasks = client.get("/v1/human-tasks").json()
         assert tasks["counts_by_assignee"] is None
-        assert not [s for s in statements if "count(" in s], statements
         counted = client.get("/v1/human-tasks", params={"include": "counts"}).json()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
-    assert counted["total"] == 3 and sum(counted["counts_by_assignee"].values()) == 3
-    assert [s for s in statements if "count(" in s]
+    counts = [s for s in statements if "count(" in s]
+    assert counts and all("limit" in s for s in counts if "assignee" not in s), counts
+    assert sum(counted["counts_by_assignee"].values()) == 3
 
 
 def test_kind_approval_does_not_list_promotions(make_client: Any) -> None:

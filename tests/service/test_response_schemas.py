@@ -60,9 +60,13 @@ def test_every_documented_answer_matches_the_service(make_client) -> None:
     call("runs-list", "GET", "/v1/runs?include=counts", operator)
     listed = call("human-tasks-list", "GET", "/v1/human-tasks?include=counts", reviewer)
     assert listed["tasks"]
-    call("human-tasks-list", "GET", "/v1/human-tasks?include=context", reviewer)
+    call("human-tasks-list", "GET", "/v1/human-tasks?q=hello", reviewer)
     cid = run["continuation_id"]
     task = call("human-tasks-get", "GET", f"/v1/human-tasks/{cid}", reviewer)
+    tool = call("runs-create", "POST", "/v1/runs", operator, json={
+        "spec_path": "examples/hitl_tool_context.yaml", "input": "release notes"})  # fmt: skip
+    url = f"/v1/human-tasks/{tool['continuation_id']}?include=context"
+    assert call("human-tasks-get", "GET", url, reviewer)["context"]["conversations"]
     decision = {"request_id": task["requests"][0]["request_id"], "decision": "approved"}
     done = call(
         "human-tasks-resume", "POST", f"/v1/human-tasks/{cid}/resume", reviewer, json=decision

@@ -117,7 +117,7 @@ def test_list_runs_paging_and_inspection_routes(make_client) -> None:
     ids = [_paused(client)["run_id"] for _ in range(3)]
     page = client.get("/v1/runs", params={"limit": 2, "sort_order": "asc"}).json()
     assert [r["run_id"] for r in page["runs"]] == ids[:2]
-    assert (page["count"], page["total"], page["limit"], page["offset"]) == (2, None, 2, 0)
+    assert (page["count"], page["total"], page["limit"], page["offset"]) == (2, 3, 2, 0)
     assert page["sort_by"] == "created_at" and page["sort_order"] == "asc"
     after = {"limit": 2, "sort_order": "asc", "cursor": page["next_cursor"]}
     rest = client.get("/v1/runs", params=after).json()

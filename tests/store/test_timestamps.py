@@ -61,6 +61,7 @@ LATER_COLUMNS = {
         "updated_at",
         "sent_at",
     },
+    "continuation_terms": {"created_at"},  # 0013
 }
 
 

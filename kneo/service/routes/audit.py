@@ -45,8 +45,8 @@ def list_audit_events(
     store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
-    (flat however deep) or a bounded ``offset``; ``total`` with ``include=counts``."""
-    counts = keyset_params(request, offset, include)
+    (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap."""
+    keyset_params(request, offset, include)
     page = store.list_audit(
         event_type=event_type,
         run_id=run_id,
@@ -54,7 +54,6 @@ def list_audit_events(
         limit=list_cap(request, limit),
         offset=offset,
         cursor=cursor or None,
-        count=counts,
     )
     return {
         "events": [audit_to_dict(e) for e in page.items],

@@ -131,8 +131,9 @@ def _webhook(
 
     config, controller = _controller(request)
     name = reconcile.require_configured(store, config, in_process=controller is not None)
+    settings = request.app.state.settings
     variable = reconcile.webhook_secret_variable(store, config)
-    secret = request.app.state.settings.secret(variable) if variable else None
+    secret = settings.secret(variable) if variable else settings.webhook_secret
     verify_github_signature(secret or "", body, signature)
     try:
         payload = parse_json(body, source="webhook body") if body else {}
@@ -164,17 +165,18 @@ def list_registry(
     store: Store = Depends(store_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision) by
-    bundle, environment and revision; paged by ``cursor``, ``total`` with
-    ``include=counts``."""
+    bundle, environment and revision; paged by ``cursor``; ``total`` counted up to the count
+    cap."""
     if environment is not None:
         check_name(environment, kind="environment")
+    keyset_params(request, 0, include)  # validates include
     return registry_revisions(
         store,
         environment,
         None if status == "all" else status,
         limit=list_cap(request, limit),
         cursor=cursor or None,
-        counts=keyset_params(request, 0, include),
+        counts=True,
     )
 
 

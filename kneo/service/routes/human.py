@@ -31,12 +31,21 @@ def list_human_tasks(
     kind: str | None = None,
     escalated: bool | None = None,
     older_than_seconds: float | None = None,
+    q: str | None = Query(
+        None,
+        max_length=500,
+        description="Search: tasks holding every word of it (whole words, any case) in "
+        "their prompts, run input, workflow or bundle name, or assignees.",
+    ),
     page: PageParams = Depends(listing(("created_at",), "created_at", "asc")),
     caller: Caller = Depends(caller_dep("human:read")),
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
-    (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
-    ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``."""
+    (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
+    however deep) or a bounded ``offset``; ``total`` always (exact up to
+    ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
+    ``include=counts``. Each task carries ``input_preview``, the first words of its run's
+    input."""
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
@@ -50,11 +59,15 @@ def list_human_tasks(
         limit=page.limit,
         offset=page.offset,
         cursor=page.cursor,
-        count=page.counts,
+        count=True,
         by_assignee=page.counts,
         show_personal=shows_personal_data(caller.principal.scopes),
+        q=q,
     )
-    return {**listed, **page.metadata(listed["count"], listed["total"])}
+    return {
+        **listed,
+        **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
+    }
 
 
 @router.get("/human-tasks/{continuation_id}")

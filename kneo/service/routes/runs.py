@@ -128,7 +128,7 @@ def list_runs(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
-    bounded ``offset``; ``total`` with ``include=counts``."""
+    bounded ``offset``; ``total`` counted up to the count cap."""
     return manager.list_runs(
         status=status,
         limit=page.limit,
@@ -136,7 +136,6 @@ def list_runs(
         sort_by=page.sort_by,
         sort_order=page.sort_order,
         cursor=page.cursor,
-        count=page.counts,
     )
 
 

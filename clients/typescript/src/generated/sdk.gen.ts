@@ -55,7 +55,7 @@ export const healthReady = <ThrowOnError extends boolean = false>(options?: Opti
  * List Audit Events
  *
  * Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
- * (flat however deep) or a bounded ``offset``; ``total`` with ``include=counts``.
+ * (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap.
  */
 export const auditEventsList = <ThrowOnError extends boolean = false>(options?: Options<AuditEventsListData, ThrowOnError>) => (options?.client ?? client).get<AuditEventsListResponses, AuditEventsListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -114,8 +114,11 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  * List Human Tasks
  *
  * Pending human tasks, filtered by run, workflow, environment, assignee or request kind
- * (``promotion``: promotions); paged by ``cursor`` (flat however deep) or a bounded
- * ``offset``; ``total`` and ``counts_by_assignee`` with ``include=counts``.
+ * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
+ * however deep) or a bounded ``offset``; ``total`` always (exact up to
+ * ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
+ * ``include=counts``. Each task carries ``input_preview``, the first words of its run's
+ * input.
  */
 export const humanTasksList = <ThrowOnError extends boolean = false>(options?: Options<HumanTasksListData, ThrowOnError>) => (options?.client ?? client).get<HumanTasksListResponses, HumanTasksListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -217,8 +220,8 @@ export const environmentPoliciesReplace = <ThrowOnError extends boolean = false>
  * List Registry
  *
  * Bundle revisions (active ones by default; ``status=all`` for every revision) by
- * bundle, environment and revision; paged by ``cursor``, ``total`` with
- * ``include=counts``.
+ * bundle, environment and revision; paged by ``cursor``; ``total`` counted up to the count
+ * cap.
  */
 export const registryBundlesList = <ThrowOnError extends boolean = false>(options?: Options<RegistryBundlesListData, ThrowOnError>) => (options?.client ?? client).get<RegistryBundlesListResponses, RegistryBundlesListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
@@ -241,7 +244,7 @@ export const registryBundlesGet = <ThrowOnError extends boolean = false>(options
  * List Runs
  *
  * Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
- * bounded ``offset``; ``total`` with ``include=counts``.
+ * bounded ``offset``; ``total`` counted up to the count cap.
  */
 export const runsList = <ThrowOnError extends boolean = false>(options?: Options<RunsListData, ThrowOnError>) => (options?.client ?? client).get<RunsListResponses, RunsListErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],

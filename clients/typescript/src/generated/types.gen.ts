@@ -19,6 +19,45 @@ export type ContinueRequest = {
 };
 
 /**
+ * ConversationView
+ *
+ * One agent step's transcript up to now (the newest 200 messages).
+ */
+export type ConversationView = {
+    /**
+     * Agent
+     */
+    agent: string | null;
+    /**
+     * Finished
+     */
+    finished: boolean;
+    /**
+     * Messages
+     */
+    messages: Array<MessageView>;
+    /**
+     * Omitted
+     *
+     * Older messages left out.
+     */
+    omitted: number;
+    /**
+     * Step Id
+     */
+    step_id: string;
+    /**
+     * Turns
+     */
+    turns: number;
+    /**
+     * Unit
+     */
+    unit: string;
+    [key: string]: unknown;
+};
+
+/**
  * CreateRunRequest
  *
  * Body of ``POST /v1/runs`` and ``POST /v1/specs/run``.
@@ -86,6 +125,47 @@ export type CreateRunRequest = {
      * Run-level deadline.
      */
     timeout_seconds?: number | null;
+};
+
+/**
+ * DecisionView
+ *
+ * A decision recorded on a run (a person's, or a timeout's: ``automatic``).
+ */
+export type DecisionView = {
+    /**
+     * Automatic
+     */
+    automatic?: boolean | null;
+    /**
+     * Content
+     */
+    content?: string | null;
+    /**
+     * Decided At
+     */
+    decided_at: string | null;
+    /**
+     * Decided By
+     */
+    decided_by: string | null;
+    /**
+     * Decision
+     */
+    decision: string | null;
+    /**
+     * Request Id
+     */
+    request_id: string | null;
+    /**
+     * Selected Option
+     */
+    selected_option?: string | null;
+    /**
+     * Wait Key
+     */
+    wait_key: string;
+    [key: string]: unknown;
 };
 
 export type Error = {
@@ -193,6 +273,10 @@ export type HumanRequestView = {
  */
 export type HumanTask = {
     /**
+     * With include=context (null for a task of no run).
+     */
+    context?: TaskContext | null;
+    /**
      * Continuation Id
      */
     continuation_id: string;
@@ -212,6 +296,12 @@ export type HumanTask = {
      * Expires At
      */
     expires_at: string | null;
+    /**
+     * Input Preview
+     *
+     * The first words of the run's input (in a listing).
+     */
+    input_preview?: string | null;
     /**
      * The first of ``requests``.
      */
@@ -295,6 +385,50 @@ export type HumanTaskList = {
 };
 
 /**
+ * MessageView
+ *
+ * One message of an agent's transcript (redacted; ``content`` cut at 4,000 characters,
+ * ``content_chars`` its whole length).
+ */
+export type MessageView = {
+    /**
+     * Content
+     */
+    content?: string | null;
+    /**
+     * Content Chars
+     */
+    content_chars?: number | null;
+    /**
+     * Index
+     */
+    index: number;
+    /**
+     * Name
+     *
+     * The tool a result is from.
+     */
+    name?: string | null;
+    /**
+     * Role
+     *
+     * system, user, assistant or tool
+     */
+    role: string;
+    /**
+     * Tool Call Id
+     *
+     * The call a tool result answers.
+     */
+    tool_call_id?: string | null;
+    /**
+     * Tool Calls
+     */
+    tool_calls?: Array<ToolCallView> | null;
+    [key: string]: unknown;
+};
+
+/**
  * PolicyEnforcement
  *
  * Gates an environment puts on top of diagnostics (``E_POLICY_*`` when violated).
@@ -330,6 +464,65 @@ export type PolicyEnforcement = {
      * Require Tool Permissions
      */
     require_tool_permissions?: boolean;
+};
+
+/**
+ * PositionView
+ */
+export type PositionView = {
+    /**
+     * Family
+     */
+    family: string | null;
+    /**
+     * Steps
+     */
+    steps: Array<StepPosition>;
+    /**
+     * Visited
+     */
+    visited: Array<string>;
+    [key: string]: unknown;
+};
+
+/**
+ * RequestContext
+ *
+ * What is particular to one request: the model's words for a tool call, an output
+ * under review next to what produced it.
+ */
+export type RequestContext = {
+    /**
+     * Agent Message
+     */
+    agent_message?: string | null;
+    /**
+     * Message Index
+     */
+    message_index?: number | null;
+    /**
+     * Output
+     */
+    output?: string | null;
+    /**
+     * Output Chars
+     */
+    output_chars?: number | null;
+    /**
+     * Produced By
+     */
+    produced_by?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Request Id
+     */
+    request_id: string;
+    /**
+     * Unit
+     */
+    unit: string | null;
+    [key: string]: unknown;
 };
 
 /**
@@ -541,6 +734,12 @@ export type RunView = {
      */
     continuation_id: string | null;
     /**
+     * Conversations
+     *
+     * With include=conversation.
+     */
+    conversations?: Array<ConversationView> | null;
+    /**
      * Created At
      */
     created_at: string | null;
@@ -560,6 +759,12 @@ export type RunView = {
      * Deadline At
      */
     deadline_at: string | null;
+    /**
+     * Decisions
+     *
+     * With include=conversation.
+     */
+    decisions?: Array<DecisionView> | null;
     /**
      * Error
      */
@@ -665,6 +870,80 @@ export type SpecRequest = {
     spec_path?: string | null;
 };
 
+/**
+ * StepPosition
+ */
+export type StepPosition = {
+    /**
+     * Kind
+     */
+    kind: string | null;
+    /**
+     * Status
+     *
+     * done, skipped, waiting or not_reached
+     */
+    status: string;
+    /**
+     * Step Id
+     */
+    step_id: string;
+    /**
+     * Visits
+     */
+    visits: number;
+    [key: string]: unknown;
+};
+
+/**
+ * TaskContext
+ *
+ * ``include=context``: the run a decider judges by (redacted for the caller).
+ */
+export type TaskContext = {
+    /**
+     * Conversations
+     */
+    conversations: Array<ConversationView>;
+    /**
+     * Decisions
+     */
+    decisions: Array<DecisionView>;
+    position: PositionView;
+    /**
+     * Requests
+     */
+    requests: Array<RequestContext>;
+    /**
+     * Run
+     */
+    run: {
+        [key: string]: unknown;
+    };
+    [key: string]: unknown;
+};
+
+/**
+ * ToolCallView
+ */
+export type ToolCallView = {
+    /**
+     * Arguments
+     */
+    arguments: {
+        [key: string]: unknown;
+    };
+    /**
+     * Id
+     */
+    id: string | null;
+    /**
+     * Name
+     */
+    name: string | null;
+    [key: string]: unknown;
+};
+
 export type HealthCheckData = {
     body?: never;
     path?: never;
@@ -763,7 +1042,7 @@ export type AuditEventsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -1121,6 +1400,12 @@ export type HumanTasksListData = {
          */
         older_than_seconds?: number | null;
         /**
+         * Q
+         *
+         * Search: tasks holding every word of it (whole words, any case) in their prompts, run input, workflow or bundle name, or assignees.
+         */
+        q?: string | null;
+        /**
          * Cursor
          *
          * A page's next_cursor: the page after it (opaque; do not combine with offset).
@@ -1129,7 +1414,7 @@ export type HumanTasksListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**
@@ -1704,7 +1989,7 @@ export type RegistryBundlesListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
     };
@@ -1857,7 +2142,7 @@ export type RunsListData = {
         /**
          * Include
          *
-         * counts: add total (and, on the inbox, counts_by_assignee); they visit every matching row, so only when asked.
+         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
          */
         include?: string | null;
         /**

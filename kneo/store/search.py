@@ -1,0 +1,59 @@
+"""Inbox search: the words a pending task is found by, and a query's words.
+
+A pending task is indexed by the words of its requests' prompts, its run's input, its
+workflow (or promoted bundle) name and its assignees: one ``continuation_terms`` row per
+distinct word, ``(term, created_at, continuation_id)``, which is also the inbox's order. So
+a search is a walk of one term's rows in the inbox's order (keyset paging, flat however many
+tasks are pending) probing the task's other words by ``(continuation_id, term)``; rows exist
+only while the task is pending, so answered tasks never slow a search down.
+
+A word is a run of letters, digits or ``_`` (Unicode), case-folded, cut at
+:data:`MAX_LENGTH` (one letter or digit is a word too: "task 7" tells task 7 apart). Every
+word of a query must match a whole word of the task (no prefixes: a prefix has no order an
+index can walk). The caller redacts the text before it is indexed, so a secret is never a term (and no search
+can tell whether a task holds one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from kneo.errors import InvalidRequest
+
+#: Longer words are indexed (and searched) by their first characters.
+MAX_LENGTH = 40
+#: Distinct words indexed per task (the names, assignees and prompts come first).
+MAX_TERMS = 200
+#: Characters of the run's input that are indexed.
+INPUT_CHARS = 2000
+#: Words a query may hold.
+MAX_QUERY_TERMS = 8
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """The distinct index words of ``text``, in order of first appearance."""
+    return list(dict.fromkeys(w[:MAX_LENGTH] for w in _WORD.findall(text.casefold())))
+
+
+def task_terms(texts: Iterable[str | None]) -> list[str]:
+    """The words a task is found by: those of ``texts`` in turn, at most :data:`MAX_TERMS`."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for word in words(text or ""):
+            seen.setdefault(word)
+            if len(seen) == MAX_TERMS:
+                return list(seen)
+    return list(seen)
+
+
+def query_terms(query: str) -> list[str]:
+    """A search's words; a query with none, or with more than :data:`MAX_QUERY_TERMS`, is
+    ``400 invalid_request`` naming ``q``."""
+    found = words(query)
+    if not found:
+        raise InvalidRequest("q must hold a word (letters, digits or _)", field="q")
+    if len(found) > MAX_QUERY_TERMS:
+        raise InvalidRequest(f"q may hold at most {MAX_QUERY_TERMS} words", field="q")
+    return found
