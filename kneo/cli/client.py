@@ -56,6 +56,18 @@ class PlatformClient(Protocol):
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
 
+    def list_audit(
+        self,
+        *,
+        event_type: str | None,
+        run_id: str | None,
+        continuation_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]: ...
+
+    def get_audit(self, event_id: str) -> dict[str, Any]: ...
+
     def resume(
         self,
         continuation_id: str,
@@ -218,6 +230,32 @@ class LocalClient:
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
         return dict(self.reader.get_human_task(continuation_id, show_personal=True))
+
+    def list_audit(
+        self,
+        *,
+        event_type: str | None,
+        run_id: str | None,
+        continuation_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]:
+        from kneo.platform.results import audit_listing
+
+        page = self.reader.store.list_audit(
+            event_type=event_type,
+            run_id=run_id,
+            continuation_id=continuation_id,
+            limit=limit,
+            cursor=cursor,
+            count=False,
+        )
+        return audit_listing(page)
+
+    def get_audit(self, event_id: str) -> dict[str, Any]:
+        from kneo.platform.results import audit_to_dict
+
+        return audit_to_dict(self.reader.store.get_audit(event_id))
 
     def resume(
         self,

@@ -63,6 +63,8 @@ def test_quickstart_as_printed(tmp_path: Path) -> None:
     with serving(with_port(server, port), project, env, port) as log:
         remote = run_script(with_port(after, port), project, env)
         assert remote.returncode == 0, remote.stdout[-3000:] + remote.stderr[-3000:]
+        audit = remote.stdout.split("audit events (", 1)[1]
+        assert "human.decision   reviewer" in audit and "run.created      operator" in audit
         # the operator's key started the run; the reviewer's decided it, through the service
         final = run_script(
             'kneo runs get "$(python -c \'import json; print(json.load(open("profile_run.json"))'
