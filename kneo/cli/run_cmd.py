@@ -78,7 +78,11 @@ def render_run_response(data: dict[str, Any], out: Output) -> None:
     else:
         error = meta.get("error") or {}
         detail = f" [{error.get('code')}] {error.get('message')}" if error else ""
-        err.print(f"[red]{status}[/red] run_id={data['run_id']}{detail}")
+        from rich.markup import escape
+
+        err.print(f"[red]{status}[/red] run_id={data['run_id']}{escape(detail)}")
+        if error.get("hint"):
+            err.print(f"hint: {error['hint']}", markup=False)
 
 
 def exit_for(data: dict[str, Any]) -> None:
