@@ -162,7 +162,13 @@ class LocalClient:
             self._manager.store.close()
 
     def run(
-        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+        self,
+        *,
+        spec_path: str,
+        input_text: str,
+        target: str,
+        environment: str | None,
+        on_created: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         result = self.manager.run_from_spec(
             input_text=input_text,
@@ -170,6 +176,7 @@ class LocalClient:
             target=target,
             environment=environment,
             actor=self._actor,
+            on_created=on_created,
         )
         return dict(result.to_dict(show_personal=True))
 

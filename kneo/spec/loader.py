@@ -223,4 +223,6 @@ def _validate(data: dict[str, Any], *, file: str, texts: list[tuple[str, str]] |
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise validation_error_to_spec_error(exc, data, file=file, texts=list(texts)) from None
+        raise validation_error_to_spec_error(
+            exc, data, file=file, texts=list(texts), model=Spec
+        ) from None
