@@ -79,6 +79,17 @@ class PlatformClient(Protocol):
         idempotency_key: str | None = None,
     ) -> dict[str, Any]: ...
 
+    def decide(
+        self,
+        continuation_id: str,
+        decisions: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Several requests of one task decided together (``request_id``, ``decision``,
+        ``content``, ``selected_option`` each)."""
+        ...
+
 
 class LocalClient:
     """In-process platform over the local project's store; built on first use.
@@ -280,6 +291,23 @@ class LocalClient:
             decision=decision,
             content=content,
             selected_option=selected_option,
+            actor=self._actor,
+            idempotency_key=idempotency_key,
+        )
+        return dict(result.to_dict(show_personal=True))
+
+    def decide(
+        self,
+        continuation_id: str,
+        decisions: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        from kneo.platform.decisions import DecisionInput
+
+        result = self.manager.decide(
+            continuation_id,
+            [DecisionInput(**d) for d in decisions],
             actor=self._actor,
             idempotency_key=idempotency_key,
         )

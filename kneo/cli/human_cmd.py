@@ -168,8 +168,12 @@ def _pending(client: Any, continuation_id: str) -> dict[str, Any]:
 @options
 def resume(
     continuation_id: str,
-    request_id: str | None = typer.Option(
-        None, "--request-id", help="The request to answer (optional with --interactive)"
+    request_id: list[str] | None = typer.Option(
+        None,
+        "--request-id",
+        help="The request to decide; repeat it to decide several requests of the task "
+        "together with the same decision (all or none are recorded); optional with "
+        "--interactive",
     ),
     approve: bool = typer.Option(False, "--approve"),
     reject: bool = typer.Option(False, "--reject"),
@@ -196,8 +200,8 @@ def resume(
     ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
-    """Resume a paused run, or decide a promotion task, with exactly one decision (or, with
-    --interactive, the answers you type)."""
+    """Resume a paused run, or decide a promotion task, with exactly one decision (for
+    every request given), or, with --interactive, the answers you type."""
     from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
@@ -208,7 +212,7 @@ def resume(
             "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select "
             "OPTION (or --interactive)"
         )
-    if chosen and request_id is None:
+    if chosen and not request_id:
         raise InvalidDecision("a decision needs --request-id REQUEST_ID", field="request_id")
     client = opts.client()
     if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
@@ -219,13 +223,14 @@ def resume(
         decision = chosen[0]
         content = {"edited": edit, "provided": provide}.get(decision, comment)
         with progress(f"resuming {continuation_id}", enabled=not opts.structured):
-            data = client.resume(
+            data = _decide(
+                client,
                 continuation_id,
-                request_id=request_id or "",
-                decision=decision,
-                content=content,
-                selected_option=select,
-                idempotency_key=idempotency_key,
+                request_id or [],
+                decision,
+                content,
+                select,
+                idempotency_key,
             )
     else:
         data = _pending(client, continuation_id)
@@ -235,3 +240,36 @@ def resume(
         data = answer_pauses(client, data, Terminal())
     render_run_response(data, opts)
     exit_for(data)
+
+
+def _decide(
+    client: Any,
+    continuation_id: str,
+    request_ids: list[str],
+    decision: str,
+    content: str | None,
+    selected_option: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """One request: ``resume``; several: ``decide``, all recorded together or none."""
+    if len(request_ids) == 1:
+        return dict(
+            client.resume(
+                continuation_id,
+                request_id=request_ids[0],
+                decision=decision,
+                content=content,
+                selected_option=selected_option,
+                idempotency_key=idempotency_key,
+            )
+        )
+    decisions = [
+        {
+            "request_id": rid,
+            "decision": decision,
+            "content": content,
+            "selected_option": selected_option,
+        }
+        for rid in request_ids
+    ]
+    return dict(client.decide(continuation_id, decisions, idempotency_key=idempotency_key))

@@ -35,7 +35,7 @@ class ServiceError(KneoError):
 
 def _is_idempotent_post(path: str) -> bool:
     return path in _IDEMPOTENT_POSTS or (
-        path.startswith("/v1/human-tasks/") and path.endswith("/resume")
+        path.startswith("/v1/human-tasks/") and path.endswith(("/resume", "/decisions"))
     )
 
 
@@ -261,6 +261,21 @@ class ServiceClient:
             "POST",
             f"/v1/human-tasks/{continuation_id}/resume",
             json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    def decide(
+        self,
+        continuation_id: str,
+        decisions: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        items = [{k: v for k, v in d.items() if v is not None} for d in decisions]
+        return self.request(
+            "POST",
+            f"/v1/human-tasks/{continuation_id}/decisions",
+            json={"decisions": items},
             idempotency_key=idempotency_key,
         )
 

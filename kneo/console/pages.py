@@ -363,11 +363,21 @@ def _task_page(
                 "about": about.get(r["request_id"]) or {},
             }
         )
+    # Requests a person may decide with one click together: every pending one accepts it.
+    pending = [i["request"] for i in shown if i["form"] is not None]
+    together = [
+        d
+        for d in ("approved", "rejected")
+        if len(pending) > 1 and all(d in (r.get("decisions") or ()) for r in pending)
+    ]
     return view.show(
         "task.html",
         {
             "task": task,
             "items": shown,
+            "together": {"ids": " ".join(r["request_id"] for r in pending), "decisions": together}
+            if together
+            else None,
             "context": context,
             "marks": _marks(shown),
             "notice": notice,
@@ -392,6 +402,8 @@ def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Respon
     """A decision posted from the task page: resumes the run, or shows the page again with
     the form's error (or the conflict's notice)."""
     mgr = view.manager
+    if posted.get("request_ids"):
+        return _decide_together(view, continuation_id, posted)
     request_id = posted.get("request_id") or ""
     stored: Mapping[str, Any] = {"request_id": request_id}
     if posted.get("decision") == "provided" and "content" not in posted:
@@ -419,6 +431,33 @@ def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Respon
         rejected = Rejected(chosen.decision, posted, exc.message, exc.details.get("path"))
         return again(rejected=rejected, status_code=exc.http_status)
     except Conflict as exc:  # already resolved, a racing resume, the run moved on
+        return again(notice=exc.message, status_code=409)
+    if result.status == "paused" and result.continuation_id == continuation_id:
+        return view.redirect("task", continuation_id=continuation_id)
+    return view.redirect("run", run_id=result.run_id)
+
+
+def _decide_together(view: _View, continuation_id: str, posted: dict[str, str]) -> Response:
+    """One decision (approve or reject) for every listed request of the task, recorded
+    together (all or none)."""
+    from kneo.platform.decisions import DecisionInput
+
+    decision = posted.get("decision") or ""
+    ids = (posted.get("request_ids") or "").split()
+    content = (posted.get("content") or "").strip() or None
+    again = functools.partial(_task_page, view, continuation_id)
+    if decision not in ("approved", "rejected"):
+        return again(notice="Decide together approves or rejects.", status_code=400)
+    try:
+        result = view.manager.decide(
+            continuation_id,
+            [DecisionInput(rid, decision, content) for rid in ids],
+            actor=view.viewer.name,
+            idempotency_key=posted.get("idempotency_key") or None,
+        )
+    except (ValidationFailed, InvalidRequest) as exc:
+        return again(notice=exc.message, status_code=exc.http_status)
+    except Conflict as exc:
         return again(notice=exc.message, status_code=409)
     if result.status == "paused" and result.continuation_id == continuation_id:
         return view.redirect("task", continuation_id=continuation_id)

@@ -6,6 +6,11 @@ completed turn: completed model turns are never sent again and completed tool ca
 again. A tool call that was in flight when the process died has no result in the transcript
 and runs again on recovery (tools are at-least-once across a crash; make them idempotent).
 
+Every tool call of a model turn is answered, in the model's order and each under its own id,
+before the next model request. The people a turn's calls need (approvals, argument input,
+external results, questions) are asked together, as one human task, before any call of the
+turn runs; the turn's calls then run one by one, each result committed before the next.
+
 Strategies: ``react`` (act turns only) and ``plan-act`` (a first planning turn without tools
 whose plan stays in the transcript, then act turns). Every tool call goes through the
 :class:`~kneo.engine.tool_guard.ToolGuard` (selection, policy, JSON Schema); a denied call
@@ -23,7 +28,7 @@ from their server when the step starts (:mod:`kneo.engine.remote_tools`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
@@ -81,8 +86,8 @@ class AgentHost(Protocol):
 
     def decision(self, wait_key: str) -> dict[str, Any] | None: ...
 
-    def pause(self, request: HumanRequest) -> NoReturn:
-        """Pause the unit for ``request`` (raises)."""
+    def pause(self, requests: Sequence[HumanRequest]) -> NoReturn:
+        """Pause the unit for ``requests``, one human task (raises)."""
         ...
 
     def new_request(self, **fields: Any) -> HumanRequest: ...
@@ -171,13 +176,10 @@ class AgentLoop:
                 )
             with host.lock:
                 messages = [ChatMessage.from_dict(m) for m in record["messages"]]
-            last = messages[-1]
-            if last.role == "assistant" and last.tool_calls:
-                done = {m.tool_call_id for m in messages if m.role == "tool"}
-                pending = [c for c in last.tool_calls if c.id not in done]
-                if pending:
-                    self._run_tool(host, guard, pending[0], approval, agent.tool_input, record)
-                    continue
+            pending = unanswered_calls(messages)
+            if pending:
+                self._run_tools(host, guard, pending, approval, agent.tool_input, record)
+                continue
             if record["phase"] == "act" and record.get("act_turns", 0) >= max_turns:
                 raise AgentStepError(
                     f"agent '{agent.name}' reached max_iterations ({max_turns}) without a "
@@ -257,80 +259,95 @@ class AgentLoop:
         )
         host.commit("agent_turn")
 
-    def _run_tool(
+    def _run_tools(
         self,
         host: AgentHost,
+        guard: ToolGuard,
+        calls: list[ToolCall],
+        approval: set[str],
+        tool_input: dict[str, list[str]],
+        record: dict[str, Any],
+    ) -> None:
+        """The unanswered calls of the last model turn, in the model's order.
+
+        First every call is planned (pure: the guard's checks and the decisions recorded so
+        far); the requests the calls still need from people are gathered into one pause, so
+        a turn with two approvals is one human task, and nothing of the turn runs until
+        every request is decided. Then each call runs and its result is committed before the
+        next one starts: a crash or resume never runs a call whose result is recorded.
+        """
+        asks = _Asks(host)
+        plans = [self._plan(asks, guard, call, approval, tool_input, record) for call in calls]
+        if asks.requests:
+            host.pause(asks.requests)
+        for plan in plans:
+            assert plan is not None  # every call without a plan asked for something
+            self._carry_out(host, guard, plan, record)
+
+    def _plan(
+        self,
+        asks: _Asks,
         guard: ToolGuard,
         call: ToolCall,
         approval: set[str],
         tool_input: dict[str, list[str]],
         record: dict[str, Any],
-    ) -> None:
-        opts = self._options
-        # Policy and schema first: a call the guard refuses is never put to a person. A tool
-        # whose arguments a person completes is checked against its policy first, then in
-        # full once the person's values are in.
+    ) -> _Planned | None:
+        """What ``call`` comes to, or ``None`` while a person's answer is missing (asked for
+        in ``asks``). Policy and schema first: a call the guard refuses is never put to a
+        person. A tool whose arguments a person completes is checked against its policy
+        first, then in full once the person's values are in."""
         refusal = guard.check(call, arguments=call.name not in tool_input)
         if refusal is None and call.name in tool_input:
-            call = self._tool_input(host, guard.definition(call.name), call, tool_input[call.name])
-            refusal = guard.check(call)
+            completed = self._tool_input(
+                asks, guard.definition(call.name), call, tool_input[call.name]
+            )
+            if completed is None:
+                return None
+            call, refusal = completed, guard.check(completed)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
-            host.emit(
-                event, describe_for_trace(call, refusal, record_arguments=opts.record_arguments)
-            )
-            self._append_result(host, call, refusal, record)
-            return
+            return _Planned(call, refusal, event)
         if call.name == QUESTION_TOOL:
-            answer = self._question(host, call, record)
-            self._append_result(host, call, ToolOutcome("ok", answer, None), record)
-            return
+            answer = self._question(asks, call, record)
+            return None if answer is None else _Planned(call, ToolOutcome("ok", answer, None))
         definition = guard.definition(call.name)
         if definition.external:
-            outcome = self._external(host, definition, call)
-            host.emit(
-                "tool_call_completed",
-                {
-                    **describe_for_trace(
-                        call,
-                        outcome,
-                        record_arguments=opts.record_arguments,
-                        record_results=opts.record_results,
-                    ),
-                    "external": True,
-                },
-            )
-            self._append_result(host, call, outcome, record)
-            return
+            outcome = self._external(asks, definition, call)
+            if outcome is None:
+                return None
+            return _Planned(call, outcome, "tool_call_completed", external=True)
         if call.name in approval:
-            call, refusal = self._approval(host, call, guard.parameters(call.name))
+            decided = self._approval(asks, call, guard.parameters(call.name))
+            if decided is None:
+                return None
+            call, refusal = decided
             if refusal is None:
                 refusal = guard.check(call)  # edited arguments pass the same checks
             if refusal is not None:
-                host.emit(
-                    "tool_call_rejected",
-                    describe_for_trace(call, refusal, record_arguments=opts.record_arguments),
-                )
-                self._append_result(host, call, refusal, record)
-                return
-        host.emit(
-            "tool_call_started", describe_for_trace(call, record_arguments=opts.record_arguments)
-        )
-        outcome = guard.execute(call)
-        host.emit(
-            "tool_call_completed",
-            describe_for_trace(
+                return _Planned(call, refusal, "tool_call_rejected")
+        return _Planned(call)
+
+    def _carry_out(
+        self, host: AgentHost, guard: ToolGuard, plan: _Planned, record: dict[str, Any]
+    ) -> None:
+        """Run a planned call (or take its decided outcome), trace it, commit its result."""
+        opts = self._options
+        call, outcome, event = plan.call, plan.outcome, plan.event
+        if outcome is None:
+            host.emit(
+                "tool_call_started",
+                describe_for_trace(call, record_arguments=opts.record_arguments),
+            )
+            outcome, event = guard.execute(call), "tool_call_completed"
+        if event is not None:
+            data = describe_for_trace(
                 call,
                 outcome,
                 record_arguments=opts.record_arguments,
-                record_results=opts.record_results,
-            ),
-        )
-        self._append_result(host, call, outcome, record)
-
-    def _append_result(
-        self, host: AgentHost, call: ToolCall, outcome: ToolOutcome, record: dict[str, Any]
-    ) -> None:
+                record_results=opts.record_results and event == "tool_call_completed",
+            )
+            host.emit(event, {**data, "external": True} if plan.external else data)
         with host.lock:
             record["messages"].append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name).to_dict()
@@ -339,8 +356,10 @@ class AgentLoop:
         host.commit("tool_result")
 
     @staticmethod
-    def _question(host: AgentHost, call: ToolCall, record: dict[str, Any]) -> str:
-        """``ask_question``: the recorded answer under the wait's stable name, or a pause."""
+    def _question(asks: _Asks, call: ToolCall, record: dict[str, Any]) -> str | None:
+        """``ask_question``: the recorded answer under the wait's stable name (``None``:
+        asked)."""
+        host = asks.host
         question = str(call.arguments.get("question") or "").strip() or "(no question given)"
         if host.unit_key.startswith(_BRANCH_PREFIX):
             with host.lock:
@@ -354,8 +373,7 @@ class AgentLoop:
             wait_key = question_wait_key(index, question, unit_key=host.unit_key)
         else:
             wait_key = question_wait_key(host.question_index(call.id), question)
-        decision = _decided(
-            host,
+        decision = asks.decided(
             kind="question",
             wait_key=wait_key,
             prompt=question,
@@ -363,13 +381,15 @@ class AgentLoop:
             context={"tool_call_id": call.id, "wait_name": wait_key},
             metadata={"wait_name": wait_key},
         )
+        if decision is None:
+            return None
         answer = decision.get("content")
         return str(answer) if answer is not None else ""
 
     @staticmethod
     def _tool_input(
-        host: AgentHost, definition: ToolDefinition, call: ToolCall, flagged: list[str]
-    ) -> ToolCall:
+        asks: _Asks, definition: ToolDefinition, call: ToolCall, flagged: list[str]
+    ) -> ToolCall | None:
         """The call with the argument values a person provided: the ``flagged`` ones and any
         required ones the model left out, validated against the tool's schema (the request's
         ``input_schema``); the model's proposal is shown in the request's context."""
@@ -379,10 +399,9 @@ class AgentLoop:
         if not fields:
             return call
         properties = schema.get("properties") or {}
-        decision = _decided(
-            host,
+        decision = asks.decided(
             kind="tool_input",
-            wait_key=f"{host.unit_key}:tool_input:{call.id}",
+            wait_key=f"{asks.host.unit_key}:tool_input:{call.id}",
             prompt=f"Provide {', '.join(fields)} for the call to tool '{call.name}'.",
             input_schema={
                 "type": "object",
@@ -398,18 +417,19 @@ class AgentLoop:
                 "fields": fields,
             },
         )
+        if decision is None:
+            return None
         # validated against input_schema when the decision was made
         values = parse_json(decision.get("content") or "{}", source="tool input")
         return ToolCall(id=call.id, name=call.name, arguments={**call.arguments, **values})
 
     @staticmethod
-    def _external(host: AgentHost, definition: ToolDefinition, call: ToolCall) -> ToolOutcome:
+    def _external(asks: _Asks, definition: ToolDefinition, call: ToolCall) -> ToolOutcome | None:
         """An ``external`` tool: the caller runs the call and provides its result (checked
         against ``result_schema``), or declines (``rejected``, the model is told why)."""
-        decision = _decided(
-            host,
+        decision = asks.decided(
             kind="external_tool",
-            wait_key=f"{host.unit_key}:external:{call.id}",
+            wait_key=f"{asks.host.unit_key}:external:{call.id}",
             prompt=f"Run tool '{call.name}' and provide its result.",
             input_schema=definition.result_schema,
             decisions=("provided", "rejected"),
@@ -419,6 +439,8 @@ class AgentLoop:
                 "arguments": dict(call.arguments),
             },
         )
+        if decision is None:
+            return None
         if decision.get("decision") == "rejected":
             why = decision.get("content") or "no reason given"
             return ToolOutcome(
@@ -426,16 +448,16 @@ class AgentLoop:
             )
         return ToolOutcome("ok", str(decision.get("content") or ""), "run by the caller")
 
+    @staticmethod
     def _approval(
-        self, host: AgentHost, call: ToolCall, schema: Mapping[str, Any] | None
-    ) -> tuple[ToolCall, ToolOutcome | None]:
+        asks: _Asks, call: ToolCall, schema: Mapping[str, Any] | None
+    ) -> tuple[ToolCall, ToolOutcome | None] | None:
         """Ask a person about ``call``. The request carries the tool's argument ``schema`` as
         its ``input_schema``, so edited arguments are checked against it when the decision
         is made (a 422 naming the field, the request still pending), not after."""
-        decision = _decided(
-            host,
+        decision = asks.decided(
             kind="tool_approval",
-            wait_key=f"{host.unit_key}:tool:{call.id}",
+            wait_key=f"{asks.host.unit_key}:tool:{call.id}",
             prompt=f"Approve the call to tool '{call.name}'?",
             context={
                 "tool_name": call.name,
@@ -447,6 +469,8 @@ class AgentLoop:
             decisions=("approved", "rejected", "edited"),
             input_schema=schema,
         )
+        if decision is None:
+            return None
         name = decision.get("decision")
         if name == "rejected":
             why = decision.get("content") or "no reason given"
@@ -468,13 +492,42 @@ class AgentLoop:
         return call, None
 
 
-def _decided(host: AgentHost, *, wait_key: str, **request: Any) -> dict[str, Any]:
-    """The decision recorded under ``wait_key``; without one the unit pauses for it, with a
-    new request of ``request``'s fields (the request is made only then)."""
-    decision = host.decision(wait_key)
-    if decision is None:
-        host.pause(host.new_request(wait_key=wait_key, **request))
-    return decision
+@dataclass(frozen=True)
+class _Planned:
+    """What one tool call of a turn comes to once every person it needs has answered."""
+
+    call: ToolCall
+    #: the model's result without running the tool (a refusal, a person's answer, a result
+    #: the caller provided); ``None``: run the tool
+    outcome: ToolOutcome | None = None
+    #: the trace event that reports ``outcome`` (``None``: none)
+    event: str | None = None
+    external: bool = False
+
+
+class _Asks:
+    """The requests the calls of one turn still need from people, gathered for one pause."""
+
+    def __init__(self, host: AgentHost) -> None:
+        self.host = host
+        self.requests: list[HumanRequest] = []
+
+    def decided(self, *, wait_key: str, **request: Any) -> dict[str, Any] | None:
+        """The decision recorded under ``wait_key``; without one a request of ``request``'s
+        fields joins the pause (made only then)."""
+        decision = self.host.decision(wait_key)
+        if decision is None:
+            self.requests.append(self.host.new_request(wait_key=wait_key, **request))
+        return decision
+
+
+def unanswered_calls(messages: Sequence[ChatMessage]) -> list[ToolCall]:
+    """The tool calls of the last model turn that have no result yet, in the model's order."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "assistant":
+            answered = {m.tool_call_id for m in messages[i + 1 :] if m.role == "tool"}
+            return [c for c in messages[i].tool_calls if c.id not in answered]
+    return []
 
 
 def _step_registry(

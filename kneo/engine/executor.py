@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -953,8 +953,8 @@ class _AgentHost:
                     return [dict(m) for m in record["messages"]]
         return None
 
-    def pause(self, request: HumanRequest) -> NoReturn:
-        raise _Pause([request])
+    def pause(self, requests: Sequence[HumanRequest]) -> NoReturn:
+        raise _Pause(list(requests))
 
     def mcp(self) -> LazySessions | None:
         return self._run.mcp

@@ -20,7 +20,7 @@ winner (``resource_locked``), or its own request still pending and applies it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -215,41 +215,9 @@ class Decisions:
         (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
         ``metadata`` is stored with the decision (``auto_continued`` for timeouts). A decision
         on a promotion task is recorded there (:func:`kneo.platform.bundles.resume_promotion`)."""
+        answer = DecisionInput(request_id, decision, content, selected_option)
         if idempotency_key is not None:
-            from kneo.platform.idempotency import idempotent
-
-            def call() -> tuple[int, dict[str, Any]]:
-                done = self.resume(
-                    continuation_id,
-                    request_id=request_id,
-                    decision=decision,
-                    content=content,
-                    selected_option=selected_option,
-                    actor=actor,
-                    metadata=metadata,
-                )
-                # Kept with personal data (secrets redacted): the replay is redacted for
-                # whoever reads it, like the first answer (``RunResult.to_dict``).
-                return 200, done.to_dict(show_personal=True)
-
-            digest = content_hash(
-                [
-                    {
-                        "request_id": request_id,
-                        "decision": decision,
-                        "content": content,
-                        "selected_option": selected_option,
-                    }
-                ]
-            )
-            _, body, replayed = idempotent(
-                self.store,
-                scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
-                key=idempotency_key,
-                digest=digest,
-                call=call,
-            )
-            return RunResult.from_dict(body, replayed=replayed)
+            return self._idempotent(continuation_id, [answer], actor, idempotency_key, metadata)
         return self.resume_decision(
             continuation_id,
             request_id=request_id,
@@ -259,6 +227,54 @@ class Decisions:
             actor=actor,
             metadata=metadata,
         )
+
+    def decide(
+        self,
+        continuation_id: str,
+        decisions: Sequence[DecisionInput],
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunResult:
+        """Decide several requests of one task together: every decision is checked first,
+        then all are written in one transaction (none if any is refused), and the run
+        continues once, when no request is left pending. A task's requests may as well be
+        decided one by one (:meth:`resume`); the run waits for all of them either way."""
+        if not decisions:
+            raise InvalidRequest("decisions: give at least one decision", field="decisions")
+        ids = [d.request_id for d in decisions]
+        if len(set(ids)) != len(ids):
+            raise InvalidRequest("decisions: a request is decided twice", field="decisions")
+        if idempotency_key is not None:
+            return self._idempotent(continuation_id, decisions, actor, idempotency_key, None)
+        return self._decide(continuation_id, list(decisions), actor=actor, metadata=None)
+
+    def _idempotent(
+        self,
+        continuation_id: str,
+        decisions: Sequence[DecisionInput],
+        actor: str | None,
+        key: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> RunResult:
+        """:meth:`_decide` once per key: the same key and decisions replay the first result."""
+        from kneo.platform.idempotency import idempotent
+
+        def call() -> tuple[int, dict[str, Any]]:
+            done = self._decide(continuation_id, list(decisions), actor=actor, metadata=metadata)
+            # Kept with personal data (secrets redacted): the replay is redacted for
+            # whoever reads it, like the first answer (``RunResult.to_dict``).
+            return 200, done.to_dict(show_personal=True)
+
+        digest = content_hash([d.to_dict() for d in decisions])
+        _, body, replayed = idempotent(
+            self.store,
+            scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
+            key=key,
+            digest=digest,
+            call=call,
+        )
+        return RunResult.from_dict(body, replayed=replayed)
 
     def resume_decision(
         self,
@@ -282,6 +298,21 @@ class Decisions:
         already decided, ``request_already_resolved``. ``continuation``: a view the caller
         already holds, tried first (a stale one loses the compare-and-set and is read again).
         """
+        answer = DecisionInput(request_id, decision, content, selected_option)
+        return self._decide(
+            continuation_id, [answer], actor=actor, metadata=metadata, continuation=continuation
+        )
+
+    def _decide(
+        self,
+        continuation_id: str,
+        decisions: list[DecisionInput],
+        *,
+        actor: str | None,
+        metadata: Mapping[str, Any] | None,
+        continuation: ContinuationRecord | None = None,
+    ) -> RunResult:
+        """:meth:`resume_decision` for one or more decisions on one continuation."""
         for _ in range(DECISION_ATTEMPTS):
             try:
                 with self.store.transaction() as tx:
@@ -289,26 +320,20 @@ class Decisions:
                     continuation = None
                     if cont.workflow_kind == "promotion":
                         break  # a GitOps promotion: no run (after the loop)
-                    run, state, request = self._pending(tx, cont, request_id)
-                    answer = validate_decision(
-                        request,
-                        HumanDecision(
-                            request_id=request_id,
-                            decision=decision,
-                            content=content,
-                            selected_option=selected_option,
-                            actor=actor,
-                            decided_at=utc_iso(self.clock.now()),
-                            metadata=dict(metadata or {}),
-                        ),
-                        max_content_chars=self.settings.limits.max_human_content_chars,
+                    run, state, requests = self._pending(
+                        tx, cont, [d.request_id for d in decisions]
                     )
-                    updated, remaining = self._write_decision(tx, run, cont, state, request, answer)
+                    now = utc_iso(self.clock.now())
+                    answers = [
+                        (request, self._checked(request, d, actor, now, metadata))
+                        for request, d in zip(requests, decisions, strict=True)
+                    ]
+                    updated, remaining = self._write_decision(tx, run, cont, state, answers)
             except Conflict as exc:
                 if exc.code == "stale_state":
                     continue  # another decision committed first: nothing was written
                 raise
-            return self._continue(updated, cont, request, answer, remaining)
+            return self._continue(updated, cont, answers, remaining)
         else:
             raise ResourceLocked(
                 f"continuation {continuation_id} is being resumed by other processes",
@@ -316,14 +341,39 @@ class Decisions:
             )
         from kneo.platform.bundles import resume_promotion
 
+        if len(decisions) != 1:
+            raise InvalidRequest("a promotion task takes one decision at a time", field="decisions")
         return resume_promotion(
             self.store,
             continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
+            request_id=decisions[0].request_id,
+            decision=decisions[0].decision,
+            content=decisions[0].content,
             actor=actor,
             controller=self.controller,
+        )
+
+    def _checked(
+        self,
+        request: HumanRequest,
+        given: DecisionInput,
+        actor: str | None,
+        now: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> HumanDecision:
+        """``given`` as a decision on ``request``, or the error saying why it is not one."""
+        return validate_decision(
+            request,
+            HumanDecision(
+                request_id=request.request_id,
+                decision=given.decision,
+                content=given.content,
+                selected_option=given.selected_option,
+                actor=actor,
+                decided_at=now,
+                metadata=dict(metadata or {}),
+            ),
+            max_content_chars=self.settings.limits.max_human_content_chars,
         )
 
     def _write_decision(
@@ -332,23 +382,22 @@ class Decisions:
         run: RunRecord,
         cont: ContinuationRecord,
         state: ExecutionState,
-        request: HumanRequest,
-        answer: HumanDecision,
+        answers: list[tuple[HumanRequest, HumanDecision]],
     ) -> tuple[RunRecord, list[dict[str, Any]]]:
-        """The decision's writes (compare-and-set on the run and the continuation): the run
+        """The decisions' writes (compare-and-set on the run and the continuation): the run
         stays paused while other requests are pending, else it goes back to running. Returns
         the updated run and the requests still pending."""
+        by_id = {request.request_id: (request, answer) for request, answer in answers}
         with state.lock:
-            state.decisions[request.wait_key] = answer.to_dict()
-            state.pending = [r for r in state.pending if r.get("request_id") != request.request_id]
+            for request, answer in answers:
+                state.decisions[request.wait_key] = answer.to_dict()
+            state.pending = [r for r in state.pending if r.get("request_id") not in by_id]
             remaining = list(state.pending)
         requests = [
-            resolved_entry(r, request, answer)
-            if r.get("request_id") == request.request_id
-            else dict(r)
+            resolved_entry(r, *by_id[r["request_id"]]) if r.get("request_id") in by_id else dict(r)
             for r in cont.requests
         ]
-        decided = _decided_event(request, answer)
+        decided = [_decided_event(request, answer) for request, answer in answers]
         if not remaining:
             return tx.current(self._resolve(tx, run, cont, state, requests, decided)), remaining
         tx.put_continuation(
@@ -360,14 +409,15 @@ class Decisions:
             workflow_kind=cont.workflow_kind,
             expected_version=cont.version,
         )
-        tx.add_trace_events(run.run_id, [decided])
-        tx.add_audit(
-            "human.decision",
-            actor=answer.actor,
-            run_id=run.run_id,
-            continuation_id=cont.continuation_id,
-            payload={**_decision_audit(run, request, answer), "result_status": "paused"},
-        )
+        tx.add_trace_events(run.run_id, decided)
+        for request, answer in answers:
+            tx.add_audit(
+                "human.decision",
+                actor=answer.actor,
+                run_id=run.run_id,
+                continuation_id=cont.continuation_id,
+                payload={**_decision_audit(run, request, answer), "result_status": "paused"},
+            )
         snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
         updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
         return tx.current(updated), remaining
@@ -376,17 +426,25 @@ class Decisions:
         self,
         updated: RunRecord,
         cont: ContinuationRecord,
-        request: HumanRequest,
-        answer: HumanDecision,
+        answers: list[tuple[HumanRequest, HumanDecision]],
         remaining: list[dict[str, Any]],
     ) -> RunResult:
-        """After the decision committed: the paused run's result while requests remain, else
-        the run driven on from its pause (the decision audited with its outcome)."""
-        metrics.record_human_wait((self.clock.now() - cont.created_at).total_seconds())
+        """After the decisions committed: the paused run's result while requests remain,
+        else the run driven on from its pause (the decisions audited with its outcome)."""
+        waited = (self.clock.now() - cont.created_at).total_seconds()
+        for _ in answers:
+            metrics.record_human_wait(waited)
         if remaining:
             return self.driver.result(updated)
-        audit = _decision_audit(updated, request, answer)
-        audits: Audits = [("human.decision", answer.actor, cont.continuation_id, audit)]
+        audits: Audits = [
+            (
+                "human.decision",
+                answer.actor,
+                cont.continuation_id,
+                _decision_audit(updated, request, answer),
+            )
+            for request, answer in answers
+        ]
         return self.driver.drive(
             updated,
             self.driver.workflow_for(updated),
@@ -402,7 +460,7 @@ class Decisions:
         cont: ContinuationRecord,
         state: ExecutionState,
         requests: list[dict[str, Any]],
-        decided: dict[str, Any],
+        decided: list[dict[str, Any]],
     ) -> RunRecord:
         """The last pending request decided: the run goes back to running under this
         process's lease, the continuation is resolved, and the run is traced as resumed.
@@ -423,7 +481,7 @@ class Decisions:
             "event_type": "run_resumed",
             "payload": {"continuation_id": cont.continuation_id},
         }
-        tx.add_trace_events(run.run_id, [decided, resumed])
+        tx.add_trace_events(run.run_id, [*decided, resumed])
         return tx.update_run(
             run.run_id,
             expected_version=run.version,
@@ -432,17 +490,18 @@ class Decisions:
         )
 
     def _pending(
-        self, tx: Transaction, cont: ContinuationRecord, request_id: str
-    ) -> tuple[RunRecord, ExecutionState, HumanRequest]:
-        """The paused run and the still-pending request a decision answers, or the error that
-        says why there is none."""
-        stored = next((r for r in cont.requests if r.get("request_id") == request_id), None)
-        if stored is None:
-            raise NotFound(
-                f"request {request_id!r} is not part of continuation {cont.continuation_id}",
-                resource="request",
-                id=request_id,
-            )
+        self, tx: Transaction, cont: ContinuationRecord, request_ids: Sequence[str]
+    ) -> tuple[RunRecord, ExecutionState, list[HumanRequest]]:
+        """The paused run and the still-pending requests the decisions answer, or the error
+        that says why there are none."""
+        stored = {r.get("request_id"): r for r in cont.requests}
+        for request_id in request_ids:
+            if request_id not in stored:
+                raise NotFound(
+                    f"request {request_id!r} is not part of continuation {cont.continuation_id}",
+                    resource="request",
+                    id=request_id,
+                )
         if cont.run_id is None:
             raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
         run = tx.get_run(cont.run_id, for_update=True)  # its counters: this decision's
@@ -452,22 +511,46 @@ class Decisions:
                 f"continuation {cont.continuation_id} is being resumed by another process",
                 lock=f"continuation:{cont.continuation_id}",
             )
-        if cont.status != "pending" or (stored.get("status") or "pending") != "pending":
-            raise RequestAlreadyResolved(
-                f"request {request_id} was already resolved", request_id=request_id
-            )
+        for request_id in request_ids:
+            if cont.status != "pending" or (stored[request_id].get("status") or "pending") != (
+                "pending"
+            ):
+                raise RequestAlreadyResolved(
+                    f"request {request_id} was already resolved", request_id=request_id
+                )
         if run.status != RunStatus.PAUSED:
             raise IllegalTransition(
                 f"cannot resume run {run.run_id}: it is {run.status}, not paused",
                 current_status=run.status,
             )
         state = ExecutionState(run.state)
-        raw = state.pending_request(request_id)
-        if raw is None:
-            raise RequestAlreadyResolved(
-                f"request {request_id} is no longer pending", request_id=request_id
-            )
-        return run, state, HumanRequest.from_dict(raw)
+        requests = []
+        for request_id in request_ids:
+            raw = state.pending_request(request_id)
+            if raw is None:
+                raise RequestAlreadyResolved(
+                    f"request {request_id} is no longer pending", request_id=request_id
+                )
+            requests.append(HumanRequest.from_dict(raw))
+        return run, state, requests
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    """One decision as a caller gives it: which request, what decision, its content."""
+
+    request_id: str
+    decision: str
+    content: str | None = None
+    selected_option: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "decision": self.decision,
+            "content": self.content,
+            "selected_option": self.selected_option,
+        }
 
 
 def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:

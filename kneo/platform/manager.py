@@ -217,6 +217,7 @@ class PlatformManager:
     # ================================================================== human tasks
 
     resume = _Forward("decisions", Decisions.resume)
+    decide = _Forward("decisions", Decisions.decide)
     list_human_tasks = _Forward("decisions", Decisions.list_human_tasks)
     get_human_task = _Forward("decisions", Decisions.get_human_task)
 

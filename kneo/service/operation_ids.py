@@ -31,6 +31,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/human-tasks"): "human-tasks-list",
     ("GET", "/human-tasks/{continuation_id}"): "human-tasks-get",
     ("POST", "/human-tasks/{continuation_id}/resume"): "human-tasks-resume",
+    ("POST", "/human-tasks/{continuation_id}/decisions"): "human-tasks-decide",
     ("GET", "/notifications"): "notifications-list",
     ("POST", "/notifications/retry"): "notifications-retry",
     ("GET", "/policies/environment"): "environment-policies-list",

@@ -238,6 +238,7 @@ RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
     "human-tasks-list": (("200", HumanTaskList),),
     "human-tasks-get": (("200", HumanTask),),
     "human-tasks-resume": (("200", RunOutcome),),
+    "human-tasks-decide": (("200", RunOutcome),),
 }
 _REF = "#/components/schemas/{model}"
 

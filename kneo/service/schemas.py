@@ -77,6 +77,22 @@ class ResumeRequest(_Strict):
     metadata: dict[str, Any] | None = None
 
 
+class DecisionItem(_Strict):
+    """One decision of ``POST /v1/human-tasks/{continuation_id}/decisions``."""
+
+    request_id: str = Field(..., min_length=1, max_length=200)
+    decision: Decision
+    content: str | None = None
+    selected_option: str | None = None
+
+
+class DecisionsRequest(_Strict):
+    """Body of ``POST /v1/human-tasks/{continuation_id}/decisions``: several requests of one
+    task decided together (all written, or none)."""
+
+    decisions: list[DecisionItem] = Field(..., min_length=1, max_length=100)
+
+
 class ContinueRequest(_Strict):
     """Body of ``POST /v1/runs/{run_id}/continue`` (optional)."""
 

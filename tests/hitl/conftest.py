@@ -83,11 +83,16 @@ def cli_env(project: Path, database_url: str | None = None, **extra: str) -> dic
 CLI = [sys.executable, "-c", "from kneo.cli.main import main; main()"]
 
 
-def start_cli(project: Path, *args: str, database_url: str | None = None) -> subprocess.Popen[str]:
+def start_cli(
+    project: Path,
+    *args: str,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, *args],
         cwd=project,
-        env=cli_env(project, database_url),
+        env=cli_env(project, database_url, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -144,3 +144,44 @@ def request_log() -> Iterator[list[logging.LogRecord]]:
     logger.addHandler(handler)
     yield handler.records
     logger.removeHandler(handler)
+
+
+_SEND_EMAIL = {
+    "description": "Send an e-mail.",
+    "implementation": "examples.hitl_functions:send_email",
+    "parameters": {
+        "type": "object",
+        "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+        "required": ["to", "subject"],
+        "additionalProperties": False,
+    },
+}
+#: An inline spec whose one model turn asks for two approved ``send_email`` calls (to ann,
+#: then bob): one human task with two ``tool_approval`` requests.
+TWO_APPROVALS: dict[str, Any] = {
+    "version": "v1",
+    "agent": {
+        "name": "mailer",
+        "tools": ["send_email"],
+        "approval_required": ["send_email"],
+        "policies": {"tool": {"allow": ["send_email"]}},
+        "model": {
+            "provider": "dummy",
+            "script": [
+                {
+                    "tool_calls": [
+                        {"name": "send_email", "arguments": {"to": "ann", "subject": "a"}},
+                        {"name": "send_email", "arguments": {"to": "bob", "subject": "b"}},
+                    ]
+                },
+                {"text": "done: {last_tool_result}"},
+            ],
+        },
+    },
+    "workflow": {
+        "type": "sequential",
+        "name": "mail-two",
+        "steps": [{"id": "mail", "kind": "agent", "ref": "mailer"}],
+    },
+    "components": {"tools": {"send_email": _SEND_EMAIL}},
+}

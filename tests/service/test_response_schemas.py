@@ -72,6 +72,20 @@ def test_every_documented_answer_matches_the_service(make_client) -> None:
         "human-tasks-resume", "POST", f"/v1/human-tasks/{cid}/resume", reviewer, json=decision
     )
     assert done["status"] == "succeeded"
+    other = call("runs-create", "POST", "/v1/runs", operator, json=body)
+    decisions = {
+        "decisions": [
+            {**decision, "request_id": other["metadata"]["pending_human_request"]["request_id"]}
+        ]
+    }
+    decided = call(
+        "human-tasks-decide",
+        "POST",
+        f"/v1/human-tasks/{other['continuation_id']}/decisions",
+        reviewer,
+        json=decisions,
+    )
+    assert decided["status"] == "succeeded"
     call("runs-cancel", "POST", f"/v1/runs/{queued['run_id']}/cancel", operator)
     failed = call(
         "runs-create",

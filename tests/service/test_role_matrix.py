@@ -51,6 +51,10 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             {"request_id": req, "decision": "approved"},
         )
 
+    def decide() -> Request:
+        method, url, body = resume()
+        return method, url.replace("/resume", "/decisions"), {"decisions": [body]}
+
     spec_body = {"spec_path": SMOKE}
     return {
         ("POST", "/v1/runs"): lambda: ("POST", "/v1/runs", {"input": "m", "spec_path": SMOKE}),
@@ -97,6 +101,7 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             None,
         ),
         ("POST", "/v1/human-tasks/{continuation_id}/resume"): resume,
+        ("POST", "/v1/human-tasks/{continuation_id}/decisions"): decide,
         ("POST", "/v1/specs/validate"): lambda: ("POST", "/v1/specs/validate", spec_body),
         ("POST", "/v1/specs/compile"): lambda: ("POST", "/v1/specs/compile", spec_body),
         ("POST", "/v1/specs/explain"): lambda: ("POST", "/v1/specs/explain", spec_body),

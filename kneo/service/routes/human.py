@@ -14,7 +14,7 @@ from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
-from kneo.service.schemas import ResumeRequest, check_limits
+from kneo.service.schemas import DecisionsRequest, ResumeRequest, check_limits
 
 router = APIRouter(tags=["human-tasks"])
 #: What ``include=context`` takes besides ``human:read``: the context is the run's data.
@@ -118,6 +118,36 @@ def resume_human_task(
         selected_option=body.selected_option,
         actor=caller.principal.name,
         idempotency_key=key,
+    )
+    annotate(request, run_id=result.run_id)
+    headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
+    body_out = result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
+    return JSONResponse(body_out, status_code=200, headers=headers)
+
+
+@router.post("/human-tasks/{continuation_id}/decisions")
+def decide_human_task(
+    request: Request,
+    continuation_id: str,
+    body: DecisionsRequest,
+    caller: Caller = Depends(caller_dep("human:write")),
+) -> JSONResponse:
+    """Decide several requests of one task together: all are checked, then written in one
+    transaction (none when one is refused); the run continues once none is pending."""
+    from kneo.platform.decisions import DecisionInput
+
+    limits = request.app.state.settings.limits
+    for item in body.decisions:
+        check_limits(item, limits)
+    annotate(request, continuation_id=continuation_id)
+    result = caller.manager.decide(
+        continuation_id,
+        [
+            DecisionInput(d.request_id, d.decision, d.content, d.selected_option)
+            for d in body.decisions
+        ],
+        actor=caller.principal.name,
+        idempotency_key=request.headers.get(HEADER),
     )
     annotate(request, run_id=result.run_id)
     headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None

@@ -128,6 +128,30 @@ export type CreateRunRequest = {
 };
 
 /**
+ * DecisionItem
+ *
+ * One decision of ``POST /v1/human-tasks/{continuation_id}/decisions``.
+ */
+export type DecisionItem = {
+    /**
+     * Content
+     */
+    content?: string | null;
+    /**
+     * Decision
+     */
+    decision: 'approved' | 'rejected' | 'edited' | 'selected' | 'provided';
+    /**
+     * Request Id
+     */
+    request_id: string;
+    /**
+     * Selected Option
+     */
+    selected_option?: string | null;
+};
+
+/**
  * DecisionView
  *
  * A decision recorded on a run (a person's, or a timeout's: ``automatic``).
@@ -166,6 +190,19 @@ export type DecisionView = {
      */
     wait_key: string;
     [key: string]: unknown;
+};
+
+/**
+ * DecisionsRequest
+ *
+ * Body of ``POST /v1/human-tasks/{continuation_id}/decisions``: several requests of one
+ * task decided together (all written, or none).
+ */
+export type DecisionsRequest = {
+    /**
+     * Decisions
+     */
+    decisions: Array<DecisionItem>;
 };
 
 export type Error = {
@@ -1627,6 +1664,68 @@ export type HumanTasksGetResponses = {
 };
 
 export type HumanTasksGetResponse = HumanTasksGetResponses[keyof HumanTasksGetResponses];
+
+export type HumanTasksDecideData = {
+    body: DecisionsRequest;
+    path: {
+        /**
+         * Continuation Id
+         */
+        continuation_id: string;
+    };
+    query?: never;
+    url: '/v1/human-tasks/{continuation_id}/decisions';
+};
+
+export type HumanTasksDecideErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type HumanTasksDecideError = HumanTasksDecideErrors[keyof HumanTasksDecideErrors];
+
+export type HumanTasksDecideResponses = {
+    /**
+     * Successful Response
+     */
+    200: RunOutcome;
+};
+
+export type HumanTasksDecideResponse = HumanTasksDecideResponses[keyof HumanTasksDecideResponses];
 
 export type HumanTasksResumeData = {
     body: ResumeRequest;
