@@ -184,8 +184,9 @@ def with_offline_hint(error: dict[str, Any], metadata: Mapping[str, Any] | None)
     spec = (metadata or {}).get("spec_path") or "the spec"
     return {
         **error,
-        "hint": f"to run {spec} offline, add --env {offline[0]}: that environment's overlay "
-        "runs every agent on the in-process dummy provider (no key, no network)",
+        "hint": f'to run {spec} offline, add --env {offline[0]} (over HTTP: "environment": '
+        f'"{offline[0]}"): that environment\'s overlay runs every agent on the in-process '
+        "dummy provider (no key, no network)",
     }
 
 

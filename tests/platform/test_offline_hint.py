@@ -47,7 +47,9 @@ def test_a_missing_key_names_the_offline_overlay(platform) -> None:  # type: ign
     error = manager.get_run(failed.run_id)["error"]
     assert error["code"] == "provider_secret_missing"
     assert error["hint"].startswith(
-        "to run examples/research_agent.yaml offline, add --env dev: that environment's overlay"
+        "to run examples/research_agent.yaml offline, add --env dev (over HTTP: "
+        '"environment": "dev"): that environment\'s overlay runs every agent on the '
+        "in-process dummy provider"
     )
     assert manager.run_from_spec(input_text="x", spec_path=spec, environment="dev").status == (
         "succeeded"
