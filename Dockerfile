@@ -2,6 +2,7 @@
 #   service serve --host 0.0.0.0 (the default) | worker | controller run --repo ... | db upgrade
 # Build: docker build -t kneo:local .      Reference: docs/deployment.md
 # With OpenTelemetry: docker build --build-arg KNEO_EXTRAS=postgres,otel -t kneo:local-otel .
+# With Claude and Gemini: --build-arg KNEO_EXTRAS=postgres,anthropic,google (docs/providers.md)
 ARG PYTHON_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------- runtime requirements

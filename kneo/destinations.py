@@ -38,11 +38,13 @@ PROVIDER_ENDPOINTS: tuple[str, ...] = (
     "https://*-aiplatform.googleapis.com",
 )
 #: Where a provider's SDK sends requests when a spec gives no ``base_url``.
+#: (``azure-openai`` has none: each resource has its own endpoint, which a spec must give.)
 DEFAULT_ENDPOINTS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "openai-compatible": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "google": "https://generativelanguage.googleapis.com",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
 LOOPBACK = "loopback"
 

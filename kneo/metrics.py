@@ -24,7 +24,7 @@ Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker`
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,13 @@ class _Metrics:
         )
         self.steps = counter(
             "kneo_steps", "Step executions by step kind and result.", "kind", "status"
+        )
+        self.model_tokens = counter(
+            "kneo_model_tokens",
+            "Tokens of model calls by provider, model and direction (input or output).",
+            "provider",
+            "model",
+            "direction",
         )
         self.human_wait = histogram(
             "kneo_human_task_wait_seconds",
@@ -145,6 +152,17 @@ def record_step(kind: str, status: str) -> None:
     m = _metrics
     if m is not None:
         m.steps.labels(kind, status).inc()
+
+
+def record_model_tokens(provider: str, model: str, usage: Mapping[str, Any]) -> None:
+    """One model call's ``input_tokens`` and ``output_tokens`` (those it reported)."""
+    m = _metrics
+    if m is None:
+        return
+    for direction in ("input", "output"):
+        value = usage.get(f"{direction}_tokens")
+        if isinstance(value, int) and value > 0:
+            m.model_tokens.labels(provider, model, direction).inc(value)
 
 
 def record_human_wait(seconds: float) -> None:

@@ -59,6 +59,8 @@ _SAFE_KEYS = frozenset(
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "input_tokens",
+        "output_tokens",
         "env_var",
         "secret_env",
         "key_env",

@@ -29,7 +29,7 @@ from kneo.errors import Forbidden
 #: Prefix of a draft's fields in the sign-in form.
 DRAFT_PREFIX = "draft."
 #: What a draft keeps of a posted decision (and ``field.*``: typed input).
-_KEPT = ("request_id", "decision", "content", "selected_option", "idempotency_key")
+_KEPT = ("request_id", "request_ids", "decision", "content", "selected_option", "idempotency_key")
 #: Characters a draft may hold in all: more is not a decision form's.
 MAX_DRAFT_CHARS = 200_000
 #: The pages a decision is typed on (route names).

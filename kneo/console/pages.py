@@ -380,6 +380,8 @@ def _task_page(
             else None,
             "context": context,
             "marks": _marks(shown),
+            # a "decide together" answer kept over a new sign-in (kneo.console.drafts)
+            "kept": rejected.posted if rejected and "request_ids" in rejected.posted else {},
             "notice": notice,
             "idempotency_key": idempotency_key or secrets.token_urlsafe(18),
         },
@@ -620,7 +622,8 @@ def redraw_draft(
         rejected=Rejected(draft.get("decision") or "", draft, ""),
         notice=notice,
         status_code=status_code,
-        idempotency_key=draft.get("idempotency_key") or None,
+        # a decision on several requests keeps its own key in its own form
+        idempotency_key=None if "request_ids" in draft else draft.get("idempotency_key"),
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
-from kneo.engine.providers.base import ChatMessage, Provider, ToolCall
+from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import KneoError
@@ -231,33 +231,52 @@ class AgentLoop:
             model = host.access.model(model, path=f"agent {agent.name!r}.model")
         with host.waiting():
             reply = provider.complete(model=model, messages=messages, tools=tools)
-        message = reply.to_message()
+        truncated = reply.stop_reason == "max_tokens"
         with host.lock:
-            if planning:
-                # The plan is kept: the instruction and the plan both stay in the transcript.
-                record["messages"].append(ChatMessage("system", PLAN_INSTRUCTION).to_dict())
-                message = ChatMessage("assistant", reply.text or "")
-                record["phase"] = "act"
-            else:
-                record["act_turns"] = record.get("act_turns", 0) + 1
-                if not message.tool_calls:
-                    record["final"] = message.content or ""
-            record["messages"].append(message.to_dict())
-            record["turns"] = record.get("turns", 0) + 1
+            count_usage(record, reply.usage)
+            message = None if truncated else self._keep(record, reply, planning)
+        calls = message.tool_calls if message is not None else ()
         host.emit(
             "model_turn_completed",
             {
                 "agent": agent.name,
                 "provider": provider.name,
                 "model": agent.model.name,
-                "turn": record["turns"],
+                "turn": record["turns"] + (1 if truncated else 0),
                 "phase": "plan" if planning else "act",
-                "tool_calls": [c.name for c in message.tool_calls],
-                "final": not planning and not message.tool_calls,
+                "tool_calls": [c.name for c in calls],
+                "final": not planning and message is not None and not calls,
                 "usage": dict(reply.usage),
+                "stop_reason": reply.stop_reason,
             },
         )
-        host.commit("agent_turn")
+        host.commit("agent_turn")  # the turn, or at least what it cost
+        if truncated:
+            limit = f" ({agent.model.max_tokens})" if agent.model.max_tokens else ""
+            raise AgentStepError(
+                f"agent '{agent.name}': the model stopped at its output limit{limit} before "
+                "finishing its reply; the incomplete reply was not used (raise "
+                "model.max_tokens)",
+                code="model_output_truncated",
+                agent=agent.name,
+            )
+
+    @staticmethod
+    def _keep(record: dict[str, Any], reply: ModelReply, planning: bool) -> ChatMessage:
+        """Add a complete reply to the transcript (caller holds the lock)."""
+        message = reply.to_message()
+        if planning:
+            # The plan is kept: the instruction and the plan both stay in the transcript.
+            record["messages"].append(ChatMessage("system", PLAN_INSTRUCTION).to_dict())
+            message = ChatMessage("assistant", reply.text or "")
+            record["phase"] = "act"
+        else:
+            record["act_turns"] = record.get("act_turns", 0) + 1
+            if not message.tool_calls:
+                record["final"] = message.content or ""
+        record["messages"].append(message.to_dict())
+        record["turns"] = record.get("turns", 0) + 1
+        return message
 
     def _run_tools(
         self,
@@ -519,6 +538,20 @@ class _Asks:
         if decision is None:
             self.requests.append(self.host.new_request(wait_key=wait_key, **request))
         return decision
+
+
+#: What an agent unit's ``usage`` counts (its record in the execution state).
+USAGE_FIELDS = ("model_calls", "input_tokens", "output_tokens")
+
+
+def count_usage(record: dict[str, Any], usage: Mapping[str, int]) -> None:
+    """Add one model call and its tokens to the unit's ``usage``."""
+    total = record.setdefault("usage", dict.fromkeys(USAGE_FIELDS, 0))
+    total["model_calls"] = total.get("model_calls", 0) + 1
+    for field in ("input_tokens", "output_tokens"):
+        value = usage.get(field)
+        if isinstance(value, int):
+            total[field] = total.get(field, 0) + value
 
 
 def unanswered_calls(messages: Sequence[ChatMessage]) -> list[ToolCall]:

@@ -24,6 +24,13 @@ from kneo import metrics, tracing
 from kneo.engine.journal import Boundary, Journal, TraceEvent
 
 _STEP_END = {"step_completed": "completed", "step_skipped": "skipped", "step_failed": "failed"}
+#: Kneo's provider names as the GenAI semantic conventions' ``gen_ai.provider.name`` values
+GEN_AI_PROVIDERS = {
+    "openai": "openai",
+    "azure-openai": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "google": "gcp.gemini",
+}
 
 
 class _Unit:
@@ -117,6 +124,12 @@ class RunObserver:
                     tracing.fail(ended.span, str(error.get("code") or "step_failed"))
                 ended.span.end()
             return
+        if kind == "model_turn_completed" and self._record:
+            metrics.record_model_tokens(
+                str(event.data.get("provider") or ""),
+                str(event.data.get("model") or ""),
+                event.data.get("usage") or {},
+            )
         if self.span is None:
             return
         with self._lock:
@@ -138,23 +151,26 @@ class RunObserver:
     def _model_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> None:
         usage = data.get("usage") or {}
         model = data.get("model")
+        provider = str(data.get("provider") or "")
+        stop = data.get("stop_reason")
         span = tracing.start_span(
             f"chat {model}" if model else "chat",
             parent=unit.span,
             attrs={
                 "gen_ai.operation.name": "chat",
-                "gen_ai.system": data.get("provider"),
+                "gen_ai.provider.name": GEN_AI_PROVIDERS.get(provider, provider or None),
                 "gen_ai.request.model": model,
                 "gen_ai.agent.name": data.get("agent"),
-                "gen_ai.usage.input_tokens": usage.get("prompt_tokens", usage.get("input_tokens")),
-                "gen_ai.usage.output_tokens": usage.get(
-                    "completion_tokens", usage.get("output_tokens")
-                ),
+                "gen_ai.usage.input_tokens": usage.get("input_tokens"),
+                "gen_ai.usage.output_tokens": usage.get("output_tokens"),
+                "gen_ai.response.finish_reasons": [str(stop)] if stop else None,
                 "kneo.agent.turn": data.get("turn"),
                 "kneo.agent.phase": data.get("phase"),
             },
             start_time=unit.mark,
         )
+        if stop == "max_tokens":
+            tracing.fail(span, "model_output_truncated")
         span.end(end_time=now)
 
     def _tool_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> Any:

@@ -42,6 +42,8 @@ class ModelSpec(_Model):
     base_url: str | None = None
     #: Name of the project secret (or environment variable) holding the API key.
     api_key_env: str | None = None
+    #: ``azure-openai`` only: the API version (default ``2024-10-21``).
+    api_version: str | None = Field(default=None, max_length=40)
     #: ``dummy`` provider only: replies in order; the last one repeats. Empty means echo.
     script: list[DummyScriptTurn] = Field(default_factory=list)
 

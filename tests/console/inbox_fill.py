@@ -36,6 +36,8 @@ def _clone(tx: Any, template: Any, text: str) -> str:
         pending["request_id"] = f"req_{cid.removeprefix('cont_')}_{number}"
     state |= {"input_text": text, "continuation_id": cid}
     run = tx.create_run(
+        # its own id: the ids made in one transaction share its time and only 28 random bits
+        run_id=f"run_fill_{cid.removeprefix('cont_')}",
         target=template.target,
         input_text=text,
         status="paused",

@@ -149,3 +149,34 @@ def test_a_promotion_comment_survives_sign_in(
     assert "You had chosen to <strong>approve</strong>" in back.text
     assert _hidden(back)["idempotency_key"] == key
     assert "0 of 2 needed" in back.text  # not counted yet
+
+
+def test_a_reject_all_reason_survives_sign_in(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "decide together" form's reason comes back in its own box, with its own key."""
+    from svc_helpers import TWO_APPROVALS
+
+    app, api = service()
+    paused = api.post(
+        "/v1/runs", headers=headers("admin"), json={"input": "x", "spec": TWO_APPROVALS}
+    ).json()
+    cid = paused["continuation_id"]
+    ids = " ".join(r["request_id"] for r in _task(api, paused)["requests"])
+    reviewer = Console(app)
+    reviewer.sign_in("reviewer")
+    _expire_sessions(monkeypatch)
+    lost = reviewer.client.post(
+        f"/ui/tasks/{cid}",
+        data={"csrf_token": reviewer.csrf, "request_ids": ids, "decision": "rejected",
+              "content": "Not these two.", "idempotency_key": "k-all-rejected"},
+        headers=SAME_ORIGIN, follow_redirects=False,
+    )  # fmt: skip
+    assert lost.status_code == 401 and _hidden(lost)["draft.request_ids"] == ids
+    back = reviewer.client.post(
+        "/ui/login", data={**_hidden(lost), "api_key": ALL_KEYS["reviewer"]}
+    )
+    assert back.status_code == 200
+    assert 'id="together-content" name="content" rows="2">Not these two.</textarea>' in back.text
+    assert 'value="k-all-rejected"' in back.text
+    assert _task(api, paused)["status"] == "pending"

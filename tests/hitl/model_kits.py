@@ -9,6 +9,7 @@ server that speaks its wire format (``tests/fake_models``), parsed from that for
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.engine.providers.dummy import read_call_log
+from tests.fake_models.server import FakeModels, serve
 
 
 @dataclass(frozen=True)
@@ -59,4 +61,49 @@ class ModelKit:
         return sent
 
 
-KITS: list[ModelKit] = [ModelKit()]
+class ServedKit(ModelKit):
+    """A real provider's SDK against the local server speaking its wire format, started in
+    the test's process (the ``kneo`` processes reach it on loopback, allowed in ``dev``)."""
+
+    VARIABLES = {
+        "openai": "OPENAI_API_KEY",
+        "azure-openai": "AZURE_OPENAI_API_KEY",
+        "anthropic": "ANTHROPIC_API_KEY",
+        "google": "GOOGLE_API_KEY",
+    }
+
+    def __init__(self, provider: str) -> None:
+        self.name = provider
+        self.fake: FakeModels | None = None
+
+    @contextmanager
+    def started(self, project: Path) -> Iterator[ModelKit]:
+        with serve() as fake:
+            kit = copy.copy(self)
+            kit.fake = fake
+            yield kit
+
+    def model(self, name: str, script: list[dict[str, Any]]) -> dict[str, Any]:
+        assert self.fake is not None
+        self.fake.script(name, script)
+        base_url = f"{self.fake.url}/v1" if self.name == "openai" else self.fake.url
+        return {"provider": self.name, "name": name, "base_url": base_url}
+
+    def env(self) -> dict[str, str]:
+        return {self.VARIABLES[self.name]: f"sk-journey-{self.name}-0123456789abcdef"}
+
+    def requests(self, project: Path) -> list[Sent]:
+        assert self.fake is not None
+        return [
+            Sent(
+                results=[(content, call_id) for call_id, _, content in seen.results],
+                call_ids=[call_id for call_id, _, _ in seen.calls],
+            )
+            for seen in self.fake.seen
+        ]
+
+
+KITS: list[ModelKit] = [
+    ModelKit(),
+    *(ServedKit(p) for p in ("openai", "azure-openai", "anthropic", "google")),
+]

@@ -191,7 +191,9 @@ def test_two_approvals_in_one_turn_are_one_task_decided_elsewhere(
     assert len(kit.requests(project)) == 2  # the first turn was never sent again
 
 
-def test_two_approvals_decided_together(project: Path, kit: ModelKit) -> None:
+def test_two_approvals_decided_together(project: Path) -> None:
+    """The CLI's several ``--request-id`` (the provider plays no part: ``dummy`` only)."""
+    kit = ModelKit()
     spec = _spec(
         project,
         kit,

@@ -151,7 +151,9 @@ def test_spans_parents_the_resume_link_and_no_planted_secret(tmp_path: Path) -> 
     assert _parent(chat) == step["context"]["span_id"]
     assert _parent(pause) == step["context"]["span_id"]  # the step that asked
     assert len({s["context"]["trace_id"] for s in started["spans"]}) == 1
-    assert chat["attributes"]["gen_ai.system"] == "dummy"
+    assert chat["attributes"]["gen_ai.provider.name"] == "dummy"
+    assert "gen_ai.system" not in chat["attributes"]  # the deprecated name
+    assert chat["attributes"]["gen_ai.response.finish_reasons"] == ["tool_calls"]
     assert chat["attributes"]["gen_ai.request.model"] == "scripted-1"
     assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0
     assert "gen_ai.usage.output_tokens" in chat["attributes"]

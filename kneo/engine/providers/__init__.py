@@ -1,31 +1,46 @@
 """Model providers behind one small interface (:class:`Provider`).
 
 ``dummy`` is in-process and deterministic (scripted from the spec) so every example runs
-offline; ``openai`` (alias ``openai-compatible``) talks chat completions through the ``openai``
-SDK, which is imported only when a call is made. Must not import the store, FastAPI or Typer.
+offline. The others are thin adapters over each provider's official SDK, wrapped once by
+:class:`RemoteProvider` (key, endpoint, retries, errors): ``openai`` (alias
+``openai-compatible``) and ``azure-openai`` through ``openai``, ``anthropic`` through
+``anthropic``, ``google`` through ``google-genai``. An SDK is imported only when a call is
+made. Must not import the store, FastAPI or Typer.
 """
 
-from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, Role, ToolCall
+from kneo.engine.providers.base import (
+    ChatMessage,
+    ModelReply,
+    Provider,
+    Role,
+    StopReason,
+    ToolCall,
+)
 from kneo.engine.providers.dummy import DummyProvider, read_call_log
-from kneo.engine.providers.openai_compat import OpenAICompatibleProvider
 from kneo.engine.providers.registry import (
     DEFAULT_PROVIDER_SECRETS,
+    REMOTE_PROVIDERS,
     ProviderRegistry,
     create_provider_registry,
     missing_provider_secrets,
+    remote_provider,
 )
+from kneo.engine.providers.remote import RemoteProvider
 
 __all__ = [
     "DEFAULT_PROVIDER_SECRETS",
+    "REMOTE_PROVIDERS",
     "ChatMessage",
     "DummyProvider",
     "ModelReply",
-    "OpenAICompatibleProvider",
     "Provider",
     "ProviderRegistry",
+    "RemoteProvider",
     "Role",
+    "StopReason",
     "ToolCall",
     "create_provider_registry",
     "missing_provider_secrets",
     "read_call_log",
+    "remote_provider",
 ]

@@ -21,13 +21,24 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: what a provider needs sent back with the call (Gemini's ``thought_signature``),
+    #: opaque to everything else; JSON values only, kept in the transcript
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+        data = {"id": self.id, "name": self.name, "arguments": self.arguments}
+        if self.meta:
+            data["meta"] = self.meta
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolCall:
-        return cls(id=data["id"], name=data["name"], arguments=dict(data.get("arguments") or {}))
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            arguments=dict(data.get("arguments") or {}),
+            meta=dict(data.get("meta") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -59,13 +70,23 @@ class ChatMessage:
         )
 
 
+#: Why a model stopped, the same for every provider: ``stop`` (a final answer), ``tool_calls``,
+#: ``max_tokens`` (cut off at ``model.max_tokens``: the reply is incomplete),
+#: ``content_filter`` (a refusal or a safety stop) or ``other``.
+StopReason = Literal["stop", "tool_calls", "max_tokens", "content_filter", "other"]
+
+
 @dataclass(frozen=True)
 class ModelReply:
-    """A model turn: final ``text``, or ``tool_calls`` to run before the next turn."""
+    """A model turn: final ``text``, or ``tool_calls`` to run before the next turn.
+
+    ``usage`` counts tokens as ``input_tokens`` and ``output_tokens`` (a provider's own
+    names mapped to these), absent when the provider reports none."""
 
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     usage: dict[str, int] = field(default_factory=dict)
+    stop_reason: StopReason | None = None
 
     def to_message(self) -> ChatMessage:
         return ChatMessage(role="assistant", content=self.text, tool_calls=self.tool_calls)

@@ -60,7 +60,7 @@ class DummyProvider:
         text: str | None
         if step is None or (step.echo and not step.tool_calls):
             text = ECHO_PREFIX + context["{input}"]
-            return ModelReply(text=text, usage=_usage(messages, text))
+            return ModelReply(text=text, usage=_usage(messages, text), stop_reason="stop")
         calls = tuple(
             ToolCall(
                 id=f"call_{turn}_{i}",
@@ -74,7 +74,12 @@ class DummyProvider:
             text = ECHO_PREFIX + context["{input}"]
         if text is None and not calls:
             text = ""
-        return ModelReply(text=text, tool_calls=calls, usage=_usage(messages, text or ""))
+        return ModelReply(
+            text=text,
+            tool_calls=calls,
+            usage=_usage(messages, text or ""),
+            stop_reason="tool_calls" if calls else "stop",
+        )
 
     def _record(self, model: ModelSpec, turn: int, messages: Sequence[ChatMessage]) -> None:
         with self._lock:
@@ -133,8 +138,4 @@ def _render_value(value: Any, context: dict[str, str]) -> Any:
 def _usage(messages: Sequence[ChatMessage], text: str) -> dict[str, int]:
     prompt = sum(len((m.content or "").split()) for m in messages)
     completion = len(text.split())
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    return {"input_tokens": prompt, "output_tokens": completion}

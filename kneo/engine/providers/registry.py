@@ -7,16 +7,51 @@ through :meth:`Settings.secret` only when a call needs them, and are never logge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 
+from kneo.engine.providers.anthropic_messages import AnthropicMessages
 from kneo.engine.providers.base import Provider
 from kneo.engine.providers.dummy import DummyProvider
-from kneo.engine.providers.openai_compat import OpenAICompatibleProvider
+from kneo.engine.providers.google_genai import GeminiContent
+from kneo.engine.providers.openai_compat import AzureChatCompletions, ChatCompletions
+from kneo.engine.providers.remote import Adapter, RemoteProvider
 from kneo.errors import InvalidRequest, ProviderError
 from kneo.settings import Settings
 
 #: Provider name -> environment variable holding its key, when project config says nothing.
 DEFAULT_PROVIDER_SECRETS: Mapping[str, str] = {"openai": "OPENAI_API_KEY"}
+
+#: The providers behind a network API: name -> (adapter, aliases, the variable holding the
+#: key when neither the spec nor the project names one).
+REMOTE_PROVIDERS: dict[str, tuple[Callable[[], Adapter], tuple[str, ...], str]] = {
+    "openai": (ChatCompletions, ("openai-compatible",), "OPENAI_API_KEY"),
+    "azure-openai": (AzureChatCompletions, (), "AZURE_OPENAI_API_KEY"),
+    "anthropic": (AnthropicMessages, (), "ANTHROPIC_API_KEY"),
+    "google": (GeminiContent, ("gemini",), "GOOGLE_API_KEY"),
+}
+
+
+def remote_provider(
+    name: str,
+    settings: Settings,
+    *,
+    secrets: Mapping[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> RemoteProvider:
+    """The provider ``name`` of :data:`REMOTE_PROVIDERS` (``sleep`` and ``jitter``: the
+    retry waits, injectable for tests)."""
+    adapter, _, default_secret = REMOTE_PROVIDERS[name]
+    return RemoteProvider(
+        adapter(),
+        settings,
+        secrets=DEFAULT_PROVIDER_SECRETS if secrets is None else secrets,
+        default_secret=default_secret,
+        sleep=sleep,
+        jitter=jitter,
+    )
 
 
 class ProviderRegistry:
@@ -67,7 +102,9 @@ def missing_provider_secrets(
 def create_provider_registry(
     settings: Settings, *, secrets: Mapping[str, str] | None = None
 ) -> ProviderRegistry:
-    """The default registry: ``dummy`` and ``openai`` (alias ``openai-compatible``).
+    """The default registry: ``dummy`` and every remote provider (``openai``, alias
+    ``openai-compatible``; ``azure-openai``; ``anthropic``; ``google``, alias ``gemini``).
+    An SDK that is an extra is imported only at a provider's first call.
 
     With ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` on, fails here (``provider_secret_missing``)
     when a configured provider's key variable is unset, instead of at the first model call.
@@ -85,7 +122,6 @@ def create_provider_registry(
             )
     registry = ProviderRegistry()
     registry.register(DummyProvider(call_log=settings.dummy_call_log))
-    registry.register(
-        OpenAICompatibleProvider(settings, secrets=mapping), aliases=("openai-compatible",)
-    )
+    for name, (_, aliases, _) in REMOTE_PROVIDERS.items():
+        registry.register(remote_provider(name, settings, secrets=mapping), aliases=aliases)
     return registry

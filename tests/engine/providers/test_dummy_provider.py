@@ -143,12 +143,20 @@ def test_call_log_from_another_process(tmp_path: Path) -> None:
 
 def test_registry_names_and_unknown_provider() -> None:
     registry = create_provider_registry(Settings.from_env({}))
-    assert registry.names() == ["dummy", "openai", "openai-compatible"]
+    assert registry.names() == [
+        "anthropic",
+        "azure-openai",
+        "dummy",
+        "gemini",
+        "google",
+        "openai",
+        "openai-compatible",
+    ]
     assert isinstance(registry.get("dummy"), DummyProvider)
     with pytest.raises(KneoError) as info:
-        registry.get("anthropic")
+        registry.get("bedrock")
     assert info.value.code == "unknown_provider"
-    assert info.value.details == {"provider": "anthropic"}
+    assert info.value.details == {"provider": "bedrock"}
     assert "dummy" in info.value.message
 
 

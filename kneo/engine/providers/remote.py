@@ -1,0 +1,352 @@
+"""Providers behind a network API: one wrapper for everything that is not the wire format.
+
+Each real provider is an :class:`Adapter`: a small mapping between Kneo's messages and one
+official SDK's request and response (``openai``, ``anthropic``, ``google-genai``) plus the
+translation of that SDK's exceptions into a :class:`Fault`. :class:`RemoteProvider` wraps an
+adapter and does the rest once, the same for every provider:
+
+* **Key and endpoint** come from the model as :meth:`HostAccess.model
+  <kneo.policy.access.HostAccess.model>` resolved it: ``api_key_env`` names the variable,
+  else the project's secret for the provider; ``base_url``, else the provider's default
+  endpoint (:data:`kneo.destinations.DEFAULT_ENDPOINTS`), always passed to the SDK
+  explicitly so that no SDK reads an endpoint or key of its own from the environment.
+* **Retries**: timeouts, connection errors, 408, 429 and 5xx are retried up to
+  ``KNEO_SERV_PROVIDER_RETRIES`` times, waiting ``KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS *
+  2^attempt`` with equal jitter (half fixed, half random), and at least what the provider's
+  ``Retry-After`` (or ``retry-after-ms``) asks. A ``Retry-After`` longer than
+  ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` (60 s when unset) is not waited out: the error is
+  raised with ``retry_after_seconds``. Each attempt is bounded by the timeout. The SDKs' own
+  retries are off.
+* **Errors** are :class:`~kneo.errors.ProviderError` with a stable code (``provider_timeout``,
+  ``provider_unreachable``, ``provider_auth_failed`` 401/403, ``provider_rate_limited`` 429,
+  ``provider_bad_request`` 400/404/413/422, ``provider_unavailable`` 5xx,
+  ``provider_error`` otherwise) and the provider's own message, shortened to one line and
+  scrubbed of the key; SDK exceptions are never chained, so a logged traceback cannot leak
+  what they hold.
+* **Clients** are kept per (key, endpoint, timeout) so connections are reused across calls.
+
+Usage, budgets and tracing are the agent loop's and the journal observer's: a reply carries
+its usage and stop reason in Kneo's terms (:class:`~kneo.engine.providers.base.ModelReply`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from kneo.destinations import DEFAULT_ENDPOINTS
+from kneo.engine.providers.base import ChatMessage, ModelReply
+from kneo.errors import ProviderError
+from kneo.lrucache import LRUCache
+from kneo.redaction import redact_text
+from kneo.settings import Settings
+from kneo.spec.models import ModelSpec
+from kneo.tools import ToolDefinition
+
+#: Longest upstream error text carried into a ProviderError message.
+_MAX_ERROR_CHARS = 300
+#: The longest ``Retry-After`` waited out when ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` is unset.
+DEFAULT_MAX_RETRY_AFTER = 60.0
+_STATUS_CODES = {
+    400: "provider_bad_request",
+    401: "provider_auth_failed",
+    403: "provider_auth_failed",
+    404: "provider_bad_request",
+    413: "provider_bad_request",
+    422: "provider_bad_request",
+    429: "provider_rate_limited",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An SDK exception in Kneo's terms: what failed, and what the provider said."""
+
+    kind: Literal["timeout", "unreachable", "status", "bad_response"]
+    status: int | None = None
+    message: str = ""
+    #: seconds the provider asked to wait (``Retry-After``, ``retry-after-ms``)
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        status = self.status or 0
+        if self.kind in ("timeout", "unreachable"):
+            return True
+        return self.kind == "status" and (status in (408, 429) or status >= 500)
+
+
+class Adapter(Protocol):
+    """One SDK's request and response, and its exceptions; nothing else (see the module)."""
+
+    #: the provider's registry name
+    name: str
+
+    def client(
+        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+    ) -> Any:
+        """The SDK's client (retries off, key and endpoint given explicitly)."""
+        ...
+
+    def call(
+        self,
+        client: Any,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+    ) -> ModelReply:
+        """One request; raises the SDK's exceptions (or ``ProviderError`` for a reply that
+        cannot be read)."""
+        ...
+
+    def fault(self, exc: BaseException) -> Fault | None:
+        """``exc`` as a fault, ``None`` when it is not the SDK's (it propagates)."""
+        ...
+
+
+class RemoteProvider:
+    """A :class:`~kneo.engine.providers.base.Provider` around an :class:`Adapter`."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        settings: Settings,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        default_secret: str,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.adapter = adapter
+        self.name = adapter.name
+        self._settings = settings
+        self._secrets = dict(secrets or {})
+        self._default_secret = default_secret
+        self._sleep = sleep
+        self._jitter = jitter
+        self._clients: LRUCache[tuple[Any, ...], Any] = LRUCache(16)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ secrets
+
+    def secret_env(self, model: ModelSpec) -> str:
+        """The name of the environment variable that must hold the key for ``model``."""
+        if model.api_key_env:
+            return self._secrets.get(model.api_key_env, model.api_key_env)
+        for name in (model.provider, self.name):
+            if name in self._secrets:
+                return self._secrets[name]
+        return self._default_secret
+
+    def _api_key(self, model: ModelSpec) -> str:
+        env_var = self.secret_env(model)
+        value = self._settings.secret(env_var)
+        if value is None:
+            raise ProviderError(
+                f"Provider '{model.provider}' needs an API key in the environment variable "
+                f"{env_var}, which is not set. Set it, or name another variable with "
+                "model.api_key_env or the project config's secrets.providers.",
+                code="provider_secret_missing",
+                variable=env_var,
+                provider=model.provider,
+            )
+        return value
+
+    # ------------------------------------------------------------------ calls
+
+    def complete(
+        self,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+    ) -> ModelReply:
+        key = self._api_key(model)
+        client = self._client(model, key)
+        attempts = 1 + max(0, self._settings.provider_retries)
+        for attempt in range(attempts):
+            try:
+                return self.adapter.call(client, model=model, messages=messages, tools=tools)
+            except ProviderError:
+                raise
+            except Exception as exc:
+                fault = self.adapter.fault(exc)
+                if fault is None:
+                    raise
+            error = self._error(fault, model, key)
+            delay = self._delay(fault, attempt)
+            if attempt:
+                error.details["attempts"] = attempt + 1
+            if not fault.retryable or attempt + 1 >= attempts or delay is None:
+                raise error from None
+            self._sleep(delay)
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _client(self, model: ModelSpec, key: str) -> Any:
+        base_url = model.base_url or DEFAULT_ENDPOINTS.get(model.provider)
+        timeout = self._settings.provider_timeout_seconds
+        cache_key = (key, base_url, timeout, model.api_version)
+        with self._lock:
+            client = self._clients.get(cache_key)
+            if client is None:
+                client = self.adapter.client(
+                    key=key, base_url=base_url, timeout=timeout, model=model
+                )
+                self._clients.put(cache_key, client)
+            return client
+
+    def _delay(self, fault: Fault, attempt: int) -> float | None:
+        """Seconds before the next attempt; ``None`` when the provider asks for a wait
+        longer than Kneo waits out."""
+        base = float(self._settings.provider_retry_backoff_seconds) * (2**attempt)
+        delay: float = base / 2 + self._jitter() * base / 2
+        if fault.retry_after is None:
+            return delay
+        limit = float(self._settings.provider_timeout_seconds or DEFAULT_MAX_RETRY_AFTER)
+        if fault.retry_after > limit:
+            return None
+        return max(delay, fault.retry_after)
+
+    def _error(self, fault: Fault, model: ModelSpec, key: str) -> ProviderError:
+        where = f"Provider '{model.provider}' (model '{model.name}')"
+        details: dict[str, Any] = {"provider": model.provider, "model": model.name}
+        if fault.kind == "timeout":
+            timeout = self._settings.provider_timeout_seconds
+            limit = f" after {timeout:g}s" if timeout is not None else ""
+            return ProviderError(f"{where} timed out{limit}.", code="provider_timeout", **details)
+        if fault.kind == "unreachable":
+            target = model.base_url or DEFAULT_ENDPOINTS.get(model.provider) or "its endpoint"
+            return ProviderError(
+                f"{where} is unreachable at {target}.", code="provider_unreachable", **details
+            )
+        if fault.kind == "bad_response":
+            return ProviderError(
+                f"{where} sent {fault.message or 'a reply Kneo cannot read'}.",
+                code="provider_bad_response",
+                **details,
+            )
+        status = fault.status or 0
+        detail = scrub(fault.message, key)
+        message = f"{where} returned HTTP {status}" + (f": {detail}" if detail else ".")
+        code = _STATUS_CODES.get(status, "provider_unavailable" if status >= 500 else None)
+        if fault.retry_after is not None:
+            details["retry_after_seconds"] = fault.retry_after
+        return ProviderError(message, code=code or "provider_error", status=status, **details)
+
+
+# ---------------------------------------------------------------------- helpers for adapters
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)
+    asks to wait, ``None`` without one."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def transport_fault(exc: BaseException) -> Fault | None:
+    """A timeout or connection failure of ``httpx``/``httpx2`` (the SDKs' HTTP clients),
+    told apart by class name so either library's exceptions are recognised."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "TimeoutException" in names:
+        return Fault("timeout")
+    if names & {"NetworkError", "TransportError", "ConnectError", "RemoteProtocolError"}:
+        return Fault("unreachable")
+    return None
+
+
+def error_text(body: Any, fallback: str = "") -> str:
+    """The provider's message in an error body (``{"error": {"message": ...}}`` and the
+    like), else ``fallback``."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return fallback
+
+
+def scrub(text: str, key: str) -> str:
+    """One line, bounded, without the key (exact value or its long fragments) or secrets."""
+    text = " ".join(text.split())
+    text = redact_text(text, extra_secrets=(key,))
+    if len(key) >= 16:  # upstreams often echo a masked key such as "sk-abcd****wxyz"
+        for size in (len(key) // 2, 8):
+            for start in range(0, len(key) - size + 1):
+                fragment = key[start : start + size]
+                if fragment in text:
+                    text = text.replace(fragment, "[REDACTED]")
+    return text[:_MAX_ERROR_CHARS]
+
+
+def tool_arguments(raw: Any, tool: str, model: ModelSpec) -> dict[str, Any]:
+    """A tool call's arguments as a dict: a JSON object (text or already decoded), or
+    ``provider_bad_response``."""
+    from kneo.documents import DocumentError, parse_json
+
+    if raw is None or raw == "":
+        return {}
+    value: Any = raw
+    if isinstance(raw, str):
+        try:
+            value = parse_json(raw, source="tool arguments")
+        except DocumentError:
+            value = None
+    if not isinstance(value, dict):
+        raise ProviderError(
+            f"Provider '{model.provider}' (model '{model.name}') sent arguments for tool "
+            f"'{tool}' that are not a JSON object.",
+            code="provider_bad_response",
+            tool=tool,
+        )
+    return dict(value)
+
+
+def bad_response(model: ModelSpec, what: str) -> ProviderError:
+    return ProviderError(
+        f"Provider '{model.provider}' (model '{model.name}') {what}.",
+        code="provider_bad_response",
+    )
+
+
+__all__ = [
+    "Adapter",
+    "Fault",
+    "RemoteProvider",
+    "bad_response",
+    "error_text",
+    "retry_after",
+    "scrub",
+    "tool_arguments",
+    "transport_fault",
+]

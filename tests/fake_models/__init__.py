@@ -1,0 +1,4 @@
+"""Local servers speaking the model providers' wire formats, for the official SDKs to talk to.
+
+See :mod:`tests.fake_models.server`.
+"""
