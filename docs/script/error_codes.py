@@ -32,6 +32,10 @@ NOT_CODES = {
 }
 
 
+#: ``*_CODES`` tables whose integer keys are the HTTP status Kneo answers with (elsewhere,
+#: such keys are an upstream's status, e.g. a provider's, translated into a code).
+STATUS_TABLES = frozenset({"_HTTP_CODES"})
+
 #: Records whose first positional argument is a code, and the status it is answered with: the
 #: controller's ``Problem`` (why a bundle file was rejected: ``kneo controller plan|status``,
 #: the registry's conditions) and a signature verification's ``_Rejection`` (raised as a
@@ -110,6 +114,11 @@ def _status_of(
         if found is not None:
             return found
     return None
+
+
+def _mentions(node: ast.expr, name: str) -> bool:
+    """Whether the variable ``name`` is read anywhere in ``node`` (``code or "default"``)."""
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
 
 
 def _name(node: ast.expr) -> str | None:
@@ -198,7 +207,7 @@ class _Collector:
             _status_of(_name(call.func) or "", self.classes)
             for call in ast.walk(node)
             if isinstance(call, ast.Call)
-            and any(k.arg == "code" and isinstance(k.value, ast.Name) for k in call.keywords)
+            and any(k.arg == "code" and _mentions(k.value, "code") for k in call.keywords)
         ]
         for stmt in ast.walk(node):
             value = _assigned(stmt, "code") if isinstance(stmt, ast.stmt) else None
@@ -239,9 +248,11 @@ class _Collector:
                 continue
             if target.id.endswith("_CODES") and isinstance(node.value, ast.Dict):
                 for key, value in zip(node.value.keys, node.value.values, strict=True):
-                    status = (
+                    status = (  # only the service's own table maps its statuses to codes
                         key.value
-                        if isinstance(key, ast.Constant) and isinstance(key.value, int)
+                        if target.id in STATUS_TABLES
+                        and isinstance(key, ast.Constant)
+                        and isinstance(key.value, int)
                         else None
                     )
                     self.add(_values(value, self.constants), where, status)

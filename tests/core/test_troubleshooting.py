@@ -66,7 +66,7 @@ def test_every_code_is_explained(collected: dict[str, object]) -> None:
         ("too_many_requests", {429}),
         ("database_unavailable", {503}),
         ("provider_secret_missing", {502}),
-        ("provider_auth_failed", {502}),  # chosen from a table into a variable
+        ("provider_unavailable", {502}),  # chosen into a variable, raised as code=code or ...
         ("method_not_allowed", {405}),  # the service's status table
         ("internal_error", {400, 500}),  # a KneoError and a hand-built 500 envelope
         ("human_task_expired", set()),  # a run-error record
