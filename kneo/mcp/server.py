@@ -50,7 +50,13 @@ class ApiTool:
 
 
 TOOLS: tuple[ApiTool, ...] = (
-    ApiTool("list_human_tasks", "GET", "/v1/human-tasks", "Pending human tasks, oldest first."),
+    ApiTool(
+        "list_human_tasks",
+        "GET",
+        "/v1/human-tasks",
+        "Pending human tasks, oldest first; q finds those holding every word of it (prompt, "
+        "run input, workflow, assignee). Each has input_preview, its run input's first words.",
+    ),
     ApiTool(
         "get_human_task",
         "GET",
@@ -198,8 +204,9 @@ def _human_task_tools(tools: _Tools) -> None:
         assignee: str | None = None,
         kind: str | None = None,
         limit: int = 50,
+        q: str | None = None,
     ) -> dict[str, Any]:
-        params = {"run_id": run_id, "assignee": assignee, "kind": kind, "limit": limit}
+        params = {"run_id": run_id, "assignee": assignee, "kind": kind, "limit": limit, "q": q}
         return await tools.call(ctx, "list_human_tasks", params=params)
 
     @tools.tool("get_human_task")

@@ -184,20 +184,26 @@ def test_a_reviewer_resumes_and_a_viewer_cannot(served: Served) -> None:
     assert "409" in error_text(again) or "404" in error_text(again)
 
 
-def test_an_assistant_reads_a_tasks_context_as_the_api_gives_it(served: Served) -> None:
-    """``get_human_task`` with ``include_context``: the agent's words for the call and the
+def test_an_assistant_searches_and_reads_a_tasks_context_as_the_api_gives_it(
+    served: Served,
+) -> None:
+    """``list_human_tasks`` with ``q``; ``get_human_task`` with ``include_context``: the agent's words for the call and the
     earlier tool result, exactly ``GET /v1/human-tasks/{id}?include=context``."""
     spec = str(REPO / "examples" / "hitl_tool_context.yaml")
     paused = served.manager.run_from_spec(input_text="release notes", spec_path=spec)
     cid = paused.continuation_id
-    bare, full = session(
+    served.manager.run_from_spec(input_text="other notes", spec_path=spec)
+    found, bare, full = session(
         served.url,
         KEYS["reviewer"],
         [
+            ("list_human_tasks", {"q": "release"}),
             ("get_human_task", {"continuation_id": cid}),
             ("get_human_task", {"continuation_id": cid, "include_context": True}),
         ],
     )
+    assert [t["continuation_id"] for t in payload(found)["tasks"]] == [cid]
+    assert payload(found)["tasks"][0]["input_preview"] == "release notes"
     assert "context" not in payload(bare)
     context = payload(full)["context"]
     assert context["requests"][0]["agent_message"].startswith("The lookup says:")
