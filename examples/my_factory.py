@@ -2,9 +2,9 @@
 # ruff: noqa: I001 -- the imports stay in the order the tutorial prints them
 """Custom-tool tutorial, step 2: a platform whose tool registry includes ``lookup_user``.
 
-The code below is the tutorial's, as printed (``kneo_serv`` is ``kneo``); a test runs it.
-CI lints specs against the same tools with ``examples.my_tools:create_registry`` (the
-project config's ``tool_registry``), which does not open a store or start a worker.
+The code below is docs/tutorial_custom_tool.md's, as printed; a test runs it. The ``kneo``
+CLI and the service use the project config's ``tool_registry``
+(``examples.project_tools:create_registry``) instead, which opens no store.
 """
 
 from kneo.platform import PlatformManager

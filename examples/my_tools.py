@@ -1,16 +1,5 @@
-"""Custom-tool tutorial, step 1: a plain function that becomes the ``lookup_user`` tool.
-
-``create_registry`` is the project's tool registry factory: the example tools plus
-``lookup_user``. The project config names it (``tool_registry:
-examples.my_tools:create_registry``), so ``kneo spec lint examples/lookup_agent.yaml``, ``kneo
-run`` and the service know the tool without a flag.
-"""
-
-from __future__ import annotations
-
+# examples/my_tools.py
 from typing import Any
-
-from kneo import ToolDefinition, ToolRegistry, create_tool_registry
 
 USERS = {
     "u-001": "alice@example.com",
@@ -25,22 +14,3 @@ def lookup_user(args: dict[str, Any]) -> str:
     if not user_id:
         return "unknown: user_id is required"
     return USERS.get(user_id, f"unknown: {user_id}")
-
-
-LOOKUP_USER = ToolDefinition(
-    name="lookup_user",
-    description="Return the email for a user id.",
-    parameters={
-        "type": "object",
-        "properties": {"user_id": {"type": "string"}},
-        "required": ["user_id"],
-    },
-    implementation="examples.my_tools:lookup_user",
-)
-
-
-def create_registry() -> ToolRegistry:
-    """The example tools plus ``lookup_user``."""
-    registry = create_tool_registry(include_examples=True)
-    registry.register(LOOKUP_USER, lookup_user)
-    return registry

@@ -1,12 +1,13 @@
 # examples/serve_lookup.py
 # ruff: noqa: I001 -- the imports stay in the order the tutorial prints them
-"""Custom-tool tutorial, step 7 (custom server): serve the platform with ``lookup_user``.
+"""Custom-tool tutorial, step 6 (your own server): serve the platform with ``lookup_user``.
 
 python -m examples.serve_lookup
 """
 
 import uvicorn
-from kneo import create_app, set_platform_manager
+from kneo.service.app import create_app
+from kneo.service.dependencies import set_platform_manager
 
 from examples.my_factory import build_platform
 

@@ -50,6 +50,8 @@ _EXPORTS = {
     "HumanDecision": "kneo.engine.human",
     "HumanRequest": "kneo.engine.human",
     "HumanInterventionRequiredError": "kneo.engine.human",
+    "HumanInterventionRequest": "kneo.engine.human",
+    "HumanInTheLoopStep": "kneo.engine.builder",
     # tools and specs
     "ToolDefinition": "kneo.tools.registry",
     "ToolRegistry": "kneo.tools.registry",

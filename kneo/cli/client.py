@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo import startup
 
 if TYPE_CHECKING:
+    from kneo.errors import KneoError
     from kneo.platform.manager import PlatformManager
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
+    from kneo.tools import ToolRegistry
 
 
 class PlatformClient(Protocol):
@@ -53,6 +55,18 @@ class PlatformClient(Protocol):
     ) -> dict[str, Any]: ...
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
+
+    def list_audit(
+        self,
+        *,
+        event_type: str | None,
+        run_id: str | None,
+        continuation_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]: ...
+
+    def get_audit(self, event_id: str) -> dict[str, Any]: ...
 
     def resume(
         self,
@@ -100,9 +114,25 @@ class LocalClient:
         self._settings = settings
         self._project = project
         self._manager: PlatformManager | None = None
+        self._tools_error: KneoError | None = None
 
     @property
     def manager(self) -> Any:
+        """The platform with the project's tools: what runs or resumes a spec. A tool
+        registry factory that cannot be loaded is an error here (``E_TOOL_FACTORY``)."""
+        manager = self._platform(tools_required=True)
+        if self._tools_error is not None:
+            raise self._tools_error
+        return manager
+
+    @property
+    def reader(self) -> Any:
+        """The platform for commands that only read or settle stored state (``runs get``,
+        ``human list``, ``runs cancel`` ...): they need no tools, so a broken tool registry
+        factory is a warning on stderr, not a failure."""
+        return self._platform(tools_required=False)
+
+    def _platform(self, *, tools_required: bool) -> Any:
         if self._manager is None:
             from kneo.platform.factory import create_platform
             from kneo.settings import Settings
@@ -112,16 +142,44 @@ class LocalClient:
             project = self._project or ProjectContext.discover(
                 cwd=self._cwd, settings=settings, env=self._environment
             )
-            self._manager = create_platform(settings, project)
+            tools = self._project_tools(project, required=tools_required)
+            self._manager = create_platform(settings, project, tool_registry=tools)
             startup.done()  # what follows is the command's own work
         return self._manager
+
+    def _project_tools(self, project: ProjectContext, *, required: bool) -> ToolRegistry:
+        """The project's tool registry; when not ``required``, a factory that fails to load
+        leaves the example tools and a warning (the error is kept for :attr:`manager`)."""
+        from kneo.errors import ConfigError
+
+        try:
+            return project.tool_registry()
+        except ConfigError as exc:
+            if required or exc.code != "E_TOOL_FACTORY":
+                raise
+            import sys
+
+            from kneo.tools.defaults import create_tool_registry
+
+            self._tools_error = exc
+            sys.stderr.write(
+                f"warning: {exc.message} (tool_registry in .kneo/config.yaml); this command "
+                "needs no tools, but validating and running specs fail until it is fixed\n"
+            )
+            return create_tool_registry(include_examples=True)
 
     def close(self) -> None:
         if self._manager is not None:
             self._manager.store.close()
 
     def run(
-        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+        self,
+        *,
+        spec_path: str,
+        input_text: str,
+        target: str,
+        environment: str | None,
+        on_created: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         result = self.manager.run_from_spec(
             input_text=input_text,
@@ -129,35 +187,36 @@ class LocalClient:
             target=target,
             environment=environment,
             actor=self._actor,
+            on_created=on_created,
         )
         return dict(result.to_dict(show_personal=True))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.get_run(run_id, show_personal=True))
+        return dict(self.reader.get_run(run_id, show_personal=True))
 
     def trace(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.trace(run_id))
+        return dict(self.reader.trace(run_id))
 
     def checkpoints(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.checkpoints(run_id))
+        return dict(self.reader.checkpoints(run_id))
 
     def replay(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.replay(run_id))
+        return dict(self.reader.replay(run_id))
 
     def checkpoint_diff(
         self, run_id: str, *, from_sequence: int | None, to_sequence: int | None
     ) -> dict[str, Any]:
         return dict(
-            self.manager.checkpoint_diff(
+            self.reader.checkpoint_diff(
                 run_id, from_sequence=from_sequence, to_sequence=to_sequence
             )
         )
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.cancel(run_id, actor=self._actor).to_dict(show_personal=True))
+        return dict(self.reader.cancel(run_id, actor=self._actor).to_dict(show_personal=True))
 
     def recovery(self, run_id: str) -> dict[str, Any]:
-        return dict(self.manager.recovery(run_id))
+        return dict(self.reader.recovery(run_id))
 
     def continue_run(self, run_id: str) -> dict[str, Any]:
         result = self.manager.continue_run(run_id, actor=self._actor)
@@ -166,13 +225,13 @@ class LocalClient:
     def list_runs(
         self, *, status: str | None, limit: int, cursor: str | None = None
     ) -> dict[str, Any]:
-        return dict(self.manager.list_runs(status=status, limit=limit, cursor=cursor, count=False))
+        return dict(self.reader.list_runs(status=status, limit=limit, cursor=cursor, count=False))
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         order = filters.pop("sort_order", "asc")
         counts = filters.pop("include", None) == "counts"
         return dict(
-            self.manager.list_human_tasks(
+            self.reader.list_human_tasks(
                 run_id=run_id,
                 limit=limit,
                 sort="oldest" if order == "asc" else "newest",
@@ -188,7 +247,33 @@ class LocalClient:
         return dict(result.to_dict(show_personal=True))
 
     def get_human_task(self, continuation_id: str) -> dict[str, Any]:
-        return dict(self.manager.get_human_task(continuation_id, show_personal=True))
+        return dict(self.reader.get_human_task(continuation_id, show_personal=True))
+
+    def list_audit(
+        self,
+        *,
+        event_type: str | None,
+        run_id: str | None,
+        continuation_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]:
+        from kneo.platform.results import audit_listing
+
+        page = self.reader.store.list_audit(
+            event_type=event_type,
+            run_id=run_id,
+            continuation_id=continuation_id,
+            limit=limit,
+            cursor=cursor,
+            count=False,
+        )
+        return audit_listing(page)
+
+    def get_audit(self, event_id: str) -> dict[str, Any]:
+        from kneo.platform.results import audit_to_dict
+
+        return audit_to_dict(self.reader.store.get_audit(event_id))
 
     def resume(
         self,

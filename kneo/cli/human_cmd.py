@@ -80,6 +80,7 @@ def list_tasks(
         f"human tasks ({data['count']} shown{next_page(data)})",
         ["continuation", "request", "kind", "assignee", "prompt", "expires_at", "escalated"],
         rows,
+        optional=("assignee", "expires_at", "escalated"),
     )
 
 
@@ -131,15 +132,48 @@ def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
     )
 
 
+def _chosen(
+    approve: bool, reject: bool, edit: str | None, provide: str | None, select: str | None
+) -> list[str]:
+    flags = (
+        ("approved", approve),
+        ("rejected", reject),
+        ("edited", edit is not None),
+        ("provided", provide is not None),
+        ("selected", select is not None),
+    )
+    return [name for name, on in flags if on]
+
+
+def _pending(client: Any, continuation_id: str) -> dict[str, Any]:
+    """A paused run's response for a continuation, to answer interactively from; an error
+    when nothing in it is pending."""
+    from kneo.errors import RequestAlreadyResolved
+
+    task = client.get_human_task(continuation_id)
+    pending = [r for r in task.get("requests") or [] if r.get("status") == "pending"]
+    if not pending:
+        raise RequestAlreadyResolved(
+            f"continuation {continuation_id} has no pending request (status {task.get('status')})"
+        )
+    return {
+        "run_id": task.get("run_id"),
+        "status": "paused",
+        "continuation_id": continuation_id,
+        "metadata": {"pending_human_request": pending[0]},
+    }
+
+
 @app.command("resume")
 @options
 def resume(
     continuation_id: str,
-    request_id: list[str] = typer.Option(
-        ...,
+    request_id: list[str] | None = typer.Option(
+        None,
         "--request-id",
         help="The request to decide; repeat it to decide several requests of the task "
-        "together with the same decision (all or none are recorded)",
+        "together with the same decision (all or none are recorded); optional with "
+        "--interactive",
     ),
     approve: bool = typer.Option(False, "--approve"),
     reject: bool = typer.Option(False, "--reject"),
@@ -158,40 +192,52 @@ def resume(
         help="Who decides, in local mode (default: the OS user); a service "
         "records its API key's name",
     ),
+    interactive: bool = typer.Option(
+        False,
+        "--interactive",
+        help="Answer the pending requests here in the terminal (and every later pause of "
+        "the run); a decision flag answers the first one",
+    ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision (for
-    every request given)."""
+    every request given), or, with --interactive, the answers you type."""
     from kneo.cli.client import LocalClient
     from kneo.cli.run_cmd import exit_for, progress, render_run_response
     from kneo.errors import InvalidDecision
 
-    chosen = [
-        name
-        for name, on in (
-            ("approved", approve),
-            ("rejected", reject),
-            ("edited", edit is not None),
-            ("provided", provide is not None),
-            ("selected", select is not None),
-        )
-        if on
-    ]
-    if len(chosen) != 1:
+    chosen = _chosen(approve, reject, edit, provide, select)
+    if len(chosen) > 1 or (not chosen and not interactive):
         raise InvalidDecision(
-            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select OPTION"
+            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select "
+            "OPTION (or --interactive)"
         )
-    decision = chosen[0]
-    content = {"edited": edit, "provided": provide}.get(decision, comment)
+    if chosen and not request_id:
+        raise InvalidDecision("a decision needs --request-id REQUEST_ID", field="request_id")
     client = opts.client()
     if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
         from kneo.platform.bundles import default_actor
 
         client._actor = actor or default_actor()
-    with progress(f"resuming {continuation_id}", enabled=not opts.structured):
-        data = _decide(
-            client, continuation_id, request_id, decision, content, select, idempotency_key
-        )
+    if chosen:
+        decision = chosen[0]
+        content = {"edited": edit, "provided": provide}.get(decision, comment)
+        with progress(f"resuming {continuation_id}", enabled=not opts.structured):
+            data = _decide(
+                client,
+                continuation_id,
+                request_id or [],
+                decision,
+                content,
+                select,
+                idempotency_key,
+            )
+    else:
+        data = _pending(client, continuation_id)
+    if interactive:
+        from kneo.cli.interactive import Terminal, answer_pauses
+
+        data = answer_pauses(client, data, Terminal())
     render_run_response(data, opts)
     exit_for(data)
 

@@ -21,6 +21,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand("kneo.cli.run_cmd", "register", "Run agent/workflow specs", register=True),
     "runs": LazyCommand("kneo.cli.runs_cmd", "app", "Inspect runs"),
     "human": LazyCommand("kneo.cli.human_cmd", "app", "Manage human-in-the-loop tasks"),
+    "audit": LazyCommand("kneo.cli.audit_cmd", "app", "Read the audit log"),
+    "reset": LazyCommand(
+        "kneo.cli.reset_cmd", "register", "Remove local run state, never config", register=True
+    ),
     "service": LazyCommand("kneo.cli.service_cmd", "app", "Run or manage the Kneo service"),
     "worker": LazyCommand(
         "kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True

@@ -16,7 +16,7 @@ def _local(client: Any) -> Any:
     """The local store, or ``None`` when ``client`` talks to a service."""
     from kneo.cli.client import LocalClient
 
-    return client.manager.store if isinstance(client, LocalClient) else None
+    return client.reader.store if isinstance(client, LocalClient) else None
 
 
 @app.command("list")

@@ -205,30 +205,68 @@ _ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\
 ID_COLUMNS = frozenset({"continuation", "request", "run", "run_id", "bundle", "digest", "commit"})
 
 
+#: Narrowest a text column may get: its longest word, up to this many characters.
+_MAX_WORD = 30
+
+
+def _min_width(column: str, values: list[str]) -> int:
+    """The width below which a column would break a word (or, for an id, the id)."""
+    if column in ID_COLUMNS:
+        return max([len(column), *(len(v) for v in values)])
+    words = [len(word) for text in [column, *values] for word in text.split()]
+    return min(max(words, default=1), _MAX_WORD)
+
+
 def print_table(
-    title: str, columns: list[str], rows: list[list[Any]], *, missing: str = ""
+    title: str,
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    missing: str = "",
+    optional: tuple[str, ...] = (),
 ) -> None:
     """A Rich table on stdout; ``None`` cells print as ``missing``.
 
     Identifier columns (:data:`ID_COLUMNS`) keep their full width on one line, so an id can be
-    selected and pasted whole at 80 columns; the other columns shrink and fold instead.
-    Timestamps print to the second (``-o json|yaml`` keeps them whole).
+    selected and pasted whole at 80 columns; other columns wrap at word boundaries, never
+    narrower than their longest word. When the terminal is too narrow for that, the
+    ``optional`` columns are left out, rightmost first, and the title says which
+    (``-o json|yaml`` has everything). Timestamps print to the second.
     """
+    from rich import box
     from rich.table import Table
 
     cells = [
         [missing if v is None else _ISO_TIME.sub(r"\1 \2\3", str(v)) for v in row] for row in rows
     ]
-    table = Table(title=title, title_justify="left")
-    for index, column in enumerate(columns):
-        if column in ID_COLUMNS:
-            width = max([len(column), *(len(row[index]) for row in cells)])
-            table.add_column(column, no_wrap=True, min_width=width, overflow="ignore")
-        else:
-            table.add_column(column, overflow="fold")
+    screen = console()
+    shown = list(range(len(columns)))
+    minimum = {i: _min_width(columns[i], [row[i] for row in cells]) for i in shown}
+    dropped: list[str] = []
+    for name in reversed(optional):
+        if sum(minimum[i] for i in shown) + 2 * (len(shown) - 1) <= screen.width:
+            break
+        if name in columns:
+            shown.remove(columns.index(name))
+            dropped.insert(0, name)
+    if dropped:
+        title += f" (not shown at this width: {', '.join(dropped)})"
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for i in shown:
+        if columns[i] in ID_COLUMNS:
+            table.add_column(columns[i], no_wrap=True, min_width=minimum[i], overflow="ignore")
+        else:  # Rich wraps at spaces; only a word wider than the screen is folded
+            table.add_column(columns[i], overflow="fold")
     for row in cells:
-        table.add_row(*row)
-    console().print(table)
+        table.add_row(*(row[i] for i in shown))
+    screen.print(table)
 
 
 def cells(record: Mapping[str, Any], *keys: str) -> list[Any]:
@@ -246,9 +284,13 @@ def fail(error: KneoError) -> int:
     if _error_format is not None:
         print_structured(error.to_dict(), _error_format)
     else:
+        from kneo.cli.hints import hint_for
         from kneo.redaction import redact_text
 
         sys.stderr.write(f"error[{error.code}]: {redact_text(error.message)}\n")
+        hint = hint_for(error)
+        if hint:
+            sys.stderr.write(f"hint: {redact_text(hint)}\n")
     return error.exit_code
 
 

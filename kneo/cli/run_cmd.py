@@ -78,7 +78,11 @@ def render_run_response(data: dict[str, Any], out: Output) -> None:
     else:
         error = meta.get("error") or {}
         detail = f" [{error.get('code')}] {error.get('message')}" if error else ""
-        err.print(f"[red]{status}[/red] run_id={data['run_id']}{detail}")
+        from rich.markup import escape
+
+        err.print(f"[red]{status}[/red] run_id={data['run_id']}{escape(detail)}")
+        if error.get("hint"):
+            err.print(f"hint: {error['hint']}", markup=False)
 
 
 def exit_for(data: dict[str, Any]) -> None:
@@ -110,6 +114,68 @@ def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str
     return dict(result.to_dict())
 
 
+def _step_line(event: Any) -> str | None:
+    """One progress line for a run event (``None``: not worth a line)."""
+    data, step = event.data, event.step_id
+    if event.type == "run.paused" and not step:
+        step = next(
+            (r.get("step_id") for r in data.get("requests") or [] if r.get("step_id")), None
+        )
+    lines = {
+        "step.started": f"  step {step} ({data.get('kind')}) ...",
+        "step.completed": f"  step {step} done",
+        "step.failed": f"  step {step} failed",
+        "step.skipped": f"  step {step} skipped",
+        "step.retry": f"  step {step} retrying",
+        "tool.completed": f"    tool {data.get('tool_name')}: {data.get('status')}",
+        "run.paused": f"  paused at {step or 'a human request'}",
+    }
+    return lines.get(event.type)
+
+
+def run_following(client: Any, **kwargs: Any) -> dict[str, Any]:
+    """A local run with its steps shown on stderr as they happen: the run executes on a
+    worker thread while this one follows its durable events (the same trace ``kneo runs
+    trace`` reads), until it finishes or pauses."""
+    import queue
+
+    created: queue.Queue[str | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["data"] = client.run(**kwargs, on_created=created.put)
+        except BaseException as exc:  # handed to the calling thread below
+            outcome["error"] = exc
+        finally:
+            created.put(None)
+
+    worker = threading.Thread(target=work, name="kneo-run", daemon=True)
+    worker.start()
+    run_id = created.get()
+    if run_id is not None:
+        err = console(stderr=True)
+        err.print(f"run {run_id}", style="dim", markup=False, highlight=False)
+        for event in client.reader.events(run_id, follow=True, poll_seconds=0.1):
+            line = _step_line(event)
+            if line:
+                err.print(line, style="dim", markup=False, highlight=False)
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return dict(outcome["data"])
+
+
+def _run_spec(client: Any, opts: ClientOptions, **kwargs: Any) -> dict[str, Any]:
+    """The run, with step progress on a terminal (local runs) or a spinner (a service)."""
+    from kneo.cli.client import LocalClient
+
+    if isinstance(client, LocalClient) and not opts.structured and sys.stderr.isatty():
+        return run_following(client, **kwargs)
+    with progress(f"running {kwargs['spec_path']}", enabled=not opts.structured):
+        return dict(client.run(**kwargs))
+
+
 def register(app: typer.Typer) -> None:
     """Adds the ``run`` command to the root app."""
 
@@ -126,6 +192,12 @@ def register(app: typer.Typer) -> None:
         bundle: str | None = typer.Option(
             None, "--bundle", help="Run the active registry revision of this bundle (--env)"
         ),
+        interactive: bool = typer.Option(
+            False,
+            "--interactive",
+            help="Answer each pause here in the terminal and go on; the pause stays durable "
+            "(stop answering and resume it later from anywhere)",
+        ),
     ) -> None:
         from kneo.errors import InvalidRequest
 
@@ -140,12 +212,21 @@ def register(app: typer.Typer) -> None:
         if bundle is not None and not env:
             raise InvalidRequest("--bundle needs --env ENV", field="env")
         client = opts.client(environment=env)
-        with progress(f"running {spec_path or bundle}", enabled=not opts.structured):
-            if bundle is not None:
+        if bundle is not None:
+            with progress(f"running {bundle}", enabled=not opts.structured):
                 data = _run_bundle(client, bundle, env or "", input_text, target)
-            else:
-                data = client.run(
-                    spec_path=spec_path or "", input_text=input_text, target=target, environment=env
-                )
+        else:
+            data = _run_spec(
+                client,
+                opts,
+                spec_path=spec_path or "",
+                input_text=input_text,
+                target=target,
+                environment=env,
+            )
+        if interactive:
+            from kneo.cli.interactive import Terminal, answer_pauses
+
+            data = answer_pauses(client, data, Terminal())
         render_run_response(data, opts)
         exit_for(data)

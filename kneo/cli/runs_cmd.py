@@ -68,26 +68,59 @@ def list_runs(
             cells(r, "run_id", "status", "workflow_name", "workflow_kind", "created_at")
             for r in data["runs"]
         ],
+        optional=("kind", "created_at"),
     )
+
+
+#: Trace payload fields with columns of their own (what people look for first); the rest of
+#: the payload follows as ``key=value`` details.
+_TRACE_LEADS = {"tool": ("tool_name",), "status": ("status", "decision", "outcome")}
+#: Payload fields never worth a table cell (``-o json`` keeps them).
+_TRACE_QUIET = frozenset({"at", "tool_call_id", "usage.prompt_tokens", "usage.completion_tokens"})
+
+
+def _details(payload: dict[str, Any], shown: set[str], limit: int = 160) -> str:
+    """The payload fields not shown elsewhere as ``key=value`` words (nested ones dotted)."""
+    words: list[str] = []
+    for key, value in payload.items():
+        if key in shown or key in _TRACE_QUIET or value in (None, [], {}, ""):
+            continue
+        if isinstance(value, dict):
+            nested = ((f"{key}.{k}", v) for k, v in value.items() if v is not None)
+            words += [f"{k}={_short(v, 40)}" for k, v in nested if k not in _TRACE_QUIET]
+        elif isinstance(value, list):
+            words.append(f"{key}={','.join(_short(v, 40) for v in value)}")
+        else:
+            words.append(f"{key}={_short(value, 60)}")
+    return _short(" ".join(words), limit)
+
+
+def _trace_row(event: dict[str, Any]) -> list[Any]:
+    payload = event.get("payload") or {}
+    leads = {
+        column: next((payload[k] for k in keys if payload.get(k) not in (None, "")), None)
+        for column, keys in _TRACE_LEADS.items()
+    }
+    shown = {k for keys in _TRACE_LEADS.values() for k in keys if payload.get(k) in leads.values()}
+    return [
+        *cells(event, "sequence", "event_type", "step_id"),
+        *leads.values(),
+        _details(payload, shown),
+    ]
 
 
 @app.command("trace")
 @options
 def trace(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
-    """A run's trace events in order (tool arguments and results redacted)."""
+    """A run's trace events in order: tool, status, then the other details (tool arguments
+    and results redacted)."""
     data = opts.client().trace(run_id)
     if opts.printed_json(data):
         return
     print_table(
         f"trace {run_id} ({data['total']} events)",
-        ["#", "event", "step", "details"],
-        [
-            [
-                *cells(e, "sequence", "event_type", "step_id"),
-                _short({k: v for k, v in (e.get("payload") or {}).items() if k != "at"}),
-            ]
-            for e in data["events"]
-        ],
+        ["#", "event", "step", *_TRACE_LEADS, "details"],
+        [_trace_row(e) for e in data["events"]],
     )
 
 

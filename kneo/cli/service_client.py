@@ -279,6 +279,14 @@ class ServiceClient:
             idempotency_key=idempotency_key,
         )
 
+    # ------------------------------------------------------------------ audit
+
+    def list_audit(self, **params: Any) -> Any:
+        return self.request("GET", "/v1/audit-events", params=params)
+
+    def get_audit(self, event_id: str) -> Any:
+        return self.request("GET", f"/v1/audit-events/{event_id}")
+
     # ------------------------------------------------------------------ specs
 
     def spec_operation(self, operation: str, body: dict[str, Any]) -> Any:

@@ -190,9 +190,34 @@ def _serve_platform(
         )
         serve_port(manager.store, settings)  # the app turned metrics and tracing on
         startup.done()
+        typer.echo(
+            startup_line(settings, manager.store, host=host, port=port, worker=worker, ctl=ctl),
+            err=True,
+        )
         _serve(application, host=host, port=port, log_level=settings.log_level.lower())
     finally:
         manager.store.close()
+
+
+def startup_line(
+    settings: Settings, store: Any, *, host: str, port: int, worker: bool, ctl: Any
+) -> str:
+    """One line that says what this process serves: the database (its password redacted),
+    the auth mode, the console's URL and whether the worker and the controller run here."""
+    from kneo.service.auth import parse_api_keys
+
+    database = store.engine.url.render_as_string(hide_password=True)
+    if settings.auth_enabled:
+        keys = parse_api_keys(settings.api_keys, settings.admin_api_key)
+        auth = f"API keys ({', '.join(k.name for k in keys)})"
+    else:
+        auth = "off (every caller holds every scope; set KNEO_SERV_API_KEYS to require keys)"
+    base = f"http://{host}:{port}"
+    console = f"{base}/ui" if settings.console_enabled else "off"
+    return (
+        f"kneo service on {base}: database {database}; auth {auth}; console {console}; "
+        f"worker {'on' if worker else 'off'}; controller {'on' if ctl is not None else 'off'}"
+    )
 
 
 def _install_factory(ref: str | None) -> None:

@@ -18,7 +18,7 @@ from fastapi import Request
 from kneo.console.session import COOKIE, CSRF_FIELD, Session, SessionCodec, csrf_matches
 from kneo.errors import Forbidden
 from kneo.redaction import shows_personal_data
-from kneo.service.auth import Authenticator, Principal, route_scopes
+from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
 
 #: Console page -> the API routes (method, path) whose data it shows or whose call it makes.
 PAGES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -109,7 +109,7 @@ class ConsoleAuth:
         """403 naming the first scope ``page`` needs that the viewer's key lacks."""
         missing = sorted(self.scopes[page] - viewer.principal.scopes)
         if missing:
-            raise Forbidden(f"Missing required scope: {missing[0]}", required_scope=missing[0])
+            raise missing_scope(missing[0])
 
     async def posted(self, request: Request) -> dict[str, str]:
         """The posted form's text fields, once its CSRF token is this session's (403

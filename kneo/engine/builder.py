@@ -560,8 +560,19 @@ class SdkWorkflow:
 
     # ------------------------------------------------------------------ in-process
 
-    def run(self, input_text: str, *, state: Mapping[str, Any] | None = None) -> str:
-        """Run to the end and return the output, or raise ``HumanInterventionRequiredError``."""
+    def run(
+        self, input_text: str, config: None = None, *, state: Mapping[str, Any] | None = None
+    ) -> str:
+        """Run to the end and return the output, or raise ``HumanInterventionRequiredError``.
+        (``config`` exists only to answer another SDK's ``run(messages, config)`` shape.)"""
+        if not isinstance(input_text, str) or config is not None:
+            raise InvalidRequest(
+                f"run() takes the input as text alone, not {type(input_text).__name__}"
+                f"{' and a config' if config is not None else ''} (a message list and a "
+                "RunConfig are another SDK's shape): workflow.run('draft the launch "
+                "announcement'); in async code, await workflow.arun(...)",
+                field="input_text",
+            )
         exec_state = ExecutionState(state) if state else ExecutionState.new(input_text)
         outcome = self._engine().run(
             self._compiled(), exec_state, self.journal, metadata=self.metadata
@@ -585,6 +596,28 @@ class SdkWorkflow:
         if isinstance(outcome, Failed):
             raise KneoError(outcome.error["message"], code=outcome.error["code"])
         raise KneoError(f"workflow '{self.name}' stopped: {outcome}", code="run_stopped")
+
+    async def arun(self, input_text: str, *, state: Mapping[str, Any] | None = None) -> str:
+        """:meth:`run` for async code (``await workflow.arun(text)``): the same run, on a
+        worker thread, so the event loop keeps serving while steps and pauses happen."""
+        import asyncio
+
+        return await asyncio.to_thread(self.run, input_text, state=state)
+
+    async def aresume(
+        self,
+        error: HumanInterventionRequiredError,
+        decision: str = "approved",
+        *,
+        content: str | None = None,
+        selected_option: str | None = None,
+    ) -> str:
+        """:meth:`resume` for async code."""
+        import asyncio
+
+        return await asyncio.to_thread(
+            self.resume, error, decision, content=content, selected_option=selected_option
+        )
 
     def resume(
         self,

@@ -64,7 +64,9 @@ def create_platform(
             )
         compiler = SpecCompiler(
             runtime_registry=create_runtime_registry(),
-            tool_registry=register_builtin_tools(tool_registry or project.tool_registry()),
+            tool_registry=register_builtin_tools(
+                tool_registry if tool_registry is not None else project.tool_registry()
+            ),
         )
         return PlatformManager(
             compiler=compiler,

@@ -13,7 +13,7 @@ resumes from); the continuation and the ``run_paused`` event name the requests b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -171,9 +171,28 @@ def _paused(
     return _Rows(changes, "paused", "paused", step_id, (paused,), audits)
 
 
+#: Provider failures that running offline avoids (a missing key, no route to the endpoint).
+OFFLINE_FIXES = frozenset({"provider_secret_missing", "provider_unreachable", "provider_timeout"})
+
+
+def with_offline_hint(error: dict[str, Any], metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``error`` with a ``hint`` to run offline when the provider could not be reached or
+    keyed and an overlay of the run's spec file uses the offline ``dummy`` provider."""
+    offline = (metadata or {}).get("offline_environments") or []
+    if error.get("code") not in OFFLINE_FIXES or not offline:
+        return error
+    spec = (metadata or {}).get("spec_path") or "the spec"
+    return {
+        **error,
+        "hint": f'to run {spec} offline, add --env {offline[0]} (over HTTP: "environment": '
+        f'"{offline[0]}"): that environment\'s overlay runs every agent on the in-process '
+        "dummy provider (no key, no network)",
+    }
+
+
 def _failed(tx: Transaction, run: RunRecord, outcome: Failed) -> _Rows:
     """A failure: the ``run_failed`` event and the (notified) ``run.failed`` audit."""
-    error = outcome.error
+    error = with_offline_hint(outcome.error, run.metadata)
     changes = {
         "status": transition(run.status, RunStatus.FAILED),
         "error": error,

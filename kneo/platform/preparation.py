@@ -29,7 +29,7 @@ from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.loader import deep_merge, load_spec, load_spec_data
+from kneo.spec.loader import deep_merge, load_spec, load_spec_data, offline_environments
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
 from kneo.store import RunRecord, Store
@@ -85,7 +85,7 @@ class SpecPreparation:
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
             return dict(cached)
-        model, data, base_dir, source = self._load(spec_path, spec, environment, overrides)
+        model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         report = self.admission.check(
             model,
             environment=environment,
@@ -114,6 +114,8 @@ class SpecPreparation:
             "base_dir": str(base_dir.resolve()) if base_dir else None,
             "spec_path": shown_path(spec_path, self.project),
             "environment": report.environment or environment,
+            # where a provider error can point: overlays of this file that run offline
+            "offline_environments": offline or None,
         }
         if key is not None:
             self.prepared.put(key, prepared)
@@ -125,17 +127,19 @@ class SpecPreparation:
         spec: Spec | Mapping[str, Any] | None,
         environment: str | None,
         overrides: Mapping[str, Any] | None,
-    ) -> tuple[Spec, dict[str, Any], Path | None, str]:
-        """``(model, document, base_dir, source)`` of a spec file (its environment overlay and
-        the project's defaults applied) or an inline spec, with ``overrides`` merged in."""
+    ) -> tuple[Spec, dict[str, Any], Path | None, str, list[str]]:
+        """``(model, document, base_dir, source, offline environments)`` of a spec file (its
+        environment overlay and the project's defaults applied) or an inline spec, with
+        ``overrides`` merged in."""
         config = self.project.config if self.project is not None else None
         if spec_path is not None:
             source = str(spec_path)
             loaded = load_spec(spec_path, env=environment, project=config)
+            offline = offline_environments(loaded, config)
             if not overrides:
-                return loaded.spec, loaded.data, loaded.base_dir, source
+                return loaded.spec, loaded.data, loaded.base_dir, source, offline
             data = deep_merge(loaded.data, overrides)
-            return load_spec_data(data, source=source), data, loaded.base_dir, source
+            return load_spec_data(data, source=source), data, loaded.base_dir, source, offline
         if isinstance(spec, Spec) and not overrides:
             model = spec
         else:
@@ -150,7 +154,7 @@ class SpecPreparation:
         data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
         # a model built in code leaves ``version`` unset; the stored document must load again
         data.setdefault("version", model.version)
-        return model, data, None, "<inline>"
+        return model, data, None, "<inline>", []
 
 
 def shown_path(spec_path: str | Path | None, project: ProjectContext | None) -> str | None:
@@ -243,6 +247,7 @@ def create_run(
     meta = {
         "base_dir": prepared["base_dir"],
         "spec_path": prepared["spec_path"],
+        "offline_environments": prepared.get("offline_environments"),
         **dict(metadata or {}),
     }
     # Started: created ``running`` at once (the transition is checked, not written twice).

@@ -18,7 +18,14 @@ from typing import Any
 from kneo.clock import utc_iso
 from kneo.engine.human import complete_request
 from kneo.redaction import redact_mapping
-from kneo.store import CheckpointRecord, ContinuationRecord, Page, RunRecord, TraceEvent
+from kneo.store import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    Page,
+    RunRecord,
+    TraceEvent,
+)
 
 #: Request fields shown to operators (context and schema included; content never exists here).
 _REQUEST_FIELDS = (
@@ -177,6 +184,33 @@ def run_view(
 def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """A run's metadata without ``base_dir``, the server directory its refs import from."""
     return {k: v for k, v in (metadata or {}).items() if k != "base_dir"}
+
+
+def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as the API and the CLI show it (``metadata``/``occurred_at``: the
+    reference's names for ``payload``/``created_at``)."""
+    return {
+        "id": event.event_id,
+        "event_type": event.event_type,
+        "actor": event.actor,
+        "run_id": event.run_id,
+        "continuation_id": event.continuation_id,
+        "payload": event.payload,
+        "metadata": event.payload,
+        "created_at": utc_iso(event.created_at),
+        "occurred_at": utc_iso(event.created_at),
+    }
+
+
+def audit_listing(page: Page[AuditEvent]) -> dict[str, Any]:
+    """``GET /v1/audit-events``' answer for one page of events, newest first."""
+    return {
+        "events": [audit_to_dict(e) for e in page.items],
+        **page_counts(page),
+        "sort_by": "created_at",
+        "sort_order": "desc",
+        "next_cursor": page.next_cursor,
+    }
 
 
 def page_counts(page: Page[Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -98,9 +98,11 @@ class Runs:
         overrides: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Create a run and execute it now; returns when it finishes or pauses.
-        ``overrides`` are merged into the spec (checked by the admission gate)."""
+        ``overrides`` are merged into the spec (checked by the admission gate);
+        ``on_created`` gets the run id before it executes (to follow its events)."""
         with self.driver.slot.hold():
             prepared = self.preparation.prepare(
                 spec_path=spec_path,
@@ -110,6 +112,8 @@ class Runs:
                 overrides=overrides,
             )
             run = self._create(prepared, input_text, start=True, metadata=metadata, actor=actor)
+            if on_created is not None:
+                on_created(run.run_id)
             try:
                 return self.driver.drive(run, prepared["workflow"], leased=True)
             except DatabaseUnavailable as exc:

@@ -252,6 +252,26 @@ def presented_key(request: Request) -> str | None:
     return api_key.strip() if api_key and api_key.strip() else None
 
 
+def roles_holding(scope: str) -> list[str]:
+    """The built-in roles that grant ``scope``, in table order with ``admin`` last."""
+    holders = [role for role, scopes in ROLE_SCOPES.items() if scope in scopes]
+    return sorted(holders, key=lambda role: role == "admin")
+
+
+def missing_scope(scope: str) -> Forbidden:
+    """The 403 for a caller whose key lacks ``scope``: it names the roles that hold the scope
+    and the setting that grants it, so the caller knows which key to use or ask for."""
+    roles = roles_holding(scope)
+    return Forbidden(
+        f"Missing required scope: {scope}. Roles that hold it: {', '.join(roles)}. Call with a "
+        f"key whose KNEO_SERV_API_KEYS entry grants one (name:key:{roles[0]}) or the scope "
+        f"itself (name:key:{scope})",
+        required_scope=scope,
+        roles=roles,
+        setting="KNEO_SERV_API_KEYS",
+    )
+
+
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: authenticate the caller and demand ``scope`` (403 otherwise)."""
     if scope not in ALL_SCOPES:
@@ -270,7 +290,7 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         )
         request.state.actor = principal.name
         if not principal.has(scope):
-            raise Forbidden(f"Missing required scope: {scope}", required_scope=scope)
+            raise missing_scope(scope)
         return principal
 
     dependency.required_scope = scope  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/livez"): "health-live",
     ("GET", "/readyz"): "health-ready",
     ("GET", "/audit-events"): "audit-events-list",
+    ("GET", "/audit-events/{event_id}"): "audit-events-get",
     ("GET", "/controller/status"): "controller-status",
     ("POST", "/controller/reconcile"): "controller-reconcile",
     ("GET", "/controller/requests/{request_id}"): "controller-requests-get",

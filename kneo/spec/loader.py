@@ -161,6 +161,37 @@ def load_spec(
     )
 
 
+#: The provider that runs in-process from a script in the spec: no key, no network.
+OFFLINE_PROVIDER = "dummy"
+
+
+def offline_environments(loaded: LoadedSpec, project: ProjectConfig | None) -> list[str]:
+    """The environments whose overlay of ``loaded``'s file runs every agent on the offline
+    ``dummy`` provider, when ``loaded`` itself needs a real one: what to suggest when the
+    run cannot reach its provider (``examples/research_agent.yaml`` -> ``["dev"]``). Empty
+    when the spec is offline already or no overlay makes it so; a broken overlay counts as
+    none (this is a hint, not a check)."""
+    if _offline(loaded.spec):
+        return []
+    known = list(project.environments) if project and project.environments else []
+    found = []
+    for env in known or list(STANDARD_ENVIRONMENTS):
+        if env == loaded.env or not overlay_path(loaded.path, env, project).is_file():
+            continue
+        try:
+            candidate = load_spec(loaded.path, env=env, project=project)
+        except SpecError:
+            continue
+        if _offline(candidate.spec):
+            found.append(env)
+    return found
+
+
+def _offline(spec: Spec) -> bool:
+    agents = spec.all_agents().values()
+    return all(agent.model.provider == OFFLINE_PROVIDER for agent in agents)
+
+
 def load_spec_data(
     data: Any, *, source: str = "<inline>", project: ProjectConfig | None = None
 ) -> Spec:
@@ -192,4 +223,6 @@ def _validate(data: dict[str, Any], *, file: str, texts: list[tuple[str, str]] |
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise validation_error_to_spec_error(exc, data, file=file, texts=list(texts)) from None
+        raise validation_error_to_spec_error(
+            exc, data, file=file, texts=list(texts), model=Spec
+        ) from None

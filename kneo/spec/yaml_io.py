@@ -128,7 +128,7 @@ def validate_mapping(
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error_to_spec_error(
-            exc, data, file=str(file), texts=[(str(file), text)], kind=kind
+            exc, data, file=str(file), texts=[(str(file), text)], kind=kind, model=model
         ) from None
 
 
@@ -139,11 +139,14 @@ def validation_error_to_spec_error(
     file: str | None,
     texts: Sequence[tuple[str, str]] = (),
     kind: str = "spec",
+    model: type[BaseModel] | None = None,
 ) -> SpecError:
     """One ``E_SCHEMA`` error naming file:line, the first bad field path and what is wrong.
 
     All problems are attached as ``diagnostics`` so ``--json`` and HTTP callers see each one.
     ``texts`` are ``(file, text)`` pairs searched in order for the line (overlay before base).
+    An unknown field or enum value says which one was probably meant (``model``: the model
+    validated, to look the known field names up).
     """
     diagnostics: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -152,6 +155,9 @@ def validation_error_to_spec_error(
         loc = clean_loc(err["loc"], data)
         path = format_path(loc)
         message = _message(err)
+        hint = _did_you_mean(err, loc, model)
+        if hint:
+            message = f"{message}; {hint}"
         key = f"{path}:{message}"
         if key in seen or (
             path in {d["path"] for d in diagnostics} and err["type"] != "extra_forbidden"
@@ -172,7 +178,7 @@ def validation_error_to_spec_error(
                 "severity": "error",
                 "path": path,
                 "message": message,
-                "suggestion": _suggestion(err),
+                "suggestion": hint or _suggestion(err),
                 "file": where_file,
                 "line": line,
             }
@@ -228,6 +234,17 @@ def _message(err: Any) -> str:
         return "required field is missing"
     msg = str(err["msg"])
     return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
+
+
+def _did_you_mean(err: Any, loc: Sequence[Any], model: type[BaseModel] | None) -> str | None:
+    from kneo.spec.suggest import enum_value_hint, unknown_field_hint
+
+    if err["type"] == "extra_forbidden":
+        return unknown_field_hint(model, loc)
+    if err["type"] in ("literal_error", "enum"):
+        field = next((p for p in reversed(loc) if isinstance(p, str)), None)
+        return enum_value_hint(field, err.get("input"), str(err.get("ctx", {}).get("expected")))
+    return None
 
 
 def _suggestion(err: Any) -> str | None:

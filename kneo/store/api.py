@@ -572,6 +572,18 @@ class Store(
         items = [rows.audit(r) for r in found]
         return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)
 
+    def get_audit(self, event_id: str) -> AuditEvent:
+        """One audit event by its ``event_id``; ``NotFound`` when there is none."""
+        with self._read() as conn:
+            row = (
+                conn.execute(sa.select(t.audit_events).where(t.audit_events.c.event_id == event_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise not_found_error("audit event", event_id)
+        return rows.audit(row)
+
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""
         snapshot: dict[str, Any] | None = getattr(self._snapshots, "values", None)

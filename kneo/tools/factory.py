@@ -23,7 +23,7 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
     """``ref`` (``module:attr``) names a zero-argument callable returning a
     :class:`ToolRegistry`, or a registry itself; ``None`` gives the example tools. The
     built-in ``ask_question`` is added either way. ``import_roots`` (the project root) are
-    appended to ``sys.path`` so a project module such as ``examples.my_tools`` imports."""
+    appended to ``sys.path`` so a project module such as ``examples.project_tools`` imports."""
     if ref is None:
         return create_tool_registry(include_examples=True)
     module_name, sep, attr = ref.partition(":")

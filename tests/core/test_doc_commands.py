@@ -58,6 +58,7 @@ def test_documented_command_exists(page: str, line: str) -> None:
     if hasattr(command, "get_command") and rest and not rest[0].startswith("-"):
         pytest.fail(f"{page}: unknown command in `{line}`: {rest[0]!r}")
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    known.add("--help")  # every command has it
     for token in rest:
         if token.startswith("--"):
             flag = token.split("=", 1)[0]

@@ -17,6 +17,8 @@ PUBLIC = [
     "DatabaseUnavailable",
     "Forbidden",
     "HumanDecision",
+    "HumanInTheLoopStep",
+    "HumanInterventionRequest",
     "HumanInterventionRequiredError",
     "HumanRequest",
     "IdempotencyConflict",

@@ -92,6 +92,9 @@ CASES = [
     Case("human get {cid}", reads_only=True),
     Case("human replay {run}"),  # a new run from the same input
     Case("human resume {cid} --request-id {req} --approve --actor ci"),
+    Case("audit list", reads_only=True, keep=lambda d: {"event": d["events"][0]["id"]}),
+    Case("audit get {event}", reads_only=True),
+    Case("reset --dry-run"),  # the database's size may change between two reads
     Case("runs continue {run}", code=1, envelope=True),  # a finished run cannot continue
     Case("run {spec} --input again", keep=lambda d: {"run2": d["run_id"]}),
     Case("runs cancel {run2}"),

@@ -95,7 +95,8 @@ def test_auth_disabled_is_anonymous_with_all_scopes() -> None:
 
 
 def test_http_401_403_envelopes(make_client) -> None:
-    """401 without a key; 403 names the missing scope; X-API-Key works too."""
+    """401 without a key; 403 names the missing scope, the roles that hold it and the setting
+    that grants it; X-API-Key works too."""
     client = make_client(auth_env())
     r = client.get("/v1/audit-events")
     assert r.status_code == 401
@@ -104,14 +105,35 @@ def test_http_401_403_envelopes(make_client) -> None:
     assert r.status_code == 403
     assert r.json() == {
         "error": "forbidden",
-        "message": "Missing required scope: policies:write",
+        "message": "Missing required scope: policies:write. Roles that hold it: operator, "
+        "admin. Call with a key whose KNEO_SERV_API_KEYS entry grants one (name:key:operator) "
+        "or the scope itself (name:key:policies:write)",
         "required_scope": "policies:write",
+        "roles": ["operator", "admin"],
+        "setting": "KNEO_SERV_API_KEYS",
         "request_id": r.headers["x-request-id"],
     }
     r = client.get("/v1/audit-events", headers={"X-API-Key": KEYS["viewer"]})
     assert r.status_code == 200
     r = client.get("/v1/audit-events", headers={"Authorization": "Bearer wrong-token-value"})
     assert r.status_code == 401 and r.json()["message"] == "Invalid API key"
+
+
+@pytest.mark.parametrize(
+    ("scope", "roles"),
+    [
+        ("human:write", ["reviewer", "service", "admin"]),
+        ("runs:write", ["operator", "service", "admin"]),
+        ("notifications:admin", ["admin"]),
+    ],
+)
+def test_a_missing_scope_names_the_roles_that_hold_it(scope: str, roles: list[str]) -> None:
+    from kneo.service.auth import missing_scope
+
+    error = missing_scope(scope)
+    assert error.details["roles"] == roles  # the table's order, admin last
+    assert set(roles) == {role for role, scopes in ROLE_SCOPES.items() if scope in scopes}
+    assert f"(name:key:{roles[0]})" in error.message and "KNEO_SERV_API_KEYS" in error.message
 
 
 def test_forbidden_class_is_envelope() -> None:

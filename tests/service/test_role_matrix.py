@@ -40,6 +40,7 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
     shared = _paused(client)
     rid = shared["run_id"]
     cid = shared["continuation_id"]
+    event = client.get("/v1/audit-events", headers=headers("admin")).json()["events"][0]["id"]
 
     def resume() -> Request:
         fresh = _paused(client)
@@ -106,6 +107,11 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         ("POST", "/v1/specs/explain"): lambda: ("POST", "/v1/specs/explain", spec_body),
         ("POST", "/v1/specs/policy-report"): lambda: ("POST", "/v1/specs/policy-report", spec_body),
         ("GET", "/v1/audit-events"): lambda: ("GET", "/v1/audit-events", None),
+        ("GET", "/v1/audit-events/{event_id}"): lambda: (
+            "GET",
+            f"/v1/audit-events/{event}",
+            None,
+        ),
         ("GET", "/v1/security/credentials"): lambda: ("GET", "/v1/security/credentials", None),
         ("GET", "/v1/policies/environment"): lambda: ("GET", "/v1/policies/environment", None),
         ("GET", "/v1/policies/environment/{environment}"): lambda: (

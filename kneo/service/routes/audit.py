@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kneo.clock import utc_iso
-from kneo.platform.results import page_counts
+from kneo.platform.results import audit_listing, audit_to_dict
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
@@ -16,20 +15,6 @@ if TYPE_CHECKING:
     from kneo.store import Store
 
 router = APIRouter(tags=["audit"])
-
-
-def audit_to_dict(event: Any) -> dict[str, Any]:
-    return {
-        "id": event.event_id,
-        "event_type": event.event_type,
-        "actor": event.actor,
-        "run_id": event.run_id,
-        "continuation_id": event.continuation_id,
-        "payload": event.payload,
-        "metadata": event.payload,
-        "created_at": utc_iso(event.created_at),
-        "occurred_at": utc_iso(event.created_at),
-    }
 
 
 @router.get("/audit-events", dependencies=[Depends(require_scope("audit:read"))])
@@ -55,10 +40,10 @@ def list_audit_events(
         offset=offset,
         cursor=cursor or None,
     )
-    return {
-        "events": [audit_to_dict(e) for e in page.items],
-        **page_counts(page),
-        "sort_by": "created_at",
-        "sort_order": "desc",
-        "next_cursor": page.next_cursor,
-    }
+    return audit_listing(page)
+
+
+@router.get("/audit-events/{event_id}", dependencies=[Depends(require_scope("audit:read"))])
+def get_audit_event(event_id: str, store: Store = Depends(store_dep)) -> dict[str, Any]:
+    """One audit event by its id (``404 not_found`` when there is none)."""
+    return audit_to_dict(store.get_audit(event_id))

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from kneo.errors import Forbidden, InvalidRequest
+from kneo.errors import InvalidRequest
 from kneo.redaction import shows_personal_data
+from kneo.service.auth import missing_scope
 from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
@@ -87,7 +88,7 @@ def get_human_task(
         raise InvalidRequest(f"include must be 'context', got {include!r}", field="include")
     if include == "context" and not caller.principal.has(CONTEXT_SCOPE):
         # the context is the run's data: it takes what reading the run takes
-        raise Forbidden(f"Missing required scope: {CONTEXT_SCOPE}", required_scope=CONTEXT_SCOPE)
+        raise missing_scope(CONTEXT_SCOPE)
     annotate(request, continuation_id=continuation_id)
     return caller.manager.get_human_task(
         continuation_id,

@@ -1140,6 +1140,72 @@ export type AuditEventsListResponses = {
 
 export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEventsListResponses];
 
+export type AuditEventsGetData = {
+    body?: never;
+    path: {
+        /**
+         * Event Id
+         */
+        event_id: string;
+    };
+    query?: never;
+    url: '/v1/audit-events/{event_id}';
+};
+
+export type AuditEventsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type AuditEventsGetError = AuditEventsGetErrors[keyof AuditEventsGetErrors];
+
+export type AuditEventsGetResponses = {
+    /**
+     * Response Audit-Events-Get
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type AuditEventsGetResponse = AuditEventsGetResponses[keyof AuditEventsGetResponses];
+
 export type ControllerReconcileData = {
     body?: never;
     path?: never;
