@@ -169,27 +169,31 @@ def offline_environments(loaded: LoadedSpec, project: ProjectConfig | None) -> l
     """The environments whose overlay of ``loaded``'s file runs every agent on the offline
     ``dummy`` provider, when ``loaded`` itself needs a real one: what to suggest when the
     run cannot reach its provider (``examples/research_agent.yaml`` -> ``["dev"]``). Empty
-    when the spec is offline already or no overlay makes it so; a broken overlay counts as
-    none (this is a hint, not a check)."""
-    if _offline(loaded.spec):
+    when the spec is offline already or no overlay makes it so. Overlays are read and merged
+    but not validated (this is a hint, not a check; a broken overlay counts as none)."""
+    if _offline(loaded.data):
         return []
     known = list(project.environments) if project and project.environments else []
     found = []
     for env in known or list(STANDARD_ENVIRONMENTS):
-        if env == loaded.env or not overlay_path(loaded.path, env, project).is_file():
+        candidate = overlay_path(loaded.path, env, project)
+        if env == loaded.env or not candidate.is_file():
             continue
         try:
-            candidate = load_spec(loaded.path, env=env, project=project)
+            overlay, _ = read_yaml_mapping(candidate, what="overlay")
         except SpecError:
             continue
-        if _offline(candidate.spec):
+        if _offline(deep_merge(loaded.data, overlay)):
             found.append(env)
     return found
 
 
-def _offline(spec: Spec) -> bool:
-    agents = spec.all_agents().values()
-    return all(agent.model.provider == OFFLINE_PROVIDER for agent in agents)
+def _offline(data: dict[str, Any]) -> bool:
+    """Whether every agent of a spec document names the offline provider."""
+    components = data.get("components") if isinstance(data.get("components"), dict) else {}
+    agents = [data.get("agent"), *((components or {}).get("agents") or {}).values()]
+    models = [a.get("model") for a in agents if isinstance(a, dict)]
+    return all(isinstance(m, dict) and m.get("provider") == OFFLINE_PROVIDER for m in models)
 
 
 def load_spec_data(
