@@ -187,6 +187,9 @@ BODIES: dict[tuple[str, str], Any] = {
         "request_id": "req_x",
         "decision": "approved",
     },
+    ("POST", "/v1/human-tasks/{continuation_id}/decisions"): {
+        "decisions": [{"request_id": "req_x", "decision": "approved"}]
+    },
     ("PUT", "/v1/policies/environment/{environment}"): {},
     ("POST", "/v1/runs/{run_id}/continue"): {},
     ("POST", "/v1/notifications/retry"): {"status": "dead"},
@@ -197,6 +200,7 @@ PARAMS = {
     "environment": "dev",
     "bundle": "b",
     "request_id": "1",
+    "event_id": "1",
 }
 
 
