@@ -60,6 +60,9 @@ class PromotionPolicy(_Model):
     approvers: list[str] = Field(default_factory=list)
     #: How many distinct approvers must approve.
     min_approvals: int = Field(default=1, ge=1, le=20)
+    #: Refuse to re-activate a digest first in force before the active one (a force-push to
+    #: an older commit); only ``kneo registry rollback`` goes back.
+    refuse_downgrade: bool = False
 
 
 class ResourcesPolicy(_Model):
@@ -209,6 +212,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         or b.promotion.require_human_approval,
         approvers=approvers or [],
         min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
+        refuse_downgrade=a.promotion.refuse_downgrade or b.promotion.refuse_downgrade,
     )
     accepted = _merge_allow_list(
         a.accepted_key_ids if "accepted_key_ids" in set_a else None,

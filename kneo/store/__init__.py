@@ -44,6 +44,8 @@ from kneo.store.records import (
     RunRecord,
     Suspension,
     TraceEvent,
+    Pin,
+    BlockedDigest,
 )
 
 DEFAULT_STATE_DIR = Path(".kneo")
@@ -55,6 +57,7 @@ __all__ = [
     "RETENTION_CATEGORIES",
     "TERMINAL_RUN_STATUSES",
     "AuditEvent",
+    "BlockedDigest",
     "BundleRevision",
     "CheckpointRecord",
     "Condition",
@@ -66,6 +69,7 @@ __all__ = [
     "NotificationEvent",
     "NotificationRecord",
     "Page",
+    "Pin",
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",

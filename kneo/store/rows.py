@@ -23,6 +23,8 @@ from kneo.store.records import (
     QueueRecord,
     RunRecord,
     Suspension,
+    Pin,
+    BlockedDigest,
     TraceEvent,
 )
 
@@ -158,6 +160,14 @@ def condition(r: Row) -> Condition:
 
 def suspension(r: Row) -> Suspension:
     return from_row(Suspension, r)
+
+
+def pin(r: Row) -> Pin:
+    return from_row(Pin, r)
+
+
+def blocked(r: Row) -> BlockedDigest:
+    return from_row(BlockedDigest, r)
 
 
 def approval(r: Row) -> PromotionApproval:

@@ -55,6 +55,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "bundle_revisions",
                 "bundle_conditions",
                 "bundle_suspensions",
+                "bundle_pins",
+                "blocked_digests",
                 "controller_status",
                 "promotion_approvals",
                 "registry_changes",
@@ -65,7 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
             conn.execute(sa.delete(tables.audit_events))
             conn.execute(
                 sa.delete(tables.continuations).where(
-                    tables.continuations.c.workflow_kind == "promotion"
+                    tables.continuations.c.workflow_kind.in_(("promotion", "rollback"))
                 )
             )
     else:
