@@ -33,8 +33,9 @@ from kneo.names import check_name
 #: so a rollback on any replica is judged against today's trust.
 TRUST_METADATA_KEY = "registry.trust"
 
-#: ``workflow_kind`` of a rollback task's continuation (human-task inbox).
-ROLLBACK_KIND = "rollback"
+#: A rollback task is a promotion task (``workflow_kind``) whose context ``type`` is
+#: ``rollback``: it shows in the same inbox and is decided through the same resume.
+ROLLBACK_KIND = "promotion"
 
 _IN_FORCE = ("active", "inactive", "pruned")
 
@@ -114,9 +115,7 @@ def pin(
             resource="bundle",
         )
     with store.transaction() as tx:
-        record = tx.pin_bundle(
-            bundle, environment, active.revision, reason=reason, pinned_by=actor
-        )
+        record = tx.pin_bundle(bundle, environment, active.revision, reason=reason, pinned_by=actor)
         tx.add_audit(
             "bundle.pinned",
             actor=actor,
@@ -172,9 +171,12 @@ def block(store: Any, digest: str, *, actor: str, reason: str) -> dict[str, Any]
             actor=actor,
             payload={"digest": digest, "reason": record.reason},
         )
+    return {**blocked_view(record), "blocked": True}
+
+
+def blocked_view(record: Any) -> dict[str, Any]:
     return {
-        "digest": digest,
-        "blocked": True,
+        "digest": record.digest,
         "reason": record.reason,
         "blocked_by": record.blocked_by,
         "since": utc_iso(record.created_at),
@@ -300,7 +302,9 @@ def rollback(
         )
     rules = check_trust(store, target, now)
     if rules.get("require_human_approval"):
-        return _open_rollback_task(store, target, active, rules, actor=actor, reason=reason, now=now)
+        return _open_rollback_task(
+            store, target, active, rules, actor=actor, reason=reason, now=now
+        )
     with store.transaction() as tx:
         return perform_rollback(tx, target, active, actor=actor, reason=reason)
 
@@ -323,7 +327,10 @@ def perform_rollback(
         digest=target.digest,
         commit=target.commit,
         signer_key_ids=target.signer_key_ids,
-        approved_by=[*target.approved_by, *(a for a in approved_by or () if a not in target.approved_by)],
+        approved_by=[
+            *target.approved_by,
+            *(a for a in approved_by or () if a not in target.approved_by),
+        ],
         status="active",
         diagnostics=[{"code": "rollback", "message": note, "rollback_of": target.revision}],
         spec=target.spec,
@@ -361,8 +368,7 @@ def perform_rollback(
     }
 
 
-def _open_rollback_task(
-    store: Any,
+def _rollback_task(
     target: Any,
     active: Any,
     rules: dict[str, Any],
@@ -370,20 +376,13 @@ def _open_rollback_task(
     actor: str,
     reason: str | None,
     now: datetime,
-) -> dict[str, Any]:
-    """The environment requires approval: a task its approvers decide (M-of-N)."""
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(continuation id, context, request)`` of the approval task for a rollback."""
     from kneo.engine.human import build_request
-    from kneo.redaction import redact_text
 
     bundle, environment = target.bundle_name, target.environment
     since = active.revision if active is not None else 0
     cid = rollback_task_id(bundle, environment, target.revision, since)
-    approvers = list(rules.get("approvers") or [])
-    min_approvals = int(rules.get("min_approvals") or 1)
-    prompt = (
-        f"Roll {bundle} in {environment} back to revision {target.revision} "
-        f"({_short(target.digest)})?" + (f" ({actor}: {reason})" if reason else f" (asked by {actor})")
-    )
     context = {
         "type": "rollback",
         "bundle": bundle,
@@ -393,12 +392,17 @@ def _open_rollback_task(
         "since_revision": since,
         "requested_by": actor,
         "reason": reason,
-        "approvers": approvers,
-        "min_approvals": min_approvals,
+        "approvers": list(rules.get("approvers") or []),
+        "min_approvals": int(rules.get("min_approvals") or 1),
         # approvals are recorded under this subject, not the digest: earlier approvals of
         # the digest's promotion must not count for its rollback
         "subject": f"rollback:{cid.removeprefix('cont_rollback_')}",
     }
+    prompt = (
+        f"Roll {bundle} in {environment} back to revision {target.revision} "
+        f"({_short(target.digest)})?"
+        + (f" ({actor}: {reason})" if reason else f" (asked by {actor})")
+    )
     request = build_request(
         request_id=f"req_{cid.removeprefix('cont_')}",
         kind="approval",
@@ -410,6 +414,34 @@ def _open_rollback_task(
         context=context,
     ).to_dict()
     request["status"] = "pending"
+    return cid, context, request
+
+
+def _open_rollback_task(
+    store: Any,
+    target: Any,
+    active: Any,
+    rules: dict[str, Any],
+    *,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The environment requires approval: a task its approvers decide (M-of-N)."""
+    from kneo.redaction import redact_text
+
+    cid, context, request = _rollback_task(
+        target, active, rules, actor=actor, reason=reason, now=now
+    )
+    bundle, environment = target.bundle_name, target.environment
+    summary = {
+        "bundle": bundle,
+        "environment": environment,
+        "rollback_of": target.revision,
+        "digest": target.digest,
+        "approvers": context["approvers"],
+        "min_approvals": context["min_approvals"],
+    }
     with store.transaction() as tx:
         try:
             existing = tx.get_continuation(cid)
@@ -425,36 +457,24 @@ def _open_rollback_task(
                 workflow_name=bundle,
                 environment=environment,
                 expected_version=existing.version if existing is not None else None,
-                search_text=[redact_text(prompt), *approvers],
+                search_text=[redact_text(request["prompt"]), *context["approvers"]],
             )
             tx.add_audit(
                 "bundle.rollback_requested",
                 actor=actor,
                 continuation_id=cid,
-                payload={
-                    "bundle": bundle,
-                    "environment": environment,
-                    "rollback_of": target.revision,
-                    "digest": target.digest,
-                    "reason": reason,
-                    "approvers": approvers,
-                    "min_approvals": min_approvals,
-                },
+                payload={**summary, "reason": reason},
             )
-    return {
-        "status": "awaiting_approval",
-        "bundle": bundle,
-        "environment": environment,
-        "rollback_of": target.revision,
-        "digest": target.digest,
-        "continuation_id": cid,
-        "approvers": approvers,
-        "min_approvals": min_approvals,
-    }
+    return {"status": "awaiting_approval", **summary, "continuation_id": cid}
 
 
 def decide_rollback(
-    store: Any, continuation_id: str, *, approver: str, decision: str
+    store: Any,
+    continuation_id: str,
+    *,
+    approver: str,
+    decision: str,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """One approver's decision on a rollback task; the approval reaching ``min_approvals``
     performs the rollback in the same transaction (if the bundle has not moved since)."""
@@ -481,7 +501,9 @@ def decide_rollback(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
                 code="not_an_approver",
             )
-        tx.add_promotion_approval(name, env, subject, approver=approver, decision=decision)
+        tx.add_promotion_approval(
+            name, env, subject, approver=approver, decision=decision, comment=comment
+        )
         approved = sorted(
             a.approver
             for a in tx.list_promotion_approvals(name, env, subject)
@@ -489,12 +511,17 @@ def decide_rollback(
         )
         required = int(context.get("min_approvals") or 1)
         outcome = (
-            "rejected" if decision == "rejected" else "approved" if len(approved) >= required else None
+            "rejected"
+            if decision == "rejected"
+            else "approved"
+            if len(approved) >= required
+            else None
         )
         result: dict[str, Any] = {
             "continuation_id": continuation_id,
             "bundle": name,
             "environment": env,
+            "digest": context["digest"],
             "decision": decision,
             "approvals": len(approved),
             "required": required,
@@ -517,22 +544,30 @@ def decide_rollback(
                 expected_version=task.version,
             )
         if outcome == "approved":
-            target = tx.get_revision(name, env, int(context["revision"]))
-            number = tx.active_revision_number(name, env)
-            active = tx.get_revision(name, env, number) if number is not None else None
-            since = number or 0
-            if since != context.get("since_revision"):
-                raise Conflict(
-                    f"{name} in {env} changed since the rollback was asked (now revision "
-                    f"{since}); ask again",
-                    code="stale_state",
-                )
-            result["rollback"] = perform_rollback(
-                tx,
-                target,
-                active,
-                actor=str(context.get("requested_by") or approver),
-                reason=context.get("reason"),
-                approved_by=approved,
-            )
+            result["rollback"] = _approved_rollback(tx, context, approved, approver)
     return result
+
+
+def _approved_rollback(
+    tx: Any, context: dict[str, Any], approved: list[str], approver: str
+) -> dict[str, Any]:
+    """Inside the deciding transaction: perform the rollback, unless the bundle moved on
+    since it was asked (then ``stale_state``: ask again)."""
+    name, env = context["bundle"], context["environment"]
+    target = tx.get_revision(name, env, int(context["revision"]))
+    number = tx.active_revision_number(name, env)
+    active = tx.get_revision(name, env, number) if number is not None else None
+    if (number or 0) != context.get("since_revision"):
+        raise Conflict(
+            f"{name} in {env} changed since the rollback was asked (now revision "
+            f"{number}); ask again",
+            code="stale_state",
+        )
+    return perform_rollback(
+        tx,
+        target,
+        active,
+        actor=str(context.get("requested_by") or approver),
+        reason=context.get("reason"),
+        approved_by=approved,
+    )

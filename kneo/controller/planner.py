@@ -254,9 +254,7 @@ def _block_gate(check: GateInput) -> Action | None:
     why = check.blocked.get(check.revision.digest or "")
     if why is None:
         return None
-    return _refuse(
-        check, BLOCKED, DIGEST_BLOCKED, f"{short(check.revision.digest)} is {why}"
-    )
+    return _refuse(check, BLOCKED, DIGEST_BLOCKED, f"{short(check.revision.digest)} is {why}")
 
 
 def _downgrade_gate(check: GateInput) -> Action | None:
@@ -317,9 +315,11 @@ def _pinned(
     """A pinned key serves its pinned revision whatever Git asks for, until unpinned; a
     registry changed outside is put back to the pin."""
     name, environment = key
-    held = f"pinned to revision {pin.revision} ({short(pin.digest)})" + (
-        f" by {pin.pinned_by}" if pin.pinned_by else ""
-    ) + (f": {pin.reason}" if pin.reason else "")
+    held = (
+        f"pinned to revision {pin.revision} ({short(pin.digest)})"
+        + (f" by {pin.pinned_by}" if pin.pinned_by else "")
+        + (f": {pin.reason}" if pin.reason else "")
+    )
     if entry.active is None or entry.active.number != pin.revision:
         target = RevisionRef(pin.revision, pin.digest, "inactive")
         return [

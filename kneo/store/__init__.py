@@ -28,6 +28,7 @@ from kneo.store.notifications import NotificationEvent, NotificationRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
+    BlockedDigest,
     BundleRevision,
     CheckpointRecord,
     Condition,
@@ -37,6 +38,7 @@ from kneo.store.records import (
     IdempotencyOutcome,
     LockRecord,
     Page,
+    Pin,
     PromotionApproval,
     QueueRecord,
     RevisionHead,
@@ -44,8 +46,6 @@ from kneo.store.records import (
     RunRecord,
     Suspension,
     TraceEvent,
-    Pin,
-    BlockedDigest,
 )
 
 DEFAULT_STATE_DIR = Path(".kneo")

@@ -26,15 +26,15 @@ from kneo.store.base import StoreBase, check_page, keyset_page
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     REVISION_STATUSES,
+    BlockedDigest,
     BundleRevision,
     Condition,
     ControllerStatus,
     Page,
+    Pin,
     PromotionApproval,
     RevisionHead,
     Suspension,
-    Pin,
-    BlockedDigest,
 )
 
 _R = t.bundle_revisions.c
@@ -497,7 +497,9 @@ class RegistryWritesMixin:
         self._mark_changed(bundle_name, environment)
         return rows.pin(found)
 
-    def block_digest(self, digest: str, *, reason: str, blocked_by: str | None = None) -> BlockedDigest:
+    def block_digest(
+        self, digest: str, *, reason: str, blocked_by: str | None = None
+    ) -> BlockedDigest:
         """Never promote ``digest`` again, anywhere, until unblocked; a second block of the
         same digest keeps the first one's reason."""
         if not reason.strip():

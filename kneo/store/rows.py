@@ -14,17 +14,17 @@ from kneo.store import tables as t
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     AuditEvent,
+    BlockedDigest,
     BundleRevision,
     CheckpointRecord,
     Condition,
     ContinuationRecord,
     LockRecord,
+    Pin,
     PromotionApproval,
     QueueRecord,
     RunRecord,
     Suspension,
-    Pin,
-    BlockedDigest,
     TraceEvent,
 )
 

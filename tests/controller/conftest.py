@@ -67,7 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
             conn.execute(sa.delete(tables.audit_events))
             conn.execute(
                 sa.delete(tables.continuations).where(
-                    tables.continuations.c.workflow_kind.in_(("promotion", "rollback"))
+                    tables.continuations.c.workflow_kind == "promotion"
                 )
             )
     else:

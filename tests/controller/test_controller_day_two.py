@@ -55,6 +55,7 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     assert (done["status"], done["revision"], done["rollback_of"]) == ("rolled_back", 3, 1)
     assert (revision, digest, spec_now) == (3, good, spec("good"))
     assert done["pin"]["revision"] == 3 and done["pin"]["pinned_by"] == "alice"
+    assert store.gauges().pinned == {"dev": 1}  # kneo_bundles_pinned{environment="dev"}
     [event] = audit(store, "bundle.rolled_back")
     assert event.actor == "alice"
     assert event.payload["previous_digest"] == bad and event.payload["rollback_of"] == 1
@@ -124,6 +125,7 @@ def test_blocked_digest_pushed_again_by_force_is_refused_naming_the_block(
     assert ctl.reconcile_once().ok
     old = digest_of(store, "dev", 1)
     operations.block(store, old, actor="sec-team", reason="leaks the system prompt")
+    assert store.gauges().blocked_digests == 1  # kneo_blocked_digests
 
     repo.git("reset", "--quiet", "--hard", first)
     repo.git("push", "--quiet", "--force", "origin", "HEAD:main")
@@ -199,10 +201,12 @@ def test_rollback_waits_for_the_environments_approvers(
     first = operations.decide_rollback(store, cid, approver="alice", decision="approved")
     assert (first["approvals"], first["outcome"]) == (1, None)
     assert store.get_active("helper", "live").revision == active.revision
-    second = operations.decide_rollback(store, cid, approver="carol", decision="approved")
-    assert second["outcome"] == "approved"
+    # the inbox shows it like any promotion, and its resume decides it
+    assert cid in {c.continuation_id for c in store.list_continuations(status="pending").items}
+    second = record_promotion_decision(store, cid, approver="carol", decision="approved")
+    assert (second.outcome, second.approvals, second.required) == ("approved", 2, 2)
     now_active = store.get_active("helper", "live")
-    assert now_active.revision == second["rollback"]["revision"]
+    assert now_active.revision == active.revision + 1
     assert now_active.digest != digest
     assert store.get_pin("helper", "live").pinned_by == "dave"
     [event] = audit(store, "bundle.rolled_back")
