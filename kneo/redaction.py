@@ -74,6 +74,13 @@ _SAFE_KEYS = frozenset(
         "idempotency_key_present",
         "content_present",
         "token_env",
+        # eval results (kneo.evals): how many cases passed, never a password
+        "passed",
+        "pass_rate",
+        "pass_threshold",
+        "min_pass_rate",
+        "baseline_pass_rate",
+        "newly_passing",
     }
 )
 
