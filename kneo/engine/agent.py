@@ -165,6 +165,7 @@ class AgentLoop:
             earlier = host.previous_transcript(agent.name) if agent.memory.type != "none" else None
             with host.lock:
                 self._start(record, agent, input_text, runtime, earlier)
+                record["step_id"] = host.step_id  # usage per step in the run view
         max_turns = agent.max_iterations or agent.strategy.max_iterations
         started = self._monotonic()
         while True:

@@ -18,6 +18,7 @@ reached is a new question.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from typing import Any
 
 from kneo.documents import DocumentError, parse_json
@@ -79,11 +80,9 @@ def limit_in_force(
                 limit=limit,
             )
         raised = limit + base
-        if name == "edited":
-            try:
+        if name == "edited":  # validated against the request's schema when it was made
+            with suppress(DocumentError, KeyError, TypeError, ValueError):
                 raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
-            except (DocumentError, KeyError, TypeError, ValueError):
-                pass  # validated against the request's schema when it was made
         limit = max(raised, limit + 1)
     return limit
 
