@@ -432,7 +432,8 @@ def question_wait_key(call_index: int, question: str, *, unit_key: str | None = 
 
 @dataclass(frozen=True)
 class HumanInterventionRequest:
-    """What an inline resolver receives (SDK guide): the step, the prompt and the context."""
+    """What an inline resolver receives, and ``exc.request`` at a pause (SDK guide): the
+    step, the prompt, the step's input and ``messages``, the earlier steps' outputs in order."""
 
     step_name: str
     prompt: str
@@ -440,6 +441,12 @@ class HumanInterventionRequest:
     messages: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     request: HumanRequest | None = None
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """What the SDK guide calls the active RunConfig: the workflow's metadata, the same
+        mapping a callable prompt receives as ``config``."""
+        return self.metadata
 
 
 #: An inline resolver answers a human step in-process; ``None`` means "pause instead".

@@ -24,6 +24,8 @@ FIELD_SYNONYMS: dict[str, str] = {
     "user_input_schema": "input_schema",
     "requires_user_input": "input_schema",
     "timeout": "timeout_seconds",
+    "field_type": "type",
+    "requires_output_review": "review_output",
     "instructions": "system_prompt",
 }
 

@@ -62,12 +62,26 @@ def _messages(tmp_path: Path, **changes: str) -> dict[str, str]:
             "unknown field; did you mean 'message'? (Kneo's name for confirmation_message)",
         ),
         (
+            {"review": "requires_output_review"},
+            "workflow.steps[0].human_review.requires_output_review",
+            "did you mean 'review_output'? (Kneo's name for requires_output_review)",
+        ),
+        (
             {"review": "requires_confirmaton"},
             "workflow.steps[0].human_review.requires_confirmaton",
             "did you mean 'requires_confirmation'?",
         ),
     ],
-    ids=["approve", "cancel", "typo-value", "family", "timeout", "synonym-field", "typo-field"],
+    ids=[
+        "approve",
+        "cancel",
+        "typo-value",
+        "family",
+        "timeout",
+        "synonym-field",
+        "output-review",
+        "typo-field",
+    ],
 )
 def test_the_hint(tmp_path: Path, changes: dict[str, str], path: str, hint: str) -> None:
     assert hint in _messages(tmp_path, **changes)[path]
