@@ -49,6 +49,25 @@ def close_match(word: str, choices: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+def guess_suffix(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for a likely misspelling, else ``""``."""
+    guess = close_match(word, choices)
+    return f"; did you mean '{guess}'?" if guess else ""
+
+
+def one_of(value: str | None, choices: Sequence[str], field: str) -> None:
+    """Refuse a filter or option value outside ``choices``, naming them and the likely one:
+    a misspelt filter would otherwise match nothing and look like an empty result."""
+    if value is None or value in choices:
+        return
+    from kneo.errors import InvalidRequest
+
+    raise InvalidRequest(
+        f"{field} must be one of {', '.join(choices)}, got {value!r}{guess_suffix(value, choices)}",
+        field=field,
+    )
+
+
 def unknown_field_hint(model: type[BaseModel] | None, loc: Sequence[Any]) -> str | None:
     """For an unknown field at ``loc`` (its last part is the name): the field meant."""
     if not loc or not isinstance(loc[-1], str):

@@ -99,3 +99,12 @@ def test_project_config_fields(tmp_path: Path) -> None:
         load_project_config(path)
     assert "environments.dev.polcy_enforcement: unknown field; did you mean " in str(info.value)
     assert "'policy_enforcement'?" in str(info.value)
+
+
+def test_an_unknown_environment_names_the_one_meant(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(**GOOD, on_timeout="fail"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, env="stagin")
+    assert info.value.code == "E_UNKNOWN_ENV"
+    assert str(info.value).endswith("known: dev, staging, prod; did you mean 'staging'?")
