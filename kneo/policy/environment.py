@@ -10,11 +10,13 @@ An environment file makes the rules for one environment reviewable in a pull req
                 approvers: [release-managers], min_approvals: 1}
     required_signatures: 1
     accepted_key_ids: [ci]
+    budgets: {max_model_calls: 50, max_tool_calls: 200, max_tokens: 500000, on_exceeded: pause}
 
 When ``.kneo/config.yaml`` also sets a policy for the environment, :func:`merge_stricter`
 combines the two so that neither file can loosen the other: booleans are OR-ed, blocked code
 lists united, counts take the maximum, allow-lists (``approvers``, ``accepted_key_ids``) are
-intersected. Omitting a field never loosens: an absent block or list takes no part.
+intersected, budget limits take the smaller and ``on_exceeded: fail`` wins over ``pause``.
+Omitting a field never loosens: an absent block or list takes no part.
 ``accepted_key_ids`` only narrows the verifier's own trusted keys; it can never add one.
 
 Contract/trust layer: reads the YAML files it is given, nothing else.
@@ -86,6 +88,32 @@ class ResourcesPolicy(_Model):
         return self
 
 
+class BudgetsPolicy(_Model):
+    """What one run may spend in this environment (``docs/runs.md#budgets``). An unset limit
+    takes no part. Counted over every agent of the run, checked before each model call and
+    each tool call; at a limit the run pauses for a person (continue with a raised limit, or
+    stop) or fails with ``budget_exceeded``, as ``on_exceeded`` says."""
+
+    #: Model requests per run (every turn of every agent, planning turns included).
+    max_model_calls: int | None = Field(default=None, ge=1)
+    #: Tool calls answered per run (run, refused or decided by a person alike).
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    #: Input plus output tokens per run, as the providers report them.
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
+    on_exceeded: Literal["pause", "fail"] = "pause"
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
+        pairs = (
+            ("model_calls", self.max_model_calls),
+            ("tool_calls", self.max_tool_calls),
+            ("tokens", self.max_tokens),
+        )
+        return {name: value for name, value in pairs if value is not None}
+
+
 class EnvironmentPolicy(_Model):
     """One environment's policy: the merged view every command and the controller use."""
 
@@ -103,6 +131,8 @@ class EnvironmentPolicy(_Model):
     accepted_key_ids: list[str] | None = None
     #: Narrows what runs here may reach: secrets, MCP servers, network destinations.
     resources: ResourcesPolicy = Field(default_factory=ResourcesPolicy)
+    #: What one run may spend here: model calls, tool calls, tokens.
+    budgets: BudgetsPolicy = Field(default_factory=BudgetsPolicy)
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentPolicy:
@@ -226,6 +256,22 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         promotion=promotion,
         required_signatures=max(a.required_signatures, b.required_signatures),
         accepted_key_ids=accepted,
+        budgets=merge_budgets(a.budgets, b.budgets),
+    )
+
+
+def merge_budgets(a: BudgetsPolicy, b: BudgetsPolicy) -> BudgetsPolicy:
+    """The smaller of each limit (an unset one takes no part); ``fail`` where either side
+    says so."""
+
+    def smaller(x: int | None, y: int | None) -> int | None:
+        return min(v for v in (x, y) if v is not None) if x is not None or y is not None else None
+
+    return BudgetsPolicy(
+        max_model_calls=smaller(a.max_model_calls, b.max_model_calls),
+        max_tool_calls=smaller(a.max_tool_calls, b.max_tool_calls),
+        max_tokens=smaller(a.max_tokens, b.max_tokens),
+        on_exceeded="fail" if "fail" in (a.on_exceeded, b.on_exceeded) else "pause",
     )
 
 
