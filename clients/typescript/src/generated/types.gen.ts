@@ -801,6 +801,37 @@ export type RunSummary = {
 };
 
 /**
+ * RunUsage
+ *
+ * What a run's agents spent, as the providers reported it (docs/runs.md#usage).
+ */
+export type RunUsage = {
+    /**
+     * Input Tokens
+     */
+    input_tokens: number;
+    /**
+     * Model Calls
+     */
+    model_calls: number;
+    /**
+     * Output Tokens
+     */
+    output_tokens: number;
+    /**
+     * Steps
+     *
+     * Per step that ran an agent, in first-use order.
+     */
+    steps: Array<StepUsage>;
+    /**
+     * Tool Calls
+     */
+    tool_calls: number;
+    [key: string]: unknown;
+};
+
+/**
  * RunView
  *
  * ``GET /v1/runs/{run_id}``: a run's status, position and outcome.
@@ -896,6 +927,7 @@ export type RunView = {
      * Updated At
      */
     updated_at: string | null;
+    usage: RunUsage;
     /**
      * Version
      */
@@ -977,6 +1009,33 @@ export type StepPosition = {
      * Visits
      */
     visits: number;
+    [key: string]: unknown;
+};
+
+/**
+ * StepUsage
+ */
+export type StepUsage = {
+    /**
+     * Input Tokens
+     */
+    input_tokens: number;
+    /**
+     * Model Calls
+     */
+    model_calls: number;
+    /**
+     * Output Tokens
+     */
+    output_tokens: number;
+    /**
+     * Step Id
+     */
+    step_id: string;
+    /**
+     * Tool Calls
+     */
+    tool_calls: number;
     [key: string]: unknown;
 };
 
