@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
+from kneo.bundle.format import EvalAttestation
 from kneo.engine.agent import USAGE_FIELDS, count_usage
 from kneo.errors import KneoError
 from kneo.evals.suite import EvalCase, EvalSuite, Expectations
@@ -120,6 +121,44 @@ class SuiteResult:
             "kneo_version": self.kneo_version,
             "cases": [c.to_dict() for c in self.cases],
         }
+
+
+#: The members of a result document an attestation carries as they are (and ``cases``).
+ATTESTED = ("suite", "suite_digest", "digest", "pass_rate", "passed", "total", "kneo_version")
+
+
+def attestation(result: Mapping[str, Any]) -> EvalAttestation:
+    """The signed-bundle form of a result document (:meth:`SuiteResult.to_dict`, as
+    ``kneo eval run --results`` writes it); ``bundle_malformed`` when it is not one."""
+    from pydantic import ValidationError
+
+    from kneo.errors import BundleError
+
+    if not isinstance(result, Mapping) or result.get("kind") != "KneoEvalResult":
+        raise BundleError(
+            "not an eval result (write one with kneo eval run --results FILE)",
+            code="bundle_malformed",
+            field="evals",
+        )
+    try:
+        return EvalAttestation.model_validate(
+            {
+                **{k: result.get(k) for k in ATTESTED},
+                "cases": [
+                    {"id": c.get("id"), "outcome": c.get("outcome")}
+                    for c in result.get("cases") or []
+                    if isinstance(c, Mapping)
+                ],
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise BundleError(
+            f"eval result does not match at {where}: {first['msg']}",
+            code="bundle_malformed",
+            field=f"evals.{where}",
+        ) from None
 
 
 def suite_digest(suite: EvalSuite) -> str:
