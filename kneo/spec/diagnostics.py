@@ -133,6 +133,10 @@ CODES: dict[str, tuple[Severity, str]] = {
         "warning",
         "A selected tool, or the tool policy, allows filesystem writes.",
     ),
+    "W_TOOL_DENIED_BY_POLICY": (
+        "warning",
+        "An agent selects a tool its own `policies.tool` refuses (in `deny`, or not in `allow`): every call to it would be refused.",
+    ),
     "W_TOOL_CAPABILITY_BLOCKED": (
         "warning",
         "A selected tool needs a capability the tool policy denies; its calls will be refused.",
@@ -450,12 +454,37 @@ def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[
     selected = catalog.selected(agent)
     out = _tool_selection_rules(agent, at, selected, policy)
     paths = dict(tool_paths(agent, at))
+    if policy is not None and not agent.tools_unrestricted:  # ``all`` is narrowed by design
+        out += _denied_tools(agent, paths, policy)
     for name in selected:
         definition = catalog.get(name)
         if definition is not None:
             path = paths.get(name, f"{at}.tools")
             out += _capability_rules(name, definition.capabilities, path, policy)
     return out + _policy_grant_rules(agent, at, selected, policy, catalog)
+
+
+def _denied_tools(agent: AgentSpec, paths: dict[str, str], policy: ToolPolicy) -> list[Diagnostic]:
+    """Tools the agent lists and its own policy refuses: the model is offered them and every
+    call comes back refused, so the run would "succeed" on the refusal."""
+    out: list[Diagnostic] = []
+    for name, path in paths.items():
+        if name in policy.deny:
+            why = "is in policies.tool.deny"
+        elif policy.allow is not None and name not in policy.allow:
+            why = "is not in policies.tool.allow"
+        else:
+            continue
+        out.append(
+            diag(
+                "W_TOOL_DENIED_BY_POLICY",
+                path,
+                f"Agent '{agent.name}' selects tool '{name}', which {why}: every call to it "
+                "would be refused.",
+                f"add '{name}' to policies.tool.allow (and out of deny), or drop it from tools",
+            )
+        )
+    return out
 
 
 def _tool_selection_rules(
