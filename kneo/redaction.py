@@ -74,6 +74,13 @@ _SAFE_KEYS = frozenset(
         "idempotency_key_present",
         "content_present",
         "token_env",
+        # eval results (kneo.evals): how many cases passed, never a password
+        "passed",
+        "pass_rate",
+        "pass_threshold",
+        "min_pass_rate",
+        "baseline_pass_rate",
+        "newly_passing",
     }
 )
 
@@ -206,7 +213,6 @@ _PLAIN = (
     "@",
     "pass",
     "secret",
-    "token",
     "bearer",
     "sk-",
     "private",
@@ -223,7 +229,13 @@ _PLAIN = (
 _KEYS = [
     f"{word}{sep}key" for word in ("api", "access", "session", "signing") for sep in ("", "_", "-")
 ]
+# A model call's usage (``"input_tokens": 12``) is in every agent's state: "token" there is a
+# safe key's (``_SAFE_KEYS``), so only those whole JSON keys are passed over.
+_COUNTED_TOKENS = "".join(
+    f'(?<!"{word}_)' for word in ("input", "output", "total", "prompt", "completion", "max")
+)
 _GROUPS = (
+    ("token", re.compile(rf'token(?!s")|{_COUNTED_TOKENS}token')),
     ("gh", re.compile(r"gh[pousr]_")),
     ("gl", re.compile(r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-")),
     ("k_", re.compile(r"[sr]k_(?:live|test)_")),

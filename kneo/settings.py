@@ -183,6 +183,76 @@ class NotificationSettings:
     receivers: str = field(default="", repr=False)
 
 
+@dataclass(frozen=True)
+class OidcSettings:
+    """Sign-in through an OpenID provider (``KNEO_SERV_OIDC_*``; see docs/identity.md)."""
+
+    #: the provider's issuer URL (``iss``); empty: no OIDC, API keys only
+    issuer: str = ""
+    #: the ``aud`` an API bearer token must carry (the console's client id when empty)
+    audience: str = ""
+    #: the console's OAuth client
+    client_id: str = ""
+    #: the *name* of the variable holding the client secret (never the secret itself)
+    client_secret_env: str = ""
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    #: the claim naming the person (``email``; ``sub`` when the token lacks it)
+    user_claim: str = "email"
+    #: the claim listing the person's groups
+    groups_claim: str = "groups"
+    #: claims -> roles: ``group:NAME=role[,role];user:EMAIL=role;*=role``
+    roles: str = ""
+    #: tolerated clock difference for ``exp``/``nbf``/``iat``
+    clock_skew_seconds: float = 60.0
+    #: how long fetched signing keys are trusted before they are fetched again
+    jwks_cache_seconds: float = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+    @property
+    def token_audience(self) -> str:
+        return self.audience or self.client_id
+
+
+def _oidc(env: Mapping[str, str]) -> OidcSettings:
+    """``KNEO_SERV_OIDC_*``; the issuer must be an https URL (http only on loopback)."""
+    o = OidcSettings()
+    issuer = (env.get("KNEO_SERV_OIDC_ISSUER") or "").strip().rstrip("/")
+    if issuer and not (
+        issuer.startswith("https://")
+        or issuer.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    ):
+        raise ConfigError(
+            f"KNEO_SERV_OIDC_ISSUER must be an https:// URL (http:// only on loopback), "
+            f"got {issuer!r}",
+            variable="KNEO_SERV_OIDC_ISSUER",
+        )
+    scopes = tuple((env.get("KNEO_SERV_OIDC_SCOPES") or "").split()) or o.scopes
+    settings = OidcSettings(
+        issuer=issuer,
+        audience=(env.get("KNEO_SERV_OIDC_AUDIENCE") or "").strip(),
+        client_id=(env.get("KNEO_SERV_OIDC_CLIENT_ID") or "").strip(),
+        client_secret_env=(env.get("KNEO_SERV_OIDC_CLIENT_SECRET_ENV") or "").strip(),
+        scopes=scopes,
+        user_claim=(env.get("KNEO_SERV_OIDC_USER_CLAIM") or "").strip() or o.user_claim,
+        groups_claim=(env.get("KNEO_SERV_OIDC_GROUPS_CLAIM") or "").strip() or o.groups_claim,
+        roles=env.get("KNEO_SERV_OIDC_ROLES", ""),
+        clock_skew_seconds=_float(env, "KNEO_SERV_OIDC_CLOCK_SKEW_SECONDS", o.clock_skew_seconds)
+        or 0.0,
+        jwks_cache_seconds=_float(env, "KNEO_SERV_OIDC_JWKS_CACHE_SECONDS", o.jwks_cache_seconds)
+        or o.jwks_cache_seconds,
+    )
+    if issuer and not settings.token_audience:
+        raise ConfigError(
+            "KNEO_SERV_OIDC_ISSUER is set but neither KNEO_SERV_OIDC_AUDIENCE nor "
+            "KNEO_SERV_OIDC_CLIENT_ID says which audience a token must carry",
+            variable="KNEO_SERV_OIDC_AUDIENCE",
+        )
+    return settings
+
+
 _Counts = TypeVar("_Counts", Limits, CheckpointLimits, RetentionDays)
 
 
@@ -232,6 +302,8 @@ class Settings:
     api_keys: str = ""
     admin_api_key: str = ""
     client_api_key: str = ""
+    #: people signing in through an OpenID provider (console) and its tokens (API, CLI)
+    oidc: OidcSettings = field(default_factory=OidcSettings)
     idempotency_key: str = ""
     #: the Git push webhook's secret when no ``webhook_secret_env`` names another variable
     webhook_secret: str | None = None
@@ -312,7 +384,8 @@ class Settings:
         env: Mapping[str, str] = dict(os.environ) if environ is None else environ
         keys = env.get("KNEO_SERV_API_KEYS", "")
         admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
-        auth_default = bool(keys.strip() or admin.strip())
+        oidc = _oidc(env)
+        auth_default = bool(keys.strip() or admin.strip() or oidc.enabled)
         project_config = env.get("KNEO_PROJECT_CONFIG")
         profiles = env.get("KNEO_SERV_PROFILES_PATH")
         return cls(
@@ -323,6 +396,7 @@ class Settings:
             api_keys=keys,
             admin_api_key=admin,
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
+            oidc=oidc,
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
             webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
             auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
@@ -401,6 +475,8 @@ class Settings:
 
         values = [self.admin_api_key, self.client_api_key, self.console_secret]
         values += [self.spec_signing_key or ""]
+        if self.oidc.client_secret_env:
+            values.append(self.environ.get(self.oidc.client_secret_env, ""))
         for entry in self.api_keys.split(";"):
             parts = entry.strip().split(":")
             if len(parts) >= 2:

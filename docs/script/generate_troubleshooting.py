@@ -38,6 +38,7 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Bundles and keys", ("kneo/bundle/",)),
     ("The controller and the registry", ("kneo/controller/", "kneo/policy/")),
     ("The database", ("kneo/store/",)),
+    ("Eval suites", ("kneo/evals/",)),
     ("Everything else", ("kneo/",)),
 ]
 _DEFINING = ("kneo/spec/diagnostics.py", "kneo/errors.py")

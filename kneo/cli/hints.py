@@ -20,9 +20,10 @@ def _forbidden(error: KneoError) -> str | None:
     if not scope:
         return None
     roles = [r for r in error.details.get("roles") or () if isinstance(r, str)]
-    role = roles[0] if roles else "a role"
+    role = roles[0] if roles else "role"
+    article = "an" if role[0] in "aeiou" else "a"
     return (
-        f"this key lacks {scope}; send the command with a {role} key: "
+        f"this key lacks {scope}; send the command with {article} {role} key: "
         f"'kneo config profile set {role} --service-url URL --api-key KEY --no-activate', "
         f"then add '--profile {role}' (docs/quickstart.md, 'Run as a service')"
     )

@@ -191,15 +191,22 @@ def answer_pauses(client: Any, data: dict[str, Any], term: Terminal) -> dict[str
             answer = ask_answer(request, term)
         except Stopped:
             term.say("")
-            term.say(
-                f"stopped: the run stays paused; resume later with: kneo human resume "
-                f"{continuation} --interactive"
-            )
+            term.say(f"stopped: {_still_paused(continuation)}")
             return data
         try:
             data = client.resume(continuation, request_id=request["request_id"], **answer)
         except KneoError as exc:
             if exc.code not in _ASK_AGAIN:
+                # e.g. an operator's key may start runs but not decide: the answer is lost,
+                # the pause is not; say so before the error itself
+                who = " with a key that may decide" if exc.code == "forbidden" else ""
+                term.say(f"not answered: {_still_paused(continuation)}{who}")
                 raise
             term.say(f"  not accepted: {exc.message}")
     return data
+
+
+def _still_paused(continuation: str) -> str:
+    return (
+        f"the run stays paused; resume later with: kneo human resume {continuation} --interactive"
+    )

@@ -19,6 +19,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "spec": LazyCommand("kneo.cli.spec_cmd", "app", "Validate and compile specs"),
     "keys": LazyCommand("kneo.cli.bundle_cmd", "keys_app", "Generate and inspect signing keys"),
     "run": LazyCommand("kneo.cli.run_cmd", "register", "Run agent/workflow specs", register=True),
+    "eval": LazyCommand("kneo.cli.eval_cmd", "app", "Evaluate specs against eval suites"),
     "runs": LazyCommand("kneo.cli.runs_cmd", "app", "Inspect runs"),
     "human": LazyCommand("kneo.cli.human_cmd", "app", "Manage human-in-the-loop tasks"),
     "audit": LazyCommand("kneo.cli.audit_cmd", "app", "Read the audit log"),

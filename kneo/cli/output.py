@@ -362,6 +362,8 @@ def lazy_group(commands: dict[str, LazyCommand]) -> type:
     ~0.1 s of imports per start, a third of the start-up budget. Command output still
     uses Rich.
     """
+    import difflib
+
     from typer.core import TyperCommand, TyperGroup
 
     class LazyGroup(TyperGroup):
@@ -381,6 +383,16 @@ def lazy_group(commands: dict[str, LazyCommand]) -> type:
             command = entry.load(cmd_name)
             self.add_command(command, cmd_name)
             return command
+
+        def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+            """Typer's "Did you mean" sees only loaded commands: this one sees them all."""
+            name, names = (args[0] if args else ""), self.list_commands(ctx)
+            if name and not name.startswith("-") and name not in names:
+                found = difflib.get_close_matches(name, names)
+                if found:
+                    guesses = ", ".join(repr(n) for n in found)
+                    ctx.fail(f"No such command {name!r}. Did you mean {guesses}?")
+            return super().resolve_command(ctx, args)
 
         def format_help(self, ctx: Any, formatter: Any) -> None:
             self._listing = True

@@ -200,11 +200,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from kneo.errors import InvalidRequest
+        from kneo.spec.suggest import one_of
 
-        if target not in ("agent", "workflow"):
-            raise InvalidRequest(
-                f"--target must be 'agent' or 'workflow', got {target!r}", field="target"
-            )
+        one_of(target, ("agent", "workflow"), "target")
         if (spec_path is None) == (bundle is None):
             raise InvalidRequest(
                 "give exactly one of SPEC_PATH or --bundle NAME", field="spec_path"

@@ -39,10 +39,25 @@ def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         "output_text",
         "error",
     ]
-    print_table(
-        f"run {run_id}",
-        ["field", "value"],
-        [[k, _short(data.get(k), 200)] for k in keys if data.get(k) not in (None, [], "")],
+    rows = [[k, _short(data.get(k), 200)] for k in keys if data.get(k) not in (None, [], "")]
+    print_table(f"run {run_id}", ["field", "value"], rows + _usage_rows(data.get("usage")))
+
+
+def _usage_rows(usage: dict[str, Any] | None) -> list[list[Any]]:
+    """``usage`` in words: the run's total, then each step's when several steps spent."""
+    if not usage or not usage.get("model_calls"):
+        return []
+    steps = usage.get("steps") or []
+    rows = [["usage", _spent(usage)]]
+    if len(steps) > 1:
+        rows += [[f"usage {s['step_id']}", _spent(s)] for s in steps]
+    return rows
+
+
+def _spent(usage: dict[str, Any]) -> str:
+    return (
+        f"{usage['model_calls']} model calls, {usage['tool_calls']} tool calls, "
+        f"{usage['input_tokens']} input + {usage['output_tokens']} output tokens"
     )
 
 

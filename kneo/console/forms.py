@@ -35,6 +35,7 @@ KIND_LABELS: dict[str, str] = {
     "external_tool": "external tool",
     "question": "question",
     "error": "error",
+    "budget": "budget",
     "promotion": "promotion approval",
 }
 #: Kinds whose ``input_schema`` describes one JSON document typed in a box (a tool's
@@ -74,6 +75,11 @@ _LABELS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "rejected": ("Decline to run it", "Message to the agent (optional)", False),
     },
     "question": {"provided": ("Answer", "Answer", True)},
+    "budget": {
+        "approved": ("Continue with the limit raised", None, False),
+        "edited": ("Continue with this limit", None, True),
+        "rejected": ("Stop the run", "Reason (optional)", False),
+    },
 }
 _DEFAULT_LABELS: dict[str, tuple[str, str | None, bool]] = {
     "approved": ("Approve", None, False),

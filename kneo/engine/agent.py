@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
+from kneo.engine import budgets as run_budgets
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
@@ -93,6 +94,10 @@ class AgentHost(Protocol):
     def new_request(self, **fields: Any) -> HumanRequest: ...
 
     def question_index(self, call_id: str) -> int: ...
+
+    def run_usage(self) -> dict[str, int]:
+        """What the whole run has spent so far (:func:`kneo.engine.budgets.usage_of`)."""
+        ...
 
     def mcp(self) -> LazySessions | None:
         """The run's MCP sessions (``None`` when the spec imports no MCP server)."""
@@ -160,6 +165,7 @@ class AgentLoop:
             earlier = host.previous_transcript(agent.name) if agent.memory.type != "none" else None
             with host.lock:
                 self._start(record, agent, input_text, runtime, earlier)
+                record["step_id"] = host.step_id  # usage per step in the run view
         max_turns = agent.max_iterations or agent.strategy.max_iterations
         started = self._monotonic()
         while True:
@@ -186,6 +192,7 @@ class AgentLoop:
                     "final answer",
                     code="agent_max_iterations",
                 )
+            self._within_budget(host, ("model_calls", "tokens"))
             self._model_turn(host, provider, agent, tools, messages, record)
 
     @staticmethod
@@ -301,7 +308,39 @@ class AgentLoop:
             host.pause(asks.requests)
         for plan in plans:
             assert plan is not None  # every call without a plan asked for something
+            self._within_budget(host, ("tool_calls",))
             self._carry_out(host, guard, plan, record)
+
+    @staticmethod
+    def _within_budget(host: AgentHost, counters: tuple[str, ...]) -> None:
+        """Before a call that ``counters`` count: the run's budget (the environment's
+        ``budgets:``) still allows one more, else fail or pause as the policy says."""
+        access = host.access
+        budgets = access.budgets if access is not None else None
+        if access is None or budgets is None:
+            return
+        limited = [c for c in counters if c in budgets.limits]
+        if not limited:
+            return
+        totals = host.run_usage()
+        for counter in limited:
+            limit = run_budgets.limit_in_force(counter, budgets, host.decision)
+            spent = run_budgets.used(totals, counter)
+            if spent < limit:
+                continue
+            host.emit(
+                "budget_reached",
+                {
+                    "budget": counter,
+                    "used": spent,
+                    "limit": limit,
+                    "on_exceeded": budgets.on_exceeded,
+                },
+            )
+            if budgets.on_exceeded == "fail":
+                raise run_budgets.exceeded(counter, spent, limit, access.environment)
+            fields = run_budgets.request_fields(counter, spent, limit, budgets, access.environment)
+            host.pause([host.new_request(**fields)])
 
     def _plan(
         self,

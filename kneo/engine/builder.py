@@ -26,7 +26,9 @@ import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from kneo.engine.executor import Completed, Failed, Paused, WorkflowEngine
 from kneo.engine.human import (
@@ -39,7 +41,7 @@ from kneo.engine.human import (
 )
 from kneo.engine.journal import MemoryJournal
 from kneo.engine.state import ExecutionState
-from kneo.errors import InvalidRequest, KneoError
+from kneo.errors import InvalidRequest, KneoError, SpecError
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.models import (
     AgentSpec,
@@ -56,8 +58,10 @@ from kneo.spec.models import (
     ToolComponent,
     WorkflowSpec,
 )
+from kneo.spec.yaml_io import validation_error_to_spec_error
 from kneo.tools import ToolRegistry
 
+_M = TypeVar("_M", bound=BaseModel)
 PromptBuilder = Callable[[list["SdkMessage"], dict[str, Any]], str]
 #: ``(source, target)``, ``(source, target, equals_text)``, or an :class:`EdgeSpec`.
 EdgeLike = tuple[str, str] | tuple[str, str, str] | EdgeSpec | Mapping[str, Any]
@@ -82,6 +86,22 @@ class HumanInTheLoopStep:
     on_timeout: str = "fail"
     #: Decisions the step accepts (``None``: derived from its options, as in YAML).
     decisions: tuple[str, ...] | None = None
+
+    def component(self) -> HumanComponent:
+        """The ``components.humans`` entry this step is (a callable prompt is in-process)."""
+        fields = {
+            "prompt": self.prompt if isinstance(self.prompt, str) else None,
+            "assignee": self.assignee,
+            "options": list(self.options) or None,
+            "timeout_seconds": self.timeout_seconds,
+            "on_timeout": self.on_timeout,
+            "decisions": list(self.decisions) if self.decisions else None,
+        }
+        return _checked(
+            HumanComponent,
+            {k: v for k, v in fields.items() if v is not None},
+            f"human step '{self.name}'",
+        )
 
 
 @dataclass(frozen=True)
@@ -141,9 +161,11 @@ class WorkflowBuilder:
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
     ) -> HumanInTheLoopStep:
-        return HumanInTheLoopStep(
+        step = HumanInTheLoopStep(
             name, prompt, resolver, assignee, tuple(options), timeout_seconds, on_timeout
         )
+        step.component()  # a wrong word fails here, with what was meant
+        return step
 
     @staticmethod
     def route_step(
@@ -159,7 +181,7 @@ class WorkflowBuilder:
         it accepts only ``selected`` (kind ``route``)."""
         if not options:
             raise InvalidRequest(f"route step '{name}' needs options (node ids)", field="options")
-        return HumanInTheLoopStep(
+        step = HumanInTheLoopStep(
             name,
             prompt,
             None,
@@ -169,6 +191,8 @@ class WorkflowBuilder:
             on_timeout,
             decisions=("selected",),
         )
+        step.component()
+        return step
 
     @staticmethod
     def function_step(
@@ -182,6 +206,7 @@ class WorkflowBuilder:
         """A Python function step; ``on_error="pause"`` asks a person to retry, skip or fail,
         ``human_review`` adds gates (:meth:`confirmation`, :meth:`typed_input`,
         :meth:`output_review`)."""
+        _check_step(name, on_error, max_retries, f"function step '{name}'")
         return FunctionStep(name, fn, on_error, max_retries, human_review)
 
     @staticmethod
@@ -242,9 +267,12 @@ class WorkflowBuilder:
         objects; calls to tools in ``approval_required`` pause for a person (kind
         ``tool_approval``); ``tool_input`` names per tool the arguments a person provides
         (kind ``tool_input``; ``[]``: the required ones the model left out)."""
+        _check_step(name, on_error, max_retries, f"agent step '{name}'")
         python_tools = tuple(t for t in tools if isinstance(t, PythonTool))
         model_spec = (
-            model if isinstance(model, ModelSpec) else ModelSpec.model_validate(dict(model or {}))
+            model
+            if isinstance(model, ModelSpec)
+            else _checked(ModelSpec, dict(model or {}), f"agent step '{name}': model")
         )
         agent = AgentSpec(
             name=name,
@@ -278,7 +306,8 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
-            }
+            },
+            "WorkflowBuilder.confirmation",
         )
 
     @staticmethod
@@ -303,7 +332,8 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
-            }
+            },
+            "WorkflowBuilder.typed_input",
         )
 
     @staticmethod
@@ -325,7 +355,8 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
-            }
+            },
+            "WorkflowBuilder.output_review",
         )
 
     @staticmethod
@@ -348,7 +379,8 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
-            }
+            },
+            "WorkflowBuilder.iteration_review",
         )
 
     # ------------------------------------------------------------------ workflows
@@ -396,9 +428,28 @@ def _as_step(participant: Participant, index: int) -> Step:
     raise InvalidRequest(f"participant {index} is not a step or a callable")
 
 
-def _review(fields: Mapping[str, Any]) -> HumanReview:
+def _review(fields: Mapping[str, Any], what: str) -> HumanReview:
     """A ``human_review`` with only the fields given (a clean spec dump)."""
-    return HumanReview.model_validate({k: v for k, v in fields.items() if v is not None})
+    data = {k: v for k, v in fields.items() if v is not None}
+    return _checked(HumanReview, data, what)
+
+
+def _check_step(name: str, on_error: str, max_retries: int, what: str) -> None:
+    """Refuse a wrong ``on_error``/``max_retries`` when the step is built, not at run time."""
+    _checked(
+        StepSpec, {"id": name, "ref": name, "on_error": on_error, "max_retries": max_retries}, what
+    )
+
+
+def _checked(model: type[_M], data: dict[str, Any], what: str) -> _M:
+    """``model`` from ``data``, or a :class:`~kneo.errors.SpecError` naming the field, what is
+    wrong and what was probably meant: the SDK takes the spec's words, and readers bring
+    other frameworks' (``on_timeout="approve"`` -> ``"continue"``), as in YAML."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = validation_error_to_spec_error(exc, data, file=None, model=model)
+        raise SpecError(f"{what}: {error.message}", **error.details) from None
 
 
 def _edge(edge: EdgeLike) -> EdgeSpec:
@@ -491,20 +542,7 @@ class SdkWorkflow:
         for step in self.steps:
             common: dict[str, Any] = {"id": step.name}
             if isinstance(step, HumanInTheLoopStep):
-                humans[step.name] = HumanComponent.model_validate(
-                    {
-                        k: v
-                        for k, v in {
-                            "prompt": step.prompt if isinstance(step.prompt, str) else None,
-                            "assignee": step.assignee,
-                            "options": list(step.options) or None,
-                            "timeout_seconds": step.timeout_seconds,
-                            "on_timeout": step.on_timeout,
-                            "decisions": list(step.decisions) if step.decisions else None,
-                        }.items()
-                        if v is not None
-                    }
-                )
+                humans[step.name] = step.component()
                 members.append(StepSpec(**common, kind="human", ref=step.name))
                 continue
             gates: dict[str, Any] = {
@@ -588,6 +626,7 @@ class SdkWorkflow:
                     step_name=request.step_id,
                     prompt=request.prompt,
                     input_text=str(request.context.get("input_preview", "")),
+                    messages=tuple(ExecutionState(outcome.state).outputs_by_step().values()),
                     metadata=self.metadata,
                     request=request,
                 ),

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
+from kneo.engine.budgets import BudgetExceeded, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
 from kneo.engine.families import _PROGRAMS
 from kneo.engine.functions import (
@@ -615,6 +616,8 @@ class _Run:
     ) -> str | None:
         """Retry (returns None), continue (returns the pass-through output) or fail (raises)."""
         error = error_info(exc, step_id=step.id, unit_key=key, attempt=attempt)
+        if isinstance(exc, BudgetExceeded):
+            self._fail(key, step, attempt, error)  # spending more is what the budget refuses
         retryable = not isinstance(exc, HumanRejected)
         if step.on_error == "retry" and retryable and attempt <= step.max_retries:
             delay = step.retry_backoff_seconds * (2 ** (attempt - 1))
@@ -961,6 +964,10 @@ class _AgentHost:
 
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)
+
+    def run_usage(self) -> dict[str, int]:
+        with self.lock:
+            return usage_of(self._run.state.agents.values())
 
     def question_index(self, call_id: str) -> int:
         """1-based index of an ``ask_question`` call in the run: calls in completed units (in

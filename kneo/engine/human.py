@@ -12,7 +12,8 @@ options are graph nodes), ``confirmation`` / ``input`` / ``review`` / ``iteratio
 step's ``human_review`` gates; ``iteration`` reviews each visit of a graph node),
 ``tool_approval`` (a tool call the agent wants to make), ``tool_input`` (argument values a
 person provides for a call), ``external_tool`` (a call the caller runs), ``question`` (the
-agent's built-in ``ask_question`` tool) and ``error`` (``on_error: pause``).
+agent's built-in ``ask_question`` tool), ``error`` (``on_error: pause``) and ``budget`` (a
+run at a limit of its environment's budget, :mod:`kneo.engine.budgets`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RequestKind = Literal[
     "external_tool",
     "question",
     "error",
+    "budget",
 ]
 Decision = Literal["approved", "rejected", "edited", "selected", "provided"]
 DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")
@@ -174,6 +176,7 @@ _KIND_DECISIONS: dict[str, tuple[str, ...]] = {
     "tool_input": ("provided",),
     "external_tool": ("provided", "rejected"),
     "error": ("selected",),
+    "budget": ("approved", "edited", "rejected"),
 }
 _KIND_OPTIONS: dict[str, tuple[str, ...]] = {"error": ("retry", "skip", "fail")}
 _STEP_IN_CONTEXT = (("context", "step_id", "step_id"),)
@@ -432,7 +435,8 @@ def question_wait_key(call_index: int, question: str, *, unit_key: str | None = 
 
 @dataclass(frozen=True)
 class HumanInterventionRequest:
-    """What an inline resolver receives (SDK guide): the step, the prompt and the context."""
+    """What an inline resolver receives, and ``exc.request`` at a pause (SDK guide): the
+    step, the prompt, the step's input and ``messages``, the earlier steps' outputs in order."""
 
     step_name: str
     prompt: str
@@ -440,6 +444,12 @@ class HumanInterventionRequest:
     messages: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     request: HumanRequest | None = None
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """What the SDK guide calls the active RunConfig: the workflow's metadata, the same
+        mapping a callable prompt receives as ``config``."""
+        return self.metadata
 
 
 #: An inline resolver answers a human step in-process; ``None`` means "pause instead".

@@ -194,8 +194,14 @@ class RunAdmission:
         found = self._grants.get(key) if False not in stamps else None
         if found is not None:
             return found
-        resources = resolve_for_context(project, env).resources if project and env else None
-        grant = host_access(project, env, origin=origin, resources=resources)
+        policy = resolve_for_context(project, env) if project and env else None
+        grant = host_access(
+            project,
+            env,
+            origin=origin,
+            resources=policy.resources if policy else None,
+            budgets=policy.budgets if policy else None,
+        )
         if False not in stamps:
             self._grants.put(key, grant)
         return grant

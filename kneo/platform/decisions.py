@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
-from kneo.engine.human import HumanDecision, HumanRequest, validate_decision
+from kneo.engine.human import HumanDecision, HumanRequest, RequestKind, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
@@ -45,11 +45,14 @@ from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import input_preview, next_expiry, resolved_entry, with_bodies_many
 from kneo.settings import Settings
+from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
 from kneo.store.search import query_terms
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
+#: What ``kind`` filters on: a request's kind, or ``promotion`` for promotions.
+TASK_KINDS = (*get_args(RequestKind), "promotion")
 
 #: How many times a decision is read, checked and written when its compare-and-set loses to
 #: a concurrent decision on another request of the same continuation (each loss means
@@ -101,6 +104,7 @@ class Decisions:
         their prompts, run input, workflow (or bundle) name or assignees
         (:mod:`kneo.store.search`). Each task has ``input_preview``, the first words of its
         run's input."""
+        one_of(kind, TASK_KINDS, "kind")
         if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
             raise InvalidRequest(
                 f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",

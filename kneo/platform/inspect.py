@@ -29,6 +29,7 @@ from kneo.platform.results import (
     trace_view,
 )
 from kneo.redaction import redact_mapping
+from kneo.spec.suggest import one_of
 from kneo.store import RunRecord, Store
 
 
@@ -179,6 +180,7 @@ class Inspection:
     ) -> dict[str, Any]:
         """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
         ``count=False`` leaves ``total`` out (``None``)."""
+        one_of(status, [s.value for s in RunStatus], "status")
         page = self.store.list_runs(
             status=status,
             limit=limit,

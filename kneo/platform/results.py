@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
+from kneo.engine.budgets import usage_of
 from kneo.engine.human import complete_request
 from kneo.redaction import redact_mapping
 from kneo.store import (
@@ -177,8 +178,25 @@ def run_view(
         "finished_at": utc_iso(run.finished_at),
         "version": run.version,
         "metadata": {"environment": run.environment, **_shown_metadata(run.metadata)},
+        "usage": run_usage(state),
     }
     return redact_mapping(view, show_personal=show_personal)
+
+
+def run_usage(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run's agents spent (model calls, tool calls, tokens), in total and per step
+    (``steps``, in the order the steps were first used; a step run several times, as a
+    graph node visited again or a review round, sums its units)."""
+    agents: Mapping[str, Any] = state.get("agents") or {}
+    units: Mapping[str, Any] = state.get("units") or {}
+    by_step: dict[str, list[Mapping[str, Any]]] = {}
+    for key, record in agents.items():
+        step = record.get("step_id") or (units.get(key) or {}).get("step_id") or key
+        by_step.setdefault(str(step), []).append(record)
+    return {
+        **usage_of(agents.values()),
+        "steps": [{"step_id": step, **usage_of(records)} for step, records in by_step.items()],
+    }
 
 
 def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from kneo.destinations import (
     parse_url,
 )
 from kneo.errors import AccessDenied
-from kneo.policy.environment import ResourcesPolicy
+from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
 from kneo.spec.diagnostics import Diagnostic, agent_locations, diag, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
 from kneo.spec.project import McpServerConfig, ProjectConfig
@@ -90,6 +90,8 @@ class HostAccess:
     narrowed_network: tuple[Destination, ...] | None = None
     function_modules: tuple[str, ...] = ()
     bundle_processes: bool = False
+    #: what one run may spend here (the environment file's ``budgets:``); ``None``: no limit
+    budgets: BudgetsPolicy | None = None
     _origins: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -100,9 +102,10 @@ class HostAccess:
         *,
         origin: Origin,
         resources: ResourcesPolicy | None = None,
+        budgets: BudgetsPolicy | None = None,
     ) -> HostAccess:
         """The grant of ``config`` in ``environment``, narrowed by ``resources`` (the
-        environment policy file's ``resources:`` block)."""
+        environment policy file's ``resources:`` block), with its ``budgets:``."""
         resources = resources or ResourcesPolicy()
         secrets = config.declared_secrets(environment)
         if resources.secrets is not None:
@@ -132,6 +135,7 @@ class HostAccess:
             else tuple(parse_destination(e) for e in narrowed),
             function_modules=tuple(config.functions.modules),
             bundle_processes=resources.bundle_processes,
+            budgets=budgets if budgets is not None and budgets.limits else None,
         )
 
     # ------------------------------------------------------------------ one reference each

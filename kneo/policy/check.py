@@ -17,7 +17,7 @@ from typing import Any
 
 from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin
 from kneo.policy.enforcement import enforce
-from kneo.policy.environment import ResourcesPolicy, resolve_for_context
+from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy, resolve_for_context
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.diagnostics import (
     Diagnostic,
@@ -134,9 +134,11 @@ def host_access(
     *,
     origin: Origin,
     resources: ResourcesPolicy | None = None,
+    budgets: BudgetsPolicy | None = None,
 ) -> HostAccess:
-    """What specs of ``origin`` may reach in ``env`` under the project of ``context`` (a
-    project with no config file: the defaults; no environment: the project's default)."""
+    """What specs of ``origin`` may reach (and spend) in ``env`` under the project of
+    ``context`` (a project with no config file: the defaults; no environment: the
+    project's default)."""
     from kneo.spec.project import ProjectConfig
 
     config = context.config if context is not None else ProjectConfig()
@@ -146,6 +148,7 @@ def host_access(
         environment,
         origin=origin,
         resources=resources,
+        budgets=budgets,
     )
 
 

@@ -10,11 +10,13 @@ An environment file makes the rules for one environment reviewable in a pull req
                 approvers: [release-managers], min_approvals: 1}
     required_signatures: 1
     accepted_key_ids: [ci]
+    budgets: {max_model_calls: 50, max_tool_calls: 200, max_tokens: 500000, on_exceeded: pause}
 
 When ``.kneo/config.yaml`` also sets a policy for the environment, :func:`merge_stricter`
 combines the two so that neither file can loosen the other: booleans are OR-ed, blocked code
 lists united, counts take the maximum, allow-lists (``approvers``, ``accepted_key_ids``) are
-intersected. Omitting a field never loosens: an absent block or list takes no part.
+intersected, budget limits take the smaller and ``on_exceeded: fail`` wins over ``pause``.
+Omitting a field never loosens: an absent block or list takes no part.
 ``accepted_key_ids`` only narrows the verifier's own trusted keys; it can never add one.
 
 Contract/trust layer: reads the YAML files it is given, nothing else.
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.errors import ConfigError
 from kneo.names import NAME_PATTERN
@@ -49,6 +51,14 @@ class RunsPolicy(_Model):
     require_approved_bundle: bool = False
 
 
+class EvalRequirement(_Model):
+    """A suite a bundle must have passed (a signed attestation in the bundle, docs/evals.md)."""
+
+    suite: str = Field(pattern=NAME_PATTERN)
+    #: The lowest pass rate that promotes (1.0: every case).
+    min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class PromotionPolicy(_Model):
     """What must be true before a bundle revision becomes active in this environment."""
 
@@ -60,6 +70,20 @@ class PromotionPolicy(_Model):
     approvers: list[str] = Field(default_factory=list)
     #: How many distinct approvers must approve.
     min_approvals: int = Field(default=1, ge=1, le=20)
+    #: Refuse to re-activate a digest first in force before the active one (a force-push to
+    #: an older commit); only ``kneo registry rollback`` goes back.
+    refuse_downgrade: bool = False
+    #: Eval suites the bundle must carry a passing, signed result of (``kneo eval run``).
+    require_evals: list[EvalRequirement] = Field(default_factory=list, max_length=50)
+
+    @field_validator("require_evals")
+    @classmethod
+    def _one_per_suite(cls, value: list[EvalRequirement]) -> list[EvalRequirement]:
+        names = [r.suite for r in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"suite {repeated[0]!r} is required twice")
+        return value
 
 
 class ResourcesPolicy(_Model):
@@ -86,6 +110,32 @@ class ResourcesPolicy(_Model):
         return self
 
 
+class BudgetsPolicy(_Model):
+    """What one run may spend in this environment (``docs/runs.md#budgets``). An unset limit
+    takes no part. Counted over every agent of the run, checked before each model call and
+    each tool call; at a limit the run pauses for a person (continue with a raised limit, or
+    stop) or fails with ``budget_exceeded``, as ``on_exceeded`` says."""
+
+    #: Model requests per run (every turn of every agent, planning turns included).
+    max_model_calls: int | None = Field(default=None, ge=1)
+    #: Tool calls answered per run (run, refused or decided by a person alike).
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    #: Input plus output tokens per run, as the providers report them.
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
+    on_exceeded: Literal["pause", "fail"] = "pause"
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
+        pairs = (
+            ("model_calls", self.max_model_calls),
+            ("tool_calls", self.max_tool_calls),
+            ("tokens", self.max_tokens),
+        )
+        return {name: value for name, value in pairs if value is not None}
+
+
 class EnvironmentPolicy(_Model):
     """One environment's policy: the merged view every command and the controller use."""
 
@@ -103,6 +153,8 @@ class EnvironmentPolicy(_Model):
     accepted_key_ids: list[str] | None = None
     #: Narrows what runs here may reach: secrets, MCP servers, network destinations.
     resources: ResourcesPolicy = Field(default_factory=ResourcesPolicy)
+    #: What one run may spend here: model calls, tool calls, tokens.
+    budgets: BudgetsPolicy = Field(default_factory=BudgetsPolicy)
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentPolicy:
@@ -209,6 +261,8 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         or b.promotion.require_human_approval,
         approvers=approvers or [],
         min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
+        refuse_downgrade=a.promotion.refuse_downgrade or b.promotion.refuse_downgrade,
+        require_evals=merge_evals(a.promotion.require_evals, b.promotion.require_evals),
     )
     accepted = _merge_allow_list(
         a.accepted_key_ids if "accepted_key_ids" in set_a else None,
@@ -226,6 +280,30 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         promotion=promotion,
         required_signatures=max(a.required_signatures, b.required_signatures),
         accepted_key_ids=accepted,
+        budgets=merge_budgets(a.budgets, b.budgets),
+    )
+
+
+def merge_evals(a: list[EvalRequirement], b: list[EvalRequirement]) -> list[EvalRequirement]:
+    """Every suite either side requires, at the higher of the two minimum pass rates."""
+    rates: dict[str, float] = {}
+    for requirement in [*a, *b]:
+        rates[requirement.suite] = max(rates.get(requirement.suite, 0.0), requirement.min_pass_rate)
+    return [EvalRequirement(suite=s, min_pass_rate=r) for s, r in sorted(rates.items())]
+
+
+def merge_budgets(a: BudgetsPolicy, b: BudgetsPolicy) -> BudgetsPolicy:
+    """The smaller of each limit (an unset one takes no part); ``fail`` where either side
+    says so."""
+
+    def smaller(x: int | None, y: int | None) -> int | None:
+        return min(v for v in (x, y) if v is not None) if x is not None or y is not None else None
+
+    return BudgetsPolicy(
+        max_model_calls=smaller(a.max_model_calls, b.max_model_calls),
+        max_tool_calls=smaller(a.max_tool_calls, b.max_tool_calls),
+        max_tokens=smaller(a.max_tokens, b.max_tokens),
+        on_exceeded="fail" if "fail" in (a.on_exceeded, b.on_exceeded) else "pause",
     )
 
 

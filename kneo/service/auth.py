@@ -17,8 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import ConfigError, Forbidden, Unauthorized
+from kneo.service.identity import (
+    Person,
+    RoleRule,
+    TokenVerifier,
+    looks_like_jwt,
+    no_role,
+    parse_role_map,
+    person_of,
+)
 from kneo.service.throttle import SignInThrottle
 
 #: Every scope the service knows, in documentation order.
@@ -87,11 +97,17 @@ ANONYMOUS = "anonymous"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name (audit actor) and the scopes it grants."""
+    """Who is calling: the key's name or the person's (audit actor) and the scopes granted.
+
+    For a person signed in through the OpenID provider, ``person`` says who (subject,
+    e-mail, groups, the role-map entries that gave the right); ``method`` says how the
+    caller signed in (``api_key``, ``oidc_token``, ``oidc_session``)."""
 
     name: str
     scopes: frozenset[str]
     authenticated: bool = True
+    method: str = "api_key"
+    person: Person | None = None
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -169,23 +185,54 @@ def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
 class Authenticator:
     """Resolves request credentials to a :class:`Principal` (or none when auth is off)."""
 
-    def __init__(self, *, enabled: bool, keys: list[ApiKey]) -> None:
-        if enabled and not keys:
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        keys: list[ApiKey],
+        tokens: TokenVerifier | None = None,
+        roles: list[RoleRule] | None = None,
+    ) -> None:
+        if enabled and not keys and tokens is None:
             raise ConfigError(
                 "Kneo service auth is enabled but no API keys are configured: set "
-                "KNEO_SERV_API_KEYS and/or KNEO_SERV_ADMIN_API_KEY, or set "
-                "KNEO_SERV_AUTH_ENABLED=false for local development",
+                "KNEO_SERV_API_KEYS and/or KNEO_SERV_ADMIN_API_KEY (or KNEO_SERV_OIDC_ISSUER "
+                "for people from an OpenID provider), or set KNEO_SERV_AUTH_ENABLED=false "
+                "for local development",
                 variable="KNEO_SERV_AUTH_ENABLED",
             )
         self.enabled = enabled
         self._keys = list(keys)
+        #: verifies the OpenID provider's JWTs; ``None``: API keys only
+        self.tokens = tokens if enabled else None
+        self.roles = list(roles or [])
 
     @classmethod
     def from_settings(cls, settings: Any) -> Authenticator:
+        oidc = settings.oidc
         return cls(
             enabled=bool(settings.auth_enabled),
             keys=parse_api_keys(settings.api_keys, settings.admin_api_key),
+            tokens=TokenVerifier(oidc) if oidc.enabled else None,
+            roles=parse_role_map(oidc.roles, ROLE_SCOPES) if oidc.enabled else [],
         )
+
+    def principal_of(self, person: Person, *, method: str) -> Principal:
+        """``person`` with the scopes of the roles the role map gave them (403 ``no_role``
+        when it gave none)."""
+        if not person.roles:
+            raise no_role(person)
+        scopes = frozenset().union(*(ROLE_SCOPES[r] for r in person.roles))
+        return Principal(person.name, scopes, method=method, person=person)
+
+    def person(
+        self, token: str, *, audience: str | None = None, nonce: str | None = None
+    ) -> Person:
+        """The person a provider-signed JWT names (401 with a precise code otherwise)."""
+        if self.tokens is None:
+            raise Unauthorized("Invalid API key")
+        claims = self.tokens.claims(token, audience=audience, nonce=nonce)
+        return person_of(claims, self.tokens.settings, self.roles)
 
     def named(self, name: str) -> tuple[Principal, bytes] | None:
         """The principal of the key named ``name`` and the key's digest, or ``None`` when no
@@ -208,6 +255,8 @@ class Authenticator:
             raise Unauthorized(
                 "Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             )
+        if self.tokens is not None and looks_like_jwt(presented):
+            return self.principal_of(self.person(presented), method="oidc_token")
         candidate = _digest(presented)
         found: ApiKey | None = None
         for key in self._keys:  # no early exit: every key is compared
@@ -232,6 +281,11 @@ def sign_in(
     if not authenticator.enabled:
         return authenticator.authenticate(presented)
     client = request.client.host if request.client is not None else "unknown"
+    if authenticator.tokens is not None and looks_like_jwt(presented):
+        # A token's signature cannot be guessed, and every JWT starts alike (one prefix
+        # bucket for all): a throttled client is refused, a bad token is not counted.
+        throttle.check(client, None, surface=surface)
+        return authenticator.authenticate(presented)
     throttle.check(client, presented, surface=surface)
     try:
         return authenticator.authenticate(presented)
@@ -281,11 +335,16 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     # dependency would cost a round trip through the threadpool on every request.
     async def dependency(request: Request) -> Principal:
         state = request.app.state
+        presented = presented_key(request)
+        tokens = state.authenticator.tokens
+        if tokens is not None and looks_like_jwt(presented) and tokens.needs_fetch(presented):
+            # fetch the provider's keys off the event loop (once per cache period)
+            await run_in_threadpool(tokens.refresh)
         principal = sign_in(
             state.authenticator,
             state.sign_in_throttle,
             request,
-            presented_key(request),
+            presented,
             surface="api",
         )
         request.state.actor = principal.name

@@ -143,6 +143,24 @@ class TaskContext(_Open):
     requests: list[RequestContext]
 
 
+class StepUsage(_Open):
+    step_id: str
+    model_calls: int
+    tool_calls: int
+    input_tokens: int
+    output_tokens: int
+
+
+class RunUsage(_Open):
+    """What a run's agents spent, as the providers reported it (docs/runs.md#usage)."""
+
+    model_calls: int
+    tool_calls: int
+    input_tokens: int
+    output_tokens: int
+    steps: list[StepUsage] = Field(description="Per step that ran an agent, in first-use order.")
+
+
 class RunView(_Open):
     """``GET /v1/runs/{run_id}``: a run's status, position and outcome."""
 
@@ -170,6 +188,7 @@ class RunView(_Open):
     finished_at: str | None
     version: int
     metadata: dict[str, Any]
+    usage: RunUsage
     conversations: list[ConversationView] | None = Field(
         None, description="With include=conversation."
     )

@@ -127,8 +127,10 @@ def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
     )
     if env in known or os.path.lexists(overlay_path(path, env, project)):
         return
+    from kneo.spec.suggest import guess_suffix
+
     raise SpecError(
-        f"{path}: unknown environment {env!r}; known: {', '.join(known)}",
+        f"{path}: unknown environment {env!r}; known: {', '.join(known)}{guess_suffix(env, known)}",
         code="E_UNKNOWN_ENV",
         file=str(path),
         environment=env,

@@ -24,6 +24,8 @@ FIELD_SYNONYMS: dict[str, str] = {
     "user_input_schema": "input_schema",
     "requires_user_input": "input_schema",
     "timeout": "timeout_seconds",
+    "field_type": "type",
+    "requires_output_review": "review_output",
     "instructions": "system_prompt",
 }
 
@@ -45,6 +47,25 @@ def close_match(word: str, choices: Iterable[str]) -> str | None:
     """The one choice ``word`` most likely misspells, if any is close enough."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+def guess_suffix(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for a likely misspelling, else ``""``."""
+    guess = close_match(word, choices)
+    return f"; did you mean '{guess}'?" if guess else ""
+
+
+def one_of(value: str | None, choices: Sequence[str], field: str) -> None:
+    """Refuse a filter or option value outside ``choices``, naming them and the likely one:
+    a misspelt filter would otherwise match nothing and look like an empty result."""
+    if value is None or value in choices:
+        return
+    from kneo.errors import InvalidRequest
+
+    raise InvalidRequest(
+        f"{field} must be one of {', '.join(choices)}, got {value!r}{guess_suffix(value, choices)}",
+        field=field,
+    )
 
 
 def unknown_field_hint(model: type[BaseModel] | None, loc: Sequence[Any]) -> str | None:

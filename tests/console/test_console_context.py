@@ -70,6 +70,22 @@ def test_the_run_page_reads_as_a_conversation(service: Any) -> None:
     assert order == sorted(order)
     assert "approved" in text.split("Decisions", 1)[1] and "reviewer" in text
 
+    # what the agent spent: the API's usage, per step and in total, on the page
+    view = api.get(f"/v1/runs/{paused['run_id']}", headers=headers("reviewer")).json()
+    usage = view["usage"]
+    assert usage["model_calls"] == 3 and usage["tool_calls"] == 2
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    [step] = usage["steps"]
+    assert {k: v for k, v in step.items() if k != "step_id"} == {
+        k: v for k, v in usage.items() if k != "steps"
+    }
+    spent = _text(page).split("what the agents spent", 1)[1].split("Conversation", 1)[0].split()
+    assert spent[-5:] == [
+        "run",
+        *(str(usage[k]) for k in ("model_calls", "tool_calls", "input_tokens", "output_tokens")),
+    ]
+    assert step["step_id"] in spent
+
 
 def test_a_key_without_runs_read_sees_the_task_but_not_the_run(service: Any) -> None:
     app, api = service(

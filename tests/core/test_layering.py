@@ -88,7 +88,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("kneo.mcp", "kneo.mcp.client")),
     ("persistence", ("kneo.store",)),
     ("reconcile", ("kneo.controller",)),
-    ("application", ("kneo.platform",)),
+    ("application", ("kneo.platform", "kneo.evals")),
     (
         "edges",
         (

@@ -179,6 +179,12 @@ WORDS = [
     "-----BEGIN RSA PRIVATE KEY-----",
     "-----END RSA PRIVATE KEY-----",
     "token_count",
+    '"input_tokens"',
+    '"output_tokens"',
+    '"max_tokens":',
+    "x_output_tokens",
+    "api_tokens",
+    '"',
     "unit_key",
     "high",
     "ZQ0123456789ZQXWVUTR",  # completes a token after a prefix, and has no trigger itself
@@ -253,6 +259,7 @@ def test_clean_values_pass() -> None:
                 "status": "completed",
                 "output": "x..",
                 "attempts": 1,
+                "usage": {"model_calls": 1, "input_tokens": 12, "output_tokens": 30},
                 "finished_at": "2026-11-21T11:53:08.123456Z",
             }
             for i in range(20)

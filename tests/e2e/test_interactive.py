@@ -1,6 +1,7 @@
 """``kneo run --interactive`` and ``kneo human resume --interactive`` in a real pseudo-terminal
 (the stdlib ``pty``): the CLI asks for typed input field by field, then the agent's question,
 and the run finishes; stop answering and the run stays paused, durably, for anyone to resume.
+Through a service, the answers go through its ordinary resume route, with the key's role.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.e2e.doc_walk import project_copy, reader_env
+from tests.e2e.doc_walk import free_port, project_copy, reader_env, serving
 from tests.e2e.test_reset_and_init import kneo
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -133,3 +134,56 @@ def test_stopping_leaves_the_run_paused_and_resume_interactive_finishes_it(
     code, rest = term.finish()
     assert code == 0, rest
     assert "Published: Processed 'launch' with {\"threshold\": 2} done" in rest
+
+
+def test_through_the_service_an_operator_key_leaves_the_pause_for_a_reviewer(
+    tmp_path: Path,
+) -> None:
+    """The quickstart's two keys: the operator's ``kneo run --interactive`` starts the run and
+    asks, but its answer is refused (operators don't decide); the CLI says the run is still
+    paused and how to resume it. The reviewer's ``kneo human resume --interactive`` answers."""
+    project = project_copy(tmp_path / "project")
+    env = reader_env(tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = (
+        "export KNEO_SERV_AUTH_ENABLED=true\n"
+        "export KNEO_SERV_API_KEYS='operator:operator-token:operator;"
+        "reviewer:reviewer-token:reviewer'\n"
+        f"kneo service serve --host 127.0.0.1 --port {port}"
+    )
+    spec = "examples/human_approval_workflow.yaml"
+    with serving(serve, project, env, port):
+        term = Terminal(
+            ["kneo", "run", spec, "-i", "launch", "--interactive", "--service-url", url],
+            project,
+            {**env, "KNEO_SERV_API_KEY": "operator-token"},
+        )
+        shown = term.expect("decision [approve/reject/edit] (approve): ")
+        assert "paused: approval request req_" in shown and "Approve the draft?" in shown
+        term.type("approve")
+        code, rest = term.finish()
+        assert code == 1, rest
+        found = re.search(
+            r"not answered: the run stays paused; resume later with: "
+            r"kneo human resume (cont_\w+) --interactive with a key that may decide\n"
+            r"error\[forbidden\]: Missing required scope: human:write",
+            rest,
+        )
+        assert found, rest
+        continuation = found.group(1)
+
+        term = Terminal(
+            ["kneo", "human", "resume", continuation, "--interactive", "--service-url", url],
+            project,
+            {**env, "KNEO_SERV_API_KEY": "reviewer-token"},
+        )
+        term.expect("decision [approve/reject/edit] (approve): ")
+        term.type("approve")
+        code, rest = term.finish()
+        assert code == 0, rest
+        assert "succeeded run_id=run_" in rest
+        assert "operator-token" not in rest and "reviewer-token" not in rest
+    audit = json.loads(kneo(project, "audit", "list", "--json").stdout)
+    decided = [e for e in audit["events"] if e["event_type"] == "human.decision"]
+    assert [(e["actor"], e["payload"]["decision"]) for e in decided] == [("reviewer", "approved")]

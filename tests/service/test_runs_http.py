@@ -298,3 +298,23 @@ def test_events_follow_a_run_through_a_pause(make_client) -> None:
     [finished] = [data for _, name, data in rest if name == "run.finished"]
     assert finished["data"]["status"] == "succeeded"
     assert names[-1] == "end" and rest[-1][2]["status"] == "succeeded"
+
+
+def test_a_misspelt_filter_is_refused_with_what_was_meant(make_client) -> None:
+    """``status=suceeded`` or ``kind=aproval`` would match nothing and look like "no runs":
+    a 400 names the field, the values it takes and the one probably meant."""
+    client = make_client()
+    _paused(client)
+    for path, field, wrong, meant in (
+        ("/v1/runs", "status", "suceeded", "succeeded"),
+        ("/v1/human-tasks", "kind", "aproval", "approval"),
+    ):
+        r = client.get(path, params={field: wrong})
+        assert r.status_code == 400, r.text
+        body = r.json()
+        assert body["error"] == "invalid_request" and body["field"] == field
+        assert body["message"].startswith(f"{field} must be one of ")
+        assert body["message"].endswith(f", got '{wrong}'; did you mean '{meant}'?")
+        assert client.get(path, params={field: meant}).status_code == 200
+    assert client.get("/v1/human-tasks", params={"kind": "promotion"}).json()["count"] == 0
+    assert client.get("/v1/runs", params={"status": "paused"}).json()["count"] == 1

@@ -104,6 +104,20 @@ def test_usage_errors_exit_2(kneo: Kneo, tmp_path: Path) -> None:
     assert no_default.exit_code == 2 and no_default.stderr.startswith("error[usage_error]")
 
 
+def test_a_misspelt_command_names_the_one_meant(kneo: Kneo, tmp_path: Path) -> None:
+    """At the root too, where command modules load only when run (the lazy group)."""
+    for args, typo, meant in (
+        (["humna", "list"], "humna", "'human'"),
+        (["rns", "list"], "rns", "'runs', 'run'"),
+        (["human", "lst"], "lst", "'list'"),
+    ):
+        result = kneo(*args, cwd=tmp_path)
+        assert result.exit_code == 2
+        assert f"No such command '{typo}'. Did you mean {meant}?" in result.stderr, result.stderr
+    unlike = kneo("zzzz", cwd=tmp_path)
+    assert unlike.exit_code == 2 and "No such command 'zzzz'.\n" in unlike.stderr
+
+
 def test_default_spec_from_project_config(kneo: Kneo) -> None:
     result = kneo("spec", "validate", "--env", "prod", cwd=REPO)
     assert result.exit_code == 0, result.stderr

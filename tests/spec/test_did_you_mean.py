@@ -62,12 +62,26 @@ def _messages(tmp_path: Path, **changes: str) -> dict[str, str]:
             "unknown field; did you mean 'message'? (Kneo's name for confirmation_message)",
         ),
         (
+            {"review": "requires_output_review"},
+            "workflow.steps[0].human_review.requires_output_review",
+            "did you mean 'review_output'? (Kneo's name for requires_output_review)",
+        ),
+        (
             {"review": "requires_confirmaton"},
             "workflow.steps[0].human_review.requires_confirmaton",
             "did you mean 'requires_confirmation'?",
         ),
     ],
-    ids=["approve", "cancel", "typo-value", "family", "timeout", "synonym-field", "typo-field"],
+    ids=[
+        "approve",
+        "cancel",
+        "typo-value",
+        "family",
+        "timeout",
+        "synonym-field",
+        "output-review",
+        "typo-field",
+    ],
 )
 def test_the_hint(tmp_path: Path, changes: dict[str, str], path: str, hint: str) -> None:
     assert hint in _messages(tmp_path, **changes)[path]
@@ -85,3 +99,12 @@ def test_project_config_fields(tmp_path: Path) -> None:
         load_project_config(path)
     assert "environments.dev.polcy_enforcement: unknown field; did you mean " in str(info.value)
     assert "'policy_enforcement'?" in str(info.value)
+
+
+def test_an_unknown_environment_names_the_one_meant(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(**GOOD, on_timeout="fail"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, env="stagin")
+    assert info.value.code == "E_UNKNOWN_ENV"
+    assert str(info.value).endswith("known: dev, staging, prod; did you mean 'staging'?")

@@ -9,8 +9,8 @@ earlier deliveries in one index probe, whatever the planner's statistics say.
 
 Rows still to deliver get their task here; finished ones need none.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-24
 """
 
@@ -21,8 +21,8 @@ from alembic import op
 
 from kneo.store.migrate import drop_columns
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

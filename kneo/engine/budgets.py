@@ -1,0 +1,133 @@
+"""Run budgets: what one run may spend (``budgets:`` in the environment's policy file).
+
+Usage is counted where it happens, in each agent unit's record of the execution state
+(``usage``: model calls and tokens; ``tool_calls``), so the run's totals are the sum over its
+units and survive every crash, resume and replay with the state. A limit is checked before
+the model call or tool call it would count: a call is never cut off half-way, and a token
+limit can be passed by the one call that crosses it (its tokens are known only after it).
+
+At a limit the policy's ``on_exceeded`` decides: ``fail`` ends the run with
+``budget_exceeded``; ``pause`` asks a person (a request of kind ``budget``): *approved*
+continues with the limit raised by the policy's amount again, *edited* with the limit the
+person gives (``{"limit": N}``), *rejected* stops the run with ``budget_exceeded``. Each
+raise is a decision under the wait key ``budget:<counter>:<limit>``, so the limit in force is
+replayed from the state like every other answer, and the next time the raised limit is
+reached is a new question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from typing import Any
+
+from kneo.documents import DocumentError, parse_json
+from kneo.errors import KneoError
+from kneo.policy.environment import BudgetsPolicy
+
+#: What a run's ``usage`` counts, summed over its agent units (run views, ``--json``).
+USAGE_TOTALS = ("model_calls", "tool_calls", "input_tokens", "output_tokens")
+
+_NOUNS = {"model_calls": "model calls", "tool_calls": "tool calls", "tokens": "tokens"}
+
+
+class BudgetExceeded(KneoError):
+    """A run reached a budget its policy ends it at, or a person stopped it there."""
+
+    code = "budget_exceeded"
+
+
+def usage_of(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The summed usage of agent unit records (:data:`USAGE_TOTALS`, zeros included)."""
+    total = dict.fromkeys(USAGE_TOTALS, 0)
+    for record in records:
+        usage = record.get("usage") or {}
+        for name in ("model_calls", "input_tokens", "output_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int):
+                total[name] += value
+        calls = record.get("tool_calls")
+        if isinstance(calls, int):
+            total["tool_calls"] += calls
+    return total
+
+
+def used(totals: Mapping[str, int], counter: str) -> int:
+    """How much of ``counter`` (``model_calls``, ``tool_calls``, ``tokens``) is spent."""
+    if counter == "tokens":
+        return totals["input_tokens"] + totals["output_tokens"]
+    return totals[counter]
+
+
+def wait_key(counter: str, limit: int) -> str:
+    return f"budget:{counter}:{limit}"
+
+
+def limit_in_force(
+    counter: str, budgets: BudgetsPolicy, decision: Callable[[str], Mapping[str, Any] | None]
+) -> int:
+    """The policy's limit on ``counter`` raised by every decision recorded for it; raises
+    :class:`BudgetExceeded` when a person stopped the run at it."""
+    base = budgets.limits[counter]
+    limit = base
+    while (found := decision(wait_key(counter, limit))) is not None:
+        name = found.get("decision")
+        if name == "rejected":
+            why = found.get("content") or "no reason given"
+            raise BudgetExceeded(
+                f"the run was stopped at its budget of {limit} {_NOUNS[counter]}: {why}",
+                counter=counter,
+                limit=limit,
+            )
+        raised = limit + base
+        if name == "edited":  # validated against the request's schema when it was made
+            with suppress(DocumentError, KeyError, TypeError, ValueError):
+                raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
+        limit = max(raised, limit + 1)
+    return limit
+
+
+def request_fields(
+    counter: str, spent: int, limit: int, budgets: BudgetsPolicy, environment: str
+) -> dict[str, Any]:
+    """The ``budget`` request a pause at ``limit`` puts to a person."""
+    noun = _NOUNS[counter]
+    raise_to = limit + budgets.limits[counter]
+    return {
+        "kind": "budget",
+        "wait_key": wait_key(counter, limit),
+        "prompt": (
+            f"The run has used {spent} of the {limit} {noun} its budget in {environment!r} "
+            f"allows. Continue with a raised limit (approve: {raise_to}), or stop the run?"
+        ),
+        "decisions": ("approved", "edited", "rejected"),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "limit": {
+                    "type": "integer",
+                    "minimum": spent + 1,
+                    "description": f"the new limit on {noun} for this run",
+                }
+            },
+            "required": ["limit"],
+            "additionalProperties": False,
+        },
+        "context": {
+            "budget": counter,
+            "used": spent,
+            "limit": limit,
+            "raise_to": raise_to,
+            "environment": environment,
+        },
+    }
+
+
+def exceeded(counter: str, spent: int, limit: int, environment: str) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"the run has used {spent} of the {limit} {_NOUNS[counter]} its budget in "
+        f"{environment!r} allows (budgets.max_{counter} in environments/{environment}.yaml)",
+        counter=counter,
+        limit=limit,
+        used=spent,
+    )

@@ -1,0 +1,356 @@
+"""People from an OpenID provider: bearer JWTs checked against the issuer's keys, and the
+claims -> roles mapping that turns a person into scopes.
+
+A token is verified by joserfc (the JOSE library of Authlib's author): the signature with
+the key its ``kid`` names in the issuer's JWKS, then ``iss``, ``aud``, ``exp``/``nbf``/``iat``
+with ``KNEO_SERV_OIDC_CLOCK_SKEW_SECONDS`` of leeway. The JWKS is found through the issuer's
+discovery document and cached for ``KNEO_SERV_OIDC_JWKS_CACHE_SECONDS``; a token signed by a
+key the cache does not know makes one early fetch (at most one every
+:data:`MIN_REFETCH_SECONDS`, so a stream of made-up ``kid`` values cannot hammer the
+provider), which is how a rotated key is picked up before the cache expires. When the
+provider cannot be reached the keys already fetched keep serving.
+
+A verified token is remembered (by its SHA-256, :data:`VERIFIED_TOKENS` of them): the next
+request with it re-checks only the times and that its key is still published, ~3 µs instead
+of ~140 µs of parsing and RSA verification (bench/service.py ``--identity``).
+
+Every refusal is a 401 with its own code (``token_expired``, ``token_audience_mismatch``,
+``token_issuer_mismatch``, ``token_key_unknown``, ``token_signature_invalid``,
+``token_malformed``, ``token_claims_invalid``), so a caller knows what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kneo.errors import ConfigError, Forbidden, NotReady, Unauthorized
+from kneo.logs import get_logger
+from kneo.lrucache import LRUCache
+from kneo.settings import OidcSettings
+
+log = get_logger("kneo_serv.auth")
+
+#: The least time between two fetches of the JWKS (an unknown ``kid`` triggers one).
+MIN_REFETCH_SECONDS = 10.0
+#: Signature algorithms a provider's token may use (never ``none`` or an HMAC).
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
+ROLES_VARIABLE = "KNEO_SERV_OIDC_ROLES"
+#: Verified tokens remembered per process (least recently used dropped).
+VERIFIED_TOKENS = 10_000
+
+
+def looks_like_jwt(value: str | None) -> bool:
+    """Three base64url segments starting with a JSON header: a token, not an API key."""
+    return bool(value) and value.startswith("eyJ") and value.count(".") == 2  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who a verified token (or an ID token at console sign-in) names."""
+
+    subject: str
+    email: str | None
+    name: str  # the user claim (``email``), else ``sub``: the audit actor
+    groups: frozenset[str]
+    #: the role-map entries that matched (``group:release-managers``), for the audit
+    via: tuple[str, ...]
+    roles: tuple[str, ...]
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    """One ``KNEO_SERV_OIDC_ROLES`` entry: ``group:NAME``, ``user:EMAIL`` or ``*``."""
+
+    match: str
+    roles: tuple[str, ...]
+
+
+def parse_role_map(raw: str, known_roles: Iterable[str]) -> list[RoleRule]:
+    """``group:NAME=role[,role];user:EMAIL=role;*=role``; errors name the entry."""
+    known = set(known_roles)
+    rules: list[RoleRule] = []
+    for chunk in (part.strip() for part in raw.split(";")):
+        if not chunk:
+            continue
+        match, sep, roles_text = chunk.rpartition("=")
+        match = match.strip()
+        roles = tuple(r.strip() for r in roles_text.split(",") if r.strip())
+        if not sep or not match or not roles:
+            raise ConfigError(
+                f"{ROLES_VARIABLE} entry {chunk!r} must look like group:NAME=role[,role], "
+                f"user:EMAIL=role or *=role",
+                variable=ROLES_VARIABLE,
+            )
+        if match != "*" and not match.startswith(("group:", "user:")):
+            raise ConfigError(
+                f"{ROLES_VARIABLE} entry {chunk!r}: match group:NAME, user:EMAIL or *",
+                variable=ROLES_VARIABLE,
+            )
+        unknown = [r for r in roles if r not in known]
+        if unknown:
+            raise ConfigError(
+                f"{ROLES_VARIABLE} entry {chunk!r}: unknown role {unknown[0]!r} "
+                f"(roles: {', '.join(sorted(known))})",
+                variable=ROLES_VARIABLE,
+            )
+        rules.append(RoleRule(match, roles))
+    return rules
+
+
+def person_of(claims: Mapping[str, Any], settings: OidcSettings, rules: list[RoleRule]) -> Person:
+    """The person ``claims`` name, their groups and the roles the map gives them."""
+    subject = str(claims.get("sub") or "")
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    user = claims.get(settings.user_claim)
+    name = user if isinstance(user, str) and user else subject
+    raw_groups = claims.get(settings.groups_claim) or []
+    if isinstance(raw_groups, str):
+        raw_groups = [raw_groups]
+    groups = (
+        frozenset(g for g in raw_groups if isinstance(g, str))
+        if isinstance(raw_groups, list)
+        else frozenset()
+    )
+    via: list[str] = []
+    roles: list[str] = []
+    identities = {f"group:{g}" for g in groups} | {f"user:{name}", f"user:{subject}"}
+    if email:
+        identities.add(f"user:{email}")
+    for rule in rules:
+        if rule.match == "*" or rule.match in identities:
+            via.append(rule.match)
+            roles.extend(r for r in rule.roles if r not in roles)
+    exp = claims.get("exp")
+    return Person(
+        subject=subject,
+        email=email,
+        name=name,
+        groups=groups,
+        via=tuple(via),
+        roles=tuple(roles),
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+    )
+
+
+def no_role(person: Person) -> Forbidden:
+    """403 for a verified person the role map gives nothing."""
+    groups = ", ".join(sorted(person.groups)) or "none"
+    return Forbidden(
+        f"{person.name} signed in, but {ROLES_VARIABLE} gives no role to them or their groups "
+        f"({groups})",
+        code="no_role",
+        setting=ROLES_VARIABLE,
+    )
+
+
+def _segment(text: str) -> dict[str, Any]:
+    padded = text + "=" * (-len(text) % 4)
+    value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+class TokenVerifier:
+    """Verifies the provider's JWTs with its cached JWKS."""
+
+    def __init__(
+        self,
+        settings: OidcSettings,
+        *,
+        fetch_json: Callable[[str], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.issuer = settings.issuer
+        self.audience = settings.token_audience
+        self._fetch_json = fetch_json or _fetch_json
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._keys: Any = None  # joserfc KeySet
+        self._kids: frozenset[str] = frozenset()
+        self._fetched_at = float("-inf")
+        self._jwks_uri: str | None = None
+        #: sha256(token), audience -> (kid, claims) of tokens already verified
+        self._verified: LRUCache[tuple[bytes, str], tuple[str, dict[str, Any]]] = LRUCache(
+            VERIFIED_TOKENS
+        )
+
+    # -- keys -------------------------------------------------------------------------
+    def _fresh(self) -> bool:
+        return self._monotonic() - self._fetched_at < self.settings.jwks_cache_seconds
+
+    def needs_fetch(self, token: str) -> bool:
+        """Whether verifying ``token`` would fetch the JWKS first (the async caller does that
+        fetch in a thread, so the event loop never waits on the provider)."""
+        if self._keys is None or not self._fresh():
+            return True
+        try:
+            kid = _segment(token.split(".", 1)[0]).get("kid")
+        except (ValueError, binascii.Error, UnicodeError):
+            return False
+        return kid not in self._kids and self._may_refetch()
+
+    def _may_refetch(self) -> bool:
+        return self._monotonic() - self._fetched_at >= MIN_REFETCH_SECONDS
+
+    def refresh(self) -> None:
+        """Fetch the JWKS (through discovery the first time); on failure keep the old keys."""
+        from joserfc.jwk import KeySet
+
+        with self._lock:
+            try:
+                if self._jwks_uri is None:
+                    discovery = self._fetch_json(f"{self.issuer}/.well-known/openid-configuration")
+                    uri = discovery.get("jwks_uri")
+                    if not isinstance(uri, str) or not uri:
+                        raise ValueError("the discovery document has no jwks_uri")
+                    self._jwks_uri = uri
+                document = self._fetch_json(self._jwks_uri)
+                keys = KeySet.import_key_set(
+                    {"keys": [k for k in document.get("keys", []) if k.get("use", "sig") == "sig"]}
+                )
+            except Exception as exc:  # network, JSON, key parameters: the provider's problem
+                self._fetched_at = self._monotonic()  # do not retry on every request
+                log.warning("could not fetch the OIDC signing keys of %s: %s", self.issuer, exc)
+                if self._keys is None:
+                    raise NotReady(
+                        f"the identity provider {self.issuer} could not be reached for its "
+                        "signing keys; try again shortly",
+                        code="identity_provider_unavailable",
+                    ) from None
+                return
+            self._keys = keys
+            self._kids = frozenset(str(k.kid) for k in keys.keys if k.kid)
+            self._fetched_at = self._monotonic()
+
+    # -- tokens -----------------------------------------------------------------------
+    def claims(
+        self, token: str, *, audience: str | None = None, nonce: str | None = None
+    ) -> dict[str, Any]:
+        """The verified claims of ``token`` (401 with a precise code otherwise)."""
+        from joserfc import jwt
+        from joserfc.errors import BadSignatureError, JoseError
+
+        wanted = audience or self.audience
+        remembered = (hashlib.sha256(token.encode("utf-8")).digest(), wanted)
+        if nonce is None and self._keys is not None and self._fresh():
+            hit = self._verified.get(remembered)
+            if hit is not None and hit[0] in self._kids:
+                self._check_times(hit[1])
+                return hit[1]
+        try:
+            header_text, payload_text, _ = token.split(".")
+            header = _segment(header_text)
+            unverified = _segment(payload_text)
+        except (ValueError, binascii.Error, UnicodeError):
+            raise Unauthorized(
+                "The bearer token is not a well-formed JWT", code="token_malformed"
+            ) from None
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise Unauthorized(
+                f"The bearer token's algorithm {str(alg)[:20]!r} is not accepted "
+                f"(accepted: {', '.join(ALGORITHMS)})",
+                code="token_malformed",
+            )
+        if unverified.get("iss") != self.issuer:
+            raise Unauthorized(
+                f"The bearer token was issued by {str(unverified.get('iss'))[:200]!r}, not by "
+                f"the configured issuer {self.issuer!r} (KNEO_SERV_OIDC_ISSUER)",
+                code="token_issuer_mismatch",
+            )
+        if self.needs_fetch(token):
+            self.refresh()
+        kid = header.get("kid")
+        if kid is None and len(self._kids) == 1:
+            kid = next(iter(self._kids))
+        if kid not in self._kids:
+            raise Unauthorized(
+                f"The bearer token is signed with key {str(kid)[:80]!r}, which the issuer's "
+                "JWKS does not list",
+                code="token_key_unknown",
+            )
+        try:
+            verified = jwt.decode(token, self._keys.get_by_kid(kid), algorithms=[alg])
+        except BadSignatureError:
+            raise Unauthorized(
+                "The bearer token's signature does not verify", code="token_signature_invalid"
+            ) from None
+        except (JoseError, ValueError):
+            raise Unauthorized(
+                "The bearer token is not a well-formed JWT", code="token_malformed"
+            ) from None
+        claims = dict(verified.claims)
+        self._check_times(claims)
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if wanted not in auds:
+            raise Unauthorized(
+                f"The bearer token is for audience {aud!r}, not {wanted!r} "
+                "(KNEO_SERV_OIDC_AUDIENCE)",
+                code="token_audience_mismatch",
+            )
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise Unauthorized("The ID token's nonce does not match", code="token_claims_invalid")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise Unauthorized("The bearer token names no subject", code="token_claims_invalid")
+        if nonce is None:
+            self._verified.put(remembered, (str(kid), claims))
+        return claims
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now = self._clock()
+        skew = self.settings.clock_skew_seconds
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
+            if value is not None and not isinstance(value, int | float):
+                raise Unauthorized(
+                    f"The bearer token's {name} is not a number", code="token_claims_invalid"
+                )
+        if exp is None:
+            raise Unauthorized("The bearer token has no exp", code="token_claims_invalid")
+        if now > exp + skew:
+            raise Unauthorized(
+                f"The bearer token expired {int(now - exp)} seconds ago: get a new one",
+                code="token_expired",
+            )
+        if (nbf is not None and now + skew < nbf) or (iat is not None and now + skew < iat):
+            raise Unauthorized(
+                "The bearer token is not valid yet (check the clocks)",
+                code="token_not_yet_valid",
+            )
+
+
+def _fetch_json(url: str) -> dict[str, Any]:
+    import httpx2
+
+    response = httpx2.get(url, timeout=5.0, follow_redirects=False)
+    response.raise_for_status()
+    value = response.json()
+    if not isinstance(value, dict):
+        raise ValueError(f"{url} did not return a JSON object")
+    return value
+
+
+__all__ = [
+    "ALGORITHMS",
+    "Person",
+    "RoleRule",
+    "TokenVerifier",
+    "looks_like_jwt",
+    "no_role",
+    "parse_role_map",
+    "person_of",
+]

@@ -1,0 +1,109 @@
+"""``kneo eval run``: the example suite through the real engine, JUnit XML read by a real
+JUnit parser, a prompt change that breaks two cases, and ``--baseline``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from junitparser import Failure, JUnitXml
+
+from kneo.evals import load_suite, run_suite
+from tests.evals.conftest import ROOT, SPEC, SUITE, CliResult, break_the_prompt
+
+Kneo = Callable[..., CliResult]
+
+
+def test_the_example_suite_has_ten_offline_cases_and_passes(project: Path, kneo: Kneo) -> None:
+    suite = load_suite(ROOT / SUITE)
+    assert len(suite.cases) >= 10
+    result = kneo("eval", "run", SPEC, "--suite", SUITE, "--junit", "out.xml", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["passed"] == document["total"] == len(suite.cases)
+    assert document["digest"].startswith("sha256:")
+    xml = JUnitXml.fromfile("out.xml")
+    cases = [case for test_suite in xml for case in test_suite]
+    assert sorted(c.name for c in cases) == sorted(c.id for c in suite.cases)
+    assert all(case.is_passed for case in cases)
+
+
+def test_a_prompt_change_that_breaks_two_cases_exits_1_naming_them(
+    project: Path, kneo: Kneo
+) -> None:
+    break_the_prompt(project)
+    result = kneo(
+        "eval", "run", SPEC, "--suite", SUITE, "--junit", "out.xml", "--markdown", "summary.md"
+    )
+    assert result.exit_code == 1
+    assert "9/11" in result.stderr
+    failing = [line.split()[0] for line in result.stdout.splitlines() if " FAIL " in line]
+    assert failing == ["refund-window", "ticket-opened"]
+    xml = JUnitXml.fromfile("out.xml")
+    failed = {
+        case.name: case.result[0] for test_suite in xml for case in test_suite if not case.is_passed
+    }
+    assert set(failed) == {"refund-window", "ticket-opened"}
+    assert all(isinstance(f, Failure) for f in failed.values())
+    assert "does not contain '30 days'" in failed["refund-window"].message
+    summary = Path("summary.md").read_text()
+    assert "FAILED" in summary and "| `ticket-opened` | **fail** |" in summary
+
+
+def test_baseline_ref_shows_newly_failing_cases(project: Path, kneo: Kneo) -> None:
+    break_the_prompt(project)
+    result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", "HEAD", "--json")
+    assert result.exit_code == 1
+    baseline = json.loads(result.stdout)["baseline"]
+    assert baseline["newly_failing"] == ["refund-window", "ticket-opened"]
+    assert baseline["newly_passing"] == []
+    assert baseline["baseline_pass_rate"] == 1.0
+    # nothing of the baseline's scratch copy is left beside the spec
+    assert sorted(p.name for p in (project / "examples").iterdir() if p.name.startswith(".")) == []
+
+
+def test_baseline_results_file_shows_newly_passing_cases(project: Path, kneo: Kneo) -> None:
+    spec = project / SPEC
+    good = spec.read_text()
+    break_the_prompt(project)
+    assert kneo("eval", "run", SPEC, "--suite", SUITE, "--results", "before.json").exit_code == 1
+    spec.write_text(good)
+    result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", "before.json")
+    assert result.exit_code == 0
+    assert "newly passing: refund-window, ticket-opened" in result.stderr
+
+
+def test_threshold_decides_the_exit_code(project: Path, kneo: Kneo) -> None:
+    break_the_prompt(project)
+    assert kneo("eval", "run", SPEC, "--suite", SUITE, "--threshold", "0.8").exit_code == 0
+    assert kneo("eval", "run", SPEC, "--suite", SUITE, "--threshold", "0.9").exit_code == 1
+
+
+def test_parallel_and_serial_runs_agree(project: Path) -> None:
+    suite = load_suite(SUITE)
+    serial = run_suite(suite, SPEC, workers=1).to_dict()
+    parallel = run_suite(suite, SPEC, workers=4).to_dict()
+    assert [c["id"] for c in serial["cases"]] == [c.id for c in suite.cases]
+    assert [(c["id"], c["outcome"], c["usage"]) for c in serial["cases"]] == [
+        (c["id"], c["outcome"], c["usage"]) for c in parallel["cases"]
+    ]
+    assert serial["digest"] == parallel["digest"]
+
+
+def test_runs_stay_out_of_the_project_store(project: Path, kneo: Kneo) -> None:
+    assert kneo("eval", "run", SPEC, "--suite", SUITE).exit_code == 0
+    assert not (project / ".kneo" / "kneo_runs.sqlite").exists()
+
+
+def test_the_digest_is_the_signed_bundles_digest(project: Path, kneo: Kneo) -> None:
+    result = json.loads(
+        kneo("eval", "run", SPEC, "--suite", SUITE, "--env", "prod", "--json").stdout
+    )
+    from kneo.bundle.digest import spec_digest
+    from kneo.spec.loader import load_spec
+    from kneo.spec.project import ProjectContext
+
+    context = ProjectContext.discover(env="prod")
+    assert result["digest"] == spec_digest(load_spec(SPEC, env="prod", project=context.config).data)
+    assert result["environment"] == "prod"

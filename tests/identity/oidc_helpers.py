@@ -1,0 +1,175 @@
+"""A real OpenID provider for the identity tests: node's ``oidc-provider`` (panva), installed
+from tests/identity/oidc_provider's committed lock file and started on loopback.
+
+The provider signs with RSA keys the tests make (so a test can restart it with a rotated key)
+and knows three people: alice and bob in ``release-managers``, carol in no group. Access
+tokens for the API's audience are JWTs (resource indicators), with the person's ``email``
+and ``groups``; the ``ci-bot`` client (client credentials) is in ``release-managers`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tests.npm_packages import node_modules_for, tool
+
+PROJECT = Path(__file__).with_name("oidc_provider")
+AUDIENCE = "https://kneo.test/api"
+OTHER_AUDIENCE = "https://other.test/api"
+SHORT_RESOURCE = "urn:kneo:short-lived"
+CONSOLE_CLIENT = "kneo-console"
+CONSOLE_SECRET = "console-client-secret-0123456789"
+CLI_CLIENT = "kneo-cli"
+BOT_CLIENT = "ci-bot"
+BOT_SECRET = "ci-bot-secret-0123456789"
+USERS = {
+    "alice": {"email": "alice@example.com", "name": "Alice", "groups": ["release-managers"]},
+    "bob": {"email": "bob@example.com", "name": "Bob", "groups": ["release-managers"]},
+    "carol": {"email": "carol@example.com", "name": "Carol", "groups": ["interns"]},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def signing_key(kid: str) -> dict[str, Any]:
+    """A fresh private RSA JWK (the provider's signing key)."""
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+    return dict(key.as_dict(private=True))
+
+
+class OpenIdProvider:
+    """One ``oidc-provider`` process; :meth:`restart` keeps its issuer and port."""
+
+    def __init__(self, work: Path, *, redirect_uris: list[str] | None = None) -> None:
+        self.work = work
+        self.port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.keys = [signing_key("key-1")]
+        self.redirect_uris = redirect_uris or ["http://127.0.0.1/ui/oidc/callback"]
+        self.proc: subprocess.Popen[bytes] | None = None
+        modules = node_modules_for(PROJECT)
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT / "provider.mjs", work / "provider.mjs")
+        shutil.copy(PROJECT / "package.json", work / "package.json")
+        if not (work / "node_modules").exists():
+            (work / "node_modules").symlink_to(modules, target_is_directory=True)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "port": self.port,
+            "keys": self.keys,
+            "users": USERS,
+            "defaultResource": AUDIENCE,
+            "resources": {
+                AUDIENCE: {"audience": AUDIENCE},
+                OTHER_AUDIENCE: {"audience": OTHER_AUDIENCE},
+                SHORT_RESOURCE: {"audience": AUDIENCE, "ttl": 1},
+            },
+            "clientGroups": {BOT_CLIENT: ["release-managers"]},
+            "clients": [
+                {
+                    "client_id": CONSOLE_CLIENT,
+                    "client_secret": CONSOLE_SECRET,
+                    "redirect_uris": self.redirect_uris,
+                    "post_logout_redirect_uris": [
+                        uri.replace("/oidc/callback", "/signed-out") for uri in self.redirect_uris
+                    ],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                },
+                {
+                    "client_id": CLI_CLIENT,
+                    "token_endpoint_auth_method": "none",
+                    "grant_types": [
+                        "urn:ietf:params:oauth:grant-type:device_code",
+                        "refresh_token",
+                    ],
+                    "response_types": [],
+                    "redirect_uris": [],
+                },
+                {
+                    "client_id": BOT_CLIENT,
+                    "client_secret": BOT_SECRET,
+                    "grant_types": ["client_credentials"],
+                    "response_types": [],
+                    "redirect_uris": [],
+                },
+            ],
+        }
+
+    def start(self) -> OpenIdProvider:
+        config = self.work / "config.json"
+        config.write_text(json.dumps(self.config()))
+        log = (self.work / "provider.log").open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NODE_")}
+        self.proc = subprocess.Popen(
+            [tool("node"), "provider.mjs", str(config)],
+            cwd=self.work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.work / "provider.log").read_text()[-3000:])
+            try:
+                httpx2.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1)
+                return self
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("oidc-provider did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client_credentials(self, *, resource: str = AUDIENCE) -> str:
+        """An access token (JWT) for the ``ci-bot`` client, from the token endpoint."""
+        response = httpx2.post(
+            f"{self.issuer}/token",
+            data={"grant_type": "client_credentials", "resource": resource, "scope": "groups"},
+            auth=(BOT_CLIENT, BOT_SECRET),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Kneo's settings for this provider."""
+        return {
+            "KNEO_SERV_OIDC_ISSUER": self.issuer,
+            "KNEO_SERV_OIDC_AUDIENCE": AUDIENCE,
+            "KNEO_SERV_OIDC_CLIENT_ID": CONSOLE_CLIENT,
+            "KNEO_SERV_OIDC_CLIENT_SECRET_ENV": "KNEO_TEST_OIDC_CLIENT_SECRET",
+            "KNEO_TEST_OIDC_CLIENT_SECRET": CONSOLE_SECRET,
+            "KNEO_SERV_OIDC_SCOPES": "openid email profile groups",
+            "KNEO_SERV_OIDC_ROLES": "group:release-managers=reviewer;group:interns=viewer",
+            **extra,
+        }
