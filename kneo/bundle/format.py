@@ -73,6 +73,34 @@ class PolicyReportSummary(_Model):
     codes: list[str] = Field(default_factory=list)
 
 
+class CaseOutcome(_Model):
+    """One eval case's outcome as attested."""
+
+    id: str = Field(pattern=NAME_PATTERN)
+    outcome: Literal["passed", "failed"]
+
+
+class EvalAttestation(_Model):
+    """An eval suite's result against this bundle's spec, signed with the bundle: the
+    signatures cover it like every other member, so an edited attestation fails
+    verification as an edited spec does (``kneo.evals``, docs/evals.md)."""
+
+    suite: str = Field(pattern=NAME_PATTERN)
+    #: ``sha256:`` of the suite's canonical JSON: which cases and expectations were run.
+    suite_digest: str = Field(pattern=DIGEST_PATTERN)
+    #: The spec digest the suite ran against; must be the bundle's ``digest``.
+    digest: str = Field(pattern=DIGEST_PATTERN)
+    pass_rate: float = Field(ge=0.0, le=1.0)
+    passed: int = Field(ge=0)
+    total: int = Field(ge=1)
+    cases: list[CaseOutcome] = Field(min_length=1, max_length=10_000)
+    kneo_version: str = Field(min_length=1, max_length=64)
+
+    def regressions(self) -> list[str]:
+        """The ids of the cases that failed."""
+        return [c.id for c in self.cases if c.outcome != "passed"]
+
+
 class Bundle(_Model):
     """An approved spec for one environment, with its digest and signatures."""
 
@@ -88,6 +116,8 @@ class Bundle(_Model):
     approved_at: AwareDatetime
     source: BundleSource
     policy_report: PolicyReportSummary | None = None
+    #: Eval results against ``digest`` (absent from bundles that carry none).
+    evals: list[EvalAttestation] | None = None
     signatures: list[Signature] = Field(default_factory=list)
 
     @field_serializer("approved_at")
@@ -95,8 +125,17 @@ class Bundle(_Model):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON object written to disk (and signed, minus ``signatures``)."""
-        return self.model_dump(mode="json")
+        """The JSON object written to disk (and signed, minus ``signatures``). A bundle
+        without attestations has no ``evals`` member, as bundles had before there were any."""
+        document = self.model_dump(mode="json")
+        if document.get("evals") is None:
+            document.pop("evals", None)
+        return document
+
+    def attestation(self, suite: str) -> EvalAttestation | None:
+        """The attested result of ``suite`` (the last one attached), if any."""
+        found = [a for a in self.evals or [] if a.suite == suite]
+        return found[-1] if found else None
 
     def signer_key_ids(self) -> list[str]:
         return [s.key_id for s in self.signatures]

@@ -6,15 +6,23 @@ Checking that a spec is valid and passes its environment's policy happens before
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from kneo.bundle.digest import signing_payload, spec_digest
-from kneo.bundle.format import Bundle, BundleSource, PolicyReportSummary, Signature, parse_bundle
+from kneo.bundle.format import (
+    Bundle,
+    BundleSource,
+    EvalAttestation,
+    PolicyReportSummary,
+    Signature,
+    parse_bundle,
+)
 from kneo.bundle.keys import SigningKey
+from kneo.bundle.verify import check_attestations
 from kneo.errors import BundleError
 from kneo.names import check_name
 
@@ -30,8 +38,10 @@ def build_bundle(
     approved_at: datetime,
     source: BundleSource,
     policy_report: PolicyReportSummary | None = None,
+    evals: Sequence[EvalAttestation] = (),
 ) -> Bundle:
     """An unsigned bundle with its digest; ``approved_at`` is kept to whole seconds.
+    ``evals`` are eval results against this spec, signed with it (each must name its digest).
 
     The spec is first reduced to plain JSON values (a YAML date becomes its ISO string), so
     the digest covers exactly what a reader of the bundle file will see. ``name`` and
@@ -40,7 +50,7 @@ def build_bundle(
     check_name(name, kind="bundle name", field="name")
     check_name(environment, kind="environment")
     spec_dict = _PLAIN_JSON.dump_python(dict(spec), mode="json")
-    return Bundle(
+    bundle = Bundle(
         name=name,
         environment=environment,
         spec=spec_dict,
@@ -49,7 +59,10 @@ def build_bundle(
         approved_at=approved_at.replace(microsecond=0),
         source=source,
         policy_report=policy_report,
+        evals=list(evals) or None,
     )
+    check_attestations(bundle)
+    return bundle
 
 
 def sign_bundle(
@@ -62,8 +75,9 @@ def sign_bundle(
     approved_at: datetime,
     source: BundleSource,
     policy_report: PolicyReportSummary | None = None,
+    evals: Sequence[EvalAttestation] = (),
 ) -> Bundle:
-    """Build a bundle for ``spec`` and sign it with ``key``."""
+    """Build a bundle for ``spec`` (with its eval attestations) and sign it with ``key``."""
     bundle = build_bundle(
         spec,
         name=name,
@@ -72,6 +86,7 @@ def sign_bundle(
         approved_at=approved_at,
         source=source,
         policy_report=policy_report,
+        evals=evals,
     )
     return _add_signature(bundle, key)
 

@@ -3,7 +3,8 @@
 Order of checks and their codes (each a :class:`~kneo.errors.BundleError`):
 
 1. ``bundle_malformed``: not JSON, truncated, duplicate members, or not bundle v1.
-2. ``bundle_digest_mismatch``: ``digest`` is not the digest of ``spec``.
+2. ``bundle_digest_mismatch``: ``digest`` is not the digest of ``spec``;
+   ``bundle_attestation_mismatch``: an eval attestation names another digest or does not add up.
 3. ``bundle_unsigned``: no signatures at all.
 4. Per signature, a signature by a trusted key that does not verify fails the whole bundle:
    ``bundle_alg_mismatch`` (the key is of another algorithm) or ``bundle_signature_invalid``.
@@ -84,6 +85,7 @@ def verify_bundle(
             code="bundle_digest_mismatch",
             bundle=model.name,
         )
+    check_attestations(model)
     if not model.signatures:
         raise BundleError(
             f"bundle {model.name!r} has no signatures", code="bundle_unsigned", bundle=model.name
@@ -101,6 +103,34 @@ def verify_bundle(
     if len(signers) < required_signatures:
         raise _too_few(model, signers, rejections, required_signatures)
     return VerifiedBundle(model, model.digest, tuple(signers))
+
+
+def check_attestations(model: Bundle) -> None:
+    """Every eval attestation names the bundle's digest and adds up (``passed`` and
+    ``pass_rate`` are what its cases say): ``bundle_attestation_mismatch`` otherwise. A signed
+    attestation that does not is a signer's mistake; an edited one already failed its
+    signature."""
+    for index, attestation in enumerate(model.evals or []):
+        where = f"evals.{index}"
+        problem = None
+        passed = sum(1 for c in attestation.cases if c.outcome == "passed")
+        if attestation.digest != model.digest:
+            problem = f"was measured against {attestation.digest}, not this bundle's digest"
+        elif attestation.total != len(attestation.cases) or attestation.passed != passed:
+            problem = (
+                f"says {attestation.passed}/{attestation.total} passed, its cases say "
+                f"{passed}/{len(attestation.cases)}"
+            )
+        elif abs(attestation.pass_rate - passed / len(attestation.cases)) > 1e-6:
+            problem = f"pass_rate {attestation.pass_rate} is not {passed}/{len(attestation.cases)}"
+        if problem is not None:
+            raise BundleError(
+                f"bundle {model.name!r}: eval attestation {attestation.suite!r} ({where}) "
+                f"{problem}",
+                code="bundle_attestation_mismatch",
+                bundle=model.name,
+                field=where,
+            )
 
 
 def _judge_signature(

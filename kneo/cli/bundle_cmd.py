@@ -136,6 +136,10 @@ def _summary(bundle: Bundle) -> dict[str, Any]:
         "approved_at": bundle.to_document()["approved_at"],
         "source": bundle.source.model_dump(),
         "signatures": [{"alg": s.alg, "key_id": s.key_id} for s in bundle.signatures],
+        "evals": [
+            {"suite": a.suite, "pass_rate": a.pass_rate, "passed": a.passed, "total": a.total}
+            for a in bundle.evals or []
+        ],
     }
 
 
@@ -209,11 +213,22 @@ def sign_command(
     name: str | None = typer.Option(
         None, "--name", help="Bundle name (default: spec file name up to the first dot)"
     ),
+    evals: list[Path] | None = typer.Option(
+        None,
+        "--evals",
+        help="Attach this eval result (kneo eval run --results FILE) as a signed "
+        "attestation; it must be for the same digest (repeatable)",
+    ),
     out: FileOutput = FileOutput(),
 ) -> None:
     """Create an approved, signed spec bundle."""
     key = _signing_key(key_env, key_file, key_id)
     if cosign_path is not None:
+        if evals:
+            raise typer.BadParameter(
+                "--evals adds to what the first signature covers; attach results when the "
+                "bundle is first signed"
+            )
         if approved_by is not None or name is not None:
             raise typer.BadParameter(
                 "--approved-by and --name are part of what the first signature covers; "
@@ -250,6 +265,7 @@ def sign_command(
             approved_at=_now(),
             source=git_source(spec_path),
             policy_report=summary,
+            evals=[_attestation(path) for path in evals or []],
         )
         target = output
     _write_atomic(target, dump_bundle(bundle))
@@ -259,6 +275,14 @@ def sign_command(
             f"signed {target}: {bundle.name} for {bundle.environment}, {bundle.digest}, "
             f"signatures: {signers}"
         )
+
+
+def _attestation(path: Path) -> Any:
+    """An eval result file as a bundle attestation."""
+    from kneo.documents import load_json_file
+    from kneo.evals.runner import attestation
+
+    return attestation(load_json_file(path, what="eval result"))
 
 
 def _verification_keyring(

@@ -134,6 +134,7 @@ class LocalClient:
 
     def _platform(self, *, tools_required: bool) -> Any:
         if self._manager is None:
+            from kneo import tracing
             from kneo.platform.factory import create_platform
             from kneo.settings import Settings
             from kneo.spec.project import ProjectContext
@@ -143,6 +144,9 @@ class LocalClient:
                 cwd=self._cwd, settings=settings, env=self._environment
             )
             tools = self._project_tools(project, required=tools_required)
+            # ``kneo run``, ``human resume`` and ``runs continue`` run steps here: traced like
+            # the service and workers when KNEO_SERV_OTEL_ENABLED=true (a no-op otherwise)
+            tracing.configure(settings)
             self._manager = create_platform(settings, project, tool_registry=tools)
             startup.done()  # what follows is the command's own work
         return self._manager

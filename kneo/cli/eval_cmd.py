@@ -83,7 +83,9 @@ def run_command(
     spec_path: Path = typer.Argument(..., help="The spec to evaluate"),
     suite_path: Path = typer.Option(..., "--suite", help="Eval suite YAML file"),
     env: str | None = typer.Option(None, "--env", help="Resolve the spec for this environment"),
-    workers: int = typer.Option(4, "--workers", min=1, max=32, help="Cases run at once"),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=32, help="Cases run at once (default: CPUs, at most 4)"
+    ),
     threshold: float | None = typer.Option(
         None, "--threshold", min=0.0, max=1.0, help="Pass rate needed (default: the suite's)"
     ),
@@ -101,9 +103,10 @@ def run_command(
 ) -> None:
     """Run the suite's cases through the engine in an isolated store."""
     from kneo.evals.report import compare, junit_xml, markdown_summary
-    from kneo.evals.runner import run_suite
+    from kneo.evals.runner import DEFAULT_WORKERS, run_suite
     from kneo.evals.suite import load_suite
 
+    workers = workers or DEFAULT_WORKERS
     suite = load_suite(suite_path)
     if threshold is not None:
         suite = suite.model_copy(update={"pass_threshold": threshold})

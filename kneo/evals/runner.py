@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import re
 import shutil
@@ -28,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
+from kneo.bundle.format import EvalAttestation
 from kneo.engine.agent import USAGE_FIELDS, count_usage
 from kneo.errors import KneoError
 from kneo.evals.suite import EvalCase, EvalSuite, Expectations
 from kneo.settings import Settings
 
-#: Default number of cases in flight at once.
-DEFAULT_WORKERS = 4
+#: Default number of cases in flight at once: up to 4, no more than the machine's CPUs (with
+#: the dummy provider a case is CPU work; more threads than cores only contend, bench/evals.py).
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 #: What the judge is told; its reply passes when it starts with PASS.
 JUDGE_INSTRUCTION = (
     "You grade an AI agent's reply against one criterion. Answer PASS if the reply meets "
@@ -120,6 +123,44 @@ class SuiteResult:
             "kneo_version": self.kneo_version,
             "cases": [c.to_dict() for c in self.cases],
         }
+
+
+#: The members of a result document an attestation carries as they are (and ``cases``).
+ATTESTED = ("suite", "suite_digest", "digest", "pass_rate", "passed", "total", "kneo_version")
+
+
+def attestation(result: Mapping[str, Any]) -> EvalAttestation:
+    """The signed-bundle form of a result document (:meth:`SuiteResult.to_dict`, as
+    ``kneo eval run --results`` writes it); ``bundle_malformed`` when it is not one."""
+    from pydantic import ValidationError
+
+    from kneo.errors import BundleError
+
+    if not isinstance(result, Mapping) or result.get("kind") != "KneoEvalResult":
+        raise BundleError(
+            "not an eval result (write one with kneo eval run --results FILE)",
+            code="bundle_malformed",
+            field="evals",
+        )
+    try:
+        return EvalAttestation.model_validate(
+            {
+                **{k: result.get(k) for k in ATTESTED},
+                "cases": [
+                    {"id": c.get("id"), "outcome": c.get("outcome")}
+                    for c in result.get("cases") or []
+                    if isinstance(c, Mapping)
+                ],
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise BundleError(
+            f"eval result does not match at {where}: {first['msg']}",
+            code="bundle_malformed",
+            field=f"evals.{where}",
+        ) from None
 
 
 def suite_digest(suite: EvalSuite) -> str:
@@ -311,10 +352,27 @@ def observe(trace_events: Sequence[Mapping[str, Any]], metadata: Mapping[str, An
 class _Worker:
     """One platform over its own throwaway store; runs one case at a time."""
 
-    def __init__(self, directory: Path, settings: Settings, project: Any, tools: Any) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        settings: Settings,
+        project: Any,
+        tools: Any,
+        template: _Worker | None = None,
+    ) -> None:
         from kneo.platform.factory import create_platform
-        from kneo.store import open_store
+        from kneo.store import DEFAULT_SQLITE_NAME, open_store
 
+        self.path = directory / DEFAULT_SQLITE_NAME
+        if template is not None:
+            # a copy of a migrated, empty store: opening it migrates nothing (~0.4 s saved)
+            import sqlite3
+
+            with (
+                contextlib.closing(sqlite3.connect(template.path)) as source,
+                contextlib.closing(sqlite3.connect(self.path)) as copy,
+            ):
+                source.backup(copy)
         store = open_store(None, settings=settings, state_dir=directory)
         self.manager = create_platform(settings, project, store=store, tool_registry=tools)
 
@@ -423,7 +481,9 @@ def run_suite(
             # built here, one after another: schema migrations are not thread-safe
             idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
             for _ in range(count):
-                made.append(_Worker(Path(tempfile.mkdtemp(dir=scratch)), isolated, plain, tools))
+                directory = Path(tempfile.mkdtemp(dir=scratch))
+                template = made[0] if made else None
+                made.append(_Worker(directory, isolated, plain, tools, template))
                 idle.put(made[-1])
 
             def one(case: EvalCase) -> CaseResult:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.errors import ConfigError
 from kneo.names import NAME_PATTERN
@@ -51,6 +51,14 @@ class RunsPolicy(_Model):
     require_approved_bundle: bool = False
 
 
+class EvalRequirement(_Model):
+    """A suite a bundle must have passed (a signed attestation in the bundle, docs/evals.md)."""
+
+    suite: str = Field(pattern=NAME_PATTERN)
+    #: The lowest pass rate that promotes (1.0: every case).
+    min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class PromotionPolicy(_Model):
     """What must be true before a bundle revision becomes active in this environment."""
 
@@ -62,6 +70,17 @@ class PromotionPolicy(_Model):
     approvers: list[str] = Field(default_factory=list)
     #: How many distinct approvers must approve.
     min_approvals: int = Field(default=1, ge=1, le=20)
+    #: Eval suites the bundle must carry a passing, signed result of (``kneo eval run``).
+    require_evals: list[EvalRequirement] = Field(default_factory=list, max_length=50)
+
+    @field_validator("require_evals")
+    @classmethod
+    def _one_per_suite(cls, value: list[EvalRequirement]) -> list[EvalRequirement]:
+        names = [r.suite for r in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"suite {repeated[0]!r} is required twice")
+        return value
 
 
 class ResourcesPolicy(_Model):
@@ -239,6 +258,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         or b.promotion.require_human_approval,
         approvers=approvers or [],
         min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
+        require_evals=merge_evals(a.promotion.require_evals, b.promotion.require_evals),
     )
     accepted = _merge_allow_list(
         a.accepted_key_ids if "accepted_key_ids" in set_a else None,
@@ -258,6 +278,14 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         accepted_key_ids=accepted,
         budgets=merge_budgets(a.budgets, b.budgets),
     )
+
+
+def merge_evals(a: list[EvalRequirement], b: list[EvalRequirement]) -> list[EvalRequirement]:
+    """Every suite either side requires, at the higher of the two minimum pass rates."""
+    rates: dict[str, float] = {}
+    for requirement in [*a, *b]:
+        rates[requirement.suite] = max(rates.get(requirement.suite, 0.0), requirement.min_pass_rate)
+    return [EvalRequirement(suite=s, min_pass_rate=r) for s, r in sorted(rates.items())]
 
 
 def merge_budgets(a: BudgetsPolicy, b: BudgetsPolicy) -> BudgetsPolicy:

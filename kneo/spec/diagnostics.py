@@ -10,6 +10,7 @@ the spec and the registries, except that ``module:function`` refs are located an
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
@@ -132,6 +133,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W_FILESYSTEM_WRITE": (
         "warning",
         "A selected tool, or the tool policy, allows filesystem writes.",
+    ),
+    "W_TOOL_DENIED_BY_POLICY": (
+        "warning",
+        "An agent selects a tool its own `policies.tool` refuses (in `deny`, or not in `allow`): every call to it would be refused.",
     ),
     "W_TOOL_CAPABILITY_BLOCKED": (
         "warning",
@@ -298,6 +303,9 @@ def _review_active(step: StepSpec) -> bool:
 # --------------------------------------------------------------------------- rules
 
 
+_INVALIDATING = threading.Lock()
+
+
 def validate_spec(
     spec: Spec,
     *,
@@ -308,7 +316,10 @@ def validate_spec(
     """All diagnostics for ``spec``, errors first, then warnings, then info (stable order)."""
     import importlib
 
-    importlib.invalidate_caches()  # a long-lived process must see modules added since
+    # a long-lived process must see modules added since; one thread at a time, since two
+    # concurrent calls delete the same sys.path_importer_cache entries (KeyError in 3.11)
+    with _INVALIDATING:
+        importlib.invalidate_caches()
     catalog = ToolCatalog(spec, tool_registry)
     roots = import_roots(base_dir)
     out: list[Diagnostic] = []
@@ -450,12 +461,37 @@ def _tool_policy_rules(agent: AgentSpec, at: str, catalog: ToolCatalog) -> list[
     selected = catalog.selected(agent)
     out = _tool_selection_rules(agent, at, selected, policy)
     paths = dict(tool_paths(agent, at))
+    if policy is not None and not agent.tools_unrestricted:  # ``all`` is narrowed by design
+        out += _denied_tools(agent, paths, policy)
     for name in selected:
         definition = catalog.get(name)
         if definition is not None:
             path = paths.get(name, f"{at}.tools")
             out += _capability_rules(name, definition.capabilities, path, policy)
     return out + _policy_grant_rules(agent, at, selected, policy, catalog)
+
+
+def _denied_tools(agent: AgentSpec, paths: dict[str, str], policy: ToolPolicy) -> list[Diagnostic]:
+    """Tools the agent lists and its own policy refuses: the model is offered them and every
+    call comes back refused, so the run would "succeed" on the refusal."""
+    out: list[Diagnostic] = []
+    for name, path in paths.items():
+        if name in policy.deny:
+            why = "is in policies.tool.deny"
+        elif policy.allow is not None and name not in policy.allow:
+            why = "is not in policies.tool.allow"
+        else:
+            continue
+        out.append(
+            diag(
+                "W_TOOL_DENIED_BY_POLICY",
+                path,
+                f"Agent '{agent.name}' selects tool '{name}', which {why}: every call to it "
+                "would be refused.",
+                f"add '{name}' to policies.tool.allow (and out of deny), or drop it from tools",
+            )
+        )
+    return out
 
 
 def _tool_selection_rules(

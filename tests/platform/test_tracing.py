@@ -230,3 +230,80 @@ def test_tracing_and_metrics_off_load_neither_library(tmp_path: Path) -> None:
     status, modules = json.loads(proc.stdout.splitlines()[-1])
     assert status == "succeeded"
     assert "opentelemetry" not in modules and "prometheus_client" not in modules
+
+
+#: ``kneo`` itself, with an in-memory exporter installed first; the finished spans are
+#: written to ``KNEO_TEST_SPANS`` when the command exits.
+CLI = """
+import atexit, json, os
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+
+@atexit.register
+def dump():
+    with open(os.environ["KNEO_TEST_SPANS"], "w") as out:
+        json.dump([json.loads(s.to_json()) for s in exporter.get_finished_spans()], out)
+
+
+from kneo.cli.main import main
+
+main()
+"""
+
+
+def _kneo(project: Path, *args: str) -> tuple[Any, list[dict[str, Any]]]:
+    """``kneo ARGS --json`` with tracing on: its output and the spans it finished."""
+    spans = project / "spans.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNEO", "OTEL"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
+        KNEO_SERV_OTEL_ENABLED="true",
+        KNEO_TEST_SPANS=str(spans),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, *args, "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: the run failed
+    return json.loads(proc.stdout), json.loads(spans.read_text())
+
+
+def test_kneo_run_and_a_local_resume_are_traced(tmp_path: Path) -> None:
+    """The CLI runs steps in its own process: ``kneo run`` and ``kneo human resume`` (local,
+    no service) trace them like the service and workers, the resume linked to the pause."""
+    (tmp_path / "leakytools.py").write_text(TOOLS)
+    (tmp_path / "leaky.yaml").write_text(json.dumps(SPEC))
+    paused, spans = _kneo(tmp_path, "run", "leaky.yaml", "-i", "hello")
+    assert paused["status"] == "paused"
+    first = _by_name(spans)
+    assert set(first) == {"run leaky", "step read", "chat scripted-1", "human pause"}
+    assert _parent(first["chat scripted-1"]) == first["step read"]["context"]["span_id"]
+    assert first["chat scripted-1"]["attributes"]["gen_ai.usage.input_tokens"] > 0
+
+    done, spans = _kneo(
+        tmp_path,
+        "human",
+        "resume",
+        paused["continuation_id"],
+        "--request-id",
+        paused["request_id"],
+        "--approve",
+    )
+    assert done["status"] == "failed"  # the second step raises
+    second = _by_name(spans)
+    assert {"run leaky", "step read", "execute_tool vault_read", "step fail"} <= set(second)
+    assert _parent(second["run leaky"]) is None  # no HTTP request around it here
+    [link] = second["run leaky"]["links"]
+    assert link["context"]["span_id"] == first["human pause"]["context"]["span_id"]

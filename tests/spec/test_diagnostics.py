@@ -277,6 +277,22 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "network-denied",
     ),
     (
+        "W_TOOL_DENIED_BY_POLICY",
+        spec_with(agent=agent(tools={"include": ["web_search", "summarize"]}, policies=POLICY)),
+        "agent.tools.include[1]",
+        "tool-not-in-allow",
+    ),
+    (
+        "W_TOOL_DENIED_BY_POLICY",
+        spec_with(
+            agent=agent(
+                tools=["ask_question", "summarize"], policies={"tool": {"deny": ["summarize"]}}
+            )
+        ),
+        "agent.tools[1]",
+        "tool-in-deny",
+    ),
+    (
         "W_HUMAN_APPROVAL_MISSING",
         spec_with(
             agent=agent(tools={"include": ["sh"]}, policies={"tool": {"shell": True}}),
