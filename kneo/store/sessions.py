@@ -1,4 +1,4 @@
-"""Console sessions on the :class:`~kneo.store.api.Store` (``console_sessions``, 0014).
+"""Console sessions on the :class:`~kneo.store.api.Store` (``console_sessions``, 0015).
 
 A session is found by the SHA-256 of the id its cookie carries; it is valid until it expires
 or is ended (signed out), on every replica at once. Each sign-in deletes the rows that have

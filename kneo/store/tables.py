@@ -295,7 +295,7 @@ continuation_terms = sa.Table(
     sqlite_with_rowid=False,
 )
 
-# Console sign-ins kept on the server (0014): the cookie holds a random id, the row its
+# Console sign-ins kept on the server (0015): the cookie holds a random id, the row its
 # SHA-256, who signed in (``principal``), how (``method``: api_key, oidc_session), the
 # person's claims for an OIDC sign-in (roles are re-derived from them on every request), and
 # ``ended_at`` once they sign out: a copied cookie is refused from then on.

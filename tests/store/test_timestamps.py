@@ -62,7 +62,7 @@ LATER_COLUMNS = {
         "sent_at",
     },
     "continuation_terms": {"created_at"},  # 0013
-    "console_sessions": {"created_at", "expires_at", "ended_at"},  # 0014
+    "console_sessions": {"created_at", "expires_at", "ended_at"},  # 0015
 }
 
 

@@ -4,8 +4,8 @@ The cookie holds a random id; the row (keyed by the id's SHA-256, so a database 
 cannot sign in as anyone) says who signed in, how, until when, and whether they signed out.
 Signing out ends the row, so a copied cookie stops working at once on every replica.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-24
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
