@@ -9,8 +9,8 @@ earlier deliveries in one index probe, whatever the planner's statistics say.
 
 Rows still to deliver get their task here; finished ones need none.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-11-24
 """
 
@@ -21,8 +21,8 @@ from alembic import op
 
 from kneo.store.migrate import drop_columns
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
