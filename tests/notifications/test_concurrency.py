@@ -39,13 +39,13 @@ def _sent(manager: Any, receiver: str) -> list[Any]:
 
 def test_a_hanging_receiver_never_delays_another(platform: Any) -> None:
     slow, fast = Receiver().start(), Receiver().start()
-    slow.hold_seconds = 4  # past the 1 s timeout: every attempt to it hangs, then fails
+    slow.hold_seconds = 30  # past the 8 s timeout: every attempt to it hangs, then fails
     try:
         manager = platform(
             **_env(
                 ("slow", slow),
                 ("fast", fast),
-                KNEO_SERV_NOTIFICATIONS_TIMEOUT_SECONDS="1",
+                KNEO_SERV_NOTIFICATIONS_TIMEOUT_SECONDS="8",
                 KNEO_SERV_NOTIFICATIONS_CONCURRENCY="6",
                 KNEO_SERV_NOTIFICATIONS_RECEIVER_CONCURRENCY="3",
             )
@@ -53,23 +53,21 @@ def test_a_hanging_receiver_never_delays_another(platform: Any) -> None:
         _events(manager, 30)
         dispatcher = start_dispatcher(manager, manager.settings)
         assert dispatcher is not None
-        started = time.monotonic()
         try:
             wait_for(lambda: len(_sent(manager, "fast")) == 30, timeout=30)
-            took = time.monotonic() - started
             hanging = slow.in_flight
+            slow_rows = manager.store.list_notifications(receiver="slow", limit=100).items
         finally:
-            dispatcher.stop(timeout=5)
+            dispatcher.stop(timeout=1)
     finally:
         slow.stop()
         fast.stop()
-    # 30 deliveries to the fast one, three at a time, while the slow one holds its three
-    # slots for a second each time: it finishes well before 10 slow rounds would have
-    assert took < 5, took
-    assert hanging >= 1  # measured while the slow receiver still held requests
+    # all 30 reached the fast receiver, three at a time, while the slow one still held its
+    # first three (their 8 s timeout not yet up): nothing waited behind them
+    assert hanging == 3
+    assert not [r for r in slow_rows if r.last_error or r.attempts > 1]
     assert sorted(fast.event_ids()) == [f"ev{i:03d}" for i in range(30)]
-    assert slow.max_in_flight <= 3 and fast.max_in_flight <= 3
-    assert not _sent(manager, "slow")
+    assert slow.max_in_flight == 3 and fast.max_in_flight <= 3
 
 
 def test_a_tasks_events_arrive_in_order_while_others_pass(platform: Any) -> None:
