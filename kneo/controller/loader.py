@@ -414,6 +414,7 @@ class DesiredStateLoader:
                     approvers=tuple(policy.promotion.approvers),
                     min_approvals=policy.promotion.min_approvals,
                     refuse_downgrade=policy.promotion.refuse_downgrade,
+                    freeze=tuple(policy.promotion.freeze),
                 ),
                 required_signatures=policy.required_signatures,
                 accepted_key_ids=None
