@@ -36,6 +36,12 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "registry": (("GET", "/v1/registry/bundles"), ("GET", "/v1/controller/status")),
     "bundle": (("GET", "/v1/registry/bundles/{bundle}/{environment}"),),
+    "bundle_ops": (
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/suspend"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/resume"),
+        ("DELETE", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+    ),
 }
 
 

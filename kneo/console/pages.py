@@ -593,11 +593,73 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         environment: str,
         viewer: Viewer = Depends(auth.page("bundle")),
     ) -> Response:
-        from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
-        view = _View(request, viewer, render)
-        shown = bundle_view(view.manager.store, bundle, environment)
-        return view.show("bundle.html", {"b": shown, "condition_types": CONDITION_TYPES})
+        return _bundle_page(_View(request, viewer, render), bundle, environment)
+
+    @router.post("/registry/{bundle}/{environment}", name="bundle_operation")
+    def bundle_operation(
+        request: Request,
+        bundle: str,
+        environment: str,
+        form: Posted = Depends(auth.form("bundle_ops")),
+    ) -> Response:
+        """Roll back (to ``revision``), suspend, resume or unpin, as the signed-in person."""
+        from kneo.controller import operations
+
+        view, posted = _View(request, form[0], render), form[1]
+        auth.check(view.viewer, "bundle")
+        store, actor = view.manager.store, view.viewer.name
+        action = posted.get("operation") or ""
+        reason = (posted.get("reason") or "").strip() or None
+        try:
+            if action == "rollback":
+                to = posted.get("revision") or ""
+                if not to.isdigit():
+                    raise InvalidRequest("choose the revision to roll back to", field="revision")
+                done = operations.rollback(
+                    store, bundle, environment, to=int(to), actor=actor, reason=reason
+                )
+                if done["status"] == "awaiting_approval":
+                    return view.redirect("promotion", continuation_id=done["continuation_id"])
+            elif action == "suspend":
+                operations.suspend(store, bundle, environment, actor=actor, reason=reason)
+            elif action == "resume":
+                operations.resume(store, bundle, environment, actor=actor)
+            elif action == "unpin":
+                operations.unpin(store, bundle, environment, actor=actor)
+            else:
+                raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+        except (InvalidRequest, Conflict, NotFound) as exc:
+            return _bundle_page(
+                view, bundle, environment, notice=exc.message, status_code=exc.http_status
+            )
+        return view.redirect("bundle", bundle=bundle, environment=environment)
+
+
+def _bundle_page(
+    view: _View, bundle: str, environment: str, *, notice: str | None = None, status_code: int = 200
+) -> Response:
+    """One bundle in one environment: pin, conditions, history and its operations."""
+    from kneo.platform.registry import CONDITION_TYPES, bundle_view
+
+    shown = bundle_view(view.manager.store, bundle, environment)
+    active = shown["active"]
+    targets = [
+        r["revision"]
+        for r in shown["revisions"]
+        if r["status"] in ("inactive", "pruned")
+        and (active is None or r["digest"] != active["digest"])
+    ]
+    return view.show(
+        "bundle.html",
+        {
+            "b": shown,
+            "condition_types": CONDITION_TYPES,
+            "rollback_targets": targets,
+            "notice": notice,
+        },
+        status_code=status_code,
+    )
 
 
 def redraw_draft(

@@ -8,7 +8,8 @@ condition and a ``bundle.apply_failed`` audit event, and the next key is applied
 or failing revision therefore never replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
-``bundle.drift_reverted``, ``promotion.requested`` (decisions are audited where they are
+``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
+conditions), ``promotion.requested`` (decisions are audited where they are
 recorded, see :mod:`kneo.controller.promotion`).
 """
 
@@ -31,6 +32,7 @@ from kneo.controller.model import (
     DesiredState,
     ObservedEntry,
     ObservedState,
+    PinRef,
     RevisionRef,
 )
 from kneo.controller.planner import conditions_for
@@ -60,6 +62,7 @@ def observe(
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
+    first_in_force: dict[BundleKey, dict[str, int]] = defaultdict(dict)
     for head in store.list_revision_heads(names=names):
         name, env, number, digest, status, commit, diagnostics = head
         key = (name, env)
@@ -68,6 +71,7 @@ def observe(
             active[key] = ref
         if status in _APPLIED_STATUSES:
             applied[key] = ref
+            first_in_force[key].setdefault(digest, number)  # heads come in revision order
         elif status == "pending_approval":
             pending[key] = ref
         elif status == "rejected":
@@ -75,11 +79,19 @@ def observe(
                 if d.get("fingerprint"):
                     rejected[key].add(str(d["fingerprint"]))
     suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions(names=names)}
+    pins = {
+        (p.bundle_name, p.environment): PinRef(p.revision, p.digest, p.pinned_by, p.reason)
+        for p in store.list_pins(names=names)
+    }
+    blocked = {
+        b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
+        for b in store.list_blocked_digests()
+    }
     wanted = (
         None if names is None else [promotion.task_id(*k, p.digest) for k, p in pending.items()]
     )
     open_tasks = gate.open_tasks(store, wanted) if pending else set()
-    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended
+    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended | set(pins)
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
         p = pending.get(key)
@@ -98,12 +110,14 @@ def observe(
             suspended=key in suspended,
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
+            pin=pins.get(key),
+            first_in_force=first_in_force.get(key, {}),
         )
     conditions = {
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
-    return Snapshot(ObservedState(entries), conditions)
+    return Snapshot(ObservedState(entries, blocked), conditions)
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,15 @@ class Applier:
                 tx.marks_registry_changes = False  # the reconcile state accounts for them
                 for action in actions:
                     results.append(self._apply_one(tx, action, entry, desired))
+                    if action.kind is ActionKind.REFUSE and conditions:  # once per change
+                        _audit(
+                            tx,
+                            "bundle.refused",
+                            action,
+                            digest=action.digest,
+                            reason=action.reason,
+                            reasons=[p.to_dict() for p in action.reasons],
+                        )
                 if conditions:
                     tx.set_conditions(
                         name,

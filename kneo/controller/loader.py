@@ -416,6 +416,7 @@ class DesiredStateLoader:
                     require_human_approval=policy.promotion.require_human_approval,
                     approvers=tuple(policy.promotion.approvers),
                     min_approvals=policy.promotion.min_approvals,
+                    refuse_downgrade=policy.promotion.refuse_downgrade,
                     require_evals=tuple(policy.promotion.require_evals),
                 ),
                 required_signatures=policy.required_signatures,

@@ -45,6 +45,9 @@ class PromotionRules:
     require_human_approval: bool = False
     approvers: tuple[str, ...] = ()
     min_approvals: int = 1
+    #: ``promotion.refuse_downgrade``: never re-activate a digest first put in force before
+    #: the active one (a rollback is the only way back).
+    refuse_downgrade: bool = False
     #: ``promotion.require_evals``: suites the bundle must carry a passing result of.
     require_evals: tuple[EvalRequirement, ...] = ()
 
@@ -157,6 +160,16 @@ class RevisionRef:
 
 
 @dataclass(frozen=True)
+class PinRef:
+    """The revision a person held (bundle, environment) at (a rollback pins its target)."""
+
+    revision: int
+    digest: str
+    pinned_by: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Approvals:
     """Decisions recorded so far on promoting one digest into one environment."""
 
@@ -181,6 +194,9 @@ class ObservedEntry:
     approvals: Approvals = field(default_factory=Approvals)
     #: Whether a human promotion task is open for ``pending``.
     task_open: bool = False
+    pin: PinRef | None = None
+    #: Each digest ever put in force here -> the first revision that did (downgrade order).
+    first_in_force: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def drifted(self) -> bool:
@@ -193,6 +209,8 @@ class ObservedEntry:
 @dataclass(frozen=True)
 class ObservedState:
     entries: Mapping[BundleKey, ObservedEntry] = field(default_factory=dict)
+    #: Blocked digests -> why ("blocked by <who>: <reason>"), for every environment.
+    blocked: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, key: BundleKey) -> ObservedEntry:
         return self.entries.get(key) or _EMPTY
@@ -218,6 +236,9 @@ class ActionKind(StrEnum):
     WAIT_FOR_APPROVAL = "wait_for_approval"
     WAIT_FOR_UPSTREAM = "wait_for_upstream"
     DRIFT_REVERT = "drift_revert"
+    #: A promotion gate refused the revision for now (pin, block, downgrade, freeze): nothing
+    #: is recorded as rejected, so lifting the cause lets it through on a later pass.
+    REFUSE = "refuse"
 
 
 #: Kinds that write to the registry; the rest only update conditions.
@@ -239,6 +260,8 @@ class Action:
     * ``wait_for_approval``: ``revision`` needs more approvals; ``request_task`` asks the
       applier to open the human task (and record a pending revision).
     * ``wait_for_upstream``: the digest is not yet active in ``upstream``.
+    * ``refuse``: a gate holds ``revision`` back (``reasons`` says which); the active one
+      keeps serving and the refusal is re-judged every pass.
     * ``noop``: nothing to write; ``reason`` says why (up to date, suspended, ...).
     """
 

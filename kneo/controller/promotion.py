@@ -3,7 +3,8 @@
 When an environment has ``require_human_approval``, the controller opens one continuation
 (no run; ``workflow_kind="promotion"``) holding one ``approval`` request with the prompt
 "Promote <name>@<digest> to <env>?". It shows up in ``kneo human list`` and
-``GET /v1/human-tasks`` like any pause. Each person who answers it is recorded as a
+``GET /v1/human-tasks`` like any pause. A rollback's approval task is one too (context
+``type`` ``rollback``, see :mod:`kneo.controller.operations`). Each person who answers it is recorded as a
 promotion approval (distinct approvers; M-of-N via ``min_approvals``); one rejection ends
 it. The continuation stays pending until the outcome is known, so several approvers can
 answer the same task; the controller activates the revision on its next reconcile.
@@ -185,6 +186,8 @@ def record_promotion_decision(
         raise InvalidDecision(
             f"a promotion accepts 'approved' or 'rejected', got {decision!r}", decision=decision
         )
+    if store.get_continuation(continuation_id).context.get("type") == "rollback":
+        return _decide_rollback(store, continuation_id, approver, decision, comment)
     with store.transaction() as tx:
         task = tx.get_continuation(continuation_id, for_update=True)
         context = task.context
@@ -238,6 +241,27 @@ def record_promotion_decision(
         metrics.record_promotion(env, outcome)
     return PromotionDecisionResult(
         continuation_id, name, env, digest, decision, tally, required, outcome
+    )
+
+
+def _decide_rollback(
+    store: Any, continuation_id: str, approver: str, decision: str, comment: str | None
+) -> PromotionDecisionResult:
+    """A rollback's approval task, decided through the promotion resume."""
+    from kneo.controller.operations import decide_rollback
+
+    done = decide_rollback(
+        store, continuation_id, approver=approver, decision=decision, comment=comment
+    )
+    return PromotionDecisionResult(
+        continuation_id,
+        done["bundle"],
+        done["environment"],
+        done["digest"],
+        decision,
+        done["approvals"],
+        done["required"],
+        done["outcome"],
     )
 
 

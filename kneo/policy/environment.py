@@ -70,6 +70,9 @@ class PromotionPolicy(_Model):
     approvers: list[str] = Field(default_factory=list)
     #: How many distinct approvers must approve.
     min_approvals: int = Field(default=1, ge=1, le=20)
+    #: Refuse to re-activate a digest first in force before the active one (a force-push to
+    #: an older commit); only ``kneo registry rollback`` goes back.
+    refuse_downgrade: bool = False
     #: Eval suites the bundle must carry a passing, signed result of (``kneo eval run``).
     require_evals: list[EvalRequirement] = Field(default_factory=list, max_length=50)
 
@@ -258,6 +261,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         or b.promotion.require_human_approval,
         approvers=approvers or [],
         min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
+        refuse_downgrade=a.promotion.refuse_downgrade or b.promotion.refuse_downgrade,
         require_evals=merge_evals(a.promotion.require_evals, b.promotion.require_evals),
     )
     accepted = _merge_allow_list(

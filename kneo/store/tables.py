@@ -427,6 +427,30 @@ bundle_suspensions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# A bundle held at one revision in one environment (``kneo registry pin|rollback``,
+# migration 0014): the controller promotes nothing else there until it is unpinned.
+bundle_pins = sa.Table(
+    "bundle_pins",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("pinned_by", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A spec digest never promoted again, in any environment, until unblocked (migration 0014).
+blocked_digests = sa.Table(
+    "blocked_digests",
+    metadata,
+    sa.Column("digest", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("blocked_by", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 controller_status = sa.Table(
     "controller_status",
     metadata,
