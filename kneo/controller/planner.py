@@ -12,7 +12,9 @@ Rules, in the order they are applied to each (bundle, environment):
    fingerprint); the active revision keeps serving.
 4. The :data:`PROMOTION_GATES`, in order: a blocked digest and, with ``refuse_downgrade``,
    a digest first in force before the active one are refused (not rejected: lifting the
-   block lets the same file through); then the upstream and approval gates below.
+   block lets the same file through); with ``require_evals``, a bundle without a signed,
+   passing result of each required suite is refused; then the upstream and approval gates
+   below.
    ``require_approved_in``: the same digest must be active upstream, judged on the state
    *after* this plan's upstream actions (environments are planned upstream first), and the
    applier re-checks it inside the activating transaction.
@@ -47,6 +49,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.policy.evals import judge_evals
 
 # Action reasons (stable strings; the CLI and audit events carry them).
 UP_TO_DATE = "up_to_date"
@@ -58,10 +61,12 @@ PROMOTION_REJECTED = "promotion_rejected"
 PINNED = "pinned"
 BLOCKED = "blocked"
 DOWNGRADE = "downgrade"
+EVALS = "evals_failed"
 
 # Problem codes of refusals.
 DIGEST_BLOCKED = "digest_blocked"
 DOWNGRADE_REFUSED = "downgrade_refused"
+EVALS_FAILED = "evals_failed"
 
 # Condition reasons.
 R_VERIFIED = "Verified"
@@ -79,7 +84,12 @@ R_NO_ACTIVE = "NoActiveRevision"
 R_DRIFT = "DriftDetected"
 
 #: Condition reason (``Promoted=False``) of each refusal, by action reason.
-REFUSAL_REASONS = {PINNED: "Pinned", BLOCKED: "Blocked", DOWNGRADE: "DowngradeRefused"}
+REFUSAL_REASONS = {
+    PINNED: "Pinned",
+    BLOCKED: "Blocked",
+    DOWNGRADE: "DowngradeRefused",
+    EVALS: "EvalsFailed",
+}
 
 
 def short(digest: str | None) -> str:
@@ -277,6 +287,21 @@ def _downgrade_gate(check: GateInput) -> Action | None:
     )
 
 
+def _evals_gate(check: GateInput) -> Action | None:
+    """``require_evals``: the bundle carries a signed result of every required suite, for this
+    digest, at or above its minimum pass rate (docs/evals.md). A fixed spec is a new digest
+    with a new result, so nothing is recorded as rejected."""
+    if not check.rules.require_evals:
+        return None
+    verdicts = judge_evals(
+        check.rules.require_evals, check.revision.evals, check.revision.digest or ""
+    )
+    failed = [v for v in verdicts if not v.passed]
+    if not failed:
+        return None
+    return _refuse(check, EVALS, EVALS_FAILED, "; ".join(v.message() for v in failed))
+
+
 def _upstream_gate(check: GateInput) -> Action | None:
     return _upstream_wait(check.key, check.revision, check.rules, check.projected)
 
@@ -294,6 +319,7 @@ def _approval_gate(check: GateInput) -> Action | None:
 PROMOTION_GATES: tuple[Gate, ...] = (
     _block_gate,
     _downgrade_gate,
+    _evals_gate,
     _upstream_gate,
     _approval_gate,
 )
