@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from kneo.console.auth import ConsoleAuth, Posted, Viewer
 from kneo.console.drafts import (
@@ -26,6 +27,7 @@ from kneo.console.drafts import (
     kept_form,
 )
 from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
+from kneo.console.oidc import add_oidc_routes
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
     Conflict,
@@ -86,7 +88,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
     one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
     router = APIRouter()
-    for add in (_sign_in, _inbox, _tasks, _promotions, _runs, _registry):
+    for add in (_sign_in, add_oidc_routes, _inbox, _tasks, _promotions, _runs, _registry):
         add(router, auth, render)
     return router
 
@@ -166,8 +168,8 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
             return page
         found = auth.authenticator.named(principal.name)
         digest = found[1] if found else b""
-        session = Session(
-            csrf=secrets.token_urlsafe(32), name=principal.name, proof=auth.codec.proof(digest)
+        session = await run_in_threadpool(
+            auth.open_session, principal, proof=auth.codec.proof(digest)
         )
         if kept is not None:  # back to the form it was typed in, filled in again
             viewer = auth.viewer_of(principal, session)
@@ -180,6 +182,7 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     @router.post("/logout", name="logout")
     async def logout(request: Request) -> Response:
         await auth.posted(request)
+        await run_in_threadpool(auth.end_session, request)
         response = RedirectResponse(console_path(request, "login"), status_code=303)
         response.delete_cookie(COOKIE, path=_cookie_path(request))
         return response

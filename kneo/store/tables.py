@@ -295,6 +295,23 @@ continuation_terms = sa.Table(
     sqlite_with_rowid=False,
 )
 
+# Console sign-ins kept on the server (0015): the cookie holds a random id, the row its
+# SHA-256, who signed in (``principal``), how (``method``: api_key, oidc_session), the
+# person's claims for an OIDC sign-in (roles are re-derived from them on every request), and
+# ``ended_at`` once they sign out: a copied cookie is refused from then on.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("person", JSONText),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Index(None, "expires_at"),
+)
+
 audit_events = sa.Table(
     "audit_events",
     metadata,
