@@ -114,11 +114,20 @@ def observe(
             pin=pins.get(key),
             first_in_force=first_in_force.get(key, {}),
         )
+    overrides: dict[tuple[str, str, str], Approvals] = {}
+    for a in store.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
+        okey = (a.bundle_name, a.environment, a.digest.removeprefix(promotion.OVERRIDE_PREFIX))
+        had = overrides.get(okey, Approvals())
+        overrides[okey] = (
+            Approvals(had.approved_by | {a.approver}, had.rejected_by)
+            if a.decision == "approved"
+            else Approvals(had.approved_by, had.rejected_by | {a.approver})
+        )
     conditions = {
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
-    return Snapshot(ObservedState(entries, blocked), conditions)
+    return Snapshot(ObservedState(entries, blocked, overrides), conditions)
 
 
 @dataclass(frozen=True)
@@ -274,7 +283,38 @@ class Applier:
             return self._drift_revert(tx, action, entry)
         if kind is ActionKind.WAIT_FOR_APPROVAL and action.request_task:
             return self._request_approval(tx, action, entry, desired)
+        if kind is ActionKind.REFUSE and action.request_task:
+            return self._request_override(tx, action, desired)
         return Outcome(action, False)
+
+    def _request_override(self, tx: Any, action: Action, desired: DesiredState) -> Outcome:
+        """A freeze refusal: open the override task for the environment's approvers, once."""
+        rev = _desired(action)
+        name, env = action.key
+        rules = desired.environments[env].promotion
+        cid = self.gate.open_override(
+            tx,
+            name=name,
+            environment=env,
+            digest=rev.digest or "",
+            approvers=rules.approvers,
+            min_approvals=rules.min_approvals,
+            frozen=action.reasons[0].message if action.reasons else action.message,
+            now=self.clock.now(),
+        )
+        if cid is None:
+            return Outcome(action, False)
+        _audit(
+            tx,
+            "promotion.override_requested",
+            action,
+            continuation_id=cid,
+            digest=rev.digest,
+            approvers=list(rules.approvers),
+            min_approvals=rules.min_approvals,
+            message=action.message,
+        )
+        return Outcome(action, True)
 
     def _activate(
         self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
@@ -311,6 +351,13 @@ class Applier:
             record = _add_revision(
                 tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
+        self.gate.close(  # a freeze override asked for this digest is no longer needed
+            tx,
+            name=name,
+            environment=env,
+            digest=promotion.OVERRIDE_PREFIX + (rev.digest or ""),
+            outcome="activated",
+        )
         _audit(
             tx,
             "bundle.promoted",

@@ -417,6 +417,7 @@ class DesiredStateLoader:
                     approvers=tuple(policy.promotion.approvers),
                     min_approvals=policy.promotion.min_approvals,
                     refuse_downgrade=policy.promotion.refuse_downgrade,
+                    freeze=tuple(policy.promotion.freeze),
                     require_evals=tuple(policy.promotion.require_evals),
                 ),
                 required_signatures=policy.required_signatures,
