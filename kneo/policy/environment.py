@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -122,7 +123,7 @@ class BudgetsPolicy(_Model):
     #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
     on_exceeded: Literal["pause", "fail"] = "pause"
 
-    @property
+    @cached_property
     def limits(self) -> dict[str, int]:
         """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
         pairs = (
