@@ -251,6 +251,19 @@ class StoreGauges:
         for (env, status, ready), n in sorted(g.bundles.items()):
             bundles.add_metric([env, status, ready], n)
         yield bundles
+        pinned = GaugeMetricFamily(
+            "kneo_bundles_pinned",
+            "Bundles pinned to a revision (kneo registry pin, or a rollback), by environment.",
+            labels=["environment"],
+        )
+        for env, n in sorted(g.pinned.items()):
+            pinned.add_metric([env], n)
+        yield pinned
+        yield GaugeMetricFamily(
+            "kneo_blocked_digests",
+            "Spec digests blocked from promotion in every environment.",
+            value=g.blocked_digests,
+        )
 
 
 class BuildInfo:

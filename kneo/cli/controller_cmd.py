@@ -286,45 +286,48 @@ def status(out: Output = Output()) -> None:
         screen.print(f"problem {problem['code']}: {problem['message']}", markup=False)
 
 
+ActorOpt = typer.Option(
+    None, "--actor", help="Who is acting, for the audit log (default: the OS user)"
+)
+
+
+def _actor(actor: str | None) -> str:
+    from kneo.platform.bundles import default_actor
+
+    return actor or default_actor()
+
+
 @controller_app.command("suspend")
 @options
 def suspend(
     bundle: str,
     env: str = EnvOpt,
     reason: str | None = typer.Option(None, "--reason"),
+    actor: str | None = ActorOpt,
     out: Output = Output(),
 ) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
-    store = _store()
-    with store.transaction() as tx:
-        record = tx.suspend_bundle(bundle, env, reason=reason, suspended_by="cli")
-        tx.add_audit(
-            "bundle.suspended",
-            actor="cli",
-            payload={"bundle": bundle, "environment": env, "reason": reason},
-        )
-    if not out.printed_json(
-        {"bundle": bundle, "environment": env, "suspended": True, "reason": record.reason}
-    ):
+    from kneo.controller import operations
+
+    data = operations.suspend(_store(), bundle, env, actor=_actor(actor), reason=reason)
+    if not out.printed_json(data):
         console().print(f"{bundle} suspended in {env}")
 
 
 @controller_app.command("resume")
 @options
-def resume(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None:
+def resume(
+    bundle: str, env: str = EnvOpt, actor: str | None = ActorOpt, out: Output = Output()
+) -> None:
     """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
-    store = _store()
-    with store.transaction() as tx:
-        lifted = tx.resume_bundle(bundle, env)
-        if lifted:
-            tx.add_audit(
-                "bundle.resumed", actor="cli", payload={"bundle": bundle, "environment": env}
-            )
-    if not out.printed_json(
-        {"bundle": bundle, "environment": env, "suspended": False, "changed": lifted}
-    ):
+    from kneo.controller import operations
+
+    data = operations.resume(_store(), bundle, env, actor=_actor(actor))
+    if not out.printed_json(data):
         console().print(
-            f"{bundle} resumed in {env}" if lifted else f"{bundle} was not suspended in {env}"
+            f"{bundle} resumed in {env}"
+            if data["changed"]
+            else f"{bundle} was not suspended in {env}"
         )
 
 
@@ -394,8 +397,9 @@ def _digest_commit(revision: dict[str, Any]) -> list[str]:
 @registry_app.command("get")
 @options
 def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None:
-    """The active revision of BUNDLE in ENV and its status conditions."""
+    """The active revision of BUNDLE in ENV, its pin and its status conditions."""
     from kneo.clock import utc_iso
+    from kneo.controller.operations import pin_view
 
     store = _store()
     active = store.get_active(bundle, env)
@@ -415,6 +419,7 @@ def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None
         "bundle": bundle,
         "environment": env,
         "suspended": store.is_suspended(bundle, env),
+        "pin": pin_view(store.get_pin(bundle, env)),
         "active": revision_dict(active) if active else None,
         "conditions": conditions,
     }
@@ -429,6 +434,13 @@ def registry_get(bundle: str, env: str = EnvOpt, out: Output = Output()) -> None
         )
     else:
         screen.print(f"{bundle}@{env}: no active revision", markup=False)
+    if data["pin"]:
+        pinned = data["pin"]
+        screen.print(
+            f"pinned to revision {pinned['revision']} by {pinned['pinned_by'] or '-'}"
+            + (f": {pinned['reason']}" if pinned["reason"] else ""),
+            markup=False,
+        )
     print_table(
         "conditions",
         ["type", "status", "reason", "message", "since"],
@@ -506,3 +518,132 @@ def registry_diff(
     for key, values in changed.items():
         sys.stdout.write(f"{key}: {values['from']} -> {values['to']}\n")
     sys.stdout.write(diff or "specs are identical\n")
+
+
+# --------------------------------------------------------------------------- day two
+
+
+def _revision_number(text: str) -> int:
+    """``3`` or ``r3``."""
+    from kneo.errors import InvalidRequest
+
+    digits = text[1:] if text[:1] in ("r", "R") else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise InvalidRequest(
+            f"--to must be a revision number (3 or r3), got {text!r}", field="--to"
+        )
+    return int(digits)
+
+
+@registry_app.command("rollback")
+@options
+def registry_rollback(
+    bundle: str,
+    env: str = EnvOpt,
+    to: str = typer.Option(..., "--to", help="The earlier revision (3 or r3)"),
+    reason: str | None = typer.Option(None, "--reason"),
+    actor: str | None = ActorOpt,
+    out: Output = Output(),
+) -> None:
+    """Put an earlier revision of BUNDLE back in force in ENV now, and pin it there (the
+    controller promotes nothing else until `kneo registry unpin`). Where ENV requires
+    approval, opens the approval task instead."""
+    from kneo.controller import operations
+
+    data = operations.rollback(
+        _store(), bundle, env, to=_revision_number(to), actor=_actor(actor), reason=reason
+    )
+    if out.printed_json(data):
+        return
+    if data["status"] == "awaiting_approval":
+        console().print(
+            f"rollback of {bundle} in {env} to revision {data['rollback_of']} waits for "
+            f"{data['min_approvals']} approval(s): kneo human resume {data['continuation_id']}",
+            markup=False,
+        )
+    else:
+        console().print(
+            f"{bundle}@{env}: revision {data['revision']} ({data['digest'][:19]}, a copy of "
+            f"revision {data['rollback_of']}) is active and pinned",
+            markup=False,
+        )
+
+
+@registry_app.command("pin")
+@options
+def registry_pin(
+    bundle: str,
+    env: str = EnvOpt,
+    reason: str | None = typer.Option(None, "--reason"),
+    actor: str | None = ActorOpt,
+    out: Output = Output(),
+) -> None:
+    """Hold BUNDLE at its active revision in ENV: the controller promotes nothing else there
+    until `kneo registry unpin`."""
+    from kneo.controller import operations
+
+    data = operations.pin(_store(), bundle, env, actor=_actor(actor), reason=reason)
+    if not out.printed_json(data):
+        console().print(f"{bundle}@{env} pinned to revision {data['pin']['revision']}")
+
+
+@registry_app.command("unpin")
+@options
+def registry_unpin(
+    bundle: str, env: str = EnvOpt, actor: str | None = ActorOpt, out: Output = Output()
+) -> None:
+    """Lift the pin: the controller promotes what Git asks for again on its next pass."""
+    from kneo.controller import operations
+
+    data = operations.unpin(_store(), bundle, env, actor=_actor(actor))
+    if not out.printed_json(data):
+        console().print(
+            f"{bundle}@{env} unpinned" if data["changed"] else f"{bundle}@{env} was not pinned"
+        )
+
+
+@registry_app.command("block")
+@options
+def registry_block(
+    digest: str,
+    reason: str = typer.Option(..., "--reason", help="Why (shown wherever it is refused)"),
+    actor: str | None = ActorOpt,
+    out: Output = Output(),
+) -> None:
+    """Never promote DIGEST again, in any environment, until unblocked (what is active keeps
+    serving: roll back to replace it)."""
+    from kneo.controller import operations
+
+    data = operations.block(_store(), digest, actor=_actor(actor), reason=reason)
+    if not out.printed_json(data):
+        console().print(f"{digest} blocked: {data['reason']}", markup=False)
+
+
+@registry_app.command("unblock")
+@options
+def registry_unblock(digest: str, actor: str | None = ActorOpt, out: Output = Output()) -> None:
+    """Let DIGEST be promoted again."""
+    from kneo.controller import operations
+
+    data = operations.unblock(_store(), digest, actor=_actor(actor))
+    if not out.printed_json(data):
+        console().print(
+            f"{digest} unblocked" if data["changed"] else f"{digest} was not blocked", markup=False
+        )
+
+
+@registry_app.command("blocks")
+@options
+def registry_blocks(out: Output = Output()) -> None:
+    """Blocked digests, with why and by whom."""
+    from kneo.controller.operations import blocked_view
+
+    items = [blocked_view(b) for b in _store().list_blocked_digests()]
+    if out.printed_json({"items": items, "count": len(items)}):
+        return
+    print_table(
+        f"blocked digests ({len(items)})",
+        ["digest", "reason", "by", "since"],
+        [cells(b, "digest", "reason", "blocked_by", "since") for b in items],
+        missing="-",
+    )

@@ -66,6 +66,9 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     secret = settings.console_secret or secrets.token_urlsafe(32)
     codec = SessionCodec(secret, settings.console_session_seconds)
     auth = ConsoleAuth(parent, parent.state.authenticator, codec)
+    auth.public_url = settings.public_url
+    if settings.oidc.client_secret_env:
+        auth.client_secret = settings.secret(settings.oidc.client_secret_env) or ""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.filters["ago"] = _ago
@@ -73,6 +76,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     env.filters["short"] = _short
     env.filters["kind_label"] = lambda kind: KIND_LABELS.get(kind, kind)
     env.globals["CSRF_FIELD"] = CSRF_FIELD
+    env.globals["oidc_sign_in"] = bool(settings.oidc.enabled and settings.oidc.client_id)
 
     @jinja2.pass_context
     def url_for(context: Any, name: str, /, **params: Any) -> str:

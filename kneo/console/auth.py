@@ -9,16 +9,28 @@ session cookie (:mod:`kneo.console.session`): the same keys, roles and scopes.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from kneo.console.session import COOKIE, CSRF_FIELD, Session, SessionCodec, csrf_matches
-from kneo.errors import Forbidden
+from kneo.console.session import (
+    COOKIE,
+    CSRF_FIELD,
+    Session,
+    SessionCodec,
+    csrf_matches,
+    new_session_id,
+    session_key,
+)
+from kneo.errors import Forbidden, NotReady
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
+from kneo.service.dependencies import current_manager
+from kneo.service.identity import person_of
 
 #: Console page -> the API routes (method, path) whose data it shows or whose call it makes.
 PAGES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -36,6 +48,12 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "registry": (("GET", "/v1/registry/bundles"), ("GET", "/v1/controller/status")),
     "bundle": (("GET", "/v1/registry/bundles/{bundle}/{environment}"),),
+    "bundle_ops": (
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/suspend"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/resume"),
+        ("DELETE", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+    ),
 }
 
 
@@ -72,7 +90,12 @@ class ConsoleAuth:
     """Sessions, the API's authenticator and the scopes of every console page."""
 
     def __init__(self, app: Any, authenticator: Authenticator, codec: SessionCodec) -> None:
+        self.parent = app
         self.authenticator = authenticator
+        #: the console's public base URL (the OpenID redirect URI), else the request's
+        self.public_url = ""
+        #: the OpenID client's secret (read by variable name; never logged)
+        self.client_secret = ""
         #: the API's sign-in throttle: a wrong key on either counts against the client
         self.throttle = app.state.sign_in_throttle
         self.codec = codec
@@ -87,18 +110,67 @@ class ConsoleAuth:
     def session(self, request: Request) -> Session | None:
         return self.codec.loads(request.cookies.get(COOKIE))
 
+    @property
+    def store(self) -> Any:
+        """The store of the service's platform manager (the server-side sessions)."""
+        manager = current_manager(self.parent)
+        if manager is None:
+            raise NotReady("no platform manager is configured", check="manager")
+        return manager.store
+
     def viewer(self, request: Request) -> Viewer | None:
-        """The signed-in viewer, or ``None`` (no cookie, bad or expired signature, a key
-        that was removed or rotated since sign-in)."""
+        """The signed-in viewer, or ``None``: no cookie, a bad or expired signature, a
+        session signed out or unknown to the store, a key removed or rotated since sign-in,
+        a person the role map no longer gives a role."""
         session = self.session(request)
-        if session is None or session.name is None:
+        if session is None or session.name is None or session.key is None:
             return None
-        found = self.authenticator.named(session.name)
-        if found is None or not self.codec.proves(session, found[1]):
+        row = self.store.console_session(session.key)
+        if row is None or row.principal != session.name:
             return None
-        principal = found[0]
+        principal = self._principal(session, row)
+        if principal is None:
+            return None
         request.scope.setdefault("state", {})["actor"] = principal.name  # the request log
         return self.viewer_of(principal, session)
+
+    def _principal(self, session: Session, row: Any) -> Principal | None:
+        if row.method == "oidc_session":
+            tokens = self.authenticator.tokens
+            if tokens is None or not isinstance(row.person, dict):
+                return None  # OIDC switched off since this sign-in
+            person = person_of(row.person, tokens.settings, self.authenticator.roles)
+            if not person.roles:
+                return None
+            return self.authenticator.principal_of(person, method="oidc_session")
+        found = self.authenticator.named(session.name or "")
+        if found is None or not self.codec.proves(session, found[1]):
+            return None
+        return found[0]
+
+    def open_session(
+        self,
+        principal: Principal,
+        *,
+        proof: str | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> Session:
+        """A new server-side session for ``principal`` and its cookie's contents."""
+        sid = new_session_id()
+        self.store.open_console_session(
+            session_key(sid),
+            principal=principal.name,
+            method="oidc_session" if claims is not None else "api_key",
+            lifetime_seconds=self.codec.max_age,
+            person=claims,
+        )
+        return Session(csrf=secrets.token_urlsafe(32), name=principal.name, proof=proof, sid=sid)
+
+    def end_session(self, request: Request) -> None:
+        """Sign out: the session's row is ended, so its cookie is refused from now on."""
+        session = self.session(request)
+        if session is not None and session.key is not None:
+            self.store.end_console_session(session.key)
 
     def viewer_of(self, principal: Principal, session: Session) -> Viewer:
         """``principal`` as a viewer of the pages its scopes allow, in ``session``."""
@@ -126,7 +198,7 @@ class ConsoleAuth:
             raise ValueError(f"unknown console page {page!r}")
 
         async def dependency(request: Request) -> Viewer:
-            viewer = self.viewer(request)
+            viewer = await run_in_threadpool(self.viewer, request)  # reads the store
             if viewer is None:
                 raise SignInRequired()
             self.check(viewer, page)
@@ -142,7 +214,7 @@ class ConsoleAuth:
 
         async def dependency(request: Request) -> Posted:
             posted = await self.posted(request)
-            viewer = self.viewer(request)
+            viewer = await run_in_threadpool(self.viewer, request)
             if viewer is None:
                 raise SignInRequired()
             self.check(viewer, page)

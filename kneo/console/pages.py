@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from kneo.console.auth import ConsoleAuth, Posted, Viewer
 from kneo.console.drafts import (
@@ -26,6 +27,7 @@ from kneo.console.drafts import (
     kept_form,
 )
 from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
+from kneo.console.oidc import add_oidc_routes
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
     Conflict,
@@ -86,7 +88,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
     one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
     router = APIRouter()
-    for add in (_sign_in, _inbox, _tasks, _promotions, _runs, _registry):
+    for add in (_sign_in, add_oidc_routes, _inbox, _tasks, _promotions, _runs, _registry):
         add(router, auth, render)
     return router
 
@@ -166,8 +168,8 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
             return page
         found = auth.authenticator.named(principal.name)
         digest = found[1] if found else b""
-        session = Session(
-            csrf=secrets.token_urlsafe(32), name=principal.name, proof=auth.codec.proof(digest)
+        session = await run_in_threadpool(
+            auth.open_session, principal, proof=auth.codec.proof(digest)
         )
         if kept is not None:  # back to the form it was typed in, filled in again
             viewer = auth.viewer_of(principal, session)
@@ -180,6 +182,7 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     @router.post("/logout", name="logout")
     async def logout(request: Request) -> Response:
         await auth.posted(request)
+        await run_in_threadpool(auth.end_session, request)
         response = RedirectResponse(console_path(request, "login"), status_code=303)
         response.delete_cookie(COOKIE, path=_cookie_path(request))
         return response
@@ -593,11 +596,73 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         environment: str,
         viewer: Viewer = Depends(auth.page("bundle")),
     ) -> Response:
-        from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
-        view = _View(request, viewer, render)
-        shown = bundle_view(view.manager.store, bundle, environment)
-        return view.show("bundle.html", {"b": shown, "condition_types": CONDITION_TYPES})
+        return _bundle_page(_View(request, viewer, render), bundle, environment)
+
+    @router.post("/registry/{bundle}/{environment}", name="bundle_operation")
+    def bundle_operation(
+        request: Request,
+        bundle: str,
+        environment: str,
+        form: Posted = Depends(auth.form("bundle_ops")),
+    ) -> Response:
+        """Roll back (to ``revision``), suspend, resume or unpin, as the signed-in person."""
+        from kneo.controller import operations
+
+        view, posted = _View(request, form[0], render), form[1]
+        auth.check(view.viewer, "bundle")
+        store, actor = view.manager.store, view.viewer.name
+        action = posted.get("operation") or ""
+        reason = (posted.get("reason") or "").strip() or None
+        try:
+            if action == "rollback":
+                to = posted.get("revision") or ""
+                if not to.isdigit():
+                    raise InvalidRequest("choose the revision to roll back to", field="revision")
+                done = operations.rollback(
+                    store, bundle, environment, to=int(to), actor=actor, reason=reason
+                )
+                if done["status"] == "awaiting_approval":
+                    return view.redirect("promotion", continuation_id=done["continuation_id"])
+            elif action == "suspend":
+                operations.suspend(store, bundle, environment, actor=actor, reason=reason)
+            elif action == "resume":
+                operations.resume(store, bundle, environment, actor=actor)
+            elif action == "unpin":
+                operations.unpin(store, bundle, environment, actor=actor)
+            else:
+                raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+        except (InvalidRequest, Conflict, NotFound) as exc:
+            return _bundle_page(
+                view, bundle, environment, notice=exc.message, status_code=exc.http_status
+            )
+        return view.redirect("bundle", bundle=bundle, environment=environment)
+
+
+def _bundle_page(
+    view: _View, bundle: str, environment: str, *, notice: str | None = None, status_code: int = 200
+) -> Response:
+    """One bundle in one environment: pin, conditions, history and its operations."""
+    from kneo.platform.registry import CONDITION_TYPES, bundle_view
+
+    shown = bundle_view(view.manager.store, bundle, environment)
+    active = shown["active"]
+    targets = [
+        r["revision"]
+        for r in shown["revisions"]
+        if r["status"] in ("inactive", "pruned")
+        and (active is None or r["digest"] != active["digest"])
+    ]
+    return view.show(
+        "bundle.html",
+        {
+            "b": shown,
+            "condition_types": CONDITION_TYPES,
+            "rollback_targets": targets,
+            "notice": notice,
+        },
+        status_code=status_code,
+    )
 
 
 def redraw_draft(

@@ -8,7 +8,8 @@ condition and a ``bundle.apply_failed`` audit event, and the next key is applied
 or failing revision therefore never replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
-``bundle.drift_reverted``, ``promotion.requested`` (decisions are audited where they are
+``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
+conditions), ``promotion.requested`` (decisions are audited where they are
 recorded, see :mod:`kneo.controller.promotion`).
 """
 
@@ -31,6 +32,7 @@ from kneo.controller.model import (
     DesiredState,
     ObservedEntry,
     ObservedState,
+    PinRef,
     RevisionRef,
 )
 from kneo.controller.planner import conditions_for
@@ -60,6 +62,7 @@ def observe(
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
+    first_in_force: dict[BundleKey, dict[str, int]] = defaultdict(dict)
     for head in store.list_revision_heads(names=names):
         name, env, number, digest, status, commit, diagnostics = head
         key = (name, env)
@@ -68,6 +71,7 @@ def observe(
             active[key] = ref
         if status in _APPLIED_STATUSES:
             applied[key] = ref
+            first_in_force[key].setdefault(digest, number)  # heads come in revision order
         elif status == "pending_approval":
             pending[key] = ref
         elif status == "rejected":
@@ -75,11 +79,19 @@ def observe(
                 if d.get("fingerprint"):
                     rejected[key].add(str(d["fingerprint"]))
     suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions(names=names)}
+    pins = {
+        (p.bundle_name, p.environment): PinRef(p.revision, p.digest, p.pinned_by, p.reason)
+        for p in store.list_pins(names=names)
+    }
+    blocked = {
+        b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
+        for b in store.list_blocked_digests()
+    }
     wanted = (
         None if names is None else [promotion.task_id(*k, p.digest) for k, p in pending.items()]
     )
     open_tasks = gate.open_tasks(store, wanted) if pending else set()
-    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended
+    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended | set(pins)
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
         p = pending.get(key)
@@ -98,12 +110,23 @@ def observe(
             suspended=key in suspended,
             approvals=approvals,
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
+            pin=pins.get(key),
+            first_in_force=first_in_force.get(key, {}),
+        )
+    overrides: dict[tuple[str, str, str], Approvals] = {}
+    for a in store.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
+        okey = (a.bundle_name, a.environment, a.digest.removeprefix(promotion.OVERRIDE_PREFIX))
+        had = overrides.get(okey, Approvals())
+        overrides[okey] = (
+            Approvals(had.approved_by | {a.approver}, had.rejected_by)
+            if a.decision == "approved"
+            else Approvals(had.approved_by, had.rejected_by | {a.approver})
         )
     conditions = {
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
-    return Snapshot(ObservedState(entries), conditions)
+    return Snapshot(ObservedState(entries, blocked, overrides), conditions)
 
 
 @dataclass(frozen=True)
@@ -196,6 +219,15 @@ class Applier:
                 tx.marks_registry_changes = False  # the reconcile state accounts for them
                 for action in actions:
                     results.append(self._apply_one(tx, action, entry, desired))
+                    if action.kind is ActionKind.REFUSE and conditions:  # once per change
+                        _audit(
+                            tx,
+                            "bundle.refused",
+                            action,
+                            digest=action.digest,
+                            reason=action.reason,
+                            reasons=[p.to_dict() for p in action.reasons],
+                        )
                 if conditions:
                     tx.set_conditions(
                         name,
@@ -247,7 +279,38 @@ class Applier:
             return self._drift_revert(tx, action, entry)
         if kind is ActionKind.WAIT_FOR_APPROVAL and action.request_task:
             return self._request_approval(tx, action, entry, desired)
+        if kind is ActionKind.REFUSE and action.request_task:
+            return self._request_override(tx, action, desired)
         return Outcome(action, False)
+
+    def _request_override(self, tx: Any, action: Action, desired: DesiredState) -> Outcome:
+        """A freeze refusal: open the override task for the environment's approvers, once."""
+        rev = _desired(action)
+        name, env = action.key
+        rules = desired.environments[env].promotion
+        cid = self.gate.open_override(
+            tx,
+            name=name,
+            environment=env,
+            digest=rev.digest or "",
+            approvers=rules.approvers,
+            min_approvals=rules.min_approvals,
+            frozen=action.reasons[0].message if action.reasons else action.message,
+            now=self.clock.now(),
+        )
+        if cid is None:
+            return Outcome(action, False)
+        _audit(
+            tx,
+            "promotion.override_requested",
+            action,
+            continuation_id=cid,
+            digest=rev.digest,
+            approvers=list(rules.approvers),
+            min_approvals=rules.min_approvals,
+            message=action.message,
+        )
+        return Outcome(action, True)
 
     def _activate(
         self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
@@ -284,6 +347,13 @@ class Applier:
             record = _add_revision(
                 tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
+        self.gate.close(  # a freeze override asked for this digest is no longer needed
+            tx,
+            name=name,
+            environment=env,
+            digest=promotion.OVERRIDE_PREFIX + (rev.digest or ""),
+            outcome="activated",
+        )
         _audit(
             tx,
             "bundle.promoted",

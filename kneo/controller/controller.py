@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.controller import incremental
+from kneo.controller import incremental, operations
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.loader import DesiredStateLoader, SpecChecker, default_spec_checker
@@ -318,7 +318,7 @@ class Controller:
         actions = plan(
             desired,
             snapshot.observed,
-            PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
+            PlanOptions(self.config.prune, self.config.allow_empty, run.started),
         )
         if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
             result.problems.append(
@@ -344,7 +344,10 @@ class Controller:
                 {  # not settled: planned again next pass
                     o.action.name
                     for o in result.outcomes
-                    if o.error or o.action.reason == EMPTY_DESIRED_STATE
+                    if o.error
+                    or o.action.reason == EMPTY_DESIRED_STATE
+                    # a refusal lifts without a registry change (unblock, a window ending)
+                    or o.action.kind is ActionKind.REFUSE
                 },
                 fingerprint=self._fingerprint(),
                 change_seq=change_seq,
@@ -427,7 +430,8 @@ class Controller:
         return self.applier.apply(desired, snapshot, actions, progress=on_progress)
 
     def _publish_run_policies(self, desired: DesiredState) -> None:
-        """Record each environment's ``runs.require_approved_bundle`` for the runtime.
+        """Record each environment's ``runs.require_approved_bundle`` for the runtime, and
+        today's trust for rollbacks (:func:`kneo.controller.operations.publish_trust`).
 
         Written only when it changes (a repeated commit writes nothing). An environment whose
         file is now missing or invalid keeps its last known rule, so breaking or deleting a
@@ -440,6 +444,24 @@ class Controller:
                 current[name] = {"require_approved_bundle": env.require_approved_bundle}
         if current != stored:
             self.store.set_metadata(POLICY_METADATA_KEY, current)
+        operations.publish_trust(
+            self.store,
+            self.loader.keyring,
+            {
+                name: {
+                    "required_signatures": env.required_signatures,
+                    "accepted_key_ids": None
+                    if env.accepted_key_ids is None
+                    else list(env.accepted_key_ids),
+                    "require_human_approval": env.promotion.require_human_approval,
+                    "approvers": list(env.promotion.approvers),
+                    "min_approvals": env.promotion.min_approvals,
+                    "refuse_downgrade": env.promotion.refuse_downgrade,
+                }
+                for name, env in desired.environments.items()
+                if not env.problems
+            },
+        )
 
     def still_leader(self) -> bool:
         try:

@@ -413,6 +413,8 @@ class DesiredStateLoader:
                     require_human_approval=policy.promotion.require_human_approval,
                     approvers=tuple(policy.promotion.approvers),
                     min_approvals=policy.promotion.min_approvals,
+                    refuse_downgrade=policy.promotion.refuse_downgrade,
+                    freeze=tuple(policy.promotion.freeze),
                 ),
                 required_signatures=policy.required_signatures,
                 accepted_key_ids=None

@@ -42,6 +42,11 @@ class PromotionRules:
     require_human_approval: bool = False
     approvers: tuple[str, ...] = ()
     min_approvals: int = 1
+    #: ``promotion.refuse_downgrade``: never re-activate a digest first put in force before
+    #: the active one (a rollback is the only way back).
+    refuse_downgrade: bool = False
+    #: ``promotion.freeze`` windows (:class:`kneo.policy.environment.FreezeWindow`).
+    freeze: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,16 @@ class RevisionRef:
 
 
 @dataclass(frozen=True)
+class PinRef:
+    """The revision a person held (bundle, environment) at (a rollback pins its target)."""
+
+    revision: int
+    digest: str
+    pinned_by: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Approvals:
     """Decisions recorded so far on promoting one digest into one environment."""
 
@@ -174,6 +189,9 @@ class ObservedEntry:
     approvals: Approvals = field(default_factory=Approvals)
     #: Whether a human promotion task is open for ``pending``.
     task_open: bool = False
+    pin: PinRef | None = None
+    #: Each digest ever put in force here -> the first revision that did (downgrade order).
+    first_in_force: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def drifted(self) -> bool:
@@ -186,6 +204,10 @@ class ObservedEntry:
 @dataclass(frozen=True)
 class ObservedState:
     entries: Mapping[BundleKey, ObservedEntry] = field(default_factory=dict)
+    #: Blocked digests -> why ("blocked by <who>: <reason>"), for every environment.
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    #: Freeze-override decisions by ``(bundle, environment, digest)``.
+    overrides: Mapping[tuple[str, str, str], Approvals] = field(default_factory=dict)
 
     def get(self, key: BundleKey) -> ObservedEntry:
         return self.entries.get(key) or _EMPTY
@@ -201,6 +223,8 @@ class PlanOptions:
     prune: bool = True
     #: Prune even when the commit holds no bundle at all (Argo CD's ``allowEmpty``).
     allow_empty: bool = False
+    #: The moment freeze windows are judged at (``None``: no window applies).
+    now: datetime | None = None
 
 
 class ActionKind(StrEnum):
@@ -211,6 +235,9 @@ class ActionKind(StrEnum):
     WAIT_FOR_APPROVAL = "wait_for_approval"
     WAIT_FOR_UPSTREAM = "wait_for_upstream"
     DRIFT_REVERT = "drift_revert"
+    #: A promotion gate refused the revision for now (pin, block, downgrade, freeze): nothing
+    #: is recorded as rejected, so lifting the cause lets it through on a later pass.
+    REFUSE = "refuse"
 
 
 #: Kinds that write to the registry; the rest only update conditions.
@@ -232,6 +259,8 @@ class Action:
     * ``wait_for_approval``: ``revision`` needs more approvals; ``request_task`` asks the
       applier to open the human task (and record a pending revision).
     * ``wait_for_upstream``: the digest is not yet active in ``upstream``.
+    * ``refuse``: a gate holds ``revision`` back (``reasons`` says which); the active one
+      keeps serving and the refusal is re-judged every pass.
     * ``noop``: nothing to write; ``reason`` says why (up to date, suspended, ...).
     """
 
@@ -262,7 +291,7 @@ class Action:
     @property
     def writes(self) -> bool:
         return self.kind in WRITING_KINDS or (
-            self.kind is ActionKind.WAIT_FOR_APPROVAL and self.request_task
+            self.kind in (ActionKind.WAIT_FOR_APPROVAL, ActionKind.REFUSE) and self.request_task
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,7 +315,7 @@ class Action:
             data["approved_by"] = list(self.approved_by)
         if self.upstream:
             data["upstream"] = self.upstream
-        if self.kind is ActionKind.WAIT_FOR_APPROVAL:
+        if self.kind is ActionKind.WAIT_FOR_APPROVAL or self.request_task:
             data["request_task"] = self.request_task
         if self.drift:
             data["drift"] = True

@@ -3,25 +3,34 @@
 Rules, in the order they are applied to each (bundle, environment):
 
 1. Suspended: leave it alone (drift is reported, not reverted).
+1b. Pinned (``kneo registry pin|rollback``): serve the pinned revision (put it back if the
+   registry was changed outside) and promote nothing until unpinned.
 2. No file in Git: prune the active revision, unless ``prune`` is off or the whole commit
    is empty and ``allow_empty`` is off (a commit deleting everything is far more often an
    accident than an intent).
 3. A bundle that failed verification, or a digest a person rejected: reject it once (per
    fingerprint); the active revision keeps serving.
-4. ``require_approved_in``: the same digest must be active upstream, judged on the state
+4. The :data:`PROMOTION_GATES`, in order: a blocked digest, with ``refuse_downgrade`` a
+   digest first in force before the active one, and inside a freeze window a promotion
+   without an approved override are refused (not rejected: lifting the
+   block lets the same file through); then the upstream and approval gates below.
+   ``require_approved_in``: the same digest must be active upstream, judged on the state
    *after* this plan's upstream actions (environments are planned upstream first), and the
    applier re-checks it inside the activating transaction.
-5. ``require_human_approval``: ``min_approvals`` distinct members of ``approvers`` approved
+   ``require_human_approval``: ``min_approvals`` distinct members of ``approvers`` approved
    (M-of-N); a single rejection stops the promotion.
-6. Otherwise activate. A registry changed outside the controller (drift) is put back to
+5. Otherwise activate. A registry changed outside the controller (drift) is put back to
    what the controller applied, or to what Git now asks for.
 
-No I/O, no clock: the same inputs always give the same actions.
+No I/O, no clock (``PlanOptions.now`` is the moment freezes are judged at): the same inputs
+always give the same actions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from kneo.controller.model import (
     Action,
@@ -35,6 +44,7 @@ from kneo.controller.model import (
     DesiredState,
     ObservedEntry,
     ObservedState,
+    PinRef,
     PlanOptions,
     Problem,
     PromotionRules,
@@ -48,6 +58,15 @@ PRUNE_DISABLED = "prune_disabled"
 EMPTY_DESIRED_STATE = "empty_desired_state"
 ALREADY_REJECTED = "already_rejected"
 PROMOTION_REJECTED = "promotion_rejected"
+PINNED = "pinned"
+BLOCKED = "blocked"
+DOWNGRADE = "downgrade"
+FROZEN = "frozen"
+
+# Problem codes of refusals.
+DIGEST_BLOCKED = "digest_blocked"
+DOWNGRADE_REFUSED = "downgrade_refused"
+PROMOTION_FROZEN = "promotion_frozen"
 
 # Condition reasons.
 R_VERIFIED = "Verified"
@@ -63,6 +82,14 @@ R_READY = "Ready"
 R_SERVING_PREVIOUS = "ServingPrevious"
 R_NO_ACTIVE = "NoActiveRevision"
 R_DRIFT = "DriftDetected"
+
+#: Condition reason (``Promoted=False``) of each refusal, by action reason.
+REFUSAL_REASONS = {
+    PINNED: "Pinned",
+    BLOCKED: "Blocked",
+    DOWNGRADE: "DowngradeRefused",
+    FROZEN: "Frozen",
+}
 
 
 def short(digest: str | None) -> str:
@@ -120,7 +147,17 @@ def plan(
         entry = observed.get(key)
         revision = desired.revisions.get(key)
         env = desired.environments.get(key[1])
-        planned = _plan_key(key, revision, entry, env, projected, options, empty_guard)
+        planned = _plan_key(
+            key,
+            revision,
+            entry,
+            env,
+            projected,
+            options,
+            empty_guard,
+            observed.blocked,
+            observed.overrides,
+        )
         for action in planned:
             _project(projected, action)
         actions.extend(planned)
@@ -145,12 +182,15 @@ def _plan_key(
     projected: Mapping[BundleKey, str | None],
     options: PlanOptions,
     empty_guard: bool,
+    blocked: Mapping[str, str],
+    overrides: Mapping[tuple[str, str, str], Approvals],
 ) -> list[Action]:
-    """One key's actions, deciding in order: suspended, removed from Git, invalid, already
-    active, rejected before, waiting for upstream, waiting for (or refused) approval, and
-    otherwise activate."""
+    """One key's actions, deciding in order: suspended, pinned, removed from Git, invalid,
+    already active, rejected before, then the :data:`PROMOTION_GATES`; otherwise activate."""
     if entry.suspended:
         return [_suspended(key, revision, entry)]
+    if entry.pin is not None:
+        return _pinned(key, revision, entry, entry.pin)
     if revision is None:
         return _plan_removed(key, entry, options, empty_guard)
     if not revision.ok:
@@ -170,17 +210,217 @@ def _plan_key(
         ]
     if revision.fingerprint in entry.rejected_fingerprints:
         return _with_drift_fix(key, entry, _reject(revision, entry, ()))
-    rules = env.promotion if env is not None else None
-    wait = _upstream_wait(key, revision, rules, projected)
-    if wait is not None:
-        return _with_drift_fix(key, entry, wait)
-    pending = entry.pending if _pending_matches(entry, revision) else None
-    approved_by: tuple[str, ...] = ()
-    if rules is not None and rules.require_human_approval:
-        blocked, approved_by = _approval(key, revision, entry, rules, pending)
-        if blocked is not None:
-            return _with_drift_fix(key, entry, blocked)
-    return [_activate(key, revision, entry, pending, approved_by)]
+    check = GateInput(
+        key,
+        revision,
+        entry,
+        env.promotion if env is not None else PromotionRules(),
+        projected,
+        blocked,
+        entry.pending if _pending_matches(entry, revision) else None,
+        options.now,
+        overrides.get((*key, revision.digest or ""), Approvals()),
+    )
+    for gate in PROMOTION_GATES:
+        stopped = gate(check)
+        if stopped is not None:
+            return _with_drift_fix(key, entry, stopped)
+    return [_activate(key, revision, entry, check.pending, _approved_by(check))]
+
+
+# --------------------------------------------------------------------------- gates
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """What a promotion gate judges: a valid revision that is not yet active."""
+
+    key: BundleKey
+    revision: DesiredRevision
+    entry: ObservedEntry
+    rules: PromotionRules
+    #: What will be active per key once this plan's earlier (upstream) actions apply.
+    projected: Mapping[BundleKey, str | None]
+    #: Blocked digests -> why.
+    blocked: Mapping[str, str]
+    #: The pending (approval) revision of this very digest, if any.
+    pending: RevisionRef | None
+    #: When freeze windows are judged (``None``: none applies).
+    now: datetime | None = None
+    #: Decisions on overriding a freeze for this digest.
+    override: Approvals = field(default_factory=Approvals)
+
+
+#: A gate returns the action that stops the promotion (refuse, reject, wait), or ``None``.
+Gate = Callable[[GateInput], "Action | None"]
+
+
+def _refuse(
+    check: GateInput, reason: str, code: str, message: str, *, request_task: bool = False
+) -> Action:
+    name, environment = check.key
+    entry = check.entry
+    serving = (
+        f"; revision {entry.active.number} ({short(entry.active.digest)}) keeps serving"
+        if entry.active
+        else ""
+    )
+    return Action(
+        ActionKind.REFUSE,
+        name,
+        environment,
+        reason,
+        f"{message}{serving}",
+        revision=check.revision,
+        reasons=(Problem(code, message),),
+        request_task=request_task,
+    )
+
+
+def _block_gate(check: GateInput) -> Action | None:
+    """A blocked digest is never promoted, in any environment."""
+    why = check.blocked.get(check.revision.digest or "")
+    if why is None:
+        return None
+    return _refuse(check, BLOCKED, DIGEST_BLOCKED, f"{short(check.revision.digest)} is {why}")
+
+
+def _downgrade_gate(check: GateInput) -> Action | None:
+    """``refuse_downgrade``: a digest first in force before the active one stays out (a
+    force-push to an older commit); a rollback is the way back."""
+    entry, digest = check.entry, check.revision.digest or ""
+    if not check.rules.refuse_downgrade or entry.active is None:
+        return None
+    was = entry.first_in_force.get(digest)
+    now = entry.first_in_force.get(entry.active.digest, entry.active.number)
+    if was is None or was >= now:
+        return None
+    return _refuse(
+        check,
+        DOWNGRADE,
+        DOWNGRADE_REFUSED,
+        f"{short(digest)} (first active as revision {was}) is older than the active "
+        f"{short(entry.active.digest)} (revision {now}); {check.key[1]} refuses downgrades "
+        "(use kneo registry rollback)",
+    )
+
+
+def _freeze_gate(check: GateInput) -> Action | None:
+    """Inside a freeze window, only an override the environment's approvers approved
+    (``min_approvals`` of them, one rejection ends it) lets the promotion through; the
+    refusal asks the applier to open the override task."""
+    if check.now is None or not check.rules.freeze:
+        return None
+    windows = [w for w in check.rules.freeze if w.active_at(check.now)]
+    if not windows:
+        return None
+    rules, override = check.rules, check.override
+    frozen = f"{check.key[1]} is frozen: " + "; ".join(w.describe() for w in windows)
+    if override.rejected_by:
+        who = ", ".join(sorted(override.rejected_by))
+        return _refuse(check, FROZEN, PROMOTION_FROZEN, f"{frozen}; override rejected by {who}")
+    counted = override.approved_by
+    if rules.approvers:
+        counted = counted & frozenset(rules.approvers)
+    if len(counted) >= rules.min_approvals:
+        return None
+    return _refuse(
+        check,
+        FROZEN,
+        PROMOTION_FROZEN,
+        f"{frozen}; override: {len(counted)} of {rules.min_approvals} approvals"
+        + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
+        request_task=True,
+    )
+
+
+def _upstream_gate(check: GateInput) -> Action | None:
+    return _upstream_wait(check.key, check.revision, check.rules, check.projected)
+
+
+def _approval_gate(check: GateInput) -> Action | None:
+    if not check.rules.require_human_approval:
+        return None
+    return _approval(check.key, check.revision, check.entry, check.rules, check.pending)[0]
+
+
+#: The checks a valid, changed revision passes before it is activated, in this order; the
+#: first that stops it decides. Cheap, people-independent refusals come first, so no one is
+#: asked to approve what would be refused anyway. Add a gate here (and its condition reason
+#: in :data:`REFUSAL_REASONS` when it refuses).
+PROMOTION_GATES: tuple[Gate, ...] = (
+    _block_gate,
+    _downgrade_gate,
+    _freeze_gate,
+    _upstream_gate,
+    _approval_gate,
+)
+
+
+def _approved_by(check: GateInput) -> tuple[str, ...]:
+    """Who approved the promotion (the approval gate let it pass)."""
+    if not check.rules.require_human_approval or check.pending is None:
+        return ()
+    counted = check.entry.approvals.approved_by
+    if check.rules.approvers:
+        counted = counted & frozenset(check.rules.approvers)
+    return tuple(sorted(counted))
+
+
+def _pinned(
+    key: BundleKey, revision: DesiredRevision | None, entry: ObservedEntry, pin: PinRef
+) -> list[Action]:
+    """A pinned key serves its pinned revision whatever Git asks for, until unpinned; a
+    registry changed outside is put back to the pin."""
+    name, environment = key
+    held = (
+        f"pinned to revision {pin.revision} ({short(pin.digest)})"
+        + (f" by {pin.pinned_by}" if pin.pinned_by else "")
+        + (f": {pin.reason}" if pin.reason else "")
+    )
+    if entry.active is None or entry.active.number != pin.revision:
+        target = RevisionRef(pin.revision, pin.digest, "inactive")
+        return [
+            Action(
+                ActionKind.DRIFT_REVERT,
+                name,
+                environment,
+                "drift_reverted",
+                f"{held}; re-activating it",
+                target=target,
+                drift=True,
+            )
+        ]
+    if revision is not None and revision.ok and revision.digest == pin.digest:
+        return [
+            Action(
+                ActionKind.NOOP,
+                name,
+                environment,
+                UP_TO_DATE,
+                f"revision {pin.revision} ({short(pin.digest)}) is active ({held})",
+                revision=revision,
+                target=entry.active,
+            )
+        ]
+    asks = (
+        f"Git asks for {short(revision.digest)}"
+        if revision is not None and revision.digest
+        else "Git has no valid bundle file"
+    )
+    message = f"{held}; {asks}, not promoted until `kneo registry unpin`"
+    return [
+        Action(
+            ActionKind.REFUSE,
+            name,
+            environment,
+            PINNED,
+            message,
+            revision=revision,
+            target=entry.active,
+            reasons=(Problem(PINNED, message),),
+        )
+    ]
 
 
 def _suspended(key: BundleKey, revision: DesiredRevision | None, entry: ObservedEntry) -> Action:
@@ -481,6 +721,8 @@ def _promoted(
         return ConditionValue(t, "True", R_PROMOTED, f"{short(main.digest)} is active")
     if kind is ActionKind.WAIT_FOR_APPROVAL:
         return ConditionValue(t, "False", R_AWAITING_APPROVAL, message)
+    if kind is ActionKind.REFUSE:
+        return ConditionValue(t, "False", REFUSAL_REASONS.get(main.reason, "Refused"), message)
     if kind is ActionKind.WAIT_FOR_UPSTREAM:
         return ConditionValue(t, "False", R_AWAITING_UPSTREAM, message)
     if kind is ActionKind.PRUNE:

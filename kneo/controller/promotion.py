@@ -3,7 +3,8 @@
 When an environment has ``require_human_approval``, the controller opens one continuation
 (no run; ``workflow_kind="promotion"``) holding one ``approval`` request with the prompt
 "Promote <name>@<digest> to <env>?". It shows up in ``kneo human list`` and
-``GET /v1/human-tasks`` like any pause. Each person who answers it is recorded as a
+``GET /v1/human-tasks`` like any pause. A rollback's approval task is one too (context
+``type`` ``rollback``, see :mod:`kneo.controller.operations`). Each person who answers it is recorded as a
 promotion approval (distinct approvers; M-of-N via ``min_approvals``); one rejection ends
 it. The continuation stays pending until the outcome is known, so several approvers can
 answer the same task; the controller activates the revision on its next reconcile.
@@ -36,6 +37,15 @@ def task_id(name: str, environment: str, digest: str) -> str:
 
 def prompt(name: str, environment: str, digest: str) -> str:
     return f"Promote {name}@{digest} to {environment}?"
+
+
+#: Approvals of a freeze override are recorded under ``freeze:<digest>``, apart from the
+#: digest's promotion approvals.
+OVERRIDE_PREFIX = "freeze:"
+
+
+def override_task_id(name: str, environment: str, digest: str) -> str:
+    return task_id(name, environment, OVERRIDE_PREFIX + digest)
 
 
 class PromotionGate:
@@ -99,6 +109,64 @@ class PromotionGate:
                 # its approvers, besides the bundle's name
                 search_text=[redact_text(request["prompt"]), *approvers],
             )
+        return cid
+
+    def open_override(
+        self,
+        tx: Any,
+        *,
+        name: str,
+        environment: str,
+        digest: str,
+        approvers: tuple[str, ...],
+        min_approvals: int,
+        frozen: str,
+        now: datetime,
+    ) -> str | None:
+        """Open the freeze-override task for promoting ``digest`` (inside ``tx``); its id, or
+        ``None`` when one is already pending."""
+        from kneo.engine.human import build_request
+
+        cid = override_task_id(name, environment, digest)
+        try:
+            existing = tx.get_continuation(cid)
+        except NotFound:
+            existing = None
+        if existing is not None and existing.status == "pending":
+            return None
+        question = f"Promote {name}@{digest} to {environment} during the freeze? ({frozen})"
+        context = {
+            "type": "promotion",
+            "override": "freeze",
+            "bundle": name,
+            "environment": environment,
+            "digest": digest,
+            "subject": OVERRIDE_PREFIX + digest,
+            "approvers": list(approvers),
+            "min_approvals": min_approvals,
+        }
+        request = build_request(
+            request_id=f"req_{cid.removeprefix('cont_')}",
+            kind=REQUEST_KIND,
+            wait_key=f"freeze:{environment}",
+            step_id="freeze_override",
+            prompt=question,
+            now=now,
+            decisions=("approved", "rejected"),
+            context=context,
+        ).to_dict()
+        request["status"] = "pending"
+        tx.put_continuation(
+            cid,
+            run_id=None,
+            requests=[request],
+            context=context,
+            workflow_kind=WORKFLOW_KIND,
+            workflow_name=name,
+            environment=environment,
+            expected_version=existing.version if existing is not None else None,
+            search_text=[redact_text(question), *approvers],
+        )
         return cid
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
@@ -185,6 +253,8 @@ def record_promotion_decision(
         raise InvalidDecision(
             f"a promotion accepts 'approved' or 'rejected', got {decision!r}", decision=decision
         )
+    if store.get_continuation(continuation_id).context.get("type") == "rollback":
+        return _decide_rollback(store, continuation_id, approver, decision, comment)
     with store.transaction() as tx:
         task = tx.get_continuation(continuation_id, for_update=True)
         context = task.context
@@ -202,10 +272,11 @@ def record_promotion_decision(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
                 code="not_an_approver",
             )
+        subject = context.get("subject") or digest  # a freeze override's are its own
         tx.add_promotion_approval(
-            name, env, digest, approver=approver, decision=decision, comment=comment
+            name, env, subject, approver=approver, decision=decision, comment=comment
         )
-        tally = count_approvals(tx, name, env, digest, approvers)
+        tally = count_approvals(tx, name, env, subject, approvers)
         required = int(context.get("min_approvals") or 1)
         outcome = (
             "rejected" if decision == "rejected" else "approved" if tally >= required else None
@@ -238,6 +309,27 @@ def record_promotion_decision(
         metrics.record_promotion(env, outcome)
     return PromotionDecisionResult(
         continuation_id, name, env, digest, decision, tally, required, outcome
+    )
+
+
+def _decide_rollback(
+    store: Any, continuation_id: str, approver: str, decision: str, comment: str | None
+) -> PromotionDecisionResult:
+    """A rollback's approval task, decided through the promotion resume."""
+    from kneo.controller.operations import decide_rollback
+
+    done = decide_rollback(
+        store, continuation_id, approver=approver, decision=decision, comment=comment
+    )
+    return PromotionDecisionResult(
+        continuation_id,
+        done["bundle"],
+        done["environment"],
+        done["digest"],
+        decision,
+        done["approvals"],
+        done["required"],
+        done["outcome"],
     )
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
+from kneo.controller.operations import pin_view
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping
 from kneo.store import ContinuationRecord, Store
@@ -75,12 +76,13 @@ def bundle_view(
         "revisions": [revision_view(r) for r in revisions],
         "conditions": [_json_times(asdict(c)) for c in store.list_conditions(bundle, environment)],
         "suspended": store.is_suspended(bundle, environment),
+        "pin": pin_view(store.get_pin(bundle, environment)),
     }
 
 
 def registry_overview(store: Store) -> dict[str, Any]:
     """Every (bundle, environment) the registry knows, with its active and pending revision
-    heads, conditions and suspension, in four queries whatever the registry's size."""
+    heads, conditions, suspension and pin, in five queries whatever the registry's size."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
 
     def cell(bundle: str, env: str) -> dict[str, Any]:
@@ -93,6 +95,7 @@ def registry_overview(store: Store) -> dict[str, Any]:
                 "pending": None,
                 "conditions": {},
                 "suspended": None,
+                "pin": None,
             },
         )
 
@@ -115,6 +118,8 @@ def registry_overview(store: Store) -> dict[str, Any]:
             "by": s.suspended_by,
             "since": utc_iso(s.created_at),
         }
+    for p in store.list_pins():
+        cell(p.bundle_name, p.environment)["pin"] = pin_view(p)
     environments = sorted({env for _, env in cells})
     bundles = sorted({name for name, _ in cells})
     return {
@@ -154,15 +159,18 @@ def promotion_tally(
     from kneo.controller.promotion import count_approvals
 
     ctx = task.context
-    decisions = store.list_promotion_approvals(ctx["bundle"], ctx["environment"], ctx["digest"])
+    subject = ctx.get("subject") or ctx["digest"]  # a rollback's approvals are its own
+    decisions = store.list_promotion_approvals(ctx["bundle"], ctx["environment"], subject)
     approvers = list(ctx.get("approvers") or [])
-    approved = count_approvals(store, ctx["bundle"], ctx["environment"], ctx["digest"], approvers)
+    approved = count_approvals(store, ctx["bundle"], ctx["environment"], subject, approvers)
     tally = {
         "bundle": ctx["bundle"],
         "environment": ctx["environment"],
         "digest": ctx["digest"],
         "revision": ctx.get("revision"),
         "upstream": ctx.get("upstream"),
+        "rollback": ctx.get("type") == "rollback",
+        "override": ctx.get("override"),
         "approvers": approvers,
         "required": int(ctx.get("min_approvals") or 1),
         "approved": approved,

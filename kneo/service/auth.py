@@ -225,6 +225,12 @@ class Authenticator:
         scopes = frozenset().union(*(ROLE_SCOPES[r] for r in person.roles))
         return Principal(person.name, scopes, method=method, person=person)
 
+    def person_from_claims(self, claims: dict[str, Any]) -> Person:
+        """The person verified ``claims`` name, with the roles the map gives them now."""
+        if self.tokens is None:
+            raise Unauthorized("OpenID sign-in is not configured")
+        return person_of(claims, self.tokens.settings, self.roles)
+
     def person(
         self, token: str, *, audience: str | None = None, nonce: str | None = None
     ) -> Person:

@@ -109,10 +109,41 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"No route for {request.method} {request.url.path}"
+        meant = route_meant(request)
+        if meant:
+            message += f"; did you mean {request.method} {meant}?"
     response = envelope_response(request, exc.status_code, {"error": code, "message": message})
     for key, value in (exc.headers or {}).items():
         response.headers[key] = value
     return response
+
+
+#: Path words other documents use for Kneo's routes (the reference's "/continuations/{id}").
+_PATH_SYNONYMS = {"continuations": "human-tasks"}
+
+
+def route_meant(request: Request) -> str | None:
+    """The documented route (its template) an unmatched path most likely misspells: same
+    method, same number of segments, the request's own values in the template's parameters."""
+    import difflib
+
+    if len(request.url.path) > 200:  # no route is this long: not a misspelling
+        return None
+    parts = [_PATH_SYNONYMS.get(p, p) for p in request.url.path.strip("/").split("/")]
+    wanted = "/".join(parts)
+    best, score = None, 0.8  # below this, a guess misleads more than it helps
+    paths: dict[str, Any] = request.app.openapi().get("paths", {})  # built once, then cached
+    for template, operations in paths.items():
+        if request.method.lower() not in operations:
+            continue
+        shape = template.strip("/").split("/")
+        if len(shape) != len(parts):
+            continue
+        filled = "/".join(p if s.startswith("{") else s for s, p in zip(shape, parts, strict=True))
+        ratio = difflib.SequenceMatcher(None, wanted, filled).ratio()
+        if ratio >= score:
+            best, score = template, ratio
+    return best
 
 
 def install_error_handlers(app: FastAPI) -> None:

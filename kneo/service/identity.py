@@ -182,6 +182,7 @@ class TokenVerifier:
         self._kids: frozenset[str] = frozenset()
         self._fetched_at = float("-inf")
         self._jwks_uri: str | None = None
+        self._discovery: dict[str, Any] | None = None
         #: sha256(token), audience -> (kid, claims) of tokens already verified
         self._verified: LRUCache[tuple[bytes, str], tuple[str, dict[str, Any]]] = LRUCache(
             VERIFIED_TOKENS
@@ -212,8 +213,7 @@ class TokenVerifier:
         with self._lock:
             try:
                 if self._jwks_uri is None:
-                    discovery = self._fetch_json(f"{self.issuer}/.well-known/openid-configuration")
-                    uri = discovery.get("jwks_uri")
+                    uri = self._discover().get("jwks_uri")
                     if not isinstance(uri, str) or not uri:
                         raise ValueError("the discovery document has no jwks_uri")
                     self._jwks_uri = uri
@@ -234,6 +234,33 @@ class TokenVerifier:
             self._keys = keys
             self._kids = frozenset(str(k.kid) for k in keys.keys if k.kid)
             self._fetched_at = self._monotonic()
+
+    def _discover(self) -> dict[str, Any]:
+        if self._discovery is None:
+            found = self._fetch_json(f"{self.issuer}/.well-known/openid-configuration")
+            if found.get("issuer") not in (None, self.issuer):
+                raise ValueError(f"the discovery document names issuer {found.get('issuer')!r}")
+            self._discovery = found
+        return self._discovery
+
+    def endpoint(self, name: str) -> str:
+        """An endpoint from the issuer's discovery document (``authorization_endpoint``,
+        ``token_endpoint``, ``device_authorization_endpoint``, ...); 503 when the provider
+        cannot be reached, ``config_error`` when it does not offer ``name``."""
+        try:
+            value = self._discover().get(name)
+        except Exception as exc:
+            log.warning("could not read the discovery document of %s: %s", self.issuer, exc)
+            raise NotReady(
+                f"the identity provider {self.issuer} could not be reached; try again shortly",
+                code="identity_provider_unavailable",
+            ) from None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"the identity provider {self.issuer} does not offer {name}",
+                variable="KNEO_SERV_OIDC_ISSUER",
+            )
+        return value
 
     # -- tokens -----------------------------------------------------------------------
     def claims(

@@ -135,3 +135,23 @@ def check_limits(body: BaseModel, limits: Limits) -> None:
             raise PayloadTooLarge(
                 f"{name} exceeds {limit} bytes ({variable})", field=name, limit_bytes=limit
             )
+
+
+class RollbackRequest(_Strict):
+    """Body of ``POST /v1/registry/bundles/{bundle}/{environment}/rollback``."""
+
+    to: int = Field(..., ge=1, le=2**31 - 1, description="The earlier revision to restore.")
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ReasonRequest(_Strict):
+    """Body of the pin and suspend operations (optional)."""
+
+    reason: str | None = Field(None, max_length=2000)
+
+
+class BlockRequest(_Strict):
+    """Body of ``POST /v1/registry/blocked-digests``."""
+
+    digest: str = Field(..., max_length=128, description="sha256:<64 hex digits>")
+    reason: str = Field(..., min_length=1, max_length=2000)

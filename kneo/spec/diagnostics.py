@@ -10,6 +10,7 @@ the spec and the registries, except that ``module:function`` refs are located an
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
@@ -302,6 +303,9 @@ def _review_active(step: StepSpec) -> bool:
 # --------------------------------------------------------------------------- rules
 
 
+_INVALIDATING = threading.Lock()
+
+
 def validate_spec(
     spec: Spec,
     *,
@@ -312,7 +316,10 @@ def validate_spec(
     """All diagnostics for ``spec``, errors first, then warnings, then info (stable order)."""
     import importlib
 
-    importlib.invalidate_caches()  # a long-lived process must see modules added since
+    # a long-lived process must see modules added since; one thread at a time, since two
+    # concurrent calls delete the same sys.path_importer_cache entries (KeyError in 3.11)
+    with _INVALIDATING:
+        importlib.invalidate_caches()
     catalog = ToolCatalog(spec, tool_registry)
     roots = import_roots(base_dir)
     out: list[Diagnostic] = []

@@ -24,10 +24,11 @@ from kneo.store.maintenance import (
     restore_sqlite_database,
 )
 from kneo.store.migrate import ensure_schema
-from kneo.store.notifications import NotificationEvent, NotificationRecord
+from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
+    BlockedDigest,
     BundleRevision,
     CheckpointRecord,
     Condition,
@@ -37,6 +38,7 @@ from kneo.store.records import (
     IdempotencyOutcome,
     LockRecord,
     Page,
+    Pin,
     PromotionApproval,
     QueueRecord,
     RevisionHead,
@@ -55,17 +57,20 @@ __all__ = [
     "RETENTION_CATEGORIES",
     "TERMINAL_RUN_STATUSES",
     "AuditEvent",
+    "BlockedDigest",
     "BundleRevision",
     "CheckpointRecord",
     "Condition",
     "ContinuationRecord",
     "ControllerRequest",
     "ControllerStatus",
+    "DeliveryOutcome",
     "IdempotencyOutcome",
     "LockRecord",
     "NotificationEvent",
     "NotificationRecord",
     "Page",
+    "Pin",
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",

@@ -60,6 +60,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry import RegistryReadsMixin
+from kneo.store.sessions import SessionsMixin
 from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class Store(
     MaintenanceMixin,
     GaugeReadsMixin,
     NotificationsMixin,
+    SessionsMixin,
     StoreBase,
 ):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.

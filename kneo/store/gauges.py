@@ -32,6 +32,10 @@ class Gauges:
     #: bundles (by the latest revision of each bundle and environment) by
     #: ``(environment, status, ready)``; ``ready`` is the Ready condition's status
     bundles: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: pinned bundles (``kneo registry pin|rollback``) by environment
+    pinned: dict[str, int] = field(default_factory=dict)
+    #: digests blocked from promotion everywhere
+    blocked_digests: int = 0
 
 
 _Q = t.queue.c
@@ -84,7 +88,13 @@ class GaugeReadsMixin(StoreBase):
             )
             .group_by(_R.environment, _R.status, ready.c.status)
         )
+        pins = sa.select(t.bundle_pins.c.environment, sa.func.count()).group_by(
+            t.bundle_pins.c.environment
+        )
         with self._read() as conn:
+            pinned = {str(env): int(n) for env, n in conn.execute(pins).all()}
+            blocked = conn.execute(sa.select(sa.func.count()).select_from(t.blocked_digests))
+            blocked_count = int(blocked.scalar() or 0)
             waiting = conn.execute(pending).all()
             count = conn.execute(depth).scalar()
             due = conn.execute(oldest_due).scalar()
@@ -98,7 +108,7 @@ class GaugeReadsMixin(StoreBase):
             (kind or "", env or ""): max(0.0, (moment - first).total_seconds())
             for kind, env, _, first in waiting
         }
-        return Gauges(tasks, oldest, int(count or 0), lag, registry)
+        return Gauges(tasks, oldest, int(count or 0), lag, registry, pinned, blocked_count)
 
 
 __all__ = ["GaugeReadsMixin", "Gauges"]

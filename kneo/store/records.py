@@ -211,6 +211,29 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A bundle held at one revision in one environment (a rollback pins its target)."""
+
+    bundle_name: str
+    environment: str
+    revision: int
+    digest: str
+    reason: str | None
+    pinned_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BlockedDigest:
+    """A spec digest the controller never promotes, in any environment, until unblocked."""
+
+    digest: str
+    reason: str
+    blocked_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Suspension:
     """A bundle the controller must leave alone in one environment."""
 

@@ -26,10 +26,12 @@ from kneo.store.base import StoreBase, check_page, keyset_page
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     REVISION_STATUSES,
+    BlockedDigest,
     BundleRevision,
     Condition,
     ControllerStatus,
     Page,
+    Pin,
     PromotionApproval,
     RevisionHead,
     Suspension,
@@ -430,6 +432,113 @@ class RegistryWritesMixin:
         self._mark_changed(bundle_name, environment)
         return True
 
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        """One revision as this transaction sees it (``not_found`` when absent)."""
+        return self._revision(bundle_name, environment, revision)
+
+    def active_revision_number(self, bundle_name: str, environment: str) -> int | None:
+        """The active revision's number as this transaction sees it, if any."""
+        key = {"bundle_name": bundle_name, "environment": environment}
+        found = self._first(("registry", "head"), lambda: _HEAD_SQL, key)
+        return None if found is None or found[1] is None else int(found[1])
+
+    def pin_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        *,
+        reason: str | None = None,
+        pinned_by: str | None = None,
+    ) -> Pin:
+        """Hold (bundle, environment) at ``revision`` (replacing any earlier pin); the
+        controller promotes nothing else there until :meth:`unpin_bundle`."""
+        record = self._revision(bundle_name, environment, revision)
+        values = {
+            "bundle_name": bundle_name,
+            "environment": environment,
+            "revision": revision,
+            "digest": record.digest,
+            "reason": reason,
+            "pinned_by": pinned_by,
+            "created_at": self.now,
+        }
+        names = d.columns(t.bundle_pins)
+        self._write(
+            "pin",
+            t.bundle_pins,
+            lambda: d.insert_sql(
+                t.bundle_pins,
+                names,
+                " ON CONFLICT (bundle_name, environment) DO UPDATE SET "
+                + ", ".join(f"{n} = excluded.{n}" for n in names[2:])
+                + " RETURNING bundle_name",
+            ),
+            values,
+        )
+        self._mark_changed(bundle_name, environment)
+        return rows.pin(values)
+
+    def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None:
+        """Lift the pin; the lifted pin, or ``None`` if there was none."""
+        found = self._select_one(
+            t.bundle_pins,
+            ("registry", "pin_row"),
+            lambda: d.select_sql(t.bundle_pins, _REV),
+            {"bundle_name": bundle_name, "environment": environment},
+        )
+        if found is None:
+            return None
+        self._first(
+            ("registry", "unpin"),
+            lambda: f"DELETE FROM bundle_pins WHERE {_REV} RETURNING bundle_name",
+            {"bundle_name": bundle_name, "environment": environment},
+        )
+        self._mark_changed(bundle_name, environment)
+        return rows.pin(found)
+
+    def block_digest(
+        self, digest: str, *, reason: str, blocked_by: str | None = None
+    ) -> BlockedDigest:
+        """Never promote ``digest`` again, anywhere, until unblocked; a second block of the
+        same digest keeps the first one's reason."""
+        if not reason.strip():
+            raise InvalidRequest("a block needs a reason", field="reason")
+        existing = self._select_one(
+            t.blocked_digests,
+            ("registry", "blocked"),
+            lambda: d.select_sql(t.blocked_digests, "digest = :digest"),
+            {"digest": digest},
+        )
+        if existing is not None:
+            return rows.blocked(existing)
+        values = {
+            "digest": digest,
+            "reason": reason,
+            "blocked_by": blocked_by,
+            "created_at": self.now,
+        }
+        self._write(
+            "block",
+            t.blocked_digests,
+            lambda: d.insert_sql(
+                t.blocked_digests, d.columns(t.blocked_digests), " RETURNING digest"
+            ),
+            values,
+        )
+        return rows.blocked(values)
+
+    def unblock_digest(self, digest: str) -> bool:
+        """Lift a block; ``False`` if the digest was not blocked."""
+        return (
+            self._first(
+                ("registry", "unblock"),
+                lambda: "DELETE FROM blocked_digests WHERE digest = :digest RETURNING digest",
+                {"digest": digest},
+            )
+            is not None
+        )
+
     def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
         """Update the named controller's status fields (others keep their values)."""
         allowed = {
@@ -759,6 +868,43 @@ class RegistryReadsMixin(StoreBase):
                 for r in conn.execute(part).mappings()
             ]
 
+    def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
+        p = t.bundle_pins.c
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(t.bundle_pins).where(
+                        p.bundle_name == bundle_name, p.environment == environment
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else rows.pin(row)
+
+    def list_pins(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[Pin]:
+        p = t.bundle_pins.c
+        stmt = sa.select(t.bundle_pins).order_by(p.bundle_name, p.environment)
+        if environment is not None:
+            stmt = stmt.where(p.environment == environment)
+        with self._read() as conn:
+            return [
+                rows.pin(r)
+                for part in _by_names(stmt, p.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
+
+    def list_blocked_digests(self) -> list[BlockedDigest]:
+        """Every blocked digest, oldest block first (a short list: people write it)."""
+        b = t.blocked_digests.c
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(t.blocked_digests).order_by(b.created_at, b.digest)
+            ).mappings()
+            return [rows.blocked(r) for r in result]
+
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""
         with self._read() as conn:
@@ -785,6 +931,24 @@ class RegistryReadsMixin(StoreBase):
                 sa.select(t.promotion_approvals).where(*where).order_by(p.id)
             ).mappings()
             return [rows.approval(r) for r in result]
+
+    def list_subject_approvals(
+        self, prefix: str, names: Collection[str] | None = None
+    ) -> list[PromotionApproval]:
+        """Decisions recorded under a subject starting with ``prefix`` (freeze overrides are
+        ``freeze:<digest>``), of the bundles ``names`` only if given."""
+        p = t.promotion_approvals.c
+        stmt = (
+            sa.select(t.promotion_approvals)
+            .where(p.digest.startswith(prefix, autoescape=True))
+            .order_by(p.id)
+        )
+        with self._read() as conn:
+            return [
+                rows.approval(r)
+                for part in _by_names(stmt, p.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
 
     # -- one-transaction shorthands -----------------------------------------------------
     def add_revision(self, bundle_name: str, environment: str, **fields: Any) -> BundleRevision:

@@ -14,11 +14,13 @@ from kneo.store import tables as t
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     AuditEvent,
+    BlockedDigest,
     BundleRevision,
     CheckpointRecord,
     Condition,
     ContinuationRecord,
     LockRecord,
+    Pin,
     PromotionApproval,
     QueueRecord,
     RunRecord,
@@ -158,6 +160,14 @@ def condition(r: Row) -> Condition:
 
 def suspension(r: Row) -> Suspension:
     return from_row(Suspension, r)
+
+
+def pin(r: Row) -> Pin:
+    return from_row(Pin, r)
+
+
+def blocked(r: Row) -> BlockedDigest:
+    return from_row(BlockedDigest, r)
 
 
 def approval(r: Row) -> PromotionApproval:

@@ -295,6 +295,23 @@ continuation_terms = sa.Table(
     sqlite_with_rowid=False,
 )
 
+# Console sign-ins kept on the server (0015): the cookie holds a random id, the row its
+# SHA-256, who signed in (``principal``), how (``method``: api_key, oidc_session), the
+# person's claims for an OIDC sign-in (roles are re-derived from them on every request), and
+# ``ended_at`` once they sign out: a copied cookie is refused from then on.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("person", JSONText),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Index(None, "expires_at"),
+)
+
 audit_events = sa.Table(
     "audit_events",
     metadata,
@@ -427,6 +444,30 @@ bundle_suspensions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# A bundle held at one revision in one environment (``kneo registry pin|rollback``,
+# migration 0014): the controller promotes nothing else there until it is unpinned.
+bundle_pins = sa.Table(
+    "bundle_pins",
+    metadata,
+    sa.Column("bundle_name", sa.String(255), primary_key=True),
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("pinned_by", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A spec digest never promoted again, in any environment, until unblocked (migration 0014).
+blocked_digests = sa.Table(
+    "blocked_digests",
+    metadata,
+    sa.Column("digest", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("blocked_by", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 controller_status = sa.Table(
     "controller_status",
     metadata,
@@ -538,6 +579,9 @@ notifications = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # the event's continuation id: a task's deliveries to a receiver go in order (0016)
+    sa.Column("task", sa.String(128)),
     sa.UniqueConstraint("event_id", "receiver"),
     sa.Index(None, "status", "available_at"),
+    sa.Index(None, "receiver", "task", "id"),
 )

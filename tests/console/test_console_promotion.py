@@ -62,3 +62,68 @@ def test_promotion_page_shows_what_to_judge_and_takes_two_approvals(
     assert cell.count("<strong>r2</strong>") == 2 and "awaits approval" not in cell
     history = html.unescape(bob.get("/ui/registry/mailer/prod").text)
     assert "alice" in history and "bob" in history and "Ready=True" in history
+
+
+def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
+    service: Callable[..., Any], tmp_path: Path
+) -> None:
+    store, controller, cid = promotion_setup(tmp_path)
+    app, _ = service(controller=controller, store=store)
+    operator, viewer, alice, bob = Console(app), Console(app), Console(app), Console(app)
+    for person, name in (
+        (operator, "operator"),
+        (viewer, "viewer"),
+        (alice, "alice"),
+        (bob, "bob"),
+    ):
+        person.sign_in(name)
+    page = html.unescape(viewer.get("/ui/registry/mailer/staging").text)
+    assert 'id="rollback"' not in page and "Operations" not in page
+    assert viewer.post("/ui/registry/mailer/staging", {"operation": "suspend"}).status_code == 403
+
+    page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
+    assert 'id="rollback"' in page and '<option value="1">r1</option>' in page
+    done = operator.post(
+        "/ui/registry/mailer/staging", {"operation": "rollback", "revision": "1", "reason": "bad"}
+    )
+    assert done.status_code == 303
+    assert store.get_active("mailer", "staging").revision == 3
+    page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
+    assert "pinned to r3" in page and "rollback to revision 1 by operator: bad" in page
+    assert "pinned to r3 by operator" in html.unescape(operator.get("/ui/registry").text)
+    [event] = store.list_audit(event_type="bundle.rolled_back", limit=5).items
+    assert event.actor == "operator"
+    again = operator.post("/ui/registry/mailer/staging", {"operation": "rollback", "revision": "3"})
+    assert again.status_code == 409 and "already active" in html.unescape(again.text)
+    assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
+    assert store.get_pin("mailer", "staging") is None
+    assert (
+        operator.post(
+            "/ui/registry/mailer/staging", {"operation": "suspend", "reason": "x"}
+        ).status_code
+        == 303
+    )
+    assert store.is_suspended("mailer", "staging")
+    assert store.list_audit(event_type="bundle.suspended", limit=5).items[0].actor == "operator"
+    assert operator.post("/ui/registry/mailer/staging", {"operation": "resume"}).status_code == 303
+
+    # prod requires two approvals: the button opens a rollback task they decide
+    request_id = store.get_continuation(cid).requests[0]["request_id"]
+    for person in (alice, bob):
+        person.post(f"/ui/promotions/{cid}", {"request_id": request_id, "decision": "approved"})
+    controller.step_down()
+    assert controller.reconcile_once().ok
+    assert store.get_active("mailer", "prod").revision == 2
+    asked = operator.post("/ui/registry/mailer/prod", {"operation": "rollback", "revision": "1"})
+    assert asked.status_code == 303 and "/ui/promotions/cont_rollback_" in asked.headers["location"]
+    rollback_cid = asked.headers["location"].rsplit("/", 1)[1]
+    page = html.unescape(alice.get(f"/ui/promotions/{rollback_cid}").text)
+    assert "Roll mailer in prod back to revision 1" in page and "0 of 2 needed" in page
+    rid = store.get_continuation(rollback_cid).requests[0]["request_id"]
+    for person in (alice, bob):
+        answer = person.post(
+            f"/ui/promotions/{rollback_cid}", {"request_id": rid, "decision": "approved"}
+        )
+        assert answer.status_code == 303, answer.text
+    active = store.get_active("mailer", "prod")
+    assert active.revision == 3 and active.digest == store.get_revision("mailer", "prod", 1).digest

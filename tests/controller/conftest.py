@@ -55,6 +55,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "bundle_revisions",
                 "bundle_conditions",
                 "bundle_suspensions",
+                "bundle_pins",
+                "blocked_digests",
                 "controller_status",
                 "promotion_approvals",
                 "registry_changes",

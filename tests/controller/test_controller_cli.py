@@ -102,6 +102,43 @@ def test_reconcile_status_and_registry_commands(cli: Any, repo: Repo, keys: Keys
     assert cli("controller", "resume", "helper", "--env", "dev", "--json")["changed"] is True
 
 
+def test_day_two_commands_roll_back_pin_and_block(cli: Any, repo: Repo, keys: Keys) -> None:
+    for prompt in ("good", "bad"):
+        repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec(prompt)))
+        repo.commit(prompt)
+        cli("controller", "reconcile", "--json")
+    args = ("helper", "--env", "dev")
+    suspended = cli("controller", "suspend", *args, "--actor", "erin", "--json")
+    assert suspended["suspended_by"] == "erin"
+    cli("controller", "resume", *args, "--actor", "erin")
+
+    done = cli(
+        "registry", "rollback", *args, "--to", "r1", "--reason", "5xx", "--actor", "dan", "--json"
+    )
+    assert (done["status"], done["revision"], done["pin"]["pinned_by"]) == ("rolled_back", 3, "dan")
+    text = cli("registry", "get", *args)
+    assert "pinned to revision 3 by dan: rollback to revision 1 by dan: 5xx" in text
+    cli("controller", "reconcile", "--json")
+    got = cli("registry", "get", *args, "--json")
+    assert got["active"]["revision"] == 3 and got["pin"]["revision"] == 3
+    assert {c["type"]: c["reason"] for c in got["conditions"]}["Promoted"] == "Pinned"
+    assert cli("registry", "unpin", *args, "--json")["changed"] is True
+    assert cli("registry", "pin", *args, "--reason", "freeze", "--json")["pin"]["revision"] == 3
+
+    bad = got["active"]["digest"]
+    blocked = cli("registry", "block", bad, "--reason", "leaks", "--actor", "sec", "--json")
+    assert blocked["blocked_by"] == "sec"
+    assert [b["digest"] for b in cli("registry", "blocks", "--json")["items"]] == [bad]
+    assert cli("registry", "unblock", bad, "--json")["changed"] is True
+
+    out = cli("registry", "rollback", *args, "--to", "latest", "--json", code=1)
+    assert "invalid_request" in out and "--to" in out and "Traceback" not in out
+    out = cli("registry", "rollback", *args, "--to", "9", "--json", code=1)
+    assert "not_found" in out
+    out = cli("registry", "block", "sha256:zz", "--reason", "x", "--json", code=1)
+    assert "invalid_request" in out
+
+
 def test_bad_input_is_one_line_with_a_stable_code(cli: Any, tmp_path: Path) -> None:
     out = cli("registry", "get", "nope", "--env", "dev", "--json", code=1)
     assert "not_found" in out

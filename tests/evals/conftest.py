@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = [
     "examples/__init__.py",
     "examples/hitl_functions.py",
+    "examples/hitl_counter.py",
     "examples/project_tools.py",
     "examples/support_agent.yaml",
     "examples/evals/support_agent.eval.yaml",

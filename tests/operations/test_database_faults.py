@@ -193,6 +193,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/policies/environment/{environment}"): {},
     ("POST", "/v1/runs/{run_id}/continue"): {},
     ("POST", "/v1/notifications/retry"): {"status": "dead"},
+    ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): {"to": 1},
+    ("POST", "/v1/registry/blocked-digests"): {"digest": "sha256:" + "1" * 64, "reason": "x"},
 }
 PARAMS = {
     "run_id": "run_x",
@@ -201,6 +203,7 @@ PARAMS = {
     "bundle": "b",
     "request_id": "1",
     "event_id": "1",
+    "digest": "sha256:" + "1" * 64,
 }
 
 

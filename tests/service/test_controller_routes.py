@@ -22,7 +22,7 @@ from svc_helpers import auth_env, headers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from gitops_fixtures import Keys, Repo
+from gitops_fixtures import Keys, Repo, spec
 
 from kneo.clock import SystemClock
 from kneo.controller.config import ControllerConfig
@@ -243,3 +243,61 @@ def test_kneo_serv_webhook_secret_verifies_when_no_variable_is_named(make_client
     good = client.post("/v1/controller/webhook", content=PUSH, headers=_signed())
     assert good.status_code == 202 and good.json()["accepted"] is True, good.text
     assert store.controller_request_counts("default")["queued"] == 1
+
+
+def test_day_two_routes_roll_back_pin_block_and_suspend_as_the_keys_person(
+    elsewhere: tuple[Any, Elsewhere, Repo, Keys],
+) -> None:
+    client, controller, repo, keys = elsewhere
+    controller.start()
+    store = client.app.state.manager.store
+    for prompt in ("good", "bad"):
+        repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec(prompt)))
+        repo.commit(prompt)
+        r = client.post("/v1/controller/reconcile", headers=headers("operator"))
+        assert r.status_code == 200, r.text
+    key = "/v1/registry/bundles/helper/dev"
+    op, viewer = headers("operator"), headers("viewer")
+
+    assert client.post(key + "/suspend", json={"reason": "x"}, headers=viewer).status_code == 403
+    r = client.post(key + "/suspend", json={"reason": "incident 42"}, headers=op)
+    assert r.status_code == 200 and r.json()["suspended_by"] == "operator"
+    [event] = store.list_audit(event_type="bundle.suspended", limit=10).items
+    assert (event.actor, event.payload["reason"]) == ("operator", "incident 42")
+    assert client.get(key, headers=viewer).json()["suspended"] is True
+    r = client.post(key + "/resume", headers=op)
+    assert r.status_code == 200 and r.json()["changed"] is True
+    [event] = store.list_audit(event_type="bundle.resumed", limit=10).items
+    assert event.actor == "operator"
+
+    r = client.post(key + "/rollback", json={"to": 1, "reason": "5xx"}, headers=op)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["revision"]) == ("rolled_back", 3)
+    got = client.get(key, headers=viewer).json()
+    assert got["active"]["revision"] == 3 and got["pin"]["pinned_by"] == "operator"
+    assert client.post(key + "/rollback", json={"to": 0}, headers=op).status_code == 422
+    r = client.post(key + "/rollback", json={"to": 1}, headers=op)
+    assert r.status_code == 409 and r.json()["error"] == "already_active"
+    r = client.post("/v1/registry/bundles/nope/dev/rollback", json={"to": 1}, headers=op)
+    assert r.status_code == 404
+
+    bad = got["revisions"][1]["digest"]  # revision 2
+    r = client.post(
+        "/v1/registry/blocked-digests", json={"digest": bad, "reason": "leaks"}, headers=op
+    )
+    assert r.status_code == 200 and r.json()["blocked_by"] == "operator"
+    listed = client.get("/v1/registry/blocked-digests", headers=viewer).json()
+    assert [b["digest"] for b in listed["blocked"]] == [bad]
+    r = client.post(
+        "/v1/registry/blocked-digests", json={"digest": "sha256:x", "reason": "y"}, headers=op
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    # unpinned, Git still asks for the bad digest: blocked, so revision 3 keeps serving
+    assert client.delete(key + "/pin", headers=op).json()["changed"] is True
+    client.post("/v1/controller/reconcile", headers=op)
+    got = client.get(key, headers=viewer).json()
+    assert got["active"]["revision"] == 3 and got["pin"] is None
+    promoted = {c["type"]: c for c in got["conditions"]}["Promoted"]
+    assert promoted["reason"] == "Blocked" and "blocked by operator: leaks" in promoted["message"]
+    r = client.delete(f"/v1/registry/blocked-digests/{bad}", headers=op)
+    assert r.json()["changed"] is True

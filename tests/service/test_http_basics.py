@@ -18,6 +18,32 @@ def test_unknown_route_and_method_are_envelopes(make_client) -> None:
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "meant"),
+    [
+        # the reference's word for a paused run's task
+        (
+            "post",
+            "/v1/continuations/cont_1/resume",
+            "POST /v1/human-tasks/{continuation_id}/resume",
+        ),
+        ("get", "/v1/human_tasks", "GET /v1/human-tasks"),
+        ("get", "/v1/run", "GET /v1/runs"),
+        ("get", "/v1/runs/run_1/trac", "GET /v1/runs/{run_id}/trace"),
+        ("get", "/v1/audit-event", "GET /v1/audit-events"),
+        ("get", "/v1/nope", None),
+        ("get", "/v1/runs/" + "x" * 300 + "/trac", None),  # too long to be a misspelling
+    ],
+)
+def test_an_unknown_route_names_the_one_meant(
+    make_client, method: str, path: str, meant: str | None
+) -> None:
+    r = getattr(make_client(), method)(path)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    said = f"No route for {method.upper()} {path}"
+    assert r.json()["message"] == (f"{said}; did you mean {meant}?" if meant else said)
+
+
 def test_declared_oversized_body_is_refused_before_reading(make_client) -> None:
     """Content-Length above KNEO_SERV_MAX_BODY_BYTES: 413 without touching the route."""
     client = make_client({"KNEO_SERV_MAX_BODY_BYTES": "100"})

@@ -138,6 +138,46 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             "/v1/registry/bundles/demo/prod",
             None,
         ),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): lambda: (
+            "POST",
+            "/v1/registry/bundles/demo/prod/rollback",
+            {"to": 1},
+        ),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/pin"): lambda: (
+            "POST",
+            "/v1/registry/bundles/demo/prod/pin",
+            {"reason": "hold"},
+        ),
+        ("DELETE", "/v1/registry/bundles/{bundle}/{environment}/pin"): lambda: (
+            "DELETE",
+            "/v1/registry/bundles/demo/prod/pin",
+            None,
+        ),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/suspend"): lambda: (
+            "POST",
+            "/v1/registry/bundles/demo/prod/suspend",
+            {"reason": "incident"},
+        ),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/resume"): lambda: (
+            "POST",
+            "/v1/registry/bundles/demo/prod/resume",
+            None,
+        ),
+        ("GET", "/v1/registry/blocked-digests"): lambda: (
+            "GET",
+            "/v1/registry/blocked-digests",
+            None,
+        ),
+        ("POST", "/v1/registry/blocked-digests"): lambda: (
+            "POST",
+            "/v1/registry/blocked-digests",
+            {"digest": BLOCKED, "reason": "bad"},
+        ),
+        ("DELETE", "/v1/registry/blocked-digests/{digest}"): lambda: (
+            "DELETE",
+            f"/v1/registry/blocked-digests/{BLOCKED}",
+            None,
+        ),
         ("GET", "/v1/notifications"): lambda: ("GET", "/v1/notifications", None),
         ("POST", "/v1/notifications/retry"): lambda: (
             "POST",
@@ -147,8 +187,12 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
     }
 
 
+BLOCKED = "sha256:" + "1" * 64
+
 #: Authorized but answering something other than 2xx by design in this fixture.
 NOT_2XX_WHEN_ALLOWED = {
+    # revision 1 is the active one: already_active (the route itself is reached)
+    ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): 409,
     ("POST", "/v1/controller/reconcile"): 404,  # no controller configured here
     ("GET", "/v1/controller/requests/{request_id}"): 404,  # no such request
 }

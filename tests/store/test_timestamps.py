@@ -62,6 +62,9 @@ LATER_COLUMNS = {
         "sent_at",
     },
     "continuation_terms": {"created_at"},  # 0013
+    "bundle_pins": {"created_at"},  # 0014
+    "blocked_digests": {"created_at"},  # 0014
+    "console_sessions": {"created_at", "expires_at", "ended_at"},  # 0015
 }
 
 

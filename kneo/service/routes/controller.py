@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from kneo.controller import operations
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest
 from kneo.names import check_name
@@ -22,6 +23,7 @@ from kneo.platform.registry import bundle_view, registry_revisions
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import store_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
+from kneo.service.schemas import BlockRequest, ReasonRequest, RollbackRequest
 
 if TYPE_CHECKING:
     from kneo.store import Store
@@ -192,3 +194,115 @@ def get_registry_bundle(
     check_name(bundle, kind="bundle name", field="bundle")
     check_name(environment, kind="environment")
     return bundle_view(store, bundle, environment, include_spec=include_spec)
+
+
+# --------------------------------------------------------------------------- day two
+# Registry writes people make; each audited with the calling key's name (its person).
+
+_KEY = "/registry/bundles/{bundle}/{environment}"
+
+
+def _checked(bundle: str, environment: str) -> None:
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+
+
+@router.post(_KEY + "/rollback", tags=["registry"])
+def rollback_bundle(
+    bundle: str,
+    environment: str,
+    body: RollbackRequest,
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> JSONResponse:
+    """Put revision ``to`` back in force now (a new revision copying it) and pin it, if its
+    digest still verifies against today's trust; ``202`` with the approval task where the
+    environment requires approval."""
+    _checked(bundle, environment)
+    data = operations.rollback(
+        store, bundle, environment, to=body.to, actor=principal.name, reason=body.reason
+    )
+    return JSONResponse(data, status_code=202 if data["status"] == "awaiting_approval" else 200)
+
+
+@router.post(_KEY + "/pin", tags=["registry"])
+def pin_bundle(
+    bundle: str,
+    environment: str,
+    body: ReasonRequest | None = Body(None),
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Hold the bundle at its active revision: nothing else is promoted until unpinned."""
+    _checked(bundle, environment)
+    reason = body.reason if body is not None else None
+    return operations.pin(store, bundle, environment, actor=principal.name, reason=reason)
+
+
+@router.delete(_KEY + "/pin", tags=["registry"])
+def unpin_bundle(
+    bundle: str,
+    environment: str,
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Lift the pin; the controller promotes what Git asks for on its next pass."""
+    _checked(bundle, environment)
+    return operations.unpin(store, bundle, environment, actor=principal.name)
+
+
+@router.post(_KEY + "/suspend", tags=["registry"])
+def suspend_bundle(
+    bundle: str,
+    environment: str,
+    body: ReasonRequest | None = Body(None),
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Make the controller leave the bundle alone here (as ``kneo controller suspend``)."""
+    _checked(bundle, environment)
+    reason = body.reason if body is not None else None
+    return operations.suspend(store, bundle, environment, actor=principal.name, reason=reason)
+
+
+@router.post(_KEY + "/resume", tags=["registry"])
+def resume_bundle(
+    bundle: str,
+    environment: str,
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Let the controller manage the bundle here again."""
+    _checked(bundle, environment)
+    return operations.resume(store, bundle, environment, actor=principal.name)
+
+
+@router.get(
+    "/registry/blocked-digests",
+    tags=["registry"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
+def list_blocked_digests(store: Store = Depends(store_dep)) -> dict[str, Any]:
+    """Digests never promoted again until unblocked, with why and by whom."""
+    items = [operations.blocked_view(b) for b in store.list_blocked_digests()]
+    return {"blocked": items, "count": len(items)}
+
+
+@router.post("/registry/blocked-digests", tags=["registry"])
+def block_digest(
+    body: BlockRequest,
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Never promote the digest again, in any environment, until unblocked."""
+    return operations.block(store, body.digest, actor=principal.name, reason=body.reason)
+
+
+@router.delete("/registry/blocked-digests/{digest}", tags=["registry"])
+def unblock_digest(
+    digest: str,
+    principal: Principal = Depends(require_scope("controller:write")),
+    store: Store = Depends(store_dep),
+) -> dict[str, Any]:
+    """Let the digest be promoted again."""
+    return operations.unblock(store, digest, actor=principal.name)

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -244,6 +244,43 @@ export const environmentPoliciesReplace = <ThrowOnError extends boolean = false>
 });
 
 /**
+ * List Blocked Digests
+ *
+ * Digests never promoted again until unblocked, with why and by whom.
+ */
+export const registryBlockedDigestsList = <ThrowOnError extends boolean = false>(options?: Options<RegistryBlockedDigestsListData, ThrowOnError>) => (options?.client ?? client).get<RegistryBlockedDigestsListResponses, RegistryBlockedDigestsListErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/blocked-digests',
+    ...options
+});
+
+/**
+ * Block Digest
+ *
+ * Never promote the digest again, in any environment, until unblocked.
+ */
+export const registryBlockedDigestsBlock = <ThrowOnError extends boolean = false>(options: Options<RegistryBlockedDigestsBlockData, ThrowOnError>) => (options.client ?? client).post<RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsBlockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/blocked-digests',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Unblock Digest
+ *
+ * Let the digest be promoted again.
+ */
+export const registryBlockedDigestsUnblock = <ThrowOnError extends boolean = false>(options: Options<RegistryBlockedDigestsUnblockData, ThrowOnError>) => (options.client ?? client).delete<RegistryBlockedDigestsUnblockResponses, RegistryBlockedDigestsUnblockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/blocked-digests/{digest}',
+    ...options
+});
+
+/**
  * List Registry
  *
  * Bundle revisions (active ones by default; ``status=all`` for every revision) by
@@ -265,6 +302,75 @@ export const registryBundlesGet = <ThrowOnError extends boolean = false>(options
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
     url: '/v1/registry/bundles/{bundle}/{environment}',
     ...options
+});
+
+/**
+ * Unpin Bundle
+ *
+ * Lift the pin; the controller promotes what Git asks for on its next pass.
+ */
+export const registryBundlesUnpin = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesUnpinData, ThrowOnError>) => (options.client ?? client).delete<RegistryBundlesUnpinResponses, RegistryBundlesUnpinErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/bundles/{bundle}/{environment}/pin',
+    ...options
+});
+
+/**
+ * Pin Bundle
+ *
+ * Hold the bundle at its active revision: nothing else is promoted until unpinned.
+ */
+export const registryBundlesPin = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesPinData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesPinResponses, RegistryBundlesPinErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/bundles/{bundle}/{environment}/pin',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Resume Bundle
+ *
+ * Let the controller manage the bundle here again.
+ */
+export const registryBundlesResume = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesResumeData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesResumeResponses, RegistryBundlesResumeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/bundles/{bundle}/{environment}/resume',
+    ...options
+});
+
+/**
+ * Rollback Bundle
+ *
+ * Put revision ``to`` back in force now (a new revision copying it) and pin it, if its
+ * digest still verifies against today's trust; ``202`` with the approval task where the
+ * environment requires approval.
+ */
+export const registryBundlesRollback = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesRollbackData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesRollbackResponses, RegistryBundlesRollbackErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/bundles/{bundle}/{environment}/rollback',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Suspend Bundle
+ *
+ * Make the controller leave the bundle alone here (as ``kneo controller suspend``).
+ */
+export const registryBundlesSuspend = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesSuspendData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesSuspendResponses, RegistryBundlesSuspendErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    url: '/v1/registry/bundles/{bundle}/{environment}/suspend',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**

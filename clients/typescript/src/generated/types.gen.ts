@@ -5,6 +5,24 @@ export type ClientOptions = {
 };
 
 /**
+ * BlockRequest
+ *
+ * Body of ``POST /v1/registry/blocked-digests``.
+ */
+export type BlockRequest = {
+    /**
+     * Digest
+     *
+     * sha256:<64 hex digits>
+     */
+    digest: string;
+    /**
+     * Reason
+     */
+    reason: string;
+};
+
+/**
  * ContinueRequest
  *
  * Body of ``POST /v1/runs/{run_id}/continue`` (optional).
@@ -523,6 +541,18 @@ export type PositionView = {
 };
 
 /**
+ * ReasonRequest
+ *
+ * Body of the pin and suspend operations (optional).
+ */
+export type ReasonRequest = {
+    /**
+     * Reason
+     */
+    reason?: string | null;
+};
+
+/**
  * RequestContext
  *
  * What is particular to one request: the model's words for a tool call, an output
@@ -606,6 +636,24 @@ export type RetryRequest = {
      * Status
      */
     status?: 'dead' | 'pending';
+};
+
+/**
+ * RollbackRequest
+ *
+ * Body of ``POST /v1/registry/bundles/{bundle}/{environment}/rollback``.
+ */
+export type RollbackRequest = {
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * To
+     *
+     * The earlier revision to restore.
+     */
+    to: number;
 };
 
 /**
@@ -2186,6 +2234,194 @@ export type EnvironmentPoliciesReplaceResponses = {
 
 export type EnvironmentPoliciesReplaceResponse = EnvironmentPoliciesReplaceResponses[keyof EnvironmentPoliciesReplaceResponses];
 
+export type RegistryBlockedDigestsListData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/registry/blocked-digests';
+};
+
+export type RegistryBlockedDigestsListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBlockedDigestsListError = RegistryBlockedDigestsListErrors[keyof RegistryBlockedDigestsListErrors];
+
+export type RegistryBlockedDigestsListResponses = {
+    /**
+     * Response Registry-Blocked-Digests-List
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBlockedDigestsListResponse = RegistryBlockedDigestsListResponses[keyof RegistryBlockedDigestsListResponses];
+
+export type RegistryBlockedDigestsBlockData = {
+    body: BlockRequest;
+    path?: never;
+    query?: never;
+    url: '/v1/registry/blocked-digests';
+};
+
+export type RegistryBlockedDigestsBlockErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBlockedDigestsBlockError = RegistryBlockedDigestsBlockErrors[keyof RegistryBlockedDigestsBlockErrors];
+
+export type RegistryBlockedDigestsBlockResponses = {
+    /**
+     * Response Registry-Blocked-Digests-Block
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBlockedDigestsBlockResponse = RegistryBlockedDigestsBlockResponses[keyof RegistryBlockedDigestsBlockResponses];
+
+export type RegistryBlockedDigestsUnblockData = {
+    body?: never;
+    path: {
+        /**
+         * Digest
+         */
+        digest: string;
+    };
+    query?: never;
+    url: '/v1/registry/blocked-digests/{digest}';
+};
+
+export type RegistryBlockedDigestsUnblockErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBlockedDigestsUnblockError = RegistryBlockedDigestsUnblockErrors[keyof RegistryBlockedDigestsUnblockErrors];
+
+export type RegistryBlockedDigestsUnblockResponses = {
+    /**
+     * Response Registry-Blocked-Digests-Unblock
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBlockedDigestsUnblockResponse = RegistryBlockedDigestsUnblockResponses[keyof RegistryBlockedDigestsUnblockResponses];
+
 export type RegistryBundlesListData = {
     body?: never;
     path?: never;
@@ -2348,6 +2584,356 @@ export type RegistryBundlesGetResponses = {
 };
 
 export type RegistryBundlesGetResponse = RegistryBundlesGetResponses[keyof RegistryBundlesGetResponses];
+
+export type RegistryBundlesUnpinData = {
+    body?: never;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/pin';
+};
+
+export type RegistryBundlesUnpinErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesUnpinError = RegistryBundlesUnpinErrors[keyof RegistryBundlesUnpinErrors];
+
+export type RegistryBundlesUnpinResponses = {
+    /**
+     * Response Registry-Bundles-Unpin
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesUnpinResponse = RegistryBundlesUnpinResponses[keyof RegistryBundlesUnpinResponses];
+
+export type RegistryBundlesPinData = {
+    /**
+     * Body
+     */
+    body?: ReasonRequest | null;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/pin';
+};
+
+export type RegistryBundlesPinErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesPinError = RegistryBundlesPinErrors[keyof RegistryBundlesPinErrors];
+
+export type RegistryBundlesPinResponses = {
+    /**
+     * Response Registry-Bundles-Pin
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesPinResponse = RegistryBundlesPinResponses[keyof RegistryBundlesPinResponses];
+
+export type RegistryBundlesResumeData = {
+    body?: never;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/resume';
+};
+
+export type RegistryBundlesResumeErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesResumeError = RegistryBundlesResumeErrors[keyof RegistryBundlesResumeErrors];
+
+export type RegistryBundlesResumeResponses = {
+    /**
+     * Response Registry-Bundles-Resume
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesResumeResponse = RegistryBundlesResumeResponses[keyof RegistryBundlesResumeResponses];
+
+export type RegistryBundlesRollbackData = {
+    body: RollbackRequest;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/rollback';
+};
+
+export type RegistryBundlesRollbackErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesRollbackError = RegistryBundlesRollbackErrors[keyof RegistryBundlesRollbackErrors];
+
+export type RegistryBundlesRollbackResponses = {
+    /**
+     * Successful Response
+     */
+    200: unknown;
+};
+
+export type RegistryBundlesSuspendData = {
+    /**
+     * Body
+     */
+    body?: ReasonRequest | null;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/suspend';
+};
+
+export type RegistryBundlesSuspendErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesSuspendError = RegistryBundlesSuspendErrors[keyof RegistryBundlesSuspendErrors];
+
+export type RegistryBundlesSuspendResponses = {
+    /**
+     * Response Registry-Bundles-Suspend
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesSuspendResponse = RegistryBundlesSuspendResponses[keyof RegistryBundlesSuspendResponses];
 
 export type RunsListData = {
     body?: never;

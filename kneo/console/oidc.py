@@ -1,0 +1,189 @@
+"""Signing in to the console at the company's OpenID provider: authorization code + PKCE.
+
+``/oidc/login`` sends the browser to the provider's authorization endpoint with a fresh
+``state``, ``nonce`` and PKCE ``S256`` challenge (built by Authlib), keeping them in a short
+signed cookie (``SameSite=Lax``: the provider's redirect back is a cross-site navigation).
+``/oidc/callback`` checks ``state`` (Authlib), trades the code and verifier for tokens at the
+token endpoint (the client authenticates with its secret), verifies the ID token like an API
+bearer token plus its ``nonce`` and the client id as audience, maps the person's groups to
+roles and opens a server-side session. The browser then follows a same-site link to the page
+it came for: a ``SameSite=Strict`` session cookie set during a cross-site redirect chain would
+not be sent on the next hop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from kneo.console.auth import ConsoleAuth
+from kneo.console.session import FLOW_COOKIE, FLOW_SECONDS, Session
+from kneo.errors import Forbidden, KneoError, NotFound, Unauthorized
+from kneo.logs import get_logger
+from kneo.service.identity import TokenVerifier
+
+if TYPE_CHECKING:
+    from kneo.console.pages import Render
+
+log = get_logger("kneo_serv.auth")
+
+
+def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/oidc/login`` and ``/oidc/callback`` (404 when no OpenID client is configured)."""
+    from kneo.console.pages import console_path, safe_next, set_session
+
+    def tokens() -> TokenVerifier:
+        verifier = auth.authenticator.tokens
+        if verifier is None or not verifier.settings.client_id:
+            raise NotFound("OpenID sign-in is not configured (KNEO_SERV_OIDC_CLIENT_ID)")
+        return verifier
+
+    def redirect_uri(request: Request) -> str:
+        public = auth.public_url or f"{request.url.scheme}://{request.url.netloc}"
+        return public + console_path(request, "oidc_callback")
+
+    @router.get("/oidc/login", name="oidc_login")
+    def oidc_login(request: Request, next: str = "") -> Response:
+        from authlib.common.security import generate_token
+        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+        verifier = tokens()
+        flow = {
+            "state": generate_token(32),
+            "nonce": generate_token(32),
+            "verifier": generate_token(64),
+            "next": safe_next(request, next),
+        }
+        target = prepare_grant_uri(
+            verifier.endpoint("authorization_endpoint"),
+            client_id=verifier.settings.client_id,
+            response_type="code",
+            redirect_uri=redirect_uri(request),
+            scope=" ".join(verifier.settings.scopes),
+            state=flow["state"],
+            nonce=flow["nonce"],
+            code_challenge=create_s256_code_challenge(flow["verifier"]),
+            code_challenge_method="S256",
+        )
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            FLOW_COOKIE,
+            auth.codec.dumps_flow(flow),
+            max_age=FLOW_SECONDS,
+            path=str(request.scope.get("root_path") or "/ui"),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @router.get("/oidc/callback", name="oidc_callback")
+    def oidc_callback(request: Request) -> Response:
+        verifier = tokens()
+        flow = auth.codec.loads_flow(request.cookies.get(FLOW_COOKIE))
+        try:
+            if flow is None:
+                raise Unauthorized(
+                    "The sign-in took too long or started elsewhere; start it again",
+                    code="oidc_flow_expired",
+                )
+            claims = _finish(request, verifier, flow, redirect_uri(request), auth.client_secret)
+            person = auth.authenticator.person_from_claims(claims)
+            principal = auth.authenticator.principal_of(person, method="oidc_session")
+        except (Unauthorized, Forbidden) as exc:
+            log.warning("console OpenID sign-in refused: %s", exc.code)
+            fresh = Session.anonymous()
+            page = render(
+                request,
+                "login.html",
+                {"next": "", "csrf": fresh.csrf, "error": exc.message},
+                status_code=exc.http_status,
+                session=fresh,
+            )
+            page.delete_cookie(FLOW_COOKIE, path=str(request.scope.get("root_path") or "/ui"))
+            return page
+        kept = {k: claims[k] for k in _kept_claims(verifier) if k in claims}
+        session = auth.open_session(principal, claims=kept)
+        target = (flow or {}).get("next") or console_path(request, "inbox")
+        page = render(request, "signed_in.html", {"target": target, "name": principal.name})
+        page.headers["Refresh"] = f"0; url={target}"
+        set_session(request, page, auth, session)
+        page.delete_cookie(FLOW_COOKIE, path=str(request.scope.get("root_path") or "/ui"))
+        return page
+
+
+def _kept_claims(verifier: TokenVerifier) -> tuple[str, ...]:
+    """The claims a session keeps: who, and what the role map reads."""
+    settings = verifier.settings
+    return ("sub", "email", "name", settings.user_claim, settings.groups_claim)
+
+
+def _finish(
+    request: Request,
+    verifier: TokenVerifier,
+    flow: dict[str, str],
+    redirect_uri: str,
+    client_secret: str,
+) -> dict[str, Any]:
+    """The verified ID token's claims of the provider's answer to ``flow``."""
+    import httpx2
+    from authlib.oauth2.rfc6749.errors import OAuth2Error
+    from authlib.oauth2.rfc6749.parameters import parse_authorization_code_response
+
+    settings = verifier.settings
+    if "error" in request.query_params:
+        raise Unauthorized(
+            f"The identity provider refused the sign-in: "
+            f"{request.query_params.get('error_description') or request.query_params['error']}",
+            code="oidc_sign_in_refused",
+        )
+    try:
+        params = parse_authorization_code_response(str(request.url), state=flow["state"])
+    except OAuth2Error:
+        raise Unauthorized(
+            "The sign-in's state does not match (a replayed or forged answer); start again",
+            code="oidc_state_mismatch",
+        ) from None
+    secret = client_secret
+    try:
+        answer = httpx2.post(
+            verifier.endpoint("token_endpoint"),
+            data={
+                "grant_type": "authorization_code",
+                "code": params["code"],
+                "redirect_uri": redirect_uri,
+                "code_verifier": flow["verifier"],
+                **({} if secret else {"client_id": settings.client_id}),
+            },
+            auth=(settings.client_id, secret) if secret else None,
+            timeout=10.0,
+        )
+    except httpx2.HTTPError as exc:
+        log.warning("the OpenID token endpoint failed: %s", type(exc).__name__)
+        raise Unauthorized(
+            "The identity provider could not be reached to finish the sign-in",
+            code="oidc_token_exchange_failed",
+        ) from None
+    body = (
+        answer.json()
+        if answer.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if answer.status_code != 200 or not isinstance(body.get("id_token"), str):
+        raise Unauthorized(
+            f"The identity provider did not issue an ID token "
+            f"({body.get('error') or answer.status_code})",
+            code="oidc_token_exchange_failed",
+        )
+    try:
+        return verifier.claims(body["id_token"], audience=settings.client_id, nonce=flow["nonce"])
+    except KneoError:
+        raise
+    except Exception:  # pragma: no cover - the verifier translates its own errors
+        raise Unauthorized("The ID token could not be verified", code="token_malformed") from None
+
+
+__all__ = ["add_oidc_routes"]
