@@ -41,15 +41,19 @@ def usage_of(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """The summed usage of agent unit records (:data:`USAGE_TOTALS`, zeros included)."""
     total = dict.fromkeys(USAGE_TOTALS, 0)
     for record in records:
-        usage = record.get("usage") or {}
-        for name in ("model_calls", "input_tokens", "output_tokens"):
-            value = usage.get(name)
-            if isinstance(value, int):
-                total[name] += value
+        spent = record.get("spent")  # ``kneo.engine.agent.count_spent``
+        if spent:
+            total["model_calls"] += spent[0]
+            total["input_tokens"] += spent[1]
+            total["output_tokens"] += spent[2]
         calls = record.get("tool_calls")
         if isinstance(calls, int):
             total["tool_calls"] += calls
     return total
+
+
+def add_usage(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {name: a[name] + b[name] for name in USAGE_TOTALS}
 
 
 def used(totals: Mapping[str, int], counter: str) -> int:
