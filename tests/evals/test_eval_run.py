@@ -136,3 +136,10 @@ def test_scripting_an_agent_the_spec_lacks_fails_that_case_with_the_names(projec
     [case] = run_suite(suite, SPEC, workers=1).cases
     assert case.status == "error" and case.error == "E_EVAL_SUITE"
     assert "scripts names agent 'ghost'" in case.failures[0]
+
+
+def test_a_bad_baseline_is_refused_before_the_suite_runs(project: Path, kneo: Kneo) -> None:
+    for ref in ("no-such-ref", "missing.json"):
+        result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", ref)
+        assert result.exit_code != 0 and "error[invalid_request]: --baseline" in result.stderr
+        assert "case" not in result.stdout  # no table: nothing ran
