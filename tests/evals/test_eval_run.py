@@ -107,3 +107,39 @@ def test_the_digest_is_the_signed_bundles_digest(project: Path, kneo: Kneo) -> N
     context = ProjectContext.discover(env="prod")
     assert result["digest"] == spec_digest(load_spec(SPEC, env="prod", project=context.config).data)
     assert result["environment"] == "prod"
+
+
+def test_a_judge_that_answers_fail_fails_the_case_through_its_provider(project: Path) -> None:
+    suite = load_suite(SUITE)
+    strict = suite.model_copy(
+        update={
+            "judge": suite.judge.model_copy(update={"script": []}),  # type: ignore[union-attr]
+            "cases": [c for c in suite.cases if c.id == "polite"],
+        }
+    )
+    [case] = run_suite(strict, SPEC, workers=1).cases
+    # an empty dummy script echoes: the judge's reply starts with "echo:", not PASS
+    assert not case.passed
+    assert case.failures[0].startswith("judge: 'The reply thanks the customer")
+
+
+def test_scripting_an_agent_the_spec_lacks_fails_that_case_with_the_names(project: Path) -> None:
+    from kneo.evals import parse_suite
+
+    suite = parse_suite(
+        {
+            "suite": "s",
+            "cases": [{"id": "x", "input": "hi", "scripts": {"ghost": [{"text": "a"}]}}],
+        },
+        source="s.yaml",
+    )
+    [case] = run_suite(suite, SPEC, workers=1).cases
+    assert case.status == "error" and case.error == "E_EVAL_SUITE"
+    assert "scripts names agent 'ghost'" in case.failures[0]
+
+
+def test_a_bad_baseline_is_refused_before_the_suite_runs(project: Path, kneo: Kneo) -> None:
+    for ref in ("no-such-ref", "missing.json"):
+        result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", ref)
+        assert result.exit_code != 0 and "error[invalid_request]: --baseline" in result.stderr
+        assert "case" not in result.stdout  # no table: nothing ran
