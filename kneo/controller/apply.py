@@ -9,7 +9,7 @@ or failing revision therefore never replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
 ``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
-conditions), ``promotion.requested`` (decisions are audited where they are
+conditions; ``promotion.evals_failed`` when it is the eval gate's), ``promotion.requested`` (decisions are audited where they are
 recorded, see :mod:`kneo.controller.promotion`).
 """
 
@@ -35,9 +35,10 @@ from kneo.controller.model import (
     PinRef,
     RevisionRef,
 )
-from kneo.controller.planner import conditions_for
+from kneo.controller.planner import EVALS, conditions_for
 from kneo.errors import KneoError
 from kneo.logs import get_logger
+from kneo.policy.evals import eval_summary
 
 log = get_logger("kneo.controller")
 
@@ -222,7 +223,10 @@ class Applier:
                     if action.kind is ActionKind.REFUSE and conditions:  # once per change
                         _audit(
                             tx,
-                            "bundle.refused",
+                            # a failing eval gate is news to the team (a notification)
+                            "promotion.evals_failed"
+                            if action.reason == EVALS
+                            else "bundle.refused",
                             action,
                             digest=action.digest,
                             reason=action.reason,
@@ -460,6 +464,7 @@ class Applier:
             min_approvals=rules.min_approvals,
             now=self.clock.now(),
             upstream=rules.require_approved_in,
+            evals=eval_summary(rules.require_evals, rev.evals, rev.digest or ""),
         )
         _audit(
             tx,

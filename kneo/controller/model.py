@@ -14,6 +14,9 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from kneo.bundle.format import EvalAttestation
+from kneo.policy.environment import EvalRequirement
+
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
 BundleKey = tuple[str, str]
 
@@ -47,6 +50,8 @@ class PromotionRules:
     refuse_downgrade: bool = False
     #: ``promotion.freeze`` windows (:class:`kneo.policy.environment.FreezeWindow`).
     freeze: tuple[Any, ...] = ()
+    #: ``promotion.require_evals``: suites the bundle must carry a passing result of.
+    require_evals: tuple[EvalRequirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class DesiredRevision:
     diagnostics: tuple[Mapping[str, Any], ...] = ()
     #: When this verdict must be judged again (a signing key's validity window ends).
     recheck_at: datetime | None = None
+    #: The eval results signed into the bundle (``kneo spec bundle sign --evals``).
+    evals: tuple[EvalAttestation, ...] = ()
 
     @property
     def key(self) -> BundleKey:

@@ -11,9 +11,10 @@ Rules, in the order they are applied to each (bundle, environment):
 3. A bundle that failed verification, or a digest a person rejected: reject it once (per
    fingerprint); the active revision keeps serving.
 4. The :data:`PROMOTION_GATES`, in order: a blocked digest, with ``refuse_downgrade`` a
-   digest first in force before the active one, and inside a freeze window a promotion
-   without an approved override are refused (not rejected: lifting the
-   block lets the same file through); then the upstream and approval gates below.
+   digest first in force before the active one, with ``require_evals`` a bundle without a
+   signed, passing result of each required suite, and inside a freeze window a promotion
+   without an approved override are refused (not rejected: lifting the block or fixing the
+   spec lets it through); then the upstream and approval gates below.
    ``require_approved_in``: the same digest must be active upstream, judged on the state
    *after* this plan's upstream actions (environments are planned upstream first), and the
    applier re-checks it inside the activating transaction.
@@ -50,6 +51,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.policy.evals import judge_evals
 
 # Action reasons (stable strings; the CLI and audit events carry them).
 UP_TO_DATE = "up_to_date"
@@ -62,11 +64,13 @@ PINNED = "pinned"
 BLOCKED = "blocked"
 DOWNGRADE = "downgrade"
 FROZEN = "frozen"
+EVALS = "evals_failed"
 
 # Problem codes of refusals.
 DIGEST_BLOCKED = "digest_blocked"
 DOWNGRADE_REFUSED = "downgrade_refused"
 PROMOTION_FROZEN = "promotion_frozen"
+EVALS_FAILED = "evals_failed"
 
 # Condition reasons.
 R_VERIFIED = "Verified"
@@ -89,6 +93,7 @@ REFUSAL_REASONS = {
     BLOCKED: "Blocked",
     DOWNGRADE: "DowngradeRefused",
     FROZEN: "Frozen",
+    EVALS: "EvalsFailed",
 }
 
 
@@ -305,6 +310,21 @@ def _downgrade_gate(check: GateInput) -> Action | None:
     )
 
 
+def _evals_gate(check: GateInput) -> Action | None:
+    """``require_evals``: the bundle carries a signed result of every required suite, for this
+    digest, at or above its minimum pass rate (docs/evals.md). A fixed spec is a new digest
+    with a new result, so nothing is recorded as rejected."""
+    if not check.rules.require_evals:
+        return None
+    verdicts = judge_evals(
+        check.rules.require_evals, check.revision.evals, check.revision.digest or ""
+    )
+    failed = [v for v in verdicts if not v.passed]
+    if not failed:
+        return None
+    return _refuse(check, EVALS, EVALS_FAILED, "; ".join(v.message() for v in failed))
+
+
 def _freeze_gate(check: GateInput) -> Action | None:
     """Inside a freeze window, only an override the environment's approvers approved
     (``min_approvals`` of them, one rejection ends it) lets the promotion through; the
@@ -351,6 +371,7 @@ def _approval_gate(check: GateInput) -> Action | None:
 PROMOTION_GATES: tuple[Gate, ...] = (
     _block_gate,
     _downgrade_gate,
+    _evals_gate,
     _freeze_gate,
     _upstream_gate,
     _approval_gate,

@@ -63,9 +63,11 @@ class PromotionGate:
         min_approvals: int,
         now: datetime,
         upstream: str | None = None,
+        evals: list[dict[str, Any]] | None = None,
     ) -> str:
         """Open the task inside the caller's transaction ``tx``; returns its id.
-        ``upstream``: the environment the digest must be active in first, if any."""
+        ``upstream``: the environment the digest must be active in first, if any; ``evals``:
+        the bundle's signed eval results against the environment's requirements."""
         from kneo.engine.human import build_request
 
         cid = task_id(name, environment, digest)
@@ -80,6 +82,8 @@ class PromotionGate:
         }
         if upstream:
             context["upstream"] = upstream
+        if evals:  # what the approvers see next to Approve (kneo.policy.evals.eval_summary)
+            context["evals"] = evals
         request = build_request(
             request_id=f"req_{cid.removeprefix('cont_')}",
             kind=REQUEST_KIND,

@@ -191,6 +191,7 @@ _SUMMARIES: dict[str, str] = {
     "human.expired": "{subject} expired unanswered: the run stopped",
     "human.decision": "{actor} decided {decision} on {subject}",
     "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
+    "promotion.evals_failed": "{subject} was held back by its eval gate: {detail}",
     "bundle.promoted": "{subject} was promoted",
     "bundle.rejected": "{subject} was rejected",
     "bundle.drift_reverted": "drift on {subject} was reverted",
@@ -211,6 +212,9 @@ def summary(event: NotificationEvent) -> str:
         expires_at=data.get("expires_at") or "soon",
         actor=event.actor or "someone",
         decision=data.get("decision") or "",
+        detail="; ".join(
+            str(r.get("message")) for r in data.get("reasons") or [] if isinstance(r, dict)
+        ),
     )
     return redact_text(text)
 

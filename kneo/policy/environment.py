@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -195,7 +196,7 @@ class BudgetsPolicy(_Model):
     #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
     on_exceeded: Literal["pause", "fail"] = "pause"
 
-    @property
+    @cached_property
     def limits(self) -> dict[str, int]:
         """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
         pairs = (
