@@ -208,7 +208,7 @@ class Bench:
                 started = time.process_time()
                 answer = call()
                 cpu[name].append((time.process_time() - started) * 1000)
-                assert answer.status_code == 200, answer.text[:300]
+                assert answer.status_code in (200, 304), answer.text[:300]
                 server[name] += self.durations.take()
         self.results += [summary(name, server[name], cpu[name]) for name, _ in named]
 
@@ -325,10 +325,17 @@ def search_pages(args: Any) -> Bench:
     print(f"made {len(cids)} pending tasks in {elapsed:.1f} s", file=sys.stderr)
     bench = Bench(settings, manager)
     client, one = bench.client, args.search_tasks // 2
-    unchanged = {"If-None-Match": client.get("/ui/inbox").headers.get("etag", "")}
+    seen = [client.get("/ui/inbox").headers.get("etag", "")]
+
+    def refresh() -> Any:
+        """The page's own refresh: the last ETag it got (304 until the minute turns)."""
+        answer = client.get("/ui/inbox", headers={"If-None-Match": seen[0]})
+        seen[0] = answer.headers.get("etag", seen[0])
+        return answer
+
     bench.measure(
         ("inbox at N, first page (no search)", lambda: client.get("/ui/inbox")),
-        ("inbox at N, refresh unchanged", lambda: client.get("/ui/inbox", headers=unchanged)),
+        ("inbox at N, refresh unchanged", refresh),
         ("search, one task's word", lambda: client.get(f"/ui/inbox?q=customer+{one}")),
         ("search, every task's word", lambda: client.get("/ui/inbox?q=invoice")),
         ("search, two words (1 in 100)", lambda: client.get("/ui/inbox?q=invoice+b42")),
