@@ -14,6 +14,7 @@ LangGraph's equivalent script; both may write bytecode (into a private
 
     python bench/engine.py [--runs 20] [--resumes 7]
     python bench/engine.py --observe [--runs 200]   # metrics + OpenTelemetry off vs on
+    python bench/engine.py --budgets [--runs 100]   # agent steps: usage + budgets off vs on
 """
 
 from __future__ import annotations
@@ -108,13 +109,16 @@ class KneoSteps:
         for _ in range(3):  # warm up compile caches and the SQLite file
             self.manager.run_from_spec(input_text="x", spec_path=root / "steps10.yaml")
 
+    #: wall time; the agent-step rounds take this process's CPU time (``--budgets``)
+    clock = staticmethod(time.perf_counter)
+
     def round(self, timings: Timings) -> None:
         for n in (1, 10):
-            start = time.perf_counter()
+            start = self.clock()
             result = self.manager.run_from_spec(
                 input_text="x", spec_path=self.root / f"steps{n}.yaml"
             )
-            timings[n].append(time.perf_counter() - start)
+            timings[n].append(self.clock() - start)
             assert result.status == "succeeded"
 
     def close(self) -> None:
@@ -368,6 +372,110 @@ class LangGraphWarmResume:
         return samples
 
 
+# --------------------------------------------------------------------------- budgets
+
+TOOL_MODULE = "def echo(args):\n    return str(args.get('text'))\n"
+
+
+class AgentSteps(KneoSteps):
+    """1- and 10-step workflows of agent steps (``dummy`` provider: a tool call, then the
+    answer, so each step is two model calls and one tool call), in a project whose
+    ``environments/dev.yaml`` sets ``budgets`` (limits never reached) or none. Timed in this
+    process's CPU time: on a shared machine wall time moved +-10 % between two identical
+    setups, more than the difference measured."""
+
+    clock = staticmethod(time.process_time)
+
+    def __init__(self, root: Path, *, budgets: bool) -> None:
+        from kneo.platform import create_platform
+        from kneo.settings import Settings
+        from kneo.spec.project import ProjectContext
+
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "benchtools.py").write_text(TOOL_MODULE)
+        sys.path.insert(0, str(root))
+        if budgets:
+            (root / "environments").mkdir(exist_ok=True)
+            limits = {"max_model_calls": 10**6, "max_tool_calls": 10**6, "max_tokens": 10**9}
+            (root / "environments" / "dev.yaml").write_text(
+                json.dumps({"version": "v1", "budgets": limits})
+            )
+        agent = {
+            "name": "bench",
+            "system_prompt": "Echo.",
+            "tools": ["echo"],
+            "policies": {"tool": {"allow": ["echo"]}},
+            "model": {
+                "provider": "dummy",
+                "name": "bench",
+                "script": [
+                    {"tool_calls": [{"name": "echo", "arguments": {"text": "{input}"}}]},
+                    {"text": "echoed {last_tool_result}"},
+                ],
+            },
+        }
+        tool = {
+            "description": "Echo.",
+            "implementation": "benchtools:echo",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+        }
+        for n in (1, 10):
+            spec = {
+                "version": "v1",
+                "agent": agent,
+                "workflow": {
+                    "type": "sequential",
+                    "name": f"a{n}",
+                    "steps": [{"id": f"s{i}", "kind": "agent", "ref": "bench"} for i in range(n)],
+                },
+                "components": {"tools": {"echo": tool}},
+            }
+            (root / f"steps{n}.yaml").write_text(json.dumps(spec))
+        settings = Settings.from_env({"KNEO_SERV_SQLITE_SYNCHRONOUS": "normal"})
+        self.root = root
+        self.manager = create_platform(
+            settings, ProjectContext.discover(cwd=root, settings=settings)
+        )
+        for _ in range(3):
+            self.manager.run_from_spec(input_text="x", spec_path=root / "steps10.yaml")
+
+
+def budgeted(runs: int) -> None:
+    """Per agent step: usage recording and budgets off (``count_spent`` a no-op, no
+    ``budgets:``) against on (counted, and limits checked before every model and tool
+    call), rounds interleaved in one process."""
+    from kneo.engine import agent
+
+    counting = agent.count_spent
+
+    def nothing(record: dict[str, Any], usage: Any) -> None:
+        return None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        off = AgentSteps(Path(tmp) / "off", budgets=False)
+        on = AgentSteps(Path(tmp) / "on", budgets=True)
+        off_t: Timings = {1: [], 10: []}
+        on_t: Timings = {1: [], 10: []}
+        for i in range(runs):  # alternate which goes first: a load spike hits both
+            for mode in ("off", "on") if i % 2 else ("on", "off"):
+                agent.count_spent = nothing if mode == "off" else counting  # type: ignore[assignment]
+                (off if mode == "off" else on).round(off_t if mode == "off" else on_t)
+        agent.count_spent = counting
+        off.close()
+        on.close()
+    print(
+        "per agent step (2 model calls, 1 tool call), CPU time, SQLite WAL "
+        f"synchronous=NORMAL, median of {runs} interleaved rounds"
+    )
+    print(_line("off", off_t))
+    print(_line("budgets", on_t))
+    ratio = per_step(on_t) / per_step(off_t)
+    print(
+        f"  on - off {(per_step(on_t) - per_step(off_t)) * 1e6:+.0f} us/step, "
+        f"ratio {ratio:.3f} (target < 1.05)"
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -437,7 +545,15 @@ def main() -> None:
         help="metrics and OpenTelemetry on (spans to a batch processor whose exporter "
         "drops them): the per-step cost of observing a run",
     )
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="agent steps with usage recording and budgets off vs on: the per-step cost",
+    )
     args = parser.parse_args()
+    if args.budgets:
+        budgeted(args.runs)
+        return
     if args.observe:
         observed(args.runs)
         return

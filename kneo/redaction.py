@@ -231,11 +231,12 @@ _KEYS = [
 ]
 # A model call's usage (``"input_tokens": 12``) is in every agent's state: "token" there is a
 # safe key's (``_SAFE_KEYS``), so only those whole JSON keys are passed over.
+# Led by the literal, so ``re`` jumps between occurrences instead of trying every position.
 _COUNTED_TOKENS = "".join(
-    f'(?<!"{word}_)' for word in ("input", "output", "total", "prompt", "completion", "max")
+    f'(?<!"{word}_token)' for word in ("input", "output", "total", "prompt", "completion", "max")
 )
 _GROUPS = (
-    ("token", re.compile(rf'token(?!s")|{_COUNTED_TOKENS}token')),
+    ("token", re.compile(f'token(?:(?!s")|{_COUNTED_TOKENS})')),
     ("gh", re.compile(r"gh[pousr]_")),
     ("gl", re.compile(r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-")),
     ("k_", re.compile(r"[sr]k_(?:live|test)_")),

@@ -172,6 +172,11 @@ class NotificationSettings:
     lease_seconds: float = 30.0
     #: one HTTP attempt's timeout (keep it below the lease)
     timeout_seconds: float = 10.0
+    #: deliveries one dispatcher has in flight at once, over all its receivers
+    concurrency: int = 64
+    #: deliveries in flight to one receiver (per dispatcher): a receiver that hangs holds
+    #: these, never the others'
+    receiver_concurrency: int = 32
     #: ``human.expiring`` is sent this long before a pending request's ``expires_at``
     expiring_lead_seconds: float = 900.0
     #: receivers as JSON (a list, the project config's ``notifications.receivers`` schema)
@@ -274,6 +279,11 @@ def _notifications(env: Mapping[str, str]) -> NotificationSettings:
         backoff_max_seconds=_num(env, "BACKOFF_MAX_SECONDS", n.backoff_max_seconds),
         lease_seconds=_num(env, "LEASE_SECONDS", n.lease_seconds) or n.lease_seconds,
         timeout_seconds=_num(env, "TIMEOUT_SECONDS", n.timeout_seconds) or n.timeout_seconds,
+        concurrency=_int(env, "KNEO_SERV_NOTIFICATIONS_CONCURRENCY", n.concurrency) or 1,
+        receiver_concurrency=_int(
+            env, "KNEO_SERV_NOTIFICATIONS_RECEIVER_CONCURRENCY", n.receiver_concurrency
+        )
+        or 1,
         expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
         receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
     )

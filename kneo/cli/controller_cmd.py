@@ -251,10 +251,63 @@ def reconcile(
 @options
 def plan_command(
     source: Source = Source(),
+    base: str | None = typer.Option(
+        None, "--base", help="With --head: what merging HEAD onto BASE would do (a pull request)"
+    ),
+    head: str | None = typer.Option(None, "--head", help="The pull request's ref or commit"),
+    format: str | None = typer.Option(
+        None, "--format", help="With --base/--head: markdown (a PR comment) or json"
+    ),
     out: Output = Output(),
 ) -> None:
-    """Dry run: what a reconcile of the current commit would do; writes nothing."""
-    _one_pass(source, out, lambda ctl, progress: ctl.plan(progress=progress))
+    """Dry run: what a reconcile of the current commit would do; writes nothing. With --base
+    and --head: per environment, what merging would change, the spec diffs, verdicts,
+    blocks, freezes and approvals required; exit 1 when something would be refused."""
+    if base is None and head is None and format is None:
+        _one_pass(source, out, lambda ctl, progress: ctl.plan(progress=progress))
+        return
+    _review(source, base, head, format, out)
+
+
+def _review(
+    source: Source, base: str | None, head: str | None, format: str | None, out: Output
+) -> None:
+    from kneo.controller.review import render_markdown, review
+    from kneo.errors import InvalidRequest
+
+    if base is None or head is None:
+        raise InvalidRequest("--base and --head go together", field="--base")
+    chosen = format or ("json" if out.structured else "markdown")
+    if chosen not in ("markdown", "json"):
+        raise InvalidRequest(f"--format is markdown or json, got {chosen!r}", field="--format")
+    ctl = _controller(source)
+    try:
+        store = ctl.store if _has_registry(ctl.store) else None
+        data = review(
+            ctl.loader,
+            ctl.source,
+            store,
+            base=base,
+            head=head,
+            now=ctl.clock.now(),
+            prune=ctl.config.prune,
+        )
+    finally:
+        ctl.source.close()
+    if chosen == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_markdown(data))
+    if data["refused"]:
+        raise typer.Exit(1)
+
+
+def _has_registry(store: Any) -> bool:
+    """Whether the configured store holds a registry to plan against."""
+    try:
+        return bool(store.list_revision_heads())
+    except Exception:  # no database reachable from CI: plan against the base commit
+        return False
 
 
 @controller_app.command("status")

@@ -205,6 +205,39 @@ def current_command(database_url: UrlOpt = None, out: Output = Output()) -> None
         typer.echo(f"{result['database']}: revision {revision or 'none'} ({state})")
 
 
+@db_app.command("doctor")
+@options
+def doctor_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
+    """Check what makes the database slow or unsafe for Kneo (pending migrations,
+    autovacuum, stale statistics, missing indexes, connection headroom) and say what to do.
+    Read-only; exits 1 when a check warns or fails."""
+    from kneo.store import open_store
+    from kneo.store.doctor import as_dict, diagnose
+
+    settings = _settings()
+    url, state_dir = _target(database_url, settings)
+    store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
+    try:
+        findings = diagnose(store)
+    finally:
+        store.close()
+    healthy = all(f.status == "ok" for f in findings)
+    result = {
+        "database": _shown(store.engine.url),
+        "backend": store.backend,
+        "healthy": healthy,
+        "checks": [as_dict(f) for f in findings],
+    }
+    if not out.printed_json(result):
+        typer.echo(f"{result['database']} ({store.backend})")
+        for finding in findings:
+            typer.echo(f"{finding.status.upper():<4}  {finding.check}: {finding.detail}")
+            for line in finding.fix.splitlines():
+                typer.echo(f"      fix: {line}")
+    if not healthy:
+        raise typer.Exit(1)
+
+
 def effective_retention(settings: Settings) -> RetentionDays:
     """Environment variables win per field over the project config's ``retention:`` block."""
     from kneo.platform.maintenance import retention_policy

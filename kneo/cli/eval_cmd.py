@@ -62,6 +62,24 @@ def _spec_at(spec_path: Path, ref: str, environment: str | None) -> Any:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _check_baseline(ref: str, spec_path: Path) -> None:
+    """A results file that exists, or a Git ref that names a commit."""
+    from kneo.errors import InvalidRequest
+
+    if Path(ref).suffix == ".json":
+        if not Path(ref).is_file():
+            raise InvalidRequest(f"--baseline {ref}: no such results file", field="baseline")
+        return
+    found = _git(
+        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], spec_path.resolve().parent
+    )
+    if found.returncode != 0:
+        raise InvalidRequest(
+            f"--baseline {ref}: not a commit in the spec's Git checkout (nor a .json results file)",
+            field="baseline",
+        )
+
+
 def _baseline(
     ref: str, spec_path: Path, environment: str | None, suite: Any, workers: int
 ) -> dict[str, Any]:
@@ -108,6 +126,8 @@ def run_command(
 
     workers = workers or DEFAULT_WORKERS
     suite = load_suite(suite_path)
+    if baseline is not None:
+        _check_baseline(baseline, spec_path)  # before the suite runs, not after
     if threshold is not None:
         suite = suite.model_copy(update={"pass_threshold": threshold})
     show = not out.structured and sys.stderr.isatty()

@@ -77,7 +77,7 @@ _LABELS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "question": {"provided": ("Answer", "Answer", True)},
     "budget": {
         "approved": ("Continue with the limit raised", None, False),
-        "edited": ("Continue with this limit", None, True),
+        "provided": ("Continue with this limit", None, True),
         "rejected": ("Stop the run", "Reason (optional)", False),
     },
 }

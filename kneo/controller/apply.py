@@ -9,7 +9,7 @@ or failing revision therefore never replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
 ``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
-conditions), ``promotion.requested`` (decisions are audited where they are
+conditions; ``promotion.evals_failed`` when it is the eval gate's), ``promotion.requested`` (decisions are audited where they are
 recorded, see :mod:`kneo.controller.promotion`).
 """
 
@@ -35,9 +35,10 @@ from kneo.controller.model import (
     PinRef,
     RevisionRef,
 )
-from kneo.controller.planner import conditions_for
+from kneo.controller.planner import EVALS, conditions_for
 from kneo.errors import KneoError
 from kneo.logs import get_logger
+from kneo.policy.evals import eval_summary
 
 log = get_logger("kneo.controller")
 
@@ -113,11 +114,20 @@ def observe(
             pin=pins.get(key),
             first_in_force=first_in_force.get(key, {}),
         )
+    overrides: dict[tuple[str, str, str], Approvals] = {}
+    for a in store.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
+        okey = (a.bundle_name, a.environment, a.digest.removeprefix(promotion.OVERRIDE_PREFIX))
+        had = overrides.get(okey, Approvals())
+        overrides[okey] = (
+            Approvals(had.approved_by | {a.approver}, had.rejected_by)
+            if a.decision == "approved"
+            else Approvals(had.approved_by, had.rejected_by | {a.approver})
+        )
     conditions = {
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
-    return Snapshot(ObservedState(entries, blocked), conditions)
+    return Snapshot(ObservedState(entries, blocked, overrides), conditions)
 
 
 @dataclass(frozen=True)
@@ -213,7 +223,10 @@ class Applier:
                     if action.kind is ActionKind.REFUSE and conditions:  # once per change
                         _audit(
                             tx,
-                            "bundle.refused",
+                            # a failing eval gate is news to the team (a notification)
+                            "promotion.evals_failed"
+                            if action.reason == EVALS
+                            else "bundle.refused",
                             action,
                             digest=action.digest,
                             reason=action.reason,
@@ -270,7 +283,38 @@ class Applier:
             return self._drift_revert(tx, action, entry)
         if kind is ActionKind.WAIT_FOR_APPROVAL and action.request_task:
             return self._request_approval(tx, action, entry, desired)
+        if kind is ActionKind.REFUSE and action.request_task:
+            return self._request_override(tx, action, desired)
         return Outcome(action, False)
+
+    def _request_override(self, tx: Any, action: Action, desired: DesiredState) -> Outcome:
+        """A freeze refusal: open the override task for the environment's approvers, once."""
+        rev = _desired(action)
+        name, env = action.key
+        rules = desired.environments[env].promotion
+        cid = self.gate.open_override(
+            tx,
+            name=name,
+            environment=env,
+            digest=rev.digest or "",
+            approvers=rules.approvers,
+            min_approvals=rules.min_approvals,
+            frozen=action.reasons[0].message if action.reasons else action.message,
+            now=self.clock.now(),
+        )
+        if cid is None:
+            return Outcome(action, False)
+        _audit(
+            tx,
+            "promotion.override_requested",
+            action,
+            continuation_id=cid,
+            digest=rev.digest,
+            approvers=list(rules.approvers),
+            min_approvals=rules.min_approvals,
+            message=action.message,
+        )
+        return Outcome(action, True)
 
     def _activate(
         self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
@@ -307,6 +351,13 @@ class Applier:
             record = _add_revision(
                 tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
+        self.gate.close(  # a freeze override asked for this digest is no longer needed
+            tx,
+            name=name,
+            environment=env,
+            digest=promotion.OVERRIDE_PREFIX + (rev.digest or ""),
+            outcome="activated",
+        )
         _audit(
             tx,
             "bundle.promoted",
@@ -413,6 +464,7 @@ class Applier:
             min_approvals=rules.min_approvals,
             now=self.clock.now(),
             upstream=rules.require_approved_in,
+            evals=eval_summary(rules.require_evals, rev.evals, rev.digest or ""),
         )
         _audit(
             tx,

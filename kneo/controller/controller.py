@@ -318,7 +318,7 @@ class Controller:
         actions = plan(
             desired,
             snapshot.observed,
-            PlanOptions(prune=self.config.prune, allow_empty=self.config.allow_empty),
+            PlanOptions(self.config.prune, self.config.allow_empty, run.started),
         )
         if any(a.reason == EMPTY_DESIRED_STATE for a in actions):
             result.problems.append(

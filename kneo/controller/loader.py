@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from kneo.bundle.format import Bundle, parse_bundle
+from kneo.bundle.format import Bundle, EvalAttestation, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.bundle.verify import verify_bundle
 from kneo.clock import Clock, SystemClock
@@ -150,6 +150,8 @@ class _Judged:
     diagnostics: tuple[Mapping[str, Any], ...]
     #: Re-judge after this time (a signing key's validity ends); ``None``: never.
     expires_at: datetime | None = None
+    #: The bundle's signed eval results (verified with it).
+    evals: tuple[EvalAttestation, ...] = ()
 
 
 @dataclass
@@ -323,6 +325,7 @@ class DesiredStateLoader:
             problems=judged.problems,
             diagnostics=judged.diagnostics,
             recheck_at=judged.expires_at,
+            evals=judged.evals,
         )
 
     def _prefetch(
@@ -414,6 +417,8 @@ class DesiredStateLoader:
                     approvers=tuple(policy.promotion.approvers),
                     min_approvals=policy.promotion.min_approvals,
                     refuse_downgrade=policy.promotion.refuse_downgrade,
+                    freeze=tuple(policy.promotion.freeze),
+                    require_evals=tuple(policy.promotion.require_evals),
                 ),
                 required_signatures=policy.required_signatures,
                 accepted_key_ids=None
@@ -522,6 +527,7 @@ class DesiredStateLoader:
             problems=tuple(problems),
             diagnostics=tuple(diagnostics),
             expires_at=expires_at,
+            evals=tuple(bundle.evals or ()),
         )
 
 

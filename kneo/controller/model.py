@@ -14,6 +14,9 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from kneo.bundle.format import EvalAttestation
+from kneo.policy.environment import EvalRequirement
+
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
 BundleKey = tuple[str, str]
 
@@ -45,6 +48,10 @@ class PromotionRules:
     #: ``promotion.refuse_downgrade``: never re-activate a digest first put in force before
     #: the active one (a rollback is the only way back).
     refuse_downgrade: bool = False
+    #: ``promotion.freeze`` windows (:class:`kneo.policy.environment.FreezeWindow`).
+    freeze: tuple[Any, ...] = ()
+    #: ``promotion.require_evals``: suites the bundle must carry a passing result of.
+    require_evals: tuple[EvalRequirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,8 @@ class DesiredRevision:
     diagnostics: tuple[Mapping[str, Any], ...] = ()
     #: When this verdict must be judged again (a signing key's validity window ends).
     recheck_at: datetime | None = None
+    #: The eval results signed into the bundle (``kneo spec bundle sign --evals``).
+    evals: tuple[EvalAttestation, ...] = ()
 
     @property
     def key(self) -> BundleKey:
@@ -204,6 +213,8 @@ class ObservedState:
     entries: Mapping[BundleKey, ObservedEntry] = field(default_factory=dict)
     #: Blocked digests -> why ("blocked by <who>: <reason>"), for every environment.
     blocked: Mapping[str, str] = field(default_factory=dict)
+    #: Freeze-override decisions by ``(bundle, environment, digest)``.
+    overrides: Mapping[tuple[str, str, str], Approvals] = field(default_factory=dict)
 
     def get(self, key: BundleKey) -> ObservedEntry:
         return self.entries.get(key) or _EMPTY
@@ -219,6 +230,8 @@ class PlanOptions:
     prune: bool = True
     #: Prune even when the commit holds no bundle at all (Argo CD's ``allowEmpty``).
     allow_empty: bool = False
+    #: The moment freeze windows are judged at (``None``: no window applies).
+    now: datetime | None = None
 
 
 class ActionKind(StrEnum):
@@ -285,7 +298,7 @@ class Action:
     @property
     def writes(self) -> bool:
         return self.kind in WRITING_KINDS or (
-            self.kind is ActionKind.WAIT_FOR_APPROVAL and self.request_task
+            self.kind in (ActionKind.WAIT_FOR_APPROVAL, ActionKind.REFUSE) and self.request_task
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -309,7 +322,7 @@ class Action:
             data["approved_by"] = list(self.approved_by)
         if self.upstream:
             data["upstream"] = self.upstream
-        if self.kind is ActionKind.WAIT_FOR_APPROVAL:
+        if self.kind is ActionKind.WAIT_FOR_APPROVAL or self.request_task:
             data["request_task"] = self.request_task
         if self.drift:
             data["drift"] = True

@@ -10,9 +10,11 @@ Rules, in the order they are applied to each (bundle, environment):
    accident than an intent).
 3. A bundle that failed verification, or a digest a person rejected: reject it once (per
    fingerprint); the active revision keeps serving.
-4. The :data:`PROMOTION_GATES`, in order: a blocked digest and, with ``refuse_downgrade``,
-   a digest first in force before the active one are refused (not rejected: lifting the
-   block lets the same file through); then the upstream and approval gates below.
+4. The :data:`PROMOTION_GATES`, in order: a blocked digest, with ``refuse_downgrade`` a
+   digest first in force before the active one, with ``require_evals`` a bundle without a
+   signed, passing result of each required suite, and inside a freeze window a promotion
+   without an approved override are refused (not rejected: lifting the block or fixing the
+   spec lets it through); then the upstream and approval gates below.
    ``require_approved_in``: the same digest must be active upstream, judged on the state
    *after* this plan's upstream actions (environments are planned upstream first), and the
    applier re-checks it inside the activating transaction.
@@ -21,13 +23,15 @@ Rules, in the order they are applied to each (bundle, environment):
 5. Otherwise activate. A registry changed outside the controller (drift) is put back to
    what the controller applied, or to what Git now asks for.
 
-No I/O, no clock: the same inputs always give the same actions.
+No I/O, no clock (``PlanOptions.now`` is the moment freezes are judged at): the same inputs
+always give the same actions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from kneo.controller.model import (
     Action,
@@ -48,6 +52,7 @@ from kneo.controller.model import (
     RevisionRef,
 )
 from kneo.people import counted
+from kneo.policy.evals import judge_evals
 
 # Action reasons (stable strings; the CLI and audit events carry them).
 UP_TO_DATE = "up_to_date"
@@ -59,10 +64,14 @@ PROMOTION_REJECTED = "promotion_rejected"
 PINNED = "pinned"
 BLOCKED = "blocked"
 DOWNGRADE = "downgrade"
+FROZEN = "frozen"
+EVALS = "evals_failed"
 
 # Problem codes of refusals.
 DIGEST_BLOCKED = "digest_blocked"
 DOWNGRADE_REFUSED = "downgrade_refused"
+PROMOTION_FROZEN = "promotion_frozen"
+EVALS_FAILED = "evals_failed"
 
 # Condition reasons.
 R_VERIFIED = "Verified"
@@ -80,7 +89,13 @@ R_NO_ACTIVE = "NoActiveRevision"
 R_DRIFT = "DriftDetected"
 
 #: Condition reason (``Promoted=False``) of each refusal, by action reason.
-REFUSAL_REASONS = {PINNED: "Pinned", BLOCKED: "Blocked", DOWNGRADE: "DowngradeRefused"}
+REFUSAL_REASONS = {
+    PINNED: "Pinned",
+    BLOCKED: "Blocked",
+    DOWNGRADE: "DowngradeRefused",
+    FROZEN: "Frozen",
+    EVALS: "EvalsFailed",
+}
 
 
 def short(digest: str | None) -> str:
@@ -139,7 +154,15 @@ def plan(
         revision = desired.revisions.get(key)
         env = desired.environments.get(key[1])
         planned = _plan_key(
-            key, revision, entry, env, projected, options, empty_guard, observed.blocked
+            key,
+            revision,
+            entry,
+            env,
+            projected,
+            options,
+            empty_guard,
+            observed.blocked,
+            observed.overrides,
         )
         for action in planned:
             _project(projected, action)
@@ -166,6 +189,7 @@ def _plan_key(
     options: PlanOptions,
     empty_guard: bool,
     blocked: Mapping[str, str],
+    overrides: Mapping[tuple[str, str, str], Approvals],
 ) -> list[Action]:
     """One key's actions, deciding in order: suspended, pinned, removed from Git, invalid,
     already active, rejected before, then the :data:`PROMOTION_GATES`; otherwise activate."""
@@ -200,6 +224,8 @@ def _plan_key(
         projected,
         blocked,
         entry.pending if _pending_matches(entry, revision) else None,
+        options.now,
+        overrides.get((*key, revision.digest or ""), Approvals()),
     )
     for gate in PROMOTION_GATES:
         stopped = gate(check)
@@ -225,13 +251,19 @@ class GateInput:
     blocked: Mapping[str, str]
     #: The pending (approval) revision of this very digest, if any.
     pending: RevisionRef | None
+    #: When freeze windows are judged (``None``: none applies).
+    now: datetime | None = None
+    #: Decisions on overriding a freeze for this digest.
+    override: Approvals = field(default_factory=Approvals)
 
 
 #: A gate returns the action that stops the promotion (refuse, reject, wait), or ``None``.
 Gate = Callable[[GateInput], "Action | None"]
 
 
-def _refuse(check: GateInput, reason: str, code: str, message: str) -> Action:
+def _refuse(
+    check: GateInput, reason: str, code: str, message: str, *, request_task: bool = False
+) -> Action:
     name, environment = check.key
     entry = check.entry
     serving = (
@@ -247,6 +279,7 @@ def _refuse(check: GateInput, reason: str, code: str, message: str) -> Action:
         f"{message}{serving}",
         revision=check.revision,
         reasons=(Problem(code, message),),
+        request_task=request_task,
     )
 
 
@@ -278,6 +311,48 @@ def _downgrade_gate(check: GateInput) -> Action | None:
     )
 
 
+def _evals_gate(check: GateInput) -> Action | None:
+    """``require_evals``: the bundle carries a signed result of every required suite, for this
+    digest, at or above its minimum pass rate (docs/evals.md). A fixed spec is a new digest
+    with a new result, so nothing is recorded as rejected."""
+    if not check.rules.require_evals:
+        return None
+    verdicts = judge_evals(
+        check.rules.require_evals, check.revision.evals, check.revision.digest or ""
+    )
+    failed = [v for v in verdicts if not v.passed]
+    if not failed:
+        return None
+    return _refuse(check, EVALS, EVALS_FAILED, "; ".join(v.message() for v in failed))
+
+
+def _freeze_gate(check: GateInput) -> Action | None:
+    """Inside a freeze window, only an override the environment's approvers approved
+    (``min_approvals`` of them, one rejection ends it) lets the promotion through; the
+    refusal asks the applier to open the override task."""
+    if check.now is None or not check.rules.freeze:
+        return None
+    windows = [w for w in check.rules.freeze if w.active_at(check.now)]
+    if not windows:
+        return None
+    rules, override = check.rules, check.override
+    frozen = f"{check.key[1]} is frozen: " + "; ".join(w.describe() for w in windows)
+    if override.rejected_by:
+        who = ", ".join(sorted(override.rejected_by))
+        return _refuse(check, FROZEN, PROMOTION_FROZEN, f"{frozen}; override rejected by {who}")
+    people = counted(override.approved_by, rules.approvers)  # approvers may name groups
+    if len(people) >= rules.min_approvals:
+        return None
+    return _refuse(
+        check,
+        FROZEN,
+        PROMOTION_FROZEN,
+        f"{frozen}; override: {len(people)} of {rules.min_approvals} approvals"
+        + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
+        request_task=True,
+    )
+
+
 def _upstream_gate(check: GateInput) -> Action | None:
     return _upstream_wait(check.key, check.revision, check.rules, check.projected)
 
@@ -295,6 +370,8 @@ def _approval_gate(check: GateInput) -> Action | None:
 PROMOTION_GATES: tuple[Gate, ...] = (
     _block_gate,
     _downgrade_gate,
+    _evals_gate,
+    _freeze_gate,
     _upstream_gate,
     _approval_gate,
 )

@@ -40,6 +40,15 @@ def prompt(name: str, environment: str, digest: str) -> str:
     return f"Promote {name}@{digest} to {environment}?"
 
 
+#: Approvals of a freeze override are recorded under ``freeze:<digest>``, apart from the
+#: digest's promotion approvals.
+OVERRIDE_PREFIX = "freeze:"
+
+
+def override_task_id(name: str, environment: str, digest: str) -> str:
+    return task_id(name, environment, OVERRIDE_PREFIX + digest)
+
+
 class PromotionGate:
     """Where promotion tasks live: store continuations (the human-task inbox)."""
 
@@ -55,9 +64,11 @@ class PromotionGate:
         min_approvals: int,
         now: datetime,
         upstream: str | None = None,
+        evals: list[dict[str, Any]] | None = None,
     ) -> str:
         """Open the task inside the caller's transaction ``tx``; returns its id.
-        ``upstream``: the environment the digest must be active in first, if any."""
+        ``upstream``: the environment the digest must be active in first, if any; ``evals``:
+        the bundle's signed eval results against the environment's requirements."""
         from kneo.engine.human import build_request
 
         cid = task_id(name, environment, digest)
@@ -72,6 +83,8 @@ class PromotionGate:
         }
         if upstream:
             context["upstream"] = upstream
+        if evals:  # what the approvers see next to Approve (kneo.policy.evals.eval_summary)
+            context["evals"] = evals
         request = build_request(
             request_id=f"req_{cid.removeprefix('cont_')}",
             kind=REQUEST_KIND,
@@ -101,6 +114,64 @@ class PromotionGate:
                 # its approvers, besides the bundle's name
                 search_text=[redact_text(request["prompt"]), *approvers],
             )
+        return cid
+
+    def open_override(
+        self,
+        tx: Any,
+        *,
+        name: str,
+        environment: str,
+        digest: str,
+        approvers: tuple[str, ...],
+        min_approvals: int,
+        frozen: str,
+        now: datetime,
+    ) -> str | None:
+        """Open the freeze-override task for promoting ``digest`` (inside ``tx``); its id, or
+        ``None`` when one is already pending."""
+        from kneo.engine.human import build_request
+
+        cid = override_task_id(name, environment, digest)
+        try:
+            existing = tx.get_continuation(cid)
+        except NotFound:
+            existing = None
+        if existing is not None and existing.status == "pending":
+            return None
+        question = f"Promote {name}@{digest} to {environment} during the freeze? ({frozen})"
+        context = {
+            "type": "promotion",
+            "override": "freeze",
+            "bundle": name,
+            "environment": environment,
+            "digest": digest,
+            "subject": OVERRIDE_PREFIX + digest,
+            "approvers": list(approvers),
+            "min_approvals": min_approvals,
+        }
+        request = build_request(
+            request_id=f"req_{cid.removeprefix('cont_')}",
+            kind=REQUEST_KIND,
+            wait_key=f"freeze:{environment}",
+            step_id="freeze_override",
+            prompt=question,
+            now=now,
+            decisions=("approved", "rejected"),
+            context=context,
+        ).to_dict()
+        request["status"] = "pending"
+        tx.put_continuation(
+            cid,
+            run_id=None,
+            requests=[request],
+            context=context,
+            workflow_kind=WORKFLOW_KIND,
+            workflow_name=name,
+            environment=environment,
+            expected_version=existing.version if existing is not None else None,
+            search_text=[redact_text(question), *approvers],
+        )
         return cid
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
@@ -207,10 +278,11 @@ def record_promotion_decision(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
                 code="not_an_approver",
             )
+        subject = context.get("subject") or digest  # a freeze override's are its own
         tx.add_promotion_approval(
-            name, env, digest, approver=approver, decision=decision, comment=comment
+            name, env, subject, approver=approver, decision=decision, comment=comment
         )
-        tally = count_approvals(tx, name, env, digest, approvers)
+        tally = count_approvals(tx, name, env, subject, approvers)
         required = int(context.get("min_approvals") or 1)
         outcome = (
             "rejected" if decision == "rejected" else "approved" if tally >= required else None

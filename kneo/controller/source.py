@@ -186,6 +186,31 @@ class GitSource:
                 self.close()
                 raise
 
+    def resolve(self, ref: str) -> str:
+        """The commit ``ref`` (branch, tag, ``origin/main``, a sha) names, for ``kneo
+        controller plan --base/--head``; a remote source fetches it first."""
+        with self._lock:
+            repo = self._open()
+            if self.remote:
+                tracking = f"refs/kneo/plan/{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
+                for wanted_ref in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+                    try:
+                        repo.git.fetch(
+                            "--quiet", "--no-tags", self.location, f"+{wanted_ref}:{tracking}"
+                        )
+                        return repo.rev_parse(f"{tracking}^{{commit}}").hexsha
+                    except git.exc.GitCommandError:
+                        continue
+            else:
+                try:
+                    return repo.rev_parse(f"{ref}^{{commit}}").hexsha
+                except (git.exc.BadName, ValueError, git.exc.GitError):
+                    pass
+            raise SourceError(
+                f"{self.location}: no such branch, tag or commit {ref!r}",
+                code="source_ref_not_found",
+            )
+
     def _reopen_if_replaced(self) -> None:
         """A local repository deleted and created again is another directory: GitPython's
         handle (and its ``cat-file`` processes) still point at the old one, so reopen."""

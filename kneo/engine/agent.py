@@ -240,7 +240,7 @@ class AgentLoop:
             reply = provider.complete(model=model, messages=messages, tools=tools)
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
-            count_usage(record, reply.usage)
+            count_spent(record, reply.usage)
             message = None if truncated else self._keep(record, reply, planning)
         calls = message.tool_calls if message is not None else ()
         host.emit(
@@ -319,13 +319,17 @@ class AgentLoop:
         budgets = access.budgets if access is not None else None
         if access is None or budgets is None:
             return
-        limited = [c for c in counters if c in budgets.limits]
-        if not limited:
-            return
-        totals = host.run_usage()
-        for counter in limited:
-            limit = run_budgets.limit_in_force(counter, budgets, host.decision)
+        limits = budgets.limits
+        totals: dict[str, int] | None = None
+        for counter in counters:
+            base = limits.get(counter)
+            if base is None:
+                continue
+            totals = totals or host.run_usage()
             spent = run_budgets.used(totals, counter)
+            if spent < base:  # below the policy's own limit no raise can have been asked
+                continue
+            limit = run_budgets.limit_in_force(counter, budgets, host.decision)
             if spent < limit:
                 continue
             host.emit(
@@ -584,13 +588,26 @@ USAGE_FIELDS = ("model_calls", "input_tokens", "output_tokens")
 
 
 def count_usage(record: dict[str, Any], usage: Mapping[str, int]) -> None:
-    """Add one model call and its tokens to the unit's ``usage``."""
+    """Add one model call and its tokens to ``record["usage"]`` (:data:`USAGE_FIELDS`)."""
     total = record.setdefault("usage", dict.fromkeys(USAGE_FIELDS, 0))
     total["model_calls"] = total.get("model_calls", 0) + 1
     for field in ("input_tokens", "output_tokens"):
         value = usage.get(field)
         if isinstance(value, int):
             total[field] = total.get(field, 0) + value
+
+
+def count_spent(record: dict[str, Any], usage: Mapping[str, int]) -> None:
+    """Add one model call and its tokens to an agent unit's ``spent``: ``[model calls, input
+    tokens, output tokens]``, one list, so the change a turn makes to the record is one
+    value (a state is encoded and diffed at every boundary)."""
+    calls, sent, received = record.get("spent") or (0, 0, 0)
+    inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+    record["spent"] = [
+        calls + 1,
+        sent + (inp if isinstance(inp, int) else 0),
+        received + (out if isinstance(out, int) else 0),
+    ]
 
 
 def unanswered_calls(messages: Sequence[ChatMessage]) -> list[ToolCall]:

@@ -8,7 +8,7 @@ limit can be passed by the one call that crosses it (its tokens are known only a
 
 At a limit the policy's ``on_exceeded`` decides: ``fail`` ends the run with
 ``budget_exceeded``; ``pause`` asks a person (a request of kind ``budget``): *approved*
-continues with the limit raised by the policy's amount again, *edited* with the limit the
+continues with the limit raised by the policy's amount again, *provided* with the limit the
 person gives (``{"limit": N}``), *rejected* stops the run with ``budget_exceeded``. Each
 raise is a decision under the wait key ``budget:<counter>:<limit>``, so the limit in force is
 replayed from the state like every other answer, and the next time the raised limit is
@@ -41,15 +41,19 @@ def usage_of(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """The summed usage of agent unit records (:data:`USAGE_TOTALS`, zeros included)."""
     total = dict.fromkeys(USAGE_TOTALS, 0)
     for record in records:
-        usage = record.get("usage") or {}
-        for name in ("model_calls", "input_tokens", "output_tokens"):
-            value = usage.get(name)
-            if isinstance(value, int):
-                total[name] += value
+        spent = record.get("spent")  # ``kneo.engine.agent.count_spent``
+        if spent:
+            total["model_calls"] += spent[0]
+            total["input_tokens"] += spent[1]
+            total["output_tokens"] += spent[2]
         calls = record.get("tool_calls")
         if isinstance(calls, int):
             total["tool_calls"] += calls
     return total
+
+
+def add_usage(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {name: a[name] + b[name] for name in USAGE_TOTALS}
 
 
 def used(totals: Mapping[str, int], counter: str) -> int:
@@ -80,7 +84,7 @@ def limit_in_force(
                 limit=limit,
             )
         raised = limit + base
-        if name == "edited":  # validated against the request's schema when it was made
+        if name == "provided":  # validated against the request's schema when it was made
             with suppress(DocumentError, KeyError, TypeError, ValueError):
                 raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
         limit = max(raised, limit + 1)
@@ -100,7 +104,7 @@ def request_fields(
             f"The run has used {spent} of the {limit} {noun} its budget in {environment!r} "
             f"allows. Continue with a raised limit (approve: {raise_to}), or stop the run?"
         ),
-        "decisions": ("approved", "edited", "rejected"),
+        "decisions": ("approved", "provided", "rejected"),
         "input_schema": {
             "type": "object",
             "properties": {

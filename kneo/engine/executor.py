@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
-from kneo.engine.budgets import BudgetExceeded, usage_of
+from kneo.engine.budgets import BudgetExceeded, add_usage, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
 from kneo.engine.families import _PROGRAMS
 from kneo.engine.functions import (
@@ -306,6 +306,22 @@ class _Run:
         self.metadata = metadata
         self.probe = probe
         self.mcp = LazySessions(None if probe else engine.mcp, workflow.spec.mcp.imports, access)
+        #: usage of the finished units folded so far (``spent``): their records never change
+        self._folded: tuple[int, set[str], dict[str, int]] = (0, set(), usage_of(()))
+
+    def spent(self) -> dict[str, int]:
+        """What every agent unit of the run has spent (budgets check it before each call):
+        finished units are summed once, as they finish; only running ones each time."""
+        state = self.state
+        with state.lock:
+            count, done, total = self._folded
+            if count < len(state.order):
+                new = state.order[count:]
+                done = done | set(new)
+                total = add_usage(total, usage_of(state.agents.get(k) or {} for k in new))
+                self._folded = (len(state.order), done, total)
+            live = usage_of(r for k, r in state.agents.items() if k not in done)
+        return add_usage(total, live)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -966,8 +982,7 @@ class _AgentHost:
         return self._run.new_request(step=self._step, **fields)
 
     def run_usage(self) -> dict[str, int]:
-        with self.lock:
-            return usage_of(self._run.state.agents.values())
+        return self._run.spent()
 
     def question_index(self, call_id: str) -> int:
         """1-based index of an ``ask_question`` call in the run: calls in completed units (in

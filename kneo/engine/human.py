@@ -176,7 +176,7 @@ _KIND_DECISIONS: dict[str, tuple[str, ...]] = {
     "tool_input": ("provided",),
     "external_tool": ("provided", "rejected"),
     "error": ("selected",),
-    "budget": ("approved", "edited", "rejected"),
+    "budget": ("approved", "provided", "rejected"),
 }
 _KIND_OPTIONS: dict[str, tuple[str, ...]] = {"error": ("retry", "skip", "fail")}
 _STEP_IN_CONTEXT = (("context", "step_id", "step_id"),)

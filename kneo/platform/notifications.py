@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -28,7 +30,6 @@ from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
-from kneo.periodic import PeriodicTask
 from kneo.platform.webhooks import (
     CLOUDEVENTS_CONTENT_TYPE,
     EVENT_ID_HEADER,
@@ -44,7 +45,7 @@ from kneo.redaction import redact_mapping, redact_text
 if TYPE_CHECKING:
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext, ReceiverConfig
-    from kneo.store import NotificationEvent, NotificationRecord, Store
+    from kneo.store import DeliveryOutcome, NotificationEvent, NotificationRecord, Store
 
 log = get_logger("kneo_serv.notifications")
 
@@ -52,7 +53,6 @@ SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
 #: CloudEvents ``source`` without ``KNEO_SERV_PUBLIC_URL`` (with it: that URL).
 CLOUDEVENTS_SOURCE = "/kneo"
 RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
-_BATCH = 20
 _ERROR_CHARS = 500
 
 
@@ -191,6 +191,7 @@ _SUMMARIES: dict[str, str] = {
     "human.expired": "{subject} expired unanswered: the run stopped",
     "human.decision": "{actor} decided {decision} on {subject}",
     "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
+    "promotion.evals_failed": "{subject} was held back by its eval gate: {detail}",
     "bundle.promoted": "{subject} was promoted",
     "bundle.rejected": "{subject} was rejected",
     "bundle.drift_reverted": "drift on {subject} was reverted",
@@ -211,6 +212,9 @@ def summary(event: NotificationEvent) -> str:
         expires_at=data.get("expires_at") or "soon",
         actor=event.actor or "someone",
         decision=data.get("decision") or "",
+        detail="; ".join(
+            str(r.get("message")) for r in data.get("reasons") or [] if isinstance(r, dict)
+        ),
     )
     return redact_text(text)
 
@@ -353,7 +357,15 @@ def sweep_expiring(store: Store, now: datetime, lead_seconds: float) -> int:
 
 
 class Dispatcher:
-    """Delivers the outbox for one process until :meth:`stop` (a daemon thread)."""
+    """Delivers the outbox for one process until :meth:`stop`.
+
+        A loop thread routes and claims; a pool of ``concurrency`` threads POSTs, at most
+        ``receiver_concurrency`` at once per receiver. A receiver that hangs until the timeout
+        holds only its own slots: the loop claims for a receiver only as many rows as it has
+        free slots, so the others' deliveries never queue behind it. When a receiver had every
+        slot busy, the loop is woken to claim its next rows as soon as half of them are free (a
+    claim per batch, not per delivery).
+    """
 
     def __init__(
         self,
@@ -373,40 +385,110 @@ class Dispatcher:
         self.base_url = base_url
         self._client = client
         self._rand = rand
-        self._task: PeriodicTask | None = None
         self._next_sweep: datetime | None = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.concurrency), thread_name_prefix="kneo-notify"
+        )
+        self._busy = threading.Condition()
+        self._in_flight: dict[str, int] = dict.fromkeys(self.receivers, 0)
+        self._full: set[str] = set()  # receivers whose slots were all taken at the last claim
+        self._done: list[DeliveryOutcome] = []  # finished, not yet recorded
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _http(self) -> Any:
-        if self._client is None:
-            import httpx2
+        with self._busy:
+            if self._client is None:
+                import httpx2
 
-            self._client = httpx2.Client(timeout=self.settings.timeout_seconds)
-        return self._client
+                slots = max(1, self.settings.concurrency)
+                self._client = httpx2.Client(
+                    timeout=self.settings.timeout_seconds,
+                    limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots),
+                )
+            return self._client
 
     def route(self, event: NotificationEvent) -> list[str]:
         return [r.name for r in self.receivers.values() if r.wants(event)]
 
+    def _free_slots(self, name: str) -> int:
+        """What ``name`` may claim now: its own free slots, within the dispatcher's."""
+        with self._busy:
+            total = sum(self._in_flight.values())
+            mine = self.settings.receiver_concurrency - self._in_flight[name]
+            return max(0, min(mine, self.settings.concurrency - total))
+
     def run_once(self) -> int:
-        """One tick: expiring sweep (at most every 5 s), route, claim, deliver; returns how
-        many deliveries were attempted."""
+        """One tick: expiring sweep (at most every 5 s), route, then for each receiver with
+        free slots claim that many due rows and hand them to the pool; returns how many
+        were claimed (the deliveries go on in the pool: :meth:`wait_idle` waits for them)."""
         now = self.store.clock.now()
         if self._next_sweep is None or now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=5)
             sweep_expiring(self.store, now, self.settings.expiring_lead_seconds)
         while self.store.route_notifications(self.route) >= 100:
             pass
-        if not self.receivers:
-            return 0
-        claimed = self.store.claim_notifications(
-            self.owner, self.settings.lease_seconds, limit=_BATCH, receivers=list(self.receivers)
-        )
-        for record in claimed:
-            self.deliver(record)
-        return len(claimed)
+        claimed = 0
+        for name in self.receivers:
+            free = self._free_slots(name)
+            if free <= 0:
+                continue
+            records = self.store.claim_notifications(
+                self.owner, self.settings.lease_seconds, limit=free, receivers=[name]
+            )
+            with self._busy:
+                self._in_flight[name] += len(records)
+                if len(records) == free:
+                    self._full.add(name)
+                else:
+                    self._full.discard(name)
+            for record in records:
+                self._pool.submit(self._deliver_in_slot, record)
+            claimed += len(records)
+        return claimed
 
-    def deliver(self, record: NotificationRecord) -> str:
-        """Attempt one claimed delivery and record its outcome (``sent``, ``failed``: to be
-        retried, or ``dead``)."""
+    def _deliver_in_slot(self, record: NotificationRecord) -> None:
+        try:
+            outcome = self.attempt(record)
+        except Exception:  # a bug: the row stays leased, and is retried when the lease lapses
+            log.exception("notification %d to %s failed", record.id, record.receiver)
+            outcome = None
+        with self._busy:
+            if outcome is not None:
+                self._done.append(outcome)
+            self._in_flight[record.receiver] -= 1
+            half = self.settings.receiver_concurrency // 2
+            if record.receiver in self._full and self._in_flight[record.receiver] <= half:
+                self._full.discard(record.receiver)
+                self._wake.set()  # it had more due rows waiting: claim them in one go
+            self._busy.notify_all()
+
+    def record(self) -> int:
+        """Write the outcomes of the deliveries finished since the last call, in one
+        transaction (the pool's threads never hold a database connection)."""
+        with self._busy:
+            done, self._done = self._done, []
+        try:
+            return self.store.finish_notifications(self.owner, done)
+        except Exception:
+            with self._busy:  # the database blinked: write them with the next batch
+                self._done[:0] = done
+            raise
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no delivery is in flight, and record their outcomes; ``False`` if
+        ``timeout`` came first."""
+        with self._busy:
+            idle = self._busy.wait_for(lambda: not any(self._in_flight.values()), timeout)
+        self.record()
+        return idle
+
+    def attempt(self, record: NotificationRecord) -> DeliveryOutcome:
+        """POST one claimed delivery; its outcome, to record (``sent``, else retried at
+        ``retry_at``, else ``dead``)."""
+        from kneo.store import DeliveryOutcome
+
         receiver = self.receivers[record.receiver]
         try:
             post(
@@ -427,10 +509,6 @@ class Dispatcher:
                     self._rand,
                 )
                 retry_at = self.store.clock.now() + timedelta(seconds=delay)
-            outcome = "failed" if retry_at else "dead"  # failed: retried later
-            self.store.finish_notification(
-                record.id, self.owner, sent=False, error=error, retry_at=retry_at
-            )
             log.warning(
                 "notification %s to %s failed (attempt %d): %s",
                 record.event.event_id,
@@ -438,27 +516,41 @@ class Dispatcher:
                 record.attempts,
                 error,
             )
-        else:
-            outcome = "sent"
-            self.store.finish_notification(record.id, self.owner, sent=True)
-        metrics.record_notification(record.receiver, outcome)
-        return outcome
+            metrics.record_notification(record.receiver, "failed" if retry_at else "dead")
+            return DeliveryOutcome(record.id, False, error, retry_at)
+        metrics.record_notification(record.receiver, "sent")
+        return DeliveryOutcome(record.id, True)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self.record()
+                claimed = self.run_once()
+            except Exception:  # the database blinked: next tick
+                log.exception("notification dispatch failed")
+                claimed = 0
+            if not claimed:  # something claimed: more may be due, go on at once
+                self._wake.wait(self.settings.poll_seconds)
+            self._wake.clear()
 
     def start(self) -> Dispatcher:
-        if self._task is None:
-            self._task = PeriodicTask(
-                "kneo-notifications",
-                self.settings.poll_seconds,
-                self.run_once,  # deliveries attempted: more may be due, go on at once
-                logger=log,
-                failure="notification dispatch failed",  # the database blinked: next tick
-                keep_going=True,
-            )
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="kneo-notifications")
+            self._thread.daemon = True
+            self._thread.start()
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        if self._task is not None:
-            self._task.stop(timeout)
+        """Stop claiming, let deliveries in flight finish (within ``timeout``), close."""
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        try:
+            self.wait_idle(timeout)
+        except Exception:  # the database is gone: the leases lapse, and the rows go again
+            log.exception("notification outcomes could not be recorded")
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
 

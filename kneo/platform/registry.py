@@ -170,6 +170,7 @@ def promotion_tally(
         "revision": ctx.get("revision"),
         "upstream": ctx.get("upstream"),
         "rollback": ctx.get("type") == "rollback",
+        "override": ctx.get("override"),
         "approvers": approvers,
         "required": int(ctx.get("min_approvals") or 1),
         "approved": approved,

@@ -27,8 +27,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,6 +52,72 @@ class _Model(BaseModel):
 class RunsPolicy(_Model):
     #: Runs in this environment must come from an approved, verified bundle (no ad-hoc specs).
     require_approved_bundle: bool = False
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class FreezeWindow(_Model):
+    """A time no promotion happens in this environment unless its approvers approve an
+    override: explicit (``from``/``until``, either open-ended) or weekly (``days`` with
+    ``start``/``end`` times, in ``timezone``; an ``end`` at or before ``start`` runs into the
+    next day)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+    from_: datetime | None = Field(default=None, alias="from")
+    until: datetime | None = None
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
+    start: str | None = Field(default=None, pattern=_HHMM)
+    end: str | None = Field(default=None, pattern=_HHMM)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FreezeWindow:
+        explicit = self.from_ is not None or self.until is not None
+        weekly = self.days is not None or self.start is not None or self.end is not None
+        if explicit == weekly:
+            raise ValueError(
+                "a freeze window is either from/until or days with start and end, not both"
+            )
+        if weekly and not (self.days and self.start and self.end):
+            raise ValueError("a weekly freeze window needs days, start and end")
+        for moment in (self.from_, self.until):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("from and until need a timezone (e.g. 2026-12-20T00:00:00Z)")
+        if self.from_ and self.until and self.until <= self.from_:
+            raise ValueError("until must be after from")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+    def active_at(self, now: datetime) -> bool:
+        """Whether ``now`` (aware) is inside the window."""
+        if self.days is None:
+            return (self.from_ is None or now >= self.from_) and (
+                self.until is None or now < self.until
+            )
+        local = now.astimezone(ZoneInfo(self.timezone))
+        clock = local.strftime("%H:%M")
+        today, yesterday = _DAYS[local.weekday()], _DAYS[(local.weekday() - 1) % 7]
+        start, end = self.start or "00:00", self.end or "00:00"
+        if start < end:
+            return today in self.days and start <= clock < end
+        return (today in self.days and clock >= start) or (yesterday in self.days and clock < end)
+
+    def describe(self) -> str:
+        """``"holidays (until 2027-01-05T00:00:00+00:00)"`` for messages."""
+        if self.days is None:
+            span = (f"from {self.from_.isoformat()} " if self.from_ else "") + (
+                f"until {self.until.isoformat()}" if self.until else "open-ended"
+            )
+        else:
+            span = f"{','.join(self.days)} {self.start}-{self.end} {self.timezone}"
+        return f"{self.reason} ({span.strip()})"
 
 
 class EvalRequirement(_Model):
@@ -73,6 +142,8 @@ class PromotionPolicy(_Model):
     #: Refuse to re-activate a digest first in force before the active one (a force-push to
     #: an older commit); only ``kneo registry rollback`` goes back.
     refuse_downgrade: bool = False
+    #: Freeze windows: no promotion inside one unless the approvers approve an override.
+    freeze: list[FreezeWindow] = Field(default_factory=list, max_length=50)
     #: Eval suites the bundle must carry a passing, signed result of (``kneo eval run``).
     require_evals: list[EvalRequirement] = Field(default_factory=list, max_length=50)
 
@@ -125,7 +196,7 @@ class BudgetsPolicy(_Model):
     #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
     on_exceeded: Literal["pause", "fail"] = "pause"
 
-    @property
+    @cached_property
     def limits(self) -> dict[str, int]:
         """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
         pairs = (
@@ -262,6 +333,10 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         approvers=approvers or [],
         min_approvals=max(a.promotion.min_approvals, b.promotion.min_approvals),
         refuse_downgrade=a.promotion.refuse_downgrade or b.promotion.refuse_downgrade,
+        freeze=[
+            *a.promotion.freeze,
+            *(w for w in b.promotion.freeze if w not in a.promotion.freeze),
+        ],
         require_evals=merge_evals(a.promotion.require_evals, b.promotion.require_evals),
     )
     accepted = _merge_allow_list(

@@ -68,3 +68,28 @@ def judge_evals(
             )
         )
     return verdicts
+
+
+def eval_summary(
+    requirements: Sequence[EvalRequirement],
+    attestations: Sequence[EvalAttestation],
+    digest: str,
+) -> list[dict[str, object]]:
+    """Per suite (required ones first, then any other attested), what a promotion's approvers
+    see: the attested rate, the failing cases, the required rate and whether it passes."""
+    rows = [v.to_dict() for v in judge_evals(requirements, attestations, digest)]
+    required = {r.suite for r in requirements}
+    for attestation in reversed(attestations):  # the last result of a suite counts
+        if attestation.suite in required or attestation.digest != digest:
+            continue
+        required.add(attestation.suite)
+        rows.append(
+            {
+                "suite": attestation.suite,
+                "min_pass_rate": None,
+                "pass_rate": attestation.pass_rate,
+                "passed": None,
+                "regressions": attestation.regressions(),
+            }
+        )
+    return rows

@@ -24,7 +24,7 @@ from kneo.store.maintenance import (
     restore_sqlite_database,
 )
 from kneo.store.migrate import ensure_schema
-from kneo.store.notifications import NotificationEvent, NotificationRecord
+from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -64,6 +64,7 @@ __all__ = [
     "ContinuationRecord",
     "ControllerRequest",
     "ControllerStatus",
+    "DeliveryOutcome",
     "IdempotencyOutcome",
     "LockRecord",
     "NotificationEvent",

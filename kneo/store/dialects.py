@@ -328,6 +328,10 @@ class StoreDialect:
         """Lock the rows a claim selects, skipping those other transactions hold."""
         return stmt
 
+    def connection_budget(self) -> int:
+        """The most connections one process's engine opens."""
+        return 1
+
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold an exclusive, cross-process lock for the rest of ``conn``'s transaction."""
@@ -643,6 +647,9 @@ class PostgresDialect(StoreDialect):
         super().__init__()
         self.pool_size = pool_size
         self.max_overflow = max_overflow
+
+    def connection_budget(self) -> int:
+        return self.pool_size + self.max_overflow
 
     def create_engine(self, url: sa.URL) -> Engine:
         from kneo.store.tables import use_postgresql_options

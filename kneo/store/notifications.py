@@ -63,6 +63,17 @@ class NotificationRecord:
     event: NotificationEvent
 
 
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """One attempt's result, for :meth:`NotificationsMixin.finish_notifications`: ``sent``;
+    else retried from ``retry_at``; else (no ``retry_at``) ``dead``."""
+
+    id: int
+    sent: bool
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
 _EVENT_FIELDS = tuple(f for f in NotificationEvent.__dataclass_fields__)
 _ROW_FIELDS: tuple[str, ...] = ("id", "receiver", "status", "attempts", "available_at")
 _ROW_FIELDS += ("last_error", "created_at", "updated_at", "sent_at")
@@ -138,6 +149,7 @@ class NotificationsMixin(StoreBase):
                 {
                     "event_id": event.event_id,
                     "receiver": receiver,
+                    "task": event.continuation_id,
                     "status": "pending",
                     "attempts": 0,
                     "available_at": now,
@@ -172,7 +184,12 @@ class NotificationsMixin(StoreBase):
         """Lease up to ``limit`` due deliveries to ``owner``, oldest first: pending and due,
         or sending with a lapsed lease (its process died mid-delivery); only ``receivers``'
         rows when given (a process delivers to the receivers it knows). Each claim counts as
-        an attempt."""
+        an attempt.
+
+        A task's deliveries to one receiver go in order, across dispatchers: a row waits
+        while an earlier one of the same task and receiver is pending (retrying) or in
+        flight, so ``human.decision`` never overtakes its ``human.requested``. Rows of
+        other tasks, and events of no task, are not held."""
         if lease_seconds <= 0:
             raise InvalidRequest("lease_seconds must be greater than zero", field="lease_seconds")
         n = t.notifications.c
@@ -183,7 +200,16 @@ class NotificationsMixin(StoreBase):
         )
         if receivers is not None:
             due = sa.and_(due, n.receiver.in_(list(receivers)))
-        pick = self.dialect.for_claim(sa.select(n.id).where(due).order_by(n.id).limit(limit))
+        before = t.notifications.alias("before")
+        waits = sa.exists().where(
+            before.c.receiver == n.receiver,
+            before.c.task == n.task,
+            before.c.id < n.id,
+            before.c.status.in_(("pending", "sending")),
+        )
+        pick = self.dialect.for_claim(
+            sa.select(n.id).where(due, sa.or_(n.task.is_(None), ~waits)).order_by(n.id).limit(limit)
+        )
         with self._write() as conn:
             ids = [row[0] for row in conn.execute(pick)]
             if not ids:
@@ -211,25 +237,50 @@ class NotificationsMixin(StoreBase):
         error: str | None = None,
         retry_at: datetime | None = None,
     ) -> bool:
-        """Record an attempt's outcome on a row ``owner`` still leases: ``sent``, else pending
-        again from ``retry_at``, else (no ``retry_at``) ``dead``. ``False`` when the lease
-        lapsed meanwhile (another dispatcher owns the row now)."""
+        """Record one attempt's outcome (:meth:`finish_notifications`); ``False`` when the
+        lease lapsed meanwhile (another dispatcher owns the row now)."""
+        outcome = DeliveryOutcome(notification_id, sent, error, retry_at)
+        return self.finish_notifications(owner, [outcome]) == 1
+
+    def finish_notifications(self, owner: str, outcomes: Sequence[DeliveryOutcome]) -> int:
+        """Record attempts' outcomes on rows ``owner`` still leases, in one transaction (a
+        dispatcher records a batch: one connection, not one per delivery in flight):
+        ``sent``, else pending again from ``retry_at``, else (no ``retry_at``) ``dead``. A
+        row whose lease lapsed meanwhile is left to its new owner; returns how many were
+        recorded."""
+        if not outcomes:
+            return 0
         n = t.notifications.c
         now = self.clock.now()
-        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
-        if sent:
-            values |= {"status": "sent", "sent_at": now, "last_error": None}
-        elif retry_at is not None:
-            values |= {"status": "pending", "available_at": retry_at, "last_error": error}
-        else:
-            values |= {"status": "dead", "last_error": error}
-        with self._write(one_statement=True) as conn:
-            result = conn.execute(
-                sa.update(t.notifications)
-                .where(n.id == notification_id, n.lease_owner == owner, n.status == "sending")
-                .values(**values)
-            )
-            return result.rowcount == 1
+        released: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        held = (n.lease_owner == owner, n.status == "sending")
+        sent = [o.id for o in outcomes if o.sent]
+        recorded = 0
+        with self._write() as conn:
+            if sent:
+                result = conn.execute(
+                    sa.update(t.notifications)
+                    .where(n.id.in_(sent), *held)
+                    .values(**released, status="sent", sent_at=now, last_error=None)
+                )
+                recorded += result.rowcount
+            for outcome in outcomes:
+                if outcome.sent:
+                    continue
+                values: dict[str, Any] = {"status": "dead", "last_error": outcome.error}
+                if outcome.retry_at is not None:
+                    values |= {"status": "pending", "available_at": outcome.retry_at}
+                result = conn.execute(
+                    sa.update(t.notifications)
+                    .where(n.id == outcome.id, *held)
+                    .values(**released, **values)
+                )
+                recorded += result.rowcount
+        return recorded
 
     def list_notifications(
         self,
@@ -306,6 +357,7 @@ class NotificationsMixin(StoreBase):
 
 __all__ = [
     "NOTIFICATION_STATUSES",
+    "DeliveryOutcome",
     "NotificationEvent",
     "NotificationRecord",
     "NotificationsMixin",

@@ -932,6 +932,24 @@ class RegistryReadsMixin(StoreBase):
             ).mappings()
             return [rows.approval(r) for r in result]
 
+    def list_subject_approvals(
+        self, prefix: str, names: Collection[str] | None = None
+    ) -> list[PromotionApproval]:
+        """Decisions recorded under a subject starting with ``prefix`` (freeze overrides are
+        ``freeze:<digest>``), of the bundles ``names`` only if given."""
+        p = t.promotion_approvals.c
+        stmt = (
+            sa.select(t.promotion_approvals)
+            .where(p.digest.startswith(prefix, autoescape=True))
+            .order_by(p.id)
+        )
+        with self._read() as conn:
+            return [
+                rows.approval(r)
+                for part in _by_names(stmt, p.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
+
     # -- one-transaction shorthands -----------------------------------------------------
     def add_revision(self, bundle_name: str, environment: str, **fields: Any) -> BundleRevision:
         with self.transaction() as tx:

@@ -579,6 +579,9 @@ notifications = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # the event's continuation id: a task's deliveries to a receiver go in order (0016)
+    sa.Column("task", sa.String(128)),
     sa.UniqueConstraint("event_id", "receiver"),
     sa.Index(None, "status", "available_at"),
+    sa.Index(None, "receiver", "task", "id"),
 )

@@ -127,3 +127,69 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
         assert answer.status_code == 303, answer.text
     active = store.get_active("mailer", "prod")
     assert active.revision == 3 and active.digest == store.get_revision("mailer", "prod", 1).digest
+
+
+def test_promotion_page_shows_the_eval_result_next_to_approve(
+    service: Callable[..., Any], tmp_path: Path
+) -> None:
+    """prod gates on the support suite at 80 %: a result of 9/11 passes the gate, so the
+    approvers see it (and the two failing cases) where they approve."""
+    from console_helpers import mailer
+    from gitops_fixtures import SIGNED_AT, Keys, Repo, make_controller
+
+    from kneo.bundle import BundleSource, CaseOutcome, EvalAttestation, dump_bundle, sign_bundle
+    from kneo.bundle.digest import spec_digest
+    from kneo.clock import ManualClock
+    from kneo.controller.promotion import task_id
+    from kneo.settings import Settings
+    from kneo.store import open_store
+
+    store = open_store(None, settings=Settings.from_env({}), state_dir=tmp_path / "state")
+    repo, keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
+    repo.write(
+        "environments/prod.yaml",
+        "version: v1\npromotion:\n  require_human_approval: true\n  approvers: [alice]\n"
+        "  require_evals: [{suite: support-agent, min_pass_rate: 0.8}]\n",
+    )
+    body = mailer("Be kind.")
+    outcomes = ["passed"] * 11
+    outcomes[0] = outcomes[1] = "failed"
+    attested = EvalAttestation(
+        suite="support-agent",
+        suite_digest="sha256:" + "c" * 64,
+        digest=spec_digest(body),
+        pass_rate=9 / 11,
+        passed=9,
+        total=11,
+        cases=[
+            CaseOutcome(
+                id=["refund-window", "ticket-opened"][i] if i < 2 else f"case-{i}", outcome=o
+            )  # type: ignore[arg-type]
+            for i, o in enumerate(outcomes)
+        ],
+        kneo_version="0.1.0",
+    )
+    bundle = sign_bundle(
+        body,
+        keys.private["ci"],
+        name="mailer",
+        environment="prod",
+        approved_by="ci",
+        approved_at=SIGNED_AT,
+        source=BundleSource(path="specs/mailer.yaml"),
+        evals=[attested],
+    )
+    repo.write("bundles/mailer/prod.json", dump_bundle(bundle))
+    repo.commit("mailer with its eval result")
+    controller = make_controller(store, repo, keys, ManualClock(), tmp_path)
+    assert controller.reconcile_once().ok
+    cid = task_id("mailer", "prod", bundle.digest)
+    app, _ = service(controller=controller, store=store)
+    alice = Console(app)
+    alice.sign_in("alice")
+    page = html.unescape(alice.get(f"/ui/promotions/{cid}").text)
+    results = page.split("<h3>Eval results</h3>")[1].split("</table>")[0]
+    assert "support-agent" in results and "82%" in results and "requires 80%" in results
+    assert "gate passed" in results
+    assert "<code>refund-window</code>, <code>ticket-opened</code>" in results
+    assert page.index("Eval results") < page.index('value="approved"')  # next to Approve

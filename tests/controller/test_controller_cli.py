@@ -259,3 +259,75 @@ def test_the_projects_own_bundles_reconcile_with_no_rejection(
     assert sum(result["counts"].values()) == shipped
     # the rest waits for a person (prod approvals) or for the environment it promotes from
     assert set(result["counts"]) <= {"activate", "wait_for_approval", "wait_for_upstream"}
+
+
+def test_plan_of_a_pull_request_lists_each_environment_and_exits_1_when_refused(
+    cli: Any, repo: Repo, keys: Keys
+) -> None:
+    """A branch changing two bundles in three environments: one markdown section per
+    environment, upstream first, with diffs, verdicts and approvals; a block makes it 1."""
+    for name in ("helper", "mailer"):
+        for env in ("dev", "staging", "prod"):
+            repo.write(f"bundles/{name}/{env}.json", keys.bundle(name, env, spec(f"{name} v1")))
+    base = repo.commit("v1")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    for name in ("helper", "mailer"):
+        for env in ("dev", "staging", "prod"):
+            repo.write(f"bundles/{name}/{env}.json", keys.bundle(name, env, spec(f"{name} v2")))
+    repo.commit("v2", push=False)
+    work = str(repo.work)
+
+    text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "feature")
+    assert text.startswith("<!-- kneo-plan -->\n## Kneo plan: `" + base[:12])
+    assert "Compared with the base commit: **6 change(s)**, **0 refused**." in text
+    sections = [line for line in text.splitlines() if line.startswith("### ")]
+    assert sections == ["### dev", "### staging", "### prod"]
+    prod = text.split("### prod")[1]
+    assert "| `helper` | ⏳ needs approval |" in prod and "1 of alice, bob, carol" in prod
+    assert "active in staging first" in prod
+    dev = text.split("### dev")[1].split("### staging")[0]
+    assert dev.count("✅ promotes") == 2 and "signed by ci" in dev
+    assert (
+        '  -    "system_prompt": "helper v1"' in dev
+        and '  +    "system_prompt": "helper v2"' in dev
+    )
+
+    data = json.loads(
+        cli(
+            "controller",
+            "plan",
+            "--repo",
+            work,
+            "--base",
+            "main",
+            "--head",
+            "feature",
+            "--format",
+            "json",
+        )
+    )
+    assert (data["against"], data["changes"], data["refused"]) == ("base", 6, 0)
+    assert [e["environment"] for e in data["environments"]] == ["dev", "staging", "prod"]
+    approvals = data["environments"][2]["bundles"][0]["approvals"]
+    assert approvals == {
+        "required": True,
+        "approvers": ["alice", "bob", "carol"],
+        "min_approvals": 1,
+        "upstream": "staging",
+    }
+
+    # the registry now holds v1 everywhere but prod, and v2 of mailer is blocked
+    cli("controller", "reconcile", "--repo", work, "--branch", "main", "--json")
+    mailer_v2 = data["environments"][0]["bundles"][1]["to"]
+    cli("registry", "block", mailer_v2, "--reason", "leaks the prompt", "--json")
+    refused = cli(
+        "controller", "plan", "--repo", work, "--base", "main", "--head", "feature", code=1
+    )
+    assert "Compared with the registry" in refused and "**3 refused**" in refused  # 3 envs
+    assert "| `mailer` | ⛔ refused |" in refused
+    assert "blocked by" in refused and "leaks the prompt" in refused
+
+    out = cli("controller", "plan", "--repo", work, "--base", "main", code=1)
+    assert "--base and --head go together" in out
+    out = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "nope", code=1)
+    assert "source_ref_not_found" in out and "Traceback" not in out

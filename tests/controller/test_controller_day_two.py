@@ -213,3 +213,103 @@ def test_rollback_waits_for_the_environments_approvers(
     assert event.payload["approved_by"] == ["alice", "carol"]
     assert ctl.reconcile_once().ok
     assert store.get_active("helper", "live").revision == now_active.revision
+
+
+FROZEN_ENV = """version: v1
+promotion:
+  approvers: [alice, bob]
+  min_approvals: 1
+  freeze:
+    - {reason: year-end close, from: 2026-03-02T00:00:00Z, until: 2026-03-09T00:00:00Z}
+    - {reason: no Friday releases, days: [fri], start: "16:00", end: "23:59", timezone: Europe/Berlin}
+"""
+
+
+def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    from kneo.controller.promotion import override_task_id
+
+    repo.write("environments/live.yaml", FROZEN_ENV)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    release(repo, keys, "live", "v1")
+    assert ctl.reconcile_once().ok  # 2026-03-01 (a Sunday): no window
+    assert store.get_active("helper", "live").revision == 1
+
+    clock.advance(86400 + 3600)  # 2026-03-02T01:00Z: inside the year-end window
+    release(repo, keys, "live", "v2")
+    result = ctl.reconcile_once()
+    assert result.ok
+    [outcome] = [o for o in result.outcomes if o.action.key == ("helper", "live")]
+    assert (outcome.action.kind.value, outcome.action.reason, outcome.applied) == (
+        "refuse",
+        "frozen",
+        True,
+    )
+    assert store.get_active("helper", "live").revision == 1
+    status, reason, message = promoted(store, "helper", "live")
+    assert (status, reason) == ("False", "Frozen")
+    assert "live is frozen: year-end close" in message and "0 of 1 approvals" in message
+    digest = result.outcomes[0].action.digest
+    cid = override_task_id("helper", "live", digest)
+    task = store.get_continuation(cid)
+    assert task.status == "pending" and "during the freeze" in task.requests[0]["prompt"]
+    [asked] = audit(store, "promotion.override_requested")
+    assert asked.continuation_id == cid
+    assert (
+        ctl.reconcile_once(full=True).ok and len(audit(store, "promotion.override_requested")) == 1
+    )
+    with pytest.raises(Forbidden):  # only the environment's approvers
+        record_promotion_decision(store, cid, approver="mallory", decision="approved")
+
+    decided = record_promotion_decision(store, cid, approver="alice", decision="approved")
+    assert decided.outcome == "approved"
+    assert ctl.reconcile_once().ok
+    assert store.get_active("helper", "live").digest == digest  # through, inside the window
+    assert promoted(store, "helper", "live")[:2] == ("True", "Promoted")
+
+    release(repo, keys, "live", "v3")  # still frozen; this time the override is refused
+    assert ctl.reconcile_once().ok
+    third = store.list_revisions("helper", "live")[0]
+    assert third.revision == 2  # nothing recorded for a refusal
+    v3 = next(o.action.digest for o in ctl.plan().outcomes if o.action.name == "helper")
+    record_promotion_decision(
+        store, override_task_id("helper", "live", v3), approver="bob", decision="rejected"
+    )
+    assert ctl.reconcile_once().ok
+    assert "override rejected by bob" in promoted(store, "helper", "live")[2]
+
+    clock.advance(7 * 86400)  # 2026-03-09T01:00Z, a Monday: the windows are over
+    assert ctl.reconcile_once().ok
+    assert store.get_active("helper", "live").digest == v3
+
+
+def test_weekly_freeze_window_in_a_timezone(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    repo.write("environments/live.yaml", FROZEN_ENV)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    clock.advance(12 * 86400 + 15 * 3600 + 30 * 60)  # Fri 2026-03-13 15:30Z = 16:30 Berlin
+    release(repo, keys, "live", "v1")
+    assert ctl.reconcile_once().ok
+    assert store.get_active("helper", "live") is None
+    assert (
+        "no Friday releases (fri 16:00-23:59 Europe/Berlin)" in promoted(store, "helper", "live")[2]
+    )
+    clock.advance(9 * 3600)  # Sat 00:30Z = 01:30 Berlin: over
+    assert ctl.reconcile_once().ok
+    assert store.get_active("helper", "live").revision == 1
+
+
+def test_a_bad_freeze_window_is_an_invalid_environment_file(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    repo.write(
+        "environments/live.yaml",
+        "version: v1\npromotion:\n  freeze: [{reason: x, days: [fri], start: '25:00', end: '10:00'}]\n",
+    )
+    release(repo, keys, "live", "v1")
+    result = make_controller(store, repo, keys, clock, tmp_path).reconcile_once()
+    assert result.ok and store.get_active("helper", "live") is None
+    [problem] = [p for p in result.problems if p.get("path") == "bundles/helper/live.json"]
+    assert problem["code"] == "environment_invalid" and "freeze" in problem["message"]

@@ -107,6 +107,16 @@ CASES = [
     Case("registry get helper --env dev", reads_only=True),
     Case("registry history helper --env dev", reads_only=True),
     Case("registry diff helper --env dev --from 1 --to 1", reads_only=True),
+    Case("registry pin helper --env dev --reason hold"),
+    Case("registry unpin helper --env dev"),
+    Case("registry rollback helper --env dev --to r1", code=1, envelope=True),  # active
+    Case(
+        "registry block sha256:1111111111111111111111111111111111111111111111111111111111111111 --reason bad"
+    ),
+    Case("registry blocks", reads_only=True),
+    Case(
+        "registry unblock sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    ),
     Case("notifications test hook"),
     Case("notifications list", reads_only=True),
     Case("notifications retry"),

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from junitparser import Failure, JUnitXml
 
 from kneo.evals import load_suite, run_suite
@@ -107,3 +108,73 @@ def test_the_digest_is_the_signed_bundles_digest(project: Path, kneo: Kneo) -> N
     context = ProjectContext.discover(env="prod")
     assert result["digest"] == spec_digest(load_spec(SPEC, env="prod", project=context.config).data)
     assert result["environment"] == "prod"
+
+
+def test_a_judge_that_answers_fail_fails_the_case_through_its_provider(project: Path) -> None:
+    suite = load_suite(SUITE)
+    strict = suite.model_copy(
+        update={
+            "judge": suite.judge.model_copy(update={"script": []}),  # type: ignore[union-attr]
+            "cases": [c for c in suite.cases if c.id == "polite"],
+        }
+    )
+    [case] = run_suite(strict, SPEC, workers=1).cases
+    # an empty dummy script echoes: the judge's reply starts with "echo:", not PASS
+    assert not case.passed
+    assert case.failures[0].startswith("judge: 'The reply thanks the customer")
+
+
+def test_scripting_an_agent_the_spec_lacks_fails_that_case_with_the_names(project: Path) -> None:
+    from kneo.evals import parse_suite
+
+    suite = parse_suite(
+        {
+            "suite": "s",
+            "cases": [{"id": "x", "input": "hi", "scripts": {"ghost": [{"text": "a"}]}}],
+        },
+        source="s.yaml",
+    )
+    [case] = run_suite(suite, SPEC, workers=1).cases
+    assert case.status == "error" and case.error == "E_EVAL_SUITE"
+    assert "scripts names agent 'ghost'" in case.failures[0]
+
+
+def test_a_bad_baseline_is_refused_before_the_suite_runs(project: Path, kneo: Kneo) -> None:
+    for ref in ("no-such-ref", "missing.json"):
+        result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", ref)
+        assert result.exit_code != 0 and "error[invalid_request]: --baseline" in result.stderr
+        assert "case" not in result.stdout  # no table: nothing ran
+
+
+def test_the_research_pipeline_suite_passes_offline_with_its_dev_overlay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second example suite: a sequential pipeline (two agent steps, a function step)
+    resolved with its dev overlay; one case scripts a plan-act search."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("KNEO_SERV_DATABASE_URL", raising=False)
+    suite = load_suite("examples/evals/research_agent.eval.yaml")
+    result = run_suite(suite, "examples/research_agent.yaml", environment="dev", workers=2)
+    assert result.environment == "dev"
+    assert [c.failures for c in result.cases] == [[]] * len(suite.cases)
+    [searched] = [c for c in result.cases if c.case_id == "searches-when-scripted-to"]
+    assert searched.tool_calls == [{"name": "web_search", "arguments": {"query": "battery market"}}]
+
+
+def test_call_ids_that_repeat_across_steps_are_different_calls() -> None:
+    from kneo.evals.runner import observe
+
+    events = [
+        {
+            "event_type": "tool_call_started",
+            "step_id": step,
+            "payload": {"tool_name": "lookup", "tool_call_id": "call_0_0", "arguments": {"n": i}},
+        }
+        for i, step in enumerate(("retrieve", "analyze"))
+    ]
+    events.append({**events[0], "event_type": "tool_call_completed"})  # same call, finished
+    seen = observe(events, {})
+    assert seen.tool_calls == [
+        {"name": "lookup", "arguments": {"n": 0}},
+        {"name": "lookup", "arguments": {"n": 1}},
+    ]

@@ -127,7 +127,7 @@ def test_a_pause_at_the_limit_continues_with_the_limit_raised(project: Path) -> 
         "raise_to": 2,
         "environment": "dev",
     }
-    assert request["decisions"] == ["approved", "edited", "rejected"]
+    assert request["decisions"] == ["approved", "provided", "rejected"]
     code, out, err = _kneo(
         project,
         "human",
@@ -159,13 +159,13 @@ def test_a_person_sets_the_new_limit_or_stops_the_run(project: Path) -> None:
 
     # a limit that is no raise is refused, naming the field; the task stays pending
     code, refused, _ = _kneo(
-        project, "human", "resume", cont, "--request-id", rid, "--edit", '{"limit": 1}', "--json"
+        project, "human", "resume", cont, "--request-id", rid, "--provide", '{"limit": 1}', "--json"
     )
     assert code != 0 and refused["error"] == "invalid_human_input"
     assert refused["path"] == "limit"
 
     code, out, err = _kneo(
-        project, "human", "resume", cont, "--request-id", rid, "--edit", '{"limit": 3}', "--json"
+        project, "human", "resume", cont, "--request-id", rid, "--provide", '{"limit": 3}', "--json"
     )
     assert code == 0 and out["status"] == "paused", err
     assert counter(project) == ["send:ann", "send:bob", "send:ann"]  # up to the new limit

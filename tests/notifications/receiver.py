@@ -17,6 +17,11 @@ class Receiver:
         self.port = port
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.status = 200
+        self.fail_once: set[str] = set()  # event ids answered 500 the first time
+        self.answers: list[int] = []  # what each request was answered, in arrival order
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests it held at once
+        self._lock = threading.Lock()
         self.hold_seconds = 0.0  # answer only after this long (the sender can be killed)
         self.got = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -32,19 +37,35 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                with outer._lock:
+                    outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    event_id = self.headers.get("X-Kneo-Event-Id", "")
+                    status = outer.status
+                    if event_id in outer.fail_once:
+                        outer.fail_once.discard(event_id)
+                        status = 500
+                    outer.answers.append(status)
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 outer.got.set()
-                if outer.hold_seconds:
-                    time.sleep(outer.hold_seconds)
-                self.send_response(outer.status)
+                try:
+                    if outer.hold_seconds:
+                        time.sleep(outer.hold_seconds)
+                finally:
+                    with outer._lock:
+                        outer.in_flight -= 1
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # a dispatcher connects many at once
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

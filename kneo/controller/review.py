@@ -1,0 +1,257 @@
+"""What merging a pull request would do: ``kneo controller plan --base REF --head REF``.
+
+The head commit's desired state is judged exactly as a reconcile would (signatures, policy,
+environment files, today's blocks and freeze windows) and planned against what is active:
+the registry when this command can read one that holds revisions, otherwise what the base
+commit would have made active (a CI job usually has no registry). Only bundles whose file
+or environment file differs between base and head are reported, per environment, upstream
+environments first, each with the spec diff against what is active, the verdict, the gate
+that refuses or holds it, and who must approve. :func:`render_markdown` is the pull-request
+comment the spec-repo workflow posts; ``refused`` non-zero makes the command exit 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kneo.controller.apply import observe
+from kneo.controller.model import (
+    Action,
+    ActionKind,
+    DesiredRevision,
+    DesiredState,
+    ObservedEntry,
+    ObservedState,
+    PlanOptions,
+    RevisionRef,
+)
+from kneo.controller.planner import environment_order, plan, short
+from kneo.controller.promotion import PromotionGate
+
+#: The first line of the comment: the workflow finds its own comment by it, to update it.
+MARKER = "<!-- kneo-plan -->"
+
+#: Outcomes that mean "this merge would not go through as asked" (the exit code).
+REFUSING = (ActionKind.REJECT, ActionKind.REFUSE)
+
+
+def review(
+    loader: Any,
+    source: Any,
+    store: Any,
+    *,
+    base: str,
+    head: str,
+    now: datetime,
+    prune: bool = True,
+) -> dict[str, Any]:
+    """The plan of merging ``head`` onto ``base`` (refs), as JSON-ready data."""
+    base_commit, head_commit = source.resolve(base), source.resolve(head)
+    before = loader.load(source, base_commit)
+    after = loader.load(source, head_commit)
+    heads = list(store.list_revision_heads()) if store is not None else []
+    if heads:
+        observed, against = observe(store, PromotionGate()).observed, "registry"
+    else:
+        observed, against = _as_if_applied(before), "base"
+    changed = _changed_keys(before, after)
+    actions = [
+        a
+        for a in plan(after, observed, PlanOptions(prune=prune, now=now))
+        if a.key in changed and a.kind is not ActionKind.DRIFT_REVERT
+    ]
+    depth = environment_order(after.environments)
+    environments: dict[str, list[dict[str, Any]]] = {}
+    for action in actions:
+        item = _item(action, after, before, observed.get(action.key), store if heads else None)
+        environments.setdefault(action.environment, []).append(item)
+    refused = sum(1 for a in actions if a.kind in REFUSING)
+    return {
+        "base": base_commit,
+        "head": head_commit,
+        "against": against,
+        "refused": refused,
+        "changes": len(actions),
+        "problems": [p.to_dict() for p in after.problems],
+        "environments": [
+            {"environment": env, "bundles": items}
+            for env, items in sorted(environments.items(), key=lambda e: (depth.get(e[0], 0), e[0]))
+        ],
+    }
+
+
+def _as_if_applied(state: DesiredState) -> ObservedState:
+    """The registry the base commit would leave: each verified bundle active."""
+    return ObservedState(
+        {
+            key: ObservedEntry(active=ref, applied=ref)
+            for key, rev in state.revisions.items()
+            if rev.ok and rev.digest is not None
+            for ref in [RevisionRef(1, rev.digest, "active", rev.commit)]
+        }
+    )
+
+
+def _changed_keys(before: DesiredState, after: DesiredState) -> set[tuple[str, str]]:
+    """Keys whose bundle file, or whose environment's file, differs."""
+    changed_envs = {
+        name
+        for name in set(before.environments) | set(after.environments)
+        if (before.environments.get(name) or _NO_ENV).blob_sha
+        != (after.environments.get(name) or _NO_ENV).blob_sha
+    }
+    keys = set(before.revisions) | set(after.revisions)
+    return {
+        key
+        for key in keys
+        if key[1] in changed_envs
+        or _identity(before.revisions.get(key)) != _identity(after.revisions.get(key))
+    }
+
+
+class _NoEnv:
+    blob_sha = None
+
+
+_NO_ENV = _NoEnv()
+
+
+def _identity(rev: DesiredRevision | None) -> tuple[str | None, str | None]:
+    return (None, None) if rev is None else (rev.path, rev.fingerprint)
+
+
+def _item(
+    action: Action,
+    after: DesiredState,
+    before: DesiredState,
+    entry: ObservedEntry,
+    store: Any,
+) -> dict[str, Any]:
+    rev = action.revision or after.revisions.get(action.key)
+    env = after.environments.get(action.environment)
+    rules = env.promotion if env is not None else None
+    active_spec = _active_spec(action, before, entry, store)
+    return {
+        "bundle": action.name,
+        "action": action.kind.value,
+        "reason": action.reason,
+        "message": action.message,
+        "from": entry.active.digest if entry.active else None,
+        "to": rev.digest if rev is not None else None,
+        "verified": rev.ok if rev is not None else None,
+        "signers": list(rev.signer_key_ids) if rev is not None else [],
+        "problems": [p.to_dict() for p in (rev.problems if rev is not None else ())]
+        + [p.to_dict() for p in action.reasons if rev is None or p not in rev.problems],
+        "approvals": {
+            "required": bool(rules and rules.require_human_approval),
+            "approvers": list(rules.approvers) if rules else [],
+            "min_approvals": rules.min_approvals if rules else 0,
+            "upstream": rules.require_approved_in if rules else None,
+        },
+        "spec_diff": _diff(active_spec, rev.spec if rev is not None else None, action),
+    }
+
+
+def _active_spec(
+    action: Action, before: DesiredState, entry: ObservedEntry, store: Any
+) -> Mapping[str, Any] | None:
+    if entry.active is None:
+        return None
+    if store is not None:
+        return dict(store.get_revision(action.name, action.environment, entry.active.number).spec)
+    old = before.revisions.get(action.key)
+    return old.spec if old is not None else None
+
+
+def _diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, action: Action) -> str:
+    def lines(spec: Mapping[str, Any] | None) -> list[str]:
+        return [] if spec is None else json.dumps(spec, indent=2, sort_keys=True).splitlines(True)
+
+    where = f"{action.name}@{action.environment}"
+    return "".join(difflib.unified_diff(lines(old), lines(new), f"{where} active", f"{where} head"))
+
+
+# --------------------------------------------------------------------------- markdown
+
+_VERDICT = {
+    "activate": "✅ promotes",
+    "noop": "no change",
+    "wait_for_approval": "⏳ needs approval",
+    "wait_for_upstream": "⏳ after upstream",
+    "reject": "❌ rejected",
+    "refuse": "⛔ refused",
+    "prune": "🗑️ removed",
+}
+
+
+def render_markdown(data: Mapping[str, Any]) -> str:
+    """The pull-request comment: one section per environment, a table and the diffs."""
+    out = [
+        MARKER,
+        f"## Kneo plan: `{data['base'][:12]}` → `{data['head'][:12]}`",
+        "",
+        f"Compared with the {'registry' if data['against'] == 'registry' else 'base commit'}: "
+        f"**{data['changes']} change(s)**, **{data['refused']} refused**.",
+        "",
+    ]
+    if not data["environments"]:
+        out.append("No bundle or environment file changes.")
+    for env in data["environments"]:
+        out += [
+            f"### {env['environment']}",
+            "",
+            "| bundle | outcome | from | to | verdict | approvals |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for b in env["bundles"]:
+            out.append(
+                f"| `{b['bundle']}` | {_VERDICT.get(b['action'], b['action'])} "
+                f"| `{short(b['from'])}` | `{short(b['to'])}` | {_verdict(b)} | {_approvals(b)} |"
+            )
+        out.append("")
+        for b in env["bundles"]:
+            out.append(f"- **{b['bundle']}**: {_cell(b['message'])}")
+            if b["spec_diff"]:
+                out += [
+                    "",
+                    "  <details><summary>spec diff against the active revision</summary>",
+                    "",
+                    "  ```diff",
+                    *("  " + line for line in b["spec_diff"].splitlines()),
+                    "  ```",
+                    "  </details>",
+                    "",
+                ]
+        out.append("")
+    for problem in data["problems"]:
+        out.append(f"- problem `{problem['code']}`: {_cell(problem['message'])}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _verdict(b: Mapping[str, Any]) -> str:
+    if b["verified"] is None:
+        return "—"
+    if b["verified"]:
+        signers = ", ".join(b["signers"]) or "-"
+        extra = [p["code"] for p in b["problems"]]
+        return f"signed by {signers}" + (f"; {', '.join(extra)}" if extra else "")
+    return ", ".join(f"`{p['code']}`" for p in b["problems"]) or "invalid"
+
+
+def _approvals(b: Mapping[str, Any]) -> str:
+    a = b["approvals"]
+    parts = []
+    if a["upstream"]:
+        parts.append(f"active in {a['upstream']} first")
+    if a["required"]:
+        who = ", ".join(a["approvers"]) or "anyone"
+        parts.append(f"{a['min_approvals']} of {who}")
+    return "; ".join(parts) or "—"

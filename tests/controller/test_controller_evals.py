@@ -1,0 +1,180 @@
+"""The eval gate through real Git, real bundles and the controller: the support agent's
+prompt change (two cases broken) is promoted in ``dev`` (no gate) and held back in ``prod``
+(``require_evals`` at 100 %) with a condition naming the suite and the rate; the fixed spec
+passes and is promoted; an edited attestation is refused like an edited bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gitops_fixtures import SIGNED_AT, Keys, Repo, make_controller
+
+from kneo.bundle import BundleSource, dump_bundle, sign_bundle
+from kneo.clock import ManualClock
+from kneo.evals import load_suite, run_suite
+from kneo.evals.runner import attestation
+from kneo.spec.loader import load_spec
+from kneo.spec.project import ProjectContext
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = "examples/support_agent.yaml"
+SUITE = "examples/evals/support_agent.eval.yaml"
+PROD = (
+    "version: v1\npromotion:\n  require_evals:\n    - {suite: support-agent, min_pass_rate: 1.0}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str, Any], Any]]:
+    """The support agent as it is (``good``) and after the worked example's prompt change
+    (``broken``): each resolved spec with its real eval result."""
+    work = tmp_path_factory.mktemp("support")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    (work / ".kneo").mkdir()
+    (work / ".kneo/config.yaml").write_text(
+        "version: v1\nname: s\ntool_registry: examples.project_tools:create_registry\n"
+    )
+    suite = load_suite(ROOT / SUITE)
+    out = {}
+    spec = work / SPEC
+    good = spec.read_text()
+    broken = good.replace(
+        "Our refund window is 30 days. Ticket opened.", "We will get back to you."
+    )
+    assert broken != good
+    cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(work)
+        for label, text in (("good", good), ("broken", broken)):
+            spec.write_text(text)
+            context = ProjectContext.discover()
+            data = load_spec(spec, project=context.config).data
+            result = run_suite(suite, spec, workers=2).to_dict()
+            out[label] = (data, attestation(result))
+    finally:
+        os.chdir(cwd)
+    assert out["good"][1].pass_rate == 1.0
+    assert out["broken"][1].regressions() == ["refund-window", "ticket-opened"]
+    return out
+
+
+def _bundle(keys: Keys, env: str, data: dict[str, Any], attested: Any) -> str:
+    return dump_bundle(
+        sign_bundle(
+            data,
+            keys.private["ci"],
+            name="support",
+            environment=env,
+            approved_by="ci-pipeline",
+            approved_at=SIGNED_AT,
+            source=BundleSource(path="specs/support.yaml"),
+            evals=[attested] if attested is not None else [],
+        )
+    )
+
+
+def _promoted(store: Any, env: str) -> tuple[str, str, str]:
+    c = {c.type: c for c in store.list_conditions("support", env)}["Promoted"]
+    return c.status, c.reason, c.message
+
+
+def _active(store: Any, env: str) -> str | None:
+    active = store.get_active("support", env)
+    return None if active is None else str(active.digest)
+
+
+def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, tuple[dict[str, Any], Any]],
+) -> None:
+    repo.write("environments/prod.yaml", PROD)
+    broken, attested = results["broken"]
+    for env in ("dev", "prod"):
+        repo.write(f"bundles/support/{env}.json", _bundle(keys, env, broken, attested))
+    repo.commit("a shorter prompt")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+
+    assert _active(store, "dev") == attested.digest, _promoted(store, "dev")  # no gate in dev
+    assert _active(store, "prod") is None
+    status, reason, message = _promoted(store, "prod")
+    assert (status, reason) == ("False", "EvalsFailed")
+    assert "eval suite 'support-agent' failed: 82% (requires 100%)" in message
+    assert "failing: refund-window, ticket-opened" in message
+    [event] = store.list_audit(event_type="promotion.evals_failed", limit=10).items
+    assert event.payload["environment"] == "prod"
+    seen: list[Any] = []
+    store.route_notifications(lambda e: seen.append(e) or [])
+    [notice] = [e for e in seen if e.event_type == "promotion.evals_failed"]
+    from kneo.platform.notifications import summary
+
+    assert summary(notice).startswith("support (prod) was held back by its eval gate: eval suite")
+
+    clock.advance(30)  # pass after pass, the refusal holds and is audited once
+    assert ctl.reconcile_once(full=True).ok
+    assert _active(store, "prod") is None
+    assert len(store.list_audit(event_type="promotion.evals_failed", limit=10).items) == 1
+
+    fixed, passing = results["good"]
+    repo.write("bundles/support/prod.json", _bundle(keys, "prod", fixed, passing))
+    repo.commit("the prompt fixed")
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") == passing.digest
+    assert _promoted(store, "prod")[:2] == ("True", "Promoted")
+
+
+def test_no_result_or_a_result_for_another_digest_is_held_back(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, tuple[dict[str, Any], Any]],
+) -> None:
+    repo.write("environments/prod.yaml", PROD)
+    good, _ = results["good"]
+    repo.write("bundles/support/prod.json", _bundle(keys, "prod", good, None))
+    repo.commit("signed without --evals")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    status, reason, message = _promoted(store, "prod")
+    assert (status, reason) == ("False", "EvalsFailed")
+    assert "no signed result for this digest (requires 100%)" in message
+    assert _active(store, "prod") is None
+
+
+def test_an_edited_attestation_is_refused_like_an_edited_bundle(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, tuple[dict[str, Any], Any]],
+) -> None:
+    repo.write("environments/prod.yaml", PROD)
+    broken, attested = results["broken"]
+    document = json.loads(_bundle(keys, "prod", broken, attested))
+    forged = document["evals"][0]
+    forged.update(passed=forged["total"], pass_rate=1.0)
+    for case in forged["cases"]:
+        case["outcome"] = "passed"
+    repo.write("bundles/support/prod.json", json.dumps(document, indent=2))
+    repo.commit("the result edited to pass")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") is None
+    status, reason, message = _promoted(store, "prod")
+    assert (status, reason) == ("False", "Rejected")
+    assert "bundle_signature_invalid" in message or "signature" in message
+    [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
+    assert rejected.payload["environment"] == "prod"
