@@ -33,6 +33,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}", variable=name)
 
 
+#: The connections one process opens at most, by role, when ``KNEO_SERV_DATABASE_POOL_SIZE``
+#: is unset: an API replica serves concurrent requests; a worker runs ``--concurrency`` runs
+#: (this is for one) beside its lease, sweep and notification threads; a controller reconciles
+#: and holds its lease; anything else (the CLI, the library) keeps SQLAlchemy's 5 + 10.
+ROLE_POOL_SIZES: dict[str, int] = {"api": 10, "worker": 3, "controller": 3, "library": 15}
+
+
+def _pooler(env: Mapping[str, str]) -> str:
+    value = env.get("KNEO_SERV_DATABASE_POOLER", "").strip().lower()
+    if value not in ("", "transaction"):
+        raise ConfigError(
+            f"KNEO_SERV_DATABASE_POOLER must be empty or transaction, got {value!r}",
+            variable="KNEO_SERV_DATABASE_POOLER",
+        )
+    return value
+
+
 def _sqlite_synchronous(env: Mapping[str, str]) -> str:
     name = "KNEO_SERV_SQLITE_SYNCHRONOUS"
     value = (env.get(name) or "normal").strip().lower()
@@ -317,6 +334,15 @@ class Settings:
     #: or ``kill -9``; the last commits may be lost on power loss or an OS crash) or ``full``
     #: (fsync at every commit: power-loss durable too, ~0.2 ms more per commit here).
     sqlite_synchronous: str = "normal"
+    #: PostgreSQL: the most connections this process opens (``KNEO_SERV_DATABASE_POOL_SIZE``);
+    #: ``None``: its role's default (:data:`ROLE_POOL_SIZES`, see :meth:`pool_size`)
+    database_pool_size: int | None = None
+    #: ``transaction``: PostgreSQL is reached through a transaction-mode pooler (PgBouncer):
+    #: no prepared statements, and the controller polls instead of ``LISTEN``
+    database_pooler: str = ""
+    #: what this process is (``api``, ``worker``, ``controller``, else ``library``): its
+    #: command sets it, and it picks the default pool size
+    process_role: str = "library"
     profiles_path: Path = field(
         default_factory=lambda: Path.home() / ".kneo_serv" / "profiles.json"
     )
@@ -404,6 +430,8 @@ class Settings:
             or 60.0,
             database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
             sqlite_synchronous=_sqlite_synchronous(env),
+            database_pool_size=_int(env, "KNEO_SERV_DATABASE_POOL_SIZE", None) or None,
+            database_pooler=_pooler(env),
             profiles_path=Path(profiles)
             if profiles
             else Path.home() / ".kneo_serv" / "profiles.json",
@@ -462,6 +490,11 @@ class Settings:
         asked = _AskedNames()
         cls.from_env(asked)
         return frozenset(asked.names)
+
+    def pool_size(self) -> int:
+        """The most PostgreSQL connections this process opens: the one setting, else the
+        role's default."""
+        return self.database_pool_size or ROLE_POOL_SIZES.get(self.process_role, 15)
 
     def secret(self, env_var: str) -> str | None:
         """The value of a secret *referenced by name*; callers must never log it."""

@@ -14,7 +14,7 @@ import typer
 
 from kneo.cli.output import Output, options
 from kneo.errors import InvalidRequest, KneoError
-from kneo.settings import RetentionDays, Settings
+from kneo.settings import ROLE_POOL_SIZES, RetentionDays, Settings
 
 db_app = typer.Typer(no_args_is_help=True)
 maintenance_app = typer.Typer(no_args_is_help=True)
@@ -218,7 +218,7 @@ def doctor_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
     url, state_dir = _target(database_url, settings)
     store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
     try:
-        findings = diagnose(store)
+        findings = diagnose(store, settings.database_pool_size or ROLE_POOL_SIZES["worker"])
     finally:
         store.close()
     healthy = all(f.status == "ok" for f in findings)

@@ -7,6 +7,7 @@ uvicorn starts, so they reach the user as one ``error[config_error]: ...`` line.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -78,7 +79,7 @@ def serve(
     from kneo.settings import Settings
 
     _install_factory(factory)
-    settings = Settings.from_env()
+    settings = replace(Settings.from_env(), process_role="api")
     if reload:
         refused = {
             "--no-worker": not worker,
@@ -311,6 +312,9 @@ def worker(
 
     _install_factory(factory)
     settings = Settings.from_env()
+    # its runs, plus its lease, sweep and notification threads
+    pool = settings.database_pool_size or concurrency + 2
+    settings = replace(settings, process_role="worker", database_pool_size=pool)
     manager = create_default_platform_manager(settings)
     runner = Worker(
         manager,

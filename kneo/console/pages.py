@@ -227,7 +227,10 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
     if older_than and older_than not in AGES:
         raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
     assignee, kind = filters["assignee"], filters["kind"]
-    who = view.viewer.name if assignee == "mine" else assignee or None
+    who: str | tuple[str, ...] | None = assignee or None
+    if assignee == "mine":  # my name, as a key or as user:..., and my groups
+        name = view.viewer.name
+        who = (name, f"user:{name}", *sorted(f"group:{g}" for g in view.viewer.groups))
     try:
         listed = _inbox_listing(view, filters, who, cursor)
     except InvalidRequest as exc:
@@ -238,14 +241,14 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
         row
         for task in listed["tasks"]
         for row in _rows(task)
-        if (who is None or row["assignee"] == who)
+        if (who is None or row["assignee"] in ((who,) if isinstance(who, str) else who))
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
     return _inbox_view(view, filters, listed, rows=rows, cursor=cursor)
 
 
 def _inbox_listing(
-    view: _View, filters: dict[str, str], who: str | None, cursor: str
+    view: _View, filters: dict[str, str], who: str | tuple[str, ...] | None, cursor: str
 ) -> dict[str, Any]:
     """The inbox page's tasks (the API listing's call, with the page's filters)."""
     mgr, kind, escalated = view.manager, filters["kind"], filters["escalated"]

@@ -321,7 +321,8 @@ def observe(trace_events: Sequence[Mapping[str, Any]], metadata: Mapping[str, An
         if kind == "model_turn_completed":
             count_usage(record, data.get("usage") or {})
         elif kind.startswith("tool_") and data.get("tool_name"):
-            call_id = str(data.get("tool_call_id") or len(calls))
+            # a model's call ids repeat across steps (each conversation starts again)
+            call_id = f"{event.get('step_id')}:{data.get('tool_call_id') or len(calls)}"
             arguments = data.get("arguments")
             calls.setdefault(
                 call_id,
@@ -340,7 +341,7 @@ def observe(trace_events: Sequence[Mapping[str, Any]], metadata: Mapping[str, An
         if isinstance(context, Mapping) and context.get("tool_name"):
             arguments = context.get("arguments")
             calls.setdefault(
-                str(context.get("tool_call_id") or len(calls)),
+                f"{request.get('step_id')}:{context.get('tool_call_id') or len(calls)}",
                 {
                     "name": context["tool_name"],
                     "arguments": arguments if isinstance(arguments, dict) else {},

@@ -6,8 +6,10 @@ under the project's ``paths.artifacts_dir`` and ``paths.logs_dir``; this module 
 by modification time. Windows come from the project config's ``retention:`` block with
 ``KNEO_SERV_RETENTION_*`` winning per field, unless a policy is passed explicitly.
 
-Nothing here schedules itself: call :func:`prune_retention` (or
-``PlatformManager.prune_retention`` / ``kneo maintenance prune``) from cron or a timer.
+Call :func:`prune_retention` (or ``PlatformManager.prune_retention`` / ``kneo maintenance
+prune``) from cron or a timer. Finished queue records alone are pruned without one: every
+service and worker process deletes them hourly (:meth:`kneo.platform.sweeps.Sweeper.prune_queue`),
+kept :data:`QUEUE_DAYS_DEFAULT` days unless a window is set.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ from kneo.settings import RetentionDays, Settings
 _DATABASE_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".db")
 
 
+#: Finished queue records (and sent or dead notifications) are kept this many days unless a
+#: window is set: a busy queue otherwise grows forever, and every claim walks its index.
+QUEUE_DAYS_DEFAULT = 7
+
+
 def retention_policy(settings: Settings, project: Any = None) -> RetentionDays:
-    """The effective windows: the environment wins per field over the project config."""
+    """The effective windows: the environment wins per field over the project config; the
+    queue's is :data:`QUEUE_DAYS_DEFAULT` when neither sets it."""
     config = getattr(getattr(project, "config", None), "retention", None)
-    if config is None:
-        return settings.retention
-    return settings.retention.overlay(RetentionDays(**config.model_dump()))
+    policy = settings.retention
+    if config is not None:
+        policy = policy.overlay(RetentionDays(**config.model_dump()))
+    return policy.overlay(RetentionDays(queue_days=QUEUE_DAYS_DEFAULT))
 
 
 def file_roots(project: Any) -> dict[str, Path | None]:
@@ -123,4 +132,4 @@ def prune_retention(
     return counts
 
 
-__all__ = ["file_roots", "prune_files", "prune_retention", "retention_policy"]
+__all__ = ["QUEUE_DAYS_DEFAULT", "file_roots", "prune_files", "prune_retention", "retention_policy"]

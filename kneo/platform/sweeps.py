@@ -50,6 +50,8 @@ from kneo.store import Store
 log = get_logger("kneo_serv.sweeps")
 
 _PAGE = 500
+#: how often a process deletes finished queue records past their retention
+QUEUE_PRUNE_SECONDS = 3600.0
 TIMEOUT_ACTOR = "system:timeout"
 
 
@@ -454,12 +456,24 @@ class Sweeper:
         self._tasks: list[PeriodicTask] = []
         #: the process's notification dispatcher, started with the sweeps (start_sweeper)
         self.dispatcher: Any = None
+        #: finished queue records (and sent or dead notifications) older than this many days
+        #: are deleted every :data:`QUEUE_PRUNE_SECONDS` (``None``: never)
+        self.queue_days: int | None = None
 
     def sweep_once(self) -> dict[str, int]:
         return {
             "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
             "timed_out_runs": self.sweeps.prune_timed_out_runs(),
         }
+
+    def prune_queue(self) -> int:
+        """Delete finished queue records older than :attr:`queue_days` (every process may:
+        the delete is idempotent, and by index)."""
+        from kneo.settings import RetentionDays
+
+        store = self.sweeps.store
+        window = RetentionDays(queue_days=self.queue_days)
+        return int(store.prune_retention(window, store.clock.now()).get("queue", 0))
 
     def start(self) -> Sweeper:
         if not self._tasks:
@@ -471,6 +485,16 @@ class Sweeper:
                         self.sweep_once,
                         logger=log,
                         failure="timeout sweep failed",
+                    )
+                )
+            if self.queue_days is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-queue-prune",
+                        QUEUE_PRUNE_SECONDS,
+                        self.prune_queue,
+                        logger=log,
+                        failure="queue retention failed",
                     )
                 )
             if self.recovery is not None:
@@ -518,4 +542,9 @@ def start_sweeper(manager: SweptPlatform, settings: Any) -> Sweeper:
         from kneo.platform.notifications import start_dispatcher
 
         sweeper.dispatcher = start_dispatcher(manager, settings)
+    if hasattr(settings, "retention"):
+        from kneo.platform.maintenance import retention_policy
+
+        days = retention_policy(settings, manager.project).queue_days
+        sweeper.queue_days = days
     return sweeper.start()

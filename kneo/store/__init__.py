@@ -138,7 +138,12 @@ def open_store(
     """
     settings = settings or Settings()
     parsed = resolve_url(url, state_dir=state_dir)
-    dialect = dialect_for(parsed, sqlite_synchronous=settings.sqlite_synchronous)
+    dialect = dialect_for(
+        parsed,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.pool_size(),
+        transaction_pooler=settings.database_pooler == "transaction",
+    )
     if dialect.name == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = dialect.create_engine(parsed)

@@ -188,7 +188,9 @@ class ControllerWakeups:
         self._connection: Any = None
 
     def start(self) -> None:
-        listen = self.store.dialect.name == "postgresql"
+        dialect = self.store.dialect
+        # LISTEN needs a session of its own: behind a transaction pooler, poll instead
+        listen = dialect.name == "postgresql" and not getattr(dialect, "transaction_pooler", 0)
         self._thread = threading.Thread(
             target=self._listen if listen else self._poll,
             name="kneo-controller-wakeups",

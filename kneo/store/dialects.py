@@ -328,10 +328,6 @@ class StoreDialect:
         """Lock the rows a claim selects, skipping those other transactions hold."""
         return stmt
 
-    def connection_budget(self) -> int:
-        """The most connections one process's engine opens."""
-        return 1
-
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold an exclusive, cross-process lock for the rest of ``conn``'s transaction."""
@@ -643,13 +639,21 @@ class PostgresDialect(StoreDialect):
     batch = True
     row_lock = " FOR UPDATE"
 
-    def __init__(self, pool_size: int = 5, max_overflow: int = 10) -> None:
+    def __init__(
+        self, pool_size: int = 5, max_overflow: int = 10, *, transaction_pooler: bool = False
+    ) -> None:
         super().__init__()
         self.pool_size = pool_size
         self.max_overflow = max_overflow
+        #: behind PgBouncer in transaction mode: each transaction may run on another server
+        #: connection, so nothing may outlive one (prepared statements, ``LISTEN``)
+        self.transaction_pooler = transaction_pooler
 
-    def connection_budget(self) -> int:
-        return self.pool_size + self.max_overflow
+    def _connect_args(self, url: sa.URL) -> dict[str, Any]:
+        args: dict[str, Any] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query}
+        if self.transaction_pooler:
+            args["prepare_threshold"] = None  # psycopg prepares a statement run 5 times
+        return args
 
     def create_engine(self, url: sa.URL) -> Engine:
         from kneo.store.tables import use_postgresql_options
@@ -659,7 +663,7 @@ class PostgresDialect(StoreDialect):
             url,
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
-            connect_args={k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query},
+            connect_args=self._connect_args(url),
         )
         _ping_idle_connections(engine)
         if engine.dialect.driver == "psycopg":
@@ -760,13 +764,21 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def dialect_for(url: sa.URL, *, sqlite_synchronous: str = "normal") -> StoreDialect:
-    """The dialect class for a parsed URL; unsupported backends are a ``config_error``."""
+def dialect_for(
+    url: sa.URL,
+    *,
+    sqlite_synchronous: str = "normal",
+    pool_size: int = 15,
+    transaction_pooler: bool = False,
+) -> StoreDialect:
+    """The dialect class for a parsed URL; unsupported backends are a ``config_error``.
+    PostgreSQL opens at most ``pool_size`` connections."""
     backend = url.get_backend_name()
     if backend == "sqlite":
         return SqliteDialect(synchronous=sqlite_synchronous)
     if backend == "postgresql":
-        return PostgresDialect()
+        kept = min(pool_size, 5)  # open when idle; the rest opened when busy, then closed
+        return PostgresDialect(kept, pool_size - kept, transaction_pooler=transaction_pooler)
     raise ConfigError(
         f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...",
         variable="KNEO_SERV_DATABASE_URL",

@@ -42,16 +42,16 @@ class Finding:
     fix: str = ""
 
 
-def diagnose(store: Store) -> list[Finding]:
+def diagnose(store: Store, per_worker: int = 3) -> list[Finding]:
     """Every check for ``store``'s backend, in a fixed order (read-only); an unreachable
-    database is ``database_unavailable``, as for any other store call."""
+    database is ``database_unavailable``, as for any other store call. ``per_worker``: the
+    connections one more worker would open (the headroom is counted in workers)."""
     with store._db_errors(), store.engine.connect() as conn:
         migrations = _migrations(conn)
         if store.backend != "postgresql":
             return [migrations, _journal_mode(conn)]
         schema = [_statistics(conn), _indexes(conn)] if migrations.status == "ok" else []
-        budget = store.dialect.connection_budget()
-        return [migrations, *_autovacuum(conn), *schema, _headroom(conn, budget)]
+        return [migrations, *_autovacuum(conn), *schema, _headroom(conn, per_worker)]
 
 
 def _migrations(conn: sa.Connection) -> Finding:
@@ -175,14 +175,13 @@ def _indexes(conn: sa.Connection) -> Finding:
 
 
 def headroom(max_connections: int, reserved: int, used: int, per_process: int) -> Finding:
-    """The connection check from the numbers: what is left for new Kneo processes."""
+    """The connection check from the numbers: what is left for more Kneo workers."""
     available = max_connections - reserved
     free = available - used
     fits = max(0, free // per_process) if per_process > 0 else 0
     detail = (
         f"{used} of {available} connections in use (max_connections {max_connections}, "
-        f"{reserved} reserved); one Kneo process opens up to {per_process}: "
-        f"{fits} more fit"
+        f"{reserved} reserved); a worker opens up to {per_process}: {fits} more fit"
     )
     if free <= 0:
         status = "fail"
@@ -194,8 +193,9 @@ def headroom(max_connections: int, reserved: int, used: int, per_process: int) -
         "connections",
         status,
         detail,
-        "run fewer Kneo processes per server, put PgBouncer (transaction mode) in front, "
-        "or raise max_connections",
+        "lower KNEO_SERV_DATABASE_POOL_SIZE, put PgBouncer in front (transaction mode, "
+        "KNEO_SERV_DATABASE_POOLER=transaction), or raise max_connections "
+        "(docs/deployment.md, connection budget)",
     )
 
 

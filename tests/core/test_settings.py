@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kneo.errors import ConfigError
@@ -65,3 +67,34 @@ def test_public_dict_hides_secrets() -> None:
     text = repr(s.as_public_dict())
     assert "super-secret-token" not in text
     assert "adm1n-key" not in text
+
+
+def test_pool_size_is_one_setting_over_role_defaults() -> None:
+    from dataclasses import replace
+
+    from kneo.settings import ROLE_POOL_SIZES
+
+    assert Settings.from_env({}).pool_size() == ROLE_POOL_SIZES["library"] == 15
+    assert replace(Settings.from_env({}), process_role="api").pool_size() == 10
+    assert replace(Settings.from_env({}), process_role="worker").pool_size() == 3
+    one = Settings.from_env({"KNEO_SERV_DATABASE_POOL_SIZE": "4"})
+    assert replace(one, process_role="api").pool_size() == 4
+    assert Settings.from_env({"KNEO_SERV_DATABASE_POOLER": "Transaction"}).database_pooler == (
+        "transaction"
+    )
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"KNEO_SERV_DATABASE_POOLER": "session"})
+    assert caught.value.details["variable"] == "KNEO_SERV_DATABASE_POOLER"
+
+
+def test_a_postgresql_store_opens_at_most_the_pool_size(pg_database: Any) -> None:
+    from kneo.store import open_store
+
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_POOL_SIZE": "7"})
+    store = open_store(pg_database(), settings=settings)
+    try:
+        pool: Any = store.engine.pool
+        assert pool.size() + pool._max_overflow == 7
+        assert pool.size() == 5  # kept open when idle; 2 more when busy
+    finally:
+        store.close()

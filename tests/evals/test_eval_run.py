@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from junitparser import Failure, JUnitXml
 
 from kneo.evals import load_suite, run_suite
@@ -143,3 +144,37 @@ def test_a_bad_baseline_is_refused_before_the_suite_runs(project: Path, kneo: Kn
         result = kneo("eval", "run", SPEC, "--suite", SUITE, "--baseline", ref)
         assert result.exit_code != 0 and "error[invalid_request]: --baseline" in result.stderr
         assert "case" not in result.stdout  # no table: nothing ran
+
+
+def test_the_research_pipeline_suite_passes_offline_with_its_dev_overlay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second example suite: a sequential pipeline (two agent steps, a function step)
+    resolved with its dev overlay; one case scripts a plan-act search."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("KNEO_SERV_DATABASE_URL", raising=False)
+    suite = load_suite("examples/evals/research_agent.eval.yaml")
+    result = run_suite(suite, "examples/research_agent.yaml", environment="dev", workers=2)
+    assert result.environment == "dev"
+    assert [c.failures for c in result.cases] == [[]] * len(suite.cases)
+    [searched] = [c for c in result.cases if c.case_id == "searches-when-scripted-to"]
+    assert searched.tool_calls == [{"name": "web_search", "arguments": {"query": "battery market"}}]
+
+
+def test_call_ids_that_repeat_across_steps_are_different_calls() -> None:
+    from kneo.evals.runner import observe
+
+    events = [
+        {
+            "event_type": "tool_call_started",
+            "step_id": step,
+            "payload": {"tool_name": "lookup", "tool_call_id": "call_0_0", "arguments": {"n": i}},
+        }
+        for i, step in enumerate(("retrieve", "analyze"))
+    ]
+    events.append({**events[0], "event_type": "tool_call_completed"})  # same call, finished
+    seen = observe(events, {})
+    assert seen.tool_calls == [
+        {"name": "lookup", "arguments": {"n": 0}},
+        {"name": "lookup", "arguments": {"n": 1}},
+    ]

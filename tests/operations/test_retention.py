@@ -55,7 +55,33 @@ def test_env_wins_per_field_over_project_config(project: Path) -> None:
         artifacts_days=10,
         logs_days=3,
     )
-    assert retention_policy(Settings(), None) == RetentionDays()
+    # nothing set: finished queue records are kept a week, everything else forever
+    assert retention_policy(Settings(), None) == RetentionDays(queue_days=7)
+
+
+def test_every_process_prunes_finished_queue_records_by_default(project: Path, db_url: str) -> None:
+    from kneo.platform.sweeps import start_sweeper
+
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    try:
+        done = manager.start_run_from_spec(input_text="old", spec_path=project / "three.yaml")
+        assert Worker(manager).run_once()  # executed: its queue record is completed
+        assert manager.store.get_run(done.run_id).status == "succeeded"
+        waiting = manager.start_run_from_spec(input_text="q", spec_path=project / "three.yaml")
+        sweeper = start_sweeper(manager, manager.settings)  # no retention configured
+        try:
+            assert sweeper.queue_days == 7
+            clock.advance(days=6)
+            assert sweeper.prune_queue() == 0  # not a week old yet
+            clock.advance(days=2)
+            assert sweeper.prune_queue() == 1  # the completed one; the queued one stays
+        finally:
+            sweeper.stop()
+        assert manager.store.queue_stats()["queued"] == 1
+        assert manager.store.get_run(waiting.run_id).status == "queued"
+    finally:
+        manager.store.close()
 
 
 def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_url: str) -> None:
