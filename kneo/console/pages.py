@@ -609,7 +609,8 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         environment: str,
         form: Posted = Depends(auth.form("bundle_ops")),
     ) -> Response:
-        """Roll back (to ``revision``), suspend, resume or unpin, as the signed-in person."""
+        """Roll back (to ``revision``), suspend, resume, pin, unpin or block a revision's
+        digest, as the signed-in person."""
         from kneo.controller import operations
 
         view, posted = _View(request, form[0], render), form[1]
@@ -633,6 +634,13 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
                 operations.resume(store, bundle, environment, actor=actor)
             elif action == "unpin":
                 operations.unpin(store, bundle, environment, actor=actor)
+            elif action == "pin":
+                operations.pin(store, bundle, environment, actor=actor, reason=reason)
+            elif action == "block":
+                if reason is None:
+                    raise InvalidRequest("a block needs a reason", field="reason")
+                digest = posted.get("digest") or ""
+                operations.block(store, digest, actor=actor, reason=reason)
             else:
                 raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
         except (InvalidRequest, Conflict, NotFound) as exc:
@@ -646,6 +654,7 @@ def _bundle_page(
     view: _View, bundle: str, environment: str, *, notice: str | None = None, status_code: int = 200
 ) -> Response:
     """One bundle in one environment: pin, conditions, history and its operations."""
+    from kneo.controller import operations
     from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
     shown = bundle_view(view.manager.store, bundle, environment)
@@ -656,10 +665,12 @@ def _bundle_page(
         if r["status"] in ("inactive", "pruned")
         and (active is None or r["digest"] != active["digest"])
     ]
+    blocked = {b.digest: b for b in view.manager.store.list_blocked_digests()}
     return view.show(
         "bundle.html",
         {
             "b": shown,
+            "blocked": {d: operations.blocked_view(b) for d, b in blocked.items()},
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
             "notice": notice,
