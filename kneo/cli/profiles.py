@@ -102,10 +102,32 @@ class ProfileStore:
         os.chmod(self.path, 0o600)
 
     def get(self, name: str) -> Profile:
-        entry = self._load()["profiles"].get(name)
+        """The profile; one signed in at the OpenID provider carries its access token as
+        its key, refreshed first (and saved) when it is about to expire."""
+        data = self._load()
+        entry = data["profiles"].get(name)
         if not isinstance(entry, dict):
             raise NotFound(f"no service profile named {name!r} (see 'kneo config profile list')")
+        oidc = entry.get("oidc")
+        if isinstance(oidc, dict) and oidc.get("access_token"):
+            from kneo.cli.device_login import fresh
+
+            renewed = fresh(oidc, str(oidc.get("client_id")), oidc.get("resource"))
+            if renewed is not None:
+                entry["oidc"] = oidc = {**oidc, **renewed}
+                self._save(data)
+            return Profile(name, str(entry.get("service_url", "")), str(oidc["access_token"]))
         return Profile(name, str(entry.get("service_url", "")), entry.get("api_key") or None)
+
+    def signed_in(
+        self, name: str, service_url: str, oidc: dict[str, Any], *, activate: bool = True
+    ) -> Profile:
+        """Store a person's OpenID sign-in (tokens and where to renew them) as ``name``."""
+        self.set(name, service_url, None, activate=activate)
+        data = self._load()
+        data["profiles"][name]["oidc"] = oidc
+        self._save(data)
+        return self.get(name)
 
     def active_name(self) -> str | None:
         data = self._load()
@@ -153,11 +175,13 @@ class ProfileStore:
     def describe(self, name: str) -> dict[str, Any]:
         """What a user may see about a profile: never the key itself."""
         profile = self.get(name)
+        oidc = self._load()["profiles"][name].get("oidc")
         return {
             "name": profile.name,
             "service_url": profile.service_url,
             "authenticated": bool(profile.api_key),
             "active": self.active_name() == name,
+            **({"sign_in": "oidc_device", "issuer": oidc.get("issuer")} if oidc else {}),
         }
 
 
@@ -233,6 +257,40 @@ def profile_set(
         out,
         info,
         f"profile {name}: {info['service_url']} ({auth})" + (" [active]" if info["active"] else ""),
+    )
+
+
+@profile_app.command("login")
+@options
+def profile_login(
+    name: str,
+    service_url: str = typer.Option(..., "--service-url"),
+    issuer: str = typer.Option(..., "--issuer", help="The OpenID provider's issuer URL"),
+    client_id: str = typer.Option(..., "--client-id", help="The CLI's public client at it"),
+    scope: str = typer.Option("openid email profile offline_access", "--scope"),
+    resource: str | None = typer.Option(
+        None, "--resource", help="The API's resource indicator, where the provider wants one"
+    ),
+    activate: bool = typer.Option(True, "--activate/--no-activate"),
+    out: Output = Output(),
+) -> None:
+    """Sign a profile in at the OpenID provider with the device authorization grant: open the
+    printed address, enter the code, and the profile keeps a refreshable token (never shown)."""
+    from kneo.cli.device_login import device_sign_in
+
+    tokens = device_sign_in(issuer, client_id, scope, resource=resource)
+    store = _store()
+    store.signed_in(
+        name,
+        service_url,
+        {"issuer": issuer, "client_id": client_id, "resource": resource, **tokens},
+        activate=activate,
+    )
+    info = store.describe(name)
+    _emit(
+        out,
+        info,
+        f"profile {name}: signed in at {issuer}" + (" [active]" if info["active"] else ""),
     )
 
 

@@ -27,6 +27,7 @@ from kneo.console.session import (
     session_key,
 )
 from kneo.errors import Forbidden, NotReady
+from kneo.people import acting, entry_for
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
 from kneo.service.dependencies import current_manager
@@ -53,6 +54,8 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/suspend"),
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/resume"),
         ("DELETE", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+        ("POST", "/v1/registry/blocked-digests"),
     ),
 }
 
@@ -79,6 +82,18 @@ class Viewer:
 
     def can(self, page: str) -> bool:
         return page in self.allowed
+
+    @property
+    def groups(self) -> frozenset[str]:
+        person = self.principal.person
+        return person.groups if person is not None else frozenset()
+
+    def may_decide(self, approvers: list[str]) -> bool:
+        """Whether this viewer may decide a promotion whose environment names ``approvers``
+        (anyone with the decide page, when it names nobody)."""
+        if not self.can("decide"):
+            return False
+        return not approvers or entry_for(self.name, self.groups, approvers) is not None
 
 
 #: What a state-changing POST's dependency (:meth:`ConsoleAuth.form`) gives its route: the
@@ -201,6 +216,7 @@ class ConsoleAuth:
             viewer = await run_in_threadpool(self.viewer, request)  # reads the store
             if viewer is None:
                 raise SignInRequired()
+            acting(viewer.principal.identity())
             self.check(viewer, page)
             return viewer
 
@@ -217,6 +233,7 @@ class ConsoleAuth:
             viewer = await run_in_threadpool(self.viewer, request)
             if viewer is None:
                 raise SignInRequired()
+            acting(viewer.principal.identity())
             self.check(viewer, page)
             return viewer, posted
 

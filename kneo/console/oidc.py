@@ -69,15 +69,7 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
             code_challenge_method="S256",
         )
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            FLOW_COOKIE,
-            auth.codec.dumps_flow(flow),
-            max_age=FLOW_SECONDS,
-            path=str(request.scope.get("root_path") or "/ui"),
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-        )
+        _set_flow(request, response, auth.codec.dumps_flow(flow))
         return response
 
     @router.get("/oidc/callback", name="oidc_callback")
@@ -113,6 +105,19 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         set_session(request, page, auth, session)
         page.delete_cookie(FLOW_COOKIE, path=str(request.scope.get("root_path") or "/ui"))
         return page
+
+
+def _set_flow(request: Request, response: Response, value: str) -> None:
+    """The sign-in's cookie: ``Lax``, so the provider's redirect back carries it."""
+    response.set_cookie(
+        FLOW_COOKIE,
+        value,
+        max_age=FLOW_SECONDS,
+        path=str(request.scope.get("root_path") or "/ui"),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
 
 
 def _kept_claims(verifier: TokenVerifier) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
 from kneo.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from kneo.names import check_name
+from kneo.people import caller_entry, counted
 
 #: Store metadata key: what the controller trusts now (key validity windows) and each
 #: environment's signature and approval rules, published by every pass that changes them,
@@ -496,7 +497,7 @@ def decide_rollback(
             )
         name, env, subject = context["bundle"], context["environment"], context["subject"]
         approvers = list(context.get("approvers") or [])
-        if approvers and approver not in approvers:
+        if approvers and caller_entry(approver, approvers) is None:  # names or groups
             raise Forbidden(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
                 code="not_an_approver",
@@ -504,10 +505,9 @@ def decide_rollback(
         tx.add_promotion_approval(
             name, env, subject, approver=approver, decision=decision, comment=comment
         )
+        decisions = tx.list_promotion_approvals(name, env, subject)
         approved = sorted(
-            a.approver
-            for a in tx.list_promotion_approvals(name, env, subject)
-            if a.decision == "approved" and (not approvers or a.approver in approvers)
+            counted([a.approver for a in decisions if a.decision == "approved"], approvers)
         )
         required = int(context.get("min_approvals") or 1)
         outcome = (

@@ -51,6 +51,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.people import counted
 from kneo.policy.evals import judge_evals
 
 # Action reasons (stable strings; the CLI and audit events carry them).
@@ -339,16 +340,14 @@ def _freeze_gate(check: GateInput) -> Action | None:
     if override.rejected_by:
         who = ", ".join(sorted(override.rejected_by))
         return _refuse(check, FROZEN, PROMOTION_FROZEN, f"{frozen}; override rejected by {who}")
-    counted = override.approved_by
-    if rules.approvers:
-        counted = counted & frozenset(rules.approvers)
-    if len(counted) >= rules.min_approvals:
+    people = counted(override.approved_by, rules.approvers)  # approvers may name groups
+    if len(people) >= rules.min_approvals:
         return None
     return _refuse(
         check,
         FROZEN,
         PROMOTION_FROZEN,
-        f"{frozen}; override: {len(counted)} of {rules.min_approvals} approvals"
+        f"{frozen}; override: {len(people)} of {rules.min_approvals} approvals"
         + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
         request_task=True,
     )
@@ -382,10 +381,7 @@ def _approved_by(check: GateInput) -> tuple[str, ...]:
     """Who approved the promotion (the approval gate let it pass)."""
     if not check.rules.require_human_approval or check.pending is None:
         return ()
-    counted = check.entry.approvals.approved_by
-    if check.rules.approvers:
-        counted = counted & frozenset(check.rules.approvers)
-    return tuple(sorted(counted))
+    return tuple(sorted(counted(check.entry.approvals.approved_by, check.rules.approvers)))
 
 
 def _pinned(
@@ -506,22 +502,20 @@ def _approval(
         who = ", ".join(sorted(approvals.rejected_by))
         problem = Problem(PROMOTION_REJECTED, f"promotion to {environment} rejected by {who}")
         return _reject(revision, entry, (problem,), pending), ()
-    counted = approvals.approved_by
-    if rules.approvers:
-        counted = counted & frozenset(rules.approvers)
-    if len(counted) >= rules.min_approvals:
-        return None, tuple(sorted(counted))
+    people = counted(approvals.approved_by, rules.approvers)  # approvers may name groups
+    if len(people) >= rules.min_approvals:
+        return None, tuple(sorted(people))
     wait = Action(
         ActionKind.WAIT_FOR_APPROVAL,
         name,
         environment,
         "awaiting_approval",
         f"Promote {name}@{revision.digest} to {environment}? "
-        f"{len(counted)} of {rules.min_approvals} approvals"
+        f"{len(people)} of {rules.min_approvals} approvals"
         + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
         revision=revision,
         target=pending,
-        approved_by=tuple(sorted(counted)),
+        approved_by=tuple(sorted(people)),
         request_task=not (pending is not None and entry.task_open),
     )
     return wait, ()

@@ -23,6 +23,7 @@ from typing import Any
 
 from kneo import metrics
 from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
+from kneo.people import caller_entry, counted, current
 from kneo.redaction import redact_text
 
 WORKFLOW_KIND = "promotion"
@@ -271,7 +272,8 @@ def record_promotion_decision(
             )
         name, env, digest = context["bundle"], context["environment"], context["digest"]
         approvers = list(context.get("approvers") or [])
-        if approvers and approver not in approvers:
+        matched = caller_entry(approver, approvers)
+        if approvers and matched is None:
             raise Forbidden(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
                 code="not_an_approver",
@@ -307,6 +309,7 @@ def record_promotion_decision(
                 "approvals": tally,
                 "min_approvals": required,
                 "outcome": outcome,
+                **_decided_by(approver, matched),
             },
         )
     if outcome is not None:
@@ -338,13 +341,20 @@ def _decide_rollback(
 
 
 def count_approvals(reader: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
-    """Distinct approvals of ``digest`` (only listed approvers count when the list is set),
-    as ``reader`` (a store or a transaction) sees them."""
-    approved = {
+    """Distinct people (or keys) whose approval of ``digest`` counts
+    (:func:`kneo.people.counted`), as ``reader`` (a store or a transaction) sees them."""
+    approved = [
         a.approver
         for a in reader.list_promotion_approvals(name, env, digest)
         if a.decision == "approved"
-    }
-    if approvers:
-        approved &= set(approvers)
-    return len(approved)
+    ]
+    return len(counted(approved, approvers))
+
+
+def _decided_by(approver: str, matched: str | None) -> dict[str, Any]:
+    """The audit's ``decided_by``: the person (subject, e-mail, how they signed in) and the
+    approvers entry that gave them the right, when the decision came from a request."""
+    who = current(approver)
+    if who is None:
+        return {"decided_by": {"name": approver, **({"matched": matched} if matched else {})}}
+    return {"decided_by": who.audit(matched)}

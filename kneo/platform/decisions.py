@@ -80,7 +80,7 @@ class Decisions:
         workflow_kind: str | None = None,
         workflow: str | None = None,
         environment: str | None = None,
-        assignee: str | None = None,
+        assignee: str | tuple[str, ...] | None = None,
         kind: str | None = None,
         escalated: bool | None = None,
         sort: str = "oldest",

@@ -20,6 +20,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import ConfigError, Forbidden, Unauthorized
+from kneo.people import Identity, acting
 from kneo.service.identity import (
     Person,
     RoleRule,
@@ -111,6 +112,14 @@ class Principal:
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def identity(self) -> Identity:
+        """Who this is for the layers below (:mod:`kneo.people`): approvers by group, and
+        the audit's account of the person."""
+        person = self.person
+        if person is None:
+            return Identity(self.name, self.method)
+        return Identity(self.name, self.method, person.subject, person.email, person.groups)
 
 
 @dataclass(frozen=True)
@@ -354,6 +363,7 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
             surface="api",
         )
         request.state.actor = principal.name
+        acting(principal.identity())
         if not principal.has(scope):
             raise missing_scope(scope)
         return principal

@@ -376,7 +376,7 @@ class Store(
         status: str | None,
         run_id: str | None,
         workflow_kind: str | None,
-        assignee: str | None,
+        assignee: str | tuple[str, ...] | None,
         kind: str | None,
         escalated: bool | None,
         older_than: datetime | None,
@@ -412,7 +412,9 @@ class Store(
             sub = sa.select(r.continuation_id).where(
                 r.continuation_id == c.continuation_id, r.status == "pending"
             )
-            if assignee is not None:
+            if isinstance(assignee, tuple):  # any of these (a person, their groups)
+                sub = sub.where(r.assignee.in_(assignee))
+            elif assignee is not None:
                 sub = sub.where(r.assignee == assignee)
             if kind is not None:
                 sub = sub.where(r.kind == kind)
@@ -428,7 +430,7 @@ class Store(
         status: str | None = "pending",
         run_id: str | None = None,
         workflow_kind: str | None = None,
-        assignee: str | None = None,
+        assignee: str | tuple[str, ...] | None = None,
         kind: str | None = None,
         escalated: bool | None = None,
         older_than: datetime | None = None,

@@ -80,6 +80,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.metrics",
             "kneo.tracing",
             "kneo.notification_events",
+            "kneo.people",
         ),
     ),
     ("contract", ("kneo.spec",)),

@@ -14,18 +14,22 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
+from kneo.service import create_app  # at import: the request logger's wiring is set once
 from tests.npm_packages import node_modules_for, tool
 
 PROJECT = Path(__file__).with_name("oidc_provider")
 AUDIENCE = "https://kneo.test/api"
 OTHER_AUDIENCE = "https://other.test/api"
 SHORT_RESOURCE = "urn:kneo:short-lived"
+CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
+ADMIN = "identity-admin-key-0123456789"
 CONSOLE_CLIENT = "kneo-console"
 CONSOLE_SECRET = "console-client-secret-0123456789"
 CLI_CLIENT = "kneo-cli"
@@ -173,3 +177,84 @@ class OpenIdProvider:
             "KNEO_SERV_OIDC_ROLES": "group:release-managers=reviewer;group:interns=viewer",
             **extra,
         }
+
+
+class Live:
+    """The real app on uvicorn in this process, its console registered at the provider."""
+
+    def __init__(
+        self, root: Path, *, store: Any = None, controller: Any = None, **env: str
+    ) -> None:
+        import uvicorn
+
+        from kneo.platform import create_platform
+        from kneo.settings import Settings
+        from kneo.store import open_store
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.idp = OpenIdProvider(root / "idp", redirect_uris=[self.url + "/ui/oidc/callback"])
+        self.idp.start()
+        settings = Settings.from_env(
+            {
+                "KNEO_SERV_ADMIN_API_KEY": ADMIN,
+                "KNEO_SERV_PROFILES_PATH": str(root / "profiles.json"),
+                **self.idp.env(),
+                **env,
+            }
+        )
+        self.store = store or open_store(None, settings=settings, state_dir=root / "state")
+        app = create_app(
+            False,
+            settings=settings,
+            manager=create_platform(settings=settings, store=self.store),
+            start_worker=False,
+            controller=controller,
+            run_controller=controller is not None,
+        )
+        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+
+    def start_run(self, example: str, text: str) -> dict[str, Any]:
+        body = httpx2.post(
+            self.url + "/v1/runs",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={"input": text, "spec_path": f"examples/{example}.yaml"},
+            timeout=30,
+        ).json()
+        assert body["status"] == "paused", body
+        return dict(body)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+        self.store.close()
+        self.idp.stop()
+
+
+def sign_in_at_provider(browser: Any, live: Live, login: str, start: str = "/ui/inbox") -> Any:
+    """A fresh browser context signed in as ``login`` through the provider's own pages."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live.url + start)
+    assert page.url.startswith(live.url + "/ui/login")
+    page.click("#oidc-sign-in")
+    page.wait_for_url(live.idp.issuer + "/**")  # the provider's login page, not ours
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any-password")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    if page.url.startswith(live.idp.issuer):  # the provider's consent page
+        page.click("button[type=submit]")
+    page.wait_for_url(live.url + start + "**")
+    return page

@@ -5,83 +5,17 @@ are checked over HTTP."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from oidc_helpers import OpenIdProvider
-
-from kneo.service import create_app
+from oidc_helpers import ADMIN, CHROMIUM, Live, sign_in_at_provider
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
-ADMIN = "identity-admin-key-0123456789"
-
-
-class Live:
-    """The real app on uvicorn in this process, its console registered at the provider."""
-
-    def __init__(self, root: Path, **env: str) -> None:
-        import uvicorn
-
-        from kneo.platform import create_platform
-        from kneo.settings import Settings
-        from kneo.store import open_store
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.idp = OpenIdProvider(root / "idp", redirect_uris=[self.url + "/ui/oidc/callback"])
-        self.idp.start()
-        settings = Settings.from_env(
-            {
-                "KNEO_SERV_ADMIN_API_KEY": ADMIN,
-                "KNEO_SERV_PROFILES_PATH": str(root / "profiles.json"),
-                **self.idp.env(),
-                **env,
-            }
-        )
-        self.store = open_store(None, settings=settings, state_dir=root / "state")
-        app = create_app(
-            False,
-            settings=settings,
-            manager=create_platform(settings=settings, store=self.store),
-            start_worker=False,
-        )
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-
-    def start_run(self, example: str, text: str) -> dict[str, Any]:
-        body = httpx2.post(
-            self.url + "/v1/runs",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            json={"input": text, "spec_path": f"examples/{example}.yaml"},
-            timeout=30,
-        ).json()
-        assert body["status"] == "paused", body
-        return dict(body)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
-        self.store.close()
-        self.idp.stop()
 
 
 @pytest.fixture(scope="module")
@@ -107,25 +41,6 @@ def browser(live: Live) -> Iterator[Any]:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield launched
         launched.close()
-
-
-def sign_in_at_provider(browser: Any, live: Live, login: str, start: str = "/ui/inbox") -> Any:
-    """A fresh browser context signed in as ``login`` through the provider's own pages."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(live.url + start)
-    assert page.url.startswith(live.url + "/ui/login")
-    page.click("#oidc-sign-in")
-    page.wait_for_url(live.idp.issuer + "/**")  # the provider's login page, not ours
-    page.fill("input[name=login]", login)
-    page.fill("input[name=password]", "any-password")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    if page.url.startswith(live.idp.issuer):  # the provider's consent page
-        page.click("button[type=submit]")
-    page.wait_for_url(live.url + start + "**")
-    return page
 
 
 def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: Live) -> None:
@@ -160,6 +75,28 @@ def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: 
         timeout=10,
     )
     assert copied.status_code == 303 and "/ui/login" in copied.headers["location"]
+
+
+def test_mine_includes_what_my_groups_are_assigned(browser: Any, live: Live) -> None:
+    """A task assigned to ``group:release-managers`` is in alice's *Mine*, not in carol's."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "examples" / "hitl_approval.yaml").read_text())
+    spec["components"]["humans"]["reviewer"]["assignee"] = "group:release-managers"
+    spec["components"]["humans"]["reviewer"]["prompt"] = "Group-assigned draft?"
+    body = httpx2.post(
+        live.url + "/v1/runs",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        json={"input": "for the group", "spec": spec},
+        timeout=30,
+    ).json()
+    assert body["status"] == "paused", body
+    for person, sees in (("alice", True), ("carol", False)):
+        page = sign_in_at_provider(browser, live, person)
+        page.goto(live.url + "/ui/inbox?assignee=mine")
+        assert ("Group-assigned draft?" in page.inner_text("main")) is sees, person
+        page.goto(live.url + "/ui/inbox")  # everything: carol sees it there
+        assert "Group-assigned draft?" in page.inner_text("main")
 
 
 def test_a_person_without_a_role_is_refused_at_sign_in(browser: Any, live: Live) -> None:
