@@ -609,43 +609,60 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         environment: str,
         form: Posted = Depends(auth.form("bundle_ops")),
     ) -> Response:
-        """Roll back (to ``revision``), suspend, resume or unpin, as the signed-in person."""
-        from kneo.controller import operations
-
+        """Roll back (to ``revision``), suspend, resume, pin, unpin or block a revision's
+        digest, as the signed-in person."""
         view, posted = _View(request, form[0], render), form[1]
         auth.check(view.viewer, "bundle")
-        store, actor = view.manager.store, view.viewer.name
-        action = posted.get("operation") or ""
-        reason = (posted.get("reason") or "").strip() or None
         try:
-            if action == "rollback":
-                to = posted.get("revision") or ""
-                if not to.isdigit():
-                    raise InvalidRequest("choose the revision to roll back to", field="revision")
-                done = operations.rollback(
-                    store, bundle, environment, to=int(to), actor=actor, reason=reason
-                )
-                if done["status"] == "awaiting_approval":
-                    return view.redirect("promotion", continuation_id=done["continuation_id"])
-            elif action == "suspend":
-                operations.suspend(store, bundle, environment, actor=actor, reason=reason)
-            elif action == "resume":
-                operations.resume(store, bundle, environment, actor=actor)
-            elif action == "unpin":
-                operations.unpin(store, bundle, environment, actor=actor)
-            else:
-                raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+            asked = _bundle_operation(view, bundle, environment, posted)
         except (InvalidRequest, Conflict, NotFound) as exc:
             return _bundle_page(
                 view, bundle, environment, notice=exc.message, status_code=exc.http_status
             )
+        if asked is not None:  # a rollback waiting for approvers: its task
+            return view.redirect("promotion", continuation_id=asked)
         return view.redirect("bundle", bundle=bundle, environment=environment)
+
+
+def _bundle_operation(
+    view: _View, bundle: str, environment: str, posted: Mapping[str, str]
+) -> str | None:
+    """Perform the posted operation; the approval task's id when a rollback must wait."""
+    from kneo.controller import operations
+
+    store, actor = view.manager.store, view.viewer.name
+    action = posted.get("operation") or ""
+    reason = (posted.get("reason") or "").strip() or None
+    if action == "rollback":
+        to = posted.get("revision") or ""
+        if not to.isdigit():
+            raise InvalidRequest("choose the revision to roll back to", field="revision")
+        done = operations.rollback(
+            store, bundle, environment, to=int(to), actor=actor, reason=reason
+        )
+        return str(done["continuation_id"]) if done["status"] == "awaiting_approval" else None
+    if action == "suspend":
+        operations.suspend(store, bundle, environment, actor=actor, reason=reason)
+    elif action == "resume":
+        operations.resume(store, bundle, environment, actor=actor)
+    elif action == "unpin":
+        operations.unpin(store, bundle, environment, actor=actor)
+    elif action == "pin":
+        operations.pin(store, bundle, environment, actor=actor, reason=reason)
+    elif action == "block":
+        if reason is None:
+            raise InvalidRequest("a block needs a reason", field="reason")
+        operations.block(store, posted.get("digest") or "", actor=actor, reason=reason)
+    else:
+        raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+    return None
 
 
 def _bundle_page(
     view: _View, bundle: str, environment: str, *, notice: str | None = None, status_code: int = 200
 ) -> Response:
     """One bundle in one environment: pin, conditions, history and its operations."""
+    from kneo.controller import operations
     from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
     shown = bundle_view(view.manager.store, bundle, environment)
@@ -656,10 +673,12 @@ def _bundle_page(
         if r["status"] in ("inactive", "pruned")
         and (active is None or r["digest"] != active["digest"])
     ]
+    blocked = {b.digest: b for b in view.manager.store.list_blocked_digests()}
     return view.show(
         "bundle.html",
         {
             "b": shown,
+            "blocked": {d: operations.blocked_view(b) for d, b in blocked.items()},
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
             "notice": notice,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitops_fixtures import SIGNED_AT, Keys, Repo, spec
+from gitops_fixtures import ENV_FILES, SIGNED_AT, Keys, Repo, spec
 
 from kneo.bundle import BundleSource, dump_bundle
 from kneo.bundle.keys import SigningKey
@@ -326,6 +326,30 @@ def test_plan_of_a_pull_request_lists_each_environment_and_exits_1_when_refused(
     assert "Compared with the registry" in refused and "**3 refused**" in refused  # 3 envs
     assert "| `mailer` | ⛔ refused |" in refused
     assert "blocked by" in refused and "leaks the prompt" in refused
+
+    # a freeze in prod's policy on the branch: prod's promotions are refused (policy), exit 1
+    cli("registry", "unblock", mailer_v2, "--json")
+    repo.write(
+        "environments/prod.yaml",
+        ENV_FILES["prod"].replace(
+            "promotion:\n",
+            "promotion:\n  freeze: [{reason: code freeze, from: 2020-01-01T00:00:00Z}]\n",
+        ),
+    )
+    repo.commit("freeze prod", push=False)
+    frozen = json.loads(
+        cli(
+            "controller", "plan", "--repo", work, "--base", "main", "--head", "feature",
+            "--format", "json", code=1,
+        )
+    )  # fmt: skip
+    prod = frozen["environments"][2]
+    assert (prod["environment"], frozen["refused"]) == ("prod", 2)
+    assert {(b["bundle"], b["action"], b["reason"]) for b in prod["bundles"]} == {
+        ("helper", "refuse", "frozen"),
+        ("mailer", "refuse", "frozen"),
+    }
+    assert "prod is frozen: code freeze" in prod["bundles"][0]["message"]
 
     out = cli("controller", "plan", "--repo", work, "--base", "main", code=1)
     assert "--base and --head go together" in out

@@ -122,6 +122,7 @@ CASES = [
     Case("notifications retry"),
     Case("db upgrade"),
     Case("db current", reads_only=True),
+    Case("eval run {eval_spec} --suite {eval_suite} --env dev --workers 1"),
     Case("maintenance prune --dry-run", reads_only=True),
     Case("maintenance backup {backup}"),
     Case("maintenance restore {backup} --to {restored}"),
@@ -172,6 +173,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     monkeypatch.chdir(root)
     values = {
         "spec": str(SMOKE),
+        "eval_spec": str(REPO / "examples" / "research_agent.yaml"),
+        "eval_suite": str(REPO / "examples" / "evals" / "research_agent.eval.yaml"),
         "env_file": str(tmp_path / "prod.env"),
         "bundle_file": str(tmp_path / "smoke.bundle.json"),
         "keyring": str(tmp_path / "keyring"),
