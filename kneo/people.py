@@ -26,6 +26,8 @@ class Identity:
     subject: str | None = None
     email: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    #: the role-map entries that gave this person their roles (``group:release-managers``)
+    via: tuple[str, ...] = ()
 
     @property
     def is_person(self) -> bool:
@@ -38,6 +40,8 @@ class Identity:
             found["subject"] = self.subject
         if self.email:
             found["email"] = self.email
+        if self.via:
+            found["roles_from"] = list(self.via)
         if matched:
             found["matched"] = matched
         return found

@@ -54,6 +54,8 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/suspend"),
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/resume"),
         ("DELETE", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+        ("POST", "/v1/registry/bundles/{bundle}/{environment}/pin"),
+        ("POST", "/v1/registry/blocked-digests"),
     ),
 }
 

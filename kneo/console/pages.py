@@ -7,6 +7,8 @@ What is here is presentation: which call feeds which template, forms in and redi
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import posixpath
 import secrets
 from collections.abc import Mapping
@@ -218,7 +220,35 @@ def _inbox(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         return _inbox_page(_View(request, viewer, render), filters, cursor)
 
 
+def _inbox_etag(view: _View) -> str:
+    """The inbox page's version for this viewer: the store's :meth:`inbox_version`, the
+    query, who asks (and their session's CSRF token, which the page's forms carry), and the
+    minute (the page says how long ago each task came)."""
+    request, viewer = view.request, view.viewer
+    minute = int(view.manager.clock.now().timestamp() // 60)
+    parts = (
+        view.manager.store.inbox_version(),
+        str(request.url.query),
+        viewer.name,
+        sorted(viewer.principal.scopes),
+        viewer.session.csrf,
+        minute,
+    )
+    return '"' + hashlib.sha256(repr(parts).encode()).hexdigest()[:32] + '"'
+
+
 def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
+    """The inbox, or ``304`` when the client's ``If-None-Match`` is still current (its
+    5-second refresh then costs one primary-key lookup, not a listing and the counts)."""
+    etag = _inbox_etag(view)
+    if view.request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response = _inbox_response(view, filters, cursor, etag)
+    response.headers["ETag"] = etag
+    return response
+
+
+def _inbox_response(view: _View, filters: dict[str, str], cursor: str, etag: str) -> Response:
     sort, escalated, older_than = filters["sort"], filters["escalated"], filters["older_than"]
     if sort not in ("oldest", "newest"):
         raise InvalidRequest("sort must be oldest or newest", field="sort")
@@ -236,7 +266,7 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
     except InvalidRequest as exc:
         if exc.details.get("field") != "q":
             raise
-        return _inbox_view(view, filters, _EMPTY, search_error=exc.message)  # by the box
+        return _inbox_view(view, filters, _EMPTY, search_error=exc.message, etag=etag)
     rows = [
         row
         for task in listed["tasks"]
@@ -244,7 +274,7 @@ def _inbox_page(view: _View, filters: dict[str, str], cursor: str) -> Response:
         if (who is None or row["assignee"] in ((who,) if isinstance(who, str) else who))
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
-    return _inbox_view(view, filters, listed, rows=rows, cursor=cursor)
+    return _inbox_view(view, filters, listed, rows=rows, cursor=cursor, etag=etag)
 
 
 def _inbox_listing(
@@ -284,6 +314,7 @@ def _inbox_view(
     rows: list[dict[str, Any]] | None = None,
     cursor: str = "",
     search_error: str | None = None,
+    etag: str = "",
 ) -> Response:
     here, url, following = console_path(view.request, "inbox"), view.request.url, None
     if listed["next_cursor"]:
@@ -301,6 +332,7 @@ def _inbox_view(
             "next_url": following,
             "first_url": _query(here, filters) if cursor else None,
             "refresh_url": str(url.path) + (f"?{url.query}" if url.query else ""),
+            "refresh_headers": json.dumps({"If-None-Match": etag}),
             "search_error": search_error,
         },
         status_code=400 if search_error else 200,
@@ -609,43 +641,60 @@ def _registry(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         environment: str,
         form: Posted = Depends(auth.form("bundle_ops")),
     ) -> Response:
-        """Roll back (to ``revision``), suspend, resume or unpin, as the signed-in person."""
-        from kneo.controller import operations
-
+        """Roll back (to ``revision``), suspend, resume, pin, unpin or block a revision's
+        digest, as the signed-in person."""
         view, posted = _View(request, form[0], render), form[1]
         auth.check(view.viewer, "bundle")
-        store, actor = view.manager.store, view.viewer.name
-        action = posted.get("operation") or ""
-        reason = (posted.get("reason") or "").strip() or None
         try:
-            if action == "rollback":
-                to = posted.get("revision") or ""
-                if not to.isdigit():
-                    raise InvalidRequest("choose the revision to roll back to", field="revision")
-                done = operations.rollback(
-                    store, bundle, environment, to=int(to), actor=actor, reason=reason
-                )
-                if done["status"] == "awaiting_approval":
-                    return view.redirect("promotion", continuation_id=done["continuation_id"])
-            elif action == "suspend":
-                operations.suspend(store, bundle, environment, actor=actor, reason=reason)
-            elif action == "resume":
-                operations.resume(store, bundle, environment, actor=actor)
-            elif action == "unpin":
-                operations.unpin(store, bundle, environment, actor=actor)
-            else:
-                raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+            asked = _bundle_operation(view, bundle, environment, posted)
         except (InvalidRequest, Conflict, NotFound) as exc:
             return _bundle_page(
                 view, bundle, environment, notice=exc.message, status_code=exc.http_status
             )
+        if asked is not None:  # a rollback waiting for approvers: its task
+            return view.redirect("promotion", continuation_id=asked)
         return view.redirect("bundle", bundle=bundle, environment=environment)
+
+
+def _bundle_operation(
+    view: _View, bundle: str, environment: str, posted: Mapping[str, str]
+) -> str | None:
+    """Perform the posted operation; the approval task's id when a rollback must wait."""
+    from kneo.controller import operations
+
+    store, actor = view.manager.store, view.viewer.name
+    action = posted.get("operation") or ""
+    reason = (posted.get("reason") or "").strip() or None
+    if action == "rollback":
+        to = posted.get("revision") or ""
+        if not to.isdigit():
+            raise InvalidRequest("choose the revision to roll back to", field="revision")
+        done = operations.rollback(
+            store, bundle, environment, to=int(to), actor=actor, reason=reason
+        )
+        return str(done["continuation_id"]) if done["status"] == "awaiting_approval" else None
+    if action == "suspend":
+        operations.suspend(store, bundle, environment, actor=actor, reason=reason)
+    elif action == "resume":
+        operations.resume(store, bundle, environment, actor=actor)
+    elif action == "unpin":
+        operations.unpin(store, bundle, environment, actor=actor)
+    elif action == "pin":
+        operations.pin(store, bundle, environment, actor=actor, reason=reason)
+    elif action == "block":
+        if reason is None:
+            raise InvalidRequest("a block needs a reason", field="reason")
+        operations.block(store, posted.get("digest") or "", actor=actor, reason=reason)
+    else:
+        raise InvalidRequest(f"unknown operation {action[:40]!r}", field="operation")
+    return None
 
 
 def _bundle_page(
     view: _View, bundle: str, environment: str, *, notice: str | None = None, status_code: int = 200
 ) -> Response:
     """One bundle in one environment: pin, conditions, history and its operations."""
+    from kneo.controller import operations
     from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
     shown = bundle_view(view.manager.store, bundle, environment)
@@ -656,10 +705,12 @@ def _bundle_page(
         if r["status"] in ("inactive", "pruned")
         and (active is None or r["digest"] != active["digest"])
     ]
+    blocked = {b.digest: b for b in view.manager.store.list_blocked_digests()}
     return view.show(
         "bundle.html",
         {
             "b": shown,
+            "blocked": {d: operations.blocked_view(b) for d, b in blocked.items()},
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
             "notice": notice,

@@ -119,7 +119,9 @@ class Principal:
         person = self.person
         if person is None:
             return Identity(self.name, self.method)
-        return Identity(self.name, self.method, person.subject, person.email, person.groups)
+        return Identity(
+            self.name, self.method, person.subject, person.email, person.groups, person.via
+        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import InvalidRequest
 from kneo.ids import new_id
 from kneo.notification_events import NOTIFICATION_EVENTS, NOTIFIED_AUDITS
+from kneo.people import current
 from kneo.redaction import redact_mapping
 
 if TYPE_CHECKING:
@@ -148,7 +149,13 @@ def audit_values(
     payload: Mapping[str, Any] | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """An ``audit_events`` row (``evt_...``) with its payload redacted."""
+    """An ``audit_events`` row (``evt_...``) with its payload redacted. When the actor is
+    the person behind the current request (:mod:`kneo.people`), the payload gains
+    ``identity``: their subject, how they signed in, the role-map entries that gave them the
+    right (a promotion decision's ``decided_by`` says it already)."""
+    who = current(actor) if actor else None
+    if who is not None and who.is_person and not (payload or {}).get("decided_by"):
+        payload = {**(payload or {}), "identity": who.audit()}
     return {
         "event_id": new_id("evt"),
         "event_type": event_type,

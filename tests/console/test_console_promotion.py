@@ -97,6 +97,30 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
     assert again.status_code == 409 and "already active" in html.unescape(again.text)
     assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
     assert store.get_pin("mailer", "staging") is None
+    page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
+    assert 'id="pin-form"' in page and 'id="block-form"' in page
+    pinned = operator.post("/ui/registry/mailer/staging", {"operation": "pin", "reason": "hold"})
+    assert pinned.status_code == 303
+    assert store.get_pin("mailer", "staging").pinned_by == "operator"
+    no_reason = operator.post(
+        "/ui/registry/mailer/staging", {"operation": "block", "digest": "sha256:" + "a" * 64}
+    )
+    assert no_reason.status_code == 400 and "a block needs a reason" in html.unescape(
+        no_reason.text
+    )
+    active = store.get_active("mailer", "staging").digest
+    blocked = operator.post(
+        "/ui/registry/mailer/staging", {"operation": "block", "digest": active, "reason": "pii"}
+    )
+    assert blocked.status_code == 303
+    assert [(b.digest, b.blocked_by) for b in store.list_blocked_digests()] == [
+        (active, "operator")
+    ]
+    page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
+    assert "blocked by operator" in page and 'id="block-form"' not in page
+    with store.transaction() as tx:  # prod is about to promote the same digest
+        tx.unblock_digest(active)
+    assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
     assert (
         operator.post(
             "/ui/registry/mailer/staging", {"operation": "suspend", "reason": "x"}

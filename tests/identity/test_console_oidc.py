@@ -62,8 +62,12 @@ def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: 
         headers={"Authorization": f"Bearer {ADMIN}"},
         timeout=10,
     ).json()
-    actors = {event.get("actor") for event in audit["events"]}
-    assert "alice@example.com" in actors, audit
+    mine = [e for e in audit["events"] if e.get("actor") == "alice@example.com"]
+    assert mine, audit
+    # the audit names the person: who (the provider's subject), how, which group gave the right
+    identity = mine[0]["payload"]["identity"]
+    assert identity["subject"] == "alice" and identity["method"] == "oidc_session"
+    assert identity["roles_from"] == ["group:release-managers"]
     cookies = page.context.cookies()
     session = next(c for c in cookies if c["name"] == "kneo_console")
     page.click("form.who button[type=submit]")  # sign out

@@ -73,7 +73,7 @@ class LiveServer:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> LiveServer:
+    def start(self, timeout: float = 60.0) -> LiveServer:
         """Start on a port free now: a restart never reuses the port the last process gave
         up, which a test running alongside may have taken in between."""
         self.port = free_port()

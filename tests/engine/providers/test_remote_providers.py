@@ -253,6 +253,8 @@ def test_a_retry_after_longer_than_the_timeout_is_not_waited_out(
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_timeout_and_unreachable_are_provider_errors(fake: FakeModels, provider: str) -> None:
     llm = _provider(provider, {"KNEO_SERV_PROVIDER_TIMEOUT_SECONDS": "0.3"})
+    # the SDK is imported at the first call (1-5 s on a loaded machine): not what is timed
+    llm.complete(model=_model(provider, fake, _unique(provider, "warm")), messages=USER, tools=[])
     started = time.monotonic()
     with pytest.raises(ProviderError) as info:
         llm.complete(model=_model(provider, fake, "slow"), messages=USER, tools=[])
