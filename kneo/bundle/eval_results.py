@@ -96,12 +96,16 @@ def verify_eval_results(
     now: datetime,
     required_signatures: int = 1,
     accepted_key_ids: Collection[str] | None = None,
-) -> EvalResults:
+) -> tuple[EvalResults, tuple[str, ...]]:
     """The results file read from Git, checked against the (already verified) ``bundle``
     beside it: same name, environment and digest, attestations that add up, and signatures
-    judged by the bundle's rules (same keyring, ``accepted_key_ids``, ``required_signatures``)."""
+    judged by the bundle's rules (same keyring, ``accepted_key_ids``, ``required_signatures``).
+    Returns the results and the key ids whose signatures counted (their windows bound how
+    long the verdict holds)."""
     results, document = _parse(raw)
-    _verify_signatures(document, bundle, keyring, now, required_signatures, accepted_key_ids)
+    signers = _verify_signatures(
+        document, bundle, keyring, now, required_signatures, accepted_key_ids
+    )
     if (results.name, results.environment, results.digest) != (
         bundle.name,
         bundle.environment,
@@ -118,7 +122,7 @@ def verify_eval_results(
         check_attestations(bundle.model_copy(update={"evals": results.evals}))
     except BundleError as exc:
         raise BundleError(exc.message, code="eval_results_mismatch") from None
-    return results
+    return results, signers
 
 
 def _verify_signatures(
@@ -128,7 +132,7 @@ def _verify_signatures(
     now: datetime,
     required: int,
     accepted: Collection[str] | None,
-) -> None:
+) -> tuple[str, ...]:
     from kneo.bundle.verify import _judge_signature, _too_few
 
     model = bundle.model_copy(update={"signatures": []})
@@ -147,6 +151,7 @@ def _verify_signatures(
         raise BundleError("eval results have no signatures", code="bundle_unsigned")
     if len(signers) < required:
         raise _too_few(model, signers, rejections, required)
+    return tuple(signers)
 
 
 def _parse(raw: bytes | str) -> tuple[EvalResults, dict[str, Any]]:

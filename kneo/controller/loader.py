@@ -511,7 +511,7 @@ class DesiredStateLoader:
         results_path = f"{where[0]}/{RESULTS_DIR}/{where[1]}.json"
         now = self.clock.now()
         try:
-            results = verify_eval_results(
+            results, signers = verify_eval_results(
                 raw,
                 bundle,
                 self.keyring,
@@ -523,7 +523,11 @@ class DesiredStateLoader:
             expires = now if exc.code == "bundle_key_expired" else judged.expires_at
             problem = Problem(exc.code, f"{results_path}: {exc.message}")
             return replace(judged, problems=(problem,), expires_at=expires)
-        return replace(judged, evals=judged.evals + tuple(results.evals))
+        # Judged again when the first signing key (of the bundle or of this file) expires.
+        windows = [k.not_after for k in self.keyring if k.key_id in signers]
+        windows.append(judged.expires_at)
+        expires = min((w for w in windows if w is not None), default=None)
+        return replace(judged, evals=judged.evals + tuple(results.evals), expires_at=expires)
 
     def _judge_fresh(
         self,

@@ -183,7 +183,9 @@ def test_an_edited_attestation_is_refused_like_an_edited_bundle(
     assert rejected.payload["environment"] == "prod"
 
 
-def _record(keys: Keys, tmp_path: Path, bundle: str, result: Path, env: str = "prod") -> str:
+def _record(
+    keys: Keys, tmp_path: Path, bundle: str, result: Path, env: str = "prod", key: str = "ci"
+) -> str:
     """``kneo eval sign`` for ``bundle`` (its default output: evals/<env>.json beside it)."""
     from typer.testing import CliRunner
 
@@ -192,9 +194,9 @@ def _record(keys: Keys, tmp_path: Path, bundle: str, result: Path, env: str = "p
     path = tmp_path / "signing" / "bundles" / "support" / f"{env}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(bundle)
-    key = keys.trusted_dir.parent / "private" / "ci.key"
+    key_file = keys.trusted_dir.parent / "private" / f"{key}.key"
     args = ["eval", "sign", "--bundle", str(path), "--evals", str(result)]
-    run = CliRunner().invoke(app, [*args, "--recorded-by", "ci", "--key-file", str(key)])
+    run = CliRunner().invoke(app, [*args, "--recorded-by", "ci", "--key-file", str(key_file)])
     assert run.exit_code == 0, run.output
     assert f"signed {path.parent / 'evals' / f'{env}.json'}" in run.output
     return (path.parent / "evals" / f"{env}.json").read_text()
@@ -293,3 +295,35 @@ def test_a_tampered_or_mismatched_results_file_is_refused_like_a_tampered_bundle
     [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
     assert rejected.payload["environment"] == "prod"
     assert [r["code"] for r in rejected.payload["reasons"]] == [expected]
+
+
+def test_results_signed_by_a_key_whose_window_ends_are_judged_again_then(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, Any],
+) -> None:
+    """The bundle's key has no window, the results file's key has one: when it ends the
+    bundle is judged again (the verdict is not cached past it) and refused like a bundle
+    signed by an expired key."""
+    from datetime import UTC, datetime
+
+    (keys.trusted_dir / "keyring.yaml").write_text(
+        "keys:\n  release: {not_after: 2026-06-01T00:00:00Z}\n", encoding="utf-8"
+    )
+    repo.write("environments/prod.yaml", PROD)
+    fixed, passing = results["good"]
+    bundle = _bundle(keys, "prod", fixed, None)
+    repo.write("bundles/support/prod.json", bundle)
+    recorded = _record(keys, tmp_path, bundle, results["good-file"], key="release")
+    repo.write("bundles/support/evals/prod.json", recorded)
+    repo.commit("results recorded with the release key")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") == passing.digest
+    clock.set(datetime(2026, 6, 2, tzinfo=UTC))
+    result = ctl.reconcile_once()
+    assert result.stats["full_reason"] == "recheck_due"
+    assert {p["code"] for p in result.problems} == {"bundle_key_expired"}

@@ -170,7 +170,9 @@ def test_recorded_results_verify_under_the_environments_key_rules(
     bundle, _ = parse_bundle((project / "prod.json").read_bytes())
     keyring = Keyring([TrustedKey.hmac("default", SECRET.encode())])
     now = datetime.now(UTC)
-    [attested] = verify_eval_results(raw, bundle, keyring, now=now).evals
+    results, signers = verify_eval_results(raw, bundle, keyring, now=now)
+    [attested] = results.evals
+    assert signers == ("default",)
     assert attested.pass_rate == 1.0 and attested.digest == bundle.digest
     refusals = {
         "bundle_key_not_accepted": lambda: verify_eval_results(
