@@ -8,7 +8,9 @@ SQLite always; PostgreSQL too when ``--pg`` or ``KNEO_TEST_DATABASE_URL`` names 
 fresh database is created on it and dropped afterwards). Setup runs a few real paused runs
 of the HITL examples, then copies their rows (run, continuation, its request rows, audit
 events) with SQL, so 100,000 tasks take seconds, not minutes; assignees cycle over 20 names
-and request kinds over the examples'. The real service app is driven in-process; *server
+and request kinds over the examples'; one task in 1,000 is of a rare environment, another of
+a rare workflow (the filters a rare value should cost what a common one does). The real
+service app is driven in-process; *server
 time* is the service's own request log (``duration_ms``), so the client is not in it.
 Target: every first page, filter and page after a cursor p95 < 15 ms at 100,000.
 
@@ -122,6 +124,11 @@ def fill(manager: Any, store: Any, size: int) -> None:
         assignee = f"user{i % ASSIGNEES}"
         batch["runs"].append({**run, "run_id": run_id, "created_at": at, "updated_at": at})
         requests = [{**r, "assignee": assignee} for r in cont["requests"]]
+        labels = {}  # one task in 1,000 of a rare environment, another of a rare workflow
+        if i % 1000 == 0:
+            labels = {"environment": "rare-env"}
+        elif i % 1000 == 500:
+            labels = {"workflow_name": "rare-workflow"}
         batch["cont"].append(
             {
                 **cont,
@@ -130,6 +137,7 @@ def fill(manager: Any, store: Any, size: int) -> None:
                 "requests": requests,
                 "created_at": at,
                 "updated_at": at,
+                **labels,
             }
         )
         batch["req"].append({**req, "continuation_id": cid, "assignee": assignee})
@@ -203,7 +211,16 @@ def measure_backend(label: str, url: str | None, size: int, requests: int) -> li
 
     deep = min(size // 2, 10_000)  # the offset bound (KNEO_SERV_MAX_LIST_OFFSET default)
     for route, collection, filters in (
-        ("/v1/human-tasks", "tasks", {"assignee": "user7", "kind": "input"}),
+        (
+            "/v1/human-tasks",
+            "tasks",
+            {
+                "assignee": "user7",
+                "kind": "input",
+                "environment": "rare-env",
+                "workflow": "rare-workflow",
+            },
+        ),
         ("/v1/runs", "runs", {"status": "paused"}),
         ("/v1/audit-events", "events", {"event_type": "run.created"}),
     ):

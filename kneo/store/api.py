@@ -538,6 +538,15 @@ class Store(
         with self._read() as conn:
             return {assignee: int(n) for assignee, n in conn.execute(stmt)}
 
+    def inbox_version(self) -> int:
+        """A number that changes whenever the inbox may have: the newest audit event's id
+        (every pause, decision, expiry, escalation and promotion is audited, in the
+        transaction that makes it). One primary-key lookup, whatever the number of tasks:
+        the console's refresh answers ``304`` from it without listing or counting."""
+        with self._read() as conn:
+            found = conn.execute(sa.select(sa.func.max(t.audit_events.c.id))).scalar()
+        return int(found or 0)
+
     # -- audit and metadata ------------------------------------------------------------
     def add_audit(self, event_type: str, **fields: Any) -> AuditEvent:
         """Shorthand for :meth:`Transaction.add_audit` in its own transaction."""

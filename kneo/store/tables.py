@@ -259,6 +259,21 @@ continuations = sa.Table(
         "created_at",
         "continuation_id",
     ),
+    # the inbox by environment, by workflow: each walks its own rows in the inbox's order (0017)
+    sa.Index(
+        "ix_continuations_status_environment_created_at",
+        "status",
+        "environment",
+        "created_at",
+        "continuation_id",
+    ),
+    sa.Index(
+        "ix_continuations_status_workflow_name_created_at",
+        "status",
+        "workflow_name",
+        "created_at",
+        "continuation_id",
+    ),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by

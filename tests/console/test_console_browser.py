@@ -476,3 +476,22 @@ def test_every_page_fits_a_phone(live: LiveConsole, as_person: Any, shots: Path)
     page.context.clear_cookies()
     page.goto(live.url + "/ui/login")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_the_inbox_refresh_keeps_the_page_on_304_and_shows_a_new_task(
+    live: LiveConsole, as_person: Any
+) -> None:
+    """The 5-second refresh asks with If-None-Match: unchanged, the server answers 304 and
+    the rows stay; a new pause changes the ETag and the next refresh shows it."""
+    live.start("hitl_approval", "first of two")
+    page = as_person("reviewer")
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/ui/inbox" in r.url else None)
+    rows = page.locator("table.tasks tbody tr")
+    shown = rows.count()
+    assert shown >= 1
+    page.wait_for_timeout(6000)  # one refresh: nothing changed
+    assert 304 in statuses and rows.count() == shown
+    paused = live.start("hitl_input", "second of two")
+    page.locator(f"a[href*='{paused['continuation_id']}']").wait_for(timeout=12000)
+    assert rows.count() == shown + 1 and 200 in statuses

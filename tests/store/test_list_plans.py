@@ -183,6 +183,7 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "tasks environment": lambda s, c: s.list_continuations(
         environment="env1", cursor=c, count=False
     ),
+    "tasks workflow": lambda s, c: s.list_continuations(workflow_name="wf", cursor=c, count=False),
     "tasks search common": lambda s, c: s.list_continuations(
         search=["approve"], cursor=c, count=False
     ),
