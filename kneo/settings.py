@@ -387,6 +387,9 @@ class Settings:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     #: the console's public base URL for links in notifications (``https://kneo.example``)
     public_url: str = ""
+    #: ``human.requested`` notifications carry a signed one-time decision link per request
+    decision_links: bool = False
+    decision_link_seconds: int = 86_400
     # background work
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
@@ -470,6 +473,8 @@ class Settings:
             health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
             notifications=_notifications(env),
             public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
+            decision_links=_bool(env, "KNEO_SERV_DECISION_LINKS", False),
+            decision_link_seconds=_int(env, "KNEO_SERV_DECISION_LINK_SECONDS", 86_400) or 86_400,
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import Output, console, options, print_table
+from kneo.cli.output import FileOutput, Output, console, options, print_table
 
 app = typer.Typer(help="Evaluate specs against suites", no_args_is_help=True)
 
@@ -150,6 +150,62 @@ def run_command(
         _print(document, comparison)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command("sign")
+@options
+def sign_command(
+    bundle_path: Path = typer.Option(..., "--bundle", help="The signed bundle the results are for"),
+    evals: list[Path] = typer.Option(
+        ..., "--evals", help="Eval result (kneo eval run --results FILE) to record (repeatable)"
+    ),
+    recorded_by: str = typer.Option(..., "--recorded-by", help="Who ran the suite (a CI job)"),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="File to write (default: evals/<environment>.json beside the bundle)",
+    ),
+    key_env: str | None = typer.Option(
+        None, "--key-env", help="Variable holding the HMAC secret (as for bundle sign)"
+    ),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Ed25519 private key (PEM)"),
+    key_id: str | None = typer.Option(
+        None, "--key-id", help="Key id in the signature (default: key file stem, or 'default')"
+    ),
+    out: FileOutput = FileOutput(),
+) -> None:
+    """Sign eval results for a bundle's digest, to commit beside it: the controller counts
+    them for require_evals as it counts results signed into the bundle."""
+    from kneo.bundle import parse_bundle
+    from kneo.bundle.eval_results import dump_eval_results, sign_eval_results
+    from kneo.cli.bundle_cmd import (
+        _attestation,
+        _now,
+        _read_bundle_bytes,
+        _signing_key,
+        _write_atomic,
+    )
+
+    key = _signing_key(key_env, key_file, key_id)
+    bundle, _ = parse_bundle(_read_bundle_bytes(bundle_path))
+    attested = [_attestation(path) for path in evals]
+    results = sign_eval_results(bundle, attested, key, recorded_by=recorded_by, recorded_at=_now())
+    target = output or bundle_path.parent / "evals" / f"{bundle.environment}.json"
+    _write_atomic(target, dump_eval_results(results))
+    summary = {
+        "output": str(target),
+        "name": bundle.name,
+        "environment": bundle.environment,
+        "digest": bundle.digest,
+        "evals": [
+            {"suite": a.suite, "pass_rate": a.pass_rate, "passed": a.passed, "total": a.total}
+            for a in attested
+        ],
+    }
+    if not out.printed_json(summary):
+        suites = ", ".join(f"{a.suite} {a.pass_rate:.0%}" for a in attested)
+        typer.echo(f"signed {target}: {bundle.name} for {bundle.environment}, {suites}")
 
 
 def _with_progress(suite: Any, spec_path: Path, env: str | None, workers: int) -> Any:

@@ -36,6 +36,7 @@ from kneo.console.pages import (
 )
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.errors import KneoError
+from kneo.platform.decision_links import DecisionLinks
 from kneo.redaction import redact_text
 from kneo.settings import Settings
 
@@ -67,6 +68,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     codec = SessionCodec(secret, settings.console_session_seconds)
     auth = ConsoleAuth(parent, parent.state.authenticator, codec)
     auth.public_url = settings.public_url
+    auth.links = DecisionLinks.from_settings(settings)
     if settings.oidc.client_secret_env:
         auth.client_secret = settings.secret(settings.oidc.client_secret_env) or ""
     templates = Jinja2Templates(directory=str(HERE / "templates"))

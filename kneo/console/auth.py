@@ -111,6 +111,8 @@ class ConsoleAuth:
         self.public_url = ""
         #: the OpenID client's secret (read by variable name; never logged)
         self.client_secret = ""
+        #: signs and reads decision links (``None``: links are off)
+        self.links: Any = None
         #: the API's sign-in throttle: a wrong key on either counts against the client
         self.throttle = app.state.sign_in_throttle
         self.codec = codec

@@ -29,6 +29,7 @@ from kneo.console.drafts import (
     kept_form,
 )
 from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decision
+from kneo.console.links import add_link_routes
 from kneo.console.oidc import add_oidc_routes
 from kneo.console.session import COOKIE, Session
 from kneo.errors import (
@@ -90,7 +91,8 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
     one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
     router = APIRouter()
-    for add in (_sign_in, add_oidc_routes, _inbox, _tasks, _promotions, _runs, _registry):
+    routes = (_sign_in, add_oidc_routes, add_link_routes, _inbox, _tasks, _promotions, _runs)
+    for add in (*routes, _registry):
         add(router, auth, render)
     return router
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.controller.loader import identity_from_path
+from kneo.controller.loader import identity_from_path, results_identity
 from kneo.controller.model import DesiredState
 
 #: Bumped when what a saved state vouches for changes: old states then force a full pass.
@@ -141,11 +141,13 @@ def scope_of(
     for status, path in changes:
         if not path.startswith("bundles/"):
             return None, POLICY_CHANGED
-        key = identity_from_path(path)
+        results = results_identity(path)  # an eval results file: its bundle is judged again
+        key = identity_from_path(path) or results
         if key is None:
             return None, PATH_INVALID
         names.add(key[0])
-        count += 1 if status == "A" else -1 if status == "D" else 0
+        if results is None:
+            count += 1 if status == "A" else -1 if status == "D" else 0
     if len(names) > max(64, count // 4):
         return None, SCOPE_TOO_LARGE
     return Scope(frozenset(names), max(count, 0)), None

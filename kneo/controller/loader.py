@@ -136,6 +136,22 @@ def identity_from_path(path: str) -> tuple[str, str] | None:
     return (name, environment) if is_valid_name(name) and is_valid_name(environment) else None
 
 
+#: ``bundles/<name>/evals/<environment>.json``: signed eval results for that bundle file.
+RESULTS_DIR = "evals"
+
+
+def results_identity(path: str) -> tuple[str, str] | None:
+    """``(name, environment)`` of an eval results file (:mod:`kneo.bundle.eval_results`)
+    beside ``bundles/<name>/<environment>.json``; ``None`` for any other path."""
+    parts = PurePosixPath(path).parts
+    if len(parts) != 4 or parts[0] != BUNDLES_DIR or parts[2] != RESULTS_DIR:
+        return None
+    if not parts[3].endswith(".json"):
+        return None
+    name, environment = parts[1], parts[3][: -len(".json")]
+    return (name, environment) if is_valid_name(name) and is_valid_name(environment) else None
+
+
 @dataclass(frozen=True)
 class _Judged:
     """A cached verdict for one (bundle blob, environment blob, config blob)."""
@@ -150,7 +166,7 @@ class _Judged:
     diagnostics: tuple[Mapping[str, Any], ...]
     #: Re-judge after this time (a signing key's validity ends); ``None``: never.
     expires_at: datetime | None = None
-    #: The bundle's signed eval results (verified with it).
+    #: The bundle's signed eval results (verified with it), then those of its results file.
     evals: tuple[EvalAttestation, ...] = ()
 
 
@@ -211,7 +227,12 @@ class DesiredStateLoader:
         config_sha = config_file.blob_sha if config_file else None
         problems: list[Problem] = []
         environments = self._read_environments(source, files, config_sha, problems)
-        bundle_files = sorted(p for p in files if p.startswith(BUNDLES_DIR + "/"))
+        results = {
+            key: files[p].blob_sha for p in files if (key := results_identity(p)) is not None
+        }
+        bundle_files = sorted(
+            p for p in files if p.startswith(BUNDLES_DIR + "/") and results_identity(p) is None
+        )
         self._prefetch(source, files, bundle_files)
         revisions: dict[tuple[str, str], DesiredRevision] = {}
         now = self.clock.now()
@@ -232,7 +253,9 @@ class DesiredStateLoader:
                 continue
             blob = files[path].blob_sha
             try:
-                judged = self._judge(source, path, key, blob, environments, config_sha, now, stats)
+                judged = self._judge(
+                    source, path, key, blob, results.get(key), environments, config_sha, now, stats
+                )
             except SourceError:
                 raise  # Git cannot read the blob: the repository's problem; retried next pass
             except Exception as exc:  # whatever one file does stays with that file
@@ -241,7 +264,14 @@ class DesiredStateLoader:
                 # judged again next time
                 judged = _Judged(*key, None, (), None, None, (problem,), ())
             revisions[key] = self._revision(
-                path, key, blob, judged, environments.get(key[1]), config_sha, commit
+                path,
+                key,
+                blob,
+                results.get(key),
+                judged,
+                environments.get(key[1]),
+                config_sha,
+                commit,
             )
         self._forget_unused(
             {files[p].blob_sha for p in bundle_files},
@@ -302,15 +332,19 @@ class DesiredStateLoader:
         path: str,
         key: tuple[str, str],
         blob: str,
+        results_blob: str | None,
         judged: _Judged,
         env: DesiredEnvironment | None,
         config_sha: str | None,
         commit: str,
     ) -> DesiredRevision:
         """One judged bundle file as a desired revision. Its fingerprint covers everything
-        the verdict depends on (the file, its environment file, the project config, the keys)."""
+        the verdict depends on (the file, its eval results file, its environment file, the
+        project config, the keys)."""
+        env_sha = env.blob_sha if env else "-"
         fingerprint = hashlib.sha256(
-            f"{blob}:{env.blob_sha if env else '-'}:{config_sha or '-'}:{self.keyring_id}".encode()
+            f"{blob}:{env_sha}:{config_sha or '-'}:{self.keyring_id}".encode()
+            + (f":{results_blob}".encode() if results_blob else b"")
         ).hexdigest()[:32]
         return DesiredRevision(
             name=key[0],
@@ -438,6 +472,7 @@ class DesiredStateLoader:
         path: str,
         key: tuple[str, str],
         blob: str,
+        results_blob: str | None,
         environments: Mapping[str, DesiredEnvironment],
         config_sha: str | None,
         now: datetime,
@@ -453,15 +488,46 @@ class DesiredStateLoader:
         if env is None or env.problems:
             # Environment-level verdicts depend on other files too: cheap, never cached.
             return self._judge_fresh(path, key, bundle, document, env, config_sha, now)
-        cache_key = (blob, *key, env.blob_sha, config_sha)
+        cache_key = (blob, *key, env.blob_sha, config_sha, results_blob)
         cached = self._judged.get(cache_key)
         if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
             stats.cached += 1
             return cached
         stats.judged += 1
         judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now)
+        if results_blob is not None and not judged.problems:
+            judged = self._with_results(path, bundle, judged, source.read_blob(results_blob), env)
         self._judged[cache_key] = judged
         return judged
+
+    def _with_results(
+        self, path: str, bundle: Bundle, judged: _Judged, raw: bytes, env: DesiredEnvironment
+    ) -> _Judged:
+        """The bundle's verdict with its eval results file's attestations added; a file that
+        does not verify, or is for another digest, rejects the bundle as an edited one would."""
+        from kneo.bundle.eval_results import verify_eval_results
+
+        where = path[: -len(".json")].rsplit("/", 1)
+        results_path = f"{where[0]}/{RESULTS_DIR}/{where[1]}.json"
+        now = self.clock.now()
+        try:
+            results, signers = verify_eval_results(
+                raw,
+                bundle,
+                self.keyring,
+                now=now,
+                required_signatures=env.required_signatures,
+                accepted_key_ids=env.accepted_key_ids,
+            )
+        except BundleError as exc:
+            expires = now if exc.code == "bundle_key_expired" else judged.expires_at
+            problem = Problem(exc.code, f"{results_path}: {exc.message}")
+            return replace(judged, problems=(problem,), expires_at=expires)
+        # Judged again when the first signing key (of the bundle or of this file) expires.
+        windows = [k.not_after for k in self.keyring if k.key_id in signers]
+        windows.append(judged.expires_at)
+        expires = min((w for w in windows if w is not None), default=None)
+        return replace(judged, evals=judged.evals + tuple(results.evals), expires_at=expires)
 
     def _judge_fresh(
         self,

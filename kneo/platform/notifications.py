@@ -30,6 +30,7 @@ from kneo.clock import utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
+from kneo.platform.decision_links import DecisionLinks, recipient_of
 from kneo.platform.webhooks import (
     CLOUDEVENTS_CONTENT_TYPE,
     EVENT_ID_HEADER,
@@ -240,9 +241,26 @@ def message(event: NotificationEvent, base_url: str = "") -> dict[str, Any]:
     )
 
 
+def with_decision_link(
+    body: dict[str, Any], event: NotificationEvent, links: DecisionLinks | None
+) -> dict[str, Any]:
+    """``body`` with its request's signed decision link (:mod:`kneo.platform.decision_links`)
+    when links are on and the request is assigned to one person or key. Added after the
+    redaction: the link is meant for its recipient."""
+    if links is None or event.event_type != "human.requested" or not event.continuation_id:
+        return body
+    recipient = recipient_of(event.payload.get("assignee"))
+    request_id = event.payload.get("request_id")
+    if recipient is None or not isinstance(request_id, str):
+        return body
+    return {**body, "decision_link": links.url(event.continuation_id, request_id, recipient)}
+
+
 def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook body for a :func:`message`."""
     link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
+    if body.get("decision_link"):
+        link += f" · <{body['decision_link']}|Decide>"
     text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
     return {
         "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
@@ -377,8 +395,10 @@ class Dispatcher:
         base_url: str = "",
         client: Any = None,
         rand: Callable[[], float] = random.random,
+        links: DecisionLinks | None = None,
     ) -> None:
         self.store = store
+        self.links = links
         self.receivers = {r.name: r for r in receivers}
         self.settings = settings
         self.owner = owner
@@ -494,7 +514,7 @@ class Dispatcher:
             post(
                 self._http(),
                 receiver,
-                message(record.event, self.base_url),
+                with_decision_link(message(record.event, self.base_url), record.event, self.links),
                 self.store.clock.now(),
                 self.base_url,
             )
@@ -582,6 +602,7 @@ def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatch
         settings.notifications,
         owner=f"notify:{manager.owner}",
         base_url=settings.public_url,
+        links=DecisionLinks.from_settings(settings),
     ).start()
 
 

@@ -29,9 +29,10 @@ PROD = (
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str, Any], Any]]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The support agent as it is (``good``) and after the worked example's prompt change
-    (``broken``): each resolved spec with its real eval result."""
+    (``broken``): each resolved spec with its real eval result's attestation (and, under
+    ``<label>-file``, the result file ``kneo eval run --results`` writes)."""
     work = tmp_path_factory.mktemp("support")
     shutil.copytree(ROOT / "examples", work / "examples")
     (work / ".kneo").mkdir()
@@ -57,6 +58,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[st
             data = load_spec(spec, project=context.config).data
             result = run_suite(suite, spec, workers=2).to_dict()
             out[label] = (data, attestation(result))
+            out[f"{label}-file"] = work / f"{label}.result.json"
+            out[f"{label}-file"].write_text(json.dumps(result))
     finally:
         os.chdir(cwd)
     assert out["good"][1].pass_rate == 1.0
@@ -95,7 +98,7 @@ def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
     keys: Keys,
     clock: ManualClock,
     tmp_path: Path,
-    results: dict[str, tuple[dict[str, Any], Any]],
+    results: dict[str, Any],
 ) -> None:
     repo.write("environments/prod.yaml", PROD)
     broken, attested = results["broken"]
@@ -139,7 +142,7 @@ def test_no_result_or_a_result_for_another_digest_is_held_back(
     keys: Keys,
     clock: ManualClock,
     tmp_path: Path,
-    results: dict[str, tuple[dict[str, Any], Any]],
+    results: dict[str, Any],
 ) -> None:
     repo.write("environments/prod.yaml", PROD)
     good, _ = results["good"]
@@ -159,7 +162,7 @@ def test_an_edited_attestation_is_refused_like_an_edited_bundle(
     keys: Keys,
     clock: ManualClock,
     tmp_path: Path,
-    results: dict[str, tuple[dict[str, Any], Any]],
+    results: dict[str, Any],
 ) -> None:
     repo.write("environments/prod.yaml", PROD)
     broken, attested = results["broken"]
@@ -178,3 +181,149 @@ def test_an_edited_attestation_is_refused_like_an_edited_bundle(
     assert "bundle_signature_invalid" in message or "signature" in message
     [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
     assert rejected.payload["environment"] == "prod"
+
+
+def _record(
+    keys: Keys, tmp_path: Path, bundle: str, result: Path, env: str = "prod", key: str = "ci"
+) -> str:
+    """``kneo eval sign`` for ``bundle`` (its default output: evals/<env>.json beside it)."""
+    from typer.testing import CliRunner
+
+    from kneo.cli.main import app
+
+    path = tmp_path / "signing" / "bundles" / "support" / f"{env}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(bundle)
+    key_file = keys.trusted_dir.parent / "private" / f"{key}.key"
+    args = ["eval", "sign", "--bundle", str(path), "--evals", str(result)]
+    run = CliRunner().invoke(app, [*args, "--recorded-by", "ci", "--key-file", str(key_file)])
+    assert run.exit_code == 0, run.output
+    assert f"signed {path.parent / 'evals' / f'{env}.json'}" in run.output
+    return (path.parent / "evals" / f"{env}.json").read_text()
+
+
+def test_results_recorded_beside_the_bundle_gate_it_like_signed_ones(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, Any],
+) -> None:
+    """A bundle signed without results, then a suite's result recorded for its digest in a
+    later commit (an incremental reconcile): failing, it holds prod back like a signed one;
+    passing, prod is promoted."""
+    repo.write("environments/prod.yaml", PROD)
+    broken, _ = results["broken"]
+    bundle = _bundle(keys, "prod", broken, None)
+    repo.write("bundles/support/prod.json", bundle)
+    repo.commit("signed without --evals")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert "no signed result for this digest" in _promoted(store, "prod")[2]
+
+    repo.write(
+        "bundles/support/evals/prod.json", _record(keys, tmp_path, bundle, results["broken-file"])
+    )
+    repo.commit("the suite's result, recorded")
+    assert ctl.reconcile_once().ok
+    status, reason, message = _promoted(store, "prod")
+    assert (status, reason) == ("False", "EvalsFailed")
+    assert "eval suite 'support-agent' failed: 82% (requires 100%)" in message
+    assert "failing: refund-window, ticket-opened" in message
+
+    fixed, passing = results["good"]
+    bundle = _bundle(keys, "prod", fixed, None)
+    repo.write("bundles/support/prod.json", bundle)
+    repo.write(
+        "bundles/support/evals/prod.json", _record(keys, tmp_path, bundle, results["good-file"])
+    )
+    repo.commit("the prompt fixed, its result recorded")
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") == passing.digest
+    assert _promoted(store, "prod")[:2] == ("True", "Promoted")
+
+
+@pytest.mark.parametrize("fault", ["edited", "other digest", "untrusted key"])
+def test_a_tampered_or_mismatched_results_file_is_refused_like_a_tampered_bundle(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, Any],
+    fault: str,
+) -> None:
+    repo.write("environments/prod.yaml", PROD)
+    broken, _ = results["broken"]
+    bundle = _bundle(keys, "prod", broken, None)
+    recorded = json.loads(_record(keys, tmp_path, bundle, results["broken-file"]))
+    if fault == "edited":
+        forged = recorded["evals"][0]
+        forged.update(passed=forged["total"], pass_rate=1.0)
+        for case in forged["cases"]:
+            case["outcome"] = "passed"
+        expected = "bundle_signature_invalid"
+    elif fault == "other digest":  # the fixed spec's passing result, beside the broken bundle
+        fixed, _ = results["good"]
+        recorded = json.loads(
+            _record(keys, tmp_path, _bundle(keys, "prod", fixed, None), results["good-file"])
+        )
+        expected = "eval_results_mismatch"
+    else:
+        from kneo.bundle.eval_results import dump_eval_results, sign_eval_results
+        from kneo.bundle.format import parse_bundle
+        from kneo.evals.runner import attestation
+
+        result = json.loads(results["good-file"].read_text())
+        model = parse_bundle(_bundle(keys, "prod", results["good"][0], None))[0]
+        signed = sign_eval_results(
+            model, [attestation(result)], keys.forged, recorded_by="x", recorded_at=SIGNED_AT
+        )
+        recorded = json.loads(dump_eval_results(signed))
+        bundle = _bundle(keys, "prod", results["good"][0], None)
+        expected = "bundle_signature_invalid"  # a trusted key id whose signature does not verify
+    repo.write("bundles/support/prod.json", bundle)
+    repo.write("bundles/support/evals/prod.json", json.dumps(recorded, indent=2))
+    repo.commit(f"a results file: {fault}")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") is None
+    status, reason, message = _promoted(store, "prod")
+    assert (status, reason) == ("False", "Rejected"), message
+    assert message.startswith("bundles/support/evals/prod.json: "), message
+    [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
+    assert rejected.payload["environment"] == "prod"
+    assert [r["code"] for r in rejected.payload["reasons"]] == [expected]
+
+
+def test_results_signed_by_a_key_whose_window_ends_are_judged_again_then(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    results: dict[str, Any],
+) -> None:
+    """The bundle's key has no window, the results file's key has one: when it ends the
+    bundle is judged again (the verdict is not cached past it) and refused like a bundle
+    signed by an expired key."""
+    from datetime import UTC, datetime
+
+    (keys.trusted_dir / "keyring.yaml").write_text(
+        "keys:\n  release: {not_after: 2026-06-01T00:00:00Z}\n", encoding="utf-8"
+    )
+    repo.write("environments/prod.yaml", PROD)
+    fixed, passing = results["good"]
+    bundle = _bundle(keys, "prod", fixed, None)
+    repo.write("bundles/support/prod.json", bundle)
+    recorded = _record(keys, tmp_path, bundle, results["good-file"], key="release")
+    repo.write("bundles/support/evals/prod.json", recorded)
+    repo.commit("results recorded with the release key")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert _active(store, "prod") == passing.digest
+    clock.set(datetime(2026, 6, 2, tzinfo=UTC))
+    result = ctl.reconcile_once()
+    assert result.stats["full_reason"] == "recheck_due"
+    assert {p["code"] for p in result.problems} == {"bundle_key_expired"}

@@ -122,7 +122,9 @@ CASES = [
     Case("notifications retry"),
     Case("db upgrade"),
     Case("db current", reads_only=True),
-    Case("eval run {eval_spec} --suite {eval_suite} --env dev --workers 1"),
+    Case("eval run {eval_spec} --suite {eval_suite} --env dev --workers 1 --results {eval_result}"),
+    Case("spec bundle sign {eval_spec} -o {eval_bundle} --approved-by ci --env dev"),
+    Case("eval sign --bundle {eval_bundle} --evals {eval_result} --recorded-by ci"),
     Case("maintenance prune --dry-run", reads_only=True),
     Case("maintenance backup {backup}"),
     Case("maintenance restore {backup} --to {restored}"),
@@ -175,6 +177,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         "spec": str(SMOKE),
         "eval_spec": str(REPO / "examples" / "research_agent.yaml"),
         "eval_suite": str(REPO / "examples" / "evals" / "research_agent.eval.yaml"),
+        "eval_result": str(tmp_path / "research.result.json"),
+        "eval_bundle": str(tmp_path / "bundles" / "research" / "dev.json"),
         "env_file": str(tmp_path / "prod.env"),
         "bundle_file": str(tmp_path / "smoke.bundle.json"),
         "keyring": str(tmp_path / "keyring"),
@@ -214,7 +218,11 @@ def test_yaml_output_of_every_command_parses(
         except KeyError as missing:
             failures.append(f"{case.args}: no {missing} (an earlier case failed)")
             continue
-        writes_a_file = args[:2] == ["spec", "migrate"] or args[:3] == ["spec", "bundle", "sign"]
+        writes_a_file = args[:2] in (["spec", "migrate"], ["eval", "sign"]) or args[:3] == [
+            "spec",
+            "bundle",
+            "sign",
+        ]
         fmt = "--output-format" if writes_a_file else "-o"
         code, out = _invoke([*args, fmt, "yaml"], monkeypatch, capsys)
         try:

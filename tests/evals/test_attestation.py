@@ -146,3 +146,55 @@ def test_bundles_without_evals_keep_their_old_form(
     )
     assert "evals" not in json.loads(Path("b.json").read_text())
     assert kneo("spec", "bundle", "sign", "--cosign", "b.json").exit_code == 0
+
+
+def test_recorded_results_verify_under_the_environments_key_rules(
+    project: Path, kneo: Kneo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kneo eval sign``'s file verifies with the bundle's keyring and rules: a key the
+    environment does not accept, or too few signers, refuses it; a repeated JSON member or a
+    result for another bundle is refused with its own code."""
+    from datetime import UTC, datetime
+
+    from kneo.bundle import parse_bundle
+    from kneo.bundle.eval_results import verify_eval_results
+
+    monkeypatch.setenv("KNEO_SERV_SPEC_SIGNING_KEY", SECRET)
+    assert kneo("eval", "run", SPEC, "--suite", SUITE, "--env", "prod", "--results", "r.json")
+    for env in ("prod", "dev"):
+        args = ["-o", f"{env}.json", "--approved-by", "ci", "--env", env]
+        assert kneo("spec", "bundle", "sign", SPEC, *args).exit_code == 0
+    done = kneo("eval", "sign", "--bundle", "prod.json", "--evals", "r.json", "--recorded-by", "ci")
+    assert done.exit_code == 0, done.stderr
+    raw = (project / "evals" / "prod.json").read_bytes()
+    bundle, _ = parse_bundle((project / "prod.json").read_bytes())
+    keyring = Keyring([TrustedKey.hmac("default", SECRET.encode())])
+    now = datetime.now(UTC)
+    results, signers = verify_eval_results(raw, bundle, keyring, now=now)
+    [attested] = results.evals
+    assert signers == ("default",)
+    assert attested.pass_rate == 1.0 and attested.digest == bundle.digest
+    refusals = {
+        "bundle_key_not_accepted": lambda: verify_eval_results(
+            raw, bundle, keyring, now=now, accepted_key_ids=["release"]
+        ),
+        "bundle_insufficient_signatures": lambda: verify_eval_results(
+            raw, bundle, keyring, now=now, required_signatures=2
+        ),
+        "eval_results_malformed": lambda: verify_eval_results(
+            raw.replace(b'"kind":', b'"kind": "x", "kind":', 1), bundle, keyring, now=now
+        ),
+        "eval_results_mismatch": lambda: verify_eval_results(
+            raw, parse_bundle((project / "dev.json").read_bytes())[0], keyring, now=now
+        ),
+    }
+    for code, attempt in refusals.items():
+        with pytest.raises(BundleError) as caught:
+            attempt()
+        assert caught.value.code == code, caught.value.message
+    # a result for another digest is refused when signing, too
+    break_the_prompt(project)
+    args = ["-o", "new.json", "--approved-by", "ci", "--env", "prod"]
+    assert kneo("spec", "bundle", "sign", SPEC, *args).exit_code == 0
+    other = kneo("eval", "sign", "--bundle", "new.json", "--evals", "r.json", "--recorded-by", "ci")
+    assert other.exit_code == 1 and "error[bundle_attestation_mismatch]" in other.stderr

@@ -1,0 +1,118 @@
+"""``/decide/{token}``: a decision from a notification's signed link
+(:mod:`kneo.platform.decision_links`), without a console session.
+
+``GET`` shows the request and the choice (a link preview or a mail scanner that fetches it
+decides nothing); ``POST`` decides as the link's recipient, who must still hold
+``human:write`` (an API key of that name, or a person the role map names by ``user:`` or
+``*``). A request already decided, or a link past its lifetime, gets a page that says so
+(by whom and when).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from kneo.console.auth import ConsoleAuth
+from kneo.errors import Conflict, Forbidden, KneoError, NotFound
+from kneo.people import Identity, acting
+from kneo.platform.decision_links import LinkClaim
+from kneo.service.dependencies import current_manager
+from kneo.service.identity import person_of
+
+if TYPE_CHECKING:
+    from kneo.console.pages import Render
+
+
+def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """The decision link's confirmation page and its decision (404 while links are off)."""
+
+    def page(request: Request, token: str, context: dict[str, Any], status: int = 200) -> Response:
+        shown = {"viewer": None, "csrf": None, "token": token, **context}
+        return render(request, "decision_link.html", shown, status_code=status)
+
+    def claim_and_entry(token: str) -> tuple[LinkClaim, dict[str, Any]]:
+        if auth.links is None:
+            raise NotFound("Decision links are off")
+        claim = auth.links.read(token)
+        manager = current_manager(auth.parent)
+        task = manager.get_human_task(claim.continuation_id, show_personal=True) if manager else {}
+        entry = next(
+            (r for r in task.get("requests", []) if r.get("request_id") == claim.request_id),
+            None,
+        )
+        if entry is None:
+            raise NotFound("The request of this link no longer exists")
+        return claim, dict(entry)
+
+    @router.get("/decide/{token}", name="decision_link")
+    def confirm(request: Request, token: str) -> Response:
+        try:
+            claim, entry = claim_and_entry(token)
+        except KneoError as exc:
+            return page(request, token, {"error": exc.message}, _status(exc))
+        return page(request, token, {"claim": claim, "entry": entry})
+
+    @router.post("/decide/{token}", name="decision_link_decide")
+    def decide(request: Request, token: str, decision: str = Form("")) -> Response:
+        try:
+            claim, entry = claim_and_entry(token)
+            if decision not in ("approved", "rejected"):
+                return page(
+                    request,
+                    token,
+                    {"claim": claim, "entry": entry, "error": "Choose approve or reject."},
+                    400,
+                )
+            _check_right(auth, claim.recipient)
+            acting(Identity(claim.recipient, "decision_link", email=_email(claim.recipient)))
+            manager = current_manager(auth.parent)
+            assert manager is not None
+            manager.resume(
+                claim.continuation_id,
+                request_id=claim.request_id,
+                decision=decision,
+                content=None,
+                actor=claim.recipient,
+            )
+        except Conflict as exc:
+            fresh = claim_and_entry(token)[1]
+            return page(request, token, {"entry": fresh, "error": exc.message}, 409)
+        except KneoError as exc:
+            return page(request, token, {"error": exc.message}, _status(exc))
+        return page(request, token, {"done": decision, "claim": claim, "entry": entry})
+
+
+def _status(exc: KneoError) -> int:
+    return 404 if exc.code in ("not_found", "decision_link_invalid") else exc.http_status
+
+
+def _email(recipient: str) -> str | None:
+    return recipient if "@" in recipient else None
+
+
+def _check_right(auth: ConsoleAuth, recipient: str) -> None:
+    """403 unless ``recipient`` may decide human requests today."""
+    authenticator = auth.authenticator
+    if not authenticator.enabled:
+        return
+    found = authenticator.named(recipient)
+    if found is not None:
+        if found[0].has("human:write"):
+            return
+    elif authenticator.tokens is not None:
+        person = person_of(
+            {"sub": recipient, "email": recipient},
+            authenticator.tokens.settings,
+            authenticator.roles,
+        )
+        if person.roles and authenticator.principal_of(person, method="decision_link").has(
+            "human:write"
+        ):
+            return
+    raise Forbidden(f"{recipient} may not decide human requests (no human:write)", code="forbidden")
+
+
+__all__ = ["add_link_routes"]
