@@ -104,8 +104,10 @@ class RunSlot:
         if turn.wait(self.patience):
             return  # handed over
         with self._lock:
-            if self._holder == me:
-                return  # handed over as the wait ran out
+            if self._holder == me or turn.is_set():
+                # handed over as the wait ran out (and maybe taken over since by a run
+                # whose own wait ran out: this one goes ahead all the same)
+                return
             self._waiting.remove((me, turn))
             self._holder = me  # held too long: go ahead; the holder rejoins at its next step
 

@@ -128,6 +128,12 @@ CASES = [
     Case("maintenance prune --dry-run", reads_only=True),
     Case("maintenance backup {backup}"),
     Case("maintenance restore {backup} --to {restored}"),
+    Case(  # an issuer that does not answer: the envelope, nothing stored
+        "config profile login sso --service-url http://127.0.0.1:9 --issuer http://127.0.0.1:9"
+        " --client-id kneo-cli",
+        code=1,
+        envelope=True,
+    ),
     # last: an active profile sends the commands above to its service
     Case("config profile set staging --service-url http://127.0.0.1:9 --no-activate"),
     Case("config profile use staging"),

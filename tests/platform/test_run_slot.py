@@ -111,6 +111,36 @@ def test_a_holder_past_patience_loses_the_slot_and_rejoins_after() -> None:
     assert order == ["second in", "stuck step done", "second out", "stuck rejoined"]
 
 
+def test_a_wait_that_runs_out_as_the_slot_is_handed_over_and_taken_again_goes_ahead() -> None:
+    """The race under load: a waiter's wait runs out; before it gets the lock, the holder
+    hands it the slot and a third run whose own wait ran out takes it. The waiter must go
+    ahead, not fail (it raised ``ValueError`` from the queue: a 500 on ``POST /v1/runs``)."""
+    slot = RunSlot(patience=0.05)
+    errors: list[BaseException] = []
+    slot._take()  # this thread holds the slot
+
+    def waiter() -> None:
+        try:
+            slot._take()
+        except BaseException as exc:  # pragma: no cover - the bug
+            errors.append(exc)
+
+    with slot._lock:
+        runner = _thread(waiter)
+        deadline = time.monotonic() + WAIT
+        while not slot._waiting and time.monotonic() < deadline:
+            slot._lock.release()  # let the waiter queue up
+            time.sleep(0.005)
+            slot._lock.acquire()
+        assert slot._waiting
+        time.sleep(0.2)  # past patience: the waiter now waits for this lock
+        slot._holder, turn = slot._waiting.popleft()  # the holder hands it over ...
+        turn.set()
+        slot._holder = -1  # ... and a run whose wait ran out takes it
+    runner.join(WAIT)
+    assert not runner.is_alive() and errors == []
+
+
 def test_nested_runs_share_the_slot_and_other_threads_do_not_rejoin() -> None:
     slot = RunSlot(patience=WAIT)
     with slot.hold():
