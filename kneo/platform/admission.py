@@ -232,8 +232,8 @@ class RunAdmission:
     ) -> ResourcesPolicy | None:
         """The ``resources:`` a spec is checked against: ``None`` (the check reads the
         project's file) unless the GitOps repository published some for the environment."""
-        if not published:
-            return None
+        if not published or "resources" not in published:
+            return None  # budgets take no part in a spec's check
         merged = self._merged_limits(environment, published)
         return merged.resources if merged is not None else None
 
@@ -263,7 +263,7 @@ class RunAdmission:
         published) is checked against the run's spec."""
         approved = run.bundle_name is not None
         rules = self._recorded_rules(run, approved=approved)
-        if rules != (None, None):
+        if rules[0] is not None or "resources" in (rules[1] or {}):
             self._check_recorded(run, rules, approved=approved)
 
     def admit_replay(self, run: RunRecord) -> BundleSpec | None:

@@ -336,22 +336,47 @@ def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
     )
 
 
-def test_gitops_budgets_pause_a_bundle_run_for_a_person(
+def test_gitops_budgets_pause_a_bundle_run_for_a_person_over_http(
     store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
 ) -> None:
-    _prod_with_limits(repo, keys, "budgets: {max_model_calls: 1}\n")
-    assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
-    manager = _manager(store, clock, tmp_path)
+    """The service with the controller loop in it: the budget it reads from the watched
+    repository pauses a prod bundle run with a ``budget`` request, decided over HTTP."""
+    from kneo.service import create_app
 
-    paused = run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
-    assert paused.status == "paused" and paused.continuation_id, paused
-    task = manager.get_human_task(paused.continuation_id)
-    [request] = task["requests"]
-    assert request["kind"] == "budget"
-    resumed = manager.resume(
-        paused.continuation_id, decision="approved", request_id=request["request_id"]
+    _prod_with_limits(repo, keys, "budgets: {max_model_calls: 1}\n")
+    settings = _settings({"KNEO_SERV_ADMIN_API_KEY": ADMIN, "KNEO_SERV_AUTH_ENABLED": "true"})
+    manager = _manager(store, clock, tmp_path, settings)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    app = create_app(
+        False,
+        settings=settings,
+        manager=manager,
+        start_worker=False,
+        controller=ctl,
+        run_controller=True,
     )
-    assert resumed.status == "succeeded", resumed
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait(lambda: store.get_active("helper", "prod"))
+        started = client.post(
+            "/v1/runs",
+            headers=admin,
+            json={"bundle": "helper", "environment": "prod", "input": "go"},
+        )
+        assert started.status_code == 200, started.text
+        paused = started.json()
+        assert paused["status"] == "paused", paused
+        task = client.get(f"/v1/human-tasks/{paused['continuation_id']}", headers=admin).json()
+        [request] = task["requests"]
+        assert request["kind"] == "budget"
+        assert (request["context"]["used"], request["context"]["limit"]) == (1, 1)
+        resumed = client.post(
+            f"/v1/human-tasks/{paused['continuation_id']}/resume",
+            headers=admin,
+            json={"request_id": request["request_id"], "decision": "approved"},
+        )
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "succeeded", resumed.json()
 
 
 def test_gitops_resources_confine_runs_at_admission_and_at_run_time(
@@ -387,3 +412,23 @@ def test_gitops_resources_confine_runs_at_admission_and_at_run_time(
     manager.admission.host_access("dev", "bundle").destination(
         "https://api.openai.com/v1", path="x"
     )
+
+
+def test_a_queued_run_meets_resources_published_since(
+    store: Any, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Accepted in uat, executed after the controller published ``resources:`` for uat that
+    leave out the run's model endpoint: the worker's check refuses it."""
+    from kneo.worker import Worker
+
+    manager = _manager(store, clock, tmp_path)
+    remote = flow("x")
+    remote["agent"]["model"] = {"provider": "openai", "name": "gpt-4o-mini"}
+    queued = manager.start_run_from_spec(input_text="hi", spec=remote, environment="uat")
+    rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
+    narrowed = {"require_approved_bundle": False, "resources": {"network": ["gw.example.com"]}}
+    store.set_metadata(POLICY_METADATA_KEY, {**rules, "uat": narrowed})
+    Worker(manager, settings=manager.settings, name="t").run_once()
+    run = store.get_run(queued.run_id)
+    assert run.status == "failed" and run.error is not None
+    assert "E_DESTINATION_NOT_ALLOWED" in str(run.error), run.error
