@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 
 #: metadata key prefix of the service-managed environment policies
 POLICY_PREFIX = "policy.environment."
+#: how long a run's grant may reuse the controller's published ``resources:``/``budgets:``
+PUBLISHED_TTL_SECONDS = 1.0
 
 
 def stored_policy(store: Store, environment: str | None) -> PolicyEnforcement | None:
@@ -117,6 +120,8 @@ class RunAdmission:
     _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
     #: what runs may reach, per environment and origin, by policy file stamps
     _grants: LRUCache[tuple[Any, ...], HostAccess] = field(init=False)
+    #: (when read, by ``time.monotonic``; the controller's published policies) for grants
+    _recent: tuple[float, Mapping[str, Any]] = field(init=False, default=(-1e9, {}))
 
     def __post_init__(self, cache_entries: int) -> None:
         self._bundle_rules = LRUCache(cache_entries)
@@ -203,7 +208,7 @@ class RunAdmission:
         stamps: tuple[Any, ...] = ()
         if project is not None and env:
             stamps = tuple(file_stamp(f) for f in environment_files(project.root, env))
-        published = self._published_limits(env)
+        published = self._published_limits(env, recent=True)
         key = (env, origin, stamps, content_hash(published) if published else None)
         found = self._grants.get(key) if False not in stamps else None
         if found is not None:
@@ -237,11 +242,22 @@ class RunAdmission:
         merged = self._merged_limits(environment, published)
         return merged.resources if merged is not None else None
 
-    def _published_limits(self, environment: str | None) -> dict[str, Any] | None:
-        """The GitOps repository's ``resources:``/``budgets:`` of ``environment``."""
+    def _published_limits(
+        self, environment: str | None, *, recent: bool = False
+    ) -> dict[str, Any] | None:
+        """The GitOps repository's ``resources:``/``budgets:`` of ``environment``. With
+        ``recent`` (a run's grant, built at each execution) a read at most
+        :data:`PUBLISHED_TTL_SECONDS` old is reused: one query per run cost ~8 % of a short
+        run (``bench/admission.py``), and the controller publishes only at a reconcile."""
         if not environment:
             return None
-        recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+        if recent:
+            read_at, recorded = self._recent
+            if time.monotonic() - read_at > PUBLISHED_TTL_SECONDS:
+                recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+                self._recent = (time.monotonic(), recorded)
+        else:
+            recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
         entry = recorded.get(environment) or {}
         limits = {k: entry[k] for k in ("resources", "budgets") if entry.get(k)}
         return limits or None

@@ -19,6 +19,7 @@ from kneo.clock import ManualClock
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, NotFound
 from kneo.platform import create_platform
+from kneo.platform.admission import PUBLISHED_TTL_SECONDS
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
@@ -327,10 +328,12 @@ def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
     done = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
     assert done.status == "succeeded", done
 
-    # the repository loosens prod to 2 calls: the next run pays for both steps
+    # the repository loosens prod to 2 calls: a run once the grant's read of the published
+    # limits has expired (PUBLISHED_TTL_SECONDS) pays for both steps
     repo.write("environments/prod.yaml", "version: v1\nbudgets: {max_model_calls: 2}\n")
     repo.commit("loosen prod")
     assert ctl.reconcile_once().ok
+    time.sleep(PUBLISHED_TTL_SECONDS)
     assert run_bundle(manager, bundle="helper", environment="prod", input_text="hi").status == (
         "succeeded"
     )
