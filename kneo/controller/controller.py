@@ -430,7 +430,8 @@ class Controller:
         return self.applier.apply(desired, snapshot, actions, progress=on_progress)
 
     def _publish_run_policies(self, desired: DesiredState) -> None:
-        """Record each environment's ``runs.require_approved_bundle`` for the runtime, and
+        """Record each environment's ``runs.require_approved_bundle``, ``resources:`` and
+        ``budgets:`` (:func:`kneo.policy.environment.run_limits`) for the runtime, and
         today's trust for rollbacks (:func:`kneo.controller.operations.publish_trust`).
 
         Written only when it changes (a repeated commit writes nothing). An environment whose
@@ -441,7 +442,10 @@ class Controller:
         current = dict(stored)
         for name, env in desired.environments.items():
             if not env.problems:
-                current[name] = {"require_approved_bundle": env.require_approved_bundle}
+                current[name] = {
+                    "require_approved_bundle": env.require_approved_bundle,
+                    **env.run_limits,
+                }
         if current != stored:
             self.store.set_metadata(POLICY_METADATA_KEY, current)
         operations.publish_trust(

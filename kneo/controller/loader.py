@@ -54,7 +54,7 @@ from kneo.controller.source import (
 from kneo.errors import BundleError, KneoError
 from kneo.logs import get_logger
 from kneo.names import is_valid_name
-from kneo.policy.environment import EnvironmentPolicy, merge_stricter
+from kneo.policy.environment import EnvironmentPolicy, merge_stricter, run_limits
 from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
@@ -459,6 +459,7 @@ class DesiredStateLoader:
                 if policy.accepted_key_ids is None
                 else tuple(policy.accepted_key_ids),
                 require_approved_bundle=policy.runs.require_approved_bundle,
+                run_limits=run_limits(policy),
             )
         self._environments[cache_key] = env
         self._policies[cache_key] = policy

@@ -67,6 +67,9 @@ class DesiredEnvironment:
     problems: tuple[Problem, ...] = ()
     #: ``runs.require_approved_bundle``: runs there must use the registry (read at runtime).
     require_approved_bundle: bool = False
+    #: ``resources:`` and ``budgets:`` as set in the file (unset fields left out), published
+    #: for runs (read at runtime, merged stricter-wins with the project's own file).
+    run_limits: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

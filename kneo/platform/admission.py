@@ -23,6 +23,11 @@ rules may have changed since it was accepted). Two rules, both per environment:
   operator's stored policy is what the environment enforces now. A worker checks a queued
   run again only against a stored policy (the one rule that changes without a deployment).
 
+What runs may reach and spend (``resources:``, ``budgets:``) comes from the project's
+``environments/<env>.yaml`` and from what the controller published for the environment from
+the GitOps repository's, stricter-wins (:meth:`RunAdmission.run_limits`): the grant every
+run executes under and the spec check at admission read that one merge.
+
 Both metadata keys of an environment are read in one query per decision
 (``Store.metadata_snapshot``); the project's environment files are read once per change of
 their stamps (:func:`file_stamp`).
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -50,9 +56,12 @@ from kneo.store import RunRecord, Store
 
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
+    from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
 
 #: metadata key prefix of the service-managed environment policies
 POLICY_PREFIX = "policy.environment."
+#: how long a run's grant may reuse the controller's published ``resources:``/``budgets:``
+PUBLISHED_TTL_SECONDS = 1.0
 
 
 def stored_policy(store: Store, environment: str | None) -> PolicyEnforcement | None:
@@ -88,13 +97,15 @@ class Admitted:
     """What a new run may be prepared from: a spec path or document, or the registry revision
     it is pinned to (``bundle``); and the policy to check it against (``policy``: the stored
     one, ``None`` for the project's), with ``policy_key`` naming the stored one's content for
-    a cache of checked specs."""
+    a cache of checked specs (with what the GitOps controller published, ``published``)."""
 
     spec_path: str | Path | None
     spec: Spec | Mapping[str, Any] | None
     bundle: BundleSpec | None = None
     policy: PolicyEnforcement | None = None
     policy_key: str | None = None
+    #: the GitOps repository's ``resources:``/``budgets:`` (:meth:`RunAdmission.run_limits`)
+    published: Mapping[str, Any] | None = None
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -109,6 +120,8 @@ class RunAdmission:
     _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
     #: what runs may reach, per environment and origin, by policy file stamps
     _grants: LRUCache[tuple[Any, ...], HostAccess] = field(init=False)
+    #: (when read, by ``time.monotonic``; the controller's published policies) for grants
+    _recent: tuple[float, Mapping[str, Any]] = field(init=False, default=(-1e9, {}))
 
     def __post_init__(self, cache_entries: int) -> None:
         self._bundle_rules = LRUCache(cache_entries)
@@ -139,10 +152,12 @@ class RunAdmission:
             if bundle is None:
                 self.refuse_unapproved(env)  # 403 before touching the spec
             value = self._stored(environment)
-        if value is None:
+            published = self._published_limits(environment or env)
+        if value is None and published is None:
             return Admitted(spec_path, spec, bundle)
-        policy = PolicyEnforcement.model_validate(value)
-        return Admitted(spec_path, spec, bundle, policy, content_hash(value))
+        policy = PolicyEnforcement.model_validate(value) if value is not None else None
+        key = content_hash([value, published])
+        return Admitted(spec_path, spec, bundle, policy, key, published)
 
     def check(
         self,
@@ -153,10 +168,12 @@ class RunAdmission:
         source: str,
         policy: PolicyEnforcement | None,
         origin: Origin = "spec",
+        published: Mapping[str, Any] | None = None,
     ) -> SpecReport:
         """The spec's report against the environment's policy (``policy``, the stored one,
-        else the project's) and what the project lets specs of ``origin`` reach; raises the
-        check's first error when it is not valid."""
+        else the project's) and what the project lets specs of ``origin`` reach (narrowed by
+        the GitOps repository's ``resources:`` too, ``published``); raises the check's first
+        error when it is not valid."""
         from kneo.policy.check import check_spec
         from kneo.spec.compiler import diagnostics_error
 
@@ -169,6 +186,7 @@ class RunAdmission:
             base_dir=base_dir,
             policy=policy,
             origin=origin,
+            resources=self._resources(environment, published),
         )
         if not report.valid:
             raise diagnostics_error(report.diagnostics, source=source)
@@ -180,21 +198,22 @@ class RunAdmission:
         return self.host_access(run.environment, "bundle" if run.bundle_name else "spec")
 
     def host_access(self, environment: str | None, origin: Origin) -> HostAccess:
-        """The project's grant for ``origin`` in ``environment``, narrowed by the
-        environment's policy file; read again when that file changes."""
+        """The project's grant for ``origin`` in ``environment``, narrowed and budgeted by
+        :meth:`run_limits`; read again when the environment's file or published limits
+        change."""
         from kneo.policy.check import host_access
-        from kneo.policy.environment import resolve_for_context
 
         project = self.project
         env = environment or (project.env if project is not None else None)
         stamps: tuple[Any, ...] = ()
         if project is not None and env:
             stamps = tuple(file_stamp(f) for f in environment_files(project.root, env))
-        key = (env, origin, stamps)
+        published = self._published_limits(env, recent=True)
+        key = (env, origin, stamps, content_hash(published) if published else None)
         found = self._grants.get(key) if False not in stamps else None
         if found is not None:
             return found
-        policy = resolve_for_context(project, env) if project and env else None
+        policy = self._merged_limits(env, published)
         grant = host_access(
             project,
             env,
@@ -206,14 +225,62 @@ class RunAdmission:
             self._grants.put(key, grant)
         return grant
 
+    def run_limits(self, environment: str | None) -> EnvironmentPolicy | None:
+        """Where ``resources:`` and ``budgets:`` of runs in ``environment`` come from: the
+        project's ``environments/<env>.yaml`` and what the GitOps controller last read from
+        the watched repository's (:data:`~kneo.controller.runtime.POLICY_METADATA_KEY`),
+        stricter-wins (:func:`~kneo.policy.environment.with_run_limits`); ``None``: neither."""
+        return self._merged_limits(environment, self._published_limits(environment))
+
+    def _resources(
+        self, environment: str | None, published: Mapping[str, Any] | None
+    ) -> ResourcesPolicy | None:
+        """The ``resources:`` a spec is checked against: ``None`` (the check reads the
+        project's file) unless the GitOps repository published some for the environment."""
+        if not published or "resources" not in published:
+            return None  # budgets take no part in a spec's check
+        merged = self._merged_limits(environment, published)
+        return merged.resources if merged is not None else None
+
+    def _published_limits(
+        self, environment: str | None, *, recent: bool = False
+    ) -> dict[str, Any] | None:
+        """The GitOps repository's ``resources:``/``budgets:`` of ``environment``. With
+        ``recent`` (a run's grant, built at each execution) a read at most
+        :data:`PUBLISHED_TTL_SECONDS` old is reused: one query per run cost ~8 % of a short
+        run (``bench/admission.py``), and the controller publishes only at a reconcile."""
+        if not environment:
+            return None
+        if recent:
+            read_at, recorded = self._recent
+            if time.monotonic() - read_at > PUBLISHED_TTL_SECONDS:
+                recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+                self._recent = (time.monotonic(), recorded)
+        else:
+            recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+        entry = recorded.get(environment) or {}
+        limits = {k: entry[k] for k in ("resources", "budgets") if entry.get(k)}
+        return limits or None
+
+    def _merged_limits(
+        self, environment: str | None, published: Mapping[str, Any] | None
+    ) -> EnvironmentPolicy | None:
+        from kneo.policy.environment import resolve_for_context, with_run_limits
+
+        project = self.project
+        env = environment or (project.env if project is not None else None)
+        local = resolve_for_context(project, env) if project is not None and env else None
+        return with_run_limits(local, published)
+
     def readmit(self, run: RunRecord) -> None:
         """Whether a queued run may execute now: an environment that has since come to
         require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
-        and a service-managed policy stored since is checked against the run's spec."""
+        and a service-managed policy stored since (or ``resources:`` the GitOps repository
+        published) is checked against the run's spec."""
         approved = run.bundle_name is not None
-        policy = self._recorded_rules(run, approved=approved)
-        if policy is not None:
-            self._check_recorded(run, policy, approved=approved)
+        rules = self._recorded_rules(run, approved=approved)
+        if rules[0] is not None or "resources" in (rules[1] or {}):
+            self._check_recorded(run, rules, approved=approved)
 
     def admit_replay(self, run: RunRecord) -> BundleSpec | None:
         """Whether a new run may start from ``run``'s recorded spec (a replay), under the
@@ -222,8 +289,8 @@ class RunAdmission:
         recorded spec is an ad-hoc spec; the spec is checked against the environment's
         policy (the stored one, else the project's)."""
         pinned = self._active_revision(run)
-        policy = self._recorded_rules(run, approved=pinned is not None)
-        self._check_recorded(run, policy, approved=pinned is not None)
+        rules = self._recorded_rules(run, approved=pinned is not None)
+        self._check_recorded(run, rules, approved=pinned is not None)
         return pinned
 
     def approved_bundle_required(self, environment: str | None) -> bool:
@@ -259,16 +326,25 @@ class RunAdmission:
         """The stored policy document of ``environment`` (``None``: none is stored)."""
         return self.store.get_metadata(POLICY_PREFIX + environment) if environment else None
 
-    def _recorded_rules(self, run: RunRecord, *, approved: bool) -> PolicyEnforcement | None:
+    def _recorded_rules(
+        self, run: RunRecord, *, approved: bool
+    ) -> tuple[PolicyEnforcement | None, dict[str, Any] | None]:
         """For a recorded run's spec: refuse it where only approved bundles run (unless
-        ``approved``); the environment's stored policy."""
+        ``approved``); the environment's stored policy and published limits."""
         with self._snapshot(run.environment):
             if not approved:
                 self.refuse_unapproved(run.environment)
-            return stored_policy(self.store, run.environment)
+            return (
+                stored_policy(self.store, run.environment),
+                self._published_limits(run.environment),
+            )
 
     def _check_recorded(
-        self, run: RunRecord, policy: PolicyEnforcement | None, *, approved: bool
+        self,
+        run: RunRecord,
+        rules: tuple[PolicyEnforcement | None, dict[str, Any] | None],
+        *,
+        approved: bool,
     ) -> None:
         """:meth:`check` on a recorded run's spec, in its environment and directory; as a
         signed bundle only when it runs as its ``approved`` revision."""
@@ -282,8 +358,9 @@ class RunAdmission:
             environment=run.environment,
             base_dir=Path(base) if base else None,
             source=source,
-            policy=policy,
+            policy=rules[0],
             origin="bundle" if approved else "spec",
+            published=rules[1],
         )
 
     def _active_revision(self, run: RunRecord) -> BundleSpec | None:

@@ -93,6 +93,7 @@ class SpecPreparation:
             source=source,
             policy=admitted.policy,
             origin="bundle" if pinned is not None else "spec",
+            published=admitted.published,
         )
         workflow = self.compiler.compile(
             model,

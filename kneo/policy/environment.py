@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -380,6 +380,33 @@ def merge_budgets(a: BudgetsPolicy, b: BudgetsPolicy) -> BudgetsPolicy:
         max_tokens=smaller(a.max_tokens, b.max_tokens),
         on_exceeded="fail" if "fail" in (a.on_exceeded, b.on_exceeded) else "pause",
     )
+
+
+def run_limits(policy: EnvironmentPolicy) -> dict[str, Any]:
+    """``resources:`` and ``budgets:`` of ``policy`` as the document the GitOps controller
+    publishes for runs (fields a file leaves unset left out; nothing when it sets neither)."""
+    doc: dict[str, Any] = {}
+    resources = policy.resources.model_dump(mode="json", exclude_unset=True)
+    if resources:
+        doc["resources"] = resources
+    if policy.budgets.limits:
+        doc["budgets"] = policy.budgets.model_dump(mode="json", exclude_none=True)
+    return doc
+
+
+def with_run_limits(
+    policy: EnvironmentPolicy | None, document: Mapping[str, Any] | None
+) -> EnvironmentPolicy | None:
+    """``policy`` made stricter by a published :func:`run_limits` ``document`` (the GitOps
+    repository's ``resources:`` and ``budgets:``), the same rule as two files: each limit
+    the smaller, allow-lists intersected, ``fail`` over ``pause``."""
+    if not document:
+        return policy
+    published = EnvironmentPolicy(
+        resources=ResourcesPolicy.model_validate(document.get("resources") or {}),
+        budgets=BudgetsPolicy.model_validate(document.get("budgets") or {}),
+    )
+    return merge_stricter(policy, published) if policy is not None else published
 
 
 def _merge_resources(a: ResourcesPolicy, b: ResourcesPolicy) -> ResourcesPolicy:

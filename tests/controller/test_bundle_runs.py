@@ -19,6 +19,7 @@ from kneo.clock import ManualClock
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, NotFound
 from kneo.platform import create_platform
+from kneo.platform.admission import PUBLISHED_TTL_SECONDS
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
@@ -272,3 +273,165 @@ def test_one_rejection_over_http_stops_the_promotion(
     assert store.get_active("helper", "prod") is None
     late = _resume(client, task, "bob", "approved")
     assert late.status_code == 409
+
+
+# --------------------------------------------------------------------------- run limits
+
+
+def two_drafts() -> dict[str, Any]:
+    """A signed workflow of two agent steps: one model call each (scripted dummy model)."""
+    body = flow("draft")
+    body["workflow"]["steps"] = [
+        {"id": "first", "kind": "agent", "ref": "helper"},
+        {"id": "second", "kind": "agent", "ref": "helper"},
+    ]
+    body.pop("components")
+    return body
+
+
+def _prod_with_limits(repo: Repo, keys: Keys, limits: str) -> None:
+    """A GitOps repository whose prod file sets ``limits`` and whose bundle is active there."""
+    repo.write("environments/prod.yaml", "version: v1\n" + limits)
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", two_drafts()))
+    repo.commit("prod limits")
+
+
+def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    """prod's budget lives only in the watched repository; the project's own prod file is
+    looser (5 calls, pause): the controller's copy applies, stricter-wins, to the run."""
+    _prod_with_limits(repo, keys, "budgets: {max_model_calls: 1, on_exceeded: fail}\n")
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    assert store.get_metadata(POLICY_METADATA_KEY)["prod"] == {
+        "require_approved_bundle": False,
+        "budgets": {"max_model_calls": 1, "on_exceeded": "fail"},
+    }
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "prod.yaml").write_text(
+        "version: v1\nbudgets: {max_model_calls: 5}\n"
+    )
+    manager = _manager(store, clock, tmp_path)
+
+    failed = run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
+    run = store.get_run(failed.run_id)
+    assert run.status == "failed" and run.error is not None, run
+    assert run.error["code"] == "budget_exceeded", run.error
+    assert "1 of the 1 model calls" in run.error["message"]
+    assert manager.get_run(failed.run_id)["usage"]["model_calls"] == 1
+
+    # dev has no budget in either place: the same workflow runs both steps
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", two_drafts()))
+    repo.commit("dev")
+    assert ctl.reconcile_once().ok
+    done = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
+    assert done.status == "succeeded", done
+
+    # the repository loosens prod to 2 calls: a run once the grant's read of the published
+    # limits has expired (PUBLISHED_TTL_SECONDS) pays for both steps
+    repo.write("environments/prod.yaml", "version: v1\nbudgets: {max_model_calls: 2}\n")
+    repo.commit("loosen prod")
+    assert ctl.reconcile_once().ok
+    time.sleep(PUBLISHED_TTL_SECONDS)
+    assert run_bundle(manager, bundle="helper", environment="prod", input_text="hi").status == (
+        "succeeded"
+    )
+
+
+def test_gitops_budgets_pause_a_bundle_run_for_a_person_over_http(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The service with the controller loop in it: the budget it reads from the watched
+    repository pauses a prod bundle run with a ``budget`` request, decided over HTTP."""
+    from kneo.service import create_app
+
+    _prod_with_limits(repo, keys, "budgets: {max_model_calls: 1}\n")
+    settings = _settings({"KNEO_SERV_ADMIN_API_KEY": ADMIN, "KNEO_SERV_AUTH_ENABLED": "true"})
+    manager = _manager(store, clock, tmp_path, settings)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    app = create_app(
+        False,
+        settings=settings,
+        manager=manager,
+        start_worker=False,
+        controller=ctl,
+        run_controller=True,
+    )
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait(lambda: store.get_active("helper", "prod"))
+        started = client.post(
+            "/v1/runs",
+            headers=admin,
+            json={"bundle": "helper", "environment": "prod", "input": "go"},
+        )
+        assert started.status_code == 200, started.text
+        paused = started.json()
+        assert paused["status"] == "paused", paused
+        task = client.get(f"/v1/human-tasks/{paused['continuation_id']}", headers=admin).json()
+        [request] = task["requests"]
+        assert request["kind"] == "budget"
+        assert (request["context"]["used"], request["context"]["limit"]) == (1, 1)
+        resumed = client.post(
+            f"/v1/human-tasks/{paused['continuation_id']}/resume",
+            headers=admin,
+            json={"request_id": request["request_id"], "decision": "approved"},
+        )
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "succeeded", resumed.json()
+
+
+def test_gitops_resources_confine_runs_at_admission_and_at_run_time(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    """prod's ``resources:`` live only in the watched repository: a spec run there is refused
+    a destination outside them, and a bundle run's grant (what it executes under) is narrowed."""
+    from kneo.errors import AccessDenied, KneoError
+
+    _prod_with_limits(repo, keys, "resources: {network: [gateway.example.com], secrets: []}\n")
+    assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
+    assert store.get_metadata(POLICY_METADATA_KEY)["prod"]["resources"] == {
+        "network": ["gateway.example.com"],
+        "secrets": [],
+    }
+    manager = _manager(store, clock, tmp_path)
+    remote = flow("x")
+    remote["agent"]["model"] = {"provider": "openai", "name": "gpt-4o-mini"}
+
+    with pytest.raises(KneoError) as refused:
+        manager.run_from_spec(input_text="hi", spec=remote, environment="prod")
+    assert refused.value.code == "E_DESTINATION_NOT_ALLOWED", refused.value
+    # dev: no narrowing, so the run is admitted (and fails later: no key, no network here)
+    elsewhere = manager.run_from_spec(input_text="hi", spec=remote, environment="dev")
+    assert "E_DESTINATION_NOT_ALLOWED" not in str(store.get_run(elsewhere.run_id).error)
+
+    ran = run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
+    grant = manager.admission.run_access(store.get_run(ran.run_id))
+    with pytest.raises(AccessDenied) as outside:
+        grant.destination("https://api.openai.com/v1", path="x")
+    assert outside.value.code == "E_DESTINATION_NOT_ALLOWED"
+    assert dict(grant.secrets) == {}
+    manager.admission.host_access("dev", "bundle").destination(
+        "https://api.openai.com/v1", path="x"
+    )
+
+
+def test_a_queued_run_meets_resources_published_since(
+    store: Any, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Accepted in uat, executed after the controller published ``resources:`` for uat that
+    leave out the run's model endpoint: the worker's check refuses it."""
+    from kneo.worker import Worker
+
+    manager = _manager(store, clock, tmp_path)
+    remote = flow("x")
+    remote["agent"]["model"] = {"provider": "openai", "name": "gpt-4o-mini"}
+    queued = manager.start_run_from_spec(input_text="hi", spec=remote, environment="uat")
+    rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
+    narrowed = {"require_approved_bundle": False, "resources": {"network": ["gw.example.com"]}}
+    store.set_metadata(POLICY_METADATA_KEY, {**rules, "uat": narrowed})
+    Worker(manager, settings=manager.settings, name="t").run_once()
+    run = store.get_run(queued.run_id)
+    assert run.status == "failed" and run.error is not None
+    assert "E_DESTINATION_NOT_ALLOWED" in str(run.error), run.error
