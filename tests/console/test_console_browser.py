@@ -188,8 +188,10 @@ def test_reviewer_answers_typed_input(live: LiveConsole, as_person: Any, shots: 
     paused = live.start("hitl_input")
     live.start("hitl_tool_approval", "release notes")
     page = as_person("reviewer", shot=shots / "console-login.png")
-    row = page.locator("tr", has_text="Parameters for processing")
+    # this run's row (other tests of the module may have paused the same workflow)
+    row = page.locator("tr", has=page.locator(f"a[href*='{paused['continuation_id']}']"))
     assert row.count() == 1 and "hitl-input" in row.inner_text()
+    assert "Parameters for processing" in row.inner_text()
     page.screenshot(path=str(shots / "console-inbox.png"))
 
     row.locator("a").click()

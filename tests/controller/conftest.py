@@ -62,6 +62,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "registry_changes",
                 "registry_change_counter",
                 "locks",
+                "notifications",  # an earlier test's events would reach this one's router
+                "notification_events",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))
