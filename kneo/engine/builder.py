@@ -86,6 +86,8 @@ class HumanInTheLoopStep:
     on_timeout: str = "fail"
     #: Decisions the step accepts (``None``: derived from its options, as in YAML).
     decisions: tuple[str, ...] | None = None
+    #: who the request passes to when ``on_timeout="escalate"`` fires
+    escalate_to: str | None = None
 
     def component(self) -> HumanComponent:
         """The ``components.humans`` entry this step is (a callable prompt is in-process)."""
@@ -95,6 +97,7 @@ class HumanInTheLoopStep:
             "options": list(self.options) or None,
             "timeout_seconds": self.timeout_seconds,
             "on_timeout": self.on_timeout,
+            "escalate_to": self.escalate_to,
             "decisions": list(self.decisions) if self.decisions else None,
         }
         return _checked(
@@ -160,9 +163,17 @@ class WorkflowBuilder:
         options: Sequence[str] = (),
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanInTheLoopStep:
         step = HumanInTheLoopStep(
-            name, prompt, resolver, assignee, tuple(options), timeout_seconds, on_timeout
+            name,
+            prompt,
+            resolver,
+            assignee,
+            tuple(options),
+            timeout_seconds,
+            on_timeout,
+            escalate_to=escalate_to,
         )
         step.component()  # a wrong word fails here, with what was meant
         return step
@@ -176,6 +187,7 @@ class WorkflowBuilder:
         assignee: str | None = None,
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanInTheLoopStep:
         """A graph node where a person picks the next node among ``options`` (node ids);
         it accepts only ``selected`` (kind ``route``)."""
@@ -190,6 +202,7 @@ class WorkflowBuilder:
             timeout_seconds,
             on_timeout,
             decisions=("selected",),
+            escalate_to=escalate_to,
         )
         step.component()
         return step
@@ -295,6 +308,7 @@ class WorkflowBuilder:
         assignee: str | None = None,
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanReview:
         """Ask before the step runs (kind ``confirmation``); a rejection follows ``on_reject``
         (``skip``, ``cancel``, ``fail`` or ``retry``)."""
@@ -306,6 +320,7 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
+                "escalate_to": escalate_to,
             },
             "WorkflowBuilder.confirmation",
         )
@@ -318,6 +333,7 @@ class WorkflowBuilder:
         assignee: str | None = None,
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanReview:
         """Collect typed values before the step runs (kind ``input``): each field has a
         ``name``, ``type``, ``required``, ``description`` and ``enum``."""
@@ -332,6 +348,7 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
+                "escalate_to": escalate_to,
             },
             "WorkflowBuilder.typed_input",
         )
@@ -344,6 +361,7 @@ class WorkflowBuilder:
         assignee: str | None = None,
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanReview:
         """Review the step's output (kind ``review``): approve, edit, or reject with feedback
         to run it again, at most ``max_reviews`` rounds."""
@@ -355,6 +373,7 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
+                "escalate_to": escalate_to,
             },
             "WorkflowBuilder.output_review",
         )
@@ -367,6 +386,7 @@ class WorkflowBuilder:
         assignee: str | None = None,
         timeout_seconds: int | None = None,
         on_timeout: str = "fail",
+        escalate_to: str | None = None,
     ) -> HumanReview:
         """Review every visit of a graph node (kind ``iteration``): continue (``approved``),
         continue with an edited output (``edited``) or stop the loop (``rejected``: on to
@@ -379,6 +399,7 @@ class WorkflowBuilder:
                 "assignee": assignee,
                 "timeout_seconds": timeout_seconds,
                 "on_timeout": on_timeout,
+                "escalate_to": escalate_to,
             },
             "WorkflowBuilder.iteration_review",
         )

@@ -866,6 +866,7 @@ class _Run:
                         context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
                         timeout_seconds=component.timeout_seconds if component else None,
                         on_timeout=component.on_timeout if component else "fail",
+                        escalate_to=component.escalate_to if component else None,
                     )
                 ]
             )

@@ -56,6 +56,7 @@ def _common(review: HumanReview) -> dict[str, Any]:
         "assignee": review.assignee,
         "timeout_seconds": review.timeout_seconds,
         "on_timeout": review.on_timeout,
+        "escalate_to": review.escalate_to,
     }
 
 

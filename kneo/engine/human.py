@@ -64,6 +64,8 @@ class HumanRequest:
     expires_at: str | None = None
     timeout_seconds: int | None = None
     on_timeout: str = "fail"
+    #: who the request passes to when ``on_timeout: escalate`` fires (``None``: it stays)
+    escalate_to: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +139,7 @@ def build_request(
     context: Mapping[str, Any] | None = None,
     timeout_seconds: int | None = None,
     on_timeout: str = "fail",
+    escalate_to: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> HumanRequest:
     """A request with ``created_at`` now and ``expires_at`` from ``timeout_seconds``."""
@@ -158,6 +161,7 @@ def build_request(
         expires_at=utc_iso(expires),
         timeout_seconds=timeout_seconds,
         on_timeout=on_timeout,
+        escalate_to=escalate_to,
         metadata=dict(metadata or {}),
     )
 
@@ -197,6 +201,7 @@ _DEFAULTS: dict[str, Any] = {
     "created_at": None,
     "timeout_seconds": None,
     "on_timeout": "fail",
+    "escalate_to": None,
 }
 #: Shown only in views (``deadline_epoch`` is computed from ``expires_at``).
 _VIEW_ONLY = ("deadline_epoch",)

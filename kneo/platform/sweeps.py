@@ -30,6 +30,7 @@ sweep racing a person's resume (or another sweeper) changes nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -222,11 +223,15 @@ class Sweeps:
         now: datetime,
     ) -> int:
         """Stamp ``escalated_at`` on the requests' continuation entries (``original_expires_at``
-        is their unchanged ``expires_at``, filled in on read)."""
+        is their unchanged ``expires_at``, filled in on read) and hand each to its
+        ``escalate_to`` (the assignee before it kept as ``escalated_from``)."""
         stamp = utc_iso(now)
-        ids = {r["request_id"] for r in requests}
+        targets = {r["request_id"]: r.get("escalate_to") for r in requests}
+        ids = set(targets)
         updated = [
-            dict(r, escalated_at=stamp) if r.get("request_id") in ids else dict(r)
+            _escalated(r, stamp, targets[r["request_id"]])
+            if r.get("request_id") in ids
+            else dict(r)
             for r in cont.requests
         ]
         left = [
@@ -254,6 +259,7 @@ class Sweeps:
                         cont,
                         r,
                         assignee=r.get("assignee"),
+                        escalated_to=r.get("escalate_to"),
                         original_expires_at=r.get("expires_at"),
                         escalated_at=stamp,
                         on_timeout="escalate",
@@ -548,3 +554,13 @@ def start_sweeper(manager: SweptPlatform, settings: Any) -> Sweeper:
         days = retention_policy(settings, manager.project).queue_days
         sweeper.queue_days = days
     return sweeper.start()
+
+
+def _escalated(entry: Mapping[str, Any], stamp: str | None, target: str | None) -> dict[str, Any]:
+    """A request's continuation entry escalated at ``stamp``: assigned to ``target`` (its
+    ``escalate_to``) when it has one."""
+    out = dict(entry, escalated_at=stamp)
+    if target and target != entry.get("assignee"):
+        out["escalated_from"] = entry.get("assignee")
+        out["assignee"] = target
+    return out

@@ -37,7 +37,10 @@ class HumanRequestView(_Open):
     expires_at: str | None = None
     timeout_seconds: float | None = None
     on_timeout: str | None = None
+    escalate_to: str | None = Field(None, description="Who it passes to when it escalates.")
     status: str | None = None
+    escalated_at: str | None = None
+    escalated_from: str | None = Field(None, description="The assignee before it escalated.")
     metadata: dict[str, Any] = Field(default_factory=dict)
     deadline_epoch: int | None = None
 

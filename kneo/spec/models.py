@@ -7,7 +7,7 @@ Semantic checks (references, graph shape, governance) live in ``kneo.spec.diagno
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -171,6 +171,16 @@ class HumanReview(_Model):
     assignee: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
     on_timeout: Literal["fail", "continue", "reject", "escalate"] = "fail"
+    #: ``on_timeout: escalate`` hands the request to this assignee (``group:NAME``,
+    #: ``user:EMAIL`` or a key's name) when it expires.
+    escalate_to: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _escalation_needs_escalate(self) -> Self:
+        if self.escalate_to is not None and self.on_timeout != "escalate":
+            raise ValueError("escalate_to needs on_timeout: escalate")
+        return self
+
     #: Graph nodes: a person reviews every visit (each iteration of a loop): continue,
     #: edit the output and continue, or stop the loop.
     review_iterations: bool = False
@@ -283,6 +293,16 @@ class HumanComponent(_Model):
     assignee: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
     on_timeout: Literal["fail", "continue", "reject", "escalate"] = "fail"
+    #: ``on_timeout: escalate`` hands the request to this assignee (``group:NAME``,
+    #: ``user:EMAIL`` or a key's name) when it expires.
+    escalate_to: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _escalation_needs_escalate(self) -> Self:
+        if self.escalate_to is not None and self.on_timeout != "escalate":
+            raise ValueError("escalate_to needs on_timeout: escalate")
+        return self
+
     #: Choices for ``selected`` decisions; for graph route selection, node ids.
     options: list[str] = Field(default_factory=list)
     #: JSON Schema for ``provided``/``edited`` content.

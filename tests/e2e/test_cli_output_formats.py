@@ -122,6 +122,7 @@ CASES = [
     Case("notifications retry"),
     Case("db upgrade"),
     Case("db current", reads_only=True),
+    Case("db doctor", reads_only=True),
     Case("eval run {eval_spec} --suite {eval_suite} --env dev --workers 1 --results {eval_result}"),
     Case("spec bundle sign {eval_spec} -o {eval_bundle} --approved-by ci --env dev"),
     Case("eval sign --bundle {eval_bundle} --evals {eval_result} --recorded-by ci"),

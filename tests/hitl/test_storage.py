@@ -35,6 +35,7 @@ VIEW_FIELDS = {
     "expires_at",
     "timeout_seconds",
     "on_timeout",
+    "escalate_to",
     "metadata",
     "deadline_epoch",
 }
@@ -166,6 +167,7 @@ def test_every_view_shows_the_complete_request(manager: Any, clock: ManualClock)
         "expires_at": utc_iso(created + timedelta(seconds=60)),
         "timeout_seconds": 60,
         "on_timeout": "escalate",
+        "escalate_to": None,
         "metadata": {},
         "deadline_epoch": int((created + timedelta(seconds=60)).timestamp()),
     }
@@ -220,7 +222,7 @@ def _old_layout(manager: Any, paused: Any) -> dict[str, Any]:
     run = store.get_run(paused.run_id)
     cont = store.get_continuation(paused.continuation_id)
     full = complete_request(run.state["pending"][0])
-    assert len(full) == 15  # every HumanRequest field
+    assert len(full) == 16  # every HumanRequest field
     old_entry = {
         **full,
         "deadline_epoch": int(

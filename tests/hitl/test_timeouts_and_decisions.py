@@ -14,7 +14,9 @@ from kneo.errors import IdempotencyConflict, InvalidDecision, KneoError
 from tests.hitl.conftest import counter
 
 
-def spec(on_timeout: str, *, decisions: list[str] | None = None) -> dict[str, Any]:
+def spec(
+    on_timeout: str, *, decisions: list[str] | None = None, escalate_to: str | None = None
+) -> dict[str, Any]:
     human: dict[str, Any] = {
         "prompt": "Approve?",
         "assignee": "ann",
@@ -23,6 +25,8 @@ def spec(on_timeout: str, *, decisions: list[str] | None = None) -> dict[str, An
     }
     if decisions:
         human["decisions"] = decisions
+    if escalate_to:
+        human["escalate_to"] = escalate_to
     return {
         "version": "v1",
         "workflow": {
@@ -130,6 +134,38 @@ def test_escalate_fires_once_and_the_task_stays(
     assert manager.list_human_tasks(escalated=True)["total"] == 1
     done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
     assert done.status == "succeeded"
+
+
+def test_escalate_to_hands_the_task_to_a_group(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
+    """``escalate_to: group:...``: the expired request moves from its assignee to the
+    group, whose people now find it under "Mine" (the assignee filter with their groups),
+    and the audit says from whom to whom."""
+    paused = start(manager, project, "escalate", escalate_to="group:release-managers")
+    mine = ("user:bob@example.com", "group:release-managers")
+    assert manager.list_human_tasks(assignee=mine)["tasks"] == []
+    clock.advance(61)
+    assert manager.prune_expired_human_tasks() == 1
+    request = manager.get_human_task(paused.continuation_id)["requests"][0]
+    assert request["assignee"] == "group:release-managers"
+    assert request["escalated_from"] == "ann" and request["escalated_at"]
+    found = manager.list_human_tasks(assignee=mine)["tasks"]
+    assert [t["continuation_id"] for t in found] == [paused.continuation_id]
+    assert manager.list_human_tasks(assignee="ann")["tasks"] == []
+    escalated = audit(manager, paused.run_id)["human.escalated"]
+    assert (escalated["assignee"], escalated["escalated_to"]) == (
+        "ann",
+        "group:release-managers",
+    )
+    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    assert done.status == "succeeded"
+
+
+def test_escalate_to_needs_on_timeout_escalate(manager: Any, project: Path) -> None:
+    with pytest.raises(KneoError) as info:
+        start(manager, project, "fail", escalate_to="group:release-managers")
+    assert "escalate_to needs on_timeout: escalate" in str(info.value)
 
 
 def test_run_deadline_times_out_a_paused_run(

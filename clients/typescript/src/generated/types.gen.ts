@@ -265,6 +265,22 @@ export type HumanRequestView = {
      */
     decisions?: Array<string>;
     /**
+     * Escalate To
+     *
+     * Who it passes to when it escalates.
+     */
+    escalate_to?: string | null;
+    /**
+     * Escalated At
+     */
+    escalated_at?: string | null;
+    /**
+     * Escalated From
+     *
+     * The assignee before it escalated.
+     */
+    escalated_from?: string | null;
+    /**
      * Expires At
      */
     expires_at?: string | null;
