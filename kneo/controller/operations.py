@@ -376,11 +376,8 @@ def _rollback_task(
     *,
     actor: str,
     reason: str | None,
-    now: datetime,
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(continuation id, context, request)`` of the approval task for a rollback."""
-    from kneo.engine.human import build_request
-
+) -> tuple[str, dict[str, Any], str]:
+    """``(continuation id, context, question)`` of the approval task for a rollback."""
     bundle, environment = target.bundle_name, target.environment
     since = active.revision if active is not None else 0
     cid = rollback_task_id(bundle, environment, target.revision, since)
@@ -404,18 +401,7 @@ def _rollback_task(
         f"({_short(target.digest)})?"
         + (f" ({actor}: {reason})" if reason else f" (asked by {actor})")
     )
-    request = build_request(
-        request_id=f"req_{cid.removeprefix('cont_')}",
-        kind="approval",
-        wait_key=f"rollback:{environment}",
-        step_id="rollback",
-        prompt=prompt,
-        now=now,
-        decisions=("approved", "rejected"),
-        context=context,
-    ).to_dict()
-    request["status"] = "pending"
-    return cid, context, request
+    return cid, context, prompt
 
 
 def _open_rollback_task(
@@ -429,11 +415,9 @@ def _open_rollback_task(
     now: datetime,
 ) -> dict[str, Any]:
     """The environment requires approval: a task its approvers decide (M-of-N)."""
-    from kneo.redaction import redact_text
+    from kneo.controller.promotion import open_approval_task
 
-    cid, context, request = _rollback_task(
-        target, active, rules, actor=actor, reason=reason, now=now
-    )
+    cid, context, question = _rollback_task(target, active, rules, actor=actor, reason=reason)
     bundle, environment = target.bundle_name, target.environment
     summary = {
         "bundle": bundle,
@@ -444,22 +428,18 @@ def _open_rollback_task(
         "min_approvals": context["min_approvals"],
     }
     with store.transaction() as tx:
-        try:
-            existing = tx.get_continuation(cid)
-        except NotFound:
-            existing = None
-        if existing is None or existing.status != "pending":
-            tx.put_continuation(
-                cid,
-                run_id=None,
-                requests=[request],
-                context=context,
-                workflow_kind=ROLLBACK_KIND,
-                workflow_name=bundle,
-                environment=environment,
-                expected_version=existing.version if existing is not None else None,
-                search_text=[redact_text(request["prompt"]), *context["approvers"]],
-            )
+        opened = open_approval_task(
+            tx,
+            cid,
+            wait_key=f"rollback:{environment}",
+            step_id="rollback",
+            question=question,
+            context=context,
+            name=bundle,
+            environment=environment,
+            now=now,
+        )
+        if opened:
             tx.add_audit(
                 "bundle.rollback_requested",
                 actor=actor,

@@ -69,8 +69,6 @@ class PromotionGate:
         """Open the task inside the caller's transaction ``tx``; returns its id.
         ``upstream``: the environment the digest must be active in first, if any; ``evals``:
         the bundle's signed eval results against the environment's requirements."""
-        from kneo.engine.human import build_request
-
         cid = task_id(name, environment, digest)
         context = {
             "type": "promotion",
@@ -85,35 +83,17 @@ class PromotionGate:
             context["upstream"] = upstream
         if evals:  # what the approvers see next to Approve (kneo.policy.evals.eval_summary)
             context["evals"] = evals
-        request = build_request(
-            request_id=f"req_{cid.removeprefix('cont_')}",
-            kind=REQUEST_KIND,
+        open_approval_task(
+            tx,
+            cid,
             wait_key=f"promotion:{environment}",
             step_id="promotion",
-            prompt=prompt(name, environment, digest),
-            now=now,
-            decisions=("approved", "rejected"),
+            question=prompt(name, environment, digest),
             context=context,
-        ).to_dict()
-        request["status"] = "pending"
-        try:
-            existing = tx.get_continuation(cid)
-        except NotFound:
-            existing = None
-        if existing is None or existing.status != "pending":
-            tx.put_continuation(
-                cid,
-                run_id=None,
-                requests=[request],
-                context=context,
-                workflow_kind=WORKFLOW_KIND,
-                workflow_name=name,
-                environment=environment,
-                expected_version=existing.version if existing is not None else None,
-                # found in the inbox search by its prompt (bundle, environment, digest) and
-                # its approvers, besides the bundle's name
-                search_text=[redact_text(request["prompt"]), *approvers],
-            )
+            name=name,
+            environment=environment,
+            now=now,
+        )
         return cid
 
     def open_override(
@@ -130,15 +110,7 @@ class PromotionGate:
     ) -> str | None:
         """Open the freeze-override task for promoting ``digest`` (inside ``tx``); its id, or
         ``None`` when one is already pending."""
-        from kneo.engine.human import build_request
-
         cid = override_task_id(name, environment, digest)
-        try:
-            existing = tx.get_continuation(cid)
-        except NotFound:
-            existing = None
-        if existing is not None and existing.status == "pending":
-            return None
         question = f"Promote {name}@{digest} to {environment} during the freeze? ({frozen})"
         context = {
             "type": "promotion",
@@ -150,29 +122,18 @@ class PromotionGate:
             "approvers": list(approvers),
             "min_approvals": min_approvals,
         }
-        request = build_request(
-            request_id=f"req_{cid.removeprefix('cont_')}",
-            kind=REQUEST_KIND,
+        opened = open_approval_task(
+            tx,
+            cid,
             wait_key=f"freeze:{environment}",
             step_id="freeze_override",
-            prompt=question,
-            now=now,
-            decisions=("approved", "rejected"),
+            question=question,
             context=context,
-        ).to_dict()
-        request["status"] = "pending"
-        tx.put_continuation(
-            cid,
-            run_id=None,
-            requests=[request],
-            context=context,
-            workflow_kind=WORKFLOW_KIND,
-            workflow_name=name,
+            name=name,
             environment=environment,
-            expected_version=existing.version if existing is not None else None,
-            search_text=[redact_text(question), *approvers],
+            now=now,
         )
-        return cid
+        return cid if opened else None
 
     def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
@@ -212,6 +173,55 @@ class PromotionGate:
             cursor = page.next_cursor
             if cursor is None:
                 return ids
+
+
+def open_approval_task(
+    tx: Any,
+    cid: str,
+    *,
+    wait_key: str,
+    step_id: str,
+    question: str,
+    context: dict[str, Any],
+    name: str,
+    environment: str,
+    now: datetime,
+) -> bool:
+    """Open (or open again) the approval task ``cid`` of a promotion, freeze override or
+    rollback inside ``tx``, unless one is pending; whether it was opened. It is found in
+    the inbox search by its question and its approvers (``context["approvers"]``), besides
+    the bundle's name."""
+    from kneo.engine.human import build_request
+
+    try:
+        existing = tx.get_continuation(cid)
+    except NotFound:
+        existing = None
+    if existing is not None and existing.status == "pending":
+        return False
+    request = build_request(
+        request_id=f"req_{cid.removeprefix('cont_')}",
+        kind=REQUEST_KIND,
+        wait_key=wait_key,
+        step_id=step_id,
+        prompt=question,
+        now=now,
+        decisions=("approved", "rejected"),
+        context=context,
+    ).to_dict()
+    request["status"] = "pending"
+    tx.put_continuation(
+        cid,
+        run_id=None,
+        requests=[request],
+        context=context,
+        workflow_kind=WORKFLOW_KIND,
+        workflow_name=name,
+        environment=environment,
+        expected_version=existing.version if existing is not None else None,
+        search_text=[redact_text(question), *context["approvers"]],
+    )
+    return True
 
 
 def _pending(store: Any, cid: str) -> bool:
