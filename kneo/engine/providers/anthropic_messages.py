@@ -29,10 +29,8 @@ from typing import Any
 from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, ToolCall
 from kneo.engine.providers.remote import (
     Fault,
-    error_text,
-    retry_after,
+    sdk_fault,
     tool_arguments,
-    transport_fault,
 )
 from kneo.errors import ConfigError
 from kneo.spec.models import ModelSpec
@@ -97,18 +95,7 @@ class AnthropicMessages:
     def fault(self, exc: BaseException) -> Fault | None:
         import anthropic
 
-        if isinstance(exc, anthropic.APITimeoutError):
-            return Fault("timeout")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return Fault("unreachable")
-        if isinstance(exc, anthropic.APIStatusError):
-            return Fault(
-                "status",
-                exc.status_code,
-                error_text(exc.body, str(exc.message or "")),
-                retry_after(exc.response.headers),
-            )
-        return transport_fault(exc)
+        return sdk_fault(anthropic, exc)
 
 
 def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

@@ -19,10 +19,8 @@ from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, Tool
 from kneo.engine.providers.remote import (
     Fault,
     bad_response,
-    error_text,
-    retry_after,
+    sdk_fault,
     tool_arguments,
-    transport_fault,
 )
 from kneo.errors import ProviderError
 from kneo.spec.models import ModelSpec
@@ -86,18 +84,7 @@ class ChatCompletions:
     def fault(self, exc: BaseException) -> Fault | None:
         import openai
 
-        if isinstance(exc, openai.APITimeoutError):
-            return Fault("timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            return Fault("unreachable")
-        if isinstance(exc, openai.APIStatusError):
-            return Fault(
-                "status",
-                exc.status_code,
-                error_text(exc.body, str(exc.message or "")),
-                retry_after(exc.response.headers),
-            )
-        return transport_fault(exc)
+        return sdk_fault(openai, exc)
 
 
 class AzureChatCompletions(ChatCompletions):

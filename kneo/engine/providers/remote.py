@@ -271,6 +271,23 @@ def retry_after(headers: Any) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def sdk_fault(sdk: Any, exc: BaseException) -> Fault | None:
+    """The fault of an exception raised by ``sdk``, the ``openai`` or ``anthropic`` module:
+    both SDKs are generated alike and share the exception hierarchy used here."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return Fault("timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        return Fault("unreachable")
+    if isinstance(exc, sdk.APIStatusError):
+        return Fault(
+            "status",
+            exc.status_code,
+            error_text(exc.body, str(exc.message or "")),
+            retry_after(exc.response.headers),
+        )
+    return transport_fault(exc)
+
+
 def transport_fault(exc: BaseException) -> Fault | None:
     """A timeout or connection failure of ``httpx``/``httpx2`` (the SDKs' HTTP clients),
     told apart by class name so either library's exceptions are recognised."""
