@@ -233,7 +233,7 @@ _KEYS = [
 # safe key's (``_SAFE_KEYS``), so only those whole JSON keys are passed over.
 # Led by the literal, so ``re`` jumps between occurrences instead of trying every position.
 _COUNTED_TOKENS = "".join(
-    f'(?<!"{word}_token)' for word in ("input", "output", "total", "prompt", "completion", "max")
+    f'(?<!"{key.removesuffix("s")})' for key in sorted(_SAFE_KEYS) if key.endswith("_tokens")
 )
 _GROUPS = (
     ("token", re.compile(f'token(?:(?!s")|{_COUNTED_TOKENS})')),
