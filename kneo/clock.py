@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -37,6 +38,12 @@ class ManualClock:
     def set(self, value: datetime) -> None:
         with self._lock:
             self._now = value
+
+
+#: A fraction in [0, 1) for spreading retry waits. Its own generator, never the ``random``
+#: module's: a library that draws from the global one moves state that user code (and
+#: property-based tests, which check it) seeded.
+jitter = random.SystemRandom().random
 
 
 def utc_iso(value: datetime | None) -> str | None:

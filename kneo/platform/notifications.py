@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
-from kneo.clock import utc_iso
+from kneo.clock import jitter, utc_iso
 from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
@@ -320,7 +319,7 @@ def post(
 
 
 def retry_delay(
-    attempts: int, base: float, cap: float, rand: Callable[[], float] = random.random
+    attempts: int, base: float, cap: float, rand: Callable[[], float] = jitter
 ) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: ``base * 2^(n-1)``
     capped at ``cap``, times a jitter in [0.5, 1) so receivers that come back are not hit by
@@ -394,7 +393,7 @@ class Dispatcher:
         owner: str,
         base_url: str = "",
         client: Any = None,
-        rand: Callable[[], float] = random.random,
+        rand: Callable[[], float] = jitter,
         links: DecisionLinks | None = None,
     ) -> None:
         self.store = store

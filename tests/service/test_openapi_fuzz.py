@@ -61,6 +61,14 @@ CONFIG = SchemathesisConfig.from_dict(
     }
 )
 SENT: Counter[str] = Counter()
+#: Hypothesis compares the global ``random`` state around each draw and warns when it moved;
+#: the app under test is a real service whose threads (a library's span ids, a leftover
+#: thread of an earlier test in this worker) may draw from it meanwhile. The strategies here
+#: are schemathesis's and draw nothing from it; Kneo's own jitter has its own generator.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -7,10 +7,10 @@ through :meth:`Settings.secret` only when a call needs them, and are never logge
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 
+from kneo.clock import jitter
 from kneo.engine.providers.anthropic_messages import AnthropicMessages
 from kneo.engine.providers.base import Provider
 from kneo.engine.providers.dummy import DummyProvider
@@ -39,7 +39,7 @@ def remote_provider(
     *,
     secrets: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] = jitter,
 ) -> RemoteProvider:
     """The provider ``name`` of :data:`REMOTE_PROVIDERS` (``sleep`` and ``jitter``: the
     retry waits, injectable for tests)."""

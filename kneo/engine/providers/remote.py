@@ -32,7 +32,6 @@ its usage and stop reason in Kneo's terms (:class:`~kneo.engine.providers.base.M
 from __future__ import annotations
 
 import email.utils
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from kneo.clock import jitter
 from kneo.destinations import DEFAULT_ENDPOINTS
 from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.errors import ProviderError
@@ -122,7 +122,7 @@ class RemoteProvider:
         secrets: Mapping[str, str] | None = None,
         default_secret: str,
         sleep: Callable[[float], None] = time.sleep,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = jitter,
     ) -> None:
         self.adapter = adapter
         self.name = adapter.name
