@@ -38,10 +38,9 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
@@ -62,6 +61,9 @@ from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
 from kneo.spec.project import ProjectContext
 from kneo.store import Store
+
+if TYPE_CHECKING:
+    from kneo.platform.worker import Worker
 
 Providers = Callable[[str], Any]
 
@@ -186,8 +188,7 @@ class PlatformManager:
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
         )
-        self._worker: threading.Thread | None = None
-        self._worker_stop = threading.Event()
+        self._worker: Worker | None = None
         self._sleep = sleep
 
     def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:
@@ -281,38 +282,31 @@ class PlatformManager:
 
     # ================================================================== worker
 
-    def start_worker(self, *, poll_seconds: float | None = None) -> None:
-        """Execute queued runs on a background thread until :meth:`stop_worker`."""
+    def start_worker(
+        self, *, poll_seconds: float | None = None, max_attempts: int | None = None
+    ) -> None:
+        """Execute queued runs on a background thread until :meth:`stop_worker`: the queue
+        loop of ``kneo worker`` (:class:`~kneo.platform.worker.Worker`), with its backoff,
+        attempt limit (``max_attempts``, default 5 as ``--max-attempts``) and
+        database-outage handling, and its sweeps."""
         if self._worker is not None and self._worker.is_alive():
             return
-        poll = poll_seconds or self.settings.worker_poll_seconds
-        self._worker_stop.clear()
+        from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
 
-        def loop() -> None:
-            while not self._worker_stop.is_set():
-                record = self.store.claim(self.owner, self.lease_seconds)
-                if record is None:
-                    self._worker_stop.wait(poll)
-                    continue
-                try:
-                    self.execute_run(record.run_id)
-                except Exception as exc:  # recorded on the queue row; the worker lives on
-                    self.store.fail(
-                        record.queue_id,
-                        self.owner,
-                        {"type": type(exc).__name__, "message": str(exc)[:500]},
-                    )
-                else:
-                    self.store.complete(record.queue_id, self.owner)
-
-        self._worker = threading.Thread(target=loop, name="kneo-worker", daemon=True)
+        self._worker = Worker(
+            self,
+            name="library",
+            poll_seconds=poll_seconds,
+            max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
+        )
         self._worker.start()
 
     def stop_worker(self, timeout: float | None = 10.0) -> None:
-        self._worker_stop.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        """Stop claiming; wait up to ``timeout`` seconds for runs in flight, then hand them
+        over (:meth:`Worker.stop <kneo.platform.worker.Worker.stop>`)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(timeout=30.0 if timeout is None else timeout)
 
 
 __all__ = ["PlatformManager", "RunResult"]

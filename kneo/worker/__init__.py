@@ -1,4 +1,9 @@
-"""The durable queue worker (edge layer): claims queued runs with leases and executes them.
+"""The durable queue worker (edge layer): ``kneo worker`` claims queued runs with leases and
+executes them.
+
+The loop itself is :class:`kneo.platform.worker.Worker`, the one every way of executing
+queued runs uses (this process, the service's in-process worker and
+``PlatformManager.start_worker``), so all of them back off, retry and give up alike.
 
 A worker owns a record only while its lease is live: it renews the lease while the run
 executes, completes or fails the record afterwards, and gives it back on a graceful stop if
@@ -8,6 +13,6 @@ worker claims the record again (``attempts`` counts claims). Execution goes thro
 of the same step impossible even when two workers briefly believe they own a record.
 """
 
-from kneo.worker.worker import Worker
+from kneo.platform.worker import Worker
 
 __all__ = ["Worker"]

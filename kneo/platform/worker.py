@@ -1,8 +1,11 @@
 """``Worker``: poll, claim, heartbeat, execute, settle. Threads, no asyncio.
 
-Used in-process by ``kneo service serve`` (one thread) and standalone by ``kneo worker``
-(``--concurrency`` threads). ``run_once`` processes at most one record; tests drive it
-directly.
+The one queue loop of Kneo, so every way of executing queued runs retries, backs off and
+gives up alike: ``kneo worker`` (``--concurrency`` threads, :mod:`kneo.worker`), the
+service's in-process worker (one thread) and :meth:`PlatformManager.start_worker` (the
+library's, one thread) all run it. It sits in the application layer, below the edges that
+start it, and needs of the platform only :class:`WorkerPlatform`. ``run_once`` processes at
+most one record; tests drive it directly.
 
 How a claimed record is settled, by what happened:
 
@@ -34,9 +37,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kneo import metrics
 from kneo.engine.lifecycle import RunStatus, transition
@@ -49,12 +53,13 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.logs import get_logger
+from kneo.periodic import PeriodicTask
 from kneo.platform.journal import checkpoint_payload
+from kneo.platform.results import RunResult
+from kneo.platform.sweeps import Sweeper, SweptPlatform, start_sweeper
 from kneo.redaction import redact_text
-from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord
-
-if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
+from kneo.settings import Settings
+from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord, Store
 
 log = get_logger("kneo_serv.worker")
 
@@ -71,6 +76,19 @@ def retry_delay(attempt: int) -> float:
     return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempt - 1)))
 
 
+class WorkerPlatform(SweptPlatform, Protocol):
+    """What a :class:`Worker` needs of a platform (``PlatformManager`` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult: ...
+
+    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
+
+    def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
+
+
 @dataclass
 class _InFlight:
     record: QueueRecord
@@ -82,28 +100,24 @@ class Worker:
 
     def __init__(
         self,
-        manager: PlatformManager,
+        manager: WorkerPlatform,
         *,
-        settings: Any = None,
+        settings: Settings | None = None,
         name: str = "worker",
         concurrency: int = 1,
         lease_seconds: float | None = None,
         poll_seconds: float | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
-        settings = settings if settings is not None else getattr(manager, "settings", None)
+        settings = settings if settings is not None else manager.settings
         self.manager = manager
         self._settings = settings
-        self._sweeper: Any = None
-        self._housekeeping: Any = None
+        self._sweeper: Sweeper | None = None
+        self._housekeeping: PeriodicTask | None = None
         self.store = manager.store
         self.concurrency = max(1, concurrency)
-        self.lease_seconds = float(
-            lease_seconds or getattr(settings, "worker_lease_seconds", 60.0) or 60.0
-        )
-        self.poll_seconds = float(
-            poll_seconds or getattr(settings, "worker_poll_seconds", 0.5) or 0.5
-        )
+        self.lease_seconds = float(lease_seconds or settings.worker_lease_seconds or 60.0)
+        self.poll_seconds = float(poll_seconds or settings.worker_poll_seconds or 0.5)
         self.max_attempts = max(1, max_attempts)
         self.owner = f"{name}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -120,8 +134,6 @@ class Worker:
         if self._threads:
             return
         self._stop.clear()
-        from kneo.platform.sweeps import start_sweeper
-
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
         self._sweeper = start_sweeper(self.manager, self._settings)
         self._housekeeping = self.store.start_background_work()
@@ -140,10 +152,10 @@ class Worker:
         """
         self._stop.set()
         self._wake.set()
-        if getattr(self, "_sweeper", None) is not None:
+        if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
-        if getattr(self, "_housekeeping", None) is not None:
+        if self._housekeeping is not None:
             self._housekeeping.stop()
             self._housekeeping = None
         deadline = time.monotonic() + timeout
@@ -191,9 +203,7 @@ class Worker:
             entry.heartbeat.stop()
             with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
                 self.store.release(entry.record.queue_id, self.owner)
-                manager_owner = getattr(self.manager, "owner", None)
-                if manager_owner:
-                    self.store.release_run_lease(entry.record.run_id, manager_owner)
+                self.store.release_run_lease(entry.record.run_id, self.manager.owner)
             handed.append(entry.record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
@@ -261,7 +271,7 @@ class Worker:
             with self._lock:
                 self._inflight.pop(record.queue_id, None)
 
-    def _execute(self, record: QueueRecord, execute: Any) -> None:
+    def _execute(self, record: QueueRecord, execute: Callable[[str], RunResult]) -> None:
         try:
             execute(record.run_id)
         except ResourceLocked:
@@ -338,10 +348,8 @@ class Worker:
             )
 
     def _cancel(self, run_id: str) -> None:
-        cancel = getattr(self.manager, "cancel", None)
-        if callable(cancel):
-            with contextlib.suppress(KneoError):  # already terminal: nothing to cancel
-                cancel(run_id)
+        with contextlib.suppress(KneoError):  # already terminal: nothing to cancel
+            self.manager.cancel(run_id)
 
     def _give_up(self, record: QueueRecord, kind: str, message: str) -> None:
         """Fail the record and its run, so nobody waits for a run no worker will finish."""
@@ -359,7 +367,9 @@ class Worker:
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
 
 
-def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | None = None) -> Any:
+def fail_run(
+    store: Store, run_id: str, error: dict[str, Any], *, actor: str | None = None
+) -> RunRecord:
     """Mark ``run_id`` failed through the lifecycle, with ``error`` as the reason.
 
     One transaction, a compare-and-set on the run's version: status (via
@@ -399,7 +409,7 @@ def fail_run(store: Any, run_id: str, error: dict[str, Any], *, actor: str | Non
 class _Heartbeat:
     """Renews one lease every third of its length until stopped (or the lease is lost)."""
 
-    def __init__(self, store: Any, queue_id: int, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: Store, queue_id: int, owner: str, lease_seconds: float) -> None:
         self._store = store
         self._queue_id = queue_id
         self._owner = owner
