@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -76,10 +75,6 @@ class AgentHost(Protocol):
     def commit(self, kind: str) -> None: ...
 
     def checkpoint_cancel(self) -> None: ...
-
-    def waiting(self) -> AbstractContextManager[object]:
-        """Entered around a model call, which waits on the network."""
-        ...
 
     def agent_record(self) -> dict[str, Any]: ...
 
@@ -236,8 +231,7 @@ class AgentLoop:
         model = agent.model
         if host.access is not None:  # the destination and key this call may use
             model = host.access.model(model, path=f"agent {agent.name!r}.model")
-        with host.waiting():
-            reply = provider.complete(model=model, messages=messages, tools=tools)
+        reply = provider.complete(model=model, messages=messages, tools=tools)
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
             count_spent(record, reply.usage)

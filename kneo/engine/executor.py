@@ -21,7 +21,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -172,13 +171,10 @@ class WorkflowEngine:
         run_id: str = "",
         cancellation: CancellationToken | None = None,
         metadata: Mapping[str, Any] | None = None,
-        waiting: Callable[[], AbstractContextManager[object]] | None = None,
         access: HostAccess | None = None,
     ) -> Outcome:
         """Run (or continue) ``workflow`` from ``state`` until it ends or pauses.
 
-        ``waiting``: a context the engine enters around each model call, which waits on the
-        network (the platform lets its other runs go meanwhile, ``kneo.platform.slot``).
         ``access``: what the run may reach on the host (the platform always gives one); each
         model call and MCP session is resolved through it."""
         ctx = _Run(
@@ -189,7 +185,6 @@ class WorkflowEngine:
             run_id,
             cancellation or CancellationToken(),
             dict(metadata or {}),
-            waiting=waiting or nullcontext,
             access=access,
         )
         ensure_import_roots(workflow)
@@ -292,12 +287,10 @@ class _Run:
         metadata: dict[str, Any],
         *,
         probe: bool = False,
-        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
         access: HostAccess | None = None,
     ) -> None:
         self.engine = engine
         self.access = access
-        self.waiting = waiting
         self.workflow = workflow
         self.state = state
         self.journal = journal
@@ -952,9 +945,6 @@ class _AgentHost:
 
     def checkpoint_cancel(self) -> None:
         self._run.check_cancel()
-
-    def waiting(self) -> AbstractContextManager[object]:
-        return self._run.waiting()
 
     def agent_record(self) -> dict[str, Any]:
         with self.lock:

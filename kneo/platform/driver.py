@@ -156,7 +156,6 @@ class RunDriver:
                     run_id=run.run_id,
                     cancellation=token,
                     metadata={"environment": run.environment},
-                    waiting=self.slot.released,
                     access=self.access(run),
                 )
                 result, released = self._finish(run, journal, outcome, audits or [], observer)

@@ -53,7 +53,7 @@ from kneo.platform.inspect import Inspection
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.results import RunResult
 from kneo.platform.runs import Runs
-from kneo.platform.slot import RunSlot, default_patience
+from kneo.platform.slot import RunSlot, default_patience, releasing_providers
 from kneo.platform.sweeps import Sweeps
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
@@ -137,8 +137,13 @@ class PlatformManager:
         self.settings = settings or run_state_store.settings
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
+        # One executing run at a time on SQLite (kneo.platform.slot): the driver holds it,
+        # the journal rejoins it, the providers give it up around each model call.
+        slot = RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms))
         self.engine = WorkflowEngine(
-            providers=providers or _default_providers(self.settings, project),
+            providers=releasing_providers(
+                providers or _default_providers(self.settings, project), slot
+            ),
             tools=compiler.tool_registry,
             runtimes=compiler.runtime_registry,
             clock=self.clock,
@@ -162,7 +167,7 @@ class PlatformManager:
             store=self.store,
             owner=self.owner,
             lease_seconds=max(5.0, float(self.settings.worker_lease_seconds)),
-            slot=RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms)),
+            slot=slot,
             access=self.admission.run_access,
             cache_entries=entries,
         )

@@ -19,6 +19,11 @@ before. The slot only orders work: nothing depends on it for
 correctness (the store's compare-and-set and locks do that), so a run that goes ahead
 without it is merely slower.
 
+The engine knows nothing of it: the platform wraps what it injects. The driver holds the
+slot around ``engine.run``, the run's journal rejoins at each step boundary, and the
+providers the engine is built with give the slot up around each call
+(:func:`releasing_providers`).
+
 On PostgreSQL runs spend much of their time waiting on the server, where overlapping them
 pays, so there is no slot (:func:`default_patience`).
 """
@@ -28,7 +33,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+
+from kneo.engine.providers.base import ChatMessage, ModelReply, Provider
+from kneo.spec.models import ModelSpec
+from kneo.tools import ToolDefinition
 
 #: How long a run waits for the slot on SQLite before it goes ahead (seconds).
 SQLITE_PATIENCE = 0.020
@@ -120,3 +129,37 @@ class RunSlot:
                 turn.set()
             else:
                 self._holder = None
+
+
+class _SlotReleasingProvider:
+    """``provider`` whose calls let the process's other runs go while this one waits on
+    the network (:meth:`RunSlot.released`)."""
+
+    def __init__(self, provider: Provider, slot: RunSlot) -> None:
+        self.name = provider.name
+        self._provider = provider
+        self._slot = slot
+
+    def complete(
+        self,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+    ) -> ModelReply:
+        with self._slot.released():
+            return self._provider.complete(model=model, messages=messages, tools=tools)
+
+
+def releasing_providers(
+    providers: Callable[[str], Provider], slot: RunSlot
+) -> Callable[[str], Provider]:
+    """The provider lookup the engine is built with: each provider gives ``slot`` up around
+    its calls (``providers`` itself when there is no slot)."""
+    if slot.patience <= 0:
+        return providers
+
+    def lookup(name: str) -> Provider:
+        return _SlotReleasingProvider(providers(name), slot)
+
+    return lookup

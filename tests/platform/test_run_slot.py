@@ -266,3 +266,30 @@ def test_agent_runs_give_the_slot_up_during_model_calls(tmp_path: Path) -> None:
     manager.store.close()
     assert result.status == "succeeded", result
     assert holders == [None]  # nobody held the slot while the model answered
+
+
+def test_the_engine_knows_nothing_of_the_slot() -> None:
+    """The slot is the platform's: it wraps the providers and journal it injects, so no
+    engine module (nor ``WorkflowEngine.run``'s signature) names a slot or a wait hook."""
+    import inspect
+
+    import kneo.engine
+    from kneo.engine.executor import WorkflowEngine
+
+    root = Path(kneo.engine.__file__).parent
+    named = [
+        path.relative_to(root)
+        for path in root.rglob("*.py")
+        if "slot" in path.read_text().replace("__slots__", "").lower()
+    ]
+    assert named == []
+    assert set(inspect.signature(WorkflowEngine.run).parameters) == {
+        "self",
+        "workflow",
+        "state",
+        "journal",
+        "run_id",
+        "cancellation",
+        "metadata",
+        "access",
+    }
