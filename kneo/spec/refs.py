@@ -13,6 +13,7 @@ import ast
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +23,12 @@ from typing import Any
 from kneo.errors import KneoError
 
 UNSAFE_MODULES = frozenset({"os", "subprocess", "shutil", "socket", "importlib", "builtins"})
+#: CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state: two
+#: threads parsing at once (API requests admitting specs; a garbage collection switching
+#: threads mid-parse) can raise ``SystemError: AST constructor recursion depth mismatch``
+#: (python/cpython#106905; seen here as a 500 on ``POST /v1/runs``). Parses are cached per
+#: file and mtime, so holding a lock around them costs nothing in the steady state.
+_PARSE_LOCK = threading.Lock()
 _ROOT_MARKERS = (".kneo", "pyproject.toml", ".git")
 
 
@@ -124,7 +131,8 @@ def _analyse(origin: str, mtime_ns: int) -> tuple[frozenset[str], tuple[str, ...
     """Top-level names and unsafe imports of one source file (cached per mtime)."""
     try:
         source = Path(origin).read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=origin)
+        with _PARSE_LOCK:
+            tree = ast.parse(source, filename=origin)
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
         return frozenset(), (), f"cannot parse {origin}: {exc}"
     names: set[str] = set()

@@ -53,10 +53,14 @@ def test_ci_runs_the_readme_setup_commands() -> None:
     """``.ci/run`` installs and tests exactly as the README's set-up section says, in a new venv."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.*?)```", section, re.S)[0].strip().splitlines()
+    setup, checks = (
+        block.strip().splitlines() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+    )
     ci = (ROOT / ".ci" / "run").read_text()
     lines = [line.strip() for line in ci.splitlines() if not line.lstrip().startswith("#")]
-    assert len(commands) == 2 and all(command in lines for command in commands), commands
+    assert len(setup) == 2 and all(command in lines for command in setup), setup
+    assert checks and all(command in lines for command in checks), checks  # lint and types
+    assert lines.index(checks[-1]) < lines.index(setup[-1])  # before the tests: fail fast
     venv = [line for line in lines if "-m venv" in line]
     assert venv and not any("--system-site-packages" in line for line in venv)
 
