@@ -6,9 +6,9 @@ library user pays only for what it touches. Everything else is internal and may 
 
 Layers (imports point downward only; ``tests/core/test_layering.py`` checks them):
 base -> contract ``kneo.spec`` -> trust ``kneo.bundle``/``kneo.policy`` -> execution
-``kneo.engine`` -> adapters ``kneo.mcp.client`` -> persistence ``kneo.store`` -> reconcile
-``kneo.controller`` -> application ``kneo.platform`` -> edges ``kneo.service``/``kneo.console``/
-``kneo.cli``/``kneo.worker``/``kneo.mcp.server``.
+``kneo.engine`` -> adapters ``kneo.mcp`` (the MCP client) -> persistence ``kneo.store`` ->
+reconcile ``kneo.controller`` -> application ``kneo.platform`` -> edges ``kneo.service`` (with
+the MCP server, ``kneo.service.mcp``)/``kneo.console``/``kneo.cli``/``kneo.worker``.
 """
 
 from kneo.lazy import lazy_exports

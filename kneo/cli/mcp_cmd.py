@@ -1,6 +1,6 @@
 """``kneo mcp serve``: the MCP server over stdio (default) or streamable HTTP on its own port.
 
-Each MCP tool calls one HTTP API route with the caller's key (:mod:`kneo.mcp.server`): an
+Each MCP tool calls one HTTP API route with the caller's key (:mod:`kneo.service.mcp`): an
 in-process service app on this project's store, or ``--service-url``. To serve MCP on the
 service's own port instead, run ``kneo service serve --mcp`` (``/mcp``).
 """
@@ -52,9 +52,9 @@ def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
         import httpx2
 
         return httpx2.AsyncClient(base_url=service_url.rstrip("/"), timeout=120), lambda: None
-    from kneo.mcp.server import in_process_client
     from kneo.service.app import create_app
     from kneo.service.factory import create_default_platform_manager
+    from kneo.service.mcp import in_process_client
 
     manager = create_default_platform_manager(settings)
     api = create_app(False, settings=settings, manager=manager, start_worker=False)
@@ -62,7 +62,7 @@ def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
 
 
 def _serve_stdio(client: Any, settings: Any) -> None:
-    from kneo.mcp.server import ApiBridge, build_server
+    from kneo.service.mcp import ApiBridge, build_server
 
     server = build_server(ApiBridge(client, default_key=settings.client_api_key))
     startup.done()
@@ -77,8 +77,8 @@ def _serve_http(client: Any, settings: Any, host: str, port: int) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from kneo.mcp.server import ApiBridge, McpEndpoint
     from kneo.service.auth import Authenticator
+    from kneo.service.mcp import ApiBridge, McpEndpoint
 
     endpoint = McpEndpoint(ApiBridge(client), Authenticator.from_settings(settings))
 

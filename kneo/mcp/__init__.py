@@ -1,5 +1,6 @@
-"""MCP both ways (adapter and edge layer): the client that serves ``mcp.imports`` tools to a
-run (:mod:`kneo.mcp.client`, injected into the engine by the platform) and ``kneo mcp
-serve``, the server that exposes Kneo's human tasks, runs and registry to an assistant
-(:mod:`kneo.mcp.server`). Only this package imports the ``mcp`` SDK.
+"""The MCP client adapter (adapters layer): the sessions that serve a run's ``mcp.imports``
+tools (:mod:`kneo.mcp.client`), injected into the engine by the platform.
+
+Kneo served over MCP (``kneo mcp serve``) is an edge beside the HTTP API it calls,
+:mod:`kneo.service.mcp`; the two share only the SDK.
 """

@@ -112,7 +112,7 @@ def create_app(
     ``run_controller`` runs its leader-elected loop in this process. ``controller_config``
     (default: the controller's) names the controller the reconcile and webhook routes queue
     requests for, and its webhook secret variable, when it runs in another process.
-    ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.mcp.server`).
+    ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.service.mcp`).
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
@@ -231,7 +231,7 @@ def _mount(app: FastAPI, settings: Settings, *, mcp: bool) -> None:
         app.include_router(router, include_in_schema=False)  # legacy unversioned alias
     app.state.mcp = None
     if mcp:
-        from kneo.mcp.server import mount
+        from kneo.service.mcp import mount
 
         mount(app)
     if settings.console_enabled:  # the reviewer console (docs/console.md)

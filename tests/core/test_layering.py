@@ -86,7 +86,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contract", ("kneo.spec",)),
     ("trust", ("kneo.bundle", "kneo.policy")),
     ("execution", ("kneo.engine",)),
-    ("adapters", ("kneo.mcp", "kneo.mcp.client")),
+    ("adapters", ("kneo.mcp",)),
     ("persistence", ("kneo.store",)),
     ("reconcile", ("kneo.controller",)),
     ("application", ("kneo.platform", "kneo.evals")),
@@ -98,7 +98,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.worker",
             "kneo.cli",
             "kneo.envcheck",
-            "kneo.mcp.server",
         ),
     ),
 ]
@@ -166,7 +165,7 @@ def test_the_walk_sees_imports_inside_functions() -> None:
         (name, line) for line, name in kneo_imports(PACKAGE / "platform" / "reconcile.py")
     )
     assert "kneo.controller.controller" in imports  # imported inside controller_view()
-    assert layer_of("kneo.mcp.server") > layer_of("kneo.platform")  # type: ignore[operator]
+    assert layer_of("kneo.service.mcp") > layer_of("kneo.platform")  # type: ignore[operator]
     assert layer_of("kneo.mcp.client") < layer_of("kneo.platform")  # type: ignore[operator]
 
 

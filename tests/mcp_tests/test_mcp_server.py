@@ -24,10 +24,10 @@ import httpx2
 import pytest
 import uvicorn
 
-from kneo.mcp.server import TOOLS
 from kneo.platform import create_platform
 from kneo.service.app import create_app
 from kneo.service.auth import route_scopes
+from kneo.service.mcp import TOOLS
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from tests.mcp_tests.conftest import REPO
