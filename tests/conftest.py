@@ -65,6 +65,30 @@ def _global_state_is_restored() -> Iterator[None]:
         pytest.fail("test left global state changed: " + "; ".join(changed), pytrace=False)
 
 
+#: The slowest journeys (each a minute or more of a CI worker, or real processes under
+#: faults): ``-m "not slow"`` leaves them and every browser test out of a quick loop.
+SLOW_MODULES = frozenset(
+    {
+        "deploy/test_container_journey.py",
+        "operations/test_controller_shape.py",
+        "operations/test_database_faults.py",
+        "operations/test_pgbouncer.py",
+        "operations/test_restart_and_race.py",
+        "operations/test_scale_out.py",
+        "service/test_openapi_fuzz.py",
+        "service/test_typescript_client.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = os.path.dirname(__file__)
+    for item in items:
+        module = os.path.relpath(str(item.path), here).replace(os.sep, "/")
+        if module in SLOW_MODULES or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 PG_ENV = "KNEO_TEST_DATABASE_URL"
 
 
