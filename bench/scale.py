@@ -135,6 +135,7 @@ def fill(manager: Any, store: Any, size: int) -> None:
                 "continuation_id": cid,
                 "run_id": run_id,
                 "requests": requests,
+                **_list_row(cont, assignee),
                 "created_at": at,
                 "updated_at": at,
                 **labels,
@@ -156,6 +157,20 @@ def fill(manager: Any, store: Any, size: int) -> None:
     if store.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("ANALYZE"))
+
+
+def _list_row(cont: dict[str, Any], assignee: str) -> dict[str, Any]:
+    """The template's list row (``continuations.list_row``, where the store writes one)
+    with the copy's assignee."""
+    row = cont.get("list_row")
+    if not row:
+        return {}
+    shown = [dict(row, requests=[{**r, "assignee": assignee} for r in row["requests"]])]
+    if "personal" in row:
+        personal = row["personal"]
+        people = [{**r, "assignee": assignee} for r in personal["requests"]]
+        shown[0]["personal"] = dict(personal, requests=people)
+    return {"list_row": shown[0]}
 
 
 def measure_backend(label: str, url: str | None, size: int, requests: int) -> list[dict[str, Any]]:

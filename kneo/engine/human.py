@@ -18,6 +18,7 @@ run at a limit of its environment's budget, :mod:`kneo.engine.budgets`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from kneo.clock import utc_iso
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidDecision, KneoError, ValidationFailed
+from kneo.redaction import redact_mapping
 
 RequestKind = Literal[
     "approval",
@@ -483,3 +485,44 @@ class HumanInterventionRequiredError(KneoError):
         self.request = request
         #: The execution state at the pause: pass it back to continue without redoing work.
         self.state = dict(state or {})
+
+
+#: Request fields shown to operators (context and schema included; content never exists here).
+REQUEST_FIELDS = (
+    "request_id",
+    "kind",
+    "prompt",
+    "assignee",
+    "options",
+    "input_schema",
+    "decisions",
+    "step_id",
+    "wait_key",
+    "context",
+    "created_at",
+    "expires_at",
+    "timeout_seconds",
+    "on_timeout",
+    "escalate_to",
+    "status",
+    "escalated_at",
+    "escalated_from",
+    "original_expires_at",
+    "metadata",
+    "decision",
+    "decided_by",
+    "decided_at",
+)
+
+
+def public_request(request: Mapping[str, Any], *, show_personal: bool = False) -> dict[str, Any]:
+    """A request as operators see it (redacted), with ``deadline_epoch``."""
+    request = complete_request(request)  # stored records leave out defaults and derivables
+    view = {k: request.get(k) for k in REQUEST_FIELDS if k in request}
+    expires = request.get("expires_at")
+    if expires:
+        with contextlib.suppress(ValueError):
+            view["deadline_epoch"] = int(
+                datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
+            )
+    return redact_mapping(view, show_personal=show_personal)

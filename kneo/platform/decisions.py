@@ -43,10 +43,11 @@ from kneo.jsontext import content_hash
 from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import input_preview, next_expiry, resolved_entry, with_bodies_many
+from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
 from kneo.settings import Settings
 from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
+from kneo.store.inbox import input_preview, listed
 from kneo.store.search import query_terms
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
@@ -135,15 +136,8 @@ class Decisions:
         if by_assignee:
             pending = self.store.pending_counts_by_assignee()
             counts = {a or "(unassigned)": n for a, n in pending.items()}
-        states = self.store.run_states([c.run_id for c in page.items if c.run_id])
-        views = []
-        for task in with_bodies_many(self.store, page.items, states):
-            view = task_view(task, show_personal=show_personal)
-            text = str((states.get(task.run_id or "") or {}).get("input_text") or "")
-            view["input_preview"] = input_preview(text, show_personal=show_personal)
-            views.append(view)
         return {
-            "tasks": views,
+            "tasks": self._list_views(page.items, show_personal),
             "count": len(page.items),
             "total": page.total,
             "total_capped": page.total_capped,
@@ -152,6 +146,28 @@ class Decisions:
             "next_cursor": page.next_cursor,
             "counts_by_assignee": counts,
         }
+
+    def _list_views(
+        self, tasks: Sequence[ContinuationRecord], show_personal: bool
+    ) -> list[dict[str, Any]]:
+        """The list's views of ``tasks``: each from its ``list_row``, written with the task
+        (:mod:`kneo.store.inbox`); a task without one (written by an older version, or with
+        a body missing) is built from its run's state as the task page builds it."""
+        unlisted = [c for c in tasks if c.list_row is None]
+        states = self.store.run_states([c.run_id for c in unlisted if c.run_id])
+        built = {c.continuation_id: c for c in with_bodies_many(self.store, unlisted, states)}
+        views = []
+        for cont in tasks:
+            if cont.list_row is not None:
+                row = listed(cont.list_row, show_personal=show_personal)
+                view = task_view(cont, show_personal=show_personal, shown=list(row["requests"]))
+                view["input_preview"] = row["input_preview"]
+            else:
+                view = task_view(built[cont.continuation_id], show_personal=show_personal)
+                text = str((states.get(cont.run_id or "") or {}).get("input_text") or "")
+                view["input_preview"] = input_preview(text, show_personal=show_personal)
+            views.append(view)
+        return views
 
     def get_human_task(
         self,
@@ -412,6 +428,8 @@ class Decisions:
             expires_at=next_expiry(requests, remaining),
             workflow_kind=cont.workflow_kind,
             expected_version=cont.version,
+            bodies=remaining,
+            input_text=run.input_text or "",
         )
         tx.add_trace_events(run.run_id, decided)
         for request, answer in answers:

@@ -146,6 +146,8 @@ def _paused(
         workflow_name=run.workflow_name,
         environment=run.environment,
         search_text=search_text(run.input_text or "", outcome.requests),
+        bodies=state["pending"],
+        input_text=run.input_text or "",
     )
     state["continuation_id"] = cid
     named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]

@@ -9,15 +9,13 @@ the one policy of :mod:`kneo.redaction`: ``True`` only for a caller with the dec
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from kneo.clock import utc_iso
 from kneo.engine.budgets import usage_of
-from kneo.engine.human import complete_request
+from kneo.engine.human import public_request
 from kneo.redaction import redact_mapping
 from kneo.store import (
     AuditEvent,
@@ -26,33 +24,6 @@ from kneo.store import (
     Page,
     RunRecord,
     TraceEvent,
-)
-
-#: Request fields shown to operators (context and schema included; content never exists here).
-_REQUEST_FIELDS = (
-    "request_id",
-    "kind",
-    "prompt",
-    "assignee",
-    "options",
-    "input_schema",
-    "decisions",
-    "step_id",
-    "wait_key",
-    "context",
-    "created_at",
-    "expires_at",
-    "timeout_seconds",
-    "on_timeout",
-    "escalate_to",
-    "status",
-    "escalated_at",
-    "escalated_from",
-    "original_expires_at",
-    "metadata",
-    "decision",
-    "decided_by",
-    "decided_at",
 )
 
 
@@ -99,19 +70,6 @@ class RunResult:
             },
             show_personal=show_personal,
         )
-
-
-def public_request(request: Mapping[str, Any], *, show_personal: bool = False) -> dict[str, Any]:
-    """A request as operators see it (redacted), with ``deadline_epoch``."""
-    request = complete_request(request)  # stored records leave out defaults and derivables
-    view = {k: request.get(k) for k in _REQUEST_FIELDS if k in request}
-    expires = request.get("expires_at")
-    if expires:
-        with contextlib.suppress(ValueError):
-            view["deadline_epoch"] = int(
-                datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
-            )
-    return redact_mapping(view, show_personal=show_personal)
 
 
 def pending_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -285,13 +243,19 @@ def checkpoint_view(cp: CheckpointRecord, *, include_payload: bool = False) -> d
 
 
 def task_view(
-    cont: ContinuationRecord, *, pending_only: bool = True, show_personal: bool = False
+    cont: ContinuationRecord,
+    *,
+    pending_only: bool = True,
+    show_personal: bool = False,
+    shown: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A human task (a continuation) with its requests."""
-    requests: Sequence[Mapping[str, Any]] = cont.requests
-    if pending_only:
-        requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
-    shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
+    """A human task (a continuation) with its requests; ``shown``: its pending requests as
+    views already (a list row's, :mod:`kneo.store.inbox`)."""
+    if shown is None:
+        requests: Sequence[Mapping[str, Any]] = cont.requests
+        if pending_only:
+            requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
+        shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
     view = redact_mapping(
         {
             "continuation_id": cont.continuation_id,

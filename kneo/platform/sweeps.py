@@ -45,8 +45,8 @@ from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.notifications import NotifyingPlatform
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.platform.tasks import task_requests
 from kneo.store import Store
+from kneo.store.inbox import task_requests
 
 log = get_logger("kneo_serv.sweeps")
 
@@ -250,6 +250,8 @@ class Sweeps:
                     escalated_at=now,
                     workflow_kind=cont.workflow_kind,
                     expected_version=cont.version,
+                    bodies=(run.state or {}).get("pending") or [],
+                    input_text=run.input_text or "",
                 )
                 for r in requests:
                     _audit_timeout(

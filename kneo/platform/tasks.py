@@ -21,11 +21,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from kneo.engine.human import HumanDecision, HumanRequest, compact_request, complete_request
+from kneo.engine.human import (
+    HumanDecision,
+    HumanRequest,
+    compact_request,
+    complete_request,
+    public_request,
+)
 from kneo.errors import NotFound
-from kneo.platform.results import public_request
 from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord, Store
+from kneo.store.inbox import has_body, task_requests
 from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
 
@@ -61,39 +67,6 @@ def search_text(input_text: str, requests: Sequence[HumanRequest]) -> list[str]:
     every stored record, so no secret or personal data becomes a search term."""
     texts = [r.prompt for r in requests] + [input_text[:SEARCH_INPUT_CHARS]]
     return [redact_text(text) for text in texts]
-
-
-#: Characters of an inbox row's line from the run's input.
-PREVIEW_CHARS = 90
-
-
-def input_preview(input_text: str, *, show_personal: bool) -> str:
-    """The first words of a run's input on one line, redacted for the reader: what tells
-    one inbox row from the next when a workflow's prompts all read the same."""
-    text = " ".join(redact_text(input_text[:1000], show_personal=show_personal).split())
-    if len(text) <= PREVIEW_CHARS:
-        return text
-    cut = text[:PREVIEW_CHARS]
-    return (cut.rsplit(" ", 1)[0] if " " in cut[20:] else cut) + "…"
-
-
-def has_body(entry: Mapping[str, Any]) -> bool:
-    return "prompt" in entry
-
-
-def task_requests(
-    entries: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
-    """Every entry as a full request dict with ``status``: the body from the entry itself
-    (old rows, answered requests) or from the state's pending record of the same id."""
-    bodies = {p.get("request_id"): p for p in (state or {}).get("pending") or []}
-    out = []
-    for entry in entries:
-        body = {} if has_body(entry) else bodies.get(entry.get("request_id")) or {}
-        merged = complete_request({**body, **entry})
-        merged["status"] = entry.get("status") or "pending"
-        out.append(merged)
-    return out
 
 
 def next_expiry(

@@ -131,6 +131,8 @@ class ContinuationRecord:
     #: the run's workflow name (a promotion's bundle name) and environment: inbox labels
     workflow_name: str | None = None
     environment: str | None = None
+    #: while pending: what the task list shows of it, redacted (:mod:`kneo.store.inbox`)
+    list_row: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,7 @@ def continuation(r: Row) -> ContinuationRecord:
         # rows read before migration 0008 added them (the inbox labels)
         workflow_name=r.get("workflow_name"),
         environment=r.get("environment"),
+        list_row=r.get("list_row"),  # rows read before migration 0018 added it
     )
 
 

@@ -249,6 +249,9 @@ continuations = sa.Table(
     # continuation is written, so a page of tasks is one query without a join (0008).
     sa.Column("workflow_name", sa.String(255)),
     sa.Column("environment", sa.String(128)),
+    # What a row of the task list shows of a pending task, written with it, NULL once it is
+    # not pending (kneo.store.inbox): a page reads no run state (0018).
+    sa.Column("list_row", JSONText),
     sa.Index(None, "run_id"),
     # the inbox's keyset order, covering: a page or a count never reads the rows it skips
     sa.Index(None, "status", "created_at", "continuation_id"),

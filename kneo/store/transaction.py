@@ -41,7 +41,7 @@ from kneo import jsontext
 from kneo.errors import Conflict, InvalidRequest
 from kneo.ids import new_run_id
 from kneo.store import dialects as d
-from kneo.store import payloads, rows
+from kneo.store import inbox, payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
 from kneo.store.dialects import HeldConnection, StoreDialect
@@ -867,6 +867,8 @@ class Transaction(RegistryWritesMixin):
         workflow_name: str | None = None,
         environment: str | None = None,
         search_text: Sequence[str] = (),
+        bodies: Sequence[Mapping[str, Any]] | None = None,
+        input_text: str = "",
     ) -> ContinuationRecord:
         """Create a continuation, or replace it when ``expected_version`` matches the stored one.
 
@@ -880,11 +882,20 @@ class Transaction(RegistryWritesMixin):
         ``search_text`` (its prompts and run input, redacted by the caller), its workflow
         name and its assignees (:mod:`kneo.store.search`); a replace keeps those words while
         it stays pending and drops them when it does not.
+
+        A pending continuation's ``list_row`` (what the task list shows, redacted:
+        :mod:`kneo.store.inbox`) is built here from ``requests``, ``bodies`` (the pending
+        requests' bodies in the run's state; ``None`` when the entries hold their own) and
+        ``input_text`` (the run's input); it is dropped when the continuation stops being
+        pending.
         """
         request_list, values = self._continuation(
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
             workflow_name, environment,
         )  # fmt: skip
+        values["list_row"] = (
+            inbox.list_row(request_list, bodies, input_text) if status == "pending" else None
+        )
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values)
             self._insert_requests(continuation_id, request_list, status)
