@@ -79,6 +79,8 @@ def check_spec(
     probe: Callable[[Spec, HostAccess], list[Diagnostic]] | None = None,
     origin: Origin = "source",
     resources: ResourcesPolicy | None = None,
+    access: HostAccess | None = None,
+    roots: list[Path] | None = None,
 ) -> SpecReport:
     """Validate, confine to what the project allows, enforce the environment's policy, and
     report.
@@ -90,6 +92,10 @@ def check_spec(
     watched repository's). ``probe`` adds diagnostics that need I/O (the CLI asks MCP
     servers for their tools), given the grant so it contacts only allowed servers; the
     environment's policy applies to them like to the others.
+
+    ``access`` (the :func:`host_access` of the same arguments) and ``roots`` (as
+    :func:`~kneo.spec.diagnostics.validate_spec` takes them) are for a caller checking many
+    specs under one grant, which computes them once (the controller, per environment).
     """
     if isinstance(loaded_or_spec, LoadedSpec):
         spec, base_dir = loaded_or_spec.spec, base_dir or loaded_or_spec.base_dir
@@ -105,11 +111,16 @@ def check_spec(
         policy = resolved.policy_enforcement
     if resources is None and resolved is not None:
         resources = resolved.resources
-    access = host_access(context, env, origin=origin, resources=resources)
+    if access is None:
+        access = host_access(context, env, origin=origin, resources=resources)
     # what the spec may not reach comes first: a refused ref is refused, not "unresolved"
-    diagnostics = access.check(spec, import_roots(base_dir))
+    diagnostics = access.check(spec, import_roots(base_dir) if roots is None else roots)
     diagnostics += validate_spec(
-        spec, tool_registry=tool_registry, runtime_registry=runtime_registry, base_dir=base_dir
+        spec,
+        tool_registry=tool_registry,
+        runtime_registry=runtime_registry,
+        base_dir=base_dir,
+        roots=roots,
     )
     if probe is not None:
         diagnostics += probe(spec, access)

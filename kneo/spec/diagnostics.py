@@ -306,22 +306,33 @@ def _review_active(step: StepSpec) -> bool:
 _INVALIDATING = threading.Lock()
 
 
+def refresh_import_caches() -> None:
+    """Forget what the import system cached about directories, so a long-lived process sees
+    modules added since; one thread at a time, since two concurrent calls delete the same
+    ``sys.path_importer_cache`` entries (KeyError in 3.11)."""
+    import importlib
+
+    with _INVALIDATING:
+        importlib.invalidate_caches()
+
+
 def validate_spec(
     spec: Spec,
     *,
     tool_registry: ToolRegistry,
     runtime_registry: RuntimeRegistry,
     base_dir: Path | None = None,
+    roots: list[Path] | None = None,
 ) -> list[Diagnostic]:
-    """All diagnostics for ``spec``, errors first, then warnings, then info (stable order)."""
-    import importlib
+    """All diagnostics for ``spec``, errors first, then warnings, then info (stable order).
 
-    # a long-lived process must see modules added since; one thread at a time, since two
-    # concurrent calls delete the same sys.path_importer_cache entries (KeyError in 3.11)
-    with _INVALIDATING:
-        importlib.invalidate_caches()
+    ``roots``: the :func:`~kneo.spec.refs.import_roots` of ``base_dir``, given by a caller
+    that checks many specs at once and has just called :func:`refresh_import_caches` (the
+    controller: both cost more than the rules of a small spec)."""
+    if roots is None:
+        refresh_import_caches()
+        roots = import_roots(base_dir)
     catalog = ToolCatalog(spec, tool_registry)
-    roots = import_roots(base_dir)
     out: list[Diagnostic] = []
     out += _agent_rules(spec, catalog, runtime_registry)
     out += _tool_component_rules(spec, roots)
