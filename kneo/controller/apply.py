@@ -1,11 +1,14 @@
-"""Observe the registry, and apply planned actions to it: one transaction per bundle revision.
+"""Observe the registry, and apply planned actions to it, each bundle revision all or nothing.
 
 :func:`observe` reads the registry into the planner's :class:`ObservedState` (plus the stored
 conditions, so unchanged ones are not rewritten). :class:`Applier` writes each key's actions,
-its changed conditions and its audit events in one transaction; when that transaction
-fails, nothing of it lands, the failure is recorded as a ``Ready=False ApplyFailed``
-condition and a ``bundle.apply_failed`` audit event, and the next key is applied. A rejected
-or failing revision therefore never replaces the active one.
+its changed conditions and its audit events together: up to :data:`BATCH_KEYS` keys share a
+transaction (a cold pass of 10,000 bundles would otherwise spend a third of its writing in
+commits). When a shared transaction fails, none of it lands and each of its keys is written
+again in a transaction of its own, so only the key at fault fails: nothing of it lands, the
+failure is recorded as a ``Ready=False ApplyFailed`` condition and a ``bundle.apply_failed``
+audit event, and the next key is applied. A rejected or failing revision therefore never
+replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
 ``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
@@ -44,6 +47,9 @@ log = get_logger("kneo.controller")
 
 ACTOR = "kneo-controller"
 _APPLIED_STATUSES = ("active", "inactive", "pruned")
+#: Keys written per shared transaction: enough that commits stop mattering, few enough that
+#: SQLite's write lock is held for tens of milliseconds, not seconds.
+BATCH_KEYS = 100
 
 
 @dataclass
@@ -130,6 +136,18 @@ def observe(
     return Snapshot(ObservedState(entries, blocked, overrides), conditions)
 
 
+@dataclass
+class _KeyWrite:
+    """One key's planned actions and changed conditions, waiting for its transaction;
+    ``done`` receives its outcomes."""
+
+    key: BundleKey
+    actions: list[Action]
+    entry: ObservedEntry
+    conditions: list[ConditionValue]
+    done: list[Outcome]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What applying one action did (``error`` when its transaction was rolled back)."""
@@ -164,7 +182,6 @@ class Applier:
         self.gate = gate
         self.clock = clock or SystemClock()
         self.upstream_check = upstream_check
-        self._activated_now: dict[BundleKey, str | None] = {}
 
     def apply(
         self,
@@ -174,11 +191,14 @@ class Applier:
         *,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Outcome]:
-        self._activated_now = {}
+        """Write the keys' actions in plan order, :data:`BATCH_KEYS` keys per transaction;
+        ``progress(done, total)`` after each transaction (between them, so what it raises
+        stops the pass with everything before committed)."""
         by_key: dict[BundleKey, list[Action]] = {}
         for action in actions:
             by_key.setdefault(action.key, []).append(action)
-        outcomes: list[Outcome] = []
+        outcomes: list[list[Outcome]] = []
+        batch: list[_KeyWrite] = []
         total = len(by_key)
         for index, (key, acts) in enumerate(by_key.items()):
             revision = desired.revisions.get(key)
@@ -190,60 +210,78 @@ class Applier:
                 != (c.status, c.reason, c.message)
             ]
             if not conditions and not any(a.writes for a in acts):
-                outcomes.extend(Outcome(a, False) for a in acts)
+                outcomes.append([Outcome(a, False) for a in acts])
                 continue
-            done = self._apply_key(key, acts, entry, desired, conditions)
-            for o in done:
-                if o.applied and o.action.kind is ActionKind.ACTIVATE:
-                    self._activated_now[key] = o.action.digest
-                elif o.error and key in self._activated_now:
-                    del self._activated_now[key]
-            outcomes.extend(done)
+            batch.append(_KeyWrite(key, acts, entry, conditions, []))
+            outcomes.append(batch[-1].done)
+            if len(batch) >= BATCH_KEYS:
+                self._write_batch(batch, desired)
+                batch = []
+                if progress is not None:
+                    progress(index + 1, total)
+        if batch:
+            self._write_batch(batch, desired)
             if progress is not None:
-                progress(index + 1, total)
-        return outcomes
+                progress(total, total)
+        return [o for done in outcomes for o in done]
 
-    # ---------------------------------------------------------------- one key
+    # ---------------------------------------------------------------- keys
 
-    def _apply_key(
-        self,
-        key: BundleKey,
-        actions: list[Action],
-        entry: ObservedEntry,
-        desired: DesiredState,
-        conditions: list[ConditionValue],
-    ) -> list[Outcome]:
-        name, env = key
+    def _write_batch(self, batch: list[_KeyWrite], desired: DesiredState) -> None:
+        """``batch``'s keys in one transaction; if it fails, each in one of its own (so only
+        the key at fault fails, with its own error and audit event)."""
+        if len(batch) > 1:
+            try:
+                with self.store.transaction() as tx:
+                    tx.marks_registry_changes = False  # the reconcile state accounts for them
+                    done = [self._write_key(tx, w, desired) for w in batch]
+            except Exception as exc:  # found again, and reported, key by key below
+                log.debug("a batch of %d keys failed (%s); one at a time", len(batch), exc)
+            else:
+                for w, outcomes in zip(batch, done, strict=True):
+                    w.done.extend(outcomes)
+                return
+        for w in batch:
+            w.done.extend(self._apply_key(w, desired))
+
+    def _apply_key(self, write: _KeyWrite, desired: DesiredState) -> list[Outcome]:
+        """One key in a transaction of its own; a failure is recorded (:meth:`_failed`)."""
+        name, env = write.key
         try:
-            results: list[Outcome] = []
             with self.store.transaction() as tx:
                 tx.marks_registry_changes = False  # the reconcile state accounts for them
-                for action in actions:
-                    results.append(self._apply_one(tx, action, entry, desired))
-                    if action.kind is ActionKind.REFUSE and conditions:  # once per change
-                        _audit(
-                            tx,
-                            # a failing eval gate is news to the team (a notification)
-                            "promotion.evals_failed"
-                            if action.reason == EVALS
-                            else "bundle.refused",
-                            action,
-                            digest=action.digest,
-                            reason=action.reason,
-                            reasons=[p.to_dict() for p in action.reasons],
-                        )
-                if conditions:
-                    tx.set_conditions(
-                        name,
-                        env,
-                        [(c.type.value, c.status, c.reason, c.message) for c in conditions],
-                    )
-            return results
+                return self._write_key(tx, write, desired)
         except KneoError as exc:
-            return self._failed(key, actions, exc.code, exc.message)
+            return self._failed(write.key, write.actions, exc.code, exc.message)
         except Exception as exc:  # a database error must not stop the other keys
             log.exception("applying %s/%s failed", name, env)
-            return self._failed(key, actions, "apply_failed", f"{type(exc).__name__}: {exc}")
+            return self._failed(
+                write.key, write.actions, "apply_failed", f"{type(exc).__name__}: {exc}"
+            )
+
+    def _write_key(self, tx: Any, write: _KeyWrite, desired: DesiredState) -> list[Outcome]:
+        """One key's actions, audit events and changed conditions inside ``tx``."""
+        name, env = write.key
+        results: list[Outcome] = []
+        for action in write.actions:
+            results.append(self._apply_one(tx, action, write.entry, desired))
+            if action.kind is ActionKind.REFUSE and write.conditions:  # once per change
+                _audit(
+                    tx,
+                    # a failing eval gate is news to the team (a notification)
+                    "promotion.evals_failed" if action.reason == EVALS else "bundle.refused",
+                    action,
+                    digest=action.digest,
+                    reason=action.reason,
+                    reasons=[p.to_dict() for p in action.reasons],
+                )
+        if write.conditions:
+            tx.set_conditions(
+                name,
+                env,
+                [(c.type.value, c.status, c.reason, c.message) for c in write.conditions],
+            )
+        return results
 
     def _failed(
         self, key: BundleKey, actions: list[Action], code: str, message: str
@@ -323,19 +361,13 @@ class Applier:
         name, env = action.key
         env_state = desired.environments.get(env)
         upstream = env_state.promotion.require_approved_in if env_state else None
-        if upstream and self.upstream_check:
-            # Re-verified at the moment of promotion: what this pass just committed upstream,
-            # else what the registry holds now.
-            if (name, upstream) in self._activated_now:
-                current_digest = self._activated_now[(name, upstream)]
-            else:
-                current = self.store.get_active(name, upstream)
-                current_digest = current.digest if current is not None else None
-            if current_digest != rev.digest:
-                raise KneoError(
-                    f"{rev.digest} is no longer active in {upstream}; not promoting",
-                    code="upstream_changed",
-                )
+        # Re-verified at the moment of promotion, as this transaction sees the registry: what
+        # this pass wrote upstream (committed, or earlier in this transaction), else what was.
+        if upstream and self.upstream_check and tx.active_digest(name, upstream) != rev.digest:
+            raise KneoError(
+                f"{rev.digest} is no longer active in {upstream}; not promoting",
+                code="upstream_changed",
+            )
         approved_by = _signed_off(rev)
         approved_by += [a for a in action.approved_by if a not in approved_by]
         previous = entry.active.number if entry.active else None

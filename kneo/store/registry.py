@@ -172,6 +172,16 @@ class RegistryWritesMixin:
         key = {"bundle_name": bundle_name, "environment": environment, "revision": revision}
         return self._write(("revision", keys), t.bundle_revisions, build, {**values, **key})
 
+    def active_digest(self, bundle_name: str, environment: str) -> str | None:
+        """The digest of the key's active revision as this transaction sees it (its own
+        writes included), or ``None``: the controller's upstream check at promotion."""
+        found = self._first(
+            ("registry", "active_digest"),
+            lambda: f"SELECT digest FROM bundle_revisions WHERE {_REV} AND status = 'active'",
+            {"bundle_name": bundle_name, "environment": environment},
+        )
+        return None if found is None else str(found[0])
+
     def add_revision(
         self,
         bundle_name: str,
