@@ -1,7 +1,8 @@
 """Benchmark: reconcile of one environment at 1,000 and 10,000 bundles (issue 23, part 5).
 
 For each size, builds a bare Git remote holding N Ed25519-signed bundles, all for one
-environment (``prod``, no promotion gates), and reconciles it into a fresh SQLite store:
+environment (``prod``, no promotion gates), and reconciles it into a fresh SQLite store
+(and, with ``--pg URL``, into a fresh PostgreSQL database on that server, dropped after):
 
 * cold: the first reconcile (fetch, verify every bundle, activate everything);
 * no-op: the same commit again, median of ``--rounds`` passes (nothing written);
@@ -11,9 +12,10 @@ environment (``prod``, no promotion gates), and reconciles it into a fresh SQLit
   on the same store and cache (what a restarted process or a new leader does first);
 * peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
 
-Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--json]``.
-Targets (issue 23, SQLite, 2 cores): one-bundle at 10,000 < 0.15 s, no-op < 0.1 s,
-cold 10,000 < 5 s.
+Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
+[--json]``. Only public APIs are used, so the same script measures older code
+(``PYTHONPATH=<old checkout>``). Targets (issues 23 and 36, SQLite, 2 cores): one-bundle at
+10,000 < 0.15 s, no-op < 0.1 s, cold 10,000 < 5 s.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,11 +82,32 @@ def build(root: Path, count: int) -> tuple[Path, Path, Path, Any]:
     return remote, trusted, work, key
 
 
-def measure(count: int, rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+@contextmanager
+def database(root: Path, pg_server: str | None) -> Iterator[str]:
+    """SQLite under ``root``, or a fresh database on the PostgreSQL server ``pg_server``
+    (dropped afterwards)."""
+    if pg_server is None:
+        yield f"sqlite:///{root / 'kneo.sqlite'}"
+        return
+    import sqlalchemy as sa
+
+    name = f"kneo_reconcile_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(count: int, rounds: int, pg_server: str | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), pg_server) as url:
         root = Path(tmp)
         remote, trusted, work, key = build(root, count)
-        store = open_store(f"sqlite:///{root / 'kneo.sqlite'}")
+        store = open_store(url)
         config = ControllerConfig(repo=remote.as_uri(), cache_dir=root / "cache")
         keyring = load_keyring(trusted)
 
@@ -132,6 +158,7 @@ def measure(count: int, rounds: int) -> dict[str, Any]:
     median_incremental = statistics.median(s for s, _ in incrementals)
     last = incrementals[-1][1]
     return {
+        "database": "postgresql" if pg_server else "sqlite",
         "bundles": count,
         "cold_s": round(cold_s, 3),
         "noop_s": round(statistics.median(s for s, _ in noops), 4),
@@ -150,26 +177,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated bundle counts")
     parser.add_argument("--rounds", type=int, default=5, help="no-op and one-bundle rounds")
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        help="also on this PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    results = [measure(n, args.rounds) for n in sizes]
+    servers: list[str | None] = [None, args.pg] if args.pg else [None]
+    results = [measure(n, args.rounds, server) for server in servers for n in sizes]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(
-        f"{'bundles':>8} {'cold s':>8} {'no-op s':>8} {'one-bundle s':>13} "
+        f"{'database':>10} {'bundles':>8} {'cold s':>8} {'no-op s':>8} {'one-bundle s':>13} "
         f"{'new ctl s':>10} {'verified':>9} {'peak RSS MB':>12}"
     )
     for r in results:
         print(
-            f"{r['bundles']:>8} {r['cold_s']:>8} {r['noop_s']:>8} {r['one_bundle_s']:>13} "
-            f"{r['one_bundle_new_controller_s']:>10} {r['one_bundle_verified']!s:>9} "
-            f"{r['peak_rss_mb']:>12}"
+            f"{r['database']:>10} {r['bundles']:>8} {r['cold_s']:>8} {r['noop_s']:>8} "
+            f"{r['one_bundle_s']:>13} {r['one_bundle_new_controller_s']:>10} "
+            f"{r['one_bundle_verified']!s:>9} {r['peak_rss_mb']:>12}"
         )
     for r in results:
-        print(f"{r['bundles']} bundles, cold stages: {r['cold_stage_s']}")
-        print(f"{r['bundles']} bundles, one-bundle stages: {r['one_bundle_stage_s']}")
+        where = f"{r['bundles']} bundles ({r['database']})"
+        print(f"{where}, cold stages: {r['cold_stage_s']}")
+        print(f"{where}, one-bundle stages: {r['one_bundle_stage_s']}")
     return 0
 
 
