@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
@@ -31,6 +31,9 @@ from kneo.platform.results import (
 from kneo.redaction import redact_mapping
 from kneo.spec.suggest import one_of
 from kneo.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from kneo.platform.events import RunEvent
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -167,6 +170,19 @@ class Inspection:
     def get_run_result(self, run_id: str) -> RunResult:
         return self.driver.result(self.store.get_run(run_id))
 
+    def get_run_record(self, run_id: str) -> RunRecord:
+        """The run as stored (``not_found`` when there is none)."""
+        return self.store.get_run(run_id)
+
+    def read_events(
+        self, run_id: str, after: int, cache: dict[str, Any]
+    ) -> tuple[list[RunEvent], int]:
+        """One page of the run's events after sequence ``after`` and the last sequence read
+        (:func:`kneo.platform.events.read_events`; ``cache`` is the stream's)."""
+        from kneo.platform.events import read_events
+
+        return read_events(self.store, run_id, after, cache)
+
     def list_runs(
         self,
         *,
@@ -207,6 +223,7 @@ class Inspection:
         offset: int = 0,
         sort_order: str = "asc",
     ) -> dict[str, Any]:
+        """One page of the run's trace events, by sequence."""
         self.store.get_run(run_id)
         page = self.store.list_trace(
             run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
@@ -224,10 +241,14 @@ class Inspection:
         type: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        sort_order: str = "asc",
         include_payload: bool = False,
     ) -> dict[str, Any]:
+        """One page of the run's checkpoints, by sequence (payloads on request)."""
         self.store.get_run(run_id)
-        page = self.store.list_checkpoints(run_id, type=type, limit=limit, offset=offset)
+        page = self.store.list_checkpoints(
+            run_id, type=type, limit=limit, offset=offset, sort_order=sort_order
+        )
         return {
             "run_id": run_id,
             "checkpoints": [

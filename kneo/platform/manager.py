@@ -12,10 +12,15 @@ hands each responsibility to one collaborator with explicit dependencies:
 * :class:`~kneo.platform.runs.Runs` — start, execute, cancel, continue and replay runs;
 * :class:`~kneo.platform.decisions.Decisions` — the inbox, one task, and resume;
 * :class:`~kneo.platform.inspect.Inspection` — runs, traces, checkpoints, replay, recovery;
-* :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs.
+* :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs;
+* :class:`~kneo.platform.admin.Administration` — the audit log, environment policies,
+  notification deliveries and idempotency records;
+* :class:`~kneo.platform.gitops.GitOps` — controller requests and the registry's reads and
+  day-two writes.
 
-The facade's run, human-task, inspection and sweep methods are the collaborators' own,
-forwarded by name (:class:`_Forward`: one signature and one docstring, in the collaborator).
+The facade's run, human-task, inspection, sweep, administration and GitOps methods are the
+collaborators' own, forwarded by name (:class:`_Forward`: one signature and one docstring, in
+the collaborator). The edges (the HTTP routes above all) call these and never ``store``.
 Events (:mod:`.events`), retention (:mod:`.maintenance`) and bundle runs (:mod:`.bundles`) are
 functions over the store or this facade. No collaborator imports this module.
 
@@ -46,9 +51,11 @@ from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
 from kneo.engine.remote_tools import McpSessions
 from kneo.errors import ConfigError
+from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
+from kneo.platform.gitops import GitOps
 from kneo.platform.inspect import Inspection
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.results import RunResult
@@ -193,6 +200,8 @@ class PlatformManager:
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
         )
+        self.admin = Administration(store=self.store)
+        self.gitops = GitOps(store=self.store)
         self._worker: Worker | None = None
         self._sleep = sleep
 
@@ -231,6 +240,8 @@ class PlatformManager:
 
     get_run = _Forward("inspection", Inspection.get_run)
     get_run_result = _Forward("inspection", Inspection.get_run_result)
+    get_run_record = _Forward("inspection", Inspection.get_run_record)
+    read_events = _Forward("inspection", Inspection.read_events)
     list_runs = _Forward("inspection", Inspection.list_runs)
     trace = _Forward("inspection", Inspection.trace)
     checkpoints = _Forward("inspection", Inspection.checkpoints)
@@ -261,6 +272,38 @@ class PlatformManager:
             timeout_seconds=timeout_seconds,
             sleep=self._sleep,
         )
+
+    # ================================================================== administration
+
+    add_audit = _Forward("admin", Administration.add_audit)
+    list_audit_events = _Forward("admin", Administration.list_audit_events)
+    get_audit_event = _Forward("admin", Administration.get_audit_event)
+    environment_policies = _Forward("admin", Administration.environment_policies)
+    environment_policy = _Forward("admin", Administration.environment_policy)
+    stored_policy = _Forward("admin", Administration.stored_policy)
+    put_environment_policy = _Forward("admin", Administration.put_environment_policy)
+    list_notifications = _Forward("admin", Administration.list_notifications)
+    retry_notifications = _Forward("admin", Administration.retry_notifications)
+    idempotent = _Forward("admin", Administration.idempotent)
+
+    # ================================================================== GitOps
+
+    controller_status = _Forward("gitops", GitOps.controller_status)
+    request_reconcile = _Forward("gitops", GitOps.request_reconcile)
+    controller_request = _Forward("gitops", GitOps.controller_request)
+    webhook_controller = _Forward("gitops", GitOps.webhook_controller)
+    webhook_secret_variable = _Forward("gitops", GitOps.webhook_secret_variable)
+    queue_webhook = _Forward("gitops", GitOps.queue_webhook)
+    registry_bundles = _Forward("gitops", GitOps.registry_bundles)
+    registry_bundle = _Forward("gitops", GitOps.registry_bundle)
+    blocked_digests = _Forward("gitops", GitOps.blocked_digests)
+    rollback_bundle = _Forward("gitops", GitOps.rollback_bundle)
+    pin_bundle = _Forward("gitops", GitOps.pin_bundle)
+    unpin_bundle = _Forward("gitops", GitOps.unpin_bundle)
+    suspend_bundle = _Forward("gitops", GitOps.suspend_bundle)
+    resume_bundle = _Forward("gitops", GitOps.resume_bundle)
+    block_digest = _Forward("gitops", GitOps.block_digest)
+    unblock_digest = _Forward("gitops", GitOps.unblock_digest)
 
     # ================================================================== sweeps, maintenance
 

@@ -1,9 +1,10 @@
-"""Where routes get the platform manager, the store and the caller's identity.
+"""Where routes get the platform manager and the caller's identity.
 
 A process has one platform manager. Embedders install their own with
 :func:`set_platform_manager` (before or after :func:`kneo.service.app.create_app`); otherwise
 ``create_app(configure_default_manager=True)`` builds the default one at startup. Routes
-never construct anything: they receive it through these dependencies.
+never construct anything: they receive it through these dependencies. Nor do they reach the
+store: they ask the manager's facade methods (``tests/service/test_route_facades.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from kneo.service.auth import ANONYMOUS, Principal, require_scope
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
-    from kneo.store import Store
 
 _lock = threading.Lock()
 _manager: PlatformManager | None = None
@@ -62,11 +62,6 @@ def _manager_of(request: Request) -> PlatformManager:
 async def manager_dep(request: Request) -> PlatformManager:
     """FastAPI dependency: the platform manager, or ``503 not_ready`` when none is wired."""
     return _manager_of(request)
-
-
-async def store_dep(request: Request) -> Store:
-    """FastAPI dependency: the store behind the platform manager."""
-    return _manager_of(request).store
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,16 @@ responses are stored — a failed attempt releases the key so a retry really ret
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from kneo.jsontext import content_hash
-from kneo.platform.idempotency import idempotent
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 HEADER = "idempotency-key"
 
@@ -29,7 +31,7 @@ def body_hash(body: BaseModel | dict[str, Any], *extra: str) -> str:
 
 def run_idempotent(
     request: Request,
-    store: Any,
+    manager: PlatformManager,
     *,
     operation: str,
     actor: str,
@@ -37,7 +39,7 @@ def run_idempotent(
     call: Callable[[], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
     """Execute ``call`` at most once per (actor, operation, key); replay it afterwards
-    (:func:`kneo.platform.idempotency.idempotent`, the platform's decisions use the same).
+    (:meth:`PlatformManager.idempotent`, the one the platform's decisions use too).
 
     ``request_hash`` may be a callable: it is then computed only when the request carries
     an ``Idempotency-Key`` (most requests do not, and hashing means dumping the body).
@@ -47,8 +49,8 @@ def run_idempotent(
         status, payload = call()
         return JSONResponse(payload, status_code=status)
     digest = request_hash() if callable(request_hash) else request_hash
-    status, payload, replayed = idempotent(
-        store, scope=f"{actor}:{operation}", key=key, digest=digest, call=call
+    status, payload, replayed = manager.idempotent(
+        scope=f"{actor}:{operation}", key=key, digest=digest, call=call
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(payload, status_code=status, headers=headers)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import Forbidden, InvalidRequest, NotFound
-from kneo.platform.admission import stored_policy
 from kneo.service.schemas import SpecSource
 
 if TYPE_CHECKING:
@@ -101,14 +100,9 @@ def registries(manager: PlatformManager) -> tuple[Any, Any]:
     return tools, runtimes
 
 
-_UNREAD: Any = object()
-
-
-def check_resolved(
-    resolved: ResolvedSpec, manager: PlatformManager, store: Any, *, policy: Any = _UNREAD
-) -> Any:
-    """Validate + environment policy + governance report (a ``SpecReport``). ``policy``:
-    the stored policy when the caller has just read it (saves a second read)."""
+def check_resolved(resolved: ResolvedSpec, manager: PlatformManager) -> Any:
+    """Validate + environment policy (the service-managed one when stored) + governance
+    report (a ``SpecReport``)."""
     from kneo.policy.check import check_spec
 
     tools, runtimes = registries(manager)
@@ -119,5 +113,5 @@ def check_resolved(
         tool_registry=tools,
         runtime_registry=runtimes,
         base_dir=resolved.base_dir,
-        policy=stored_policy(store, resolved.environment) if policy is _UNREAD else policy,
+        policy=manager.stored_policy(resolved.environment),
     )

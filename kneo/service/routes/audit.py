@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kneo.platform.results import audit_listing, audit_to_dict
+from kneo.platform import PlatformManager
 from kneo.service.auth import require_scope
-from kneo.service.dependencies import store_dep
+from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
-
-if TYPE_CHECKING:
-    from kneo.store import Store
 
 router = APIRouter(tags=["audit"])
 
@@ -27,12 +24,12 @@ def list_audit_events(
     offset: int = OFFSET,
     cursor: str | None = CURSOR,
     include: str | None = INCLUDE,
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
     (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap."""
     keyset_params(request, offset, include)
-    page = store.list_audit(
+    return manager.list_audit_events(
         event_type=event_type,
         run_id=run_id,
         continuation_id=continuation_id,
@@ -40,10 +37,11 @@ def list_audit_events(
         offset=offset,
         cursor=cursor or None,
     )
-    return audit_listing(page)
 
 
 @router.get("/audit-events/{event_id}", dependencies=[Depends(require_scope("audit:read"))])
-def get_audit_event(event_id: str, store: Store = Depends(store_dep)) -> dict[str, Any]:
+def get_audit_event(
+    event_id: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
     """One audit event by its id (``404 not_found`` when there is none)."""
-    return audit_to_dict(store.get_audit(event_id))
+    return manager.get_audit_event(event_id)

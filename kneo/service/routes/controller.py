@@ -9,24 +9,20 @@ deployment has no controller at all; ``503 not_ready`` while none leads.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from kneo.controller import operations
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest
 from kneo.names import check_name
-from kneo.platform import reconcile
-from kneo.platform.registry import bundle_view, registry_revisions
+from kneo.platform import PlatformManager
+from kneo.platform.reconcile import request_view
 from kneo.service.auth import Principal, require_scope
-from kneo.service.dependencies import store_dep
+from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
 from kneo.service.schemas import BlockRequest, ReasonRequest, RollbackRequest
-
-if TYPE_CHECKING:
-    from kneo.store import Store
 
 router = APIRouter()
 
@@ -49,11 +45,13 @@ def _controller(request: Request) -> tuple[Any, Any]:
     tags=["controller"],
     dependencies=[Depends(require_scope("registry:read"))],
 )
-def controller_status(request: Request, store: Store = Depends(store_dep)) -> dict[str, Any]:
+def controller_status(
+    request: Request, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
     """Who leads, what its last pass fetched, applied and failed on, and the reconcile
     requests waiting for it: the same on every replica."""
     config, controller = _controller(request)
-    return reconcile.controller_view(store, config, controller)
+    return manager.controller_status(config, controller)
 
 
 @router.post("/controller/reconcile", tags=["controller"])
@@ -67,22 +65,13 @@ def controller_reconcile(
         "else 202 with the request to follow at /v1/controller/requests/{request_id}.",
     ),
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Ask the leading controller (wherever it runs) for a pass now: fetch, verify, plan and
     apply; answers with the pass's result."""
     config, controller = _controller(request)
-    name = reconcile.require_leader(store, config, in_process=controller is not None)
-    queued = reconcile.queue_request(
-        store, name, "reconcile", actor=principal.name, controller=controller
-    )
-    store.add_audit(
-        "controller.reconcile_requested",
-        actor=principal.name,
-        payload={"request_id": queued.id},
-    )
-    served = reconcile.wait_for(store, queued.id, wait)
-    body = reconcile.request_view(served)
+    served = manager.request_reconcile(config, controller, actor=principal.name, wait=wait)
+    body = request_view(served)
     if served.result is not None:  # the pass's result, as this route always answered
         body = {**served.result, **body}
     return JSONResponse(body, status_code=200 if served.status == "done" else 202)
@@ -95,10 +84,10 @@ def controller_reconcile(
 )
 def controller_request(
     request_id: int = Path(..., ge=1, le=MAX_REQUEST_ID),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A queued reconcile request: ``queued``, ``running`` or ``done`` with its pass's result."""
-    return reconcile.request_view(store.get_controller_request(request_id))
+    return manager.controller_request(request_id)
 
 
 @router.post("/controller/webhook", tags=["controller"], status_code=202)
@@ -107,7 +96,7 @@ async def controller_webhook(
     x_github_event: str | None = Header(None),
     x_hub_signature_256: str | None = Header(None),
     x_github_delivery: str | None = Header(None),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
     any replica and queued for the leading controller."""
@@ -115,14 +104,14 @@ async def controller_webhook(
 
     body = await request.body()
     answer = await run_in_threadpool(
-        _webhook, request, store, body, x_github_event, x_hub_signature_256, x_github_delivery
+        _webhook, request, manager, body, x_github_event, x_hub_signature_256, x_github_delivery
     )
     return JSONResponse(answer, status_code=202)
 
 
 def _webhook(
     request: Request,
-    store: Store,
+    manager: PlatformManager,
     body: bytes,
     event: str | None,
     signature: str | None,
@@ -132,9 +121,9 @@ def _webhook(
     from kneo.controller.watch import verify_github_signature
 
     config, controller = _controller(request)
-    name = reconcile.require_configured(store, config, in_process=controller is not None)
+    name = manager.webhook_controller(config, controller)
     settings = request.app.state.settings
-    variable = reconcile.webhook_secret_variable(store, config)
+    variable = manager.webhook_secret_variable(config)
     secret = settings.secret(variable) if variable else settings.webhook_secret
     verify_github_signature(secret or "", body, signature)
     try:
@@ -143,14 +132,11 @@ def _webhook(
         raise InvalidRequest(f"webhook body is not JSON: {exc.message}") from None
     if event == "ping":
         return {"accepted": False, "event": "ping"}
-    reconcile.require_leader(store, config, in_process=controller is not None)
     ref = payload.get("ref") if isinstance(payload, dict) else None
     detail = {"event": event or "push", "ref": ref if isinstance(ref, str) else None}
     if delivery:
         detail["delivery"] = delivery[:128]
-    queued = reconcile.queue_request(
-        store, name, "webhook", actor="webhook", detail=detail, controller=controller
-    )
+    queued = manager.queue_webhook(config, controller, name, detail)
     return {"accepted": True, **detail, "request_id": queued.id}
 
 
@@ -164,7 +150,7 @@ def list_registry(
     limit: int | None = Query(None, ge=1, description="Page size (capped)."),
     cursor: str | None = CURSOR,
     include: str | None = INCLUDE,
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Bundle revisions (active ones by default; ``status=all`` for every revision) by
     bundle, environment and revision; paged by ``cursor``; ``total`` counted up to the count
@@ -172,8 +158,7 @@ def list_registry(
     if environment is not None:
         check_name(environment, kind="environment")
     keyset_params(request, 0, include)  # validates include
-    return registry_revisions(
-        store,
+    return manager.registry_bundles(
         environment,
         None if status == "all" else status,
         limit=list_cap(request, limit),
@@ -188,12 +173,15 @@ def list_registry(
     dependencies=[Depends(require_scope("registry:read"))],
 )
 def get_registry_bundle(
-    bundle: str, environment: str, include_spec: bool = False, store: Store = Depends(store_dep)
+    bundle: str,
+    environment: str,
+    include_spec: bool = False,
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
     check_name(bundle, kind="bundle name", field="bundle")
     check_name(environment, kind="environment")
-    return bundle_view(store, bundle, environment, include_spec=include_spec)
+    return manager.registry_bundle(bundle, environment, include_spec=include_spec)
 
 
 # --------------------------------------------------------------------------- day two
@@ -213,14 +201,14 @@ def rollback_bundle(
     environment: str,
     body: RollbackRequest,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Put revision ``to`` back in force now (a new revision copying it) and pin it, if its
     digest still verifies against today's trust; ``202`` with the approval task where the
     environment requires approval."""
     _checked(bundle, environment)
-    data = operations.rollback(
-        store, bundle, environment, to=body.to, actor=principal.name, reason=body.reason
+    data = manager.rollback_bundle(
+        bundle, environment, to=body.to, actor=principal.name, reason=body.reason
     )
     return JSONResponse(data, status_code=202 if data["status"] == "awaiting_approval" else 200)
 
@@ -231,12 +219,12 @@ def pin_bundle(
     environment: str,
     body: ReasonRequest | None = Body(None),
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Hold the bundle at its active revision: nothing else is promoted until unpinned."""
     _checked(bundle, environment)
     reason = body.reason if body is not None else None
-    return operations.pin(store, bundle, environment, actor=principal.name, reason=reason)
+    return manager.pin_bundle(bundle, environment, actor=principal.name, reason=reason)
 
 
 @router.delete(_KEY + "/pin", tags=["registry"])
@@ -244,11 +232,11 @@ def unpin_bundle(
     bundle: str,
     environment: str,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Lift the pin; the controller promotes what Git asks for on its next pass."""
     _checked(bundle, environment)
-    return operations.unpin(store, bundle, environment, actor=principal.name)
+    return manager.unpin_bundle(bundle, environment, actor=principal.name)
 
 
 @router.post(_KEY + "/suspend", tags=["registry"])
@@ -257,12 +245,12 @@ def suspend_bundle(
     environment: str,
     body: ReasonRequest | None = Body(None),
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Make the controller leave the bundle alone here (as ``kneo controller suspend``)."""
     _checked(bundle, environment)
     reason = body.reason if body is not None else None
-    return operations.suspend(store, bundle, environment, actor=principal.name, reason=reason)
+    return manager.suspend_bundle(bundle, environment, actor=principal.name, reason=reason)
 
 
 @router.post(_KEY + "/resume", tags=["registry"])
@@ -270,11 +258,11 @@ def resume_bundle(
     bundle: str,
     environment: str,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Let the controller manage the bundle here again."""
     _checked(bundle, environment)
-    return operations.resume(store, bundle, environment, actor=principal.name)
+    return manager.resume_bundle(bundle, environment, actor=principal.name)
 
 
 @router.get(
@@ -282,9 +270,9 @@ def resume_bundle(
     tags=["registry"],
     dependencies=[Depends(require_scope("registry:read"))],
 )
-def list_blocked_digests(store: Store = Depends(store_dep)) -> dict[str, Any]:
+def list_blocked_digests(manager: PlatformManager = Depends(manager_dep)) -> dict[str, Any]:
     """Digests never promoted again until unblocked, with why and by whom."""
-    items = [operations.blocked_view(b) for b in store.list_blocked_digests()]
+    items = manager.blocked_digests()
     return {"blocked": items, "count": len(items)}
 
 
@@ -292,17 +280,17 @@ def list_blocked_digests(store: Store = Depends(store_dep)) -> dict[str, Any]:
 def block_digest(
     body: BlockRequest,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Never promote the digest again, in any environment, until unblocked."""
-    return operations.block(store, body.digest, actor=principal.name, reason=body.reason)
+    return manager.block_digest(body.digest, actor=principal.name, reason=body.reason)
 
 
 @router.delete("/registry/blocked-digests/{digest}", tags=["registry"])
 def unblock_digest(
     digest: str,
     principal: Principal = Depends(require_scope("controller:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Let the digest be promoted again."""
-    return operations.unblock(store, digest, actor=principal.name)
+    return manager.unblock_digest(digest, actor=principal.name)

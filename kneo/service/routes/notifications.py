@@ -3,19 +3,15 @@ and dead, and retrying them (docs/notifications.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kneo.platform.notifications import list_view
+from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
-from kneo.service.dependencies import store_dep
+from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import OFFSET, list_cap
-from kneo.store.base import check_offset
-
-if TYPE_CHECKING:
-    from kneo.store import Store
 
 router = APIRouter(tags=["notifications"])
 SCOPE = "notifications:admin"
@@ -41,12 +37,10 @@ def list_notifications(
     event_type: str | None = Query(None, max_length=64),
     limit: int | None = Query(None, ge=1),
     offset: int = OFFSET,
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Deliveries newest first, with counts per status (pending, sending, sent, dead)."""
-    check_offset(offset)
-    return list_view(
-        store,
+    return manager.list_notifications(
         status=status,
         receiver=receiver,
         event_type=event_type,
@@ -59,13 +53,8 @@ def list_notifications(
 def retry_notifications(
     body: RetryRequest,
     principal: Principal = Depends(require_scope(SCOPE)),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Make deliveries due now with a fresh attempt budget (``dead`` ones by default)."""
-    retried = store.retry_notifications(body.ids, status=body.status)
-    store.add_audit(
-        "notifications.retried",
-        actor=principal.name,
-        payload={"ids": body.ids, "status": None if body.ids else body.status, "count": retried},
-    )
+    retried = manager.retry_notifications(body.ids, status=body.status, actor=principal.name)
     return {"retried": retried}

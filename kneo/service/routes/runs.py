@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
-from kneo.platform.admission import stored_policy
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
@@ -97,7 +96,7 @@ def _create(
     manager, actor = caller.manager, caller.principal.name
     return run_idempotent(
         request,
-        manager.store,
+        manager,
         operation=operation,
         actor=actor,
         request_hash=lambda: body_hash(body),
@@ -181,7 +180,7 @@ def run_policy_report(
     from kneo.spec.loader import load_spec_data
 
     annotate(request, run_id=run_id)
-    run = caller.manager.store.get_run(run_id)
+    run = caller.manager.get_run_record(run_id)
     if not run.spec:
         raise InvalidRequest(f"run {run_id} carries no spec metadata", run_id=run_id)
     tools, runtimes = registries(caller.manager)
@@ -192,9 +191,9 @@ def run_policy_report(
         context=getattr(caller.manager, "project", None),
         tool_registry=tools,
         runtime_registry=runtimes,
-        policy=stored_policy(caller.manager.store, run.environment),
+        policy=caller.manager.stored_policy(run.environment),
     )
-    caller.manager.store.add_audit(
+    caller.manager.add_audit(
         "spec.policy_reported",
         actor=caller.principal.name,
         run_id=run_id,
@@ -243,15 +242,17 @@ def run_checkpoints(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A run's checkpoints (payloads on request), paged by sequence."""
-    from kneo.platform.results import checkpoint_view
-
     annotate(request, run_id=run_id)
-    manager.store.get_run(run_id)
-    found = manager.store.list_checkpoints(
-        run_id, type=type, limit=page.limit, offset=page.offset, sort_order=page.sort_order
+    found = manager.checkpoints(
+        run_id,
+        type=type,
+        limit=page.limit,
+        offset=page.offset,
+        sort_order=page.sort_order,
+        include_payload=include_payload,
     )
-    items = [checkpoint_view(c, include_payload=include_payload) for c in found.items]
-    return {"run_id": run_id, "checkpoints": items, **page.metadata(len(items), found.total)}
+    items = found["checkpoints"]
+    return {"run_id": run_id, "checkpoints": items, **page.metadata(len(items), found["total"])}
 
 
 @router.get("/runs/{run_id}/checkpoints/diff", dependencies=[Depends(require_scope("runs:read"))])
@@ -276,19 +277,16 @@ def run_trace(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A run's trace events, paged by sequence."""
-    from kneo.platform.results import trace_view
-
     annotate(request, run_id=run_id, trace_id=run_id)
-    manager.store.get_run(run_id)
-    found = manager.store.list_trace(
+    found = manager.trace(
         run_id,
         event_type=event_type,
         limit=page.limit,
         offset=page.offset,
         sort_order=page.sort_order,
     )
-    events = [trace_view(e) for e in found.items]
-    return {"run_id": run_id, "events": events, **page.metadata(len(events), found.total)}
+    events = found["events"]
+    return {"run_id": run_id, "events": events, **page.metadata(len(events), found["total"])}
 
 
 def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
@@ -316,12 +314,11 @@ def run_events(
 ) -> StreamingResponse:
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
-    from kneo.platform.events import read_events, stream_stops
+    from kneo.platform.events import stream_stops
     from kneo.platform.results import run_result
 
     annotate(request, run_id=run_id)
-    store = manager.store
-    store.get_run(run_id)  # 404 before the stream starts
+    manager.get_run_record(run_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[bytes]:
         after = last_event_id or 0
@@ -329,13 +326,13 @@ def run_events(
         cache: dict[str, Any] = {}
         ended = False
         while True:
-            events, last = await asyncio.to_thread(read_events, store, run_id, after, cache)
+            events, last = await asyncio.to_thread(manager.read_events, run_id, after, cache)
             for event in events:
                 yield _sse(event.type, event.to_dict(), event.sequence)
             if last != after:
                 after, idle = last, 0.0
                 continue
-            run = await asyncio.to_thread(store.get_run, run_id)
+            run = await asyncio.to_thread(manager.get_run_record, run_id)
             stop = stream_stops(run.status)
             if stop and not ended:
                 # One more read first: the last events may have committed, with the status,

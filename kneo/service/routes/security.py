@@ -9,20 +9,17 @@ changed field names.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
 from kneo.errors import NotFound
 from kneo.names import check_name
-from kneo.platform.admission import POLICY_PREFIX
-from kneo.redaction import REDACTED, redact
+from kneo.platform import PlatformManager
+from kneo.redaction import REDACTED
 from kneo.service.auth import Principal, parse_api_keys, require_scope
-from kneo.service.dependencies import store_dep
+from kneo.service.dependencies import manager_dep
 from kneo.spec.project import PolicyEnforcement
-
-if TYPE_CHECKING:
-    from kneo.store import Store
 
 router = APIRouter()
 
@@ -78,13 +75,13 @@ def credential_inventory(settings: Any) -> dict[str, Any]:
 def get_credentials(
     request: Request,
     principal: Principal = Depends(require_scope("credentials:read")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Redacted inventory of configured secret references (presence only)."""
     inventory = credential_inventory(request.app.state.settings)
     groups = [g for g in inventory.values() if isinstance(g, dict)]
     refs = [ref for g in groups for ref in g.values()]
-    store.add_audit(
+    manager.add_audit(
         "credential.inventory_accessed",
         actor=principal.name,
         payload={
@@ -106,13 +103,10 @@ def _env_param(environment: str) -> str:
     tags=["policies"],
     dependencies=[Depends(require_scope("policies:read"))],
 )
-def list_environment_policies(store: Store = Depends(store_dep)) -> dict[str, Any]:
+def list_environment_policies(manager: PlatformManager = Depends(manager_dep)) -> dict[str, Any]:
     """Every service-managed environment policy."""
-    stored = store.list_metadata(POLICY_PREFIX)
-    policies = [
-        {"environment": key[len(POLICY_PREFIX) :], "policy": value}
-        for key, value in sorted(stored.items())
-    ]
+    stored = manager.environment_policies()
+    policies = [{"environment": env, "policy": value} for env, value in sorted(stored.items())]
     return {"policies": policies, "count": len(policies), "total": len(policies)}
 
 
@@ -122,11 +116,11 @@ def list_environment_policies(store: Store = Depends(store_dep)) -> dict[str, An
     dependencies=[Depends(require_scope("policies:read"))],
 )
 def get_environment_policy(
-    environment: str = Path(...), store: Store = Depends(store_dep)
+    environment: str = Path(...), manager: PlatformManager = Depends(manager_dep)
 ) -> dict[str, Any]:
     """One environment's service-managed policy (404 when none is stored)."""
     env = _env_param(environment)
-    value = store.get_metadata(POLICY_PREFIX + env)
+    value = manager.environment_policy(env)
     if value is None:
         raise NotFound(f"no service-managed policy for environment {env!r}", resource="policy")
     return {"environment": env, "policy": value}
@@ -137,29 +131,10 @@ def put_environment_policy(
     environment: str = Path(...),
     policy: PolicyEnforcement = Body(...),
     principal: Principal = Depends(require_scope("policies:write")),
-    store: Store = Depends(store_dep),
+    manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Replace an environment's policy; answers with the previous one too."""
     env = _env_param(environment)
     current = policy.model_dump(mode="json")
-    key = POLICY_PREFIX + env
-    with store.transaction() as tx:
-        previous = store.get_metadata(key)
-        tx.set_metadata(key, current)
-        changed = sorted(
-            name
-            for name in set(current) | set(previous or {})
-            if (previous or {}).get(name) != current.get(name)
-        )
-        tx.add_audit(
-            "policy.changed",
-            actor=principal.name,
-            payload={
-                "surface": "environment",
-                "environment": env,
-                "previous_policy": redact(previous),
-                "policy": redact(current),
-                "changed_fields": changed,
-            },
-        )
+    previous = manager.put_environment_policy(env, current, actor=principal.name)
     return {"environment": env, "policy": current, "previous_policy": previous}

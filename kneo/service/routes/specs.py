@@ -21,11 +21,11 @@ def _checked(
 ) -> tuple[Any, SpecReport]:
     check_limits(body, request.app.state.settings.limits)
     resolved = resolve_spec(body, request.app.state.settings)
-    return resolved, check_resolved(resolved, manager, manager.store)
+    return resolved, check_resolved(resolved, manager)
 
 
 def _audit(caller: Caller, event: str, resolved: Any, report: Any) -> None:
-    caller.manager.store.add_audit(
+    caller.manager.add_audit(
         event,
         actor=caller.principal.name,
         payload={
@@ -54,7 +54,7 @@ def spec_policy_report(
 ) -> dict[str, Any]:
     """The structured governance report (memory, tools, MCP, guardrails, human review)."""
     resolved, report = _checked(request, body, caller.manager)
-    caller.manager.store.add_audit(
+    caller.manager.add_audit(
         "spec.policy_reported",
         actor=caller.principal.name,
         payload={"source": "spec", "spec": resolved.source, "valid": report.valid},
