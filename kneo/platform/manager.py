@@ -40,6 +40,7 @@ Invariants kept by the collaborators:
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -200,8 +201,6 @@ class PlatformManager:
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
         )
-        self.admin = Administration(store=self.store)
-        self.gitops = GitOps(store=self.store)
         self._worker: Worker | None = None
         self._sleep = sleep
 
@@ -213,6 +212,17 @@ class PlatformManager:
 
         grant = access or self.admission.host_access(None, "spec")
         return McpClientSessions(imports, settings=self.settings, access=grant)
+
+    @functools.cached_property
+    def admin(self) -> Administration:
+        """The audit log, environment policies, notification deliveries and idempotency
+        records (built on first use: most processes never ask)."""
+        return Administration(store=self.store)
+
+    @functools.cached_property
+    def gitops(self) -> GitOps:
+        """Controller requests and the registry's reads and day-two writes."""
+        return GitOps(store=self.store)
 
     @property
     def lease_seconds(self) -> float:
