@@ -60,10 +60,14 @@ def list_tasks(
     if opts.printed_json(data):
         return
     if counts:
+        capped = set(data.get("counts_capped") or ())  # counted up to the cap, then "N+"
         print_table(
             "pending requests per assignee",
             ["assignee", "pending"],
-            [[a, n] for a, n in sorted((data.get("counts_by_assignee") or {}).items())],
+            [
+                [a, f"{n}+" if a in capped else n]
+                for a, n in sorted((data.get("counts_by_assignee") or {}).items())
+            ],
         )
         return
     rows = []

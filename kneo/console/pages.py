@@ -296,16 +296,19 @@ def _inbox_listing(
         limit=min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE),
         cursor=cursor or None,
         count=False,  # the inbox shows the counts per assignee, not a total
-        # Counting per assignee visits every pending task: a search, which pages through
-        # an index of its own however many there are, shows its results without them.
+        # Each assignee's count stops at INBOX_COUNT_CAP (shown "N+"), so the counts cost
+        # the same however many tasks are pending; a search shows its results without them.
         by_assignee=not filters["q"].strip(),
+        counts_cap=INBOX_COUNT_CAP,
         show_personal=view.viewer.show_personal,
     )
     return dict(listed)
 
 
 #: An inbox listing with nothing in it (a search that was refused).
-_EMPTY: dict[str, Any] = {"next_cursor": None, "counts_by_assignee": None}
+_EMPTY: dict[str, Any] = {"next_cursor": None, "counts_by_assignee": None, "counts_capped": None}
+#: The inbox counts each assignee's pending requests up to this many, then shows "N+".
+INBOX_COUNT_CAP = 100
 
 
 def _inbox_view(
@@ -329,6 +332,7 @@ def _inbox_view(
             "filters": filters,
             "counts": sorted(counts.items()),
             "pending": sum(counts.values()),
+            "capped": set(listed.get("counts_capped") or ()),
             "kinds": tuple(KIND_LABELS),
             "ages": AGES,
             "next_url": following,

@@ -93,6 +93,7 @@ class Decisions:
         by_assignee: bool = True,
         show_personal: bool = False,
         q: str | None = None,
+        counts_cap: int | None = None,
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
         environment, assignee, request kind (``promotion``: promotions), escalation and age
@@ -100,7 +101,10 @@ class Decisions:
         ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
         ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
         (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
-        asked for (they visit every pending task, where a page stops after its rows).
+        asked for. Like ``total``, each assignee's count is exact up to ``counts_cap``
+        (default ``KNEO_SERV_MAX_LIST_COUNT``): beyond it the count shows the cap and the
+        assignee is in ``counts_capped``, so counting costs at most (assignees) x (cap)
+        index rows, not every pending task.
         ``show_personal`` for a decider. ``q`` keeps the tasks holding every word of it in
         their prompts, run input, workflow (or bundle) name or assignees
         (:mod:`kneo.store.search`). Each task has ``input_preview``, the first words of its
@@ -132,10 +136,12 @@ class Decisions:
             count=count,
             search=query_terms(q) if q and q.strip() else (),
         )
-        counts = None
+        counts = capped = None
         if by_assignee:
-            pending = self.store.pending_counts_by_assignee()
-            counts = {a or "(unassigned)": n for a, n in pending.items()}
+            top = counts_cap or self.settings.limits.max_list_count
+            pending = self.store.pending_counts_by_assignee(top)
+            counts = {a or "(unassigned)": min(n, top) for a, n in pending.items()}
+            capped = sorted(a or "(unassigned)" for a, n in pending.items() if n > top)
         return {
             "tasks": self._list_views(page.items, show_personal),
             "count": len(page.items),
@@ -145,6 +151,7 @@ class Decisions:
             "offset": page.offset,
             "next_cursor": page.next_cursor,
             "counts_by_assignee": counts,
+            "counts_capped": capped,
         }
 
     def _list_views(

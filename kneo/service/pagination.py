@@ -41,8 +41,8 @@ CURSOR: Any = Query(
 )
 INCLUDE: Any = Query(
     None,
-    description="counts: on the inbox, add counts_by_assignee (it visits every pending "
-    "task, so only when asked). total is always there.",
+    description="counts: on the inbox, add counts_by_assignee (each counted up to "
+    "KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.",
 )
 
 

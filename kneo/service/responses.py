@@ -247,6 +247,11 @@ class HumanTask(_Open):
 class HumanTaskList(_Page):
     tasks: list[HumanTask]
     counts_by_assignee: dict[str, int] | None = None
+    counts_capped: list[str] | None = Field(
+        None,
+        description="With include=counts: the assignees counted up to the cap "
+        "(KNEO_SERV_MAX_LIST_COUNT) and stopped there: each has more than its count shows.",
+    )
 
 
 #: operation id -> (status code, model) of the answers it documents.

@@ -41,6 +41,8 @@ from kneo.store.base import (
     StoreBase,
     check_order,
     check_page,
+    count_rows,
+    keyset_after,
     keyset_page,
     not_found_error,
     ordered,
@@ -60,6 +62,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry import RegistryReadsMixin
+from kneo.store.search import ASSIGNEE, KIND, PROMOTION, label
 from kneo.store.sessions import SessionsMixin
 from kneo.store.transaction import Transaction as Transaction
 
@@ -88,14 +91,28 @@ _RUN_ORDERS = {
 }
 
 
-#: the inbox's kind of a promotion's task (its requests are approvals of a promotion)
-PROMOTION = "promotion"
-
-
 def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
     if cursor is not None and offset:
         raise InvalidRequest("use cursor or offset, not both", field="cursor")
 
+
+#: Pending requests per assignee, each counted up to ``:n`` rows: a recursive walk from
+#: one assignee to the next in the ``(status, assignee)`` index (each step one seek), then a
+#: bounded count per assignee, and the unassigned.
+_CAPPED_COUNTS = sa.text(
+    "WITH RECURSIVE names(assignee) AS ("
+    " SELECT min(assignee) FROM continuation_requests WHERE status = 'pending'"
+    " UNION ALL"
+    " SELECT (SELECT min(r.assignee) FROM continuation_requests r"
+    "  WHERE r.status = 'pending' AND r.assignee > names.assignee)"
+    " FROM names WHERE names.assignee IS NOT NULL)"
+    " SELECT assignee, (SELECT count(*) FROM (SELECT 1 AS one FROM continuation_requests r"
+    "  WHERE r.status = 'pending' AND r.assignee = names.assignee LIMIT :n) AS found)"
+    " FROM names WHERE assignee IS NOT NULL"
+    " UNION ALL"
+    " SELECT NULL, (SELECT count(*) FROM (SELECT 1 AS one FROM continuation_requests r"
+    "  WHERE r.status = 'pending' AND r.assignee IS NULL LIMIT :n) AS found)"
+)
 
 #: Rows a search counts per word to find its rarest (see ``Store._searched``).
 _RARE = 5000
@@ -454,10 +471,12 @@ class Store(
         passed back as ``cursor``, continues after its last row (keyset paging: the page
         after it costs the same however deep it is, and rows added meanwhile are neither
         skipped nor repeated). ``cursor`` and ``offset`` do not combine. ``count=False``
-        leaves ``total`` out (``None``): with a kind or assignee filter, counting visits
-        every pending task, where a page stops after its rows. ``search`` (words of
+        leaves ``total`` out (``None``). ``search`` (words of
         :func:`kneo.store.search.query_terms`) keeps the pending tasks holding every one
-        of them: the page walks the rarest word's index rows in this same order.
+        of them: the page walks the rarest word's index rows in this same order. A pending
+        task's assignee and kind filters walk their labels' rows the same way
+        (:mod:`kneo.store.search`); an assignee tuple (a person and their groups) walks
+        each one's and merges them.
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
@@ -477,30 +496,102 @@ class Store(
             workflow_name=workflow_name,
             environment=environment,
         )
-        columns = (c.created_at, c.continuation_id)
+        # The labels of the assignee and kind filters (pending tasks only have them): every
+        # one of ``labels``, any one of ``either`` (a person and their groups).
+        labels: list[str] = []
+        either: list[str] = []
+        if status == "pending":
+            if isinstance(assignee, tuple):
+                either = [label(ASSIGNEE, a) for a in dict.fromkeys(assignee)]
+            elif assignee is not None:
+                labels.append(label(ASSIGNEE, assignee))
+            if kind is not None and kind != PROMOTION:
+                labels.append(label(KIND, kind))
+            if len(either) == 1:
+                labels, either = [*either, *labels], []
+        others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
+                  environment)  # fmt: skip
+        cap = self.settings.limits.max_list_count
         with self._read() as conn:
-            if search:
-                where, columns = self._searched(conn, where, search)
-            found, total, capped, next_cursor = keyset_page(
-                conn, t.continuations, where, columns, order, limit=limit, offset=offset,
-                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
-            )  # fmt: skip
+            if either:
+                found, total, capped, next_cursor = self._either_page(
+                    conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
+                    cursor=cursor, count=count, cap=cap,
+                )  # fmt: skip
+            else:
+                page_where, columns = where, (c.created_at, c.continuation_id)
+                if search or labels:
+                    lead = None if search else labels[0]
+                    page_where, columns = self._searched(conn, where, [*labels, *search], lead)
+                counted = None
+                if count and not search and len(labels) == 1 and all(o is None for o in others):
+                    # a label's rows are its pending tasks, once each: count those alone
+                    lead_rows = [t.continuation_terms.c.term == labels[0]]
+                    counted = count_rows(conn, t.continuation_terms, lead_rows, cap)
+                found, total, capped, next_cursor = keyset_page(
+                    conn, t.continuations, page_where, columns, order, limit=limit,
+                    offset=offset, cursor=cursor, count=count and counted is None, cap=cap,
+                )  # fmt: skip
+                if counted is not None:
+                    total, capped = counted
         items = [rows.continuation(r) for r in found]
         return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
 
+    def _either_page(
+        self,
+        conn: Connection,
+        where: list[Any],
+        either: Sequence[str],
+        every: Sequence[str],
+        order: SortOrder,
+        *,
+        limit: int,
+        offset: int,
+        cursor: str | None,
+        count: bool,
+        cap: int | None,
+    ) -> tuple[list[Any], int | None, bool, str | None]:
+        """A page of the tasks holding any label of ``either`` (and every term of ``every``):
+        each label's rows walked in the inbox's order up to the page's end, the walks merged
+        by that order (a task of two of them once). So "mine", a person and their groups,
+        costs a page per label, not a walk of every pending task. ``total`` is counted by
+        ``where`` (exact; only a caller that asks pays it)."""
+        c = t.continuations.c
+        branches = []
+        for term in either:
+            narrowed, columns = self._searched(conn, where, [term, *every], term)
+            walk = (
+                sa.select(c.continuation_id)
+                .where(*narrowed, *keyset_after(cursor, order, columns))
+                .order_by(*(ordered(col, order) for col in columns))
+                .limit(offset + limit + 1)
+                .subquery()
+            )
+            branches.append(sa.select(walk.c.continuation_id))
+        merged = sa.union_all(*branches).subquery()
+        found, _, _, next_cursor = keyset_page(
+            conn, t.continuations, [c.continuation_id.in_(sa.select(merged.c.continuation_id))],
+            (c.created_at, c.continuation_id), order, limit=limit, offset=offset, cursor=cursor,
+        )  # fmt: skip
+        total, capped = count_rows(conn, t.continuations, where, cap) if count else (None, False)
+        return found, total, capped, next_cursor
+
     @staticmethod
     def _searched(
-        conn: Connection, where: list[Any], search: Sequence[str]
+        conn: Connection, where: list[Any], search: Sequence[str], lead: str | None = None
     ) -> tuple[list[Any], tuple[Any, ...]]:
-        """``where`` narrowed to tasks holding every word of ``search``, and the order to
-        page by: the rarest word's ``continuation_terms`` rows, whose key is the inbox's
-        order, joined to their tasks; the other words are probed per task by its
-        ``(continuation_id, term)`` index. Which word is rarest is counted up to
-        :data:`_RARE` rows each (a word more common than that is as good as any other)."""
+        """``where`` narrowed to tasks holding every term of ``search`` (words, labels), and
+        the order to page by: the rarest term's ``continuation_terms`` rows (or ``lead``'s),
+        whose key is the inbox's order, joined to their tasks; the other terms are probed
+        per task by its ``(continuation_id, term)`` index. Which term is rarest is counted up
+        to :data:`_RARE` rows each (a term more common than that is as good as any other)."""
         c = t.continuations.c
         k = t.continuation_terms
         words = list(dict.fromkeys(search))
-        if len(words) > 1:
+        if lead is not None:
+            words.remove(lead)
+            words.insert(0, lead)
+        elif len(words) > 1:
             counted = {
                 w: conn.execute(
                     sa.select(sa.func.count()).select_from(
@@ -527,16 +618,25 @@ class Store(
             )
         return narrowed, (k.c.created_at, k.c.continuation_id)
 
-    def pending_counts_by_assignee(self) -> dict[str | None, int]:
-        """Pending requests of pending continuations per assignee (``None`` = unassigned):
-        one scan of the ``(status, assignee)`` index (a request row is pending only while its
-        continuation is, see ``continuation_request_rows``)."""
+    def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]:
+        """Pending requests of pending continuations per assignee (``None`` = unassigned),
+        from the ``(status, assignee)`` index (a request row is pending only while its
+        continuation is, see ``continuation_request_rows``). Without ``cap``: one scan of
+        every pending row. With it, each assignee is counted up to ``cap + 1`` (a count above
+        ``cap`` means "more than ``cap``"): the assignees are found by skipping from one to
+        the next in the index, so this reads at most (assignees) x (``cap`` + 1) rows however
+        many tasks are pending."""
         r = t.continuation_requests.c
-        stmt = (
-            sa.select(r.assignee, sa.func.count()).where(r.status == "pending").group_by(r.assignee)
-        )
         with self._read() as conn:
-            return {assignee: int(n) for assignee, n in conn.execute(stmt)}
+            if cap is None:
+                stmt = (
+                    sa.select(r.assignee, sa.func.count())
+                    .where(r.status == "pending")
+                    .group_by(r.assignee)
+                )
+                return {assignee: int(n) for assignee, n in conn.execute(stmt)}
+            found = conn.execute(_CAPPED_COUNTS, {"n": cap + 1})
+            return {assignee: int(n) for assignee, n in found if n}
 
     def inbox_version(self) -> int:
         """A number that changes whenever the inbox may have: the newest audit event's id

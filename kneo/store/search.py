@@ -12,12 +12,21 @@ A word is a run of letters, digits or ``_`` (Unicode), case-folded, cut at
 word of a query must match a whole word of the task (no prefixes: a prefix has no order an
 index can walk). The caller redacts the text before it is indexed, so a secret is never a term (and no search
 can tell whether a task holds one).
+
+The same rows carry a pending task's *labels*: ``=a:<assignee>`` and ``=k:<kind>`` for each
+pending request (no kind label on a promotion, which the ``kind`` filter finds by its workflow
+kind). A word is letters, digits and ``_`` only, so no query word is ever a label. The inbox
+filters by assignee and kind walk a label's rows in the inbox's order, as a search walks a
+word's: a page of a rare assignee costs what a page of a common one does. A label longer than
+:data:`MAX_LENGTH` is its value's digest; the filter still checks each task's requests exactly
+(``continuation_requests``), so the label only chooses which rows to walk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from kneo.errors import InvalidRequest
 
@@ -59,3 +68,35 @@ def query_terms(query: str) -> list[str]:
     if len(found) > MAX_QUERY_TERMS:
         raise InvalidRequest(f"q may hold at most {MAX_QUERY_TERMS} words", field="q")
     return found
+
+
+#: the inbox's kind of a promotion's task (its requests are approvals of a promotion)
+PROMOTION = "promotion"
+#: What starts a label (never a word: words are ``\w`` only), and its two kinds.
+LABEL = "="
+ASSIGNEE = "a"
+KIND = "k"
+
+
+def label(prefix: str, value: str) -> str:
+    """The label term of ``value``: ``=<prefix>:<value>``, or its digest when that is longer
+    than a term may be."""
+    term = f"{LABEL}{prefix}:{value}"
+    if len(term) <= MAX_LENGTH:
+        return term
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    return f"{LABEL}{prefix}#{digest}"[:MAX_LENGTH]
+
+
+def task_labels(requests: Sequence[Mapping[str, object]], *, promotion: bool) -> list[str]:
+    """The labels of a task's *pending* requests: each assignee and (not for a promotion)
+    each kind, once."""
+    found: dict[str, None] = {}
+    for r in requests:
+        if (r.get("status") or "pending") != "pending":
+            continue
+        if r.get("assignee"):
+            found.setdefault(label(ASSIGNEE, str(r["assignee"])))
+        if r.get("kind") and not promotion:
+            found.setdefault(label(KIND, str(r["kind"])))
+    return list(found)

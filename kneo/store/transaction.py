@@ -67,7 +67,7 @@ from kneo.store.rowvalues import (
     spec_ref,
     trace_values,
 )
-from kneo.store.search import task_terms
+from kneo.store.search import LABEL, PROMOTION, task_labels, task_terms
 from kneo.store.steps import (
     CAS_RETURNING,
     CHECKPOINT_COLUMNS,
@@ -901,8 +901,10 @@ class Transaction(RegistryWritesMixin):
             self._insert_requests(continuation_id, request_list, status)
             if status != "pending" or search_text:
                 self._delete_terms(continuation_id)
-            if status == "pending" and search_text:
-                self._insert_terms(record, search_text)
+            elif status == "pending":  # its words stay; its labels follow its requests
+                self._delete_labels(continuation_id)
+            if status == "pending":
+                self._insert_terms(record, search_text, words=bool(search_text))
             return record
         new_continuation(values, continuation_id, self.now)
         dbapi = self._d.db.loaded_dbapi
@@ -929,10 +931,15 @@ class Transaction(RegistryWritesMixin):
             self._insert_terms(record, search_text)
         return record
 
-    def _insert_terms(self, cont: ContinuationRecord, search_text: Sequence[str]) -> None:
-        """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`)."""
-        assignees = [r.get("assignee") for r in cont.requests]
-        terms = task_terms([cont.workflow_name, *assignees, *search_text])
+    def _insert_terms(
+        self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
+    ) -> None:
+        """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`): its
+        words (unless ``words`` is false) and the labels of its pending requests."""
+        terms = task_labels(cont.requests, promotion=cont.workflow_kind == PROMOTION)
+        if words:
+            assignees = [r.get("assignee") for r in cont.requests]
+            terms += task_terms([cont.workflow_name, *assignees, *search_text])
         at, cid = cont.created_at, cont.continuation_id
         if terms:
             self._insert_rows(
@@ -982,6 +989,13 @@ class Transaction(RegistryWritesMixin):
     def _delete_terms(self, continuation_id: str) -> None:
         sql = "DELETE FROM continuation_terms WHERE continuation_id = :k_id"
         self._exec("delete_terms", lambda: sql, {"k_id": continuation_id})
+
+    def _delete_labels(self, continuation_id: str) -> None:
+        sql = (
+            "DELETE FROM continuation_terms WHERE continuation_id = :k_id "
+            f"AND substr(term, 1, 1) = '{LABEL}'"
+        )
+        self._exec("delete_labels", lambda: sql, {"k_id": continuation_id})
 
     def delete_continuation(self, continuation_id: str) -> bool:
         """Remove a continuation, its request index and its search words; ``False`` if it

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from kneo.settings import Settings
 from kneo.store import Store, open_store
 from kneo.store import tables as t
+from kneo.store.search import task_labels
 
 ROWS = 20_000
 BIG = (
@@ -74,9 +75,16 @@ def _fill(store: Store, rows: int) -> None:
             | {"assignee": f"a{i % 50}", "status": "pending" if pending else "resolved"}
         )
         if pending:  # the inbox search's words: one every task has, a group's, its own
+            request = {"kind": reqs[-1]["kind"], "assignee": reqs[-1]["assignee"]}
             terms += [
                 {"term": w, "created_at": at, "continuation_id": cid}
-                for w in ("approve", f"g{i % 100}", f"w{i:06d}")
+                # and the assignee and kind filters' labels
+                for w in (
+                    "approve",
+                    f"g{i % 100}",
+                    f"w{i:06d}",
+                    *task_labels([request], promotion=promotion),
+                )
             ]
     revisions = [  # a bundle per ten rows, in four environments, two revisions each
         {"bundle_name": f"b{i // 8:05d}", "environment": f"env{i % 4}", "revision": 1 + i // 4 % 2}
@@ -150,12 +158,16 @@ def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
     few rows and sorts them rather than walk the index in order (a common word's walk is
     checked by its own listing)."""
     filtered = " WHERE " in statement.upper()
+    # a merge of walks (an assignee and their groups) sorts what they found: each branch is
+    # an index walk in order with its own LIMIT, so at most branches x (limit + 1) rows
+    merged = " UNION ALL " in statement.upper()
     bad = []
     for line in plan:
         text = line.strip()
         if store.dialect.name == "sqlite":
             whole = text.startswith("SCAN ") and "USING" not in text and filtered
-            if "USE TEMP B-TREE" in text or (whole and text.split()[1] in BIG):
+            sorts = "USE TEMP B-TREE" in text and not (merged and text.endswith("ORDER BY"))
+            if sorts or (whole and text.split()[1] in BIG):
                 bad.append(text)
             continue
         sort = re.match(r"(->\s*)?Sort\s+\(cost=[\d.]+\.\.[\d.]+ rows=(\d+)", text)
@@ -176,6 +188,12 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "tasks newest": lambda s, c: s.list_continuations(sort="newest", cursor=c, count=False),
     "tasks assignee": lambda s, c: s.list_continuations(assignee="a7", cursor=c, count=False),
     "tasks kind": lambda s, c: s.list_continuations(kind="input", cursor=c, count=False),
+    "tasks assignee and kind": lambda s, c: s.list_continuations(
+        assignee="a7", kind="input", cursor=c, count=False
+    ),
+    "tasks mine": lambda s, c: s.list_continuations(  # a person and their groups
+        assignee=("a7", "a8", "a9"), cursor=c, count=False
+    ),
     "tasks promotion": lambda s, c: s.list_continuations(kind="promotion", cursor=c, count=False),
     "tasks workflow kind": lambda s, c: s.list_continuations(
         workflow_kind="sequential", cursor=c, count=False

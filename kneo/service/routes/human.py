@@ -44,7 +44,7 @@ def list_human_tasks(
     (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
     however deep) or a bounded ``offset``; ``total`` always (exact up to
     ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
-    ``include=counts``. Each task carries ``input_preview``, the first words of its run's
+    ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
     input."""
     listed = caller.manager.list_human_tasks(
         run_id=run_id,

@@ -128,7 +128,7 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
  * however deep) or a bounded ``offset``; ``total`` always (exact up to
  * ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
- * ``include=counts``. Each task carries ``input_preview``, the first words of its run's
+ * ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
  * input.
  */
 export const humanTasksList = <ThrowOnError extends boolean = false>(options?: Options<HumanTasksListData, ThrowOnError>) => (options?.client ?? client).get<HumanTasksListResponses, HumanTasksListErrors, ThrowOnError>({

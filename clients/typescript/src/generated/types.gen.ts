@@ -421,6 +421,12 @@ export type HumanTaskList = {
         [key: string]: number;
     } | null;
     /**
+     * Counts Capped
+     *
+     * With include=counts: the assignees counted up to the cap (KNEO_SERV_MAX_LIST_COUNT) and stopped there: each has more than its count shows.
+     */
+    counts_capped?: Array<string> | null;
+    /**
      * Limit
      */
     limit: number;
@@ -1202,7 +1208,7 @@ export type AuditEventsListData = {
         /**
          * Include
          *
-         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
          */
         include?: string | null;
     };
@@ -1640,7 +1646,7 @@ export type HumanTasksListData = {
         /**
          * Include
          *
-         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
          */
         include?: string | null;
         /**
@@ -2465,7 +2471,7 @@ export type RegistryBundlesListData = {
         /**
          * Include
          *
-         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
          */
         include?: string | null;
     };
@@ -2968,7 +2974,7 @@ export type RunsListData = {
         /**
          * Include
          *
-         * counts: on the inbox, add counts_by_assignee (it visits every pending task, so only when asked). total is always there.
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
          */
         include?: string | null;
         /**
