@@ -55,3 +55,20 @@ def test_htmx_keeps_the_page_on_304() -> None:
     handling = json.loads(config.group(1))["responseHandling"]
     first_match = next(h for h in handling if re.fullmatch(h["code"], "304"))
     assert first_match["swap"] is False
+
+
+def test_counts_per_assignee_stop_at_the_cap(service: Any, monkeypatch: Any) -> None:
+    """Each assignee's count stops at the console's cap and says so ("N+"), as does the
+    number pending; below the cap it is exact."""
+    import kneo.console.pages as pages
+
+    app, api = service()
+    for text in ("one", "two", "three"):
+        start(api, "hitl_approval", text)  # assigned to "reviewer"
+    reviewer = Console(app)
+    reviewer.sign_in("reviewer")
+    exact = reviewer.get("/ui/inbox").text
+    assert "<h2>3 pending</h2>" in exact and '<span class="count">3</span>' in exact
+    monkeypatch.setattr(pages, "INBOX_COUNT_CAP", 2)
+    capped = reviewer.get("/ui/inbox?sort=newest").text
+    assert "<h2>2+ pending</h2>" in capped and '<span class="count">2+</span>' in capped

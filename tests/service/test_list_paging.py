@@ -116,7 +116,8 @@ def test_total_is_always_a_number_counted_up_to_the_cap(make_client: Any, cap: i
     """``total`` is a number on every listing, counted exactly up to
     ``KNEO_SERV_MAX_LIST_COUNT`` and marked ``total_capped`` beyond it: the count stops after
     ``cap + 1`` rows (a ``LIMIT`` inside it), so a listing costs the same however many rows
-    match. The per-assignee counts visit every pending task: only with ``include=counts``."""
+    match. The per-assignee counts (only with ``include=counts``) stop at the cap the same
+    way, each assignee's, and ``counts_capped`` names whose did."""
     client = make_client({"KNEO_SERV_MAX_LIST_COUNT": str(cap)})
     _paused(client, 3)
     engine = client.app.state.manager.store.engine  # type: ignore[attr-defined]
@@ -139,8 +140,10 @@ def test_total_is_always_a_number_counted_up_to_the_cap(make_client: Any, cap: i
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     counts = [s for s in statements if "count(" in s]
-    assert counts and all("limit" in s for s in counts if "assignee" not in s), counts
-    assert sum(counted["counts_by_assignee"].values()) == 3
+    assert counts and all("limit" in s for s in counts), counts
+    assert counted["counts_by_assignee"] == {"operator": min(3, cap)}
+    assert counted["counts_capped"] == (["operator"] if cap < 3 else [])
+    assert tasks["counts_capped"] is None
 
 
 def test_kind_approval_does_not_list_promotions(make_client: Any) -> None:
