@@ -21,6 +21,7 @@ _ERRORS = [
     "Conflict",
     "ConfigError",
     "DatabaseUnavailable",
+    "ErrorCode",
     "Forbidden",
     "IdempotencyConflict",
     "IllegalTransition",

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from kneo.errors import ErrorCode
+
 #: The model providers' public endpoints, allowed in every environment unless its policy
 #: file narrows the list (Azure OpenAI endpoints are per tenant: a project lists its own).
 PROVIDER_ENDPOINTS: tuple[str, ...] = (
@@ -138,7 +140,7 @@ def parse_url(url: str) -> Target:
         raise DestinationError(
             "a URL may not carry a user name or password (they end up in logs and traces); "
             "name a declared secret instead",
-            code="E_URL_HAS_CREDENTIALS",
+            code=ErrorCode.E_URL_HAS_CREDENTIALS,
         )
     host = (parts.hostname or "").lower()
     if not host:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import PayloadTooLarge, SpecError
+from kneo.errors import ErrorCode, PayloadTooLarge, SpecError
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,21 @@ LIMITS = DocumentLimits()
 class DocumentError(SpecError):
     """A document breaks a limit, is not a regular file, or is not JSON/YAML at all."""
 
-    code = "E_DOCUMENT_INVALID"
+    code = ErrorCode.E_DOCUMENT_INVALID
 
 
 class DocumentTooLarge(DocumentError):
-    code = "E_DOCUMENT_TOO_LARGE"
+    code = ErrorCode.E_DOCUMENT_TOO_LARGE
     http_status = PayloadTooLarge.http_status
 
 
 #: Which error code a document over each limit gets.
 _LIMIT_CODES = {
-    "max_bytes": "E_DOCUMENT_TOO_LARGE",
-    "max_depth": "E_DOCUMENT_TOO_DEEP",
-    "max_nodes": "E_DOCUMENT_TOO_COMPLEX",
-    "max_aliases": "E_DOCUMENT_TOO_COMPLEX",
-    "max_number_digits": "E_NUMBER_TOO_LONG",
+    "max_bytes": ErrorCode.E_DOCUMENT_TOO_LARGE,
+    "max_depth": ErrorCode.E_DOCUMENT_TOO_DEEP,
+    "max_nodes": ErrorCode.E_DOCUMENT_TOO_COMPLEX,
+    "max_aliases": ErrorCode.E_DOCUMENT_TOO_COMPLEX,
+    "max_number_digits": ErrorCode.E_NUMBER_TOO_LONG,
 }
 
 
@@ -104,22 +104,24 @@ def read_file(
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise SpecError(
-            f"{source}: {what} not found", code="E_FILE_NOT_FOUND", file=source
+            f"{source}: {what} not found", code=ErrorCode.E_FILE_NOT_FOUND, file=source
         ) from None
     except OSError as exc:
         raise SpecError(
-            f"{source}: cannot read: {exc.strerror}", code="E_FILE_NOT_FOUND", file=source
+            f"{source}: cannot read: {exc.strerror}", code=ErrorCode.E_FILE_NOT_FOUND, file=source
         ) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise SpecError(
-                f"{source}: is a directory, expected a {what}", code="E_FILE_NOT_FOUND", file=source
+                f"{source}: is a directory, expected a {what}",
+                code=ErrorCode.E_FILE_NOT_FOUND,
+                file=source,
             )
         if not stat.S_ISREG(mode):
             raise DocumentError(
                 f"{source}: not a regular file (a device, pipe or socket); a {what} must be one",
-                code="E_NOT_A_FILE",
+                code=ErrorCode.E_NOT_A_FILE,
                 file=source,
             )
         chunks: list[bytes] = []
@@ -144,7 +146,7 @@ def read_text(
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(
-            f"{path}: not UTF-8 text ({exc.reason})", code="E_YAML", file=str(path)
+            f"{path}: not UTF-8 text ({exc.reason})", code=ErrorCode.E_YAML, file=str(path)
         ) from None
 
 
@@ -182,7 +184,7 @@ def check_json(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
         line = text.count("\n", 0, at) + 1
         raise DocumentError(
             f"{source}:{line}: invalid JSON: unterminated string",
-            code="E_JSON",
+            code=ErrorCode.E_JSON,
             file=source,
             line=line,
         )
@@ -241,7 +243,7 @@ def _not_finite(
     shown = literal if len(literal) <= 40 else literal[:40] + "..."
     return DocumentError(
         f"{where}: the number {shown} is out of range (not a finite number)",
-        code="E_NUMBER_OUT_OF_RANGE",
+        code=ErrorCode.E_NUMBER_OUT_OF_RANGE,
         file=source,
         line=line,
         column=column,
@@ -301,14 +303,14 @@ def parse_json(
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DocumentError(
-                f"{source}: not UTF-8 JSON ({exc.reason})", code="E_JSON", file=source
+                f"{source}: not UTF-8 JSON ({exc.reason})", code=ErrorCode.E_JSON, file=source
             ) from None
     else:
         text = data
     check_json(text, source=source, limits=limits)
     if forbid_nul and "\\" in text and _ESCAPED_NUL.search(text):
         raise DocumentError(
-            f"{source}: strings may not contain NUL (\\u0000)", code="E_JSON", file=source
+            f"{source}: strings may not contain NUL (\\u0000)", code=ErrorCode.E_JSON, file=source
         )
     try:
         value = json.loads(
@@ -323,7 +325,7 @@ def parse_json(
     except json.JSONDecodeError as exc:
         raise DocumentError(
             f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})",
-            code="E_JSON",
+            code=ErrorCode.E_JSON,
             file=source,
             line=exc.lineno,
             column=exc.colno,
@@ -331,14 +333,16 @@ def parse_json(
     except ValueError as exc:
         if object_pairs_hook is not None and type(exc) is not ValueError:
             raise  # the hook's own refusal
-        raise DocumentError(f"{source}: invalid JSON: {exc}", code="E_JSON", file=source) from None
+        raise DocumentError(
+            f"{source}: invalid JSON: {exc}", code=ErrorCode.E_JSON, file=source
+        ) from None
     lone = _lone_surrogate_at(text) if "\\" in text else None
     if lone is not None:
         line, column = _position(text, lone)
         raise DocumentError(
             f"{source}:{line}: a string holds half of a UTF-16 surrogate pair "
             f"({text[lone : lone + 6]} at column {column}), which no text can store",
-            code="E_JSON",
+            code=ErrorCode.E_JSON,
             file=source,
             line=line,
             column=column,
@@ -488,7 +492,7 @@ class _YamlWalk:
         elif any(frame[0] == event.anchor for frame in self.open_):
             raise DocumentError(
                 f"{self.source}:{line}: alias *{event.anchor} refers to a node containing it",
-                code="E_DOCUMENT_TOO_COMPLEX",
+                code=ErrorCode.E_DOCUMENT_TOO_COMPLEX,
                 file=self.source,
                 line=line,
             )
@@ -511,13 +515,15 @@ def parse_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> An
         where = f"{source}:{line}" if line else source
         raise SpecError(
             f"{where}: invalid YAML: {problem}",
-            code="E_YAML",
+            code=ErrorCode.E_YAML,
             file=source,
             line=line,
             column=column,
         ) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: invalid YAML: {exc}", code="E_YAML", file=source) from None
+        raise SpecError(
+            f"{source}: invalid YAML: {exc}", code=ErrorCode.E_YAML, file=source
+        ) from None
 
 
 def load_yaml_file(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from kneo.errors import InvalidRequest
+from kneo.errors import ErrorCode, InvalidRequest
 
 #: Bundle and environment names (also signing key ids).
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -29,7 +29,7 @@ def check_name(value: str, *, kind: str = "name", field: str | None = None) -> s
         raise InvalidRequest(
             f"{kind} {shown!r} is not a valid name: 1-64 of A-Z a-z 0-9 . _ -, starting with "
             "a letter or digit",
-            code="invalid_name",
+            code=ErrorCode.invalid_name,
             field=field or kind.replace(" ", "_"),
             pattern=NAME_PATTERN,
         )

@@ -1,6 +1,9 @@
 """Every error code Kneo's CLI and HTTP API can emit, read from the source (``ast``, no imports).
 
-The codes are where the code puts them, so the list cannot drift from it:
+The codes are where the code puts them, so the list cannot drift from it. Each is spelled
+``ErrorCode.<code>`` (the rows of ``kneo/errors.py``); a code still written as a bare string
+is read too, and its place kept in ``literals`` so ``tests/core/test_error_codes.py`` can
+refuse it:
 
 * a ``code = "..."`` class attribute (``kneo/errors.py`` and every ``KneoError`` subclass);
 * a ``code="..."`` keyword at a raise site, and any string assigned to a variable ``code``;
@@ -53,6 +56,10 @@ class ErrorCode:
     severity: str | None = None
     meaning: str | None = None
     files: set[str] = field(default_factory=set)
+    #: where the code is written as a bare string rather than ``ErrorCode.<code>``
+    literals: list[str] = field(default_factory=list)
+    #: the ``KneoError`` subclasses that raise it (or define it as their ``code``)
+    classes: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -66,20 +73,43 @@ def _modules(root: Path) -> Iterator[tuple[str, ast.Module]]:
         yield str(path.relative_to(root)), ast.parse(path.read_text(), str(path))
 
 
-def _constants(trees: list[tuple[str, ast.Module]]) -> dict[str, str]:
-    """Module-level ``NAME = "text"`` constants of every module (codes are named this way)."""
-    found: dict[str, str] = {}
-    for _, tree in trees:
+def _code_attribute(node: ast.AST) -> str | None:
+    """``x`` of ``ErrorCode.x`` (the table's spelling of a code), else ``None``."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "ErrorCode"
+    ):
+        return node.attr
+    return None
+
+
+#: A code read from the source, and where it is written as a bare string (``None``: it is
+#: spelled ``ErrorCode.<code>``).
+Found = tuple[str, str | None]
+
+
+def _constants(trees: list[tuple[str, ast.Module]]) -> dict[str, Found]:
+    """Module-level ``NAME = "text"`` (or ``NAME = ErrorCode.x``) constants of every module
+    (codes are named this way)."""
+    found: dict[str, Found] = {}
+    for where, tree in trees:
         for node in tree.body:
-            if (
+            if not (
                 isinstance(node, ast.Assign)
                 and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)
             ):
-                found[node.targets[0].id] = node.value.value
+                continue
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                found[node.targets[0].id] = (node.value.value, _at(where, node.value))
+            elif (code := _code_attribute(node.value)) is not None:
+                found[node.targets[0].id] = (code, None)
     return found
+
+
+def _at(where: str, node: ast.AST) -> str:
+    return f"{where}:{getattr(node, 'lineno', 0)}"
 
 
 def _classes(trees: list[tuple[str, ast.Module]]) -> dict[str, _Class]:
@@ -139,26 +169,33 @@ def _assigned(stmt: ast.stmt, target: str) -> ast.expr | None:
     return None
 
 
-def _strings(node: ast.AST, constants: dict[str, str]) -> list[str]:
-    """The literal strings (and named string constants) anywhere in ``node``."""
-    found: list[str] = []
+def _strings(node: ast.AST, constants: dict[str, Found], where: str) -> list[Found]:
+    """The literal strings, ``ErrorCode.<code>`` and named string constants anywhere in
+    ``node``."""
+    found: list[Found] = []
     for sub in ast.walk(node):
         if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-            found.append(sub.value)
+            found.append((sub.value, _at(where, sub)))
         elif isinstance(sub, ast.Name) and sub.id in constants:
             found.append(constants[sub.id])
+        elif (code := _code_attribute(sub)) is not None:
+            found.append((code, None))
     return found
 
 
-def _values(node: ast.expr, constants: dict[str, str]) -> list[str]:
-    """The code(s) an expression evaluates to: a literal, a named constant, or either branch
-    of a conditional expression."""
+def _values(node: ast.expr, constants: dict[str, Found], where: str) -> list[Found]:
+    """The code(s) an expression evaluates to: a literal, ``ErrorCode.<code>``, a named
+    constant, or either branch of a conditional expression (``a if c else b``, ``a or b``)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
+        return [(node.value, _at(where, node))]
     if isinstance(node, ast.Name) and node.id in constants:
         return [constants[node.id]]
+    if (code := _code_attribute(node)) is not None:
+        return [(code, None)]
     if isinstance(node, ast.IfExp):
-        return _values(node.body, constants) + _values(node.orelse, constants)
+        return _values(node.body, constants, where) + _values(node.orelse, constants, where)
+    if isinstance(node, ast.BoolOp):
+        return [found for value in node.values for found in _values(value, constants, where)]
     return []
 
 
@@ -170,14 +207,20 @@ class _Collector:
         self.classes = _classes(trees)
         self.codes: dict[str, ErrorCode] = {}
 
-    def add(self, codes: list[str], where: str, status: int | None = None) -> None:
-        for code in codes:
+    def add(
+        self, codes: list[Found], where: str, status: int | None = None, by: str | None = None
+    ) -> None:
+        for code, literal in codes:
             if code in NOT_CODES:
                 continue
             entry = self.codes.setdefault(code, ErrorCode(code))
             entry.files.add(where)
+            if by is not None and status is not None:
+                entry.classes.add(by)
             if status is not None:
                 entry.statuses.add(status)
+            if literal is not None and literal not in entry.literals:
+                entry.literals.append(literal)
 
     def run(self) -> dict[str, ErrorCode]:
         for where, tree in self.trees:
@@ -198,13 +241,14 @@ class _Collector:
         for stmt in node.body:
             value = _assigned(stmt, "code")
             if value is not None:
-                self.add(_values(value, self.constants), where, _status_of(node.name, self.classes))
+                status = _status_of(node.name, self.classes)
+                self.add(_values(value, self.constants, where), where, status, node.name)
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, where: str) -> None:
         """``code = ...`` in a function: every string it may hold, with the status of the
         error the function raises with ``code=code``."""
         raised = [
-            _status_of(_name(call.func) or "", self.classes)
+            (_status_of(_name(call.func) or "", self.classes), _name(call.func))
             for call in ast.walk(node)
             if isinstance(call, ast.Call)
             and any(k.arg == "code" and _mentions(k.value, "code") for k in call.keywords)
@@ -213,17 +257,22 @@ class _Collector:
             value = _assigned(stmt, "code") if isinstance(stmt, ast.stmt) else None
             if value is None:
                 continue
-            for status in raised or [None]:
-                self.add(_strings(value, self.constants), where, status)
+            for status, by in raised or [(None, None)]:
+                self.add(_strings(value, self.constants, where), where, status, by)
 
     def _call(self, node: ast.Call, where: str) -> None:
         status = _status_of(_name(node.func) or "", self.classes)
         for keyword in node.keywords:
             if keyword.arg == "code":
-                self.add(_values(keyword.value, self.constants), where, status)
+                self.add(
+                    _values(keyword.value, self.constants, where), where, status, _name(node.func)
+                )
         record = _name(node.func)
         if record in POSITIONAL_CODE and node.args:
-            self.add(_values(node.args[0], self.constants), where, POSITIONAL_CODE[record])
+            by = "BundleError" if record == "_Rejection" else None  # raised as one
+            self.add(
+                _values(node.args[0], self.constants, where), where, POSITIONAL_CODE[record], by
+            )
         given = [
             a.value
             for a in node.args
@@ -239,7 +288,7 @@ class _Collector:
             if not isinstance(key, ast.Constant):
                 continue
             if key.value == "code" or (key.value == "error" and "message" in keys):
-                self.add(_values(value, self.constants), where, status)
+                self.add(_values(value, self.constants, where), where, status)
 
     def _table(self, node: ast.Assign | ast.AnnAssign, where: str) -> None:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -255,7 +304,7 @@ class _Collector:
                         and isinstance(key.value, int)
                         else None
                     )
-                    self.add(_values(value, self.constants), where, status)
+                    self.add(_values(value, self.constants, where), where, status)
 
 
 def _diagnostics(root: Path) -> dict[str, tuple[str, str]]:

@@ -21,7 +21,7 @@ from typing import Any
 import rfc8785
 
 from kneo.bundle.format import Bundle
-from kneo.errors import BundleError
+from kneo.errors import BundleError, ErrorCode
 
 DIGEST_PREFIX = "sha256:"
 
@@ -89,7 +89,8 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise BundleError(
-            f"value cannot be canonicalized as JSON (RFC 8785): {exc}", code="bundle_malformed"
+            f"value cannot be canonicalized as JSON (RFC 8785): {exc}",
+            code=ErrorCode.bundle_malformed,
         ) from exc
 
 

@@ -33,7 +33,7 @@ from kneo.bundle.format import (
 )
 from kneo.bundle.keys import Keyring, SigningKey
 from kneo.bundle.verify import check_attestations
-from kneo.errors import BundleError
+from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
 
 RESULTS_KIND: Literal["KneoEvalResults"] = "KneoEvalResults"
@@ -116,12 +116,12 @@ def verify_eval_results(
             f"{results.digest}, not the bundle beside them ({bundle.name!r} in "
             f"{bundle.environment!r} at {bundle.digest}); run the suite again and sign its "
             "result for this bundle, or remove the file",
-            code="eval_results_mismatch",
+            code=ErrorCode.eval_results_mismatch,
         )
     try:
         check_attestations(bundle.model_copy(update={"evals": results.evals}))
     except BundleError as exc:
-        raise BundleError(exc.message, code="eval_results_mismatch") from None
+        raise BundleError(exc.message, code=ErrorCode.eval_results_mismatch) from None
     return results, signers
 
 
@@ -148,7 +148,7 @@ def _verify_signatures(
         elif signature.key_id not in signers:
             signers.append(signature.key_id)
     if not document.get("signatures"):
-        raise BundleError("eval results have no signatures", code="bundle_unsigned")
+        raise BundleError("eval results have no signatures", code=ErrorCode.bundle_unsigned)
     if len(signers) < required:
         raise _too_few(model, signers, rejections, required)
     return tuple(signers)
@@ -162,17 +162,18 @@ def _parse(raw: bytes | str) -> tuple[EvalResults, dict[str, Any]]:
     except _DuplicateMember as exc:
         raise BundleError(
             f"eval results repeat the JSON member {exc.args[0]!r}",
-            code="eval_results_malformed",
+            code=ErrorCode.eval_results_malformed,
             field=exc.args[0],
         ) from None
     except DocumentError as exc:
         raise BundleError(
             f"eval results are not a readable JSON document: {exc.message}",
-            code="eval_results_malformed",
+            code=ErrorCode.eval_results_malformed,
         ) from None
     if not isinstance(document, dict) or document.get("kind") != RESULTS_KIND:
         raise BundleError(
-            f"not Kneo eval results: kind must be {RESULTS_KIND!r}", code="eval_results_malformed"
+            f"not Kneo eval results: kind must be {RESULTS_KIND!r}",
+            code=ErrorCode.eval_results_malformed,
         )
     try:
         return EvalResults.model_validate(document), document
@@ -181,7 +182,7 @@ def _parse(raw: bytes | str) -> tuple[EvalResults, dict[str, Any]]:
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleError(
             f"eval results do not match the v1 schema at {where}: {first['msg']}",
-            code="eval_results_malformed",
+            code=ErrorCode.eval_results_malformed,
             field=where,
         ) from None
 

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from kneo.documents import DocumentError, parse_json
-from kneo.errors import BundleError
+from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
 
 BUNDLE_KIND: Literal["KneoSpecBundle"] = "KneoSpecBundle"
@@ -172,31 +172,31 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
             raise BundleError(
                 f"bundle repeats the JSON member {exc.args[0]!r}; a signed document must be "
                 "unambiguous",
-                code="bundle_malformed",
+                code=ErrorCode.bundle_malformed,
                 field=exc.args[0],
             ) from None
         except DocumentError as exc:
             raise BundleError(
                 f"bundle is not a readable JSON document (truncated, not a bundle, or over a "
                 f"document limit): {exc.message}",
-                code="bundle_malformed",
+                code=ErrorCode.bundle_malformed,
                 reason=exc.code,
             ) from None
     else:
         document = dict(data)
     if not isinstance(document, dict):
-        raise BundleError("bundle must be a JSON object", code="bundle_malformed")
+        raise BundleError("bundle must be a JSON object", code=ErrorCode.bundle_malformed)
     if document.get("kind") != BUNDLE_KIND:
         raise BundleError(
             f"not a Kneo spec bundle: kind must be {BUNDLE_KIND!r}, got {document.get('kind')!r}",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             field="kind",
         )
     if document.get("version") != BUNDLE_VERSION:
         raise BundleError(
             f"unsupported bundle version {document.get('version')!r}; this Kneo reads "
             f"{BUNDLE_VERSION!r}",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             field="version",
         )
     try:
@@ -206,7 +206,7 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleError(
             f"bundle does not match the v1 schema at {where}: {first['msg']}",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             field=where,
         ) from None
     return bundle, document

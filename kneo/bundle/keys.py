@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kneo.bundle.format import KEY_ID_PATTERN, Algorithm
 from kneo.documents import load_yaml_file
-from kneo.errors import BundleError, SpecError
+from kneo.errors import BundleError, ErrorCode, SpecError
 
 HMAC_SHA256: Algorithm = "hmac-sha256"
 ED25519: Algorithm = "ed25519"
@@ -56,7 +56,7 @@ def check_key_id(key_id: str) -> str:
         raise BundleError(
             f"invalid key id {key_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
-            code="bundle_key_invalid",
+            code=ErrorCode.bundle_key_invalid,
             key_id=key_id,
         )
     return key_id
@@ -76,7 +76,7 @@ def _unb64(value: str) -> bytes | None:
 def _secret_bytes(secret: str | bytes) -> bytes:
     raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     if not raw:
-        raise BundleError("the HMAC signing secret is empty", code="bundle_key_missing")
+        raise BundleError("the HMAC signing secret is empty", code=ErrorCode.bundle_key_missing)
     return raw
 
 
@@ -224,7 +224,7 @@ class Keyring:
             if key.key_id in self._keys:
                 raise BundleError(
                     f"key id {key.key_id!r} appears twice in the keyring",
-                    code="bundle_keyring_invalid",
+                    code=ErrorCode.bundle_keyring_invalid,
                     key_id=key.key_id,
                 )
             self._keys[key.key_id] = key
@@ -269,7 +269,7 @@ class _KeyringIndex(BaseModel):
 
 def _key_invalid(path: Path, message: str) -> BundleError:
     """Any key file that cannot be used: ``bundle_key_invalid`` naming the file."""
-    return BundleError(message, code="bundle_key_invalid", path=str(path))
+    return BundleError(message, code=ErrorCode.bundle_key_invalid, path=str(path))
 
 
 def _read_public_pem(path: Path) -> Ed25519PublicKey:
@@ -325,7 +325,9 @@ def load_keyring(
     root = Path(directory)
     if not root.is_dir():
         raise BundleError(
-            f"keyring {root} is not a directory", code="bundle_keyring_invalid", path=str(root)
+            f"keyring {root} is not a directory",
+            code=ErrorCode.bundle_keyring_invalid,
+            path=str(root),
         )
     keys: dict[str, TrustedKey] = {}
     for pub in sorted(root.glob(f"*{PUBLIC_SUFFIX}")):
@@ -335,7 +337,7 @@ def load_keyring(
         if key_id in keys:
             raise BundleError(
                 f"key id {key_id!r} is both a public key and an HMAC secret",
-                code="bundle_keyring_invalid",
+                code=ErrorCode.bundle_keyring_invalid,
                 key_id=key_id,
             )
         keys[key_id] = TrustedKey.hmac(key_id, secret)
@@ -346,7 +348,7 @@ def load_keyring(
                 raise BundleError(
                     f"{index_path} sets validity for unknown key {key_id!r} "
                     f"(no {key_id}{PUBLIC_SUFFIX})",
-                    code="bundle_keyring_invalid",
+                    code=ErrorCode.bundle_keyring_invalid,
                     path=str(index_path),
                     key_id=key_id,
                 )
@@ -361,7 +363,7 @@ def _read_index(path: Path) -> _KeyringIndex:
     except SpecError as exc:
         raise BundleError(
             f"cannot read {path}: {exc.message}",
-            code="bundle_keyring_invalid",
+            code=ErrorCode.bundle_keyring_invalid,
             path=str(path),
             reason=exc.code,
         ) from None
@@ -370,7 +372,7 @@ def _read_index(path: Path) -> _KeyringIndex:
         where = ".".join(str(p) for p in first["loc"])
         raise BundleError(
             f"{path}: {where}: {first['msg']}",
-            code="bundle_keyring_invalid",
+            code=ErrorCode.bundle_keyring_invalid,
             path=str(path),
             field=where,
         ) from None
@@ -379,7 +381,7 @@ def _read_index(path: Path) -> _KeyringIndex:
         if nb is not None and na is not None and na < nb:
             raise BundleError(
                 f"{path}: key {key_id!r} has not_after before not_before",
-                code="bundle_keyring_invalid",
+                code=ErrorCode.bundle_keyring_invalid,
                 path=str(path),
                 key_id=key_id,
             )
@@ -410,7 +412,7 @@ def generate_ed25519(key_id: str, output_dir: str | os.PathLike[str]) -> Generat
         if existing.exists():
             raise BundleError(
                 f"{existing} already exists; choose another key id or remove it first",
-                code="bundle_key_exists",
+                code=ErrorCode.bundle_key_exists,
                 path=str(existing),
             )
     private = Ed25519PrivateKey.generate()

@@ -23,7 +23,7 @@ from kneo.bundle.format import (
 )
 from kneo.bundle.keys import SigningKey
 from kneo.bundle.verify import check_attestations
-from kneo.errors import BundleError
+from kneo.errors import BundleError, ErrorCode
 from kneo.names import check_name
 
 _PLAIN_JSON = TypeAdapter(dict[str, Any])  # a spec's values as a JSON reader will see them
@@ -106,13 +106,13 @@ def cosign(bundle: Bundle | bytes | str | Mapping[str, Any], key: SigningKey) ->
             raise BundleError(
                 "bundle is not in normalized form (missing or reformatted members); "
                 "co-signing it would invalidate its existing signatures",
-                code="bundle_malformed",
+                code=ErrorCode.bundle_malformed,
             )
     actual = spec_digest(model.spec)
     if actual != model.digest:
         raise BundleError(
             f"bundle digest {model.digest} does not match its spec ({actual}); refusing to co-sign",
-            code="bundle_digest_mismatch",
+            code=ErrorCode.bundle_digest_mismatch,
         )
     return _add_signature(model, key)
 

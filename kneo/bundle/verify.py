@@ -25,7 +25,7 @@ from typing import Any
 from kneo.bundle.digest import canonical_json, sha256_digest, signing_payload
 from kneo.bundle.format import Bundle, Signature, parse_bundle
 from kneo.bundle.keys import Keyring
-from kneo.errors import BundleError
+from kneo.errors import BundleError, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,15 @@ def verify_bundle(
         raise BundleError(
             f"bundle {model.name!r}: digest {model.digest} does not match its spec ({actual}); "
             "the spec was changed after signing",
-            code="bundle_digest_mismatch",
+            code=ErrorCode.bundle_digest_mismatch,
             bundle=model.name,
         )
     check_attestations(model)
     if not model.signatures:
         raise BundleError(
-            f"bundle {model.name!r} has no signatures", code="bundle_unsigned", bundle=model.name
+            f"bundle {model.name!r} has no signatures",
+            code=ErrorCode.bundle_unsigned,
+            bundle=model.name,
         )
     payload = signing_payload(document, canonical_spec=canonical_spec)
     accepted = None if accepted_key_ids is None else frozenset(accepted_key_ids)
@@ -127,7 +129,7 @@ def check_attestations(model: Bundle) -> None:
             raise BundleError(
                 f"bundle {model.name!r}: eval attestation {attestation.suite!r} ({where}) "
                 f"{problem}",
-                code="bundle_attestation_mismatch",
+                code=ErrorCode.bundle_attestation_mismatch,
                 bundle=model.name,
                 field=where,
             )
@@ -147,7 +149,7 @@ def _judge_signature(
     key = keyring.get(signature.key_id)
     if key is None:
         return _Rejection(
-            "bundle_unknown_key",
+            ErrorCode.bundle_unknown_key,
             signature.key_id,
             f"signed by key {signature.key_id!r}, which is not in the keyring "
             f"(trusted: {', '.join(keyring.key_ids) or 'none'})",
@@ -156,7 +158,7 @@ def _judge_signature(
         raise BundleError(
             f"bundle {model.name!r}: signature by {signature.key_id!r} claims "
             f"{signature.alg} but the trusted key is {key.alg}",
-            code="bundle_alg_mismatch",
+            code=ErrorCode.bundle_alg_mismatch,
             bundle=model.name,
             key_id=signature.key_id,
         )
@@ -164,20 +166,20 @@ def _judge_signature(
         raise BundleError(
             f"bundle {model.name!r}: signature by key {signature.key_id!r} is invalid; "
             "the bundle was edited after signing or signed with a different key",
-            code="bundle_signature_invalid",
+            code=ErrorCode.bundle_signature_invalid,
             bundle=model.name,
             key_id=signature.key_id,
         )
     if not key.valid_at(now):
         return _Rejection(
-            "bundle_key_expired",
+            ErrorCode.bundle_key_expired,
             signature.key_id,
             f"key {signature.key_id!r} is outside its validity window "
             f"({_window(key.not_before, key.not_after)}) at {_iso(now)}",
         )
     if accepted is not None and signature.key_id not in accepted:
         return _Rejection(
-            "bundle_key_not_accepted",
+            ErrorCode.bundle_key_not_accepted,
             signature.key_id,
             f"key {signature.key_id!r} is trusted but not accepted for environment "
             f"{model.environment!r} (accepted: {', '.join(sorted(accepted)) or 'none'})",
@@ -201,7 +203,7 @@ def _too_few(
         f"bundle {model.name!r} needs {required} signatures from distinct accepted "
         f"keys, has {len(signers)} ({', '.join(signers)})"
         + "".join(f"; {r.message}" for r in rejections),
-        code="bundle_insufficient_signatures",
+        code=ErrorCode.bundle_insufficient_signatures,
         bundle=model.name,
         signers=signers,
     )

@@ -33,7 +33,7 @@ from kneo.bundle import (
     verify_bundle,
 )
 from kneo.cli.output import FileOutput, Output, options
-from kneo.errors import BundleError, InvalidRequest, NotFound, SpecError
+from kneo.errors import BundleError, ErrorCode, InvalidRequest, NotFound, SpecError
 from kneo.names import check_name
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Sign and verify approved spec bundles")
@@ -64,7 +64,7 @@ def _hmac_secret(var: str) -> str:
         raise BundleError(
             f"the signing secret variable {var} is not set (or pass --key-file / --public-key / "
             "--keyring for Ed25519)",
-            code="bundle_key_missing",
+            code=ErrorCode.bundle_key_missing,
             key_env=var,
         )
     return str(secret)
@@ -103,7 +103,7 @@ def _read_bundle_bytes(path: Path) -> bytes:
             raise NotFound(f"{path}: bundle file not found", path=str(path)) from None
         raise BundleError(
             f"{path}: cannot read bundle: {exc.message}",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             path=str(path),
             reason=exc.code,
         ) from None
@@ -183,7 +183,7 @@ def prepare_spec(
         raise BundleError(
             f"{spec_path}: refusing to sign for {environment!r}: {len(result.errors)} error(s); "
             f"first {first.code} at {first.path}: {first.message}",
-            code="bundle_spec_rejected",
+            code=ErrorCode.bundle_spec_rejected,
             environment=environment,
             diagnostics=[d.to_dict() for d in result.diagnostics],
         )
@@ -238,7 +238,7 @@ def sign_command(
         if env is not None and env != bundle.environment:
             raise BundleError(
                 f"{cosign_path} is a bundle for {bundle.environment!r}, not {env!r}",
-                code="bundle_environment_mismatch",
+                code=ErrorCode.bundle_environment_mismatch,
             )
         if spec_path is not None:
             data, _, _ = prepare_spec(spec_path, env or bundle.environment)
@@ -246,7 +246,7 @@ def sign_command(
                 raise BundleError(
                     f"{spec_path} does not resolve to the spec in {cosign_path} "
                     f"(digest {spec_digest(data)} vs {bundle.digest})",
-                    code="bundle_digest_mismatch",
+                    code=ErrorCode.bundle_digest_mismatch,
                 )
         target = output or cosign_path
     else:

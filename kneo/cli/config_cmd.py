@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo.cli.output import Output, options
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
@@ -96,7 +96,7 @@ def _context(env: str | None = None, *, required: bool = True) -> ProjectContext
         raise ConfigError(
             "no project config found (.kneo/config.yaml here or above, or KNEO_PROJECT_CONFIG); "
             "create one with 'kneo config init'",
-            code="project_config_not_found",
+            code=ErrorCode.project_config_not_found,
         )
     return context
 
@@ -127,12 +127,14 @@ def init_command(
     from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig
 
     if not name.strip() or any(ch in name for ch in "\n\r:#"):
-        raise ConfigError(f"invalid project name {name!r}", code="config_error", field="name")
+        raise ConfigError(
+            f"invalid project name {name!r}", code=ErrorCode.config_error, field="name"
+        )
     path = Path.cwd() / CONFIG_DIR / CONFIG_FILE
     if path.exists() and not force:
         raise ConfigError(
             f"{path} already exists; pass --force to overwrite",
-            code="config_exists",
+            code=ErrorCode.config_exists,
             file=str(path),
         )
     text = _INIT_TEMPLATE.format(name=name.strip())

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from kneo.cli.output import Output, options
-from kneo.errors import InvalidRequest, KneoError
+from kneo.errors import ErrorCode, InvalidRequest, KneoError
 from kneo.settings import ROLE_POOL_SIZES, RetentionDays, Settings
 
 db_app = typer.Typer(no_args_is_help=True)
@@ -311,11 +311,13 @@ def restore_command(
         if parsed.get_backend_name() != "sqlite" or not parsed.database:
             raise InvalidRequest(
                 "restore is for SQLite; restore PostgreSQL with psql or pg_restore",
-                code="unsupported_backend",
+                code=ErrorCode.unsupported_backend,
             )
         to = Path(parsed.database)
     if to.exists() and not force:
-        raise InvalidRequest(f"{to} exists; pass --force to overwrite it", code="would_overwrite")
+        raise InvalidRequest(
+            f"{to} exists; pass --force to overwrite it", code=ErrorCode.would_overwrite
+        )
     restored = restore_sqlite_database(path, to)
     if not out.printed_json({"restored": str(restored), "from": str(path)}):
         typer.echo(f"restored {path} into {restored}")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kneo.errors import ConfigError, NotReady, Unauthorized
+from kneo.errors import ConfigError, ErrorCode, NotReady, Unauthorized
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: refresh an access token this long before it expires
@@ -31,7 +31,7 @@ def _post(url: str, data: dict[str, str]) -> tuple[int, dict[str, Any]]:
     except httpx2.HTTPError as exc:
         raise NotReady(
             f"the identity provider could not be reached ({type(exc).__name__})",
-            code="identity_provider_unavailable",
+            code=ErrorCode.identity_provider_unavailable,
         ) from None
     try:
         body = response.json()
@@ -47,7 +47,9 @@ def discover(issuer: str) -> dict[str, Any]:
     try:
         found = httpx2.get(url, timeout=15.0).json()
     except (httpx2.HTTPError, ValueError):
-        raise NotReady(f"could not read {url}", code="identity_provider_unavailable") from None
+        raise NotReady(
+            f"could not read {url}", code=ErrorCode.identity_provider_unavailable
+        ) from None
     if not isinstance(found, dict) or not found.get("device_authorization_endpoint"):
         raise ConfigError(
             f"the identity provider {issuer} does not offer the device authorization grant"
@@ -72,7 +74,7 @@ def device_sign_in(
     if status != 200 or "device_code" not in grant:
         raise Unauthorized(
             f"the identity provider refused the device sign-in: {grant.get('error') or status}",
-            code="device_sign_in_refused",
+            code=ErrorCode.device_sign_in_refused,
         )
     where = grant.get("verification_uri_complete") or grant.get("verification_uri")
     tell(f"To sign in, open {where} and enter the code {grant.get('user_code')}")
@@ -100,9 +102,11 @@ def device_sign_in(
         raise Unauthorized(
             f"the device sign-in ended: {error or status}"
             + (" (the person declined)" if error == "access_denied" else ""),
-            code="device_sign_in_refused",
+            code=ErrorCode.device_sign_in_refused,
         )
-    raise Unauthorized("the device code expired before the sign-in", code="device_sign_in_refused")
+    raise Unauthorized(
+        "the device code expired before the sign-in", code=ErrorCode.device_sign_in_refused
+    )
 
 
 def _kept(answer: dict[str, Any], token_endpoint: str) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def fresh(
     if not refresh:
         raise Unauthorized(
             "the profile's sign-in expired: run 'kneo config profile login' again",
-            code="token_expired",
+            code=ErrorCode.token_expired,
         )
     data = {"grant_type": "refresh_token", "refresh_token": str(refresh), "client_id": client_id}
     if resource:
@@ -137,7 +141,7 @@ def fresh(
         raise Unauthorized(
             "the profile's sign-in could not be renewed "
             f"({answer.get('error') or status}): run 'kneo config profile login' again",
-            code="token_expired",
+            code=ErrorCode.token_expired,
         )
     renewed = _kept(answer, str(tokens["token_endpoint"]))
     renewed.setdefault("refresh_token", str(refresh))

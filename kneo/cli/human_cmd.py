@@ -15,6 +15,7 @@ from kneo.cli.output import (
     options,
     print_table,
 )
+from kneo.errors import ErrorCode
 
 app = typer.Typer(no_args_is_help=True, help="Manage human-in-the-loop tasks")
 
@@ -104,7 +105,7 @@ def replay(
     if not isinstance(client, LocalClient):
         raise InvalidRequest(
             "kneo human replay runs locally; unset the service profile",
-            code="service_mode_unavailable",
+            code=ErrorCode.service_mode_unavailable,
         )
     data = client.replay_run(run_id, reuse=reuse)
     render_run_response(data, out)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 
 #: The word a person types for each decision.
 VERBS = {
@@ -93,7 +93,8 @@ def ask_answer(request: Mapping[str, Any], term: Terminal) -> dict[str, Any]:
     decisions = [d for d in request.get("decisions") or [] if d in VERBS]
     if not decisions:
         raise KneoError(
-            f"request {request.get('request_id')} accepts no decision", code="invalid_decision"
+            f"request {request.get('request_id')} accepts no decision",
+            code=ErrorCode.invalid_decision,
         )
     if len(decisions) == 1:
         decision = decisions[0]

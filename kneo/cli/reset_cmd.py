@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from kneo.cli.output import Output, options
+from kneo.errors import ErrorCode
 
 #: Files beside a SQLite database that belong to it.
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
                 "kneo reset removes local SQLite state only; this project's runs are in "
                 f"{url.render_as_string(hide_password=True)}: drop or truncate that database "
                 "yourself (and back it up first)",
-                code="unsupported_backend",
+                code=ErrorCode.unsupported_backend,
             )
         paths = project.config.paths
         found = state_paths(

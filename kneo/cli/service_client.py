@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.redaction import redact_text
 from kneo.settings import Settings
 
@@ -30,7 +30,7 @@ _IDEMPOTENT_POSTS = ("/v1/runs", "/v1/specs/run")
 class ServiceError(KneoError):
     """A failure reported by (or reaching) the service; ``code`` is the server's code."""
 
-    code = "service_error"
+    code = ErrorCode.service_error
 
 
 def _is_idempotent_post(path: str) -> bool:
@@ -129,7 +129,7 @@ class ServiceClient:
                 raise ServiceError(
                     f"cannot reach the Kneo service at {self.base_url}: "
                     f"{redact_text(str(exc) or type(exc).__name__, self._secrets)}",
-                    code="service_unavailable",
+                    code=ErrorCode.service_unavailable,
                 ) from exc
             if self._retryable(response.status_code) and attempt < self.retries:
                 self._backoff(attempt, response.headers.get("retry-after"))
@@ -346,7 +346,8 @@ def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, An
     path = Path(spec_path) if spec_path else context.default_spec_path()
     if path is None:
         raise KneoError(
-            "no SPEC_PATH given and the project config has no default_spec", code="usage_error"
+            "no SPEC_PATH given and the project config has no default_spec",
+            code=ErrorCode.usage_error,
         )
     if not path.is_file():
         return {"spec_path": str(path), "environment": environment}
@@ -360,7 +361,7 @@ def remote_spec_operation(
     """``kneo spec validate|compile|policy-report --service-url/--profile``."""
     client = connect(service_url, profile, use_defaults=False)
     if client is None:  # pragma: no cover - callers only come here with a flag set
-        raise KneoError("no service selected", code="usage_error")
+        raise KneoError("no service selected", code=ErrorCode.usage_error)
     body = spec_payload(payload.get("spec_path"), payload.get("environment"))
     with client:
         result = client.spec_operation(command, body)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
@@ -57,12 +57,12 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write 
 class UsageError(KneoError):
     """Missing or contradictory arguments: exit 2 like any other usage error."""
 
-    code = "usage_error"
+    code = ErrorCode.usage_error
     exit_code = 2
 
 
 class ServiceModeUnavailable(KneoError):
-    code = "service_mode_unavailable"
+    code = ErrorCode.service_mode_unavailable
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -310,7 +310,9 @@ def write_yaml(output: Path, text: str) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise KneoError(f"{output}: cannot write: {exc.strerror}", code="E_WRITE_FAILED") from None
+        raise KneoError(
+            f"{output}: cannot write: {exc.strerror}", code=ErrorCode.E_WRITE_FAILED
+        ) from None
 
 
 @app.command("migrate")

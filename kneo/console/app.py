@@ -35,7 +35,7 @@ from kneo.console.pages import (
     set_session,
 )
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.platform.decision_links import DecisionLinks
 from kneo.redaction import redact_text
 from kneo.settings import Settings
@@ -155,7 +155,9 @@ def _error_pages(console: FastAPI, auth: ConsoleAuth, render: Render) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        code = {404: ErrorCode.not_found, 405: ErrorCode.method_not_allowed}.get(
+            exc.status_code, "error"
+        )
         return error_page(request, exc.status_code, code, str(exc.detail))
 
     console.add_exception_handler(KneoError, kneo_error)

@@ -26,7 +26,7 @@ from kneo.console.session import (
     new_session_id,
     session_key,
 )
-from kneo.errors import Forbidden, NotReady
+from kneo.errors import ErrorCode, Forbidden, NotReady
 from kneo.people import acting, entry_for
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
@@ -206,7 +206,7 @@ class ConsoleAuth:
         form = await request.form()
         posted: Mapping[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         if not csrf_matches(self.session(request), posted.get(CSRF_FIELD)):
-            raise Forbidden("missing or invalid CSRF token", code="csrf_failed")
+            raise Forbidden("missing or invalid CSRF token", code=ErrorCode.csrf_failed)
         return dict(posted)
 
     def page(self, page: str) -> Callable[[Request], Awaitable[Viewer]]:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth
-from kneo.errors import Conflict, Forbidden, KneoError, NotFound
+from kneo.errors import Conflict, ErrorCode, Forbidden, KneoError, NotFound
 from kneo.people import Identity, acting
 from kneo.platform.decision_links import LinkClaim
 from kneo.service.dependencies import current_manager
@@ -112,7 +112,9 @@ def _check_right(auth: ConsoleAuth, recipient: str) -> None:
             "human:write"
         ):
             return
-    raise Forbidden(f"{recipient} may not decide human requests (no human:write)", code="forbidden")
+    raise Forbidden(
+        f"{recipient} may not decide human requests (no human:write)", code=ErrorCode.forbidden
+    )
 
 
 __all__ = ["add_link_routes"]

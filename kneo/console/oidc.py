@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from kneo.console.auth import ConsoleAuth
 from kneo.console.session import FLOW_COOKIE, FLOW_SECONDS, Session
-from kneo.errors import Forbidden, KneoError, NotFound, Unauthorized
+from kneo.errors import ErrorCode, Forbidden, KneoError, NotFound, Unauthorized
 from kneo.logs import get_logger
 from kneo.service.identity import TokenVerifier
 
@@ -80,7 +80,7 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
             if flow is None:
                 raise Unauthorized(
                     "The sign-in took too long or started elsewhere; start it again",
-                    code="oidc_flow_expired",
+                    code=ErrorCode.oidc_flow_expired,
                 )
             claims = _finish(request, verifier, flow, redirect_uri(request), auth.client_secret)
             person = auth.authenticator.person_from_claims(claims)
@@ -143,14 +143,14 @@ def _finish(
         raise Unauthorized(
             f"The identity provider refused the sign-in: "
             f"{request.query_params.get('error_description') or request.query_params['error']}",
-            code="oidc_sign_in_refused",
+            code=ErrorCode.oidc_sign_in_refused,
         )
     try:
         params = parse_authorization_code_response(str(request.url), state=flow["state"])
     except OAuth2Error:
         raise Unauthorized(
             "The sign-in's state does not match (a replayed or forged answer); start again",
-            code="oidc_state_mismatch",
+            code=ErrorCode.oidc_state_mismatch,
         ) from None
     secret = client_secret
     try:
@@ -170,7 +170,7 @@ def _finish(
         log.warning("the OpenID token endpoint failed: %s", type(exc).__name__)
         raise Unauthorized(
             "The identity provider could not be reached to finish the sign-in",
-            code="oidc_token_exchange_failed",
+            code=ErrorCode.oidc_token_exchange_failed,
         ) from None
     body = (
         answer.json()
@@ -181,14 +181,16 @@ def _finish(
         raise Unauthorized(
             f"The identity provider did not issue an ID token "
             f"({body.get('error') or answer.status_code})",
-            code="oidc_token_exchange_failed",
+            code=ErrorCode.oidc_token_exchange_failed,
         )
     try:
         return verifier.claims(body["id_token"], audience=settings.client_id, nonce=flow["nonce"])
     except KneoError:
         raise
     except Exception:  # pragma: no cover - the verifier translates its own errors
-        raise Unauthorized("The ID token could not be verified", code="token_malformed") from None
+        raise Unauthorized(
+            "The ID token could not be verified", code=ErrorCode.token_malformed
+        ) from None
 
 
 __all__ = ["add_oidc_routes"]

@@ -39,7 +39,7 @@ from kneo.controller.model import (
     RevisionRef,
 )
 from kneo.controller.planner import EVALS, conditions_for
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.policy.evals import eval_summary
 
@@ -366,7 +366,7 @@ class Applier:
         if upstream and self.upstream_check and tx.active_digest(name, upstream) != rev.digest:
             raise KneoError(
                 f"{rev.digest} is no longer active in {upstream}; not promoting",
-                code="upstream_changed",
+                code=ErrorCode.upstream_changed,
             )
         approved_by = _signed_off(rev)
         approved_by += [a for a in action.approved_by if a not in approved_by]
@@ -582,7 +582,7 @@ def _audit(
 
 def _desired(action: Action) -> DesiredRevision:
     if action.revision is None:  # the planner always attaches one for these kinds
-        raise KneoError(f"{action.kind.value} without a revision", code="internal_error")
+        raise KneoError(f"{action.kind.value} without a revision", code=ErrorCode.internal_error)
     return action.revision
 
 

@@ -35,7 +35,7 @@ from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
 
@@ -263,7 +263,7 @@ class Controller:
                 log.exception("reconcile failed at %s", run.stage)
                 result.error = {
                     "stage": run.stage,
-                    "code": "internal_error",
+                    "code": ErrorCode.internal_error,
                     "message": f"{type(exc).__name__}: {exc}",
                 }
             result.duration_seconds = time.perf_counter() - t0
@@ -334,7 +334,7 @@ class Controller:
         else:
             run.stage = "apply"
             if not self.still_leader():
-                raise KneoError("lost the leader lock before applying", code="not_leader")
+                raise KneoError("lost the leader lock before applying", code=ErrorCode.not_leader)
             result.outcomes = self._apply(desired, snapshot, actions, progress)
             self._publish_run_policies(desired)
             run.lap("apply")
@@ -423,7 +423,9 @@ class Controller:
             if time.monotonic() - last_renew > renew_every:
                 last_renew = time.monotonic()
                 if not self.still_leader():
-                    raise KneoError("lost the leader lock while applying", code="not_leader")
+                    raise KneoError(
+                        "lost the leader lock while applying", code=ErrorCode.not_leader
+                    )
             if progress is not None:
                 progress("apply", done, total)
 

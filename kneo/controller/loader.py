@@ -52,7 +52,7 @@ from kneo.controller.source import (
     SourceError,
     TreeFile,
 )
-from kneo.errors import BundleError, KneoError
+from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.names import is_valid_name
 from kneo.policy.environment import EnvironmentPolicy, merge_stricter, run_limits
@@ -129,7 +129,7 @@ def default_spec_checker(
         try:
             model = load_spec_data(dict(spec), source="bundle spec")
         except KneoError as exc:
-            return [exc.to_dict()], [Problem("spec_invalid", exc.message)]
+            return [exc.to_dict()], [Problem(ErrorCode.spec_invalid, exc.message)]
         access, spec_roots = grant(policy)
         report = check_spec(
             model,
@@ -146,7 +146,9 @@ def default_spec_checker(
         diagnostics = [d.to_dict() for d in report.diagnostics if d.severity != "info"]
         problems = [
             Problem(
-                "policy_violation" if d.code.startswith("E_POLICY") else "spec_invalid",
+                ErrorCode.policy_violation
+                if d.code.startswith("E_POLICY")
+                else ErrorCode.spec_invalid,
                 f"{d.code} at {d.path}: {d.message}",
             )
             for d in report.errors
@@ -282,7 +284,7 @@ class DesiredStateLoader:
             if key is None:
                 problems.append(
                     Problem(
-                        "bundle_path_invalid",
+                        ErrorCode.bundle_path_invalid,
                         f"{path}: not read; a bundle file is bundles/<name>/<environment>.json "
                         "with names of 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
                         "digit)",
@@ -299,7 +301,9 @@ class DesiredStateLoader:
                 raise  # Git cannot read the blob: the repository's problem; retried next pass
             except Exception as exc:  # whatever one file does stays with that file
                 log.exception("judging %s failed", path)
-                problem = Problem("bundle_unreadable", f"{path}: {type(exc).__name__}: {exc}"[:500])
+                problem = Problem(
+                    ErrorCode.bundle_unreadable, f"{path}: {type(exc).__name__}: {exc}"[:500]
+                )
                 # judged again next time
                 judged = _Judged(*key, None, (), None, None, (problem,), ())
             revisions[key] = self._revision(
@@ -345,7 +349,7 @@ class DesiredStateLoader:
             if not is_valid_name(env_name):
                 problems.append(
                     Problem(
-                        "environment_invalid",
+                        ErrorCode.environment_invalid,
                         f"{path}: not read; {env_name!r} is not a valid environment name",
                     )
                 )
@@ -355,7 +359,7 @@ class DesiredStateLoader:
                     environments[env_name],
                     problems=(
                         Problem(
-                            "environment_invalid",
+                            ErrorCode.environment_invalid,
                             f"environment {env_name!r} has both a .yaml and a .yml file",
                         ),
                     ),
@@ -445,7 +449,9 @@ class DesiredStateLoader:
         except SourceError:
             raise
         except Exception as exc:  # whatever the file holds, it is the file's problem only
-            return None, Problem("project_config_invalid", f"{PROJECT_CONFIG}: {_message(exc)}")
+            return None, Problem(
+                ErrorCode.project_config_invalid, f"{PROJECT_CONFIG}: {_message(exc)}"
+            )
 
     def _environment(
         self,
@@ -475,7 +481,7 @@ class DesiredStateLoader:
             except SourceError:
                 raise
             except Exception as exc:  # whatever the file holds, it is the file's problem only
-                problem = Problem("environment_invalid", f"{path}: {_message(exc)}")
+                problem = Problem(ErrorCode.environment_invalid, f"{path}: {_message(exc)}")
                 policy = None
         if policy is None:
             env = DesiredEnvironment(name, path, blob_sha, problems=(problem,) if problem else ())
@@ -591,7 +597,7 @@ class DesiredStateLoader:
         )
         if env is None:
             problem = Problem(
-                "environment_missing",
+                ErrorCode.environment_missing,
                 f"{path} is for environment {key[1]!r}, which has no "
                 f"{ENVIRONMENTS_DIR}/{key[1]}.yaml",
             )
@@ -614,7 +620,7 @@ class DesiredStateLoader:
             )
         if (bundle.name, bundle.environment) != key:
             problem = Problem(
-                "bundle_path_mismatch",
+                ErrorCode.bundle_path_mismatch,
                 f"{path} holds bundle {bundle.name!r} for environment {bundle.environment!r} "
                 f"(as signed), but its path says {key[0]!r} for {key[1]!r}; a bundle applies "
                 "only where its path and its signed content agree",
@@ -652,12 +658,12 @@ def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise KneoError(f"{path} must be a YAML mapping", code="environment_invalid")
+        raise KneoError(f"{path} must be a YAML mapping", code=ErrorCode.environment_invalid)
     policy = EnvironmentPolicy.model_validate(data)
     if policy.environment is not None and policy.environment != name:
         raise KneoError(
             f"environment is {policy.environment!r} but the file is named for {name!r}",
-            code="environment_invalid",
+            code=ErrorCode.environment_invalid,
         )
     return policy.model_copy(update={"environment": name})
 
@@ -674,7 +680,7 @@ def _check_chains(environments: dict[str, DesiredEnvironment]) -> dict[str, Desi
                 env,
                 problems=(
                     Problem(
-                        "upstream_environment_missing",
+                        ErrorCode.upstream_environment_missing,
                         f"{env.path}: require_approved_in names {upstream!r}, which has no "
                         f"{ENVIRONMENTS_DIR}/{upstream}.yaml",
                     ),
@@ -689,7 +695,7 @@ def _check_chains(environments: dict[str, DesiredEnvironment]) -> dict[str, Desi
                     env,
                     problems=(
                         Problem(
-                            "promotion_cycle",
+                            ErrorCode.promotion_cycle,
                             f"{env.path}: require_approved_in forms a cycle through {current!r}",
                         ),
                     ),

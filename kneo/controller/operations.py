@@ -25,7 +25,7 @@ from typing import Any
 
 from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
-from kneo.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.people import caller_entry, counted
 
@@ -217,7 +217,7 @@ def publish_trust(store: Any, keyring: Any, environments: dict[str, dict[str, An
 
 
 def _untrusted(why: str, **details: Any) -> Conflict:
-    return Conflict(why, code="rollback_untrusted", **details)
+    return Conflict(why, code=ErrorCode.rollback_untrusted, **details)
 
 
 def check_trust(store: Any, revision: Any, now: datetime) -> dict[str, Any]:
@@ -286,20 +286,20 @@ def rollback(
         raise Conflict(
             f"revision {to} of {bundle!r} in {environment!r} is {target.status}; only a "
             "revision that was in force can be rolled back to",
-            code="rollback_target_invalid",
+            code=ErrorCode.rollback_target_invalid,
         )
     if active is not None and active.digest == target.digest:
         raise Conflict(
             f"{_short(target.digest)} is already active in {environment} "
             f"(revision {active.revision})",
-            code="already_active",
+            code=ErrorCode.already_active,
         )
     blocked = {b.digest: b for b in store.list_blocked_digests()}
     if target.digest in blocked:
         b = blocked[target.digest]
         raise Conflict(
             f"{_short(target.digest)} is blocked by {b.blocked_by or 'someone'}: {b.reason}",
-            code="digest_blocked",
+            code=ErrorCode.digest_blocked,
         )
     rules = check_trust(store, target, now)
     if rules.get("require_human_approval"):
@@ -333,7 +333,7 @@ def perform_rollback(
             *(a for a in approved_by or () if a not in target.approved_by),
         ],
         status="active",
-        diagnostics=[{"code": "rollback", "message": note, "rollback_of": target.revision}],
+        diagnostics=[{"code": ErrorCode.rollback, "message": note, "rollback_of": target.revision}],
         spec=target.spec,
     )
     pinned = tx.pin_bundle(bundle, environment, record.revision, reason=note, pinned_by=actor)
@@ -473,14 +473,14 @@ def decide_rollback(
         if task.status != "pending":
             raise Conflict(
                 f"rollback task {continuation_id} is already {task.status}",
-                code="request_already_resolved",
+                code=ErrorCode.request_already_resolved,
             )
         name, env, subject = context["bundle"], context["environment"], context["subject"]
         approvers = list(context.get("approvers") or [])
         if approvers and caller_entry(approver, approvers) is None:  # names or groups
             raise Forbidden(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
-                code="not_an_approver",
+                code=ErrorCode.not_an_approver,
             )
         tx.add_promotion_approval(
             name, env, subject, approver=approver, decision=decision, comment=comment
@@ -541,7 +541,7 @@ def _approved_rollback(
         raise Conflict(
             f"{name} in {env} changed since the rollback was asked (now revision "
             f"{number}); ask again",
-            code="stale_state",
+            code=ErrorCode.stale_state,
         )
     return perform_rollback(
         tx,

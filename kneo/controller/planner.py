@@ -51,6 +51,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.errors import ErrorCode
 from kneo.people import counted
 from kneo.policy.evals import judge_evals
 
@@ -58,10 +59,10 @@ from kneo.policy.evals import judge_evals
 UP_TO_DATE = "up_to_date"
 SUSPENDED = "suspended"
 PRUNE_DISABLED = "prune_disabled"
-EMPTY_DESIRED_STATE = "empty_desired_state"
+EMPTY_DESIRED_STATE = ErrorCode.empty_desired_state
 ALREADY_REJECTED = "already_rejected"
-PROMOTION_REJECTED = "promotion_rejected"
-PINNED = "pinned"
+PROMOTION_REJECTED = ErrorCode.promotion_rejected
+PINNED = ErrorCode.pinned
 BLOCKED = "blocked"
 DOWNGRADE = "downgrade"
 FROZEN = "frozen"
@@ -719,7 +720,9 @@ def _verified(revision: DesiredRevision | None) -> ConditionValue:
         return ConditionValue(
             t, "True", R_VERIFIED, f"{short(revision.digest)} signed by {signers}"
         )
-    problem = revision.problems[0] if revision.problems else Problem("invalid", "invalid")
+    problem = (
+        revision.problems[0] if revision.problems else Problem(ErrorCode.invalid, ErrorCode.invalid)
+    )
     return ConditionValue(t, "False", problem.code, "; ".join(p.message for p in revision.problems))
 
 

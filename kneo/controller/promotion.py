@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo import metrics
-from kneo.errors import Conflict, Forbidden, InvalidDecision, NotFound
+from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
 from kneo.people import caller_entry, counted, current
 from kneo.redaction import redact_text
 
@@ -278,7 +278,7 @@ def record_promotion_decision(
         if task.status != "pending":
             raise Conflict(
                 f"promotion task {continuation_id} is already {task.status}",
-                code="request_already_resolved",
+                code=ErrorCode.request_already_resolved,
             )
         name, env, digest = context["bundle"], context["environment"], context["digest"]
         approvers = list(context.get("approvers") or [])
@@ -286,7 +286,7 @@ def record_promotion_decision(
         if approvers and matched is None:
             raise Forbidden(
                 f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
-                code="not_an_approver",
+                code=ErrorCode.not_an_approver,
             )
         subject = context.get("subject") or digest  # a freeze override's are its own
         tx.add_promotion_approval(

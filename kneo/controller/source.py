@@ -28,7 +28,7 @@ import git
 
 from kneo.controller.model import bundle_of
 from kneo.documents import LIMITS
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 
 BUNDLES_DIR = "bundles"
 ENVIRONMENTS_DIR = "environments"
@@ -45,7 +45,7 @@ _BATCH = 512
 class SourceError(KneoError):
     """The repository could not be fetched or read; the controller reports it and retries."""
 
-    code = "source_error"
+    code = ErrorCode.source_error
     http_status = 502
 
 
@@ -141,11 +141,11 @@ class GitSource:
                 self._repo = git.Repo(self.path)
         except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as exc:
             raise SourceError(
-                f"{self.location} is not a Git repository", code="source_not_a_repository"
+                f"{self.location} is not a Git repository", code=ErrorCode.source_not_a_repository
             ) from exc
         except (git.exc.GitError, OSError) as exc:
             raise SourceError(
-                f"cannot open {self.describe()}: {_short(exc)}", code="source_unreachable"
+                f"cannot open {self.describe()}: {_short(exc)}", code=ErrorCode.source_unreachable
             ) from exc
         return self._repo
 
@@ -180,7 +180,7 @@ class GitSource:
                 self.close()  # the next pass opens it afresh (it may be mid-replacement)
                 raise SourceError(
                     f"{self.describe()}: no such branch, tag or commit",
-                    code="source_ref_not_found",
+                    code=ErrorCode.source_ref_not_found,
                 ) from exc
             except SourceError:
                 self.close()
@@ -208,7 +208,7 @@ class GitSource:
                     pass
             raise SourceError(
                 f"{self.location}: no such branch, tag or commit {ref!r}",
-                code="source_ref_not_found",
+                code=ErrorCode.source_ref_not_found,
             )
 
     def _reopen_if_replaced(self) -> None:
@@ -239,11 +239,12 @@ class GitSource:
                 if "couldn't find remote ref" in text or "not our ref" in text:
                     continue
                 raise SourceError(
-                    f"cannot fetch {self.describe()}: {_short(exc)}", code="source_unreachable"
+                    f"cannot fetch {self.describe()}: {_short(exc)}",
+                    code=ErrorCode.source_unreachable,
                 ) from exc
         raise SourceError(
             f"{self.describe()}: no such branch or tag on the remote",
-            code="source_ref_not_found",
+            code=ErrorCode.source_ref_not_found,
         ) from last
 
     def list_files(
@@ -308,7 +309,9 @@ class GitSource:
             try:
                 return str(getattr(repo.git, command)(*args))
             except git.exc.GitCommandError as exc:
-                raise SourceError(f"{what}: {_short(exc)}", code="source_unreadable") from exc
+                raise SourceError(
+                    f"{what}: {_short(exc)}", code=ErrorCode.source_unreadable
+                ) from exc
 
     def read_blob(self, blob_sha: str) -> bytes:
         with self._lock:
@@ -320,7 +323,8 @@ class GitSource:
                 return bytes(stream.read(LIMITS.max_bytes + 1))
             except (ValueError, git.exc.GitError, OSError) as exc:
                 raise SourceError(
-                    f"cannot read blob {blob_sha[:12]}: {_short(exc)}", code="source_unreadable"
+                    f"cannot read blob {blob_sha[:12]}: {_short(exc)}",
+                    code=ErrorCode.source_unreadable,
                 ) from exc
 
     def read_blobs(self, blob_shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
@@ -339,7 +343,7 @@ class GitSource:
                     proc.stdin.close()
                 except (git.exc.GitError, OSError) as exc:
                     raise SourceError(
-                        f"cannot read blobs: {_short(exc)}", code="source_unreadable"
+                        f"cannot read blobs: {_short(exc)}", code=ErrorCode.source_unreadable
                     ) from exc
                 try:
                     for sha in chunk:
@@ -347,7 +351,7 @@ class GitSource:
                         if len(header) != 3 or header[1] != b"blob":
                             raise SourceError(
                                 f"cannot read blob {sha[:12]}: not a blob in the repository",
-                                code="source_unreadable",
+                                code=ErrorCode.source_unreadable,
                             )
                         size = int(header[2])
                         data = proc.stdout.read(min(size, keep_at_most))

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from kneo.errors import Unauthorized
+from kneo.errors import ErrorCode, Unauthorized
 
 
 class Triggerable(Protocol):
@@ -28,7 +28,7 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
     Constant-time comparison; the secret never appears in the error.
     """
     if not secret:
-        raise Unauthorized("the webhook secret is not configured", code="unauthorized")
+        raise Unauthorized("the webhook secret is not configured", code=ErrorCode.unauthorized)
     if not header or not header.startswith("sha256="):
         raise Unauthorized("missing or malformed X-Hub-Signature-256 header")
     key = secret.encode("utf-8") if isinstance(secret, str) else secret

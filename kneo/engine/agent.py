@@ -38,7 +38,7 @@ from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.policy.access import HostAccess
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
@@ -58,7 +58,7 @@ _BRANCH_PREFIX = "branch:"
 
 
 class AgentStepError(KneoError):
-    code = "agent_error"
+    code = ErrorCode.agent_error
 
 
 class AgentHost(Protocol):
@@ -116,7 +116,7 @@ def select_runtime(agent: AgentSpec, runtimes: RuntimeRegistry) -> RuntimeMode:
     raise AgentStepError(
         f"agent '{agent.name}': none of the runtime modes {candidates} is available "
         f"(known: {', '.join(runtimes.names())})",
-        code="E_UNKNOWN_RUNTIME",
+        code=ErrorCode.E_UNKNOWN_RUNTIME,
     )
 
 
@@ -141,7 +141,7 @@ class AgentLoop:
     def run(self, host: AgentHost, step: CompiledStep, input_text: str) -> str:
         agent = step.agent
         if agent is None:
-            raise AgentStepError(f"step '{step.id}' has no agent", code="E_UNKNOWN_REF")
+            raise AgentStepError(f"step '{step.id}' has no agent", code=ErrorCode.E_UNKNOWN_REF)
         provider = self._providers(agent.model.provider)
         runtime = select_runtime(agent, self._runtimes)
         tools, remote = resolve_mcp_tools(step.tools, agent, host.mcp())
@@ -173,7 +173,7 @@ class AgentLoop:
             ):
                 raise AgentStepError(
                     f"agent step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
-                    code="step_timeout",
+                    code=ErrorCode.step_timeout,
                 )
             with host.lock:
                 messages = [ChatMessage.from_dict(m) for m in record["messages"]]
@@ -185,7 +185,7 @@ class AgentLoop:
                 raise AgentStepError(
                     f"agent '{agent.name}' reached max_iterations ({max_turns}) without a "
                     "final answer",
-                    code="agent_max_iterations",
+                    code=ErrorCode.agent_max_iterations,
                 )
             self._within_budget(host, ("model_calls", "tokens"))
             self._model_turn(host, provider, agent, tools, messages, record)
@@ -258,7 +258,7 @@ class AgentLoop:
                 f"agent '{agent.name}': the model stopped at its output limit{limit} before "
                 "finishing its reply; the incomplete reply was not used (raise "
                 "model.max_tokens)",
-                code="model_output_truncated",
+                code=ErrorCode.model_output_truncated,
                 agent=agent.name,
             )
 

@@ -22,7 +22,7 @@ from contextlib import suppress
 from typing import Any
 
 from kneo.documents import DocumentError, parse_json
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.policy.environment import BudgetsPolicy
 
 #: What a run's ``usage`` counts, summed over its agent units (run views, ``--json``).
@@ -34,7 +34,7 @@ _NOUNS = {"model_calls": "model calls", "tool_calls": "tool calls", "tokens": "t
 class BudgetExceeded(KneoError):
     """A run reached a budget its policy ends it at, or a person stopped it there."""
 
-    code = "budget_exceeded"
+    code = ErrorCode.budget_exceeded
 
 
 def usage_of(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -41,7 +41,7 @@ from kneo.engine.human import (
 )
 from kneo.engine.journal import MemoryJournal
 from kneo.engine.state import ExecutionState
-from kneo.errors import InvalidRequest, KneoError, SpecError
+from kneo.errors import ErrorCode, InvalidRequest, KneoError, SpecError
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.models import (
     AgentSpec,
@@ -655,7 +655,7 @@ class SdkWorkflow:
             )
         if isinstance(outcome, Failed):
             raise KneoError(outcome.error["message"], code=outcome.error["code"])
-        raise KneoError(f"workflow '{self.name}' stopped: {outcome}", code="run_stopped")
+        raise KneoError(f"workflow '{self.name}' stopped: {outcome}", code=ErrorCode.run_stopped)
 
     async def arun(self, input_text: str, *, state: Mapping[str, Any] | None = None) -> str:
         """:meth:`run` for async code (``await workflow.arun(text)``): the same run, on a
@@ -744,7 +744,7 @@ class SdkWorkflow:
     def _engine(self) -> WorkflowEngine:
         def no_providers(name: str) -> Any:
             raise InvalidRequest(
-                "in-process SDK workflows have no model providers", code="unknown_provider"
+                "in-process SDK workflows have no model providers", code=ErrorCode.unknown_provider
             )
 
         prompts: dict[str, Callable[[list[str], dict[str, Any]], str]] = {}

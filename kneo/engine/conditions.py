@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from functools import lru_cache
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.spec.models import EdgeCondition
 
 Predicate = Callable[[str], bool]
@@ -64,7 +64,8 @@ def evaluate(condition: EdgeCondition, output: str) -> bool:
             pattern = _compiled(condition.regex, fold)
         except re.error as exc:
             raise KneoError(
-                f"edge regex {condition.regex!r} is invalid: {exc}", code="invalid_condition"
+                f"edge regex {condition.regex!r} is invalid: {exc}",
+                code=ErrorCode.invalid_condition,
             ) from exc
         return pattern.search(text[:_MAX_REGEX_INPUT]) is not None
     name = condition.predicate or ""
@@ -74,6 +75,6 @@ def evaluate(condition: EdgeCondition, output: str) -> bool:
         raise KneoError(
             f"edge predicate {name!r} is not registered; call "
             "kneo.engine.conditions.register_predicate first",
-            code="unknown_predicate",
+            code=ErrorCode.unknown_predicate,
         )
     return bool(fn(text))

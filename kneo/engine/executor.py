@@ -50,7 +50,7 @@ from kneo.engine.providers.base import Provider
 from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState, StateParts
-from kneo.errors import DatabaseUnavailable, KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_request_id
 from kneo.policy.access import HostAccess
 from kneo.redaction import redact_text
@@ -104,12 +104,12 @@ Outcome = Completed | Paused | Failed | Cancelled | Superseded
 
 
 class StepFailure(KneoError):
-    code = "step_failed"
+    code = ErrorCode.step_failed
 
 
 def error_info(exc: BaseException, **where: Any) -> dict[str, Any]:
     """A JSON error summary (stable code, one redacted line), never a traceback."""
-    code = exc.code if isinstance(exc, KneoError) else "step_error"
+    code = exc.code if isinstance(exc, KneoError) else ErrorCode.step_error
     message = exc.message if isinstance(exc, KneoError) else f"{type(exc).__name__}: {exc}"
     line = " ".join(redact_text(str(message)).split())[:500]
     return {"code": code, "type": type(exc).__name__, "message": line, **where}
@@ -212,9 +212,9 @@ class WorkflowEngine:
             return Cancelled(str(exc), state.snapshot())
         except RunSuperseded as exc:
             return Superseded(exc.reason, exc.status, state.snapshot())
-        except DatabaseUnavailable:
-            raise  # the journal could not write: the run did not fail, its process must retry
         except KneoError as exc:  # raised outside a unit: routing, max visits, bad workflow
+            if exc.retryable:  # the journal could not write: the run did not fail, retry it
+                raise
             error = error_info(exc, **_where(state))
             with state.lock:
                 state.failure = error
@@ -552,7 +552,7 @@ class _Run:
                     HumanRejected(
                         f"step '{step.id}' output was rejected {round_no} times "
                         f"(max_reviews {review.max_reviews}): {outcome.feedback}",
-                        code="review_limit_reached",
+                        code=ErrorCode.review_limit_reached,
                         step_id=step.id,
                     ),
                     step_id=step.id,
@@ -588,9 +588,11 @@ class _Run:
                 output, extra = self._execute(
                     exec_key, step, run_text, attempt, human_input=human_input, feedback=feedback
                 )
-            except (_Pause, RunCancelled, RunSuperseded, DatabaseUnavailable):
-                raise  # (a boundary the journal could not write is no failure of the step)
+            except (_Pause, RunCancelled, RunSuperseded):
+                raise
             except Exception as exc:  # a step's own failure: apply its on_error policy
+                if isinstance(exc, KneoError) and exc.retryable:
+                    raise  # (a boundary the journal could not write is no failure of the step)
                 if self._on_error(key, step, text, attempt, exc) is None:
                     continue  # retry
                 return None
@@ -627,8 +629,8 @@ class _Run:
         error = error_info(exc, step_id=step.id, unit_key=key, attempt=attempt)
         if isinstance(exc, BudgetExceeded):
             self._fail(key, step, attempt, error)  # spending more is what the budget refuses
-        retryable = not isinstance(exc, HumanRejected)
-        if step.on_error == "retry" and retryable and attempt <= step.max_retries:
+        fault = not isinstance(exc, HumanRejected)  # a rejection is a decision, not a fault
+        if step.on_error == "retry" and fault and attempt <= step.max_retries:
             delay = step.retry_backoff_seconds * (2 ** (attempt - 1))
             self._record_error(key, step, "retrying", attempt, error)
             self.step_event(
@@ -643,7 +645,7 @@ class _Run:
                 self.engine.sleep(delay)
             self.check_cancel()
             return None
-        if step.on_error == "pause" and retryable:
+        if step.on_error == "pause" and fault:
             choice = self._error_choice(key, step, attempt, error)
             if choice == "retry":
                 return None
@@ -735,7 +737,9 @@ class _Run:
             return self.engine.agents.run(host, step, text), {}
         if step.kind == "human":
             return self._human(key, step, text)
-        raise StepFailure(f"step '{step.id}' has unknown kind {step.kind!r}", code="E_SCHEMA")
+        raise StepFailure(
+            f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
+        )
 
     def _function(
         self,
@@ -785,7 +789,7 @@ class _Run:
         if worker.is_alive():
             raise StepFailure(
                 f"step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
-                code="step_timeout",
+                code=ErrorCode.step_timeout,
             )
         if "error" in box:
             raise box["error"]
@@ -895,7 +899,7 @@ class _Run:
 
 
 class HumanRejected(KneoError):
-    code = "human_rejected"
+    code = ErrorCode.human_rejected
 
 
 def apply_decision(

@@ -18,7 +18,7 @@ from kneo.engine.cancellation import RunCancelled
 from kneo.engine.human import HumanRequest
 from kneo.engine.journal import RunSuperseded
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
 
 if TYPE_CHECKING:
@@ -43,12 +43,14 @@ def _graph(ctx: _Run) -> str:
     visits: Counter[str] = Counter()
     while node is not None:
         if node not in nodes:
-            raise KneoError(f"graph routes to unknown node '{node}'", code="graph_unknown_node")
+            raise KneoError(
+                f"graph routes to unknown node '{node}'", code=ErrorCode.graph_unknown_node
+            )
         visits[node] += 1
         if visits[node] > wf.max_visits:
             raise KneoError(
                 f"node '{node}' would run a {visits[node]}th time; max_visits is {wf.max_visits}",
-                code="graph_max_visits",
+                code=ErrorCode.graph_max_visits,
                 step_id=node,
             )
         if not ctx.probe:

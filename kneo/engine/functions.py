@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from kneo.engine.cancellation import CancellationToken
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 
 StepFunction = Callable[..., Any]
 
@@ -44,7 +44,7 @@ class StepContext:
 
 
 class FunctionImportError(KneoError):
-    code = "E_UNKNOWN_FUNCTION_REF"
+    code = ErrorCode.E_UNKNOWN_FUNCTION_REF
 
 
 _cache: dict[str, tuple[StepFunction, int]] = {}

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from kneo.clock import utc_iso
 from kneo.documents import DocumentError, parse_json
-from kneo.errors import InvalidDecision, KneoError, ValidationFailed
+from kneo.errors import ErrorCode, InvalidDecision, KneoError, ValidationFailed
 from kneo.redaction import redact_mapping
 
 RequestKind = Literal[
@@ -362,7 +362,7 @@ def _check_schema(request: HumanRequest, content: str) -> None:
         if schema.get("type") not in (None, "string"):
             raise ValidationFailed(
                 "content must be JSON matching the request's input_schema",
-                code="invalid_human_input",
+                code=ErrorCode.invalid_human_input,
                 request_id=request.request_id,
                 path="<content>",
             ) from None
@@ -378,7 +378,7 @@ def _check_schema(request: HumanRequest, content: str) -> None:
         where = ".".join(parts) or "<content>"
         raise ValidationFailed(
             f"content invalid at {where}: {first.message}",
-            code="invalid_human_input",
+            code=ErrorCode.invalid_human_input,
             request_id=request.request_id,
             path=where,
         )
@@ -466,7 +466,7 @@ HumanResolver = Callable[[HumanInterventionRequest], "str | None"]
 class HumanInterventionRequiredError(KneoError):
     """Raised by the SDK when a human step has no inline answer: carry it to your UI."""
 
-    code = "human_intervention_required"
+    code = ErrorCode.human_intervention_required
     http_status = 409
 
     def __init__(

@@ -31,7 +31,7 @@ from typing import Any
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
 from kneo.bundle.format import EvalAttestation
 from kneo.engine.agent import USAGE_FIELDS, count_usage
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.evals.suite import EvalCase, EvalSuite, Expectations
 from kneo.settings import Settings
 
@@ -139,7 +139,7 @@ def attestation(result: Mapping[str, Any]) -> EvalAttestation:
     if not isinstance(result, Mapping) or result.get("kind") != "KneoEvalResult":
         raise BundleError(
             "not an eval result (write one with kneo eval run --results FILE)",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             field="evals",
         )
     try:
@@ -158,7 +158,7 @@ def attestation(result: Mapping[str, Any]) -> EvalAttestation:
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleError(
             f"eval result does not match at {where}: {first['msg']}",
-            code="bundle_malformed",
+            code=ErrorCode.bundle_malformed,
             field=f"evals.{where}",
         ) from None
 
@@ -288,7 +288,7 @@ def case_overrides(case: EvalCase, spec: Mapping[str, Any]) -> dict[str, Any]:
             raise KneoError(
                 f"case {case.id!r}: 'script' needs a spec with a top-level agent (use "
                 "'scripts' to name agents of components.agents)",
-                code="E_EVAL_SUITE",
+                code=ErrorCode.E_EVAL_SUITE,
             )
         overlay["agent"] = scripted(case.script)
     known = set((spec.get("components") or {}).get("agents") or {})
@@ -297,7 +297,7 @@ def case_overrides(case: EvalCase, spec: Mapping[str, Any]) -> dict[str, Any]:
             raise KneoError(
                 f"case {case.id!r}: scripts names agent {name!r}, which the spec does not "
                 f"declare under components.agents (declared: {', '.join(sorted(known)) or 'none'})",
-                code="E_EVAL_SUITE",
+                code=ErrorCode.E_EVAL_SUITE,
             )
         overlay.setdefault("components", {}).setdefault("agents", {})[name] = scripted(turns)
     result: dict[str, Any] = deep_merge(overlay, case.overrides) if case.overrides else overlay

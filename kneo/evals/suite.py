@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kneo.documents import load_yaml_file
-from kneo.errors import SpecError
+from kneo.errors import ErrorCode, SpecError
 from kneo.names import NAME_PATTERN
 from kneo.spec.models import DummyScriptTurn, ModelSpec
 
@@ -57,7 +57,7 @@ RunStatusName = Literal["succeeded", "failed", "paused", "cancelled", "timed_out
 class EvalSuiteError(SpecError):
     """An eval suite file that cannot be read or does not match the format."""
 
-    code = "E_EVAL_SUITE"
+    code = ErrorCode.E_EVAL_SUITE
 
 
 class _Model(BaseModel):

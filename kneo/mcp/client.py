@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 from kneo.policy.access import HostAccess, ResolvedServer
 from kneo.settings import Settings
 from kneo.spec.diagnostics import Diagnostic
@@ -50,13 +50,13 @@ _CLOSE_SECONDS = 5.0
 class McpUnavailable(KneoError):
     """The server could not be reached, died, or did not answer in time (after retries)."""
 
-    code = "mcp_unavailable"
+    code = ErrorCode.mcp_unavailable
 
 
 class McpToolError(KneoError):
     """The server answered the call with an error (not retried)."""
 
-    code = "mcp_tool_error"
+    code = ErrorCode.mcp_tool_error
 
 
 class _Connection:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kneo.errors import ConfigError, KneoError, NotFound
+from kneo.errors import ConfigError, ErrorCode, KneoError, NotFound
 
 SALT = "kneo.decision-link"
 
 
 class LinkExpired(KneoError):
-    code = "decision_link_expired"
+    code = ErrorCode.decision_link_expired
     http_status = 410
 
 
@@ -81,10 +81,12 @@ class DecisionLinks:
             ) from None
         except BadSignature:
             raise NotFound(
-                "This is not a valid decision link", code="decision_link_invalid"
+                "This is not a valid decision link", code=ErrorCode.decision_link_invalid
             ) from None
         if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "cr"):
-            raise NotFound("This is not a valid decision link", code="decision_link_invalid")
+            raise NotFound(
+                "This is not a valid decision link", code=ErrorCode.decision_link_invalid
+            )
         return LinkClaim(data["c"], data["r"], str(data.get("to") or ""))
 
 

@@ -20,7 +20,7 @@ from kneo.engine.cancellation import CancellationToken
 from kneo.engine.executor import Outcome, Paused, Superseded, WorkflowEngine
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
-from kneo.errors import Conflict
+from kneo.errors import Conflict, ErrorCode
 from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
 from kneo.platform.journal import StoreJournal
@@ -167,7 +167,7 @@ class RunDriver:
             if observer is not None:
                 observer.end(
                     result.status if result is not None else None,
-                    getattr(outcome, "error", None) or {"code": "run_interrupted"},
+                    getattr(outcome, "error", None) or {"code": ErrorCode.run_interrupted},
                 )
 
     def _finish(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
 from kneo.clock import jitter, utc_iso
-from kneo.errors import ConfigError, KneoError
+from kneo.errors import ConfigError, ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.notification_events import SEVERITIES
 from kneo.platform.decision_links import DecisionLinks, recipient_of
@@ -678,7 +678,7 @@ def send_test(receiver: Receiver, settings: Settings) -> int:
         except DeliveryFailed as exc:
             raise KneoError(
                 f"test notification to {receiver.name!r} failed: {exc}",
-                code="notification_failed",
+                code=ErrorCode.notification_failed,
             ) from None
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.errors import NotFound, NotReady
+from kneo.errors import ErrorCode, NotFound, NotReady
 from kneo.store import ControllerRequest, Store
 
 DEFAULT_NAME = "default"
@@ -50,7 +50,7 @@ def require_configured(store: Store, config: Any, *, in_process: bool) -> str:
         raise NotFound(
             "no GitOps controller is configured for this deployment: none runs in this "
             "process and none has reported to the database (start `kneo controller run`)",
-            code="controller_not_configured",
+            code=ErrorCode.controller_not_configured,
             resource="controller",
         )
     return name

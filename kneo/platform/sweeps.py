@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
-from kneo.errors import Conflict, IllegalTransition, KneoError, NotFound
+from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.platform.decisions import Decisions
@@ -180,7 +180,7 @@ class Sweeps:
     def _expire(self, cont: Any, run: Any, request: dict[str, Any], now: datetime) -> int:
         timeout = request.get("timeout_seconds")
         error = {
-            "code": "human_task_expired",
+            "code": ErrorCode.human_task_expired,
             "type": "human_task_expired",
             "message": f"human request {request.get('request_id')} was not answered within "
             f"its timeout of {timeout}s",
@@ -329,7 +329,7 @@ class Sweeps:
                     expected_version=current.version,
                     status=transition(current.status, RunStatus.FAILED),
                     error={
-                        "code": "human_continue_failed",
+                        "code": ErrorCode.human_continue_failed,
                         "type": type(exc).__name__,
                         "message": message,
                     },
@@ -369,7 +369,7 @@ class Sweeps:
             return 0
         cid = paused_continuation(run)
         error = {
-            "code": "run_timed_out",
+            "code": ErrorCode.run_timed_out,
             "type": "run_timed_out",
             "message": f"the run missed its deadline {utc_iso(run.deadline_at)}",
         }

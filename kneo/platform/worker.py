@@ -17,7 +17,7 @@ run already terminal, paused or cancelled      ``completed`` (nothing to do)
 another process holds the run's lock           ``completed`` + a new record due when the
                                                lock lapses (holder dead on another host)
 run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
-database unavailable (transient)               released, due again after a backoff (1, 2, 4
+retryable error (a database outage)            released, due again after a backoff (1, 2, 4
                                                ... s, at most 30 s); never completed; after
                                                ``max_attempts`` claims the run is failed
 permanent error (spec no longer compiles...)   ``failed``; run ``failed`` with the reason
@@ -46,7 +46,6 @@ from kneo import metrics
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import (
     Conflict,
-    DatabaseUnavailable,
     IllegalTransition,
     KneoError,
     NotFound,
@@ -293,9 +292,13 @@ class Worker:
                 exc.code,
             )
             self.store.release(record.queue_id, self.owner)
-        except DatabaseUnavailable as exc:
-            # Transient: the run is intact at its last committed boundary. Try again later
-            # (a release the database refuses too leaves the lease to lapse: the same).
+        except KneoError as exc:
+            if not exc.retryable:
+                # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
+                self._give_up(record, exc.code, redact_text(str(exc))[:500])
+                return
+            # Transient (a database outage): the run is intact at its last committed boundary.
+            # Try again later (a release the database refuses too leaves the lease to lapse).
             if record.attempts >= self.max_attempts:
                 self._give_up(record, exc.code, redact_text(str(exc))[:500])
                 return
@@ -311,9 +314,6 @@ class Worker:
             )
             with contextlib.suppress(KneoError):
                 self.store.release(record.queue_id, self.owner, delay_seconds=delay)
-        except KneoError as exc:
-            # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
-            self._give_up(record, exc.code, redact_text(str(exc))[:500])
         except Exception as exc:
             log.exception(
                 "worker %s: run %s crashed (attempt %s)", self.owner, record.run_id, record.attempts

@@ -48,7 +48,7 @@ from kneo.destinations import (
     parse_destination,
     parse_url,
 )
-from kneo.errors import AccessDenied
+from kneo.errors import AccessDenied, ErrorCode
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
 from kneo.spec.diagnostics import Diagnostic, agent_locations, diag, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
@@ -148,7 +148,7 @@ class HostAccess:
             raise AccessDenied(
                 f"{path}: {reference!r} is not a secret declared for specs in "
                 f"{self.environment!r} (declared: {', '.join(declared) or 'none'})",
-                code="E_SECRET_UNDECLARED",
+                code=ErrorCode.E_SECRET_UNDECLARED,
                 path=path,
                 suggestion="declare it under secrets.extra in .kneo/config.yaml (never a "
                 "KNEO_* variable), and refer to it by that name",
@@ -167,7 +167,7 @@ class HostAccess:
         where = f"{target.scheme}://{target.host}:{target.port}"
         raise AccessDenied(
             f"{path}: {where} is not an allowed destination in {self.environment!r}",
-            code="E_DESTINATION_NOT_ALLOWED",
+            code=ErrorCode.E_DESTINATION_NOT_ALLOWED,
             path=path,
             suggestion="add the host or URL prefix to network.allow (or "
             f"environments.{self.environment}.network.allow) in .kneo/config.yaml",
@@ -197,20 +197,20 @@ class HostAccess:
                     f"{path}.command: a spec may not start its own process in "
                     f"{self.environment!r}; declare the server under mcp_servers in "
                     ".kneo/config.yaml and name it with `server:`",
-                    code="E_PROCESS_UNDECLARED",
+                    code=ErrorCode.E_PROCESS_UNDECLARED,
                     path=f"{path}.command",
                 )
             if not imp.command:
                 raise AccessDenied(
                     f"{path}.command: a stdio import needs a command",
-                    code="E_PROCESS_UNDECLARED",
+                    code=ErrorCode.E_PROCESS_UNDECLARED,
                     path=f"{path}.command",
                 )
         else:
             if not imp.url:
                 raise AccessDenied(
                     f"{path}.url: an {imp.transport} import needs a url",
-                    code="E_DESTINATION_NOT_ALLOWED",
+                    code=ErrorCode.E_DESTINATION_NOT_ALLOWED,
                     path=f"{path}.url",
                 )
             self.destination(imp.url, path=f"{path}.url")
@@ -226,7 +226,7 @@ class HostAccess:
             raise AccessDenied(
                 f"{where}: {name!r} is not an MCP server declared for {self.environment!r} "
                 f"(declared: {', '.join(sorted(self.servers)) or 'none'})",
-                code="E_MCP_SERVER_UNDECLARED",
+                code=ErrorCode.E_MCP_SERVER_UNDECLARED,
                 path=where,
                 suggestion="declare it under mcp_servers in .kneo/config.yaml",
             )
@@ -256,7 +256,7 @@ class HostAccess:
         raise AccessDenied(
             f"{path}: module {module!r} is not part of the project; a function ref names a "
             "module in the project's own tree or one listed under functions.modules",
-            code="E_FUNCTION_NOT_ALLOWED",
+            code=ErrorCode.E_FUNCTION_NOT_ALLOWED,
             path=path,
             suggestion="move the function into the project, or list its installed module "
             "under functions.modules in .kneo/config.yaml",

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 from kneo.names import NAME_PATTERN
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 
@@ -270,7 +270,7 @@ def _merge_flat(model: type[M], parts: Sequence[M], where: str) -> M:
             raise ConfigError(
                 f"{where}.{name} is set differently by the project config and the "
                 f"environment file ({', '.join(repr(v) for v in setters)}); make them agree",
-                code="environment_policy_conflict",
+                code=ErrorCode.environment_policy_conflict,
                 field=f"{where}.{name}",
             )
     return model.model_validate(values)
@@ -314,7 +314,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         raise ConfigError(
             "promotion.require_approved_in is set to different environments "
             f"({', '.join(named)}); make the project config and environment file agree",
-            code="environment_policy_conflict",
+            code=ErrorCode.environment_policy_conflict,
             field="promotion.require_approved_in",
         )
     approvers = _merge_allow_list(
@@ -323,7 +323,7 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
     if a.promotion.approvers and b.promotion.approvers and not approvers:
         raise ConfigError(
             "promotion.approvers lists have nobody in common, so no one could approve",
-            code="environment_policy_conflict",
+            code=ErrorCode.environment_policy_conflict,
             field="promotion.approvers",
         )
     promotion = PromotionPolicy(
@@ -454,7 +454,7 @@ def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
     if named is not None and named != env:
         raise ConfigError(
             f"{p}: environment is {named!r} but the file is named for {env!r}",
-            code="config_error",
+            code=ErrorCode.config_error,
             file=str(p),
             field="environment",
         )
@@ -472,7 +472,7 @@ def load_environments(directory: str | os.PathLike[str]) -> dict[str, Environmen
         if path.stem in policies:
             raise ConfigError(
                 f"{root}: environment {path.stem!r} has both a .yaml and a .yml file",
-                code="config_error",
+                code=ErrorCode.config_error,
                 file=str(path),
             )
         policies[path.stem] = load_environment_file(path)

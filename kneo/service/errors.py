@@ -3,7 +3,8 @@
 :class:`~kneo.errors.KneoError` maps directly (its ``code`` and ``http_status``); FastAPI's
 request validation becomes ``422 validation_error`` with field locations but never the
 offending input (it may hold a secret); Starlette's own 404/405 become ``not_found`` /
-``method_not_allowed``. Every 503 carries ``Retry-After``. Unexpected exceptions are caught
+``method_not_allowed``. A retryable error (its row in :class:`~kneo.errors.ErrorCode`; every
+503 is one) carries ``Retry-After`` with its ``retry_after``. Unexpected exceptions are caught
 one layer out, in :mod:`kneo.service.middleware`: a database driver failure that escaped
 the store's own translation still becomes ``503 database_unavailable``, anything else
 ``500 internal_error`` without a traceback.
@@ -18,21 +19,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kneo.errors import KneoError
+from kneo.errors import ERRORS, ErrorCode, KneoError
 from kneo.redaction import redact
 
 _HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
-    503: "not_ready",
+    400: ErrorCode.invalid_request,
+    401: ErrorCode.unauthorized,
+    403: ErrorCode.forbidden,
+    404: ErrorCode.not_found,
+    405: ErrorCode.method_not_allowed,
+    409: ErrorCode.conflict,
+    413: ErrorCode.payload_too_large,
+    415: ErrorCode.unsupported_media_type,
+    422: ErrorCode.validation_error,
+    429: ErrorCode.too_many_requests,
+    503: ErrorCode.not_ready,
 }
 
 #: The envelope as an OpenAPI schema, referenced by every route's error responses.
@@ -49,34 +50,35 @@ ERROR_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 
 
-#: Seconds a client should wait before retrying a ``503`` (database down, not ready).
-RETRY_AFTER_SECONDS = 2
+def error_headers(
+    status: int, code: str | None = None, retry_after: int | None = None
+) -> dict[str, str]:
+    """``WWW-Authenticate`` on 401; ``Retry-After`` on a retryable error: the error's own
+    ``retry_after`` (a throttled client's wait), else its code's row (a 503's pause)."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    row = ERRORS.get(code) if code is not None else None
+    if retry_after is None and row is not None and row.retryable:
+        retry_after = row.retry_after
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return headers
 
 
-def error_headers(status: int) -> dict[str, str]:
-    """``WWW-Authenticate`` on 401; ``Retry-After`` on 503, which is always transient."""
-    if status == 401:
-        return {"WWW-Authenticate": "Bearer"}
-    if status == 503:
-        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return {}
-
-
-def envelope_response(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
+def envelope_response(
+    request: Request, status: int, body: dict[str, Any], retry_after: int | None = None
+) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id")
     payload = redact(body)
     if request_id:
         payload["request_id"] = request_id
-    return JSONResponse(payload, status_code=status, headers=error_headers(status))
+    headers = error_headers(status, str(body.get("error", "")), retry_after)
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 async def _kneo_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KneoError)
-    response = envelope_response(request, exc.http_status, exc.to_dict())
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:  # 429: when this client may try again
-        response.headers["Retry-After"] = str(retry_after)
-    return response
+    retry_after = exc.retry_after if exc.retryable else None
+    return envelope_response(request, exc.http_status, exc.to_dict(), retry_after)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -91,7 +93,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     if any(d["type"] == "json_invalid" for d in details):  # the reference: 400 invalid_request
         return envelope_response(
-            request, 400, {"error": "invalid_request", "message": "the request body is not JSON"}
+            request,
+            400,
+            {"error": ErrorCode.invalid_request, "message": "the request body is not JSON"},
         )
     first = details[0] if details else {"loc": [], "message": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
@@ -99,13 +103,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return envelope_response(
         request,
         422,
-        {"error": "validation_error", "message": message, "details": details},
+        {"error": ErrorCode.validation_error, "message": message, "details": details},
     )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.http_error)
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"No route for {request.method} {request.url.path}"

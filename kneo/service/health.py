@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from kneo.errors import ErrorCode
 from kneo.redaction import redact_text
 from kneo.service.dependencies import current_manager
 from kneo.service.errors import error_headers
@@ -156,7 +157,7 @@ async def readyz(request: Request) -> JSONResponse:
     if not failed:
         return JSONResponse({"ok": True, "metadata": metadata})
     body = {
-        "error": "not_ready",
+        "error": ErrorCode.not_ready,
         "message": "Service is not ready; failing checks: " + ", ".join(failed),
         "failed_checks": failed,
         "ok": False,
@@ -165,4 +166,4 @@ async def readyz(request: Request) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=503, headers=error_headers(503))
+    return JSONResponse(body, status_code=503, headers=error_headers(503, ErrorCode.not_ready))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kneo.errors import ConfigError, Forbidden, NotReady, Unauthorized
+from kneo.errors import ConfigError, ErrorCode, Forbidden, NotReady, Unauthorized
 from kneo.logs import get_logger
 from kneo.lrucache import LRUCache
 from kneo.settings import OidcSettings
@@ -147,7 +147,7 @@ def no_role(person: Person) -> Forbidden:
     return Forbidden(
         f"{person.name} signed in, but {ROLES_VARIABLE} gives no role to them or their groups "
         f"({groups})",
-        code="no_role",
+        code=ErrorCode.no_role,
         setting=ROLES_VARIABLE,
     )
 
@@ -228,7 +228,7 @@ class TokenVerifier:
                     raise NotReady(
                         f"the identity provider {self.issuer} could not be reached for its "
                         "signing keys; try again shortly",
-                        code="identity_provider_unavailable",
+                        code=ErrorCode.identity_provider_unavailable,
                     ) from None
                 return
             self._keys = keys
@@ -253,7 +253,7 @@ class TokenVerifier:
             log.warning("could not read the discovery document of %s: %s", self.issuer, exc)
             raise NotReady(
                 f"the identity provider {self.issuer} could not be reached; try again shortly",
-                code="identity_provider_unavailable",
+                code=ErrorCode.identity_provider_unavailable,
             ) from None
         if not isinstance(value, str) or not value:
             raise ConfigError(
@@ -283,20 +283,20 @@ class TokenVerifier:
             unverified = _segment(payload_text)
         except (ValueError, binascii.Error, UnicodeError):
             raise Unauthorized(
-                "The bearer token is not a well-formed JWT", code="token_malformed"
+                "The bearer token is not a well-formed JWT", code=ErrorCode.token_malformed
             ) from None
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise Unauthorized(
                 f"The bearer token's algorithm {str(alg)[:20]!r} is not accepted "
                 f"(accepted: {', '.join(ALGORITHMS)})",
-                code="token_malformed",
+                code=ErrorCode.token_malformed,
             )
         if unverified.get("iss") != self.issuer:
             raise Unauthorized(
                 f"The bearer token was issued by {str(unverified.get('iss'))[:200]!r}, not by "
                 f"the configured issuer {self.issuer!r} (KNEO_SERV_OIDC_ISSUER)",
-                code="token_issuer_mismatch",
+                code=ErrorCode.token_issuer_mismatch,
             )
         if self.needs_fetch(token):
             self.refresh()
@@ -307,17 +307,18 @@ class TokenVerifier:
             raise Unauthorized(
                 f"The bearer token is signed with key {str(kid)[:80]!r}, which the issuer's "
                 "JWKS does not list",
-                code="token_key_unknown",
+                code=ErrorCode.token_key_unknown,
             )
         try:
             verified = jwt.decode(token, self._keys.get_by_kid(kid), algorithms=[alg])
         except BadSignatureError:
             raise Unauthorized(
-                "The bearer token's signature does not verify", code="token_signature_invalid"
+                "The bearer token's signature does not verify",
+                code=ErrorCode.token_signature_invalid,
             ) from None
         except (JoseError, ValueError):
             raise Unauthorized(
-                "The bearer token is not a well-formed JWT", code="token_malformed"
+                "The bearer token is not a well-formed JWT", code=ErrorCode.token_malformed
             ) from None
         claims = dict(verified.claims)
         self._check_times(claims)
@@ -327,12 +328,16 @@ class TokenVerifier:
             raise Unauthorized(
                 f"The bearer token is for audience {aud!r}, not {wanted!r} "
                 "(KNEO_SERV_OIDC_AUDIENCE)",
-                code="token_audience_mismatch",
+                code=ErrorCode.token_audience_mismatch,
             )
         if nonce is not None and claims.get("nonce") != nonce:
-            raise Unauthorized("The ID token's nonce does not match", code="token_claims_invalid")
+            raise Unauthorized(
+                "The ID token's nonce does not match", code=ErrorCode.token_claims_invalid
+            )
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise Unauthorized("The bearer token names no subject", code="token_claims_invalid")
+            raise Unauthorized(
+                "The bearer token names no subject", code=ErrorCode.token_claims_invalid
+            )
         if nonce is None:
             self._verified.put(remembered, (str(kid), claims))
         return claims
@@ -344,19 +349,20 @@ class TokenVerifier:
         for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
             if value is not None and not isinstance(value, int | float):
                 raise Unauthorized(
-                    f"The bearer token's {name} is not a number", code="token_claims_invalid"
+                    f"The bearer token's {name} is not a number",
+                    code=ErrorCode.token_claims_invalid,
                 )
         if exp is None:
-            raise Unauthorized("The bearer token has no exp", code="token_claims_invalid")
+            raise Unauthorized("The bearer token has no exp", code=ErrorCode.token_claims_invalid)
         if now > exp + skew:
             raise Unauthorized(
                 f"The bearer token expired {int(now - exp)} seconds ago: get a new one",
-                code="token_expired",
+                code=ErrorCode.token_expired,
             )
         if (nbf is not None and now + skew < nbf) or (iat is not None and now + skew < iat):
             raise Unauthorized(
                 "The bearer token is not valid yet (check the clocks)",
-                code="token_not_yet_valid",
+                code=ErrorCode.token_not_yet_valid,
             )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from kneo.errors import ErrorCode
 from kneo.service.auth import Authenticator
 
 #: What the assistant is told about this server.
@@ -137,7 +138,7 @@ class ApiBridge:
         try:
             data = response.json()
         except ValueError:
-            data = {"error": "bad_response", "message": response.text[:300]}
+            data = {"error": ErrorCode.bad_response, "message": response.text[:300]}
         if response.status_code >= 400:
             error = data.get("error", "error") if isinstance(data, dict) else "error"
             message = data.get("message", "") if isinstance(data, dict) else str(data)

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kneo import metrics, tracing
 from kneo.documents import DocumentError, parse_json
-from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
+from kneo.errors import ErrorCode, InvalidRequest, KneoError, PayloadTooLarge
 from kneo.logs import get_logger
 from kneo.redaction import may_need_redaction, redact
 from kneo.service.errors import error_headers
@@ -105,7 +105,10 @@ class _Exchange:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", self.request_id.encode("latin-1")),
-                    *((k.lower().encode(), v.encode()) for k, v in error_headers(code).items()),
+                    *(
+                        (k.lower().encode(), v.encode())
+                        for k, v in error_headers(code, str(error.get("error", ""))).items()
+                    ),
                 ],
             }
         )
@@ -136,7 +139,7 @@ class _Exchange:
             await self.send_error(
                 500,
                 {
-                    "error": "internal_error",
+                    "error": ErrorCode.internal_error,
                     "message": "Internal server error; see the service log for this request id",
                 },
             )

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, Query, Request
 
-from kneo.errors import InvalidRequest
+from kneo.errors import ErrorCode, InvalidRequest
 from kneo.store.base import MAX_OFFSET, check_offset
 
 HARD_LIMIT_CAP = 1000
@@ -82,7 +82,7 @@ def keyset_params(request: Request, offset: int, include: str | None) -> bool:
         raise InvalidRequest(
             f"offset {offset} is above {bound}: page deeper with cursor "
             "(pass each page's next_cursor back as cursor)",
-            code="offset_too_deep",
+            code=ErrorCode.offset_too_deep,
             field="offset",
             max_offset=bound,
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kneo.errors import Forbidden, InvalidRequest, NotFound
+from kneo.errors import ErrorCode, Forbidden, InvalidRequest, NotFound
 from kneo.service.schemas import SpecSource
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def confined_spec_path(spec_path: str, settings: Any, root: Path) -> Path:
         raise Forbidden(
             "spec_path must name a file under the service's spec roots "
             "(KNEO_SERV_SPEC_ROOTS; default: the project root)",
-            code="spec_path_not_allowed",
+            code=ErrorCode.spec_path_not_allowed,
             field="spec_path",
         )
     if not os.path.isfile(real):

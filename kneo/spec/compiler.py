@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from kneo.errors import SpecError
+from kneo.errors import ErrorCode, SpecError
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
 from kneo.spec.diagnostics import Diagnostic, ToolCatalog, has_errors, validate_spec
@@ -83,7 +83,7 @@ class SpecCompiler:
         if target not in ("workflow", "agent"):
             raise SpecError(
                 f"unknown target {target!r}; use 'workflow' or 'agent'",
-                code="E_SCHEMA",
+                code=ErrorCode.E_SCHEMA,
                 path="target",
             )
         found = self.validate(spec, base_dir=base_dir) if diagnostics is None else diagnostics
@@ -97,7 +97,9 @@ class SpecCompiler:
         if target == "agent" or spec.workflow is None:
             if spec.agent is None:
                 raise SpecError(
-                    "target 'agent' needs a top-level 'agent'", code="E_UNKNOWN_REF", path="agent"
+                    "target 'agent' needs a top-level 'agent'",
+                    code=ErrorCode.E_UNKNOWN_REF,
+                    path="agent",
                 )
             step = self._step(
                 StepSpec(id=spec.agent.name, kind="agent", ref=spec.agent.name), spec, catalog

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import SpecError
+from kneo.errors import ErrorCode, SpecError
 from kneo.spec.models import SPEC_VERSION, Spec
 from kneo.spec.project import DEFAULT_OVERLAY_PATTERN, ProjectConfig
 from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
@@ -110,7 +110,7 @@ def check_version(data: dict[str, Any], *, source: str) -> None:
             f"{source}: unsupported spec version {version!r} (this Kneo reads '{SPEC_VERSION}')"
         )
     raise SpecError(
-        message, code="E_UNSUPPORTED_VERSION", file=source, path="version", version=version
+        message, code=ErrorCode.E_UNSUPPORTED_VERSION, file=source, path="version", version=version
     )
 
 
@@ -131,7 +131,7 @@ def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
 
     raise SpecError(
         f"{path}: unknown environment {env!r}; known: {', '.join(known)}{guess_suffix(env, known)}",
-        code="E_UNKNOWN_ENV",
+        code=ErrorCode.E_UNKNOWN_ENV,
         file=str(path),
         environment=env,
         known=known,
@@ -203,7 +203,9 @@ def load_spec_data(
 ) -> Spec:
     """Validate an in-memory spec (HTTP inline specs); errors carry field paths, no lines."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a spec must be a mapping", code="E_SCHEMA", path="<root>")
+        raise SpecError(
+            f"{source}: a spec must be a mapping", code=ErrorCode.E_SCHEMA, path="<root>"
+        )
     check_version(data, source=source)
     return _validate(apply_project_defaults(data, project), file=source, texts=())
 
@@ -217,7 +219,7 @@ def load_spec_text(
     data = parse_yaml(text, source=source)
     if not isinstance(data, dict):
         raise SpecError(
-            f"{source}:1: a spec must be a YAML mapping", code="E_SCHEMA", path="<root>"
+            f"{source}:1: a spec must be a YAML mapping", code=ErrorCode.E_SCHEMA, path="<root>"
         )
     check_version(data, source=source)
     return _validate(apply_project_defaults(data, project), file=source, texts=[(source, text)])

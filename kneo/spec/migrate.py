@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kneo.errors import SpecError
+from kneo.errors import ErrorCode, SpecError
 from kneo.spec.models import SPEC_VERSION
 
 #: Top-level keys of an unversioned single-agent spec that belong under ``agent``.
@@ -55,7 +55,7 @@ def detect_version(data: dict[str, Any]) -> str:
         return "v1"
     raise SpecError(
         f"unsupported spec version {version!r}: migrate understands unversioned, v0 and v1",
-        code="E_UNSUPPORTED_VERSION",
+        code=ErrorCode.E_UNSUPPORTED_VERSION,
         path="version",
         version=version,
     )
@@ -64,7 +64,7 @@ def detect_version(data: dict[str, Any]) -> str:
 def migrate_spec(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Return ``(v1 data, changes)``; ``changes`` is empty when nothing needed rewriting."""
     if not isinstance(data, dict):
-        raise SpecError("a spec must be a mapping", code="E_SCHEMA", path="<root>")
+        raise SpecError("a spec must be a mapping", code=ErrorCode.E_SCHEMA, path="<root>")
     source = detect_version(data)
     out = copy.deepcopy(data)
     changes: list[str] = []

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 from kneo.names import NAME_PATTERN, check_name, is_valid_name
 
 if TYPE_CHECKING:
@@ -450,7 +450,7 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
         if not os.path.lexists(explicit):
             raise ConfigError(
                 f"KNEO_PROJECT_CONFIG points at {explicit}, which does not exist",
-                code="E_FILE_NOT_FOUND",
+                code=ErrorCode.E_FILE_NOT_FOUND,
                 file=str(explicit),
             )
         return explicit

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import KneoError
+from kneo.errors import ErrorCode, KneoError
 
 UNSAFE_MODULES = frozenset({"os", "subprocess", "shutil", "socket", "importlib", "builtins"})
 #: CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state: two
@@ -198,7 +198,9 @@ def load_callable(ref: str, roots: Iterable[Path] = ()) -> Callable[..., Any]:
 
     parsed = split_ref(ref)
     if parsed is None:
-        raise KneoError(f"'{ref}' is not a 'module:function' reference", code="E_UNKNOWN_REF")
+        raise KneoError(
+            f"'{ref}' is not a 'module:function' reference", code=ErrorCode.E_UNKNOWN_REF
+        )
     for root in roots:
         text = str(root)
         if text not in sys.path:
@@ -209,7 +211,9 @@ def load_callable(ref: str, roots: Iterable[Path] = ()) -> Callable[..., Any]:
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise KneoError(f"cannot import '{ref}': {exc}", code="E_UNKNOWN_REF", ref=ref) from exc
+        raise KneoError(
+            f"cannot import '{ref}': {exc}", code=ErrorCode.E_UNKNOWN_REF, ref=ref
+        ) from exc
     if not callable(target):
-        raise KneoError(f"'{ref}' is not callable", code="E_UNKNOWN_REF", ref=ref)
+        raise KneoError(f"'{ref}' is not callable", code=ErrorCode.E_UNKNOWN_REF, ref=ref)
     return target  # type: ignore[no-any-return]

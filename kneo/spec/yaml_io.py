@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kneo import documents
-from kneo.errors import SpecError
+from kneo.errors import ErrorCode, SpecError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -34,7 +34,7 @@ def read_yaml_mapping(path: Path, *, what: str = "spec") -> tuple[dict[str, Any]
     if not isinstance(data, dict):
         raise SpecError(
             f"{path}:1: a {what} must be a YAML mapping, got {type(data).__name__}",
-            code="E_SCHEMA",
+            code=ErrorCode.E_SCHEMA,
             file=str(path),
             line=1,
             path="<root>",
@@ -174,7 +174,7 @@ def validation_error_to_spec_error(
                 where_file, line = source, found
         diagnostics.append(
             {
-                "code": "E_SCHEMA",
+                "code": ErrorCode.E_SCHEMA,
                 "severity": "error",
                 "path": path,
                 "message": message,
@@ -196,7 +196,7 @@ def validation_error_to_spec_error(
     more = f" (+{len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
     return SpecError(
         f"{prefix}{path}: {message}{more}",
-        code="E_SCHEMA",
+        code=ErrorCode.E_SCHEMA,
         file=where_file,
         line=line,
         path=path,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
 
-from kneo.errors import Conflict, DatabaseUnavailable, InvalidRequest, KneoError
+from kneo.errors import Conflict, DatabaseUnavailable, ErrorCode, InvalidRequest, KneoError
 
 
 @contextlib.contextmanager
@@ -40,7 +40,7 @@ def database_error(exc: BaseException) -> KneoError | None:
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     names = {cls.__name__ for cls in type(cause).__mro__}
     if "IntegrityError" in names:
-        return Conflict(f"database constraint violated: {cause}", code="conflict")
+        return Conflict(f"database constraint violated: {cause}", code=ErrorCode.conflict)
     if "DataError" in names:  # a value the column cannot hold (PostgreSQL: a NUL in text)
         return InvalidRequest(f"the database refused a value: {cause}".splitlines()[0][:300])
     if (

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kneo.errors import InvalidRequest, NotFound
+from kneo.errors import ErrorCode, InvalidRequest, NotFound
 from kneo.settings import RetentionDays
 from kneo.store import payloads
 from kneo.store import tables as t
@@ -182,7 +182,7 @@ class MaintenanceMixin(StoreBase):
             raise InvalidRequest(
                 "online backup is for file-backed SQLite stores; back up PostgreSQL with "
                 "pg_dump (see docs/persistence.md)",
-                code="unsupported_backend",
+                code=ErrorCode.unsupported_backend,
             )
         return Path(database)
 
@@ -213,7 +213,7 @@ def backup_sqlite_database(src: str | Path, dest: str | Path) -> Path:
             dst.execute("PRAGMA journal_mode = DELETE")
         os.replace(tmp_name, target)
     except sqlite3.Error as exc:
-        raise InvalidRequest(f"backup failed: {exc}", code="backup_failed") from exc
+        raise InvalidRequest(f"backup failed: {exc}", code=ErrorCode.backup_failed) from exc
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -241,7 +241,7 @@ def restore_sqlite_database(src: str | Path, dest: str | Path) -> Path:
             dst.execute("PRAGMA busy_timeout = 30000")
             src_conn.backup(dst)
     except sqlite3.Error as exc:
-        raise InvalidRequest(f"restore failed: {exc}", code="restore_failed") from exc
+        raise InvalidRequest(f"restore failed: {exc}", code=ErrorCode.restore_failed) from exc
     return target
 
 
@@ -254,11 +254,14 @@ def _check_backup(path: Path) -> None:
             ).fetchone()
     except sqlite3.Error as exc:
         raise InvalidRequest(
-            f"{path} is not a SQLite database: {exc}", code="invalid_backup"
+            f"{path} is not a SQLite database: {exc}", code=ErrorCode.invalid_backup
         ) from exc
     if not ok or ok[0] != "ok":
-        raise InvalidRequest(f"{path} failed its integrity check: {ok}", code="invalid_backup")
+        raise InvalidRequest(
+            f"{path} failed its integrity check: {ok}", code=ErrorCode.invalid_backup
+        )
     if not has_versions:
         raise InvalidRequest(
-            f"{path} is not a Kneo database (no {VERSION_TABLE} table)", code="invalid_backup"
+            f"{path} is not a Kneo database (no {VERSION_TABLE} table)",
+            code=ErrorCode.invalid_backup,
         )

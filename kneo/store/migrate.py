@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kneo.errors import KneoError, NotReady
+from kneo.errors import ErrorCode, KneoError, NotReady
 from kneo.store.dialects import StoreDialect
 
 #: Alembic's version table; the name the reference documents.
@@ -119,7 +119,8 @@ def upgrade(
         raise
     except Exception as exc:
         raise NotReady(
-            f"database migration failed: {type(exc).__name__}: {exc}", code="migration_failed"
+            f"database migration failed: {type(exc).__name__}: {exc}",
+            code=ErrorCode.migration_failed,
         ) from exc
 
 
@@ -134,7 +135,7 @@ def ensure_schema(engine: Engine, dialect: StoreDialect) -> None:
         raise NotReady(
             f"database schema revision {current!r} is newer than this Kneo ({HEAD_REVISION}); "
             "upgrade Kneo",
-            code="schema_too_new",
+            code=ErrorCode.schema_too_new,
         )
     upgrade(engine, dialect)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kneo import jsontext
-from kneo.errors import InvalidRequest
+from kneo.errors import ErrorCode, InvalidRequest
 from kneo.settings import CheckpointLimits
 
 ENCODING_JSON = "json"
@@ -42,7 +42,7 @@ def dumps(value: Any) -> bytes:
         return jsontext.dumps(value).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(
-            f"checkpoint payload is not JSON: {exc}", code="invalid_payload"
+            f"checkpoint payload is not JSON: {exc}", code=ErrorCode.invalid_payload
         ) from exc
 
 

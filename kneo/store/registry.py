@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
+from kneo.errors import Conflict, ErrorCode, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.store import dialects as d
 from kneo.store import rows
@@ -236,7 +236,7 @@ class RegistryWritesMixin:
         if inserted is None:  # a concurrent writer took the number or activated
             raise Conflict(
                 f"bundle {bundle_name!r} in {environment!r} changed concurrently",
-                code="stale_state",
+                code=ErrorCode.stale_state,
             )
         self._mark_changed(bundle_name, environment)
         return rows.revision(values)
@@ -269,7 +269,7 @@ class RegistryWritesMixin:
         except self._d.db.loaded_dbapi.IntegrityError as exc:  # another activation won
             raise Conflict(
                 f"another revision of {bundle_name!r} became active in {environment!r}",
-                code="stale_state",
+                code=ErrorCode.stale_state,
             ) from exc
         self._mark_changed(bundle_name, environment)
         return replace(target, status="active", activated_at=self.now, deactivated_at=None)
@@ -627,7 +627,9 @@ class RegistryWritesMixin:
             values,
         )
         if inserted is None:
-            raise Conflict(f"{approver} already decided on this promotion", code="already_decided")
+            raise Conflict(
+                f"{approver} already decided on this promotion", code=ErrorCode.already_decided
+            )
         self._mark_changed(bundle_name, environment)
         return rows.approval(values)
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 import sqlalchemy as sa
 
 from kneo import jsontext
-from kneo.errors import Conflict, InvalidRequest
+from kneo.errors import Conflict, ErrorCode, InvalidRequest
 from kneo.ids import new_run_id
 from kneo.store import dialects as d
 from kneo.store import inbox, payloads, rows
@@ -207,7 +207,9 @@ class Transaction(RegistryWritesMixin):
             "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
         }
         if not self._insert_run(values, checked=run_id is not None):
-            raise Conflict(f"run {values['run_id']!r} already exists", code="already_exists")
+            raise Conflict(
+                f"run {values['run_id']!r} already exists", code=ErrorCode.already_exists
+            )
         run_id = str(values["run_id"])
         self._seq[run_id] = [0, len(events)]
         if events:
@@ -292,7 +294,7 @@ class Transaction(RegistryWritesMixin):
             raise not_found_error("run", run_id)
         raise Conflict(
             f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
-            code="stale_state",
+            code=ErrorCode.stale_state,
             run_id=run_id,
             expected_version=expected_version,
             current_version=current,
@@ -923,7 +925,7 @@ class Transaction(RegistryWritesMixin):
             raise not_found_error("run", run_id) from exc
         if not inserted:
             raise Conflict(
-                f"continuation {continuation_id!r} already exists", code="already_exists"
+                f"continuation {continuation_id!r} already exists", code=ErrorCode.already_exists
             )
         self._insert_requests(continuation_id, request_list, status)
         record = rows.continuation(values)
@@ -975,7 +977,7 @@ class Transaction(RegistryWritesMixin):
                 raise not_found_error("continuation", continuation_id)
             raise Conflict(
                 f"continuation {continuation_id!r} changed since it was read",
-                code="stale_state",
+                code=ErrorCode.stale_state,
                 continuation_id=continuation_id,
             )
         stored = self._d.result(t.continuations, cur.description, found[0])

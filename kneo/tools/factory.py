@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 from kneo.tools.defaults import create_tool_registry, register_builtin_tools
 from kneo.tools.registry import ToolRegistry
 
@@ -30,7 +30,7 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
     if not sep or not module_name or not attr:
         raise ConfigError(
             f"tool registry factory {ref!r} must look like module:factory",
-            code="E_TOOL_FACTORY",
+            code=ErrorCode.E_TOOL_FACTORY,
             ref=ref,
         )
     for root in import_roots:
@@ -43,7 +43,7 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
             f"tool registry factory {ref!r} cannot be imported: {exc}",
-            code="E_TOOL_FACTORY",
+            code=ErrorCode.E_TOOL_FACTORY,
             ref=ref,
         ) from None
     registry = target
@@ -51,7 +51,7 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
         if not callable(registry):
             raise ConfigError(
                 f"tool registry factory {ref!r} is neither a ToolRegistry nor callable",
-                code="E_TOOL_FACTORY",
+                code=ErrorCode.E_TOOL_FACTORY,
                 ref=ref,
             )
         try:
@@ -59,13 +59,13 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
         except Exception as exc:  # user code: report it, never a traceback
             raise ConfigError(
                 f"tool registry factory {ref!r} failed: {type(exc).__name__}: {exc}",
-                code="E_TOOL_FACTORY",
+                code=ErrorCode.E_TOOL_FACTORY,
                 ref=ref,
             ) from None
     if not isinstance(registry, ToolRegistry):
         raise ConfigError(
             f"tool registry factory {ref!r} returned {type(registry).__name__}, not a ToolRegistry",
-            code="E_TOOL_FACTORY",
+            code=ErrorCode.E_TOOL_FACTORY,
             ref=ref,
         )
     return register_builtin_tools(registry)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kneo.errors import KneoError, ValidationFailed
+from kneo.errors import ErrorCode, KneoError, ValidationFailed
 
 ToolHandler = Callable[[dict[str, Any]], str]
 
@@ -87,7 +87,9 @@ class ToolRegistry:
         try:
             return self._definitions[name]
         except KeyError:
-            raise KneoError(f"Tool '{name}' is not registered.", code="E_UNKNOWN_TOOL") from None
+            raise KneoError(
+                f"Tool '{name}' is not registered.", code=ErrorCode.E_UNKNOWN_TOOL
+            ) from None
 
     def handler(self, name: str) -> ToolHandler:
         self.get(name)
@@ -107,7 +109,7 @@ class ToolRegistry:
             where = ".".join(str(p) for p in first.path) or "<arguments>"
             raise ValidationFailed(
                 f"Tool '{name}' arguments invalid at {where}: {first.message}",
-                code="tool_arguments_invalid",
+                code=ErrorCode.tool_arguments_invalid,
                 path=where,
             )
 
@@ -120,8 +122,10 @@ def _import_handler(ref: str) -> ToolHandler:
         handler = getattr(import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise KneoError(
-            f"Tool implementation '{ref}' cannot be imported: {exc}", code="E_UNKNOWN_REF"
+            f"Tool implementation '{ref}' cannot be imported: {exc}", code=ErrorCode.E_UNKNOWN_REF
         ) from exc
     if not callable(handler):
-        raise KneoError(f"Tool implementation '{ref}' is not callable", code="E_UNKNOWN_REF")
+        raise KneoError(
+            f"Tool implementation '{ref}' is not callable", code=ErrorCode.E_UNKNOWN_REF
+        )
     return handler  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ PUBLIC = [
     "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "ErrorCode",
     "Forbidden",
     "HumanDecision",
     "HumanInTheLoopStep",
@@ -73,8 +74,12 @@ def test_every_exported_member_resolves_to_a_kneo_object() -> None:
 def test_errors_are_one_tree() -> None:
     for name in kneo.__all__:
         member = getattr(kneo, name)
-        if isinstance(member, type) and member.__module__ == "kneo.errors":
+        if isinstance(member, type) and member.__module__ == "kneo.errors" and name != "ErrorCode":
             assert issubclass(member, kneo.KneoError), name
+    assert {code for code in vars(kneo.ErrorCode) if not code.startswith("_")} >= {
+        kneo.KneoError.code,
+        kneo.DatabaseUnavailable.code,
+    }  # the error table beside the tree: every class's code is a row
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

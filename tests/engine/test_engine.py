@@ -20,7 +20,7 @@ from kneo.engine import (
     register_predicate,
 )
 from kneo.engine.providers import create_provider_registry
-from kneo.errors import IllegalTransition
+from kneo.errors import IllegalTransition, KneoError
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
 from kneo.spec.compiled import CompiledWorkflow
@@ -46,6 +46,15 @@ def flaky(text):
 
 def boom(text):
     raise ValueError("always broken")
+
+def away(text):
+    from kneo.errors import DatabaseUnavailable, ErrorCode, NotReady, ProviderError
+
+    raise {
+        "outage": DatabaseUnavailable("database unavailable: server closed"),
+        "not_ready": NotReady("newer schema", code=ErrorCode.schema_too_new),
+        "provider": ProviderError("timed out", code=ErrorCode.provider_timeout),
+    }[text]
 """
 
 
@@ -209,6 +218,25 @@ def test_on_error_fail_and_continue(on_error: str, expected: type) -> None:
         assert "always broken" in out.error["message"] and steps.CALLS == ["in"]
     else:
         assert out.output_text == "in++" and out.state["units"]["b"]["status"] == "continued"
+
+
+@pytest.mark.parametrize(
+    ("raised", "passes_through"), [("outage", True), ("not_ready", True), ("provider", False)]
+)
+def test_a_retryable_error_leaves_the_engine_and_any_other_fails_the_step(
+    raised: str, passes_through: bool
+) -> None:
+    """The engine reads ``retryable`` (the code's row), not the class: a retryable error means
+    the run did not fail (its process retries it), even under ``on_error: continue``."""
+    spec = {"workflow": {"steps": [fn_step("a", "kneo_engine_steps:away", on_error="continue")]}}
+    wf, reg = compile_spec(spec)
+    if passes_through:
+        with pytest.raises(KneoError) as caught:
+            engine(reg).run(wf, ExecutionState.new(raised), MemoryJournal())
+        assert caught.value.retryable
+    else:
+        out = engine(reg).run(wf, ExecutionState.new(raised), MemoryJournal())
+        assert isinstance(out, Completed) and out.state["units"]["a"]["status"] == "continued"
 
 
 def test_unimportable_function_ref_fails_with_stable_code() -> None:

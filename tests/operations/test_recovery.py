@@ -19,23 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
 from kneo.clock import ManualClock
-from kneo.errors import DatabaseUnavailable
+from kneo.errors import DatabaseUnavailable, ErrorCode, KneoError, NotReady, ProviderError
 from kneo.worker import Worker
 
 from .helpers import env_for, open_manager, wait_for
 
 
-def _flaky(manager: Any, failures: int) -> list[str]:
-    """Make the manager's next ``failures`` executions meet a database outage."""
+def _flaky(manager: Any, failures: int, error: KneoError | None = None) -> list[str]:
+    """Make the manager's next ``failures`` executions meet a database outage (or ``error``)."""
     calls: list[str] = []
     real_execute, real_continue = manager.execute_run, manager.continue_run
 
     def outage(real: Any, run_id: str, **kwargs: Any) -> Any:
         calls.append(run_id)
         if len(calls) <= failures:
-            raise DatabaseUnavailable("database unavailable: OperationalError: server closed")
+            raise error or DatabaseUnavailable("database unavailable: OperationalError: closed")
         return real(run_id, **kwargs)
 
     manager.execute_run = functools.partial(outage, real_execute)
@@ -87,6 +88,39 @@ def test_a_run_that_keeps_meeting_outages_fails_with_that_reason(
         assert run.status == "failed" and run.error["type"] == "database_unavailable"
         [record] = manager.store.queue_records_for_run(run_id)
         assert record.status == "failed" and record.attempts == 3
+    finally:
+        manager.store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (NotReady("the schema is newer than this Kneo", code=ErrorCode.schema_too_new), True),
+        (ProviderError("the provider timed out", code=ErrorCode.provider_timeout), False),
+    ],
+    ids=["retryable-row", "permanent-row"],
+)
+def test_the_worker_reads_retryable_from_the_error_not_its_class(
+    project: Path, db_url: str, error: KneoError, retried: bool
+) -> None:
+    """Transience is the code's row (``ErrorCode``), not ``DatabaseUnavailable`` alone: a
+    retryable error gives the record back with the backoff, any other fails the run once."""
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    try:
+        run_id = manager.start_run_from_spec(
+            input_text="t3", spec_path=project / "three.yaml"
+        ).run_id
+        _flaky(manager, failures=1, error=error)
+        assert Worker(manager, lease_seconds=30.0, max_attempts=5).run_once()
+        [record] = manager.store.queue_records_for_run(run_id)
+        run = manager.store.get_run(run_id)
+        if retried:
+            assert (record.status, record.attempts, run.status) == ("queued", 1, "queued")
+            assert record.available_at == clock.now() + timedelta(seconds=1.0)
+        else:
+            assert (record.status, run.status) == ("failed", "failed")
+            assert run.error["type"] == "provider_timeout"
     finally:
         manager.store.close()
 

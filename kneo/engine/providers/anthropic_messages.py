@@ -32,7 +32,7 @@ from kneo.engine.providers.remote import (
     sdk_fault,
     tool_arguments,
 )
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
 
@@ -61,7 +61,7 @@ class AnthropicMessages:
         except ImportError:
             raise ConfigError(
                 "provider 'anthropic' needs the Anthropic SDK: pip install 'kneo-serv[anthropic]'",
-                code="provider_sdk_missing",
+                code=ErrorCode.provider_sdk_missing,
                 provider="anthropic",
             ) from None
         kwargs: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0}

@@ -39,7 +39,7 @@ from kneo.engine.providers.remote import (
     tool_arguments,
     transport_fault,
 )
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, ErrorCode
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
 
@@ -63,7 +63,7 @@ class GeminiContent:
         except ImportError:
             raise ConfigError(
                 "provider 'google' needs the Google GenAI SDK: pip install 'kneo-serv[google]'",
-                code="provider_sdk_missing",
+                code=ErrorCode.provider_sdk_missing,
                 provider="google",
             ) from None
         options = types.HttpOptions(

@@ -22,7 +22,7 @@ from kneo.engine.providers.remote import (
     sdk_fault,
     tool_arguments,
 )
-from kneo.errors import ProviderError
+from kneo.errors import ErrorCode, ProviderError
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
 
@@ -101,7 +101,7 @@ class AzureChatCompletions(ChatCompletions):
             raise ProviderError(
                 f"Provider 'azure-openai' (model '{model.name}') needs model.base_url: the "
                 "resource's endpoint, https://<resource>.openai.azure.com",
-                code="provider_config_invalid",
+                code=ErrorCode.provider_config_invalid,
                 field="model.base_url",
             )
         return AzureOpenAI(

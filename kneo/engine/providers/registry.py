@@ -17,7 +17,7 @@ from kneo.engine.providers.dummy import DummyProvider
 from kneo.engine.providers.google_genai import GeminiContent
 from kneo.engine.providers.openai_compat import AzureChatCompletions, ChatCompletions
 from kneo.engine.providers.remote import Adapter, RemoteProvider
-from kneo.errors import InvalidRequest, ProviderError
+from kneo.errors import ErrorCode, InvalidRequest, ProviderError
 from kneo.settings import Settings
 
 #: Provider name -> environment variable holding its key, when project config says nothing.
@@ -75,7 +75,7 @@ class ProviderRegistry:
             known = ", ".join(self.names()) or "none"
             raise InvalidRequest(
                 f"Unknown model provider '{name}' (known: {known}).",
-                code="unknown_provider",
+                code=ErrorCode.unknown_provider,
                 provider=name,
             ) from None
 
@@ -117,7 +117,7 @@ def create_provider_registry(
             raise ProviderError(
                 f"Provider secrets are required (KNEO_SERV_REQUIRE_PROVIDER_SECRETS) but "
                 f"these environment variables are not set: {names}.",
-                code="provider_secret_missing",
+                code=ErrorCode.provider_secret_missing,
                 variables=sorted(missing.values()),
             )
     registry = ProviderRegistry()

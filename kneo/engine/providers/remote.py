@@ -42,7 +42,7 @@ from typing import Any, Literal, Protocol
 from kneo.clock import jitter
 from kneo.destinations import DEFAULT_ENDPOINTS
 from kneo.engine.providers.base import ChatMessage, ModelReply
-from kneo.errors import ProviderError
+from kneo.errors import ErrorCode, ProviderError
 from kneo.lrucache import LRUCache
 from kneo.redaction import redact_text
 from kneo.settings import Settings
@@ -54,13 +54,13 @@ _MAX_ERROR_CHARS = 300
 #: The longest ``Retry-After`` waited out when ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` is unset.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 _STATUS_CODES = {
-    400: "provider_bad_request",
-    401: "provider_auth_failed",
-    403: "provider_auth_failed",
-    404: "provider_bad_request",
-    413: "provider_bad_request",
-    422: "provider_bad_request",
-    429: "provider_rate_limited",
+    400: ErrorCode.provider_bad_request,
+    401: ErrorCode.provider_auth_failed,
+    403: ErrorCode.provider_auth_failed,
+    404: ErrorCode.provider_bad_request,
+    413: ErrorCode.provider_bad_request,
+    422: ErrorCode.provider_bad_request,
+    429: ErrorCode.provider_rate_limited,
 }
 
 
@@ -153,7 +153,7 @@ class RemoteProvider:
                 f"Provider '{model.provider}' needs an API key in the environment variable "
                 f"{env_var}, which is not set. Set it, or name another variable with "
                 "model.api_key_env or the project config's secrets.providers.",
-                code="provider_secret_missing",
+                code=ErrorCode.provider_secret_missing,
                 variable=env_var,
                 provider=model.provider,
             )
@@ -220,25 +220,31 @@ class RemoteProvider:
         if fault.kind == "timeout":
             timeout = self._settings.provider_timeout_seconds
             limit = f" after {timeout:g}s" if timeout is not None else ""
-            return ProviderError(f"{where} timed out{limit}.", code="provider_timeout", **details)
+            return ProviderError(
+                f"{where} timed out{limit}.", code=ErrorCode.provider_timeout, **details
+            )
         if fault.kind == "unreachable":
             target = model.base_url or DEFAULT_ENDPOINTS.get(model.provider) or "its endpoint"
             return ProviderError(
-                f"{where} is unreachable at {target}.", code="provider_unreachable", **details
+                f"{where} is unreachable at {target}.",
+                code=ErrorCode.provider_unreachable,
+                **details,
             )
         if fault.kind == "bad_response":
             return ProviderError(
                 f"{where} sent {fault.message or 'a reply Kneo cannot read'}.",
-                code="provider_bad_response",
+                code=ErrorCode.provider_bad_response,
                 **details,
             )
         status = fault.status or 0
         detail = scrub(fault.message, key)
         message = f"{where} returned HTTP {status}" + (f": {detail}" if detail else ".")
-        code = _STATUS_CODES.get(status, "provider_unavailable" if status >= 500 else None)
+        code = _STATUS_CODES.get(status, ErrorCode.provider_unavailable if status >= 500 else None)
         if fault.retry_after is not None:
             details["retry_after_seconds"] = fault.retry_after
-        return ProviderError(message, code=code or "provider_error", status=status, **details)
+        return ProviderError(
+            message, code=code or ErrorCode.provider_error, status=status, **details
+        )
 
 
 # ---------------------------------------------------------------------- helpers for adapters
@@ -343,7 +349,7 @@ def tool_arguments(raw: Any, tool: str, model: ModelSpec) -> dict[str, Any]:
         raise ProviderError(
             f"Provider '{model.provider}' (model '{model.name}') sent arguments for tool "
             f"'{tool}' that are not a JSON object.",
-            code="provider_bad_response",
+            code=ErrorCode.provider_bad_response,
             tool=tool,
         )
     return dict(value)
@@ -352,7 +358,7 @@ def tool_arguments(raw: Any, tool: str, model: ModelSpec) -> dict[str, Any]:
 def bad_response(model: ModelSpec, what: str) -> ProviderError:
     return ProviderError(
         f"Provider '{model.provider}' (model '{model.name}') {what}.",
-        code="provider_bad_response",
+        code=ErrorCode.provider_bad_response,
     )
 
 
