@@ -301,9 +301,8 @@ class DesiredStateLoader:
                 raise  # Git cannot read the blob: the repository's problem; retried next pass
             except Exception as exc:  # whatever one file does stays with that file
                 log.exception("judging %s failed", path)
-                problem = Problem(
-                    ErrorCode.bundle_unreadable, f"{path}: {type(exc).__name__}: {exc}"[:500]
-                )
+                why = f"{path}: {type(exc).__name__}: {exc}"[:500]
+                problem = Problem(ErrorCode.bundle_unreadable, why)
                 # judged again next time
                 judged = _Judged(*key, None, (), None, None, (problem,), ())
             revisions[key] = self._revision(
