@@ -235,6 +235,8 @@ class _Collector:
                     self._record(node, where, None)
                 elif isinstance(node, ast.Assign | ast.AnnAssign):
                     self._table(node, where)
+                elif (code := _code_attribute(node)) is not None and where != "kneo/errors.py":
+                    self.add([(code, None)], where)  # named anywhere else: in use
         return self.codes
 
     def _class(self, node: ast.ClassDef, where: str) -> None:

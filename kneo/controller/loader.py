@@ -144,11 +144,10 @@ def default_spec_checker(
             roots=spec_roots,
         )
         diagnostics = [d.to_dict() for d in report.diagnostics if d.severity != "info"]
+        invalid, violation = ErrorCode.spec_invalid, ErrorCode.policy_violation
         problems = [
             Problem(
-                ErrorCode.policy_violation
-                if d.code.startswith("E_POLICY")
-                else ErrorCode.spec_invalid,
+                violation if d.code.startswith("E_POLICY") else invalid,
                 f"{d.code} at {d.path}: {d.message}",
             )
             for d in report.errors
