@@ -167,7 +167,7 @@ def _sign_in(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
             page = render(
                 request, "login.html", context, status_code=exc.http_status, session=fresh
             )
-            if isinstance(exc, TooManyRequests):
+            if exc.retryable and exc.retry_after is not None:  # throttled: when to try again
                 page.headers["Retry-After"] = str(exc.retry_after)
             return page
         found = auth.authenticator.named(principal.name)
