@@ -41,7 +41,6 @@ their own catalogue; those written at a raise site are rows here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 #: Seconds a client should wait before retrying a transient error (database down, not ready):
@@ -49,22 +48,37 @@ from typing import Any, Final
 RETRY_AFTER_SECONDS: Final = 2
 
 
-@dataclass(frozen=True, slots=True)
 class CodeInfo:
-    """One row of the error table (:class:`ErrorCode`)."""
+    """One row of the error table (:class:`ErrorCode`). A plain slotted class, not a
+    dataclass: every Kneo process imports this module first, and a dataclass (importing
+    ``dataclasses``, generating its methods) made that import 8x slower, for nothing."""
 
-    code: str
-    #: the ``KneoError`` subclass that raises it, or how a code that is never raised reaches a
-    #: user: ``run error`` (a run's recorded error), ``reconcile problem`` (the controller's),
-    #: ``response`` (an HTTP answer built without an exception)
-    category: str
-    #: the HTTP status it is answered with (``None``: it never is, or the framework's own)
-    http_status: int | None
-    summary: str
-    #: transient: the operation did not happen and may be repeated unchanged later
-    retryable: bool = False
-    #: seconds to wait before that (``None``: the error itself says, or not retryable)
-    retry_after: int | None = None
+    __slots__ = ("category", "code", "http_status", "retry_after", "retryable", "summary")
+
+    def __init__(
+        self,
+        code: str,
+        category: str,
+        http_status: int | None,
+        summary: str,
+        retryable: bool = False,
+        retry_after: int | None = None,
+    ) -> None:
+        self.code = code
+        #: the ``KneoError`` subclass that raises it, or how a code that is never raised
+        #: reaches a user: ``run error`` (a run's recorded error), ``reconcile problem`` (the
+        #: controller's), ``response`` (an HTTP answer built without an exception)
+        self.category = category
+        #: the HTTP status it is answered with (``None``: it never is, or the framework's own)
+        self.http_status = http_status
+        self.summary = summary
+        #: transient: the operation did not happen and may be repeated unchanged later
+        self.retryable = retryable
+        #: seconds to wait before that (``None``: the error itself says, or not retryable)
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"CodeInfo({self.code!r}, {self.category!r}, {self.http_status!r}, ...)"
 
 
 #: Every error code, by code: the table :class:`ErrorCode` fills.
@@ -90,7 +104,9 @@ def _code(
 class ErrorCode:
     """Every error code Kneo's CLI, API and run records can carry: one row each (raising
     class or category, HTTP status, summary, retryability). Codes are a stable contract: a
-    row is added, never renamed."""
+    row is added, never renamed. A new code: a row here, then
+    ``python docs/script/generate_troubleshooting.py`` and its what-to-do cells in
+    ``docs/troubleshooting.md``."""
 
     # fmt: off
     access_denied: Final = _code("access_denied", "AccessDenied", 403, "a spec names a secret, process, destination or module the project does not allow (the specific `E_*` code is usually given instead)")
