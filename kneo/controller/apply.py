@@ -58,6 +58,9 @@ class Snapshot:
 
     observed: ObservedState
     conditions: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
+    #: Ids of every pending approval task (promotion, freeze override, rollback) when a
+    #: full pass read them all; ``None``: not read (the applier asks the store).
+    open_tasks: frozenset[str] | None = None
 
 
 def observe(
@@ -94,10 +97,11 @@ def observe(
         b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
         for b in store.list_blocked_digests()
     }
-    wanted = (
-        None if names is None else [promotion.task_id(*k, p.digest) for k, p in pending.items()]
-    )
-    open_tasks = gate.open_tasks(store, wanted) if pending else set()
+    if names is None:  # all of them (one read when none is pending): see Snapshot.open_tasks
+        open_tasks = gate.open_tasks(store)
+    else:
+        wanted = [promotion.task_id(*k, p.digest) for k, p in pending.items()]
+        open_tasks = gate.open_tasks(store, wanted) if pending else set()
     keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended | set(pins)
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
@@ -133,7 +137,11 @@ def observe(
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
     }
-    return Snapshot(ObservedState(entries, blocked, overrides), conditions)
+    return Snapshot(
+        ObservedState(entries, blocked, overrides),
+        conditions,
+        frozenset(open_tasks) if names is None else None,
+    )
 
 
 @dataclass
@@ -182,6 +190,7 @@ class Applier:
         self.gate = gate
         self.clock = clock or SystemClock()
         self.upstream_check = upstream_check
+        self._open_tasks: frozenset[str] | None = None
 
     def apply(
         self,
@@ -194,6 +203,7 @@ class Applier:
         """Write the keys' actions in plan order, :data:`BATCH_KEYS` keys per transaction;
         ``progress(done, total)`` after each transaction (between them, so what it raises
         stops the pass with everything before committed)."""
+        self._open_tasks = snapshot.open_tasks
         by_key: dict[BundleKey, list[Action]] = {}
         for action in actions:
             by_key.setdefault(action.key, []).append(action)
@@ -383,13 +393,13 @@ class Applier:
             record = _add_revision(
                 tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
-        self.gate.close(  # a freeze override asked for this digest is no longer needed
-            tx,
-            name=name,
-            environment=env,
-            digest=promotion.OVERRIDE_PREFIX + (rev.digest or ""),
-            outcome="activated",
-        )
+        override = promotion.OVERRIDE_PREFIX + (rev.digest or "")
+        if self._open_tasks is None or (  # not known to be absent (a read per activation)
+            promotion.task_id(name, env, override) in self._open_tasks
+        ):
+            self.gate.close(  # a freeze override asked for this digest is no longer needed
+                tx, name=name, environment=env, digest=override, outcome="activated"
+            )
         _audit(
             tx,
             "bundle.promoted",

@@ -225,6 +225,32 @@ promotion:
 """
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["incremental", "full"])
+def test_an_override_still_pending_when_the_freeze_ends_is_closed_by_the_promotion(
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, full: bool
+) -> None:
+    """A full pass reads every open task up front and closes only those; an incremental one
+    asks the store: either way the promotion resolves the override nobody answered."""
+    from kneo.controller.promotion import override_task_id
+
+    repo.write("environments/live.yaml", FROZEN_ENV)
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    release(repo, keys, "live", "v1")
+    assert ctl.reconcile_once().ok  # 2026-03-01 (a Sunday): no window
+    clock.advance(86400 + 3600)  # 2026-03-02T01:00Z: inside the year-end window
+    release(repo, keys, "live", "v2")
+    result = ctl.reconcile_once()
+    digest = next(o.action.digest for o in result.outcomes if o.action.name == "helper")
+    cid = override_task_id("helper", "live", digest)
+    assert store.get_continuation(cid).status == "pending"
+
+    clock.advance(7 * 86400)  # 2026-03-09T01:00Z, a Monday: the windows are over
+    assert ctl.reconcile_once(full=full).ok
+    assert store.get_active("helper", "live").digest == digest
+    task = store.get_continuation(cid)
+    assert (task.status, task.context["outcome"]) == ("resolved", "activated")
+
+
 def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
     store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
 ) -> None:
