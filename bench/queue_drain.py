@@ -11,6 +11,12 @@ the clock starts when the records become due and stops at the last run's ``finis
     python bench/queue_drain.py                       # PostgreSQL from KNEO_TEST_DATABASE_URL
     python bench/queue_drain.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     python bench/queue_drain.py --runs 1000 --workers 1 2 4 --json
+    python bench/queue_drain.py --in-process --runs 300   # PlatformManager.start_worker
+
+``--in-process`` drains with the library's worker instead (``PlatformManager.start_worker``,
+one thread in the bench process, the same queue loop as ``kneo worker``); its CPU per run is
+the bench process's, polling included. It uses only the public API, so it measures another
+checkout too: ``PYTHONPATH=/other/checkout python bench/queue_drain.py --in-process``.
 """
 
 from __future__ import annotations
@@ -86,8 +92,11 @@ def _fresh_database(base_url: str) -> tuple[str, Any]:
     return sa.make_url(base_url).set(database=name).render_as_string(hide_password=False), drop
 
 
-def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
-    """Queue ``runs`` runs, hold them, start ``workers`` processes, time the drain."""
+def measure(
+    project: Path, url: str, runs: int, workers: int, in_process: bool = False
+) -> dict[str, Any]:
+    """Queue ``runs`` runs, hold them, start ``workers`` processes (``in_process``: the
+    library's worker thread instead), time the drain."""
     import sqlalchemy as sa
 
     from kneo.platform import create_platform
@@ -113,6 +122,15 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
         KNEO_SERV_WORKER_LEASE_SECONDS="60",
         KNEO_SERV_LOG_LEVEL="WARNING",
     )
+    library = None
+    if in_process:
+        settings = Settings.from_env(
+            {"KNEO_SERV_DATABASE_URL": url, "KNEO_SERV_WORKER_LEASE_SECONDS": "60"}
+        )
+        library = create_platform(
+            settings=settings, project=ProjectContext.discover(cwd=project, settings=settings)
+        )
+        library.start_worker(poll_seconds=0.02)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "kneo.cli.main", "worker"],
@@ -121,12 +139,13 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(workers)
+        for _ in range(0 if in_process else workers)
     ]
     try:
         time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         busy0, total0 = _cpu_times()
-        cpu0 = sum(_process_cpu_seconds(p.pid) for p in procs)
+        own = time.process_time if in_process else lambda: 0.0  # the library's thread
+        cpu0 = sum(_process_cpu_seconds(p.pid) for p in procs) + own()
         started = time.monotonic()
         r = t.runs.c
         while True:
@@ -140,20 +159,23 @@ def measure(project: Path, url: str, runs: int, workers: int) -> dict[str, Any]:
                 raise RuntimeError(f"{left} runs still not succeeded after 600 s")
             time.sleep(0.05)
         busy1, total1 = _cpu_times()
-        worker_cpu = sum(_process_cpu_seconds(p.pid) for p in procs) - cpu0
+        worker_cpu = sum(_process_cpu_seconds(p.pid) for p in procs) + own() - cpu0
         with store.engine.connect() as conn:
             last = conn.execute(sa.select(sa.func.max(r.finished_at))).scalar_one()
         if last.tzinfo is None:
             last = last.replace(tzinfo=UTC)
         seconds = (last - due).total_seconds()
     finally:
+        if library is not None:
+            library.stop_worker()
+            library.store.close()
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
         store.close()
     return {
-        "workers": workers,
+        "workers": "in-process" if in_process else workers,
         "runs": runs,
         "seconds": round(seconds, 3),
         "runs_per_second": round(runs / seconds, 1),
@@ -174,7 +196,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="drain with PlatformManager.start_worker (one thread) instead of processes",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        args.workers = [1]
 
     results: dict[str, list[dict[str, Any]]] = {"postgresql": [], "sqlite": []}
     with tempfile.TemporaryDirectory(prefix="kneo-bench-queue-") as tmp:
@@ -188,21 +217,27 @@ def main() -> None:
             # (bytecode, connection set-up, page cache) that would flatter the scaling.
             url, drop = _fresh_database(args.database_url)
             try:
-                measure(project, url, min(args.runs, 100), 1)
+                measure(project, url, min(args.runs, 100), 1, args.in_process)
             finally:
                 drop()
             for workers in args.workers:
                 url, drop = _fresh_database(args.database_url)
                 try:
-                    results["postgresql"].append(measure(project, url, args.runs, workers))
+                    results["postgresql"].append(
+                        measure(project, url, args.runs, workers, args.in_process)
+                    )
                 finally:
                     drop()
         if not args.no_sqlite:
             url = f"sqlite:///{project / '.kneo' / 'bench.sqlite'}"
-            results["sqlite"].append(measure(project, url, args.runs, 1))
+            results["sqlite"].append(measure(project, url, args.runs, 1, args.in_process))
 
     pg = {r["workers"]: r["runs_per_second"] for r in results["postgresql"]}
-    scaling = {str(w): round(rate / pg[1], 2) for w, rate in pg.items()} if 1 in pg else {}
+    scaling = (
+        {str(w): round(rate / pg[1], 2) for w, rate in pg.items()}
+        if 1 in pg and len(pg) > 1
+        else {}
+    )
     report = {
         "cores": os.cpu_count(),
         "results": results,
