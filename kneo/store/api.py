@@ -91,6 +91,25 @@ _RUN_ORDERS = {
 }
 
 
+def _filter_labels(
+    status: str | None, assignee: str | tuple[str, ...] | None, kind: str | None
+) -> tuple[list[str], list[str]]:
+    """The labels of the inbox's assignee and kind filters (only pending tasks have them):
+    every one of the first list, any one of the second (a person and their groups)."""
+    labels: list[str] = []
+    either: list[str] = []
+    if status == "pending":
+        if isinstance(assignee, tuple):
+            either = [label(ASSIGNEE, a) for a in dict.fromkeys(assignee)]
+        elif assignee is not None:
+            labels.append(label(ASSIGNEE, assignee))
+        if kind is not None and kind != PROMOTION:
+            labels.append(label(KIND, kind))
+        if len(either) == 1:
+            labels, either = [*either, *labels], []
+    return labels, either
+
+
 def _one_of_cursor_offset(cursor: str | None, offset: int) -> None:
     if cursor is not None and offset:
         raise InvalidRequest("use cursor or offset, not both", field="cursor")
@@ -463,20 +482,17 @@ class Store(
     ) -> Page[ContinuationRecord]:
         """Continuations (pending by default) filtered as the human task inbox needs.
 
-        ``assignee``/``kind`` match continuations with at least one *pending* request of that
-        assignee/kind (``kind="promotion"``: the promotions, which no other kind matches); ``workflow_name``/``environment`` the labels copied from the run (a
-        promotion's bundle and environment); ``older_than`` keeps those created before the
-        given time; ``expires_before`` those whose ``expires_at`` is due by then (the timeout
-        sweep). Ordered by ``(created_at, continuation_id)``; the page's ``next_cursor``,
-        passed back as ``cursor``, continues after its last row (keyset paging: the page
-        after it costs the same however deep it is, and rows added meanwhile are neither
-        skipped nor repeated). ``cursor`` and ``offset`` do not combine. ``count=False``
-        leaves ``total`` out (``None``). ``search`` (words of
-        :func:`kneo.store.search.query_terms`) keeps the pending tasks holding every one
-        of them: the page walks the rarest word's index rows in this same order. A pending
-        task's assignee and kind filters walk their labels' rows the same way
-        (:mod:`kneo.store.search`); an assignee tuple (a person and their groups) walks
-        each one's and merges them.
+        ``assignee``/``kind`` match continuations with a *pending* request of that
+        assignee/kind (``kind="promotion"``: the promotions); ``workflow_name``/
+        ``environment`` the run's labels (a promotion's bundle and environment);
+        ``older_than``/``expires_before`` bound ``created_at``/``expires_at`` (the timeout
+        sweep). Keyset paging by ``(created_at, continuation_id)``: ``next_cursor``, passed
+        back as ``cursor``, continues after the page's last row at the same cost however
+        deep (not combined with ``offset``). ``count=False`` leaves ``total`` out.
+        ``search`` words (:func:`kneo.store.search.query_terms`) keep the tasks holding all
+        of them, walking the rarest word's index rows in this order; assignee and kind
+        walk their labels' rows the same way, an assignee tuple (a person and their
+        groups) each one's, merged.
         """
         check_page(limit, offset)
         if sort not in ("oldest", "newest"):
@@ -496,19 +512,7 @@ class Store(
             workflow_name=workflow_name,
             environment=environment,
         )
-        # The labels of the assignee and kind filters (pending tasks only have them): every
-        # one of ``labels``, any one of ``either`` (a person and their groups).
-        labels: list[str] = []
-        either: list[str] = []
-        if status == "pending":
-            if isinstance(assignee, tuple):
-                either = [label(ASSIGNEE, a) for a in dict.fromkeys(assignee)]
-            elif assignee is not None:
-                labels.append(label(ASSIGNEE, assignee))
-            if kind is not None and kind != PROMOTION:
-                labels.append(label(KIND, kind))
-            if len(either) == 1:
-                labels, either = [*either, *labels], []
+        labels, either = _filter_labels(status, assignee, kind)
         others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
                   environment)  # fmt: skip
         cap = self.settings.limits.max_list_count
