@@ -127,11 +127,11 @@ class KneoSteps:
 
 KNEO_SCRIPT = textwrap.dedent("""
     import sys, time
-    from kneo import create_platform
+    from kneo import Decision, create_platform
 
     manager = create_platform()  # the project in the working directory
     start = time.perf_counter()
-    result = manager.resume(sys.argv[1], request_id=sys.argv[2], decision="approved")
+    result = manager.resume(sys.argv[1], Decision(sys.argv[2], "approved"))
     call = time.perf_counter() - start
     assert result.status == "succeeded", result
     print(call)
@@ -206,15 +206,15 @@ class KneoWarmResume:
         self.sample(3)  # warm-up: compile caches, the SQLite file
 
     def sample(self, n: int) -> list[float]:
+        from kneo import Decision
+
         paused = [
             self.manager.run_from_spec(input_text="draft", spec_path=self.spec) for _ in range(n)
         ]
         samples = []
         for p in paused:
             start = time.perf_counter()
-            done = self.manager.resume(
-                p.continuation_id, request_id=p.request_id or "", decision="approved"
-            )
+            done = self.manager.resume(p.continuation_id, Decision(p.request_id or "", "approved"))
             samples.append(time.perf_counter() - start)
             assert done.status == "succeeded", done
         return samples

@@ -32,12 +32,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 KNEO_RESUME = textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
+    from kneo import Decision
     from kneo.platform import create_platform
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
     s = Settings.from_env({})
     m = create_platform(s, ProjectContext.discover(cwd=__import__("pathlib").Path(sys.argv[1]), settings=s))
-    r = m.resume(sys.argv[2], request_id=sys.argv[3], decision="approved")
+    r = m.resume(sys.argv[2], Decision(sys.argv[3], "approved"))
     assert r.status == "succeeded", r
     print(time.perf_counter() - t0)
 """)

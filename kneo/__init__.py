@@ -48,6 +48,7 @@ _EXPORTS = {
     # the Python SDK
     "WorkflowBuilder": "kneo.engine.builder",
     "StepContext": "kneo.engine.functions",
+    "Decision": "kneo.engine.human",
     "HumanDecision": "kneo.engine.human",
     "HumanRequest": "kneo.engine.human",
     "HumanInterventionRequiredError": "kneo.engine.human",

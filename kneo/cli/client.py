@@ -9,13 +9,14 @@ matching HTTP route, so commands render local and remote results alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import startup
 
 if TYPE_CHECKING:
+    from kneo.engine.human import Decision
     from kneo.errors import KneoError
     from kneo.platform.manager import PlatformManager
     from kneo.settings import Settings
@@ -69,25 +70,17 @@ class PlatformClient(Protocol):
     def get_audit(self, event_id: str) -> dict[str, Any]: ...
 
     def resume(
-        self,
-        continuation_id: str,
-        *,
-        request_id: str,
-        decision: str,
-        content: str | None,
-        selected_option: str | None,
-        idempotency_key: str | None = None,
+        self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None
     ) -> dict[str, Any]: ...
 
     def decide(
         self,
         continuation_id: str,
-        decisions: list[dict[str, Any]],
+        decisions: Sequence[Decision],
         *,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Several requests of one task decided together (``request_id``, ``decision``,
-        ``content``, ``selected_option`` each)."""
+        """Several requests of one task decided together."""
         ...
 
 
@@ -280,38 +273,23 @@ class LocalClient:
         return audit_to_dict(self.reader.store.get_audit(event_id))
 
     def resume(
-        self,
-        continuation_id: str,
-        *,
-        request_id: str,
-        decision: str,
-        content: str | None,
-        selected_option: str | None,
-        idempotency_key: str | None = None,
+        self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         result = self.manager.resume(
-            continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
-            selected_option=selected_option,
-            actor=self._actor,
-            idempotency_key=idempotency_key,
+            continuation_id, decision, actor=self._actor, idempotency_key=idempotency_key
         )
         return dict(result.to_dict(show_personal=True))
 
     def decide(
         self,
         continuation_id: str,
-        decisions: list[dict[str, Any]],
+        decisions: Sequence[Decision],
         *,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        from kneo.platform.decisions import DecisionInput
-
         result = self.manager.decide(
             continuation_id,
-            [DecisionInput(**d) for d in decisions],
+            decisions,
             actor=self._actor,
             idempotency_key=idempotency_key,
         )

@@ -257,24 +257,9 @@ def _decide(
     idempotency_key: str | None,
 ) -> dict[str, Any]:
     """One request: ``resume``; several: ``decide``, all recorded together or none."""
-    if len(request_ids) == 1:
-        return dict(
-            client.resume(
-                continuation_id,
-                request_id=request_ids[0],
-                decision=decision,
-                content=content,
-                selected_option=selected_option,
-                idempotency_key=idempotency_key,
-            )
-        )
-    decisions = [
-        {
-            "request_id": rid,
-            "decision": decision,
-            "content": content,
-            "selected_option": selected_option,
-        }
-        for rid in request_ids
-    ]
+    from kneo.engine.human import Decision
+
+    decisions = [Decision(rid, decision, content, selected_option) for rid in request_ids]
+    if len(decisions) == 1:
+        return dict(client.resume(continuation_id, decisions[0], idempotency_key=idempotency_key))
     return dict(client.decide(continuation_id, decisions, idempotency_key=idempotency_key))

@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
+from kneo.engine.human import Decision
 from kneo.errors import ErrorCode, KneoError
 
 #: The word a person types for each decision.
@@ -195,7 +196,8 @@ def answer_pauses(client: Any, data: dict[str, Any], term: Terminal) -> dict[str
             term.say(f"stopped: {_still_paused(continuation)}")
             return data
         try:
-            data = client.resume(continuation, request_id=request["request_id"], **answer)
+            decision = Decision(str(request["request_id"]), **answer)
+            data = client.resume(continuation, decision)
         except KneoError as exc:
             if exc.code not in _ASK_AGAIN:
                 # e.g. an operator's key may start runs but not decide: the answer is lost,

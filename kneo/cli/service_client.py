@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ErrorCode, KneoError
@@ -21,6 +21,8 @@ from kneo.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP stack
     import httpx2
+
+    from kneo.engine.human import Decision
 
 RETRY_STATUSES = frozenset({408, 429})
 #: Routes whose POSTs the service de-duplicates by ``Idempotency-Key``.
@@ -31,6 +33,11 @@ class ServiceError(KneoError):
     """A failure reported by (or reaching) the service; ``code`` is the server's code."""
 
     code = ErrorCode.service_error
+
+
+def _body(decision: Decision) -> dict[str, Any]:
+    """A decision as the API takes it: the fields given (``None`` ones left out)."""
+    return {k: v for k, v in decision.to_dict().items() if v is not None}
 
 
 def _is_idempotent_post(path: str) -> bool:
@@ -243,35 +250,25 @@ class ServiceClient:
         return self.request("GET", f"/v1/human-tasks/{continuation_id}")
 
     def resume(
-        self,
-        continuation_id: str,
-        *,
-        request_id: str,
-        decision: str,
-        content: str | None = None,
-        selected_option: str | None = None,
-        idempotency_key: str | None = None,
+        self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None
     ) -> Any:
-        body: dict[str, Any] = {"request_id": request_id, "decision": decision}
-        if content is not None:
-            body["content"] = content
-        if selected_option is not None:
-            body["selected_option"] = selected_option
+        """Decide one request of a task (``POST /v1/human-tasks/{id}/resume``)."""
         return self.request(
             "POST",
             f"/v1/human-tasks/{continuation_id}/resume",
-            json=body,
+            json=_body(decision),
             idempotency_key=idempotency_key,
         )
 
     def decide(
         self,
         continuation_id: str,
-        decisions: list[dict[str, Any]],
+        decisions: Sequence[Decision],
         *,
         idempotency_key: str | None = None,
     ) -> Any:
-        items = [{k: v for k, v in d.items() if v is not None} for d in decisions]
+        """Decide several requests of one task together, all or none."""
+        items = [_body(d) for d in decisions]
         return self.request(
             "POST",
             f"/v1/human-tasks/{continuation_id}/decisions",

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kneo.engine.human import Decision
+
 FIELD_PREFIX = "field."
 
 #: Readable names of the request kinds (and the inbox's ``promotion`` filter), in the order
@@ -129,16 +131,6 @@ class DecisionForm:
     kind: str
     actions: tuple[Action, ...]
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The resume call's arguments, as the API takes them."""
-
-    request_id: str
-    decision: str
-    content: str | None = None
-    selected_option: str | None = None
 
 
 @dataclass(frozen=True)

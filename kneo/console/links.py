@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth
+from kneo.engine.human import Decision
 from kneo.errors import Conflict, ErrorCode, Forbidden, KneoError, NotFound
 from kneo.people import Identity, acting
 from kneo.platform.decision_links import LinkClaim
@@ -71,11 +72,7 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
             manager = current_manager(auth.parent)
             assert manager is not None
             manager.resume(
-                claim.continuation_id,
-                request_id=claim.request_id,
-                decision=decision,
-                content=None,
-                actor=claim.recipient,
+                claim.continuation_id, Decision(claim.request_id, decision), actor=claim.recipient
             )
         except Conflict as exc:
             fresh = claim_and_entry(token)[1]

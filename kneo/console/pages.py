@@ -32,6 +32,7 @@ from kneo.console.forms import KIND_LABELS, Rejected, decision_form, parse_decis
 from kneo.console.links import add_link_routes
 from kneo.console.oidc import add_oidc_routes
 from kneo.console.session import COOKIE, Session
+from kneo.engine.human import Decision
 from kneo.errors import (
     Conflict,
     Forbidden,
@@ -466,10 +467,7 @@ def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Respon
     try:
         result = mgr.resume(
             continuation_id,
-            request_id=chosen.request_id,
-            decision=chosen.decision,
-            content=chosen.content,
-            selected_option=chosen.selected_option,
+            chosen,
             actor=view.viewer.name,
             idempotency_key=posted.get("idempotency_key") or None,
         )
@@ -486,7 +484,6 @@ def _decide(view: _View, continuation_id: str, posted: dict[str, str]) -> Respon
 def _decide_together(view: _View, continuation_id: str, posted: dict[str, str]) -> Response:
     """One decision (approve or reject) for every listed request of the task, recorded
     together (all or none)."""
-    from kneo.platform.decisions import DecisionInput
 
     decision = posted.get("decision") or ""
     ids = (posted.get("request_ids") or "").split()
@@ -497,7 +494,7 @@ def _decide_together(view: _View, continuation_id: str, posted: dict[str, str]) 
     try:
         result = view.manager.decide(
             continuation_id,
-            [DecisionInput(rid, decision, content) for rid in ids],
+            [Decision(rid, decision, content) for rid in ids],
             actor=view.viewer.name,
             idempotency_key=posted.get("idempotency_key") or None,
         )
@@ -534,9 +531,7 @@ def _promotions(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
         try:
             view.manager.resume(
                 continuation_id,
-                request_id=posted.get("request_id") or "",
-                decision=decision,
-                content=posted.get("content") or None,
+                Decision(posted.get("request_id") or "", decision, posted.get("content") or None),
                 actor=view.viewer.name,
                 idempotency_key=posted.get("idempotency_key") or None,
             )

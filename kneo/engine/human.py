@@ -44,7 +44,7 @@ RequestKind = Literal[
     "error",
     "budget",
 ]
-Decision = Literal["approved", "rejected", "edited", "selected", "provided"]
+DecisionKind = Literal["approved", "rejected", "edited", "selected", "provided"]
 DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")
 
 
@@ -87,6 +87,26 @@ class HumanRequest:
         values["options"] = tuple(values.get("options") or ())
         values["decisions"] = tuple(values.get("decisions") or ("approved", "rejected", "edited"))
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision as a caller gives it: which request, what decision, its content. The one
+    value every resume takes (the platform, its CLI and HTTP clients, the console), so the
+    four fields are named once; :class:`HumanDecision` is what is recorded from it."""
+
+    request_id: str
+    decision: str
+    content: str | None = None
+    selected_option: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "decision": self.decision,
+            "content": self.content,
+            "selected_option": self.selected_option,
+        }
 
 
 @dataclass(frozen=True)

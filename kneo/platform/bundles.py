@@ -25,6 +25,7 @@ from kneo.names import check_name
 from kneo.platform.results import RunResult
 
 if TYPE_CHECKING:
+    from kneo.engine.human import Decision
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
@@ -179,10 +180,8 @@ def _wake_controller(store: Store, controller: Any, actor: str) -> None:
 def resume_promotion(
     store: Store,
     continuation_id: str,
+    decision: Decision,
     *,
-    request_id: str,
-    decision: str,
-    content: str | None = None,
     actor: str | None = None,
     controller: Any = None,
 ) -> RunResult:
@@ -197,6 +196,7 @@ def resume_promotion(
     from kneo.controller.promotion import record_promotion_decision
     from kneo.errors import NotFound
 
+    request_id = decision.request_id
     task = store.get_continuation(continuation_id)
     if not any(r.get("request_id") == request_id for r in task.requests):
         raise NotFound(
@@ -206,7 +206,11 @@ def resume_promotion(
         )
     approver = actor or default_actor()
     outcome = record_promotion_decision(
-        store, continuation_id, approver=approver, decision=decision, comment=content
+        store,
+        continuation_id,
+        approver=approver,
+        decision=decision.decision,
+        comment=decision.content,
     )
     if outcome.outcome is not None:
         _wake_controller(store, controller, approver)

@@ -27,7 +27,7 @@ from typing import Any, get_args
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
-from kneo.engine.human import HumanDecision, HumanRequest, RequestKind, validate_decision
+from kneo.engine.human import Decision, HumanDecision, HumanRequest, RequestKind, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
@@ -227,38 +227,27 @@ class Decisions:
     def resume(
         self,
         continuation_id: str,
+        decision: Decision,
         *,
-        request_id: str,
-        decision: str,
-        content: str | None = None,
-        selected_option: str | None = None,
         actor: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Apply a person's decision; continue the run once no request is pending.
+        """Apply a person's ``decision`` on one request of the task; continue the run once
+        no request is pending.
 
         With ``idempotency_key`` the same key and decision replay the first result
         (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
         ``metadata`` is stored with the decision (``auto_continued`` for timeouts). A decision
         on a promotion task is recorded there (:func:`kneo.platform.bundles.resume_promotion`)."""
-        answer = DecisionInput(request_id, decision, content, selected_option)
         if idempotency_key is not None:
-            return self._idempotent(continuation_id, [answer], actor, idempotency_key, metadata)
-        return self.resume_decision(
-            continuation_id,
-            request_id=request_id,
-            decision=decision,
-            content=content,
-            selected_option=selected_option,
-            actor=actor,
-            metadata=metadata,
-        )
+            return self._idempotent(continuation_id, [decision], actor, idempotency_key, metadata)
+        return self._decide(continuation_id, [decision], actor=actor, metadata=metadata)
 
     def decide(
         self,
         continuation_id: str,
-        decisions: Sequence[DecisionInput],
+        decisions: Sequence[Decision],
         *,
         actor: str | None = None,
         idempotency_key: str | None = None,
@@ -279,7 +268,7 @@ class Decisions:
     def _idempotent(
         self,
         continuation_id: str,
-        decisions: Sequence[DecisionInput],
+        decisions: Sequence[Decision],
         actor: str | None,
         key: str,
         metadata: Mapping[str, Any] | None,
@@ -306,11 +295,8 @@ class Decisions:
     def resume_decision(
         self,
         continuation_id: str,
+        decision: Decision,
         *,
-        request_id: str,
-        decision: str,
-        content: str | None,
-        selected_option: str | None,
         actor: str | None,
         metadata: Mapping[str, Any] | None,
         continuation: ContinuationRecord | None = None,
@@ -325,15 +311,14 @@ class Decisions:
         already decided, ``request_already_resolved``. ``continuation``: a view the caller
         already holds, tried first (a stale one loses the compare-and-set and is read again).
         """
-        answer = DecisionInput(request_id, decision, content, selected_option)
         return self._decide(
-            continuation_id, [answer], actor=actor, metadata=metadata, continuation=continuation
+            continuation_id, [decision], actor=actor, metadata=metadata, continuation=continuation
         )
 
     def _decide(
         self,
         continuation_id: str,
-        decisions: list[DecisionInput],
+        decisions: list[Decision],
         *,
         actor: str | None,
         metadata: Mapping[str, Any] | None,
@@ -373,9 +358,7 @@ class Decisions:
         return resume_promotion(
             self.store,
             continuation_id,
-            request_id=decisions[0].request_id,
-            decision=decisions[0].decision,
-            content=decisions[0].content,
+            decisions[0],
             actor=actor,
             controller=self.controller,
         )
@@ -383,7 +366,7 @@ class Decisions:
     def _checked(
         self,
         request: HumanRequest,
-        given: DecisionInput,
+        given: Decision,
         actor: str | None,
         now: str | None,
         metadata: Mapping[str, Any] | None,
@@ -562,24 +545,6 @@ class Decisions:
                 )
             requests.append(HumanRequest.from_dict(raw))
         return run, state, requests
-
-
-@dataclass(frozen=True)
-class DecisionInput:
-    """One decision as a caller gives it: which request, what decision, its content."""
-
-    request_id: str
-    decision: str
-    content: str | None = None
-    selected_option: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "decision": self.decision,
-            "content": self.content,
-            "selected_option": self.selected_option,
-        }
 
 
 def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:

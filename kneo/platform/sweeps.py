@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
+from kneo.engine.human import Decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
 from kneo.logs import get_logger
@@ -288,12 +289,11 @@ class Sweeps:
             original_assignee=request.get("assignee"),
         )
         try:
+            content = "timed out" if decision == "rejected" else None
             self.decisions.resume(
                 cont.continuation_id,
-                request_id=str(request["request_id"]),
-                decision=decision,
+                Decision(str(request["request_id"]), decision, content),
                 actor=TIMEOUT_ACTOR,
-                content="timed out" if decision == "rejected" else None,
                 metadata={
                     "auto_continued": True,
                     "reason": "timeout",

@@ -15,6 +15,7 @@ import pytest
 from gitops_fixtures import Keys, Repo, make_controller
 from starlette.testclient import TestClient
 
+from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, NotFound
@@ -91,7 +92,7 @@ def test_bundle_run_pins_its_revision_until_it_finishes(
     assert store.get_active("helper", "dev").revision == 2
 
     done = manager.resume(
-        paused.continuation_id, request_id=paused.request_id, decision="approved", actor="alice"
+        paused.continuation_id, Decision(paused.request_id, "approved"), actor="alice"
     )
     assert done.status == "succeeded"
     finished = store.get_run(paused.run_id)

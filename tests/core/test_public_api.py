@@ -15,6 +15,7 @@ PUBLIC = [
     "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "Decision",
     "ErrorCode",
     "Forbidden",
     "HumanDecision",

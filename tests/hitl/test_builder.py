@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from examples.hitl_functions import draft, fragile, process, publish, send_email, summarize
+from kneo import Decision
 from kneo.engine import HumanInterventionRequiredError, WorkflowBuilder
 from kneo.errors import InvalidDecision, InvalidRequest, SpecError, ValidationFailed
 from kneo.spec.loader import load_spec
@@ -33,9 +34,7 @@ def paused(result: Any, kind: str) -> dict[str, Any]:
 
 
 def answer(manager: Any, result: Any, decision: str, **kw: Any) -> Any:
-    return manager.resume(
-        result.continuation_id, request_id=result.request_id, decision=decision, **kw
-    )
+    return manager.resume(result.continuation_id, Decision(result.request_id, decision, **kw))
 
 
 def test_approval(manager: Any, project: Path) -> None:
@@ -251,13 +250,9 @@ def test_concurrent_branches_pause_together(manager: Any) -> None:
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     requests = first.metadata["pending_human_requests"]
     assert sorted(r["step_id"] for r in requests) == ["brand", "legal"]
-    still = manager.resume(
-        first.continuation_id, request_id=requests[0]["request_id"], decision="approved"
-    )
+    still = manager.resume(first.continuation_id, Decision(requests[0]["request_id"], "approved"))
     assert still.status == "paused"
-    done = manager.resume(
-        first.continuation_id, request_id=requests[1]["request_id"], decision="approved"
-    )
+    done = manager.resume(first.continuation_id, Decision(requests[1]["request_id"], "approved"))
     assert done.status == "succeeded"
 
 
@@ -336,9 +331,7 @@ def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -
     for step, region in (("legal", "EU"), ("brand", "US")):
         result = manager.resume(
             first.continuation_id,
-            decision="provided",
-            content=region,
-            request_id=requests[step]["request_id"],
+            Decision(requests[step]["request_id"], "provided", content=region),
         )
     assert result.status == "succeeded"
     assert "launch -> EU" in result.output_text and "launch -> US" in result.output_text

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kneo import Decision
 from kneo.engine.providers.dummy import read_call_log
 from kneo.errors import RequestAlreadyResolved
 from tests.hitl.conftest import counter, finish, make_manager, start_cli
@@ -224,9 +225,7 @@ def test_eight_processes_resume_one_continuation(project: Path, backend: str | N
         # A process holding the stale view cannot resume it again.
         assert stale.status == "paused"
         with pytest.raises(RequestAlreadyResolved):
-            manager.resume(
-                paused.continuation_id, request_id=paused.request_id, decision="approved"
-            )
+            manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
         assert counter(project) == ["publish"]
     finally:
         manager.store.close()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.store import tables as t
 from tests.hitl.conftest import make_manager
@@ -130,13 +131,13 @@ def test_the_list_row_is_the_task_after_every_change(manager: Any, clock: Manual
     assert listed[4]["tasks"][0]["requests"][0]["assignee"] == "group:leads"
 
     # one request decided: the other is still listed, alone
-    manager.resume(cid, request_id=first["request_id"], decision="approved", actor="lead")
+    manager.resume(cid, Decision(first["request_id"], "approved"), actor="lead")
     listed = assert_rows_match_the_state(manager)
     assert [len(x["tasks"]) for x in listed[:5]] == [2, 0, 1, 1, 0]
     assert [r["request_id"] for r in listed[2]["tasks"][0]["requests"]] == [second["request_id"]]
 
     # the last one decided: the task leaves the list and its row is dropped
-    done = manager.resume(cid, request_id=second["request_id"], decision="approved")
+    done = manager.resume(cid, Decision(second["request_id"], "approved"))
     assert done.status == "succeeded"
     assert [x["continuation_id"] for x in manager.list_human_tasks()["tasks"]] == [
         other.continuation_id
@@ -167,8 +168,8 @@ def test_the_migration_writes_the_rows_of_pending_tasks(manager: Any) -> None:
     done = manager.run_from_spec(
         input_text="done", spec_path=str(Path("examples/hitl_input.yaml").resolve())
     )
-    manager.resume(done.continuation_id, request_id=done.request_id, decision="provided",
-                   content='{"threshold": 0.5}')  # fmt: skip
+    answer = Decision(done.request_id, "provided", content='{"threshold": 0.5}')
+    manager.resume(done.continuation_id, answer)
     store = manager.store
     written = store.get_continuation(paused.continuation_id).list_row
     assert written is not None and "personal" in written

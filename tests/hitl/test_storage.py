@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from kneo import Decision
 from kneo.clock import ManualClock, utc_iso
 from kneo.engine.human import build_request, compact_request, complete_request
 from tests.hitl.conftest import make_manager
@@ -189,7 +190,7 @@ def test_every_view_shows_the_complete_request(manager: Any, clock: ManualClock)
     assert shown["original_expires_at"] == expected["expires_at"] and shown["escalated_at"]
 
     # Answered: the body moves from the state to the continuation, still stored once.
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded"
     texts = stored_texts(manager, paused.run_id, paused.continuation_id)
     assert {t: s.count(PROMPT) for t, s in texts.items()} == {
@@ -281,10 +282,8 @@ def test_rows_in_the_earlier_layout_still_read_and_resume(manager: Any, clock: M
     shown = manager.get_human_task(old.continuation_id)["requests"][0]
     assert shown["original_expires_at"] == old_entry["expires_at"] and shown["escalated_at"]
     with pytest.raises(Exception, match="does not accept 'provided'"):
-        manager.resume(
-            old.continuation_id, request_id=old.request_id, decision="provided", content="x"
-        )
-    done = manager.resume(old.continuation_id, request_id=old.request_id, decision="approved")
+        manager.resume(old.continuation_id, Decision(old.request_id, "provided", content="x"))
+    done = manager.resume(old.continuation_id, Decision(old.request_id, "approved"))
     assert done.status == "succeeded"
     resolved = manager.get_human_task(old.continuation_id)["requests"][0]
     assert resolved["status"] == "resolved" and resolved["prompt"] == PROMPT
@@ -423,7 +422,7 @@ def test_answering_one_request_moves_the_continuation_expiry_to_the_next(
     first, second = paused.metadata["pending_human_requests"]
     cid = paused.continuation_id
     assert utc_iso(manager.store.get_continuation(cid).expires_at) == first["expires_at"]
-    half = manager.resume(cid, request_id=first["request_id"], decision="approved")
+    half = manager.resume(cid, Decision(first["request_id"], "approved"))
     assert half.status == "paused"
     assert utc_iso(manager.store.get_continuation(cid).expires_at) == second["expires_at"]
     texts = stored_texts(manager, paused.run_id, cid)
@@ -458,7 +457,7 @@ def test_a_secret_in_a_request_stays_in_the_state_only(manager: Any) -> None:
     ]
     assert secret not in json.dumps(views)
     assert "[REDACTED]" in json.dumps(manager.get_human_task(cid))
-    manager.resume(cid, request_id=paused.request_id, decision="approved")
+    manager.resume(cid, Decision(paused.request_id, "approved"))
     texts = stored_texts(manager, paused.run_id, cid)
     assert not any(secret in s for t, s in texts.items() if t != "runs")
     assert manager.store.get_continuation(cid).requests[0]["prompt"] == PROMPT

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import IdempotencyConflict, InvalidDecision, KneoError
 from tests.hitl.conftest import counter
@@ -132,7 +133,7 @@ def test_escalate_fires_once_and_the_task_stays(
     assert manager.store.list_audit(event_type="human.escalated").total == 1
     assert audit(manager, paused.run_id)["human.escalated"]["assignee"] == "ann"
     assert manager.list_human_tasks(escalated=True)["total"] == 1
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded"
 
 
@@ -158,7 +159,7 @@ def test_escalate_to_hands_the_task_to_a_group(
         "ann",
         "group:release-managers",
     )
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded"
 
 
@@ -216,15 +217,12 @@ def test_invalid_input_is_422_with_the_field_and_stays_pending(manager: Any, pro
     ):
         with pytest.raises(KneoError) as info:
             manager.resume(
-                paused.continuation_id,
-                request_id=paused.request_id,
-                decision="provided",
-                content=content,
+                paused.continuation_id, Decision(paused.request_id, "provided", content=content)
             )
         assert (info.value.code, info.value.http_status) == ("invalid_human_input", 422)
         assert info.value.details["path"] == path
     with pytest.raises(InvalidDecision):
-        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+        manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert manager.store.get_run(paused.run_id).version == before
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
 
@@ -237,15 +235,13 @@ def test_idempotent_resume_replays_and_refuses_a_different_body(
     )
     first = manager.resume(
         paused.continuation_id,
-        request_id=paused.request_id,
-        decision="approved",
+        Decision(paused.request_id, "approved"),
         actor="ann",
         idempotency_key="k1",
     )
     again = manager.resume(
         paused.continuation_id,
-        request_id=paused.request_id,
-        decision="approved",
+        Decision(paused.request_id, "approved"),
         actor="ann",
         idempotency_key="k1",
     )
@@ -253,8 +249,7 @@ def test_idempotent_resume_replays_and_refuses_a_different_body(
     with pytest.raises(IdempotencyConflict):
         manager.resume(
             paused.continuation_id,
-            request_id=paused.request_id,
-            decision="rejected",
+            Decision(paused.request_id, "rejected"),
             actor="ann",
             idempotency_key="k1",
         )
@@ -276,17 +271,14 @@ def test_review_reject_reruns_with_feedback_then_edit(manager: Any, project: Pat
         input_text="x", spec_path=project / "examples" / "hitl_review.yaml"
     )
     again = manager.resume(
-        paused.continuation_id,
-        request_id=paused.request_id,
-        decision="rejected",
-        content="mention the date",
+        paused.continuation_id, Decision(paused.request_id, "rejected", content="mention the date")
     )
     assert again.status == "paused"
     assert (
         "revised: mention the date"
         in again.metadata["pending_human_request"]["context"]["output_preview"]
     )
-    done = manager.resume(again.continuation_id, request_id=again.request_id, decision="approved")
+    done = manager.resume(again.continuation_id, Decision(again.request_id, "approved"))
     assert done.output_text == "SUMMARY of 'x' (revised: mention the date)"
 
 
@@ -298,6 +290,6 @@ def test_event_stream(manager: Any, project: Path) -> None:
     assert kinds == ["run.started", "step.started", "step.completed", "step.started", "run.paused"]
     pause = list(manager.events(paused.run_id))[-1]
     assert pause.data["requests"][0]["request_id"] == paused.request_id
-    manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     after = [e.type for e in manager.events(paused.run_id, after=pause.sequence, follow=True)]
     assert after[:2] == ["human.decision", "run.resumed"] and after[-1] == "run.finished"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kneo import __version__, metrics
+from kneo import Decision, __version__, metrics
 from kneo.clock import ManualClock
 from kneo.settings import Settings
 
@@ -54,9 +54,7 @@ def test_oldest_pending_task_age(project: Path, db_url: str) -> None:
         assert gauges.oldest_pending_seconds == {key: 2400.0}
         task = manager.get_human_task(first.continuation_id)
         manager.resume(
-            first.continuation_id,
-            request_id=task["requests"][0]["request_id"],
-            decision="approved",
+            first.continuation_id, Decision(task["requests"][0]["request_id"], "approved")
         )
         assert manager.store.gauges().oldest_pending_seconds == {key: 600.0}
     finally:

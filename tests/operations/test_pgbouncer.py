@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from kneo import Decision
 from kneo.store import tables as t
 
 from .helpers import Procs, env_for, open_manager, step_counts, wait_for
@@ -73,7 +74,7 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
                 [task] = store.list_continuations(run_id=run.run_id, count=False).items
                 request = task.requests[0]["request_id"]
                 done = manager.resume(
-                    task.continuation_id, request_id=request, decision="approved", actor="bo"
+                    task.continuation_id, Decision(request, "approved"), actor="bo"
                 )
                 assert done.status == "succeeded", done
 

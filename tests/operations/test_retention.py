@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import ConfigError
 from kneo.platform.maintenance import prune_files, retention_policy
@@ -126,7 +127,7 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
         # the paused run is still resumable after pruning
         cid = old_paused.continuation_id
         request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
-        assert manager.resume(cid, request_id=request_id, decision="approved").status == "succeeded"
+        assert manager.resume(cid, Decision(request_id, "approved")).status == "succeeded"
         # an explicit policy overrides configuration; finished queue records go
         assert Worker(manager).run_once()  # executes the old queued run, completes its record
         assert manager.store.get_run(old_queued.run_id).status == "succeeded"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kneo import Decision
 from kneo.errors import KneoError
 from kneo.platform import create_platform
 from kneo.settings import Settings
@@ -56,9 +57,7 @@ def test_example_runs_to_its_documented_end(
     if snippet:
         assert snippet in (result.output_text or "")
     if status == "paused":
-        done = manager.resume(
-            result.continuation_id, request_id=result.request_id, decision="approved"
-        )
+        done = manager.resume(result.continuation_id, Decision(result.request_id, "approved"))
         assert done.status == "succeeded" and done.output_text.startswith("Published.")
 
 

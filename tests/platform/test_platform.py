@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kneo import Decision
 from kneo.errors import (
     Conflict,
     InvalidDecision,
@@ -141,9 +142,7 @@ def test_pause_and_resume_never_repeat_completed_steps(
     assert counter(project) == ["first"]
     done = manager.resume(
         paused.continuation_id,
-        request_id=paused.request_id,
-        decision="edited",
-        content="better draft",
+        Decision(paused.request_id, "edited", content="better draft"),
         actor="ann",
     )
     assert done.status == "succeeded" and done.output_text == "better draft second"
@@ -161,7 +160,7 @@ def test_pause_and_resume_never_repeat_completed_steps(
     assert "better draft" not in json.dumps(audit)
     assert {"run.created", "human.requested", "human.decision"} <= set(audit)
     with pytest.raises(RequestAlreadyResolved):
-        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+        manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
 
 
 def test_a_resume_writes_the_decision_and_the_outcome(
@@ -185,7 +184,7 @@ def test_a_resume_writes_the_decision_and_the_outcome(
 
     monkeypatch.setattr(Store, "transaction", counted)
     monkeypatch.setattr(Transaction, "write_step", step_counted)
-    done = manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded" and writes == ["transaction", "transaction"]
     checkpoints = manager.store.list_checkpoints(paused.run_id, limit=10).items
     assert [(c.sequence, c.step_id, c.status) for c in checkpoints] == [
@@ -213,7 +212,7 @@ def test_a_crash_after_a_decision_goes_on_from_the_decision(
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
     (project / "crash").write_text("1")
     with pytest.raises(SystemExit):
-        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+        manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert manager.get_run(paused.run_id)["status"] == "running"
     ctx = manager.recovery(paused.run_id)
     assert ctx["completed_steps"] == ["a"] and ctx["can_continue"]
@@ -247,11 +246,11 @@ def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Pat
     ]
     for case in cases:
         with pytest.raises(InvalidDecision):
-            manager.resume(paused.continuation_id, request_id=paused.request_id, **case)
+            manager.resume(paused.continuation_id, Decision(paused.request_id, **case))
     with pytest.raises(NotFound):
-        manager.resume(paused.continuation_id, request_id="req_unknown", decision="approved")
+        manager.resume(paused.continuation_id, Decision("req_unknown", "approved"))
     with pytest.raises(NotFound):
-        manager.resume("cont_unknown", request_id=paused.request_id, decision="approved")
+        manager.resume("cont_unknown", Decision(paused.request_id, "approved"))
     after = manager.store.get_run(paused.run_id)
     assert (after.version, after.status) == (before.version, "paused")
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
@@ -283,24 +282,20 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     results: list[Any] = []
     first = threading.Thread(
         target=lambda: results.append(
-            manager.resume(
-                paused.continuation_id, request_id=paused.request_id, decision="approved"
-            )
+            manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
         )
     )
     first.start()
     try:
         assert pfsteps.GATE["entered"].wait(30)
         with pytest.raises(ResourceLocked):
-            manager.resume(
-                paused.continuation_id, request_id=paused.request_id, decision="approved"
-            )
+            manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     finally:
         pfsteps.GATE["release"].set()
         first.join(30)
     assert [r.status for r in results] == ["succeeded"]
     with pytest.raises(RequestAlreadyResolved):
-        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+        manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert counter(project) == ["first", "gated"]
     decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert decisions.total == 1
@@ -327,14 +322,11 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
     one, two = (r["request_id"] for r in paused.metadata["pending_human_requests"])
     stale = manager.store.get_continuation(paused.continuation_id)
-    half = manager.resume(paused.continuation_id, request_id=one, decision="approved")
+    half = manager.resume(paused.continuation_id, Decision(one, "approved"))
     assert half.status == "paused"
     done = manager.decisions.resume_decision(
         paused.continuation_id,
-        request_id=two,
-        decision="approved",
-        content=None,
-        selected_option=None,
+        Decision(two, "approved", content=None, selected_option=None),
         actor="late",
         metadata=None,
         continuation=stale,
@@ -347,7 +339,7 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
 def test_rejection_fails_the_run(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     failed = manager.resume(
-        paused.continuation_id, request_id=paused.request_id, decision="rejected", content="no"
+        paused.continuation_id, Decision(paused.request_id, "rejected", content="no")
     )
     assert failed.status == "failed" and failed.metadata["error"]["code"] == "human_rejected"
     assert counter(project) == ["first"]
@@ -373,13 +365,9 @@ def test_concurrent_branches_pause_with_several_requests(
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
     pending = paused.metadata["pending_human_requests"]
     assert paused.status == "paused" and [r["prompt"] for r in pending] == ["one?", "two?"]
-    half = manager.resume(
-        paused.continuation_id, request_id=pending[1]["request_id"], decision="approved"
-    )
+    half = manager.resume(paused.continuation_id, Decision(pending[1]["request_id"], "approved"))
     assert half.status == "paused" and half.request_id == pending[0]["request_id"]
-    done = manager.resume(
-        paused.continuation_id, request_id=pending[0]["request_id"], decision="approved"
-    )
+    done = manager.resume(paused.continuation_id, Decision(pending[0]["request_id"], "approved"))
     assert done.status == "succeeded" and counter(project) == ["first"]
 
 
@@ -457,12 +445,12 @@ def test_cancel_paused_run_removes_its_task(manager: PlatformManager, project: P
     assert manager.cancel(paused.run_id).status == "cancelled"
     assert manager.list_human_tasks()["total"] == 0
     with pytest.raises(NotFound):
-        manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+        manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
 
 
 def test_inspection_views(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    manager.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     trace = [e["event_type"] for e in manager.trace(paused.run_id)["events"]]
     assert trace[:3] == ["run_created", "run_started", "step_started"]
     assert {"run_paused", "human_decision", "run_resumed", "run_completed"} <= set(trace)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.controller.loader import default_spec_checker
 from kneo.platform import create_platform
@@ -404,7 +405,7 @@ def test_a_paused_run_resumed_after_the_grant_shrank_reaches_nothing(
     config["secrets"] = {"extra": {}}
     config_path.write_text(json.dumps(config))
     second = manager()
-    done = second.resume(paused.continuation_id, request_id=paused.request_id, decision="approved")
+    done = second.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "failed"
     assert done.metadata["error"]["code"] == "E_SECRET_UNDECLARED"
     assert world.listener.requests == []

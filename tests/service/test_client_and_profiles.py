@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from kneo import Decision
 from kneo.cli.profiles import ProfileStore, resolve_connection
 from kneo.cli.service_client import ServiceClient, ServiceError
 from kneo.settings import Settings
@@ -79,7 +80,7 @@ def test_configured_idempotency_key_is_sent() -> None:
         return httpx2.Response(200, json={})
 
     client = _client(handler, idempotency_key="stable-key")
-    client.resume("c", request_id="q", decision="approved")
+    client.resume("c", Decision("q", "approved"))
     client.get_run("r")
     assert seen == ["stable-key", None]
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from kneo.engine.human import Decision
 from kneo.errors import InvalidRequest
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import missing_scope
@@ -112,10 +113,7 @@ def resume_human_task(
     key = request.headers.get(HEADER)
     result = caller.manager.resume(
         continuation_id,
-        request_id=body.request_id,
-        decision=body.decision,
-        content=body.content,
-        selected_option=body.selected_option,
+        Decision(body.request_id, body.decision, body.content, body.selected_option),
         actor=caller.principal.name,
         idempotency_key=key,
     )
@@ -134,18 +132,13 @@ def decide_human_task(
 ) -> JSONResponse:
     """Decide several requests of one task together: all are checked, then written in one
     transaction (none when one is refused); the run continues once none is pending."""
-    from kneo.platform.decisions import DecisionInput
-
     limits = request.app.state.settings.limits
     for item in body.decisions:
         check_limits(item, limits)
     annotate(request, continuation_id=continuation_id)
     result = caller.manager.decide(
         continuation_id,
-        [
-            DecisionInput(d.request_id, d.decision, d.content, d.selected_option)
-            for d in body.decisions
-        ],
+        [Decision(d.request_id, d.decision, d.content, d.selected_option) for d in body.decisions],
         actor=caller.principal.name,
         idempotency_key=request.headers.get(HEADER),
     )
