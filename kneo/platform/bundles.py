@@ -122,6 +122,8 @@ def run_bundle(
     actor: str | None = None,
 ) -> RunResult:
     """Run (or, with ``async_mode``, queue) the active revision of ``bundle``."""
+    from kneo.platform.preparation import RunRequest
+
     pinned = resolve(manager.store, bundle, environment)
     meta = {
         "bundle": {
@@ -133,19 +135,16 @@ def run_bundle(
         },
         **dict(metadata or {}),
     }
-    kwargs: dict[str, Any] = {
-        "input_text": input_text,
-        "spec": pinned,
-        "target": target,
-        "environment": environment,
-        "metadata": meta,
-        "actor": actor,
-    }
-    if async_mode:
-        return manager.runs.start_run_from_spec(timeout_seconds=timeout_seconds, **kwargs)
-    if timeout_seconds is not None:
-        raise InvalidRequest("timeout_seconds applies to async_mode runs", field="timeout_seconds")
-    return manager.runs.run_from_spec(**kwargs)
+    request = RunRequest(
+        input_text=input_text,
+        spec=pinned,
+        target=target,
+        environment=environment,
+        metadata=meta,
+        actor=actor,
+        timeout_seconds=timeout_seconds,
+    )
+    return manager.runs.start_run(request) if async_mode else manager.runs.run(request)
 
 
 # --------------------------------------------------------------------------- promotions

@@ -232,6 +232,8 @@ class PlatformManager:
 
     # ================================================================== runs
 
+    run = _Forward("runs", Runs.run)
+    start_run = _Forward("runs", Runs.start_run)
     run_from_spec = _Forward("runs", Runs.run_from_spec)
     start_run_from_spec = _Forward("runs", Runs.start_run_from_spec)
     execute_run = _Forward("runs", Runs.execute_run)

@@ -9,12 +9,17 @@ overrides and the stored policy by digest), with the JSON text its runs store in
 ``specs``; its compiled workflow goes to the driver's cache by ``(spec digest, target)``.
 :func:`create_run` turns a prepared spec and an input into a run record in one transaction:
 queued for a worker, or started and leased for this process.
+
+Two values carry a run's start through the layers: a :class:`RunRequest` (what the caller asks:
+spec, input, target, environment, who) and a :class:`PreparedSpec` (what preparation made of
+it: the compiled workflow and what each run stores), so no layer passes an untyped dict or
+re-lists the same keywords.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,46 @@ from kneo.store import RunRecord, Store
 from kneo.store.steps import json_text
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """A run as a caller asks for it: exactly one of ``spec_path`` and ``spec`` (a model or a
+    document; ``overrides`` are merged in and checked by the admission gate), the input, the
+    target and environment, ``metadata`` stored with the run and the ``actor`` audited.
+    ``timeout_seconds``: a queued run's deadline (``deadline_at``); a run executed at once
+    takes none."""
+
+    input_text: str
+    spec_path: str | Path | None = None
+    spec: Spec | Mapping[str, Any] | None = None
+    target: str = "workflow"
+    environment: str | None = None
+    overrides: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] | None = None
+    actor: str | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedSpec:
+    """A spec admitted, checked and compiled for runs (cached, shared by every run of it):
+    the workflow, and what each run stores of it."""
+
+    workflow: CompiledWorkflow
+    #: the spec document each run stores, and its JSON text (the ``specs`` row), encoded
+    #: once per prepared spec rather than once per run
+    data: Mapping[str, Any]
+    spec_text: str | None = None
+    digest: str
+    target: str
+    environment: str | None
+    base_dir: str | None = None
+    spec_path: str | None = None
+    #: the run columns that pin a bundle run to its revision (none for a spec run)
+    bundle_fields: Mapping[str, Any] = field(default_factory=dict)
+    #: where a provider error can point: overlays of this file that run offline
+    offline_environments: Sequence[str] | None = None
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class SpecPreparation:
     """Admits, loads, checks and compiles specs for new runs, with the prepared-spec cache."""
@@ -46,23 +91,18 @@ class SpecPreparation:
     driver: RunDriver
     cache_entries: InitVar[int]
     #: prepared specs by what they depend on (see prepare_key)
-    prepared: LRUCache[tuple[Any, ...], dict[str, Any]] = field(init=False)
+    prepared: LRUCache[tuple[Any, ...], PreparedSpec] = field(init=False)
 
     def __post_init__(self, cache_entries: int) -> None:
         self.prepared = LRUCache(cache_entries)
 
-    def prepare(
-        self,
-        *,
-        spec_path: str | Path | None,
-        spec: Spec | Mapping[str, Any] | None,
-        target: str,
-        environment: str | None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def prepare(self, request: RunRequest) -> PreparedSpec:
         """Admit, load (``overrides`` merged in), check against the environment's policy and
-        compile; raises before any run exists. The spec is loaded once, and not at all when
-        a prepared spec for the same files, overrides and stored policy is cached."""
+        compile the request's spec; raises before any run exists. The spec is loaded once,
+        and not at all when a prepared spec for the same files, overrides and stored policy
+        is cached."""
+        spec_path, spec, environment = request.spec_path, request.spec, request.environment
+        target, overrides = request.target, request.overrides
         if environment is not None:
             check_name(environment, kind="environment")
         if (spec_path is None) == (spec is None):
@@ -84,7 +124,7 @@ class SpecPreparation:
         )
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
-            return dict(cached)
+            return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         report = self.admission.check(
             model,
@@ -104,23 +144,21 @@ class SpecPreparation:
         )
         digest = pinned.digest if pinned is not None else content_hash(data)
         self.driver.remember(digest, target, workflow)
-        prepared = {
-            "workflow": workflow,
-            "data": data,
-            # the ``specs`` row's text, encoded once per prepared spec rather than once per run
-            "spec_text": json_text(data) if data else None,
-            "digest": digest,
-            "target": target,
-            "bundle_fields": pinned.run_fields() if pinned is not None else {},
-            "base_dir": str(base_dir.resolve()) if base_dir else None,
-            "spec_path": shown_path(spec_path, self.project),
-            "environment": report.environment or environment,
-            # where a provider error can point: overlays of this file that run offline
-            "offline_environments": offline or None,
-        }
+        prepared = PreparedSpec(
+            workflow=workflow,
+            data=data,
+            spec_text=json_text(data) if data else None,
+            digest=digest,
+            target=target,
+            environment=report.environment or environment,
+            base_dir=str(base_dir.resolve()) if base_dir else None,
+            spec_path=shown_path(spec_path, self.project),
+            bundle_fields=pinned.run_fields() if pinned is not None else {},
+            offline_environments=offline or None,
+        )
         if key is not None:
             self.prepared.put(key, prepared)
-        return dict(prepared)
+        return prepared
 
     def _load(
         self,
@@ -222,7 +260,7 @@ def prepare_key(
 
 def create_run(
     store: Store,
-    prepared: Mapping[str, Any],
+    prepared: PreparedSpec,
     input_text: str,
     *,
     start: bool,
@@ -243,12 +281,13 @@ def create_run(
             f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
             field="input",
         )
-    workflow: CompiledWorkflow = prepared["workflow"]
+    workflow = prepared.workflow
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
+    offline = prepared.offline_environments
     meta = {
-        "base_dir": prepared["base_dir"],
-        "spec_path": prepared["spec_path"],
-        "offline_environments": prepared.get("offline_environments"),
+        "base_dir": prepared.base_dir,
+        "spec_path": prepared.spec_path,
+        "offline_environments": list(offline) if offline is not None else None,
         **dict(metadata or {}),
     }
     # Started: created ``running`` at once (the transition is checked, not written twice).
@@ -256,13 +295,13 @@ def create_run(
     # Everything that needs no database is built before the transaction opens: on SQLite it
     # holds the database's one write lock, which the other request threads wait for.
     state = dict(ExecutionState.initial(input_text), decisions=dict(decisions or {}))
-    target = prepared["target"]
+    target = prepared.target
     audit = {
         "target": target,
         "workflow_name": workflow.name,
         "workflow_kind": workflow.family,
-        "environment": prepared["environment"],
-        "spec_path": prepared["spec_path"],
+        "environment": prepared.environment,
+        "spec_path": prepared.spec_path,
     }
     events = [
         {
@@ -281,11 +320,11 @@ def create_run(
             workflow_name=workflow.name,
             workflow_kind=workflow.family,
             agent_name=agent.name if agent else None,
-            environment=prepared["environment"],
-            spec=prepared["data"],
-            spec_text=prepared.get("spec_text"),
-            spec_digest=prepared["digest"],
-            **prepared.get("bundle_fields", {}),
+            environment=prepared.environment,
+            spec=prepared.data,
+            spec_text=prepared.spec_text,
+            spec_digest=prepared.digest,
+            **prepared.bundle_fields,
             state=state,
             deadline_at=deadline_at,
             metadata={k: v for k, v in meta.items() if v is not None},

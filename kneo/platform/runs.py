@@ -25,7 +25,7 @@ from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
 from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
-from kneo.platform.preparation import SpecPreparation, create_run
+from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
 from kneo.platform.results import RunResult
 from kneo.settings import Settings
 from kneo.spec.models import Spec
@@ -87,6 +87,38 @@ class Runs:
 
     # ------------------------------------------------------------------ starting runs
 
+    def run(
+        self, request: RunRequest, *, on_created: Callable[[str], None] | None = None
+    ) -> RunResult:
+        """Create a run and execute it now; returns when it finishes or pauses.
+        ``on_created`` gets the run id before it executes (to follow its events)."""
+        if request.timeout_seconds is not None:
+            raise InvalidRequest(
+                "timeout_seconds applies to async_mode runs", field="timeout_seconds"
+            )
+        with self.driver.slot.hold():
+            prepared = self.preparation.prepare(request)
+            run = self._create(prepared, request, start=True)
+            if on_created is not None:
+                on_created(run.run_id)
+            try:
+                return self.driver.drive(run, prepared.workflow, leased=True)
+            except DatabaseUnavailable as exc:
+                raise _accepted(exc, run.run_id) from exc
+
+    def start_run(self, request: RunRequest) -> RunResult:
+        """Create a queued run (with ``deadline_at`` when the request has
+        ``timeout_seconds``) for a worker; :meth:`execute_run` runs it."""
+        timeout = request.timeout_seconds
+        if timeout is not None and timeout <= 0:
+            raise InvalidRequest(
+                "timeout_seconds must be greater than zero", field="timeout_seconds"
+            )
+        prepared = self.preparation.prepare(request)
+        deadline = self.clock.now() + timedelta(seconds=timeout) if timeout else None
+        run = self._create(prepared, request, start=False, deadline_at=deadline)
+        return self.driver.result(run)
+
     def run_from_spec(
         self,
         *,
@@ -100,24 +132,18 @@ class Runs:
         actor: str | None = None,
         on_created: Callable[[str], None] | None = None,
     ) -> RunResult:
-        """Create a run and execute it now; returns when it finishes or pauses.
-        ``overrides`` are merged into the spec (checked by the admission gate);
-        ``on_created`` gets the run id before it executes (to follow its events)."""
-        with self.driver.slot.hold():
-            prepared = self.preparation.prepare(
-                spec_path=spec_path,
-                spec=spec,
-                target=target,
-                environment=environment,
-                overrides=overrides,
-            )
-            run = self._create(prepared, input_text, start=True, metadata=metadata, actor=actor)
-            if on_created is not None:
-                on_created(run.run_id)
-            try:
-                return self.driver.drive(run, prepared["workflow"], leased=True)
-            except DatabaseUnavailable as exc:
-                raise _accepted(exc, run.run_id) from exc
+        """:meth:`run` with the request's fields as keywords (the documented Python API)."""
+        request = RunRequest(
+            input_text=input_text,
+            spec_path=spec_path,
+            spec=spec,
+            target=target,
+            environment=environment,
+            overrides=overrides,
+            metadata=metadata,
+            actor=actor,
+        )
+        return self.run(request, on_created=on_created)
 
     def start_run_from_spec(
         self,
@@ -132,26 +158,20 @@ class Runs:
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> RunResult:
-        """Create a queued run (with ``deadline_at`` when ``timeout_seconds`` is given) for a
-        worker; :meth:`execute_run` runs it."""
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise InvalidRequest(
-                "timeout_seconds must be greater than zero", field="timeout_seconds"
-            )
-        prepared = self.preparation.prepare(
+        """:meth:`start_run` with the request's fields as keywords (the documented Python
+        API)."""
+        request = RunRequest(
+            input_text=input_text,
             spec_path=spec_path,
             spec=spec,
             target=target,
             environment=environment,
             overrides=overrides,
+            metadata=metadata,
+            actor=actor,
+            timeout_seconds=timeout_seconds,
         )
-        deadline = (
-            self.clock.now() + timedelta(seconds=timeout_seconds) if timeout_seconds else None
-        )
-        run = self._create(
-            prepared, input_text, start=False, deadline_at=deadline, metadata=metadata, actor=actor
-        )
-        return self.driver.result(run)
+        return self.start_run(request)
 
     def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult:
         """Execute a queued run in this process (what a worker calls), admitted again first.
@@ -205,24 +225,20 @@ class Runs:
         }
         meta = source.metadata or {}
         workflow = self.driver.workflow_for(source)
-        prepared = {
-            "workflow": workflow,
-            "data": source.spec,
-            "digest": source.spec_digest or content_hash(source.spec),
-            "target": source.target,
-            "base_dir": meta.get("base_dir"),
-            "spec_path": meta.get("spec_path"),
-            "environment": source.environment,
-            "bundle_fields": pinned.run_fields() if pinned is not None else {},
-        }
-        run = self._create(
-            prepared,
-            source.input_text,
-            start=True,
-            actor=actor,
-            metadata={"replay_of": run_id},
-            decisions=decisions,
+        prepared = PreparedSpec(
+            workflow=workflow,
+            data=source.spec or {},
+            digest=source.spec_digest or content_hash(source.spec),
+            target=source.target,
+            environment=source.environment,
+            base_dir=meta.get("base_dir"),
+            spec_path=meta.get("spec_path"),
+            bundle_fields=pinned.run_fields() if pinned is not None else {},
         )
+        request = RunRequest(
+            input_text=source.input_text, actor=actor, metadata={"replay_of": run_id}
+        )
+        run = self._create(prepared, request, start=True, decisions=decisions)
         return self.driver.drive(run, workflow, leased=True)
 
     # ------------------------------------------------------------------ cancel / continue
@@ -288,24 +304,22 @@ class Runs:
 
     def _create(
         self,
-        prepared: Mapping[str, Any],
-        input_text: str,
+        prepared: PreparedSpec,
+        request: RunRequest,
         *,
         start: bool,
         deadline_at: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-        actor: str | None = None,
         decisions: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         return create_run(
             self.store,
             prepared,
-            input_text,
+            request.input_text,
             start=start,
             lease=(self.driver.owner, self.driver.lease_seconds),
             max_input_chars=self.settings.limits.max_input_chars,
             deadline_at=deadline_at,
-            metadata=metadata,
-            actor=actor,
+            metadata=request.metadata,
+            actor=request.actor,
             decisions=decisions,
         )

@@ -17,6 +17,7 @@ import pytest
 
 from kneo.errors import BundleNotApproved
 from kneo.platform import PlatformManager, create_platform
+from kneo.platform.preparation import RunRequest
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 
@@ -64,13 +65,10 @@ def run(manager: PlatformManager, path: str | Path, **kwargs: Any) -> str | None
 def test_an_unchanged_spec_is_prepared_once(manager: PlatformManager, project: Path) -> None:
     path = project / "flow.yaml"
     path.write_text(spec_text("one"))
-    first = manager.preparation.prepare(
-        spec_path=str(path), spec=None, target="workflow", environment=None
-    )
-    again = manager.preparation.prepare(
-        spec_path=str(path), spec=None, target="workflow", environment=None
-    )
-    assert again["workflow"] is first["workflow"]
+    request = RunRequest(input_text="go", spec_path=str(path))
+    first = manager.preparation.prepare(request)
+    again = manager.preparation.prepare(request)
+    assert again is first and again.workflow is first.workflow
 
 
 def test_an_edited_spec_is_prepared_again(manager: PlatformManager, project: Path) -> None:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager
+from kneo.platform.preparation import RunRequest
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
@@ -57,24 +58,18 @@ def _start_run(
         project = manager.project
         root = project.root if project is not None else Path.cwd()
         spec_path = str(confined_spec_path(body.spec_path, request.app.state.settings, root))
-    kwargs: dict[str, Any] = {
-        "input_text": body.input,
-        "spec_path": spec_path,
-        "spec": body.spec,
-        "target": body.target,
-        "environment": body.environment,
-        "overrides": body.overrides,
-        "metadata": body.metadata,
-        "actor": actor,
-    }
-    if body.async_mode:
-        result = manager.start_run_from_spec(timeout_seconds=body.timeout_seconds, **kwargs)
-    else:
-        if body.timeout_seconds is not None:
-            raise InvalidRequest(
-                "timeout_seconds applies to async_mode runs", field="timeout_seconds"
-            )
-        result = manager.run_from_spec(**kwargs)
+    run = RunRequest(
+        input_text=body.input,
+        spec_path=spec_path,
+        spec=body.spec,
+        target=body.target,
+        environment=body.environment,
+        overrides=body.overrides,
+        metadata=body.metadata,
+        actor=actor,
+        timeout_seconds=body.timeout_seconds,
+    )
+    result = manager.start_run(run) if body.async_mode else manager.run(run)
     return _answer(request, result, body.async_mode, caller)
 
 
