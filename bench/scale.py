@@ -100,8 +100,18 @@ def fill(manager: Any, store: Any, size: int) -> None:
             for r in conn.execute(sa.select(t.continuation_requests)).mappings()
         }
         audits = [dict(r) for r in conn.execute(sa.select(t.audit_events)).mappings()]
+    try:  # the assignee and kind filters' label rows, where the store writes them
+        from kneo.store.search import task_labels
+    except ImportError:
+        task_labels = None
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    batch: dict[str, list[dict[str, Any]]] = {"runs": [], "cont": [], "req": [], "audit": []}
+    batch: dict[str, list[dict[str, Any]]] = {
+        "runs": [],
+        "cont": [],
+        "req": [],
+        "audit": [],
+        "terms": [],
+    }
 
     def flush() -> None:
         with store.engine.begin() as conn:
@@ -110,6 +120,7 @@ def fill(manager: Any, store: Any, size: int) -> None:
                 (t.continuations, "cont"),
                 (t.continuation_requests, "req"),
                 (t.audit_events, "audit"),
+                (t.continuation_terms, "terms"),
             ):
                 if batch[key]:
                     conn.execute(table.insert(), batch[key])
@@ -142,6 +153,12 @@ def fill(manager: Any, store: Any, size: int) -> None:
             }
         )
         batch["req"].append({**req, "continuation_id": cid, "assignee": assignee})
+        if task_labels is not None:
+            promotion = cont["workflow_kind"] == "promotion"
+            batch["terms"] += [
+                {"term": term, "created_at": at, "continuation_id": cid}
+                for term in task_labels(requests, promotion=promotion)
+            ]
         audit = audits[i % len(audits)]
         batch["audit"].append(
             {

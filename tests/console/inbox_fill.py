@@ -58,5 +58,7 @@ def _clone(tx: Any, template: Any, text: str) -> str:
         workflow_name=template.workflow_name,
         environment=template.environment,
         search_text=search_text(text, requests),
+        bodies=state.get("pending") or [],
+        input_text=text,
     )
     return cid
