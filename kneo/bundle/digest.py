@@ -113,14 +113,26 @@ def signing_payload(
     exactly what was signed (no defaults filled in by a model); a :class:`Bundle` is dumped
     with :meth:`Bundle.to_document` first. ``canonical_spec`` (the already computed
     ``canonical_json(spec)``) saves encoding the spec twice: a JCS object is its members'
-    encodings in sorted order, so the spec's bytes can be reused verbatim.
+    encodings in sorted order, so the spec's bytes can be reused verbatim between the
+    encodings of the members that sort before and after it (the same bytes as encoding the
+    whole document: tests/bundle/test_bundle_canonical.py).
     """
     document = bundle.to_document() if isinstance(bundle, Bundle) else dict(bundle)
     document.pop("signatures", None)
     if canonical_spec is None or "spec" not in document:
         return canonical_json(document)
-    members = []
-    for key in sorted(document, key=lambda k: k.encode("utf-16-be")):
-        encoded = canonical_spec if key == "spec" else canonical_json(document[key])
-        members.append(canonical_json(key) + b":" + encoded)
-    return b"{" + b",".join(members) + b"}"
+    # The members sorted before "spec" and those after, each encoded as one object: two
+    # encoder calls, not two per member. Non-string keys are left to canonical_json to refuse.
+    before: dict[Any, Any] = {}
+    after: dict[Any, Any] = {}
+    for key, value in document.items():
+        if type(key) is not str:
+            return canonical_json(document)
+        if key != "spec":
+            (before if key.encode("utf-16-be") < _SPEC_UTF16 else after)[key] = value
+    members = [canonical_json(before)[1:-1], b'"spec":' + canonical_spec]
+    members.append(canonical_json(after)[1:-1])
+    return b"{" + b",".join(m for m in members if m) + b"}"
+
+
+_SPEC_UTF16 = "spec".encode("utf-16-be")  # JCS orders members by UTF-16 code units

@@ -76,6 +76,31 @@ def verify_bundle(
         model, document = bundle, bundle.to_document()
     else:
         model, document = parse_bundle(bundle)
+    return verify_parsed(
+        model,
+        document,
+        keyring,
+        now=now,
+        required_signatures=required_signatures,
+        accepted_key_ids=accepted_key_ids,
+    )
+
+
+def verify_parsed(
+    model: Bundle,
+    document: Mapping[str, Any],
+    keyring: Keyring,
+    *,
+    now: datetime,
+    required_signatures: int = 1,
+    accepted_key_ids: Collection[str] | None = None,
+) -> VerifiedBundle:
+    """:func:`verify_bundle` of what :func:`~kneo.bundle.format.parse_bundle` returned
+    (``model`` and the ``document`` it was parsed from), so a caller that parsed the file
+    already (the controller) does not validate it twice. The signatures are checked over
+    ``document``, the model's fields are what is trusted: they must come from one parse."""
+    if required_signatures < 1:
+        raise ValueError("required_signatures must be at least 1")
     canonical_spec = canonical_json(model.spec)
     actual = sha256_digest(canonical_spec)
     if actual != model.digest:
