@@ -10,10 +10,13 @@ environment (``prod``, no promotion gates), and reconciles it into a fresh SQLit
   ``--rounds`` rounds;
 * one-bundle, new controller: the same after a commit, but by a controller built afresh
   on the same store and cache (what a restarted process or a new leader does first);
+* the cold pass's CPU time (this process's, not git's): steadier than wall time on a busy
+  host;
 * peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
 
 Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
-[--json]``. Only public APIs are used, so the same script measures older code
+[--json] [--profile N]``; ``--profile N`` prints the cold pass's top N cProfile entries
+by cumulative time (the timings of that run include the profiler's overhead). Only public APIs are used, so the same script measures older code
 (``PYTHONPATH=<old checkout>``). Targets (issues 23 and 36, SQLite, 2 cores): one-bundle at
 10,000 < 0.15 s, no-op < 0.1 s, cold 10,000 < 5 s.
 """
@@ -21,7 +24,9 @@ Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import runpy
 import statistics
@@ -103,7 +108,9 @@ def database(root: Path, pg_server: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def measure(count: int, rounds: int, pg_server: str | None = None) -> dict[str, Any]:
+def measure(
+    count: int, rounds: int, pg_server: str | None = None, profile: int = 0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), pg_server) as url:
         root = Path(tmp)
         remote, trusted, work, key = build(root, count)
@@ -133,7 +140,16 @@ def measure(count: int, rounds: int, pg_server: str | None = None) -> dict[str, 
             git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
 
         ctl = controller()
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
+        cpu = time.process_time()
         cold_s, cold = timed(ctl)
+        cold_cpu_s = time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
+            print(f"cold pass of {count} bundles, top {profile} by cumulative time:")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile)
         if len(cold.written) != count:
             raise SystemExit(f"cold reconcile wrote {len(cold.written)} of {count}")
         noops = [timed(ctl) for _ in range(rounds)]
@@ -161,6 +177,7 @@ def measure(count: int, rounds: int, pg_server: str | None = None) -> dict[str, 
         "database": "postgresql" if pg_server else "sqlite",
         "bundles": count,
         "cold_s": round(cold_s, 3),
+        "cold_cpu_s": round(cold_cpu_s, 3),
         "noop_s": round(statistics.median(s for s, _ in noops), 4),
         "one_bundle_s": round(median_incremental, 4),
         "one_bundle_new_controller_s": round(fresh_s, 4),
@@ -183,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also on this PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print the cold pass's top N"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     servers: list[str | None] = [None, args.pg] if args.pg else [None]
-    results = [measure(n, args.rounds, server) for server in servers for n in sizes]
+    results = [measure(n, args.rounds, server, args.profile) for server in servers for n in sizes]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -202,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for r in results:
         where = f"{r['bundles']} bundles ({r['database']})"
-        print(f"{where}, cold stages: {r['cold_stage_s']}")
+        print(f"{where}, cold stages: {r['cold_stage_s']}, CPU {r['cold_cpu_s']} s")
         print(f"{where}, one-bundle stages: {r['one_bundle_stage_s']}")
     return 0
 
