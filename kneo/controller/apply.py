@@ -395,7 +395,7 @@ class Applier:
             )
         override = promotion.OVERRIDE_PREFIX + (rev.digest or "")
         if self._open_tasks is None or (  # not known to be absent (a read per activation)
-            promotion.task_id(name, env, override) in self._open_tasks
+            self._open_tasks and promotion.task_id(name, env, override) in self._open_tasks
         ):
             self.gate.close(  # a freeze override asked for this digest is no longer needed
                 tx, name=name, environment=env, digest=override, outcome="activated"
