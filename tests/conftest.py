@@ -70,11 +70,13 @@ def _global_state_is_restored() -> Iterator[None]:
 SLOW_MODULES = frozenset(
     {
         "deploy/test_container_journey.py",
+        "hitl/test_parallel_calls.py",
         "operations/test_controller_shape.py",
         "operations/test_database_faults.py",
         "operations/test_pgbouncer.py",
         "operations/test_restart_and_race.py",
         "operations/test_scale_out.py",
+        "service/test_live_server.py",
         "service/test_openapi_fuzz.py",
         "service/test_typescript_client.py",
     }
