@@ -174,15 +174,15 @@ def outbox_values(audit: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = NOTIFIED_AUDITS.get(audit["event_type"])
     if kind is None:
         return None
-    payload = audit["payload"]
     return notification_event_values(
         audit["event_id"],
         kind,
         actor=audit["actor"],
         run_id=audit["run_id"],
         continuation_id=audit["continuation_id"],
-        payload=payload,
+        payload=audit["payload"],
         now=audit["created_at"],
+        redacted=True,
     )
 
 
@@ -195,9 +195,11 @@ def notification_event_values(
     continuation_id: str | None,
     payload: Mapping[str, Any],
     now: datetime,
+    redacted: bool = False,
 ) -> dict[str, Any]:
-    """A ``notification_events`` row (payload redacted, not yet routed)."""
-    data = redact_mapping(dict(payload))
+    """A ``notification_events`` row (payload redacted, not yet routed); ``redacted``: the
+    payload is an audit row's, redacted already (a second pass would find nothing)."""
+    data = dict(payload) if redacted else redact_mapping(dict(payload))
     return {
         "event_id": event_id,
         "event_type": event_type,
