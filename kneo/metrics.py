@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -35,6 +35,34 @@ if TYPE_CHECKING:
 
 #: Run statuses that end a run (the label values of ``kneo_runs_total``).
 FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "expired", "timed_out")
+
+
+class SharedGauges(Protocol):
+    """One scrape's view of the shared state (:class:`kneo.store.gauges.Gauges`)."""
+
+    @property
+    def pending_tasks(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def oldest_pending_seconds(self) -> Mapping[tuple[str, str], float]: ...
+    @property
+    def queue_depth(self) -> int: ...
+    @property
+    def queue_lag_seconds(self) -> float: ...
+    @property
+    def bundles(self) -> Mapping[tuple[str, str, str], int]: ...
+    @property
+    def pinned(self) -> Mapping[str, int]: ...
+    @property
+    def blocked_digests(self) -> int: ...
+
+
+class GaugeSource(Protocol):
+    """What the exposition reads from the store (this module sits below the store, so it
+    names the part it uses instead of importing it): the gauges, and a readiness probe."""
+
+    def gauges(self) -> SharedGauges: ...
+    def ping(self) -> None: ...
+
 
 _RUN_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
 _WAIT_BUCKETS = (10, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400)
@@ -212,7 +240,7 @@ def record_http(route: str, status: int, seconds: float) -> None:
 class StoreGauges:
     """A prometheus-client collector of the shared state, read when scraped."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: GaugeSource) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Any]:
@@ -288,7 +316,7 @@ class BuildInfo:
         yield info
 
 
-def exposition_registry(store: Any, settings: Settings) -> CollectorRegistry:
+def exposition_registry(store: GaugeSource | None, settings: Settings) -> CollectorRegistry:
     """What ``/metrics`` (or the metrics port) serves: this process's metrics, or every
     process's under ``PROMETHEUS_MULTIPROC_DIR``, plus the store's gauges."""
     from prometheus_client import CollectorRegistry
@@ -314,7 +342,9 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve_port(store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None) -> Any:
+def serve_port(
+    store: GaugeSource, settings: Settings, *, alive: Callable[[], bool] | None = None
+) -> Any:
     """With ``KNEO_SERV_METRICS_PORT`` set, serve the exposition unauthenticated on that port
     (``KNEO_SERV_METRICS_HOST``) in a daemon thread; returns the server (``None``: not set).
 
@@ -369,7 +399,7 @@ def serve_port(store: Any, settings: Settings, *, alive: Callable[[], bool] | No
 
 
 def start_process(
-    store: Any, settings: Settings, *, alive: Callable[[], bool] | None = None
+    store: GaugeSource, settings: Settings, *, alive: Callable[[], bool] | None = None
 ) -> Any:
     """A long-running process starts observing itself: metrics on, tracing per
     ``KNEO_SERV_OTEL_ENABLED``, the metrics port (with ``/livez`` and ``/readyz``, see
@@ -384,6 +414,8 @@ def start_process(
 __all__ = [
     "FINAL_RUN_STATUSES",
     "BuildInfo",
+    "GaugeSource",
+    "SharedGauges",
     "StoreGauges",
     "enable",
     "enabled",

@@ -27,6 +27,7 @@ from kneo.errors import NotFound
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.spec.project import ProjectContext
+    from kneo.store.contracts import RegistryReads
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the bundle registry")
@@ -302,7 +303,7 @@ def _review(
         raise typer.Exit(1)
 
 
-def _has_registry(store: Any) -> bool:
+def _has_registry(store: RegistryReads) -> bool:
     """Whether the configured store holds a registry to plan against."""
     try:
         return bool(store.list_revision_heads())

@@ -18,7 +18,9 @@ from kneo.cli.output import TrustedHmacKeysOpt
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
+    from kneo.controller.controller import Controller
     from kneo.settings import Settings
+    from kneo.store import Store
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -201,7 +203,7 @@ def _serve_platform(
 
 
 def startup_line(
-    settings: Settings, store: Any, *, host: str, port: int, worker: bool, ctl: Any
+    settings: Settings, store: Store, *, host: str, port: int, worker: bool, ctl: Controller | None
 ) -> str:
     """One line that says what this process serves: the database (its password redacted),
     the auth mode, the console's URL and whether the worker and the controller run here."""

@@ -17,6 +17,7 @@ from typing import Any
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
 from kneo.store import Store
+from kneo.store.contracts import RunAndTaskReads
 
 #: trace event type -> stream event type (others are internal detail and not streamed)
 STREAMED: dict[str, str] = {
@@ -78,7 +79,7 @@ def stream_stops(status: str, *, through_pauses: bool = False) -> bool:
 
 
 def read_events(
-    store: Any, run_id: str, after: int, cache: dict[str, Any]
+    store: RunAndTaskReads, run_id: str, after: int, cache: dict[str, Any]
 ) -> tuple[list[RunEvent], int]:
     """One page of the trace after sequence ``after`` as stream events, and the last sequence
     read (``after`` when the page was empty). Trace events that are internal detail are read

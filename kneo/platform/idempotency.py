@@ -9,15 +9,23 @@ Only successes are stored: a failed attempt releases the key so a retry really r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.errors import InvalidRequest, ResourceLocked
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import IdempotencyKeys
 
 MAX_KEY_CHARS = 255
 
 
 def idempotent(
-    store: Any, *, scope: str, key: str, digest: str, call: Callable[[], tuple[int, dict[str, Any]]]
+    store: IdempotencyKeys,
+    *,
+    scope: str,
+    key: str,
+    digest: str,
+    call: Callable[[], tuple[int, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any], bool]:
     """Run ``call`` at most once per ``(scope, key)``; returns ``(status, body, replayed)``."""
     key = key.strip()

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import RunLeases
 
 log = get_logger("kneo_serv.leases")
 
@@ -24,7 +27,7 @@ log = get_logger("kneo_serv.leases")
 class LeaseKeeper:
     """Renews ``owner``'s lease on every run inside :meth:`holding` (thread-safe)."""
 
-    def __init__(self, store: Any, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: RunLeases, owner: str, lease_seconds: float) -> None:
         self._store = store
         self._owner = owner
         self._lease = lease_seconds

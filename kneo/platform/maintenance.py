@@ -18,10 +18,13 @@ import contextlib
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ConfigError
 from kneo.settings import RetentionDays, Settings
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import Maintenance
 
 #: SQLite files a misconfigured artifacts/logs path must never lose.
 _DATABASE_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".db")
@@ -99,7 +102,7 @@ def prune_files(
 
 
 def prune_retention(
-    store: Any,
+    store: Maintenance,
     *,
     settings: Settings,
     project: Any = None,

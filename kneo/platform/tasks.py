@@ -31,6 +31,7 @@ from kneo.engine.human import (
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord, Store
+from kneo.store.contracts import RunAndTaskReads, RunReads
 from kneo.store.inbox import has_body, task_requests
 from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
@@ -82,7 +83,7 @@ def next_expiry(
     return datetime.fromisoformat(min(left).replace("Z", "+00:00")) if left else None
 
 
-def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:
+def run_state(store: RunReads, run_id: str | None) -> Mapping[str, Any] | None:
     if run_id is None:
         return None
     try:
@@ -124,7 +125,7 @@ def with_bodies_many(
 
 
 def paused_requests(
-    store: Store, run_id: str, payload: Mapping[str, Any], cache: dict[str, Any]
+    store: RunAndTaskReads, run_id: str, payload: Mapping[str, Any], cache: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The full requests a ``run_paused`` event names, for the event stream.
 

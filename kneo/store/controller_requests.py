@@ -177,7 +177,12 @@ class ControllerWakeups:
     """The thread behind :meth:`ControllerRequestsMixin.controller_wakeups`."""
 
     def __init__(
-        self, store: Any, name: str, wake: Callable[[], None], *, poll_seconds: float
+        self,
+        store: ControllerRequestsMixin,
+        name: str,
+        wake: Callable[[], None],
+        *,
+        poll_seconds: float,
     ) -> None:
         self.store = store
         self.name = name
@@ -216,7 +221,7 @@ class ControllerWakeups:
         after a failure; every (re)connection wakes the loop once, since notifications sent
         while no connection listened are lost."""
         while not self._stop.is_set():
-            connection = None
+            connection: Any = None  # psycopg's connection (the DBAPI's, untyped)
             try:
                 fairy = self.store.engine.raw_connection()
                 connection = fairy.driver_connection

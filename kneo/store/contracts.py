@@ -1,0 +1,784 @@
+"""The store's contract: what callers may rely on, one :class:`~typing.Protocol` per concern.
+
+:class:`~kneo.store.api.Store` is one class over SQLite and PostgreSQL with many methods; a
+caller depends on the few concerns it uses (the controller on registry reads and registry
+writes, a lease keeper on run leases, ...), named here, so what it touches is visible to
+mypy and a second implementation (or a narrower fake) knows what to provide. Store-side
+protocols are methods that commit on their own; the ``*Transaction`` protocols are the
+writes of one unit of work, reached through :class:`Transactional`'s ``transaction()``.
+
+:func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store`` or
+``Transaction`` stops satisfying a protocol; ``tests/store/test_contract_coverage.py`` fails
+when a public store method has no protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from kneo.clock import Clock
+    from kneo.periodic import PeriodicTask
+    from kneo.settings import RetentionDays, Settings
+    from kneo.store.api import Store, Transaction
+    from kneo.store.controller_requests import ControllerWakeups
+    from kneo.store.dialects import HeldConnection
+    from kneo.store.gauges import Gauges
+    from kneo.store.migrate import MigrationProgress
+    from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
+    from kneo.store.records import (
+        AuditEvent,
+        BlockedDigest,
+        BundleRevision,
+        CheckpointRecord,
+        Condition,
+        ContinuationRecord,
+        ControllerRequest,
+        ControllerStatus,
+        IdempotencyOutcome,
+        LockRecord,
+        Page,
+        Pin,
+        PromotionApproval,
+        QueueRecord,
+        RevisionHead,
+        RunLease,
+        RunRecord,
+        Suspension,
+        TraceEvent,
+    )
+    from kneo.store.sessions import ConsoleSession
+    from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten
+
+_Tx_co = TypeVar("_Tx_co", covariant=True)
+
+
+class Transactional(Protocol[_Tx_co]):
+    """Opens a unit of work whose writes commit together on normal exit and roll back on any
+    exception; ``_Tx_co`` is the transaction's protocol (what the caller writes in it).
+    ``held``: the connection a run keeps between its consecutive transactions."""
+
+    def transaction(self, held: HeldConnection | None = None) -> AbstractContextManager[_Tx_co]: ...
+
+
+class StoreLifecycle(Protocol):
+    """The store as a process holds it: which database, its schema, its background work and
+    its end. ``clock`` and ``settings`` are the ones the store stamps and bounds its writes
+    with, so callers that compute deadlines agree with it."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def backend(self) -> str: ...
+    def close(self) -> None: ...
+    def start_background_work(self, interval: float | None = None) -> PeriodicTask | None: ...
+    def hold_specs(self, digests: Sequence[str]) -> None: ...
+    def hold_connection(self) -> HeldConnection: ...
+    def schema_revision(self) -> str | None: ...
+    def upgrade_schema(self, progress: MigrationProgress | None = None) -> str | None: ...
+    def ping(self) -> None: ...
+
+
+class RunReads(Protocol):
+    """Runs and what they left behind (checkpoints, trace events), read outside any
+    transaction."""
+
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    def list_runs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+        cursor: str | None = None,
+        count: bool = True,
+    ) -> Page[RunRecord]: ...
+    def list_checkpoints(
+        self,
+        run_id: str,
+        *,
+        type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> Page[CheckpointRecord]: ...
+    def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord: ...
+    def latest_checkpoint(
+        self, run_id: str, *, type: str | None = None
+    ) -> CheckpointRecord | None: ...
+    def list_trace(
+        self,
+        run_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: str = "asc",
+    ) -> Page[TraceEvent]: ...
+
+
+class RunWrites(Protocol):
+    """A run written in a transaction of its own (the shorthands of
+    :class:`RunTransaction`)."""
+
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord: ...
+    def update_run(
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord: ...
+    def request_cancel(self, run_id: str) -> RunRecord: ...
+
+
+class HumanTaskReads(Protocol):
+    """Human tasks (continuations) and the inbox: one task, a filtered keyset page, the
+    counts per assignee and the number that changes whenever the inbox does."""
+
+    def get_continuation(self, continuation_id: str) -> ContinuationRecord: ...
+    def find_continuation_by_request(self, request_id: str) -> ContinuationRecord: ...
+    def list_continuations(
+        self,
+        *,
+        status: str | None = "pending",
+        run_id: str | None = None,
+        workflow_kind: str | None = None,
+        assignee: str | tuple[str, ...] | None = None,
+        kind: str | None = None,
+        escalated: bool | None = None,
+        older_than: datetime | None = None,
+        expires_before: datetime | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
+        sort: Literal["oldest", "newest"] = "oldest",
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+        count: bool = True,
+        search: Sequence[str] = (),
+    ) -> Page[ContinuationRecord]: ...
+    def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]: ...
+    def inbox_version(self) -> int: ...
+
+
+class AuditLog(Protocol):
+    """The append-only audit log: written by every change people or the controller make,
+    read by the audit views."""
+
+    def add_audit(self, event_type: str, **fields: Any) -> AuditEvent: ...
+    def list_audit(
+        self,
+        *,
+        event_type: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+        count: bool = True,
+    ) -> Page[AuditEvent]: ...
+    def get_audit(self, event_id: str) -> AuditEvent: ...
+
+
+class ProjectMetadata(Protocol):
+    """Project metadata: small JSON values by key (trust roots, stored policy, reconcile
+    state); ``metadata_snapshot`` makes the reads of a few keys inside it one query."""
+
+    def get_metadata(self, key: str, default: Any = None) -> Any: ...
+    def metadata_snapshot(self, keys: Sequence[str]) -> AbstractContextManager[None]: ...
+    def list_metadata(self, prefix: str = "") -> dict[str, Any]: ...
+    def set_metadata(self, key: str, value: Any) -> None: ...
+
+
+class RunQueue(Protocol):
+    """The run queue: at-least-once delivery to workers through leases that expire, so a run
+    whose worker died is claimed again."""
+
+    def enqueue(self, run_id: str) -> QueueRecord: ...
+    def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None: ...
+    def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool: ...
+    def complete(self, queue_id: int, owner: str) -> bool: ...
+    def fail(self, queue_id: int, owner: str, error: Mapping[str, Any]) -> bool: ...
+    def release(self, queue_id: int, owner: str, *, delay_seconds: float = 0.0) -> bool: ...
+    def get_queue_record(self, queue_id: int) -> QueueRecord: ...
+    def queue_records_for_run(self, run_id: str) -> list[QueueRecord]: ...
+    def queue_stats(self) -> dict[str, int]: ...
+
+
+class NamedLocks(Protocol):
+    """Named locks with an owner and a time to live (the controller's leadership,
+    maintenance jobs): at most one live holder per name."""
+
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+    def renew_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+    def release_lock(self, name: str, owner: str) -> bool: ...
+    def get_lock(self, name: str) -> LockRecord | None: ...
+    def lock(self, name: str, owner: str, ttl_seconds: float) -> AbstractContextManager[None]: ...
+
+
+class RunLeases(Protocol):
+    """Per-run leases: which process is executing a run, so a run whose process stopped
+    renewing is found (``stranded_runs``) and taken over."""
+
+    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
+    def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int: ...
+    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]: ...
+    def release_run_lease(self, run_id: str, owner: str) -> bool: ...
+    def run_lease(self, run_id: str) -> RunLease | None: ...
+
+
+class IdempotencyKeys(Protocol):
+    """Idempotency keys for the service's POSTs: the first request with a key runs, a repeat
+    with the same body gets the first's response, a different body a conflict."""
+
+    def begin_idempotent(
+        self, scope: str, key: str, request_hash: str, *, stale_after_seconds: float = 300.0
+    ) -> IdempotencyOutcome: ...
+    def finish_idempotent(self, scope: str, key: str, status_code: int, response: Any) -> None: ...
+    def release_idempotent(self, scope: str, key: str) -> None: ...
+
+
+class RegistryReads(Protocol):
+    """The GitOps registry as the controller, the service and the platform read it:
+    revisions, conditions, suspensions, pins, blocked digests, promotion approvals and the
+    change feed of an incremental reconcile."""
+
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
+    def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None: ...
+    def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]: ...
+    def list_registry(
+        self,
+        environment: str | None = None,
+        *,
+        status: str | None = "active",
+        limit: int | None = None,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> Page[BundleRevision]: ...
+    def list_revision_heads(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[RevisionHead]: ...
+    def registry_changes_since(self, seq: int | None) -> tuple[int, set[str]]: ...
+    def pending_promotion_names(self) -> set[str]: ...
+    def find_revision(
+        self, bundle_name: str, environment: str, digest: str
+    ) -> BundleRevision | None: ...
+    def list_conditions(
+        self, bundle_name: str | None = None, environment: str | None = None
+    ) -> list[Condition]: ...
+    def list_condition_heads(
+        self, *, names: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, str, str, str]]: ...
+    def is_suspended(self, bundle_name: str, environment: str) -> bool: ...
+    def list_suspensions(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[Suspension]: ...
+    def get_pin(self, bundle_name: str, environment: str) -> Pin | None: ...
+    def list_pins(
+        self, environment: str | None = None, *, names: Collection[str] | None = None
+    ) -> list[Pin]: ...
+    def list_blocked_digests(self) -> list[BlockedDigest]: ...
+    def get_controller_status(self, name: str = "default") -> ControllerStatus: ...
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]: ...
+    def list_subject_approvals(
+        self, prefix: str, names: Collection[str] | None = None
+    ) -> list[PromotionApproval]: ...
+
+
+class RegistryWrites(Protocol):
+    """Registry writes each in a transaction of its own (the shorthands of
+    :class:`RegistryTransaction`, for tests and tools)."""
+
+    def add_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        digest: str,
+        commit: str | None = None,
+        signer_key_ids: Sequence[str] = (),
+        approved_by: Sequence[str] = (),
+        status: str = "inactive",
+        diagnostics: Sequence[Mapping[str, Any]] = (),
+        spec: Mapping[str, Any] | None = None,
+    ) -> BundleRevision: ...
+    def activate_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_revision_status(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        status: str,
+        *,
+        diagnostics: Sequence[Mapping[str, Any]] | None = None,
+        approved_by: Sequence[str] | None = None,
+    ) -> BundleRevision: ...
+    def set_condition(
+        self,
+        bundle_name: str,
+        environment: str,
+        type: str,
+        *,
+        status: str,
+        reason: str,
+        message: str = "",
+    ) -> Condition: ...
+    def suspend_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        suspended_by: str | None = None,
+    ) -> Suspension: ...
+    def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Any
+    ) -> ControllerStatus: ...
+    def add_promotion_approval(
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
+    ) -> PromotionApproval: ...
+
+
+class ControllerRequests(Protocol):
+    """Requests to a named controller (reconcile now, rescan) and its wake-ups: the service
+    queues, the controller takes and finishes them, a waiter polls one."""
+
+    def queue_controller_request(
+        self,
+        name: str,
+        kind: str,
+        *,
+        actor: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> ControllerRequest: ...
+    def take_controller_requests(self, name: str, owner: str) -> list[int]: ...
+    def finish_controller_requests(
+        self, name: str, ids: Sequence[int], result: dict[str, Any]
+    ) -> None: ...
+    def get_controller_request(self, request_id: int) -> ControllerRequest: ...
+    def has_queued_controller_requests(self, name: str) -> bool: ...
+    def controller_request_counts(self, name: str) -> dict[str, Any]: ...
+    def notify_controller(self, name: str) -> None: ...
+    def controller_wakeups(
+        self, name: str, wake: Callable[[], None], *, poll_seconds: float
+    ) -> ControllerWakeups: ...
+
+
+class NotificationOutbox(Protocol):
+    """The notification outbox: events written with the change that caused them, routed to
+    receivers, claimed under a lease and finished by the dispatchers."""
+
+    def add_notification_event(
+        self,
+        event_id: str,
+        event_type: str,
+        *,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> bool: ...
+    def route_notifications(
+        self, receivers_for: Callable[[NotificationEvent], Sequence[str]], limit: int = 100
+    ) -> int: ...
+    def claim_notifications(
+        self,
+        owner: str,
+        lease_seconds: float,
+        limit: int = 10,
+        *,
+        receivers: Sequence[str] | None = None,
+    ) -> list[NotificationRecord]: ...
+    def finish_notification(
+        self,
+        notification_id: int,
+        owner: str,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool: ...
+    def finish_notifications(self, owner: str, outcomes: Sequence[DeliveryOutcome]) -> int: ...
+    def list_notifications(
+        self,
+        *,
+        status: str | None = None,
+        receiver: str | None = None,
+        event_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[NotificationRecord]: ...
+    def notification_counts(self) -> dict[tuple[str, str], int]: ...
+    def unrouted_notification_events(self) -> int: ...
+    def retry_notifications(
+        self, ids: Sequence[int] | None = None, *, status: str = "dead"
+    ) -> int: ...
+
+
+class ConsoleSessions(Protocol):
+    """Console sign-in sessions, keyed by a hash of the cookie (never the cookie itself)."""
+
+    def open_console_session(
+        self,
+        session_hash: str,
+        *,
+        principal: str,
+        method: str,
+        lifetime_seconds: float,
+        person: dict[str, Any] | None = None,
+    ) -> None: ...
+    def console_session(self, session_hash: str) -> ConsoleSession | None: ...
+    def end_console_session(self, session_hash: str) -> bool: ...
+
+
+class Maintenance(Protocol):
+    """Retention, SQLite backups and the shared-state gauges ``/metrics`` reports; retention
+    windows are counted from the store's ``clock``."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def prune_retention(
+        self, retention: RetentionDays, now: datetime | None = None, *, dry_run: bool = False
+    ) -> dict[str, int]: ...
+    def sqlite_path(self) -> Path: ...
+    def backup_sqlite(self, dest: str | Path) -> Path: ...
+    def gauges(self, now: datetime | None = None) -> Gauges: ...
+
+
+class RunTransaction(Protocol):
+    """A run's writes inside a transaction: creation, compare-and-set updates
+    (``expected_version``), step boundaries, checkpoints, trace events and its queue record,
+    all committed together or not at all."""
+
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord: ...
+    def current(self, run: RunRecord) -> RunRecord: ...
+    def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord: ...
+    def request_cancel(self, run_id: str) -> RunRecord: ...
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None: ...
+    def update_run(
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord: ...
+    def finish_run(
+        self,
+        run: RunRecord,
+        /,
+        *,
+        expected_version: int,
+        state_text: str | None = None,
+        release_lease: str | None = None,
+        checkpoints: Sequence[StepCheckpoint] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        audits: Sequence[Mapping[str, Any]] = (),
+        **changes: Any,
+    ) -> RunRecord: ...
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+    ) -> StepWritten: ...
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord: ...
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]: ...
+    def add_trace_event(
+        self,
+        run_id: str,
+        event_type: str,
+        *,
+        step_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> TraceEvent: ...
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord: ...
+
+
+class HumanTaskTransaction(Protocol):
+    """A human task's writes inside a transaction (a pause writes its continuation with the
+    run)."""
+
+    def put_continuation(
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
+        expected_version: int | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
+        search_text: Sequence[str] = (),
+        bodies: Sequence[Mapping[str, Any]] | None = None,
+        input_text: str = "",
+    ) -> ContinuationRecord: ...
+    def delete_continuation(self, continuation_id: str) -> bool: ...
+    def get_continuation(
+        self, continuation_id: str, *, for_update: bool = False
+    ) -> ContinuationRecord: ...
+
+
+class AuditTransaction(Protocol):
+    """An audit event and project metadata written with the change they record."""
+
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent: ...
+    def set_metadata(self, key: str, value: Any) -> None: ...
+
+
+class RegistryTransaction(Protocol):
+    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
+    controller's own transactions, whose changes its saved reconcile state already accounts
+    for."""
+
+    marks_registry_changes: bool
+
+    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
+    def add_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        digest: str,
+        commit: str | None = None,
+        signer_key_ids: Sequence[str] = (),
+        approved_by: Sequence[str] = (),
+        status: str = "inactive",
+        diagnostics: Sequence[Mapping[str, Any]] = (),
+        spec: Mapping[str, Any] | None = None,
+    ) -> BundleRevision: ...
+    def activate_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_revision_status(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        status: str,
+        *,
+        diagnostics: Sequence[Mapping[str, Any]] | None = None,
+        approved_by: Sequence[str] | None = None,
+    ) -> BundleRevision: ...
+    def reject_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        diagnostics: Sequence[Mapping[str, Any]],
+    ) -> BundleRevision: ...
+    def prune_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_condition(
+        self,
+        bundle_name: str,
+        environment: str,
+        type: str,
+        *,
+        status: str,
+        reason: str,
+        message: str = "",
+    ) -> Condition: ...
+    def set_conditions(
+        self,
+        bundle_name: str,
+        environment: str,
+        conditions: Sequence[tuple[str, str, str, str]],
+    ) -> list[Condition]: ...
+    def suspend_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        suspended_by: str | None = None,
+    ) -> Suspension: ...
+    def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
+    def active_revision_number(self, bundle_name: str, environment: str) -> int | None: ...
+    def pin_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        *,
+        reason: str | None = None,
+        pinned_by: str | None = None,
+    ) -> Pin: ...
+    def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None: ...
+    def block_digest(
+        self, digest: str, *, reason: str, blocked_by: str | None = None
+    ) -> BlockedDigest: ...
+    def unblock_digest(self, digest: str) -> bool: ...
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Any
+    ) -> ControllerStatus: ...
+    def add_promotion_approval(
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
+    ) -> PromotionApproval: ...
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]: ...
+
+
+class RunAndTaskReads(RunReads, HumanTaskReads, Protocol):
+    """What a view of a run with its human tasks reads (the event stream, a task's page)."""
+
+
+class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
+    """What the controller and the registry operations write in one transaction: registry
+    changes, the promotion or rollback task they open or close, and the audit events."""
+
+
+class RegistryAdmin(RegistryReads, Transactional[ControllerTransaction], Protocol):
+    """The registry operations people run (suspend, pin, block, rollback, decide a task):
+    registry reads, then a transaction of registry writes and audit."""
+
+
+class ControllerStore(
+    RegistryAdmin,
+    HumanTaskReads,
+    NamedLocks,
+    ProjectMetadata,
+    ControllerRequests,
+    Protocol,
+):
+    """Everything a reconciling controller uses: the registry, its leadership lock, its saved
+    state (metadata), its requests and the promotion tasks it opens."""
+
+
+def _conformance(store: Store, tx: Transaction) -> None:
+    """Never called: ``mypy --strict`` checks that ``Store`` and ``Transaction`` satisfy each
+    protocol (an assignment to a protocol type is checked member by member)."""
+    stores: list[object] = [store]
+    lifecycle: StoreLifecycle = store
+    run_reads: RunReads = store
+    run_writes: RunWrites = store
+    tasks: HumanTaskReads = store
+    audit: AuditLog = store
+    metadata: ProjectMetadata = store
+    queue: RunQueue = store
+    locks: NamedLocks = store
+    leases: RunLeases = store
+    idempotency: IdempotencyKeys = store
+    registry: RegistryReads = store
+    registry_writes: RegistryWrites = store
+    requests: ControllerRequests = store
+    outbox: NotificationOutbox = store
+    sessions: ConsoleSessions = store
+    maintenance: Maintenance = store
+    controller: ControllerStore = store
+    run_views: RunAndTaskReads = store
+    runs_tx: Transactional[RunTransaction] = store
+    run_tx: RunTransaction = tx
+    task_tx: HumanTaskTransaction = tx
+    audit_tx: AuditTransaction = tx
+    registry_tx: RegistryTransaction = tx
+    controller_tx: ControllerTransaction = tx
+    stores += [lifecycle, run_reads, run_writes, tasks, audit, metadata, queue, locks, leases]
+    stores += [idempotency, registry, registry_writes, requests, outbox, sessions, maintenance]
+    stores += [
+        controller,
+        run_views,
+        runs_tx,
+        run_tx,
+        task_tx,
+        audit_tx,
+        registry_tx,
+        controller_tx,
+    ]
