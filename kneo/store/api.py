@@ -49,7 +49,8 @@ from kneo.store.base import (
 )
 from kneo.store.controller_requests import ControllerRequestsMixin
 from kneo.store.coordination import CoordinationMixin
-from kneo.store.dialects import HeldConnection, StoreDialect
+from kneo.store.dialects import StoreDialect
+from kneo.store.executor import HeldConnection
 from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.maintenance import MaintenanceMixin
 from kneo.store.notifications import NotificationsMixin
@@ -205,7 +206,7 @@ class Store(
 
     def hold_connection(self) -> HeldConnection:
         """A connection one run keeps between its back-to-back write transactions (its step
-        boundaries: :class:`~kneo.store.dialects.HeldConnection`); close it when done."""
+        boundaries: :class:`~kneo.store.executor.HeldConnection`); close it when done."""
         return HeldConnection(self.engine)
 
     def schema_revision(self) -> str | None:

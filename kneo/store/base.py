@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection, Engine
 from kneo.clock import Clock
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
-from kneo.store.dialects import HeldConnection, StoreDialect
+from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
+from kneo.store.executor import HeldConnection
 from kneo.store.tables import UTCDateTime, epoch_micros
 
 if TYPE_CHECKING:

@@ -8,10 +8,9 @@ processes, and how to make a queue claim skip rows other workers hold.
 The raw write path (:mod:`kneo.store.transaction`) also takes its
 statements from the dialect instance, which is its store's own: SQL text built once from the
 :mod:`~kneo.store.tables` objects by the builders below, in the driver's positional
-placeholder, and the column types' bind and result processors, resolved once. How writes are
-batched is the dialect's too: PostgreSQL sends unread inserts as one compound statement and
-runs the rest in psycopg's pipeline; SQLite writes through the process's one writer
-connection.
+placeholder, and the column types' bind and result processors, resolved once. How a write
+transaction reaches the wire is its executor's (:mod:`kneo.store.executor`), which the
+dialect picks.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -33,7 +30,14 @@ from kneo.errors import ConfigError
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.store import tables as t
-from kneo.store.errors import is_unavailable
+from kneo.store.executor import (
+    Executor,
+    HeldConnection,
+    PostgresExecutor,
+    SharedWriter,
+    SqliteExecutor,
+    pooled_connection,
+)
 
 log = get_logger("kneo_serv.store")
 
@@ -189,12 +193,6 @@ class StoreDialect:
     autocommits_one_statement: bool = False
     #: the driver's positional placeholder
     mark: str = "?"
-    #: what opens a raw write transaction (``None``: the driver begins implicitly)
-    begin: str | None = None
-    #: unread inserts wait and go out as one statement (:meth:`compound`)
-    batch: bool = False
-    #: PostgreSQL: a raw transaction that reads runs in psycopg's pipeline mode
-    pipeline: bool = False
     #: what a ``SELECT`` ends with to row-lock what it reads (SQLite: the write lock does)
     row_lock: str = ""
 
@@ -303,17 +301,11 @@ class StoreDialect:
             out[name] = proc(value) if proc is not None else value
         return out
 
-    def compound(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[str, Any]:
-        """Waiting inserts as what to execute (only :attr:`batch` dialects have them)."""
-        raise NotImplementedError
-
-    def execute_alone(
-        self, raw: Any, cursor: Any, sql: str, params: Sequence[Any], *, read: bool = True
-    ) -> list[Any] | None:
-        """``sql`` as a transaction of its own (only :attr:`batch` dialects)."""
-        raise NotImplementedError
-
     def create_engine(self, url: sa.URL) -> Engine:
+        raise NotImplementedError
+
+    def executor(self, raw: Any) -> Executor:
+        """What runs a write transaction on the DBAPI connection ``raw``."""
         raise NotImplementedError
 
     def connect_write(self, engine: Engine) -> Connection:
@@ -343,89 +335,15 @@ class StoreDialect:
         """Held around each write transaction, from before its ``BEGIN`` to after its end."""
         return contextlib.nullcontext()
 
-    @contextlib.contextmanager
-    def write_connection(self, engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
-        """A DBAPI connection for one raw write transaction (the caller commits or rolls
-        back): ``held``'s (see :class:`HeldConnection`), else one of the pool's, given back
-        afterwards."""
-        if held is not None:
-            raw = held.take()
-            try:
-                yield raw
-            except BaseException as exc:
-                held.failed(exc)
-                raise
-            held.done()
-            return
-        raw = engine.raw_connection()
-        try:
-            yield raw
-        except BaseException as exc:
-            _discard_if_broken(raw, exc)
-            raise
-        finally:
-            raw.close()
+    def write_connection(
+        self, engine: Engine, held: HeldConnection | None = None
+    ) -> contextlib.AbstractContextManager[Any]:
+        """A DBAPI connection for one write transaction: ``held``'s or a pooled one
+        (:func:`~kneo.store.executor.pooled_connection`)."""
+        return pooled_connection(engine, held)
 
     def dispose(self, engine: Engine) -> None:
         """Close what the dialect keeps for ``engine`` beyond its pool."""
-
-
-def _discard_if_broken(raw: Any, exc: BaseException) -> None:
-    if is_unavailable(exc):  # broken: the pool must not hand it out again
-        with contextlib.suppress(Exception):
-            raw.invalidate()
-
-
-#: A :class:`HeldConnection` left unused this long goes back to the pool before the next
-#: transaction (whose checkout then pings it on PostgreSQL, see :func:`_ping_idle_connections`).
-HOLD_IDLE_SECONDS = 1.0
-
-
-class HeldConnection:
-    """A pooled connection kept between one run's back-to-back write transactions (its step
-    boundaries), for :meth:`StoreDialect.write_connection`.
-
-    On PostgreSQL checking a connection out and back in (pool events, a fresh connection
-    state) at every step cost about as much as the step's one statement; a run's steps come
-    back to back, so its journal keeps one. It goes back to the pool when it sat unused for
-    :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after
-    any error (the pool decides whether it is still usable), after a transaction that found
-    the pool past its steady size (many runs at once: do not starve them), and on
-    :meth:`close`. SQLite ignores it: its writes share the process's writer connection.
-    Not thread-safe: the owner serializes its transactions (the journal holds its lock)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._raw: Any = None
-        self._used = 0.0
-
-    def take(self) -> Any:
-        """The held connection, or a fresh one from the pool."""
-        if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
-            self.close()
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-        return self._raw
-
-    def done(self) -> None:
-        """A transaction on it ended: keep it, unless the pool is crowded."""
-        self._used = time.monotonic()
-        pool = self.engine.pool
-        size, checkedout = getattr(pool, "size", None), getattr(pool, "checkedout", None)
-        if callable(size) and callable(checkedout) and checkedout() > size():
-            self.close()
-
-    def failed(self, exc: BaseException) -> None:
-        """A transaction on it failed (and was rolled back): give it back."""
-        if self._raw is not None:
-            _discard_if_broken(self._raw, exc)
-        self.close()
-
-    def close(self) -> None:
-        """Give the connection back to the pool (a no-op when none is held)."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            raw.close()
 
 
 #: SQLite copies the WAL back into the database file once it holds this many pages (4 KiB
@@ -452,8 +370,6 @@ class SqliteDialect(StoreDialect):
 
     name = "sqlite"
 
-    begin = "BEGIN IMMEDIATE"
-
     def __init__(self, busy_timeout_ms: int = 30_000, synchronous: str = "normal") -> None:
         super().__init__()
         if synchronous not in ("normal", "full"):
@@ -463,10 +379,8 @@ class SqliteDialect(StoreDialect):
             )
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
-        #: the process's write lock for the database file (:meth:`write_lock`), once known
-        self._lock: threading.Lock | None = None
-        #: the writer connection (:meth:`write_connection`), while there is one
-        self._writer: Any = None
+        #: the process's writer connection and the file's write lock
+        self.writer = SharedWriter()
 
     def create_engine(self, url: sa.URL) -> Engine:
         engine = sa.create_engine(
@@ -504,61 +418,23 @@ class SqliteDialect(StoreDialect):
     def connect_write(self, engine: Engine) -> Connection:
         return engine.connect().execution_options(kneo_begin="IMMEDIATE")
 
-    def write_lock(self, engine: Engine) -> _FileLock:
-        """One lock per database file and process: SQLite takes one writer at a time anyway,
-        and threads of one process that queue on a lock are handed the database as soon as
-        it is free, where SQLite's busy handler would have them sleep and retry (1, 2, 5...
-        up to 100 ms), which idled the process under load and set its p99 latency. Processes
-        still queue on SQLite's own lock. A lock not obtained within the busy timeout is
-        given up: the transaction then waits on SQLite as it would without it."""
-        if self._lock is None:
-            database = engine.url.database or ""
-            key = os.path.realpath(database) if database not in ("", ":memory:") else id(self)
-            with _WRITE_LOCKS_GUARD:
-                self._lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
-        return _FileLock(self._lock, self.busy_timeout_ms / 1000)
+    def executor(self, raw: Any) -> Executor:
+        return SqliteExecutor(raw)
 
-    @contextlib.contextmanager
-    def write_connection(self, engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
-        """The process's writer connection for ``engine``, under the write lock (``held`` is
-        not needed: this connection stays warm for everyone).
+    def write_lock(self, engine: Engine) -> contextlib.AbstractContextManager[object]:
+        """The file's write lock in this process (:meth:`SharedWriter.lock
+        <kneo.store.executor.SharedWriter.lock>`)."""
+        return self.writer.lock(engine, self.busy_timeout_ms / 1000)
 
-        SQLite drops a connection's whole page cache whenever another connection has
-        written, so pooled connections taking turns at writing each started cold (dozens of
-        page reads per run). Writes are one at a time anyway (:meth:`write_lock`), so the
-        hot write path (run create, step boundaries, outcome) goes through one connection
-        that stays warm: 15-20 % more runs per second with 4 at once. When the lock does not
-        come within the busy timeout, a pooled connection is used as before. A writer that
-        failed with a driver error is replaced."""
-        lock = self.write_lock(engine)
-        with lock:
-            if not lock.held:
-                with super().write_connection(engine) as raw:
-                    yield raw
-                return
-            writer = self._writer
-            if writer is None:
-                writer = self._writer = engine.raw_connection()
-                writer.detach()  # ours for good: closed by dispose(), never pooled
-            broken = (
-                engine.dialect.loaded_dbapi.OperationalError,
-                engine.dialect.loaded_dbapi.InterfaceError,
-            )
-            try:
-                yield writer
-            except BaseException as exc:  # callers map driver errors: look at the cause too
-                if isinstance(exc, broken) or isinstance(exc.__cause__, broken):
-                    self._writer = None
-                    with contextlib.suppress(Exception):
-                        writer.close()
-                raise
+    def write_connection(
+        self, engine: Engine, held: HeldConnection | None = None
+    ) -> contextlib.AbstractContextManager[Any]:
+        """The process's writer connection (``held`` is not needed: it stays warm for
+        everyone), see :class:`~kneo.store.executor.SharedWriter`."""
+        return self.writer.connection(engine, self.busy_timeout_ms / 1000)
 
     def dispose(self, engine: Engine) -> None:
-        with self.write_lock(engine):
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                with contextlib.suppress(Exception):
-                    writer.close()
+        self.writer.close(engine, self.busy_timeout_ms / 1000)
 
     def start_background_work(
         self, engine: Engine, interval: float | None = None
@@ -596,38 +472,8 @@ class SqliteDialect(StoreDialect):
         yield
 
 
-#: Each database file's write lock in this process, shared by every store on the file (not a
-#: cache: two stores of one process on one file must take turns).
-_WRITE_LOCKS: dict[Any, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
 def _same(value: Any) -> Any:
     return value
-
-
-class _FileLock:
-    """``with``: the lock if it comes within ``timeout`` seconds, else nothing."""
-
-    __slots__ = ("_held", "_lock", "_timeout")
-
-    def __init__(self, lock: threading.Lock, timeout: float) -> None:
-        self._lock = lock
-        self._timeout = timeout
-        self._held = False
-
-    @property
-    def held(self) -> bool:
-        return self._held
-
-    def __enter__(self) -> object:
-        self._held = self._lock.acquire(timeout=self._timeout)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self._held:
-            self._held = False
-            self._lock.release()
 
 
 class PostgresDialect(StoreDialect):
@@ -636,7 +482,8 @@ class PostgresDialect(StoreDialect):
     name = "postgresql"
     autocommits_one_statement = True
     mark = "%s"
-    batch = True
+    #: a write transaction that reads runs in psycopg's pipeline mode (where libpq has it)
+    pipeline = False
     row_lock = " FOR UPDATE"
 
     def __init__(
@@ -669,36 +516,11 @@ class PostgresDialect(StoreDialect):
         if engine.dialect.driver == "psycopg":
             import psycopg
 
-            # In the pipeline the BEGIN is queued with the statements (see kneo.store.transaction).
             self.pipeline = bool(psycopg.Pipeline.is_supported())
-            self.begin = "BEGIN" if self.pipeline else None
         return self._engine(engine)
 
-    def compound(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[str, Any]:
-        """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They
-        run together, see none of each other's rows and fail or commit together; foreign keys
-        are checked at the statement's end, so a child row may go with its parent's insert."""
-        if len(statements) == 1:
-            return statements[0]
-        parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
-        args = tuple(itertools.chain.from_iterable(a for _, a in statements))
-        return f"WITH {parts} {statements[-1][0]}", args
-
-    def execute_alone(
-        self, raw: Any, cursor: Any, sql: str, params: Sequence[Any], *, read: bool = True
-    ) -> list[Any] | None:
-        """``sql`` as a transaction of its own (autocommit), committed by the server at its
-        Sync: one round trip (psycopg's implicit ``BEGIN`` would cost one of its own, even
-        pipelined). Its rows when ``read``."""
-        driver = raw.driver_connection
-        driver.autocommit = True
-        try:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if read else None
-        finally:
-            # Refused only by a connection that broke mid-statement; the pool discards it.
-            with contextlib.suppress(Exception):
-                driver.autocommit = False
+    def executor(self, raw: Any) -> Executor:
+        return PostgresExecutor(raw, pipeline=self.pipeline)
 
     def insert(self, table: sa.Table) -> Any:
         # Imported here: the PostgreSQL dialect is heavy and SQLite-only processes skip it.

@@ -13,17 +13,13 @@ built, cache-keyed or compiled per call and no SQLAlchemy connection, result or 
 machinery runs. Everything commits together or not at all; the caller never says which
 database it is on.
 
-On PostgreSQL the statements cost as few round trips and driver calls as their reads allow:
-
-- Inserts nobody reads back wait and go out as *one* statement (each a data-modifying
-  ``WITH`` part: :meth:`~kneo.store.dialects.PostgresDialect.compound`) with the next read, or at commit.
-- A transaction that reads nothing before its commit (a new run: run, trace, audit and spec
-  rows) is that one statement, run in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip.
-- A step boundary (:meth:`Transaction.write_step`) or a run's outcome
-  (:meth:`Transaction.finish_run`) with nothing before it is one statement too: the
-  compare-and-set in a ``WITH``, every row it adds selected from the row it returns.
-- Anything else runs in psycopg's pipeline mode, opened at the first read: a round trip per
-  read plus one for the commit, not one per statement.
+How the statements reach the wire (when the transaction begins, batching, psycopg's
+pipeline, one-statement transactions in autocommit, commit, and leaving the connection as it
+came after any failure) is its executor's (:mod:`kneo.store.executor`). A step boundary
+(:meth:`Transaction.write_step`) or a run's outcome (:meth:`Transaction.finish_run`) with
+nothing before it may be one statement on PostgreSQL: the compare-and-set in a ``WITH``,
+every row it adds selected from the row it returns (:meth:`Executor.alone
+<kneo.store.executor.Executor.alone>`).
 """
 
 from __future__ import annotations
@@ -44,8 +40,9 @@ from kneo.store import dialects as d
 from kneo.store import inbox, payloads, rows
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
-from kneo.store.dialects import HeldConnection, StoreDialect
+from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
+from kneo.store.executor import HeldConnection
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -117,9 +114,9 @@ class Transaction(RegistryWritesMixin):
 
     def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
         self._store = store
-        self._raw = raw
         self._d = dialect
-        self._cur = raw.cursor()
+        #: how the statements reach the wire (:mod:`kneo.store.executor`)
+        self._ex = dialect.executor(raw)
         self.now = store.clock.now()
         self._stamp: Any = None  # self.now as the driver takes it (:meth:`_now_bound`)
         self._seq: dict[str, list[int]] = {}
@@ -127,20 +124,6 @@ class Transaction(RegistryWritesMixin):
         #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._new_specs: list[str] = []
-        #: PostgreSQL: inserts nobody reads back, waiting to go out as one statement
-        batch = dialect.batch
-        self._waiting: list[tuple[str, tuple[Any, ...]]] | None = [] if batch else None
-        self._pipe: Any = None  # psycopg's pipeline, while the transaction runs in it
-        self._autocommit_on = False  # the pipeline's: to switch off when the transaction ends
-        #: the transaction began on the connection
-        self._open = False
-        self._ended = False  # committed (or finish_run's one statement): nothing may follow
-        if not batch:
-            try:
-                self._start()
-            except BaseException:
-                self._cur.close()
-                raise
 
     # -- runs ------------------------------------------------------------------------
     def create_run(
@@ -398,46 +381,17 @@ class Transaction(RegistryWritesMixin):
         return rows.queue({**values, "id": self._insert_queue(values)})
 
     # -- statement execution -----------------------------------------------------------
-    def _start(self) -> None:
-        """Begin on the connection: in psycopg's pipeline (autocommit meanwhile, with a
-        ``BEGIN`` of its own queued like the rest: the implicit one would wait for a round
-        trip of its own), or with SQLite's write lock."""
-        if self._d.pipeline:
-            driver = self._raw.driver_connection
-            driver.autocommit = True
-            self._autocommit_on = True
-            self._pipe = driver.pipeline()
-            self._pipe.__enter__()
-        self._open = True
-        if self._d.begin:
-            self._cur.execute(self._d.begin)
-
     def _now_bound(self) -> Any:
         """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
         if self._stamp is None:
             self._stamp = self._d.binder(t.runs, "updated_at")(self.now)
         return self._stamp
 
-    def _check_open(self) -> None:
-        if self._ended:
-            raise RuntimeError("finish_run committed the transaction: nothing may follow it")
-
-    def _send(self) -> None:
-        """Begin if need be and send the waiting inserts (one statement)."""
-        if not self._open:
-            self._start()
-        if self._waiting:
-            self._cur.execute(*self._d.compound(self._waiting))
-            self._waiting.clear()
-
     def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any:
         """Run a statement whose result is read (or that must follow what came before: an
         update); the cursor."""
         text = self._d.text(key, build)
-        self._check_open()
-        self._send()
-        self._cur.execute(text.sql, text.args(params))
-        return self._cur
+        return self._ex.execute(text.sql, text.args(params))
 
     def _first(
         self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
@@ -446,64 +400,18 @@ class Transaction(RegistryWritesMixin):
         found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
         return found[0] if found else None
 
-    def _add(self, sql: str, args: tuple[Any, ...]) -> None:
-        """An insert nobody reads back: waits for the next read or the commit on PostgreSQL
-        (see :meth:`~kneo.store.dialects.PostgresDialect.compound`), runs now elsewhere."""
-        self._check_open()
-        if self._waiting is None:
-            self._cur.execute(sql, args)
-        else:
-            self._waiting.append((sql, args))
-
     def _insert(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> None:
+        """An insert nobody reads back (it may wait: :meth:`Executor.add
+        <kneo.store.executor.Executor.add>`)."""
         text = self._d.text(key, build)
-        self._add(text.sql, text.args(params))
+        self._ex.add(text.sql, text.args(params))
 
     def _commit(self) -> None:
-        """Commit (once): the waiting inserts alone in autocommit when nothing else was sent,
-        else after them; in psycopg's pipeline, leaving it syncs once for everything queued."""
-        if self._ended:
+        """Commit (once), after what this transaction kept in memory for its runs."""
+        if self._ex.ended:
             return
         self._flush_runs()
-        self._ended = True
-        if not self._open:
-            if self._waiting:
-                self._d.execute_alone(
-                    self._raw, self._cur, *self._d.compound(self._waiting), read=False
-                )
-                self._waiting.clear()
-            return
-        if self._waiting:
-            self._cur.execute(*self._d.compound(self._waiting))
-            self._waiting.clear()
-        if self._d.begin:
-            # The explicit BEGIN's pair: on SQLite from the cursor's statement cache
-            # (pysqlite's commit() prepares "COMMIT" anew each time); in the pipeline queued.
-            self._cur.execute("COMMIT")
-        else:
-            self._raw.commit()
-        if self._pipe is not None:
-            pipe, self._pipe = self._pipe, None
-            pipe.__exit__(None, None, None)  # syncs: what failed in the queue raises here
-        if self._autocommit_on:
-            self._raw.driver_connection.autocommit = False
-            self._autocommit_on = False
-
-    def _abort(self, exc: BaseException) -> None:
-        """After a failure, even in the commit: leave the pipeline, end the transaction it
-        began and switch autocommit back off, so the connection goes back to the pool idle
-        and transactional as it came (the caller rolls back too)."""
-        if self._pipe is not None:
-            pipe, self._pipe = self._pipe, None
-            with contextlib.suppress(Exception):  # the failure is already being raised
-                pipe.__exit__(type(exc), exc, exc.__traceback__)
-        if self._autocommit_on:
-            self._autocommit_on = False
-            driver = self._raw.driver_connection
-            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
-                driver.execute("ROLLBACK")
-            with contextlib.suppress(Exception):
-                driver.autocommit = False
+        self._ex.commit()
 
     def _insert_rows(
         self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
@@ -511,7 +419,7 @@ class Transaction(RegistryWritesMixin):
         """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
         row_of = operator.itemgetter(*names)
         self._d.insert_rows(
-            self._add, table, names, [row_of(self._d.bind(table, v)) for v in values]
+            self._ex.add, table, names, [row_of(self._d.bind(table, v)) for v in values]
         )
 
     # -- runs ------------------------------------------------------------------------
@@ -671,8 +579,7 @@ class Transaction(RegistryWritesMixin):
         write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
         found = None
         alone = (
-            self._waiting == []
-            and not self._open
+            self._ex.untouched
             and not (self._seq_dirty | self._leases.keys()) - {run_id}
             and max(len(checkpoints), len(events), len(audits)) <= d.MAX_NUMBERED_ROWS
         )
@@ -748,7 +655,7 @@ class Transaction(RegistryWritesMixin):
                 (run_id, first + offset, e.event_type, e.step_id, e.payload, stamp)
                 for offset, e in enumerate(events)
             ]
-            self._d.insert_rows(self._add, t.trace_events, TRACE_COLUMNS, trace_rows)
+            self._d.insert_rows(self._ex.add, t.trace_events, TRACE_COLUMNS, trace_rows)
         for row in audits:
             self._insert("audit", _insert(t.audit_events, tuple(row)), row)
         for values in outbox:
@@ -756,8 +663,8 @@ class Transaction(RegistryWritesMixin):
         return found
 
     def _finish_alone(self, w: _Write) -> list[Any] | None:
-        """PostgreSQL: the outcome as one statement in autocommit (see
-        :data:`_FINISH_CHECKPOINTS`); its ``(version, checkpoint_seq, trace_seq)`` row, or
+        """PostgreSQL: the outcome as one statement in autocommit
+        (:func:`~kneo.store.dialects.one_statement_write`); its ``(version, checkpoint_seq, trace_seq)`` row, or
         ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
         last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
         _, (keys, release, moves), params, checkpoints, events, audits, outbox = w
@@ -789,11 +696,7 @@ class Transaction(RegistryWritesMixin):
         for row in outbox:
             bound = self._d.bind(t.notification_events, row)
             args += (bound[name] for name in _OUTBOX_COLUMNS)
-        found = self._d.execute_alone(self._raw, self._cur, text.sql, args)
-        if not found:
-            return None
-        self._ended = True
-        return list(found)
+        return self._ex.alone(text.sql, args)
 
     def _run_version(self, run_id: str) -> int | None:
         sql = "SELECT version FROM runs WHERE run_id = :run_id"
@@ -821,7 +724,7 @@ class Transaction(RegistryWritesMixin):
             (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
             for offset, checkpoint in enumerate(checkpoints)
         ]
-        self._d.insert_rows(self._add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)
+        self._d.insert_rows(self._ex.add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
@@ -1162,10 +1065,10 @@ def transaction(store: Store, held: HeldConnection | None = None) -> Iterator[Tr
                 yield tx
                 tx._commit()
             except BaseException as exc:
-                tx._abort(exc)
+                tx._ex.abort(exc)
                 raise
             finally:
-                tx._cur.close()
+                tx._ex.close()
             store.hold_specs(tx._new_specs)
         except BaseException:
             with contextlib.suppress(Exception):  # a broken connection: the pool discards it

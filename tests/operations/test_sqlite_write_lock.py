@@ -111,14 +111,14 @@ def test_hot_writes_share_one_warm_connection(
     # three transactions, create_run and update_run (their own), the step commit
     assert len(seen) == 6 and len(set(seen)) == 1
     store.close()
-    assert store.dialect._writer is None  # closed with the store
+    assert store.dialect.writer._writer is None  # closed with the store
 
 
 def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _seen_connections(store, monkeypatch)
     with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
-    broken = store.dialect._writer
+    broken = store.dialect.writer._writer
 
     def failing_cursor() -> Any:
         raise sqlite3.OperationalError("disk I/O error")
@@ -128,6 +128,6 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
         tx.add_audit("test.event", payload={})
     with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
-    assert store.dialect._writer is not broken
+    assert store.dialect.writer._writer is not broken
     assert len(store.list_audit(event_type="test.event").items) == 2
     assert seen[0] == seen[1] != seen[2]

@@ -20,7 +20,7 @@ from kneo.engine.state import ExecutionState, StateParts
 from kneo.errors import Conflict
 from kneo.platform.journal import StoreJournal
 from kneo.redaction import redact
-from kneo.store import Store, delta, dialects, payloads, steps
+from kneo.store import Store, delta, executor, payloads, steps
 from kneo.store import tables as t
 
 from .helpers import new_run
@@ -201,7 +201,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
 ) -> None:
     """A held connection unused for HOLD_IDLE_SECONDS is checked out again (so the pool's
     checkout checks it); a lost compare-and-set gives it back and the next step takes one."""
-    monkeypatch.setattr(dialects, "HOLD_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(executor, "HOLD_IDLE_SECONDS", 0.0)
     run_id = new_run(store)
     version = store.get_run(run_id).version
     checkouts = _count_checkouts(store)

@@ -30,7 +30,7 @@ def traced(store: Store, path: Path) -> Iterator[tuple[Transaction, Callable[[],
     pgconn: Any = None
     try:
         with store.transaction() as tx:
-            pgconn = tx._raw.driver_connection.pgconn  # nothing is sent before a read
+            pgconn = tx._ex.raw.driver_connection.pgconn  # nothing is sent before a read
             pgconn.trace(fd)
             yield tx, path.read_text
     finally:

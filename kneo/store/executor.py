@@ -1,0 +1,402 @@
+"""How a write transaction reaches the wire: the :class:`Executor`, one strategy per database.
+
+:class:`~kneo.store.transaction.Transaction` decides *what* is written; its executor owns the
+connection's state while it is: when the transaction begins, how statements go out, how it
+commits, and how every way out (a failure in the middle or in the commit itself) leaves the
+connection as it came: idle, transactional, out of any pipeline. It also says where the
+connection comes from (:func:`pooled_connection`, :class:`HeldConnection`,
+:class:`SharedWriter`).
+
+- :class:`SqliteExecutor`: ``BEGIN IMMEDIATE`` at once (the write lock up front, so two
+  writers queue instead of failing mid-transaction), each statement sent as it comes, and
+  ``COMMIT`` from the cursor's statement cache.
+- :class:`PostgresExecutor`, three speed-only strategies, each on its own so it can go alone:
+  *batching* (inserts nobody reads back wait and go out as one statement,
+  :func:`compound`, with the next read or at commit), *alone* (a transaction that is one
+  statement runs in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip) and the
+  *pipeline* (psycopg's pipeline mode from the first read: a round trip per read plus one
+  for the commit, not one per statement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from kneo.store.errors import is_unavailable
+
+Statement = tuple[str, Sequence[Any]]
+
+
+class Executor:
+    """One write transaction on one DBAPI connection (``raw``, SQLAlchemy's pool proxy)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.cursor = raw.cursor()
+        #: committed (or written whole by :meth:`alone`): nothing may follow
+        self.ended = False
+
+    def check_open(self) -> None:
+        if self.ended:
+            raise RuntimeError("the transaction committed: nothing may follow it")
+
+    def execute(self, sql: str, args: Sequence[Any]) -> Any:
+        """Run a statement whose result is read (or that must follow what came before: an
+        update); the cursor, to fetch from."""
+        raise NotImplementedError
+
+    def add(self, sql: str, args: Sequence[Any]) -> None:
+        """An insert nobody reads back (it may wait, see :class:`PostgresExecutor`)."""
+        self.execute(sql, args)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing sent and nothing waiting: the next statement may be the whole transaction
+        (:meth:`alone`)."""
+        return False
+
+    def alone(self, sql: str, args: Sequence[Any]) -> list[Any] | None:
+        """``sql`` as the whole transaction, committed, when it returns rows (the rows; the
+        executor is then :attr:`ended`); ``None`` when it wrote nothing or the database has no
+        such strategy, and the caller goes statement by statement."""
+        return None
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self, exc: BaseException) -> None:
+        """After a failure (even in :meth:`commit`): leave what the transaction entered; the
+        caller rolls the connection back."""
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
+class SqliteExecutor(Executor):
+    """SQLite: the write lock taken up front, statements sent as they come."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        try:
+            self.cursor.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.cursor.close()
+            raise
+
+    def execute(self, sql: str, args: Sequence[Any]) -> Any:
+        self.check_open()
+        self.cursor.execute(sql, args)
+        return self.cursor
+
+    def commit(self) -> None:
+        self.ended = True
+        # The cursor's statement cache has it (pysqlite's commit() prepares "COMMIT" anew).
+        self.cursor.execute("COMMIT")
+
+
+class PostgresExecutor(Executor):
+    """PostgreSQL (psycopg 3): batching, alone, and (``pipeline``) the pipeline."""
+
+    def __init__(self, raw: Any, *, pipeline: bool) -> None:
+        super().__init__(raw)
+        self._pipeline = pipeline
+        #: batching: inserts nobody reads back, waiting to go out as one statement
+        self._waiting: list[Statement] = []
+        self._open = False  # the transaction began on the connection
+        #: what leaving the transaction undoes, last in first out (:meth:`_enter_pipeline`)
+        self._undo = contextlib.ExitStack()
+
+    def execute(self, sql: str, args: Sequence[Any]) -> Any:
+        self.check_open()
+        self._send()
+        self.cursor.execute(sql, args)
+        return self.cursor
+
+    def add(self, sql: str, args: Sequence[Any]) -> None:
+        self.check_open()
+        self._waiting.append((sql, args))
+
+    @property
+    def untouched(self) -> bool:
+        return not self._open and not self._waiting
+
+    def _send(self) -> None:
+        """Begin if need be and send the waiting inserts (one statement)."""
+        if not self._open:
+            self._open = True
+            if self._pipeline:
+                self._enter_pipeline()
+            # else psycopg begins on its own at the first statement
+        if self._waiting:
+            self.cursor.execute(*compound(self._waiting))
+            self._waiting.clear()
+
+    def _enter_pipeline(self) -> None:
+        """Pipeline mode, in autocommit with a ``BEGIN`` of its own queued like the rest
+        (psycopg's implicit one would wait for a round trip of its own). Leaving it (the
+        commit, or :meth:`abort`) leaves the pipeline, which syncs (what failed in the queue
+        raises there), then :func:`_transactional_again`."""
+        driver = self.raw.driver_connection
+        driver.autocommit = True
+        self._undo.push(_transactional_again(driver))
+        self._undo.enter_context(driver.pipeline())
+        self.cursor.execute("BEGIN")
+
+    def alone(self, sql: str, args: Sequence[Any]) -> list[Any] | None:
+        with _autocommit(self.raw.driver_connection):
+            self.cursor.execute(sql, args)
+            found: list[Any] = self.cursor.fetchall()
+        if not found:
+            return None
+        self.ended = True
+        return found
+
+    def commit(self) -> None:
+        """Commit: the waiting inserts alone in autocommit when nothing else was sent, else
+        after them; in the pipeline the ``COMMIT`` is queued and leaving it syncs once."""
+        self.ended = True
+        if not self._open:
+            if self._waiting:
+                with _autocommit(self.raw.driver_connection):
+                    self.cursor.execute(*compound(self._waiting))
+                self._waiting.clear()
+            return
+        if self._waiting:
+            self.cursor.execute(*compound(self._waiting))
+            self._waiting.clear()
+        if self._pipeline:
+            self.cursor.execute("COMMIT")
+            self._undo.close()
+        else:
+            self.raw.commit()
+
+    def abort(self, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            self._undo.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def compound(statements: Sequence[Statement]) -> Statement:
+    """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
+    together, see none of each other's rows and fail or commit together; foreign keys are
+    checked at the statement's end, so a child row may go with its parent's insert."""
+    if len(statements) == 1:
+        return statements[0]
+    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+    args = tuple(itertools.chain.from_iterable(a for _, a in statements))
+    return f"WITH {parts} {statements[-1][0]}", args
+
+
+def _transactional_again(driver: Any) -> Callable[..., None]:
+    def leave(exc_type: type[BaseException] | None, *_: object) -> None:
+        """Autocommit back off, after a rollback when something failed; the failure is what
+        the caller sees (a connection that broke refuses these too: the pool discards it)."""
+        if exc_type is None:
+            driver.autocommit = False
+            return
+        with contextlib.suppress(Exception):
+            driver.execute("ROLLBACK")
+        with contextlib.suppress(Exception):
+            driver.autocommit = False
+
+    return leave
+
+
+@contextlib.contextmanager
+def _autocommit(driver: Any) -> Iterator[None]:
+    """One statement as a transaction of its own, committed by the server at its Sync: one
+    round trip (psycopg's implicit ``BEGIN`` would cost one of its own, even pipelined)."""
+    driver.autocommit = True
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # refused only by a connection that broke
+            driver.autocommit = False
+        raise
+    driver.autocommit = False
+
+
+# -- where the connection comes from --------------------------------------------------------
+@contextlib.contextmanager
+def pooled_connection(engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
+    """A DBAPI connection for one write transaction (the caller commits or rolls back):
+    ``held``'s (see :class:`HeldConnection`), else one of the pool's, given back afterwards."""
+    if held is not None:
+        raw = held.take()
+        try:
+            yield raw
+        except BaseException as exc:
+            held.failed(exc)
+            raise
+        held.done()
+        return
+    raw = engine.raw_connection()
+    try:
+        yield raw
+    except BaseException as exc:
+        _discard_if_broken(raw, exc)
+        raise
+    finally:
+        raw.close()
+
+
+def _discard_if_broken(raw: Any, exc: BaseException) -> None:
+    if is_unavailable(exc):  # broken: the pool must not hand it out again
+        with contextlib.suppress(Exception):
+            raw.invalidate()
+
+
+#: A :class:`HeldConnection` left unused this long goes back to the pool before the next
+#: transaction (whose checkout then pings it on PostgreSQL, see
+#: :func:`kneo.store.dialects._ping_idle_connections`).
+HOLD_IDLE_SECONDS = 1.0
+
+
+class HeldConnection:
+    """A pooled connection kept between one run's back-to-back write transactions (its step
+    boundaries), for :func:`pooled_connection`.
+
+    On PostgreSQL checking a connection out and back in (pool events, a fresh connection
+    state) at every step cost about as much as the step's one statement; a run's steps come
+    back to back, so its journal keeps one. It goes back to the pool when it sat unused for
+    :data:`HOLD_IDLE_SECONDS` (a long step: the pool's checkout checks a stale one), after
+    any error (the pool decides whether it is still usable), after a transaction that found
+    the pool past its steady size (many runs at once: do not starve them), and on
+    :meth:`close`. SQLite ignores it: its writes share the process's writer connection.
+    Not thread-safe: the owner serializes its transactions (the journal holds its lock)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._raw: Any = None
+        self._used = 0.0
+
+    def take(self) -> Any:
+        """The held connection, or a fresh one from the pool."""
+        if self._raw is not None and time.monotonic() - self._used > HOLD_IDLE_SECONDS:
+            self.close()
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw
+
+    def done(self) -> None:
+        """A transaction on it ended: keep it, unless the pool is crowded."""
+        self._used = time.monotonic()
+        pool = self.engine.pool
+        size, checkedout = getattr(pool, "size", None), getattr(pool, "checkedout", None)
+        if callable(size) and callable(checkedout) and checkedout() > size():
+            self.close()
+
+    def failed(self, exc: BaseException) -> None:
+        """A transaction on it failed (and was rolled back): give it back."""
+        if self._raw is not None:
+            _discard_if_broken(self._raw, exc)
+        self.close()
+
+    def close(self) -> None:
+        """Give the connection back to the pool (a no-op when none is held)."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
+
+
+class SharedWriter:
+    """SQLite: the process's one writer connection for a database file, under the file's
+    write lock (:meth:`lock`).
+
+    SQLite drops a connection's whole page cache whenever another connection has written,
+    so pooled connections taking turns at writing each started cold (dozens of page reads
+    per run). Writes are one at a time anyway, so the hot write path (run create, step
+    boundaries, outcome) goes through one connection that stays warm: 15-20 % more runs per
+    second with 4 at once. When the lock does not come within the busy timeout, a pooled
+    connection is used as before. A writer that failed with a driver error is replaced."""
+
+    def __init__(self) -> None:
+        #: the process's write lock for the database file, once known
+        self._lock: threading.Lock | None = None
+        self._writer: Any = None
+
+    def lock(self, engine: Engine, timeout: float) -> _FileLock:
+        """One lock per database file and process: SQLite takes one writer at a time anyway,
+        and threads of one process that queue on a lock are handed the database as soon as
+        it is free, where SQLite's busy handler would have them sleep and retry (1, 2, 5...
+        up to 100 ms), which idled the process under load and set its p99 latency. Processes
+        still queue on SQLite's own lock. A lock not obtained within the busy timeout is
+        given up (``timeout``, the busy timeout's): the transaction then waits on SQLite as
+        it would without it."""
+        if self._lock is None:
+            database = engine.url.database or ""
+            key = os.path.realpath(database) if database not in ("", ":memory:") else id(self)
+            with _WRITE_LOCKS_GUARD:
+                self._lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
+        return _FileLock(self._lock, timeout)
+
+    @contextlib.contextmanager
+    def connection(self, engine: Engine, timeout: float) -> Iterator[Any]:
+        """The writer connection for ``engine`` under the write lock (a pooled one when the
+        lock did not come within ``timeout``)."""
+        lock = self.lock(engine, timeout)
+        with lock:
+            if not lock.held:
+                with pooled_connection(engine) as raw:
+                    yield raw
+                return
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = engine.raw_connection()
+                writer.detach()  # ours for good: closed by close(), never pooled
+            broken = (
+                engine.dialect.loaded_dbapi.OperationalError,
+                engine.dialect.loaded_dbapi.InterfaceError,
+            )
+            try:
+                yield writer
+            except BaseException as exc:  # callers map driver errors: look at the cause too
+                if isinstance(exc, broken) or isinstance(exc.__cause__, broken):
+                    self._writer = None
+                    with contextlib.suppress(Exception):
+                        writer.close()
+                raise
+
+    def close(self, engine: Engine, timeout: float) -> None:
+        with self.lock(engine, timeout):
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+
+
+#: Each database file's write lock in this process, shared by every store on the file (not a
+#: cache: two stores of one process on one file must take turns).
+_WRITE_LOCKS: dict[Any, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+class _FileLock:
+    """``with``: the lock if it comes within ``timeout`` seconds, else nothing."""
+
+    __slots__ = ("_held", "_lock", "_timeout")
+
+    def __init__(self, lock: threading.Lock, timeout: float) -> None:
+        self._lock = lock
+        self._timeout = timeout
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def __enter__(self) -> object:
+        self._held = self._lock.acquire(timeout=self._timeout)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
