@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from kneo.settings import RetentionDays, Settings
     from kneo.store.api import Store, Transaction
     from kneo.store.controller_requests import ControllerWakeups
-    from kneo.store.dialects import HeldConnection
+    from kneo.store.executor import HeldConnection
     from kneo.store.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
     from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
