@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.clock import Clock, SystemClock
 from kneo.controller import promotion
@@ -42,6 +42,10 @@ from kneo.controller.planner import EVALS, conditions_for
 from kneo.errors import ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.policy.evals import eval_summary
+
+if TYPE_CHECKING:
+    from kneo.store import BundleRevision
+    from kneo.store.contracts import ControllerReads, ControllerStore, ControllerTransaction
 
 log = get_logger("kneo.controller")
 
@@ -64,7 +68,7 @@ class Snapshot:
 
 
 def observe(
-    store: Any, gate: promotion.PromotionGate, names: Collection[str] | None = None
+    store: ControllerReads, gate: promotion.PromotionGate, names: Collection[str] | None = None
 ) -> Snapshot:
     """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
     bundles ``names`` only, if given (an incremental reconcile's scope)."""
@@ -180,7 +184,7 @@ class Applier:
 
     def __init__(
         self,
-        store: Any,
+        store: ControllerStore,
         *,
         gate: promotion.PromotionGate,
         clock: Clock | None = None,
@@ -269,7 +273,9 @@ class Applier:
                 write.key, write.actions, "apply_failed", f"{type(exc).__name__}: {exc}"
             )
 
-    def _write_key(self, tx: Any, write: _KeyWrite, desired: DesiredState) -> list[Outcome]:
+    def _write_key(
+        self, tx: ControllerTransaction, write: _KeyWrite, desired: DesiredState
+    ) -> list[Outcome]:
         """One key's actions, audit events and changed conditions inside ``tx``."""
         name, env = write.key
         results: list[Outcome] = []
@@ -318,7 +324,7 @@ class Applier:
         return [Outcome(a, False, error=text) for a in actions]
 
     def _apply_one(
-        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         kind = action.kind
         if kind is ActionKind.ACTIVATE:
@@ -335,7 +341,9 @@ class Applier:
             return self._request_override(tx, action, desired)
         return Outcome(action, False)
 
-    def _request_override(self, tx: Any, action: Action, desired: DesiredState) -> Outcome:
+    def _request_override(
+        self, tx: ControllerTransaction, action: Action, desired: DesiredState
+    ) -> Outcome:
         """A freeze refusal: open the override task for the environment's approvers, once."""
         rev = _desired(action)
         name, env = action.key
@@ -365,7 +373,7 @@ class Applier:
         return Outcome(action, True)
 
     def _activate(
-        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         rev = _desired(action)
         name, env = action.key
@@ -412,7 +420,7 @@ class Applier:
         )
         return Outcome(action, True, record.revision)
 
-    def _reject(self, tx: Any, action: Action) -> Outcome:
+    def _reject(self, tx: ControllerTransaction, action: Action) -> Outcome:
         rev = _desired(action)
         name, env = action.key
         diagnostics = [
@@ -437,7 +445,7 @@ class Applier:
         )
         return Outcome(action, True, record.revision)
 
-    def _prune(self, tx: Any, action: Action, entry: ObservedEntry) -> Outcome:
+    def _prune(self, tx: ControllerTransaction, action: Action, entry: ObservedEntry) -> Outcome:
         name, env = action.key
         number = None
         if action.target is not None:
@@ -458,7 +466,9 @@ class Applier:
         )
         return Outcome(action, True, number)
 
-    def _drift_revert(self, tx: Any, action: Action, entry: ObservedEntry) -> Outcome:
+    def _drift_revert(
+        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry
+    ) -> Outcome:
         name, env = action.key
         found = entry.active.number if entry.active else None
         if action.target is not None:
@@ -478,7 +488,7 @@ class Applier:
         return Outcome(action, True, number)
 
     def _request_approval(
-        self, tx: Any, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         rev = _desired(action)
         name, env = action.key
@@ -521,7 +531,9 @@ class Applier:
         )
         return Outcome(action, True, number)
 
-    def _withdraw_pending(self, tx: Any, action: Action, entry: ObservedEntry, why: str) -> None:
+    def _withdraw_pending(
+        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, why: str
+    ) -> None:
         """A pending promotion of another digest is superseded (never activated later)."""
         pending = entry.pending
         if pending is None or (
@@ -545,14 +557,14 @@ def _signed_off(rev: DesiredRevision) -> list[str]:
 
 
 def _add_revision(
-    tx: Any,
+    tx: ControllerTransaction,
     action: Action,
     status: str,
     approved_by: list[str],
     diagnostics: list[Mapping[str, Any]],
     *,
     no_digest: str = "",
-) -> Any:
+) -> BundleRevision:
     """The action's desired revision as a new registry row with ``status``."""
     rev = _desired(action)
     return tx.add_revision(
@@ -579,7 +591,12 @@ def _revision_payload(rev: DesiredRevision, revision: int) -> dict[str, Any]:
 
 
 def _audit(
-    tx: Any, event_type: str, action: Action, *, continuation_id: str | None = None, **payload: Any
+    tx: ControllerTransaction,
+    event_type: str,
+    action: Action,
+    *,
+    continuation_id: str | None = None,
+    **payload: Any,
 ) -> None:
     """A controller audit event about the action's bundle and environment."""
     tx.add_audit(

@@ -40,6 +40,9 @@ from kneo.ids import new_id
 from kneo.logs import get_logger
 
 if TYPE_CHECKING:
+    from kneo.controller.model import Action
+    from kneo.store import ControllerStatus, LockRecord
+    from kneo.store.contracts import ControllerStore
     from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
@@ -129,7 +132,7 @@ class Controller:
 
     def __init__(
         self,
-        store: Any,
+        store: ControllerStore,
         source: Source,
         keyring: Keyring,
         *,
@@ -373,12 +376,12 @@ class Controller:
         )
 
     @staticmethod
-    def _saved_state(previous: Any) -> incremental.ReconcileState | None:
+    def _saved_state(previous: ControllerStatus | None) -> incremental.ReconcileState | None:
         details = previous.details if previous is not None else {}
         return incremental.ReconcileState.from_dict(details.get("reconciled"))
 
     def _scope(
-        self, previous: Any, commit: str, stats: dict[str, Any], full: bool
+        self, previous: ControllerStatus | None, commit: str, stats: dict[str, Any], full: bool
     ) -> tuple[incremental.Scope | None, int]:
         """The bundles this pass must plan (``None``: all of them), and the registry change
         number to save; ``stats`` learns which and why (see :mod:`kneo.controller.incremental`).
@@ -412,7 +415,7 @@ class Controller:
         self,
         desired: DesiredState,
         snapshot: Snapshot,
-        actions: list[Any],
+        actions: list[Action],
         progress: ProgressCallback | None,
     ) -> list[Outcome]:
         renew_every = self.config.lease_seconds / 3
@@ -479,7 +482,10 @@ class Controller:
         return self._leader
 
     def _record(
-        self, result: ReconcileResult, previous: Any, state: incremental.ReconcileState | None
+        self,
+        result: ReconcileResult,
+        previous: ControllerStatus | None,
+        state: incremental.ReconcileState | None,
     ) -> None:
         """Controller status every time, with the reconcile ``state`` to continue from (the
         last one kept when this pass failed); an audit event when the error or problems
@@ -572,7 +578,11 @@ class Controller:
 
 
 def status_dict(
-    stored: Any, lock: Any, source: str | None, *, self_owner: str | None = None
+    stored: ControllerStatus,
+    lock: LockRecord | None,
+    source: str | None,
+    *,
+    self_owner: str | None = None,
 ) -> dict[str, Any]:
     """The controller status document shared by the CLI and the service."""
     return {

@@ -59,6 +59,7 @@ from kneo.policy.environment import EnvironmentPolicy, merge_stricter, run_limit
 from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
+    from kneo.spec.project import ProjectConfig
     from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
@@ -443,7 +444,7 @@ class DesiredStateLoader:
 
     def _project_policies(
         self, source: Source, config_sha: str | None
-    ) -> tuple[Any, Problem | None]:
+    ) -> tuple[ProjectConfig | None, Problem | None]:
         """The watched repo's ``.kneo/config.yaml`` (it can only make environments stricter)."""
         if config_sha is None:
             return None, None
@@ -467,7 +468,7 @@ class DesiredStateLoader:
         path: str,
         blob_sha: str,
         config_sha: str | None,
-        project: Any,
+        project: ProjectConfig | None,
         config_problem: Problem | None,
     ) -> DesiredEnvironment:
         cache_key = (path, blob_sha, config_sha)

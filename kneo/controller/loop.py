@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kneo.controller.controller import Controller, ReconcileResult
+    from kneo.store.controller_requests import ControllerWakeups
 
 log = logging.getLogger("kneo.controller")
 
@@ -110,13 +111,10 @@ class ControllerLoop:
 
     # ---------------------------------------------------------------- wake-up sources
 
-    def _start_wakeups(self) -> Any:
+    def _start_wakeups(self) -> ControllerWakeups | None:
         """Queued requests and lock releases wake this loop (see the module docstring)."""
-        listen = getattr(self.controller.store, "controller_wakeups", None)
-        if listen is None:
-            return None
         try:
-            return listen(
+            return self.controller.store.controller_wakeups(
                 self.config.name,
                 self.controller.request_reconcile,
                 poll_seconds=self.config.poll_seconds,

@@ -21,13 +21,25 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.people import caller_entry, counted
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from kneo.bundle.keys import TrustedKey
+    from kneo.store import BlockedDigest, BundleRevision, Pin
+    from kneo.store.contracts import (
+        ControllerTransaction,
+        ProjectMetadata,
+        RegistryAdmin,
+        Transactional,
+    )
 
 #: Store metadata key: what the controller trusts now (key validity windows) and each
 #: environment's signature and approval rules, published by every pass that changes them,
@@ -54,7 +66,12 @@ def _short(digest: str) -> str:
 
 
 def suspend(
-    store: Any, bundle: str, environment: str, *, actor: str, reason: str | None = None
+    store: Transactional[ControllerTransaction],
+    bundle: str,
+    environment: str,
+    *,
+    actor: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """Make the controller leave (bundle, environment) alone; idempotent, audited."""
     _key(bundle, environment)
@@ -74,7 +91,9 @@ def suspend(
     }
 
 
-def resume(store: Any, bundle: str, environment: str, *, actor: str) -> dict[str, Any]:
+def resume(
+    store: Transactional[ControllerTransaction], bundle: str, environment: str, *, actor: str
+) -> dict[str, Any]:
     """Let the controller manage (bundle, environment) again; audited when it was suspended."""
     _key(bundle, environment)
     with store.transaction() as tx:
@@ -91,7 +110,7 @@ def resume(store: Any, bundle: str, environment: str, *, actor: str) -> dict[str
 # --------------------------------------------------------------------------- pin / block
 
 
-def pin_view(pin: Any) -> dict[str, Any] | None:
+def pin_view(pin: Pin | None) -> dict[str, Any] | None:
     if pin is None:
         return None
     return {
@@ -104,7 +123,7 @@ def pin_view(pin: Any) -> dict[str, Any] | None:
 
 
 def pin(
-    store: Any, bundle: str, environment: str, *, actor: str, reason: str | None = None
+    store: RegistryAdmin, bundle: str, environment: str, *, actor: str, reason: str | None = None
 ) -> dict[str, Any]:
     """Hold (bundle, environment) at its active revision until unpinned (to go back to an
     earlier one, roll back: it pins its target)."""
@@ -131,7 +150,9 @@ def pin(
     return {"bundle": bundle, "environment": environment, "pin": pin_view(record)}
 
 
-def unpin(store: Any, bundle: str, environment: str, *, actor: str) -> dict[str, Any]:
+def unpin(
+    store: Transactional[ControllerTransaction], bundle: str, environment: str, *, actor: str
+) -> dict[str, Any]:
     """Lift the pin: the controller promotes what Git asks for again on its next pass."""
     _key(bundle, environment)
     with store.transaction() as tx:
@@ -161,7 +182,9 @@ def _check_digest(digest: str) -> None:
         )
 
 
-def block(store: Any, digest: str, *, actor: str, reason: str) -> dict[str, Any]:
+def block(
+    store: Transactional[ControllerTransaction], digest: str, *, actor: str, reason: str
+) -> dict[str, Any]:
     """Never promote ``digest`` again, in any environment, until unblocked. What is active
     keeps serving (roll back to replace it)."""
     _check_digest(digest)
@@ -175,7 +198,7 @@ def block(store: Any, digest: str, *, actor: str, reason: str) -> dict[str, Any]
     return {**blocked_view(record), "blocked": True}
 
 
-def blocked_view(record: Any) -> dict[str, Any]:
+def blocked_view(record: BlockedDigest) -> dict[str, Any]:
     return {
         "digest": record.digest,
         "reason": record.reason,
@@ -184,7 +207,9 @@ def blocked_view(record: Any) -> dict[str, Any]:
     }
 
 
-def unblock(store: Any, digest: str, *, actor: str) -> dict[str, Any]:
+def unblock(
+    store: Transactional[ControllerTransaction], digest: str, *, actor: str
+) -> dict[str, Any]:
     _check_digest(digest)
     with store.transaction() as tx:
         lifted = tx.unblock_digest(digest)
@@ -196,7 +221,9 @@ def unblock(store: Any, digest: str, *, actor: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- rollback
 
 
-def publish_trust(store: Any, keyring: Any, environments: dict[str, dict[str, Any]]) -> None:
+def publish_trust(
+    store: ProjectMetadata, keyring: Iterable[TrustedKey], environments: dict[str, dict[str, Any]]
+) -> None:
     """Record today's trust (see :data:`TRUST_METADATA_KEY`); written only when it changed."""
     current = {
         "keys": {
@@ -220,7 +247,7 @@ def _untrusted(why: str, **details: Any) -> Conflict:
     return Conflict(why, code=ErrorCode.rollback_untrusted, **details)
 
 
-def check_trust(store: Any, revision: Any, now: datetime) -> dict[str, Any]:
+def check_trust(store: ProjectMetadata, revision: BundleRevision, now: datetime) -> dict[str, Any]:
     """Whether ``revision`` still verifies against today's trust; its environment's rules.
     Raises ``409 rollback_untrusted`` naming what no longer holds."""
     if spec_digest(revision.spec) != revision.digest:
@@ -264,7 +291,7 @@ def rollback_task_id(bundle: str, environment: str, revision: int, since: int) -
 
 
 def rollback(
-    store: Any,
+    store: RegistryAdmin,
     bundle: str,
     environment: str,
     *,
@@ -311,9 +338,9 @@ def rollback(
 
 
 def perform_rollback(
-    tx: Any,
-    target: Any,
-    active: Any,
+    tx: ControllerTransaction,
+    target: BundleRevision,
+    active: BundleRevision | None,
     *,
     actor: str,
     reason: str | None,
@@ -370,8 +397,8 @@ def perform_rollback(
 
 
 def _rollback_task(
-    target: Any,
-    active: Any,
+    target: BundleRevision,
+    active: BundleRevision | None,
     rules: dict[str, Any],
     *,
     actor: str,
@@ -405,9 +432,9 @@ def _rollback_task(
 
 
 def _open_rollback_task(
-    store: Any,
-    target: Any,
-    active: Any,
+    store: Transactional[ControllerTransaction],
+    target: BundleRevision,
+    active: BundleRevision | None,
     rules: dict[str, Any],
     *,
     actor: str,
@@ -450,7 +477,7 @@ def _open_rollback_task(
 
 
 def decide_rollback(
-    store: Any,
+    store: Transactional[ControllerTransaction],
     continuation_id: str,
     *,
     approver: str,
@@ -529,7 +556,7 @@ def decide_rollback(
 
 
 def _approved_rollback(
-    tx: Any, context: dict[str, Any], approved: list[str], approver: str
+    tx: ControllerTransaction, context: dict[str, Any], approved: list[str], approver: str
 ) -> dict[str, Any]:
     """Inside the deciding transaction: perform the rollback, unless the bundle moved on
     since it was asked (then ``stale_state``: ask again)."""

@@ -19,12 +19,21 @@ import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
 from kneo.people import caller_entry, counted, current
 from kneo.redaction import redact_text
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import (
+        ApprovalReads,
+        ControllerTransaction,
+        HumanTaskReads,
+        RegistryAdmin,
+        Transactional,
+    )
 
 WORKFLOW_KIND = "promotion"
 REQUEST_KIND = "approval"
@@ -54,7 +63,7 @@ class PromotionGate:
 
     def open(
         self,
-        tx: Any,
+        tx: ControllerTransaction,
         *,
         name: str,
         environment: str,
@@ -98,7 +107,7 @@ class PromotionGate:
 
     def open_override(
         self,
-        tx: Any,
+        tx: ControllerTransaction,
         *,
         name: str,
         environment: str,
@@ -135,7 +144,9 @@ class PromotionGate:
         )
         return cid if opened else None
 
-    def close(self, tx: Any, *, name: str, environment: str, digest: str, outcome: str) -> None:
+    def close(
+        self, tx: ControllerTransaction, *, name: str, environment: str, digest: str, outcome: str
+    ) -> None:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
         cid = task_id(name, environment, digest)
         try:
@@ -155,7 +166,7 @@ class PromotionGate:
             expected_version=existing.version,
         )
 
-    def open_tasks(self, store: Any, among: Collection[str] | None = None) -> set[str]:
+    def open_tasks(self, store: HumanTaskReads, among: Collection[str] | None = None) -> set[str]:
         """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
         if among is not None:  # a few keys of an incremental reconcile: one read each
             return {cid for cid in among if _pending(store, cid)}
@@ -176,7 +187,7 @@ class PromotionGate:
 
 
 def open_approval_task(
-    tx: Any,
+    tx: ControllerTransaction,
     cid: str,
     *,
     wait_key: str,
@@ -224,7 +235,7 @@ def open_approval_task(
     return True
 
 
-def _pending(store: Any, cid: str) -> bool:
+def _pending(store: HumanTaskReads, cid: str) -> bool:
     try:
         return bool(store.get_continuation(cid).status == "pending")
     except NotFound:
@@ -249,7 +260,7 @@ class PromotionDecisionResult:
 
 
 def record_promotion_decision(
-    store: Any,
+    store: RegistryAdmin,
     continuation_id: str,
     *,
     approver: str,
@@ -330,7 +341,11 @@ def record_promotion_decision(
 
 
 def _decide_rollback(
-    store: Any, continuation_id: str, approver: str, decision: str, comment: str | None
+    store: Transactional[ControllerTransaction],
+    continuation_id: str,
+    approver: str,
+    decision: str,
+    comment: str | None,
 ) -> PromotionDecisionResult:
     """A rollback's approval task, decided through the promotion resume."""
     from kneo.controller.operations import decide_rollback
@@ -350,7 +365,9 @@ def _decide_rollback(
     )
 
 
-def count_approvals(reader: Any, name: str, env: str, digest: str, approvers: list[str]) -> int:
+def count_approvals(
+    reader: ApprovalReads, name: str, env: str, digest: str, approvers: list[str]
+) -> int:
     """Distinct people (or keys) whose approval of ``digest`` counts
     (:func:`kneo.people.counted`), as ``reader`` (a store or a transaction) sees them."""
     approved = [

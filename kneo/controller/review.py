@@ -16,7 +16,7 @@ import difflib
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.controller.apply import observe
 from kneo.controller.model import (
@@ -32,6 +32,11 @@ from kneo.controller.model import (
 from kneo.controller.planner import environment_order, plan, short
 from kneo.controller.promotion import PromotionGate
 
+if TYPE_CHECKING:
+    from kneo.controller.loader import DesiredStateLoader
+    from kneo.controller.source import GitSource
+    from kneo.store.contracts import ControllerReads
+
 #: The first line of the comment: the workflow finds its own comment by it, to update it.
 MARKER = "<!-- kneo-plan -->"
 
@@ -40,9 +45,9 @@ REFUSING = (ActionKind.REJECT, ActionKind.REFUSE)
 
 
 def review(
-    loader: Any,
-    source: Any,
-    store: Any,
+    loader: DesiredStateLoader,
+    source: GitSource,
+    store: ControllerReads | None,
     *,
     base: str,
     head: str,
@@ -54,7 +59,7 @@ def review(
     before = loader.load(source, base_commit)
     after = loader.load(source, head_commit)
     heads = list(store.list_revision_heads()) if store is not None else []
-    if heads:
+    if store is not None and heads:
         observed, against = observe(store, PromotionGate()).observed, "registry"
     else:
         observed, against = _as_if_applied(before), "base"
@@ -129,7 +134,7 @@ def _item(
     after: DesiredState,
     before: DesiredState,
     entry: ObservedEntry,
-    store: Any,
+    store: ControllerReads | None,
 ) -> dict[str, Any]:
     rev = action.revision or after.revisions.get(action.key)
     env = after.environments.get(action.environment)
@@ -157,7 +162,7 @@ def _item(
 
 
 def _active_spec(
-    action: Action, before: DesiredState, entry: ObservedEntry, store: Any
+    action: Action, before: DesiredState, entry: ObservedEntry, store: ControllerReads | None
 ) -> Mapping[str, Any] | None:
     if entry.active is None:
         return None

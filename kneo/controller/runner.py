@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kneo.controller.config import ControllerConfig
 from kneo.errors import ConfigError
 from kneo.logs import get_logger
 
 if TYPE_CHECKING:
+    from kneo.controller.controller import Controller
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
+    from kneo.store.contracts import ControllerStore
     from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
@@ -35,7 +39,7 @@ def parse_hmac_key_specs(specs: list[str] | tuple[str, ...] | None) -> dict[str,
     return out
 
 
-def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]:
+def hmac_secrets(settings: Settings, key_envs: Mapping[str, str]) -> dict[str, bytes]:
     """Read each HMAC key's secret by variable name through Settings; never echoed."""
     secrets: dict[str, bytes] = {}
     for key_id, variable in key_envs.items():
@@ -50,14 +54,14 @@ def hmac_secrets(settings: Any, key_envs: Mapping[str, str]) -> dict[str, bytes]
 
 
 def build_controller(
-    store: Any,
+    store: ControllerStore,
     config: ControllerConfig,
-    settings: Any,
+    settings: Settings,
     *,
     owner: str | None = None,
     tools: ToolRegistry | None = None,
-    project: Any = None,
-) -> Any:
+    project: ProjectContext | None = None,
+) -> Controller:
     """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
 
     ``project`` (a ``ProjectContext``; default: the one discovered from the working
@@ -109,7 +113,7 @@ def build_controller(
 class ControllerRunner:
     """The controller loop (which also watches a local repository) on a thread."""
 
-    def __init__(self, controller: Any) -> None:
+    def __init__(self, controller: Controller) -> None:
         self.controller = controller
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -14,9 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.errors import BundleNotApproved, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from kneo.policy.environment import EnvironmentPolicy
+    from kneo.store.contracts import RegistryReads
 
 #: Store metadata key: the environment policies the controller last read from the GitOps
 #: repository (``environments/<env>.yaml``), merged stricter-wins into the project's.
@@ -30,7 +36,7 @@ class ResolvedBundle:
     digest: str
     commit: str | None
 
-    def __iter__(self) -> Any:  # (spec, revision, digest, commit) unpacking
+    def __iter__(self) -> Iterator[object]:  # (spec, revision, digest, commit) unpacking
         return iter((self.spec, self.revision, self.digest, self.commit))
 
     def run_fields(self, name: str) -> dict[str, Any]:
@@ -43,7 +49,7 @@ class ResolvedBundle:
         }
 
 
-def resolve_bundle_for_run(store: Any, bundle: str, environment: str) -> ResolvedBundle:
+def resolve_bundle_for_run(store: RegistryReads, bundle: str, environment: str) -> ResolvedBundle:
     """The active revision of ``bundle`` in ``environment``; ``not_found`` when none is."""
     record = store.get_active(bundle, environment)
     if record is None:
@@ -57,7 +63,7 @@ def resolve_bundle_for_run(store: Any, bundle: str, environment: str) -> Resolve
     return ResolvedBundle(dict(record.spec), record.revision, record.digest, record.commit)
 
 
-def requires_approved_bundle(env_policy: Any) -> bool:
+def requires_approved_bundle(env_policy: EnvironmentPolicy | Mapping[str, Any] | None) -> bool:
     """Whether an :class:`~kneo.policy.environment.EnvironmentPolicy` (or its dict) demands it."""
     if env_policy is None:
         return False
@@ -68,7 +74,9 @@ def requires_approved_bundle(env_policy: Any) -> bool:
     return bool(getattr(runs, "require_approved_bundle", False))
 
 
-def require_approved_bundle(env_policy: Any, *, environment: str | None = None) -> None:
+def require_approved_bundle(
+    env_policy: EnvironmentPolicy | Mapping[str, Any] | None, *, environment: str | None = None
+) -> None:
     """Refuse an ad-hoc spec (path or inline) where the environment runs only approved bundles."""
     if requires_approved_bundle(env_policy):
         env = environment or getattr(env_policy, "environment", None) or "this environment"

@@ -19,9 +19,11 @@ from kneo.errors import ConfigError
 from kneo.settings import Settings
 from kneo.store.api import Store, Transaction
 from kneo.store.contracts import (
+    ApprovalReads,
     AuditLog,
     AuditTransaction,
     ConsoleSessions,
+    ControllerReads,
     ControllerRequests,
     ControllerStore,
     ControllerTransaction,
@@ -44,6 +46,7 @@ from kneo.store.contracts import (
     RunWrites,
     StoreLifecycle,
     Transactional,
+    WorkflowTransaction,
 )
 from kneo.store.dialects import dialect_for
 from kneo.store.maintenance import (
@@ -84,6 +87,7 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "RETENTION_CATEGORIES",
     "TERMINAL_RUN_STATUSES",
+    "ApprovalReads",
     "AuditEvent",
     "AuditLog",
     "AuditTransaction",
@@ -93,6 +97,7 @@ __all__ = [
     "Condition",
     "ConsoleSessions",
     "ContinuationRecord",
+    "ControllerReads",
     "ControllerRequest",
     "ControllerRequests",
     "ControllerStatus",
@@ -133,6 +138,7 @@ __all__ = [
     "TraceEvent",
     "Transaction",
     "Transactional",
+    "WorkflowTransaction",
     "backup_sqlite_database",
     "open_store",
     "parse_database_url",

@@ -4,8 +4,9 @@
 caller depends on the few concerns it uses (the controller on registry reads and registry
 writes, a lease keeper on run leases, ...), named here, so what it touches is visible to
 mypy and a second implementation (or a narrower fake) knows what to provide. Store-side
-protocols are methods that commit on their own; the ``*Transaction`` protocols are the
-writes of one unit of work, reached through :class:`Transactional`'s ``transaction()``.
+protocols are methods that commit on their own; the ``*Transaction`` protocols
+(:mod:`kneo.store.transaction_contracts`, re-exported here) are the writes of one unit of
+work, reached through :class:`Transactional`'s ``transaction()``.
 
 :func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store`` or
 ``Transaction`` stops satisfying a protocol; ``tests/store/test_contract_coverage.py`` fails
@@ -19,6 +20,16 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from kneo.store.transaction_contracts import (
+    ApprovalReads,
+    AuditTransaction,
+    ControllerTransaction,
+    HumanTaskTransaction,
+    RegistryTransaction,
+    RunTransaction,
+    WorkflowTransaction,
+)
 
 if TYPE_CHECKING:
     from kneo.clock import Clock
@@ -52,7 +63,6 @@ if TYPE_CHECKING:
         TraceEvent,
     )
     from kneo.store.sessions import ConsoleSession
-    from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
 
@@ -267,7 +277,7 @@ class IdempotencyKeys(Protocol):
     def release_idempotent(self, scope: str, key: str) -> None: ...
 
 
-class RegistryReads(Protocol):
+class RegistryReads(ApprovalReads, Protocol):
     """The GitOps registry as the controller, the service and the platform read it:
     revisions, conditions, suspensions, pins, blocked digests, promotion approvals and the
     change feed of an incremental reconcile."""
@@ -308,9 +318,6 @@ class RegistryReads(Protocol):
     ) -> list[Pin]: ...
     def list_blocked_digests(self) -> list[BlockedDigest]: ...
     def get_controller_status(self, name: str = "default") -> ControllerStatus: ...
-    def list_promotion_approvals(
-        self, bundle_name: str, environment: str, digest: str | None = None
-    ) -> list[PromotionApproval]: ...
     def list_subject_approvals(
         self, prefix: str, names: Collection[str] | None = None
     ) -> list[PromotionApproval]: ...
@@ -487,254 +494,32 @@ class Maintenance(Protocol):
     def gauges(self, now: datetime | None = None) -> Gauges: ...
 
 
-class RunTransaction(Protocol):
-    """A run's writes inside a transaction: creation, compare-and-set updates
-    (``expected_version``), step boundaries, checkpoints, trace events and its queue record,
-    all committed together or not at all."""
-
-    def create_run(
-        self,
-        *,
-        target: str,
-        input_text: str,
-        run_id: str | None = None,
-        status: str = "queued",
-        workflow_name: str | None = None,
-        workflow_kind: str | None = None,
-        agent_name: str | None = None,
-        environment: str | None = None,
-        spec: Mapping[str, Any] | None = None,
-        spec_digest: str | None = None,
-        bundle_name: str | None = None,
-        bundle_revision: int | None = None,
-        bundle_commit: str | None = None,
-        state: Mapping[str, Any] | None = None,
-        deadline_at: datetime | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        started_at: datetime | None = None,
-        spec_text: str | None = None,
-        events: Sequence[Mapping[str, Any]] = (),
-        lease: tuple[str, float] | None = None,
-    ) -> RunRecord: ...
-    def current(self, run: RunRecord) -> RunRecord: ...
-    def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord: ...
-    def request_cancel(self, run_id: str) -> RunRecord: ...
-    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None: ...
-    def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
-    ) -> RunRecord: ...
-    def finish_run(
-        self,
-        run: RunRecord,
-        /,
-        *,
-        expected_version: int,
-        state_text: str | None = None,
-        release_lease: str | None = None,
-        checkpoints: Sequence[StepCheckpoint] = (),
-        events: Sequence[Mapping[str, Any]] = (),
-        audits: Sequence[Mapping[str, Any]] = (),
-        **changes: Any,
-    ) -> RunRecord: ...
-    def write_step(
-        self,
-        run_id: str,
-        /,
-        *,
-        expected_version: int,
-        state_text: str,
-        checkpoints: Sequence[StepCheckpoint],
-        events: Sequence[StepEvent],
-    ) -> StepWritten: ...
-    def add_checkpoint(
-        self,
-        run_id: str,
-        *,
-        type: str,
-        payload: Mapping[str, Any],
-        step_id: str | None = None,
-        status: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> CheckpointRecord: ...
-    def add_trace_events(
-        self, run_id: str, events: Sequence[Mapping[str, Any]]
-    ) -> list[TraceEvent]: ...
-    def add_trace_event(
-        self,
-        run_id: str,
-        event_type: str,
-        *,
-        step_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> TraceEvent: ...
-    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord: ...
-
-
-class HumanTaskTransaction(Protocol):
-    """A human task's writes inside a transaction (a pause writes its continuation with the
-    run)."""
-
-    def put_continuation(
-        self,
-        continuation_id: str,
-        *,
-        run_id: str | None,
-        requests: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any] | None = None,
-        status: str = "pending",
-        expires_at: datetime | None = None,
-        escalated_at: datetime | None = None,
-        workflow_kind: str | None = None,
-        expected_version: int | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-        search_text: Sequence[str] = (),
-        bodies: Sequence[Mapping[str, Any]] | None = None,
-        input_text: str = "",
-    ) -> ContinuationRecord: ...
-    def delete_continuation(self, continuation_id: str) -> bool: ...
-    def get_continuation(
-        self, continuation_id: str, *, for_update: bool = False
-    ) -> ContinuationRecord: ...
-
-
-class AuditTransaction(Protocol):
-    """An audit event and project metadata written with the change they record."""
-
-    def add_audit(
-        self,
-        event_type: str,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> AuditEvent: ...
-    def set_metadata(self, key: str, value: Any) -> None: ...
-
-
-class RegistryTransaction(Protocol):
-    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
-    controller's own transactions, whose changes its saved reconcile state already accounts
-    for."""
-
-    marks_registry_changes: bool
-
-    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
-    def add_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        digest: str,
-        commit: str | None = None,
-        signer_key_ids: Sequence[str] = (),
-        approved_by: Sequence[str] = (),
-        status: str = "inactive",
-        diagnostics: Sequence[Mapping[str, Any]] = (),
-        spec: Mapping[str, Any] | None = None,
-    ) -> BundleRevision: ...
-    def activate_revision(
-        self, bundle_name: str, environment: str, revision: int
-    ) -> BundleRevision: ...
-    def set_revision_status(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        status: str,
-        *,
-        diagnostics: Sequence[Mapping[str, Any]] | None = None,
-        approved_by: Sequence[str] | None = None,
-    ) -> BundleRevision: ...
-    def reject_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        diagnostics: Sequence[Mapping[str, Any]],
-    ) -> BundleRevision: ...
-    def prune_revision(
-        self, bundle_name: str, environment: str, revision: int
-    ) -> BundleRevision: ...
-    def set_condition(
-        self,
-        bundle_name: str,
-        environment: str,
-        type: str,
-        *,
-        status: str,
-        reason: str,
-        message: str = "",
-    ) -> Condition: ...
-    def set_conditions(
-        self,
-        bundle_name: str,
-        environment: str,
-        conditions: Sequence[tuple[str, str, str, str]],
-    ) -> list[Condition]: ...
-    def suspend_bundle(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        reason: str | None = None,
-        suspended_by: str | None = None,
-    ) -> Suspension: ...
-    def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
-    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
-    def active_revision_number(self, bundle_name: str, environment: str) -> int | None: ...
-    def pin_bundle(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        *,
-        reason: str | None = None,
-        pinned_by: str | None = None,
-    ) -> Pin: ...
-    def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None: ...
-    def block_digest(
-        self, digest: str, *, reason: str, blocked_by: str | None = None
-    ) -> BlockedDigest: ...
-    def unblock_digest(self, digest: str) -> bool: ...
-    def set_controller_status(
-        self, *, name: str = "default", **fields: Any
-    ) -> ControllerStatus: ...
-    def add_promotion_approval(
-        self,
-        bundle_name: str,
-        environment: str,
-        digest: str,
-        *,
-        approver: str,
-        decision: str,
-        comment: str | None = None,
-    ) -> PromotionApproval: ...
-    def list_promotion_approvals(
-        self, bundle_name: str, environment: str, digest: str | None = None
-    ) -> list[PromotionApproval]: ...
-
-
 class RunAndTaskReads(RunReads, HumanTaskReads, Protocol):
     """What a view of a run with its human tasks reads (the event stream, a task's page)."""
 
 
-class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
-    """What the controller and the registry operations write in one transaction: registry
-    changes, the promotion or rollback task they open or close, and the audit events."""
+class ControllerReads(RegistryReads, HumanTaskReads, Protocol):
+    """What a controller observes: the registry and the promotion tasks open on it."""
 
 
-class RegistryAdmin(RegistryReads, Transactional[ControllerTransaction], Protocol):
+class RegistryAdmin(
+    ControllerReads,
+    ProjectMetadata,
+    Transactional[ControllerTransaction],
+    Protocol,
+):
     """The registry operations people run (suspend, pin, block, rollback, decide a task):
-    registry reads, then a transaction of registry writes and audit."""
+    registry and task reads, then a transaction of registry writes and audit. A rollback is
+    judged at the store's ``clock`` against the trust the controller published (metadata).
+    """
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 class ControllerStore(
     RegistryAdmin,
-    HumanTaskReads,
     NamedLocks,
-    ProjectMetadata,
     ControllerRequests,
     Protocol,
 ):
@@ -742,10 +527,9 @@ class ControllerStore(
     state (metadata), its requests and the promotion tasks it opens."""
 
 
-def _conformance(store: Store, tx: Transaction) -> None:
+def _conformance(store: Store, tx: Transaction) -> list[object]:
     """Never called: ``mypy --strict`` checks that ``Store`` and ``Transaction`` satisfy each
     protocol (an assignment to a protocol type is checked member by member)."""
-    stores: list[object] = [store]
     lifecycle: StoreLifecycle = store
     run_reads: RunReads = store
     run_writes: RunWrites = store
@@ -762,23 +546,79 @@ def _conformance(store: Store, tx: Transaction) -> None:
     outbox: NotificationOutbox = store
     sessions: ConsoleSessions = store
     maintenance: Maintenance = store
-    controller: ControllerStore = store
     run_views: RunAndTaskReads = store
-    runs_tx: Transactional[RunTransaction] = store
+    controller_reads: ControllerReads = store
+    admin: RegistryAdmin = store
+    controller: ControllerStore = store
+    runs_tx: Transactional[WorkflowTransaction] = store
+    approvals: ApprovalReads = store
     run_tx: RunTransaction = tx
     task_tx: HumanTaskTransaction = tx
     audit_tx: AuditTransaction = tx
     registry_tx: RegistryTransaction = tx
     controller_tx: ControllerTransaction = tx
-    stores += [lifecycle, run_reads, run_writes, tasks, audit, metadata, queue, locks, leases]
-    stores += [idempotency, registry, registry_writes, requests, outbox, sessions, maintenance]
-    stores += [
-        controller,
+    workflow_tx: WorkflowTransaction = tx
+    tx_approvals: ApprovalReads = tx
+    return [
+        lifecycle,
+        run_reads,
+        run_writes,
+        tasks,
+        audit,
+        metadata,
+        queue,
+        locks,
+        leases,
+        idempotency,
+        registry,
+        registry_writes,
+        requests,
+        outbox,
+        sessions,
+        maintenance,
         run_views,
+        controller_reads,
+        admin,
+        controller,
         runs_tx,
+        approvals,
         run_tx,
         task_tx,
         audit_tx,
         registry_tx,
         controller_tx,
+        workflow_tx,
+        tx_approvals,
     ]
+
+
+__all__ = [
+    "ApprovalReads",
+    "AuditLog",
+    "AuditTransaction",
+    "ConsoleSessions",
+    "ControllerReads",
+    "ControllerRequests",
+    "ControllerStore",
+    "ControllerTransaction",
+    "HumanTaskReads",
+    "HumanTaskTransaction",
+    "IdempotencyKeys",
+    "Maintenance",
+    "NamedLocks",
+    "NotificationOutbox",
+    "ProjectMetadata",
+    "RegistryAdmin",
+    "RegistryReads",
+    "RegistryTransaction",
+    "RegistryWrites",
+    "RunAndTaskReads",
+    "RunLeases",
+    "RunQueue",
+    "RunReads",
+    "RunTransaction",
+    "RunWrites",
+    "StoreLifecycle",
+    "Transactional",
+    "WorkflowTransaction",
+]

@@ -12,14 +12,14 @@ from typing import Protocol
 
 import pytest
 
-from kneo.store import Store, Transaction, contracts
+from kneo.store import Store, Transaction, contracts, transaction_contracts
+
+MODULES = (contracts.__name__, transaction_contracts.__name__)
 
 PROTOCOLS = {
     name: value
     for name, value in vars(contracts).items()
-    if isinstance(value, type)
-    and issubclass(value, Protocol)
-    and value.__module__ == contracts.__name__
+    if isinstance(value, type) and issubclass(value, Protocol) and value.__module__ in MODULES
 }
 TRANSACTION_PROTOCOLS = {name for name in PROTOCOLS if name.endswith("Transaction")}
 
@@ -28,7 +28,7 @@ def _members(cls: type) -> set[str]:
     return {
         name
         for klass in cls.__mro__
-        if klass not in (object, Protocol) and klass.__module__ == contracts.__name__
+        if klass not in (object, Protocol) and klass.__module__ in MODULES
         for name in list(vars(klass)) + list(getattr(klass, "__annotations__", {}))
         if not name.startswith("_")
     }

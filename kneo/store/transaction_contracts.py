@@ -1,0 +1,276 @@
+"""The store's contract for one unit of work: what a transaction may write, by concern.
+
+:meth:`kneo.store.contracts.Transactional.transaction` hands out an object satisfying these
+(:class:`~kneo.store.transaction.Transaction`); a caller names the concerns it writes (the
+controller :class:`ControllerTransaction`, a run's driver :class:`WorkflowTransaction`).
+Everything written in one unit commits together or, on an exception, not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from kneo.store.records import (
+        AuditEvent,
+        BlockedDigest,
+        BundleRevision,
+        CheckpointRecord,
+        Condition,
+        ContinuationRecord,
+        ControllerStatus,
+        Pin,
+        PromotionApproval,
+        QueueRecord,
+        RunRecord,
+        Suspension,
+        TraceEvent,
+    )
+    from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten
+
+
+class ApprovalReads(Protocol):
+    """The promotion approvals of a digest, read in a transaction or outside one (a task's
+    tally reads what the transaction deciding it has written)."""
+
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]: ...
+
+
+class RunTransaction(Protocol):
+    """A run's writes inside a transaction: creation, compare-and-set updates
+    (``expected_version``), step boundaries, checkpoints, trace events and its queue record,
+    all committed together or not at all."""
+
+    def create_run(
+        self,
+        *,
+        target: str,
+        input_text: str,
+        run_id: str | None = None,
+        status: str = "queued",
+        workflow_name: str | None = None,
+        workflow_kind: str | None = None,
+        agent_name: str | None = None,
+        environment: str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        spec_digest: str | None = None,
+        bundle_name: str | None = None,
+        bundle_revision: int | None = None,
+        bundle_commit: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        deadline_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+        spec_text: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        lease: tuple[str, float] | None = None,
+    ) -> RunRecord: ...
+    def current(self, run: RunRecord) -> RunRecord: ...
+    def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord: ...
+    def request_cancel(self, run_id: str) -> RunRecord: ...
+    def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None: ...
+    def update_run(
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+    ) -> RunRecord: ...
+    def finish_run(
+        self,
+        run: RunRecord,
+        /,
+        *,
+        expected_version: int,
+        state_text: str | None = None,
+        release_lease: str | None = None,
+        checkpoints: Sequence[StepCheckpoint] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        audits: Sequence[Mapping[str, Any]] = (),
+        **changes: Any,
+    ) -> RunRecord: ...
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+    ) -> StepWritten: ...
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        type: str,
+        payload: Mapping[str, Any],
+        step_id: str | None = None,
+        status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CheckpointRecord: ...
+    def add_trace_events(
+        self, run_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[TraceEvent]: ...
+    def add_trace_event(
+        self,
+        run_id: str,
+        event_type: str,
+        *,
+        step_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> TraceEvent: ...
+    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord: ...
+
+
+class HumanTaskTransaction(Protocol):
+    """A human task's writes inside a transaction (a pause writes its continuation with the
+    run)."""
+
+    def put_continuation(
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
+        expected_version: int | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
+        search_text: Sequence[str] = (),
+        bodies: Sequence[Mapping[str, Any]] | None = None,
+        input_text: str = "",
+    ) -> ContinuationRecord: ...
+    def delete_continuation(self, continuation_id: str) -> bool: ...
+    def get_continuation(
+        self, continuation_id: str, *, for_update: bool = False
+    ) -> ContinuationRecord: ...
+
+
+class AuditTransaction(Protocol):
+    """An audit event and project metadata written with the change they record."""
+
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent: ...
+    def set_metadata(self, key: str, value: Any) -> None: ...
+
+
+class RegistryTransaction(ApprovalReads, Protocol):
+    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
+    controller's own transactions, whose changes its saved reconcile state already accounts
+    for."""
+
+    marks_registry_changes: bool
+
+    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
+    def add_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        digest: str,
+        commit: str | None = None,
+        signer_key_ids: Sequence[str] = (),
+        approved_by: Sequence[str] = (),
+        status: str = "inactive",
+        diagnostics: Sequence[Mapping[str, Any]] = (),
+        spec: Mapping[str, Any] | None = None,
+    ) -> BundleRevision: ...
+    def activate_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_revision_status(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        status: str,
+        *,
+        diagnostics: Sequence[Mapping[str, Any]] | None = None,
+        approved_by: Sequence[str] | None = None,
+    ) -> BundleRevision: ...
+    def reject_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        diagnostics: Sequence[Mapping[str, Any]],
+    ) -> BundleRevision: ...
+    def prune_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_condition(
+        self,
+        bundle_name: str,
+        environment: str,
+        type: str,
+        *,
+        status: str,
+        reason: str,
+        message: str = "",
+    ) -> Condition: ...
+    def set_conditions(
+        self,
+        bundle_name: str,
+        environment: str,
+        conditions: Sequence[tuple[str, str, str, str]],
+    ) -> list[Condition]: ...
+    def suspend_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        suspended_by: str | None = None,
+    ) -> Suspension: ...
+    def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
+    def active_revision_number(self, bundle_name: str, environment: str) -> int | None: ...
+    def pin_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        *,
+        reason: str | None = None,
+        pinned_by: str | None = None,
+    ) -> Pin: ...
+    def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None: ...
+    def block_digest(
+        self, digest: str, *, reason: str, blocked_by: str | None = None
+    ) -> BlockedDigest: ...
+    def unblock_digest(self, digest: str) -> bool: ...
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Any
+    ) -> ControllerStatus: ...
+    def add_promotion_approval(
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
+    ) -> PromotionApproval: ...
+
+
+class WorkflowTransaction(RunTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
+    """What driving a run writes in one unit of work: the run and its step boundaries, its
+    human task when it pauses (atomically with the run), and the audit events."""
+
+
+class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
+    """What the controller and the registry operations write in one transaction: registry
+    changes, the promotion or rollback task they open or close, and the audit events."""
