@@ -1,0 +1,526 @@
+"""The store's contract, run on SQLite and PostgreSQL: one check per protocol of
+:mod:`kneo.store.contracts`.
+
+Modelled on LangGraph's checkpointer conformance suite: each ``check_*`` function is the
+behaviour a protocol promises, written against the protocol alone (it is handed the store
+typed as that protocol and uses nothing else), so any implementation (another backend, a
+fake used by platform tests) can be held to it by calling the checks; the tests below run
+them on every backend of ``tests/store/conftest.py``. The rest of ``tests/store`` covers
+the edges (concurrency, migrations, SQL shapes); these say what a caller may rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kneo.clock import ManualClock
+from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
+from kneo.settings import RetentionDays
+from kneo.store import DeliveryOutcome, Store
+from kneo.store.contracts import (
+    ApprovalReads,
+    AuditLog,
+    ConsoleSessions,
+    ControllerReads,
+    ControllerRequests,
+    ControllerStore,
+    ControllerTransaction,
+    HumanTaskReads,
+    IdempotencyKeys,
+    Maintenance,
+    NamedLocks,
+    NotificationOutbox,
+    ProjectMetadata,
+    RegistryAdmin,
+    RegistryReads,
+    RegistryTransaction,
+    RegistryWrites,
+    RunAndTaskReads,
+    RunLeases,
+    RunQueue,
+    RunReads,
+    RunTransaction,
+    RunWrites,
+    StoreLifecycle,
+    Transactional,
+    WorkflowTransaction,
+)
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to prove its writes go with it."""
+
+
+def _request(request_id: str, assignee: str = "ops") -> dict[str, object]:
+    return {"request_id": request_id, "kind": "approval", "assignee": assignee, "prompt": "ok?"}
+
+
+# ------------------------------------------------------------------------- the checks
+
+
+def check_store_lifecycle(store: StoreLifecycle) -> None:
+    """It names its database, answers a ping, is at the newest schema (upgrading again is
+    a no-op) and stamps with the clock it was given."""
+    assert store.backend in ("sqlite", "postgresql")
+    store.ping()
+    revision = store.schema_revision()
+    assert revision is not None
+    assert store.upgrade_schema() == revision == store.schema_revision()
+    assert store.clock.now().tzinfo is not None
+
+
+def check_runs(writes: RunWrites, reads: RunReads, units: Transactional[RunTransaction]) -> None:
+    """A run reads back as written; an update is a compare-and-set on ``version`` (a stale
+    writer gets ``stale_state`` and changes nothing); a transaction's writes commit
+    together or, on an exception, not at all; checkpoints and trace events are numbered
+    in order per run; listings filter and page."""
+    run = writes.create_run(run_id="run_c1", target="workflow", input_text="hello")
+    assert reads.get_run("run_c1") == run
+    assert (run.status, run.version, run.input_text) == ("queued", 1, "hello")
+    moved = writes.update_run("run_c1", expected_version=1, status="running")
+    assert (moved.status, moved.version) == ("running", 2)
+    with pytest.raises(Conflict) as stale:
+        writes.update_run("run_c1", expected_version=1, status="failed")
+    assert stale.value.code == "stale_state"
+    assert reads.get_run("run_c1").status == "running"
+    assert writes.request_cancel("run_c1").cancel_requested is True
+
+    with units.transaction() as tx:
+        tx.add_checkpoint("run_c1", type="step_completed", step_id="s1", payload={"n": 1})
+        tx.add_checkpoint("run_c1", type="step_completed", step_id="s2", payload={"n": 2})
+        events = tx.add_trace_events(
+            "run_c1", [{"event_type": "step.started"}, {"event_type": "step.completed"}]
+        )
+    assert [e.sequence for e in events] == [1, 2]
+    checkpoints = reads.list_checkpoints("run_c1")
+    assert [c.step_id for c in checkpoints.items] == ["s1", "s2"] and checkpoints.total == 2
+    latest = reads.latest_checkpoint("run_c1")
+    assert latest is not None and latest.payload == {"n": 2}
+    assert reads.get_checkpoint("run_c1", latest.sequence) == latest
+    trace = reads.list_trace("run_c1", event_type="step.completed")
+    assert [e.event_type for e in trace.items] == ["step.completed"]
+
+    with pytest.raises(_Rollback), units.transaction() as tx:
+        tx.create_run(run_id="run_gone", target="workflow", input_text="x")
+        tx.add_trace_event("run_c1", "never.written")
+        raise _Rollback
+    with pytest.raises(NotFound):
+        reads.get_run("run_gone")
+    assert reads.list_trace("run_c1").total == 2
+
+    writes.create_run(run_id="run_c2", target="workflow", input_text="x", status="succeeded")
+    assert [r.run_id for r in reads.list_runs(status="succeeded").items] == ["run_c2"]
+    first = reads.list_runs(limit=1, sort_order="asc", sort_by="created_at")
+    assert first.next_cursor is not None and first.total == 2
+    rest = reads.list_runs(
+        limit=1, sort_order="asc", sort_by="created_at", cursor=first.next_cursor
+    )
+    assert {first.items[0].run_id, rest.items[0].run_id} == {"run_c1", "run_c2"}
+    assert set(reads.run_states(["run_c1", "run_missing"])) == {"run_c1"}
+
+
+def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTransaction]) -> None:
+    """A task written in a transaction is found by id and by request, listed by status and
+    assignee, counted per assignee; the inbox version moves with the audit event a task
+    change writes in its transaction; a stale version is refused; a deleted task is gone."""
+    before = reads.inbox_version()
+    with units.transaction() as tx:
+        written = tx.put_continuation(
+            "cont_c1", run_id=None, requests=[_request("req_c1")], workflow_kind="promotion"
+        )
+        tx.add_audit("human.requested", continuation_id="cont_c1")
+    assert reads.inbox_version() != before
+    assert reads.get_continuation("cont_c1") == written and written.version == 1
+    assert reads.find_continuation_by_request("req_c1").continuation_id == "cont_c1"
+    assert [c.continuation_id for c in reads.list_continuations(assignee="ops").items] == [
+        "cont_c1"
+    ]
+    assert reads.list_continuations(assignee="someone-else").items == []
+    assert reads.pending_counts_by_assignee() == {"ops": 1}
+    with pytest.raises(Conflict), units.transaction() as tx:
+        tx.put_continuation(
+            "cont_c1", run_id=None, requests=[_request("req_c1")], expected_version=7
+        )
+    with units.transaction() as tx:
+        tx.put_continuation(
+            "cont_c1",
+            run_id=None,
+            requests=[{**_request("req_c1"), "status": "resolved"}],
+            status="resolved",
+            expected_version=1,
+        )
+    assert reads.list_continuations().items == []  # pending is the default filter
+    assert reads.list_continuations(status="resolved").total == 1
+    with units.transaction() as tx:
+        assert tx.delete_continuation("cont_c1") is True
+    with pytest.raises(NotFound):
+        reads.get_continuation("cont_c1")
+
+
+def check_audit(log: AuditLog, units: Transactional[WorkflowTransaction]) -> None:
+    """Audit events are appended, read by id and filtered by run; one written in a
+    transaction that fails is not kept."""
+    units_run = "run_a1"
+    with units.transaction() as tx:
+        tx.create_run(run_id=units_run, target="workflow", input_text="x")
+    event = log.add_audit("run.created", actor="alice", run_id=units_run, payload={"k": "v"})
+    assert log.get_audit(event.event_id) == event
+    assert (event.actor, event.payload) == ("alice", {"k": "v"})
+    log.add_audit("other.thing")
+    assert [e.event_id for e in log.list_audit(run_id=units_run).items] == [event.event_id]
+    assert log.list_audit().total == 2
+    with pytest.raises(_Rollback), units.transaction() as tx:
+        tx.add_audit("run.cancelled", run_id=units_run)
+        raise _Rollback
+    assert log.list_audit(event_type="run.cancelled").total == 0
+    with pytest.raises(NotFound):
+        log.get_audit("evt_missing")
+
+
+def check_metadata(metadata: ProjectMetadata) -> None:
+    """JSON values by key: the default when unset, the last write wins, a prefix lists;
+    inside a snapshot the keys it names read as they were when it opened."""
+    assert metadata.get_metadata("a.one", "unset") == "unset"
+    metadata.set_metadata("a.one", {"n": 1})
+    metadata.set_metadata("a.two", [1, 2])
+    metadata.set_metadata("b.one", "x")
+    metadata.set_metadata("a.one", {"n": 2})
+    assert metadata.get_metadata("a.one") == {"n": 2}
+    assert metadata.list_metadata("a.") == {"a.one": {"n": 2}, "a.two": [1, 2]}
+    with metadata.metadata_snapshot(["a.one", "a.missing"]):
+        assert metadata.get_metadata("a.one") == {"n": 2}
+        assert metadata.get_metadata("a.missing", 0) == 0
+
+
+def check_queue(queue: RunQueue, clock: ManualClock) -> None:
+    """Claims are oldest first, leased and counted; a lapsed lease is claimed again and its
+    old owner can no longer finish; release puts a record back (after a delay)."""
+    assert queue.claim("w1", 30) is None
+    first, second = queue.enqueue("run_q1"), queue.enqueue("run_q2")
+    claimed = queue.claim("w1", 30)
+    assert claimed is not None and claimed.queue_id == first.queue_id
+    assert (claimed.status, claimed.attempts, claimed.lease_owner) == ("leased", 1, "w1")
+    assert queue.renew_lease(claimed.queue_id, "w1", 30) is True
+    assert queue.renew_lease(claimed.queue_id, "intruder", 30) is False
+    clock.advance(31)
+    again = queue.claim("w2", 30)
+    assert again is not None and again.queue_id == first.queue_id and again.attempts == 2
+    assert queue.complete(first.queue_id, "w1") is False  # its lease lapsed
+    assert queue.complete(first.queue_id, "w2") is True
+    taken = queue.claim("w2", 30)
+    assert taken is not None and taken.queue_id == second.queue_id
+    assert queue.release(taken.queue_id, "w2", delay_seconds=60) is True
+    assert queue.claim("w3", 30) is None  # not due yet
+    clock.advance(61)
+    retaken = queue.claim("w3", 30)
+    assert retaken is not None and queue.fail(retaken.queue_id, "w3", {"error": "boom"})
+    assert queue.get_queue_record(second.queue_id).error == {"error": "boom"}
+    assert [r.queue_id for r in queue.queue_records_for_run("run_q2")] == [second.queue_id]
+    stats = queue.queue_stats()
+    assert (stats["completed"], stats["failed"], stats["queued"]) == (1, 1, 0)
+
+
+def check_locks(locks: NamedLocks, clock: ManualClock) -> None:
+    """One live holder per name (re-acquiring is renewing); only the holder renews or
+    releases; an expired lock is free; ``lock()`` raises ``resource_locked`` when taken."""
+    assert locks.acquire_lock("leader", "a", 30) is True
+    assert locks.acquire_lock("leader", "b", 30) is False
+    assert locks.acquire_lock("leader", "a", 30) is True
+    held = locks.get_lock("leader")
+    assert held is not None and held.owner == "a"
+    assert locks.renew_lock("leader", "b", 30) is False
+    assert locks.release_lock("leader", "b") is False
+    clock.advance(31)
+    assert locks.acquire_lock("leader", "b", 30) is True
+    assert locks.renew_lock("leader", "a", 30) is False
+    with pytest.raises(ResourceLocked), locks.lock("leader", "c", 30):
+        pass
+    assert locks.release_lock("leader", "b") is True and locks.get_lock("leader") is None
+    with locks.lock("leader", "c", 30):
+        assert locks.acquire_lock("leader", "d", 30) is False
+    assert locks.get_lock("leader") is None
+
+
+def check_run_leases(leases: RunLeases, writes: RunWrites, clock: ManualClock) -> None:
+    """One process executes a run at a time; renewing keeps the lease, a run whose lease
+    lapsed is stranded and taken over; an unknown run cannot be leased."""
+    writes.create_run(run_id="run_l1", target="workflow", input_text="x", status="running")
+    assert leases.acquire_run_lease("run_l1", "a", 30) is True
+    assert leases.acquire_run_lease("run_l1", "b", 30) is False
+    lease = leases.run_lease("run_l1")
+    assert lease is not None and lease.owner == "a"
+    clock.advance(20)
+    assert leases.renew_run_leases(["run_l1"], "a", 30) == 1
+    clock.advance(20)
+    assert leases.stranded_runs(idle_seconds=5) == []  # renewed 20 s ago, good for 30
+    clock.advance(40)
+    assert leases.stranded_runs(idle_seconds=5) == ["run_l1"]
+    assert leases.renew_run_leases(["run_l1"], "b", 30) == 0
+    assert leases.acquire_run_lease("run_l1", "b", 30) is True
+    assert leases.release_run_lease("run_l1", "a") is False
+    assert leases.release_run_lease("run_l1", "b") is True
+    assert leases.acquire_run_lease("run_missing", "a", 30) is False
+
+
+def check_idempotency(keys: IdempotencyKeys) -> None:
+    """The first request with a key runs; a repeat while it runs is told so, after it
+    finished gets its response; another body under the key is a conflict; a released key
+    runs again."""
+    assert keys.begin_idempotent("resume", "k1", "h1").state == "new"
+    assert keys.begin_idempotent("resume", "k1", "h1").state == "in_progress"
+    keys.finish_idempotent("resume", "k1", 200, {"ok": True})
+    replay = keys.begin_idempotent("resume", "k1", "h1")
+    assert (replay.state, replay.status_code, replay.response) == ("replay", 200, {"ok": True})
+    with pytest.raises(IdempotencyConflict):
+        keys.begin_idempotent("resume", "k1", "h2")
+    assert keys.begin_idempotent("other-scope", "k1", "h2").state == "new"
+    keys.release_idempotent("other-scope", "k1")
+    assert keys.begin_idempotent("other-scope", "k1", "h3").state == "new"
+
+
+def check_registry(
+    writes: RegistryWrites, reads: RegistryReads, units: Transactional[RegistryTransaction]
+) -> None:
+    """Revisions number per bundle and environment with at most one active; suspensions,
+    pins and blocked digests read back and lift; conditions and the controller's status
+    keep the last write; every write people make is in the change feed, the controller's
+    own (``marks_registry_changes = False``) is not."""
+    start, _ = reads.registry_changes_since(None)
+    one = writes.add_revision("helper", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
+    two = writes.add_revision("helper", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
+    assert (one.revision, two.revision) == (1, 2)
+    writes.activate_revision("helper", "dev", 1)
+    writes.activate_revision("helper", "dev", 2)
+    active = reads.get_active("helper", "dev")
+    assert active is not None and active.revision == 2 and active.spec == {"v": 2}
+    assert reads.get_revision("helper", "dev", 1).status == "inactive"
+    assert [r.revision for r in reads.list_revisions("helper", "dev")] == [2, 1]  # newest first
+    assert reads.find_revision("helper", "dev", one.digest) == reads.get_revision(
+        "helper", "dev", 1
+    )
+    assert [(h.revision, h.status) for h in reads.list_revision_heads("dev")] == [
+        (1, "inactive"),
+        (2, "active"),
+    ]
+    with pytest.raises(NotFound):
+        reads.get_revision("helper", "dev", 9)
+
+    writes.suspend_bundle("helper", "dev", reason="incident", suspended_by="alice")
+    assert reads.is_suspended("helper", "dev") and len(reads.list_suspensions("dev")) == 1
+    assert writes.resume_bundle("helper", "dev") is True
+    assert (
+        not reads.is_suspended("helper", "dev") and writes.resume_bundle("helper", "dev") is False
+    )
+    with units.transaction() as tx:
+        tx.pin_bundle("helper", "dev", 1, reason="hold", pinned_by="alice")
+        tx.block_digest(two.digest, reason="bad", blocked_by="bob")
+    pin = reads.get_pin("helper", "dev")
+    assert pin is not None and pin.revision == 1 and len(reads.list_pins()) == 1
+    assert [b.digest for b in reads.list_blocked_digests()] == [two.digest]
+    with units.transaction() as tx:
+        assert tx.unpin_bundle("helper", "dev") is not None
+        assert tx.unblock_digest(two.digest) is True
+    assert reads.get_pin("helper", "dev") is None and reads.list_blocked_digests() == []
+
+    writes.set_condition("helper", "dev", "Ready", status="False", reason="Verifying")
+    writes.set_condition("helper", "dev", "Ready", status="True", reason="Active")
+    [ready] = reads.list_conditions("helper", "dev")
+    assert (ready.type, ready.status, ready.reason) == ("Ready", "True", "Active")
+    writes.set_controller_status(last_fetched_commit="abc")
+    writes.set_controller_status(last_error="boom")
+    status = reads.get_controller_status()
+    assert (status.last_fetched_commit, status.last_error) == ("abc", "boom")
+
+    seq, changed = reads.registry_changes_since(start)
+    assert changed == {"helper"} and seq > start
+    with units.transaction() as tx:
+        tx.marks_registry_changes = False
+        tx.add_revision("quiet", "dev", digest="sha256:" + "3" * 64)
+    assert reads.registry_changes_since(seq)[1] == set()
+
+
+def check_promotion_approvals(
+    reads: ApprovalReads, units: Transactional[ControllerTransaction]
+) -> None:
+    """One approval per approver and digest; a transaction reads the approvals it wrote."""
+    digest = "sha256:" + "4" * 64
+    with units.transaction() as tx:
+        tx.add_promotion_approval("helper", "prod", digest, approver="alice", decision="approved")
+        assert [a.approver for a in tx.list_promotion_approvals("helper", "prod", digest)] == [
+            "alice"
+        ]
+        tx.add_audit("promotion.approved", actor="alice")
+    with pytest.raises(Conflict), units.transaction() as tx:
+        tx.add_promotion_approval("helper", "prod", digest, approver="alice", decision="rejected")
+    [approval] = reads.list_promotion_approvals("helper", "prod", digest)
+    assert (approval.approver, approval.decision) == ("alice", "approved")
+
+
+def check_controller_requests(requests: ControllerRequests) -> None:
+    """A queued request waits until a pass takes it; a new leader takes what a dead one
+    left running; a finished one carries the pass's result."""
+    assert requests.has_queued_controller_requests("main") is False
+    queued = requests.queue_controller_request("main", "reconcile", actor="alice")
+    assert requests.has_queued_controller_requests("main") is True
+    assert requests.controller_request_counts("main")["queued"] == 1
+    assert requests.take_controller_requests("main", "leader-1") == [queued.id]
+    assert requests.has_queued_controller_requests("main") is False
+    assert requests.take_controller_requests("main", "leader-1") == []
+    assert requests.take_controller_requests("main", "leader-2") == [queued.id]
+    requests.finish_controller_requests("main", [queued.id], {"ok": True})
+    done = requests.get_controller_request(queued.id)
+    assert (done.status, done.result, done.actor) == ("done", {"ok": True}, "alice")
+    requests.notify_controller("main")  # a wake-up with nobody listening is harmless
+    with pytest.raises(NotFound):
+        requests.get_controller_request(queued.id + 1000)
+
+
+def check_notifications(outbox: NotificationOutbox, clock: ManualClock) -> None:
+    """An event id is written once; routing fans it out per receiver; a claim leases due
+    deliveries; a retried one waits for its time, a sent one is done, and only the lease
+    holder can finish."""
+    assert outbox.add_notification_event("evt_n1", "human.expiring", payload={"k": 1}) is True
+    assert outbox.add_notification_event("evt_n1", "human.expiring") is False
+    assert outbox.unrouted_notification_events() == 1
+    assert outbox.route_notifications(lambda event: ["chat", "mail"]) == 1
+    assert outbox.unrouted_notification_events() == 0
+    claimed = outbox.claim_notifications("d1", 30, receivers=["chat"])
+    assert [(n.receiver, n.event.event_id, n.attempts) for n in claimed] == [("chat", "evt_n1", 1)]
+    assert outbox.finish_notification(claimed[0].id, "d2", sent=True) is False  # not its lease
+    retry_at = clock.now() + timedelta(seconds=60)
+    assert (
+        outbox.finish_notifications(
+            "d1", [DeliveryOutcome(claimed[0].id, sent=False, error="503", retry_at=retry_at)]
+        )
+        == 1
+    )
+    [mail] = outbox.claim_notifications("d1", 30)
+    assert mail.receiver == "mail" and outbox.claim_notifications("d1", 30) == []
+    assert outbox.finish_notification(mail.id, "d1", sent=True) is True
+    clock.advance(61)
+    [again] = outbox.claim_notifications("d1", 30)
+    assert (again.receiver, again.attempts) == ("chat", 2)
+    assert outbox.finish_notification(again.id, "d1", sent=False, error="gone") is True
+    assert outbox.notification_counts() == {("chat", "dead"): 1, ("mail", "sent"): 1}
+    assert [n.receiver for n in outbox.list_notifications(status="dead").items] == ["chat"]
+    assert outbox.retry_notifications() == 1
+    assert outbox.notification_counts()[("chat", "pending")] == 1
+
+
+def check_console_sessions(sessions: ConsoleSessions, clock: ManualClock) -> None:
+    """A session lives until it is ended or expires; ending is idempotent."""
+    person = {"sub": "a1", "groups": ["release-managers"]}
+    sessions.open_console_session(
+        "h1", principal="alice", method="oidc_session", lifetime_seconds=60, person=person
+    )
+    sessions.open_console_session("h2", principal="bob", method="api_key", lifetime_seconds=60)
+    found = sessions.console_session("h1")
+    assert found is not None and (found.principal, found.person) == ("alice", person)
+    assert sessions.end_console_session("h1") is True
+    assert sessions.end_console_session("h1") is False
+    assert sessions.console_session("h1") is None and sessions.console_session("nope") is None
+    clock.advance(61)
+    assert sessions.console_session("h2") is None
+
+
+def check_retention(
+    maintenance: Maintenance, writes: RunWrites, reads: RunReads, clock: ManualClock
+) -> None:
+    """Runs that ended before the window go (a dry run counts them and keeps them); runs
+    still in progress and younger ones stay. The window is counted from the store's clock."""
+    writes.create_run(run_id="run_old", target="workflow", input_text="x", status="succeeded")
+    writes.create_run(run_id="run_live", target="workflow", input_text="x", status="running")
+    writes.update_run("run_old", finished_at=clock.now())
+    clock.advance(days=40)
+    writes.create_run(run_id="run_new", target="workflow", input_text="x", status="failed")
+    window = RetentionDays(runs_days=30)
+    assert maintenance.prune_retention(window, dry_run=True)["runs"] == 1
+    assert reads.list_runs().total == 3
+    assert maintenance.prune_retention(window)["runs"] == 1
+    assert {r.run_id for r in reads.list_runs().items} == {"run_live", "run_new"}
+    assert maintenance.prune_retention(window, maintenance.clock.now())["runs"] == 0
+    gauges = maintenance.gauges()
+    assert gauges.queue_depth == 0 and gauges.blocked_digests == 0
+
+
+def check_controller_store(store: ControllerStore) -> None:
+    """What the controller combines: a registry write and the promotion task it opens
+    commit together (or, failing, neither does), and its reads see both."""
+    reads: ControllerReads = store
+    admin: RegistryAdmin = store
+    with pytest.raises(_Rollback), admin.transaction() as tx:
+        tx.add_revision("svc", "prod", digest="sha256:" + "5" * 64, status="pending_approval")
+        tx.put_continuation("cont_promo", run_id=None, requests=[_request("req_p")])
+        raise _Rollback
+    assert reads.list_revision_heads() == [] and reads.list_continuations().items == []
+    with admin.transaction() as tx:
+        tx.add_revision("svc", "prod", digest="sha256:" + "5" * 64, status="pending_approval")
+        tx.put_continuation(
+            "cont_promo", run_id=None, requests=[_request("req_p")], workflow_kind="promotion"
+        )
+    assert reads.get_revision("svc", "prod", 1).status == "pending_approval"
+    assert reads.list_continuations(workflow_kind="promotion").total == 1
+
+
+def check_run_views(views: RunAndTaskReads, units: Transactional[WorkflowTransaction]) -> None:
+    """A pause is one transaction: the run and its task are seen together."""
+    with units.transaction() as tx:
+        tx.create_run(run_id="run_p1", target="workflow", input_text="x", status="paused")
+        tx.put_continuation("cont_p1", run_id="run_p1", requests=[_request("req_p1")])
+    assert views.get_run("run_p1").status == "paused"
+    assert views.get_continuation("cont_p1").run_id == "run_p1"
+
+
+# ---------------------------------------------------------------- run on every backend
+
+CHECKS: dict[str, Callable[[Store, ManualClock], None]] = {
+    "StoreLifecycle": lambda s, c: check_store_lifecycle(s),
+    "RunReads+RunWrites+RunTransaction": lambda s, c: check_runs(s, s, s),
+    "HumanTaskReads+HumanTaskTransaction+AuditTransaction": lambda s, c: check_human_tasks(s, s),
+    "AuditLog+AuditTransaction": lambda s, c: check_audit(s, s),
+    "ProjectMetadata": lambda s, c: check_metadata(s),
+    "RunQueue": check_queue,
+    "NamedLocks": check_locks,
+    "RunLeases": lambda s, c: check_run_leases(s, s, c),
+    "IdempotencyKeys": lambda s, c: check_idempotency(s),
+    "RegistryReads+RegistryWrites+RegistryTransaction": lambda s, c: check_registry(s, s, s),
+    "ApprovalReads+ControllerTransaction": lambda s, c: check_promotion_approvals(s, s),
+    "ControllerRequests": lambda s, c: check_controller_requests(s),
+    "NotificationOutbox": check_notifications,
+    "ConsoleSessions": check_console_sessions,
+    "Maintenance": lambda s, c: check_retention(s, s, s, c),
+    "ControllerStore": lambda s, c: check_controller_store(s),
+    "RunAndTaskReads+WorkflowTransaction": lambda s, c: check_run_views(s, s),
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(CHECKS))
+def test_the_store_keeps_its_contract(protocol: str, store: Store, clock: ManualClock) -> None:
+    """Each protocol's check on this backend (``store`` is parametrised over SQLite and
+    PostgreSQL by the store suite's conftest)."""
+    CHECKS[protocol](store, clock)
+
+
+def test_every_protocol_has_a_check() -> None:
+    """A protocol added to the contract without a check here fails."""
+    from .test_contract_coverage import PROTOCOLS
+
+    checked = {name for key in CHECKS for name in key.split("+")}
+    combined_elsewhere = {"Transactional", "ControllerReads", "RegistryAdmin"}
+    assert set(PROTOCOLS) - checked - combined_elsewhere == set()
+
+
+def test_backup_is_sqlite_only(store: Store, backend: str, tmp_path: Path) -> None:
+    """``Maintenance.backup_sqlite``: a consistent copy on SQLite, ``invalid_request`` on
+    PostgreSQL (use pg_dump)."""
+    maintenance: Maintenance = store
+    if backend == "sqlite":
+        copy = maintenance.backup_sqlite(tmp_path / "copy.sqlite")
+        assert copy.stat().st_size > 0 and maintenance.sqlite_path().exists()
+    else:
+        with pytest.raises(Exception, match="SQLite"):
+            maintenance.backup_sqlite(tmp_path / "copy.sqlite")
