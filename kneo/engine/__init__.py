@@ -22,16 +22,7 @@ if TYPE_CHECKING:
     from kneo.engine.builder import SdkWorkflow, WorkflowBuilder
     from kneo.engine.cancellation import CancellationToken, RunCancelled
     from kneo.engine.conditions import register_predicate
-    from kneo.engine.executor import (
-        Cancelled,
-        Completed,
-        EngineOptions,
-        Failed,
-        Outcome,
-        Paused,
-        Superseded,
-        WorkflowEngine,
-    )
+    from kneo.engine.executor import EngineOptions, WorkflowEngine
     from kneo.engine.functions import StepContext
     from kneo.engine.human import (
         HumanDecision,
@@ -42,6 +33,7 @@ if TYPE_CHECKING:
     )
     from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
     from kneo.engine.lifecycle import RunStatus, transition
+    from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused, Superseded
     from kneo.engine.state import ExecutionState
 
 #: exported name -> the module that defines it.
@@ -49,19 +41,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["SdkWorkflow", "WorkflowBuilder"], "kneo.engine.builder"),
     **dict.fromkeys(["CancellationToken", "RunCancelled"], "kneo.engine.cancellation"),
     "register_predicate": "kneo.engine.conditions",
-    **dict.fromkeys(
-        [
-            "Cancelled",
-            "Completed",
-            "EngineOptions",
-            "Failed",
-            "Outcome",
-            "Paused",
-            "Superseded",
-            "WorkflowEngine",
-        ],
-        "kneo.engine.executor",
-    ),
+    **dict.fromkeys(["EngineOptions", "WorkflowEngine"], "kneo.engine.executor"),
     "StepContext": "kneo.engine.functions",
     **dict.fromkeys(
         [
@@ -78,6 +58,10 @@ _EXPORTS: dict[str, str] = {
         "kneo.engine.journal",
     ),
     **dict.fromkeys(["RunStatus", "transition"], "kneo.engine.lifecycle"),
+    **dict.fromkeys(
+        ["Cancelled", "Completed", "Failed", "Outcome", "Paused", "Superseded"],
+        "kneo.engine.outcomes",
+    ),
     "ExecutionState": "kneo.engine.state",
 }
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kneo.engine.executor import Completed, Failed, Paused, WorkflowEngine
+from kneo.engine.executor import WorkflowEngine
 from kneo.engine.human import (
     HumanDecision,
     HumanInterventionRequest,
@@ -40,6 +40,7 @@ from kneo.engine.human import (
     validate_decision,
 )
 from kneo.engine.journal import MemoryJournal
+from kneo.engine.outcomes import Completed, Failed, Paused
 from kneo.engine.state import ExecutionState
 from kneo.errors import ErrorCode, InvalidRequest, KneoError, SpecError
 from kneo.spec.compiled import CompiledWorkflow

@@ -11,109 +11,54 @@ Unit keys: sequential ``<step>``; graph ``<node>`` then ``<node>#<visit>``; conc
 ``branch:<participant>``; handoff ``turn<n>:<participant>``; group chat ``r<round>:<id>``.
 
 The engine reports through the injected :class:`~kneo.engine.journal.Journal` (a commit per
-unit completion or failure, per agent turn and per tool result) and returns an outcome:
-:class:`Completed`, :class:`Paused` (with one or more pending requests), :class:`Failed`,
-:class:`Cancelled` or :class:`Superseded`. The final write of the outcome is the caller's.
+unit completion or failure, per agent turn and per tool result) and returns an
+:data:`~kneo.engine.outcomes.Outcome`; the final write of the outcome is the caller's.
+
+Here: the engine's entry points and one run's unit lifecycle (gates before, attempts under
+``on_error``, output review). What each step kind does lives beside it: function steps in
+:mod:`kneo.engine.functions`, agent steps in :mod:`kneo.engine.agent` (reached through
+:mod:`kneo.engine.agent_host`), human steps in :mod:`kneo.engine.human_step`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
+from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.budgets import BudgetExceeded, add_usage, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
 from kneo.engine.families import _PROGRAMS
-from kneo.engine.functions import (
-    StepContext,
-    arity_of,
-    as_text,
-    call_function,
-    resolve_function,
-)
-from kneo.engine.human import (
-    QUESTION_TOOL,
-    HumanDecision,
-    HumanInterventionRequest,
-    HumanRequest,
-    HumanResolver,
-    build_request,
-)
+from kneo.engine.functions import execute_function_step
+from kneo.engine.human import HumanRequest, HumanResolver, build_request
+from kneo.engine.human_step import execute_human_step
 from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
+from kneo.engine.outcomes import (
+    Cancelled,
+    Completed,
+    Failed,
+    HumanRejected,
+    Outcome,
+    Paused,
+    StepFailure,
+    Superseded,
+    error_info,
+)
 from kneo.engine.providers.base import Provider
 from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
-from kneo.engine.state import ExecutionState, StateParts
+from kneo.engine.state import ExecutionState
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_request_id
 from kneo.policy.access import HostAccess
-from kneo.redaction import redact_text
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
 from kneo.tools import ToolRegistry
-
-_PREVIEW_CHARS = 2000
-
-
-# --------------------------------------------------------------------------- outcomes
-
-
-@dataclass(frozen=True)
-class Completed:
-    output_text: str
-    state: dict[str, Any]
-    #: ``state``'s text and the texts it was joined from, when the engine made them (the
-    #: outcome's journal writes the state from them instead of encoding it again)
-    parts: StateParts | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Paused:
-    requests: tuple[HumanRequest, ...]
-    state: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: dict[str, Any]
-    state: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    reason: str
-    state: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Superseded:
-    """The run was changed elsewhere mid-execution; nothing more was written."""
-
-    reason: str
-    status: str | None
-    state: dict[str, Any]
-
-
-Outcome = Completed | Paused | Failed | Cancelled | Superseded
-
-
-class StepFailure(KneoError):
-    code = ErrorCode.step_failed
-
-
-def error_info(exc: BaseException, **where: Any) -> dict[str, Any]:
-    """A JSON error summary (stable code, one redacted line), never a traceback."""
-    code = exc.code if isinstance(exc, KneoError) else ErrorCode.step_error
-    message = exc.message if isinstance(exc, KneoError) else f"{type(exc).__name__}: {exc}"
-    line = " ".join(redact_text(str(message)).split())[:500]
-    return {"code": code, "type": type(exc).__name__, "message": line, **where}
-
 
 # --------------------------------------------------------------------------- engine
 
@@ -731,69 +676,15 @@ class _Run:
         feedback: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         if step.kind == "function":
-            return self._function(key, step, text, attempt, human_input, feedback), {}
+            output = execute_function_step(self, key, step, text, attempt, human_input, feedback)
+            return output, {}
         if step.kind == "agent":
-            host = _AgentHost(self, key, step)
-            return self.engine.agents.run(host, step, text), {}
+            return self.engine.agents.run(UnitAgentHost(self, key, step), step, text), {}
         if step.kind == "human":
-            return self._human(key, step, text)
+            return execute_human_step(self, key, step, text)
         raise StepFailure(
             f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
         )
-
-    def _function(
-        self,
-        key: str,
-        step: CompiledStep,
-        text: str,
-        attempt: int,
-        human_input: dict[str, Any] | None = None,
-        feedback: str | None = None,
-    ) -> str:
-        ref = step.function_ref or step.ref
-        override = self.engine.functions.get(ref) or self.engine.functions.get(step.id)
-        if override is not None:
-            fn, arity = override, arity_of(override)
-        else:
-            fn, arity = resolve_function(ref)
-        # A one-parameter ``fn(text)`` never sees the context: do not build it.
-        context = (
-            StepContext(
-                run_id=self.run_id,
-                step_id=step.id,
-                unit_key=key,
-                attempt=attempt,
-                input_text=self.state.input_text,
-                outputs=self.state.outputs_by_step(),
-                metadata=self.metadata,
-                cancellation=self.cancellation,
-                human_input=human_input,
-                review_feedback=feedback,
-            )
-            if arity == 2
-            else None
-        )
-        if step.timeout_seconds is None:
-            return call_function(fn, arity, text, context)
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["output"] = call_function(fn, arity, text, context)
-            except BaseException as exc:  # re-raised in the calling thread
-                box["error"] = exc
-
-        worker = threading.Thread(target=target, name=f"kneo-step-{step.id}", daemon=True)
-        worker.start()
-        worker.join(step.timeout_seconds)
-        if worker.is_alive():
-            raise StepFailure(
-                f"step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
-                code=ErrorCode.step_timeout,
-            )
-        if "error" in box:
-            raise box["error"]
-        return str(box["output"])
 
     # ------------------------------------------------------------------ people
 
@@ -830,172 +721,3 @@ class _Run:
             now=self.engine.clock.now(),
             **fields,
         )
-
-    def _human(self, key: str, step: CompiledStep, text: str) -> tuple[str, dict[str, Any]]:
-        component = step.human
-        prompt = (component.prompt or component.description if component else None) or (
-            f"Approve step '{step.id}'?"
-        )
-        builder = self.engine.prompts.get(step.id)
-        if builder is not None:
-            prompt = builder([*self.state.outputs_by_step().values()] or [text], self.metadata)
-        decision = self.decision(key)
-        if decision is None:
-            decision = self._resolve_inline(key, step, prompt, text)
-        options = tuple(component.options) if component else ()
-        route = (
-            bool(options)
-            and self.workflow.family == "graph"
-            and set(options) <= set(self.workflow.step_ids)
-        )
-        if decision is None:
-            raise _Pause(
-                [
-                    self.new_request(
-                        kind="route" if route else "approval",
-                        wait_key=key,
-                        step=step,
-                        prompt=prompt,
-                        assignee=component.assignee if component else None,
-                        options=tuple(component.options) if component else (),
-                        input_schema=component.input_schema if component else None,
-                        decisions=component.decisions if component else None,
-                        context={"step_id": step.id, "input_preview": text[:_PREVIEW_CHARS]},
-                        timeout_seconds=component.timeout_seconds if component else None,
-                        on_timeout=component.on_timeout if component else "fail",
-                        escalate_to=component.escalate_to if component else None,
-                    )
-                ]
-            )
-        return apply_decision(step, text, decision, route=route)
-
-    def _resolve_inline(
-        self, key: str, step: CompiledStep, prompt: str, text: str
-    ) -> dict[str, Any] | None:
-        resolver = self.engine.resolvers.get(step.id)
-        if resolver is None:
-            return None
-        answer = resolver(
-            HumanInterventionRequest(
-                step_name=step.id,
-                prompt=prompt,
-                input_text=text,
-                messages=tuple(self.state.outputs_by_step().values()),
-                metadata=self.metadata,
-            )
-        )
-        if answer is None:
-            return None
-        decision = HumanDecision(
-            request_id="inline",
-            decision="approved",
-            content=answer,
-            actor="resolver",
-            decided_at=self.now_iso(),
-        ).to_dict()
-        with self.state.lock:
-            self.state.decisions[key] = decision
-        return decision
-
-
-class HumanRejected(KneoError):
-    code = ErrorCode.human_rejected
-
-
-def apply_decision(
-    step: CompiledStep, text: str, decision: Mapping[str, Any], *, route: bool = False
-) -> tuple[str, dict[str, Any]]:
-    """A human unit's output from its decision: approve passes the input on, edit/provide
-    replace it, select names the option (and the route), reject fails the step. A route
-    selection (options are graph nodes) passes the input on and routes to the option. An
-    inline resolver's answer passes the input on with the answer appended as a message."""
-    name = decision.get("decision")
-    extra: dict[str, Any] = {"decision": name, "content_present": bool(decision.get("content"))}
-    if name == "rejected":
-        reason = decision.get("content") or "no reason given"
-        raise HumanRejected(f"step '{step.id}' was rejected: {reason}", step_id=step.id)
-    if name in ("edited", "provided"):
-        return as_text(decision.get("content")), extra
-    if name == "selected":
-        option = str(decision.get("selected_option") or "")
-        extra["route"] = option
-        extra["selected_option"] = option
-        return (text if route else option), extra
-    if decision.get("content") and decision.get("actor") == "resolver":
-        # An inline resolver's string is the person's message: it joins the conversation
-        # the next step receives (SDK guide: "appended as a human message").
-        message = str(decision["content"])
-        extra["human_message"] = message
-        return (f"{text}\n\n{message}" if text else message), extra
-    return text, extra
-
-
-class _AgentHost:
-    """The engine side of :class:`~kneo.engine.agent.AgentHost` for one agent unit."""
-
-    def __init__(self, run: _Run, unit_key: str, step: CompiledStep) -> None:
-        self._run = run
-        self.unit_key = unit_key
-        self.step_id = step.id
-        self._step = step
-        self.lock = run.state.lock
-        self.access = run.access
-
-    def emit(self, event_type: str, data: dict[str, Any]) -> None:
-        self._run.emit(event_type, data, step_id=self.step_id, unit_key=self.unit_key)
-
-    def commit(self, kind: str) -> None:
-        self._run.commit(kind, step_id=self.step_id, unit_key=self.unit_key, status="running")
-
-    def checkpoint_cancel(self) -> None:
-        self._run.check_cancel()
-
-    def agent_record(self) -> dict[str, Any]:
-        with self.lock:
-            return self._run.state.agents.setdefault(self.unit_key, {})
-
-    def decision(self, wait_key: str) -> dict[str, Any] | None:
-        return self._run.decision(wait_key)
-
-    def previous_transcript(self, agent_name: str) -> list[dict[str, Any]] | None:
-        """The newest completed transcript of the same agent in this run (buffer memory)."""
-        state = self._run.state
-        with self.lock:
-            for key in reversed(state.order):
-                record = state.agents.get(key)
-                if record and record.get("agent") == agent_name and record.get("messages"):
-                    return [dict(m) for m in record["messages"]]
-        return None
-
-    def pause(self, requests: Sequence[HumanRequest]) -> NoReturn:
-        raise _Pause(list(requests))
-
-    def mcp(self) -> LazySessions | None:
-        return self._run.mcp
-
-    def new_request(self, **fields: Any) -> HumanRequest:
-        return self._run.new_request(step=self._step, **fields)
-
-    def run_usage(self) -> dict[str, int]:
-        return self._run.spent()
-
-    def question_index(self, call_id: str) -> int:
-        """1-based index of an ``ask_question`` call in the run: calls in completed units (in
-        completion order) plus those of this unit up to ``call_id``. Deterministic, so the
-        wait name is the same on resume and on replay."""
-        state = self._run.state
-
-        def calls(record: dict[str, Any] | None) -> list[str]:
-            return [
-                c.get("id", "")
-                for m in (record or {}).get("messages") or []
-                for c in m.get("tool_calls") or []
-                if c.get("name") == QUESTION_TOOL
-            ]
-
-        with self.lock:
-            earlier = sum(
-                len(calls(state.agents.get(k))) for k in state.order if k != self.unit_key
-            )
-            mine = calls(state.agents.get(self.unit_key))
-        return earlier + (mine.index(call_id) + 1 if call_id in mine else len(mine) + 1)

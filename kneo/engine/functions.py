@@ -13,10 +13,15 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.cancellation import CancellationToken
+from kneo.engine.outcomes import StepFailure
 from kneo.errors import ErrorCode, KneoError
+from kneo.spec.compiled import CompiledStep
+
+if TYPE_CHECKING:
+    from kneo.engine.executor import _Run
 
 StepFunction = Callable[..., Any]
 
@@ -98,6 +103,63 @@ def call_function(fn: StepFunction, arity: int, text: str, context: StepContext 
     else:
         result = fn(text)
     return as_text(result)
+
+
+def execute_function_step(
+    run: _Run,
+    key: str,
+    step: CompiledStep,
+    text: str,
+    attempt: int,
+    human_input: dict[str, Any] | None = None,
+    feedback: str | None = None,
+) -> str:
+    """Run the step's callable (an SDK override by ref or step id first) with its context,
+    under ``timeout_seconds`` when it has one (the call then runs in a daemon thread)."""
+    ref = step.function_ref or step.ref
+    override = run.engine.functions.get(ref) or run.engine.functions.get(step.id)
+    if override is not None:
+        fn, arity = override, arity_of(override)
+    else:
+        fn, arity = resolve_function(ref)
+    # A one-parameter ``fn(text)`` never sees the context: do not build it.
+    context = (
+        StepContext(
+            run_id=run.run_id,
+            step_id=step.id,
+            unit_key=key,
+            attempt=attempt,
+            input_text=run.state.input_text,
+            outputs=run.state.outputs_by_step(),
+            metadata=run.metadata,
+            cancellation=run.cancellation,
+            human_input=human_input,
+            review_feedback=feedback,
+        )
+        if arity == 2
+        else None
+    )
+    if step.timeout_seconds is None:
+        return call_function(fn, arity, text, context)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["output"] = call_function(fn, arity, text, context)
+        except BaseException as exc:  # re-raised in the calling thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"kneo-step-{step.id}", daemon=True)
+    worker.start()
+    worker.join(step.timeout_seconds)
+    if worker.is_alive():
+        raise StepFailure(
+            f"step '{step.id}' exceeded its timeout of {step.timeout_seconds:g}s",
+            code=ErrorCode.step_timeout,
+        )
+    if "error" in box:
+        raise box["error"]
+    return str(box["output"])
 
 
 def as_text(value: Any) -> str:

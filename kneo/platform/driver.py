@@ -17,8 +17,9 @@ from typing import Any
 
 from kneo import metrics, tracing
 from kneo.engine.cancellation import CancellationToken
-from kneo.engine.executor import Outcome, Paused, Superseded, WorkflowEngine
+from kneo.engine.executor import WorkflowEngine
 from kneo.engine.lifecycle import RunStatus
+from kneo.engine.outcomes import Outcome, Paused, Superseded
 from kneo.engine.state import ExecutionState
 from kneo.errors import Conflict, ErrorCode
 from kneo.jsontext import content_hash

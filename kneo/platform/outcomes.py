@@ -1,6 +1,6 @@
 """Writing a run's outcome: the final boundary of a driven run in the caller's transaction.
 
-:func:`write_outcome` turns the engine's :class:`~kneo.engine.executor.Outcome` (completed,
+:func:`write_outcome` turns the engine's :data:`~kneo.engine.outcomes.Outcome` (completed,
 paused, failed, cancelled) into the run's new status, output and error, the continuation and
 ``human.requested`` audits of a pause (the ``run.failed`` audit of a failure; both are
 notified: :mod:`kneo.platform.notifications`), the final checkpoint and trace events, and the decision
@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from kneo.engine.executor import Cancelled, Completed, Failed, Outcome, Paused
 from kneo.engine.human import compact_request
 from kneo.engine.journal import Boundary
 from kneo.engine.lifecycle import RunStatus, transition
+from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused
 from kneo.ids import new_continuation_id
 from kneo.platform.journal import StoreJournal
 from kneo.platform.tasks import pending_entry, search_text
