@@ -50,7 +50,8 @@ from kneo.destinations import (
 )
 from kneo.errors import AccessDenied, ErrorCode
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
-from kneo.spec.diagnostics import Diagnostic, agent_locations, diag, function_refs
+from kneo.spec.diagnostics import Diagnostic, diag
+from kneo.spec.inventory import agent_locations, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
 from kneo.spec.project import McpServerConfig, ProjectConfig
 from kneo.spec.refs import UNSAFE_MODULES, find_origin, split_ref

@@ -19,18 +19,13 @@ from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin
 from kneo.policy.enforcement import enforce
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy, resolve_for_context
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.diagnostics import (
-    Diagnostic,
-    ToolCatalog,
-    agent_locations,
-    has_errors,
-    validate_spec,
-    workflow_members,
-)
+from kneo.spec.diagnostics import Diagnostic, has_errors
+from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.spec.refs import import_roots
+from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
 
 
@@ -94,7 +89,7 @@ def check_spec(
     environment's policy applies to them like to the others.
 
     ``access`` (the :func:`host_access` of the same arguments) and ``roots`` (as
-    :func:`~kneo.spec.diagnostics.validate_spec` takes them) are for a caller checking many
+    :func:`~kneo.spec.validation.validate_spec` takes them) are for a caller checking many
     specs under one grant, which computes them once (the controller, per environment).
     """
     if isinstance(loaded_or_spec, LoadedSpec):

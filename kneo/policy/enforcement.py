@@ -8,7 +8,8 @@ config); this module only evaluates it. Pure function.
 
 from __future__ import annotations
 
-from kneo.spec.diagnostics import Diagnostic, agent_locations, diag, has_human_approval
+from kneo.spec.diagnostics import Diagnostic, diag
+from kneo.spec.inventory import agent_locations, has_human_approval
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement
 

@@ -15,9 +15,11 @@ from typing import Any, Literal
 from kneo.errors import ErrorCode, SpecError
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
-from kneo.spec.diagnostics import Diagnostic, ToolCatalog, has_errors, validate_spec
+from kneo.spec.diagnostics import Diagnostic, has_errors
+from kneo.spec.inventory import ToolCatalog
 from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec
 from kneo.spec.refs import import_roots
+from kneo.spec.validation import validate_spec
 from kneo.tools import ToolDefinition, ToolRegistry
 
 Target = Literal["workflow", "agent"]

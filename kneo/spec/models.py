@@ -2,7 +2,7 @@
 
 Unknown fields are errors (``extra="forbid"``), so a typo surfaces as ``E_SCHEMA`` with its
 path instead of being silently ignored. Models are plain data: no I/O, no registries.
-Semantic checks (references, graph shape, governance) live in ``kneo.spec.diagnostics``.
+Semantic checks (references, graph shape, governance) live in ``kneo.spec.validation``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,17 @@ _PARSE_LOCK = threading.Lock()
 _ROOT_MARKERS = (".kneo", "pyproject.toml", ".git")
 
 
+_INVALIDATING = threading.Lock()
+
+
+def refresh_import_caches() -> None:
+    """Forget what the import system cached about directories, so a long-lived process sees
+    modules added since; one thread at a time, since two concurrent calls delete the same
+    ``sys.path_importer_cache`` entries (KeyError in 3.11)."""
+    with _INVALIDATING:
+        importlib.invalidate_caches()
+
+
 @dataclass(frozen=True)
 class RefInfo:
     """What static inspection learned about one ``module:function`` reference."""

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.diagnostics import CODES, Diagnostic, validate_spec
+from kneo.spec.diagnostics import CODES, Diagnostic
 from kneo.spec.loader import load_spec_data
+from kneo.spec.validation import validate_spec
 from kneo.tools import ToolDefinition, ToolRegistry
 
 SAFE_MODULE = "def run(text):\n    return text.upper()\n"

@@ -9,9 +9,9 @@ import yaml
 
 from kneo.errors import SpecError
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.diagnostics import validate_spec
 from kneo.spec.loader import load_spec_data
 from kneo.spec.migrate import detect_version, migrate_spec
+from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
 
 from .conftest import EXAMPLES

@@ -10,9 +10,9 @@ import pytest
 from kneo.policy.check import check_spec
 from kneo.policy.enforcement import PolicyEnforcement, enforce
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.diagnostics import validate_spec
 from kneo.spec.loader import load_spec, load_spec_data
 from kneo.spec.project import ProjectConfig, ProjectContext
+from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
 
 from .conftest import EXAMPLES
