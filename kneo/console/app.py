@@ -5,6 +5,12 @@ Server-rendered Jinja2 pages, one small CSS file and htmx (vendored, see
 plain HTML form, so the console works without JavaScript. Pages are served with a strict
 Content-Security-Policy (scripts and styles only from ``/ui/static``), no framing, and
 ``Cache-Control: no-store`` (they can show personal data to deciders).
+
+The routes come in one group per resource, each module what its page shows, forms in and
+redirects out: :mod:`~kneo.console.signin`, :mod:`~kneo.console.oidc`,
+:mod:`~kneo.console.links`, :mod:`~kneo.console.inbox`, :mod:`~kneo.console.tasks`,
+:mod:`~kneo.console.promotions`, :mod:`~kneo.console.runs`, :mod:`~kneo.console.registry`;
+each draws through :class:`~kneo.console.view.PageView`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -26,15 +32,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kneo.console.auth import ConsoleAuth, SignInRequired
 from kneo.console.drafts import TOKEN_CHANGED, SessionLost, kept_context
 from kneo.console.forms import KIND_LABELS
-from kneo.console.pages import (
-    Render,
-    build_router,
-    console_path,
-    redraw_draft,
-    safe_next,
-    set_session,
-)
+from kneo.console.inbox import add_inbox_routes
+from kneo.console.links import add_link_routes
+from kneo.console.oidc import add_oidc_routes
+from kneo.console.paths import console_path, safe_next, set_session
+from kneo.console.promotions import add_promotion_routes
+from kneo.console.registry import add_registry_routes
+from kneo.console.runs import add_run_routes
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
+from kneo.console.signin import add_signin_routes
+from kneo.console.tasks import add_task_routes, redraw_draft
+from kneo.console.view import Render
 from kneo.errors import ErrorCode, KneoError
 from kneo.platform.decision_links import DecisionLinks
 from kneo.redaction import redact_text
@@ -59,6 +67,24 @@ class _NoSniffStatic(StaticFiles):
         response = super().file_response(*args, **kwargs)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
+    """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
+    one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
+    router = APIRouter()
+    for add in (
+        add_signin_routes,
+        add_oidc_routes,
+        add_link_routes,
+        add_inbox_routes,
+        add_task_routes,
+        add_promotion_routes,
+        add_run_routes,
+        add_registry_routes,
+    ):
+        add(router, auth, render)
+    return router
 
 
 def create_console(parent: FastAPI, settings: Settings) -> FastAPI:

@@ -24,7 +24,7 @@ from kneo.service.dependencies import current_manager
 from kneo.service.identity import person_of
 
 if TYPE_CHECKING:
-    from kneo.console.pages import Render
+    from kneo.console.view import Render
 
 
 def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:

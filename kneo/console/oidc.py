@@ -19,20 +19,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kneo.console.auth import ConsoleAuth
+from kneo.console.paths import console_path, safe_next, set_session
 from kneo.console.session import FLOW_COOKIE, FLOW_SECONDS, Session
 from kneo.errors import ErrorCode, Forbidden, KneoError, NotFound, Unauthorized
 from kneo.logs import get_logger
 from kneo.service.identity import TokenVerifier
 
 if TYPE_CHECKING:
-    from kneo.console.pages import Render
+    from kneo.console.view import Render
 
 log = get_logger("kneo_serv.auth")
 
 
 def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     """``/oidc/login`` and ``/oidc/callback`` (404 when no OpenID client is configured)."""
-    from kneo.console.pages import console_path, safe_next, set_session
 
     def tokens() -> TokenVerifier:
         verifier = auth.authenticator.tokens

@@ -60,7 +60,7 @@ def test_htmx_keeps_the_page_on_304() -> None:
 def test_counts_per_assignee_stop_at_the_cap(service: Any, monkeypatch: Any) -> None:
     """Each assignee's count stops at the console's cap and says so ("N+"), as does the
     number pending; below the cap it is exact."""
-    import kneo.console.pages as pages
+    import kneo.console.inbox as inbox
 
     app, api = service()
     for text in ("one", "two", "three"):
@@ -69,6 +69,6 @@ def test_counts_per_assignee_stop_at_the_cap(service: Any, monkeypatch: Any) -> 
     reviewer.sign_in("reviewer")
     exact = reviewer.get("/ui/inbox").text
     assert "<h2>3 pending</h2>" in exact and '<span class="count">3</span>' in exact
-    monkeypatch.setattr(pages, "INBOX_COUNT_CAP", 2)
+    monkeypatch.setattr(inbox, "INBOX_COUNT_CAP", 2)
     capped = reviewer.get("/ui/inbox?sort=newest").text
     assert "<h2>2+ pending</h2>" in capped and '<span class="count">2+</span>' in capped
