@@ -32,9 +32,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "mcp": LazyCommand("kneo.cli.mcp_cmd", "app", "Serve Kneo to assistants over MCP"),
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
-    "registry": LazyCommand(
-        "kneo.cli.controller_cmd", "registry_app", "Inspect the bundle registry"
-    ),
+    "registry": LazyCommand("kneo.cli.registry_cmd", "registry_app", "Inspect the bundle registry"),
     "notifications": LazyCommand(
         "kneo.cli.notifications_cmd", "app", "Notification deliveries and receivers"
     ),
