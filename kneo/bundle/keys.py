@@ -192,13 +192,23 @@ class TrustedKey:
         expected = hmac.new(self._secret, payload, hashlib.sha256).digest()
         return hmac.compare_digest(expected, raw)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with the raw public key (the verifier's worker processes need the
+        keyring; an Ed25519 key object does not pickle). An HMAC secret goes as it is."""
+        public = None if self._public is None else self._public_bytes()
+        fields = (self.alg, self.key_id, self.not_before, self.not_after, self._secret, public)
+        return (_unpickle_trusted_key, fields)
+
+    def _public_bytes(self) -> bytes:
+        assert self._public is not None
+        return self._public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
     @property
     def fingerprint(self) -> str | None:
         """``sha256:<hex>`` of the raw Ed25519 public key; ``None`` for HMAC (never hash secrets out)."""
         if self._public is None:
             return None
-        raw = self._public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return "sha256:" + hashlib.sha256(self._public_bytes()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         """Public facts about the key (no secret material), for ``kneo keys list``."""
@@ -209,6 +219,19 @@ class TrustedKey:
             "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
         }
+
+
+def _unpickle_trusted_key(
+    alg: Algorithm,
+    key_id: str,
+    not_before: datetime | None,
+    not_after: datetime | None,
+    secret: bytes | None,
+    public: bytes | None,
+) -> TrustedKey:
+    """A :class:`TrustedKey` as :meth:`TrustedKey.__reduce__` pickled it."""
+    key = None if public is None else Ed25519PublicKey.from_public_bytes(public)
+    return TrustedKey(alg, key_id, not_before, not_after, secret, key)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -357,12 +357,10 @@ class Controller:
                 now=run.started,
             )
         stats = self.loader.last_stats
-        result.stats.update(
-            files=stats.files,
-            verified=stats.judged,
-            cached=stats.cached,
-            seconds=run.timings,
-        )
+        result.stats.update(files=stats.files, verified=stats.judged, cached=stats.cached)
+        if stats.parallel:  # of the verified, by worker processes (a large full pass)
+            result.stats["parallel"] = stats.parallel
+        result.stats["seconds"] = run.timings
 
     def _fingerprint(self) -> str:
         """What verdicts depend on besides the files: a change forces a full pass."""

@@ -52,6 +52,7 @@ from kneo.controller.source import (
     SourceError,
     TreeFile,
 )
+from kneo.controller.verify_pool import PARALLEL_FROM, Verdict, Verifications, default_processes
 from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.names import is_valid_name
@@ -225,6 +226,8 @@ class LoadStats:
     files: int = 0
     judged: int = 0
     cached: int = 0
+    #: of ``judged``, how many worker processes verified (:mod:`.verify_pool`)
+    parallel: int = 0
     seconds: float = 0.0
 
 
@@ -241,8 +244,15 @@ class DesiredStateLoader:
         *,
         clock: Clock | None = None,
         spec_checker: SpecChecker | None = None,
+        verify_processes: int | None = None,
+        parallel_from: int = PARALLEL_FROM,
     ) -> None:
         self.keyring = keyring
+        #: worker processes verifying a pass of ``parallel_from`` files or more (0: none)
+        self.verify_processes = (
+            default_processes() if verify_processes is None else verify_processes
+        )
+        self.parallel_from = parallel_from
         self.keyring_id = keyring_id(keyring)
         self.clock = clock or SystemClock()
         self._spec_checker = spec_checker
@@ -283,9 +293,64 @@ class DesiredStateLoader:
         bundle_files = sorted(
             p for p in files if p.startswith(BUNDLES_DIR + "/") and results_identity(p) is None
         )
-        self._prefetch(source, files, bundle_files)
-        revisions: dict[tuple[str, str], DesiredRevision] = {}
         now = self.clock.now()
+        fresh = self._to_verify(files, bundle_files, results, environments, config_sha, now)
+        verifications = None
+        if self.verify_processes > 0 and len(fresh) >= self.parallel_from:
+            verifications = Verifications(self.keyring, now, self.verify_processes)
+        try:
+            self._prefetch(source, files, bundle_files, fresh, environments, verifications)
+            revisions = self._judge_all(
+                source,
+                files,
+                bundle_files,
+                results,
+                environments,
+                config_sha,
+                commit,
+                now,
+                stats,
+                problems,
+                verifications,
+                progress,
+            )
+        finally:
+            if verifications is not None:
+                stats.parallel = verifications.answered
+                verifications.close()
+        self._forget_unused(
+            {files[p].blob_sha for p in bundle_files},
+            len(bundle_files) if bundle_count is None else bundle_count,
+        )
+        stats.seconds = time.perf_counter() - started
+        self.last_stats = stats
+        return DesiredState(
+            commit,
+            revisions,
+            environments,
+            tuple(problems),
+            scope=None if scope is None else frozenset(scope),
+            bundle_count=bundle_count,
+        )
+
+    def _judge_all(
+        self,
+        source: Source,
+        files: Mapping[str, TreeFile],
+        bundle_files: list[str],
+        results: Mapping[tuple[str, str], str],
+        environments: Mapping[str, DesiredEnvironment],
+        config_sha: str | None,
+        commit: str,
+        now: datetime,
+        stats: LoadStats,
+        problems: list[Problem],
+        verifications: Verifications | None,
+        progress: Progress | None,
+    ) -> dict[tuple[str, str], DesiredRevision]:
+        """Every bundle file judged, in path order, as a desired revision (a path that
+        cannot name one is a problem of the whole state)."""
+        revisions: dict[tuple[str, str], DesiredRevision] = {}
         for index, path in enumerate(bundle_files):
             if progress is not None:
                 progress(index + 1, len(bundle_files))
@@ -304,7 +369,16 @@ class DesiredStateLoader:
             blob = files[path].blob_sha
             try:
                 judged = self._judge(
-                    source, path, key, blob, results.get(key), environments, config_sha, now, stats
+                    source,
+                    path,
+                    key,
+                    blob,
+                    results.get(key),
+                    environments,
+                    config_sha,
+                    now,
+                    stats,
+                    verifications,
                 )
             except SourceError:
                 raise  # Git cannot read the blob: the repository's problem; retried next pass
@@ -324,20 +398,7 @@ class DesiredStateLoader:
                 config_sha,
                 commit,
             )
-        self._forget_unused(
-            {files[p].blob_sha for p in bundle_files},
-            len(bundle_files) if bundle_count is None else bundle_count,
-        )
-        stats.seconds = time.perf_counter() - started
-        self.last_stats = stats
-        return DesiredState(
-            commit,
-            revisions,
-            environments,
-            tuple(problems),
-            scope=None if scope is None else frozenset(scope),
-            bundle_count=bundle_count,
-        )
+        return revisions
 
     def _read_environments(
         self,
@@ -413,24 +474,77 @@ class DesiredStateLoader:
             evals=judged.evals,
         )
 
+    def _to_verify(
+        self,
+        files: Mapping[str, TreeFile],
+        bundle_files: list[str],
+        results: Mapping[tuple[str, str], str],
+        environments: Mapping[str, DesiredEnvironment],
+        config_sha: str | None,
+        now: datetime,
+    ) -> dict[tuple[str, str], str]:
+        """The files this pass must verify (no verdict cached for them), as (blob,
+        environment) -> path."""
+        fresh: dict[tuple[str, str], str] = {}
+        for path in bundle_files:
+            key = identity_from_path(path)
+            env = environments.get(key[1]) if key is not None else None
+            if key is None or env is None or env.problems:
+                continue
+            blob = files[path].blob_sha
+            cache_key = (blob, *key, env.blob_sha, config_sha, results.get(key))
+            if self._cached(cache_key, now) is None:
+                fresh.setdefault((blob, key[1]), path)
+        return fresh
+
+    def _cached(self, cache_key: tuple[str | None, ...], now: datetime) -> _Judged | None:
+        cached = self._judged.get(cache_key)
+        if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
+            return cached
+        return None
+
     def _prefetch(
-        self, source: Source, files: Mapping[str, TreeFile], bundle_files: list[str]
+        self,
+        source: Source,
+        files: Mapping[str, TreeFile],
+        bundle_files: list[str],
+        fresh: Mapping[tuple[str, str], str],
+        environments: Mapping[str, DesiredEnvironment],
+        verifications: Verifications | None,
     ) -> None:
         """Parse the bundle blobs not cached yet, read in batches (one Git round trip per
-        batch, not per file). A file whose parse fails unexpectedly is left to
+        batch, not per file); with ``verifications``, each file of ``fresh`` goes to a
+        worker as it is read. A file whose parse fails unexpectedly is left to
         :meth:`_judge`, which reports it as that file's problem."""
         wanted: dict[str, str] = {}
         for path in bundle_files:
             blob = files[path].blob_sha
             if blob not in self._parsed and identity_from_path(path) is not None:
                 wanted.setdefault(blob, path)
+        for_workers: dict[str, list[str]] = {}  # blob -> the environments it is verified for
+        if verifications is not None:
+            for blob, env_name in fresh:
+                for_workers.setdefault(blob, []).append(env_name)
+                wanted.setdefault(blob, fresh[(blob, env_name)])
         if len(wanted) < 2:
             return
         for blob, raw in source.read_blobs(list(wanted)):
-            try:
-                self._parsed[blob] = _parse(wanted[blob], raw)
-            except Exception:  # judged (and reported) with its path in _judge
-                log.debug("parsing %s failed", wanted[blob], exc_info=True)
+            if blob not in self._parsed:
+                try:
+                    self._parsed[blob] = _parse(wanted[blob], raw)
+                except Exception:  # judged (and reported) with its path in _judge
+                    log.debug("parsing %s failed", wanted[blob], exc_info=True)
+                    continue
+            if isinstance(self._parsed[blob], Problem):
+                continue
+            for env_name in for_workers.get(blob, ()):
+                assert verifications is not None
+                env = environments[env_name]
+                verifications.add(
+                    (blob, env_name), raw, env.required_signatures, env.accepted_key_ids
+                )
+        if verifications is not None:
+            verifications.flush()
 
     def _forget_unused(self, blobs: set[str], files: int) -> None:
         """Keep the caches bounded by what the repository holds now (``files`` bundle files,
@@ -531,6 +645,7 @@ class DesiredStateLoader:
         config_sha: str | None,
         now: datetime,
         stats: LoadStats,
+        verifications: Verifications | None = None,
     ) -> _Judged:
         parsed = self._parsed.get(blob)
         if parsed is None:
@@ -543,12 +658,13 @@ class DesiredStateLoader:
             # Environment-level verdicts depend on other files too: cheap, never cached.
             return self._judge_fresh(path, key, bundle, document, env, config_sha, now)
         cache_key = (blob, *key, env.blob_sha, config_sha, results_blob)
-        cached = self._judged.get(cache_key)
-        if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
+        cached = self._cached(cache_key, now)
+        if cached is not None:
             stats.cached += 1
             return cached
         stats.judged += 1
-        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now)
+        verdict = verifications.get((blob, key[1])) if verifications is not None else None
+        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now, verdict)
         if results_blob is not None and not judged.problems:
             judged = self._with_results(path, bundle, judged, source.read_blob(results_blob), env)
         self._judged[cache_key] = judged
@@ -592,7 +708,10 @@ class DesiredStateLoader:
         env: DesiredEnvironment | None,
         config_sha: str | None,
         now: datetime,
+        verdict: Verdict | None = None,
     ) -> _Judged:
+        """``verdict``: the file's verification by a worker (:mod:`.verify_pool`); without
+        one, it is verified here."""
         base = _Judged(
             key[0],
             key[1],
@@ -613,14 +732,19 @@ class DesiredStateLoader:
         if env.problems:
             return replace(base, problems=env.problems)
         try:
-            verified = verify_parsed(  # parsed once, by _judge
-                bundle,
-                document,
-                self.keyring,
-                now=now,
-                required_signatures=env.required_signatures,
-                accepted_key_ids=env.accepted_key_ids,
-            )
+            if verdict is None:
+                signers = verify_parsed(  # parsed once, by _judge
+                    bundle,
+                    document,
+                    self.keyring,
+                    now=now,
+                    required_signatures=env.required_signatures,
+                    accepted_key_ids=env.accepted_key_ids,
+                ).signer_key_ids
+            elif verdict.code is not None:
+                raise BundleError(verdict.message, code=verdict.code)
+            else:
+                signers = verdict.signers
         except BundleError as exc:
             # Time-dependent verdicts (a key not yet valid) are not cached for long.
             expires = now if exc.code == "bundle_key_expired" else None
@@ -640,11 +764,11 @@ class DesiredStateLoader:
         problems: list[Problem] = []
         if policy is not None:
             diagnostics, problems = self.spec_checker(bundle.spec, policy)
-        windows = [k.not_after for k in self.keyring if k.key_id in verified.signer_key_ids]
+        windows = [k.not_after for k in self.keyring if k.key_id in signers]
         expires_at = min((w for w in windows if w is not None), default=None)
         return replace(
             base,
-            signer_key_ids=verified.signer_key_ids,
+            signer_key_ids=signers,
             problems=tuple(problems),
             diagnostics=tuple(diagnostics),
             expires_at=expires_at,
