@@ -161,3 +161,39 @@ def test_keyring_directory_must_exist_and_ids_must_be_unique(tmp_path: Path) -> 
     assert _code(load_keyring, tmp_path, hmac_secrets={"ci": "x"}) == "bundle_keyring_invalid"
     key = TrustedKey.hmac("a", "x")
     assert _code(Keyring, [key, key]) == "bundle_keyring_invalid"
+
+
+def test_ed25519_verification_refuses_what_cryptography_refuses(tmp_path: Path) -> None:
+    """Signatures are verified with libsodium: the same answers as ``cryptography`` on good,
+    edited, truncated and malleated (S + L) signatures, and the same after the key is
+    pickled (the controller's verifying workers receive the keyring that way)."""
+    import base64
+    import pickle
+
+    from cryptography.exceptions import InvalidSignature
+
+    generate_ed25519("ci", tmp_path)
+    signing = load_signing_key(tmp_path / "ci.key")
+    trusted = load_public_key(tmp_path / "ci.pub")
+    public = serialization.load_pem_public_key((tmp_path / "ci.pub").read_bytes())
+    order = 2**252 + 27742317777372353535851937790883648493  # L, the group order
+    raw = base64.b64decode(signing.sign(b"payload"))
+    s = int.from_bytes(raw[32:], "little")
+    candidates = {
+        "good": raw,
+        "edited": raw[:10] + bytes([raw[10] ^ 1]) + raw[11:],
+        "truncated": raw[:63],
+        "malleated": raw[:32] + (s + order).to_bytes(32, "little"),
+        "empty": b"",
+    }
+    for name, sig in candidates.items():
+        try:
+            public.verify(sig, b"payload")  # an Ed25519PublicKey
+            expected = True
+        except (InvalidSignature, ValueError):
+            expected = False
+        value = base64.b64encode(sig).decode()
+        assert trusted.verify(b"payload", value) is expected, name
+        assert pickle.loads(pickle.dumps(trusted)).verify(b"payload", value) is expected, name
+        assert trusted.verify(b"other payload", value) is False, name
+    assert trusted.verify(b"payload", "not base64!") is False
