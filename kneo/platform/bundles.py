@@ -16,7 +16,6 @@ through the human-task API.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -157,6 +156,8 @@ def attach_controller(manager: DecidingPlatform, controller: Any) -> None:
 
 def default_actor() -> str:
     """Who decides in local CLI mode without ``--actor``: the operating-system user."""
+    import getpass  # here: only the local CLI asks, and every process imports this module
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)

@@ -8,7 +8,6 @@ word in; a hint out.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -45,6 +44,8 @@ VALUE_SYNONYMS: dict[str, dict[str, tuple[str, str]]] = {
 
 def close_match(word: str, choices: Iterable[str]) -> str | None:
     """The one choice ``word`` most likely misspells, if any is close enough."""
+    import difflib  # here: every process imports this module, few ever misspell
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

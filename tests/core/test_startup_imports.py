@@ -105,3 +105,15 @@ def test_library_start_up_collects_rarely_and_restores_without_freezing() -> Non
     raised = [100_000, *out["default"][1:]]  # type: ignore[index]
     assert out["seen"] == [raised, raised, raised]
     assert out["after"] == out["default"] and out["frozen"] == 0
+
+
+def test_a_platform_process_loads_no_module_only_a_rare_path_needs() -> None:
+    """``difflib`` (did-you-mean hints) and ``getpass`` (the local CLI's default actor) are
+    imported where they are used: every process creating a platform paid for them at import."""
+    out = fresh(
+        "import json, sys\n"
+        "from kneo.platform import create_platform\n"
+        "import kneo.platform.bundles, kneo.platform.decisions, kneo.spec.suggest\n"
+        "print(json.dumps({'loaded': [m for m in ('difflib', 'getpass') if m in sys.modules]}))"
+    )
+    assert out == {"loaded": []}
