@@ -53,7 +53,7 @@ _EXPORTS = {
     "HumanRequest": "kneo.engine.human",
     "HumanInterventionRequiredError": "kneo.engine.human",
     "HumanInterventionRequest": "kneo.engine.human",
-    "HumanInTheLoopStep": "kneo.engine.builder",
+    "HumanInTheLoopStep": "kneo.engine.sdk_steps",
     # tools and specs
     "ToolDefinition": "kneo.tools.registry",
     "ToolRegistry": "kneo.tools.registry",

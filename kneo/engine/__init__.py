@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from kneo.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from kneo.engine.builder import SdkWorkflow, WorkflowBuilder
+    from kneo.engine.builder import WorkflowBuilder
     from kneo.engine.cancellation import CancellationToken, RunCancelled
     from kneo.engine.conditions import register_predicate
     from kneo.engine.executor import EngineOptions, WorkflowEngine
@@ -34,11 +34,13 @@ if TYPE_CHECKING:
     from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
     from kneo.engine.lifecycle import RunStatus, transition
     from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused, Superseded
+    from kneo.engine.sdk_workflow import SdkWorkflow
     from kneo.engine.state import ExecutionState
 
 #: exported name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["SdkWorkflow", "WorkflowBuilder"], "kneo.engine.builder"),
+    "WorkflowBuilder": "kneo.engine.builder",
+    "SdkWorkflow": "kneo.engine.sdk_workflow",
     **dict.fromkeys(["CancellationToken", "RunCancelled"], "kneo.engine.cancellation"),
     "register_predicate": "kneo.engine.conditions",
     **dict.fromkeys(["EngineOptions", "WorkflowEngine"], "kneo.engine.executor"),

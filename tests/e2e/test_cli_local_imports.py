@@ -29,6 +29,8 @@ NOT_FOR_LOCAL = (
     "kneo.cli.service_client",
     "kneo.service",
     "kneo.engine.builder",
+    "kneo.engine.sdk_steps",
+    "kneo.engine.sdk_workflow",
 )
 
 _PROBE = """
