@@ -29,12 +29,13 @@ from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller import incremental, operations
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
-from kneo.controller.loader import DesiredStateLoader, SpecChecker, default_spec_checker
+from kneo.controller.loader import DesiredStateLoader
 from kneo.controller.model import ActionKind, DesiredState, PlanOptions
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
+from kneo.controller.spec_checks import SpecChecker, default_spec_checker
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger

@@ -71,8 +71,8 @@ def build_controller(
     bundle the project's CI lints and signs also reconciles."""
     from kneo.bundle.keys import Keyring, TrustedKey, load_keyring
     from kneo.controller.controller import Controller
-    from kneo.controller.loader import default_spec_checker
     from kneo.controller.source import GitSource
+    from kneo.controller.spec_checks import default_spec_checker
 
     repo = config.require_repo()
     secrets = hmac_secrets(settings, config.trusted_hmac_key_env)

@@ -24,8 +24,8 @@ from kneo.clock import ManualClock
 from kneo.controller import incremental
 from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller
-from kneo.controller.loader import default_spec_checker
 from kneo.controller.source import GitSource
+from kneo.controller.spec_checks import default_spec_checker
 from kneo.policy.environment import EnvironmentPolicy
 
 

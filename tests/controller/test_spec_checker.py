@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kneo.controller import loader
-from kneo.controller.loader import default_spec_checker
+from kneo.controller import spec_checks
+from kneo.controller.spec_checks import default_spec_checker
 from kneo.policy.check import check_spec
 from kneo.policy.environment import EnvironmentPolicy
 from kneo.runtimes import create_runtime_registry
@@ -30,11 +30,11 @@ def codes(problems: list[Any]) -> list[str]:
     return [p.message.split(" ", 1)[0] for p in problems]
 
 
-@pytest.mark.parametrize("grant_seconds", [loader.GRANT_SECONDS, 0.0])
+@pytest.mark.parametrize("grant_seconds", [spec_checks.GRANT_SECONDS, 0.0])
 def test_each_environment_is_judged_under_its_own_grant(
     monkeypatch: pytest.MonkeyPatch, grant_seconds: float
 ) -> None:
-    monkeypatch.setattr(loader, "GRANT_SECONDS", grant_seconds)  # kept, or renewed each time
+    monkeypatch.setattr(spec_checks, "GRANT_SECONDS", grant_seconds)  # kept, or renewed each time
     check = default_spec_checker()
     dev = EnvironmentPolicy(environment="dev")
     prod = EnvironmentPolicy(environment="prod")

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 from kneo import Decision
 from kneo.clock import ManualClock
-from kneo.controller.loader import default_spec_checker
+from kneo.controller.spec_checks import default_spec_checker
 from kneo.platform import create_platform
 from kneo.service import create_app
 from kneo.settings import Settings
