@@ -57,6 +57,7 @@ from kneo.store import RunRecord, Store
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
+    from kneo.store.contracts import ProjectMetadata
 
 #: metadata key prefix of the service-managed environment policies
 POLICY_PREFIX = "policy.environment."
@@ -64,7 +65,7 @@ POLICY_PREFIX = "policy.environment."
 PUBLISHED_TTL_SECONDS = 1.0
 
 
-def stored_policy(store: Store, environment: str | None) -> PolicyEnforcement | None:
+def stored_policy(store: ProjectMetadata, environment: str | None) -> PolicyEnforcement | None:
     """The service-managed policy for ``environment`` as a model, or ``None``."""
     if not environment:
         return None

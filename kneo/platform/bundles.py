@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
+    from kneo.store.contracts import ControllerStore, RegistryReads
 
 PROMOTION_KIND = "promotion"
 
@@ -86,7 +87,7 @@ class BundleSpec(dict[str, Any]):
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
+def resolve(store: RegistryReads, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
     from kneo.controller.runtime import resolve_bundle_for_run
 
@@ -164,7 +165,7 @@ def default_actor() -> str:
         return "unknown"
 
 
-def _wake_controller(store: Store, controller: Any, actor: str) -> None:
+def _wake_controller(store: ControllerStore, controller: Any, actor: str) -> None:
     """Have the promotion's outcome applied now: wake the controller in this process, else
     queue a request for the leader wherever it runs (when one leads; otherwise the next
     leader's first pass applies it)."""
@@ -178,7 +179,7 @@ def _wake_controller(store: Store, controller: Any, actor: str) -> None:
 
 
 def resume_promotion(
-    store: Store,
+    store: ControllerStore,
     continuation_id: str,
     decision: Decision,
     *,

@@ -16,7 +16,6 @@ from typing import Any
 
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
-from kneo.store import Store
 from kneo.store.contracts import RunAndTaskReads
 
 #: trace event type -> stream event type (others are internal detail and not streamed)
@@ -113,7 +112,7 @@ def read_events(
 
 
 def iter_events(
-    store: Store,
+    store: RunAndTaskReads,
     run_id: str,
     *,
     after: int = 0,

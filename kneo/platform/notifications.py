@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext, ReceiverConfig
     from kneo.store import DeliveryOutcome, NotificationEvent, NotificationRecord, Store
+    from kneo.store.contracts import NotificationOutbox
 
 log = get_logger("kneo_serv.notifications")
 
@@ -629,7 +630,7 @@ def notification_view(record: NotificationRecord) -> dict[str, Any]:
 
 
 def list_view(
-    store: Store,
+    store: NotificationOutbox,
     *,
     status: str | None = None,
     receiver: str | None = None,

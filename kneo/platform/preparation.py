@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
@@ -37,8 +37,11 @@ from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import deep_merge, load_spec, load_spec_data, offline_environments
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
-from kneo.store import RunRecord, Store
+from kneo.store import RunRecord
 from kneo.store.steps import json_text
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import Transactional, WorkflowTransaction
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,7 +262,7 @@ def prepare_key(
 
 
 def create_run(
-    store: Store,
+    store: Transactional[WorkflowTransaction],
     prepared: PreparedSpec,
     input_text: str,
     *,

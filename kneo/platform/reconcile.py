@@ -16,11 +16,14 @@ route then waits for the pass that served it. Three answers, one per situation:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
 from kneo.errors import ErrorCode, NotFound, NotReady
-from kneo.store import ControllerRequest, Store
+from kneo.store import ControllerRequest
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import ControllerRequests, ControllerStateReads, RegistryReads
 
 DEFAULT_NAME = "default"
 
@@ -29,7 +32,7 @@ def lock_name(name: str) -> str:
     return f"controller:{name}"
 
 
-def webhook_secret_variable(store: Store, config: Any) -> str | None:
+def webhook_secret_variable(store: RegistryReads, config: Any) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
     else the one the controller published with its status, else ``None``
     (``KNEO_SERV_WEBHOOK_SECRET`` then). Each replica reads the value from its own
@@ -42,7 +45,7 @@ def webhook_secret_variable(store: Store, config: Any) -> str | None:
     return str(published) if published else None
 
 
-def require_configured(store: Store, config: Any, *, in_process: bool) -> str:
+def require_configured(store: RegistryReads, config: Any, *, in_process: bool) -> str:
     """The controller name requests go to; ``404 controller_not_configured`` when this
     deployment has none (none in this process's configuration, none ever reported)."""
     name = getattr(config, "name", None) or DEFAULT_NAME
@@ -56,7 +59,7 @@ def require_configured(store: Store, config: Any, *, in_process: bool) -> str:
     return name
 
 
-def require_leader(store: Store, config: Any, *, in_process: bool) -> str:
+def require_leader(store: ControllerStateReads, config: Any, *, in_process: bool) -> str:
     """:func:`require_configured`, and ``503 not_ready`` while no controller holds a live
     leader lock (none runs, or a dead leader's lease has not lapsed to a standby yet)."""
     name = require_configured(store, config, in_process=in_process)
@@ -69,12 +72,12 @@ def require_leader(store: Store, config: Any, *, in_process: bool) -> str:
     return name
 
 
-def _has_reported(store: Store, name: str) -> bool:
+def _has_reported(store: RegistryReads, name: str) -> bool:
     return store.get_controller_status(name).updated_at is not None
 
 
 def queue_request(
-    store: Store,
+    store: ControllerRequests,
     name: str,
     kind: str,
     *,
@@ -89,7 +92,7 @@ def queue_request(
     return request
 
 
-def wait_for(store: Store, request_id: int, timeout: float) -> ControllerRequest:
+def wait_for(store: ControllerRequests, request_id: int, timeout: float) -> ControllerRequest:
     """The request once a pass has served it, or as it stands after ``timeout`` seconds
     (polled: 20 ms at first, backing off to 200 ms)."""
     deadline = time.monotonic() + timeout
@@ -115,7 +118,9 @@ def request_view(request: ControllerRequest) -> dict[str, Any]:
     }
 
 
-def controller_view(store: Store, config: Any = None, controller: Any = None) -> dict[str, Any]:
+def controller_view(
+    store: ControllerStateReads, config: Any = None, controller: Any = None
+) -> dict[str, Any]:
     """Who leads, its last pass and the queued requests, read from the database, so every
     replica answers the same (``GET /v1/controller/status``, the console)."""
     from kneo.controller.controller import status_dict

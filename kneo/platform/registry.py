@@ -12,14 +12,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
 from kneo.controller.operations import pin_view
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping
-from kneo.store import ContinuationRecord, Store
+from kneo.store import ContinuationRecord
 from kneo.store.records import BundleRevision
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import ApprovalReads, RegistryReads
 
 #: The condition types the controller sets, in the order people read them.
 CONDITION_TYPES = ("Ready", "Verified", "Promoted")
@@ -38,7 +41,7 @@ def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> di
 
 
 def registry_revisions(
-    store: Store,
+    store: RegistryReads,
     environment: str | None,
     status: str | None,
     *,
@@ -61,7 +64,7 @@ def registry_revisions(
 
 
 def bundle_view(
-    store: Store, bundle: str, environment: str, *, include_spec: bool = False
+    store: RegistryReads, bundle: str, environment: str, *, include_spec: bool = False
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history, conditions, suspension
     (``GET /v1/registry/bundles/{bundle}/{environment}``)."""
@@ -80,7 +83,7 @@ def bundle_view(
     }
 
 
-def registry_overview(store: Store) -> dict[str, Any]:
+def registry_overview(store: RegistryReads) -> dict[str, Any]:
     """Every (bundle, environment) the registry knows, with its active and pending revision
     heads, conditions, suspension and pin, in five queries whatever the registry's size."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -152,7 +155,7 @@ def spec_diff(old: BundleRevision | None, new: BundleRevision) -> str:
 
 
 def promotion_tally(
-    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+    store: ApprovalReads, task: ContinuationRecord, *, show_personal: bool = False
 ) -> dict[str, Any]:
     """A promotion task's approvals so far (M of N, by whom, when, with what comment),
     redacted for the reader (``show_personal``: a decider, :mod:`kneo.redaction`)."""
@@ -189,7 +192,7 @@ def promotion_tally(
 
 
 def promotion_view(
-    store: Store, task: ContinuationRecord, *, show_personal: bool = False
+    store: RegistryReads, task: ContinuationRecord, *, show_personal: bool = False
 ) -> dict[str, Any]:
     """What a person approving a promotion judges: the revision (digest, commit, signer key
     ids), the spec diff against the active revision, the upstream environment's state and

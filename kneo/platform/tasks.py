@@ -30,7 +30,7 @@ from kneo.engine.human import (
 )
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping, redact_text
-from kneo.store import ContinuationRecord, Store
+from kneo.store import ContinuationRecord
 from kneo.store.contracts import RunAndTaskReads, RunReads
 from kneo.store.inbox import has_body, task_requests
 from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
@@ -93,7 +93,7 @@ def run_state(store: RunReads, run_id: str | None) -> Mapping[str, Any] | None:
 
 
 def with_bodies(
-    store: Store, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
+    store: RunReads, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
 ) -> ContinuationRecord:
     """``cont`` with full request dicts, for views and sweeps (reads the run only when an
     entry has no body of its own and ``state``, the run's, is not given)."""
@@ -103,7 +103,7 @@ def with_bodies(
 
 
 def with_bodies_many(
-    store: Store,
+    store: RunReads,
     conts: Sequence[ContinuationRecord],
     states: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[ContinuationRecord]:

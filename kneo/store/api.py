@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -69,6 +69,7 @@ from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
     from kneo.store.migrate import MigrationProgress
+    from kneo.store.transaction_contracts import NewRun, RunChanges
 
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
@@ -230,13 +231,13 @@ class Store(
             conn.execute(sa.text("SELECT 1"))
 
     # -- runs -------------------------------------------------------------------------
-    def create_run(self, **fields: Any) -> RunRecord:
+    def create_run(self, **fields: Unpack[NewRun]) -> RunRecord:
         """Shorthand for ``create_run`` in its own transaction."""
         with self.transaction() as tx:
             return tx.create_run(**fields)
 
     def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Unpack[RunChanges]
     ) -> RunRecord:
         """Shorthand for ``update_run`` in its own transaction."""
         with self.transaction() as tx:
@@ -653,10 +654,24 @@ class Store(
         return int(found or 0)
 
     # -- audit and metadata ------------------------------------------------------------
-    def add_audit(self, event_type: str, **fields: Any) -> AuditEvent:
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
         """Shorthand for :meth:`Transaction.add_audit` in its own transaction."""
         with self.transaction() as tx:
-            return tx.add_audit(event_type, **fields)
+            return tx.add_audit(
+                event_type,
+                actor=actor,
+                run_id=run_id,
+                continuation_id=continuation_id,
+                payload=payload,
+            )
 
     def list_audit(
         self,

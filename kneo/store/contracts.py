@@ -19,14 +19,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Unpack
 
 from kneo.store.transaction_contracts import (
     ApprovalReads,
     AuditTransaction,
+    ControllerStatusFields,
     ControllerTransaction,
     HumanTaskTransaction,
+    NewRun,
     RegistryTransaction,
+    RunChanges,
     RunTransaction,
     WorkflowTransaction,
 )
@@ -140,32 +143,9 @@ class RunWrites(Protocol):
     """A run written in a transaction of its own (the shorthands of
     :class:`RunTransaction`)."""
 
-    def create_run(
-        self,
-        *,
-        target: str,
-        input_text: str,
-        run_id: str | None = None,
-        status: str = "queued",
-        workflow_name: str | None = None,
-        workflow_kind: str | None = None,
-        agent_name: str | None = None,
-        environment: str | None = None,
-        spec: Mapping[str, Any] | None = None,
-        spec_digest: str | None = None,
-        bundle_name: str | None = None,
-        bundle_revision: int | None = None,
-        bundle_commit: str | None = None,
-        state: Mapping[str, Any] | None = None,
-        deadline_at: datetime | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        started_at: datetime | None = None,
-        spec_text: str | None = None,
-        events: Sequence[Mapping[str, Any]] = (),
-        lease: tuple[str, float] | None = None,
-    ) -> RunRecord: ...
+    def create_run(self, **fields: Unpack[NewRun]) -> RunRecord: ...
     def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Unpack[RunChanges]
     ) -> RunRecord: ...
     def request_cancel(self, run_id: str) -> RunRecord: ...
 
@@ -204,7 +184,15 @@ class AuditLog(Protocol):
     """The append-only audit log: written by every change people or the controller make,
     read by the audit views."""
 
-    def add_audit(self, event_type: str, **fields: Any) -> AuditEvent: ...
+    def add_audit(
+        self,
+        event_type: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        continuation_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> AuditEvent: ...
     def list_audit(
         self,
         *,
@@ -373,7 +361,7 @@ class RegistryWrites(Protocol):
     ) -> Suspension: ...
     def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
     def set_controller_status(
-        self, *, name: str = "default", **fields: Any
+        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
     ) -> ControllerStatus: ...
     def add_promotion_approval(
         self,
@@ -502,6 +490,10 @@ class ControllerReads(RegistryReads, HumanTaskReads, Protocol):
     """What a controller observes: the registry and the promotion tasks open on it."""
 
 
+class ControllerStateReads(RegistryReads, NamedLocks, ControllerRequests, Protocol):
+    """What the service shows of a controller: its status, its leader lock, its requests."""
+
+
 class RegistryAdmin(
     ControllerReads,
     ProjectMetadata,
@@ -550,6 +542,7 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
     controller_reads: ControllerReads = store
     admin: RegistryAdmin = store
     controller: ControllerStore = store
+    controller_state: ControllerStateReads = store
     runs_tx: Transactional[WorkflowTransaction] = store
     approvals: ApprovalReads = store
     run_tx: RunTransaction = tx
@@ -580,6 +573,7 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
         controller_reads,
         admin,
         controller,
+        controller_state,
         runs_tx,
         approvals,
         run_tx,
@@ -599,6 +593,8 @@ __all__ = [
     "ConsoleSessions",
     "ControllerReads",
     "ControllerRequests",
+    "ControllerStateReads",
+    "ControllerStatusFields",
     "ControllerStore",
     "ControllerTransaction",
     "HumanTaskReads",
@@ -606,6 +602,7 @@ __all__ = [
     "IdempotencyKeys",
     "Maintenance",
     "NamedLocks",
+    "NewRun",
     "NotificationOutbox",
     "ProjectMetadata",
     "RegistryAdmin",
@@ -613,6 +610,7 @@ __all__ = [
     "RegistryTransaction",
     "RegistryWrites",
     "RunAndTaskReads",
+    "RunChanges",
     "RunLeases",
     "RunQueue",
     "RunReads",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from kneo.store.records import (
@@ -31,6 +31,67 @@ if TYPE_CHECKING:
     from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten
 
 
+class NewRun(TypedDict, total=False):
+    """``create_run``'s fields: what a run executes and where it starts (``target`` and
+    ``input_text`` required). ``spec_text``: the spec already encoded; ``events``: its first
+    trace events; ``lease``: ``(owner, seconds)``, the run created already leased."""
+
+    target: Required[str]
+    input_text: Required[str]
+    run_id: str | None
+    status: str
+    workflow_name: str | None
+    workflow_kind: str | None
+    agent_name: str | None
+    environment: str | None
+    spec: Mapping[str, Any] | None
+    spec_digest: str | None
+    bundle_name: str | None
+    bundle_revision: int | None
+    bundle_commit: str | None
+    state: Mapping[str, Any] | None
+    deadline_at: datetime | None
+    metadata: Mapping[str, Any] | None
+    started_at: datetime | None
+    spec_text: str | None
+    events: Sequence[Mapping[str, Any]]
+    lease: tuple[str, float] | None
+
+
+class RunChanges(TypedDict, total=False):
+    """The run columns ``update_run`` and ``finish_run`` may change (any other is
+    ``invalid_request``)."""
+
+    status: str
+    output_text: str | None
+    error: Mapping[str, Any] | None
+    state: Mapping[str, Any]
+    cancel_requested: bool
+    deadline_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: Mapping[str, Any]
+    spec: Mapping[str, Any] | None
+    spec_digest: str | None
+    environment: str | None
+    workflow_name: str | None
+    workflow_kind: str | None
+    agent_name: str | None
+    bundle_name: str | None
+    bundle_revision: int | None
+    bundle_commit: str | None
+
+
+class ControllerStatusFields(TypedDict, total=False):
+    """The controller status fields ``set_controller_status`` updates (others keep theirs)."""
+
+    last_fetched_commit: str | None
+    last_reconcile_started_at: datetime | None
+    last_reconcile_duration_seconds: float | None
+    last_error: str | None
+    details: Mapping[str, Any]
+
+
 class ApprovalReads(Protocol):
     """The promotion approvals of a digest, read in a transaction or outside one (a task's
     tally reads what the transaction deciding it has written)."""
@@ -45,36 +106,18 @@ class RunTransaction(Protocol):
     (``expected_version``), step boundaries, checkpoints, trace events and its queue record,
     all committed together or not at all."""
 
-    def create_run(
-        self,
-        *,
-        target: str,
-        input_text: str,
-        run_id: str | None = None,
-        status: str = "queued",
-        workflow_name: str | None = None,
-        workflow_kind: str | None = None,
-        agent_name: str | None = None,
-        environment: str | None = None,
-        spec: Mapping[str, Any] | None = None,
-        spec_digest: str | None = None,
-        bundle_name: str | None = None,
-        bundle_revision: int | None = None,
-        bundle_commit: str | None = None,
-        state: Mapping[str, Any] | None = None,
-        deadline_at: datetime | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        started_at: datetime | None = None,
-        spec_text: str | None = None,
-        events: Sequence[Mapping[str, Any]] = (),
-        lease: tuple[str, float] | None = None,
-    ) -> RunRecord: ...
+    @property
+    def now(self) -> datetime:
+        """The time this unit of work stamps its rows with."""
+        ...
+
+    def create_run(self, **fields: Unpack[NewRun]) -> RunRecord: ...
     def current(self, run: RunRecord) -> RunRecord: ...
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord: ...
     def request_cancel(self, run_id: str) -> RunRecord: ...
     def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None: ...
     def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **changes: Unpack[RunChanges]
     ) -> RunRecord: ...
     def finish_run(
         self,
@@ -87,7 +130,7 @@ class RunTransaction(Protocol):
         checkpoints: Sequence[StepCheckpoint] = (),
         events: Sequence[Mapping[str, Any]] = (),
         audits: Sequence[Mapping[str, Any]] = (),
-        **changes: Any,
+        **changes: Unpack[RunChanges],
     ) -> RunRecord: ...
     def write_step(
         self,
@@ -252,7 +295,7 @@ class RegistryTransaction(ApprovalReads, Protocol):
     ) -> BlockedDigest: ...
     def unblock_digest(self, digest: str) -> bool: ...
     def set_controller_status(
-        self, *, name: str = "default", **fields: Any
+        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
     ) -> ControllerStatus: ...
     def add_promotion_approval(
         self,

@@ -27,6 +27,7 @@ from kneo.store.contracts import (
     ConsoleSessions,
     ControllerReads,
     ControllerRequests,
+    ControllerStateReads,
     ControllerStore,
     ControllerTransaction,
     HumanTaskReads,
@@ -466,6 +467,21 @@ def check_controller_store(store: ControllerStore) -> None:
     assert reads.list_continuations(workflow_kind="promotion").total == 1
 
 
+def check_controller_state(state: ControllerStateReads) -> None:
+    """What a replica shows of a controller, read from the database: no status and no
+    leader before one runs, then its leader lock and its waiting requests."""
+    empty = state.get_controller_status("main")
+    assert (empty.last_fetched_commit, empty.updated_at) == (None, None)
+    assert state.get_lock("controller:main") is None
+    assert state.acquire_lock("controller:main", "replica-1", 30) is True
+    held = state.get_lock("controller:main")
+    assert held is not None and held.owner == "replica-1"
+    state.queue_controller_request("main", "reconcile")
+    counts = state.controller_request_counts("main")
+    assert (counts["queued"], counts["running"]) == (1, 0)
+    assert counts["oldest_queued_at"] is not None
+
+
 def check_run_views(views: RunAndTaskReads, units: Transactional[WorkflowTransaction]) -> None:
     """A pause is one transaction: the run and its task are seen together."""
     with units.transaction() as tx:
@@ -494,6 +510,7 @@ CHECKS: dict[str, Callable[[Store, ManualClock], None]] = {
     "ConsoleSessions": check_console_sessions,
     "Maintenance": lambda s, c: check_retention(s, s, s, c),
     "ControllerStore": lambda s, c: check_controller_store(s),
+    "ControllerStateReads": lambda s, c: check_controller_state(s),
     "RunAndTaskReads+WorkflowTransaction": lambda s, c: check_run_views(s, s),
 }
 
