@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-# ``kneo.controller.loader`` imports it from here; it moves to ``kneo.spec.refs`` once that
-# file is free to change (issue 35 work in progress: the controller is being split).
+# ``kneo.controller.spec_checks`` imports it from here; once it imports it from
+# ``kneo.spec.refs``, where it lives, this line goes (issue 35: the controller is being split).
 from kneo.spec.refs import refresh_import_caches as refresh_import_caches
 
 Severity = Literal["error", "warning", "info"]
