@@ -19,6 +19,7 @@ from kneo.store.records import (
     CheckpointRecord,
     Condition,
     ContinuationRecord,
+    ControllerStatus,
     LockRecord,
     Pin,
     PromotionApproval,
@@ -173,3 +174,7 @@ def blocked(r: Row) -> BlockedDigest:
 
 def approval(r: Row) -> PromotionApproval:
     return from_row(PromotionApproval, r)
+
+
+def controller_status(r: Row) -> ControllerStatus:
+    return from_row(ControllerStatus, r, details=r["details"] or {})

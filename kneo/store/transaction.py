@@ -5,7 +5,7 @@ Every write that spans rows goes through it: runs (create, compare-and-set updat
 boundary, outcome),
 checkpoints, trace events, continuations and their request index, audit and outbox rows,
 queue entries, leases, project metadata and the registry
-(:class:`~kneo.store.registry.RegistryWritesMixin`). It runs on one DBAPI connection (SQLite:
+(:class:`~kneo.store.registry_writes.RegistryWritesMixin`). It runs on one DBAPI connection (SQLite:
 the process's writer connection); every statement is SQL text built once per dialect from
 the :mod:`~kneo.store.tables` objects (positional parameters),
 and values pass through the Core column types' own bind and result processors, so nothing is
@@ -51,7 +51,7 @@ from kneo.store.records import (
     RunRecord,
     TraceEvent,
 )
-from kneo.store.registry import RegistryWritesMixin
+from kneo.store.registry_writes import RegistryWritesMixin
 from kneo.store.rowvalues import (
     RUN_MUTABLE_FIELDS,
     audit_values,

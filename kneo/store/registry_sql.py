@@ -1,0 +1,164 @@
+"""The registry writes' statements, built in SQLAlchemy Core from the :mod:`~kneo.store.tables`
+objects.
+
+A transaction (:class:`~kneo.store.registry_writes.RegistryWritesMixin`) asks for one by
+key; the builder here runs only on the first use of that key by its store's dialect, and
+:func:`named_sql` compiles what it returns into the dialect's statement cache
+(:meth:`~kneo.store.dialects.StoreDialect.text`). Every parameter is a named
+:func:`~sqlalchemy.bindparam` (``:name``, the keys of the values the caller binds); constants
+are literal SQL, so nothing is bound that the caller does not pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import BindTyping
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, ColumnClause, ColumnElement, Select, Update
+
+from kneo.store import dialects as d
+from kneo.store import tables as t
+from kneo.store.dialects import StoreDialect
+
+_R = t.bundle_revisions.c
+_PARAM = re.compile(r"[a-z_]+")
+
+#: a registry key's columns: (bundle, environment)
+KEY = ("bundle_name", "environment")
+#: one revision's
+REVISION_KEY = (*KEY, "revision")
+
+ACTIVE: ColumnClause[str] = sa.literal_column("'active'")
+
+
+def named_sql(stmt: ClauseElement, db: Dialect) -> str:
+    """``stmt`` compiled for ``db`` with ``:name`` parameters (what
+    :meth:`~kneo.store.dialects.StoreDialect.text` turns into the driver's positional
+    ones) and no bind casts: the values are bound by the columns' own processors
+    (:meth:`~kneo.store.dialects.StoreDialect.bind`), as every raw write binds them.
+
+    A parameter that is not a plain named one the caller passes (an anonymous literal, a
+    name :meth:`~kneo.store.dialects.StoreDialect.text` would not read whole) is a
+    programming error, found here when the statement is first built."""
+    named = copy.copy(db)
+    named.paramstyle, named.positional, named.bind_typing = "named", False, BindTyping.NONE
+    compiled = stmt.compile(dialect=named)
+    assert isinstance(compiled, SQLCompiler)
+    for name, bind in compiled.binds.items():
+        if not _PARAM.fullmatch(name) or bind.value is not None or bind.callable is not None:
+            raise ValueError(f"statement parameter {name!r} is not a plain named parameter")
+    if "%" in compiled.string:  # a percent sign means something else to psycopg
+        raise ValueError("a registry statement may not contain '%'")
+    sql: str = compiled.string
+    return sql
+
+
+def where(table: sa.Table, names: Sequence[str] = KEY) -> list[ColumnElement[bool]]:
+    """``column = :column`` for each of ``names``."""
+    return [table.c[n] == sa.bindparam(n) for n in names]
+
+
+def select(table: sa.Table, names: Sequence[str] = KEY, *, lock: bool = False) -> Select[Any]:
+    """All of ``table``'s columns of the rows whose ``names`` are the parameters';
+    ``lock``: row-locked where the database has row locks (SQLite's write lock does)."""
+    stmt = sa.select(table).where(*where(table, names))
+    return stmt.with_for_update() if lock else stmt
+
+
+def delete(table: sa.Table, names: Sequence[str] = KEY) -> Any:
+    """Delete the rows whose ``names`` are the parameters, returning the first key column."""
+    return sa.delete(table).where(*where(table, names)).returning(table.c[names[0]])
+
+
+def insert(
+    dialect: StoreDialect,
+    table: sa.Table,
+    returning: str,
+    *,
+    names: Sequence[str] | None = None,
+    conflict: Sequence[str] | None = None,
+    update: Sequence[str] = (),
+) -> Any:
+    """One row of ``table``'s ``names`` (default: every column but an autoincrementing key),
+    returning its ``returning`` column. ``conflict``: skip the row when it would violate a
+    unique constraint (``()``: any), or, with ``update``, set those columns from the new row
+    on the conflicting one instead."""
+    stmt = dialect.insert(table).values({n: sa.bindparam(n) for n in names or d.columns(table)})
+    if conflict is not None:
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c[n] for n in conflict],
+                set_={n: stmt.excluded[n] for n in update},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing()
+    return stmt.returning(table.c[returning])
+
+
+# -- revisions -----------------------------------------------------------------------------
+def head() -> Select[Any]:
+    """The key's last revision number and its active one (each ``NULL`` if none)."""
+    active = sa.case((_R.status == ACTIVE, _R.revision))
+    return sa.select(sa.func.max(_R.revision), sa.func.max(active)).where(
+        *where(t.bundle_revisions)
+    )
+
+
+def active_digest() -> Select[Any]:
+    return sa.select(_R.digest).where(*where(t.bundle_revisions), _R.status == ACTIVE)
+
+
+def deactivate() -> Update:
+    """The key's active revision becomes inactive at ``:deactivated_at``."""
+    return (
+        sa.update(t.bundle_revisions)
+        .values(
+            status=sa.literal_column("'inactive'"), deactivated_at=sa.bindparam("deactivated_at")
+        )
+        .where(*where(t.bundle_revisions), _R.status == ACTIVE)
+    )
+
+
+def update_revision(names: Sequence[str]) -> Update:
+    """Set ``names`` on one revision, returning its number (no row: it does not exist)."""
+    return (
+        sa.update(t.bundle_revisions)
+        .values({n: sa.bindparam(n) for n in names})
+        .where(*where(t.bundle_revisions, REVISION_KEY))
+        .returning(_R.revision)
+    )
+
+
+# -- changes, conditions, approvals --------------------------------------------------------
+def next_change_number(dialect: StoreDialect) -> Any:
+    """Take the next registry change number (the counter's one row, created at 1)."""
+    counter = t.registry_change_counter
+    one: ColumnClause[int] = sa.literal_column("1")
+    return (
+        dialect.insert(counter)
+        .values(id=one, seq=one)
+        .on_conflict_do_update(index_elements=[counter.c.id], set_={"seq": counter.c.seq + one})
+        .returning(counter.c.seq)
+    )
+
+
+def update_condition() -> Update:
+    """One condition's observed state, by (bundle, environment, type)."""
+    sets = ("status", "reason", "message", "last_transition_time", "updated_at")
+    return (
+        sa.update(t.bundle_conditions)
+        .values({n: sa.bindparam(n) for n in sets})
+        .where(*where(t.bundle_conditions, (*KEY, "type")))
+    )
+
+
+def approvals(by_digest: bool) -> Select[Any]:
+    """A key's promotion decisions (``by_digest``: on ``:digest`` only), oldest first."""
+    names = (*KEY, "digest") if by_digest else KEY
+    return select(t.promotion_approvals, names).order_by(t.promotion_approvals.c.id)
