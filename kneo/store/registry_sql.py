@@ -50,7 +50,7 @@ def named_sql(stmt: ClauseElement, db: Dialect) -> str:
     named.paramstyle, named.positional, named.bind_typing = "named", False, BindTyping.NONE
     compiled = stmt.compile(dialect=named)
     assert isinstance(compiled, SQLCompiler)
-    for name, bind in compiled.binds.items():
+    for bind, name in compiled.bind_names.items():
         if not _PARAM.fullmatch(name) or bind.value is not None or bind.callable is not None:
             raise ValueError(f"statement parameter {name!r} is not a plain named parameter")
     if "%" in compiled.string:  # a percent sign means something else to psycopg

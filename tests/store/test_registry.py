@@ -312,3 +312,21 @@ def test_concurrent_registry_writers_never_leave_two_active(store: Store, write:
     else:
         assert outcome["second"] == "ok"
         assert active[0].digest == ("d-second" if write == "add" else "d2")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_registry_statements_bind_only_the_named_values_callers_pass(backend: str) -> None:
+    """A registry statement compiles to ``:name`` parameters only; one that would bind a
+    value of its own (an anonymous literal the caller never passes) is refused when built."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from kneo.store import registry_sql as q
+
+    db = sqlite.pysqlite.dialect() if backend == "sqlite" else postgresql.psycopg.dialect()
+    sql = q.named_sql(q.deactivate(), db)
+    assert "status='inactive'" in sql.replace(" ", "")
+    assert ":deactivated_at" in sql and ":bundle_name" in sql and "::" not in sql
+    locked = q.named_sql(q.select(t.bundle_conditions, lock=True), db)
+    assert ("FOR UPDATE" in locked) == (backend == "postgresql")
+    with pytest.raises(ValueError, match="bundle_name_1"):
+        q.named_sql(sa.select(t.bundle_pins).where(t.bundle_pins.c.bundle_name == "x"), db)
