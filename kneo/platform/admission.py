@@ -41,7 +41,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
@@ -52,12 +52,16 @@ from kneo.policy.access import HostAccess, Origin
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import Spec
 from kneo.spec.project import PolicyEnforcement, ProjectContext
-from kneo.store import RunRecord, Store
+from kneo.store import RunRecord
 
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
-    from kneo.store.contracts import ProjectMetadata
+    from kneo.store.contracts import ProjectMetadata, RegistryReads
+
+    class AdmissionReads(RegistryReads, ProjectMetadata, Protocol):
+        """What admission reads: active bundles and the policy the controller recorded."""
+
 
 #: metadata key prefix of the service-managed environment policies
 POLICY_PREFIX = "policy.environment."
@@ -113,7 +117,7 @@ class Admitted:
 class RunAdmission:
     """Decides whether a run may start in an environment (see the module docstring)."""
 
-    store: Store
+    store: AdmissionReads
     compiler: SpecCompiler
     project: ProjectContext | None
     cache_entries: InitVar[int]

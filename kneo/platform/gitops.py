@@ -12,17 +12,23 @@ the bundle's cryptography, which a process that only runs runs never needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.platform import reconcile
-from kneo.store import ControllerRequest, Store
+from kneo.store import ControllerRequest
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import AuditLog, ControllerStateReads, ControllerStore
+
+    class GitOpsStore(ControllerStore, ControllerStateReads, AuditLog, Protocol):
+        """The controller's state and requests, the registry operations, their audit."""
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class GitOps:
     """Controller requests and the registry's reads and day-two writes."""
 
-    store: Store
+    store: GitOpsStore
 
     # ------------------------------------------------------------------ the controller
 

@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
@@ -30,10 +30,14 @@ from kneo.platform.results import (
 )
 from kneo.redaction import redact_mapping
 from kneo.spec.suggest import one_of
-from kneo.store import RunRecord, Store
+from kneo.store import RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
+    from kneo.store.contracts import RunAndTaskReads, RunLeases
+
+    class RunViewReads(RunAndTaskReads, RunLeases, Protocol):
+        """What the run views read: runs, their tasks, and who executes them."""
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -149,7 +153,7 @@ class Inspection:
     timelines, checkpoint diffs and recovery context. The driver compiles a run's workflow
     (recovery asks the engine what would run next) and makes its result."""
 
-    store: Store
+    store: RunViewReads
     driver: RunDriver
 
     def get_run(

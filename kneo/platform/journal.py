@@ -18,14 +18,25 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.settings import CheckpointLimits
-from kneo.store import Store, delta, payloads
+from kneo.store import delta, payloads
 from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import (
+        RunReads,
+        StoreLifecycle,
+        Transactional,
+        WorkflowTransaction,
+    )
+
+    class JournalStore(RunReads, StoreLifecycle, Transactional[WorkflowTransaction], Protocol):
+        """What a run's journal uses: its run, its held connection and step transactions."""
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -80,7 +91,7 @@ class StoreJournal:
 
     def __init__(
         self,
-        store: Store,
+        store: JournalStore,
         run_id: str,
         version: int,
         *,

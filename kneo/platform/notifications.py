@@ -43,10 +43,21 @@ from kneo.platform.webhooks import (
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
+    from kneo.clock import Clock
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext, ReceiverConfig
     from kneo.store import DeliveryOutcome, NotificationEvent, NotificationRecord, Store
-    from kneo.store.contracts import NotificationOutbox
+    from kneo.store.contracts import HumanTaskReads, NotificationOutbox
+
+    class ExpiringTasks(HumanTaskReads, NotificationOutbox, Protocol):
+        """The sweep's reads and writes: pending tasks, the outbox events it adds."""
+
+    class DispatcherStore(ExpiringTasks, Protocol):
+        """The dispatcher's: the outbox, the expiring sweep, the store's clock."""
+
+        @property
+        def clock(self) -> Clock: ...
+
 
 log = get_logger("kneo_serv.notifications")
 
@@ -337,7 +348,7 @@ def expiring_event_id(continuation_id: str, expires_at: datetime) -> str:
     return "nexp_" + hashlib.sha256(key).hexdigest()[:32]
 
 
-def sweep_expiring(store: Store, now: datetime, lead_seconds: float) -> int:
+def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> int:
     """Write ``human.expiring`` for pending tasks that expire within ``lead_seconds``; each
     once (keyed by continuation and expiry). Returns how many were new."""
     if lead_seconds <= 0:
@@ -387,7 +398,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: DispatcherStore,
         receivers: Sequence[Receiver],
         settings: NotificationSettings,
         *,

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
 from kneo.engine.lifecycle import RunStatus, transition
@@ -58,7 +58,14 @@ from kneo.platform.results import RunResult
 from kneo.platform.sweeps import Sweeper, SweptPlatform, start_sweeper
 from kneo.redaction import redact_text
 from kneo.settings import Settings
-from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord, Store
+from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import RunQueue, RunReads, Transactional, WorkflowTransaction
+
+    class RunFailures(RunReads, Transactional[WorkflowTransaction], Protocol):
+        """What failing a run reads and writes: the run, then its outcome in one unit."""
+
 
 log = get_logger("kneo_serv.worker")
 
@@ -368,7 +375,7 @@ class Worker:
 
 
 def fail_run(
-    store: Store, run_id: str, error: dict[str, Any], *, actor: str | None = None
+    store: RunFailures, run_id: str, error: dict[str, Any], *, actor: str | None = None
 ) -> RunRecord:
     """Mark ``run_id`` failed through the lifecycle, with ``error`` as the reason.
 
@@ -409,7 +416,7 @@ def fail_run(
 class _Heartbeat:
     """Renews one lease every third of its length until stopped (or the lease is lost)."""
 
-    def __init__(self, store: Store, queue_id: int, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: RunQueue, queue_id: int, owner: str, lease_seconds: float) -> None:
         self._store = store
         self._queue_id = queue_id
         self._owner = owner
