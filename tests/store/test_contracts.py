@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.settings import RetentionDays
-from kneo.store import DeliveryOutcome, Store
+from kneo.store import DeliveryOutcome, Store, payloads
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -50,6 +50,7 @@ from kneo.store.contracts import (
     Transactional,
     WorkflowTransaction,
 )
+from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 
 class _Rollback(Exception):
@@ -122,6 +123,74 @@ def check_runs(writes: RunWrites, reads: RunReads, units: Transactional[RunTrans
     )
     assert {first.items[0].run_id, rest.items[0].run_id} == {"run_c1", "run_c2"}
     assert set(reads.run_states(["run_c1", "run_missing"])) == {"run_c1"}
+
+
+def _step_checkpoint(state: dict[str, object], step_id: str) -> StepCheckpoint:
+    raw = json_text(state).encode()
+    return StepCheckpoint(
+        type="step_completed",
+        step_id=step_id,
+        status="completed",
+        encoding=payloads.ENCODING_JSON,
+        payload=raw,
+        size_bytes=len(raw),
+        truncated=False,
+        metadata={"unit_key": step_id},
+    )
+
+
+def check_step_boundaries(
+    units: Transactional[WorkflowTransaction], reads: RunReads, log: AuditLog
+) -> None:
+    """A step boundary is a compare-and-set of the run's state with its checkpoint and
+    events numbered after the run's last ones; a stale one writes nothing. The outcome is
+    the same with the run's final columns and audit events, and a stale outcome writes
+    nothing either (on PostgreSQL both are the one-statement writes)."""
+    with units.transaction() as tx:
+        run = tx.create_run(run_id="run_s1", target="workflow", input_text="x", status="running")
+        tx.add_trace_event("run_s1", "run_started")
+    state: dict[str, object] = {"units": {"s1": {"output": "ü"}}, "order": ["s1"]}
+    with units.transaction() as tx:
+        written = tx.write_step(
+            "run_s1",
+            expected_version=run.version,
+            state_text=json_text(state),
+            checkpoints=[_step_checkpoint(state, "s1")],
+            events=[StepEvent("step_completed", "s1", json_text({"n": 1}))],
+        )
+    assert (written.version, written.checkpoint_seq, written.trace_seq) == (2, 1, 2)
+    assert reads.get_run("run_s1").state == state
+    [checkpoint] = reads.list_checkpoints("run_s1").items
+    assert (checkpoint.sequence, checkpoint.payload) == (1, state)
+    with pytest.raises(Conflict) as stale, units.transaction() as tx:
+        tx.write_step(
+            "run_s1",
+            expected_version=run.version,
+            state_text=json_text({}),
+            checkpoints=[_step_checkpoint({}, "s2")],
+            events=[StepEvent("step_completed", "s2", "{}")],
+        )
+    assert stale.value.code == "stale_state"
+    assert reads.list_trace("run_s1").total == 2 and reads.get_run("run_s1").version == 2
+
+    current = reads.get_run("run_s1")
+    with pytest.raises(Conflict), units.transaction() as tx:
+        tx.finish_run(run, expected_version=run.version, status="succeeded")  # stale
+    with units.transaction() as tx:
+        done = tx.finish_run(
+            current,
+            expected_version=current.version,
+            status="succeeded",
+            output_text="out",
+            finished_at=tx.now,
+            events=[{"event_type": "run_completed"}],
+            audits=[{"event_type": "run.succeeded", "run_id": "run_s1"}],
+        )
+    read = reads.get_run("run_s1")
+    assert (read.status, read.output_text, read.version) == ("succeeded", "out", 3)
+    assert (done.status, done.version, done.output_text) == (read.status, 3, read.output_text)
+    assert [e.event_type for e in reads.list_trace("run_s1").items][-1] == "run_completed"
+    assert [e.event_type for e in log.list_audit(run_id="run_s1").items] == ["run.succeeded"]
 
 
 def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTransaction]) -> None:
@@ -496,6 +565,7 @@ def check_run_views(views: RunAndTaskReads, units: Transactional[WorkflowTransac
 CHECKS: dict[str, Callable[[Store, ManualClock], None]] = {
     "StoreLifecycle": lambda s, c: check_store_lifecycle(s),
     "RunReads+RunWrites+RunTransaction": lambda s, c: check_runs(s, s, s),
+    "WorkflowTransaction.steps": lambda s, c: check_step_boundaries(s, s, s),
     "HumanTaskReads+HumanTaskTransaction+AuditTransaction": lambda s, c: check_human_tasks(s, s),
     "AuditLog+AuditTransaction": lambda s, c: check_audit(s, s),
     "ProjectMetadata": lambda s, c: check_metadata(s),
@@ -526,7 +596,7 @@ def test_every_protocol_has_a_check() -> None:
     """A protocol added to the contract without a check here fails."""
     from .test_contract_coverage import PROTOCOLS
 
-    checked = {name for key in CHECKS for name in key.split("+")}
+    checked = {name.split(".")[0] for key in CHECKS for name in key.split("+")}
     combined_elsewhere = {"Transactional", "ControllerReads", "RegistryAdmin"}
     assert set(PROTOCOLS) - checked - combined_elsewhere == set()
 
