@@ -78,7 +78,7 @@ class ReconcileState:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> ReconcileState | None:
+    def from_dict(cls, data: object) -> ReconcileState | None:
         """The saved state, or ``None`` when absent or not understood (a full pass)."""
         if not isinstance(data, Mapping):
             return None
@@ -109,7 +109,7 @@ class Scope:
     bundle_count: int
 
 
-def fingerprint(**parts: Any) -> str:
+def fingerprint(**parts: object) -> str:
     """A digest of everything verdicts depend on besides the files (keys, version, ...)."""
     text = json.dumps({"format": STATE_FORMAT, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -243,7 +243,7 @@ def publish_trust(
     store.set_metadata(TRUST_METADATA_KEY, current)
 
 
-def _untrusted(why: str, **details: Any) -> Conflict:
+def _untrusted(why: str, **details: object) -> Conflict:
     return Conflict(why, code=ErrorCode.rollback_untrusted, **details)
 
 
