@@ -27,7 +27,7 @@ from kneo.errors import NotFound
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
-from kneo.store.records import ControllerRequest
+from kneo.store.records import ControllerRequest, ControllerRequestCounts
 
 log = logging.getLogger("kneo.controller")
 
@@ -137,11 +137,11 @@ class ControllerRequestsMixin(StoreBase):
             ).first()
         return found is not None
 
-    def controller_request_counts(self, name: str) -> dict[str, Any]:
+    def controller_request_counts(self, name: str) -> ControllerRequestCounts:
         """Requests waiting for and being served by a pass, and when the oldest waiting one
         came (``GET /v1/controller/status``)."""
         r = t.controller_requests.c
-        counts = {"queued": 0, "running": 0, "oldest_queued_at": None}
+        counts: ControllerRequestCounts = {"queued": 0, "running": 0, "oldest_queued_at": None}
         with self._read() as conn:
             for status, count, oldest in conn.execute(
                 sa.select(
@@ -150,9 +150,10 @@ class ControllerRequestsMixin(StoreBase):
                 .where(r.name == name, r.status.in_(("queued", "running")))
                 .group_by(r.status)
             ):
-                counts[status] = int(count)
                 if status == "queued":
-                    counts["oldest_queued_at"] = oldest
+                    counts["queued"], counts["oldest_queued_at"] = int(count), oldest
+                else:
+                    counts["running"] = int(count)
         return counts
 
     def notify_controller(self, name: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -319,3 +319,12 @@ class RevisionHead(NamedTuple):
     status: str
     commit: str | None
     diagnostics: list[dict[str, Any]] | None
+
+
+class ControllerRequestCounts(TypedDict):
+    """Requests waiting for and being served by a pass of one controller, and when the
+    oldest waiting one came (``None``: none waits)."""
+
+    queued: int
+    running: int
+    oldest_queued_at: datetime | None
