@@ -394,9 +394,6 @@ class Settings:
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
-    #: how long a run waits for the process's run slot (``kneo.platform.slot``), in ms;
-    #: ``None``: 20 on SQLite, no slot on PostgreSQL; 0: no slot
-    run_slot_ms: int | None = None
     #: compiled workflows and prepared specs kept per process (least recently used dropped)
     spec_cache_entries: int = 256
     # reviewer console (``/ui``)
@@ -478,7 +475,6 @@ class Settings:
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
-            run_slot_ms=_int(env, "KNEO_SERV_RUN_SLOT_MS", None),
             spec_cache_entries=max(1, _int(env, "KNEO_SERV_SPEC_CACHE_ENTRIES", 256) or 256),
             console_enabled=_bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
             console_session_seconds=_int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800)

@@ -1,8 +1,7 @@
 """RunDriver: executes a run through the engine and writes its outcome.
 
 It owns what executing needs and nothing else: the engine, the store, this process's owner
-name and lease (renewed by :class:`~kneo.platform.leases.LeaseKeeper`), the run slot
-(:mod:`kneo.platform.slot`), the cache of compiled workflows by ``(spec digest, target)`` and
+name and lease (renewed by :class:`~kneo.platform.leases.LeaseKeeper`), the cache of compiled workflows by ``(spec digest, target)`` and
 the cancellation tokens of the runs it is driving. Starting, resuming and continuing a run
 all end in :meth:`RunDriver.drive`; a sweep or a cancel that moved a run on signals its
 token through :meth:`RunDriver.signal_cancel`.
@@ -29,7 +28,6 @@ from kneo.platform.leases import LeaseKeeper
 from kneo.platform.observer import RunObserver
 from kneo.platform.outcomes import write_outcome
 from kneo.platform.results import RunResult, run_result
-from kneo.platform.slot import RunSlot
 from kneo.policy.access import HostAccess
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
@@ -42,15 +40,13 @@ Audits = list[tuple[str, str | None, str | None, dict[str, Any]]]
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class RunDriver:
-    """Drives runs of one process: engine, leases, slot, compiled-workflow cache."""
+    """Drives runs of one process: engine, leases, compiled-workflow cache."""
 
     engine: WorkflowEngine
     compiler: SpecCompiler
     store: Store
     owner: str
     lease_seconds: float
-    #: one executing run at a time on SQLite (see kneo.platform.slot)
-    slot: RunSlot
     #: what a run may reach on the host (:class:`~kneo.policy.access.HostAccess`), by its
     #: environment and origin
     access: Callable[[RunRecord], HostAccess]
@@ -126,13 +122,7 @@ class RunDriver:
         run_id = run.run_id
         if not leased:
             self.store.acquire_run_lease(run_id, self.owner, self.lease_seconds)
-        journal = StoreJournal(
-            self.store,
-            run_id,
-            run.version,
-            rejoin=self.slot.rejoin,
-            checkpoint_seq=run.checkpoint_seq,
-        )
+        journal = StoreJournal(self.store, run_id, run.version, checkpoint_seq=run.checkpoint_seq)
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.
         token = CancellationToken(
@@ -149,7 +139,7 @@ class RunDriver:
         result: RunResult | None = None
         outcome: Outcome | None = None
         try:
-            with self.leases.holding(run_id), self.slot.hold():
+            with self.leases.holding(run_id):
                 outcome = self.engine.run(
                     workflow,
                     ExecutionState(run.state),

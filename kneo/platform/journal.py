@@ -95,7 +95,6 @@ class StoreJournal:
         run_id: str,
         version: int,
         *,
-        rejoin: Callable[[], object] | None = None,
         checkpoint_seq: int | None = None,
     ) -> None:
         self.store = store
@@ -105,7 +104,6 @@ class StoreJournal:
         self.checkpoint_seq = checkpoint_seq
         self._buffer: list[TraceEvent] = []
         self._lock = threading.Lock()
-        self._rejoin = rejoin
         self._committed: _Committed | None = None
         #: boundaries waiting for the next one's transaction or the outcome's
         #: (:meth:`final_rows`): replayable ones, and a closing one last
@@ -122,8 +120,6 @@ class StoreJournal:
             self._buffer.append(event)
 
     def commit(self, boundary: Boundary) -> None:
-        if self._rejoin is not None:
-            self._rejoin()
         with self._lock:
             if self._held and self._held[-1].closing:
                 self._write_held()

@@ -8,7 +8,7 @@ hands each responsibility to one collaborator with explicit dependencies:
 * :class:`~kneo.platform.preparation.SpecPreparation` — admit, load, check, compile and cache
   a spec for a new run;
 * :class:`~kneo.platform.driver.RunDriver` — drive a run through the engine and write its
-  outcome (engine, leases, run slot, compiled workflows, cancellation tokens);
+  outcome (engine, leases, compiled workflows, cancellation tokens);
 * :class:`~kneo.platform.runs.Runs` — start, execute, cancel, continue and replay runs;
 * :class:`~kneo.platform.decisions.Decisions` — the inbox, one task, and resume;
 * :class:`~kneo.platform.inspect.Inspection` — runs, traces, checkpoints, replay, recovery;
@@ -61,7 +61,6 @@ from kneo.platform.inspect import Inspection
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.results import RunResult
 from kneo.platform.runs import Runs
-from kneo.platform.slot import RunSlot, default_patience, releasing_providers
 from kneo.platform.sweeps import Sweeps
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
@@ -145,13 +144,8 @@ class PlatformManager:
         self.settings = settings or run_state_store.settings
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
-        # One executing run at a time on SQLite (kneo.platform.slot): the driver holds it,
-        # the journal rejoins it, the providers give it up around each model call.
-        slot = RunSlot(default_patience(self.store.backend, self.settings.run_slot_ms))
         self.engine = WorkflowEngine(
-            providers=releasing_providers(
-                providers or _default_providers(self.settings, project), slot
-            ),
+            providers=providers or _default_providers(self.settings, project),
             tools=compiler.tool_registry,
             runtimes=compiler.runtime_registry,
             clock=self.clock,
@@ -175,7 +169,6 @@ class PlatformManager:
             store=self.store,
             owner=self.owner,
             lease_seconds=max(5.0, float(self.settings.worker_lease_seconds)),
-            slot=slot,
             access=self.admission.run_access,
             cache_entries=entries,
         )

@@ -96,15 +96,14 @@ class Runs:
             raise InvalidRequest(
                 "timeout_seconds applies to async_mode runs", field="timeout_seconds"
             )
-        with self.driver.slot.hold():
-            prepared = self.preparation.prepare(request)
-            run = self._create(prepared, request, start=True)
-            if on_created is not None:
-                on_created(run.run_id)
-            try:
-                return self.driver.drive(run, prepared.workflow, leased=True)
-            except DatabaseUnavailable as exc:
-                raise _accepted(exc, run.run_id) from exc
+        prepared = self.preparation.prepare(request)
+        run = self._create(prepared, request, start=True)
+        if on_created is not None:
+            on_created(run.run_id)
+        try:
+            return self.driver.drive(run, prepared.workflow, leased=True)
+        except DatabaseUnavailable as exc:
+            raise _accepted(exc, run.run_id) from exc
 
     def start_run(self, request: RunRequest) -> RunResult:
         """Create a queued run (with ``deadline_at`` when the request has

@@ -1,13 +1,12 @@
-"""Runs executing on several threads of one process, with and without the run slot.
+"""Runs executing on several threads of one process against one thread.
 
-    python bench/run_slot.py [--threads 4] [--runs 400] [--repeat 3] [--json]
+    python bench/threads.py [--threads 4] [--runs 400] [--repeat 3] [--json]
 
 In-process on SQLite (a fresh temporary database per measurement), each of ``--threads``
 threads executes ``--runs`` synchronous runs of the 3-step function workflow that
 ``bench/service.py`` posts. Reported per configuration (median of ``--repeat``, alternated):
 runs per second, process CPU per run, voluntary context switches per run. Configurations:
-one thread (the baseline), ``--threads`` threads with the run slot (SQLite's default), and
-``--threads`` threads without it (``KNEO_SERV_RUN_SLOT_MS=0``). Linux only (``resource``
+one thread (the baseline) and ``--threads`` threads. Linux only (``resource``
 counters). Measures the ``kneo`` package on ``sys.path``.
 """
 
@@ -31,7 +30,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # examples.human_func
 SPEC: str = runpy.run_path(str(Path(__file__).with_name("service.py")))["SPEC"]
 
 
-def measure(threads: int, runs: int, slot_ms: int | None) -> dict[str, float]:
+def measure(threads: int, runs: int) -> dict[str, float]:
     from kneo.platform import create_platform
     from kneo.settings import Settings
 
@@ -39,8 +38,6 @@ def measure(threads: int, runs: int, slot_ms: int | None) -> dict[str, float]:
         spec = Path(tmp) / "three_steps.yaml"
         spec.write_text(SPEC)
         env = {"KNEO_SERV_DATABASE_URL": f"sqlite:///{Path(tmp) / 'runs.sqlite'}"}
-        if slot_ms is not None:
-            env["KNEO_SERV_RUN_SLOT_MS"] = str(slot_ms)
         manager = create_platform(Settings.from_env(env))
         for _ in range(100):  # warm: imports, compiled spec, page cache
             manager.run_from_spec(input_text="benchmark", spec_path=spec)
@@ -73,16 +70,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    configs = {
-        "1 thread": (1, None),
-        f"{args.threads} threads, run slot": (args.threads, None),
-        f"{args.threads} threads, no slot": (args.threads, 0),
-    }
+    configs = {"1 thread": 1, f"{args.threads} threads": args.threads}
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for _ in range(args.repeat):
-        for name, (threads, slot_ms) in configs.items():
+        for name, threads in configs.items():
             runs = args.runs * args.threads // threads  # the same total per configuration
-            samples[name].append(measure(threads, runs, slot_ms))
+            samples[name].append(measure(threads, runs))
     result = {
         name: {key: statistics.median(s[key] for s in found) for key in found[0]}
         for name, found in samples.items()
