@@ -9,8 +9,8 @@ audit) atomically; the Store offers the same writes as one-transaction shorthand
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Unpack
 
 import sqlalchemy as sa
 
@@ -29,6 +29,9 @@ from kneo.store.records import (
     RevisionHead,
     Suspension,
 )
+
+if TYPE_CHECKING:
+    from kneo.store.transaction_contracts import ControllerStatusFields
 
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
@@ -343,9 +346,31 @@ class RegistryReadsMixin(StoreBase):
             ]
 
     # -- one-transaction shorthands -----------------------------------------------------
-    def add_revision(self, bundle_name: str, environment: str, **fields: Any) -> BundleRevision:
+    def add_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        digest: str,
+        commit: str | None = None,
+        signer_key_ids: Sequence[str] = (),
+        approved_by: Sequence[str] = (),
+        status: str = "inactive",
+        diagnostics: Sequence[Mapping[str, Any]] = (),
+        spec: Mapping[str, Any] | None = None,
+    ) -> BundleRevision:
         with self.transaction() as tx:
-            return tx.add_revision(bundle_name, environment, **fields)
+            return tx.add_revision(
+                bundle_name,
+                environment,
+                digest=digest,
+                commit=commit,
+                signer_key_ids=signer_key_ids,
+                approved_by=approved_by,
+                status=status,
+                diagnostics=diagnostics,
+                spec=spec,
+            )
 
     def activate_revision(
         self, bundle_name: str, environment: str, revision: int
@@ -354,31 +379,79 @@ class RegistryReadsMixin(StoreBase):
             return tx.activate_revision(bundle_name, environment, revision)
 
     def set_revision_status(
-        self, bundle_name: str, environment: str, revision: int, status: str, **fields: Any
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        status: str,
+        *,
+        diagnostics: Sequence[Mapping[str, Any]] | None = None,
+        approved_by: Sequence[str] | None = None,
     ) -> BundleRevision:
         with self.transaction() as tx:
-            return tx.set_revision_status(bundle_name, environment, revision, status, **fields)
+            return tx.set_revision_status(
+                bundle_name,
+                environment,
+                revision,
+                status,
+                diagnostics=diagnostics,
+                approved_by=approved_by,
+            )
 
     def set_condition(
-        self, bundle_name: str, environment: str, type: str, **fields: Any
+        self,
+        bundle_name: str,
+        environment: str,
+        type: str,
+        *,
+        status: str,
+        reason: str,
+        message: str = "",
     ) -> Condition:
         with self.transaction() as tx:
-            return tx.set_condition(bundle_name, environment, type, **fields)
+            return tx.set_condition(
+                bundle_name, environment, type, status=status, reason=reason, message=message
+            )
 
-    def suspend_bundle(self, bundle_name: str, environment: str, **fields: Any) -> Suspension:
+    def suspend_bundle(
+        self,
+        bundle_name: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        suspended_by: str | None = None,
+    ) -> Suspension:
         with self.transaction() as tx:
-            return tx.suspend_bundle(bundle_name, environment, **fields)
+            return tx.suspend_bundle(
+                bundle_name, environment, reason=reason, suspended_by=suspended_by
+            )
 
     def resume_bundle(self, bundle_name: str, environment: str) -> bool:
         with self.transaction() as tx:
             return tx.resume_bundle(bundle_name, environment)
 
-    def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
+    ) -> ControllerStatus:
         with self.transaction() as tx:
             return tx.set_controller_status(name=name, **fields)
 
     def add_promotion_approval(
-        self, bundle_name: str, environment: str, digest: str, **fields: Any
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
     ) -> PromotionApproval:
         with self.transaction() as tx:
-            return tx.add_promotion_approval(bundle_name, environment, digest, **fields)
+            return tx.add_promotion_approval(
+                bundle_name,
+                environment,
+                digest,
+                approver=approver,
+                decision=decision,
+                comment=comment,
+            )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ClauseElement
@@ -35,6 +35,9 @@ from kneo.store.records import (
     PromotionApproval,
     Suspension,
 )
+
+if TYPE_CHECKING:
+    from kneo.store.transaction_contracts import ControllerStatusFields
 
 #: the controller status fields :meth:`RegistryWritesMixin.set_controller_status` sets
 _STATUS_FIELDS = frozenset(
@@ -520,7 +523,9 @@ class RegistryWritesMixin:
         return deleted is not None
 
     # -- controller status and promotion approvals -------------------------------------
-    def set_controller_status(self, *, name: str = "default", **fields: Any) -> ControllerStatus:
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
+    ) -> ControllerStatus:
         """Update the named controller's status fields (others keep their values)."""
         unknown = set(fields) - _STATUS_FIELDS
         if unknown:
