@@ -45,9 +45,8 @@ def default_spec_checker(
     from kneo.policy.access import HostAccess
     from kneo.policy.check import check_spec, host_access
     from kneo.runtimes import create_runtime_registry
-    from kneo.spec.diagnostics import refresh_import_caches
     from kneo.spec.loader import load_spec_data
-    from kneo.spec.refs import import_roots
+    from kneo.spec.refs import import_roots, refresh_import_caches
     from kneo.tools.factory import load_tool_registry
 
     if tools is None:

@@ -11,10 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-# ``kneo.controller.spec_checks`` imports it from here; once it imports it from
-# ``kneo.spec.refs``, where it lives, this line goes (issue 35: the controller is being split).
-from kneo.spec.refs import refresh_import_caches as refresh_import_caches
-
 Severity = Literal["error", "warning", "info"]
 
 #: code -> (severity, one-line meaning). Keep ``docs/spec.md`` in step (tested).
