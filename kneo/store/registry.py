@@ -9,12 +9,13 @@ audit) atomically; the Store offers the same writes as one-transaction shorthand
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
 import sqlalchemy as sa
 
 from kneo.errors import NotFound
+from kneo.store import registry_sql as q
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import StoreBase, check_page, keyset_page
@@ -57,51 +58,35 @@ def _by_names(
 class RegistryReadsMixin(StoreBase):
     """Registry reads (and one-transaction write shorthands) on the Store."""
 
-    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+    def _registry_read(self, key: str, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
+        """The rows of the registry read ``key`` (its statement built once per store by
+        ``build``) with ``params``, as mappings."""
+        stmt = self.dialect.memo(("registry", key), build)
         with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.bundle_revisions).where(
-                        _R.bundle_name == bundle_name,
-                        _R.environment == environment,
-                        _R.revision == revision,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
+            return conn.execute(stmt, params).mappings().all()
+
+    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
+        key = {"bundle_name": bundle_name, "environment": environment, "revision": revision}
+        found = self._registry_read(
+            "revision", lambda: q.select(t.bundle_revisions, q.REVISION_KEY), key
+        )
+        if not found:
             raise NotFound(
                 f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
                 resource="bundle_revision",
             )
-        return rows.revision(row)
+        return rows.revision(found[0])
 
     def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None:
         """The active revision of a bundle in an environment, if any."""
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.bundle_revisions).where(
-                        _R.bundle_name == bundle_name,
-                        _R.environment == environment,
-                        _R.status == "active",
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else rows.revision(row)
+        key = {"bundle_name": bundle_name, "environment": environment}
+        found = self._registry_read("active", q.active_revision, key)
+        return rows.revision(found[0]) if found else None
 
     def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]:
         """A bundle's history in one environment, newest revision first."""
-        with self._read() as conn:
-            result = conn.execute(
-                sa.select(t.bundle_revisions)
-                .where(_R.bundle_name == bundle_name, _R.environment == environment)
-                .order_by(_R.revision.desc())
-            ).mappings()
-            return [rows.revision(r) for r in result]
+        key = {"bundle_name": bundle_name, "environment": environment}
+        return [rows.revision(r) for r in self._registry_read("history", q.history, key)]
 
     def list_registry(
         self,
@@ -160,48 +145,28 @@ class RegistryReadsMixin(StoreBase):
         The current number is read first: every change numbered up to it is committed, and
         any later one shows up in the next call given that number.
         """
+        counter = self.dialect.memo(("registry", "change_number"), q.change_number)
+        changed = self.dialect.memo(("registry", "changed_since"), q.changed_since)
         with self._read() as conn:
-            current = conn.execute(
-                sa.select(t.registry_change_counter.c.seq).where(
-                    t.registry_change_counter.c.id == 1
-                )
-            ).scalar()
+            current = conn.execute(counter).scalar()
             if seq is None:
                 return int(current or 0), set()
-            stmt = sa.select(_X.bundle_name).where(_X.seq > seq)
-            names = {r[0] for r in conn.execute(stmt)}
+            names = {r[0] for r in conn.execute(changed, {"seq": seq})}
         return int(current or 0), names
 
     def pending_promotion_names(self) -> set[str]:
         """Bundles with a revision waiting for promotion approval (index on status)."""
+        stmt = self.dialect.memo(("registry", "pending"), q.pending_promotion_names)
         with self._read() as conn:
-            return {
-                r[0]
-                for r in conn.execute(
-                    sa.select(_R.bundle_name).where(_R.status == "pending_approval")
-                )
-            }
+            return {r[0] for r in conn.execute(stmt)}
 
     def find_revision(
         self, bundle_name: str, environment: str, digest: str
     ) -> BundleRevision | None:
         """The newest revision of (bundle, environment) with ``digest``, if any."""
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.bundle_revisions)
-                    .where(
-                        _R.bundle_name == bundle_name,
-                        _R.environment == environment,
-                        _R.digest == digest,
-                    )
-                    .order_by(_R.revision.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else rows.revision(row)
+        key = {"bundle_name": bundle_name, "environment": environment, "digest": digest}
+        found = self._registry_read("by_digest", q.newest_with_digest, key)
+        return rows.revision(found[0]) if found else None
 
     def list_conditions(
         self, bundle_name: str | None = None, environment: str | None = None
@@ -238,16 +203,8 @@ class RegistryReadsMixin(StoreBase):
             ]
 
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
-        s = t.bundle_suspensions.c
-        with self._read() as conn:
-            return (
-                conn.execute(
-                    sa.select(s.bundle_name).where(
-                        s.bundle_name == bundle_name, s.environment == environment
-                    )
-                ).first()
-                is not None
-            )
+        key = {"bundle_name": bundle_name, "environment": environment}
+        return bool(self._registry_read("suspension", lambda: q.select(t.bundle_suspensions), key))
 
     def list_suspensions(
         self, environment: str | None = None, *, names: Collection[str] | None = None
@@ -264,18 +221,9 @@ class RegistryReadsMixin(StoreBase):
             ]
 
     def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
-        p = t.bundle_pins.c
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.bundle_pins).where(
-                        p.bundle_name == bundle_name, p.environment == environment
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else rows.pin(row)
+        key = {"bundle_name": bundle_name, "environment": environment}
+        found = self._registry_read("pin", lambda: q.select(t.bundle_pins), key)
+        return rows.pin(found[0]) if found else None
 
     def list_pins(
         self, environment: str | None = None, *, names: Collection[str] | None = None
@@ -293,39 +241,26 @@ class RegistryReadsMixin(StoreBase):
 
     def list_blocked_digests(self) -> list[BlockedDigest]:
         """Every blocked digest, oldest block first (a short list: people write it)."""
-        b = t.blocked_digests.c
-        with self._read() as conn:
-            result = conn.execute(
-                sa.select(t.blocked_digests).order_by(b.created_at, b.digest)
-            ).mappings()
-            return [rows.blocked(r) for r in result]
+        return [rows.blocked(r) for r in self._registry_read("blocked", q.blocked_digests, {})]
 
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.controller_status).where(t.controller_status.c.name == name)
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
+        found = self._registry_read(
+            "status", lambda: q.select(t.controller_status, ("name",)), {"name": name}
+        )
+        if not found:
             return ControllerStatus(None, None, None, None, {}, None)
-        return rows.controller_status(row)
+        return rows.controller_status(found[0])
 
     def list_promotion_approvals(
         self, bundle_name: str, environment: str, digest: str | None = None
     ) -> list[PromotionApproval]:
-        p = t.promotion_approvals.c
-        where = [p.bundle_name == bundle_name, p.environment == environment]
+        key = {"bundle_name": bundle_name, "environment": environment}
         if digest is not None:
-            where.append(p.digest == digest)
-        with self._read() as conn:
-            result = conn.execute(
-                sa.select(t.promotion_approvals).where(*where).order_by(p.id)
-            ).mappings()
-            return [rows.approval(r) for r in result]
+            key["digest"] = digest
+        by_digest = digest is not None
+        found = self._registry_read(f"approvals_{by_digest}", lambda: q.approvals(by_digest), key)
+        return [rows.approval(r) for r in found]
 
     def list_subject_approvals(
         self, prefix: str, names: Collection[str] | None = None

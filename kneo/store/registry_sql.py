@@ -1,10 +1,12 @@
-"""The registry writes' statements, built in SQLAlchemy Core from the :mod:`~kneo.store.tables`
-objects.
+"""The registry's statements, built in SQLAlchemy Core from the :mod:`~kneo.store.tables`
+objects; each builder runs once per store, on the first use of its statement.
 
-A transaction (:class:`~kneo.store.registry_writes.RegistryWritesMixin`) asks for one by
-key; the builder here runs only on the first use of that key by its store's dialect, and
-:func:`named_sql` compiles what it returns into the dialect's statement cache
-(:meth:`~kneo.store.dialects.StoreDialect.text`). Every parameter is a named
+A transaction (:class:`~kneo.store.registry_writes.RegistryWritesMixin`) runs its writes on
+the DBAPI cursor: :func:`named_sql` compiles them into the dialect's statement cache
+(:meth:`~kneo.store.dialects.StoreDialect.text`). The Store's point reads
+(:class:`~kneo.store.registry.RegistryReadsMixin`) keep theirs built
+(:meth:`~kneo.store.dialects.StoreDialect.memo`) and run them on a SQLAlchemy connection,
+which compiles each once (its compiled cache). Every parameter is a named
 :func:`~sqlalchemy.bindparam` (``:name``, the keys of the values the caller binds); constants
 are literal SQL, so nothing is bound that the caller does not pass.
 """
@@ -110,6 +112,26 @@ def head() -> Select[Any]:
     )
 
 
+def active_revision() -> Select[Any]:
+    """The key's active revision (at most one)."""
+    return select(t.bundle_revisions).where(_R.status == ACTIVE)
+
+
+def history() -> Select[Any]:
+    """The key's revisions, newest first."""
+    return select(t.bundle_revisions).order_by(_R.revision.desc())
+
+
+def newest_with_digest() -> Select[Any]:
+    """The key's newest revision with ``:digest``."""
+    return select(t.bundle_revisions, (*KEY, "digest")).order_by(_R.revision.desc()).limit(1)
+
+
+def pending_promotion_names() -> Select[Any]:
+    """The bundles with a revision waiting for promotion approval (index on status)."""
+    return sa.select(_R.bundle_name).where(_R.status == sa.literal_column("'pending_approval'"))
+
+
 def active_digest() -> Select[Any]:
     return sa.select(_R.digest).where(*where(t.bundle_revisions), _R.status == ACTIVE)
 
@@ -146,6 +168,25 @@ def next_change_number(dialect: StoreDialect) -> Any:
         .on_conflict_do_update(index_elements=[counter.c.id], set_={"seq": counter.c.seq + one})
         .returning(counter.c.seq)
     )
+
+
+def change_number() -> Select[Any]:
+    """The last registry change number handed out (no row before the first)."""
+    counter = t.registry_change_counter.c
+    return sa.select(counter.seq).where(counter.id == sa.literal_column("1"))
+
+
+def changed_since() -> Select[Any]:
+    """The bundles changed outside the controller after change number ``:seq``."""
+    return sa.select(t.registry_changes.c.bundle_name).where(
+        t.registry_changes.c.seq > sa.bindparam("seq")
+    )
+
+
+def blocked_digests() -> Select[Any]:
+    """Every blocked digest, oldest block first."""
+    b = t.blocked_digests.c
+    return sa.select(t.blocked_digests).order_by(b.created_at, b.digest)
 
 
 def update_condition() -> Update:
