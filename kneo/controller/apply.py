@@ -596,7 +596,7 @@ def _audit(
     action: Action,
     *,
     continuation_id: str | None = None,
-    **payload: Any,
+    **payload: object,
 ) -> None:
     """A controller audit event about the action's bundle and environment."""
     tx.add_audit(
