@@ -74,11 +74,10 @@ class StoreBase:
         ):
             yield conn
 
-    @contextlib.contextmanager
-    def _db_errors(self) -> Iterator[None]:
+    @staticmethod
+    def _db_errors() -> contextlib.AbstractContextManager[None]:
         """Translate driver failures at the boundary; Kneo errors pass through untouched."""
-        with db_errors():
-            yield
+        return db_errors()
 
 
 SortOrder = Literal["asc", "desc"]

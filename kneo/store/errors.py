@@ -7,26 +7,42 @@ no path answers a database outage with anything but ``503 database_unavailable``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
 
 from kneo.errors import Conflict, DatabaseUnavailable, ErrorCode, InvalidRequest, KneoError
 
 
-@contextlib.contextmanager
-def db_errors() -> Iterator[None]:
-    """Driver failures become Kneo errors (:func:`database_error`); the rest pass through."""
-    try:
-        yield
-    except KneoError:
-        raise
-    except Exception as exc:
+class _DbErrors:
+    """``with``: driver failures become Kneo errors (:func:`database_error`); the rest pass
+    through. A class, not a generator context manager: every read and write transaction
+    enters one, and a generator's set-up cost more than the check."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, KneoError) or not isinstance(exc, Exception):
+            return
         mapped = database_error(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
+        if mapped is not None:
+            raise mapped from exc
+
+
+_DB_ERRORS = _DbErrors()
+
+
+def db_errors() -> _DbErrors:
+    """Driver failures in the ``with`` block become Kneo errors; the rest pass through."""
+    return _DB_ERRORS
 
 
 def database_error(exc: BaseException) -> KneoError | None:
