@@ -12,7 +12,8 @@ that cannot start or breaks) is verified here instead, as without a pool.
 The pool is started (spawned, never forked: the controller runs beside other threads and
 open database connections) only for a pass with at least :data:`PARALLEL_FROM` files to
 verify, has at most :func:`default_processes` workers, and is shut down (every worker
-joined) before the pass's load returns: no process outlives it, and an incremental or
+joined) before the pass's load returns: no worker outlives it (only ``multiprocessing``'s
+idle resource tracker stays, one per process, and exits with it), and an incremental or
 no-op pass never starts one.
 """
 
