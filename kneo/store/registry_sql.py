@@ -2,10 +2,10 @@
 objects; each builder runs once per store, on the first use of its statement.
 
 A transaction (:class:`~kneo.store.registry_writes.RegistryWritesMixin`) runs its writes on
-the DBAPI cursor: :func:`named_sql` compiles them into the dialect's statement cache
-(:meth:`~kneo.store.dialects.StoreDialect.text`). The Store's point reads
+the DBAPI cursor: the dialect compiles them once into its statement cache
+(:meth:`~kneo.store.compiled.StatementCache.text`). The Store's point reads
 (:class:`~kneo.store.registry.RegistryReadsMixin`) keep theirs built
-(:meth:`~kneo.store.dialects.StoreDialect.memo`) and run them on a SQLAlchemy connection,
+(:meth:`~kneo.store.compiled.StatementCache.memo`) and run them on a SQLAlchemy connection,
 which compiles each once (its compiled cache). Every parameter is a named
 :func:`~sqlalchemy.bindparam` (``:name``, the keys of the values the caller binds); constants
 are literal SQL, so nothing is bound that the caller does not pass.
@@ -13,23 +13,17 @@ are literal SQL, so nothing is bound that the caller does not pass.
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
-from sqlalchemy.engine.interfaces import BindTyping
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement, ColumnClause, ColumnElement, Select, Update
+from sqlalchemy.sql.expression import ColumnClause, ColumnElement, Select, Update
 
-from kneo.store import dialects as d
+from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.dialects import StoreDialect
 
 _R = t.bundle_revisions.c
-_PARAM = re.compile(r"[a-z_]+")
 
 #: a registry key's columns: (bundle, environment)
 KEY = ("bundle_name", "environment")
@@ -37,28 +31,6 @@ KEY = ("bundle_name", "environment")
 REVISION_KEY = (*KEY, "revision")
 
 ACTIVE: ColumnClause[str] = sa.literal_column("'active'")
-
-
-def named_sql(stmt: ClauseElement, db: Dialect) -> str:
-    """``stmt`` compiled for ``db`` with ``:name`` parameters (what
-    :meth:`~kneo.store.dialects.StoreDialect.text` turns into the driver's positional
-    ones) and no bind casts: the values are bound by the columns' own processors
-    (:meth:`~kneo.store.dialects.StoreDialect.bind`), as every raw write binds them.
-
-    A parameter that is not a plain named one the caller passes (an anonymous literal, a
-    name :meth:`~kneo.store.dialects.StoreDialect.text` would not read whole) is a
-    programming error, found here when the statement is first built."""
-    named = copy.copy(db)
-    named.paramstyle, named.positional, named.bind_typing = "named", False, BindTyping.NONE
-    compiled = stmt.compile(dialect=named)
-    assert isinstance(compiled, SQLCompiler)
-    for bind, name in compiled.bind_names.items():
-        if not _PARAM.fullmatch(name) or bind.value is not None or bind.callable is not None:
-            raise ValueError(f"statement parameter {name!r} is not a plain named parameter")
-    if "%" in compiled.string:  # a percent sign means something else to psycopg
-        raise ValueError("a registry statement may not contain '%'")
-    sql: str = compiled.string
-    return sql
 
 
 def where(table: sa.Table, names: Sequence[str] = KEY) -> list[ColumnElement[bool]]:
@@ -91,7 +63,7 @@ def insert(
     returning its ``returning`` column. ``conflict``: skip the row when it would violate a
     unique constraint (``()``: any), or, with ``update``, set those columns from the new row
     on the conflicting one instead."""
-    stmt = dialect.insert(table).values({n: sa.bindparam(n) for n in names or d.columns(table)})
+    stmt = dialect.insert(table).values({n: sa.bindparam(n) for n in names or st.columns(table)})
     if conflict is not None:
         if update:
             stmt = stmt.on_conflict_do_update(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
 import sqlalchemy as sa
@@ -20,9 +19,9 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
-from kneo.store import dialects as d
 from kneo.store import registry_sql as q
 from kneo.store import rows
+from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
@@ -35,6 +34,7 @@ from kneo.store.records import (
     PromotionApproval,
     Suspension,
 )
+from kneo.store.transaction_base import TransactionBase
 
 if TYPE_CHECKING:
     from kneo.store.transaction_contracts import ControllerStatusFields
@@ -57,7 +57,7 @@ def _check_key(bundle_name: str, environment: str) -> None:
     check_name(environment, kind="environment")
 
 
-class RegistryWritesMixin:
+class RegistryWritesMixin(TransactionBase):
     """Registry writes inside a :class:`~kneo.store.transaction.Transaction`.
 
     Each write stamps its (bundle, environment) in ``registry_changes`` with the
@@ -69,32 +69,16 @@ class RegistryWritesMixin:
     so a violation surfaces there and not at commit.
     """
 
-    now: datetime
-    _d: StoreDialect
     #: ``False`` in the controller's own transactions (see the class docstring).
     marks_registry_changes: bool = True
     _registry_seq: int | None = None
 
-    if TYPE_CHECKING:
-
-        def _exec(self, key: Any, build: Callable[[], str], params: Mapping[str, Any]) -> Any: ...
-
-        def _first(
-            self, key: Any, build: Callable[[], str], params: Mapping[str, Any]
-        ) -> Sequence[Any] | None: ...
-
-        def _select_one(
-            self, table: sa.Table, key: Any, build: Callable[[], str], params: Mapping[str, Any]
-        ) -> dict[str, Any] | None: ...
-
-        def _insert_rows(
-            self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
-        ) -> None: ...
-
     # -- running the statements --------------------------------------------------------
-    def _registry_sql(self, build: Callable[[StoreDialect], ClauseElement]) -> Callable[[], str]:
+    def _registry_sql(
+        self, build: Callable[[StoreDialect], ClauseElement]
+    ) -> Callable[[], ClauseElement]:
         """What builds ``build``'s statement for the dialect's cache (on its first use)."""
-        return lambda: q.named_sql(build(self._d), self._d.db)
+        return lambda: build(self._d)
 
     def _registry_exec(
         self, key: Any, build: Callable[[StoreDialect], ClauseElement], params: Mapping[str, Any]
@@ -404,7 +388,7 @@ class RegistryWritesMixin:
                 )
             out.append(rows.condition(values))
         if inserts:
-            self._insert_rows(t.bundle_conditions, d.columns(t.bundle_conditions), inserts)
+            self._insert_rows(t.bundle_conditions, st.columns(t.bundle_conditions), inserts)
         return out
 
     # -- suspensions and pins ----------------------------------------------------------
@@ -473,7 +457,7 @@ class RegistryWritesMixin:
                 t.bundle_pins,
                 "bundle_name",
                 conflict=q.KEY,
-                update=d.columns(t.bundle_pins)[len(q.KEY) :],
+                update=st.columns(t.bundle_pins)[len(q.KEY) :],
             ),
             values,
         )
@@ -551,7 +535,7 @@ class RegistryWritesMixin:
                 t.controller_status,
                 "name",
                 conflict=("name",),
-                update=d.columns(t.controller_status)[1:],
+                update=st.columns(t.controller_status)[1:],
             ),
             values,
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from kneo import jsontext
-from kneo.store import dialects as d
+from kneo.store import statements as st
 from kneo.store import tables as t
 
 #: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
@@ -24,10 +24,8 @@ json_text: Callable[[Any], str] = jsontext.dumps
 
 
 #: the columns of the rows a step writes, in table order
-CHECKPOINT_COLUMNS = d.columns(t.checkpoints)
-TRACE_COLUMNS = d.columns(t.trace_events)
-#: what a one-statement write's update returns (:func:`~kneo.store.dialects.one_statement_write`)
-CAS_RETURNING = ("run_id", "version", "checkpoint_seq", "trace_seq", "updated_at")
+CHECKPOINT_COLUMNS = st.columns(t.checkpoints)
+TRACE_COLUMNS = st.columns(t.trace_events)
 
 
 @dataclass(frozen=True)

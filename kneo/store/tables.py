@@ -105,20 +105,6 @@ def _stored_json(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-def value_binder(
-    coltype: sa.types.TypeEngine[Any], dialect: Dialect
-) -> Callable[[Any], Any] | None:
-    """What ``coltype``'s bind processor does to a value that is not ``None``, without the
-    per-value wrapper SQLAlchemy puts around a :class:`TypeDecorator` (two calls instead of
-    one, for each of a row's columns): for the raw write paths (:mod:`kneo.store.transaction`,
-    :mod:`kneo.store.steps`), which bind every value themselves. ``None``: pass as is."""
-    if isinstance(coltype, JSONText):
-        return jsontext.dumps
-    if isinstance(coltype, UTCDateTime):
-        return epoch_micros if dialect.name == "sqlite" else _as_utc
-    return coltype.dialect_impl(dialect).bind_processor(dialect)
-
-
 def value_reader(
     coltype: sa.types.TypeEngine[Any], dialect: Dialect, dbapi_type: Any
 ) -> Callable[[Any], Any] | None:

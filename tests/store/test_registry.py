@@ -321,12 +321,13 @@ def test_registry_statements_bind_only_the_named_values_callers_pass(backend: st
     from sqlalchemy.dialects import postgresql, sqlite
 
     from kneo.store import registry_sql as q
+    from kneo.store.compiled import named_sql
 
     db = sqlite.pysqlite.dialect() if backend == "sqlite" else postgresql.psycopg.dialect()
-    sql = q.named_sql(q.deactivate(), db)
+    sql = named_sql(q.deactivate(), db)
     assert "status='inactive'" in sql.replace(" ", "")
     assert ":deactivated_at" in sql and ":bundle_name" in sql and "::" not in sql
-    locked = q.named_sql(q.select(t.bundle_conditions, lock=True), db)
+    locked = named_sql(q.select(t.bundle_conditions, lock=True), db)
     assert ("FOR UPDATE" in locked) == (backend == "postgresql")
     with pytest.raises(ValueError, match="bundle_name_1"):
-        q.named_sql(sa.select(t.bundle_pins).where(t.bundle_pins.c.bundle_name == "x"), db)
+        named_sql(sa.select(t.bundle_pins).where(t.bundle_pins.c.bundle_name == "x"), db)

@@ -1,0 +1,248 @@
+"""Continuation writes (human tasks): :class:`ContinuationWritesMixin`.
+
+A continuation is stored with its request index (for listing by assignee and kind), the
+inbox search's rows (:mod:`kneo.store.search`) and, while pending, its list row
+(:mod:`kneo.store.inbox`); a replace is a compare-and-set on its version.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from kneo.errors import Conflict, ErrorCode
+from kneo.store import inbox, rows
+from kneo.store import statements as st
+from kneo.store import tables as t
+from kneo.store.base import not_found_error
+from kneo.store.records import ContinuationRecord
+from kneo.store.rowvalues import (
+    continuation_request_list,
+    continuation_request_rows,
+    continuation_values,
+    new_continuation,
+)
+from kneo.store.search import LABEL, PROMOTION, task_labels, task_terms
+from kneo.store.transaction_base import TransactionBase
+
+
+class ContinuationWritesMixin(TransactionBase):
+    """Continuations, inside a :class:`~kneo.store.transaction.Transaction`."""
+
+    def put_continuation(
+        self,
+        continuation_id: str,
+        *,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        status: str = "pending",
+        expires_at: datetime | None = None,
+        escalated_at: datetime | None = None,
+        workflow_kind: str | None = None,
+        expected_version: int | None = None,
+        workflow_name: str | None = None,
+        environment: str | None = None,
+        search_text: Sequence[str] = (),
+        bodies: Sequence[Mapping[str, Any]] | None = None,
+        input_text: str = "",
+    ) -> ContinuationRecord:
+        """Create a continuation, or replace it when ``expected_version`` matches the stored one.
+
+        Each request is a dict with at least ``request_id`` (plus ``kind``, ``assignee``,
+        ``status`` ... as the engine defines them); they are indexed for listing by assignee
+        and kind. ``workflow_kind``, ``workflow_name`` and ``environment`` default to the
+        run's (a replace keeps the stored name and environment). Creating an existing id is
+        ``already_exists``; a version mismatch is ``stale_state``.
+
+        A new pending continuation is indexed for the inbox search by the words of
+        ``search_text`` (its prompts and run input, redacted by the caller), its workflow
+        name and its assignees (:mod:`kneo.store.search`); a replace keeps those words while
+        it stays pending and drops them when it does not.
+
+        A pending continuation's ``list_row`` (what the task list shows, redacted:
+        :mod:`kneo.store.inbox`) is built here from ``requests``, ``bodies`` (the pending
+        requests' bodies in the run's state; ``None`` when the entries hold their own) and
+        ``input_text`` (the run's input); it is dropped when the continuation stops being
+        pending.
+        """
+        request_list, values = self._continuation(
+            run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
+            workflow_name, environment,
+        )  # fmt: skip
+        values["list_row"] = (
+            inbox.list_row(request_list, bodies, input_text) if status == "pending" else None
+        )
+        if expected_version is not None:
+            record = self._replace_continuation(continuation_id, expected_version, values)
+            self._insert_requests(continuation_id, request_list, status)
+            if status != "pending" or search_text:
+                self._delete_terms(continuation_id)
+            elif status == "pending":  # its words stay; its labels follow its requests
+                self._delete_labels(continuation_id)
+            if status == "pending":
+                self._insert_terms(record, search_text, words=bool(search_text))
+            return record
+        new_continuation(values, continuation_id, self.now)
+        dbapi = self._d.db.loaded_dbapi
+        try:
+            cur = self._exec(
+                ("continuation", tuple(values)),
+                lambda: st.insert_new(
+                    self._d.insert,
+                    t.continuations,
+                    tuple(values),
+                    "continuation_id",
+                    ["continuation_id"],
+                ),
+                self._d.bind(t.continuations, values),
+            )
+            inserted = cur.fetchall()
+        except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
+            raise not_found_error("run", run_id) from exc
+        if not inserted:
+            raise Conflict(
+                f"continuation {continuation_id!r} already exists", code=ErrorCode.already_exists
+            )
+        self._insert_requests(continuation_id, request_list, status)
+        record = rows.continuation(values)
+        if status == "pending":
+            self._insert_terms(record, search_text)
+        return record
+
+    def _insert_terms(
+        self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
+    ) -> None:
+        """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`): its
+        words (unless ``words`` is false) and the labels of its pending requests."""
+        terms = task_labels(cont.requests, promotion=cont.workflow_kind == PROMOTION)
+        if words:
+            assignees = [r.get("assignee") for r in cont.requests]
+            terms += task_terms([cont.workflow_name, *assignees, *search_text])
+        at, cid = cont.created_at, cont.continuation_id
+        if terms:
+            self._insert_rows(
+                t.continuation_terms,
+                st.columns(t.continuation_terms),
+                [{"term": w, "created_at": at, "continuation_id": cid} for w in terms],
+            )
+
+    def _replace_continuation(
+        self, continuation_id: str, expected_version: int, values: dict[str, Any]
+    ) -> ContinuationRecord:
+        """Compare-and-set the continuation's columns to ``values``; its request index is
+        dropped for the caller to write anew. The record is ``values`` and the columns the
+        update kept, read back (scalars: the JSON just written is not decoded again)."""
+        keys = tuple(values)
+        kept = tuple(c for c in st.columns(t.continuations) if c not in values)
+
+        def build() -> Any:
+            return st.replace_continuation(keys, kept)
+
+        bound = self._d.bind(t.continuations, values)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_id": continuation_id, "k_expected": expected_version}
+        cur = self._exec(("replace_continuation", keys), build, params)
+        found = cur.fetchall()
+        if not found:
+            select = functools.partial(
+                st.select, t.continuations, ["version"], "continuation_id", "k_id"
+            )
+            if self._first("continuation_version", select, params) is None:
+                raise not_found_error("continuation", continuation_id)
+            raise Conflict(
+                f"continuation {continuation_id!r} changed since it was read",
+                code=ErrorCode.stale_state,
+                continuation_id=continuation_id,
+            )
+        stored = self._d.result(t.continuations, cur.description, found[0])
+        self._delete_requests(continuation_id)
+        return rows.continuation({**values, **stored})
+
+    def _delete_requests(self, continuation_id: str) -> None:
+        delete = functools.partial(st.delete, t.continuation_requests, "continuation_id")
+        self._exec("delete_requests", delete, {"k_id": continuation_id})
+
+    def _delete_terms(self, continuation_id: str) -> None:
+        delete = functools.partial(st.delete, t.continuation_terms, "continuation_id")
+        self._exec("delete_terms", delete, {"k_id": continuation_id})
+
+    def _delete_labels(self, continuation_id: str) -> None:
+        delete = functools.partial(st.delete, t.continuation_terms, "continuation_id", label=LABEL)
+        self._exec("delete_labels", delete, {"k_id": continuation_id})
+
+    def delete_continuation(self, continuation_id: str) -> bool:
+        """Remove a continuation, its request index and its search words; ``False`` if it
+        did not exist."""
+        self._delete_requests(continuation_id)
+        self._delete_terms(continuation_id)
+        # RETURNING, not rowcount: in psycopg's pipeline a rowcount is known only once synced
+        delete = functools.partial(st.delete, t.continuations, "continuation_id", returning=True)
+        return self._first("delete_continuation", delete, {"k_id": continuation_id}) is not None
+
+    def get_continuation(
+        self, continuation_id: str, *, for_update: bool = False
+    ) -> ContinuationRecord:
+        """The continuation as this transaction sees it (row-locked on PostgreSQL if asked)."""
+        row = self._row(t.continuations, "continuation_id", continuation_id, for_update=for_update)
+        if row is None:
+            raise not_found_error("continuation", continuation_id)
+        return rows.continuation(row)
+
+    def _continuation(
+        self,
+        run_id: str | None,
+        requests: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None,
+        status: str,
+        expires_at: datetime | None,
+        escalated_at: datetime | None,
+        workflow_kind: str | None,
+        workflow_name: str | None,
+        environment: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A continuation's checked requests and the columns a create or replace writes;
+        ``workflow_kind``, ``workflow_name`` and ``environment`` default to the run's."""
+        request_list = continuation_request_list(requests)
+        if workflow_kind is None and run_id is not None:
+            found = self._first(
+                "select_kind",
+                functools.partial(
+                    st.select,
+                    t.runs,
+                    ["workflow_kind", "workflow_name", "environment"],
+                    "run_id",
+                    "run_id",
+                ),
+                {"run_id": run_id},
+            )
+            if found:
+                workflow_kind = found[0]
+                workflow_name = workflow_name or found[1]
+                environment = environment or found[2]
+        values = continuation_values(
+            run_id=run_id,
+            status=status,
+            request_list=request_list,
+            context=context,
+            workflow_kind=workflow_kind,
+            expires_at=expires_at,
+            escalated_at=escalated_at,
+            now=self.now,
+            workflow_name=workflow_name,
+            environment=environment,
+        )
+        return request_list, values
+
+    def _insert_requests(
+        self, continuation_id: str, request_list: list[dict[str, Any]], status: str
+    ) -> None:
+        """The continuation's request index rows."""
+        if request_list:
+            self._insert_rows(
+                t.continuation_requests,
+                st.columns(t.continuation_requests),
+                continuation_request_rows(continuation_id, request_list, status),
+            )

@@ -1,0 +1,300 @@
+"""A run's compare-and-set advance: :class:`OutcomeWritesMixin`, a step boundary
+(:meth:`~OutcomeWritesMixin.write_step`) or a run's outcome
+(:meth:`~OutcomeWritesMixin.finish_run`) with the rows it numbers, committed.
+
+The compare-and-set moves the run's counters and the checkpoint, trace, audit and outbox
+rows are numbered from what it returns. On PostgreSQL, with nothing before it in the
+transaction, all of it is one statement in autocommit
+(:func:`~kneo.store.statements.one_statement_write`, :meth:`Executor.alone
+<kneo.store.executor.Executor.alone>`); otherwise, or when that statement wrote nothing (a
+stale run, or a patch whose predecessor is no longer the run's last checkpoint), the
+statements run one by one, which tells those apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from kneo import jsontext
+from kneo.store import statements as st
+from kneo.store import tables as t
+from kneo.store.records import RunRecord
+from kneo.store.rowvalues import audit_values, check_trace_events, outbox_values
+from kneo.store.steps import (
+    CHECKPOINT_COLUMNS,
+    TRACE_COLUMNS,
+    StepCheckpoint,
+    StepEvent,
+    StepWritten,
+    chain_starts,
+)
+from kneo.store.transaction_base import TransactionBase
+
+#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
+_NOT_RECORD_FIELDS = frozenset(
+    {"checkpoint_seq", "trace_seq", "spec_ref", "lease_owner", "lease_expires_at"}
+)
+_AUDIT_COLUMNS = st.cas_params(t.audit_events)
+_OUTBOX_COLUMNS = st.cas_params(t.notification_events)
+
+
+class _Write(NamedTuple):
+    """A run's advance (:meth:`OutcomeWritesMixin._advance`) as both ways of writing it take it:
+    the compare-and-set's key (columns set, lease released, counters moved) and parameters,
+    and the rows numbered from what it returns (audits bound, outbox rows)."""
+
+    run_id: str
+    update: tuple[tuple[str, ...], bool, bool]
+    params: dict[str, Any]
+    checkpoints: Sequence[StepCheckpoint]
+    events: Sequence[StepEvent]
+    audits: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+
+
+class OutcomeWritesMixin(TransactionBase):
+    """Step boundaries and outcomes, inside a :class:`~kneo.store.transaction.Transaction`."""
+
+    def finish_run(
+        self,
+        run: RunRecord,
+        /,
+        *,
+        expected_version: int,
+        state_text: str | None = None,
+        release_lease: str | None = None,
+        checkpoints: Sequence[StepCheckpoint] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        audits: Sequence[Mapping[str, Any]] = (),
+        **changes: Any,
+    ) -> RunRecord:
+        """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
+        version and counters: ``run`` is the record the run was driven from, and the
+        compare-and-set proves every column but the journal's (state, version) is still as
+        it says, so the result is ``run`` with ``changes`` applied, not a re-read row.
+
+        ``state_text``: ``changes["state"]`` already encoded (:func:`kneo.jsontext.dumps`),
+        stored as is. ``release_lease``: the owner whose lease on the run ends with it (a
+        lease someone else took meanwhile stays). ``checkpoints`` and ``events``: rows
+        appended after the run's last ones (patches or keyframes as :meth:`write_step` stores
+        them), numbered from the counters this update moves, so they cost no statement of
+        their own to number. ``audits``: :meth:`add_audit`'s arguments, one mapping each.
+
+        The outcome is a transaction's last write: this commits it, and any statement after it
+        raises. (On PostgreSQL, when nothing came before it, it is the whole transaction, one
+        statement in autocommit: :meth:`_finish_alone`.)"""
+        if events:
+            check_trace_events(events)
+        rows_ = [
+            StepEvent(
+                e["event_type"], e.get("step_id"), jsontext.dumps(dict(e.get("payload") or {}))
+            )
+            for e in events
+        ]
+        version, checkpoint_seq, trace_seq = self._advance(
+            run.run_id,
+            expected_version,
+            changes,
+            state_text,
+            release_lease,
+            checkpoints,
+            rows_,
+            audits,
+        )
+        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
+        return dataclasses.replace(
+            run,
+            **fields,
+            version=version,
+            updated_at=self.now,
+            trace_seq=trace_seq,
+            checkpoint_seq=checkpoint_seq,
+        )
+
+    def write_step(
+        self,
+        run_id: str,
+        /,
+        *,
+        expected_version: int,
+        state_text: str,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+    ) -> StepWritten:
+        """A step boundary (or boundaries written together: a checkpoint each) as this
+        transaction's one write, committed: the run at ``expected_version`` gets the state
+        (``state_text``, already encoded) and the rows, encoded by the caller, numbered from
+        the counters its compare-and-set moves. Raises ``stale_state`` when the run moved on
+        (cancelled, taken over) and ``not_found`` when it is gone; nothing is written then.
+        Written as :meth:`finish_run` writes an outcome (on PostgreSQL one statement)."""
+        return StepWritten(
+            *self._advance(
+                run_id, expected_version, {"state": None}, state_text, None, checkpoints, events, ()
+            )
+        )
+
+    def _advance(
+        self,
+        run_id: str,
+        expected_version: int,
+        changes: dict[str, Any],
+        state_text: str | None,
+        release_lease: str | None,
+        checkpoints: Sequence[StepCheckpoint],
+        events: Sequence[StepEvent],
+        audits: Sequence[Mapping[str, Any]],
+    ) -> tuple[int, int, int]:
+        """:meth:`finish_run`'s and :meth:`write_step`'s write, committed: the run's
+        compare-and-set and the rows it numbers; the run's new version and counters."""
+        keys = self._run_changes(run_id, changes)
+        added = (len(checkpoints), len(events))
+        if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
+            changes["checkpoint_seq"] += added[0]
+            changes["trace_seq"] += added[1]
+            added = (0, 0)
+        params = self._outcome_params(run_id, keys, changes, state_text, added)
+        params["k_expected"] = expected_version
+        if release_lease is not None:
+            params["k_owner"] = release_lease
+        audit_rows, outbox = self._outcome_audits(audits)
+        update = (keys, release_lease is not None, added != (0, 0))
+        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
+        found = None
+        alone = (
+            self._ex.untouched
+            and not (self._seq_dirty | self._leases.keys()) - {run_id}
+            and max(len(checkpoints), len(events), len(audits)) <= st.MAX_NUMBERED_ROWS
+        )
+        if alone:
+            found = self._finish_alone(write)
+        if found is None:  # the statements one by one (or a patch's predecessor moved)
+            found = self._finish_stepwise(write)
+        version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
+        self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        self._commit()
+        return version, checkpoint_seq, trace_seq
+
+    def _outcome_params(
+        self,
+        run_id: str,
+        keys: tuple[str, ...],
+        changes: dict[str, Any],
+        state_text: str | None,
+        added: tuple[int, int],
+    ) -> dict[str, Any]:
+        """The outcome's runs update parameters: ``changes`` bound (the state as given
+        when already encoded), the key, the time and how far the counters move."""
+        values = dict(changes)
+        if state_text is not None:
+            del values["state"]
+        bound = self._d.bind(t.runs, values)
+        if state_text is not None:
+            bound["state"] = state_text
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run_id, "k_now": self._now_bound()}
+        params["k_checkpoints"], params["k_events"] = added
+        return params
+
+    def _outcome_audits(
+        self, audits: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The outcome's audit rows (bound) and the outbox rows of the notifiable ones."""
+        values = [
+            audit_values(
+                audit["event_type"],
+                actor=audit.get("actor"),
+                run_id=audit.get("run_id"),
+                continuation_id=audit.get("continuation_id"),
+                payload=audit.get("payload"),
+                now=self.now,
+            )
+            for audit in audits
+        ]
+        outbox = [row for v in values if (row := outbox_values(v)) is not None]
+        return [self._d.bind(t.audit_events, v) for v in values], outbox
+
+    def _finish_stepwise(self, w: _Write) -> list[Any]:
+        """The outcome as its statements one by one: the compare-and-set, then the rows
+        numbered from the counters it returned; its ``(version, checkpoint_seq,
+        trace_seq)`` row (``stale_state``/``not_found`` when the update found no row)."""
+        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox = w
+
+        def build() -> Any:
+            return st.run_update(keys, moves=moves, release=release)
+
+        found: list[Any] = self._exec(("finish_run", *w.update), build, params).fetchall()
+        if not found:
+            self._raise_stale(run_id, params["k_expected"])
+        checkpoint_seq, trace_seq = found[0][1], found[0][2]
+        if checkpoints:
+            self._insert_step_checkpoints(
+                run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+            )
+        if events:
+            first = trace_seq - len(events) + 1
+            stamp = self._now_bound()
+            trace_rows = [
+                (run_id, first + offset, e.event_type, e.step_id, e.payload, stamp)
+                for offset, e in enumerate(events)
+            ]
+            self._d.insert_rows(self._ex.add, t.trace_events, TRACE_COLUMNS, trace_rows)
+        for row in audits:
+            self._insert("audit", functools.partial(st.insert, t.audit_events, tuple(row)), row)
+        for values in outbox:
+            self._insert_outbox(values)
+        return found
+
+    def _finish_alone(self, w: _Write) -> list[Any] | None:
+        """PostgreSQL: the outcome as one statement in autocommit
+        (:func:`~kneo.store.dialects.one_statement_write`); its ``(version, checkpoint_seq, trace_seq)`` row, or
+        ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
+        last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
+        _, (keys, release, moves), params, checkpoints, events, audits, outbox = w
+        # The run's last checkpoint must be the one the patches' chain starts from;
+        # keyframes go anywhere.
+        starts = chain_starts(checkpoints)
+        if len(starts) > 1:
+            return None
+        last = starts.pop() if starts else None
+        if last is not None:
+            params["k_last"] = last
+        shape = (len(checkpoints), len(events), len(audits), len(outbox))
+
+        def build() -> Any:
+            cas = st.run_update(
+                keys,
+                moves=moves,
+                release=release,
+                guard=last is not None,
+                returning=st.CAS_RETURNING,
+            )
+            return st.one_statement_write(cas, shape)
+
+        text = self._d.text(("finish_alone", *w.update, last is not None, *shape), build)
+        args = list(text.args(params))
+        first = 1 if last is None else last + 1
+        for index, checkpoint in enumerate(checkpoints):
+            args += checkpoint.at(first + index).columns()
+        for event in events:
+            args += (event.event_type, event.step_id, event.payload)
+        for audit in audits:
+            args += (audit[name] for name in _AUDIT_COLUMNS)
+        for row in outbox:
+            bound = self._d.bind(t.notification_events, row)
+            args += (bound[name] for name in _OUTBOX_COLUMNS)
+        return self._ex.alone(text.sql, args)
+
+    def _insert_step_checkpoints(
+        self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int
+    ) -> None:
+        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
+        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
+        stamp = self._now_bound()
+        rows_ = [
+            (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
+            for offset, checkpoint in enumerate(checkpoints)
+        ]
+        self._d.insert_rows(self._ex.add, t.checkpoints, CHECKPOINT_COLUMNS, rows_)

@@ -1,0 +1,208 @@
+"""What every part of a :class:`~kneo.store.transaction.Transaction` writes through:
+:class:`TransactionBase`, its state and statement hooks.
+
+A transaction runs its statements on its executor (:mod:`kneo.store.executor`), each built
+once per store in Core (:mod:`kneo.store.statements`) and bound with the columns' own
+processors (:class:`~kneo.store.compiled.StatementCache`). What it allocates for a run
+(sequence numbers, a lease) is kept in memory once it holds the run's row and written
+before the commit (:meth:`TransactionBase._flush_runs`), or with the run's next update.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import sqlalchemy as sa
+
+from kneo.errors import Conflict, ErrorCode, InvalidRequest
+from kneo.store import statements as st
+from kneo.store import tables as t
+from kneo.store.base import not_found_error
+from kneo.store.dialects import StoreDialect
+from kneo.store.executor import Executor
+from kneo.store.rowvalues import RUN_MUTABLE_FIELDS
+
+if TYPE_CHECKING:
+    from kneo.store.api import Store
+
+
+class TransactionBase:
+    """A transaction's state and the hooks its writes (runs, outcomes, continuations, the
+    registry's) go through."""
+
+    _d: StoreDialect
+    _ex: Executor
+
+    def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
+        self._store = store
+        self._d = dialect
+        #: how the statements reach the wire (:mod:`kneo.store.executor`)
+        self._ex = dialect.executor(raw)
+        self.now = store.clock.now()
+        self._stamp: Any = None  # self.now as the driver takes it (:meth:`_now_bound`)
+        self._seq: dict[str, list[int]] = {}
+        self._seq_dirty: set[str] = set()
+        #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
+        self._leases: dict[str, tuple[str, datetime]] = {}
+        self._new_specs: list[str] = []
+
+    def _now_bound(self) -> Any:
+        """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
+        if self._stamp is None:
+            self._stamp = self._d.binder(t.runs, "updated_at")(self.now)
+        return self._stamp
+
+    def _exec(self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
+        """Run a statement whose result is read (or that must follow what came before: an
+        update); the cursor."""
+        text = self._d.text(key, build)
+        return self._ex.execute(text.sql, text.args(params))
+
+    def _first(
+        self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The first row a statement returns, or ``None``."""
+        found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
+        return found[0] if found else None
+
+    def _insert(self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]) -> None:
+        """An insert nobody reads back (it may wait: :meth:`Executor.add
+        <kneo.store.executor.Executor.add>`)."""
+        text = self._d.text(key, build)
+        self._ex.add(text.sql, text.args(params))
+
+    def _insert_rows(
+        self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
+    ) -> None:
+        """Rows of ``table`` (``names`` of each, bound) in multi-row inserts."""
+        row_of = operator.itemgetter(*names)
+        self._d.insert_rows(
+            self._ex.add, table, names, [row_of(self._d.bind(table, v)) for v in values]
+        )
+
+    def _select_one(
+        self, table: sa.Table, key: Any, build: Callable[[], Any], params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The first row of a ``SELECT`` of ``table``'s columns, result-processed, or ``None``."""
+        cur = self._exec(key, build, params)
+        found = cur.fetchall()
+        return self._d.result(table, cur.description, found[0]) if found else None
+
+    def _row(
+        self, table: sa.Table, key: str, value: Any, *, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        """The row of ``table`` whose ``key`` column is ``value`` (result-processed), or
+        ``None``; ``for_update`` row-locks it where the database has row locks."""
+
+        def build() -> Any:
+            return st.select_row(table, key, lock=for_update)
+
+        return self._select_one(table, (table.name, key, for_update), build, {"k": value})
+
+    def _commit(self) -> None:
+        """Commit (once), after what this transaction kept in memory for its runs."""
+        if self._ex.ended:
+            return
+        self._flush_runs()
+        self._ex.commit()
+
+    def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
+        """Check and complete ``update_run``'s changes (folded sequences, inline spec); the
+        sorted column names it sets."""
+        unknown = set(changes) - RUN_MUTABLE_FIELDS
+        if unknown:
+            raise InvalidRequest(
+                f"run fields cannot be updated: {sorted(unknown)}", field="changes"
+            )
+        if run_id in self._seq_dirty:
+            changes["checkpoint_seq"], changes["trace_seq"] = self._seq[run_id]
+        if run_id in self._leases:
+            changes["lease_owner"], changes["lease_expires_at"] = self._leases.pop(run_id)
+        if "spec" in changes:  # a replaced spec is stored inline, no longer by reference
+            changes["spec_ref"] = None
+        return tuple(sorted(changes))
+
+    def _run_updated(self, run_id: str, row: Mapping[Any, Any]) -> None:
+        """Take the sequence counters of the run row ``update_run`` returned."""
+        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+        self._seq_dirty.discard(run_id)
+
+    def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
+        current = self._run_version(run_id)
+        if current is None:
+            raise not_found_error("run", run_id)
+        raise Conflict(
+            f"run {run_id!r} changed since it was read (version {expected_version}, now {current})",
+            code=ErrorCode.stale_state,
+            run_id=run_id,
+            expected_version=expected_version,
+            current_version=current,
+        )
+
+    def _run_version(self, run_id: str) -> int | None:
+        select = functools.partial(st.select, t.runs, ["version"], "run_id", "run_id")
+        found = self._first("select_version", select, {"run_id": run_id})
+        return found[0] if found else None
+
+    def _next_sequence(self, run_id: str, column: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for a run; returns the first one.
+
+        The counters live on the run row, so the first allocation row-locks it (an UPDATE, or
+        an earlier ``get_run(for_update=True)``) and two writers of one run cannot allocate the
+        same number on any backend. Once this transaction holds the row, further allocations
+        are counted in memory and written by :meth:`_flush_runs` (or folded into
+        ``update_run``) before commit.
+        """
+        index = 0 if column == "checkpoint_seq" else 1
+        known = self._seq.get(run_id)
+        if known is None:
+            row = self._allocate_sequence(run_id, column, count)
+            if row is None:
+                raise not_found_error("run", run_id)
+            self._seq[run_id] = [int(row[0]), int(row[1])]
+            return int(row[index]) - count + 1
+        first = known[index] + 1
+        known[index] += count
+        self._seq_dirty.add(run_id)
+        return first
+
+    def _allocate_sequence(self, run_id: str, column: str, count: int) -> Sequence[Any] | None:
+        return self._first(
+            ("seq", column),
+            lambda: st.allocate(column),
+            {"k_run_id": run_id, "k_count": count},
+        )
+
+    def _flush_runs(self) -> None:
+        """Write what this transaction kept in memory for a run since its last update
+        (counters allocated, a lease taken), one statement a run; right before commit."""
+        if not (self._seq_dirty or self._leases):
+            return
+        for run_id in sorted(self._seq_dirty | self._leases.keys()):
+            values: dict[str, Any] = {}
+            if run_id in self._seq_dirty:
+                values["checkpoint_seq"], values["trace_seq"] = self._seq[run_id]
+            if run_id in self._leases:
+                values["lease_owner"], values["lease_expires_at"] = self._leases[run_id]
+            self._set_run_columns(run_id, values)
+        self._seq_dirty.clear()
+        self._leases.clear()
+
+    def _set_run_columns(self, run_id: str, values: dict[str, Any]) -> None:
+        keys, bound = tuple(values), self._d.bind(t.runs, values)
+        self._exec(
+            ("set_run_columns", keys),
+            lambda: st.set_run_columns(keys),
+            {"k_run_id": run_id, **{f"v_{k}": bound[k] for k in keys}},
+        )
+
+    def _insert_outbox(self, values: dict[str, Any]) -> None:
+        """A notifiable audit event's ``notification_events`` row (the outbox)."""
+        bound = self._d.bind(t.notification_events, values)
+        self._insert(
+            "outbox", functools.partial(st.insert, t.notification_events, tuple(values)), bound
+        )

@@ -1,0 +1,92 @@
+"""The write path's statements: built in Core, compiled once per database with only the
+parameters callers pass (constants as literals), the rows of a one-statement write last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from kneo.store import statements as st
+from kneo.store import tables as t
+from kneo.store.compiled import StatementCache, chunks
+
+
+def _cache(db: sa.engine.Dialect, mark: str) -> StatementCache:
+    cache = StatementCache()
+    cache.db, cache.mark = db, mark
+    return cache
+
+
+DIALECTS = [
+    pytest.param(lambda: _cache(sqlite.pysqlite.dialect(), "?"), id="sqlite"),
+    pytest.param(lambda: _cache(postgresql.psycopg.dialect(), "%s"), id="pg"),
+]
+
+
+@pytest.mark.parametrize("make", DIALECTS)
+def test_an_outcomes_update_takes_only_named_parameters(make: Any) -> None:
+    cache = make()
+    update = st.run_update(["state", "status"], moves=True, release=True, guard=True)
+    text = cache.text("u", lambda: update)
+    assert set(text.names) == {
+        "v_state", "v_status", "k_now", "k_checkpoints", "k_events", "k_owner", "k_run_id",
+        "k_expected", "k_last",
+    }  # fmt: skip
+    assert text.sql.count(cache.mark) == len(text.names)  # version + 1: a literal
+    assert "::" not in text.sql  # no bind casts: the columns' processors bind every value
+
+
+def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() -> None:
+    cache = _cache(postgresql.psycopg.dialect(), "%s")
+    update = st.run_update(["state"], moves=True, returning=st.CAS_RETURNING)
+    counts = (2, 3, 1, 1)
+    text = cache.text("w", lambda: st.one_statement_write(update, counts))
+    own = [len(st.cas_params(table)) for table in st.CAS_TABLES]
+    rows = sum(count * width for count, width in zip(counts, own, strict=True))
+    assert text.sql.count("%s") == len(text.names) + rows
+    assert text.names == ("v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_expected")
+
+
+@pytest.mark.parametrize("make", DIALECTS)
+def test_a_statement_with_an_anonymous_parameter_is_refused_when_built(make: Any) -> None:
+    cache = make()
+    with pytest.raises(ValueError, match="not a plain named parameter"):
+        cache.text("bad", lambda: sa.update(t.runs).values(version=t.runs.c.version + 1))
+
+
+def test_row_parameters_must_come_last() -> None:
+    cache = _cache(sqlite.pysqlite.dialect(), "?")
+    stmt = sa.select(t.runs.c.run_id).where(
+        t.runs.c.run_id == sa.bindparam("row_x"), t.runs.c.version == sa.bindparam("k_v")
+    )
+    with pytest.raises(ValueError, match="must come last"):
+        cache.text("bad", lambda: stmt)
+
+
+@pytest.mark.parametrize("make", DIALECTS)
+def test_a_statement_is_compiled_once_per_key(make: Any) -> None:
+    cache = make()
+    built: list[int] = []
+
+    def build() -> Any:
+        built.append(1)
+        return st.select(t.runs, ["version"], "run_id", "run_id")
+
+    first = cache.text("v", build)
+    assert cache.text("v", build) is first and built == [1]
+
+
+def test_chunks_are_whole_up_to_eight_then_powers_of_two() -> None:
+    sizes = {n: [len(c) for c in chunks(list(range(n)))] for n in (0, 1, 8, 9, 15, 32, 77)}
+    assert sizes == {
+        0: [],
+        1: [1],
+        8: [8],
+        9: [8, 1],
+        15: [8, 7],
+        32: [32],
+        77: [32, 32, 8, 5],
+    }
