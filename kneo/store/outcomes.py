@@ -249,9 +249,10 @@ class OutcomeWritesMixin(TransactionBase):
 
     def _finish_alone(self, w: _Write) -> list[Any] | None:
         """PostgreSQL: the outcome as one statement in autocommit
-        (:func:`~kneo.store.dialects.one_statement_write`); its ``(version, checkpoint_seq, trace_seq)`` row, or
-        ``None`` when it wrote nothing (stale, or a patch's predecessor is no longer the run's
-        last checkpoint) and the caller is to take the stepwise path, which tells those apart."""
+        (:func:`~kneo.store.statements.one_statement_write`); its ``(version, checkpoint_seq,
+        trace_seq)`` row, or ``None`` when it wrote nothing (stale, or a patch's predecessor is
+        no longer the run's last checkpoint) and the caller is to take the stepwise path, which
+        tells those apart."""
         _, (keys, release, moves), params, checkpoints, events, audits, outbox = w
         # The run's last checkpoint must be the one the patches' chain starts from;
         # keyframes go anywhere.

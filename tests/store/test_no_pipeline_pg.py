@@ -24,8 +24,6 @@ ONLY_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=Tr
 def unpipelined(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
     """``store`` as Kneo runs where the pipeline is not supported; entering one fails."""
     monkeypatch.setattr(store.dialect, "pipeline", False)
-    if getattr(store.dialect, "begin", None) is not None:  # the pipeline's own BEGIN
-        monkeypatch.setattr(store.dialect, "begin", None)
 
     def no_pipeline(self: Any) -> NoReturn:
         raise AssertionError("the pipeline was entered")
