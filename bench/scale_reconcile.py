@@ -10,9 +10,8 @@ environment (``prod``, no promotion gates), and reconciles it into a fresh SQLit
   ``--rounds`` rounds;
 * one-bundle, new controller: the same after a commit, but by a controller built afresh
   on the same store and cache (what a restarted process or a new leader does first);
-* the cold pass's CPU time: this process's, and its child processes' (the controller's
-  verifying workers, joined by the end of the pass, and the Git commands), steadier than
-  wall time on a busy host;
+* the cold pass's CPU time: this process's, and its child processes' (the Git commands),
+  steadier than wall time on a busy host;
 * peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
 
 Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
@@ -41,27 +40,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
+from kneo.bundle.sign import sign_bundle
+from kneo.controller.config import ControllerConfig
+from kneo.controller.controller import Controller, ReconcileResult
+from kneo.controller.source import GitSource
+from kneo.store import open_store
+
 ENVIRONMENT = "prod"
-
-# The controller's verifying workers are spawned processes, which import the main script
-# (as ``__mp_main__``) before their work: they need none of this, and the service's own
-# main script (``kneo``) imports next to nothing, so neither do they here.
-if __name__ != "__mp_main__":
-    from kneo.bundle import (
-        BundleSource,
-        dump_bundle,
-        generate_ed25519,
-        load_keyring,
-        load_signing_key,
-    )
-    from kneo.bundle.sign import sign_bundle
-    from kneo.controller.config import ControllerConfig
-    from kneo.controller.controller import Controller, ReconcileResult
-    from kneo.controller.source import GitSource
-    from kneo.store import open_store
-
-    #: the Git helper of bench/reconcile.py (one committer identity for both benchmarks)
-    git = runpy.run_path(str(Path(__file__).with_name("reconcile.py")))["git"]
+#: the Git helper of bench/reconcile.py (one committer identity for both benchmarks)
+git = runpy.run_path(str(Path(__file__).with_name("reconcile.py")))["git"]
 
 
 def write_bundle(work: Path, key: Any, i: int, version: int = 1) -> None:
@@ -194,7 +182,6 @@ def measure(
         "cold_s": round(cold_s, 3),
         "cold_cpu_s": round(cold_cpu_s, 3),
         "cold_children_cpu_s": round(children_cpu_s, 3),
-        "cold_verified_in_workers": cold.stats.get("parallel"),
         "noop_s": round(statistics.median(s for s, _ in noops), 4),
         "one_bundle_s": round(median_incremental, 4),
         "one_bundle_new_controller_s": round(fresh_s, 4),
@@ -241,9 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{r['bundles']} bundles ({r['database']})"
         print(
             f"{where}, cold: {r['cold_s']} s wall, {r['cold_cpu_s']} s CPU (this process) + "
-            f"{r['cold_children_cpu_s']} s (child processes), "
-            f"{r['cold_verified_in_workers'] or 0} verified in workers; "
-            f"stages: {r['cold_stage_s']}"
+            f"{r['cold_children_cpu_s']} s (child processes); stages: {r['cold_stage_s']}"
         )
         print(f"{where}, one-bundle stages: {r['one_bundle_stage_s']}")
     return 0

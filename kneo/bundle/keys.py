@@ -204,13 +204,6 @@ class TrustedKey:
         verify (~55 us against ~110 us; a cold reconcile verifies one per bundle file)."""
         return nacl.signing.VerifyKey(self._public_bytes())
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled with the raw public key (the verifier's worker processes need the
-        keyring; an Ed25519 key object does not pickle). An HMAC secret goes as it is."""
-        public = None if self._public is None else self._public_bytes()
-        fields = (self.alg, self.key_id, self.not_before, self.not_after, self._secret, public)
-        return (_unpickle_trusted_key, fields)
-
     def _public_bytes(self) -> bytes:
         assert self._public is not None
         return self._public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -231,19 +224,6 @@ class TrustedKey:
             "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
         }
-
-
-def _unpickle_trusted_key(
-    alg: Algorithm,
-    key_id: str,
-    not_before: datetime | None,
-    not_after: datetime | None,
-    secret: bytes | None,
-    public: bytes | None,
-) -> TrustedKey:
-    """A :class:`TrustedKey` as :meth:`TrustedKey.__reduce__` pickled it."""
-    key = None if public is None else Ed25519PublicKey.from_public_bytes(public)
-    return TrustedKey(alg, key_id, not_before, not_after, secret, key)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -359,8 +359,6 @@ class Controller:
             )
         stats = self.loader.last_stats
         result.stats.update(files=stats.files, verified=stats.judged, cached=stats.cached)
-        if stats.parallel:  # of the verified, by worker processes (a large full pass)
-            result.stats["parallel"] = stats.parallel
         result.stats["seconds"] = run.timings
 
     def _fingerprint(self) -> str:

@@ -17,8 +17,7 @@ Incremental work: an incremental reconcile passes a ``scope`` of bundle names
 Within one process, judgements are also cached by (bundle blob, path, environment blob,
 project-config blob), the keyring being fixed per loader; uncached blobs are read in
 batches. Git reads go through the injected :class:`Source`. The spec check is
-:mod:`kneo.controller.spec_checks`'s; a pass with thousands of files to verify has their
-signatures checked by :mod:`kneo.controller.verify_pool`'s worker processes meanwhile.
+:mod:`kneo.controller.spec_checks`'s.
 """
 
 from __future__ import annotations
@@ -54,7 +53,6 @@ from kneo.controller.source import (
     TreeFile,
 )
 from kneo.controller.spec_checks import SpecChecker, default_spec_checker
-from kneo.controller.verify_pool import PARALLEL_FROM, Verdict, Verifications, default_processes
 from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.names import is_valid_name
@@ -136,8 +134,6 @@ class LoadStats:
     files: int = 0
     judged: int = 0
     cached: int = 0
-    #: of ``judged``, how many worker processes verified (:mod:`.verify_pool`)
-    parallel: int = 0
     seconds: float = 0.0
 
 
@@ -154,15 +150,8 @@ class DesiredStateLoader:
         *,
         clock: Clock | None = None,
         spec_checker: SpecChecker | None = None,
-        verify_processes: int | None = None,
-        parallel_from: int = PARALLEL_FROM,
     ) -> None:
         self.keyring = keyring
-        #: worker processes verifying a pass of ``parallel_from`` files or more (0: none)
-        self.verify_processes = (
-            default_processes() if verify_processes is None else verify_processes
-        )
-        self.parallel_from = parallel_from
         self.keyring_id = keyring_id(keyring)
         self.clock = clock or SystemClock()
         self._spec_checker = spec_checker
@@ -204,30 +193,20 @@ class DesiredStateLoader:
             p for p in files if p.startswith(BUNDLES_DIR + "/") and results_identity(p) is None
         )
         now = self.clock.now()
-        fresh = self._to_verify(files, bundle_files, results, environments, config_sha, now)
-        verifications = None
-        if self.verify_processes > 0 and len(fresh) >= self.parallel_from:
-            verifications = Verifications(self.keyring, now, self.verify_processes)
-        try:
-            self._prefetch(source, files, bundle_files, fresh, environments, verifications)
-            revisions = self._judge_all(
-                source,
-                files,
-                bundle_files,
-                results,
-                environments,
-                config_sha,
-                commit,
-                now,
-                stats,
-                problems,
-                verifications,
-                progress,
-            )
-        finally:
-            if verifications is not None:
-                stats.parallel = verifications.answered
-                verifications.close()
+        self._prefetch(source, files, bundle_files)
+        revisions = self._judge_all(
+            source,
+            files,
+            bundle_files,
+            results,
+            environments,
+            config_sha,
+            commit,
+            now,
+            stats,
+            problems,
+            progress,
+        )
         self._forget_unused(
             {files[p].blob_sha for p in bundle_files},
             len(bundle_files) if bundle_count is None else bundle_count,
@@ -255,7 +234,6 @@ class DesiredStateLoader:
         now: datetime,
         stats: LoadStats,
         problems: list[Problem],
-        verifications: Verifications | None,
         progress: Progress | None,
     ) -> dict[tuple[str, str], DesiredRevision]:
         """Every bundle file judged, in path order, as a desired revision (a path that
@@ -288,7 +266,6 @@ class DesiredStateLoader:
                     config_sha,
                     now,
                     stats,
-                    verifications,
                 )
             except SourceError:
                 raise  # Git cannot read the blob: the repository's problem; retried next pass
@@ -384,29 +361,6 @@ class DesiredStateLoader:
             evals=judged.evals,
         )
 
-    def _to_verify(
-        self,
-        files: Mapping[str, TreeFile],
-        bundle_files: list[str],
-        results: Mapping[tuple[str, str], str],
-        environments: Mapping[str, DesiredEnvironment],
-        config_sha: str | None,
-        now: datetime,
-    ) -> dict[tuple[str, str], str]:
-        """The files this pass must verify (no verdict cached for them), as (blob,
-        environment) -> path."""
-        fresh: dict[tuple[str, str], str] = {}
-        for path in bundle_files:
-            key = identity_from_path(path)
-            env = environments.get(key[1]) if key is not None else None
-            if key is None or env is None or env.problems:
-                continue
-            blob = files[path].blob_sha
-            cache_key = (blob, *key, env.blob_sha, config_sha, results.get(key))
-            if self._cached(cache_key, now) is None:
-                fresh.setdefault((blob, key[1]), path)
-        return fresh
-
     def _cached(self, cache_key: tuple[str | None, ...], now: datetime) -> _Judged | None:
         cached = self._judged.get(cache_key)
         if cached is not None and (cached.expires_at is None or now <= cached.expires_at):
@@ -414,47 +368,23 @@ class DesiredStateLoader:
         return None
 
     def _prefetch(
-        self,
-        source: Source,
-        files: Mapping[str, TreeFile],
-        bundle_files: list[str],
-        fresh: Mapping[tuple[str, str], str],
-        environments: Mapping[str, DesiredEnvironment],
-        verifications: Verifications | None,
+        self, source: Source, files: Mapping[str, TreeFile], bundle_files: list[str]
     ) -> None:
         """Parse the bundle blobs not cached yet, read in batches (one Git round trip per
-        batch, not per file); with ``verifications``, each file of ``fresh`` goes to a
-        worker as it is read. A file whose parse fails unexpectedly is left to
+        batch, not per file). A file whose parse fails unexpectedly is left to
         :meth:`_judge`, which reports it as that file's problem."""
         wanted: dict[str, str] = {}
         for path in bundle_files:
             blob = files[path].blob_sha
             if blob not in self._parsed and identity_from_path(path) is not None:
                 wanted.setdefault(blob, path)
-        for_workers: dict[str, list[str]] = {}  # blob -> the environments it is verified for
-        if verifications is not None:
-            for blob, env_name in fresh:
-                for_workers.setdefault(blob, []).append(env_name)
-                wanted.setdefault(blob, fresh[(blob, env_name)])
         if len(wanted) < 2:
             return
         for blob, raw in source.read_blobs(list(wanted)):
-            if blob not in self._parsed:
-                try:
-                    self._parsed[blob] = _parse(wanted[blob], raw)
-                except Exception:  # judged (and reported) with its path in _judge
-                    log.debug("parsing %s failed", wanted[blob], exc_info=True)
-                    continue
-            if isinstance(self._parsed[blob], Problem):
-                continue
-            for env_name in for_workers.get(blob, ()):
-                assert verifications is not None
-                env = environments[env_name]
-                verifications.add(
-                    (blob, env_name), raw, env.required_signatures, env.accepted_key_ids
-                )
-        if verifications is not None:
-            verifications.flush()
+            try:
+                self._parsed[blob] = _parse(wanted[blob], raw)
+            except Exception:  # judged (and reported) with its path in _judge
+                log.debug("parsing %s failed", wanted[blob], exc_info=True)
 
     def _forget_unused(self, blobs: set[str], files: int) -> None:
         """Keep the caches bounded by what the repository holds now (``files`` bundle files,
@@ -555,7 +485,6 @@ class DesiredStateLoader:
         config_sha: str | None,
         now: datetime,
         stats: LoadStats,
-        verifications: Verifications | None = None,
     ) -> _Judged:
         parsed = self._parsed.get(blob)
         if parsed is None:
@@ -573,8 +502,7 @@ class DesiredStateLoader:
             stats.cached += 1
             return cached
         stats.judged += 1
-        verdict = verifications.get((blob, key[1])) if verifications is not None else None
-        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now, verdict)
+        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now)
         if results_blob is not None and not judged.problems:
             judged = self._with_results(path, bundle, judged, source.read_blob(results_blob), env)
         self._judged[cache_key] = judged
@@ -618,10 +546,7 @@ class DesiredStateLoader:
         env: DesiredEnvironment | None,
         config_sha: str | None,
         now: datetime,
-        verdict: Verdict | None = None,
     ) -> _Judged:
-        """``verdict``: the file's verification by a worker (:mod:`.verify_pool`); without
-        one, it is verified here."""
         base = _Judged(
             key[0],
             key[1],
@@ -642,19 +567,14 @@ class DesiredStateLoader:
         if env.problems:
             return replace(base, problems=env.problems)
         try:
-            if verdict is None:
-                signers = verify_parsed(  # parsed once, by _judge
-                    bundle,
-                    document,
-                    self.keyring,
-                    now=now,
-                    required_signatures=env.required_signatures,
-                    accepted_key_ids=env.accepted_key_ids,
-                ).signer_key_ids
-            elif verdict.code is not None:
-                raise BundleError(verdict.message, code=verdict.code)
-            else:
-                signers = verdict.signers
+            signers = verify_parsed(  # parsed once, by _judge
+                bundle,
+                document,
+                self.keyring,
+                now=now,
+                required_signatures=env.required_signatures,
+                accepted_key_ids=env.accepted_key_ids,
+            ).signer_key_ids
         except BundleError as exc:
             # Time-dependent verdicts (a key not yet valid) are not cached for long.
             expires = now if exc.code == "bundle_key_expired" else None
