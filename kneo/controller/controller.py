@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kneo import __version__, metrics, tracing
@@ -307,7 +307,7 @@ class Controller:
         desired = self.loader.load(
             self.source,
             result.commit,
-            progress=(lambda d, t: progress("verify", d, t)) if progress else None,
+            progress=self._loading(progress, renew=not dry_run),
             scope=None if scope is None else scope.names,
             bundle_count=None if scope is None else scope.bundle_count,
         )
@@ -468,6 +468,28 @@ class Controller:
                 if not env.problems
             },
         )
+
+    def _loading(
+        self, progress: ProgressCallback | None, *, renew: bool
+    ) -> Callable[[int, int], None]:
+        """The loader's per-bundle callback: reports ``progress`` and, for a pass that will
+        apply, renews the leader lock every third of the lease. A cold pass over thousands
+        of bundles on a busy host can judge files for longer than the lease; without this
+        its lock lapsed mid-load and the pass ended "lost the leader lock before applying",
+        every time. A lock another controller took meanwhile stops the pass here."""
+        every = timedelta(seconds=self.config.lease_seconds / 3)
+        renewed = [self.clock.now()]
+
+        def loaded(done: int, total: int) -> None:
+            if progress is not None:
+                progress("verify", done, total)
+            now = self.clock.now()
+            if renew and now - renewed[0] >= every:
+                if not self.still_leader():
+                    raise KneoError("lost the leader lock while loading", code=ErrorCode.not_leader)
+                renewed[0] = now
+
+        return loaded
 
     def still_leader(self) -> bool:
         try:

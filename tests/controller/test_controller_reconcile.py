@@ -327,3 +327,39 @@ def test_incremental_reconcile_verifies_only_what_changed(
 def test_promotion_task_id_is_stable() -> None:
     assert task_id("a", "prod", "sha256:1") == task_id("a", "prod", "sha256:1")
     assert task_id("a", "prod", "sha256:1") != task_id("a", "prod", "sha256:2")
+
+
+def test_a_load_longer_than_the_lease_keeps_the_leader_lock(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Judging the files takes 60 s here (a cold pass on a busy host): the leader renews
+    its 30 s lease while it loads, so the pass applies instead of finding its lock lapsed."""
+    for i in range(6):
+        repo.write(f"bundles/b{i}/dev.json", keys.bundle(f"b{i}", "dev"))
+    repo.commit()
+    ctl = make_controller(store, repo, keys, clock, tmp_path, lease_seconds=30)
+    result = ctl.reconcile_once(progress=lambda stage, done, total: clock.advance(10))
+    assert result.error is None, result.error
+    assert len(kinds(result)) == 6 and ctl.is_leader
+
+
+def test_a_lock_taken_over_while_loading_stops_the_pass_before_it_applies(
+    store, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The leader stalls mid-load past its lease and a standby takes the lock: the stalled
+    pass stops at its next renewal with ``not_leader`` and writes nothing."""
+    for i in range(6):
+        repo.write(f"bundles/b{i}/dev.json", keys.bundle(f"b{i}", "dev"))
+    repo.commit()
+    first = make_controller(store, repo, keys, clock, tmp_path, lease_seconds=30)
+    second = make_controller(store, repo, keys, clock, tmp_path / "b", lease_seconds=30)
+
+    def stall(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            clock.advance(31)
+            assert second.try_lead()
+
+    result = first.reconcile_once(progress=stall)
+    assert result.error is not None and result.error["code"] == "not_leader"
+    assert result.error["stage"] == "load" and not first.is_leader
+    assert store.list_registry(status=None).items == []
