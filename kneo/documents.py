@@ -360,6 +360,8 @@ def _yaml_loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: libyaml's message for its own nesting bound
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 _NUMBER_CHARS = frozenset("0123456789+-._:eExXoObBabcdefABCDEF")
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -426,8 +428,16 @@ def check_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> No
                 walk.close()
             elif kind is yaml.AliasEvent:
                 walk.alias(event)
-    except yaml.YAMLError:
+    except yaml.MarkedYAMLError as exc:
+        if exc.problem == _LIBYAML_TOO_DEEP:
+            # libyaml's own bound (1,000 levels since PyYAML 6.0.4's bundled libyaml), far
+            # above ``max_depth``: its scanner reads a line ahead and meets it first
+            mark = exc.problem_mark
+            line = mark.line + 1 if mark is not None else None
+            raise _too(limits, "max_depth", source, "nested too deeply", line) from None
         return  # a syntax error: parse_yaml reports it with file and line
+    except yaml.YAMLError:
+        return
 
 
 class _YamlWalk:
