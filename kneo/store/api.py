@@ -518,7 +518,9 @@ class Store(
         others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
                   environment)  # fmt: skip
         cap = self.settings.limits.max_list_count
-        with self._read() as conn:
+        # No shared snapshot: the page and its capped count are each consistent on their own,
+        # and without one PostgreSQL saves the BEGIN and COMMIT round trips of every page.
+        with self._read(snapshot=False) as conn:
             if either:
                 found, total, capped, next_cursor = self._either_page(
                     conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
