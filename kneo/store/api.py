@@ -518,9 +518,7 @@ class Store(
         others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
                   environment)  # fmt: skip
         cap = self.settings.limits.max_list_count
-        # No shared snapshot: the page and its capped count are each consistent on their own,
-        # and without one PostgreSQL saves the BEGIN and COMMIT round trips of every page.
-        with self._read(snapshot=False) as conn:
+        with self._read(snapshot=False) as conn:  # page and count need no shared snapshot
             if either:
                 found, total, capped, next_cursor = self._either_page(
                     conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
