@@ -29,6 +29,7 @@ from kneo.store.transaction_contracts import (
     HumanTaskTransaction,
     NewRun,
     RegistryTransaction,
+    RegistryWrites,
     RunChanges,
     RunTransaction,
     WorkflowTransaction,
@@ -310,70 +311,6 @@ class RegistryReads(ApprovalReads, Protocol):
     def list_subject_approvals(
         self, prefix: str, names: Collection[str] | None = None
     ) -> list[PromotionApproval]: ...
-
-
-class RegistryWrites(Protocol):
-    """Registry writes each in a transaction of its own (the shorthands of
-    :class:`RegistryTransaction`, for tests and tools)."""
-
-    def add_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        digest: str,
-        commit: str | None = None,
-        signer_key_ids: Sequence[str] = (),
-        approved_by: Sequence[str] = (),
-        status: str = "inactive",
-        diagnostics: Sequence[Mapping[str, Any]] = (),
-        spec: Mapping[str, Any] | None = None,
-    ) -> BundleRevision: ...
-    def activate_revision(
-        self, bundle_name: str, environment: str, revision: int
-    ) -> BundleRevision: ...
-    def set_revision_status(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        status: str,
-        *,
-        diagnostics: Sequence[Mapping[str, Any]] | None = None,
-        approved_by: Sequence[str] | None = None,
-    ) -> BundleRevision: ...
-    def set_condition(
-        self,
-        bundle_name: str,
-        environment: str,
-        type: str,
-        *,
-        status: str,
-        reason: str,
-        message: str = "",
-    ) -> Condition: ...
-    def suspend_bundle(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        reason: str | None = None,
-        suspended_by: str | None = None,
-    ) -> Suspension: ...
-    def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
-    def set_controller_status(
-        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
-    ) -> ControllerStatus: ...
-    def add_promotion_approval(
-        self,
-        bundle_name: str,
-        environment: str,
-        digest: str,
-        *,
-        approver: str,
-        decision: str,
-        comment: str | None = None,
-    ) -> PromotionApproval: ...
 
 
 class ControllerRequests(Protocol):

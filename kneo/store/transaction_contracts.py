@@ -209,14 +209,10 @@ class AuditTransaction(Protocol):
     def set_metadata(self, key: str, value: Any) -> None: ...
 
 
-class RegistryTransaction(ApprovalReads, Protocol):
-    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
-    controller's own transactions, whose changes its saved reconcile state already accounts
-    for."""
+class RegistryWrites(Protocol):
+    """Registry writes: each in a transaction of its own on the Store (its shorthands, for
+    tests and tools), or inside one (:class:`RegistryTransaction`)."""
 
-    marks_registry_changes: bool
-
-    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
     def add_revision(
         self,
         bundle_name: str,
@@ -243,16 +239,6 @@ class RegistryTransaction(ApprovalReads, Protocol):
         diagnostics: Sequence[Mapping[str, Any]] | None = None,
         approved_by: Sequence[str] | None = None,
     ) -> BundleRevision: ...
-    def reject_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        diagnostics: Sequence[Mapping[str, Any]],
-    ) -> BundleRevision: ...
-    def prune_revision(
-        self, bundle_name: str, environment: str, revision: int
-    ) -> BundleRevision: ...
     def set_condition(
         self,
         bundle_name: str,
@@ -263,12 +249,6 @@ class RegistryTransaction(ApprovalReads, Protocol):
         reason: str,
         message: str = "",
     ) -> Condition: ...
-    def set_conditions(
-        self,
-        bundle_name: str,
-        environment: str,
-        conditions: Sequence[tuple[str, str, str, str]],
-    ) -> list[Condition]: ...
     def suspend_bundle(
         self,
         bundle_name: str,
@@ -278,6 +258,45 @@ class RegistryTransaction(ApprovalReads, Protocol):
         suspended_by: str | None = None,
     ) -> Suspension: ...
     def resume_bundle(self, bundle_name: str, environment: str) -> bool: ...
+    def set_controller_status(
+        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
+    ) -> ControllerStatus: ...
+    def add_promotion_approval(
+        self,
+        bundle_name: str,
+        environment: str,
+        digest: str,
+        *,
+        approver: str,
+        decision: str,
+        comment: str | None = None,
+    ) -> PromotionApproval: ...
+
+
+class RegistryTransaction(RegistryWrites, ApprovalReads, Protocol):
+    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
+    controller's own transactions, whose changes its saved reconcile state already accounts
+    for."""
+
+    marks_registry_changes: bool
+
+    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
+    def reject_revision(
+        self,
+        bundle_name: str,
+        environment: str,
+        revision: int,
+        diagnostics: Sequence[Mapping[str, Any]],
+    ) -> BundleRevision: ...
+    def prune_revision(
+        self, bundle_name: str, environment: str, revision: int
+    ) -> BundleRevision: ...
+    def set_conditions(
+        self,
+        bundle_name: str,
+        environment: str,
+        conditions: Sequence[tuple[str, str, str, str]],
+    ) -> list[Condition]: ...
     def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
     def active_revision_number(self, bundle_name: str, environment: str) -> int | None: ...
     def pin_bundle(
@@ -294,19 +313,6 @@ class RegistryTransaction(ApprovalReads, Protocol):
         self, digest: str, *, reason: str, blocked_by: str | None = None
     ) -> BlockedDigest: ...
     def unblock_digest(self, digest: str) -> bool: ...
-    def set_controller_status(
-        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
-    ) -> ControllerStatus: ...
-    def add_promotion_approval(
-        self,
-        bundle_name: str,
-        environment: str,
-        digest: str,
-        *,
-        approver: str,
-        decision: str,
-        comment: str | None = None,
-    ) -> PromotionApproval: ...
 
 
 class WorkflowTransaction(RunTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
