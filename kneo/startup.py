@@ -6,8 +6,11 @@ pydantic and SQLAlchemy schemas). With the default thresholds the collector walk
 
 * Library code: the first use of a lazy export (``from kneo import create_platform``) and
   :func:`kneo.platform.create_platform` run under :func:`collecting_rarely`, which raises the
-  threshold for their duration only and restores it; nothing is frozen (the process is not
-  Kneo's to tune).
+  threshold for their duration only, restores it and moves what the block left in the young
+  generations to the oldest one, where a collection would have put it: otherwise the next
+  young collection (in the first ``resume`` of a fresh process: 35 ms of its 60) walks every
+  object start-up made. Nothing stays frozen (the process is not Kneo's to tune), and a
+  process that froze objects of its own is left as it is.
 * The console entry point calls :func:`begin`; :func:`done` freezes what start-up built
   (later collections skip it) and restores the thresholds before a command's own work — the
   local platform calls it once built, long-running commands before they serve. Forgetting
@@ -67,3 +70,6 @@ def collecting_rarely() -> Iterator[None]:
             if _depth == 0 and _library_saved is not None:
                 gc.set_threshold(*_library_saved)
                 _library_saved = None
+                if gc.get_freeze_count() == 0:  # nothing of the process's own is frozen
+                    gc.freeze()  # every tracked object to the permanent generation ...
+                    gc.unfreeze()  # ... and back to the oldest: promoted, nothing walked

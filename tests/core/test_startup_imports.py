@@ -107,6 +107,29 @@ def test_library_start_up_collects_rarely_and_restores_without_freezing() -> Non
     assert out["after"] == out["default"] and out["frozen"] == 0
 
 
+def test_library_start_up_leaves_its_objects_in_the_oldest_generation() -> None:
+    """What start-up built is promoted without a collection walking it, so the first young
+    collection after it (in a fresh process's first call) stays small; a process that froze
+    objects of its own keeps them frozen."""
+    out = fresh(
+        "import gc, json\n"
+        "from kneo.platform import create_platform\n"
+        "young = len(gc.get_objects(0)) + len(gc.get_objects(1))\n"
+        "print(json.dumps({'young': young, 'old': len(gc.get_objects(2)),\n"
+        "  'frozen': gc.get_freeze_count()}))"
+    )
+    assert out["young"] < 1_000 < 30_000 < out["old"]  # type: ignore[operator]
+    assert out["frozen"] == 0
+    kept = fresh(
+        "import gc, json\n"
+        "gc.freeze()\n"
+        "before = gc.get_freeze_count()\n"
+        "from kneo.platform import create_platform\n"
+        "print(json.dumps({'kept': gc.get_freeze_count() > before // 2 > 0}))"
+    )
+    assert kept == {"kept": True}
+
+
 def test_a_platform_process_loads_no_module_only_a_rare_path_needs() -> None:
     """``difflib`` (did-you-mean hints) and ``getpass`` (the local CLI's default actor) are
     imported where they are used: every process creating a platform paid for them at import."""
