@@ -295,7 +295,7 @@ def may_need_redaction(text: str) -> bool:
     """``False`` guarantees ``redact`` leaves a value whose text (or JSON text) this is as is."""
     if _KNOWN_FORMS and any(map(text.__contains__, _KNOWN_FORMS)):
         return True
-    low = _lowered(text)
+    low = text.lower() if text.isascii() else _lowered(text)
     if any(map(low.__contains__, _PLAIN)):
         return True
     for head, group in _GROUPS:

@@ -203,7 +203,7 @@ class Store(
         """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
         normal exit, rolls back on any exception. ``held``: the connection a run keeps
         between its consecutive transactions (:meth:`hold_connection`)."""
-        return transaction.transaction(self, held)
+        return transaction.TransactionScope(self, held)
 
     def hold_connection(self) -> HeldConnection:
         """A connection one run keeps between its back-to-back write transactions (its step

@@ -46,7 +46,7 @@ class Text(NamedTuple):
     names: tuple[str, ...]
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple([params[name] for name in self.names])
+        return tuple(map(params.__getitem__, self.names))
 
 
 def named_sql(stmt: ClauseElement, db: Dialect) -> str:
@@ -145,7 +145,9 @@ class StatementCache:
         """Positional ``rows`` of ``table``'s ``names`` as multi-row ``VALUES`` inserts run
         with ``execute(sql, params)``: one execution per chunk (:func:`chunks`) instead of
         one per row as with ``executemany``."""
-        for chunk in chunks(rows):
+        if not rows:
+            return
+        for chunk in (rows,) if len(rows) <= EXACT_ROWS else chunks(rows):
             key = ("rows", table.name, names, len(chunk))
             text = self._texts.get(key)
             if text is None:
@@ -154,13 +156,11 @@ class StatementCache:
 
     def _procs(self, table: sa.Table) -> dict[str, _Proc]:
         """``table``'s bind processors by column (``None``: pass as is), resolved once: the
-        column types' own, as Core's statements bind."""
+        column types' own, as Core's statements bind (:func:`~kneo.store.tables.value_binder`)."""
         found = self._binds.get(table.name)
         if found is None:
             db = self.db
-            found = self._binds[table.name] = {
-                c.name: c.type.dialect_impl(db).bind_processor(db) for c in table.c
-            }
+            found = self._binds[table.name] = {c.name: t.value_binder(c.type, db) for c in table.c}
         return found
 
     def binder(self, table: sa.Table, name: str) -> Callable[[Any], Any]:

@@ -28,10 +28,10 @@ from kneo.store.compiled import StatementCache
 from kneo.store.executor import (
     Executor,
     HeldConnection,
+    PooledConnection,
     PostgresExecutor,
     SharedWriter,
     SqliteExecutor,
-    pooled_connection,
 )
 
 log = get_logger("kneo_serv.store")
@@ -87,8 +87,8 @@ class StoreDialect(StatementCache):
         self, engine: Engine, held: HeldConnection | None = None
     ) -> contextlib.AbstractContextManager[Any]:
         """A DBAPI connection for one write transaction: ``held``'s or a pooled one
-        (:func:`~kneo.store.executor.pooled_connection`)."""
-        return pooled_connection(engine, held)
+        (:class:`~kneo.store.executor.PooledConnection`)."""
+        return PooledConnection(engine, held)
 
     def dispose(self, engine: Engine) -> None:
         """Close what the dialect keeps for ``engine`` beyond its pool."""

@@ -4,7 +4,7 @@
 connection's state while it is: when the transaction begins, how statements go out, how it
 commits, and how every way out (a failure in the middle or in the commit itself) leaves the
 connection as it came: idle, transactional, out of any pipeline. It also says where the
-connection comes from (:func:`pooled_connection`, :class:`HeldConnection`,
+connection comes from (:class:`PooledConnection`, :class:`HeldConnection`,
 :class:`SharedWriter`).
 
 - :class:`SqliteExecutor`: ``BEGIN IMMEDIATE`` at once (the write lock up front, so two
@@ -92,9 +92,12 @@ class SqliteExecutor(Executor):
             raise
 
     def execute(self, sql: str, args: Sequence[Any]) -> Any:
-        self.check_open()
+        if self.ended:  # check_open(), inline: every statement of every step passes here
+            self.check_open()
         self.cursor.execute(sql, args)
         return self.cursor
+
+    add = execute  # sent as it comes (the result unread)
 
     def commit(self) -> None:
         self.ended = True
@@ -224,27 +227,38 @@ def _autocommit(driver: Any) -> Iterator[None]:
 
 
 # -- where the connection comes from --------------------------------------------------------
-@contextlib.contextmanager
-def pooled_connection(engine: Engine, held: HeldConnection | None = None) -> Iterator[Any]:
-    """A DBAPI connection for one write transaction (the caller commits or rolls back):
-    ``held``'s (see :class:`HeldConnection`), else one of the pool's, given back afterwards."""
-    if held is not None:
-        raw = held.take()
+# Loans are classes, not generator context managers: every step boundary takes one, and a
+# generator's set-up cost more than what it does.
+class PooledConnection:
+    """``with``: a DBAPI connection for one write transaction (the caller commits or rolls
+    back): ``held``'s (see :class:`HeldConnection`), else one of the pool's, given back
+    afterwards."""
+
+    __slots__ = ("_engine", "_held", "_raw")
+
+    def __init__(self, engine: Engine, held: HeldConnection | None = None) -> None:
+        self._engine = engine
+        self._held = held
+        self._raw: Any = None
+
+    def __enter__(self) -> Any:
+        held = self._held
+        self._raw = held.take() if held is not None else self._engine.raw_connection()
+        return self._raw
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        held, raw = self._held, self._raw
+        if held is not None:
+            if exc is None:
+                held.done()
+            else:
+                held.failed(exc)
+            return
         try:
-            yield raw
-        except BaseException as exc:
-            held.failed(exc)
-            raise
-        held.done()
-        return
-    raw = engine.raw_connection()
-    try:
-        yield raw
-    except BaseException as exc:
-        _discard_if_broken(raw, exc)
-        raise
-    finally:
-        raw.close()
+            if exc is not None:
+                _discard_if_broken(raw, exc)
+        finally:
+            raw.close()
 
 
 def _discard_if_broken(raw: Any, exc: BaseException) -> None:
@@ -261,7 +275,7 @@ HOLD_IDLE_SECONDS = 1.0
 
 class HeldConnection:
     """A pooled connection kept between one run's back-to-back write transactions (its step
-    boundaries), for :func:`pooled_connection`.
+    boundaries), for :class:`PooledConnection`.
 
     On PostgreSQL checking a connection out and back in (pool events, a fresh connection
     state) at every step cost about as much as the step's one statement; a run's steps come
@@ -337,32 +351,28 @@ class SharedWriter:
                 self._lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
         return _FileLock(self._lock, timeout)
 
-    @contextlib.contextmanager
-    def connection(self, engine: Engine, timeout: float) -> Iterator[Any]:
-        """The writer connection for ``engine`` under the write lock (a pooled one when the
-        lock did not come within ``timeout``)."""
-        lock = self.lock(engine, timeout)
-        with lock:
-            if not lock.held:
-                with pooled_connection(engine) as raw:
-                    yield raw
-                return
-            writer = self._writer
-            if writer is None:
-                writer = self._writer = engine.raw_connection()
-                writer.detach()  # ours for good: closed by close(), never pooled
-            broken = (
-                engine.dialect.loaded_dbapi.OperationalError,
-                engine.dialect.loaded_dbapi.InterfaceError,
-            )
-            try:
-                yield writer
-            except BaseException as exc:  # callers map driver errors: look at the cause too
-                if isinstance(exc, broken) or isinstance(exc.__cause__, broken):
-                    self._writer = None
-                    with contextlib.suppress(Exception):
-                        writer.close()
-                raise
+    def connection(self, engine: Engine, timeout: float) -> _WriterLoan:
+        """``with``: the writer connection for ``engine`` under the write lock (a pooled one
+        when the lock did not come within ``timeout``)."""
+        return _WriterLoan(self, engine, timeout)
+
+    def _take(self, engine: Engine) -> Any:
+        """The writer connection (the caller holds the write lock)."""
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = engine.raw_connection()
+            writer.detach()  # ours for good: closed by close(), never pooled
+        return writer
+
+    def _failed(self, engine: Engine, exc: BaseException) -> None:
+        """A transaction on the writer failed: a driver error (callers map them: the cause
+        too) means the connection may be broken, and the next one makes a new writer."""
+        dbapi = engine.dialect.loaded_dbapi
+        broken = (dbapi.OperationalError, dbapi.InterfaceError)
+        if isinstance(exc, broken) or isinstance(exc.__cause__, broken):
+            writer, self._writer = self._writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
 
     def close(self, engine: Engine, timeout: float) -> None:
         with self.lock(engine, timeout):
@@ -376,6 +386,47 @@ class SharedWriter:
 #: cache: two stores of one process on one file must take turns).
 _WRITE_LOCKS: dict[Any, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+
+class _WriterLoan:
+    """``with``: :meth:`SharedWriter.connection`'s connection, the write lock held."""
+
+    __slots__ = ("_engine", "_lock", "_pooled", "_shared", "_timeout")
+
+    def __init__(self, shared: SharedWriter, engine: Engine, timeout: float) -> None:
+        self._shared = shared
+        self._engine = engine
+        self._timeout = timeout
+        self._lock: threading.Lock | None = None
+        self._pooled: PooledConnection | None = None
+
+    def __enter__(self) -> Any:
+        shared, engine = self._shared, self._engine
+        lock = shared._lock
+        if lock is None:
+            lock = shared.lock(engine, self._timeout)._lock
+        if not lock.acquire(timeout=self._timeout):
+            self._pooled = PooledConnection(engine)
+            return self._pooled.__enter__()
+        self._lock = lock
+        try:
+            return shared._take(engine)
+        except BaseException:
+            self._lock = None
+            lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._pooled is not None:
+            self._pooled.__exit__(exc_type, exc, tb)
+            return
+        lock, self._lock = self._lock, None
+        assert lock is not None
+        try:
+            if exc is not None:
+                self._shared._failed(self._engine, exc)
+        finally:
+            lock.release()
 
 
 class _FileLock:

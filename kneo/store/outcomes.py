@@ -172,7 +172,8 @@ class OutcomeWritesMixin(TransactionBase):
             found = self._finish_alone(write)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
             found = self._finish_stepwise(write)
-        version, checkpoint_seq, trace_seq = (int(v) for v in found[0])
+        row = found[0]
+        version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
         self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
         self._commit()
         return version, checkpoint_seq, trace_seq
@@ -190,11 +191,11 @@ class OutcomeWritesMixin(TransactionBase):
         values = dict(changes)
         if state_text is not None:
             del values["state"]
-        bound = self._d.bind(t.runs, values)
+        bound = self._d.bind(t.runs, values) if values else {}
         if state_text is not None:
             bound["state"] = state_text
         params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run_id, "k_now": self._now_bound()}
+        params["k_run_id"], params["k_now"] = run_id, self._now_bound()
         params["k_checkpoints"], params["k_events"] = added
         return params
 
@@ -202,6 +203,8 @@ class OutcomeWritesMixin(TransactionBase):
         self, audits: Sequence[Mapping[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The outcome's audit rows (bound) and the outbox rows of the notifiable ones."""
+        if not audits:
+            return [], []
         values = [
             audit_values(
                 audit["event_type"],
@@ -229,13 +232,13 @@ class OutcomeWritesMixin(TransactionBase):
         if not found:
             self._raise_stale(run_id, params["k_expected"])
         checkpoint_seq, trace_seq = found[0][1], found[0][2]
+        stamp = self._now_bound()
         if checkpoints:
             self._insert_step_checkpoints(
-                run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1
+                run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1, stamp
             )
         if events:
             first = trace_seq - len(events) + 1
-            stamp = self._now_bound()
             trace_rows = [
                 (run_id, first + offset, e.event_type, e.step_id, e.payload, stamp)
                 for offset, e in enumerate(events)
@@ -289,11 +292,11 @@ class OutcomeWritesMixin(TransactionBase):
         return self._ex.alone(text.sql, args)
 
     def _insert_step_checkpoints(
-        self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int
+        self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int, stamp: Any
     ) -> None:
-        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... (a patch on any
-        row but the one before it is stored as its keyframe: :meth:`StepCheckpoint.at`)."""
-        stamp = self._now_bound()
+        """Insert ``checkpoints`` as sequences ``first``, ``first + 1``, ... stamped ``stamp``
+        (a patch on any row but the one before it is stored as its keyframe:
+        :meth:`StepCheckpoint.at`)."""
         rows_ = [
             (run_id, first + offset, *checkpoint.at(first + offset).columns(), stamp)
             for offset, checkpoint in enumerate(checkpoints)

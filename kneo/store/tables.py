@@ -105,6 +105,20 @@ def _stored_json(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+def value_binder(
+    coltype: sa.types.TypeEngine[Any], dialect: Dialect
+) -> Callable[[Any], Any] | None:
+    """What ``coltype``'s bind processor does to a value that is not ``None``, for the raw
+    write paths (:meth:`~kneo.store.compiled.StatementCache.bind`); ``None``: pass it as is.
+    Kneo's own types directly: SQLAlchemy's wrapper of a :class:`TypeDecorator` adds two
+    calls per value (their implementations have no processor of their own)."""
+    if isinstance(coltype, JSONText):
+        return jsontext.dumps
+    if isinstance(coltype, UTCDateTime):
+        return epoch_micros if dialect.name == "sqlite" else _as_utc
+    return coltype.dialect_impl(dialect).bind_processor(dialect)
+
+
 def value_reader(
     coltype: sa.types.TypeEngine[Any], dialect: Dialect, dbapi_type: Any
 ) -> Callable[[Any], Any] | None:

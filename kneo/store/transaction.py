@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -374,26 +374,87 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         return queue_id
 
 
-@contextlib.contextmanager
-def transaction(store: Store, held: HeldConnection | None = None) -> Iterator[Transaction]:
-    """A :class:`Transaction` on a DBAPI connection (SQLite: the process's writer
+class TransactionScope:
+    """``with``: a :class:`Transaction` on a DBAPI connection (SQLite: the process's writer
     connection; else ``held``'s or a pooled one, see
     :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on normal exit,
     rolls back on any exception; driver failures, getting the connection included, map to
-    ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`)."""
-    with db_errors(), store.dialect.write_connection(store.engine, held) as raw:  # rollbacks
+    ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`). A class, not a
+    generator context manager: every step boundary enters one, and the generators' set-up
+    cost more than the rest of the scaffolding."""
+
+    __slots__ = ("_held", "_loan", "_raw", "_store", "_tx")
+
+    def __init__(self, store: Store, held: HeldConnection | None = None) -> None:
+        self._store = store
+        self._held = held
+
+    def __enter__(self) -> Transaction:
+        store = self._store
         try:
-            tx = Transaction(store, raw, store.dialect)
-            try:
-                yield tx
-                tx._commit()
-            except BaseException as exc:
-                tx._ex.abort(exc)
-                raise
-            finally:
-                tx._ex.close()
-            store.hold_specs(tx._new_specs)
-        except BaseException:
-            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
-                raw.rollback()
+            self._loan = store.dialect.write_connection(store.engine, self._held)
+            self._raw = self._loan.__enter__()
+        except Exception as exc:
+            _raise_mapped(exc)
             raise
+        try:
+            self._tx = Transaction(store, self._raw, store.dialect)
+        except BaseException as exc:
+            self._rolled_back(exc)
+            raise
+        return self._tx
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is not None:  # the block's failure propagates (mapped when a driver's)
+            self._abort(exc)
+            return
+        tx = self._tx
+        try:
+            tx._commit()
+        except BaseException as failure:
+            self._abort(failure)
+            raise
+        try:
+            tx._ex.close()
+        except BaseException as failure:
+            self._rolled_back(failure)
+            raise
+        if tx._new_specs:
+            self._store.hold_specs(tx._new_specs)
+        try:
+            self._loan.__exit__(None, None, None)
+        except Exception as failure:
+            _raise_mapped(failure)
+            raise
+
+    def _abort(self, exc: BaseException) -> None:
+        """After a failure: the executor leaves what the transaction entered, then
+        :meth:`_rolled_back`."""
+        ex = self._tx._ex
+        try:
+            ex.abort(exc)
+            ex.close()
+        except BaseException as failure:
+            self._rolled_back(failure)
+            raise
+        self._rolled_back(exc)
+
+    def _rolled_back(self, exc: BaseException) -> None:
+        """Roll the connection back, hand it back (its loan sees the failure: a broken
+        connection is discarded) and raise the Kneo error a driver failure stands for."""
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            self._raw.rollback()
+        try:
+            self._loan.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception as failure:
+            _raise_mapped(failure)
+            raise
+        _raise_mapped(exc)
+
+
+def _raise_mapped(exc: BaseException) -> None:
+    """Raise the Kneo error ``exc`` stands for when it is a driver failure
+    (:func:`~kneo.store.errors.db_errors`); else return."""
+    db_errors().__exit__(type(exc), exc, exc.__traceback__)

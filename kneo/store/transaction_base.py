@@ -107,14 +107,15 @@ class TransactionBase:
         """Commit (once), after what this transaction kept in memory for its runs."""
         if self._ex.ended:
             return
-        self._flush_runs()
+        if self._seq_dirty or self._leases:
+            self._flush_runs()
         self._ex.commit()
 
     def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
         """Check and complete ``update_run``'s changes (folded sequences, inline spec); the
         sorted column names it sets."""
-        unknown = set(changes) - RUN_MUTABLE_FIELDS
-        if unknown:
+        if not RUN_MUTABLE_FIELDS.issuperset(changes):
+            unknown = set(changes) - RUN_MUTABLE_FIELDS
             raise InvalidRequest(
                 f"run fields cannot be updated: {sorted(unknown)}", field="changes"
             )
