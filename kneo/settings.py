@@ -136,7 +136,7 @@ class Limits:
     #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
     max_list_offset: int = 10_000
     #: a listing's ``total`` is exact up to this many rows, then capped (``total_capped``)
-    max_list_count: int = 10_000
+    max_list_count: int = 1_000
     max_path_chars: int = 4_096
 
 

@@ -11,13 +11,13 @@ the first. ``offset`` still works there up to ``KNEO_SERV_MAX_LIST_OFFSET`` (a d
 walks every row it skips); beyond, ``400 offset_too_deep`` says to use the cursor. ``total``
 is always a number, counted cheaply; an inbox's counts per assignee come with
 ``include=counts`` (they visit every pending task). Counting
-stops after ``KNEO_SERV_MAX_LIST_COUNT`` rows (10,000): beyond, ``total`` is that number and
+stops after ``KNEO_SERV_MAX_LIST_COUNT`` rows (1,000): beyond, ``total`` is that number and
 ``total_capped`` is true, so a listing costs the same however many rows match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -93,11 +93,11 @@ def keyset_params(request: Request, offset: int, include: str | None) -> bool:
 
 def paging(
     sortable: Sequence[str], default_sort: str, default_order: Literal["asc", "desc"] = "desc"
-) -> Callable[..., PageParams]:
+) -> Callable[..., Awaitable[PageParams]]:
     """A dependency parsing ``limit, offset, sort_by, sort_order`` for one list route."""
     allowed = tuple(sortable)
 
-    def dependency(
+    async def dependency(  # async: parsing needs no thread (a sync one costs a pool hop)
         request: Request,
         limit: int | None = Query(None, ge=1, description="Page size (capped)."),
         offset: int = OFFSET,
@@ -117,11 +117,11 @@ def paging(
 
 def listing(
     sortable: Sequence[str], default_sort: str, default_order: Literal["asc", "desc"] = "desc"
-) -> Callable[..., PageParams]:
+) -> Callable[..., Awaitable[PageParams]]:
     """:func:`paging` plus ``cursor`` and ``include`` for a keyset listing (offset bounded)."""
     parse = paging(sortable, default_sort, default_order)
 
-    def dependency(
+    async def dependency(
         request: Request,
         page: PageParams = Depends(parse),
         cursor: str | None = CURSOR,
