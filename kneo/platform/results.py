@@ -16,7 +16,7 @@ from typing import Any
 from kneo.clock import utc_iso
 from kneo.engine.budgets import usage_of
 from kneo.engine.human import public_request
-from kneo.redaction import redact_mapping
+from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.store import (
     AuditEvent,
     CheckpointRecord,
@@ -256,19 +256,23 @@ def task_view(
         if pending_only:
             requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
         shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
-    view = redact_mapping(
-        {
-            "continuation_id": cont.continuation_id,
-            "run_id": cont.run_id,
-            "status": cont.status,
-            "workflow_kind": cont.workflow_kind,
-            "workflow_name": cont.workflow_name,
-            "environment": cont.environment,
-            "created_at": utc_iso(cont.created_at),
-            "updated_at": utc_iso(cont.updated_at),
-            "expires_at": utc_iso(cont.expires_at),
-            "escalated_at": utc_iso(cont.escalated_at),
-        },
-        show_personal=show_personal,
-    )
+    view: dict[str, Any] = {
+        "continuation_id": cont.continuation_id,
+        "run_id": cont.run_id,
+        "status": cont.status,
+        "workflow_kind": cont.workflow_kind,
+        "workflow_name": cont.workflow_name,
+        "environment": cont.environment,
+        "created_at": utc_iso(cont.created_at),
+        "updated_at": utc_iso(cont.updated_at),
+        "expires_at": utc_iso(cont.expires_at),
+        "escalated_at": utc_iso(cont.escalated_at),
+    }
+    # Only the names and ids could hold what redaction changes (the times are Kneo's own
+    # ISO text): the prefilter reads those, joined by a line break, which every trigger
+    # treats as the end of a text, instead of the whole view's JSON (3x less per list row).
+    names = (cont.continuation_id, cont.run_id, cont.status, cont.workflow_kind,
+             cont.workflow_name, cont.environment)  # fmt: skip
+    if may_need_redaction("\n".join(n for n in names if n)):
+        view = redact_mapping(view, show_personal=show_personal)
     return {**view, "request": shown[0] if shown else None, "requests": shown}
