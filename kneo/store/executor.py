@@ -410,7 +410,8 @@ class _WriterLoan:
             return self._pooled.__enter__()
         self._lock = lock
         try:
-            return shared._take(engine)
+            writer = shared._writer
+            return writer if writer is not None else shared._take(engine)
         except BaseException:
             self._lock = None
             lock.release()

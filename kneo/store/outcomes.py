@@ -159,7 +159,7 @@ class OutcomeWritesMixin(TransactionBase):
         params["k_expected"] = expected_version
         if release_lease is not None:
             params["k_owner"] = release_lease
-        audit_rows, outbox = self._outcome_audits(audits)
+        audit_rows, outbox = self._outcome_audits(audits) if audits else ([], [])
         update = (keys, release_lease is not None, added != (0, 0))
         write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
         found = None
@@ -203,8 +203,6 @@ class OutcomeWritesMixin(TransactionBase):
         self, audits: Sequence[Mapping[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The outcome's audit rows (bound) and the outbox rows of the notifiable ones."""
-        if not audits:
-            return [], []
         values = [
             audit_values(
                 audit["event_type"],

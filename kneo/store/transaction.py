@@ -412,7 +412,8 @@ class TransactionScope:
             return
         tx = self._tx
         try:
-            tx._commit()
+            if not tx._ex.ended:  # (a step boundary or outcome committed already)
+                tx._commit()
         except BaseException as failure:
             self._abort(failure)
             raise
