@@ -33,6 +33,7 @@ from kneo.store.sql_ahead import TEXTS
 AHEAD: dict[str, dict[Any, tuple[str, tuple[str, ...]]]] = TEXTS
 
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
+_flatten = itertools.chain.from_iterable
 _Proc = Callable[[Any], Any] | None
 
 #: A multi-row INSERT takes up to :data:`EXACT_ROWS` rows in one statement, and longer lists
@@ -163,7 +164,7 @@ class StatementCache:
             text = self._texts.get(key)
             if text is None:
                 text = self.text(key, functools.partial(_rows_insert, table, names, len(chunk)))
-            execute(text.sql, tuple(itertools.chain.from_iterable(chunk)))
+            execute(text.sql, tuple(_flatten(chunk)))
 
     def _procs(self, table: sa.Table) -> dict[str, _Proc]:
         """``table``'s bind processors by column (``None``: pass as is), resolved once: the

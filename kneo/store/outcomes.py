@@ -174,7 +174,7 @@ class OutcomeWritesMixin(TransactionBase):
             found = self._finish_stepwise(write)
         row = found[0]
         version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
-        self._run_updated(run_id, {"checkpoint_seq": checkpoint_seq, "trace_seq": trace_seq})
+        self._run_updated(run_id, checkpoint_seq, trace_seq)
         self._commit()
         return version, checkpoint_seq, trace_seq
 
@@ -230,7 +230,7 @@ class OutcomeWritesMixin(TransactionBase):
         if not found:
             self._raise_stale(run_id, params["k_expected"])
         checkpoint_seq, trace_seq = found[0][1], found[0][2]
-        stamp = self._now_bound()
+        stamp = params["k_now"]
         if checkpoints:
             self._insert_step_checkpoints(
                 run_id, checkpoints, checkpoint_seq - len(checkpoints) + 1, stamp

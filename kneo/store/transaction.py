@@ -292,7 +292,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         if not found:
             self._raise_stale(run_id, expected_version)
         row = self._d.result(t.runs, cur.description, found[0])
-        self._run_updated(run_id, row)
+        self._run_updated(run_id, row["checkpoint_seq"], row["trace_seq"])
         return rows.run(row, self._spec_text)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:

@@ -127,9 +127,9 @@ class TransactionBase:
             changes["spec_ref"] = None
         return tuple(sorted(changes))
 
-    def _run_updated(self, run_id: str, row: Mapping[Any, Any]) -> None:
-        """Take the sequence counters of the run row ``update_run`` returned."""
-        self._seq[run_id] = [row["checkpoint_seq"], row["trace_seq"]]
+    def _run_updated(self, run_id: str, checkpoint_seq: int, trace_seq: int) -> None:
+        """Take the sequence counters of the run row an update returned."""
+        self._seq[run_id] = [checkpoint_seq, trace_seq]
         self._seq_dirty.discard(run_id)
 
     def _raise_stale(self, run_id: str, expected_version: int | None) -> NoReturn:
