@@ -537,6 +537,11 @@ REQUEST_FIELDS = (
 
 def public_request(request: Mapping[str, Any], *, show_personal: bool = False) -> dict[str, Any]:
     """A request as operators see it (redacted), with ``deadline_epoch``."""
+    return redact_mapping(request_view(request), show_personal=show_personal)
+
+
+def request_view(request: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`public_request` before redaction (for a caller that redacts several at once)."""
     request = complete_request(request)  # stored records leave out defaults and derivables
     view = {k: request.get(k) for k in REQUEST_FIELDS if k in request}
     expires = request.get("expires_at")
@@ -545,4 +550,4 @@ def public_request(request: Mapping[str, Any], *, show_personal: bool = False) -
             view["deadline_epoch"] = int(
                 datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
             )
-    return redact_mapping(view, show_personal=show_personal)
+    return view

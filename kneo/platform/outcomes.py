@@ -134,7 +134,8 @@ def _paused(
     per request."""
     cid = new_continuation_id()
     # Each body is stored once, in the state; the continuation and the event name it.
-    state["pending"] = [compact_request(r.to_dict()) for r in outcome.requests]
+    full = [r.to_dict() for r in outcome.requests]
+    state["pending"] = [compact_request(r) for r in full]
     expiries = [r.expires_at for r in outcome.requests if r.expires_at]
     tx.put_continuation(
         cid,
@@ -146,7 +147,7 @@ def _paused(
         workflow_name=run.workflow_name,
         environment=run.environment,
         search_text=search_text(run.input_text or "", outcome.requests),
-        bodies=state["pending"],
+        bodies=full,  # complete already: the list row need not complete them again
         input_text=run.input_text or "",
     )
     state["continuation_id"] = cid

@@ -27,6 +27,8 @@ from kneo.store.rowvalues import (
 from kneo.store.search import LABEL, PROMOTION, task_labels, task_terms
 from kneo.store.transaction_base import TransactionBase
 
+_TERM_COLUMNS = st.columns(t.continuation_terms)
+
 
 class ContinuationWritesMixin(TransactionBase):
     """Continuations, inside a :class:`~kneo.store.transaction.Transaction`."""
@@ -72,11 +74,18 @@ class ContinuationWritesMixin(TransactionBase):
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
             workflow_name, environment,
         )  # fmt: skip
-        values["list_row"] = (
-            inbox.list_row(request_list, bodies, input_text) if status == "pending" else None
+        row, row_text = (
+            inbox.encoded_list_row(request_list, bodies, input_text)
+            if status == "pending"
+            else (None, None)
         )
+        values["list_row"] = None  # bound as the text made with it, not encoded again
+        if expected_version is None:
+            new_continuation(values, continuation_id, self.now)
+        bound = self._d.bind(t.continuations, values)
+        bound["list_row"], values["list_row"] = row_text, row
         if expected_version is not None:
-            record = self._replace_continuation(continuation_id, expected_version, values)
+            record = self._replace_continuation(continuation_id, expected_version, values, bound)
             self._insert_requests(continuation_id, request_list, status)
             if status != "pending" or search_text:
                 self._delete_terms(continuation_id)
@@ -85,7 +94,6 @@ class ContinuationWritesMixin(TransactionBase):
             if status == "pending":
                 self._insert_terms(record, search_text, words=bool(search_text))
             return record
-        new_continuation(values, continuation_id, self.now)
         dbapi = self._d.db.loaded_dbapi
         try:
             cur = self._exec(
@@ -97,7 +105,7 @@ class ContinuationWritesMixin(TransactionBase):
                     "continuation_id",
                     ["continuation_id"],
                 ),
-                self._d.bind(t.continuations, values),
+                bound,
             )
             inserted = cur.fetchall()
         except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
@@ -121,27 +129,29 @@ class ContinuationWritesMixin(TransactionBase):
         if words:
             assignees = [r.get("assignee") for r in cont.requests]
             terms += task_terms([cont.workflow_name, *assignees, *search_text])
-        at, cid = cont.created_at, cont.continuation_id
         if terms:
-            self._insert_rows(
-                t.continuation_terms,
-                st.columns(t.continuation_terms),
-                [{"term": w, "created_at": at, "continuation_id": cid} for w in terms],
-            )
+            at = self._d.binder(t.continuation_terms, "created_at")(cont.created_at)
+            cid = cont.continuation_id
+            rows_ = [(w, at, cid) for w in terms]
+            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows_)
 
     def _replace_continuation(
-        self, continuation_id: str, expected_version: int, values: dict[str, Any]
+        self,
+        continuation_id: str,
+        expected_version: int,
+        values: dict[str, Any],
+        bound: Mapping[str, Any],
     ) -> ContinuationRecord:
-        """Compare-and-set the continuation's columns to ``values``; its request index is
-        dropped for the caller to write anew. The record is ``values`` and the columns the
-        update kept, read back (scalars: the JSON just written is not decoded again)."""
+        """Compare-and-set the continuation's columns to ``values`` (``bound``: as the driver
+        takes them); its request index is dropped for the caller to write anew. The record is
+        ``values`` and the columns the update kept, read back (scalars: the JSON just written
+        is not decoded again)."""
         keys = tuple(values)
         kept = tuple(c for c in st.columns(t.continuations) if c not in values)
 
         def build() -> Any:
             return st.replace_continuation(keys, kept)
 
-        bound = self._d.bind(t.continuations, values)
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_id": continuation_id, "k_expected": expected_version}
         cur = self._exec(("replace_continuation", keys), build, params)

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kneo.redaction import redact_text
+from kneo import jsontext
+from kneo.redaction import may_need_redaction, redact_mapping, redact_text
 
 #: Characters of an inbox row's line from the run's input.
 PREVIEW_CHARS = 90
@@ -32,7 +33,11 @@ PREVIEW_CHARS = 90
 def input_preview(input_text: str, *, show_personal: bool) -> str:
     """The first words of a run's input on one line, redacted for the reader: what tells
     one inbox row from the next when a workflow's prompts all read the same."""
-    text = " ".join(redact_text(input_text[:1000], show_personal=show_personal).split())
+    return _one_line(redact_text(input_text[:1000], show_personal=show_personal))
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
     if len(text) <= PREVIEW_CHARS:
         return text
     cut = text[:PREVIEW_CHARS]
@@ -70,25 +75,44 @@ def list_row(
     run's state (``None``: every entry holds its body, as a promotion's do) and its run's
     input. ``None`` when a body is missing: the list then builds that row from the run's
     state on read, as before this row existed, rather than show an incomplete one."""
-    from kneo.engine.human import public_request  # kneo.store loads no engine module
+    return encoded_list_row(entries, bodies, input_text)[0]
+
+
+def encoded_list_row(
+    entries: Sequence[Mapping[str, Any]],
+    bodies: Sequence[Mapping[str, Any]] | None,
+    input_text: str,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`list_row` and its JSON text (:func:`kneo.jsontext.dumps` of it), the text made
+    from the one the redaction check scanned rather than encoded twice."""
+    from kneo.engine.human import request_view  # kneo.store loads no engine module
 
     if bodies is None and not all(has_body(e) for e in entries):
-        return None
+        return None, None
     requests = task_requests(entries, {"pending": list(bodies or ())})
     pending = [r for r in requests if r["status"] == "pending"]
     if not all(has_body(r) for r in pending):
-        return None
-    row: dict[str, Any] = {
-        "requests": [public_request(r) for r in pending],
+        return None, None
+    views = [request_view(r) for r in pending]
+    text = jsontext.dumps(views)
+    head = input_text[:1000]
+    # Nothing redaction could change (the usual row): both readers' rows are the views as
+    # they are, found by one scan of their JSON text and one of the input's.
+    if not may_need_redaction(text) and not may_need_redaction(head):
+        preview = _one_line(head)
+        row = {"requests": views, "input_preview": preview}
+        return row, f'{{"requests":{text},"input_preview":{jsontext.dumps(preview)}}}'
+    row = {
+        "requests": [redact_mapping(v) for v in views],
         "input_preview": input_preview(input_text, show_personal=False),
     }
     personal = {
-        "requests": [public_request(r, show_personal=True) for r in pending],
+        "requests": [redact_mapping(v, show_personal=True) for v in views],
         "input_preview": input_preview(input_text, show_personal=True),
     }
     if personal != row:
         row["personal"] = personal
-    return row
+    return row, jsontext.dumps(row)
 
 
 def listed(row: Mapping[str, Any], *, show_personal: bool) -> Mapping[str, Any]:

@@ -50,13 +50,8 @@ def words(text: str) -> list[str]:
 
 def task_terms(texts: Iterable[str | None]) -> list[str]:
     """The words a task is found by: those of ``texts`` in turn, at most :data:`MAX_TERMS`."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        for word in words(text or ""):
-            seen.setdefault(word)
-            if len(seen) == MAX_TERMS:
-                return list(seen)
-    return list(seen)
+    found = _WORD.findall(" ".join([text for text in texts if text]).casefold())
+    return list(dict.fromkeys([w[:MAX_LENGTH] for w in found]))[:MAX_TERMS]
 
 
 def query_terms(query: str) -> list[str]:
