@@ -74,16 +74,9 @@ class ContinuationWritesMixin(TransactionBase):
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
             workflow_name, environment,
         )  # fmt: skip
-        row, row_text = (
-            inbox.encoded_list_row(request_list, bodies, input_text)
-            if status == "pending"
-            else (None, None)
-        )
-        values["list_row"] = None  # bound as the text made with it, not encoded again
         if expected_version is None:
             new_continuation(values, continuation_id, self.now)
-        bound = self._d.bind(t.continuations, values)
-        bound["list_row"], values["list_row"] = row_text, row
+        bound = self._with_list_row(values, request_list, bodies, input_text)
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values, bound)
             self._insert_requests(continuation_id, request_list, status)
@@ -119,6 +112,26 @@ class ContinuationWritesMixin(TransactionBase):
         if status == "pending":
             self._insert_terms(record, search_text)
         return record
+
+    def _with_list_row(
+        self,
+        values: dict[str, Any],
+        request_list: list[dict[str, Any]],
+        bodies: Sequence[Mapping[str, Any]] | None,
+        input_text: str,
+    ) -> dict[str, Any]:
+        """``values`` bound for the driver, the continuation's ``list_row`` (while pending:
+        :mod:`kneo.store.inbox`) set in both: the row in ``values``, in the bound ones its
+        JSON text as the row was made with it (not encoded a second time)."""
+        row, text = (
+            inbox.encoded_list_row(request_list, bodies, input_text)
+            if values["status"] == "pending"
+            else (None, None)
+        )
+        values["list_row"] = None
+        bound = self._d.bind(t.continuations, values)
+        bound["list_row"], values["list_row"] = text, row
+        return bound
 
     def _insert_terms(
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True

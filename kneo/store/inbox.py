@@ -100,7 +100,7 @@ def encoded_list_row(
     # they are, found by one scan of their JSON text and one of the input's.
     if not may_need_redaction(text) and not may_need_redaction(head):
         preview = _one_line(head)
-        row = {"requests": views, "input_preview": preview}
+        row: dict[str, Any] = {"requests": views, "input_preview": preview}
         return row, f'{{"requests":{text},"input_preview":{jsontext.dumps(preview)}}}'
     row = {
         "requests": [redact_mapping(v) for v in views],

@@ -182,3 +182,24 @@ def test_the_migration_writes_the_rows_of_pending_tasks(manager: Any) -> None:
     assert upgrade(store.engine, store.dialect) == HEAD_REVISION
     assert store.get_continuation(paused.continuation_id).list_row == written
     assert store.get_continuation(done.continuation_id).list_row is None
+
+
+def test_the_stored_text_is_the_rows_json() -> None:
+    """The text written with a row is the row's JSON, whether redaction changed nothing (the
+    text reused from the redaction check) or the row holds a personal copy."""
+    from kneo import jsontext
+    from kneo.store.inbox import encoded_list_row
+
+    body = {
+        "request_id": "req_1", "kind": "approval", "step_id": "s", "prompt": "Ship it?",
+        "created_at": "2026-01-02T03:04:05Z", "timeout_seconds": 60,
+    }  # fmt: skip
+    entry = {"request_id": "req_1", "kind": "approval"}
+    clean, text = encoded_list_row([entry], [body], "the   release\nnotes")
+    assert clean is not None and "personal" not in clean
+    assert text == jsontext.dumps(clean) and clean["input_preview"] == "the release notes"
+    marked, text = encoded_list_row([entry], [dict(body, prompt=f"Mail {EMAIL}?")], SECRET)
+    assert marked is not None and text == jsontext.dumps(marked)
+    assert EMAIL in json.dumps(marked["personal"]) and EMAIL not in json.dumps(marked["requests"])
+    assert SECRET not in text
+    assert encoded_list_row([entry], [], "x") == (None, None)  # a body missing: no row

@@ -19,7 +19,14 @@ from kneo.store import Store, open_store
 from kneo.store import tables as t
 from kneo.store.dialects import dialect_for
 from kneo.store.migrate import upgrade
-from kneo.store.search import MAX_LENGTH, MAX_QUERY_TERMS, query_terms, task_terms, words
+from kneo.store.search import (
+    MAX_LENGTH,
+    MAX_QUERY_TERMS,
+    MAX_TERMS,
+    query_terms,
+    task_terms,
+    words,
+)
 
 from .helpers import new_run
 
@@ -52,6 +59,10 @@ def test_words_are_case_folded_whole_and_bounded() -> None:
     ]  # fmt: skip
     assert words("x" * 100) == ["x" * MAX_LENGTH]
     assert task_terms(["Ann ann", None, "ANN bob"]) == ["ann", "bob"]
+    # the texts' words in order, never joined across texts, long ones cut, MAX_TERMS at most
+    assert task_terms(["a-b", "", "c", "d" * 50 + " A"]) == ["a", "b", "c", "d" * MAX_LENGTH]
+    many = task_terms(["w0", " ".join(f"w{i}" for i in range(MAX_TERMS + 5))])
+    assert many == [f"w{i}" for i in range(MAX_TERMS)]
     with pytest.raises(InvalidRequest) as err:
         query_terms(" ? - ")
     assert err.value.details["field"] == "q"
