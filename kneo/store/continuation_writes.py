@@ -74,6 +74,7 @@ class ContinuationWritesMixin(TransactionBase):
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
             workflow_name, environment,
         )  # fmt: skip
+        values["list_row"] = None  # its place among the columns; set by _with_list_row
         if expected_version is None:
             new_continuation(values, continuation_id, self.now)
         bound = self._with_list_row(values, request_list, bodies, input_text)
@@ -120,15 +121,15 @@ class ContinuationWritesMixin(TransactionBase):
         bodies: Sequence[Mapping[str, Any]] | None,
         input_text: str,
     ) -> dict[str, Any]:
-        """``values`` bound for the driver, the continuation's ``list_row`` (while pending:
-        :mod:`kneo.store.inbox`) set in both: the row in ``values``, in the bound ones its
-        JSON text as the row was made with it (not encoded a second time)."""
+        """``values`` (their ``list_row`` ``None``) bound for the driver, the continuation's
+        ``list_row`` (while pending: :mod:`kneo.store.inbox`) then set in both: the row in
+        ``values``, in the bound ones its JSON text as the row was made with it (not encoded
+        a second time)."""
         row, text = (
             inbox.encoded_list_row(request_list, bodies, input_text)
             if values["status"] == "pending"
             else (None, None)
         )
-        values["list_row"] = None
         bound = self._d.bind(t.continuations, values)
         bound["list_row"], values["list_row"] = text, row
         return bound
