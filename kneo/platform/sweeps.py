@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
@@ -44,10 +44,12 @@ from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
-from kneo.platform.notifications import NotifyingPlatform
 from kneo.platform.runs import end_run, paused_continuation
 from kneo.store import Store
 from kneo.store.inbox import task_requests
+
+if TYPE_CHECKING:
+    from kneo.spec.project import ProjectContext
 
 log = get_logger("kneo_serv.sweeps")
 
@@ -526,8 +528,19 @@ class Sweeper:
             dispatcher.stop(timeout)
 
 
-class SweptPlatform(NotifyingPlatform, Protocol):
-    """What :func:`start_sweeper` needs of a platform (``PlatformManager`` is one)."""
+class SweptPlatform(Protocol):
+    """What :func:`start_sweeper` needs of a platform (``PlatformManager`` is one): a
+    :class:`~kneo.platform.notifications.NotifyingPlatform` (restated here, so a process
+    that never starts a sweeper never imports the notifications) with its sweeps."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def project(self) -> ProjectContext | None: ...
 
     @property
     def sweeps(self) -> Sweeps: ...
