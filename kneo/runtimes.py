@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RuntimeMode:
+    """A way an agent runs (its name, and whether its tools are isolated)."""
+
     name: str
     description: str
     isolated_tools: bool = False

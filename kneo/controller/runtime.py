@@ -31,6 +31,8 @@ POLICY_METADATA_KEY = "registry.environment_policies"
 
 @dataclass(frozen=True)
 class ResolvedBundle:
+    """The bundle revision a run uses: its spec, revision, digest and commit."""
+
     spec: dict[str, Any]
     revision: int
     digest: str

@@ -101,6 +101,8 @@ class AgentHost(Protocol):
 
 @dataclass(frozen=True)
 class AgentOptions:
+    """What an agent step records of its tool calls."""
+
     record_arguments: bool = False
     record_results: bool = False
 

@@ -65,6 +65,8 @@ from kneo.tools import ToolRegistry
 
 @dataclass
 class EngineOptions:
+    """How the engine runs a workflow (what it records, how many steps at once)."""
+
     record_tool_arguments: bool = False
     record_tool_results: bool = False
     max_parallel: int = 8

@@ -35,6 +35,8 @@ class RunSuperseded(Exception):
 
 @dataclass(frozen=True)
 class TraceEvent:
+    """One event of a run's trace."""
+
     event_type: str
     at: str
     step_id: str | None = None

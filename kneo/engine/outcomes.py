@@ -19,6 +19,8 @@ from kneo.redaction import redact_text
 
 @dataclass(frozen=True)
 class Completed:
+    """The run finished."""
+
     output_text: str
     state: dict[str, Any]
     #: ``state``'s text and the texts it was joined from, when the engine made them (the
@@ -28,18 +30,24 @@ class Completed:
 
 @dataclass(frozen=True)
 class Paused:
+    """The run waits for the people its pending requests name."""
+
     requests: tuple[HumanRequest, ...]
     state: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Failed:
+    """A step failed and the run ends."""
+
     error: dict[str, Any]
     state: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Cancelled:
+    """The run was cancelled."""
+
     reason: str
     state: dict[str, Any]
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
-from kneo.store.contracts import RunAndTaskReads
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import RunAndTaskReads
 
 #: trace event type -> stream event type (others are internal detail and not streamed)
 STREAMED: dict[str, str] = {

@@ -29,6 +29,8 @@ from kneo.store import (
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run call returns: the run's status, output and any pending human request."""
+
     run_id: str
     status: str
     output_text: str | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.human import (
     HumanDecision,
@@ -31,9 +31,11 @@ from kneo.engine.human import (
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord
-from kneo.store.contracts import RunAndTaskReads, RunReads
 from kneo.store.inbox import has_body, task_requests
 from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import RunAndTaskReads, RunReads
 
 
 def pending_entry(request: HumanRequest) -> dict[str, Any]:

@@ -25,6 +25,8 @@ Family = Literal["sequential", "graph", "concurrent", "handoff", "group-chat"]
 
 @dataclass(frozen=True)
 class CompiledStep:
+    """One step of a compiled workflow: what runs, and what happens when it fails."""
+
     id: str
     kind: Literal["agent", "function", "human"]
     ref: str
@@ -44,6 +46,8 @@ class CompiledStep:
 
 @dataclass(frozen=True)
 class CompiledWorkflow:
+    """A spec compiled for the engine: its steps in order, its edges and its start."""
+
     family: Family
     name: str
     steps: tuple[CompiledStep, ...]

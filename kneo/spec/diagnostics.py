@@ -146,6 +146,8 @@ CODES: dict[str, tuple[Severity, str]] = {
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One finding about a spec: a stable code, its severity and where it is."""
+
     code: str
     severity: Severity
     path: str

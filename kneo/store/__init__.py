@@ -11,47 +11,15 @@ never the engine, platform, service, controller or CLI.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from kneo.clock import Clock, SystemClock
 from kneo.errors import ConfigError
+from kneo.lazy import lazy_exports
 from kneo.settings import Settings
 from kneo.store.api import Store, Transaction
-from kneo.store.contracts import (
-    ApprovalReads,
-    AuditLog,
-    AuditTransaction,
-    ConsoleSessions,
-    ControllerReads,
-    ControllerRequests,
-    ControllerStateReads,
-    ControllerStatusFields,
-    ControllerStore,
-    ControllerTransaction,
-    HumanTaskReads,
-    HumanTaskTransaction,
-    IdempotencyKeys,
-    Maintenance,
-    NamedLocks,
-    NewRun,
-    NotificationOutbox,
-    ProjectMetadata,
-    RegistryAdmin,
-    RegistryReads,
-    RegistryTransaction,
-    RegistryWrites,
-    RunAndTaskReads,
-    RunChanges,
-    RunLeases,
-    RunQueue,
-    RunReads,
-    RunTransaction,
-    RunWrites,
-    StoreLifecycle,
-    Transactional,
-    WorkflowTransaction,
-)
 from kneo.store.dialects import dialect_for
 from kneo.store.maintenance import (
     RETENTION_CATEGORIES,
@@ -83,6 +51,42 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import (
+        ApprovalReads,
+        AuditLog,
+        AuditTransaction,
+        ConsoleSessions,
+        ControllerReads,
+        ControllerRequests,
+        ControllerStateReads,
+        ControllerStatusFields,
+        ControllerStore,
+        ControllerTransaction,
+        HumanTaskReads,
+        HumanTaskTransaction,
+        IdempotencyKeys,
+        Maintenance,
+        NamedLocks,
+        NewRun,
+        NotificationOutbox,
+        ProjectMetadata,
+        RegistryAdmin,
+        RegistryReads,
+        RegistryTransaction,
+        RegistryWrites,
+        RunAndTaskReads,
+        RunChanges,
+        RunLeases,
+        RunQueue,
+        RunReads,
+        RunTransaction,
+        RunWrites,
+        StoreLifecycle,
+        Transactional,
+        WorkflowTransaction,
+    )
 
 DEFAULT_STATE_DIR = Path(".kneo")
 DEFAULT_SQLITE_NAME = "kneo_runs.sqlite"
@@ -155,6 +159,49 @@ __all__ = [
     "resolve_url",
     "restore_sqlite_database",
 ]
+
+#: The store's contract (protocols, for type checking and for callers that name the part of
+#: the store they use): loaded on first use, since defining them costs every process
+#: ~10 M instructions at import and a process running workflows never uses them.
+_EXPORTS = {
+    name: "kneo.store.contracts"
+    for name in (
+        "ApprovalReads",
+        "AuditLog",
+        "AuditTransaction",
+        "ConsoleSessions",
+        "ControllerReads",
+        "ControllerRequests",
+        "ControllerStateReads",
+        "ControllerStatusFields",
+        "ControllerStore",
+        "ControllerTransaction",
+        "HumanTaskReads",
+        "HumanTaskTransaction",
+        "IdempotencyKeys",
+        "Maintenance",
+        "NamedLocks",
+        "NewRun",
+        "NotificationOutbox",
+        "ProjectMetadata",
+        "RegistryAdmin",
+        "RegistryReads",
+        "RegistryTransaction",
+        "RegistryWrites",
+        "RunAndTaskReads",
+        "RunChanges",
+        "RunLeases",
+        "RunQueue",
+        "RunReads",
+        "RunTransaction",
+        "RunWrites",
+        "StoreLifecycle",
+        "Transactional",
+        "WorkflowTransaction",
+    )
+}
+
+__getattr__, __dir__ = lazy_exports("kneo.store", globals(), _EXPORTS)
 
 
 def resolve_url(url: str | None, *, state_dir: Path | None = None) -> sa.URL:

@@ -39,7 +39,7 @@ def test_one_engine_module_does_not_load_the_whole_engine() -> None:
     assert "WorkflowEngine" in out["all"] and out["dir"] == []  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("package", ["kneo.engine", "kneo.platform"])
+@pytest.mark.parametrize("package", ["kneo.engine", "kneo.platform", "kneo.store"])
 def test_every_lazy_export_resolves_and_unknown_names_raise(package: str) -> None:
     out = fresh(
         "import importlib, json\n"
@@ -131,12 +131,28 @@ def test_library_start_up_leaves_its_objects_in_the_oldest_generation() -> None:
 
 
 def test_a_platform_process_loads_no_module_only_a_rare_path_needs() -> None:
-    """``difflib`` (did-you-mean hints) and ``getpass`` (the local CLI's default actor) are
-    imported where they are used: every process creating a platform paid for them at import."""
+    """``difflib`` (did-you-mean hints), ``getpass`` (the local CLI's default actor) and the
+    store's protocols are imported where they are used: every process creating a platform
+    paid for them at import."""
     out = fresh(
         "import json, sys\n"
         "from kneo.platform import create_platform\n"
         "import kneo.platform.bundles, kneo.platform.decisions, kneo.spec.suggest\n"
-        "print(json.dumps({'loaded': [m for m in ('difflib', 'getpass') if m in sys.modules]}))"
+        "import kneo.platform.events, kneo.platform.tasks\n"
+        "rare = ('difflib', 'getpass', 'kneo.store.contracts', 'kneo.store.transaction_contracts')\n"
+        "print(json.dumps({'loaded': [m for m in rare if m in sys.modules]}))"
     )
     assert out == {"loaded": []}
+
+
+def test_the_store_contract_loads_on_first_use() -> None:
+    """The store's protocols are for type checking and callers naming a part of the store:
+    defining them cost every process ~10 M instructions at import."""
+    out = fresh(
+        "import json, sys\n"
+        "import kneo.store\n"
+        "idle = 'kneo.store.contracts' in sys.modules\n"
+        "from kneo.store import RunReads, Store\n"
+        "print(json.dumps({'idle': idle, 'used': RunReads.__module__, 'store': Store.__name__}))"
+    )
+    assert out == {"idle": False, "used": "kneo.store.contracts", "store": "Store"}

@@ -18,6 +18,8 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 @dataclass(frozen=True)
 class ToolCall:
+    """A tool call a model asked for."""
+
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +45,8 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One message of a model conversation."""
+
     role: Role
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
