@@ -1,5 +1,5 @@
-"""The step path against another checkout: CPU per 1-step run, 10-step run and pause, rounds
-interleaved, each side in its own process.
+"""The step path against another checkout: CPU per 1-step run, 10-step run, pause and warm
+resume, rounds interleaved, each side in its own process.
 
     python bench/versus.py --baseline /path/to/other/checkout [--sync normal|full]
         [--rounds 16] [--inner 8]
@@ -8,8 +8,8 @@ Each side is a child process with ``PYTHONPATH`` at its checkout (the baseline's
 ``.venv/bin/python`` when it has one), a platform over a fresh SQLite file with a 1-step and a
 10-step function workflow and the approval example, warmed up, then asked for ``--inner``
 runs of each per round, the sides alternating which goes first. Reported per side: CPU per
-step ((10-step - 1-step) / 9), per 10-step run, per 1-step run and per pause
-(``time.process_time``, which a loaded machine moves far less than wall time), medians, and
+step ((10-step - 1-step) / 9), per 10-step run, per 1-step run, per pause and per warm
+resume (a paused approval run resumed in-process to its end) (``time.process_time``, which a loaded machine moves far less than wall time), medians, and
 this checkout's ratio to the baseline. Not part of the test run.
 """
 
@@ -51,6 +51,14 @@ for _ in range(5):
     for k in specs:
         m.run_from_spec(input_text=texts[k], spec_path=specs[k])
 print("ready", flush=True)
+try:  # the decision as an object (since wave 2) or as keywords (before)
+    from kneo import Decision
+    def resume(p):
+        return m.resume(p.continuation_id, Decision(p.request_id, "approved"))
+except ImportError:
+    def resume(p):
+        return m.resume(p.continuation_id, request_id=p.request_id, decision="approved")
+assert resume(m.run_from_spec(input_text="launch", spec_path=specs["pause"])).status == "succeeded"
 for line in sys.stdin:
     out = {}
     for k in specs:
@@ -60,6 +68,12 @@ for line in sys.stdin:
             m.run_from_spec(input_text=texts[k], spec_path=specs[k])
             cpu.append(time.process_time() - c0)
         out[k] = cpu
+    out["resume"] = []
+    for p in [m.run_from_spec(input_text="launch", spec_path=specs["pause"])
+              for _ in range(int(line))]:
+        c0 = time.process_time()
+        resume(p)
+        out["resume"].append(time.process_time() - c0)
     print(json.dumps(out), flush=True)
 """
 
@@ -87,6 +101,7 @@ def figures(samples: dict[str, list[float]]) -> dict[str, float]:
         "run10_ms": med(samples["run10"]) * 1e3,
         "run1_ms": med(samples["run1"]) * 1e3,
         "pause_ms": med(samples["pause"]) * 1e3,
+        "resume_ms": med(samples["resume"]) * 1e3,
     }
 
 
@@ -99,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     sides = {"this": start(REPO, args.sync), "baseline": start(args.baseline, args.sync)}
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"run1": [], "run10": [], "pause": []} for name in sides
+        name: {"run1": [], "run10": [], "pause": [], "resume": []} for name in sides
     }
     try:
         for round_no in range(args.rounds):
