@@ -32,6 +32,7 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
     Conflict,
+    ErrorCode,
     IllegalTransition,
     InvalidRequest,
     KneoError,
@@ -531,6 +532,14 @@ class Decisions:
                     f"request {request_id} was already resolved", request_id=request_id
                 )
         if run.status != RunStatus.PAUSED:
+            if tx.get_continuation(cont.continuation_id).version != cont.version:
+                # PostgreSQL read the task before a racing resume committed and the run
+                # after it finished: read both again (the retry answers "already resolved").
+                raise Conflict(
+                    f"continuation {cont.continuation_id!r} changed since it was read",
+                    code=ErrorCode.stale_state,
+                    continuation_id=cont.continuation_id,
+                )
             raise IllegalTransition(
                 f"cannot resume run {run.run_id}: it is {run.status}, not paused",
                 current_status=run.status,

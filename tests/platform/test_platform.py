@@ -336,6 +336,31 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
     assert decisions.total == 2
 
 
+def test_a_decision_read_before_the_run_finished_is_already_resolved(
+    manager: PlatformManager, project: Path
+) -> None:
+    """The PostgreSQL race in one process: the task was read while pending, the run by the
+    time another decision had finished it. The answer is ``request_already_resolved`` (the
+    task is read again), not ``illegal_transition``; nothing is written."""
+    paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
+    stale = manager.store.get_continuation(paused.continuation_id)
+    assert manager.resume(
+        paused.continuation_id, Decision(paused.request_id, "approved")
+    ).status == ("succeeded")
+    before = manager.store.get_run(paused.run_id).version
+    with pytest.raises(RequestAlreadyResolved):
+        manager.decisions.resume_decision(
+            paused.continuation_id,
+            Decision(paused.request_id, "approved"),
+            actor="late",
+            metadata=None,
+            continuation=stale,
+        )
+    assert manager.store.get_run(paused.run_id).version == before
+    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    assert decisions.total == 1
+
+
 def test_rejection_fails_the_run(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
     failed = manager.resume(
