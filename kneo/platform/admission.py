@@ -29,7 +29,7 @@ the GitOps repository's, stricter-wins (:meth:`RunAdmission.run_limits`): the gr
 run executes under and the spec check at admission read that one merge.
 
 Both metadata keys of an environment are read in one query per decision
-(``Store.metadata_snapshot``); the project's environment files are read once per change of
+(``Store.metadata_snapshot``; a worker's in the transaction that starts the run); the project's environment files are read once per change of
 their stamps (:func:`file_stamp`).
 """
 
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
     from kneo.store.contracts import ProjectMetadata, RegistryReads
+    from kneo.store.transaction_contracts import AuditTransaction
 
     class AdmissionReads(RegistryReads, ProjectMetadata, Protocol):
         """What admission reads: active bundles and the policy the controller recorded."""
@@ -277,13 +278,14 @@ class RunAdmission:
         local = resolve_for_context(project, env) if project is not None and env else None
         return with_run_limits(local, published)
 
-    def readmit(self, run: RunRecord) -> None:
+    def readmit(self, run: RunRecord, tx: AuditTransaction) -> None:
         """Whether a queued run may execute now: an environment that has since come to
         require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
         and a service-managed policy stored since (or ``resources:`` the GitOps repository
-        published) is checked against the run's spec."""
+        published) is checked against the run's spec. The rules are read in ``tx``, the
+        transaction that starts the run: the ones it starts under, at no extra read."""
         approved = run.bundle_name is not None
-        rules = self._recorded_rules(run, approved=approved)
+        rules = self._recorded_rules(run, approved=approved, tx=tx)
         if rules[0] is not None or "resources" in (rules[1] or {}):
             self._check_recorded(run, rules, approved=approved)
 
@@ -321,22 +323,26 @@ class RunAdmission:
 
     # ------------------------------------------------------------------ internals
 
-    def _snapshot(self, environment: str | None) -> contextlib.AbstractContextManager[None]:
+    def _snapshot(
+        self, environment: str | None, tx: AuditTransaction | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """Both policy keys of ``environment`` in one query for the decision's reads."""
         if not environment:
             return contextlib.nullcontext()
-        return self.store.metadata_snapshot((POLICY_PREFIX + environment, POLICY_METADATA_KEY))
+        keys = (POLICY_PREFIX + environment, POLICY_METADATA_KEY)
+        return self.store.metadata_snapshot(keys, tx)
 
     def _stored(self, environment: str | None) -> Any:
         """The stored policy document of ``environment`` (``None``: none is stored)."""
         return self.store.get_metadata(POLICY_PREFIX + environment) if environment else None
 
     def _recorded_rules(
-        self, run: RunRecord, *, approved: bool
+        self, run: RunRecord, *, approved: bool, tx: AuditTransaction | None = None
     ) -> tuple[PolicyEnforcement | None, dict[str, Any] | None]:
         """For a recorded run's spec: refuse it where only approved bundles run (unless
-        ``approved``); the environment's stored policy and published limits."""
-        with self._snapshot(run.environment):
+        ``approved``); the environment's stored policy and published limits (read in
+        ``tx`` when given)."""
+        with self._snapshot(run.environment, tx):
             if not approved:
                 self.refuse_unapproved(run.environment)
             return (

@@ -188,14 +188,13 @@ class Runs:
                 + ("; use continue_run for an interrupted run" if run.status == "running" else ""),
                 current_status=run.status,
             )
-        # The same gate as at accept time, again now: the environment's rules may have
-        # changed while the run waited in the queue.
-        self.admission.readmit(run)
-        workflow = self.driver.workflow_for(run)
         owner = self.driver.owner
-        # The update first: it reads the run's counters, so the event is numbered in memory
-        # (on PostgreSQL, two round trips in all).
         with self.store.transaction() as tx:
+            # The same gate as at accept time, again now: the environment's rules may have
+            # changed while the run waited in the queue. A refusal writes nothing here.
+            self.admission.readmit(run, tx)
+            workflow = self.driver.workflow_for(run)
+            # The update next: it reads the run's counters, so the event is numbered in memory.
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
             )

@@ -69,7 +69,7 @@ from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.transaction_contracts import NewRun, RunChanges
+    from kneo.store.transaction_contracts import AuditTransaction, NewRun, RunChanges
 
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
@@ -84,6 +84,11 @@ def _get_by_key(table: sa.Table, key: str) -> sa.TextualSelect:
 
 _GET_RUN = _get_by_key(t.runs, "run_id")
 _GET_CONTINUATION = _get_by_key(t.continuations, "continuation_id")
+_GET_METADATA = (
+    sa.text("SELECT key, value FROM project_metadata WHERE key IN :keys")
+    .bindparams(sa.bindparam("keys", expanding=True))
+    .columns(t.project_metadata.c.key, t.project_metadata.c.value)
+)
 #: ``list_runs``' orders by ``sort_by``: the columns of an index on ``runs`` (0009), so a page
 #: (and the page after a cursor) is a walk of that index, never a sort
 _RUN_ORDERS = {
@@ -730,13 +735,18 @@ class Store(
         return default if row is None else row[0]
 
     @contextlib.contextmanager
-    def metadata_snapshot(self, keys: Sequence[str]) -> Iterator[None]:
-        """Read ``keys`` in one query; until exit, :meth:`get_metadata` answers them from that
-        read in this thread. For one request that consults several keys (a run naming an
-        environment checks two policy keys): a read per request, no cache to invalidate."""
-        m = t.project_metadata.c
-        with self._read() as conn:
-            found = dict(conn.execute(sa.select(m.key, m.value).where(m.key.in_(list(keys)))).all())
+    def metadata_snapshot(
+        self, keys: Sequence[str], tx: AuditTransaction | None = None
+    ) -> Iterator[None]:
+        """Read ``keys`` in one query (``tx``: in that transaction); until exit,
+        :meth:`get_metadata` answers them from that read in this thread. For one request that
+        consults several keys (a run naming an environment checks two policy keys): a read
+        per request, no cache to invalidate."""
+        if tx is not None:
+            found = tx.metadata(keys)
+        else:
+            with self._read(snapshot=False) as conn:
+                found = dict(conn.execute(_GET_METADATA, {"keys": list(keys)}).all())
         previous = getattr(self._snapshots, "values", None)
         self._snapshots.values = {**(previous or {}), **{k: found.get(k, _UNSET) for k in keys}}
         try:

@@ -51,6 +51,9 @@ class StoreBase:
             if not snapshot and self.dialect.autocommits_one_statement:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
                 return
+            if not snapshot:  # SQLite: no BEGIN, the statement is its own read transaction
+                yield conn.execution_options(kneo_begin=None)
+                return
             with conn.begin():
                 yield conn
 

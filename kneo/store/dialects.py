@@ -158,8 +158,8 @@ class SqliteDialect(StoreDialect):
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("kneo_begin", "")
-            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+            if (mode := conn.get_execution_options().get("kneo_begin", "")) is not None:
+                conn.exec_driver_sql(f"BEGIN {mode}".strip())  # None: a lone statement's own
 
         return self._engine(engine)
 

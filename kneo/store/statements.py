@@ -82,6 +82,13 @@ def select(
     return stmt.with_for_update() if lock else stmt
 
 
+def select_in(table: sa.Table, names: Sequence[str], key: str, params: Sequence[str]) -> Any:
+    """``names`` of ``table``'s rows whose ``key`` is one of the parameters ``params``."""
+    return sa.select(*(table.c[name] for name in names)).where(
+        table.c[key].in_([p(param) for param in params])
+    )
+
+
 def select_row(table: sa.Table, key: str, *, lock: bool = False) -> Any:
     """All of ``table``'s columns of the row whose ``key`` is ``k``, see :func:`select`."""
     return select(table, [c.name for c in table.c], key, "k", lock=lock)

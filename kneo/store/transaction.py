@@ -354,6 +354,18 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             self._insert_outbox(outbox)
         return rows.audit(values)
 
+    def metadata(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The values of those of ``keys`` that are set, as this transaction sees them (one
+        statement: in PostgreSQL's pipeline, one round trip)."""
+        m, names = t.project_metadata, [f"k{i}" for i in range(len(keys))]
+        cur = self._exec(
+            ("metadata", len(names)),
+            lambda: st.select_in(m, ["key", "value"], "key", names),
+            dict(zip(names, keys, strict=True)),
+        )
+        found = (self._d.result(m, cur.description, row) for row in cur.fetchall())
+        return {row["key"]: row["value"] for row in found}
+
     def set_metadata(self, key: str, value: Any) -> None:
         """Upsert one project metadata value (any JSON value)."""
         self._exec(

@@ -111,10 +111,15 @@ def test_a_worker_admits_a_queued_run_again(manager: PlatformManager) -> None:
     queued = manager.start_run_from_spec(input_text="x", spec=flow(), environment="staging")
     other = manager.start_run_from_spec(input_text="x", spec=flow(), environment="dev")
     require_guardrails(manager, "staging")
+    before = manager.store.get_run(queued.run_id)
+    events = manager.store.list_trace(queued.run_id, limit=10).total
     with pytest.raises(SpecError) as refused:
         manager.execute_run(queued.run_id)
     assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
-    assert manager.store.get_run(queued.run_id).status == "queued"
+    after = manager.store.get_run(queued.run_id)  # refused in the start's transaction
+    assert (after.status, after.version) == ("queued", before.version)
+    assert manager.store.list_trace(queued.run_id, limit=10).total == events
+    assert manager.store.run_lease(queued.run_id) is None
     assert manager.execute_run(other.run_id).status == "succeeded"
     manager.store.set_metadata(POLICY_PREFIX + "staging", {})  # loosened again: it runs
     assert manager.execute_run(queued.run_id).status == "succeeded"

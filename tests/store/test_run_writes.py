@@ -152,6 +152,24 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
     assert store.get_metadata("a") == {"v": 2}  # no cache after the snapshot
 
 
+def test_a_metadata_snapshot_in_a_transaction_reads_what_it_sees(store: Store) -> None:
+    """With a transaction, the snapshot is that transaction's view (its own uncommitted
+    writes included, one statement), and a rollback leaves the stored values as they were."""
+    store.set_metadata("a", {"v": 1})
+    store.set_metadata("n", None)
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        assert tx.metadata(["a", "b", "n"]) == {"a": {"v": 1}, "n": None}
+        tx.set_metadata("a", {"v": 2})
+        tx.set_metadata("b", [1])
+        with store.metadata_snapshot(["a", "b", "c"], tx):
+            assert store.get_metadata("a") == {"v": 2}
+            assert store.get_metadata("b") == [1]
+            assert store.get_metadata("c", "unset") == "unset"
+        raise RuntimeError("abort")
+    assert store.get_metadata("a") == {"v": 1}
+    assert store.get_metadata("b", "unset") == "unset"
+
+
 @pytest.mark.parametrize("failure", ["python", "database", "commit"])
 def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactional(
     store: Store, failure: str, monkeypatch: pytest.MonkeyPatch
