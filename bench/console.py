@@ -48,9 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "console")]  # kneo, examples, inbox_fill
 
 from inbox_fill import clone_paused  # noqa: E402
+
+from bench.scratch_db import scratch_database  # noqa: E402
 
 EXAMPLES = ("hitl_approval", "hitl_input", "hitl_tool_approval", "hitl_confirmation", "hitl_review")
 KEYS = {
@@ -321,7 +321,7 @@ def search_pages(args: Any) -> Bench:
 
     settings = settings_for()
     tmp = Path(tempfile.mkdtemp(prefix="kneo-console-search-bench-"))
-    with pg_database(args.pg) as url:
+    with scratch_database(args.pg, "kneo_console") if args.pg else nullcontext() as url:
         store = open_store(url, settings=settings, state_dir=tmp)
         try:
             return _search_pages(
@@ -406,26 +406,6 @@ class Tabs:
         if self.clients:
             self.thread.join()
         return self.refreshes
-
-
-@contextmanager
-def pg_database(server: str | None) -> Iterator[str | None]:
-    """A fresh database on ``server`` (dropped afterwards), or ``None`` (SQLite)."""
-    if not server:
-        yield None
-        return
-    import sqlalchemy as sa
-
-    name = f"kneo_console_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 sys.path.insert(0, str(REPO))
 
+from bench.scratch_db import scratch_database  # noqa: E402
 from tests.operations.controller_shape import Shape, cpu_seconds, percentile  # noqa: E402
-
-
-def _database(base: str) -> tuple[str, Any]:
-    import sqlalchemy as sa
-
-    name = f"kneo_bench_shape_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return str(sa.make_url(base).set(database=name).render_as_string(hide_password=False)), drop
 
 
 def webhooks(shape: Shape, rounds: int) -> dict[str, float]:
@@ -139,22 +123,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit("needs PostgreSQL: --pg URL or KNEO_TEST_DATABASE_URL")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kneo-shape-") as tmp:
-        url, drop = _database(args.pg)
-        shape = Shape(Path(tmp) / "split", url)
-        try:
-            shape.start_controller()
-            shape.start_controller()
-            shape.leader_pid()
-            results["webhook_to_active"] = webhooks(shape, args.rounds)
-            results["failover"] = failovers(shape, args.failovers)
-        finally:
-            shape.stop()
-            drop()
-        url, drop = _database(args.pg)
-        try:
+        with scratch_database(args.pg, "kneo_bench_shape") as url:
+            shape = Shape(Path(tmp) / "split", url)
+            try:
+                shape.start_controller()
+                shape.start_controller()
+                shape.leader_pid()
+                results["webhook_to_active"] = webhooks(shape, args.rounds)
+                results["failover"] = failovers(shape, args.failovers)
+            finally:
+                shape.stop()
+        with scratch_database(args.pg, "kneo_bench_shape") as url:
             results["idle"] = idle(Path(tmp) / "idle", url, args.idle_seconds)
-        finally:
-            drop()
     print(json.dumps(results, indent=None if args.json else 2))
     return results
 

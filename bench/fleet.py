@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,25 +44,12 @@ import httpx2  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from svc_helpers import LiveServer  # noqa: E402
 
+from bench.scratch_db import scratch_database  # noqa: E402
 from tests.operations.helpers import Procs, env_for, make_project, open_manager, step_counts  # noqa: E402
 from tests.operations.pgbouncer import pgbouncer  # noqa: E402
 
 OPERATOR = "fleet-operator-key-0123456789abcdef"
 POOLER = {"KNEO_SERV_DATABASE_POOLER": "transaction"}
-
-
-def _database(base: str) -> tuple[str, Any]:
-    name = f"kneo_bench_fleet_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return str(sa.make_url(base).set(database=name).render_as_string(hide_password=False)), drop
 
 
 class ServerConnections:
@@ -117,79 +103,79 @@ def _succeeded(engine: sa.Engine) -> int:
 def measure(base: str, workers: int, apis: int, runs: int, server_pool: int) -> dict[str, Any]:
     from kneo.store import tables as t
 
-    direct, drop = _database(base)
     procs = Procs()
     servers: list[LiveServer] = []
     with tempfile.TemporaryDirectory(prefix="kneo-bench-fleet-") as tmp:
         project = make_project(Path(tmp) / "project")
-        try:
-            with pgbouncer(direct, pool_size=server_pool) as url, stopping(servers, procs):
-                open_manager(project, url, **POOLER).store.close()  # migrates, through it
-                env = env_for(
-                    project,
-                    url,
-                    KNEO_SERV_WORKER_POLL_SECONDS="0.2",
-                    KNEO_SERV_LOG_LEVEL="WARNING",
-                    KNEO_SERV_AUTH_ENABLED="true",
-                    KNEO_SERV_API_KEYS=f"operator:{OPERATOR}:operator",
-                    **POOLER,
+        with (
+            scratch_database(base, "kneo_bench_fleet") as direct,
+            pgbouncer(direct, pool_size=server_pool) as url,
+            stopping(servers, procs),
+        ):
+            open_manager(project, url, **POOLER).store.close()  # migrates, through it
+            env = env_for(
+                project,
+                url,
+                KNEO_SERV_WORKER_POLL_SECONDS="0.2",
+                KNEO_SERV_LOG_LEVEL="WARNING",
+                KNEO_SERV_AUTH_ENABLED="true",
+                KNEO_SERV_API_KEYS=f"operator:{OPERATOR}:operator",
+                **POOLER,
+            )
+            started = time.monotonic()
+            for _ in range(workers):
+                procs.worker(project, env)
+            api_env = dict(env)
+            api_env.pop("PYTHONPATH")
+            for n in range(apis):
+                servers.append(
+                    LiveServer(
+                        api_env,
+                        project,
+                        project / f"api-{n}.log",
+                        ("--no-worker", "--no-controller"),
+                    ).start(timeout=300)
                 )
-                started = time.monotonic()
-                for _ in range(workers):
-                    procs.worker(project, env)
-                api_env = dict(env)
-                api_env.pop("PYTHONPATH")
-                for n in range(apis):
-                    servers.append(
-                        LiveServer(
-                            api_env,
-                            project,
-                            project / f"api-{n}.log",
-                            ("--no-worker", "--no-controller"),
-                        ).start(timeout=300)
-                    )
-                fleet_up = time.monotonic() - started
-                direct_engine = sa.create_engine(direct)
-                refused: Counter[int] = Counter()
+            fleet_up = time.monotonic() - started
+            direct_engine = sa.create_engine(direct)
+            refused: Counter[int] = Counter()
 
-                def submit(i: int) -> None:
-                    server = servers[i % len(servers)]
-                    response = httpx2.post(
-                        f"{server.url}/v1/runs",
-                        json={"input": f"k{i:06d}", "spec_path": "three.yaml", "async_mode": True},
-                        headers={"Authorization": f"Bearer {OPERATOR}"},
-                        timeout=60,
-                    )
-                    if response.status_code != 202:
-                        refused[response.status_code] += 1
+            def submit(i: int) -> None:
+                server = servers[i % len(servers)]
+                response = httpx2.post(
+                    f"{server.url}/v1/runs",
+                    json={"input": f"k{i:06d}", "spec_path": "three.yaml", "async_mode": True},
+                    headers={"Authorization": f"Bearer {OPERATOR}"},
+                    timeout=60,
+                )
+                if response.status_code != 202:
+                    refused[response.status_code] += 1
 
-                with ServerConnections(direct) as connections:
-                    first = time.time()
-                    with ThreadPoolExecutor(16) as pool:
-                        list(pool.map(submit, range(runs)))
-                    submitted = time.time() - first
-                    deadline = time.monotonic() + 1800
-                    while _succeeded(direct_engine) < runs - sum(refused.values()):
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("the fleet did not drain within 30 minutes")
-                        if any(p.poll() is not None for p in procs.items):
-                            raise RuntimeError("a worker died")
-                        time.sleep(0.5)
-                with direct_engine.connect() as conn:
-                    last = conn.execute(sa.select(sa.func.max(t.runs.c.finished_at))).scalar_one()
-                    statuses = dict(
-                        conn.execute(
-                            sa.select(t.runs.c.status, sa.func.count()).group_by(t.runs.c.status)
-                        ).all()
-                    )
-                direct_engine.dispose()
-                if last.tzinfo is None:
-                    last = last.replace(tzinfo=UTC)
-                drained = last.timestamp() - first
-                counts = step_counts(project)
-                alive = all(p.poll() is None for p in procs.items)
-        finally:
-            drop()
+            with ServerConnections(direct) as connections:
+                first = time.time()
+                with ThreadPoolExecutor(16) as pool:
+                    list(pool.map(submit, range(runs)))
+                submitted = time.time() - first
+                deadline = time.monotonic() + 1800
+                while _succeeded(direct_engine) < runs - sum(refused.values()):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the fleet did not drain within 30 minutes")
+                    if any(p.poll() is not None for p in procs.items):
+                        raise RuntimeError("a worker died")
+                    time.sleep(0.5)
+            with direct_engine.connect() as conn:
+                last = conn.execute(sa.select(sa.func.max(t.runs.c.finished_at))).scalar_one()
+                statuses = dict(
+                    conn.execute(
+                        sa.select(t.runs.c.status, sa.func.count()).group_by(t.runs.c.status)
+                    ).all()
+                )
+            direct_engine.dispose()
+            if last.tzinfo is None:
+                last = last.replace(tzinfo=UTC)
+            drained = last.timestamp() - first
+            counts = step_counts(project)
+            alive = all(p.poll() is None for p in procs.items)
         logs = "".join(p.read_text(errors="replace") for p in project.glob("*.log"))
     once = len(counts) == 3 * runs and set(counts.values()) == {1}
     return {

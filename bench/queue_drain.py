@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # bench.scratch_db (appended: the kneo measured stays the same)
+
+from bench.scratch_db import scratch_database  # noqa: E402
+
 TARGET_SCALING = 2.5
 HOLD_SECONDS = 6.0
 
@@ -74,22 +77,6 @@ def _process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _fresh_database(base_url: str) -> tuple[str, Any]:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(sa.make_url(base_url), isolation_level="AUTOCOMMIT")
-    name = f"kneo_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.make_url(base_url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def measure(
@@ -215,19 +202,13 @@ def main() -> None:
         if args.database_url:
             # Warm-up, discarded: the first drain of a process tree pays one-off costs
             # (bytecode, connection set-up, page cache) that would flatter the scaling.
-            url, drop = _fresh_database(args.database_url)
-            try:
+            with scratch_database(args.database_url, "kneo_bench") as url:
                 measure(project, url, min(args.runs, 100), 1, args.in_process)
-            finally:
-                drop()
             for workers in args.workers:
-                url, drop = _fresh_database(args.database_url)
-                try:
+                with scratch_database(args.database_url, "kneo_bench") as url:
                     results["postgresql"].append(
                         measure(project, url, args.runs, workers, args.in_process)
                     )
-                finally:
-                    drop()
         if not args.no_sqlite:
             url = f"sqlite:///{project / '.kneo' / 'bench.sqlite'}"
             results["sqlite"].append(measure(project, url, args.runs, 1, args.in_process))

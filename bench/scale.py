@@ -32,15 +32,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(REPO))
+
+from bench.scratch_db import scratch_database  # noqa: E402
+
 EXAMPLES = ("hitl_approval", "hitl_input", "hitl_tool_approval", "hitl_confirmation", "hitl_review")
 ASSIGNEES = 20
 KEY = "bench-admin-key-0123456789"
@@ -66,23 +68,6 @@ class Durations(logging.Handler):
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-@contextmanager
-def pg_database(server: str) -> Iterator[str]:
-    """A fresh database on ``server``, dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"kneo_scale_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> None:
@@ -301,14 +286,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.chdir(REPO)
-    sys.path.insert(0, str(REPO))
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[dict[str, Any]] = []
     for size in sizes:
         if not args.no_sqlite:
             rows += measure_backend("SQLite", None, size, args.requests)
         if args.pg:
-            with pg_database(args.pg) as url:
+            with scratch_database(args.pg, "kneo_scale") as url:
                 rows += measure_backend(
                     "PostgreSQL", url, size, args.requests, no_vacuum=args.no_vacuum
                 )

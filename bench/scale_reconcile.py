@@ -33,9 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,10 @@ from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller, ReconcileResult
 from kneo.controller.source import GitSource
 from kneo.store import open_store
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench.scratch_db
+
+from bench.scratch_db import scratch_database
 
 ENVIRONMENT = "prod"
 #: the Git helper of bench/reconcile.py (one committer identity for both benchmarks)
@@ -87,25 +89,12 @@ def build(root: Path, count: int) -> tuple[Path, Path, Path, Any]:
     return remote, trusted, work, key
 
 
-@contextmanager
-def database(root: Path, pg_server: str | None) -> Iterator[str]:
+def database(root: Path, pg_server: str | None) -> AbstractContextManager[str]:
     """SQLite under ``root``, or a fresh database on the PostgreSQL server ``pg_server``
     (dropped afterwards)."""
     if pg_server is None:
-        yield f"sqlite:///{root / 'kneo.sqlite'}"
-        return
-    import sqlalchemy as sa
-
-    name = f"kneo_reconcile_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        return nullcontext(f"sqlite:///{root / 'kneo.sqlite'}")
+    return scratch_database(pg_server, "kneo_reconcile")
 
 
 def measure(

@@ -19,11 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.append(str(REPO))  # bench.scratch_db
+
+from bench.scratch_db import scratch_database  # noqa: E402
+
 SPEC = {"version": "v1", "agent": {"name": "a", "model": {"provider": "dummy", "name": "d"}}}
 
 
@@ -127,23 +131,15 @@ def main() -> None:
         ("embedded worker", [], 0),
         ("API only + 2 workers", ["--no-worker"], 2),
     ):
+        database: AbstractContextManager[str]
         if args.pg:
-            import sqlalchemy as sa
-
-            db = f"kneo_shape_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-            url = sa.make_url(args.pg).set(database=db).render_as_string(hide_password=False)
+            database = scratch_database(args.pg, "kneo_shape")
         else:
-            url = f"sqlite:///{tempfile.mkdtemp(prefix='kneo-shape-')}/kneo.sqlite"
-        try:
+            database = nullcontext(
+                f"sqlite:///{tempfile.mkdtemp(prefix='kneo-shape-')}/kneo.sqlite"
+            )
+        with database as url:
             rows.append(shape(name, api_args, workers, url, args.runs))
-        finally:
-            if args.pg:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-                admin.dispose()
     print(f"backend: {'PostgreSQL' if args.pg else 'SQLite'}, {args.runs} async runs each")
     print("| shape | API CPU ms / accepted run | accepted runs/s | drained runs/s |")
     print("|---|---|---|---|")

@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # bench.scratch_db (appended: the kneo imported stays the same)
+
+from bench.scratch_db import scratch_database  # noqa: E402
+
 TARGET = REPO / "kneo" / "store" / "sql_ahead.py"
 STEPS = "def step(ctx, text):\n    return text + '.'\n"
 Texts = dict[Any, tuple[str, tuple[str, ...]]]
@@ -70,23 +74,6 @@ def workload(url: str, root: Path) -> Texts:
     return {key: (text.sql, text.names) for key, text in texts.items()}
 
 
-def new_pg_database(base_url: str) -> tuple[str, Any]:
-    """A new empty database on the server ``base_url`` names, and a function dropping it."""
-    import sqlalchemy as sa
-
-    name = f"kneo_sql_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.make_url(base_url).set(database=name).render_as_string(False), drop
-
-
 def generate(pg_url: str) -> dict[str, Texts]:
     """The texts by database: SQLite in a temporary directory, PostgreSQL on ``pg_url``."""
     out: dict[str, Texts] = {}
@@ -94,11 +81,8 @@ def generate(pg_url: str) -> dict[str, Texts]:
         state = Path(tmp) / "state"
         state.mkdir()
         out["sqlite"] = workload(f"sqlite:///{state / 'kneo_runs.sqlite'}", Path(tmp) / "lite")
-        url, drop = new_pg_database(pg_url)
-        try:
+        with scratch_database(pg_url, "kneo_sql") as url:
             out["postgresql"] = workload(url, Path(tmp) / "pg")
-        finally:
-            drop()
     return out
 
 
