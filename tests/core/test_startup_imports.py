@@ -6,9 +6,11 @@ Each check runs in a fresh interpreter, because what matters is what a new proce
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,24 @@ def test_the_store_contract_loads_on_first_use() -> None:
         "print(json.dumps({'idle': idle, 'used': RunReads.__module__, 'store': Store.__name__}))"
     )
     assert out == {"idle": False, "used": "kneo.store.contracts", "store": "Store"}
+
+
+def test_the_store_contract_names_mypy_reads_are_the_ones_loaded_on_first_use() -> None:
+    """``kneo.store`` lists its protocols twice, as mypy needs: the ``TYPE_CHECKING`` import
+    and literal ``__all__`` entries, which the lazy loader uses. The two lists agree."""
+    import kneo.store
+
+    tree = ast.parse(Path(kneo.store.__file__).read_text())
+    imported = sorted(
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "kneo.store.contracts"
+        for alias in node.names
+    )
+    out = fresh(
+        "import json\n"
+        "import kneo.store as s\n"
+        "print(json.dumps({'lazy': sorted(set(s.__all__) - set(vars(s)))}))"
+    )
+    assert imported  # the import was found
+    assert out == {"lazy": imported}
