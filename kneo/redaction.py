@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from kneo import jsontext
@@ -45,38 +45,17 @@ def shows_personal_data(scopes: Collection[str]) -> bool:
     return DECISION_SCOPE in scopes
 
 
-class _Pattern:
-    """A regular expression compiled on its first use: a process compiles only the patterns
-    its texts reach (the prefilter and the triggers gate most of them), where compiling every
-    one at import cost each fresh process ~17 M instructions."""
-
-    __slots__ = ("_compiled", "_flags", "_source")
-
-    def __init__(self, source: str, flags: int = 0) -> None:
-        self._source, self._flags = source, flags
-        self._compiled: re.Pattern[str] | None = None
-
-    @property
-    def compiled(self) -> re.Pattern[str]:
-        found = self._compiled
-        if found is None:
-            found = self._compiled = re.compile(self._source, self._flags)
-        return found
-
-    def search(self, text: str) -> re.Match[str] | None:
-        return self.compiled.search(text)
-
-    def fullmatch(self, text: str) -> re.Match[str] | None:
-        return self.compiled.fullmatch(text)
-
-    def sub(self, replacement: Any, text: str) -> str:
-        return self.compiled.sub(replacement, text)
+@cache
+def _re(source: str) -> re.Pattern[str]:
+    """``source`` compiled on its first use: a process compiles only the patterns its texts
+    reach (the prefilter and the triggers gate most of them), where compiling every one at
+    import cost each fresh process ~17 M instructions."""
+    return re.compile(source)
 
 
-_SECRET_KEY = _Pattern(
-    r"(pass(word|wd)?|secret|token|api[_-]?key|apikey|authorization|auth[_-]?header|"
-    r"private[_-]?key|credential|cookie|session[_-]?key|signing[_-]?key|x-api-key)",
-    re.IGNORECASE,
+_SECRET_KEY = (
+    r"(?i)(pass(word|wd)?|secret|token|api[_-]?key|apikey|authorization|auth[_-]?header|"
+    r"private[_-]?key|credential|cookie|session[_-]?key|signing[_-]?key|x-api-key)"
 )
 # Keys that contain a secret-looking word but only ever hold metadata about secrets.
 _SAFE_KEYS = frozenset(
@@ -125,13 +104,13 @@ _SECRET_NAME = (
 )
 # ``name=value``, ``name: value``, ``"name": "value"`` (JSON, also escaped inside a JSON
 # string), ``'name': 'value'`` (a Python dict's text).
-_ASSIGNED_SECRET = _Pattern(
+_ASSIGNED_SECRET = (
     # ``:`` only as YAML and JSON write it (a space or a quote after it): ``credentials:read``
     # is a scope's name, not an assignment
     rf"(?i)({_SECRET_NAME})(\\?[\"']\s*[:=]\s*|\s*=\s*|\s*:(?:\s+|(?=\\?[\"'])))"
     r"(\\\"(?:[^\\]|\\[^\"])*?\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&\"'})\]]+)"
 )
-_NOT_SECRET_VALUE = _Pattern(r"(?i)(?:true|false|null|none)")
+_NOT_SECRET_VALUE = r"(?i)(?:true|false|null|none)"
 
 
 def _assigned(match: re.Match[str]) -> str:
@@ -140,7 +119,7 @@ def _assigned(match: re.Match[str]) -> str:
     name, sep, value = match.groups()
     bare = value.strip("\\\"'")
     last = name.lower().rsplit(".", 1)[-1]  # ``agent.model.api_key_env`` is an ``api_key_env``
-    if last in _SAFE_KEYS or not bare or _NOT_SECRET_VALUE.fullmatch(bare):
+    if last in _SAFE_KEYS or not bare or _re(_NOT_SECRET_VALUE).fullmatch(bare):
         return match.group(0)
     return f"{name}{sep}{REDACTED}"
 
@@ -154,7 +133,7 @@ def _authorization(match: re.Match[str]) -> str:
 #: is in the lowered text, since each is a substring of anything it matches. A C-level
 #: substring test costs a fraction of a regex pass, and a text that trips the prefilter
 #: usually trips one or two patterns, not all of them. ``()``: always run.
-_Rule = tuple[tuple[str, ...], _Pattern, Any]
+_Rule = tuple[tuple[str, ...], str, Any]
 _ASSIGNED_TRIGGERS = (
     "pass",
     "secret",
@@ -168,59 +147,59 @@ _SECRET_PATTERNS: tuple[_Rule, ...] = (
     # ``Authorization: Basic ...`` (any scheme) before the bare ``Bearer`` form
     (
         ("authorization",),
-        _Pattern(
+        (
             r"(?i)((?:proxy-)?authorization\\?[\"']?\s*[:=]\s*\\?[\"']?)"
             r"(?:(basic|bearer|digest|negotiate|token|apikey)\s+)?[^\s\"',;\\]+"
         ),
         _authorization,
     ),
-    (("bearer",), _Pattern(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"), "Bearer " + REDACTED),
+    (("bearer",), r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}", "Bearer " + REDACTED),
     # a URL's password (``postgresql://user:pw@host``); the user name stays
     (
         ("@",),
-        _Pattern(r"(?i)\b([a-z][a-z0-9+.-]*+://[^/\s:@]*+):[^/\s@]++@"),
+        r"(?i)\b([a-z][a-z0-9+.-]*+://[^/\s:@]*+):[^/\s@]++@",
         r"\1:" + REDACTED + "@",
     ),
     # Slack: bot/user/app tokens and incoming-webhook URLs (the URL is the credential)
-    (("xox",), _Pattern(r"\bxox[abposre]-[A-Za-z0-9-]{10,}"), REDACTED),
+    (("xox",), r"\bxox[abposre]-[A-Za-z0-9-]{10,}", REDACTED),
     (
         ("hooks.slack",),
-        _Pattern(r"(?i)(hooks\.slack\.com/)(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
+        r"(?i)(hooks\.slack\.com/)(?:services|workflows|triggers)/[A-Za-z0-9/_-]+",
         r"\1" + REDACTED,
     ),
     # JSON Web Tokens: a header and a payload, each base64url of ``{"``
     (
         ("eyj",),
-        _Pattern(r"\beyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),
+        r"\beyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*",
         REDACTED,
     ),
     # vendor key formats: OpenAI/Anthropic, GitHub, GitLab, AWS, Google, Stripe
-    (("sk-",), _Pattern(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
+    (("sk-",), r"\bsk-[A-Za-z0-9_-]{8,}", REDACTED),
     (
         ("gh", "github_pat_"),
-        _Pattern(r"\b(?:gh[pousr]_[A-Za-z0-9_]{10,}|github_pat_[A-Za-z0-9_]{10,})"),
+        r"\b(?:gh[pousr]_[A-Za-z0-9_]{10,}|github_pat_[A-Za-z0-9_]{10,})",
         REDACTED,
     ),
     (
         ("gl",),
-        _Pattern(r"\bgl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-[A-Za-z0-9_-]{10,}"),
+        r"\bgl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-[A-Za-z0-9_-]{10,}",
         REDACTED,
     ),
-    (("akia", "asia"), _Pattern(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),
-    (("aiza",), _Pattern(r"\bAIza[0-9A-Za-z_-]{30,}"), REDACTED),
-    (("k_",), _Pattern(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}"), REDACTED),
+    (("akia", "asia"), r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", REDACTED),
+    (("aiza",), r"\bAIza[0-9A-Za-z_-]{30,}", REDACTED),
+    (("k_",), r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}", REDACTED),
     (_ASSIGNED_TRIGGERS, _ASSIGNED_SECRET, _assigned),
     (
         ("private key",),
-        _Pattern(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+        r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
         REDACTED,
     ),
 )
 _PERSONAL_PATTERNS: tuple[_Rule, ...] = (
-    (("@",), _Pattern(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[REDACTED_EMAIL]"),
-    (("-",), _Pattern(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_SSN]"),
+    (("@",), r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[REDACTED_EMAIL]"),
+    (("-",), r"\b\d{3}-\d{2}-\d{4}\b", "[REDACTED_SSN]"),
     # International numbers (+, then 8 to 15 digits, single separators between groups).
-    (("+",), _Pattern(r"(?<![\w+])\+\d(?:[ .-]?\(?\d\)?){7,14}(?!\d)"), "[REDACTED_PHONE]"),
+    (("+",), r"(?<![\w+])\+\d(?:[ .-]?\(?\d\)?){7,14}(?!\d)", "[REDACTED_PHONE]"),
 )
 _PATTERNS = _SECRET_PATTERNS + _PERSONAL_PATTERNS
 
@@ -264,12 +243,12 @@ _COUNTED_TOKENS = "".join(
     f'(?<!"{key.removesuffix("s")})' for key in sorted(_SAFE_KEYS) if key.endswith("_tokens")
 )
 _GROUPS = (
-    ("token", _Pattern(f'token(?:(?!s")|{_COUNTED_TOKENS})')),
-    ("gh", _Pattern(r"gh[pousr]_")),
-    ("gl", _Pattern(r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-")),
-    ("k_", _Pattern(r"[sr]k_(?:live|test)_")),
-    ("auth", _Pattern(r"(?<![a-z0-9])auth(?![a-z0-9])|auth(?:orization|[-_]?header)")),
-    ("key", _Pattern("key(?:" + "|".join(f"(?<={k})" for k in _KEYS) + ")")),
+    ("token", f'token(?:(?!s")|{_COUNTED_TOKENS})'),
+    ("gh", r"gh[pousr]_"),
+    ("gl", r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-"),
+    ("k_", r"[sr]k_(?:live|test)_"),
+    ("auth", r"(?<![a-z0-9])auth(?![a-z0-9])|auth(?:orization|[-_]?header)"),
+    ("key", "key(?:" + "|".join(f"(?<={k})" for k in _KEYS) + ")"),
 )
 # ``re.IGNORECASE`` matches these to ASCII letters, but ``str.lower`` does not map them to the
 # letter: "\u0131" (dotless i) and "\u017f" (long s) stay as they are, "\u0130" (capital I
@@ -277,9 +256,9 @@ _GROUPS = (
 _FOLDS = (("\u0131", "i"), ("\u017f", "s"), ("i\u0307", "i"))
 # ``\d{3}-\d{2}-\d{4}`` anchored at its first hyphen, so ``re`` scans for the literal "-"
 # instead of trying a match at every digit (timestamps are full of digits).
-_SSN_LIKE = _Pattern(r"-(?<=\d{3}-)\d{2}-\d{4}")
+_SSN_LIKE = r"-(?<=\d{3}-)\d{2}-\d{4}"
 # A phone number starts with "+" and a digit: ``re`` scans for the literal.
-_PHONE_LIKE = _Pattern(r"\+\d")
+_PHONE_LIKE = r"\+\d"
 
 
 #: Values of this process's secrets (Kneo's own and the project's declared ones), redacted
@@ -327,17 +306,17 @@ def may_need_redaction(text: str) -> bool:
     if any(map(low.__contains__, _PLAIN)):
         return True
     for head, group in _GROUPS:
-        if head in low and group.search(low) is not None:
+        if head in low and _re(group).search(low) is not None:
             return True
-    if "+" in text and _PHONE_LIKE.search(text) is not None:
+    if "+" in text and _re(_PHONE_LIKE).search(text) is not None:
         return True
-    return "-" in text and _SSN_LIKE.search(text) is not None
+    return "-" in text and _re(_SSN_LIKE).search(text) is not None
 
 
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """Whether a mapping key names a secret (cached: the same keys recur in every payload)."""
-    return key.lower() not in _SAFE_KEYS and bool(_SECRET_KEY.search(key))
+    return key.lower() not in _SAFE_KEYS and bool(_re(_SECRET_KEY).search(key))
 
 
 def redact_text(
@@ -361,7 +340,7 @@ def _apply(text: str, rules: tuple[_Rule, ...], *, gated: bool = True) -> str:
     for triggers, pattern, replacement in rules:
         if gated and triggers and not any(map(low.__contains__, triggers)):
             continue
-        text = pattern.sub(replacement, text)
+        text = _re(pattern).sub(replacement, text)
     return text
 
 
