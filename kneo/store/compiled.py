@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -57,13 +56,14 @@ class Text(NamedTuple):
 
 
 def named_sql(stmt: ClauseElement, db: Dialect) -> str:
-    """``stmt`` compiled for ``db`` with ``:name`` parameters and no bind casts: the values
-    are bound by the columns' own processors (:meth:`StatementCache.bind`).
+    """``stmt`` compiled for ``db`` with ``:name`` parameters: the values are bound by the
+    columns' own processors (:meth:`StatementCache.bind`). On PostgreSQL the text keeps the
+    bind casts SQLAlchemy's psycopg dialect renders (``%s::VARCHAR``), as its own statements do.
 
     A parameter that is not a plain named one (an anonymous literal, which no caller
     passes) is a programming error, found here when the statement is first built."""
     named = copy.copy(db)
-    named.paramstyle, named.positional, named.bind_typing = "named", False, BindTyping.NONE
+    named.paramstyle, named.positional = "named", False
     compiled = stmt.compile(dialect=named)
     assert isinstance(compiled, SQLCompiler)
     for bind, name in compiled.bind_names.items():

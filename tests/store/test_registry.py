@@ -326,7 +326,8 @@ def test_registry_statements_bind_only_the_named_values_callers_pass(backend: st
     db = sqlite.pysqlite.dialect() if backend == "sqlite" else postgresql.psycopg.dialect()
     sql = named_sql(q.deactivate(), db)
     assert "status='inactive'" in sql.replace(" ", "")
-    assert ":deactivated_at" in sql and ":bundle_name" in sql and "::" not in sql
+    assert ":deactivated_at" in sql and ":bundle_name" in sql
+    assert ("::" in sql) == (backend == "postgresql")  # SQLAlchemy's bind casts (%s::VARCHAR)
     locked = named_sql(q.select(t.bundle_conditions, lock=True), db)
     assert ("FOR UPDATE" in locked) == (backend == "postgresql")
     with pytest.raises(ValueError, match="bundle_name_1"):

@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kneo.store import Store, compiled
 from kneo.store import statements as st
 from kneo.store import tables as t
-from kneo.store.compiled import StatementCache, chunks
+from kneo.store.compiled import StatementCache, chunks, named_sql
 
 
 def _cache(db: sa.engine.Dialect, mark: str) -> StatementCache:
@@ -36,7 +37,30 @@ def test_an_outcomes_update_takes_only_named_parameters(make: Any) -> None:
         "k_expected", "k_last",
     }  # fmt: skip
     assert text.sql.count(cache.mark) == len(text.names)  # version + 1: a literal
-    assert "::" not in text.sql  # no bind casts: the columns' processors bind every value
+    # PostgreSQL: SQLAlchemy's bind casts (%s::VARCHAR), as the live store compiles them
+    assert ("::" in text.sql) == (cache.db.name == "postgresql")
+
+
+def test_a_used_dialect_compiles_what_a_fresh_one_does() -> None:
+    """A store's dialect has compiled SQLAlchemy's own statements before the write path
+    compiles its texts: the texts must not depend on that."""
+    used = postgresql.psycopg.dialect()
+    sa.select(t.runs).where(t.runs.c.run_id == "x").compile(dialect=used)
+    update = st.run_update(["state", "status"], moves=True, release=True, guard=True)
+    assert named_sql(update, used) == named_sql(update, postgresql.psycopg.dialect())
+
+
+def test_the_live_store_compiles_what_a_fresh_dialect_does(
+    store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compiled, "AHEAD", {})
+    with store.engine.connect() as conn:  # the engine's own statements use its dialect
+        conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == "x")).all()
+    update = st.run_update(["state", "status"], moves=True, release=True, guard=True)
+    live = store.dialect.text("live", lambda: update)
+    fresh = _cache(type(store.dialect.db)(), store.dialect.mark).text("live", lambda: update)
+    assert live == fresh
+    assert ("::" in live.sql) == (backend == "postgresql")
 
 
 def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() -> None:
