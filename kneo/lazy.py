@@ -28,6 +28,6 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted([*namespace, *exports])
+        return sorted({*namespace, *exports})  # a loaded name is in both
 
     return __getattr__, __dir__

@@ -29,8 +29,8 @@ the GitOps repository's, stricter-wins (:meth:`RunAdmission.run_limits`): the gr
 run executes under and the spec check at admission read that one merge.
 
 Both metadata keys of an environment are read in one query per decision
-(``Store.metadata_snapshot``; a worker's in the transaction that starts the run); the project's environment files are read once per change of
-their stamps (:func:`file_stamp`).
+(``Store.metadata_snapshot``; a worker's in the transaction that starts the run); the
+project's environment files are read once per change of their stamps (:func:`file_stamp`).
 """
 
 from __future__ import annotations

@@ -70,6 +70,8 @@ def test_every_exported_member_resolves_to_a_kneo_object() -> None:
             assert member.__module__.startswith("kneo."), (name, member.__module__)
             assert member.__name__ == name, name  # exported under its own name, not an alias
     assert set(kneo.__all__) <= set(dir(kneo))
+    listed = dir(kneo)  # every name loaded above: each still listed once
+    assert len(listed) == len(set(listed))
 
 
 def test_errors_are_one_tree() -> None:
