@@ -50,8 +50,7 @@ def words(text: str) -> list[str]:
 
 def task_terms(texts: Iterable[str | None]) -> list[str]:
     """The words a task is found by: those of ``texts`` in turn, at most :data:`MAX_TERMS`."""
-    found = _WORD.findall(" ".join([text for text in texts if text]).casefold())
-    return list(dict.fromkeys([w[:MAX_LENGTH] for w in found]))[:MAX_TERMS]
+    return words(" ".join([text for text in texts if text]))[:MAX_TERMS]
 
 
 def query_terms(query: str) -> list[str]:
