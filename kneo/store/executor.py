@@ -84,9 +84,7 @@ class SqliteExecutor(Executor):
     """SQLite: the write lock taken up front, statements sent as they come."""
 
     def __init__(self, raw: Any) -> None:
-        self.raw = raw  # (Executor.__init__'s, inline: every step boundary makes one)
-        self.cursor = raw.cursor()
-        self.ended = False
+        super().__init__(raw)
         try:
             self.cursor.execute("BEGIN IMMEDIATE")
         except BaseException:
