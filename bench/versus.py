@@ -9,8 +9,9 @@ Each side is a child process with ``PYTHONPATH`` at its checkout (the baseline's
 10-step function workflow and the approval example, warmed up, then asked for ``--inner``
 runs of each per round, the sides alternating which goes first. Reported per side: CPU per
 step ((10-step - 1-step) / 9), per 10-step run, per 1-step run, per pause and per warm
-resume (a paused approval run resumed in-process to its end) (``time.process_time``, which a loaded machine moves far less than wall time), medians, and
-this checkout's ratio to the baseline. Not part of the test run.
+resume (a paused approval run resumed in-process to its end), by ``time.process_time``
+(which a loaded machine moves far less than wall time): medians, and this checkout's ratio to
+the baseline. Not part of the test run.
 """
 
 from __future__ import annotations
