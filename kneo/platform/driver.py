@@ -9,6 +9,7 @@ token through :meth:`RunDriver.signal_cancel`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -52,14 +53,20 @@ class RunDriver:
     access: Callable[[RunRecord], HostAccess]
     cache_entries: InitVar[int]
     #: renews the lease of every run this process drives (kneo.platform.leases)
-    leases: LeaseKeeper = field(init=False)
+    leases: LeaseKeeper[str] = field(init=False)
     #: compiled workflows by (spec digest, target): bounded, so distinct specs cannot grow
     #: the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``)
     compiled: LRUCache[tuple[str, str], CompiledWorkflow] = field(init=False)
     _tokens: dict[str, CancellationToken] = field(init=False, default_factory=dict)
 
     def __post_init__(self, cache_entries: int) -> None:
-        self.leases = LeaseKeeper(self.store, self.owner, self.lease_seconds)
+        self.leases = LeaseKeeper(
+            "kneo-run-leases",
+            self.lease_seconds / 3,
+            functools.partial(
+                self.store.renew_run_leases, owner=self.owner, ttl_seconds=self.lease_seconds
+            ),
+        )
         self.compiled = LRUCache(cache_entries)
 
     # ------------------------------------------------------------------ workflows

@@ -1,73 +1,75 @@
-"""The execution leases of the runs a process drives, renewed from one background thread.
+"""Leases a process holds, renewed from one background thread per kind.
 
 A run's lease (``lease_owner``, ``lease_expires_at`` on its row) says a live process is
 executing it. It used to be renewed only at step boundaries, so one step longer than the
 lease (a slow model, a long function) let it lapse while the run was still executing. Here
 one daemon thread renews every driven run's lease every third of its length, whatever the
 steps do; a lapsed lease therefore means the process died or lost the database, which is
-what the stranded-run sweep (:mod:`kneo.platform.sweeps`) relies on.
+what the stranded-run sweep (:mod:`kneo.platform.sweeps`) relies on. A worker's claims on
+queue records (:mod:`kneo.platform.worker`) are kept the same way: one thread for all of
+them, rather than a thread started and joined for each record (~0.18 ms of CPU a run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 
-if TYPE_CHECKING:
-    from kneo.store.contracts import RunLeases
-
 log = get_logger("kneo_serv.leases")
 
+K = TypeVar("K", str, int)
 
-class LeaseKeeper:
-    """Renews ``owner``'s lease on every run inside :meth:`holding` (thread-safe)."""
 
-    def __init__(self, store: RunLeases, owner: str, lease_seconds: float) -> None:
-        self._store = store
-        self._owner = owner
-        self._lease = lease_seconds
-        self._runs: dict[str, int] = {}  # run id -> how many drives of it are in progress
+class LeaseKeeper(Generic[K]):
+    """Calls ``renew`` with every key inside :meth:`holding`, every ``interval`` seconds, on
+    one daemon thread named ``name`` (thread-safe; ``renew`` returns how many it renewed)."""
+
+    def __init__(self, name: str, interval: float, renew: Callable[[list[K]], int]) -> None:
+        self._name = name
+        self._interval = interval
+        self._renew: Callable[[list[K]], int] = renew
+        self._held: dict[K, int] = {}  # key -> how many holders of it are in progress
         self._lock = threading.Lock()
         self._task: PeriodicTask | None = None
 
     @contextlib.contextmanager
-    def holding(self, run_id: str) -> Iterator[None]:
+    def holding(self, key: K) -> Iterator[None]:
         with self._lock:
-            self._runs[run_id] = self._runs.get(run_id, 0) + 1
+            self._held[key] = self._held.get(key, 0) + 1
             if self._task is None:
                 self._task = PeriodicTask(
-                    "kneo-run-leases",
-                    self._lease / 3,
+                    self._name,
+                    self._interval,
                     self.renew_all,
                     logger=log,
-                    failure="renewing run leases failed",
+                    failure=f"{self._name}: renewing leases failed",
                 )
         try:
             yield
         finally:
             with self._lock:
-                left = self._runs.pop(run_id) - 1
+                left = self._held.pop(key) - 1
                 if left:
-                    self._runs[run_id] = left
+                    self._held[key] = left
 
     def renew_all(self) -> int:
-        """Extend every held run's lease now; returns how many were renewed. With nothing
-        held the thread ends (the next :meth:`holding` starts another): an idle process, or
-        one of the many managers a test suite makes, keeps no thread."""
+        """Extend every held lease now; returns how many were renewed. With nothing held the
+        thread ends (the next :meth:`holding` starts another): an idle process, or one of the
+        many managers a test suite makes, keeps no thread."""
         with self._lock:
-            run_ids = sorted(self._runs)
-            if not run_ids:
+            keys = sorted(self._held)  # one order: concurrent renewals lock rows alike
+            if not keys:
                 task, self._task = self._task, None
-        if not run_ids:
+        if not keys:
             if task is not None:
                 task.stop()  # from its own thread: it ends after this call, nothing joined
             return 0
-        return int(self._store.renew_run_leases(run_ids, self._owner, self._lease))
+        return self._renew(keys)
 
     def stop(self) -> None:
         with self._lock:

@@ -38,7 +38,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,6 +53,7 @@ from kneo.errors import (
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.platform.journal import checkpoint_payload
+from kneo.platform.leases import LeaseKeeper
 from kneo.platform.results import RunResult
 from kneo.platform.sweeps import Sweeper, SweptPlatform, start_sweeper
 from kneo.redaction import redact_text
@@ -61,7 +61,7 @@ from kneo.settings import Settings
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import RunQueue, RunReads, Transactional, WorkflowTransaction
+    from kneo.store.contracts import RunReads, Transactional, WorkflowTransaction
 
     class RunFailures(RunReads, Transactional[WorkflowTransaction], Protocol):
         """What failing a run reads and writes: the run, then its outcome in one unit."""
@@ -95,12 +95,6 @@ class WorkerPlatform(SweptPlatform, Protocol):
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
 
 
-@dataclass
-class _InFlight:
-    record: QueueRecord
-    heartbeat: _Heartbeat
-
-
 class Worker:
     """Claims queue records for one platform manager; safe to run many per database."""
 
@@ -129,7 +123,9 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._inflight: dict[int, _InFlight] = {}
+        self._inflight: dict[int, QueueRecord] = {}
+        # every claimed record's lease renewed every third of its length, on one thread
+        self._leases = LeaseKeeper("kneo-queue-leases", self.lease_seconds / 3, self._renew)
         self._lock = threading.Lock()
         self.processed = 0
 
@@ -168,6 +164,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        self._leases.stop()  # what is still in flight is handed over: its leases released
         return self._hand_over() if self._threads else []
 
     def is_alive(self) -> bool:
@@ -180,7 +177,7 @@ class Worker:
     def in_flight(self) -> list[str]:
         """Run ids this worker is executing right now."""
         with self._lock:
-            return [entry.record.run_id for entry in self._inflight.values()]
+            return [record.run_id for record in self._inflight.values()]
 
     def run_until_empty(self) -> int:
         """Process records until none is due (``kneo worker --once``); returns the count."""
@@ -202,21 +199,32 @@ class Worker:
 
     def _hand_over(self) -> list[str]:
         with self._lock:
-            entries = list(self._inflight.values())
+            records = list(self._inflight.values())
             self._inflight.clear()
         handed: list[str] = []
-        for entry in entries:
-            entry.heartbeat.stop()
+        for record in records:
             with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
-                self.store.release(entry.record.queue_id, self.owner)
-                self.store.release_run_lease(entry.record.run_id, self.manager.owner)
-            handed.append(entry.record.run_id)
+                self.store.release(record.queue_id, self.owner)
+                self.store.release_run_lease(record.run_id, self.manager.owner)
+            handed.append(record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
                 self.owner,
-                entry.record.run_id,
+                record.run_id,
             )
         return handed
+
+    def _renew(self, queue_ids: list[int]) -> int:
+        """Extend the leases on ``queue_ids``; a lost one (it lapsed and another worker
+        claimed the record) is logged, and its run's next step boundary finds the run's own
+        lease taken."""
+        renewed = 0
+        for queue_id in queue_ids:
+            if self.store.renew_lease(queue_id, self.owner, self.lease_seconds):
+                renewed += 1
+            else:
+                log.warning("lease on queue record %s lost", queue_id)
+        return renewed
 
     # ------------------------------------------------------------------ one record
 
@@ -266,14 +274,12 @@ class Worker:
             if run.status == "queued"
             else self.manager.continue_run
         )
-        heartbeat = _Heartbeat(self.store, record.queue_id, self.owner, self.lease_seconds)
         with self._lock:
-            self._inflight[record.queue_id] = _InFlight(record, heartbeat)
-        heartbeat.start()
+            self._inflight[record.queue_id] = record
         try:
-            self._execute(record, execute)
+            with self._leases.holding(record.queue_id):
+                self._execute(record, execute)
         finally:
-            heartbeat.stop()
             with self._lock:
                 self._inflight.pop(record.queue_id, None)
 
@@ -411,34 +417,3 @@ def fail_run(
         )
     metrics.record_run(updated.status, updated.started_at, updated.finished_at)
     return updated
-
-
-class _Heartbeat:
-    """Renews one lease every third of its length until stopped (or the lease is lost)."""
-
-    def __init__(self, store: RunQueue, queue_id: int, owner: str, lease_seconds: float) -> None:
-        self._store = store
-        self._queue_id = queue_id
-        self._owner = owner
-        self._lease = lease_seconds
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="kneo-lease", daemon=True)
-        self.lost = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        while not self._done.wait(self._lease / 3):
-            try:
-                if not self._store.renew_lease(self._queue_id, self._owner, self._lease):
-                    self.lost = True
-                    log.warning("lease on queue record %s lost", self._queue_id)
-                    return
-            except Exception:
-                log.exception("lease renewal failed for queue record %s", self._queue_id)

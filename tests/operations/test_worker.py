@@ -4,9 +4,11 @@ SIGTERM hands a run still in flight over at once instead of waiting for its leas
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from kneo.clock import ManualClock
 from kneo.worker import Worker
@@ -95,4 +97,56 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
         run = manager.store.get_run(run_id)
         assert run.status == "succeeded" and run.output_text == "remote 1 2 3"
     finally:
+        manager.store.close()
+
+
+def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
+    project: Path, db_url: str
+) -> None:
+    """A claimed record stays leased however long its run takes: the worker renews every
+    record in flight from one thread (none started per record), so no other worker claims a
+    run that is still executing."""
+    clock = ManualClock()
+    manager = open_manager(project, db_url, clock=clock)
+    go = threading.Event()
+    execute = manager.execute_run
+
+    def held(run_id: str, **kwargs: Any) -> Any:
+        go.wait(60)
+        return execute(run_id, **kwargs)
+
+    manager.execute_run = held
+    worker = Worker(manager, concurrency=2, lease_seconds=0.3, poll_seconds=0.02)
+    try:
+        run_ids = [
+            manager.start_run_from_spec(
+                input_text=f"kept {n}", spec_path=project / "three.yaml"
+            ).run_id
+            for n in (1, 2)
+        ]
+        worker.start()
+        wait_for(lambda: len(worker.in_flight()) == 2, 30, "both runs to be claimed")
+        for _ in range(5):  # five times the lease, renewed after each step shorter than it
+            clock.advance(seconds=0.2)
+            wait_for(
+                lambda: all(
+                    record.lease_expires_at == clock.now() + timedelta(seconds=0.3)
+                    for run_id in run_ids
+                    for record in manager.store.queue_records_for_run(run_id)
+                ),
+                30,
+                "both leases to be renewed",
+            )
+        names = [thread.name for thread in threading.enumerate()]
+        assert names.count("kneo-queue-leases") == 1 and "kneo-lease" not in names
+        assert sorted(worker.in_flight()) == sorted(run_ids)  # nobody else claimed them
+        go.set()
+        wait_for(lambda: worker.processed == 2, 30, "both runs to finish")
+        for run_id in run_ids:
+            [record] = manager.store.queue_records_for_run(run_id)
+            assert record.status == "completed" and record.attempts == 1
+            assert manager.store.get_run(run_id).status == "succeeded"
+    finally:
+        go.set()
+        worker.stop()
         manager.store.close()
