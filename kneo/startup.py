@@ -24,8 +24,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: First-generation threshold during start-up (the default is 700).
-STARTUP_THRESHOLD = 100_000
+#: First-generation threshold during start-up (the default is 700): above what importing the
+#: platform allocates (~130k objects), so no collection walks them while they are young; at
+#: 100k one did (21 M instructions, ~1 % of the import, and ~30 ms of wall time in cache misses).
+STARTUP_THRESHOLD = 1_000_000
 
 _saved: tuple[int, int, int] | None = None
 _lock = threading.Lock()

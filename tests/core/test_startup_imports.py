@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kneo.startup import STARTUP_THRESHOLD
+
 
 def fresh(code: str) -> dict[str, object]:
     """Run ``code`` in a new interpreter; it prints one JSON object."""
@@ -83,7 +85,7 @@ def test_startup_raises_the_threshold_then_restores_and_freezes() -> None:
     )
     default = out["default"]
     assert out["untouched"] == 0
-    assert out["during"] == [100_000, *default[1:]]  # type: ignore[index]
+    assert out["during"] == [STARTUP_THRESHOLD, *default[1:]]  # type: ignore[index]
     assert out["after"] == default and out["frozen"] > 0  # type: ignore[operator]
 
 
@@ -104,9 +106,27 @@ def test_library_start_up_collects_rarely_and_restores_without_freezing() -> Non
         "print(json.dumps({'default': default, 'seen': seen,\n"
         "  'after': list(gc.get_threshold()), 'frozen': gc.get_freeze_count()}))"
     )
-    raised = [100_000, *out["default"][1:]]  # type: ignore[index]
+    raised = [STARTUP_THRESHOLD, *out["default"][1:]]  # type: ignore[index]
     assert out["seen"] == [raised, raised, raised]
     assert out["after"] == out["default"] and out["frozen"] == 0
+
+
+def test_importing_the_platform_runs_no_collection_while_collecting_rarely() -> None:
+    """The raised threshold is above what importing the platform allocates: no collection
+    walks its young objects on the way (one at a 100k threshold walked all 100k of them)."""
+    out = fresh(
+        "import gc, json\n"
+        "from kneo import startup\n"
+        "raised = []\n"
+        "def seen(phase, info):\n"
+        "    if phase == 'start' and gc.get_threshold()[0] == startup.STARTUP_THRESHOLD:\n"
+        "        raised.append(info['generation'])\n"
+        "gc.callbacks.append(seen)\n"
+        "from kneo.platform import create_platform\n"
+        "gc.callbacks.remove(seen)\n"
+        "print(json.dumps({'collections': raised, 'old': len(gc.get_objects(2))}))"
+    )
+    assert out["collections"] == [] and out["old"] > 30_000  # type: ignore[operator]
 
 
 def test_library_start_up_leaves_its_objects_in_the_oldest_generation() -> None:
