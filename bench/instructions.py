@@ -1,0 +1,193 @@
+"""Instructions against another checkout (callgrind): a number the machine's load does not move.
+
+CPU time on a shared 2-core machine moves by +-30 % between identical runs, more than the
+differences issue 35's budgets are about. Valgrind's callgrind counts the instructions a
+process executes instead (user space only: system calls and cache misses are not in it), the
+same from run to run within ~0.1 %. Each figure is a difference of two processes, so start-up
+cancels out:
+
+* ``drain``: one ``kneo worker --once`` (metrics on, as a worker runs) draining 220 queued
+  3-step function runs minus one draining 20, on a scratch PostgreSQL database: per run.
+* ``post``: sync ``POST /v1/runs`` (auth on, a 3-step function spec by ``spec_path``) sent
+  straight to the ASGI app in one process, 450 minus 50 requests, SQLite: per request (the
+  collector's full collections fall unevenly: 200 requests moved it by up to 0.05 M).
+* ``import``: ``import kneo; from kneo.platform import create_platform`` (bytecode cached).
+
+    python bench/instructions.py --baseline /path/to/other/checkout [--what drain post import]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+
+Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
+Python. About a minute per process. Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # bench.* (appended: the kneo measured stays the same)
+
+from bench.queue_drain import SPEC, STEPS  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
+
+QUEUE = """
+import sys
+from pathlib import Path
+from kneo.platform import create_platform
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+settings = Settings.from_env()
+root = Path.cwd()
+manager = create_platform(settings=settings, project=ProjectContext.discover(cwd=root, settings=settings))
+for i in range(int(sys.argv[1])):
+    manager.start_run_from_spec(input_text=f"r{i}", spec_path=root / "bench.yaml")
+manager.store.close()
+"""
+
+POST = """
+import asyncio, json, os, sys
+from pathlib import Path
+from kneo.service.app import create_app
+from kneo.settings import Settings
+n, root = int(sys.argv[1]), Path.cwd()
+app = create_app(settings=Settings.from_env(), start_worker=False)
+body = json.dumps({"input": "benchmark", "spec_path": str(root / "bench.yaml"), "target": "workflow"}).encode()
+headers = [(b"host", b"bench"), (b"content-type", b"application/json"),
+           (b"authorization", ("Bearer " + os.environ["BENCH_TOKEN"]).encode()),
+           (b"content-length", str(len(body)).encode())]
+async def one():
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/runs", "raw_path": b"/v1/runs", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8000), "state": {}}
+    sent, status = [], []
+    async def receive():
+        if not sent:
+            sent.append(1)
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+    await app(scope, receive, send)
+    assert status == [200], status
+async def main():
+    async with app.router.lifespan_context(app):
+        for _ in range(20 + n):
+            await one()
+asyncio.run(main())
+"""
+
+IMPORT = "import kneo\nfrom kneo.platform import create_platform\n"
+TOKEN = "bench-instructions-0123456789abcdef"
+
+
+def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as in a deployment
+    env.update(PYTHONPATH=os.pathsep.join([str(project), str(checkout)]), PYTHONHASHSEED="0")
+    env.update(KNEO_SERV_LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def _counted(args: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Instructions ``args`` executed, by callgrind (after one plain run writes bytecode)."""
+    subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as out:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *args],
+            cwd=cwd, env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def _project(root: Path) -> Path:
+    (root / ".kneo").mkdir(parents=True)
+    (root / "benchsteps.py").write_text(STEPS)
+    (root / "bench.yaml").write_text(json.dumps(SPEC))
+    return root
+
+
+def drain(checkout: Path, server: str, small: int = 20, large: int = 220) -> float:
+    counts = []
+    for runs in (small, large):
+        with tempfile.TemporaryDirectory() as tmp, scratch_database(server, "instr") as url:
+            project = _project(Path(tmp))
+            env = _env(checkout, project, KNEO_SERV_DATABASE_URL=url)
+            env["KNEO_SERV_WORKER_LEASE_SECONDS"] = "60"
+            python = [sys.executable, "-c", QUEUE, str(runs)]
+            subprocess.run(python, cwd=project, env=env, check=True, capture_output=True)
+            worker = [sys.executable, "-m", "kneo.cli.main", "worker", "--once"]
+            with tempfile.TemporaryDirectory() as out:  # no plain run: it would drain the queue
+                done = subprocess.run(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *worker],
+                    cwd=project, env=env, check=True, capture_output=True, text=True,
+                )  # fmt: skip
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if found is None or f"processed {runs} " not in done.stdout:
+                raise RuntimeError(f"the worker did not drain {runs} runs: {done.stdout}")
+            counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (large - small)
+
+
+def post(checkout: Path, small: int = 50, large: int = 450) -> float:
+    counts = []
+    for requests in (small, large):
+        with tempfile.TemporaryDirectory() as tmp:
+            project = _project(Path(tmp))
+            env = _env(
+                checkout,
+                project,
+                KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
+                KNEO_SERV_AUTH_ENABLED="true",
+                KNEO_SERV_API_KEYS=f"bench:{TOKEN}:operator",
+                KNEO_SERV_SPEC_ROOTS=str(project),
+                BENCH_TOKEN=TOKEN,
+            )
+            counts.append(_counted([sys.executable, "-c", POST, str(requests)], project, env))
+    return (counts[1] - counts[0]) / (large - small)
+
+
+def imports(checkout: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        return float(_counted([sys.executable, "-c", IMPORT], Path(tmp), _env(checkout, Path(tmp))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--what", nargs="+", choices=["drain", "post", "import"],
+                        default=["drain", "post", "import"])  # fmt: skip
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("KNEO_TEST_DATABASE_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    )
+    args = parser.parse_args()
+    measures = {
+        "drain": ("per queued run, PostgreSQL", lambda c: drain(c, args.database_url)),
+        "post": ("per POST /v1/runs, SQLite", post),
+        "import": ("import to create_platform", imports),
+    }
+    for what in args.what:
+        label, measure = measures[what]
+        mine, theirs = measure(REPO), measure(args.baseline.resolve())
+        print(
+            f"{what:7s} {label}: {mine / 1e6:,.3f} M instructions against "
+            f"{theirs / 1e6:,.3f} M ({mine / theirs:.3f}x)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
