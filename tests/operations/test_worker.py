@@ -124,6 +124,7 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
             ).run_id
             for n in (1, 2)
         ]
+        before = set(threading.enumerate())  # other tests' keepers may linger: count ours
         worker.start()
         wait_for(lambda: len(worker.in_flight()) == 2, 30, "both runs to be claimed")
         for _ in range(5):  # five times the lease, renewed after each step shorter than it
@@ -137,7 +138,7 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
                 30,
                 "both leases to be renewed",
             )
-        names = [thread.name for thread in threading.enumerate()]
+        names = [thread.name for thread in threading.enumerate() if thread not in before]
         assert names.count("kneo-queue-leases") == 1 and "kneo-lease" not in names
         assert sorted(worker.in_flight()) == sorted(run_ids)  # nobody else claimed them
         go.set()
