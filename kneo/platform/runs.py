@@ -189,11 +189,11 @@ class Runs:
                 current_status=run.status,
             )
         owner = self.driver.owner
+        workflow = self.driver.workflow_for(run)  # before the write lock: it may compile
         with self.store.transaction() as tx:
             # The same gate as at accept time, again now: the environment's rules may have
             # changed while the run waited in the queue. A refusal writes nothing here.
             self.admission.readmit(run, tx)
-            workflow = self.driver.workflow_for(run)
             # The update next: it reads the run's counters, so the event is numbered in memory.
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
