@@ -97,9 +97,8 @@ def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _counted(args: list[str], cwd: Path, env: dict[str, str]) -> int:
-    """Instructions ``args`` executed, by callgrind (after one plain run writes bytecode)."""
-    subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+def _callgrind(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Instructions ``args`` executed, by callgrind, and what it printed."""
     with tempfile.TemporaryDirectory() as out:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *args],
@@ -108,7 +107,13 @@ def _counted(args: list[str], cwd: Path, env: dict[str, str]) -> int:
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"callgrind printed no count: {done.stderr[-500:]}")
-    return int(found.group(1))
+    return int(found.group(1)), done.stdout
+
+
+def _counted(args: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """:func:`_callgrind`'s count, after one plain run writes bytecode."""
+    subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+    return _callgrind(args, cwd, env)[0]
 
 
 def _project(root: Path) -> Path:
@@ -128,15 +133,10 @@ def drain(checkout: Path, server: str, small: int = 20, large: int = 220) -> flo
             python = [sys.executable, "-c", QUEUE, str(runs)]
             subprocess.run(python, cwd=project, env=env, check=True, capture_output=True)
             worker = [sys.executable, "-m", "kneo.cli.main", "worker", "--once"]
-            with tempfile.TemporaryDirectory() as out:  # no plain run: it would drain the queue
-                done = subprocess.run(
-                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *worker],
-                    cwd=project, env=env, check=True, capture_output=True, text=True,
-                )  # fmt: skip
-            found = re.search(r"Collected : (\d+)", done.stderr)
-            if found is None or f"processed {runs} " not in done.stdout:
-                raise RuntimeError(f"the worker did not drain {runs} runs: {done.stdout}")
-            counts.append(int(found.group(1)))
+            count, printed = _callgrind(worker, project, env)  # no plain run: it would drain
+            if f"processed {runs} " not in printed:
+                raise RuntimeError(f"the worker did not drain {runs} runs: {printed}")
+            counts.append(count)
     return (counts[1] - counts[0]) / (large - small)
 
 
