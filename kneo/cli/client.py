@@ -167,7 +167,7 @@ class LocalClient:
 
     def close(self) -> None:
         if self._manager is not None:
-            self._manager.store.close()
+            self._manager.close()
 
     def run(
         self,

@@ -199,7 +199,7 @@ def _serve_platform(
         )
         _serve(application, host=host, port=port, log_level=settings.log_level.lower())
     finally:
-        manager.store.close()
+        manager.close()
 
 
 def startup_line(
@@ -357,9 +357,7 @@ def worker(
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
-        close = getattr(manager, "close", None)
-        if callable(close):
-            close()
+        manager.close()
 
 
 def register_worker(root: typer.Typer) -> None:

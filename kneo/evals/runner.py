@@ -394,7 +394,7 @@ class _Worker:
         }
 
     def close(self) -> None:
-        self.manager.store.close()
+        self.manager.close()
 
 
 class Judge:

@@ -361,5 +361,14 @@ class PlatformManager:
         if worker is not None:
             worker.stop(timeout=30.0 if timeout is None else timeout)
 
+    def close(self) -> None:
+        """Stop the worker :meth:`start_worker` started and release the store's connections.
+
+        A process's last SQLite connection to close checkpoints the WAL into the database file
+        and removes it; a process that exits with one still open leaves the WAL (thousands of pages)
+        for the next process to read back and verify, all of it, before its first query."""
+        self.stop_worker()
+        self.store.close()
+
 
 __all__ = ["PlatformManager", "RunResult"]

@@ -211,9 +211,7 @@ def _lifespan(
             if worker is not None:
                 worker.stop(timeout=WORKER_DRAIN_SECONDS)
             if owned is not None:
-                close = getattr(owned, "close", None)
-                if callable(close):
-                    close()
+                owned.close()
                 app.state.manager = None
 
     return lifespan

@@ -44,6 +44,4 @@ def service(
     yield factory
     for api, manager in opened:
         api.__exit__(None, None, None)
-        close = getattr(manager, "close", None)
-        if callable(close):
-            close()
+        manager.close()

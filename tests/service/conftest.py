@@ -35,9 +35,7 @@ def make_client(
     yield factory
     for client, manager in opened:
         client.__exit__(None, None, None)
-        close = getattr(manager, "close", None)
-        if callable(close):
-            close()
+        manager.close()
 
 
 @pytest.fixture
