@@ -12,8 +12,10 @@ cancels out:
   straight to the ASGI app in one process, 450 minus 50 requests, SQLite: per request (the
   collector's full collections fall unevenly: 200 requests moved it by up to 0.05 M).
 * ``import``: ``import kneo; from kneo.platform import create_platform`` (bytecode cached).
+* ``setup``: ``create_platform()`` on an existing SQLite database, that process minus the
+  import's.
 
-    python bench/instructions.py --baseline /path/to/other/checkout [--what drain post import]
+    python bench/instructions.py --baseline /path/to/other/checkout [--what drain post import setup]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
@@ -86,6 +88,7 @@ asyncio.run(main())
 """
 
 IMPORT = "import kneo\nfrom kneo.platform import create_platform\n"
+SETUP = IMPORT + "create_platform()\n"
 TOKEN = "bench-instructions-0123456789abcdef"
 
 
@@ -163,11 +166,24 @@ def imports(checkout: Path) -> float:
         return float(_counted([sys.executable, "-c", IMPORT], Path(tmp), _env(checkout, Path(tmp))))
 
 
+def setup(checkout: Path) -> float:
+    """``create_platform()`` on an existing SQLite database (made, and closed, by a first
+    run), from ``KNEO_SERV_DATABASE_URL`` and the project in the working directory: that
+    process minus one that only imports."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = _project(Path(tmp))
+        env = _env(checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db")
+        made = SETUP.replace("create_platform()", "create_platform().store.close()")
+        subprocess.run([sys.executable, "-c", made], cwd=project, env=env, check=True)
+        both = _counted([sys.executable, "-c", SETUP], project, env)
+        return both - _counted([sys.executable, "-c", IMPORT], project, env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
-    parser.add_argument("--what", nargs="+", choices=["drain", "post", "import"],
-                        default=["drain", "post", "import"])  # fmt: skip
+    parser.add_argument("--what", nargs="+", choices=["drain", "post", "import", "setup"],
+                        default=["drain", "post", "import", "setup"])  # fmt: skip
     parser.add_argument(
         "--database-url",
         default=os.environ.get("KNEO_TEST_DATABASE_URL")
@@ -178,6 +194,7 @@ def main() -> None:
         "drain": ("per queued run, PostgreSQL", lambda c: drain(c, args.database_url)),
         "post": ("per POST /v1/runs, SQLite", post),
         "import": ("import to create_platform", imports),
+        "setup": ("create_platform() on an existing SQLite file", setup),
     }
     for what in args.what:
         label, measure = measures[what]

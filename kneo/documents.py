@@ -236,6 +236,11 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+#: the decoder of documents without an ``object_pairs_hook`` (``json.loads`` with options
+#: builds one, and its scanner, per call; ``json`` itself shares one across threads)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _not_finite(
     source: str, literal: str, line: int | None, column: int | None = None
 ) -> DocumentError:
@@ -313,12 +318,14 @@ def parse_json(
             f"{source}: strings may not contain NUL (\\u0000)", code=ErrorCode.E_JSON, file=source
         )
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=object_pairs_hook,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-        )
+        decoder = _DECODER
+        if object_pairs_hook is not None:
+            decoder = json.JSONDecoder(
+                object_pairs_hook=object_pairs_hook,
+                parse_constant=_refuse_constant,
+                parse_float=_finite_float,
+            )
+        value = decoder.decode(text)
     except _NotFinite as exc:
         line, column = _position(text, text.find(exc.literal))
         raise _not_finite(source, exc.literal, line, column) from None

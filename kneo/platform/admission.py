@@ -36,6 +36,7 @@ project's environment files are read once per change of their stamps (:func:`fil
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Mapping
@@ -90,12 +91,14 @@ def file_stamp(path: str | Path) -> tuple[int, int, int, int] | Literal[False] |
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def environment_files(root: str | Path, env: str) -> list[str]:
-    """The two names an environment policy file may have: ``environments/<env>.yaml|yml``."""
+@functools.lru_cache(maxsize=64)
+def environment_files(root: str | Path, env: str) -> tuple[str, str]:
+    """The two names an environment policy file may have: ``environments/<env>.yaml|yml``
+    (remembered: each run asks twice, at admission and when it executes)."""
     from kneo.policy.environment import ENVIRONMENTS_DIR
 
     folder = os.path.join(root, ENVIRONMENTS_DIR)
-    return [os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")]
+    return os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")
 
 
 @dataclass(frozen=True)
