@@ -210,6 +210,7 @@ def run(
         if metrics_server is not None:
             metrics_server.shutdown()
         ctl.source.close()
+        ctl.store.close()
 
 
 def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> None:
@@ -222,6 +223,7 @@ def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> N
     finally:
         ctl.step_down()
         ctl.source.close()
+        ctl.store.close()
     _print_result(result, out)
     if result.error:
         raise typer.Exit(1)
@@ -294,6 +296,7 @@ def _review(
         )
     finally:
         ctl.source.close()
+        ctl.store.close()
     if chosen == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:

@@ -58,7 +58,7 @@ def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
 
     manager = create_default_platform_manager(settings)
     api = create_app(False, settings=settings, manager=manager, start_worker=False)
-    return in_process_client(api), manager.store.close
+    return in_process_client(api), manager.close
 
 
 def _serve_stdio(client: Any, settings: Any) -> None:

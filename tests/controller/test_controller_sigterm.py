@@ -36,6 +36,8 @@ def test_sigterm_releases_the_leader_lock(tmp_path: Path, repo: Repo, keys: Keys
     finally:
         proc.kill()
         proc.wait()
+    # its store was closed: SQLite's last connection checkpointed the WAL and removed it
+    assert not (tmp_path / "kneo.sqlite-wal").exists()
     status = subprocess.run(
         [*kneo, "controller", "status", "--json"], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=60,
