@@ -11,11 +11,13 @@ cancels out:
 * ``post``: sync ``POST /v1/runs`` (auth on, a 3-step function spec by ``spec_path``) sent
   straight to the ASGI app in one process, 450 minus 50 requests, SQLite: per request (the
   collector's full collections fall unevenly: 200 requests moved it by up to 0.05 M).
+  ``post-pg``: the same on a scratch PostgreSQL database (the service's instructions only:
+  the server's are not counted).
 * ``import``: ``import kneo; from kneo.platform import create_platform`` (bytecode cached).
-* ``setup``: ``create_platform()`` on an existing SQLite database, that process minus the
-  import's.
+* ``setup``: ``create_platform()`` on an existing SQLite database, counted inside the call.
 
-    python bench/instructions.py --baseline /path/to/other/checkout [--what drain post import setup]
+    python bench/instructions.py --baseline /path/to/other/checkout
+        [--what drain post post-pg import setup]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
@@ -25,6 +27,7 @@ Python. About a minute per process. Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -101,7 +104,8 @@ def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
 
 
 def _callgrind(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Instructions ``args`` executed, by callgrind, and what it printed."""
+    """Instructions ``args`` executed, by callgrind, and what it printed (``args`` may start
+    with callgrind's own options)."""
     with tempfile.TemporaryDirectory() as out:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *args],
@@ -143,15 +147,19 @@ def drain(checkout: Path, server: str, small: int = 20, large: int = 220) -> flo
     return (counts[1] - counts[0]) / (large - small)
 
 
-def post(checkout: Path, small: int = 50, large: int = 450) -> float:
+def post(checkout: Path, server: str | None = None, small: int = 50, large: int = 450) -> float:
+    """Per request, on SQLite, or on a scratch database of the PostgreSQL ``server``."""
     counts = []
     for requests in (small, large):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             project = _project(Path(tmp))
+            url = f"sqlite:///{project}/.kneo/kneo.db"
+            if server is not None:
+                url = stack.enter_context(scratch_database(server, "instr"))
             env = _env(
                 checkout,
                 project,
-                KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
+                KNEO_SERV_DATABASE_URL=url,
                 KNEO_SERV_AUTH_ENABLED="true",
                 KNEO_SERV_API_KEYS=f"bench:{TOKEN}:operator",
                 KNEO_SERV_SPEC_ROOTS=str(project),
@@ -168,22 +176,26 @@ def imports(checkout: Path) -> float:
 
 def setup(checkout: Path) -> float:
     """``create_platform()`` on an existing SQLite database (made, and closed, by a first
-    run), from ``KNEO_SERV_DATABASE_URL`` and the project in the working directory: that
-    process minus one that only imports."""
+    run), from ``KNEO_SERV_DATABASE_URL`` and the project in the working directory. Counted
+    inside the call alone: it runs through ``operator.call``, a C function nothing else here
+    calls, and callgrind collects only within it (a difference of two whole processes moved
+    by +-1 M from run to run, the interpreter's teardown being uneven)."""
     with tempfile.TemporaryDirectory() as tmp:
         project = _project(Path(tmp))
         env = _env(checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db")
         made = SETUP.replace("create_platform()", "create_platform().store.close()")
         subprocess.run([sys.executable, "-c", made], cwd=project, env=env, check=True)
-        both = _counted([sys.executable, "-c", SETUP], project, env)
-        return both - _counted([sys.executable, "-c", IMPORT], project, env)
+        args = [sys.executable, "-c", IMPORT + "import operator\noperator.call(create_platform)\n"]
+        subprocess.run(args, cwd=project, env=env, check=True, capture_output=True)
+        only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
+        return float(_callgrind([*only, *args], project, env)[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
-    parser.add_argument("--what", nargs="+", choices=["drain", "post", "import", "setup"],
-                        default=["drain", "post", "import", "setup"])  # fmt: skip
+    parser.add_argument("--what", nargs="+", choices=["drain", "post", "post-pg", "import", "setup"],
+                        default=["drain", "post", "post-pg", "import", "setup"])  # fmt: skip
     parser.add_argument(
         "--database-url",
         default=os.environ.get("KNEO_TEST_DATABASE_URL")
@@ -193,6 +205,7 @@ def main() -> None:
     measures = {
         "drain": ("per queued run, PostgreSQL", lambda c: drain(c, args.database_url)),
         "post": ("per POST /v1/runs, SQLite", post),
+        "post-pg": ("per POST /v1/runs, PostgreSQL", lambda c: post(c, args.database_url)),
         "import": ("import to create_platform", imports),
         "setup": ("create_platform() on an existing SQLite file", setup),
     }
