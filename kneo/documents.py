@@ -20,6 +20,7 @@ never read. Pure but for :func:`read_file`, which reads what it is given.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -236,9 +237,13 @@ def _finite_float(literal: str) -> float:
     return number
 
 
-#: the decoder of documents without an ``object_pairs_hook`` (``json.loads`` with options
-#: builds one, and its scanner, per call; ``json`` itself shares one across threads)
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+#: a decoder with this module's checks (an ``object_pairs_hook`` may be given)
+_decoder = functools.partial(
+    json.JSONDecoder, parse_constant=_refuse_constant, parse_float=_finite_float
+)
+#: the decoder of documents without a hook (``json.loads`` with options builds one, and its
+#: scanner, per call; ``json`` itself shares one across threads)
+_DECODER = _decoder()
 
 
 def _not_finite(
@@ -318,13 +323,9 @@ def parse_json(
             f"{source}: strings may not contain NUL (\\u0000)", code=ErrorCode.E_JSON, file=source
         )
     try:
-        decoder = _DECODER
-        if object_pairs_hook is not None:
-            decoder = json.JSONDecoder(
-                object_pairs_hook=object_pairs_hook,
-                parse_constant=_refuse_constant,
-                parse_float=_finite_float,
-            )
+        decoder = (
+            _DECODER if object_pairs_hook is None else _decoder(object_pairs_hook=object_pairs_hook)
+        )
         value = decoder.decode(text)
     except _NotFinite as exc:
         line, column = _position(text, text.find(exc.literal))
