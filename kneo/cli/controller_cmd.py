@@ -94,13 +94,21 @@ def _config(**overrides: Any) -> Any:
     return controller_config(_context()[1], **overrides)
 
 
-def _controller(source: Source, **overrides: Any) -> Any:
-    """The controller over ``source`` and ``overrides`` (flags over the project config)."""
+@contextmanager
+def _controller(source: Source, **overrides: Any) -> Iterator[Any]:
+    """``with``: the controller over ``source`` and ``overrides`` (flags over the project
+    config); its source and its store closed after (a store left open would leave its
+    SQLite WAL behind the process)."""
     from kneo.controller.runner import build_controller
 
     settings, project = _context()
     config = controller_config(project, **vars(source), **overrides)
-    return build_controller(project_store(), config, settings, project=project)
+    ctl: Any = build_controller(project_store(), config, settings, project=project)
+    try:
+        yield ctl
+    finally:
+        ctl.source.close()
+        ctl.store.close()
 
 
 @contextmanager
@@ -180,50 +188,46 @@ def run(
     """Reconcile continuously (leader-elected); a local repository is also watched."""
     from kneo.metrics import start_process
 
-    ctl = _controller(
+    with _controller(
         source,
         interval=interval,
         webhook_secret_env=webhook_secret_env,
         lease_seconds=lease_seconds,
         poll_seconds=poll_seconds,
-    )
-    metrics_server = start_process(ctl.store, _context()[0])
-    stop = threading.Event()
+    ) as ctl:
+        metrics_server = start_process(ctl.store, _context()[0])
+        stop = threading.Event()
 
-    def _stop(_signum: int, _frame: object) -> None:
-        stop.set()
-        ctl.request_reconcile()  # out of its wait now
+        def _stop(_signum: int, _frame: object) -> None:
+            stop.set()
+            ctl.request_reconcile()  # out of its wait now
 
-    # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases its
-    # lock on the way out, so a standby takes over at once instead of after the lease.
-    signal.signal(signal.SIGTERM, _stop)
-    if not out.structured:
-        console(stderr=True).print(
-            f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
-        )
-    startup.done()
-    try:
-        ctl.run(stop, on_result=lambda r: _print_result(r, out))
-    except KeyboardInterrupt:
-        stop.set()
-    finally:
-        if metrics_server is not None:
-            metrics_server.shutdown()
-        ctl.source.close()
-        ctl.store.close()
+        # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases
+        # its lock on the way out, so a standby takes over at once instead of after the lease.
+        signal.signal(signal.SIGTERM, _stop)
+        if not out.structured:
+            console(stderr=True).print(
+                f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
+            )
+        startup.done()
+        try:
+            ctl.run(stop, on_result=lambda r: _print_result(r, out))
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
 
 
 def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> None:
     """One reconcile pass (or plan) ``call(controller, progress)`` with a progress bar; its
     result printed, exit 1 when it failed. A leader lock the pass took is released after."""
-    ctl = _controller(source)
-    try:
-        with _progress(not out.structured) as progress:
-            result = call(ctl, progress)
-    finally:
-        ctl.step_down()
-        ctl.source.close()
-        ctl.store.close()
+    with _controller(source) as ctl:
+        try:
+            with _progress(not out.structured) as progress:
+                result = call(ctl, progress)
+        finally:
+            ctl.step_down()
     _print_result(result, out)
     if result.error:
         raise typer.Exit(1)
@@ -282,8 +286,7 @@ def _review(
     chosen = format or ("json" if out.structured else "markdown")
     if chosen not in ("markdown", "json"):
         raise InvalidRequest(f"--format is markdown or json, got {chosen!r}", field="--format")
-    ctl = _controller(source)
-    try:
+    with _controller(source) as ctl:
         store = ctl.store if _has_registry(ctl.store) else None
         data = review(
             ctl.loader,
@@ -294,9 +297,6 @@ def _review(
             now=ctl.clock.now(),
             prune=ctl.config.prune,
         )
-    finally:
-        ctl.source.close()
-        ctl.store.close()
     if chosen == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
