@@ -341,10 +341,16 @@ audit_events = sa.Table(
     sa.Column("continuation_id", sa.String(128)),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    # newest first (``id``) under each filter (0009)
+    # newest first (``id``) under each filter (0009); most events have no continuation (0020)
     sa.Index(None, "event_type", "id"),
     sa.Index(None, "run_id", "id"),
-    sa.Index(None, "continuation_id", "id"),
+    sa.Index(
+        None,
+        "continuation_id",
+        "id",
+        sqlite_where=sa.text("continuation_id IS NOT NULL"),
+        postgresql_where=sa.text("continuation_id IS NOT NULL"),
+    ),
 )
 
 queue = sa.Table(

@@ -63,7 +63,8 @@ def _fill(store: Store, rows: int) -> None:
         pending = promotion or i % 3 == 0  # history: most tasks were answered long ago
         if run_id:
             audits.append({**audit_row, "event_id": f"evt_{i:06d}", "run_id": run_id})
-            audits[-1]["continuation_id"] = cid
+            # most events have no continuation (and are not in its index: 0020)
+            audits[-1]["continuation_id"] = cid if i % 4 == 1 else None
         kind = "promotion" if promotion else "sequential"
         conts.append(
             {**cont_row, "continuation_id": cid, "run_id": run_id, "workflow_kind": kind}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,56 @@ def test_migrated_schema_matches_tables(db_url: str) -> None:
         diff = compare_metadata(ctx, t.metadata)
     engine.dispose()
     assert diff == []
+
+
+def _predicates(engine: sa.Engine) -> dict[str, str | None]:
+    """Each index's ``WHERE`` (Alembic's comparison does not look at it), normalised."""
+    found: dict[str, str | None] = {}
+    for table in t.metadata.sorted_tables:
+        for index in sa.inspect(engine).get_indexes(table.name):
+            options = index.get("dialect_options", {})
+            where = options.get("sqlite_where", options.get("postgresql_where"))
+            found[str(index["name"])] = None if where is None else _clause(where)
+    return found
+
+
+def _clause(where: object) -> str:
+    """A predicate without the parentheses and casts PostgreSQL adds to it."""
+    return re.sub(r"::(character varying|\w+)|[()]", "", str(where).lower()).strip()
+
+
+def test_migrated_partial_indexes_match_tables(db_url: str) -> None:
+    """Every index of the tables is partial in the migrated database exactly where the tables
+    say, with the same predicate."""
+    engine = sa.create_engine(db_url)
+    found = _predicates(engine)
+    engine.dispose()
+    declared = {
+        index.name: index.dialect_options[engine.dialect.name].get("where")
+        for table in t.metadata.sorted_tables
+        for index in table.indexes
+    }
+    assert declared, "no index declared"
+    for name, where in declared.items():
+        assert found[str(name)] == (None if where is None else _clause(where)), name
+
+
+def test_0020_indexes_audit_by_continuation_only_where_there_is_one(fresh_url: str) -> None:
+    """0020 leaves events without a continuation out of the ``(continuation_id, id)`` index,
+    and its downgrade puts the whole index back."""
+    from alembic import command
+
+    from kneo.store.migrate import _alembic_config
+
+    _, dialect, engine = _at_revision(fresh_url, "0019")
+    name = "ix_audit_events_continuation_id_id"
+    assert _predicates(engine)[name] is None
+    assert upgrade(engine, dialect) == HEAD_REVISION
+    assert _predicates(engine)[name] == "continuation_id is not null"
+    with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
+        command.downgrade(_alembic_config(conn), "0019")
+    assert _predicates(engine)[name] is None
+    engine.dispose()
 
 
 def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
