@@ -43,6 +43,7 @@ from kneo.store.base import (
     check_page,
     count_rows,
     keyset_after,
+    keyset_next,
     keyset_page,
     not_found_error,
     ordered,
@@ -96,6 +97,64 @@ _RUN_ORDERS = {
     "updated_at": ("updated_at", "run_id"),
     "status": ("status", "created_at", "run_id"),
 }
+
+
+def _runs_by_update(
+    conn: Connection,
+    where: list[Any],
+    status: str | Sequence[str] | None,
+    tag: str,
+    *,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    count: bool,
+    cap: int | None,
+) -> tuple[list[Any], int | None, bool, str | None]:
+    """A page of runs in ``updated_at`` order. Its index holds the settled runs only (a
+    running run's ``updated_at`` moves at every step: ``tables.SETTLED``), so the page is two
+    walks merged by that order: the settled runs along the index, and the running ones,
+    which ``(status, created_at, run_id)`` finds (as many as execute at once) and the walk
+    sorts; each walk stops at the page's end. A status filter leaves out the walk it
+    excludes."""
+    c = t.runs.c
+    columns = (c.updated_at, c.run_id)
+    wanted = None if status is None else {status} if isinstance(status, str) else set(status)
+    walks = [
+        [*where, part]
+        for part, needed in (
+            (c.status == "running", wanted is None or "running" in wanted),
+            (t.SETTLED, wanted is None or bool(wanted - {"running"})),
+        )
+        if needed
+    ]
+    if len(walks) == 1:
+        return keyset_page(
+            conn, t.runs, walks[0], columns, tag, limit=limit, offset=offset, cursor=cursor,
+            count=count, cap=cap,
+        )  # fmt: skip
+    order: SortOrder = "desc" if tag.endswith("desc") else "asc"
+    after = keyset_after(cursor, tag, columns)
+    pages = [  # each walk up to the page's end, whole rows: no join back to the table
+        sa.select(t.runs)
+        .where(*walk, *after)
+        .order_by(*(ordered(col, order) for col in columns))
+        .limit(offset + limit + 1)
+        .subquery()
+        for walk in walks
+    ]
+    merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
+    stmt = (
+        sa.select(merged)
+        .order_by(*(ordered(merged.c[col.name], order) for col in columns))
+        .limit(limit + 1)
+        .offset(offset)
+    )
+    found = list(conn.execute(stmt).mappings())
+    total, capped = count_rows(conn, t.runs, where, cap) if count else (None, False)
+    if len(found) <= limit:
+        return found, total, capped, None
+    return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
 
 
 def _filter_labels(
@@ -305,11 +364,18 @@ class Store(
             where.append(c.status == status)
         elif status is not None:
             where.append(c.status.in_(list(status)))
+        cap = self.settings.limits.max_list_count
         with self._read() as conn:
-            found, total, capped, next_cursor = keyset_page(
-                conn, t.runs, where, columns, tag, limit=limit, offset=offset, cursor=cursor,
-                count=count, cap=self.settings.limits.max_list_count,
-            )  # fmt: skip
+            if sort_by == "updated_at":
+                found, total, capped, next_cursor = _runs_by_update(
+                    conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
+                    count=count, cap=cap,
+                )  # fmt: skip
+            else:
+                found, total, capped, next_cursor = keyset_page(
+                    conn, t.runs, where, columns, tag, limit=limit, offset=offset,
+                    cursor=cursor, count=count, cap=cap,
+                )  # fmt: skip
             spec_text = rows.spec_reader(self.dialect, conn)
             items = [rows.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)

@@ -57,7 +57,8 @@ def _fill(store: Store, rows: int) -> None:
         promotion = i % 10 == 0
         run_id = None if promotion else f"run_{i:06d}"
         if run_id:
-            status = ("paused", "succeeded", "failed")[i % 3]
+            # and a few running (as many as execute at once: their pages sort them)
+            status = "running" if i % 200 == 7 else ("paused", "succeeded", "failed")[i % 3]
             runs.append({**run_row, "run_id": run_id, "status": status, "created_at": at})
         cid = f"cont_{i:06d}"
         pending = promotion or i % 3 == 0  # history: most tasks were answered long ago
@@ -183,6 +184,9 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "runs": lambda s, c: s.list_runs(limit=50, cursor=c, count=False),
     "runs status": lambda s, c: s.list_runs(status="paused", limit=50, cursor=c, count=False),
     "runs by update": lambda s, c: s.list_runs(sort_by="updated_at", cursor=c, count=False),
+    "runs by update running": lambda s, c: s.list_runs(
+        status="running", sort_by="updated_at", limit=5, cursor=c, count=False
+    ),
     "runs by status": lambda s, c: s.list_runs(sort_by="status", cursor=c, count=False),
     "runs oldest": lambda s, c: s.list_runs(sort_order="asc", cursor=c, count=False),
     "tasks": lambda s, c: s.list_continuations(cursor=c, count=False),
@@ -230,6 +234,11 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
 }
 
 
+#: Listings whose page sorts the running runs, which the status index finds: as many as
+#: execute at once (their ``updated_at`` moves at every step: no index keeps that order).
+SORTS_RUNNING = {"runs by update running"}
+
+
 @pytest.mark.parametrize("name", sorted(LISTINGS))
 def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None:
     """First page and the page after its cursor: no full scan, no sort of a big table."""
@@ -244,7 +253,11 @@ def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None
     assert list_calls, calls
     for statement, params in list_calls:
         plan = _plan(big_store, statement, params)
-        assert not _bad_steps(big_store, statement, plan), (name, statement, plan)
+        bad = _bad_steps(big_store, statement, plan)
+        if name in SORTS_RUNNING:
+            assert any("ix_runs_status_created_at_run_id" in line for line in plan), plan
+            bad = [line for line in bad if "TEMP B-TREE" not in line]
+        assert not bad, (name, statement, plan)
 
 
 def test_pending_counts_by_assignee_read_an_index(big_store: Store) -> None:

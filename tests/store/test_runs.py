@@ -205,6 +205,55 @@ def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> 
     assert store.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_runs_by_update_merge_running_and_settled_runs(
+    store: Store, clock: ManualClock, order: str
+) -> None:
+    """Sorted by ``updated_at``, running runs (left out of that order's index) and settled
+    ones interleave as their times say, page by cursor and by offset alike, and a status
+    filter narrows either walk; the same order as sorting every run in memory."""
+    statuses = ["running", "paused", "succeeded", "running", "failed", "queued"]
+    for i in range(18):
+        new_run(store, run_id=f"run_{i:02d}", status="queued")
+        clock.advance(1)
+    for i in (5, 11, 2, 17, 8, 0, 14, 3, 9, 12, 6, 15, 1, 16, 4, 13, 7, 10):  # a new order
+        store.update_run(f"run_{i:02d}", status=statuses[i % len(statuses)])
+        clock.advance(1)
+    store.update_run("run_01", status="running")  # settled -> running moves it again
+    every = store.list_runs(limit=100, sort_by="updated_at", sort_order=order).items
+    expected = sorted(every, key=lambda r: (r.updated_at, r.run_id), reverse=order == "desc")
+    assert [r.run_id for r in every] == [r.run_id for r in expected] and len(every) == 18
+    assert every[0 if order == "desc" else -1].run_id == "run_01"
+
+    def walk(**filters: object) -> list[str]:
+        seen, cursor = [], None
+        while True:
+            page = store.list_runs(
+                limit=4, sort_by="updated_at", sort_order=order, cursor=cursor, **filters
+            )  # type: ignore[arg-type]
+            seen += [r.run_id for r in page.items]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert walk() == [r.run_id for r in expected]
+    by_offset = [
+        r.run_id
+        for offset in range(0, 18, 5)
+        for r in store.list_runs(
+            limit=5, offset=offset, sort_by="updated_at", sort_order=order
+        ).items
+    ]
+    assert by_offset == [r.run_id for r in expected]
+    for wanted in ("running", "paused", ["running", "failed"], ["succeeded", "queued"]):
+        names = {wanted} if isinstance(wanted, str) else set(wanted)
+        page = store.list_runs(status=wanted, sort_by="updated_at", sort_order=order)
+        assert [r.run_id for r in page.items] == [
+            r.run_id for r in expected if r.status in names
+        ] == walk(status=wanted)
+        assert page.total == len(page.items) > 0
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
