@@ -74,21 +74,31 @@ def test_migrated_partial_indexes_match_tables(db_url: str) -> None:
         assert found[str(name)] == (None if where is None else _clause(where)), name
 
 
-def test_0020_indexes_audit_by_continuation_only_where_there_is_one(fresh_url: str) -> None:
-    """0020 leaves events without a continuation out of the ``(continuation_id, id)`` index,
-    and its downgrade puts the whole index back."""
+@pytest.mark.parametrize(
+    ("revision", "index", "predicate"),
+    [
+        ("0020", "ix_audit_events_continuation_id_id", "continuation_id is not null"),
+        ("0021", "ix_runs_updated_at_run_id", "status <> 'running'"),
+    ],
+)
+def test_partial_index_revisions_and_their_downgrades(
+    fresh_url: str, revision: str, index: str, predicate: str
+) -> None:
+    """0020 leaves the audit events without a continuation out of ``(continuation_id,
+    id)``, 0021 the running runs out of ``(updated_at, run_id)``; each downgrade puts the
+    whole index back."""
     from alembic import command
 
     from kneo.store.migrate import _alembic_config
 
-    _, dialect, engine = _at_revision(fresh_url, "0019")
-    name = "ix_audit_events_continuation_id_id"
-    assert _predicates(engine)[name] is None
-    assert upgrade(engine, dialect) == HEAD_REVISION
-    assert _predicates(engine)[name] == "continuation_id is not null"
+    before = f"{int(revision) - 1:04d}"
+    _, dialect, engine = _at_revision(fresh_url, before)
+    assert _predicates(engine)[index] is None
+    assert upgrade(engine, dialect, target=revision) == revision
+    assert _predicates(engine)[index] == predicate
     with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
-        command.downgrade(_alembic_config(conn), "0019")
-    assert _predicates(engine)[name] is None
+        command.downgrade(_alembic_config(conn), before)
+    assert _predicates(engine)[index] is None
     engine.dispose()
 
 

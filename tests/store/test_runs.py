@@ -248,9 +248,11 @@ def test_runs_by_update_merge_running_and_settled_runs(
     for wanted in ("running", "paused", ["running", "failed"], ["succeeded", "queued"]):
         names = {wanted} if isinstance(wanted, str) else set(wanted)
         page = store.list_runs(status=wanted, sort_by="updated_at", sort_order=order)
-        assert [r.run_id for r in page.items] == [
-            r.run_id for r in expected if r.status in names
-        ] == walk(status=wanted)
+        assert (
+            [r.run_id for r in page.items]
+            == [r.run_id for r in expected if r.status in names]
+            == walk(status=wanted)
+        )
         assert page.total == len(page.items) > 0
 
 
