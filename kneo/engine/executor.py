@@ -565,7 +565,11 @@ class _Run:
             },
         )
         self.step_event(
-            "step_skipped", key, step, {"reason": "confirmation rejected"}, status="skipped"
+            "step_skipped",
+            key,
+            step,
+            {"kind": step.kind, "reason": "confirmation rejected"},
+            status="skipped",
         )
         return text
 
@@ -610,7 +614,7 @@ class _Run:
             "step_failed",
             key,
             step,
-            {"attempt": attempt, "error": error},
+            {"kind": step.kind, "attempt": attempt, "error": error},
             status="failed",
             attempt=attempt,
         )
@@ -635,7 +639,7 @@ class _Run:
             "step_failed",
             key,
             step,
-            {"attempt": attempt, "error": error, "continued": True},
+            {"kind": step.kind, "attempt": attempt, "error": error, "continued": True},
             status="continued",
             attempt=attempt,
         )

@@ -92,6 +92,8 @@ class RunObserver:
     def _see(self, event: TraceEvent) -> None:
         kind = event.event_type
         if kind == "step_started":
+            if self.span is None:  # units carry spans; a step's end event names its kind
+                return
             with self._lock:
                 unit = self._units[event.unit_key] = _Unit(
                     str(event.data.get("kind") or "step"), event.step_id, time.time_ns()
@@ -110,8 +112,10 @@ class RunObserver:
                     )
             return
         if kind in _STEP_END:
-            with self._lock:
-                ended = self._units.pop(event.unit_key, None)
+            ended = None
+            if self.span is not None:
+                with self._lock:
+                    ended = self._units.pop(event.unit_key, None)
             status = "continued" if event.data.get("continued") else _STEP_END[kind]
             if self._record:
                 metrics.record_step(
