@@ -196,3 +196,37 @@ def test_the_metrics_port_answers_the_probes_of_a_process_without_an_api(
     finally:
         server.shutdown()
         store.close()
+
+
+def test_steps_are_counted_by_their_kind_however_they_end(tmp_path: Path) -> None:
+    """A step that completes, one continued past and one that failed the run are counted
+    under their own kind: the step's end event names it (the observer keeps no unit per step
+    unless it traces)."""
+    from kneo import metrics
+    from kneo.platform import create_platform
+    from kneo.spec.project import ProjectContext
+
+    (tmp_path / "kindsteps.py").write_text(
+        "def ok(text):\n    return text\n\ndef boom(text):\n    raise ValueError('no')\n"
+    )
+    steps = [
+        {"id": "a", "kind": "function", "ref": "kindsteps:ok"},
+        {"id": "b", "kind": "function", "ref": "kindsteps:boom", "on_error": "continue"},
+        {"id": "c", "kind": "function", "ref": "kindsteps:boom"},
+    ]
+    spec = tmp_path / "kinds.yaml"
+    spec.write_text(json.dumps({"version": "v1", "workflow": {"name": "kinds", "steps": steps}}))
+    metrics.enable()
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"})
+    registry = metrics.exposition_registry(None, settings)
+    before = samples(metrics.render(registry)[0].decode())
+    manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+    try:
+        assert manager.run_from_spec(input_text="x", spec_path=spec).status == "failed"
+    finally:
+        manager.close()
+    after = samples(metrics.render(registry)[0].decode())
+    for status in ("completed", "continued", "failed"):
+        counted = value(after, "kneo_steps_total", kind="function", status=status)
+        assert counted - value(before, "kneo_steps_total", kind="function", status=status) == 1
+    assert not value(after, "kneo_steps_total", kind="step", status="failed")
