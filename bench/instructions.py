@@ -15,9 +15,12 @@ cancels out:
   the server's are not counted).
 * ``import``: ``import kneo; from kneo.platform import create_platform`` (bytecode cached).
 * ``setup``: ``create_platform()`` on an existing SQLite database, counted inside the call.
+* ``step``: per step, 30 ten-step function runs minus 30 one-step ones (SQLite, ``normal``);
+  ``pause``: per pause, 40 runs of the approval example to its human step. Both after 30
+  warm-up runs and an emptied WAL, counted inside the loop alone.
 
     python bench/instructions.py --baseline /path/to/other/checkout
-        [--what drain post post-pg import setup]
+        [--what drain post post-pg import setup step pause]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,9 +94,34 @@ async def main():
 asyncio.run(main())
 """
 
+#: ``step``/``pause``: a platform in the working directory warmed up, its WAL emptied (a
+#: frame costs more the further into the WAL it goes), then ``sys.argv[2]`` runs of the spec
+#: ``sys.argv[1]`` counted inside ``operator.call`` alone.
+RUNS = """
+import gc, operator, sqlite3, sys
+from pathlib import Path
+from kneo.platform import create_platform
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+spec, n, text = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+settings = Settings.from_env()
+m = create_platform(settings=settings, project=ProjectContext.discover(cwd=Path.cwd(), settings=settings))
+for _ in range(30):
+    m.run_from_spec(input_text=text, spec_path=spec)
+db = sqlite3.connect(Path.cwd() / ".kneo" / "kneo.db")
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+db.close()
+gc.collect()
+gc.freeze()
+def runs():
+    for _ in range(n):
+        m.run_from_spec(input_text=text, spec_path=spec)
+operator.call(runs)
+"""
 IMPORT = "import kneo\nfrom kneo.platform import create_platform\n"
 SETUP = IMPORT + "create_platform()\n"
 TOKEN = "bench-instructions-0123456789abcdef"
+_EXAMPLES_SKIP = shutil.ignore_patterns("__pycache__", "keys")
 
 
 def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
@@ -191,11 +220,50 @@ def setup(checkout: Path) -> float:
         return float(_callgrind([*only, *args], project, env)[0])
 
 
+def _runs(checkout: Path, spec: dict[str, object] | Path, runs: int, text: str) -> int:
+    """Instructions of ``runs`` runs of ``spec`` (a spec, or the example at that path under
+    ``checkout``) after a warm-up, on SQLite (``normal``), counted inside the loop alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = _project(Path(tmp))
+        path = project / "runs.yaml"
+        if isinstance(spec, Path):
+            shutil.copytree(checkout / "examples", project / "examples", ignore=_EXAMPLES_SKIP)
+            path = project / spec
+        else:
+            path.write_text(json.dumps(spec))
+        env = _env(
+            checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
+            KNEO_SERV_WORKER_LEASE_SECONDS="3600",  # no renewal fired by valgrind's slowness
+        )  # fmt: skip
+        args = [sys.executable, "-c", RUNS, str(path), str(runs), text]
+        only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
+        return _callgrind([*only, *args], project, env)[0]
+
+
+def _steps(count: int) -> dict[str, object]:
+    steps = [{"id": f"s{i}", "kind": "function", "ref": "benchsteps:a"} for i in range(count)]
+    return {
+        "version": "v1",
+        "workflow": {"type": "sequential", "name": f"s{count}", "steps": steps},
+    }
+
+
+def step(checkout: Path, runs: int = 30) -> float:
+    """Per step: ``runs`` 10-step function runs minus ``runs`` 1-step ones, over 9 steps each."""
+    ten, one = (_runs(checkout, _steps(n), runs, "x") for n in (10, 1))
+    return (ten - one) / (9 * runs)
+
+
+def pause(checkout: Path, runs: int = 40) -> float:
+    """Per pause: ``examples/hitl_approval.yaml`` run to its approval step."""
+    return _runs(checkout, Path("examples/hitl_approval.yaml"), runs, "launch") / runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
-    parser.add_argument("--what", nargs="+", choices=["drain", "post", "post-pg", "import", "setup"],
-                        default=["drain", "post", "post-pg", "import", "setup"])  # fmt: skip
+    every = ["drain", "post", "post-pg", "import", "setup", "step", "pause"]
+    parser.add_argument("--what", nargs="+", choices=every, default=every)
     parser.add_argument(
         "--database-url",
         default=os.environ.get("KNEO_TEST_DATABASE_URL")
@@ -208,6 +276,8 @@ def main() -> None:
         "post-pg": ("per POST /v1/runs, PostgreSQL", lambda c: post(c, args.database_url)),
         "import": ("import to create_platform", imports),
         "setup": ("create_platform() on an existing SQLite file", setup),
+        "step": ("per step of a function run, SQLite", step),
+        "pause": ("per pause (approval example), SQLite", pause),
     }
     for what in args.what:
         label, measure = measures[what]
