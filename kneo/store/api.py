@@ -120,10 +120,10 @@ def _runs_by_update(
         )
         if needed
     ]
-    if len(walks) == 1:
+    if len(walks) < 2:  # (none: an empty status list, which ``where`` already says)
         return keyset_page(
-            conn, t.runs, walks[0], columns, tag, limit=limit, offset=offset, cursor=cursor,
-            count=count, cap=cap,
+            conn, t.runs, walks[0] if walks else where, columns, tag, limit=limit,
+            offset=offset, cursor=cursor, count=count, cap=cap,
         )  # fmt: skip
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
     after = keyset_after(cursor, tag, columns)

@@ -254,6 +254,8 @@ def test_runs_by_update_merge_running_and_settled_runs(
             == walk(status=wanted)
         )
         assert page.total == len(page.items) > 0
+    none = store.list_runs(status=[], sort_by="updated_at", sort_order=order)
+    assert none.items == [] and none.total == 0
 
 
 @pytest.mark.parametrize(
