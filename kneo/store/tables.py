@@ -186,7 +186,7 @@ runs = sa.Table(
     # every step boundary, so the last order leaves running runs to the first index (0021)
     sa.Index(None, "status", "created_at", "run_id"),
     sa.Index(None, "created_at", "run_id"),
-    sa.Index(None, "updated_at", "run_id", sqlite_where=SETTLED, postgresql_where=SETTLED),
+    sa.Index(None, "updated_at", "run_id", sqlite_where=SETTLED),
 )
 
 # Resolved specs, stored once each: ``digest`` is the sha256 of the stored JSON text (the
@@ -348,13 +348,7 @@ audit_events = sa.Table(
     # newest first (``id``) under each filter (0009); most events have no continuation (0020)
     sa.Index(None, "event_type", "id"),
     sa.Index(None, "run_id", "id"),
-    sa.Index(
-        None,
-        "continuation_id",
-        "id",
-        sqlite_where=sa.text("continuation_id IS NOT NULL"),
-        postgresql_where=sa.text("continuation_id IS NOT NULL"),
-    ),
+    sa.Index(None, "continuation_id", "id", sqlite_where=sa.text("continuation_id IS NOT NULL")),
 )
 
 queue = sa.Table(
@@ -432,9 +426,7 @@ bundle_revisions = sa.Table(
 )
 
 # The database itself guarantees at most one active revision per (bundle, environment): a
-# partial unique index (created by migration 0002 on both backends). Its PostgreSQL option is
-# attached by use_postgresql_options() when a PostgreSQL store opens, because naming a
-# dialect's option here imports that whole dialect, which SQLite-only processes never need.
+# partial unique index (created by migration 0002 on both backends).
 one_active_revision = sa.Index(
     "uq_bundle_revisions_one_active",
     bundle_revisions.c.bundle_name,
@@ -445,8 +437,15 @@ one_active_revision = sa.Index(
 
 
 def use_postgresql_options() -> None:
-    """Attach the PostgreSQL-only index options (idempotent; imports the dialect)."""
-    one_active_revision.dialect_options["postgresql"]["where"] = sa.text("status = 'active'")
+    """Give every partial index its ``WHERE`` on PostgreSQL too: the tables declare it once,
+    as SQLite's option, because naming a PostgreSQL option here would import that whole
+    dialect, which SQLite-only processes never need (called when a PostgreSQL store opens;
+    idempotent)."""
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_options["postgresql"]["where"] = where
 
 
 bundle_conditions = sa.Table(

@@ -199,3 +199,21 @@ def test_the_store_contract_names_mypy_reads_are_the_ones_loaded_on_first_use() 
     )
     assert imported  # the import was found
     assert out == {"lazy": imported}
+
+
+def test_a_sqlite_platform_never_loads_the_postgresql_dialect(tmp_path: Path) -> None:
+    """Declaring an index's PostgreSQL option in the tables imports SQLAlchemy's whole
+    PostgreSQL dialect (about 6 % of ``import kneo``'s instructions): partial indexes declare
+    their ``WHERE`` once, as SQLite's, and a PostgreSQL store attaches it when it opens. (A
+    new database's first open runs Alembic, which loads every dialect: the second is the
+    one measured.)"""
+    code = (
+        "import json, sys\n"
+        "from kneo.platform import create_platform\n"
+        "from kneo.settings import Settings\n"
+        f"url = 'sqlite:///{tmp_path / 'k.db'}'\n"
+        "create_platform(Settings.from_env({'KNEO_SERV_DATABASE_URL': url})).close()\n"
+        "print(json.dumps({'loaded': sorted(m for m in sys.modules if 'postgresql' in m)}))"
+    )
+    fresh(code)
+    assert fresh(code) == {"loaded": []}

@@ -64,6 +64,7 @@ def test_migrated_partial_indexes_match_tables(db_url: str) -> None:
     engine = sa.create_engine(db_url)
     found = _predicates(engine)
     engine.dispose()
+    t.use_postgresql_options()  # as a PostgreSQL store does when it opens
     declared = {
         index.name: index.dialect_options[engine.dialect.name].get("where")
         for table in t.metadata.sorted_tables
