@@ -44,7 +44,6 @@ from kneo.store.base import (
     count_rows,
     get_by_key,
     keyset_after,
-    keyset_next,
     keyset_page,
     not_found_error,
     one_of_cursor_offset,
@@ -136,17 +135,11 @@ def _runs_by_update(
         for walk in walks
     ]
     merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()
-    stmt = (
-        sa.select(merged)
-        .order_by(*(ordered(merged.c[col.name], order) for col in columns))
-        .limit(limit + 1)
-        .offset(offset)
-    )
-    found = list(conn.execute(stmt).mappings())
+    by = tuple(merged.c[col.name] for col in columns)
+    # the page of what the walks found (each started after the cursor already)
+    found, _, _, next_cursor = keyset_page(conn, merged, [], by, tag, limit=limit, offset=offset)
     total, capped = count_rows(conn, t.runs, where, cap) if count else (None, False)
-    if len(found) <= limit:
-        return found, total, capped, None
-    return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
+    return found, total, capped, next_cursor
 
 
 class Store(

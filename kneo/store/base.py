@@ -187,7 +187,7 @@ def keyset_next(row: Any, tag: str, columns: tuple[Any, ...]) -> str:
 
 def keyset_page(
     conn: Connection,
-    table: sa.Table,
+    table: sa.FromClause,
     where: list[Any],
     columns: tuple[Any, ...],
     tag: str,
@@ -198,8 +198,8 @@ def keyset_page(
     count: bool = False,
     cap: int | None = None,
 ) -> tuple[list[Any], int | None, bool, str | None]:
-    """One page of ``table`` in the order of ``columns`` (ascending or descending as ``tag``
-    ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
+    """One page of ``table`` (or of a subquery) in the order of ``columns`` (ascending or
+    descending as ``tag`` ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
     matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
     ``True``, capped), and the cursor of the page after it."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
@@ -218,7 +218,7 @@ def keyset_page(
 
 
 def count_rows(
-    conn: Connection, table: sa.Table, where: list[Any], cap: int | None
+    conn: Connection, table: sa.FromClause, where: list[Any], cap: int | None
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
     after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``."""
