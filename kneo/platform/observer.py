@@ -117,10 +117,8 @@ class RunObserver:
                 with self._lock:
                     ended = self._units.pop(event.unit_key, None)
             status = "continued" if event.data.get("continued") else _STEP_END[kind]
-            if self._record:
-                metrics.record_step(
-                    ended.kind if ended else str(event.data.get("kind") or "step"), status
-                )
+            if self._record:  # every step end event names the step's kind
+                metrics.record_step(str(event.data.get("kind") or "step"), status)
             if ended is not None and ended.span is not None:
                 ended.span.set_attribute("kneo.step.status", status)
                 if kind == "step_failed":
