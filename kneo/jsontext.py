@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,8 @@ def default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_encode_str = json.encoder.encode_basestring
+#: :func:`dumps` of a value whose type is exactly ``str``, a C function (no Python frame)
+dumps_str: Callable[[str], str] = json.encoder.encode_basestring
 _make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # untyped in typeshed
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=default).encode
 
@@ -33,12 +35,12 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=de
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value`` (``TypeError``/``ValueError`` when it is not JSON)."""
     if type(value) is str:
-        return _encode_str(value)
+        return dumps_str(value)
     if _make_encoder is None:  # an interpreter without the C accelerator
         return _encode(value)
     # A fresh ``markers`` dict per call, as ``encode`` makes: circular references are
     # reported (ValueError), and concurrent calls never share one.
-    chunks = _make_encoder({}, default, _encode_str, None, ":", ",", False, False, True)(value, 0)
+    chunks = _make_encoder({}, default, dumps_str, None, ":", ",", False, False, True)(value, 0)
     return "".join(chunks)
 
 

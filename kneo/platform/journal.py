@@ -17,8 +17,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
@@ -67,8 +66,7 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
 KEYFRAME_EVERY = 16
 
 
-@dataclass(frozen=True)
-class _Committed:
+class _Committed(NamedTuple):
     """The journal's last checkpoint: its boundary (the unredacted state, decoded only if a
     patch needs it, and the texts it was made of), that state's JSON length, its sequence
     and how many patches since its keyframe. Its stored payload is exactly
@@ -198,9 +196,9 @@ class StoreJournal:
     def _checkpoint_row(self, boundary: Boundary, state_text: str) -> StepCheckpoint:
         """The boundary's checkpoint: a patch on the last one this journal committed when
         that is possible and smaller, else a keyframe (both paths store exactly this)."""
-        meta: dict[str, Any] = {"unit_key": boundary.unit_key, "attempt": boundary.attempt}
-        meta.update(boundary.metadata)
-        meta = {k: v for k, v in meta.items() if v is not None}
+        meta = {"unit_key": boundary.unit_key, "attempt": boundary.attempt, **boundary.metadata}
+        if None in meta.values():  # (rarely: a unit and an attempt are usually known)
+            meta = {k: v for k, v in meta.items() if v is not None}
         last = self._committed
         limits = self.store.settings.checkpoint
         # Keep the max-bytes rule exact: a state whose JSON (plus zlib's worst-case growth)
@@ -309,15 +307,11 @@ def _event_records(events: list[TraceEvent]) -> list[StepEvent]:
     needed). One :func:`may_need_redaction` scan covers them all: the texts are joined with a
     newline, which JSON text never holds raw and no trigger needs, so a trigger in one text
     is one in the joined text."""
-    payloads_: list[tuple[TraceEvent, dict[str, Any], str]] = []
-    for event in events:
-        payload = _event_payload(event)
-        payloads_.append((event, payload, json_text(payload)))
-    if not may_need_redaction("\n".join(text for _, _, text in payloads_)):
-        return [StepEvent(e.event_type, e.step_id, text) for e, _, text in payloads_]
-    out: list[StepEvent] = []
-    for event, payload, text in payloads_:
-        if may_need_redaction(text):
-            text = json_text(redact_mapping(payload))
-        out.append(StepEvent(event.event_type, event.step_id, text))
-    return out
+    payloads_ = list(map(_event_payload, events))
+    texts = list(map(json_text, payloads_))
+    if may_need_redaction("\n".join(texts)):
+        texts = [
+            json_text(redact_mapping(payload)) if may_need_redaction(text) else text
+            for payload, text in zip(payloads_, texts, strict=True)
+        ]
+    return [StepEvent(e.event_type, e.step_id, text) for e, text in zip(events, texts, strict=True)]

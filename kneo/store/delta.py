@@ -27,7 +27,7 @@ objects are unordered). Pure functions.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from itertools import islice
 from typing import Any
@@ -42,6 +42,7 @@ APPEND = "a"
 _ENC = jsontext.dumps
 _DECODE = json.JSONDecoder().decode
 _MISSING: Any = object()
+_STR = frozenset({str})
 
 
 class _Unordered(Exception):
@@ -60,8 +61,8 @@ def _commas(count: int) -> int:
 
 
 def _op(kind: str, path: list[Any], value_text: str | None) -> str:
-    if all(type(key) is str for key in path):  # keys alone: encoding each is a C call
-        head = f'["{kind}",[{",".join(map(_ENC, path))}]'
+    if _STR.issuperset(map(type, path)):  # keys alone: each encoded by one C call
+        head = f'["{kind}",[{",".join(map(jsontext.dumps_str, path))}]'
     else:
         head = f'["{kind}",{_ENC(path)}'
     return head + "]" if value_text is None else f"{head},{value_text}]"
@@ -75,14 +76,13 @@ def _redacted_text(value: Any, text: str) -> str:
 def _walk(old: dict[str, Any], new: dict[str, Any], path: list[Any], ops: list[str]) -> int:
     """Append the operations turning ``old`` into ``new``; the change in JSON text length."""
     # Folding keeps the kept keys in place and adds new ones at the end, so that is the only
-    # order a patch can express. Usually keys were only added: one cheap compare.
-    if list(islice(new, len(old))) != list(old):
-        kept = [k for k in old if k in new]
-        if list(islice(new, len(kept))) != kept:
-            raise _Unordered
-        items = iter(new.items())
-    elif old.items() <= new.items():  # only keys added (units, agents): skip the kept ones in C
-        items = islice(new.items(), len(old), None)
+    # order a patch can express.
+    kept = _kept(old, new)
+    if kept is None:
+        raise _Unordered
+    items: Iterator[tuple[str, Any]]
+    if len(kept) == len(old) and old.items() <= new.items():
+        items = islice(new.items(), len(old), None)  # only keys added: skip the kept ones in C
     else:
         items = iter(new.items())
     change = _commas(len(new)) - _commas(len(old))
@@ -168,8 +168,7 @@ def diff_texts(
     Folding the patch gives exactly the new texts' values, so no length check is needed
     except for the walked fields. ``None`` when a patch cannot express the change (then
     :func:`diff` decides)."""
-    kept = [k for k in old if k in new]
-    if list(islice(new, len(kept))) != kept:
+    if _kept(old, new) is None:
         return None  # kept keys moved: only a keyframe shows that order
     ops: list[str] = []
     for name, text in new.items():
@@ -205,12 +204,10 @@ def _member_ops(
 ) -> bool:
     """Operations setting each changed member of an object whose members' texts are given;
     ``False`` (nothing appended) when its kept members moved."""
-    removed = False
-    if list(islice(new, len(old))) != list(old):  # usually members were only added
-        kept = [k for k in old if k in new]
-        if list(islice(new, len(kept))) != kept:
-            return False
-        removed = len(kept) < len(old)
+    kept = _kept(old, new)
+    if kept is None:
+        return False
+    removed = len(kept) < len(old)
     for key, text in new.items():
         before = old.get(key)
         if before == text:
@@ -226,6 +223,16 @@ def _member_ops(
             if key not in new:
                 ops.append(_op(DELETE, [*path, key], None))
     return True
+
+
+def _kept(old: Mapping[Any, Any], new: Mapping[Any, Any]) -> list[Any] | None:
+    """``old``'s keys that ``new`` still has, in order; ``None`` when ``new`` has them in
+    another order (a patch only adds keys at the end)."""
+    keys = list(old)
+    if list(islice(new, len(keys))) == keys:  # usually keys were only added: one compare
+        return keys
+    kept = [k for k in keys if k in new]
+    return kept if list(islice(new, len(kept))) == kept else None
 
 
 def _appended(before: str, text: str) -> bool:

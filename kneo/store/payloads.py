@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kneo import jsontext
 from kneo.errors import ErrorCode, InvalidRequest
@@ -25,8 +24,7 @@ KEYFRAME_ENCODINGS = (ENCODING_JSON, ENCODING_ZLIB)
 _MAX_PREVIEW_DEPTH = 6
 
 
-@dataclass(frozen=True)
-class EncodedPayload:
+class EncodedPayload(NamedTuple):
     """What goes into the ``checkpoints`` row."""
 
     encoding: str

@@ -12,7 +12,6 @@ of it one statement in autocommit (one round trip). The journal encodes the rows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from kneo import jsontext
@@ -28,13 +27,15 @@ CHECKPOINT_COLUMNS = st.columns(t.checkpoints)
 TRACE_COLUMNS = st.columns(t.trace_events)
 
 
-@dataclass(frozen=True)
-class StepCheckpoint:
+class StepCheckpoint(NamedTuple):
     """The checkpoint row of a step boundary, already encoded (see :mod:`.payloads`).
 
     A patch row (see :mod:`.delta`) applies to the checkpoint numbered ``follows``; readers
     rely on that being the row right before it, so when the run's sequence moved on in
     between (another writer added a checkpoint) ``keyframe()`` is stored instead.
+
+    The rows a step writes are named tuples: made at every step boundary, where a frozen
+    dataclass's ``__init__`` (a call per field) cost several times a tuple's.
     """
 
     type: str
@@ -46,7 +47,7 @@ class StepCheckpoint:
     truncated: bool
     metadata: Mapping[str, Any]
     follows: int | None = None
-    keyframe: Callable[[], StepCheckpoint] | None = field(default=None, compare=False)
+    keyframe: Callable[[], StepCheckpoint] | None = None
 
     def columns(self) -> tuple[Any, ...]:
         """The row's own columns, as stored: type, step_id, status, encoding, payload,
@@ -88,8 +89,7 @@ class StepWritten(NamedTuple):
     trace_seq: int
 
 
-@dataclass(frozen=True)
-class StepEvent:
+class StepEvent(NamedTuple):
     """One trace event row; ``payload`` is its JSON text."""
 
     event_type: str

@@ -4,7 +4,6 @@ SQLite's): the same rows, one round trip per step, the same compare-and-set and 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,7 +134,7 @@ def test_a_patch_chain_whose_start_moved_is_stored_as_keyframes(store: Store) ->
 
     def chained(payload: bytes, follows: int) -> Any:
         row = _row(payload, follows=follows)
-        return dataclasses.replace(row, keyframe=lambda: _row(b"K" + payload))
+        return row._replace(keyframe=lambda: _row(b"K" + payload))
 
     written = _write(store, run_id, [chained(b"[1]", 1), chained(b"[2]", 2)], _EVENTS[0])
     assert written.checkpoint_seq == 4
