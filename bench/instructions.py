@@ -120,10 +120,12 @@ operator.call(runs)
 """
 IMPORT = "import kneo\nfrom kneo.platform import create_platform\n"
 TOKEN = "bench-instructions-0123456789abcdef"
-_EXAMPLES_SKIP = shutil.ignore_patterns("__pycache__", "keys")
+EXAMPLES_SKIP = shutil.ignore_patterns("__pycache__", "keys")
 
 
-def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
+def child_env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
+    """A measured process's environment: ``checkout``'s kneo and ``project`` on its path, no
+    ``KNEO_*`` of this shell's, bytecode cached, ``extra`` set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as in a deployment
     env.update(PYTHONPATH=os.pathsep.join([str(project), str(checkout)]), PYTHONHASHSEED="0")
@@ -131,7 +133,7 @@ def _env(checkout: Path, project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _callgrind(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+def callgrind(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Instructions ``args`` executed, by callgrind, and what it printed (``args`` may start
     with callgrind's own options)."""
     with tempfile.TemporaryDirectory() as out:
@@ -146,9 +148,9 @@ def _callgrind(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, st
 
 
 def _counted(args: list[str], cwd: Path, env: dict[str, str]) -> int:
-    """:func:`_callgrind`'s count, after one plain run writes bytecode."""
+    """:func:`callgrind`'s count, after one plain run writes bytecode."""
     subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
-    return _callgrind(args, cwd, env)[0]
+    return callgrind(args, cwd, env)[0]
 
 
 def _project(root: Path) -> Path:
@@ -163,12 +165,12 @@ def drain(checkout: Path, server: str, small: int = 20, large: int = 220) -> flo
     for runs in (small, large):
         with tempfile.TemporaryDirectory() as tmp, scratch_database(server, "instr") as url:
             project = _project(Path(tmp))
-            env = _env(checkout, project, KNEO_SERV_DATABASE_URL=url)
+            env = child_env(checkout, project, KNEO_SERV_DATABASE_URL=url)
             env["KNEO_SERV_WORKER_LEASE_SECONDS"] = "60"
             python = [sys.executable, "-c", QUEUE, str(runs)]
             subprocess.run(python, cwd=project, env=env, check=True, capture_output=True)
             worker = [sys.executable, "-m", "kneo.cli.main", "worker", "--once"]
-            count, printed = _callgrind(worker, project, env)  # no plain run: it would drain
+            count, printed = callgrind(worker, project, env)  # no plain run: it would drain
             if f"processed {runs} " not in printed:
                 raise RuntimeError(f"the worker did not drain {runs} runs: {printed}")
             counts.append(count)
@@ -184,7 +186,7 @@ def post(checkout: Path, server: str | None = None, small: int = 50, large: int 
             url = f"sqlite:///{project}/.kneo/kneo.db"
             if server is not None:
                 url = stack.enter_context(scratch_database(server, "instr"))
-            env = _env(
+            env = child_env(
                 checkout,
                 project,
                 KNEO_SERV_DATABASE_URL=url,
@@ -199,7 +201,9 @@ def post(checkout: Path, server: str | None = None, small: int = 50, large: int 
 
 def imports(checkout: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        return float(_counted([sys.executable, "-c", IMPORT], Path(tmp), _env(checkout, Path(tmp))))
+        return float(
+            _counted([sys.executable, "-c", IMPORT], Path(tmp), child_env(checkout, Path(tmp)))
+        )
 
 
 def setup(checkout: Path) -> float:
@@ -210,13 +214,15 @@ def setup(checkout: Path) -> float:
     by +-1 M from run to run, the interpreter's teardown being uneven)."""
     with tempfile.TemporaryDirectory() as tmp:
         project = _project(Path(tmp))
-        env = _env(checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db")
+        env = child_env(
+            checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db"
+        )
         made = IMPORT + "create_platform().store.close()\n"  # (f5c5558's manager has no close)
         subprocess.run([sys.executable, "-c", made], cwd=project, env=env, check=True)
         args = [sys.executable, "-c", IMPORT + "import operator\noperator.call(create_platform)\n"]
         subprocess.run(args, cwd=project, env=env, check=True, capture_output=True)
         only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
-        return float(_callgrind([*only, *args], project, env)[0])
+        return float(callgrind([*only, *args], project, env)[0])
 
 
 def _runs(checkout: Path, spec: dict[str, object] | Path, runs: int, text: str) -> int:
@@ -226,17 +232,17 @@ def _runs(checkout: Path, spec: dict[str, object] | Path, runs: int, text: str) 
         project = _project(Path(tmp))
         path = project / "runs.yaml"
         if isinstance(spec, Path):
-            shutil.copytree(checkout / "examples", project / "examples", ignore=_EXAMPLES_SKIP)
+            shutil.copytree(checkout / "examples", project / "examples", ignore=EXAMPLES_SKIP)
             path = project / spec
         else:
             path.write_text(json.dumps(spec))
-        env = _env(
+        env = child_env(
             checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
             KNEO_SERV_WORKER_LEASE_SECONDS="3600",  # no renewal fired by valgrind's slowness
         )  # fmt: skip
         args = [sys.executable, "-c", RUNS, str(path), str(runs), text]
         only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
-        return _callgrind([*only, *args], project, env)[0]
+        return callgrind([*only, *args], project, env)[0]
 
 
 def _steps(count: int) -> dict[str, object]:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +25,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # bench.* (appended: the kneo measured stays the same)
+
+from bench.instructions import EXAMPLES_SKIP, callgrind, child_env  # noqa: E402
 
 CHILD = r"""
 import json, operator, resource, sys
@@ -51,31 +52,17 @@ def _side(checkout: Path, runs: int, *, instructions: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         (project / ".kneo").mkdir()
-        skip = shutil.ignore_patterns("__pycache__", "keys")
-        shutil.copytree(checkout / "examples", project / "examples", ignore=skip)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as in a deployment
-        env.update(
-            PYTHONPATH=os.pathsep.join([str(project), str(checkout)]),
-            PYTHONHASHSEED="0",
-            KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
-            KNEO_SERV_LOG_LEVEL="WARNING",
-        )
+        shutil.copytree(checkout / "examples", project / "examples", ignore=EXAMPLES_SKIP)
+        url = f"sqlite:///{project}/.kneo/kneo.db"
+        env = child_env(checkout, project, KNEO_SERV_DATABASE_URL=url)
         args = [sys.executable, "-c", CHILD, str(runs)]
         if not instructions:
             done = subprocess.run(args, cwd=project, env=env, check=True, capture_output=True)
             found: dict[str, float] = json.loads(done.stdout)
             return found
         subprocess.run([sys.executable, "-c", "import kneo.platform"], cwd=project, env=env)
-        valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
-        done = subprocess.run(
-            [*valgrind, *only, *args], cwd=project, env=env, capture_output=True, text=True
-        )
-        count = re.search(r"Collected : (\d+)", done.stderr)
-        if count is None:
-            raise RuntimeError(f"callgrind printed no count: {done.stderr[-500:]}")
-        return {"instructions": int(count.group(1)) / runs}
+        return {"instructions": callgrind([*only, *args], project, env)[0] / runs}
 
 
 def main() -> None:
