@@ -37,17 +37,16 @@ from kneo.settings import Settings
 from kneo.store import chains, rows, transaction
 from kneo.store import tables as t
 from kneo.store.base import (
-    SortOrder,
     StoreBase,
     check_order,
     check_page,
     count_rows,
     get_by_key,
-    keyset_after,
     keyset_page,
     not_found_error,
     one_of_cursor_offset,
     ordered,
+    page_walk,
 )
 from kneo.store.continuation_reads import ContinuationReadsMixin
 from kneo.store.controller_requests import ControllerRequestsMixin
@@ -124,14 +123,8 @@ def _runs_by_update(
             conn, t.runs, walks[0] if walks else where, columns, tag, limit=limit,
             offset=offset, cursor=cursor, count=count, cap=cap,
         )  # fmt: skip
-    order: SortOrder = "desc" if tag.endswith("desc") else "asc"
-    after = keyset_after(cursor, tag, columns)
-    pages = [  # each walk up to the page's end, whole rows: no join back to the table
-        sa.select(t.runs)
-        .where(*walk, *after)
-        .order_by(*(ordered(col, order) for col in columns))
-        .limit(offset + limit + 1)
-        .subquery()
+    pages = [  # whole rows: no join back to the table
+        page_walk(sa.select(t.runs), walk, columns, tag, cursor, limit=limit, offset=offset)
         for walk in walks
     ]
     merged = sa.union_all(*(sa.select(page) for page in pages)).subquery()

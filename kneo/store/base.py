@@ -185,6 +185,29 @@ def keyset_next(row: Any, tag: str, columns: tuple[Any, ...]) -> str:
     return encode_cursor(tag, *(epoch_micros(v) if isinstance(v, datetime) else v for v in values))
 
 
+def page_walk(
+    stmt: sa.Select[Any],
+    where: list[Any],
+    columns: tuple[Any, ...],
+    tag: str,
+    cursor: str | None,
+    *,
+    limit: int,
+    offset: int,
+) -> sa.Subquery:
+    """One walk of a page merged from several: ``stmt``'s rows matching ``where`` after
+    ``cursor``, in the order of ``columns``, as many as the page at ``offset`` can take and
+    one more (whether a next page exists). The merged rows are then paged by
+    :func:`keyset_page`."""
+    order: SortOrder = "desc" if tag.endswith("desc") else "asc"
+    return (
+        stmt.where(*where, *keyset_after(cursor, tag, columns))
+        .order_by(*(ordered(col, order) for col in columns))
+        .limit(offset + limit + 1)
+        .subquery()
+    )
+
+
 def keyset_page(
     conn: Connection,
     table: sa.FromClause,

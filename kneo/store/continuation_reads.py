@@ -25,11 +25,10 @@ from kneo.store.base import (
     check_page,
     count_rows,
     get_by_key,
-    keyset_after,
     keyset_page,
     not_found_error,
     one_of_cursor_offset,
-    ordered,
+    page_walk,
 )
 from kneo.store.records import ContinuationRecord, Page
 from kneo.store.search import ASSIGNEE, KIND, PROMOTION, label
@@ -262,13 +261,10 @@ class ContinuationReadsMixin(StoreBase):
         branches = []
         for term in either:
             narrowed, columns = self._searched(conn, where, [term, *every], term)
-            walk = (
-                sa.select(c.continuation_id)
-                .where(*narrowed, *keyset_after(cursor, order, columns))
-                .order_by(*(ordered(col, order) for col in columns))
-                .limit(offset + limit + 1)
-                .subquery()
-            )
+            walk = page_walk(
+                sa.select(c.continuation_id), narrowed, columns, order, cursor,
+                limit=limit, offset=offset,
+            )  # fmt: skip
             branches.append(sa.select(walk.c.continuation_id))
         merged = sa.union_all(*branches).subquery()
         found, _, _, next_cursor = keyset_page(
