@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from kneo.clock import Clock, SystemClock
-from kneo.errors import ConfigError
 from kneo.lazy import lazy_exports
 from kneo.settings import Settings
 from kneo.store.api import Store, Transaction
@@ -51,6 +50,7 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
+from kneo.store.urls import parse_database_url
 
 if TYPE_CHECKING:
     from kneo.store.contracts import (
@@ -186,27 +186,6 @@ def resolve_url(url: str | None, *, state_dir: Path | None = None) -> sa.URL:
         return parsed
     directory = state_dir or DEFAULT_STATE_DIR
     return sa.URL.create("sqlite", database=str(directory / DEFAULT_SQLITE_NAME))
-
-
-def parse_database_url(url: str) -> sa.URL:
-    """``url`` parsed; a ``config_error`` naming ``KNEO_SERV_DATABASE_URL`` when it is not a
-    database URL or its port is not a TCP port. The message never repeats the URL (it
-    holds the password)."""
-    try:
-        parsed = sa.make_url(url)
-        port = parsed.port
-    except (sa.exc.ArgumentError, ValueError):  # ValueError: SQLAlchemy's int(port)
-        raise ConfigError(
-            "KNEO_SERV_DATABASE_URL is not a database URL "
-            "(dialect+driver://user:password@host:port/database, the port a number)",
-            variable="KNEO_SERV_DATABASE_URL",
-        ) from None
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(
-            f"KNEO_SERV_DATABASE_URL: port {port} is not a TCP port (1-65535)",
-            variable="KNEO_SERV_DATABASE_URL",
-        )
-    return parsed
 
 
 def open_store(
