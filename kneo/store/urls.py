@@ -53,8 +53,8 @@ def _split(url: str) -> sa.URL:
     name, sep, rest = url.partition("://")
     if not sep or not name or not all(c.isalnum() or c in "_+" for c in name):  # [\w\+]+://
         raise ValueError("no dialect name")
-    # [^:/]* (?: :[^@]* )? @ -- the password runs to the first @ after the name's colon;
-    # without one, the name is all before the last @ ahead of any : or /
+    # [^:/]* (?: :[^@]* )? @ -- the password runs to the first @ after the user's colon;
+    # without one, the user is all before the last @ ahead of any : or /
     username: str | None = None
     password = host = port = database = query = username
     stop = _first(rest, ":/")
