@@ -13,6 +13,7 @@ the same count whatever else runs), per run as the difference between two run co
     python bench/admission.py --baseline /path/to/other/checkout [--runs 300] [--rounds 5]
     python bench/admission.py --baseline OLD --candidate NEW   # two other checkouts
     python bench/admission.py --baseline OLD --instructions    # deterministic, slow
+    python bench/admission.py --baseline OLD --instructions --environment dev   # runs name it
 """
 
 from __future__ import annotations
@@ -54,16 +55,17 @@ CHILD = textwrap.dedent(
     from kneo.store import open_store
 
     root, runs = Path(sys.argv[1]), int(sys.argv[2])
+    env = sys.argv[3] or None  # the environment each run names ("": none, the default)
     settings = Settings.from_env({"KNEO_SERV_API_KEYS": "ops:bench-key-0123456789:operator"})
     project = ProjectContext.discover(cwd=root, settings=settings)
     store = open_store(f"sqlite:///{root / 'bench.sqlite'}", settings=settings)
     manager = create_platform(settings, project, store=store)
     spec = str(root / "spec.yaml")
     for _ in range(20):  # warm: imports, caches, the prepared spec
-        manager.run_from_spec(spec_path=spec, input_text="warm")
+        manager.run_from_spec(spec_path=spec, input_text="warm", environment=env)
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(runs):
-        result = manager.run_from_spec(spec_path=spec, input_text=f"run {i}")
+        result = manager.run_from_spec(spec_path=spec, input_text=f"run {i}", environment=env)
         assert result.status == "succeeded", result
     print(json.dumps({
         "cpu_us": (time.process_time() - cpu) * 1e6 / runs,
@@ -74,7 +76,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def one(checkout: Path, runs: int, *, callgrind: bool = False) -> dict[str, float]:
+def one(
+    checkout: Path, runs: int, *, callgrind: bool = False, environment: str = ""
+) -> dict[str, float]:
     """One fresh process of ``checkout``: per-run CPU and wall microseconds (and, under
     callgrind, the process's instruction count)."""
     with tempfile.TemporaryDirectory(prefix="kneo-admission-") as tmp:
@@ -85,7 +89,7 @@ def one(checkout: Path, runs: int, *, callgrind: bool = False) -> dict[str, floa
         env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
         env["PYTHONPATH"] = str(checkout)
         env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts: repeatable counts
-        command = [sys.executable, "-c", CHILD, str(root), str(runs)]
+        command = [sys.executable, "-c", CHILD, str(root), str(runs), environment]
         if callgrind:
             out = root / "callgrind.out"
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command]
@@ -99,10 +103,10 @@ def one(checkout: Path, runs: int, *, callgrind: bool = False) -> dict[str, floa
         return result
 
 
-def instructions_per_run(checkout: Path, runs: int) -> float:
+def instructions_per_run(checkout: Path, runs: int, environment: str = "") -> float:
     """Instructions one run costs: (count at ``2 * runs`` - count at ``runs``) / ``runs``."""
-    few = one(checkout, runs, callgrind=True)["instructions"]
-    many = one(checkout, 2 * runs, callgrind=True)["instructions"]
+    few = one(checkout, runs, callgrind=True, environment=environment)["instructions"]
+    many = one(checkout, 2 * runs, callgrind=True, environment=environment)["instructions"]
     return (many - few) / runs
 
 
@@ -113,19 +117,24 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="count, under callgrind")
+    parser.add_argument(
+        "--environment", default="", help="the environment each run names (default: none)"
+    )
     args = parser.parse_args()
     if args.instructions:
         runs = min(args.runs, 100)
-        before = instructions_per_run(args.baseline.resolve(), runs)
-        after = instructions_per_run(args.candidate.resolve(), runs)
+        before = instructions_per_run(args.baseline.resolve(), runs, args.environment)
+        after = instructions_per_run(args.candidate.resolve(), runs, args.environment)
         print(f"baseline: {before:,.0f} instructions per run")
         print(f"    this: {after:,.0f} instructions per run")
         print(json.dumps({"baseline": before, "this": after, "ratio": round(after / before, 4)}))
         return 0
     sides: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
     for _ in range(args.rounds):
-        sides["baseline"].append(one(args.baseline.resolve(), args.runs))
-        sides["this"].append(one(args.candidate.resolve(), args.runs))
+        sides["baseline"].append(
+            one(args.baseline.resolve(), args.runs, environment=args.environment)
+        )
+        sides["this"].append(one(args.candidate.resolve(), args.runs, environment=args.environment))
     out: dict[str, object] = {}
     for side, samples in sides.items():
         cpu = statistics.median(s["cpu_us"] for s in samples)

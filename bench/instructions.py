@@ -18,9 +18,14 @@ cancels out:
 * ``step``: per step, 30 ten-step function runs minus 30 one-step ones (SQLite, ``normal``);
   ``pause``: per pause, 40 runs of the approval example to its human step. Both after 30
   warm-up runs and an emptied WAL, counted inside the loop alone.
+* ``reconcile-noop`` / ``reconcile-one``: per pass of the GitOps controller over 1,000
+  signed bundles (``bench/scale_reconcile.py``'s repository, SQLite), the same commit again /
+  after a commit changing one bundle, 10 passes counted inside each call alone (the Git
+  commands it starts are other processes, not counted), after a cold pass and two warm-up
+  passes of the same controller.
 
     python bench/instructions.py --baseline /path/to/other/checkout
-        [--what drain post post-pg import setup step pause]
+        [--what drain post post-pg import setup step pause reconcile-noop reconcile-one]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
@@ -117,6 +122,41 @@ def runs():
     for _ in range(n):
         m.run_from_spec(input_text=text, spec_path=spec)
 operator.call(runs)
+"""
+#: ``reconcile-*``: a repository of ``sys.argv[2]`` bundles built under ``sys.argv[1]`` and
+#: reconciled cold (``setup``), or ``sys.argv[4]`` passes counted (``noop`` or ``one``).
+RECONCILE = """
+import operator, runpy, sys
+from pathlib import Path
+from kneo.bundle import load_keyring, load_signing_key
+from kneo.controller.config import ControllerConfig
+from kneo.controller.controller import Controller
+from kneo.controller.source import GitSource
+from kneo.store import open_store
+root, count, kind = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+bench = runpy.run_path(sys.argv[5], run_name="scale_reconcile")
+if kind == "setup":
+    bench["build"](root, count)
+store = open_store(f"sqlite:///{root / 'kneo.sqlite'}")
+remote = (root / "remote.git").as_uri()
+config = ControllerConfig(repo=remote, cache_dir=root / "cache")
+ctl = Controller(store, GitSource(remote, ref="main", cache_dir=config.cache_dir),
+                 load_keyring(root / "trusted"), config=config)
+def leading():
+    result = ctl.reconcile_once()
+    assert result.ok and result.leader, result.to_dict()
+    return result
+for _ in range(3 if kind == "setup" else 2):
+    leading()
+key = load_signing_key(root / "keys" / "ci.key")
+for i in range(0 if kind == "setup" else int(sys.argv[4])):
+    if kind == "one":
+        bench["write_bundle"](root / "work", key, i, version=100 + i)
+        bench["git"](root / "work", "commit", "--quiet", "-am", f"one {i}")
+        bench["git"](root / "work", "push", "--quiet", remote, "HEAD:main")
+    operator.call(leading)
+ctl.step_down()  # the next process leads at once
+store.close()
 """
 IMPORT = "import kneo\nfrom kneo.platform import create_platform\n"
 TOKEN = "bench-instructions-0123456789abcdef"
@@ -264,10 +304,25 @@ def pause(checkout: Path, runs: int = 40) -> float:
     return _runs(checkout, Path("examples/hitl_approval.yaml"), runs, "launch") / runs
 
 
+def reconcile(checkout: Path, kind: str, passes: int = 10, bundles: int = 1000) -> float:
+    """Per controller pass at ``bundles`` bundles: ``noop`` (the same commit) or ``one`` (a
+    commit changing one bundle before each pass); see the module."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = child_env(checkout, root)
+        script = str(REPO / "bench" / "scale_reconcile.py")
+        setup = [sys.executable, "-c", RECONCILE, str(root), str(bundles), "setup", "0", script]
+        subprocess.run(setup, cwd=root, env=env, check=True, capture_output=True)
+        args = [sys.executable, "-c", RECONCILE, str(root), str(bundles), kind, str(passes)]
+        only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
+        return callgrind([*only, *args, script], root, env)[0] / passes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
     every = ["drain", "post", "post-pg", "import", "setup", "step", "pause"]
+    every += ["reconcile-noop", "reconcile-one"]
     parser.add_argument("--what", nargs="+", choices=every, default=every)
     parser.add_argument(
         "--database-url",
@@ -283,6 +338,14 @@ def main() -> None:
         "setup": ("create_platform() on an existing SQLite file", setup),
         "step": ("per step of a function run, SQLite", step),
         "pause": ("per pause (approval example), SQLite", pause),
+        "reconcile-noop": (
+            "per no-op controller pass, 1,000 bundles, SQLite",
+            lambda c: reconcile(c, "noop"),
+        ),
+        "reconcile-one": (
+            "per one-bundle controller pass, 1,000 bundles, SQLite",
+            lambda c: reconcile(c, "one"),
+        ),
     }
     for what in args.what:
         label, measure = measures[what]

@@ -93,6 +93,10 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         from kneo.store.search import task_labels
     except ImportError:
         task_labels = None
+    try:  # the run search's rows (migration 0022), where the store writes them
+        from kneo.store.search import outcome_terms
+    except ImportError:
+        outcome_terms = None
     start = datetime(2026, 1, 1, tzinfo=UTC)
     batch: dict[str, list[dict[str, Any]]] = {
         "runs": [],
@@ -100,6 +104,7 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         "req": [],
         "audit": [],
         "terms": [],
+        "run_terms": [],
     }
 
     def flush() -> None:
@@ -110,6 +115,7 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
                 (t.continuation_requests, "req"),
                 (t.audit_events, "audit"),
                 (t.continuation_terms, "terms"),
+                *([(t.run_terms, "run_terms")] if hasattr(t, "run_terms") else []),
             ):
                 if batch[key]:
                     conn.execute(table.insert(), batch[key])
@@ -122,7 +128,17 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         req = reqs[cont["continuation_id"]]
         run_id, cid = f"run-s{i:07d}", f"cont-s{i:07d}"
         assignee = f"user{i % ASSIGNEES}"
-        batch["runs"].append({**run, "run_id": run_id, "created_at": at, "updated_at": at})
+        outcome = _run_outcome(i)
+        if not hasattr(t.runs.c, "session_id"):
+            outcome.pop("session_id")
+        batch["runs"].append(
+            {**run, "run_id": run_id, "created_at": at, "updated_at": at, **outcome}
+        )
+        if outcome_terms is not None:
+            batch["run_terms"] += [
+                {"term": term, "created_at": at, "run_id": run_id}
+                for term in outcome_terms(outcome["output_text"], outcome["error"])
+            ]
         requests = [{**r, "assignee": assignee} for r in cont["requests"]]
         labels = {}  # one task in 1,000 of a rare environment, another of a rare workflow
         if i % 1000 == 0:
@@ -167,6 +183,21 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         # every count of ``total`` visits the heap.
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("ANALYZE" if no_vacuum else "VACUUM ANALYZE"))
+
+
+def _run_outcome(i: int) -> dict[str, Any]:
+    """A copied run's session (ten runs each), output (a common word in every one, a rare
+    one in one run of 1,000) and, for one run in 1,000, an error; one in 1,000 is of a rare
+    workflow."""
+    rare = " zephyr" if i % 1000 == 750 else ""
+    outcome: dict[str, Any] = {
+        "session_id": f"sess{i // 10}",
+        "output_text": f"Draft ready for release {i}{rare}",
+        "error": {"code": "boom", "message": "ledger unreachable"} if i % 1000 == 250 else None,
+    }
+    if i % 1000 == 500:
+        outcome["workflow_name"] = "rare-workflow"
+    return outcome
 
 
 def _list_row(cont: dict[str, Any], assignee: str) -> dict[str, Any]:
@@ -253,12 +284,34 @@ def measure_backend(
                 "workflow": "rare-workflow",
             },
         ),
-        ("/v1/runs", "runs", {"status": "paused"}),
+        (
+            "/v1/runs",
+            "runs",
+            {
+                "status": "paused",
+                "session_id": f"sess{size // 20}",
+                "has_error": "true",
+                "workflow_name": "rare-workflow",
+                "created_after": (
+                    datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=size - 100)
+                ).isoformat(),
+                "q": "zephyr",
+                "q ": "draft release",
+                "q  ": "nowhere",
+                # the original clients' default order with a search (issue 55)
+                "q   ": {"q": "zephyr", "sort_by": "updated_at"},
+                "q    ": {"q": "nowhere", "sort_by": "updated_at"},
+                "q     ": {"q": "draft release", "sort_by": "updated_at"},
+            },
+        ),
         ("/v1/audit-events", "events", {"event_type": "run.created"}),
     ):
         case(route, "first page", lambda r=route: get(r))
         for key, value in filters.items():
-            case(route, f"{key}={value}", lambda r=route, k=key, v=value: get(r, **{k: v}))
+            name = key.strip()  # (a key repeated with spaces: another value of one filter)
+            params = value if isinstance(value, dict) else {name: value}  # (or several)
+            what = " ".join(f"{k}={v}" for k, v in params.items())
+            case(route, what, lambda r=route, p=params: get(r, **p))
         cursor = get(route).get("next_cursor")
         if cursor:
             case(route, "after a cursor", lambda r=route, c=cursor: get(r, cursor=c))

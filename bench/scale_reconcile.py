@@ -11,7 +11,8 @@ environment (``prod``, no promotion gates), and reconciles it into a fresh SQLit
 * one-bundle, new controller: the same after a commit, but by a controller built afresh
   on the same store and cache (what a restarted process or a new leader does first);
 * the cold pass's CPU time: this process's, and its child processes' (the Git commands),
-  steadier than wall time on a busy host;
+  steadier than wall time on a busy host; and the median CPU time of a no-op and of a
+  one-bundle pass, the same way;
 * peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
 
 Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
@@ -111,10 +112,13 @@ def measure(
             source = GitSource(remote.as_uri(), ref="main", cache_dir=config.cache_dir)
             return Controller(store, source, keyring, config=config)
 
+        cpu_of: dict[int, float] = {}  # id(result) -> CPU seconds of its pass
+
         def timed(ctl: Controller) -> tuple[float, ReconcileResult]:
-            start = time.perf_counter()
+            start, cpu_start, kids = time.perf_counter(), time.process_time(), _children_cpu()
             result = ctl.reconcile_once()
             elapsed = time.perf_counter() - start
+            cpu_of[id(result)] = time.process_time() - cpu_start + _children_cpu() - kids
             if not result.ok or not result.leader:
                 raise SystemExit(f"reconcile failed: {result.error or 'not the leader'}")
             return elapsed, result
@@ -172,7 +176,12 @@ def measure(
         "cold_cpu_s": round(cold_cpu_s, 3),
         "cold_children_cpu_s": round(children_cpu_s, 3),
         "noop_s": round(statistics.median(s for s, _ in noops), 4),
+        "noop_cpu_s": round(statistics.median(cpu_of[id(r)] for _, r in noops), 4),
         "one_bundle_s": round(median_incremental, 4),
+        "one_bundle_cpu_s": round(statistics.median(cpu_of[id(r)] for _, r in incrementals), 4),
+        # the least disturbed pass: what a comparison of two versions on a shared host reads
+        "noop_cpu_min_s": round(min(cpu_of[id(r)] for _, r in noops), 4),
+        "one_bundle_cpu_min_s": round(min(cpu_of[id(r)] for _, r in incrementals), 4),
         "one_bundle_new_controller_s": round(fresh_s, 4),
         "one_bundle_verified": last.stats.get("verified"),
         "one_bundle_stage_s": last.stats.get("seconds"),
@@ -181,6 +190,12 @@ def measure(
         "active_revisions": active,
         "peak_rss_mb": round(rss_kb / 1024, 1),
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished child processes (the Git commands)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cold_children_cpu_s']} s (child processes); stages: {r['cold_stage_s']}"
         )
         print(f"{where}, one-bundle stages: {r['one_bundle_stage_s']}")
+        print(
+            f"{where}, CPU per pass (this process and its Git commands, steadier than wall "
+            f"time on a busy host): no-op {r['noop_cpu_s']} s (least {r['noop_cpu_min_s']} s), "
+            f"one-bundle {r['one_bundle_cpu_s']} s (least {r['one_bundle_cpu_min_s']} s)"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A scratch PostgreSQL database for the benches and ``scripts/generate_sql_texts.py``.
+"""A scratch PostgreSQL database for the benches.
 
 Not a bench itself: they import it as ``bench.scratch_db`` (the checkout's root on
 ``sys.path``).

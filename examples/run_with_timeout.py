@@ -9,10 +9,12 @@ docs/human_in_the_loop.md, "Run-level timeouts vs. human-task timeouts").
 
 from __future__ import annotations
 
+import sys
+
 from kneo import create_platform
 
 
-def main() -> None:
+def main() -> int:
     manager = create_platform()
     queued = manager.start_run_from_spec(
         input_text="draft the launch announcement",
@@ -24,7 +26,12 @@ def main() -> None:
     print(f"run_id={queued.run_id} status={queued.status} deadline_at={run['deadline_at']}")
     result = manager.execute_run(queued.run_id)
     print(f"status={result.status} continuation_id={result.continuation_id}")
+    if result.status != "paused":  # its documented end: waiting for the approval
+        error = result.metadata.get("error") or {}
+        print(f"{result.status}: [{error.get('code')}] {error.get('message')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,8 +13,6 @@ the MCP server, ``kneo.service.mcp``)/``kneo.console``/``kneo.cli``/``kneo.worke
 
 from kneo.lazy import lazy_exports
 
-__version__ = "0.1.0"
-
 _ERRORS = [
     "BundleError",
     "BundleNotApproved",
@@ -67,10 +65,14 @@ _EXPORTS = {
     "set_platform_manager": "kneo.service.dependencies",
     "ServiceClient": "kneo.cli.service_client",
     "ServiceError": "kneo.cli.service_client",
+    # which Kneo this is (the version from the Git tag it was built from; docs/compatibility.md)
+    "__version__": "kneo.version",
+    "version_info": "kneo.version",
+    "VersionInfo": "kneo.version",
     # the error tree
     **dict.fromkeys(_ERRORS, "kneo.errors"),
 }
 
-__all__ = sorted(["__version__", *_EXPORTS])
+__all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports("kneo", globals(), _EXPORTS)

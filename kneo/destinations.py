@@ -11,7 +11,8 @@ A spec is code that reaches the network through a model's ``base_url`` and an MC
 * a network: ``10.0.0.0/8``, ``fd00::/8`` (IP literals only: a name is never resolved here,
   so a DNS answer cannot widen the list);
 * a URL prefix: ``https://gw.example.com/v1`` (scheme, host and port equal, the path a
-  prefix at a ``/`` boundary);
+  prefix at a ``/`` boundary once dot-segments are resolved: ``/v1/../../x`` is ``/x``, and
+  so are its percent-encoded spellings, as a server would read them);
 * ``loopback``: ``localhost``, ``127.0.0.0/8``, ``::1`` and the unspecified addresses, which
   reach this host too.
 
@@ -48,10 +49,32 @@ DEFAULT_ENDPOINTS: dict[str, str] = {
     "google": "https://generativelanguage.googleapis.com",
     "gemini": "https://generativelanguage.googleapis.com",
 }
+#: Where a provider's key may be sent unless the project binds it elsewhere
+#: (``secrets.destinations``): its provider's own endpoints, by the provider names a project
+#: declares keys under (``secrets.providers``) and the names specs use. Azure OpenAI's are
+#: per tenant: the project allows its own resource under ``network.allow``.
+_OPENAI = ("https://api.openai.com",)
+_GOOGLE = PROVIDER_ENDPOINTS[2:]
+PROVIDER_KEY_DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "openai": _OPENAI,
+    "openai-compatible": _OPENAI,
+    "openai-agents": _OPENAI,
+    # a server the spec names: its key goes where the project binds it, nowhere by default
+    "llama-cpp": (),
+    "azure-openai": ("https://*.openai.azure.com", "https://*.cognitiveservices.azure.com"),
+    "anthropic": ("https://api.anthropic.com",),
+    "google": _GOOGLE,
+    "gemini": _GOOGLE,
+    "google-adk": _GOOGLE,
+}
+#: A spec's provider name -> the name its key is declared under when it has none of its own.
+PROVIDER_KEY_NAMES: dict[str, str] = {"openai-compatible": "openai", "gemini": "google"}
 LOOPBACK = "loopback"
 
 _HOST_LABEL = re.compile(r"^[a-z0-9*]([a-z0-9*_-]{0,61}[a-z0-9*])?$")
 _PORTS = {"http": 80, "https": 443}
+_DOTS = re.compile("%2e", re.IGNORECASE)
+_SLASHES = re.compile(r"%2f|%5c|\\", re.IGNORECASE)
 
 
 class DestinationError(ValueError):
@@ -145,7 +168,26 @@ def parse_url(url: str) -> Target:
     host = (parts.hostname or "").lower()
     if not host:
         raise DestinationError("the URL has no host")
-    return Target(parts.scheme, host, port or _PORTS[parts.scheme], parts.path or "/")
+    return Target(parts.scheme, host, port or _PORTS[parts.scheme], normal_path(parts.path))
+
+
+def normal_path(path: str) -> str:
+    """``path`` as a server resolves it (RFC 3986's dot-segment removal), after reading the
+    spellings some servers decode first as what they stand for: ``%2e`` is ``.``, ``%2f``,
+    ``%5c`` and ``\\`` are ``/``, a segment's ``;parameters`` are dropped. A prefix is compared with this, never with the raw text,
+    so ``/v1/../../x`` or ``/v1/%2e%2e/x`` is not under ``/v1``."""
+    text = _SLASHES.sub("/", _DOTS.sub(".", path))
+    out: list[str] = []
+    segments = text.split("/")[1:] if text.startswith("/") else text.split("/")
+    for segment in segments:
+        name = segment.split(";", 1)[0]  # ``..;x`` is ``..`` to servers that drop parameters
+        if name == "..":
+            if out:
+                out.pop()
+        elif name != ".":
+            out.append(segment)
+    trailing = segments[-1].split(";", 1)[0] in (".", "..")
+    return "/" + "/".join(out) + ("/" if trailing and out else "")
 
 
 def parse_destination(entry: str) -> Destination:

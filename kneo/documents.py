@@ -15,7 +15,16 @@ the recursive parser sees it, by code that never recurses:
 A breach raises :class:`DocumentError` naming the source and the limit (``E_DOCUMENT_TOO_LARGE``,
 ``E_DOCUMENT_TOO_DEEP``, ``E_DOCUMENT_TOO_COMPLEX``, ``E_NUMBER_TOO_LONG``); a file that is not
 a regular file (a device, a FIFO, a symlink to ``/dev/zero``) is ``E_NOT_A_FILE`` and is
-never read. Pure but for :func:`read_file`, which reads what it is given.
+never read.
+
+**One reading.** A mapping that holds one key twice (``required_signatures: 2`` and, further
+down, ``required_signatures: 1``) is ``E_DUPLICATE_KEY`` naming both lines and the field:
+parsers and people disagree on which one counts (PyYAML and ``json`` take the last, a
+reviewer reads the first). Keys are compared as the document reads them (``"a"`` and ``a``,
+``0x10`` and ``16``, ``yes`` and ``true`` are one key each); a YAML merge (``<<: *base``)
+is the one way to override a key, and two merge keys in one mapping are a duplicate too.
+
+Pure but for :func:`read_file`, which reads what it is given.
 """
 
 from __future__ import annotations
@@ -237,13 +246,121 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+class _DuplicateMember(ValueError):
+    """Raised by the pairs hook: an object names one member twice (located afterwards)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: the object, unless a member repeats (one C-level ``dict`` per
+    object and a length comparison: the common case costs no Python loop)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateMember
+    return result
+
+
+def _checked_hook(
+    hook: Callable[[list[tuple[str, Any]]], Any],
+) -> Callable[[list[tuple[str, Any]]], Any]:
+    """A caller's hook, then the duplicate check on what it made of the pairs."""
+
+    def checked(pairs: list[tuple[str, Any]]) -> Any:
+        value = hook(pairs)
+        if isinstance(value, dict) and len(value) != len(pairs):
+            raise _DuplicateMember
+        return value
+
+    return checked
+
+
 #: a decoder with this module's checks (an ``object_pairs_hook`` may be given)
 _decoder = functools.partial(
     json.JSONDecoder, parse_constant=_refuse_constant, parse_float=_finite_float
 )
-#: the decoder of documents without a hook (``json.loads`` with options builds one, and its
-#: scanner, per call; ``json`` itself shares one across threads)
-_DECODER = _decoder()
+#: the decoder of documents without a caller's hook (``json.loads`` with options builds one,
+#: and its scanner, per call; ``json`` itself shares one across threads)
+_DECODER = _decoder(object_pairs_hook=_unique_object)
+
+# a JSON string (escapes included) or one structural character
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\],]')
+
+
+def _member_path(frames: list[list[Any]]) -> str:
+    """``a.b[2].c`` of the innermost open value (each frame: kind, keys, key or index)."""
+    out = ""
+    for kind, _keys, at in frames:
+        if kind == "[":
+            out += f"[{at}]"
+        elif at is not None:
+            out += f".{at}" if out else str(at)
+    return out or "<root>"
+
+
+def _duplicate_member(text: str) -> tuple[str, int, int, str] | None:
+    """The first repeated member: ``(key, first offset, second offset, path)``. Only run
+    once a document was refused for one; a flat walk over its tokens, never recursive."""
+    frames: list[list[Any]] = []  # [kind, {key: offset} | None, current key | index]
+    expect_key = False
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token == "{":
+            frames.append(["{", {}, None])
+            expect_key = True
+        elif token == "[":
+            frames.append(["[", None, 0])
+            expect_key = False
+        elif token in "]}":
+            if frames:
+                frames.pop()
+            expect_key = False
+        elif token == ",":
+            if frames and frames[-1][0] == "[":
+                frames[-1][2] += 1
+            expect_key = bool(frames) and frames[-1][0] == "{"
+        elif expect_key and frames:
+            key = json.loads(token)
+            keys: dict[str, int] = frames[-1][1]
+            frames[-1][2] = key
+            if key in keys:
+                return key, keys[key], match.start(), _member_path(frames)
+            keys[key] = match.start()
+            expect_key = False
+    return None
+
+
+def _duplicate_json(source: str, text: str) -> DocumentError:
+    found = _duplicate_member(text)
+    if found is None:  # cannot happen for text the parser read; still a clear refusal
+        return DocumentError(
+            f"{source}: an object repeats a member", code=ErrorCode.E_DUPLICATE_KEY, file=source
+        )
+    key, first, second, path = found
+    return _duplicate(source, key, path, _position(text, first), _position(text, second))
+
+
+def _duplicate(
+    source: str,
+    key: Any,
+    path: str,
+    first: tuple[int | None, int | None],
+    again: tuple[int | None, int | None],
+) -> DocumentError:
+    """``E_DUPLICATE_KEY`` naming the field and both places (``(line, column)`` each)."""
+    if first[0] == again[0]:
+        where = f"on line {again[0]} (columns {first[1]} and {again[1]})"
+    else:
+        where = f"(lines {first[0]} and {again[0]})"
+    return DocumentError(
+        f"{source}:{again[0]}: {path}: the key {key!r} is given twice {where}; a document is "
+        "read one way only: keep one",
+        code=ErrorCode.E_DUPLICATE_KEY,
+        file=source,
+        line=again[0],
+        column=again[1],
+        first_line=first[0],
+        path=path,
+        key=str(key),
+    )
 
 
 def _not_finite(
@@ -305,6 +422,8 @@ def parse_json(
 
     ``forbid_nul``: refuse ``\\u0000`` in strings (text columns cannot hold it on PostgreSQL).
     ``object_pairs_hook`` may raise ``ValueError`` subclasses of its own; they pass through.
+    An object that repeats a member is ``E_DUPLICATE_KEY`` either way (the hook's dict is
+    checked after it).
     """
     if isinstance(data, bytes):
         if len(data) > limits.max_bytes:
@@ -324,9 +443,13 @@ def parse_json(
         )
     try:
         decoder = (
-            _DECODER if object_pairs_hook is None else _decoder(object_pairs_hook=object_pairs_hook)
+            _DECODER
+            if object_pairs_hook is None
+            else _decoder(object_pairs_hook=_checked_hook(object_pairs_hook))
         )
         value = decoder.decode(text)
+    except _DuplicateMember:
+        raise _duplicate_json(source, text) from None
     except _NotFinite as exc:
         line, column = _position(text, text.find(exc.literal))
         raise _not_finite(source, exc.literal, line, column) from None
@@ -366,6 +489,114 @@ def _yaml_loader() -> Any:
     import yaml
 
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+
+
+class _DuplicateKey(Exception):
+    """Raised while constructing: ``mapping`` names one key twice (first, then again)."""
+
+    def __init__(self, key: Any, mapping: Any, first: Any, again: Any) -> None:
+        super().__init__(key)
+        self.key, self.mapping, self.first, self.again = key, mapping, first, again
+
+
+@functools.cache
+def _one_reading_loader() -> Any:
+    """:func:`_yaml_loader` whose constructor refuses a mapping that names a key twice.
+
+    The check runs in ``flatten_mapping``, which every mapping passes through before it is
+    built (and a merged one before it is merged), on the keys as written: once a mapping is
+    flattened its merged keys sit beside its own, which is how a merge overrides."""
+    base = _yaml_loader()
+
+    class OneReadingLoader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._checked: set[int] = set()
+
+        def flatten_mapping(self, node: Any) -> None:
+            if id(node) not in self._checked:
+                self._checked.add(id(node))
+                self._refuse_duplicates(node)
+            super().flatten_mapping(node)
+
+        def _refuse_duplicates(self, node: Any) -> None:
+            seen: dict[Any, Any] = {}
+            for key_node, _value in node.value:
+                tag = key_node.tag
+                if tag == _STR_TAG:
+                    key: Any = key_node.value
+                elif tag == _MERGE_TAG:
+                    key = "<<"
+                elif tag == _VALUE_TAG:
+                    key = "="
+                else:  # ``16`` and ``0x10``, ``true`` and ``yes``: one key as read
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        continue  # an unhashable key: the constructor's own error
+                first = seen.get(key)
+                if first is not None:
+                    raise _DuplicateKey(key, node, first, key_node)
+                seen[key] = key_node
+
+    return OneReadingLoader
+
+
+def _yaml_path(root: Any, target: Any) -> str:
+    """``a.b[2]`` of the node ``target`` under ``root`` (a flat walk; error path only)."""
+    import yaml
+
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return _format_path(path)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.append((value_node, (*path, str(getattr(key_node, "value", "?")))))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return "<root>"
+
+
+def _format_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "<root>"
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """The one document of ``text``, every mapping read one way (``E_DUPLICATE_KEY``)."""
+    loader = _one_reading_loader()(text)
+    node = None
+    try:
+        node = loader.get_single_node()
+        return None if node is None else loader.construct_document(node)
+    except _DuplicateKey as dup:
+        mapping_path = _yaml_path(node, dup.mapping)
+        key_text = str(dup.key)
+        path = key_text if mapping_path == "<root>" else f"{mapping_path}.{key_text}"
+        first, again = dup.first.start_mark, dup.again.start_mark
+        raise _duplicate(
+            source,
+            dup.key,
+            path,
+            (first.line + 1, first.column + 1),
+            (again.line + 1, again.column + 1),
+        ) from None
+    finally:
+        loader.dispose()
 
 
 #: libyaml's message for its own nesting bound
@@ -524,7 +755,7 @@ def parse_yaml(text: str, *, source: str, limits: DocumentLimits = LIMITS) -> An
 
     check_yaml(text, source=source, limits=limits)
     try:
-        return yaml.load(text, Loader=_yaml_loader())
+        return _load_yaml(text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

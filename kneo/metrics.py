@@ -5,13 +5,15 @@ Two kinds of values, two sources, one exposition:
 
 - **What a process did** (runs finished, steps, human waits, reconciles, promotion
   decisions, notification deliveries, HTTP requests) is counted by the process that did it,
-  with prometheus-client. Several processes on one host (the API and ``kneo worker``
-  processes beside it) share a directory named by ``PROMETHEUS_MULTIPROC_DIR`` — the client's
-  multiprocess mode — and the ``/metrics`` of any of them sums them all; processes on other
-  hosts expose their own (``KNEO_SERV_METRICS_PORT``) and Prometheus sums across targets, as
-  for any fleet. Not derived from the database: retention prunes runs and their events, a
-  count of rows would then fall and Prometheus would read the fall as a counter reset (a
-  false burst in ``rate()``), and a histogram would rescan every finished run per scrape.
+  with prometheus-client, and every exposition (``/metrics``, ``KNEO_SERV_METRICS_PORT``)
+  reports **only its own process**: each process is one scrape target, and Prometheus sums
+  across targets, as for any fleet. One shape, whatever else is set: the multiprocess mode
+  of prometheus-client (``PROMETHEUS_MULTIPROC_DIR``) made every process sharing a
+  directory report the sum of them all, so scraping each of them (which workers and
+  controllers need anyway, for their probes) counted every run once per process. Not derived
+  from the database: retention prunes runs and their events, a count of rows would then fall
+  and Prometheus would read the fall as a counter reset (a false burst in ``rate()``), and a
+  histogram would rescan every finished run per scrape.
 - **Shared state** (pending human tasks, queue depth and lag, bundles) describes the whole
   installation, so it is read from the database when scraped (:mod:`kneo.store.gauges`):
   every replica reports the same value (aggregate with ``max``, not ``sum``).
@@ -27,6 +29,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from kneo import __version__, tracing
+from kneo.logs import get_logger
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -49,7 +54,7 @@ class SharedGauges(Protocol):
     @property
     def queue_lag_seconds(self) -> float: ...
     @property
-    def bundles(self) -> Mapping[tuple[str, str, str], int]: ...
+    def bundles(self) -> Mapping[tuple[str, str, str, str], int]: ...
     @property
     def pinned(self) -> Mapping[str, int]: ...
     @property
@@ -158,6 +163,10 @@ class _Metrics:
 
 _metrics: _Metrics | None = None
 _lock = threading.Lock()
+#: The notification receivers this process delivers to (:func:`declare_receivers`).
+_receivers: set[str] = set()
+#: The outcomes of ``kneo_notifications_total``.
+NOTIFICATION_OUTCOMES = ("sent", "failed", "dead")
 
 
 def enable() -> None:
@@ -169,6 +178,23 @@ def enable() -> None:
 
             disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double the output
             _metrics = _Metrics()
+            _zero_notifications(_metrics, _receivers)
+
+
+def declare_receivers(names: Iterable[str]) -> None:
+    """Export ``kneo_notifications_total`` at 0 for each receiver and outcome before any
+    delivery: a counter series that first appears at 1 has no increase Prometheus can see,
+    so an alert on ``increase()`` would miss a receiver's first dead deliveries."""
+    with _lock:
+        _receivers.update(names)
+        if _metrics is not None:
+            _zero_notifications(_metrics, _receivers)
+
+
+def _zero_notifications(m: _Metrics, receivers: Iterable[str]) -> None:
+    for receiver in receivers:
+        for outcome in NOTIFICATION_OUTCOMES:
+            m.child(m.notifications, receiver, outcome)
 
 
 def enabled() -> bool:
@@ -235,7 +261,8 @@ def record_notification(receiver: str, outcome: str) -> None:
 
 
 def record_auth_failure(surface: str, outcome: str) -> None:
-    """A refused sign-in on the ``api`` or the ``console``: ``invalid`` or ``throttled``."""
+    """A refused sign-in on the ``api``, the ``console`` or ``mcp``: ``invalid`` or
+    ``throttled``."""
     if _metrics is not None:
         _metrics.child(_metrics.auth_failures, surface, outcome).inc()
 
@@ -284,11 +311,12 @@ class StoreGauges:
         )
         bundles = GaugeMetricFamily(
             "kneo_bundles",
-            "Bundles by environment, latest revision status and Ready condition.",
-            labels=["environment", "status", "ready"],
+            "Bundles by environment, latest revision status, Ready condition, and whether "
+            "Git still has the bundle's file (in_git).",
+            labels=["environment", "status", "ready", "in_git"],
         )
-        for (env, status, ready), n in sorted(g.bundles.items()):
-            bundles.add_metric([env, status, ready], n)
+        for (env, status, ready, in_git), n in sorted(g.bundles.items()):
+            bundles.add_metric([env, status, ready, in_git], n)
         yield bundles
         pinned = GaugeMetricFamily(
             "kneo_bundles_pinned",
@@ -307,16 +335,13 @@ class StoreGauges:
 
 class BuildInfo:
     """``kneo_build_info{version,revision} 1``: which Kneo each scrape target runs (Prometheus's
-    ``*_build_info`` convention; join on it, count versions during a rollout). Always this
-    process's own, also under ``PROMETHEUS_MULTIPROC_DIR``."""
+    ``*_build_info`` convention; join on it, count versions during a rollout)."""
 
     def __init__(self, revision: str) -> None:
         self.revision = revision or "unknown"
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
-
-        from kneo import __version__
 
         info = GaugeMetricFamily(
             "kneo_build_info",
@@ -328,19 +353,15 @@ class BuildInfo:
 
 
 def exposition_registry(store: GaugeSource | None, settings: Settings) -> CollectorRegistry:
-    """What ``/metrics`` (or the metrics port) serves: this process's metrics, or every
-    process's under ``PROMETHEUS_MULTIPROC_DIR``, plus the store's gauges."""
+    """What ``/metrics`` (or the metrics port) serves: this process's own metrics (never
+    other processes', whatever ``PROMETHEUS_MULTIPROC_DIR`` says), plus the store's gauges."""
     from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     enable()
     assert _metrics is not None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BuildInfo(settings.build_revision))
-    if settings.prometheus_multiproc_dir:
-        MultiProcessCollector(registry, path=settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
-    else:
-        registry.register(_metrics.registry)
+    registry.register(_metrics.registry)
     if store is not None:
         registry.register(StoreGauges(store))
     return registry
@@ -415,9 +436,12 @@ def start_process(
     """A long-running process starts observing itself: metrics on, tracing per
     ``KNEO_SERV_OTEL_ENABLED``, the metrics port (with ``/livez`` and ``/readyz``, see
     :func:`serve_port`) when set (returned, ``None`` otherwise)."""
-    from kneo import tracing
-
     enable()
+    if settings.prometheus_multiproc_dir:
+        get_logger("kneo_serv.metrics").warning(
+            "PROMETHEUS_MULTIPROC_DIR is set: Kneo does not add up processes; this process "
+            "reports only its own metrics, so scrape every process (docs/observability.md)"
+        )
     tracing.configure(settings)
     return serve_port(store, settings, alive=alive)
 
@@ -428,6 +452,7 @@ __all__ = [
     "GaugeSource",
     "SharedGauges",
     "StoreGauges",
+    "declare_receivers",
     "enable",
     "enabled",
     "exposition_registry",

@@ -160,6 +160,8 @@ _SECRET_PATTERNS: tuple[_Rule, ...] = (
         r"(?i)\b([a-z][a-z0-9+.-]*+://[^/\s:@]*+):[^/\s@]++@",
         r"\1:" + REDACTED + "@",
     ),
+    # an http(s) URL's lone user name: where a token goes (``https://TOKEN@github.com``)
+    (("@",), r"(?i)\b(https?://)[^/\s:@?#\[\]]++@", r"\1" + REDACTED + "@"),
     # Slack: bot/user/app tokens and incoming-webhook URLs (the URL is the credential)
     (("xox",), r"\bxox[abposre]-[A-Za-z0-9-]{10,}", REDACTED),
     (
@@ -269,6 +271,24 @@ _KNOWN: tuple[str, ...] = ()
 _KNOWN_FORMS: tuple[str, ...] = ()
 #: Shorter values are not redacted by value: too likely to be ordinary text.
 MIN_SECRET_CHARS = 6
+
+
+def reduce_url(url: str) -> str:
+    """``url`` as it may be shown, logged or stored: without its user information
+    (``https://user:token@host/x`` -> ``https://host/x``). Anything that is not a
+    ``scheme://`` URL (a path, ``git@host:repo``, which cannot carry a password) is as is."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        return url
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if at != -1 and at < end:
+            end = at
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}://{authority.rpartition('@')[2]}{rest[end:]}"
 
 
 def remember_secrets(values: Iterable[str | None]) -> None:

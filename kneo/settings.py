@@ -9,6 +9,7 @@ variable.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from kneo.errors import ConfigError
+from kneo.redaction import redact_text
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -33,6 +35,25 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}", variable=name)
 
 
+#: The ``;``-separated lists: in an env file a shell sources, a ``;`` ends the command, so
+#: they are written quoted there (deploy/production.env.example).
+#: Seconds one model call may take when neither ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` nor the
+#: model's ``timeout_seconds`` says: a server that never answers must not hold a run forever.
+DEFAULT_PROVIDER_TIMEOUT_SECONDS = 120.0
+SEMICOLON_LISTS = ("KNEO_SERV_API_KEYS", "KNEO_SERV_OIDC_ROLES")
+
+
+def semicolon_list(env: Mapping[str, str], name: str) -> str:
+    """``name``'s value without one pair of quotes around it all. A shell and Docker Compose
+    remove the quotes of ``NAME='a;b'``; podman, ``docker run --env-file`` and kubectl's
+    ``--from-env-file`` keep them, and no valid list starts and ends with the same quote
+    (its last entry ends with a role or scope), so each reads the same list here."""
+    value = (env.get(name) or "").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].strip()
+    return value
+
+
 #: The connections one process opens at most, by role, when ``KNEO_SERV_DATABASE_POOL_SIZE``
 #: is unset: an API replica serves concurrent requests; a worker runs ``--concurrency`` runs
 #: (this is for one) beside its lease, sweep and notification threads; a controller reconciles
@@ -46,6 +67,57 @@ def _pooler(env: Mapping[str, str]) -> str:
         raise ConfigError(
             f"KNEO_SERV_DATABASE_POOLER must be empty or transaction, got {value!r}",
             variable="KNEO_SERV_DATABASE_POOLER",
+        )
+    return value
+
+
+#: The headers a trusted proxy may state the client in (``forwarded``: RFC 7239).
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
+
+
+def forwarded_allow_ips(
+    raw: str, *, source: str = "KNEO_SERV_FORWARDED_ALLOW_IPS"
+) -> tuple[str, ...]:
+    """The proxies whose forwarded client address is believed: IP addresses and CIDR
+    networks (comma- or space-separated, normalised), or ``*`` for any peer. ``source`` names
+    the variable or flag in the error an entry that is neither gets."""
+    found: list[str] = []
+    for item in raw.replace(",", " ").split():
+        if item == "*":
+            found.append(item)
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{source} entry {item!r} is not an IP address, a CIDR network or *",
+                variable=source,
+            ) from None
+    return tuple(found)
+
+
+def forwarded_header(raw: str, *, source: str = "KNEO_SERV_FORWARDED_HEADER") -> str:
+    """``x-forwarded-for`` (the default) or ``forwarded``: the one header read."""
+    value = (raw or FORWARDED_HEADERS[0]).strip().lower()
+    if value not in FORWARDED_HEADERS:
+        raise ConfigError(
+            f"{source} must be x-forwarded-for or forwarded, got {raw!r}", variable=source
+        )
+    return value
+
+
+#: Where the rest of a run executes after a decision or a continue (``KNEO_SERV_CONTINUATIONS``):
+#: ``auto``, on the workers when the service has any (its own, or ``--no-worker``'s), else in
+#: the request; ``queue``, always on the workers; ``request``, always in the request.
+CONTINUATION_MODES = ("auto", "queue", "request")
+
+
+def _continuations(env: Mapping[str, str]) -> str:
+    name = "KNEO_SERV_CONTINUATIONS"
+    value = (env.get(name) or "auto").strip().lower()
+    if value not in CONTINUATION_MODES:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(CONTINUATION_MODES)}, got {value!r}", variable=name
         )
     return value
 
@@ -88,6 +160,11 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     return value
 
 
+def _limit(env: Mapping[str, str], name: str) -> float | None:
+    """A model call's timeout: 120 s unless set; ``0`` is no limit."""
+    return _float(env, name, DEFAULT_PROVIDER_TIMEOUT_SECONDS) or None
+
+
 def _port(env: Mapping[str, str], name: str) -> int | None:
     value = _int(env, name, None)
     if value is not None and not 1 <= value <= 65535:
@@ -99,6 +176,11 @@ def _num(env: Mapping[str, str], suffix: str, default: float) -> float:
     """``KNEO_SERV_NOTIFICATIONS_<suffix>`` as a number (``default`` when unset)."""
     value = _float(env, f"KNEO_SERV_NOTIFICATIONS_{suffix}", default)
     return default if value is None else value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).expanduser() if raw else None
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -138,6 +220,9 @@ class Limits:
     #: a listing's ``total`` is exact up to this many rows, then capped (``total_capped``)
     max_list_count: int = 1_000
     max_path_chars: int = 4_096
+    #: the longest ``Prefer: wait=N`` a decision or continue handed to the workers waits for
+    #: its run's pause or end before answering ``202`` (a longer one is cut to this)
+    max_wait_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -198,6 +283,20 @@ class NotificationSettings:
     expiring_lead_seconds: float = 900.0
     #: receivers as JSON (a list, the project config's ``notifications.receivers`` schema)
     receivers: str = field(default="", repr=False)
+    #: people as JSON (a list, the project config's ``notifications.people`` schema)
+    people: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class A2aPushSettings:
+    """A2A push notifications (``KNEO_SERV_A2A_PUSH_*``; docs/a2a.md#push-notifications)."""
+
+    #: the origins an A2A client may name as its push URL (the network grant of push
+    #: notifications: :class:`kneo.kernel.AllowList`); empty: no push notifications
+    destinations: tuple[str, ...] = ()
+    #: seals a push config's token and credentials in the store (AES-GCM); needed with
+    #: ``destinations``, the same on every process
+    secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -213,8 +312,12 @@ class OidcSettings:
     #: the *name* of the variable holding the client secret (never the secret itself)
     client_secret_env: str = ""
     scopes: tuple[str, ...] = ("openid", "email", "profile")
-    #: the claim naming the person (``email``; ``sub`` when the token lacks it)
+    #: the claim naming the person (``email``; ``sub`` when the token lacks it or, for
+    #: ``email``, when ``email_verified`` is not true)
     user_claim: str = "email"
+    #: take ``email`` without ``email_verified: true`` (providers that issue only addresses
+    #: they own and omit the flag); off: an unverified address names nobody
+    trust_unverified_email: bool = False
     #: the claim listing the person's groups
     groups_claim: str = "groups"
     #: claims -> roles: ``group:NAME=role[,role];user:EMAIL=role;*=role``
@@ -254,8 +357,9 @@ def _oidc(env: Mapping[str, str]) -> OidcSettings:
         client_secret_env=(env.get("KNEO_SERV_OIDC_CLIENT_SECRET_ENV") or "").strip(),
         scopes=scopes,
         user_claim=(env.get("KNEO_SERV_OIDC_USER_CLAIM") or "").strip() or o.user_claim,
+        trust_unverified_email=_bool(env, "KNEO_SERV_OIDC_TRUST_UNVERIFIED_EMAIL", False),
         groups_claim=(env.get("KNEO_SERV_OIDC_GROUPS_CLAIM") or "").strip() or o.groups_claim,
-        roles=env.get("KNEO_SERV_OIDC_ROLES", ""),
+        roles=semicolon_list(env, "KNEO_SERV_OIDC_ROLES"),
         clock_skew_seconds=_float(env, "KNEO_SERV_OIDC_CLOCK_SKEW_SECONDS", o.clock_skew_seconds)
         or 0.0,
         jwks_cache_seconds=_float(env, "KNEO_SERV_OIDC_JWKS_CACHE_SECONDS", o.jwks_cache_seconds)
@@ -303,6 +407,18 @@ def _notifications(env: Mapping[str, str]) -> NotificationSettings:
         or 1,
         expiring_lead_seconds=_num(env, "EXPIRING_LEAD_SECONDS", n.expiring_lead_seconds),
         receivers=env.get("KNEO_SERV_NOTIFICATIONS_RECEIVERS", ""),
+        people=env.get("KNEO_SERV_NOTIFICATIONS_PEOPLE", ""),
+    )
+
+
+def _profiles(env: Mapping[str, str]) -> Path:
+    home_profiles = Path.home() / ".kneo_serv" / "profiles.json"
+    return Path(env.get("KNEO_SERV_PROFILES_PATH") or home_profiles)
+
+
+def _a2a_push(env: Mapping[str, str]) -> A2aPushSettings:
+    return A2aPushSettings(
+        _list(env, "KNEO_SERV_A2A_PUSH_DESTINATIONS"), env.get("KNEO_SERV_A2A_PUSH_SECRET", "")
     )
 
 
@@ -324,10 +440,24 @@ class Settings:
     idempotency_key: str = ""
     #: the Git push webhook's secret when no ``webhook_secret_env`` names another variable
     webhook_secret: str | None = None
-    #: Failed sign-ins (a wrong API key, over the API or the console) a client address, or
-    #: a key prefix, may make within ``auth_failure_window_seconds`` before ``429``.
+    #: the controller's Git credential (``kneo.controller.credentials``): a file holding the
+    #: token (read at every fetch), or the token; the user name sent with it
+    git_token_file: Path | None = None
+    #: the controller's policy floors (``kneo.policy.floors``): minimums per environment the
+    #: watched repository cannot lower; over ``controller.policy_floors``
+    policy_floors: Path | None = None
+    git_token: str = field(default="", repr=False)
+    git_username: str = ""
+    #: Failed sign-ins (a wrong API key, over the API, the console or MCP) a client address,
+    #: or one key tried, may make within ``auth_failure_window_seconds`` before ``429``.
     auth_max_failures: int = 10
     auth_failure_window_seconds: float = 60.0
+    #: proxies (IPs, CIDR networks, ``*``) whose forwarded client address and scheme are
+    #: believed; ``()``: none, the TCP peer is the client (``kneo.service.proxies``)
+    forwarded_allow_ips: tuple[str, ...] = ()
+    #: the header those proxies write: ``x-forwarded-for`` (with ``X-Forwarded-Proto``) or
+    #: ``forwarded`` (RFC 7239); the other one is never read
+    forwarded_header: str = "x-forwarded-for"
     # persistence
     database_url: str | None = None
     #: SQLite ``PRAGMA synchronous`` in WAL mode: ``normal`` (commits survive a process crash
@@ -356,7 +486,8 @@ class Settings:
     # runtime reliability
     provider_retries: int = 0
     provider_retry_backoff_seconds: float = 0.25
-    provider_timeout_seconds: float | None = None
+    #: seconds one model call may take (per attempt); ``None``: no limit (set to 0)
+    provider_timeout_seconds: float | None = DEFAULT_PROVIDER_TIMEOUT_SECONDS
     mcp_retries: int = 0
     mcp_retry_backoff_seconds: float = 0.25
     mcp_timeout_seconds: float | None = None
@@ -377,7 +508,8 @@ class Settings:
     #: which needs ``metrics:read``); how ``kneo worker`` and ``kneo controller run`` expose theirs
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
-    #: prometheus-client's multiprocess directory: processes sharing it report together
+    #: prometheus-client's multiprocess directory: not used to add processes up (each reports
+    #: itself); set, it is only warned about at start (kneo.metrics.start_process)
     prometheus_multiproc_dir: str | None = None
     #: the source revision this build was made from (``kneo_build_info``; the image sets it)
     build_revision: str = ""
@@ -390,10 +522,14 @@ class Settings:
     #: ``human.requested`` notifications carry a signed one-time decision link per request
     decision_links: bool = False
     decision_link_seconds: int = 86_400
+    a2a_push: A2aPushSettings = field(default_factory=A2aPushSettings)
     # background work
     sweep_interval_seconds: float | None = None
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
+    #: where a decision's or a continue's run executes: ``auto``, ``queue`` or ``request``
+    #: (:data:`CONTINUATION_MODES`)
+    continuations: str = "auto"
     #: compiled workflows and prepared specs kept per process (least recently used dropped)
     spec_cache_entries: int = 256
     # reviewer console (``/ui``)
@@ -408,12 +544,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env: Mapping[str, str] = dict(os.environ) if environ is None else environ
-        keys = env.get("KNEO_SERV_API_KEYS", "")
+        keys = semicolon_list(env, "KNEO_SERV_API_KEYS")
         admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
         oidc = _oidc(env)
         auth_default = bool(keys.strip() or admin.strip() or oidc.enabled)
         project_config = env.get("KNEO_PROJECT_CONFIG")
-        profiles = env.get("KNEO_SERV_PROFILES_PATH")
         return cls(
             project_config=Path(project_config) if project_config else None,
             default_env=env.get("KNEO_ENV") or "dev",
@@ -425,16 +560,20 @@ class Settings:
             oidc=oidc,
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
             webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
+            git_token_file=_path(env, "KNEO_SERV_GIT_TOKEN_FILE"),
+            policy_floors=_path(env, "KNEO_SERV_POLICY_FLOORS"),
+            git_token=env.get("KNEO_SERV_GIT_TOKEN", ""),
+            git_username=(env.get("KNEO_SERV_GIT_USERNAME") or "").strip(),
             auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
             auth_failure_window_seconds=_float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
             or 60.0,
+            forwarded_allow_ips=forwarded_allow_ips(env.get("KNEO_SERV_FORWARDED_ALLOW_IPS", "")),
+            forwarded_header=forwarded_header(env.get("KNEO_SERV_FORWARDED_HEADER", "")),
             database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
             sqlite_synchronous=_sqlite_synchronous(env),
             database_pool_size=_int(env, "KNEO_SERV_DATABASE_POOL_SIZE", None) or None,
             database_pooler=_pooler(env),
-            profiles_path=Path(profiles)
-            if profiles
-            else Path.home() / ".kneo_serv" / "profiles.json",
+            profiles_path=_profiles(env),
             spec_roots=tuple(Path(p) for p in _list(env, "KNEO_SERV_SPEC_ROOTS")),
             limits=_counts(env, Limits, ""),
             checkpoint=_counts(env, CheckpointLimits, "CHECKPOINT_"),
@@ -444,15 +583,13 @@ class Settings:
                 env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
             )
             or 0.0,
-            provider_timeout_seconds=_float(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS", None),
+            provider_timeout_seconds=_limit(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS"),
             mcp_retries=_int(env, "KNEO_SERV_MCP_RETRIES", 0),
             mcp_retry_backoff_seconds=_float(env, "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS", 0.25)
             or 0.0,
             mcp_timeout_seconds=_float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
             require_provider_secrets=_bool(env, "KNEO_SERV_REQUIRE_PROVIDER_SECRETS", False),
-            dummy_call_log=Path(env["KNEO_DUMMY_CALL_LOG"])
-            if env.get("KNEO_DUMMY_CALL_LOG")
-            else None,
+            dummy_call_log=_path(env, "KNEO_DUMMY_CALL_LOG"),
             client_timeout=_float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
             client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2),
             client_retry_backoff_seconds=_float(env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25)
@@ -472,9 +609,11 @@ class Settings:
             public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
             decision_links=_bool(env, "KNEO_SERV_DECISION_LINKS", False),
             decision_link_seconds=_int(env, "KNEO_SERV_DECISION_LINK_SECONDS", 86_400) or 86_400,
+            a2a_push=_a2a_push(env),
             sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
             worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
             worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
+            continuations=_continuations(env),
             spec_cache_entries=max(1, _int(env, "KNEO_SERV_SPEC_CACHE_ENTRIES", 256) or 256),
             console_enabled=_bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
             console_session_seconds=_int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800)
@@ -507,8 +646,8 @@ class Settings:
         database URL and its password), for redaction by value; never logged."""
         from urllib.parse import urlsplit
 
-        values = [self.admin_api_key, self.client_api_key, self.console_secret]
-        values += [self.spec_signing_key or ""]
+        values = [self.admin_api_key, self.client_api_key, self.console_secret, self.git_token]
+        values += [self.spec_signing_key or "", self.a2a_push.secret]
         if self.oidc.client_secret_env:
             values.append(self.environ.get(self.oidc.client_secret_env, ""))
         for entry in self.api_keys.split(";"):
@@ -530,9 +669,9 @@ class Settings:
             "webhook_secret",
             "spec_signing_key",
             "console_secret",
+            "git_token",
             "environ",
         }
-        from kneo.redaction import redact_text
 
         return {
             f.name: ("[REDACTED]" if getattr(self, f.name) else None)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from kneo import __version__
 from kneo.errors import ConfigError
 from kneo.redaction import redact_text
 
@@ -42,10 +43,9 @@ def configure(settings: Settings) -> bool:
             except ImportError:
                 raise ConfigError(
                     "KNEO_SERV_OTEL_ENABLED=true needs OpenTelemetry: "
-                    "pip install 'kneo-serv[otel]'",
+                    "pip install 'kneo-platform[otel]'",
                     variable="KNEO_SERV_OTEL_ENABLED",
                 ) from None
-            from kneo import __version__
 
             provider = trace.get_tracer_provider()
             if not isinstance(provider, TracerProvider):  # nobody installed one: ours
@@ -90,7 +90,7 @@ def _provider(env: Mapping[str, str]) -> Any:
             except ImportError:
                 raise ConfigError(
                     "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: "
-                    "pip install 'kneo-serv[otel]'",
+                    "pip install 'kneo-platform[otel]'",
                     variable="OTEL_TRACES_EXPORTER",
                 ) from None
             exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
@@ -220,6 +220,29 @@ def links_to(stored: Any) -> list[Any]:
     return [Link(linked, {"kneo.link": "resumed_from"})] if linked.is_valid else []
 
 
+def stored_span(stored: Any) -> Any:
+    """The (non-recording) span a stored trace context names, to parent a span that
+    continues its trace in another process; ``None`` when absent or malformed."""
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("traceparent"), str):
+        return None
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    context = TraceContextTextMapPropagator().extract({"traceparent": stored["traceparent"]})
+    found = trace.get_current_span(context)
+    return found if found.get_span_context().is_valid else None
+
+
+def link_to_current(kind: str) -> list[Any]:
+    """A span link to the current span (the request being served), marked ``kind``; none
+    outside a span."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Link
+
+    context = trace.get_current_span().get_span_context()
+    return [Link(context, {"kneo.link": kind})] if context.is_valid else []
+
+
 __all__ = [
     "attributes",
     "carrier",
@@ -227,9 +250,11 @@ __all__ = [
     "current",
     "end_server_span",
     "fail",
+    "link_to_current",
     "links_to",
     "server_span",
     "span",
     "start_span",
+    "stored_span",
     "tracer",
 ]

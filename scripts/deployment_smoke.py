@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,13 @@ class Smoke:
         self.failed = 0
 
     def call(
-        self, role: str | None, method: str, path: str, *, expect: int = 200, **kwargs: Any
+        self,
+        role: str | None,
+        method: str,
+        path: str,
+        *,
+        expect: int | tuple[int, ...] = 200,
+        **kwargs: Any,
     ) -> Any:
         headers = dict(kwargs.pop("headers", {}) or {})
         if role is not None:
@@ -50,7 +57,7 @@ class Smoke:
             response = self.http.request(method, path, headers=headers, **kwargs)
         except httpx2.TransportError as exc:
             raise StepFailed(f"{method} {path}: cannot connect ({type(exc).__name__})") from exc
-        if response.status_code != expect:
+        if response.status_code not in (expect if isinstance(expect, tuple) else (expect,)):
             detail = response.text[:300]
             for secret in self.secrets:
                 detail = detail.replace(secret, "[REDACTED]")
@@ -130,18 +137,25 @@ class Smoke:
         return f"GET /v1/human-tasks lists {self.state['continuation_id']}"
 
     def resume(self) -> str:
+        """The decision; where the service continues runs on workers, its answer waits for
+        the run's end (``Prefer: wait``), and a ``202`` after the wait is read until then."""
         cid = self.state["continuation_id"]
         body = self.call(
             "reviewer",
             "POST",
             f"/v1/human-tasks/{cid}/resume",
-            headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}"},
+            expect=(200, 202),
+            headers={"Idempotency-Key": f"smoke-{uuid.uuid4().hex}", "Prefer": "wait=30"},
             json={
                 "request_id": self.state["request_id"],
                 "decision": "approved",
                 "content": "Smoke approved.",
             },
         )
+        deadline = time.monotonic() + 60
+        while body["status"] in ("running", "queued") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            body = self.call("viewer", "GET", f"/v1/runs/{self.state['run_id']}")
         if body["status"] != "succeeded":
             raise StepFailed(f"POST /v1/human-tasks/{cid}/resume: run is {body['status']}")
         return f"POST /v1/human-tasks/{cid}/resume -> succeeded"

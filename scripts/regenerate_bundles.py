@@ -25,6 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEMO_KEY = REPO / "examples" / "keys" / "demo.key"
 DEMO_KEY_ID = "demo"
+SCHEMAS = REPO / "kneo" / "schemas"  # the package's: served, shipped, copied by `kneo init`
 APPROVED_BY = "demo-signer (scripts/regenerate_bundles.py)"
 
 
@@ -33,10 +34,8 @@ def _schemas() -> dict[Path, str]:
     from kneo.policy.environment import environment_policy_json_schema
 
     return {
-        REPO / "schemas" / "bundle.schema.json": json.dumps(bundle_json_schema(), indent=2) + "\n",
-        REPO / "schemas" / "environment.schema.json": json.dumps(
-            environment_policy_json_schema(), indent=2
-        )
+        SCHEMAS / "bundle.schema.json": json.dumps(bundle_json_schema(), indent=2) + "\n",
+        SCHEMAS / "environment.schema.json": json.dumps(environment_policy_json_schema(), indent=2)
         + "\n",
     }
 

@@ -16,6 +16,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import settings
 
+# Every ``kneo`` process a test starts imports the package from this checkout: with bytecode
+# writing off (some shells and CI images set this), each of those hundreds of processes
+# compiled every module again, about a quarter of a CLI start.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # Property tests check results, never time: hypothesis's per-example deadline would make
 # them fail on a loaded machine (CI shares two cores), so it is off for the whole suite.
 settings.register_profile("kneo", deadline=None)
@@ -69,26 +74,55 @@ def _global_state_is_restored() -> Iterator[None]:
 #: faults): ``-m "not slow"`` leaves them and every browser test out of a quick loop.
 SLOW_MODULES = frozenset(
     {
+        "a2a_tests/test_a2a_live.py",
         "deploy/test_container_journey.py",
+        "e2e/test_quickstart_doc.py",
+        "hitl/test_budgets.py",
+        "hitl/test_cross_process.py",
         "hitl/test_parallel_calls.py",
+        "operations/test_continuations_on_workers.py",
         "operations/test_controller_shape.py",
         "operations/test_database_faults.py",
         "operations/test_pgbouncer.py",
         "operations/test_restart_and_race.py",
         "operations/test_scale_out.py",
+        "release/test_wheel_journey.py",
+        "service/test_cli_through_service.py",
         "service/test_live_server.py",
         "service/test_openapi_fuzz.py",
+        "service/test_original_clients.py",
         "service/test_typescript_client.py",
     }
 )
 
 
+def _module(item: pytest.Item) -> str:
+    return os.path.relpath(str(item.path), os.path.dirname(__file__)).replace(os.sep, "/")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` starts one worker more than the machine has cores: each worker spends part
+    of its time waiting on the processes and servers its tests start (with one worker per
+    core, CI kept 2 cores only 80 % busy)."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A module is one unit of work for ``pytest -n`` (``--dist=loadgroup``): its
+    module-scoped fixtures (live services, filled databases, built wheels) start once, on one
+    worker, instead of once on each. Tests that share a named group across modules (the
+    browser) keep it."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(_module(item)))
+    if _module(item) in SLOW_MODULES or item.get_closest_marker("browser"):
+        item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = os.path.dirname(__file__)
-    for item in items:
-        module = os.path.relpath(str(item.path), here).replace(os.sep, "/")
-        if module in SLOW_MODULES or item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.slow)
+    """The slow journeys first, the rest in pytest-randomly's order: workers take units in
+    this order (``--no-loadscope-reorder``), so no minute-long journey starts last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 PG_ENV = "KNEO_TEST_DATABASE_URL"
@@ -106,12 +140,14 @@ class PgDatabases:
         self._prefix = prefix
         self._names: list[str] = []
 
-    def new(self) -> str:
+    def new(self, template: str | None = None) -> str:
+        """An empty database, or a copy of ``template`` (a database no one is connected to)."""
         import sqlalchemy as sa
 
         name = f"{self._prefix}_{secrets.token_hex(4)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with self._admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
         self._names.append(name)
         return self._url.set(database=name).render_as_string(hide_password=False)
 
@@ -137,6 +173,29 @@ def pg_base_url() -> str:
             pytest.fail(f"CI is set but {reason}", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_session_databases: PgDatabases) -> str:
+    """A database migrated to head once per session (per xdist worker), never connected to
+    again: the template of :func:`pg_migrated_database`'s copies."""
+    from kneo.store import open_store
+
+    url = pg_session_databases.new()
+    open_store(url).close()
+    database = url.rsplit("/", 1)[1]
+    return database
+
+
+@pytest.fixture
+def pg_migrated_database(pg_template: str) -> Iterator[Callable[[], str]]:
+    """``new()`` -> URL of a fresh PostgreSQL database already at the schema's head (a copy
+    of :func:`pg_template`, a tenth of a second where migrating one takes one to two), for
+    tests about what runs on a database, not about migrating it (those use
+    :func:`pg_database`)."""
+    databases = PgDatabases(pg_base_url(), "kneo_m")
+    yield lambda: databases.new(template=pg_template)
+    databases.drop_all()
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ STATUS_TABLES = frozenset({"_HTTP_CODES"})
 #: the registry's conditions) and a signature verification's ``_Rejection`` (raised as a
 #: ``BundleError`` when no signature counts).
 POSITIONAL_CODE: dict[str, int | None] = {"Problem": None, "_Rejection": 400}
+#: Helpers that raise the error class named here with the ``code=`` they are given.
+RAISED_BY: dict[str, str] = {"parse_kinded": "BundleError"}
 
 
 @dataclass
@@ -263,12 +265,11 @@ class _Collector:
                 self.add(_strings(value, self.constants, where), where, status, by)
 
     def _call(self, node: ast.Call, where: str) -> None:
-        status = _status_of(_name(node.func) or "", self.classes)
+        raiser = RAISED_BY.get(_name(node.func) or "", _name(node.func))
+        status = _status_of(raiser or "", self.classes)
         for keyword in node.keywords:
             if keyword.arg == "code":
-                self.add(
-                    _values(keyword.value, self.constants, where), where, status, _name(node.func)
-                )
+                self.add(_values(keyword.value, self.constants, where), where, status, raiser)
         record = _name(node.func)
         if record in POSITIONAL_CODE and node.args:
             by = "BundleError" if record == "_Rejection" else None  # raised as one

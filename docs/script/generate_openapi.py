@@ -25,6 +25,10 @@ def render() -> str:
 
     app = create_app(configure_default_manager=False, settings=Settings())
     schema: dict[str, Any] = app.openapi()
+    # The committed document describes the /v1 contract, not one build: the build's version
+    # (from the Git tag, different on every commit) is what a running service's
+    # /openapi.json says.
+    schema["info"]["version"] = "v1"
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -38,7 +38,10 @@ ROW = re.compile(r"^\| `([^`]+)` \| [^|]* \| (.*?) \| (.*?) \|$")
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Spec diagnostics", ("kneo/spec/diagnostics.py",)),
     ("General, keys and requests", ("kneo/errors.py", "kneo/service/", "kneo/console/")),
-    ("Documents, specs and project config", ("kneo/documents.py", "kneo/spec/", "kneo/names")),
+    (
+        "Documents, specs and project config",
+        ("kneo/documents.py", "kneo/spec/", "kneo/names", "kneo/kernel.py"),
+    ),
     ("The command line", ("kneo/cli/", "kneo/tools/factory.py")),
     ("Runs, steps, tools and providers", ("kneo/engine/", "kneo/tools/", "kneo/mcp/")),
     ("Runs and human tasks", ("kneo/platform/",)),

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_serializer
+from pydantic import Field, field_serializer
 
 from kneo.bundle.digest import signing_payload
 from kneo.bundle.format import (
@@ -27,12 +27,11 @@ from kneo.bundle.format import (
     Bundle,
     EvalAttestation,
     Signature,
-    _DuplicateMember,
     _Model,
-    _no_duplicate_members,
+    parse_kinded,
 )
 from kneo.bundle.keys import Keyring, SigningKey
-from kneo.bundle.verify import check_attestations
+from kneo.bundle.verify import _judge_signature, _too_few, check_attestations
 from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
 
@@ -133,8 +132,6 @@ def _verify_signatures(
     required: int,
     accepted: Collection[str] | None,
 ) -> tuple[str, ...]:
-    from kneo.bundle.verify import _judge_signature, _too_few
-
     model = bundle.model_copy(update={"signatures": []})
     payload = signing_payload(document)
     allowed = None if accepted is None else frozenset(accepted)
@@ -155,36 +152,13 @@ def _verify_signatures(
 
 
 def _parse(raw: bytes | str) -> tuple[EvalResults, dict[str, Any]]:
-    from kneo.documents import DocumentError, parse_json
-
-    try:
-        document = parse_json(raw, source="eval results", object_pairs_hook=_no_duplicate_members)
-    except _DuplicateMember as exc:
-        raise BundleError(
-            f"eval results repeat the JSON member {exc.args[0]!r}",
-            code=ErrorCode.eval_results_malformed,
-            field=exc.args[0],
-        ) from None
-    except DocumentError as exc:
-        raise BundleError(
-            f"eval results are not a readable JSON document: {exc.message}",
-            code=ErrorCode.eval_results_malformed,
-        ) from None
-    if not isinstance(document, dict) or document.get("kind") != RESULTS_KIND:
-        raise BundleError(
-            f"not Kneo eval results: kind must be {RESULTS_KIND!r}",
-            code=ErrorCode.eval_results_malformed,
-        )
-    try:
-        return EvalResults.model_validate(document), document
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise BundleError(
-            f"eval results do not match the v1 schema at {where}: {first['msg']}",
-            code=ErrorCode.eval_results_malformed,
-            field=where,
-        ) from None
+    return parse_kinded(
+        raw,
+        EvalResults,
+        kind=RESULTS_KIND,
+        what="eval results",
+        code=ErrorCode.eval_results_malformed,
+    )
 
 
 __all__ = [

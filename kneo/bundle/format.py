@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -141,22 +141,6 @@ class Bundle(_Model):
         return [s.key_id for s in self.signatures]
 
 
-class _DuplicateMember(ValueError):
-    pass
-
-
-def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Refuse ``{"a": 1, "a": 2}``: parsers disagree on which value wins."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateMember(key)
-            seen.add(key)
-    return result
-
-
 def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[str, Any]]:
     """Parse bundle JSON (bytes, text or an already-decoded object).
 
@@ -165,27 +149,7 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
     truncated input, input over a document limit (:mod:`kneo.documents`: size, depth, values,
     number digits; ``reason`` names the limit) and anything that does not match the v1 schema.
     """
-    if isinstance(data, bytes | str):
-        try:
-            document = parse_json(data, source="bundle", object_pairs_hook=_no_duplicate_members)
-        except _DuplicateMember as exc:
-            raise BundleError(
-                f"bundle repeats the JSON member {exc.args[0]!r}; a signed document must be "
-                "unambiguous",
-                code=ErrorCode.bundle_malformed,
-                field=exc.args[0],
-            ) from None
-        except DocumentError as exc:
-            raise BundleError(
-                f"bundle is not a readable JSON document (truncated, not a bundle, or over a "
-                f"document limit): {exc.message}",
-                code=ErrorCode.bundle_malformed,
-                reason=exc.code,
-            ) from None
-    else:
-        document = dict(data)
-    if not isinstance(document, dict):
-        raise BundleError("bundle must be a JSON object", code=ErrorCode.bundle_malformed)
+    document = decode_document(data, what="bundle", code=ErrorCode.bundle_malformed)
     if document.get("kind") != BUNDLE_KIND:
         raise BundleError(
             f"not a Kneo spec bundle: kind must be {BUNDLE_KIND!r}, got {document.get('kind')!r}",
@@ -199,17 +163,66 @@ def parse_bundle(data: bytes | str | Mapping[str, Any]) -> tuple[Bundle, dict[st
             code=ErrorCode.bundle_malformed,
             field="version",
         )
+    return validate_document(Bundle, document, what="bundle", code=ErrorCode.bundle_malformed)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def decode_document(
+    data: bytes | str | Mapping[str, Any], *, what: str, code: str
+) -> dict[str, Any]:
+    """A signed document's JSON object, read within :mod:`kneo.documents`' limits; a
+    duplicate member is refused as ambiguous (a verifier and a reader could see different
+    values), anything unreadable or not an object is ``code``."""
+    if not isinstance(data, bytes | str):
+        return dict(data)
     try:
-        bundle = Bundle.model_validate(document)
+        document = parse_json(data, source=what)
+    except DocumentError as exc:
+        if exc.code == ErrorCode.E_DUPLICATE_KEY:
+            raise BundleError(
+                f"a signed document must be unambiguous: {exc.message}",
+                code=code,
+                field=exc.details.get("path"),
+                reason=exc.code,
+            ) from None
+        raise BundleError(
+            f"{what}: not a readable JSON document (truncated, not a {what}, or over a "
+            f"document limit): {exc.message}",
+            code=code,
+            reason=exc.code,
+        ) from None
+    if not isinstance(document, dict):
+        raise BundleError(f"{what} must be a JSON object", code=code)
+    return document
+
+
+def validate_document(
+    model: type[_M], document: dict[str, Any], *, what: str, code: str
+) -> tuple[_M, dict[str, Any]]:
+    """``document`` as ``model``, the first mismatch named by its path."""
+    try:
+        return model.model_validate(document), document
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleError(
-            f"bundle does not match the v1 schema at {where}: {first['msg']}",
-            code=ErrorCode.bundle_malformed,
+            f"{what} does not match the v1 schema at {where}: {first['msg']}",
+            code=code,
             field=where,
         ) from None
-    return bundle, document
+
+
+def parse_kinded(
+    raw: bytes | str, model: type[_M], *, kind: str, what: str, code: str
+) -> tuple[_M, dict[str, Any]]:
+    """A signed document whose ``kind`` member says what it is: decoded, its kind checked
+    (``field="kind"``), then validated."""
+    document = decode_document(raw, what=what, code=code)
+    if document.get("kind") != kind:
+        raise BundleError(f"not a Kneo {what}: kind must be {kind!r}", code=code, field="kind")
+    return validate_document(model, document, what=what, code=code)
 
 
 def dump_bundle(bundle: Bundle) -> str:
@@ -218,7 +231,7 @@ def dump_bundle(bundle: Bundle) -> str:
 
 
 def bundle_json_schema() -> dict[str, Any]:
-    """The JSON Schema of bundle v1, as shipped in ``schemas/bundle.schema.json``."""
+    """The JSON Schema of bundle v1, as shipped in ``kneo/schemas/bundle.schema.json``."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://kneo.dev/schemas/bundle.schema.json",

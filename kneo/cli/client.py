@@ -5,6 +5,11 @@ project's store (``.kneo/kneo_runs.sqlite`` by default). An HTTP implementation 
 factory with :func:`set_remote_client_factory`; until one is registered, ``--service-url`` and
 ``--profile`` fail with ``service_mode_unavailable``. Every method returns the JSON shape of the
 matching HTTP route, so commands render local and remote results alike.
+
+A command talking to a service loads no platform: :mod:`kneo.platform` and its results
+(+0.47 s with SQLAlchemy), :mod:`kneo.spec.project` (+0.13 s with pydantic) and
+:mod:`kneo.cli.profiles` (+8 ms) are imported where the local side needs them, and the HTTP
+side (:mod:`kneo.cli.service_client`, httpx2) only when a service is chosen.
 """
 
 from __future__ import annotations
@@ -13,20 +18,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo import startup
+from kneo import startup, tracing
+from kneo.cli.output import talking_to
+from kneo.errors import ConfigError
+from kneo.settings import Settings
+from kneo.tools.defaults import create_tool_registry
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
     from kneo.errors import KneoError
     from kneo.platform.manager import PlatformManager
-    from kneo.settings import Settings
-    from kneo.spec.project import ProjectContext
+    from kneo.spec.project import PolicyEnforcement, ProjectContext
     from kneo.tools import ToolRegistry
 
 
 class PlatformClient(Protocol):
     def run(
-        self, *, spec_path: str, input_text: str, target: str, environment: str | None
+        self,
+        *,
+        spec_path: str,
+        input_text: str,
+        target: str,
+        environment: str | None,
+        skills: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     def get_run(self, run_id: str) -> dict[str, Any]: ...
@@ -48,7 +62,7 @@ class PlatformClient(Protocol):
     def continue_run(self, run_id: str) -> dict[str, Any]: ...
 
     def list_runs(
-        self, *, status: str | None, limit: int, cursor: str | None = None
+        self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
     ) -> dict[str, Any]: ...
 
     def list_human_tasks(
@@ -68,6 +82,10 @@ class PlatformClient(Protocol):
     ) -> dict[str, Any]: ...
 
     def get_audit(self, event_id: str) -> dict[str, Any]: ...
+
+    def preview_environment_policy(
+        self, environment: str, policy: PolicyEnforcement
+    ) -> dict[str, Any]: ...
 
     def resume(
         self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None
@@ -127,9 +145,7 @@ class LocalClient:
 
     def _platform(self, *, tools_required: bool) -> Any:
         if self._manager is None:
-            from kneo import tracing
             from kneo.platform.factory import create_platform
-            from kneo.settings import Settings
             from kneo.spec.project import ProjectContext
 
             settings = self._settings or Settings.from_env()
@@ -147,16 +163,12 @@ class LocalClient:
     def _project_tools(self, project: ProjectContext, *, required: bool) -> ToolRegistry:
         """The project's tool registry; when not ``required``, a factory that fails to load
         leaves the example tools and a warning (the error is kept for :attr:`manager`)."""
-        from kneo.errors import ConfigError
-
         try:
             return project.tool_registry()
         except ConfigError as exc:
             if required or exc.code != "E_TOOL_FACTORY":
                 raise
             import sys
-
-            from kneo.tools.defaults import create_tool_registry
 
             self._tools_error = exc
             sys.stderr.write(
@@ -177,6 +189,7 @@ class LocalClient:
         target: str,
         environment: str | None,
         on_created: Callable[[str], None] | None = None,
+        skills: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         result = self.manager.run_from_spec(
             input_text=input_text,
@@ -185,6 +198,7 @@ class LocalClient:
             environment=environment,
             actor=self._actor,
             on_created=on_created,
+            skills=skills,
         )
         return dict(result.to_dict(show_personal=True))
 
@@ -220,9 +234,28 @@ class LocalClient:
         return dict(result.to_dict(show_personal=True))
 
     def list_runs(
-        self, *, status: str | None, limit: int, cursor: str | None = None
+        self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
     ) -> dict[str, Any]:
-        return dict(self.reader.list_runs(status=status, limit=limit, cursor=cursor, count=False))
+        """``filters``: ``sort_by`` and the fields of :class:`~kneo.platform.RunFilter`
+        (times as ISO 8601 text, as the service takes them)."""
+        from datetime import datetime
+
+        from kneo.platform import RunFilter
+
+        sort_by = filters.pop("sort_by", None) or "created_at"
+        for name in ("created_after", "created_before"):
+            if isinstance(filters.get(name), str):
+                filters[name] = datetime.fromisoformat(filters[name])
+        return dict(
+            self.reader.list_runs(
+                status=status,
+                limit=limit,
+                cursor=cursor,
+                count=False,
+                sort_by=sort_by,
+                filters=RunFilter(**filters),
+            )
+        )
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         order = filters.pop("sort_order", "asc")
@@ -266,6 +299,13 @@ class LocalClient:
             count=False,
         )
         return audit_listing(page)
+
+    def preview_environment_policy(
+        self, environment: str, policy: PolicyEnforcement
+    ) -> dict[str, Any]:
+        """What storing ``policy`` would change (the local store's stored policy counts)."""
+        proposed = policy.model_dump(mode="json")
+        return dict(self.reader.preview_environment_policy(environment, proposed))
 
     def get_audit(self, event_id: str) -> dict[str, Any]:
         from kneo.platform.results import audit_to_dict
@@ -319,7 +359,6 @@ def get_client(
     if _remote_factory is not None and (service_url or profile):
         return _remote_factory(service_url, profile)
     from kneo.cli.profiles import resolve_connection
-    from kneo.settings import Settings
 
     settings = Settings.from_env()
     project = None
@@ -337,4 +376,5 @@ def get_client(
         return LocalClient(environment=environment, settings=settings, project=project)
     from kneo.cli.service_client import ServiceClient
 
+    talking_to(connection.url, chosen_by=connection.source, profile=connection.profile)
     return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kneo.cli.init_cmd import PACKAGE
 from kneo.cli.output import Output, options
+from kneo.cli.spec_cmd import load_for, project_context, write_yaml
+from kneo.documents import parse_yaml
+from kneo.envcheck import SHAPES, check_env_file
 from kneo.errors import ConfigError, ErrorCode
+from kneo.policy.check import resolve_environment_policy
+from kneo.redaction import REDACTED
+from kneo.settings import Settings
+from kneo.spec.loader import overlay_path
+from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig
+from kneo.spec.yaml_io import dump_yaml
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
@@ -36,7 +46,7 @@ SERVICE_SECRET_VARS = {  # labels avoid secret-looking words so redaction keeps 
 }
 
 _INIT_TEMPLATE = """\
-# yaml-language-server: $schema=https://kneo.dev/schemas/project_config.schema.json
+# yaml-language-server: $schema=schemas/project_config.schema.json
 # Kneo project config. Reference: docs/project_config.md
 version: v1
 name: {name}
@@ -77,6 +87,7 @@ secrets:
   providers:
     openai: OPENAI_API_KEY
     openai-agents: OPENAI_API_KEY
+    azure-openai: AZURE_OPENAI_API_KEY
     anthropic: ANTHROPIC_API_KEY
     google: GOOGLE_API_KEY
     google-adk: GOOGLE_API_KEY
@@ -89,8 +100,6 @@ retention:
 
 
 def _context(env: str | None = None, *, required: bool = True) -> ProjectContext:
-    from kneo.cli.spec_cmd import project_context
-
     context = project_context(env)
     if required and context.config_path is None:
         raise ConfigError(
@@ -105,8 +114,6 @@ def _context(env: str | None = None, *, required: bool = True) -> ProjectContext
 @options
 def show_command(out: Output = Output()) -> None:
     """Show project config."""
-    from kneo.spec.yaml_io import dump_yaml
-
     context = _context()
     data = context.config.model_dump(mode="json")
     if out.printed_json(
@@ -123,9 +130,6 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config")] = False,
 ) -> None:
     """Create a .kneo/config.yaml project config."""
-    from kneo.documents import parse_yaml
-    from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig
-
     if not name.strip() or any(ch in name for ch in "\n\r:#"):
         raise ConfigError(
             f"invalid project name {name!r}", code=ErrorCode.config_error, field="name"
@@ -143,17 +147,25 @@ def init_command(
     )  # the template must stay valid
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    _copy_schema(path.parent / "schemas", "project_config.schema.json")
     print(f"created {path.relative_to(Path.cwd())} (project '{name.strip()}')")
+
+
+def _copy_schema(folder: Path, name: str) -> None:
+    """The schema the config's modeline names, beside it: an editor resolves it offline."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PACKAGE / "schemas" / name, folder / name)
 
 
 @app.command("resolve")
 @options
 def resolve_command(env: EnvOpt = None, spec: SpecOpt = None, out: Output = Output()) -> None:
     """Resolve project context, including environment and overlays."""
-    from kneo.policy.check import resolve_environment_policy
-    from kneo.spec.loader import overlay_path
-
     context = _context(env, required=False)
+    if context.env_explicit:  # --env or KNEO_ENV names one the project declares
+        context.run_environment(context.env)
     spec_path = spec or context.default_spec_path()
     overlay: Path | None = None
     if spec_path is not None:
@@ -201,9 +213,6 @@ def secrets_command(env: EnvOpt = None, out: Output = Output()) -> None:
 
 def secret_inventory(context: ProjectContext) -> dict[str, dict[str, dict[str, Any]]]:
     """Each reference with its variable name and whether it is set. Values never leave here."""
-    from kneo.redaction import REDACTED
-    from kneo.settings import Settings
-
     settings = context.settings or Settings.from_env()
     cfg = context.config
     env_cfg = cfg.environments.get(context.env)
@@ -232,9 +241,6 @@ def render_spec_command(
     spec: SpecOpt = None,
 ) -> None:
     """Render default spec plus environment overlays into one YAML file."""
-    from kneo.cli.spec_cmd import load_for, write_yaml
-    from kneo.spec.yaml_io import dump_yaml
-
     context = _context(env, required=False)
     loaded = load_for(spec, context)
     write_yaml(output, dump_yaml(loaded.data))
@@ -267,8 +273,6 @@ def check_env_command(
     out: Output = Output(),
 ) -> None:
     """Check a deployment env file; never prints a value. Exit 0 clean, 1 findings, 2 usage."""
-    from kneo.envcheck import SHAPES, check_env_file
-
     if shape not in SHAPES:
         raise typer.BadParameter(f"one of {', '.join(SHAPES)}", param_hint="--shape")
     report = check_env_file(env_file, shape)  # type: ignore[arg-type]

@@ -2,8 +2,16 @@
 
 Thin commands over :mod:`kneo.controller`: configuration comes from flags over the
 ``controller:`` block of ``.kneo/config.yaml``; the store is the project's (PostgreSQL when
-``KNEO_SERV_DATABASE_URL`` is set, else ``.kneo/kneo_runs.sqlite``). Every command has
-``--json``; errors are one line with a stable code.
+``KNEO_SERV_DATABASE_URL`` is set, else ``.kneo/kneo_runs.sqlite``). With a service in effect
+(a profile, ``--service-url``, the project's ``service.default_url``), ``status``,
+``reconcile``, ``plan``, ``suspend`` and ``resume`` go to it instead and ask the controller
+it runs (:mod:`kneo.cli.gitops_client`); ``run`` is the controller itself and always local.
+Every command has ``--json``; errors are one line with a stable code.
+
+Three imports wait for the commands that need them, as a command sent to a service needs
+none: the project's store (:func:`~kneo.platform.factory.create_persistence_stores`, +0.33 s
+with SQLAlchemy), the review renderer (:mod:`kneo.controller.review`, +78 ms, the bundle's
+cryptography) and the default actor (:mod:`kneo.platform.bundles`, +0.30 s).
 """
 
 from __future__ import annotations
@@ -21,11 +29,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.output import Output, TrustedHmacKeysOpt, console, options
+from kneo.cli.gitops_client import GitOpsClient, RemoteGitOps, gitops_client, service_in_effect
+from kneo.cli.output import ClientOptions, Output, TrustedHmacKeysOpt, console, options
+from kneo.clock import SystemClock
+from kneo.controller.config import load_controller_config
+from kneo.controller.runner import build_controller, build_reviewer, parse_hmac_key_specs
+from kneo.errors import InvalidRequest
+from kneo.metrics import start_process
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
-    from kneo.spec.project import ProjectContext
     from kneo.store.contracts import RegistryReads
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
@@ -63,11 +78,14 @@ class Source:
 
 
 def _context() -> tuple[Any, Any]:
-    from kneo.settings import Settings
-    from kneo.spec.project import ProjectContext
-
     settings = Settings.from_env()
     return settings, ProjectContext.discover(settings=settings)
+
+
+def project_context() -> ProjectContext:
+    """The project of the working directory."""
+    project: ProjectContext = _context()[1]
+    return project
 
 
 def project_store() -> Any:
@@ -81,9 +99,6 @@ def project_store() -> Any:
 def controller_config(project: ProjectContext, **flags: Any) -> ControllerConfig:
     """The project config's ``controller:`` block with the command line's ``flags`` over it
     (``--trusted-hmac-key-env`` as ``KEY_ID=VAR`` specs)."""
-    from kneo.controller.config import load_controller_config
-    from kneo.controller.runner import parse_hmac_key_specs
-
     specs = flags.pop("trusted_hmac_key_env", None)
     if specs:
         flags["trusted_hmac_key_env"] = parse_hmac_key_specs(specs)
@@ -99,8 +114,6 @@ def _controller(source: Source, **overrides: Any) -> Iterator[Any]:
     """``with``: the controller over ``source`` and ``overrides`` (flags over the project
     config); its source and its store closed after (a store left open would leave its
     SQLite WAL behind the process)."""
-    from kneo.controller.runner import build_controller
-
     settings, project = _context()
     config = controller_config(project, **vars(source), **overrides)
     ctl: Any = build_controller(project_store(), config, settings, project=project)
@@ -137,30 +150,55 @@ def _progress(enabled: bool) -> Iterator[Any]:
 
 
 def _print_result(result: Any, out: Output) -> None:
-    from kneo.controller.controller import summarize
+    _print_pass(result.to_dict(), out)
 
-    if out.printed_json(result.to_dict()):
+
+def _print_pass(data: dict[str, Any], out: Output) -> None:
+    """A pass or plan (``ReconcileResult.to_dict``, or the service's answer with the request
+    it served) as JSON, or as lines: what it changed (or would), its problems and error."""
+    if out.printed_json(data):
         return
     screen = console()
-    if not result.leader:
+    if data.get("status") in ("queued", "running"):
         screen.print(
-            f"standing by: another controller holds the lock ({result.stats.get('leader')})"
-        )
-        return
-    head = "plan" if result.dry_run else "reconciled"
-    screen.print(
-        f"{head} {(result.commit or '-')[:12]} in {result.duration_seconds:.2f}s "
-        f"{json.dumps(result.counts())}"
-    )
-    for line in summarize(result):
-        screen.print("  " + line, markup=False)
-    for problem in result.problems:
-        screen.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
-    if result.error:
-        screen.print(
-            f"error[{result.error['code']}] at {result.error['stage']}: {result.error['message']}",
+            f"request {data['request_id']} is {data['status']}: the leading controller has not "
+            f"finished it yet (GET /v1/controller/requests/{data['request_id']})",
             markup=False,
         )
+        return
+    if not data["leader"]:
+        screen.print(
+            f"standing by: another controller holds the lock ({data['stats'].get('leader')})"
+        )
+        return
+    head = "plan" if data["dry_run"] else "reconciled"
+    screen.print(
+        f"{head} {(data['commit'] or '-')[:12]} in {data['duration_seconds']:.2f}s "
+        f"{json.dumps(data['counts'])}"
+    )
+    for line in action_lines(data["actions"]):
+        screen.print("  " + line, markup=False)
+    for problem in data["problems"]:
+        screen.print(f"  problem {problem['code']}: {problem['message']}", markup=False)
+    error = data["error"]
+    if error:
+        screen.print(
+            f"error[{error['code']}] at {error['stage']}: {error['message']}", markup=False
+        )
+
+
+def action_lines(actions: list[dict[str, Any]]) -> list[str]:
+    """One line per action that changes something (or would)."""
+    lines = []
+    for a in actions:
+        if a["action"] == "noop" and not a.get("error"):
+            continue
+        rev = f" r{a['revision']}" if a.get("revision") else ""
+        err = f"  [failed: {a['error']}]" if a.get("error") else ""
+        lines.append(
+            f"{a['action']:<18} {a['bundle']}@{a['environment']}{rev}  {a['message']}{err}"
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- controller
@@ -186,8 +224,6 @@ def run(
     out: Output = Output(),
 ) -> None:
     """Reconcile continuously (leader-elected); a local repository is also watched."""
-    from kneo.metrics import start_process
-
     with _controller(
         source,
         interval=interval,
@@ -233,6 +269,33 @@ def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> N
         raise typer.Exit(1)
 
 
+#: How long ``reconcile`` and ``plan`` wait for the service's controller (the route's most).
+SERVICE_WAIT_SECONDS = 120.0
+
+
+def _service_pass(
+    gitops: RemoteGitOps, source: Source, out: Output, ask: Callable[[], Any], **refused: Any
+) -> None:
+    """``reconcile`` or ``plan`` through the service: the controller it runs makes the pass
+    with its own configuration, so flags that would configure one here are refused."""
+    given = [f"--{name.replace('_', '-')}" for name, value in vars(source).items() if value]
+    given += [flag for flag, value in refused.items() if value]
+    if given:
+        raise InvalidRequest(
+            f"{', '.join(given)} configure a controller on this machine; the service "
+            "reconciles with the controller it runs (drop the flags, or leave the service "
+            "out: no --profile/--service-url and no active profile)",
+            field=given[0],
+        )
+    try:
+        data = ask()
+    finally:
+        gitops.close()
+    _print_pass(data, out)
+    if data.get("error"):
+        raise typer.Exit(1)
+
+
 @controller_app.command("reconcile")
 @options
 def reconcile(
@@ -244,13 +307,24 @@ def reconcile(
         "since the last reconcile",
     ),
     source: Source = Source(),
-    out: Output = Output(),
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Reconcile once and print the actions taken; exit 1 when the reconcile failed.
 
     Incremental like the loop: only bundles whose files or registry entries changed since
-    the last reconcile are planned (--full: all of them)."""
-    _one_pass(source, out, lambda ctl, progress: ctl.reconcile_once(progress=progress, full=full))
+    the last reconcile are planned (--full: all of them). With a service: its leading
+    controller makes the pass."""
+    gitops = gitops_client(opts)
+    if isinstance(gitops, RemoteGitOps):
+        _service_pass(
+            gitops,
+            source,
+            opts,
+            lambda: gitops.reconcile(wait=SERVICE_WAIT_SECONDS),
+            **{"--full": full},
+        )
+        return
+    _one_pass(source, opts, lambda ctl, progress: ctl.reconcile_once(progress=progress, full=full))
 
 
 @controller_app.command("plan")
@@ -264,39 +338,64 @@ def plan_command(
     format: str | None = typer.Option(
         None, "--format", help="With --base/--head: markdown (a PR comment) or json"
     ),
-    out: Output = Output(),
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Dry run: what a reconcile of the current commit would do; writes nothing. With --base
     and --head: per environment, what merging would change, the spec diffs, verdicts,
-    blocks, freezes and approvals required; exit 1 when something would be refused."""
-    if base is None and head is None and format is None:
-        _one_pass(source, out, lambda ctl, progress: ctl.plan(progress=progress))
+    blocks, freezes and approvals required; exit 1 when something would be refused. With a
+    service: its leading controller makes the dry run (--base/--head: planned here, against
+    the base commit)."""
+    if base is not None or head is not None or format is not None:
+        _review(source, base, head, format, opts, local=not service_in_effect(opts))
         return
-    _review(source, base, head, format, out)
+    gitops = gitops_client(opts)
+    if isinstance(gitops, RemoteGitOps):
+        _service_pass(gitops, source, opts, lambda: gitops.plan(wait=SERVICE_WAIT_SECONDS))
+        return
+    _one_pass(source, opts, lambda ctl, progress: ctl.plan(progress=progress))
 
 
 def _review(
-    source: Source, base: str | None, head: str | None, format: str | None, out: Output
+    source: Source,
+    base: str | None,
+    head: str | None,
+    format: str | None,
+    out: Output,
+    *,
+    local: bool,
 ) -> None:
+    """A pull request's plan: against the local store's registry when it holds one; with a
+    service in effect, against the base commit (no local database is read)."""
     from kneo.controller.review import render_markdown, review
-    from kneo.errors import InvalidRequest
 
     if base is None or head is None:
         raise InvalidRequest("--base and --head go together", field="--base")
     chosen = format or ("json" if out.structured else "markdown")
     if chosen not in ("markdown", "json"):
         raise InvalidRequest(f"--format is markdown or json, got {chosen!r}", field="--format")
-    with _controller(source) as ctl:
-        store = ctl.store if _has_registry(ctl.store) else None
-        data = review(
-            ctl.loader,
-            ctl.source,
-            store,
-            base=base,
-            head=head,
-            now=ctl.clock.now(),
-            prune=ctl.config.prune,
-        )
+    if local:
+        with _controller(source) as ctl:
+            store = ctl.store if _has_registry(ctl.store) else None
+            data = review(
+                ctl.loader,
+                ctl.source,
+                store,
+                base=base,
+                head=head,
+                now=ctl.clock.now(),
+                prune=ctl.config.prune,
+                ratchet=ctl.ratchet,
+                controller=ctl.config.name,
+            )
+    else:
+        settings, project = _context()
+        config = controller_config(project, **vars(source))
+        loader, git = build_reviewer(config, settings, project=project)
+        try:
+            now = SystemClock().now()
+            data = review(loader, git, None, base=base, head=head, now=now, prune=config.prune)
+        finally:
+            git.close()
     if chosen == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -315,15 +414,15 @@ def _has_registry(store: RegistryReads) -> bool:
 
 @controller_app.command("status")
 @options
-def status(out: Output = Output()) -> None:
+def status(opts: ClientOptions = ClientOptions()) -> None:
     """Last fetched commit, last reconcile start, duration and error, the leader and the
-    reconcile requests waiting for it."""
-    from kneo.platform.reconcile import controller_view
-
-    config = _config()
-    data = controller_view(project_store(), config)
-    data["source"] = data["source"] or config.repo
-    if out.printed_json(data):
+    reconcile requests waiting for it (the service's, with a service in effect)."""
+    gitops = gitops_client(opts)
+    try:
+        data = gitops.status()
+    finally:
+        gitops.close()
+    if opts.printed_json(data):
         return
     screen = console()
     for key in (
@@ -338,12 +437,20 @@ def status(out: Output = Output()) -> None:
         screen.print(f"{key:<32} {data[key] if data[key] is not None else '-'}", markup=False)
     screen.print(f"{'counts':<32} {json.dumps(data['counts'])}", markup=False)
     screen.print(f"{'requests':<32} {json.dumps(data['requests'])}", markup=False)
+    for env, policy in sorted((data.get("policy") or {}).items()):
+        condition = policy.get("condition") or {}
+        screen.print(
+            f"policy {env}: {policy.get('state')}: {condition.get('message')}", markup=False
+        )
     for problem in data["problems"]:
         screen.print(f"problem {problem['code']}: {problem['message']}", markup=False)
 
 
 ActorOpt = typer.Option(
-    None, "--actor", help="Who is acting, for the audit log (default: the OS user)"
+    None,
+    "--actor",
+    help="Who is acting, for the audit log (default: the OS user; a service records the "
+    "caller its key or sign-in names)",
 )
 
 
@@ -353,6 +460,20 @@ def actor_name(actor: str | None) -> str:
     return actor or default_actor()
 
 
+def acting(gitops: GitOpsClient, actor: str | None) -> str:
+    """The actor a local change is audited under. A service audits the person its key or
+    sign-in names, and no one else: ``--actor`` is refused there, not silently dropped."""
+    if not gitops.remote:
+        return actor_name(actor)
+    if actor is not None:
+        raise InvalidRequest(
+            "--actor names who acts on a local store; the service records the caller its "
+            "key or sign-in names",
+            field="--actor",
+        )
+    return ""
+
+
 @controller_app.command("suspend")
 @options
 def suspend(
@@ -360,26 +481,33 @@ def suspend(
     env: str = EnvOpt,
     reason: str | None = typer.Option(None, "--reason"),
     actor: str | None = ActorOpt,
-    out: Output = Output(),
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
-    from kneo.controller import operations
-
-    data = operations.suspend(project_store(), bundle, env, actor=actor_name(actor), reason=reason)
-    if not out.printed_json(data):
+    gitops = gitops_client(opts)
+    try:
+        data = gitops.suspend(bundle, env, actor=acting(gitops, actor), reason=reason)
+    finally:
+        gitops.close()
+    if not opts.printed_json(data):
         console().print(f"{bundle} suspended in {env}")
 
 
 @controller_app.command("resume")
 @options
 def resume(
-    bundle: str, env: str = EnvOpt, actor: str | None = ActorOpt, out: Output = Output()
+    bundle: str,
+    env: str = EnvOpt,
+    actor: str | None = ActorOpt,
+    opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
-    from kneo.controller import operations
-
-    data = operations.resume(project_store(), bundle, env, actor=actor_name(actor))
-    if not out.printed_json(data):
+    gitops = gitops_client(opts)
+    try:
+        data = gitops.resume(bundle, env, actor=acting(gitops, actor))
+    finally:
+        gitops.close()
+    if not opts.printed_json(data):
         console().print(
             f"{bundle} resumed in {env}"
             if data["changed"]

@@ -12,9 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from kneo.cli.output import Output, options
+from kneo.cli.output import Output, console, options
 from kneo.errors import ErrorCode, InvalidRequest, KneoError
+from kneo.platform.maintenance import prune_retention, retention_policy
 from kneo.settings import ROLE_POOL_SIZES, RetentionDays, Settings
+from kneo.spec.project import ProjectContext
+from kneo.store import open_store, resolve_url, restore_sqlite_database
+from kneo.store.doctor import as_dict, diagnose
+from kneo.store.migrate import HEAD_REVISION, pending_revisions
 
 db_app = typer.Typer(no_args_is_help=True)
 maintenance_app = typer.Typer(no_args_is_help=True)
@@ -32,8 +37,6 @@ def _settings() -> Settings:
 def _project(settings: Settings) -> Any:
     """The project around the working directory, or ``None`` outside one / if unreadable."""
     try:
-        from kneo.spec.project import ProjectContext
-
         return ProjectContext.discover(settings=settings)
     except KneoError:
         raise
@@ -60,9 +63,6 @@ class _MigrationProgress:
     """On a terminal, which migration script runs now (``n/total``); silent otherwise."""
 
     def __init__(self, current: str | None, *, shown: bool) -> None:
-        from kneo.cli.output import console
-        from kneo.store.migrate import pending_revisions
-
         self._console = console(stderr=True)
         self._pending = pending_revisions(current) if shown else []
         self._done = 0
@@ -108,8 +108,6 @@ def upgrade_command(
     ] = 0.0,
 ) -> None:
     """Apply pending schema migrations (safe while other processes start)."""
-    from kneo.store.migrate import HEAD_REVISION
-
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     store, before = _open_waiting(url, settings, state_dir, wait_seconds)
@@ -143,8 +141,6 @@ def _open_waiting(
     missing database) fails at once."""
     import time
 
-    from kneo.store import open_store
-
     deadline = time.monotonic() + wait_seconds
     waiting = False
     while True:
@@ -169,13 +165,9 @@ def _not_up_yet(exc: KneoError) -> bool:
     return exc.code == "database_unavailable" and ("FATAL:" not in text or "starting up" in text)
 
 
-@db_app.command("current")
-@options
-def current_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
-    """Show the schema revision of the database (read-only; never migrates)."""
-    from kneo.store import open_store, resolve_url
-    from kneo.store.migrate import HEAD_REVISION
-
+def database_revision(database_url: str | None = None) -> dict[str, Any]:
+    """The configured database's schema revision, read-only (a missing SQLite file is not
+    created): ``database`` (no password), ``exists``, ``revision``, ``head``, ``up_to_date``."""
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     parsed = resolve_url(url, state_dir=state_dir)
@@ -189,20 +181,27 @@ def current_command(database_url: UrlOpt = None, out: Output = Output()) -> None
             revision = store.schema_revision()
         finally:
             store.close()
-    result = {
+    return {
         "database": _shown(parsed),
         "exists": exists,
         "revision": revision,
         "head": HEAD_REVISION,
         "up_to_date": revision == HEAD_REVISION,
     }
+
+
+@db_app.command("current")
+@options
+def current_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
+    """Show the schema revision of the database (read-only; never migrates)."""
+    result = database_revision(database_url)
     if out.printed_json(result):
         return
-    if not exists:
+    if not result["exists"]:
         typer.echo(f"{result['database']}: no database yet (created at head on first use)")
     else:
         state = "up to date" if result["up_to_date"] else f"behind head {HEAD_REVISION}"
-        typer.echo(f"{result['database']}: revision {revision or 'none'} ({state})")
+        typer.echo(f"{result['database']}: revision {result['revision'] or 'none'} ({state})")
 
 
 @db_app.command("doctor")
@@ -211,9 +210,6 @@ def doctor_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
     """Check what makes the database slow or unsafe for Kneo (pending migrations,
     autovacuum, stale statistics, missing indexes, connection headroom) and say what to do.
     Read-only; exits 1 when a check warns or fails."""
-    from kneo.store import open_store
-    from kneo.store.doctor import as_dict, diagnose
-
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     store = open_store(url, settings=settings, state_dir=state_dir, migrate=False)
@@ -240,8 +236,6 @@ def doctor_command(database_url: UrlOpt = None, out: Output = Output()) -> None:
 
 def effective_retention(settings: Settings) -> RetentionDays:
     """Environment variables win per field over the project config's ``retention:`` block."""
-    from kneo.platform.maintenance import retention_policy
-
     return retention_policy(settings, _project(settings))
 
 
@@ -254,9 +248,6 @@ def prune_command(
 ) -> None:
     """Delete runs, checkpoints, queue records, continuations, artifacts and logs older than
     the retention windows; prints counts per category."""
-    from kneo.platform.maintenance import prune_retention, retention_policy
-    from kneo.store import open_store
-
     settings = _settings()
     project = _project(settings)
     url, state_dir = _target(database_url, settings)
@@ -282,8 +273,6 @@ def backup_command(
     out: Output = Output(),
 ) -> None:
     """Online backup of the SQLite database (PostgreSQL: use pg_dump)."""
-    from kneo.store import open_store
-
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     with open_store(url, settings=settings, state_dir=state_dir) as store:
@@ -302,8 +291,6 @@ def restore_command(
     out: Output = Output(),
 ) -> None:
     """Restore a SQLite backup (stop services using the database first)."""
-    from kneo.store import resolve_url, restore_sqlite_database
-
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     if to is None:

@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import ConfigError, ErrorCode, NotReady, Unauthorized
+from kneo.kernel import Origins, http_client
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: refresh an access token this long before it expires
@@ -26,16 +28,17 @@ REFRESH_MARGIN_SECONDS = 30.0
 def _post(url: str, data: dict[str, str]) -> tuple[int, dict[str, Any]]:
     import httpx2
 
-    try:
-        response = httpx2.post(url, data=data, timeout=15.0)
+    try:  # the kernel's client: that endpoint only, no redirect followed
+        with http_client(Origins.of(url), path="the identity provider", timeout=15.0) as http:
+            response = http.post(url, data=data)
     except httpx2.HTTPError as exc:
         raise NotReady(
             f"the identity provider could not be reached ({type(exc).__name__})",
             code=ErrorCode.identity_provider_unavailable,
         ) from None
     try:
-        body = response.json()
-    except ValueError:
+        body = parse_json(response.content, source=url)
+    except DocumentError:
         body = {}
     return response.status_code, body if isinstance(body, dict) else {}
 
@@ -45,8 +48,9 @@ def discover(issuer: str) -> dict[str, Any]:
 
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        found = httpx2.get(url, timeout=15.0).json()
-    except (httpx2.HTTPError, ValueError):
+        with http_client(Origins.of(url), path="the identity provider", timeout=15.0) as http:
+            found = parse_json(http.get(url).content, source=url)
+    except (httpx2.HTTPError, DocumentError):
         raise NotReady(
             f"could not read {url}", code=ErrorCode.identity_provider_unavailable
         ) from None

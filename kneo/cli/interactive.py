@@ -18,6 +18,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
+from kneo.cli.output import console as make_console
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import Decision
 from kneo.errors import ErrorCode, KneoError
 
@@ -41,8 +43,6 @@ class Terminal:
     """Questions and notes on stderr, answers from stdin (stdout keeps the command's result)."""
 
     def __init__(self, console: Any | None = None) -> None:
-        from kneo.cli.output import console as make_console
-
         self.out = console or make_console(stderr=True)
 
     def say(self, text: str, style: str | None = None) -> None:
@@ -173,7 +173,10 @@ def _typed(raw: str, kind: str) -> Any:
             return False
         raise ValueError(raw)
     if kind in ("object", "array"):
-        return json.loads(raw)
+        try:
+            return parse_json(raw, source=kind)
+        except DocumentError as exc:  # not JSON, or a key given twice
+            raise ValueError(exc.message) from None
     return raw
 
 

@@ -11,10 +11,15 @@ import sys
 
 import typer
 
-from kneo.cli.output import LazyCommand, lazy_group
+from kneo import startup
+from kneo.cli.output import LazyCommand, lazy_group, run_cli
+from kneo.logs import quiet_http_clients
 
 #: name -> where it lives; listing order is the order here.
 COMMANDS: dict[str, LazyCommand] = {
+    "init": LazyCommand(
+        "kneo.cli.init_cmd", "register", "Create a project from a template", register=True
+    ),
     "config": LazyCommand("kneo.cli.config_cmd", "app", "Manage project config"),
     "spec": LazyCommand("kneo.cli.spec_cmd", "app", "Validate and compile specs"),
     "keys": LazyCommand("kneo.cli.bundle_cmd", "keys_app", "Generate and inspect signing keys"),
@@ -32,11 +37,15 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "mcp": LazyCommand("kneo.cli.mcp_cmd", "app", "Serve Kneo to assistants over MCP"),
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
+    "policy": LazyCommand("kneo.cli.policy_cmd", "app", "Sign policy changes for the controller"),
     "registry": LazyCommand("kneo.cli.registry_cmd", "registry_app", "Inspect the bundle registry"),
     "notifications": LazyCommand(
         "kneo.cli.notifications_cmd", "app", "Notification deliveries and receivers"
     ),
     "db": LazyCommand("kneo.cli.db_cmd", "db_app", "Database schema migrations"),
+    "version": LazyCommand(
+        "kneo.cli.version_cmd", "register", "Show version, revision and schema", register=True
+    ),
     "maintenance": LazyCommand(
         "kneo.cli.db_cmd", "maintenance_app", "Retention, backup and restore"
     ),
@@ -60,10 +69,6 @@ def _root() -> None:
 
 def main() -> None:
     """Console entry point: run the app; Kneo errors become one line and an exit code."""
-    from kneo import startup
-    from kneo.cli.output import run_cli
-    from kneo.logs import quiet_http_clients
-
     startup.begin()
     quiet_http_clients()  # their INFO lines carry full URLs (a Slack webhook URL is a secret)
     sys.exit(run_cli(app))

@@ -1,8 +1,10 @@
 """``kneo mcp serve``: the MCP server over stdio (default) or streamable HTTP on its own port.
 
-Each MCP tool calls one HTTP API route with the caller's key (:mod:`kneo.service.mcp`): an
-in-process service app on this project's store, or ``--service-url``. To serve MCP on the
-service's own port instead, run ``kneo service serve --mcp`` (``/mcp``).
+Each MCP tool calls one HTTP API route with the caller's key (:mod:`kneo.service.mcp`): the
+service the connection precedence picks (``--service-url``, ``--profile``, the project's
+``service.default_url``, the active profile), else an in-process service app on this
+project's store. To serve MCP on the service's own port instead, run ``kneo service serve
+--mcp`` (``/mcp``).
 """
 
 from __future__ import annotations
@@ -12,34 +14,54 @@ from typing import Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.output import ServiceUrlOpt
+from kneo.cli.output import ServiceOptions, options, talking_to
+from kneo.cli.profiles import project_default_url, resolve_connection
+from kneo.errors import InvalidRequest
+from kneo.kernel import Origins, async_http_client
+from kneo.service.app import create_app
+from kneo.service.auth import Authenticator
+from kneo.service.factory import create_default_platform_manager
+from kneo.service.mcp import ApiBridge, McpEndpoint, build_server, in_process_client
+from kneo.service.proxies import add_forwarded
+from kneo.service.throttle import SignInThrottle
+from kneo.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Serve Kneo to assistants over MCP")
 
 
 @app.command("serve")
+@options
 def serve(
     transport: Annotated[
         str, typer.Option("--transport", help="stdio, or http (streamable HTTP at /mcp)")
     ] = "stdio",
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="http: the port (0: any free one)")] = 8765,
-    service_url: ServiceUrlOpt = None,
+    service: ServiceOptions = ServiceOptions(),
 ) -> None:
     """Serve human tasks, runs, traces, the registry and the controller status as MCP tools.
 
     Every tool is an API route called with the caller's API key and its scopes: over HTTP the
-    key of each MCP request (required), over stdio ``KNEO_SERV_API_KEY``."""
-    from kneo.errors import InvalidRequest
-    from kneo.settings import Settings
-
+    key of each MCP request (required), over stdio the profile's key or
+    ``KNEO_SERV_API_KEY``. The routes are the service's when one is in effect (a profile,
+    --service-url, the project's service.default_url), else this project's in process."""
     if transport not in ("stdio", "http"):
         raise InvalidRequest(f"--transport must be stdio or http, got {transport!r}")
     settings = Settings.from_env()
-    client, closing = _api_client(settings, service_url)
+    explicit = service.service_url or service.profile
+    connection = resolve_connection(
+        service_url=service.service_url,
+        profile=service.profile,
+        settings=settings,
+        project_default_url=None if explicit else project_default_url(settings),
+    )
+    client, closing = _api_client(settings, connection.url if connection else None)
+    if connection is not None:
+        talking_to(connection.url, chosen_by=connection.source, profile=connection.profile)
+    key = connection.api_key if connection is not None else settings.client_api_key
     try:
         if transport == "stdio":
-            _serve_stdio(client, settings)
+            _serve_stdio(client, key)
         else:
             _serve_http(client, settings, host, port)
     finally:
@@ -49,22 +71,18 @@ def serve(
 def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
     """An async HTTP client on the API and how to release what it needs."""
     if service_url:
-        import httpx2
-
-        return httpx2.AsyncClient(base_url=service_url.rstrip("/"), timeout=120), lambda: None
-    from kneo.service.app import create_app
-    from kneo.service.factory import create_default_platform_manager
-    from kneo.service.mcp import in_process_client
+        url = service_url.rstrip("/")
+        grant = Origins.of(url)  # the service's origin only: callers' keys go nowhere else
+        client = async_http_client(grant, path="the Kneo service", base_url=url, timeout=120)
+        return client, lambda: None
 
     manager = create_default_platform_manager(settings)
     api = create_app(False, settings=settings, manager=manager, start_worker=False)
     return in_process_client(api), manager.close
 
 
-def _serve_stdio(client: Any, settings: Any) -> None:
-    from kneo.service.mcp import ApiBridge, build_server
-
-    server = build_server(ApiBridge(client, default_key=settings.client_api_key))
+def _serve_stdio(client: Any, key: str | None) -> None:
+    server = build_server(ApiBridge(client, default_key=key))
     startup.done()
     server.run("stdio")
 
@@ -77,10 +95,8 @@ def _serve_http(client: Any, settings: Any, host: str, port: int) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from kneo.service.auth import Authenticator
-    from kneo.service.mcp import ApiBridge, McpEndpoint
-
-    endpoint = McpEndpoint(ApiBridge(client), Authenticator.from_settings(settings))
+    throttle = SignInThrottle(settings.auth_max_failures, settings.auth_failure_window_seconds)
+    endpoint = McpEndpoint(ApiBridge(client), Authenticator.from_settings(settings), throttle)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:
@@ -88,10 +104,12 @@ def _serve_http(client: Any, settings: Any, host: str, port: int) -> None:
             yield
 
     application = Starlette(routes=[Route("/mcp", endpoint=endpoint)], lifespan=lifespan)
+    add_forwarded(application, settings)  # the throttle keys on the client behind a proxy
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
     typer.echo(f"kneo mcp: streamable HTTP on http://{host}:{sock.getsockname()[1]}/mcp", err=True)
     startup.done()
-    uvicorn.Server(uvicorn.Config(application, log_level="warning")).run(sockets=[sock])
+    config = uvicorn.Config(application, log_level="warning", proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[sock])

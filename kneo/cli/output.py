@@ -4,6 +4,10 @@ Every command raises :class:`~kneo.errors.KneoError` for user errors; :func:`run
 into ``error[CODE]: message`` on stderr (or the error envelope on stdout, in JSON or YAML, with
 ``-o json|yaml``) and the error's exit code. No traceback ever reaches a user; unexpected
 exceptions become one line too.
+
+Every command, ``kneo --help`` included, imports this module, so two imports wait for their
+use: :mod:`kneo.cli.client` (with :mod:`kneo.settings` and :mod:`kneo.tracing`, +11 ms of a
+~95 ms ``kneo --help``) and :mod:`kneo.spec.yaml_io` (with :mod:`kneo.documents`, +2 ms).
 """
 
 from __future__ import annotations
@@ -21,10 +25,23 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from kneo.cli.hints import hint_for
 from kneo.errors import KneoError
+from kneo.redaction import redact, redact_text, reduce_url
 
 #: How errors print: ``None`` (one line on stderr), ``json`` or ``yaml`` (the envelope).
 _error_format: str | None = None
+#: The service this command's requests go to (``None``: this machine's project), which
+#: ``-o json|yaml`` output carries as ``meta.service``.
+_service: dict[str, Any] | None = None
+
+#: How each rule of the connection precedence reads in the terminal line.
+_CHOSEN_BY = {
+    "service_url": "--service-url",
+    "profile": "--profile {profile}",
+    "project_config": "service.default_url in the project config",
+    "active_profile": "the active profile {profile}",
+}
 
 
 class OutputFormat(StrEnum):
@@ -41,6 +58,24 @@ def want_structured_errors(output_format: str | None) -> None:
     _error_format = output_format
 
 
+def talking_to(url: str, *, chosen_by: str, profile: str | None = None) -> None:
+    """Record the service a command's requests go to, so it is never invisible: ``-o
+    json|yaml`` output carries it as ``meta.service`` (URL without user information, the
+    profile, which rule chose it) and, when stderr is a terminal, one line there says so."""
+    global _service
+    first = _service is None
+    _service = {"url": reduce_url(url), "profile": profile, "chosen_by": chosen_by}
+    if first and sys.stderr.isatty():
+        why = _CHOSEN_BY.get(chosen_by, chosen_by).format(profile=profile)
+        sys.stderr.write(f"kneo: service {_service['url']} ({why})\n")
+        sys.stderr.flush()
+
+
+def service_used() -> dict[str, Any] | None:
+    """What :func:`talking_to` recorded for this command, or ``None`` (local)."""
+    return _service
+
+
 def print_structured(data: Any, output_format: str) -> None:
     """``data`` as JSON or YAML on stdout, secrets redacted. The YAML is the same document as
     the JSON (values JSON has no type for print as text in both) and starts with ``---``, so a
@@ -48,11 +83,11 @@ def print_structured(data: Any, output_format: str) -> None:
     Personal data is left as the view shows it: the service redacted it for a caller without
     the decision scope, and a local command's user holds every scope (the policy:
     :mod:`kneo.redaction`)."""
-    from kneo.redaction import redact
-
+    if _service is not None and isinstance(data, dict) and "meta" not in data:
+        data = {**data, "meta": {"service": _service}}
     text = json.dumps(redact(data, show_personal=True), indent=2, sort_keys=False, default=str)
     if output_format == "yaml":
-        from kneo.spec.yaml_io import dump_yaml
+        from kneo.spec.yaml_io import dump_yaml  # cost: module docstring
 
         text = "---\n" + dump_yaml(json.loads(text)).rstrip("\n")
     sys.stdout.write(text + "\n")
@@ -144,11 +179,20 @@ class ClientOptions(Output):
 
     def client(self, *, environment: str | None = None) -> Any:
         """The platform client these options choose (local or HTTP)."""
-        from kneo.cli.client import get_client
+        from kneo.cli.client import get_client  # cost: module docstring
 
         return get_client(
             service_url=self.service_url, profile=self.profile, environment=environment
         )
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """``--service-url`` and ``--profile`` alone, for a command that prints no result
+    (``kneo mcp serve``)."""
+
+    service_url: ServiceUrlOpt = None
+    profile: ProfileOpt = None
 
 
 @functools.cache
@@ -188,6 +232,8 @@ def options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def run(**given: Any) -> Any:
+        global _service
+        _service = None  # a command's own connection (tests run several in one process)
         for param, (group, names) in groups.items():
             built = given[param] = group(**{name: given.pop(name) for name in names})
             if isinstance(built, Output):
@@ -284,9 +330,6 @@ def fail(error: KneoError) -> int:
     if _error_format is not None:
         print_structured(error.to_dict(), _error_format)
     else:
-        from kneo.cli.hints import hint_for
-        from kneo.redaction import redact_text
-
         sys.stderr.write(f"error[{error.code}]: {redact_text(error.message)}\n")
         hint = hint_for(error)
         if hint:
@@ -319,8 +362,6 @@ def run_cli(app: typer.Typer) -> int:
         if callable(show) and isinstance(code, int):
             show()
             return code
-        from kneo.redaction import redact_text
-
         sys.stderr.write(f"error[internal_error]: {type(exc).__name__}: {redact_text(str(exc))}\n")
         return 1
     return 0

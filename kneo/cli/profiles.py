@@ -13,6 +13,9 @@ Service-connection precedence (:func:`resolve_connection`):
 3. ``service.default_url`` from ``.kneo/config.yaml`` (key from ``KNEO_SERV_API_KEY``);
 4. the active profile;
 5. ``None``: run in-process.
+
+:func:`project_default_url` imports :mod:`kneo.spec.project` where it reads the project
+config (+0.13 s with pydantic): a command given ``--service-url`` or ``--profile`` never does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import typer
 
+from kneo.cli.device_login import device_sign_in, fresh
 from kneo.cli.output import Output, options
 from kneo.documents import load_json_file
 from kneo.errors import ConfigError, NotFound, SpecError
@@ -110,8 +114,6 @@ class ProfileStore:
             raise NotFound(f"no service profile named {name!r} (see 'kneo config profile list')")
         oidc = entry.get("oidc")
         if isinstance(oidc, dict) and oidc.get("access_token"):
-            from kneo.cli.device_login import fresh
-
             renewed = fresh(oidc, str(oidc.get("client_id")), oidc.get("resource"))
             if renewed is not None:
                 entry["oidc"] = oidc = {**oidc, **renewed}
@@ -276,8 +278,6 @@ def profile_login(
 ) -> None:
     """Sign a profile in at the OpenID provider with the device authorization grant: open the
     printed address, enter the code, and the profile keeps a refreshable token (never shown)."""
-    from kneo.cli.device_login import device_sign_in
-
     tokens = device_sign_in(issuer, client_id, scope, resource=resource)
     store = _store()
     store.signed_in(

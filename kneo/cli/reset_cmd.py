@@ -17,7 +17,12 @@ from typing import Annotated
 import typer
 
 from kneo.cli.output import Output, options
-from kneo.errors import ErrorCode
+from kneo.cli.spec_cmd import UsageError
+from kneo.errors import ErrorCode, InvalidRequest
+from kneo.platform.factory import state_dir
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+from kneo.store import resolve_url
 
 #: Files beside a SQLite database that belong to it.
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
@@ -47,8 +52,6 @@ def _confirmed(paths: list[Path], yes: bool) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        from kneo.cli.spec_cmd import UsageError
-
         raise UsageError(
             "kneo reset deletes local run state; pass --yes to confirm (or --dry-run to list)"
         )
@@ -70,12 +73,6 @@ def register(app: typer.Typer) -> None:
         """Remove the project's local run state: every run, paused task, audit event and
         registry entry in its SQLite database, and its artifacts and logs. The project config
         (``.kneo/config.yaml``) and backups stay."""
-        from kneo.errors import InvalidRequest
-        from kneo.platform.factory import state_dir
-        from kneo.settings import Settings
-        from kneo.spec.project import ProjectContext
-        from kneo.store import resolve_url
-
         settings = Settings.from_env()
         project = ProjectContext.discover(settings=settings)
         url = resolve_url(settings.database_url or None, state_dir=state_dir(project))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
 from kneo.cli.output import ClientOptions, cells, console, next_page, options, print_table
+from kneo.cli.run_cmd import exit_for, progress, render_run_response
+from kneo.errors import InvalidRequest
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs")
 
@@ -65,26 +68,81 @@ def _spent(usage: dict[str, Any]) -> str:
 @options
 def list_runs(
     status: str | None = typer.Option(None, "--status"),
+    q: str | None = typer.Option(
+        None, "--q", "-q", help="Words of the run's output or error message (whole, every one)"
+    ),
+    has_error: bool | None = typer.Option(
+        None, "--has-error/--no-error", help="Only runs that recorded an error, or none"
+    ),
+    created_after: str | None = typer.Option(
+        None, "--created-after", help="ISO 8601 time (UTC when it has no offset)"
+    ),
+    created_before: str | None = typer.Option(
+        None, "--created-before", help="ISO 8601 time (UTC when it has no offset)"
+    ),
+    workflow_name: str | None = typer.Option(None, "--workflow-name"),
+    workflow_kind: str | None = typer.Option(
+        None, "--workflow-kind", help="sequential, graph, ..."
+    ),
+    session_id: str | None = typer.Option(
+        None, "--session", help="Runs of this session (POST /v1/runs session_id)"
+    ),
+    sort_by: str | None = typer.Option(
+        None, "--sort-by", help="created_at (default), updated_at or status"
+    ),
     limit: int = typer.Option(20, "--limit"),
     cursor: str | None = typer.Option(
         None, "--cursor", help="The page after this one: a listing's next_cursor"
     ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
-    """List recent runs, newest first (``--cursor``: the next page)."""
+    """List runs, newest first: by status, words, error, creation time, workflow and
+    session (``--cursor``: the next page)."""
+    filters = {
+        "q": q,
+        "has_error": has_error,
+        "created_after": _time(created_after, "--created-after"),
+        "created_before": _time(created_before, "--created-before"),
+        "workflow_name": workflow_name,
+        "workflow_kind": workflow_kind,
+        "session_id": session_id,
+        "sort_by": sort_by,
+    }
     client = opts.client()
-    data = client.list_runs(status=status, limit=limit, cursor=cursor)
+    data = client.list_runs(
+        status=status,
+        limit=limit,
+        cursor=cursor,
+        **{k: v for k, v in filters.items() if v is not None},
+    )
     if opts.printed_json(data):
         return
     print_table(
         f"runs ({data['count']} shown{next_page(data)})",
-        ["run_id", "status", "workflow", "kind", "created_at"],
+        ["run_id", "status", "workflow", "kind", "session", "created_at"],
         [
-            cells(r, "run_id", "status", "workflow_name", "workflow_kind", "created_at")
+            cells(
+                r, "run_id", "status", "workflow_name", "workflow_kind", "session_id", "created_at"
+            )
             for r in data["runs"]
         ],
-        optional=("kind", "created_at"),
+        optional=("kind", "session", "created_at"),
     )
+
+
+def _time(value: str | None, option: str) -> str | None:
+    """An ISO 8601 time as the service takes it (a time without an offset is UTC); a
+    malformed one is refused naming the option."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-11-25T09:30:00Z)",
+            field=option,
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
 
 
 #: Trace payload fields with columns of their own (what people look for first); the rest of
@@ -204,9 +262,9 @@ def checkpoint_diff(
     if opts.printed_json(data):
         return
     rows: list[list[Any]] = []
-    rows += [["+", path, "", _short(v)] for path, v in data["added"].items()]
-    rows += [["-", path, _short(v), ""] for path, v in data["removed"].items()]
-    rows += [["~", path, _short(v["from"]), _short(v["to"])] for path, v in data["changed"].items()]
+    rows += [["+", c["path"], "", _short(c["value"])] for c in data["added"]]
+    rows += [["-", c["path"], _short(c["value"]), ""] for c in data["removed"]]
+    rows += [["~", c["path"], _short(c["from"]), _short(c["to"])] for c in data["changed"]]
     print_table(
         f"checkpoint diff {run_id} #{data['from_sequence']} → #{data['to_sequence']}",
         ["", "path", "from", "to"],
@@ -238,8 +296,6 @@ def recovery(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
 @options
 def continue_run(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     """Continue an interrupted (or failed) run from its last completed step boundary."""
-    from kneo.cli.run_cmd import exit_for, progress, render_run_response
-
     client = opts.client()
     with progress(f"continuing {run_id}", enabled=not opts.structured):
         data = client.continue_run(run_id)

@@ -14,12 +14,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
+from kneo.cli.controller_cmd import controller_config
 from kneo.cli.output import TrustedHmacKeysOpt
+from kneo.controller.runner import build_controller
+from kneo.errors import InvalidRequest
+from kneo.metrics import serve_port, start_process
+from kneo.service.app import REQUEST_DRAIN_SECONDS, SHUTDOWN_LIMIT_SECONDS, create_app
+from kneo.service.auth import Authenticator, parse_api_keys
+from kneo.service.factory import (
+    create_default_platform_manager,
+    load_platform_factory,
+    set_platform_factory,
+)
+from kneo.settings import Settings, forwarded_allow_ips, forwarded_header
+from kneo.spec.project import ProjectContext
+from kneo.worker import Worker
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.controller.controller import Controller
-    from kneo.settings import Settings
     from kneo.store import Store
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,6 +43,36 @@ FactoryOpt = Annotated[
         "--factory",
         metavar="MODULE:FUNCTION",
         help="Build the platform manager with this function (custom tools, stores)",
+    ),
+]
+
+
+WorkerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--worker/--no-worker",
+        help="Also execute queued (async) runs, the runs decisions and continues hand to "
+        "the workers, and the timeout sweeps in this process (the default); --no-worker: "
+        "API only, separate `kneo worker` processes execute",
+    ),
+]
+ForwardedAllowIpsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="Reverse proxies (IPs or CIDR networks, comma-separated; * for any) whose "
+        "forwarded client address and scheme are believed (else "
+        "KNEO_SERV_FORWARDED_ALLOW_IPS; default none)",
+    ),
+]
+ForwardedHeaderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--forwarded-header",
+        metavar="HEADER",
+        help="The header those proxies write: x-forwarded-for (the default) or forwarded "
+        "(else KNEO_SERV_FORWARDED_HEADER)",
     ),
 ]
 
@@ -68,26 +111,26 @@ def serve(
     mcp: Annotated[
         bool, typer.Option("--mcp", help="Also serve the MCP tools at /mcp (API key required)")
     ] = False,
-    worker: Annotated[
-        bool,
-        typer.Option(
-            "--worker/--no-worker",
-            help="Also execute queued (async) runs and the timeout sweeps in this process "
-            "(the default); --no-worker: API only, separate `kneo worker` processes execute",
-        ),
-    ] = True,
+    a2a: Annotated[
+        bool, typer.Option("--a2a", help="Also serve A2A at /a2a and its agent card")
+    ] = False,
+    worker: WorkerOpt = True,
+    forwarded_allow_ips: ForwardedAllowIpsOpt = None,
+    forwarded_header: ForwardedHeaderOpt = None,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
-    from kneo.settings import Settings
-
     _install_factory(factory)
     settings = replace(Settings.from_env(), process_role="api")
+    settings = _with_proxies(settings, forwarded_allow_ips, forwarded_header)
     if reload:
         refused = {
             "--no-worker": not worker,
             "--mcp": mcp,
+            "--a2a": a2a,
             "--factory": factory is not None,
             "--controller-repo": controller_repo is not None,
+            "--forwarded-allow-ips": forwarded_allow_ips is not None,
+            "--forwarded-header": forwarded_header is not None,
         }
         _serve_reloading(settings, host=host, port=port, refused=refused)
         return
@@ -111,7 +154,19 @@ def serve(
         port=port,
         worker=worker,
         mcp=mcp,
+        a2a=a2a,
     )
+
+
+def _with_proxies(settings: Settings, allow_ips: str | None, header: str | None) -> Settings:
+    """The flags over ``KNEO_SERV_FORWARDED_*`` (checked the same way, errors name the flag)."""
+    if allow_ips is not None:
+        allowed = forwarded_allow_ips(allow_ips, source="--forwarded-allow-ips")
+        settings = replace(settings, forwarded_allow_ips=allowed)
+    if header is not None:
+        chosen = forwarded_header(header, source="--forwarded-header")
+        settings = replace(settings, forwarded_header=chosen)
+    return settings
 
 
 def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[str, bool]) -> None:
@@ -119,9 +174,6 @@ def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[
     options that shape this process's app (``refused``, when given) would be silently
     dropped: they are refused instead."""
     import uvicorn
-
-    from kneo.errors import InvalidRequest
-    from kneo.service.auth import Authenticator
 
     dropped = [name for name, given in refused.items() if given]
     if dropped:
@@ -138,6 +190,7 @@ def _serve_reloading(settings: Settings, *, host: str, port: int, refused: dict[
         port=port,
         reload=True,
         access_log=False,
+        proxy_headers=False,  # the app reads forwarded headers (kneo.service.proxies)
         log_level=settings.log_level.lower(),
     )
 
@@ -151,14 +204,10 @@ def _serve_platform(
     port: int,
     worker: bool,
     mcp: bool,
+    a2a: bool = False,
 ) -> None:
     """Opens the platform, builds the controller (when ``run_controller``) and the app over
     them, and serves it until a signal; the store is closed on the way out."""
-    from kneo.metrics import serve_port
-    from kneo.service.app import create_app
-    from kneo.service.auth import Authenticator
-    from kneo.service.factory import create_default_platform_manager
-
     Authenticator.from_settings(settings)  # fail fast before opening anything
     # The platform (and so the database) opens here, not in the app's start-up: a database
     # that cannot be reached is one `error[database_unavailable]` line and exit code, not a
@@ -167,8 +216,6 @@ def _serve_platform(
     try:
         ctl = None
         if run_controller:
-            from kneo.controller.runner import build_controller
-
             ctl = build_controller(
                 manager.store,
                 ctl_config,
@@ -181,6 +228,8 @@ def _serve_platform(
                 f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
                 err=True,
             )
+        # Workers exist either way: this process's, or (--no-worker) the `kneo worker`s.
+        continuations = "queue" if settings.continuations == "auto" else settings.continuations
         application = create_app(
             False,
             settings=settings,
@@ -190,11 +239,21 @@ def _serve_platform(
             controller_config=ctl_config,
             run_controller=ctl is not None,
             mcp=mcp,
+            a2a=a2a,
+            continuations=continuations,
         )
         serve_port(manager.store, settings)  # the app turned metrics and tracing on
         startup.done()
         typer.echo(
-            startup_line(settings, manager.store, host=host, port=port, worker=worker, ctl=ctl),
+            startup_line(
+                settings,
+                manager.store,
+                host=host,
+                port=port,
+                worker=worker,
+                ctl=ctl,
+                continuations=continuations,
+            ),
             err=True,
         )
         _serve(application, host=host, port=port, log_level=settings.log_level.lower())
@@ -203,12 +262,18 @@ def _serve_platform(
 
 
 def startup_line(
-    settings: Settings, store: Store, *, host: str, port: int, worker: bool, ctl: Controller | None
+    settings: Settings,
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    worker: bool,
+    ctl: Controller | None,
+    continuations: str = "request",
 ) -> str:
     """One line that says what this process serves: the database (its password redacted),
-    the auth mode, the console's URL and whether the worker and the controller run here."""
-    from kneo.service.auth import parse_api_keys
-
+    the auth mode, the console's URL, whether the worker and the controller run here and
+    where decisions continue their runs."""
     database = store.engine.url.render_as_string(hide_password=True)
     if settings.auth_enabled:
         keys = parse_api_keys(settings.api_keys, settings.admin_api_key)
@@ -219,15 +284,14 @@ def startup_line(
     console = f"{base}/ui" if settings.console_enabled else "off"
     return (
         f"kneo service on {base}: database {database}; auth {auth}; console {console}; "
-        f"worker {'on' if worker else 'off'}; controller {'on' if ctl is not None else 'off'}"
+        f"worker {'on' if worker else 'off'}; controller {'on' if ctl is not None else 'off'}; "
+        f"decisions continue {'on workers' if continuations == 'queue' else 'in the request'}"
     )
 
 
 def _install_factory(ref: str | None) -> None:
     """``--factory module:function``: the platform every manager of this process comes from."""
     if ref is not None:
-        from kneo.service.factory import load_platform_factory, set_platform_factory
-
         set_platform_factory(load_platform_factory(ref))
 
 
@@ -237,8 +301,6 @@ def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
     ``SHUTDOWN_LIMIT_SECONDS`` after SIGTERM/SIGINT even if a thread hangs on the network)."""
     import uvicorn
 
-    from kneo.service.app import REQUEST_DRAIN_SECONDS, SHUTDOWN_LIMIT_SECONDS
-
     server = uvicorn.Server(
         uvicorn.Config(
             application,
@@ -247,6 +309,7 @@ def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
             access_log=False,
             log_level=log_level,
             timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
+            proxy_headers=False,  # the app reads forwarded headers (kneo.service.proxies)
         )
     )
     threading.Thread(
@@ -275,9 +338,6 @@ def _exit_after(stopping: Any, limit: float) -> None:
 def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig:
     """The ``controller:`` block with the flags over it (a controller runs here only when it
     names a repository)."""
-    from kneo.cli.controller_cmd import controller_config
-    from kneo.spec.project import ProjectContext
-
     return controller_config(ProjectContext.discover(settings=settings), **flags)
 
 
@@ -306,11 +366,6 @@ def worker(
     SIGTERM/SIGINT stop claiming; runs in flight get ``--grace-seconds`` to finish, then
     their leases are released so another worker continues them at once."""
     import signal
-
-    from kneo.metrics import start_process
-    from kneo.service.factory import create_default_platform_manager
-    from kneo.settings import Settings
-    from kneo.worker import Worker
 
     _install_factory(factory)
     settings = Settings.from_env()

@@ -1,12 +1,16 @@
-"""``kneo spec validate|lint|compile|resolve|migrate|policy-report``.
+"""``kneo spec validate|lint|compile|explain|resolve|migrate|policy-report``.
 
 Thin edge over :mod:`kneo.spec`: resolve the project context and environment, load the spec
 (overlay + defaults), run :func:`kneo.policy.check.check_spec`, render. Exit codes: 0 ok,
-1 findings or invalid input, 2 usage error. Only Typer is imported at module level so
-``kneo --help`` stays fast; everything else is imported inside the commands.
+1 findings or invalid input, 2 usage error. ``kneo --help`` never imports this module (the
+groups load lazily: :mod:`kneo.cli.main`), so what the commands share is imported here.
 
 Service mode (``--service-url``/``--profile``) goes through :func:`_on_service`, the single
 seam where the HTTP client plugs in.
+
+Two imports wait for the command that needs them: :mod:`kneo.mcp.client` for
+``lint --probe-mcp`` (+18 ms, asyncio) and :mod:`kneo.spec.explain` (+3 ms of ``kneo spec
+lint``, with the graph module).
 """
 
 from __future__ import annotations
@@ -17,13 +21,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kneo.cli.output import console
+from kneo.cli.service_client import remote_spec_operation
 from kneo.errors import ErrorCode, KneoError
+from kneo.policy.check import check_spec
+from kneo.runtimes import create_runtime_registry
+from kneo.settings import Settings
+from kneo.spec import SpecCompiler
+from kneo.spec.compiler import describe
+from kneo.spec.loader import load_spec
+from kneo.spec.migrate import detect_version, migrate_spec
+from kneo.spec.project import ProjectContext
+from kneo.spec.skills import skills_catalog
+from kneo.spec.yaml_io import dump_yaml, read_yaml_mapping
 
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
     from kneo.spec.diagnostics import Diagnostic
     from kneo.spec.loader import LoadedSpec
-    from kneo.spec.project import ProjectContext
 
 from kneo.cli.output import ClientOptions, FileOutput, LazyCommand, Output, lazy_group, options
 
@@ -70,8 +85,6 @@ class ServiceModeUnavailable(KneoError):
 
 def project_context(env: str | None) -> ProjectContext:
     """The project around the working directory, with ``--env`` (or ``KNEO_ENV``) applied."""
-    from kneo.spec.project import ProjectContext
-
     return ProjectContext.discover(env=env)
 
 
@@ -89,11 +102,12 @@ def spec_path_or_default(spec_path: Path | None, context: ProjectContext) -> Pat
 
 def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
     """Load with the overlay of an explicitly chosen environment and the project defaults."""
-    from kneo.spec.loader import load_spec
-
     path = spec_path_or_default(spec_path, context)
     return load_spec(
-        path, env=context.env if context.env_explicit else None, project=context.config
+        path,
+        env=context.env if context.env_explicit else None,
+        project=context.config,
+        declared=context.declared_environments(),
     )
 
 
@@ -107,10 +121,6 @@ def check(
     """Load, validate and enforce; returns the loaded spec, the report and the compiler
     (the project's tool registry and the runtimes) for commands that go on to compile.
     ``probe_mcp`` (validate, lint) asks each ``mcp.imports`` server for its tools."""
-    from kneo.policy.check import check_spec
-    from kneo.runtimes import create_runtime_registry
-    from kneo.spec import SpecCompiler
-
     context = project_context(env)
     loaded = load_for(spec_path, context)
     compiler = SpecCompiler(
@@ -119,7 +129,6 @@ def check(
     probe = None
     if probe_mcp and loaded.spec.mcp.imports:
         from kneo.mcp.client import check_imports
-        from kneo.settings import Settings
 
         settings = context.settings or Settings.from_env()
 
@@ -145,7 +154,6 @@ def _on_service(
     exit (1 when ``judged`` and the service found the spec invalid). Else nothing."""
     if not opts.remote:
         return
-    from kneo.cli.service_client import remote_spec_operation
 
     payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
     result = remote_spec_operation(
@@ -159,7 +167,6 @@ def render_diagnostics(diagnostics: list[Diagnostic], *, source: str) -> None:
     """One line per finding: ``severity CODE path: message (hint: ...)``."""
     if not diagnostics:
         return  # nothing to show: do not pay for importing Rich
-    from kneo.cli.output import console
 
     out = console()
     styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -259,8 +266,6 @@ def compile_command(
     tools: ToolsOpt = None,
 ) -> None:
     """Resolve every reference and build the executable workflow (nothing runs)."""
-    from kneo.spec.compiler import describe
-
     _on_service("compile", opts, spec_path, env, judged=False)
     loaded, report, compiler = check(spec_path, env, tools)
     compiled = compiler.compile(
@@ -290,11 +295,52 @@ def compile_command(
         print(f"  - {step['id']} [{step['kind']}] {detail}{tools_text}")
 
 
+@app.command("explain", short_help="Say what a spec does: steps, agents, tools, pauses, policy.")
+@options
+def explain_command(
+    spec_path: SpecPathArg = None,
+    env: EnvOpt = None,
+    opts: ClientOptions = ClientOptions(),
+    tools: ToolsOpt = None,
+) -> None:
+    """Explain a spec for people: its steps in order (a graph's routes), the agents and the
+    tools they may call, where a run waits for a person, and the environment's policy gates.
+    The spec is checked and compiled first (exit 1 with its diagnostics when invalid).
+    ``--json`` prints the structured explanation; with ``--service-url``/``--profile`` the
+    service explains it (``POST /v1/specs/explain``)."""
+    if opts.remote:
+        payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
+        answer = remote_spec_operation(
+            "explain", service_url=opts.service_url, profile=opts.profile, payload=payload
+        )
+        if not opts.printed_json(answer):
+            print("\n".join(answer["explanation"]["lines"]))
+        return
+
+    loaded, report, compiler = check(spec_path, env, tools)
+    compiled = compiler.compile(
+        loaded.spec,
+        base_dir=loaded.base_dir,
+        diagnostics=report.diagnostics,
+        source=str(loaded.path),
+    )
+    from kneo.spec.explain import explain  # cost: module docstring
+
+    explained = explain(describe(compiled), report.report)
+    shown = {
+        "valid": True,
+        "environment": report.environment,
+        "explanation": explained,
+        "diagnostics": [d.to_dict() for d in report.diagnostics],
+    }
+    if not opts.printed_json(shown):
+        print(f"{loaded.path}{_env_note(report, loaded)}:")
+        print("\n".join(explained["lines"]))
+
+
 @app.command("resolve", short_help="Write the spec with overlay and defaults applied.")
 def resolve_command(output: OutputOpt, spec_path: SpecPathArg = None, env: EnvOpt = None) -> None:
     """Write the spec with the environment overlay merged and project defaults applied."""
-    from kneo.spec.yaml_io import dump_yaml
-
     context = project_context(env)
     loaded = load_for(spec_path, context)
     write_yaml(output, dump_yaml(loaded.data))
@@ -328,9 +374,6 @@ def migrate_command(
     out: FileOutput = FileOutput(),
 ) -> None:
     """Migrate an older YAML spec to the current v1 shape."""
-    from kneo.spec.migrate import detect_version, migrate_spec
-    from kneo.spec.yaml_io import dump_yaml, read_yaml_mapping
-
     data, _ = read_yaml_mapping(spec_path)
     source_version = detect_version(data)
     migrated, changes = migrate_spec(data)
@@ -362,6 +405,32 @@ def migrate_command(
     raise typer.Exit(exit_code)
 
 
+@app.command("skills", short_help="List the skills a spec declares and who uses them.")
+@options
+def skills_command(
+    spec_path: SpecPathArg = None, env: EnvOpt = None, out: Output = Output()
+) -> None:
+    """List the skills the spec declares: description, tools, and the agents using each."""
+    loaded = load_for(spec_path, project_context(env))
+    catalog = skills_catalog(loaded.spec)
+    if out.printed_json({"spec_path": str(loaded.path), "skills": catalog}):
+        return
+    if not catalog:
+        print(f"{loaded.path}: no skills declared")
+        return
+    from rich.table import Table
+
+    table = Table("skill", "description", "tools", "agents")
+    for skill in catalog:
+        table.add_row(
+            skill["name"],
+            skill["description"] or "-",
+            ", ".join(skill["tools"]) or "-",
+            ", ".join(skill["agents"]) or "-",
+        )
+    console().print(table)
+
+
 @app.command("policy-report")
 @options
 def policy_report_command(
@@ -387,8 +456,6 @@ def policy_report_command(
 
 def _render_report(data: dict[str, Any]) -> None:
     from rich.table import Table
-
-    from kneo.cli.output import console
 
     out = console()
     out.print(

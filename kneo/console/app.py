@@ -38,7 +38,7 @@ from kneo.console.oidc import add_oidc_routes
 from kneo.console.paths import console_path, safe_next, set_session
 from kneo.console.promotions import add_promotion_routes
 from kneo.console.registry import add_registry_routes
-from kneo.console.runs import add_run_routes
+from kneo.console.runs import add_run_routes, add_session_routes
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.console.signin import add_signin_routes
 from kneo.console.tasks import add_task_routes, redraw_draft
@@ -81,6 +81,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         add_task_routes,
         add_promotion_routes,
         add_run_routes,
+        add_session_routes,
         add_registry_routes,
     ):
         add(router, auth, render)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
@@ -47,6 +48,7 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/runs/{run_id}/trace"),
         ("GET", "/v1/runs/{run_id}/checkpoints"),
     ),
+    "session_chain": (("GET", "/v1/sessions/{session_id}"),),
     "registry": (("GET", "/v1/registry/bundles"), ("GET", "/v1/controller/status")),
     "bundle": (("GET", "/v1/registry/bundles/{bundle}/{environment}"),),
     "bundle_ops": (
@@ -83,17 +85,12 @@ class Viewer:
     def can(self, page: str) -> bool:
         return page in self.allowed
 
-    @property
-    def groups(self) -> frozenset[str]:
-        person = self.principal.person
-        return person.groups if person is not None else frozenset()
-
     def may_decide(self, approvers: list[str]) -> bool:
         """Whether this viewer may decide a promotion whose environment names ``approvers``
         (anyone with the decide page, when it names nobody)."""
         if not self.can("decide"):
             return False
-        return not approvers or entry_for(self.name, self.groups, approvers) is not None
+        return not approvers or entry_for(self.principal.identity(), approvers) is not None
 
 
 #: What a state-changing POST's dependency (:meth:`ConsoleAuth.form`) gives its route: the
@@ -116,13 +113,21 @@ class ConsoleAuth:
         #: the API's sign-in throttle: a wrong key on either counts against the client
         self.throttle = app.state.sign_in_throttle
         self.codec = codec
-        api = {(m, p): s for m, p, s in route_scopes(app)}
-        self.scopes: dict[str, frozenset[str]] = {}
+
+    @cached_property
+    def scopes(self) -> dict[str, frozenset[str]]:
+        """Each page's scopes: those of the API routes it mirrors, read on the first page
+        served. Reading every route's scope makes FastAPI build the dependencies of the
+        routes it resolves lazily, a quarter of a second of a replica's start that an
+        API-only service never needed (tests/console/test_console_auth.py reads them all)."""
+        api = {(m, p): s for m, p, s in route_scopes(self.parent)}
+        scopes: dict[str, frozenset[str]] = {}
         for page, routes in PAGES.items():
             missing = [r for r in routes if r not in api]
             if missing:  # a renamed API route must not silently open a page
                 raise RuntimeError(f"console page {page!r} names unknown API routes {missing}")
-            self.scopes[page] = frozenset(s for r in routes if (s := api[r]) is not None)
+            scopes[page] = frozenset(s for r in routes if (s := api[r]) is not None)
+        return scopes
 
     def session(self, request: Request) -> Session | None:
         return self.codec.loads(request.cookies.get(COOKIE))
@@ -211,7 +216,7 @@ class ConsoleAuth:
 
     def page(self, page: str) -> Callable[[Request], Awaitable[Viewer]]:
         """A dependency for a GET page: the viewer, else sign-in, else 403."""
-        if page not in self.scopes:
+        if page not in PAGES:
             raise ValueError(f"unknown console page {page!r}")
 
         async def dependency(request: Request) -> Viewer:
@@ -227,7 +232,7 @@ class ConsoleAuth:
     def form(self, page: str) -> Callable[[Request], Awaitable[Posted]]:
         """A dependency for a state-changing POST: the CSRF token first (403 without it or
         with another session's), then the viewer and the page's scopes; the posted fields."""
-        if page not in self.scopes:
+        if page not in PAGES:
             raise ValueError(f"unknown console page {page!r}")
 
         async def dependency(request: Request) -> Posted:

@@ -16,6 +16,8 @@ from kneo.console.forms import KIND_LABELS
 from kneo.console.paths import console_path, query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import InvalidRequest
+from kneo.people import names_of
+from kneo.service.deciders import people_of
 
 #: Inbox page size (capped by ``KNEO_SERV_MAX_LIST_ITEMS``).
 INBOX_PAGE = 50
@@ -95,9 +97,9 @@ def _inbox_response(view: PageView, filters: dict[str, str], cursor: str, etag: 
         raise InvalidRequest(f"older_than must be one of {', '.join(AGES)}", field="older_than")
     assignee, kind = filters["assignee"], filters["kind"]
     who: str | tuple[str, ...] | None = assignee or None
-    if assignee == "mine":  # my name, as a key or as user:..., and my groups
-        name = view.viewer.name
-        who = (name, f"user:{name}", *sorted(f"group:{g}" for g in view.viewer.groups))
+    if assignee == "mine":  # the entries that name me: as a key, by my proven claim, my groups
+        names = names_of(view.viewer.principal.identity())
+        who = tuple(sorted(names | directory_groups(view, names)))
     try:
         listed = _inbox_listing(view, filters, who, cursor)
     except InvalidRequest as exc:
@@ -108,10 +110,25 @@ def _inbox_response(view: PageView, filters: dict[str, str], cursor: str, etag: 
         row
         for task in listed["tasks"]
         for row in _rows(task)
-        if (who is None or row["assignee"] in ((who,) if isinstance(who, str) else who))
+        # a promotion was found by its approvers (the store's filter): it has no assignee
+        if (who is None or row["promotion"] or row["assignee"] in _names(who))
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
     return _inbox_view(view, filters, listed, rows=rows, cursor=cursor, etag=etag)
+
+
+def directory_groups(view: PageView, names: frozenset[str]) -> frozenset[str]:
+    """``group:G`` for each approver group the people directory (``notifications.people``)
+    puts the viewer in: a group task, or a promotion whose approvers name the group, is
+    theirs in *Mine* as in their notifications."""
+    people = people_of(view.request.app.state.parent)
+    return frozenset(
+        f"group:{g}" for name in names if ":" not in name for g in people.groups_of(name)
+    )
+
+
+def _names(who: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (who,) if isinstance(who, str) else who
 
 
 def _inbox_listing(
@@ -190,6 +207,7 @@ def _rows(task: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "workflow": task.get("workflow_name"),
                 "environment": task.get("environment"),
                 "assignee": r.get("assignee"),
+                "approvers": (r.get("context") or {}).get("approvers") if promotion else None,
                 "created_at": task.get("created_at"),
                 "expires_at": r.get("expires_at") or task.get("expires_at"),
                 "escalated_at": r.get("escalated_at") or task.get("escalated_at"),

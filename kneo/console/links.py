@@ -2,10 +2,11 @@
 (:mod:`kneo.platform.decision_links`), without a console session.
 
 ``GET`` shows the request and the choice (a link preview or a mail scanner that fetches it
-decides nothing); ``POST`` decides as the link's recipient, who must still hold
-``human:write`` (an API key of that name, or a person the role map names by ``user:`` or
-``*``). A request already decided, or a link past its lifetime, gets a page that says so
-(by whom and when).
+decides nothing); ``POST`` decides as the link's recipient, in the groups the people
+directory lists them in, who must still hold ``human:write`` (an API key of that name, or a
+person the role map names by ``user:``, one of those groups or ``*``:
+:func:`kneo.service.deciders.check_decider`). A request already decided, or a link past its
+lifetime, gets a page that says so (by whom and when).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth
 from kneo.engine.human import Decision
-from kneo.errors import Conflict, ErrorCode, Forbidden, KneoError, NotFound
+from kneo.errors import Conflict, KneoError, NotFound
 from kneo.people import Identity, acting
 from kneo.platform.decision_links import LinkClaim
+from kneo.service.deciders import check_decider, people_of
 from kneo.service.dependencies import current_manager
-from kneo.service.identity import person_of
 
 if TYPE_CHECKING:
     from kneo.console.view import Render
@@ -67,8 +68,10 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                     {"claim": claim, "entry": entry, "error": "Choose approve or reject."},
                     400,
                 )
-            _check_right(auth, claim.recipient)
-            acting(Identity(claim.recipient, "decision_link", email=_email(claim.recipient)))
+            who = check_decider(
+                auth.authenticator, _recipient(claim.recipient), people_of(auth.parent)
+            )
+            acting(who)
             manager = current_manager(auth.parent)
             assert manager is not None
             manager.resume(
@@ -86,31 +89,15 @@ def _status(exc: KneoError) -> int:
     return 404 if exc.code in ("not_found", "decision_link_invalid") else exc.http_status
 
 
-def _email(recipient: str) -> str | None:
-    return recipient if "@" in recipient else None
-
-
-def _check_right(auth: ConsoleAuth, recipient: str) -> None:
-    """403 unless ``recipient`` may decide human requests today."""
-    authenticator = auth.authenticator
-    if not authenticator.enabled:
-        return
-    found = authenticator.named(recipient)
-    if found is not None:
-        if found[0].has("human:write"):
-            return
-    elif authenticator.tokens is not None:
-        person = person_of(
-            {"sub": recipient, "email": recipient},
-            authenticator.tokens.settings,
-            authenticator.roles,
-        )
-        if person.roles and authenticator.principal_of(person, method="decision_link").has(
-            "human:write"
-        ):
-            return
-    raise Forbidden(
-        f"{recipient} may not decide human requests (no human:write)", code=ErrorCode.forbidden
+def _recipient(recipient: str) -> Identity:
+    """The link's recipient as a person: Kneo signed the name (the request's ``assignee``),
+    so it is proven by the link itself, not by any claim of a provider."""
+    return Identity(
+        recipient,
+        "decision_link",
+        email=recipient if "@" in recipient else None,
+        user=recipient,
+        user_claim="assignee",
     )
 
 

@@ -21,8 +21,11 @@ from fastapi.responses import RedirectResponse, Response
 from kneo.console.auth import ConsoleAuth
 from kneo.console.paths import console_path, safe_next, set_session
 from kneo.console.session import FLOW_COOKIE, FLOW_SECONDS, Session
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, Forbidden, KneoError, NotFound, Unauthorized
+from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
+from kneo.people import EMAIL_VERIFIED
 from kneo.service.identity import TokenVerifier
 
 if TYPE_CHECKING:
@@ -121,9 +124,10 @@ def _set_flow(request: Request, response: Response, value: str) -> None:
 
 
 def _kept_claims(verifier: TokenVerifier) -> tuple[str, ...]:
-    """The claims a session keeps: who, and what the role map reads."""
+    """The claims a session keeps: who, whether the provider verified their address, and
+    what the role map reads."""
     settings = verifier.settings
-    return ("sub", "email", "name", settings.user_claim, settings.groups_claim)
+    return ("sub", "email", EMAIL_VERIFIED, "name", settings.user_claim, settings.groups_claim)
 
 
 def _finish(
@@ -153,30 +157,33 @@ def _finish(
             code=ErrorCode.oidc_state_mismatch,
         ) from None
     secret = client_secret
+    token_endpoint = verifier.endpoint("token_endpoint")
     try:
-        answer = httpx2.post(
-            verifier.endpoint("token_endpoint"),
-            data={
-                "grant_type": "authorization_code",
-                "code": params["code"],
-                "redirect_uri": redirect_uri,
-                "code_verifier": flow["verifier"],
-                **({} if secret else {"client_id": settings.client_id}),
-            },
-            auth=(settings.client_id, secret) if secret else None,
+        # the kernel's client: the token endpoint only, no redirect followed (the code, the
+        # verifier and the client secret go nowhere else)
+        with http_client(
+            Origins.of(token_endpoint),
+            path="oidc.token_endpoint",
             timeout=10.0,
-        )
+            auth=(settings.client_id, secret) if secret else None,
+        ) as http:
+            answer = http.post(
+                token_endpoint,
+                data={
+                    "grant_type": "authorization_code",
+                    "code": params["code"],
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": flow["verifier"],
+                    **({} if secret else {"client_id": settings.client_id}),
+                },
+            )
     except httpx2.HTTPError as exc:
         log.warning("the OpenID token endpoint failed: %s", type(exc).__name__)
         raise Unauthorized(
             "The identity provider could not be reached to finish the sign-in",
             code=ErrorCode.oidc_token_exchange_failed,
         ) from None
-    body = (
-        answer.json()
-        if answer.headers.get("content-type", "").startswith("application/json")
-        else {}
-    )
+    body = _json_object(answer)
     if answer.status_code != 200 or not isinstance(body.get("id_token"), str):
         raise Unauthorized(
             f"The identity provider did not issue an ID token "
@@ -194,3 +201,14 @@ def _finish(
 
 
 __all__ = ["add_oidc_routes"]
+
+
+def _json_object(answer: Any) -> dict[str, Any]:
+    """The token endpoint's JSON object, read once (a member given twice is no answer)."""
+    if not answer.headers.get("content-type", "").startswith("application/json"):
+        return {}
+    try:
+        body = parse_json(answer.content, source="token endpoint")
+    except DocumentError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,15 +1,25 @@
-"""``/runs/{run_id}``: a run, its timeline (trace events) and its checkpoints."""
+"""``/runs/{run_id}``: a run, its workflow graph, its timeline (trace events) and its
+checkpoints; ``/sessions/{session_id}``: the chain of runs a caller grouped in a session, in
+the order they were started, each linking to its run page."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth, Viewer
+from kneo.console.graph_layout import Drawing, layout
+from kneo.console.paths import query_path
 from kneo.console.view import PageView, Render
+from kneo.errors import ErrorCode, KneoError, NotFound
+from kneo.platform import RunFilter
 
 _LIVE = ("queued", "running")
 _TIMELINE_LIMIT = 500
+#: Runs of a session per page (then "later runs »", by cursor).
+_CHAIN_PAGE = 50
 
 
 def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -24,6 +34,7 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
         run = mgr.get_run(run_id, show_personal=viewer.show_personal, include_conversation=True)
         trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
         checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
+        graph, drawing, graph_error = _graph(mgr, run_id)
         return view.show(
             "run.html",
             {
@@ -32,5 +43,59 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
                 "events_total": trace["total"],
                 "checkpoints": checkpoints["checkpoints"],
                 "live": run["status"] in _LIVE,
+                "graph": graph,
+                "drawing": drawing,
+                "graph_error": graph_error,
             },
         )
+
+
+def add_session_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/sessions/{session_id}``: a session's runs, oldest first, each a link to its run."""
+
+    @router.get("/sessions/{session_id}", name="session_chain")
+    def session_page(
+        request: Request,
+        session_id: str,
+        cursor: str | None = None,
+        start: int = 0,
+        viewer: Viewer = Depends(auth.page("session_chain")),
+    ) -> Response:
+        view = PageView(request, viewer, render)
+        found = view.manager.list_runs(
+            limit=_CHAIN_PAGE,
+            sort_by="created_at",
+            sort_order="asc",
+            cursor=cursor or None,
+            filters=RunFilter(session_id=session_id),
+        )
+        runs = found["runs"]
+        if not runs and not cursor:
+            raise NotFound(f"no run is in session {session_id!r}", code=ErrorCode.not_found)
+        here = request.url.path
+        following = found["next_cursor"]
+        return view.show(
+            "session.html",
+            {
+                "session_id": session_id,
+                "runs": runs,
+                "total": found["total"],
+                "total_capped": found["total_capped"],
+                "live": any(r["status"] in _LIVE for r in runs),
+                "start": max(start, 0),  # the runs before this page (for their numbers)
+                "next_url": query_path(here, {"cursor": following, "start": start + len(runs)})
+                if following
+                else None,
+                "first_url": here if cursor else None,
+            },
+        )
+
+
+def _graph(manager: Any, run_id: str) -> tuple[dict[str, Any] | None, Drawing | None, str | None]:
+    """The run's graph and its drawing, or why there is none (a run stored without its spec,
+    a spec that no longer compiles): the page shows the reason instead of failing."""
+    try:
+        graph = manager.run_graph(run_id)
+    except KneoError as exc:
+        return None, None, str(exc)
+    return graph, layout(graph), None

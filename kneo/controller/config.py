@@ -6,6 +6,7 @@ controller:
   branch: main                                # a branch or a tag
   interval: 60                                # poll seconds
   trusted_keys: /etc/kneo/keys                # keyring dir; never taken from the watched repo
+  policy_floors: /etc/kneo/floors.yaml        # minimums per environment (or KNEO_SERV_POLICY_FLOORS)
   prune: true
   allow_empty: false                          # prune even when a commit holds no bundles
   cache_dir: ~/.cache/kneo/controller
@@ -43,6 +44,8 @@ class ControllerConfig:
     branch: str | None = None
     interval: float = 60.0
     trusted_keys: Path | None = None
+    #: Per-environment policy minimums (:mod:`kneo.policy.floors`); never from the repo.
+    policy_floors: Path | None = None
     prune: bool = True
     allow_empty: bool = False
     cache_dir: Path | None = None
@@ -66,7 +69,7 @@ class ControllerConfig:
                 **self.trusted_hmac_key_env,
                 **given["trusted_hmac_key_env"],
             }
-        for key in ("trusted_keys", "cache_dir"):
+        for key in ("trusted_keys", "cache_dir", "policy_floors"):
             if isinstance(given.get(key), str):
                 given[key] = Path(given[key]).expanduser()
         return replace(self, **given)
@@ -114,6 +117,7 @@ def from_mapping(
         branch=parsed.branch,
         interval=parsed.interval,
         trusted_keys=path(parsed.trusted_keys),
+        policy_floors=path(parsed.policy_floors),
         prune=parsed.prune,
         allow_empty=parsed.allow_empty,
         cache_dir=path(parsed.cache_dir),

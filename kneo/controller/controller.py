@@ -25,23 +25,40 @@ from typing import TYPE_CHECKING, Any
 
 from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
+from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller import incremental, operations
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.loader import DesiredStateLoader
-from kneo.controller.model import ActionKind, DesiredState, PlanOptions
+from kneo.controller.loop import ControllerLoop
+from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptions
+from kneo.controller.operations import TRUST_METADATA_KEY
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
-from kneo.controller.promotion import PromotionGate
+from kneo.controller.promotion import PromotionGate, close_task
+from kneo.controller.ratchet import (
+    POLICY_NAME,
+    PolicyOutcome,
+    PolicyRatchet,
+    PolicyRecord,
+    open_policy_task,
+    record_key,
+)
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.controller.spec_checks import SpecChecker, default_spec_checker
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
+from kneo.policy.floors import NO_FLOORS, Floors
+from kneo.redaction import redact_text, reduce_url
 
 if TYPE_CHECKING:
-    from kneo.controller.model import Action
+    from collections.abc import Mapping
+
+    from kneo.controller.loader import PolicyHook
+    from kneo.controller.model import Action, DesiredEnvironment
+    from kneo.controller.source import TreeFile
     from kneo.store import ControllerStatus, LockRecord
     from kneo.store.contracts import ControllerStore
     from kneo.tools import ToolRegistry
@@ -116,6 +133,9 @@ class _Pass:
     mark: float = field(default_factory=time.perf_counter)
     previous: Any = None
     state: incremental.ReconcileState | None = None
+    #: The policy in force as stored, and this pass's decision about it.
+    record: PolicyRecord | None = None
+    policy: PolicyOutcome | None = None
 
     def lap(self, name: str) -> None:
         """Seconds since the last lap, recorded under ``name``."""
@@ -143,6 +163,7 @@ class Controller:
         spec_checker: SpecChecker | None = None,
         tools: ToolRegistry | None = None,
         owner: str | None = None,
+        floors: Floors | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -154,6 +175,8 @@ class Controller:
         if spec_checker is None and tools is not None:
             spec_checker = default_spec_checker(tools)
         self.loader = DesiredStateLoader(keyring, clock=self.clock, spec_checker=spec_checker)
+        #: What takes a policy change from Git into force (:mod:`kneo.controller.ratchet`).
+        self.ratchet = PolicyRatchet(keyring, floors or NO_FLOORS)
         self.applier = Applier(store, gate=self.gate, clock=self.clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}"
         self.lock_name = f"controller:{self.config.name}"
@@ -218,6 +241,7 @@ class Controller:
         judges every file and reads the whole registry regardless."""
         if not self.try_lead():
             return self.standing_by()
+        self._serve_plans()
         served = self._take_requests()
         result = self._reconcile(dry_run=False, progress=progress, full=full)
         if served:
@@ -238,6 +262,24 @@ class Controller:
         result = ReconcileResult(None, self.clock.now(), leader=False)
         result.stats["leader"] = holder
         return result
+
+    def _serve_plans(self) -> None:
+        """Answer the queued ``plan`` requests (``kneo controller plan`` through a service)
+        with one dry run, before this pass applies what it plans: all of them, whoever asked."""
+        try:
+            taken = list(
+                self.store.take_controller_requests(self.config.name, self.owner, plans=True)
+            )
+        except Exception as exc:  # the pass itself reports the database
+            log.warning("taking plan requests failed: %s", exc)
+            return
+        if not taken:
+            return
+        planned = self.plan()
+        try:
+            self.store.finish_controller_requests(self.config.name, taken, planned.summary())
+        except Exception as exc:  # the next pass takes them again
+            log.warning("recording the plan on plan requests failed: %s", exc)
 
     def _take_requests(self) -> list[int]:
         """The queued reconcile requests this pass serves (webhooks, ``POST
@@ -281,7 +323,12 @@ class Controller:
                     tracing.fail(span, result.error["code"], result.error["message"])
             if not dry_run:
                 metrics.record_reconcile("ok" if result.ok else "error", result.duration_seconds)
-                self._record(result, run.previous, run.state if result.ok else None)
+                self._record(
+                    result,
+                    run.previous,
+                    run.state if result.ok else None,
+                    run.policy if result.ok else None,
+                )
             self._last = result
             return result
 
@@ -303,6 +350,27 @@ class Controller:
             run.previous = self.store.get_controller_status(self.config.name)
         previous = run.previous
         scope, change_seq = self._scope(previous, result.commit, result.stats, full)
+        with self.store.metadata_snapshot(self._metadata_keys):
+            self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
+
+    @property
+    def _metadata_keys(self) -> list[str]:
+        """What a pass reads of the store's metadata, in one query."""
+        return [record_key(self.config.name), POLICY_METADATA_KEY, TRUST_METADATA_KEY]
+
+    def _load_and_apply(
+        self,
+        run: _Pass,
+        result: ReconcileResult,
+        dry_run: bool,
+        progress: ProgressCallback | None,
+        scope: incremental.Scope | None,
+        change_seq: int,
+    ) -> None:
+        """Load (through the policy in force), observe, plan and apply (unless ``dry_run``)."""
+        assert result.commit is not None
+        previous = run.previous
+        run.record = PolicyRecord.from_dict(self.store.get_metadata(record_key(self.config.name)))
         run.stage = "load"
         desired = self.loader.load(
             self.source,
@@ -310,10 +378,13 @@ class Controller:
             progress=self._loading(progress, renew=not dry_run),
             scope=None if scope is None else scope.names,
             bundle_count=None if scope is None else scope.bundle_count,
+            policy=self._policy_hook(run, result.commit),
         )
-        result.problems = desired.findings(
-            previous.details.get("problems") or () if previous else ()
-        )
+        if scope is not None and desired.scope is None:
+            result.stats.update(mode="full", full_reason=incremental.POLICY_CHANGED)
+        result.problems = [
+            p.to_dict() for p in (run.policy.problems if run.policy else ())
+        ] + desired.findings(previous.details.get("problems") or () if previous else ())
         run.lap("load")
         run.stage = "observe"
         snapshot = observe(self.store, self.gate, desired.scope)
@@ -341,6 +412,8 @@ class Controller:
                 raise KneoError("lost the leader lock before applying", code=ErrorCode.not_leader)
             result.outcomes = self._apply(desired, snapshot, actions, progress)
             self._publish_run_policies(desired)
+            if run.policy is not None:
+                self._record_policy(run.record, run.policy)
             run.lap("apply")
             run.state = incremental.next_state(
                 self._saved_state(previous),
@@ -361,11 +434,59 @@ class Controller:
         result.stats.update(files=stats.files, verified=stats.judged, cached=stats.cached)
         result.stats["seconds"] = run.timings
 
+    def _policy_hook(self, run: _Pass, commit: str) -> PolicyHook:
+        """The loader's step from the commit's environments to those in force."""
+
+        def in_force(
+            candidates: dict[str, DesiredEnvironment], files: Mapping[str, TreeFile]
+        ) -> tuple[dict[str, DesiredEnvironment], bool]:
+            def read_approval(environment: str) -> bytes | None:
+                found = files.get(approval_path(environment))
+                return None if found is None else self.source.read_blob(found.blob_sha)
+
+            run.policy = self.ratchet.decide(
+                run.record,
+                candidates,
+                commit=commit,
+                now=self.clock.now(),
+                read_approval=read_approval,
+                decisions=self._policy_decisions,
+            )
+            return run.policy.environments, run.policy.changed
+
+        return in_force
+
+    def _policy_decisions(self, environment: str, subject: str) -> Approvals:
+        decided = self.store.list_promotion_approvals(POLICY_NAME, environment, subject)
+        return Approvals(
+            frozenset(a.approver for a in decided if a.decision == "approved"),
+            frozenset(a.approver for a in decided if a.decision == "rejected"),
+        )
+
+    def _record_policy(self, stored: PolicyRecord | None, outcome: PolicyOutcome) -> None:
+        """Store the policy in force when it changed, with its audit events, and open (or
+        close) the approval tasks of changes waiting for people, in one transaction."""
+        record = outcome.record.to_dict()
+        changed = stored is None or stored.to_dict() != record
+        tasks = [p for p in outcome.record.pending.values() if p.task]
+        if not (changed or outcome.events or tasks or outcome.closed_tasks):
+            return
+        with self.store.transaction() as tx:
+            if changed:
+                tx.set_metadata(record_key(self.config.name), record)
+            for event, payload in outcome.events:
+                tx.add_audit(event, actor=ACTOR, payload=payload)
+            for pending in tasks:
+                open_policy_task(tx, pending, now=self.clock.now())
+            for cid in outcome.closed_tasks:
+                close_task(tx, cid, "superseded")
+
     def _fingerprint(self) -> str:
         """What verdicts depend on besides the files: a change forces a full pass."""
         return incremental.fingerprint(
             version=__version__,
             keyring=self.loader.keyring_id,
+            floors=self.ratchet.floors.digest,
             source=self.source.describe(),
             prune=self.config.prune,
             allow_empty=self.config.allow_empty,
@@ -505,6 +626,7 @@ class Controller:
         result: ReconcileResult,
         previous: ControllerStatus | None,
         state: incremental.ReconcileState | None,
+        run_policy: PolicyOutcome | None = None,
     ) -> None:
         """Controller status every time, with the reconcile ``state`` to continue from (the
         last one kept when this pass failed); an audit event when the error or problems
@@ -530,6 +652,9 @@ class Controller:
                 if result.ok
                 else previous.details.get("last_success_at"),
                 "reconciled": state.to_dict() if state is not None else saved,
+                "policy": run_policy.status()
+                if run_policy is not None
+                else previous.details.get("policy"),
             }
             with self.store.transaction() as tx:
                 fields: dict[str, Any] = {
@@ -580,8 +705,6 @@ class Controller:
     ) -> None:
         """Lead (a pass every ``interval``, sooner when woken) or stand by until ``stop`` is
         set; see :class:`~kneo.controller.loop.ControllerLoop`."""
-        from kneo.controller.loop import ControllerLoop
-
         ControllerLoop(self, stop, on_result=on_result, watch=watch).run()
 
     def wait_for_wake(self, seconds: float) -> bool:
@@ -604,16 +727,20 @@ def status_dict(
     self_owner: str | None = None,
 ) -> dict[str, Any]:
     """The controller status document shared by the CLI and the service."""
+    shown = source or stored.details.get("source")
     return {
-        "source": source or stored.details.get("source"),
+        # reduced again: a row written before sources were (a URL with its token)
+        "source": reduce_url(shown) if isinstance(shown, str) else None,
         "last_fetched_commit": stored.last_fetched_commit,
         "last_reconcile_started_at": utc_iso(stored.last_reconcile_started_at),
         "last_reconcile_duration_seconds": stored.last_reconcile_duration_seconds,
-        "last_error": stored.last_error,
+        "last_error": redact_text(stored.last_error) if stored.last_error else None,
         "last_success_at": stored.details.get("last_success_at"),
         "counts": stored.details.get("counts", {}),
         "problems": stored.details.get("problems", []),
         "stats": stored.details.get("stats", {}),
+        # each environment's policy in force and the change waiting, if any (issue 53)
+        "policy": stored.details.get("policy") or {},
         "timing": {
             key: stored.details.get(key) for key in ("interval", "lease_seconds", "poll_seconds")
         },
@@ -621,16 +748,3 @@ def status_dict(
         "leader_expires_at": utc_iso(lock.expires_at) if lock is not None else None,
         "is_leader": bool(lock is not None and self_owner and lock.owner == self_owner),
     }
-
-
-def summarize(result: ReconcileResult) -> list[str]:
-    """One line per action that changes something (or would), for terminal output."""
-    lines = []
-    for o in result.outcomes:
-        a = o.action
-        if a.kind is ActionKind.NOOP and not o.error:
-            continue
-        rev = f" r{o.revision}" if o.revision else ""
-        err = f"  [failed: {o.error}]" if o.error else ""
-        lines.append(f"{a.kind.value:<18} {a.name}@{a.environment}{rev}  {a.message}{err}")
-    return lines

@@ -29,10 +29,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
+from kneo.bundle.eval_results import verify_eval_results
 from kneo.bundle.format import Bundle, EvalAttestation, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.bundle.verify import verify_parsed
@@ -42,7 +43,6 @@ from kneo.controller.model import (
     DesiredRevision,
     DesiredState,
     Problem,
-    PromotionRules,
 )
 from kneo.controller.source import (
     BUNDLES_DIR,
@@ -53,18 +53,26 @@ from kneo.controller.source import (
     TreeFile,
 )
 from kneo.controller.spec_checks import SpecChecker, default_spec_checker
+from kneo.documents import parse_yaml
 from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.names import is_valid_name
-from kneo.policy.environment import EnvironmentPolicy, merge_stricter, run_limits
-
-if TYPE_CHECKING:
-    from kneo.spec.project import ProjectConfig
+from kneo.policy.environment import EnvironmentPolicy
+from kneo.policy.ratchet import effective_policy
+from kneo.spec.project import ProjectConfig
 
 log = get_logger("kneo.controller")
 
 #: Called with (done, total) while bundles are judged, for progress display.
 Progress = Callable[[int, int], None]
+
+#: Given the environments as the commit's files say and the files, the environments bundles
+#: are judged by (the policy in force, :mod:`kneo.controller.ratchet`) and whether they
+#: differ from the last pass's (then every bundle is judged again, not only a scope's).
+PolicyHook = Callable[
+    [dict[str, DesiredEnvironment], Mapping[str, TreeFile]],
+    tuple[dict[str, DesiredEnvironment], bool],
+]
 
 
 def keyring_id(keyring: Keyring) -> str:
@@ -158,7 +166,6 @@ class DesiredStateLoader:
         self._parsed: dict[str, tuple[Bundle, dict[str, Any]] | Problem] = {}
         self._judged: dict[tuple[str | None, ...], _Judged] = {}
         self._environments: dict[tuple[str, str, str | None], DesiredEnvironment] = {}
-        self._policies: dict[tuple[str, str, str | None], EnvironmentPolicy | None] = {}
         self.last_stats = LoadStats()
 
     @property
@@ -175,17 +182,25 @@ class DesiredStateLoader:
         progress: Progress | None = None,
         scope: Collection[str] | None = None,
         bundle_count: int | None = None,
+        policy: PolicyHook | None = None,
     ) -> DesiredState:
         """Desired state at ``commit``; with ``scope``, only those bundles' files are listed,
-        read and judged (``bundle_count``: how many bundle files the whole commit has)."""
+        read and judged (``bundle_count``: how many bundle files the whole commit has).
+        ``policy`` turns the commit's environments into those in force; when they changed
+        since the last pass, the whole commit is judged whatever the scope."""
         started = time.perf_counter()
         stats = LoadStats()
         files = source.list_files(commit) if scope is None else source.list_files(commit, scope)
-        stats.files = len(files)
         config_file = files.get(PROJECT_CONFIG)
         config_sha = config_file.blob_sha if config_file else None
         problems: list[Problem] = []
         environments = self._read_environments(source, files, config_sha, problems)
+        if policy is not None:
+            environments, changed = policy(environments, files)
+            if changed and scope is not None:
+                files, scope, bundle_count = source.list_files(commit), None, None
+        environments = _check_chains(environments)
+        stats.files = len(files)
         results = {
             key: files[p].blob_sha for p in files if (key := results_identity(p)) is not None
         }
@@ -301,6 +316,8 @@ class DesiredStateLoader:
         for path, file in sorted(files.items()):
             if not path.startswith(ENVIRONMENTS_DIR + "/"):
                 continue
+            if len(_path_parts(path)) != 2:
+                continue  # a policy approval (environments/approvals/), read by the ratchet
             env_name = PurePosixPath(path).stem
             if not is_valid_name(env_name):
                 problems.append(
@@ -324,7 +341,7 @@ class DesiredStateLoader:
             environments[env_name] = self._environment(
                 source, env_name, path, file.blob_sha, config_sha, project_policies, config_problem
             )
-        return _check_chains(environments)
+        return environments
 
     def _revision(
         self,
@@ -340,7 +357,8 @@ class DesiredStateLoader:
         """One judged bundle file as a desired revision. Its fingerprint covers everything
         the verdict depends on (the file, its eval results file, its environment file, the
         project config, the keys)."""
-        env_sha = env.blob_sha if env else "-"
+        env_sha = env.identity if env else "-"
+        config_sha = env.config_sha if env else config_sha
         fingerprint = hashlib.sha256(
             f"{blob}:{env_sha}:{config_sha or '-'}:{self.keyring_id}".encode()
             + (f":{results_blob}".encode() if results_blob else b"")
@@ -402,8 +420,6 @@ class DesiredStateLoader:
         """The watched repo's ``.kneo/config.yaml`` (it can only make environments stricter)."""
         if config_sha is None:
             return None, None
-        from kneo.documents import parse_yaml
-        from kneo.spec.project import ProjectConfig
 
         try:
             data = parse_yaml(source.read_blob(config_sha).decode("utf-8"), source=PROJECT_CONFIG)
@@ -433,43 +449,26 @@ class DesiredStateLoader:
         problem = config_problem
         if problem is None:
             try:
-                policy = _parse_environment(name, path, source.read_blob(blob_sha))
-                project_policy = project.policy_for(name) if project is not None else None
-                if project_policy is not None:
-                    policy = merge_stricter(
-                        EnvironmentPolicy(environment=name, policy_enforcement=project_policy),
-                        policy,
-                    )
+                policy = effective_policy(
+                    _parse_environment(name, path, source.read_blob(blob_sha)),
+                    project.policy_for(name) if project is not None else None,
+                )
             except SourceError:
                 raise
             except Exception as exc:  # whatever the file holds, it is the file's problem only
                 problem = Problem(ErrorCode.environment_invalid, f"{path}: {_message(exc)}")
                 policy = None
         if policy is None:
-            env = DesiredEnvironment(name, path, blob_sha, problems=(problem,) if problem else ())
-        else:
             env = DesiredEnvironment(
                 name,
                 path,
                 blob_sha,
-                promotion=PromotionRules(
-                    require_approved_in=policy.promotion.require_approved_in,
-                    require_human_approval=policy.promotion.require_human_approval,
-                    approvers=tuple(policy.promotion.approvers),
-                    min_approvals=policy.promotion.min_approvals,
-                    refuse_downgrade=policy.promotion.refuse_downgrade,
-                    freeze=tuple(policy.promotion.freeze),
-                    require_evals=tuple(policy.promotion.require_evals),
-                ),
-                required_signatures=policy.required_signatures,
-                accepted_key_ids=None
-                if policy.accepted_key_ids is None
-                else tuple(policy.accepted_key_ids),
-                require_approved_bundle=policy.runs.require_approved_bundle,
-                run_limits=run_limits(policy),
+                problems=(problem,) if problem else (),
+                config_sha=config_sha,
             )
+        else:
+            env = DesiredEnvironment.of(name, path, blob_sha, policy, config_sha)
         self._environments[cache_key] = env
-        self._policies[cache_key] = policy
         return env
 
     # ---------------------------------------------------------------- bundles
@@ -496,7 +495,7 @@ class DesiredStateLoader:
         if env is None or env.problems:
             # Environment-level verdicts depend on other files too: cheap, never cached.
             return self._judge_fresh(path, key, bundle, document, env, config_sha, now)
-        cache_key = (blob, *key, env.blob_sha, config_sha, results_blob)
+        cache_key = (blob, *key, env.identity, env.config_sha, results_blob)
         cached = self._cached(cache_key, now)
         if cached is not None:
             stats.cached += 1
@@ -513,8 +512,6 @@ class DesiredStateLoader:
     ) -> _Judged:
         """The bundle's verdict with its eval results file's attestations added; a file that
         does not verify, or is for another digest, rejects the bundle as an edited one would."""
-        from kneo.bundle.eval_results import verify_eval_results
-
         where = path[: -len(".json")].rsplit("/", 1)
         results_path = f"{where[0]}/{RESULTS_DIR}/{where[1]}.json"
         now = self.clock.now()
@@ -589,7 +586,7 @@ class DesiredStateLoader:
                 "only where its path and its signed content agree",
             )
             return replace(base, problems=(problem,))
-        policy = self._policies.get((env.path, env.blob_sha, config_sha))
+        policy = env.policy
         diagnostics: list[dict[str, Any]] = []
         problems: list[Problem] = []
         if policy is not None:
@@ -615,8 +612,6 @@ def _parse(path: str, raw: bytes) -> tuple[Bundle, dict[str, Any]] | Problem:
 
 
 def _parse_environment(name: str, path: str, raw: bytes) -> EnvironmentPolicy:
-    from kneo.documents import parse_yaml
-
     data = parse_yaml(raw.decode("utf-8"), source=path)
     if data is None:
         data = {}

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kneo.controller.watch import RepositoryWatcher
+
 if TYPE_CHECKING:
     from kneo.controller.controller import Controller, ReconcileResult
     from kneo.store.controller_requests import ControllerWakeups
@@ -127,7 +129,6 @@ class ControllerLoop:
         path = getattr(self.controller.source, "watch_path", None)
         if not self.watch or path is None:
             return
-        from kneo.controller.watch import RepositoryWatcher
 
         self.watcher = RepositoryWatcher(path, self.controller)
         try:

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kneo.bundle.format import EvalAttestation
-from kneo.policy.environment import EvalRequirement
+from kneo.policy.environment import EnvironmentPolicy, EvalRequirement, run_limits
 
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
 BundleKey = tuple[str, str]
@@ -70,6 +70,53 @@ class DesiredEnvironment:
     #: ``resources:`` and ``budgets:`` as set in the file (unset fields left out), published
     #: for runs (read at runtime, merged stricter-wins with the project's own file).
     run_limits: Mapping[str, Any] = field(default_factory=dict)
+    #: The effective policy (the file merged with the project config's enforcement) bundles
+    #: are judged by; ``None`` when the file could not be used.
+    policy: EnvironmentPolicy | None = field(default=None, compare=False)
+    #: The project config blob ``policy`` was merged with (part of each verdict's identity).
+    config_sha: str | None = None
+    #: No verified policy is in force here (a new environment awaiting approval, one below
+    #: a floor): ``problems`` says why, and a verdict must change once it is.
+    closed: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        path: str,
+        blob_sha: str,
+        policy: EnvironmentPolicy,
+        config_sha: str | None,
+    ) -> DesiredEnvironment:
+        """The planner's view of an effective ``policy``."""
+        return cls(
+            name,
+            path,
+            blob_sha,
+            promotion=PromotionRules(
+                require_approved_in=policy.promotion.require_approved_in,
+                require_human_approval=policy.promotion.require_human_approval,
+                approvers=tuple(policy.promotion.approvers),
+                min_approvals=policy.promotion.min_approvals,
+                refuse_downgrade=policy.promotion.refuse_downgrade,
+                freeze=tuple(policy.promotion.freeze),
+                require_evals=tuple(policy.promotion.require_evals),
+            ),
+            required_signatures=policy.required_signatures,
+            accepted_key_ids=None
+            if policy.accepted_key_ids is None
+            else tuple(policy.accepted_key_ids),
+            require_approved_bundle=policy.runs.require_approved_bundle,
+            run_limits=run_limits(policy),
+            policy=policy,
+            config_sha=config_sha,
+        )
+
+    @property
+    def identity(self) -> str:
+        """What a verdict under this environment depends on: its file's blob, and whether
+        its policy is in force."""
+        return f"{self.blob_sha}:closed" if self.closed else self.blob_sha
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
-from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
+from kneo.controller.promotion import open_approval_task
+from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.people import caller_entry, counted
 
@@ -442,8 +443,6 @@ def _open_rollback_task(
     now: datetime,
 ) -> dict[str, Any]:
     """The environment requires approval: a task its approvers decide (M-of-N)."""
-    from kneo.controller.promotion import open_approval_task
-
     cid, context, question = _rollback_task(target, active, rules, actor=actor, reason=reason)
     bundle, environment = target.bundle_name, target.environment
     summary = {
@@ -486,8 +485,6 @@ def decide_rollback(
 ) -> dict[str, Any]:
     """One approver's decision on a rollback task; the approval reaching ``min_approvals``
     performs the rollback in the same transaction (if the bundle has not moved since)."""
-    from kneo.errors import InvalidDecision
-
     if decision not in ("approved", "rejected"):
         raise InvalidDecision(
             f"a rollback accepts 'approved' or 'rejected', got {decision!r}", decision=decision

@@ -11,6 +11,9 @@ answer the same task; the controller activates the revision on its next reconcil
 
 :func:`record_promotion_decision` is what a resume of a promotion task must call (the
 platform dispatches continuations whose ``workflow_kind`` is ``promotion`` here).
+
+:func:`kneo.controller.operations.decide_rollback` is imported where a rollback is decided
+(+39 ms with the bundle's cryptography): a platform loads this module to record decisions.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
+from kneo.engine.human import build_request
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
 from kneo.people import caller_entry, counted, current
 from kneo.redaction import redact_text
@@ -148,23 +152,7 @@ class PromotionGate:
         self, tx: ControllerTransaction, *, name: str, environment: str, digest: str, outcome: str
     ) -> None:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
-        cid = task_id(name, environment, digest)
-        try:
-            existing = tx.get_continuation(cid)
-        except NotFound:
-            return
-        if existing.status != "pending":
-            return
-        requests = [{**r, "status": "resolved"} for r in existing.requests]
-        tx.put_continuation(
-            cid,
-            run_id=None,
-            requests=requests,
-            context={**existing.context, "outcome": outcome},
-            status="resolved",
-            workflow_kind=WORKFLOW_KIND,
-            expected_version=existing.version,
-        )
+        close_task(tx, task_id(name, environment, digest), outcome)
 
     def open_tasks(self, store: HumanTaskReads, among: Collection[str] | None = None) -> set[str]:
         """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
@@ -202,8 +190,6 @@ def open_approval_task(
     rollback inside ``tx``, unless one is pending; whether it was opened. It is found in
     the inbox search by its question and its approvers (``context["approvers"]``), besides
     the bundle's name."""
-    from kneo.engine.human import build_request
-
     try:
         existing = tx.get_continuation(cid)
     except NotFound:
@@ -233,6 +219,27 @@ def open_approval_task(
         search_text=[redact_text(question), *context["approvers"]],
     )
     return True
+
+
+def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
+    """Resolve the pending approval task ``cid`` with ``outcome``; a no-op if it is absent
+    or already resolved."""
+    try:
+        existing = tx.get_continuation(cid)
+    except NotFound:
+        return
+    if existing.status != "pending":
+        return
+    requests = [{**r, "status": "resolved"} for r in existing.requests]
+    tx.put_continuation(
+        cid,
+        run_id=None,
+        requests=requests,
+        context={**existing.context, "outcome": outcome},
+        status="resolved",
+        workflow_kind=WORKFLOW_KIND,
+        expected_version=existing.version,
+    )
 
 
 def _pending(store: HumanTaskReads, cid: str) -> bool:
@@ -320,7 +327,8 @@ def record_promotion_decision(
                 expected_version=task.version,
             )
         tx.add_audit(
-            f"promotion.{decision}",
+            # a policy change's decision is the policy's (kneo.controller.ratchet)
+            f"{'policy' if context.get('policy') else 'promotion'}.{decision}",
             actor=approver,
             continuation_id=continuation_id,
             payload={

@@ -6,8 +6,13 @@ the registry when this command can read one that holds revisions, otherwise what
 commit would have made active (a CI job usually has no registry). Only bundles whose file
 or environment file differs between base and head are reported, per environment, upstream
 environments first, each with the spec diff against what is active, the verdict, the gate
-that refuses or holds it, and who must approve. :func:`render_markdown` is the pull-request
-comment the spec-repo workflow posts; ``refused`` non-zero makes the command exit 1.
+that refuses or holds it, and who must approve. Policy changes come first: each
+environment whose policy the head changes, the gates it loosens and tightens, and what it
+needs before it takes effect (:mod:`kneo.controller.ratchet`, judged against the policy in
+force: the registry's when the store holds one, else the base commit's); the head's bundles
+are judged by the policy that would be in force. :func:`render_markdown` is the
+pull-request comment the spec-repo workflow posts; ``refused`` non-zero (a bundle refused or
+rejected, or a policy change that would be held) makes the command exit 1.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from kneo.bundle.policy_approval import approval_path
 from kneo.controller.apply import observe
 from kneo.controller.model import (
     Action,
     ActionKind,
+    Approvals,
     DesiredRevision,
     DesiredState,
     ObservedEntry,
@@ -31,10 +38,19 @@ from kneo.controller.model import (
 )
 from kneo.controller.planner import environment_order, plan, short
 from kneo.controller.promotion import PromotionGate
+from kneo.controller.ratchet import (
+    POLICY_NAME,
+    PolicyOutcome,
+    PolicyRatchet,
+    PolicyRecord,
+    record_key,
+)
+from kneo.policy.ratchet import TIGHTENED, compare
 
 if TYPE_CHECKING:
     from kneo.controller.loader import DesiredStateLoader
-    from kneo.controller.source import GitSource
+    from kneo.controller.model import DesiredEnvironment
+    from kneo.controller.source import GitSource, TreeFile
     from kneo.store.contracts import ControllerReads
 
 #: The first line of the comment: the workflow finds its own comment by it, to update it.
@@ -53,11 +69,20 @@ def review(
     head: str,
     now: datetime,
     prune: bool = True,
+    ratchet: PolicyRatchet | None = None,
+    controller: str = "default",
 ) -> dict[str, Any]:
     """The plan of merging ``head`` onto ``base`` (refs), as JSON-ready data."""
     base_commit, head_commit = source.resolve(base), source.resolve(head)
+    ratchet = ratchet or PolicyRatchet(loader.keyring)
     before = loader.load(source, base_commit)
-    after = loader.load(source, head_commit)
+    stored = _stored_record(store, controller)
+    record = stored or ratchet.decide(
+        None, before.environments, commit=base_commit, now=now,
+        read_approval=lambda _: None, decisions=_no_decisions,
+    ).record  # fmt: skip
+    policy = _PolicyStep(ratchet, record, source, head_commit, now, store)
+    after = loader.load(source, head_commit, policy=policy)
     heads = list(store.list_revision_heads()) if store is not None else []
     if store is not None and heads:
         observed, against = observe(store, PromotionGate()).observed, "registry"
@@ -74,19 +99,110 @@ def review(
     for action in actions:
         item = _item(action, after, before, observed.get(action.key), store if heads else None)
         environments.setdefault(action.environment, []).append(item)
+    policies = policy.changes()
     refused = sum(1 for a in actions if a.kind in REFUSING)
+    refused += sum(1 for p in policies if p["state"] != "applies")
     return {
         "base": base_commit,
         "head": head_commit,
         "against": against,
+        "policy_against": "registry" if stored is not None else "base",
         "refused": refused,
-        "changes": len(actions),
+        "changes": len(actions) + len(policies),
+        "policies": policies,
         "problems": [p.to_dict() for p in after.problems],
         "environments": [
             {"environment": env, "bundles": items}
             for env, items in sorted(environments.items(), key=lambda e: (depth.get(e[0], 0), e[0]))
         ],
     }
+
+
+def _no_decisions(_environment: str, _subject: str) -> Approvals:
+    return Approvals()
+
+
+def _stored_record(store: ControllerReads | None, controller: str) -> PolicyRecord | None:
+    """The policy in force the store keeps for ``controller``, if it can be read."""
+    reader = getattr(store, "get_metadata", None)
+    return PolicyRecord.from_dict(reader(record_key(controller))) if reader else None
+
+
+class _PolicyStep:
+    """The loader's policy hook for the head commit: the ratchet's decision, kept with the
+    commit's own environments so that every change can be listed."""
+
+    def __init__(
+        self,
+        ratchet: PolicyRatchet,
+        record: PolicyRecord,
+        source: GitSource,
+        commit: str,
+        now: datetime,
+        store: ControllerReads | None,
+    ) -> None:
+        self.ratchet, self.record, self.source = ratchet, record, source
+        self.commit, self.now, self.store = commit, now, store
+        self.candidates: dict[str, DesiredEnvironment] = {}
+        self.outcome: PolicyOutcome | None = None
+
+    def __call__(
+        self, candidates: dict[str, DesiredEnvironment], files: Mapping[str, TreeFile]
+    ) -> tuple[dict[str, DesiredEnvironment], bool]:
+        def read_approval(environment: str) -> bytes | None:
+            found = files.get(approval_path(environment))
+            return None if found is None else self.source.read_blob(found.blob_sha)
+
+        self.candidates = candidates
+        self.outcome = self.ratchet.decide(
+            self.record,
+            candidates,
+            commit=self.commit,
+            now=self.now,
+            read_approval=read_approval,
+            decisions=self._decisions,
+        )
+        return self.outcome.environments, self.outcome.changed
+
+    def _decisions(self, environment: str, subject: str) -> Approvals:
+        if self.store is None:
+            return Approvals()
+        decided = self.store.list_promotion_approvals(POLICY_NAME, environment, subject)
+        return Approvals(
+            frozenset(a.approver for a in decided if a.decision == "approved"),
+            frozenset(a.approver for a in decided if a.decision == "rejected"),
+        )
+
+    def changes(self) -> list[dict[str, Any]]:
+        """Each environment whose policy the head changes against the one in force: the
+        gates it loosens and tightens, and whether it applies or what it waits for."""
+        assert self.outcome is not None
+        out = []
+        for name in sorted(set(self.record.in_force) | set(self.candidates)):
+            in_force = self.record.in_force.get(name)
+            candidate = self.candidates.get(name)
+            pending = self.outcome.record.pending.get(name)
+            new = candidate.policy if candidate is not None else None
+            changes = (
+                []
+                if candidate is not None and new is None
+                else compare(in_force.policy if in_force else None, new)
+            )
+            if not changes and pending is None:
+                continue
+            out.append(
+                {
+                    "environment": name,
+                    "state": "applies" if pending is None else pending.code.removeprefix("policy_"),
+                    "loosened": [c.summary for c in changes if c.direction != TIGHTENED],
+                    "tightened": [c.summary for c in changes if c.direction == TIGHTENED],
+                    "needs": dict(pending.needs) if pending else {},
+                    "message": pending.message if pending else "takes effect at once"
+                    + (" (signed and approved as the policy in force demands)"
+                       if any(c.direction != TIGHTENED for c in changes) else ""),
+                }
+            )  # fmt: skip
+        return out
 
 
 def _as_if_applied(state: DesiredState) -> ObservedState:
@@ -203,7 +319,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         f"**{data['changes']} change(s)**, **{data['refused']} refused**.",
         "",
     ]
-    if not data["environments"]:
+    out += _policy_markdown(data.get("policies") or [])
+    if not data["environments"] and not data.get("policies"):
         out.append("No bundle or environment file changes.")
     for env in data["environments"]:
         out += [
@@ -235,6 +352,51 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     for problem in data["problems"]:
         out.append(f"- problem `{problem['code']}`: {_cell(problem['message'])}")
     return "\n".join(out).rstrip() + "\n"
+
+
+_POLICY_STATE = {
+    "applies": "✅ takes effect",
+    "held": "⛔ held",
+    "kept": "⛔ kept (last verified policy)",
+    "below_floor": "⛔ below the floor",
+    "not_in_force": "⛔ not in force",
+}
+
+
+def _policy_markdown(policies: list[Mapping[str, Any]]) -> list[str]:
+    """The policy changes: per environment, the gates and what it needs."""
+    if not policies:
+        return []
+    out = [
+        "### Policy changes",
+        "",
+        "| environment | outcome | loosens | tightens | needs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for p in policies:
+        out.append(
+            f"| `{p['environment']}` | {_POLICY_STATE.get(p['state'], p['state'])} "
+            f"| {_cell(', '.join(p['loosened'])) or '—'} | {_cell(', '.join(p['tightened'])) or '—'} "
+            f"| {_needs(p['needs'])} |"
+        )
+    out.append("")
+    out += [f"- **{p['environment']}**: {_cell(p['message'])}" for p in policies]
+    return [*out, ""]
+
+
+def _needs(needs: Mapping[str, Any]) -> str:
+    if not needs:
+        return "—"
+    parts = [f"{needs.get('signatures')} signature(s)"]
+    keys = needs.get("keys")
+    if keys:
+        parts[0] += f" of {', '.join(keys)}"
+    if needs.get("approvals"):
+        who = ", ".join(needs.get("approvers") or []) or "anyone"
+        parts.append(f"{needs['approvals']} of {who} approving")
+    if needs.get("as_for"):
+        parts.append(f"as {needs['as_for']} demands")
+    return "; ".join(parts)
 
 
 def _cell(text: str) -> str:

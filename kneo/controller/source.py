@@ -26,9 +26,12 @@ from typing import Protocol
 
 import git
 
+from kneo.controller.credentials import CredentialSource, GitCredential, git_environment, split_url
 from kneo.controller.model import bundle_of
 from kneo.documents import LIMITS
-from kneo.errors import ErrorCode, KneoError
+from kneo.errors import ConfigError, ErrorCode, KneoError
+from kneo.logs import get_logger
+from kneo.redaction import redact_text
 
 BUNDLES_DIR = "bundles"
 ENVIRONMENTS_DIR = "environments"
@@ -40,6 +43,8 @@ _MAX_PATHSPECS = 256
 #: Blob ids per ``git cat-file --batch`` (41 bytes each: the requests fit a pipe buffer, so
 #: writing them all before reading cannot deadlock).
 _BATCH = 512
+
+log = get_logger("kneo.controller")
 
 
 class SourceError(KneoError):
@@ -91,13 +96,16 @@ def is_remote(location: str) -> bool:
 
 
 def wanted(path: str) -> bool:
-    """``bundles/**/*.json``, ``environments/*.yaml|yml`` and ``.kneo/config.yaml``."""
+    """``bundles/**/*.json``, ``environments/*.yaml|yml``, ``environments/approvals/*.json``
+    and ``.kneo/config.yaml``."""
     p = PurePosixPath(path)
     if path == PROJECT_CONFIG:
         return True
     if p.parts[:1] == (BUNDLES_DIR,):
         return p.suffix == ".json" and len(p.parts) >= 2
     if p.parts[:1] == (ENVIRONMENTS_DIR,):
+        if len(p.parts) == 3 and p.parts[1] == "approvals":  # signed policy approvals
+            return p.suffix == ".json"
         return len(p.parts) == 2 and p.suffix in (".yaml", ".yml")
     return False
 
@@ -108,18 +116,44 @@ class GitSource:
     ``ref`` names a branch or a tag (``None``: the remote's default branch, or the local
     repository's ``HEAD``). One instance is used by one reconciling thread at a time; a
     lock guards it anyway so a webhook-triggered reconcile cannot interleave with a poll.
+
+    ``credentials`` is where a remote's token comes from
+    (:mod:`kneo.controller.credentials`); ``location`` is kept, shown and given to git
+    without its user information.
     """
 
     def __init__(
-        self, location: str, *, ref: str | None = None, cache_dir: Path | None = None
+        self,
+        location: str,
+        *,
+        ref: str | None = None,
+        cache_dir: Path | None = None,
+        credentials: CredentialSource | None = None,
     ) -> None:
-        self.location = location
+        url = split_url(location)
+        #: what every message, status and stored row shows: never user information
+        self.location = url.shown
+        self._git_url = url.for_git
+        self._url_credential = url.credential
+        self._credentials = credentials
+        if url.credential is not None and credentials is not None:
+            raise ConfigError(
+                f"controller.repo {url.shown} carries a user name or token in its URL and "
+                "KNEO_SERV_GIT_TOKEN(_FILE) is set too: remove them from the URL",
+                field="controller.repo",
+            )
+        if url.credential is not None:
+            log.warning(
+                "controller.repo %s carries a credential in its URL; it is used but never "
+                "shown: move it to KNEO_SERV_GIT_TOKEN_FILE (docs/gitops.md)",
+                url.shown,
+            )
         self.ref = ref
         self.remote = is_remote(location)
         self._lock = threading.RLock()
         if self.remote:
             root = cache_dir or Path.home() / ".cache" / "kneo" / "controller"
-            name = hashlib.sha256(location.encode("utf-8")).hexdigest()[:16]
+            name = hashlib.sha256(url.shown.encode("utf-8")).hexdigest()[:16]
             self.path = root / name
         else:
             self.path = Path(location).expanduser().resolve()
@@ -159,6 +193,30 @@ class GitSource:
     def describe(self) -> str:
         return f"{self.location}@{self.ref or 'HEAD'}"
 
+    def _credential(self) -> GitCredential | None:
+        if self._url_credential is not None:
+            return self._url_credential
+        return self._credentials.read() if self._credentials is not None else None
+
+    def _auth_hint(self, stderr: str) -> str:
+        """What to do when the host asked for a credential this source does not have."""
+        if (
+            self._url_credential is None
+            and self._credentials is None
+            and ("could not read Username" in stderr or "Authentication failed" in stderr)
+        ):
+            return (
+                "; the repository needs a credential: set KNEO_SERV_GIT_TOKEN_FILE (docs/gitops.md)"
+            )
+        return ""
+
+    def _network_fetch(self, repo: git.Repo, refspec: str) -> None:
+        """``git fetch`` of ``refspec`` from the remote, the credential in git's environment
+        (:func:`~kneo.controller.credentials.git_environment`), never in its arguments."""
+        env = git_environment(self._git_url, self._credential())
+        with repo.git.custom_environment(**env):
+            repo.git.fetch("--quiet", "--no-tags", self._git_url, refspec)
+
     @property
     def watch_path(self) -> Path | None:
         """The ``.git`` directory to watch for new commits (local sources only)."""
@@ -195,9 +253,7 @@ class GitSource:
                 tracking = f"refs/kneo/plan/{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
                 for wanted_ref in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
                     try:
-                        repo.git.fetch(
-                            "--quiet", "--no-tags", self.location, f"+{wanted_ref}:{tracking}"
-                        )
+                        self._network_fetch(repo, f"+{wanted_ref}:{tracking}")
                         return repo.rev_parse(f"{tracking}^{{commit}}").hexsha
                     except git.exc.GitCommandError:
                         continue
@@ -229,9 +285,7 @@ class GitSource:
         for remote_ref in candidates:
             try:
                 # ``+`` forces the update: a force-pushed branch moves backwards and we follow.
-                repo.git.fetch(
-                    "--quiet", "--no-tags", self.location, f"+{remote_ref}:{_TRACKING_REF}"
-                )
+                self._network_fetch(repo, f"+{remote_ref}:{_TRACKING_REF}")
                 return repo.rev_parse(f"{_TRACKING_REF}^{{commit}}").hexsha
             except git.exc.GitCommandError as exc:
                 last = exc
@@ -239,7 +293,7 @@ class GitSource:
                 if "couldn't find remote ref" in text or "not our ref" in text:
                     continue
                 raise SourceError(
-                    f"cannot fetch {self.describe()}: {_short(exc)}",
+                    f"cannot fetch {self.describe()}: {_short(exc)}{self._auth_hint(text)}",
                     code=ErrorCode.source_unreachable,
                 ) from exc
         raise SourceError(
@@ -369,11 +423,12 @@ class GitSource:
 
 
 def _short(exc: BaseException) -> str:
-    """Git's own first error line, without the command echo (which may carry a URL token)."""
+    """Git's own last error line, without the command echo, a URL's user information or a
+    known secret redacted (git is never given one in a URL; this is the second lock)."""
     if isinstance(exc, git.exc.GitCommandError):
         text = str(exc.stderr or "").strip().strip("'").strip()
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if lines:
-            return lines[-1].removeprefix("stderr: ").strip("'")[:300]
+            return redact_text(lines[-1].removeprefix("stderr: ").strip("'")[:300])
         return f"git exited with status {exc.status}"
-    return str(exc)[:300]
+    return redact_text(str(exc)[:300])

@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.controller.model import Problem
 from kneo.errors import ErrorCode, KneoError
+from kneo.policy.access import HostAccess
+from kneo.policy.check import check_spec, host_access
 from kneo.policy.environment import EnvironmentPolicy
+from kneo.runtimes import create_runtime_registry
+from kneo.spec.loader import load_spec_data
 from kneo.spec.project import ProjectContext
+from kneo.spec.refs import import_roots, refresh_import_caches
+from kneo.tools.factory import load_tool_registry
 
 if TYPE_CHECKING:
     from kneo.tools import ToolRegistry
@@ -42,13 +48,6 @@ def default_spec_checker(
     and the import roots are computed once per policy and renewed every
     :data:`GRANT_SECONDS` with the import caches: a cold pass checks thousands of specs
     under one policy, and these were most of each check's cost."""
-    from kneo.policy.access import HostAccess
-    from kneo.policy.check import check_spec, host_access
-    from kneo.runtimes import create_runtime_registry
-    from kneo.spec.loader import load_spec_data
-    from kneo.spec.refs import import_roots, refresh_import_caches
-    from kneo.tools.factory import load_tool_registry
-
     if tools is None:
         tools = load_tool_registry(None)
     runtimes = create_runtime_registry()

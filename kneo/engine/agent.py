@@ -29,16 +29,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
 from kneo.engine import budgets as run_budgets
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
+from kneo.engine.middleware import MiddlewareChain
 from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
+from kneo.kernel import resolve_callable
 from kneo.policy.access import HostAccess
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
@@ -69,6 +72,8 @@ class AgentHost(Protocol):
     lock: Any  # guards the agent record against concurrent snapshots
     #: what the run may reach on the host; ``None`` outside a platform
     access: HostAccess | None
+    #: where the spec's ``module:function`` refs are imported from
+    roots: tuple[Path, ...]
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None: ...
 
@@ -96,6 +101,11 @@ class AgentHost(Protocol):
 
     def mcp(self) -> LazySessions | None:
         """The run's MCP sessions (``None`` when the spec imports no MCP server)."""
+        ...
+
+    def delegate(self, unit_key: str, step: CompiledStep, text: str) -> str:
+        """Run ``step``'s agent (or the workflow backing it) as unit ``unit_key`` of this run,
+        continuing from what that unit recorded; its answer."""
         ...
 
 
@@ -155,11 +165,13 @@ class AgentLoop:
             timeout_seconds=step.timeout_seconds,
         )
         approval = set(agent.approval_required) | {t.name for t in tools if t.requires_approval}
+        chain = middleware_chain(host, agent)
         record = host.agent_record()
         with host.lock:
             fresh = not record.get("messages")
         if fresh:
             earlier = host.previous_transcript(agent.name) if agent.memory.type != "none" else None
+            input_text = chain.input(input_text)
             with host.lock:
                 self._start(record, agent, input_text, runtime, earlier)
                 record["step_id"] = host.step_id  # usage per step in the run view
@@ -181,7 +193,8 @@ class AgentLoop:
                 messages = [ChatMessage.from_dict(m) for m in record["messages"]]
             pending = unanswered_calls(messages)
             if pending:
-                self._run_tools(host, guard, pending, approval, agent.tool_input, record)
+                turn = _Turn(guard, chain, step, approval, agent.tool_input)
+                self._run_tools(host, turn, pending, record)
                 continue
             if record["phase"] == "act" and record.get("act_turns", 0) >= max_turns:
                 raise AgentStepError(
@@ -190,7 +203,7 @@ class AgentLoop:
                     code=ErrorCode.agent_max_iterations,
                 )
             self._within_budget(host, ("model_calls", "tokens"))
-            self._model_turn(host, provider, agent, tools, messages, record)
+            self._model_turn(host, provider, agent, tools, chain.messages(messages), record, chain)
 
     @staticmethod
     def _start(
@@ -225,18 +238,22 @@ class AgentLoop:
         step_tools: list[ToolDefinition],
         messages: list[ChatMessage],
         record: dict[str, Any],
+        chain: MiddlewareChain,
     ) -> None:
         planning = record["phase"] == "plan"
         if planning:
             messages = [*messages, ChatMessage("system", PLAN_INSTRUCTION)]
         tools = [] if planning else step_tools
-        model = agent.model
-        if host.access is not None:  # the destination and key this call may use
-            model = host.access.model(model, path=f"agent {agent.name!r}.model")
-        reply = provider.complete(model=model, messages=messages, tools=tools)
+        model, reach = agent.model, None
+        if host.access is not None:  # the key this call uses, and where it may go
+            model, reach = host.access.model_call(model, path=f"agent {agent.name!r}.model")
+        reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
             count_spent(record, reply.usage)
+        if not (truncated or planning or reply.tool_calls):
+            reply = replace(reply, text=chain.output(reply.text or ""))
+        with host.lock:
             message = None if truncated else self._keep(record, reply, planning)
         calls = message.tool_calls if message is not None else ()
         host.emit(
@@ -282,13 +299,7 @@ class AgentLoop:
         return message
 
     def _run_tools(
-        self,
-        host: AgentHost,
-        guard: ToolGuard,
-        calls: list[ToolCall],
-        approval: set[str],
-        tool_input: dict[str, list[str]],
-        record: dict[str, Any],
+        self, host: AgentHost, turn: _Turn, calls: list[ToolCall], record: dict[str, Any]
     ) -> None:
         """The unanswered calls of the last model turn, in the model's order.
 
@@ -299,13 +310,13 @@ class AgentLoop:
         next one starts: a crash or resume never runs a call whose result is recorded.
         """
         asks = _Asks(host)
-        plans = [self._plan(asks, guard, call, approval, tool_input, record) for call in calls]
+        plans = [self._plan(asks, turn, call, record) for call in calls]
         if asks.requests:
             host.pause(asks.requests)
         for plan in plans:
             assert plan is not None  # every call without a plan asked for something
             self._within_budget(host, ("tool_calls",))
-            self._carry_out(host, guard, plan, record)
+            self._carry_out(host, turn, plan, record)
 
     @staticmethod
     def _within_budget(host: AgentHost, counters: tuple[str, ...]) -> None:
@@ -343,18 +354,14 @@ class AgentLoop:
             host.pause([host.new_request(**fields)])
 
     def _plan(
-        self,
-        asks: _Asks,
-        guard: ToolGuard,
-        call: ToolCall,
-        approval: set[str],
-        tool_input: dict[str, list[str]],
-        record: dict[str, Any],
+        self, asks: _Asks, turn: _Turn, call: ToolCall, record: dict[str, Any]
     ) -> _Planned | None:
         """What ``call`` comes to, or ``None`` while a person's answer is missing (asked for
         in ``asks``). Policy and schema first: a call the guard refuses is never put to a
         person. A tool whose arguments a person completes is checked against its policy
-        first, then in full once the person's values are in."""
+        first, then in full once the person's values are in. The middleware refuses after
+        the guard, before anyone is asked."""
+        guard, approval, tool_input = turn.guard, turn.approval, turn.tool_input
         refusal = guard.check(call, arguments=call.name not in tool_input)
         if refusal is None and call.name in tool_input:
             completed = self._tool_input(
@@ -363,6 +370,8 @@ class AgentLoop:
             if completed is None:
                 return None
             call, refusal = completed, guard.check(completed)
+        if refusal is None and (why := turn.chain.tool_call(call)) is not None:
+            refusal = ToolOutcome("denied", f"Tool call refused by middleware: {why}.", why)
         if refusal is not None:
             event = "tool_policy_denied" if refusal.status == "denied" else "tool_call_invalid"
             return _Planned(call, refusal, event)
@@ -387,9 +396,11 @@ class AgentLoop:
         return _Planned(call)
 
     def _carry_out(
-        self, host: AgentHost, guard: ToolGuard, plan: _Planned, record: dict[str, Any]
+        self, host: AgentHost, turn: _Turn, plan: _Planned, record: dict[str, Any]
     ) -> None:
-        """Run a planned call (or take its decided outcome), trace it, commit its result."""
+        """Run a planned call (or take its decided outcome), trace it, commit its result. A
+        call an agent answers runs that agent as a unit of its own (``<unit>/<tool>#<n>``,
+        the n-th result of this unit), so a pause inside it resumes there and its finished turns never run again."""
         opts = self._options
         call, outcome, event = plan.call, plan.outcome, plan.event
         if outcome is None:
@@ -397,7 +408,17 @@ class AgentLoop:
                 "tool_call_started",
                 describe_for_trace(call, record_arguments=opts.record_arguments),
             )
-            outcome, event = guard.execute(call), "tool_call_completed"
+            delegate = turn.step.delegate(call.name)
+            if delegate is not None:  # keyed by the results recorded before it: stable
+                with host.lock:
+                    key = f"{host.unit_key}/{call.name}#{record.get('tool_calls', 0) + 1}"
+                answer = host.delegate(key, delegate, str(call.arguments.get("input") or ""))
+                outcome = ToolOutcome("ok", answer, None)
+            else:
+                outcome = turn.guard.execute(call)
+            event = "tool_call_completed"
+        if event == "tool_call_completed":
+            outcome = replace(outcome, content=turn.chain.tool_result(call.name, outcome.content))
         if event is not None:
             data = describe_for_trace(
                 call,
@@ -419,7 +440,7 @@ class AgentLoop:
         asked)."""
         host = asks.host
         question = str(call.arguments.get("question") or "").strip() or "(no question given)"
-        if host.unit_key.startswith(_BRANCH_PREFIX):
+        if _BRANCH_PREFIX in host.unit_key:  # a branch, or a unit inside one
             with host.lock:
                 mine = [
                     c.get("id", "")
@@ -551,6 +572,27 @@ class AgentLoop:
 
 
 @dataclass(frozen=True)
+class _Turn:
+    """What every tool call of one agent turn is checked and run with."""
+
+    guard: ToolGuard
+    chain: MiddlewareChain
+    step: CompiledStep
+    approval: set[str]
+    tool_input: dict[str, list[str]]
+
+
+def middleware_chain(host: AgentHost, agent: AgentSpec) -> MiddlewareChain:
+    """The agent's middleware, its functions reached through the trust kernel with the
+    run's grant (asked at every call)."""
+
+    def resolve(ref: str, path: str) -> Callable[..., Any]:
+        return resolve_callable(ref, grant=host.access, roots=host.roots, path=path)
+
+    return MiddlewareChain(agent, resolve, at=f"agent {agent.name!r}")
+
+
+@dataclass(frozen=True)
 class _Planned:
     """What one tool call of a turn comes to once every person it needs has answered."""
 
@@ -626,7 +668,7 @@ def _step_registry(
         handler = remote.get(definition.name)
         if handler is None and definition.name in base:
             handler = base.handler(definition.name)
-        if handler is None and definition.external:
+        if handler is None and (definition.external or definition.agent is not None):
             handler = _run_by_the_caller
         if handler is None and not definition.implementation:
             continue  # the guard reports it as not registered
@@ -635,8 +677,9 @@ def _step_registry(
 
 
 def _run_by_the_caller(arguments: dict[str, Any]) -> str:
-    """Never called: the agent loop pauses an ``external`` tool's call for the caller."""
-    raise RuntimeError("an external tool is run by the caller, not by Kneo")
+    """Never called: the agent loop pauses an ``external`` tool's call for the caller, and
+    runs the agent answering an agent tool itself."""
+    raise RuntimeError("an external or agent tool is not run by a handler")
 
 
 def _trim(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:

@@ -8,6 +8,7 @@ the unit key, decisions, pauses, the run's MCP sessions and spending).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from kneo.engine.human import QUESTION_TOOL, HumanRequest
@@ -29,6 +30,10 @@ class UnitAgentHost:
         self._step = step
         self.lock = run.state.lock
         self.access = run.access
+        listed = run.workflow.metadata.get("import_roots")
+        self.roots = (
+            tuple(Path(r) for r in listed if isinstance(r, str)) if isinstance(listed, list) else ()
+        )
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         self._run.emit(event_type, data, step_id=self.step_id, unit_key=self.unit_key)
@@ -61,6 +66,11 @@ class UnitAgentHost:
 
     def mcp(self) -> LazySessions | None:
         return self._run.mcp
+
+    def delegate(self, unit_key: str, step: CompiledStep, text: str) -> str:
+        if step.workflow is not None:
+            return self._run.nested(unit_key, step.workflow, text)
+        return self._run.engine.agents.run(UnitAgentHost(self._run, unit_key, step), step, text)
 
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 from kneo.clock import Clock, SystemClock, utc_iso
@@ -204,6 +204,13 @@ def ensure_import_roots(workflow: CompiledWorkflow) -> None:
             sys.path.append(root)
 
 
+def _agent_of(step: Any) -> dict[str, Any]:
+    """``{"agent": name}`` for an agent step (its trace event names the agent), else ``{}``."""
+    agent = getattr(step, "agent", None) if step.kind == "agent" else None
+    name = getattr(agent, "name", None)
+    return {"agent": name} if name else {}
+
+
 def _where(state: ExecutionState) -> dict[str, Any]:
     pos = state.position or {}
     return {k: pos[k] for k in ("step_id", "unit_key") if k in pos}
@@ -235,6 +242,7 @@ class _Run:
         *,
         probe: bool = False,
         access: HostAccess | None = None,
+        nested: tuple[str, str, LazySessions] | None = None,
     ) -> None:
         self.engine = engine
         self.access = access
@@ -245,7 +253,12 @@ class _Run:
         self.cancellation = cancellation
         self.metadata = metadata
         self.probe = probe
-        self.mcp = LazySessions(None if probe else engine.mcp, workflow.spec.mcp.imports, access)
+        #: a nested workflow's unit keys start with its unit's key (``<unit>/``); its input
+        #: is that unit's, and it shares the run's MCP sessions
+        self.prefix, self.input_text, shared = nested or ("", state.input_text, None)
+        self.mcp = shared or LazySessions(
+            None if probe else engine.mcp, workflow.spec.mcp.imports, access
+        )
         #: usage of the finished units folded so far (``spent``): their records never change
         self._folded: tuple[int, set[str], dict[str, int]] = (0, set(), usage_of(()))
 
@@ -348,6 +361,7 @@ class _Run:
         step again with the reviewer's feedback, up to ``max_reviews`` rounds). ``closing``:
         the program ends once this unit completes (see :attr:`Boundary.closing`).
         """
+        key = self.prefix + key
         done = self.state.completed(key)
         if done is not None:
             return str(done.get("output") or "")
@@ -367,7 +381,8 @@ class _Run:
             return passed_on
         self.emit(
             "step_started",
-            {"kind": step.kind, "attempt": attempt + 1, **position},
+            # an agent step names its agent: the observer's invoke_agent span is named by it
+            {"kind": step.kind, "attempt": attempt + 1, **position, **_agent_of(step)},
             step_id=step.id,
             unit_key=key,
         )
@@ -684,6 +699,8 @@ class _Run:
         if step.kind == "function":
             output = execute_function_step(self, key, step, text, attempt, human_input, feedback)
             return output, {}
+        if step.kind == "agent" and step.workflow is not None:
+            return self.nested(key, step.workflow, text), {}
         if step.kind == "agent":
             return self.engine.agents.run(UnitAgentHost(self, key, step), step, text), {}
         if step.kind == "human":
@@ -691,6 +708,23 @@ class _Run:
         raise StepFailure(
             f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
         )
+
+    def nested(self, key: str, workflow: CompiledWorkflow, text: str) -> str:
+        """Run ``workflow`` (backing an agent) as part of unit ``key``: its units are this
+        run's, keyed ``<key>/<unit>``, so a pause inside it resumes there and its completed
+        units never run again."""
+        sub = _Run(
+            self.engine,
+            replace(workflow, metadata=self.workflow.metadata),
+            self.state,
+            self.journal,
+            self.run_id,
+            self.cancellation,
+            self.metadata,
+            access=self.access,
+            nested=(f"{key}/", text, self.mcp),
+        )
+        return _PROGRAMS[workflow.family](sub)
 
     # ------------------------------------------------------------------ people
 

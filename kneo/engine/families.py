@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _sequential(ctx: _Run) -> str:
-    text = ctx.state.input_text
+    text = ctx.input_text
     last = len(ctx.workflow.steps) - 1
     for index, step in enumerate(ctx.workflow.steps):
         text = ctx.unit(step.id, step, text, closing=index == last, step_index=index)
@@ -36,10 +36,10 @@ def _sequential(ctx: _Run) -> str:
 def _graph(ctx: _Run) -> str:
     wf = ctx.workflow
     if not wf.steps:
-        return ctx.state.input_text
+        return ctx.input_text
     nodes = {s.id: s for s in wf.steps}
     node: str | None = wf.start or wf.steps[0].id
-    text = ctx.state.input_text
+    text = ctx.input_text
     visits: Counter[str] = Counter()
     while node is not None:
         if node not in nodes:
@@ -55,7 +55,8 @@ def _graph(ctx: _Run) -> str:
             )
         if not ctx.probe:
             with ctx.state.lock:
-                ctx.state.visits[node] = max(ctx.state.visits.get(node, 0), visits[node])
+                seen = ctx.state.visits.get(ctx.prefix + node, 0)
+                ctx.state.visits[ctx.prefix + node] = max(seen, visits[node])
         key = node if visits[node] == 1 else f"{node}#{visits[node]}"
         review = nodes[node].human_review
         reviewed = review is not None and review.review_iterations and not ctx.probe
@@ -64,6 +65,7 @@ def _graph(ctx: _Run) -> str:
         output = ctx.unit(
             key, nodes[node], text, closing=terminal, node_id=node, visit=visits[node]
         )
+        key = ctx.prefix + key  # the unit's key in the run (``unit`` prefixes its own)
         unit = ctx.state.completed(key) or {}
         following = unit.get("route") or None
         if reviewed and review is not None:
@@ -110,7 +112,7 @@ def _record_route(ctx: _Run, key: str, node: str, target: str | None) -> None:
 
 def _concurrent(ctx: _Run) -> str:
     steps = ctx.workflow.steps
-    text = ctx.state.input_text
+    text = ctx.input_text
     results: dict[str, str] = {}
     errors: list[tuple[int, BaseException]] = []
     pauses: list[HumanRequest] = []
@@ -126,13 +128,17 @@ def _concurrent(ctx: _Run) -> str:
         except BaseException as exc:  # collected; raised in declaration order below
             errors.append((index, exc))
 
-    pending = [(i, s) for i, s in enumerate(steps) if ctx.state.completed(f"branch:{s.id}") is None]
+    pending = [
+        (i, s)
+        for i, s in enumerate(steps)
+        if ctx.state.completed(f"{ctx.prefix}branch:{s.id}") is None
+    ]
     if ctx.probe or len(pending) <= 1:
         for index, step in enumerate(steps):
             branch(index, step)
     else:
         for index, step in enumerate(steps):
-            if ctx.state.completed(f"branch:{step.id}") is not None:
+            if ctx.state.completed(f"{ctx.prefix}branch:{step.id}") is not None:
                 branch(index, step)
         workers = min(len(pending), ctx.engine.options.max_parallel)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kneo-branch") as pool:
@@ -160,7 +166,7 @@ def _handoff(ctx: _Run) -> str:
         turns = selector.max_turns or len(order) * wf.rounds
     else:
         turns = selector.max_turns if selector and selector.max_turns else len(order)
-    text = ctx.state.input_text
+    text = ctx.input_text
     for turn in range(turns):
         participant = by_id[order[turn % len(order)]]
         text = ctx.unit(
@@ -175,7 +181,7 @@ def _handoff(ctx: _Run) -> str:
 
 def _group_chat(ctx: _Run) -> str:
     wf = ctx.workflow
-    topic = ctx.state.input_text
+    topic = ctx.input_text
     lines: list[str] = []
     for round_no in range(1, wf.rounds + 1):
         for participant in wf.steps:

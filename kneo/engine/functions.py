@@ -1,23 +1,26 @@
 """Function steps: resolve ``module:function`` refs and call them with a step context.
 
 A function step's callable takes the step input text and a :class:`StepContext` and returns
-text (``fn(text)`` with one parameter also works). Refs are checked by the compiler's
-unsafe-import diagnostics; here they are imported once and cached.
+text (``fn(text)`` with one parameter also works). A ref reaches its function only through
+the trust kernel (:func:`kneo.kernel.resolve_callable`): the run's grant must allow the module
+at every call, and the name must be a function defined there; the import happens once.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.engine.cancellation import CancellationToken
 from kneo.engine.outcomes import StepFailure
 from kneo.errors import ErrorCode, KneoError
+from kneo.kernel import CallableGrant, resolve_callable
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
@@ -56,29 +59,34 @@ _cache: dict[str, tuple[StepFunction, int]] = {}
 _lock = threading.Lock()
 
 
-def resolve_function(ref: str) -> tuple[StepFunction, int]:
-    """The callable behind ``module:function`` and how many positional args it takes (1|2)."""
+def resolve_function(
+    ref: str, *, grant: CallableGrant | None = None, roots: tuple[Path, ...] = ()
+) -> tuple[StepFunction, int]:
+    """The callable behind ``module:function`` and how many positional args it takes (1|2).
+    ``grant`` (the run's) is asked at every call, so a run resumed under narrower rules
+    reaches nothing its grant no longer allows; the import itself is cached."""
+    if grant is not None:
+        grant.function(ref, path="ref", roots=roots)
     with _lock:
         hit = _cache.get(ref)
     if hit is not None:
         return hit
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise FunctionImportError(f"function ref {ref!r} must look like 'module:function'", ref=ref)
     try:
-        target: Any = import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except Exception as exc:  # ImportError, AttributeError, or the module's own error
-        raise FunctionImportError(
-            f"function ref {ref!r} cannot be imported: {type(exc).__name__}: {exc}", ref=ref
-        ) from exc
-    if not callable(target):
-        raise FunctionImportError(f"function ref {ref!r} is not callable", ref=ref)
+        target = resolve_callable(ref, roots=roots)
+    except KneoError as exc:
+        if exc.code != ErrorCode.E_UNKNOWN_FUNCTION_REF:
+            raise
+        raise FunctionImportError(exc.message, ref=ref) from exc.__cause__
     arity = arity_of(target)
     with _lock:
         _cache[ref] = (target, arity)
     return target, arity
+
+
+@functools.lru_cache(maxsize=64)
+def _roots(listed: tuple[Any, ...]) -> tuple[Path, ...]:
+    """A compiled workflow's ``import_roots`` as paths (a handful of distinct lists)."""
+    return tuple(Path(r) for r in listed if isinstance(r, str))
 
 
 def arity_of(fn: StepFunction) -> int:
@@ -121,7 +129,9 @@ def execute_function_step(
     if override is not None:
         fn, arity = override, arity_of(override)
     else:
-        fn, arity = resolve_function(ref)
+        listed = run.workflow.metadata.get("import_roots")
+        roots = _roots(tuple(listed)) if isinstance(listed, list) else ()
+        fn, arity = resolve_function(ref, grant=run.access, roots=roots)
     # A one-parameter ``fn(text)`` never sees the context: do not build it.
     context = (
         StepContext(

@@ -4,7 +4,6 @@ that refuse a wrong field when the step is built rather than at run time."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from kneo.engine.human import HumanResolver
 from kneo.errors import InvalidRequest, SpecError
+from kneo.kernel import ref_of
 from kneo.spec.models import (
     AgentSpec,
     HumanComponent,
@@ -133,11 +133,11 @@ def importable_ref(fn: Callable[..., Any], *, what: str) -> str:
             "process; define it at module level in an importable module",
             field="fn",
         )
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    if target is not fn:
+    ref = ref_of(fn)
+    if ref is None:
         raise InvalidRequest(
-            f"{what}: {module}:{qualname} does not resolve to this function", field="fn"
+            f"{what}: {module}:{qualname} does not resolve to this function (a ref names a "
+            "function defined in its module, or a method of a class defined there)",
+            field="fn",
         )
-    return f"{module}:{qualname}"
+    return ref

@@ -32,7 +32,9 @@ from kneo.engine.sdk_steps import (
 )
 from kneo.engine.state import ExecutionState
 from kneo.errors import ErrorCode, InvalidRequest, KneoError
+from kneo.runtimes import create_runtime_registry
 from kneo.spec.compiled import CompiledWorkflow
+from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import (
     AgentSpec,
     ComponentsSpec,
@@ -261,9 +263,6 @@ class SdkWorkflow:
         return workflow
 
     def _compile(self) -> CompiledWorkflow:
-        from kneo.runtimes import create_runtime_registry
-        from kneo.spec.compiler import SpecCompiler
-
         if any(isinstance(s, AgentStep) for s in self.steps):
             raise InvalidRequest(
                 f"workflow '{self.name}' has agent steps: run it durably with "

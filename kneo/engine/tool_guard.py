@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from kneo.engine.providers.base import ToolCall
 from kneo.errors import ValidationFailed
+from kneo.kernel import ref_of, start_process
 from kneo.redaction import REDACTED, redact, redact_text
 from kneo.runtimes import RuntimeMode
 from kneo.spec.models import ToolPolicy
@@ -52,8 +53,8 @@ OutcomeStatus = Literal["ok", "denied", "invalid", "error", "timeout"]
 #: Longest handler error text kept in an outcome.
 _MAX_ERROR_CHARS = 500
 
-# Runs in the bridge child: read {"ref", "arguments", "sys_path"} from stdin, call the
-# handler with stdout pointed at stderr (so prints cannot corrupt the reply), and write one
+# Runs in the bridge child: read {"ref", "arguments", "sys_path"} from stdin, resolve the
+# handler through the trust kernel (as the parent would), call it with stdout pointed at stderr (so prints cannot corrupt the reply), and write one
 # JSON reply {"ok", "content"|"error"} to the real stdout.
 _CHILD = r"""
 import json, sys
@@ -62,11 +63,8 @@ sys.stdout = sys.stderr
 try:
     payload = json.loads(sys.stdin.read())
     sys.path[:0] = [p for p in payload["sys_path"] if p not in sys.path]
-    import importlib
-    module_name, _, attr = payload["ref"].partition(":")
-    handler = importlib.import_module(module_name)
-    for part in attr.split("."):
-        handler = getattr(handler, part)
+    from kneo.kernel import resolve_callable
+    handler = resolve_callable(payload["ref"], path="implementation")
     result = handler(payload["arguments"])
     reply = {"ok": True, "content": result if isinstance(result, str) else
              ("" if result is None else json.dumps(result, default=str)
@@ -160,7 +158,7 @@ class ToolGuard:
         definition = self._registry.get(call.name)
         handler = self._registry.handler(call.name)
         if self._runtime.isolated_tools and definition.mcp_server is None:
-            ref = definition.implementation or _importable_ref(handler)
+            ref = definition.implementation or ref_of(handler)
             if ref is not None:
                 return self._run_in_child(ref, call)
             outcome = self._run_in_thread(handler, call)
@@ -198,7 +196,7 @@ class ToolGuard:
             {"ref": ref, "arguments": dict(call.arguments), "sys_path": list(sys.path)},
             default=str,
         )
-        process = subprocess.Popen(
+        process = start_process(
             [sys.executable, "-c", _CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -275,18 +273,6 @@ def host_allowed(host: str, allowed_domains: Sequence[str]) -> bool:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _importable_ref(handler: Any) -> str | None:
-    """``module:qualname`` when importing it in a fresh process yields this very handler."""
-    module = getattr(handler, "__module__", None)
-    qualname = getattr(handler, "__qualname__", None)
-    if not module or not qualname or module == "__main__" or "<" in qualname:
-        return None
-    target: Any = sys.modules.get(module)
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return f"{module}:{qualname}" if target is handler else None
 
 
 def _as_text(result: Any) -> str:

@@ -30,10 +30,20 @@ from typing import Any
 
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
 from kneo.bundle.format import EvalAttestation
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.agent import USAGE_FIELDS, count_usage
-from kneo.errors import ErrorCode, KneoError
+from kneo.engine.providers import create_provider_registry
+from kneo.engine.providers.base import ChatMessage
+from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.evals.suite import EvalCase, EvalSuite, Expectations
+from kneo.platform.factory import create_platform
+from kneo.policy.access import HostAccess
 from kneo.settings import Settings
+from kneo.spec.loader import deep_merge, load_spec
+from kneo.spec.project import ProjectContext
+from kneo.spec.yaml_io import dump_yaml
+from kneo.store import DEFAULT_SQLITE_NAME, open_store
+from kneo.version import package_version
 
 #: Default number of cases in flight at once: up to 4, no more than the machine's CPUs (with
 #: the dummy provider a case is CPU work; more threads than cores only contend, bench/evals.py).
@@ -134,8 +144,6 @@ def attestation(result: Mapping[str, Any]) -> EvalAttestation:
     ``kneo eval run --results`` writes it); ``bundle_malformed`` when it is not one."""
     from pydantic import ValidationError
 
-    from kneo.errors import BundleError
-
     if not isinstance(result, Mapping) or result.get("kind") != "KneoEvalResult":
         raise BundleError(
             "not an eval result (write one with kneo eval run --results FILE)",
@@ -169,12 +177,7 @@ def suite_digest(suite: EvalSuite) -> str:
 
 
 def kneo_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kneo-serv")
-    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
-        return "0+unknown"
+    return package_version()
 
 
 # --------------------------------------------------------------------------- expectations
@@ -255,9 +258,10 @@ def _check_output(expect: Expectations, output: str) -> list[str]:
         from jsonschema import Draft202012Validator
 
         try:
-            document = json.loads(output)
-        except json.JSONDecodeError as exc:
-            failures.append(f"output is not JSON ({exc.msg})")
+            document = parse_json(output, source="output")
+        except DocumentError as exc:  # not JSON, over a limit, or a key given twice
+            reason = exc.message.split(": ", 1)[-1].removeprefix("invalid JSON: ")
+            failures.append(f"output is not JSON ({reason})")
         else:
             errors = sorted(Draft202012Validator(rule.json_schema).iter_errors(document), key=str)
             if errors:
@@ -271,8 +275,6 @@ def _check_output(expect: Expectations, output: str) -> list[str]:
 
 def case_overrides(case: EvalCase, spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec overlay one case needs: its dummy scripts, then its own ``overrides``."""
-    from kneo.spec.loader import deep_merge
-
     overlay: dict[str, Any] = {}
 
     def scripted(turns: Sequence[Any]) -> dict[str, Any]:
@@ -359,11 +361,9 @@ class _Worker:
         settings: Settings,
         project: Any,
         tools: Any,
+        environment: str,
         template: _Worker | None = None,
     ) -> None:
-        from kneo.platform.factory import create_platform
-        from kneo.store import DEFAULT_SQLITE_NAME, open_store
-
         self.path = directory / DEFAULT_SQLITE_NAME
         if template is not None:
             # a copy of a migrated, empty store: opening it migrates nothing (~0.4 s saved)
@@ -376,12 +376,17 @@ class _Worker:
                 source.backup(copy)
         store = open_store(None, settings=settings, state_dir=directory)
         self.manager = create_platform(settings, project, store=store, tool_registry=tools)
+        # a rehearsal of the bundle this spec becomes: the environment's policy and grant
+        # apply, its approved-bundles-only rule does not (docs/evals.md)
+        self.manager.admission.rehearsal = True
+        self.environment = environment
 
     def run(self, spec_path: Path, case: EvalCase, overrides: dict[str, Any]) -> dict[str, Any]:
         result = self.manager.run_from_spec(
             input_text=case.input,
             spec_path=spec_path,
             target=case.target,
+            environment=self.environment,
             overrides=overrides or None,
             actor="kneo-eval",
         )
@@ -398,28 +403,33 @@ class _Worker:
 
 
 class Judge:
-    """Grades criteria with the suite's judge model through the provider registry."""
+    """Grades criteria with the suite's judge model through the provider registry, under
+    the grant the cases' runs have (:class:`~kneo.policy.access.HostAccess`): a suite is
+    untrusted input, so its judge reaches only declared secrets, allowed destinations, and
+    each secret only where it is bound. Refused at construction, before any case runs."""
 
-    def __init__(self, suite: EvalSuite, settings: Settings, project: Any) -> None:
-        from kneo.engine.providers import create_provider_registry
-
+    def __init__(
+        self, suite: EvalSuite, settings: Settings, project: Any, grant: HostAccess
+    ) -> None:
         assert suite.judge is not None
+        self.grant = grant
         self.model = suite.judge
+        grant.model_call(self.model, path="judge")  # refuse now: nothing is sent
         secrets_map = project.config.secrets.providers if project is not None else None
         self.provider = create_provider_registry(settings, secrets=secrets_map).get(
             suite.judge.provider
         )
 
     def __call__(self, criterion: str, transcript: str) -> tuple[bool, str]:
-        from kneo.engine.providers.base import ChatMessage
-
+        model, reach = self.grant.model_call(self.model, path="judge")
         reply = self.provider.complete(
-            model=self.model,
+            model=model,
             messages=[
                 ChatMessage("system", JUDGE_INSTRUCTION),
                 ChatMessage("user", f"Criterion: {criterion}\n\n{transcript}"),
             ],
             tools=[],
+            reach=reach,
         )
         text = (reply.text or "").strip()
         return text.upper().startswith("PASS"), text[:200] or "empty reply"
@@ -432,10 +442,12 @@ def resolved_spec_file(
     """The spec resolved for ``environment`` (what a bundle signs), written to a hidden
     directory beside the original so its function and tool references resolve as they do
     from the original; removed afterwards. Yields the file and the resolved document."""
-    from kneo.spec.loader import load_spec
-    from kneo.spec.yaml_io import dump_yaml
-
-    loaded = load_spec(spec_path, env=environment, project=project.config)
+    loaded = load_spec(
+        spec_path,
+        env=environment,
+        project=project.config,
+        declared=project.declared_environments(),
+    )
     directory = Path(tempfile.mkdtemp(prefix=".kneo-eval-", dir=spec_path.resolve().parent))
     try:
         target = directory / spec_path.name.split(".")[0]
@@ -459,24 +471,24 @@ def run_suite(
 
     A case whose run raises (a spec error, a refused tool) fails with the error's code and
     message; the suite goes on. ``on_case`` is called as each case finishes (any thread)."""
-    from kneo.spec.project import ProjectContext
-
     started = time.perf_counter()
     path = Path(spec_path)
     base = settings or Settings.from_env()
     project = ProjectContext.discover(settings=base, env=environment)
     env_name = project.env if environment is not None else None
+    # the environment every case runs (and is judged) in: E_UNKNOWN_ENV before any case
+    judged = project.run_environment(environment)
     # isolated: a throwaway SQLite store per worker; tool arguments kept for expectations
     isolated = replace(base, database_url=None, otel_record_arguments=True)
     tools = project.tool_registry()
-    judge = Judge(suite, isolated, project) if suite.needs_judge() else None
+    judge: Judge | None = None
     results: dict[str, CaseResult] = {}
     scratch = Path(tempfile.mkdtemp(prefix="kneo-eval-store-"))
     made: list[_Worker] = []
     try:
         with resolved_spec_file(path, env_name, project) as (resolved, data):
             digest = spec_digest(data)
-            # the resolved file already holds the overlay: load it for no environment
+            # the resolved file already holds the overlay (none lies beside it in its directory)
             plain = ProjectContext.discover(settings=isolated, cwd=project.root)
             count = max(1, min(workers, len(suite.cases)))
             # built here, one after another: schema migrations are not thread-safe
@@ -484,8 +496,11 @@ def run_suite(
             for _ in range(count):
                 directory = Path(tempfile.mkdtemp(dir=scratch))
                 template = made[0] if made else None
-                made.append(_Worker(directory, isolated, plain, tools, template))
+                made.append(_Worker(directory, isolated, plain, tools, judged, template))
                 idle.put(made[-1])
+            if suite.needs_judge():  # the grant of the cases' runs
+                grant = made[0].manager.admission.host_access(env_name, "spec")
+                judge = Judge(suite, isolated, project, grant)
 
             def one(case: EvalCase) -> CaseResult:
                 worker = idle.get()

@@ -19,7 +19,7 @@ cases:
 
 A suite file is untrusted input like a spec: it is read through :mod:`kneo.documents`
 (size, depth and alias limits) and every error names the file and the field. The JSON Schema
-(``kneo/schemas/eval_suite.schema.json``, also ``schemas/``) is generated from these models.
+(``kneo/schemas/eval_suite.schema.json``) is generated from these models.
 """
 
 from __future__ import annotations
@@ -226,8 +226,8 @@ def suite_json_schema() -> dict[str, Any]:
     }
 
 
-#: Where the schema ships: inside the package (for tools that have only the wheel) and in the
-#: repository's ``schemas/`` beside the others (editors' ``$schema`` comments point there).
+#: The schema's file in the package's ``schemas/`` (served at ``/schemas/``, copied by
+#: ``kneo init``).
 SCHEMA_FILE = "eval_suite.schema.json"
 
 

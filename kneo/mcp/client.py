@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -32,10 +33,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from kneo.errors import ErrorCode, KneoError
+from kneo.errors import AccessDenied, ErrorCode, KneoError
+from kneo.kernel import NetworkGrant, async_http_client
 from kneo.policy.access import HostAccess, ResolvedServer
 from kneo.settings import Settings
-from kneo.spec.diagnostics import Diagnostic
+from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.models import McpImport, Spec
 from kneo.tools import ToolDefinition
 
@@ -196,8 +198,8 @@ class McpClientSessions:
         for attempt in range(1, attempts + 1):
             try:
                 return self._submit(self._once(server, op))
-            except McpToolError:
-                raise
+            except (McpToolError, AccessDenied):
+                raise  # a refused destination is refused again: nothing was sent there
             except McpUnavailable as exc:
                 last = exc
             if attempt < attempts and self._backoff > 0:
@@ -225,7 +227,7 @@ class McpClientSessions:
             raise McpToolError(f"MCP error {exc.code}: {exc.error.message}") from None
         except Exception as exc:  # the transport broke (process died, socket closed)
             await self._drop(server)
-            raise McpUnavailable(_describe(exc)) from None
+            raise _refusal(exc) or McpUnavailable(_describe(exc)) from None
 
     async def _connection(self, server: str) -> _Connection:
         existing = self._connections.get(server)
@@ -237,7 +239,7 @@ class McpClientSessions:
         except TimeoutError:
             raise McpUnavailable("could not connect in time") from None
         except Exception as exc:
-            raise McpUnavailable(f"could not connect: {_describe(exc)}") from None
+            raise _refusal(exc) or McpUnavailable(f"could not connect: {_describe(exc)}") from None
         self._connections[server] = connection
         return connection
 
@@ -274,13 +276,16 @@ class McpClientSessions:
             env = {variable: secret} if variable and secret else None
             params = StdioServerParameters(command=command[0], args=command[1:], env=env)
             return _quiet_stdio(stdio_client, params)
-        assert server.url is not None  # HostAccess.server resolves a url for http and sse
+        # HostAccess.server resolves a url, and where its requests may go, for http and sse
+        assert server.url is not None and server.reach is not None
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        path = f"MCP server {server.name!r}"
         if server.transport == "sse":
             from mcp.client.sse import sse_client
 
-            return sse_client(server.url, headers=headers)
-        return _streamable_http(server.url, headers)
+            factory = functools.partial(async_http_client, server.reach, path=path)
+            return sse_client(server.url, headers=headers, httpx_client_factory=factory)
+        return _streamable_http(server.url, headers, server.reach, path)
 
 
 @asynccontextmanager
@@ -292,13 +297,17 @@ async def _quiet_stdio(stdio_client: Any, params: Any) -> AsyncIterator[Any]:
 
 
 @asynccontextmanager
-async def _streamable_http(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+async def _streamable_http(
+    url: str, headers: dict[str, str], reach: NetworkGrant, path: str
+) -> AsyncIterator[Any]:
+    """The session's requests go through the kernel's client, which asks ``reach`` at
+    every hop (the SDK itself follows only redirects within the endpoint's origin)."""
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     timeout = httpx2.Timeout(30.0, read=300.0)
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        async_http_client(reach, path=path, headers=headers, timeout=timeout) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
@@ -308,6 +317,20 @@ def _connection_lost(exc: Any) -> bool:
     from mcp.types import CONNECTION_CLOSED
 
     return bool(exc.code == CONNECTION_CLOSED)
+
+
+def _refusal(exc: BaseException | None) -> AccessDenied | None:
+    """The kernel's refusal of a request behind ``exc`` (inside the SDK's task groups and
+    wrappers), if that is why the session broke."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, AccessDenied):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = (_refusal(e) for e in exc.exceptions)
+            return next((e for e in found if e is not None), None)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -335,8 +358,6 @@ def check_imports(spec: Spec, settings: Settings, access: HostAccess) -> list[Di
     its own). One attempt per server (no retries), so an absent server costs one connect
     timeout."""
     from dataclasses import replace
-
-    from kneo.spec.diagnostics import diag
 
     out: list[Diagnostic] = []
     names = access.allowed_servers(spec.mcp.imports)

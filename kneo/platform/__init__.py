@@ -21,10 +21,22 @@ if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
     from kneo.platform.manager import PlatformManager
     from kneo.platform.results import RunResult
+    from kneo.store import ControllerRequest, RunFilter
 
-__all__ = ["PlatformManager", "RunResult", "create_persistence_stores", "create_platform"]
+#: ``RunFilter`` and ``ControllerRequest`` are the store's records the manager's methods take
+#: and answer; routes name them from here, never from the store.
+__all__ = [
+    "ControllerRequest",
+    "PlatformManager",
+    "RunFilter",
+    "RunResult",
+    "create_persistence_stores",
+    "create_platform",
+]
 
 _EXPORTS = {
+    "ControllerRequest": "kneo.store",
+    "RunFilter": "kneo.store",
     "PlatformManager": "kneo.platform.manager",
     "RunResult": "kneo.platform.results",
     "create_persistence_stores": "kneo.platform.factory",

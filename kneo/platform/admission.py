@@ -5,7 +5,14 @@ Every way a run starts asks it: the HTTP routes and the CLI through
 the spec is loaded, then :meth:`RunAdmission.check` on the one loaded spec), a replay through
 ``replay_run`` (:meth:`RunAdmission.admit_replay`: a replay is a new run), and a worker through
 ``execute_run`` (:meth:`RunAdmission.readmit`, again before a queued run executes, since the
-rules may have changed since it was accepted). Two rules, both per environment:
+rules may have changed since it was accepted).
+
+First, **which environment** (:meth:`RunAdmission.environment`): the one the run names, else
+the project's default; one the project declares
+(:func:`~kneo.spec.project.judge_environment`), or for a bundle run one the watched repository
+declares, else 400 ``E_UNKNOWN_ENV``. The run is recorded under it and every rule below is
+read for it, so an omitted environment is judged as exactly the one the run is recorded under.
+Then two rules, both per environment:
 
 * **approved bundles only** — ``runs.require_approved_bundle`` in the project's policy
   (``.kneo/config.yaml`` plus ``environments/<env>.yaml``) or in what the controller last read
@@ -39,7 +46,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -48,11 +55,21 @@ from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
 from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
+from kneo.names import check_name
 from kneo.platform.bundles import BundleSpec
 from kneo.policy.access import HostAccess, Origin
-from kneo.spec.compiler import SpecCompiler
+from kneo.policy.check import check_spec, host_access
+from kneo.policy.environment import ENVIRONMENTS_DIR, resolve_for_context, with_run_limits
+from kneo.spec.compiler import SpecCompiler, diagnostics_error
+from kneo.spec.loader import load_spec_data
 from kneo.spec.models import Spec
-from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.project import (
+    IMPLICIT_ENVIRONMENT,
+    PolicyEnforcement,
+    ProjectContext,
+    declared_environments,
+    judge_environment,
+)
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -95,8 +112,6 @@ def file_stamp(path: str | Path) -> tuple[int, int, int, int] | Literal[False] |
 def environment_files(root: str | Path, env: str) -> tuple[str, str]:
     """The two names an environment policy file may have: ``environments/<env>.yaml|yml``
     (remembered: each run asks twice, at admission and when it executes)."""
-    from kneo.policy.environment import ENVIRONMENTS_DIR
-
     folder = os.path.join(root, ENVIRONMENTS_DIR)
     return os.path.join(folder, f"{env}.yaml"), os.path.join(folder, f"{env}.yml")
 
@@ -104,12 +119,15 @@ def environment_files(root: str | Path, env: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Admitted:
     """What a new run may be prepared from: a spec path or document, or the registry revision
-    it is pinned to (``bundle``); and the policy to check it against (``policy``: the stored
-    one, ``None`` for the project's), with ``policy_key`` naming the stored one's content for
-    a cache of checked specs (with what the GitOps controller published, ``published``)."""
+    it is pinned to (``bundle``), in which environment; and the policy to check it against
+    (``policy``: the stored one, ``None`` for the project's), with ``policy_key`` naming the
+    stored one's content for a cache of checked specs (with what the GitOps controller
+    published, ``published``)."""
 
     spec_path: str | Path | None
     spec: Spec | Mapping[str, Any] | None
+    #: the environment the run is judged and recorded under (:meth:`RunAdmission.environment`)
+    environment: str
     bundle: BundleSpec | None = None
     policy: PolicyEnforcement | None = None
     policy_key: str | None = None
@@ -125,6 +143,10 @@ class RunAdmission:
     compiler: SpecCompiler
     project: ProjectContext | None
     cache_entries: InitVar[int]
+    #: an eval's throwaway platform (``kneo.evals``): the spec under test is the one a bundle
+    #: of it carries, so ``runs.require_approved_bundle`` takes no part there; every other
+    #: rule of the environment does. Set in code only, never from a request.
+    rehearsal: bool = False
     #: "approved bundles only?" per environment, by policy file stamps
     _bundle_rules: LRUCache[tuple[Any, ...], bool] = field(init=False)
     #: what runs may reach, per environment and origin, by policy file stamps
@@ -145,8 +167,10 @@ class RunAdmission:
         spec: Spec | Mapping[str, Any] | None,
         environment: str | None,
     ) -> Admitted:
-        """Whether a new run from this source may start, before the spec is loaded: raises
-        403 ``bundle_not_approved``; says which policy :meth:`check` applies to the spec."""
+        """Whether a new run from this source may start, before the spec is loaded, and in
+        which environment (:meth:`environment`: an omitted one is the project's default,
+        judged as exactly that): raises 403 ``bundle_not_approved``, 400 ``E_UNKNOWN_ENV``;
+        says which policy :meth:`check` applies to the spec."""
         bundle = spec if isinstance(spec, BundleSpec) and spec_path is None else None
         if bundle is not None and environment != bundle.environment:
             raise InvalidRequest(
@@ -154,19 +178,46 @@ class RunAdmission:
                 f"not {environment!r}",
                 field="environment",
             )
-        env = environment
-        if env is None and self.project is not None:
-            env = self.project.env if self.project.env_explicit else None
-        with self._snapshot(environment):
+        env = self.default_environment(environment)
+        with self._snapshot(env):
             if bundle is None:
                 self.refuse_unapproved(env)  # 403 before touching the spec
-            value = self._stored(environment)
-            published = self._published_limits(environment or env)
+            self._judge(environment, bundle=bundle is not None)
+            value = self._stored(env)
+            published = self._published_limits(env)
         if value is None and published is None:
-            return Admitted(spec_path, spec, bundle)
+            return Admitted(spec_path, spec, env, bundle)
         policy = PolicyEnforcement.model_validate(value) if value is not None else None
         key = content_hash([value, published])
-        return Admitted(spec_path, spec, bundle, policy, key, published)
+        return Admitted(spec_path, spec, env, bundle, policy, key, published)
+
+    def default_environment(self, requested: str | None) -> str:
+        """``requested``, else the project's default environment (not yet judged)."""
+        default = self.project.env if self.project is not None else IMPLICIT_ENVIRONMENT
+        return check_name(requested or default, kind="environment", field="environment")
+
+    def environment(self, requested: str | None, *, bundle: bool = False) -> str:
+        """The environment a run is judged and recorded under: ``requested``, else the
+        project's default; one the project declares
+        (:meth:`~kneo.spec.project.ProjectContext.declared_environments`) or, for a
+        ``bundle`` run, one the watched repository declares (the controller activates
+        signed revisions only there and publishes its rules), else 400 ``E_UNKNOWN_ENV``."""
+        with self._snapshot(self.default_environment(requested)):
+            return self._judge(requested, bundle=bundle)
+
+    def _judge(self, requested: str | None, *, bundle: bool) -> str:
+        """:meth:`environment` inside a snapshot of the environment's metadata."""
+        project = self.project
+        declared = (
+            project.declared_environments()
+            if project is not None
+            else declared_environments(None, None)
+        )
+        default = project.env if project is not None else IMPLICIT_ENVIRONMENT
+        also: Collection[str] = ()
+        if bundle and (requested or default) not in declared:
+            also = tuple(self.store.get_metadata(POLICY_METADATA_KEY, None) or ())
+        return judge_environment(requested, default, declared, also=also)
 
     def check(
         self,
@@ -183,9 +234,6 @@ class RunAdmission:
         else the project's) and what the project lets specs of ``origin`` reach (narrowed by
         the GitOps repository's ``resources:`` too, ``published``); raises the check's first
         error when it is not valid."""
-        from kneo.policy.check import check_spec
-        from kneo.spec.compiler import diagnostics_error
-
         report = check_spec(
             model,
             env=environment,
@@ -210,8 +258,6 @@ class RunAdmission:
         """The project's grant for ``origin`` in ``environment``, narrowed and budgeted by
         :meth:`run_limits`; read again when the environment's file or published limits
         change."""
-        from kneo.policy.check import host_access
-
         project = self.project
         env = environment or (project.env if project is not None else None)
         stamps: tuple[Any, ...] = ()
@@ -274,8 +320,6 @@ class RunAdmission:
     def _merged_limits(
         self, environment: str | None, published: Mapping[str, Any] | None
     ) -> EnvironmentPolicy | None:
-        from kneo.policy.environment import resolve_for_context, with_run_limits
-
         project = self.project
         env = environment or (project.env if project is not None else None)
         local = resolve_for_context(project, env) if project is not None and env else None
@@ -315,8 +359,9 @@ class RunAdmission:
         return self._project_requires_bundle(self.project, environment)
 
     def refuse_unapproved(self, environment: str | None) -> None:
-        """403 ``bundle_not_approved`` for an ad-hoc spec where only approved bundles run."""
-        if self.approved_bundle_required(environment):
+        """403 ``bundle_not_approved`` for an ad-hoc spec where only approved bundles run
+        (never in a :attr:`rehearsal`)."""
+        if not self.rehearsal and self.approved_bundle_required(environment):
             raise BundleNotApproved(
                 f"{environment} runs only approved bundles: start the run with "
                 f'{{"bundle": NAME, "environment": "{environment}"}} (CLI: kneo run --bundle '
@@ -348,6 +393,8 @@ class RunAdmission:
         with self._snapshot(run.environment, tx):
             if not approved:
                 self.refuse_unapproved(run.environment)
+            if run.environment:  # still one the project (or, for a bundle, the repo) declares
+                self._judge(run.environment, bundle=approved)
             return (
                 stored_policy(self.store, run.environment),
                 self._published_limits(run.environment),
@@ -362,8 +409,6 @@ class RunAdmission:
     ) -> None:
         """:meth:`check` on a recorded run's spec, in its environment and directory; as a
         signed bundle only when it runs as its ``approved`` revision."""
-        from kneo.spec.loader import load_spec_data
-
         source = f"run {run.run_id}"
         base = (run.metadata or {}).get("base_dir")
         model = load_spec_data(dict(run.spec), source=source)
@@ -397,8 +442,6 @@ class RunAdmission:
         """The project config's or ``environments/<env>.yaml``'s rule, cached by the files'
         stamps, so a run does not re-read and re-validate the YAML file (the project config
         itself is read once, when the project is discovered)."""
-        from kneo.policy.environment import resolve_for_context
-
         stamps = tuple(file_stamp(f) for f in environment_files(project.root, environment))
         key = (id(project), environment, stamps)
         cacheable = False not in stamps

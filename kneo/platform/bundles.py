@@ -19,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.errors import InvalidRequest
+from kneo.controller.promotion import record_promotion_decision
+from kneo.controller.runtime import resolve_bundle_for_run
+from kneo.errors import InvalidRequest, NotFound
 from kneo.names import check_name
+from kneo.platform.reconcile import DEFAULT_NAME, lock_name
 from kneo.platform.results import RunResult
 
 if TYPE_CHECKING:
@@ -89,8 +92,6 @@ class BundleSpec(dict[str, Any]):
 
 def resolve(store: RegistryReads, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
-    from kneo.controller.runtime import resolve_bundle_for_run
-
     if not bundle or not environment:
         raise InvalidRequest(
             "a bundle run needs both a bundle name and an environment",
@@ -120,10 +121,18 @@ def run_bundle(
     timeout_seconds: float | None = None,
     metadata: Mapping[str, Any] | None = None,
     actor: str | None = None,
+    session_id: str | None = None,
 ) -> RunResult:
-    """Run (or, with ``async_mode``, queue) the active revision of ``bundle``."""
-    from kneo.platform.preparation import RunRequest
+    """Run (or, with ``async_mode``, queue) the active revision of ``bundle`` in
+    ``environment``: one the project or the watched repository declares (400
+    ``E_UNKNOWN_ENV`` before the registry is asked)."""
+    from kneo.platform.preparation import (
+        RunRequest,  # import cycle: preparation imports this module
+    )
 
+    if bundle and environment:
+        check_name(bundle, kind="bundle name", field="bundle")
+        manager.runs.admission.environment(environment, bundle=True)
     pinned = resolve(manager.store, bundle, environment)
     meta = {
         "bundle": {
@@ -143,6 +152,7 @@ def run_bundle(
         metadata=meta,
         actor=actor,
         timeout_seconds=timeout_seconds,
+        session_id=session_id,
     )
     return manager.runs.start_run(request) if async_mode else manager.runs.run(request)
 
@@ -172,7 +182,6 @@ def _wake_controller(store: ControllerStore, controller: Any, actor: str) -> Non
     if controller is not None:
         controller.request_reconcile()
         return
-    from kneo.platform.reconcile import DEFAULT_NAME, lock_name
 
     if store.get_lock(lock_name(DEFAULT_NAME)) is not None:
         store.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
@@ -194,9 +203,6 @@ def resume_promotion(
     The answer is a run-shaped response with ``run_id`` null: ``status`` is
     ``pending_approval`` while more approvals are needed, then ``approved`` or ``rejected``.
     """
-    from kneo.controller.promotion import record_promotion_decision
-    from kneo.errors import NotFound
-
     request_id = decision.request_id
     task = store.get_continuation(continuation_id)
     if not any(r.get("request_id") == request_id for r in task.requests):

@@ -117,8 +117,11 @@ def decisions(state: Mapping[str, Any], *, show_personal: bool) -> list[dict[str
             shown["selected_option"] = d["selected_option"]
         if d.get("content"):
             shown["content"], shown["content_chars"] = _text(d["content"], show_personal)
-        if (d.get("metadata") or {}).get("auto_continued"):
+        metadata = d.get("metadata") or {}
+        if metadata.get("auto_continued"):
             shown["automatic"] = True
+        if metadata:  # what the decider sent with it (a timeout's: why it decided)
+            shown["metadata"] = redact(dict(metadata), show_personal=show_personal)
         out.append(shown)
     return sorted(out, key=lambda d: str(d.get("decided_at") or ""))
 

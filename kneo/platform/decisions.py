@@ -12,16 +12,21 @@ The decision is recorded in the execution state under the request's ``wait_key``
 request leaves the state's ``pending`` and its body moves to its continuation entry, marked
 resolved (:func:`~kneo.platform.tasks.resolved_entry`). While other requests of the
 continuation are still pending the run stays paused, otherwise it moves to running and the
-engine continues.
+engine continues: in this process, or, when workers exist (:mod:`kneo.platform.handoff`), on
+the worker that claims the run the same transaction queued.
 A writer holding a stale view loses the compare-and-set, writes nothing, and reads again:
 it then finds the request decided (``request_already_resolved``), the run being resumed by the
 winner (``resource_locked``), or its own request still pending and applies it.
+
+:func:`kneo.platform.registry.promotion_tally` is imported where a promotion is decided
+(+42 ms with the bundle's cryptography), which a platform that only runs runs never needs.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -41,10 +46,13 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.platform.bundles import resume_promotion
 from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
+from kneo.platform.handoff import HANDOFF_KEY, HandOff
+from kneo.platform.idempotency import idempotent
 from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies_many
+from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_bodies_many
 from kneo.settings import Settings
 from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
@@ -62,6 +70,36 @@ TASK_KINDS = (*get_args(RequestKind), "promotion")
 DECISION_ATTEMPTS = 8
 
 
+def legacy_decision(
+    decision: Decision | str,
+    request_id: str | None,
+    content: str | None,
+    selected_option: str | None,
+) -> Decision:
+    """The :class:`Decision` of a resume call in either form; the old keyword form warns.
+
+    ``decision`` a string is the form before 0.2 (``request_id=``, ``decision=``,
+    ``content=``, ``selected_option=``); mixing the forms is refused, naming the field."""
+    loose = {"request_id": request_id, "content": content, "selected_option": selected_option}
+    if isinstance(decision, Decision):
+        given = [name for name, value in loose.items() if value is not None]
+        if given:
+            raise InvalidRequest(
+                f"{given[0]}: give it inside the Decision, not beside it", field=given[0]
+            )
+        return decision
+    warnings.warn(
+        "PlatformManager.resume(continuation_id, request_id=..., decision=...) is deprecated "
+        "since 0.2 and will be removed in 0.3: pass kneo.Decision(request_id, decision, "
+        "content, selected_option) as the second argument",
+        DeprecationWarning,
+        stacklevel=3,  # the caller of resume (the facade hands out the bound method itself)
+    )
+    if not request_id:
+        raise InvalidRequest("request_id: required with the keyword form", field="request_id")
+    return Decision(request_id, decision, content, selected_option)
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class Decisions:
     """Human tasks and the decisions on them: the inbox, one task, and resume (a run's
@@ -72,6 +110,9 @@ class Decisions:
     clock: Clock
     settings: Settings
     driver: RunDriver
+    #: whether a run whose last request is decided continues on the workers (shared with
+    #: :class:`~kneo.platform.runs.Runs`; :mod:`kneo.platform.handoff`)
+    handoff: HandOff = field(default_factory=HandOff)
     #: the in-process GitOps controller a promotion decision wakes (attach_controller)
     controller: Any = field(default=None, init=False)
 
@@ -98,7 +139,8 @@ class Decisions:
     ) -> dict[str, Any]:
         """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
         environment, assignee, request kind (``promotion``: promotions), escalation and age
-        (created more than ``older_than_seconds`` ago); oldest or newest first.
+        (created more than ``older_than_seconds`` ago); oldest or newest first, or by deadline
+        (``expiring``, ``expiring_last``: the undated after either).
         ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
         ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
         (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
@@ -190,8 +232,6 @@ class Decisions:
         to the pause, the workflow position, earlier decisions and each request's own
         context (:func:`kneo.platform.context.task_context`); ``None`` for a task of no
         run (a promotion) or whose run is gone."""
-        from kneo.platform.tasks import with_bodies
-
         cont = self.store.get_continuation(continuation_id)
         run = self._run_of(cont) if include_context else None
         task = with_bodies(self.store, cont, state=run.state if run is not None else None)
@@ -228,19 +268,28 @@ class Decisions:
     def resume(
         self,
         continuation_id: str,
-        decision: Decision,
+        decision: Decision | str,
         *,
         actor: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        content: str | None = None,
+        selected_option: str | None = None,
     ) -> RunResult:
         """Apply a person's ``decision`` on one request of the task; continue the run once
-        no request is pending.
+        no request is pending: here, or when workers exist (``handoff``) on a worker, the
+        result then being the run as queued (``handed_off`` set, status ``running``).
 
         With ``idempotency_key`` the same key and decision replay the first result
         (``replayed`` is set), a different decision under it is ``idempotency_key_conflict``.
         ``metadata`` is stored with the decision (``auto_continued`` for timeouts). A decision
-        on a promotion task is recorded there (:func:`kneo.platform.bundles.resume_promotion`)."""
+        on a promotion task is recorded there (:func:`kneo.platform.bundles.resume_promotion`).
+
+        Deprecated since 0.2, removed no earlier than 0.3 (docs/compatibility.md): the old
+        form ``resume(continuation_id, request_id=..., decision="approved", content=...,
+        selected_option=...)`` still works and warns (``DeprecationWarning``)."""
+        decision = legacy_decision(decision, request_id, content, selected_option)
         if idempotency_key is not None:
             return self._idempotent(continuation_id, [decision], actor, idempotency_key, metadata)
         return self._decide(continuation_id, [decision], actor=actor, metadata=metadata)
@@ -252,19 +301,21 @@ class Decisions:
         *,
         actor: str | None = None,
         idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Decide several requests of one task together: every decision is checked first,
         then all are written in one transaction (none if any is refused), and the run
         continues once, when no request is left pending. A task's requests may as well be
-        decided one by one (:meth:`resume`); the run waits for all of them either way."""
+        decided one by one (:meth:`resume`); the run waits for all of them either way.
+        ``metadata`` is stored with each decision."""
         if not decisions:
             raise InvalidRequest("decisions: give at least one decision", field="decisions")
         ids = [d.request_id for d in decisions]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("decisions: a request is decided twice", field="decisions")
         if idempotency_key is not None:
-            return self._idempotent(continuation_id, decisions, actor, idempotency_key, None)
-        return self._decide(continuation_id, list(decisions), actor=actor, metadata=None)
+            return self._idempotent(continuation_id, decisions, actor, idempotency_key, metadata)
+        return self._decide(continuation_id, list(decisions), actor=actor, metadata=metadata)
 
     def _idempotent(
         self,
@@ -274,24 +325,26 @@ class Decisions:
         key: str,
         metadata: Mapping[str, Any] | None,
     ) -> RunResult:
-        """:meth:`_decide` once per key: the same key and decisions replay the first result."""
-        from kneo.platform.idempotency import idempotent
+        """:meth:`_decide` once per key: the same key, decisions and metadata replay the first
+        result (a hand-off's is stored as ``202``, so its replay says so too)."""
 
         def call() -> tuple[int, dict[str, Any]]:
             done = self._decide(continuation_id, list(decisions), actor=actor, metadata=metadata)
             # Kept with personal data (secrets redacted): the replay is redacted for
             # whoever reads it, like the first answer (``RunResult.to_dict``).
-            return 200, done.to_dict(show_personal=True)
+            return (202 if done.handed_off else 200), done.to_dict(show_personal=True)
 
-        digest = content_hash([d.to_dict() for d in decisions])
-        _, body, replayed = idempotent(
+        asked: Any = [d.to_dict() for d in decisions]
+        if metadata:  # without: the digest of the decisions alone, as before metadata counted
+            asked = {"decisions": asked, "metadata": dict(metadata)}
+        status, body, replayed = idempotent(
             self.store,
             scope=f"{actor or 'anonymous'}:human.resume:{continuation_id}",
             key=key,
-            digest=digest,
+            digest=content_hash(asked),
             call=call,
         )
-        return RunResult.from_dict(body, replayed=replayed)
+        return RunResult.from_dict(body, replayed=replayed, handed_off=status == 202)
 
     def resume_decision(
         self,
@@ -352,7 +405,6 @@ class Decisions:
                 f"continuation {continuation_id} is being resumed by other processes",
                 lock=f"continuation:{continuation_id}",
             )
-        from kneo.platform.bundles import resume_promotion
 
         if len(decisions) != 1:
             raise InvalidRequest("a promotion task takes one decision at a time", field="decisions")
@@ -410,7 +462,8 @@ class Decisions:
         ]
         decided = [_decided_event(request, answer) for request, answer in answers]
         if not remaining:
-            return tx.current(self._resolve(tx, run, cont, state, requests, decided)), remaining
+            resolved = self._resolve(tx, run, cont, state, requests, decided, answers)
+            return tx.current(resolved), remaining
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -449,6 +502,9 @@ class Decisions:
             metrics.record_human_wait(waited)
         if remaining:
             return self.driver.result(updated)
+        if HANDOFF_KEY in (updated.state or {}):  # queued for a worker in the decision's commit
+            self.handoff.woken()
+            return replace(self.driver.result(updated), handed_off=True)
         audits: Audits = [
             (
                 "human.decision",
@@ -474,12 +530,39 @@ class Decisions:
         state: ExecutionState,
         requests: list[dict[str, Any]],
         decided: list[dict[str, Any]],
+        answers: list[tuple[HumanRequest, HumanDecision]],
     ) -> RunRecord:
-        """The last pending request decided: the run goes back to running under this
-        process's lease, the continuation is resolved, and the run is traced as resumed.
-        The run's update comes last: the lease and the events' counters go with it."""
-        # This process executes the run now; a paused run has no other executor.
-        tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
+        """The last pending request decided: the run goes back to running, the continuation
+        is resolved, and the run is traced as resumed. Without workers this process executes
+        it and takes its lease here (a paused run has no other executor); with workers the
+        run is queued instead, marked for the worker that claims it, and the decisions are
+        audited now (no outcome here to audit them with). The run's update comes last: the
+        lease and the events' counters go with it."""
+        snapshot = state.snapshot()
+        resumed: dict[str, Any] = {"continuation_id": cont.continuation_id}
+        if self.handoff.enabled:
+            snapshot[HANDOFF_KEY] = {
+                "kind": "decision",
+                "continuation_id": cont.continuation_id,
+                "at": utc_iso(self.clock.now()),
+                **({"trace": cont.context["trace"]} if cont.context.get("trace") else {}),
+            }
+            resumed["handed_off"] = True
+            tx.enqueue(run.run_id)
+            for request, answer in answers:
+                tx.add_audit(
+                    "human.decision",
+                    actor=answer.actor,
+                    run_id=run.run_id,
+                    continuation_id=cont.continuation_id,
+                    payload={
+                        **_decision_audit(run, request, answer),
+                        "result_status": RunStatus.RUNNING.value,
+                        "handed_off": True,
+                    },
+                )
+        else:
+            tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -490,15 +573,13 @@ class Decisions:
             workflow_kind=cont.workflow_kind,
             expected_version=cont.version,
         )
-        resumed = {
-            "event_type": "run_resumed",
-            "payload": {"continuation_id": cont.continuation_id},
-        }
-        tx.add_trace_events(run.run_id, [*decided, resumed])
+        tx.add_trace_events(
+            run.run_id, [*decided, {"event_type": "run_resumed", "payload": resumed}]
+        )
         return tx.update_run(
             run.run_id,
             expected_version=run.version,
-            state=state.snapshot(),
+            state=snapshot,
             status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
         )
 

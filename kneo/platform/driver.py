@@ -141,8 +141,15 @@ class RunDriver:
         released = False
         observer = None
         if metrics.enabled() or tracing.tracer() is not None:
-            links = tracing.links_to(resumed_from) if tracing.tracer() is not None else []
-            observer = RunObserver(journal, run=run, links=links)
+            links, parent = [], None
+            if tracing.tracer() is not None:
+                # one trace across the wait: the resumed run continues the pause's trace
+                # (a child of the pause, linked to it) and links to the request resuming it
+                links = tracing.links_to(resumed_from)
+                parent = tracing.stored_span(resumed_from)
+                if parent is not None:
+                    links += tracing.link_to_current("resumed_by")
+            observer = RunObserver(journal, run=run, links=links, parent=parent)
         result: RunResult | None = None
         outcome: Outcome | None = None
         try:

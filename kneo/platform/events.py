@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kneo.clock import utc_iso
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
 
@@ -85,8 +86,6 @@ def read_events(
     """One page of the trace after sequence ``after`` as stream events, and the last sequence
     read (``after`` when the page was empty). Trace events that are internal detail are read
     past but not returned; ``cache`` keeps request bodies between pages of one stream."""
-    from kneo.clock import utc_iso
-
     page = store.list_trace(run_id, limit=500, offset=after)
     out: list[RunEvent] = []
     for event in page.items:

@@ -14,6 +14,7 @@ from kneo.spec.compiler import SpecCompiler
 from kneo.spec.project import ProjectContext
 from kneo.store import Store, open_store
 from kneo.tools import ToolRegistry
+from kneo.tools.defaults import register_builtin_tools
 
 
 def state_dir(project: ProjectContext) -> Path:
@@ -53,8 +54,6 @@ def create_platform(
     here, else the project config's ``tool_registry`` factory, else the example tools) and
     the project's store."""
     with startup.collecting_rarely():  # imports and schema building: see kneo.startup
-        from kneo.tools.defaults import register_builtin_tools
-
         settings = settings or Settings.from_env()
         project = project or ProjectContext.discover(settings=settings)
         remember_secrets(secret_values(settings, project))

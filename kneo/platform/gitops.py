@@ -6,7 +6,7 @@ Every replica serves these through the database (:mod:`kneo.platform.reconcile`,
 each method by name, so the HTTP routes ask the platform and never the store. ``config`` and
 ``controller`` are this process's controller configuration and running controller, either
 ``None`` (an API replica without one). The registry modules load on first use: they bring
-the bundle's cryptography, which a process that only runs runs never needs.
+the bundle's cryptography (+39 ms), which a process that only runs runs never needs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.platform import reconcile
 from kneo.store import ControllerRequest
+from kneo.store.controller_requests import PLAN
 
 if TYPE_CHECKING:
     from kneo.store.contracts import AuditLog, ControllerStateReads, ControllerStore
@@ -48,6 +49,16 @@ class GitOps:
         self.store.add_audit(
             "controller.reconcile_requested", actor=actor, payload={"request_id": queued.id}
         )
+        return reconcile.wait_for(self.store, queued.id, wait)
+
+    def request_plan(
+        self, config: Any, controller: Any, *, actor: str | None, wait: float
+    ) -> ControllerRequest:
+        """Queue a dry run for the leading controller, and wait up to ``wait`` seconds for it:
+        what a pass of the current commit would do, written nowhere. The leader answers every
+        queued plan with one dry run at the start of its next pass."""
+        name = reconcile.require_leader(self.store, config, in_process=controller is not None)
+        queued = reconcile.queue_request(self.store, name, PLAN, actor=actor, controller=controller)
         return reconcile.wait_for(self.store, queued.id, wait)
 
     def controller_request(self, request_id: int) -> dict[str, Any]:
@@ -99,6 +110,15 @@ class GitOps:
         from kneo.platform.registry import bundle_view
 
         return bundle_view(self.store, bundle, environment, include_spec=include_spec)
+
+    def registry_diff(
+        self, bundle: str, environment: str, *, from_revision: int, to_revision: int
+    ) -> dict[str, Any]:
+        """Two revisions' specs as a unified diff, and their digest, commit and status where
+        they differ (:func:`kneo.platform.registry.revision_diff`)."""
+        from kneo.platform.registry import revision_diff
+
+        return revision_diff(self.store, bundle, environment, from_revision, to_revision)
 
     def blocked_digests(self) -> list[dict[str, Any]]:
         """Digests never promoted again until unblocked, with why and by whom."""

@@ -5,6 +5,9 @@ Pure helpers (:func:`flatten`, :func:`diff`, :func:`timeline_entry`, ...) and
 trace, checkpoints and listing, :meth:`~Inspection.replay`, :meth:`~Inspection.checkpoint_diff`
 and :meth:`~Inspection.recovery` (what completed, what failed, what would run next, whether
 ``continue_run`` may take the run over; :func:`owner_alive` judges a ``run:<id>`` lock holder).
+
+:mod:`kneo.platform.run_graph` is imported where a run's graph is asked for (+5 ms with
+:mod:`kneo.spec.graph`), which every platform would pay.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, NotFound
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
+from kneo.platform.events import read_events
 from kneo.platform.results import (
     RunResult,
     checkpoint_view,
@@ -30,7 +34,7 @@ from kneo.platform.results import (
 )
 from kneo.redaction import redact_mapping
 from kneo.spec.suggest import one_of
-from kneo.store import RunRecord
+from kneo.store import RunFilter, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
@@ -55,15 +59,21 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def diff(before: Any, after: Any) -> dict[str, Any]:
-    """Added, removed and changed flattened paths between two JSON values (redacted)."""
+    """Added, removed and changed flattened paths between two JSON values (redacted): one
+    object per path, in path order (``{"path", "value"}``, or ``{"path", "from", "to"}``)."""
     a, b = flatten(before), flatten(after)
-    return redact_mapping(
+    shown = redact_mapping(
         {
             "added": {k: b[k] for k in b if k not in a},
             "removed": {k: a[k] for k in a if k not in b},
             "changed": {k: {"from": a[k], "to": b[k]} for k in a if k in b and a[k] != b[k]},
         }
     )
+    return {
+        "added": [{"path": k, "value": v} for k, v in sorted(shown["added"].items())],
+        "removed": [{"path": k, "value": v} for k, v in sorted(shown["removed"].items())],
+        "changed": [{"path": k, **v} for k, v in sorted(shown["changed"].items())],
+    }
 
 
 def timeline_entry(cp: Any) -> dict[str, Any]:
@@ -147,6 +157,14 @@ def workflow_kind_linear(run: RunRecord) -> bool:
     return run.workflow_kind in ("sequential", "graph", "handoff")
 
 
+#: The original platform's words for run statuses, accepted in a status filter (its clients
+#: send them); answers keep Kneo's own (``docs/clients.md``).
+STATUS_ALIASES: Mapping[str, str] = {
+    "completed": RunStatus.SUCCEEDED.value,
+    "blocked": RunStatus.PAUSED.value,
+}
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class Inspection:
     """Read-only views of runs: the run, its trace and checkpoints, listings, replay
@@ -183,8 +201,6 @@ class Inspection:
     ) -> tuple[list[RunEvent], int]:
         """One page of the run's events after sequence ``after`` and the last sequence read
         (:func:`kneo.platform.events.read_events`; ``cache`` is the stream's)."""
-        from kneo.platform.events import read_events
-
         return read_events(self.store, run_id, after, cache)
 
     def list_runs(
@@ -197,12 +213,22 @@ class Inspection:
         sort_order: str = "desc",
         cursor: str | None = None,
         count: bool = True,
+        filters: RunFilter | None = None,
     ) -> dict[str, Any]:
         """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
-        ``count=False`` leaves ``total`` out (``None``)."""
-        one_of(status, [s.value for s in RunStatus], "status")
+        ``count=False`` leaves ``total`` out (``None``). ``status``: one status or several
+        separated by commas (any of them), each also in the original platform's words
+        (:data:`STATUS_ALIASES`); ``filters``: sessions, workflows, errors, a time window and
+        a search (:class:`~kneo.store.RunFilter`)."""
+        wanted: str | tuple[str, ...] | None = None
+        if status is not None:  # one status, or several separated by commas
+            listed = [STATUS_ALIASES.get(s.strip(), s.strip()) for s in status.split(",")]
+            for one in listed:
+                one_of(one, [s.value for s in RunStatus], "status")
+            wanted = listed[0] if len(listed) == 1 else tuple(dict.fromkeys(listed))
         page = self.store.list_runs(
-            status=status,
+            filters=filters if filters is not None and filters.any() else None,
+            status=wanted,
             limit=limit,
             offset=offset,
             sort_by=sort_by,
@@ -264,6 +290,15 @@ class Inspection:
     def recovery(self, run_id: str) -> dict[str, Any]:
         return self.recovery_of(self.store.get_run(run_id))
 
+    def run_graph(self, run_id: str) -> dict[str, Any]:
+        """The run's workflow graph, its visited nodes and the node it is at
+        (:mod:`kneo.platform.run_graph`)."""
+        from kneo.platform.run_graph import require_spec, run_graph  # cost: module docstring
+
+        run = self.store.get_run(run_id)
+        require_spec(run)
+        return run_graph(run, self.driver.workflow_for(run))
+
     def replay(self, run_id: str) -> dict[str, Any]:
         """A compact timeline of the run's checkpoints plus the recovery context."""
         run = self.store.get_run(run_id)
@@ -318,6 +353,10 @@ class Inspection:
             "to_sequence": to_sequence,
             "from_type": before.type,
             "to_type": after.type,
+            # the original platform's clients read the two ends and the count
+            "from_checkpoint": {"sequence": from_sequence, "type": before.type},
+            "to_checkpoint": {"sequence": to_sequence, "type": after.type},
+            "change_count": sum(len(changes[kind]) for kind in ("added", "removed", "changed")),
             **changes,
         }
 

@@ -34,8 +34,14 @@ Invariants kept by the collaborators:
 * resume validates the decision before anything changes and writes it with compare-and-set
   on the run and the continuation (a racing resume reads again: ``resource_locked`` while
   the winner executes the run, ``request_already_resolved`` after);
+* with :attr:`PlatformManager.handoff` enabled, a decision or continue queues the rest of the
+  run in that same transaction and a worker drives it (:mod:`kneo.platform.handoff`);
 * an executing run holds the lock ``run:<id>``, so ``continue_run`` only takes over runs
   whose process is gone.
+
+Two methods import their module where they run, which every platform would pay:
+:func:`~kneo.platform.run_graph.registry_graph` (+5 ms) and :func:`kneo.policy.preview.preview`
+(+42 ms with the bundle's cryptography).
 """
 
 from __future__ import annotations
@@ -45,32 +51,37 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
+from kneo.engine.providers import create_provider_registry
 from kneo.engine.remote_tools import McpSessions
 from kneo.errors import ConfigError
+from kneo.mcp.client import McpClientSessions
 from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
+from kneo.platform.events import iter_events
 from kneo.platform.gitops import GitOps
+from kneo.platform.handoff import HandOff
 from kneo.platform.inspect import Inspection
+from kneo.platform.maintenance import prune_retention
+from kneo.platform.policy_preview import run_impact
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.results import RunResult
 from kneo.platform.runs import Runs
 from kneo.platform.sweeps import Sweeps
+from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
 from kneo.policy.access import HostAccess
+from kneo.policy.check import resolve_environment_policy
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
-from kneo.spec.project import ProjectContext
+from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.store import Store
-
-if TYPE_CHECKING:
-    from kneo.platform.worker import Worker
 
 Providers = Callable[[str], Any]
 
@@ -113,8 +124,6 @@ class _Forward(Generic[_C, _P, _R]):
 
 def _default_providers(settings: Settings, project: ProjectContext | None) -> Providers:
     """The default providers, with the project's provider secrets."""
-    from kneo.engine.providers import create_provider_registry
-
     secrets_map = project.config.secrets.providers if project is not None else None
     return create_provider_registry(settings, secrets=secrets_map).get
 
@@ -179,6 +188,8 @@ class PlatformManager:
             driver=self.driver,
             cache_entries=entries,
         )
+        #: decisions and continues go on in the caller, or on workers (kneo.platform.handoff)
+        self.handoff = HandOff()
         self.runs = Runs(
             store=self.store,
             clock=self.clock,
@@ -186,10 +197,12 @@ class PlatformManager:
             preparation=self.preparation,
             admission=self.admission,
             driver=self.driver,
+            handoff=self.handoff,
         )
         self.decisions = Decisions(
             store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
         )
+        self.decisions.handoff = self.handoff
         self.inspection = Inspection(store=self.store, driver=self.driver)
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
@@ -201,8 +214,6 @@ class PlatformManager:
         """A run's MCP sessions (the SDK loads only when a spec imports a server), each
         import as the run's grant allows (the driver gives every run one; without one, the
         strictest: a spec in the project's default environment)."""
-        from kneo.mcp.client import McpClientSessions
-
         grant = access or self.admission.host_access(None, "spec")
         return McpClientSessions(imports, settings=self.settings, access=grant)
 
@@ -253,6 +264,7 @@ class PlatformManager:
     replay = _Forward("inspection", Inspection.replay)
     checkpoint_diff = _Forward("inspection", Inspection.checkpoint_diff)
     recovery = _Forward("inspection", Inspection.recovery)
+    run_graph = _Forward("inspection", Inspection.run_graph)
 
     def events(
         self,
@@ -265,8 +277,6 @@ class PlatformManager:
         timeout_seconds: float | None = None,
     ) -> Iterator[Any]:
         """The run's events (``RunEvent``) after sequence ``after``; see ``events``."""
-        from kneo.platform.events import iter_events
-
         return iter_events(
             self.store,
             run_id,
@@ -287,6 +297,37 @@ class PlatformManager:
     environment_policy = _Forward("admin", Administration.environment_policy)
     stored_policy = _Forward("admin", Administration.stored_policy)
     put_environment_policy = _Forward("admin", Administration.put_environment_policy)
+
+    def registry_graph(self, bundle: str, environment: str) -> dict[str, Any]:
+        """The workflow graph of ``bundle``'s active revision in ``environment``
+        (:func:`kneo.platform.run_graph.registry_graph`)."""
+        from kneo.platform.run_graph import registry_graph  # cost: module docstring
+
+        return registry_graph(self.store, self.compiler, bundle, environment)
+
+    def preview_environment_policy(
+        self, environment: str, policy: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What storing ``policy`` (a ``PolicyEnforcement`` as ``PUT`` takes it) for
+        ``environment`` would change against the policy in
+        force (stored, else the project's): the gates that move
+        (:class:`kneo.policy.preview.PolicyPreview`) and the recent runs there whose
+        admission it changes (:func:`kneo.platform.policy_preview.run_impact`). Writes
+        nothing."""
+        from kneo.policy.preview import preview
+
+        project, proposed = self.project, PolicyEnforcement.model_validate(dict(policy))
+        found = preview(
+            environment,
+            proposed,
+            stored=self.stored_policy(environment),
+            project=resolve_environment_policy(project, environment) if project else None,
+        )
+        impact = run_impact(
+            self.store, self.compiler, project, environment, found.current, proposed
+        )
+        return {**found.to_dict(), **impact}
+
     list_notifications = _Forward("admin", Administration.list_notifications)
     retry_notifications = _Forward("admin", Administration.retry_notifications)
     idempotent = _Forward("admin", Administration.idempotent)
@@ -295,12 +336,14 @@ class PlatformManager:
 
     controller_status = _Forward("gitops", GitOps.controller_status)
     request_reconcile = _Forward("gitops", GitOps.request_reconcile)
+    request_plan = _Forward("gitops", GitOps.request_plan)
     controller_request = _Forward("gitops", GitOps.controller_request)
     webhook_controller = _Forward("gitops", GitOps.webhook_controller)
     webhook_secret_variable = _Forward("gitops", GitOps.webhook_secret_variable)
     queue_webhook = _Forward("gitops", GitOps.queue_webhook)
     registry_bundles = _Forward("gitops", GitOps.registry_bundles)
     registry_bundle = _Forward("gitops", GitOps.registry_bundle)
+    registry_diff = _Forward("gitops", GitOps.registry_diff)
     blocked_digests = _Forward("gitops", GitOps.blocked_digests)
     rollback_bundle = _Forward("gitops", GitOps.rollback_bundle)
     pin_bundle = _Forward("gitops", GitOps.pin_bundle)
@@ -322,8 +365,6 @@ class PlatformManager:
         """Delete runs, checkpoints, queue records, continuations, artifacts and logs older
         than their windows (``policy``, else project ``retention:`` under
         ``KNEO_SERV_RETENTION_*``); counts per category. See :mod:`kneo.platform.maintenance`."""
-        from kneo.platform.maintenance import prune_retention
-
         return prune_retention(
             self.store,
             settings=self.settings,
@@ -344,7 +385,6 @@ class PlatformManager:
         database-outage handling, and its sweeps."""
         if self._worker is not None and self._worker.is_alive():
             return
-        from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
 
         self._worker = Worker(
             self,

@@ -1,4 +1,8 @@
-"""Notification delivery: receivers, messages, signatures, and the dispatcher thread.
+"""Notification delivery: the dispatcher thread, and the deliveries as the API shows them.
+
+Receivers are :mod:`kneo.platform.receivers`'; what a message says and how one attempt is
+POSTed, :mod:`kneo.platform.messages`' (both re-exported here); a Slack app's messages,
+:mod:`kneo.platform.slack`'; Teams cards and e-mail, :mod:`kneo.platform.cards`'.
 
 Events come from the outbox (:mod:`kneo.store.notifications`), written with their cause.
 A :class:`Dispatcher` runs next to the sweeper in every service and worker process
@@ -15,45 +19,56 @@ Runs never wait for any of this: the run's transaction only inserts the event ro
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
 from kneo.clock import jitter, utc_iso
-from kneo.errors import ConfigError, ErrorCode, KneoError
+from kneo.errors import ErrorCode, KneoError
+from kneo.ids import new_id
+from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
-from kneo.notification_events import SEVERITIES
+from kneo.platform import a2a_push
+from kneo.platform.cards import mails, send_mail
 from kneo.platform.decision_links import DecisionLinks, recipient_of
-from kneo.platform.webhooks import (
-    CLOUDEVENTS_CONTENT_TYPE,
-    EVENT_ID_HEADER,
-    LEGACY_SIGNATURE_HEADER,
-    cloud_event,
-    legacy_signature,
-    resource_path,
-    signing_key,
-    wire_request,
+from kneo.platform.messages import (
+    SIGNATURE_HEADER,
+    DeliveryFailed,
+    message,
+    post,
+    retry_delay,
+    sign,
+    slack_message,
+    summary,
+    with_decision_link,
 )
-from kneo.redaction import redact_mapping, redact_text
+from kneo.platform.receivers import Receiver, load_receivers, receiver_configs
+from kneo.platform.recipients import DECIDABLE, People, load_people, request_entry
+from kneo.platform.results import page_counts
+from kneo.platform.slack import deliver
+from kneo.platform.webhooks import EVENT_ID_HEADER
+from kneo.store import DeliveryOutcome
+from kneo.store.notifications import NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
     from kneo.clock import Clock
     from kneo.settings import NotificationSettings, Settings
-    from kneo.spec.project import ProjectContext, ReceiverConfig
-    from kneo.store import DeliveryOutcome, NotificationEvent, NotificationRecord, Store
-    from kneo.store.contracts import HumanTaskReads, NotificationOutbox
+    from kneo.spec.project import ProjectContext
+    from kneo.store import NotificationEvent, NotificationRecord, Store
+    from kneo.store.contracts import HumanTaskReads, NotificationOutbox, RunReads
 
     class ExpiringTasks(HumanTaskReads, NotificationOutbox, Protocol):
         """The sweep's reads and writes: pending tasks, the outbox events it adds."""
 
-    class DispatcherStore(ExpiringTasks, Protocol):
-        """The dispatcher's: the outbox, the expiring sweep, the store's clock."""
+    class DispatcherStore(ExpiringTasks, RunReads, Protocol):
+        """The dispatcher's: the outbox, the expiring sweep, the requests' bodies (their
+        recipients), the Slack messages posted (metadata), the store's clock."""
+
+        def get_metadata(self, key: str, default: Any = None) -> Any: ...
+        def set_metadata(self, key: str, value: Any) -> None: ...
 
         @property
         def clock(self) -> Clock: ...
@@ -61,282 +76,7 @@ if TYPE_CHECKING:
 
 log = get_logger("kneo_serv.notifications")
 
-SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
-#: CloudEvents ``source`` without ``KNEO_SERV_PUBLIC_URL`` (with it: that URL).
-CLOUDEVENTS_SOURCE = "/kneo"
-RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
 _ERROR_CHARS = 500
-
-
-# --------------------------------------------------------------------------- receivers
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """A configured receiver with its secrets resolved (never printed: ``repr`` omits them)."""
-
-    name: str
-    type: str
-    url: str = field(repr=False)
-    secret: str | None = field(default=None, repr=False)
-    events: tuple[str, ...] = ()
-    environments: tuple[str, ...] = ()
-    assignees: tuple[str, ...] = ()
-    severity: str = "info"
-    format: str = "kneo"
-
-    def wants(self, event: NotificationEvent) -> bool:
-        """Whether every filter that is set matches ``event`` (Flux Alert style)."""
-        if self.events and not any(fnmatchcase(event.event_type, p) for p in self.events):
-            return False
-        if self.environments and event.environment not in self.environments:
-            return False
-        if self.assignees and event.assignee not in self.assignees:
-            return False
-        return SEVERITIES.index(event.severity) >= SEVERITIES.index(self.severity)
-
-
-def receiver_configs(settings: Settings, project_config: Any = None) -> list[ReceiverConfig]:
-    """The project config's ``notifications.receivers`` plus those in
-    ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` (a JSON list, same schema); a bad entry is a
-    ``config_error`` naming the variable and the field."""
-    from pydantic import ValidationError
-
-    from kneo.spec.project import NotificationsConfig
-
-    configured = list(getattr(getattr(project_config, "notifications", None), "receivers", []))
-    raw = settings.notifications.receivers.strip()
-    if raw:
-        try:
-            data = json.loads(raw)
-            extra = NotificationsConfig.model_validate({"receivers": data}).receivers
-        except ValueError as exc:  # JSON or pydantic (a ValueError too)
-            detail = _validation_text(exc) if isinstance(exc, ValidationError) else str(exc)
-            raise ConfigError(
-                f"{RECEIVERS_VARIABLE} is not a valid receiver list: {detail}",
-                variable=RECEIVERS_VARIABLE,
-            ) from None
-        configured += extra
-    names = [r.name for r in configured]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(
-            f"notification receiver names must be unique: {', '.join(repeated)} is configured "
-            f"twice (project config and {RECEIVERS_VARIABLE})",
-            variable=RECEIVERS_VARIABLE,
-        )
-    return configured
-
-
-def _validation_text(exc: Any) -> str:
-    return "; ".join(
-        f"receivers.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-    )
-
-
-def _variable(settings: Settings, receiver: str, variable: str) -> str:
-    """The value of a receiver's ``variable``; unset or empty is a ``config_error``."""
-    value = settings.secret(variable)
-    if not value:
-        raise ConfigError(
-            f"notification receiver {receiver!r}: {variable} is not set", variable=variable
-        )
-    return value
-
-
-def load_receivers(settings: Settings, project_config: Any = None) -> list[Receiver]:
-    """:func:`receiver_configs` with their URLs and secrets read from the environment; a
-    variable that is unset is a ``config_error`` naming it (never its value)."""
-    out = []
-    for config in receiver_configs(settings, project_config):
-        url = config.url
-        if config.url_env is not None:
-            url = _variable(settings, config.name, config.url_env)
-        secret = None
-        if config.secret_env is not None:
-            secret = _variable(settings, config.name, config.secret_env)
-            try:
-                signing_key(secret)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"notification receiver {config.name!r}: {config.secret_env}: {exc}",
-                    variable=config.secret_env,
-                ) from None
-        out.append(
-            Receiver(
-                name=config.name,
-                type=config.type,
-                url=str(url),
-                secret=secret,
-                events=tuple(config.events),
-                environments=tuple(config.environments),
-                assignees=tuple(config.assignees),
-                severity=config.severity,
-                format=config.format,
-            )
-        )
-    return out
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def console_link(event: NotificationEvent, base_url: str) -> str | None:
-    """The console page of the event's task, promotion, run or bundle (``None`` without a
-    base URL, ``KNEO_SERV_PUBLIC_URL``)."""
-    if not base_url:
-        return None
-    path = resource_path(
-        event.event_type,
-        continuation_id=event.continuation_id,
-        run_id=event.run_id,
-        environment=event.environment,
-        bundle=event.payload.get("bundle"),
-    )
-    return f"{base_url}/ui/{path}"
-
-
-_SUMMARIES: dict[str, str] = {
-    "human.requested": "{subject} is waiting for {who}",
-    "human.expiring": "{subject} expires at {expires_at} and is still waiting for {who}",
-    "human.escalated": "{subject} was not answered in time and is escalated",
-    "human.expired": "{subject} expired unanswered: the run stopped",
-    "human.decision": "{actor} decided {decision} on {subject}",
-    "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
-    "promotion.evals_failed": "{subject} was held back by its eval gate: {detail}",
-    "bundle.promoted": "{subject} was promoted",
-    "bundle.rejected": "{subject} was rejected",
-    "bundle.drift_reverted": "drift on {subject} was reverted",
-    "controller.reconcile_failed": "the controller's reconcile failed",
-    "run.failed": "{subject} failed",
-}
-
-
-def summary(event: NotificationEvent) -> str:
-    """One line a person reads (in Slack, or a webhook's ``summary``)."""
-    data = event.payload
-    bundle = data.get("bundle")
-    name = bundle or data.get("workflow") or event.run_id or event.continuation_id or "kneo"
-    subject = f"{name} ({event.environment})" if event.environment else str(name)
-    text = _SUMMARIES.get(event.event_type, "{subject}: " + event.event_type).format(
-        subject=subject,
-        who=event.assignee or "a reviewer",
-        expires_at=data.get("expires_at") or "soon",
-        actor=event.actor or "someone",
-        decision=data.get("decision") or "",
-        detail="; ".join(
-            str(r.get("message")) for r in data.get("reasons") or [] if isinstance(r, dict)
-        ),
-    )
-    return redact_text(text)
-
-
-def message(event: NotificationEvent, base_url: str = "") -> dict[str, Any]:
-    """The webhook body: the event (``id`` stable across retries, for deduplication), a
-    summary, the console link and the event's (redacted) data."""
-    return redact_mapping(
-        {
-            "id": event.event_id,
-            "type": event.event_type,
-            "severity": event.severity,
-            "created_at": utc_iso(event.created_at),
-            "environment": event.environment,
-            "assignee": event.assignee,
-            "actor": event.actor,
-            "run_id": event.run_id,
-            "continuation_id": event.continuation_id,
-            "summary": summary(event),
-            "link": console_link(event, base_url),
-            "data": event.payload,
-        }
-    )
-
-
-def with_decision_link(
-    body: dict[str, Any], event: NotificationEvent, links: DecisionLinks | None
-) -> dict[str, Any]:
-    """``body`` with its request's signed decision link (:mod:`kneo.platform.decision_links`)
-    when links are on and the request is assigned to one person or key. Added after the
-    redaction: the link is meant for its recipient."""
-    if links is None or event.event_type != "human.requested" or not event.continuation_id:
-        return body
-    recipient = recipient_of(event.payload.get("assignee"))
-    request_id = event.payload.get("request_id")
-    if recipient is None or not isinstance(request_id, str):
-        return body
-    return {**body, "decision_link": links.url(event.continuation_id, request_id, recipient)}
-
-
-def slack_message(body: dict[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook body for a :func:`message`."""
-    link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
-    if body.get("decision_link"):
-        link += f" · <{body['decision_link']}|Decide>"
-    text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
-    return {
-        "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
-        ],
-    }
-
-
-def sign(secret: str, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 of the exact body bytes (GitHub's scheme)."""
-    return legacy_signature(secret, body)
-
-
-def request_for(
-    receiver: Receiver, body: dict[str, Any], sent_at: datetime, base_url: str = ""
-) -> tuple[bytes, dict[str, str]]:
-    """The bytes to POST and their headers, in the receiver's format, signed for this
-    attempt (``sent_at`` goes into ``webhook-timestamp``: a retry is signed afresh)."""
-    content_type = "application/json"
-    if receiver.type == "slack":
-        payload = slack_message(body)
-    elif receiver.format == "cloudevents":
-        payload = cloud_event(body, base_url or CLOUDEVENTS_SOURCE)
-        content_type = CLOUDEVENTS_CONTENT_TYPE
-    else:
-        payload = body
-    return wire_request(
-        payload,
-        message_id=str(body["id"]),
-        event_type=str(body["type"]),
-        secret=receiver.secret,
-        sent_at=sent_at,
-        content_type=content_type,
-    )
-
-
-class DeliveryFailed(Exception):
-    """One attempt failed; the message is safe to store (no URL, no secret)."""
-
-
-def post(
-    client: Any, receiver: Receiver, body: dict[str, Any], sent_at: datetime, base_url: str = ""
-) -> int:
-    """POST ``body`` to ``receiver``; its status code, or :class:`DeliveryFailed`."""
-    import httpx2
-
-    content, headers = request_for(receiver, body, sent_at, base_url)
-    try:
-        response = client.post(receiver.url, content=content, headers=headers)
-    except httpx2.HTTPError as exc:  # the URL may be a secret (Slack): never in the message
-        raise DeliveryFailed(f"{type(exc).__name__}: the receiver could not be reached") from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryFailed(f"HTTP {response.status_code}")
-    return int(response.status_code)
-
-
-def retry_delay(
-    attempts: int, base: float, cap: float, rand: Callable[[], float] = jitter
-) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones: ``base * 2^(n-1)``
-    capped at ``cap``, times a jitter in [0.5, 1) so receivers that come back are not hit by
-    every dispatcher at once."""
-    return float(min(cap, base * 2.0 ** max(0, attempts - 1)) * (0.5 + rand() / 2))
 
 
 # --------------------------------------------------------------------------- dispatcher
@@ -407,10 +147,18 @@ class Dispatcher:
         client: Any = None,
         rand: Callable[[], float] = jitter,
         links: DecisionLinks | None = None,
+        people: People | None = None,
+        pushes: a2a_push.PushSender | None = None,
     ) -> None:
         self.store = store
+        self.pushes = pushes
         self.links = links
+        self.people = people or People()
         self.receivers = {r.name: r for r in receivers}
+        #: what this process claims for: its receivers, and A2A pushes where it has their
+        #: grant (:mod:`kneo.platform.a2a_push`)
+        names = [*self.receivers, *([a2a_push.RECEIVER] if pushes is not None else [])]
+        metrics.declare_receivers(names)
         self.settings = settings
         self.owner = owner
         self.base_url = base_url
@@ -421,7 +169,7 @@ class Dispatcher:
             max_workers=max(1, settings.concurrency), thread_name_prefix="kneo-notify"
         )
         self._busy = threading.Condition()
-        self._in_flight: dict[str, int] = dict.fromkeys(self.receivers, 0)
+        self._in_flight: dict[str, int] = dict.fromkeys(names, 0)
         self._full: set[str] = set()  # receivers whose slots were all taken at the last claim
         self._done: list[DeliveryOutcome] = []  # finished, not yet recorded
         self._wake = threading.Event()
@@ -434,7 +182,9 @@ class Dispatcher:
                 import httpx2
 
                 slots = max(1, self.settings.concurrency)
-                self._client = httpx2.Client(
+                self._client = http_client(  # the receivers' endpoints only; no redirects
+                    Origins.of(*(r.url for r in self.receivers.values() if r.type != "email")),
+                    path="notifications.receivers",
                     timeout=self.settings.timeout_seconds,
                     limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots),
                 )
@@ -461,7 +211,7 @@ class Dispatcher:
         while self.store.route_notifications(self.route) >= 100:
             pass
         claimed = 0
-        for name in self.receivers:
+        for name in list(self._in_flight):
             free = self._free_slots(name)
             if free <= 0:
                 continue
@@ -518,21 +268,12 @@ class Dispatcher:
     def attempt(self, record: NotificationRecord) -> DeliveryOutcome:
         """POST one claimed delivery; its outcome, to record (``sent``, else retried at
         ``retry_at``, else ``dead``)."""
-        from kneo.store import DeliveryOutcome
-
-        receiver = self.receivers[record.receiver]
         try:
-            post(
-                self._http(),
-                receiver,
-                with_decision_link(message(record.event, self.base_url), record.event, self.links),
-                self.store.clock.now(),
-                self.base_url,
-            )
+            self._send(record.receiver, record.event)
         except DeliveryFailed as exc:
             error = str(exc)[:_ERROR_CHARS]
             retry_at = None
-            if record.attempts < self.settings.max_attempts:
+            if record.attempts < self.settings.max_attempts and not exc.final:
                 delay = retry_delay(
                     record.attempts,
                     self.settings.backoff_seconds,
@@ -551,6 +292,32 @@ class Dispatcher:
             return DeliveryOutcome(record.id, False, error, retry_at)
         metrics.record_notification(record.receiver, "sent")
         return DeliveryOutcome(record.id, True)
+
+    def _send(self, name: str, event: NotificationEvent) -> None:
+        """One attempt at one receiver: the message with its recipients' decision links
+        (the request read from its task, never from the redacted event); an A2A push."""
+        if self.pushes is not None and name == a2a_push.RECEIVER:
+            self.pushes.send(event, self.store.clock.now())
+            return
+        receiver, entry = self.receivers[name], None
+        if event.event_type in DECIDABLE:
+            wanted = event.payload.get("request_id")  # a promotion's task has one request
+            entry = request_entry(self.store, event.continuation_id, wanted)
+        body = with_decision_link(
+            message(event, self.base_url), event, self.links, entry, self.people
+        )
+        if receiver.type == "slack_app":
+            now = self.store.clock.now().timestamp()
+            deliver(self._http(), receiver, body, event, entry, self.store, self.people, now)
+            return
+        if receiver.type == "email":
+            links = dict(body.get("decision_links") or {})
+            single = recipient_of(entry.get("assignee")) if entry else None
+            if single and body.get("decision_link"):
+                links[single] = str(body["decision_link"])
+            send_mail(receiver, mails(body, receiver, links), self.settings.timeout_seconds)
+            return
+        post(self._http(), receiver, body, self.store.clock.now(), self.base_url)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
@@ -584,6 +351,8 @@ class Dispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
+        if self.pushes is not None:
+            self.pushes.close()
 
 
 class NotifyingPlatform(Protocol):
@@ -614,6 +383,8 @@ def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatch
         owner=f"notify:{manager.owner}",
         base_url=settings.public_url,
         links=DecisionLinks.from_settings(settings),
+        people=load_people(settings, project.config if project is not None else None),
+        pushes=a2a_push.push_sender(manager.store, settings),
     ).start()
 
 
@@ -651,9 +422,6 @@ def list_view(
 ) -> dict[str, Any]:
     """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
     first, with the count per status over all of them and the events not yet routed."""
-    from kneo.platform.results import page_counts
-    from kneo.store.notifications import NOTIFICATION_STATUSES
-
     page = store.list_notifications(
         status=status, receiver=receiver, event_type=event_type, limit=limit, offset=offset
     )
@@ -671,10 +439,6 @@ def list_view(
 def send_test(receiver: Receiver, settings: Settings) -> int:
     """POST a ``notification.test`` message to ``receiver`` now (not through the outbox);
     its HTTP status, or :class:`KneoError` ``notification_failed``."""
-    import httpx2
-
-    from kneo.ids import new_id
-
     body: dict[str, Any] = {
         "id": new_id("ntest"),
         "type": "notification.test",
@@ -684,7 +448,11 @@ def send_test(receiver: Receiver, settings: Settings) -> int:
         "link": f"{settings.public_url}/ui/inbox" if settings.public_url else None,
         "data": {},
     }
-    with httpx2.Client(timeout=settings.notifications.timeout_seconds) as client:
+    with http_client(
+        Origins.of(receiver.url),
+        path=f"notifications.receivers.{receiver.name}",
+        timeout=settings.notifications.timeout_seconds,
+    ) as client:
         try:
             return post(client, receiver, body, datetime.now(UTC), settings.public_url)
         except DeliveryFailed as exc:
@@ -713,4 +481,5 @@ __all__ = [
     "start_dispatcher",
     "summary",
     "sweep_expiring",
+    "with_decision_link",
 ]

@@ -4,8 +4,11 @@ from the engine's own trace events.
 The engine already reports every step start and end, model turn and tool call to its journal
 as it happens (:class:`~kneo.engine.journal.TraceEvent`). :class:`RunObserver` sits in front
 of the run's journal, passes everything on unchanged and, on the way, counts steps
-(``kneo_steps_total``) and — with tracing on — opens and closes the spans: run → step →
-model call (GenAI semantic conventions) / tool call, and a human pause. The engine itself
+(``kneo_steps_total``) and — with tracing on — opens and closes the spans of the GenAI
+semantic conventions: the run is ``invoke_workflow`` (``invoke_agent`` for an agent run) →
+step → ``invoke_agent`` around an agent step's ``chat`` (model call) and ``execute_tool``
+spans, and a human pause. A resumed run continues the trace of its pause (a child of the
+``human pause`` span, in whichever process resumes it) and links to it. The engine itself
 knows nothing about either. With metrics and tracing both off, the manager passes the journal
 as it is: the observer costs nothing then.
 
@@ -22,6 +25,7 @@ from typing import Any
 
 from kneo import metrics, tracing
 from kneo.engine.journal import Boundary, Journal, TraceEvent
+from kneo.jsontext import dumps
 
 _STEP_END = {"step_completed": "completed", "step_skipped": "skipped", "step_failed": "failed"}
 #: Kneo's provider names as the GenAI semantic conventions' ``gen_ai.provider.name`` values
@@ -34,14 +38,42 @@ GEN_AI_PROVIDERS = {
 
 
 class _Unit:
-    __slots__ = ("kind", "mark", "span", "step_id", "tool")
+    __slots__ = ("agent", "kind", "mark", "span", "step_id", "tool", "usage")
 
     def __init__(self, kind: str, step_id: str | None, now: int) -> None:
         self.kind = kind
         self.step_id = step_id
         self.span: Any = None
+        self.agent: Any = None  # an agent step's invoke_agent span (parent of its calls)
         self.tool: Any = None
         self.mark = now
+        self.usage = [0, 0]  # the agent's input and output tokens so far
+
+
+def is_agent_run(run: Any) -> bool:
+    """Whether the run invokes one agent (``target: agent``, or a spec without a workflow)
+    rather than a workflow."""
+    spec = getattr(run, "spec", None)
+    return bool(run.target == "agent" or (isinstance(spec, Mapping) and not spec.get("workflow")))
+
+
+def run_span_attributes(run: Any) -> tuple[str, dict[str, Any]]:
+    """The run span's name and attributes: ``invoke_workflow <name>`` for a workflow run,
+    ``invoke_agent <name>`` for an agent run (GenAI semantic conventions), with Kneo's own."""
+    agent_run = is_agent_run(run)
+    name = (run.agent_name if agent_run else run.workflow_name) or "workflow"
+    operation = "invoke_agent" if agent_run else "invoke_workflow"
+    attrs = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.conversation.id": run.run_id,
+        "gen_ai.agent.name" if agent_run else "gen_ai.workflow.name": name,
+        "kneo.run.id": run.run_id,
+        "kneo.workflow.name": run.workflow_name,
+        "kneo.workflow.kind": run.workflow_kind,
+        "kneo.environment": run.environment,
+        "kneo.bundle.name": run.bundle_name,
+    }
+    return f"{operation} {name}", attrs
 
 
 class RunObserver:
@@ -54,24 +86,18 @@ class RunObserver:
         run: Any,
         links: Sequence[Any] = (),
         record: bool = True,
+        parent: Any = None,
     ) -> None:
         self._journal = journal
         self._lock = threading.Lock()
         self._units: dict[str | None, _Unit] = {}
         self._record = record and metrics.enabled()
         self.span: Any = None
+        self._run_id = run.run_id
+        self._agent_run = is_agent_run(run)
         if tracing.tracer() is not None:
-            self.span = tracing.start_span(
-                f"run {run.workflow_name or run.agent_name or 'workflow'}",
-                attrs={
-                    "kneo.run.id": run.run_id,
-                    "kneo.workflow.name": run.workflow_name,
-                    "kneo.workflow.kind": run.workflow_kind,
-                    "kneo.environment": run.environment,
-                    "kneo.bundle.name": run.bundle_name,
-                },
-                links=list(links),
-            )
+            name, attrs = run_span_attributes(run)
+            self.span = tracing.start_span(name, parent=parent, attrs=attrs, links=list(links))
 
     # ------------------------------------------------------------------ Journal
 
@@ -110,6 +136,8 @@ class RunObserver:
                         },
                         start_time=unit.mark,
                     )
+                    if unit.kind == "agent" and not self._agent_run:
+                        unit.agent = self._agent_span(unit, event.data.get("agent"))
             return
         if kind in _STEP_END:
             ended = None
@@ -120,6 +148,7 @@ class RunObserver:
             if self._record:  # every step end event names the step's kind
                 metrics.record_step(str(event.data.get("kind") or "step"), status)
             if ended is not None and ended.span is not None:
+                _end_agent(ended, failed=kind == "step_failed")
                 ended.span.set_attribute("kneo.step.status", status)
                 if kind == "step_failed":
                     error = event.data.get("error") or {}
@@ -150,14 +179,31 @@ class RunObserver:
                 self._end_tool(tool, kind, event.data)
             unit.mark = now
 
+    def _agent_span(self, unit: _Unit, name: Any) -> Any:
+        """An agent step's ``invoke_agent`` span (GenAI conventions), under its step span,
+        around the agent's model calls and tool calls."""
+        agent = str(name or unit.step_id or "agent")
+        return tracing.start_span(
+            f"invoke_agent {agent}",
+            parent=unit.span,
+            attrs={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": agent,
+                "gen_ai.conversation.id": self._run_id,
+            },
+            start_time=unit.mark,
+        )
+
     def _model_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> None:
         usage = data.get("usage") or {}
         model = data.get("model")
         provider = str(data.get("provider") or "")
         stop = data.get("stop_reason")
+        if unit.agent is not None:
+            _agent_saw_model(unit, provider, model, usage)
         span = tracing.start_span(
             f"chat {model}" if model else "chat",
-            parent=unit.span,
+            parent=unit.agent or unit.span,
             attrs={
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": GEN_AI_PROVIDERS.get(provider, provider or None),
@@ -179,7 +225,7 @@ class RunObserver:
         name = data.get("tool_name")
         return tracing.start_span(
             f"execute_tool {name}",
-            parent=unit.span,
+            parent=unit.agent or unit.span,
             attrs={
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": name,
@@ -238,6 +284,7 @@ class RunObserver:
         for unit in units:
             if unit.tool is not None:
                 unit.tool.end()
+            _end_agent(unit, failed=status == "failed")
             if unit.span is not None:
                 unit.span.end()
         if status is not None:
@@ -247,12 +294,40 @@ class RunObserver:
         self.span.end()
 
 
+def _agent_saw_model(unit: _Unit, provider: str, model: Any, usage: Mapping[str, Any]) -> None:
+    """The agent span learns its provider and model from its first model call, and adds up
+    the tokens of all of them."""
+    if not unit.usage[0] and not unit.usage[1]:
+        unit.agent.set_attributes(
+            tracing.attributes(
+                {
+                    "gen_ai.provider.name": GEN_AI_PROVIDERS.get(provider, provider or None),
+                    "gen_ai.request.model": model,
+                }
+            )
+        )
+    unit.usage[0] += int(usage.get("input_tokens") or 0)
+    unit.usage[1] += int(usage.get("output_tokens") or 0)
+
+
+def _end_agent(unit: _Unit, *, failed: bool) -> None:
+    """End an agent step's span (with its token totals), once."""
+    agent, unit.agent = unit.agent, None
+    if agent is None:
+        return
+    agent.set_attributes(
+        {"gen_ai.usage.input_tokens": unit.usage[0], "gen_ai.usage.output_tokens": unit.usage[1]}
+    )
+    if failed:
+        tracing.fail(agent, "step_failed")
+    agent.end()
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    from kneo.jsontext import dumps
 
     return dumps(value)
 

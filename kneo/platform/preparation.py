@@ -32,11 +32,20 @@ from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
+from kneo.policy.access import Origin
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
-from kneo.spec.loader import deep_merge, load_spec, load_spec_data, offline_environments
+from kneo.spec.extensions import SkillsOverlay
+from kneo.spec.loader import (
+    deep_merge,
+    load_spec,
+    load_spec_data,
+    offline_environments,
+    overlay_path,
+)
 from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
+from kneo.spec.skills import apply_skills_overlay
 from kneo.store import RunRecord
 from kneo.store.steps import json_text
 
@@ -61,6 +70,14 @@ class RunRequest:
     metadata: Mapping[str, Any] | None = None
     actor: str | None = None
     timeout_seconds: float | None = None
+    #: ``inline``: a document sent to the API, which may name only the functions the project
+    #: declares by name (:class:`~kneo.policy.access.HostAccess`)
+    origin: Origin = "spec"
+    #: the run's skills overlay: declared skills switched on or off for its agents, applied
+    #: before the spec is checked (:func:`~kneo.spec.skills.apply_skills_overlay`)
+    skills: SkillsOverlay | None = None
+    #: the session the caller groups the run in (listed and chained: ``/v1/sessions``)
+    session_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,12 +117,14 @@ class SpecPreparation:
         self.prepared = LRUCache(cache_entries)
 
     def prepare(self, request: RunRequest) -> PreparedSpec:
-        """Admit, load (``overrides`` merged in), check against the environment's policy and
-        compile the request's spec; raises before any run exists. The spec is loaded once,
-        and not at all when a prepared spec for the same files, overrides and stored policy
-        is cached."""
+        """Admit (in the environment the run is recorded under: the one requested, else the
+        project's default), load (``overrides`` merged in; an environment's overlay only when
+        one is requested), check against the environment's policy and compile the request's
+        spec; raises before any run exists. The spec is loaded once, and not at all when a
+        prepared spec for the same files, overrides and stored policy is cached."""
         spec_path, spec, environment = request.spec_path, request.spec, request.environment
         target, overrides = request.target, request.overrides
+        skills = request.skills if request.skills is not None and not request.skills.empty else None
         if environment is not None:
             check_name(environment, kind="environment")
         if (spec_path is None) == (spec is None):
@@ -119,23 +138,31 @@ class SpecPreparation:
                 spec,
                 target,
                 environment,
-                overrides=overrides,
+                overrides={"overrides": overrides, "skills": skills.model_dump()}
+                if skills is not None
+                else overrides,
                 policy_key=admitted.policy_key,
             )
             if pinned is None
             else None
         )
+        if key is not None and request.origin != "spec":
+            key = (*key, request.origin)  # an inline spec is checked by a narrower grant
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
+        if skills is not None:
+            config = self.project.config if self.project is not None else None
+            data = apply_skills_overlay(data, skills, config)
+            model = load_spec_data(data, source=source)
         report = self.admission.check(
             model,
-            environment=environment,
+            environment=admitted.environment,
             base_dir=base_dir,
             source=source,
             policy=admitted.policy,
-            origin="bundle" if pinned is not None else "spec",
+            origin="bundle" if pinned is not None else request.origin,
             published=admitted.published,
         )
         workflow = self.compiler.compile(
@@ -153,7 +180,7 @@ class SpecPreparation:
             spec_text=json_text(data) if data else None,
             digest=digest,
             target=target,
-            environment=report.environment or environment,
+            environment=admitted.environment,
             base_dir=str(base_dir.resolve()) if base_dir else None,
             spec_path=shown_path(spec_path, self.project),
             bundle_fields=pinned.run_fields() if pinned is not None else {},
@@ -176,7 +203,8 @@ class SpecPreparation:
         config = self.project.config if self.project is not None else None
         if spec_path is not None:
             source = str(spec_path)
-            loaded = load_spec(spec_path, env=environment, project=config)
+            declared = self.project.declared_environments() if self.project else None
+            loaded = load_spec(spec_path, env=environment, project=config, declared=declared)
             offline = offline_environments(loaded, config)
             if not overrides:
                 return loaded.spec, loaded.data, loaded.base_dir, source, offline
@@ -234,8 +262,6 @@ def prepare_key(
     A path is keyed as given (plus the working directory when relative), not resolved:
     resolving walks every directory of the path on every run, and the stamp's inode already
     tells two files apart, whichever symlinks lead to them."""
-    from kneo.spec.loader import overlay_path
-
     env = environment or (project.env if project is not None else None)
     files: list[str | Path] = []
     if spec_path is not None:
@@ -273,9 +299,10 @@ def create_run(
     metadata: Mapping[str, Any] | None = None,
     actor: str | None = None,
     decisions: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
 ) -> RunRecord:
-    """The run record of ``prepared`` with ``input_text``: queued, or (``start``) running and
-    leased to ``lease`` (``(owner, seconds)``: this process executes it)."""
+    """The run record of ``prepared`` with ``input_text`` (in ``session_id``): queued, or
+    (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it)."""
     if not isinstance(input_text, str):
         raise InvalidRequest("input must be text", field="input")
     limit = max_input_chars
@@ -333,8 +360,8 @@ def create_run(
             metadata={k: v for k, v in meta.items() if v is not None},
             events=events,
             # created, started and leased: this process executes it
-            lease=lease if start else None,
-        )
+            lease=lease if start else None, session_id=session_id,
+        )  # fmt: skip
         tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
         if not start:
             tx.enqueue(run.run_id)

@@ -11,6 +11,9 @@ route then waits for the pass that served it. Three answers, one per situation:
 * a controller is configured but none holds a live leader lock (all stopped, or the lease
   of a dead one has not yet lapsed to a standby): ``503 not_ready`` with ``Retry-After``;
 * otherwise the request is queued (and answered when served, or ``202`` while waiting).
+
+:func:`kneo.controller.controller.status_dict` is imported where a status is shaped
+(+0.12 s: the controller with GitPython), which a platform without a controller never needs.
 """
 
 from __future__ import annotations

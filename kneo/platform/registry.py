@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
 from kneo.controller.operations import pin_view
+from kneo.controller.promotion import count_approvals
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping
 from kneo.store import ContinuationRecord
@@ -52,7 +53,13 @@ def registry_revisions(
     """One page of bundle revisions of ``environment`` (all when ``None``) with ``status``
     (all when ``None``): ``GET /v1/registry/bundles``, keyset-paged like the other lists."""
     page = store.list_registry(environment, status=status, limit=limit, cursor=cursor, count=counts)
-    items = [revision_view(r) for r in page.items]
+    ready = _ready(store, {r.bundle_name for r in page.items if r.status == "active"})
+    items = [
+        {**revision_view(r), "ready": ready.get((r.bundle_name, r.environment))}
+        if r.status == "active"
+        else {**revision_view(r), "ready": None}
+        for r in page.items
+    ]
     return {
         "revisions": items,
         "count": len(items),
@@ -60,6 +67,36 @@ def registry_revisions(
         "total_capped": page.total_capped,
         "limit": limit,
         "next_cursor": page.next_cursor,
+    }
+
+
+def _ready(store: RegistryReads, names: set[str]) -> dict[tuple[str, str], str]:
+    """The Ready condition's status of these bundles in each environment (one query)."""
+    if not names:
+        return {}
+    heads = store.list_condition_heads(names=names)
+    return {(bundle, env): status for bundle, env, kind, status, _, _ in heads if kind == "Ready"}
+
+
+def revision_diff(
+    store: RegistryReads, bundle: str, environment: str, from_revision: int, to_revision: int
+) -> dict[str, Any]:
+    """``kneo registry diff`` and ``GET .../diff``: a unified diff of two revisions' specs,
+    and their digest, commit and status where they differ."""
+    old = store.get_revision(bundle, environment, from_revision)
+    new = store.get_revision(bundle, environment, to_revision)
+    changed = {
+        key: {"from": getattr(old, key), "to": getattr(new, key)}
+        for key in ("digest", "commit", "status")
+        if getattr(old, key) != getattr(new, key)
+    }
+    return {
+        "bundle": bundle,
+        "environment": environment,
+        "from": from_revision,
+        "to": to_revision,
+        "changed": changed,
+        "spec_diff": spec_diff(old, new),
     }
 
 
@@ -159,8 +196,6 @@ def promotion_tally(
 ) -> dict[str, Any]:
     """A promotion task's approvals so far (M of N, by whom, when, with what comment),
     redacted for the reader (``show_personal``: a decider, :mod:`kneo.redaction`)."""
-    from kneo.controller.promotion import count_approvals
-
     ctx = task.context
     subject = ctx.get("subject") or ctx["digest"]  # a rollback's approvals are its own
     decisions = store.list_promotion_approvals(ctx["bundle"], ctx["environment"], subject)
@@ -199,6 +234,13 @@ def promotion_view(
     the approvals so far."""
     tally = promotion_tally(store, task, show_personal=True)  # redacted below, for the reader
     bundle, env = tally["bundle"], tally["environment"]
+    if task.context.get("policy"):  # a policy change (kneo.controller.ratchet): no revision
+        ctx = task.context
+        change = {k: ctx.get(k) for k in ("commit", "signers", "changes", "diff")}
+        view = {**tally, "policy": change, "revision_record": None, "active": None}
+        return redact_mapping(
+            {**view, "spec_diff": "", "upstream_state": None}, show_personal=show_personal
+        )
     revision = store.find_revision(bundle, env, tally["digest"])
     active = store.get_active(bundle, env)
     upstream = None

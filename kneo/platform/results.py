@@ -39,9 +39,14 @@ class RunResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: True when an idempotent call replayed a stored response (not part of the JSON).
     replayed: bool = field(default=False, compare=False)
+    #: True when the rest of the run was handed to the workers (a decision or continue that
+    #: queued it, :mod:`kneo.platform.handoff`): the run is ``running`` somewhere else.
+    handed_off: bool = field(default=False, compare=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, replayed: bool = False) -> RunResult:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, replayed: bool = False, handed_off: bool = False
+    ) -> RunResult:
         return cls(
             run_id=data["run_id"],
             status=data["status"],
@@ -50,6 +55,7 @@ class RunResult:
             continuation_id=data.get("continuation_id"),
             metadata=dict(data.get("metadata") or {}),
             replayed=replayed,
+            handed_off=handed_off,
         )
 
     @property
@@ -95,6 +101,8 @@ def run_result(run: RunRecord, *, trace_event_count: int) -> RunResult:
         metadata["error"] = run.error
     if run.environment:
         metadata["environment"] = run.environment
+    if run.session_id:
+        metadata["session_id"] = run.session_id
     return RunResult(
         run_id=run.run_id,
         status=run.status,
@@ -121,6 +129,7 @@ def run_view(
         "agent_name": run.agent_name,
         "workflow_name": run.workflow_name,
         "workflow_kind": run.workflow_kind,
+        "session_id": run.session_id,
         "current_step_index": position.get("step_index", len(order)),
         "current_step_id": position.get("step_id"),
         "current_node_id": position.get("node_id")
@@ -211,19 +220,26 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "status": run.status,
         "workflow_name": run.workflow_name,
         "workflow_kind": run.workflow_kind,
+        "session_id": run.session_id,
+        "has_error": run.error is not None,
         "created_at": utc_iso(run.created_at),
         "updated_at": utc_iso(run.updated_at),
     }
 
 
 def trace_view(event: TraceEvent) -> dict[str, Any]:
+    """One trace event; ``type`` and ``timestamp`` repeat ``event_type`` and ``created_at``
+    under the names the original platform's clients read."""
+    at = utc_iso(event.created_at)
     return redact_mapping(
         {
             "sequence": event.sequence,
             "event_type": event.event_type,
             "step_id": event.step_id,
             "payload": event.payload,
-            "created_at": utc_iso(event.created_at),
+            "created_at": at,
+            "type": event.event_type,
+            "timestamp": at,
         }
     )
 

@@ -9,25 +9,30 @@ compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from kneo import metrics
-from kneo.clock import Clock
+from kneo.clock import Clock, utc_iso
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import DatabaseUnavailable, IllegalTransition, InvalidRequest, ResourceLocked
 from kneo.jsontext import content_hash
 from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
+from kneo.platform.handoff import HANDOFF_KEY, HandOff, handoff_of
 from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
 from kneo.platform.results import RunResult
+from kneo.redaction import redact_mapping
 from kneo.settings import Settings
+from kneo.spec.extensions import SkillsOverlay
 from kneo.spec.models import Spec
 from kneo.store import RunRecord, Store, Transaction
 
@@ -84,6 +89,9 @@ class Runs:
     preparation: SpecPreparation
     admission: RunAdmission
     driver: RunDriver
+    #: whether a continue hands the run to the workers (shared with
+    #: :class:`~kneo.platform.decisions.Decisions`; :mod:`kneo.platform.handoff`)
+    handoff: HandOff = field(default_factory=HandOff)
 
     # ------------------------------------------------------------------ starting runs
 
@@ -130,6 +138,7 @@ class Runs:
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
         on_created: Callable[[str], None] | None = None,
+        skills: SkillsOverlay | Mapping[str, Any] | None = None,
     ) -> RunResult:
         """:meth:`run` with the request's fields as keywords (the documented Python API)."""
         request = RunRequest(
@@ -141,6 +150,7 @@ class Runs:
             overrides=overrides,
             metadata=metadata,
             actor=actor,
+            skills=overlay_of(skills),
         )
         return self.run(request, on_created=on_created)
 
@@ -156,6 +166,7 @@ class Runs:
         timeout_seconds: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        skills: SkillsOverlay | Mapping[str, Any] | None = None,
     ) -> RunResult:
         """:meth:`start_run` with the request's fields as keywords (the documented Python
         API)."""
@@ -169,6 +180,7 @@ class Runs:
             metadata=metadata,
             actor=actor,
             timeout_seconds=timeout_seconds,
+            skills=overlay_of(skills),
         )
         return self.start_run(request)
 
@@ -257,9 +269,23 @@ class Runs:
         self.driver.signal_cancel(run_id, "cancelled")
         return result
 
-    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult:
+    def continue_run(
+        self,
+        run_id: str,
+        *,
+        actor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        hand_off: bool | None = None,
+    ) -> RunResult:
         """Continue a run whose process died (or whose step failed) from its last completed
-        step boundary; completed steps and agent turns are not executed again."""
+        step boundary; completed steps and agent turns are not executed again. ``metadata``
+        is stored with the ``run.continued`` audit event and the ``run_continued`` trace event.
+
+        ``hand_off`` (default: whether workers exist, ``handoff.enabled``): record the
+        continue and queue the run for a worker instead of driving it here; the result is
+        the run as queued (``handed_off``). A run already queued that way is left as it is.
+        What a worker calls (``hand_off=False``) on a run handed to it takes the run over
+        (:meth:`_take_over`)."""
         run = self.store.get_run(run_id)
         if run.status == RunStatus.PAUSED:
             raise IllegalTransition(
@@ -270,16 +296,25 @@ class Runs:
             raise IllegalTransition(
                 f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
             )
-        holder = self.store.run_lease(run_id)
-        if holder is not None and holder.owner != self.driver.owner:
-            if owner_alive(holder.owner):
-                raise ResourceLocked(
-                    f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
-                )
-            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
-        workflow = self.driver.workflow_for(run)
+        self._check_not_held(run_id)
+        queue = self.handoff.enabled if hand_off is None else hand_off
+        marker = handoff_of(run) if run.status == RunStatus.RUNNING else None
+        if marker is not None:
+            if queue:  # already waiting for a worker: nothing more to record
+                return replace(self.driver.result(run), handed_off=True)
+            return self._take_over(run, marker, actor)
+        workflow = None if queue else self.driver.workflow_for(run)
         state = ExecutionState(run.state)
         state.failure = None
+        snapshot = state.snapshot()
+        event: dict[str, Any] = {"previous_status": run.status}
+        if queue:
+            snapshot[HANDOFF_KEY] = {"kind": "continue", "at": utc_iso(self.clock.now())}
+            event["handed_off"] = True
+        else:
+            event |= _executor(self.driver.owner)
+        if metadata:  # a trace row is written as given: redacted here (audit rows are)
+            event["metadata"] = redact_mapping(dict(metadata))
         with self.store.transaction() as tx:
             updated = tx.update_run(
                 run_id,
@@ -287,16 +322,67 @@ class Runs:
                 status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
                 error=None,
                 finished_at=None,
-                state=state.snapshot(),
+                state=snapshot,
             )
-            tx.add_trace_event(run_id, "run_continued", payload={"previous_status": run.status})
+            tx.add_trace_event(run_id, "run_continued", payload=event)
             tx.add_audit(
                 "run.continued",
                 actor=actor,
                 run_id=run_id,
-                payload={"previous_status": run.status, "completed_steps": state.completed_steps()},
+                payload={
+                    "previous_status": run.status,
+                    "completed_steps": state.completed_steps(),
+                    **({"handed_off": True} if queue else {}),
+                    **({"metadata": dict(metadata)} if metadata else {}),
+                },
             )
+            if queue:
+                tx.enqueue(run_id)
+            updated = tx.current(updated)
+        if workflow is None:
+            self.handoff.woken()
+            return replace(self.driver.result(updated), handed_off=True)
         return self.driver.drive(updated, workflow)
+
+    def _check_not_held(self, run_id: str) -> None:
+        """``resource_locked`` while a live process executes the run; a lease left by a
+        process that is gone (on this host) is released."""
+        holder = self.store.run_lease(run_id)
+        if holder is not None and holder.owner != self.driver.owner:
+            if owner_alive(holder.owner):
+                raise ResourceLocked(
+                    f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
+                )
+            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
+
+    def _take_over(self, run: RunRecord, marker: Mapping[str, Any], actor: str | None) -> RunResult:
+        """Drive a run a decision or continue handed to the workers: one compare-and-set
+        takes its lease, drops the mark and records who executes it (``run_claimed``: owner,
+        host, PID), so of two processes taking it over one drives it and the other reads
+        ``stale_state``. The run's span links to the pause's trace context, as a resume in
+        the request does."""
+        workflow = self.driver.workflow_for(run)
+        state = ExecutionState(run.state)  # without the mark
+        claimed = {**_executor(self.driver.owner), "handed_off": marker.get("kind")}
+        if actor is not None:
+            claimed["actor"] = actor
+        with self.store.transaction() as tx:
+            updated = tx.update_run(
+                run.run_id,
+                expected_version=run.version,
+                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
+                state=state.snapshot(),
+            )
+            tx.add_trace_event(run.run_id, "run_claimed", payload=claimed)
+            tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
+            updated = tx.current(updated)
+        trace = marker.get("trace")
+        return self.driver.drive(
+            updated,
+            workflow,
+            leased=True,
+            resumed_from=trace if isinstance(trace, Mapping) else None,
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -317,7 +403,29 @@ class Runs:
             lease=(self.driver.owner, self.driver.lease_seconds),
             max_input_chars=self.settings.limits.max_input_chars,
             deadline_at=deadline_at,
-            metadata=request.metadata,
+            metadata=with_overlay(request),
             actor=request.actor,
             decisions=decisions,
+            session_id=request.session_id,
         )
+
+
+def overlay_of(skills: SkillsOverlay | Mapping[str, Any] | None) -> SkillsOverlay | None:
+    """A skills overlay as given to the Python API (a model or its fields)."""
+    if skills is None or isinstance(skills, SkillsOverlay):
+        return skills
+    return SkillsOverlay.model_validate(dict(skills))
+
+
+def with_overlay(request: RunRequest) -> Mapping[str, Any] | None:
+    """The run's metadata, with the skills overlay it started with (``skills_overlay``)."""
+    skills = request.skills
+    if skills is None or skills.empty:
+        return request.metadata
+    return {**(request.metadata or {}), "skills_overlay": skills.model_dump(exclude_none=True)}
+
+
+def _executor(owner: str) -> dict[str, Any]:
+    """Who executes a run from here on, as its trace records it: the owner name (host, PID
+    and a nonce), and the host and PID on their own."""
+    return {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()}

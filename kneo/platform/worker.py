@@ -90,7 +90,9 @@ class WorkerPlatform(SweptPlatform, Protocol):
 
     def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult: ...
 
-    def continue_run(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
+    def continue_run(
+        self, run_id: str, *, actor: str | None = None, hand_off: bool | None = None
+    ) -> RunResult: ...
 
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
 
@@ -267,12 +269,13 @@ class Worker:
                 f"{self.max_attempts}); its workers kept dying or losing the lease",
             )
             return
-        # A queued run starts; a "running" one lost its worker mid-run and continues from
-        # its last completed step boundary (completed steps never execute again).
+        # A queued run starts; a "running" one was handed to the workers by a decision or a
+        # continue, or lost its worker mid-run: it continues here from its last completed step
+        # boundary (completed steps never execute again), never handed on again.
         execute = (
             functools.partial(self.manager.execute_run, run=run)
             if run.status == "queued"
-            else self.manager.continue_run
+            else functools.partial(self.manager.continue_run, hand_off=False)
         )
         with self._lock:
             self._inflight[record.queue_id] = record
@@ -365,19 +368,24 @@ class Worker:
             self.manager.cancel(run_id)
 
     def _give_up(self, record: QueueRecord, kind: str, message: str) -> None:
-        """Fail the record and its run, so nobody waits for a run no worker will finish."""
+        """Fail the run, then its record, so nobody waits for a run no worker will finish.
+
+        The run first: a worker that dies between the two leaves a record whose lease runs
+        out and whose next claim finds the run terminal, never a failed record beside a run
+        that still says queued (which a reader of the record saw, on a busy machine).
+        """
         error = {
             "type": kind,
             "message": message,
             "queue_id": record.queue_id,
             "attempts": record.attempts,
         }
-        self.store.fail(record.queue_id, self.owner, error)
-        log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
         try:
             fail_run(self.store, record.run_id, error, actor=self.owner)
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
+        self.store.fail(record.queue_id, self.owner, error)
+        log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
 
 
 def fail_run(

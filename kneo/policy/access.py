@@ -15,7 +15,9 @@ a spec names                allowed when                                refused 
                             bundle_processes`` allows it
 ``model.base_url``, MCP     on the environment's network allow-list     ``E_DESTINATION_NOT_ALLOWED``,
 ``url``                     (providers' endpoints, ``loopback`` in      ``E_URL_HAS_CREDENTIALS``
-                            ``dev``, ``network.allow``)
+                            ``dev``, ``network.allow``), every hop
+a secret sent with a        a destination the secret is bound to        ``E_SECRET_NOT_BOUND``
+request                     (:func:`secret_bindings`)
 ``module:function`` refs    the project's own code (a source file       ``E_FUNCTION_NOT_ALLOWED``
                             outside the Python installation, not
                             Kneo's), or listed in ``functions.modules``
@@ -23,9 +25,10 @@ a spec names                allowed when                                refused 
 
 The same :class:`HostAccess` answers both questions: *may this spec be admitted*
 (:meth:`HostAccess.check`, diagnostics for lint, validate, sign, admission and the
-controller) and *what does this call use* (:meth:`HostAccess.model`,
+controller) and *what does this call use* (:meth:`HostAccess.model_call`,
 :meth:`HostAccess.server`, at the moment a run calls a model or starts an MCP session), so a
-run admitted under older rules, or resumed elsewhere, still reaches nothing undeclared.
+run admitted under older rules, or resumed elsewhere, still reaches nothing undeclared. The
+latter give a :class:`Reach` the kernel's network door asks before every request hop.
 Pure: the one filesystem look is where a function ref's module lives (no code runs).
 """
 
@@ -42,24 +45,30 @@ from kneo.destinations import (
     DEFAULT_ENDPOINTS,
     LOOPBACK,
     PROVIDER_ENDPOINTS,
+    PROVIDER_KEY_DESTINATIONS,
+    PROVIDER_KEY_NAMES,
     Destination,
     DestinationError,
+    Target,
     allowed,
     parse_destination,
     parse_url,
 )
 from kneo.errors import AccessDenied, ErrorCode
+from kneo.kernel import UNSAFE_MODULES, split_ref
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
 from kneo.spec.project import McpServerConfig, ProjectConfig
-from kneo.spec.refs import UNSAFE_MODULES, find_origin, split_ref
+from kneo.spec.refs import find_origin
 
-#: Where a spec comes from. ``spec``: a file run by the CLI or a document sent to the API;
+#: Where a spec comes from. ``spec``: a file run by the CLI, a spec path on the server, or
+#: a document a library caller runs in-process; ``inline``: a document sent to the API
+#: (``POST /v1/runs``, MCP), which names only the functions the project declares by name;
 #: ``bundle``: a signed bundle (signing, the controller, bundle runs); ``source``: a spec
-#: being linted or validated, which may become either.
-Origin = Literal["spec", "source", "bundle"]
+#: being linted or validated, which may become any of them.
+Origin = Literal["spec", "inline", "source", "bundle"]
 
 #: The environment where loopback destinations are allowed without being listed.
 LOOPBACK_ENVIRONMENT = "dev"
@@ -75,6 +84,63 @@ class ResolvedServer:
     command: tuple[str, ...] = ()
     url: str | None = None
     secret_variable: str | None = None
+    #: where an ``http``/``sse`` session's requests may go, every hop (``None``: stdio)
+    reach: Reach | None = None
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where the requests of one model call or MCP session may go, asked by the kernel's
+    network door (:func:`kneo.kernel.http_client`) before each request, every redirect hop
+    included: the environment's allow-list (and its narrowing) and, when a secret travels
+    with them, the destinations that secret is bound to. A value: equal grants share a
+    pooled client."""
+
+    environment: str
+    network: tuple[Destination, ...]
+    narrowed: tuple[Destination, ...] | None = None
+    #: the secret's reference as the spec or project names it (``None``: no secret)
+    secret: str | None = None
+    bound: tuple[Destination, ...] = ()
+
+    def destination(self, url: str, *, path: str) -> None:
+        """Refuse ``url`` when it is not allowed here, or the secret is not bound to it."""
+        target = _allowed_target(self.environment, self.network, self.narrowed, url, path)
+        if self.secret is None or allowed(target, self.bound):
+            return
+        where = f"{target.scheme}://{target.host}:{target.port}"  # a path may hold a token
+        bound = ", ".join(d.text for d in self.bound) or "no destination"
+        raise AccessDenied(
+            f"{path}: the secret {self.secret!r} is not sent to {where}: it is bound to {bound}",
+            code=ErrorCode.E_SECRET_NOT_BOUND,
+            path=path,
+            suggestion=f"list the destination under secrets.destinations.{self.secret} in "
+            ".kneo/config.yaml if this secret is meant for it",
+        )
+
+
+def _allowed_target(
+    environment: str,
+    network: tuple[Destination, ...],
+    narrowed: tuple[Destination, ...] | None,
+    url: str,
+    path: str,
+) -> Target:
+    """``url``'s target, once the allow-list (and its narrowing) lets it through."""
+    try:
+        target = parse_url(url)
+    except DestinationError as exc:
+        raise AccessDenied(f"{path}: {exc}", code=exc.code, path=path) from None
+    if allowed(target, network) and (narrowed is None or allowed(target, narrowed)):
+        return target
+    where = f"{target.scheme}://{target.host}:{target.port}"
+    raise AccessDenied(
+        f"{path}: {where} is not an allowed destination in {environment!r}",
+        code=ErrorCode.E_DESTINATION_NOT_ALLOWED,
+        path=path,
+        suggestion="add the host or URL prefix to network.allow (or "
+        f"environments.{environment}.network.allow) in .kneo/config.yaml",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,10 +156,20 @@ class HostAccess:
     #: the environment file's narrowing (``None``: it sets none)
     narrowed_network: tuple[Destination, ...] | None = None
     function_modules: tuple[str, ...] = ()
+    #: ``functions.declared``: what an ``inline`` spec's refs may name
+    declared_functions: frozenset[str] = frozenset()
     bundle_processes: bool = False
     #: what one run may spend here (the environment file's ``budgets:``); ``None``: no limit
     budgets: BudgetsPolicy | None = None
-    _origins: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    #: secret variable -> the destinations it may be sent to (:func:`secret_bindings`)
+    bindings: Mapping[str, tuple[Destination, ...]] = field(default_factory=dict)
+    _origins: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    #: (ref, roots) this grant allowed: the kernel asks at every call, and the answer of a
+    #: frozen grant never changes
+    _allowed: set[tuple[str, tuple[Path, ...]]] = field(
+        default_factory=set, compare=False, repr=False
+    )
+    _reaches: dict[str | None, Reach] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def for_environment(
@@ -135,8 +211,13 @@ class HostAccess:
             if narrowed is None
             else tuple(parse_destination(e) for e in narrowed),
             function_modules=tuple(config.functions.modules),
+            declared_functions=frozenset(config.functions.declared),
             bundle_processes=resources.bundle_processes,
             budgets=budgets if budgets is not None and budgets.limits else None,
+            bindings={
+                variable: tuple(parse_destination(e) for e in entries)
+                for variable, entries in secret_bindings(config, environment).items()
+            },
         )
 
     # ------------------------------------------------------------------ one reference each
@@ -158,34 +239,58 @@ class HostAccess:
 
     def destination(self, url: str, *, path: str) -> None:
         """Refuse a URL that is not http(s), carries credentials, or is not allowed here."""
-        try:
-            target = parse_url(url)
-        except DestinationError as exc:
-            raise AccessDenied(f"{path}: {exc}", code=exc.code, path=path) from None
-        narrowed = self.narrowed_network
-        if allowed(target, self.network) and (narrowed is None or allowed(target, narrowed)):
-            return
-        where = f"{target.scheme}://{target.host}:{target.port}"
-        raise AccessDenied(
-            f"{path}: {where} is not an allowed destination in {self.environment!r}",
-            code=ErrorCode.E_DESTINATION_NOT_ALLOWED,
-            path=path,
-            suggestion="add the host or URL prefix to network.allow (or "
-            f"environments.{self.environment}.network.allow) in .kneo/config.yaml",
-        )
+        _allowed_target(self.environment, self.network, self.narrowed_network, url, path)
+
+    def reach(self, secret: str | None = None, variable: str | None = None) -> Reach:
+        """Where requests carrying ``secret`` (its reference; its ``variable``) may go: the
+        allow-list, and the secret's bound destinations. Kept per secret."""
+        found = self._reaches.get(secret)
+        if found is None:
+            bound = self.bindings.get(variable or "", ()) if secret is not None else ()
+            found = Reach(self.environment, self.network, self.narrowed_network, secret, bound)
+            self._reaches[secret] = found
+        return found
 
     def model(self, model: ModelSpec, *, path: str) -> ModelSpec:
-        """``model`` with ``api_key_env`` resolved to its variable, once its destination and
-        secret are allowed; what a provider is called with."""
+        """``model`` with its key resolved to a declared variable, once its destination and
+        secret are allowed (:meth:`model_call`)."""
+        return self.model_call(model, path=path)[0]
+
+    def model_call(self, model: ModelSpec, *, path: str) -> tuple[ModelSpec, Reach]:
+        """What a provider is called with: ``model`` with ``api_key_env`` set to the declared
+        variable holding its key (the spec's, else the one the project declares for its
+        provider), and where the call's requests may go. Refused when the destination is not
+        allowed, the key is not declared, or the key is not bound to the destination."""
         url = model.base_url or DEFAULT_ENDPOINTS.get(model.provider)
         if url is not None:
             self.destination(url, path=f"{path}.base_url")
-        if not model.api_key_env:
-            return model
-        variable = self.secret(model.api_key_env, path=f"{path}.api_key_env")
-        if variable == model.api_key_env:
-            return model
-        return model.model_copy(update={"api_key_env": variable})
+        reference = model.api_key_env or self._provider_key(model.provider, path=path)
+        if reference is None:
+            return model, self.reach()
+        variable = self.secret(reference, path=f"{path}.api_key_env")
+        reach = self.reach(reference, variable)
+        if url is not None:
+            reach.destination(url, path=f"{path}.base_url")
+        if variable != model.api_key_env:
+            model = model.model_copy(update={"api_key_env": variable})
+        return model, reach
+
+    def _provider_key(self, provider: str, *, path: str) -> str | None:
+        """The declared name of the key a ``provider`` model without ``api_key_env`` uses;
+        ``None`` for a provider that takes no key (``dummy``, one registered in-process)."""
+        if provider not in PROVIDER_KEY_DESTINATIONS:
+            return None
+        for name in (provider, PROVIDER_KEY_NAMES.get(provider)):
+            if name is not None and name in self.secrets:
+                return name
+        raise AccessDenied(
+            f"{path}.api_key_env: provider {provider!r} needs a key and none is declared for "
+            f"it in {self.environment!r}",
+            code=ErrorCode.E_SECRET_UNDECLARED,
+            path=f"{path}.api_key_env",
+            suggestion=f"declare it under secrets.providers.{provider} in .kneo/config.yaml, "
+            "or name a declared secret with model.api_key_env",
+        )
 
     def server(self, imp: McpImport, *, path: str) -> ResolvedServer:
         """What an import starts or connects to, once the project allows it."""
@@ -218,7 +323,21 @@ class HostAccess:
         variable = (
             self.secret(imp.secret_env, path=f"{path}.secret_env") if imp.secret_env else None
         )
-        return ResolvedServer(imp.name, imp.transport, tuple(imp.command or ()), imp.url, variable)
+        reach = self._server_reach(imp.secret_env, variable, imp.url, path=f"{path}.url")
+        return ResolvedServer(
+            imp.name, imp.transport, tuple(imp.command or ()), imp.url, variable, reach
+        )
+
+    def _server_reach(
+        self, secret: str | None, variable: str | None, url: str | None, *, path: str
+    ) -> Reach | None:
+        """Where an HTTP server's session may go (``None``: a stdio server), once its
+        secret, if any, is bound to ``url``."""
+        if url is None:
+            return None
+        reach = self.reach(secret, variable)
+        reach.destination(url, path=path)
+        return reach
 
     def _declared_server(self, imp: McpImport, name: str, *, path: str) -> ResolvedServer:
         declared = self.servers.get(name)
@@ -238,21 +357,42 @@ class HostAccess:
             if declared.secret
             else None
         )
+        reach = self._server_reach(
+            declared.secret, variable, declared.url, path=f"mcp_servers.{name}.url"
+        )
         return ResolvedServer(
-            imp.name, declared.transport, tuple(declared.command or ()), declared.url, variable
+            imp.name,
+            declared.transport,
+            tuple(declared.command or ()),
+            declared.url,
+            variable,
+            reach,
         )
 
     def function(self, ref: str, *, path: str, roots: Sequence[Path]) -> None:
-        """Refuse a ``module:function`` ref outside the project's tree and ``functions.modules``."""
+        """Refuse a ``module:function`` ref outside the project's tree and ``functions.modules``
+        (and, from an ``inline`` spec, one the project does not declare by name)."""
+        key = (ref, tuple(roots))
+        if key in self._allowed:
+            return
         parsed = split_ref(ref)
         if parsed is None:
             return  # not a ref: validation reports it
+        if self.origin == "inline" and ref not in self.declared_functions:
+            raise AccessDenied(
+                f"{path}: {ref!r} is not a function the project declares for specs sent to "
+                "the API; an inline spec names only functions listed under functions.declared",
+                code=ErrorCode.E_FUNCTION_NOT_ALLOWED,
+                path=path,
+                suggestion="list the ref under functions.declared in .kneo/config.yaml, or run "
+                "the spec from a file or a signed bundle",
+            )
         module = parsed[0]
-        if module.split(".")[0] not in UNSAFE_MODULES and any(
-            module == m or module.startswith(m + ".") for m in self.function_modules
-        ):
-            return
-        if self._project_module(module, roots):
+        if (
+            module.split(".")[0] not in UNSAFE_MODULES
+            and any(module == m or module.startswith(m + ".") for m in self.function_modules)
+        ) or self._project_module(module, roots):
+            self._allowed.add(key)
             return
         raise AccessDenied(
             f"{path}: module {module!r} is not part of the project; a function ref names a "
@@ -266,19 +406,15 @@ class HostAccess:
     def _project_module(self, module: str, roots: Sequence[Path]) -> bool:
         """Whether ``module`` is the project's own code: a source file outside the Python
         installation (the standard library, site-packages, the virtual environment) and not
-        Kneo itself. Installed code is reached only through ``functions.modules``."""
+        Kneo itself. Installed code is reached only through ``functions.modules``. The
+        verdict is kept per module and roots: the kernel asks at every call."""
         if module.split(".")[0] == "kneo":
             return False
         key = f"{module}\0{','.join(map(str, roots))}"
-        if key not in self._origins:
-            self._origins[key] = find_origin(module, roots)[0]
-        origin = self._origins[key]
-        if origin is None:
-            return False
-        where = Path(origin).resolve()
-        if any(part in ("site-packages", "dist-packages") for part in where.parts):
-            return False
-        return not any(where.is_relative_to(prefix) for prefix in _installation())
+        verdict = self._origins.get(key)
+        if verdict is None:
+            verdict = self._origins[key] = _is_project_source(find_origin(module, roots)[0])
+        return verdict
 
     # ------------------------------------------------------------------ a whole spec
 
@@ -321,6 +457,46 @@ class HostAccess:
             except AccessDenied:
                 continue
         return resolved
+
+
+def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[str, ...]]:
+    """Secret variable -> the allow-list entries it may be sent to in ``environment``: what
+    ``secrets.destinations`` lists for it, else what its declared uses imply (a provider's
+    key: its provider's endpoints; ``model.api_key_env``, or the key of the project's
+    ``model.provider``: the project's ``model.base_url``; an HTTP MCP server's secret: that
+    server's URL). Where loopback needs no listing (``dev``), loopback too. A variable with
+    none is never sent over the network."""
+    declared = config.declared_secrets(environment)
+    implied: dict[str, list[str]] = {}
+    for provider, variable in config.secrets.providers.items():
+        implied.setdefault(variable, []).extend(PROVIDER_KEY_DESTINATIONS.get(provider, ()))
+    provider = config.model.provider or ""
+    url = config.model.base_url or DEFAULT_ENDPOINTS.get(provider)
+    names = (config.model.api_key_env, provider, PROVIDER_KEY_NAMES.get(provider))
+    key = next((n for n in names if n and n in declared), None)
+    if key is not None and url:
+        implied.setdefault(declared[key], []).append(url)
+    for server in config.mcp_servers.values():
+        if server.secret in declared and server.url:
+            implied.setdefault(declared[server.secret], []).append(server.url)
+    explicit: dict[str, list[str]] = {}
+    for ref, entries in config.secrets.destinations.items():
+        if ref in declared:
+            explicit.setdefault(declared[ref], []).extend(entries)
+    bindings = {**implied, **explicit}
+    if environment == LOOPBACK_ENVIRONMENT:
+        bindings = {v: [*bindings.get(v, []), LOOPBACK] for v in {*declared.values(), *bindings}}
+    return {variable: tuple(dict.fromkeys(entries)) for variable, entries in bindings.items()}
+
+
+def _is_project_source(origin: str | None) -> bool:
+    """Whether a module's source file is the project's: outside the Python installation."""
+    if origin is None:
+        return False
+    where = Path(origin).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in where.parts):
+        return False
+    return not any(where.is_relative_to(prefix) for prefix in _installation())
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from kneo.spec.diagnostics import Diagnostic, has_errors
 from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
-from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.project import PolicyEnforcement, ProjectConfig, ProjectContext
 from kneo.spec.refs import import_roots
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
@@ -145,8 +145,6 @@ def host_access(
     """What specs of ``origin`` may reach (and spend) in ``env`` under the project of
     ``context`` (a project with no config file: the defaults; no environment: the
     project's default)."""
-    from kneo.spec.project import ProjectConfig
-
     config = context.config if context is not None else ProjectConfig()
     environment = env or (context.env if context is not None else LOOPBACK_ENVIRONMENT)
     return HostAccess.for_environment(
@@ -242,8 +240,14 @@ def _agent_report(agent: AgentSpec, at: str, catalog: ToolCatalog) -> dict[str, 
         else ("shorthand" if agent.tools_shorthand else "explicit"),
         "tools": tools,
         "tool_policy": tp.model_dump() if tp else None,
-        "guardrail_stages": sorted({g.stage for g in agent.guardrails}),
-        "guardrails": [
-            {"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails
+        "guardrail_stages": sorted(
+            {g.stage for g in agent.guardrails}
+            | {m.stage for m in agent.middleware if m.type == "guardrail"}
+        ),
+        "guardrails": [{"name": g.name, "stage": g.stage, "type": g.type} for g in agent.guardrails]
+        + [
+            {"name": m.name, "stage": m.stage, "type": "middleware"}
+            for m in agent.middleware
+            if m.type == "guardrail"
         ],
     }

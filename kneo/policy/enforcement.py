@@ -79,7 +79,7 @@ def enforce(
                     "use 'tools: {include: [...]}' with 'policies.tool'",
                 )
             )
-        if policy.require_guardrails and not agent.guardrails:
+        if policy.require_guardrails and not agent.has_guardrails:
             out.append(
                 diag(
                     "E_POLICY_GUARDRAILS_REQUIRED",

@@ -35,11 +35,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kneo.destinations import parse_destination
 from kneo.errors import ConfigError, ErrorCode
 from kneo.names import NAME_PATTERN
+from kneo.spec.project import ENVIRONMENTS_DIR as ENVIRONMENTS_DIR  # the project's to say
 from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 
-ENVIRONMENTS_DIR = "environments"
 _ENV_NAME = _KEY_ID = NAME_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
@@ -174,8 +176,6 @@ class ResourcesPolicy(_Model):
 
     @model_validator(mode="after")
     def _destinations_parse(self) -> ResourcesPolicy:
-        from kneo.destinations import parse_destination
-
         for entry in self.network or []:
             parse_destination(entry)
         return self
@@ -445,8 +445,6 @@ def load_environment_file(path: str | os.PathLike[str]) -> EnvironmentPolicy:
     The file's name (without ``.yaml``) is the environment; an ``environment:`` member that
     says otherwise is an error, so a copied file cannot silently apply to the wrong place.
     """
-    from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
-
     p = Path(path)
     data, text = read_yaml_mapping(p, what="environment file")
     env = p.stem
@@ -509,7 +507,8 @@ def resolve_for_context(context: ProjectContext, env: str) -> EnvironmentPolicy:
 
 
 def environment_policy_json_schema() -> dict[str, Any]:
-    """The JSON Schema of an environment file, as shipped in ``schemas/environment.schema.json``."""
+    """The JSON Schema of an environment file, as shipped in
+    ``kneo/schemas/environment.schema.json``."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://kneo.dev/schemas/environment.schema.json",

@@ -4,7 +4,11 @@ Composition only: settings and auth are resolved here (startup fails with one cl
 when auth is on without keys), the platform manager comes from
 :mod:`kneo.service.dependencies`, routers are mounted under ``/v1`` and again at their
 legacy unversioned paths (hidden from OpenAPI), and the in-process queue worker is started
-and stopped with the app's lifespan.
+and stopped with the app's lifespan. Where workers exist, the platform's decisions and
+continues hand their runs to them (:mod:`kneo.platform.handoff`, :func:`continues_on_workers`).
+
+The MCP endpoint (:mod:`kneo.service.mcp`, with the MCP SDK: +0.64 s) is imported only when
+it is mounted (``mcp=True``).
 """
 
 from __future__ import annotations
@@ -18,17 +22,37 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from kneo import __version__, metrics, tracing
+from kneo.controller.runner import ControllerRunner
+from kneo.errors import ConfigError
 from kneo.logs import get_logger, quiet_http_clients
+from kneo.platform.bundles import attach_controller
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
+from kneo.service.factory import create_default_platform_manager
 from kneo.service.health import router as health_router
+from kneo.service.json_schemas import router as schemas_router
 from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.service.operation_ids import operation_id
+from kneo.service.proxies import add_forwarded
 from kneo.service.responses import document_responses
+from kneo.service.routes import (
+    audit,
+    controller,
+    human,
+    notifications,
+    runs,
+    security,
+    sessions,
+    skills,
+    specs,
+)
+from kneo.service.slack import router as slack_router
 from kneo.service.throttle import SignInThrottle
-from kneo.settings import Settings
+from kneo.service.version import router as version_router
+from kneo.settings import CONTINUATION_MODES, Settings
+from kneo.worker import Worker
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -79,16 +103,8 @@ def configure_logging(settings: Settings) -> None:
 def _routers() -> list[Any]:
     """API routers, busiest first: FastAPI matches a request against the routes in order
     (no two routes here overlap, so the order only decides how many are tried first)."""
-    from kneo.service.routes import audit, notifications, security
-
-    routers = []
-    for name in ("runs", "human", "specs", "controller"):
-        try:
-            module = __import__(f"kneo.service.routes.{name}", fromlist=["router"])
-        except ImportError:  # a route group whose platform piece has not landed
-            continue
-        routers.append(module.router)
-    return [*routers, audit.router, security.router, notifications.router]
+    routes = (runs, human, specs, controller, audit, security, notifications, sessions, skills)
+    return [r.router for r in routes]
 
 
 def create_app(
@@ -101,6 +117,8 @@ def create_app(
     controller_config: Any = None,
     run_controller: bool = False,
     mcp: bool = False,
+    a2a: bool = False,
+    continuations: str | None = None,
 ) -> FastAPI:
     """Build the service app.
 
@@ -112,22 +130,28 @@ def create_app(
     ``run_controller`` runs its leader-elected loop in this process. ``controller_config``
     (default: the controller's) names the controller the reconcile and webhook routes queue
     requests for, and its webhook secret variable, when it runs in another process.
-    ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.service.mcp`).
+    ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.service.mcp`); ``a2a`` the A2A
+    server at ``/a2a`` and its agent card (:mod:`kneo.service.a2a_mount`).
+    ``continuations`` (default ``KNEO_SERV_CONTINUATIONS``): where a decision's or a
+    continue's run executes (:func:`continues_on_workers`).
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
+    run_worker = configure_default_manager if start_worker is None else start_worker
     lifespan = _lifespan(
         settings,
         build_manager=configure_default_manager,
-        run_worker=configure_default_manager if start_worker is None else start_worker,
+        run_worker=run_worker,
         controller=controller,
         run_controller=run_controller,
+        on_workers=continues_on_workers(continuations or settings.continuations, run_worker),
     )
     app = FastAPI(
         title="Kneo service",
         version=__version__,
         description="Run AI agent workflows with durable human approval. "
-        "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+        "Authenticate with `Authorization: Bearer <key>`, `X-API-Key: <key>` or "
+        "`X-Kneo-Api-Key: <key>`.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,  # runs-list, not list_runs_v1_runs_get
         # FastAPI's own OpenTelemetry (newer releases; an unknown keyword to older ones)
@@ -153,12 +177,25 @@ def create_app(
         max_body_bytes=settings.limits.max_body_bytes,
         request_logs=settings.request_logs,
     )
-    _mount(app, settings, mcp=mcp)
+    add_forwarded(app, settings)  # outermost: the request log sees the real client too
+    _mount(app, settings, mcp=mcp, a2a=a2a)
     _document(app)
     return app
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def continues_on_workers(mode: str, run_worker: bool) -> bool:
+    """Whether the app's decisions and continues hand their runs to the workers: ``queue``
+    always, ``request`` never, ``auto`` when this app runs a worker (``kneo service serve``
+    passes ``queue`` for ``auto``: with ``--no-worker`` the workers are other processes)."""
+    if mode not in CONTINUATION_MODES:
+        raise ConfigError(
+            f"continuations must be one of {', '.join(CONTINUATION_MODES)}, got {mode!r}",
+            variable="KNEO_SERV_CONTINUATIONS",
+        )
+    return mode == "queue" or (mode == "auto" and run_worker)
 
 
 def _lifespan(
@@ -168,32 +205,33 @@ def _lifespan(
     run_worker: bool,
     controller: Any,
     run_controller: bool,
+    on_workers: bool,
 ) -> Lifespan:
     """What runs for the app's lifetime: the default platform (when ``build_manager`` and
-    none is installed), the in-process worker, the controller's loop, the MCP sessions;
-    stopped in the reverse order."""
+    none is installed), the in-process worker, the controller's loop, the MCP sessions,
+    the A2A push sweep;
+    stopped in the reverse order. ``on_workers``: the platform hands the runs of decisions
+    and continues to the workers (this app's worker is woken for each)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
         if dependencies.current_manager(app) is None and build_manager:
-            from kneo.service.factory import create_default_platform_manager
-
             owned = create_default_platform_manager(settings)
             app.state.manager = owned
         worker = None
         manager = dependencies.current_manager(app)
         if run_worker and manager is not None:
-            from kneo.worker import Worker
-
             worker = Worker(manager, settings=settings, name="api")
             worker.start()
             app.state.worker = worker
+        handoff = getattr(manager, "handoff", None)
+        was = (handoff.enabled, handoff.wake) if handoff is not None else None
+        if handoff is not None:
+            handoff.enabled = on_workers
+            handoff.wake = worker.notify if worker is not None and on_workers else None
         runner = None
         if controller is not None:
-            from kneo.controller.runner import ControllerRunner
-            from kneo.platform.bundles import attach_controller
-
             if manager is not None:
                 attach_controller(manager, controller)
             if run_controller:
@@ -202,6 +240,8 @@ def _lifespan(
         exits = AsyncExitStack()
         if getattr(app.state, "mcp", None) is not None:
             await exits.enter_async_context(app.state.mcp.sessions.run())
+        if getattr(app.state, "a2a", None) is not None:  # the A2A push sweep
+            exits.enter_context(app.state.a2a.background())
         try:
             yield
         finally:
@@ -210,6 +250,8 @@ def _lifespan(
                 runner.stop(timeout=5.0)
             if worker is not None:
                 worker.stop(timeout=WORKER_DRAIN_SECONDS)
+            if handoff is not None and was is not None:
+                handoff.enabled, handoff.wake = was
             if owned is not None:
                 owned.close()
                 app.state.manager = None
@@ -217,23 +259,39 @@ def _lifespan(
     return lifespan
 
 
-def _mount(app: FastAPI, settings: Settings, *, mcp: bool) -> None:
+def _mount(app: FastAPI, settings: Settings, *, mcp: bool, a2a: bool) -> None:
     """The API routers under ``/v1`` (documented) and at their legacy unversioned paths
-    (hidden), health and metrics, and, when asked for, ``/mcp`` and the console at ``/ui``."""
+    (hidden), health and metrics, and, when asked for, ``/mcp``, ``/a2a`` and the console at
+    ``/ui``."""
     routers = _routers()
     for router in routers:
         app.include_router(router, prefix="/v1", responses=_ERROR_RESPONSES)
     app.include_router(health_router)
+    app.include_router(health_router, prefix="/v1", include_in_schema=False)  # the original's
+    app.include_router(version_router, prefix="/v1")
+    app.include_router(version_router, include_in_schema=False)  # legacy, like the API
     app.include_router(metrics_router)
+    app.include_router(slack_router)  # Slack's interaction callbacks (signed by Slack)
+    app.include_router(schemas_router)
     for router in routers:
         app.include_router(router, include_in_schema=False)  # legacy unversioned alias
     app.state.mcp = None
     if mcp:
-        from kneo.service.mcp import mount
+        from kneo.service.mcp import mount  # cost: module docstring
 
         mount(app)
+    app.state.a2a = None
+    if a2a:
+        try:  # the official SDK is the `a2a` extra: it weighs on the image (protobuf, Google's API core)
+            from kneo.service.a2a_mount import mount as mount_a2a
+        except ImportError as exc:
+            raise ConfigError(
+                f"--a2a needs the A2A SDK: install kneo-platform[a2a] ({exc.name} is missing)",
+                field="a2a",
+            ) from None
+        mount_a2a(app)
     if settings.console_enabled:  # the reviewer console (docs/console.md)
-        from kneo.console import create_console
+        from kneo.console import create_console  # import cycle: the console imports this module
 
         app.mount("/ui", create_console(app, settings), name="console")
 
@@ -252,8 +310,9 @@ def _document(app: FastAPI) -> None:
             schema["components"]["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "kneoApiKey": {"type": "apiKey", "in": "header", "name": "X-Kneo-Api-Key"},
             }
-            schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            schema["security"] = [{"bearer": []}, {"apiKey": []}, {"kneoApiKey": []}]
             document_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema

@@ -119,9 +119,7 @@ class Principal:
         person = self.person
         if person is None:
             return Identity(self.name, self.method)
-        return Identity(
-            self.name, self.method, person.subject, person.email, person.groups, person.via
-        )
+        return person.identity(self.method)
 
 
 @dataclass(frozen=True)
@@ -295,32 +293,62 @@ def sign_in(
     """The principal of ``presented``, through the sign-in throttle
     (:mod:`kneo.service.throttle`): a throttled client gets ``429`` before its key is even
     compared, and a wrong key counts against it."""
+    client = request.client.host if request.client is not None else "unknown"
+    return throttled(authenticator, throttle, client, presented, surface=surface)
+
+
+def throttled(
+    authenticator: Authenticator,
+    throttle: SignInThrottle,
+    client: str,
+    presented: str | None,
+    *,
+    surface: str,
+) -> Principal:
+    """:func:`sign_in` for ``client`` (the real address behind a trusted proxy): every door
+    that takes a key (the API, the console's form, ``/mcp``) goes through here."""
     if not authenticator.enabled:
         return authenticator.authenticate(presented)
-    client = request.client.host if request.client is not None else "unknown"
-    if authenticator.tokens is not None and looks_like_jwt(presented):
-        # A token's signature cannot be guessed, and every JWT starts alike (one prefix
-        # bucket for all): a throttled client is refused, a bad token is not counted.
-        throttle.check(client, None, surface=surface)
-        return authenticator.authenticate(presented)
     throttle.check(client, presented, surface=surface)
-    try:
-        return authenticator.authenticate(presented)
-    except Unauthorized:
-        if presented:  # a wrong key, not a missing one
-            throttle.failed(client, presented, surface=surface)
-        raise
+    if authenticator.tokens is not None and looks_like_jwt(presented):
+        # A token's signature cannot be guessed, and every JWT starts alike: a throttled
+        # client is refused, a bad token is not counted.
+        principal = authenticator.authenticate(presented)
+    else:
+        try:
+            principal = authenticator.authenticate(presented)
+        except Unauthorized:
+            if presented:  # a wrong key, not a missing one
+                throttle.failed(client, presented, surface=surface)
+            raise
+    throttle.succeeded(client, presented)
+    return principal
 
 
-def presented_key(request: Request) -> str | None:
-    """The key from ``Authorization: Bearer`` or ``X-API-Key`` (bearer wins)."""
-    header = request.headers.get("authorization")
+#: Headers carrying an API key besides ``Authorization: Bearer``: Kneo's own, then the one
+#: the original platform's clients send (``kneo-client``'s ``kneo_api_key`` scheme).
+KEY_HEADERS = ("x-api-key", "x-kneo-api-key")
+
+
+def key_in_headers(get: Callable[[str], str | None]) -> str | None:
+    """The key of a request whose (lower-case) headers ``get`` reads: ``Authorization:
+    Bearer`` wins, then :data:`KEY_HEADERS` in order. The one reading of a key, for the API
+    and ``/mcp`` alike."""
+    header = get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    api_key = request.headers.get("x-api-key")
-    return api_key.strip() if api_key and api_key.strip() else None
+    for name in KEY_HEADERS:
+        api_key = get(name)
+        if api_key and api_key.strip():
+            return api_key.strip()
+    return None
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer``, ``X-API-Key`` or ``X-Kneo-Api-Key``."""
+    return key_in_headers(request.headers.get)
 
 
 def roles_holding(scope: str) -> list[str]:

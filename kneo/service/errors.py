@@ -8,11 +8,20 @@ offending input (it may hold a secret); Starlette's own 404/405 become ``not_fou
 one layer out, in :mod:`kneo.service.middleware`: a database driver failure that escaped
 the store's own translation still becomes ``503 database_unavailable``, anything else
 ``500 internal_error`` without a traceback.
+
+An error shows no absolute path of the server: a path under the project root (or a spec
+root) is shown relative to it (:func:`relative_paths`), so a viewer learns nothing of the
+host's layout from a spec's syntax error.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kneo.errors import ERRORS, ErrorCode, KneoError
 from kneo.redaction import redact
+from kneo.spec.project import CONFIG_DIR, CONFIG_FILE
 
 _HTTP_CODES = {
     400: ErrorCode.invalid_request,
@@ -64,11 +74,67 @@ def error_headers(
     return headers
 
 
+_T = TypeVar("_T")
+
+
+@functools.lru_cache(maxsize=16)
+def _roots(cwd: str, project_config: Path | None, spec_roots: tuple[Path, ...]) -> tuple[str, ...]:
+    """The directories a response shows paths relative to, longest first, each as given and
+    as its real path: the project root (as :class:`~kneo.spec.project.ProjectContext` finds
+    it), the spec roots and the working directory."""
+    root = Path(cwd)
+    if project_config is not None:
+        parent = Path(project_config).absolute().parent
+        root = parent.parent if parent.name == CONFIG_DIR else parent
+    else:
+        for directory in (root, *root.parents):
+            if os.path.lexists(directory / CONFIG_DIR / CONFIG_FILE):
+                root = directory
+                break
+    found: set[str] = set()
+    for directory in (root, *(root / r for r in spec_roots), Path(cwd)):
+        for form in (str(directory), os.path.realpath(directory)):
+            form = form.rstrip(os.sep)
+            if len(form) > 1:  # never "/": every path is under it
+                found.add(form)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _relative_text(text: str, roots: Iterable[str]) -> str:
+    for root in roots:
+        if root in text:
+            text = text.replace(root + os.sep, "")
+            text = re.sub(re.escape(root) + r"(?![\w.-])", ".", text)
+    return text
+
+
+def relative_paths(request: Request, value: _T) -> _T:
+    """``value`` (a JSON response) with every path under the project root or a spec root
+    shown relative to it: an answer never tells a caller where the server keeps files."""
+    settings = getattr(request.app.state, "settings", None)
+    roots = _roots(
+        os.getcwd(),
+        getattr(settings, "project_config", None),
+        tuple(getattr(settings, "spec_roots", ())),
+    )
+    return cast(_T, _walk(value, roots))
+
+
+def _walk(value: Any, roots: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return _relative_text(value, roots) if "/" in value else value
+    if isinstance(value, dict):
+        return {key: _walk(item, roots) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_walk(item, roots) for item in value]
+    return value
+
+
 def envelope_response(
     request: Request, status: int, body: dict[str, Any], retry_after: int | None = None
 ) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id")
-    payload = redact(body)
+    payload = relative_paths(request, redact(body))
     if request_id:
         payload["request_id"] = request_id
     headers = error_headers(status, str(body.get("error", "")), retry_after)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, KneoError
+from kneo.kernel import resolve_attribute
 from kneo.platform.factory import create_persistence_stores, create_platform
 from kneo.runtimes import create_runtime_registry
 from kneo.tools.defaults import create_tool_registry
@@ -63,19 +65,10 @@ def create_default_platform_manager(settings: Settings | None = None) -> Platfor
 
 def load_platform_factory(ref: str) -> PlatformFactory:
     """Import ``module:function`` (the ``--factory`` option) as a platform factory."""
-    import importlib
-    import sys
-    from pathlib import Path
-
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"--factory {ref!r} must look like module:function", field="factory")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.append(str(Path.cwd()))  # a project module such as examples.my_factory
     try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"--factory {ref!r} cannot be imported: {exc}", field="factory") from None
+        target = resolve_attribute(ref, what="--factory", roots=(Path.cwd(),))
+    except KneoError as exc:  # a project module such as examples.my_factory
+        raise ConfigError(exc.message, field="factory") from None
     if not callable(target):
         raise ConfigError(f"--factory {ref!r} is not callable", field="factory")
     return target  # type: ignore[no-any-return]

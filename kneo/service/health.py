@@ -18,15 +18,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from kneo import __version__
 from kneo.errors import ErrorCode
 from kneo.redaction import redact_text
 from kneo.service.dependencies import current_manager
 from kneo.service.errors import error_headers
+from kneo.service.query_params import StrictQueryRoute
+from kneo.service.spec_source import registries
 from kneo.spec.project import SecretsConfig
 
 _URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictQueryRoute)
 
 
 def _check(name: str, fn: Any) -> dict[str, Any]:
@@ -73,8 +76,6 @@ def readiness_checks(app: Any) -> dict[str, dict[str, Any]]:
 
     def registry(attr: str) -> Any:
         def fn() -> dict[str, Any]:
-            from kneo.service.spec_source import registries
-
             tools, runtimes = registries(manager) if manager is not None else (None, None)
             reg = tools if attr == "tool_registry" else runtimes
             if reg is None:
@@ -125,8 +126,6 @@ async def livez() -> dict[str, Any]:
 @router.get("/healthz", summary="Lightweight API health")
 async def healthz(request: Request) -> dict[str, Any]:
     """The API answers; no dependency is touched."""
-    from kneo import __version__
-
     manager = current_manager(request.app)
     return {
         "ok": True,

@@ -24,16 +24,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import ConfigError, ErrorCode, Forbidden, NotReady, Unauthorized
+from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
 from kneo.lrucache import LRUCache
+from kneo.people import Identity, names_of, proven_claim
 from kneo.settings import OidcSettings
 
 log = get_logger("kneo_serv.auth")
@@ -57,13 +59,31 @@ class Person:
     """Who a verified token (or an ID token at console sign-in) names."""
 
     subject: str
-    email: str | None
-    name: str  # the user claim (``email``), else ``sub``: the audit actor
+    email: str | None  # a verified address only (:func:`kneo.people.proven_claim`)
+    name: str  # the proven user claim (``email``), else ``sub``: the audit actor
     groups: frozenset[str]
     #: the role-map entries that matched (``group:release-managers``), for the audit
     via: tuple[str, ...]
     roles: tuple[str, ...]
     expires_at: float | None = None
+    #: what ``user:`` entries match: the user claim when it proves who this is, else ``None``
+    user: str | None = None
+    user_claim: str = "email"
+    groups_claim: str = "groups"
+
+    def identity(self, method: str) -> Identity:
+        """This person for :mod:`kneo.people` (approvers, assignees, the audit)."""
+        return Identity(
+            self.name,
+            method,
+            self.subject,
+            self.email,
+            self.groups,
+            self.via,
+            user=self.user,
+            user_claim=self.user_claim,
+            groups_claim=self.groups_claim,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,11 +127,12 @@ def parse_role_map(raw: str, known_roles: Iterable[str]) -> list[RoleRule]:
 
 
 def person_of(claims: Mapping[str, Any], settings: OidcSettings, rules: list[RoleRule]) -> Person:
-    """The person ``claims`` name, their groups and the roles the map gives them."""
+    """The person ``claims`` name, their groups and the roles the map gives them. Who they are
+    is decided by the identity door (:func:`kneo.people.proven_claim`): an ``email`` the
+    provider did not verify names nobody, and the person is then known by ``sub``."""
     subject = str(claims.get("sub") or "")
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    user = claims.get(settings.user_claim)
-    name = user if isinstance(user, str) and user else subject
+    trusted = settings.trust_unverified_email
+    user = proven_claim(claims, settings.user_claim, trust_unverified_email=trusted)
     raw_groups = claims.get(settings.groups_claim) or []
     if isinstance(raw_groups, str):
         raw_groups = [raw_groups]
@@ -120,25 +141,34 @@ def person_of(claims: Mapping[str, Any], settings: OidcSettings, rules: list[Rol
         if isinstance(raw_groups, list)
         else frozenset()
     )
+    exp = claims.get("exp")
+    found = Person(
+        subject=subject,
+        email=proven_claim(claims, "email", trust_unverified_email=trusted),
+        name=user or subject,
+        groups=groups,
+        via=(),
+        roles=(),
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+        user=user,
+        user_claim=settings.user_claim,
+        groups_claim=settings.groups_claim,
+    )
+    via, roles = roles_of(found.identity("oidc_token"), rules)
+    return replace(found, via=via, roles=roles)
+
+
+def roles_of(who: Identity, rules: list[RoleRule]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The role-map entries naming ``who`` (:func:`kneo.people.names_of`; ``*``: any person)
+    and the roles they give, in map order."""
+    names = names_of(who)
     via: list[str] = []
     roles: list[str] = []
-    identities = {f"group:{g}" for g in groups} | {f"user:{name}", f"user:{subject}"}
-    if email:
-        identities.add(f"user:{email}")
     for rule in rules:
-        if rule.match == "*" or rule.match in identities:
+        if rule.match == "*" or rule.match in names:
             via.append(rule.match)
             roles.extend(r for r in rule.roles if r not in roles)
-    exp = claims.get("exp")
-    return Person(
-        subject=subject,
-        email=email,
-        name=name,
-        groups=groups,
-        via=tuple(via),
-        roles=tuple(roles),
-        expires_at=float(exp) if isinstance(exp, int | float) else None,
-    )
+    return tuple(via), tuple(roles)
 
 
 def no_role(person: Person) -> Forbidden:
@@ -153,8 +183,13 @@ def no_role(person: Person) -> Forbidden:
 
 
 def _segment(text: str) -> dict[str, Any]:
+    """A JWT segment's JSON object, read once: a claim given twice is malformed (the
+    verifying library would take the last, a reader the first)."""
     padded = text + "=" * (-len(text) % 4)
-    value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    try:
+        value = parse_json(base64.urlsafe_b64decode(padded.encode("ascii")), source="token")
+    except DocumentError as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
@@ -367,11 +402,15 @@ class TokenVerifier:
 
 
 def _fetch_json(url: str) -> dict[str, Any]:
-    import httpx2
-
-    response = httpx2.get(url, timeout=5.0, follow_redirects=False)
+    """The JSON object at ``url`` (the discovery document, the keys): through the kernel's
+    client, that origin only, no redirect followed."""
+    with http_client(Origins.of(url), path="oidc.issuer", timeout=5.0) as http:
+        response = http.get(url)
     response.raise_for_status()
-    value = response.json()
+    try:
+        value = parse_json(response.content, source=url)
+    except DocumentError as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(value, dict):
         raise ValueError(f"{url} did not return a JSON object")
     return value
@@ -386,4 +425,5 @@ __all__ = [
     "no_role",
     "parse_role_map",
     "person_of",
+    "roles_of",
 ]

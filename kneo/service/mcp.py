@@ -27,8 +27,10 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from kneo.errors import ErrorCode
-from kneo.service.auth import Authenticator
+from kneo.errors import ErrorCode, KneoError
+from kneo.service.auth import Authenticator, key_in_headers, sign_in
+from kneo.service.errors import error_headers
+from kneo.service.throttle import SignInThrottle
 
 #: What the assistant is told about this server.
 INSTRUCTIONS = (
@@ -70,7 +72,9 @@ TOOLS: tuple[ApiTool, ...] = (
         "resume_human_task",
         "POST",
         "/v1/human-tasks/{continuation_id}/resume",
-        "Answer one request of a human task and continue the run; audited with your key's name.",
+        "Answer one request of a human task and continue the run; audited with your key's name. "
+        "Where the service continues runs on workers the answer is the run as handed over "
+        "(status running) unless it pauses or ends within wait_seconds.",
     ),
     ApiTool(
         "start_run",
@@ -120,6 +124,7 @@ class ApiBridge:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         idempotency_key: str | None = None,
+        wait_seconds: int | None = None,
     ) -> Any:
         key = presented(headers) if headers is not None else self._default_key
         out_headers = {"X-Kneo-Via": "mcp"}
@@ -127,6 +132,8 @@ class ApiBridge:
             out_headers["Authorization"] = f"Bearer {key}"
         if idempotency_key:
             out_headers["Idempotency-Key"] = idempotency_key
+        if wait_seconds is not None and wait_seconds > 0:
+            out_headers["Prefer"] = f"wait={int(wait_seconds)}"
         path = tool.path.format(**{k: _segment(v) for k, v in (path_params or {}).items()})
         response = await self._client.request(
             tool.method,
@@ -155,11 +162,7 @@ def _segment(value: str) -> str:
 def presented(headers: Mapping[str, str]) -> str | None:
     """The API key of an HTTP request, read as the service reads it (bearer wins)."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    scheme, _, value = (lowered.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    api_key = (lowered.get("x-api-key") or "").strip()
-    return api_key or None
+    return key_in_headers(lowered.get)
 
 
 def build_server(bridge: ApiBridge) -> MCPServer:
@@ -227,6 +230,7 @@ def _human_task_tools(tools: _Tools) -> None:
         content: str | None = None,
         selected_option: str | None = None,
         idempotency_key: str | None = None,
+        wait_seconds: int | None = None,
     ) -> dict[str, Any]:
         body = {
             k: v
@@ -244,6 +248,7 @@ def _human_task_tools(tools: _Tools) -> None:
             path_params={"continuation_id": continuation_id},
             body=body,
             idempotency_key=idempotency_key,
+            wait_seconds=wait_seconds,
         )
 
 
@@ -296,16 +301,39 @@ def _registry_tools(tools: _Tools) -> None:
         return await tools.call(ctx, "controller_status")
 
 
-class McpEndpoint:
-    """``/mcp`` over streamable HTTP: a request without a valid API key is ``401`` before
-    any MCP handling (the service's :class:`Authenticator`); scopes are the routes'."""
+#: The ``WWW-Authenticate`` realm of ``/mcp``'s ``401``.
+REALM = "kneo"
 
-    def __init__(self, bridge: ApiBridge, authenticator: Authenticator) -> None:
+
+def bearer_challenge(presented_a_key: bool) -> str:
+    """``/mcp``'s ``WWW-Authenticate`` (RFC 6750 section 3): the ``Bearer`` scheme, so an MCP
+    client sends its API key as a bearer token, and ``invalid_token`` only when a key was sent
+    (a request without one gets no error code, as the RFC asks). No ``resource_metadata``: Kneo
+    takes API keys and runs no OAuth authorization server, so it publishes no protected
+    resource metadata that would send a client to one (docs/mcp.md)."""
+    challenge = f'Bearer realm="{REALM}"'
+    if presented_a_key:
+        challenge += (
+            ', error="invalid_token", error_description="the API key or token is not valid"'
+        )
+    return challenge
+
+
+class McpEndpoint:
+    """``/mcp`` over streamable HTTP: a request without a valid API key is ``401`` with a
+    ``Bearer`` challenge before any MCP handling, through the service's sign-in (the
+    :class:`Authenticator` and the :class:`SignInThrottle`: a wrong key counts, a throttled
+    client is ``429``); scopes are the routes'."""
+
+    def __init__(
+        self, bridge: ApiBridge, authenticator: Authenticator, throttle: SignInThrottle
+    ) -> None:
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
         from mcp.server.transport_security import TransportSecuritySettings
 
         self.server = build_server(bridge)
         self._authenticator = authenticator
+        self._throttle = throttle
         # Stateless and JSON: any API replica can answer any request. Keys are required, so
         # DNS-rebinding protection (for unauthenticated local servers) is off then.
         self.sessions = StreamableHTTPSessionManager(
@@ -320,16 +348,20 @@ class McpEndpoint:
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.requests import Request
         from starlette.responses import JSONResponse
 
-        from kneo.errors import KneoError
-
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        key = presented(headers)
         try:
-            self._authenticator.authenticate(presented(headers))
+            sign_in(self._authenticator, self._throttle, Request(scope), key, surface="mcp")
         except KneoError as exc:
             body = {"error": exc.code, "message": exc.message}
-            await JSONResponse(body, status_code=exc.http_status)(scope, receive, send)
+            out = error_headers(exc.http_status, exc.code, exc.retry_after)
+            if exc.http_status == 401:
+                out["WWW-Authenticate"] = bearer_challenge(key is not None)
+            response = JSONResponse(body, status_code=exc.http_status, headers=out)
+            await response(scope, receive, send)
             return
         await self.sessions.handle_request(scope, receive, send)
 
@@ -339,7 +371,9 @@ def mount(app: Any) -> McpEndpoint:
     The app's lifespan runs the endpoint's session manager (``app.state.mcp``)."""
     from starlette.routing import Route
 
-    endpoint = McpEndpoint(ApiBridge(in_process_client(app)), app.state.authenticator)
+    endpoint = McpEndpoint(
+        ApiBridge(in_process_client(app)), app.state.authenticator, app.state.sign_in_throttle
+    )
     app.router.routes.append(Route("/mcp", endpoint=endpoint))
     app.state.mcp = endpoint
     return endpoint

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from kneo import metrics
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import current_manager
+from kneo.service.query_params import StrictQueryRoute
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=StrictQueryRoute)
 
 
 @router.get(
@@ -22,8 +23,8 @@ router = APIRouter(tags=["metrics"])
     dependencies=[Depends(require_scope("metrics:read"))],
 )
 def get_metrics(request: Request) -> Response:
-    """Counters of this process (or of every process sharing ``PROMETHEUS_MULTIPROC_DIR``)
-    and the shared-state gauges, in the Prometheus text format."""
+    """This process's counters (each process is its own scrape target) and the
+    shared-state gauges, in the Prometheus text format."""
     app = request.app
     manager = current_manager(app)
     store = manager.store if manager is not None else None

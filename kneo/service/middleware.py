@@ -8,6 +8,10 @@ limit, whatever the route was doing with it. A JSON body is then read whole and 
 :mod:`kneo.documents` (depth, values, digits, NUL, syntax) before any route parses it, and a
 NUL in the path or query is refused. Route handlers add ``run_id`` /
 ``continuation_id`` / ``trace_id`` to the log record through :func:`annotate`.
+
+A request log never holds a bearer capability: a path parameter that is one (a decision
+link's token, :data:`BEARER_PATH_PARAMS`) is logged as ``[REDACTED]``, and a path no route
+matched has every segment that looks like a token reduced (:func:`logged_path`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from kneo import metrics, tracing
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, InvalidRequest, KneoError, PayloadTooLarge
 from kneo.logs import get_logger
-from kneo.redaction import may_need_redaction, redact
+from kneo.redaction import REDACTED, may_need_redaction, redact
 from kneo.service.errors import error_headers
 from kneo.store.errors import database_error
 
@@ -36,6 +40,12 @@ logger.propagate = False  # JSON lines to the service's own stderr handler, not 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _LOG_FIELDS = ("run_id", "continuation_id", "trace_id")
+#: Path parameters that are bearer capabilities: whoever holds the URL acts with it (a
+#: decision link's ``/ui/decide/{token}``). Request logs show them as ``[REDACTED]``.
+BEARER_PATH_PARAMS = frozenset({"token"})
+_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+#: a segment that may be a capability: long, and mixing letters and digits
+_TOKEN_LIKE = re.compile(r"(?=.*[A-Za-z])(?=.*\d).{16,}")
 
 
 class _BodyTooLarge(Exception):
@@ -125,7 +135,7 @@ class _Exchange:
                         "event": "http_unhandled_error",
                         "request_id": self.request_id,
                         "method": scope.get("method"),
-                        "path": scope.get("path"),
+                        "path": logged_path(scope),
                     }
                 )
             ),
@@ -215,7 +225,7 @@ class RequestContextMiddleware:
             "event": "http_request",
             "request_id": request_id,
             "method": scope.get("method"),
-            "path": scope.get("path"),
+            "path": logged_path(scope),
             "status": status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "client": client[0] if client else None,
@@ -248,6 +258,28 @@ def route_template(scope: Scope) -> str:
     return f"{prefix}{path}"
 
 
+def logged_path(scope: Scope) -> str:
+    """The request's path as a log may show it: a bearer path parameter of the matched route
+    replaced by ``[REDACTED]``; on a path no route matched, every token-like segment."""
+    path: str = scope.get("path", "")
+    template = route_template(scope)
+    if template == "unmatched":
+        if len(path) < 17:
+            return path
+        return "/".join(
+            REDACTED if _TOKEN_LIKE.fullmatch(part) else part for part in path.split("/")
+        )
+    if "{" not in template or not any("{" + name in template for name in BEARER_PATH_PARAMS):
+        return path
+    params = scope.get("path_params") or {}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return REDACTED if name in BEARER_PATH_PARAMS else str(params.get(name, match.group(0)))
+
+    return _PARAM.sub(value, template)
+
+
 def _refused_target(scope: Scope) -> KneoError | None:
     """A NUL anywhere in the path or query: no identifier or filter holds one, and
     PostgreSQL's text cannot, so it is refused here rather than failing in a query."""
@@ -257,10 +289,13 @@ def _refused_target(scope: Scope) -> KneoError | None:
 
 
 def _is_json(raw: Any) -> bool:
+    """Whether FastAPI will parse the body as JSON: its rule (a ``json`` or ``+json``
+    subtype, ``text/json`` too), so no body reaches its parser around this check."""
     for key, value in raw:
         if key.lower() == b"content-type":
             media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
+            subtype = media.rpartition(b"/")[2].strip()
+            return subtype == b"json" or subtype.endswith(b"+json")
     return False
 
 

@@ -10,9 +10,11 @@ page's ``next_cursor``, passed back as ``cursor``, gives the page after it at th
 the first. ``offset`` still works there up to ``KNEO_SERV_MAX_LIST_OFFSET`` (a deep offset
 walks every row it skips); beyond, ``400 offset_too_deep`` says to use the cursor. ``total``
 is always a number, counted cheaply; an inbox's counts per assignee come with
-``include=counts`` (they visit every pending task). Counting
-stops after ``KNEO_SERV_MAX_LIST_COUNT`` rows (1,000): beyond, ``total`` is that number and
-``total_capped`` is true, so a listing costs the same however many rows match.
+``include=counts`` (they visit every pending task). Counting stops
+``KNEO_SERV_MAX_LIST_COUNT`` rows (1,000) past the page's end: beyond, ``total`` is that
+number and ``total_capped`` is true, so a listing costs what its page's depth does however
+many rows match, and a client paging by ``offset`` until ``offset + count`` reaches
+``total`` still gets every row (``window``: the deepest ``offset`` served).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class PageParams:
     sort_order: Literal["asc", "desc"]
     cursor: str | None = None
     counts: bool = False
+    #: the deepest ``offset`` this listing pages to (``KNEO_SERV_MAX_LIST_OFFSET``): what a
+    #: client paging by offset stops at (it pages on by ``cursor``)
+    window: int | None = None
 
     def metadata(self, count: int, total: int | None, *, capped: bool = False) -> dict[str, Any]:
         return {
@@ -108,6 +113,7 @@ def paging(
         if sort_by not in allowed:
             raise InvalidRequest(
                 f"sort_by must be one of {', '.join(allowed)}; got {sort_by!r}",
+                field="sort_by",
                 allowed=list(allowed),
             )
         return PageParams(list_cap(request, limit), offset, sort_by, sort_order)
@@ -128,7 +134,8 @@ def listing(
         include: str | None = INCLUDE,
     ) -> PageParams:
         counts = keyset_params(request, page.offset, include)
-        return replace(page, cursor=cursor or None, counts=counts)
+        window = request.app.state.settings.limits.max_list_offset
+        return replace(page, cursor=cursor or None, counts=counts, window=window)
 
     return dependency
 

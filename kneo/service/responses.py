@@ -1,4 +1,5 @@
-"""Documented response shapes of the run and human-task operations, for generated clients.
+"""Documented response shapes of the run, human-task, graph and policy-preview operations,
+for generated clients.
 
 The routes return the views of :mod:`kneo.platform.results` as they are (a response model
 would filter and re-validate every answer); these models only describe them in the OpenAPI
@@ -51,6 +52,7 @@ class RunOutcomeMetadata(_Open):
     pending_human_request: HumanRequestView | None = None
     pending_human_requests: list[HumanRequestView] | None = None
     environment: str | None = None
+    session_id: str | None = Field(None, description="The session the run was started in.")
     error: Any = None
 
 
@@ -108,6 +110,9 @@ class DecisionView(_Open):
     content: str | None = None
     selected_option: str | None = None
     automatic: bool | None = None
+    metadata: dict[str, Any] | None = Field(
+        None, description="What the decider sent with it (redacted); a timeout's: why."
+    )
 
 
 class StepPosition(_Open):
@@ -173,6 +178,7 @@ class RunView(_Open):
     agent_name: str | None
     workflow_name: str | None
     workflow_kind: str | None
+    session_id: str | None = Field(None, description="The session the run was started in.")
     current_step_index: int | None
     current_step_id: str | None
     current_node_id: str | None
@@ -206,6 +212,10 @@ class _Page(_Open):
     next_cursor: str | None = Field(description="Pass as cursor for the next page.")
     sort_by: str | None = None
     sort_order: str | None = None
+    total_capped: bool | None = Field(
+        None, description="total stopped at the count cap past this page: more rows match."
+    )
+    window: int | None = Field(None, description="The deepest offset served (then: cursor).")
 
 
 class RunSummary(_Open):
@@ -213,6 +223,8 @@ class RunSummary(_Open):
     status: str
     workflow_name: str | None
     workflow_kind: str | None
+    session_id: str | None = None
+    has_error: bool | None = Field(None, description="Whether the run recorded an error.")
     created_at: str | None
     updated_at: str | None
 
@@ -221,10 +233,17 @@ class RunList(_Page):
     runs: list[RunSummary]
 
 
+class SessionChain(RunList):
+    """``GET /v1/sessions/{session_id}``: the session's runs, oldest first."""
+
+    session_id: str
+
+
 class HumanTask(_Open):
     """A paused run's (or a promotion's) continuation and its pending requests."""
 
     continuation_id: str
+    id: str | None = Field(None, description="The continuation_id again (in listings).")
     run_id: str | None
     status: str
     workflow_kind: str | None
@@ -254,18 +273,123 @@ class HumanTaskList(_Page):
     )
 
 
+class GraphNodeView(_Open):
+    """One step of a workflow graph (:class:`kneo.spec.graph.GraphNode`)."""
+
+    id: str
+    kind: str = Field(description="agent, function or human")
+    ref: str
+    on_error: str
+    max_retries: int
+    timeout_seconds: float | None = None
+    visits: int = Field(description="How often the run executed it (0 on a spec's graph).")
+    state: str = Field(description="pending, visited, current or failed")
+
+
+class GraphEdgeView(_Open):
+    """One way between two nodes (:class:`kneo.spec.graph.GraphEdge`)."""
+
+    source: str
+    target: str
+    kind: str = Field(description="next, branch or again")
+    condition: str | None = Field(None, description='As people read it: contains "APPROVED".')
+    default: bool
+    label: str | None = None
+    conditional: bool
+    taken: int = Field(description="How often the run went this way (0 on a spec's graph).")
+
+
+class WorkflowGraphView(_Open):
+    """A workflow's nodes and edges (``POST /v1/specs/graph``)."""
+
+    workflow_name: str
+    workflow_kind: str
+    target: str
+    start: str | None = None
+    max_visits: int | None = None
+    rounds: int | None = None
+    nodes: list[GraphNodeView]
+    edges: list[GraphEdgeView]
+    current: str | None = Field(None, description="The node the run is at (runs only).")
+    visited: list[str] = Field(description="Nodes executed, first reached first.")
+
+
+class RunGraphView(WorkflowGraphView):
+    """A run's workflow graph with where it is (``GET /v1/runs/{run_id}/graph``)."""
+
+    run_id: str
+    status: str
+
+
+class GateChangeView(_Open):
+    gate: str
+    direction: str = Field(description="loosened or tightened")
+    summary: str
+
+
+class PolicyPreviewView(_Open):
+    """What a ``PUT`` of an environment policy would change (:mod:`kneo.policy.preview`)."""
+
+    environment: str
+    current_source: str = Field(description="stored, project or none")
+    current_policy: dict[str, Any] | None = None
+    policy: dict[str, Any]
+    changed: bool
+    diff: dict[str, dict[str, Any]]
+    changes: list[GateChangeView]
+    loosened: list[GateChangeView]
+    tightened: list[GateChangeView]
+    needs_policy_approval: bool = Field(
+        description="It loosens a gate: a change the GitOps controller would hold for approval."
+    )
+    runs_evaluated: int = Field(description="Recent runs of the environment checked twice.")
+    affected_run_ids: list[str] = Field(description="Runs the proposed policy judges otherwise.")
+    newly_blocking: list[str] = Field(description="Runs admitted now that it would refuse.")
+
+
+class SkillView(_Open):
+    """A skill the project declares (``skills:`` in ``.kneo/config.yaml``)."""
+
+    name: str
+    description: str
+    instructions: str = Field(description="What joins the system prompt of an agent using it.")
+    tools: list[str] = Field(description="Tools it brings to the agent's selection.")
+    path: str | None = Field(
+        description="The file of the project its instructions are kept in (instructions_file)."
+    )
+    source: str = Field(description="project")
+
+
+class SkillList(_Open):
+    """``GET /v1/skills``: the project's skills, by name."""
+
+    skills: list[SkillView]
+    count: int = Field(description="Items on this page.")
+    total: int
+    total_capped: bool
+    limit: int
+    offset: int
+    sort_by: str
+    sort_order: str
+
+
 #: operation id -> (status code, model) of the answers it documents.
 RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
     "runs-create": (("200", RunOutcome), ("202", RunOutcome)),
     "specs-run": (("200", RunOutcome), ("202", RunOutcome)),
     "runs-get": (("200", RunView),),
     "runs-list": (("200", RunList),),
+    "sessions-get": (("200", SessionChain),),
     "runs-cancel": (("200", RunOutcome),),
-    "runs-continue": (("200", RunOutcome),),
+    "runs-continue": (("200", RunOutcome), ("202", RunOutcome)),
     "human-tasks-list": (("200", HumanTaskList),),
     "human-tasks-get": (("200", HumanTask),),
-    "human-tasks-resume": (("200", RunOutcome),),
-    "human-tasks-decide": (("200", RunOutcome),),
+    "human-tasks-resume": (("200", RunOutcome), ("202", RunOutcome)),
+    "human-tasks-decide": (("200", RunOutcome), ("202", RunOutcome)),
+    "runs-graph": (("200", RunGraphView),),
+    "specs-graph": (("200", WorkflowGraphView),),
+    "environment-policies-preview": (("200", PolicyPreviewView),),
+    "skills-list": (("200", SkillList),),
 }
 _REF = "#/components/schemas/{model}"
 
@@ -289,13 +413,19 @@ def document_responses(document: dict[str, Any]) -> None:
 
 __all__ = [
     "RESPONSES",
+    "GateChangeView",
+    "GraphEdgeView",
+    "GraphNodeView",
     "HumanRequestView",
     "HumanTask",
     "HumanTaskList",
+    "PolicyPreviewView",
+    "RunGraphView",
     "RunList",
     "RunOutcome",
     "RunSummary",
     "RunView",
     "TaskContext",
+    "WorkflowGraphView",
     "document_responses",
 ]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kneo.errors import PayloadTooLarge, ValidationFailed
 from kneo.settings import Limits
+from kneo.spec.extensions import SkillsOverlay
 
 Decision = Literal["approved", "rejected", "edited", "selected", "provided"]
 
@@ -45,6 +46,16 @@ class SpecRequest(SpecSource):
         return self
 
 
+class CompileRequest(SpecRequest):
+    """Body of ``/v1/specs/compile``."""
+
+    strict: bool = Field(
+        True,
+        description="true: an invalid spec is 400 with its diagnostics; false: 200 with "
+        "ok=false and the diagnostics (an editor's preview).",
+    )
+
+
 class CreateRunRequest(SpecSource):
     """Body of ``POST /v1/runs`` and ``POST /v1/specs/run``."""
 
@@ -56,6 +67,19 @@ class CreateRunRequest(SpecSource):
     async_mode: bool = Field(False, description="Enqueue for a worker and return at once.")
     timeout_seconds: float | None = Field(None, gt=0, description="Run-level deadline.")
     metadata: dict[str, Any] | None = None
+    skills: SkillsOverlay | None = Field(
+        None,
+        description="Switch declared skills on (`add`) or off (`remove`) for the run's agents "
+        "(`agents`: only these); recorded on the run as `metadata.skills_overlay`.",
+    )
+    session_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
+        description="Group the run in this session: listed by `GET /v1/runs?session_id=` "
+        "and chained in order by `GET /v1/sessions/{session_id}`.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> CreateRunRequest:
@@ -91,6 +115,8 @@ class DecisionsRequest(_Strict):
     task decided together (all written, or none)."""
 
     decisions: list[DecisionItem] = Field(..., min_length=1, max_length=100)
+    #: stored with each decision, as ``metadata`` of a resume is
+    metadata: dict[str, Any] | None = None
 
 
 class ContinueRequest(_Strict):

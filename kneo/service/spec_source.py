@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ErrorCode, Forbidden, InvalidRequest, NotFound
+from kneo.policy.check import check_spec
 from kneo.service.schemas import SpecSource
+from kneo.spec.loader import deep_merge, load_spec, load_spec_data
+from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -69,14 +72,15 @@ def _real_roots(roots: tuple[Path, ...], root: str) -> tuple[str, ...]:
 def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
     """Load the spec a request names. Raises ``SpecError``/``NotFound``/``InvalidRequest``/
     ``Forbidden`` (a ``spec_path`` outside the spec roots)."""
-    from kneo.spec.loader import deep_merge, load_spec, load_spec_data
-    from kneo.spec.project import ProjectContext
-
     context = ProjectContext.discover(settings=settings, env=body.environment)
     env = body.environment
+    if env is not None:  # a named environment is one the project declares
+        context.run_environment(env)
     if body.spec_path is not None:
         path = confined_spec_path(body.spec_path, settings, context.root)
-        loaded = load_spec(path, env=env, project=context.config)
+        loaded = load_spec(
+            path, env=env, project=context.config, declared=context.declared_environments()
+        )
         data = loaded.data
         spec = loaded.spec
         if body.overrides:
@@ -103,8 +107,6 @@ def registries(manager: PlatformManager) -> tuple[Any, Any]:
 def check_resolved(resolved: ResolvedSpec, manager: PlatformManager) -> Any:
     """Validate + environment policy (the service-managed one when stored) + governance
     report (a ``SpecReport``)."""
-    from kneo.policy.check import check_spec
-
     tools, runtimes = registries(manager)
     return check_spec(
         resolved.spec,

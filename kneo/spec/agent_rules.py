@@ -9,7 +9,7 @@ from collections.abc import Collection
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import ToolCatalog, agent_locations, tool_paths
-from kneo.spec.models import AgentSpec, Spec, ToolPolicy
+from kneo.spec.models import AgentSpec, Spec, ToolChoiceName, ToolPolicy
 from kneo.tools import ToolDefinition
 
 
@@ -54,6 +54,8 @@ def _agent_tool_names(
             for i, turn in enumerate(agent.model.script)
             for j, call in enumerate(turn.tool_calls)
         ]
+        if isinstance(agent.model.tool_choice, ToolChoiceName):
+            named.append((f"{at}.model.tool_choice.name", agent.model.tool_choice.name))
     out += [
         diag("E_UNKNOWN_TOOL", path, f"Tool '{name}' is not registered.")
         for path, name in named
@@ -118,7 +120,7 @@ def _agent_field_rules(agent: AgentSpec, at: str) -> list[Diagnostic]:
                 "run 'kneo spec migrate'",
             )
         )
-    if not agent.guardrails:
+    if not agent.has_guardrails:
         out.append(
             diag(
                 "I_NO_GUARDRAILS",

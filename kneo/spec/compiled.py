@@ -42,6 +42,14 @@ class CompiledStep:
     function_ref: str | None = None
     #: kind == "human": the component that says who decides what, and by when.
     human: HumanComponent | None = None
+    #: kind == "agent": tool name -> the step of the agent answering that tool.
+    delegates: tuple[tuple[str, CompiledStep], ...] = ()
+    #: kind == "agent", backed by a workflow (``agent.workflow``): it runs instead.
+    workflow: CompiledWorkflow | None = None
+
+    def delegate(self, tool: str) -> CompiledStep | None:
+        """The step of the agent answering ``tool``, if an agent answers it."""
+        return dict(self.delegates).get(tool)
 
 
 @dataclass(frozen=True)

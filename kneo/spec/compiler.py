@@ -17,7 +17,7 @@ from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
 from kneo.spec.diagnostics import Diagnostic, has_errors
 from kneo.spec.inventory import ToolCatalog
-from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec
+from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec, WorkflowSpec
 from kneo.spec.refs import import_roots
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolDefinition, ToolRegistry
@@ -35,6 +35,19 @@ def normalize_agent(agent: AgentSpec) -> AgentSpec:
             update={"max_iterations": agent.max_iterations}
         )
     return agent.model_copy(update=update) if update else agent
+
+
+def with_skills(agent: AgentSpec, spec: Spec) -> AgentSpec:
+    """The agent with its skills' instructions after its own system prompt, each under its
+    skill's name (their tools join through :meth:`ToolCatalog.selected`)."""
+    parts = [agent.system_prompt] if agent.system_prompt else []
+    for name in agent.skills:
+        skill = spec.skills.get(name)
+        if skill is not None:
+            parts.append(f"## Skill: {name}\n{skill.instructions.strip()}")
+    if len(parts) <= (1 if agent.system_prompt else 0):
+        return agent
+    return agent.model_copy(update={"system_prompt": "\n\n".join(parts)})
 
 
 def diagnostics_error(diagnostics: list[Diagnostic], *, source: str | None = None) -> SpecError:
@@ -114,7 +127,11 @@ class SpecCompiler:
                 target="agent",
                 metadata=metadata,
             )
-        wf = spec.workflow
+        return self._workflow(spec.workflow, spec, catalog, metadata)
+
+    def _workflow(
+        self, wf: WorkflowSpec, spec: Spec, catalog: ToolCatalog, metadata: dict[str, object]
+    ) -> CompiledWorkflow:
         family: Family = wf.family  # type: ignore[assignment]
         steps = tuple(self._step(s, spec, catalog) for s in wf.members())
         selector = wf.selector
@@ -151,8 +168,18 @@ class SpecCompiler:
             "human_review": step.human_review,
         }
         if step.kind == "agent":
-            agent = normalize_agent(spec.all_agents()[step.ref])
-            return CompiledStep(**common, agent=agent, tools=self._agent_tools(agent, catalog))
+            agent = with_skills(normalize_agent(spec.all_agents()[step.ref]), spec)
+            tools = self._agent_tools(agent, catalog)
+            delegates = tuple(
+                (t.name, self._step(StepSpec(id=step.id, kind="agent", ref=t.agent), spec, catalog))
+                for t in tools
+                if t.agent is not None
+            )
+            nested = spec.components.workflows.get(agent.workflow or "")
+            workflow = self._workflow(nested, spec, catalog, {}) if nested else None
+            return CompiledStep(
+                **common, agent=agent, tools=tools, delegates=delegates, workflow=workflow
+            )
         if step.kind == "human":
             return CompiledStep(**common, human=spec.components.humans[step.ref])
         function = spec.components.functions.get(step.ref)
@@ -201,6 +228,10 @@ def describe(compiled: CompiledWorkflow) -> dict[str, Any]:
                     }
                     for t in s.tools
                 ],
+                "skills": list(s.agent.skills) if s.agent else [],
+                "middleware": [m.type for m in s.agent.middleware] if s.agent else [],
+                "agent_tools": {tool: d.ref for tool, d in s.delegates},
+                "backed_by": s.agent.workflow if s.agent else None,
                 "function_ref": s.function_ref,
                 "human": s.human.model_dump(exclude_none=True) if s.human else None,
                 "human_review": s.human_review.model_dump(exclude_none=True)

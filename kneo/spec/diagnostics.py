@@ -34,12 +34,24 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "No `version`, an old one (run `kneo spec migrate`), or a future one.",
     ),
-    "E_UNKNOWN_ENV": ("error", "`--env` names an environment the project does not declare."),
+    "E_UNKNOWN_ENV": (
+        "error",
+        "The environment named (`--env`, `KNEO_ENV`, a run's `environment`, or the project's "
+        "default when none is named) is not one the project declares.",
+    ),
     "E_UNKNOWN_TOOL": (
         "error",
         "A tool name is neither registered, declared with an implementation, nor imported over MCP.",
     ),
     "E_UNKNOWN_REF": ("error", "A step, edge, selector or function ref does not resolve."),
+    "E_UNKNOWN_SKILL": (
+        "error",
+        "An agent's `skills` names a skill neither the spec nor the project declares.",
+    ),
+    "E_AGENT_CYCLE": (
+        "error",
+        "An agent reaches itself through its agent tools or the workflow backing it.",
+    ),
     "E_DUPLICATE_ID": ("error", "Two steps, nodes or participants share an id."),
     "E_UNKNOWN_RUNTIME": ("error", "A runtime mode is not registered (known: native, bridge)."),
     "E_RUNTIME_NOT_ALLOWED": ("error", "`preferred_mode` is not in `allowed_modes`."),
@@ -76,9 +88,13 @@ CODES: dict[str, tuple[Severity, str]] = {
         "A `base_url` or MCP `url` is not on the environment's network allow-list (or is not an http(s) URL).",
     ),
     "E_URL_HAS_CREDENTIALS": ("error", "A URL carries a user name or password."),
+    "E_SECRET_NOT_BOUND": (
+        "error",
+        "A secret would travel to a destination it is not bound to (`secrets.destinations`; by default a provider key goes only to its provider's endpoints).",
+    ),
     "E_FUNCTION_NOT_ALLOWED": (
         "error",
-        "A function ref names a module outside the project that `functions.modules` does not list.",
+        "A function ref names a module outside the project that `functions.modules` does not list, or a name that is not a function defined in its module (an import, an alias, a class, a path through another object).",
     ),
     "E_POLICY_BLOCKED_CODE": (
         "error",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kneo.spec.models import AgentSpec, Spec, StepSpec, ToolSelection
+from kneo.spec.models import AgentSpec, Spec, StepSpec, ToolSelection, WorkflowSpec
 from kneo.spec.refs import is_ref
 from kneo.tools import ToolDefinition, ToolRegistry
 
@@ -22,7 +22,11 @@ class ToolCatalog:
     def __init__(self, spec: Spec, registry: ToolRegistry) -> None:
         self._registry = registry
         self._spec_tools: dict[str, ToolDefinition] = {}
+        self._skills = spec.skills
         for name, comp in spec.components.tools.items():
+            if comp.agent is not None:
+                self._spec_tools[name] = agent_tool(name, comp.description, comp.agent)
+                continue
             if comp.implementation or comp.external or name in registry:
                 base = registry.get(name) if name in registry and not comp.implementation else None
                 self._spec_tools[name] = ToolDefinition(
@@ -60,7 +64,29 @@ class ToolCatalog:
         return list(dict.fromkeys([*self._registry.names(), *self._spec_tools, *self._mcp]))
 
     def selected(self, agent: AgentSpec) -> list[str]:
-        return self.all_names() if agent.tools_unrestricted else agent.tool_names()
+        """The agent's own selection, then the tools its declared skills bring."""
+        own = self.all_names() if agent.tools_unrestricted else agent.tool_names()
+        brought = [t for s in agent.skills if s in self._skills for t in self._skills[s].tools]
+        return list(dict.fromkeys([*own, *brought]))
+
+
+#: What the model sends an agent answering as a tool: the agent's input text.
+AGENT_TOOL_PARAMETERS = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "What to ask the agent."}},
+    "required": ["input"],
+    "additionalProperties": False,
+}
+
+
+def agent_tool(name: str, description: str, agent: str) -> ToolDefinition:
+    """The definition of a tool an agent of the spec answers."""
+    return ToolDefinition(
+        name=name,
+        description=description or f"Ask the agent '{agent}'.",
+        parameters=AGENT_TOOL_PARAMETERS,
+        agent=agent,
+    )
 
 
 def tool_paths(agent: AgentSpec, prefix: str) -> list[tuple[str, str]]:
@@ -109,6 +135,24 @@ def function_refs(spec: Spec) -> Iterator[tuple[str, str]]:
         predicate = edge.condition.predicate if edge.condition else None
         if predicate is not None and is_ref(predicate):
             yield f"workflow.edges[{i}].condition.predicate", predicate
+    for agent, at in agent_locations(spec):
+        for i, layer in enumerate(agent.middleware):
+            function = getattr(layer, "function", None)
+            if function is not None:
+                yield f"{at}.middleware[{i}].function", function
+    for name, nested in spec.components.workflows.items():
+        for i, step in enumerate(nested.members()):
+            own = step.kind == "function" and step.ref not in spec.components.functions
+            if own and is_ref(step.ref):
+                yield f"components.workflows.{name}.{_member_key(nested)}[{i}].ref", step.ref
+        for i, edge in enumerate(nested.edges):
+            predicate = edge.condition.predicate if edge.condition else None
+            if predicate is not None and is_ref(predicate):
+                yield f"components.workflows.{name}.edges[{i}].condition.predicate", predicate
+
+
+def _member_key(workflow: WorkflowSpec) -> str:
+    return {"sequential": "steps", "graph": "nodes"}.get(workflow.family, "participants")
 
 
 def has_human_step(spec: Spec) -> bool:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kneo.documents import parse_yaml
 from kneo.errors import ErrorCode, SpecError
 from kneo.spec.models import SPEC_VERSION, Spec
-from kneo.spec.project import DEFAULT_OVERLAY_PATTERN, ProjectConfig
+from kneo.spec.project import (
+    DEFAULT_OVERLAY_PATTERN,
+    ProjectConfig,
+    declared_environments,
+    judge_environment,
+)
 from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
-
-#: Environments accepted without a project config declaring them.
-STANDARD_ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 @dataclass(frozen=True)
@@ -69,22 +73,61 @@ def _id_list(value: Any) -> bool:
     )
 
 
+def _agent_mappings(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The mapping of every agent of a spec document (``agent`` and ``components.agents``)."""
+    agents: list[dict[str, Any]] = []
+    if isinstance(data.get("agent"), dict):
+        agents.append(data["agent"])
+    components = data.get("components")
+    if isinstance(components, dict) and isinstance(components.get("agents"), dict):
+        agents.extend(a for a in components["agents"].values() if isinstance(a, dict))
+    return agents
+
+
+def project_skills_used(data: dict[str, Any], project: ProjectConfig) -> list[str]:
+    """The project's skills a spec document's agents name and the spec does not declare
+    itself (its own skill of a name wins over the project's)."""
+    if not project.skills:
+        return []
+    own = data.get("skills")
+    declared = own if isinstance(own, dict) else {}
+    named: list[str] = []
+    for agent in _agent_mappings(data):
+        listed = agent.get("skills")
+        if isinstance(listed, list):
+            named += [name for name in listed if isinstance(name, str)]
+    return [n for n in dict.fromkeys(named) if n in project.skills and n not in declared]
+
+
+def with_project_skills(
+    data: dict[str, Any], project: ProjectConfig, names: list[str]
+) -> dict[str, Any]:
+    """``data`` (not copied) with the project's skills ``names`` written under its
+    ``skills:``, so the stored (and signed) document holds what its agents were given."""
+    own = data.get("skills")
+    if own is not None and not isinstance(own, dict):
+        return data  # (the spec's validation names the field)
+    data["skills"] = {
+        **(own or {}),
+        **{n: project.skill_spec(n).model_dump(exclude_defaults=True) for n in names},
+    }
+    return data
+
+
 def apply_project_defaults(data: dict[str, Any], project: ProjectConfig | None) -> dict[str, Any]:
-    """Fill each agent's ``model`` and ``runtime_preferences`` gaps from the project config."""
+    """Fill each agent's ``model`` and ``runtime_preferences`` gaps from the project config,
+    and declare the project's skills the agents name (:func:`project_skills_used`)."""
     if project is None:
         return data
     model_defaults = project.model.model_dump(exclude_none=True)
     runtime_defaults = project.runtime.model_dump(exclude_none=True)
-    if not model_defaults and not runtime_defaults:
+    skills = project_skills_used(data, project)
+    if not model_defaults and not runtime_defaults and not skills:
         return data
     out = copy.deepcopy(data)
-    agents: list[dict[str, Any]] = []
-    if isinstance(out.get("agent"), dict):
-        agents.append(out["agent"])
-    components = out.get("components")
-    if isinstance(components, dict) and isinstance(components.get("agents"), dict):
-        agents.extend(a for a in components["agents"].values() if isinstance(a, dict))
-    for agent in agents:
+    if skills:
+        with_project_skills(out, project, skills)
+    for agent in _agent_mappings(out):
         for key, defaults in (("model", model_defaults), ("runtime_preferences", runtime_defaults)):
             if not defaults:
                 continue
@@ -119,35 +162,31 @@ def overlay_path(path: Path, env: str, project: ProjectConfig | None) -> Path:
     return path.parent / pattern.format(stem=path.stem, env=env, name=path.stem)
 
 
-def _check_env(env: str, path: Path, project: ProjectConfig | None) -> None:
-    known = (
-        list(project.environments)
-        if project and project.environments
-        else list(STANDARD_ENVIRONMENTS)
-    )
-    if env in known or os.path.lexists(overlay_path(path, env, project)):
-        return
-    from kneo.spec.suggest import guess_suffix
-
-    raise SpecError(
-        f"{path}: unknown environment {env!r}; known: {', '.join(known)}{guess_suffix(env, known)}",
-        code=ErrorCode.E_UNKNOWN_ENV,
-        file=str(path),
-        environment=env,
-        known=known,
-    )
+def _check_env(env: str, declared: Collection[str], path: Path) -> None:
+    """``E_UNKNOWN_ENV`` unless the project declares ``env`` (an overlay file next to the
+    spec declares nothing: :func:`~kneo.spec.project.declared_environments`)."""
+    judge_environment(env, env, declared, file=str(path))
 
 
 def load_spec(
-    path: str | Path, *, env: str | None = None, project: ProjectConfig | None = None
+    path: str | Path,
+    *,
+    env: str | None = None,
+    project: ProjectConfig | None = None,
+    declared: Collection[str] | None = None,
 ) -> LoadedSpec:
-    """Load, overlay, default and validate one spec file. Raises :class:`SpecError`."""
+    """Load, overlay, default and validate one spec file. Raises :class:`SpecError`.
+
+    ``env`` must be one of ``declared`` (the project's environments,
+    :meth:`~kneo.spec.project.ProjectContext.declared_environments`; without it, those
+    ``project`` declares in the config alone), else ``E_UNKNOWN_ENV``."""
     path = Path(path)
     data, text = read_yaml_mapping(path)
     sources = [(str(path), text)]
     overlays: list[Path] = []
     if env is not None:
-        _check_env(env, path, project)
+        known = declared if declared is not None else declared_environments(project, None)
+        _check_env(env, known, path)
         candidate = overlay_path(path, env, project)
         if os.path.lexists(candidate):  # a device or FIFO there is refused, not skipped
             overlay, overlay_text = read_yaml_mapping(candidate, what="overlay")
@@ -175,9 +214,8 @@ def offline_environments(loaded: LoadedSpec, project: ProjectConfig | None) -> l
     but not validated (this is a hint, not a check; a broken overlay counts as none)."""
     if _offline(loaded.data):
         return []
-    known = list(project.environments) if project and project.environments else []
     found = []
-    for env in known or list(STANDARD_ENVIRONMENTS):
+    for env in declared_environments(project, None):
         candidate = overlay_path(loaded.path, env, project)
         if env == loaded.env or not candidate.is_file():
             continue
@@ -214,8 +252,6 @@ def load_spec_text(
     text: str, *, source: str = "<inline>", project: ProjectConfig | None = None
 ) -> Spec:
     """Validate a spec given as YAML text (HTTP ``spec_yaml``); errors carry lines."""
-    from kneo.documents import parse_yaml
-
     data = parse_yaml(text, source=source)
     if not isinstance(data, dict):
         raise SpecError(

@@ -11,6 +11,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kneo.spec.extensions import Middleware, SkillSpec
+
 SPEC_VERSION = "v1"
 
 
@@ -34,6 +36,12 @@ class ScriptedToolCall(_Model):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class ToolChoiceName(_Model):
+    """``tool_choice: {name: TOOL}``: the model must call this one tool."""
+
+    name: str = Field(min_length=1, max_length=128)
+
+
 class ModelSpec(_Model):
     provider: str = "dummy"
     name: str = "dummy"
@@ -44,6 +52,13 @@ class ModelSpec(_Model):
     api_key_env: str | None = None
     #: ``azure-openai`` only: the API version (default ``2024-10-21``).
     api_version: str | None = Field(default=None, max_length=40)
+    #: Whether the model may, must or must not call a tool when tools are offered: ``auto``
+    #: (the default whenever tools are offered), ``required``, ``none`` or ``{name: TOOL}``.
+    #: Sent explicitly: some servers (llama.cpp) leave tools out of the prompt without it.
+    tool_choice: Literal["auto", "required", "none"] | ToolChoiceName | None = None
+    #: Seconds one model call may take (per attempt); ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS``
+    #: (120 s by default) when unset.
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     #: ``dummy`` provider only: replies in order; the last one repeats. Empty means echo.
     script: list[DummyScriptTurn] = Field(default_factory=list)
 
@@ -125,6 +140,13 @@ class AgentSpec(_Model):
     guardrails: list[GuardrailSpec] = Field(default_factory=list)
     memory: MemorySpec = Field(default_factory=MemorySpec)
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    #: Declared skills (``skills:``) this agent uses: their instructions and tools join its own.
+    skills: list[str] = Field(default_factory=list)
+    #: Applied around the agent's model and tool calls, in this order.
+    middleware: list[Middleware] = Field(default_factory=list, max_length=50)
+    #: Back this agent with a workflow (``components.workflows`` key): where the agent is
+    #: used (a step, a tool), the workflow runs instead, its input the agent's.
+    workflow: str | None = Field(default=None, min_length=1)
     #: Deprecated (v0): use ``system_prompt``.
     instructions: str | None = None
     #: Deprecated (v0): use ``strategy.max_iterations``.
@@ -137,6 +159,11 @@ class AgentSpec(_Model):
         if isinstance(self.tools, ToolSelection):
             return [t for t in self.tools.include if t not in self.tools.exclude]
         return []
+
+    @property
+    def has_guardrails(self) -> bool:
+        """A declared guardrail, or a ``guardrail`` middleware layer."""
+        return bool(self.guardrails) or any(m.type == "guardrail" for m in self.middleware)
 
     @property
     def tools_unrestricted(self) -> bool:
@@ -324,6 +351,9 @@ class ToolComponent(_Model):
     external: bool = False
     #: JSON Schema the caller's result must match (as JSON); unset: any non-empty text.
     result_schema: dict[str, Any] | None = None
+    #: An agent (its name) answering the call: the model's ``input`` argument is its input,
+    #: its final answer the result (no ``implementation`` needed).
+    agent: str | None = Field(default=None, min_length=1)
 
 
 class ComponentsSpec(_Model):
@@ -331,6 +361,8 @@ class ComponentsSpec(_Model):
     functions: dict[str, FunctionComponent] = Field(default_factory=dict)
     humans: dict[str, HumanComponent] = Field(default_factory=dict)
     tools: dict[str, ToolComponent] = Field(default_factory=dict)
+    #: Workflows an agent may be backed by (``agent.workflow``).
+    workflows: dict[str, WorkflowSpec] = Field(default_factory=dict)
 
     @field_validator("functions", mode="before")
     @classmethod
@@ -385,6 +417,8 @@ class Spec(_Model):
     workflow: WorkflowSpec | None = None
     components: ComponentsSpec = Field(default_factory=ComponentsSpec)
     mcp: McpSpec = Field(default_factory=McpSpec)
+    #: Skills agents switch on by name (``agent.skills``).
+    skills: dict[str, SkillSpec] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -3,13 +3,18 @@ environments exist and what each one enforces, defaults applied to every spec, a
 *names* of the environment variables that hold secrets (never their values).
 
 Discovery walks upward from the working directory, or takes ``KNEO_PROJECT_CONFIG``.
-Contract layer: pydantic models plus reading one YAML file; no other I/O.
+Which environments a project declares, and which one a run is in, is answered here too
+(:func:`judge_environment`), for every door that starts or checks a run.
+Contract layer: pydantic models plus reading one YAML file and listing the names of the
+project's environment files; no other I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,12 +23,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
 
-from kneo.errors import ConfigError, ErrorCode
+from kneo.destinations import parse_destination
+from kneo.errors import ConfigError, ErrorCode, SpecError
+from kneo.kernel import read_project_file
 from kneo.names import NAME_PATTERN, check_name, is_valid_name
+from kneo.notification_events import NOTIFICATION_EVENTS
+from kneo.settings import Settings as _Settings
+from kneo.spec.extensions import SKILL_INSTRUCTIONS_CHARS, ProjectSkill, SkillSpec
+from kneo.spec.suggest import guess_suffix
+from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
+from kneo.tools.factory import load_tool_registry
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
@@ -32,6 +46,10 @@ if TYPE_CHECKING:
 CONFIG_DIR = ".kneo"
 CONFIG_FILE = "config.yaml"
 DEFAULT_OVERLAY_PATTERN = "{stem}.{env}.yaml"
+#: Where a project's environment policy files live: ``<root>/environments/<env>.yaml``.
+ENVIRONMENTS_DIR = "environments"
+#: The one environment of a project that declares none (the quickstart's).
+IMPLICIT_ENVIRONMENT = "dev"
 
 #: A secret reference must look like an environment-variable name.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -105,18 +123,36 @@ def _check_env_names(value: dict[str, str], where: str) -> dict[str, str]:
 
 
 class SecretsConfig(_Model):
-    """Secret references: provider or purpose -> environment-variable name."""
+    """Secret references: provider or purpose -> environment-variable name, and where each
+    secret may be sent."""
 
     providers: dict[str, str] = Field(
         default_factory=lambda: {
             "openai": "OPENAI_API_KEY",
             "openai-agents": "OPENAI_API_KEY",
+            "azure-openai": "AZURE_OPENAI_API_KEY",
             "anthropic": "ANTHROPIC_API_KEY",
             "google": "GOOGLE_API_KEY",
             "google-adk": "GOOGLE_API_KEY",
         }
     )
     extra: dict[str, str] = Field(default_factory=dict)
+    #: A declared secret (its name or variable) -> the only destinations it may be sent to
+    #: (allow-list entries; ``[]``: nowhere but loopback in ``dev``). Replaces what its uses
+    #: imply: a provider's key its provider's endpoints, ``model.api_key_env`` the project's
+    #: ``model.base_url``, an MCP server's secret that server's URL (docs/security.md).
+    destinations: dict[str, list[str]] = Field(default_factory=dict, max_length=200)
+
+    @field_validator("destinations")
+    @classmethod
+    def _destinations_parse(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for ref, entries in value.items():
+            for i, entry in enumerate(entries):
+                try:
+                    parse_destination(entry)
+                except ValueError as exc:
+                    raise ValueError(f"secrets.destinations.{ref}[{i}]: {exc}") from None
+        return value
 
     @field_validator("providers")
     @classmethod
@@ -150,8 +186,6 @@ class NetworkConfig(_Model):
     @field_validator("allow")
     @classmethod
     def _entries_parse(cls, value: list[str]) -> list[str]:
-        from kneo.destinations import parse_destination
-
         for entry in value:
             parse_destination(entry)  # raises ValueError naming the entry
         return value
@@ -166,7 +200,7 @@ class McpServerConfig(_Model):
     #: ``stdio``: the command Kneo starts (argv, no shell).
     command: list[str] | None = Field(default=None, min_length=1)
     #: ``http``/``sse``: the endpoint.
-    url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
+    url: str | None = Field(default=None, pattern=r"^(https?|smtp)://\S+$", max_length=2048)
     #: A declared secret (its name in ``secrets``, or its variable): a stdio server gets it in
     #: its environment, an HTTP server as ``Authorization: Bearer``.
     secret: str | None = None
@@ -186,6 +220,19 @@ class FunctionsConfig(_Model):
     site-packages, Kneo itself) only when listed here (a module and its submodules)."""
 
     modules: list[str] = Field(default_factory=list, max_length=200)
+    #: The ``module:function`` refs a spec sent inline to the API (``POST /v1/runs`` with a
+    #: ``spec`` document, the MCP ``start_run`` tool) may name, function steps, edge predicates
+    #: and tool implementations alike; such a spec names nothing else.
+    declared: list[str] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("declared")
+    @classmethod
+    def _refs(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            module, sep, name = ref.partition(":")
+            if not sep or not all(p.isidentifier() for p in [*module.split("."), *name.split(".")]):
+                raise ValueError(f"{ref!r} is not a function ref such as 'mycompany.steps:clean'")
+        return value
 
     @field_validator("modules")
     @classmethod
@@ -235,6 +282,9 @@ class ControllerConfigBlock(_Model):
     interval: float = Field(default=60.0, gt=0)
     #: Keyring directory (``*.pub`` + optional ``keyring.yaml``) on the controller's machine.
     trusted_keys: str | None = None
+    #: Policy floors file on the controller's machine (``KNEO_SERV_POLICY_FLOORS`` wins):
+    #: per-environment minimums the watched repository cannot lower (docs/gitops.md).
+    policy_floors: str | None = None
     #: HMAC trusted keys: key id -> name of the variable holding its secret.
     trusted_hmac_keys: dict[str, str] = Field(default_factory=dict)
     #: Deactivate bundles whose file left the repository.
@@ -266,18 +316,35 @@ class ReceiverConfig(_Model):
 
     #: Stable name: a delivery row is keyed by (event, receiver name).
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    #: ``webhook``: JSON signed with HMAC-SHA256; ``slack``: an incoming-webhook message.
-    type: Literal["webhook", "slack"] = "webhook"
+    #: ``webhook``: JSON signed with HMAC-SHA256; ``slack``: an incoming-webhook message;
+    #: ``slack_app``: a Slack app's bot (Web API at ``url``): messages with decision buttons,
+    #: updated once the request is decided; ``teams``: a Microsoft Teams incoming webhook
+    #: (an Adaptive Card); ``email``: mail through the SMTP server at ``url``
+    #: (``smtp://host:port``), a text and an HTML part, a decision link per recipient.
+    type: Literal["webhook", "slack", "slack_app", "teams", "email"] = "webhook"
     #: A webhook's body: ``kneo`` (the Kneo message) or ``cloudevents`` (CloudEvents 1.0,
     #: structured JSON, the Kneo message as ``data``).
     format: Literal["kneo", "cloudevents"] = "kneo"
     #: Where to POST (http or https). A Slack webhook URL is itself a secret: use ``url_env``.
-    url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
+    url: str | None = Field(default=None, pattern=r"^(https?|smtp)://\S+$", max_length=2048)
     #: Variable holding the URL instead of ``url``.
     url_env: str | None = None
     #: Variable holding the webhook's HMAC key (``webhook-signature``, Standard Webhooks;
     #: ``whsec_<base64>`` or any text), also used for ``X-Kneo-Signature-256``.
     secret_env: str | None = None
+    #: ``slack_app``: variables holding the bot token (``xoxb-...``) and the app's signing
+    #: secret (verifies its interaction callbacks), and the channel id messages go to.
+    token_env: str | None = None
+    signing_secret_env: str | None = None
+    channel: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,32}$")
+    #: ``email``: how the connection is secured (``starttls``, ``tls`` from the first byte,
+    #: ``none`` on a trusted local relay only), the login (the password by variable), the
+    #: sender, and who gets every message (besides the request's own recipients).
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = Field(default=None, max_length=255)
+    smtp_password_env: str | None = None
+    from_address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[str] = Field(default_factory=list, max_length=100)
     #: Event types (``*`` wildcards, e.g. ``human.*``); empty: every event.
     events: list[str] = Field(default_factory=list)
     #: Only events of these environments (events with no environment never match).
@@ -287,7 +354,9 @@ class ReceiverConfig(_Model):
     #: Lowest severity sent: ``info`` (everything), ``warning`` or ``error``.
     severity: Literal["info", "warning", "error"] = "info"
 
-    @field_validator("url_env", "secret_env")
+    @field_validator(
+        "url_env", "secret_env", "token_env", "signing_secret_env", "smtp_password_env"
+    )
     @classmethod
     def _env_names(cls, value: str | None) -> str | None:
         if value is not None:
@@ -298,8 +367,6 @@ class ReceiverConfig(_Model):
     @classmethod
     def _known_events(cls, value: list[str]) -> list[str]:
         from fnmatch import fnmatchcase
-
-        from kneo.notification_events import NOTIFICATION_EVENTS
 
         for pattern in value:
             if not any(fnmatchcase(kind, pattern) for kind in NOTIFICATION_EVENTS):
@@ -313,15 +380,46 @@ class ReceiverConfig(_Model):
     def _one_url(self) -> ReceiverConfig:
         if (self.url is None) == (self.url_env is None):
             raise ValueError(f"receiver {self.name!r}: set exactly one of url and url_env")
-        if self.type == "slack" and self.format != "kneo":
+        if self.type != "webhook" and self.format != "kneo":
             raise ValueError(f"receiver {self.name!r}: format applies to webhook receivers only")
+        app = (self.token_env, self.signing_secret_env, self.channel)
+        if self.type == "slack_app" and None in app:
+            raise ValueError(
+                f"receiver {self.name!r}: a slack_app needs token_env, signing_secret_env and "
+                "channel"
+            )
+        if self.url is not None and (self.type == "email") != self.url.startswith("smtp:"):
+            raise ValueError(
+                f"receiver {self.name!r}: url: smtp://host:port for an email receiver, "
+                "http(s) for any other"
+            )
+        if self.type == "email" and self.from_address is None:
+            raise ValueError(f"receiver {self.name!r}: an email receiver needs from_address")
+        if self.type != "slack_app" and app != (None, None, None):
+            raise ValueError(
+                f"receiver {self.name!r}: token_env, signing_secret_env and channel are for "
+                "slack_app receivers only"
+            )
         return self
+
+
+class PersonConfig(_Model):
+    """One person notifications reach (``notifications.people[]``): how Kneo names them
+    (``user``: what ``user:`` entries match), their Slack user id (a click from it is theirs)
+    and the approver groups they are in (a ``group:`` task reaches them and is theirs in the
+    inbox's *Mine*)."""
+
+    user: str = Field(min_length=1, max_length=255, pattern=r"^[^\s:]+$")
+    slack: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,32}$")
+    groups: list[str] = Field(default_factory=list, max_length=100)
 
 
 class NotificationsConfig(_Model):
     """The ``notifications:`` block (see docs/notifications.md)."""
 
     receivers: list[ReceiverConfig] = Field(default_factory=list, max_length=100)
+    #: who is who across Slack and Kneo, and in which approver groups (docs/notifications.md)
+    people: list[PersonConfig] = Field(default_factory=list, max_length=10_000)
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotificationsConfig:
@@ -329,6 +427,10 @@ class NotificationsConfig(_Model):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"receiver names must be unique: {', '.join(repeated)} repeated")
+        users = [p.user for p in self.people]
+        twice = sorted({u for u in users if users.count(u) > 1})
+        if twice:
+            raise ValueError(f"people: {', '.join(twice)} is listed twice")
         return self
 
 
@@ -364,6 +466,47 @@ class ProjectConfig(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     #: Installed modules specs' function refs may name (docs/security.md).
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
+    #: Skills any spec's agents may switch on by name, as if the spec declared them
+    #: (docs/project_config.md#skills); a spec's own skill of the same name wins.
+    skills: dict[str, ProjectSkill] = Field(default_factory=dict, max_length=500)
+    #: the text of each ``instructions_file``, read by :meth:`read_skill_files`
+    _skill_texts: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("skills")
+    @classmethod
+    def _skill_names(cls, value: dict[str, ProjectSkill]) -> dict[str, ProjectSkill]:
+        for name in value:
+            if not is_valid_name(name):
+                raise ValueError(f"skills: {name!r} is not a valid name ({NAME_PATTERN})")
+        return value
+
+    def read_skill_files(self, root: Path) -> None:
+        """Read each skill's ``instructions_file`` under the project ``root`` through the
+        trust kernel (``E_FILE_NOT_ALLOWED`` outside it, ``E_FILE_NOT_FOUND``, ...)."""
+        self._skill_texts = {
+            name: read_project_file(
+                root,
+                skill.instructions_file,
+                field=f"skills.{name}.instructions_file",
+                max_chars=SKILL_INSTRUCTIONS_CHARS,
+            )
+            for name, skill in self.skills.items()
+            if skill.instructions_file is not None
+        }
+
+    def skill_spec(self, name: str) -> SkillSpec:
+        """The project's skill ``name`` as a spec declares one (its file's text read)."""
+        skill = self.skills[name]
+        text = skill.instructions
+        if text is None:
+            text = self._skill_texts.get(name)
+        if text is None:
+            raise ConfigError(
+                f"skills.{name}.instructions_file: not read (this config was not loaded "
+                "from its file)",
+                field=f"skills.{name}.instructions_file",
+            )
+        return SkillSpec(description=skill.description, instructions=text, tools=skill.tools)
 
     @model_validator(mode="after")
     def _spec_secrets_confined(self) -> ProjectConfig:
@@ -379,6 +522,12 @@ class ProjectConfig(_Model):
                         "controller and notification receivers use)"
                     )
         declared = self.declared_secrets()
+        for ref in self.secrets.destinations:
+            if ref not in declared:
+                raise ValueError(
+                    f"secrets.destinations.{ref}: {ref!r} is not a declared secret (declare it "
+                    "under secrets.providers, secrets.extra or environments.<env>.secrets)"
+                )
         for name, server in self.mcp_servers.items():
             if not is_valid_name(name):
                 raise ValueError(f"mcp_servers: {name!r} is not a valid name ({NAME_PATTERN})")
@@ -463,11 +612,20 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
 
 
 def load_project_config(path: Path) -> ProjectConfig:
-    """Read and validate one project config; errors name the file, line and field path."""
-    from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
-
+    """Read and validate one project config, and the files its skills name; errors name
+    the file, line and field path."""
     data, text = read_yaml_mapping(path, what="project config")
-    return validate_mapping(ProjectConfig, data, file=path, text=text, kind="project config")
+    config = validate_mapping(ProjectConfig, data, file=path, text=text, kind="project config")
+    config.read_skill_files(project_root(path))
+    return config
+
+
+def project_root(config_path: Path) -> Path:
+    """The root of the project whose config is ``config_path``: the directory holding
+    ``.kneo/`` for ``.kneo/config.yaml``, else the file's own directory."""
+    if config_path.parent.name == CONFIG_DIR:
+        return config_path.resolve().parent.parent
+    return config_path.resolve().parent
 
 
 @dataclass(frozen=True)
@@ -490,19 +648,12 @@ class ProjectContext:
     def discover(
         cls, *, cwd: Path | None = None, settings: Settings | None = None, env: str | None = None
     ) -> ProjectContext:
-        from kneo.settings import Settings as _Settings
-
         settings = settings or _Settings.from_env()
         cwd = (cwd or Path.cwd()).resolve()
         path = find_project_config(cwd, settings)
         config = load_project_config(path) if path else ProjectConfig()
         # ``.kneo/config.yaml`` lives in the root; an explicit file elsewhere marks its own dir.
-        if path is None:
-            root = cwd
-        elif path.parent.name == CONFIG_DIR:
-            root = path.resolve().parent.parent
-        else:
-            root = path.resolve().parent
+        root = cwd if path is None else project_root(path)
         chosen = env or settings.environ.get("KNEO_ENV") or None
         # The environment names overlay files (``<spec>.<env>.yaml``) and policy files.
         resolved = check_name(
@@ -518,7 +669,17 @@ class ProjectContext:
         )
 
     def known_environments(self) -> list[str]:
-        return list(self.config.environments)
+        """The environments this project declares (:func:`declared_environments`)."""
+        return list(self.declared_environments())
+
+    def declared_environments(self) -> tuple[str, ...]:
+        """The environments this project declares (:func:`declared_environments`)."""
+        return declared_environments(self.config, self.root)
+
+    def run_environment(self, requested: str | None, *, also: Collection[str] = ()) -> str:
+        """The environment a run is judged and recorded under (:func:`judge_environment`):
+        ``requested``, else this project's default (:attr:`env`)."""
+        return judge_environment(requested, self.env, self.declared_environments(), also=also)
 
     def resolve_path(self, value: str | Path) -> Path:
         """A path from the config is relative to the project root."""
@@ -531,6 +692,84 @@ class ProjectContext:
     def tool_registry(self, ref: str | None = None) -> ToolRegistry:
         """The project's tools: ``ref`` (``--tools``), else ``tool_registry`` from the config,
         else the example tools; the project root is importable for the factory."""
-        from kneo.tools.factory import load_tool_registry
-
         return load_tool_registry(ref or self.config.tool_registry, import_roots=[self.root])
+
+
+# --------------------------------------------------------------------------- environments
+#
+# The one answer to "which environments does this project declare, and which one does a run
+# name": every door that starts or checks a run asks it (docs/security.md, "Environments").
+
+
+def declared_environments(config: ProjectConfig | None, root: Path | None) -> tuple[str, ...]:
+    """The environments a project declares, sorted: the names under ``environments:`` in
+    its config and of its ``environments/<env>.yaml`` (or ``.yml``) files; exactly
+    :data:`IMPLICIT_ENVIRONMENT` when it declares none. Nothing else makes one: not a spec
+    overlay file, not a name a caller sends. Without ``root`` only the config is asked."""
+    names = tuple(config.environments) if config is not None else ()
+    return _declared(names, _environment_files(root) if root is not None else frozenset())
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(names: tuple[str, ...], files: frozenset[str]) -> tuple[str, ...]:
+    """:func:`declared_environments` of one config and one listing (every run asks)."""
+    return tuple(sorted({*names, *files})) or (IMPLICIT_ENVIRONMENT,)
+
+
+def _environment_files(root: Path) -> frozenset[str]:
+    """The names of ``<root>/environments/*.yaml|yml``, read again when the directory
+    changes (a file added, removed or renamed changes its stamp)."""
+    folder = os.path.join(root, ENVIRONMENTS_DIR)
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return frozenset()
+    return _listed(folder, (st.st_dev, st.st_ino, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _listed(folder: str, stamp: tuple[int, int, int]) -> frozenset[str]:
+    del stamp  # part of the cache key only
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return frozenset()
+    stems = (name.rsplit(".", 1)[0] for name in entries if name.endswith((".yaml", ".yml")))
+    return frozenset(stem for stem in stems if is_valid_name(stem))
+
+
+def judge_environment(
+    requested: str | None,
+    default: str,
+    declared: Collection[str],
+    *,
+    also: Collection[str] = (),
+    file: str | None = None,
+) -> str:
+    """The environment a run is judged and recorded under: ``requested``, else the
+    project's ``default``; one of ``declared`` (or of ``also``: the watched repository's, for
+    a bundle run), else ``E_UNKNOWN_ENV`` naming the declared ones (and the spec ``file``
+    that asked, if one did)."""
+    env = check_name(requested or default, kind="environment", field="environment")
+    if env in declared or env in also:
+        return env
+    known = sorted({*declared, *also})
+    where = f"environments: in .kneo/config.yaml, or {ENVIRONMENTS_DIR}/<env>.yaml"
+    if requested:
+        why = (
+            f"unknown environment {env!r}: the project declares {', '.join(known)} ({where})"
+            + guess_suffix(env, known)
+        )
+    else:
+        why = (
+            f"no environment given, and the project's default environment {env!r} is not one "
+            f"it declares ({', '.join(known)}; {where}): name one, or set default_environment"
+        )
+    raise SpecError(
+        why,
+        code=ErrorCode.E_UNKNOWN_ENV,
+        field="environment",
+        environment=env,
+        known=known,
+        file=file,
+    )

@@ -16,7 +16,9 @@ from kneo.spec.refs import inspect_ref
 def ref_rules(
     path: str, ref: str, roots: list[Path], unsafe: str = "E_UNSAFE_FUNCTION_IMPORT"
 ) -> list[Diagnostic]:
-    """``ref`` resolves (``E_UNKNOWN_REF``) and imports nothing unsafe (``unsafe``)."""
+    """``ref`` resolves (``E_UNKNOWN_REF``) to a function defined in its module
+    (``E_FUNCTION_NOT_ALLOWED``: no import, alias, class or path through another object; the
+    trust kernel refuses the same when it runs) and imports nothing unsafe (``unsafe``)."""
     info = inspect_ref(ref, roots)
     out: list[Diagnostic] = []
     if not info.defined:
@@ -26,6 +28,17 @@ def ref_rules(
                 path,
                 f"Cannot resolve '{ref}': {info.problem}.",
                 "check the module path and function name",
+            )
+        )
+    elif info.not_a_function is not None:
+        out.append(
+            diag(
+                "E_FUNCTION_NOT_ALLOWED",
+                path,
+                f"'{info.attribute}' in module '{info.module}' {info.not_a_function}: a ref "
+                "names a function defined in its module (or a method of a class defined "
+                "there), never a name reached through another object.",
+                "define the function in the project's module and name it there",
             )
         )
     if info.unsafe_imports:

@@ -1,10 +1,13 @@
-"""``module:function`` references: find them, check them, and (for the engine) load them.
+"""``module:function`` references: find them and check them without running them.
 
 Validation must not run user code, so :func:`inspect_ref` locates the module's source with
-import finders (no module body executes), parses it with :mod:`ast`, and answers two
-questions: is ``function`` defined at module level, and does the module directly import a
-primitive that escapes the sandbox (``os``, ``subprocess``, ``shutil``, ``socket``,
-``importlib``, ``builtins``, or ``__import__``)? Only :func:`load_callable` imports.
+import finders (no module body executes), parses it with :mod:`ast`, and answers three
+questions: is ``function`` a name of the module, is it a *function defined there* (a
+top-level ``def``, or a ``def`` in a top-level class: the only things a ref may name, as
+:func:`kneo.kernel.resolve_callable` enforces when it runs), and does the module directly
+import a primitive that escapes the sandbox (``os``, ``subprocess``, ``shutil``, ``socket``,
+``importlib``, ``builtins``, or ``__import__``)? Only the kernel imports
+(:func:`load_callable` asks it).
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import ErrorCode, KneoError
+from kneo.kernel import UNSAFE_MODULES, resolve_callable, split_ref
 
-UNSAFE_MODULES = frozenset({"os", "subprocess", "shutil", "socket", "importlib", "builtins"})
 #: CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state: two
 #: threads parsing at once (API requests admitting specs; a garbage collection switching
 #: threads mid-parse) can raise ``SystemError: AST constructor recursion depth mismatch``
@@ -55,15 +57,9 @@ class RefInfo:
     defined: bool
     unsafe_imports: tuple[str, ...] = ()
     problem: str | None = None
-
-
-def split_ref(ref: str) -> tuple[str, str] | None:
-    module, sep, attr = ref.partition(":")
-    if not sep or not module or not attr or not all(p.isidentifier() for p in module.split(".")):
-        return None
-    if not all(p.isidentifier() for p in attr.split(".")):
-        return None
-    return module, attr
+    #: why the name, though defined, is not a function a ref may name (an import, an
+    #: assignment, a class, a path through another object); ``None`` when it is one
+    not_a_function: str | None = None
 
 
 def is_ref(value: str) -> bool:
@@ -137,19 +133,43 @@ def find_origin(module: str, roots: Sequence[Path]) -> tuple[str | None, str | N
     return spec.origin, None
 
 
+@dataclass(frozen=True)
+class _Module:
+    """What one source file defines at the top, by kind, and what it imports unsafely."""
+
+    names: frozenset[str]
+    functions: frozenset[str]
+    #: ``Class.method`` for every ``def`` directly inside a top-level class
+    methods: frozenset[str]
+    classes: frozenset[str]
+    unsafe: tuple[str, ...]
+    problem: str | None = None
+
+
 @lru_cache(maxsize=256)
-def _analyse(origin: str, mtime_ns: int) -> tuple[frozenset[str], tuple[str, ...], str | None]:
-    """Top-level names and unsafe imports of one source file (cached per mtime)."""
+def _analyse(origin: str, mtime_ns: int) -> _Module:
+    """Top-level names by kind and unsafe imports of one source file (cached per mtime)."""
     try:
         source = Path(origin).read_text(encoding="utf-8")
         with _PARSE_LOCK:
             tree = ast.parse(source, filename=origin)
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        return frozenset(), (), f"cannot parse {origin}: {exc}"
+        none: frozenset[str] = frozenset()
+        return _Module(none, none, none, none, (), f"cannot parse {origin}: {exc}")
     names: set[str] = set()
+    functions: set[str] = set()
+    methods: set[str] = set()
+    classes: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            classes.add(node.name)
+            methods.update(
+                f"{node.name}.{item.name}"
+                for item in node.body
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            )
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -169,7 +189,32 @@ def _analyse(origin: str, mtime_ns: int) -> tuple[frozenset[str], tuple[str, ...
             and any_node.func.id in {"__import__", "exec", "eval"}
         ):
             unsafe.append(f"{any_node.func.id}()")
-    return frozenset(names), tuple(dict.fromkeys(unsafe)), None
+    names |= functions | classes
+    return _Module(
+        frozenset(names),
+        frozenset(functions),
+        frozenset(methods),
+        frozenset(classes),
+        tuple(dict.fromkeys(unsafe)),
+    )
+
+
+def _not_a_function(found: _Module, attr: str) -> str | None:
+    """Why ``attr`` is not a function ``found`` defines (``None``: it is one)."""
+    parts = attr.split(".")
+    if len(parts) == 1:
+        if attr in found.functions:
+            return None
+        return (
+            "is a class, not a function"
+            if attr in found.classes
+            else ("is bound by an import or an assignment, not defined by a def")
+        )
+    if len(parts) == 2 and attr in found.methods:
+        return None
+    if parts[0] in found.classes and len(parts) == 2:
+        return f"is not a method defined in class {parts[0]!r}"
+    return f"reaches through {parts[0]!r}, which is not a class defined there"
 
 
 def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
@@ -179,7 +224,9 @@ def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
         return RefInfo(ref, "", "", None, False, False, problem="expected 'module:function'")
     module, attr = parsed
     if module.split(".")[0] in UNSAFE_MODULES:  # e.g. ``os:system`` names the primitive itself
-        return RefInfo(ref, module, attr, None, True, True, (module,))
+        return RefInfo(
+            ref, module, attr, None, True, True, (module,), not_a_function="is a host primitive"
+        )
     origin, problem = find_origin(module, roots)
     if origin is None:
         return RefInfo(ref, module, attr, None, False, False, problem=problem)
@@ -187,44 +234,25 @@ def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
         mtime = Path(origin).stat().st_mtime_ns
     except OSError:
         mtime = 0
-    names, unsafe, parse_problem = _analyse(origin, mtime)
+    found = _analyse(origin, mtime)
     top = attr.split(".")[0]
+    defined = found.problem is None and top in found.names
     return RefInfo(
         ref,
         module,
         attr,
         origin,
         True,
-        parse_problem is None and top in names,
-        unsafe,
-        parse_problem
-        or (None if top in names else f"'{attr}' is not defined in module '{module}'"),
+        defined,
+        found.unsafe,
+        found.problem or (None if defined else f"'{attr}' is not defined in module '{module}'"),
+        _not_a_function(found, attr) if defined else None,
     )
 
 
 def load_callable(ref: str, roots: Iterable[Path] = ()) -> Callable[..., Any]:
-    """Import ``module:function`` for execution (engine use). ``roots`` are put on
-    ``sys.path`` (once) so project-local modules such as ``examples.app_functions`` import."""
-    from importlib import import_module
-
-    parsed = split_ref(ref)
-    if parsed is None:
-        raise KneoError(
-            f"'{ref}' is not a 'module:function' reference", code=ErrorCode.E_UNKNOWN_REF
-        )
-    for root in roots:
-        text = str(root)
-        if text not in sys.path:
-            sys.path.append(text)
-    module_name, attr = parsed
-    try:
-        target: Any = import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise KneoError(
-            f"cannot import '{ref}': {exc}", code=ErrorCode.E_UNKNOWN_REF, ref=ref
-        ) from exc
-    if not callable(target):
-        raise KneoError(f"'{ref}' is not callable", code=ErrorCode.E_UNKNOWN_REF, ref=ref)
-    return target  # type: ignore[no-any-return]
+    """The function ``module:function`` names, for execution (through the trust kernel:
+    :func:`kneo.kernel.resolve_callable`, which refuses anything but a function defined in
+    its module). ``roots`` are put on ``sys.path`` (once) so project-local modules such as
+    ``examples.app_functions`` import."""
+    return resolve_callable(ref, roots=tuple(roots))

@@ -1,4 +1,6 @@
-"""JSON Schemas generated from the models, for editors and CI (``schemas/*.json``).
+"""JSON Schemas generated from the models, for editors and CI (``kneo/schemas/*.json``: the
+package's folder, the only copy, which the wheel ships, the service serves at ``/schemas/`` and
+``kneo init`` copies into a project).
 
 ``python -m kneo.spec.schema`` rewrites the files; a test fails when they drift from the
 models. The shorthands the models accept through validators (keyed graph ``nodes``,
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.spec.models import Spec
-from kneo.spec.project import ProjectConfig
+from kneo.spec.project import ProjectConfig, ReceiverConfig
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMAS: dict[str, str] = {
@@ -63,8 +65,6 @@ def notification_receivers_schema() -> dict[str, Any]:
     ``notifications.receivers`` has the same items)."""
     from pydantic import TypeAdapter
 
-    from kneo.spec.project import ReceiverConfig
-
     adapter = TypeAdapter(list[ReceiverConfig])
     return _wrap(adapter.json_schema(mode="validation"), "notification_receivers.schema.json")
 
@@ -102,6 +102,6 @@ def write(directory: Path) -> list[Path]:
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by hand and by the drift test
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("schemas")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "schemas"
     for p in write(target):
         print(p)

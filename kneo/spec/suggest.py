@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kneo.errors import InvalidRequest
+
 #: Field names readers bring from other frameworks -> the field Kneo calls it.
 FIELD_SYNONYMS: dict[str, str] = {
     "confirmation_message": "message",
@@ -61,7 +63,6 @@ def one_of(value: str | None, choices: Sequence[str], field: str) -> None:
     a misspelt filter would otherwise match nothing and look like an empty result."""
     if value is None or value in choices:
         return
-    from kneo.errors import InvalidRequest
 
     raise InvalidRequest(
         f"{field} must be one of {', '.join(choices)}, got {value!r}{guess_suffix(value, choices)}",

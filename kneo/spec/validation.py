@@ -14,6 +14,7 @@ from pathlib import Path
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.agent_rules import agent_rules
 from kneo.spec.diagnostics import Diagnostic, diag
+from kneo.spec.extension_rules import delegates, extension_rules
 from kneo.spec.inventory import ToolCatalog, agent_locations, has_human_step, workflow_members
 from kneo.spec.models import Spec
 from kneo.spec.ref_rules import function_component_rules, selected_tool_safety, tool_component_rules
@@ -45,6 +46,7 @@ def validate_spec(
     out += selected_tool_safety(spec, catalog, roots)
     out += workflow_rules(spec, roots)
     out += function_component_rules(spec, roots)
+    out += extension_rules(spec, catalog, roots)
     out += _approval_rule(spec, catalog, out)
     out += _unused_rules(spec)
     order = {"error": 0, "warning": 1, "info": 2}
@@ -94,6 +96,8 @@ def _unused_rules(spec: Spec) -> list[Diagnostic]:
         return []
     _, members = workflow_members(spec)
     refs = {s.ref for s in members}
+    refs |= {d for agent in spec.all_agents() for d in delegates(spec, agent)}
+    refs |= {s.ref for nested in spec.components.workflows.values() for s in nested.members()}
     preds = {
         e.condition.predicate for e in spec.workflow.edges if e.condition and e.condition.predicate
     }

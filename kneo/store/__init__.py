@@ -50,10 +50,12 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
+from kneo.store.run_filters import RunFilter
 from kneo.store.urls import parse_database_url
 
 if TYPE_CHECKING:
     from kneo.store.contracts import (
+        A2aPushConfigs,
         ApprovalReads,
         AuditLog,
         AuditTransaction,
@@ -115,6 +117,7 @@ __all__ = [
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",
+    "RunFilter",
     "RunLease",
     "RunRecord",
     "Store",
@@ -135,6 +138,7 @@ __all__ = [
 #: literal lists; ``tests/core/test_startup_imports.py`` checks the two lists agree.
 _CONTRACTS_AT = len(__all__)
 __all__ += [
+    "A2aPushConfigs",
     "ApprovalReads",
     "AuditLog",
     "AuditTransaction",

@@ -36,10 +36,12 @@ from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
 from kneo.store import chains, rows, transaction
 from kneo.store import tables as t
+from kneo.store.a2a_push import A2aPushMixin
 from kneo.store.base import (
     StoreBase,
     check_order,
     check_page,
+    count_reach,
     count_rows,
     get_by_key,
     keyset_page,
@@ -55,6 +57,7 @@ from kneo.store.dialects import StoreDialect
 from kneo.store.executor import HeldConnection
 from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.maintenance import MaintenanceMixin
+from kneo.store.migrate import current_revision, upgrade
 from kneo.store.notifications import NotificationsMixin
 from kneo.store.records import (
     AuditEvent,
@@ -64,6 +67,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry import RegistryReadsMixin
+from kneo.store.run_filters import RunFilter, run_where, searched, whole_rows
 from kneo.store.sessions import SessionsMixin
 from kneo.store.transaction import Transaction as Transaction
 
@@ -131,7 +135,7 @@ def _runs_by_update(
     by = tuple(merged.c[col.name] for col in columns)
     # the page of what the walks found (each started after the cursor already)
     found, _, _, next_cursor = keyset_page(conn, merged, [], by, tag, limit=limit, offset=offset)
-    total, capped = count_rows(conn, t.runs, where, cap) if count else (None, False)
+    total, capped = count_rows(conn, t.runs, where, cap, columns) if count else (None, False)
     return found, total, capped, next_cursor
 
 
@@ -143,6 +147,7 @@ class Store(
     MaintenanceMixin,
     GaugeReadsMixin,
     NotificationsMixin,
+    A2aPushMixin,
     SessionsMixin,
     StoreBase,
 ):
@@ -209,16 +214,12 @@ class Store(
 
     def schema_revision(self) -> str | None:
         """The migration revision recorded in the database (``None`` when empty)."""
-        from kneo.store.migrate import current_revision
-
         with self._read() as conn:
             return current_revision(conn)
 
     def upgrade_schema(self, progress: MigrationProgress | None = None) -> str | None:
         """Apply pending migrations under the cross-process lock; returns the new revision.
         ``progress(revision)`` is told after each script has run."""
-        from kneo.store.migrate import upgrade
-
         with self._db_errors():
             return upgrade(self.engine, self.dialect, progress=progress)
 
@@ -275,11 +276,13 @@ class Store(
         sort_order: str = "desc",
         cursor: str | None = None,
         count: bool = True,
+        filters: RunFilter | None = None,
     ) -> Page[RunRecord]:
-        """Runs, optionally by status, sorted by ``created_at``, ``updated_at`` or ``status``
-        (then ``created_at``), ties by ``run_id``: each order is an index's. The page's
-        ``next_cursor``, passed back as ``cursor``, continues after its last row (keyset
-        paging, see :meth:`list_continuations`); ``count=False`` leaves ``total`` out."""
+        """Runs, optionally by status and ``filters`` (:mod:`kneo.store.run_filters`), sorted
+        by ``created_at``, ``updated_at`` or ``status`` (then ``created_at``), ties by
+        ``run_id``: each order is an index's. The page's ``next_cursor``, passed back as
+        ``cursor``, continues after its last row (keyset paging, see
+        :meth:`list_continuations`); ``count=False`` leaves ``total`` out."""
         check_page(limit, offset)
         order = check_order(sort_order)
         c = t.runs.c
@@ -297,18 +300,26 @@ class Store(
             where.append(c.status == status)
         elif status is not None:
             where.append(c.status.in_(list(status)))
-        cap = self.settings.limits.max_list_count
+        if filters is not None:
+            where += run_where(filters)
+        cap = count_reach(self.settings.limits.max_list_count, offset, limit)
         with self._read() as conn:
-            if sort_by == "updated_at":
+            table: sa.FromClause = t.runs
+            if filters is not None and filters.q is not None:
+                by_created = sort_by == "created_at"
+                table, where, columns = searched(conn, where, filters.q, columns, by_created)
+            if sort_by == "updated_at" and table is t.runs:
                 found, total, capped, next_cursor = _runs_by_update(
                     conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
                     count=count, cap=cap,
                 )  # fmt: skip
             else:
                 found, total, capped, next_cursor = keyset_page(
-                    conn, t.runs, where, columns, tag, limit=limit, offset=offset,
+                    conn, table, where, columns, tag, limit=limit, offset=offset,
                     cursor=cursor, count=count, cap=cap,
                 )  # fmt: skip
+                if table is not t.runs:  # a rare word's runs, paged by their keys
+                    found = whole_rows(conn, found)
             spec_text = rows.spec_reader(self.dialect, conn)
             items = [rows.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
@@ -436,7 +447,8 @@ class Store(
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
                 conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
-                cursor=cursor, count=count, cap=self.settings.limits.max_list_count,
+                cursor=cursor, count=count,
+                cap=count_reach(self.settings.limits.max_list_count, offset, limit),
             )  # fmt: skip
         items = [rows.audit(r) for r in found]
         return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)

@@ -10,23 +10,38 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
+from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
 from kneo.store.executor import HeldConnection
+from kneo.store.pg_hooks import PLAN_PER_CALL
 from kneo.store.tables import UTCDateTime, epoch_micros
 
 if TYPE_CHECKING:
-    from kneo.store.api import Transaction
+    from kneo.store.transaction_contracts import StoreTransaction
+
+
+class StoreHandle(Protocol):
+    """What a transaction uses of the store it belongs to (:class:`kneo.store.api.Store`):
+    named here, below both, so the transaction modules never import the store's."""
+
+    engine: Engine
+    dialect: StoreDialect
+    settings: Settings
+    clock: Clock
+    specs_held: set[str]
+
+    def hold_specs(self, digests: Sequence[str]) -> None: ...
 
 
 class StoreBase:
@@ -39,7 +54,7 @@ class StoreBase:
 
     def transaction(
         self, held: HeldConnection | None = None
-    ) -> contextlib.AbstractContextManager[Transaction]:
+    ) -> contextlib.AbstractContextManager[StoreTransaction]:
         raise NotImplementedError
 
     @contextlib.contextmanager
@@ -98,6 +113,13 @@ def check_page(limit: int, offset: int) -> None:
     check_offset(offset)
 
 
+def count_reach(cap: int, offset: int, limit: int | None) -> int:
+    """How far a listing counts: ``cap`` rows *past the page's end*, so whenever rows remain
+    after the page its ``total`` says so (a client paging by ``offset`` until ``offset +
+    count`` reaches ``total`` gets every row), at a cost bounded by the page's own depth."""
+    return cap + offset + (limit or 0)
+
+
 def check_offset(offset: int) -> None:
     if not 0 <= offset <= MAX_OFFSET:
         raise InvalidRequest(
@@ -129,8 +151,10 @@ def decode_cursor(cursor: str, order: str, types: tuple[type, ...]) -> list[Any]
     ``cursor`` field when it is not one, or was made for the other sort order."""
     data = None
     if len(cursor) <= MAX_CURSOR_CHARS:  # before decoding: an oversized one is not ours
-        with contextlib.suppress(ValueError):
-            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        with contextlib.suppress(ValueError, DocumentError):
+            data = parse_json(
+                base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), source="cursor"
+            )
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise InvalidRequest("cursor is not one this listing returned", field="cursor")
     if data[0] != order:
@@ -226,11 +250,12 @@ def keyset_page(
     matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
     ``True``, capped), and the cursor of the page after it."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
-    total, capped = count_rows(conn, table, where, cap) if count else (None, False)
+    total, capped = count_rows(conn, table, where, cap, columns) if count else (None, False)
     stmt = (
         sa.select(table)
         .where(*where, *keyset_after(cursor, tag, columns))
         .order_by(*(ordered(col, order) for col in columns))
+        .execution_options(**{PLAN_PER_CALL: True})  # the values choose the index
     )
     if limit is not None:
         stmt = stmt.limit(limit + 1).offset(offset)
@@ -241,17 +266,26 @@ def keyset_page(
 
 
 def count_rows(
-    conn: Connection, table: sa.FromClause, where: list[Any], cap: int | None
+    conn: Connection,
+    table: sa.FromClause,
+    where: list[Any],
+    cap: int | None,
+    order: tuple[Any, ...] = (),
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
-    after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``."""
+    after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``.
+    ``order``: the listing's, so the capped count walks the index its page walks rather than
+    the table (a sequential scan that stops at ``cap`` is cheap while most rows match, and
+    reads the whole table when few do)."""
+    per_call = {PLAN_PER_CALL: True}  # the values choose the index (as the page's do)
     if cap is None:
         counted = sa.select(sa.func.count()).select_from(table).where(*where)
-        return int(conn.execute(counted).scalar_one()), False
+        return int(conn.execute(counted, execution_options=per_call).scalar_one()), False
     matching = sa.select(sa.literal(1)).select_from(table).where(*where).limit(cap + 1)
-    found = int(
-        conn.execute(sa.select(sa.func.count()).select_from(matching.subquery())).scalar_one()
-    )
+    if order:
+        matching = matching.order_by(*order)
+    capped = sa.select(sa.func.count()).select_from(matching.subquery())
+    found = int(conn.execute(capped, execution_options=per_call).scalar_one())
     return min(found, cap), found > cap
 
 

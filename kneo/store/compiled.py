@@ -24,12 +24,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from kneo.store import tables as t
-from kneo.store.sql_ahead import TEXTS
-
-#: The SQL texts of the statements a run, a pause and a resume use, compiled ahead by
-#: ``scripts/generate_sql_texts.py`` (by database, then key): a fresh process's first calls
-#: compile none of them. ``tests/store/test_sql_ahead.py`` compiles them again from Core.
-AHEAD: dict[str, dict[Any, tuple[str, tuple[str, ...]]]] = TEXTS
 
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 _flatten = itertools.chain.from_iterable
@@ -123,15 +117,10 @@ class StatementCache:
 
     def text(self, key: Any, build: Callable[[], ClauseElement | str]) -> Text:
         """``build()``'s statement (Core, or SQL text with ``:name`` parameters) in the
-        driver's positional style, built and compiled once per ``key`` (unless compiled
-        ahead: :data:`AHEAD`). Its :data:`ROW`-named parameters come last and are left out
-        of :attr:`Text.names`."""
+        driver's positional style, built and compiled once per ``key``. Its
+        :data:`ROW`-named parameters come last and are left out of :attr:`Text.names`."""
         found = self._texts.get(key)
         if found is None:
-            ahead = AHEAD.get(self.db.name, {}).get(key)
-            if ahead is not None:
-                found = self._texts[key] = Text(*ahead)
-                return found
             stmt = build()
             sql = stmt if isinstance(stmt, str) else named_sql(stmt, self.db)
             names: list[str] = []

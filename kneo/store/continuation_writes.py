@@ -24,7 +24,7 @@ from kneo.store.rowvalues import (
     continuation_values,
     new_continuation,
 )
-from kneo.store.search import LABEL, PROMOTION, task_labels, task_terms
+from kneo.store.search import LABEL, PROMOTION, approvers_of, task_labels, task_terms
 from kneo.store.transaction_base import TransactionBase
 
 _TERM_COLUMNS = st.columns(t.continuation_terms)
@@ -138,8 +138,11 @@ class ContinuationWritesMixin(TransactionBase):
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
     ) -> None:
         """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`): its
-        words (unless ``words`` is false) and the labels of its pending requests."""
-        terms = task_labels(cont.requests, promotion=cont.workflow_kind == PROMOTION)
+        words (unless ``words`` is false) and the labels of its pending requests (a
+        promotion's: its approvers too)."""
+        promotion = cont.workflow_kind == PROMOTION
+        approvers = approvers_of(cont.context) if promotion else ()
+        terms = task_labels(cont.requests, promotion=promotion, approvers=approvers)
         if words:
             assignees = [r.get("assignee") for r in cont.requests]
             terms += task_terms([cont.workflow_name, *assignees, *search_text])

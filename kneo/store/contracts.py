@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from kneo.clock import Clock
     from kneo.periodic import PeriodicTask
     from kneo.settings import RetentionDays, Settings
+    from kneo.store.a2a_push import DuePush, PushConfig
     from kneo.store.api import Store, Transaction
     from kneo.store.controller_requests import ControllerWakeups
     from kneo.store.executor import HeldConnection
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
+    from kneo.store.run_filters import RunFilter
     from kneo.store.sessions import ConsoleSession
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
@@ -116,6 +118,7 @@ class RunReads(Protocol):
         sort_order: str = "desc",
         cursor: str | None = None,
         count: bool = True,
+        filters: RunFilter | None = None,
     ) -> Page[RunRecord]: ...
     def list_checkpoints(
         self,
@@ -269,6 +272,13 @@ class IdempotencyKeys(Protocol):
     def release_idempotent(self, scope: str, key: str) -> None: ...
 
 
+class CallbackReplays(Protocol):
+    """Signed callbacks already accepted (a Slack click), so a replay is refused by every
+    process sharing the database, until the callback's window has passed."""
+
+    def first_callback(self, key: str, expires_at: datetime) -> bool: ...
+
+
 class RegistryReads(ApprovalReads, Protocol):
     """The GitOps registry as the controller, the service and the platform read it:
     revisions, conditions, suspensions, pins, blocked digests, promotion approvals and the
@@ -327,7 +337,9 @@ class ControllerRequests(Protocol):
         actor: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> ControllerRequest: ...
-    def take_controller_requests(self, name: str, owner: str) -> list[int]: ...
+    def take_controller_requests(
+        self, name: str, owner: str, *, plans: bool = False
+    ) -> list[int]: ...
     def finish_controller_requests(
         self, name: str, ids: Sequence[int], result: dict[str, Any]
     ) -> None: ...
@@ -389,6 +401,32 @@ class NotificationOutbox(Protocol):
     def retry_notifications(
         self, ids: Sequence[int] | None = None, *, status: str = "dead"
     ) -> int: ...
+
+
+class A2aPushConfigs(Protocol):
+    """A2A push notification configs, each its owner's, and the outbox rows of their pushes
+    (:mod:`kneo.store.a2a_push`)."""
+
+    def put_push_config(
+        self,
+        *,
+        push_id: str,
+        run_id: str,
+        config_id: str,
+        owner: str,
+        origin: str,
+        auth_scheme: str | None,
+        sealed: str,
+        sees_requests: bool,
+        limit: int,
+    ) -> PushConfig: ...
+    def push_configs(self, run_id: str, owner: str) -> list[PushConfig]: ...
+    def push_config(self, push_id: str) -> PushConfig | None: ...
+    def delete_push_config(self, run_id: str, owner: str, config_id: str) -> bool: ...
+    def due_pushes(self, limit: int = 100) -> list[DuePush]: ...
+    def record_push(
+        self, config: PushConfig, *, status: str, done: bool, payload: dict[str, Any]
+    ) -> bool: ...
 
 
 class ConsoleSessions(Protocol):
@@ -472,10 +510,12 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
     locks: NamedLocks = store
     leases: RunLeases = store
     idempotency: IdempotencyKeys = store
+    replays: CallbackReplays = store
     registry: RegistryReads = store
     registry_writes: RegistryWrites = store
     requests: ControllerRequests = store
     outbox: NotificationOutbox = store
+    pushes: A2aPushConfigs = store
     sessions: ConsoleSessions = store
     maintenance: Maintenance = store
     run_views: RunAndTaskReads = store
@@ -503,10 +543,12 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
         locks,
         leases,
         idempotency,
+        replays,
         registry,
         registry_writes,
         requests,
         outbox,
+        pushes,
         sessions,
         maintenance,
         run_views,
@@ -530,6 +572,7 @@ __all__ = [
     "ApprovalReads",
     "AuditLog",
     "AuditTransaction",
+    "CallbackReplays",
     "ConsoleSessions",
     "ControllerReads",
     "ControllerRequests",

@@ -35,6 +35,8 @@ log = logging.getLogger("kneo.controller")
 CHANNEL = "kneo_controller"
 #: Finished requests are kept this long (their results answer status reads), then deleted.
 KEEP_FINISHED = timedelta(days=1)
+#: The request kind a leader serves with a dry run (``POST /v1/controller/plan``).
+PLAN = "plan"
 #: How long a ``LISTEN`` wait blocks before it looks at its stop flag.
 _LISTEN_SLICE_SECONDS = 1.0
 
@@ -73,15 +75,17 @@ class ControllerRequestsMixin(StoreBase):
                 conn.execute(sa.select(sa.func.pg_notify(CHANNEL, name)))
         return _request(row)
 
-    def take_controller_requests(self, name: str, owner: str) -> list[int]:
+    def take_controller_requests(self, name: str, owner: str, *, plans: bool = False) -> list[int]:
         """Mark the requests a pass of ``owner`` (the leader) now serves as ``running``: the
-        queued ones, and those a previous leader took but never finished (it died)."""
+        queued ones, and those a previous leader took but never finished (it died).
+        ``plans``: the ``plan`` requests (served by a dry run) instead of all the others."""
         r = t.controller_requests.c
         with self._write(one_statement=True) as conn:
             taken = conn.execute(
                 sa.update(t.controller_requests)
                 .where(
                     r.name == name,
+                    r.kind == PLAN if plans else r.kind != PLAN,
                     sa.or_(
                         r.status == "queued",
                         sa.and_(r.status == "running", r.taken_by != owner),

@@ -1,4 +1,5 @@
-"""Coordination between processes: the run queue with leases, named locks, idempotency keys.
+"""Coordination between processes: the run queue with leases, named locks, idempotency keys,
+the interaction callbacks already accepted (a replay refused by every process).
 
 Each primitive commits on its own, short transaction. Correctness rests on the database, not
 on timing: a queue claim selects with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and runs under
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -420,3 +421,21 @@ class CoordinationMixin(StoreBase):
                     i.scope == scope, i.key == key, i.status == "in_progress"
                 )
             )
+
+    # -- callbacks seen ---------------------------------------------------------------
+    def first_callback(self, key: str, expires_at: datetime) -> bool:
+        """``True`` the first time ``key`` (a digest of a signed callback) is offered, then
+        ``False`` until ``expires_at`` (the end of its window) has passed, in every process
+        that shares this database: the primary key decides between two at once. Keys whose
+        window has passed are deleted first, so the table holds one window's callbacks."""
+        now = self.clock.now()
+        seen = t.seen_callbacks
+        with self._write() as conn:
+            conn.execute(sa.delete(seen).where(seen.c.expires_at <= now))
+            inserted = conn.execute(
+                self.dialect.insert(seen)
+                .values(key=key, expires_at=expires_at)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(seen.c.key)
+            ).first()
+        return inserted is not None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +32,8 @@ from kneo.store.executor import (
     SharedWriter,
     SqliteExecutor,
 )
+from kneo.store.pg_hooks import ping_idle_connections, plan_per_call
+from kneo.store.tables import use_postgresql_options
 
 log = get_logger("kneo_serv.store")
 
@@ -246,8 +247,6 @@ class PostgresDialect(StoreDialect):
         return args
 
     def create_engine(self, url: sa.URL) -> Engine:
-        from kneo.store.tables import use_postgresql_options
-
         use_postgresql_options()
         engine = sa.create_engine(
             url,
@@ -255,7 +254,8 @@ class PostgresDialect(StoreDialect):
             max_overflow=self.max_overflow,
             connect_args=self._connect_args(url),
         )
-        _ping_idle_connections(engine)
+        ping_idle_connections(engine)
+        plan_per_call(engine)
         if engine.dialect.driver == "psycopg":
             import psycopg
 
@@ -292,36 +292,6 @@ PG_CONNECT_ARGS: dict[str, int] = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
-
-#: A pooled connection idle at least this long is pinged before reuse.
-PING_IDLE_SECONDS = 1.0
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """``pool_pre_ping``, but only for connections that sat idle in the pool: a run checks a
-    connection out once per transaction, back to back, and a round trip per checkout was a
-    sizeable part of a short run. A connection returned less than ``PING_IDLE_SECONDS`` ago
-    is reused as is; one that fails its ping is discarded and replaced (as pre-ping does),
-    and a server lost in between fails that statement with ``database_unavailable``, after
-    which SQLAlchemy invalidates the pool."""
-    from sqlalchemy import event
-    from sqlalchemy.exc import DisconnectionError
-
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_connection: Any, record: Any) -> None:
-        record.info["kneo_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        since = record.info.get("kneo_idle_since")
-        if since is not None and time.monotonic() - since < PING_IDLE_SECONDS:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
-        if alive is False:
-            raise DisconnectionError("stale pooled connection")
 
 
 def advisory_key(name: str) -> int:

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kneo.store.migrate import HEAD_REVISION, current_revision, pending_revisions
+from kneo.store.tables import metadata, use_postgresql_options
+
 if TYPE_CHECKING:
     from kneo.store.api import Store
 
@@ -55,8 +58,6 @@ def diagnose(store: Store, per_worker: int = 3) -> list[Finding]:
 
 
 def _migrations(conn: sa.Connection) -> Finding:
-    from kneo.store.migrate import HEAD_REVISION, current_revision, pending_revisions
-
     current = current_revision(conn)
     if current == HEAD_REVISION:
         return Finding("migrations", "ok", f"at revision {current} (head)")
@@ -82,8 +83,6 @@ def _journal_mode(conn: sa.Connection) -> Finding:
 
 
 def _kneo_tables() -> list[str]:
-    from kneo.store.tables import metadata
-
     return sorted(metadata.tables)
 
 
@@ -145,8 +144,6 @@ def _statistics(conn: sa.Connection) -> Finding:
 
 
 def _indexes(conn: sa.Connection) -> Finding:
-    from kneo.store.tables import metadata, use_postgresql_options
-
     use_postgresql_options()
     present = {
         str(name): bool(valid)

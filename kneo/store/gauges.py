@@ -30,8 +30,10 @@ class Gauges:
     #: seconds the oldest due ``queued`` record has waited past its ``available_at``
     queue_lag_seconds: float = 0.0
     #: bundles (by the latest revision of each bundle and environment) by
-    #: ``(environment, status, ready)``; ``ready`` is the Ready condition's status
-    bundles: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: ``(environment, status, ready, in_git)``; ``ready`` is the Ready condition's status,
+    #: ``in_git`` is ``"false"`` when the controller last found no bundle file for it in Git
+    #: (removed: pruned, or kept by ``prune: false``), so alerts can leave it out
+    bundles: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     #: pinned bundles (``kneo registry pin|rollback``) by environment
     pinned: dict[str, int] = field(default_factory=dict)
     #: digests blocked from promotion everywhere
@@ -43,6 +45,9 @@ _CR = t.continuation_requests.c
 _CO = t.continuations.c
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
+#: The Verified condition's reason when the watched commit has no file for the bundle
+#: (``kneo.controller.planner.R_NOT_IN_GIT``; the store sits below the controller).
+NOT_IN_GIT = "NotInGit"
 
 
 class GaugeReadsMixin(StoreBase):
@@ -67,8 +72,10 @@ class GaugeReadsMixin(StoreBase):
             .subquery()
         )
         ready = t.bundle_conditions.alias("ready")
+        verified = t.bundle_conditions.alias("verified")
+        removed = sa.func.coalesce(verified.c.reason == NOT_IN_GIT, sa.false())
         bundles = (
-            sa.select(_R.environment, _R.status, ready.c.status, sa.func.count())
+            sa.select(_R.environment, _R.status, ready.c.status, removed, sa.func.count())
             .select_from(
                 t.bundle_revisions.join(
                     latest,
@@ -77,7 +84,8 @@ class GaugeReadsMixin(StoreBase):
                         _R.environment == latest.c.environment,
                         _R.revision == latest.c.revision,
                     ),
-                ).outerjoin(
+                )
+                .outerjoin(
                     ready,
                     sa.and_(
                         ready.c.bundle_name == _R.bundle_name,
@@ -85,8 +93,16 @@ class GaugeReadsMixin(StoreBase):
                         ready.c.type == "Ready",
                     ),
                 )
+                .outerjoin(
+                    verified,
+                    sa.and_(
+                        verified.c.bundle_name == _R.bundle_name,
+                        verified.c.environment == _R.environment,
+                        verified.c.type == "Verified",
+                    ),
+                )
             )
-            .group_by(_R.environment, _R.status, ready.c.status)
+            .group_by(_R.environment, _R.status, ready.c.status, removed)
         )
         pins = sa.select(t.bundle_pins.c.environment, sa.func.count()).group_by(
             t.bundle_pins.c.environment
@@ -99,8 +115,8 @@ class GaugeReadsMixin(StoreBase):
             count = conn.execute(depth).scalar()
             due = conn.execute(oldest_due).scalar()
             registry = {
-                (env, status, ready_status or "Unknown"): int(n)
-                for env, status, ready_status, n in conn.execute(bundles).all()
+                (env, status, ready_status or "Unknown", "false" if gone else "true"): int(n)
+                for env, status, ready_status, gone, n in conn.execute(bundles).all()
             }
         lag = max(0.0, (moment - due).total_seconds()) if due is not None else 0.0
         tasks = {(kind or "", env or ""): int(n) for kind, env, n, _ in waiting}

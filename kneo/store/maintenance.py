@@ -87,8 +87,12 @@ def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[st
             ]
             _delete_continuations(conn, conts)
             conn.execute(sa.delete(t.trace_events).where(t.trace_events.c.run_id.in_(chunk)))
+            conn.execute(sa.delete(t.run_terms).where(t.run_terms.c.run_id.in_(chunk)))
             conn.execute(sa.delete(t.checkpoints).where(c.run_id.in_(chunk)))
             conn.execute(sa.delete(t.queue).where(q.run_id.in_(chunk)))
+            conn.execute(
+                sa.delete(t.a2a_push_configs).where(t.a2a_push_configs.c.run_id.in_(chunk))
+            )
             counts["runs"] += conn.execute(sa.delete(t.runs).where(r.run_id.in_(chunk))).rowcount
     return counts
 

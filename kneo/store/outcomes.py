@@ -23,6 +23,7 @@ from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
 from kneo.store.rowvalues import audit_values, check_trace_events, outbox_values
+from kneo.store.search import outcome_terms
 from kneo.store.steps import (
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
@@ -39,6 +40,7 @@ _NOT_RECORD_FIELDS = frozenset(
 )
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = st.cas_params(t.notification_events)
+_RUN_TERM_COLUMNS = st.columns(t.run_terms)
 
 
 class _Write(NamedTuple):
@@ -94,6 +96,13 @@ class OutcomeWritesMixin(TransactionBase):
             )
             for e in events
         ]
+        terms = (
+            self._outcome_terms(run.run_id, run.created_at, changes)
+            if "output_text" in changes or "error" in changes
+            else None
+        )
+        if not terms and run.output_text is None and run.error is None:
+            terms = None  # no words before, none now: nothing to write (one statement)
         version, checkpoint_seq, trace_seq = self._advance(
             run.run_id,
             expected_version,
@@ -103,6 +112,7 @@ class OutcomeWritesMixin(TransactionBase):
             checkpoints,
             rows_,
             audits,
+            terms,
         )
         fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
         return dataclasses.replace(
@@ -146,9 +156,12 @@ class OutcomeWritesMixin(TransactionBase):
         checkpoints: Sequence[StepCheckpoint],
         events: Sequence[StepEvent],
         audits: Sequence[Mapping[str, Any]],
+        terms: list[tuple[Any, ...]] | None = None,
     ) -> tuple[int, int, int]:
         """:meth:`finish_run`'s and :meth:`write_step`'s write, committed: the run's
-        compare-and-set and the rows it numbers; the run's new version and counters."""
+        compare-and-set and the rows it numbers; the run's new version and counters.
+        ``terms``: the run's search rows, replacing its old ones (an outcome with an output
+        or an error: statement by statement then)."""
         keys = self._run_changes(run_id, changes)
         added = (len(checkpoints), len(events))
         if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
@@ -164,7 +177,8 @@ class OutcomeWritesMixin(TransactionBase):
         write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
         found = None
         alone = (
-            self._ex.untouched
+            terms is None
+            and self._ex.untouched
             and not (self._seq_dirty | self._leases.keys()) - {run_id}
             and max(len(checkpoints), len(events), len(audits)) <= st.MAX_NUMBERED_ROWS
         )
@@ -172,11 +186,28 @@ class OutcomeWritesMixin(TransactionBase):
             found = self._finish_alone(write)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
             found = self._finish_stepwise(write)
+        if terms is not None:
+            self._replace_run_terms(run_id, terms)
         row = found[0]
         version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
         self._run_updated(run_id, checkpoint_seq, trace_seq)
         self._commit()
         return version, checkpoint_seq, trace_seq
+
+    def _outcome_terms(
+        self, run_id: str, created_at: Any, values: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The ``run_terms`` rows of a run's output and error (:func:`outcome_terms`)."""
+        words = outcome_terms(values.get("output_text"), values.get("error"))
+        at = self._d.binder(t.run_terms, "created_at")(created_at) if words else None
+        return [(word, at, run_id) for word in words]
+
+    def _replace_run_terms(self, run_id: str, terms: list[tuple[Any, ...]]) -> None:
+        """The run's search rows become ``terms`` (the old ones deleted by ``(run_id,
+        term)``)."""
+        delete = functools.partial(st.delete, t.run_terms, "run_id")
+        self._exec("delete_run_terms", delete, {"k_id": run_id})
+        self._d.insert_rows(self._ex.add, t.run_terms, _RUN_TERM_COLUMNS, terms)
 
     def _outcome_params(
         self,

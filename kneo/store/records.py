@@ -77,6 +77,8 @@ class RunRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: trace events recorded for the run (its trace sequence counter); ``None`` when unknown
     trace_seq: int | None = field(default=None, compare=False)
+    #: the session the caller grouped it in (``POST /v1/runs`` with ``session_id``)
+    session_id: str | None = None
     #: checkpoints recorded for the run (its checkpoint sequence counter); ``None`` when unknown
     checkpoint_seq: int | None = field(default=None, compare=False)
 

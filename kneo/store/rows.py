@@ -92,6 +92,7 @@ def run(r: Row, spec_text: Callable[[str], str | None] | None = None) -> RunReco
         metadata=r["metadata"] or {},
         trace_seq=r.get("trace_seq"),
         checkpoint_seq=r.get("checkpoint_seq"),
+        session_id=r.get("session_id"),
     )
 
 

@@ -15,11 +15,14 @@ can tell whether a task holds one).
 
 The same rows carry a pending task's *labels*: ``=a:<assignee>`` and ``=k:<kind>`` for each
 pending request (no kind label on a promotion, which the ``kind`` filter finds by its workflow
-kind). A word is letters, digits and ``_`` only, so no query word is ever a label. The inbox
+kind; a promotion's approvers are its assignee labels, migration 0024). A word is letters, digits and ``_`` only, so no query word is ever a label. The inbox
 filters by assignee and kind walk a label's rows in the inbox's order, as a search walks a
 word's: a page of a rare assignee costs what a page of a common one does. A label longer than
 :data:`MAX_LENGTH` is its value's digest; the filter still checks each task's requests exactly
-(``continuation_requests``), so the label only chooses which rows to walk.
+(``continuation_requests``), so the label only chooses which rows to walk. A promotion's
+approvers have no request row (a request has one assignee, a promotion names several): they
+are checked by their label rows, exact for a name that fits a term and a SHA-256 prefix of
+148 bits for a longer one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from kneo.errors import InvalidRequest
+from kneo.redaction import redact_text
 
 #: Longer words are indexed (and searched) by their first characters.
 MAX_LENGTH = 40
@@ -64,6 +68,20 @@ def query_terms(query: str) -> list[str]:
     return found
 
 
+#: Characters of a run's output (and of its error message) read for its words.
+OUTCOME_CHARS = 2000
+#: Distinct words indexed per run outcome (each a ``run_terms`` row written with it).
+MAX_OUTCOME_TERMS = 64
+
+
+def outcome_terms(output_text: str | None, error: object) -> list[str]:
+    """The words a run is found by (``GET /v1/runs?q=``): those of its output and its error
+    message, redacted first (a secret is never a term), at most :data:`MAX_OUTCOME_TERMS`."""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    texts = [t[:OUTCOME_CHARS] for t in (output_text, message) if isinstance(t, str) and t]
+    return words(redact_text(" ".join(texts)))[:MAX_OUTCOME_TERMS] if texts else []
+
+
 #: the inbox's kind of a promotion's task (its requests are approvals of a promotion)
 PROMOTION = "promotion"
 #: What starts a label (never a word: words are ``\w`` only), and its two kinds.
@@ -82,15 +100,34 @@ def label(prefix: str, value: str) -> str:
     return f"{LABEL}{prefix}#{digest}"[:MAX_LENGTH]
 
 
-def task_labels(requests: Sequence[Mapping[str, object]], *, promotion: bool) -> list[str]:
+def task_labels(
+    requests: Sequence[Mapping[str, object]],
+    *,
+    promotion: bool,
+    approvers: Iterable[object] = (),
+) -> list[str]:
     """The labels of a task's *pending* requests: each assignee and (not for a promotion)
-    each kind, once."""
+    each kind, once; a promotion's (freeze override's, rollback's) ``approvers`` (its
+    context's: ``group:release``, ``user:cto@example.com``, a key's name) are assignee labels
+    of it while a request of it is pending, so the assignee filter and *Mine* find it."""
     found: dict[str, None] = {}
+    pending = False
     for r in requests:
         if (r.get("status") or "pending") != "pending":
             continue
+        pending = True
         if r.get("assignee"):
             found.setdefault(label(ASSIGNEE, str(r["assignee"])))
         if r.get("kind") and not promotion:
             found.setdefault(label(KIND, str(r["kind"])))
+    if promotion and pending:
+        for approver in approvers:
+            if isinstance(approver, str) and approver:
+                found.setdefault(label(ASSIGNEE, approver))
     return list(found)
+
+
+def approvers_of(context: Mapping[str, object] | None) -> list[str]:
+    """The ``approvers`` of a promotion's (freeze override's, rollback's) context."""
+    found = (context or {}).get("approvers")
+    return [a for a in found if isinstance(a, str) and a] if isinstance(found, list) else []

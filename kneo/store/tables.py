@@ -146,6 +146,8 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 #: The runs ``(updated_at, run_id)`` holds: all but the running ones (see ``list_runs``).
 SETTLED = sa.text("status <> 'running'")
+HAS_SESSION = sa.text("session_id IS NOT NULL")
+FAILED = sa.text("error IS NOT NULL")
 
 runs = sa.Table(
     "runs",
@@ -184,9 +186,31 @@ runs = sa.Table(
     sa.Column("lease_expires_at", UTCDateTime),
     # the keyset orders of ``list_runs`` (0009); a running run's ``updated_at`` moves at
     # every step boundary, so the last order leaves running runs to the first index (0021)
+    # the run's session (0023): the runs a caller groups, listed and chained in order
+    sa.Column("session_id", sa.String(128)),
     sa.Index(None, "status", "created_at", "run_id"),
     sa.Index(None, "created_at", "run_id"),
     sa.Index(None, "updated_at", "run_id", sqlite_where=SETTLED),
+    # the list filters of 0023, each an index in the listing's order: a rare value's page
+    # costs what a common one's does
+    sa.Index(None, "session_id", "created_at", "run_id", sqlite_where=HAS_SESSION),
+    sa.Index(None, "workflow_name", "created_at", "run_id"),
+    sa.Index(None, "workflow_kind", "created_at", "run_id"),
+    sa.Index("ix_runs_failed_created_at_run_id", "created_at", "run_id", sqlite_where=FAILED),
+)
+
+# The run search's index (0023): one row per distinct word of a run's output and error
+# message (``kneo.store.search``), written when the run's outcome is. The key is a search's
+# walk in the runs' newest-first order; the second index finds a run's words (the other words
+# of a query, and the rows to replace when the outcome changes).
+run_terms = sa.Table(
+    "run_terms",
+    metadata,
+    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("created_at", UTCDateTime, primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Index(None, "run_id", "term"),
+    sqlite_with_rowid=False,
 )
 
 # Resolved specs, stored once each: ``digest`` is the sha256 of the stored JSON text (the
@@ -202,12 +226,14 @@ specs = sa.Table(
 # Tables keyed by (text, integer) are WITHOUT ROWID on SQLite (migration 0004): rows live in
 # the primary-key B-tree, with no second copy of the key in an autoindex. A checkpoint row is
 # a keyframe or a patch on the row before it (``encoding``; see kneo.store.delta).
+#
+# Neither ``checkpoints`` nor ``trace_events`` has a foreign key to ``runs`` (migration 0022):
+# their rows are written only by the statement that compare-and-sets the run, and retention
+# deletes them before the run; a key's check per row was most of a step's server work.
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
-    sa.Column(
-        "run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Column("sequence", sa.Integer, primary_key=True),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("step_id", sa.String(255)),
@@ -224,9 +250,7 @@ checkpoints = sa.Table(
 trace_events = sa.Table(
     "trace_events",
     metadata,
-    sa.Column(
-        "run_id", sa.String(128), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Column("sequence", sa.Integer, primary_key=True),
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("step_id", sa.String(255)),
@@ -281,6 +305,8 @@ continuations = sa.Table(
         "created_at",
         "continuation_id",
     ),
+    # the inbox by deadline, the undated after (0023)
+    sa.Index(None, "status", "expires_at", "created_at", "continuation_id"),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by
@@ -390,6 +416,19 @@ locks = sa.Table(
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sqlite_with_rowid=False,  # migration 0006: one B-tree, taken and dropped by every run
+)
+
+# Interaction callbacks accepted within their replay window (0024): a Slack click's
+# signature, by the SHA-256 of the receiver's name and the signature, until its timestamp's
+# window has passed. The same callback sent again, to any process or replica or after a
+# restart, finds its row and is refused; rows past their window are deleted as new ones come.
+seen_callbacks = sa.Table(
+    "seen_callbacks",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index(None, "expires_at"),
+    sqlite_with_rowid=False,
 )
 
 project_metadata = sa.Table(
@@ -611,4 +650,35 @@ notifications = sa.Table(
     sa.UniqueConstraint("event_id", "receiver"),
     sa.Index(None, "status", "available_at"),
     sa.Index(None, "receiver", "task", "id"),
+)
+
+# --- A2A push notification configs (0025) -----------------------------------------------
+
+# One row per push config an A2A client set on a task (a run), its owner the caller who set
+# it: the URL's origin (on the operator's allow-list when set) and the authentication scheme
+# in clear, the URL itself (its path may be a capability), the token and the credentials
+# sealed (``kneo.platform.a2a_push.seal``; never in clear). The push
+# sweep compares ``pushed_status`` with the run's status: a change is one outbox event,
+# written under a compare-and-set on ``pushed_seq`` (one event per change, however many
+# replicas sweep); ``done`` once a final state is pushed, which the sweep's index skips.
+a2a_push_configs = sa.Table(
+    "a2a_push_configs",
+    metadata,
+    sa.Column("push_id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("config_id", sa.String(128), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("origin", sa.String(512), nullable=False),
+    sa.Column("auth_scheme", sa.String(64)),
+    sa.Column("sealed", sa.Text, nullable=False),
+    # whether the owner could read human tasks when it set the config: a push carries the
+    # pending request's question only then, as GetTask would
+    sa.Column("sees_requests", sa.Boolean, nullable=False),
+    sa.Column("pushed_status", sa.String(32)),
+    sa.Column("pushed_seq", sa.Integer, nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "owner", "config_id"),
+    sa.Index(None, "done", "run_id"),
 )

@@ -31,7 +31,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kneo import jsontext
 from kneo.errors import Conflict, ErrorCode
@@ -39,7 +39,7 @@ from kneo.ids import new_run_id
 from kneo.store import payloads, rows
 from kneo.store import statements as st
 from kneo.store import tables as t
-from kneo.store.base import not_found_error
+from kneo.store.base import StoreHandle, not_found_error
 from kneo.store.continuation_writes import ContinuationWritesMixin
 from kneo.store.errors import db_errors
 from kneo.store.executor import HeldConnection
@@ -54,9 +54,6 @@ from kneo.store.rowvalues import (
     trace_values,
 )
 from kneo.store.steps import CHECKPOINT_COLUMNS, TRACE_COLUMNS
-
-if TYPE_CHECKING:
-    from kneo.store.api import Store
 
 _RUN_COLUMNS = st.columns(t.runs)
 
@@ -91,6 +88,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         spec_text: str | None = None,
         events: Sequence[Mapping[str, Any]] = (),
         lease: tuple[str, float] | None = None,
+        session_id: str | None = None,
     ) -> RunRecord:
         """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
 
@@ -130,6 +128,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "trace_seq": len(events),
             "lease_owner": lease[0] if lease else None,
             "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
+            "session_id": session_id,
         }
         if not self._insert_run(values, checked=run_id is not None):
             raise Conflict(
@@ -293,6 +292,8 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             self._raise_stale(run_id, expected_version)
         row = self._d.result(t.runs, cur.description, found[0])
         self._run_updated(run_id, row["checkpoint_seq"], row["trace_seq"])
+        if "output_text" in changes or "error" in changes:
+            self._replace_run_terms(run_id, self._outcome_terms(run_id, row["created_at"], row))
         return rows.run(row, self._spec_text)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
@@ -397,7 +398,7 @@ class TransactionScope:
 
     __slots__ = ("_held", "_loan", "_raw", "_store", "_tx")
 
-    def __init__(self, store: Store, held: HeldConnection | None = None) -> None:
+    def __init__(self, store: StoreHandle, held: HeldConnection | None = None) -> None:
         self._store = store
         self._held = held
 

@@ -14,20 +14,17 @@ import functools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, ErrorCode, InvalidRequest
 from kneo.store import statements as st
 from kneo.store import tables as t
-from kneo.store.base import not_found_error
+from kneo.store.base import StoreHandle, not_found_error
 from kneo.store.dialects import StoreDialect
 from kneo.store.executor import Executor
 from kneo.store.rowvalues import RUN_MUTABLE_FIELDS
-
-if TYPE_CHECKING:
-    from kneo.store.api import Store
 
 
 class TransactionBase:
@@ -37,7 +34,7 @@ class TransactionBase:
     _d: StoreDialect
     _ex: Executor
 
-    def __init__(self, store: Store, raw: Any, dialect: StoreDialect) -> None:
+    def __init__(self, store: StoreHandle, raw: Any, dialect: StoreDialect) -> None:
         self._store = store
         self._d = dialect
         #: how the statements reach the wire (:mod:`kneo.store.executor`)

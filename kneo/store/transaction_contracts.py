@@ -56,6 +56,7 @@ class NewRun(TypedDict, total=False):
     spec_text: str | None
     events: Sequence[Mapping[str, Any]]
     lease: tuple[str, float] | None
+    session_id: str | None
 
 
 class RunChanges(TypedDict, total=False):
@@ -324,3 +325,8 @@ class WorkflowTransaction(RunTransaction, HumanTaskTransaction, AuditTransaction
 class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
     """What the controller and the registry operations write in one transaction: registry
     changes, the promotion or rollback task they open or close, and the audit events."""
+
+
+class StoreTransaction(WorkflowTransaction, ControllerTransaction, Protocol):
+    """Every write a transaction offers: what the store's own parts (its mixins) are handed
+    by :meth:`kneo.store.base.StoreBase.transaction`, without importing the store's module."""

@@ -9,12 +9,11 @@ the user's explicit choice to run their registration code.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kneo.errors import ConfigError, ErrorCode
+from kneo.errors import ConfigError, ErrorCode, KneoError
+from kneo.kernel import resolve_attribute
 from kneo.tools.defaults import create_tool_registry, register_builtin_tools
 from kneo.tools.registry import ToolRegistry
 
@@ -26,26 +25,10 @@ def load_tool_registry(ref: str | None, *, import_roots: Sequence[Path] = ()) ->
     appended to ``sys.path`` so a project module such as ``examples.project_tools`` imports."""
     if ref is None:
         return create_tool_registry(include_examples=True)
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"tool registry factory {ref!r} must look like module:factory",
-            code=ErrorCode.E_TOOL_FACTORY,
-            ref=ref,
-        )
-    for root in import_roots:
-        if str(root) not in sys.path:
-            sys.path.append(str(root))
     try:
-        target: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"tool registry factory {ref!r} cannot be imported: {exc}",
-            code=ErrorCode.E_TOOL_FACTORY,
-            ref=ref,
-        ) from None
+        target = resolve_attribute(ref, what="tool registry factory", roots=import_roots)
+    except KneoError as exc:
+        raise ConfigError(exc.message, code=ErrorCode.E_TOOL_FACTORY, ref=ref) from None
     registry = target
     if not isinstance(registry, ToolRegistry):
         if not callable(registry):

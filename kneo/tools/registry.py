@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kneo.errors import ErrorCode, KneoError, ValidationFailed
+from kneo.kernel import resolve_callable
 
 ToolHandler = Callable[[dict[str, Any]], str]
 
@@ -35,6 +36,8 @@ class ToolDefinition:
     #: which must match ``result_schema`` when one is given.
     external: bool = False
     result_schema: Mapping[str, Any] | None = None
+    #: An agent of the spec answers the call (``components.tools.<name>.agent``).
+    agent: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES
@@ -115,17 +118,14 @@ class ToolRegistry:
 
 
 def _import_handler(ref: str) -> ToolHandler:
-    from importlib import import_module
-
-    module_name, _, attr = ref.partition(":")
+    """A tool's ``implementation``, through the trust kernel (a function defined in its
+    module, nothing reached through another object)."""
     try:
-        handler = getattr(import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        return resolve_callable(ref, path="implementation")
+    except KneoError as exc:
+        if exc.code != ErrorCode.E_UNKNOWN_FUNCTION_REF:
+            raise
         raise KneoError(
-            f"Tool implementation '{ref}' cannot be imported: {exc}", code=ErrorCode.E_UNKNOWN_REF
+            f"Tool implementation '{ref}' cannot be imported: {exc.message}",
+            code=ErrorCode.E_UNKNOWN_REF,
         ) from exc
-    if not callable(handler):
-        raise KneoError(
-            f"Tool implementation '{ref}' is not callable", code=ErrorCode.E_UNKNOWN_REF
-        )
-    return handler  # type: ignore[no-any-return]

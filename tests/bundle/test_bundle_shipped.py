@@ -17,6 +17,7 @@ from kneo.policy.environment import environment_policy_json_schema
 
 REPO = Path(__file__).resolve().parents[2]
 REGENERATE = "run: python scripts/regenerate_bundles.py"
+SCHEMAS = REPO / "kneo" / "schemas"
 BUNDLES = sorted((REPO / "bundles").glob("*/*.json"))
 
 
@@ -28,12 +29,12 @@ BUNDLES = sorted((REPO / "bundles").glob("*/*.json"))
     ],
 )
 def test_schema_files_match_the_models(name: str, generated: dict[str, object]) -> None:
-    shipped = json.loads((REPO / "schemas" / name).read_text())
-    assert shipped == generated, f"schemas/{name} is out of date; {REGENERATE}"
+    shipped = json.loads((SCHEMAS / name).read_text())
+    assert shipped == generated, f"kneo/schemas/{name} is out of date; {REGENERATE}"
 
 
 def test_environment_files_match_their_schema() -> None:
-    schema = json.loads((REPO / "schemas" / "environment.schema.json").read_text())
+    schema = json.loads((SCHEMAS / "environment.schema.json").read_text())
     files = sorted((REPO / "environments").glob("*.yaml"))
     assert {f.stem for f in files} >= {"dev", "staging", "prod"}
     for path in files:
@@ -51,7 +52,7 @@ def test_example_bundle_verifies_and_matches_its_spec(
     from kneo.bundle import spec_digest
     from kneo.cli.bundle_cmd import prepare_spec
 
-    schema = json.loads((REPO / "schemas" / "bundle.schema.json").read_text())
+    schema = json.loads((SCHEMAS / "bundle.schema.json").read_text())
     document = json.loads(path.read_text())
     jsonschema.validate(document, schema)
     verified = verify_bundle(

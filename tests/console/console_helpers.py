@@ -75,12 +75,15 @@ class Console:
         return found.group(1)
 
 
-def start(api: TestClient, spec: str, text: str = "launch", role: str = "admin") -> dict[str, Any]:
-    """A run of ``examples/<spec>.yaml`` started over the API (paused, as a rule)."""
+def start(
+    api: TestClient, spec: str, text: str = "launch", role: str = "admin", **fields: Any
+) -> dict[str, Any]:
+    """A run of ``examples/<spec>.yaml`` started over the API (paused, as a rule); ``fields``
+    join the request (``session_id``)."""
     body = api.post(
         "/v1/runs",
         headers=headers(role),
-        json={"input": text, "spec_path": f"examples/{spec}.yaml"},
+        json={"input": text, "spec_path": f"examples/{spec}.yaml", **fields},
     ).json()
     assert body["status"] == "paused", body
     return dict(body)

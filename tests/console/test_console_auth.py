@@ -22,11 +22,12 @@ ROLES = ("admin", "operator", "reviewer", "service", "viewer")
 
 def _pages(api: Any) -> dict[str, str]:
     """A URL of every console page over one paused run."""
-    paused = start(api, "hitl_approval")
+    paused = start(api, "hitl_approval", session_id="pages")
     return {
         "inbox": "/ui/inbox",
         "task": f"/ui/tasks/{paused['continuation_id']}",
         "run": f"/ui/runs/{paused['run_id']}",
+        "session_chain": "/ui/sessions/pages",
         "registry": "/ui/registry",
     }
 

@@ -502,3 +502,89 @@ def test_the_inbox_refresh_keeps_the_page_on_304_and_shows_a_new_task(
     paused = live.start("hitl_input", "second of two")
     page.locator(f"a[href*='{paused['continuation_id']}']").wait_for(timeout=12000)
     assert rows.count() == shown + 1 and 200 in statuses
+
+
+def test_the_run_page_draws_the_graph_with_the_current_node(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """hitl_route.yaml pauses at its ``choose`` node: the run page's graph (drawn by the
+    server, styled by the console's stylesheet under its CSP) shows ``draft`` visited,
+    ``choose`` current and the branches not reached; after the person picks
+    ``full_review`` the run is done, the branch taken is visited and nothing is current."""
+    paused = live.start("hitl_route", "graph")
+    page = as_person("viewer")
+    page.goto(live.url + f"/ui/runs/{paused['run_id']}")
+    states = {
+        g.get_attribute("data-node"): g.get_attribute("data-state")
+        for g in page.locator("svg.wf-graph g.node").all()
+    }
+    assert states == {
+        "draft": "visited",
+        "choose": "current",
+        "fast_track": "pending",
+        "full_review": "pending",
+    }
+    assert page.locator("#graph .graph-current").inner_text() == "choose"
+    current = page.locator("svg.wf-graph g.node.current rect")
+    assert current.evaluate("r => getComputedStyle(r).strokeWidth") == "3px"  # CSS applied
+    assert page.locator("svg.wf-graph path.edge.taken").count() == 1  # draft -> choose
+    labels = [t.text_content() for t in page.locator("svg.wf-graph text.edge-label").all()]
+    assert 'equals "full_review"' in labels
+    page.screenshot(path=str(shots / "console-run-graph.png"))
+
+    request_id = paused["metadata"]["pending_human_request"]["request_id"]
+    done = live.api(
+        "POST",
+        f"/v1/human-tasks/{paused['continuation_id']}/resume",
+        json={"request_id": request_id, "decision": "selected", "selected_option": "full_review"},
+    ).json()
+    assert done["status"] == "succeeded", done
+    page.reload()
+    states = {
+        g.get_attribute("data-node"): g.get_attribute("data-state")
+        for g in page.locator("svg.wf-graph g.node").all()
+    }
+    assert states["full_review"] == "visited" and states["fast_track"] == "pending"
+    assert page.locator("svg.wf-graph g.node.current").count() == 0
+    assert page.locator("svg.wf-graph path.edge.taken").count() == 2
+
+
+def test_a_session_shows_its_chain_and_each_run_opens_from_it(
+    live: LiveConsole, as_person: Any, shots: Path
+) -> None:
+    """Three runs started in one session: the run page links to the session, whose page
+    lists them in the order they were started (the decided one succeeded, the cancelled one
+    says so), and a click on a run in the chain opens that run's page."""
+    body = {"spec_path": "examples/hitl_approval.yaml", "session_id": "release-42"}
+    runs = [
+        live.api("POST", "/v1/runs", json={**body, "input": f"release 4.2 step {i}"}).json()
+        for i in range(3)
+    ]
+    first = runs[0]
+    request_id = first["metadata"]["pending_human_request"]["request_id"]
+    decided = live.api(
+        "POST",
+        f"/v1/human-tasks/{first['continuation_id']}/resume",
+        json={"request_id": request_id, "decision": "approved"},
+    ).json()
+    assert decided["status"] == "succeeded", decided
+    live.api("POST", f"/v1/runs/{runs[1]['run_id']}/cancel")
+    page = as_person("viewer")
+    page.goto(live.url + f"/ui/runs/{runs[2]['run_id']}")
+    page.click("#session-link")
+    page.wait_for_url("**/ui/sessions/release-42")
+    items = page.locator("ol.chain li.chain-run")
+    assert [
+        (item.get_attribute("data-run"), item.get_attribute("data-status")) for item in items.all()
+    ] == [
+        (runs[0]["run_id"], "succeeded"),
+        (runs[1]["run_id"], "cancelled"),
+        (runs[2]["run_id"], "paused"),
+    ]
+    page.screenshot(path=str(shots / "console-session-chain.png"))
+    items.nth(1).locator("a").click()
+    page.wait_for_url(f"**/ui/runs/{runs[1]['run_id']}")
+    assert page.locator(".run-status").inner_text() == "cancelled"
+    page.set_viewport_size(PHONE)
+    page.goto(live.url + "/ui/sessions/release-42")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

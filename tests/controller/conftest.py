@@ -67,6 +67,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))
+            # the policy in force of an earlier test's repository (kneo.controller.ratchet)
+            meta = tables.metadata.tables["project_metadata"]
+            conn.execute(sa.delete(meta).where(meta.c.key.startswith("controller.policy:")))
             conn.execute(
                 sa.delete(tables.continuations).where(
                     tables.continuations.c.workflow_kind == "promotion"

@@ -11,11 +11,17 @@ from typing import Any
 
 from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
 from kneo.bundle.keys import Keyring, SigningKey
+from kneo.bundle.policy_approval import approval_path, dump_policy_approval, sign_policy_approval
 from kneo.bundle.sign import sign_bundle
 from kneo.clock import ManualClock
 from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller
+from kneo.controller.promotion import task_id
 from kneo.controller.source import GitSource
+from kneo.policy.floors import Floors
+from kneo.policy.ratchet import checkout_policy, policy_digest
+from kneo.settings import Settings
+from kneo.store import Store, open_store
 
 SIGNED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 GIT_ENV = {
@@ -123,6 +129,27 @@ class Keys:
         return dump_bundle(bundle)
 
 
+def sign_policy(repo: Repo, keys: Keys, env: str, *key_ids: str) -> str:
+    """What ``kneo policy sign`` writes: ``env``'s policy in the working tree (or its
+    removal) signed by ``key_ids``, in ``environments/approvals/<env>.json``."""
+    digest = policy_digest(env, checkout_policy(repo.work, env))
+    target = repo.work / approval_path(env)
+    existing = target.read_bytes() if target.exists() else None
+    for key_id in key_ids:
+        approval = sign_policy_approval(
+            env,
+            digest,
+            keys.private[key_id],
+            approved_by="release-team",
+            approved_at=SIGNED_AT,
+            existing=existing,
+        )
+        existing = dump_policy_approval(approval).encode()
+    assert existing is not None
+    repo.write(approval_path(env), existing)
+    return digest
+
+
 ENV_FILES = {
     "dev": "version: v1\n",
     "staging": "version: v1\npromotion: {require_approved_in: dev}\n",
@@ -134,8 +161,34 @@ ENV_FILES = {
 
 
 def make_controller(
-    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, **config: Any
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    floors: Floors | None = None,
+    **config: Any,
 ) -> Controller:
     cfg = ControllerConfig(repo=repo.url, cache_dir=tmp_path / "cache", **config)
     source = GitSource(repo.url, ref="main", cache_dir=cfg.cache_dir)
-    return Controller(store, source, keys.keyring(), config=cfg, clock=clock)
+    return Controller(store, source, keys.keyring(), config=cfg, clock=clock, floors=floors)
+
+
+def promotion_waiting(root: Path, prod: str) -> tuple[Store, Controller, str]:
+    """mailer r1 active in staging, its promotion to prod waiting for the approvers the
+    ``prod`` policy names; the store, the controller and the promotion task's id."""
+    store = open_store(None, settings=Settings.from_env({}), state_dir=root / "state")
+    repo, keys = Repo(root / "git"), Keys(root / "keys")
+    repo.write("environments/staging.yaml", "version: v1\n")
+    repo.write("environments/prod.yaml", prod)
+    for env in ("staging", "prod"):
+        agent = {"version": "v1", "agent": {"name": "mailer", "system_prompt": "Be brief."}}
+        repo.write(f"bundles/mailer/{env}.json", keys.bundle("mailer", env, agent))
+    repo.commit("mailer r1")
+    controller = make_controller(store, repo, keys, ManualClock(), root)
+    assert controller.reconcile_once().ok
+    return (
+        store,
+        controller,
+        task_id("mailer", "prod", store.get_active("mailer", "staging").digest),
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitops_fixtures import Keys, Repo, make_controller
+from gitops_fixtures import Keys, Repo, make_controller, sign_policy
 from starlette.testclient import TestClient
 
 from kneo import Decision
@@ -62,6 +62,12 @@ def _manager(
     store: Any, clock: ManualClock, tmp_path: Path, settings: Settings | None = None
 ) -> Any:
     settings = settings or _settings()
+    # the service's project declares the environments spec runs name here (the watched
+    # repository's declare where bundles run; docs/security.md, "Environments")
+    (tmp_path / ".kneo").mkdir(exist_ok=True)
+    (tmp_path / ".kneo" / "config.yaml").write_text(
+        "version: v1\nenvironments: {dev: {}, staging: {}, prod: {}, qa: {}, uat: {}}\n"
+    )
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     return create_platform(settings=settings, project=project, store=store, clock=clock)
 
@@ -329,9 +335,11 @@ def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
     done = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
     assert done.status == "succeeded", done
 
-    # the repository loosens prod to 2 calls: a run once the grant's read of the published
-    # limits has expired (PUBLISHED_TTL_SECONDS) pays for both steps
+    # the repository loosens prod to 2 calls, signed as prod demands (a loosening takes
+    # effect only so): a run once the grant's read of the published limits has expired
+    # (PUBLISHED_TTL_SECONDS) pays for both steps
     repo.write("environments/prod.yaml", "version: v1\nbudgets: {max_model_calls: 2}\n")
+    sign_policy(repo, keys, "prod", "ci")
     repo.commit("loosen prod")
     assert ctl.reconcile_once().ok
     time.sleep(PUBLISHED_TTL_SECONDS)

@@ -355,3 +355,49 @@ def test_plan_of_a_pull_request_lists_each_environment_and_exits_1_when_refused(
     assert "--base and --head go together" in out
     out = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "nope", code=1)
     assert "source_ref_not_found" in out and "Traceback" not in out
+
+
+def test_plan_lists_each_policy_change_and_exits_1_when_one_would_be_held(
+    cli: Any, repo: Repo, keys: Keys
+) -> None:
+    """A pull request that loosens prod: the plan says which gates, what the change needs
+    (as prod's policy in force demands) and exits 1; signed as demanded it takes effect,
+    and a tightening takes effect at once."""
+    strict = ENV_FILES["prod"] + "required_signatures: 2\n"
+    repo.write("environments/prod.yaml", strict)
+    repo.commit("prod needs two keys")
+    work = str(repo.work)
+    repo.git("checkout", "--quiet", "-b", "loosen")
+    repo.write(
+        "environments/prod.yaml", ENV_FILES["prod"].replace("  require_human_approval: true\n", "")
+    )
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", spec("one key")))
+    repo.commit("loosen prod", push=False)
+
+    text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "loosen", code=1)
+    policy = text.split("### Policy changes")[1].split("### ")[0]
+    assert (
+        "| `prod` | ⛔ held | required_signatures 2 → 1, require_human_approval removed |" in policy
+    )
+    assert "2 signature(s); 1 of alice, bob, carol approving" in policy
+    assert "kneo policy sign" in policy
+    data = json.loads(
+        cli("controller", "plan", "--repo", work, "--base", "main", "--head", "loosen",
+            "--format", "json", code=1)
+    )  # fmt: skip
+    assert data["policy_against"] == "base" and data["refused"] >= 1
+    [prod] = data["policies"]
+    assert prod["state"] == "held" and prod["needs"]["signatures"] == 2
+    # the bundle of the same commit is judged by prod's policy in force: two signatures
+    [item] = [b for e in data["environments"] for b in e["bundles"] if b["bundle"] == "helper"]
+    assert item["action"] == "reject" and "needs 2 signatures" in item["message"]
+
+    repo.git("checkout", "--quiet", "main")
+    repo.git("checkout", "--quiet", "-b", "tighten")
+    repo.write(
+        "environments/prod.yaml",
+        strict.replace("promotion:\n", "promotion:\n  refuse_downgrade: true\n"),
+    )
+    repo.commit("tighten prod", push=False)
+    text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "tighten")
+    assert "| `prod` | ✅ takes effect | — | refuse_downgrade added | — |" in text

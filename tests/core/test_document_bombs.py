@@ -66,6 +66,13 @@ BOMBS = [
         "max_nodes",
         json=lambda: "[" + "0," * 300_000 + "0]",
     ),
+    Bomb(  # one reading: a second value for a key is refused, never the last one taken
+        "duplicate key",
+        "E_DUPLICATE_KEY",
+        "given twice",
+        yaml=lambda: "version: v1\nagent: {name: a}\nversion: v1\n",
+        json=lambda: '{"version": "v1", "agent": {}, "version": "v1"}',
+    ),
     Bomb(
         "oversized",
         "E_DOCUMENT_TOO_LARGE",
@@ -331,3 +338,90 @@ def test_unterminated_string_full_of_escaped_quotes_is_linear(client: TestClient
     assert caught.value.code == "E_JSON" and "unterminated string" in caught.value.message
     r = client.post("/v1/runs", content=text, headers={"content-type": "application/json"})
     assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+
+
+# --------------------------------------------------------------------------- one reading
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "lines"),
+    [
+        ("a: 1\nb: 2\na: 3\n", "a", (1, 3)),
+        ("a: 1\n'a': 2\n", "a", (1, 2)),  # quoted or plain: one key
+        (
+            "p:\n  required_signatures: 2\n  x: 1\n  required_signatures: 1\n",
+            "p.required_signatures",
+            (2, 4),
+        ),
+        ("16: a\n0x10: b\n", "16", (1, 2)),  # one integer, two spellings
+        ("yes: a\ntrue: b\n", "True", (1, 2)),  # YAML 1.1 booleans
+        ("~: a\nnull: b\n", "None", (1, 2)),
+        ("l:\n  - {a: 1, a: 2}\n", "l[0].a", (2, 2)),
+        ("b: &b {x: 1}\nm:\n  <<: *b\n  <<: *b\n", "m.<<", (3, 4)),  # two merge keys
+        ("b: &b {x: 1}\nm:\n  <<: *b\n  y: 1\n  y: 2\n", "m.y", (4, 5)),  # beside a merge
+    ],
+)
+def test_yaml_with_a_key_twice_names_both_lines(
+    text: str, path: str, lines: tuple[int, int]
+) -> None:
+    from kneo.documents import DocumentError, parse_yaml
+
+    with pytest.raises(DocumentError) as caught:
+        parse_yaml(text, source="doc.yaml")
+    error = caught.value
+    assert error.code == "E_DUPLICATE_KEY"
+    assert (error.details["path"], error.details["first_line"], error.details["line"]) == (
+        path,
+        *lines,
+    )
+    assert error.message.startswith(f"doc.yaml:{lines[1]}: {path}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # a merge is the one way to override a key: the mapping's own key wins, as YAML says
+        ("b: &b {x: 1, y: 2}\nm:\n  <<: *b\n  x: 3\n", {"x": 3, "y": 2}),
+        ("b: &b {x: 1}\nc: &c {x: 2}\nm: {<<: [*b, *c]}\n", {"x": 1}),
+        # an anchored mapping that merges, merged again before it is itself built
+        ("a:\n  i: &i {<<: {x: 1}, x: 2}\nm:\n  <<: *i\n  x: 3\n", {"x": 3}),
+        ("m: {'1': a, 1: b}\n", {"1": "a", 1: "b"}),  # a string and an integer: two keys
+    ],
+)
+def test_yaml_overrides_and_distinct_keys_still_read(text: str, value: dict[Any, Any]) -> None:
+    from kneo.documents import parse_yaml
+
+    assert parse_yaml(text, source="doc.yaml")["m"] == value
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "lines"),
+    [
+        ('{"a": 1, "a": 2}', "a", (1, 1)),
+        ('{"a": 1, "\\u0061": 2}', "a", (1, 1)),  # one key, escaped or not
+        ('{"x": [1, {"k": {"d": 1,\n"d": 2}}]}', "x[1].k.d", (1, 2)),
+        ('[{"a": 1}, {"b": [], "b": {}}]', "[1].b", (1, 1)),
+    ],
+)
+def test_json_with_a_member_twice_names_both_lines(
+    text: str, path: str, lines: tuple[int, int]
+) -> None:
+    from kneo.documents import DocumentError, parse_json
+
+    with pytest.raises(DocumentError) as caught:
+        parse_json(text, source="body")
+    error = caught.value
+    assert error.code == "E_DUPLICATE_KEY" and error.http_status == 400
+    assert (error.details["path"], error.details["first_line"], error.details["line"]) == (
+        path,
+        *lines,
+    )
+
+
+def test_json_members_repeated_across_objects_are_fine_and_a_callers_hook_is_checked() -> None:
+    from kneo.documents import DocumentError, parse_json
+
+    assert parse_json('[{"a": 1}, {"a": 2}, {"a": {"a": 3}}]', source="body")[2] == {"a": {"a": 3}}
+    with pytest.raises(DocumentError) as caught:
+        parse_json('{"a": 1, "a": 2}', source="body", object_pairs_hook=dict)
+    assert caught.value.code == "E_DUPLICATE_KEY"

@@ -46,6 +46,7 @@ PUBLIC = [
     "ToolRegistry",
     "Unauthorized",
     "ValidationFailed",
+    "VersionInfo",
     "WorkflowBuilder",
     "__version__",
     "create_app",
@@ -55,6 +56,7 @@ PUBLIC = [
     "load_spec",
     "set_platform_factory",
     "set_platform_manager",
+    "version_info",
 ]
 
 

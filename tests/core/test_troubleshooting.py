@@ -89,6 +89,7 @@ def test_security_codes_are_covered(collected: dict[str, object]) -> None:
         "E_PROCESS_UNDECLARED",
         "E_MCP_SERVER_UNDECLARED",
         "E_URL_HAS_CREDENTIALS",
+        "E_SECRET_NOT_BOUND",
         "E_FUNCTION_NOT_ALLOWED",
         "E_NUMBER_OUT_OF_RANGE",
         "too_many_requests",

@@ -215,6 +215,38 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: What the journey's build says it is (a release passes the tag's version).
+RELEASE_VERSION = "0.0.0.dev0+journey"
+BASE_IMAGE = "docker.io/library/python:3.12-slim"
+#: A ratchet, never raised: 175 MB before issue 58, then 118, then 96 (git without Perl nor
+#: its second binary; psycopg's C implementation on Debian's libpq instead of the wheel's
+#: bundled libraries; no C sources, test suites or stubs in site-packages): docs/deployment.md.
+MAX_BYTES_OVER_BASE = 100e6
+
+
+def revision() -> str:
+    """The checkout's commit, as the release workflow passes it (``GITHUB_SHA``)."""
+    found = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() if found.returncode == 0 else "journey-without-git"
+
+
+def release_args(commit: str) -> list[str]:
+    return ["--build-arg", f"VERSION={RELEASE_VERSION}", "--build-arg", f"REVISION={commit}"]
+
+
+def image_size(engine: Engine, image: str) -> int:
+    """Bytes of ``image`` as the engine reports them (layers uncompressed)."""
+    found = subprocess.run(
+        [engine.name, "image", "inspect", "--format", "{{.Size}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(found.stdout.strip())
+
+
 @pytest.mark.timeout(1200)
 def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) -> None:
     engine, reason = find_engine()
@@ -261,24 +293,46 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         return http.get("/readyz").status_code == 200
 
     try:
-        # 1. Build: the unchanged Dockerfile; podman keeps HEALTHCHECK only in docker format.
+        # 1. Build as the release workflow does (version and revision given; podman keeps
+        # HEALTHCHECK only in docker format); the image reports that revision, and stays
+        # within 100 MB of its base.
         started = time.monotonic()
-        build = [engine.name, "build", "-t", image, "."]
+        commit_built = revision()
+        build = [engine.name, "build", "-t", image, *release_args(commit_built), "."]
         if engine.name == "podman":
             build[2:2] = ["--format", "docker"]
         stack.run(*build, timeout=1100)
         stack.timings["build"] = time.monotonic() - started
-        user = stack.run(
+        reported = json.loads(stack.run(engine.name, "run", "--rm", image, "version", "-o", "json"))
+        assert (reported["version"], reported["revision"]) == (RELEASE_VERSION, commit_built)
+        over = image_size(engine, image) - image_size(engine, BASE_IMAGE)
+        stack.timings["mb_over_base"] = over / 1e6
+        assert over <= MAX_BYTES_OVER_BASE, f"the image is {over / 1e6:.0f} MB over its base"
+        # One container: its user; psycopg on its C implementation over the system's libpq
+        # (it would fall back to the slower pure-Python one silently) with the pipeline mode
+        # Kneo uses; git reaching an HTTPS remote (its helper is there: the error is the
+        # network's); and no compiler shipped.
+        probe = (
+            "id -u; python -c 'import psycopg as p; print(p.pq.__impl__, "
+            "p.Pipeline.is_supported())'; git ls-remote https://127.0.0.1:9/r.git 2>&1; "
+            "command -v gcc cc make || true"
+        )
+        lines = stack.run(
             engine.name,
             "run",
             "--rm",
+            "--network",
+            "none",
             "--entrypoint",
             "sh",
             image,
             "-c",
-            "id -u; command -v gcc cc make || true",
-        ).split()
-        assert user == ["10001"], f"runs as {user[0]}, or a compiler shipped: {user[1:]}"
+            probe,
+        ).splitlines()
+        assert lines[0] == "10001", f"runs as {lines[0]}"
+        assert lines[1] == "c True", f"psycopg's implementation, pipeline: {lines[1]}"
+        assert "Failed to connect to 127.0.0.1" in lines[2], lines[2:]
+        assert lines[3:] == [], f"a compiler shipped: {lines[3:]}"
 
         # 2-4. Up; readiness is polled (healthchecks are not scheduled by every engine).
         started = time.monotonic()
@@ -325,9 +379,9 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         stack.timings["restart_to_ready"] = time.monotonic() - started
         listed = http.get("/v1/runs", headers=auth["op"], params={"limit": 20}).json()
         assert run["run_id"] in [r["run_id"] for r in listed["runs"]]
-        resumed = http.post(
+        resumed = http.post(  # the API replica hands the run to a worker: wait for its end
             f"/v1/human-tasks/{run['continuation_id']}/resume",
-            headers=auth["rev"],
+            headers={**auth["rev"], "Prefer": "wait=25"},
             json={
                 "request_id": run["metadata"]["pending_human_request"]["request_id"],
                 "decision": "approved",

@@ -92,7 +92,7 @@ def test_example_as_shipped_names_every_placeholder() -> None:
             "env_invalid_value",
             "KNEO_SERV_AUTH_ENABLED",
         ),
-        ((":viewer\n", ":auditor\n"), "env_invalid_value", "KNEO_SERV_API_KEYS"),
+        ((":viewer'\n", ":auditor'\n"), "env_invalid_value", "KNEO_SERV_API_KEYS"),
         (
             ("KNEO_SERV_AUTH_ENABLED=true", "KNEO_SERV_OTEL_RECORD_ARGUMENTS=true"),
             "env_records_payloads",

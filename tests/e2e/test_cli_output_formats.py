@@ -69,6 +69,10 @@ CASES = [
     Case("spec compile {spec}", reads_only=True),
     Case("spec policy-report {spec}", reads_only=True),
     Case("spec migrate {spec}", reads_only=True),
+    Case("spec explain {spec}", reads_only=True),
+    Case("spec skills {spec}", reads_only=True),
+    Case("version", reads_only=True),
+    Case("policy preview dev {policy_file}", reads_only=True),
     Case("spec bundle sign {spec} -o {bundle_file} --approved-by ci --env dev"),
     Case("spec bundle verify {bundle_file}", reads_only=True),
     Case("keys generate release --output-dir {keyring}"),
@@ -126,6 +130,7 @@ CASES = [
     Case("eval run {eval_spec} --suite {eval_suite} --env dev --workers 1 --results {eval_result}"),
     Case("spec bundle sign {eval_spec} -o {eval_bundle} --approved-by ci --env dev"),
     Case("eval sign --bundle {eval_bundle} --evals {eval_result} --recorded-by ci"),
+    Case("policy sign prod --repo {policy_repo} --approved-by ci"),
     Case("maintenance prune --dry-run", reads_only=True),
     Case("maintenance backup {backup}"),
     Case("maintenance restore {backup} --to {restored}"),
@@ -180,12 +185,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(root)
+    policy_file = tmp_path / "proposed-policy.json"
+    policy_file.write_text('{"require_guardrails": true}')
     values = {
         "spec": str(SMOKE),
         "eval_spec": str(REPO / "examples" / "research_agent.yaml"),
         "eval_suite": str(REPO / "examples" / "evals" / "research_agent.eval.yaml"),
         "eval_result": str(tmp_path / "research.result.json"),
         "eval_bundle": str(tmp_path / "bundles" / "research" / "dev.json"),
+        "policy_repo": str(repo.work),
+        "policy_file": str(policy_file),
         "env_file": str(tmp_path / "prod.env"),
         "bundle_file": str(tmp_path / "smoke.bundle.json"),
         "keyring": str(tmp_path / "keyring"),

@@ -1,16 +1,19 @@
-"""docs/quickstart.md works as printed: local runs, the service with an operator and a
-reviewer key, profiles, and a resume through the service.
+"""docs/quickstart.md works as printed: ``kneo init``, local runs, the service with an
+operator and a reviewer key, profiles, and a resume through the service.
 
-The page's ``bash`` blocks run in order in a fresh project copy. The block that starts the
-service runs in the background ("in one terminal"); the blocks before it run in one shell,
-the blocks after it in another ("in another terminal"). The install block is the reader's
-own set-up and is not repeated (this environment is installed already); ``kneo --help`` from
-it runs.
+A reader has only the installed package: ``kneo init demo`` makes the project the page then
+works in. The page's steps before the service (install without its ``pip`` line, init,
+validate, run, pause, resume: :func:`local_steps`) run from the built wheel in a fresh virtual
+environment, in ``tests/release/test_wheel_journey.py``, the one place they run. Here the
+service part runs in the project the page's ``kneo init demo`` makes: the block that starts
+the service in the background ("in one terminal, in ``demo/``"), the blocks after it in
+another shell ("in another terminal, also in ``demo/``").
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from tests.e2e.doc_walk import (
@@ -18,7 +21,6 @@ from tests.e2e.doc_walk import (
     blocks,
     blocks_of,
     free_port,
-    project_copy,
     reader_env,
     run_script,
     serving,
@@ -37,9 +39,27 @@ def _page() -> tuple[str, str, str, str]:
     server = next(i for i, body in enumerate(shell) if "kneo service serve" in body)
     install = [line for line in shell[0].splitlines() if line.startswith("python -m pip")]
     assert install, "the first block installs"
+    assert "kneo init demo && cd demo" in shell[0].splitlines(), "the first block makes demo/"
     before = [shell[0].replace(install[0] + "\n", ""), *shell[1:server]]
     forbidden = next(t for t in texts if t.startswith("error[forbidden]"))
     return "\n".join(before), shell[server], "\n".join(shell[server + 1 :]), forbidden.strip()
+
+
+def local_steps() -> str:
+    """The page's steps before the service, as one script: install (without the ``pip`` line),
+    ``kneo init demo && cd demo``, validate, run, pause and resume."""
+    return _page()[0]
+
+
+def check_local_steps(reader: Path, done: subprocess.CompletedProcess[str]) -> Path:
+    """What :func:`local_steps` left in ``reader`` (where they ran) is right; the project."""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Usage: kneo" in done.stdout
+    project = reader / "demo"
+    assert _json(project / "assistant.json")["status"] == "succeeded"
+    assert _json(project / "approval.json")["status"] == "paused"
+    assert "PUBLISHED: " in done.stdout  # approved: the project's function published
+    return project
 
 
 def _json(path: Path) -> dict[str, object]:
@@ -48,16 +68,12 @@ def _json(path: Path) -> dict[str, object]:
     return loaded
 
 
-def test_quickstart_as_printed(tmp_path: Path) -> None:
-    project = project_copy(tmp_path / "project")
+def test_quickstart_service_part_as_printed(tmp_path: Path) -> None:
     env = reader_env(tmp_path)
-    before, server, after, printed_403 = _page()
-
-    local = run_script(before, project, env)
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    assert _json(project / "research.json")["status"] == "succeeded"
-    assert _json(project / "approval.json")["status"] == "paused"
-    assert "Usage: kneo" in local.stdout
+    _, server, after, printed_403 = _page()
+    made = run_script("kneo init demo", tmp_path, env)  # the page's first step
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "demo"
 
     port = free_port()
     with serving(with_port(server, port), project, env, port) as log:
@@ -76,7 +92,7 @@ def test_quickstart_as_printed(tmp_path: Path) -> None:
         # what the page prints for the operator's resume is what the CLI prints
         refused = run_script(
             with_port(
-                "kneo run examples/smoke_human_workflow.yaml --input x --json "
+                "kneo run specs/approval.yaml --input x --json "
                 "--service-url http://127.0.0.1:8000 > again.json\n"
                 'CONT=$(python -c \'import json; print(json.load(open("again.json"))'
                 '["continuation_id"])\')\n'
@@ -112,8 +128,10 @@ def test_readme_service_section_as_printed(tmp_path: Path) -> None:
     section = (ROOT / "README.md").read_text().split("## Through the service", 1)[1]
     section = section.split("\n## ", 1)[0]
     server, client = [b for lang, b in blocks_of(section) if lang == "bash"]
-    project = project_copy(tmp_path / "project")
     env = reader_env(tmp_path)
+    made = run_script("kneo init demo", tmp_path, env)  # as the README's quickstart does
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "demo"
     port = free_port()
     with serving(with_port(server, port), project, env, port):
         walked = run_script(with_port(client, port), project, env)

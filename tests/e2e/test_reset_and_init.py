@@ -8,6 +8,9 @@ import re
 import subprocess
 from pathlib import Path
 
+import jsonschema
+import yaml
+
 from tests.e2e.doc_walk import ROOT, project_copy, reader_env
 
 
@@ -74,6 +77,10 @@ def test_config_init_writes_the_documented_config(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     written = (tmp_path / ".kneo" / "config.yaml").read_text()
     assert written == printed.group(1)
+    # the schema the modeline names is beside it, and the config validates against it
+    modeline = written.splitlines()[0].split("$schema=", 1)[1]
+    schema = json.loads((tmp_path / ".kneo" / modeline).read_text())
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(written))
     again = kneo(tmp_path, "config", "init", "--name", "other")
     assert again.returncode == 1 and again.stderr.startswith("error[config_exists]")
     assert "--force" in again.stderr

@@ -76,12 +76,11 @@ def test_a_suite_file_is_bounded_like_every_untrusted_document(tmp_path: Path) -
     assert deep_error.value.code == "E_DOCUMENT_TOO_DEEP"
 
 
-def test_the_schema_ships_in_the_package_and_in_schemas() -> None:
+def test_the_schema_ships_in_the_package() -> None:
     text = render_schema()
-    for folder in (ROOT / "kneo" / "schemas", ROOT / "schemas"):
-        assert (folder / SCHEMA_FILE).read_text() == text, (
-            f"{folder / SCHEMA_FILE} is stale: run 'python -m kneo.evals.suite schemas'"
-        )
+    assert (ROOT / "kneo" / "schemas" / SCHEMA_FILE).read_text() == text, (
+        f"kneo/schemas/{SCHEMA_FILE} is stale: run 'python -m kneo.evals.suite'"
+    )
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
     example = yaml.safe_load((ROOT / SUITE).read_text())
@@ -135,7 +134,7 @@ def test_expectations_each_fail_in_words() -> None:
         "no approval pause (reached: none)",
         "output does not contain 'refund'",
         "output contains 'TODO'",
-        "output is not JSON (Expecting value)",
+        "output is not JSON (Expecting value (column 1))",
         'tool lookup not called with {"id": "A1"}; called with {"id": "B2"}',
         "tool email called 1 time(s), expected none",
         "total tokens 13 over the limit 10",

@@ -2,15 +2,21 @@
 from tests/identity/oidc_provider's committed lock file and started on loopback.
 
 The provider signs with RSA keys the tests make (so a test can restart it with a rotated key)
-and knows three people: alice and bob in ``release-managers``, carol in no group. Access
-tokens for the API's audience are JWTs (resource indicators), with the person's ``email``
-and ``groups``; the ``ci-bot`` client (client credentials) is in ``release-managers`` too.
+and knows alice and bob in ``release-managers``, carol in ``interns``, and two people who
+typed alice's address into their profile: mallory (``email_verified: false``) and eve (no
+``email_verified`` claim), both ``contractors``. Access tokens for the API's audience are
+JWTs (resource indicators), with the person's ``email``, ``email_verified`` and ``groups``;
+the ``ci-bot`` client (client credentials) is in ``release-managers`` too.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
 
@@ -39,6 +46,19 @@ USERS = {
     "alice": {"email": "alice@example.com", "name": "Alice", "groups": ["release-managers"]},
     "bob": {"email": "bob@example.com", "name": "Bob", "groups": ["release-managers"]},
     "carol": {"email": "carol@example.com", "name": "Carol", "groups": ["interns"]},
+    # alice's address, typed in by someone else: the provider never checked it
+    "mallory": {
+        "email": "alice@example.com",
+        "email_verified": False,
+        "name": "Mallory",
+        "groups": ["contractors"],
+    },
+    "eve": {
+        "email": "alice@example.com",
+        "email_verified": None,  # the claim is left out
+        "name": "Eve",
+        "groups": ["contractors"],
+    },
 }
 
 
@@ -239,6 +259,76 @@ class Live:
         self.sock.close()
         self.store.close()
         self.idp.stop()
+
+
+def through_provider(
+    client: httpx2.Client, response: httpx2.Response, login: str, until: str
+) -> str:
+    """Walk the provider's own login and consent pages over plain HTTP as ``login`` (any
+    password: the provider's development interactions), following redirects by hand until
+    one leads to a URL starting with ``until``, which is returned (not fetched)."""
+    for _ in range(12):
+        if response.is_redirect:
+            target = urljoin(str(response.url), response.headers["location"])
+            if target.startswith(until):
+                return target
+            response = client.get(target)
+            continue
+        form = re.search(r'<form[^>]*action="([^"]+)"', response.text)
+        assert response.status_code == 200 and form is not None, response.text[:2000]
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', response.text))
+        if 'name="login"' in response.text:
+            fields.update(login=login, password="any-password")
+        response = client.post(urljoin(str(response.url), form.group(1)), data=fields)
+    raise AssertionError(f"the provider never sent {login} on to {until}")
+
+
+def person_token(provider: OpenIdProvider, login: str, redirect_uri: str) -> str:
+    """An access token (JWT) for the API's audience that ``login`` gets by signing in at the
+    provider (authorization code with PKCE, as the console's client)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = hashlib.sha256(verifier.encode()).digest()
+    with httpx2.Client(timeout=10, follow_redirects=False) as client:
+        start = client.get(
+            f"{provider.issuer}/auth",
+            params={
+                "client_id": CONSOLE_CLIENT,
+                "response_type": "code",
+                "redirect_uri": redirect_uri,
+                "scope": "openid email profile groups",
+                "state": secrets.token_urlsafe(16),
+                "code_challenge": base64.urlsafe_b64encode(challenge).rstrip(b"=").decode(),
+                "code_challenge_method": "S256",
+                "resource": AUDIENCE,
+            },
+        )
+        back = through_provider(client, start, login, redirect_uri)
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    answer = httpx2.post(
+        f"{provider.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "resource": AUDIENCE,
+        },
+        auth=(CONSOLE_CLIENT, CONSOLE_SECRET),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def console_over_http(live: Live, login: str) -> httpx2.Client:
+    """A client holding a console session ``login`` opened through Kneo's OpenID sign-in
+    (``/ui/oidc/login`` -> the provider's pages -> ``/ui/oidc/callback``), no browser."""
+    client = httpx2.Client(base_url=live.url, timeout=10, follow_redirects=False)
+    callback = live.url + "/ui/oidc/callback"
+    back = through_provider(client, client.get("/ui/oidc/login"), login, callback)
+    signed_in = client.get(back)
+    assert signed_in.status_code == 200, signed_in.text[:2000]
+    return client
 
 
 def sign_in_at_provider(browser: Any, live: Live, login: str, start: str = "/ui/inbox") -> Any:

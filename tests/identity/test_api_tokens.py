@@ -266,11 +266,20 @@ def test_the_role_map_names_users_groups_and_everyone() -> None:
         "group:release-managers=reviewer; user:dana@example.com=admin; *=viewer", ROLE_SCOPES
     )
     alice = person_of(
-        {"sub": "a1", "email": "alice@example.com", "groups": ["release-managers"]}, settings, rules
+        {
+            "sub": "a1",
+            "email": "alice@example.com",
+            "email_verified": True,
+            "groups": ["release-managers"],
+        },
+        settings,
+        rules,
     )
     assert alice.name == "alice@example.com" and alice.roles == ("reviewer", "viewer")
     assert alice.via == ("group:release-managers", "*")
-    dana = person_of({"sub": "d1", "email": "dana@example.com"}, settings, rules)
+    dana = person_of(
+        {"sub": "d1", "email": "dana@example.com", "email_verified": True}, settings, rules
+    )
     assert dana.roles == ("admin", "viewer") and dana.groups == frozenset()
     nobody = person_of({"sub": "n1"}, settings, [])
     assert nobody.name == "n1" and nobody.roles == ()

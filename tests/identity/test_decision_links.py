@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from kneo.platform import create_platform
 from kneo.platform.decision_links import DecisionLinks
 from kneo.platform.notifications import start_dispatcher, with_decision_link
+from kneo.platform.recipients import People, Person
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.store import NotificationEvent
@@ -138,8 +139,22 @@ def test_only_a_request_for_one_person_or_key_gets_a_link() -> None:
             created_at=datetime.now(UTC),
         )
 
-    assert "decision_link" not in with_decision_link(base, event("group:release-managers"), links)
-    assert "decision_link" not in with_decision_link(base, event(None), links)
-    assert "decision_link" not in with_decision_link(base, event("alice"), None)  # links off
-    link = with_decision_link(base, event("user:alice@example.com"), links)["decision_link"]
-    assert links.read(link.rsplit("/", 1)[1]).recipient == "alice@example.com"
+    def entry(assignee: str | None) -> dict[str, Any]:
+        return {"request_id": "req_1", "assignee": assignee}  # as the task stores it
+
+    people = People([Person("bob@example.com", groups=frozenset({"release-managers"}))])
+    group = with_decision_link(
+        base, event("group:[REDACTED]"), links, entry("group:release-managers"), people
+    )
+    assert "decision_link" not in group
+    assert links.read(group["decision_links"]["bob@example.com"].rsplit("/", 1)[1]).recipient == (
+        "bob@example.com"
+    )  # each member, a link of their own
+    assert "decision_link" not in with_decision_link(base, event(None), links, entry(None))
+    off = with_decision_link(base, event("alice"), None, entry("alice"))  # links off
+    assert "decision_link" not in off
+    # the event's assignee is redacted; the task's is what the link is for
+    redacted = event("user:[REDACTED_EMAIL]")
+    link = with_decision_link(base, redacted, links, entry("user:alice@example.com"))
+    assert links.read(link["decision_link"].rsplit("/", 1)[1]).recipient == "alice@example.com"
+    assert "decision_link" not in with_decision_link(base, redacted, links, None)  # task gone

@@ -19,13 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests" / "controller") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "controller"))
 
-from gitops_fixtures import Keys, Repo, make_controller  # noqa: E402
+from gitops_fixtures import promotion_waiting  # noqa: E402
 
-from kneo.clock import ManualClock  # noqa: E402
-from kneo.controller.promotion import count_approvals, task_id  # noqa: E402
+from kneo.controller.promotion import count_approvals  # noqa: E402
 from kneo.people import Identity, entry_for  # noqa: E402
-from kneo.settings import Settings  # noqa: E402
-from kneo.store import open_store  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -37,18 +34,7 @@ PROD = (
 
 def group_promotion(root: Path) -> tuple[Any, Any, str]:
     """mailer r1 active in staging; prod's promotion waits for two release managers."""
-    store = open_store(None, settings=Settings.from_env({}), state_dir=root / "state")
-    repo, keys = Repo(root / "git"), Keys(root / "keys")
-    repo.write("environments/staging.yaml", "version: v1\n")
-    repo.write("environments/prod.yaml", PROD)
-    for env in ("staging", "prod"):
-        agent = {"version": "v1", "agent": {"name": "mailer", "system_prompt": "Be brief."}}
-        repo.write(f"bundles/mailer/{env}.json", keys.bundle("mailer", env, agent))
-    repo.commit("mailer r1")
-    controller = make_controller(store, repo, keys, ManualClock(), root)
-    assert controller.reconcile_once().ok
-    digest = store.get_active("mailer", "staging").digest
-    return store, controller, task_id("mailer", "prod", digest)
+    return promotion_waiting(root, PROD)
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +130,28 @@ def test_the_same_person_counts_once_and_names_match_by_kind() -> None:
     """M-of-N counts people: a second approval by the same person is refused, and
     ``user:``/``group:`` entries match only what they name."""
     approvers = ["user:dana@example.com", "group:release-managers", "deploy-key"]
-    assert entry_for("dana@example.com", (), approvers) == "user:dana@example.com"
-    assert (
-        entry_for("erin@example.com", ["release-managers"], approvers) == "group:release-managers"
-    )
-    assert entry_for("deploy-key", (), approvers) == "deploy-key"
-    assert entry_for("erin@example.com", ["interns"], approvers) is None
-    assert entry_for("release-managers", (), approvers) is None  # a name is not a group
-    person = Identity("erin@example.com", "oidc_token", "e1", "erin@example.com", frozenset())
-    assert person.audit("group:x") == {
+
+    def person(user: str, groups: tuple[str, ...] = ()) -> Identity:
+        return Identity(
+            user, "oidc_token", "s1", user, frozenset(groups), user=user, user_claim="email"
+        )
+
+    assert entry_for(person("dana@example.com"), approvers) == "user:dana@example.com"
+    erin = person("erin@example.com", ("release-managers",))
+    assert entry_for(erin, approvers) == "group:release-managers"
+    assert entry_for(Identity("deploy-key"), approvers) == "deploy-key"
+    assert entry_for(person("erin@example.com", ("interns",)), approvers) is None
+    assert entry_for(Identity("release-managers"), approvers) is None  # a name is not a group
+    erin = Identity(
+        "erin@example.com", "oidc_token", "e1", "erin@example.com", user="erin@example.com",
+        user_claim="email", groups_claim="groups",
+    )  # fmt: skip
+    assert erin.audit("group:x") == {
         "name": "erin@example.com",
         "method": "oidc_token",
         "subject": "e1",
         "email": "erin@example.com",
+        "user_claim": "email",
         "matched": "group:x",
+        "matched_claim": "groups",
     }

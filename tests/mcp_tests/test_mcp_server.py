@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from kneo.platform import create_platform
 from kneo.service.app import create_app
@@ -31,6 +27,7 @@ from kneo.service.mcp import TOOLS
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from tests.mcp_tests.conftest import REPO
+from tests.service.svc_helpers import serving_app
 
 KEYS = {"operator": "op-key-4711", "reviewer": "rev-key-4712", "viewer": "view-key-4713"}
 AUTH = {
@@ -46,28 +43,20 @@ class Served:
         self.manager = manager
 
 
+def serve_mcp(tmp_path: Path, env: dict[str, str], *, worker: bool) -> Iterator[Served]:
+    """The service app with ``/mcp`` on a real socket (uvicorn in a thread, port 0), with
+    or without its worker (decisions continue on it)."""
+    settings = Settings.from_env(env)
+    manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+    app = create_app(False, settings=settings, manager=manager, start_worker=worker, mcp=True)
+    with serving_app(app) as base:
+        yield Served(base + "/mcp", manager)
+    manager.store.close()
+
+
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[Served]:
-    """The service app with ``/mcp`` on a real socket (uvicorn in a thread, port 0)."""
-    settings = Settings.from_env(AUTH)
-    manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
-    app = create_app(False, settings=settings, manager=manager, start_worker=False, mcp=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp", manager)
-    server.should_exit = True
-    thread.join(10)
-    manager.store.close()
+    yield from serve_mcp(tmp_path, AUTH, worker=False)
 
 
 @asynccontextmanager

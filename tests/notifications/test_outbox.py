@@ -209,7 +209,9 @@ def test_bad_receiver_config_is_a_config_error_naming_the_field() -> None:
 
 
 def test_the_committed_json_schema_accepts_what_the_model_accepts() -> None:
-    schema = json.loads((REPO / "schemas" / "notification_receivers.schema.json").read_text())
+    schema = json.loads(
+        (REPO / "kneo" / "schemas" / "notification_receivers.schema.json").read_text()
+    )
     validator = Draft202012Validator(schema)
     good = [
         {"name": "ops", "url": "https://h/x", "secret_env": "S", "events": ["human.*"]},

@@ -55,9 +55,15 @@ HUMAN_SPEC = {
 
 
 def make_project(root: Path) -> Path:
-    """A project dir: step module, specs (three.yaml, five.yaml, human.yaml), ``.kneo/``."""
+    """A project dir: step module, specs (three.yaml, five.yaml, human.yaml), ``.kneo/`` with a
+    config declaring the step functions."""
     root.mkdir(parents=True)
     (root / ".kneo").mkdir()
+    # the step functions an inline spec sent to the API may call
+    declared = [f"opsteps:s{n}" for n in range(1, 6)]
+    (root / ".kneo" / "config.yaml").write_text(
+        json.dumps({"version": "v1", "functions": {"declared": declared}})
+    )
     shutil.copy(FIXTURES / "opsteps.py", root / "opsteps.py")
     shutil.copy(FIXTURES / "racer.py", root / "racer.py")
     (root / "three.yaml").write_text(json.dumps(_sequential("three", ["s1", "s2", "s3"])))

@@ -175,6 +175,10 @@ NO_DATABASE = {
     ("GET", "/livez"): 200,
     ("GET", "/healthz"): 200,
     ("GET", "/readyz"): 503,  # not_ready: its checks name the stores
+    ("GET", "/v1/livez"): 200,
+    ("GET", "/v1/healthz"): 200,
+    ("GET", "/v1/readyz"): 503,
+    ("GET", "/v1/skills"): 200,  # the project config's skills: read from the file, not the store
 }  # the webhook too needs the database now: it queues the request there for the leader
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/runs"): {"input": "x", "spec_path": SMOKE},
@@ -182,6 +186,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/specs/validate"): {"spec_path": SMOKE},
     ("POST", "/v1/specs/compile"): {"spec_path": SMOKE},
     ("POST", "/v1/specs/explain"): {"spec_path": SMOKE},
+    ("POST", "/v1/specs/graph"): {"spec_path": SMOKE},
+    ("POST", "/v1/policies/environment/{environment}/preview"): {},
     ("POST", "/v1/specs/policy-report"): {"spec_path": SMOKE},
     ("POST", "/v1/human-tasks/{continuation_id}/resume"): {
         "request_id": "req_x",
@@ -196,7 +202,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): {"to": 1},
     ("POST", "/v1/registry/blocked-digests"): {"digest": "sha256:" + "1" * 64, "reason": "x"},
 }
+#: query parameters a route requires (without them it is a 422 before the database)
+QUERIES = {("GET", "/v1/registry/bundles/{bundle}/{environment}/diff"): "?from=1&to=2"}
 PARAMS = {
+    "session_id": "sess_x",
     "run_id": "run_x",
     "continuation_id": "cont_x",
     "environment": "dev",
@@ -256,7 +265,7 @@ def test_row3_every_route_family_answers_503_with_retry_after(
         proxy.refuse()
         try:
             for method, path in routes:
-                url = path.format(**PARAMS)
+                url = path.format(**PARAMS) + QUERIES.get((method, path), "")
                 headers = dict(auth)
                 body = BODIES.get((method, path))
                 content = json.dumps(body).encode() if body is not None else b""

@@ -48,6 +48,7 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
             done = httpx2.post(
                 f"{server.url}/v1/human-tasks/{body['continuation_id']}/resume",
                 json={"request_id": request_id, "decision": "approved"},
+                headers={"Prefer": "wait=30"},  # continued on its worker: wait for the end
                 timeout=60,
             )
             assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text

@@ -50,6 +50,10 @@ def manager(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PlatformManager]:
     (tmp_path / ".kneo").mkdir()
+    # the environments these tests name (a project that declares none has exactly dev)
+    (tmp_path / ".kneo" / "config.yaml").write_text(
+        "version: v1\nenvironments: {dev: {}, staging: {}, prod: {}}\n"
+    )
     monkeypatch.chdir(tmp_path)
     settings = Settings.from_env({})
     store = None

@@ -489,7 +489,9 @@ def test_inspection_views(manager: PlatformManager, project: Path) -> None:
     ]
     assert replay["timeline"][1]["pending_human_request_id"] == paused.request_id
     diff = manager.checkpoint_diff(paused.run_id, from_sequence=1, to_sequence=3)
-    assert diff["added"]["payload.units.review.decision"] == "approved"
+    added = {c["path"]: c["value"] for c in diff["added"]}
+    assert added["payload.units.review.decision"] == "approved"
+    assert diff["change_count"] == len(diff["added"]) + len(diff["removed"]) + len(diff["changed"])
     latest = manager.checkpoint_diff(paused.run_id)
     assert (latest["from_sequence"], latest["to_sequence"]) == (4, 5)
     with pytest.raises(NotFound):
@@ -564,3 +566,27 @@ def test_separate_stores_are_refused(project: Path) -> None:
         PlatformManager(compiler=compiler, run_state_store=a, continuation_store=b)
     a.close()
     b.close()
+
+
+def test_the_keyword_resume_of_before_0_2_warns_and_still_works(
+    manager: PlatformManager, project: Path
+) -> None:
+    """docs/compatibility.md: a changed public call keeps its old form, with a warning
+    pointing at the caller's line, for at least one minor release."""
+    paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
+    with pytest.warns(DeprecationWarning, match=r"kneo\.Decision") as caught:
+        done = manager.resume(  # type: ignore[call-arg]
+            paused.continuation_id,
+            request_id=paused.request_id,
+            decision="edited",
+            content="older caller",
+        )
+    assert caught[0].filename == __file__  # the warning names the caller, not Kneo
+    assert done.status == "succeeded" and done.output_text == "older caller second"
+    again = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
+    with pytest.raises(KneoError) as mixed:  # both forms at once: refused, naming the field
+        manager.resume(again.continuation_id, Decision(again.request_id, "approved"), content="x")
+    assert mixed.value.details["field"] == "content"
+    with pytest.warns(DeprecationWarning), pytest.raises(KneoError) as missing:
+        manager.resume(again.continuation_id, decision="approved")  # type: ignore[call-arg]
+    assert missing.value.details["field"] == "request_id"

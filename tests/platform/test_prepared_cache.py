@@ -37,6 +37,10 @@ def six(text):
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "cachesteps.py").write_text(STEPS)
     (tmp_path / ".kneo").mkdir()
+    # the environments these tests name (a project that declares none has exactly dev)
+    (tmp_path / ".kneo" / "config.yaml").write_text(
+        "version: v1\nenvironments: {dev: {}, staging: {}, prod: {}}\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("cachesteps", None)

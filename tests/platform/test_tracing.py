@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+#: The run's and the agent step's spans (GenAI semantic conventions' names)
+RUN, AGENT = "invoke_workflow leaky", "invoke_agent vaulter"
 SECRETS = ("in-PLANTED-1111", "result-PLANTED-3333", "err-PLANTED-4444")
 
 TOOLS = """
@@ -142,13 +144,14 @@ def test_spans_parents_the_resume_link_and_no_planted_secret(tmp_path: Path) -> 
 
     started = _phase(tmp_path, "start", "use password=in-PLANTED-1111 please")
     first = _by_name(started["spans"])
-    assert set(first) == {"run leaky", "step read", "chat scripted-1", "human pause"}
-    run, step, chat, pause = (
-        first[n] for n in ("run leaky", "step read", "chat scripted-1", "human pause")
+    assert set(first) == {RUN, "step read", AGENT, "chat scripted-1", "human pause"}
+    run, step, agent, chat, pause = (
+        first[n] for n in (RUN, "step read", AGENT, "chat scripted-1", "human pause")
     )
     assert _parent(run) is None
     assert _parent(step) == run["context"]["span_id"]
-    assert _parent(chat) == step["context"]["span_id"]
+    assert _parent(agent) == step["context"]["span_id"]
+    assert _parent(chat) == agent["context"]["span_id"]
     assert _parent(pause) == step["context"]["span_id"]  # the step that asked
     assert len({s["context"]["trace_id"] for s in started["spans"]}) == 1
     assert chat["attributes"]["gen_ai.provider.name"] == "dummy"
@@ -164,15 +167,14 @@ def test_spans_parents_the_resume_link_and_no_planted_secret(tmp_path: Path) -> 
     assert resumed["status"] == "failed"  # the second step raises
     second = _by_name(resumed["spans"])
     http = second["POST /v1/human-tasks/{continuation_id}/resume"]
-    run2, step2, tool = second["run leaky"], second["step read"], second["execute_tool vault_read"]
-    failed = second["step fail"]
+    run2, step2, tool = second[RUN], second["step read"], second["execute_tool vault_read"]
+    agent2, failed = second[AGENT], second["step fail"]
     assert http["kind"] == "SpanKind.SERVER"
     assert http["attributes"]["http.route"] == "/v1/human-tasks/{continuation_id}/resume"
-    assert _parent(run2) == http["context"]["span_id"]  # the request that resumed it
-    assert run2["context"]["trace_id"] == http["context"]["trace_id"]
     assert _parent(step2) == run2["context"]["span_id"]
-    assert _parent(tool) == step2["context"]["span_id"]
-    assert _parent(second["chat scripted-1"]) == step2["context"]["span_id"]
+    assert _parent(agent2) == step2["context"]["span_id"]
+    assert _parent(tool) == agent2["context"]["span_id"]
+    assert _parent(second["chat scripted-1"]) == agent2["context"]["span_id"]
     assert _parent(failed) == run2["context"]["span_id"]
     assert failed["status"]["status_code"] == "ERROR"
     assert run2["status"]["status_code"] == "ERROR"
@@ -181,11 +183,15 @@ def test_spans_parents_the_resume_link_and_no_planted_secret(tmp_path: Path) -> 
     # recording is on: the arguments and the result are there, redacted
     assert "[REDACTED]" in tool["attributes"]["kneo.tool.arguments"]
     assert "the vault says" in tool["attributes"]["kneo.tool.result"]
-    # the cross-process link: the resumed run points at the pause of the first process
-    [link] = run2["links"]
-    assert link["context"]["span_id"] == pause["context"]["span_id"]
-    assert link["context"]["trace_id"] == pause["context"]["trace_id"]
-    assert run2["context"]["trace_id"] != pause["context"]["trace_id"]
+    # one trace across the wait: the resumed run continues the first process's trace under
+    # its pause and links to it, and to the request that resumed it
+    assert _parent(run2) == pause["context"]["span_id"]
+    assert run2["context"]["trace_id"] == pause["context"]["trace_id"] == run["context"]["trace_id"]
+    to_pause, to_request = run2["links"]
+    assert to_pause["context"]["span_id"] == pause["context"]["span_id"]
+    assert to_pause["attributes"] == {"kneo.link": "resumed_from"}
+    assert to_request["context"]["span_id"] == http["context"]["span_id"]
+    assert to_request["attributes"] == {"kneo.link": "resumed_by"}
 
     everything = json.dumps([started["spans"], resumed["spans"]])
     for secret in SECRETS:
@@ -288,8 +294,8 @@ def test_kneo_run_and_a_local_resume_are_traced(tmp_path: Path) -> None:
     paused, spans = _kneo(tmp_path, "run", "leaky.yaml", "-i", "hello")
     assert paused["status"] == "paused"
     first = _by_name(spans)
-    assert set(first) == {"run leaky", "step read", "chat scripted-1", "human pause"}
-    assert _parent(first["chat scripted-1"]) == first["step read"]["context"]["span_id"]
+    assert set(first) == {RUN, "step read", AGENT, "chat scripted-1", "human pause"}
+    assert _parent(first["chat scripted-1"]) == first[AGENT]["context"]["span_id"]
     assert first["chat scripted-1"]["attributes"]["gen_ai.usage.input_tokens"] > 0
 
     done, spans = _kneo(
@@ -303,7 +309,8 @@ def test_kneo_run_and_a_local_resume_are_traced(tmp_path: Path) -> None:
     )
     assert done["status"] == "failed"  # the second step raises
     second = _by_name(spans)
-    assert {"run leaky", "step read", "execute_tool vault_read", "step fail"} <= set(second)
-    assert _parent(second["run leaky"]) is None  # no HTTP request around it here
-    [link] = second["run leaky"]["links"]
+    assert {RUN, "step read", "execute_tool vault_read", "step fail"} <= set(second)
+    # no HTTP request around it here: the pause's trace goes on, linked to the pause only
+    assert _parent(second[RUN]) == first["human pause"]["context"]["span_id"]
+    [link] = second[RUN]["links"]
     assert link["context"]["span_id"] == first["human pause"]["context"]["span_id"]

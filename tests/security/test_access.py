@@ -18,7 +18,10 @@ from kneo.spec.project import ProjectConfig
 
 CONFIG = ProjectConfig.model_validate(
     {
-        "secrets": {"extra": {"search": "SEARCH_KEY"}},
+        "secrets": {
+            "extra": {"search": "SEARCH_KEY"},
+            "destinations": {"search": ["https://gateway.example.com/v1"]},
+        },
         "environments": {
             "prod": {
                 "secrets": {"prod_only": "PROD_KEY"},
@@ -168,7 +171,10 @@ def test_merging_resources_intersects_and_never_widens() -> None:
 
 
 def test_a_model_call_uses_the_declared_variable() -> None:
-    model = grant().model(ModelSpec(provider="openai", api_key_env="search"), path="m")
+    gateway = "https://gateway.example.com/v1"
+    model = grant().model(
+        ModelSpec(provider="openai", api_key_env="search", base_url=gateway), path="m"
+    )
     assert model.api_key_env == "SEARCH_KEY"
     with pytest.raises(AccessDenied) as refused:
         grant("prod", network=["gateway.example.com"]).model(ModelSpec(provider="openai"), path="m")

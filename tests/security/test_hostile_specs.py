@@ -45,13 +45,15 @@ PLANTED = {
     "KNEO_SERV_SPEC_SIGNING_KEY": "planted-signing-key-99e2",
     "LISTENER_TOKEN": LISTENER_TOKEN,
 }
-RESOURCES = ["secret", "base_url", "mcp_url", "mcp_stdio", "function"]
+RESOURCES = ["secret", "base_url", "mcp_url", "mcp_stdio", "function", "traversal"]
 REFUSED_AS = {
     "secret": "E_SECRET_UNDECLARED",
     "base_url": "E_DESTINATION_NOT_ALLOWED",
     "mcp_url": "E_DESTINATION_NOT_ALLOWED",
     "mcp_stdio": "E_PROCESS_UNDECLARED",
     "function": "E_FUNCTION_NOT_ALLOWED",
+    # the project's own module, then a path through what it imports: ``logging.os.system``
+    "traversal": "E_FUNCTION_NOT_ALLOWED",
 }
 CLI = [sys.executable, "-m", "kneo.cli.main"]
 ENVIRONMENT = "test"  # not dev: loopback is not allowed unless the project lists it
@@ -125,18 +127,23 @@ class World:
         (root / ".kneo").mkdir(parents=True)
         self.marker = {"process": root / "process-ran", "function": root / "function-ran"}
         touch = f"open({str(self.marker['process'])!r}, 'w').write('ran')"
+        # a module name of its own: every test's module writes to its own marker
+        self.module = f"hostile_steps_{secrets.token_hex(4)}"
         config = {
             "version": "v1",
-            "secrets": {"extra": {"listener_token": "LISTENER_TOKEN"}},
+            # an inline spec through the API names only functions declared here
+            "functions": {"declared": [f"{self.module}:touch"]},
+            "secrets": {
+                "extra": {"listener_token": "LISTENER_TOKEN"},
+                "destinations": {"listener_token": [f"{listener.url}/allowed"]},
+            },
             "network": {"allow": [f"{listener.url}/allowed"]},
             "mcp_servers": {"toucher": {"command": [sys.executable, "-c", touch]}},
             "environments": {ENVIRONMENT: {}, "sandbox": {}},
         }
         (root / ".kneo" / "config.yaml").write_text(json.dumps(config))
-        # a module name of its own: every test's module writes to its own marker
-        self.module = f"hostile_steps_{secrets.token_hex(4)}"
         (root / f"{self.module}.py").write_text(
-            "from pathlib import Path\n\n\n"
+            "import logging\nfrom pathlib import Path\n\n\n"
             "def touch(text: str) -> str:\n"
             f"    Path({str(self.marker['function'])!r}).write_text(text)\n"
             "    return 'touched'\n"
@@ -177,7 +184,8 @@ class World:
                 "agent": agent,
                 "mcp": {"imports": [{**imp, "tools": ["lookup"]}]},
             }
-        ref = f"{self.module}:touch" if allowed else "posix:system"
+        refused = "posix:system" if resource == "function" else f"{self.module}:logging.os.system"
+        ref = f"{self.module}:touch" if allowed else refused
         steps = [{"id": "s", "kind": "function", "ref": ref}]
         return {"version": "v1", "workflow": {"type": "sequential", "steps": steps}}
 

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from kneo.service import create_app
 from kneo.settings import Settings
 from tests.console.console_helpers import Console, console_env
-from tests.service.svc_helpers import ROOT, headers
+from tests.service.svc_helpers import ROOT, headers, project_declaring
 from tests.service.test_planted_secrets_everywhere import _columns_holding
 
 
@@ -119,7 +119,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         ),
         vault_read,
     )
-    manager = create_platform(settings=settings, store=store, tool_registry=tools)
+    project = project_declaring(settings, "tests.security.leaky_steps:leak")
+    manager = create_platform(settings=settings, project=project, store=store, tool_registry=tools)
     application = create_app(False, settings=settings, manager=manager, start_worker=False)
     yield application
     store.close()

@@ -80,22 +80,43 @@ def test_wrong_console_keys_are_throttled_too(app: Any) -> None:
     assert _failures(app, "console", "invalid") >= 5
 
 
-def test_the_window_and_the_key_prefix_bucket() -> None:
+def test_the_window_and_the_key_bucket() -> None:
+    """The key bucket is the whole key tried: one wrong key presented from many places is
+    throttled everywhere, and a key that shares its first characters is not (real keys often
+    share a prefix; a prefix bucket let anyone lock every such key out)."""
     now = [1000.0]
     throttle = SignInThrottle(3, 60, monotonic=lambda: now[0])
-    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):  # one key guessed from three places
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):  # one key tried from three places
         throttle.check(address, "sharedprefix-a", surface="api")
         throttle.failed(address, "sharedprefix-a", surface="api")
     with pytest.raises(TooManyRequests) as refused:
-        throttle.check("10.0.0.4", "sharedprefix-b", surface="api")
+        throttle.check("10.0.0.4", "sharedprefix-a", surface="api")
     assert refused.value.retry_after == 60
-    throttle.check("10.0.0.4", "otherprefix", surface="api")  # another key: free
+    throttle.check("10.0.0.4", "sharedprefix-b", surface="api")  # its neighbour: free
     now[0] += 30
     with pytest.raises(TooManyRequests) as refused:
-        throttle.check("10.0.0.4", "sharedprefix-c", surface="api")
+        throttle.check("10.0.0.5", "sharedprefix-a", surface="api")
     assert refused.value.retry_after == 30
     now[0] += 31  # the oldest failure left the window
-    throttle.check("10.0.0.4", "sharedprefix-d", surface="api")
+    throttle.check("10.0.0.4", "sharedprefix-a", surface="api")
+
+
+def test_a_proven_key_passes_its_clients_full_bucket() -> None:
+    """A key that signed in from an address passes that address's full bucket; any other key
+    from there waits (a guess too), and a request without a key is never proven."""
+    throttle = SignInThrottle(2, 60, monotonic=lambda: 1000.0)
+    throttle.succeeded("10.0.0.1", "alice-key")
+    for guess in ("guess-1", "guess-2"):
+        throttle.failed("10.0.0.1", guess, surface="api")
+    throttle.check("10.0.0.1", "alice-key", surface="api")
+    with pytest.raises(TooManyRequests):
+        throttle.check("10.0.0.1", "bob-key", surface="api")
+    with pytest.raises(TooManyRequests):
+        throttle.check("10.0.0.1", "guess-3", surface="api")
+    throttle.check("10.0.0.2", "bob-key", surface="api")  # another address: free
+    throttle.succeeded("10.0.0.1", None)  # no key: nothing remembered
+    with pytest.raises(TooManyRequests):
+        throttle.check("10.0.0.1", None, surface="api")
 
 
 def test_static_files_are_not_sniffed(app: Any) -> None:

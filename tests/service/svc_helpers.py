@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
 
 from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,13 +47,26 @@ def headers(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[role]}"}
 
 
+def project_declaring(settings: Settings, *refs: str) -> ProjectContext:
+    """The project of the working directory (as the platform would discover it) with
+    ``refs`` added to ``functions.declared``: the test modules' functions that the tests'
+    inline specs (``POST /v1/runs`` with ``spec``) call."""
+    project = ProjectContext.discover(settings=settings)
+    functions = project.config.functions.model_copy(
+        update={"declared": [*project.config.functions.declared, *refs]}
+    )
+    config = project.config.model_copy(update={"functions": functions})
+    return dataclasses.replace(project, config=config)
+
+
 def build_manager(settings: Settings, tmp_path: Path, database_url: str | None = None) -> Any:
     """The real platform manager over a fresh store (SQLite in ``tmp_path`` by default)."""
     from kneo.platform import create_platform
     from kneo.store import open_store
 
     store = open_store(database_url, settings=settings, state_dir=tmp_path / "state")
-    manager = create_platform(settings=settings, store=store)
+    project = project_declaring(settings, "failing_steps:boom")
+    manager = create_platform(settings=settings, project=project, store=store)
     manager.close = store.close
     return manager
 
@@ -121,6 +139,30 @@ class LiveServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """``app`` on a real socket (uvicorn in a thread, port 0) with its lifespan; yields the
+    base URL, and stops the server when the block ends."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
 
 
 class _Records(logging.Handler):

@@ -114,9 +114,10 @@ def test_cursor_and_offset_do_not_combine(make_client: Any, route: str) -> None:
 @pytest.mark.parametrize("cap", [2, 1000])
 def test_total_is_always_a_number_counted_up_to_the_cap(make_client: Any, cap: int) -> None:
     """``total`` is a number on every listing, counted exactly up to
-    ``KNEO_SERV_MAX_LIST_COUNT`` and marked ``total_capped`` beyond it: the count stops after
-    ``cap + 1`` rows (a ``LIMIT`` inside it), so a listing costs the same however many rows
-    match. The per-assignee counts (only with ``include=counts``) stop at the cap the same
+    ``KNEO_SERV_MAX_LIST_COUNT`` rows past the page's end (``offset + limit + cap``) and
+    marked ``total_capped`` beyond it: the count stops there (a ``LIMIT`` inside it), so a
+    listing costs what its page's depth does however many rows match, and shows more rows
+    whenever there are. The per-assignee counts (only with ``include=counts``) stop at the cap the same
     way, each assignee's, and ``counts_capped`` names whose did."""
     client = make_client({"KNEO_SERV_MAX_LIST_COUNT": str(cap)})
     _paused(client, 3)
@@ -132,8 +133,10 @@ def test_total_is_always_a_number_counted_up_to_the_cap(make_client: Any, cap: i
             page = client.get(route, params={"limit": 1}).json()
             everything = len(client.get(route, params={"limit": 100}).json()[collection])
             assert everything >= 3 and page["count"] == 1
-            assert page["total"] == min(everything, cap), route
-            assert page["total_capped"] is (everything > cap), route
+            reach = 1 + cap  # limit 1 at offset 0
+            assert page["total"] == min(everything, reach), route
+            assert page["total_capped"] is (everything > reach), route
+            assert page["total"] > page["count"], route  # more rows: the total says so
         tasks = client.get("/v1/human-tasks").json()
         assert tasks["counts_by_assignee"] is None
         counted = client.get("/v1/human-tasks", params={"include": "counts"}).json()

@@ -199,7 +199,8 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, reques
     rh = {"Authorization": f"Bearer {KEYS['reviewer']}"}
 
     def resume(index: int) -> httpx2.Response:
-        headers = dict(rh)
+        # the service continues runs on its worker: each caller waits for the outcome
+        headers = {**rh, "Prefer": "wait=30"}
         if index % 5 == 0:
             headers["Idempotency-Key"] = "race-key"  # some share a key: replay or 409
         return httpx2.post(

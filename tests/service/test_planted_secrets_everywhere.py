@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
-from svc_helpers import ROOT, auth_env, headers
+from svc_helpers import ROOT, auth_env, headers, project_declaring
 
 from kneo.service import create_app
 from kneo.settings import Settings
@@ -91,7 +91,8 @@ def client(
         ),
         vault_read,
     )
-    manager = create_platform(settings=settings, store=store, tool_registry=tools)
+    project = project_declaring(settings, "failing_steps:leak")
+    manager = create_platform(settings=settings, project=project, store=store, tool_registry=tools)
     app = create_app(False, settings=settings, manager=manager, start_worker=False)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

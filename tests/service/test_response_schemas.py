@@ -96,6 +96,16 @@ def test_every_documented_answer_matches_the_service(make_client) -> None:
     )
     assert failed["status"] == "failed" and failed["metadata"]["error"]
     call("runs-continue", "POST", f"/v1/runs/{failed['run_id']}/continue", operator, json={})
+    graph = call("runs-graph", "GET", f"/v1/runs/{run['run_id']}/graph", operator)
+    assert graph["visited"] and graph["nodes"]
+    call("specs-graph", "POST", "/v1/specs/graph", operator, json={"spec_path": SMOKE})
+    preview = {"enabled": True, "require_guardrails": True}
+    url = "/v1/policies/environment/qa/preview"
+    assert call("environment-policies-preview", "POST", url, operator, json=preview)["changes"]
+    grouped = {**body, "spec": FAILING_SPEC, "spec_path": None, "session_id": "sess_1"}
+    call("runs-create", "POST", "/v1/runs", operator, json=grouped)
+    assert call("sessions-get", "GET", "/v1/sessions/sess_1", operator)["runs"]
+    assert call("skills-list", "GET", "/v1/skills", operator)["skills"]  # the checkout's own
     assert seen == set(RESPONSES)
 
 

@@ -55,6 +55,11 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         method, url, body = resume()
         return method, url.replace("/resume", "/decisions"), {"decisions": [body]}
 
+    def session() -> Request:
+        body = {"input": "s", "spec_path": SMOKE, "session_id": "matrix"}
+        client.post("/v1/runs", json=body, headers=headers("admin"))
+        return ("GET", "/v1/sessions/matrix", None)
+
     spec_body = {"spec_path": SMOKE}
     return {
         ("POST", "/v1/runs"): lambda: ("POST", "/v1/runs", {"input": "m", "spec_path": SMOKE}),
@@ -93,6 +98,9 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             None,
         ),
         ("GET", "/v1/runs/{run_id}/trace"): lambda: ("GET", f"/v1/runs/{rid}/trace", None),
+        ("GET", "/v1/runs/{run_id}/graph"): lambda: ("GET", f"/v1/runs/{rid}/graph", None),
+        ("GET", "/v1/sessions/{session_id}"): session,
+        ("GET", "/v1/version"): lambda: ("GET", "/v1/version", None),
         ("GET", "/v1/runs/{run_id}/events"): lambda: ("GET", f"/v1/runs/{rid}/events", None),
         ("GET", "/v1/human-tasks"): lambda: ("GET", "/v1/human-tasks", None),
         ("GET", "/v1/human-tasks/{continuation_id}"): lambda: (
@@ -105,6 +113,8 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         ("POST", "/v1/specs/validate"): lambda: ("POST", "/v1/specs/validate", spec_body),
         ("POST", "/v1/specs/compile"): lambda: ("POST", "/v1/specs/compile", spec_body),
         ("POST", "/v1/specs/explain"): lambda: ("POST", "/v1/specs/explain", spec_body),
+        ("GET", "/v1/skills"): lambda: ("GET", "/v1/skills", None),
+        ("POST", "/v1/specs/graph"): lambda: ("POST", "/v1/specs/graph", spec_body),
         ("POST", "/v1/specs/policy-report"): lambda: ("POST", "/v1/specs/policy-report", spec_body),
         ("GET", "/v1/audit-events"): lambda: ("GET", "/v1/audit-events", None),
         ("GET", "/v1/audit-events/{event_id}"): lambda: (
@@ -124,8 +134,14 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             "/v1/policies/environment/qa",
             {"enabled": True},
         ),
+        ("POST", "/v1/policies/environment/{environment}/preview"): lambda: (
+            "POST",
+            "/v1/policies/environment/qa/preview",
+            {"enabled": True},
+        ),
         ("GET", "/v1/controller/status"): lambda: ("GET", "/v1/controller/status", None),
         ("POST", "/v1/controller/reconcile"): lambda: ("POST", "/v1/controller/reconcile", None),
+        ("POST", "/v1/controller/plan"): lambda: ("POST", "/v1/controller/plan", None),
         ("GET", "/v1/controller/requests/{request_id}"): lambda: (
             "GET",
             "/v1/controller/requests/1",
@@ -136,6 +152,16 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
         ("GET", "/v1/registry/bundles/{bundle}/{environment}"): lambda: (
             "GET",
             "/v1/registry/bundles/demo/prod",
+            None,
+        ),
+        ("GET", "/v1/registry/bundles/{bundle}/{environment}/graph"): lambda: (
+            "GET",
+            "/v1/registry/bundles/demo/prod/graph",
+            None,
+        ),
+        ("GET", "/v1/registry/bundles/{bundle}/{environment}/diff"): lambda: (
+            "GET",
+            "/v1/registry/bundles/demo/prod/diff?from=1&to=1",
             None,
         ),
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): lambda: (
@@ -194,6 +220,7 @@ NOT_2XX_WHEN_ALLOWED = {
     # revision 1 is the active one: already_active (the route itself is reached)
     ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): 409,
     ("POST", "/v1/controller/reconcile"): 404,  # no controller configured here
+    ("POST", "/v1/controller/plan"): 404,  # no controller configured here
     ("GET", "/v1/controller/requests/{request_id}"): 404,  # no such request
 }
 
@@ -202,7 +229,7 @@ def test_route_by_role_matrix(make_client) -> None:
     client = make_client(auth_env())
     client.put("/v1/policies/environment/qa", headers=headers("admin"), json={})
     client.app.state.manager.store.add_revision(
-        "demo", "prod", digest="sha256:" + "0" * 64, status="active"
+        "demo", "prod", digest="sha256:" + "0" * 64, status="active", spec=FAILING_SPEC
     )
     builders = _requests(client)
     protected = [

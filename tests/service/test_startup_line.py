@@ -16,16 +16,17 @@ def _store(url: str) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize(
-    ("env", "worker", "ctl", "expected"),
+    ("env", "worker", "ctl", "continuations", "expected"),
     [
         (
             {},
             True,
             None,
+            "queue",
             "kneo service on http://127.0.0.1:8000: database "
             "postgresql+psycopg://kneo:***@db:5432/kneo; auth off (every caller holds every "
             "scope; set KNEO_SERV_API_KEYS to require keys); console http://127.0.0.1:8000/ui; "
-            "worker on; controller off",
+            "worker on; controller off; decisions continue on workers",
         ),
         (
             {
@@ -34,17 +35,26 @@ def _store(url: str) -> SimpleNamespace:
             },
             False,
             object(),
+            "request",
             "kneo service on http://127.0.0.1:8000: database "
             "postgresql+psycopg://kneo:***@db:5432/kneo; auth API keys (operator, reviewer); "
-            "console off; worker off; controller on",
+            "console off; worker off; controller on; decisions continue in the request",
         ),
     ],
     ids=["open", "keys"],
 )
-def test_startup_line(env: dict[str, str], worker: bool, ctl: object, expected: str) -> None:
+def test_startup_line(
+    env: dict[str, str], worker: bool, ctl: object, continuations: str, expected: str
+) -> None:
     store = _store("postgresql+psycopg://kneo:planted-db-password@db:5432/kneo")
     line = startup_line(
-        Settings.from_env(env), store, host="127.0.0.1", port=8000, worker=worker, ctl=ctl
+        Settings.from_env(env),
+        store,
+        host="127.0.0.1",
+        port=8000,
+        worker=worker,
+        ctl=ctl,
+        continuations=continuations,
     )
     assert line == expected
     assert "planted" not in line

@@ -48,6 +48,8 @@ const resumed: RunOutcome = (
     client: reviewer,
     path: { continuation_id: task.continuation_id },
     body: { request_id: request.request_id, decision: "approved", content: "Ship it." },
+    // the service continues the run on its worker: wait for its end (RFC 7240)
+    headers: { Prefer: "wait=30" },
     throwOnError: true,
   })
 ).data;

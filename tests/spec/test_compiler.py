@@ -69,7 +69,9 @@ def test_research_dev_overlay_runs_offline() -> None:
 
 
 def test_compiled_research_agent(compiler: SpecCompiler) -> None:
-    loaded = load_spec(EXAMPLES / "research_agent.yaml", env="prod")
+    loaded = load_spec(
+        EXAMPLES / "research_agent.yaml", env="prod", declared=("dev", "staging", "prod")
+    )
     compiled = compiler.compile(loaded.spec, base_dir=loaded.base_dir)
     assert compiled.family == "sequential" and compiled.name == "research-pipeline"
     assert compiled.step_ids == ("retrieve", "analyze", "summarize")

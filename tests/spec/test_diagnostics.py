@@ -65,6 +65,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "E_UNKNOWN_TOOL",
+        spec_with(agent=agent(model={"provider": "dummy", "tool_choice": {"name": "nope"}})),
+        "agent.model.tool_choice.name",
+        "unknown-tool-choice",
+    ),
+    (
+        "E_UNKNOWN_TOOL",
         spec_with(
             agent=agent(model={"provider": "dummy", "script": [{"tool_calls": [{"name": "zap"}]}]})
         ),
@@ -151,6 +157,18 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         ),
         "agent.runtime_preferences.preferred_mode",
         "preferred-not-allowed",
+    ),
+    (
+        "E_UNKNOWN_SKILL",
+        spec_with(agent=agent(skills=["nope"])),
+        "agent.skills[0]",
+        "unknown-skill",
+    ),
+    (
+        "E_AGENT_CYCLE",
+        spec_with(agent=agent(tools=["me"]), components={"tools": {"me": {"agent": "a"}}}),
+        "agent",
+        "agent-tool-cycle",
     ),
     (
         "E_EMPTY_WORKFLOW",
@@ -386,6 +404,7 @@ def test_every_validator_code_has_a_case() -> None:
         "E_PROCESS_UNDECLARED",
         "E_DESTINATION_NOT_ALLOWED",
         "E_URL_HAS_CREDENTIALS",
+        "E_SECRET_NOT_BOUND",
         "E_FUNCTION_NOT_ALLOWED",
         "W_PROCESS_BUNDLE_ONLY",
     }

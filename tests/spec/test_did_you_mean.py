@@ -105,6 +105,7 @@ def test_an_unknown_environment_names_the_one_meant(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC.format(**GOOD, on_timeout="fail"))
     with pytest.raises(SpecError) as info:
-        load_spec(path, env="stagin")
+        load_spec(path, env="stagin", declared=("dev", "staging", "prod"))
     assert info.value.code == "E_UNKNOWN_ENV"
-    assert str(info.value).endswith("known: dev, staging, prod; did you mean 'staging'?")
+    assert "the project declares dev, prod, staging" in str(info.value)
+    assert str(info.value).endswith("; did you mean 'staging'?")

@@ -60,7 +60,7 @@ def test_overlay_is_merged_for_the_selected_env(tmp_path: Path) -> None:
     overlay = write_yaml(
         tmp_path / "agent.prod.yaml", {"agent": {"model": {"name": "large"}}, "version": "v1"}
     )
-    loaded = load_spec(spec, env="prod")
+    loaded = load_spec(spec, env="prod", declared=("dev", "prod"))
     assert loaded.overlays == [overlay]
     assert loaded.spec.agent is not None
     assert loaded.spec.agent.model.name == "large"
@@ -148,7 +148,7 @@ def test_schema_error_in_overlay_points_at_the_overlay(tmp_path: Path) -> None:
     spec = write_yaml(tmp_path / "s.yaml", BASE)
     overlay = write_yaml(tmp_path / "s.staging.yaml", "agent:\n  model:\n    temprature: 0.1\n")
     with pytest.raises(SpecError) as err:
-        load_spec(spec, env="staging")
+        load_spec(spec, env="staging", declared=("staging",))
     assert err.value.details["file"] == str(overlay)
     assert err.value.details["line"] == 3
     assert err.value.details["path"] == "agent.model.temprature"
@@ -159,16 +159,27 @@ def test_unknown_env(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_spec(spec, env="qa")
     assert err.value.code == "E_UNKNOWN_ENV"
+    assert err.value.details["file"] == str(spec)
+    for guessed in ("staging", "prod"):  # a project that declares none has exactly dev
+        with pytest.raises(SpecError):
+            load_spec(spec, env=guessed)
+    assert load_spec(spec, env="dev").env == "dev"
     project = ProjectConfig.model_validate({"environments": {"qa": {}}})
     assert load_spec(spec, env="qa", project=project).env == "qa"
     with pytest.raises(SpecError):
         load_spec(spec, env="prod", project=project)  # the project's list is authoritative
 
 
-def test_overlay_file_makes_an_env_known(tmp_path: Path) -> None:
+def test_an_overlay_file_declares_no_environment(tmp_path: Path) -> None:
+    """Environments are declared, never guessed: ``s.perf.yaml`` next to the spec does not
+    make ``perf`` one; declared, its overlay applies."""
     spec = write_yaml(tmp_path / "s.yaml", BASE)
     write_yaml(tmp_path / "s.perf.yaml", {"agent": {"strategy": {"max_iterations": 2}}})
-    assert load_spec(spec, env="perf").spec.agent.strategy.max_iterations == 2  # type: ignore[union-attr]
+    with pytest.raises(SpecError) as err:
+        load_spec(spec, env="perf")
+    assert err.value.code == "E_UNKNOWN_ENV"
+    loaded = load_spec(spec, env="perf", declared=("perf",))
+    assert loaded.spec.agent.strategy.max_iterations == 2  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

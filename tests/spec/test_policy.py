@@ -160,7 +160,9 @@ def test_research_agent_passes_prod_only_with_its_overlay(
 
 
 def test_policy_report_shape(tools: ToolRegistry, runtimes: RuntimeRegistry) -> None:
-    loaded = load_spec(EXAMPLES / "research_agent.yaml", env="prod")
+    loaded = load_spec(
+        EXAMPLES / "research_agent.yaml", env="prod", declared=("dev", "staging", "prod")
+    )
     report = check_spec(loaded, tool_registry=tools, runtime_registry=runtimes).report
     assert report["agent_name"] == "research-copilot"
     assert report["workflow_name"] == "research-pipeline"

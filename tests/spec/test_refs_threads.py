@@ -44,12 +44,12 @@ def test_concurrent_parses_never_raise(tmp_path: Path, busy_switching: None) -> 
     def parse() -> None:
         for _ in range(15):
             try:
-                names, _unsafe, problem = analyse(str(source), 0)
+                found = analyse(str(source), 0)
             except SystemError as exc:  # what the unguarded parse raised
                 problems.append(str(exc))
                 continue
-            if problem or "step" not in names:
-                problems.append(problem or "no 'step'")
+            if found.problem or "step" not in found.functions:
+                problems.append(found.problem or "no 'step'")
 
     def churn() -> None:  # garbage with finalizers: collections, and thread switches in them
         while not stop.is_set():

@@ -1,4 +1,4 @@
-"""Conformance: queue claims and leases, named locks, idempotency keys."""
+"""Conformance: queue claims and leases, named locks, idempotency keys, callbacks seen."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
 from kneo.store import Store, open_store
+from kneo.store import tables as t
 
 from .conftest import StoreFactory
 from .helpers import new_run, process_context
@@ -283,3 +285,45 @@ def test_one_statement_primitives_leave_pooled_connections_transactional(store: 
             raise RuntimeError("boom")
     assert store.list_runs().total == 6
     assert store.claim("w", 30) is None
+
+
+def test_a_callback_is_accepted_once_until_its_window_passes(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    """``first_callback``: the first offer of a key wins, in this store and in another on the
+    same database (another process, a restart); once its window has passed the row is gone
+    (deleted as another key comes), so the table holds one window's keys."""
+    store, other = make_store(), make_store()
+    until = clock.now() + timedelta(seconds=600)
+    assert store.first_callback("a" * 64, until) is True
+    assert store.first_callback("a" * 64, until) is False
+    assert other.first_callback("a" * 64, until) is False  # another process sees it
+    assert other.first_callback("b" * 64, until + timedelta(seconds=60)) is True
+    clock.advance(601)  # a's window has passed: the next offer deletes it, b stays
+    assert store.first_callback("c" * 64, clock.now() + timedelta(seconds=600)) is True
+    seen = t.seen_callbacks
+    with store.engine.connect() as conn:
+        kept = set(conn.execute(sa.select(seen.c.key)).scalars())
+    assert kept == {"b" * 64, "c" * 64}
+    assert store.first_callback("b" * 64, until) is False  # still within its window
+
+
+def test_threads_offering_one_callback_accept_it_once(store: Store) -> None:
+    """Eight threads offer the same key at once: exactly one is told it is the first."""
+    until = store.clock.now() + timedelta(seconds=600)
+    barrier = threading.Barrier(8)
+    answers: list[bool] = []
+    lock = threading.Lock()
+
+    def offer() -> None:
+        barrier.wait()
+        first = store.first_callback("d" * 64, until)
+        with lock:
+            answers.append(first)
+
+    threads = [threading.Thread(target=offer) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(answers) == [False] * 7 + [True]

@@ -1,7 +1,9 @@
 """Conformance: the inbox's assignee and kind filters walk label rows in the inbox's order
 and find exactly the tasks with a *pending* request of that assignee or kind (a person and
 their groups: any of them), page by page, after every change a task goes through; the
-counts per assignee stop at a cap; an existing database is labelled by migration 0019."""
+counts per assignee stop at a cap; an existing database is labelled by migration 0019. A
+promotion (freeze override, rollback) is found under each of its approvers, labelled by
+migration 0024 in an existing database."""
 
 from __future__ import annotations
 
@@ -33,16 +35,24 @@ def _requests(i: int) -> list[dict[str, Any]]:
     ]
 
 
+#: A promotion's approvers (its context's): people, groups, a name longer than a term.
+APPROVERS = [["group:ops", "ann"], ["user:cto@example.com"], ["y" * 200, "group:release"]]
+
+
 def _fill(store: Store, clock: ManualClock, tasks: int = 24) -> None:
     for i in range(tasks):
         clock.advance(1)
-        promotion = i % 8 == 7
+        promotion = i % 8 == 7 or i % 8 == 3
         run_id = None if promotion else new_run(store)
+        requests = _requests(i)
+        if promotion:  # one approval, no assignee: its approvers are in the context
+            requests = [{"request_id": f"req_{i}_0", "kind": "approval"}]
         with store.transaction() as tx:
             tx.put_continuation(
                 f"cont_{i:03d}",
                 run_id=run_id,
-                requests=_requests(i),
+                requests=requests,
+                context={"approvers": APPROVERS[i % 3]} if promotion else None,
                 workflow_kind="promotion" if promotion else None,
             )
 
@@ -53,11 +63,15 @@ def _expected(store: Store, assignee: Any = None, kind: str | None = None) -> li
     for cont in store.list_continuations(limit=100, count=False).items:
         if kind is not None and (cont.workflow_kind == "promotion") != (kind == "promotion"):
             continue
+        who = assignee if isinstance(assignee, tuple) else (assignee,)
+        approvers = cont.context.get("approvers") or []
         for r in cont.requests:
             if (r.get("status") or "pending") != "pending":
                 continue
-            who = assignee if isinstance(assignee, tuple) else (assignee,)
-            if (assignee is None or r.get("assignee") in who) and (
+            named = r.get("assignee") in who or (
+                kind in (None, "promotion") and set(approvers) & set(who)
+            )
+            if (assignee is None or named) and (
                 kind in (None, "promotion") or r.get("kind") == kind
             ):
                 out.append(cont.continuation_id)
@@ -89,6 +103,12 @@ FILTERS: list[dict[str, Any]] = [
     {"assignee": ("ann", "group:ops")},
     {"assignee": ("bob", "nobody", "x" * 200)},
     {"assignee": ("ann", "group:ops"), "kind": "approval"},
+    # a promotion's approvers: alone, among a person's names, with the promotion kind
+    {"assignee": "group:release"},
+    {"assignee": "y" * 200},
+    {"assignee": "user:cto@example.com", "kind": "promotion"},
+    {"assignee": ("bob", "group:release", "user:cto@example.com")},
+    {"assignee": "group:release", "kind": "approval"},  # a promotion is not an approval
 ]
 
 
@@ -105,7 +125,19 @@ def _check_filters(store: Store) -> None:
 def test_filters_find_exactly_the_pending_requests(store: Store, clock: ManualClock) -> None:
     _fill(store, clock)
     assert _expected(store, assignee="ann") and _expected(store, assignee=("ann", "group:ops"))
+    promotions = ["cont_003", "cont_007", "cont_011", "cont_015", "cont_019", "cont_023"]
+    assert _expected(store, assignee="group:release") == ["cont_011", "cont_023"]
+    assert _paged(store, 1, assignee="group:release")[0] == ["cont_011", "cont_023"]
+    assert _expected(store, kind="promotion") == promotions
     _check_filters(store)
+    # a promotion decided: it leaves its approvers' filters
+    cont = store.get_continuation("cont_011")
+    with store.transaction() as tx:
+        tx.put_continuation(
+            cont.continuation_id, run_id=None, requests=cont.requests, context=cont.context,
+            status="resolved", workflow_kind="promotion", expected_version=cont.version,
+        )  # fmt: skip
+    assert _paged(store, 5, assignee="group:release")[0] == ["cont_023"]
     # a request decided: its labels go, the task's other requests keep theirs
     cont = store.get_continuation("cont_002")
     decided = [{**cont.requests[0], "status": "resolved"}, *cont.requests[1:]]
@@ -156,8 +188,8 @@ def test_counts_per_assignee_stop_at_the_cap(store: Store, clock: ManualClock) -
 
 
 def test_the_migration_labels_pending_tasks(store: Store, clock: ManualClock) -> None:
-    """0019 writes the labels a pending task gets when it is written; its downgrade drops
-    them (and only them)."""
+    """0019 and 0024 write the labels a pending task gets when it is written (0024: a
+    promotion's approvers); their downgrades drop them (and only them)."""
     from alembic import command
 
     from kneo.store.migrate import HEAD_REVISION, _alembic_config, upgrade
@@ -172,14 +204,27 @@ def test_the_migration_labels_pending_tasks(store: Store, clock: ManualClock) ->
                 for r in conn.execute(sa.select(k.term, k.continuation_id))
             }
 
+    def downgrade(revision: str) -> None:
+        with (
+            store.dialect.connect_write(store.engine) as conn,
+            conn.begin(),
+            store.dialect.migration_lock(conn),
+        ):
+            command.downgrade(_alembic_config(conn), revision)
+
     written = terms()
     assert any(term.startswith(LABEL) for term, _ in written)
-    with (
-        store.dialect.connect_write(store.engine) as conn,
-        conn.begin(),
-        store.dialect.migration_lock(conn),
-    ):
-        command.downgrade(_alembic_config(conn), "0018")
+    approver_labels = {
+        (label("a", a), f"cont_{i:03d}")
+        for i in range(24)
+        if i % 8 in (3, 7)
+        for a in APPROVERS[i % 3]
+    }
+    assert approver_labels <= written
+    downgrade("0023")  # 0024's labels go, and only they
+    assert terms() == written - approver_labels
+    assert not sa.inspect(store.engine).has_table("seen_callbacks")
+    downgrade("0018")
     assert terms() == {(term, cid) for term, cid in written if not term.startswith(LABEL)}
     assert upgrade(store.engine, store.dialect) == HEAD_REVISION
     assert terms() == written

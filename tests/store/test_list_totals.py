@@ -1,6 +1,8 @@
-"""A listing's ``total`` is exact up to ``KNEO_SERV_MAX_LIST_COUNT`` (1,000 by default) and
-capped beyond it, under every inbox filter and after a cursor: the count walks at most
-1,001 index rows however many tasks match, so a page costs the same at 100,000 pending."""
+"""A listing's ``total`` is exact up to ``KNEO_SERV_MAX_LIST_COUNT`` (1,000 by default) rows
+past the page's end and capped beyond it, under every inbox filter and after a cursor: the
+count walks at most that many index rows more than the page does however many tasks match,
+so a page costs the same at 100,000 pending, and a client paging by offset sees more rows
+whenever there are."""
 
 from __future__ import annotations
 
@@ -49,9 +51,10 @@ def _totals(store: Store) -> list[tuple[int | None, bool]]:
 def test_total_is_exact_up_to_the_default_cap_then_capped(store: Store, clock: ManualClock) -> None:
     cap = Settings().limits.max_list_count
     assert cap == 1_000
-    _put(store, clock, 0, cap)
-    assert _totals(store) == [(cap, False)] * len(FILTERS)
-    _put(store, clock, cap, 1)
-    assert _totals(store) == [(cap, True)] * len(FILTERS)
+    # counted up to the cap past the page's end (offset 0, limit 2): cap + 2 rows
+    _put(store, clock, 0, cap + 2)
+    assert _totals(store) == [(cap + 2, False)] * len(FILTERS)
+    _put(store, clock, cap + 2, 1)
+    assert _totals(store) == [(cap + 2, True)] * len(FILTERS)
     # a filter matching fewer than the cap is exact
     assert store.list_continuations(limit=2, assignee="bob").total == 0

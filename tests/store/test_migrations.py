@@ -45,8 +45,11 @@ def test_migrated_schema_matches_tables(db_url: str) -> None:
 def _predicates(engine: sa.Engine) -> dict[str, str | None]:
     """Each index's ``WHERE`` (Alembic's comparison does not look at it), normalised."""
     found: dict[str, str | None] = {}
+    inspector = sa.inspect(engine)
     for table in t.metadata.sorted_tables:
-        for index in sa.inspect(engine).get_indexes(table.name):
+        if not inspector.has_table(table.name):  # a table of a later revision
+            continue
+        for index in inspector.get_indexes(table.name):
             options = index.get("dialect_options", {})
             where = options.get("sqlite_where", options.get("postgresql_where"))
             found[str(index["name"])] = None if where is None else _clause(where)

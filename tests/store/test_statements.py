@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kneo.store import Store, compiled
+from kneo.store import Store
 from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.compiled import StatementCache, chunks, named_sql
@@ -50,10 +50,7 @@ def test_a_used_dialect_compiles_what_a_fresh_one_does() -> None:
     assert named_sql(update, used) == named_sql(update, postgresql.psycopg.dialect())
 
 
-def test_the_live_store_compiles_what_a_fresh_dialect_does(
-    store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(compiled, "AHEAD", {})
+def test_the_live_store_compiles_what_a_fresh_dialect_does(store: Store, backend: str) -> None:
     with store.engine.connect() as conn:  # the engine's own statements use its dialect
         conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == "x")).all()
     update = st.run_update(["state", "status"], moves=True, release=True, guard=True)

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, NotReady
-from kneo.store import Store, dialects, steps
+from kneo.store import Store, pg_hooks, steps
 from kneo.store.steps import StepWritten
 
 from .helpers import new_run
@@ -192,7 +192,7 @@ def test_a_step_is_one_round_trip(
     """The boundary is one statement in a transaction of its own: one ReadyForQuery per
     step (stepwise: five), prepared statement or not. The pool holds one connection here,
     so every step takes the one traced (and is not pinged, however slow the machine)."""
-    monkeypatch.setattr(dialects, "PING_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(pg_hooks, "PING_IDLE_SECONDS", 3600.0)
     run_id = new_run(store)
     version = store.get_run(run_id).version
     with store.engine.connect() as conn:  # the pool's one idle connection, traced
@@ -219,7 +219,7 @@ def test_a_lost_connection_is_database_unavailable(
 ) -> None:
     """The pooled connection's server process is gone (and it sat idle too briefly to be
     pinged): database_unavailable; the next step takes a fresh connection."""
-    monkeypatch.setattr(dialects, "PING_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(pg_hooks, "PING_IDLE_SECONDS", 3600.0)
     run_id = new_run(store)
     first = _write(store, run_id, [_row(b"{}")])
     with store.engine.connect() as conn:  # the pool's one connection: the next step's

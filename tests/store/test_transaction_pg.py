@@ -129,20 +129,16 @@ def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> N
 
 @ONLY_POSTGRESQL
 def test_inserts_sent_as_one_statement_fail_together(store: Store) -> None:
-    """A child row whose parent is missing fails the whole statement: the audit that went
-    with it is not stored either."""
+    """A child row that breaks a constraint (here a key written twice) fails the whole
+    statement: the audit that went with it is not stored either."""
+    row = {
+        "run_id": "run_x",
+        "sequence": 1,
+        "event_type": "e",
+        "step_id": None,
+        "payload": {},
+    }
     with pytest.raises(Conflict), store.transaction() as tx:
-        tx.add_audit("orphan.audit", run_id="run_missing")
-        tx._insert_trace_rows(
-            [
-                {
-                    "run_id": "run_missing",
-                    "sequence": 1,
-                    "event_type": "e",
-                    "step_id": None,
-                    "payload": {},
-                    "created_at": tx.now,
-                }
-            ]
-        )
+        tx.add_audit("orphan.audit", run_id="run_x")
+        tx._insert_trace_rows([row | {"created_at": tx.now}, row | {"created_at": tx.now}])
     assert store.list_audit().total == 0

@@ -2,8 +2,8 @@
 
 ``dummy`` is in-process and deterministic (scripted from the spec) so every example runs
 offline. The others are thin adapters over each provider's official SDK, wrapped once by
-:class:`RemoteProvider` (key, endpoint, retries, errors): ``openai`` (alias
-``openai-compatible``) and ``azure-openai`` through ``openai``, ``anthropic`` through
+:class:`RemoteProvider` (key, endpoint, retries, errors): ``openai`` (aliases
+``openai-compatible``, ``llama-cpp``) and ``azure-openai`` through ``openai``, ``anthropic`` through
 ``anthropic``, ``google`` through ``google-genai``. An SDK is imported only when a call is
 made. Must not import the store, FastAPI or Typer.
 """

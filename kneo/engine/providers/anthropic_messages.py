@@ -17,7 +17,7 @@ the reply back, nothing else. The mapping:
 * usage: ``input_tokens`` (plus tokens read from and written to the prompt cache) and
   ``output_tokens``.
 
-The SDK is an extra (``pip install 'kneo-serv[anthropic]'``), imported when the first
+The SDK is an extra (``pip install 'kneo-platform[anthropic]'``), imported when the first
 client is made.
 """
 
@@ -31,6 +31,7 @@ from kneo.engine.providers.remote import (
     Fault,
     sdk_fault,
     tool_arguments,
+    tool_choice,
 )
 from kneo.errors import ConfigError, ErrorCode
 from kneo.spec.models import ModelSpec
@@ -38,6 +39,8 @@ from kneo.tools import ToolDefinition
 
 #: ``max_tokens`` sent when the spec sets none (the Messages API requires one).
 DEFAULT_MAX_TOKENS = 4096
+#: ``model.tool_choice`` -> the Messages API's ``tool_choice.type``
+_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 _STOP: dict[str, StopReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -54,20 +57,26 @@ class AnthropicMessages:
     name = "anthropic"
 
     def client(
-        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+        self,
+        *,
+        key: str,
+        base_url: str | None,
+        timeout: float | None,
+        model: ModelSpec,
+        http: Any,
     ) -> Any:
         try:
             from anthropic import Anthropic
         except ImportError:
             raise ConfigError(
-                "provider 'anthropic' needs the Anthropic SDK: pip install 'kneo-serv[anthropic]'",
+                "provider 'anthropic' needs the Anthropic SDK: pip install 'kneo-platform[anthropic]'",
                 code=ErrorCode.provider_sdk_missing,
                 provider="anthropic",
             ) from None
         kwargs: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0}
         if timeout is not None:
             kwargs["timeout"] = timeout
-        return Anthropic(**kwargs)
+        return Anthropic(**kwargs, http_client=http)
 
     def call(
         self,
@@ -90,6 +99,10 @@ class AnthropicMessages:
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in tools
             ]
+            mode, name = tool_choice(model, tools)
+            request["tool_choice"] = (
+                {"type": "tool", "name": name} if name else {"type": _CHOICE[mode]}
+            )
         return from_anthropic_response(client.messages.create(**request), model)
 
     def fault(self, exc: BaseException) -> Fault | None:

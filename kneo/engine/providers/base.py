@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from kneo.kernel import NetworkGrant
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
 
@@ -97,7 +98,12 @@ class ModelReply:
 
 
 class Provider(Protocol):
-    """A model backend. Raises :class:`kneo.errors.ProviderError` on failure after retries."""
+    """A model backend. Raises :class:`kneo.errors.ProviderError` on failure after retries.
+
+    ``reach`` is where the call's requests may go, every redirect hop included (the run's
+    grant, :meth:`HostAccess.model_call <kneo.policy.access.HostAccess.model_call>`); a
+    backend behind the network asks it through the kernel's client. ``None``: a caller's
+    own in-process call, which stays on the model's endpoint."""
 
     name: str
 
@@ -107,4 +113,5 @@ class Provider(Protocol):
         model: ModelSpec,
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolDefinition],
+        reach: NetworkGrant | None = None,
     ) -> ModelReply: ...

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.engine.providers.base import ChatMessage, ModelReply, ToolCall
+from kneo.kernel import NetworkGrant
 from kneo.spec.models import DummyScriptTurn, ModelSpec
 from kneo.tools import ToolDefinition
 
@@ -31,8 +32,9 @@ class DummyProvider:
     """In-process scripted model. ``calls`` records every conversation it was sent.
 
     When ``call_log`` is set (``KNEO_DUMMY_CALL_LOG``), each call also appends one JSON line
-    ``{"model", "turn", "messages"}`` to that file, so a test in another process can assert
-    that earlier turns were not re-sent after a resume.
+    ``{"model", "turn", "messages", "pid"}`` to that file, so a test in another process can
+    assert that earlier turns were not re-sent after a resume, and which process made each
+    call.
     """
 
     name = "dummy"
@@ -48,6 +50,7 @@ class DummyProvider:
         model: ModelSpec,
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolDefinition],
+        reach: NetworkGrant | None = None,
     ) -> ModelReply:
         turn = turn_index(messages)
         self._record(model, turn, messages)
@@ -87,7 +90,12 @@ class DummyProvider:
             if self.call_log is None:
                 return
             line = json.dumps(
-                {"model": model.name, "turn": turn, "messages": [m.to_dict() for m in messages]},
+                {
+                    "model": model.name,
+                    "turn": turn,
+                    "messages": [m.to_dict() for m in messages],
+                    "pid": os.getpid(),
+                },
                 sort_keys=True,
                 default=str,
             )

@@ -20,7 +20,7 @@ request on the Gemini API and the reply back, nothing else. The mapping:
 
 The client is given the key, the endpoint and the API version (``v1beta``) explicitly, Vertex
 AI off and its own retries off, so no ``GOOGLE_*`` or ``GEMINI_*`` variable is read. The SDK
-is an extra (``pip install 'kneo-serv[google]'``), imported when the first client is made.
+is an extra (``pip install 'kneo-platform[google]'``), imported when the first client is made.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kneo.engine.providers.remote import (
     error_text,
     retry_after,
     tool_arguments,
+    tool_choice,
     transport_fault,
 )
 from kneo.errors import ConfigError, ErrorCode
@@ -46,6 +47,8 @@ from kneo.tools import ToolDefinition
 API_VERSION = "v1beta"
 #: prefix of the ids Kneo gives calls Gemini sent without one
 _OWN_ID = "gemini_"
+#: ``model.tool_choice`` -> ``function_calling_config.mode`` (a named tool: ``ANY`` of one)
+_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE", "tool": "ANY"}
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
 
@@ -55,24 +58,34 @@ class GeminiContent:
     name = "google"
 
     def client(
-        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+        self,
+        *,
+        key: str,
+        base_url: str | None,
+        timeout: float | None,
+        model: ModelSpec,
+        http: Any,
     ) -> Any:
         try:
             from google import genai
             from google.genai import types
         except ImportError:
             raise ConfigError(
-                "provider 'google' needs the Google GenAI SDK: pip install 'kneo-serv[google]'",
+                "provider 'google' needs the Google GenAI SDK: pip install 'kneo-platform[google]'",
                 code=ErrorCode.provider_sdk_missing,
                 provider="google",
             ) from None
-        options = types.HttpOptions(
-            base_url=base_url,
-            api_version=API_VERSION,
-            timeout=int(timeout * 1000) if timeout is not None else None,  # milliseconds
-            retry_options=types.HttpRetryOptions(attempts=1),
+        return genai.Client(
+            api_key=key,
+            vertexai=False,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                api_version=API_VERSION,
+                timeout=int(timeout * 1000) if timeout is not None else None,  # milliseconds
+                retry_options=types.HttpRetryOptions(attempts=1),
+                httpx_client=http,  # the kernel's: the SDK sends through nothing else
+            ),
         )
-        return genai.Client(api_key=key, vertexai=False, http_options=options)
 
     def call(
         self,
@@ -98,6 +111,13 @@ class GeminiContent:
                 for t in tools
             ]
             config["tools"] = [types.Tool(function_declarations=declarations)]
+            mode, name = tool_choice(model, tools)
+            config["tool_config"] = types.ToolConfig(
+                function_calling_config=types.FunctionCallingConfig(
+                    mode=types.FunctionCallingConfigMode(_MODES[mode]),
+                    allowed_function_names=[name] if name else None,
+                )
+            )
         if model.temperature is not None:
             config["temperature"] = model.temperature
         if model.max_tokens is not None:

@@ -7,13 +7,21 @@
 (:mod:`kneo.engine.providers.remote`): the mapping between Kneo's messages and the chat
 completions format, nothing else. The SDK is imported when the first client is made, so
 importing :mod:`kneo.engine` stays cheap.
+
+Servers that speak the format differ where it leaves room; what each kind needs is declared
+once in :data:`QUIRKS` (chosen by :func:`server_kind`), never tested for at the call site:
+llama.cpp's server, for one, answers HTTP 500 to an assistant tool-call message whose
+``content`` is ``null``, and to ``tool_choice: required`` (provider ``llama-cpp``). ``tool_choice`` is always sent when tools are offered (``auto``
+unless ``model.tool_choice`` says otherwise): without it llama.cpp leaves the tools out of
+the prompt and the model never calls one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, ToolCall
 from kneo.engine.providers.remote import (
@@ -21,6 +29,7 @@ from kneo.engine.providers.remote import (
     bad_response,
     sdk_fault,
     tool_arguments,
+    tool_choice,
 )
 from kneo.errors import ErrorCode, ProviderError
 from kneo.spec.models import ModelSpec
@@ -37,21 +46,92 @@ _FINISH: dict[str, StopReason] = {
 }
 
 
+@dataclass(frozen=True)
+class ServerQuirks:
+    """What one kind of chat-completions server needs where the format leaves room."""
+
+    #: the ``content`` of an assistant message that only calls tools: OpenAI documents
+    #: ``null``; llama.cpp's server answers ``null`` with HTTP 500 and takes ``""``
+    tool_call_content: str | None
+    #: the field that bounds the reply: OpenAI's own API refuses ``max_tokens`` for its
+    #: reasoning models; compatible servers know only ``max_tokens``
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"]
+    #: ``tool_choice: required`` is understood (llama-cpp-python's server fails it with 500)
+    tool_choice_required: bool = True
+
+
+#: Server kind (:func:`server_kind`) -> its quirks.
+QUIRKS: Mapping[str, ServerQuirks] = {
+    "openai": ServerQuirks(tool_call_content=None, max_tokens_field="max_completion_tokens"),
+    "azure-openai": ServerQuirks(tool_call_content=None, max_tokens_field="max_completion_tokens"),
+    # vLLM, Ollama, gateways: "" is valid wherever null is, the reverse is not
+    "compatible": ServerQuirks(tool_call_content="", max_tokens_field="max_tokens"),
+    "llama-cpp": ServerQuirks(
+        tool_call_content="", max_tokens_field="max_tokens", tool_choice_required=False
+    ),
+}
+
+
+def server_kind(model: ModelSpec) -> str:
+    """The :data:`QUIRKS` entry for ``model``: ``llama-cpp`` and Azure by provider name,
+    OpenAI's own API (``openai`` without ``base_url``), else any other compatible server."""
+    if model.provider in ("azure-openai", "llama-cpp"):
+        return model.provider
+    if model.provider == "openai" and not model.base_url:
+        return "openai"
+    return "compatible"
+
+
+def openai_tool_choice(
+    model: ModelSpec, tools: Sequence[ToolDefinition], quirks: ServerQuirks
+) -> Any:
+    """The request's ``tool_choice`` when ``tools`` are offered (``auto`` by default).
+    ``required`` of one tool is that tool by name where the server lacks ``required``."""
+    mode, name = tool_choice(model, tools)
+    if mode == "required" and not quirks.tool_choice_required:
+        if len(tools) != 1:
+            raise ProviderError(
+                f"Provider '{model.provider}' (model '{model.name}') does not support "
+                f"tool_choice: required with {len(tools)} tools offered; use auto, or "
+                "name the tool ({name: TOOL}).",
+                code=ErrorCode.provider_config_invalid,
+                field="model.tool_choice",
+            )
+        name = tools[0].name
+    if name is not None:
+        return {"type": "function", "function": {"name": name}}
+    return mode
+
+
 class ChatCompletions:
     """The chat completions adapter (``openai``)."""
 
     name = "openai"
 
     def client(
-        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+        self,
+        *,
+        key: str,
+        base_url: str | None,
+        timeout: float | None,
+        model: ModelSpec,
+        http: Any,
     ) -> Any:
         from openai import OpenAI
 
+        if not base_url:  # a local server has no default endpoint
+            raise ProviderError(
+                f"Provider '{model.provider}' (model '{model.name}') needs model.base_url: "
+                "the server's /v1 URL, e.g. http://127.0.0.1:8080/v1",
+                code=ErrorCode.provider_config_invalid,
+                field="model.base_url",
+            )
         return OpenAI(
             api_key=key,
             base_url=base_url,  # given even when default: OPENAI_BASE_URL is never read
             max_retries=0,
             timeout=timeout,
+            http_client=http,
         )
 
     def call(
@@ -62,24 +142,19 @@ class ChatCompletions:
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolDefinition],
     ) -> ModelReply:
+        quirks = QUIRKS[server_kind(model)]
         request: dict[str, Any] = {
             "model": model.name,
-            "messages": [to_openai_message(m) for m in messages],
+            "messages": [to_openai_message(m, quirks) for m in messages],
         }
         if tools:
             request["tools"] = [t.openai_schema() for t in tools]
+            request["tool_choice"] = openai_tool_choice(model, tools, quirks)
         if model.temperature is not None:
             request["temperature"] = model.temperature
         if model.max_tokens is not None:
-            request[self.max_tokens_field(model)] = model.max_tokens
+            request[quirks.max_tokens_field] = model.max_tokens
         return from_openai_response(client.chat.completions.create(**request), model)
-
-    @staticmethod
-    def max_tokens_field(model: ModelSpec) -> str:
-        """OpenAI's own API takes ``max_completion_tokens`` (its reasoning models refuse
-        ``max_tokens``); compatible servers know ``max_tokens``."""
-        own = model.provider == "openai" and not model.base_url
-        return "max_completion_tokens" if own else "max_tokens"
 
     def fault(self, exc: BaseException) -> Fault | None:
         import openai
@@ -93,7 +168,13 @@ class AzureChatCompletions(ChatCompletions):
     name = "azure-openai"
 
     def client(
-        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+        self,
+        *,
+        key: str,
+        base_url: str | None,
+        timeout: float | None,
+        model: ModelSpec,
+        http: Any,
     ) -> Any:
         from openai import AzureOpenAI
 
@@ -110,20 +191,20 @@ class AzureChatCompletions(ChatCompletions):
             api_version=model.api_version or AZURE_API_VERSION,
             max_retries=0,
             timeout=timeout,
+            http_client=http,
         )
-
-    @staticmethod
-    def max_tokens_field(model: ModelSpec) -> str:
-        return "max_completion_tokens"
 
 
 # ---------------------------------------------------------------------- mapping
 
 
-def to_openai_message(message: ChatMessage) -> dict[str, Any]:
-    """One :class:`ChatMessage` as a chat-completions message (tool arguments as JSON text)."""
+def to_openai_message(message: ChatMessage, quirks: ServerQuirks) -> dict[str, Any]:
+    """One :class:`ChatMessage` as a chat-completions message (tool arguments as JSON text),
+    shaped for the server's ``quirks``."""
     data: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.role == "assistant" and message.tool_calls:
+        if not message.content:
+            data["content"] = quirks.tool_call_content
         data["tool_calls"] = [
             {
                 "id": call.id,
@@ -173,8 +254,12 @@ def from_openai_response(response: Any, model: ModelSpec) -> ModelReply:
 
 __all__ = [
     "AZURE_API_VERSION",
+    "QUIRKS",
     "AzureChatCompletions",
     "ChatCompletions",
+    "ServerQuirks",
     "from_openai_response",
+    "openai_tool_choice",
+    "server_kind",
     "to_openai_message",
 ]

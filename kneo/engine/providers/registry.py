@@ -26,7 +26,7 @@ DEFAULT_PROVIDER_SECRETS: Mapping[str, str] = {"openai": "OPENAI_API_KEY"}
 #: The providers behind a network API: name -> (adapter, aliases, the variable holding the
 #: key when neither the spec nor the project names one).
 REMOTE_PROVIDERS: dict[str, tuple[Callable[[], Adapter], tuple[str, ...], str]] = {
-    "openai": (ChatCompletions, ("openai-compatible",), "OPENAI_API_KEY"),
+    "openai": (ChatCompletions, ("openai-compatible", "llama-cpp"), "OPENAI_API_KEY"),
     "azure-openai": (AzureChatCompletions, (), "AZURE_OPENAI_API_KEY"),
     "anthropic": (AnthropicMessages, (), "ANTHROPIC_API_KEY"),
     "google": (GeminiContent, ("gemini",), "GOOGLE_API_KEY"),
@@ -102,8 +102,8 @@ def missing_provider_secrets(
 def create_provider_registry(
     settings: Settings, *, secrets: Mapping[str, str] | None = None
 ) -> ProviderRegistry:
-    """The default registry: ``dummy`` and every remote provider (``openai``, alias
-    ``openai-compatible``; ``azure-openai``; ``anthropic``; ``google``, alias ``gemini``).
+    """The default registry: ``dummy`` and every remote provider (``openai``, aliases
+    ``openai-compatible`` and ``llama-cpp``; ``azure-openai``; ``anthropic``; ``google``, alias ``gemini``).
     An SDK that is an extra is imported only at a provider's first call.
 
     With ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` on, fails here (``provider_secret_missing``)

@@ -14,16 +14,23 @@ adapter and does the rest once, the same for every provider:
   ``KNEO_SERV_PROVIDER_RETRIES`` times, waiting ``KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS *
   2^attempt`` with equal jitter (half fixed, half random), and at least what the provider's
   ``Retry-After`` (or ``retry-after-ms``) asks. A ``Retry-After`` longer than
-  ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` (60 s when unset) is not waited out: the error is
-  raised with ``retry_after_seconds``. Each attempt is bounded by the timeout. The SDKs' own
-  retries are off.
+  the call's timeout (below; 60 s when it has none) is not waited out: the error is
+  raised with ``retry_after_seconds``. Each attempt is bounded by the timeout: the model's
+  ``timeout_seconds``, else ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` (120 s by default, 0 for
+  none). The SDKs' own retries are off.
 * **Errors** are :class:`~kneo.errors.ProviderError` with a stable code (``provider_timeout``,
   ``provider_unreachable``, ``provider_auth_failed`` 401/403, ``provider_rate_limited`` 429,
   ``provider_bad_request`` 400/404/413/422, ``provider_unavailable`` 5xx,
   ``provider_error`` otherwise) and the provider's own message, shortened to one line and
   scrubbed of the key; SDK exceptions are never chained, so a logged traceback cannot leak
   what they hold.
-* **Clients** are kept per (key, endpoint, timeout) so connections are reused across calls.
+* **Where requests go**: every request, each redirect hop included, goes through the
+  kernel's network door (:func:`kneo.kernel.http_client`), which asks the call's grant
+  (``reach``: the environment's allow-list and the destinations the key is bound to) and
+  sends nothing it refuses (``AccessDenied``, never retried). Without a grant (a caller's
+  own in-process call) requests stay on the model's endpoint.
+* **Clients** are kept per (key, endpoint, timeout, grant) so connections are reused across
+  calls.
 
 Usage, budgets and tracing are the agent loop's and the journal observer's: a reply carries
 its usage and stop reason in Kneo's terms (:class:`~kneo.engine.providers.base.ModelReply`).
@@ -41,17 +48,19 @@ from typing import Any, Literal, Protocol
 
 from kneo.clock import jitter
 from kneo.destinations import DEFAULT_ENDPOINTS
+from kneo.documents import DocumentError, parse_json
 from kneo.engine.providers.base import ChatMessage, ModelReply
-from kneo.errors import ErrorCode, ProviderError
+from kneo.errors import AccessDenied, ErrorCode, ProviderError
+from kneo.kernel import NetworkGrant, Origins, http_client
 from kneo.lrucache import LRUCache
 from kneo.redaction import redact_text
 from kneo.settings import Settings
-from kneo.spec.models import ModelSpec
+from kneo.spec.models import ModelSpec, ToolChoiceName
 from kneo.tools import ToolDefinition
 
 #: Longest upstream error text carried into a ProviderError message.
 _MAX_ERROR_CHARS = 300
-#: The longest ``Retry-After`` waited out when ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` is unset.
+#: The longest ``Retry-After`` waited out when a call has no timeout.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 _STATUS_CODES = {
     400: ErrorCode.provider_bad_request,
@@ -89,9 +98,16 @@ class Adapter(Protocol):
     name: str
 
     def client(
-        self, *, key: str, base_url: str | None, timeout: float | None, model: ModelSpec
+        self,
+        *,
+        key: str,
+        base_url: str | None,
+        timeout: float | None,
+        model: ModelSpec,
+        http: Any,
     ) -> Any:
-        """The SDK's client (retries off, key and endpoint given explicitly)."""
+        """The SDK's client (retries off, key and endpoint given explicitly) over ``http``,
+        the kernel's HTTP client: the SDK sends through nothing else."""
         ...
 
     def call(
@@ -167,21 +183,25 @@ class RemoteProvider:
         model: ModelSpec,
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolDefinition],
+        reach: NetworkGrant | None = None,
     ) -> ModelReply:
         key = self._api_key(model)
-        client = self._client(model, key)
+        client = self._client(model, key, reach)
         attempts = 1 + max(0, self._settings.provider_retries)
         for attempt in range(attempts):
             try:
                 return self.adapter.call(client, model=model, messages=messages, tools=tools)
-            except ProviderError:
-                raise
+            except (ProviderError, AccessDenied):
+                raise  # a refused hop: nothing was sent there, and it would be refused again
             except Exception as exc:
+                refusal = refusal_behind(exc)  # an SDK that wraps every error of its client
+                if refusal is not None:
+                    raise refusal from None
                 fault = self.adapter.fault(exc)
                 if fault is None:
                     raise
             error = self._error(fault, model, key)
-            delay = self._delay(fault, attempt)
+            delay = self._delay(fault, attempt, model)
             if attempt:
                 error.details["attempts"] = attempt + 1
             if not fault.retryable or attempt + 1 >= attempts or delay is None:
@@ -189,27 +209,37 @@ class RemoteProvider:
             self._sleep(delay)
         raise AssertionError("unreachable: the retry loop returns or raises")
 
-    def _client(self, model: ModelSpec, key: str) -> Any:
+    def _client(self, model: ModelSpec, key: str, reach: NetworkGrant | None) -> Any:
         base_url = model.base_url or DEFAULT_ENDPOINTS.get(model.provider)
-        timeout = self._settings.provider_timeout_seconds
-        cache_key = (key, base_url, timeout, model.api_version)
+        timeout = self.timeout(model)
+        grant = reach if reach is not None else Origins.of(base_url or "")
+        cache_key = (key, base_url, timeout, model.api_version, grant)
         with self._lock:
             client = self._clients.get(cache_key)
             if client is None:
+                # the SDKs follow redirects: the kernel's client asks the grant at each hop
+                http = http_client(
+                    grant, path=f"model {model.name!r}", timeout=timeout, follow_redirects=True
+                )
                 client = self.adapter.client(
-                    key=key, base_url=base_url, timeout=timeout, model=model
+                    key=key, base_url=base_url, timeout=timeout, model=model, http=http
                 )
                 self._clients.put(cache_key, client)
             return client
 
-    def _delay(self, fault: Fault, attempt: int) -> float | None:
+    def timeout(self, model: ModelSpec) -> float | None:
+        """Seconds one attempt of a call to ``model`` may take: its ``timeout_seconds``, else
+        ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS`` (120 s by default; ``None`` when set to 0)."""
+        return model.timeout_seconds or self._settings.provider_timeout_seconds
+
+    def _delay(self, fault: Fault, attempt: int, model: ModelSpec) -> float | None:
         """Seconds before the next attempt; ``None`` when the provider asks for a wait
         longer than Kneo waits out."""
         base = float(self._settings.provider_retry_backoff_seconds) * (2**attempt)
         delay: float = base / 2 + self._jitter() * base / 2
         if fault.retry_after is None:
             return delay
-        limit = float(self._settings.provider_timeout_seconds or DEFAULT_MAX_RETRY_AFTER)
+        limit = float(self.timeout(model) or DEFAULT_MAX_RETRY_AFTER)
         if fault.retry_after > limit:
             return None
         return max(delay, fault.retry_after)
@@ -218,10 +248,15 @@ class RemoteProvider:
         where = f"Provider '{model.provider}' (model '{model.name}')"
         details: dict[str, Any] = {"provider": model.provider, "model": model.name}
         if fault.kind == "timeout":
-            timeout = self._settings.provider_timeout_seconds
+            timeout = self.timeout(model)
             limit = f" after {timeout:g}s" if timeout is not None else ""
+            if timeout is not None:
+                details["timeout_seconds"] = timeout
             return ProviderError(
-                f"{where} timed out{limit}.", code=ErrorCode.provider_timeout, **details
+                f"{where} timed out{limit} (model.timeout_seconds, or "
+                "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS, bounds each attempt).",
+                code=ErrorCode.provider_timeout,
+                **details,
             )
         if fault.kind == "unreachable":
             target = model.base_url or DEFAULT_ENDPOINTS.get(model.provider) or "its endpoint"
@@ -248,6 +283,17 @@ class RemoteProvider:
 
 
 # ---------------------------------------------------------------------- helpers for adapters
+
+
+def refusal_behind(exc: BaseException) -> AccessDenied | None:
+    """The kernel's refusal of a request that ``exc`` wraps (its cause or context), if any:
+    an SDK may report it as a connection error."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None or isinstance(seen, AccessDenied):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def retry_after(headers: Any) -> float | None:
@@ -335,8 +381,6 @@ def scrub(text: str, key: str) -> str:
 def tool_arguments(raw: Any, tool: str, model: ModelSpec) -> dict[str, Any]:
     """A tool call's arguments as a dict: a JSON object (text or already decoded), or
     ``provider_bad_response``."""
-    from kneo.documents import DocumentError, parse_json
-
     if raw is None or raw == "":
         return {}
     value: Any = raw
@@ -355,6 +399,26 @@ def tool_arguments(raw: Any, tool: str, model: ModelSpec) -> dict[str, Any]:
     return dict(value)
 
 
+def tool_choice(
+    model: ModelSpec, tools: Sequence[ToolDefinition]
+) -> tuple[Literal["auto", "required", "none", "tool"], str | None]:
+    """What the model may do with the ``tools`` offered: ``model.tool_choice`` (``auto`` when
+    unset) as a mode and, for ``{name}``, the tool. A named tool that is not offered is a
+    configuration error raised before anything is sent, not a request the provider would
+    refuse or quietly ignore."""
+    choice = model.tool_choice or "auto"
+    if not isinstance(choice, ToolChoiceName):
+        return choice, None
+    if choice.name not in {t.name for t in tools}:
+        raise ProviderError(
+            f"Model '{model.name}' has tool_choice '{choice.name}', which is not one of the "
+            f"tools offered to it ({', '.join(sorted(t.name for t in tools))}).",
+            code=ErrorCode.provider_config_invalid,
+            field="model.tool_choice.name",
+        )
+    return "tool", choice.name
+
+
 def bad_response(model: ModelSpec, what: str) -> ProviderError:
     return ProviderError(
         f"Provider '{model.provider}' (model '{model.name}') {what}.",
@@ -371,5 +435,6 @@ __all__ = [
     "retry_after",
     "scrub",
     "tool_arguments",
+    "tool_choice",
     "transport_fault",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -10,8 +10,9 @@ from kneo.platform import PlatformManager
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
+from kneo.service.query_params import StrictQueryRoute
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=StrictQueryRoute)
 
 
 @router.get("/audit-events", dependencies=[Depends(require_scope("audit:read"))])
@@ -24,12 +25,19 @@ def list_audit_events(
     offset: int = OFFSET,
     cursor: str | None = CURSOR,
     include: str | None = INCLUDE,
+    sort_by: Literal["created_at"] = Query("created_at", description="Newest first only."),
+    sort_order: Literal["desc"] = Query("desc"),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Audit events newest first, filtered by type, run or continuation; paged by ``cursor``
     (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap."""
     keyset_params(request, offset, include)
-    return manager.list_audit_events(
+    window = request.app.state.settings.limits.max_list_offset
+    return {
+        "window": window,
+        "sort_by": sort_by,
+        "sort_order": sort_order,
+    } | manager.list_audit_events(
         event_type=event_type,
         run_id=run_id,
         continuation_id=continuation_id,

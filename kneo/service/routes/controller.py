@@ -9,22 +9,26 @@ deployment has no controller at all; ``503 not_ready`` while none leads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from kneo.documents import DocumentError, parse_json
-from kneo.errors import InvalidRequest
+from kneo.controller.watch import verify_github_signature
+from kneo.documents import parse_json
+from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
-from kneo.platform import PlatformManager
+from kneo.platform import ControllerRequest, PlatformManager
 from kneo.platform.reconcile import request_view
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
+from kneo.service.query_params import StrictQueryRoute
 from kneo.service.schemas import BlockRequest, ReasonRequest, RollbackRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictQueryRoute)
 
 #: The longest ``POST /v1/controller/reconcile`` may wait for its pass (``wait`` seconds).
 MAX_WAIT_SECONDS = 120.0
@@ -70,9 +74,34 @@ def controller_reconcile(
     """Ask the leading controller (wherever it runs) for a pass now: fetch, verify, plan and
     apply; answers with the pass's result."""
     config, controller = _controller(request)
-    served = manager.request_reconcile(config, controller, actor=principal.name, wait=wait)
+    return _served(manager.request_reconcile(config, controller, actor=principal.name, wait=wait))
+
+
+@router.post("/controller/plan", tags=["controller"])
+def controller_plan(
+    request: Request,
+    wait: float = Query(
+        30.0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the dry run: 200 with its result when it ends in "
+        "time, else 202 with the request to follow at /v1/controller/requests/{request_id}.",
+    ),
+    principal: Principal = Depends(require_scope("controller:write")),
+    manager: PlatformManager = Depends(manager_dep),
+) -> JSONResponse:
+    """What a reconcile of the watched branch's current commit would do, from the leading
+    controller (wherever it runs): a dry run that writes nothing. It costs the leader a full
+    pass's verification, so it takes the reconcile's scope."""
+    config, controller = _controller(request)
+    return _served(manager.request_plan(config, controller, actor=principal.name, wait=wait))
+
+
+def _served(served: ControllerRequest) -> JSONResponse:
+    """A queued pass's answer: 200 with its result when it ended in time (as the reconcile
+    route always answered), else 202 with the request to follow."""
     body = request_view(served)
-    if served.result is not None:  # the pass's result, as this route always answered
+    if served.result is not None:
         body = {**served.result, **body}
     return JSONResponse(body, status_code=200 if served.status == "done" else 202)
 
@@ -96,40 +125,43 @@ async def controller_webhook(
     x_github_event: str | None = Header(None),
     x_hub_signature_256: str | None = Header(None),
     x_github_delivery: str | None = Header(None),
+    content_type: str | None = Header(None),
     manager: PlatformManager = Depends(manager_dep),
 ) -> JSONResponse:
     """Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
-    any replica and queued for the leading controller."""
+    any replica and queued for the leading controller. Either content type GitHub offers:
+    ``application/json``, or ``application/x-www-form-urlencoded`` (its default) with the
+    JSON in one ``payload`` field."""
     from starlette.concurrency import run_in_threadpool
 
     body = await request.body()
-    answer = await run_in_threadpool(
-        _webhook, request, manager, body, x_github_event, x_hub_signature_256, x_github_delivery
-    )
+    hook = _Hook(x_github_event, x_hub_signature_256, x_github_delivery, content_type)
+    answer = await run_in_threadpool(_webhook, request, manager, body, hook)
     return JSONResponse(answer, status_code=202)
 
 
+@dataclass(frozen=True)
+class _Hook:
+    """The headers a webhook is judged by."""
+
+    event: str | None
+    signature: str | None
+    delivery: str | None
+    content_type: str | None
+
+
 def _webhook(
-    request: Request,
-    manager: PlatformManager,
-    body: bytes,
-    event: str | None,
-    signature: str | None,
-    delivery: str | None,
+    request: Request, manager: PlatformManager, body: bytes, hook: _Hook
 ) -> dict[str, Any]:
     """Verify, parse and queue a webhook (database calls: run in a worker thread)."""
-    from kneo.controller.watch import verify_github_signature
-
     config, controller = _controller(request)
     name = manager.webhook_controller(config, controller)
     settings = request.app.state.settings
     variable = manager.webhook_secret_variable(config)
     secret = settings.secret(variable) if variable else settings.webhook_secret
-    verify_github_signature(secret or "", body, signature)
-    try:
-        payload = parse_json(body, source="webhook body") if body else {}
-    except DocumentError as exc:
-        raise InvalidRequest(f"webhook body is not JSON: {exc.message}") from None
+    verify_github_signature(secret or "", body, hook.signature)  # the raw body, as sent
+    payload = webhook_payload(body, hook.content_type)
+    event, delivery = hook.event, hook.delivery
     if event == "ping":
         return {"accepted": False, "event": "ping"}
     ref = payload.get("ref") if isinstance(payload, dict) else None
@@ -138,6 +170,57 @@ def _webhook(
         detail["delivery"] = delivery[:128]
     queued = manager.queue_webhook(config, controller, name, detail)
     return {"accepted": True, **detail, "request_id": queued.id}
+
+
+#: The form fields a form-encoded webhook may hold: GitHub sends the one.
+_FORM_FIELDS = 16
+
+
+def webhook_payload(body: bytes, content_type: str | None) -> Any:
+    """The webhook's JSON document, read one way: the body itself, or for
+    ``application/x-www-form-urlencoded`` its single ``payload`` field. A form that repeats
+    ``payload`` (two readings) is ``E_DUPLICATE_KEY``; a JSON object that repeats a member is
+    too (:func:`kneo.documents.parse_json`)."""
+    if not body:
+        return {}
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    text: bytes | str = body
+    if media == "application/x-www-form-urlencoded":
+        text = _form_payload(body)
+    return parse_json(text, source="webhook payload")  # E_JSON, E_DUPLICATE_KEY, limits
+
+
+def _form_payload(body: bytes) -> str:
+    """The ``payload`` field of a form-encoded body (UTF-8 after percent-decoding)."""
+    try:
+        fields = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise InvalidRequest(
+            f"webhook body is not a URL-encoded form: {reason}", field="payload"
+        ) from None
+    names = [key for key, _ in fields]
+    if names.count("payload") > 1:
+        raise InvalidRequest(
+            f"webhook form repeats the payload field ({names.count('payload')} times): "
+            "one reading only",
+            code=ErrorCode.E_DUPLICATE_KEY,
+            field="payload",
+        )
+    if names != ["payload"]:
+        raise InvalidRequest(
+            "a form-encoded webhook holds exactly one field, payload (GitHub's shape); "
+            f"got {', '.join(sorted(set(names))) or 'none'}",
+            field="payload",
+        )
+    return fields[0][1]
 
 
 @router.get(
@@ -184,8 +267,45 @@ def get_registry_bundle(
     return manager.registry_bundle(bundle, environment, include_spec=include_spec)
 
 
+@router.get(
+    "/registry/bundles/{bundle}/{environment}/diff",
+    tags=["registry"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
+def diff_registry_bundle(
+    bundle: str,
+    environment: str,
+    from_revision: int = Query(..., alias="from", ge=1, le=2**31 - 1),
+    to_revision: int = Query(..., alias="to", ge=1, le=2**31 - 1),
+    manager: PlatformManager = Depends(manager_dep),
+) -> dict[str, Any]:
+    """Two revisions of the bundle here: a unified diff of their specs, and their digest,
+    commit and status where they differ."""
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+    return manager.registry_diff(
+        bundle, environment, from_revision=from_revision, to_revision=to_revision
+    )
+
+
 # --------------------------------------------------------------------------- day two
 # Registry writes people make; each audited with the calling key's name (its person).
+
+
+@router.get(
+    "/registry/bundles/{bundle}/{environment}/graph",
+    tags=["registry"],
+    dependencies=[Depends(require_scope("registry:read"))],
+)
+def graph_registry_bundle(
+    bundle: str, environment: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
+    """The workflow graph of the bundle's active revision here, by name: its signed spec
+    as nodes and edges (``POST /v1/specs/graph``'s shape, with ``revision`` and ``digest``)."""
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+    return manager.registry_graph(bundle, environment)
+
 
 _KEY = "/registry/bundles/{bundle}/{environment}"
 

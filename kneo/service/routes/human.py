@@ -6,20 +6,32 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from kneo.engine.human import Decision
 from kneo.errors import InvalidRequest
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import missing_scope
+from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
+from kneo.service.query_params import StrictQueryRoute
 from kneo.service.schemas import DecisionsRequest, ResumeRequest, check_limits
 
-router = APIRouter(tags=["human-tasks"])
+router = APIRouter(tags=["human-tasks"], route_class=StrictQueryRoute)
 #: What ``include=context`` takes besides ``human:read``: the context is the run's data.
 CONTEXT_SCOPE = "runs:read"
+
+
+#: (sort_by, sort_order) -> the inbox's order (a deadline's: the undated tasks last)
+_SORTS = {
+    ("created_at", "asc"): "oldest",
+    ("created_at", "desc"): "newest",
+    ("expires_at", "asc"): "expiring",
+    ("expires_at", "desc"): "expiring_last",
+}
 
 
 @router.get("/human-tasks")
@@ -31,6 +43,9 @@ def list_human_tasks(
     assignee: str | None = None,
     kind: str | None = None,
     escalated: bool | None = None,
+    status: str | None = Query(
+        None, description="`pending` (every listed task is) or `escalated` (= escalated=true)."
+    ),
     older_than_seconds: float | None = None,
     q: str | None = Query(
         None,
@@ -38,7 +53,7 @@ def list_human_tasks(
         description="Search: tasks holding every word of it (whole words, any case) in "
         "their prompts, run input, workflow or bundle name, or assignees.",
     ),
-    page: PageParams = Depends(listing(("created_at",), "created_at", "asc")),
+    page: PageParams = Depends(listing(("created_at", "expires_at"), "created_at", "asc")),
     caller: Caller = Depends(caller_dep("human:read")),
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
@@ -47,6 +62,14 @@ def list_human_tasks(
     ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
     ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
     input."""
+    if status not in (None, "pending", "escalated"):
+        raise InvalidRequest(
+            f"status must be 'pending' or 'escalated', got {status!r}: the inbox lists "
+            "pending tasks",
+            field="status",
+        )
+    if status == "escalated":
+        escalated = True
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
@@ -56,7 +79,7 @@ def list_human_tasks(
         kind=kind,
         escalated=escalated,
         older_than_seconds=older_than_seconds,
-        sort="oldest" if page.sort_order == "asc" else "newest",
+        sort=_SORTS[page.sort_by, page.sort_order],
         limit=page.limit,
         offset=page.offset,
         cursor=page.cursor,
@@ -65,9 +88,12 @@ def list_human_tasks(
         show_personal=shows_personal_data(caller.principal.scopes),
         q=q,
     )
+    for task in listed["tasks"]:  # the original's clients key a task by ``id``
+        task.setdefault("id", task["continuation_id"])
     return {
         **listed,
         **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
+        "window": page.window,
     }
 
 
@@ -98,51 +124,62 @@ def get_human_task(
     )
 
 
-@router.post("/human-tasks/{continuation_id}/resume")
-def resume_human_task(
+@router.post(
+    "/human-tasks/{continuation_id}/resume",
+    responses=HANDED_OFF,
+    openapi_extra=PREFER_WAIT,
+)
+async def resume_human_task(
     request: Request,
     continuation_id: str,
     body: ResumeRequest,
     caller: Caller = Depends(caller_dep("human:write")),
 ) -> JSONResponse:
-    """Apply a decision; the run continues once no request is pending."""
+    """Apply a decision; the run continues once no request is pending: within the request
+    (``200``, its outcome) or, where workers run, on a worker (``202`` with ``Location``, or
+    its outcome if it pauses or ends within ``Prefer: wait=N`` seconds)."""
     check_limits(body, request.app.state.settings.limits)
     annotate(request, continuation_id=continuation_id)
-
+    decision = Decision(body.request_id, body.decision, body.content, body.selected_option)
     # One idempotency mechanism: the platform's (same scope, key and replay as the API).
-    key = request.headers.get(HEADER)
-    result = caller.manager.resume(
+    result = await run_in_threadpool(
+        caller.manager.resume,
         continuation_id,
-        Decision(body.request_id, body.decision, body.content, body.selected_option),
+        decision,
         actor=caller.principal.name,
-        idempotency_key=key,
+        idempotency_key=request.headers.get(HEADER),
+        metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)
-    headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
-    body_out = result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
-    return JSONResponse(body_out, status_code=200, headers=headers)
+    return await continuation_answer(request, caller, result)
 
 
-@router.post("/human-tasks/{continuation_id}/decisions")
-def decide_human_task(
+@router.post(
+    "/human-tasks/{continuation_id}/decisions",
+    responses=HANDED_OFF,
+    openapi_extra=PREFER_WAIT,
+)
+async def decide_human_task(
     request: Request,
     continuation_id: str,
     body: DecisionsRequest,
     caller: Caller = Depends(caller_dep("human:write")),
 ) -> JSONResponse:
     """Decide several requests of one task together: all are checked, then written in one
-    transaction (none when one is refused); the run continues once none is pending."""
+    transaction (none when one is refused); the run continues once none is pending, as
+    after a resume (``200``, or ``202`` where workers run)."""
     limits = request.app.state.settings.limits
+    check_limits(body, limits)
     for item in body.decisions:
         check_limits(item, limits)
     annotate(request, continuation_id=continuation_id)
-    result = caller.manager.decide(
+    result = await run_in_threadpool(
+        caller.manager.decide,
         continuation_id,
         [Decision(d.request_id, d.decision, d.content, d.selected_option) for d in body.decisions],
         actor=caller.principal.name,
         idempotency_key=request.headers.get(HEADER),
+        metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)
-    headers = {"Idempotent-Replayed": "true"} if getattr(result, "replayed", False) else None
-    body_out = result.to_dict(show_personal=shows_personal_data(caller.principal.scopes))
-    return JSONResponse(body_out, status_code=200, headers=headers)
+    return await continuation_answer(request, caller, result)

@@ -12,8 +12,9 @@ from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import OFFSET, list_cap
+from kneo.service.query_params import StrictQueryRoute
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], route_class=StrictQueryRoute)
 SCOPE = "notifications:admin"
 
 

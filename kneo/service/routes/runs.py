@@ -10,20 +10,28 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import InvalidRequest
-from kneo.platform import PlatformManager
+from kneo.platform import PlatformManager, RunFilter, bundles
+from kneo.platform.events import stream_stops
 from kneo.platform.preparation import RunRequest
+from kneo.platform.results import run_result
+from kneo.policy.check import check_spec
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
+from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
 from kneo.service.idempotency import body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing, paging
+from kneo.service.query_params import StrictQueryRoute
+from kneo.service.run_filters import run_filter
 from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
 from kneo.service.spec_source import confined_spec_path, registries
+from kneo.spec.loader import load_spec_data
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=StrictQueryRoute)
 
 
 def _start_run(
@@ -34,13 +42,12 @@ def _start_run(
     actor = caller.principal.name
     check_limits(body, request.app.state.settings.limits)
     if body.bundle is not None:
-        from kneo.platform import bundles
-
-        if body.overrides:
-            raise InvalidRequest(
-                "a bundle run takes no overrides: it runs the approved revision as signed",
-                field="overrides",
-            )
+        for name in ("overrides", "skills"):
+            if getattr(body, name):
+                raise InvalidRequest(
+                    f"a bundle run takes no {name}: it runs the approved revision as signed",
+                    field=name,
+                )
         result = bundles.run_bundle(
             manager,
             bundle=body.bundle,
@@ -51,6 +58,7 @@ def _start_run(
             timeout_seconds=body.timeout_seconds,
             metadata=body.metadata,
             actor=actor,
+            session_id=body.session_id,
         )
         return _answer(request, result, body.async_mode, caller)
     spec_path: str | None = None
@@ -68,6 +76,9 @@ def _start_run(
         metadata=body.metadata,
         actor=actor,
         timeout_seconds=body.timeout_seconds,
+        origin="inline" if body.spec is not None else "spec",
+        skills=body.skills,
+        session_id=body.session_id,
     )
     result = manager.start_run(run) if body.async_mode else manager.run(run)
     return _answer(request, result, body.async_mode, caller)
@@ -117,20 +128,30 @@ def run_spec(
 
 @router.get("/runs", dependencies=[Depends(require_scope("runs:read"))])
 def list_runs(
-    status: str | None = None,
+    status: str | None = Query(
+        None,
+        description="A run status, or several separated by commas (any of them); also the "
+        "original's `completed`, `blocked`.",
+    ),
+    filters: RunFilter = Depends(run_filter),
     page: PageParams = Depends(listing(("created_at", "updated_at", "status"), "created_at")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
-    bounded ``offset``; ``total`` counted up to the count cap."""
-    return manager.list_runs(
-        status=status,
-        limit=page.limit,
-        offset=page.offset,
-        sort_by=page.sort_by,
-        sort_order=page.sort_order,
-        cursor=page.cursor,
-    )
+    """Runs, filtered by status, session, workflow, error, creation time and words, sorted;
+    paged by ``cursor`` (flat however deep) or a bounded ``offset``; ``total`` counted up to
+    the count cap past the page."""
+    return {
+        **manager.list_runs(
+            status=status,
+            limit=page.limit,
+            offset=page.offset,
+            sort_by=page.sort_by,
+            sort_order=page.sort_order,
+            cursor=page.cursor,
+            filters=filters,
+        ),
+        "window": page.window,
+    }
 
 
 @router.get("/runs/{run_id}")
@@ -171,9 +192,6 @@ def run_policy_report(
     request: Request, run_id: str, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
     """The governance report of the spec this run was started with."""
-    from kneo.policy.check import check_spec
-    from kneo.spec.loader import load_spec_data
-
     annotate(request, run_id=run_id)
     run = caller.manager.get_run_record(run_id)
     if not run.spec:
@@ -206,6 +224,17 @@ def run_recovery(
     return manager.recovery(run_id)
 
 
+@router.get("/runs/{run_id}/graph", dependencies=[Depends(require_scope("runs:read"))])
+def run_graph(
+    request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
+) -> dict[str, Any]:
+    """The run's workflow as nodes and edges (from its own spec), each node's visits and
+    state, the edges taken, the ``visited`` nodes and the ``current`` one (executing,
+    waiting for a person, or where it failed)."""
+    annotate(request, run_id=run_id)
+    return manager.run_graph(run_id)
+
+
 @router.get("/runs/{run_id}/replay", dependencies=[Depends(require_scope("runs:read"))])
 def run_replay(
     request: Request, run_id: str, manager: PlatformManager = Depends(manager_dep)
@@ -215,16 +244,30 @@ def run_replay(
     return manager.replay(run_id)
 
 
-@router.post("/runs/{run_id}/continue")
-def continue_run(
+@router.post(
+    "/runs/{run_id}/continue",
+    responses=HANDED_OFF,
+    openapi_extra=PREFER_WAIT,
+)
+async def continue_run(
     request: Request,
     run_id: str,
     body: ContinueRequest | None = Body(None),
     caller: Caller = Depends(caller_dep("runs:write")),
-) -> dict[str, Any]:
-    """Continue an interrupted run from its last completed step boundary."""
+) -> JSONResponse:
+    """Continue an interrupted run from its last completed step boundary: within the request
+    (``200``) or, where workers run, on a worker (``202`` with ``Location``, or its outcome
+    if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited."""
     annotate(request, run_id=run_id)
-    return caller.manager.continue_run(run_id, actor=caller.principal.name).to_dict()
+    if body is not None:
+        check_limits(body, request.app.state.settings.limits)
+    result = await run_in_threadpool(
+        caller.manager.continue_run,
+        run_id,
+        actor=caller.principal.name,
+        metadata=body.metadata if body is not None else None,
+    )
+    return await continuation_answer(request, caller, result)
 
 
 @router.get("/runs/{run_id}/checkpoints", dependencies=[Depends(require_scope("runs:read"))])
@@ -268,7 +311,8 @@ def run_trace(
     request: Request,
     run_id: str,
     event_type: str | None = None,
-    page: PageParams = Depends(paging(("sequence", "created_at"), "sequence", "asc")),
+    # ``timestamp``: the original's name of the event time, the same order as the sequence
+    page: PageParams = Depends(paging(("sequence", "created_at", "timestamp"), "sequence", "asc")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """A run's trace events, paged by sequence."""
@@ -309,9 +353,6 @@ def run_events(
 ) -> StreamingResponse:
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
-    from kneo.platform.events import stream_stops
-    from kneo.platform.results import run_result
-
     annotate(request, run_id=run_id)
     manager.get_run_record(run_id)  # 404 before the stream starts
 

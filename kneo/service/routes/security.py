@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from kneo.errors import NotFound
 from kneo.names import check_name
@@ -19,9 +19,10 @@ from kneo.platform import PlatformManager
 from kneo.redaction import REDACTED
 from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import manager_dep
-from kneo.spec.project import PolicyEnforcement
+from kneo.service.query_params import StrictQueryRoute
+from kneo.spec.project import PolicyEnforcement, ProjectContext, SecretsConfig
 
-router = APIRouter()
+router = APIRouter(route_class=StrictQueryRoute)
 
 
 def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
@@ -35,8 +36,6 @@ def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
 
 def credential_inventory(settings: Any) -> dict[str, Any]:
     """Provider, extra and service-token references with presence flags; no values."""
-    from kneo.spec.project import ProjectContext, SecretsConfig
-
     try:
         context = ProjectContext.discover(settings=settings)
         secrets = context.config.secrets
@@ -74,11 +73,20 @@ def credential_inventory(settings: Any) -> dict[str, Any]:
 @router.get("/security/credentials", tags=["security"])
 def get_credentials(
     request: Request,
+    providers: list[str] | None = Query(None, description="Only these providers."),
+    extras: list[str] | None = Query(None, description="Only these extra secrets."),
+    include_service_tokens: bool = Query(True, description="false: leave `service` out."),
     principal: Principal = Depends(require_scope("credentials:read")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
-    """Redacted inventory of configured secret references (presence only)."""
+    """Redacted inventory of configured secret references (presence only), optionally
+    narrowed to named providers and extra secrets."""
     inventory = credential_inventory(request.app.state.settings)
+    for section, wanted in (("providers", providers), ("extra", extras)):
+        if wanted is not None:
+            inventory[section] = {k: v for k, v in inventory[section].items() if k in wanted}
+    if not include_service_tokens:
+        del inventory["service"]
     groups = [g for g in inventory.values() if isinstance(g, dict)]
     refs = [ref for g in groups for ref in g.values()]
     manager.add_audit(
@@ -104,9 +112,9 @@ def _env_param(environment: str) -> str:
     dependencies=[Depends(require_scope("policies:read"))],
 )
 def list_environment_policies(manager: PlatformManager = Depends(manager_dep)) -> dict[str, Any]:
-    """Every service-managed environment policy."""
+    """Every service-managed environment policy, by environment."""
     stored = manager.environment_policies()
-    policies = [{"environment": env, "policy": value} for env, value in sorted(stored.items())]
+    policies = {env: value for env, value in sorted(stored.items())}
     return {"policies": policies, "count": len(policies), "total": len(policies)}
 
 
@@ -138,3 +146,20 @@ def put_environment_policy(
     current = policy.model_dump(mode="json")
     previous = manager.put_environment_policy(env, current, actor=principal.name)
     return {"environment": env, "policy": current, "previous_policy": previous}
+
+
+@router.post(
+    "/policies/environment/{environment}/preview",
+    tags=["policies"],
+    dependencies=[Depends(require_scope("policies:read"))],
+)
+def preview_environment_policy(
+    environment: str = Path(...),
+    policy: PolicyEnforcement = Body(...),
+    manager: PlatformManager = Depends(manager_dep),
+) -> dict[str, Any]:
+    """What ``PUT`` with this body would change: each gate it loosens or tightens against
+    the policy in force, whether the change loosens any (``needs_policy_approval``), and the
+    recent runs there it would admit or refuse otherwise. Writes nothing."""
+    env = _env_param(environment)
+    return manager.preview_environment_policy(env, policy.model_dump(mode="json"))

@@ -10,10 +10,15 @@ from fastapi import APIRouter, Depends, Request
 from kneo.platform import PlatformManager
 from kneo.policy.check import SpecReport
 from kneo.service.dependencies import Caller, caller_dep
-from kneo.service.schemas import SpecRequest, check_limits
+from kneo.service.errors import relative_paths
+from kneo.service.query_params import StrictQueryRoute
+from kneo.service.schemas import CompileRequest, SpecRequest, check_limits
 from kneo.service.spec_source import check_resolved, registries, resolve_spec
+from kneo.spec.compiler import SpecCompiler, describe, diagnostics_error
+from kneo.spec.explain import explain
+from kneo.spec.graph import workflow_graph
 
-router = APIRouter(tags=["specs"])
+router = APIRouter(tags=["specs"], route_class=StrictQueryRoute)
 
 
 def _checked(
@@ -45,7 +50,7 @@ def validate_spec(
     """Diagnostics, environment policy and the governance report for a spec."""
     resolved, report = _checked(request, body, caller.manager)
     _audit(caller, "spec.validated", resolved, report)
-    return report.to_dict()
+    return relative_paths(request, report.to_dict())
 
 
 @router.post("/specs/policy-report")
@@ -59,11 +64,14 @@ def spec_policy_report(
         actor=caller.principal.name,
         payload={"source": "spec", "spec": resolved.source, "valid": report.valid},
     )
-    return {
-        "valid": report.valid,
-        "report": report.report,
-        "diagnostics": [d.to_dict() for d in report.diagnostics],
-    }
+    return relative_paths(
+        request,
+        {
+            "valid": report.valid,
+            "report": report.report,
+            "diagnostics": [d.to_dict() for d in report.diagnostics],
+        },
+    )
 
 
 def _compiled(
@@ -71,8 +79,16 @@ def _compiled(
 ) -> tuple[SpecReport, dict[str, Any]]:
     """Check and compile the spec (400 with diagnostics when invalid), audit ``event``; the
     report and the compiled workflow's description."""
-    from kneo.spec.compiler import SpecCompiler, describe, diagnostics_error
+    report, compiled = _compile(request, body, caller, event)
 
+    return report, describe(compiled)
+
+
+def _compile(
+    request: Request, body: SpecRequest, caller: Caller, event: str
+) -> tuple[SpecReport, Any]:
+    """Check and compile the spec (400 with diagnostics when invalid), audit ``event``; the
+    report and the compiled workflow."""
     resolved, report = _checked(request, body, caller.manager)
     if not report.valid:
         raise diagnostics_error(report.diagnostics, source=resolved.source)
@@ -85,45 +101,86 @@ def _compiled(
         source=resolved.source,
     )
     _audit(caller, event, resolved, report)
-    return report, describe(compiled)
+    return report, compiled
 
 
 @router.post("/specs/compile")
 def compile_spec(
-    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
+    request: Request, body: CompileRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
-    """Compile a spec to its executable workflow (400 with diagnostics when invalid)."""
+    """Compile a spec to its executable workflow: 400 with diagnostics when invalid, or
+    with ``strict: false`` 200 with ``ok: false`` and the diagnostics."""
+    if not body.strict:
+        resolved, checked = _checked(request, body, caller.manager)
+        if not checked.valid:
+            _audit(caller, "spec.compiled", resolved, checked)
+            return relative_paths(
+                request,
+                {
+                    "ok": False,
+                    "compiled": False,
+                    "environment": checked.environment,
+                    "workflow": None,
+                    "diagnostics": [d.to_dict() for d in checked.diagnostics],
+                },
+            )
     report, summary = _compiled(request, body, caller, "spec.compiled")
-    return {
-        "compiled": True,
-        "environment": report.environment,
-        "workflow": summary,
-        "diagnostics": [d.to_dict() for d in report.diagnostics],
-    }
+    return relative_paths(
+        request,
+        {
+            "ok": True,
+            "compiled": True,
+            "environment": report.environment,
+            "workflow": summary,
+            "diagnostics": [d.to_dict() for d in report.diagnostics],
+        },
+    )
 
 
 @router.post("/specs/explain")
 def explain_spec(
     request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
 ) -> dict[str, Any]:
-    """What would run, where people decide, and which gates apply, in one document."""
+    """What would run, where people decide, and which gates apply, in one document:
+    ``explanation`` (:func:`kneo.spec.explain.explain`) says it for people, as
+    ``kneo spec explain`` prints it."""
     report, summary = _compiled(request, body, caller, "spec.explained")
     steps = summary.get("steps", [])
-    return {
-        "valid": True,
-        "environment": report.environment,
-        "workflow": {
-            "name": summary.get("name"),
-            "family": summary.get("family"),
-            "target": summary.get("target"),
-            "step_count": len(steps),
-            "steps": [
-                {"id": s.get("id"), "kind": s.get("kind"), "ref": s.get("ref")} for s in steps
-            ],
-        },
-        "human_approval": report.report.get("human_approval"),
-        "policy": report.report.get("policy"),
-        "report": report.report,
-        "compiled": summary,
-        "diagnostics": [d.to_dict() for d in report.diagnostics],
+    shown = [{"id": s.get("id"), "kind": s.get("kind"), "ref": s.get("ref")} for s in steps]
+    workflow: dict[str, Any] = {
+        "name": summary.get("name"),
+        "family": summary.get("family"),
+        "target": summary.get("target"),
+        "step_count": len(steps),
+        "steps": shown,
     }
+    return relative_paths(
+        request,
+        {
+            "valid": True,
+            "environment": report.environment,
+            "workflow": workflow,
+            # the explanation at a glance (what the original's clients show first)
+            "summary": {
+                **{k: workflow[k] for k in ("name", "family", "target", "step_count")},
+                "human_steps": [s["id"] for s in shown if s["kind"] == "human"],
+                "warnings": len(report.warnings),
+            },
+            "explanation": explain(summary, report.report),
+            "human_approval": report.report.get("human_approval"),
+            "policy": report.report.get("policy"),
+            "report": report.report,
+            "compiled": summary,
+            "diagnostics": [d.to_dict() for d in report.diagnostics],
+        },
+    )
+
+
+@router.post("/specs/graph")
+def graph_spec(
+    request: Request, body: SpecRequest, caller: Caller = Depends(caller_dep("specs:read"))
+) -> dict[str, Any]:
+    """The spec's workflow as nodes and edges (:mod:`kneo.spec.graph`), checked and compiled
+    like ``compile`` (400 with diagnostics when invalid); every node ``pending``."""
+    report, compiled = _compile(request, body, caller, "spec.graphed")
+    return {"environment": report.environment, **workflow_graph(compiled).to_dict()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,7 @@ def test_calls_are_recorded_in_memory_and_in_the_log_file(tmp_path: Path) -> Non
         "model": "scripted",
         "turn": 0,
         "messages": [m.to_dict() for m in provider.calls[0]],
+        "pid": os.getpid(),  # which process made the call (a worker's, after a decision)
     }
     assert len(provider.calls) == 3
     assert read_call_log(tmp_path / "absent.jsonl") == []
@@ -139,6 +141,8 @@ def test_call_log_from_another_process(tmp_path: Path) -> None:
     sent = [e["messages"][-1]["content"] for e in read_call_log(log)]
     assert sent == ["one", "two", "three"]
     assert all(json.loads(line) for line in log.read_text().splitlines())
+    pids = [e["pid"] for e in read_call_log(log)]  # each line names the process that called
+    assert pids[2] == os.getpid() and os.getpid() not in pids[:2] and pids[0] != pids[1]
 
 
 def test_registry_names_and_unknown_provider() -> None:
@@ -149,6 +153,7 @@ def test_registry_names_and_unknown_provider() -> None:
         "dummy",
         "gemini",
         "google",
+        "llama-cpp",
         "openai",
         "openai-compatible",
     ]

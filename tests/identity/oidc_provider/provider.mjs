@@ -5,11 +5,15 @@ import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const users = config.users; // id -> { email, name, groups }
+const users = config.users; // id -> { email, email_verified, name, groups }
 
+// email_verified is true unless the user says otherwise (false, or null: the claim is left out).
 function claimsOf(id) {
   const user = users[id] || {};
-  return { sub: id, email: user.email, email_verified: true, name: user.name, groups: user.groups || [] };
+  const verified = 'email_verified' in user ? user.email_verified : true;
+  const claims = { sub: id, email: user.email, name: user.name, groups: user.groups || [] };
+  if (verified !== null) claims.email_verified = verified;
+  return claims;
 }
 
 const provider = new Provider(config.issuer, {
@@ -43,8 +47,8 @@ const provider = new Provider(config.issuer, {
   },
   async extraTokenClaims(ctx, token) {
     if (token.accountId) {
-      const { email, groups } = claimsOf(token.accountId);
-      return { email, groups };
+      const { email, email_verified, groups } = claimsOf(token.accountId);
+      return email_verified === undefined ? { email, groups } : { email, email_verified, groups };
     }
     const groups = (config.clientGroups || {})[token.clientId];
     return groups ? { groups } : undefined;

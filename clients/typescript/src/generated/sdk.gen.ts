@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -24,7 +24,11 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
  * The API answers; no dependency is touched.
  */
 export const healthCheck = <ThrowOnError extends boolean = false>(options?: Options<HealthCheckData, ThrowOnError>) => (options?.client ?? client).get<HealthCheckResponses, unknown, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/healthz',
     ...options
 });
@@ -35,7 +39,11 @@ export const healthCheck = <ThrowOnError extends boolean = false>(options?: Opti
  * The process is up and serving.
  */
 export const healthLive = <ThrowOnError extends boolean = false>(options?: Options<HealthLiveData, ThrowOnError>) => (options?.client ?? client).get<HealthLiveResponses, unknown, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/livez',
     ...options
 });
@@ -46,7 +54,11 @@ export const healthLive = <ThrowOnError extends boolean = false>(options?: Optio
  * 200 when every check passes, else 503 ``not_ready`` naming the failing checks.
  */
 export const healthReady = <ThrowOnError extends boolean = false>(options?: Options<HealthReadyData, ThrowOnError>) => (options?.client ?? client).get<HealthReadyResponses, HealthReadyErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/readyz',
     ...options
 });
@@ -58,7 +70,11 @@ export const healthReady = <ThrowOnError extends boolean = false>(options?: Opti
  * (flat however deep) or a bounded ``offset``; ``total`` counted up to the count cap.
  */
 export const auditEventsList = <ThrowOnError extends boolean = false>(options?: Options<AuditEventsListData, ThrowOnError>) => (options?.client ?? client).get<AuditEventsListResponses, AuditEventsListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/audit-events',
     ...options
 });
@@ -69,8 +85,29 @@ export const auditEventsList = <ThrowOnError extends boolean = false>(options?: 
  * One audit event by its id (``404 not_found`` when there is none).
  */
 export const auditEventsGet = <ThrowOnError extends boolean = false>(options: Options<AuditEventsGetData, ThrowOnError>) => (options.client ?? client).get<AuditEventsGetResponses, AuditEventsGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/audit-events/{event_id}',
+    ...options
+});
+
+/**
+ * Controller Plan
+ *
+ * What a reconcile of the watched branch's current commit would do, from the leading
+ * controller (wherever it runs): a dry run that writes nothing. It costs the leader a full
+ * pass's verification, so it takes the reconcile's scope.
+ */
+export const controllerPlan = <ThrowOnError extends boolean = false>(options?: Options<ControllerPlanData, ThrowOnError>) => (options?.client ?? client).post<ControllerPlanResponses, ControllerPlanErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/controller/plan',
     ...options
 });
 
@@ -81,7 +118,11 @@ export const auditEventsGet = <ThrowOnError extends boolean = false>(options: Op
  * apply; answers with the pass's result.
  */
 export const controllerReconcile = <ThrowOnError extends boolean = false>(options?: Options<ControllerReconcileData, ThrowOnError>) => (options?.client ?? client).post<ControllerReconcileResponses, ControllerReconcileErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/controller/reconcile',
     ...options
 });
@@ -92,7 +133,11 @@ export const controllerReconcile = <ThrowOnError extends boolean = false>(option
  * A queued reconcile request: ``queued``, ``running`` or ``done`` with its pass's result.
  */
 export const controllerRequestsGet = <ThrowOnError extends boolean = false>(options: Options<ControllerRequestsGetData, ThrowOnError>) => (options.client ?? client).get<ControllerRequestsGetResponses, ControllerRequestsGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/controller/requests/{request_id}',
     ...options
 });
@@ -104,7 +149,11 @@ export const controllerRequestsGet = <ThrowOnError extends boolean = false>(opti
  * requests waiting for it: the same on every replica.
  */
 export const controllerStatus = <ThrowOnError extends boolean = false>(options?: Options<ControllerStatusData, ThrowOnError>) => (options?.client ?? client).get<ControllerStatusResponses, ControllerStatusErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/controller/status',
     ...options
 });
@@ -113,10 +162,16 @@ export const controllerStatus = <ThrowOnError extends boolean = false>(options?:
  * Controller Webhook
  *
  * Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
- * any replica and queued for the leading controller.
+ * any replica and queued for the leading controller. Either content type GitHub offers:
+ * ``application/json``, or ``application/x-www-form-urlencoded`` (its default) with the
+ * JSON in one ``payload`` field.
  */
 export const controllerWebhook = <ThrowOnError extends boolean = false>(options?: Options<ControllerWebhookData, ThrowOnError>) => (options?.client ?? client).post<ControllerWebhookResponses, ControllerWebhookErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/controller/webhook',
     ...options
 });
@@ -132,7 +187,11 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  * input.
  */
 export const humanTasksList = <ThrowOnError extends boolean = false>(options?: Options<HumanTasksListData, ThrowOnError>) => (options?.client ?? client).get<HumanTasksListResponses, HumanTasksListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/human-tasks',
     ...options
 });
@@ -144,7 +203,11 @@ export const humanTasksList = <ThrowOnError extends boolean = false>(options?: O
  * ``include=context`` the run's context a decider judges by.
  */
 export const humanTasksGet = <ThrowOnError extends boolean = false>(options: Options<HumanTasksGetData, ThrowOnError>) => (options.client ?? client).get<HumanTasksGetResponses, HumanTasksGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/human-tasks/{continuation_id}',
     ...options
 });
@@ -153,10 +216,15 @@ export const humanTasksGet = <ThrowOnError extends boolean = false>(options: Opt
  * Decide Human Task
  *
  * Decide several requests of one task together: all are checked, then written in one
- * transaction (none when one is refused); the run continues once none is pending.
+ * transaction (none when one is refused); the run continues once none is pending, as
+ * after a resume (``200``, or ``202`` where workers run).
  */
 export const humanTasksDecide = <ThrowOnError extends boolean = false>(options: Options<HumanTasksDecideData, ThrowOnError>) => (options.client ?? client).post<HumanTasksDecideResponses, HumanTasksDecideErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/human-tasks/{continuation_id}/decisions',
     ...options,
     headers: {
@@ -168,10 +236,16 @@ export const humanTasksDecide = <ThrowOnError extends boolean = false>(options: 
 /**
  * Resume Human Task
  *
- * Apply a decision; the run continues once no request is pending.
+ * Apply a decision; the run continues once no request is pending: within the request
+ * (``200``, its outcome) or, where workers run, on a worker (``202`` with ``Location``, or
+ * its outcome if it pauses or ends within ``Prefer: wait=N`` seconds).
  */
 export const humanTasksResume = <ThrowOnError extends boolean = false>(options: Options<HumanTasksResumeData, ThrowOnError>) => (options.client ?? client).post<HumanTasksResumeResponses, HumanTasksResumeErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/human-tasks/{continuation_id}/resume',
     ...options,
     headers: {
@@ -186,7 +260,11 @@ export const humanTasksResume = <ThrowOnError extends boolean = false>(options: 
  * Deliveries newest first, with counts per status (pending, sending, sent, dead).
  */
 export const notificationsList = <ThrowOnError extends boolean = false>(options?: Options<NotificationsListData, ThrowOnError>) => (options?.client ?? client).get<NotificationsListResponses, NotificationsListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/notifications',
     ...options
 });
@@ -197,7 +275,11 @@ export const notificationsList = <ThrowOnError extends boolean = false>(options?
  * Make deliveries due now with a fresh attempt budget (``dead`` ones by default).
  */
 export const notificationsRetry = <ThrowOnError extends boolean = false>(options: Options<NotificationsRetryData, ThrowOnError>) => (options.client ?? client).post<NotificationsRetryResponses, NotificationsRetryErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/notifications/retry',
     ...options,
     headers: {
@@ -209,10 +291,14 @@ export const notificationsRetry = <ThrowOnError extends boolean = false>(options
 /**
  * List Environment Policies
  *
- * Every service-managed environment policy.
+ * Every service-managed environment policy, by environment.
  */
 export const environmentPoliciesList = <ThrowOnError extends boolean = false>(options?: Options<EnvironmentPoliciesListData, ThrowOnError>) => (options?.client ?? client).get<EnvironmentPoliciesListResponses, EnvironmentPoliciesListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/policies/environment',
     ...options
 });
@@ -223,7 +309,11 @@ export const environmentPoliciesList = <ThrowOnError extends boolean = false>(op
  * One environment's service-managed policy (404 when none is stored).
  */
 export const environmentPoliciesGet = <ThrowOnError extends boolean = false>(options: Options<EnvironmentPoliciesGetData, ThrowOnError>) => (options.client ?? client).get<EnvironmentPoliciesGetResponses, EnvironmentPoliciesGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/policies/environment/{environment}',
     ...options
 });
@@ -234,8 +324,33 @@ export const environmentPoliciesGet = <ThrowOnError extends boolean = false>(opt
  * Replace an environment's policy; answers with the previous one too.
  */
 export const environmentPoliciesReplace = <ThrowOnError extends boolean = false>(options: Options<EnvironmentPoliciesReplaceData, ThrowOnError>) => (options.client ?? client).put<EnvironmentPoliciesReplaceResponses, EnvironmentPoliciesReplaceErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/policies/environment/{environment}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Preview Environment Policy
+ *
+ * What ``PUT`` with this body would change: each gate it loosens or tightens against
+ * the policy in force, whether the change loosens any (``needs_policy_approval``), and the
+ * recent runs there it would admit or refuse otherwise. Writes nothing.
+ */
+export const environmentPoliciesPreview = <ThrowOnError extends boolean = false>(options: Options<EnvironmentPoliciesPreviewData, ThrowOnError>) => (options.client ?? client).post<EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesPreviewErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/policies/environment/{environment}/preview',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -249,7 +364,11 @@ export const environmentPoliciesReplace = <ThrowOnError extends boolean = false>
  * Digests never promoted again until unblocked, with why and by whom.
  */
 export const registryBlockedDigestsList = <ThrowOnError extends boolean = false>(options?: Options<RegistryBlockedDigestsListData, ThrowOnError>) => (options?.client ?? client).get<RegistryBlockedDigestsListResponses, RegistryBlockedDigestsListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/blocked-digests',
     ...options
 });
@@ -260,7 +379,11 @@ export const registryBlockedDigestsList = <ThrowOnError extends boolean = false>
  * Never promote the digest again, in any environment, until unblocked.
  */
 export const registryBlockedDigestsBlock = <ThrowOnError extends boolean = false>(options: Options<RegistryBlockedDigestsBlockData, ThrowOnError>) => (options.client ?? client).post<RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsBlockErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/blocked-digests',
     ...options,
     headers: {
@@ -275,7 +398,11 @@ export const registryBlockedDigestsBlock = <ThrowOnError extends boolean = false
  * Let the digest be promoted again.
  */
 export const registryBlockedDigestsUnblock = <ThrowOnError extends boolean = false>(options: Options<RegistryBlockedDigestsUnblockData, ThrowOnError>) => (options.client ?? client).delete<RegistryBlockedDigestsUnblockResponses, RegistryBlockedDigestsUnblockErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/blocked-digests/{digest}',
     ...options
 });
@@ -288,7 +415,11 @@ export const registryBlockedDigestsUnblock = <ThrowOnError extends boolean = fal
  * cap.
  */
 export const registryBundlesList = <ThrowOnError extends boolean = false>(options?: Options<RegistryBundlesListData, ThrowOnError>) => (options?.client ?? client).get<RegistryBundlesListResponses, RegistryBundlesListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles',
     ...options
 });
@@ -299,8 +430,44 @@ export const registryBundlesList = <ThrowOnError extends boolean = false>(option
  * One bundle in one environment: active revision, history and status conditions.
  */
 export const registryBundlesGet = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesGetData, ThrowOnError>) => (options.client ?? client).get<RegistryBundlesGetResponses, RegistryBundlesGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}',
+    ...options
+});
+
+/**
+ * Diff Registry Bundle
+ *
+ * Two revisions of the bundle here: a unified diff of their specs, and their digest,
+ * commit and status where they differ.
+ */
+export const registryBundlesDiff = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesDiffData, ThrowOnError>) => (options.client ?? client).get<RegistryBundlesDiffResponses, RegistryBundlesDiffErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/registry/bundles/{bundle}/{environment}/diff',
+    ...options
+});
+
+/**
+ * Graph Registry Bundle
+ *
+ * The workflow graph of the bundle's active revision here, by name: its signed spec
+ * as nodes and edges (``POST /v1/specs/graph``'s shape, with ``revision`` and ``digest``).
+ */
+export const registryBundlesGraph = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesGraphData, ThrowOnError>) => (options.client ?? client).get<RegistryBundlesGraphResponses, RegistryBundlesGraphErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/registry/bundles/{bundle}/{environment}/graph',
     ...options
 });
 
@@ -310,7 +477,11 @@ export const registryBundlesGet = <ThrowOnError extends boolean = false>(options
  * Lift the pin; the controller promotes what Git asks for on its next pass.
  */
 export const registryBundlesUnpin = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesUnpinData, ThrowOnError>) => (options.client ?? client).delete<RegistryBundlesUnpinResponses, RegistryBundlesUnpinErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}/pin',
     ...options
 });
@@ -321,7 +492,11 @@ export const registryBundlesUnpin = <ThrowOnError extends boolean = false>(optio
  * Hold the bundle at its active revision: nothing else is promoted until unpinned.
  */
 export const registryBundlesPin = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesPinData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesPinResponses, RegistryBundlesPinErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}/pin',
     ...options,
     headers: {
@@ -336,7 +511,11 @@ export const registryBundlesPin = <ThrowOnError extends boolean = false>(options
  * Let the controller manage the bundle here again.
  */
 export const registryBundlesResume = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesResumeData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesResumeResponses, RegistryBundlesResumeErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}/resume',
     ...options
 });
@@ -349,7 +528,11 @@ export const registryBundlesResume = <ThrowOnError extends boolean = false>(opti
  * environment requires approval.
  */
 export const registryBundlesRollback = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesRollbackData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesRollbackResponses, RegistryBundlesRollbackErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}/rollback',
     ...options,
     headers: {
@@ -364,7 +547,11 @@ export const registryBundlesRollback = <ThrowOnError extends boolean = false>(op
  * Make the controller leave the bundle alone here (as ``kneo controller suspend``).
  */
 export const registryBundlesSuspend = <ThrowOnError extends boolean = false>(options: Options<RegistryBundlesSuspendData, ThrowOnError>) => (options.client ?? client).post<RegistryBundlesSuspendResponses, RegistryBundlesSuspendErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/registry/bundles/{bundle}/{environment}/suspend',
     ...options,
     headers: {
@@ -376,11 +563,16 @@ export const registryBundlesSuspend = <ThrowOnError extends boolean = false>(opt
 /**
  * List Runs
  *
- * Runs, filtered by status, sorted; paged by ``cursor`` (flat however deep) or a
- * bounded ``offset``; ``total`` counted up to the count cap.
+ * Runs, filtered by status, session, workflow, error, creation time and words, sorted;
+ * paged by ``cursor`` (flat however deep) or a bounded ``offset``; ``total`` counted up to
+ * the count cap past the page.
  */
 export const runsList = <ThrowOnError extends boolean = false>(options?: Options<RunsListData, ThrowOnError>) => (options?.client ?? client).get<RunsListResponses, RunsListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs',
     ...options
 });
@@ -391,7 +583,11 @@ export const runsList = <ThrowOnError extends boolean = false>(options?: Options
  * Create a run; sync runs answer when the run finishes or pauses.
  */
 export const runsCreate = <ThrowOnError extends boolean = false>(options: Options<RunsCreateData, ThrowOnError>) => (options.client ?? client).post<RunsCreateResponses, RunsCreateErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs',
     ...options,
     headers: {
@@ -407,7 +603,11 @@ export const runsCreate = <ThrowOnError extends boolean = false>(options: Option
  * said and did.
  */
 export const runsGet = <ThrowOnError extends boolean = false>(options: Options<RunsGetData, ThrowOnError>) => (options.client ?? client).get<RunsGetResponses, RunsGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}',
     ...options
 });
@@ -418,7 +618,11 @@ export const runsGet = <ThrowOnError extends boolean = false>(options: Options<R
  * Cancel a queued, running or paused run (cooperative for a step in flight).
  */
 export const runsCancel = <ThrowOnError extends boolean = false>(options: Options<RunsCancelData, ThrowOnError>) => (options.client ?? client).post<RunsCancelResponses, RunsCancelErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/cancel',
     ...options
 });
@@ -429,7 +633,11 @@ export const runsCancel = <ThrowOnError extends boolean = false>(options: Option
  * A run's checkpoints (payloads on request), paged by sequence.
  */
 export const runsCheckpointsList = <ThrowOnError extends boolean = false>(options: Options<RunsCheckpointsListData, ThrowOnError>) => (options.client ?? client).get<RunsCheckpointsListResponses, RunsCheckpointsListErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/checkpoints',
     ...options
 });
@@ -440,7 +648,11 @@ export const runsCheckpointsList = <ThrowOnError extends boolean = false>(option
  * Added, removed and changed paths between two checkpoints (default: latest two).
  */
 export const runsCheckpointsDiff = <ThrowOnError extends boolean = false>(options: Options<RunsCheckpointsDiffData, ThrowOnError>) => (options.client ?? client).get<RunsCheckpointsDiffResponses, RunsCheckpointsDiffErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/checkpoints/diff',
     ...options
 });
@@ -448,10 +660,16 @@ export const runsCheckpointsDiff = <ThrowOnError extends boolean = false>(option
 /**
  * Continue Run
  *
- * Continue an interrupted run from its last completed step boundary.
+ * Continue an interrupted run from its last completed step boundary: within the request
+ * (``200``) or, where workers run, on a worker (``202`` with ``Location``, or its outcome
+ * if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited.
  */
 export const runsContinue = <ThrowOnError extends boolean = false>(options: Options<RunsContinueData, ThrowOnError>) => (options.client ?? client).post<RunsContinueResponses, RunsContinueErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/continue',
     ...options,
     headers: {
@@ -467,8 +685,29 @@ export const runsContinue = <ThrowOnError extends boolean = false>(options: Opti
  * HTTP) as server-sent events until it pauses or finishes.
  */
 export const runsEventsStream = <ThrowOnError extends boolean = false>(options: Options<RunsEventsStreamData, ThrowOnError>) => (options.client ?? client).sse.get<RunsEventsStreamResponses, RunsEventsStreamErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/events',
+    ...options
+});
+
+/**
+ * Run Graph
+ *
+ * The run's workflow as nodes and edges (from its own spec), each node's visits and
+ * state, the edges taken, the ``visited`` nodes and the ``current`` one (executing,
+ * waiting for a person, or where it failed).
+ */
+export const runsGraph = <ThrowOnError extends boolean = false>(options: Options<RunsGraphData, ThrowOnError>) => (options.client ?? client).get<RunsGraphResponses, RunsGraphErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/runs/{run_id}/graph',
     ...options
 });
 
@@ -478,7 +717,11 @@ export const runsEventsStream = <ThrowOnError extends boolean = false>(options: 
  * The governance report of the spec this run was started with.
  */
 export const runsPolicyReport = <ThrowOnError extends boolean = false>(options: Options<RunsPolicyReportData, ThrowOnError>) => (options.client ?? client).get<RunsPolicyReportResponses, RunsPolicyReportErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/policy-report',
     ...options
 });
@@ -489,7 +732,11 @@ export const runsPolicyReport = <ThrowOnError extends boolean = false>(options: 
  * Completed steps, the failed step and whether the run can continue.
  */
 export const runsRecovery = <ThrowOnError extends boolean = false>(options: Options<RunsRecoveryData, ThrowOnError>) => (options.client ?? client).get<RunsRecoveryResponses, RunsRecoveryErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/recovery',
     ...options
 });
@@ -500,7 +747,11 @@ export const runsRecovery = <ThrowOnError extends boolean = false>(options: Opti
  * A compact checkpoint timeline plus the recovery context.
  */
 export const runsReplay = <ThrowOnError extends boolean = false>(options: Options<RunsReplayData, ThrowOnError>) => (options.client ?? client).get<RunsReplayResponses, RunsReplayErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/replay',
     ...options
 });
@@ -511,7 +762,11 @@ export const runsReplay = <ThrowOnError extends boolean = false>(options: Option
  * A run's trace events, paged by sequence.
  */
 export const runsTrace = <ThrowOnError extends boolean = false>(options: Options<RunsTraceData, ThrowOnError>) => (options.client ?? client).get<RunsTraceResponses, RunsTraceErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/runs/{run_id}/trace',
     ...options
 });
@@ -519,21 +774,63 @@ export const runsTrace = <ThrowOnError extends boolean = false>(options: Options
 /**
  * Get Credentials
  *
- * Redacted inventory of configured secret references (presence only).
+ * Redacted inventory of configured secret references (presence only), optionally
+ * narrowed to named providers and extra secrets.
  */
 export const securityCredentialsGet = <ThrowOnError extends boolean = false>(options?: Options<SecurityCredentialsGetData, ThrowOnError>) => (options?.client ?? client).get<SecurityCredentialsGetResponses, SecurityCredentialsGetErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/security/credentials',
+    ...options
+});
+
+/**
+ * Get Session
+ *
+ * The session's runs in the order they were created (each with its status and
+ * whether it failed), paged by ``cursor``.
+ */
+export const sessionsGet = <ThrowOnError extends boolean = false>(options: Options<SessionsGetData, ThrowOnError>) => (options.client ?? client).get<SessionsGetResponses, SessionsGetErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/sessions/{session_id}',
+    ...options
+});
+
+/**
+ * List Skills
+ *
+ * The project's skills by name, each with its description, instructions, tools and the
+ * file of the project its instructions are kept in (``path``).
+ */
+export const skillsList = <ThrowOnError extends boolean = false>(options?: Options<SkillsListData, ThrowOnError>) => (options?.client ?? client).get<SkillsListResponses, SkillsListErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/skills',
     ...options
 });
 
 /**
  * Compile Spec
  *
- * Compile a spec to its executable workflow (400 with diagnostics when invalid).
+ * Compile a spec to its executable workflow: 400 with diagnostics when invalid, or
+ * with ``strict: false`` 200 with ``ok: false`` and the diagnostics.
  */
 export const specsCompile = <ThrowOnError extends boolean = false>(options: Options<SpecsCompileData, ThrowOnError>) => (options.client ?? client).post<SpecsCompileResponses, SpecsCompileErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/specs/compile',
     ...options,
     headers: {
@@ -545,11 +842,37 @@ export const specsCompile = <ThrowOnError extends boolean = false>(options: Opti
 /**
  * Explain Spec
  *
- * What would run, where people decide, and which gates apply, in one document.
+ * What would run, where people decide, and which gates apply, in one document:
+ * ``explanation`` (:func:`kneo.spec.explain.explain`) says it for people, as
+ * ``kneo spec explain`` prints it.
  */
 export const specsExplain = <ThrowOnError extends boolean = false>(options: Options<SpecsExplainData, ThrowOnError>) => (options.client ?? client).post<SpecsExplainResponses, SpecsExplainErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/specs/explain',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Graph Spec
+ *
+ * The spec's workflow as nodes and edges (:mod:`kneo.spec.graph`), checked and compiled
+ * like ``compile`` (400 with diagnostics when invalid); every node ``pending``.
+ */
+export const specsGraph = <ThrowOnError extends boolean = false>(options: Options<SpecsGraphData, ThrowOnError>) => (options.client ?? client).post<SpecsGraphResponses, SpecsGraphErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/specs/graph',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -563,7 +886,11 @@ export const specsExplain = <ThrowOnError extends boolean = false>(options: Opti
  * The structured governance report (memory, tools, MCP, guardrails, human review).
  */
 export const specsPolicyReport = <ThrowOnError extends boolean = false>(options: Options<SpecsPolicyReportData, ThrowOnError>) => (options.client ?? client).post<SpecsPolicyReportResponses, SpecsPolicyReportErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/specs/policy-report',
     ...options,
     headers: {
@@ -578,7 +905,11 @@ export const specsPolicyReport = <ThrowOnError extends boolean = false>(options:
  * Run a spec (a path on the server or an inline document).
  */
 export const specsRun = <ThrowOnError extends boolean = false>(options: Options<SpecsRunData, ThrowOnError>) => (options.client ?? client).post<SpecsRunResponses, SpecsRunErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/specs/run',
     ...options,
     headers: {
@@ -593,11 +924,30 @@ export const specsRun = <ThrowOnError extends boolean = false>(options: Options<
  * Diagnostics, environment policy and the governance report for a spec.
  */
 export const specsValidate = <ThrowOnError extends boolean = false>(options: Options<SpecsValidateData, ThrowOnError>) => (options.client ?? client).post<SpecsValidateResponses, SpecsValidateErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
     url: '/v1/specs/validate',
     ...options,
     headers: {
         'Content-Type': 'application/json',
         ...options.headers
     }
+});
+
+/**
+ * Service Version
+ *
+ * The API version, Kneo's version and the database schema revision (held and known).
+ */
+export const serviceVersion = <ThrowOnError extends boolean = false>(options?: Options<ServiceVersionData, ThrowOnError>) => (options?.client ?? client).get<ServiceVersionResponses, unknown, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/version',
+    ...options
 });

@@ -23,6 +23,48 @@ export type BlockRequest = {
 };
 
 /**
+ * CompileRequest
+ *
+ * Body of ``/v1/specs/compile``.
+ */
+export type CompileRequest = {
+    /**
+     * Environment
+     *
+     * Environment: overlays and policy.
+     */
+    environment?: string | null;
+    /**
+     * Overrides
+     *
+     * Deep-merged into the spec after overlays.
+     */
+    overrides?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Spec
+     *
+     * An inline spec document.
+     */
+    spec?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Spec Path
+     *
+     * Path of a YAML spec, on the server.
+     */
+    spec_path?: string | null;
+    /**
+     * Strict
+     *
+     * true: an invalid spec is 400 with its diagnostics; false: 200 with ok=false and the diagnostics (an editor's preview).
+     */
+    strict?: boolean;
+};
+
+/**
  * ContinueRequest
  *
  * Body of ``POST /v1/runs/{run_id}/continue`` (optional).
@@ -120,6 +162,16 @@ export type CreateRunRequest = {
         [key: string]: unknown;
     } | null;
     /**
+     * Session Id
+     *
+     * Group the run in this session: listed by `GET /v1/runs?session_id=` and chained in order by `GET /v1/sessions/{session_id}`.
+     */
+    session_id?: string | null;
+    /**
+     * Switch declared skills on (`add`) or off (`remove`) for the run's agents (`agents`: only these); recorded on the run as `metadata.skills_overlay`.
+     */
+    skills?: SkillsOverlay | null;
+    /**
      * Spec
      *
      * An inline spec document.
@@ -196,6 +248,14 @@ export type DecisionView = {
      */
     decision: string | null;
     /**
+     * Metadata
+     *
+     * What the decider sent with it (redacted); a timeout's: why.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+    /**
      * Request Id
      */
     request_id: string | null;
@@ -221,6 +281,12 @@ export type DecisionsRequest = {
      * Decisions
      */
     decisions: Array<DecisionItem>;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 export type Error = {
@@ -231,6 +297,121 @@ export type Error = {
     message: string;
     request_id?: string;
     required_scope?: string;
+    [key: string]: unknown;
+};
+
+/**
+ * GateChangeView
+ */
+export type GateChangeView = {
+    /**
+     * Direction
+     *
+     * loosened or tightened
+     */
+    direction: string;
+    /**
+     * Gate
+     */
+    gate: string;
+    /**
+     * Summary
+     */
+    summary: string;
+    [key: string]: unknown;
+};
+
+/**
+ * GraphEdgeView
+ *
+ * One way between two nodes (:class:`kneo.spec.graph.GraphEdge`).
+ */
+export type GraphEdgeView = {
+    /**
+     * Condition
+     *
+     * As people read it: contains "APPROVED".
+     */
+    condition?: string | null;
+    /**
+     * Conditional
+     */
+    conditional: boolean;
+    /**
+     * Default
+     */
+    default: boolean;
+    /**
+     * Kind
+     *
+     * next, branch or again
+     */
+    kind: string;
+    /**
+     * Label
+     */
+    label?: string | null;
+    /**
+     * Source
+     */
+    source: string;
+    /**
+     * Taken
+     *
+     * How often the run went this way (0 on a spec's graph).
+     */
+    taken: number;
+    /**
+     * Target
+     */
+    target: string;
+    [key: string]: unknown;
+};
+
+/**
+ * GraphNodeView
+ *
+ * One step of a workflow graph (:class:`kneo.spec.graph.GraphNode`).
+ */
+export type GraphNodeView = {
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     *
+     * agent, function or human
+     */
+    kind: string;
+    /**
+     * Max Retries
+     */
+    max_retries: number;
+    /**
+     * On Error
+     */
+    on_error: string;
+    /**
+     * Ref
+     */
+    ref: string;
+    /**
+     * State
+     *
+     * pending, visited, current or failed
+     */
+    state: string;
+    /**
+     * Timeout Seconds
+     */
+    timeout_seconds?: number | null;
+    /**
+     * Visits
+     *
+     * How often the run executed it (0 on a spec's graph).
+     */
+    visits: number;
     [key: string]: unknown;
 };
 
@@ -368,6 +549,12 @@ export type HumanTask = {
      */
     expires_at: string | null;
     /**
+     * Id
+     *
+     * The continuation_id again (in listings).
+     */
+    id?: string | null;
+    /**
      * Input Preview
      *
      * The first words of the run's input (in a listing).
@@ -458,6 +645,18 @@ export type HumanTaskList = {
      * All matching items (with include=counts).
      */
     total: number | null;
+    /**
+     * Total Capped
+     *
+     * total stopped at the count cap past this page: more rows match.
+     */
+    total_capped?: boolean | null;
+    /**
+     * Window
+     *
+     * The deepest offset served (then: cursor).
+     */
+    window?: number | null;
     [key: string]: unknown;
 };
 
@@ -541,6 +740,85 @@ export type PolicyEnforcement = {
      * Require Tool Permissions
      */
     require_tool_permissions?: boolean;
+};
+
+/**
+ * PolicyPreviewView
+ *
+ * What a ``PUT`` of an environment policy would change (:mod:`kneo.policy.preview`).
+ */
+export type PolicyPreviewView = {
+    /**
+     * Affected Run Ids
+     *
+     * Runs the proposed policy judges otherwise.
+     */
+    affected_run_ids: Array<string>;
+    /**
+     * Changed
+     */
+    changed: boolean;
+    /**
+     * Changes
+     */
+    changes: Array<GateChangeView>;
+    /**
+     * Current Policy
+     */
+    current_policy?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Current Source
+     *
+     * stored, project or none
+     */
+    current_source: string;
+    /**
+     * Diff
+     */
+    diff: {
+        [key: string]: {
+            [key: string]: unknown;
+        };
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Loosened
+     */
+    loosened: Array<GateChangeView>;
+    /**
+     * Needs Policy Approval
+     *
+     * It loosens a gate: a change the GitOps controller would hold for approval.
+     */
+    needs_policy_approval: boolean;
+    /**
+     * Newly Blocking
+     *
+     * Runs admitted now that it would refuse.
+     */
+    newly_blocking: Array<string>;
+    /**
+     * Policy
+     */
+    policy: {
+        [key: string]: unknown;
+    };
+    /**
+     * Runs Evaluated
+     *
+     * Recent runs of the environment checked twice.
+     */
+    runs_evaluated: number;
+    /**
+     * Tightened
+     */
+    tightened: Array<GateChangeView>;
+    [key: string]: unknown;
 };
 
 /**
@@ -679,6 +957,67 @@ export type RollbackRequest = {
 };
 
 /**
+ * RunGraphView
+ *
+ * A run's workflow graph with where it is (``GET /v1/runs/{run_id}/graph``).
+ */
+export type RunGraphView = {
+    /**
+     * Current
+     *
+     * The node the run is at (runs only).
+     */
+    current?: string | null;
+    /**
+     * Edges
+     */
+    edges: Array<GraphEdgeView>;
+    /**
+     * Max Visits
+     */
+    max_visits?: number | null;
+    /**
+     * Nodes
+     */
+    nodes: Array<GraphNodeView>;
+    /**
+     * Rounds
+     */
+    rounds?: number | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Start
+     */
+    start?: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Target
+     */
+    target: string;
+    /**
+     * Visited
+     *
+     * Nodes executed, first reached first.
+     */
+    visited: Array<string>;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string;
+    [key: string]: unknown;
+};
+
+/**
  * RunList
  */
 export type RunList = {
@@ -720,6 +1059,18 @@ export type RunList = {
      * All matching items (with include=counts).
      */
     total: number | null;
+    /**
+     * Total Capped
+     *
+     * total stopped at the count cap past this page: more rows match.
+     */
+    total_capped?: boolean | null;
+    /**
+     * Window
+     *
+     * The deepest offset served (then: cursor).
+     */
+    window?: number | null;
     [key: string]: unknown;
 };
 
@@ -781,6 +1132,12 @@ export type RunOutcomeMetadata = {
      */
     pending_human_requests?: Array<HumanRequestView> | null;
     /**
+     * Session Id
+     *
+     * The session the run was started in.
+     */
+    session_id?: string | null;
+    /**
      * Trace Event Count
      */
     trace_event_count: number;
@@ -800,9 +1157,19 @@ export type RunSummary = {
      */
     created_at: string | null;
     /**
+     * Has Error
+     *
+     * Whether the run recorded an error.
+     */
+    has_error?: boolean | null;
+    /**
      * Run Id
      */
     run_id: string;
+    /**
+     * Session Id
+     */
+    session_id?: string | null;
     /**
      * Status
      */
@@ -930,6 +1297,12 @@ export type RunView = {
      */
     run_id: string;
     /**
+     * Session Id
+     *
+     * The session the run was started in.
+     */
+    session_id?: string | null;
+    /**
      * Started At
      */
     started_at: string | null;
@@ -971,6 +1344,174 @@ export type RunView = {
      */
     workflow_name: string | null;
     [key: string]: unknown;
+};
+
+/**
+ * SessionChain
+ *
+ * ``GET /v1/sessions/{session_id}``: the session's runs, oldest first.
+ */
+export type SessionChain = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor: string | null;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Runs
+     */
+    runs: Array<RunSummary>;
+    /**
+     * Session Id
+     */
+    session_id: string;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total: number | null;
+    /**
+     * Total Capped
+     *
+     * total stopped at the count cap past this page: more rows match.
+     */
+    total_capped?: boolean | null;
+    /**
+     * Window
+     *
+     * The deepest offset served (then: cursor).
+     */
+    window?: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * SkillList
+ *
+ * ``GET /v1/skills``: the project's skills, by name.
+ */
+export type SkillList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit: number;
+    /**
+     * Offset
+     */
+    offset: number;
+    /**
+     * Skills
+     */
+    skills: Array<SkillView>;
+    /**
+     * Sort By
+     */
+    sort_by: string;
+    /**
+     * Sort Order
+     */
+    sort_order: string;
+    /**
+     * Total
+     */
+    total: number;
+    /**
+     * Total Capped
+     */
+    total_capped: boolean;
+    [key: string]: unknown;
+};
+
+/**
+ * SkillView
+ *
+ * A skill the project declares (``skills:`` in ``.kneo/config.yaml``).
+ */
+export type SkillView = {
+    /**
+     * Description
+     */
+    description: string;
+    /**
+     * Instructions
+     *
+     * What joins the system prompt of an agent using it.
+     */
+    instructions: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Path
+     *
+     * The file of the project its instructions are kept in (instructions_file).
+     */
+    path: string | null;
+    /**
+     * Source
+     *
+     * project
+     */
+    source: string;
+    /**
+     * Tools
+     *
+     * Tools it brings to the agent's selection.
+     */
+    tools: Array<string>;
+    [key: string]: unknown;
+};
+
+/**
+ * SkillsOverlay
+ *
+ * A run's change to its agents' skills at start: ``add`` switches declared skills on,
+ * ``remove`` switches skills off; ``agents`` limits both to these agents (default: all).
+ */
+export type SkillsOverlay = {
+    /**
+     * Add
+     */
+    add?: Array<string>;
+    /**
+     * Agents
+     */
+    agents?: Array<string> | null;
+    /**
+     * Remove
+     */
+    remove?: Array<string>;
 };
 
 /**
@@ -1110,6 +1651,59 @@ export type ToolCallView = {
     [key: string]: unknown;
 };
 
+/**
+ * WorkflowGraphView
+ *
+ * A workflow's nodes and edges (``POST /v1/specs/graph``).
+ */
+export type WorkflowGraphView = {
+    /**
+     * Current
+     *
+     * The node the run is at (runs only).
+     */
+    current?: string | null;
+    /**
+     * Edges
+     */
+    edges: Array<GraphEdgeView>;
+    /**
+     * Max Visits
+     */
+    max_visits?: number | null;
+    /**
+     * Nodes
+     */
+    nodes: Array<GraphNodeView>;
+    /**
+     * Rounds
+     */
+    rounds?: number | null;
+    /**
+     * Start
+     */
+    start?: string | null;
+    /**
+     * Target
+     */
+    target: string;
+    /**
+     * Visited
+     *
+     * Nodes executed, first reached first.
+     */
+    visited: Array<string>;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string;
+    [key: string]: unknown;
+};
+
 export type HealthCheckData = {
     body?: never;
     path?: never;
@@ -1211,6 +1805,16 @@ export type AuditEventsListData = {
          * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
          */
         include?: string | null;
+        /**
+         * Sort By
+         *
+         * Newest first only.
+         */
+        sort_by?: 'created_at';
+        /**
+         * Sort Order
+         */
+        sort_order?: 'desc';
     };
     url: '/v1/audit-events';
 };
@@ -1334,6 +1938,68 @@ export type AuditEventsGetResponses = {
 };
 
 export type AuditEventsGetResponse = AuditEventsGetResponses[keyof AuditEventsGetResponses];
+
+export type ControllerPlanData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Wait
+         *
+         * Seconds to wait for the dry run: 200 with its result when it ends in time, else 202 with the request to follow at /v1/controller/requests/{request_id}.
+         */
+        wait?: number;
+    };
+    url: '/v1/controller/plan';
+};
+
+export type ControllerPlanErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ControllerPlanError = ControllerPlanErrors[keyof ControllerPlanErrors];
+
+export type ControllerPlanResponses = {
+    /**
+     * Successful Response
+     */
+    200: unknown;
+};
 
 export type ControllerReconcileData = {
     body?: never;
@@ -1539,6 +2205,10 @@ export type ControllerWebhookData = {
          * X-Github-Delivery
          */
         'x-github-delivery'?: string | null;
+        /**
+         * Content-Type
+         */
+        'content-type'?: string | null;
     };
     path?: never;
     query?: never;
@@ -1628,6 +2298,12 @@ export type HumanTasksListData = {
          */
         escalated?: boolean | null;
         /**
+         * Status
+         *
+         * `pending` (every listed task is) or `escalated` (= escalated=true).
+         */
+        status?: string | null;
+        /**
          * Older Than Seconds
          */
         older_than_seconds?: number | null;
@@ -1664,7 +2340,7 @@ export type HumanTasksListData = {
         /**
          * Sort By
          *
-         * One of: created_at.
+         * One of: created_at, expires_at.
          */
         sort_by?: string;
         /**
@@ -1796,6 +2472,12 @@ export type HumanTasksGetResponse = HumanTasksGetResponses[keyof HumanTasksGetRe
 
 export type HumanTasksDecideData = {
     body: DecisionsRequest;
+    headers?: {
+        /**
+         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         */
+        Prefer?: string;
+    };
     path: {
         /**
          * Continuation Id
@@ -1852,12 +2534,22 @@ export type HumanTasksDecideResponses = {
      * Successful Response
      */
     200: RunOutcome;
+    /**
+     * Recorded; the run continues on a worker (read it at Location)
+     */
+    202: RunOutcome;
 };
 
 export type HumanTasksDecideResponse = HumanTasksDecideResponses[keyof HumanTasksDecideResponses];
 
 export type HumanTasksResumeData = {
     body: ResumeRequest;
+    headers?: {
+        /**
+         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         */
+        Prefer?: string;
+    };
     path: {
         /**
          * Continuation Id
@@ -1914,6 +2606,10 @@ export type HumanTasksResumeResponses = {
      * Successful Response
      */
     200: RunOutcome;
+    /**
+     * Recorded; the run continues on a worker (read it at Location)
+     */
+    202: RunOutcome;
 };
 
 export type HumanTasksResumeResponse = HumanTasksResumeResponses[keyof HumanTasksResumeResponses];
@@ -2255,6 +2951,68 @@ export type EnvironmentPoliciesReplaceResponses = {
 };
 
 export type EnvironmentPoliciesReplaceResponse = EnvironmentPoliciesReplaceResponses[keyof EnvironmentPoliciesReplaceResponses];
+
+export type EnvironmentPoliciesPreviewData = {
+    body: PolicyEnforcement;
+    path: {
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/policies/environment/{environment}/preview';
+};
+
+export type EnvironmentPoliciesPreviewErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type EnvironmentPoliciesPreviewError = EnvironmentPoliciesPreviewErrors[keyof EnvironmentPoliciesPreviewErrors];
+
+export type EnvironmentPoliciesPreviewResponses = {
+    /**
+     * Successful Response
+     */
+    200: PolicyPreviewView;
+};
+
+export type EnvironmentPoliciesPreviewResponse = EnvironmentPoliciesPreviewResponses[keyof EnvironmentPoliciesPreviewResponses];
 
 export type RegistryBlockedDigestsListData = {
     body?: never;
@@ -2606,6 +3364,155 @@ export type RegistryBundlesGetResponses = {
 };
 
 export type RegistryBundlesGetResponse = RegistryBundlesGetResponses[keyof RegistryBundlesGetResponses];
+
+export type RegistryBundlesDiffData = {
+    body?: never;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query: {
+        /**
+         * From
+         */
+        from: number;
+        /**
+         * To
+         */
+        to: number;
+    };
+    url: '/v1/registry/bundles/{bundle}/{environment}/diff';
+};
+
+export type RegistryBundlesDiffErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesDiffError = RegistryBundlesDiffErrors[keyof RegistryBundlesDiffErrors];
+
+export type RegistryBundlesDiffResponses = {
+    /**
+     * Response Registry-Bundles-Diff
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesDiffResponse = RegistryBundlesDiffResponses[keyof RegistryBundlesDiffResponses];
+
+export type RegistryBundlesGraphData = {
+    body?: never;
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+    };
+    query?: never;
+    url: '/v1/registry/bundles/{bundle}/{environment}/graph';
+};
+
+export type RegistryBundlesGraphErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RegistryBundlesGraphError = RegistryBundlesGraphErrors[keyof RegistryBundlesGraphErrors];
+
+export type RegistryBundlesGraphResponses = {
+    /**
+     * Response Registry-Bundles-Graph
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type RegistryBundlesGraphResponse = RegistryBundlesGraphResponses[keyof RegistryBundlesGraphResponses];
 
 export type RegistryBundlesUnpinData = {
     body?: never;
@@ -2963,8 +3870,52 @@ export type RunsListData = {
     query?: {
         /**
          * Status
+         *
+         * A run status, or several separated by commas (any of them); also the original's `completed`, `blocked`.
          */
         status?: string | null;
+        /**
+         * Session Id
+         *
+         * Runs of this session (in `POST /v1/runs`).
+         */
+        session_id?: string | null;
+        /**
+         * Workflow Name
+         *
+         * Exact workflow name.
+         */
+        workflow_name?: string | null;
+        /**
+         * Workflow Kind
+         *
+         * Exact workflow kind (sequential, graph, ...).
+         */
+        workflow_kind?: string | null;
+        /**
+         * Has Error
+         *
+         * true: runs that recorded an error; false: runs without one.
+         */
+        has_error?: boolean | null;
+        /**
+         * Created After
+         *
+         * ISO 8601; runs created after it (UTC when no offset is given).
+         */
+        created_after?: string | null;
+        /**
+         * Created Before
+         *
+         * ISO 8601; runs created before it (UTC when no offset is given).
+         */
+        created_before?: string | null;
+        /**
+         * Q
+         *
+         * Words (whole, case-insensitive, every one) of the run's output or error message.
+         */
+        q?: string | null;
         /**
          * Cursor
          *
@@ -3422,6 +4373,12 @@ export type RunsContinueData = {
      * Body
      */
     body?: ContinueRequest | null;
+    headers?: {
+        /**
+         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         */
+        Prefer?: string;
+    };
     path: {
         /**
          * Run Id
@@ -3478,6 +4435,10 @@ export type RunsContinueResponses = {
      * Successful Response
      */
     200: RunOutcome;
+    /**
+     * Recorded; the run continues on a worker (read it at Location)
+     */
+    202: RunOutcome;
 };
 
 export type RunsContinueResponse = RunsContinueResponses[keyof RunsContinueResponses];
@@ -3552,6 +4513,68 @@ export type RunsEventsStreamResponses = {
      */
     200: unknown;
 };
+
+export type RunsGraphData = {
+    body?: never;
+    path: {
+        /**
+         * Run Id
+         */
+        run_id: string;
+    };
+    query?: never;
+    url: '/v1/runs/{run_id}/graph';
+};
+
+export type RunsGraphErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RunsGraphError = RunsGraphErrors[keyof RunsGraphErrors];
+
+export type RunsGraphResponses = {
+    /**
+     * Successful Response
+     */
+    200: RunGraphView;
+};
+
+export type RunsGraphResponse = RunsGraphResponses[keyof RunsGraphResponses];
 
 export type RunsPolicyReportData = {
     body?: never;
@@ -3779,7 +4802,7 @@ export type RunsTraceData = {
         /**
          * Sort By
          *
-         * One of: sequence, created_at.
+         * One of: sequence, created_at, timestamp.
          */
         sort_by?: string;
         /**
@@ -3847,7 +4870,26 @@ export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 export type SecurityCredentialsGetData = {
     body?: never;
     path?: never;
-    query?: never;
+    query?: {
+        /**
+         * Providers
+         *
+         * Only these providers.
+         */
+        providers?: Array<string> | null;
+        /**
+         * Extras
+         *
+         * Only these extra secrets.
+         */
+        extras?: Array<string> | null;
+        /**
+         * Include Service Tokens
+         *
+         * false: leave `service` out.
+         */
+        include_service_tokens?: boolean;
+    };
     url: '/v1/security/credentials';
 };
 
@@ -3905,8 +4947,163 @@ export type SecurityCredentialsGetResponses = {
 
 export type SecurityCredentialsGetResponse = SecurityCredentialsGetResponses[keyof SecurityCredentialsGetResponses];
 
+export type SessionsGetData = {
+    body?: never;
+    path: {
+        /**
+         * Session Id
+         */
+        session_id: string;
+    };
+    query?: {
+        /**
+         * Limit
+         *
+         * Runs per page (capped).
+         */
+        limit?: number | null;
+        /**
+         * Cursor
+         *
+         * A page's next_cursor: the page after it (opaque; do not combine with offset).
+         */
+        cursor?: string | null;
+    };
+    url: '/v1/sessions/{session_id}';
+};
+
+export type SessionsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SessionsGetError = SessionsGetErrors[keyof SessionsGetErrors];
+
+export type SessionsGetResponses = {
+    /**
+     * Successful Response
+     */
+    200: SessionChain;
+};
+
+export type SessionsGetResponse = SessionsGetResponses[keyof SessionsGetResponses];
+
+export type SkillsListData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Limit
+         *
+         * Page size (capped).
+         */
+        limit?: number | null;
+        /**
+         * Offset
+         *
+         * Items to skip.
+         */
+        offset?: number;
+        /**
+         * Sort By
+         *
+         * One of: name.
+         */
+        sort_by?: string;
+        /**
+         * Sort Order
+         */
+        sort_order?: 'asc' | 'desc';
+    };
+    url: '/v1/skills';
+};
+
+export type SkillsListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SkillsListError = SkillsListErrors[keyof SkillsListErrors];
+
+export type SkillsListResponses = {
+    /**
+     * Successful Response
+     */
+    200: SkillList;
+};
+
+export type SkillsListResponse = SkillsListResponses[keyof SkillsListResponses];
+
 export type SpecsCompileData = {
-    body: SpecRequest;
+    body: CompileRequest;
     path?: never;
     query?: never;
     url: '/v1/specs/compile';
@@ -4026,6 +5223,63 @@ export type SpecsExplainResponses = {
 };
 
 export type SpecsExplainResponse = SpecsExplainResponses[keyof SpecsExplainResponses];
+
+export type SpecsGraphData = {
+    body: SpecRequest;
+    path?: never;
+    query?: never;
+    url: '/v1/specs/graph';
+};
+
+export type SpecsGraphErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SpecsGraphError = SpecsGraphErrors[keyof SpecsGraphErrors];
+
+export type SpecsGraphResponses = {
+    /**
+     * Successful Response
+     */
+    200: WorkflowGraphView;
+};
+
+export type SpecsGraphResponse = SpecsGraphResponses[keyof SpecsGraphResponses];
 
 export type SpecsPolicyReportData = {
     body: SpecRequest;
@@ -4209,3 +5463,23 @@ export type SpecsValidateResponses = {
 };
 
 export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateResponses];
+
+export type ServiceVersionData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/version';
+};
+
+export type ServiceVersionResponses = {
+    /**
+     * Response Service-Version
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ServiceVersionResponse = ServiceVersionResponses[keyof ServiceVersionResponses];

@@ -1,0 +1,81 @@
+"""Whether a person reached outside a session may decide human requests: the one check a
+decision link (:mod:`kneo.console.links`) and a Slack click (:mod:`kneo.service.slack`)
+make before they decide as that person, through the same ``resume`` as the console and API.
+
+Such a person has no sign-in token and so no groups from an identity provider: the groups
+they are in are the people directory's (``notifications.people``), the list that sent them
+the link or the button. :func:`check_decider` gives them those groups before anything is
+checked, so a group counts the same way for the right to decide (a ``group:`` rule of the
+role map), for a promotion's ``approvers`` (``group:release``) and in the audit, which says
+that ``notifications.people`` made the group theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from kneo.errors import ErrorCode, Forbidden
+from kneo.people import Identity
+from kneo.platform.recipients import load_people
+from kneo.service.auth import ROLE_SCOPES
+from kneo.service.dependencies import current_manager
+from kneo.service.identity import roles_of
+
+if TYPE_CHECKING:
+    from kneo.platform.recipients import People
+    from kneo.service.auth import Authenticator
+
+DECIDE_SCOPE = "human:write"
+#: What the audit names as the claim that put a person in a directory group.
+DIRECTORY = "notifications.people"
+
+
+def people_of(app: Any) -> People:
+    """The app's people directory (the project config's ``notifications.people`` and
+    ``KNEO_SERV_NOTIFICATIONS_PEOPLE``), read once per app."""
+    state = app.state
+    found: People | None = getattr(state, "people", None)
+    if found is None:
+        manager = current_manager(app)
+        project = manager.project if manager is not None else None
+        found = load_people(state.settings, project.config if project is not None else None)
+        state.people = found
+    return found
+
+
+def with_directory_groups(who: Identity, people: People) -> Identity:
+    """``who`` in the groups the directory lists them in (by their proven name), besides
+    their own."""
+    groups = people.groups_of(who.user or who.name) - who.groups
+    if not groups:
+        return who
+    return dataclasses.replace(
+        who, groups=who.groups | groups, groups_claim=who.groups_claim or DIRECTORY
+    )
+
+
+def check_decider(authenticator: Authenticator, who: Identity, people: People) -> Identity:
+    """``who`` with their directory groups (:func:`with_directory_groups`), once they may
+    decide human requests today: an API key of that name with ``human:write``, or a person
+    the role map gives it (by ``user:``, a group, their directory's included, or ``*``);
+    otherwise 403. With authentication off, anyone may (as in the console). The caller
+    decides as the identity returned, so a promotion's ``group:`` approvers see the same
+    groups."""
+    who = with_directory_groups(who, people)
+    if not authenticator.enabled:
+        return who
+    found = authenticator.named(who.name)
+    if found is not None:
+        if found[0].has(DECIDE_SCOPE):
+            return who
+    elif authenticator.tokens is not None:
+        roles = roles_of(who, authenticator.roles)[1]
+        if any(DECIDE_SCOPE in ROLE_SCOPES[role] for role in roles):
+            return who
+    raise Forbidden(
+        f"{who.name} may not decide human requests (no {DECIDE_SCOPE})", code=ErrorCode.forbidden
+    )
+
+
+__all__ = ["DECIDE_SCOPE", "DIRECTORY", "check_decider", "people_of", "with_directory_groups"]

@@ -1,0 +1,130 @@
+"""The filters of a runs listing (``GET /v1/runs``) as the ``WHERE`` of its page.
+
+Each filter has an index in the listing's newest-first order (migration 0023): a session's
+runs, a workflow's (by name or kind), the failed ones, and a time window on ``created_at``
+itself, so a rare value's page costs what a common one's does. A search (``q``) walks the
+``run_terms`` rows of one of its words, whose key is that order too, joined to their runs
+(the other words probed per run by ``(run_id, term)``), as the inbox's search does
+(:mod:`kneo.store.search`). Sorted otherwise (``updated_at``, ``status``), a word in fewer
+runs than :data:`_RARITY_CAP` gives their keys, sorted, and the page's rows are read by key
+(:func:`searched`, :func:`whole_rows`); only words that common walk the order's own index,
+each probed per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kneo.store import tables as t
+from kneo.store.base import count_rows
+from kneo.store.search import query_terms
+
+#: Rows of a word counted to tell which of a query's words is rarest (then it leads).
+_RARITY_CAP = 1000
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a runs listing keeps besides its status: exact values, a window on
+    ``created_at`` (``after`` exclusive, ``before`` exclusive) and a search."""
+
+    session_id: str | None = None
+    workflow_name: str | None = None
+    workflow_kind: str | None = None
+    has_error: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    q: str | None = None
+
+    def any(self) -> bool:
+        return any(getattr(self, name) is not None for name in self.__dataclass_fields__)
+
+
+def run_where(found: RunFilter) -> list[Any]:
+    """The conditions of every filter but the search."""
+    c = t.runs.c
+    where: list[Any] = []
+    for name in ("session_id", "workflow_name", "workflow_kind"):
+        value = getattr(found, name)
+        if value is not None:
+            where.append(c[name] == value)
+    if found.has_error is not None:
+        where.append(c.error.is_not(None) if found.has_error else c.error.is_(None))
+    if found.created_after is not None:
+        where.append(c.created_at > found.created_after)
+    if found.created_before is not None:
+        where.append(c.created_at < found.created_before)
+    return where
+
+
+def searched(
+    conn: Connection, where: list[Any], q: str, columns: tuple[Any, ...], by_created: bool
+) -> tuple[sa.FromClause, list[Any], tuple[Any, ...]]:
+    """What a search pages: the table (``runs``, or a few runs found by a rare word), the
+    conditions narrowed to runs holding every word of ``q``, and the columns of the order.
+
+    Each word's rows are counted first (up to :data:`_RARITY_CAP`), so the rarest leads. In
+    ``created_at`` order (``by_created``) the rarest word's ``run_terms`` rows, whose key is
+    that order, are walked and joined to their runs. In another order (``updated_at``, the
+    original clients' default, or ``status``) a rare word (fewer rows than the cap) gives its
+    runs' ids, which are looked up by key and sorted: at most the cap's rows, however many
+    runs there are. Only when every word is common is the order's own index walked, each word
+    probed per run (a match every ``N / cap`` runs at worst). The other words are probed per
+    run by ``(run_id, term)``."""
+    k = t.run_terms
+    c = t.runs.c
+    words = query_terms(q)
+    rarity = {  # (one word in created_at order leads whatever its count)
+        w: count_rows(conn, k, [k.c.term == w], _RARITY_CAP, (k.c.term, k.c.created_at))[0]
+        for w in words
+        if len(words) > 1 or not by_created
+    }
+    words.sort(key=lambda w: rarity.get(w, 0))
+    narrowed = list(where)
+    few = not by_created and rarity[words[0]] < _RARITY_CAP
+    if by_created:
+        narrowed += [k.c.term == words[0], k.c.run_id == c.run_id]
+        columns = (k.c.created_at, k.c.run_id)
+        words = words[1:]
+    elif few:
+        # the ids themselves, not a subquery (PostgreSQL joins a subquery's rows to a scan
+        # of every run when it estimates that cheaper: it did at 20,000 runs for a word of
+        # 200); a list of keys is looked up by the primary key on both databases
+        ids = conn.execute(sa.select(k.c.run_id).where(k.c.term == words[0])).scalars()
+        narrowed.append(c.run_id.in_(list(ids)))
+        words = words[1:]
+    for word in words:
+        other = k.alias()
+        probe = sa.select(other.c.term).where(other.c.run_id == c.run_id, other.c.term == word)
+        # OFFSET 0 keeps the probe a per-run lookup (see the inbox's search)
+        narrowed.append(sa.exists(probe.offset(0)))
+    if not few:
+        return t.runs, narrowed, columns
+    # the few runs' keys, found by key, are the table the page sorts (the page's own rows are
+    # read after: :func:`whole_rows`): OFFSET 0 keeps them a table of their own, so no
+    # database walks an index in the page's order filtering every run by the list instead
+    # (PostgreSQL did, estimating the matches spread evenly); keys only, so a sort of a
+    # thousand runs reads none of their states
+    keys = list(dict.fromkeys([c.run_id, *columns]))
+    found = sa.select(*keys).where(*narrowed).offset(0).subquery("found")
+    return found, [], tuple(found.c[col.name] for col in columns)
+
+
+def whole_rows(conn: Connection, found: list[Any]) -> list[Any]:
+    """The runs rows of a page of keys (``run_id`` each), in the page's order."""
+    c = t.runs.c
+    ids = [row["run_id"] for row in found]
+    if not ids:
+        return []
+    rows = {
+        r["run_id"]: r for r in conn.execute(sa.select(t.runs).where(c.run_id.in_(ids))).mappings()
+    }
+    return [rows[run_id] for run_id in ids if run_id in rows]
+
+
+__all__ = ["RunFilter", "run_where", "searched", "whole_rows"]

@@ -1,0 +1,25 @@
+"""Plan requests (``POST /v1/controller/plan``) and reconcile requests share one queue: a
+leader's pass takes the reconcile kinds, its dry run the plans, never one for the other (a
+plan served by a pass that applied would have written what it only had to show)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kneo.store.controller_requests import PLAN
+
+
+def test_a_pass_and_a_dry_run_take_their_own_requests(store: Any) -> None:
+    reconcile = store.queue_controller_request("main", "reconcile", actor="alice")
+    webhook = store.queue_controller_request("main", "webhook", actor="webhook")
+    plan = store.queue_controller_request("main", PLAN, actor="bob")
+    assert store.has_queued_controller_requests("main") is True
+    assert store.take_controller_requests("main", "leader-1") == [reconcile.id, webhook.id]
+    assert store.take_controller_requests("main", "leader-1", plans=True) == [plan.id]
+    assert store.take_controller_requests("main", "leader-1") == []
+    # a leader that died with a plan running: the next one serves it, as a plan again
+    assert store.take_controller_requests("main", "leader-2") == [reconcile.id, webhook.id]
+    assert store.take_controller_requests("main", "leader-2", plans=True) == [plan.id]
+    store.finish_controller_requests("main", [plan.id], {"dry_run": True})
+    assert store.get_controller_request(plan.id).result == {"dry_run": True}
+    assert store.get_controller_request(reconcile.id).status == "running"
