@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,6 +112,29 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 WAL_CHECKPOINT_SECONDS = 1.0
 
 
+def enter_wal(cur: Any, timeout: float) -> None:
+    """Put the file in WAL mode, retrying while another connection does the same.
+
+    Two processes opening a new file at once both hold a shared lock and both want the
+    exclusive one the switch needs; SQLite answers one of them "database is locked" at once
+    instead of calling the busy handler (it would deadlock). The mode is the file's, so once
+    anyone has switched, the check reads ``wal`` and nothing is retried.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 class SqliteDialect(StoreDialect):
     """SQLite: WAL, ``busy_timeout``, foreign keys; writers serialize with ``BEGIN IMMEDIATE``.
 
@@ -149,7 +174,7 @@ class SqliteDialect(StoreDialect):
             cur.execute(f"PRAGMA busy_timeout = {int(busy)}")
             cur.execute("PRAGMA foreign_keys = ON")
             if url.database not in (None, "", ":memory:"):
-                cur.execute("PRAGMA journal_mode = WAL")
+                enter_wal(cur, busy / 1000)
                 # NORMAL: WAL commits survive a process crash (kill -9) but not power loss;
                 # FULL adds an fsync per commit (KNEO_SERV_SQLITE_SYNCHRONOUS).
                 cur.execute(f"PRAGMA synchronous = {synchronous}")

@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,6 +212,31 @@ def test_concurrent_first_open_migrates_once(fresh_url: str) -> None:
     store = open_store(fresh_url)
     assert store.list_runs().total == 3
     store.close()
+
+
+def test_first_open_waits_out_a_writer_instead_of_failing(tmp_path: Path) -> None:
+    """The WAL switch of a new file retries while another connection holds the write lock.
+
+    SQLite answers that switch "database is locked" at once, without its busy handler, when
+    another connection is mid-write: the race three processes opening one new file run into.
+    """
+    path = tmp_path / "new.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN")
+    writer.execute("INSERT INTO t VALUES (1)")
+    released = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    released.start()
+    try:
+        store = open_store(f"sqlite:///{path}")
+        store.create_run(run_id="run_after_writer", target="workflow", input_text="x")
+        assert store.list_runs().total == 1
+        store.close()
+    finally:
+        released.join()
+        writer.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_open_without_pending_migration_skips_alembic(tmp_path: Path) -> None:
