@@ -52,8 +52,8 @@ SEARCHES: dict[str, list[str]] = {
 
 def fill(store: Store, tasks: int) -> None:
     """``tasks`` pending tasks: one through the store's writes, the rest its copies."""
-    run = store.create_run(target="workflow", input_text="x", workflow_name="wf")
     with store.transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x", workflow_name="wf")
         tx.put_continuation(
             "tmpl",
             run_id=run.run_id,

@@ -84,11 +84,12 @@ def retry(
     chosen = list(ids) if ids else None
     if store is not None:
         retried = store.retry_notifications(chosen)
-        store.add_audit(
-            "notifications.retried",
-            actor="cli",
-            payload={"ids": chosen, "status": None if chosen else "dead", "count": retried},
-        )
+        with store.transaction() as tx:
+            tx.add_audit(
+                "notifications.retried",
+                actor="cli",
+                payload={"ids": chosen, "status": None if chosen else "dead", "count": retried},
+            )
         data = {"retried": retried}
     else:
         body = {"ids": chosen} if chosen else {"status": "dead"}

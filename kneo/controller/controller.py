@@ -570,7 +570,8 @@ class Controller:
                     **env.run_limits,
                 }
         if current != stored:
-            self.store.set_metadata(POLICY_METADATA_KEY, current)
+            with self.store.transaction() as tx:
+                tx.set_metadata(POLICY_METADATA_KEY, current)
         operations.publish_trust(
             self.store,
             self.loader.keyring,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from kneo.store import BlockedDigest, BundleRevision, Pin
     from kneo.store.contracts import (
         ControllerTransaction,
+        MetadataStore,
         ProjectMetadata,
         RegistryAdmin,
         Transactional,
@@ -223,7 +224,7 @@ def unblock(
 
 
 def publish_trust(
-    store: ProjectMetadata, keyring: Iterable[TrustedKey], environments: dict[str, dict[str, Any]]
+    store: MetadataStore, keyring: Iterable[TrustedKey], environments: dict[str, dict[str, Any]]
 ) -> None:
     """Record today's trust (see :data:`TRUST_METADATA_KEY`); written only when it changed."""
     current = {
@@ -241,7 +242,8 @@ def publish_trust(
             return
     else:
         current["environments"] = {**(stored.get("environments") or {}), **environments}
-    store.set_metadata(TRUST_METADATA_KEY, current)
+    with store.transaction() as tx:
+        tx.set_metadata(TRUST_METADATA_KEY, current)
 
 
 def _untrusted(why: str, **details: object) -> Conflict:

@@ -42,13 +42,14 @@ class Administration:
         payload: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
         """Record one audit event (redacted on write) in a transaction of its own."""
-        return self.store.add_audit(
-            event_type,
-            actor=actor,
-            run_id=run_id,
-            continuation_id=continuation_id,
-            payload=payload,
-        )
+        with self.store.transaction() as tx:
+            return tx.add_audit(
+                event_type,
+                actor=actor,
+                run_id=run_id,
+                continuation_id=continuation_id,
+                payload=payload,
+            )
 
     def list_audit_events(
         self,
@@ -152,15 +153,16 @@ class Administration:
         """Make deliveries due now with a fresh attempt budget (``ids``, else every row in
         ``status``), audited as ``notifications.retried``; how many were made due."""
         retried = self.store.retry_notifications(ids, status=status)
-        self.store.add_audit(
-            "notifications.retried",
-            actor=actor,
-            payload={
-                "ids": list(ids) if ids is not None else None,
-                "status": None if ids else status,
-                "count": retried,
-            },
-        )
+        with self.store.transaction() as tx:
+            tx.add_audit(
+                "notifications.retried",
+                actor=actor,
+                payload={
+                    "ids": list(ids) if ids is not None else None,
+                    "status": None if ids else status,
+                    "count": retried,
+                },
+            )
         return retried
 
     # ------------------------------------------------------------------ idempotency

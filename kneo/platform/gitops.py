@@ -19,10 +19,11 @@ from kneo.store import ControllerRequest
 from kneo.store.controller_requests import PLAN
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import AuditLog, ControllerStateReads, ControllerStore
+    from kneo.store.contracts import ControllerStateReads, ControllerStore
 
-    class GitOpsStore(ControllerStore, ControllerStateReads, AuditLog, Protocol):
-        """The controller's state and requests, the registry operations, their audit."""
+    class GitOpsStore(ControllerStore, ControllerStateReads, Protocol):
+        """The controller's state and requests, the registry operations (their audit in
+        their transaction)."""
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -46,9 +47,10 @@ class GitOps:
         queued = reconcile.queue_request(
             self.store, name, "reconcile", actor=actor, controller=controller
         )
-        self.store.add_audit(
-            "controller.reconcile_requested", actor=actor, payload={"request_id": queued.id}
-        )
+        with self.store.transaction() as tx:
+            tx.add_audit(
+                "controller.reconcile_requested", actor=actor, payload={"request_id": queued.id}
+            )
         return reconcile.wait_for(self.store, queued.id, wait)
 
     def request_plan(

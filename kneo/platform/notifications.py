@@ -58,17 +58,14 @@ if TYPE_CHECKING:
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
-    from kneo.store.contracts import HumanTaskReads, NotificationOutbox, RunReads
+    from kneo.store.contracts import HumanTaskReads, MetadataStore, NotificationOutbox, RunReads
 
     class ExpiringTasks(HumanTaskReads, NotificationOutbox, Protocol):
         """The sweep's reads and writes: pending tasks, the outbox events it adds."""
 
-    class DispatcherStore(ExpiringTasks, RunReads, Protocol):
+    class DispatcherStore(ExpiringTasks, RunReads, MetadataStore, Protocol):
         """The dispatcher's: the outbox, the expiring sweep, the requests' bodies (their
         recipients), the Slack messages posted (metadata), the store's clock."""
-
-        def get_metadata(self, key: str, default: Any = None) -> Any: ...
-        def set_metadata(self, key: str, value: Any) -> None: ...
 
         @property
         def clock(self) -> Clock: ...

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from kneo import jsontext
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.store import NotificationEvent
+    from kneo.store.contracts import MetadataStore
 
 #: ``action_id`` of each decision button: the decision it records.
 BUTTONS: dict[str, tuple[str, str, str | None]] = {
@@ -57,13 +58,6 @@ JSON_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral
 #: Pages of a conversation's history read to find a message whose post was not recorded.
 HISTORY_PAGES = 5
 log = get_logger("kneo_serv.notifications")
-
-
-class MessageStore(Protocol):
-    """Where the posted messages are remembered (the store's project metadata)."""
-
-    def get_metadata(self, key: str, default: Any = None) -> Any: ...
-    def set_metadata(self, key: str, value: Any) -> None: ...
 
 
 class SlackDidNothing(Exception):
@@ -196,7 +190,7 @@ def deliver(
     body: dict[str, Any],
     event: NotificationEvent,
     entry: dict[str, Any] | None,
-    store: MessageStore,
+    store: MetadataStore,
     people: People,
     now: float,
 ) -> None:
@@ -228,7 +222,7 @@ class _Poster:
     Slack answered), or ``unknown`` when it could not be found out."""
 
     def __init__(
-        self, client: Any, receiver: Receiver, store: MessageStore, key: str, now: float
+        self, client: Any, receiver: Receiver, store: MetadataStore, key: str, now: float
     ) -> None:
         self.client, self.receiver, self.store, self.key, self.now = (
             client, receiver, store, key, now
@@ -238,7 +232,8 @@ class _Poster:
         )
 
     def _save(self) -> None:
-        self.store.set_metadata(self.key, {"messages": self.messages})
+        with self.store.transaction() as tx:
+            tx.set_metadata(self.key, {"messages": self.messages})
 
     def post(
         self, to: str, request_id: Any, key: str, text: str, blocks: list[dict[str, Any]]
@@ -336,7 +331,7 @@ def _update_decided(
     receiver: Receiver,
     body: dict[str, Any],
     event: NotificationEvent,
-    store: MessageStore,
+    store: MetadataStore,
     people: People,
     cont: str,
 ) -> None:
@@ -379,7 +374,6 @@ __all__ = [
     "BUTTONS",
     "MESSAGE_EVENT",
     "RESPOND_ACTION",
-    "MessageStore",
     "SlackDidNothing",
     "call",
     "decided_blocks",

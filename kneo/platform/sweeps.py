@@ -55,6 +55,7 @@ from kneo.store.inbox import task_requests
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
+    from kneo.store.contracts import AuditTransaction
 
 log = get_logger("kneo_serv.sweeps")
 
@@ -79,11 +80,15 @@ _RECOVERY_LOCK = "sweep:stranded-runs"
 
 
 def _audit_timeout(
-    writer: Any, event: str, run: Any, cont: Any, request: dict[str, Any], **fields: Any
+    tx: AuditTransaction,
+    event: str,
+    run: Any,
+    cont: Any,
+    request: dict[str, Any],
+    **fields: Any,
 ) -> dict[str, Any]:
-    """Record ``event`` by the timeout actor about ``request`` of ``cont`` (with ``writer``,
-    a transaction or the store): run, continuation, request and its timeout, then
-    ``fields``. Returns the payload."""
+    """Record ``event`` by the timeout actor about ``request`` of ``cont`` in ``tx``: run,
+    continuation, request and its timeout, then ``fields``. Returns the payload."""
     payload = {
         "run_id": run.run_id,
         "continuation_id": cont.continuation_id,
@@ -91,7 +96,7 @@ def _audit_timeout(
         "timeout_seconds": request.get("timeout_seconds"),
         **fields,
     }
-    writer.add_audit(
+    tx.add_audit(
         event,
         actor=TIMEOUT_ACTOR,
         run_id=run.run_id,
@@ -285,16 +290,17 @@ class Sweeps:
     def _auto_decide(self, cont: Any, run: Any, request: dict[str, Any], policy: str) -> int:
         decision = "approved" if policy == "continue" else "rejected"
         event = "human.continued" if policy == "continue" else "human.auto_rejected"
-        base = _audit_timeout(
-            self.store,
-            event,
-            run,
-            cont,
-            request,
-            expires_at=request.get("expires_at"),
-            on_timeout=policy,
-            original_assignee=request.get("assignee"),
-        )
+        with self.store.transaction() as tx:  # committed before the resume it announces
+            base = _audit_timeout(
+                tx,
+                event,
+                run,
+                cont,
+                request,
+                expires_at=request.get("expires_at"),
+                on_timeout=policy,
+                original_assignee=request.get("assignee"),
+            )
         try:
             content = "timed out" if decision == "rejected" else None
             self.decisions.resume(

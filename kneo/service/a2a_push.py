@@ -46,7 +46,7 @@ from kneo.redaction import redact_mapping
 from kneo.service.a2a_bridge import ApiCalls
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
-from kneo.store import A2aPushConfigs, AuditLog
+from kneo.store import A2aPushConfigs, AuditTransaction, Transactional
 from kneo.store.a2a_push import PushConfig
 
 log = get_logger("kneo_serv.a2a")
@@ -66,8 +66,16 @@ _VISIBLE = re.compile(r"^[\x21-\x7e]+$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 
 
-class PushStore(A2aPushConfigs, AuditLog, Protocol):
+class PushStore(A2aPushConfigs, Transactional[AuditTransaction], Protocol):
     """What the config methods write: the configs, and the audit of each change."""
+
+
+def _audit(
+    store: PushStore, event_type: str, *, actor: str, run_id: str, payload: dict[str, Any]
+) -> None:
+    """One audit event in a transaction of its own (in a worker thread: it blocks)."""
+    with store.transaction() as tx:
+        tx.add_audit(event_type, actor=actor, run_id=run_id, payload=payload)
 
 
 def _refused(message: str, field: str, **data: str) -> InvalidParamsError:
@@ -212,7 +220,8 @@ class PushConfigs:
                 exc.message, data={"error": str(exc.code), "status": str(exc.http_status)}
             ) from None
         await asyncio.to_thread(
-            store.add_audit,
+            _audit,
+            store,
             "a2a.push_config.set",
             actor=principal.name,
             run_id=params.task_id,
@@ -249,7 +258,8 @@ class PushConfigs:
         if not deleted:
             raise TaskNotFoundError(f"task {task_id} has no push config {config_id!r} of yours")
         await asyncio.to_thread(
-            store.add_audit,
+            _audit,
+            store,
             "a2a.push_config.deleted",
             actor=principal.name,
             run_id=task_id,

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -73,7 +73,7 @@ from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.transaction_contracts import AuditTransaction, NewRun, RunChanges
+    from kneo.store.transaction_contracts import AuditTransaction
 
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
@@ -229,23 +229,6 @@ class Store(
             conn.execute(sa.text("SELECT 1"))
 
     # -- runs -------------------------------------------------------------------------
-    def create_run(self, **fields: Unpack[NewRun]) -> RunRecord:
-        """Shorthand for ``create_run`` in its own transaction."""
-        with self.transaction() as tx:
-            return tx.create_run(**fields)
-
-    def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Unpack[RunChanges]
-    ) -> RunRecord:
-        """Shorthand for ``update_run`` in its own transaction."""
-        with self.transaction() as tx:
-            return tx.update_run(run_id, expected_version=expected_version, **changes)
-
-    def request_cancel(self, run_id: str) -> RunRecord:
-        """Shorthand for :meth:`Transaction.request_cancel` in its own transaction."""
-        with self.transaction() as tx:
-            return tx.request_cancel(run_id)
-
     def get_run(self, run_id: str) -> RunRecord:
         # One statement (and, when not cached, the run's spec, which never changes), built
         # once: SQLAlchemy builds and keys a statement made per call every time.
@@ -401,25 +384,6 @@ class Store(
         return Page(items, total, limit, offset, "sequence", order)
 
     # -- audit and metadata ------------------------------------------------------------
-    def add_audit(
-        self,
-        event_type: str,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> AuditEvent:
-        """Shorthand for :meth:`Transaction.add_audit` in its own transaction."""
-        with self.transaction() as tx:
-            return tx.add_audit(
-                event_type,
-                actor=actor,
-                run_id=run_id,
-                continuation_id=continuation_id,
-                payload=payload,
-            )
-
     def list_audit(
         self,
         *,
@@ -505,8 +469,3 @@ class Store(
             stmt = stmt.where(m.key.startswith(prefix, autoescape=True))
         with self._read() as conn:
             return {k: v for k, v in conn.execute(stmt)}
-
-    def set_metadata(self, key: str, value: Any) -> None:
-        """Shorthand for :meth:`Transaction.set_metadata` in its own transaction."""
-        with self.transaction() as tx:
-            tx.set_metadata(key, value)

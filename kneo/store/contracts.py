@@ -4,13 +4,17 @@
 caller depends on the few concerns it uses (the controller on registry reads and registry
 writes, a lease keeper on run leases, ...), named here, so what it touches is visible to
 mypy and a second implementation (or a narrower fake) knows what to provide. Store-side
-protocols are methods that commit on their own; the ``*Transaction`` protocols
+protocols are reads and the coordination primitives that must commit on their own (claims,
+leases, locks, idempotency keys); the ``*Transaction`` protocols
 (:mod:`kneo.store.transaction_contracts`, re-exported here) are the writes of one unit of
-work, reached through :class:`Transactional`'s ``transaction()``.
+work, reached through :class:`Transactional`'s ``transaction()``. A write is the
+transaction's only: the Store has no one-transaction shorthand of it, so there is one way to
+write and its signature is written once.
 
 :func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store`` or
 ``Transaction`` stops satisfying a protocol; ``tests/store/test_contract_coverage.py`` fails
-when a public store method has no protocol.
+when a public store method has no protocol, ``tests/store/test_store_surface.py`` when a
+transaction's write is on the Store again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from kneo.store.transaction_contracts import (
     ApprovalReads,
@@ -29,7 +33,6 @@ from kneo.store.transaction_contracts import (
     HumanTaskTransaction,
     NewRun,
     RegistryTransaction,
-    RegistryWrites,
     RunChanges,
     RunTransaction,
     WorkflowTransaction,
@@ -144,17 +147,6 @@ class RunReads(Protocol):
     ) -> Page[TraceEvent]: ...
 
 
-class RunWrites(Protocol):
-    """A run written in a transaction of its own (the shorthands of
-    :class:`RunTransaction`)."""
-
-    def create_run(self, **fields: Unpack[NewRun]) -> RunRecord: ...
-    def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Unpack[RunChanges]
-    ) -> RunRecord: ...
-    def request_cancel(self, run_id: str) -> RunRecord: ...
-
-
 class HumanTaskReads(Protocol):
     """Human tasks (continuations) and the inbox: one task, a filtered keyset page, the
     counts per assignee and the number that changes whenever the inbox does."""
@@ -186,18 +178,9 @@ class HumanTaskReads(Protocol):
 
 
 class AuditLog(Protocol):
-    """The append-only audit log: written by every change people or the controller make,
-    read by the audit views."""
+    """The append-only audit log as the audit views read it; every change people or the
+    controller make writes to it in its transaction (:class:`AuditTransaction`)."""
 
-    def add_audit(
-        self,
-        event_type: str,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> AuditEvent: ...
     def list_audit(
         self,
         *,
@@ -214,21 +197,21 @@ class AuditLog(Protocol):
 
 class ProjectMetadata(Protocol):
     """Project metadata: small JSON values by key (trust roots, stored policy, reconcile
-    state); ``metadata_snapshot`` makes the reads of a few keys inside it one query."""
+    state); ``metadata_snapshot`` makes the reads of a few keys inside it one query. A value
+    is set in a transaction (:class:`AuditTransaction`)."""
 
     def get_metadata(self, key: str, default: Any = None) -> Any: ...
     def metadata_snapshot(
         self, keys: Sequence[str], tx: AuditTransaction | None = None
     ) -> AbstractContextManager[None]: ...
     def list_metadata(self, prefix: str = "") -> dict[str, Any]: ...
-    def set_metadata(self, key: str, value: Any) -> None: ...
 
 
 class RunQueue(Protocol):
     """The run queue: at-least-once delivery to workers through leases that expire, so a run
-    whose worker died is claimed again."""
+    whose worker died is claimed again. A run is queued in a transaction, with the change
+    that queues it (:class:`RunTransaction`'s ``enqueue``)."""
 
-    def enqueue(self, run_id: str) -> QueueRecord: ...
     def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None: ...
     def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool: ...
     def complete(self, queue_id: int, owner: str) -> bool: ...
@@ -460,6 +443,11 @@ class Maintenance(Protocol):
     def gauges(self, now: datetime | None = None) -> Gauges: ...
 
 
+class MetadataStore(ProjectMetadata, Transactional[AuditTransaction], Protocol):
+    """Project metadata read, and set in a transaction (the trust and policy the controller
+    publishes, the Slack messages posted)."""
+
+
 class RunAndTaskReads(RunReads, HumanTaskReads, Protocol):
     """What a view of a run with its human tasks reads (the event stream, a task's page)."""
 
@@ -502,17 +490,16 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
     protocol (an assignment to a protocol type is checked member by member)."""
     lifecycle: StoreLifecycle = store
     run_reads: RunReads = store
-    run_writes: RunWrites = store
     tasks: HumanTaskReads = store
     audit: AuditLog = store
     metadata: ProjectMetadata = store
+    metadata_store: MetadataStore = store
     queue: RunQueue = store
     locks: NamedLocks = store
     leases: RunLeases = store
     idempotency: IdempotencyKeys = store
     replays: CallbackReplays = store
     registry: RegistryReads = store
-    registry_writes: RegistryWrites = store
     requests: ControllerRequests = store
     outbox: NotificationOutbox = store
     pushes: A2aPushConfigs = store
@@ -535,17 +522,16 @@ def _conformance(store: Store, tx: Transaction) -> list[object]:
     return [
         lifecycle,
         run_reads,
-        run_writes,
         tasks,
         audit,
         metadata,
+        metadata_store,
         queue,
         locks,
         leases,
         idempotency,
         replays,
         registry,
-        registry_writes,
         requests,
         outbox,
         pushes,
@@ -584,6 +570,7 @@ __all__ = [
     "HumanTaskTransaction",
     "IdempotencyKeys",
     "Maintenance",
+    "MetadataStore",
     "NamedLocks",
     "NewRun",
     "NotificationOutbox",
@@ -591,14 +578,12 @@ __all__ = [
     "RegistryAdmin",
     "RegistryReads",
     "RegistryTransaction",
-    "RegistryWrites",
     "RunAndTaskReads",
     "RunChanges",
     "RunLeases",
     "RunQueue",
     "RunReads",
     "RunTransaction",
-    "RunWrites",
     "StoreLifecycle",
     "Transactional",
     "WorkflowTransaction",

@@ -84,11 +84,6 @@ class CoordinationMixin(StoreBase):
     """Queue, locks and idempotency records on the :class:`~kneo.store.api.Store`."""
 
     # -- queue ------------------------------------------------------------------------
-    def enqueue(self, run_id: str) -> QueueRecord:
-        """Shorthand for :meth:`Transaction.enqueue` in its own transaction."""
-        with self.transaction() as tx:
-            return tx.enqueue(run_id)
-
     def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None:
         """Lease the oldest claimable record to ``owner``, or ``None`` when nothing is due.
 

@@ -4,13 +4,13 @@ suspensions, pins, blocked digests, controller status and promotion approvals, a
 
 The writes are :class:`~kneo.store.registry_writes.RegistryWritesMixin` methods on a
 transaction, so the controller applies a whole decision (revision, activation, conditions,
-audit) atomically; the Store offers the same writes as one-transaction shorthands here.
+audit) atomically; the Store has none (``with store.transaction() as tx``: one way to write).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -30,9 +30,6 @@ from kneo.store.records import (
     RevisionHead,
     Suspension,
 )
-
-if TYPE_CHECKING:
-    from kneo.store.transaction_contracts import ControllerStatusFields
 
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
@@ -56,7 +53,7 @@ def _by_names(
 
 
 class RegistryReadsMixin(StoreBase):
-    """Registry reads (and one-transaction write shorthands) on the Store."""
+    """Registry reads on the Store (its writes are the transaction's)."""
 
     def _registry_read(self, key: str, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
         """The rows of the registry read ``key`` (its statement built once per store by
@@ -279,114 +276,3 @@ class RegistryReadsMixin(StoreBase):
                 for part in _by_names(stmt, p.bundle_name, names)
                 for r in conn.execute(part).mappings()
             ]
-
-    # -- one-transaction shorthands -----------------------------------------------------
-    def add_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        digest: str,
-        commit: str | None = None,
-        signer_key_ids: Sequence[str] = (),
-        approved_by: Sequence[str] = (),
-        status: str = "inactive",
-        diagnostics: Sequence[Mapping[str, Any]] = (),
-        spec: Mapping[str, Any] | None = None,
-    ) -> BundleRevision:
-        with self.transaction() as tx:
-            return tx.add_revision(
-                bundle_name,
-                environment,
-                digest=digest,
-                commit=commit,
-                signer_key_ids=signer_key_ids,
-                approved_by=approved_by,
-                status=status,
-                diagnostics=diagnostics,
-                spec=spec,
-            )
-
-    def activate_revision(
-        self, bundle_name: str, environment: str, revision: int
-    ) -> BundleRevision:
-        with self.transaction() as tx:
-            return tx.activate_revision(bundle_name, environment, revision)
-
-    def set_revision_status(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        status: str,
-        *,
-        diagnostics: Sequence[Mapping[str, Any]] | None = None,
-        approved_by: Sequence[str] | None = None,
-    ) -> BundleRevision:
-        with self.transaction() as tx:
-            return tx.set_revision_status(
-                bundle_name,
-                environment,
-                revision,
-                status,
-                diagnostics=diagnostics,
-                approved_by=approved_by,
-            )
-
-    def set_condition(
-        self,
-        bundle_name: str,
-        environment: str,
-        type: str,
-        *,
-        status: str,
-        reason: str,
-        message: str = "",
-    ) -> Condition:
-        with self.transaction() as tx:
-            return tx.set_condition(
-                bundle_name, environment, type, status=status, reason=reason, message=message
-            )
-
-    def suspend_bundle(
-        self,
-        bundle_name: str,
-        environment: str,
-        *,
-        reason: str | None = None,
-        suspended_by: str | None = None,
-    ) -> Suspension:
-        with self.transaction() as tx:
-            return tx.suspend_bundle(
-                bundle_name, environment, reason=reason, suspended_by=suspended_by
-            )
-
-    def resume_bundle(self, bundle_name: str, environment: str) -> bool:
-        with self.transaction() as tx:
-            return tx.resume_bundle(bundle_name, environment)
-
-    def set_controller_status(
-        self, *, name: str = "default", **fields: Unpack[ControllerStatusFields]
-    ) -> ControllerStatus:
-        with self.transaction() as tx:
-            return tx.set_controller_status(name=name, **fields)
-
-    def add_promotion_approval(
-        self,
-        bundle_name: str,
-        environment: str,
-        digest: str,
-        *,
-        approver: str,
-        decision: str,
-        comment: str | None = None,
-    ) -> PromotionApproval:
-        with self.transaction() as tx:
-            return tx.add_promotion_approval(
-                bundle_name,
-                environment,
-                digest,
-                approver=approver,
-                decision=decision,
-                comment=comment,
-            )

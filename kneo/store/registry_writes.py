@@ -2,10 +2,9 @@
 :class:`~kneo.store.transaction.Transaction`.
 
 The controller applies a whole decision (revision, activation, conditions, audit) in one
-transaction; the store offers the same writes as one-transaction shorthands
-(:class:`~kneo.store.registry.RegistryReadsMixin`). The database enforces at most one
-``active`` revision per (bundle, environment) with a partial unique index; activation
-deactivates the previous one in the same transaction.
+transaction; a single write is a transaction of one (the Store has no shorthands). The
+database enforces at most one ``active`` revision per (bundle, environment) with a partial
+unique index; activation deactivates the previous one in the same transaction.
 """
 
 from __future__ import annotations

@@ -211,9 +211,12 @@ class AuditTransaction(Protocol):
     def set_metadata(self, key: str, value: Any) -> None: ...
 
 
-class RegistryWrites(Protocol):
-    """Registry writes: each in a transaction of its own on the Store (its shorthands, for
-    tests and tools), or inside one (:class:`RegistryTransaction`)."""
+class RegistryTransaction(ApprovalReads, Protocol):
+    """Registry writes inside a transaction (the only place they are: a single write is a
+    transaction of one). ``marks_registry_changes``: ``False`` in the controller's own
+    transactions, whose changes its saved reconcile state already accounts for."""
+
+    marks_registry_changes: bool
 
     def add_revision(
         self,
@@ -273,15 +276,6 @@ class RegistryWrites(Protocol):
         decision: str,
         comment: str | None = None,
     ) -> PromotionApproval: ...
-
-
-class RegistryTransaction(RegistryWrites, ApprovalReads, Protocol):
-    """Registry writes inside a transaction. ``marks_registry_changes``: ``False`` in the
-    controller's own transactions, whose changes its saved reconcile state already accounts
-    for."""
-
-    marks_registry_changes: bool
-
     def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
     def reject_revision(
         self,

@@ -152,7 +152,8 @@ def test_a_queued_spec_run_is_refused_when_its_environment_tightens(
     manager = _manager(store, clock, tmp_path)
     queued = manager.start_run_from_spec(input_text="hi", spec=flow("x"), environment="qa")
     rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
-    store.set_metadata(POLICY_METADATA_KEY, {**rules, "qa": {"require_approved_bundle": True}})
+    with store.transaction() as tx:
+        tx.set_metadata(POLICY_METADATA_KEY, {**rules, "qa": {"require_approved_bundle": True}})
     Worker(manager, settings=manager.settings, name="t").run_once()
     run = store.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None
@@ -439,7 +440,8 @@ def test_a_queued_run_meets_resources_published_since(
     queued = manager.start_run_from_spec(input_text="hi", spec=remote, environment="uat")
     rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
     narrowed = {"require_approved_bundle": False, "resources": {"network": ["gw.example.com"]}}
-    store.set_metadata(POLICY_METADATA_KEY, {**rules, "uat": narrowed})
+    with store.transaction() as tx:
+        tx.set_metadata(POLICY_METADATA_KEY, {**rules, "uat": narrowed})
     Worker(manager, settings=manager.settings, name="t").run_once()
     run = store.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None

@@ -70,7 +70,8 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     assert "pinned to revision 3" in message and "by alice" in message and bad[:19] in message
 
     # someone activates the bad revision by hand: the controller puts the pin back
-    store.activate_revision("helper", "dev", 2)
+    with store.transaction() as tx:
+        tx.activate_revision("helper", "dev", 2)
     assert ctl.reconcile_once().ok
     assert store.get_active("helper", "dev").revision == 3
 

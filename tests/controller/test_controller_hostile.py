@@ -143,8 +143,8 @@ def test_row8_bundle_names_outside_the_pattern_are_refused(
     file whose path is no bundle name is not read."""
     from kneo.bundle.format import parse_bundle
 
-    with pytest.raises(KneoError) as refused:
-        store.add_revision("../../etc/passwd", "dev", digest="sha256:" + "0" * 64)
+    with pytest.raises(KneoError) as refused, store.transaction() as tx:
+        tx.add_revision("../../etc/passwd", "dev", digest="sha256:" + "0" * 64)
     assert refused.value.code == "invalid_name"
     document = json.loads(keys.bundle("helper", "dev"))
     document["name"] = "../../etc/passwd"

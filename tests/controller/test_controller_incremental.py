@@ -249,8 +249,10 @@ def test_registry_changes_by_people_are_observed_without_a_commit(
     five.write("bundles/b0/dev.json", keys.bundle("b0", "dev", spec("b0 v2")))
     five.commit("b0 v2")
     h.reconcile()
-    store.activate_revision("b0", "dev", 1)  # by hand: drift
-    store.suspend_bundle("b4", "dev", reason="investigating")
+    with store.transaction() as tx:
+        tx.activate_revision("b0", "dev", 1)  # by hand: drift
+    with store.transaction() as tx:
+        tx.suspend_bundle("b4", "dev", reason="investigating")
     result = h.reconcile()
     assert result.stats["mode"] == "incremental" and result.stats["scope"] == 2
     assert acts(result) == [("drift_revert", "b0", "dev")]

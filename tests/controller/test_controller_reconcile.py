@@ -260,17 +260,21 @@ def test_drift_is_reverted_unless_suspended(
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("v2")))
     repo.commit()
     ctl.reconcile_once()
-    store.activate_revision("helper", "dev", 1)  # someone rolls back by hand
+    with store.transaction() as tx:
+        tx.activate_revision("helper", "dev", 1)  # someone rolls back by hand
     result = ctl.reconcile_once()
     assert kinds(result) == [("drift_revert", "helper", "dev")]
     assert store.get_active("helper", "dev").revision == 2
     assert "bundle.drift_reverted" in audit_types(store)
-    store.suspend_bundle("helper", "dev", reason="incident")
-    store.activate_revision("helper", "dev", 1)
+    with store.transaction() as tx:
+        tx.suspend_bundle("helper", "dev", reason="incident")
+    with store.transaction() as tx:
+        tx.activate_revision("helper", "dev", 1)
     suspended = ctl.reconcile_once()
     assert kinds(suspended) == [] and suspended.outcomes[0].action.drift
     assert store.get_active("helper", "dev").revision == 1
-    store.resume_bundle("helper", "dev")
+    with store.transaction() as tx:
+        tx.resume_bundle("helper", "dev")
     assert kinds(ctl.reconcile_once()) == [("drift_revert", "helper", "dev")]
 
 

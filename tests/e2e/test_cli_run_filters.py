@@ -45,8 +45,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ("d", {}, {"output_text": "All quiet"}),
     ):
         base = {"workflow_name": "wf", "workflow_kind": "sequential"}
-        run = store.create_run(target="workflow", input_text="go", **(base | fields))
-        store.update_run(run.run_id, status="succeeded", **outcome)
+        with store.transaction() as tx:
+            run = tx.create_run(target="workflow", input_text="go", **(base | fields))
+            tx.update_run(run.run_id, status="succeeded", **outcome)
         made[name] = run.run_id
         clock.advance(60)
     store.close()

@@ -22,7 +22,8 @@ from .receiver import Receiver
 
 def _dead_row(store: Any, attempts: int = 3) -> int:
     """A delivery that failed ``attempts`` times, the last making it dead."""
-    store.add_audit("run.failed", run_id="r1", payload={"environment": "prod"})
+    with store.transaction() as tx:
+        tx.add_audit("run.failed", run_id="r1", payload={"environment": "prod"})
     store.route_notifications(lambda event: ["hook"])
     for attempt in range(attempts):
         [claimed] = store.claim_notifications("t", 30.0)

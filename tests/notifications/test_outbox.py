@@ -61,7 +61,8 @@ def test_a_rolled_back_event_writes_no_notification_and_others_none(platform: An
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.add_audit("run.failed", run_id="r1")
         raise RuntimeError("crash before commit")
-    store.add_audit("run.created", run_id="r2")  # not a notified event
+    with store.transaction() as tx:
+        tx.add_audit("run.created", run_id="r2")  # not a notified event
     assert _events(store) == []
 
 
@@ -96,8 +97,9 @@ def test_receivers_filter_by_type_environment_assignee_and_severity(platform: An
         Receiver("errors", "webhook", "http://x", severity="error"),
     ]
     dispatcher = Dispatcher(store, receivers, Settings().notifications, owner="t")
-    store.add_audit("human.requested", payload={"environment": "prod", "assignee": "bo"})
-    store.add_audit("run.failed", payload={"environment": "dev"})
+    with store.transaction() as tx:
+        tx.add_audit("human.requested", payload={"environment": "prod", "assignee": "bo"})
+        tx.add_audit("run.failed", payload={"environment": "dev"})
     store.route_notifications(dispatcher.route)
     got = {(n.event.event_type, n.receiver) for n in store.list_notifications().items}
     assert got == {
@@ -138,15 +140,16 @@ def test_a_planted_secret_never_reaches_a_receiver_or_the_listing(platform: Any)
             ),
             HOOK_URL=hook.url + "/T000/" + PLANTED,
         )
-        manager.store.add_audit(
-            "run.failed",
-            run_id="r1",
-            payload={
-                "environment": "prod",
-                "api_key": PLANTED,
-                "message": f"provider said: Authorization: Bearer {PLANTED}",
-            },
-        )
+        with manager.store.transaction() as tx:
+            tx.add_audit(
+                "run.failed",
+                run_id="r1",
+                payload={
+                    "environment": "prod",
+                    "api_key": PLANTED,
+                    "message": f"provider said: Authorization: Bearer {PLANTED}",
+                },
+            )
         dispatcher = Dispatcher(
             manager.store,
             load_receivers(manager.settings),

@@ -9,6 +9,7 @@ known."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,8 +40,9 @@ class Killed(Exception):
 
 
 class Crashing:
-    """The dispatcher's store, but ``set_metadata`` dies once, when ``at`` says so: after
-    writing (the write done, then the process gone) or instead of it."""
+    """The dispatcher's store, but a transaction's ``set_metadata`` dies once, when ``at``
+    says so: after its write commits (the write done, then the process gone) or instead of
+    it (the transaction rolled back)."""
 
     def __init__(self, store: Any, at: Callable[[list[dict[str, Any]]], bool]) -> None:
         self._store, self._at, self.fired = store, at, False
@@ -48,14 +50,35 @@ class Crashing:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def set_metadata(self, key: str, value: Any) -> None:
-        messages = value.get("messages", []) if key.startswith(METADATA_PREFIX) else []
-        if not self.fired and self._at(messages):
-            self.fired = True
-            if messages and not messages[-1].get("ts"):  # the intent is written, then death
-                self._store.set_metadata(key, value)
+    @contextlib.contextmanager
+    def transaction(self, held: Any = None) -> Iterator[Any]:
+        dying = _Dying(self)
+        with self._store.transaction(held) as tx:
+            dying.tx = tx
+            yield dying
+        if dying.after_commit:
             raise Killed("killed between the two writes")
-        self._store.set_metadata(key, value)
+
+
+class _Dying:
+    """A transaction of :class:`Crashing`: its ``set_metadata`` decides when to die."""
+
+    def __init__(self, crashing: Crashing) -> None:
+        self.crashing, self.after_commit = crashing, False
+        self.tx: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        crashing = self.crashing
+        messages = value.get("messages", []) if key.startswith(METADATA_PREFIX) else []
+        if not crashing.fired and crashing._at(messages):
+            crashing.fired = True
+            if not (messages and not messages[-1].get("ts")):
+                raise Killed("killed before the write")
+            self.after_commit = True  # the intent is written, then death
+        self.tx.set_metadata(key, value)
 
 
 @pytest.fixture

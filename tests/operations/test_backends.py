@@ -26,13 +26,14 @@ LIMITS = CheckpointLimits(
 def _stored_rows(url: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     store = open_store(url, settings=Settings(checkpoint=LIMITS), clock=ManualClock())
     try:
-        run_id = store.create_run(
-            target="workflow",
-            input_text="x",
-            workflow_name="wf",
-            workflow_kind="sequential",
-            run_id="run_parity",
-        ).run_id
+        with store.transaction() as tx:
+            run_id = tx.create_run(
+                target="workflow",
+                input_text="x",
+                workflow_name="wf",
+                workflow_kind="sequential",
+                run_id="run_parity",
+            ).run_id
         with store.transaction() as tx:
             for payload in payloads:
                 tx.add_checkpoint(

@@ -130,7 +130,8 @@ def _strand(manager: Any, run_id: str, owner: str) -> None:
     that no longer drives it, no queue record open."""
     record = manager.store.claim("gone-worker", 1.0)
     assert record is not None and manager.store.complete(record.queue_id, "gone-worker")
-    manager.store.update_run(run_id, status="running")
+    with manager.store.transaction() as tx:
+        tx.update_run(run_id, status="running")
     assert manager.store.acquire_run_lease(run_id, owner, manager.lease_seconds)
 
 
@@ -168,7 +169,8 @@ def test_a_driven_run_keeps_its_lease_through_a_long_step(project: Path, db_url:
         run_id = manager.start_run_from_spec(
             input_text="k1", spec_path=project / "three.yaml"
         ).run_id
-        manager.store.update_run(run_id, status="running")
+        with manager.store.transaction() as tx:
+            tx.update_run(run_id, status="running")
         assert manager.store.acquire_run_lease(run_id, manager.owner, manager.lease_seconds)
         with manager.driver.leases.holding(run_id):
             for _ in range(4):  # four leases' worth of one step

@@ -44,15 +44,13 @@ def _waits_for_lock(store: Store, write: Callable[[], object]) -> None:
 
 
 def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> None:
-    run = store.create_run(input_text="x", workflow_name="w", target="workflow")
-    _waits_for_lock(store, lambda: store.update_run(run.run_id, status="running"))  # Store
     _waits_for_lock(store, lambda: store.acquire_lock("n", "owner", 30))  # bare write
 
     def raw() -> None:
         with store.transaction() as tx:
             tx.add_audit("test.event", payload={})
 
-    _waits_for_lock(store, raw)
+    _waits_for_lock(store, raw)  # a transaction (every other write)
 
     # A second store on the same file shares the lock.
     other = open_store(f"sqlite:///{tmp_path / 'locks.sqlite'}")
@@ -71,7 +69,8 @@ def test_lock_not_obtained_in_time_is_given_up(tmp_path: Path) -> None:
         dialect.busy_timeout_ms = 200
         with dialect.write_lock(store.engine):
             started = time.monotonic()
-            store.create_run(input_text="x", workflow_name="w", target="workflow")
+            with store.transaction() as tx:
+                tx.create_run(input_text="x", workflow_name="w", target="workflow")
             assert 0.15 < time.monotonic() - started < 5
         assert store.list_runs().total == 1
     finally:
@@ -100,15 +99,17 @@ def test_hot_writes_share_one_warm_connection(
     for index in range(3):
         with store.transaction() as tx:
             tx.add_audit("test.event", payload={"n": index})
-    run = store.create_run(input_text="x", workflow_name="w", target="workflow")
-    run = store.update_run(run.run_id, status="running")
+    with store.transaction() as tx:
+        run = tx.create_run(input_text="x", workflow_name="w", target="workflow")
+    with store.transaction() as tx:
+        run = tx.update_run(run.run_id, status="running")
     row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
     with store.transaction() as tx:
         written = tx.write_step(
             run.run_id, expected_version=run.version, state_text="{}", checkpoints=[row], events=[]
         )
     assert written.version == run.version + 1
-    # three transactions, create_run and update_run (their own), the step commit
+    # six transactions: three audits, create_run, update_run, the step commit
     assert len(seen) == 6 and len(set(seen)) == 1
     store.close()
     assert store.dialect.writer._writer is None  # closed with the store

@@ -24,7 +24,8 @@ def test_background_work_checkpoints_the_wal(tmp_path: Path) -> None:
                 WAL_AUTOCHECKPOINT_PAGES
             )
         for index in range(30):
-            store.create_run(input_text=f"run {index}", workflow_name="wal", target="workflow")
+            with store.transaction() as tx:
+                tx.create_run(input_text=f"run {index}", workflow_name="wal", target="workflow")
         # Below the ceiling nothing was copied back: the rows are only in the WAL.
         before = db.stat().st_size
         time.sleep(0.2)

@@ -84,7 +84,8 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
         run_id = manager.start_run_from_spec(
             input_text="remote", spec_path=project / "three.yaml"
         ).run_id
-        manager.store.update_run(run_id, status="running")
+        with manager.store.transaction() as tx:
+            tx.update_run(run_id, status="running")
         assert manager.store.acquire_run_lease(run_id, "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
         assert worker.run_once()

@@ -67,7 +67,8 @@ def manager(
 
 def require_guardrails(manager: PlatformManager, environment: str) -> None:
     """What ``PUT /v1/policies/environment/{environment}`` stores."""
-    manager.store.set_metadata(POLICY_PREFIX + environment, {"require_guardrails": True})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_PREFIX + environment, {"require_guardrails": True})
 
 
 def test_a_stored_policy_gates_runs_started_through_the_platform(
@@ -125,7 +126,8 @@ def test_a_worker_admits_a_queued_run_again(manager: PlatformManager) -> None:
     assert manager.store.list_trace(queued.run_id, limit=10).total == events
     assert manager.store.run_lease(queued.run_id) is None
     assert manager.execute_run(other.run_id).status == "succeeded"
-    manager.store.set_metadata(POLICY_PREFIX + "staging", {})  # loosened again: it runs
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_PREFIX + "staging", {})  # loosened again: it runs
     assert manager.execute_run(queued.run_id).status == "succeeded"
 
 
@@ -134,7 +136,8 @@ def test_approved_bundles_only_is_refused_before_the_policy_check(
 ) -> None:
     """Where both rules apply, the spec is not even loaded: 403 ``bundle_not_approved``."""
     require_guardrails(manager, "prod")
-    manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
     with pytest.raises(BundleNotApproved):
         manager.run_from_spec(input_text="x", spec_path="missing.yaml", environment="prod")
 
@@ -170,7 +173,8 @@ def test_a_stored_policy_costs_one_load_of_the_spec(
     an unchanged policy is not loaded again, a changed policy is checked again."""
     path = tmp_path / "hello.yaml"
     path.write_text(json.dumps(flow()))
-    manager.store.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
     for source, loader_name in (({"spec_path": str(path)}, "load_spec"), ({"spec": flow()}, None)):
         loads.clear()
         done = manager.run_from_spec(input_text="x", environment="staging", **source)
@@ -182,7 +186,8 @@ def test_a_stored_policy_costs_one_load_of_the_spec(
         require_guardrails(manager, "staging")
         with pytest.raises(SpecError):
             manager.run_from_spec(input_text="x", environment="staging", **source)
-        manager.store.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
+        with manager.store.transaction() as tx:
+            tx.set_metadata(POLICY_PREFIX + "staging", {"require_human_review": False})
 
 
 # --------------------------------------------------------------------------- one rule for bundles
@@ -190,9 +195,10 @@ def test_a_stored_policy_costs_one_load_of_the_spec(
 
 def add_bundle(manager: PlatformManager, environment: str, spec: dict[str, Any]) -> int:
     """An active registry revision of ``hello`` in ``environment`` (what the controller writes)."""
-    revision = manager.store.add_revision(
-        "hello", environment, digest=content_hash(spec), spec=spec, status="active"
-    )
+    with manager.store.transaction() as tx:
+        revision = tx.add_revision(
+            "hello", environment, digest=content_hash(spec), spec=spec, status="active"
+        )
     return revision.revision
 
 
@@ -235,7 +241,8 @@ def test_a_stored_policy_wins_over_the_project_policy_for_both_kinds_of_run(
         manager.run_from_spec(input_text="x", spec=flow(), environment="qa")
     with pytest.raises(SpecError):
         run_bundle(manager, bundle="hello", environment="qa", input_text="x")
-    manager.store.set_metadata(POLICY_PREFIX + "qa", {"require_human_review": False})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_PREFIX + "qa", {"require_human_review": False})
     assert manager.run_from_spec(input_text="x", spec=flow(), environment="qa").status == (
         "succeeded"
     )
@@ -257,7 +264,8 @@ def test_a_replay_meets_the_rules_of_a_start(manager: PlatformManager) -> None:
         manager.replay_run(other.run_id)
     assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
     assert manager.replay_run(first.run_id).status == "succeeded"
-    manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
     with pytest.raises(BundleNotApproved) as denied:
         manager.replay_run(first.run_id)
     assert denied.value.code == "bundle_not_approved" and denied.value.http_status == 403
@@ -268,7 +276,8 @@ def test_a_replay_of_a_bundle_run_needs_its_revision_active(manager: PlatformMan
     """Where only approved bundles run, a bundle run is replayed while its revision is the
     active one (the replay is pinned to it); once another revision is promoted, the recorded
     spec is no longer an approved bundle."""
-    manager.store.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
+    with manager.store.transaction() as tx:
+        tx.set_metadata(POLICY_METADATA_KEY, {"prod": {"require_approved_bundle": True}})
     revision = add_bundle(manager, "prod", flow())
     first = run_bundle(manager, bundle="hello", environment="prod", input_text="x")
     replay = manager.replay_run(first.run_id)

@@ -57,8 +57,9 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfor
 
 
 def _journal(store: Store) -> StoreJournal:
-    run = store.create_run(input_text="in", workflow_name="w", target="workflow")
-    run = store.update_run(run.run_id, status="running")
+    with store.transaction() as tx:
+        run = tx.create_run(input_text="in", workflow_name="w", target="workflow")
+        run = tx.update_run(run.run_id, status="running")
     return StoreJournal(store, run.run_id, run.version)
 
 
@@ -148,7 +149,8 @@ def test_cancel_between_closing_boundary_and_outcome_writes_neither(
     store = manager.store
     journal = _journal(store)
     journal.commit(_boundary(1, closing=True))
-    store.update_run(journal.run_id, status="cancelled")  # another process cancels
+    with store.transaction() as tx:
+        tx.update_run(journal.run_id, status="cancelled")  # another process cancels
     with pytest.raises(Conflict):
         _final(journal, {"format": 1, "output": "done"})
     assert store.list_checkpoints(journal.run_id).items == []

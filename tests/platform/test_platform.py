@@ -543,7 +543,8 @@ def test_execute_a_record_read_before_is_still_compare_and_set(
     assert manager.execute_run(queued.run_id, run=read).status == "succeeded"
     again = manager.start_run_from_spec(input_text="go", spec_path=spec)
     stale = manager.store.get_run(again.run_id)
-    manager.store.update_run(again.run_id, expected_version=stale.version, cancel_requested=True)
+    with manager.store.transaction() as tx:
+        tx.update_run(again.run_id, expected_version=stale.version, cancel_requested=True)
     with pytest.raises(Conflict) as caught:
         manager.execute_run(again.run_id, run=stale)
     assert caught.value.code == "stale_state"

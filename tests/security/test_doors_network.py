@@ -770,7 +770,8 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
 
     gateway.target = attacker.url
     store = open_store(f"sqlite:///{tmp_path / 'push.sqlite'}")
-    run_id = store.create_run(target="workflow", input_text="x").run_id
+    with store.transaction() as tx:
+        run_id = tx.create_run(target="workflow", input_text="x").run_id
     grant = PushGrant(AllowList.parse([gateway.url], variable="V"), PUSH_SECRET)
     sender = PushSender(store, grant, timeout=5)
 

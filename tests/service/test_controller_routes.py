@@ -180,9 +180,10 @@ def test_reconcile_answers_202_while_the_pass_has_not_ended(
 def test_registry_reads(make_client) -> None:
     client = make_client(auth_env())
     store = client.app.state.manager.store
-    store.add_revision(
-        "demo", "prod", digest="sha256:" + "1" * 64, status="active", spec={"version": "v1"}
-    )
+    with store.transaction() as tx:
+        tx.add_revision(
+            "demo", "prod", digest="sha256:" + "1" * 64, status="active", spec={"version": "v1"}
+        )
     listed = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
     assert listed["count"] == 1 and "spec" not in listed["revisions"][0]
     one = client.get(
@@ -205,7 +206,8 @@ def test_registry_list_pages_by_cursor(make_client) -> None:
     store = client.app.state.manager.store
     for name in ("alpha", "beta", "gamma"):
         for env in ("dev", "prod"):
-            store.add_revision(name, env, digest="sha256:" + "1" * 64, status="active", spec={})
+            with store.transaction() as tx:
+                tx.add_revision(name, env, digest="sha256:" + "1" * 64, status="active", spec={})
     whole = client.get("/v1/registry/bundles", headers=headers("viewer")).json()
     assert whole["count"] == 6 and whole["next_cursor"] is None and whole["total"] == 6
     assert whole["total_capped"] is False
@@ -236,7 +238,8 @@ def test_kneo_serv_webhook_secret_verifies_when_no_variable_is_named(make_client
     replicas verify with ``KNEO_SERV_WEBHOOK_SECRET`` from their own environment."""
     client = make_client({**auth_env(), "KNEO_SERV_WEBHOOK_SECRET": SECRET})
     store = client.app.state.manager.store
-    store.set_controller_status(name="default", details={"webhook_secret_env": None})
+    with store.transaction() as tx:
+        tx.set_controller_status(name="default", details={"webhook_secret_env": None})
     assert store.acquire_lock("controller:default", "elsewhere:1:ctl", 30)
     bad = client.post("/v1/controller/webhook", content=PUSH, headers=_signed(secret="nope"))
     assert bad.status_code == 401 and SECRET not in bad.text

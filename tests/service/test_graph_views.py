@@ -261,7 +261,8 @@ def test_policy_preview_names_the_recent_runs_it_would_refuse(client) -> None:
 def test_a_bundle_is_drawn_by_name_from_the_registry(client) -> None:
     store = client.app.state.manager.store
     digest = "sha256:" + "2" * 64
-    store.add_revision("drawn", "prod", digest=digest, status="active", spec=FAILING_SPEC)
+    with store.transaction() as tx:
+        tx.add_revision("drawn", "prod", digest=digest, status="active", spec=FAILING_SPEC)
     answer = client.get("/v1/registry/bundles/drawn/prod/graph", headers=headers("viewer"))
     assert answer.status_code == 200, answer.text
     body = answer.json()

@@ -228,9 +228,10 @@ NOT_2XX_WHEN_ALLOWED = {
 def test_route_by_role_matrix(make_client) -> None:
     client = make_client(auth_env())
     client.put("/v1/policies/environment/qa", headers=headers("admin"), json={})
-    client.app.state.manager.store.add_revision(
-        "demo", "prod", digest="sha256:" + "0" * 64, status="active", spec=FAILING_SPEC
-    )
+    with client.app.state.manager.store.transaction() as tx:
+        tx.add_revision(
+            "demo", "prod", digest="sha256:" + "0" * 64, status="active", spec=FAILING_SPEC
+        )
     builders = _requests(client)
     protected = [
         (m, p, s)

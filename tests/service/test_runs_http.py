@@ -207,13 +207,16 @@ def test_policies_read_per_request_and_per_environment(make_client) -> None:
     client.put("/v1/policies/environment/dev", json={})
     assert run() == 200
     # The registry's per-environment rules (written by the controller) are the other key.
-    store.set_metadata(
-        "registry.environment_policies", {"staging": {"require_approved_bundle": True}}
-    )
+    with store.transaction() as tx:
+        tx.set_metadata(
+            "registry.environment_policies", {"staging": {"require_approved_bundle": True}}
+        )
     assert run() == 200
-    store.set_metadata("registry.environment_policies", {"dev": {"require_approved_bundle": True}})
+    with store.transaction() as tx:
+        tx.set_metadata("registry.environment_policies", {"dev": {"require_approved_bundle": True}})
     assert run() == 403
-    store.set_metadata("registry.environment_policies", {})
+    with store.transaction() as tx:
+        tx.set_metadata("registry.environment_policies", {})
     assert run() == 200
 
 

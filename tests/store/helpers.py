@@ -22,7 +22,8 @@ def new_run(store: Store, **fields: object) -> str:
         "workflow_kind": "sequential",
     }
     values.update(fields)
-    return store.create_run(**values).run_id
+    with store.transaction() as tx:
+        return tx.create_run(**values).run_id
 
 
 def process_context() -> Any:

@@ -57,11 +57,13 @@ def test_each_status_change_is_one_event_however_many_sweeps(store: Store) -> No
     # a second sweep that read the same config before the first recorded it
     assert not store.record_push(due.config, status="queued", done=False, payload=payload)
     assert store.due_pushes() == []  # nothing changed since
-    store.update_run(run_id, status="succeeded")
+    with store.transaction() as tx:
+        tx.update_run(run_id, status="succeeded")
     (due,) = store.due_pushes()
     assert due.status == "succeeded" and due.config.pushed_status == "queued"
     assert store.record_push(due.config, status="succeeded", done=True, payload=payload)
-    store.update_run(run_id, status="running")  # (never happens: a done config is left)
+    with store.transaction() as tx:
+        tx.update_run(run_id, status="running")  # (never happens: a done config is left)
     assert store.due_pushes() == []
     deliveries = store.list_notifications(receiver=PUSH_RECEIVER).items
     assert [d.event.event_type for d in deliveries] == [PUSH_EVENT, PUSH_EVENT]
@@ -82,7 +84,8 @@ def test_a_config_of_a_run_that_is_gone_is_dropped(store: Store) -> None:
 
 def test_retention_deletes_a_runs_configs_with_it(store: Store, clock: ManualClock) -> None:
     old, kept = new_run(store), new_run(store)
-    store.update_run(old, status="succeeded", finished_at=clock.now())
+    with store.transaction() as tx:
+        tx.update_run(old, status="succeeded", finished_at=clock.now())
     _put(store, old)
     _put(store, kept)
     clock.advance(days=40)

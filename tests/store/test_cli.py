@@ -53,7 +53,8 @@ def test_maintenance_prune_uses_env_retention(
     """`maintenance prune` reads KNEO_SERV_RETENTION_* and honours --dry-run."""
     store = open_store(None, state_dir=project / ".kneo", clock=ManualClock())
     run_id = new_run(store)
-    store.update_run(run_id, status="succeeded", finished_at=store.clock.now())
+    with store.transaction() as tx:
+        tx.update_run(run_id, status="succeeded", finished_at=store.clock.now())
     store.close()
     monkeypatch.setenv("KNEO_SERV_RETENTION_RUNS_DAYS", "1")
     code, out, _ = kneo(monkeypatch, capsys, "maintenance", "prune", "--dry-run", "--json")

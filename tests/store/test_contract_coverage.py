@@ -56,8 +56,8 @@ def test_every_public_transaction_method_is_in_a_protocol() -> None:
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
 def test_protocol_members_exist_with_the_same_parameters(name: str) -> None:
-    """Each member is on the implementation, with the protocol's parameter names (a
-    ``**fields`` shorthand on the store accepts the transaction's names; a protocol's
+    """Each member is on the implementation, with the protocol's parameter names (an
+    implementation's ``**fields`` accepts the protocol's keyword names; a protocol's
     ``**fields: Unpack[...]`` is checked key by key by mypy)."""
     impl = Transaction if name in TRANSACTION_PROTOCOLS else Store
     for member in _members(PROTOCOLS[name]):

@@ -33,19 +33,18 @@ from kneo.store.contracts import (
     HumanTaskReads,
     IdempotencyKeys,
     Maintenance,
+    MetadataStore,
     NamedLocks,
     NotificationOutbox,
     ProjectMetadata,
     RegistryAdmin,
     RegistryReads,
     RegistryTransaction,
-    RegistryWrites,
     RunAndTaskReads,
     RunLeases,
     RunQueue,
     RunReads,
     RunTransaction,
-    RunWrites,
     StoreLifecycle,
     Transactional,
     WorkflowTransaction,
@@ -75,21 +74,24 @@ def check_store_lifecycle(store: StoreLifecycle) -> None:
     assert store.clock.now().tzinfo is not None
 
 
-def check_runs(writes: RunWrites, reads: RunReads, units: Transactional[RunTransaction]) -> None:
+def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
     """A run reads back as written; an update is a compare-and-set on ``version`` (a stale
     writer gets ``stale_state`` and changes nothing); a transaction's writes commit
     together or, on an exception, not at all; checkpoints and trace events are numbered
     in order per run; listings filter and page."""
-    run = writes.create_run(run_id="run_c1", target="workflow", input_text="hello")
+    with units.transaction() as tx:
+        run = tx.create_run(run_id="run_c1", target="workflow", input_text="hello")
     assert reads.get_run("run_c1") == run
     assert (run.status, run.version, run.input_text) == ("queued", 1, "hello")
-    moved = writes.update_run("run_c1", expected_version=1, status="running")
+    with units.transaction() as tx:
+        moved = tx.update_run("run_c1", expected_version=1, status="running")
     assert (moved.status, moved.version) == ("running", 2)
-    with pytest.raises(Conflict) as stale:
-        writes.update_run("run_c1", expected_version=1, status="failed")
+    with pytest.raises(Conflict) as stale, units.transaction() as tx:
+        tx.update_run("run_c1", expected_version=1, status="failed")
     assert stale.value.code == "stale_state"
     assert reads.get_run("run_c1").status == "running"
-    assert writes.request_cancel("run_c1").cancel_requested is True
+    with units.transaction() as tx:
+        assert tx.request_cancel("run_c1").cancel_requested is True
 
     with units.transaction() as tx:
         tx.add_checkpoint("run_c1", type="step_completed", step_id="s1", payload={"n": 1})
@@ -114,7 +116,8 @@ def check_runs(writes: RunWrites, reads: RunReads, units: Transactional[RunTrans
         reads.get_run("run_gone")
     assert reads.list_trace("run_c1").total == 2
 
-    writes.create_run(run_id="run_c2", target="workflow", input_text="x", status="succeeded")
+    with units.transaction() as tx:
+        tx.create_run(run_id="run_c2", target="workflow", input_text="x", status="succeeded")
     assert [r.run_id for r in reads.list_runs(status="succeeded").items] == ["run_c2"]
     first = reads.list_runs(limit=1, sort_order="asc", sort_by="created_at")
     assert first.next_cursor is not None and first.total == 2
@@ -237,10 +240,10 @@ def check_audit(log: AuditLog, units: Transactional[WorkflowTransaction]) -> Non
     units_run = "run_a1"
     with units.transaction() as tx:
         tx.create_run(run_id=units_run, target="workflow", input_text="x")
-    event = log.add_audit("run.created", actor="alice", run_id=units_run, payload={"k": "v"})
+        event = tx.add_audit("run.created", actor="alice", run_id=units_run, payload={"k": "v"})
+        tx.add_audit("other.thing")
     assert log.get_audit(event.event_id) == event
     assert (event.actor, event.payload) == ("alice", {"k": "v"})
-    log.add_audit("other.thing")
     assert [e.event_id for e in log.list_audit(run_id=units_run).items] == [event.event_id]
     assert log.list_audit().total == 2
     with pytest.raises(_Rollback), units.transaction() as tx:
@@ -251,26 +254,32 @@ def check_audit(log: AuditLog, units: Transactional[WorkflowTransaction]) -> Non
         log.get_audit("evt_missing")
 
 
-def check_metadata(metadata: ProjectMetadata) -> None:
-    """JSON values by key: the default when unset, the last write wins, a prefix lists;
-    inside a snapshot the keys it names read as they were when it opened."""
-    assert metadata.get_metadata("a.one", "unset") == "unset"
-    metadata.set_metadata("a.one", {"n": 1})
-    metadata.set_metadata("a.two", [1, 2])
-    metadata.set_metadata("b.one", "x")
-    metadata.set_metadata("a.one", {"n": 2})
-    assert metadata.get_metadata("a.one") == {"n": 2}
-    assert metadata.list_metadata("a.") == {"a.one": {"n": 2}, "a.two": [1, 2]}
-    with metadata.metadata_snapshot(["a.one", "a.missing"]):
-        assert metadata.get_metadata("a.one") == {"n": 2}
-        assert metadata.get_metadata("a.missing", 0) == 0
+def check_metadata(metadata: MetadataStore) -> None:
+    """JSON values by key, set in a transaction: the default when unset, the last write
+    wins, a prefix lists; inside a snapshot the keys it names read as they were when it
+    opened."""
+    reads: ProjectMetadata = metadata
+    assert reads.get_metadata("a.one", "unset") == "unset"
+    with metadata.transaction() as tx:
+        tx.set_metadata("a.one", {"n": 1})
+        tx.set_metadata("a.two", [1, 2])
+        tx.set_metadata("b.one", "x")
+    with metadata.transaction() as tx:
+        tx.set_metadata("a.one", {"n": 2})
+    assert reads.get_metadata("a.one") == {"n": 2}
+    assert reads.list_metadata("a.") == {"a.one": {"n": 2}, "a.two": [1, 2]}
+    with reads.metadata_snapshot(["a.one", "a.missing"]):
+        assert reads.get_metadata("a.one") == {"n": 2}
+        assert reads.get_metadata("a.missing", 0) == 0
 
 
-def check_queue(queue: RunQueue, clock: ManualClock) -> None:
-    """Claims are oldest first, leased and counted; a lapsed lease is claimed again and its
-    old owner can no longer finish; release puts a record back (after a delay)."""
+def check_queue(queue: RunQueue, units: Transactional[RunTransaction], clock: ManualClock) -> None:
+    """Runs are queued in a transaction; claims are oldest first, leased and counted; a
+    lapsed lease is claimed again and its old owner can no longer finish; release puts a
+    record back (after a delay)."""
     assert queue.claim("w1", 30) is None
-    first, second = queue.enqueue("run_q1"), queue.enqueue("run_q2")
+    with units.transaction() as tx:
+        first, second = tx.enqueue("run_q1"), tx.enqueue("run_q2")
     claimed = queue.claim("w1", 30)
     assert claimed is not None and claimed.queue_id == first.queue_id
     assert (claimed.status, claimed.attempts, claimed.lease_owner) == ("leased", 1, "w1")
@@ -315,10 +324,13 @@ def check_locks(locks: NamedLocks, clock: ManualClock) -> None:
     assert locks.get_lock("leader") is None
 
 
-def check_run_leases(leases: RunLeases, writes: RunWrites, clock: ManualClock) -> None:
+def check_run_leases(
+    leases: RunLeases, units: Transactional[RunTransaction], clock: ManualClock
+) -> None:
     """One process executes a run at a time; renewing keeps the lease, a run whose lease
     lapsed is stranded and taken over; an unknown run cannot be leased."""
-    writes.create_run(run_id="run_l1", target="workflow", input_text="x", status="running")
+    with units.transaction() as tx:
+        tx.create_run(run_id="run_l1", target="workflow", input_text="x", status="running")
     assert leases.acquire_run_lease("run_l1", "a", 30) is True
     assert leases.acquire_run_lease("run_l1", "b", 30) is False
     lease = leases.run_lease("run_l1")
@@ -352,19 +364,19 @@ def check_idempotency(keys: IdempotencyKeys) -> None:
     assert keys.begin_idempotent("other-scope", "k1", "h3").state == "new"
 
 
-def check_registry(
-    writes: RegistryWrites, reads: RegistryReads, units: Transactional[RegistryTransaction]
-) -> None:
+def check_registry(reads: RegistryReads, units: Transactional[RegistryTransaction]) -> None:
     """Revisions number per bundle and environment with at most one active; suspensions,
     pins and blocked digests read back and lift; conditions and the controller's status
     keep the last write; every write people make is in the change feed, the controller's
     own (``marks_registry_changes = False``) is not."""
     start, _ = reads.registry_changes_since(None)
-    one = writes.add_revision("helper", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
-    two = writes.add_revision("helper", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
+    with units.transaction() as tx:
+        one = tx.add_revision("helper", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
+        two = tx.add_revision("helper", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
     assert (one.revision, two.revision) == (1, 2)
-    writes.activate_revision("helper", "dev", 1)
-    writes.activate_revision("helper", "dev", 2)
+    with units.transaction() as tx:
+        tx.activate_revision("helper", "dev", 1)
+        tx.activate_revision("helper", "dev", 2)
     active = reads.get_active("helper", "dev")
     assert active is not None and active.revision == 2 and active.spec == {"v": 2}
     assert reads.get_revision("helper", "dev", 1).status == "inactive"
@@ -379,12 +391,14 @@ def check_registry(
     with pytest.raises(NotFound):
         reads.get_revision("helper", "dev", 9)
 
-    writes.suspend_bundle("helper", "dev", reason="incident", suspended_by="alice")
+    with units.transaction() as tx:
+        tx.suspend_bundle("helper", "dev", reason="incident", suspended_by="alice")
     assert reads.is_suspended("helper", "dev") and len(reads.list_suspensions("dev")) == 1
-    assert writes.resume_bundle("helper", "dev") is True
-    assert (
-        not reads.is_suspended("helper", "dev") and writes.resume_bundle("helper", "dev") is False
-    )
+    with units.transaction() as tx:
+        assert tx.resume_bundle("helper", "dev") is True
+    assert not reads.is_suspended("helper", "dev")
+    with units.transaction() as tx:
+        assert tx.resume_bundle("helper", "dev") is False
     with units.transaction() as tx:
         tx.pin_bundle("helper", "dev", 1, reason="hold", pinned_by="alice")
         tx.block_digest(two.digest, reason="bad", blocked_by="bob")
@@ -396,12 +410,16 @@ def check_registry(
         assert tx.unblock_digest(two.digest) is True
     assert reads.get_pin("helper", "dev") is None and reads.list_blocked_digests() == []
 
-    writes.set_condition("helper", "dev", "Ready", status="False", reason="Verifying")
-    writes.set_condition("helper", "dev", "Ready", status="True", reason="Active")
+    with units.transaction() as tx:
+        tx.set_condition("helper", "dev", "Ready", status="False", reason="Verifying")
+    with units.transaction() as tx:
+        tx.set_condition("helper", "dev", "Ready", status="True", reason="Active")
     [ready] = reads.list_conditions("helper", "dev")
     assert (ready.type, ready.status, ready.reason) == ("Ready", "True", "Active")
-    writes.set_controller_status(last_fetched_commit="abc")
-    writes.set_controller_status(last_error="boom")
+    with units.transaction() as tx:
+        tx.set_controller_status(last_fetched_commit="abc")
+    with units.transaction() as tx:
+        tx.set_controller_status(last_error="boom")
     status = reads.get_controller_status()
     assert (status.last_fetched_commit, status.last_error) == ("abc", "boom")
 
@@ -498,15 +516,20 @@ def check_console_sessions(sessions: ConsoleSessions, clock: ManualClock) -> Non
 
 
 def check_retention(
-    maintenance: Maintenance, writes: RunWrites, reads: RunReads, clock: ManualClock
+    maintenance: Maintenance,
+    units: Transactional[RunTransaction],
+    reads: RunReads,
+    clock: ManualClock,
 ) -> None:
     """Runs that ended before the window go (a dry run counts them and keeps them); runs
     still in progress and younger ones stay. The window is counted from the store's clock."""
-    writes.create_run(run_id="run_old", target="workflow", input_text="x", status="succeeded")
-    writes.create_run(run_id="run_live", target="workflow", input_text="x", status="running")
-    writes.update_run("run_old", finished_at=clock.now())
+    with units.transaction() as tx:
+        tx.create_run(run_id="run_old", target="workflow", input_text="x", status="succeeded")
+        tx.create_run(run_id="run_live", target="workflow", input_text="x", status="running")
+        tx.update_run("run_old", finished_at=clock.now())
     clock.advance(days=40)
-    writes.create_run(run_id="run_new", target="workflow", input_text="x", status="failed")
+    with units.transaction() as tx:
+        tx.create_run(run_id="run_new", target="workflow", input_text="x", status="failed")
     window = RetentionDays(runs_days=30)
     assert maintenance.prune_retention(window, dry_run=True)["runs"] == 1
     assert reads.list_runs().total == 3
@@ -564,16 +587,16 @@ def check_run_views(views: RunAndTaskReads, units: Transactional[WorkflowTransac
 
 CHECKS: dict[str, Callable[[Store, ManualClock], None]] = {
     "StoreLifecycle": lambda s, c: check_store_lifecycle(s),
-    "RunReads+RunWrites+RunTransaction": lambda s, c: check_runs(s, s, s),
+    "RunReads+RunTransaction": lambda s, c: check_runs(s, s),
     "WorkflowTransaction.steps": lambda s, c: check_step_boundaries(s, s, s),
     "HumanTaskReads+HumanTaskTransaction+AuditTransaction": lambda s, c: check_human_tasks(s, s),
     "AuditLog+AuditTransaction": lambda s, c: check_audit(s, s),
-    "ProjectMetadata": lambda s, c: check_metadata(s),
-    "RunQueue": check_queue,
+    "ProjectMetadata+MetadataStore": lambda s, c: check_metadata(s),
+    "RunQueue+RunTransaction": lambda s, c: check_queue(s, s, c),
     "NamedLocks": check_locks,
     "RunLeases": lambda s, c: check_run_leases(s, s, c),
     "IdempotencyKeys": lambda s, c: check_idempotency(s),
-    "RegistryReads+RegistryWrites+RegistryTransaction": lambda s, c: check_registry(s, s, s),
+    "RegistryReads+RegistryTransaction": lambda s, c: check_registry(s, s),
     "ApprovalReads+ControllerTransaction": lambda s, c: check_promotion_approvals(s, s),
     "ControllerRequests": lambda s, c: check_controller_requests(s),
     "NotificationOutbox": check_notifications,

@@ -264,10 +264,11 @@ def test_concurrent_first_use_of_a_key(make_store: StoreFactory) -> None:
     assert sorted(states) == ["in_progress"] * 7 + ["new"]
 
 
-def test_enqueue_shorthand_and_records_for_run(store: Store) -> None:
-    """enqueue() outside a transaction and queue_records_for_run() agree."""
+def test_enqueue_and_records_for_run(store: Store) -> None:
+    """A transaction's enqueue() and queue_records_for_run() agree."""
     run_id = new_run(store)
-    record = store.enqueue(run_id)
+    with store.transaction() as tx:
+        record = tx.enqueue(run_id)
     assert store.queue_records_for_run(run_id) == [record]
 
 

@@ -22,7 +22,8 @@ from .helpers import new_run
 
 def _journal(store: Store) -> StoreJournal:
     run_id = new_run(store)
-    run = store.update_run(run_id, status="running")
+    with store.transaction() as tx:
+        run = tx.update_run(run_id, status="running")
     return StoreJournal(store, run_id, run.version)
 
 
@@ -267,7 +268,8 @@ def test_retention_keeps_the_chains_of_kept_checkpoints(
     clock.advance(days=10)
     for state in states[KEYFRAME_EVERY + 4 :]:  # 21, 22: patches on 17..20
         _commit(journal, state)
-    store.update_run(journal.run_id, status="succeeded")
+    with store.transaction() as tx:
+        tx.update_run(journal.run_id, status="succeeded")
     counts = store.prune_retention(RetentionDays(checkpoints_days=5))
     assert counts["checkpoints"] == KEYFRAME_EVERY  # 1..16; 17..20 are needed by 21 and 22
     kept = store.list_checkpoints(journal.run_id).items
@@ -293,7 +295,9 @@ def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
 def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> None:
     """A run whose journal knows its checkpoint counter (from the run row) stores a held
     boundary and the outcome as patches, even with no step committed before them."""
-    run = store.update_run(new_run(store), status="running")
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        run = tx.update_run(run_id, status="running")
     journal = StoreJournal(store, run.run_id, run.version, checkpoint_seq=run.checkpoint_seq)
     first = {"n": 1, "keep": "x" * 80}
     _commit(journal, first)
@@ -310,7 +314,9 @@ def test_outcome_rows_numbered_otherwise_are_stored_as_keyframes(store: Store) -
     """When another writer added a checkpoint after the journal's last one (the counter
     moved, the version did not), the outcome's rows are keyframes: a patch only ever
     follows its base directly."""
-    run = store.update_run(new_run(store), status="running")
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        run = tx.update_run(run_id, status="running")
     journal = StoreJournal(store, run.run_id, run.version, checkpoint_seq=run.checkpoint_seq)
     first = {"n": 1, "keep": "x" * 80}
     _commit(journal, first)

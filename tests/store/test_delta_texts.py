@@ -128,7 +128,8 @@ def test_secrets_never_reach_a_text_patch() -> None:
 
 def _journal(store: Store) -> StoreJournal:
     run_id = new_run(store)
-    run = store.update_run(run_id, status="running")
+    with store.transaction() as tx:
+        run = tx.update_run(run_id, status="running")
     return StoreJournal(store, run_id, run.version)
 
 

@@ -39,8 +39,8 @@ BIG = (
 def _fill(store: Store, rows: int) -> None:
     """``rows`` runs, each paused on one continuation with one pending request (every tenth
     a promotion without a run), and an audit event per run: copies of real rows."""
-    run = store.create_run(target="workflow", input_text="x", workflow_name="wf")
     with store.transaction() as tx:
+        run = tx.create_run(target="workflow", input_text="x", workflow_name="wf")
         tx.put_continuation(
             "cont_t",
             run_id=run.run_id,

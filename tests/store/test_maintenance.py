@@ -35,9 +35,10 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
             tx.add_checkpoint(run_id, type="step", payload={})
             tx.add_trace_event(run_id, "step.completed")
             tx.enqueue(run_id)
-    for status in ("succeeded", "failed"):
-        store.update_run(ids[status], status=status, finished_at=clock.now())
-    store.update_run(ids["paused"], status="paused")
+    with store.transaction() as tx:
+        for status in ("succeeded", "failed"):
+            tx.update_run(ids[status], status=status, finished_at=clock.now())
+        tx.update_run(ids["paused"], status="paused")
     with store.transaction() as tx:
         tx.put_continuation("cont_live", run_id=ids["paused"], requests=[{"request_id": "r1"}])
         tx.put_continuation(
@@ -48,7 +49,8 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
         )
     done = store.claim("w", 60)
     assert done is not None and store.complete(done.queue_id, "w")
-    store.add_audit("run.created", run_id=ids["succeeded"])
+    with store.transaction() as tx:
+        tx.add_audit("run.created", run_id=ids["succeeded"])
     clock.advance(days=40)
     return ids
 
@@ -58,7 +60,8 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
     continuations older than the window are deleted; paused and running runs survive."""
     ids = _populate_old(store, clock)
     fresh = new_run(store, run_id="run_fresh", status="succeeded")
-    store.update_run(fresh, status="succeeded", finished_at=clock.now())
+    with store.transaction() as tx:
+        tx.update_run(fresh, status="succeeded", finished_at=clock.now())
     counts = store.prune_retention(ALL_30)
     assert counts == {
         "runs": 2,
@@ -173,7 +176,8 @@ def test_restore_refuses_bad_input(tmp_path: Path) -> None:
 def test_prune_uses_store_clock_by_default(store: Store, clock: ManualClock) -> None:
     """Without ``now`` the window is measured from the store's clock."""
     run_id = new_run(store)
-    store.update_run(run_id, status="cancelled", finished_at=clock.now())
+    with store.transaction() as tx:
+        tx.update_run(run_id, status="cancelled", finished_at=clock.now())
     clock.advance(days=2)
     assert store.prune_retention(RetentionDays(runs_days=3))["runs"] == 0
     assert store.prune_retention(RetentionDays(runs_days=1))["runs"] == 1

@@ -143,8 +143,10 @@ def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
     )
     with store.engine.connect() as conn:
         assert current_revision(conn) == HEAD_REVISION
-    assert store.add_revision("b", "dev", digest="d").revision == 1
-    store.set_metadata("env_policy:dev", {"ok": True})
+    with store.transaction() as tx:
+        revision = tx.add_revision("b", "dev", digest="d")
+        tx.set_metadata("env_policy:dev", {"ok": True})
+    assert revision.revision == 1
     store.close()
     reopened = open_store(str(url))
     assert reopened.get_metadata("env_policy:dev") == {"ok": True}
@@ -183,7 +185,8 @@ def test_bad_database_url_is_config_error(url: str) -> None:
 
 def _open_and_write(url: str, n: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     store = open_store(url)
-    store.create_run(run_id=f"run_p{n}", target="workflow", input_text="x")
+    with store.transaction() as tx:
+        tx.create_run(run_id=f"run_p{n}", target="workflow", input_text="x")
     store.close()
     out.put(n)
 
@@ -229,7 +232,8 @@ def test_first_open_waits_out_a_writer_instead_of_failing(tmp_path: Path) -> Non
     released.start()
     try:
         store = open_store(f"sqlite:///{path}")
-        store.create_run(run_id="run_after_writer", target="workflow", input_text="x")
+        with store.transaction() as tx:
+            tx.create_run(run_id="run_after_writer", target="workflow", input_text="x")
         assert store.list_runs().total == 1
         store.close()
     finally:
@@ -657,8 +661,9 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
     store = open_store(str(url))
     run_ids = []
     for _ in range(2):
-        run = store.create_run(input_text="in", workflow_name="w", target="workflow")
-        run = store.update_run(run.run_id, status="running")
+        with store.transaction() as tx:
+            run = tx.create_run(input_text="in", workflow_name="w", target="workflow")
+            run = tx.update_run(run.run_id, status="running")
         journal = StoreJournal(store, run.run_id, run.version)
         for n in range(1, 5):
             state = {"units": {f"u{i}": {"output": "x" * 40} for i in range(n)}}

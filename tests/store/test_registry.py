@@ -13,17 +13,18 @@ from kneo.store import tables as t
 
 def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
     """Revision numbers count 1, 2, ... separately for each (bundle, environment)."""
-    a1 = store.add_revision(
-        "a",
-        "dev",
-        digest="d1",
-        commit="c1",
-        signer_key_ids=["k1"],
-        spec={"name": "a"},
-        diagnostics=[{"code": "W1"}],
-    )
-    a2 = store.add_revision("a", "dev", digest="d2")
-    b1 = store.add_revision("a", "prod", digest="d1")
+    with store.transaction() as tx:
+        a1 = tx.add_revision(
+            "a",
+            "dev",
+            digest="d1",
+            commit="c1",
+            signer_key_ids=["k1"],
+            spec={"name": "a"},
+            diagnostics=[{"code": "W1"}],
+        )
+        a2 = tx.add_revision("a", "dev", digest="d2")
+        b1 = tx.add_revision("a", "prod", digest="d1")
     assert (a1.revision, a2.revision, b1.revision) == (1, 2, 1)
     got = store.get_revision("a", "dev", 1)
     assert got == a1 and got.signer_key_ids == ["k1"] and got.diagnostics == [{"code": "W1"}]
@@ -32,15 +33,17 @@ def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
     assert store.find_revision("a", "dev", "zzz") is None
     with pytest.raises(NotFound):
         store.get_revision("a", "dev", 9)
-    with pytest.raises(InvalidRequest):
-        store.add_revision("a", "dev", digest="d3", status="weird")
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d3", status="weird")
 
 
 def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -> None:
     """Activating a revision deactivates the previous one in the same transaction."""
-    store.add_revision("a", "dev", digest="d1", status="active")
+    with store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d1", status="active")
     clock.advance(10)
-    second = store.add_revision("a", "dev", digest="d2", status="active", approved_by=["ann"])
+    with store.transaction() as tx:
+        second = tx.add_revision("a", "dev", digest="d2", status="active", approved_by=["ann"])
     assert second.status == "active" and second.activated_at == clock.now()
     first = store.get_revision("a", "dev", 1)
     assert first.status == "inactive" and first.deactivated_at == clock.now()
@@ -49,14 +52,16 @@ def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -
     assert store.get_active("a", "prod") is None
     assert [r.revision for r in store.list_registry("dev").items] == [2]
     assert len(store.list_registry(status=None).items) == 2
-    again = store.activate_revision("a", "dev", 1)
+    with store.transaction() as tx:
+        again = tx.activate_revision("a", "dev", 1)
     assert again.status == "active" and store.get_revision("a", "dev", 2).status == "inactive"
 
 
 def test_database_refuses_a_second_active_revision(store: Store) -> None:
     """The partial unique index rejects two active rows even when code bypasses the API."""
-    store.add_revision("a", "dev", digest="d1", status="active")
-    store.add_revision("a", "dev", digest="d2")
+    with store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d1", status="active")
+        tx.add_revision("a", "dev", digest="d2")
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
         conn.execute(
             sa.update(t.bundle_revisions)
@@ -68,56 +73,64 @@ def test_database_refuses_a_second_active_revision(store: Store) -> None:
 
 def test_rejected_revision_never_replaces_active(store: Store) -> None:
     """Rejecting records reasons; a rejected revision cannot be activated."""
-    store.add_revision("a", "dev", digest="d1", status="active")
-    bad = store.add_revision("a", "dev", digest="d2")
+    with store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d1", status="active")
+        bad = tx.add_revision("a", "dev", digest="d2")
     with store.transaction() as tx:
         rejected = tx.reject_revision("a", "dev", bad.revision, [{"code": "bundle_bad_sig"}])
     assert rejected.status == "rejected" and rejected.diagnostics == [{"code": "bundle_bad_sig"}]
-    with pytest.raises(IllegalTransition):
-        store.activate_revision("a", "dev", bad.revision)
+    with pytest.raises(IllegalTransition), store.transaction() as tx:
+        tx.activate_revision("a", "dev", bad.revision)
     active = store.get_active("a", "dev")
     assert active is not None and active.revision == 1
 
 
 def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
     """Pruning an active revision deactivates it and stamps deactivated_at."""
-    store.add_revision("a", "dev", digest="d1", status="active")
+    with store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d1", status="active")
     clock.advance(3)
     with store.transaction() as tx:
         pruned = tx.prune_revision("a", "dev", 1)
     assert pruned.status == "pruned" and pruned.deactivated_at == clock.now()
     assert store.get_active("a", "dev") is None
-    pending = store.add_revision("a", "dev", digest="d2", status="pending_approval")
-    approved = store.set_revision_status(
-        "a", "dev", pending.revision, "active", approved_by=["ann", "bob"]
-    )
+    with store.transaction() as tx:
+        pending = tx.add_revision("a", "dev", digest="d2", status="pending_approval")
+        approved = tx.set_revision_status(
+            "a", "dev", pending.revision, "active", approved_by=["ann", "bob"]
+        )
     assert approved.status == "active" and approved.approved_by == ["ann", "bob"]
 
 
 def test_condition_transition_time_moves_only_on_change(store: Store, clock: ManualClock) -> None:
     """last_transition_time changes only when status, reason or message change."""
-    first = store.set_condition(
-        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
-    )
+    with store.transaction() as tx:
+        first = tx.set_condition(
+            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
+        )
     t0 = clock.now()
     assert first.last_transition_time == t0
     clock.advance(60)
-    same = store.set_condition(
-        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
-    )
+    with store.transaction() as tx:
+        same = tx.set_condition(
+            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
+        )
     assert same.last_transition_time == t0 and same.updated_at == clock.now()
     clock.advance(60)
-    msg = store.set_condition(
-        "a", "dev", "Ready", status="True", reason="Promoted", message="rev 2"
-    )
+    with store.transaction() as tx:
+        msg = tx.set_condition(
+            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 2"
+        )
     assert msg.last_transition_time == clock.now()
     clock.advance(60)
-    flipped = store.set_condition(
-        "a", "dev", "Ready", status="False", reason="Rejected", message="rev 2"
-    )
+    with store.transaction() as tx:
+        flipped = tx.set_condition(
+            "a", "dev", "Ready", status="False", reason="Rejected", message="rev 2"
+        )
     assert flipped.last_transition_time == clock.now()
-    store.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
-    store.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
+    with store.transaction() as tx:
+        tx.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
+        tx.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
     conds = store.list_conditions("a", "dev")
     assert [(c.type, c.status) for c in conds] == [("Ready", "False"), ("Verified", "True")]
     assert conds[0].last_transition_time == clock.now()
@@ -128,13 +141,18 @@ def test_condition_transition_time_moves_only_on_change(store: Store, clock: Man
 def test_suspend_and_resume(store: Store) -> None:
     """Suspension is a per (bundle, environment) flag; suspending twice is harmless."""
     assert store.is_suspended("a", "dev") is False
-    store.suspend_bundle("a", "dev", reason="incident", suspended_by="ann")
-    again = store.suspend_bundle("a", "dev")
+    with store.transaction() as tx:
+        tx.suspend_bundle("a", "dev", reason="incident", suspended_by="ann")
+    with store.transaction() as tx:
+        again = tx.suspend_bundle("a", "dev")
     assert again.reason == "incident"
     assert store.is_suspended("a", "dev") and not store.is_suspended("a", "prod")
     assert [s.bundle_name for s in store.list_suspensions("dev")] == ["a"]
-    assert store.resume_bundle("a", "dev") is True
-    assert store.resume_bundle("a", "dev") is False
+    with store.transaction() as tx:
+        resumed = tx.resume_bundle("a", "dev")
+    with store.transaction() as tx:
+        again_resumed = tx.resume_bundle("a", "dev")
+    assert resumed is True and again_resumed is False
     assert store.list_suspensions() == []
 
 
@@ -142,33 +160,36 @@ def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> 
     """Controller status starts empty and keeps fields that an update does not mention."""
     empty = store.get_controller_status()
     assert empty.last_fetched_commit is None and empty.updated_at is None
-    store.set_controller_status(
-        last_fetched_commit="abc",
-        last_reconcile_started_at=clock.now(),
-        last_reconcile_duration_seconds=0.5,
-    )
+    with store.transaction() as tx:
+        tx.set_controller_status(
+            last_fetched_commit="abc",
+            last_reconcile_started_at=clock.now(),
+            last_reconcile_duration_seconds=0.5,
+        )
     clock.advance(1)
-    store.set_controller_status(last_error="remote unreachable", details={"leader": "c1"})
+    with store.transaction() as tx:
+        tx.set_controller_status(last_error="remote unreachable", details={"leader": "c1"})
     status = store.get_controller_status()
     assert status.last_fetched_commit == "abc" and status.last_reconcile_duration_seconds == 0.5
     assert status.last_error == "remote unreachable" and status.details == {"leader": "c1"}
     assert status.updated_at == clock.now()
-    with pytest.raises(InvalidRequest):
-        store.set_controller_status(color="blue")
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.set_controller_status(color="blue")
 
 
 def test_promotion_approvals_are_one_per_approver(store: Store) -> None:
     """Each approver decides once per digest; approvals list in decision order."""
-    store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
-    store.add_promotion_approval(
-        "a", "prod", "d1", approver="bob", decision="rejected", comment="not yet"
-    )
-    store.add_promotion_approval("a", "prod", "d2", approver="ann", decision="approved")
-    with pytest.raises(Conflict) as err:
-        store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
+    with store.transaction() as tx:
+        tx.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
+        tx.add_promotion_approval(
+            "a", "prod", "d1", approver="bob", decision="rejected", comment="not yet"
+        )
+        tx.add_promotion_approval("a", "prod", "d2", approver="ann", decision="approved")
+    with pytest.raises(Conflict) as err, store.transaction() as tx:
+        tx.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
     assert err.value.code == "already_decided"
-    with pytest.raises(InvalidRequest):
-        store.add_promotion_approval("a", "prod", "d1", approver="cy", decision="maybe")
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.add_promotion_approval("a", "prod", "d1", approver="cy", decision="maybe")
     got = store.list_promotion_approvals("a", "prod", "d1")
     assert [(a.approver, a.decision) for a in got] == [("ann", "approved"), ("bob", "rejected")]
     assert len(store.list_promotion_approvals("a", "prod")) == 3
@@ -176,7 +197,8 @@ def test_promotion_approvals_are_one_per_approver(store: Store) -> None:
 
 def test_registry_decision_is_one_transaction(store: Store) -> None:
     """A failure mid-apply leaves neither the new revision nor its condition behind."""
-    store.add_revision("a", "dev", digest="d1", status="active")
+    with store.transaction() as tx:
+        tx.add_revision("a", "dev", digest="d1", status="active")
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.add_revision("a", "dev", digest="d2", status="active")
         tx.set_condition("a", "dev", "Ready", status="True", reason="Promoted")
@@ -189,12 +211,13 @@ def test_registry_decision_is_one_transaction(store: Store) -> None:
 
 def test_revision_heads_omit_specs(store: Store) -> None:
     """Revision heads list every revision in order, with diagnostics only when rejected."""
-    store.add_revision(
-        "a", "dev", digest="d1", spec={"big": "x"}, diagnostics=[{"c": "W"}], status="active"
-    )
-    bad = store.add_revision("a", "dev", digest="d2")
-    store.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
-    store.add_revision("b", "prod", digest="d3", commit="c3")
+    with store.transaction() as tx:
+        tx.add_revision(
+            "a", "dev", digest="d1", spec={"big": "x"}, diagnostics=[{"c": "W"}], status="active"
+        )
+        bad = tx.add_revision("a", "dev", digest="d2")
+        tx.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
+        tx.add_revision("b", "prod", digest="d3", commit="c3")
     heads = store.list_revision_heads()
     assert [(h.bundle_name, h.revision, h.status) for h in heads] == [
         ("a", 1, "active"),
@@ -215,16 +238,24 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
         tx.add_revision("quiet", "dev", digest="d1", status="active")
         tx.add_revision("quiet", "dev", digest="d2", status="active")
     assert store.registry_changes_since(start) == (start, set())
-    store.activate_revision("quiet", "dev", 1)  # by hand
+    with store.transaction() as tx:
+        tx.activate_revision("quiet", "dev", 1)  # by hand
     first, changed = store.registry_changes_since(start)
     assert first == start + 1 and changed == {"quiet"}
-    store.suspend_bundle("other", "prod")
-    store.suspend_bundle("other", "prod")  # idempotent: no new change
-    store.add_promotion_approval("third", "prod", "d", approver="alice", decision="approved")
+    with store.transaction() as tx:
+        tx.suspend_bundle("other", "prod")
+    with store.transaction() as tx:
+        tx.suspend_bundle("other", "prod")  # idempotent: no new change
+    with store.transaction() as tx:
+        tx.add_promotion_approval("third", "prod", "d", approver="alice", decision="approved")
     current, changed = store.registry_changes_since(first)
     assert current == first + 2 and changed == {"other", "third"}
     assert store.registry_changes_since(current) == (current, set())
-    assert store.resume_bundle("other", "prod") and not store.resume_bundle("other", "prod")
+    with store.transaction() as tx:
+        resumed = tx.resume_bundle("other", "prod")
+    with store.transaction() as tx:
+        resumed_again = tx.resume_bundle("other", "prod")
+    assert resumed and not resumed_again
     assert store.registry_changes_since(current) == (current + 1, {"other"})
     with pytest.raises(RuntimeError), store.transaction() as tx:  # rolled back: no change
         tx.activate_revision("quiet", "dev", 2)
@@ -235,11 +266,12 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
 def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
     """An incremental reconcile reads the revisions, conditions and suspensions of its
     scope only, in bounded ``IN`` lists."""
-    for name in ("a", "b", "c"):
-        store.add_revision(name, "dev", digest=f"d-{name}", status="active")
-        store.set_condition(name, "dev", "Ready", status="True", reason="Ready")
-        store.suspend_bundle(name, "dev")
-    store.add_revision("b", "prod", digest="d-b", status="pending_approval")
+    with store.transaction() as tx:
+        for name in ("a", "b", "c"):
+            tx.add_revision(name, "dev", digest=f"d-{name}", status="active")
+            tx.set_condition(name, "dev", "Ready", status="True", reason="Ready")
+            tx.suspend_bundle(name, "dev")
+        tx.add_revision("b", "prod", digest="d-b", status="pending_approval")
     heads = store.list_revision_heads(names={"b", "c"})
     assert [(h.bundle_name, h.environment) for h in heads] == [
         ("b", "dev"),
@@ -256,7 +288,8 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
 def test_an_approval_already_decided_leaves_the_transaction_usable(store: Store) -> None:
     """A second decision by one approver is ``already_decided`` without failing what the
     transaction wrote before it (no constraint error aborts it: the insert skips the row)."""
-    store.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
+    with store.transaction() as tx:
+        tx.add_promotion_approval("a", "prod", "d1", approver="ann", decision="approved")
     with store.transaction() as tx:
         tx.add_audit("promotion.decided", payload={"bundle": "a"})
         with pytest.raises(Conflict) as err:
@@ -278,8 +311,9 @@ def test_concurrent_registry_writers_never_leave_two_active(store: Store, write:
     import threading
 
     if write == "activate":
-        store.add_revision("a", "dev", digest="d1")
-        store.add_revision("a", "dev", digest="d2")
+        with store.transaction() as tx:
+            tx.add_revision("a", "dev", digest="d1")
+            tx.add_revision("a", "dev", digest="d2")
     first_wrote, outcome = threading.Event(), {}
 
     def second() -> None:

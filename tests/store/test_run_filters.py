@@ -40,9 +40,10 @@ def runs(store: Store, clock: ManualClock) -> dict[str, str]:
     ):
         made[name] = new_run(store, **fields)
         clock.advance(1)
-    store.update_run(made["a"], output_text="Refund approved for order 7")
-    store.update_run(made["b"], output_text="Refund denied", error=None)
-    store.update_run(made["c"], error={"code": "boom", "message": "Ledger unreachable"})
+    with store.transaction() as tx:
+        tx.update_run(made["a"], output_text="Refund approved for order 7")
+        tx.update_run(made["b"], output_text="Refund denied", error=None)
+        tx.update_run(made["c"], error={"code": "boom", "message": "Ledger unreachable"})
     return made
 
 
@@ -74,7 +75,8 @@ def test_search_finds_whole_words_of_output_and_error(store: Store, runs: dict[s
     assert _ids(store, "updated_at", q="refund denied") == [runs["b"]]
     assert _ids(store, q="refund", session_id="s1", workflow_name="triage") == [runs["a"]]
     # a new outcome replaces the run's words
-    store.update_run(runs["a"], output_text="Escalated to finance")
+    with store.transaction() as tx:
+        tx.update_run(runs["a"], output_text="Escalated to finance")
     assert _ids(store, q="refund") == [runs["b"]]
     assert _ids(store, q="finance") == [runs["a"]]
     with pytest.raises(InvalidRequest):
@@ -89,11 +91,13 @@ def test_search_pages_by_cursor_in_order(store: Store, clock: ManualClock, sort_
     made = []
     for i in range(5):
         run_id = new_run(store)
-        store.update_run(run_id, output_text=f"common word {i}", status="succeeded")
+        with store.transaction() as tx:
+            tx.update_run(run_id, output_text=f"common word {i}", status="succeeded")
         made.append(run_id)
         clock.advance(1)
     for run_id in reversed(made):  # updated in the reverse order of creation
-        store.update_run(run_id, output_text=f"common word {made.index(run_id)} again")
+        with store.transaction() as tx:
+            tx.update_run(run_id, output_text=f"common word {made.index(run_id)} again")
         clock.advance(1)
     expected = made[::-1] if sort_by != "updated_at" else made
     seen: list[str] = []

@@ -111,7 +111,8 @@ def test_finish_run_returns_what_a_read_returns(store: Store) -> None:
 
 def test_finish_run_is_compare_and_set(store: Store) -> None:
     run = _create(store, status="running")
-    store.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
+    with store.transaction() as tx:
+        tx.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
     with pytest.raises(Conflict) as caught, store.transaction() as tx:
         tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
         tx.finish_run(run, expected_version=run.version, status="succeeded")
@@ -124,8 +125,9 @@ def test_finish_run_is_compare_and_set(store: Store) -> None:
 def test_metadata_snapshot_one_query(store: Store) -> None:
     """Inside a snapshot the listed keys come from one read (set or unset); other keys,
     other threads and reads after it go to the database."""
-    store.set_metadata("a", {"v": 1})
-    store.set_metadata("c", 3)
+    with store.transaction() as tx:
+        tx.set_metadata("a", {"v": 1})
+        tx.set_metadata("c", 3)
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -140,7 +142,8 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
             assert len(statements) == reads  # answered from the snapshot
             assert store.get_metadata("c") == 3  # not listed: read
             assert len(statements) > reads
-            store.set_metadata("a", {"v": 2})
+            with store.transaction() as tx:
+                tx.set_metadata("a", {"v": 2})
             seen: list[Any] = []
             thread = threading.Thread(target=lambda: seen.append(store.get_metadata("a")))
             thread.start()
@@ -155,8 +158,9 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
 def test_a_metadata_snapshot_in_a_transaction_reads_what_it_sees(store: Store) -> None:
     """With a transaction, the snapshot is that transaction's view (its own uncommitted
     writes included, one statement), and a rollback leaves the stored values as they were."""
-    store.set_metadata("a", {"v": 1})
-    store.set_metadata("n", None)
+    with store.transaction() as tx:
+        tx.set_metadata("a", {"v": 1})
+        tx.set_metadata("n", None)
     with pytest.raises(RuntimeError), store.transaction() as tx:
         assert tx.metadata(["a", "b", "n"]) == {"a": {"v": 1}, "n": None}
         tx.set_metadata("a", {"v": 2})
@@ -288,7 +292,8 @@ def test_an_outcome_writes_its_rows_audits_and_lease_in_one_commit(store: Store)
 
 def test_a_stale_outcome_writes_none_of_its_rows(store: Store) -> None:
     run = _create(store, status="running")
-    store.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
+    with store.transaction() as tx:
+        tx.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
     with pytest.raises(Conflict) as caught:
         _finish_with_rows(store, run)
     assert caught.value.code == "stale_state"

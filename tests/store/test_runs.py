@@ -17,23 +17,24 @@ from .helpers import new_run
 def test_create_and_get_round_trip(store: Store, clock: ManualClock) -> None:
     """Every field written at creation reads back identically, timestamps UTC-aware."""
     deadline = clock.now() + timedelta(hours=1)
-    created = store.create_run(
-        run_id="run_1",
-        target="agent",
-        input_text="héllo",
-        workflow_name="wf",
-        workflow_kind="graph",
-        agent_name="a",
-        environment="dev",
-        spec={"k": [1, 2]},
-        spec_digest="sha256:x",
-        bundle_name="b",
-        bundle_revision=3,
-        bundle_commit="abc",
-        state={"next": 0},
-        deadline_at=deadline,
-        metadata={"m": True},
-    )
+    with store.transaction() as tx:
+        created = tx.create_run(
+            run_id="run_1",
+            target="agent",
+            input_text="héllo",
+            workflow_name="wf",
+            workflow_kind="graph",
+            agent_name="a",
+            environment="dev",
+            spec={"k": [1, 2]},
+            spec_digest="sha256:x",
+            bundle_name="b",
+            bundle_revision=3,
+            bundle_commit="abc",
+            state={"next": 0},
+            deadline_at=deadline,
+            metadata={"m": True},
+        )
     got = store.get_run("run_1")
     assert got == created
     assert got.version == 1 and got.status == "queued" and not got.cancel_requested
@@ -46,8 +47,8 @@ def test_unknown_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound) as err:
         store.get_run("run_missing")
     assert err.value.code == "not_found"
-    with pytest.raises(NotFound):
-        store.update_run("run_missing", status="running")
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.update_run("run_missing", status="running")
 
 
 def test_duplicate_run_id_conflicts(store: Store) -> None:
@@ -62,10 +63,11 @@ def test_duplicate_run_id_conflicts(store: Store) -> None:
 def test_stale_update_is_refused(store: Store) -> None:
     """update_run with an old expected_version raises stale_state and changes nothing."""
     run_id = new_run(store)
-    first = store.update_run(run_id, expected_version=1, status="running", state={"step": 1})
+    with store.transaction() as tx:
+        first = tx.update_run(run_id, expected_version=1, status="running", state={"step": 1})
     assert first.version == 2
-    with pytest.raises(Conflict) as err:
-        store.update_run(run_id, expected_version=1, status="succeeded")
+    with pytest.raises(Conflict) as err, store.transaction() as tx:
+        tx.update_run(run_id, expected_version=1, status="succeeded")
     assert err.value.code == "stale_state"
     assert err.value.details["current_version"] == 2
     current = store.get_run(run_id)
@@ -81,7 +83,8 @@ def test_only_one_of_concurrent_cas_writers_wins(store: Store) -> None:
     def resume(n: int) -> None:
         barrier.wait()
         try:
-            store.update_run(run_id, expected_version=1, status="running", metadata={"by": n})
+            with store.transaction() as tx:
+                tx.update_run(run_id, expected_version=1, status="running", metadata={"by": n})
             results.append("ok")
         except Conflict:
             results.append("stale")
@@ -98,19 +101,20 @@ def test_only_one_of_concurrent_cas_writers_wins(store: Store) -> None:
 def test_update_rejects_unknown_fields(store: Store) -> None:
     """Identity and bookkeeping columns cannot be changed through update_run."""
     run_id = new_run(store)
-    with pytest.raises(InvalidRequest):
-        store.update_run(run_id, run_id="other")
-    with pytest.raises(InvalidRequest):
-        store.update_run(run_id, version=10)
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.update_run(run_id, run_id="other")
+    with pytest.raises(InvalidRequest), store.transaction() as tx:
+        tx.update_run(run_id, version=10)
 
 
 def test_cancel_request_invalidates_stale_writers(store: Store) -> None:
     """request_cancel sets the flag and bumps the version, so a worker's finish CAS fails."""
     run_id = new_run(store, status="running")
-    cancelled = store.request_cancel(run_id)
+    with store.transaction() as tx:
+        cancelled = tx.request_cancel(run_id)
     assert cancelled.cancel_requested and cancelled.version == 2
-    with pytest.raises(Conflict):
-        store.update_run(run_id, expected_version=1, status="succeeded")
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.update_run(run_id, expected_version=1, status="succeeded")
 
 
 def test_step_boundary_transaction_is_atomic(store: Store) -> None:
@@ -140,7 +144,8 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
 def test_stale_cas_inside_transaction_rolls_back_siblings(store: Store) -> None:
     """A refused CAS aborts the unit of work: the checkpoint written before it is gone too."""
     run_id = new_run(store)
-    store.update_run(run_id, expected_version=1, status="running")
+    with store.transaction() as tx:
+        tx.update_run(run_id, expected_version=1, status="running")
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step_completed", payload={})
         tx.update_run(run_id, expected_version=1, state={"next": 9})
@@ -200,7 +205,8 @@ def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> 
     both = store.list_runs(status=["paused", "queued"], limit=10)
     assert both.total == 5 and (both.sort_by, both.sort_order) == ("created_at", "desc")
     clock.advance(5)
-    store.update_run("run_0", status="running")
+    with store.transaction() as tx:
+        tx.update_run("run_0", status="running")
     assert store.list_runs(sort_by="updated_at").items[0].run_id == "run_0"
     assert store.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
 
@@ -217,9 +223,11 @@ def test_runs_by_update_merge_running_and_settled_runs(
         new_run(store, run_id=f"run_{i:02d}", status="queued")
         clock.advance(1)
     for i in (5, 11, 2, 17, 8, 0, 14, 3, 9, 12, 6, 15, 1, 16, 4, 13, 7, 10):  # a new order
-        store.update_run(f"run_{i:02d}", status=statuses[i % len(statuses)])
+        with store.transaction() as tx:
+            tx.update_run(f"run_{i:02d}", status=statuses[i % len(statuses)])
         clock.advance(1)
-    store.update_run("run_01", status="running")  # settled -> running moves it again
+    with store.transaction() as tx:
+        tx.update_run("run_01", status="running")  # settled -> running moves it again
     every = store.list_runs(limit=100, sort_by="updated_at", sort_order=order).items
     expected = sorted(every, key=lambda r: (r.updated_at, r.run_id), reverse=order == "desc")
     assert [r.run_id for r in every] == [r.run_id for r in expected] and len(every) == 18
@@ -296,15 +304,18 @@ def test_trace_filter_by_event_type(store: Store) -> None:
 def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClock) -> None:
     """Audit events list newest first, filter by type and run, and never store secrets."""
     run_id = new_run(store)
-    first = store.add_audit(
-        "run.created",
-        actor="alice",
-        run_id=run_id,
-        payload={"api_key": "sk-abcdefghijklmnop", "note": "ok"},
-    )
+    with store.transaction() as tx:
+        first = tx.add_audit(
+            "run.created",
+            actor="alice",
+            run_id=run_id,
+            payload={"api_key": "sk-abcdefghijklmnop", "note": "ok"},
+        )
     clock.advance(1)
-    store.add_audit("human.decision", actor="bob", run_id=run_id, continuation_id="cont_1")
-    store.add_audit("run.created", actor="carol")
+    with store.transaction() as tx:
+        tx.add_audit("human.decision", actor="bob", run_id=run_id, continuation_id="cont_1")
+    with store.transaction() as tx:
+        tx.add_audit("run.created", actor="carol")
     assert first.event_id.startswith("evt_")
     page = store.list_audit()
     assert [e.actor for e in page.items] == ["carol", "bob", "alice"] and page.total == 3
@@ -320,10 +331,12 @@ def test_project_metadata_round_trip(store: Store) -> None:
     """Metadata values are JSON, upserted by key, listed by prefix and deletable."""
     assert store.get_metadata("env_policy:dev") is None
     assert store.get_metadata("env_policy:dev", {}) == {}
-    store.set_metadata("env_policy:dev", {"allow": ["a"]})
-    store.set_metadata("env_policy:dev", {"allow": ["b"]})
-    store.set_metadata("env_policy:prod", [1, 2])
-    store.set_metadata("other", "x")
+    with store.transaction() as tx:
+        tx.set_metadata("env_policy:dev", {"allow": ["a"]})
+    with store.transaction() as tx:  # upserted by a later transaction
+        tx.set_metadata("env_policy:dev", {"allow": ["b"]})
+        tx.set_metadata("env_policy:prod", [1, 2])
+        tx.set_metadata("other", "x")
     assert store.get_metadata("env_policy:dev") == {"allow": ["b"]}
     assert store.list_metadata("env_policy:") == {
         "env_policy:dev": {"allow": ["b"]},

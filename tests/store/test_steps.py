@@ -88,7 +88,8 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
 def test_write_step_compare_and_set(store: Store) -> None:
     """A stale version (``stale_state``) or a missing run (``not_found``) writes nothing."""
     run_id = new_run(store)
-    store.update_run(run_id, status="running")
+    with store.transaction() as tx:
+        tx.update_run(run_id, status="running")
     with pytest.raises(Conflict) as caught:
         write_step(
             store,

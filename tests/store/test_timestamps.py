@@ -219,7 +219,8 @@ def test_0005_refuses_text_it_cannot_convert(tmp_path: Path, text: str) -> None:
 def test_sqlite_stores_integers(make_store: Any, backend: str) -> None:
     """Timestamps the store writes are SQLite integers (and timestamptz on PostgreSQL)."""
     store: Store = make_store()
-    store.create_run(run_id="run_1", target="workflow", input_text="x")
+    with store.transaction() as tx:
+        tx.create_run(run_id="run_1", target="workflow", input_text="x")
     run = store.get_run("run_1")
     assert run.created_at.tzinfo is UTC
     if backend == "sqlite":
