@@ -1,0 +1,68 @@
+"""One way to write (issue 57): a write is a transaction's method, never also the Store's,
+and the two classes' public surfaces stay at or below :data:`STORE_CEILING` and
+:data:`TRANSACTION_CEILING`.
+
+The Store had a one-transaction shorthand of fourteen writes (``store.update_run(...)``
+beside ``tx.update_run(...)``): two ways to write, two signatures to keep alike. The
+counting is ``scripts/store_surface.py``'s, which prints the figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: At most this many public members on the Store (110 with the shorthands).
+STORE_CEILING = 96
+#: At most this many public members on the Transaction.
+TRANSACTION_CEILING = 38
+
+
+def _script() -> ModuleType:
+    path = ROOT / "scripts" / "store_surface.py"
+    spec = importlib.util.spec_from_file_location("store_surface", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["store_surface"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+store_surface = _script()
+
+
+def test_no_write_is_on_both_the_store_and_the_transaction() -> None:
+    unexpected = store_surface.on_both_not_reads()
+    assert unexpected == set(), (
+        f"write through a transaction, not a Store shorthand: {sorted(unexpected)}"
+    )
+
+
+def test_the_reads_on_both_are_still_on_both() -> None:
+    """The allowance names only what both classes have (a read removed leaves it)."""
+    store, tx = store_surface.surface()
+    assert store_surface.READS_ON_BOTH - (store & tx) == set()
+
+
+def test_the_surfaces_stay_at_or_below_their_ceilings() -> None:
+    store, tx = store_surface.surface()
+    assert len(store) <= STORE_CEILING, f"the Store grew: {len(store)} public members"
+    assert len(tx) <= TRANSACTION_CEILING, f"the Transaction grew: {len(tx)} public members"
+
+
+def test_the_count_sees_what_dir_lists_without_underscores() -> None:
+    class Example:
+        value = 1
+
+        def read(self) -> None: ...
+        def _private(self) -> None: ...
+
+        @property
+        def shown(self) -> int:
+            return 1
+
+    assert store_surface.public(Example) == {"value", "read", "shown"}
