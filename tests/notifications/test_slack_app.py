@@ -143,7 +143,7 @@ def button_click(message: dict[str, Any], action_id: str, user: str) -> dict[str
 
 
 def test_kneo_signs_and_verifies_as_slack_sdk_does(world: dict[str, Any]) -> None:
-    store = world["manager"].store
+    store = world["manager"].store.idempotency
     body, stamp = "payload=%7B%7D", str(int(time.time()))
     expected = SignatureVerifier(SIGNING).generate_signature(timestamp=stamp, body=body)
     assert signature(SIGNING, stamp, body.encode()) == expected

@@ -118,7 +118,7 @@ def test_the_library_worker_outlives_claims_the_database_refuses(
                 raise DatabaseUnavailable("database unavailable: OperationalError: refused")
             return real_claim(*args, **kwargs)
 
-        manager.store.claim = claim
+        manager.store.queue.claim = claim
         manager.start_worker(poll_seconds=0.02)
         wait_for(
             lambda: manager.store.runs.get_run(run_id).status == "succeeded",

@@ -47,7 +47,7 @@ def test_events_committed_with_the_final_status_are_streamed(
                 finished.append(tx.update_run(run_id, status="succeeded"))
         return read(run_id)
 
-    monkeypatch.setattr(store, "get_run", get_run)
+    monkeypatch.setattr(store.runs, "get_run", get_run)
     streamed = list(manager.events(run.run_id, follow=True, poll_seconds=0.01))
     assert finished and len(calls) >= 2
     assert [e.type for e in streamed] == ["run.started", "run.finished"]

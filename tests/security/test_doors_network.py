@@ -773,7 +773,7 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
     with store.transaction() as tx:
         run_id = tx.create_run(target="workflow", input_text="x").run_id
     grant = PushGrant(AllowList.parse([gateway.url], variable="V"), PUSH_SECRET)
-    sender = PushSender(store, grant, timeout=5)
+    sender = PushSender(store.a2a_push, grant, timeout=5)
 
     def config(push_id: str, url: str) -> NotificationEvent:
         store.a2a_push.put_push_config(
