@@ -296,7 +296,7 @@ def context_pages(bench: Bench, args: Any) -> None:
     manager = bench.manager
     first = manager.run_from_spec(input_text="the quarterly numbers", spec=CHATTY)
     assert first.status == "paused", first
-    state = manager.store.get_run(first.run_id).state
+    state = manager.store.runs.get_run(first.run_id).state
     messages = len(state["agents"]["research"]["messages"])
     print(f"the conversation holds {messages} messages when it pauses", file=sys.stderr)
     cids = clone_paused(manager.store, first.run_id, [f"topic {i}" for i in range(200)])

@@ -9,7 +9,7 @@ made by the database (``INSERT ... SELECT`` over a generated series), each with 
 ``approve`` (every task), ``g<i % 100>`` (one in a hundred), ``w<i>`` (its own), and
 ``even`` or ``odd`` (half each, never both) and ``tenth`` or ``most`` (one in ten, the
 rest), then ``ANALYZE``. Each search is then run
-``--calls`` times through ``Store.list_continuations`` (first page of 50, counted, as the
+``--calls`` times through ``store.tasks.list_continuations`` (first page of 50, counted, as the
 inbox asks) on one pooled connection; the report gives the median of calls 1-5 and of the
 calls after the 10th, and the slowest. ``--explain``: PostgreSQL's generic plan of each
 search's page statement (``plan_cache_mode = force_generic_plan``), what a prepared
@@ -120,13 +120,13 @@ def main() -> int:
             times = []
             for _ in range(args.calls):
                 begun = time.perf_counter()
-                page = store.list_continuations(search=words, limit=50)
+                page = store.tasks.list_continuations(search=words, limit=50)
                 times.append((time.perf_counter() - begun) * 1000)
             early, late = statistics.median(times[:5]), statistics.median(times[10:] or times)
             print(f"  {name:34} {len(page.items):3} found: calls 1-5 p50 {early:8.2f} ms, "
                   f"11-{args.calls} p50 {late:8.2f} ms, max {max(times):8.2f} ms")  # fmt: skip
             if args.explain and store.dialect.name == "postgresql":
-                call = functools.partial(store.list_continuations, search=words, limit=50)
+                call = functools.partial(store.tasks.list_continuations, search=words, limit=50)
                 seen = selects_run_by(store, call)
                 for statement, params in seen:
                     if "LIMIT" in statement and "ORDER BY" in statement:
@@ -149,17 +149,17 @@ def seq_scans(store: Store) -> dict[str, int]:
 def soak(store: Store, rounds: int) -> None:
     """Every listing ``rounds`` times: the sequential scans each table took meanwhile."""
     listings = [
-        *(lambda w=words: store.list_continuations(search=w) for words in SEARCHES.values()),
-        lambda: store.list_continuations(),
-        lambda: store.list_continuations(sort="newest"),
-        lambda: store.list_continuations(assignee="ops"),
-        lambda: store.list_continuations(kind="approval"),
-        lambda: store.list_continuations(assignee=("ops", "nobody")),
-        lambda: store.list_runs(limit=50),
-        lambda: store.list_runs(status="running", limit=50),
-        lambda: store.list_runs(status="paused", limit=50),
-        lambda: store.list_audit(limit=50),
-        store.pending_counts_by_assignee,
+        *(lambda w=words: store.tasks.list_continuations(search=w) for words in SEARCHES.values()),
+        lambda: store.tasks.list_continuations(),
+        lambda: store.tasks.list_continuations(sort="newest"),
+        lambda: store.tasks.list_continuations(assignee="ops"),
+        lambda: store.tasks.list_continuations(kind="approval"),
+        lambda: store.tasks.list_continuations(assignee=("ops", "nobody")),
+        lambda: store.runs.list_runs(limit=50),
+        lambda: store.runs.list_runs(status="running", limit=50),
+        lambda: store.runs.list_runs(status="paused", limit=50),
+        lambda: store.audit.list_audit(limit=50),
+        store.tasks.pending_counts_by_assignee,
     ]
     before = seq_scans(store)
     started = time.perf_counter()

@@ -94,7 +94,7 @@ def produce(
             time.sleep(lag)
         if args.direct:  # the outbox row a pause writes, without the run
             run_id = f"bench-{i}"
-            manager.store.add_notification_event(
+            manager.store.notifications.add_notification_event(
                 f"evt_bench_{i}", "human.requested", run_id=run_id, payload={"assignee": "ops"}
             )
         else:

@@ -158,7 +158,7 @@ def webhook_rounds(
                 raise SystemExit(f"webhook refused: {response.status_code} {response.text}")
             want = f"v{100 + n} #11"
             while time.perf_counter() - start < 30:
-                active = store.get_active("agent0011", "dev")
+                active = store.registry.get_active("agent0011", "dev")
                 if active is not None and active.spec["agent"]["system_prompt"] == want:
                     break
                 time.sleep(0.005)
@@ -201,7 +201,7 @@ def main() -> int:
         git(work, "commit", "--quiet", "-am", "change one bundle")
         git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
         incr_s, incr = timed()
-        active = len(store.list_registry().items)
+        active = len(store.registry.list_registry().items)
         webhook_s = webhook_rounds(root, store, remote, trusted, work, key, args.webhook_rounds)
         source.close()
         store.close()

@@ -164,7 +164,7 @@ def measure(
         fresh = controller()
         fresh_s, fresh_result = timed(fresh)
         fresh.source.close()  # type: ignore[attr-defined]
-        active = len(store.list_registry().items)
+        active = len(store.registry.list_registry().items)
         store.close()
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     median_incremental = statistics.median(s for s, _ in incrementals)

@@ -15,7 +15,7 @@ Two kinds of values, two sources, one exposition:
   and Prometheus would read the fall as a counter reset (a false burst in ``rate()``), and a
   histogram would rescan every finished run per scrape.
 - **Shared state** (pending human tasks, queue depth and lag, bundles) describes the whole
-  installation, so it is read from the database when scraped (:mod:`kneo.store.gauges`):
+  installation, so it is read from the database when scraped (:mod:`kneo.store.maintenance.gauges`):
   every replica reports the same value (aggregate with ``max``, not ``sum``).
 
 Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker``,
@@ -43,7 +43,7 @@ FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "expired", "timed_out"
 
 
 class SharedGauges(Protocol):
-    """One scrape's view of the shared state (:class:`kneo.store.gauges.Gauges`)."""
+    """One scrape's view of the shared state (:class:`kneo.store.maintenance.gauges.Gauges`)."""
 
     @property
     def pending_tasks(self) -> Mapping[tuple[str, str], int]: ...
@@ -61,11 +61,18 @@ class SharedGauges(Protocol):
     def blocked_digests(self) -> int: ...
 
 
+class GaugeReads(Protocol):
+    """The store's facet that reads the shared gauges (``store.maintenance``)."""
+
+    def gauges(self) -> SharedGauges: ...
+
+
 class GaugeSource(Protocol):
     """What the exposition reads from the store (this module sits below the store, so it
     names the part it uses instead of importing it): the gauges, and a readiness probe."""
 
-    def gauges(self) -> SharedGauges: ...
+    @property
+    def maintenance(self) -> GaugeReads: ...
     def ping(self) -> None: ...
 
 
@@ -284,7 +291,7 @@ class StoreGauges:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        g = self.store.gauges()
+        g = self.store.maintenance.gauges()
         pending = GaugeMetricFamily(
             "kneo_human_tasks_pending",
             "Pending human requests by kind and environment.",

@@ -3,6 +3,11 @@
 
     python scripts/store_surface.py
 
+Few ways to read, too: the Store keeps its lifecycle (transactions, schema, connections) and
+holds each concern as a facet attribute (``store.runs``, ``store.registry``, ...) whose
+methods are one protocol of :mod:`kneo.store.contracts`; a facet counts as one member of the
+Store, and its methods are listed per facet.
+
 A write is a transaction's method only (``with store.transaction() as tx: tx.update_run(...)``),
 so its signature is written once and a caller cannot pick between two ways to write. What
 the Store and the Transaction both have is a read: a transaction reads what it is about to
@@ -14,7 +19,10 @@ such a member and holds the counts at or below its ceilings.
 
 from __future__ import annotations
 
+import typing
+
 from kneo.store.api import Store, Transaction
+from kneo.store.base import Facet
 
 #: The reads both have on purpose (the transaction's in its own view, with its writes).
 READS_ON_BOTH = frozenset(
@@ -27,15 +35,39 @@ def public(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("_")}
 
 
+def facets() -> dict[str, type]:
+    """The Store's facet attributes and their classes (its annotations of a :class:`Facet`)."""
+    return {
+        name: cls
+        for name, cls in typing.get_type_hints(Store).items()
+        if isinstance(cls, type) and issubclass(cls, Facet) and not name.startswith("_")
+    }
+
+
+def facet_methods(cls: type) -> set[str]:
+    """A facet's public methods: ``dir`` without underscores (the state it shares with the
+    store, ``engine``, ``clock``, ..., is set on the instance, never a method)."""
+    return public(cls)
+
+
 def surface() -> tuple[set[str], set[str]]:
-    """The Store's public members and the Transaction's."""
-    return public(Store), public(Transaction)
+    """The Store's public members (with its facets) and the Transaction's."""
+    return public(Store) | set(facets()), public(Transaction)
+
+
+def store_methods() -> set[str]:
+    """What a caller can call through the store: its own methods and its facets'."""
+    return public(Store).union(*map(facet_methods, facets().values()))
+
+
+def on_both() -> set[str]:
+    """The methods both the store (or a facet of it) and the Transaction have."""
+    return store_methods() & public(Transaction)
 
 
 def on_both_not_reads() -> set[str]:
     """Members of both that are not the expected reads: a write offered twice."""
-    store, tx = surface()
-    return (store & tx) - READS_ON_BOTH
+    return on_both() - READS_ON_BOTH
 
 
 def main() -> None:
@@ -44,7 +76,11 @@ def main() -> None:
     print(f"Store: {len(store)} public members")
     print(f"Transaction: {len(tx)} public members")
     print(f"total: {len(store) + len(tx)}")
-    print(f"on both ({len(store & tx)}): {', '.join(sorted(store & tx))}")
+    found = facets()
+    print(f"facets ({len(found)}, {sum(len(facet_methods(c)) for c in found.values())} methods):")
+    for name, cls in found.items():
+        print(f"  store.{name}: {len(facet_methods(cls))} ({cls.__name__})")
+    print(f"on both ({len(on_both())}): {', '.join(sorted(on_both()))}")
     unexpected = on_both_not_reads()
     if unexpected:
         print(f"on both and not a read (write through a transaction): {sorted(unexpected)}")

@@ -290,7 +290,7 @@ class LocalClient:
     ) -> dict[str, Any]:
         from kneo.platform.results import audit_listing
 
-        page = self.reader.store.list_audit(
+        page = self.reader.store.audit.list_audit(
             event_type=event_type,
             run_id=run_id,
             continuation_id=continuation_id,
@@ -310,7 +310,7 @@ class LocalClient:
     def get_audit(self, event_id: str) -> dict[str, Any]:
         from kneo.platform.results import audit_to_dict
 
-        return audit_to_dict(self.reader.store.get_audit(event_id))
+        return audit_to_dict(self.reader.store.audit.get_audit(event_id))
 
     def resume(
         self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None

@@ -41,7 +41,7 @@ from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
-    from kneo.store.contracts import RegistryReads
+    from kneo.store.contracts import HasRegistry
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 
@@ -404,10 +404,10 @@ def _review(
         raise typer.Exit(1)
 
 
-def _has_registry(store: RegistryReads) -> bool:
+def _has_registry(store: HasRegistry) -> bool:
     """Whether the configured store holds a registry to plan against."""
     try:
-        return bool(store.list_revision_heads())
+        return bool(store.registry.list_revision_heads())
     except Exception:  # no database reachable from CI: plan against the base commit
         return False
 

@@ -276,7 +276,7 @@ def backup_command(
     settings = _settings()
     url, state_dir = _target(database_url, settings)
     with open_store(url, settings=settings, state_dir=state_dir) as store:
-        written = store.backup_sqlite(path)
+        written = store.maintenance.backup_sqlite(path)
     if not out.printed_json({"backup": str(written), "bytes": written.stat().st_size}):
         typer.echo(f"backup written to {written} ({written.stat().st_size} bytes)")
 

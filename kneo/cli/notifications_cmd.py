@@ -83,7 +83,7 @@ def retry(
     store = _local(client)
     chosen = list(ids) if ids else None
     if store is not None:
-        retried = store.retry_notifications(chosen)
+        retried = store.notifications.retry_notifications(chosen)
         with store.transaction() as tx:
             tx.add_audit(
                 "notifications.retried",

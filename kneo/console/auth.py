@@ -147,7 +147,7 @@ class ConsoleAuth:
         session = self.session(request)
         if session is None or session.name is None or session.key is None:
             return None
-        row = self.store.console_session(session.key)
+        row = self.store.sessions.console_session(session.key)
         if row is None or row.principal != session.name:
             return None
         principal = self._principal(session, row)
@@ -179,7 +179,7 @@ class ConsoleAuth:
     ) -> Session:
         """A new server-side session for ``principal`` and its cookie's contents."""
         sid = new_session_id()
-        self.store.open_console_session(
+        self.store.sessions.open_console_session(
             session_key(sid),
             principal=principal.name,
             method="oidc_session" if claims is not None else "api_key",
@@ -192,7 +192,7 @@ class ConsoleAuth:
         """Sign out: the session's row is ended, so its cookie is refused from now on."""
         session = self.session(request)
         if session is not None and session.key is not None:
-            self.store.end_console_session(session.key)
+            self.store.sessions.end_console_session(session.key)
 
     def viewer_of(self, principal: Principal, session: Session) -> Viewer:
         """``principal`` as a viewer of the pages its scopes allow, in ``session``."""

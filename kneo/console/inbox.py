@@ -66,7 +66,7 @@ def _inbox_etag(view: PageView) -> str:
     request, viewer = view.request, view.viewer
     minute = int(view.manager.clock.now().timestamp() // 60)
     parts = (
-        view.manager.store.inbox_version(),
+        view.manager.store.tasks.inbox_version(),
         str(request.url.query),
         viewer.name,
         sorted(viewer.principal.scopes),

@@ -69,7 +69,7 @@ def promotion_page(
     task = mgr.get_human_task(continuation_id, show_personal=personal)
     if task["workflow_kind"] != "promotion":
         return view.redirect("task", continuation_id=continuation_id)
-    continuation = mgr.store.get_continuation(continuation_id)
+    continuation = mgr.store.tasks.get_continuation(continuation_id)
     detail = promotion_view(mgr.store, continuation, show_personal=personal)
     return view.show(
         "promotion.html",

@@ -130,7 +130,7 @@ def _bundle_page(
         if r["status"] in ("inactive", "pruned")
         and (active is None or r["digest"] != active["digest"])
     ]
-    blocked = {b.digest: b for b in view.manager.store.list_blocked_digests()}
+    blocked = {b.digest: b for b in view.manager.store.registry.list_blocked_digests()}
     return view.show(
         "bundle.html",
         {

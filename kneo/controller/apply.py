@@ -72,12 +72,13 @@ def observe(
 ) -> Snapshot:
     """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
     bundles ``names`` only, if given (an incremental reconcile's scope)."""
+    registry = store.registry
     active: dict[BundleKey, RevisionRef] = {}
     applied: dict[BundleKey, RevisionRef] = {}
     pending: dict[BundleKey, RevisionRef] = {}
     rejected: dict[BundleKey, set[str]] = defaultdict(set)
     first_in_force: dict[BundleKey, dict[str, int]] = defaultdict(dict)
-    for head in store.list_revision_heads(names=names):
+    for head in registry.list_revision_heads(names=names):
         name, env, number, digest, status, commit, diagnostics = head
         key = (name, env)
         ref = RevisionRef(number, digest, status, commit)
@@ -92,14 +93,14 @@ def observe(
             for d in diagnostics or ():
                 if d.get("fingerprint"):
                     rejected[key].add(str(d["fingerprint"]))
-    suspended = {(s.bundle_name, s.environment) for s in store.list_suspensions(names=names)}
+    suspended = {(s.bundle_name, s.environment) for s in registry.list_suspensions(names=names)}
     pins = {
         (p.bundle_name, p.environment): PinRef(p.revision, p.digest, p.pinned_by, p.reason)
-        for p in store.list_pins(names=names)
+        for p in registry.list_pins(names=names)
     }
     blocked = {
         b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
-        for b in store.list_blocked_digests()
+        for b in registry.list_blocked_digests()
     }
     if names is None:  # all of them (one read when none is pending): see Snapshot.open_tasks
         open_tasks = gate.open_tasks(store)
@@ -112,7 +113,7 @@ def observe(
         p = pending.get(key)
         approvals = Approvals()
         if p is not None:
-            decisions = store.list_promotion_approvals(key[0], key[1], p.digest)
+            decisions = registry.list_promotion_approvals(key[0], key[1], p.digest)
             approvals = Approvals(
                 frozenset(a.approver for a in decisions if a.decision == "approved"),
                 frozenset(a.approver for a in decisions if a.decision == "rejected"),
@@ -129,7 +130,7 @@ def observe(
             first_in_force=first_in_force.get(key, {}),
         )
     overrides: dict[tuple[str, str, str], Approvals] = {}
-    for a in store.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
+    for a in registry.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
         okey = (a.bundle_name, a.environment, a.digest.removeprefix(promotion.OVERRIDE_PREFIX))
         had = overrides.get(okey, Approvals())
         overrides[okey] = (
@@ -139,7 +140,7 @@ def observe(
         )
     conditions = {
         (n, e, ty): (st, re, msg)
-        for n, e, ty, st, re, msg in store.list_condition_heads(names=names)
+        for n, e, ty, st, re, msg in registry.list_condition_heads(names=names)
     }
     return Snapshot(
         ObservedState(entries, blocked, overrides),

@@ -191,7 +191,7 @@ class Controller:
         """Take or renew the leader lock; ``False`` while another live controller holds it."""
         try:
             self._leader = bool(
-                self.store.acquire_lock(self.lock_name, self.owner, self.config.lease_seconds)
+                self.store.locks.acquire_lock(self.lock_name, self.owner, self.config.lease_seconds)
             )
         except Exception as exc:  # the database is unreachable: we cannot lead
             log.warning("leader election failed: %s", exc)
@@ -203,8 +203,8 @@ class Controller:
         takes over at once instead of after the lease."""
         if self._leader:
             try:
-                if self.store.release_lock(self.lock_name, self.owner):
-                    self.store.notify_controller(self.config.name)
+                if self.store.locks.release_lock(self.lock_name, self.owner):
+                    self.store.controller.notify_controller(self.config.name)
             except Exception as exc:
                 log.warning("releasing the leader lock failed: %s", exc)
         self._leader = False
@@ -213,7 +213,7 @@ class Controller:
         """Whether no live controller holds the leader lock (a standby's cheap read before
         it tries to take it)."""
         try:
-            return self.store.get_lock(self.lock_name) is None
+            return self.store.locks.get_lock(self.lock_name) is None
         except Exception as exc:
             log.warning("reading the leader lock failed: %s", exc)
             return False
@@ -247,7 +247,9 @@ class Controller:
         if served:
             result.stats["requests"] = len(served)
             try:
-                self.store.finish_controller_requests(self.config.name, served, result.summary())
+                self.store.controller.finish_controller_requests(
+                    self.config.name, served, result.summary()
+                )
             except Exception as exc:  # the next pass takes them again
                 log.warning("recording the result on reconcile requests failed: %s", exc)
         return result
@@ -255,7 +257,7 @@ class Controller:
     def standing_by(self) -> ReconcileResult:
         """The result of a pass this controller did not run: another one leads."""
         try:
-            lock = self.store.get_lock(self.lock_name)
+            lock = self.store.locks.get_lock(self.lock_name)
             holder = lock.owner if lock else None
         except Exception:
             holder = None
@@ -268,7 +270,9 @@ class Controller:
         with one dry run, before this pass applies what it plans: all of them, whoever asked."""
         try:
             taken = list(
-                self.store.take_controller_requests(self.config.name, self.owner, plans=True)
+                self.store.controller.take_controller_requests(
+                    self.config.name, self.owner, plans=True
+                )
             )
         except Exception as exc:  # the pass itself reports the database
             log.warning("taking plan requests failed: %s", exc)
@@ -277,7 +281,9 @@ class Controller:
             return
         planned = self.plan()
         try:
-            self.store.finish_controller_requests(self.config.name, taken, planned.summary())
+            self.store.controller.finish_controller_requests(
+                self.config.name, taken, planned.summary()
+            )
         except Exception as exc:  # the next pass takes them again
             log.warning("recording the plan on plan requests failed: %s", exc)
 
@@ -285,7 +291,9 @@ class Controller:
         """The queued reconcile requests this pass serves (webhooks, ``POST
         /v1/controller/reconcile`` on any replica)."""
         try:
-            return list(self.store.take_controller_requests(self.config.name, self.owner))
+            return list(
+                self.store.controller.take_controller_requests(self.config.name, self.owner)
+            )
         except Exception as exc:  # the pass itself reports the database
             log.warning("taking reconcile requests failed: %s", exc)
             return []
@@ -347,10 +355,10 @@ class Controller:
         run.lap("fetch")
         run.stage = "observe"
         if not dry_run:
-            run.previous = self.store.get_controller_status(self.config.name)
+            run.previous = self.store.registry.get_controller_status(self.config.name)
         previous = run.previous
         scope, change_seq = self._scope(previous, result.commit, result.stats, full)
-        with self.store.metadata_snapshot(self._metadata_keys):
+        with self.store.metadata.metadata_snapshot(self._metadata_keys):
             self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
 
     @property
@@ -370,7 +378,9 @@ class Controller:
         """Load (through the policy in force), observe, plan and apply (unless ``dry_run``)."""
         assert result.commit is not None
         previous = run.previous
-        run.record = PolicyRecord.from_dict(self.store.get_metadata(record_key(self.config.name)))
+        run.record = PolicyRecord.from_dict(
+            self.store.metadata.get_metadata(record_key(self.config.name))
+        )
         run.stage = "load"
         desired = self.loader.load(
             self.source,
@@ -457,7 +467,7 @@ class Controller:
         return in_force
 
     def _policy_decisions(self, environment: str, subject: str) -> Approvals:
-        decided = self.store.list_promotion_approvals(POLICY_NAME, environment, subject)
+        decided = self.store.registry.list_promotion_approvals(POLICY_NAME, environment, subject)
         return Approvals(
             frozenset(a.approver for a in decided if a.decision == "approved"),
             frozenset(a.approver for a in decided if a.decision == "rejected"),
@@ -513,7 +523,7 @@ class Controller:
             if full
             else incremental.full_reason(saved, self._fingerprint(), self.clock.now())
         )
-        change_seq, changed = self.store.registry_changes_since(
+        change_seq, changed = self.store.registry.registry_changes_since(
             saved.change_seq if saved is not None and reason is None else None
         )
         scope = None
@@ -521,7 +531,7 @@ class Controller:
             files = (
                 [] if saved.commit == commit else self.source.changed_paths(saved.commit, commit)
             )
-            also = changed | self.store.pending_promotion_names()
+            also = changed | self.store.registry.pending_promotion_names()
             scope, reason = incremental.scope_of(saved, files, also)
         if scope is None:
             stats.update(mode="full", full_reason=reason)
@@ -561,7 +571,7 @@ class Controller:
         file is now missing or invalid keeps its last known rule, so breaking or deleting a
         file never opens an environment to ad-hoc specs.
         """
-        stored = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+        stored = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
         current = dict(stored)
         for name, env in desired.environments.items():
             if not env.problems:
@@ -616,7 +626,7 @@ class Controller:
     def still_leader(self) -> bool:
         try:
             self._leader = bool(
-                self.store.renew_lock(self.lock_name, self.owner, self.config.lease_seconds)
+                self.store.locks.renew_lock(self.lock_name, self.owner, self.config.lease_seconds)
             )
         except Exception:
             self._leader = False
@@ -634,7 +644,7 @@ class Controller:
         change."""
         error_text = f"{result.error['code']}: {result.error['message']}" if result.error else None
         try:
-            previous = previous or self.store.get_controller_status(self.config.name)
+            previous = previous or self.store.registry.get_controller_status(self.config.name)
             saved = previous.details.get("reconciled")
             details = {
                 "source": self.source.describe(),
@@ -690,9 +700,9 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """The controller status document as this controller sees it (``is_leader``)."""
-        stored = self.store.get_controller_status(self.config.name)
+        stored = self.store.registry.get_controller_status(self.config.name)
         try:
-            lock = self.store.get_lock(self.lock_name)
+            lock = self.store.locks.get_lock(self.lock_name)
         except Exception:
             lock = None
         return status_dict(stored, lock, self.source.describe(), self_owner=self.owner)

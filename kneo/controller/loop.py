@@ -116,7 +116,7 @@ class ControllerLoop:
     def _start_wakeups(self) -> ControllerWakeups | None:
         """Queued requests and lock releases wake this loop (see the module docstring)."""
         try:
-            return self.controller.store.controller_wakeups(
+            return self.controller.store.controller.controller_wakeups(
                 self.config.name,
                 self.controller.request_reconcile,
                 poll_seconds=self.config.poll_seconds,

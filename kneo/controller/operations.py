@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from kneo.store import BlockedDigest, BundleRevision, Pin
     from kneo.store.contracts import (
         ControllerTransaction,
+        HasMetadata,
         MetadataStore,
-        ProjectMetadata,
         RegistryAdmin,
         Transactional,
     )
@@ -130,7 +130,7 @@ def pin(
     """Hold (bundle, environment) at its active revision until unpinned (to go back to an
     earlier one, roll back: it pins its target)."""
     _key(bundle, environment)
-    active = store.get_active(bundle, environment)
+    active = store.registry.get_active(bundle, environment)
     if active is None:
         raise NotFound(
             f"bundle {bundle!r} has no active revision in {environment!r} to pin",
@@ -234,7 +234,7 @@ def publish_trust(
         },
         "environments": environments,
     }
-    stored = store.get_metadata(TRUST_METADATA_KEY, None) or {}
+    stored = store.metadata.get_metadata(TRUST_METADATA_KEY, None) or {}
     if stored.get("keys") == current["keys"]:
         merged = {**(stored.get("environments") or {}), **environments}
         current["environments"] = merged
@@ -250,14 +250,14 @@ def _untrusted(why: str, **details: object) -> Conflict:
     return Conflict(why, code=ErrorCode.rollback_untrusted, **details)
 
 
-def check_trust(store: ProjectMetadata, revision: BundleRevision, now: datetime) -> dict[str, Any]:
+def check_trust(store: HasMetadata, revision: BundleRevision, now: datetime) -> dict[str, Any]:
     """Whether ``revision`` still verifies against today's trust; its environment's rules.
     Raises ``409 rollback_untrusted`` naming what no longer holds."""
     if spec_digest(revision.spec) != revision.digest:
         raise _untrusted(
             f"revision {revision.revision}'s stored spec does not hash to {revision.digest}"
         )
-    trust = store.get_metadata(TRUST_METADATA_KEY, None) or {}
+    trust = store.metadata.get_metadata(TRUST_METADATA_KEY, None) or {}
     keys: dict[str, Any] = trust.get("keys") or {}
     rules: dict[str, Any] = (trust.get("environments") or {}).get(revision.environment) or {}
     if not trust:
@@ -310,8 +310,8 @@ def rollback(
     """
     _key(bundle, environment)
     now = now or store.clock.now()
-    target = store.get_revision(bundle, environment, to)
-    active = store.get_active(bundle, environment)
+    target = store.registry.get_revision(bundle, environment, to)
+    active = store.registry.get_active(bundle, environment)
     if target.status not in _IN_FORCE:
         raise Conflict(
             f"revision {to} of {bundle!r} in {environment!r} is {target.status}; only a "
@@ -324,7 +324,7 @@ def rollback(
             f"(revision {active.revision})",
             code=ErrorCode.already_active,
         )
-    blocked = {b.digest: b for b in store.list_blocked_digests()}
+    blocked = {b.digest: b for b in store.registry.list_blocked_digests()}
     if target.digest in blocked:
         b = blocked[target.digest]
         raise Conflict(

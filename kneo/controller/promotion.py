@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from kneo.store.contracts import (
         ApprovalReads,
         ControllerTransaction,
-        HumanTaskReads,
+        HasTasks,
         RegistryAdmin,
         Transactional,
     )
@@ -154,14 +154,14 @@ class PromotionGate:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
         close_task(tx, task_id(name, environment, digest), outcome)
 
-    def open_tasks(self, store: HumanTaskReads, among: Collection[str] | None = None) -> set[str]:
+    def open_tasks(self, store: HasTasks, among: Collection[str] | None = None) -> set[str]:
         """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
         if among is not None:  # a few keys of an incremental reconcile: one read each
             return {cid for cid in among if _pending(store, cid)}
         ids: set[str] = set()
         cursor = None
         while True:
-            page = store.list_continuations(
+            page = store.tasks.list_continuations(
                 status="pending",
                 workflow_kind=WORKFLOW_KIND,
                 limit=1000,
@@ -242,9 +242,9 @@ def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
     )
 
 
-def _pending(store: HumanTaskReads, cid: str) -> bool:
+def _pending(store: HasTasks, cid: str) -> bool:
     try:
-        return bool(store.get_continuation(cid).status == "pending")
+        return bool(store.tasks.get_continuation(cid).status == "pending")
     except NotFound:
         return False
 
@@ -286,7 +286,7 @@ def record_promotion_decision(
         raise InvalidDecision(
             f"a promotion accepts 'approved' or 'rejected', got {decision!r}", decision=decision
         )
-    if store.get_continuation(continuation_id).context.get("type") == "rollback":
+    if store.tasks.get_continuation(continuation_id).context.get("type") == "rollback":
         return _decide_rollback(store, continuation_id, approver, decision, comment)
     with store.transaction() as tx:
         task = tx.get_continuation(continuation_id, for_update=True)

@@ -83,7 +83,7 @@ def review(
     ).record  # fmt: skip
     policy = _PolicyStep(ratchet, record, source, head_commit, now, store)
     after = loader.load(source, head_commit, policy=policy)
-    heads = list(store.list_revision_heads()) if store is not None else []
+    heads = list(store.registry.list_revision_heads()) if store is not None else []
     if store is not None and heads:
         observed, against = observe(store, PromotionGate()).observed, "registry"
     else:
@@ -167,7 +167,7 @@ class _PolicyStep:
     def _decisions(self, environment: str, subject: str) -> Approvals:
         if self.store is None:
             return Approvals()
-        decided = self.store.list_promotion_approvals(POLICY_NAME, environment, subject)
+        decided = self.store.registry.list_promotion_approvals(POLICY_NAME, environment, subject)
         return Approvals(
             frozenset(a.approver for a in decided if a.decision == "approved"),
             frozenset(a.approver for a in decided if a.decision == "rejected"),
@@ -283,7 +283,9 @@ def _active_spec(
     if entry.active is None:
         return None
     if store is not None:
-        return dict(store.get_revision(action.name, action.environment, entry.active.number).spec)
+        return dict(
+            store.registry.get_revision(action.name, action.environment, entry.active.number).spec
+        )
     old = before.revisions.get(action.key)
     return old.spec if old is not None else None
 

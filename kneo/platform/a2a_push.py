@@ -146,7 +146,7 @@ class PushGrant:
 
 
 class PushStore(Protocol):
-    """What a delivery reads: the config (:meth:`kneo.store.Store.push_config`)."""
+    """What a delivery reads: the config (:meth:`kneo.store.a2a_push.A2aPushFacet.push_config`: ``store.a2a_push``)."""
 
     def push_config(self, push_id: str) -> PushConfig | None: ...
 

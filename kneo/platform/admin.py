@@ -63,7 +63,7 @@ class Administration:
         count: bool = True,
     ) -> dict[str, Any]:
         """One page of the audit log, newest first (``count=False`` leaves ``total`` out)."""
-        page = self.store.list_audit(
+        page = self.store.audit.list_audit(
             event_type=event_type,
             run_id=run_id,
             continuation_id=continuation_id,
@@ -76,18 +76,18 @@ class Administration:
 
     def get_audit_event(self, event_id: str) -> dict[str, Any]:
         """One audit event's view (``not_found`` when there is none)."""
-        return audit_to_dict(self.store.get_audit(event_id))
+        return audit_to_dict(self.store.audit.get_audit(event_id))
 
     # ------------------------------------------------------------------ environment policies
 
     def environment_policies(self) -> dict[str, Any]:
         """Every service-managed environment policy, by environment name."""
-        stored = self.store.list_metadata(POLICY_PREFIX)
+        stored = self.store.metadata.list_metadata(POLICY_PREFIX)
         return {key[len(POLICY_PREFIX) :]: value for key, value in stored.items()}
 
     def environment_policy(self, environment: str) -> Any:
         """The service-managed policy stored for ``environment`` as stored, or ``None``."""
-        return self.store.get_metadata(POLICY_PREFIX + environment)
+        return self.store.metadata.get_metadata(POLICY_PREFIX + environment)
 
     def stored_policy(self, environment: str | None) -> PolicyEnforcement | None:
         """The service-managed policy for ``environment`` as a model, or ``None``."""
@@ -102,7 +102,7 @@ class Administration:
         current = dict(policy)
         key = POLICY_PREFIX + environment
         with self.store.transaction() as tx:
-            previous = self.store.get_metadata(key)
+            previous = self.store.metadata.get_metadata(key)
             tx.set_metadata(key, current)
             changed = sorted(
                 name
@@ -152,7 +152,7 @@ class Administration:
     ) -> int:
         """Make deliveries due now with a fresh attempt budget (``ids``, else every row in
         ``status``), audited as ``notifications.retried``; how many were made due."""
-        retried = self.store.retry_notifications(ids, status=status)
+        retried = self.store.notifications.retry_notifications(ids, status=status)
         with self.store.transaction() as tx:
             tx.add_audit(
                 "notifications.retried",

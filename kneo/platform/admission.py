@@ -36,7 +36,7 @@ the GitOps repository's, stricter-wins (:meth:`RunAdmission.run_limits`): the gr
 run executes under and the spec check at admission read that one merge.
 
 Both metadata keys of an environment are read in one query per decision
-(``Store.metadata_snapshot``; a worker's in the transaction that starts the run); the
+(``store.metadata.metadata_snapshot``; a worker's in the transaction that starts the run); the
 project's environment files are read once per change of their stamps (:func:`file_stamp`).
 """
 
@@ -75,10 +75,10 @@ from kneo.store import RunRecord
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
-    from kneo.store.contracts import ProjectMetadata, RegistryReads
+    from kneo.store.contracts import HasMetadata, HasRegistry
     from kneo.store.transaction_contracts import AuditTransaction
 
-    class AdmissionReads(RegistryReads, ProjectMetadata, Protocol):
+    class AdmissionReads(HasRegistry, HasMetadata, Protocol):
         """What admission reads: active bundles and the policy the controller recorded."""
 
 
@@ -88,11 +88,11 @@ POLICY_PREFIX = "policy.environment."
 PUBLISHED_TTL_SECONDS = 1.0
 
 
-def stored_policy(store: ProjectMetadata, environment: str | None) -> PolicyEnforcement | None:
+def stored_policy(store: HasMetadata, environment: str | None) -> PolicyEnforcement | None:
     """The service-managed policy for ``environment`` as a model, or ``None``."""
     if not environment:
         return None
-    value = store.get_metadata(POLICY_PREFIX + environment)
+    value = store.metadata.get_metadata(POLICY_PREFIX + environment)
     return PolicyEnforcement.model_validate(value) if value is not None else None
 
 
@@ -216,7 +216,7 @@ class RunAdmission:
         default = project.env if project is not None else IMPLICIT_ENVIRONMENT
         also: Collection[str] = ()
         if bundle and (requested or default) not in declared:
-            also = tuple(self.store.get_metadata(POLICY_METADATA_KEY, None) or ())
+            also = tuple(self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or ())
         return judge_environment(requested, default, declared, also=also)
 
     def check(
@@ -309,10 +309,10 @@ class RunAdmission:
         if recent:
             read_at, recorded = self._recent
             if time.monotonic() - read_at > PUBLISHED_TTL_SECONDS:
-                recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+                recorded = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
                 self._recent = (time.monotonic(), recorded)
         else:
-            recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+            recorded = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
         entry = recorded.get(environment) or {}
         limits = {k: entry[k] for k in ("resources", "budgets") if entry.get(k)}
         return limits or None
@@ -351,7 +351,7 @@ class RunAdmission:
         """Whether runs in ``environment`` must come from the registry (project or GitOps policy)."""
         if not environment:
             return False
-        recorded = self.store.get_metadata(POLICY_METADATA_KEY, None) or {}
+        recorded = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
         if bool((recorded.get(environment) or {}).get("require_approved_bundle")):
             return True
         if self.project is None:
@@ -378,11 +378,13 @@ class RunAdmission:
         if not environment:
             return contextlib.nullcontext()
         keys = (POLICY_PREFIX + environment, POLICY_METADATA_KEY)
-        return self.store.metadata_snapshot(keys, tx)
+        return self.store.metadata.metadata_snapshot(keys, tx)
 
     def _stored(self, environment: str | None) -> Any:
         """The stored policy document of ``environment`` (``None``: none is stored)."""
-        return self.store.get_metadata(POLICY_PREFIX + environment) if environment else None
+        return (
+            self.store.metadata.get_metadata(POLICY_PREFIX + environment) if environment else None
+        )
 
     def _recorded_rules(
         self, run: RunRecord, *, approved: bool, tx: AuditTransaction | None = None
@@ -426,7 +428,7 @@ class RunAdmission:
         """``run``'s registry revision when it is still the active one in its environment."""
         if run.bundle_name is None or not run.environment:
             return None
-        active = self.store.get_active(run.bundle_name, run.environment)
+        active = self.store.registry.get_active(run.bundle_name, run.environment)
         if active is None or active.revision != run.bundle_revision:
             return None
         return BundleSpec(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
-    from kneo.store.contracts import ControllerStore, RegistryReads
+    from kneo.store.contracts import ControllerStore, HasRegistry
 
 PROMOTION_KIND = "promotion"
 
@@ -90,7 +90,7 @@ class BundleSpec(dict[str, Any]):
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(store: RegistryReads, bundle: str, environment: str) -> BundleSpec:
+def resolve(store: HasRegistry, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
     if not bundle or not environment:
         raise InvalidRequest(
@@ -183,8 +183,8 @@ def _wake_controller(store: ControllerStore, controller: Any, actor: str) -> Non
         controller.request_reconcile()
         return
 
-    if store.get_lock(lock_name(DEFAULT_NAME)) is not None:
-        store.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
+    if store.locks.get_lock(lock_name(DEFAULT_NAME)) is not None:
+        store.controller.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
 
 
 def resume_promotion(
@@ -204,7 +204,7 @@ def resume_promotion(
     ``pending_approval`` while more approvals are needed, then ``approved`` or ``rejected``.
     """
     request_id = decision.request_id
-    task = store.get_continuation(continuation_id)
+    task = store.tasks.get_continuation(continuation_id)
     if not any(r.get("request_id") == request_id for r in task.requests):
         raise NotFound(
             f"request {request_id!r} is not part of continuation {continuation_id}",

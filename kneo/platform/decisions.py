@@ -163,7 +163,7 @@ class Decisions:
             if older_than_seconds is not None
             else None
         )
-        page = self.store.list_continuations(
+        page = self.store.tasks.list_continuations(
             run_id=run_id,
             workflow_kind=workflow_kind,
             workflow_name=workflow,
@@ -182,7 +182,7 @@ class Decisions:
         counts = capped = None
         if by_assignee:
             top = counts_cap or self.settings.limits.max_list_count
-            pending = self.store.pending_counts_by_assignee(top)
+            pending = self.store.tasks.pending_counts_by_assignee(top)
             counts = {a or "(unassigned)": min(n, top) for a, n in pending.items()}
             capped = sorted(a or "(unassigned)" for a, n in pending.items() if n > top)
         return {
@@ -204,7 +204,7 @@ class Decisions:
         (:mod:`kneo.store.inbox`); a task without one (written by an older version, or with
         a body missing) is built from its run's state as the task page builds it."""
         unlisted = [c for c in tasks if c.list_row is None]
-        states = self.store.run_states([c.run_id for c in unlisted if c.run_id])
+        states = self.store.runs.run_states([c.run_id for c in unlisted if c.run_id])
         built = {c.continuation_id: c for c in with_bodies_many(self.store, unlisted, states)}
         views = []
         for cont in tasks:
@@ -232,14 +232,16 @@ class Decisions:
         to the pause, the workflow position, earlier decisions and each request's own
         context (:func:`kneo.platform.context.task_context`); ``None`` for a task of no
         run (a promotion) or whose run is gone."""
-        cont = self.store.get_continuation(continuation_id)
+        cont = self.store.tasks.get_continuation(continuation_id)
         run = self._run_of(cont) if include_context else None
         task = with_bodies(self.store, cont, state=run.state if run is not None else None)
         view = task_view(task, pending_only=False, show_personal=show_personal)
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally
 
-            view["promotion"] = promotion_tally(self.store, task, show_personal=show_personal)
+            view["promotion"] = promotion_tally(
+                self.store.registry, task, show_personal=show_personal
+            )
         if include_context:
             view["context"] = self._context(run, task.requests, show_personal)
         return view
@@ -248,7 +250,7 @@ class Decisions:
         if cont.run_id is None:
             return None
         try:
-            return self.store.get_run(cont.run_id)
+            return self.store.runs.get_run(cont.run_id)
         except NotFound:
             return None
 

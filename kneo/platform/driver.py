@@ -64,7 +64,7 @@ class RunDriver:
             "kneo-run-leases",
             self.lease_seconds / 3,
             functools.partial(
-                self.store.renew_run_leases, owner=self.owner, ttl_seconds=self.lease_seconds
+                self.store.queue.renew_run_leases, owner=self.owner, ttl_seconds=self.lease_seconds
             ),
         )
         self.compiled = LRUCache(cache_entries)
@@ -104,7 +104,7 @@ class RunDriver:
     # ------------------------------------------------------------------ results
 
     def trace_count(self, run_id: str) -> int:
-        return self.store.list_trace(run_id, limit=1).total or 0
+        return self.store.runs.list_trace(run_id, limit=1).total or 0
 
     def result(self, run: RunRecord) -> RunResult:
         # Trace events are numbered 1..trace_seq per run and only ever deleted with the run,
@@ -128,12 +128,12 @@ class RunDriver:
         ``resumed_from``: the trace context the pause stored (the run's span links to it)."""
         run_id = run.run_id
         if not leased:
-            self.store.acquire_run_lease(run_id, self.owner, self.lease_seconds)
+            self.store.queue.acquire_run_lease(run_id, self.owner, self.lease_seconds)
         journal = StoreJournal(self.store, run_id, run.version, checkpoint_seq=run.checkpoint_seq)
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.
         token = CancellationToken(
-            lambda: self.store.get_run(run.run_id).status == RunStatus.CANCELLED,
+            lambda: self.store.runs.get_run(run.run_id).status == RunStatus.CANCELLED,
             probe_interval=1.0,
             probe_now=False,
         )
@@ -168,7 +168,7 @@ class RunDriver:
         finally:
             self._tokens.pop(run.run_id, None)
             if not released:
-                self.store.release_run_lease(run_id, self.owner)
+                self.store.queue.release_run_lease(run_id, self.owner)
             if observer is not None:
                 observer.end(
                     result.status if result is not None else None,
@@ -192,7 +192,7 @@ class RunDriver:
         run_id = run.run_id
         if isinstance(outcome, Superseded):
             journal.discard()
-            return self.result(self.store.get_run(run_id)), False
+            return self.result(self.store.runs.get_run(run_id)), False
         # Give the step transactions' held connection (PostgreSQL) back first: the outcome
         # then gets it from the pool instead of a second one.
         journal.close()
@@ -211,6 +211,6 @@ class RunDriver:
             if exc.code != "stale_state":
                 raise
             journal.discard()
-            return self.result(self.store.get_run(run_id)), False
+            return self.result(self.store.runs.get_run(run_id)), False
         metrics.record_run(updated.status, updated.started_at, updated.finished_at)
         return self.result(updated), True

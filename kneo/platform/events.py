@@ -86,7 +86,7 @@ def read_events(
     """One page of the trace after sequence ``after`` as stream events, and the last sequence
     read (``after`` when the page was empty). Trace events that are internal detail are read
     past but not returned; ``cache`` keeps request bodies between pages of one stream."""
-    page = store.list_trace(run_id, limit=500, offset=after)
+    page = store.runs.list_trace(run_id, limit=500, offset=after)
     out: list[RunEvent] = []
     for event in page.items:
         after = max(after, event.sequence)
@@ -124,7 +124,7 @@ def iter_events(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunEvent]:
     """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
-    store.get_run(run_id)  # not_found before the first event
+    store.runs.get_run(run_id)  # not_found before the first event
     cache: dict[str, Any] = {}
     waited = 0.0
     ended = False
@@ -136,7 +136,7 @@ def iter_events(
             continue
         if not follow:
             return
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         stop = stream_stops(run.status, through_pauses=through_pauses)
         if stop and not ended:
             # One more read first: the run's last events may have committed, with its

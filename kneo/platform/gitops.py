@@ -65,7 +65,7 @@ class GitOps:
 
     def controller_request(self, request_id: int) -> dict[str, Any]:
         """A queued reconcile request: ``queued``, ``running`` or ``done`` with its result."""
-        return reconcile.request_view(self.store.get_controller_request(request_id))
+        return reconcile.request_view(self.store.controller.get_controller_request(request_id))
 
     def webhook_controller(self, config: Any, controller: Any) -> str:
         """The controller a webhook goes to (``404 controller_not_configured`` when there is
@@ -126,7 +126,7 @@ class GitOps:
         """Digests never promoted again until unblocked, with why and by whom."""
         from kneo.controller import operations
 
-        return [operations.blocked_view(b) for b in self.store.list_blocked_digests()]
+        return [operations.blocked_view(b) for b in self.store.registry.list_blocked_digests()]
 
     # ------------------------------------------------------------------ day two
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import InvalidRequest, ResourceLocked
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import IdempotencyKeys
+    from kneo.store.contracts import HasIdempotency
 
 MAX_KEY_CHARS = 255
 
 
 def idempotent(
-    store: IdempotencyKeys,
+    store: HasIdempotency,
     *,
     scope: str,
     key: str,
@@ -33,7 +33,7 @@ def idempotent(
         raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters", field="Idempotency-Key"
         )
-    outcome = store.begin_idempotent(scope, key, digest)
+    outcome = store.idempotency.begin_idempotent(scope, key, digest)
     if outcome.state == "replay":
         return outcome.status_code or 200, dict(outcome.response or {}), True
     if outcome.state == "in_progress":
@@ -44,7 +44,7 @@ def idempotent(
     try:
         status, body = call()
     except BaseException:
-        store.release_idempotent(scope, key)
+        store.idempotency.release_idempotent(scope, key)
         raise
-    store.finish_idempotent(scope, key, status, body)
+    store.idempotency.finish_idempotent(scope, key, status, body)
     return status, body, False

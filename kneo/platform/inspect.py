@@ -38,9 +38,9 @@ from kneo.store import RunFilter, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
-    from kneo.store.contracts import RunAndTaskReads, RunLeases
+    from kneo.store.contracts import HasQueue, RunAndTaskReads
 
-    class RunViewReads(RunAndTaskReads, RunLeases, Protocol):
+    class RunViewReads(RunAndTaskReads, HasQueue, Protocol):
         """What the run views read: runs, their tasks, and who executes them."""
 
 
@@ -180,7 +180,7 @@ class Inspection:
         """The run's view; ``show_personal`` for a decider (:mod:`kneo.redaction`).
         ``include_conversation`` adds its agents' ``conversations`` and the ``decisions``
         taken (:mod:`kneo.platform.context`)."""
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
         if include_conversation:
@@ -190,11 +190,11 @@ class Inspection:
         return view
 
     def get_run_result(self, run_id: str) -> RunResult:
-        return self.driver.result(self.store.get_run(run_id))
+        return self.driver.result(self.store.runs.get_run(run_id))
 
     def get_run_record(self, run_id: str) -> RunRecord:
         """The run as stored (``not_found`` when there is none)."""
-        return self.store.get_run(run_id)
+        return self.store.runs.get_run(run_id)
 
     def read_events(
         self, run_id: str, after: int, cache: dict[str, Any]
@@ -226,7 +226,7 @@ class Inspection:
             for one in listed:
                 one_of(one, [s.value for s in RunStatus], "status")
             wanted = listed[0] if len(listed) == 1 else tuple(dict.fromkeys(listed))
-        page = self.store.list_runs(
+        page = self.store.runs.list_runs(
             filters=filters if filters is not None and filters.any() else None,
             status=wanted,
             limit=limit,
@@ -254,8 +254,8 @@ class Inspection:
         sort_order: str = "asc",
     ) -> dict[str, Any]:
         """One page of the run's trace events, by sequence."""
-        self.store.get_run(run_id)
-        page = self.store.list_trace(
+        self.store.runs.get_run(run_id)
+        page = self.store.runs.list_trace(
             run_id, event_type=event_type, limit=limit, offset=offset, sort_order=sort_order
         )
         return {
@@ -275,8 +275,8 @@ class Inspection:
         include_payload: bool = False,
     ) -> dict[str, Any]:
         """One page of the run's checkpoints, by sequence (payloads on request)."""
-        self.store.get_run(run_id)
-        page = self.store.list_checkpoints(
+        self.store.runs.get_run(run_id)
+        page = self.store.runs.list_checkpoints(
             run_id, type=type, limit=limit, offset=offset, sort_order=sort_order
         )
         return {
@@ -288,21 +288,21 @@ class Inspection:
         }
 
     def recovery(self, run_id: str) -> dict[str, Any]:
-        return self.recovery_of(self.store.get_run(run_id))
+        return self.recovery_of(self.store.runs.get_run(run_id))
 
     def run_graph(self, run_id: str) -> dict[str, Any]:
         """The run's workflow graph, its visited nodes and the node it is at
         (:mod:`kneo.platform.run_graph`)."""
         from kneo.platform.run_graph import require_spec, run_graph  # cost: module docstring
 
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get_run(run_id)
         require_spec(run)
         return run_graph(run, self.driver.workflow_for(run))
 
     def replay(self, run_id: str) -> dict[str, Any]:
         """A compact timeline of the run's checkpoints plus the recovery context."""
-        run = self.store.get_run(run_id)
-        page = self.store.list_checkpoints(run_id, limit=1000)
+        run = self.store.runs.get_run(run_id)
+        page = self.store.runs.list_checkpoints(run_id, limit=1000)
         return redact_mapping(
             {
                 "run_id": run_id,
@@ -327,9 +327,9 @@ class Inspection:
     ) -> dict[str, Any]:
         """Added, removed and changed flattened paths between two checkpoints (default: the
         latest two)."""
-        self.store.get_run(run_id)
+        self.store.runs.get_run(run_id)
         if from_sequence is None or to_sequence is None:
-            latest = self.store.list_checkpoints(run_id, limit=2, sort_order="desc").items
+            latest = self.store.runs.list_checkpoints(run_id, limit=2, sort_order="desc").items
             if not latest:
                 raise NotFound(f"run {run_id} has no checkpoints", resource="checkpoint")
             newest = latest[0].sequence
@@ -341,8 +341,8 @@ class Inspection:
             )
         if from_sequence < 1 or to_sequence < 1:
             raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
-        before = self.store.get_checkpoint(run_id, from_sequence)
-        after = self.store.get_checkpoint(run_id, to_sequence)
+        before = self.store.runs.get_checkpoint(run_id, from_sequence)
+        after = self.store.runs.get_checkpoint(run_id, to_sequence)
         changes = diff(
             {"payload": before.payload, "metadata": before.metadata},
             {"payload": after.payload, "metadata": after.metadata},
@@ -378,7 +378,7 @@ class Inspection:
         nxt = upcoming[0] if upcoming else None
         can = run.status in (RunStatus.RUNNING, RunStatus.FAILED) and bool(upcoming)
         if can and run.status == RunStatus.RUNNING:
-            holder = self.store.run_lease(run.run_id)
+            holder = self.store.queue.run_lease(run.run_id)
             if holder is not None and owner_alive(holder.owner):
                 can, reason = False, "the run is still executing in a live process"
         if reason is None and not can:

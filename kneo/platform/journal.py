@@ -28,13 +28,13 @@ from kneo.store.steps import StepCheckpoint, StepEvent, json_text
 
 if TYPE_CHECKING:
     from kneo.store.contracts import (
-        RunReads,
+        HasRuns,
         StoreLifecycle,
         Transactional,
         WorkflowTransaction,
     )
 
-    class JournalStore(RunReads, StoreLifecycle, Transactional[WorkflowTransaction], Protocol):
+    class JournalStore(HasRuns, StoreLifecycle, Transactional[WorkflowTransaction], Protocol):
         """What a run's journal uses: its run, its held connection and step transactions."""
 
 
@@ -148,7 +148,7 @@ class StoreJournal:
         except Conflict as exc:  # cancelled or taken over (NotFound when the run is gone)
             if exc.code != "stale_state":
                 raise
-            current = self.store.get_run(self.run_id)
+            current = self.store.runs.get_run(self.run_id)
             raise RunSuperseded(
                 f"run {self.run_id} changed elsewhere", status=current.status
             ) from None

@@ -24,7 +24,7 @@ from kneo.errors import ConfigError
 from kneo.settings import RetentionDays, Settings
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import Maintenance
+    from kneo.store.contracts import HasMaintenance
 
 #: SQLite files a misconfigured artifacts/logs path must never lose.
 _DATABASE_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".db")
@@ -102,7 +102,7 @@ def prune_files(
 
 
 def prune_retention(
-    store: Maintenance,
+    store: HasMaintenance,
     *,
     settings: Settings,
     project: Any = None,
@@ -118,8 +118,10 @@ def prune_retention(
     the store's clock, so tests inject time through the clock or this argument.
     """
     windows = policy if policy is not None else retention_policy(settings, project)
-    moment = now or store.clock.now()
-    counts: dict[str, int] = dict(store.prune_retention(windows, moment, dry_run=dry_run))
+    moment = now or store.maintenance.clock.now()
+    counts: dict[str, int] = dict(
+        store.maintenance.prune_retention(windows, moment, dry_run=dry_run)
+    )
     roots = file_roots(project)
     protected: tuple[Path, ...] = ()
     if project is not None:

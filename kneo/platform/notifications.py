@@ -58,12 +58,12 @@ if TYPE_CHECKING:
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
-    from kneo.store.contracts import HumanTaskReads, MetadataStore, NotificationOutbox, RunReads
+    from kneo.store.contracts import HasNotifications, HasRuns, HasTasks, MetadataStore
 
-    class ExpiringTasks(HumanTaskReads, NotificationOutbox, Protocol):
+    class ExpiringTasks(HasTasks, HasNotifications, Protocol):
         """The sweep's reads and writes: pending tasks, the outbox events it adds."""
 
-    class DispatcherStore(ExpiringTasks, RunReads, MetadataStore, Protocol):
+    class DispatcherStore(ExpiringTasks, HasRuns, MetadataStore, Protocol):
         """The dispatcher's: the outbox, the expiring sweep, the requests' bodies (their
         recipients), the Slack messages posted (metadata), the store's clock."""
 
@@ -93,7 +93,7 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
     written = 0
     cursor = None
     while True:
-        page = store.list_continuations(
+        page = store.tasks.list_continuations(
             status="pending",
             expires_before=now + timedelta(seconds=lead_seconds),
             limit=200,
@@ -104,7 +104,7 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
             if cont.expires_at is None or cont.expires_at <= now:
                 continue  # expired already: the timeout sweep's business
             pending = [r for r in cont.requests if (r.get("status") or "pending") == "pending"]
-            written += store.add_notification_event(
+            written += store.notifications.add_notification_event(
                 expiring_event_id(cont.continuation_id, cont.expires_at),
                 "human.expiring",
                 run_id=cont.run_id,
@@ -205,14 +205,14 @@ class Dispatcher:
         if self._next_sweep is None or now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=5)
             sweep_expiring(self.store, now, self.settings.expiring_lead_seconds)
-        while self.store.route_notifications(self.route) >= 100:
+        while self.store.notifications.route_notifications(self.route) >= 100:
             pass
         claimed = 0
         for name in list(self._in_flight):
             free = self._free_slots(name)
             if free <= 0:
                 continue
-            records = self.store.claim_notifications(
+            records = self.store.notifications.claim_notifications(
                 self.owner, self.settings.lease_seconds, limit=free, receivers=[name]
             )
             with self._busy:
@@ -248,7 +248,7 @@ class Dispatcher:
         with self._busy:
             done, self._done = self._done, []
         try:
-            return self.store.finish_notifications(self.owner, done)
+            return self.store.notifications.finish_notifications(self.owner, done)
         except Exception:
             with self._busy:  # the database blinked: write them with the next batch
                 self._done[:0] = done
@@ -381,7 +381,7 @@ def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatch
         base_url=settings.public_url,
         links=DecisionLinks.from_settings(settings),
         people=load_people(settings, project.config if project is not None else None),
-        pushes=a2a_push.push_sender(manager.store, settings),
+        pushes=a2a_push.push_sender(manager.store.a2a_push, settings),
     ).start()
 
 
@@ -409,7 +409,7 @@ def notification_view(record: NotificationRecord) -> dict[str, Any]:
 
 
 def list_view(
-    store: NotificationOutbox,
+    store: HasNotifications,
     *,
     status: str | None = None,
     receiver: str | None = None,
@@ -419,17 +419,17 @@ def list_view(
 ) -> dict[str, Any]:
     """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
     first, with the count per status over all of them and the events not yet routed."""
-    page = store.list_notifications(
+    page = store.notifications.list_notifications(
         status=status, receiver=receiver, event_type=event_type, limit=limit, offset=offset
     )
     counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
-    for (_receiver, state), count in store.notification_counts().items():
+    for (_receiver, state), count in store.notifications.notification_counts().items():
         counts[state] = counts.get(state, 0) + count
     return {
         "notifications": [notification_view(r) for r in page.items],
         **page_counts(page),
         "counts": counts,
-        "unrouted_events": store.unrouted_notification_events(),
+        "unrouted_events": store.notifications.unrouted_notification_events(),
     }
 
 

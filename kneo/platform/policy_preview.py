@@ -57,7 +57,7 @@ def run_impact(
     """``runs_evaluated``, ``affected_run_ids`` (the verdict differs) and ``newly_blocking``
     (admitted now, refused under ``proposed``), newest first, judged with ``compiler``'s
     registries in ``project``. A run whose stored spec no longer loads is not evaluated."""
-    runs = store.list_runs(limit=limit, count=False).items
+    runs = store.runs.list_runs(limit=limit, count=False).items
     verdicts: dict[str, tuple[bool, bool]] = {}
     evaluated, affected, blocking = 0, [], []
     for run in runs:

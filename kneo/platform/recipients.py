@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from kneo.settings import Settings
     from kneo.spec.project import PersonConfig
-    from kneo.store.contracts import HumanTaskReads, RunReads
+    from kneo.store.contracts import HasRuns, HasTasks
 
-    class TaskReads(HumanTaskReads, RunReads, Protocol):
+    class TaskReads(HasTasks, HasRuns, Protocol):
         """A task and its run's request bodies."""
 
 
@@ -122,7 +122,7 @@ def request_entry(
     if not continuation_id or not isinstance(request_id, str | None):
         return None
     try:
-        cont = with_bodies(store, store.get_continuation(continuation_id))
+        cont = with_bodies(store, store.tasks.get_continuation(continuation_id))
     except KneoError:  # gone (NotFound), or its run is: the message goes without links
         return None
     return next((dict(r) for r in cont.requests if request_id in (None, r.get("request_id"))), None)

@@ -26,7 +26,7 @@ from kneo.errors import ErrorCode, NotFound, NotReady
 from kneo.store import ControllerRequest
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ControllerRequests, ControllerStateReads, RegistryReads
+    from kneo.store.contracts import ControllerStateReads, HasController, HasRegistry
 
 DEFAULT_NAME = "default"
 
@@ -35,7 +35,7 @@ def lock_name(name: str) -> str:
     return f"controller:{name}"
 
 
-def webhook_secret_variable(store: RegistryReads, config: Any) -> str | None:
+def webhook_secret_variable(store: HasRegistry, config: Any) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
     else the one the controller published with its status, else ``None``
     (``KNEO_SERV_WEBHOOK_SECRET`` then). Each replica reads the value from its own
@@ -43,12 +43,12 @@ def webhook_secret_variable(store: RegistryReads, config: Any) -> str | None:
     own = getattr(config, "webhook_secret_env", None)
     if own:
         return str(own)
-    stored = store.get_controller_status(getattr(config, "name", None) or DEFAULT_NAME)
+    stored = store.registry.get_controller_status(getattr(config, "name", None) or DEFAULT_NAME)
     published = stored.details.get("webhook_secret_env")
     return str(published) if published else None
 
 
-def require_configured(store: RegistryReads, config: Any, *, in_process: bool) -> str:
+def require_configured(store: HasRegistry, config: Any, *, in_process: bool) -> str:
     """The controller name requests go to; ``404 controller_not_configured`` when this
     deployment has none (none in this process's configuration, none ever reported)."""
     name = getattr(config, "name", None) or DEFAULT_NAME
@@ -66,7 +66,7 @@ def require_leader(store: ControllerStateReads, config: Any, *, in_process: bool
     """:func:`require_configured`, and ``503 not_ready`` while no controller holds a live
     leader lock (none runs, or a dead leader's lease has not lapsed to a standby yet)."""
     name = require_configured(store, config, in_process=in_process)
-    if store.get_lock(lock_name(name)) is None:
+    if store.locks.get_lock(lock_name(name)) is None:
         raise NotReady(
             f"no controller {name!r} leads right now (none runs, or a standby has not yet "
             "taken over a lapsed lease); retry shortly",
@@ -75,12 +75,12 @@ def require_leader(store: ControllerStateReads, config: Any, *, in_process: bool
     return name
 
 
-def _has_reported(store: RegistryReads, name: str) -> bool:
-    return store.get_controller_status(name).updated_at is not None
+def _has_reported(store: HasRegistry, name: str) -> bool:
+    return store.registry.get_controller_status(name).updated_at is not None
 
 
 def queue_request(
-    store: ControllerRequests,
+    store: HasController,
     name: str,
     kind: str,
     *,
@@ -89,19 +89,19 @@ def queue_request(
     controller: Any = None,
 ) -> ControllerRequest:
     """Queue a reconcile for the leader (and wake a controller in this process at once)."""
-    request = store.queue_controller_request(name, kind, actor=actor, detail=detail)
+    request = store.controller.queue_controller_request(name, kind, actor=actor, detail=detail)
     if controller is not None:
         controller.request_reconcile()
     return request
 
 
-def wait_for(store: ControllerRequests, request_id: int, timeout: float) -> ControllerRequest:
+def wait_for(store: HasController, request_id: int, timeout: float) -> ControllerRequest:
     """The request once a pass has served it, or as it stands after ``timeout`` seconds
     (polled: 20 ms at first, backing off to 200 ms)."""
     deadline = time.monotonic() + timeout
     pause = 0.02
     while True:
-        request = store.get_controller_request(request_id)
+        request = store.controller.get_controller_request(request_id)
         if request.status == "done" or time.monotonic() >= deadline:
             return request
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
@@ -129,10 +129,10 @@ def controller_view(
     from kneo.controller.controller import status_dict
 
     name = getattr(config, "name", None) or DEFAULT_NAME
-    stored = store.get_controller_status(name)
+    stored = store.registry.get_controller_status(name)
     data = status_dict(
         stored,
-        store.get_lock(lock_name(name)),
+        store.locks.get_lock(lock_name(name)),
         controller.source.describe() if controller is not None else None,
         self_owner=getattr(controller, "owner", None),
     )
@@ -142,6 +142,6 @@ def controller_view(
         or bool(getattr(config, "repo", None))
         or stored.updated_at is not None
     )
-    counts = store.controller_request_counts(name)
+    counts = store.controller.controller_request_counts(name)
     data["requests"] = {**counts, "oldest_queued_at": utc_iso(counts["oldest_queued_at"])}
     return data

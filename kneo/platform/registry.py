@@ -23,7 +23,7 @@ from kneo.store import ContinuationRecord
 from kneo.store.records import BundleRevision
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ApprovalReads, RegistryReads
+    from kneo.store.contracts import ApprovalReads, HasRegistry
 
 #: The condition types the controller sets, in the order people read them.
 CONDITION_TYPES = ("Ready", "Verified", "Promoted")
@@ -42,7 +42,7 @@ def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> di
 
 
 def registry_revisions(
-    store: RegistryReads,
+    store: HasRegistry,
     environment: str | None,
     status: str | None,
     *,
@@ -52,7 +52,9 @@ def registry_revisions(
 ) -> dict[str, Any]:
     """One page of bundle revisions of ``environment`` (all when ``None``) with ``status``
     (all when ``None``): ``GET /v1/registry/bundles``, keyset-paged like the other lists."""
-    page = store.list_registry(environment, status=status, limit=limit, cursor=cursor, count=counts)
+    page = store.registry.list_registry(
+        environment, status=status, limit=limit, cursor=cursor, count=counts
+    )
     ready = _ready(store, {r.bundle_name for r in page.items if r.status == "active"})
     items = [
         {**revision_view(r), "ready": ready.get((r.bundle_name, r.environment))}
@@ -70,21 +72,21 @@ def registry_revisions(
     }
 
 
-def _ready(store: RegistryReads, names: set[str]) -> dict[tuple[str, str], str]:
+def _ready(store: HasRegistry, names: set[str]) -> dict[tuple[str, str], str]:
     """The Ready condition's status of these bundles in each environment (one query)."""
     if not names:
         return {}
-    heads = store.list_condition_heads(names=names)
+    heads = store.registry.list_condition_heads(names=names)
     return {(bundle, env): status for bundle, env, kind, status, _, _ in heads if kind == "Ready"}
 
 
 def revision_diff(
-    store: RegistryReads, bundle: str, environment: str, from_revision: int, to_revision: int
+    store: HasRegistry, bundle: str, environment: str, from_revision: int, to_revision: int
 ) -> dict[str, Any]:
     """``kneo registry diff`` and ``GET .../diff``: a unified diff of two revisions' specs,
     and their digest, commit and status where they differ."""
-    old = store.get_revision(bundle, environment, from_revision)
-    new = store.get_revision(bundle, environment, to_revision)
+    old = store.registry.get_revision(bundle, environment, from_revision)
+    new = store.registry.get_revision(bundle, environment, to_revision)
     changed = {
         key: {"from": getattr(old, key), "to": getattr(new, key)}
         for key in ("digest", "commit", "status")
@@ -101,11 +103,11 @@ def revision_diff(
 
 
 def bundle_view(
-    store: RegistryReads, bundle: str, environment: str, *, include_spec: bool = False
+    store: HasRegistry, bundle: str, environment: str, *, include_spec: bool = False
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history, conditions, suspension
     (``GET /v1/registry/bundles/{bundle}/{environment}``)."""
-    revisions = store.list_revisions(bundle, environment)
+    revisions = store.registry.list_revisions(bundle, environment)
     if not revisions:
         raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
     active = next((r for r in revisions if r.status == "active"), None)
@@ -114,13 +116,15 @@ def bundle_view(
         "environment": environment,
         "active": revision_view(active, include_spec=include_spec) if active else None,
         "revisions": [revision_view(r) for r in revisions],
-        "conditions": [_json_times(asdict(c)) for c in store.list_conditions(bundle, environment)],
-        "suspended": store.is_suspended(bundle, environment),
-        "pin": pin_view(store.get_pin(bundle, environment)),
+        "conditions": [
+            _json_times(asdict(c)) for c in store.registry.list_conditions(bundle, environment)
+        ],
+        "suspended": store.registry.is_suspended(bundle, environment),
+        "pin": pin_view(store.registry.get_pin(bundle, environment)),
     }
 
 
-def registry_overview(store: RegistryReads) -> dict[str, Any]:
+def registry_overview(store: HasRegistry) -> dict[str, Any]:
     """Every (bundle, environment) the registry knows, with its active and pending revision
     heads, conditions, suspension and pin, in five queries whatever the registry's size."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -139,26 +143,26 @@ def registry_overview(store: RegistryReads) -> dict[str, Any]:
             },
         )
 
-    for name, env, number, digest, status, commit, _ in store.list_revision_heads():
+    for name, env, number, digest, status, commit, _ in store.registry.list_revision_heads():
         if status in ("active", "pending_approval"):
             key = "active" if status == "active" else "pending"
             cell(name, env)[key] = {"revision": number, "digest": digest, "commit": commit}
         else:
             cell(name, env)
-    for c in store.list_conditions():
+    for c in store.registry.list_conditions():
         cell(c.bundle_name, c.environment)["conditions"][c.type] = {
             "status": c.status,
             "reason": c.reason,
             "message": c.message,
             "last_transition_time": utc_iso(c.last_transition_time),
         }
-    for s in store.list_suspensions():
+    for s in store.registry.list_suspensions():
         cell(s.bundle_name, s.environment)["suspended"] = {
             "reason": s.reason,
             "by": s.suspended_by,
             "since": utc_iso(s.created_at),
         }
-    for p in store.list_pins():
+    for p in store.registry.list_pins():
         cell(p.bundle_name, p.environment)["pin"] = pin_view(p)
     environments = sorted({env for _, env in cells})
     bundles = sorted({name for name, _ in cells})
@@ -227,12 +231,14 @@ def promotion_tally(
 
 
 def promotion_view(
-    store: RegistryReads, task: ContinuationRecord, *, show_personal: bool = False
+    store: HasRegistry, task: ContinuationRecord, *, show_personal: bool = False
 ) -> dict[str, Any]:
     """What a person approving a promotion judges: the revision (digest, commit, signer key
     ids), the spec diff against the active revision, the upstream environment's state and
     the approvals so far."""
-    tally = promotion_tally(store, task, show_personal=True)  # redacted below, for the reader
+    tally = promotion_tally(
+        store.registry, task, show_personal=True
+    )  # redacted below, for the reader
     bundle, env = tally["bundle"], tally["environment"]
     if task.context.get("policy"):  # a policy change (kneo.controller.ratchet): no revision
         ctx = task.context
@@ -241,17 +247,18 @@ def promotion_view(
         return redact_mapping(
             {**view, "spec_diff": "", "upstream_state": None}, show_personal=show_personal
         )
-    revision = store.find_revision(bundle, env, tally["digest"])
-    active = store.get_active(bundle, env)
+    revision = store.registry.find_revision(bundle, env, tally["digest"])
+    active = store.registry.get_active(bundle, env)
     upstream = None
     if tally["upstream"]:
-        up = store.get_active(bundle, tally["upstream"])
+        up = store.registry.get_active(bundle, tally["upstream"])
         upstream = {
             "environment": tally["upstream"],
             "active": revision_view(up) if up else None,
             "same_digest": up is not None and up.digest == tally["digest"],
             "conditions": [
-                _json_times(asdict(c)) for c in store.list_conditions(bundle, tally["upstream"])
+                _json_times(asdict(c))
+                for c in store.registry.list_conditions(bundle, tally["upstream"])
             ],
         }
     view = {

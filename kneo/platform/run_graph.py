@@ -101,7 +101,8 @@ def registry_graph(store: Any, compiler: Any, bundle: str, environment: str) -> 
     """The graph of the revision of ``bundle`` active in ``environment`` (``404`` when none
     is): its signed spec compiled as a run of it would be (every node ``pending``)."""
     active = next(
-        (r for r in store.list_revisions(bundle, environment) if r.status == "active"), None
+        (r for r in store.registry.list_revisions(bundle, environment) if r.status == "active"),
+        None,
     )
     if active is None:
         raise NotFound(

@@ -188,7 +188,7 @@ class Runs:
         """Execute a queued run in this process (what a worker calls), admitted again first.
         ``run``: its record as the caller just read it, so it is not read again (the start is
         a compare-and-set on its version either way)."""
-        run = run if run is not None and run.run_id == run_id else self.store.get_run(run_id)
+        run = run if run is not None and run.run_id == run_id else self.store.runs.get_run(run_id)
         status = (
             transition(run.status, RunStatus.RUNNING, action="execute the run")
             if run.status == RunStatus.QUEUED
@@ -226,7 +226,7 @@ class Runs:
         admission gate decides as for a start (:meth:`RunAdmission.admit_replay`)."""
         if reuse not in ("questions", "all"):
             raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
-        source = self.store.get_run(run_id)
+        source = self.store.runs.get_run(run_id)
         pinned = self.admission.admit_replay(source)
         decisions = {
             k: v
@@ -256,7 +256,7 @@ class Runs:
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult:
         """Cancel a queued, running or paused run now. A step in flight finishes, but its
         result is never committed: the run's version moved on, so its write is refused."""
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get_run(run_id)
         status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
         with self.store.transaction() as tx:
             updated = end_run(tx, run, status, paused_continuation(run), cancel_requested=True)
@@ -286,7 +286,7 @@ class Runs:
         the run as queued (``handed_off``). A run already queued that way is left as it is.
         What a worker calls (``hand_off=False``) on a run handed to it takes the run over
         (:meth:`_take_over`)."""
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get_run(run_id)
         if run.status == RunStatus.PAUSED:
             raise IllegalTransition(
                 f"run {run_id} is paused: resume its continuation instead",
@@ -347,13 +347,13 @@ class Runs:
     def _check_not_held(self, run_id: str) -> None:
         """``resource_locked`` while a live process executes the run; a lease left by a
         process that is gone (on this host) is released."""
-        holder = self.store.run_lease(run_id)
+        holder = self.store.queue.run_lease(run_id)
         if holder is not None and holder.owner != self.driver.owner:
             if owner_alive(holder.owner):
                 raise ResourceLocked(
                     f"run {run_id} is still executing ({holder.owner})", lock=f"run:{run_id}"
                 )
-            self.store.release_run_lease(run_id, holder.owner)  # its process is gone
+            self.store.queue.release_run_lease(run_id, holder.owner)  # its process is gone
 
     def _take_over(self, run: RunRecord, marker: Mapping[str, Any], actor: str | None) -> RunResult:
         """Drive a run a decision or continue handed to the workers: one compare-and-set

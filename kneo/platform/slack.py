@@ -228,7 +228,7 @@ class _Poster:
             client, receiver, store, key, now
         )  # fmt: skip
         self.messages: list[dict[str, Any]] = list(
-            (store.get_metadata(key) or {}).get("messages", [])
+            (store.metadata.get_metadata(key) or {}).get("messages", [])
         )
 
     def _save(self) -> None:
@@ -341,7 +341,7 @@ def _update_decided(
     who = f"<@{person.slack}>" if person is not None and person.slack else body.get("actor")
     when = utc_iso(event.created_at)
     text = f"*{data.get('decision') or 'decided'}* by {who or 'someone'} at {when}"
-    messages = (store.get_metadata(_key(receiver, cont)) or {}).get("messages", [])
+    messages = (store.metadata.get_metadata(_key(receiver, cont)) or {}).get("messages", [])
     for message in messages:
         if message.get("request_id") != data.get("request_id") or not message.get("ts"):
             continue  # another request's, or never known to be posted

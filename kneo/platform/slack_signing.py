@@ -37,7 +37,7 @@ class SlackSignatureInvalid(Unauthorized):
 
 
 class Replays(Protocol):
-    """The callbacks already accepted (:meth:`kneo.store.Store.first_callback`)."""
+    """The callbacks already accepted (``store.idempotency.first_callback``)."""
 
     def first_callback(self, key: str, expires_at: datetime) -> bool: ...
 

@@ -137,7 +137,7 @@ class Sweeps:
         due: list[str] = []
         cursor = None
         while True:  # collect first: acting changes the pages
-            page = store.list_continuations(
+            page = store.tasks.list_continuations(
                 status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
             )
             due += [c.continuation_id for c in page.items]
@@ -155,8 +155,8 @@ class Sweeps:
     def _expire_one(self, cid: str, now: datetime) -> int:
         store = self.store
         try:
-            cont = store.get_continuation(cid)
-            run = store.get_run(cont.run_id) if cont.run_id else None
+            cont = store.tasks.get_continuation(cid)
+            run = store.runs.get_run(cont.run_id) if cont.run_id else None
         except NotFound:
             return 0
         if run is None or run.status != RunStatus.PAUSED:
@@ -359,7 +359,7 @@ class Sweeps:
         cursor: str | None = None
         live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
         while True:  # keyset pages: each costs the same however many live runs there are
-            page = store.list_runs(
+            page = store.runs.list_runs(
                 status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
             )
             due += [
@@ -376,7 +376,7 @@ class Sweeps:
     def _time_out(self, run_id: str, now: datetime) -> int:
         store = self.store
         try:
-            run = store.get_run(run_id)
+            run = store.runs.get_run(run_id)
             status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
         except (NotFound, IllegalTransition):
             return 0
@@ -426,11 +426,11 @@ class Sweeps:
         the run held or finished)."""
         store = self.store
         lease = self.driver.lease_seconds
-        if not store.acquire_lock(_RECOVERY_LOCK, self.driver.owner, lease):
+        if not store.locks.acquire_lock(_RECOVERY_LOCK, self.driver.owner, lease):
             return 0
         count = 0
         try:
-            for run_id in store.stranded_runs(lease):
+            for run_id in store.queue.stranded_runs(lease):
                 try:
                     with store.transaction() as tx:
                         tx.enqueue(run_id)
@@ -449,7 +449,7 @@ class Sweeps:
                 log.warning("run %s had no live owner: queued to continue", run_id)
                 count += 1
         finally:
-            store.release_lock(_RECOVERY_LOCK, self.driver.owner)
+            store.locks.release_lock(_RECOVERY_LOCK, self.driver.owner)
         return count
 
 
@@ -492,7 +492,7 @@ class Sweeper:
         the delete is idempotent, and by index)."""
         store = self.sweeps.store
         window = RetentionDays(queue_days=self.queue_days)
-        return int(store.prune_retention(window, store.clock.now()).get("queue", 0))
+        return int(store.maintenance.prune_retention(window, store.clock.now()).get("queue", 0))
 
     def start(self) -> Sweeper:
         if not self._tasks:

@@ -35,7 +35,7 @@ from kneo.store.inbox import has_body, task_requests
 from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import RunAndTaskReads, RunReads
+    from kneo.store.contracts import HasRuns, RunAndTaskReads
 
 
 def pending_entry(request: HumanRequest) -> dict[str, Any]:
@@ -85,17 +85,17 @@ def next_expiry(
     return datetime.fromisoformat(min(left).replace("Z", "+00:00")) if left else None
 
 
-def run_state(store: RunReads, run_id: str | None) -> Mapping[str, Any] | None:
+def run_state(store: HasRuns, run_id: str | None) -> Mapping[str, Any] | None:
     if run_id is None:
         return None
     try:
-        return store.get_run(run_id).state
+        return store.runs.get_run(run_id).state
     except NotFound:
         return None
 
 
 def with_bodies(
-    store: RunReads, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
+    store: HasRuns, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
 ) -> ContinuationRecord:
     """``cont`` with full request dicts, for views and sweeps (reads the run only when an
     entry has no body of its own and ``state``, the run's, is not given)."""
@@ -105,7 +105,7 @@ def with_bodies(
 
 
 def with_bodies_many(
-    store: RunReads,
+    store: HasRuns,
     conts: Sequence[ContinuationRecord],
     states: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[ContinuationRecord]:
@@ -117,7 +117,7 @@ def with_bodies_many(
             for c in conts
             if c.run_id is not None and not all(has_body(r) for r in c.requests)
         ]
-        states = store.run_states(needed)
+        states = store.runs.run_states(needed)
     return [
         dataclasses.replace(
             c, requests=task_requests(c.requests, states.get(c.run_id) if c.run_id else None)
@@ -141,7 +141,7 @@ def paused_requests(
     cid = str(payload.get("continuation_id") or "")
     if cid not in cache:  # one read per pause, whatever the stream holds after it
         try:
-            entries = store.get_continuation(cid).requests if cid else []
+            entries = store.tasks.get_continuation(cid).requests if cid else []
         except NotFound:
             entries = []
         cache[cid] = ({r.get("request_id"): r for r in entries}, run_state(store, run_id))

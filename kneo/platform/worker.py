@@ -61,9 +61,9 @@ from kneo.settings import Settings
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import RunReads, Transactional, WorkflowTransaction
+    from kneo.store.contracts import HasRuns, Transactional, WorkflowTransaction
 
-    class RunFailures(RunReads, Transactional[WorkflowTransaction], Protocol):
+    class RunFailures(HasRuns, Transactional[WorkflowTransaction], Protocol):
         """What failing a run reads and writes: the run, then its outcome in one unit."""
 
 
@@ -206,8 +206,8 @@ class Worker:
         handed: list[str] = []
         for record in records:
             with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
-                self.store.release(record.queue_id, self.owner)
-                self.store.release_run_lease(record.run_id, self.manager.owner)
+                self.store.queue.release(record.queue_id, self.owner)
+                self.store.queue.release_run_lease(record.run_id, self.manager.owner)
             handed.append(record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
@@ -222,7 +222,7 @@ class Worker:
         lease taken."""
         renewed = 0
         for queue_id in queue_ids:
-            if self.store.renew_lease(queue_id, self.owner, self.lease_seconds):
+            if self.store.queue.renew_lease(queue_id, self.owner, self.lease_seconds):
                 renewed += 1
             else:
                 log.warning("lease on queue record %s lost", queue_id)
@@ -234,7 +234,7 @@ class Worker:
         """Claim and process one due record; ``False`` when nothing was due."""
         if self._stop.is_set():
             return False
-        record = self.store.claim(self.owner, self.lease_seconds)
+        record = self.store.queue.claim(self.owner, self.lease_seconds)
         if record is None:
             return False
         self._process(record)
@@ -244,9 +244,9 @@ class Worker:
 
     def _process(self, record: QueueRecord) -> None:
         try:
-            run = self.store.get_run(record.run_id)
+            run = self.store.runs.get_run(record.run_id)
         except NotFound:
-            self.store.fail(
+            self.store.queue.fail(
                 record.queue_id,
                 self.owner,
                 {"type": "not_found", "message": f"run {record.run_id} is gone"},
@@ -255,11 +255,11 @@ class Worker:
         if run.status in TERMINAL_RUN_STATUSES or run.status in ("paused", "blocked"):
             # Cancelled while queued, or already executed by a worker that lost its lease
             # after finishing: nothing to do but settle the record.
-            self.store.complete(record.queue_id, self.owner)
+            self.store.queue.complete(record.queue_id, self.owner)
             return
         if run.cancel_requested:
             self._cancel(run.run_id)
-            self.store.complete(record.queue_id, self.owner)
+            self.store.queue.complete(record.queue_id, self.owner)
             return
         if record.attempts > self.max_attempts:
             self._give_up(
@@ -307,7 +307,7 @@ class Worker:
                 record.run_id,
                 exc.code,
             )
-            self.store.release(record.queue_id, self.owner)
+            self.store.queue.release(record.queue_id, self.owner)
         except KneoError as exc:
             if not exc.retryable:
                 # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
@@ -329,7 +329,7 @@ class Worker:
                 self.max_attempts,
             )
             with contextlib.suppress(KneoError):
-                self.store.release(record.queue_id, self.owner, delay_seconds=delay)
+                self.store.queue.release(record.queue_id, self.owner, delay_seconds=delay)
         except Exception as exc:
             log.exception(
                 "worker %s: run %s crashed (attempt %s)", self.owner, record.run_id, record.attempts
@@ -341,7 +341,7 @@ class Worker:
             self._settle(record)
 
     def _recheck_later(self, record: QueueRecord) -> None:
-        holder = self.store.run_lease(record.run_id)
+        holder = self.store.queue.run_lease(record.run_id)
         with self.store.transaction() as tx:
             floor = tx.now + timedelta(seconds=self.poll_seconds)
             at = max(holder.expires_at, floor) if holder is not None else floor
@@ -356,7 +356,7 @@ class Worker:
         self._settle(record)
 
     def _settle(self, record: QueueRecord) -> None:
-        if not self.store.complete(record.queue_id, self.owner):
+        if not self.store.queue.complete(record.queue_id, self.owner):
             log.warning(
                 "worker %s: lease on queue record %s was lost before completion",
                 self.owner,
@@ -384,7 +384,7 @@ class Worker:
             fail_run(self.store, record.run_id, error, actor=self.owner)
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
-        self.store.fail(record.queue_id, self.owner, error)
+        self.store.queue.fail(record.queue_id, self.owner, error)
         log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
 
 
@@ -398,7 +398,7 @@ def fail_run(
     ``illegal_transition``), error, trace event, checkpoint and audit event together. The
     run's state is kept, so ``continue_run`` can still pick it up from its last boundary.
     """
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     status = transition(run.status, RunStatus.FAILED, action="fail the run")
     with store.transaction() as tx:
         updated = tx.update_run(

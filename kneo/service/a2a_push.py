@@ -46,7 +46,7 @@ from kneo.redaction import redact_mapping
 from kneo.service.a2a_bridge import ApiCalls
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
-from kneo.store import A2aPushConfigs, AuditTransaction, Transactional
+from kneo.store import AuditTransaction, HasA2aPush, Transactional
 from kneo.store.a2a_push import PushConfig
 
 log = get_logger("kneo_serv.a2a")
@@ -66,7 +66,7 @@ _VISIBLE = re.compile(r"^[\x21-\x7e]+$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 
 
-class PushStore(A2aPushConfigs, Transactional[AuditTransaction], Protocol):
+class PushStore(HasA2aPush, Transactional[AuditTransaction], Protocol):
     """What the config methods write: the configs, and the audit of each change."""
 
 
@@ -204,7 +204,7 @@ class PushConfigs:
         store = self._store()
         try:
             config = await asyncio.to_thread(
-                store.put_push_config,
+                store.a2a_push.put_push_config,
                 push_id=push_id,
                 run_id=params.task_id,
                 config_id=params.id or params.task_id,  # the a2a-sdk's default id
@@ -231,7 +231,9 @@ class PushConfigs:
 
     async def _mine(self, context: ServerCallContext, task_id: str) -> tuple[Principal, list[Any]]:
         principal = await self._task(context, task_id)
-        found = await asyncio.to_thread(self._store().push_configs, task_id, principal.name)
+        found = await asyncio.to_thread(
+            self._store().a2a_push.push_configs, task_id, principal.name
+        )
         return principal, found
 
     async def get(
@@ -253,7 +255,7 @@ class PushConfigs:
         principal = await self._task(context, task_id)
         store = self._store()
         deleted = await asyncio.to_thread(
-            store.delete_push_config, task_id, principal.name, config_id
+            store.a2a_push.delete_push_config, task_id, principal.name, config_id
         )
         if not deleted:
             raise TaskNotFoundError(f"task {task_id} has no push config {config_id!r} of yours")
@@ -300,7 +302,7 @@ class PushSweep:
             return 0
         store = manager.store
         written = 0
-        for due in store.due_pushes():
+        for due in store.a2a_push.due_pushes():
             made = self.body(manager, due.config)
             if made is None:
                 continue
@@ -314,7 +316,9 @@ class PushSweep:
                 "body": body,
             }
             done = state in FINAL_STATES
-            written += store.record_push(due.config, status=status, done=done, payload=payload)
+            written += store.a2a_push.record_push(
+                due.config, status=status, done=done, payload=payload
+            )
         return written
 
     @contextmanager

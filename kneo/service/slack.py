@@ -137,7 +137,9 @@ async def interactions(request: Request, receiver: str) -> JSONResponse:
 
     secret, now = found.signing_secret, time.time()
     # before anything is read from the body; the replay check is the store's (a thread)
-    await run_in_threadpool(verify, secret, headers, body, now, manager.store, scope=receiver)
+    await run_in_threadpool(
+        verify, secret, headers, body, now, manager.store.idempotency, scope=receiver
+    )
     payload = _payload(body)
     answer = await run_in_threadpool(handle, request, app, found, payload)
     return JSONResponse(answer)

@@ -3,8 +3,8 @@ migration 0025), and the outbox rows their pushes are.
 
 A config belongs to its owner (the caller who set it): reads and deletes name the owner,
 so another caller finds nothing. The push sweep (:mod:`kneo.service.a2a_push`) reads the
-configs whose run changed status since their last push (:meth:`A2aPushMixin.due_pushes`)
-and records each push (:meth:`A2aPushMixin.record_push`): a compare-and-set on the config's
+configs whose run changed status since their last push (:meth:`A2aPushFacet.due_pushes`)
+and records each push (:meth:`A2aPushFacet.record_push`): a compare-and-set on the config's
 ``pushed_seq``, the ``a2a.task_status`` event and its one delivery row (receiver ``a2a``,
 ordered per config), in one transaction. Two sweeps that see the same change write it
 once: the second's compare-and-set finds the sequence moved.
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from kneo.errors import InvalidRequest
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
 from kneo.store.rows import from_row
 
 #: The outbox receiver of push deliveries (``kneo.platform.a2a_push.RECEIVER``).
@@ -61,7 +61,7 @@ def _config(row: Any) -> PushConfig:
     return from_row(PushConfig, row)
 
 
-class A2aPushMixin(StoreBase):
+class A2aPushFacet(Facet):
     """Push configs and their pushes; every method commits on its own."""
 
     def put_push_config(
@@ -233,4 +233,4 @@ class A2aPushMixin(StoreBase):
         return True
 
 
-__all__ = ["PUSH_EVENT", "PUSH_RECEIVER", "A2aPushMixin", "DuePush", "PushConfig"]
+__all__ = ["PUSH_EVENT", "PUSH_RECEIVER", "A2aPushFacet", "DuePush", "PushConfig"]

@@ -1,6 +1,7 @@
 """The Store: one persistence interface for SQLite and PostgreSQL.
 
-Reads are methods on :class:`Store`. Writes go through a unit of work so that everything a
+Reads are methods of the Store's facets, one per concern (``store.runs.get_run(...)``,
+``store.registry.list_revisions(...)``: :mod:`kneo.store.contracts`). Writes go through a unit of work so that everything a
 step boundary changes commits together or not at all::
 
     with store.transaction() as tx:
@@ -17,7 +18,7 @@ Coordination primitives that must commit on their own (queue claims and leases, 
 idempotency keys) live in :mod:`kneo.store.coordination`; the inbox's reads in
 :mod:`kneo.store.continuation_reads`; the GitOps registry in :mod:`kneo.store.registry`;
 retention and backup in :mod:`kneo.store.maintenance`. Everything is reached through this one
-``Store`` object.
+``Store`` object: its lifecycle and transactions on it, each concern as its facet attribute.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
 from kneo.store import chains, rows, transaction
 from kneo.store import tables as t
-from kneo.store.a2a_push import A2aPushMixin
+from kneo.store.a2a_push import A2aPushFacet
 from kneo.store.base import (
+    Facet,
     StoreBase,
     check_order,
     check_page,
@@ -50,15 +52,14 @@ from kneo.store.base import (
     ordered,
     page_walk,
 )
-from kneo.store.continuation_reads import ContinuationReadsMixin
-from kneo.store.controller_requests import ControllerRequestsMixin
-from kneo.store.coordination import CoordinationMixin
+from kneo.store.continuation_reads import TasksFacet
+from kneo.store.controller_requests import ControllerFacet
+from kneo.store.coordination import IdempotencyFacet, LocksFacet, QueueFacet
 from kneo.store.dialects import StoreDialect
 from kneo.store.executor import HeldConnection
-from kneo.store.gauges import GaugeReadsMixin
-from kneo.store.maintenance import MaintenanceMixin
+from kneo.store.maintenance import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
-from kneo.store.notifications import NotificationsMixin
+from kneo.store.notifications import NotificationsFacet
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -66,9 +67,9 @@ from kneo.store.records import (
     RunRecord,
     TraceEvent,
 )
-from kneo.store.registry import RegistryReadsMixin
+from kneo.store.registry import RegistryFacet
 from kneo.store.run_filters import RunFilter, run_where, searched, whole_rows
-from kneo.store.sessions import SessionsMixin
+from kneo.store.sessions import SessionsFacet
 from kneo.store.transaction import Transaction as Transaction
 
 if TYPE_CHECKING:
@@ -139,94 +140,8 @@ def _runs_by_update(
     return found, total, capped, next_cursor
 
 
-class Store(
-    ContinuationReadsMixin,
-    CoordinationMixin,
-    ControllerRequestsMixin,
-    RegistryReadsMixin,
-    MaintenanceMixin,
-    GaugeReadsMixin,
-    NotificationsMixin,
-    A2aPushMixin,
-    SessionsMixin,
-    StoreBase,
-):
-    """The persistence interface. Build it with :func:`kneo.store.open_store`.
-
-    Thread-safe: every call checks a connection out of the engine's pool. Timestamps come
-    from the injected clock; JSON payloads are stored as compact text.
-    """
-
-    def __init__(
-        self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
-    ) -> None:
-        self.engine = engine
-        self.dialect = dialect
-        self.settings = settings
-        self.clock = clock
-        #: ``specs`` digests committed through this store (see :meth:`hold_specs`)
-        self.specs_held: set[str] = set()
-        self._snapshots = threading.local()  # see :meth:`metadata_snapshot`
-
-    @property
-    def backend(self) -> str:
-        """``sqlite`` or ``postgresql``."""
-        return self.dialect.name
-
-    def close(self) -> None:
-        """Release pooled connections (and SQLite's writer connection)."""
-        self.dialect.dispose(self.engine)
-        self.engine.dispose()
-
-    def start_background_work(self, interval: float | None = None) -> PeriodicTask | None:
-        """Start the database's housekeeping thread for a long-running process (SQLite: WAL
-        checkpoints off the request path); ``None`` where there is none. Call ``stop()``."""
-        return self.dialect.start_background_work(self.engine, interval)
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def hold_specs(self, digests: Sequence[str]) -> None:
-        """Remember ``specs`` rows a transaction committed, so later runs of the same spec skip
-        the INSERT. Correct across processes because ``specs`` rows are content-addressed and
-        never deleted (retention prunes runs, not specs); bounded, a full set starts over."""
-        if digests:
-            if len(self.specs_held) >= 4096:
-                self.specs_held.clear()
-            self.specs_held.update(digests)
-
-    # -- plumbing ---------------------------------------------------------------------
-    def transaction(
-        self, held: HeldConnection | None = None
-    ) -> contextlib.AbstractContextManager[Transaction]:
-        """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
-        normal exit, rolls back on any exception. ``held``: the connection a run keeps
-        between its consecutive transactions (:meth:`hold_connection`)."""
-        return transaction.TransactionScope(self, held)
-
-    def hold_connection(self) -> HeldConnection:
-        """A connection one run keeps between its back-to-back write transactions (its step
-        boundaries: :class:`~kneo.store.executor.HeldConnection`); close it when done."""
-        return HeldConnection(self.engine)
-
-    def schema_revision(self) -> str | None:
-        """The migration revision recorded in the database (``None`` when empty)."""
-        with self._read() as conn:
-            return current_revision(conn)
-
-    def upgrade_schema(self, progress: MigrationProgress | None = None) -> str | None:
-        """Apply pending migrations under the cross-process lock; returns the new revision.
-        ``progress(revision)`` is told after each script has run."""
-        with self._db_errors():
-            return upgrade(self.engine, self.dialect, progress=progress)
-
-    def ping(self) -> None:
-        """Readiness: one round trip; ``NotReady`` when the database cannot be reached."""
-        with self._read() as conn:
-            conn.execute(sa.text("SELECT 1"))
+class RunsFacet(Facet):
+    """Runs, their checkpoints and their trace (``store.runs``: :class:`~kneo.store.contracts.RunReads`)."""
 
     # -- runs -------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
@@ -383,7 +298,11 @@ class Store(
             items = [rows.trace(r) for r in result]
         return Page(items, total, limit, offset, "sequence", order)
 
-    # -- audit and metadata ------------------------------------------------------------
+
+class AuditFacet(Facet):
+    """The audit log (``store.audit``: :class:`~kneo.store.contracts.AuditLog`)."""
+
+    # -- audit ---------------------------------------------------------------------
     def list_audit(
         self,
         *,
@@ -429,6 +348,14 @@ class Store(
             raise not_found_error("audit event", event_id)
         return rows.audit(row)
 
+
+class MetadataFacet(Facet):
+    """Project metadata (``store.metadata``: :class:`~kneo.store.contracts.ProjectMetadata`)."""
+
+    def __init__(self, store: StoreBase) -> None:
+        super().__init__(store)
+        self._snapshots = threading.local()  # see :meth:`metadata_snapshot`
+
     def get_metadata(self, key: str, default: Any = None) -> Any:
         """One project metadata value, or ``default`` when unset."""
         snapshot: dict[str, Any] | None = getattr(self._snapshots, "values", None)
@@ -469,3 +396,113 @@ class Store(
             stmt = stmt.where(m.key.startswith(prefix, autoescape=True))
         with self._read() as conn:
             return {k: v for k, v in conn.execute(stmt)}
+
+
+class Store(StoreBase):
+    """The persistence interface. Build it with :func:`kneo.store.open_store`.
+
+    The Store itself is its lifecycle (transactions, schema, connections, close); each
+    concern is a facet attribute whose methods are one protocol of
+    :mod:`kneo.store.contracts` (``store.runs.get_run(...)``,
+    ``store.registry.list_revisions(...)``), all on this store's engine and clock.
+
+    Thread-safe: every call checks a connection out of the engine's pool. Timestamps come
+    from the injected clock; JSON payloads are stored as compact text.
+    """
+
+    runs: RunsFacet
+    tasks: TasksFacet
+    audit: AuditFacet
+    metadata: MetadataFacet
+    queue: QueueFacet
+    locks: LocksFacet
+    idempotency: IdempotencyFacet
+    registry: RegistryFacet
+    controller: ControllerFacet
+    notifications: NotificationsFacet
+    a2a_push: A2aPushFacet
+    sessions: SessionsFacet
+    maintenance: MaintenanceFacet
+
+    def __init__(
+        self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.settings = settings
+        self.clock = clock
+        #: ``specs`` digests committed through this store (see :meth:`hold_specs`)
+        self.specs_held: set[str] = set()
+        self.runs = RunsFacet(self)
+        self.tasks = TasksFacet(self)
+        self.audit = AuditFacet(self)
+        self.metadata = MetadataFacet(self)
+        self.queue = QueueFacet(self)
+        self.locks = LocksFacet(self)
+        self.idempotency = IdempotencyFacet(self)
+        self.registry = RegistryFacet(self)
+        self.controller = ControllerFacet(self)
+        self.notifications = NotificationsFacet(self)
+        self.a2a_push = A2aPushFacet(self)
+        self.sessions = SessionsFacet(self)
+        self.maintenance = MaintenanceFacet(self)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.dialect.name
+
+    def close(self) -> None:
+        """Release pooled connections (and SQLite's writer connection)."""
+        self.dialect.dispose(self.engine)
+        self.engine.dispose()
+
+    def start_background_work(self, interval: float | None = None) -> PeriodicTask | None:
+        """Start the database's housekeeping thread for a long-running process (SQLite: WAL
+        checkpoints off the request path); ``None`` where there is none. Call ``stop()``."""
+        return self.dialect.start_background_work(self.engine, interval)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def hold_specs(self, digests: Sequence[str]) -> None:
+        """Remember ``specs`` rows a transaction committed, so later runs of the same spec skip
+        the INSERT. Correct across processes because ``specs`` rows are content-addressed and
+        never deleted (retention prunes runs, not specs); bounded, a full set starts over."""
+        if digests:
+            if len(self.specs_held) >= 4096:
+                self.specs_held.clear()
+            self.specs_held.update(digests)
+
+    # -- plumbing ---------------------------------------------------------------------
+    def transaction(
+        self, held: HeldConnection | None = None
+    ) -> contextlib.AbstractContextManager[Transaction]:
+        """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
+        normal exit, rolls back on any exception. ``held``: the connection a run keeps
+        between its consecutive transactions (:meth:`hold_connection`)."""
+        return transaction.TransactionScope(self, held)
+
+    def hold_connection(self) -> HeldConnection:
+        """A connection one run keeps between its back-to-back write transactions (its step
+        boundaries: :class:`~kneo.store.executor.HeldConnection`); close it when done."""
+        return HeldConnection(self.engine)
+
+    def schema_revision(self) -> str | None:
+        """The migration revision recorded in the database (``None`` when empty)."""
+        with self._read() as conn:
+            return current_revision(conn)
+
+    def upgrade_schema(self, progress: MigrationProgress | None = None) -> str | None:
+        """Apply pending migrations under the cross-process lock; returns the new revision.
+        ``progress(revision)`` is told after each script has run."""
+        with self._db_errors():
+            return upgrade(self.engine, self.dialect, progress=progress)
+
+    def ping(self) -> None:
+        """Readiness: one round trip; ``NotReady`` when the database cannot be reached."""
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))

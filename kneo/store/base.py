@@ -1,8 +1,9 @@
 """What every part of the Store shares: the engine, the dialect, time, and error translation.
 
-The store is assembled from a few mixins (runs and continuations in ``api``, queue/locks/
-idempotency in ``coordination``, the registry, maintenance); they all build on this base so
-each module stays small and none imports another's internals.
+The store's concerns are facets (:class:`Facet`: runs in ``api``, the inbox in
+``continuation_reads``, queue/locks/idempotency in ``coordination``, the registry,
+maintenance, ...); they all build on this base so each module stays small and none imports
+another's internals.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.dialects import StoreDialect
 from kneo.store.errors import db_errors
-from kneo.store.executor import HeldConnection
 from kneo.store.pg_hooks import PLAN_PER_CALL
 from kneo.store.tables import UTCDateTime, epoch_micros
 
 if TYPE_CHECKING:
-    from kneo.store.transaction_contracts import StoreTransaction
+    pass
 
 
 class StoreHandle(Protocol):
@@ -51,11 +51,6 @@ class StoreBase:
     dialect: StoreDialect
     settings: Settings
     clock: Clock
-
-    def transaction(
-        self, held: HeldConnection | None = None
-    ) -> contextlib.AbstractContextManager[StoreTransaction]:
-        raise NotImplementedError
 
     @contextlib.contextmanager
     def _read(self, *, snapshot: bool = True) -> Iterator[Connection]:
@@ -96,6 +91,19 @@ class StoreBase:
     def _db_errors() -> contextlib.AbstractContextManager[None]:
         """Translate driver failures at the boundary; Kneo errors pass through untouched."""
         return db_errors()
+
+
+class Facet(StoreBase):
+    """One concern of the store (``store.runs``, ``store.registry``, ...): its reads, or the
+    primitives that commit on their own, on the store's own engine, dialect, settings and
+    clock. A facet's public methods are exactly one protocol of :mod:`kneo.store.contracts`,
+    so a caller names the concern it uses and the Store keeps only its lifecycle."""
+
+    def __init__(self, store: StoreBase) -> None:
+        self.engine = store.engine
+        self.dialect = store.dialect
+        self.settings = store.settings
+        self.clock = store.clock
 
 
 SortOrder = Literal["asc", "desc"]

@@ -20,8 +20,8 @@ from kneo.errors import InvalidRequest
 from kneo.store import rows
 from kneo.store import tables as t
 from kneo.store.base import (
+    Facet,
     SortOrder,
-    StoreBase,
     check_page,
     count_reach,
     count_rows,
@@ -131,7 +131,7 @@ def _check_sort(sort: str) -> None:
         )
 
 
-class ContinuationReadsMixin(StoreBase):
+class TasksFacet(Facet):
     """The inbox's reads on the Store."""
 
     def get_continuation(self, continuation_id: str) -> ContinuationRecord:

@@ -1,7 +1,9 @@
 """The store's contract: what callers may rely on, one :class:`~typing.Protocol` per concern.
 
-:class:`~kneo.store.api.Store` is one class over SQLite and PostgreSQL with many methods; a
-caller depends on the few concerns it uses (the controller on registry reads and registry
+:class:`~kneo.store.api.Store` is one class over SQLite and PostgreSQL; its lifecycle is its
+own (:class:`StoreLifecycle`) and each concern is a facet attribute (``store.runs``,
+``store.registry``, ...) whose class implements one protocol here, named by a ``Has*``
+protocol for a store holding it. A caller depends on the few concerns it uses (the controller on registry reads and registry
 writes, a lease keeper on run leases, ...), named here, so what it touches is visible to
 mypy and a second implementation (or a narrower fake) knows what to provide. Store-side
 protocols are reads and the coordination primitives that must commit on their own (claims,
@@ -11,7 +13,7 @@ work, reached through :class:`Transactional`'s ``transaction()``. A write is the
 transaction's only: the Store has no one-transaction shorthand of it, so there is one way to
 write and its signature is written once.
 
-:func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store`` or
+:func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store``, a facet or
 ``Transaction`` stops satisfying a protocol; ``tests/store/test_contract_coverage.py`` fails
 when a public store method has no protocol, ``tests/store/test_store_surface.py`` when a
 transaction's write is on the Store again.
@@ -207,8 +209,19 @@ class ProjectMetadata(Protocol):
     def list_metadata(self, prefix: str = "") -> dict[str, Any]: ...
 
 
-class RunQueue(Protocol):
-    """The run queue: at-least-once delivery to workers through leases that expire, so a run
+class RunLeases(Protocol):
+    """Per-run leases: which process is executing a run, so a run whose process stopped
+    renewing is found (``stranded_runs``) and taken over."""
+
+    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
+    def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int: ...
+    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]: ...
+    def release_run_lease(self, run_id: str, owner: str) -> bool: ...
+    def run_lease(self, run_id: str) -> RunLease | None: ...
+
+
+class RunQueue(RunLeases, Protocol):
+    """The run queue and the per-run leases: at-least-once delivery to workers through leases that expire, so a run
     whose worker died is claimed again. A run is queued in a transaction, with the change
     that queues it (:class:`RunTransaction`'s ``enqueue``)."""
 
@@ -233,33 +246,23 @@ class NamedLocks(Protocol):
     def lock(self, name: str, owner: str, ttl_seconds: float) -> AbstractContextManager[None]: ...
 
 
-class RunLeases(Protocol):
-    """Per-run leases: which process is executing a run, so a run whose process stopped
-    renewing is found (``stranded_runs``) and taken over."""
+class CallbackReplays(Protocol):
+    """Signed callbacks already accepted (a Slack click), so a replay is refused by every
+    process sharing the database, until the callback's window has passed."""
 
-    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
-    def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int: ...
-    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]: ...
-    def release_run_lease(self, run_id: str, owner: str) -> bool: ...
-    def run_lease(self, run_id: str) -> RunLease | None: ...
+    def first_callback(self, key: str, expires_at: datetime) -> bool: ...
 
 
-class IdempotencyKeys(Protocol):
+class IdempotencyKeys(CallbackReplays, Protocol):
     """Idempotency keys for the service's POSTs: the first request with a key runs, a repeat
-    with the same body gets the first's response, a different body a conflict."""
+    with the same body gets the first's response, a different body a conflict; and the
+    signed callbacks already accepted."""
 
     def begin_idempotent(
         self, scope: str, key: str, request_hash: str, *, stale_after_seconds: float = 300.0
     ) -> IdempotencyOutcome: ...
     def finish_idempotent(self, scope: str, key: str, status_code: int, response: Any) -> None: ...
     def release_idempotent(self, scope: str, key: str) -> None: ...
-
-
-class CallbackReplays(Protocol):
-    """Signed callbacks already accepted (a Slack click), so a replay is refused by every
-    process sharing the database, until the callback's window has passed."""
-
-    def first_callback(self, key: str, expires_at: datetime) -> bool: ...
 
 
 class RegistryReads(ApprovalReads, Protocol):
@@ -443,26 +446,120 @@ class Maintenance(Protocol):
     def gauges(self, now: datetime | None = None) -> Gauges: ...
 
 
-class MetadataStore(ProjectMetadata, Transactional[AuditTransaction], Protocol):
+# -- the store as callers hold it: its facets, one attribute per concern -------------------
+
+
+class HasRuns(Protocol):
+    """``store.runs``: :class:`RunReads`."""
+
+    @property
+    def runs(self) -> RunReads: ...
+
+
+class HasTasks(Protocol):
+    """``store.tasks``: :class:`HumanTaskReads`."""
+
+    @property
+    def tasks(self) -> HumanTaskReads: ...
+
+
+class HasAudit(Protocol):
+    """``store.audit``: :class:`AuditLog`."""
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+
+class HasMetadata(Protocol):
+    """``store.metadata``: :class:`ProjectMetadata`."""
+
+    @property
+    def metadata(self) -> ProjectMetadata: ...
+
+
+class HasQueue(Protocol):
+    """``store.queue``: :class:`RunQueue`."""
+
+    @property
+    def queue(self) -> RunQueue: ...
+
+
+class HasLocks(Protocol):
+    """``store.locks``: :class:`NamedLocks`."""
+
+    @property
+    def locks(self) -> NamedLocks: ...
+
+
+class HasIdempotency(Protocol):
+    """``store.idempotency``: :class:`IdempotencyKeys`."""
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+
+
+class HasRegistry(Protocol):
+    """``store.registry``: :class:`RegistryReads`."""
+
+    @property
+    def registry(self) -> RegistryReads: ...
+
+
+class HasController(Protocol):
+    """``store.controller``: :class:`ControllerRequests`."""
+
+    @property
+    def controller(self) -> ControllerRequests: ...
+
+
+class HasNotifications(Protocol):
+    """``store.notifications``: :class:`NotificationOutbox`."""
+
+    @property
+    def notifications(self) -> NotificationOutbox: ...
+
+
+class HasA2aPush(Protocol):
+    """``store.a2a_push``: :class:`A2aPushConfigs`."""
+
+    @property
+    def a2a_push(self) -> A2aPushConfigs: ...
+
+
+class HasSessions(Protocol):
+    """``store.sessions``: :class:`ConsoleSessions`."""
+
+    @property
+    def sessions(self) -> ConsoleSessions: ...
+
+
+class HasMaintenance(Protocol):
+    """``store.maintenance``: :class:`Maintenance`."""
+
+    @property
+    def maintenance(self) -> Maintenance: ...
+
+
+class MetadataStore(HasMetadata, Transactional[AuditTransaction], Protocol):
     """Project metadata read, and set in a transaction (the trust and policy the controller
     publishes, the Slack messages posted)."""
 
 
-class RunAndTaskReads(RunReads, HumanTaskReads, Protocol):
+class RunAndTaskReads(HasRuns, HasTasks, Protocol):
     """What a view of a run with its human tasks reads (the event stream, a task's page)."""
 
 
-class ControllerReads(RegistryReads, HumanTaskReads, Protocol):
+class ControllerReads(HasRegistry, HasTasks, Protocol):
     """What a controller observes: the registry and the promotion tasks open on it."""
 
 
-class ControllerStateReads(RegistryReads, NamedLocks, ControllerRequests, Protocol):
+class ControllerStateReads(HasRegistry, HasLocks, HasController, Protocol):
     """What the service shows of a controller: its status, its leader lock, its requests."""
 
 
 class RegistryAdmin(
     ControllerReads,
-    ProjectMetadata,
+    HasMetadata,
     Transactional[ControllerTransaction],
     Protocol,
 ):
@@ -475,83 +572,88 @@ class RegistryAdmin(
     def clock(self) -> Clock: ...
 
 
-class ControllerStore(
-    RegistryAdmin,
-    NamedLocks,
-    ControllerRequests,
-    Protocol,
-):
+class ControllerStore(RegistryAdmin, HasLocks, HasController, Protocol):
     """Everything a reconciling controller uses: the registry, its leadership lock, its saved
     state (metadata), its requests and the promotion tasks it opens."""
 
 
-def _conformance(store: Store, tx: Transaction) -> list[object]:
-    """Never called: ``mypy --strict`` checks that ``Store`` and ``Transaction`` satisfy each
-    protocol (an assignment to a protocol type is checked member by member)."""
-    lifecycle: StoreLifecycle = store
-    run_reads: RunReads = store
-    tasks: HumanTaskReads = store
-    audit: AuditLog = store
-    metadata: ProjectMetadata = store
-    metadata_store: MetadataStore = store
-    queue: RunQueue = store
-    locks: NamedLocks = store
-    leases: RunLeases = store
-    idempotency: IdempotencyKeys = store
-    replays: CallbackReplays = store
-    registry: RegistryReads = store
-    requests: ControllerRequests = store
-    outbox: NotificationOutbox = store
-    pushes: A2aPushConfigs = store
-    sessions: ConsoleSessions = store
-    maintenance: Maintenance = store
-    run_views: RunAndTaskReads = store
-    controller_reads: ControllerReads = store
-    admin: RegistryAdmin = store
-    controller: ControllerStore = store
-    controller_state: ControllerStateReads = store
-    runs_tx: Transactional[WorkflowTransaction] = store
-    approvals: ApprovalReads = store
-    run_tx: RunTransaction = tx
-    task_tx: HumanTaskTransaction = tx
-    audit_tx: AuditTransaction = tx
-    registry_tx: RegistryTransaction = tx
-    controller_tx: ControllerTransaction = tx
-    workflow_tx: WorkflowTransaction = tx
-    tx_approvals: ApprovalReads = tx
+def _conformance(store: Store) -> list[object]:
+    """Never called: ``mypy --strict`` checks that the Store and each of its facets satisfy
+    their protocols (an assignment to a protocol type is checked member by member)."""
+    c0: StoreLifecycle = store
+    c1: HasRuns = store
+    c2: HasTasks = store
+    c3: HasAudit = store
+    c4: HasMetadata = store
+    c5: HasQueue = store
+    c6: HasLocks = store
+    c7: HasIdempotency = store
+    c8: HasRegistry = store
+    c9: HasController = store
+    c10: HasNotifications = store
+    c11: HasA2aPush = store
+    c12: HasSessions = store
+    c13: HasMaintenance = store
+    c14: MetadataStore = store
+    c15: RunAndTaskReads = store
+    c16: ControllerReads = store
+    c17: ControllerStateReads = store
+    c18: RegistryAdmin = store
+    c19: ControllerStore = store
+    c20: Transactional[WorkflowTransaction] = store
     return [
-        lifecycle,
-        run_reads,
-        tasks,
-        audit,
-        metadata,
-        metadata_store,
-        queue,
-        locks,
-        leases,
-        idempotency,
-        replays,
-        registry,
-        requests,
-        outbox,
-        pushes,
-        sessions,
-        maintenance,
-        run_views,
-        controller_reads,
-        admin,
-        controller,
-        controller_state,
-        runs_tx,
-        approvals,
-        run_tx,
-        task_tx,
-        audit_tx,
-        registry_tx,
-        controller_tx,
-        workflow_tx,
-        tx_approvals,
+        c0,
+        c1,
+        c2,
+        c3,
+        c4,
+        c5,
+        c6,
+        c7,
+        c8,
+        c9,
+        c10,
+        c11,
+        c12,
+        c13,
+        c14,
+        c15,
+        c16,
+        c17,
+        c18,
+        c19,
+        c20,
     ]
+
+
+def _facet_conformance(store: Store) -> list[object]:
+    """Never called: each facet against its one protocol (see :func:`_conformance`)."""
+    c0: RunReads = store.runs
+    c1: HumanTaskReads = store.tasks
+    c2: AuditLog = store.audit
+    c3: ProjectMetadata = store.metadata
+    c4: RunQueue = store.queue
+    c5: NamedLocks = store.locks
+    c6: IdempotencyKeys = store.idempotency
+    c7: RegistryReads = store.registry
+    c8: ControllerRequests = store.controller
+    c9: NotificationOutbox = store.notifications
+    c10: A2aPushConfigs = store.a2a_push
+    c11: ConsoleSessions = store.sessions
+    c12: Maintenance = store.maintenance
+    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12]
+
+
+def _transaction_conformance(tx: Transaction) -> list[object]:
+    """Never called: the Transaction against its protocols (see :func:`_conformance`)."""
+    c0: RunTransaction = tx
+    c1: HumanTaskTransaction = tx
+    c2: AuditTransaction = tx
+    c3: RegistryTransaction = tx
+    c4: ControllerTransaction = tx
+    c5: WorkflowTransaction = tx
+    c6: ApprovalReads = tx
+    return [c0, c1, c2, c3, c4, c5, c6]
 
 
 __all__ = [
@@ -566,6 +668,19 @@ __all__ = [
     "ControllerStatusFields",
     "ControllerStore",
     "ControllerTransaction",
+    "HasA2aPush",
+    "HasAudit",
+    "HasController",
+    "HasIdempotency",
+    "HasLocks",
+    "HasMaintenance",
+    "HasMetadata",
+    "HasNotifications",
+    "HasQueue",
+    "HasRegistry",
+    "HasRuns",
+    "HasSessions",
+    "HasTasks",
     "HumanTaskReads",
     "HumanTaskTransaction",
     "IdempotencyKeys",

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from kneo.errors import NotFound
 from kneo.store import rows
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
 from kneo.store.records import ControllerRequest, ControllerRequestCounts
 
 log = logging.getLogger("kneo.controller")
@@ -41,7 +41,7 @@ PLAN = "plan"
 _LISTEN_SLICE_SECONDS = 1.0
 
 
-class ControllerRequestsMixin(StoreBase):
+class ControllerFacet(Facet):
     """Queued reconcile requests and controller wake-ups on the :class:`~kneo.store.api.Store`."""
 
     def queue_controller_request(
@@ -179,11 +179,11 @@ class ControllerRequestsMixin(StoreBase):
 
 
 class ControllerWakeups:
-    """The thread behind :meth:`ControllerRequestsMixin.controller_wakeups`."""
+    """The thread behind :meth:`ControllerFacet.controller_wakeups`."""
 
     def __init__(
         self,
-        store: ControllerRequestsMixin,
+        store: ControllerFacet,
         name: str,
         wake: Callable[[], None],
         *,

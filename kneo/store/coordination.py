@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
 from kneo.store import rows
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
 from kneo.store.dialects import StoreDialect
 from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord, RunLease
 
@@ -80,8 +80,8 @@ def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
     return dialect.memo(("lease_update", names), build)
 
 
-class CoordinationMixin(StoreBase):
-    """Queue, locks and idempotency records on the :class:`~kneo.store.api.Store`."""
+class QueueFacet(Facet):
+    """The run queue and the per-run leases (``store.queue``: :class:`~kneo.store.contracts.RunQueue`)."""
 
     # -- queue ------------------------------------------------------------------------
     def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None:
@@ -174,76 +174,6 @@ class CoordinationMixin(StoreBase):
             )
         return stats
 
-    # -- named locks ------------------------------------------------------------------
-    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Take (or re-take, for the same owner) the lock ``name`` for ``ttl_seconds``.
-
-        ``False`` when someone else holds it and it has not expired. A holder that dies
-        simply stops renewing; its lock lapses after the ttl.
-        """
-        _positive("ttl_seconds", ttl_seconds)
-        now = self.clock.now()
-        expires = now + timedelta(seconds=ttl_seconds)
-        lk = t.locks.c
-        with self._write() as conn:
-            inserted = conn.execute(
-                self.dialect.insert(t.locks)
-                .values(name=name, owner=owner, acquired_at=now, expires_at=expires)
-                .on_conflict_do_nothing(index_elements=["name"])
-                .returning(t.locks.c.name)
-            ).first()
-            if inserted is not None:
-                return True
-            taken = conn.execute(
-                sa.update(t.locks)
-                .where(lk.name == name, sa.or_(lk.expires_at <= now, lk.owner == owner))
-                .values(owner=owner, acquired_at=now, expires_at=expires)
-            )
-            return taken.rowcount == 1
-
-    def renew_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Extend a lock ``owner`` still holds; ``False`` if it lapsed and someone took it."""
-        _positive("ttl_seconds", ttl_seconds)
-        now = self.clock.now()
-        lk = t.locks.c
-        with self._write() as conn:
-            result = conn.execute(
-                sa.update(t.locks)
-                .where(lk.name == name, lk.owner == owner, lk.expires_at > now)
-                .values(expires_at=now + timedelta(seconds=ttl_seconds))
-            )
-            return result.rowcount == 1
-
-    def release_lock(self, name: str, owner: str) -> bool:
-        """Release a lock held by ``owner``; ``False`` if it was not theirs (anymore)."""
-        lk = t.locks.c
-        with self._write() as conn:
-            result = conn.execute(sa.delete(t.locks).where(lk.name == name, lk.owner == owner))
-            return result.rowcount == 1
-
-    def get_lock(self, name: str) -> LockRecord | None:
-        """The current, unexpired holder of ``name``, or ``None``."""
-        lk = t.locks.c
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.locks).where(lk.name == name, lk.expires_at > self.clock.now())
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else rows.lock(row)
-
-    @contextlib.contextmanager
-    def lock(self, name: str, owner: str, ttl_seconds: float) -> Iterator[None]:
-        """Hold ``name`` for the block or raise ``ResourceLocked`` (the 409 of a racing resume)."""
-        if not self.acquire_lock(name, owner, ttl_seconds):
-            raise ResourceLocked(f"{name} is locked by another process", lock=name)
-        try:
-            yield
-        finally:
-            self.release_lock(name, owner)
-
     # -- run leases -------------------------------------------------------------------
     # The process executing a run holds a lease on its row (``lease_owner``, renewed before
     # ``lease_expires_at``): a run is created or started with it and its outcome clears it in
@@ -326,6 +256,85 @@ class CoordinationMixin(StoreBase):
                 )
             ).first()
         return None if row is None else RunLease(row[0], row[1])
+
+
+class LocksFacet(Facet):
+    """Named locks (``store.locks``: :class:`~kneo.store.contracts.NamedLocks`)."""
+
+    # -- named locks ------------------------------------------------------------------
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take (or re-take, for the same owner) the lock ``name`` for ``ttl_seconds``.
+
+        ``False`` when someone else holds it and it has not expired. A holder that dies
+        simply stops renewing; its lock lapses after the ttl.
+        """
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        expires = now + timedelta(seconds=ttl_seconds)
+        lk = t.locks.c
+        with self._write() as conn:
+            inserted = conn.execute(
+                self.dialect.insert(t.locks)
+                .values(name=name, owner=owner, acquired_at=now, expires_at=expires)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .returning(t.locks.c.name)
+            ).first()
+            if inserted is not None:
+                return True
+            taken = conn.execute(
+                sa.update(t.locks)
+                .where(lk.name == name, sa.or_(lk.expires_at <= now, lk.owner == owner))
+                .values(owner=owner, acquired_at=now, expires_at=expires)
+            )
+            return taken.rowcount == 1
+
+    def renew_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend a lock ``owner`` still holds; ``False`` if it lapsed and someone took it."""
+        _positive("ttl_seconds", ttl_seconds)
+        now = self.clock.now()
+        lk = t.locks.c
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(t.locks)
+                .where(lk.name == name, lk.owner == owner, lk.expires_at > now)
+                .values(expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return result.rowcount == 1
+
+    def release_lock(self, name: str, owner: str) -> bool:
+        """Release a lock held by ``owner``; ``False`` if it was not theirs (anymore)."""
+        lk = t.locks.c
+        with self._write() as conn:
+            result = conn.execute(sa.delete(t.locks).where(lk.name == name, lk.owner == owner))
+            return result.rowcount == 1
+
+    def get_lock(self, name: str) -> LockRecord | None:
+        """The current, unexpired holder of ``name``, or ``None``."""
+        lk = t.locks.c
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(t.locks).where(lk.name == name, lk.expires_at > self.clock.now())
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else rows.lock(row)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, owner: str, ttl_seconds: float) -> Iterator[None]:
+        """Hold ``name`` for the block or raise ``ResourceLocked`` (the 409 of a racing resume)."""
+        if not self.acquire_lock(name, owner, ttl_seconds):
+            raise ResourceLocked(f"{name} is locked by another process", lock=name)
+        try:
+            yield
+        finally:
+            self.release_lock(name, owner)
+
+
+class IdempotencyFacet(Facet):
+    """Idempotency keys and the callbacks already accepted (``store.idempotency``:
+    :class:`~kneo.store.contracts.IdempotencyKeys`)."""
 
     # -- idempotency ------------------------------------------------------------------
     def begin_idempotent(

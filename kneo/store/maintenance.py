@@ -24,7 +24,8 @@ from kneo.errors import ErrorCode, InvalidRequest, NotFound
 from kneo.settings import RetentionDays
 from kneo.store import payloads
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
+from kneo.store.gauges import GaugeReadsMixin
 from kneo.store.migrate import VERSION_TABLE
 from kneo.store.records import TERMINAL_RUN_STATUSES
 
@@ -157,7 +158,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-class MaintenanceMixin(StoreBase):
+class MaintenanceFacet(GaugeReadsMixin, Facet):
     """Retention and backup on the Store."""
 
     def prune_retention(

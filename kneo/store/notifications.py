@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from kneo.errors import InvalidRequest
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
 from kneo.store.records import Page
 from kneo.store.rows import from_row
 from kneo.store.rowvalues import notification_event_values
@@ -65,7 +65,7 @@ class NotificationRecord:
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """One attempt's result, for :meth:`NotificationsMixin.finish_notifications`: ``sent``;
+    """One attempt's result, for :meth:`NotificationsFacet.finish_notifications`: ``sent``;
     else retried from ``retry_at``; else (no ``retry_at``) ``dead``."""
 
     id: int
@@ -95,7 +95,7 @@ def _event(row: Any) -> NotificationEvent:
     return from_row(NotificationEvent, row)
 
 
-class NotificationsMixin(StoreBase):
+class NotificationsFacet(Facet):
     """The outbox's operations; every method commits on its own."""
 
     def add_notification_event(
@@ -360,5 +360,5 @@ __all__ = [
     "DeliveryOutcome",
     "NotificationEvent",
     "NotificationRecord",
-    "NotificationsMixin",
+    "NotificationsFacet",
 ]

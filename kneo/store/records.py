@@ -169,7 +169,7 @@ class QueueRecord:
 
 @dataclass(frozen=True)
 class IdempotencyOutcome:
-    """Result of :meth:`Store.begin_idempotent`.
+    """Result of ``store.idempotency.begin_idempotent``.
 
     ``state`` is ``new`` (caller owns the key and must finish or release it), ``replay``
     (a finished request with the same body: return ``status_code``/``response``), or

@@ -1,6 +1,6 @@
 """The GitOps registry's reads: bundle revisions per (bundle, environment), conditions,
 suspensions, pins, blocked digests, controller status and promotion approvals, as
-:class:`RegistryReadsMixin` methods of the Store.
+:class:`RegistryFacet` methods of the Store.
 
 The writes are :class:`~kneo.store.registry_writes.RegistryWritesMixin` methods on a
 transaction, so the controller applies a whole decision (revision, activation, conditions,
@@ -18,7 +18,7 @@ from kneo.errors import NotFound
 from kneo.store import registry_sql as q
 from kneo.store import rows
 from kneo.store import tables as t
-from kneo.store.base import StoreBase, check_page, keyset_page
+from kneo.store.base import Facet, check_page, keyset_page
 from kneo.store.records import (
     BlockedDigest,
     BundleRevision,
@@ -52,7 +52,7 @@ def _by_names(
     ]
 
 
-class RegistryReadsMixin(StoreBase):
+class RegistryFacet(Facet):
     """Registry reads on the Store (its writes are the transaction's)."""
 
     def _registry_read(self, key: str, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:

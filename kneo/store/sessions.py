@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.store import tables as t
-from kneo.store.base import StoreBase
+from kneo.store.base import Facet
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ConsoleSession:
     ended_at: datetime | None
 
 
-class SessionsMixin(StoreBase):
+class SessionsFacet(Facet):
     """Open, read and end console sessions; every method commits on its own."""
 
     def open_console_session(
@@ -85,4 +85,4 @@ class SessionsMixin(StoreBase):
         return bool(ended)
 
 
-__all__ = ["ConsoleSession", "SessionsMixin"]
+__all__ = ["ConsoleSession", "SessionsFacet"]

@@ -120,15 +120,15 @@ def promotion_setup(tmp_path: Path) -> tuple[Any, Any, str]:
     repo.commit("mailer r1")
     controller = make_controller(store, repo, keys, ManualClock(), tmp_path)
     assert controller.reconcile_once().ok
-    first = task_id("mailer", "prod", store.get_active("mailer", "staging").digest)
+    first = task_id("mailer", "prod", store.registry.get_active("mailer", "staging").digest)
     for approver in ("alice", "bob"):
         record_promotion_decision(store, first, approver=approver, decision="approved")
     assert controller.reconcile_once().ok
-    assert store.get_active("mailer", "prod").revision == 1
+    assert store.registry.get_active("mailer", "prod").revision == 1
     for env in ENVIRONMENTS:
         repo.write(f"bundles/mailer/{env}.json", keys.bundle("mailer", env, mailer("Be kind.")))
     repo.commit("mailer r2")
     assert controller.reconcile_once().ok
     assert controller.reconcile_once().ok  # prod waits for staging's r2 first
-    digest = store.get_active("mailer", "staging").digest
+    digest = store.registry.get_active("mailer", "staging").digest
     return store, controller, task_id("mailer", "prod", digest)

@@ -19,7 +19,7 @@ def clone_paused(
 ) -> list[str]:
     """A paused run like ``template_run_id`` (its spec, state and pending requests, new
     request ids) per text of ``inputs``; returns their continuation ids, oldest first."""
-    template = store.get_run(template_run_id)
+    template = store.runs.get_run(template_run_id)
     made: list[str] = []
     texts = list(inputs)
     for start in range(0, len(texts), batch):

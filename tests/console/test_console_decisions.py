@@ -361,8 +361,8 @@ def test_one_redaction_rule_on_the_api_and_the_console(service: Callable[..., An
     viewer_view = api.get(f"/v1/runs/{run_id}", headers=headers("viewer")).json()
     assert "ann@example.com" not in viewer_view["output_text"]
     store = app.state.manager.store
-    trace = json.dumps([e.payload for e in store.list_trace(run_id).items])
-    audit = json.dumps([e.payload for e in store.list_audit(run_id=run_id).items])
+    trace = json.dumps([e.payload for e in store.runs.list_trace(run_id).items])
+    audit = json.dumps([e.payload for e in store.audit.list_audit(run_id=run_id).items])
     for record in (trace, audit):
         assert "ann@example.com" not in record and SECRET not in record
 

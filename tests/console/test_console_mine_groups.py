@@ -77,6 +77,6 @@ def test_a_promotion_for_an_approver_group_is_mine_for_its_members(
         listed("group:release-managers") == listed("user:cto@example.com") == {promotion, override}
     )
     assert listed("bob") == set()
-    rid = store.get_continuation(promotion).requests[0]["request_id"]
+    rid = store.tasks.get_continuation(promotion).requests[0]["request_id"]
     app.state.manager.resume(promotion, Decision(rid, "approved"), actor="cto@example.com")
     assert listed("group:release-managers") == {override}

@@ -31,7 +31,7 @@ LOOSE = "version: v1\naccepted_key_ids: [ci, release]\npromotion:\n  approvers: 
 
 
 def policy_in_force(store: Any) -> str:
-    record = PolicyRecord.from_dict(store.get_metadata(record_key("default")))
+    record = PolicyRecord.from_dict(store.metadata.get_metadata(record_key("default")))
     assert record is not None
     return record.in_force["prod"].digest
 
@@ -48,7 +48,7 @@ def policy_setup(tmp_path: Path) -> tuple[Any, Any, str]:
     repo.commit("prod")
     controller = make_controller(store, repo, keys, ManualClock(), tmp_path)
     assert controller.reconcile_once().ok
-    digest = store.list_revisions("helper", "prod")[0].digest
+    digest = store.registry.list_revisions("helper", "prod")[0].digest
     for who in ("alice", "bob"):
         record_promotion_decision(
             store, task_id("helper", "prod", digest), approver=who, decision="approved"
@@ -59,7 +59,7 @@ def policy_setup(tmp_path: Path) -> tuple[Any, Any, str]:
     policy = sign_policy(repo, keys, "prod", "ci", "release")
     repo.commit("loosen prod, signed by both keys")
     assert controller.reconcile_once().ok
-    assert store.get_active("helper", "prod").revision == 1
+    assert store.registry.get_active("helper", "prod").revision == 1
     task = controller.status()["policy"]["prod"]["task"]
     assert task == policy_task_id("prod", policy_subject("prod", policy_in_force(store), policy))
     return store, controller, task
@@ -90,14 +90,16 @@ def test_the_policy_change_reads_like_a_promotion_and_two_approvals_apply_it(
     assert refused.status_code == 403 and "not an approver" in html.unescape(refused.text)
     assert alice.post(f"/ui/promotions/{cid}", form).status_code == 303
     assert controller.reconcile_once().ok
-    assert store.get_active("helper", "prod").revision == 1  # one of two: still held
+    assert store.registry.get_active("helper", "prod").revision == 1  # one of two: still held
     assert bob.post(f"/ui/promotions/{cid}", form).status_code == 303
     assert "Outcome: <strong>approved</strong>" in html.unescape(
         bob.get(f"/ui/promotions/{cid}").text
     )
     assert controller.reconcile_once().ok
     assert controller.status()["policy"]["prod"]["state"] == "in_force"
-    active = store.get_active("helper", "prod")  # r2 was the same bundle, refused while held
+    active = store.registry.get_active(
+        "helper", "prod"
+    )  # r2 was the same bundle, refused while held
     assert active.revision == 3 and active.signer_key_ids == ["ci"]
 
 
@@ -175,7 +177,7 @@ def test_two_approvers_loosen_prod_in_chromium_and_the_bundle_promotes(
             # the decision woke the controller in the service: the policy took effect and the
             # one-key bundle of the same commit was promoted under it
             deadline = time.monotonic() + 20
-            while store.get_active("helper", "prod").signer_key_ids != ["ci"]:
+            while store.registry.get_active("helper", "prod").signer_key_ids != ["ci"]:
                 assert time.monotonic() < deadline, "the bundle was not promoted"
                 time.sleep(0.2)
             bob.goto(url + "/ui/registry")

@@ -30,7 +30,7 @@ def test_promotion_page_shows_what_to_judge_and_takes_two_approvals(
     assert f'href="/ui/promotions/{cid}"' in inbox and "mailer" in inbox
     assert alice.get(f"/ui/tasks/{cid}").headers["location"] == f"/ui/promotions/{cid}"
     page = html.unescape(alice.get(f"/ui/promotions/{cid}").text)
-    digest = store.get_active("mailer", "staging").digest
+    digest = store.registry.get_active("mailer", "staging").digest
     assert digest in page and "ci" in page  # the digest and the signer key id
     assert (
         '-    "system_prompt": "Be brief."' in page and '+    "system_prompt": "Be kind."' in page
@@ -87,33 +87,33 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
         "/ui/registry/mailer/staging", {"operation": "rollback", "revision": "1", "reason": "bad"}
     )
     assert done.status_code == 303
-    assert store.get_active("mailer", "staging").revision == 3
+    assert store.registry.get_active("mailer", "staging").revision == 3
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
     assert "pinned to r3" in page and "rollback to revision 1 by operator: bad" in page
     assert "pinned to r3 by operator" in html.unescape(operator.get("/ui/registry").text)
-    [event] = store.list_audit(event_type="bundle.rolled_back", limit=5).items
+    [event] = store.audit.list_audit(event_type="bundle.rolled_back", limit=5).items
     assert event.actor == "operator"
     again = operator.post("/ui/registry/mailer/staging", {"operation": "rollback", "revision": "3"})
     assert again.status_code == 409 and "already active" in html.unescape(again.text)
     assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
-    assert store.get_pin("mailer", "staging") is None
+    assert store.registry.get_pin("mailer", "staging") is None
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
     assert 'id="pin-form"' in page and 'id="block-form"' in page
     pinned = operator.post("/ui/registry/mailer/staging", {"operation": "pin", "reason": "hold"})
     assert pinned.status_code == 303
-    assert store.get_pin("mailer", "staging").pinned_by == "operator"
+    assert store.registry.get_pin("mailer", "staging").pinned_by == "operator"
     no_reason = operator.post(
         "/ui/registry/mailer/staging", {"operation": "block", "digest": "sha256:" + "a" * 64}
     )
     assert no_reason.status_code == 400 and "a block needs a reason" in html.unescape(
         no_reason.text
     )
-    active = store.get_active("mailer", "staging").digest
+    active = store.registry.get_active("mailer", "staging").digest
     blocked = operator.post(
         "/ui/registry/mailer/staging", {"operation": "block", "digest": active, "reason": "pii"}
     )
     assert blocked.status_code == 303
-    assert [(b.digest, b.blocked_by) for b in store.list_blocked_digests()] == [
+    assert [(b.digest, b.blocked_by) for b in store.registry.list_blocked_digests()] == [
         (active, "operator")
     ]
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
@@ -127,30 +127,35 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
         ).status_code
         == 303
     )
-    assert store.is_suspended("mailer", "staging")
-    assert store.list_audit(event_type="bundle.suspended", limit=5).items[0].actor == "operator"
+    assert store.registry.is_suspended("mailer", "staging")
+    assert (
+        store.audit.list_audit(event_type="bundle.suspended", limit=5).items[0].actor == "operator"
+    )
     assert operator.post("/ui/registry/mailer/staging", {"operation": "resume"}).status_code == 303
 
     # prod requires two approvals: the button opens a rollback task they decide
-    request_id = store.get_continuation(cid).requests[0]["request_id"]
+    request_id = store.tasks.get_continuation(cid).requests[0]["request_id"]
     for person in (alice, bob):
         person.post(f"/ui/promotions/{cid}", {"request_id": request_id, "decision": "approved"})
     controller.step_down()
     assert controller.reconcile_once().ok
-    assert store.get_active("mailer", "prod").revision == 2
+    assert store.registry.get_active("mailer", "prod").revision == 2
     asked = operator.post("/ui/registry/mailer/prod", {"operation": "rollback", "revision": "1"})
     assert asked.status_code == 303 and "/ui/promotions/cont_rollback_" in asked.headers["location"]
     rollback_cid = asked.headers["location"].rsplit("/", 1)[1]
     page = html.unescape(alice.get(f"/ui/promotions/{rollback_cid}").text)
     assert "Roll mailer in prod back to revision 1" in page and "0 of 2 needed" in page
-    rid = store.get_continuation(rollback_cid).requests[0]["request_id"]
+    rid = store.tasks.get_continuation(rollback_cid).requests[0]["request_id"]
     for person in (alice, bob):
         answer = person.post(
             f"/ui/promotions/{rollback_cid}", {"request_id": rid, "decision": "approved"}
         )
         assert answer.status_code == 303, answer.text
-    active = store.get_active("mailer", "prod")
-    assert active.revision == 3 and active.digest == store.get_revision("mailer", "prod", 1).digest
+    active = store.registry.get_active("mailer", "prod")
+    assert (
+        active.revision == 3
+        and active.digest == store.registry.get_revision("mailer", "prod", 1).digest
+    )
 
 
 def test_promotion_page_shows_the_eval_result_next_to_approve(

@@ -190,5 +190,5 @@ def promotion_waiting(root: Path, prod: str) -> tuple[Store, Controller, str]:
     return (
         store,
         controller,
-        task_id("mailer", "prod", store.get_active("mailer", "staging").digest),
+        task_id("mailer", "prod", store.registry.get_active("mailer", "staging").digest),
     )

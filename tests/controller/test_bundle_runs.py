@@ -83,8 +83,8 @@ def test_bundle_run_pins_its_revision_until_it_finishes(
 
     paused = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
     assert paused.status == "paused"
-    run = store.get_run(paused.run_id)
-    r1 = store.get_active("helper", "dev")
+    run = store.runs.get_run(paused.run_id)
+    r1 = store.registry.get_active("helper", "dev")
     assert (run.bundle_name, run.bundle_revision, run.bundle_commit, run.spec_digest) == (
         "helper",
         1,
@@ -95,18 +95,18 @@ def test_bundle_run_pins_its_revision_until_it_finishes(
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", flow("draft two")))
     repo.commit("helper r2")
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
 
     done = manager.resume(
         paused.continuation_id, Decision(paused.request_id, "approved"), actor="alice"
     )
     assert done.status == "succeeded"
-    finished = store.get_run(paused.run_id)
+    finished = store.runs.get_run(paused.run_id)
     assert finished.bundle_revision == 1 and finished.spec_digest == r1.digest
     assert "draft one" in (done.output_text or "")
 
     newer = run_bundle(manager, bundle="helper", environment="dev", input_text="hi")
-    assert store.get_run(newer.run_id).bundle_revision == 2
+    assert store.runs.get_run(newer.run_id).bundle_revision == 2
 
 
 def test_spec_runs_are_refused_where_only_approved_bundles_run(
@@ -114,7 +114,9 @@ def test_spec_runs_are_refused_where_only_approved_bundles_run(
 ) -> None:
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     assert ctl.reconcile_once().ok  # records prod's runs.require_approved_bundle
-    assert store.get_metadata(POLICY_METADATA_KEY)["prod"] == {"require_approved_bundle": True}
+    assert store.metadata.get_metadata(POLICY_METADATA_KEY)["prod"] == {
+        "require_approved_bundle": True
+    }
     manager = _manager(store, clock, tmp_path)
     spec_file = tmp_path / "helper.yaml"
     spec_file.write_text("version: v1\nagent: {name: helper, system_prompt: hi}\n")
@@ -151,14 +153,14 @@ def test_a_queued_spec_run_is_refused_when_its_environment_tightens(
 
     manager = _manager(store, clock, tmp_path)
     queued = manager.start_run_from_spec(input_text="hi", spec=flow("x"), environment="qa")
-    rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
+    rules = store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
     with store.transaction() as tx:
         tx.set_metadata(POLICY_METADATA_KEY, {**rules, "qa": {"require_approved_bundle": True}})
     Worker(manager, settings=manager.settings, name="t").run_once()
-    run = store.get_run(queued.run_id)
+    run = store.runs.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None
     assert run.error["type"] == "bundle_not_approved"
-    assert store.list_runs(status="running", count=False).items == []
+    assert store.runs.list_runs(status="running", count=False).items == []
 
 
 @pytest.fixture
@@ -237,15 +239,15 @@ def test_two_approvers_over_http_activate_a_promotion(
     assert first.json()["metadata"]["promotion"]["approvals"] == 1
     again = _resume(client, task, "alice", "approved")
     assert again.status_code == 409 and again.json()["error"] == "already_decided"
-    assert store.get_active("helper", "prod") is None
+    assert store.registry.get_active("helper", "prod") is None
 
     second = _resume(client, task, "bob", "approved")
     assert second.status_code == 200 and second.json()["status"] == "approved"
-    active = _wait(lambda: store.get_active("helper", "prod"))
+    active = _wait(lambda: store.registry.get_active("helper", "prod"))
     assert sorted(active.approved_by) == ["alice", "bob", "ci-pipeline"]
     decided = [
         (e.actor, e.event_type)
-        for e in store.list_audit(limit=100).items
+        for e in store.audit.list_audit(limit=100).items
         if e.event_type.startswith("promotion.")
     ]
     assert ("alice", "promotion.approved") in decided and ("bob", "promotion.approved") in decided
@@ -274,11 +276,12 @@ def test_one_rejection_over_http_stops_the_promotion(
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
     revision = _wait(
         lambda: next(
-            (r for r in store.list_revisions("helper", "prod") if r.status == "rejected"), None
+            (r for r in store.registry.list_revisions("helper", "prod") if r.status == "rejected"),
+            None,
         )
     )
     assert revision.diagnostics[0]["code"] == "promotion_rejected"
-    assert store.get_active("helper", "prod") is None
+    assert store.registry.get_active("helper", "prod") is None
     late = _resume(client, task, "bob", "approved")
     assert late.status_code == 409
 
@@ -312,7 +315,7 @@ def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
     _prod_with_limits(repo, keys, "budgets: {max_model_calls: 1, on_exceeded: fail}\n")
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     assert ctl.reconcile_once().ok
-    assert store.get_metadata(POLICY_METADATA_KEY)["prod"] == {
+    assert store.metadata.get_metadata(POLICY_METADATA_KEY)["prod"] == {
         "require_approved_bundle": False,
         "budgets": {"max_model_calls": 1, "on_exceeded": "fail"},
     }
@@ -323,7 +326,7 @@ def test_gitops_budgets_fail_a_bundle_run_and_the_stricter_file_wins(
     manager = _manager(store, clock, tmp_path)
 
     failed = run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
-    run = store.get_run(failed.run_id)
+    run = store.runs.get_run(failed.run_id)
     assert run.status == "failed" and run.error is not None, run
     assert run.error["code"] == "budget_exceeded", run.error
     assert "1 of the 1 model calls" in run.error["message"]
@@ -370,7 +373,7 @@ def test_gitops_budgets_pause_a_bundle_run_for_a_person_over_http(
     )
     admin = {"Authorization": f"Bearer {ADMIN}"}
     with TestClient(app, raise_server_exceptions=False) as client:
-        _wait(lambda: store.get_active("helper", "prod"))
+        _wait(lambda: store.registry.get_active("helper", "prod"))
         started = client.post(
             "/v1/runs",
             headers=admin,
@@ -401,7 +404,7 @@ def test_gitops_resources_confine_runs_at_admission_and_at_run_time(
 
     _prod_with_limits(repo, keys, "resources: {network: [gateway.example.com], secrets: []}\n")
     assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
-    assert store.get_metadata(POLICY_METADATA_KEY)["prod"]["resources"] == {
+    assert store.metadata.get_metadata(POLICY_METADATA_KEY)["prod"]["resources"] == {
         "network": ["gateway.example.com"],
         "secrets": [],
     }
@@ -414,10 +417,10 @@ def test_gitops_resources_confine_runs_at_admission_and_at_run_time(
     assert refused.value.code == "E_DESTINATION_NOT_ALLOWED", refused.value
     # dev: no narrowing, so the run is admitted (and fails later: no key, no network here)
     elsewhere = manager.run_from_spec(input_text="hi", spec=remote, environment="dev")
-    assert "E_DESTINATION_NOT_ALLOWED" not in str(store.get_run(elsewhere.run_id).error)
+    assert "E_DESTINATION_NOT_ALLOWED" not in str(store.runs.get_run(elsewhere.run_id).error)
 
     ran = run_bundle(manager, bundle="helper", environment="prod", input_text="hi")
-    grant = manager.admission.run_access(store.get_run(ran.run_id))
+    grant = manager.admission.run_access(store.runs.get_run(ran.run_id))
     with pytest.raises(AccessDenied) as outside:
         grant.destination("https://api.openai.com/v1", path="x")
     assert outside.value.code == "E_DESTINATION_NOT_ALLOWED"
@@ -438,11 +441,11 @@ def test_a_queued_run_meets_resources_published_since(
     remote = flow("x")
     remote["agent"]["model"] = {"provider": "openai", "name": "gpt-4o-mini"}
     queued = manager.start_run_from_spec(input_text="hi", spec=remote, environment="uat")
-    rules = store.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
+    rules = store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}  # the store may be shared
     narrowed = {"require_approved_bundle": False, "resources": {"network": ["gw.example.com"]}}
     with store.transaction() as tx:
         tx.set_metadata(POLICY_METADATA_KEY, {**rules, "uat": narrowed})
     Worker(manager, settings=manager.settings, name="t").run_once()
-    run = store.get_run(queued.run_id)
+    run = store.runs.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None
     assert "E_DESTINATION_NOT_ALLOWED" in str(run.error), run.error

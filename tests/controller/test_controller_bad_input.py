@@ -83,10 +83,10 @@ def test_bad_bundle_is_rejected_with_its_reason(
     assert result.ok
     rejects = [o for o in result.outcomes if o.action.kind.value == "reject"]
     assert [r.action.reasons[0].code for r in rejects] == [code]
-    assert store.get_active("helper", "dev").revision == 1
+    assert store.registry.get_active("helper", "dev").revision == 1
     assert any(
         e.event_type == "bundle.rejected" and e.payload["reasons"][0]["code"] == code
-        for e in store.list_audit(limit=100).items
+        for e in store.audit.list_audit(limit=100).items
     )
 
 
@@ -108,7 +108,7 @@ def test_malformed_environment_yaml_keeps_the_last_verified_policy(
     assert "invalid YAML" in kept["message"] and "last verified policy" in kept["message"]
     (reject,) = [o for o in result.outcomes if o.action.kind.value == "reject"]
     assert reject.action.reasons[0].code == "bundle_insufficient_signatures"  # 2 still in force
-    assert store.get_active("helper", "dev").revision == 1
+    assert store.registry.get_active("helper", "dev").revision == 1
 
 
 def test_unreachable_remote_is_reported_and_the_controller_keeps_running(
@@ -125,9 +125,9 @@ def test_unreachable_remote_is_reported_and_the_controller_keeps_running(
     assert failed.error["stage"] == "fetch"
     status = ctl.status()
     assert status["last_error"].startswith("source_unreachable")
-    assert store.get_active("helper", "dev") is not None
+    assert store.registry.get_active("helper", "dev") is not None
     ctl.reconcile_once()  # the same error is audited once
-    assert [e.event_type for e in store.list_audit(limit=100).items].count(
+    assert [e.event_type for e in store.audit.list_audit(limit=100).items].count(
         "controller.reconcile_failed"
     ) == 1
     moved.rename(repo.remote_path)
@@ -180,9 +180,11 @@ def test_local_repository_commit_reconciles_within_a_second(
         repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
         committed = time.monotonic()
         repo.commit(push=False)
-        while store.get_active("helper", "dev") is None and time.monotonic() - committed < 5:
+        while (
+            store.registry.get_active("helper", "dev") is None and time.monotonic() - committed < 5
+        ):
             time.sleep(0.02)
-        assert store.get_active("helper", "dev") is not None
+        assert store.registry.get_active("helper", "dev") is not None
         assert time.monotonic() - committed < 1.5
         # idle again (once the commit's own file events have settled): the passes' reads
         # of the repository wake nothing
@@ -199,7 +201,7 @@ def test_local_repository_commit_reconciles_within_a_second(
         stop.set()
         ctl.request_reconcile()
         loop.join(timeout=10)
-    assert ctl.store.get_lock(ctl.lock_name) is None  # stepped down on stop
+    assert ctl.store.locks.get_lock(ctl.lock_name) is None  # stepped down on stop
 
 
 def test_a_local_repository_deleted_and_created_again_recovers(
@@ -242,9 +244,9 @@ def test_a_local_repository_deleted_and_created_again_recovers(
         repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
         repo.commit(push=False)
         deadline = time.monotonic() + 10
-        while store.get_active("helper", "dev") is None and time.monotonic() < deadline:
+        while store.registry.get_active("helper", "dev") is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert store.get_active("helper", "dev") is not None
+        assert store.registry.get_active("helper", "dev") is not None
     finally:
         stop.set()
         ctl.request_reconcile()

@@ -68,7 +68,7 @@ def events(store: Any) -> Counter[tuple[str, str, str]]:
     """(event type, bundle, environment) of every controller audit event, counted."""
     return Counter(
         (e.event_type, e.payload.get("bundle", ""), e.payload.get("environment", ""))
-        for e in store.list_audit(limit=1000).items
+        for e in store.audit.list_audit(limit=1000).items
     )
 
 
@@ -96,11 +96,16 @@ def test_one_failing_bundle_fails_alone_in_a_shared_transaction(
     assert list(failed) == ["bad"] and "planted failure" in (failed["bad"] or "")
     assert sorted(o.action.name for o in result.written) == sorted(GOOD)
     for name in GOOD:
-        active = store.get_active(name, "dev")
+        active = store.registry.get_active(name, "dev")
         assert active is not None and active.spec == spec(name)
-        assert len(store.list_revisions(name, "dev")) == 1  # written once, not once per try
-    assert store.get_active("bad", "dev") is None and store.list_revisions("bad", "dev") == []
-    ready = {c.type: c for c in store.list_conditions("bad", "dev")}["Ready"]
+        assert (
+            len(store.registry.list_revisions(name, "dev")) == 1
+        )  # written once, not once per try
+    assert (
+        store.registry.get_active("bad", "dev") is None
+        and store.registry.list_revisions("bad", "dev") == []
+    )
+    ready = {c.type: c for c in store.registry.list_conditions("bad", "dev")}["Ready"]
     assert (ready.status, ready.reason) == ("False", "ApplyFailed")
     assert "planted failure" in ready.message
     counted = events(store)
@@ -114,7 +119,7 @@ def test_one_failing_bundle_fails_alone_in_a_shared_transaction(
     again = ctl.reconcile_once()
     assert again.ok, again.error
     assert [o.action.name for o in again.written] == ["bad"]
-    assert store.get_active("bad", "dev") is not None
+    assert store.registry.get_active("bad", "dev") is not None
 
 
 def test_a_failed_upstream_in_the_same_transaction_holds_its_downstream_back(
@@ -141,5 +146,7 @@ def test_a_failed_upstream_in_the_same_transaction_holds_its_downstream_back(
     assert set(errors) == {("bad", "dev"), ("bad", "staging")}
     assert "planted failure" in (errors["bad", "dev"] or "")
     assert "upstream_changed" in (errors["bad", "staging"] or "")
-    assert store.get_active("alpha", "staging") is not None  # promoted within the transaction
-    assert store.get_active("bad", "staging") is None
+    assert (
+        store.registry.get_active("alpha", "staging") is not None
+    )  # promoted within the transaction
+    assert store.registry.get_active("bad", "staging") is None

@@ -19,12 +19,12 @@ from kneo.errors import Conflict, Forbidden, InvalidRequest
 
 
 def promoted(store: Any, name: str, env: str) -> tuple[str, str, str]:
-    c = {c.type: c for c in store.list_conditions(name, env)}["Promoted"]
+    c = {c.type: c for c in store.registry.list_conditions(name, env)}["Promoted"]
     return c.status, c.reason, c.message
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
 
 
 def release(repo: Repo, keys: Keys, env: str, prompt: str) -> str:
@@ -33,7 +33,7 @@ def release(repo: Repo, keys: Keys, env: str, prompt: str) -> str:
 
 
 def digest_of(store: Any, env: str, revision: int) -> str:
-    return str(store.get_revision("helper", env, revision).digest)
+    return str(store.registry.get_revision("helper", env, revision).digest)
 
 
 def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
@@ -45,7 +45,7 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     release(repo, keys, "dev", "bad")
     assert ctl.reconcile_once().ok
     good, bad = digest_of(store, "dev", 1), digest_of(store, "dev", 2)
-    assert store.get_active("helper", "dev").digest == bad
+    assert store.registry.get_active("helper", "dev").digest == bad
 
     started = time.perf_counter()
     done = operations.rollback(store, "helper", "dev", to=1, actor="alice", reason="5xx spike")
@@ -55,7 +55,7 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     assert (done["status"], done["revision"], done["rollback_of"]) == ("rolled_back", 3, 1)
     assert (revision, digest, spec_now) == (3, good, spec("good"))
     assert done["pin"]["revision"] == 3 and done["pin"]["pinned_by"] == "alice"
-    assert store.gauges().pinned == {"dev": 1}  # kneo_bundles_pinned{environment="dev"}
+    assert store.maintenance.gauges().pinned == {"dev": 1}  # kneo_bundles_pinned{environment="dev"}
     [event] = audit(store, "bundle.rolled_back")
     assert event.actor == "alice"
     assert event.payload["previous_digest"] == bad and event.payload["rollback_of"] == 1
@@ -64,7 +64,7 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
         clock.advance(30)
         result = ctl.reconcile_once(full=True)
         assert result.ok and result.written == []
-        assert store.get_active("helper", "dev").revision == 3
+        assert store.registry.get_active("helper", "dev").revision == 3
     status, reason, message = promoted(store, "helper", "dev")
     assert (status, reason) == ("False", "Pinned")
     assert "pinned to revision 3" in message and "by alice" in message and bad[:19] in message
@@ -73,12 +73,12 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     with store.transaction() as tx:
         tx.activate_revision("helper", "dev", 2)
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "dev").revision == 3
+    assert store.registry.get_active("helper", "dev").revision == 3
 
     operations.unpin(store, "helper", "dev", actor="alice")
     assert [e.actor for e in audit(store, "bundle.unpinned")] == ["alice"]
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "dev").digest == bad  # Git's newer digest again
+    assert store.registry.get_active("helper", "dev").digest == bad  # Git's newer digest again
 
 
 def test_rollback_refuses_what_no_longer_holds(
@@ -111,7 +111,7 @@ def test_rollback_refuses_what_no_longer_holds(
     with pytest.raises(Conflict) as err:
         operations.rollback(store, "helper", "dev", to=1, actor="alice")
     assert err.value.code == "rollback_untrusted" and "'ci'" in err.value.message
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
     with pytest.raises(InvalidRequest):
         operations.block(store, "sha256:nothex", actor="sec", reason="x")
 
@@ -126,7 +126,7 @@ def test_blocked_digest_pushed_again_by_force_is_refused_naming_the_block(
     assert ctl.reconcile_once().ok
     old = digest_of(store, "dev", 1)
     operations.block(store, old, actor="sec-team", reason="leaks the system prompt")
-    assert store.gauges().blocked_digests == 1  # kneo_blocked_digests
+    assert store.maintenance.gauges().blocked_digests == 1  # kneo_blocked_digests
 
     repo.git("reset", "--quiet", "--hard", first)
     repo.git("push", "--quiet", "--force", "origin", "HEAD:main")
@@ -135,7 +135,7 @@ def test_blocked_digest_pushed_again_by_force_is_refused_naming_the_block(
     assert [(o.action.kind.value, o.action.reason) for o in result.outcomes] == [
         ("refuse", "blocked")
     ]
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
     status, reason, message = promoted(store, "helper", "dev")
     assert (status, reason) == ("False", "Blocked")
     assert "blocked by sec-team: leaks the system prompt" in message
@@ -145,7 +145,7 @@ def test_blocked_digest_pushed_again_by_force_is_refused_naming_the_block(
 
     operations.unblock(store, old, actor="sec-team")
     assert ctl.reconcile_once().ok  # nothing was recorded as rejected: it goes through now
-    assert store.get_active("helper", "dev").digest == old
+    assert store.registry.get_active("helper", "dev").digest == old
 
 
 def test_downgrade_protection_refuses_an_older_digest_but_not_a_rollback(
@@ -161,14 +161,14 @@ def test_downgrade_protection_refuses_an_older_digest_but_not_a_rollback(
     repo.git("reset", "--quiet", "--hard", first)
     repo.git("push", "--quiet", "--force", "origin", "HEAD:main")
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
     status, reason, message = promoted(store, "helper", "dev")
     assert (status, reason) == ("False", "DowngradeRefused")
     assert "revision 1" in message and "rollback" in message
 
     done = operations.rollback(store, "helper", "dev", to=1, actor="alice")
     assert done["status"] == "rolled_back"
-    assert store.get_active("helper", "dev").digest == digest_of(store, "dev", 1)
+    assert store.registry.get_active("helper", "dev").digest == digest_of(store, "dev", 1)
 
 
 def test_rollback_waits_for_the_environments_approvers(
@@ -183,37 +183,39 @@ def test_rollback_waits_for_the_environments_approvers(
     for prompt in ("v1", "v2"):
         release(repo, keys, "live", prompt)
         assert ctl.reconcile_once().ok
-        digest = store.list_revisions("helper", "live")[0].digest
+        digest = store.registry.list_revisions("helper", "live")[0].digest
         for who in ("alice", "bob"):
             record_promotion_decision(
                 store, task_id("helper", "live", digest), approver=who, decision="approved"
             )
         assert ctl.reconcile_once().ok
-    active = store.get_active("helper", "live")
+    active = store.registry.get_active("helper", "live")
     assert active.digest == digest
 
     asked = operations.rollback(store, "helper", "live", to=active.revision - 1, actor="dave")
     assert asked["status"] == "awaiting_approval" and asked["min_approvals"] == 2
     cid = asked["continuation_id"]
-    assert store.get_continuation(cid).status == "pending"
+    assert store.tasks.get_continuation(cid).status == "pending"
     with pytest.raises(Forbidden):
         operations.decide_rollback(store, cid, approver="mallory", decision="approved")
     # alice approved this digest's promotion before: that does not count for its rollback
     first = operations.decide_rollback(store, cid, approver="alice", decision="approved")
     assert (first["approvals"], first["outcome"]) == (1, None)
-    assert store.get_active("helper", "live").revision == active.revision
+    assert store.registry.get_active("helper", "live").revision == active.revision
     # the inbox shows it like any promotion, and its resume decides it
-    assert cid in {c.continuation_id for c in store.list_continuations(status="pending").items}
+    assert cid in {
+        c.continuation_id for c in store.tasks.list_continuations(status="pending").items
+    }
     second = record_promotion_decision(store, cid, approver="carol", decision="approved")
     assert (second.outcome, second.approvals, second.required) == ("approved", 2, 2)
-    now_active = store.get_active("helper", "live")
+    now_active = store.registry.get_active("helper", "live")
     assert now_active.revision == active.revision + 1
     assert now_active.digest != digest
-    assert store.get_pin("helper", "live").pinned_by == "dave"
+    assert store.registry.get_pin("helper", "live").pinned_by == "dave"
     [event] = audit(store, "bundle.rolled_back")
     assert event.payload["approved_by"] == ["alice", "carol"]
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "live").revision == now_active.revision
+    assert store.registry.get_active("helper", "live").revision == now_active.revision
 
 
 FROZEN_ENV = """version: v1
@@ -243,12 +245,12 @@ def test_an_override_still_pending_when_the_freeze_ends_is_closed_by_the_promoti
     result = ctl.reconcile_once()
     digest = next(o.action.digest for o in result.outcomes if o.action.name == "helper")
     cid = override_task_id("helper", "live", digest)
-    assert store.get_continuation(cid).status == "pending"
+    assert store.tasks.get_continuation(cid).status == "pending"
 
     clock.advance(7 * 86400)  # 2026-03-09T01:00Z, a Monday: the windows are over
     assert ctl.reconcile_once(full=full).ok
-    assert store.get_active("helper", "live").digest == digest
-    task = store.get_continuation(cid)
+    assert store.registry.get_active("helper", "live").digest == digest
+    task = store.tasks.get_continuation(cid)
     assert (task.status, task.context["outcome"]) == ("resolved", "activated")
 
 
@@ -261,7 +263,7 @@ def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     release(repo, keys, "live", "v1")
     assert ctl.reconcile_once().ok  # 2026-03-01 (a Sunday): no window
-    assert store.get_active("helper", "live").revision == 1
+    assert store.registry.get_active("helper", "live").revision == 1
 
     clock.advance(86400 + 3600)  # 2026-03-02T01:00Z: inside the year-end window
     release(repo, keys, "live", "v2")
@@ -273,13 +275,13 @@ def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
         "frozen",
         True,
     )
-    assert store.get_active("helper", "live").revision == 1
+    assert store.registry.get_active("helper", "live").revision == 1
     status, reason, message = promoted(store, "helper", "live")
     assert (status, reason) == ("False", "Frozen")
     assert "live is frozen: year-end close" in message and "0 of 1 approvals" in message
     digest = result.outcomes[0].action.digest
     cid = override_task_id("helper", "live", digest)
-    task = store.get_continuation(cid)
+    task = store.tasks.get_continuation(cid)
     assert task.status == "pending" and "during the freeze" in task.requests[0]["prompt"]
     [asked] = audit(store, "promotion.override_requested")
     assert asked.continuation_id == cid
@@ -292,12 +294,14 @@ def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
     decided = record_promotion_decision(store, cid, approver="alice", decision="approved")
     assert decided.outcome == "approved"
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "live").digest == digest  # through, inside the window
+    assert (
+        store.registry.get_active("helper", "live").digest == digest
+    )  # through, inside the window
     assert promoted(store, "helper", "live")[:2] == ("True", "Promoted")
 
     release(repo, keys, "live", "v3")  # still frozen; this time the override is refused
     assert ctl.reconcile_once().ok
-    third = store.list_revisions("helper", "live")[0]
+    third = store.registry.list_revisions("helper", "live")[0]
     assert third.revision == 2  # nothing recorded for a refusal
     v3 = next(o.action.digest for o in ctl.plan().outcomes if o.action.name == "helper")
     record_promotion_decision(
@@ -308,7 +312,7 @@ def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
 
     clock.advance(7 * 86400)  # 2026-03-09T01:00Z, a Monday: the windows are over
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "live").digest == v3
+    assert store.registry.get_active("helper", "live").digest == v3
 
 
 def test_weekly_freeze_window_in_a_timezone(
@@ -319,13 +323,13 @@ def test_weekly_freeze_window_in_a_timezone(
     clock.advance(12 * 86400 + 15 * 3600 + 30 * 60)  # Fri 2026-03-13 15:30Z = 16:30 Berlin
     release(repo, keys, "live", "v1")
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "live") is None
+    assert store.registry.get_active("helper", "live") is None
     assert (
         "no Friday releases (fri 16:00-23:59 Europe/Berlin)" in promoted(store, "helper", "live")[2]
     )
     clock.advance(9 * 3600)  # Sat 00:30Z = 01:30 Berlin: over
     assert ctl.reconcile_once().ok
-    assert store.get_active("helper", "live").revision == 1
+    assert store.registry.get_active("helper", "live").revision == 1
 
 
 def test_a_bad_freeze_window_is_an_invalid_environment_file(
@@ -337,6 +341,6 @@ def test_a_bad_freeze_window_is_an_invalid_environment_file(
     )
     release(repo, keys, "live", "v1")
     result = make_controller(store, repo, keys, clock, tmp_path).reconcile_once()
-    assert result.ok and store.get_active("helper", "live") is None
+    assert result.ok and store.registry.get_active("helper", "live") is None
     [problem] = [p for p in result.problems if p.get("path") == "bundles/helper/live.json"]
     assert problem["code"] == "environment_invalid" and "freeze" in problem["message"]

@@ -83,12 +83,12 @@ def _bundle(keys: Keys, env: str, data: dict[str, Any], attested: Any) -> str:
 
 
 def _promoted(store: Any, env: str) -> tuple[str, str, str]:
-    c = {c.type: c for c in store.list_conditions("support", env)}["Promoted"]
+    c = {c.type: c for c in store.registry.list_conditions("support", env)}["Promoted"]
     return c.status, c.reason, c.message
 
 
 def _active(store: Any, env: str) -> str | None:
-    active = store.get_active("support", env)
+    active = store.registry.get_active("support", env)
     return None if active is None else str(active.digest)
 
 
@@ -114,10 +114,10 @@ def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
     assert (status, reason) == ("False", "EvalsFailed")
     assert "eval suite 'support-agent' failed: 82% (requires 100%)" in message
     assert "failing: refund-window, ticket-opened" in message
-    [event] = store.list_audit(event_type="promotion.evals_failed", limit=10).items
+    [event] = store.audit.list_audit(event_type="promotion.evals_failed", limit=10).items
     assert event.payload["environment"] == "prod"
     seen: list[Any] = []
-    store.route_notifications(lambda e: seen.append(e) or [])
+    store.notifications.route_notifications(lambda e: seen.append(e) or [])
     [notice] = [e for e in seen if e.event_type == "promotion.evals_failed"]
     from kneo.platform.notifications import summary
 
@@ -126,7 +126,7 @@ def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
     clock.advance(30)  # pass after pass, the refusal holds and is audited once
     assert ctl.reconcile_once(full=True).ok
     assert _active(store, "prod") is None
-    assert len(store.list_audit(event_type="promotion.evals_failed", limit=10).items) == 1
+    assert len(store.audit.list_audit(event_type="promotion.evals_failed", limit=10).items) == 1
 
     fixed, passing = results["good"]
     repo.write("bundles/support/prod.json", _bundle(keys, "prod", fixed, passing))
@@ -179,7 +179,7 @@ def test_an_edited_attestation_is_refused_like_an_edited_bundle(
     status, reason, message = _promoted(store, "prod")
     assert (status, reason) == ("False", "Rejected")
     assert "bundle_signature_invalid" in message or "signature" in message
-    [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
+    [rejected] = store.audit.list_audit(event_type="bundle.rejected", limit=10).items
     assert rejected.payload["environment"] == "prod"
 
 
@@ -292,7 +292,7 @@ def test_a_tampered_or_mismatched_results_file_is_refused_like_a_tampered_bundle
     status, reason, message = _promoted(store, "prod")
     assert (status, reason) == ("False", "Rejected"), message
     assert message.startswith("bundles/support/evals/prod.json: "), message
-    [rejected] = store.list_audit(event_type="bundle.rejected", limit=10).items
+    [rejected] = store.audit.list_audit(event_type="bundle.rejected", limit=10).items
     assert rejected.payload["environment"] == "prod"
     assert [r["code"] for r in rejected.payload["reasons"]] == [expected]
 

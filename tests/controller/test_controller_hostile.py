@@ -16,14 +16,14 @@ from kneo.errors import KneoError
 
 
 def _verified(store: Any, name: str, env: str) -> Any:
-    return next(c for c in store.list_conditions(name, env) if c.type == "Verified")
+    return next(c for c in store.registry.list_conditions(name, env) if c.type == "Verified")
 
 
 def _rejections(store: Any) -> dict[str, str]:
     """Bundle name -> first rejection code, from the ``bundle.rejected`` audit events."""
     return {
         e.payload["bundle"]: e.payload["reasons"][0]["code"]
-        for e in store.list_audit(event_type="bundle.rejected", limit=100).items
+        for e in store.audit.list_audit(event_type="bundle.rejected", limit=100).items
     }
 
 
@@ -47,8 +47,8 @@ def test_row1_deep_environment_file_is_a_problem_not_a_crash(
     assert result.ok, result.error
     [kept] = [p for p in result.problems if p["code"] == "policy_kept"]
     assert "environments/dev.yaml" in kept["message"] and "max_depth" in kept["message"]
-    assert store.get_active("helper", "dev").revision == 1  # still serving
-    assert store.get_active("helper", "qa").revision == 2  # the rest applied
+    assert store.registry.get_active("helper", "dev").revision == 1  # still serving
+    assert store.registry.get_active("helper", "qa").revision == 2  # the rest applied
 
 
 def test_row2_malformed_bundles_are_rejected_alone_and_the_rest_applies(
@@ -69,7 +69,7 @@ def test_row2_malformed_bundles_are_rejected_alone_and_the_rest_applies(
     repo.commit("two bombs and an update")
     result = ctl.reconcile_once()
     assert result.ok, result.error
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
     assert {k: v for k, v in _rejections(store).items() if k in "xy"} == {
         "x": "bundle_malformed",
         "y": "bundle_malformed",
@@ -122,17 +122,17 @@ def test_row6_an_unverified_environment_field_never_moves_a_bundle(
     result = ctl.reconcile_once()
     assert result.ok
     assert _rejections(store)["good"] == "bundle_signature_invalid"
-    assert store.get_active("good", "dev").revision == 1
-    assert store.get_active("good", "prod") is None
+    assert store.registry.get_active("good", "dev").revision == 1
+    assert store.registry.get_active("good", "prod") is None
 
     repo.write("bundles/good/dev.json", keys.bundle("good", "prod", spec("prod")))
     repo.commit("a prod bundle at the dev path")
     assert ctl.reconcile_once().ok
     condition = _verified(store, "good", "dev")
     assert (condition.status, condition.reason) == ("False", "bundle_path_mismatch")
-    history = store.list_revisions("good", "dev")
+    history = store.registry.list_revisions("good", "dev")
     assert [r.status for r in history if r.status != "rejected"] == ["active"]  # never pruned
-    assert store.get_active("good", "dev").revision == 1
+    assert store.registry.get_active("good", "dev").revision == 1
 
 
 def test_row8_bundle_names_outside_the_pattern_are_refused(
@@ -159,4 +159,6 @@ def test_row8_bundle_names_outside_the_pattern_are_refused(
     result = make_controller(store, repo, keys, clock, tmp_path).reconcile_once()
     assert result.ok
     assert sorted(p["code"] for p in result.problems) == ["bundle_path_invalid"] * 2
-    assert [r.bundle_name for r in store.list_registry(None, status=None).items] == ["helper"]
+    assert [r.bundle_name for r in store.registry.list_registry(None, status=None).items] == [
+        "helper"
+    ]

@@ -113,7 +113,7 @@ def test_one_bundle_commit_reads_and_verifies_that_file_only(
     assert result.stats["mode"] == "incremental" and result.stats["scope"] == 1
     assert h.bundle_blobs_read() == {"bundles/b3/dev.json"} and h.checked == ["b3 v2"]
     assert acts(result) == [("activate", "b3", "dev")]
-    assert store.get_active("b3", "dev").spec["agent"]["system_prompt"] == "b3 v2"
+    assert store.registry.get_active("b3", "dev").spec["agent"]["system_prompt"] == "b3 v2"
 
     noop = h.reconcile()  # the same commit again: nothing read, planned or written
     assert noop.stats["scope"] == 0 and noop.outcomes == [] and h.source.read == []
@@ -179,14 +179,17 @@ def test_a_deleted_bundle_file_is_pruned_incrementally(
     result = h.reconcile()
     assert result.stats["mode"] == "incremental" and h.source.read == []
     assert acts(result) == [("prune", "b2", "dev")]
-    assert store.get_active("b2", "dev") is None and store.get_active("b1", "dev") is not None
+    assert (
+        store.registry.get_active("b2", "dev") is None
+        and store.registry.get_active("b1", "dev") is not None
+    )
     for i in (0, 1, 3, 4):  # the commit deleting the last bundles is still guarded
         five.remove(f"bundles/b{i}")
     five.commit("drop everything")
     emptied = h.reconcile()
     assert emptied.stats["mode"] == "incremental"
     assert {o.action.reason for o in emptied.outcomes} == {"empty_desired_state"}
-    assert store.get_active("b0", "dev") is not None
+    assert store.registry.get_active("b0", "dev") is not None
     again = h.reconcile()  # held back, so planned (and reported) again, like a full pass
     assert again.stats["scope"] == 4
     assert {o.action.reason for o in again.outcomes} == {"empty_desired_state"}
@@ -205,7 +208,9 @@ def test_a_policy_change_re_evaluates_every_bundle_of_the_environment(
     assert result.stats["mode"] == "full" and result.stats["full_reason"] == "policy_changed"
     assert acts(result) == [("reject", f"b{i}", "dev") for i in range(5)]
     for i in range(5):  # rejected revisions never replace the active ones
-        assert store.get_active(f"b{i}", "dev").spec["agent"]["system_prompt"] == f"b{i} v1"
+        assert (
+            store.registry.get_active(f"b{i}", "dev").spec["agent"]["system_prompt"] == f"b{i} v1"
+        )
     h.close()
 
 
@@ -256,7 +261,7 @@ def test_registry_changes_by_people_are_observed_without_a_commit(
     result = h.reconcile()
     assert result.stats["mode"] == "incremental" and result.stats["scope"] == 2
     assert acts(result) == [("drift_revert", "b0", "dev")]
-    assert store.get_active("b0", "dev").revision == 2
+    assert store.registry.get_active("b0", "dev").revision == 2
     suspended = [o for o in result.outcomes if o.action.name == "b4"]
     assert [o.action.reason for o in suspended] == ["suspended"]
     assert h.reconcile().outcomes == []  # the controller's own writes are not re-read

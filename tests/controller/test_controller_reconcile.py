@@ -24,7 +24,7 @@ def kinds(result: Any) -> list[tuple[str, str, str]]:
 
 
 def audit_types(store: Any) -> list[str]:
-    return [e.event_type for e in store.list_audit(limit=1000).items]
+    return [e.event_type for e in store.audit.list_audit(limit=1000).items]
 
 
 def test_signed_bundle_for_dev_is_active_after_one_reconcile(
@@ -40,7 +40,9 @@ def test_signed_bundle_for_dev_is_active_after_one_reconcile(
     spec_data, revision, digest, pinned = resolve_bundle_for_run(store, "helper", "dev")
     assert (revision, pinned, spec_data) == (1, commit, spec())
     assert digest.startswith("sha256:")
-    conditions = {c.type: (c.status, c.reason) for c in store.list_conditions("helper", "dev")}
+    conditions = {
+        c.type: (c.status, c.reason) for c in store.registry.list_conditions("helper", "dev")
+    }
     assert conditions == {
         "Verified": ("True", "Verified"),
         "Promoted": ("True", "Promoted"),
@@ -48,14 +50,18 @@ def test_signed_bundle_for_dev_is_active_after_one_reconcile(
     }
     events = audit_types(store)
     assert "bundle.promoted" in events
-    before = (len(events), store.list_revisions("helper", "dev"), store.list_conditions())
+    before = (
+        len(events),
+        store.registry.list_revisions("helper", "dev"),
+        store.registry.list_conditions(),
+    )
     clock.advance(5)
     again = ctl.reconcile_once()
     assert again.ok and again.written == []
     assert (
         len(audit_types(store)),
-        store.list_revisions("helper", "dev"),
-        store.list_conditions(),
+        store.registry.list_revisions("helper", "dev"),
+        store.registry.list_conditions(),
     ) == before
     status = ctl.status()
     assert status["last_fetched_commit"] == commit and status["is_leader"]
@@ -86,7 +92,7 @@ def test_tampered_bundle_is_rejected_and_the_earlier_revision_keeps_serving(
     assert kinds(result) == [("reject", "helper", "dev")]
     assert result.outcomes[0].action.reasons[0].code == "bundle_digest_mismatch"
     assert resolve_bundle_for_run(store, "helper", "dev").revision == 1
-    ready = {c.type: c for c in store.list_conditions("helper", "dev")}
+    ready = {c.type: c for c in store.registry.list_conditions("helper", "dev")}
     assert (ready["Verified"].status, ready["Verified"].reason) == (
         "False",
         "bundle_digest_mismatch",
@@ -111,7 +117,7 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     first = ctl.reconcile_once()
     assert kinds(first) == []
     assert [o.action.kind.value for o in first.outcomes] == ["wait_for_upstream"]
-    assert store.list_continuations(workflow_kind="promotion").items == []
+    assert store.tasks.list_continuations(workflow_kind="promotion").items == []
 
     _promote_to_staging(repo, keys, spec())
     repo.commit("dev and staging")
@@ -121,11 +127,11 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
         ("activate", "helper", "staging"),
         ("wait_for_approval", "helper", "prod"),
     ]
-    tasks = store.list_continuations(workflow_kind="promotion").items
+    tasks = store.tasks.list_continuations(workflow_kind="promotion").items
     assert len(tasks) == 1 and tasks[0].run_id is None
-    digest = store.get_active("helper", "staging").digest
+    digest = store.registry.get_active("helper", "staging").digest
     assert tasks[0].requests[0]["prompt"] == f"Promote helper@{digest} to prod?"
-    assert store.get_active("helper", "prod") is None
+    assert store.registry.get_active("helper", "prod") is None
     assert ctl.reconcile_once().written == []  # the task is not opened twice
 
     with pytest.raises(Forbidden):
@@ -138,9 +144,9 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     assert outcome.outcome == "approved"
     third = ctl.reconcile_once()
     assert kinds(third) == [("activate", "helper", "prod")]
-    active = store.get_active("helper", "prod")
+    active = store.registry.get_active("helper", "prod")
     assert active.digest == digest and "alice" in active.approved_by
-    assert store.list_continuations(workflow_kind="promotion").items == []
+    assert store.tasks.list_continuations(workflow_kind="promotion").items == []
     assert {"promotion.requested", "promotion.approved", "bundle.promoted"} <= set(
         audit_types(store)
     )
@@ -155,21 +161,21 @@ def test_rejected_promotion_leaves_the_old_revision(
     ctl.reconcile_once()
     record_promotion_decision(
         store,
-        store.list_continuations(workflow_kind="promotion").items[0].continuation_id,
+        store.tasks.list_continuations(workflow_kind="promotion").items[0].continuation_id,
         approver="bob",
         decision="approved",
     )
     ctl.reconcile_once()
-    v1 = store.get_active("helper", "prod")
+    v1 = store.registry.get_active("helper", "prod")
     _promote_to_staging(repo, keys, spec("v2"))
     repo.commit("v2")
     ctl.reconcile_once()
-    (task,) = store.list_continuations(workflow_kind="promotion").items
+    (task,) = store.tasks.list_continuations(workflow_kind="promotion").items
     record_promotion_decision(store, task.continuation_id, approver="carol", decision="rejected")
     result = ctl.reconcile_once()
     assert kinds(result) == [("reject", "helper", "prod")]
     assert result.outcomes[-1].action.reasons[0].code == "promotion_rejected"
-    assert store.get_active("helper", "prod") == v1
+    assert store.registry.get_active("helper", "prod") == v1
     assert ctl.reconcile_once().written == []
     assert "promotion.rejected" in audit_types(store)
 
@@ -186,7 +192,7 @@ def test_min_approvals_two_needs_two_different_approvers(
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    (task,) = store.list_continuations(workflow_kind="promotion").items
+    (task,) = store.tasks.list_continuations(workflow_kind="promotion").items
     assert (
         record_promotion_decision(
             store, task.continuation_id, approver="alice", decision="approved"
@@ -197,7 +203,9 @@ def test_min_approvals_two_needs_two_different_approvers(
         record_promotion_decision(
             store, task.continuation_id, approver="alice", decision="approved"
         )
-    assert ctl.reconcile_once().written == [] and store.get_active("helper", "prod") is None
+    assert (
+        ctl.reconcile_once().written == [] and store.registry.get_active("helper", "prod") is None
+    )
     assert (
         record_promotion_decision(
             store, task.continuation_id, approver="bob", decision="approved"
@@ -205,7 +213,7 @@ def test_min_approvals_two_needs_two_different_approvers(
         == "approved"
     )
     assert kinds(ctl.reconcile_once()) == [("activate", "helper", "prod")]
-    assert set(store.get_active("helper", "prod").approved_by) >= {"alice", "bob"}
+    assert set(store.registry.get_active("helper", "prod").approved_by) >= {"alice", "bob"}
 
 
 def test_deleted_file_is_pruned_and_force_push_is_followed(
@@ -216,19 +224,21 @@ def test_deleted_file_is_pruned_and_force_push_is_followed(
     old = repo.commit("v1")
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    v1 = store.get_active("helper", "dev").digest
+    v1 = store.registry.get_active("helper", "dev").digest
     repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev", spec("v2")))
     repo.remove("bundles/other")
     repo.commit("v2, drop other")
     result = ctl.reconcile_once()
     assert sorted(kinds(result)) == [("activate", "helper", "dev"), ("prune", "other", "dev")]
-    assert store.get_active("other", "dev") is None and "bundle.pruned" in audit_types(store)
+    assert store.registry.get_active("other", "dev") is None and "bundle.pruned" in audit_types(
+        store
+    )
     repo.git("reset", "--quiet", "--hard", old)
     repo.git("push", "--quiet", "--force", "origin", "HEAD:main")
     back = ctl.reconcile_once()
     assert back.commit == old and back.ok
-    assert store.get_active("helper", "dev").digest == v1
-    assert store.get_active("other", "dev") is not None
+    assert store.registry.get_active("helper", "dev").digest == v1
+    assert store.registry.get_active("other", "dev") is not None
 
 
 def test_commit_deleting_everything_prunes_only_when_allowed(
@@ -243,7 +253,7 @@ def test_commit_deleting_everything_prunes_only_when_allowed(
     result = ctl.reconcile_once()
     assert result.ok and kinds(result) == []
     assert result.problems[-1]["code"] == "empty_desired_state"
-    assert store.get_active("helper", "dev") is not None
+    assert store.registry.get_active("helper", "dev") is not None
     assert "controller.problems" in audit_types(store)
     allowing = make_controller(store, repo, keys, clock, tmp_path, allow_empty=True, name="default")
     ctl.step_down()
@@ -264,7 +274,7 @@ def test_drift_is_reverted_unless_suspended(
         tx.activate_revision("helper", "dev", 1)  # someone rolls back by hand
     result = ctl.reconcile_once()
     assert kinds(result) == [("drift_revert", "helper", "dev")]
-    assert store.get_active("helper", "dev").revision == 2
+    assert store.registry.get_active("helper", "dev").revision == 2
     assert "bundle.drift_reverted" in audit_types(store)
     with store.transaction() as tx:
         tx.suspend_bundle("helper", "dev", reason="incident")
@@ -272,7 +282,7 @@ def test_drift_is_reverted_unless_suspended(
         tx.activate_revision("helper", "dev", 1)
     suspended = ctl.reconcile_once()
     assert kinds(suspended) == [] and suspended.outcomes[0].action.drift
-    assert store.get_active("helper", "dev").revision == 1
+    assert store.registry.get_active("helper", "dev").revision == 1
     with store.transaction() as tx:
         tx.resume_bundle("helper", "dev")
     assert kinds(ctl.reconcile_once()) == [("drift_revert", "helper", "dev")]
@@ -306,7 +316,10 @@ def test_plan_is_a_dry_run(
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     result = ctl.plan()
     assert result.dry_run and [o.action.kind.value for o in result.outcomes] == ["activate"]
-    assert store.list_registry(status=None).items == [] and store.list_audit(limit=10).items == []
+    assert (
+        store.registry.list_registry(status=None).items == []
+        and store.audit.list_audit(limit=10).items == []
+    )
     with pytest.raises(NotFound):
         resolve_bundle_for_run(store, "helper", "dev")
 
@@ -366,4 +379,4 @@ def test_a_lock_taken_over_while_loading_stops_the_pass_before_it_applies(
     result = first.reconcile_once(progress=stall)
     assert result.error is not None and result.error["code"] == "not_leader"
     assert result.error["stage"] == "load" and not first.is_leader
-    assert store.list_registry(status=None).items == []
+    assert store.registry.list_registry(status=None).items == []

@@ -150,7 +150,7 @@ def test_commit_webhook_active_run_and_refusals(journey: Any) -> None:
 
     store = open_store(f"sqlite:///{db}")
     try:
-        record = store.get_run(run.json()["run_id"])
+        record = store.runs.get_run(run.json()["run_id"])
         assert (
             record.bundle_name,
             record.bundle_revision,

@@ -340,7 +340,7 @@ def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -
 
 
 def _audit(manager: Any, run_id: str) -> set[str]:
-    return {a.event_type for a in manager.store.list_audit(run_id=run_id).items}
+    return {a.event_type for a in manager.store.audit.list_audit(run_id=run_id).items}
 
 
 def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock: Any) -> None:
@@ -352,7 +352,7 @@ def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock:
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    assert manager.store.get_run(first.run_id).status == "failed"
+    assert manager.store.runs.get_run(first.run_id).status == "failed"
     assert "human.continue_failed" in _audit(manager, first.run_id)
     assert manager.list_human_tasks(run_id=first.run_id)["total"] == 0
 
@@ -366,7 +366,7 @@ def test_timeout_continue_then_a_failing_step_is_an_ordinary_failure(
     first = manager.run_from_spec(input_text="launch", spec=wf.to_spec())
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    run = manager.store.get_run(first.run_id)
+    run = manager.store.runs.get_run(first.run_id)
     assert run.status == "failed" and "upstream service unavailable" in str(run.error)
     events = _audit(manager, first.run_id)
     assert "human.continued" in events and "human.continue_failed" not in events

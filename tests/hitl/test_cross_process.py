@@ -195,7 +195,7 @@ def test_eight_processes_resume_one_continuation(project: Path, backend: str | N
         paused = manager.run_from_spec(
             input_text="launch", spec_path=project / "examples" / "hitl_approval.yaml"
         )
-        stale = manager.store.get_run(paused.run_id)  # a view taken before anyone resumed
+        stale = manager.store.runs.get_run(paused.run_id)  # a view taken before anyone resumed
         procs = [
             start_cli(
                 project,
@@ -220,7 +220,9 @@ def test_eight_processes_resume_one_continuation(project: Path, backend: str | N
             "not_found",
         }
         assert counter(project) == ["publish"]
-        decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+        decisions = manager.store.audit.list_audit(
+            run_id=paused.run_id, event_type="human.decision"
+        )
         assert decisions.total == 1
         # A process holding the stale view cannot resume it again.
         assert stale.status == "paused"

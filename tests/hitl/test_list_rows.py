@@ -142,7 +142,7 @@ def test_the_list_row_is_the_task_after_every_change(manager: Any, clock: Manual
     assert [x["continuation_id"] for x in manager.list_human_tasks()["tasks"]] == [
         other.continuation_id
     ]
-    assert manager.store.get_continuation(cid).list_row is None
+    assert manager.store.tasks.get_continuation(cid).list_row is None
 
 
 def test_an_expired_task_leaves_the_list(manager: Any, clock: ManualClock) -> None:
@@ -154,7 +154,7 @@ def test_an_expired_task_leaves_the_list(manager: Any, clock: ManualClock) -> No
     assert manager.list_human_tasks()["count"] == 1
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    assert manager.store.get_run(paused.run_id).status == "expired"
+    assert manager.store.runs.get_run(paused.run_id).status == "expired"
     assert manager.list_human_tasks()["tasks"] == []
 
 
@@ -171,7 +171,7 @@ def test_the_migration_writes_the_rows_of_pending_tasks(manager: Any) -> None:
     answer = Decision(done.request_id, "provided", content='{"threshold": 0.5}')
     manager.resume(done.continuation_id, answer)
     store = manager.store
-    written = store.get_continuation(paused.continuation_id).list_row
+    written = store.tasks.get_continuation(paused.continuation_id).list_row
     assert written is not None and "personal" in written
     with (
         store.dialect.connect_write(store.engine) as conn,
@@ -180,8 +180,8 @@ def test_the_migration_writes_the_rows_of_pending_tasks(manager: Any) -> None:
     ):
         command.downgrade(_alembic_config(conn), "0017")
     assert upgrade(store.engine, store.dialect) == HEAD_REVISION
-    assert store.get_continuation(paused.continuation_id).list_row == written
-    assert store.get_continuation(done.continuation_id).list_row is None
+    assert store.tasks.get_continuation(paused.continuation_id).list_row == written
+    assert store.tasks.get_continuation(done.continuation_id).list_row is None
 
 
 def test_the_stored_text_is_the_rows_json() -> None:

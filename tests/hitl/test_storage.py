@@ -93,10 +93,12 @@ def stored_texts(manager: Any, run_id: str, cid: str) -> dict[str, str]:
     and are left to the checkpoint encoding)."""
     store = manager.store
     return {
-        "runs": json.dumps(store.get_run(run_id).state),
-        "continuations": json.dumps(store.get_continuation(cid).requests),
-        "trace_events": json.dumps([e.payload for e in store.list_trace(run_id).items]),
-        "audit_events": json.dumps([a.payload for a in store.list_audit(run_id=run_id).items]),
+        "runs": json.dumps(store.runs.get_run(run_id).state),
+        "continuations": json.dumps(store.tasks.get_continuation(cid).requests),
+        "trace_events": json.dumps([e.payload for e in store.runs.list_trace(run_id).items]),
+        "audit_events": json.dumps(
+            [a.payload for a in store.audit.list_audit(run_id=run_id).items]
+        ),
     }
 
 
@@ -112,7 +114,7 @@ def test_a_pending_request_body_is_stored_once(manager: Any) -> None:
     }
     # The continuation and the event name the request; the body has no empty or derivable
     # fields (decisions from the kind, wait_key = step id, expires_at = created + timeout).
-    state = manager.store.get_run(paused.run_id).state
+    state = manager.store.runs.get_run(paused.run_id).state
     (body,) = state["pending"]
     assert set(body) == {
         "request_id",
@@ -126,17 +128,19 @@ def test_a_pending_request_body_is_stored_once(manager: Any) -> None:
         "on_timeout",
     }
     assert body["context"] == {"input_preview": "DRAFT: launch"}
-    assert manager.store.get_continuation(cid).requests == [
+    assert manager.store.tasks.get_continuation(cid).requests == [
         {"request_id": paused.request_id, "kind": "approval", "assignee": "ann"}
     ]
     (event,) = [
-        e for e in manager.store.list_trace(paused.run_id).items if e.event_type == "run_paused"
+        e
+        for e in manager.store.runs.list_trace(paused.run_id).items
+        if e.event_type == "run_paused"
     ]
     assert event.payload == {
         "continuation_id": cid,
         "requests": [{"request_id": paused.request_id, "kind": "approval"}],
     }
-    audit = manager.store.list_audit(event_type="human.requested", run_id=paused.run_id).items
+    audit = manager.store.audit.list_audit(event_type="human.requested", run_id=paused.run_id).items
     assert set(audit[0].payload) == {
         "request_id",
         "kind",
@@ -184,7 +188,7 @@ def test_every_view_shows_the_complete_request(manager: Any, clock: ManualClock)
     # Escalation stamps the continuation entry only; original_expires_at is derived.
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    (entry,) = manager.store.get_continuation(paused.continuation_id).requests
+    (entry,) = manager.store.tasks.get_continuation(paused.continuation_id).requests
     assert set(entry) == {"request_id", "kind", "assignee", "escalated_at"}
     shown = manager.get_human_task(paused.continuation_id)["requests"][0]
     assert shown["original_expires_at"] == expected["expires_at"] and shown["escalated_at"]
@@ -220,8 +224,8 @@ def _old_layout(manager: Any, paused: Any) -> dict[str, Any]:
     the state, again (with ``deadline_epoch`` and ``status``) in the continuation and in the
     ``run_paused`` event, and the workflow name as continuation context."""
     store = manager.store
-    run = store.get_run(paused.run_id)
-    cont = store.get_continuation(paused.continuation_id)
+    run = store.runs.get_run(paused.run_id)
+    cont = store.tasks.get_continuation(paused.continuation_id)
     full = complete_request(run.state["pending"][0])
     assert len(full) == 16  # every HumanRequest field
     old_entry = {
@@ -265,7 +269,7 @@ def test_rows_in_the_earlier_layout_still_read_and_resume(manager: Any, clock: M
     new_view = fresh.metadata["pending_human_request"]
     old = pause(manager)
     old_entry = _old_layout(manager, old)
-    assert manager.store.get_continuation(old.continuation_id).requests == [old_entry]
+    assert manager.store.tasks.get_continuation(old.continuation_id).requests == [old_entry]
 
     view = manager.get_run_result(old.run_id).metadata["pending_human_request"]
     assert set(view) == set(new_view) == VIEW_FIELDS
@@ -421,10 +425,10 @@ def test_answering_one_request_moves_the_continuation_expiry_to_the_next(
     paused = manager.run_from_spec(input_text="go", spec=fan)
     first, second = paused.metadata["pending_human_requests"]
     cid = paused.continuation_id
-    assert utc_iso(manager.store.get_continuation(cid).expires_at) == first["expires_at"]
+    assert utc_iso(manager.store.tasks.get_continuation(cid).expires_at) == first["expires_at"]
     half = manager.resume(cid, Decision(first["request_id"], "approved"))
     assert half.status == "paused"
-    assert utc_iso(manager.store.get_continuation(cid).expires_at) == second["expires_at"]
+    assert utc_iso(manager.store.tasks.get_continuation(cid).expires_at) == second["expires_at"]
     texts = stored_texts(manager, paused.run_id, cid)
     assert (texts["runs"].count("one?"), texts["continuations"].count("one?")) == (0, 1)
     assert (texts["runs"].count("two?"), texts["continuations"].count("two?")) == (1, 0)
@@ -432,7 +436,7 @@ def test_answering_one_request_moves_the_continuation_expiry_to_the_next(
     assert manager.prune_expired_human_tasks() == 0
     clock.advance(60)
     assert manager.prune_expired_human_tasks() == 1
-    assert manager.store.get_run(paused.run_id).status == "expired"
+    assert manager.store.runs.get_run(paused.run_id).status == "expired"
 
 
 def test_a_secret_in_a_request_stays_in_the_state_only(manager: Any) -> None:
@@ -460,4 +464,4 @@ def test_a_secret_in_a_request_stays_in_the_state_only(manager: Any) -> None:
     manager.resume(cid, Decision(paused.request_id, "approved"))
     texts = stored_texts(manager, paused.run_id, cid)
     assert not any(secret in s for t, s in texts.items() if t != "runs")
-    assert manager.store.get_continuation(cid).requests[0]["prompt"] == PROMPT
+    assert manager.store.tasks.get_continuation(cid).requests[0]["prompt"] == PROMPT

@@ -52,7 +52,7 @@ def start(manager: Any, project: Path, on_timeout: str, **kw: Any) -> Any:
 
 
 def audit(manager: Any, run_id: str) -> dict[str, dict[str, Any]]:
-    return {a.event_type: a.payload for a in manager.store.list_audit(run_id=run_id).items}
+    return {a.event_type: a.payload for a in manager.store.audit.list_audit(run_id=run_id).items}
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def test_fail_expires_the_run(manager: Any, project: Path, clock: ManualClock) -
     assert manager.prune_expired_human_tasks() == 0  # not yet due
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    run = manager.store.get_run(paused.run_id)
+    run = manager.store.runs.get_run(paused.run_id)
     assert run.status == "expired" and run.error["type"] == "human_task_expired"
     event = audit(manager, paused.run_id)["human.expired"]
     assert {
@@ -84,7 +84,7 @@ def test_continue_synthesizes_an_approval(manager: Any, project: Path, clock: Ma
     paused = start(manager, project, "continue")
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    run = manager.store.get_run(paused.run_id)
+    run = manager.store.runs.get_run(paused.run_id)
     assert run.status == "succeeded" and counter(project) == ["publish"]
     decision = run.state["decisions"]["approve"]
     assert decision["decision"] == "approved"
@@ -105,7 +105,7 @@ def test_continue_failure_is_recorded_and_dropped(
     events = audit(manager, paused.run_id)
     assert events["human.continue_failed"]["error_type"] == "InvalidDecision"
     assert manager.list_human_tasks()["total"] == 0
-    assert manager.store.get_run(paused.run_id).status == "failed"
+    assert manager.store.runs.get_run(paused.run_id).status == "failed"
     assert manager.prune_expired_human_tasks() == 0
 
 
@@ -113,7 +113,7 @@ def test_reject_synthesizes_a_rejection(manager: Any, project: Path, clock: Manu
     paused = start(manager, project, "reject")
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
-    run = manager.store.get_run(paused.run_id)
+    run = manager.store.runs.get_run(paused.run_id)
     assert run.status == "failed" and run.error["code"] == "human_rejected"
     assert counter(project) == []
 
@@ -130,7 +130,7 @@ def test_escalate_fires_once_and_the_task_stays(
     request = task["requests"][0]
     assert task["escalated_at"] and request["escalated_at"]
     assert request["original_expires_at"] == request["expires_at"]
-    assert manager.store.list_audit(event_type="human.escalated").total == 1
+    assert manager.store.audit.list_audit(event_type="human.escalated").total == 1
     assert audit(manager, paused.run_id)["human.escalated"]["assignee"] == "ann"
     assert manager.list_human_tasks(escalated=True)["total"] == 1
     done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
@@ -181,7 +181,7 @@ def test_run_deadline_times_out_a_paused_run(
     assert manager.get_run(paused.run_id)["deadline_at"]
     clock.advance(31)  # the run deadline (30 s) fires before the human timeout (60 s)
     assert manager.prune_timed_out_runs() == 1
-    run = manager.store.get_run(paused.run_id)
+    run = manager.store.runs.get_run(paused.run_id)
     assert run.status == "timed_out"
     assert audit(manager, paused.run_id)["run.timed_out"]["previous_status"] == "paused"
     assert manager.list_human_tasks()["total"] == 0
@@ -202,14 +202,14 @@ def test_human_timeout_first_makes_the_deadline_irrelevant(
     assert manager.prune_expired_human_tasks() == 1
     clock.advance(120)
     assert manager.prune_timed_out_runs() == 0
-    assert manager.store.get_run(paused.run_id).status == "expired"
+    assert manager.store.runs.get_run(paused.run_id).status == "expired"
 
 
 def test_invalid_input_is_422_with_the_field_and_stays_pending(manager: Any, project: Path) -> None:
     paused = manager.run_from_spec(
         input_text="x", spec_path=project / "examples" / "hitl_input.yaml"
     )
-    before = manager.store.get_run(paused.run_id).version
+    before = manager.store.runs.get_run(paused.run_id).version
     for content, path in (
         ('{"mode": "strict"}', "threshold"),
         ('{"threshold": "high"}', "threshold"),
@@ -223,7 +223,7 @@ def test_invalid_input_is_422_with_the_field_and_stays_pending(manager: Any, pro
         assert info.value.details["path"] == path
     with pytest.raises(InvalidDecision):
         manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
-    assert manager.store.get_run(paused.run_id).version == before
+    assert manager.store.runs.get_run(paused.run_id).version == before
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
 
 

@@ -79,10 +79,10 @@ def test_a_delivered_link_decides_once(world: dict[str, Any]) -> None:
     opened = client.get(path)
     assert opened.status_code == 200 and "Approve the draft?" in opened.text
     assert "reviewer" in opened.text
-    assert manager.store.get_continuation(paused.continuation_id).status == "pending"  # GET
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"  # GET
     decided = client.post(path, data={"decision": "approved"})
     assert decided.status_code == 200 and "Decided: approved" in decided.text
-    assert manager.store.get_run(paused.run_id).status == "succeeded"
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
     again = client.post(path, data={"decision": "rejected"})
     assert again.status_code == 409
     assert "Already approved by" in again.text and "reviewer" in again.text
@@ -106,7 +106,7 @@ def test_expired_forged_and_unentitled_links_are_refused(
     assert forged.status_code == 404 and "not a valid decision link" in forged.text
     links = DecisionLinks.from_settings(world["settings"])
     assert links is not None
-    rid = manager.store.get_continuation(paused.continuation_id).requests[0]["request_id"]
+    rid = manager.store.tasks.get_continuation(paused.continuation_id).requests[0]["request_id"]
     viewer = links.url(paused.continuation_id, rid, "viewer").removeprefix("http://testserver")
     refused = client.post(viewer, data={"decision": "approved"})
     assert refused.status_code == 403 and "human:write" in refused.text
@@ -118,7 +118,7 @@ def test_expired_forged_and_unentitled_links_are_refused(
     )
     expired = client.post(path, data={"decision": "approved"})
     assert expired.status_code == 410 and "expired" in expired.text
-    assert manager.store.get_continuation(paused.continuation_id).status == "pending"
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
 
 
 def test_only_a_request_for_one_person_or_key_gets_a_link() -> None:

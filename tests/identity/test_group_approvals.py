@@ -96,9 +96,11 @@ def test_two_release_managers_complete_a_two_of_two_promotion(
         page = sign_in_at_provider(browser, server, person, start=page_path)
         page.click("button[name=decision][value=approved]")
         page.get_by_text(after).wait_for()
-    assert count_approvals(server.store, "mailer", "prod", _digest(server), ["group:x"]) == 2
+    assert (
+        count_approvals(server.store.registry, "mailer", "prod", _digest(server), ["group:x"]) == 2
+    )
     deadline = time.monotonic() + 20
-    while (server.store.get_active("mailer", "prod") or None) is None:
+    while (server.store.registry.get_active("mailer", "prod") or None) is None:
         assert time.monotonic() < deadline, httpx2.get(
             server.url + "/v1/registry/bundles/mailer/prod",
             headers={"Authorization": f"Bearer {ADMIN}"},
@@ -123,7 +125,7 @@ def test_two_release_managers_complete_a_two_of_two_promotion(
 
 
 def _digest(server: Live) -> str:
-    return str(server.store.get_active("mailer", "staging").digest)
+    return str(server.store.registry.get_active("mailer", "staging").digest)
 
 
 def test_the_same_person_counts_once_and_names_match_by_kind() -> None:

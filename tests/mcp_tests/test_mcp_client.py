@@ -122,7 +122,7 @@ def test_timeouts_are_retried_then_reported_to_the_model(project: Path) -> None:
         KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS="0",
     )
     assert result.status == "succeeded"  # a slow server is the model's problem, not a failure
-    transcript = manager.store.get_run(result.run_id).state["agents"]["mcp-agent"]["messages"]
+    transcript = manager.store.runs.get_run(result.run_id).state["agents"]["mcp-agent"]["messages"]
     slow_result = next(m for m in transcript if m.get("name") == "slow")["content"]
     assert "no answer within 0.5s" in slow_result and "3 attempt(s)" in slow_result
     assert counted(project) == ["slow", "slow", "slow", "lookup_user"]
@@ -141,7 +141,7 @@ def test_a_crashed_server_is_a_tool_error_and_the_next_call_reconnects(project: 
     )
     manager, result = run(project, spec, KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS="0")
     assert (result.status, result.output_text) == ("succeeded", "bob@example.com")
-    transcript = manager.store.get_run(result.run_id).state["agents"]["mcp-agent"]["messages"]
+    transcript = manager.store.runs.get_run(result.run_id).state["agents"]["mcp-agent"]["messages"]
     crash_result = next(m for m in transcript if m.get("name") == "crash")["content"]
     assert "MCP server 'fixture' failed while calling tool 'crash'" in crash_result
     assert counted(project) == [
@@ -187,7 +187,7 @@ def test_http_transport_sends_the_secret_and_never_records_it(
         default=str,
     )
     assert PLANTED not in dumped
-    audits = manager.store.list_audit(run_id=result.run_id).items
+    audits = manager.store.audit.list_audit(run_id=result.run_id).items
     assert audits and PLANTED not in json.dumps([a.payload for a in audits], default=str)
     manager.store.close()
     # without the secret the server refuses: a tool error, not a crash

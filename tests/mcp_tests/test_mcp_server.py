@@ -158,7 +158,7 @@ def test_a_reviewer_resumes_and_a_viewer_cannot(served: Served) -> None:
     assert payload(resumed)["status"] == "succeeded"
     assert payload(run)["status"] == "succeeded"
     assert "run_resumed" in {e["event_type"] for e in payload(trace)["events"]}
-    decisions = served.manager.store.list_audit(event_type="human.decision").items
+    decisions = served.manager.store.audit.list_audit(event_type="human.decision").items
     assert [(a.actor, a.payload["decision"]) for a in decisions] == [("reviewer", "approved")]
     again = session(
         served.url,

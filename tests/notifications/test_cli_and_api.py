@@ -24,12 +24,14 @@ def _dead_row(store: Any, attempts: int = 3) -> int:
     """A delivery that failed ``attempts`` times, the last making it dead."""
     with store.transaction() as tx:
         tx.add_audit("run.failed", run_id="r1", payload={"environment": "prod"})
-    store.route_notifications(lambda event: ["hook"])
+    store.notifications.route_notifications(lambda event: ["hook"])
     for attempt in range(attempts):
-        [claimed] = store.claim_notifications("t", 30.0)
+        [claimed] = store.notifications.claim_notifications("t", 30.0)
         last = attempt == attempts - 1
         retry_at = None if last else store.clock.now()
-        store.finish_notification(claimed.id, "t", sent=False, error="HTTP 500", retry_at=retry_at)
+        store.notifications.finish_notification(
+            claimed.id, "t", sent=False, error="HTTP 500", retry_at=retry_at
+        )
     return int(claimed.id)
 
 
@@ -73,7 +75,7 @@ def test_cli_lists_dead_with_attempts_retries_and_tests_a_receiver(
     assert "1 dead" in table.stdout and "run.failed" in table.stdout
     retried = _kneo(tmp_path, env, "retry", "--json")
     assert json.loads(retried.stdout) == {"retried": 1}
-    [again] = store.list_notifications().items
+    [again] = store.notifications.list_notifications().items
     assert (again.status, again.attempts) == ("pending", 0)
 
     sent = _kneo(tmp_path, env, "test", "hook", "--json")
@@ -112,5 +114,5 @@ def test_api_lists_counts_and_retries(platform: Any) -> None:
         assert body["counts"]["pending"] == 1 and body["counts"]["dead"] == 0
         unknown = client.post("/v1/notifications/retry", json={"idz": [1]}, headers=admin)
         assert unknown.status_code == 422
-    audit = manager.store.list_audit(event_type="notifications.retried").items
+    audit = manager.store.audit.list_audit(event_type="notifications.retried").items
     assert [a.actor for a in audit] == ["admin"]

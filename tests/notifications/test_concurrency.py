@@ -23,7 +23,7 @@ def _env(*hooks: tuple[str, Receiver], **extra: str) -> dict[str, str]:
 
 def _events(manager: Any, count: int, *, task: str | None = None, prefix: str = "ev") -> None:
     for i in range(count):
-        manager.store.add_notification_event(
+        manager.store.notifications.add_notification_event(
             f"{prefix}{i:03d}",
             "run.failed",
             run_id=f"run{i}",
@@ -33,7 +33,9 @@ def _events(manager: Any, count: int, *, task: str | None = None, prefix: str = 
 
 
 def _sent(manager: Any, receiver: str) -> list[Any]:
-    found = manager.store.list_notifications(receiver=receiver, status="sent", limit=1000)
+    found = manager.store.notifications.list_notifications(
+        receiver=receiver, status="sent", limit=1000
+    )
     return list(found.items)
 
 
@@ -56,7 +58,9 @@ def test_a_hanging_receiver_never_delays_another(platform: Any) -> None:
         try:
             wait_for(lambda: len(_sent(manager, "fast")) == 30, timeout=30)
             hanging = slow.in_flight
-            slow_rows = manager.store.list_notifications(receiver="slow", limit=100).items
+            slow_rows = manager.store.notifications.list_notifications(
+                receiver="slow", limit=100
+            ).items
         finally:
             dispatcher.stop(timeout=1)
     finally:
@@ -84,8 +88,8 @@ def test_a_tasks_events_arrive_in_order_while_others_pass(platform: Any) -> None
             ("a2", "human.decision", "task-a"),
             ("b1", "human.requested", "task-b"),
         ):
-            store.add_notification_event(event_id, event_type, continuation_id=task)
-            store.route_notifications(dispatcher.route)
+            store.notifications.add_notification_event(event_id, event_type, continuation_id=task)
+            store.notifications.route_notifications(dispatcher.route)
         dispatcher = start_dispatcher(manager, manager.settings)
         assert dispatcher is not None
         try:

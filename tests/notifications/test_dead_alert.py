@@ -74,5 +74,5 @@ def test_the_first_dead_delivery_fires_the_alert(
         server.shutdown()
     assert fired[0]["state"] == "firing"
     assert len(receiver.requests) == 1
-    [dead] = manager.store.list_notifications(status="dead").items
+    [dead] = manager.store.notifications.list_notifications(status="dead").items
     assert dead.receiver == NAME

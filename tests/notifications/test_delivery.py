@@ -47,7 +47,7 @@ def hook_env(url: str, **extra: str) -> dict[str, str]:
 
 
 def rows(manager: Any) -> list[Any]:
-    return manager.store.list_notifications().items
+    return manager.store.notifications.list_notifications().items
 
 
 def test_a_pause_sends_one_signed_human_requested(platform: Any, receiver: Receiver) -> None:
@@ -113,21 +113,23 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
     assert dispatcher is not None
     try:
         manager.run_from_spec(input_text="hello", spec_path=SMOKE)
-        [dead] = wait_for(lambda: manager.store.list_notifications(status="dead").items)
+        [dead] = wait_for(
+            lambda: manager.store.notifications.list_notifications(status="dead").items
+        )
         time.sleep(0.4)  # and no further attempt
     finally:
         dispatcher.stop()
     assert (dead.attempts, dead.last_error) == (3, "HTTP 500")
     assert len(receiver.requests) == 3
     assert len(set(receiver.event_ids())) == 1  # one event, retried
-    assert manager.store.notification_counts() == {("hook", "dead"): 1}
+    assert manager.store.notifications.notification_counts() == {("hook", "dead"): 1}
     # retry makes it due again with a fresh budget; a receiver back up gets it
     receiver.status = 200
-    assert manager.store.retry_notifications() == 1
+    assert manager.store.notifications.retry_notifications() == 1
     dispatcher = start_dispatcher(manager, manager.settings)
     assert dispatcher is not None
     try:
-        wait_for(lambda: manager.store.list_notifications(status="sent").items)
+        wait_for(lambda: manager.store.notifications.list_notifications(status="sent").items)
     finally:
         dispatcher.stop()
     assert len(receiver.requests) == 4

@@ -85,13 +85,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def link(world: dict[str, Any], cid: str, recipient: str) -> str:
-    rid = world["manager"].store.get_continuation(cid).requests[0]["request_id"]
+    rid = world["manager"].store.tasks.get_continuation(cid).requests[0]["request_id"]
     return str(world["links"].url(cid, rid, recipient)).removeprefix("http://testserver")
 
 
 def click(world: dict[str, Any], cid: str, user: str) -> dict[str, Any]:
     """An Approve click by Slack user ``user``, signed as Slack signs it."""
-    rid = world["manager"].store.get_continuation(cid).requests[0]["request_id"]
+    rid = world["manager"].store.tasks.get_continuation(cid).requests[0]["request_id"]
     value = json.dumps({"c": cid, "r": rid, "d": "approved"})
     payload = {"type": "block_actions", "user": {"id": user}, "trigger_id": uuid.uuid4().hex,
                "channel": {"id": "C0KNEO"},
@@ -129,10 +129,10 @@ def test_a_group_member_decides_a_group_task_by_link_others_are_refused(
     cid = paused.continuation_id
     refused = client.post(link(world, cid, "bob@example.com"), data={"decision": "approved"})
     assert refused.status_code == 403 and "may not decide" in refused.text  # support only
-    assert manager.store.get_continuation(cid).status == "pending"
+    assert manager.store.tasks.get_continuation(cid).status == "pending"
     decided = client.post(link(world, cid, "alice@example.com"), data={"decision": "approved"})
     assert decided.status_code == 200 and "Decided: approved" in decided.text
-    assert manager.store.get_run(paused.run_id).status == "succeeded"
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
     events = audit(world, "human.decision", run_id=paused.run_id)
     assert [e["actor"] for e in events] == ["alice@example.com"]
     assert events[0]["payload"]["identity"]["method"] == "decision_link"
@@ -150,7 +150,7 @@ def test_a_group_member_decides_a_group_task_in_slack_others_are_refused(
     )
     told = slack.of("chat.postEphemeral")[-1]
     assert told["user"] == "UBOB" and "human:write" in told["text"]
-    assert manager.store.get_continuation(cid).status == "pending"
+    assert manager.store.tasks.get_continuation(cid).status == "pending"
     assert click(world, cid, "UALICE") == {
         "ok": True,
         "decided": "approved",

@@ -33,7 +33,7 @@ PLANTED = "sk-planted0123456789abcdefghijklmnopqrstuv"
 
 def _events(store: Any) -> list[Any]:
     seen: list[Any] = []
-    store.route_notifications(lambda event: seen.append(event) or [])
+    store.notifications.route_notifications(lambda event: seen.append(event) or [])
     return seen
 
 
@@ -100,8 +100,8 @@ def test_receivers_filter_by_type_environment_assignee_and_severity(platform: An
     with store.transaction() as tx:
         tx.add_audit("human.requested", payload={"environment": "prod", "assignee": "bo"})
         tx.add_audit("run.failed", payload={"environment": "dev"})
-    store.route_notifications(dispatcher.route)
-    got = {(n.event.event_type, n.receiver) for n in store.list_notifications().items}
+    store.notifications.route_notifications(dispatcher.route)
+    got = {(n.event.event_type, n.receiver) for n in store.notifications.list_notifications().items}
     assert got == {
         ("human.requested", "all"),
         ("human.requested", "human"),
@@ -275,22 +275,24 @@ def test_retention_prunes_finished_deliveries_and_the_events_done_with(platform:
 
     store = platform().store
     for event_id in ("e1", "e2", "e3"):
-        assert store.add_notification_event(event_id, "run.failed", payload={})
-    assert store.route_notifications(lambda event: ["a", "b"]) == 3
-    rows = store.claim_notifications("me", 60, limit=10)
+        assert store.notifications.add_notification_event(event_id, "run.failed", payload={})
+    assert store.notifications.route_notifications(lambda event: ["a", "b"]) == 3
+    rows = store.notifications.claim_notifications("me", 60, limit=10)
     assert len(rows) == 6
     for row in rows:
         if (row.event.event_id, row.receiver) == ("e3", "b"):
             continue  # still being delivered: its event must stay
         dead = (row.event.event_id, row.receiver) == ("e2", "b")
-        store.finish_notification(row.id, "me", sent=not dead, error="HTTP 500" if dead else None)
+        store.notifications.finish_notification(
+            row.id, "me", sent=not dead, error="HTTP 500" if dead else None
+        )
     later = store.clock.now() + timedelta(days=2)
     kept = RetentionDays(queue_days=3)
-    assert store.prune_retention(kept, now=later)["queue"] == 0  # nothing old enough
-    counts = store.prune_retention(RetentionDays(queue_days=1), now=later)
+    assert store.maintenance.prune_retention(kept, now=later)["queue"] == 0  # nothing old enough
+    counts = store.maintenance.prune_retention(RetentionDays(queue_days=1), now=later)
     assert counts["queue"] == 5
-    left = store.list_notifications().items
+    left = store.notifications.list_notifications().items
     assert [(r.event.event_id, r.receiver, r.status) for r in left] == [("e3", "b", "sending")]
-    assert store.route_notifications(lambda event: ["c"]) == 0  # no event came back
-    assert not store.add_notification_event("e3", "run.failed")  # e3 is still there
-    assert store.add_notification_event("e1", "run.failed")  # e1 was pruned
+    assert store.notifications.route_notifications(lambda event: ["c"]) == 0  # no event came back
+    assert not store.notifications.add_notification_event("e3", "run.failed")  # e3 is still there
+    assert store.notifications.add_notification_event("e1", "run.failed")  # e1 was pruned

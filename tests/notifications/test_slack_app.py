@@ -143,7 +143,7 @@ def button_click(message: dict[str, Any], action_id: str, user: str) -> dict[str
 
 
 def test_kneo_signs_and_verifies_as_slack_sdk_does(world: dict[str, Any]) -> None:
-    store = world["manager"].store
+    store = world["manager"].store.idempotency
     body, stamp = "payload=%7B%7D", str(int(time.time()))
     expected = SignatureVerifier(SIGNING).generate_signature(timestamp=stamp, body=body)
     assert signature(SIGNING, stamp, body.encode()) == expected
@@ -189,11 +189,11 @@ def test_a_click_decides_as_the_mapped_person_and_every_message_updates(
     assert refused.status_code == 200 and refused.json()["error"] == "forbidden"
     told = slack.of("chat.postEphemeral")[-1]
     assert told["user"] == "UVIEW" and "human:write" in told["text"]
-    assert manager.store.get_continuation(paused.continuation_id).status == "pending"
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
     payload = button_click(messages[0], "kneo.approve", "UREVIEW")
     decided = click(client, payload)
     assert decided.json() == {"ok": True, "decided": "approved", "by": "reviewer"}
-    assert manager.store.get_run(paused.run_id).status == "succeeded"
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
     replayed = click(client, payload, at=int(decided.request.headers["X-Slack-Request-Timestamp"]))
     assert replayed.status_code == 401 and "replay" in replayed.json()["message"]
     every = {(m["in"], m["ts"]) for m in messages}
@@ -230,7 +230,7 @@ def test_forged_stale_and_unknown_clicks_are_refused(world: dict[str, Any]) -> N
     altered = button_click(message, "kneo.approve", "UREVIEW")
     altered["actions"][0]["action_id"] = "kneo.reject"  # a reject that carries approve
     assert click(client, altered).json()["error"] == "invalid_request"
-    assert manager.store.get_continuation(paused.continuation_id).status == "pending"
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
     unsigned = client.post("/hooks/slack/team/interactions", content=b"payload=%7B%7D")
     assert unsigned.status_code == 401
     assert client.post("/hooks/slack/nobody/interactions", content=b"").status_code == 404
@@ -241,7 +241,7 @@ def test_a_decision_in_the_api_updates_the_slack_messages(world: dict[str, Any])
     paused = manager.run_from_spec(input_text="from the api", spec_path=SPEC)
     messages = wait_for(lambda: len(posted(slack, paused.continuation_id)) == 2 and
                         posted(slack, paused.continuation_id), "no Slack messages")  # fmt: skip
-    rid = manager.store.get_continuation(paused.continuation_id).requests[0]["request_id"]
+    rid = manager.store.tasks.get_continuation(paused.continuation_id).requests[0]["request_id"]
     answer = client.post(
         f"/v1/human-tasks/{paused.continuation_id}/resume",
         json={"request_id": rid, "decision": "rejected"},
@@ -339,10 +339,10 @@ def test_a_request_for_input_is_answered_in_a_modal(world: dict[str, Any]) -> No
 
     refused = submit('{"threshold": "high"}')  # the request's schema wants a number
     assert refused["response_action"] == "errors" and "threshold" in refused["errors"]["content"]
-    assert manager.store.get_continuation(paused.continuation_id).status == "pending"
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
     assert submit('{"threshold": 0.8, "mode": "strict"}') == {
         "ok": True,
         "decided": "provided",
         "by": "reviewer",
     }
-    assert manager.store.get_run(paused.run_id).status == "succeeded"
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"

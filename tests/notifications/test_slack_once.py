@@ -134,12 +134,12 @@ def _posts(slack: SlackApi) -> dict[str, int]:
 
 
 def _recorded(manager: Any, cid: str) -> list[dict[str, Any]]:
-    value = manager.store.get_metadata(f"{METADATA_PREFIX}team.{cid}") or {}
+    value = manager.store.metadata.get_metadata(f"{METADATA_PREFIX}team.{cid}") or {}
     return list(value.get("messages", []))
 
 
 def _sent(manager: Any) -> bool:
-    return any(r.status == "sent" for r in manager.store.list_notifications().items)
+    return any(r.status == "sent" for r in manager.store.notifications.list_notifications().items)
 
 
 #: Where the dispatcher dies: after posting the DM, before recording it; after recording
@@ -191,7 +191,7 @@ def test_an_unreadable_history_posts_nothing_again(
     assert "not posted again" in caplog.text and TOKEN not in caplog.text
     recorded = {m["to"]: m for m in _recorded(manager, paused.continuation_id)}
     assert recorded[CHANNEL].get("unknown") is True and "ts" not in recorded[CHANNEL]
-    rid = manager.store.get_continuation(paused.continuation_id).requests[0]["request_id"]
+    rid = manager.store.tasks.get_continuation(paused.continuation_id).requests[0]["request_id"]
     manager.resume(paused.continuation_id, Decision(rid, "approved"), actor="reviewer")
     _deliver(
         _dispatcher(manager, manager.store, "notify:third"),

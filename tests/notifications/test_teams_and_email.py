@@ -195,15 +195,15 @@ def test_each_recipient_gets_a_mail_and_the_link_decides_in_chromium(
         page = browser.new_page()
         page.goto(link.group(1))
         assert "Approve the draft?" in page.content()
-        assert manager.store.get_continuation(paused.continuation_id).status == "pending"
+        assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
         page.get_by_role("button", name="Approve").click()
         page.wait_for_load_state()
         assert "Decided: approved" in page.content()
         page.goto(link.group(1))
         assert "Already approved by" in page.content()
         browser.close()
-    assert manager.store.get_run(paused.run_id).status == "succeeded"
-    events = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
+    events = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert [e.actor for e in events.items] == ["someone@example.com"]
     assert PASSWORD not in caplog.text
     assert PASSWORD.encode() not in world["db"].read_bytes()

@@ -160,7 +160,7 @@ class Shape:
         """The pid of the controller holding the lock (its owner is ``host:pid:id``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lock = self.store.get_lock("controller:default")
+            lock = self.store.locks.get_lock("controller:default")
             if lock is not None:
                 return int(lock.owner.split(":")[1])
             time.sleep(0.05)
@@ -173,7 +173,7 @@ class Shape:
         return str(self.repo.commit(text))
 
     def active_commit(self) -> str | None:
-        active = self.store.get_active("helper", "dev")
+        active = self.store.registry.get_active("helper", "dev")
         return None if active is None else str(active.commit)
 
     def wait_active(self, sha: str, timeout: float) -> float:

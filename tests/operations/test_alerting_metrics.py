@@ -43,12 +43,12 @@ def test_oldest_pending_task_age(project: Path, db_url: str) -> None:
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
     manager: Any = open_manager(project, db_url, clock=clock)
     try:
-        assert manager.store.gauges().oldest_pending_seconds == {}
+        assert manager.store.maintenance.gauges().oldest_pending_seconds == {}
         first = manager.run_from_spec(input_text="a", spec_path=project / "human.yaml")
         clock.advance(1800)
         manager.run_from_spec(input_text="b", spec_path=project / "human.yaml")
         clock.advance(600)
-        gauges = manager.store.gauges()
+        gauges = manager.store.maintenance.gauges()
         [key] = gauges.pending_tasks
         assert gauges.pending_tasks == {key: 2}
         assert gauges.oldest_pending_seconds == {key: 2400.0}
@@ -56,6 +56,6 @@ def test_oldest_pending_task_age(project: Path, db_url: str) -> None:
         manager.resume(
             first.continuation_id, Decision(task["requests"][0]["request_id"], "approved")
         )
-        assert manager.store.gauges().oldest_pending_seconds == {key: 600.0}
+        assert manager.store.maintenance.gauges().oldest_pending_seconds == {key: 600.0}
     finally:
         manager.store.close()

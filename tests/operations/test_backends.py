@@ -103,11 +103,11 @@ def test_cli_backup_and_restore_keep_everything(project: Path) -> None:
     assert checkpoints and checkpoints[-1]["type"] == "run_completed"
     store = open_store(f"sqlite:///{db}")
     try:
-        assert store.list_audit(run_id=done.run_id).total >= 1
-        assert store.get_continuation(paused.continuation_id).status == "pending"
-        active = store.get_active("ops-bundle", "prod")
+        assert store.audit.list_audit(run_id=done.run_id).total >= 1
+        assert store.tasks.get_continuation(paused.continuation_id).status == "pending"
+        active = store.registry.get_active("ops-bundle", "prod")
         assert active is not None and active.digest == "sha256:abc"
-        request_id = store.get_continuation(paused.continuation_id).requests[0]["request_id"]
+        request_id = store.tasks.get_continuation(paused.continuation_id).requests[0]["request_id"]
     finally:
         store.close()
     resumed = kneo_json(

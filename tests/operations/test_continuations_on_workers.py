@@ -88,7 +88,7 @@ HUMAN_AFTER = {
 def _trace(manager: Any, run_id: str, event_type: str) -> list[dict[str, Any]]:
     return [
         dict(e.payload or {})
-        for e in manager.store.list_trace(run_id, limit=500).items
+        for e in manager.store.runs.list_trace(run_id, limit=500).items
         if e.event_type == event_type
     ]
 
@@ -107,19 +107,21 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         done = api.resume(cid, Decision(rid, "approved"), actor="ann", metadata={"ticket": "T-1"})
         assert done.handed_off and done.status == "running"
         assert done.to_dict()["status"] == "running" and "handed_off" not in done.to_dict()
-        run = api.store.get_run(paused.run_id)
+        run = api.store.runs.get_run(paused.run_id)
         assert run.status == "running" and run.state[HANDOFF_KEY]["kind"] == "decision"
-        assert api.store.run_lease(paused.run_id) is None  # nobody executes it yet
-        queued = [r for r in api.store.queue_records_for_run(run.run_id) if r.status == "queued"]
+        assert api.store.queue.run_lease(paused.run_id) is None  # nobody executes it yet
+        queued = [
+            r for r in api.store.queue.queue_records_for_run(run.run_id) if r.status == "queued"
+        ]
         assert len(queued) == 1
         assert step_counts(project)[("d1", "s2")] == 0  # nothing after the decision ran here
-        [audit] = api.store.list_audit(event_type="human.decision", continuation_id=cid).items
+        [audit] = api.store.audit.list_audit(event_type="human.decision", continuation_id=cid).items
         assert audit.payload["handed_off"] is True and audit.payload["result_status"] == "running"
         with pytest.raises(ResourceLocked):  # a racing decision: 409 as while a request drove it
             api.resume(cid, Decision(rid, "rejected"), actor="bob")
 
         assert Worker(worker_side).run_once()
-        finished = api.store.get_run(paused.run_id)
+        finished = api.store.runs.get_run(paused.run_id)
         assert finished.status == "succeeded" and HANDOFF_KEY not in finished.state
         assert step_counts(project)[("d1", "s1")] == 1 and step_counts(project)[("d1", "s2")] == 1
         [claimed] = _trace(api, paused.run_id, "run_claimed")
@@ -129,7 +131,10 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         assert decided["actor"] == "ann" and decided["metadata"] == {"ticket": "T-1"}
         with pytest.raises(RequestAlreadyResolved):
             api.resume(cid, Decision(rid, "rejected"), actor="bob")
-        assert len(api.store.list_audit(event_type="human.decision", run_id=run.run_id).items) == 1
+        assert (
+            len(api.store.audit.list_audit(event_type="human.decision", run_id=run.run_id).items)
+            == 1
+        )
     finally:
         api.store.close()
         worker_side.store.close()
@@ -142,20 +147,20 @@ def test_a_continue_queues_the_run_once_and_stores_its_metadata(project: Path, d
         run_id = api.start_run_from_spec(
             input_text="c1 go", spec_path=project / "three.yaml"
         ).run_id
-        started = api.store.claim("gone", 5.0)
-        assert started is not None and api.store.complete(started.queue_id, "gone")
+        started = api.store.queue.claim("gone", 5.0)
+        assert started is not None and api.store.queue.complete(started.queue_id, "gone")
         fail_run(api.store, run_id, {"type": "test", "message": "its worker gave up"})
         first = api.continue_run(run_id, actor="ops", metadata={"reason": "db back"})
         again = api.continue_run(run_id, actor="ops", metadata={"reason": "impatient"})
         assert first.handed_off and again.handed_off and again.status == "running"
-        queued = [r for r in api.store.queue_records_for_run(run_id) if r.status == "queued"]
+        queued = [r for r in api.store.queue.queue_records_for_run(run_id) if r.status == "queued"]
         assert len(queued) == 1  # the second continue found it waiting: nothing recorded
-        [audit] = api.store.list_audit(event_type="run.continued", run_id=run_id).items
+        [audit] = api.store.audit.list_audit(event_type="run.continued", run_id=run_id).items
         assert audit.actor == "ops" and audit.payload["metadata"] == {"reason": "db back"}
         [event] = _trace(api, run_id, "run_continued")
         assert event["handed_off"] is True and event["metadata"] == {"reason": "db back"}
         assert Worker(api).run_once()  # this manager's worker never hands the run on again
-        assert api.store.get_run(run_id).status == "succeeded"
+        assert api.store.runs.get_run(run_id).status == "succeeded"
         assert [step_counts(project)[("c1", s)] for s in ("s1", "s2", "s3")] == [1, 1, 1]
         assert _trace(api, run_id, "run_claimed")[0]["handed_off"] == "continue"
     finally:
@@ -184,7 +189,7 @@ def test_two_workers_holding_records_of_one_handed_off_run_drive_it_once(
             gate.wait()
             worker = Worker(manager, poll_seconds=0.05)
             deadline = time.monotonic() + 60
-            while any(manager.store.get_run(r).status != "succeeded" for r in runs):
+            while any(manager.store.runs.get_run(r).status != "succeeded" for r in runs):
                 assert time.monotonic() < deadline
                 worker.run_once() or time.sleep(0.05)
 
@@ -222,17 +227,19 @@ def test_a_worker_killed_after_taking_a_decision_over_is_replaced(
         os.kill(victim_pid, signal.SIGKILL)
         victim.wait(timeout=10)
         wait_for(
-            lambda: api.store.get_run(paused.run_id).status == "succeeded", 60, "another worker"
+            lambda: api.store.runs.get_run(paused.run_id).status == "succeeded",
+            60,
+            "another worker",
         )
         counts = step_counts(project)
         assert [counts[("k1", s)] for s in ("s1", "s3", "s4")] == [1, 2, 1]
-        assert api.store.get_run(paused.run_id).output_text == "k1 block 1 3 4"
+        assert api.store.runs.get_run(paused.run_id).output_text == "k1 block 1 3 4"
         [claimed] = _trace(api, paused.run_id, "run_claimed")
         assert claimed["pid"] == victim_pid  # the first worker took it over, then died
         survivor = {w.pid for w in workers} - {victim_pid}
         finishers = {int(pid) for key, step, pid in counter_lines(project) if step == "s4"}
         assert finishers == survivor
-        decisions = api.store.list_audit(event_type="human.decision", run_id=paused.run_id)
+        decisions = api.store.audit.list_audit(event_type="human.decision", run_id=paused.run_id)
         assert len(decisions.items) == 1
     finally:
         api.store.close()
@@ -325,11 +332,11 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
             assert refused in ("resource_locked", "request_already_resolved")
             raced = race["run_id"]
             wait_for(
-                lambda: manager.store.get_run(raced).status == "succeeded",  # noqa: B023
+                lambda: manager.store.runs.get_run(raced).status == "succeeded",  # noqa: B023
                 60,
                 "the raced run",
             )
-            decisions = manager.store.list_audit(
+            decisions = manager.store.audit.list_audit(
                 event_type="human.decision", run_id=race["run_id"]
             ).items
             assert len(decisions) == 1

@@ -34,7 +34,7 @@ def _flaky(manager: Any, failures: int) -> list[str]:
 
 
 def _record(manager: Any, run_id: str) -> Any:
-    [record] = manager.store.queue_records_for_run(run_id)
+    [record] = manager.store.queue.queue_records_for_run(run_id)
     return record
 
 
@@ -61,14 +61,16 @@ def test_the_library_worker_backs_off_after_an_outage_and_finishes_the_run(
             record = _record(manager, run_id)
             assert record.status == "queued"  # never completed, never failed
             assert record.available_at == clock.now() + timedelta(seconds=backoff)
-            assert manager.store.get_run(run_id).status == "queued"
+            assert manager.store.runs.get_run(run_id).status == "queued"
             time.sleep(0.2)  # ten polls: not claimed again before its backoff
             assert _record(manager, run_id).attempts == attempt
             clock.advance(seconds=backoff)
         wait_for(
-            lambda: manager.store.get_run(run_id).status == "succeeded", 30, "the run to finish"
+            lambda: manager.store.runs.get_run(run_id).status == "succeeded",
+            30,
+            "the run to finish",
         )
-        assert manager.store.get_run(run_id).output_text == "w1 1 2 3"
+        assert manager.store.runs.get_run(run_id).output_text == "w1 1 2 3"
         wait_for(lambda: _record(manager, run_id).status == "completed", 30, "the record")
         assert _record(manager, run_id).attempts == 3 and len(calls) == 3
     finally:
@@ -89,7 +91,7 @@ def test_the_library_worker_gives_up_after_its_attempts(project: Path, db_url: s
         wait_for(lambda: _record(manager, run_id).lease_owner is None, 30, "the backoff")
         clock.advance(seconds=60)
         wait_for(lambda: _record(manager, run_id).status == "failed", 30, "the record to fail")
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "failed" and run.error["type"] == "database_unavailable"
         assert _record(manager, run_id).attempts == 2
     finally:
@@ -108,7 +110,7 @@ def test_the_library_worker_outlives_claims_the_database_refuses(
             input_text="w3", spec_path=project / "three.yaml"
         ).run_id
         refused: list[int] = []
-        real_claim = manager.store.claim
+        real_claim = manager.store.queue.claim
 
         def claim(*args: Any, **kwargs: Any) -> Any:
             if len(refused) < 3:
@@ -116,10 +118,12 @@ def test_the_library_worker_outlives_claims_the_database_refuses(
                 raise DatabaseUnavailable("database unavailable: OperationalError: refused")
             return real_claim(*args, **kwargs)
 
-        manager.store.claim = claim
+        manager.store.queue.claim = claim
         manager.start_worker(poll_seconds=0.02)
         wait_for(
-            lambda: manager.store.get_run(run_id).status == "succeeded", 30, "the run to finish"
+            lambda: manager.store.runs.get_run(run_id).status == "succeeded",
+            30,
+            "the run to finish",
         )
         assert len(refused) == 3
     finally:

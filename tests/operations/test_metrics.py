@@ -79,7 +79,7 @@ def test_metrics_after_two_workers_ran_a_scenario(
             for i in range(2)
         ]
         wait_for(
-            lambda: all(manager.store.get_run(r.run_id).status == "succeeded" for r in runs),
+            lambda: all(manager.store.runs.get_run(r.run_id).status == "succeeded" for r in runs),
             90,
             "both queued runs to succeed",
         )
@@ -102,7 +102,7 @@ def test_metrics_after_two_workers_ran_a_scenario(
         paused = manager.run_from_spec(input_text="ask", spec_path=project / "human.yaml")
         assert paused.status == "paused"
         queued = manager.start_run_from_spec(input_text="later", spec_path=project / "three.yaml")
-        assert manager.store.get_run(queued.run_id).status == "queued"
+        assert manager.store.runs.get_run(queued.run_id).status == "queued"
 
         with TestClient(app) as client:
             response = client.get("/metrics")

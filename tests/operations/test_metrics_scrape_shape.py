@@ -57,7 +57,7 @@ def test_prometheus_sums_each_run_once_across_every_process(
             for i in range(RUNS)
         ]
         wait_for(
-            lambda: all(manager.store.get_run(r.run_id).status == "succeeded" for r in runs),
+            lambda: all(manager.store.runs.get_run(r.run_id).status == "succeeded" for r in runs),
             90,
             "the queued runs to succeed",
         )

@@ -61,7 +61,7 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             counts = step_counts(project)
             assert len(counts) == RUNS * 3 and set(counts.values()) == {1}
             assert {key for key, _ in counts} == set(keys.values())
-            stats = store.queue_stats()
+            stats = store.queue.queue_stats()
             assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
 
             # the same statements many times over (psycopg would prepare them after 5)
@@ -71,7 +71,7 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             ]
             assert {run.status for run in paused} == {"paused"}
             for run in paused:
-                [task] = store.list_continuations(run_id=run.run_id, count=False).items
+                [task] = store.tasks.list_continuations(run_id=run.run_id, count=False).items
                 request = task.requests[0]["request_id"]
                 done = manager.resume(
                     task.continuation_id, Decision(request, "approved"), actor="bo"
@@ -80,11 +80,13 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
 
             # the controller's wake-ups: a poll here (LISTEN needs a session of its own)
             woken = threading.Event()
-            wakeups = store.controller_wakeups("main", woken.set, poll_seconds=0.1)
+            wakeups = store.controller.controller_wakeups("main", woken.set, poll_seconds=0.1)
             try:
                 time.sleep(0.3)
                 woken.clear()
-                store.queue_controller_request("main", "webhook", actor="test", detail={})
+                store.controller.queue_controller_request(
+                    "main", "webhook", actor="test", detail={}
+                )
                 assert woken.wait(5), "the controller was not woken through pgbouncer"
             finally:
                 wakeups.stop()

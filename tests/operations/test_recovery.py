@@ -55,16 +55,16 @@ def test_transient_database_error_retries_the_run_with_backoff(project: Path, db
         worker = Worker(manager, lease_seconds=30.0, max_attempts=5)
         for attempt, backoff in ((1, 1.0), (2, 2.0)):
             assert worker.run_once()
-            [record] = manager.store.queue_records_for_run(run_id)
+            [record] = manager.store.queue.queue_records_for_run(run_id)
             assert (record.status, record.attempts) == ("queued", attempt)  # never completed
             assert record.available_at == clock.now() + timedelta(seconds=backoff)
-            assert manager.store.get_run(run_id).status == "queued"  # not failed
+            assert manager.store.runs.get_run(run_id).status == "queued"  # not failed
             assert not worker.run_once()  # not due before its backoff
             clock.advance(seconds=backoff)
         assert worker.run_once()
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "succeeded" and run.output_text == "t1 1 2 3"
-        [record] = manager.store.queue_records_for_run(run_id)
+        [record] = manager.store.queue.queue_records_for_run(run_id)
         assert (record.status, record.attempts) == ("completed", 3) and len(calls) == 3
     finally:
         manager.store.close()
@@ -84,9 +84,9 @@ def test_a_run_that_keeps_meeting_outages_fails_with_that_reason(
         for _ in range(3):
             assert worker.run_once()
             clock.advance(seconds=60)
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "failed" and run.error["type"] == "database_unavailable"
-        [record] = manager.store.queue_records_for_run(run_id)
+        [record] = manager.store.queue.queue_records_for_run(run_id)
         assert record.status == "failed" and record.attempts == 3
     finally:
         manager.store.close()
@@ -113,8 +113,8 @@ def test_the_worker_reads_retryable_from_the_error_not_its_class(
         ).run_id
         _flaky(manager, failures=1, error=error)
         assert Worker(manager, lease_seconds=30.0, max_attempts=5).run_once()
-        [record] = manager.store.queue_records_for_run(run_id)
-        run = manager.store.get_run(run_id)
+        [record] = manager.store.queue.queue_records_for_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         if retried:
             assert (record.status, record.attempts, run.status) == ("queued", 1, "queued")
             assert record.available_at == clock.now() + timedelta(seconds=1.0)
@@ -128,11 +128,11 @@ def test_the_worker_reads_retryable_from_the_error_not_its_class(
 def _strand(manager: Any, run_id: str, owner: str) -> None:
     """What a cut-off synchronous request leaves: ``running``, its lease held by a process
     that no longer drives it, no queue record open."""
-    record = manager.store.claim("gone-worker", 1.0)
-    assert record is not None and manager.store.complete(record.queue_id, "gone-worker")
+    record = manager.store.queue.claim("gone-worker", 1.0)
+    assert record is not None and manager.store.queue.complete(record.queue_id, "gone-worker")
     with manager.store.transaction() as tx:
         tx.update_run(run_id, status="running")
-    assert manager.store.acquire_run_lease(run_id, owner, manager.lease_seconds)
+    assert manager.store.queue.acquire_run_lease(run_id, owner, manager.lease_seconds)
 
 
 def test_stranded_run_is_found_after_its_lease_and_continued(project: Path, db_url: str) -> None:
@@ -147,12 +147,12 @@ def test_stranded_run_is_found_after_its_lease_and_continued(project: Path, db_u
         clock.advance(seconds=manager.lease_seconds + 1)
         assert manager.recover_stranded_runs() == 1
         assert manager.recover_stranded_runs() == 0  # queued once: its record is open now
-        events = [e.event_type for e in manager.store.list_trace(run_id).items]
+        events = [e.event_type for e in manager.store.runs.list_trace(run_id).items]
         assert events[-1] == "run_recovering"
-        [audit] = manager.store.list_audit(event_type="run.stranded", run_id=run_id).items
+        [audit] = manager.store.audit.list_audit(event_type="run.stranded", run_id=run_id).items
         assert audit.actor == "system:sweeper" and audit.payload["action"] == "resume"
         assert Worker(manager, lease_seconds=30.0).run_once()
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "succeeded" and run.output_text == "s1x 1 2 3"
         units = run.state["units"]
         assert [units[s]["attempts"] for s in ("s1", "s2", "s3")] == [1, 1, 1]
@@ -171,13 +171,13 @@ def test_a_driven_run_keeps_its_lease_through_a_long_step(project: Path, db_url:
         ).run_id
         with manager.store.transaction() as tx:
             tx.update_run(run_id, status="running")
-        assert manager.store.acquire_run_lease(run_id, manager.owner, manager.lease_seconds)
+        assert manager.store.queue.acquire_run_lease(run_id, manager.owner, manager.lease_seconds)
         with manager.driver.leases.holding(run_id):
             for _ in range(4):  # four leases' worth of one step
                 clock.advance(seconds=manager.lease_seconds * 0.6)
                 assert manager.driver.leases.renew_all() == 1
-            assert manager.store.run_lease(run_id).owner == manager.owner
-            assert manager.store.stranded_runs(manager.lease_seconds) == []
+            assert manager.store.queue.run_lease(run_id).owner == manager.owner
+            assert manager.store.queue.stranded_runs(manager.lease_seconds) == []
     finally:
         manager.store.close()
 

@@ -66,7 +66,7 @@ def test_twenty_processes_resume_one_continuation(
     try:
         paused = manager.run_from_spec(input_text="race", spec_path=project / "human.yaml")
         cid = paused.continuation_id
-        request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
+        request_id = manager.store.tasks.get_continuation(cid).requests[0]["request_id"]
         start_at = time.time() + 8.0  # every process imported and connected by then
         env = env_for(project, url)
         racers = [
@@ -88,9 +88,11 @@ def test_twenty_processes_resume_one_continuation(
         results = Counter(o.get("error", "applied") for o in outcomes)
         assert results["applied"] == 1, results
         assert set(results) <= {"applied", "resource_locked", "request_already_resolved"}, results
-        run = manager.store.get_run(paused.run_id)
+        run = manager.store.runs.get_run(paused.run_id)
         assert run.status == "succeeded"
-        decisions = manager.store.list_audit(event_type="human.decision", continuation_id=cid).items
+        decisions = manager.store.audit.list_audit(
+            event_type="human.decision", continuation_id=cid
+        ).items
         assert len(decisions) == 1
         assert step_counts(project)[("race", "s2")] == 1
     finally:

@@ -68,7 +68,7 @@ def test_every_process_prunes_finished_queue_records_by_default(project: Path, d
     try:
         done = manager.start_run_from_spec(input_text="old", spec_path=project / "three.yaml")
         assert Worker(manager).run_once()  # executed: its queue record is completed
-        assert manager.store.get_run(done.run_id).status == "succeeded"
+        assert manager.store.runs.get_run(done.run_id).status == "succeeded"
         waiting = manager.start_run_from_spec(input_text="q", spec_path=project / "three.yaml")
         sweeper = start_sweeper(manager, manager.settings)  # no retention configured
         try:
@@ -79,8 +79,8 @@ def test_every_process_prunes_finished_queue_records_by_default(project: Path, d
             assert sweeper.prune_queue() == 1  # the completed one; the queued one stays
         finally:
             sweeper.stop()
-        assert manager.store.queue_stats()["queued"] == 1
-        assert manager.store.get_run(waiting.run_id).status == "queued"
+        assert manager.store.queue.queue_stats()["queued"] == 1
+        assert manager.store.runs.get_run(waiting.run_id).status == "queued"
     finally:
         manager.store.close()
 
@@ -126,11 +126,11 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
         assert old_done.run_id not in remaining
         # the paused run is still resumable after pruning
         cid = old_paused.continuation_id
-        request_id = manager.store.get_continuation(cid).requests[0]["request_id"]
+        request_id = manager.store.tasks.get_continuation(cid).requests[0]["request_id"]
         assert manager.resume(cid, Decision(request_id, "approved")).status == "succeeded"
         # an explicit policy overrides configuration; finished queue records go
         assert Worker(manager).run_once()  # executes the old queued run, completes its record
-        assert manager.store.get_run(old_queued.run_id).status == "succeeded"
+        assert manager.store.runs.get_run(old_queued.run_id).status == "succeeded"
         clock.advance(days=8)
         counts = manager.prune_retention(RetentionDays(queue_days=7))
         assert counts["queue"] == 1 and counts["runs"] == counts["artifacts"] == 0

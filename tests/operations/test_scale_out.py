@@ -63,9 +63,9 @@ def test_four_workers_drain_queue_exactly_once(
         assert set(counts.values()) == {1}, [k for k, v in counts.items() if v != 1][:10]
         assert {key for key, _ in counts} == set(keys.values())
         for run_id, key in list(keys.items())[:20]:
-            run = store.get_run(run_id)
+            run = store.runs.get_run(run_id)
             assert run.status == "succeeded" and run.output_text == f"{key} 1 2 3"
-        stats = store.queue_stats()
+        stats = store.queue.queue_stats()
         assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
         pids = {pid for _key, _step, pid in counter_lines(project)}
         assert len(pids) >= 2, "the queue was not shared between worker processes"
@@ -100,12 +100,12 @@ def test_kill_9_mid_run_then_another_worker_finishes(
             workers.append(procs.worker(project, env))  # keep two alive
             killed_at = time.monotonic()
             wait_for(
-                lambda r=run_id: manager.store.get_run(r).status == "succeeded",
+                lambda r=run_id: manager.store.runs.get_run(r).status == "succeeded",
                 timeout=60,
                 what=f"run {run_id} to be finished by another worker",
             )
             assert time.monotonic() - killed_at >= 1.0  # it waited for the lease to lapse
-            run = manager.store.get_run(run_id)
+            run = manager.store.runs.get_run(run_id)
             assert run.output_text == f"{key} block 1 2 3 4 5"
             counts = step_counts(project)
             assert [counts[(key, s)] for s in ("s1", "s2", "s3", "s4", "s5")] == [1, 1, 2, 1, 1]
@@ -116,13 +116,15 @@ def test_kill_9_mid_run_then_another_worker_finishes(
             # the record is settled just after the run's final write
             records = wait_for(
                 lambda r=run_id: [
-                    rec for rec in manager.store.queue_records_for_run(r) if rec.status != "leased"
+                    rec
+                    for rec in manager.store.queue.queue_records_for_run(r)
+                    if rec.status != "leased"
                 ],
                 timeout=10,
                 what="the queue record to settle",
             )
             assert [(r.status, r.attempts) for r in records] == [("completed", 2)]
-            events = [e.event_type for e in manager.store.list_trace(run_id, limit=500).items]
+            events = [e.event_type for e in manager.store.runs.list_trace(run_id, limit=500).items]
             assert "run_continued" in events and events[-1] == "run_completed"
     finally:
         manager.store.close()

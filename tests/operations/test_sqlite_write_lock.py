@@ -44,7 +44,7 @@ def _waits_for_lock(store: Store, write: Callable[[], object]) -> None:
 
 
 def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> None:
-    _waits_for_lock(store, lambda: store.acquire_lock("n", "owner", 30))  # bare write
+    _waits_for_lock(store, lambda: store.locks.acquire_lock("n", "owner", 30))  # bare write
 
     def raw() -> None:
         with store.transaction() as tx:
@@ -55,7 +55,7 @@ def test_every_write_path_queues_on_the_lock(store: Store, tmp_path: Path) -> No
     # A second store on the same file shares the lock.
     other = open_store(f"sqlite:///{tmp_path / 'locks.sqlite'}")
     try:
-        _waits_for_lock(store, lambda: other.release_lock("n", "owner"))
+        _waits_for_lock(store, lambda: other.locks.release_lock("n", "owner"))
     finally:
         other.close()
 
@@ -72,7 +72,7 @@ def test_lock_not_obtained_in_time_is_given_up(tmp_path: Path) -> None:
             with store.transaction() as tx:
                 tx.create_run(input_text="x", workflow_name="w", target="workflow")
             assert 0.15 < time.monotonic() - started < 5
-        assert store.list_runs().total == 1
+        assert store.runs.list_runs().total == 1
     finally:
         store.close()
 
@@ -130,5 +130,5 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
     with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
     assert store.dialect.writer._writer is not broken
-    assert len(store.list_audit(event_type="test.event").items) == 2
+    assert len(store.audit.list_audit(event_type="test.event").items) == 2
     assert seen[0] == seen[1] != seen[2]

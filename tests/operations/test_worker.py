@@ -24,18 +24,18 @@ def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: st
             input_text="doomed", spec_path=project / "three.yaml"
         ).run_id
         for _ in range(3):  # three workers claim it and die
-            assert manager.store.claim("dead-worker", 1.0) is not None
+            assert manager.store.queue.claim("dead-worker", 1.0) is not None
             clock.advance(seconds=2)
         worker = Worker(manager, lease_seconds=1.0, max_attempts=3)
         assert worker.run_once()
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "failed" and run.error is not None
         assert run.error["type"] == "too_many_attempts" and run.error["attempts"] == 4
-        [record] = manager.store.queue_records_for_run(run_id)
+        [record] = manager.store.queue.queue_records_for_run(run_id)
         assert record.status == "failed" and record.error["type"] == "too_many_attempts"
-        events = [e.event_type for e in manager.store.list_trace(run_id).items]
+        events = [e.event_type for e in manager.store.runs.list_trace(run_id).items]
         assert events[-1] == "run_failed"
-        audit = manager.store.list_audit(event_type="run.failed", run_id=run_id).items
+        audit = manager.store.audit.list_audit(event_type="run.failed", run_id=run_id).items
         assert len(audit) == 1 and audit[0].payload["reason"] == "too_many_attempts"
         assert step_counts(project)[("doomed", "s1")] == 0
         # still continuable by an operator from its last boundary
@@ -57,12 +57,12 @@ def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Pro
         wait_for((project / "markers" / "handover").exists, 60, "step 3 to start")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=20) == 0
-        [record] = manager.store.queue_records_for_run(run_id)
+        [record] = manager.store.queue.queue_records_for_run(run_id)
         assert record.status == "queued" and record.lease_owner is None  # released, not held
         started = time.monotonic()
         procs.worker(project, env)
         wait_for(
-            lambda: manager.store.get_run(run_id).status == "succeeded",
+            lambda: manager.store.runs.get_run(run_id).status == "succeeded",
             60,
             "the second worker to finish the handed-over run",
         )
@@ -86,16 +86,16 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
         ).run_id
         with manager.store.transaction() as tx:
             tx.update_run(run_id, status="running")
-        assert manager.store.acquire_run_lease(run_id, "other-host:4242:dead", 30)
+        assert manager.store.queue.acquire_run_lease(run_id, "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
         assert worker.run_once()
-        first, second = manager.store.queue_records_for_run(run_id)
+        first, second = manager.store.queue.queue_records_for_run(run_id)
         assert first.status == "completed" and second.status == "queued"
         assert second.available_at == clock.now() + timedelta(seconds=30)
         assert not worker.run_once()  # not due yet
         clock.advance(seconds=31)
         assert worker.run_once()
-        run = manager.store.get_run(run_id)
+        run = manager.store.runs.get_run(run_id)
         assert run.status == "succeeded" and run.output_text == "remote 1 2 3"
     finally:
         manager.store.close()
@@ -134,7 +134,7 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
                 lambda: all(
                     record.lease_expires_at == clock.now() + timedelta(seconds=0.3)
                     for run_id in run_ids
-                    for record in manager.store.queue_records_for_run(run_id)
+                    for record in manager.store.queue.queue_records_for_run(run_id)
                 ),
                 30,
                 "both leases to be renewed",
@@ -145,9 +145,9 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
         go.set()
         wait_for(lambda: worker.processed == 2, 30, "both runs to finish")
         for run_id in run_ids:
-            [record] = manager.store.queue_records_for_run(run_id)
+            [record] = manager.store.queue.queue_records_for_run(run_id)
             assert record.status == "completed" and record.attempts == 1
-            assert manager.store.get_run(run_id).status == "succeeded"
+            assert manager.store.runs.get_run(run_id).status == "succeeded"
     finally:
         go.set()
         worker.stop()

@@ -85,7 +85,7 @@ def test_a_stored_policy_gates_runs_started_through_the_platform(
                 start(input_text="x", environment="staging", **source)
             assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
             assert refused.value.http_status == 400
-    assert manager.store.list_runs(count=True).total == 0  # refused before any run exists
+    assert manager.store.runs.list_runs(count=True).total == 0  # refused before any run exists
     assert manager.run_from_spec(input_text="x", spec=flow(), environment="dev").status == (
         "succeeded"
     )
@@ -99,7 +99,7 @@ def test_overrides_are_merged_before_the_policy_check(manager: PlatformManager) 
         input_text="x", spec=flow(), environment="staging", overrides=overrides
     )
     assert done.status == "succeeded"
-    run = manager.store.get_run(done.run_id)
+    run = manager.store.runs.get_run(done.run_id)
     assert run.spec["agent"]["guardrails"][0]["name"] == "short-input"
     with pytest.raises(SpecError):
         manager.run_from_spec(
@@ -116,15 +116,15 @@ def test_a_worker_admits_a_queued_run_again(manager: PlatformManager) -> None:
     queued = manager.start_run_from_spec(input_text="x", spec=flow(), environment="staging")
     other = manager.start_run_from_spec(input_text="x", spec=flow(), environment="dev")
     require_guardrails(manager, "staging")
-    before = manager.store.get_run(queued.run_id)
-    events = manager.store.list_trace(queued.run_id, limit=10).total
+    before = manager.store.runs.get_run(queued.run_id)
+    events = manager.store.runs.list_trace(queued.run_id, limit=10).total
     with pytest.raises(SpecError) as refused:
         manager.execute_run(queued.run_id)
     assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
-    after = manager.store.get_run(queued.run_id)  # refused in the start's transaction
+    after = manager.store.runs.get_run(queued.run_id)  # refused in the start's transaction
     assert (after.status, after.version) == ("queued", before.version)
-    assert manager.store.list_trace(queued.run_id, limit=10).total == events
-    assert manager.store.run_lease(queued.run_id) is None
+    assert manager.store.runs.list_trace(queued.run_id, limit=10).total == events
+    assert manager.store.queue.run_lease(queued.run_id) is None
     assert manager.execute_run(other.run_id).status == "succeeded"
     with manager.store.transaction() as tx:
         tx.set_metadata(POLICY_PREFIX + "staging", {})  # loosened again: it runs
@@ -219,7 +219,7 @@ def test_a_bundle_run_meets_the_stored_policy_like_a_spec_run(manager: PlatformM
     with pytest.raises(SpecError) as refused:
         manager.execute_run(queued.run_id)
     assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
-    assert manager.store.list_runs(count=True).total == 1  # only the one queued before
+    assert manager.store.runs.list_runs(count=True).total == 1  # only the one queued before
     guarded = flow()
     guarded["agent"]["guardrails"] = [GUARDRAIL]
     add_bundle(manager, "prod", guarded)
@@ -269,7 +269,7 @@ def test_a_replay_meets_the_rules_of_a_start(manager: PlatformManager) -> None:
     with pytest.raises(BundleNotApproved) as denied:
         manager.replay_run(first.run_id)
     assert denied.value.code == "bundle_not_approved" and denied.value.http_status == 403
-    assert manager.store.list_runs(count=True).total == 3
+    assert manager.store.runs.list_runs(count=True).total == 3
 
 
 def test_a_replay_of_a_bundle_run_needs_its_revision_active(manager: PlatformManager) -> None:
@@ -282,7 +282,7 @@ def test_a_replay_of_a_bundle_run_needs_its_revision_active(manager: PlatformMan
     first = run_bundle(manager, bundle="hello", environment="prod", input_text="x")
     replay = manager.replay_run(first.run_id)
     assert replay.status == "succeeded"
-    pinned = manager.store.get_run(replay.run_id)
+    pinned = manager.store.runs.get_run(replay.run_id)
     assert (pinned.bundle_name, pinned.bundle_revision) == ("hello", revision)
     newer = flow()
     newer["agent"]["system_prompt"] = "Say hello."

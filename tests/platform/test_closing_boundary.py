@@ -79,7 +79,7 @@ def _final(journal: StoreJournal, state: dict[str, Any]) -> None:
     checkpoints, events = journal.final_rows(
         Boundary(kind="run_completed", state=state, status="succeeded")
     )
-    run = journal.store.get_run(journal.run_id)
+    run = journal.store.runs.get_run(journal.run_id)
     with journal.store.transaction() as tx:
         tx.finish_run(
             run,
@@ -106,7 +106,7 @@ def test_last_step_and_outcome_share_a_transaction_history_unchanged(
     assert step_commits == ["one", "two"]  # "three" commits with the outcome
     assert result.status == "succeeded" and result.output_text == "in one two three"
     store = manager.store
-    checkpoints = store.list_checkpoints(result.run_id, limit=10).items
+    checkpoints = store.runs.list_checkpoints(result.run_id, limit=10).items
     assert [(c.sequence, c.type, c.step_id) for c in checkpoints] == [
         (1, "step_completed", "one"),
         (2, "step_completed", "two"),
@@ -117,7 +117,7 @@ def test_last_step_and_outcome_share_a_transaction_history_unchanged(
     assert last_step["units"]["three"]["output"] == "in one two three"
     assert "output" not in last_step  # the step's state, not the outcome's
     assert checkpoints[3].payload["output"] == "in one two three"
-    events = store.list_trace(result.run_id, limit=50).items
+    events = store.runs.list_trace(result.run_id, limit=50).items
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     kinds = [(e.event_type, e.step_id) for e in events]
     assert kinds[-3:] == [
@@ -134,13 +134,13 @@ def test_closing_boundary_waits_for_the_outcome(manager: PlatformManager) -> Non
     version = journal.version
     journal.emit(TraceEvent("step_completed", "2026-01-01T00:00:00Z", "u1", "u1", {}))
     journal.commit(_boundary(2, closing=True))
-    assert len(store.list_checkpoints(journal.run_id).items) == 1  # held, not written
-    assert store.get_run(journal.run_id).version == version
+    assert len(store.runs.list_checkpoints(journal.run_id).items) == 1  # held, not written
+    assert store.runs.get_run(journal.run_id).version == version
     _final(journal, {"format": 1, "output": "done"})
-    checkpoints = store.list_checkpoints(journal.run_id).items
+    checkpoints = store.runs.list_checkpoints(journal.run_id).items
     assert [c.type for c in checkpoints] == ["step_completed"] * 2 + ["run_completed"]
     assert checkpoints[1].payload == _boundary(2).state
-    assert [e.event_type for e in store.list_trace(journal.run_id).items] == ["step_completed"]
+    assert [e.event_type for e in store.runs.list_trace(journal.run_id).items] == ["step_completed"]
 
 
 def test_cancel_between_closing_boundary_and_outcome_writes_neither(
@@ -153,8 +153,8 @@ def test_cancel_between_closing_boundary_and_outcome_writes_neither(
         tx.update_run(journal.run_id, status="cancelled")  # another process cancels
     with pytest.raises(Conflict):
         _final(journal, {"format": 1, "output": "done"})
-    assert store.list_checkpoints(journal.run_id).items == []
-    assert store.get_run(journal.run_id).status == "cancelled"
+    assert store.runs.list_checkpoints(journal.run_id).items == []
+    assert store.runs.get_run(journal.run_id).status == "cancelled"
 
 
 def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformManager) -> None:
@@ -162,10 +162,10 @@ def test_engine_going_on_after_a_closing_boundary_flushes_it(manager: PlatformMa
     journal = _journal(store)
     journal.commit(_boundary(1, closing=True))
     journal.emit(TraceEvent("step_started", "2026-01-01T00:00:00Z", "u1", "u1", {}))
-    assert [c.sequence for c in store.list_checkpoints(journal.run_id).items] == [1]
+    assert [c.sequence for c in store.runs.list_checkpoints(journal.run_id).items] == [1]
     journal.commit(_boundary(2, closing=True))
     journal.commit(_boundary(3))
-    assert [c.step_id for c in store.list_checkpoints(journal.run_id).items] == [
+    assert [c.step_id for c in store.runs.list_checkpoints(journal.run_id).items] == [
         "u0",
         "u1",
         "u2",
@@ -190,16 +190,16 @@ def test_a_replayable_boundary_is_written_with_the_next_one(manager: PlatformMan
     version = journal.version
     journal.commit(_boundary(1, replayable=True))
     journal.emit(TraceEvent("step_started", "2026-01-01T00:00:00Z", "u1", "u1", {}))
-    assert store.list_checkpoints(journal.run_id).items == []  # held, even past an event
-    assert store.get_run(journal.run_id).version == version
+    assert store.runs.list_checkpoints(journal.run_id).items == []  # held, even past an event
+    assert store.runs.get_run(journal.run_id).version == version
     journal.commit(_boundary(2))
-    checkpoints = store.list_checkpoints(journal.run_id).items
+    checkpoints = store.runs.list_checkpoints(journal.run_id).items
     assert [(c.sequence, c.step_id) for c in checkpoints] == [(1, "u0"), (2, "u1")]
     assert [c.payload for c in checkpoints] == [_boundary(1).state, _boundary(2).state]
-    assert store.get_run(journal.run_id).version == version + 1  # one write for both
+    assert store.runs.get_run(journal.run_id).version == version + 1  # one write for both
     assert journal.checkpoint_seq == 2
     journal.commit(_boundary(3))  # the next patch chains on the second row
-    assert store.list_checkpoints(journal.run_id).items[-1].payload == _boundary(3).state
+    assert store.runs.list_checkpoints(journal.run_id).items[-1].payload == _boundary(3).state
 
 
 def test_replayable_then_closing_boundaries_are_written_with_the_outcome(
@@ -210,9 +210,9 @@ def test_replayable_then_closing_boundaries_are_written_with_the_outcome(
     journal.commit(_boundary(1))
     journal.commit(_boundary(2, replayable=True))
     journal.commit(_boundary(3, closing=True))
-    assert len(store.list_checkpoints(journal.run_id).items) == 1
+    assert len(store.runs.list_checkpoints(journal.run_id).items) == 1
     _final(journal, {"format": 1, "output": "done"})
-    checkpoints = store.list_checkpoints(journal.run_id).items
+    checkpoints = store.runs.list_checkpoints(journal.run_id).items
     assert [c.step_id for c in checkpoints] == ["u0", "u1", "u2", None]
     assert [c.payload for c in checkpoints[1:3]] == [_boundary(2).state, _boundary(3).state]
 
@@ -224,4 +224,4 @@ def test_a_discarded_replayable_boundary_is_not_written(manager: PlatformManager
     journal = _journal(store)
     journal.commit(_boundary(1, replayable=True))
     journal.discard()
-    assert store.list_checkpoints(journal.run_id).items == []
+    assert store.runs.list_checkpoints(journal.run_id).items == []

@@ -31,7 +31,7 @@ def test_events_committed_with_the_final_status_are_streamed(
         run = tx.create_run(input_text="x", workflow_name="w", target="workflow")
         tx.update_run(run.run_id, status="running")
         tx.add_trace_events(run.run_id, [{"event_type": "run_started", "payload": {}}])
-    read = store.get_run
+    read = store.runs.get_run
     calls: list[str] = []
     finished: list[Any] = []
 
@@ -47,7 +47,7 @@ def test_events_committed_with_the_final_status_are_streamed(
                 finished.append(tx.update_run(run_id, status="succeeded"))
         return read(run_id)
 
-    monkeypatch.setattr(store, "get_run", get_run)
+    monkeypatch.setattr(store.runs, "get_run", get_run)
     streamed = list(manager.events(run.run_id, follow=True, poll_seconds=0.01))
     assert finished and len(calls) >= 2
     assert [e.type for e in streamed] == ["run.started", "run.finished"]

@@ -63,7 +63,7 @@ def test_tokens_of_every_call_reach_the_trace_and_the_metric(tmp_path: Path) -> 
         try:
             result = manager.run_from_spec(input_text="count", spec_path=tmp_path / "usage.yaml")
             assert result.status == "succeeded" and result.output_text == "two"
-            events = manager.store.list_trace(result.run_id).items
+            events = manager.store.runs.list_trace(result.run_id).items
         finally:
             manager.store.close()
     turns = [e.payload for e in events if e.event_type == "model_turn_completed"]

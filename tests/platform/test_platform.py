@@ -147,7 +147,9 @@ def test_pause_and_resume_never_repeat_completed_steps(
     )
     assert done.status == "succeeded" and done.output_text == "better draft second"
     assert counter(project) == ["first", "second"]
-    audit = {a.event_type: a.payload for a in manager.store.list_audit(run_id=paused.run_id).items}
+    audit = {
+        a.event_type: a.payload for a in manager.store.audit.list_audit(run_id=paused.run_id).items
+    }
     assert audit["human.decision"] == {
         "request_id": paused.request_id,
         "decision": "edited",
@@ -186,7 +188,7 @@ def test_a_resume_writes_the_decision_and_the_outcome(
     monkeypatch.setattr(Transaction, "write_step", step_counted)
     done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded" and writes == ["transaction", "transaction"]
-    checkpoints = manager.store.list_checkpoints(paused.run_id, limit=10).items
+    checkpoints = manager.store.runs.list_checkpoints(paused.run_id, limit=10).items
     assert [(c.sequence, c.step_id, c.status) for c in checkpoints] == [
         (1, "a", "completed"),
         (2, "review", "paused"),
@@ -229,15 +231,17 @@ def test_a_crash_after_a_decision_goes_on_from_the_decision(
     assert done.status == "succeeded" and done.output_text == "go first crashy second"
     assert counter(project) == ["first", "crashy", "crashy", "second"]
     assert manager.list_human_tasks()["tasks"] == []
-    events = [e.event_type for e in manager.store.list_trace(paused.run_id, limit=100).items]
+    events = [e.event_type for e in manager.store.runs.list_trace(paused.run_id, limit=100).items]
     assert events.count("human_decision") == 1 and events.count("run_paused") == 1
-    steps_done = [c.step_id for c in manager.store.list_checkpoints(paused.run_id, limit=20).items]
+    steps_done = [
+        c.step_id for c in manager.store.runs.list_checkpoints(paused.run_id, limit=20).items
+    ]
     assert steps_done == ["a", "review", "review", "c", "b", None]
 
 
 def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Path) -> None:
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    before = manager.store.get_run(paused.run_id)
+    before = manager.store.runs.get_run(paused.run_id)
     cases = [
         dict(decision="selected", selected_option="x"),
         dict(decision="provided", content="x"),
@@ -251,7 +255,7 @@ def test_invalid_decisions_change_nothing(manager: PlatformManager, project: Pat
         manager.resume(paused.continuation_id, Decision("req_unknown", "approved"))
     with pytest.raises(NotFound):
         manager.resume("cont_unknown", Decision(paused.request_id, "approved"))
-    after = manager.store.get_run(paused.run_id)
+    after = manager.store.runs.get_run(paused.run_id)
     assert (after.version, after.status) == (before.version, "paused")
     assert manager.get_human_task(paused.continuation_id)["status"] == "pending"
 
@@ -297,7 +301,7 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     with pytest.raises(RequestAlreadyResolved):
         manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert counter(project) == ["first", "gated"]
-    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert decisions.total == 1
 
 
@@ -321,7 +325,7 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
     )
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
     one, two = (r["request_id"] for r in paused.metadata["pending_human_requests"])
-    stale = manager.store.get_continuation(paused.continuation_id)
+    stale = manager.store.tasks.get_continuation(paused.continuation_id)
     half = manager.resume(paused.continuation_id, Decision(one, "approved"))
     assert half.status == "paused"
     done = manager.decisions.resume_decision(
@@ -332,7 +336,7 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
         continuation=stale,
     )
     assert done.status == "succeeded"
-    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert decisions.total == 2
 
 
@@ -343,11 +347,11 @@ def test_a_decision_read_before_the_run_finished_is_already_resolved(
     time another decision had finished it. The answer is ``request_already_resolved`` (the
     task is read again), not ``illegal_transition``; nothing is written."""
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    stale = manager.store.get_continuation(paused.continuation_id)
+    stale = manager.store.tasks.get_continuation(paused.continuation_id)
     assert manager.resume(
         paused.continuation_id, Decision(paused.request_id, "approved")
     ).status == ("succeeded")
-    before = manager.store.get_run(paused.run_id).version
+    before = manager.store.runs.get_run(paused.run_id).version
     with pytest.raises(RequestAlreadyResolved):
         manager.decisions.resume_decision(
             paused.continuation_id,
@@ -356,8 +360,8 @@ def test_a_decision_read_before_the_run_finished_is_already_resolved(
             metadata=None,
             continuation=stale,
         )
-    assert manager.store.get_run(paused.run_id).version == before
-    decisions = manager.store.list_audit(run_id=paused.run_id, event_type="human.decision")
+    assert manager.store.runs.get_run(paused.run_id).version == before
+    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert decisions.total == 1
 
 
@@ -441,7 +445,7 @@ def test_crashed_run_continues_from_its_last_step_boundary(
     done = manager.continue_run(run_id)
     assert done.status == "succeeded" and done.output_text == "go first crashy second"
     assert counter(project) == ["first", "crashy", "crashy", "second"]
-    audit = [a.event_type for a in manager.store.list_audit(run_id=run_id).items]
+    audit = [a.event_type for a in manager.store.audit.list_audit(run_id=run_id).items]
     assert "run.continued" in audit
     assert manager.recovery(run_id)["can_continue"] is False
 
@@ -539,16 +543,18 @@ def test_execute_a_record_read_before_is_still_compare_and_set(
     run changed since (here: its cancel requested) is not executed from the stale copy."""
     spec = write_spec(project, "queued", {"steps": [fn("a", "first")]})
     queued = manager.start_run_from_spec(input_text="go", spec_path=spec)
-    read = manager.store.get_run(queued.run_id)
+    read = manager.store.runs.get_run(queued.run_id)
     assert manager.execute_run(queued.run_id, run=read).status == "succeeded"
     again = manager.start_run_from_spec(input_text="go", spec_path=spec)
-    stale = manager.store.get_run(again.run_id)
+    stale = manager.store.runs.get_run(again.run_id)
     with manager.store.transaction() as tx:
         tx.update_run(again.run_id, expected_version=stale.version, cancel_requested=True)
     with pytest.raises(Conflict) as caught:
         manager.execute_run(again.run_id, run=stale)
     assert caught.value.code == "stale_state"
-    assert manager.store.get_run(again.run_id).status == "queued" and counter(project) == ["first"]
+    assert manager.store.runs.get_run(again.run_id).status == "queued" and counter(project) == [
+        "first"
+    ]
 
 
 def test_separate_stores_are_refused(project: Path) -> None:

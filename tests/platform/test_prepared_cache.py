@@ -96,9 +96,13 @@ def test_each_run_stores_the_spec_it_ran(manager: PlatformManager, project: Path
     again = manager.run_from_spec(input_text="in", spec_path=str(path)).run_id
     path.write_text(spec_text("six") + "\n")
     edited = manager.run_from_spec(input_text="in", spec_path=str(path)).run_id
-    refs = [manager.store.get_run(r).spec["workflow"]["steps"][0]["ref"] for r in (first, again)]
+    refs = [
+        manager.store.runs.get_run(r).spec["workflow"]["steps"][0]["ref"] for r in (first, again)
+    ]
     assert refs == ["cachesteps:one", "cachesteps:one"]
-    assert manager.store.get_run(edited).spec["workflow"]["steps"][0]["ref"] == "cachesteps:six"
+    assert (
+        manager.store.runs.get_run(edited).spec["workflow"]["steps"][0]["ref"] == "cachesteps:six"
+    )
     assert len(manager.store.specs_held) == 2
 
 
@@ -128,7 +132,7 @@ def test_a_relative_path_means_the_file_in_the_working_directory(
     for name in ("a", "b", "c"):
         monkeypatch.chdir(project / name)
         result = manager.run_from_spec(input_text="in", spec_path="flow.yaml")
-        base_dir = manager.store.get_run(result.run_id).metadata["base_dir"]
+        base_dir = manager.store.runs.get_run(result.run_id).metadata["base_dir"]
         seen[name] = (result.output_text, Path(base_dir).name)
     assert seen == {"a": ("in one", "a"), "b": ("in two", "b"), "c": ("in two", "c")}
 
@@ -151,7 +155,7 @@ def test_a_run_records_its_own_environment(manager: PlatformManager, project: Pa
     path.write_text(spec_text("one"))  # no overlay, no policy file: only the name differs
     for env in ("staging", "prod"):
         result = manager.run_from_spec(input_text="in", spec_path=str(path), environment=env)
-        assert manager.store.get_run(result.run_id).environment == env
+        assert manager.store.runs.get_run(result.run_id).environment == env
 
 
 def test_an_environment_policy_file_takes_effect_on_the_next_run(
@@ -179,11 +183,11 @@ def test_runs_sharing_a_prepared_spec_keep_their_own_actor_and_metadata(
         input_text="in", spec_path=str(path), metadata={"tenant": "acme"}, actor="alice"
     )
     second = manager.run_from_spec(input_text="in", spec_path=str(path), actor="bob")
-    assert manager.store.get_run(first.run_id).metadata.get("tenant") == "acme"
-    assert "tenant" not in manager.store.get_run(second.run_id).metadata
+    assert manager.store.runs.get_run(first.run_id).metadata.get("tenant") == "acme"
+    assert "tenant" not in manager.store.runs.get_run(second.run_id).metadata
     actors = {
         event.run_id: event.actor
-        for event in manager.store.list_audit(event_type="run.created").items
+        for event in manager.store.audit.list_audit(event_type="run.created").items
     }
     assert actors == {first.run_id: "alice", second.run_id: "bob"}
 

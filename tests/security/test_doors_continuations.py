@@ -95,8 +95,8 @@ def _failed(client: TestClient) -> str:
         json={"input": "x", "spec_path": SMOKE, "async_mode": True},
     ).json()
     store = client.app.state.manager.store  # type: ignore[attr-defined]
-    record = store.claim("gone", 5.0)
-    assert record is not None and store.complete(record.queue_id, "gone")
+    record = store.queue.claim("gone", 5.0)
+    assert record is not None and store.queue.complete(record.queue_id, "gone")
     fail_run(store, run["run_id"], {"type": "test", "message": "gave up"})
     return str(run["run_id"])
 
@@ -213,4 +213,4 @@ def test_a_key_without_the_scope_decides_and_continues_nothing(client: TestClien
     assert [r["status"] for r in task["requests"]] == ["pending"]
     assert client.get(f"/v1/runs/{failed}", headers=_h("viewer")).json()["status"] == "failed"
     store = client.app.state.manager.store  # type: ignore[attr-defined]
-    assert [r.status for r in store.queue_records_for_run(failed)] == ["completed"]
+    assert [r.status for r in store.queue.queue_records_for_run(failed)] == ["completed"]

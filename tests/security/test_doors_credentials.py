@@ -199,7 +199,7 @@ def test_the_controller_clones_a_private_repository_with_its_credential_source(
         result = ctl.reconcile_once()
         assert result.ok, result.error
         assert result.counts() == {"activate": 1}
-        assert store.get_active("helper", "dev") is not None
+        assert store.registry.get_active("helper", "dev") is not None
         # every request the host saw carried the credential, which it accepted
         assert host.requests and set(host.authorizations()) == {host.expected}
         assert argv and not any(TOKEN in " ".join(cmd) for cmd in argv)
@@ -302,7 +302,7 @@ def test_a_token_in_the_repository_url_is_used_and_shown_nowhere(
     try:
         first = ctl.reconcile_once()
         assert first.ok, first.error
-        assert manager.store.get_active("helper", "dev") is not None
+        assert manager.store.registry.get_active("helper", "dev") is not None
         host.stop()  # the next pass fails: an error recorded, audited and reported
         failed = ctl.reconcile_once()
         assert failed.error is not None and failed.error["code"] == "source_unreachable"

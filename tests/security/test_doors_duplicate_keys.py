@@ -62,7 +62,7 @@ def _reconcile(tmp_path: Path, environment: str, files: dict[str, str] | None = 
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     try:
         result = ctl.reconcile_once()
-        return result, store.get_active("helper", "dev")
+        return result, store.registry.get_active("helper", "dev")
     finally:
         ctl.source.close()
         store.close()

@@ -147,7 +147,7 @@ class Service:
         ctl = make_controller(self.store, repo, keys, self.clock, tmp_path)
         ctl.loader._spec_checker = default_spec_checker(self.project.tool_registry(), self.project)
         assert ctl.reconcile_once().ok
-        assert {e for e in ("prod", "canary") if self.store.get_active("b", e)} == {
+        assert {e for e in ("prod", "canary") if self.store.registry.get_active("b", e)} == {
             "prod",
             "canary",
         }
@@ -158,7 +158,7 @@ class Service:
         )
 
     def runs(self) -> set[str]:
-        return {run.run_id for run in self.store.list_runs(count=False).items}
+        return {run.run_id for run in self.store.runs.list_runs(count=False).items}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def _outcome(
     assert response.json()["status"] == "succeeded", response.text
     assert world.marker.read_text() == "x"
     [new] = service.runs() - before
-    run = service.store.get_run(new)
+    run = service.store.runs.get_run(new)
     assert run.environment == environment
     assert (run.bundle_name is not None) == bundle
 
@@ -273,7 +273,7 @@ def test_an_omitted_environment_is_judged_as_the_one_recorded(
         response = client.post("/v1/runs", headers=BEARER, json=_body({"spec": own.spec()}, None))
     assert response.status_code == status, response.text
     if code is None:
-        assert [made.store.get_run(r).environment for r in made.runs()] == [default]
+        assert [made.store.runs.get_run(r).environment for r in made.runs()] == [default]
         assert own.marker.exists()
     else:
         assert response.json()["error"] == code
@@ -296,7 +296,7 @@ def test_a_project_that_declares_none_has_exactly_dev(tmp_path: Path) -> None:
     spec = {"version": "v1", "agent": {"name": "a", "model": {"provider": "dummy"}}}
     for named in (None, "dev"):
         ran = manager.run_from_spec(input_text="hi", spec=spec, environment=named)
-        assert manager.store.get_run(ran.run_id).environment == "dev"
+        assert manager.store.runs.get_run(ran.run_id).environment == "dev"
     for guessed in ("staging", "prod"):
         with pytest.raises(KneoError) as refused:
             manager.run_from_spec(input_text="hi", spec=spec, environment=guessed)
@@ -355,7 +355,10 @@ def test_the_mcp_start_run_tool(world: World, service: Service, mcp_url: str) ->
     )
     assert payload(ran)["status"] == "succeeded"
     [new] = service.runs() - before
-    assert (service.store.get_run(new).environment, world.marker.read_text()) == ("canary", "x")
+    assert (service.store.runs.get_run(new).environment, world.marker.read_text()) == (
+        "canary",
+        "x",
+    )
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -97,8 +97,8 @@ def test_an_unverified_address_approves_no_promotion(live: tuple[Live, str]) -> 
             headers={"Origin": server.url},
         )
         assert forged.status_code == 403 and "not an approver" in forged.text
-    assert server.store.get_continuation(cid).status == "pending"
-    assert server.store.list_promotion_approvals("mailer", "prod", _digest(server)) == []
+    assert server.store.tasks.get_continuation(cid).status == "pending"
+    assert server.store.registry.list_promotion_approvals("mailer", "prod", _digest(server)) == []
     assert _admin(server, "/v1/audit-events", event_type="promotion.approved")["events"] == []
 
     # alice, verified, in the console (her session keeps email_verified) and then decides
@@ -110,7 +110,7 @@ def test_an_unverified_address_approves_no_promotion(live: tuple[Live, str]) -> 
     assert approved.status_code == 200, approved.text
     [event] = _admin(server, "/v1/audit-events", event_type="promotion.approved")["events"]
     assert event["actor"] == ALICE
-    [stored] = server.store.list_audit(event_type="promotion.approved").items
+    [stored] = server.store.audit.list_audit(event_type="promotion.approved").items
     decided = stored.payload["decided_by"]  # e-mails in a payload are redacted on write
     assert decided["subject"] == "alice" and decided["method"] == "oidc_token"
     assert decided["matched"] == "user:[REDACTED_EMAIL]" and decided["matched_claim"] == "email"
@@ -118,7 +118,7 @@ def test_an_unverified_address_approves_no_promotion(live: tuple[Live, str]) -> 
 
 
 def _digest(server: Live) -> str:
-    return str(server.store.get_active("mailer", "staging").digest)
+    return str(server.store.registry.get_active("mailer", "staging").digest)
 
 
 def test_an_unverified_address_gains_no_role(live: tuple[Live, str]) -> None:

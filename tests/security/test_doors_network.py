@@ -773,10 +773,10 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
     with store.transaction() as tx:
         run_id = tx.create_run(target="workflow", input_text="x").run_id
     grant = PushGrant(AllowList.parse([gateway.url], variable="V"), PUSH_SECRET)
-    sender = PushSender(store, grant, timeout=5)
+    sender = PushSender(store.a2a_push, grant, timeout=5)
 
     def config(push_id: str, url: str) -> NotificationEvent:
-        store.put_push_config(
+        store.a2a_push.put_push_config(
             push_id=push_id,
             run_id=run_id,
             config_id=push_id,
@@ -802,7 +802,7 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
         off_list = config("p_off", f"{attacker.url}/hook")  # set when the list had it
         with pytest.raises(PushFailed, match="refused"):
             sender.send(off_list, datetime.now(UTC))
-        store.delete_push_config(run_id, "agent", "p_ok")
+        store.a2a_push.delete_push_config(run_id, "agent", "p_ok")
         with pytest.raises(PushGone):  # deleted since: dropped, sent nowhere
             sender.send(listed, datetime.now(UTC))
         assert attacker.requests == []

@@ -75,13 +75,13 @@ def prod_in_force(world: World) -> str:
     """The digest of prod's policy in force, as the controller stored it."""
     from kneo.controller.ratchet import PolicyRecord, record_key
 
-    record = PolicyRecord.from_dict(world.store.get_metadata(record_key("default")))
+    record = PolicyRecord.from_dict(world.store.metadata.get_metadata(record_key("default")))
     assert record is not None
     return record.in_force["prod"].digest
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
 
 
 def approve(store: Any, env: str, digest: str, *people: str) -> None:
@@ -104,7 +104,7 @@ class World:
         self.ctl = make_controller(store, self.repo, keys, self.clock, tmp_path, **config)
         self.v0 = self.release("v0")
         self.v1 = self.release("v1")
-        assert store.get_active("helper", "prod").revision == 2
+        assert store.registry.get_active("helper", "prod").revision == 2
         self.clock.set(IN_FREEZE)
 
     def release(self, prompt: str) -> str:
@@ -114,7 +114,7 @@ class World:
         digest = str(self.newest().digest)
         approve(self.store, "prod", digest, "alice", "bob")
         assert self.ctl.reconcile_once().ok
-        assert self.store.get_active("helper", "prod").digest == digest
+        assert self.store.registry.get_active("helper", "prod").digest == digest
         return digest
 
     def signed(self, prompt: str, cosign: str | None = None) -> str:
@@ -128,10 +128,10 @@ class World:
         return self.repo.commit(message)
 
     def newest(self) -> Any:
-        return max(self.store.list_revisions("helper", "prod"), key=lambda r: r.revision)
+        return max(self.store.registry.list_revisions("helper", "prod"), key=lambda r: r.revision)
 
     def serving(self) -> int:
-        return int(self.store.get_active("helper", "prod").revision)
+        return int(self.store.registry.get_active("helper", "prod").revision)
 
     def policy(self, env: str = "prod") -> dict[str, Any]:
         return dict(self.ctl.status()["policy"][env])
@@ -150,7 +150,7 @@ def test_one_commit_loosening_prod_with_a_one_key_bundle_is_held(world: World) -
     )
     result = world.ctl.reconcile_once()
     assert result.ok
-    assert world.serving() == 2 and store.get_active("helper", "prod").digest == world.v1
+    assert world.serving() == 2 and store.registry.get_active("helper", "prod").digest == world.v1
     # the bundle of the same commit was judged by the policy in force: two signatures
     newest = world.newest()
     assert newest.status == "rejected" and newest.revision == 3
@@ -209,7 +209,9 @@ def test_the_loosening_signed_and_approved_two_of_two_takes_effect_then_promotes
     task = prod["task"]
     assert task == policy_task_id("prod", policy_subject("prod", prod_in_force(world), digest))
     [cont] = [
-        c for c in store.list_continuations(status="pending").items if c.continuation_id == task
+        c
+        for c in store.tasks.list_continuations(status="pending").items
+        if c.continuation_id == task
     ]
     question = cont.requests[0]["prompt"]
     assert question.startswith("Loosen prod: required_signatures 2 → 1, ")
@@ -234,7 +236,7 @@ def test_the_loosening_signed_and_approved_two_of_two_takes_effect_then_promotes
     assert applied.payload["approved_by"] == ["alice", "bob"]
     assert "required_signatures 2 → 1" in applied.payload["loosened"]
     # the loosened policy judges now: the one-key bundle promotes without a person
-    active = store.get_active("helper", "prod")
+    active = store.registry.get_active("helper", "prod")
     assert active.revision > 2 and active.digest != world.v1
 
 
@@ -334,7 +336,7 @@ def test_a_floor_refuses_a_weaker_policy_whatever_signs_it(
     # no one is asked to approve what the floor refuses anyway
     assert world.policy()["task"] is None
     assert not [
-        c for c in store.list_continuations(status="pending").items if c.context.get("policy")
+        c for c in store.tasks.list_continuations(status="pending").items if c.context.get("policy")
     ]
     assert digest == world.policy()["digest"]
     # what meets the floor but loosens the rest still needs prod's signatures and approvers
@@ -397,8 +399,8 @@ def test_a_new_environment_with_weak_rules_cannot_take_a_bundle_prod_refused(
     )
     result = world.ctl.reconcile_once()
     assert result.ok
-    assert store.get_active("helper", "prod-eu") is None
-    [rejected] = store.list_revisions("helper", "prod-eu")
+    assert store.registry.get_active("helper", "prod-eu") is None
+    [rejected] = store.registry.list_revisions("helper", "prod-eu")
     assert rejected.status == "rejected" and "policy_not_in_force" in str(rejected.diagnostics)
     twin = world.policy("prod-eu")
     assert twin["state"] == "not_in_force" and twin["needs"]["as_for"] == "prod"
@@ -414,7 +416,7 @@ def test_a_new_environment_with_weak_rules_cannot_take_a_bundle_prod_refused(
         record_promotion_decision(store, task, approver=who, decision="approved")
     assert world.ctl.reconcile_once().ok
     assert world.policy("prod-eu")["state"] == "in_force"
-    assert store.get_active("helper", "prod-eu") is not None
+    assert store.registry.get_active("helper", "prod-eu") is not None
 
 
 def test_renames(world: World) -> None:
@@ -436,7 +438,7 @@ def test_renames(world: World) -> None:
     assert {"policy_kept", "policy_not_in_force"} <= codes
     assert world.policy()["state"] == "kept"
     assert world.policy("production")["state"] == "not_in_force"
-    assert world.store.get_active("helper", "production") is None
+    assert world.store.registry.get_active("helper", "production") is None
 
 
 def test_a_project_config_that_loosens_an_environment_is_held_like_its_file(

@@ -338,7 +338,7 @@ def gitops(world: World, tmp_path: Path) -> Iterator[tuple[Any, Repo, Keys]]:
 
 
 def _rejection(store: Any, name: str, env: str) -> str:
-    conditions = {c.type: c for c in store.list_conditions(name, env)}
+    conditions = {c.type: c for c in store.registry.list_conditions(name, env)}
     return " ".join(f"{c.reason}: {c.message}" for c in conditions.values() if c.status == "False")
 
 
@@ -354,7 +354,7 @@ def test_a_signed_bundle_through_the_controller(
     )
     repo.commit("a bundle")
     assert ctl.reconcile_once().ok
-    active = ctl.store.get_active("b", ENVIRONMENT)
+    active = ctl.store.registry.get_active("b", ENVIRONMENT)
     if allowed:
         assert active is not None, _rejection(ctl.store, "b", ENVIRONMENT)
     else:
@@ -372,9 +372,9 @@ def test_a_bundle_may_start_its_own_command_only_where_the_policy_allows(
         repo.write(f"bundles/b/{env}.json", keys.bundle("b", env, own_command))
     repo.commit("a bundle with its own command")
     assert ctl.reconcile_once().ok
-    assert ctl.store.get_active("b", ENVIRONMENT) is None
+    assert ctl.store.registry.get_active("b", ENVIRONMENT) is None
     assert "E_PROCESS_UNDECLARED" in _rejection(ctl.store, "b", ENVIRONMENT)
-    assert ctl.store.get_active("b", "sandbox") is not None
+    assert ctl.store.registry.get_active("b", "sandbox") is not None
     world.nothing_reached()
 
 

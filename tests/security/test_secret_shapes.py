@@ -139,7 +139,7 @@ def test_every_shape_of_secret_stays_out_of_every_view(
         assert run["status"] == "paused", created.text
         rid, cont = run["run_id"], run["continuation_id"]
         store = app.state.manager.store
-        assert all(secret in str(store.get_run(rid).state) for secret in PLANTED)  # planted
+        assert all(secret in str(store.runs.get_run(rid).state) for secret in PLANTED)  # planted
         outputs.append(created.text)
         outputs += _routes(api, rid, cont)
         outputs += _console(app, rid, cont)
@@ -149,13 +149,13 @@ def test_every_shape_of_secret_stays_out_of_every_view(
             json={"request_id": run["request_id"], "decision": "approved"},
         )
         assert done.json()["status"] == "failed", done.text
-        assert "upstream said" in str(store.get_run(rid).error)
+        assert "upstream said" in str(store.runs.get_run(rid).error)
         outputs.append(done.text)
         outputs += _routes(api, rid, None)
         outputs += _console(app, rid, None)
     outputs += [r.getMessage() for r in caplog.records]
-    outputs += [str(e.payload) for e in store.list_trace(rid, limit=1000).items]
-    outputs += [str(e.payload) for e in store.list_audit(limit=1000).items]
+    outputs += [str(e.payload) for e in store.runs.list_trace(rid, limit=1000).items]
+    outputs += [str(e.payload) for e in store.audit.list_audit(limit=1000).items]
     blob = "\n".join(outputs)
     leaked = {shape for shape, (_, secret) in SHAPES.items() if secret in blob}
     assert not leaked, f"shapes that left the service: {sorted(leaked)}"

@@ -120,9 +120,9 @@ def test_webhook_and_reconcile_reach_a_leader_in_another_process(
     body = r.json()
     assert body["accepted"] is True and body["ref"] == "refs/heads/main"
     store = client.app.state.manager.store
-    while store.get_active("helper", "dev") is None and time.monotonic() - sent < 5:
+    while store.registry.get_active("helper", "dev") is None and time.monotonic() - sent < 5:
         time.sleep(0.01)
-    assert store.get_active("helper", "dev") is not None
+    assert store.registry.get_active("helper", "dev") is not None
     assert time.monotonic() - sent < 1.0
     served = client.get(
         f"/v1/controller/requests/{body['request_id']}", headers=headers("viewer")
@@ -166,7 +166,7 @@ def test_reconcile_answers_202_while_the_pass_has_not_ended(
     controller.halt()
     # a live lock, but nobody serving it (a leader that just died): the request waits
     store = client.app.state.manager.store
-    assert store.acquire_lock("controller:default", "gone:1", 30)
+    assert store.locks.acquire_lock("controller:default", "gone:1", 30)
     r = client.post("/v1/controller/reconcile", headers=headers("operator"), params={"wait": 0.2})
     assert r.status_code == 202 and r.json()["status"] == "queued" and r.json()["result"] is None
     status = client.get("/v1/controller/status", headers=headers("viewer")).json()
@@ -240,12 +240,12 @@ def test_kneo_serv_webhook_secret_verifies_when_no_variable_is_named(make_client
     store = client.app.state.manager.store
     with store.transaction() as tx:
         tx.set_controller_status(name="default", details={"webhook_secret_env": None})
-    assert store.acquire_lock("controller:default", "elsewhere:1:ctl", 30)
+    assert store.locks.acquire_lock("controller:default", "elsewhere:1:ctl", 30)
     bad = client.post("/v1/controller/webhook", content=PUSH, headers=_signed(secret="nope"))
     assert bad.status_code == 401 and SECRET not in bad.text
     good = client.post("/v1/controller/webhook", content=PUSH, headers=_signed())
     assert good.status_code == 202 and good.json()["accepted"] is True, good.text
-    assert store.controller_request_counts("default")["queued"] == 1
+    assert store.controller.controller_request_counts("default")["queued"] == 1
 
 
 def test_day_two_routes_roll_back_pin_block_and_suspend_as_the_keys_person(
@@ -265,12 +265,12 @@ def test_day_two_routes_roll_back_pin_block_and_suspend_as_the_keys_person(
     assert client.post(key + "/suspend", json={"reason": "x"}, headers=viewer).status_code == 403
     r = client.post(key + "/suspend", json={"reason": "incident 42"}, headers=op)
     assert r.status_code == 200 and r.json()["suspended_by"] == "operator"
-    [event] = store.list_audit(event_type="bundle.suspended", limit=10).items
+    [event] = store.audit.list_audit(event_type="bundle.suspended", limit=10).items
     assert (event.actor, event.payload["reason"]) == ("operator", "incident 42")
     assert client.get(key, headers=viewer).json()["suspended"] is True
     r = client.post(key + "/resume", headers=op)
     assert r.status_code == 200 and r.json()["changed"] is True
-    [event] = store.list_audit(event_type="bundle.resumed", limit=10).items
+    [event] = store.audit.list_audit(event_type="bundle.resumed", limit=10).items
     assert event.actor == "operator"
 
     r = client.post(key + "/rollback", json={"to": 1, "reason": "5xx"}, headers=op)

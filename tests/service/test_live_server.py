@@ -97,7 +97,7 @@ def test_queued_run_survives_restart_and_expired_lease_is_reclaimed(live_server,
     try:
         queued = manager.start_run_from_spec(input_text="later", spec_path=SMOKE).run_id
         dead = manager.start_run_from_spec(input_text="dead", spec_path=SMOKE).run_id
-        record = manager.store.claim("dead-worker", 0.5)  # claims the oldest: `queued`
+        record = manager.store.queue.claim("dead-worker", 0.5)  # claims the oldest: `queued`
         assert record is not None
     finally:
         manager.close()

@@ -97,9 +97,9 @@ def test_stored_checkpoints_and_audit_are_redacted(make_client) -> None:
     text = " ".join(PLANTED.values())
     run = client.post("/v1/runs", json={"input": f"draft {text}", "spec_path": SMOKE}).json()
     store = client.app.state.manager.store
-    stored = [cp.payload for cp in store.list_checkpoints(run["run_id"]).items]
-    stored += [e.payload for e in store.list_trace(run["run_id"]).items]
-    stored += [e.payload for e in store.list_audit(run_id=run["run_id"]).items]
+    stored = [cp.payload for cp in store.runs.list_checkpoints(run["run_id"]).items]
+    stored += [e.payload for e in store.runs.list_trace(run["run_id"]).items]
+    stored += [e.payload for e in store.audit.list_audit(run_id=run["run_id"]).items]
     blob = json.dumps(stored)
     for name, value in PLANTED.items():
         assert value.split("=")[-1].split(" ")[-1] not in blob, f"{name} stored unredacted"

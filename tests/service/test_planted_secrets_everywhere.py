@@ -112,7 +112,7 @@ def test_secrets_in_input_tool_calls_results_and_errors_never_leave(
     assert run["status"] == "failed", created.text
     rid = run["run_id"]
     store = client.app.state.manager.store  # type: ignore[attr-defined]
-    stored = store.get_run(rid)
+    stored = store.runs.get_run(rid)
     # planted for real: the tool saw the input as its arguments and returned its secret,
     # and the failing step's error is the one carrying the third (redacted where it is kept)
     assert INPUT_SECRET in str(stored.state) and RESULT_SECRET in str(stored.state)
@@ -142,8 +142,8 @@ def test_secrets_in_input_tool_calls_results_and_errors_never_leave(
     assert continued.json()["status"] == "failed"  # fails again, with the same error
     outputs.append(continued.text)
     outputs += [r.getMessage() for r in [*caplog.records, *request_log]]
-    outputs += [str(e.payload) for e in store.list_trace(rid, limit=1000).items]
-    outputs += [str(e.payload) for e in store.list_audit(limit=1000).items]
+    outputs += [str(e.payload) for e in store.runs.list_trace(rid, limit=1000).items]
+    outputs += [str(e.payload) for e in store.audit.list_audit(limit=1000).items]
     blob = "\n".join(outputs)
     for secret in SECRETS:
         assert secret not in blob, f"{secret} left the service"

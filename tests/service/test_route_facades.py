@@ -56,8 +56,8 @@ def test_no_route_touches_the_store() -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "def f(manager):\n    return manager.store.get_run('r')\n",
-        "def f(caller):\n    caller.manager.store.list_audit()\n",
+        "def f(manager):\n    return manager.store.runs.get_run('r')\n",
+        "def f(caller):\n    caller.manager.store.audit.list_audit()\n",
         "def f(m):\n    return getattr(m, 'store')\n",
         "from kneo.service.dependencies import store_dep\n",
         "from kneo.store import Store\n",

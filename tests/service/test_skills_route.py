@@ -124,4 +124,4 @@ def test_a_run_switches_project_skills_on_by_spec_and_by_overlay(client: TestCli
 def run_spec_skills(client: TestClient, run_id: str) -> Any:
     """The ``skills`` of the spec a run stored (what its agents were given)."""
     manager = client.app.state.manager  # type: ignore[attr-defined]
-    return manager.store.get_run(run_id).spec["skills"]
+    return manager.store.runs.get_run(run_id).spec["skills"]

@@ -18,7 +18,7 @@ from .helpers import new_run
 
 
 def _put(store: Store, run_id: str, owner: str = "agent", config_id: str = "c1") -> PushConfig:
-    return store.put_push_config(
+    return store.a2a_push.put_push_config(
         push_id=f"a2ap_{owner}_{config_id}_{run_id[-6:]}",
         run_id=run_id,
         config_id=config_id,
@@ -34,42 +34,42 @@ def _put(store: Store, run_id: str, owner: str = "agent", config_id: str = "c1")
 def test_a_config_is_its_owners(store: Store) -> None:
     run_id = new_run(store)
     mine = _put(store, run_id)
-    assert [c.config_id for c in store.push_configs(run_id, "agent")] == ["c1"]
-    assert store.push_configs(run_id, "other") == []  # another caller sees none of it
-    assert not store.delete_push_config(run_id, "other", "c1")  # nor deletes it
-    assert store.push_config(mine.push_id) == mine
+    assert [c.config_id for c in store.a2a_push.push_configs(run_id, "agent")] == ["c1"]
+    assert store.a2a_push.push_configs(run_id, "other") == []  # another caller sees none of it
+    assert not store.a2a_push.delete_push_config(run_id, "other", "c1")  # nor deletes it
+    assert store.a2a_push.push_config(mine.push_id) == mine
     replaced = _put(store, run_id)  # the same id again replaces it
-    assert store.push_configs(run_id, "agent") == [replaced]
+    assert store.a2a_push.push_configs(run_id, "agent") == [replaced]
     _put(store, run_id, config_id="c2")
     with pytest.raises(InvalidRequest, match="at most 2"):
         _put(store, run_id, config_id="c3")
-    assert store.delete_push_config(run_id, "agent", "c1")
-    assert [c.config_id for c in store.push_configs(run_id, "agent")] == ["c2"]
+    assert store.a2a_push.delete_push_config(run_id, "agent", "c1")
+    assert [c.config_id for c in store.a2a_push.push_configs(run_id, "agent")] == ["c2"]
 
 
 def test_each_status_change_is_one_event_however_many_sweeps(store: Store) -> None:
     run_id = new_run(store)
     config = _put(store, run_id)
-    (due,) = store.due_pushes()
+    (due,) = store.a2a_push.due_pushes()
     assert due.config == config and due.status == "queued"
     payload = {"push_id": config.push_id, "state": "TASK_STATE_SUBMITTED", "body": {"task": {}}}
-    assert store.record_push(due.config, status="queued", done=False, payload=payload)
+    assert store.a2a_push.record_push(due.config, status="queued", done=False, payload=payload)
     # a second sweep that read the same config before the first recorded it
-    assert not store.record_push(due.config, status="queued", done=False, payload=payload)
-    assert store.due_pushes() == []  # nothing changed since
+    assert not store.a2a_push.record_push(due.config, status="queued", done=False, payload=payload)
+    assert store.a2a_push.due_pushes() == []  # nothing changed since
     with store.transaction() as tx:
         tx.update_run(run_id, status="succeeded")
-    (due,) = store.due_pushes()
+    (due,) = store.a2a_push.due_pushes()
     assert due.status == "succeeded" and due.config.pushed_status == "queued"
-    assert store.record_push(due.config, status="succeeded", done=True, payload=payload)
+    assert store.a2a_push.record_push(due.config, status="succeeded", done=True, payload=payload)
     with store.transaction() as tx:
         tx.update_run(run_id, status="running")  # (never happens: a done config is left)
-    assert store.due_pushes() == []
-    deliveries = store.list_notifications(receiver=PUSH_RECEIVER).items
+    assert store.a2a_push.due_pushes() == []
+    deliveries = store.notifications.list_notifications(receiver=PUSH_RECEIVER).items
     assert [d.event.event_type for d in deliveries] == [PUSH_EVENT, PUSH_EVENT]
     assert {d.event.payload["push_id"] for d in deliveries} == {config.push_id}
     # a config's deliveries go in order: the second waits while the first is pending
-    claimed = store.claim_notifications("me", 30, limit=10, receivers=[PUSH_RECEIVER])
+    claimed = store.notifications.claim_notifications("me", 30, limit=10, receivers=[PUSH_RECEIVER])
     assert [c.event.event_id for c in claimed] == [f"a2ap_{config.push_id}_1"]
 
 
@@ -78,8 +78,8 @@ def test_a_config_of_a_run_that_is_gone_is_dropped(store: Store) -> None:
     _put(store, run_id)
     with store.engine.begin() as conn:  # (retention deletes a run's configs with the run)
         conn.execute(sa.delete(t.runs).where(t.runs.c.run_id == run_id))
-    assert store.due_pushes() == []
-    assert store.push_configs(run_id, "agent") == []
+    assert store.a2a_push.due_pushes() == []
+    assert store.a2a_push.push_configs(run_id, "agent") == []
 
 
 def test_retention_deletes_a_runs_configs_with_it(store: Store, clock: ManualClock) -> None:
@@ -89,5 +89,8 @@ def test_retention_deletes_a_runs_configs_with_it(store: Store, clock: ManualClo
     _put(store, old)
     _put(store, kept)
     clock.advance(days=40)
-    assert store.prune_retention(RetentionDays(runs_days=30))["runs"] == 1
-    assert store.push_configs(old, "agent") == [] and len(store.push_configs(kept, "agent")) == 1
+    assert store.maintenance.prune_retention(RetentionDays(runs_days=30))["runs"] == 1
+    assert (
+        store.a2a_push.push_configs(old, "agent") == []
+        and len(store.a2a_push.push_configs(kept, "agent")) == 1
+    )

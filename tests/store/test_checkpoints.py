@@ -26,7 +26,7 @@ def test_small_payload_stored_plain(small_store: Store) -> None:
     run_id = new_run(small_store)
     with small_store.transaction() as tx:
         written = tx.add_checkpoint(run_id, type="step", payload={"a": "x" * 10})
-    read = small_store.get_checkpoint(run_id, 1)
+    read = small_store.runs.get_checkpoint(run_id, 1)
     assert read == written
     assert (read.compressed, read.truncated, read.payload) == (False, False, {"a": "x" * 10})
 
@@ -37,7 +37,7 @@ def test_compression_round_trip(small_store: Store) -> None:
     payload = {"text": "abc" * 1_000, "items": list(range(100)), "nested": {"k": "ü" * 50}}
     with small_store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step", payload=payload, metadata={"m": 1})
-    read = small_store.get_checkpoint(run_id, 1)
+    read = small_store.runs.get_checkpoint(run_id, 1)
     assert read.compressed and not read.truncated
     assert read.payload == payload and read.metadata == {"m": 1}
     assert read.size_bytes > LIMITS.compress_bytes
@@ -64,7 +64,7 @@ def test_preview_above_hard_cap(small_store: Store) -> None:
             payload=payload,
             metadata={"m": 1},
         )
-    read = small_store.get_checkpoint(run_id, 1)
+    read = small_store.runs.get_checkpoint(run_id, 1)
     assert read == written and read.truncated
     assert read.payload["blob"].startswith(noise[:50]) and "truncated" in read.payload["blob"]
     assert len(read.payload["blob"]) < 100
@@ -84,7 +84,7 @@ def test_default_limits_compress_large_payloads(store: Store) -> None:
     run_id = new_run(store)
     with store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step", payload={"a": "y" * 100_000})
-    read = store.get_checkpoint(run_id, 1)
+    read = store.runs.get_checkpoint(run_id, 1)
     assert read.compressed and not read.truncated and len(read.payload["a"]) == 100_000
 
 
@@ -94,7 +94,7 @@ def test_non_json_payload_is_refused(store: Store) -> None:
     with pytest.raises(InvalidRequest) as err, store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step", payload={"x": object()})
     assert err.value.code == "invalid_payload"
-    assert store.list_checkpoints(run_id).total == 0
+    assert store.runs.list_checkpoints(run_id).total == 0
 
 
 def test_list_by_type_latest_and_missing(store: Store) -> None:
@@ -103,14 +103,14 @@ def test_list_by_type_latest_and_missing(store: Store) -> None:
     with store.transaction() as tx:
         for kind in ("step", "turn", "step"):
             tx.add_checkpoint(run_id, type=kind, payload={"kind": kind})
-    steps = store.list_checkpoints(run_id, type="step")
+    steps = store.runs.list_checkpoints(run_id, type="step")
     assert [c.sequence for c in steps.items] == [1, 3] and steps.total == 2
-    latest = store.latest_checkpoint(run_id)
+    latest = store.runs.latest_checkpoint(run_id)
     assert latest is not None and latest.sequence == 3
-    turn = store.latest_checkpoint(run_id, type="turn")
+    turn = store.runs.latest_checkpoint(run_id, type="turn")
     assert turn is not None and turn.sequence == 2
-    assert store.latest_checkpoint(new_run(store)) is None
+    assert store.runs.latest_checkpoint(new_run(store)) is None
     with pytest.raises(NotFound):
-        store.get_checkpoint(run_id, 99)
-    paged = store.list_checkpoints(run_id, limit=1, offset=1)
+        store.runs.get_checkpoint(run_id, 99)
+    paged = store.runs.list_checkpoints(run_id, limit=1, offset=1)
     assert [c.sequence for c in paged.items] == [2] and paged.total == 3

@@ -81,7 +81,7 @@ def test_maintenance_backup_and_restore(
     )
     assert code == 0
     restored = open_store(f"sqlite:///{project / 'restored.sqlite'}")
-    assert restored.get_run("run_keep").run_id == "run_keep"
+    assert restored.runs.get_run("run_keep").run_id == "run_keep"
     restored.close()
     code, _, err = kneo(
         monkeypatch, capsys, "maintenance", "restore", "missing.sqlite", "--to", "x.sqlite"

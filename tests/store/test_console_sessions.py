@@ -19,23 +19,28 @@ def test_a_session_lives_until_signed_out_or_expired(tmp_path: Path) -> None:
     store = open_store(None, settings=Settings(), state_dir=tmp_path, clock=clock)
     try:
         person = {"sub": "a1", "email": "alice@example.com", "groups": ["release-managers"]}
-        store.open_console_session(
+        store.sessions.open_console_session(
             "h1",
             principal="alice@example.com",
             method="oidc_session",
             lifetime_seconds=60,
             person=person,
         )
-        store.open_console_session(
+        store.sessions.open_console_session(
             "h2", principal="reviewer", method="api_key", lifetime_seconds=60
         )
-        found = store.console_session("h1")
+        found = store.sessions.console_session("h1")
         assert found is not None and found.person == person and found.method == "oidc_session"
-        assert store.end_console_session("h1") and not store.end_console_session("h1")
-        assert store.console_session("h1") is None and store.console_session("nope") is None
+        assert store.sessions.end_console_session("h1") and not store.sessions.end_console_session(
+            "h1"
+        )
+        assert (
+            store.sessions.console_session("h1") is None
+            and store.sessions.console_session("nope") is None
+        )
         clock.advance(61)
-        assert store.console_session("h2") is None  # expired
-        store.open_console_session(
+        assert store.sessions.console_session("h2") is None  # expired
+        store.sessions.open_console_session(
             "h3", principal="reviewer", method="api_key", lifetime_seconds=60
         )
         with store.engine.connect() as conn:

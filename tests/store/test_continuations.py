@@ -37,11 +37,11 @@ def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
             context={"step": "s1"},
             expires_at=expires,
         )
-    read = store.get_continuation("cont_1")
+    read = store.tasks.get_continuation("cont_1")
     assert read == written
     assert (read.status, read.version, read.workflow_kind) == ("pending", 1, "graph")
     assert read.requests[0]["prompt"] == "ok?" and read.expires_at == expires
-    assert store.find_continuation_by_request("req_1").continuation_id == "cont_1"
+    assert store.tasks.find_continuation_by_request("req_1").continuation_id == "cont_1"
 
 
 def test_continuation_without_run(store: Store) -> None:
@@ -50,8 +50,8 @@ def test_continuation_without_run(store: Store) -> None:
         tx.put_continuation(
             "cont_p", run_id=None, requests=[_req("req_p")], workflow_kind="promotion"
         )
-    assert store.get_continuation("cont_p").run_id is None
-    assert store.list_continuations(workflow_kind="promotion").total == 1
+    assert store.tasks.get_continuation("cont_p").run_id is None
+    assert store.tasks.list_continuations(workflow_kind="promotion").total == 1
 
 
 def test_versioned_replace_and_stale_writer(store: Store) -> None:
@@ -103,9 +103,9 @@ def test_delete_continuation(store: Store) -> None:
         assert tx.delete_continuation("cont_1") is True
         assert tx.delete_continuation("cont_1") is False
     with pytest.raises(NotFound):
-        store.get_continuation("cont_1")
+        store.tasks.get_continuation("cont_1")
     with pytest.raises(NotFound):
-        store.find_continuation_by_request("req_1")
+        store.tasks.find_continuation_by_request("req_1")
 
 
 def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> None:
@@ -136,7 +136,7 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
         )
 
     def ids(**kw: object) -> list[str]:
-        return [c.continuation_id for c in store.list_continuations(**kw).items]  # type: ignore[arg-type]
+        return [c.continuation_id for c in store.tasks.list_continuations(**kw).items]  # type: ignore[arg-type]
 
     assert ids() == ["cont_a", "cont_b", "cont_c"]
     assert ids(sort="newest") == ["cont_c", "cont_b", "cont_a"]
@@ -149,11 +149,11 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
     assert ids(escalated=False) == ["cont_a", "cont_b"]
     assert ids(older_than=start + timedelta(seconds=90)) == ["cont_a", "cont_b"]
     assert ids(status=None, run_id=seq) == ["cont_a", "cont_done"]
-    page = store.list_continuations(limit=1, offset=1)
+    page = store.tasks.list_continuations(limit=1, offset=1)
     assert [c.continuation_id for c in page.items] == ["cont_b"] and page.total == 3
-    assert store.pending_counts_by_assignee() == {"ann": 1, "bob": 2, None: 1}
+    assert store.tasks.pending_counts_by_assignee() == {"ann": 1, "bob": 2, None: 1}
     with pytest.raises(InvalidRequest):
-        store.list_continuations(sort="sideways")  # type: ignore[arg-type]
+        store.tasks.list_continuations(sort="sideways")  # type: ignore[arg-type]
 
 
 def test_listing_by_expiry(store: Store, clock: ManualClock) -> None:
@@ -171,10 +171,10 @@ def test_listing_by_expiry(store: Store, clock: ManualClock) -> None:
     run_id = new_run(store)
     with store.transaction() as tx:
         tx.put_continuation("cont_never", run_id=run_id, requests=[_req("req_never")])
-    due = store.list_continuations(expires_before=now)
+    due = store.tasks.list_continuations(expires_before=now)
     assert sorted(c.continuation_id for c in due.items) == ["cont_due", "cont_now"]
     assert due.total == 2
-    assert store.list_continuations().total == 4
+    assert store.tasks.list_continuations().total == 4
 
 
 def test_run_states_in_one_read(store: Store) -> None:
@@ -182,9 +182,9 @@ def test_run_states_in_one_read(store: Store) -> None:
     first, second = new_run(store), new_run(store)
     with store.transaction() as tx:
         tx.update_run(first, state={"pending": [{"request_id": "req_1"}]})
-    states = store.run_states([first, second, first, "run_missing"])
+    states = store.runs.run_states([first, second, first, "run_missing"])
     assert states == {first: {"pending": [{"request_id": "req_1"}]}, second: {}}
-    assert store.run_states([]) == {}
+    assert store.runs.run_states([]) == {}
 
 
 def test_labels_come_from_the_run_and_survive_a_replace(store: Store) -> None:
@@ -201,7 +201,7 @@ def test_labels_come_from_the_run_and_survive_a_replace(store: Store) -> None:
             workflow_name="mailer",
             environment="staging",
         )
-    cont = store.get_continuation("cont_r")
+    cont = store.tasks.get_continuation("cont_r")
     assert (cont.workflow_name, cont.environment) == ("billing", "prod")
     with store.transaction() as tx:
         tx.put_continuation(
@@ -212,10 +212,10 @@ def test_labels_come_from_the_run_and_survive_a_replace(store: Store) -> None:
             status="resolved",
             expected_version=1,
         )
-    assert store.get_continuation("cont_p").environment == "staging"
+    assert store.tasks.get_continuation("cont_p").environment == "staging"
 
     def ids(**kw: object) -> list[str]:
-        return [c.continuation_id for c in store.list_continuations(status=None, **kw).items]  # type: ignore[arg-type]
+        return [c.continuation_id for c in store.tasks.list_continuations(status=None, **kw).items]  # type: ignore[arg-type]
 
     assert ids(environment="prod") == ["cont_r"]
     assert ids(workflow_name="mailer") == ["cont_p"]
@@ -239,7 +239,7 @@ def test_keyset_pages_walk_every_row_once(store: Store, clock: ManualClock, sort
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = store.list_continuations(sort=sort, limit=3, cursor=cursor)  # type: ignore[arg-type]
+        page = store.tasks.list_continuations(sort=sort, limit=3, cursor=cursor)  # type: ignore[arg-type]
         seen += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -259,13 +259,13 @@ def test_bad_cursors_are_invalid_requests(store: Store) -> None:
     with store.transaction() as tx:
         tx.put_continuation("cont_a", run_id=run_id, requests=[_req("ra")])
         tx.put_continuation("cont_b", run_id=run_id, requests=[_req("rb")])
-    cursor = store.list_continuations(limit=1).next_cursor
+    cursor = store.tasks.list_continuations(limit=1).next_cursor
     assert cursor is not None
     for bad in ("not-a-cursor", "W10", cursor[:-2]):
         with pytest.raises(InvalidRequest) as caught:
-            store.list_continuations(cursor=bad)
+            store.tasks.list_continuations(cursor=bad)
         assert caught.value.details.get("field") == "cursor"
     with pytest.raises(InvalidRequest):
-        store.list_continuations(sort="newest", cursor=cursor)
+        store.tasks.list_continuations(sort="newest", cursor=cursor)
     with pytest.raises(InvalidRequest):
-        store.list_continuations(cursor=cursor, offset=1)
+        store.tasks.list_continuations(cursor=cursor, offset=1)

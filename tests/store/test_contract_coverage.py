@@ -1,18 +1,21 @@
 """The store's contract (``kneo.store.contracts``) covers its public API, member by member.
 
-``mypy --strict`` checks that ``Store`` and ``Transaction`` satisfy each protocol (the
-module's ``_conformance``); these tests check the other direction: a public method added to
-the store without a place in the contract, or a protocol member the store renamed, fails.
+``mypy --strict`` checks that ``Store``, each of its facets and ``Transaction`` satisfy each
+protocol (the module's ``_conformance``); these tests check the other direction: a public
+method added to the store or a facet without a place in the contract, or a protocol member
+an implementation renamed, fails.
 """
 
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Protocol
 
 import pytest
 
 from kneo.store import Store, Transaction, contracts, transaction_contracts
+from kneo.store.base import Facet
 
 MODULES = (contracts.__name__, transaction_contracts.__name__)
 
@@ -22,6 +25,11 @@ PROTOCOLS = {
     if isinstance(value, type)
     and getattr(value, "_is_protocol", False)
     and value.__module__ in MODULES
+}
+FACETS = {
+    name: cls
+    for name, cls in typing.get_type_hints(Store).items()
+    if isinstance(cls, type) and issubclass(cls, Facet)
 }
 TRANSACTION_PROTOCOLS = {name for name in PROTOCOLS if name.endswith("Transaction")}
 
@@ -46,7 +54,16 @@ def test_every_public_store_method_is_in_a_protocol() -> None:
     )
     # engine and dialect are the store's own wiring, not something callers rely on
     internal = {"engine", "dialect", "specs_held"}
-    assert _public(Store) - covered - internal == set()
+    assert (_public(Store) | set(FACETS)) - covered - internal == set()
+
+
+@pytest.mark.parametrize("facet", sorted(FACETS))
+def test_every_public_facet_method_is_its_protocols(facet: str) -> None:
+    """A facet's public methods are exactly its protocol's (``store.runs``: ``RunReads``),
+    the protocol its ``Has*`` holder declares."""
+    holder = next(p for n, p in PROTOCOLS.items() if n.startswith("Has") and facet in vars(p))
+    protocol = typing.get_type_hints(getattr(holder, facet).fget)["return"]
+    assert _public(FACETS[facet]) == _members(protocol) - {"clock"}, facet
 
 
 def test_every_public_transaction_method_is_in_a_protocol() -> None:
@@ -59,8 +76,9 @@ def test_protocol_members_exist_with_the_same_parameters(name: str) -> None:
     """Each member is on the implementation, with the protocol's parameter names (an
     implementation's ``**fields`` accepts the protocol's keyword names; a protocol's
     ``**fields: Unpack[...]`` is checked key by key by mypy)."""
-    impl = Transaction if name in TRANSACTION_PROTOCOLS else Store
+    impls = [Transaction] if name in TRANSACTION_PROTOCOLS else [Store, *FACETS.values()]
     for member in _members(PROTOCOLS[name]):
+        impl = next((c for c in impls if hasattr(c, member)), impls[0])
         assert hasattr(impl, member) or member in _instance_attributes(impl), (name, member)
         declared = getattr(PROTOCOLS[name], member, None)
         actual = getattr(impl, member, None)
@@ -81,4 +99,4 @@ def test_protocol_members_exist_with_the_same_parameters(name: str) -> None:
 
 
 def _instance_attributes(cls: type) -> set[str]:
-    return {"clock", "settings"} if cls is Store else {"marks_registry_changes", "now"}
+    return {"clock", "settings", *FACETS} if cls is Store else {"marks_registry_changes", "now"}

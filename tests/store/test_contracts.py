@@ -258,7 +258,7 @@ def check_metadata(metadata: MetadataStore) -> None:
     """JSON values by key, set in a transaction: the default when unset, the last write
     wins, a prefix lists; inside a snapshot the keys it names read as they were when it
     opened."""
-    reads: ProjectMetadata = metadata
+    reads: ProjectMetadata = metadata.metadata
     assert reads.get_metadata("a.one", "unset") == "unset"
     with metadata.transaction() as tx:
         tx.set_metadata("a.one", {"n": 1})
@@ -549,27 +549,29 @@ def check_controller_store(store: ControllerStore) -> None:
         tx.add_revision("svc", "prod", digest="sha256:" + "5" * 64, status="pending_approval")
         tx.put_continuation("cont_promo", run_id=None, requests=[_request("req_p")])
         raise _Rollback
-    assert reads.list_revision_heads() == [] and reads.list_continuations().items == []
+    assert (
+        reads.registry.list_revision_heads() == [] and reads.tasks.list_continuations().items == []
+    )
     with admin.transaction() as tx:
         tx.add_revision("svc", "prod", digest="sha256:" + "5" * 64, status="pending_approval")
         tx.put_continuation(
             "cont_promo", run_id=None, requests=[_request("req_p")], workflow_kind="promotion"
         )
-    assert reads.get_revision("svc", "prod", 1).status == "pending_approval"
-    assert reads.list_continuations(workflow_kind="promotion").total == 1
+    assert reads.registry.get_revision("svc", "prod", 1).status == "pending_approval"
+    assert reads.tasks.list_continuations(workflow_kind="promotion").total == 1
 
 
 def check_controller_state(state: ControllerStateReads) -> None:
     """What a replica shows of a controller, read from the database: no status and no
     leader before one runs, then its leader lock and its waiting requests."""
-    empty = state.get_controller_status("main")
+    empty = state.registry.get_controller_status("main")
     assert (empty.last_fetched_commit, empty.updated_at) == (None, None)
-    assert state.get_lock("controller:main") is None
-    assert state.acquire_lock("controller:main", "replica-1", 30) is True
-    held = state.get_lock("controller:main")
+    assert state.locks.get_lock("controller:main") is None
+    assert state.locks.acquire_lock("controller:main", "replica-1", 30) is True
+    held = state.locks.get_lock("controller:main")
     assert held is not None and held.owner == "replica-1"
-    state.queue_controller_request("main", "reconcile")
-    counts = state.controller_request_counts("main")
+    state.controller.queue_controller_request("main", "reconcile")
+    counts = state.controller.controller_request_counts("main")
     assert (counts["queued"], counts["running"]) == (1, 0)
     assert counts["oldest_queued_at"] is not None
 
@@ -579,29 +581,31 @@ def check_run_views(views: RunAndTaskReads, units: Transactional[WorkflowTransac
     with units.transaction() as tx:
         tx.create_run(run_id="run_p1", target="workflow", input_text="x", status="paused")
         tx.put_continuation("cont_p1", run_id="run_p1", requests=[_request("req_p1")])
-    assert views.get_run("run_p1").status == "paused"
-    assert views.get_continuation("cont_p1").run_id == "run_p1"
+    assert views.runs.get_run("run_p1").status == "paused"
+    assert views.tasks.get_continuation("cont_p1").run_id == "run_p1"
 
 
 # ---------------------------------------------------------------- run on every backend
 
 CHECKS: dict[str, Callable[[Store, ManualClock], None]] = {
     "StoreLifecycle": lambda s, c: check_store_lifecycle(s),
-    "RunReads+RunTransaction": lambda s, c: check_runs(s, s),
-    "WorkflowTransaction.steps": lambda s, c: check_step_boundaries(s, s, s),
-    "HumanTaskReads+HumanTaskTransaction+AuditTransaction": lambda s, c: check_human_tasks(s, s),
-    "AuditLog+AuditTransaction": lambda s, c: check_audit(s, s),
+    "RunReads+RunTransaction": lambda s, c: check_runs(s.runs, s),
+    "WorkflowTransaction.steps": lambda s, c: check_step_boundaries(s, s.runs, s.audit),
+    "HumanTaskReads+HumanTaskTransaction+AuditTransaction": lambda s, c: check_human_tasks(
+        s.tasks, s
+    ),
+    "AuditLog+AuditTransaction": lambda s, c: check_audit(s.audit, s),
     "ProjectMetadata+MetadataStore": lambda s, c: check_metadata(s),
-    "RunQueue+RunTransaction": lambda s, c: check_queue(s, s, c),
-    "NamedLocks": check_locks,
-    "RunLeases": lambda s, c: check_run_leases(s, s, c),
-    "IdempotencyKeys": lambda s, c: check_idempotency(s),
-    "RegistryReads+RegistryTransaction": lambda s, c: check_registry(s, s),
-    "ApprovalReads+ControllerTransaction": lambda s, c: check_promotion_approvals(s, s),
-    "ControllerRequests": lambda s, c: check_controller_requests(s),
-    "NotificationOutbox": check_notifications,
-    "ConsoleSessions": check_console_sessions,
-    "Maintenance": lambda s, c: check_retention(s, s, s, c),
+    "RunQueue+RunTransaction": lambda s, c: check_queue(s.queue, s, c),
+    "NamedLocks": lambda s, c: check_locks(s.locks, c),
+    "RunLeases": lambda s, c: check_run_leases(s.queue, s, c),
+    "IdempotencyKeys": lambda s, c: check_idempotency(s.idempotency),
+    "RegistryReads+RegistryTransaction": lambda s, c: check_registry(s.registry, s),
+    "ApprovalReads+ControllerTransaction": lambda s, c: check_promotion_approvals(s.registry, s),
+    "ControllerRequests": lambda s, c: check_controller_requests(s.controller),
+    "NotificationOutbox": lambda s, c: check_notifications(s.notifications, c),
+    "ConsoleSessions": lambda s, c: check_console_sessions(s.sessions, c),
+    "Maintenance": lambda s, c: check_retention(s.maintenance, s, s.runs, c),
     "ControllerStore": lambda s, c: check_controller_store(s),
     "ControllerStateReads": lambda s, c: check_controller_state(s),
     "RunAndTaskReads+WorkflowTransaction": lambda s, c: check_run_views(s, s),
@@ -630,6 +634,7 @@ def test_every_protocol_has_a_check() -> None:
 
     checked = {name.split(".")[0] for key in CHECKS for name in key.split("+")}
     combined_elsewhere = {"Transactional", "ControllerReads", "RegistryAdmin"}
+    combined_elsewhere |= {name for name in PROTOCOLS if name.startswith("Has")}  # a facet
     assert set(PROTOCOLS) - checked - combined_elsewhere - set(CHECKED_IN) == set()
     for protocol, module in CHECKED_IN.items():
         text = (Path(__file__).parent / module).read_text()
@@ -640,7 +645,7 @@ def test_every_protocol_has_a_check() -> None:
 def test_backup_is_sqlite_only(store: Store, backend: str, tmp_path: Path) -> None:
     """``Maintenance.backup_sqlite``: a consistent copy on SQLite, ``invalid_request`` on
     PostgreSQL (use pg_dump)."""
-    maintenance: Maintenance = store
+    maintenance: Maintenance = store.maintenance
     if backend == "sqlite":
         copy = maintenance.backup_sqlite(tmp_path / "copy.sqlite")
         assert copy.stat().st_size > 0 and maintenance.sqlite_path().exists()

@@ -31,57 +31,57 @@ def _fill_queue(store: Store, n: int) -> list[str]:
 
 def test_claim_is_fifo_and_counts_attempts(store: Store) -> None:
     """Claims hand out records oldest first, lease them and count attempts; None when empty."""
-    assert store.claim("w1", 30) is None
+    assert store.queue.claim("w1", 30) is None
     runs = _fill_queue(store, 2)
-    first = store.claim("w1", 30)
+    first = store.queue.claim("w1", 30)
     assert first is not None and first.run_id == runs[0]
     assert (first.status, first.attempts, first.lease_owner) == ("leased", 1, "w1")
-    second = store.claim("w2", 30)
+    second = store.queue.claim("w2", 30)
     assert second is not None and second.run_id == runs[1]
-    assert store.claim("w3", 30) is None
-    assert store.complete(first.queue_id, "w1") is True
-    assert store.fail(second.queue_id, "w2", {"error": "boom"}) is True
-    assert store.get_queue_record(first.queue_id).status == "completed"
-    failed = store.get_queue_record(second.queue_id)
+    assert store.queue.claim("w3", 30) is None
+    assert store.queue.complete(first.queue_id, "w1") is True
+    assert store.queue.fail(second.queue_id, "w2", {"error": "boom"}) is True
+    assert store.queue.get_queue_record(first.queue_id).status == "completed"
+    failed = store.queue.get_queue_record(second.queue_id)
     assert (failed.status, failed.error) == ("failed", {"error": "boom"})
     assert failed.finished_at is not None
-    stats = store.queue_stats()
+    stats = store.queue.queue_stats()
     assert stats == {"queued": 0, "leased": 0, "completed": 1, "failed": 1, "expired_leases": 0}
 
 
 def test_expired_lease_is_reclaimed(store: Store, clock: ManualClock) -> None:
     """A lease that lapses (dead worker) is claimed again; the old owner can no longer finish."""
     _fill_queue(store, 1)
-    held = store.claim("dead", 10)
+    held = store.queue.claim("dead", 10)
     assert held is not None
-    assert store.renew_lease(held.queue_id, "dead", 10) is True  # now expires at +10 s
+    assert store.queue.renew_lease(held.queue_id, "dead", 10) is True  # now expires at +10 s
     clock.advance(5)
-    assert store.claim("other", 10) is None
+    assert store.queue.claim("other", 10) is None
     clock.advance(6)
-    assert store.queue_stats()["expired_leases"] == 1
-    taken = store.claim("other", 10)
+    assert store.queue.queue_stats()["expired_leases"] == 1
+    taken = store.queue.claim("other", 10)
     assert taken is not None and taken.queue_id == held.queue_id
     assert (taken.attempts, taken.lease_owner) == (2, "other")
-    assert store.complete(held.queue_id, "dead") is False
-    assert store.renew_lease(held.queue_id, "dead", 10) is False
-    assert store.complete(taken.queue_id, "other") is True
+    assert store.queue.complete(held.queue_id, "dead") is False
+    assert store.queue.renew_lease(held.queue_id, "dead", 10) is False
+    assert store.queue.complete(taken.queue_id, "other") is True
 
 
 def test_release_puts_record_back(store: Store) -> None:
     """release() returns an unfinished lease to the queue for another worker."""
     _fill_queue(store, 1)
-    held = store.claim("w1", 30)
-    assert held is not None and store.release(held.queue_id, "w1") is True
-    again = store.claim("w2", 30)
+    held = store.queue.claim("w1", 30)
+    assert held is not None and store.queue.release(held.queue_id, "w1") is True
+    again = store.queue.claim("w2", 30)
     assert again is not None and again.queue_id == held.queue_id and again.attempts == 2
 
 
 def test_queue_rejects_bad_lease_and_unknown_record(store: Store) -> None:
     """Zero leases are refused; unknown queue ids are NotFound."""
     with pytest.raises(InvalidRequest):
-        store.claim("w", 0)
+        store.queue.claim("w", 0)
     with pytest.raises(NotFound):
-        store.get_queue_record(424242)
+        store.queue.get_queue_record(424242)
 
 
 def test_threads_claim_each_record_exactly_once(store: Store) -> None:
@@ -91,10 +91,10 @@ def test_threads_claim_each_record_exactly_once(store: Store) -> None:
     lock = threading.Lock()
 
     def worker(name: str) -> None:
-        while (record := store.claim(name, 60)) is not None:
+        while (record := store.queue.claim(name, 60)) is not None:
             with lock:
                 claimed.append(record.run_id)
-            store.complete(record.queue_id, name)
+            store.queue.complete(record.queue_id, name)
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
     for th in threads:
@@ -102,15 +102,15 @@ def test_threads_claim_each_record_exactly_once(store: Store) -> None:
     for th in threads:
         th.join()
     assert sorted(claimed) == runs
-    assert store.queue_stats()["completed"] == 40
+    assert store.queue.queue_stats()["completed"] == 40
 
 
 def _drain(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     store = open_store(url)
     got = []
-    while (record := store.claim(name, 60)) is not None:
+    while (record := store.queue.claim(name, 60)) is not None:
         got.append(record.run_id)
-        store.complete(record.queue_id, name)
+        store.queue.complete(record.queue_id, name)
     store.close()
     out.put(got)
 
@@ -133,43 +133,43 @@ def test_processes_claim_each_record_exactly_once(store: Store, db_url: str) -> 
 
 def test_lock_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock) -> None:
     """A lock has one owner; the owner may re-take it; it lapses after its ttl."""
-    assert store.acquire_lock("resume:cont_1", "a", 30) is True
-    assert store.acquire_lock("resume:cont_1", "b", 30) is False
-    assert store.acquire_lock("resume:cont_1", "a", 30) is True
-    held = store.get_lock("resume:cont_1")
+    assert store.locks.acquire_lock("resume:cont_1", "a", 30) is True
+    assert store.locks.acquire_lock("resume:cont_1", "b", 30) is False
+    assert store.locks.acquire_lock("resume:cont_1", "a", 30) is True
+    held = store.locks.get_lock("resume:cont_1")
     assert held is not None and held.owner == "a"
-    assert store.release_lock("resume:cont_1", "b") is False
+    assert store.locks.release_lock("resume:cont_1", "b") is False
     clock.advance(31)  # a died without releasing
-    assert store.get_lock("resume:cont_1") is None
-    assert store.renew_lock("resume:cont_1", "a", 30) is False
-    assert store.acquire_lock("resume:cont_1", "b", 30) is True
-    assert store.renew_lock("resume:cont_1", "b", 30) is True
-    assert store.release_lock("resume:cont_1", "b") is True
-    assert store.acquire_lock("resume:cont_1", "c", 30) is True
+    assert store.locks.get_lock("resume:cont_1") is None
+    assert store.locks.renew_lock("resume:cont_1", "a", 30) is False
+    assert store.locks.acquire_lock("resume:cont_1", "b", 30) is True
+    assert store.locks.renew_lock("resume:cont_1", "b", 30) is True
+    assert store.locks.release_lock("resume:cont_1", "b") is True
+    assert store.locks.acquire_lock("resume:cont_1", "c", 30) is True
 
 
 def test_run_lease_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock) -> None:
     """A run's lease lives on its row: one owner, re-takable by it, lapsing after its ttl,
     and never a change of the run's version (the journal's compare-and-set)."""
     run_id = new_run(store)
-    version = store.get_run(run_id).version
-    assert store.run_lease(run_id) is None
-    assert store.acquire_run_lease(run_id, "a", 30) is True
-    assert store.acquire_run_lease(run_id, "b", 30) is False
-    assert store.acquire_run_lease(run_id, "a", 30) is True
-    assert store.run_lease(run_id) == ("a", clock.now() + timedelta(seconds=30))
-    assert store.release_run_lease(run_id, "b") is False
+    version = store.runs.get_run(run_id).version
+    assert store.queue.run_lease(run_id) is None
+    assert store.queue.acquire_run_lease(run_id, "a", 30) is True
+    assert store.queue.acquire_run_lease(run_id, "b", 30) is False
+    assert store.queue.acquire_run_lease(run_id, "a", 30) is True
+    assert store.queue.run_lease(run_id) == ("a", clock.now() + timedelta(seconds=30))
+    assert store.queue.release_run_lease(run_id, "b") is False
     clock.advance(31)  # a died without releasing
-    assert store.run_lease(run_id) is None
-    assert store.renew_run_leases([run_id], "a", 30) == 0
-    assert store.acquire_run_lease(run_id, "b", 30) is True
+    assert store.queue.run_lease(run_id) is None
+    assert store.queue.renew_run_leases([run_id], "a", 30) == 0
+    assert store.queue.acquire_run_lease(run_id, "b", 30) is True
     clock.advance(20)
-    assert store.renew_run_leases([run_id], "b", 30) == 1
-    assert store.run_lease(run_id) == ("b", clock.now() + timedelta(seconds=30))
-    assert store.release_run_lease(run_id, "b") is True
-    assert store.acquire_run_lease(run_id, "c", 30) is True
-    assert store.acquire_run_lease("run_missing", "c", 30) is False
-    assert store.get_run(run_id).version == version
+    assert store.queue.renew_run_leases([run_id], "b", 30) == 1
+    assert store.queue.run_lease(run_id) == ("b", clock.now() + timedelta(seconds=30))
+    assert store.queue.release_run_lease(run_id, "b") is True
+    assert store.queue.acquire_run_lease(run_id, "c", 30) is True
+    assert store.queue.acquire_run_lease("run_missing", "c", 30) is False
+    assert store.runs.get_run(run_id).version == version
 
 
 def test_a_run_created_leased_keeps_its_lease_until_its_outcome(store: Store) -> None:
@@ -177,27 +177,27 @@ def test_a_run_created_leased_keeps_its_lease_until_its_outcome(store: Store) ->
     write the run row; an outcome leaves a lease someone else took meanwhile alone."""
     with store.transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x", status="running", lease=("me", 30))
-    held = store.run_lease(run.run_id)
+    held = store.queue.run_lease(run.run_id)
     assert held is not None and held.owner == "me"
     with store.transaction() as tx:
         tx.finish_run(run, expected_version=1, release_lease="someone-else", status="failed")
-    assert store.run_lease(run.run_id) == held
-    run = store.get_run(run.run_id)
+    assert store.queue.run_lease(run.run_id) == held
+    run = store.runs.get_run(run.run_id)
     with store.transaction() as tx:
         tx.finish_run(run, expected_version=2, release_lease="me", status="failed")
-    assert store.run_lease(run.run_id) is None
+    assert store.queue.run_lease(run.run_id) is None
     with store.transaction() as tx:
         tx.take_run_lease(run.run_id, "next", 30)
-    assert store.run_lease(run.run_id).owner == "next"  # type: ignore[union-attr]
+    assert store.queue.run_lease(run.run_id).owner == "next"  # type: ignore[union-attr]
 
 
 def test_lock_context_manager(store: Store) -> None:
-    """store.lock() holds the lock for the block and raises resource_locked when taken."""
-    with store.lock("leader", "one", 30):
-        with pytest.raises(ResourceLocked) as err, store.lock("leader", "two", 30):
+    """store.locks.lock() holds the lock for the block and raises resource_locked when taken."""
+    with store.locks.lock("leader", "one", 30):
+        with pytest.raises(ResourceLocked) as err, store.locks.lock("leader", "two", 30):
             pass
         assert err.value.code == "resource_locked"
-    assert store.acquire_lock("leader", "two", 30) is True
+    assert store.locks.acquire_lock("leader", "two", 30) is True
 
 
 def test_concurrent_lock_acquire_has_one_winner(make_store: StoreFactory) -> None:
@@ -208,7 +208,7 @@ def test_concurrent_lock_acquire_has_one_winner(make_store: StoreFactory) -> Non
 
     def take(i: int) -> None:
         barrier.wait()
-        wins.append(stores[i].acquire_lock("race", f"owner{i}", 30))
+        wins.append(stores[i].locks.acquire_lock("race", f"owner{i}", 30))
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
     for th in threads:
@@ -220,30 +220,30 @@ def test_concurrent_lock_acquire_has_one_winner(make_store: StoreFactory) -> Non
 
 def test_idempotency_replay_and_conflict(store: Store, clock: ManualClock) -> None:
     """Same key + same body replays the stored response; a different body is a conflict."""
-    assert store.begin_idempotent("resume", "k1", "h1").state == "new"
-    assert store.begin_idempotent("resume", "k1", "h1").state == "in_progress"
-    store.finish_idempotent("resume", "k1", 200, {"status": "succeeded"})
-    replay = store.begin_idempotent("resume", "k1", "h1")
+    assert store.idempotency.begin_idempotent("resume", "k1", "h1").state == "new"
+    assert store.idempotency.begin_idempotent("resume", "k1", "h1").state == "in_progress"
+    store.idempotency.finish_idempotent("resume", "k1", 200, {"status": "succeeded"})
+    replay = store.idempotency.begin_idempotent("resume", "k1", "h1")
     assert (replay.state, replay.status_code, replay.response) == (
         "replay",
         200,
         {"status": "succeeded"},
     )
     with pytest.raises(IdempotencyConflict) as err:
-        store.begin_idempotent("resume", "k1", "h2")
+        store.idempotency.begin_idempotent("resume", "k1", "h2")
     assert err.value.code == "idempotency_key_conflict"
-    assert store.begin_idempotent("other-scope", "k1", "h2").state == "new"
+    assert store.idempotency.begin_idempotent("other-scope", "k1", "h2").state == "new"
     with pytest.raises(NotFound):
-        store.finish_idempotent("resume", "never", 200, {})
+        store.idempotency.finish_idempotent("resume", "never", 200, {})
 
 
 def test_idempotency_stale_and_released_claims(store: Store, clock: ManualClock) -> None:
     """An abandoned in-progress key is taken over after a while; released keys start fresh."""
-    assert store.begin_idempotent("s", "k", "h").state == "new"
+    assert store.idempotency.begin_idempotent("s", "k", "h").state == "new"
     clock.advance(301)
-    assert store.begin_idempotent("s", "k", "h").state == "new"
-    store.release_idempotent("s", "k")
-    assert store.begin_idempotent("s", "k", "other-body").state == "new"
+    assert store.idempotency.begin_idempotent("s", "k", "h").state == "new"
+    store.idempotency.release_idempotent("s", "k")
+    assert store.idempotency.begin_idempotent("s", "k", "other-body").state == "new"
 
 
 def test_concurrent_first_use_of_a_key(make_store: StoreFactory) -> None:
@@ -254,7 +254,7 @@ def test_concurrent_first_use_of_a_key(make_store: StoreFactory) -> None:
 
     def begin(i: int) -> None:
         barrier.wait()
-        states.append(stores[i].begin_idempotent("resume", "race", "h").state)
+        states.append(stores[i].idempotency.begin_idempotent("resume", "race", "h").state)
 
     threads = [threading.Thread(target=begin, args=(i,)) for i in range(8)]
     for th in threads:
@@ -269,7 +269,7 @@ def test_enqueue_and_records_for_run(store: Store) -> None:
     run_id = new_run(store)
     with store.transaction() as tx:
         record = tx.enqueue(run_id)
-    assert store.queue_records_for_run(run_id) == [record]
+    assert store.queue.queue_records_for_run(run_id) == [record]
 
 
 def test_one_statement_primitives_leave_pooled_connections_transactional(store: Store) -> None:
@@ -278,14 +278,14 @@ def test_one_statement_primitives_leave_pooled_connections_transactional(store: 
     transaction on any of them afterwards still rolls back whole."""
     run_ids = _fill_queue(store, 6)
     for run_id in run_ids:
-        store.get_run(run_id)
-        record = store.claim("w", 30)
-        assert record is not None and store.complete(record.queue_id, "w")
+        store.runs.get_run(run_id)
+        record = store.queue.claim("w", 30)
+        assert record is not None and store.queue.complete(record.queue_id, "w")
         with pytest.raises(RuntimeError), store.transaction() as tx:
             tx.create_run(target="workflow", input_text="rolled back")
             raise RuntimeError("boom")
-    assert store.list_runs().total == 6
-    assert store.claim("w", 30) is None
+    assert store.runs.list_runs().total == 6
+    assert store.queue.claim("w", 30) is None
 
 
 def test_a_callback_is_accepted_once_until_its_window_passes(
@@ -296,17 +296,17 @@ def test_a_callback_is_accepted_once_until_its_window_passes(
     (deleted as another key comes), so the table holds one window's keys."""
     store, other = make_store(), make_store()
     until = clock.now() + timedelta(seconds=600)
-    assert store.first_callback("a" * 64, until) is True
-    assert store.first_callback("a" * 64, until) is False
-    assert other.first_callback("a" * 64, until) is False  # another process sees it
-    assert other.first_callback("b" * 64, until + timedelta(seconds=60)) is True
+    assert store.idempotency.first_callback("a" * 64, until) is True
+    assert store.idempotency.first_callback("a" * 64, until) is False
+    assert other.idempotency.first_callback("a" * 64, until) is False  # another process sees it
+    assert other.idempotency.first_callback("b" * 64, until + timedelta(seconds=60)) is True
     clock.advance(601)  # a's window has passed: the next offer deletes it, b stays
-    assert store.first_callback("c" * 64, clock.now() + timedelta(seconds=600)) is True
+    assert store.idempotency.first_callback("c" * 64, clock.now() + timedelta(seconds=600)) is True
     seen = t.seen_callbacks
     with store.engine.connect() as conn:
         kept = set(conn.execute(sa.select(seen.c.key)).scalars())
     assert kept == {"b" * 64, "c" * 64}
-    assert store.first_callback("b" * 64, until) is False  # still within its window
+    assert store.idempotency.first_callback("b" * 64, until) is False  # still within its window
 
 
 def test_threads_offering_one_callback_accept_it_once(store: Store) -> None:
@@ -318,7 +318,7 @@ def test_threads_offering_one_callback_accept_it_once(store: Store) -> None:
 
     def offer() -> None:
         barrier.wait()
-        first = store.first_callback("d" * 64, until)
+        first = store.idempotency.first_callback("d" * 64, until)
         with lock:
             answers.append(first)
 

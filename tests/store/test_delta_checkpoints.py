@@ -68,10 +68,10 @@ def test_many_steps_fold_to_every_state(store: Store) -> None:
     keyframes = [i + 1 for i, e in enumerate(encodings) if e in payloads.KEYFRAME_ENCODINGS]
     assert keyframes == [1, 1 + KEYFRAME_EVERY, 1 + 2 * KEYFRAME_EVERY]
     for sequence, state in enumerate(states, start=1):
-        assert store.get_checkpoint(journal.run_id, sequence).payload == state
-    page = store.list_checkpoints(journal.run_id, limit=100)
+        assert store.runs.get_checkpoint(journal.run_id, sequence).payload == state
+    page = store.runs.list_checkpoints(journal.run_id, limit=100)
     assert [c.payload for c in page.items] == states and page.total == 40
-    latest = store.latest_checkpoint(journal.run_id)
+    latest = store.runs.latest_checkpoint(journal.run_id)
     assert latest is not None and latest.payload == states[-1]
 
 
@@ -81,11 +81,11 @@ def test_paging_across_keyframes(store: Store) -> None:
     states = _states(25)
     for state in states:
         _commit(journal, state)
-    page = store.list_checkpoints(journal.run_id, limit=5, offset=14)
+    page = store.runs.list_checkpoints(journal.run_id, limit=5, offset=14)
     assert [(c.sequence, c.payload) for c in page.items] == [
         (s, states[s - 1]) for s in range(15, 20)
     ]
-    desc = store.list_checkpoints(journal.run_id, limit=4, offset=6, sort_order="desc")
+    desc = store.runs.list_checkpoints(journal.run_id, limit=4, offset=6, sort_order="desc")
     assert [(c.sequence, c.payload) for c in desc.items] == [
         (s, states[s - 1]) for s in (19, 18, 17, 16)
     ]
@@ -97,12 +97,12 @@ def test_type_filter_reads_through_other_types(store: Store) -> None:
     states = _states(21)
     for i, state in enumerate(states):
         _commit(journal, state, kind="turn" if i % 3 else "step")
-    steps = store.list_checkpoints(journal.run_id, type="step", limit=3, offset=2)
+    steps = store.runs.list_checkpoints(journal.run_id, type="step", limit=3, offset=2)
     assert [(c.sequence, c.payload) for c in steps.items] == [
         (s, states[s - 1]) for s in (7, 10, 13)
     ]
     assert steps.total == 7
-    turn = store.latest_checkpoint(journal.run_id, type="turn")
+    turn = store.runs.latest_checkpoint(journal.run_id, type="turn")
     assert turn is not None and (turn.sequence, turn.payload) == (21, states[20])
 
 
@@ -122,7 +122,7 @@ def test_null_values_removed_keys_and_json_types_round_trip(store: Store) -> Non
         _commit(journal, state)
     assert payloads.is_patch(_encodings(store, journal.run_id)[1])
     for sequence, state in enumerate(states, start=1):
-        read = store.get_checkpoint(journal.run_id, sequence).payload
+        read = store.runs.get_checkpoint(journal.run_id, sequence).payload
         assert json.dumps(read) == json.dumps(state)
 
 
@@ -148,7 +148,7 @@ def test_secrets_in_patches_are_redacted(store: Store) -> None:
         True,
     ]
     for sequence, state in enumerate((base, second, third), start=1):
-        assert store.get_checkpoint(journal.run_id, sequence).payload == redact(state)
+        assert store.runs.get_checkpoint(journal.run_id, sequence).payload == redact(state)
     c = t.checkpoints.c
     with store.engine.connect() as conn:
         found = conn.execute(sa.select(c.payload).where(c.run_id == journal.run_id)).scalars()
@@ -185,7 +185,7 @@ def test_compressed_patches_and_previews(make_store: StoreFactory) -> None:
         payloads.ENCODING_ZLIB,
         payloads.ENCODING_DELTA,
     ]
-    read = store.list_checkpoints(journal.run_id).items
+    read = store.runs.list_checkpoints(journal.run_id).items
     assert read[1].compressed and read[1].payload == states[1]
     assert read[2].truncated and read[2].metadata["payload_reduction"]["max_bytes"] == 4_000
     assert read[2].payload["blob"].startswith(noise[:50]) and len(read[2].payload["blob"]) < 100
@@ -200,7 +200,7 @@ def _finish(journal: StoreJournal, outcome: Boundary, held: dict[str, Any] | Non
         text = json.dumps(held, separators=(",", ":"), ensure_ascii=False)
         journal.commit(Boundary(kind="step_completed", state=held, state_text=text, closing=True))
     checkpoints, events = journal.final_rows(outcome)
-    run = journal.store.get_run(journal.run_id)
+    run = journal.store.runs.get_run(journal.run_id)
     with journal.store.transaction() as tx:
         tx.finish_run(
             run,
@@ -229,7 +229,7 @@ def test_outcome_checkpoint_is_the_same_patch(store: Store) -> None:
             for run_id in (journal.run_id, other.run_id)
         )
     assert mine == theirs and mine.encoding == payloads.ENCODING_DELTA
-    assert store.get_checkpoint(journal.run_id, 2).payload == final
+    assert store.runs.get_checkpoint(journal.run_id, 2).payload == final
 
 
 def test_a_checkpoint_written_in_between_makes_a_keyframe(store: Store) -> None:
@@ -247,7 +247,7 @@ def test_a_checkpoint_written_in_between_makes_a_keyframe(store: Store) -> None:
         False,
         True,
     ]
-    read = [c.payload for c in store.list_checkpoints(journal.run_id).items]
+    read = [c.payload for c in store.runs.list_checkpoints(journal.run_id).items]
     assert read == [
         {"n": 1, "keep": "x" * 50},
         {"other": True},
@@ -270,9 +270,9 @@ def test_retention_keeps_the_chains_of_kept_checkpoints(
         _commit(journal, state)
     with store.transaction() as tx:
         tx.update_run(journal.run_id, status="succeeded")
-    counts = store.prune_retention(RetentionDays(checkpoints_days=5))
+    counts = store.maintenance.prune_retention(RetentionDays(checkpoints_days=5))
     assert counts["checkpoints"] == KEYFRAME_EVERY  # 1..16; 17..20 are needed by 21 and 22
-    kept = store.list_checkpoints(journal.run_id).items
+    kept = store.runs.list_checkpoints(journal.run_id).items
     assert [c.sequence for c in kept] == list(range(KEYFRAME_EVERY + 1, KEYFRAME_EVERY + 7))
     assert [c.payload for c in kept] == states[KEYFRAME_EVERY:]
 
@@ -287,9 +287,9 @@ def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
     c = t.checkpoints.c
     with store.engine.begin() as conn:
         conn.execute(sa.delete(t.checkpoints).where(c.run_id == journal.run_id, c.sequence == 1))
-    read = store.get_checkpoint(journal.run_id, 3)
+    read = store.runs.get_checkpoint(journal.run_id, 3)
     assert read.truncated and read.payload == chains.UNAVAILABLE
-    assert [c.truncated for c in store.list_checkpoints(journal.run_id).items] == [True] * 3
+    assert [c.truncated for c in store.runs.list_checkpoints(journal.run_id).items] == [True] * 3
 
 
 def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> None:
@@ -305,9 +305,9 @@ def test_outcome_rows_chain_as_patches_from_the_known_counter(store: Store) -> N
     final = {"n": 2, "keep": "x" * 80, "output": "done"}
     _finish(journal, Boundary(kind="run_completed", state=final), held=last)
     assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False, True, True]
-    read = [c.payload for c in store.list_checkpoints(run.run_id).items]
+    read = [c.payload for c in store.runs.list_checkpoints(run.run_id).items]
     assert read == [first, last, final]
-    assert store.get_run(run.run_id).checkpoint_seq == 3
+    assert store.runs.get_run(run.run_id).checkpoint_seq == 3
 
 
 def test_outcome_rows_numbered_otherwise_are_stored_as_keyframes(store: Store) -> None:
@@ -326,5 +326,5 @@ def test_outcome_rows_numbered_otherwise_are_stored_as_keyframes(store: Store) -
     final = {"n": 3, "keep": "x" * 80}
     _finish(journal, Boundary(kind="run_completed", state=final), held=last)
     assert [payloads.is_patch(e) for e in _encodings(store, run.run_id)] == [False] * 4
-    read = [c.payload for c in store.list_checkpoints(run.run_id).items]
+    read = [c.payload for c in store.runs.list_checkpoints(run.run_id).items]
     assert read == [first, {"other": True}, last, final]

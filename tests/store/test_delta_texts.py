@@ -157,7 +157,7 @@ def test_engine_snapshots_are_stored_as_patches_and_read_whole(store: Store) -> 
     stored = b"".join(bytes(r[1]) for r in rows)
     for secret in (b"sk-live", b"hunter2", b"me@example.org"):
         assert secret not in stored
-    page = store.list_checkpoints(journal.run_id, limit=100)
+    page = store.runs.list_checkpoints(journal.run_id, limit=100)
     assert [_text(p.payload) for p in page.items] == [_text(e) for e in expected]
 
 
@@ -185,7 +185,7 @@ def test_a_run_commits_its_steps_on_one_connection(store: Store) -> None:
     assert checkouts[0] <= 1 and store.engine.pool.checkedout() == held  # type: ignore[attr-defined]
     journal.discard()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert store.list_checkpoints(journal.run_id, limit=10).total == 5
+    assert store.runs.list_checkpoints(journal.run_id, limit=10).total == 5
 
 
 def _step(store: Store, run_id: str, version: int, held: Any = None, state: str = "{}") -> Any:
@@ -204,7 +204,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
     checkout checks it); a lost compare-and-set gives it back and the next step takes one."""
     monkeypatch.setattr(executor, "HOLD_IDLE_SECONDS", 0.0)
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     checkouts = _count_checkouts(store)
     held = store.hold_connection()
     for _ in range(3):
@@ -216,7 +216,7 @@ def test_an_idle_held_connection_goes_back_to_the_pool(
     with pytest.raises(Conflict):
         _step(store, run_id, version - 1, held, '{"lost":1}')
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert (run.version, run.trace_seq, run.state) == (version, 3, {})
     assert _step(store, run_id, version, held).version == version + 1
     held.close()
@@ -227,7 +227,7 @@ def test_a_crowded_pool_gets_the_connection_back_after_each_step(store: Store) -
     """With the pool's steady connections all in use elsewhere, a run does not keep an
     overflow connection between steps."""
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     pool: Any = store.engine.pool
     others = [store.engine.connect() for _ in range(pool.size())]
     try:
@@ -243,7 +243,7 @@ def test_a_stale_step_writes_nothing(store: Store) -> None:
     """A lost compare-and-set raises ``stale_state`` and commits nothing; the next write
     goes through."""
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     row = steps.StepCheckpoint("step_completed", "s", "completed", "json", b"{}", 2, False, {})
     event = steps.StepEvent("step_completed", "s", "{}")
     with store.transaction() as tx:
@@ -259,9 +259,9 @@ def test_a_stale_step_writes_nothing(store: Store) -> None:
             events=[event],
         )
     assert caught.value.code == "stale_state"
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert (run.version, run.trace_seq, run.state) == (version, 1, {})
-    assert store.list_checkpoints(run_id, limit=10).total == 1
+    assert store.runs.list_checkpoints(run_id, limit=10).total == 1
     with store.transaction() as tx:
         written = tx.write_step(
             run_id, expected_version=version, state_text="{}", checkpoints=[row], events=[event]
@@ -281,7 +281,7 @@ def test_a_step_s_events_are_redacted_one_by_one(store: Store) -> None:
     journal.emit(TraceEvent("step_completed", at, "s", "s", {"output_chars": 3}))
     state = ExecutionState.new("in")
     journal.commit(Boundary(kind="step_completed", parts=state.snapshot_parts()))
-    payloads_ = [e.payload for e in store.list_trace(journal.run_id).items]
+    payloads_ = [e.payload for e in store.runs.list_trace(journal.run_id).items]
     assert payloads_ == [
         {"kind": "function", "attempt": 1, "at": at},
         {"text": "call [REDACTED_EMAIL]", "unit_key": "u1", "at": at},

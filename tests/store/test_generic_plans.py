@@ -55,8 +55,8 @@ def _hashes_a_word(plan: list[str]) -> bool:
 
 def _probing_statements(store: Store, search: list[str]) -> list[tuple[str, Any]]:
     for _ in range(RUNS):
-        assert store.list_continuations(search=search, limit=20).items
-    calls = selects_run_by(store, lambda: store.list_continuations(search=search, limit=20))
+        assert store.tasks.list_continuations(search=search, limit=20).items
+    calls = selects_run_by(store, lambda: store.tasks.list_continuations(search=search, limit=20))
     # the page and its bounded count: each joins the lead word's rows and probes the other
     return [(s, p) for s, p in calls if "continuation_terms_1" in s]
 
@@ -89,9 +89,9 @@ def test_search_and_list_statements_are_never_prepared(filled: Store) -> None:
         pytest.skip("SQLite plans each statement from the schema: no generic plans")
     _probing_statements(filled, ["approve", "g5"])
     for _ in range(RUNS):
-        filled.list_continuations(assignee="a7", limit=20)
-        filled.list_runs(status="running", limit=20)
-        filled.get_continuation("cont_000003")
+        filled.tasks.list_continuations(assignee="a7", limit=20)
+        filled.runs.list_runs(status="running", limit=20)
+        filled.tasks.get_continuation("cont_000003")
     with filled.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -136,7 +136,9 @@ def _two_common_words(filled: Store, many: str, rarer: str) -> None:
     counts = dict(_rarity_counts(filled, [many, rarer]))
     assert 100 < counts[rarer] < counts[many], counts
     for search in ([many, rarer], [rarer, many]):
-        calls = selects_run_by(filled, functools.partial(filled.list_continuations, search=search))
+        calls = selects_run_by(
+            filled, functools.partial(filled.tasks.list_continuations, search=search)
+        )
         page = [(s, p) for s, p in calls if "continuation_terms_1" in s]
         assert page, calls
         for _, params in page:  # the lead's term is bound before the probe's
@@ -144,8 +146,8 @@ def _two_common_words(filled: Store, many: str, rarer: str) -> None:
             assert [v for v in values if v in (many, rarer)] == [rarer, many], params
     # every word common: the words' rows are joined by the inbox's order, with the same
     # answers (the two never together; the rarer with a word of every task: the rarer's)
-    assert not filled.list_continuations(search=[many, rarer]).items
-    both = filled.list_continuations(search=["approve", rarer], limit=1000)
+    assert not filled.tasks.list_continuations(search=[many, rarer]).items
+    both = filled.tasks.list_continuations(search=["approve", rarer], limit=1000)
     assert both.total == counts[rarer] == len(both.items)
     assert all(c.continuation_id.endswith("0") for c in both.items)
     assert both.items == sorted(both.items, key=lambda c: (c.created_at, c.continuation_id))
@@ -174,16 +176,16 @@ def test_listings_past_warm_up_scan_no_big_table(filled: Store) -> None:
     if filled.dialect.name != "postgresql":
         pytest.skip("pg_stat_user_tables is PostgreSQL's")
     listings = [
-        lambda: filled.list_continuations(),
-        lambda: filled.list_continuations(sort="newest"),
-        lambda: filled.list_continuations(assignee="a7"),
-        lambda: filled.list_continuations(assignee=("a7", "a8")),
-        lambda: filled.list_continuations(kind="input"),
-        lambda: filled.list_continuations(search=["approve", "g3"]),
-        lambda: filled.list_continuations(search=["w000003"]),
-        lambda: filled.list_runs(limit=50),
-        lambda: filled.list_runs(status="running", limit=50),
-        lambda: filled.list_runs(status=["paused", "failed"], limit=50),
+        lambda: filled.tasks.list_continuations(),
+        lambda: filled.tasks.list_continuations(sort="newest"),
+        lambda: filled.tasks.list_continuations(assignee="a7"),
+        lambda: filled.tasks.list_continuations(assignee=("a7", "a8")),
+        lambda: filled.tasks.list_continuations(kind="input"),
+        lambda: filled.tasks.list_continuations(search=["approve", "g3"]),
+        lambda: filled.tasks.list_continuations(search=["w000003"]),
+        lambda: filled.runs.list_runs(limit=50),
+        lambda: filled.runs.list_runs(status="running", limit=50),
+        lambda: filled.runs.list_runs(status=["paused", "failed"], limit=50),
     ]
     before = _seq_scans(filled)
     for _ in range(RUNS):

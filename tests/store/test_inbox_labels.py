@@ -60,7 +60,7 @@ def _fill(store: Store, clock: ManualClock, tasks: int = 24) -> None:
 def _expected(store: Store, assignee: Any = None, kind: str | None = None) -> list[str]:
     """The filter's answer from the stored requests, as the filter is defined."""
     out = []
-    for cont in store.list_continuations(limit=100, count=False).items:
+    for cont in store.tasks.list_continuations(limit=100, count=False).items:
         if kind is not None and (cont.workflow_kind == "promotion") != (kind == "promotion"):
             continue
         who = assignee if isinstance(assignee, tuple) else (assignee,)
@@ -84,7 +84,7 @@ def _paged(store: Store, limit: int, **filters: Any) -> tuple[list[str], int | N
     ids: list[str] = []
     cursor, total = None, None
     while True:
-        page = store.list_continuations(limit=limit, cursor=cursor, **filters)
+        page = store.tasks.list_continuations(limit=limit, cursor=cursor, **filters)
         total = page.total if total is None else total
         ids += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
@@ -131,7 +131,7 @@ def test_filters_find_exactly_the_pending_requests(store: Store, clock: ManualCl
     assert _expected(store, kind="promotion") == promotions
     _check_filters(store)
     # a promotion decided: it leaves its approvers' filters
-    cont = store.get_continuation("cont_011")
+    cont = store.tasks.get_continuation("cont_011")
     with store.transaction() as tx:
         tx.put_continuation(
             cont.continuation_id, run_id=None, requests=cont.requests, context=cont.context,
@@ -139,7 +139,7 @@ def test_filters_find_exactly_the_pending_requests(store: Store, clock: ManualCl
         )  # fmt: skip
     assert _paged(store, 5, assignee="group:release")[0] == ["cont_023"]
     # a request decided: its labels go, the task's other requests keep theirs
-    cont = store.get_continuation("cont_002")
+    cont = store.tasks.get_continuation("cont_002")
     decided = [{**cont.requests[0], "status": "resolved"}, *cont.requests[1:]]
     with store.transaction() as tx:
         tx.put_continuation(
@@ -147,7 +147,7 @@ def test_filters_find_exactly_the_pending_requests(store: Store, clock: ManualCl
             expected_version=cont.version,
         )  # fmt: skip
     # escalated: a request changes hands
-    cont = store.get_continuation("cont_004")
+    cont = store.tasks.get_continuation("cont_004")
     moved = [{**cont.requests[0], "assignee": "group:leads"}, *cont.requests[1:]]
     with store.transaction() as tx:
         tx.put_continuation(
@@ -156,7 +156,7 @@ def test_filters_find_exactly_the_pending_requests(store: Store, clock: ManualCl
         )  # fmt: skip
     assert _paged(store, 5, assignee="group:leads")[0] == ["cont_004"]
     # resolved and deleted tasks leave every filter, and their labels with them
-    cont = store.get_continuation("cont_005")
+    cont = store.tasks.get_continuation("cont_005")
     with store.transaction() as tx:
         tx.put_continuation(
             cont.continuation_id, run_id=cont.run_id, requests=cont.requests,
@@ -180,9 +180,9 @@ def test_a_long_name_is_labelled_by_its_digest() -> None:
 
 def test_counts_per_assignee_stop_at_the_cap(store: Store, clock: ManualClock) -> None:
     _fill(store, clock)
-    exact = store.pending_counts_by_assignee()
-    assert store.pending_counts_by_assignee(1000) == exact
-    capped = store.pending_counts_by_assignee(2)
+    exact = store.tasks.pending_counts_by_assignee()
+    assert store.tasks.pending_counts_by_assignee(1000) == exact
+    capped = store.tasks.pending_counts_by_assignee(2)
     assert capped == {a: min(n, 3) for a, n in exact.items()}
     assert any(n > 3 for n in exact.values())
 

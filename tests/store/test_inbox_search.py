@@ -43,7 +43,7 @@ def _pause(store: Store, cid: str, text: str, *, assignee: str | None = "ops") -
 
 
 def _found(store: Store, query: str, **filters: object) -> list[str]:
-    page = store.list_continuations(search=query_terms(query), **filters)  # type: ignore[arg-type]
+    page = store.tasks.list_continuations(search=query_terms(query), **filters)  # type: ignore[arg-type]
     return [c.continuation_id for c in page.items]
 
 
@@ -85,7 +85,7 @@ def test_a_pending_task_is_found_by_its_text_workflow_and_assignee(
     assert _found(store, "acme holiday") == []  # every word must match
     assert _found(store, "acm") == []  # whole words, not prefixes
     assert _found(store, "draft", assignee="ops") == ["cont_b"]  # with the other filters
-    counted = store.list_continuations(search=["draft"], count=True)
+    counted = store.tasks.list_continuations(search=["draft"], count=True)
     assert counted.total == 2
 
 
@@ -121,7 +121,7 @@ def test_a_search_pages_by_keyset(store: Store, clock: ManualClock) -> None:
         clock.advance(1)
     seen, cursor = [], None
     while True:
-        page = store.list_continuations(search=["common", "word0"], limit=2, cursor=cursor)
+        page = store.tasks.list_continuations(search=["common", "word0"], limit=2, cursor=cursor)
         seen += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -134,7 +134,7 @@ def test_retention_removes_the_words_with_the_tasks(store: Store, clock: ManualC
     with store.engine.begin() as conn:  # a run finished long ago, its task still listed
         conn.execute(sa.update(t.runs).values(status="succeeded", finished_at=clock.now()))
     clock.advance(timedelta(days=400).total_seconds())
-    store.prune_retention(RetentionDays(runs_days=30), clock.now())
+    store.maintenance.prune_retention(RetentionDays(runs_days=30), clock.now())
     assert _terms(store, "cont_old") == set()
 
 
@@ -165,6 +165,6 @@ def test_migration_0013_indexes_the_pending_tasks_already_there(tmp_path: Path) 
     migrated = open_store(str(url))
     assert {"old", "prompt", "migrate", "me", "wf", "zed"} <= _terms(migrated, "cont_old")
     assert "hunter2" not in _terms(migrated, "cont_old")  # redacted before indexing
-    found = migrated.list_continuations(search=["zed", "prompt"]).items
+    found = migrated.tasks.list_continuations(search=["zed", "prompt"]).items
     assert [c.continuation_id for c in found] == ["cont_old"]
     migrated.close()

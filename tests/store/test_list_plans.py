@@ -183,17 +183,17 @@ def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
 
 
 LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
-    "runs": lambda s, c: s.list_runs(limit=50, cursor=c, count=False),
-    "runs status": lambda s, c: s.list_runs(status="paused", limit=50, cursor=c, count=False),
-    "runs by update": lambda s, c: s.list_runs(sort_by="updated_at", cursor=c, count=False),
-    "runs by update running": lambda s, c: s.list_runs(
+    "runs": lambda s, c: s.runs.list_runs(limit=50, cursor=c, count=False),
+    "runs status": lambda s, c: s.runs.list_runs(status="paused", limit=50, cursor=c, count=False),
+    "runs by update": lambda s, c: s.runs.list_runs(sort_by="updated_at", cursor=c, count=False),
+    "runs by update running": lambda s, c: s.runs.list_runs(
         status="running", sort_by="updated_at", limit=5, cursor=c, count=False
     ),
-    "runs by status": lambda s, c: s.list_runs(sort_by="status", cursor=c, count=False),
-    "runs oldest": lambda s, c: s.list_runs(sort_order="asc", cursor=c, count=False),
+    "runs by status": lambda s, c: s.runs.list_runs(sort_by="status", cursor=c, count=False),
+    "runs oldest": lambda s, c: s.runs.list_runs(sort_order="asc", cursor=c, count=False),
     **{
         f"runs {name}{' by update' if by == 'updated_at' else ''}": (
-            lambda s, c, by=by, found=found: s.list_runs(
+            lambda s, c, by=by, found=found: s.runs.list_runs(
                 sort_by=by, filters=found, limit=20, cursor=c, count=False
             )
         )
@@ -212,49 +212,53 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
             "search rare and common": RunFilter(q="g7 w000007"),
         }.items()
     },
-    "runs search rare by status": lambda s, c: s.list_runs(
+    "runs search rare by status": lambda s, c: s.runs.list_runs(
         sort_by="status", filters=RunFilter(q="g7"), limit=20, cursor=c, count=False
     ),
-    "tasks": lambda s, c: s.list_continuations(cursor=c, count=False),
-    "tasks newest": lambda s, c: s.list_continuations(sort="newest", cursor=c, count=False),
-    "tasks assignee": lambda s, c: s.list_continuations(assignee="a7", cursor=c, count=False),
-    "tasks kind": lambda s, c: s.list_continuations(kind="input", cursor=c, count=False),
-    "tasks assignee and kind": lambda s, c: s.list_continuations(
+    "tasks": lambda s, c: s.tasks.list_continuations(cursor=c, count=False),
+    "tasks newest": lambda s, c: s.tasks.list_continuations(sort="newest", cursor=c, count=False),
+    "tasks assignee": lambda s, c: s.tasks.list_continuations(assignee="a7", cursor=c, count=False),
+    "tasks kind": lambda s, c: s.tasks.list_continuations(kind="input", cursor=c, count=False),
+    "tasks assignee and kind": lambda s, c: s.tasks.list_continuations(
         assignee="a7", kind="input", cursor=c, count=False
     ),
-    "tasks mine": lambda s, c: s.list_continuations(  # a person and their groups
+    "tasks mine": lambda s, c: s.tasks.list_continuations(  # a person and their groups
         assignee=("a7", "a8", "a9"), cursor=c, count=False
     ),
-    "tasks promotion": lambda s, c: s.list_continuations(kind="promotion", cursor=c, count=False),
-    "tasks workflow kind": lambda s, c: s.list_continuations(
+    "tasks promotion": lambda s, c: s.tasks.list_continuations(
+        kind="promotion", cursor=c, count=False
+    ),
+    "tasks workflow kind": lambda s, c: s.tasks.list_continuations(
         workflow_kind="sequential", cursor=c, count=False
     ),
-    "tasks environment": lambda s, c: s.list_continuations(
+    "tasks environment": lambda s, c: s.tasks.list_continuations(
         environment="env1", cursor=c, count=False
     ),
-    "tasks workflow": lambda s, c: s.list_continuations(workflow_name="wf", cursor=c, count=False),
-    "tasks search common": lambda s, c: s.list_continuations(
+    "tasks workflow": lambda s, c: s.tasks.list_continuations(
+        workflow_name="wf", cursor=c, count=False
+    ),
+    "tasks search common": lambda s, c: s.tasks.list_continuations(
         search=["approve"], cursor=c, count=False
     ),
-    "tasks search rare": lambda s, c: s.list_continuations(
+    "tasks search rare": lambda s, c: s.tasks.list_continuations(
         search=["w000003"], cursor=c, count=False
     ),
-    "tasks search two": lambda s, c: s.list_continuations(
+    "tasks search two": lambda s, c: s.tasks.list_continuations(
         search=["approve", "g3"], cursor=c, count=False
     ),
-    "tasks search newest": lambda s, c: s.list_continuations(
+    "tasks search newest": lambda s, c: s.tasks.list_continuations(
         search=["g3"], sort="newest", cursor=c, count=False
     ),
-    "tasks search assignee": lambda s, c: s.list_continuations(
+    "tasks search assignee": lambda s, c: s.tasks.list_continuations(
         search=["approve"], assignee="a7", cursor=c, count=False
     ),
-    "audit": lambda s, c: s.list_audit(cursor=c, count=False),
-    "registry": lambda s, c: s.list_registry(None, limit=50, cursor=c),
-    "registry all": lambda s, c: s.list_registry(None, status=None, limit=50, cursor=c),
-    "registry environment": lambda s, c: s.list_registry("env2", limit=50, cursor=c),
-    "audit type": lambda s, c: s.list_audit(event_type="run.created", cursor=c, count=False),
-    "audit run": lambda s, c: s.list_audit(run_id="run_000007", cursor=c, count=False),
-    "audit continuation": lambda s, c: s.list_audit(
+    "audit": lambda s, c: s.audit.list_audit(cursor=c, count=False),
+    "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
+    "registry all": lambda s, c: s.registry.list_registry(None, status=None, limit=50, cursor=c),
+    "registry environment": lambda s, c: s.registry.list_registry("env2", limit=50, cursor=c),
+    "audit type": lambda s, c: s.audit.list_audit(event_type="run.created", cursor=c, count=False),
+    "audit run": lambda s, c: s.audit.list_audit(run_id="run_000007", cursor=c, count=False),
+    "audit continuation": lambda s, c: s.audit.list_audit(
         continuation_id="cont_000001", cursor=c, count=False
     ),
 }
@@ -322,14 +326,14 @@ def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None
 
 def test_pending_counts_by_assignee_read_an_index(big_store: Store) -> None:
     """The inbox's counts per assignee are one walk of the (status, assignee) index."""
-    calls = selects_run_by(big_store, big_store.pending_counts_by_assignee)
+    calls = selects_run_by(big_store, big_store.tasks.pending_counts_by_assignee)
     assert len(calls) == 1
     plan = _plan(big_store, *calls[0])
     assert not _bad_steps(big_store, calls[0][0], plan), plan
     pending = sa.select(sa.func.count()).where(t.continuations.c.status == "pending")
     with big_store.engine.connect() as conn:
         every = conn.execute(pending).scalar_one()  # ``total`` stops at its cap; this does not
-    assert sum(big_store.pending_counts_by_assignee().values()) == every
+    assert sum(big_store.tasks.pending_counts_by_assignee().values()) == every
 
 
 def test_a_full_scan_is_caught(big_store: Store) -> None:

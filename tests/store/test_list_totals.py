@@ -40,8 +40,8 @@ def _put(store: Store, clock: ManualClock, first: int, count: int) -> None:
 def _totals(store: Store) -> list[tuple[int | None, bool]]:
     out = []
     for filters in FILTERS:
-        first = store.list_continuations(limit=2, **filters)
-        after = store.list_continuations(limit=2, cursor=first.next_cursor, **filters)
+        first = store.tasks.list_continuations(limit=2, **filters)
+        after = store.tasks.list_continuations(limit=2, cursor=first.next_cursor, **filters)
         assert (after.total, after.total_capped) == (first.total, first.total_capped), filters
         out.append((first.total, first.total_capped))
     return out
@@ -57,4 +57,4 @@ def test_total_is_exact_up_to_the_default_cap_then_capped(store: Store, clock: M
     _put(store, clock, cap + 2, 1)
     assert _totals(store) == [(cap + 2, True)] * len(FILTERS)
     # a filter matching fewer than the cap is exact
-    assert store.list_continuations(limit=2, assignee="bob").total == 0
+    assert store.tasks.list_continuations(limit=2, assignee="bob").total == 0

@@ -47,8 +47,8 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
             status="resolved",
             requests=[{"request_id": "r0", "status": "resolved"}],
         )
-    done = store.claim("w", 60)
-    assert done is not None and store.complete(done.queue_id, "w")
+    done = store.queue.claim("w", 60)
+    assert done is not None and store.queue.complete(done.queue_id, "w")
     with store.transaction() as tx:
         tx.add_audit("run.created", run_id=ids["succeeded"])
     clock.advance(days=40)
@@ -62,7 +62,7 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
     fresh = new_run(store, run_id="run_fresh", status="succeeded")
     with store.transaction() as tx:
         tx.update_run(fresh, status="succeeded", finished_at=clock.now())
-    counts = store.prune_retention(ALL_30)
+    counts = store.maintenance.prune_retention(ALL_30)
     assert counts == {
         "runs": 2,
         "checkpoints": 2,
@@ -71,35 +71,37 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
         "artifacts": 0,
         "logs": 0,
     }
-    remaining = {r.run_id for r in store.list_runs(limit=100).items}
+    remaining = {r.run_id for r in store.runs.list_runs(limit=100).items}
     assert remaining == {ids["paused"], ids["running"], fresh}
-    assert store.list_checkpoints(ids["paused"]).total == 1
-    assert store.get_continuation("cont_live").status == "pending"
+    assert store.runs.list_checkpoints(ids["paused"]).total == 1
+    assert store.tasks.get_continuation("cont_live").status == "pending"
     with pytest.raises(NotFound):
-        store.get_continuation("cont_old")
-    assert store.list_trace(ids["succeeded"]).total == 0
-    assert store.list_audit().total == 1  # audit history is kept
-    assert store.prune_retention(ALL_30) == dict.fromkeys(counts, 0)
+        store.tasks.get_continuation("cont_old")
+    assert store.runs.list_trace(ids["succeeded"]).total == 0
+    assert store.audit.list_audit().total == 1  # audit history is kept
+    assert store.maintenance.prune_retention(ALL_30) == dict.fromkeys(counts, 0)
 
 
 def test_prune_dry_run_counts_without_deleting(store: Store, clock: ManualClock) -> None:
     """dry_run reports the same counts and leaves every row in place."""
     _populate_old(store, clock)
-    planned = store.prune_retention(ALL_30, dry_run=True)
+    planned = store.maintenance.prune_retention(ALL_30, dry_run=True)
     assert planned["runs"] == 2 and planned["queue"] == 1
-    assert store.list_runs(limit=100).total == 4
-    assert store.prune_retention(ALL_30) == planned
+    assert store.runs.list_runs(limit=100).total == 4
+    assert store.maintenance.prune_retention(ALL_30) == planned
 
 
 def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:
     """A window of None leaves its category alone; a longer window keeps younger rows."""
     _populate_old(store, clock)
-    assert set(store.prune_retention(RetentionDays()).values()) == {0}
-    assert store.prune_retention(RetentionDays(runs_days=60))["runs"] == 0
-    only_queue = store.prune_retention(RetentionDays(queue_days=1))
+    assert set(store.maintenance.prune_retention(RetentionDays()).values()) == {0}
+    assert store.maintenance.prune_retention(RetentionDays(runs_days=60))["runs"] == 0
+    only_queue = store.maintenance.prune_retention(RetentionDays(queue_days=1))
     assert only_queue["queue"] == 1 and only_queue["runs"] == 0
     assert (
-        store.prune_retention(RetentionDays(checkpoints_days=1), now=clock.now())["checkpoints"]
+        store.maintenance.prune_retention(RetentionDays(checkpoints_days=1), now=clock.now())[
+            "checkpoints"
+        ]
         == 2
     )
 
@@ -107,10 +109,10 @@ def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:
 def test_backup_is_postgres_unsupported(store: Store, backend: str, tmp_path: Path) -> None:
     """Online backup is for SQLite; on PostgreSQL it says to use pg_dump."""
     if backend == "sqlite":
-        assert store.sqlite_path().is_file()
+        assert store.maintenance.sqlite_path().is_file()
         return
     with pytest.raises(InvalidRequest) as err:
-        store.backup_sqlite(tmp_path / "b.sqlite")
+        store.maintenance.backup_sqlite(tmp_path / "b.sqlite")
     assert err.value.code == "unsupported_backend"
 
 
@@ -125,21 +127,21 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
         tx.put_continuation("cont_b", run_id=run_id, requests=[{"request_id": "req_b"}])
         tx.add_revision("bundle", "dev", digest="d1", status="active")
         tx.set_condition("bundle", "dev", "Ready", status="True", reason="Promoted")
-    backup = store.backup_sqlite(tmp_path / "backups" / "kneo.sqlite")
+    backup = store.maintenance.backup_sqlite(tmp_path / "backups" / "kneo.sqlite")
     new_run(store, run_id="run_after_backup")
     store.close()
 
     restored_path = restore_sqlite_database(backup, tmp_path / "restored" / "kneo_runs.sqlite")
     restored = open_store(f"sqlite:///{restored_path}", clock=clock)
-    assert restored.get_run(run_id).status == "paused"
-    assert restored.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
-    assert restored.list_audit(run_id=run_id).items[0].event_type == "human.requested"
-    assert restored.get_continuation("cont_b").requests == [{"request_id": "req_b"}]
-    active = restored.get_active("bundle", "dev")
+    assert restored.runs.get_run(run_id).status == "paused"
+    assert restored.runs.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
+    assert restored.audit.list_audit(run_id=run_id).items[0].event_type == "human.requested"
+    assert restored.tasks.get_continuation("cont_b").requests == [{"request_id": "req_b"}]
+    active = restored.registry.get_active("bundle", "dev")
     assert active is not None and active.digest == "d1"
-    assert restored.list_conditions()[0].reason == "Promoted"
+    assert restored.registry.list_conditions()[0].reason == "Promoted"
     with pytest.raises(NotFound):
-        restored.get_run("run_after_backup")
+        restored.runs.get_run("run_after_backup")
     restored.close()
 
 
@@ -179,11 +181,11 @@ def test_prune_uses_store_clock_by_default(store: Store, clock: ManualClock) -> 
     with store.transaction() as tx:
         tx.update_run(run_id, status="cancelled", finished_at=clock.now())
     clock.advance(days=2)
-    assert store.prune_retention(RetentionDays(runs_days=3))["runs"] == 0
-    assert store.prune_retention(RetentionDays(runs_days=1))["runs"] == 1
+    assert store.maintenance.prune_retention(RetentionDays(runs_days=3))["runs"] == 0
+    assert store.maintenance.prune_retention(RetentionDays(runs_days=1))["runs"] == 1
     assert (
-        store.prune_retention(RetentionDays(runs_days=1), now=clock.now() - timedelta(days=5))[
-            "runs"
-        ]
+        store.maintenance.prune_retention(
+            RetentionDays(runs_days=1), now=clock.now() - timedelta(days=5)
+        )["runs"]
         == 0
     )

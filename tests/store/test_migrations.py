@@ -134,7 +134,7 @@ def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
         assert not sa.inspect(conn).has_table("bundle_revisions")
     engine.dispose()
     store = open_store(str(url))
-    run = store.get_run("run_old")
+    run = store.runs.get_run("run_old")
     assert (run.status, run.input_text, run.state, run.version) == (
         "paused",
         "kept",
@@ -149,7 +149,7 @@ def test_sqlite_upgrade_in_place_keeps_runs(tmp_path: Path) -> None:
     assert revision.revision == 1
     store.close()
     reopened = open_store(str(url))
-    assert reopened.get_metadata("env_policy:dev") == {"ok": True}
+    assert reopened.metadata.get_metadata("env_policy:dev") == {"ok": True}
     reopened.close()
 
 
@@ -213,7 +213,7 @@ def test_concurrent_first_open_migrates_once(fresh_url: str) -> None:
         assert p.exitcode == 0
     assert done == [0, 1, 2]
     store = open_store(fresh_url)
-    assert store.list_runs().total == 3
+    assert store.runs.list_runs().total == 3
     store.close()
 
 
@@ -234,7 +234,7 @@ def test_first_open_waits_out_a_writer_instead_of_failing(tmp_path: Path) -> Non
         store = open_store(f"sqlite:///{path}")
         with store.transaction() as tx:
             tx.create_run(run_id="run_after_writer", target="workflow", input_text="x")
-        assert store.list_runs().total == 1
+        assert store.runs.list_runs().total == 1
         store.close()
     finally:
         released.join()
@@ -300,7 +300,7 @@ def test_specs_backfill_from_0002(tmp_path: Path) -> None:
             )
     engine.dispose()
     store = open_store(str(url))
-    assert [store.get_run(r).spec for r in ("run_a", "run_b", "run_c")] == [
+    assert [store.runs.get_run(r).spec for r in ("run_a", "run_b", "run_c")] == [
         {"v": 1},
         {"v": 1},
         {"v": 2},
@@ -313,8 +313,8 @@ def test_specs_backfill_from_0002(tmp_path: Path) -> None:
             {"spec": '{"v":3}'},
         )
         conn.commit()
-    assert store.get_run("run_c").spec == {"v": 3}
-    assert {r.run_id: r.spec for r in store.list_runs().items}["run_a"] == {"v": 1}
+    assert store.runs.get_run("run_c").spec == {"v": 3}
+    assert {r.run_id: r.spec for r in store.runs.list_runs().items}["run_a"] == {"v": 1}
     store.close()
 
 
@@ -435,12 +435,12 @@ def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
     engine.dispose()
     store = open_store(str(url))
     assert _all_rows(store.engine, columns) == before
-    assert [c.payload for c in store.list_checkpoints("run_old").items] == [
+    assert [c.payload for c in store.runs.list_checkpoints("run_old").items] == [
         {"a": None},
         {"text": "abc" * 30_000},
     ]
-    assert store.find_continuation_by_request("req_1").continuation_id == "cont_old"
-    assert [e.payload for e in store.list_trace("run_old").items] == [{"n": 1}, {"n": 2}]
+    assert store.tasks.find_continuation_by_request("req_1").continuation_id == "cont_old"
+    assert [e.payload for e in store.runs.list_trace("run_old").items] == [{"n": 1}, {"n": 2}]
     inspector = sa.inspect(store.engine)
     assert "ix_checkpoints_created_at" not in {
         i["name"] for i in inspector.get_indexes("checkpoints")
@@ -677,7 +677,7 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
                 t.checkpoints.c.run_id == run_ids[1], t.checkpoints.c.sequence == 1
             )
         )
-    before = {r: [c.payload for c in store.list_checkpoints(r).items] for r in run_ids}
+    before = {r: [c.payload for c in store.runs.list_checkpoints(r).items] for r in run_ids}
     with store.engine.connect() as conn:
         encodings = conn.execute(sa.select(t.checkpoints.c.encoding)).scalars().all()
     assert sum(payloads.is_patch(e) for e in encodings) >= 4  # the chains to fold
@@ -709,7 +709,7 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
     assert upgrade(engine, dialect) == HEAD_REVISION
     engine.dispose()
     store = open_store(str(url))
-    assert [c.payload for c in store.list_checkpoints(run_ids[0]).items] == before[run_ids[0]]
+    assert [c.payload for c in store.runs.list_checkpoints(run_ids[0]).items] == before[run_ids[0]]
     store.close()
 
 

@@ -10,16 +10,22 @@ from kneo.store.controller_requests import PLAN
 
 
 def test_a_pass_and_a_dry_run_take_their_own_requests(store: Any) -> None:
-    reconcile = store.queue_controller_request("main", "reconcile", actor="alice")
-    webhook = store.queue_controller_request("main", "webhook", actor="webhook")
-    plan = store.queue_controller_request("main", PLAN, actor="bob")
-    assert store.has_queued_controller_requests("main") is True
-    assert store.take_controller_requests("main", "leader-1") == [reconcile.id, webhook.id]
-    assert store.take_controller_requests("main", "leader-1", plans=True) == [plan.id]
-    assert store.take_controller_requests("main", "leader-1") == []
+    reconcile = store.controller.queue_controller_request("main", "reconcile", actor="alice")
+    webhook = store.controller.queue_controller_request("main", "webhook", actor="webhook")
+    plan = store.controller.queue_controller_request("main", PLAN, actor="bob")
+    assert store.controller.has_queued_controller_requests("main") is True
+    assert store.controller.take_controller_requests("main", "leader-1") == [
+        reconcile.id,
+        webhook.id,
+    ]
+    assert store.controller.take_controller_requests("main", "leader-1", plans=True) == [plan.id]
+    assert store.controller.take_controller_requests("main", "leader-1") == []
     # a leader that died with a plan running: the next one serves it, as a plan again
-    assert store.take_controller_requests("main", "leader-2") == [reconcile.id, webhook.id]
-    assert store.take_controller_requests("main", "leader-2", plans=True) == [plan.id]
-    store.finish_controller_requests("main", [plan.id], {"dry_run": True})
-    assert store.get_controller_request(plan.id).result == {"dry_run": True}
-    assert store.get_controller_request(reconcile.id).status == "running"
+    assert store.controller.take_controller_requests("main", "leader-2") == [
+        reconcile.id,
+        webhook.id,
+    ]
+    assert store.controller.take_controller_requests("main", "leader-2", plans=True) == [plan.id]
+    store.controller.finish_controller_requests("main", [plan.id], {"dry_run": True})
+    assert store.controller.get_controller_request(plan.id).result == {"dry_run": True}
+    assert store.controller.get_controller_request(reconcile.id).status == "running"

@@ -26,13 +26,13 @@ def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
         a2 = tx.add_revision("a", "dev", digest="d2")
         b1 = tx.add_revision("a", "prod", digest="d1")
     assert (a1.revision, a2.revision, b1.revision) == (1, 2, 1)
-    got = store.get_revision("a", "dev", 1)
+    got = store.registry.get_revision("a", "dev", 1)
     assert got == a1 and got.signer_key_ids == ["k1"] and got.diagnostics == [{"code": "W1"}]
-    assert [r.revision for r in store.list_revisions("a", "dev")] == [2, 1]
-    assert store.find_revision("a", "dev", "d1") == a1
-    assert store.find_revision("a", "dev", "zzz") is None
+    assert [r.revision for r in store.registry.list_revisions("a", "dev")] == [2, 1]
+    assert store.registry.find_revision("a", "dev", "d1") == a1
+    assert store.registry.find_revision("a", "dev", "zzz") is None
     with pytest.raises(NotFound):
-        store.get_revision("a", "dev", 9)
+        store.registry.get_revision("a", "dev", 9)
     with pytest.raises(InvalidRequest), store.transaction() as tx:
         tx.add_revision("a", "dev", digest="d3", status="weird")
 
@@ -45,16 +45,18 @@ def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -
     with store.transaction() as tx:
         second = tx.add_revision("a", "dev", digest="d2", status="active", approved_by=["ann"])
     assert second.status == "active" and second.activated_at == clock.now()
-    first = store.get_revision("a", "dev", 1)
+    first = store.registry.get_revision("a", "dev", 1)
     assert first.status == "inactive" and first.deactivated_at == clock.now()
-    active = store.get_active("a", "dev")
+    active = store.registry.get_active("a", "dev")
     assert active is not None and active.revision == 2 and active.approved_by == ["ann"]
-    assert store.get_active("a", "prod") is None
-    assert [r.revision for r in store.list_registry("dev").items] == [2]
-    assert len(store.list_registry(status=None).items) == 2
+    assert store.registry.get_active("a", "prod") is None
+    assert [r.revision for r in store.registry.list_registry("dev").items] == [2]
+    assert len(store.registry.list_registry(status=None).items) == 2
     with store.transaction() as tx:
         again = tx.activate_revision("a", "dev", 1)
-    assert again.status == "active" and store.get_revision("a", "dev", 2).status == "inactive"
+    assert (
+        again.status == "active" and store.registry.get_revision("a", "dev", 2).status == "inactive"
+    )
 
 
 def test_database_refuses_a_second_active_revision(store: Store) -> None:
@@ -68,7 +70,7 @@ def test_database_refuses_a_second_active_revision(store: Store) -> None:
             .where(t.bundle_revisions.c.revision == 2)
             .values(status="active")
         )
-    assert [r.status for r in store.list_revisions("a", "dev")] == ["inactive", "active"]
+    assert [r.status for r in store.registry.list_revisions("a", "dev")] == ["inactive", "active"]
 
 
 def test_rejected_revision_never_replaces_active(store: Store) -> None:
@@ -81,7 +83,7 @@ def test_rejected_revision_never_replaces_active(store: Store) -> None:
     assert rejected.status == "rejected" and rejected.diagnostics == [{"code": "bundle_bad_sig"}]
     with pytest.raises(IllegalTransition), store.transaction() as tx:
         tx.activate_revision("a", "dev", bad.revision)
-    active = store.get_active("a", "dev")
+    active = store.registry.get_active("a", "dev")
     assert active is not None and active.revision == 1
 
 
@@ -93,7 +95,7 @@ def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
     with store.transaction() as tx:
         pruned = tx.prune_revision("a", "dev", 1)
     assert pruned.status == "pruned" and pruned.deactivated_at == clock.now()
-    assert store.get_active("a", "dev") is None
+    assert store.registry.get_active("a", "dev") is None
     with store.transaction() as tx:
         pending = tx.add_revision("a", "dev", digest="d2", status="pending_approval")
         approved = tx.set_revision_status(
@@ -131,34 +133,34 @@ def test_condition_transition_time_moves_only_on_change(store: Store, clock: Man
     with store.transaction() as tx:
         tx.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
         tx.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
-    conds = store.list_conditions("a", "dev")
+    conds = store.registry.list_conditions("a", "dev")
     assert [(c.type, c.status) for c in conds] == [("Ready", "False"), ("Verified", "True")]
     assert conds[0].last_transition_time == clock.now()
-    assert len(store.list_conditions()) == 3
-    assert [c.bundle_name for c in store.list_conditions(environment="prod")] == ["b"]
+    assert len(store.registry.list_conditions()) == 3
+    assert [c.bundle_name for c in store.registry.list_conditions(environment="prod")] == ["b"]
 
 
 def test_suspend_and_resume(store: Store) -> None:
     """Suspension is a per (bundle, environment) flag; suspending twice is harmless."""
-    assert store.is_suspended("a", "dev") is False
+    assert store.registry.is_suspended("a", "dev") is False
     with store.transaction() as tx:
         tx.suspend_bundle("a", "dev", reason="incident", suspended_by="ann")
     with store.transaction() as tx:
         again = tx.suspend_bundle("a", "dev")
     assert again.reason == "incident"
-    assert store.is_suspended("a", "dev") and not store.is_suspended("a", "prod")
-    assert [s.bundle_name for s in store.list_suspensions("dev")] == ["a"]
+    assert store.registry.is_suspended("a", "dev") and not store.registry.is_suspended("a", "prod")
+    assert [s.bundle_name for s in store.registry.list_suspensions("dev")] == ["a"]
     with store.transaction() as tx:
         resumed = tx.resume_bundle("a", "dev")
     with store.transaction() as tx:
         again_resumed = tx.resume_bundle("a", "dev")
     assert resumed is True and again_resumed is False
-    assert store.list_suspensions() == []
+    assert store.registry.list_suspensions() == []
 
 
 def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> None:
     """Controller status starts empty and keeps fields that an update does not mention."""
-    empty = store.get_controller_status()
+    empty = store.registry.get_controller_status()
     assert empty.last_fetched_commit is None and empty.updated_at is None
     with store.transaction() as tx:
         tx.set_controller_status(
@@ -169,7 +171,7 @@ def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> 
     clock.advance(1)
     with store.transaction() as tx:
         tx.set_controller_status(last_error="remote unreachable", details={"leader": "c1"})
-    status = store.get_controller_status()
+    status = store.registry.get_controller_status()
     assert status.last_fetched_commit == "abc" and status.last_reconcile_duration_seconds == 0.5
     assert status.last_error == "remote unreachable" and status.details == {"leader": "c1"}
     assert status.updated_at == clock.now()
@@ -190,9 +192,9 @@ def test_promotion_approvals_are_one_per_approver(store: Store) -> None:
     assert err.value.code == "already_decided"
     with pytest.raises(InvalidRequest), store.transaction() as tx:
         tx.add_promotion_approval("a", "prod", "d1", approver="cy", decision="maybe")
-    got = store.list_promotion_approvals("a", "prod", "d1")
+    got = store.registry.list_promotion_approvals("a", "prod", "d1")
     assert [(a.approver, a.decision) for a in got] == [("ann", "approved"), ("bob", "rejected")]
-    assert len(store.list_promotion_approvals("a", "prod")) == 3
+    assert len(store.registry.list_promotion_approvals("a", "prod")) == 3
 
 
 def test_registry_decision_is_one_transaction(store: Store) -> None:
@@ -204,9 +206,9 @@ def test_registry_decision_is_one_transaction(store: Store) -> None:
         tx.set_condition("a", "dev", "Ready", status="True", reason="Promoted")
         tx.add_audit("bundle.promoted", payload={"bundle": "a"})
         raise RuntimeError("crash")
-    active = store.get_active("a", "dev")
+    active = store.registry.get_active("a", "dev")
     assert active is not None and active.digest == "d1"
-    assert store.list_conditions() == [] and store.list_audit().total == 0
+    assert store.registry.list_conditions() == [] and store.audit.list_audit().total == 0
 
 
 def test_revision_heads_omit_specs(store: Store) -> None:
@@ -218,7 +220,7 @@ def test_revision_heads_omit_specs(store: Store) -> None:
         bad = tx.add_revision("a", "dev", digest="d2")
         tx.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
         tx.add_revision("b", "prod", digest="d3", commit="c3")
-    heads = store.list_revision_heads()
+    heads = store.registry.list_revision_heads()
     assert [(h.bundle_name, h.revision, h.status) for h in heads] == [
         ("a", 1, "active"),
         ("a", 2, "rejected"),
@@ -226,21 +228,21 @@ def test_revision_heads_omit_specs(store: Store) -> None:
     ]
     assert heads[0].diagnostics is None and heads[1].diagnostics == [{"c": "E"}]
     assert heads[2].commit == "c3"
-    assert [h.environment for h in store.list_revision_heads("prod")] == ["prod"]
+    assert [h.environment for h in store.registry.list_revision_heads("prod")] == ["prod"]
 
 
 def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) -> None:
     """People's writes stamp the key (drift, suspensions, decisions); the controller's own
     transactions opt out, and ``registry_changes_since`` returns what changed after a number."""
-    start, _ = store.registry_changes_since(None)
+    start, _ = store.registry.registry_changes_since(None)
     with store.transaction() as tx:
         tx.marks_registry_changes = False  # as the controller applies
         tx.add_revision("quiet", "dev", digest="d1", status="active")
         tx.add_revision("quiet", "dev", digest="d2", status="active")
-    assert store.registry_changes_since(start) == (start, set())
+    assert store.registry.registry_changes_since(start) == (start, set())
     with store.transaction() as tx:
         tx.activate_revision("quiet", "dev", 1)  # by hand
-    first, changed = store.registry_changes_since(start)
+    first, changed = store.registry.registry_changes_since(start)
     assert first == start + 1 and changed == {"quiet"}
     with store.transaction() as tx:
         tx.suspend_bundle("other", "prod")
@@ -248,19 +250,19 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
         tx.suspend_bundle("other", "prod")  # idempotent: no new change
     with store.transaction() as tx:
         tx.add_promotion_approval("third", "prod", "d", approver="alice", decision="approved")
-    current, changed = store.registry_changes_since(first)
+    current, changed = store.registry.registry_changes_since(first)
     assert current == first + 2 and changed == {"other", "third"}
-    assert store.registry_changes_since(current) == (current, set())
+    assert store.registry.registry_changes_since(current) == (current, set())
     with store.transaction() as tx:
         resumed = tx.resume_bundle("other", "prod")
     with store.transaction() as tx:
         resumed_again = tx.resume_bundle("other", "prod")
     assert resumed and not resumed_again
-    assert store.registry_changes_since(current) == (current + 1, {"other"})
+    assert store.registry.registry_changes_since(current) == (current + 1, {"other"})
     with pytest.raises(RuntimeError), store.transaction() as tx:  # rolled back: no change
         tx.activate_revision("quiet", "dev", 2)
         raise RuntimeError("abort")
-    assert store.registry_changes_since(current + 1) == (current + 1, set())
+    assert store.registry.registry_changes_since(current + 1) == (current + 1, set())
 
 
 def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
@@ -272,17 +274,17 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
             tx.set_condition(name, "dev", "Ready", status="True", reason="Ready")
             tx.suspend_bundle(name, "dev")
         tx.add_revision("b", "prod", digest="d-b", status="pending_approval")
-    heads = store.list_revision_heads(names={"b", "c"})
+    heads = store.registry.list_revision_heads(names={"b", "c"})
     assert [(h.bundle_name, h.environment) for h in heads] == [
         ("b", "dev"),
         ("b", "prod"),
         ("c", "dev"),
     ]
-    assert [c[0] for c in store.list_condition_heads(names=["a"])] == ["a"]
-    assert [s.bundle_name for s in store.list_suspensions(names=[])] == []
-    assert store.pending_promotion_names() == {"b"}
+    assert [c[0] for c in store.registry.list_condition_heads(names=["a"])] == ["a"]
+    assert [s.bundle_name for s in store.registry.list_suspensions(names=[])] == []
+    assert store.registry.pending_promotion_names() == {"b"}
     many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list
-    assert [h.bundle_name for h in store.list_revision_heads(names=many)] == ["c"]
+    assert [h.bundle_name for h in store.registry.list_revision_heads(names=many)] == ["c"]
 
 
 def test_an_approval_already_decided_leaves_the_transaction_usable(store: Store) -> None:
@@ -296,8 +298,8 @@ def test_an_approval_already_decided_leaves_the_transaction_usable(store: Store)
             tx.add_promotion_approval("a", "prod", "d1", approver="ann", decision="rejected")
         assert err.value.code == "already_decided"
         tx.add_promotion_approval("a", "prod", "d1", approver="bob", decision="approved")
-    assert store.list_audit().total == 1
-    assert [a.approver for a in store.list_promotion_approvals("a", "prod", "d1")] == [
+    assert store.audit.list_audit().total == 1
+    assert [a.approver for a in store.registry.list_promotion_approvals("a", "prod", "d1")] == [
         "ann",
         "bob",
     ]
@@ -338,7 +340,7 @@ def test_concurrent_registry_writers_never_leave_two_active(store: Store, write:
         first_wrote.set()
         thread.join(0.5)  # PostgreSQL: the second blocks on the first's index entry
     thread.join(10)
-    active = [r for r in store.list_revisions("a", "dev") if r.status == "active"]
+    active = [r for r in store.registry.list_revisions("a", "dev") if r.status == "active"]
     assert len(active) == 1
     if store.backend == "postgresql":
         assert outcome["second"] == "stale_state"

@@ -22,7 +22,7 @@ from .helpers import new_run
 
 
 def _ids(store: Store, sort_by: str = "created_at", **filters: object) -> list[str]:
-    page = store.list_runs(
+    page = store.runs.list_runs(
         limit=50, sort_by=sort_by, sort_order="asc", filters=RunFilter(**filters)
     )  # type: ignore[arg-type]
     return [r.run_id for r in page.items]
@@ -55,11 +55,11 @@ def test_exact_filters_and_the_error_flag(store: Store, runs: dict[str, str]) ->
     assert _ids(store, has_error=True) == [runs["c"]]
     assert _ids(store, has_error=False) == [runs["a"], runs["b"], runs["d"]]
     assert _ids(store, "updated_at", has_error=True) == [runs["c"]]
-    assert store.get_run(runs["a"]).session_id == "s1"
+    assert store.runs.get_run(runs["a"]).session_id == "s1"
 
 
 def test_the_creation_window(store: Store, runs: dict[str, str]) -> None:
-    created = {k: store.get_run(v).created_at for k, v in runs.items()}
+    created = {k: store.runs.get_run(v).created_at for k, v in runs.items()}
     assert _ids(store, created_after=created["b"]) == [runs["c"], runs["d"]]
     assert _ids(store, created_before=created["b"]) == [runs["a"]]
     window = {"created_after": created["a"], "created_before": created["d"]}
@@ -103,7 +103,7 @@ def test_search_pages_by_cursor_in_order(store: Store, clock: ManualClock, sort_
     seen: list[str] = []
     cursor = None
     while True:
-        page = store.list_runs(
+        page = store.runs.list_runs(
             limit=2, sort_by=sort_by, sort_order="desc", cursor=cursor,
             filters=RunFilter(q="common word"),
         )  # fmt: skip
@@ -122,7 +122,7 @@ def test_a_secret_is_never_a_term() -> None:
 
 def test_finish_run_indexes_the_outcome(store: Store) -> None:
     run_id = new_run(store)
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     with store.transaction() as tx:
         tx.finish_run(run, expected_version=run.version, status="failed",
                       error={"code": "x", "message": "Quota exhausted"})  # fmt: skip
@@ -146,14 +146,14 @@ def test_the_inbox_by_deadline_undated_last(store: Store, clock: ManualClock) ->
         clock.advance(1)
 
     def order(sort: str, offset: int = 0, limit: int = 10) -> list[str]:
-        page = store.list_continuations(sort=sort, offset=offset, limit=limit)  # type: ignore[arg-type]
+        page = store.tasks.list_continuations(sort=sort, offset=offset, limit=limit)  # type: ignore[arg-type]
         return [c.continuation_id for c in page.items]
 
     assert order("expiring") == ["c_soon", "c_late", "c_none", "c_none2"]
     assert order("expiring_last") == ["c_late", "c_soon", "c_none2", "c_none"]
     assert order("expiring", offset=1, limit=2) == ["c_late", "c_none"]
     assert order("expiring", offset=3) == ["c_none2"]
-    assert store.list_continuations(sort="expiring", limit=1).total == 4  # type: ignore[arg-type]
+    assert store.tasks.list_continuations(sort="expiring", limit=1).total == 4  # type: ignore[arg-type]
 
 
 def test_migration_0023_indexes_the_outcomes_already_there(tmp_path: Path) -> None:

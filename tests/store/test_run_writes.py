@@ -43,7 +43,7 @@ def test_spec_row_written_once_and_held_after_commit(store: Store) -> None:
     assert ref in store.specs_held
     second = _create(store, spec_text=json_text(SPEC))
     assert _spec_rows(store) == 1
-    assert store.get_run(first.run_id).spec == SPEC == store.get_run(second.run_id).spec
+    assert store.runs.get_run(first.run_id).spec == SPEC == store.runs.get_run(second.run_id).spec
 
 
 def test_rolled_back_spec_insert_is_not_held(store: Store) -> None:
@@ -54,7 +54,7 @@ def test_rolled_back_spec_insert_is_not_held(store: Store) -> None:
         raise RuntimeError("boom")
     assert _spec_rows(store) == 0 and not store.specs_held
     run = _create(store)
-    assert _spec_rows(store) == 1 and store.get_run(run.run_id).spec == SPEC
+    assert _spec_rows(store) == 1 and store.runs.get_run(run.run_id).spec == SPEC
 
 
 def test_other_store_inserts_spec_it_has_not_seen(make_store: StoreFactory) -> None:
@@ -63,19 +63,19 @@ def test_other_store_inserts_spec_it_has_not_seen(make_store: StoreFactory) -> N
     one, two = make_store(), make_store()
     _create(one)
     run = _create(two)
-    assert _spec_rows(one) == 1 and two.get_run(run.run_id).spec == SPEC
+    assert _spec_rows(one) == 1 and two.runs.get_run(run.run_id).spec == SPEC
     with two.transaction() as tx:  # the Core transaction shares the skip
         other = tx.create_run(target="workflow", input_text="y", spec=SPEC)
-    assert _spec_rows(one) == 1 and one.get_run(other.run_id).spec == SPEC
+    assert _spec_rows(one) == 1 and one.runs.get_run(other.run_id).spec == SPEC
 
 
 def test_first_events_counted_in_the_insert(store: Store) -> None:
     events = [{"event_type": "run_created"}, {"event_type": "run_started", "payload": {"o": 1}}]
     run = _create(store, events=events)
-    assert run.trace_seq == 2 == store.get_run(run.run_id).trace_seq
+    assert run.trace_seq == 2 == store.runs.get_run(run.run_id).trace_seq
     with store.transaction() as tx:
         tx.add_trace_events(run.run_id, [{"event_type": "later"}])
-    trace = store.list_trace(run.run_id, limit=10).items
+    trace = store.runs.list_trace(run.run_id, limit=10).items
     assert [(e.sequence, e.event_type) for e in trace] == [
         (1, "run_created"),
         (2, "run_started"),
@@ -96,7 +96,7 @@ def test_finish_run_returns_what_a_read_returns(store: Store) -> None:
             state={"units": {"a": 1}},
             finished_at=tx.now,
         )
-    read = store.get_run(run.run_id)
+    read = store.runs.get_run(run.run_id)
     assert done == read
     assert (
         (done.version, done.trace_seq, done.status)
@@ -117,9 +117,9 @@ def test_finish_run_is_compare_and_set(store: Store) -> None:
         tx.add_trace_events(run.run_id, [{"event_type": "run_completed"}])
         tx.finish_run(run, expected_version=run.version, status="succeeded")
     assert caught.value.code == "stale_state"
-    after = store.get_run(run.run_id)
+    after = store.runs.get_run(run.run_id)
     assert after.status == "running" and after.version == 2
-    assert store.list_trace(run.run_id, limit=10).total == 0
+    assert store.runs.list_trace(run.run_id, limit=10).total == 0
 
 
 def test_metadata_snapshot_one_query(store: Store) -> None:
@@ -135,24 +135,24 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
 
     sa.event.listen(store.engine, "before_cursor_execute", count)
     try:
-        with store.metadata_snapshot(["a", "b"]):
+        with store.metadata.metadata_snapshot(["a", "b"]):
             reads = len(statements)
-            assert store.get_metadata("a") == {"v": 1}
-            assert store.get_metadata("b", "dflt") == "dflt"
+            assert store.metadata.get_metadata("a") == {"v": 1}
+            assert store.metadata.get_metadata("b", "dflt") == "dflt"
             assert len(statements) == reads  # answered from the snapshot
-            assert store.get_metadata("c") == 3  # not listed: read
+            assert store.metadata.get_metadata("c") == 3  # not listed: read
             assert len(statements) > reads
             with store.transaction() as tx:
                 tx.set_metadata("a", {"v": 2})
             seen: list[Any] = []
-            thread = threading.Thread(target=lambda: seen.append(store.get_metadata("a")))
+            thread = threading.Thread(target=lambda: seen.append(store.metadata.get_metadata("a")))
             thread.start()
             thread.join()
             assert seen == [{"v": 2}]  # another thread (another request) reads fresh
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", count)
     assert sum("project_metadata" in s for s in statements[:reads]) == 1
-    assert store.get_metadata("a") == {"v": 2}  # no cache after the snapshot
+    assert store.metadata.get_metadata("a") == {"v": 2}  # no cache after the snapshot
 
 
 def test_a_metadata_snapshot_in_a_transaction_reads_what_it_sees(store: Store) -> None:
@@ -165,13 +165,13 @@ def test_a_metadata_snapshot_in_a_transaction_reads_what_it_sees(store: Store) -
         assert tx.metadata(["a", "b", "n"]) == {"a": {"v": 1}, "n": None}
         tx.set_metadata("a", {"v": 2})
         tx.set_metadata("b", [1])
-        with store.metadata_snapshot(["a", "b", "c"], tx):
-            assert store.get_metadata("a") == {"v": 2}
-            assert store.get_metadata("b") == [1]
-            assert store.get_metadata("c", "unset") == "unset"
+        with store.metadata.metadata_snapshot(["a", "b", "c"], tx):
+            assert store.metadata.get_metadata("a") == {"v": 2}
+            assert store.metadata.get_metadata("b") == [1]
+            assert store.metadata.get_metadata("c", "unset") == "unset"
         raise RuntimeError("abort")
-    assert store.get_metadata("a") == {"v": 1}
-    assert store.get_metadata("b", "unset") == "unset"
+    assert store.metadata.get_metadata("a") == {"v": 1}
+    assert store.metadata.get_metadata("b", "unset") == "unset"
 
 
 @pytest.mark.parametrize("failure", ["python", "database", "commit"])
@@ -195,8 +195,8 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
                 tx.create_run(target="workflow", input_text="y")
         else:
             tx.create_run(target="workflow", input_text="x", run_id="run_failed")  # duplicate
-    assert store.list_runs().total == 0
-    assert store.list_audit().total == 0
+    assert store.runs.list_runs().total == 0
+    assert store.audit.list_audit().total == 0
     for _ in range(3):  # every pooled connection the store may hand out
         with pytest.raises(RuntimeError), store.transaction() as core:
             core.create_run(target="workflow", input_text="y")
@@ -204,9 +204,9 @@ def test_a_failed_raw_transaction_leaves_nothing_and_its_connection_transactiona
         with pytest.raises(RuntimeError), store.transaction() as raw:
             raw.create_run(target="workflow", input_text="z")
             raise RuntimeError("boom")
-    assert store.list_runs().total == 0
+    assert store.runs.list_runs().total == 0
     run = _create(store)
-    assert store.list_runs().total == 1 and store.get_run(run.run_id).status == "queued"
+    assert store.runs.list_runs().total == 1 and store.runs.get_run(run.run_id).status == "queued"
 
 
 def test_a_generated_run_id_that_clashes_fails_the_transaction(
@@ -220,8 +220,8 @@ def test_a_generated_run_id_that_clashes_fails_the_transaction(
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.create_run(target="workflow", input_text="again")
         tx.add_audit("run.created", run_id="run_same")
-    assert first.run_id == "run_same" and store.get_run("run_same").input_text == "x"
-    assert store.list_runs().total == 1 and store.list_audit().total == 0
+    assert first.run_id == "run_same" and store.runs.get_run("run_same").input_text == "x"
+    assert store.runs.list_runs().total == 1 and store.audit.list_audit().total == 0
 
 
 def _keyframe(step_id: str) -> StepCheckpoint:
@@ -267,21 +267,21 @@ def test_an_outcome_writes_its_rows_audits_and_lease_in_one_commit(store: Store)
             lease=("me", 60),
         )
     done = _finish_with_rows(store, run, output_text=None)  # no words to index: one statement
-    assert done == store.get_run(run.run_id)
+    assert done == store.runs.get_run(run.run_id)
     assert (done.version, done.checkpoint_seq, done.trace_seq) == (2, 2, 3)
-    assert store.run_lease(run.run_id) is None
-    cps = store.list_checkpoints(run.run_id).items
+    assert store.queue.run_lease(run.run_id) is None
+    cps = store.runs.list_checkpoints(run.run_id).items
     assert [(c.sequence, c.step_id, c.payload, c.metadata) for c in cps] == [
         (1, "a", {"step": "a"}, {"n": "ü"}),
         (2, "b", {"step": "b"}, {"n": "ü"}),
     ]
-    trace = store.list_trace(run.run_id, limit=10).items
+    trace = store.runs.list_trace(run.run_id, limit=10).items
     assert [(e.sequence, e.event_type, e.payload) for e in trace] == [
         (1, "run_created", {}),
         (2, "run_completed", {"n": 1}),
         (3, "x", {}),
     ]
-    audits = store.list_audit(run_id=run.run_id).items  # newest first
+    audits = store.audit.list_audit(run_id=run.run_id).items  # newest first
     assert [(a.event_type, a.actor, a.continuation_id) for a in audits] == [
         ("human.decision", "reviewer-key", None),
         ("human.requested", None, "cont_1"),
@@ -297,10 +297,10 @@ def test_a_stale_outcome_writes_none_of_its_rows(store: Store) -> None:
     with pytest.raises(Conflict) as caught:
         _finish_with_rows(store, run)
     assert caught.value.code == "stale_state"
-    assert store.get_run(run.run_id).status == "running"
-    assert store.list_checkpoints(run.run_id).total == 0
-    assert store.list_trace(run.run_id, limit=10).total == 0
-    assert store.list_audit(run_id=run.run_id).total == 0
+    assert store.runs.get_run(run.run_id).status == "running"
+    assert store.runs.list_checkpoints(run.run_id).total == 0
+    assert store.runs.list_trace(run.run_id, limit=10).total == 0
+    assert store.audit.list_audit(run_id=run.run_id).total == 0
 
 
 @pytest.mark.parametrize("before", [False, True])
@@ -315,10 +315,10 @@ def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
             tx.add_trace_events(run.run_id, [{"event_type": "before"}])
         tx.finish_run(run, expected_version=run.version, status="succeeded")
         tx.add_audit("after", run_id=run.run_id)
-    after = store.get_run(run.run_id)
+    after = store.runs.get_run(run.run_id)
     assert (after.status, after.version, after.trace_seq) == ("succeeded", 2, int(before))
-    assert store.list_trace(run.run_id, limit=10).total == int(before)
-    assert store.list_audit(run_id=run.run_id).total == 0
+    assert store.runs.list_trace(run.run_id, limit=10).total == int(before)
+    assert store.audit.list_audit(run_id=run.run_id).total == 0
 
 
 @pytest.mark.parametrize("count", [3, 70])
@@ -335,8 +335,8 @@ def test_an_outcome_stores_every_row_in_order(store: Store, count: int) -> None:
             audits=[{"event_type": "a", "run_id": run.run_id}] * count,
         )
     assert (done.checkpoint_seq, done.trace_seq) == (count, count + 1)
-    cps = store.list_checkpoints(run.run_id, limit=100).items
+    cps = store.runs.list_checkpoints(run.run_id, limit=100).items
     assert [(c.sequence, c.step_id) for c in cps] == [(i + 1, f"s{i}") for i in range(count)]
-    trace = store.list_trace(run.run_id, limit=100).items[1:]
+    trace = store.runs.list_trace(run.run_id, limit=100).items[1:]
     assert [(e.sequence, e.payload) for e in trace] == [(i + 2, {"i": i}) for i in range(count)]
-    assert store.list_audit(run_id=run.run_id, limit=100).total == count
+    assert store.audit.list_audit(run_id=run.run_id, limit=100).total == count

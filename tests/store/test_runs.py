@@ -35,7 +35,7 @@ def test_create_and_get_round_trip(store: Store, clock: ManualClock) -> None:
             deadline_at=deadline,
             metadata={"m": True},
         )
-    got = store.get_run("run_1")
+    got = store.runs.get_run("run_1")
     assert got == created
     assert got.version == 1 and got.status == "queued" and not got.cancel_requested
     assert got.deadline_at == deadline and got.created_at.tzinfo is not None
@@ -45,7 +45,7 @@ def test_create_and_get_round_trip(store: Store, clock: ManualClock) -> None:
 def test_unknown_run_is_not_found(store: Store) -> None:
     """Reading or updating a missing run raises NotFound with code not_found."""
     with pytest.raises(NotFound) as err:
-        store.get_run("run_missing")
+        store.runs.get_run("run_missing")
     assert err.value.code == "not_found"
     with pytest.raises(NotFound), store.transaction() as tx:
         tx.update_run("run_missing", status="running")
@@ -57,7 +57,7 @@ def test_duplicate_run_id_conflicts(store: Store) -> None:
     with pytest.raises(Conflict) as err:
         new_run(store, run_id="run_dup", input_text="second")
     assert err.value.code == "already_exists"
-    assert store.get_run("run_dup").input_text == "first"
+    assert store.runs.get_run("run_dup").input_text == "first"
 
 
 def test_stale_update_is_refused(store: Store) -> None:
@@ -70,7 +70,7 @@ def test_stale_update_is_refused(store: Store) -> None:
         tx.update_run(run_id, expected_version=1, status="succeeded")
     assert err.value.code == "stale_state"
     assert err.value.details["current_version"] == 2
-    current = store.get_run(run_id)
+    current = store.runs.get_run(run_id)
     assert (current.status, current.state, current.version) == ("running", {"step": 1}, 2)
 
 
@@ -95,7 +95,7 @@ def test_only_one_of_concurrent_cas_writers_wins(store: Store) -> None:
     for th in threads:
         th.join()
     assert sorted(results) == ["ok"] + ["stale"] * 7
-    assert store.get_run(run_id).version == 2
+    assert store.runs.get_run(run_id).version == 2
 
 
 def test_update_rejects_unknown_fields(store: Store) -> None:
@@ -127,18 +127,18 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
         tx.add_audit("run.step", run_id=run_id)
         tx.enqueue(run_id)
         raise RuntimeError("crash before commit")
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert (run.version, run.status, run.state) == (1, "queued", {})
-    assert store.list_checkpoints(run_id).total == 0
-    assert store.list_trace(run_id).total == 0
-    assert store.list_audit(run_id=run_id).total == 0
-    assert store.queue_records_for_run(run_id) == []
+    assert store.runs.list_checkpoints(run_id).total == 0
+    assert store.runs.list_trace(run_id).total == 0
+    assert store.audit.list_audit(run_id=run_id).total == 0
+    assert store.queue.queue_records_for_run(run_id) == []
     # ...and the same unit of work commits everything together.
     with store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})
         tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload={"out": 1})
-    assert store.get_run(run_id).state == {"next": 1}
-    assert store.list_checkpoints(run_id).items[0].step_id == "s1"
+    assert store.runs.get_run(run_id).state == {"next": 1}
+    assert store.runs.list_checkpoints(run_id).items[0].step_id == "s1"
 
 
 def test_stale_cas_inside_transaction_rolls_back_siblings(store: Store) -> None:
@@ -149,7 +149,7 @@ def test_stale_cas_inside_transaction_rolls_back_siblings(store: Store) -> None:
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step_completed", payload={})
         tx.update_run(run_id, expected_version=1, state={"next": 9})
-    assert store.list_checkpoints(run_id).total == 0
+    assert store.runs.list_checkpoints(run_id).total == 0
 
 
 def test_sequences_are_per_run_and_contiguous(store: Store) -> None:
@@ -162,8 +162,8 @@ def test_sequences_are_per_run_and_contiguous(store: Store) -> None:
         events = tx.add_trace_events(a, [{"event_type": f"e{i}"} for i in range(3)])
         assert [e.sequence for e in events] == [1, 2, 3]
         assert tx.add_trace_event(a, "e3").sequence == 4
-    assert [e.event_type for e in store.list_trace(a).items] == ["e0", "e1", "e2", "e3"]
-    assert [c.sequence for c in store.list_checkpoints(a, sort_order="desc").items] == [2, 1]
+    assert [e.event_type for e in store.runs.list_trace(a).items] == ["e0", "e1", "e2", "e3"]
+    assert [c.sequence for c in store.runs.list_checkpoints(a, sort_order="desc").items] == [2, 1]
 
 
 def test_concurrent_checkpoint_writers_get_distinct_sequences(store: Store) -> None:
@@ -180,7 +180,7 @@ def test_concurrent_checkpoint_writers_get_distinct_sequences(store: Store) -> N
         th.start()
     for th in threads:
         th.join()
-    page = store.list_checkpoints(run_id)
+    page = store.runs.list_checkpoints(run_id)
     assert [c.sequence for c in page.items] == list(range(1, 21))
 
 
@@ -198,17 +198,17 @@ def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> 
     for i in range(5):
         ids.append(new_run(store, run_id=f"run_{i}", status="paused" if i % 2 else "queued"))
         clock.advance(1)
-    page = store.list_runs(limit=2, offset=1, sort_by="created_at", sort_order="asc")
+    page = store.runs.list_runs(limit=2, offset=1, sort_by="created_at", sort_order="asc")
     assert [r.run_id for r in page.items] == ids[1:3] and page.total == 5
-    paused = store.list_runs(status="paused", sort_order="desc")
+    paused = store.runs.list_runs(status="paused", sort_order="desc")
     assert [r.run_id for r in paused.items] == ["run_3", "run_1"] and paused.total == 2
-    both = store.list_runs(status=["paused", "queued"], limit=10)
+    both = store.runs.list_runs(status=["paused", "queued"], limit=10)
     assert both.total == 5 and (both.sort_by, both.sort_order) == ("created_at", "desc")
     clock.advance(5)
     with store.transaction() as tx:
         tx.update_run("run_0", status="running")
-    assert store.list_runs(sort_by="updated_at").items[0].run_id == "run_0"
-    assert store.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
+    assert store.runs.list_runs(sort_by="updated_at").items[0].run_id == "run_0"
+    assert store.runs.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
@@ -228,7 +228,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
         clock.advance(1)
     with store.transaction() as tx:
         tx.update_run("run_01", status="running")  # settled -> running moves it again
-    every = store.list_runs(limit=100, sort_by="updated_at", sort_order=order).items
+    every = store.runs.list_runs(limit=100, sort_by="updated_at", sort_order=order).items
     expected = sorted(every, key=lambda r: (r.updated_at, r.run_id), reverse=order == "desc")
     assert [r.run_id for r in every] == [r.run_id for r in expected] and len(every) == 18
     assert every[0 if order == "desc" else -1].run_id == "run_01"
@@ -236,7 +236,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
     def walk(**filters: object) -> list[str]:
         seen, cursor = [], None
         while True:
-            page = store.list_runs(
+            page = store.runs.list_runs(
                 limit=4, sort_by="updated_at", sort_order=order, cursor=cursor, **filters
             )  # type: ignore[arg-type]
             seen += [r.run_id for r in page.items]
@@ -248,21 +248,21 @@ def test_runs_by_update_merge_running_and_settled_runs(
     by_offset = [
         r.run_id
         for offset in range(0, 18, 5)
-        for r in store.list_runs(
+        for r in store.runs.list_runs(
             limit=5, offset=offset, sort_by="updated_at", sort_order=order
         ).items
     ]
     assert by_offset == [r.run_id for r in expected]
     for wanted in ("running", "paused", ["running", "failed"], ["succeeded", "queued"]):
         names = {wanted} if isinstance(wanted, str) else set(wanted)
-        page = store.list_runs(status=wanted, sort_by="updated_at", sort_order=order)
+        page = store.runs.list_runs(status=wanted, sort_by="updated_at", sort_order=order)
         assert (
             [r.run_id for r in page.items]
             == [r.run_id for r in expected if r.status in names]
             == walk(status=wanted)
         )
         assert page.total == len(page.items) > 0
-    none = store.list_runs(status=[], sort_by="updated_at", sort_order=order)
+    none = store.runs.list_runs(status=[], sort_by="updated_at", sort_order=order)
     assert none.items == [] and none.total == 0
 
 
@@ -280,7 +280,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
 def test_list_runs_rejects_bad_paging(store: Store, kwargs: dict[str, object]) -> None:
     """Bad sort or paging values are InvalidRequest, not a database error."""
     with pytest.raises(InvalidRequest):
-        store.list_runs(**kwargs)  # type: ignore[arg-type]
+        store.runs.list_runs(**kwargs)  # type: ignore[arg-type]
 
 
 def test_trace_filter_by_event_type(store: Store) -> None:
@@ -295,9 +295,9 @@ def test_trace_filter_by_event_type(store: Store) -> None:
                 {"event_type": "a"},
             ],
         )
-    only_a = store.list_trace(run_id, event_type="a")
+    only_a = store.runs.list_trace(run_id, event_type="a")
     assert [e.sequence for e in only_a.items] == [1, 3] and only_a.total == 2
-    b = store.list_trace(run_id, event_type="b").items[0]
+    b = store.runs.list_trace(run_id, event_type="b").items[0]
     assert (b.step_id, b.payload) == ("s", {"x": 1})
 
 
@@ -317,34 +317,34 @@ def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClo
     with store.transaction() as tx:
         tx.add_audit("run.created", actor="carol")
     assert first.event_id.startswith("evt_")
-    page = store.list_audit()
+    page = store.audit.list_audit()
     assert [e.actor for e in page.items] == ["carol", "bob", "alice"] and page.total == 3
-    assert store.list_audit(event_type="run.created", run_id=run_id).items == [
-        store.list_audit(run_id=run_id).items[-1]
+    assert store.audit.list_audit(event_type="run.created", run_id=run_id).items == [
+        store.audit.list_audit(run_id=run_id).items[-1]
     ]
-    stored = store.list_audit(run_id=run_id).items[-1]
+    stored = store.audit.list_audit(run_id=run_id).items[-1]
     assert stored.payload == {"api_key": "[REDACTED]", "note": "ok"}
-    assert store.list_audit(continuation_id="cont_1").items[0].event_type == "human.decision"
+    assert store.audit.list_audit(continuation_id="cont_1").items[0].event_type == "human.decision"
 
 
 def test_project_metadata_round_trip(store: Store) -> None:
     """Metadata values are JSON, upserted by key, listed by prefix and deletable."""
-    assert store.get_metadata("env_policy:dev") is None
-    assert store.get_metadata("env_policy:dev", {}) == {}
+    assert store.metadata.get_metadata("env_policy:dev") is None
+    assert store.metadata.get_metadata("env_policy:dev", {}) == {}
     with store.transaction() as tx:
         tx.set_metadata("env_policy:dev", {"allow": ["a"]})
     with store.transaction() as tx:  # upserted by a later transaction
         tx.set_metadata("env_policy:dev", {"allow": ["b"]})
         tx.set_metadata("env_policy:prod", [1, 2])
         tx.set_metadata("other", "x")
-    assert store.get_metadata("env_policy:dev") == {"allow": ["b"]}
-    assert store.list_metadata("env_policy:") == {
+    assert store.metadata.get_metadata("env_policy:dev") == {"allow": ["b"]}
+    assert store.metadata.list_metadata("env_policy:") == {
         "env_policy:dev": {"allow": ["b"]},
         "env_policy:prod": [1, 2],
     }
     with store.transaction() as tx:
         tx.set_metadata("other", {"y": 1})
-    assert store.get_metadata("other") == {"y": 1}
+    assert store.metadata.get_metadata("other") == {"y": 1}
 
 
 def test_ping_succeeds(store: Store) -> None:

@@ -51,7 +51,7 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
     """One boundary: CAS bumps the version, checkpoint and events get the next sequences and
     read back exactly as add_checkpoint/add_trace_events would have written them."""
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     with store.transaction() as tx:
         tx.add_trace_event(run_id, "run_started")
         tx.add_checkpoint(run_id, type="started", payload={"n": 0})
@@ -67,17 +67,17 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
             StepEvent("step_completed", "s1", json_text({"at": "t1"})),
         ],
     )
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert (written.version, run.version, run.state) == (version + 1, version + 1, state)
     assert (written.checkpoint_seq, written.trace_seq) == (2, 3)
-    cps = store.list_checkpoints(run_id).items
+    cps = store.runs.list_checkpoints(run_id).items
     assert [(c.sequence, c.type, c.payload) for c in cps] == [
         (1, "started", {"n": 0}),
         (2, "step_completed", state),
     ]
     assert cps[1].metadata == {"unit_key": "s1", "attempt": 1}
     assert cps[1].created_at == run.updated_at
-    events = store.list_trace(run_id).items
+    events = store.runs.list_trace(run_id).items
     assert [(e.sequence, e.event_type, e.step_id, e.payload) for e in events] == [
         (1, "run_started", None, {}),
         (2, "step_started", "s1", {"at": "t0"}),
@@ -100,9 +100,9 @@ def test_write_step_compare_and_set(store: Store) -> None:
             events=[StepEvent("x", None, "{}")],
         )
     assert caught.value.code == "stale_state"
-    assert store.list_checkpoints(run_id).total == 0
-    assert store.list_trace(run_id).total == 0
-    assert store.get_run(run_id).version == 2
+    assert store.runs.list_checkpoints(run_id).total == 0
+    assert store.runs.list_trace(run_id).total == 0
+    assert store.runs.get_run(run_id).version == 2
     with pytest.raises(NotFound):
         write_step(
             store,
@@ -133,7 +133,7 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
         tx.add_trace_event(run.run_id, "f")
     with store.transaction() as tx:
         tx.add_trace_event(run.run_id, "g")
-    trace = store.list_trace(run.run_id).items
+    trace = store.runs.list_trace(run.run_id).items
     assert [(e.sequence, e.event_type) for e in trace] == [
         (1, "a"),
         (2, "b"),
@@ -143,7 +143,7 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
         (6, "f"),
         (7, "g"),
     ]
-    assert [c.sequence for c in store.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
+    assert [c.sequence for c in store.runs.list_checkpoints(run.run_id).items] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("count", [1, 8, 9, 45, 70])
@@ -166,9 +166,9 @@ def test_every_event_of_a_long_batch_lands_once_in_order(store: Store, count: in
         tx.add_trace_events(
             run_id, [{"event_type": "tock", "payload": {"i": i}} for i in range(count)]
         )
-    got = store.list_trace(run_id, limit=250).items
+    got = store.runs.list_trace(run_id, limit=250).items
     expected = [("tick", f"s{i}", {"i": i}) for i in range(count)] * 2
     expected += [("tock", None, {"i": i}) for i in range(count)]
     assert [(e.event_type, e.step_id, e.payload) for e in got] == expected
     assert [e.sequence for e in got] == list(range(1, 3 * count + 1))
-    assert store.get_run(run_id).trace_seq == 3 * count
+    assert store.runs.get_run(run_id).trace_seq == 3 * count

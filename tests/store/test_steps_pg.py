@@ -74,7 +74,7 @@ def _write(
 ) -> StepWritten:
     """One boundary in a transaction of its own; ``stepwise``: after a read, so as the
     statements one by one (the reference the one-statement path must match)."""
-    expected = store.get_run(run_id).version if version is None else version
+    expected = store.runs.get_run(run_id).version if version is None else version
     with store.transaction() as tx:
         if stepwise:
             tx.get_run(run_id)
@@ -110,7 +110,7 @@ def test_boundaries_written_together_store_what_the_stepwise_writes_store(store:
     assert _write(store, mine, [_row(b"{}")], _EVENTS[0]) == _write(
         store, theirs, [_row(b"{}")], _EVENTS[0], stepwise=True
     )
-    version = store.get_run(mine).version
+    version = store.runs.get_run(mine).version
     rows = [_row(b"[1]", follows=1), _row(b"[2]", "t", follows=2)]
     written = _write(store, mine, rows, _EVENTS[0], '{"n":2}')
     reference = _write(store, theirs, rows, _EVENTS[0], '{"n":2}', stepwise=True)
@@ -160,7 +160,7 @@ def test_a_constraint_violation_is_a_conflict_and_rolls_back(store: Store) -> No
     """A clashing checkpoint row fails the whole boundary (conflict, nothing kept, the run
     unchanged); the next boundary is written normally."""
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     with store.engine.begin() as conn:  # a row at the next sequence, counters not moved
         conn.execute(
             sa.text(
@@ -194,7 +194,7 @@ def test_a_step_is_one_round_trip(
     so every step takes the one traced (and is not pinged, however slow the machine)."""
     monkeypatch.setattr(pg_hooks, "PING_IDLE_SECONDS", 3600.0)
     run_id = new_run(store)
-    version = store.get_run(run_id).version
+    version = store.runs.get_run(run_id).version
     with store.engine.connect() as conn:  # the pool's one idle connection, traced
         pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
     trace = tmp_path / "libpq.trace"

@@ -16,8 +16,9 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: At most this many public members on the Store (110 with the shorthands).
-STORE_CEILING = 96
+#: At most this many public members on the Store, a facet counting as one (110 with the
+#: shorthands, 96 before the facets).
+STORE_CEILING = 22
 #: At most this many public members on the Transaction.
 TRANSACTION_CEILING = 38
 
@@ -44,8 +45,7 @@ def test_no_write_is_on_both_the_store_and_the_transaction() -> None:
 
 def test_the_reads_on_both_are_still_on_both() -> None:
     """The allowance names only what both classes have (a read removed leaves it)."""
-    store, tx = store_surface.surface()
-    assert store_surface.READS_ON_BOTH - (store & tx) == set()
+    assert store_surface.READS_ON_BOTH - store_surface.on_both() == set()
 
 
 def test_the_surfaces_stay_at_or_below_their_ceilings() -> None:
@@ -66,3 +66,18 @@ def test_the_count_sees_what_dir_lists_without_underscores() -> None:
             return 1
 
     assert store_surface.public(Example) == {"value", "read", "shown"}
+
+
+def test_the_store_is_its_lifecycle_and_its_facets() -> None:
+    """Few ways to read (issue 57): a read is a facet's method (``store.runs.get_run``),
+    never also the Store's, and the two surfaces together stay at or below 60."""
+    store, tx = store_surface.surface()
+    facets = store_surface.facets()
+    assert len(store) + len(tx) <= 60
+    for name, cls in facets.items():
+        assert not store_surface.facet_methods(cls) & store, (name, "on the Store too")
+    seen: set[str] = set()
+    for name, cls in facets.items():  # each method on one facet: one way to call it
+        methods = store_surface.facet_methods(cls)
+        assert not methods & seen, (name, sorted(methods & seen))
+        seen |= methods

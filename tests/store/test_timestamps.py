@@ -169,7 +169,7 @@ def test_0005_converts_text_exactly_and_downgrade_restores_it(tmp_path: Path) ->
         assert read == values
         ordered = conn.execute(sa.select(a.created_at).order_by(a.created_at)).scalars().all()
         assert ordered == sorted(values)
-    run = store.get_run("run_old")
+    run = store.runs.get_run("run_old")
     assert (run.deadline_at, run.created_at, run.updated_at) == tuple(values[:3])
     assert (run.started_at, run.finished_at) == (bare, None)
     store.close()
@@ -221,7 +221,7 @@ def test_sqlite_stores_integers(make_store: Any, backend: str) -> None:
     store: Store = make_store()
     with store.transaction() as tx:
         tx.create_run(run_id="run_1", target="workflow", input_text="x")
-    run = store.get_run("run_1")
+    run = store.runs.get_run("run_1")
     assert run.created_at.tzinfo is UTC
     if backend == "sqlite":
         assert sqlite_timestamp_kinds(store.engine) <= {"integer", "null"}

@@ -72,14 +72,14 @@ def test_a_new_run_is_one_statement_in_one_round_trip(store: Store, tmp_path: Pa
     trace = read()
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace and "COMMIT" not in trace
-    stored = store.get_run(run.run_id)
+    stored = store.runs.get_run(run.run_id)
     assert stored.spec == SPEC and stored.trace_seq == 2
-    assert store.run_lease(run.run_id) is not None
-    assert [e.event_type for e in store.list_trace(run.run_id, limit=5).items] == [
+    assert store.queue.run_lease(run.run_id) is not None
+    assert [e.event_type for e in store.runs.list_trace(run.run_id, limit=5).items] == [
         "run_created",
         "run_started",
     ]
-    assert store.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
+    assert store.audit.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
 
 
 @ONLY_POSTGRESQL
@@ -97,11 +97,11 @@ def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> Non
     trace = read()
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace
-    assert store.get_run(run.run_id).status == "succeeded"
-    [audit] = store.list_audit(run_id=run.run_id).items
+    assert store.runs.get_run(run.run_id).status == "succeeded"
+    [audit] = store.audit.list_audit(run_id=run.run_id).items
     # the notifiable audit's outbox row is in that same statement
     routed = []
-    assert store.route_notifications(lambda event: routed.append(event) or []) == 1
+    assert store.notifications.route_notifications(lambda event: routed.append(event) or []) == 1
     assert [(e.event_id, e.event_type, e.run_id) for e in routed] == [
         (audit.event_id, "human.decision", run.run_id)
     ]
@@ -123,8 +123,8 @@ def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> N
     # BEGIN, the two audits as one statement, the counters' read, the event and the last
     # audit as one statement, COMMIT
     assert len(_sent(trace)) == 5 and "BEGIN" in trace and "COMMIT" in trace
-    assert store.list_audit(run_id=run.run_id).total == 3
-    assert store.get_run(run.run_id).trace_seq == 1
+    assert store.audit.list_audit(run_id=run.run_id).total == 3
+    assert store.runs.get_run(run.run_id).trace_seq == 1
 
 
 @ONLY_POSTGRESQL
@@ -141,4 +141,4 @@ def test_inserts_sent_as_one_statement_fail_together(store: Store) -> None:
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.add_audit("orphan.audit", run_id="run_x")
         tx._insert_trace_rows([row | {"created_at": tx.now}, row | {"created_at": tx.now}])
-    assert store.list_audit().total == 0
+    assert store.audit.list_audit().total == 0
