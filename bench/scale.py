@@ -90,11 +90,11 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         }
         audits = [dict(r) for r in conn.execute(sa.select(t.audit_events)).mappings()]
     try:  # the assignee and kind filters' label rows, where the store writes them
-        from kneo.store.search import task_labels
+        from kneo.store.tasks.search import task_labels
     except ImportError:
         task_labels = None
     try:  # the run search's rows (migration 0022), where the store writes them
-        from kneo.store.search import outcome_terms
+        from kneo.store.tasks.search import outcome_terms
     except ImportError:
         outcome_terms = None
     start = datetime(2026, 1, 1, tzinfo=UTC)

@@ -73,7 +73,7 @@ def bare_app(database_url: str) -> Any:
     from fastapi import FastAPI
 
     from kneo.store import resolve_url
-    from kneo.store.dialects import dialect_for
+    from kneo.store.wire.dialects import dialect_for
 
     url = resolve_url(database_url)
     engine = dialect_for(url).create_engine(url)

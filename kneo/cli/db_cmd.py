@@ -18,7 +18,7 @@ from kneo.platform.maintenance import prune_retention, retention_policy
 from kneo.settings import ROLE_POOL_SIZES, RetentionDays, Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store, resolve_url, restore_sqlite_database
-from kneo.store.doctor import as_dict, diagnose
+from kneo.store.maintenance.doctor import as_dict, diagnose
 from kneo.store.migrate import HEAD_REVISION, pending_revisions
 
 db_app = typer.Typer(no_args_is_help=True)

@@ -3,7 +3,7 @@
 The leader runs a pass, then waits until the next ``interval`` or an earlier wake-up: a
 commit to a watched local repository (:class:`~kneo.controller.watch.RepositoryWatcher`),
 a reconcile request queued by any API replica (PostgreSQL ``LISTEN``, else a poll every
-``poll_seconds``; see :mod:`kneo.store.controller_requests`), or an in-process
+``poll_seconds``; see :mod:`kneo.store.coordination.controller_requests`), or an in-process
 :meth:`~kneo.controller.controller.Controller.request_reconcile`. While it waits it renews
 its lock every third of the lease, and nothing else touches the database.
 
@@ -24,7 +24,7 @@ from kneo.controller.watch import RepositoryWatcher
 
 if TYPE_CHECKING:
     from kneo.controller.controller import Controller, ReconcileResult
-    from kneo.store.controller_requests import ControllerWakeups
+    from kneo.store.coordination.controller_requests import ControllerWakeups
 
 log = logging.getLogger("kneo.controller")
 

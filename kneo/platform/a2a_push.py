@@ -45,7 +45,7 @@ from kneo.platform.webhooks import wire_request
 if TYPE_CHECKING:
     from kneo.settings import Settings
     from kneo.store import NotificationEvent
-    from kneo.store.a2a_push import PushConfig
+    from kneo.store.outbox.a2a_push import PushConfig
 
 #: The outbox receiver of every push delivery (one name: ``kneo notifications list
 #: --receiver a2a`` lists them, ``retry`` retries them; each config's go in order).
@@ -146,7 +146,8 @@ class PushGrant:
 
 
 class PushStore(Protocol):
-    """What a delivery reads: the config (:meth:`kneo.store.a2a_push.A2aPushFacet.push_config`: ``store.a2a_push``)."""
+    """What a delivery reads: the config
+    (:meth:`kneo.store.outbox.a2a_push.A2aPushFacet.push_config`: ``store.a2a_push``)."""
 
     def push_config(self, push_id: str) -> PushConfig | None: ...
 

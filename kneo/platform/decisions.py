@@ -56,8 +56,8 @@ from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_b
 from kneo.settings import Settings
 from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
-from kneo.store.inbox import input_preview, listed
-from kneo.store.search import query_terms
+from kneo.store.tasks.inbox import input_preview, listed
+from kneo.store.tasks.search import query_terms
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
@@ -150,7 +150,7 @@ class Decisions:
         index rows, not every pending task.
         ``show_personal`` for a decider. ``q`` keeps the tasks holding every word of it in
         their prompts, run input, workflow (or bundle) name or assignees
-        (:mod:`kneo.store.search`). Each task has ``input_preview``, the first words of its
+        (:mod:`kneo.store.tasks.search`). Each task has ``input_preview``, the first words of its
         run's input."""
         one_of(kind, TASK_KINDS, "kind")
         if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
@@ -201,7 +201,7 @@ class Decisions:
         self, tasks: Sequence[ContinuationRecord], show_personal: bool
     ) -> list[dict[str, Any]]:
         """The list's views of ``tasks``: each from its ``list_row``, written with the task
-        (:mod:`kneo.store.inbox`); a task without one (written by an older version, or with
+        (:mod:`kneo.store.tasks.inbox`); a task without one (written by an older version, or with
         a body missing) is built from its run's state as the task page builds it."""
         unlisted = [c for c in tasks if c.list_row is None]
         states = self.store.runs.run_states([c.run_id for c in unlisted if c.run_id])

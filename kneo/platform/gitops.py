@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.platform import reconcile
 from kneo.store import ControllerRequest
-from kneo.store.controller_requests import PLAN
+from kneo.store.coordination.controller_requests import PLAN
 
 if TYPE_CHECKING:
     from kneo.store.contracts import ControllerStateReads, ControllerStore

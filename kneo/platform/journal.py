@@ -23,8 +23,8 @@ from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.settings import CheckpointLimits
-from kneo.store import delta, payloads
-from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+from kneo.store.runs import delta, payloads
+from kneo.store.runs.steps import StepCheckpoint, StepEvent, json_text
 
 if TYPE_CHECKING:
     from kneo.store.contracts import (
@@ -81,7 +81,7 @@ class _Committed(NamedTuple):
 class StoreJournal:
     """A :class:`~kneo.engine.journal.Journal` over a :class:`~kneo.store.Store` for one run.
 
-    Checkpoints are written as patches on the previous one (:mod:`kneo.store.delta`), with a
+    Checkpoints are written as patches on the previous one (:mod:`kneo.store.runs.delta`), with a
     full keyframe first, every :data:`KEYFRAME_EVERY` rows, after a preview, and whenever a
     patch would not be smaller: the unchanged rest of the state is neither re-encoded nor
     re-scanned for redaction at every step.
@@ -165,7 +165,7 @@ class StoreJournal:
         followed by ``events`` (rows as ``add_trace_events`` takes them). The checkpoints may
         be patches, each on the row before it as this journal expects them numbered; a store
         that numbers them otherwise stores keyframes
-        (:meth:`~kneo.store.steps.StepCheckpoint.at`). The caller's compare-and-set on
+        (:meth:`~kneo.store.runs.steps.StepCheckpoint.at`). The caller's compare-and-set on
         :attr:`version` covers the held boundaries too."""
         with self._lock:
             self._connection.close()
@@ -253,7 +253,7 @@ class StoreJournal:
 def _patch(last: _Committed, boundary: Boundary, state_text: str) -> str | None:
     """The redacted patch from the last checkpoint to ``boundary``: from the engine's field
     and unit texts when both have them (nothing decoded or walked but the changed fields),
-    else by walking both states (:func:`kneo.store.delta.diff`)."""
+    else by walking both states (:func:`kneo.store.runs.delta.diff`)."""
     old, new = last.boundary.parts, boundary.parts
     if old is not None and new is not None:
         patch = delta.diff_texts(old.fields, new.fields, old_units=old.units, new_units=new.units)
@@ -268,7 +268,7 @@ def _keyframe(
     boundary: Boundary, state_text: str, meta: dict[str, Any], limits: CheckpointLimits
 ) -> StepCheckpoint:
     """The boundary's state as a whole checkpoint payload: redacted, compressed or previewed
-    (:func:`kneo.store.payloads.encode`)."""
+    (:func:`kneo.store.runs.payloads.encode`)."""
     if may_need_redaction(state_text):
         encoded = payloads.encode(checkpoint_payload(boundary.state), limits)
     else:  # redaction would return the state unchanged: reuse its JSON

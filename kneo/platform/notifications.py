@@ -4,7 +4,7 @@ Receivers are :mod:`kneo.platform.receivers`'; what a message says and how one a
 POSTed, :mod:`kneo.platform.messages`' (both re-exported here); a Slack app's messages,
 :mod:`kneo.platform.slack`'; Teams cards and e-mail, :mod:`kneo.platform.cards`'.
 
-Events come from the outbox (:mod:`kneo.store.notifications`), written with their cause.
+Events come from the outbox (:mod:`kneo.store.outbox.notifications`), written with their cause.
 A :class:`Dispatcher` runs next to the sweeper in every service and worker process
 (:func:`start_dispatcher`); each tick it writes due ``human.expiring`` events, routes new
 events to the receivers this process is configured with, claims due deliveries with a
@@ -51,7 +51,7 @@ from kneo.platform.results import page_counts
 from kneo.platform.slack import deliver
 from kneo.platform.webhooks import EVENT_ID_HEADER
 from kneo.store import DeliveryOutcome
-from kneo.store.notifications import NOTIFICATION_STATUSES
+from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
     from kneo.clock import Clock

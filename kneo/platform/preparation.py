@@ -47,7 +47,7 @@ from kneo.spec.models import Spec
 from kneo.spec.project import ProjectContext
 from kneo.spec.skills import apply_skills_overlay
 from kneo.store import RunRecord
-from kneo.store.steps import json_text
+from kneo.store.runs.steps import json_text
 
 if TYPE_CHECKING:
     from kneo.store.contracts import Transactional, WorkflowTransaction

@@ -3,7 +3,7 @@
 In the scale-out shape the controller runs in its own process (``kneo controller run``) and
 the API replicas run ``--no-controller``. A verified webhook or ``POST
 /v1/controller/reconcile`` therefore never calls a controller: it queues a request in the
-database (:mod:`kneo.store.controller_requests`), which wakes the leader; the reconcile
+database (:mod:`kneo.store.coordination.controller_requests`), which wakes the leader; the reconcile
 route then waits for the pass that served it. Three answers, one per situation:
 
 * no controller is configured for this deployment (none in this process's configuration,

@@ -268,7 +268,7 @@ def task_view(
     shown: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A human task (a continuation) with its requests; ``shown``: its pending requests as
-    views already (a list row's, :mod:`kneo.store.inbox`)."""
+    views already (a list row's, :mod:`kneo.store.tasks.inbox`)."""
     if shown is None:
         requests: Sequence[Mapping[str, Any]] = cont.requests
         if pending_only:

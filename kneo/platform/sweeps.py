@@ -51,7 +51,7 @@ from kneo.platform.maintenance import retention_policy
 from kneo.platform.runs import end_run, paused_continuation
 from kneo.settings import RetentionDays
 from kneo.store import Store
-from kneo.store.inbox import task_requests
+from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext

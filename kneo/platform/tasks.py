@@ -31,8 +31,8 @@ from kneo.engine.human import (
 from kneo.errors import NotFound
 from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord
-from kneo.store.inbox import has_body, task_requests
-from kneo.store.search import INPUT_CHARS as SEARCH_INPUT_CHARS
+from kneo.store.tasks.inbox import has_body, task_requests
+from kneo.store.tasks.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
 if TYPE_CHECKING:
     from kneo.store.contracts import HasRuns, RunAndTaskReads
@@ -66,7 +66,7 @@ def resolved_entry(
 
 def search_text(input_text: str, requests: Sequence[HumanRequest]) -> list[str]:
     """What a new task is found by in the inbox search besides its workflow name and
-    assignees (:mod:`kneo.store.search`): its prompts and its run's input, redacted like
+    assignees (:mod:`kneo.store.tasks.search`): its prompts and its run's input, redacted like
     every stored record, so no secret or personal data becomes a search term."""
     texts = [r.prompt for r in requests] + [input_text[:SEARCH_INPUT_CHARS]]
     return [redact_text(text) for text in texts]

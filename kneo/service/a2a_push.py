@@ -47,7 +47,7 @@ from kneo.service.a2a_bridge import ApiCalls
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
 from kneo.store import AuditTransaction, HasA2aPush, Transactional
-from kneo.store.a2a_push import PushConfig
+from kneo.store.outbox.a2a_push import PushConfig
 
 log = get_logger("kneo_serv.a2a")
 

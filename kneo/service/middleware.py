@@ -32,7 +32,7 @@ from kneo.errors import ErrorCode, InvalidRequest, KneoError, PayloadTooLarge
 from kneo.logs import get_logger
 from kneo.redaction import REDACTED, may_need_redaction, redact
 from kneo.service.errors import error_headers
-from kneo.store.errors import database_error
+from kneo.store.wire.driver_errors import database_error
 
 LOGGER_NAME = "kneo_serv.service"
 logger = get_logger(LOGGER_NAME)

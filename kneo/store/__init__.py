@@ -19,14 +19,13 @@ from kneo.clock import Clock, SystemClock
 from kneo.lazy import lazy_exports
 from kneo.settings import Settings
 from kneo.store.api import Store, Transaction
-from kneo.store.dialects import dialect_for
-from kneo.store.maintenance import (
+from kneo.store.maintenance.retention import (
     RETENTION_CATEGORIES,
     backup_sqlite_database,
     restore_sqlite_database,
 )
 from kneo.store.migrate import ensure_schema
-from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
+from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -50,8 +49,9 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
-from kneo.store.run_filters import RunFilter
-from kneo.store.urls import parse_database_url
+from kneo.store.runs.filters import RunFilter
+from kneo.store.wire.dialects import dialect_for
+from kneo.store.wire.urls import parse_database_url
 
 if TYPE_CHECKING:
     from kneo.store.contracts import (

@@ -15,10 +15,11 @@ step boundary changes commits together or not at all::
 is how a process holding a stale view of a paused run is stopped from resuming it twice.
 
 Coordination primitives that must commit on their own (queue claims and leases, named locks,
-idempotency keys) live in :mod:`kneo.store.coordination`; the inbox's reads in
-:mod:`kneo.store.continuation_reads`; the GitOps registry in :mod:`kneo.store.registry`;
-retention and backup in :mod:`kneo.store.maintenance`. Everything is reached through this one
-``Store`` object: its lifecycle and transactions on it, each concern as its facet attribute.
+idempotency keys) live in :mod:`kneo.store.coordination.queue_and_locks`; the inbox's reads in
+:mod:`kneo.store.tasks.reads`; the GitOps registry in :mod:`kneo.store.registry.reads`;
+retention and backup in :mod:`kneo.store.maintenance.retention`. Everything is reached through
+this one ``Store`` object: its lifecycle and transactions on it, each concern as its facet
+attribute.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ from kneo.clock import Clock
 from kneo.errors import InvalidRequest
 from kneo.periodic import PeriodicTask
 from kneo.settings import Settings
-from kneo.store import chains, rows, transaction
+from kneo.store import row_records, transaction
 from kneo.store import tables as t
-from kneo.store.a2a_push import A2aPushFacet
 from kneo.store.base import (
     Facet,
     StoreBase,
@@ -52,14 +52,12 @@ from kneo.store.base import (
     ordered,
     page_walk,
 )
-from kneo.store.continuation_reads import TasksFacet
-from kneo.store.controller_requests import ControllerFacet
-from kneo.store.coordination import IdempotencyFacet, LocksFacet, QueueFacet
-from kneo.store.dialects import StoreDialect
-from kneo.store.executor import HeldConnection
-from kneo.store.maintenance import MaintenanceFacet
+from kneo.store.coordination.controller_requests import ControllerFacet
+from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
+from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
-from kneo.store.notifications import NotificationsFacet
+from kneo.store.outbox.a2a_push import A2aPushFacet
+from kneo.store.outbox.notifications import NotificationsFacet
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -67,10 +65,14 @@ from kneo.store.records import (
     RunRecord,
     TraceEvent,
 )
-from kneo.store.registry import RegistryFacet
-from kneo.store.run_filters import RunFilter, run_where, searched, whole_rows
+from kneo.store.registry.reads import RegistryFacet
+from kneo.store.runs import chains
+from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
 from kneo.store.sessions import SessionsFacet
+from kneo.store.tasks.reads import TasksFacet
 from kneo.store.transaction import Transaction as Transaction
+from kneo.store.wire.dialects import StoreDialect
+from kneo.store.wire.executor import HeldConnection
 
 if TYPE_CHECKING:
     from kneo.store.migrate import MigrationProgress
@@ -151,7 +153,7 @@ class RunsFacet(Facet):
             row = conn.execute(_GET_RUN, {"run_id": run_id}).mappings().first()
             if row is None:
                 raise not_found_error("run", run_id)
-            return rows.run(row, rows.spec_reader(self.dialect, conn))
+            return row_records.run(row, row_records.spec_reader(self.dialect, conn))
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The execution state of each existing run in ``run_ids``, in one query (for views
@@ -176,7 +178,7 @@ class RunsFacet(Facet):
         count: bool = True,
         filters: RunFilter | None = None,
     ) -> Page[RunRecord]:
-        """Runs, optionally by status and ``filters`` (:mod:`kneo.store.run_filters`), sorted
+        """Runs, optionally by status and ``filters`` (:mod:`kneo.store.runs.filters`), sorted
         by ``created_at``, ``updated_at`` or ``status`` (then ``created_at``), ties by
         ``run_id``: each order is an index's. The page's ``next_cursor``, passed back as
         ``cursor``, continues after its last row (keyset paging, see
@@ -218,8 +220,8 @@ class RunsFacet(Facet):
                 )  # fmt: skip
                 if table is not t.runs:  # a rare word's runs, paged by their keys
                     found = whole_rows(conn, found)
-            spec_text = rows.spec_reader(self.dialect, conn)
-            items = [rows.run(r, spec_text) for r in found]
+            spec_text = row_records.spec_reader(self.dialect, conn)
+            items = [row_records.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
 
     # -- checkpoints and trace --------------------------------------------------------
@@ -295,7 +297,7 @@ class RunsFacet(Facet):
                 .limit(limit)
                 .offset(offset)
             ).mappings()
-            items = [rows.trace(r) for r in result]
+            items = [row_records.trace(r) for r in result]
         return Page(items, total, limit, offset, "sequence", order)
 
 
@@ -333,7 +335,7 @@ class AuditFacet(Facet):
                 cursor=cursor, count=count,
                 cap=count_reach(self.settings.limits.max_list_count, offset, limit),
             )  # fmt: skip
-        items = [rows.audit(r) for r in found]
+        items = [row_records.audit(r) for r in found]
         return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)
 
     def get_audit(self, event_id: str) -> AuditEvent:
@@ -346,7 +348,7 @@ class AuditFacet(Facet):
             )
         if row is None:
             raise not_found_error("audit event", event_id)
-        return rows.audit(row)
+        return row_records.audit(row)
 
 
 class MetadataFacet(Facet):
@@ -488,7 +490,7 @@ class Store(StoreBase):
 
     def hold_connection(self) -> HeldConnection:
         """A connection one run keeps between its back-to-back write transactions (its step
-        boundaries: :class:`~kneo.store.executor.HeldConnection`); close it when done."""
+        boundaries: :class:`~kneo.store.wire.executor.HeldConnection`); close it when done."""
         return HeldConnection(self.engine)
 
     def schema_revision(self) -> str | None:

@@ -1,7 +1,7 @@
 """What every part of the Store shares: the engine, the dialect, time, and error translation.
 
 The store's concerns are facets (:class:`Facet`: runs in ``api``, the inbox in
-``continuation_reads``, queue/locks/idempotency in ``coordination``, the registry,
+``tasks.reads``, queue/locks/idempotency in ``coordination.queue_and_locks``, the registry,
 maintenance, ...); they all build on this base so each module stays small and none imports
 another's internals.
 """
@@ -22,10 +22,10 @@ from kneo.clock import Clock
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
-from kneo.store.dialects import StoreDialect
-from kneo.store.errors import db_errors
-from kneo.store.pg_hooks import PLAN_PER_CALL
 from kneo.store.tables import UTCDateTime, epoch_micros
+from kneo.store.wire.dialects import StoreDialect
+from kneo.store.wire.driver_errors import db_errors
+from kneo.store.wire.pg_hooks import PLAN_PER_CALL
 
 if TYPE_CHECKING:
     pass

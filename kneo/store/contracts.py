@@ -44,13 +44,16 @@ if TYPE_CHECKING:
     from kneo.clock import Clock
     from kneo.periodic import PeriodicTask
     from kneo.settings import RetentionDays, Settings
-    from kneo.store.a2a_push import DuePush, PushConfig
     from kneo.store.api import Store, Transaction
-    from kneo.store.controller_requests import ControllerWakeups
-    from kneo.store.executor import HeldConnection
-    from kneo.store.gauges import Gauges
+    from kneo.store.coordination.controller_requests import ControllerWakeups
+    from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
+    from kneo.store.outbox.a2a_push import DuePush, PushConfig
+    from kneo.store.outbox.notifications import (
+        DeliveryOutcome,
+        NotificationEvent,
+        NotificationRecord,
+    )
     from kneo.store.records import (
         AuditEvent,
         BlockedDigest,
@@ -73,8 +76,9 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.run_filters import RunFilter
+    from kneo.store.runs.filters import RunFilter
     from kneo.store.sessions import ConsoleSession
+    from kneo.store.wire.executor import HeldConnection
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
 
@@ -391,7 +395,7 @@ class NotificationOutbox(Protocol):
 
 class A2aPushConfigs(Protocol):
     """A2A push notification configs, each its owner's, and the outbox rows of their pushes
-    (:mod:`kneo.store.a2a_push`)."""
+    (:mod:`kneo.store.outbox.a2a_push`)."""
 
     def put_push_config(
         self,

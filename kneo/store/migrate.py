@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.errors import ErrorCode, KneoError, NotReady
-from kneo.store.dialects import StoreDialect
+from kneo.store.wire.dialects import StoreDialect
 
 #: Alembic's version table; the name the reference documents.
 VERSION_TABLE = "schema_migrations"

@@ -133,7 +133,7 @@ class ContinuationRecord:
     #: the run's workflow name (a promotion's bundle name) and environment: inbox labels
     workflow_name: str | None = None
     environment: str | None = None
-    #: while pending: what the task list shows of it, redacted (:mod:`kneo.store.inbox`)
+    #: while pending: what the task list shows of it, redacted (:mod:`kneo.store.tasks.inbox`)
     list_row: dict[str, Any] | None = None
 
 

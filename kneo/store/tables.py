@@ -109,7 +109,8 @@ def value_binder(
     coltype: sa.types.TypeEngine[Any], dialect: Dialect
 ) -> Callable[[Any], Any] | None:
     """What ``coltype``'s bind processor does to a value that is not ``None``, for the raw
-    write paths (:meth:`~kneo.store.compiled.StatementCache.bind`); ``None``: pass it as is.
+    write paths (:meth:`~kneo.store.wire.statement_cache.StatementCache.bind`); ``None``: pass it
+    as is.
     Kneo's own types directly: SQLAlchemy's wrapper of a :class:`TypeDecorator` adds two
     calls per value (their implementations have no processor of their own)."""
     if isinstance(coltype, JSONText):
@@ -123,7 +124,7 @@ def value_reader(
     coltype: sa.types.TypeEngine[Any], dialect: Dialect, dbapi_type: Any
 ) -> Callable[[Any], Any] | None:
     """What ``coltype``'s result processor does to a fetched value, for the raw read paths
-    (:meth:`~kneo.store.dialects.StoreDialect.result`); ``None``: take it as is. Kneo's own
+    (:meth:`~kneo.store.wire.dialects.StoreDialect.result`); ``None``: take it as is. Kneo's own
     types directly: adapting a :class:`TypeDecorator` to the dialect costs more than a
     first read's every other step."""
     if isinstance(coltype, JSONText):
@@ -200,7 +201,7 @@ runs = sa.Table(
 )
 
 # The run search's index (0023): one row per distinct word of a run's output and error
-# message (``kneo.store.search``), written when the run's outcome is. The key is a search's
+# message (``kneo.store.tasks.search``), written when the run's outcome is. The key is a search's
 # walk in the runs' newest-first order; the second index finds a run's words (the other words
 # of a query, and the rows to replace when the outcome changes).
 run_terms = sa.Table(
@@ -225,7 +226,7 @@ specs = sa.Table(
 
 # Tables keyed by (text, integer) are WITHOUT ROWID on SQLite (migration 0004): rows live in
 # the primary-key B-tree, with no second copy of the key in an autoindex. A checkpoint row is
-# a keyframe or a patch on the row before it (``encoding``; see kneo.store.delta).
+# a keyframe or a patch on the row before it (``encoding``; see kneo.store.runs.delta).
 #
 # Neither ``checkpoints`` nor ``trace_events`` has a foreign key to ``runs`` (migration 0022):
 # their rows are written only by the statement that compare-and-sets the run, and retention
@@ -278,7 +279,7 @@ continuations = sa.Table(
     sa.Column("workflow_name", sa.String(255)),
     sa.Column("environment", sa.String(128)),
     # What a row of the task list shows of a pending task, written with it, NULL once it is
-    # not pending (kneo.store.inbox): a page reads no run state (0018).
+    # not pending (kneo.store.tasks.inbox): a page reads no run state (0018).
     sa.Column("list_row", JSONText),
     sa.Index(None, "run_id"),
     # the inbox's keyset order, covering: a page or a count never reads the rows it skips
@@ -330,7 +331,7 @@ continuation_requests = sa.Table(
 )
 
 # The inbox search's index: one row per distinct word of a *pending* continuation (its
-# prompts, run input, workflow name and assignees: kneo.store.search), deleted when it stops
+# prompts, run input, workflow name and assignees: kneo.store.tasks.search), deleted when it stops
 # being pending. The key is a search's walk in the inbox's order; the second index finds a
 # task's words (the other words of a query, and the delete) (0013).
 continuation_terms = sa.Table(

@@ -3,12 +3,12 @@
 
 Every write that spans rows goes through it: runs (create, compare-and-set update) with
 their checkpoints, trace events, audit and outbox rows, queue entries, leases and project
-metadata here; step boundaries and outcomes (:mod:`kneo.store.outcomes`), continuations
-(:mod:`kneo.store.continuation_writes`) and the registry
-(:class:`~kneo.store.registry_writes.RegistryWritesMixin`) in mixins over
+metadata here; step boundaries and outcomes (:mod:`kneo.store.runs.outcomes`), continuations
+(:mod:`kneo.store.tasks.writes`) and the registry
+(:class:`~kneo.store.registry.writes.RegistryWritesMixin`) in mixins over
 :class:`~kneo.store.transaction_base.TransactionBase`. It runs on one DBAPI connection
 (SQLite: the process's writer connection); every statement is built once per store in
-SQLAlchemy Core from the :mod:`~kneo.store.tables` objects (:mod:`kneo.store.statements`),
+SQLAlchemy Core from the :mod:`~kneo.store.tables` objects (:mod:`kneo.store.wire.statements`),
 compiled once for its database, and values pass through the Core column types' own bind and
 result processors, so nothing is built, cache-keyed or compiled per call and no SQLAlchemy
 connection, result or event machinery runs. Everything commits together or not at all; the
@@ -16,12 +16,12 @@ caller never says which database it is on.
 
 How the statements reach the wire (when the transaction begins, batching, psycopg's
 pipeline, one-statement transactions in autocommit, commit, and leaving the connection as it
-came after any failure) is its executor's (:mod:`kneo.store.executor`). A step boundary
+came after any failure) is its executor's (:mod:`kneo.store.wire.executor`). A step boundary
 (:meth:`~OutcomeWritesMixin.write_step`) or a run's outcome
 (:meth:`~OutcomeWritesMixin.finish_run`) with
 nothing before it may be one statement on PostgreSQL: the compare-and-set in a ``WITH``,
 every row it adds selected from the row it returns (:meth:`Executor.alone
-<kneo.store.executor.Executor.alone>`).
+<kneo.store.wire.executor.Executor.alone>`).
 """
 
 from __future__ import annotations
@@ -36,24 +36,25 @@ from typing import Any
 from kneo import jsontext
 from kneo.errors import Conflict, ErrorCode
 from kneo.ids import new_run_id
-from kneo.store import payloads, rows
-from kneo.store import statements as st
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.continuation_writes import ContinuationWritesMixin
-from kneo.store.errors import db_errors
-from kneo.store.executor import HeldConnection
-from kneo.store.outcomes import OutcomeWritesMixin
 from kneo.store.records import AuditEvent, CheckpointRecord, QueueRecord, RunRecord, TraceEvent
-from kneo.store.registry_writes import RegistryWritesMixin
-from kneo.store.rowvalues import (
+from kneo.store.registry.writes import RegistryWritesMixin
+from kneo.store.row_values import (
     audit_values,
     check_trace_events,
     outbox_values,
     spec_ref,
     trace_values,
 )
-from kneo.store.steps import CHECKPOINT_COLUMNS, TRACE_COLUMNS
+from kneo.store.runs import payloads
+from kneo.store.runs.outcomes import OutcomeWritesMixin
+from kneo.store.runs.steps import CHECKPOINT_COLUMNS, TRACE_COLUMNS
+from kneo.store.tasks.writes import ContinuationWritesMixin
+from kneo.store.wire import statements as st
+from kneo.store.wire.driver_errors import db_errors
+from kneo.store.wire.executor import HeldConnection
 
 _RUN_COLUMNS = st.columns(t.runs)
 
@@ -138,7 +139,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._seq[run_id] = [0, len(events)]
         if events:
             self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
-        return rows.run({**values, "spec": dict(spec or {})})
+        return row_records.run({**values, "spec": dict(spec or {})})
 
     def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
         """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its
@@ -173,7 +174,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             raise not_found_error("run", run_id)
         if for_update:
             self._seq.setdefault(run_id, [row["checkpoint_seq"], row["trace_seq"]])
-        return rows.run(row, self._spec_text)
+        return row_records.run(row, self._spec_text)
 
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag a run for cooperative cancellation.
@@ -222,7 +223,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "created_at": self.now,
         }
         self._insert_checkpoints([values])
-        return rows.checkpoint(values)
+        return row_records.checkpoint(values)
 
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
         """Queue a run for a worker (commits with the rest of the transaction)."""
@@ -238,7 +239,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "updated_at": self.now,
             "finished_at": None,
         }
-        return rows.queue({**values, "id": self._insert_queue(values)})
+        return row_records.queue({**values, "id": self._insert_queue(values)})
 
     def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
         bound = self._d.bind(t.runs, values)
@@ -294,7 +295,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._run_updated(run_id, row["checkpoint_seq"], row["trace_seq"])
         if "output_text" in changes or "error" in changes:
             self._replace_run_terms(run_id, self._outcome_terms(run_id, row["created_at"], row))
-        return rows.run(row, self._spec_text)
+        return row_records.run(row, self._spec_text)
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
@@ -309,7 +310,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         first = self._next_sequence(run_id, "trace_seq", len(events))
         values = trace_values(run_id, first, events, self.now)
         self._insert_trace_rows(values)
-        return [rows.trace(v) for v in values]
+        return [row_records.trace(v) for v in values]
 
     def add_trace_event(
         self,
@@ -353,7 +354,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         outbox = outbox_values(values)
         if outbox is not None:
             self._insert_outbox(outbox)
-        return rows.audit(values)
+        return row_records.audit(values)
 
     def metadata(self, keys: Sequence[str]) -> dict[str, Any]:
         """The values of those of ``keys`` that are set, as this transaction sees them (one
@@ -390,9 +391,9 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
 class TransactionScope:
     """``with``: a :class:`Transaction` on a DBAPI connection (SQLite: the process's writer
     connection; else ``held``'s or a pooled one, see
-    :meth:`~kneo.store.dialects.StoreDialect.write_connection`): commits on normal exit,
+    :meth:`~kneo.store.wire.dialects.StoreDialect.write_connection`): commits on normal exit,
     rolls back on any exception; driver failures, getting the connection included, map to
-    ``conflict``/``database_unavailable`` (:mod:`kneo.store.errors`). A class, not a
+    ``conflict``/``database_unavailable`` (:mod:`kneo.store.wire.driver_errors`). A class, not a
     generator context manager: every step boundary enters one, and the generators' set-up
     cost more than the rest of the scaffolding."""
 
@@ -470,5 +471,5 @@ class TransactionScope:
 
 def _raise_mapped(exc: BaseException) -> None:
     """Raise the Kneo error ``exc`` stands for when it is a driver failure
-    (:func:`~kneo.store.errors.db_errors`); else return."""
+    (:func:`~kneo.store.wire.driver_errors.db_errors`); else return."""
     db_errors().__exit__(type(exc), exc, exc.__traceback__)

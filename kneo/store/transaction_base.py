@@ -1,9 +1,9 @@
 """What every part of a :class:`~kneo.store.transaction.Transaction` writes through:
 :class:`TransactionBase`, its state and statement hooks.
 
-A transaction runs its statements on its executor (:mod:`kneo.store.executor`), each built
-once per store in Core (:mod:`kneo.store.statements`) and bound with the columns' own
-processors (:class:`~kneo.store.compiled.StatementCache`). What it allocates for a run
+A transaction runs its statements on its executor (:mod:`kneo.store.wire.executor`), each built
+once per store in Core (:mod:`kneo.store.wire.statements`) and bound with the columns' own
+processors (:class:`~kneo.store.wire.statement_cache.StatementCache`). What it allocates for a run
 (sequence numbers, a lease) is kept in memory once it holds the run's row and written
 before the commit (:meth:`TransactionBase._flush_runs`), or with the run's next update.
 """
@@ -19,12 +19,12 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, ErrorCode, InvalidRequest
-from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.dialects import StoreDialect
-from kneo.store.executor import Executor
-from kneo.store.rowvalues import RUN_MUTABLE_FIELDS
+from kneo.store.row_values import RUN_MUTABLE_FIELDS
+from kneo.store.wire import statements as st
+from kneo.store.wire.dialects import StoreDialect
+from kneo.store.wire.executor import Executor
 
 
 class TransactionBase:
@@ -37,7 +37,7 @@ class TransactionBase:
     def __init__(self, store: StoreHandle, raw: Any, dialect: StoreDialect) -> None:
         self._store = store
         self._d = dialect
-        #: how the statements reach the wire (:mod:`kneo.store.executor`)
+        #: how the statements reach the wire (:mod:`kneo.store.wire.executor`)
         self._ex = dialect.executor(raw)
         self.now = store.clock.now()
         self._stamp: Any = None  # self.now as the driver takes it (:meth:`_now_bound`)
@@ -68,7 +68,7 @@ class TransactionBase:
 
     def _insert(self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]) -> None:
         """An insert nobody reads back (it may wait: :meth:`Executor.add
-        <kneo.store.executor.Executor.add>`)."""
+        <kneo.store.wire.executor.Executor.add>`)."""
         text = self._d.text(key, build)
         self._ex.add(text.sql, text.args(params))
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten
+    from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
 class NewRun(TypedDict, total=False):
@@ -323,4 +323,4 @@ class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTran
 
 class StoreTransaction(WorkflowTransaction, ControllerTransaction, Protocol):
     """Every write a transaction offers: what the store's own parts (its mixins) are handed
-    by :meth:`kneo.store.base.StoreBase.transaction`, without importing the store's module."""
+    by :meth:`kneo.store.api.Store.transaction`, without importing the store's module."""

@@ -188,7 +188,7 @@ def test_the_stored_text_is_the_rows_json() -> None:
     """The text written with a row is the row's JSON, whether redaction changed nothing (the
     text reused from the redaction check) or the row holds a personal copy."""
     from kneo import jsontext
-    from kneo.store.inbox import encoded_list_row
+    from kneo.store.tasks.inbox import encoded_list_row
 
     body = {
         "request_id": "req_1", "kind": "approval", "step_id": "s", "prompt": "Ship it?",

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from kneo.errors import NotReady
-from kneo.store import Store, open_store, steps
-from kneo.store.dialects import SqliteDialect
+from kneo.store import Store, open_store
+from kneo.store.runs import steps
+from kneo.store.wire.dialects import SqliteDialect
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from kneo.store import open_store
-from kneo.store.dialects import WAL_AUTOCHECKPOINT_PAGES
+from kneo.store.wire.dialects import WAL_AUTOCHECKPOINT_PAGES
 from kneo.worker import Worker
 
 from .helpers import open_manager

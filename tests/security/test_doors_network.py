@@ -766,7 +766,7 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
     from kneo.kernel import AllowList
     from kneo.platform.a2a_push import PushFailed, PushGone, PushGrant, PushSender, seal
     from kneo.store import open_store
-    from kneo.store.notifications import NotificationEvent
+    from kneo.store.outbox.notifications import NotificationEvent
 
     gateway.target = attacker.url
     store = open_store(f"sqlite:///{tmp_path / 'push.sqlite'}")

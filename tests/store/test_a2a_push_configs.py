@@ -1,4 +1,4 @@
-"""A2A push configs in the store (``kneo.store.a2a_push``), on SQLite and PostgreSQL: a
+"""A2A push configs in the store (``kneo.store.outbox.a2a_push``), on SQLite and PostgreSQL: a
 config is its owner's, a change of the run's status is one outbox event and one delivery
 however many sweeps record it, and a config's deliveries go in order."""
 
@@ -12,7 +12,7 @@ from kneo.errors import InvalidRequest
 from kneo.settings import RetentionDays
 from kneo.store import Store
 from kneo.store import tables as t
-from kneo.store.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig
+from kneo.store.outbox.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig
 
 from .helpers import new_run
 

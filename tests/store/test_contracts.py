@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.settings import RetentionDays
-from kneo.store import DeliveryOutcome, Store, payloads
+from kneo.store import DeliveryOutcome, Store
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -49,7 +49,8 @@ from kneo.store.contracts import (
     Transactional,
     WorkflowTransaction,
 )
-from kneo.store.steps import StepCheckpoint, StepEvent, json_text
+from kneo.store.runs import payloads
+from kneo.store.runs.steps import StepCheckpoint, StepEvent, json_text
 
 
 class _Rollback(Exception):

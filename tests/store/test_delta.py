@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 from kneo.redaction import REDACTED, redact
-from kneo.store import delta
+from kneo.store.runs import delta
 
 
 def _text(value: Any) -> str:

@@ -13,8 +13,9 @@ from kneo.engine.journal import Boundary
 from kneo.platform.journal import KEYFRAME_EVERY, StoreJournal
 from kneo.redaction import redact
 from kneo.settings import CheckpointLimits, RetentionDays, Settings
-from kneo.store import Store, chains, payloads
+from kneo.store import Store
 from kneo.store import tables as t
+from kneo.store.runs import chains, payloads
 
 from .conftest import StoreFactory
 from .helpers import new_run

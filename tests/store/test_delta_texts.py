@@ -20,8 +20,10 @@ from kneo.engine.state import ExecutionState, StateParts
 from kneo.errors import Conflict
 from kneo.platform.journal import StoreJournal
 from kneo.redaction import redact
-from kneo.store import Store, delta, executor, payloads, steps
+from kneo.store import Store
 from kneo.store import tables as t
+from kneo.store.runs import delta, payloads, steps
+from kneo.store.wire import executor
 
 from .helpers import new_run
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kneo.cli.main import app
 from kneo.cli.output import run_cli
 from kneo.store import open_store
-from kneo.store.doctor import Finding, diagnose, headroom
+from kneo.store.maintenance.doctor import Finding, diagnose, headroom
 
 
 def _by_check(findings: list[Finding]) -> dict[str, Finding]:

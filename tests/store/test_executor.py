@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kneo.store.executor import PostgresExecutor, SqliteExecutor, compound
+from kneo.store.wire.executor import PostgresExecutor, SqliteExecutor, compound
 
 
 class Broken(Exception):

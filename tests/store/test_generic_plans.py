@@ -3,7 +3,7 @@
 psycopg prepares a statement on its 5th run and PostgreSQL may then run a *generic* plan,
 made without the parameters' values: it cannot see which search word, label or status is
 rare, and hashed every row of a common word. So listings run unprepared (planned per call
-with their values, ``kneo.store.pg_hooks.PLAN_PER_CALL``) and the search's probe keeps an
+with their values, ``kneo.store.wire.pg_hooks.PLAN_PER_CALL``) and the search's probe keeps an
 ``OFFSET`` barrier, so even a generic plan walks the lead word's rows and probes each task.
 Checked on the real statements after more runs than the prepare threshold: none is
 prepared (while an unmarked one is: the check can fail), each run's plan walks and probes
@@ -24,8 +24,9 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import Store, continuation_reads, open_store
-from kneo.store.continuation_reads import _rarity
+from kneo.store import Store, open_store
+from kneo.store.tasks import reads as task_reads
+from kneo.store.tasks.reads import _rarity
 
 from .helpers import generic_plan, selects_run_by
 from .test_list_plans import _bad_steps, _fill, _plan
@@ -106,7 +107,7 @@ def test_two_common_words_walk_the_rarer(filled: Store, monkeypatch: pytest.Monk
     """Both words past the first count's bound (here 100 rows, as 5,000 are at 100,000
     tasks): the rarer is still the one walked (its ``term`` is the page statement's lead),
     whichever the query names first."""
-    monkeypatch.setattr(continuation_reads, "_RARE", 100)
+    monkeypatch.setattr(task_reads, "_RARE", 100)
     many, rarer = "common_a", "common_b"
     try:
         _two_common_words(filled, many, rarer)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.store import Store
 from kneo.store import tables as t
-from kneo.store.search import LABEL, label
+from kneo.store.tasks.search import LABEL, label
 
 from .helpers import new_run
 

@@ -17,9 +17,8 @@ from kneo.errors import InvalidRequest
 from kneo.settings import RetentionDays
 from kneo.store import Store, open_store
 from kneo.store import tables as t
-from kneo.store.dialects import dialect_for
 from kneo.store.migrate import upgrade
-from kneo.store.search import (
+from kneo.store.tasks.search import (
     MAX_LENGTH,
     MAX_QUERY_TERMS,
     MAX_TERMS,
@@ -27,6 +26,7 @@ from kneo.store.search import (
     task_terms,
     words,
 )
+from kneo.store.wire.dialects import dialect_for
 
 from .helpers import new_run
 

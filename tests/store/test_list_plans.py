@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from kneo.settings import Settings
 from kneo.store import RunFilter, Store, open_store
 from kneo.store import tables as t
-from kneo.store.search import task_labels
+from kneo.store.tasks.search import task_labels
 
 from .helpers import selects_run_by
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from kneo.store import tables as t
-from kneo.store.dialects import dialect_for
 from kneo.store.migrate import _alembic_config, upgrade
+from kneo.store.wire.dialects import dialect_for
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

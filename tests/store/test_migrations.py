@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from kneo.errors import ConfigError, NotReady
 from kneo.store import open_store
 from kneo.store import tables as t
-from kneo.store.dialects import dialect_for
 from kneo.store.migrate import HEAD_REVISION, VERSION_TABLE, current_revision, script_head, upgrade
+from kneo.store.wire.dialects import dialect_for
 
 from .helpers import process_context
 
@@ -356,7 +356,7 @@ def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
     """Rows written at 0003 read back identically after 0004 (which rebuilds three tables
     WITHOUT ROWID on SQLite and drops two indexes on both backends)."""
     from kneo.settings import CheckpointLimits
-    from kneo.store import payloads
+    from kneo.store.runs import payloads
 
     url, _, engine = _at_revision(fresh_url, "0003")
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -653,8 +653,8 @@ def test_0004_downgrade_turns_patches_into_the_keyframes_they_stand_for(fresh_ur
 
     from kneo.engine.journal import Boundary
     from kneo.platform.journal import StoreJournal
-    from kneo.store import chains, payloads
     from kneo.store.migrate import _alembic_config
+    from kneo.store.runs import chains, payloads
 
     url, dialect, engine = _at_revision(fresh_url, HEAD_REVISION)
     engine.dispose()

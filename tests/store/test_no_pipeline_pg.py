@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from kneo.errors import Conflict
-from kneo.store import Store, steps
+from kneo.store import Store
+from kneo.store.runs import steps
 
 from .helpers import new_run
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kneo.store.controller_requests import PLAN
+from kneo.store.coordination.controller_requests import PLAN
 
 
 def test_a_pass_and_a_dry_run_take_their_own_requests(store: Any) -> None:

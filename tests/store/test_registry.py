@@ -356,8 +356,8 @@ def test_registry_statements_bind_only_the_named_values_callers_pass(backend: st
     value of its own (an anonymous literal the caller never passes) is refused when built."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from kneo.store import registry_sql as q
-    from kneo.store.compiled import named_sql
+    from kneo.store.registry import statements as q
+    from kneo.store.wire.statement_cache import named_sql
 
     db = sqlite.pysqlite.dialect() if backend == "sqlite" else postgresql.psycopg.dialect()
     sql = named_sql(q.deactivate(), db)

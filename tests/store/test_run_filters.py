@@ -14,9 +14,9 @@ from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
 from kneo.store import RunFilter, Store, open_store
 from kneo.store import tables as t
-from kneo.store.dialects import dialect_for
 from kneo.store.migrate import upgrade
-from kneo.store.search import outcome_terms
+from kneo.store.tasks.search import outcome_terms
+from kneo.store.wire.dialects import dialect_for
 
 from .helpers import new_run
 

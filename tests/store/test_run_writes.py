@@ -18,8 +18,8 @@ from kneo.errors import Conflict
 from kneo.store import Store
 from kneo.store import tables as t
 from kneo.store import transaction as transaction_module
-from kneo.store.rowvalues import spec_ref
-from kneo.store.steps import StepCheckpoint, json_text
+from kneo.store.row_values import spec_ref
+from kneo.store.runs.steps import StepCheckpoint, json_text
 
 from .conftest import StoreFactory
 

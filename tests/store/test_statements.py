@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kneo.store import Store
-from kneo.store import statements as st
 from kneo.store import tables as t
-from kneo.store.compiled import StatementCache, chunks, named_sql
+from kneo.store.wire import statements as st
+from kneo.store.wire.statement_cache import StatementCache, chunks, named_sql
 
 
 def _cache(db: sa.engine.Dialect, mark: str) -> StatementCache:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from kneo.errors import Conflict, NotFound
-from kneo.store import Store, payloads
-from kneo.store.steps import StepCheckpoint, StepEvent, StepWritten, json_text
+from kneo.store import Store
+from kneo.store.runs import payloads
+from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten, json_text
 
 from .helpers import new_run
 

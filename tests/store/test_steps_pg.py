@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, NotReady
-from kneo.store import Store, pg_hooks, steps
-from kneo.store.steps import StepWritten
+from kneo.store import Store
+from kneo.store.runs import steps
+from kneo.store.runs.steps import StepWritten
+from kneo.store.wire import pg_hooks
 
 from .helpers import new_run
 

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from kneo.errors import NotReady
 from kneo.store import Store, open_store
 from kneo.store import tables as t
-from kneo.store.dialects import dialect_for
 from kneo.store.migrate import _alembic_config, current_revision, upgrade
+from kneo.store.wire.dialects import dialect_for
 
 from .conftest import sqlite_timestamp_kinds
 

@@ -1,4 +1,4 @@
-"""The database URL read by ``sqlalchemy.make_url`` (kneo.store.urls): the same
+"""The database URL read by ``sqlalchemy.make_url`` (kneo.store.wire.urls): the same
 ``URL`` for every string both accept, and a ``config_error`` for the rest."""
 
 from __future__ import annotations

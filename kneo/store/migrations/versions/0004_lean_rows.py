@@ -11,7 +11,7 @@
   dropped.
 
 Checkpoint rows may also hold patches from now on (``encoding`` ``delta``/``zlib+delta``, see
-``kneo.store.delta``); that needs no schema change, and rows written before stay keyframes.
+``kneo.store.runs.delta``); that needs no schema change, and rows written before stay keyframes.
 The downgrade turns every patch row back into the keyframe it stands for.
 
 Revision ID: 0004
@@ -134,7 +134,7 @@ def _patches_to_keyframes() -> None:
     """A Kneo from before 0004 reads keyframes only: each patch row becomes the keyframe it
     stands for (its chain folded, plain JSON), or, when its chain is broken, the preview
     readers show for it."""
-    from kneo.store import chains, payloads
+    from kneo.store.runs import chains, payloads
 
     conn = op.get_bind()
     c = _CHECKPOINT_ROWS.c

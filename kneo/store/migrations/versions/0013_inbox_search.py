@@ -2,7 +2,7 @@
 
 ``(term, created_at, continuation_id)`` is the key, so a search walks one word's rows in the
 inbox's order and pages by keyset; ``(continuation_id, term)`` finds a task's other words
-and its rows to delete once it stops being pending (``kneo.store.search``).
+and its rows to delete once it stops being pending (``kneo.store.tasks.search``).
 
 Existing pending tasks are indexed here, as a new one is when it is written: the words of
 their prompts (from the run's pending requests, or the continuation's own entries), the
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from kneo.redaction import redact_text
-from kneo.store.search import INPUT_CHARS, task_terms
+from kneo.store.tasks.search import INPUT_CHARS, task_terms
 
 revision = "0013"
 down_revision = "0012"

@@ -1,6 +1,6 @@
 """Inbox list rows: ``continuations.list_row``, what the task list shows of a pending task.
 
-Written with the task from the bodies the run resumes from (``kneo.store.inbox``), redacted,
+Written with the task from the bodies the run resumes from (``kneo.store.tasks.inbox``), redacted,
 so a page of the list reads no run state. Existing pending tasks get theirs here, as a new
 one does when it is written: from their entries and their run's pending requests and input.
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from kneo.jsontext import dumps
-from kneo.store.inbox import list_row
+from kneo.store.tasks.inbox import list_row
 
 revision = "0018"
 down_revision = "0017"

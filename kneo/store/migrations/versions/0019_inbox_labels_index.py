@@ -1,7 +1,7 @@
 """Inbox filters by assignee and by kind on an index carrying the inbox's order.
 
 Each pending task's requests are labelled in ``continuation_terms`` (``=a:<assignee>``,
-``=k:<kind>``: ``kneo.store.search``), whose key ``(term, created_at, continuation_id)`` is
+``=k:<kind>``: ``kneo.store.tasks.search``), whose key ``(term, created_at, continuation_id)`` is
 the inbox's order, so a page of one assignee's or one kind's tasks walks its own rows, and a
 rare assignee costs what a common one does. Existing pending tasks are labelled here, as a new
 one is when it is written; no table or index changes.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from kneo.store.search import LABEL, PROMOTION, task_labels
+from kneo.store.tasks.search import LABEL, PROMOTION, task_labels
 
 revision = "0019"
 down_revision = "0018"

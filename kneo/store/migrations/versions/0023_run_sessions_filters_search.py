@@ -6,7 +6,7 @@ created_at, run_id)`` (only runs that have a session), ``(workflow_name, ...)``,
 ``(workflow_kind, ...)`` and the failed runs' ``(created_at, run_id)`` (``error IS NOT
 NULL``), so a rare value's page costs what a common one's does. The inbox pages by
 deadline on ``(status, expires_at, created_at, continuation_id)``. ``run_terms`` is the run
-search's index (``kneo.store.search``): the words of each run's output and error message,
+search's index (``kneo.store.tasks.search``): the words of each run's output and error message,
 keyed ``(term, created_at, run_id)``, with ``(run_id, term)`` to probe a run's other words.
 Existing runs with an output or an error are indexed here, as a new outcome is when written.
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from kneo.store.migrate import drop_columns
-from kneo.store.search import outcome_terms
+from kneo.store.tasks.search import outcome_terms
 
 revision = "0023"
 down_revision = "0022"

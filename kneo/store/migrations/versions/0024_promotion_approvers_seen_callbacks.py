@@ -1,7 +1,7 @@
 """Promotions under their approvers in the inbox; interaction callbacks remembered.
 
 A pending promotion's (freeze override's, rollback's) approvers become assignee labels of it
-(``=a:<approver>`` rows of ``continuation_terms``: ``kneo.store.search``), so the inbox's
+(``=a:<approver>`` rows of ``continuation_terms``: ``kneo.store.tasks.search``), so the inbox's
 assignee filter and *Mine* find it under ``group:release`` or ``user:cto@example.com`` as a
 task assigned to them; existing pending promotions are labelled here, as a new one is when it
 is written. ``seen_callbacks`` keeps each accepted Slack interaction callback (a digest of its
@@ -19,7 +19,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from kneo.store.search import ASSIGNEE, PROMOTION, approvers_of, label
+from kneo.store.tasks.search import ASSIGNEE, PROMOTION, approvers_of, label
 
 revision = "0024"
 down_revision = "0023"

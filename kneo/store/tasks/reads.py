@@ -3,8 +3,8 @@ and paged in the inbox's order, and the counts the inbox shows.
 
 Every page is a walk of an index in the inbox's order (``(status, created_at,
 continuation_id)``, a filter's own, or a search word's or label's ``continuation_terms``
-rows: :mod:`kneo.store.search`); the writes that keep those rows are
-:mod:`kneo.store.continuation_writes`'.
+rows: :mod:`kneo.store.tasks.search`); the writes that keep those rows are
+:mod:`kneo.store.tasks.writes`'.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kneo.errors import InvalidRequest
-from kneo.store import rows
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import (
     Facet,
@@ -31,9 +31,9 @@ from kneo.store.base import (
     one_of_cursor_offset,
     page_walk,
 )
-from kneo.store.pg_hooks import PLAN_PER_CALL
 from kneo.store.records import ContinuationRecord, Page
-from kneo.store.search import ASSIGNEE, KIND, PROMOTION, label
+from kneo.store.tasks.search import ASSIGNEE, KIND, PROMOTION, label
+from kneo.store.wire.pg_hooks import PLAN_PER_CALL
 
 _GET_CONTINUATION = get_by_key(t.continuations, "continuation_id")
 
@@ -59,9 +59,10 @@ def _filter_labels(
 
 def _approver_of(assignee: str | tuple[str, ...]) -> Any:
     """A pending promotion (freeze override, rollback) whose approvers name ``assignee``
-    (any of a tuple): its approvers are assignee labels of it (:func:`kneo.store.search.task_labels`), probed
-    by the task's ``(continuation_id, term)`` index; a request row has one assignee and a
-    promotion's request none."""
+    (any of a tuple): its approvers are assignee labels of it
+    (:func:`kneo.store.tasks.search.task_labels`), probed by the task's
+    ``(continuation_id, term)`` index; a request row has one assignee and a promotion's request
+    none."""
     c = t.continuations.c
     k = t.continuation_terms.alias().c  # the page may walk continuation_terms itself
     names = assignee if isinstance(assignee, tuple) else (assignee,)
@@ -143,7 +144,7 @@ class TasksFacet(Facet):
             )
         if row is None:
             raise not_found_error("continuation", continuation_id)
-        return rows.continuation(row)
+        return row_records.continuation(row)
 
     def find_continuation_by_request(self, request_id: str) -> ContinuationRecord:
         """The continuation holding ``request_id`` (request ids are unique by construction)."""
@@ -242,7 +243,7 @@ class TasksFacet(Facet):
         Keyset paging by ``(created_at, continuation_id)``: ``next_cursor`` as ``cursor``
         continues after the page at the same cost however deep (not with ``offset``);
         ``count=False`` leaves ``total`` out. ``search`` words
-        (:func:`kneo.store.search.query_terms`) keep the tasks holding all of them, walking
+        (:func:`kneo.store.tasks.search.query_terms`) keep the tasks holding all of them, walking
         the rarest word's index rows in this order; assignee and kind walk their labels' rows
         the same way, an assignee tuple (a person, their groups) each one's, merged;
         ``expiring``/``expiring_last`` by deadline (:meth:`_by_expiry`)."""
@@ -291,7 +292,7 @@ class TasksFacet(Facet):
                 )  # fmt: skip
                 if counted is not None:
                     total, capped = counted
-        items = [rows.continuation(r) for r in found]
+        items = [row_records.continuation(r) for r in found]
         return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
 
     def _by_expiry(
@@ -336,7 +337,7 @@ class TasksFacet(Facet):
             total, capped = (
                 count_rows(conn, t.continuations, where, cap, undated) if count else (None, False)
             )
-        items = [rows.continuation(r) for r in found]
+        items = [row_records.continuation(r) for r in found]
         return Page(items, total, limit, offset, "expires_at", order, None, capped)
 
     def _either_page(

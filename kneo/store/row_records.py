@@ -9,9 +9,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from kneo.store import payloads
 from kneo.store import tables as t
-from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     AuditEvent,
     BlockedDigest,
@@ -28,6 +26,8 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
+from kneo.store.runs import payloads
+from kneo.store.wire.dialects import StoreDialect
 
 Row = Mapping[Any, Any]
 R = TypeVar("R")

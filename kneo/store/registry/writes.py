@@ -18,11 +18,8 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, InvalidRequest, NotFound
 from kneo.names import check_name
-from kneo.store import registry_sql as q
-from kneo.store import rows
-from kneo.store import statements as st
+from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.dialects import StoreDialect
 from kneo.store.records import (
     REVISION_STATUSES,
     BlockedDigest,
@@ -33,7 +30,10 @@ from kneo.store.records import (
     PromotionApproval,
     Suspension,
 )
+from kneo.store.registry import statements as q
 from kneo.store.transaction_base import TransactionBase
+from kneo.store.wire import statements as st
+from kneo.store.wire.dialects import StoreDialect
 
 if TYPE_CHECKING:
     from kneo.store.transaction_contracts import ControllerStatusFields
@@ -63,7 +63,7 @@ class RegistryWritesMixin(TransactionBase):
     transaction's change number, so an incremental reconcile finds what people changed
     (drift, suspensions, promotion decisions). The controller's own transactions set
     :attr:`marks_registry_changes` to ``False``: its saved reconcile state accounts for them.
-    Statements (:mod:`~kneo.store.registry_sql`) run on the transaction's connection like
+    Statements (:mod:`~kneo.store.registry.statements`) run on the transaction's connection like
     its other writes; a write whose constraint decides the outcome reads its result back,
     so a violation surfaces there and not at commit.
     """
@@ -136,7 +136,7 @@ class RegistryWritesMixin(TransactionBase):
                 f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
                 resource="bundle_revision",
             )
-        return rows.revision(row)
+        return row_records.revision(row)
 
     def _deactivate(self, bundle_name: str, environment: str) -> None:
         """The key's active revision (if any) becomes inactive."""
@@ -225,7 +225,7 @@ class RegistryWritesMixin(TransactionBase):
                 code=ErrorCode.stale_state,
             )
         self._mark_changed(bundle_name, environment)
-        return rows.revision(values)
+        return row_records.revision(values)
 
     def activate_revision(
         self, bundle_name: str, environment: str, revision: int
@@ -385,7 +385,7 @@ class RegistryWritesMixin(TransactionBase):
                     lambda _: q.update_condition(),
                     self._d.bind(t.bundle_conditions, values),
                 )
-            out.append(rows.condition(values))
+            out.append(row_records.condition(values))
         if inserts:
             self._insert_rows(t.bundle_conditions, st.columns(t.bundle_conditions), inserts)
         return out
@@ -404,7 +404,7 @@ class RegistryWritesMixin(TransactionBase):
         key = {"bundle_name": bundle_name, "environment": environment}
         existing = self._registry_row(t.bundle_suspensions, "suspension", key)
         if existing is not None:
-            return rows.suspension(existing)
+            return row_records.suspension(existing)
         values = {**key, "reason": reason, "suspended_by": suspended_by, "created_at": self.now}
         self._registry_write(
             "suspend",
@@ -413,7 +413,7 @@ class RegistryWritesMixin(TransactionBase):
             values,
         )
         self._mark_changed(bundle_name, environment)
-        return rows.suspension(values)
+        return row_records.suspension(values)
 
     def resume_bundle(self, bundle_name: str, environment: str) -> bool:
         """Lift a suspension; ``False`` if there was none."""
@@ -461,7 +461,7 @@ class RegistryWritesMixin(TransactionBase):
             values,
         )
         self._mark_changed(bundle_name, environment)
-        return rows.pin(values)
+        return row_records.pin(values)
 
     def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None:
         """Lift the pin; the lifted pin, or ``None`` if there was none."""
@@ -471,7 +471,7 @@ class RegistryWritesMixin(TransactionBase):
             return None
         self._registry_first("unpin", lambda _: q.delete(t.bundle_pins), key)
         self._mark_changed(bundle_name, environment)
-        return rows.pin(found)
+        return row_records.pin(found)
 
     # -- blocked digests ---------------------------------------------------------------
     def block_digest(
@@ -483,7 +483,7 @@ class RegistryWritesMixin(TransactionBase):
             raise InvalidRequest("a block needs a reason", field="reason")
         existing = self._registry_row(t.blocked_digests, "blocked", {"digest": digest})
         if existing is not None:
-            return rows.blocked(existing)
+            return row_records.blocked(existing)
         values = {
             "digest": digest,
             "reason": reason,
@@ -496,7 +496,7 @@ class RegistryWritesMixin(TransactionBase):
             lambda dialect: q.insert(dialect, t.blocked_digests, "digest"),
             values,
         )
-        return rows.blocked(values)
+        return row_records.blocked(values)
 
     def unblock_digest(self, digest: str) -> bool:
         """Lift a block; ``False`` if the digest was not blocked."""
@@ -538,7 +538,7 @@ class RegistryWritesMixin(TransactionBase):
             ),
             values,
         )
-        return rows.controller_status(values)
+        return row_records.controller_status(values)
 
     def add_promotion_approval(
         self,
@@ -575,7 +575,7 @@ class RegistryWritesMixin(TransactionBase):
                 f"{approver} already decided on this promotion", code=ErrorCode.already_decided
             )
         self._mark_changed(bundle_name, environment)
-        return rows.approval(values)
+        return row_records.approval(values)
 
     def list_promotion_approvals(
         self, bundle_name: str, environment: str, digest: str | None = None
@@ -587,6 +587,6 @@ class RegistryWritesMixin(TransactionBase):
         by_digest = digest is not None
         cur = self._registry_exec(("approvals", by_digest), lambda _: q.approvals(by_digest), key)
         return [
-            rows.approval(self._d.result(t.promotion_approvals, cur.description, r))
+            row_records.approval(self._d.result(t.promotion_approvals, cur.description, r))
             for r in cur.fetchall()
         ]

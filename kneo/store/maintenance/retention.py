@@ -22,12 +22,12 @@ from sqlalchemy.engine import Connection
 
 from kneo.errors import ErrorCode, InvalidRequest, NotFound
 from kneo.settings import RetentionDays
-from kneo.store import payloads
 from kneo.store import tables as t
 from kneo.store.base import Facet
-from kneo.store.gauges import GaugeReadsMixin
+from kneo.store.maintenance.gauges import GaugeReadsMixin
 from kneo.store.migrate import VERSION_TABLE
 from kneo.store.records import TERMINAL_RUN_STATUSES
+from kneo.store.runs import payloads
 
 RETENTION_CATEGORIES: tuple[str, ...] = (
     "runs",

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import NotFound
-from kneo.store import rows
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.records import ControllerRequest, ControllerRequestCounts
@@ -249,6 +249,6 @@ class ControllerWakeups:
 
 
 def _request(row: Any) -> ControllerRequest:
-    return rows.from_row(
+    return row_records.from_row(
         ControllerRequest, row, detail=dict(row["detail"] or {}), result=row["result"]
     )

@@ -2,7 +2,7 @@
 outcomes, listing and retry.
 
 Events are written by the transaction that causes them (``notification_events``, see
-:func:`kneo.store.rowvalues.outbox_values`). A dispatcher then, each in one short
+:func:`kneo.store.row_values.outbox_values`). A dispatcher then, each in one short
 transaction: *routes* unrouted events to the receivers its process knows (one
 ``notifications`` row per (event, receiver), the pair unique, so routing twice adds
 nothing); *claims* due rows with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
@@ -24,8 +24,8 @@ from kneo.errors import InvalidRequest
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.records import Page
-from kneo.store.rows import from_row
-from kneo.store.rowvalues import notification_event_values
+from kneo.store.row_records import from_row
+from kneo.store.row_values import notification_event_values
 
 #: A delivery row's statuses, in lifecycle order.
 NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from kneo import jsontext
-from kneo.store import statements as st
 from kneo.store import tables as t
+from kneo.store.wire import statements as st
 
 #: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
 json_text: Callable[[Any], str] = jsontext.dumps

@@ -1,11 +1,11 @@
 """The transaction's statements, built in SQLAlchemy Core from the :mod:`~kneo.store.tables`.
 
 Each builder runs once per statement shape and store (its key in
-:meth:`~kneo.store.compiled.StatementCache.text`, which compiles it for the store's
+:meth:`~kneo.store.wire.statement_cache.StatementCache.text`, which compiles it for the store's
 database). Parameters say what they hold: an inserted column's own name, ``v_<column>`` a
 value an update sets, ``k_<name>`` a key, a condition or an amount, and ``row_...`` the
 rows a statement adds, passed positionally after the named ones
-(:data:`~kneo.store.compiled.ROW`). Constants are literals, never parameters.
+(:data:`~kneo.store.wire.statement_cache.ROW`). Constants are literals, never parameters.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from kneo.store import tables as t
-from kneo.store.compiled import ROW
+from kneo.store.wire.statement_cache import ROW
 
 #: A dialect's ``INSERT`` construct with ``ON CONFLICT`` (:meth:`StoreDialect.insert
-#: <kneo.store.dialects.StoreDialect.insert>`).
+#: <kneo.store.wire.dialects.StoreDialect.insert>`).
 DialectInsert = Callable[[sa.Table], Any]
 #: A one-statement write takes at most this many rows of a kind; longer lists go as
 #: multi-row inserts, so a run makes a bounded number of statement texts.

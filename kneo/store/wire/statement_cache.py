@@ -1,6 +1,6 @@
 """The raw write path's statement cache: :class:`StatementCache`, one per store's dialect.
 
-Every statement the write path runs (:mod:`kneo.store.statements`, the registry's) is a
+Every statement the write path runs (:mod:`kneo.store.wire.statements`, the registry's) is a
 SQLAlchemy Core statement built once per key, compiled once for the store's database
 (:func:`named_sql`) and kept as SQL text in the driver's positional style with the
 parameter name each placeholder takes (:class:`Text`). Values pass through the Core column

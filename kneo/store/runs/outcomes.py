@@ -5,8 +5,8 @@
 The compare-and-set moves the run's counters and the checkpoint, trace, audit and outbox
 rows are numbered from what it returns. On PostgreSQL, with nothing before it in the
 transaction, all of it is one statement in autocommit
-(:func:`~kneo.store.statements.one_statement_write`, :meth:`Executor.alone
-<kneo.store.executor.Executor.alone>`); otherwise, or when that statement wrote nothing (a
+(:func:`~kneo.store.wire.statements.one_statement_write`, :meth:`Executor.alone
+<kneo.store.wire.executor.Executor.alone>`); otherwise, or when that statement wrote nothing (a
 stale run, or a patch whose predecessor is no longer the run's last checkpoint), the
 statements run one by one, which tells those apart.
 """
@@ -19,12 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from kneo import jsontext
-from kneo.store import statements as st
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
-from kneo.store.rowvalues import audit_values, check_trace_events, outbox_values
-from kneo.store.search import outcome_terms
-from kneo.store.steps import (
+from kneo.store.row_values import audit_values, check_trace_events, outbox_values
+from kneo.store.runs.steps import (
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
     StepCheckpoint,
@@ -32,7 +30,9 @@ from kneo.store.steps import (
     StepWritten,
     chain_starts,
 )
+from kneo.store.tasks.search import outcome_terms
 from kneo.store.transaction_base import TransactionBase
+from kneo.store.wire import statements as st
 
 #: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
 _NOT_RECORD_FIELDS = frozenset(
@@ -281,7 +281,7 @@ class OutcomeWritesMixin(TransactionBase):
 
     def _finish_alone(self, w: _Write) -> list[Any] | None:
         """PostgreSQL: the outcome as one statement in autocommit
-        (:func:`~kneo.store.statements.one_statement_write`); its ``(version, checkpoint_seq,
+        (:func:`~kneo.store.wire.statements.one_statement_write`); its ``(version, checkpoint_seq,
         trace_seq)`` row, or ``None`` when it wrote nothing (stale, or a patch's predecessor is
         no longer the run's last checkpoint) and the caller is to take the stepwise path, which
         tells those apart."""

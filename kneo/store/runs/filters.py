@@ -5,7 +5,7 @@ runs, a workflow's (by name or kind), the failed ones, and a time window on ``cr
 itself, so a rare value's page costs what a common one's does. A search (``q``) walks the
 ``run_terms`` rows of one of its words, whose key is that order too, joined to their runs
 (the other words probed per run by ``(run_id, term)``), as the inbox's search does
-(:mod:`kneo.store.search`). Sorted otherwise (``updated_at``, ``status``), a word in fewer
+(:mod:`kneo.store.tasks.search`). Sorted otherwise (``updated_at``, ``status``), a word in fewer
 runs than :data:`_RARITY_CAP` gives their keys, sorted, and the page's rows are read by key
 (:func:`searched`, :func:`whole_rows`); only words that common walk the order's own index,
 each probed per run.
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from kneo.store import tables as t
 from kneo.store.base import count_rows
-from kneo.store.search import query_terms
+from kneo.store.tasks.search import query_terms
 
 #: Rows of a word counted to tell which of a query's words is rarest (then it leads).
 _RARITY_CAP = 1000

@@ -6,8 +6,8 @@ so two writers queue instead of failing mid-transaction), how to serialize migra
 processes, and how to make a queue claim skip rows other workers hold.
 
 A dialect instance is its store's own and caches the raw write path's compiled statements
-(:class:`~kneo.store.compiled.StatementCache`); it picks the executor that takes a write
-transaction to the wire (:mod:`kneo.store.executor`).
+(:class:`~kneo.store.wire.statement_cache.StatementCache`); it picks the executor that takes a write
+transaction to the wire (:mod:`kneo.store.wire.executor`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 from kneo.errors import ConfigError
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
-from kneo.store.compiled import StatementCache
-from kneo.store.executor import (
+from kneo.store.tables import use_postgresql_options
+from kneo.store.wire.executor import (
     Executor,
     HeldConnection,
     PooledConnection,
@@ -34,8 +34,8 @@ from kneo.store.executor import (
     SharedWriter,
     SqliteExecutor,
 )
-from kneo.store.pg_hooks import ping_idle_connections, plan_per_call
-from kneo.store.tables import use_postgresql_options
+from kneo.store.wire.pg_hooks import ping_idle_connections, plan_per_call
+from kneo.store.wire.statement_cache import StatementCache
 
 log = get_logger("kneo_serv.store")
 
@@ -90,7 +90,7 @@ class StoreDialect(StatementCache):
         self, engine: Engine, held: HeldConnection | None = None
     ) -> contextlib.AbstractContextManager[Any]:
         """A DBAPI connection for one write transaction: ``held``'s or a pooled one
-        (:class:`~kneo.store.executor.PooledConnection`)."""
+        (:class:`~kneo.store.wire.executor.PooledConnection`)."""
         return PooledConnection(engine, held)
 
     def dispose(self, engine: Engine) -> None:
@@ -197,14 +197,14 @@ class SqliteDialect(StoreDialect):
 
     def write_lock(self, engine: Engine) -> contextlib.AbstractContextManager[object]:
         """The file's write lock in this process (:meth:`SharedWriter.lock
-        <kneo.store.executor.SharedWriter.lock>`)."""
+        <kneo.store.wire.executor.SharedWriter.lock>`)."""
         return self.writer.lock(engine, self.busy_timeout_ms / 1000)
 
     def write_connection(
         self, engine: Engine, held: HeldConnection | None = None
     ) -> contextlib.AbstractContextManager[Any]:
         """The process's writer connection (``held`` is not needed: it stays warm for
-        everyone), see :class:`~kneo.store.executor.SharedWriter`."""
+        everyone), see :class:`~kneo.store.wire.executor.SharedWriter`."""
         return self.writer.connection(engine, self.busy_timeout_ms / 1000)
 
     def dispose(self, engine: Engine) -> None:

@@ -16,7 +16,7 @@ from kneo.settings import CheckpointLimits
 
 ENCODING_JSON = "json"
 ENCODING_ZLIB = "zlib+json"
-#: a patch on the previous checkpoint's payload (see :mod:`kneo.store.delta`)
+#: a patch on the previous checkpoint's payload (see :mod:`kneo.store.runs.delta`)
 ENCODING_DELTA = "delta"
 ENCODING_ZLIB_DELTA = "zlib+delta"
 #: encodings of rows holding a whole payload (keyframes), as opposed to a patch
@@ -106,7 +106,7 @@ def decode(encoding: str, data: bytes) -> dict[str, Any]:
 
 
 def decode_patch(encoding: str, data: bytes) -> list[Any]:
-    """A patch row's operations (see :mod:`kneo.store.delta`)."""
+    """A patch row's operations (see :mod:`kneo.store.runs.delta`)."""
     if encoding == ENCODING_ZLIB_DELTA:
         data = zlib.decompress(data)
     ops: list[Any] = json.loads(data)

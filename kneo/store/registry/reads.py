@@ -2,7 +2,7 @@
 suspensions, pins, blocked digests, controller status and promotion approvals, as
 :class:`RegistryFacet` methods of the Store.
 
-The writes are :class:`~kneo.store.registry_writes.RegistryWritesMixin` methods on a
+The writes are :class:`~kneo.store.registry.writes.RegistryWritesMixin` methods on a
 transaction, so the controller applies a whole decision (revision, activation, conditions,
 audit) atomically; the Store has none (``with store.transaction() as tx``: one way to write).
 """
@@ -15,8 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import NotFound
-from kneo.store import registry_sql as q
-from kneo.store import rows
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet, check_page, keyset_page
 from kneo.store.records import (
@@ -30,6 +29,7 @@ from kneo.store.records import (
     RevisionHead,
     Suspension,
 )
+from kneo.store.registry import statements as q
 
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
@@ -72,18 +72,18 @@ class RegistryFacet(Facet):
                 f"revision {revision} of bundle {bundle_name!r} in {environment!r} not found",
                 resource="bundle_revision",
             )
-        return rows.revision(found[0])
+        return row_records.revision(found[0])
 
     def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None:
         """The active revision of a bundle in an environment, if any."""
         key = {"bundle_name": bundle_name, "environment": environment}
         found = self._registry_read("active", q.active_revision, key)
-        return rows.revision(found[0]) if found else None
+        return row_records.revision(found[0]) if found else None
 
     def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]:
         """A bundle's history in one environment, newest revision first."""
         key = {"bundle_name": bundle_name, "environment": environment}
-        return [rows.revision(r) for r in self._registry_read("history", q.history, key)]
+        return [row_records.revision(r) for r in self._registry_read("history", q.history, key)]
 
     def list_registry(
         self,
@@ -110,7 +110,7 @@ class RegistryFacet(Facet):
                 conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
                 count=count, cap=self.settings.limits.max_list_count,
             )  # fmt: skip
-        items = [rows.revision(r) for r in found]
+        items = [row_records.revision(r) for r in found]
         return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
     def list_revision_heads(
@@ -163,7 +163,7 @@ class RegistryFacet(Facet):
         """The newest revision of (bundle, environment) with ``digest``, if any."""
         key = {"bundle_name": bundle_name, "environment": environment, "digest": digest}
         found = self._registry_read("by_digest", q.newest_with_digest, key)
-        return rows.revision(found[0]) if found else None
+        return row_records.revision(found[0]) if found else None
 
     def list_conditions(
         self, bundle_name: str | None = None, environment: str | None = None
@@ -180,7 +180,7 @@ class RegistryFacet(Facet):
                 .where(*where)
                 .order_by(c.bundle_name, c.environment, c.type)
             ).mappings()
-            return [rows.condition(r) for r in result]
+            return [row_records.condition(r) for r in result]
 
     def list_condition_heads(
         self, *, names: Collection[str] | None = None
@@ -212,7 +212,7 @@ class RegistryFacet(Facet):
             stmt = stmt.where(s.environment == environment)
         with self._read() as conn:
             return [
-                rows.suspension(r)
+                row_records.suspension(r)
                 for part in _by_names(stmt, s.bundle_name, names)
                 for r in conn.execute(part).mappings()
             ]
@@ -220,7 +220,7 @@ class RegistryFacet(Facet):
     def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
         key = {"bundle_name": bundle_name, "environment": environment}
         found = self._registry_read("pin", lambda: q.select(t.bundle_pins), key)
-        return rows.pin(found[0]) if found else None
+        return row_records.pin(found[0]) if found else None
 
     def list_pins(
         self, environment: str | None = None, *, names: Collection[str] | None = None
@@ -231,14 +231,16 @@ class RegistryFacet(Facet):
             stmt = stmt.where(p.environment == environment)
         with self._read() as conn:
             return [
-                rows.pin(r)
+                row_records.pin(r)
                 for part in _by_names(stmt, p.bundle_name, names)
                 for r in conn.execute(part).mappings()
             ]
 
     def list_blocked_digests(self) -> list[BlockedDigest]:
         """Every blocked digest, oldest block first (a short list: people write it)."""
-        return [rows.blocked(r) for r in self._registry_read("blocked", q.blocked_digests, {})]
+        return [
+            row_records.blocked(r) for r in self._registry_read("blocked", q.blocked_digests, {})
+        ]
 
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""
@@ -247,7 +249,7 @@ class RegistryFacet(Facet):
         )
         if not found:
             return ControllerStatus(None, None, None, None, {}, None)
-        return rows.controller_status(found[0])
+        return row_records.controller_status(found[0])
 
     def list_promotion_approvals(
         self, bundle_name: str, environment: str, digest: str | None = None
@@ -257,7 +259,7 @@ class RegistryFacet(Facet):
             key["digest"] = digest
         by_digest = digest is not None
         found = self._registry_read(f"approvals_{by_digest}", lambda: q.approvals(by_digest), key)
-        return [rows.approval(r) for r in found]
+        return [row_records.approval(r) for r in found]
 
     def list_subject_approvals(
         self, prefix: str, names: Collection[str] | None = None
@@ -272,7 +274,7 @@ class RegistryFacet(Facet):
         )
         with self._read() as conn:
             return [
-                rows.approval(r)
+                row_records.approval(r)
                 for part in _by_names(stmt, p.bundle_name, names)
                 for r in conn.execute(part).mappings()
             ]

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from kneo.store.errors import is_unavailable
+from kneo.store.wire.driver_errors import is_unavailable
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -269,7 +269,7 @@ def _discard_if_broken(raw: Any, exc: BaseException) -> None:
 
 #: A :class:`HeldConnection` left unused this long goes back to the pool before the next
 #: transaction (whose checkout then pings it on PostgreSQL, see
-#: :func:`kneo.store.pg_hooks.ping_idle_connections`).
+#: :func:`kneo.store.wire.pg_hooks.ping_idle_connections`).
 HOLD_IDLE_SECONDS = 1.0
 
 

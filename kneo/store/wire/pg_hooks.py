@@ -1,5 +1,5 @@
 """PostgreSQL connection hooks: when a statement is planned, and when a pooled connection is
-pinged. Engine events the PostgreSQL dialect (:mod:`kneo.store.dialects`) installs once per
+pinged. Engine events the PostgreSQL dialect (:mod:`kneo.store.wire.dialects`) installs once per
 engine; the listings mark their statements with :data:`PLAN_PER_CALL`.
 """
 

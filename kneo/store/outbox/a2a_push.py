@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from kneo.errors import InvalidRequest
 from kneo.store import tables as t
 from kneo.store.base import Facet
-from kneo.store.rows import from_row
+from kneo.store.row_records import from_row
 
 #: The outbox receiver of push deliveries (``kneo.platform.a2a_push.RECEIVER``).
 PUSH_RECEIVER = "a2a"

@@ -1,8 +1,8 @@
 """Continuation writes (human tasks): :class:`ContinuationWritesMixin`.
 
 A continuation is stored with its request index (for listing by assignee and kind), the
-inbox search's rows (:mod:`kneo.store.search`) and, while pending, its list row
-(:mod:`kneo.store.inbox`); a replace is a compare-and-set on its version.
+inbox search's rows (:mod:`kneo.store.tasks.search`) and, while pending, its list row
+(:mod:`kneo.store.tasks.inbox`); a replace is a compare-and-set on its version.
 """
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ from datetime import datetime
 from typing import Any
 
 from kneo.errors import Conflict, ErrorCode
-from kneo.store import inbox, rows
-from kneo.store import statements as st
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
 from kneo.store.records import ContinuationRecord
-from kneo.store.rowvalues import (
+from kneo.store.row_values import (
     continuation_request_list,
     continuation_request_rows,
     continuation_values,
     new_continuation,
 )
-from kneo.store.search import LABEL, PROMOTION, approvers_of, task_labels, task_terms
+from kneo.store.tasks import inbox
+from kneo.store.tasks.search import LABEL, PROMOTION, approvers_of, task_labels, task_terms
 from kneo.store.transaction_base import TransactionBase
+from kneo.store.wire import statements as st
 
 _TERM_COLUMNS = st.columns(t.continuation_terms)
 
@@ -61,11 +62,11 @@ class ContinuationWritesMixin(TransactionBase):
 
         A new pending continuation is indexed for the inbox search by the words of
         ``search_text`` (its prompts and run input, redacted by the caller), its workflow
-        name and its assignees (:mod:`kneo.store.search`); a replace keeps those words while
+        name and its assignees (:mod:`kneo.store.tasks.search`); a replace keeps those words while
         it stays pending and drops them when it does not.
 
         A pending continuation's ``list_row`` (what the task list shows, redacted:
-        :mod:`kneo.store.inbox`) is built here from ``requests``, ``bodies`` (the pending
+        :mod:`kneo.store.tasks.inbox`) is built here from ``requests``, ``bodies`` (the pending
         requests' bodies in the run's state; ``None`` when the entries hold their own) and
         ``input_text`` (the run's input); it is dropped when the continuation stops being
         pending.
@@ -109,7 +110,7 @@ class ContinuationWritesMixin(TransactionBase):
                 f"continuation {continuation_id!r} already exists", code=ErrorCode.already_exists
             )
         self._insert_requests(continuation_id, request_list, status)
-        record = rows.continuation(values)
+        record = row_records.continuation(values)
         if status == "pending":
             self._insert_terms(record, search_text)
         return record
@@ -122,7 +123,7 @@ class ContinuationWritesMixin(TransactionBase):
         input_text: str,
     ) -> dict[str, Any]:
         """``values`` (their ``list_row`` ``None``) bound for the driver, the continuation's
-        ``list_row`` (while pending: :mod:`kneo.store.inbox`) then set in both: the row in
+        ``list_row`` (while pending: :mod:`kneo.store.tasks.inbox`) then set in both: the row in
         ``values``, in the bound ones its JSON text as the row was made with it (not encoded
         a second time)."""
         row, text = (
@@ -137,7 +138,7 @@ class ContinuationWritesMixin(TransactionBase):
     def _insert_terms(
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
     ) -> None:
-        """The inbox search's rows of a pending continuation (:mod:`kneo.store.search`): its
+        """The inbox search's rows of a pending continuation (:mod:`kneo.store.tasks.search`): its
         words (unless ``words`` is false) and the labels of its pending requests (a
         promotion's: its approvers too)."""
         promotion = cont.workflow_kind == PROMOTION
@@ -186,7 +187,7 @@ class ContinuationWritesMixin(TransactionBase):
             )
         stored = self._d.result(t.continuations, cur.description, found[0])
         self._delete_requests(continuation_id)
-        return rows.continuation({**values, **stored})
+        return row_records.continuation({**values, **stored})
 
     def _delete_requests(self, continuation_id: str) -> None:
         delete = functools.partial(st.delete, t.continuation_requests, "continuation_id")
@@ -216,7 +217,7 @@ class ContinuationWritesMixin(TransactionBase):
         row = self._row(t.continuations, "continuation_id", continuation_id, for_update=for_update)
         if row is None:
             raise not_found_error("continuation", continuation_id)
-        return rows.continuation(row)
+        return row_records.continuation(row)
 
     def _continuation(
         self,

@@ -1,12 +1,12 @@
 """The registry's statements, built in SQLAlchemy Core from the :mod:`~kneo.store.tables`
 objects; each builder runs once per store, on the first use of its statement.
 
-A transaction (:class:`~kneo.store.registry_writes.RegistryWritesMixin`) runs its writes on
+A transaction (:class:`~kneo.store.registry.writes.RegistryWritesMixin`) runs its writes on
 the DBAPI cursor: the dialect compiles them once into its statement cache
-(:meth:`~kneo.store.compiled.StatementCache.text`). The Store's point reads
-(:class:`~kneo.store.registry.RegistryReadsMixin`) keep theirs built
-(:meth:`~kneo.store.compiled.StatementCache.memo`) and run them on a SQLAlchemy connection,
-which compiles each once (its compiled cache). Every parameter is a named
+(:meth:`~kneo.store.wire.statement_cache.StatementCache.text`). The Store's point reads
+(:class:`~kneo.store.registry.reads.RegistryFacet`) keep theirs built
+(:meth:`~kneo.store.wire.statement_cache.StatementCache.memo`) and run them on a SQLAlchemy
+connection, which compiles each once (its compiled cache). Every parameter is a named
 :func:`~sqlalchemy.bindparam` (``:name``, the keys of the values the caller binds); constants
 are literal SQL, so nothing is bound that the caller does not pass.
 """
@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnClause, ColumnElement, Select, Update
 
-from kneo.store import statements as st
 from kneo.store import tables as t
-from kneo.store.dialects import StoreDialect
+from kneo.store.wire import statements as st
+from kneo.store.wire.dialects import StoreDialect
 
 _R = t.bundle_revisions.c
 

@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
-from kneo.store import rows
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet
-from kneo.store.dialects import StoreDialect
 from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord, RunLease
+from kneo.store.wire.dialects import StoreDialect
 
 
 def _positive(name: str, value: float) -> None:
@@ -96,7 +96,7 @@ class QueueFacet(Facet):
         params = {"now": now, "owner": owner, "expires": now + timedelta(seconds=lease_seconds)}
         with self._write(one_statement=True) as conn:
             row = conn.execute(_claim_statement(self.dialect), params).mappings().first()
-        return None if row is None else rows.queue(row)
+        return None if row is None else row_records.queue(row)
 
     def _update_lease(self, queue_id: int, owner: str, **values: Any) -> bool:
         now = self.clock.now()
@@ -146,14 +146,14 @@ class QueueFacet(Facet):
             )
         if row is None:
             raise NotFound(f"queue record {queue_id} not found", resource="queue", id=str(queue_id))
-        return rows.queue(row)
+        return row_records.queue(row)
 
     def queue_records_for_run(self, run_id: str) -> list[QueueRecord]:
         """Every queue record of a run, oldest first."""
         q = t.queue.c
         with self._read() as conn:
             result = conn.execute(sa.select(t.queue).where(q.run_id == run_id).order_by(q.id))
-            return [rows.queue(r) for r in result.mappings()]
+            return [row_records.queue(r) for r in result.mappings()]
 
     def queue_stats(self) -> dict[str, int]:
         """Counts per status (every status present, zeros included) plus ``expired_leases``."""
@@ -319,7 +319,7 @@ class LocksFacet(Facet):
                 .mappings()
                 .first()
             )
-        return None if row is None else rows.lock(row)
+        return None if row is None else row_records.lock(row)
 
     @contextlib.contextmanager
     def lock(self, name: str, owner: str, ttl_seconds: float) -> Iterator[None]:

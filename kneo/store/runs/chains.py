@@ -14,9 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kneo.store import delta, payloads, rows
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.records import CheckpointRecord
+from kneo.store.runs import delta, payloads
 
 #: What a checkpoint whose chain cannot be folded shows (a base row is missing).
 UNAVAILABLE = {"_preview": "checkpoint payload unavailable: its base checkpoint is missing"}
@@ -36,11 +37,13 @@ _KEYFRAME_OF = (
 )
 
 
-def records(conn: Connection, run_id: str, found: Sequence[rows.Row]) -> list[CheckpointRecord]:
+def records(
+    conn: Connection, run_id: str, found: Sequence[row_records.Row]
+) -> list[CheckpointRecord]:
     """The records of ``found`` (rows of ``run_id``'s checkpoints) with whole payloads."""
     wanted = {int(r["sequence"]) for r in found if payloads.is_patch(r["encoding"])}
     if not wanted:
-        return [rows.checkpoint(r) for r in found]
+        return [row_records.checkpoint(r) for r in found]
     keyframes = conn.execute(
         sa.select(_c.sequence, _KEYFRAME_OF).where(
             _c.run_id == run_id, _c.sequence.in_(sorted(wanted))
@@ -58,11 +61,11 @@ def records(conn: Connection, run_id: str, found: Sequence[rows.Row]) -> list[Ch
     for r in found:
         sequence = int(r["sequence"])
         if sequence not in wanted:
-            out.append(rows.checkpoint(r))
+            out.append(row_records.checkpoint(r))
         elif sequence in folded:
-            out.append(rows.checkpoint(r, payload=folded[sequence]))
+            out.append(row_records.checkpoint(r, payload=folded[sequence]))
         else:
-            out.append(rows.checkpoint(r, payload=dict(UNAVAILABLE), truncated=True))
+            out.append(row_records.checkpoint(r, payload=dict(UNAVAILABLE), truncated=True))
     return out
 
 
