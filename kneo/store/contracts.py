@@ -13,10 +13,10 @@ work, reached through :class:`Transactional`'s ``transaction()``. A write is the
 transaction's only: the Store has no one-transaction shorthand of it, so there is one way to
 write and its signature is written once.
 
-:func:`_conformance` below is checked by ``mypy --strict``: it fails when ``Store``, a facet or
-``Transaction`` stops satisfying a protocol; ``tests/store/test_contract_coverage.py`` fails
-when a public store method has no protocol, ``tests/store/test_store_surface.py`` when a
-transaction's write is on the Store again.
+:func:`_conformance` and its two siblings below are checked by ``mypy --strict``: they fail
+when ``Store``, a facet or ``Transaction`` stops satisfying a protocol;
+``tests/store/test_contract_coverage.py`` fails when a public facet method has no protocol,
+``tests/store/test_store_surface.py`` when a transaction's write is on the Store again.
 """
 
 from __future__ import annotations

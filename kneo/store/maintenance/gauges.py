@@ -51,7 +51,7 @@ NOT_IN_GIT = "NotInGit"
 
 
 class GaugeReadsMixin(StoreBase):
-    """:meth:`gauges` on the Store."""
+    """:meth:`gauges` of ``store.maintenance``."""
 
     def gauges(self, now: datetime | None = None) -> Gauges:
         """The shared-state gauges, read in one transaction (one snapshot)."""

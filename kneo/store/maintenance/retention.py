@@ -159,7 +159,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 class MaintenanceFacet(GaugeReadsMixin, Facet):
-    """Retention and backup on the Store."""
+    """Retention, backup and gauges (``store.maintenance``)."""
 
     def prune_retention(
         self, retention: RetentionDays, now: datetime | None = None, *, dry_run: bool = False

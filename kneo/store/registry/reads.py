@@ -53,7 +53,7 @@ def _by_names(
 
 
 class RegistryFacet(Facet):
-    """Registry reads on the Store (its writes are the transaction's)."""
+    """Registry reads (``store.registry``); its writes are the transaction's."""
 
     def _registry_read(self, key: str, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
         """The rows of the registry read ``key`` (its statement built once per store by

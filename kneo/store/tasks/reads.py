@@ -133,7 +133,7 @@ def _check_sort(sort: str) -> None:
 
 
 class TasksFacet(Facet):
-    """The inbox's reads on the Store."""
+    """The inbox's reads (``store.tasks``)."""
 
     def get_continuation(self, continuation_id: str) -> ContinuationRecord:
         with self._read() as conn:
