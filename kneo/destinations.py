@@ -67,6 +67,11 @@ PROVIDER_KEY_DESTINATIONS: dict[str, tuple[str, ...]] = {
     "gemini": _GOOGLE,
     "google-adk": _GOOGLE,
 }
+#: Providers whose server may take no key (a local llama.cpp server started without
+#: ``--api-key``): with none declared for them, the call carries :data:`NO_KEY` and no
+#: variable is read, rather than being refused or falling back to another provider's key.
+KEYLESS_PROVIDERS = frozenset({"llama-cpp"})
+NO_KEY = "no-key"
 #: A spec's provider name -> the name its key is declared under when it has none of its own.
 PROVIDER_KEY_NAMES: dict[str, str] = {"openai-compatible": "openai", "gemini": "google"}
 LOOPBACK = "loopback"

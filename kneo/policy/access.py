@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from kneo.destinations import (
     DEFAULT_ENDPOINTS,
+    KEYLESS_PROVIDERS,
     LOOPBACK,
     PROVIDER_ENDPOINTS,
     PROVIDER_KEY_DESTINATIONS,
@@ -277,12 +278,15 @@ class HostAccess:
 
     def _provider_key(self, provider: str, *, path: str) -> str | None:
         """The declared name of the key a ``provider`` model without ``api_key_env`` uses;
-        ``None`` for a provider that takes no key (``dummy``, one registered in-process)."""
+        ``None`` for a provider that takes no key (``dummy``, one registered in-process) or
+        may go without (:data:`~kneo.destinations.KEYLESS_PROVIDERS`, none declared)."""
         if provider not in PROVIDER_KEY_DESTINATIONS:
             return None
         for name in (provider, PROVIDER_KEY_NAMES.get(provider)):
             if name is not None and name in self.secrets:
                 return name
+        if provider in KEYLESS_PROVIDERS:
+            return None
         raise AccessDenied(
             f"{path}.api_key_env: provider {provider!r} needs a key and none is declared for "
             f"it in {self.environment!r}",

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from kneo.destinations import NO_KEY
 from kneo.engine.providers import ChatMessage, remote_provider
 from kneo.errors import AccessDenied, ProviderError
 from kneo.policy.access import HostAccess
@@ -122,17 +123,29 @@ def call(access: HostAccess, model: ModelSpec) -> Any:
 
 
 def test_llama_cpp_takes_no_other_providers_key(listener: Listener) -> None:
-    """Without ``api_key_env`` a ``llama-cpp`` model needs a key declared for it: the
-    project's OpenAI key is not sent to the server the spec names."""
+    """Without ``api_key_env`` and with no key declared for it, a ``llama-cpp`` model goes
+    without one (a local server ignores it): the project's OpenAI key is never read for it,
+    so never sent to the server the spec names."""
     model = ModelSpec(provider="llama-cpp", name="m", base_url=listener.url)
-    with pytest.raises(AccessDenied) as refused:
-        call(grant(listener), model)
-    assert refused.value.code == "E_SECRET_UNDECLARED"
-    assert listener.requests == []
+    assert call(grant(listener), model).text == "ok"
+    [request] = listener.requests
+    assert request["headers"]["authorization"] == f"Bearer {NO_KEY}"
+    assert OPENAI_KEY not in json.dumps(listener.requests)
     # naming the OpenAI key outright: it is bound to api.openai.com, not to this server
     with pytest.raises(AccessDenied) as bound:
         call(grant(listener), model.model_copy(update={"api_key_env": "openai"}))
     assert bound.value.code == "E_SECRET_NOT_BOUND"
+    assert len(listener.requests) == 1
+
+
+def test_another_provider_still_needs_its_key_declared(listener: Listener) -> None:
+    """Going without a key is for the servers that may take none: a model of a provider
+    that needs one (``anthropic``: its key is declared by default and bound to its own API)
+    aimed at the listener is refused before any request."""
+    model = ModelSpec(provider="anthropic", name="m", base_url=listener.url)
+    with pytest.raises(AccessDenied) as refused:
+        call(grant(listener), model)
+    assert refused.value.code == "E_SECRET_NOT_BOUND"
     assert listener.requests == []
 
 

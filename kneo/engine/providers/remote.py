@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from kneo.clock import jitter
-from kneo.destinations import DEFAULT_ENDPOINTS
+from kneo.destinations import DEFAULT_ENDPOINTS, KEYLESS_PROVIDERS, NO_KEY
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.errors import AccessDenied, ErrorCode, ProviderError
@@ -162,6 +162,8 @@ class RemoteProvider:
         return self._default_secret
 
     def _api_key(self, model: ModelSpec) -> str:
+        if self._keyless(model):
+            return NO_KEY
         env_var = self.secret_env(model)
         value = self._settings.secret(env_var)
         if value is None:
@@ -174,6 +176,15 @@ class RemoteProvider:
                 provider=model.provider,
             )
         return value
+
+    def _keyless(self, model: ModelSpec) -> bool:
+        """A server that may take no key, for which nothing names one: the call reads no
+        variable (never the default provider's key) and carries :data:`NO_KEY`."""
+        return (
+            model.provider in KEYLESS_PROVIDERS
+            and not model.api_key_env
+            and model.provider not in self._secrets
+        )
 
     # ------------------------------------------------------------------ calls
 
