@@ -16,8 +16,7 @@ from kneo.console.forms import KIND_LABELS
 from kneo.console.paths import console_path, query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import InvalidRequest
-from kneo.people import names_of
-from kneo.service.deciders import people_of
+from kneo.service.deciders import assignee_names
 
 #: Inbox page size (capped by ``KNEO_SERV_MAX_LIST_ITEMS``).
 INBOX_PAGE = 50
@@ -98,8 +97,7 @@ def _inbox_response(view: PageView, filters: dict[str, str], cursor: str, etag: 
     assignee, kind = filters["assignee"], filters["kind"]
     who: str | tuple[str, ...] | None = assignee or None
     if assignee == "mine":  # the entries that name me: as a key, by my proven claim, my groups
-        names = names_of(view.viewer.principal.identity())
-        who = tuple(sorted(names | directory_groups(view, names)))
+        who = assignee_names(view.request.app.state.parent, view.viewer.principal.identity())
     try:
         listed = _inbox_listing(view, filters, who, cursor)
     except InvalidRequest as exc:
@@ -115,16 +113,6 @@ def _inbox_response(view: PageView, filters: dict[str, str], cursor: str, etag: 
         and (not kind or kind == "promotion" or row["kind"] == kind)
     ]
     return _inbox_view(view, filters, listed, rows=rows, cursor=cursor, etag=etag)
-
-
-def directory_groups(view: PageView, names: frozenset[str]) -> frozenset[str]:
-    """``group:G`` for each approver group the people directory (``notifications.people``)
-    puts the viewer in: a group task, or a promotion whose approvers name the group, is
-    theirs in *Mine* as in their notifications."""
-    people = people_of(view.request.app.state.parent)
-    return frozenset(
-        f"group:{g}" for name in names if ":" not in name for g in people.groups_of(name)
-    )
 
 
 def _names(who: str | tuple[str, ...]) -> tuple[str, ...]:

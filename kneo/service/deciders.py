@@ -16,7 +16,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ErrorCode, Forbidden
-from kneo.people import Identity
+from kneo.people import Identity, names_of
 from kneo.platform.recipients import load_people
 from kneo.service.auth import ROLE_SCOPES
 from kneo.service.dependencies import current_manager
@@ -55,6 +55,17 @@ def with_directory_groups(who: Identity, people: People) -> Identity:
     )
 
 
+def assignee_names(app: Any, who: Identity) -> tuple[str, ...]:
+    """The assignee entries that name ``who`` (the inbox's *Mine*, the API's
+    ``assignee=mine``): their names as a key and by proven claim, their groups, and the groups
+    the people directory puts them in (a group task or a promotion whose approvers name the
+    group is theirs there as in their notifications)."""
+    names = names_of(who)
+    people = people_of(app)
+    groups = {f"group:{g}" for name in names if ":" not in name for g in people.groups_of(name)}
+    return tuple(sorted(names | groups))
+
+
 def check_decider(authenticator: Authenticator, who: Identity, people: People) -> Identity:
     """``who`` with their directory groups (:func:`with_directory_groups`), once they may
     decide human requests today: an API key of that name with ``human:write``, or a person
@@ -78,4 +89,11 @@ def check_decider(authenticator: Authenticator, who: Identity, people: People) -
     )
 
 
-__all__ = ["DECIDE_SCOPE", "DIRECTORY", "check_decider", "people_of", "with_directory_groups"]
+__all__ = [
+    "DECIDE_SCOPE",
+    "DIRECTORY",
+    "assignee_names",
+    "check_decider",
+    "people_of",
+    "with_directory_groups",
+]

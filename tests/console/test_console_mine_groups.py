@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from console_helpers import Console, headers
+from console_helpers import EXTRA_KEYS, Console, headers
 
 from kneo.engine.human import Decision
 
@@ -34,6 +34,37 @@ def test_a_group_task_is_mine_for_its_members(service: Callable[..., Any], tmp_p
         mine = person.get("/ui/inbox?assignee=mine").text
         tasks[who] = re.findall(r'href="/ui/tasks/(cont_[0-9a-f]+)"', mine)
     assert tasks == {"alice": [paused.continuation_id], "bob": []}
+
+
+def test_the_apis_assignee_mine_is_the_inboxs_mine(
+    service: Callable[..., Any], tmp_path: Path
+) -> None:
+    """``GET /v1/human-tasks?assignee=mine`` lists what names the calling key: its own name
+    and the groups the people directory puts it in, nothing assigned to others."""
+    people = [{"user": "alice", "groups": ["release-managers"]}, {"user": "bob"}]
+    app, api = service(KNEO_SERV_NOTIFICATIONS_PEOPLE=json.dumps(people))
+    approval = (ROOT / "examples" / "hitl_approval.yaml").read_text()
+    paused = {}
+    for assignee in ("group:release-managers", "bob", "carol"):
+        spec = tmp_path / f"{assignee.replace(':', '_')}.yaml"
+        spec.write_text(approval.replace("assignee: reviewer", f"assignee: {assignee}"))
+        run = app.state.manager.run_from_spec(input_text=assignee, spec_path=str(spec))
+        paused[assignee] = run.continuation_id
+
+    def mine(who: str) -> list[str]:
+        answer = api.get(
+            "/v1/human-tasks",
+            params={"assignee": "mine", "include": "counts"},
+            headers={"Authorization": f"Bearer {EXTRA_KEYS[who]}"},
+        )
+        assert answer.status_code == 200, answer.text
+        return [t["continuation_id"] for t in answer.json()["tasks"]]
+
+    assert mine("alice") == [paused["group:release-managers"]]
+    assert mine("bob") == [paused["bob"]]
+    # a name someone else chose is an ordinary filter: "mine" is the caller's alone
+    listed = api.get("/v1/human-tasks", params={"assignee": "carol"}, headers=headers("admin"))
+    assert [t["continuation_id"] for t in listed.json()["tasks"]] == [paused["carol"]]
 
 
 def test_a_promotion_for_an_approver_group_is_mine_for_its_members(

@@ -13,6 +13,7 @@ from kneo.errors import InvalidRequest
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import missing_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
+from kneo.service.deciders import assignee_names
 from kneo.service.dependencies import Caller, caller_dep
 from kneo.service.idempotency import HEADER
 from kneo.service.middleware import annotate
@@ -36,11 +37,16 @@ _SORTS = {
 
 @router.get("/human-tasks")
 def list_human_tasks(
+    request: Request,
     run_id: str | None = None,
     workflow_kind: str | None = None,
     workflow: str | None = Query(None, description="Workflow name (a promotion: the bundle)."),
     environment: str | None = None,
-    assignee: str | None = None,
+    assignee: str | None = Query(
+        None,
+        description="An assignee (a key's name, `user:EMAIL`, `group:NAME`), or `mine`: every "
+        "entry that names the caller (their names, their groups and the people directory's).",
+    ),
     kind: str | None = None,
     escalated: bool | None = None,
     status: str | None = Query(
@@ -70,12 +76,15 @@ def list_human_tasks(
         )
     if status == "escalated":
         escalated = True
+    who: str | tuple[str, ...] | None = assignee
+    if assignee == "mine":
+        who = assignee_names(request.app, caller.principal.identity())
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
         workflow=workflow,
         environment=environment,
-        assignee=assignee,
+        assignee=who,
         kind=kind,
         escalated=escalated,
         older_than_seconds=older_than_seconds,

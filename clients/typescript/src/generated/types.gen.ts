@@ -2287,6 +2287,8 @@ export type HumanTasksListData = {
         environment?: string | null;
         /**
          * Assignee
+         *
+         * An assignee (a key's name, `user:EMAIL`, `group:NAME`), or `mine`: every entry that names the caller (their names, their groups and the people directory's).
          */
         assignee?: string | null;
         /**
