@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -26,9 +26,6 @@ from kneo.store.tables import UTCDateTime, epoch_micros
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.driver_errors import db_errors
 from kneo.store.wire.pg_hooks import PLAN_PER_CALL
-
-if TYPE_CHECKING:
-    pass
 
 
 class StoreHandle(Protocol):

@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kneo.errors import InvalidRequest
 from kneo.ids import new_id
 from kneo.notification_events import NOTIFICATION_EVENTS, NOTIFIED_AUDITS
 from kneo.people import current
 from kneo.redaction import redact_mapping
-
-if TYPE_CHECKING:
-    pass
 
 #: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
 RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
