@@ -31,6 +31,7 @@ import typer
 from kneo import startup
 from kneo.cli.gitops_client import GitOpsClient, RemoteGitOps, gitops_client, service_in_effect
 from kneo.cli.output import ClientOptions, Output, TrustedHmacKeysOpt, console, options
+from kneo.cli.stop_signals import on_stop_signals
 from kneo.clock import SystemClock
 from kneo.controller.config import load_controller_config
 from kneo.controller.runner import build_controller, build_reviewer, parse_hmac_key_specs
@@ -234,13 +235,13 @@ def run(
         metrics_server = start_process(ctl.store, _context()[0])
         stop = threading.Event()
 
-        def _stop(_signum: int, _frame: object) -> None:
+        def _stop() -> None:
             stop.set()
             ctl.request_reconcile()  # out of its wait now
 
         # SIGTERM (docker stop, a Kubernetes rollout) stops like Ctrl-C: the leader releases
         # its lock on the way out, so a standby takes over at once instead of after the lease.
-        signal.signal(signal.SIGTERM, _stop)
+        on_stop_signals(_stop, signal.SIGTERM)
         if not out.structured:
             console(stderr=True).print(
                 f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"

@@ -16,6 +16,7 @@ import typer
 from kneo import startup
 from kneo.cli.controller_cmd import controller_config
 from kneo.cli.output import TrustedHmacKeysOpt
+from kneo.cli.stop_signals import on_stop_signals
 from kneo.controller.runner import build_controller
 from kneo.errors import InvalidRequest
 from kneo.metrics import serve_port, start_process
@@ -389,7 +390,7 @@ def worker(
             return
         stopped = threading.Event()
 
-        def _stop(signum: int, _frame: object) -> None:
+        def _stop() -> None:
             if not stopped.is_set():
                 stopped.set()
                 threading.Thread(
@@ -399,8 +400,7 @@ def worker(
                     daemon=True,
                 ).start()
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        on_stop_signals(_stop, signal.SIGTERM, signal.SIGINT)
         runner.start()
         typer.echo(f"worker {runner.owner} running with concurrency {concurrency}", err=True)
         while not stopped.wait(1.0):
