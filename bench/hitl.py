@@ -28,6 +28,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.append(str(REPO))
+
+from bench.peers_sides import LG_GRAPH  # noqa: E402
 
 KNEO_RESUME = textwrap.dedent("""
     import sys, time
@@ -43,37 +46,16 @@ KNEO_RESUME = textwrap.dedent("""
     print(time.perf_counter() - t0)
 """)
 
-LG = textwrap.dedent("""
-    import hashlib, sqlite3, sys, time
-    from typing import TypedDict
-    from langgraph.graph import StateGraph, START, END
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    from langgraph.types import interrupt, Command
-
-    class S(TypedDict):
-        text: str
-
-    def draft(s):
-        return {"text": "DRAFT: " + s["text"]}
-
-    def approve(s):
-        answer = interrupt({"prompt": "Approve the draft?", "assignee": "reviewer"})
-        return {"text": s["text"] if answer == "approved" else answer}
-
-    def publish(s):
-        return {"text": "Published. " + hashlib.sha256(s["text"].encode()).hexdigest()[:10]}
-
-    def build(db):
-        g = StateGraph(S)
-        g.add_node("draft", draft); g.add_node("approve", approve); g.add_node("publish", publish)
-        g.add_edge(START, "draft"); g.add_edge("draft", "approve")
-        g.add_edge("approve", "publish"); g.add_edge("publish", END)
-        return g.compile(checkpointer=SqliteSaver(sqlite3.connect(db, check_same_thread=False)))
+#: LangGraph's side: the approval graph of ``bench/peers.py`` (one text for both benchmarks)
+#: over its ``SqliteSaver``, its imports done before the clock starts.
+LG = LG_GRAPH + textwrap.dedent("""
+    import sys, time
+    import langgraph.checkpoint.sqlite
 
     if __name__ == "__main__":
         db, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
         t0 = time.perf_counter()
-        graph = build(db)
+        graph = approval_graph(saver(f"sqlite:///{db}"))
         if mode == "pause":
             samples = []
             for i in range(n):
