@@ -152,19 +152,23 @@ class RemoteProvider:
 
     # ------------------------------------------------------------------ secrets
 
-    def secret_env(self, model: ModelSpec) -> str:
-        """The name of the environment variable that must hold the key for ``model``."""
+    def secret_env(self, model: ModelSpec) -> str | None:
+        """The name of the environment variable that must hold the key for ``model``;
+        ``None`` for a server that may take no key (:data:`KEYLESS_PROVIDERS`) when nothing
+        names one: no variable is read (never the default provider's key) and the call
+        carries :data:`NO_KEY`."""
         if model.api_key_env:
             return self._secrets.get(model.api_key_env, model.api_key_env)
-        for name in (model.provider, self.name):
-            if name in self._secrets:
-                return self._secrets[name]
-        return self._default_secret
+        if model.provider in self._secrets:
+            return self._secrets[model.provider]
+        if model.provider in KEYLESS_PROVIDERS:
+            return None
+        return self._secrets.get(self.name, self._default_secret)
 
     def _api_key(self, model: ModelSpec) -> str:
-        if self._keyless(model):
-            return NO_KEY
         env_var = self.secret_env(model)
+        if env_var is None:
+            return NO_KEY
         value = self._settings.secret(env_var)
         if value is None:
             raise ProviderError(
@@ -176,15 +180,6 @@ class RemoteProvider:
                 provider=model.provider,
             )
         return value
-
-    def _keyless(self, model: ModelSpec) -> bool:
-        """A server that may take no key, for which nothing names one: the call reads no
-        variable (never the default provider's key) and carries :data:`NO_KEY`."""
-        return (
-            model.provider in KEYLESS_PROVIDERS
-            and not model.api_key_env
-            and model.provider not in self._secrets
-        )
 
     # ------------------------------------------------------------------ calls
 
