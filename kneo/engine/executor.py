@@ -302,6 +302,7 @@ class _Run:
         attempt: int = 1,
         closing: bool = False,
         replayable: bool = False,
+        before_person: bool = False,
         **metadata: Any,
     ) -> None:
         self.journal.commit(
@@ -315,6 +316,7 @@ class _Run:
                 metadata=metadata,
                 closing=closing,
                 replayable=replayable,
+                before_person=before_person,
             )
         )
 
@@ -352,14 +354,22 @@ class _Run:
     # ------------------------------------------------------------------ units
 
     def unit(
-        self, key: str, step: CompiledStep, text: str, *, closing: bool = False, **position: Any
+        self,
+        key: str,
+        step: CompiledStep,
+        text: str,
+        *,
+        closing: bool = False,
+        before_person: bool = False,
+        **position: Any,
     ) -> str:
         """Execute one unit once: a completed unit returns its recorded output.
 
         Order: the step's ``human_review`` gates before it (confirmation, typed input), then
         the attempts under its ``on_error`` policy, then the output review (which may run the
         step again with the reviewer's feedback, up to ``max_reviews`` rounds). ``closing``:
-        the program ends once this unit completes (see :attr:`Boundary.closing`).
+        the program ends once this unit completes (see :attr:`Boundary.closing`);
+        ``before_person``: the program's next unit is a human step (:attr:`Boundary.before_person`).
         """
         key = self.prefix + key
         done = self.state.completed(key)
@@ -411,6 +421,7 @@ class _Run:
             at=finished,
             closing=closing,
             replayable=replayable,
+            before_person=before_person,
             **{k: v for k, v in position.items() if k == "node_id"},
         )
         self.check_cancel()

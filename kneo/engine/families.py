@@ -27,9 +27,17 @@ if TYPE_CHECKING:
 
 def _sequential(ctx: _Run) -> str:
     text = ctx.input_text
-    last = len(ctx.workflow.steps) - 1
-    for index, step in enumerate(ctx.workflow.steps):
-        text = ctx.unit(step.id, step, text, closing=index == last, step_index=index)
+    steps = ctx.workflow.steps
+    last = len(steps) - 1
+    for index, step in enumerate(steps):
+        text = ctx.unit(
+            step.id,
+            step,
+            text,
+            closing=index == last,
+            before_person=index < last and steps[index + 1].kind == "human",
+            step_index=index,
+        )
     return text
 
 

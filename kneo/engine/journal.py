@@ -71,11 +71,19 @@ class Boundary:
     it again has no effect outside the run (a human step completed from its recorded
     decision). A journal may make the boundary durable together with the next one: a crash in
     between runs the unit again from that state, to the same result.
+
+    ``before_person``: the engine's next unit is a human step, which has no effect outside the
+    run before its own boundary or its pause. A journal may make the boundary durable together
+    with that next boundary or the pause (the commonest shape: a step, then an approval, is
+    one transaction, not two). A crash in between runs this unit again, exactly as a crash
+    just before its own commit would; what may be lost is the same unit's work, never a
+    person's or another unit's.
     """
 
     __slots__ = (
         "_state",
         "attempt",
+        "before_person",
         "closing",
         "kind",
         "metadata",
@@ -100,6 +108,7 @@ class Boundary:
         parts: StateParts | None = None,
         closing: bool = False,
         replayable: bool = False,
+        before_person: bool = False,
     ) -> None:
         if parts is not None:
             state_text = parts.text
@@ -118,6 +127,7 @@ class Boundary:
         self.parts = parts
         self.closing = closing
         self.replayable = replayable
+        self.before_person = before_person
 
     @property
     def state(self) -> dict[str, Any]:

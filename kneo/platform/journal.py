@@ -5,7 +5,9 @@ Each :meth:`StoreJournal.commit` writes, in one transaction, the run's new execu
 events. A *closing* boundary (the engine starts nothing after it) waits for the outcome and
 is written in the outcome's transaction (:meth:`StoreJournal.final_rows`); a *replayable* one
 (a human step completed from its recorded decision) waits for the next boundary and is written
-in its transaction, a checkpoint each. When the
+in its transaction, a checkpoint each; one *before a person* (the next unit is a human step)
+waits for that unit's boundary or its pause, so a step and the approval after it are one
+transaction. When the
 compare-and-set fails — the run was cancelled or taken over by another process — nothing is
 written and :class:`~kneo.engine.journal.RunSuperseded` stops the engine.
 The execution state is stored as-is (it is what the run continues from); checkpoints and
@@ -104,7 +106,7 @@ class StoreJournal:
         self._lock = threading.Lock()
         self._committed: _Committed | None = None
         #: boundaries waiting for the next one's transaction or the outcome's
-        #: (:meth:`final_rows`): replayable ones, and a closing one last
+        #: (:meth:`final_rows`): replayable ones, one before a person, and a closing one last
         self._held: list[Boundary] = []
         # One connection for the run's step transactions (PostgreSQL), given back by
         # final_rows, discard, close, or when the journal is dropped.
@@ -121,8 +123,12 @@ class StoreJournal:
         with self._lock:
             if self._held and self._held[-1].closing:
                 self._write_held()
+            # a boundary held for the person after it waits for that person's unit only
+            after_person = any(held.before_person for held in self._held)
             self._held.append(boundary)
-            if not (boundary.closing or boundary.replayable):
+            if after_person or not (
+                boundary.closing or boundary.replayable or boundary.before_person
+            ):
                 self._write_held()
             # else nothing that can be lost runs before the next boundary or the outcome:
             # it is written with that one

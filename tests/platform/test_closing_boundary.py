@@ -2,7 +2,8 @@
 transaction: the stored history is the same as when it had its own transaction, a cancel that
 lands in between leaves neither written, and an engine that goes on after all flushes it. A
 replayable boundary (a human step completed from its recorded decision) is written with the
-next boundary or the outcome."""
+next boundary or the outcome; so is a boundary before a person (the next unit is a human step),
+so a step and the approval after it pause in one transaction."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kneo import Decision
 from kneo.engine.journal import Boundary, TraceEvent
 from kneo.errors import Conflict
 from kneo.platform import PlatformManager, create_platform
@@ -26,6 +28,9 @@ from kneo.store.transaction import Transaction
 STEPS = """
 def one(text):
     return text + " one"
+
+def draft(text):
+    return "DRAFT: " + text
 
 def two(text):
     return text + " two"
@@ -47,6 +52,21 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfor
     edges = [{"from": "one", "to": "two"}, {"from": "two", "to": "three"}]
     graph = {"type": "graph", "start": "one", "nodes": steps, "edges": edges}
     (tmp_path / "graph.yaml").write_text(json.dumps({"version": "v1", "workflow": graph}))
+    approval = [
+        {"id": "draft", "kind": "function", "ref": "closingsteps:draft"},
+        {"id": "approve", "kind": "human", "ref": "reviewer"},
+        {"id": "two", "kind": "function", "ref": "closingsteps:two"},
+    ]
+    humans = {"reviewer": {"prompt": "Approve?", "assignee": "reviewer"}}
+    (tmp_path / "approval.yaml").write_text(
+        json.dumps(
+            {
+                "version": "v1",
+                "workflow": {"type": "sequential", "steps": approval},
+                "components": {"humans": humans},
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("closingsteps", None)
@@ -63,7 +83,9 @@ def _journal(store: Store) -> StoreJournal:
     return StoreJournal(store, run.run_id, run.version)
 
 
-def _boundary(units: int, *, closing: bool = False, replayable: bool = False) -> Boundary:
+def _boundary(
+    units: int, *, closing: bool = False, replayable: bool = False, before_person: bool = False
+) -> Boundary:
     state = {"format": 1, "units": {f"u{i}": {"status": "completed"} for i in range(units)}}
     return Boundary(
         kind="step_completed",
@@ -71,6 +93,7 @@ def _boundary(units: int, *, closing: bool = False, replayable: bool = False) ->
         step_id=f"u{units - 1}",
         closing=closing,
         replayable=replayable,
+        before_person=before_person,
     )
 
 
@@ -223,5 +246,93 @@ def test_a_discarded_replayable_boundary_is_not_written(manager: PlatformManager
     store = manager.store
     journal = _journal(store)
     journal.commit(_boundary(1, replayable=True))
+    journal.discard()
+    assert store.runs.list_checkpoints(journal.run_id).items == []
+
+
+def test_a_step_and_the_pause_after_it_are_one_write_history_unchanged(
+    manager: PlatformManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """draft -> approve: the draft's boundary waits for the pause, whose transaction writes
+    both checkpoints (the run's row moves once, created -> paused); the resume is as before."""
+    step_commits: list[str | None] = []
+    write_step = Transaction.write_step
+
+    def counted(self: Transaction, run_id: str, **kwargs: Any) -> Any:
+        step_commits.extend(c.step_id for c in kwargs["checkpoints"])
+        return write_step(self, run_id, **kwargs)
+
+    monkeypatch.setattr(Transaction, "write_step", counted)
+    paused = manager.run_from_spec(input_text="launch", spec_path="approval.yaml")
+    assert paused.status == "paused" and step_commits == []
+    store = manager.store
+    run = store.runs.get_run(paused.run_id)
+    assert run.version == 2  # created, then paused: no write of its own for the draft
+    checkpoints = store.runs.list_checkpoints(paused.run_id, limit=10).items
+    assert [(c.sequence, c.type, c.step_id) for c in checkpoints] == [
+        (1, "step_completed", "draft"),
+        (2, "paused", "approve"),
+    ]
+    assert checkpoints[0].payload["units"]["draft"]["output"] == "DRAFT: launch"
+    kinds = [(e.event_type, e.step_id) for e in store.runs.list_trace(paused.run_id).items]
+    assert kinds[-4:] == [
+        ("step_started", "draft"),
+        ("step_completed", "draft"),
+        ("step_started", "approve"),
+        ("run_paused", None),
+    ]
+    assert paused.continuation_id is not None and paused.request_id is not None
+    done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
+    assert done.status == "succeeded" and done.output_text == "DRAFT: launch two"
+    # the resume's steps: the approval rides with the next step's write, which is the last
+    assert step_commits == []
+
+
+def test_a_step_before_a_function_step_is_written_at_once(
+    manager: PlatformManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a human step comes with no effect outside the run: before any other step the
+    boundary is durable before that step starts."""
+    seen: list[int] = []
+    write_step = Transaction.write_step
+
+    def counted(self: Transaction, run_id: str, **kwargs: Any) -> Any:
+        seen.append(len(kwargs["checkpoints"]))
+        return write_step(self, run_id, **kwargs)
+
+    monkeypatch.setattr(Transaction, "write_step", counted)
+    assert manager.run_from_spec(input_text="in", spec_path="three.yaml").status == "succeeded"
+    assert seen == [1, 1]
+
+
+def test_a_boundary_before_a_person_waits_for_the_next_one_only(manager: PlatformManager) -> None:
+    """Held past events until the person's unit commits; then both go out together, and
+    nothing is held past that (the unit after the person may act outside the run)."""
+    store = manager.store
+    journal = _journal(store)
+    version = journal.version
+    journal.commit(_boundary(1, before_person=True))
+    journal.emit(TraceEvent("step_started", "2026-01-01T00:00:00Z", "u1", "u1", {}))
+    assert store.runs.list_checkpoints(journal.run_id).items == []
+    journal.commit(_boundary(2, replayable=True))  # even a replayable one goes out now
+    checkpoints = store.runs.list_checkpoints(journal.run_id).items
+    assert [(c.sequence, c.step_id) for c in checkpoints] == [(1, "u0"), (2, "u1")]
+    assert store.runs.get_run(journal.run_id).version == version + 1
+    journal.discard()
+
+
+def test_a_boundary_before_a_person_is_written_with_the_outcome(manager: PlatformManager) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1, before_person=True))
+    _final(journal, {"format": 1, "output": "done"})
+    checkpoints = store.runs.list_checkpoints(journal.run_id).items
+    assert [c.step_id for c in checkpoints] == ["u0", None]
+
+
+def test_a_discarded_boundary_before_a_person_is_not_written(manager: PlatformManager) -> None:
+    store = manager.store
+    journal = _journal(store)
+    journal.commit(_boundary(1, before_person=True))
     journal.discard()
     assert store.runs.list_checkpoints(journal.run_id).items == []
