@@ -84,6 +84,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.tracing",
             "kneo.notification_events",
             "kneo.people",
+            "kneo.projects",
         ),
     ),
     ("contract", ("kneo.spec",)),
