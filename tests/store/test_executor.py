@@ -93,6 +93,11 @@ class FakeRaw:
     def cursor(self) -> FakeCursor:
         return self.cur
 
+    def raw_cursor(self, driver: FakeDriver) -> FakeCursor:
+        """psycopg's ``RawCursor(connection)``, as the executor makes its cursor."""
+        assert driver is self.driver_connection
+        return self.cur
+
     def commit(self) -> None:
         self.log.append("commit()")
 
@@ -128,20 +133,21 @@ def test_sqlite_closes_its_cursor_when_the_write_lock_does_not_come() -> None:
 
 def test_postgres_inserts_wait_and_go_out_with_the_next_read_as_one_statement() -> None:
     raw = FakeRaw()
-    ex = PostgresExecutor(raw, pipeline=True)
-    ex.add("INSERT INTO a VALUES (%s)", (1,))
-    ex.add("INSERT INTO b VALUES (%s)", (2,))
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
+    ex.add("INSERT INTO a VALUES ($1, $2)", (1, 0))
+    ex.add("INSERT INTO b VALUES ($1)", (2,))
     assert raw.log == [] and not ex.untouched
     ex.execute("SELECT c", (3,))
-    ex.add("INSERT INTO d VALUES (%s)", (4,))
+    ex.add("INSERT INTO d VALUES ($1)", (4,))
     ex.commit()
     assert raw.log == [
         ("autocommit", True),
         "pipeline in",
         ("BEGIN", ()),
-        ("WITH w0 AS (INSERT INTO a VALUES (%s)) INSERT INTO b VALUES (%s)", (1, 2)),
+        # each part's numbered parameters move past the parts before it
+        ("WITH w0 AS (INSERT INTO a VALUES ($1, $2)) INSERT INTO b VALUES ($3)", (1, 0, 2)),
         ("SELECT c", (3,)),
-        ("INSERT INTO d VALUES (%s)", (4,)),
+        ("INSERT INTO d VALUES ($1)", (4,)),
         ("COMMIT", ()),
         ("pipeline out", True),
         ("autocommit", False),
@@ -151,7 +157,7 @@ def test_postgres_inserts_wait_and_go_out_with_the_next_read_as_one_statement() 
 
 def test_postgres_writes_only_is_one_statement_in_autocommit() -> None:
     raw = FakeRaw()
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     ex.add("INSERT a", (1,))
     ex.add("INSERT b", (2,))
     ex.commit()
@@ -164,7 +170,7 @@ def test_postgres_writes_only_is_one_statement_in_autocommit() -> None:
 
 def test_postgres_without_a_pipeline_begins_implicitly_and_commits_the_connection() -> None:
     raw = FakeRaw()
-    ex = PostgresExecutor(raw, pipeline=False)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=False)
     ex.execute("SELECT a", ())
     ex.commit()
     assert raw.log == [("SELECT a", ()), "commit()"]
@@ -174,7 +180,7 @@ def test_a_failure_in_the_commit_rolls_back_and_leaves_the_pipeline_and_autocomm
     """A queued statement that fails raises when leaving the pipeline syncs: the transaction
     is rolled back and autocommit switched off before the error reaches the caller."""
     raw = FakeRaw("sync")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     ex.execute("UPDATE a", ())
     with pytest.raises(Broken, match="sync"):
         ex.commit()
@@ -193,7 +199,7 @@ def test_a_failure_in_the_commit_is_what_raises_when_the_clean_up_fails_too() ->
     switching autocommit off; the caller sees the first failure (a driver error it maps to
     ``database_unavailable``), not the clean-up's."""
     raw = FakeRaw("sync", "rollback", "autocommit")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     ex.execute("UPDATE a", ())
     with pytest.raises(Broken, match="sync"):
         ex.commit()
@@ -202,7 +208,7 @@ def test_a_failure_in_the_commit_is_what_raises_when_the_clean_up_fails_too() ->
 
 def test_an_abort_leaves_the_pipeline_with_the_failure_and_rolls_back() -> None:
     raw = FakeRaw("SELECT a")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     with pytest.raises(Broken) as failed:
         ex.execute("SELECT a", ())
     ex.abort(failed.value)
@@ -212,7 +218,7 @@ def test_an_abort_leaves_the_pipeline_with_the_failure_and_rolls_back() -> None:
 
 def test_an_abort_on_a_broken_connection_still_tries_each_step_and_raises_nothing() -> None:
     raw = FakeRaw("SELECT a", "rollback")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     with pytest.raises(Broken) as failed:
         ex.execute("SELECT a", ())
     ex.abort(failed.value)  # the ROLLBACK fails: autocommit goes off all the same
@@ -222,7 +228,7 @@ def test_an_abort_on_a_broken_connection_still_tries_each_step_and_raises_nothin
 
 def test_alone_is_the_whole_transaction_when_it_returns_rows() -> None:
     raw = FakeRaw()
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     assert ex.untouched
     raw.cur.rows = [(2, 1, 1)]
     assert ex.alone("WITH cas AS (UPDATE runs) SELECT", (7,)) == [(2, 1, 1)]
@@ -238,14 +244,14 @@ def test_alone_is_the_whole_transaction_when_it_returns_rows() -> None:
 
 def test_alone_that_writes_nothing_leaves_the_transaction_to_go_stepwise() -> None:
     raw = FakeRaw()
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     assert ex.alone("WITH cas AS (UPDATE runs) SELECT", ()) is None
     assert not ex.ended and ex.untouched and _restored(raw)
 
 
 def test_alone_that_fails_switches_autocommit_back_off() -> None:
     raw = FakeRaw("UPDATE")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     with pytest.raises(Broken):
         ex.alone("UPDATE", ())
     assert raw.log[-1] == ("autocommit", False) and _restored(raw)
@@ -253,7 +259,7 @@ def test_alone_that_fails_switches_autocommit_back_off() -> None:
 
 def test_alone_on_a_broken_connection_raises_the_statements_error() -> None:
     raw = FakeRaw("UPDATE", "autocommit")
-    ex = PostgresExecutor(raw, pipeline=True)
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
     with pytest.raises(Broken, match="UPDATE"):
         ex.alone("UPDATE", ())
 

@@ -3,6 +3,7 @@ parameters callers pass (constants as literals), the rows of a one-statement wri
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -15,15 +16,15 @@ from kneo.store.wire import statements as st
 from kneo.store.wire.statement_cache import StatementCache, chunks, named_sql
 
 
-def _cache(db: sa.engine.Dialect, mark: str) -> StatementCache:
+def _cache(db: sa.engine.Dialect, numbered: bool) -> StatementCache:
     cache = StatementCache()
-    cache.db, cache.mark = db, mark
+    cache.db, cache.numbered = db, numbered
     return cache
 
 
 DIALECTS = [
-    pytest.param(lambda: _cache(sqlite.pysqlite.dialect(), "?"), id="sqlite"),
-    pytest.param(lambda: _cache(postgresql.psycopg.dialect(), "%s"), id="pg"),
+    pytest.param(lambda: _cache(sqlite.pysqlite.dialect(), False), id="sqlite"),
+    pytest.param(lambda: _cache(postgresql.psycopg.dialect(), True), id="pg"),
 ]
 
 
@@ -36,8 +37,9 @@ def test_an_outcomes_update_takes_only_named_parameters(make: Any) -> None:
         "v_state", "v_status", "k_now", "k_checkpoints", "k_events", "k_owner", "k_run_id",
         "k_expected", "k_last",
     }  # fmt: skip
-    assert text.sql.count(cache.mark) == len(text.names)  # version + 1: a literal
-    # PostgreSQL: SQLAlchemy's bind casts (%s::VARCHAR), as the live store compiles them
+    marks = re.findall(r"\$\d+", text.sql) if cache.numbered else re.findall(r"\?", text.sql)
+    assert len(marks) == len(text.names)  # version + 1: a literal
+    # PostgreSQL: SQLAlchemy's bind casts ($1::VARCHAR), as the live store compiles them
     assert ("::" in text.sql) == (cache.db.name == "postgresql")
 
 
@@ -55,19 +57,20 @@ def test_the_live_store_compiles_what_a_fresh_dialect_does(store: Store, backend
         conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == "x")).all()
     update = st.run_update(["state", "status"], moves=True, release=True, guard=True)
     live = store.dialect.text("live", lambda: update)
-    fresh = _cache(type(store.dialect.db)(), store.dialect.mark).text("live", lambda: update)
+    fresh = _cache(type(store.dialect.db)(), store.dialect.numbered).text("live", lambda: update)
     assert live == fresh
     assert ("::" in live.sql) == (backend == "postgresql")
 
 
 def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() -> None:
-    cache = _cache(postgresql.psycopg.dialect(), "%s")
+    cache = _cache(postgresql.psycopg.dialect(), True)
     update = st.run_update(["state"], moves=True, returning=st.CAS_RETURNING)
     counts = (2, 3, 1, 1)
     text = cache.text("w", lambda: st.one_statement_write(update, counts))
     own = [len(st.cas_params(table)) for table in st.CAS_TABLES]
     rows = sum(count * width for count, width in zip(counts, own, strict=True))
-    assert text.sql.count("%s") == len(text.names) + rows
+    numbers = [int(n) for n in re.findall(r"\$(\d+)", text.sql)]
+    assert numbers == list(range(1, len(text.names) + rows + 1))  # $1, $2 ... in order
     assert text.names == ("v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_expected")
 
 
@@ -79,7 +82,7 @@ def test_a_statement_with_an_anonymous_parameter_is_refused_when_built(make: Any
 
 
 def test_row_parameters_must_come_last() -> None:
-    cache = _cache(sqlite.pysqlite.dialect(), "?")
+    cache = _cache(sqlite.pysqlite.dialect(), False)
     stmt = sa.select(t.runs.c.run_id).where(
         t.runs.c.run_id == sa.bindparam("row_x"), t.runs.c.version == sa.bindparam("k_v")
     )

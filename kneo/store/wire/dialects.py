@@ -251,7 +251,7 @@ class PostgresDialect(StoreDialect):
 
     name = "postgresql"
     autocommits_one_statement = True
-    mark = "%s"
+    numbered = True
     #: a write transaction that reads runs in psycopg's pipeline mode (where libpq has it)
     pipeline = False
 
@@ -264,6 +264,8 @@ class PostgresDialect(StoreDialect):
         #: behind PgBouncer in transaction mode: each transaction may run on another server
         #: connection, so nothing may outlive one (prepared statements, ``LISTEN``)
         self.transaction_pooler = transaction_pooler
+        #: psycopg's raw cursor: the write path's texts are numbered (``$1``), sent as they are
+        self.cursor_class: Any = None
 
     def _connect_args(self, url: sa.URL) -> dict[str, Any]:
         args: dict[str, Any] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query}
@@ -281,14 +283,14 @@ class PostgresDialect(StoreDialect):
         )
         ping_idle_connections(engine)
         plan_per_call(engine)
-        if engine.dialect.driver == "psycopg":
-            import psycopg
+        import psycopg  # the only driver a PostgreSQL URL is given (open_store)
 
-            self.pipeline = bool(psycopg.Pipeline.is_supported())
+        self.pipeline = bool(psycopg.Pipeline.is_supported())
+        self.cursor_class = psycopg.RawCursor
         return self._engine(engine)
 
     def executor(self, raw: Any) -> Executor:
-        return PostgresExecutor(raw, pipeline=self.pipeline)
+        return PostgresExecutor(raw, self.cursor_class, pipeline=self.pipeline)
 
     def insert(self, table: sa.Table) -> Any:
         # Imported here: the PostgreSQL dialect is heavy and SQLite-only processes skip it.

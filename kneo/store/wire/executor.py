@@ -21,8 +21,10 @@ connection comes from (:class:`PooledConnection`, :class:`HeldConnection`,
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,9 +40,9 @@ Statement = tuple[str, Sequence[Any]]
 class Executor:
     """One write transaction on one DBAPI connection (``raw``, SQLAlchemy's pool proxy)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, cursor: Any = None) -> None:
         self.raw = raw
-        self.cursor = raw.cursor()
+        self.cursor = raw.cursor() if cursor is None else cursor
         #: committed (or written whole by :meth:`alone`): nothing may follow
         self.ended = False
 
@@ -108,8 +110,9 @@ class SqliteExecutor(Executor):
 class PostgresExecutor(Executor):
     """PostgreSQL (psycopg 3): batching, alone, and (``pipeline``) the pipeline."""
 
-    def __init__(self, raw: Any, *, pipeline: bool) -> None:
-        super().__init__(raw)
+    def __init__(self, raw: Any, cursor_class: Any, *, pipeline: bool) -> None:
+        """``cursor_class``: psycopg's ``RawCursor``, for texts numbered ``$1, $2 ...``."""
+        super().__init__(raw, cursor_class(raw.driver_connection))
         self._pipeline = pipeline
         #: batching: inserts nobody reads back, waiting to go out as one statement
         self._waiting: list[Statement] = []
@@ -189,12 +192,27 @@ class PostgresExecutor(Executor):
 def compound(statements: Sequence[Statement]) -> Statement:
     """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
     together, see none of each other's rows and fail or commit together; foreign keys are
-    checked at the statement's end, so a child row may go with its parent's insert."""
+    checked at the statement's end, so a child row may go with its parent's insert. Each
+    part's numbered parameters (``$1``) move past the parts before it."""
     if len(statements) == 1:
         return statements[0]
-    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+    texts, offset = [], 0
+    for sql, args in statements:
+        texts.append(_shifted(sql, offset) if offset else sql)
+        offset += len(args)
+    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(texts[:-1]))
     args = tuple(itertools.chain.from_iterable(a for _, a in statements))
-    return f"WITH {parts} {statements[-1][0]}", args
+    return f"WITH {parts} {texts[-1]}", args
+
+
+_NUMBER = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=512)
+def _shifted(sql: str, offset: int) -> str:
+    """``sql`` with each ``$n`` parameter as ``$(n + offset)`` (a statement's texts and
+    their places in a compound are few: each shift is made once)."""
+    return _NUMBER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
 
 
 def _transactional_again(driver: Any) -> Callable[..., None]:

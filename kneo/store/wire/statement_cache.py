@@ -63,8 +63,8 @@ def named_sql(stmt: ClauseElement, db: Dialect) -> str:
     for bind, name in compiled.bind_names.items():
         if not _NAMED.fullmatch(":" + name) or bind.value is not None or bind.callable:
             raise ValueError(f"statement parameter {name!r} is not a plain named parameter")
-    if "%" in compiled.string:  # a percent sign means something else to psycopg
-        raise ValueError("a write statement may not contain '%'")
+    if "%" in compiled.string or "$" in compiled.string:  # each means a parameter to a driver
+        raise ValueError("a write statement may not contain '%' or '$'")
     return compiled.string
 
 
@@ -84,6 +84,9 @@ class StatementCache:
 
     #: the driver's positional placeholder
     mark: str = "?"
+    #: placeholders numbered ``$1, $2 ...`` instead (PostgreSQL's own form: psycopg's raw
+    #: cursor sends the text as it is, with no parse of it per call)
+    numbered: bool = False
 
     def __init__(self) -> None:
         #: the engine's SQLAlchemy dialect, set when the engine is made
@@ -127,7 +130,7 @@ class StatementCache:
 
             def mark(match: re.Match[str]) -> str:
                 names.append(match.group(1))
-                return self.mark
+                return f"${len(names)}" if self.numbered else self.mark
 
             sql = _NAMED.sub(mark, sql)
             named = [n for n in names if not n.startswith(ROW)]
