@@ -291,7 +291,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         found = cur.fetchall()
         if not found:
             self._raise_stale(run_id, expected_version)
-        row = self._d.result(t.runs, cur.description, found[0])
+        row = self._d.reader(t.runs, self._ex)(found[0])
         self._run_updated(run_id, row["checkpoint_seq"], row["trace_seq"])
         if "output_text" in changes or "error" in changes:
             self._replace_run_terms(run_id, self._outcome_terms(run_id, row["created_at"], row))
@@ -365,7 +365,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             lambda: st.select_in(m, ["key", "value"], "key", names),
             dict(zip(names, keys, strict=True)),
         )
-        found = (self._d.result(m, cur.description, row) for row in cur.fetchall())
+        found = self._d.rows(m, self._ex, cur.fetchall())
         return {row["key"]: row["value"] for row in found}
 
     def set_metadata(self, key: str, value: Any) -> None:

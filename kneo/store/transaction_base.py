@@ -87,7 +87,7 @@ class TransactionBase:
         """The first row of a ``SELECT`` of ``table``'s columns, result-processed, or ``None``."""
         cur = self._exec(key, build, params)
         found = cur.fetchall()
-        return self._d.result(table, cur.description, found[0]) if found else None
+        return self._d.reader(table, self._ex)(found[0]) if found else None
 
     def _row(
         self, table: sa.Table, key: str, value: Any, *, for_update: bool = False

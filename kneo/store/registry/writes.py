@@ -351,10 +351,7 @@ class RegistryWritesMixin(TransactionBase):
             "conditions", lambda _: q.select(t.bundle_conditions, q.KEY, lock=True), key
         )
         existing = {
-            row["type"]: row
-            for row in (
-                self._d.result(t.bundle_conditions, cur.description, r) for r in cur.fetchall()
-            )
+            row["type"]: row for row in self._d.rows(t.bundle_conditions, self._ex, cur.fetchall())
         }
         inserts: list[dict[str, Any]] = []
         out: list[Condition] = []
@@ -586,7 +583,5 @@ class RegistryWritesMixin(TransactionBase):
             key["digest"] = digest
         by_digest = digest is not None
         cur = self._registry_exec(("approvals", by_digest), lambda _: q.approvals(by_digest), key)
-        return [
-            row_records.approval(self._d.result(t.promotion_approvals, cur.description, r))
-            for r in cur.fetchall()
-        ]
+        rows = self._d.rows(t.promotion_approvals, self._ex, cur.fetchall())
+        return [row_records.approval(row) for row in rows]

@@ -185,7 +185,7 @@ class ContinuationWritesMixin(TransactionBase):
                 code=ErrorCode.stale_state,
                 continuation_id=continuation_id,
             )
-        stored = self._d.result(t.continuations, cur.description, found[0])
+        stored = self._d.reader(t.continuations, self._ex)(found[0])
         self._delete_requests(continuation_id)
         return row_records.continuation({**values, **stored})
 

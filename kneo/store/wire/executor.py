@@ -45,6 +45,8 @@ class Executor:
         self.cursor = raw.cursor() if cursor is None else cursor
         #: committed (or written whole by :meth:`alone`): nothing may follow
         self.ended = False
+        #: the text of the last statement whose result may be read (its rows' reader's key)
+        self.last_sql = ""
 
     def check_open(self) -> None:
         if self.ended:
@@ -97,6 +99,7 @@ class SqliteExecutor(Executor):
         if self.ended:  # check_open(), inline: every statement of every step passes here
             self.check_open()
         self.cursor.execute(sql, args)
+        self.last_sql = sql
         return self.cursor
 
     add = execute  # sent as it comes (the result unread)
@@ -124,6 +127,7 @@ class PostgresExecutor(Executor):
         self.check_open()
         self._send()
         self.cursor.execute(sql, args)
+        self.last_sql = sql
         return self.cursor
 
     def add(self, sql: str, args: Sequence[Any]) -> None:

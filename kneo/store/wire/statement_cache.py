@@ -93,7 +93,7 @@ class StatementCache:
         self.db: Dialect = sa.engine.default.DefaultDialect()
         self._texts: dict[Any, Text] = {}
         self._binds: dict[str, dict[str, _Proc]] = {}
-        self._results: dict[tuple[str, str, Any], _Proc] = {}
+        self._readers: dict[tuple[str, str], Callable[[Sequence[Any]], dict[str, Any]]] = {}
         self._statements: dict[Any, Any] = {}
         #: spec JSON text by content digest: immutable once written, so caching it is right
         self.spec_texts: dict[str, str] = {}
@@ -180,18 +180,36 @@ class StatementCache:
             out[name] = proc(value) if proc is not None and value is not None else value
         return out
 
-    def result(self, table: sa.Table, description: Any, row: Sequence[Any]) -> dict[str, Any]:
-        """A fetched ``row`` as values (the columns' result processors)."""
-        out = {}
-        for column, value in zip(description, row, strict=True):
-            name, coltype = column[0], column[1]
-            key = (table.name, name, coltype)
-            try:
-                proc = self._results[key]
-            except KeyError:
-                proc = self._results[key] = t.value_reader(table.c[name].type, self.db, coltype)
-            out[name] = proc(value) if proc is not None else value
-        return out
+    def reader(self, table: sa.Table, executor: Any) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        """How to read a row of ``table`` that the executor's last statement returned: the
+        columns' result processors in its column order, made from the cursor's description
+        once per statement text (psycopg builds a description's columns anew at every read
+        of it, 80 objects per resume)."""
+        key = (table.name, executor.last_sql)
+        found = self._readers.get(key)
+        if found is None:
+            names, procs = [], []
+            for column in executor.cursor.description:
+                name, coltype = column[0], column[1]
+                names.append(name)
+                procs.append(t.value_reader(table.c[name].type, self.db, coltype))
+            found = self._readers[key] = functools.partial(_read_row, tuple(names), tuple(procs))
+        return found
+
+    def rows(self, table: sa.Table, executor: Any, found: list[Any]) -> list[dict[str, Any]]:
+        """``found``, the rows the executor's last statement returned (fetched first: in
+        psycopg's pipeline a description is known once its result is), read by
+        :meth:`reader`."""
+        return list(map(self.reader(table, executor), found)) if found else []
+
+
+def _read_row(
+    names: tuple[str, ...], procs: tuple[_Proc, ...], row: Sequence[Any]
+) -> dict[str, Any]:
+    out = {}
+    for name, proc, value in zip(names, procs, row, strict=True):
+        out[name] = proc(value) if proc is not None else value
+    return out
 
 
 def _rows_insert(table: sa.Table, names: Sequence[str], count: int) -> ClauseElement:
