@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from kneo.errors import ConfigError, InvalidRequest
 from kneo.projects import DEFAULT_PROJECT, check_project_name
@@ -215,8 +216,10 @@ def parse_grants(items: Iterable[str], *, entry: str, variable: str) -> Grants:
     return Grants.of(projects, platform=platform, platform_admin=admin)
 
 
-def role_grants(roles: Iterable[str]) -> Grants:
-    """The grants of a person's role tokens (checked when the role map was read)."""
+@lru_cache(maxsize=1024)
+def role_grants(roles: tuple[str, ...]) -> Grants:
+    """The grants of a person's role tokens (checked when the role map was read). Computed
+    on every request a person makes, from few distinct role lists: cached."""
     return parse_grants(roles, entry="roles", variable="KNEO_SERV_OIDC_ROLES")
 
 
