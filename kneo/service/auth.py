@@ -1,11 +1,13 @@
 """API-key authentication and scope authorization for the HTTP service.
 
 Keys come from ``KNEO_SERV_API_KEYS`` (``name:key:role_or_scope[,role_or_scope]`` entries,
-semicolon-separated) and ``KNEO_SERV_ADMIN_API_KEY`` (named ``admin``, every scope). A key
-is compared in constant time against *every* configured key, so timing reveals neither
-which key matched nor how much of a guess was right. Routes declare what they need with
+semicolon-separated; a token may be ``role@project``, :mod:`kneo.service.grants`) and
+``KNEO_SERV_ADMIN_API_KEY`` (named ``admin``, a platform admin). A key is compared in
+constant time against *every* configured key, so timing reveals neither which key matched
+nor how much of a guess was right. Routes declare what they need with
 ``Depends(require_scope("runs:write"))``; the resolved :class:`Principal` carries the key's
-*name*, which is the only identity that ever reaches audit events and logs.
+*name*, which is the only identity that ever reaches audit events and logs, and its grants in
+every project, narrowed to the project the request acts in (:func:`project_principal`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from kneo.errors import ConfigError, Forbidden, Unauthorized
+from kneo.errors import ConfigError, ErrorCode, Forbidden, NotFound, Unauthorized
 from kneo.people import Identity, acting
+from kneo.projects import DEFAULT_PROJECT, check_project_name
+from kneo.service.grants import (
+    ALL_SCOPES,
+    EVERYWHERE,
+    KNOWN_SCOPES,
+    PLATFORM_ADMIN,
+    PLATFORM_SCOPES,
+    ROLE_SCOPES,
+    Grants,
+    parse_grants,
+    role_grants,
+)
 from kneo.service.identity import (
     Person,
     RoleRule,
@@ -32,86 +46,61 @@ from kneo.service.identity import (
 )
 from kneo.service.throttle import SignInThrottle
 
-#: Every scope the service knows, in documentation order.
-ALL_SCOPES: tuple[str, ...] = (
-    "runs:read",
-    "runs:write",
-    "specs:read",
-    "human:read",
-    "human:write",
-    "audit:read",
-    "audit:write",
-    "credentials:read",
-    "policies:read",
-    "policies:write",
-    "registry:read",
-    "controller:write",
-    "metrics:read",
-    "notifications:admin",
-)
-
-#: Built-in roles. The first eight scopes of each follow the reference exactly; the GitOps
-#: scopes are ours: everyone who may read runs may read the registry, and only operators
-#: (and admins) may trigger a reconcile or read ``/metrics`` (give a Prometheus its own key
-#: with just ``metrics:read``). ``notifications:admin`` (delivery rows, retry) is the admin
-#: role's alone.
-ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "admin": frozenset(ALL_SCOPES),
-    "operator": frozenset(
-        {
-            "runs:read",
-            "runs:write",
-            "specs:read",
-            "human:read",
-            "audit:read",
-            "credentials:read",
-            "policies:read",
-            "policies:write",
-            "registry:read",
-            "controller:write",
-            "metrics:read",
-        }
-    ),
-    "reviewer": frozenset(
-        {"runs:read", "human:read", "human:write", "audit:read", "registry:read"}
-    ),
-    "service": frozenset(
-        {
-            "runs:read",
-            "runs:write",
-            "specs:read",
-            "human:read",
-            "human:write",
-            "audit:read",
-            "audit:write",
-            "credentials:read",
-            "policies:read",
-            "registry:read",
-        }
-    ),
-    "viewer": frozenset({"runs:read", "specs:read", "human:read", "audit:read", "registry:read"}),
-}
-
-#: The actor recorded when authentication is disabled (local development).
+#: The actor recorded when authentication is disabled (local development): a platform
+#: admin, as every caller held every scope before there were projects.
 ANONYMOUS = "anonymous"
+KEYS_VARIABLE = "KNEO_SERV_API_KEYS"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name or the person's (audit actor) and the scopes granted.
+    """Who is calling: the key's name or the person's (audit actor), their grants in every
+    project, and ``scopes``: what they hold in ``project``, the project this request acts
+    in (the default one until :meth:`in_project` narrows it), so ``has``/``scopes`` read
+    the same everywhere.
 
     For a person signed in through the OpenID provider, ``person`` says who (subject,
     e-mail, groups, the role-map entries that gave the right); ``method`` says how the
     caller signed in (``api_key``, ``oidc_token``, ``oidc_session``)."""
 
     name: str
-    scopes: frozenset[str]
+    grants: Grants
     authenticated: bool = True
     method: str = "api_key"
     person: Person | None = None
+    project: str = DEFAULT_PROJECT
+    scopes: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scopes", self.grants.scopes_in(self.project))
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def platform_admin(self) -> bool:
+        return self.grants.platform_admin
+
+    @property
+    def home(self) -> str:
+        """Where a request that names no project acts: the first project granted."""
+        return self.grants.home
+
+    def may_enter(self, project: str) -> bool:
+        """Whether any grant reaches ``project`` (a platform admin's reaches every one)."""
+        return self.grants.holds(project)
+
+    def in_project(self, project: str) -> Principal:
+        """This principal acting in ``project``: ``scopes`` become the grants there (every
+        scope for a platform admin; none where nothing is granted)."""
+        return self if project == self.project else replace(self, project=project)
+
+    def visible_projects(self, catalog: Iterable[str]) -> list[str]:
+        """The names of ``catalog`` this principal may see, in its order: every one for a
+        platform admin or a holder of ``projects:admin``, else those it is granted."""
+        if self.grants.sees_every_project:
+            return list(catalog)
+        return [name for name in catalog if self.grants.holds(name)]
 
     def identity(self) -> Identity:
         """Who this is for the layers below (:mod:`kneo.people`): approvers by group, and
@@ -122,43 +111,56 @@ class Principal:
         return person.identity(self.method)
 
 
+def project_not_found(project: str) -> NotFound:
+    """The one answer for a project that does not exist, is archived, or is not the
+    caller's: the same code and message, so a caller never learns another project exists."""
+    return NotFound(
+        f"No project {project!r} for this caller",
+        code=ErrorCode.project_not_found,
+        project=project,
+    )
+
+
+def project_principal(
+    principal: Principal, requested: str | None, *, field: str = "project"
+) -> Principal:
+    """``principal`` narrowed to ``requested`` (``None``: its home project). ``400
+    invalid_name`` for a malformed name, :func:`project_not_found` when no grant reaches it.
+    Whether the project exists is the caller's to check, with the same error."""
+    name = principal.home if requested is None else check_project_name(requested, field=field)
+    if not principal.may_enter(name):
+        raise project_not_found(name)
+    return principal.in_project(name)
+
+
 @dataclass(frozen=True)
 class ApiKey:
     name: str
     digest: bytes  # sha256 of the key; comparisons never touch the raw value
-    scopes: frozenset[str]
+    grants: Grants
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Its project scopes in the default project."""
+        return self.grants.project_scopes(DEFAULT_PROJECT)
 
     def __repr__(self) -> str:  # never print key material, even hashed
-        return f"ApiKey(name={self.name!r}, scopes={sorted(self.scopes)!r})"
+        return f"ApiKey(name={self.name!r}, grants={self.grants!r})"
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def expand_scopes(items: Iterable[str], *, entry: str) -> frozenset[str]:
-    """Roles and explicit scopes -> the set of scopes; anything unknown is a config error."""
-    scopes: set[str] = set()
-    for raw in items:
-        item = raw.strip()
-        if not item:
-            continue
-        if item in ROLE_SCOPES:
-            scopes |= ROLE_SCOPES[item]
-        elif item in ALL_SCOPES:
-            scopes.add(item)
-        else:
-            raise ConfigError(
-                f"KNEO_SERV_API_KEYS entry {entry!r}: unknown role or scope {item!r} "
-                f"(roles: {', '.join(ROLE_SCOPES)}; scopes: {', '.join(ALL_SCOPES)})",
-                variable="KNEO_SERV_API_KEYS",
-            )
-    if not scopes:
+def expand_grants(items: Iterable[str], *, entry: str) -> Grants:
+    """Role and scope tokens -> their grants; anything unknown, or nothing, is a config
+    error naming ``entry``."""
+    grants = parse_grants(items, entry=entry, variable=KEYS_VARIABLE)
+    if grants.empty:
         raise ConfigError(
-            f"KNEO_SERV_API_KEYS entry {entry!r} grants no role or scope",
-            variable="KNEO_SERV_API_KEYS",
+            f"KNEO_SERV_API_KEYS entry {entry!r} grants no role or scope", variable=KEYS_VARIABLE
         )
-    return frozenset(scopes)
+    return grants
 
 
 def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
@@ -176,18 +178,18 @@ def parse_api_keys(raw: str, admin_key: str = "") -> list[ApiKey]:
         if len(parts) < 3 or not name.strip() or not key:
             raise ConfigError(
                 f"KNEO_SERV_API_KEYS entry {label!r} must look like name:key:role_or_scope",
-                variable="KNEO_SERV_API_KEYS",
+                variable=KEYS_VARIABLE,
             )
         if name.strip() in names:
             raise ConfigError(
-                f"KNEO_SERV_API_KEYS names {name.strip()!r} twice", variable="KNEO_SERV_API_KEYS"
+                f"KNEO_SERV_API_KEYS names {name.strip()!r} twice", variable=KEYS_VARIABLE
             )
         names.add(name.strip())
         keys.append(
-            ApiKey(name.strip(), _digest(key), expand_scopes(roles.split(","), entry=label))
+            ApiKey(name.strip(), _digest(key), expand_grants(roles.split(","), entry=label))
         )
     if admin_key.strip():
-        keys.append(ApiKey("admin", _digest(admin_key.strip()), ROLE_SCOPES["admin"]))
+        keys.append(ApiKey("admin", _digest(admin_key.strip()), EVERYWHERE))
     return keys
 
 
@@ -227,12 +229,11 @@ class Authenticator:
         )
 
     def principal_of(self, person: Person, *, method: str) -> Principal:
-        """``person`` with the scopes of the roles the role map gave them (403 ``no_role``
-        when it gave none)."""
+        """``person`` with the grants of the roles the role map gives them, in each project
+        (403 ``no_role`` when it gives none anywhere)."""
         if not person.roles:
             raise no_role(person)
-        scopes = frozenset().union(*(ROLE_SCOPES[r] for r in person.roles))
-        return Principal(person.name, scopes, method=method, person=person)
+        return Principal(person.name, role_grants(person.roles), method=method, person=person)
 
     def person_from_claims(self, claims: dict[str, Any]) -> Person:
         """The person verified ``claims`` name, with the roles the map gives them now."""
@@ -256,16 +257,16 @@ class Authenticator:
         if not self.enabled:
             if name != ANONYMOUS:
                 return None
-            return Principal(ANONYMOUS, frozenset(ALL_SCOPES), authenticated=False), b""
+            return Principal(ANONYMOUS, EVERYWHERE, authenticated=False), b""
         for key in self._keys:
             if key.name == name:
-                return Principal(key.name, key.scopes), key.digest
+                return Principal(key.name, key.grants), key.digest
         return None
 
     def authenticate(self, presented: str | None) -> Principal:
         """Constant-time match of ``presented`` against every key; 401 when none matches."""
         if not self.enabled:
-            return Principal(ANONYMOUS, frozenset(ALL_SCOPES), authenticated=False)
+            return Principal(ANONYMOUS, EVERYWHERE, authenticated=False)
         if not presented:
             raise Unauthorized(
                 "Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -279,7 +280,7 @@ class Authenticator:
                 found = key
         if found is None:
             raise Unauthorized("Invalid API key")
-        return Principal(found.name, found.scopes)
+        return Principal(found.name, found.grants)
 
 
 def sign_in(
@@ -352,28 +353,32 @@ def presented_key(request: Request) -> str | None:
 
 
 def roles_holding(scope: str) -> list[str]:
-    """The built-in roles that grant ``scope``, in table order with ``admin`` last."""
+    """The built-in roles that grant ``scope``, in table order with ``admin`` last; for a
+    platform scope (``projects:admin``), ``platform-admin``."""
     holders = [role for role, scopes in ROLE_SCOPES.items() if scope in scopes]
-    return sorted(holders, key=lambda role: role == "admin")
+    return sorted(holders, key=lambda role: role == "admin") or [PLATFORM_ADMIN]
 
 
-def missing_scope(scope: str) -> Forbidden:
-    """The 403 for a caller whose key lacks ``scope``: it names the roles that hold the scope
-    and the setting that grants it, so the caller knows which key to use or ask for."""
+def missing_scope(scope: str, project: str = DEFAULT_PROJECT) -> Forbidden:
+    """The 403 for a caller whose key lacks ``scope`` (in ``project``): it names the roles
+    that hold the scope and the setting that grants it, so the caller knows which key to use
+    or ask for."""
     roles = roles_holding(scope)
+    where = "" if project == DEFAULT_PROJECT or scope in PLATFORM_SCOPES else f"@{project}"
     return Forbidden(
         f"Missing required scope: {scope}. Roles that hold it: {', '.join(roles)}. Call with a "
-        f"key whose KNEO_SERV_API_KEYS entry grants one (name:key:{roles[0]}) or the scope "
-        f"itself (name:key:{scope})",
+        f"key whose KNEO_SERV_API_KEYS entry grants one (name:key:{roles[0]}{where}) or the "
+        f"scope itself (name:key:{scope}{where})",
         required_scope=scope,
         roles=roles,
-        setting="KNEO_SERV_API_KEYS",
+        setting=KEYS_VARIABLE,
     )
 
 
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: authenticate the caller and demand ``scope`` (403 otherwise)."""
-    if scope not in ALL_SCOPES:
+    """A FastAPI dependency: authenticate the caller and demand ``scope`` (403 otherwise) in
+    the project the principal acts in: the default project, until the routes resolve one."""
+    if scope not in KNOWN_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
     # ``async`` on purpose: hashing and comparing a key is microseconds of CPU, and a sync
@@ -395,7 +400,7 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         request.state.actor = principal.name
         acting(principal.identity())
         if not principal.has(scope):
-            raise missing_scope(scope)
+            raise missing_scope(scope, principal.project)
         return principal
 
     dependency.required_scope = scope  # type: ignore[attr-defined]
@@ -439,3 +444,30 @@ def _find_scope(dependant: Any) -> str | None:
         if nested:
             return nested
     return None
+
+
+__all__ = [
+    "ALL_SCOPES",
+    "ANONYMOUS",
+    "KEYS_VARIABLE",
+    "KEY_HEADERS",
+    "KNOWN_SCOPES",
+    "PLATFORM_ADMIN",
+    "ROLE_SCOPES",
+    "ApiKey",
+    "Authenticator",
+    "Grants",
+    "Principal",
+    "expand_grants",
+    "key_in_headers",
+    "missing_scope",
+    "parse_api_keys",
+    "presented_key",
+    "project_not_found",
+    "project_principal",
+    "require_scope",
+    "roles_holding",
+    "route_scopes",
+    "sign_in",
+    "throttled",
+]

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import ErrorCode, Forbidden
 from kneo.people import Identity, names_of
 from kneo.platform.recipients import load_people
-from kneo.service.auth import ROLE_SCOPES
+from kneo.projects import DEFAULT_PROJECT
 from kneo.service.dependencies import current_manager
+from kneo.service.grants import role_grants
 from kneo.service.identity import roles_of
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ def assignee_names(app: Any, who: Identity) -> tuple[str, ...]:
 
 def check_decider(authenticator: Authenticator, who: Identity, people: People) -> Identity:
     """``who`` with their directory groups (:func:`with_directory_groups`), once they may
-    decide human requests today: an API key of that name with ``human:write``, or a person
-    the role map gives it (by ``user:``, a group, their directory's included, or ``*``);
+    decide human requests today in the default project: an API key of that name with
+    ``human:write`` there, or a person the role map gives it there (by ``user:``, a group,
+    their directory's included, or ``*``);
     otherwise 403. With authentication off, anyone may (as in the console). The caller
     decides as the identity returned, so a promotion's ``group:`` approvers see the same
     groups."""
@@ -82,7 +84,7 @@ def check_decider(authenticator: Authenticator, who: Identity, people: People) -
             return who
     elif authenticator.tokens is not None:
         roles = roles_of(who, authenticator.roles)[1]
-        if any(DECIDE_SCOPE in ROLE_SCOPES[role] for role in roles):
+        if DECIDE_SCOPE in role_grants(roles).scopes_in(DEFAULT_PROJECT):
             return who
     raise Forbidden(
         f"{who.name} may not decide human requests (no {DECIDE_SCOPE})", code=ErrorCode.forbidden

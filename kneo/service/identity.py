@@ -36,6 +36,8 @@ from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
 from kneo.lrucache import LRUCache
 from kneo.people import Identity, names_of, proven_claim
+from kneo.projects import is_valid_project_name
+from kneo.service.grants import PLATFORM_ADMIN, split_grant
 from kneo.settings import OidcSettings
 
 log = get_logger("kneo_serv.auth")
@@ -88,15 +90,27 @@ class Person:
 
 @dataclass(frozen=True)
 class RoleRule:
-    """One ``KNEO_SERV_OIDC_ROLES`` entry: ``group:NAME``, ``user:EMAIL`` or ``*``."""
+    """One ``KNEO_SERV_OIDC_ROLES`` entry: ``group:NAME``, ``user:EMAIL``, ``*``, or one of
+    the project-group conventions (:data:`PROJECT_GROUPS`, :data:`PROJECT_ROLE_GROUPS`).
+    Its roles are tokens: ``role``, ``role@project`` or ``platform-admin``."""
 
     match: str
     roles: tuple[str, ...]
 
 
+#: A person in a group ``project:<name>`` gets this entry's roles in project ``<name>``.
+PROJECT_GROUPS = "group:project:*"
+#: A person in a group ``project:<name>:<role>`` gets ``<role>`` in project ``<name>`` when
+#: the entry lists ``<role>`` (the most any such group may give).
+PROJECT_ROLE_GROUPS = "group:project:*:*"
+#: How a group names a project, as :func:`kneo.people.names_of` writes it.
+PROJECT_GROUP_PREFIX = "group:project:"
+
+
 def parse_role_map(raw: str, known_roles: Iterable[str]) -> list[RoleRule]:
-    """``group:NAME=role[,role];user:EMAIL=role;*=role``; errors name the entry."""
-    known = set(known_roles)
+    """``group:NAME=role[,role];user:EMAIL=role;*=role``, a role possibly ``role@project``;
+    errors name the entry."""
+    known = {*known_roles, PLATFORM_ADMIN}
     rules: list[RoleRule] = []
     for chunk in (part.strip() for part in raw.split(";")):
         if not chunk:
@@ -115,15 +129,30 @@ def parse_role_map(raw: str, known_roles: Iterable[str]) -> list[RoleRule]:
                 f"{ROLES_VARIABLE} entry {chunk!r}: match group:NAME, user:EMAIL or *",
                 variable=ROLES_VARIABLE,
             )
-        unknown = [r for r in roles if r not in known]
-        if unknown:
+        _check_roles(chunk, match, roles, known)
+        rules.append(RoleRule(match, roles))
+    return rules
+
+
+def _check_roles(chunk: str, match: str, roles: tuple[str, ...], known: set[str]) -> None:
+    """Each role is known and its project a valid name; a project-group entry's roles are
+    plain project roles (the group names the project; it never makes a platform admin)."""
+    for token in roles:
+        role, _ = split_grant(token, entry=chunk, variable=ROLES_VARIABLE)
+        if role not in known:
             raise ConfigError(
-                f"{ROLES_VARIABLE} entry {chunk!r}: unknown role {unknown[0]!r} "
+                f"{ROLES_VARIABLE} entry {chunk!r}: unknown role {role!r} "
                 f"(roles: {', '.join(sorted(known))})",
                 variable=ROLES_VARIABLE,
             )
-        rules.append(RoleRule(match, roles))
-    return rules
+        if match in (PROJECT_GROUPS, PROJECT_ROLE_GROUPS) and (
+            "@" in token or role == PLATFORM_ADMIN
+        ):
+            raise ConfigError(
+                f"{ROLES_VARIABLE} entry {chunk!r}: {match} gives roles in the project its "
+                f"group names: list project roles without @project (not {token!r})",
+                variable=ROLES_VARIABLE,
+            )
 
 
 def person_of(claims: Mapping[str, Any], settings: OidcSettings, rules: list[RoleRule]) -> Person:
@@ -159,16 +188,40 @@ def person_of(claims: Mapping[str, Any], settings: OidcSettings, rules: list[Rol
 
 
 def roles_of(who: Identity, rules: list[RoleRule]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The role-map entries naming ``who`` (:func:`kneo.people.names_of`; ``*``: any person)
-    and the roles they give, in map order."""
+    """The role-map entries naming ``who`` (:func:`kneo.people.names_of`; ``*``: any person;
+    for the project-group conventions, each ``group:project:...`` group of theirs that
+    gives a role) and the role tokens they give, in map order."""
     names = names_of(who)
     via: list[str] = []
     roles: list[str] = []
     for rule in rules:
-        if rule.match == "*" or rule.match in names:
-            via.append(rule.match)
-            roles.extend(r for r in rule.roles if r not in roles)
+        if rule.match in (PROJECT_GROUPS, PROJECT_ROLE_GROUPS):
+            found = project_group_roles(names, rule)
+        elif rule.match == "*" or rule.match in names:
+            found = [(rule.match, rule.roles)]
+        else:
+            continue
+        for entry, given in found:
+            via.append(entry)
+            roles.extend(r for r in given if r not in roles)
     return tuple(via), tuple(roles)
+
+
+def project_group_roles(names: Iterable[str], rule: RoleRule) -> list[tuple[str, tuple[str, ...]]]:
+    """``(group entry, role tokens)`` for each ``group:project:<name>[:<role>]`` among
+    ``names`` that ``rule`` (a project-group convention) turns into roles, in name order.
+    A group whose project is not a valid name, or whose role the rule does not list, gives
+    nothing: group names are the provider's data, not configuration."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for entry in sorted(n for n in names if n.startswith(PROJECT_GROUP_PREFIX)):
+        project, has_role, role = entry[len(PROJECT_GROUP_PREFIX) :].partition(":")
+        if not is_valid_project_name(project):
+            continue
+        if rule.match == PROJECT_GROUPS and not has_role:
+            found.append((entry, tuple(f"{r}@{project}" for r in rule.roles)))
+        elif rule.match == PROJECT_ROLE_GROUPS and has_role and role in rule.roles:
+            found.append((entry, (f"{role}@{project}",)))
+    return found
 
 
 def no_role(person: Person) -> Forbidden:
@@ -418,6 +471,9 @@ def _fetch_json(url: str) -> dict[str, Any]:
 
 __all__ = [
     "ALGORITHMS",
+    "PROJECT_GROUPS",
+    "PROJECT_GROUP_PREFIX",
+    "PROJECT_ROLE_GROUPS",
     "Person",
     "RoleRule",
     "TokenVerifier",
@@ -425,5 +481,6 @@ __all__ = [
     "no_role",
     "parse_role_map",
     "person_of",
+    "project_group_roles",
     "roles_of",
 ]
