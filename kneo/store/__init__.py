@@ -26,6 +26,7 @@ from kneo.store.maintenance.retention import (
 )
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
+from kneo.store.projects import ProjectRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -46,6 +47,7 @@ from kneo.store.records import (
     RevisionHead,
     RunLease,
     RunRecord,
+    StrandedRun,
     Suspension,
     TraceEvent,
 )
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
         HasMaintenance,
         HasMetadata,
         HasNotifications,
+        HasProjects,
         HasQueue,
         HasRegistry,
         HasRuns,
@@ -88,6 +91,7 @@ if TYPE_CHECKING:
         NewRun,
         NotificationOutbox,
         ProjectMetadata,
+        Projects,
         RegistryAdmin,
         RegistryReads,
         RegistryTransaction,
@@ -126,6 +130,7 @@ __all__ = [
     "NotificationRecord",
     "Page",
     "Pin",
+    "ProjectRecord",
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",
@@ -133,6 +138,7 @@ __all__ = [
     "RunLease",
     "RunRecord",
     "Store",
+    "StrandedRun",
     "Suspension",
     "TraceEvent",
     "Transaction",
@@ -169,6 +175,7 @@ __all__ += [
     "HasMaintenance",
     "HasMetadata",
     "HasNotifications",
+    "HasProjects",
     "HasQueue",
     "HasRegistry",
     "HasRuns",
@@ -183,6 +190,7 @@ __all__ += [
     "NewRun",
     "NotificationOutbox",
     "ProjectMetadata",
+    "Projects",
     "RegistryAdmin",
     "RegistryReads",
     "RegistryTransaction",

@@ -34,7 +34,7 @@ def test_an_outcomes_update_takes_only_named_parameters(make: Any) -> None:
     text = cache.text("u", lambda: update)
     assert set(text.names) == {
         "v_state", "v_status", "k_now", "k_checkpoints", "k_events", "k_owner", "k_run_id",
-        "k_expected", "k_last",
+        "k_project", "k_expected", "k_last",
     }  # fmt: skip
     assert text.sql.count(cache.mark) == len(text.names)  # version + 1: a literal
     # PostgreSQL: SQLAlchemy's bind casts (%s::VARCHAR), as the live store compiles them
@@ -68,7 +68,9 @@ def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() ->
     own = [len(st.cas_params(table)) for table in st.CAS_TABLES]
     rows = sum(count * width for count, width in zip(counts, own, strict=True))
     assert text.sql.count("%s") == len(text.names) + rows
-    assert text.names == ("v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_expected")
+    assert text.names == (
+        "v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_project", "k_expected"
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("make", DIALECTS)
