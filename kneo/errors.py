@@ -234,7 +234,7 @@ class ErrorCode:
     policy_violation: Final = _code("policy_violation", "reconcile problem", None, "the bundle's spec breaks the environment's policy (`E_POLICY_*`)")
     project_config_invalid: Final = _code("project_config_invalid", "reconcile problem", None, "the controller's own `.kneo/config.yaml` cannot be read")
     project_config_not_found: Final = _code("project_config_not_found", "ConfigError", 400, "no `.kneo/config.yaml` here or above (and no `KNEO_PROJECT_CONFIG`)")
-    project_not_found: Final = _code("project_not_found", "NotFound", 404, "no active project of that name (unknown, archived, or one the caller has no role in)")
+    project_not_found: Final = _code("project_not_found", "NotFound", 404, "no active project of that name or id (unknown, or archived)")
     promotion_cycle: Final = _code("promotion_cycle", "reconcile problem", None, "`promotion.require_approved_in` chains form a cycle")
     promotion_rejected: Final = _code("promotion_rejected", "reconcile problem", None, "an approver rejected the promotion")
     provider_auth_failed: Final = _code("provider_auth_failed", "ProviderError", 502, "the provider refused the key (401/403)")

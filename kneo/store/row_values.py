@@ -115,9 +115,12 @@ def continuation_values(
     return values
 
 
-def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime) -> None:
-    """Complete ``values`` into a new continuation row (version 1)."""
+def new_continuation(
+    values: dict[str, Any], continuation_id: str, now: datetime, project_id: int
+) -> None:
+    """Complete ``values`` into a new continuation row (version 1) of project ``project_id``."""
     values |= {"continuation_id": continuation_id, "version": 1, "created_at": now}
+    values["project_id"] = project_id
 
 
 def continuation_request_rows(

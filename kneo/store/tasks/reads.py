@@ -43,10 +43,11 @@ def _filter_labels(
     status: str | None,
     assignee: str | tuple[str, ...] | None,
     kind: str | None,
-) -> tuple[list[str], list[str]]:
-    """The labels of the inbox's assignee and kind filters (only pending tasks have them),
-    as project ``project_id``'s rows hold them: every one of the first list, any one of the
-    second (a person and their groups)."""
+    search: Sequence[str],
+) -> tuple[list[str], list[str], list[str]]:
+    """The labels of the inbox's assignee and kind filters (only pending tasks have them):
+    every one of the first list, any one of the second (a person and their groups); and the
+    ``search`` words. All three as project ``project_id``'s rows hold them."""
     labels: list[str] = []
     either: list[str] = []
     if status == "pending":
@@ -58,7 +59,7 @@ def _filter_labels(
             labels.append(scoped_term(project_id, label(KIND, kind)))
         if len(either) == 1:
             labels, either = [*either, *labels], []
-    return labels, either
+    return labels, either, [scoped_term(project_id, word) for word in search]
 
 
 def _approver_of(project_id: int, assignee: str | tuple[str, ...]) -> Any:
@@ -271,8 +272,7 @@ class TasksFacet(Facet):
             workflow_name=workflow_name,
             environment=environment,
         )
-        labels, either = _filter_labels(self.project_id, status, assignee, kind)
-        search = [scoped_term(self.project_id, word) for word in search]
+        labels, either, search = _filter_labels(self.project_id, status, assignee, kind, search)
         if sort in ("expiring", "expiring_last"):  # by deadline
             return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count)  # fmt: skip
         others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,

@@ -84,8 +84,7 @@ class ContinuationWritesMixin(TransactionBase):
         )  # fmt: skip
         values["list_row"] = None  # its place among the columns; set by _with_list_row
         if expected_version is None:
-            new_continuation(values, continuation_id, self.now)
-            values["project_id"] = self._pid
+            new_continuation(values, continuation_id, self.now, self._pid)
         bound = self._with_list_row(values, request_list, bodies, input_text)
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values, bound)
