@@ -115,7 +115,7 @@ def _runs_by_update(
     """A page of runs in ``updated_at`` order. Its index holds the settled runs only (a
     running run's ``updated_at`` moves at every step: ``tables.SETTLED``), so the page is two
     walks merged by that order: the settled runs along the index, and the running ones,
-    which ``(status, created_at, run_id)`` finds (as many as execute at once) and the walk
+    which ``(project_id, status, created_at, run_id)`` finds (as many as execute at once) and the walk
     sorts; each walk stops at the page's end. A status filter leaves out the walk it
     excludes."""
     c = t.runs.c

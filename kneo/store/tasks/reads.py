@@ -1,7 +1,7 @@
 """The inbox's reads: pending tasks (continuations) by id and by request, filtered, searched
 and paged in the inbox's order, and the counts the inbox shows.
 
-Every page is a walk of an index in the inbox's order (``(status, created_at,
+Every page is a walk of an index in the inbox's order (``(project_id, status, created_at,
 continuation_id)``, a filter's own, or a search word's or label's ``continuation_terms``
 rows: :mod:`kneo.store.tasks.search`); the writes that keep those rows are
 :mod:`kneo.store.tasks.writes`'.
@@ -76,9 +76,9 @@ def _approver_of(project_id: int, assignee: str | tuple[str, ...]) -> Any:
     return sa.and_(c.workflow_kind == PROMOTION, sa.exists(probe.offset(0)))
 
 
-#: Pending requests per assignee, each counted up to ``:n`` rows: a recursive walk from
-#: one assignee to the next in the ``(status, assignee)`` index (each step one seek), then a
-#: bounded count per assignee, and the unassigned.
+#: A project's pending requests per assignee, each counted up to ``:n`` rows: a recursive
+#: walk from one assignee to the next in the ``(project_id, status, assignee)`` index (each
+#: step one seek), then a bounded count per assignee, and the unassigned.
 _CAPPED_COUNTS = sa.text(
     "WITH RECURSIVE names(assignee) AS ("
     " SELECT min(assignee) FROM continuation_requests"
@@ -314,7 +314,7 @@ class TasksFacet(Facet):
         count: bool,
     ) -> Page[ContinuationRecord]:
         """Tasks by deadline (``expires_at``, earliest first for ``asc``), those without one
-        last: two walks of the ``(status, expires_at, created_at, continuation_id)`` index
+        last: two walks of the ``(project_id, status, expires_at, created_at, continuation_id)`` index
         merged (the dated ones, then the undated ones by creation). Paged by ``offset``
         only; the assignee, kind and word filters page in the inbox's own order."""
         if cursor is not None or any(labelled):
@@ -439,10 +439,10 @@ class TasksFacet(Facet):
         return narrowed, (k.c.created_at, k.c.continuation_id)
 
     def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]:
-        """Pending requests of pending continuations per assignee (``None`` = unassigned),
-        from the ``(status, assignee)`` index (a request row is pending only while its
-        continuation is, see ``continuation_request_rows``). Without ``cap``: one scan of
-        every pending row. With it, each assignee is counted up to ``cap + 1`` (a count above
+        """The project's pending requests of pending continuations per assignee (``None`` =
+        unassigned), from the ``(project_id, status, assignee)`` index (a request row is
+        pending only while its continuation is, see ``continuation_request_rows``). Without
+        ``cap``: one scan of every pending row. With it, each assignee is counted up to ``cap + 1`` (a count above
         ``cap`` means "more than ``cap``"): the assignees are found by skipping from one to
         the next in the index, so this reads at most (assignees) x (``cap`` + 1) rows however
         many tasks are pending."""
