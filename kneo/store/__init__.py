@@ -3,9 +3,10 @@
 Holds the SQLAlchemy tables, the :class:`Store` API (runs, checkpoints, trace events,
 continuations, audit, queue with leases, locks, idempotency records, project metadata, the
 GitOps registry), its contract (one protocol per concern, :mod:`kneo.store.contracts`),
-retention and backup. It imports only SQLAlchemy, Alembic (lazily, when a
-migration is due) and Kneo's foundation modules (errors, settings, clock, ids, redaction);
-never the engine, platform, service, controller or CLI.
+retention and backup. A store is one project's view (``store.for_project(name)``: the unit of
+tenancy); :func:`open_store` returns the ``default`` project's. It imports only SQLAlchemy,
+Alembic (lazily, when a migration is due) and Kneo's foundation modules (errors, settings,
+clock, ids, redaction, projects); never the engine, platform, service, controller or CLI.
 """
 
 from __future__ import annotations
