@@ -11,9 +11,16 @@ Base layer: no I/O, imports only :mod:`kneo.names` and :mod:`kneo.errors`.
 
 from __future__ import annotations
 
+from kneo.errors import ErrorCode, NotFound
 from kneo.names import check_name, is_valid_name
 
-__all__ = ["DEFAULT_PROJECT", "DEFAULT_PROJECT_ID", "check_project_name", "is_valid_project_name"]
+__all__ = [
+    "DEFAULT_PROJECT",
+    "DEFAULT_PROJECT_ID",
+    "check_project_name",
+    "is_valid_project_name",
+    "project_not_found",
+]
 
 #: The project of a single-team install, and of every record written before projects.
 DEFAULT_PROJECT = "default"
@@ -30,3 +37,14 @@ def is_valid_project_name(value: object) -> bool:
 def check_project_name(value: str, *, field: str = "project") -> str:
     """``value`` when it is a valid project name; otherwise ``400 invalid_name``."""
     return check_name(value, kind="project", field=field)
+
+
+def project_not_found(project: str | int) -> NotFound:
+    """The one answer for a project that does not exist, is archived, or is not the caller's
+    (the store's views and the API's grants both raise it): the same code and message, so a
+    caller never learns another project exists."""
+    return NotFound(
+        f"No project {str(project)!r} for this caller",
+        code=ErrorCode.project_not_found,
+        project=str(project),
+    )

@@ -431,8 +431,8 @@ class Sweeps:
         count = 0
         try:
             for run_id in store.queue.stranded_runs(lease):
-                try:
-                    with store.transaction() as tx:
+                try:  # (stranded runs are every project's: each is queued in its own)
+                    with store.for_project(run_id.project_id).transaction() as tx:
                         tx.enqueue(run_id)
                         tx.add_trace_event(
                             run_id, "run_recovering", payload={"reason": "no live owner"}

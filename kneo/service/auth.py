@@ -21,9 +21,9 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from kneo.errors import ConfigError, ErrorCode, Forbidden, NotFound, Unauthorized
+from kneo.errors import ConfigError, Forbidden, Unauthorized
 from kneo.people import Identity, acting
-from kneo.projects import DEFAULT_PROJECT, check_project_name
+from kneo.projects import DEFAULT_PROJECT, check_project_name, project_not_found
 from kneo.service.grants import (
     ALL_SCOPES,
     EVERYWHERE,
@@ -109,16 +109,6 @@ class Principal:
         if person is None:
             return Identity(self.name, self.method)
         return person.identity(self.method)
-
-
-def project_not_found(project: str) -> NotFound:
-    """The one answer for a project that does not exist, is archived, or is not the
-    caller's: the same code and message, so a caller never learns another project exists."""
-    return NotFound(
-        f"No project {project!r} for this caller",
-        code=ErrorCode.project_not_found,
-        project=project,
-    )
 
 
 def project_principal(

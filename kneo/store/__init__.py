@@ -3,9 +3,10 @@
 Holds the SQLAlchemy tables, the :class:`Store` API (runs, checkpoints, trace events,
 continuations, audit, queue with leases, locks, idempotency records, project metadata, the
 GitOps registry), its contract (one protocol per concern, :mod:`kneo.store.contracts`),
-retention and backup. It imports only SQLAlchemy, Alembic (lazily, when a
-migration is due) and Kneo's foundation modules (errors, settings, clock, ids, redaction);
-never the engine, platform, service, controller or CLI.
+retention and backup. A store is one project's view (``store.for_project(name)``: the unit of
+tenancy); :func:`open_store` returns the ``default`` project's. It imports only SQLAlchemy,
+Alembic (lazily, when a migration is due) and Kneo's foundation modules (errors, settings,
+clock, ids, redaction, projects); never the engine, platform, service, controller or CLI.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kneo.store.maintenance.retention import (
 )
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
+from kneo.store.projects import ProjectRecord
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -46,6 +48,7 @@ from kneo.store.records import (
     RevisionHead,
     RunLease,
     RunRecord,
+    StrandedRun,
     Suspension,
     TraceEvent,
 )
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
         HasMaintenance,
         HasMetadata,
         HasNotifications,
+        HasProjects,
         HasQueue,
         HasRegistry,
         HasRuns,
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
         NewRun,
         NotificationOutbox,
         ProjectMetadata,
+        Projects,
         RegistryAdmin,
         RegistryReads,
         RegistryTransaction,
@@ -126,6 +131,7 @@ __all__ = [
     "NotificationRecord",
     "Page",
     "Pin",
+    "ProjectRecord",
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",
@@ -133,6 +139,7 @@ __all__ = [
     "RunLease",
     "RunRecord",
     "Store",
+    "StrandedRun",
     "Suspension",
     "TraceEvent",
     "Transaction",
@@ -169,6 +176,7 @@ __all__ += [
     "HasMaintenance",
     "HasMetadata",
     "HasNotifications",
+    "HasProjects",
     "HasQueue",
     "HasRegistry",
     "HasRuns",
@@ -183,6 +191,7 @@ __all__ += [
     "NewRun",
     "NotificationOutbox",
     "ProjectMetadata",
+    "Projects",
     "RegistryAdmin",
     "RegistryReads",
     "RegistryTransaction",

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from kneo.clock import Clock
 from kneo.errors import InvalidRequest
 from kneo.periodic import PeriodicTask
+from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.settings import Settings
 from kneo.store import row_records, transaction
 from kneo.store import tables as t
@@ -58,6 +59,7 @@ from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
 from kneo.store.outbox.a2a_push import A2aPushFacet
 from kneo.store.outbox.notifications import NotificationsFacet
+from kneo.store.projects import ProjectsFacet
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
@@ -83,7 +85,9 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 _GET_RUN = get_by_key(t.runs, "run_id")
 _GET_METADATA = (
-    sa.text("SELECT key, value FROM project_metadata WHERE key IN :keys")
+    sa.text(
+        "SELECT key, value FROM project_metadata WHERE project_id = :project_id AND key IN :keys"
+    )
     .bindparams(sa.bindparam("keys", expanding=True))
     .columns(t.project_metadata.c.key, t.project_metadata.c.value)
 )
@@ -111,7 +115,7 @@ def _runs_by_update(
     """A page of runs in ``updated_at`` order. Its index holds the settled runs only (a
     running run's ``updated_at`` moves at every step: ``tables.SETTLED``), so the page is two
     walks merged by that order: the settled runs along the index, and the running ones,
-    which ``(status, created_at, run_id)`` finds (as many as execute at once) and the walk
+    which ``(project_id, status, created_at, run_id)`` finds (as many as execute at once) and the walk
     sorts; each walk stops at the page's end. A status filter leaves out the walk it
     excludes."""
     c = t.runs.c
@@ -150,7 +154,8 @@ class RunsFacet(Facet):
         # One statement (and, when not cached, the run's spec, which never changes), built
         # once: SQLAlchemy builds and keys a statement made per call every time.
         with self._read(snapshot=False) as conn:
-            row = conn.execute(_GET_RUN, {"run_id": run_id}).mappings().first()
+            params = {"run_id": run_id, "project_id": self.project_id}
+            row = conn.execute(_GET_RUN, params).mappings().first()
             if row is None:
                 raise not_found_error("run", run_id)
             return row_records.run(row, row_records.spec_reader(self.dialect, conn))
@@ -162,8 +167,9 @@ class RunsFacet(Facet):
         if not wanted:
             return {}
         c = t.runs.c
+        mine = c.project_id == self.project_id
         with self._read() as conn:
-            result = conn.execute(sa.select(c.run_id, c.state).where(c.run_id.in_(wanted)))
+            result = conn.execute(sa.select(c.run_id, c.state).where(c.run_id.in_(wanted), mine))
             return {r.run_id: r.state or {} for r in result}
 
     def list_runs(
@@ -195,7 +201,7 @@ class RunsFacet(Facet):
         one_of_cursor_offset(cursor, offset)
         columns = tuple(c[k] for k in keys)
         tag = f"{sort_by} {order}"
-        where = []
+        where = [c.project_id == self.project_id]
         if isinstance(status, str):
             where.append(c.status == status)
         elif status is not None:
@@ -207,7 +213,9 @@ class RunsFacet(Facet):
             table: sa.FromClause = t.runs
             if filters is not None and filters.q is not None:
                 by_created = sort_by == "created_at"
-                table, where, columns = searched(conn, where, filters.q, columns, by_created)
+                table, where, columns = searched(
+                    conn, where, filters.q, columns, by_created, self.project_id
+                )
             if sort_by == "updated_at" and table is t.runs:
                 found, total, capped, next_cursor = _runs_by_update(
                     conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
@@ -225,6 +233,13 @@ class RunsFacet(Facet):
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
 
     # -- checkpoints and trace --------------------------------------------------------
+    def _owned(self, run_id: Any) -> Any:
+        """Whether the run ``run_id`` (a column) is this project's: checkpoints and trace
+        events have no project of their own, so their reads probe the run's key."""
+        r = t.runs.c
+        mine = sa.select(r.run_id).where(r.run_id == run_id, r.project_id == self.project_id)
+        return sa.exists(mine)
+
     def list_checkpoints(
         self,
         run_id: str,
@@ -238,7 +253,7 @@ class RunsFacet(Facet):
         check_page(limit, offset)
         order = check_order(sort_order)
         c = t.checkpoints.c
-        where = [c.run_id == run_id] + ([c.type == type] if type else [])
+        where = [c.run_id == run_id, self._owned(c.run_id)] + ([c.type == type] if type else [])
         with self._read() as conn:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)
@@ -258,7 +273,9 @@ class RunsFacet(Facet):
         with self._read() as conn:
             row = (
                 conn.execute(
-                    sa.select(t.checkpoints).where(c.run_id == run_id, c.sequence == sequence)
+                    sa.select(t.checkpoints).where(
+                        c.run_id == run_id, c.sequence == sequence, self._owned(c.run_id)
+                    )
                 )
                 .mappings()
                 .first()
@@ -285,7 +302,8 @@ class RunsFacet(Facet):
         check_page(limit, offset)
         order = check_order(sort_order)
         c = t.trace_events.c
-        where = [c.run_id == run_id] + ([c.event_type == event_type] if event_type else [])
+        where = [c.run_id == run_id, self._owned(c.run_id)]
+        where += [c.event_type == event_type] if event_type else []
         with self._read() as conn:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(t.trace_events).where(*where)
@@ -321,7 +339,7 @@ class AuditFacet(Facet):
         check_page(limit, offset)
         one_of_cursor_offset(cursor, offset)
         a = t.audit_events.c
-        where = []
+        where = [a.project_id == self.project_id]
         if event_type is not None:
             where.append(a.event_type == event_type)
         if run_id is not None:
@@ -342,7 +360,12 @@ class AuditFacet(Facet):
         """One audit event by its ``event_id``; ``NotFound`` when there is none."""
         with self._read() as conn:
             row = (
-                conn.execute(sa.select(t.audit_events).where(t.audit_events.c.event_id == event_id))
+                conn.execute(
+                    sa.select(t.audit_events).where(
+                        t.audit_events.c.event_id == event_id,
+                        t.audit_events.c.project_id == self.project_id,
+                    )
+                )
                 .mappings()
                 .first()
             )
@@ -364,9 +387,10 @@ class MetadataFacet(Facet):
         if snapshot is not None and key in snapshot:
             value = snapshot[key]
             return default if value is _UNSET else value
+        m = t.project_metadata.c
         with self._read() as conn:
             row = conn.execute(
-                sa.select(t.project_metadata.c.value).where(t.project_metadata.c.key == key)
+                sa.select(m.value).where(m.project_id == self.project_id, m.key == key)
             ).first()
         return default if row is None else row[0]
 
@@ -382,7 +406,8 @@ class MetadataFacet(Facet):
             found = tx.metadata(keys)
         else:
             with self._read(snapshot=False) as conn:
-                found = dict(conn.execute(_GET_METADATA, {"keys": list(keys)}).all())
+                params = {"keys": list(keys), "project_id": self.project_id}
+                found = dict(conn.execute(_GET_METADATA, params).all())
         previous = getattr(self._snapshots, "values", None)
         self._snapshots.values = {**(previous or {}), **{k: found.get(k, _UNSET) for k in keys}}
         try:
@@ -393,7 +418,7 @@ class MetadataFacet(Facet):
     def list_metadata(self, prefix: str = "") -> dict[str, Any]:
         """All metadata whose key starts with ``prefix``."""
         m = t.project_metadata.c
-        stmt = sa.select(m.key, m.value).order_by(m.key)
+        stmt = sa.select(m.key, m.value).where(m.project_id == self.project_id).order_by(m.key)
         if prefix:
             stmt = stmt.where(m.key.startswith(prefix, autoescape=True))
         with self._read() as conn:
@@ -408,9 +433,20 @@ class Store(StoreBase):
     :mod:`kneo.store.contracts` (``store.runs.get_run(...)``,
     ``store.registry.list_revisions(...)``), all on this store's engine and clock.
 
+    A Store is one project's view (:meth:`for_project`): its facets and its transactions
+    read and write that project's rows only. The Store :func:`~kneo.store.open_store`
+    returns is the ``default`` project's, so a caller that never names a project works on
+    it; the operations that must see every project (a worker's claim, the outbox's routing,
+    stranded runs, locks, sessions, maintenance) are global on every view, and their records
+    say whose they are (``project_id``).
+
     Thread-safe: every call checks a connection out of the engine's pool. Timestamps come
     from the injected clock; JSON payloads are stored as compact text.
     """
+
+    #: the project's name, and its ``projects.id`` (what its rows carry)
+    project: str = DEFAULT_PROJECT
+    project_id: int = DEFAULT_PROJECT_ID
 
     runs: RunsFacet
     tasks: TasksFacet
@@ -425,6 +461,7 @@ class Store(StoreBase):
     a2a_push: A2aPushFacet
     sessions: SessionsFacet
     maintenance: MaintenanceFacet
+    projects: ProjectsFacet
 
     def __init__(
         self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
@@ -435,6 +472,45 @@ class Store(StoreBase):
         self.clock = clock
         #: ``specs`` digests committed through this store (see :meth:`hold_specs`)
         self.specs_held: set[str] = set()
+        #: the store that owns the engine; a project's view is another Store on it
+        self._root = self
+        self._views: dict[int, Store] = {}
+        self._views_lock = threading.Lock()
+        self.projects = ProjectsFacet(self)
+        self._build_facets()
+
+    def for_project(self, project: str | int) -> Store:
+        """The view of the active project named ``project`` (or of that ``projects.id``, as
+        a global record carries it): a Store sharing this one's engine, dialect, settings,
+        clock and caches, whose facets and transactions read and write that project's rows
+        only. ``project_not_found`` when it is unknown or archived. Views are kept: asking
+        again returns the same one (``default``'s is the store ``open_store`` returned)."""
+        root = self._root
+        if project in (DEFAULT_PROJECT, DEFAULT_PROJECT_ID):
+            return root
+        project_id, name = root.projects._resolve(project)
+        if project_id == DEFAULT_PROJECT_ID:
+            return root
+        with root._views_lock:
+            view = root._views.get(project_id)
+            if view is None:
+                view = root._views[project_id] = root._view(project_id, name)
+        return view
+
+    def _view(self, project_id: int, name: str) -> Store:
+        """A view of project ``project_id`` on this store's engine (see :meth:`for_project`)."""
+        view = Store.__new__(Store)
+        view.engine, view.dialect = self.engine, self.dialect
+        view.settings, view.clock = self.settings, self.clock
+        view.specs_held = self.specs_held  # content-addressed: the same for every project
+        view.project_id, view.project = project_id, name
+        view._root = self
+        view.projects = self.projects
+        view._build_facets()
+        return view
+
+    def _build_facets(self) -> None:
+        """This view's facets, each bound to its project."""
         self.runs = RunsFacet(self)
         self.tasks = TasksFacet(self)
         self.audit = AuditFacet(self)
@@ -455,7 +531,11 @@ class Store(StoreBase):
         return self.dialect.name
 
     def close(self) -> None:
-        """Release pooled connections (and SQLite's writer connection)."""
+        """Release pooled connections (and SQLite's writer connection). A project's view
+        shares its engine with the store it came from, which closes it: closing a view does
+        nothing."""
+        if self._root is not self:
+            return
         self.dialect.dispose(self.engine)
         self.engine.dispose()
 

@@ -37,17 +37,21 @@ class StoreHandle(Protocol):
     settings: Settings
     clock: Clock
     specs_held: set[str]
+    #: the project the store is a view of: what its transactions write and read
+    project_id: int
 
     def hold_specs(self, digests: Sequence[str]) -> None: ...
 
 
 class StoreBase:
-    """Engine, dialect, settings and clock, plus read and write connection helpers."""
+    """Engine, dialect, settings and clock, plus read and write connection helpers; the
+    project (``projects.id``) whose rows it reads and writes."""
 
     engine: Engine
     dialect: StoreDialect
     settings: Settings
     clock: Clock
+    project_id: int
 
     @contextlib.contextmanager
     def _read(self, *, snapshot: bool = True) -> Iterator[Connection]:
@@ -94,13 +98,16 @@ class Facet(StoreBase):
     """One concern of the store (``store.runs``, ``store.registry``, ...): its reads, or the
     primitives that commit on their own, on the store's own engine, dialect, settings and
     clock. A facet's public methods are exactly one protocol of :mod:`kneo.store.contracts`,
-    so a caller names the concern it uses and the Store keeps only its lifecycle."""
+    so a caller names the concern it uses and the Store keeps only its lifecycle. A facet of
+    a project's view (:meth:`kneo.store.api.Store.for_project`) reads and writes that
+    project's rows only, its ``project_id`` bound as a statement parameter."""
 
     def __init__(self, store: StoreBase) -> None:
         self.engine = store.engine
         self.dialect = store.dialect
         self.settings = store.settings
         self.clock = store.clock
+        self.project_id = store.project_id
 
 
 SortOrder = Literal["asc", "desc"]
@@ -307,11 +314,13 @@ def not_found_error(kind: str, ident: object) -> NotFound:
 
 
 def get_by_key(table: sa.Table, key: str) -> sa.TextualSelect:
-    """``SELECT * FROM table WHERE key = :key`` as text typed by the table's columns: the
-    same rows and value processing as ``select(table)``, but compiling it (once per process,
-    on the first call: a fresh process's first resume) costs a tenth of a select's."""
+    """``SELECT * FROM table WHERE key = :key AND project_id = :project_id`` as text typed by
+    the table's columns: the same rows and value processing as ``select(table)``, but
+    compiling it (once per process, on the first call: a fresh process's first resume) costs
+    a tenth of a select's. A row of another project is not found."""
     names = ", ".join(c.name for c in table.c)
-    return sa.text(f"SELECT {names} FROM {table.name} WHERE {key} = :{key}").columns(*table.c)
+    where = f"{key} = :{key} AND project_id = :project_id"
+    return sa.text(f"SELECT {names} FROM {table.name} WHERE {where}").columns(*table.c)
 
 
 def one_of_cursor_offset(cursor: str | None, offset: int) -> None:

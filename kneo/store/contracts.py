@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         NotificationEvent,
         NotificationRecord,
     )
+    from kneo.store.projects import ProjectRecord
     from kneo.store.records import (
         AuditEvent,
         BlockedDigest,
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         RevisionHead,
         RunLease,
         RunRecord,
+        StrandedRun,
         Suspension,
         TraceEvent,
     )
@@ -94,7 +96,9 @@ class Transactional(Protocol[_Tx_co]):
 class StoreLifecycle(Protocol):
     """The store as a process holds it: which database, its schema, its background work and
     its end. ``clock`` and ``settings`` are the ones the store stamps and bounds its writes
-    with, so callers that compute deadlines agree with it."""
+    with, so callers that compute deadlines agree with it. A store is one project's view
+    (``project``, ``project_id``); ``for_project`` opens another project's on the same
+    database."""
 
     @property
     def clock(self) -> Clock: ...
@@ -102,6 +106,11 @@ class StoreLifecycle(Protocol):
     def settings(self) -> Settings: ...
     @property
     def backend(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def project_id(self) -> int: ...
+    def for_project(self, project: str | int) -> Store: ...
     def close(self) -> None: ...
     def start_background_work(self, interval: float | None = None) -> PeriodicTask | None: ...
     def hold_specs(self, digests: Sequence[str]) -> None: ...
@@ -219,7 +228,7 @@ class RunLeases(Protocol):
 
     def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
     def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int: ...
-    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]: ...
+    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[StrandedRun]: ...
     def release_run_lease(self, run_id: str, owner: str) -> bool: ...
     def run_lease(self, run_id: str) -> RunLease | None: ...
 
@@ -433,6 +442,22 @@ class ConsoleSessions(Protocol):
     ) -> None: ...
     def console_session(self, session_hash: str) -> ConsoleSession | None: ...
     def end_console_session(self, session_hash: str) -> bool: ...
+    def set_console_project(self, session_hash: str, project_id: int | None) -> bool: ...
+
+
+class Projects(Protocol):
+    """The projects (the unit of tenancy): created, read, defined and archived by a platform
+    administrator; the same on every project's view."""
+
+    def create_project(
+        self, name: str, *, definition: dict[str, Any] | None = None
+    ) -> ProjectRecord: ...
+    def get_project(self, project: str | int) -> ProjectRecord: ...
+    def list_projects(self, *, status: str | None = None) -> list[ProjectRecord]: ...
+    def update_project_definition(
+        self, name: str, definition: dict[str, Any] | None
+    ) -> ProjectRecord: ...
+    def archive_project(self, name: str) -> ProjectRecord: ...
 
 
 class Maintenance(Protocol):
@@ -544,6 +569,13 @@ class HasMaintenance(Protocol):
     def maintenance(self) -> Maintenance: ...
 
 
+class HasProjects(Protocol):
+    """``store.projects``: :class:`Projects`."""
+
+    @property
+    def projects(self) -> Projects: ...
+
+
 class MetadataStore(HasMetadata, Transactional[AuditTransaction], Protocol):
     """Project metadata read, and set in a transaction (the trust and policy the controller
     publishes, the Slack messages posted)."""
@@ -605,6 +637,7 @@ def _conformance(store: Store) -> list[object]:
     c18: RegistryAdmin = store
     c19: ControllerStore = store
     c20: Transactional[WorkflowTransaction] = store
+    c21: HasProjects = store
     return [
         c0,
         c1,
@@ -627,6 +660,7 @@ def _conformance(store: Store) -> list[object]:
         c18,
         c19,
         c20,
+        c21,
     ]
 
 
@@ -645,7 +679,8 @@ def _facet_conformance(store: Store) -> list[object]:
     c10: A2aPushConfigs = store.a2a_push
     c11: ConsoleSessions = store.sessions
     c12: Maintenance = store.maintenance
-    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12]
+    c13: Projects = store.projects
+    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13]
 
 
 def _transaction_conformance(tx: Transaction) -> list[object]:
@@ -680,6 +715,7 @@ __all__ = [
     "HasMaintenance",
     "HasMetadata",
     "HasNotifications",
+    "HasProjects",
     "HasQueue",
     "HasRegistry",
     "HasRuns",
@@ -694,6 +730,7 @@ __all__ = [
     "NewRun",
     "NotificationOutbox",
     "ProjectMetadata",
+    "Projects",
     "RegistryAdmin",
     "RegistryReads",
     "RegistryTransaction",

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
 
+from kneo.projects import DEFAULT_PROJECT_ID
+
 T = TypeVar("T")
 
 #: Run statuses after which nothing runs again (retention may delete these).
@@ -165,6 +167,8 @@ class QueueRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    #: its run's project (a worker's claim is global: ``store.for_project(project_id)``)
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,18 @@ class ControllerRequest:
     started_at: datetime | None
     finished_at: datetime | None
     result: dict[str, Any] | None
+
+
+class StrandedRun(str):
+    """The id of a run nobody executes (``store.queue.stranded_runs``, which looks in every
+    project), that says its project too: ``store.for_project(run_id.project_id)``."""
+
+    project_id: int
+
+    def __new__(cls, run_id: str, project_id: int) -> StrandedRun:
+        found = super().__new__(cls, run_id)
+        found.project_id = project_id
+        return found
 
 
 class RunLease(NamedTuple):

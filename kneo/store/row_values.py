@@ -15,6 +15,7 @@ from kneo.errors import InvalidRequest
 from kneo.ids import new_id
 from kneo.notification_events import NOTIFICATION_EVENTS, NOTIFIED_AUDITS
 from kneo.people import current
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_mapping
 
 #: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
@@ -114,17 +115,24 @@ def continuation_values(
     return values
 
 
-def new_continuation(values: dict[str, Any], continuation_id: str, now: datetime) -> None:
-    """Complete ``values`` into a new continuation row (version 1)."""
+def new_continuation(
+    values: dict[str, Any], continuation_id: str, now: datetime, project_id: int
+) -> None:
+    """Complete ``values`` into a new continuation row (version 1) of project ``project_id``."""
     values |= {"continuation_id": continuation_id, "version": 1, "created_at": now}
+    values["project_id"] = project_id
 
 
 def continuation_request_rows(
-    continuation_id: str, request_list: list[dict[str, Any]], status: str = "pending"
+    continuation_id: str,
+    request_list: list[dict[str, Any]],
+    status: str = "pending",
+    project_id: int = DEFAULT_PROJECT_ID,
 ) -> list[dict[str, Any]]:
-    """``continuation_requests`` index rows of a continuation's requests. A row is pending
-    only while its continuation (``status``) is, so the inbox counts pending requests
-    without reading the continuations."""
+    """``continuation_requests`` index rows of a continuation's requests (of project
+    ``project_id``, its continuation's). A row is pending only while its continuation
+    (``status``) is, so the inbox counts pending requests without reading the
+    continuations."""
     return [
         {
             "continuation_id": continuation_id,
@@ -132,6 +140,7 @@ def continuation_request_rows(
             "kind": r.get("kind"),
             "assignee": r.get("assignee"),
             "status": (r.get("status") or "pending") if status == "pending" else "resolved",
+            "project_id": project_id,
         }
         for r in request_list
     ]

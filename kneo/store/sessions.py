@@ -3,6 +3,8 @@
 A session is found by the SHA-256 of the id its cookie carries; it is valid until it expires
 or is ended (signed out), on every replica at once. Each sign-in deletes the rows that have
 expired (the ``expires_at`` index), so the table holds about one lifetime of sign-ins.
+Sessions are global (a session is the person's, not a project's): it remembers the project
+the person last viewed (``project_id``, 0026).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class ConsoleSession:
     created_at: datetime
     expires_at: datetime
     ended_at: datetime | None
+    #: the project the person last viewed (``None``: none yet)
+    project_id: int | None = None
 
 
 class SessionsFacet(Facet):
@@ -64,14 +68,29 @@ class SessionsFacet(Facet):
         with self._read(snapshot=False) as conn:
             row = conn.execute(
                 sa.select(
-                    c.principal, c.method, c.person, c.created_at, c.expires_at, c.ended_at
+                    c.principal,
+                    c.method,
+                    c.person,
+                    c.created_at,
+                    c.expires_at,
+                    c.ended_at,
+                    c.project_id,
                 ).where(c.session_hash == session_hash)
             ).first()
         if row is None or row.ended_at is not None or row.expires_at <= self.clock.now():
             return None
-        return ConsoleSession(
-            row.principal, row.method, row.person, row.created_at, row.expires_at, row.ended_at
-        )
+        return ConsoleSession(*row)
+
+    def set_console_project(self, session_hash: str, project_id: int | None) -> bool:
+        """Remember the project a live session last viewed; ``True`` when it was live."""
+        c = t.console_sessions.c
+        with self._write(one_statement=True) as conn:
+            changed = conn.execute(
+                sa.update(t.console_sessions)
+                .where(c.session_hash == session_hash, c.ended_at.is_(None))
+                .values(project_id=project_id)
+            ).rowcount
+        return bool(changed)
 
     def end_console_session(self, session_hash: str) -> bool:
         """Sign out: ``True`` when a live session was ended."""

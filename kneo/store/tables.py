@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from kneo import jsontext
+from kneo.projects import DEFAULT_PROJECT_ID
 
 
 class _EpochMicros(sa.types.TypeEngine[int]):
@@ -144,6 +145,40 @@ metadata = sa.MetaData(
 )
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: A search term (``kneo.store.tasks.search``): up to 40 characters, and up to 8 more for a
+#: project other than the default's prefix (:func:`~kneo.store.tasks.search.scoped_term`).
+#: Declared 40 on SQLite, which never enforces a length: the migration that widened it
+#: (0026) rewrote neither big table there; PostgreSQL widens a ``varchar`` in its catalog.
+Term = sa.String(40).with_variant(sa.String(48), "postgresql")
+
+
+def project_column(*, key: bool = False, nullable: bool = False) -> sa.Column[int]:
+    """``project_id``: the project a row belongs to (``projects.id``; migration 0026), first
+    of the primary key when ``key``. Every row written before projects is the default
+    project's, the server default; SQLite stores the integer 1 in no payload byte (its
+    record header says "1")."""
+    if nullable:
+        return sa.Column("project_id", sa.Integer)
+    default = sa.text(str(DEFAULT_PROJECT_ID))
+    return sa.Column(
+        "project_id", sa.Integer, nullable=False, server_default=default, primary_key=key,
+        autoincrement=False,
+    )  # fmt: skip
+
+
+# The projects (migration 0026): the unit of tenancy. Row 1 is ``default`` (the project of
+# a single-team install, and of every row written before projects); ``definition`` is its
+# JSON definition, written by a platform administrator (``NULL``: the host's configuration).
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("definition", JSONText),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
 
 #: The runs ``(updated_at, run_id)`` holds: all but the running ones (see ``list_runs``).
 SETTLED = sa.text("status <> 'running'")
@@ -189,15 +224,24 @@ runs = sa.Table(
     # every step boundary, so the last order leaves running runs to the first index (0021)
     # the run's session (0023): the runs a caller groups, listed and chained in order
     sa.Column("session_id", sa.String(128)),
-    sa.Index(None, "status", "created_at", "run_id"),
-    sa.Index(None, "created_at", "run_id"),
-    sa.Index(None, "updated_at", "run_id", sqlite_where=SETTLED),
+    # each listing's index leads with the project (0026): a project's page is a walk of its
+    # own entries, however many projects there are
+    project_column(),
+    sa.Index(None, "project_id", "status", "created_at", "run_id"),
+    sa.Index(None, "project_id", "created_at", "run_id"),
+    sa.Index(None, "project_id", "updated_at", "run_id", sqlite_where=SETTLED),
     # the list filters of 0023, each an index in the listing's order: a rare value's page
     # costs what a common one's does
-    sa.Index(None, "session_id", "created_at", "run_id", sqlite_where=HAS_SESSION),
-    sa.Index(None, "workflow_name", "created_at", "run_id"),
-    sa.Index(None, "workflow_kind", "created_at", "run_id"),
-    sa.Index("ix_runs_failed_created_at_run_id", "created_at", "run_id", sqlite_where=FAILED),
+    sa.Index(None, "project_id", "session_id", "created_at", "run_id", sqlite_where=HAS_SESSION),
+    sa.Index(None, "project_id", "workflow_name", "created_at", "run_id"),
+    sa.Index(None, "project_id", "workflow_kind", "created_at", "run_id"),
+    sa.Index(
+        "ix_runs_failed_project_id_created_at_run_id",
+        "project_id",
+        "created_at",
+        "run_id",
+        sqlite_where=FAILED,
+    ),
 )
 
 # The run search's index (0023): one row per distinct word of a run's output and error
@@ -207,7 +251,7 @@ runs = sa.Table(
 run_terms = sa.Table(
     "run_terms",
     metadata,
-    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("term", Term, primary_key=True),
     sa.Column("created_at", UTCDateTime, primary_key=True),
     sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Index(None, "run_id", "term"),
@@ -281,11 +325,13 @@ continuations = sa.Table(
     # What a row of the task list shows of a pending task, written with it, NULL once it is
     # not pending (kneo.store.tasks.inbox): a page reads no run state (0018).
     sa.Column("list_row", JSONText),
+    project_column(),  # the inbox's indexes lead with it (0026): one project's tasks each
     sa.Index(None, "run_id"),
     # the inbox's keyset order, covering: a page or a count never reads the rows it skips
-    sa.Index(None, "status", "created_at", "continuation_id"),
+    sa.Index(None, "project_id", "status", "created_at", "continuation_id"),
     sa.Index(  # the inbox by workflow kind, promotions (0009)
-        "ix_continuations_status_workflow_kind_created_at",
+        "ix_continuations_project_id_status_workflow_kind_created_at",
+        "project_id",
         "status",
         "workflow_kind",
         "created_at",
@@ -293,21 +339,30 @@ continuations = sa.Table(
     ),
     # the inbox by environment, by workflow: each walks its own rows in the inbox's order (0017)
     sa.Index(
-        "ix_continuations_status_environment_created_at",
+        "ix_continuations_project_id_status_environment_created_at",
+        "project_id",
         "status",
         "environment",
         "created_at",
         "continuation_id",
     ),
     sa.Index(
-        "ix_continuations_status_workflow_name_created_at",
+        "ix_continuations_project_id_status_workflow_name_created_at",
+        "project_id",
         "status",
         "workflow_name",
         "created_at",
         "continuation_id",
     ),
     # the inbox by deadline, the undated after (0023)
-    sa.Index(None, "status", "expires_at", "created_at", "continuation_id"),
+    sa.Index(
+        "ix_continuations_project_id_status_expires_at_created_at",
+        "project_id",
+        "status",
+        "expires_at",
+        "created_at",
+        "continuation_id",
+    ),
 )
 
 # One row per request of a continuation, derived on every write, so listing can filter by
@@ -325,7 +380,9 @@ continuation_requests = sa.Table(
     sa.Column("kind", sa.String(64)),
     sa.Column("assignee", sa.String(255)),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Index(None, "status", "assignee"),  # the inbox's counts: pending rows only (0008)
+    project_column(),
+    # the inbox's counts: one project's pending rows only (0008, 0026)
+    sa.Index(None, "project_id", "status", "assignee"),
     sa.Index(None, "request_id"),
     sqlite_with_rowid=False,
 )
@@ -337,7 +394,7 @@ continuation_requests = sa.Table(
 continuation_terms = sa.Table(
     "continuation_terms",
     metadata,
-    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("term", Term, primary_key=True),
     sa.Column("created_at", UTCDateTime, primary_key=True),
     sa.Column("continuation_id", sa.String(128), primary_key=True),
     sa.Index(None, "continuation_id", "term"),
@@ -358,6 +415,8 @@ console_sessions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime),
+    # the project the person last viewed (0026): a session is the person's, not a project's
+    project_column(nullable=True),
     sa.Index(None, "expires_at"),
 )
 
@@ -372,8 +431,12 @@ audit_events = sa.Table(
     sa.Column("continuation_id", sa.String(128)),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    # newest first (``id``) under each filter (0009); most events have no continuation (0020)
-    sa.Index(None, "event_type", "id"),
+    project_column(),
+    # newest first (``id``) under each filter (0009), a project's own (0026); most events have
+    # no continuation (0020). Run and continuation ids are global: the project is checked on
+    # the few rows of one run or task
+    sa.Index(None, "project_id", "id"),
+    sa.Index(None, "project_id", "event_type", "id"),
     sa.Index(None, "run_id", "id"),
     sa.Index(None, "continuation_id", "id", sqlite_where=sa.text("continuation_id IS NOT NULL")),
 )
@@ -392,13 +455,18 @@ queue = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
+    # the run's project (0026): a worker's claim is global, and the record says which
+    # project's run it is
+    project_column(),
     sa.Index(None, "status", "id"),
     sa.Index(None, "run_id"),
 )
 
+# keyed by project too (0026): the same key in two projects is two requests
 idempotency_records = sa.Table(
     "idempotency_records",
     metadata,
+    project_column(key=True),
     sa.Column("scope", sa.String(255), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_hash", sa.String(128), nullable=False),
@@ -435,6 +503,7 @@ seen_callbacks = sa.Table(
 project_metadata = sa.Table(
     "project_metadata",
     metadata,
+    project_column(key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", JSONText),
     sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -445,6 +514,7 @@ project_metadata = sa.Table(
 bundle_revisions = sa.Table(
     "bundle_revisions",
     metadata,
+    project_column(key=True),
     sa.Column("bundle_name", sa.String(255), primary_key=True),
     sa.Column("environment", sa.String(128), primary_key=True),
     sa.Column("revision", sa.Integer, primary_key=True),
@@ -458,17 +528,39 @@ bundle_revisions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("activated_at", UTCDateTime),
     sa.Column("deactivated_at", UTCDateTime),
-    sa.Index(None, "environment", "status"),
-    sa.Index(None, "bundle_name", "environment", "digest"),
-    sa.Index(None, "environment", "bundle_name", "revision"),  # one environment's list (0009)
+    # each a project's own (0026)
+    sa.Index(None, "project_id", "environment", "status"),
+    sa.Index(
+        "ix_bundle_revisions_project_id_bundle_name_environment_digest",
+        "project_id",
+        "bundle_name",
+        "environment",
+        "digest",
+    ),
+    sa.Index(  # one environment's list (0009)
+        "ix_bundle_revisions_project_id_environment_bundle_name_revision",
+        "project_id",
+        "environment",
+        "bundle_name",
+        "revision",
+    ),
     # pending promotions, for each reconcile; the registry list of one status (0011)
-    sa.Index(None, "status", "bundle_name", "environment", "revision"),
+    sa.Index(
+        "ix_bundle_revisions_project_id_status_bundle_name_environment",
+        "project_id",
+        "status",
+        "bundle_name",
+        "environment",
+        "revision",
+    ),
 )
 
-# The database itself guarantees at most one active revision per (bundle, environment): a
-# partial unique index (created by migration 0002 on both backends).
+# The database itself guarantees at most one active revision per (bundle, environment) of a
+# project: a partial unique index (created by migration 0002 on both backends, 0026 keys it
+# by project).
 one_active_revision = sa.Index(
     "uq_bundle_revisions_one_active",
+    bundle_revisions.c.project_id,
     bundle_revisions.c.bundle_name,
     bundle_revisions.c.environment,
     unique=True,
@@ -491,6 +583,7 @@ def use_postgresql_options() -> None:
 bundle_conditions = sa.Table(
     "bundle_conditions",
     metadata,
+    project_column(key=True),
     sa.Column("bundle_name", sa.String(255), primary_key=True),
     sa.Column("environment", sa.String(128), primary_key=True),
     sa.Column("type", sa.String(64), primary_key=True),
@@ -504,6 +597,7 @@ bundle_conditions = sa.Table(
 bundle_suspensions = sa.Table(
     "bundle_suspensions",
     metadata,
+    project_column(key=True),
     sa.Column("bundle_name", sa.String(255), primary_key=True),
     sa.Column("environment", sa.String(128), primary_key=True),
     sa.Column("reason", sa.Text),
@@ -516,6 +610,7 @@ bundle_suspensions = sa.Table(
 bundle_pins = sa.Table(
     "bundle_pins",
     metadata,
+    project_column(key=True),
     sa.Column("bundle_name", sa.String(255), primary_key=True),
     sa.Column("environment", sa.String(128), primary_key=True),
     sa.Column("revision", sa.Integer, nullable=False),
@@ -525,10 +620,12 @@ bundle_pins = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
-# A spec digest never promoted again, in any environment, until unblocked (migration 0014).
+# A spec digest never promoted again, in any environment of its project, until unblocked
+# (migration 0014; by project, 0026).
 blocked_digests = sa.Table(
     "blocked_digests",
     metadata,
+    project_column(key=True),
     sa.Column("digest", sa.String(128), primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("blocked_by", sa.String(255)),
@@ -538,6 +635,7 @@ blocked_digests = sa.Table(
 controller_status = sa.Table(
     "controller_status",
     metadata,
+    project_column(key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("last_fetched_commit", sa.String(128)),
     sa.Column("last_reconcile_started_at", UTCDateTime),
@@ -564,7 +662,9 @@ controller_requests = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.Column("result", JSONText),
-    sa.Index(None, "name", "status"),
+    project_column(),
+    # a project's queued requests for a controller, and every project's (0026)
+    sa.Index(None, "status", "project_id", "name"),
 )
 
 # Registry writes made outside the controller (migration 0011): the newest change sequence
@@ -572,18 +672,20 @@ controller_requests = sa.Table(
 registry_changes = sa.Table(
     "registry_changes",
     metadata,
+    project_column(key=True),
     sa.Column("bundle_name", sa.String(255), primary_key=True),
     sa.Column("environment", sa.String(128), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Index(None, "seq"),
+    sa.Index(None, "project_id", "seq"),
 )
 
-# One row (``id`` 1): the last change sequence number handed out. Taking the next one
-# updates this row, so the numbers become visible in commit order on PostgreSQL too.
+# One row per project (``project_id``; 0026, before it one row of ``id`` 1): the last change
+# sequence number handed out in it. Taking the next one updates this row, so the numbers
+# become visible in commit order on PostgreSQL too, and projects never wait for each other.
 registry_change_counter = sa.Table(
     "registry_change_counter",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    project_column(key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
@@ -598,7 +700,15 @@ promotion_approvals = sa.Table(
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("comment", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("bundle_name", "environment", "digest", "approver"),
+    project_column(),
+    sa.UniqueConstraint(
+        "project_id",
+        "bundle_name",
+        "environment",
+        "digest",
+        "approver",
+        name="uq_promotion_approvals_project_id_bundle_env_digest_approver",
+    ),
 )
 
 # --- notifications (outbox; migration 0010) ---------------------------------------------
@@ -621,6 +731,7 @@ notification_events = sa.Table(
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("routed", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    project_column(),  # (routing is global: each event says whose it is)
     sa.Index(None, "routed", "created_at"),
 )
 
@@ -648,6 +759,7 @@ notifications = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     # the event's continuation id: a task's deliveries to a receiver go in order (0016)
     sa.Column("task", sa.String(128)),
+    project_column(),  # its event's (0026)
     sa.UniqueConstraint("event_id", "receiver"),
     sa.Index(None, "status", "available_at"),
     sa.Index(None, "receiver", "task", "id"),
@@ -680,6 +792,7 @@ a2a_push_configs = sa.Table(
     sa.Column("done", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    project_column(),  # its run's (0026); the push sweep is global
     sa.UniqueConstraint("run_id", "owner", "config_id"),
     sa.Index(None, "done", "run_id"),
 )

@@ -130,6 +130,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "lease_owner": lease[0] if lease else None,
             "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
             "session_id": session_id,
+            "project_id": self._pid,
         }
         if not self._insert_run(values, checked=run_id is not None):
             raise Conflict(
@@ -238,6 +239,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "created_at": self.now,
             "updated_at": self.now,
             "finished_at": None,
+            "project_id": self._pid,  # the run's: a worker's claim is global
         }
         return row_records.queue({**values, "id": self._insert_queue(values)})
 
@@ -346,6 +348,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             payload=payload,
             now=self.now,
         )
+        values["project_id"] = self._pid
         self._insert(
             "audit",
             functools.partial(st.insert, t.audit_events, tuple(values)),
@@ -362,7 +365,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         m, names = t.project_metadata, [f"k{i}" for i in range(len(keys))]
         cur = self._exec(
             ("metadata", len(names)),
-            lambda: st.select_in(m, ["key", "value"], "key", names),
+            lambda: st.select_in(m, ["key", "value"], "key", names, scoped=True),
             dict(zip(names, keys, strict=True)),
         )
         found = self._d.rows(m, self._ex, cur.fetchall())
@@ -370,12 +373,13 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Upsert one project metadata value (any JSON value)."""
+        values = {"project_id": self._pid, "key": key, "value": value, "updated_at": self.now}
         self._exec(
             "set_metadata",
             lambda: st.upsert(
-                self._d.insert, t.project_metadata, ("key", "value", "updated_at"), "key"
+                self._d.insert, t.project_metadata, tuple(values), ("project_id", "key")
             ),
-            self._d.bind(t.project_metadata, {"key": key, "value": value, "updated_at": self.now}),
+            self._d.bind(t.project_metadata, values),
         )
 
     def _insert_queue(self, values: dict[str, Any]) -> int:

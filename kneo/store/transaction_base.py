@@ -25,6 +25,7 @@ from kneo.store.row_values import RUN_MUTABLE_FIELDS
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.executor import Executor
+from kneo.store.wire.statement_cache import Text
 
 
 class TransactionBase:
@@ -36,6 +37,8 @@ class TransactionBase:
 
     def __init__(self, store: StoreHandle, raw: Any, dialect: StoreDialect) -> None:
         self._store = store
+        #: the project this transaction writes and reads (its store's view)
+        self._pid = store.project_id
         self._d = dialect
         #: how the statements reach the wire (:mod:`kneo.store.wire.executor`)
         self._ex = dialect.executor(raw)
@@ -57,7 +60,15 @@ class TransactionBase:
         """Run a statement whose result is read (or that must follow what came before: an
         update); the cursor."""
         text = self._d.text(key, build)
-        return self._ex.execute(text.sql, text.args(params))
+        return self._ex.execute(text.sql, self._args(text, params))
+
+    def _args(self, text: Text, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """``text``'s parameters from ``params``, and the project it is scoped to when it
+        names one (:data:`~kneo.store.wire.statements.PROJECT`): a statement scoped by its
+        builder is so on every call, without each caller passing the project."""
+        if st.PROJECT in text.names:
+            params = {**params, st.PROJECT: self._pid}
+        return text.args(params)
 
     def _first(
         self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]
@@ -70,7 +81,7 @@ class TransactionBase:
         """An insert nobody reads back (it may wait: :meth:`Executor.add
         <kneo.store.wire.executor.Executor.add>`)."""
         text = self._d.text(key, build)
-        self._ex.add(text.sql, text.args(params))
+        self._ex.add(text.sql, self._args(text, params))
 
     def _insert_rows(
         self, table: sa.Table, names: tuple[str, ...], values: list[dict[str, Any]]
@@ -142,7 +153,8 @@ class TransactionBase:
         )
 
     def _run_version(self, run_id: str) -> int | None:
-        select = functools.partial(st.select, t.runs, ["version"], "run_id", "run_id")
+        """The version of the project's run ``run_id`` (``None``: no such run in it)."""
+        select = functools.partial(st.select, t.runs, ["version"], "run_id", "run_id", scoped=True)
         found = self._first("select_version", select, {"run_id": run_id})
         return found[0] if found else None
 
@@ -199,8 +211,10 @@ class TransactionBase:
         )
 
     def _insert_outbox(self, values: dict[str, Any]) -> None:
-        """A notifiable audit event's ``notification_events`` row (the outbox)."""
-        bound = self._d.bind(t.notification_events, values)
+        """A notifiable audit event's ``notification_events`` row (the outbox), the
+        project's."""
+        row = {**values, "project_id": self._pid}
+        bound = self._d.bind(t.notification_events, row)
         self._insert(
-            "outbox", functools.partial(st.insert, t.notification_events, tuple(values)), bound
+            "outbox", functools.partial(st.insert, t.notification_events, tuple(row)), bound
         )

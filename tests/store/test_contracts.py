@@ -625,6 +625,7 @@ def test_the_store_keeps_its_contract(protocol: str, store: Store, clock: Manual
 CHECKED_IN = {
     "CallbackReplays": "test_coordination.py",
     "A2aPushConfigs": "test_a2a_push_configs.py",
+    "Projects": "test_project_scope.py",
 }
 
 

@@ -35,7 +35,7 @@ def test_an_outcomes_update_takes_only_named_parameters(make: Any) -> None:
     text = cache.text("u", lambda: update)
     assert set(text.names) == {
         "v_state", "v_status", "k_now", "k_checkpoints", "k_events", "k_owner", "k_run_id",
-        "k_expected", "k_last",
+        "k_project", "k_expected", "k_last",
     }  # fmt: skip
     marks = re.findall(r"\$\d+", text.sql) if cache.numbered else re.findall(r"\?", text.sql)
     assert len(marks) == len(text.names)  # version + 1: a literal
@@ -71,7 +71,9 @@ def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() ->
     rows = sum(count * width for count, width in zip(counts, own, strict=True))
     numbers = [int(n) for n in re.findall(r"\$(\d+)", text.sql)]
     assert numbers == list(range(1, len(text.names) + rows + 1))  # $1, $2 ... in order
-    assert text.names == ("v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_expected")
+    assert text.names == (
+        "v_state", "k_now", "k_checkpoints", "k_events", "k_run_id", "k_project", "k_expected"
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("make", DIALECTS)

@@ -50,7 +50,8 @@ def _downgrade(engine: sa.Engine, url: sa.URL, target: str) -> None:
 
 #: Columns later migrations added (not there at 0004): table -> names.
 LATER_COLUMNS = {
-    "runs": {"lease_owner", "lease_expires_at", "session_id"},  # 0007, 0023
+    "runs": {"lease_owner", "lease_expires_at", "session_id", "project_id"},  # 0007, 0023, 0026
+    "audit_events": {"project_id"},  # 0026
     "run_terms": {"created_at"},  # 0023
     # 0010, 0012: tables created after 0005
     "controller_requests": {"requested_at", "started_at", "finished_at"},
@@ -68,6 +69,7 @@ LATER_COLUMNS = {
     "console_sessions": {"created_at", "expires_at", "ended_at"},  # 0015
     "seen_callbacks": {"expires_at"},  # 0024
     "a2a_push_configs": {"created_at", "updated_at"},  # 0025
+    "projects": {"created_at", "updated_at"},  # 0026
 }
 
 

@@ -1,9 +1,10 @@
 """Reconcile requests between API replicas and the leading controller, and its wake-ups.
 
 Any API replica queues a request (a verified webhook, ``POST /v1/controller/reconcile``) as a
-row of ``controller_requests``; on PostgreSQL the same transaction sends ``NOTIFY
-kneo_controller`` with the controller's name, so the leader, blocked on ``LISTEN`` on a
-connection of its own, wakes within milliseconds. SQLite has no notifications: the
+row of ``controller_requests``, its project's; on PostgreSQL the same transaction sends
+``NOTIFY kneo_controller`` with the project's id and the controller's name (``<id>:<name>``:
+:func:`wake_payload`), so the leader, blocked on ``LISTEN`` on a connection of its own, wakes
+within milliseconds. SQLite has no notifications: the
 controller polls for queued rows instead (one indexed read per poll). The leader takes the
 queued rows when a pass starts and records the pass's result on them when it ends, so the
 replica that queued one can answer with that result.
@@ -41,8 +42,14 @@ PLAN = "plan"
 _LISTEN_SLICE_SECONDS = 1.0
 
 
+def wake_payload(project_id: int, name: str) -> str:
+    """The ``NOTIFY`` payload that wakes controller ``name`` of project ``project_id``."""
+    return f"{project_id}:{name}"
+
+
 class ControllerFacet(Facet):
-    """Queued reconcile requests and controller wake-ups on the :class:`~kneo.store.api.Store`."""
+    """Queued reconcile requests and controller wake-ups on the :class:`~kneo.store.api.Store`,
+    the view's project's."""
 
     def queue_controller_request(
         self,
@@ -59,6 +66,7 @@ class ControllerFacet(Facet):
                 conn.execute(
                     sa.insert(t.controller_requests)
                     .values(
+                        project_id=self.project_id,
                         name=name,
                         kind=kind,
                         actor=actor,
@@ -72,7 +80,8 @@ class ControllerFacet(Facet):
                 .one()
             )
             if self.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, name)))
+                payload = wake_payload(self.project_id, name)
+                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
         return _request(row)
 
     def take_controller_requests(self, name: str, owner: str, *, plans: bool = False) -> list[int]:
@@ -84,6 +93,7 @@ class ControllerFacet(Facet):
             taken = conn.execute(
                 sa.update(t.controller_requests)
                 .where(
+                    r.project_id == self.project_id,
                     r.name == name,
                     r.kind == PLAN if plans else r.kind != PLAN,
                     sa.or_(
@@ -107,12 +117,15 @@ class ControllerFacet(Facet):
             if ids:
                 conn.execute(
                     sa.update(t.controller_requests)
-                    .where(r.id.in_(list(ids)))
+                    .where(r.id.in_(list(ids)), r.project_id == self.project_id)
                     .values(status="done", finished_at=now, result=result)
                 )
             conn.execute(
                 sa.delete(t.controller_requests).where(
-                    r.name == name, r.status == "done", r.finished_at < now - KEEP_FINISHED
+                    r.project_id == self.project_id,
+                    r.name == name,
+                    r.status == "done",
+                    r.finished_at < now - KEEP_FINISHED,
                 )
             )
 
@@ -120,7 +133,11 @@ class ControllerFacet(Facet):
         r = t.controller_requests.c
         with self._read(snapshot=False) as conn:
             row = (
-                conn.execute(sa.select(t.controller_requests).where(r.id == request_id))
+                conn.execute(
+                    sa.select(t.controller_requests).where(
+                        r.id == request_id, r.project_id == self.project_id
+                    )
+                )
                 .mappings()
                 .first()
             )
@@ -137,7 +154,9 @@ class ControllerFacet(Facet):
         r = t.controller_requests.c
         with self._read(snapshot=False) as conn:
             found = conn.execute(
-                sa.select(r.id).where(r.name == name, r.status == "queued").limit(1)
+                sa.select(r.id)
+                .where(r.status == "queued", r.project_id == self.project_id, r.name == name)
+                .limit(1)
             ).first()
         return found is not None
 
@@ -151,7 +170,11 @@ class ControllerFacet(Facet):
                 sa.select(
                     r.status, sa.func.count(), sa.func.min(r.requested_at, type_=t.UTCDateTime())
                 )
-                .where(r.name == name, r.status.in_(("queued", "running")))
+                .where(
+                    r.project_id == self.project_id,
+                    r.name == name,
+                    r.status.in_(("queued", "running")),
+                )
                 .group_by(r.status)
             ):
                 if status == "queued":
@@ -165,7 +188,7 @@ class ControllerFacet(Facet):
         if self.dialect.name != "postgresql":
             return
         with self._write(one_statement=True) as conn:
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, name)))
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, wake_payload(self.project_id, name))))
 
     def controller_wakeups(
         self, name: str, wake: Callable[[], None], *, poll_seconds: float
@@ -236,8 +259,9 @@ class ControllerWakeups:
                 connection.execute(f"LISTEN {CHANNEL}")
                 self.wake()
                 while not self._stop.is_set():
+                    wanted = wake_payload(self.store.project_id, self.name)
                     for notice in connection.notifies(timeout=_LISTEN_SLICE_SECONDS):
-                        if notice.payload == self.name:
+                        if notice.payload == wanted:
                             self.wake()
             except Exception as exc:
                 log.warning("listening for controller requests failed: %s", exc)

@@ -21,7 +21,14 @@ from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceL
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet
-from kneo.store.records import QUEUE_STATUSES, IdempotencyOutcome, LockRecord, QueueRecord, RunLease
+from kneo.store.records import (
+    QUEUE_STATUSES,
+    IdempotencyOutcome,
+    LockRecord,
+    QueueRecord,
+    RunLease,
+    StrandedRun,
+)
 from kneo.store.wire.dialects import StoreDialect
 
 
@@ -140,36 +147,45 @@ class QueueFacet(Facet):
         return self._update_lease(queue_id, owner, **values)
 
     def get_queue_record(self, queue_id: int) -> QueueRecord:
+        """One of the project's queue records (``NotFound``: none of that id in it)."""
+        q = t.queue.c
         with self._read() as conn:
             row = (
-                conn.execute(sa.select(t.queue).where(t.queue.c.id == queue_id)).mappings().first()
+                conn.execute(
+                    sa.select(t.queue).where(q.id == queue_id, q.project_id == self.project_id)
+                )
+                .mappings()
+                .first()
             )
         if row is None:
             raise NotFound(f"queue record {queue_id} not found", resource="queue", id=str(queue_id))
         return row_records.queue(row)
 
     def queue_records_for_run(self, run_id: str) -> list[QueueRecord]:
-        """Every queue record of a run, oldest first."""
+        """Every queue record of one of the project's runs, oldest first."""
         q = t.queue.c
+        mine = (q.run_id == run_id, q.project_id == self.project_id)
         with self._read() as conn:
-            result = conn.execute(sa.select(t.queue).where(q.run_id == run_id).order_by(q.id))
+            result = conn.execute(sa.select(t.queue).where(*mine).order_by(q.id))
             return [row_records.queue(r) for r in result.mappings()]
 
     def queue_stats(self) -> dict[str, int]:
-        """Counts per status (every status present, zeros included) plus ``expired_leases``."""
+        """The project's records per status (every status present, zeros included) plus
+        ``expired_leases``."""
         q = t.queue.c
         now = self.clock.now()
         stats = dict.fromkeys(QUEUE_STATUSES, 0)
+        mine = q.project_id == self.project_id
         with self._read() as conn:
             for status, count in conn.execute(
-                sa.select(q.status, sa.func.count()).group_by(q.status)
+                sa.select(q.status, sa.func.count()).where(mine).group_by(q.status)
             ):
                 stats[status] = int(count)
             stats["expired_leases"] = int(
                 conn.execute(
                     sa.select(sa.func.count())
                     .select_from(t.queue)
-                    .where(q.status == "leased", q.lease_expires_at <= now)
+                    .where(mine, q.status == "leased", q.lease_expires_at <= now)
                 ).scalar_one()
             )
         return stats
@@ -211,17 +227,20 @@ class QueueFacet(Facet):
             )
             return int(renewed.rowcount)
 
-    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[str]:
-        """Runs ``running`` that nobody executes: no unexpired lease, no queue record waiting
-        or leased, and not written for ``idle_seconds``. Oldest first."""
+    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[StrandedRun]:
+        """Runs ``running`` that nobody executes, in every project (each with its project's
+        id): no unexpired lease, no queue record waiting or leased, and not written for
+        ``idle_seconds``. Oldest first. The running runs are found project by project on
+        ``(project_id, status, ...)``: a seek each, not a scan of every run."""
         now = self.clock.now()
         r, q = t.runs.c, t.queue.c
         open_record = (
             sa.select(q.id).where(q.run_id == r.run_id, q.status.in_(("queued", "leased"))).exists()
         )
         stmt = (
-            sa.select(r.run_id)
+            sa.select(r.run_id, r.project_id)
             .where(
+                r.project_id.in_(sa.select(t.projects.c.id)),
                 r.status == "running",
                 sa.or_(r.lease_owner.is_(None), r.lease_expires_at <= now),
                 r.updated_at <= now - timedelta(seconds=idle_seconds),
@@ -231,7 +250,7 @@ class QueueFacet(Facet):
             .limit(limit)
         )
         with self._read(snapshot=False) as conn:
-            return [row[0] for row in conn.execute(stmt)]
+            return [StrandedRun(row[0], row[1]) for row in conn.execute(stmt)]
 
     def release_run_lease(self, run_id: str, owner: str) -> bool:
         """Give up the lease ``owner`` holds on ``run_id``; ``False`` if it was not theirs."""
@@ -351,11 +370,13 @@ class IdempotencyFacet(Facet):
         """
         now = self.clock.now()
         i = t.idempotency_records.c
+        mine = (i.project_id == self.project_id, i.scope == scope, i.key == key)
         with self._write() as conn:
             while True:
                 inserted = conn.execute(
                     self.dialect.insert(t.idempotency_records)
                     .values(
+                        project_id=self.project_id,
                         scope=scope,
                         key=key,
                         request_hash=request_hash,
@@ -365,17 +386,13 @@ class IdempotencyFacet(Facet):
                         created_at=now,
                         updated_at=now,
                     )
-                    .on_conflict_do_nothing(index_elements=["scope", "key"])
+                    .on_conflict_do_nothing(index_elements=["project_id", "scope", "key"])
                     .returning(i.key)
                 ).first()
                 if inserted is not None:
                     return IdempotencyOutcome("new")
                 row = (
-                    conn.execute(
-                        sa.select(t.idempotency_records)
-                        .where(i.scope == scope, i.key == key)
-                        .with_for_update()
-                    )
+                    conn.execute(sa.select(t.idempotency_records).where(*mine).with_for_update())
                     .mappings()
                     .first()
                 )
@@ -391,11 +408,7 @@ class IdempotencyFacet(Facet):
             if row["status"] == "completed":
                 return IdempotencyOutcome("replay", row["status_code"], row["response"])
             if row["updated_at"] <= now - timedelta(seconds=stale_after_seconds):
-                conn.execute(
-                    sa.update(t.idempotency_records)
-                    .where(i.scope == scope, i.key == key)
-                    .values(updated_at=now)
-                )
+                conn.execute(sa.update(t.idempotency_records).where(*mine).values(updated_at=now))
                 return IdempotencyOutcome("new")
             return IdempotencyOutcome("in_progress")
 
@@ -405,7 +418,7 @@ class IdempotencyFacet(Facet):
         with self._write() as conn:
             result = conn.execute(
                 sa.update(t.idempotency_records)
-                .where(i.scope == scope, i.key == key)
+                .where(i.project_id == self.project_id, i.scope == scope, i.key == key)
                 .values(
                     status="completed",
                     status_code=status_code,
@@ -422,7 +435,10 @@ class IdempotencyFacet(Facet):
         with self._write() as conn:
             conn.execute(
                 sa.delete(t.idempotency_records).where(
-                    i.scope == scope, i.key == key, i.status == "in_progress"
+                    i.project_id == self.project_id,
+                    i.scope == scope,
+                    i.key == key,
+                    i.status == "in_progress",
                 )
             )
 

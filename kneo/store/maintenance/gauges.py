@@ -1,7 +1,7 @@
 """The shared state ``/metrics`` reports, read in one snapshot at scrape time.
 
-Pending human tasks, the queue and the registry describe the whole installation, not one
-process, so every API replica reads them from the database when scraped (``kneo.metrics``)
+Pending human tasks, the queue and the registry describe the whole installation (every
+project), not one process, so every API replica reads them from the database when scraped (``kneo.metrics``)
 instead of each process keeping a copy that would disagree with the others'. Each read is one
 grouped query over an indexed column (a few milliseconds on a large database).
 """
@@ -56,20 +56,21 @@ class GaugeReadsMixin(StoreBase):
     def gauges(self, now: datetime | None = None) -> Gauges:
         """The shared-state gauges, read in one transaction (one snapshot)."""
         moment = now or self.clock.now()
+        every_project = sa.select(t.projects.c.id)  # (the indexes lead with the project)
         pending = (
             sa.select(_CR.kind, _CO.environment, sa.func.count(), sa.func.min(_CO.created_at))
             .select_from(t.continuation_requests.join(t.continuations))
-            .where(_CR.status == "pending", _CO.status == "pending")
+            .where(_CR.project_id.in_(every_project), _CR.status == "pending")
+            .where(_CO.status == "pending")
             .group_by(_CR.kind, _CO.environment)
         )
         depth = sa.select(sa.func.count()).where(_Q.status == "queued")
         oldest_due = sa.select(sa.func.min(_Q.available_at)).where(
             _Q.status == "queued", _Q.available_at <= moment
         )
+        key = (_R.project_id, _R.bundle_name, _R.environment)
         latest = (
-            sa.select(_R.bundle_name, _R.environment, sa.func.max(_R.revision).label("revision"))
-            .group_by(_R.bundle_name, _R.environment)
-            .subquery()
+            sa.select(*key, sa.func.max(_R.revision).label("revision")).group_by(*key).subquery()
         )
         ready = t.bundle_conditions.alias("ready")
         verified = t.bundle_conditions.alias("verified")
@@ -80,6 +81,7 @@ class GaugeReadsMixin(StoreBase):
                 t.bundle_revisions.join(
                     latest,
                     sa.and_(
+                        _R.project_id == latest.c.project_id,
                         _R.bundle_name == latest.c.bundle_name,
                         _R.environment == latest.c.environment,
                         _R.revision == latest.c.revision,
@@ -88,6 +90,7 @@ class GaugeReadsMixin(StoreBase):
                 .outerjoin(
                     ready,
                     sa.and_(
+                        ready.c.project_id == _R.project_id,
                         ready.c.bundle_name == _R.bundle_name,
                         ready.c.environment == _R.environment,
                         ready.c.type == "Ready",
@@ -96,6 +99,7 @@ class GaugeReadsMixin(StoreBase):
                 .outerjoin(
                     verified,
                     sa.and_(
+                        verified.c.project_id == _R.project_id,
                         verified.c.bundle_name == _R.bundle_name,
                         verified.c.environment == _R.environment,
                         verified.c.type == "Verified",

@@ -19,8 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import InvalidRequest
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.store import tables as t
-from kneo.store.base import Facet
+from kneo.store.base import Facet, not_found_error
 from kneo.store.row_records import from_row
 
 #: The outbox receiver of push deliveries (``kneo.platform.a2a_push.RECEIVER``).
@@ -47,6 +48,8 @@ class PushConfig:
     done: bool
     created_at: datetime
     updated_at: datetime
+    #: its run's project (the push sweep is global)
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,17 @@ class A2aPushFacet(Facet):
         sees_requests: bool,
         limit: int,
     ) -> PushConfig:
-        """Set ``owner``'s config ``config_id`` on run ``run_id``: a new row (a config of
-        that id is replaced: its pushes not yet sent are dropped), pushed from the run's
-        current status on. More than ``limit`` configs of one owner on one run is
-        ``invalid_request``."""
-        c = t.a2a_push_configs.c
+        """Set ``owner``'s config ``config_id`` on the project's run ``run_id``: a new row (a
+        config of that id is replaced: its pushes not yet sent are dropped), pushed from the
+        run's current status on. More than ``limit`` configs of one owner on one run is
+        ``invalid_request``; a run of another project is ``not_found``."""
+        c, r = t.a2a_push_configs.c, t.runs.c
         now = self.clock.now()
-        mine = (c.run_id == run_id, c.owner == owner)
+        mine = (c.run_id == run_id, c.owner == owner, c.project_id == self.project_id)
+        run = sa.select(r.run_id).where(r.run_id == run_id, r.project_id == self.project_id)
         with self._write() as conn:
+            if conn.execute(run).first() is None:
+                raise not_found_error("run", run_id)
             conn.execute(sa.delete(t.a2a_push_configs).where(*mine, c.config_id == config_id))
             held = conn.execute(
                 sa.select(sa.func.count()).select_from(t.a2a_push_configs).where(*mine)
@@ -109,6 +115,7 @@ class A2aPushFacet(Facet):
                 done=False,
                 created_at=now,
                 updated_at=now,
+                project_id=self.project_id,
             )
             conn.execute(sa.insert(t.a2a_push_configs).values(**vars(config)))
         return config
@@ -119,20 +126,17 @@ class A2aPushFacet(Facet):
         with self._read() as conn:
             found = conn.execute(
                 sa.select(t.a2a_push_configs)
-                .where(c.run_id == run_id, c.owner == owner)
+                .where(c.run_id == run_id, c.owner == owner, c.project_id == self.project_id)
                 .order_by(c.created_at, c.push_id)
             ).mappings()
             return [_config(row) for row in found]
 
     def push_config(self, push_id: str) -> PushConfig | None:
-        """One config by its row id (a delivery's), whoever owns it."""
+        """One of the project's configs by its row id (a delivery's), whoever owns it."""
         c = t.a2a_push_configs.c
+        mine = (c.push_id == push_id, c.project_id == self.project_id)
         with self._read() as conn:
-            row = (
-                conn.execute(sa.select(t.a2a_push_configs).where(c.push_id == push_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(sa.select(t.a2a_push_configs).where(*mine)).mappings().first()
         return None if row is None else _config(row)
 
     def delete_push_config(self, run_id: str, owner: str, config_id: str) -> bool:
@@ -142,15 +146,18 @@ class A2aPushFacet(Facet):
         with self._write(one_statement=True) as conn:
             result = conn.execute(
                 sa.delete(t.a2a_push_configs).where(
-                    c.run_id == run_id, c.owner == owner, c.config_id == config_id
+                    c.run_id == run_id,
+                    c.owner == owner,
+                    c.config_id == config_id,
+                    c.project_id == self.project_id,
                 )
             )
             return bool(result.rowcount)
 
     def due_pushes(self, limit: int = 100) -> list[DuePush]:
-        """Configs not done whose run's status differs from the one pushed last (never
-        pushed: due at once), oldest change first; a config whose run is gone is
-        deleted."""
+        """Configs of every project not done whose run's status differs from the one pushed
+        last (never pushed: due at once), oldest change first; a config whose run is gone is
+        deleted. Each config says its project (``project_id``)."""
         c, r = t.a2a_push_configs.c, t.runs.c
         with self._read() as conn:
             found = conn.execute(
@@ -216,6 +223,7 @@ class A2aPushFacet(Facet):
                     payload=payload,
                     routed=True,  # its one delivery is written here, to its config
                     created_at=now,
+                    project_id=config.project_id,
                 )
             )
             conn.execute(
@@ -228,6 +236,7 @@ class A2aPushFacet(Facet):
                     available_at=now,
                     created_at=now,
                     updated_at=now,
+                    project_id=config.project_id,
                 )
             )
         return True

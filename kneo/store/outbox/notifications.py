@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import InvalidRequest
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.records import Page
@@ -45,6 +46,8 @@ class NotificationEvent:
     continuation_id: str | None
     payload: dict[str, Any]
     created_at: datetime
+    #: whose event it is (routing is global: its receivers are its project's)
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class NotificationsFacet(Facet):
             payload=payload or {},
             now=self.clock.now(),
         )
+        values["project_id"] = self.project_id
         with self._write() as conn:
             found = conn.execute(
                 self.dialect.insert(t.notification_events)
@@ -131,8 +135,10 @@ class NotificationsFacet(Facet):
     def route_notifications(
         self, receivers_for: Callable[[NotificationEvent], Sequence[str]], limit: int = 100
     ) -> int:
-        """Fan up to ``limit`` unrouted events out to ``receivers_for(event)`` (a pending row
-        each) and mark them routed, in one transaction; returns how many were routed."""
+        """Fan up to ``limit`` unrouted events of every project out to
+        ``receivers_for(event)`` (a pending row each, the event's project's: an event says
+        whose it is) and mark them routed, in one transaction; returns how many were
+        routed."""
         e, n = t.notification_events.c, t.notifications.c
         now = self.clock.now()
         pick = self.dialect.for_claim(
@@ -155,6 +161,7 @@ class NotificationsFacet(Facet):
                     "available_at": now,
                     "created_at": now,
                     "updated_at": now,
+                    "project_id": event.project_id,
                 }
                 for event in events
                 for receiver in dict.fromkeys(receivers_for(event))
@@ -291,14 +298,15 @@ class NotificationsFacet(Facet):
         limit: int = 100,
         offset: int = 0,
     ) -> Page[NotificationRecord]:
-        """Deliveries newest first, filtered by status, receiver or event type."""
+        """The project's deliveries newest first, filtered by status, receiver or event
+        type."""
         if status is not None and status not in NOTIFICATION_STATUSES:
             raise InvalidRequest(
                 f"status must be one of {', '.join(NOTIFICATION_STATUSES)}, got {status!r}",
                 field="status",
             )
         n, e = t.notifications.c, t.notification_events.c
-        where = []
+        where = [n.project_id == self.project_id]
         if status is not None:
             where.append(n.status == status)
         if receiver is not None:
@@ -318,17 +326,19 @@ class NotificationsFacet(Facet):
         return Page(items, int(total), limit, offset, "id", "desc")
 
     def notification_counts(self) -> dict[tuple[str, str], int]:
-        """Deliveries per ``(receiver, status)``, read at once: what a metrics scrape reports
-        (the same in every process, since it is the database's)."""
+        """The project's deliveries per ``(receiver, status)``, read at once: what a metrics
+        scrape reports (the same in every process, since it is the database's)."""
         n = t.notifications.c
         with self._read() as conn:
             found = conn.execute(
-                sa.select(n.receiver, n.status, sa.func.count()).group_by(n.receiver, n.status)
+                sa.select(n.receiver, n.status, sa.func.count())
+                .where(n.project_id == self.project_id)
+                .group_by(n.receiver, n.status)
             )
             return {(str(r), str(s)): int(c) for r, s, c in found}
 
     def unrouted_notification_events(self) -> int:
-        """Events written but not yet routed by any dispatcher."""
+        """Events written but not yet routed by any dispatcher, in every project."""
         e = t.notification_events.c
         with self._read() as conn:
             return int(
@@ -340,11 +350,11 @@ class NotificationsFacet(Facet):
             )
 
     def retry_notifications(self, ids: Sequence[int] | None = None, *, status: str = "dead") -> int:
-        """Make deliveries due again now, with a fresh attempt budget: the rows ``ids``
-        (whatever their status but ``sending``), else every row in ``status``."""
+        """Make the project's deliveries due again now, with a fresh attempt budget: the rows
+        ``ids`` (whatever their status but ``sending``), else every row in ``status``."""
         n = t.notifications.c
         now = self.clock.now()
-        where = [n.status != "sending"]
+        where = [n.project_id == self.project_id, n.status != "sending"]
         where.append(n.id.in_(list(ids)) if ids is not None else n.status == status)
         with self._write(one_statement=True) as conn:
             result = conn.execute(

@@ -57,10 +57,10 @@ class RegistryFacet(Facet):
 
     def _registry_read(self, key: str, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
         """The rows of the registry read ``key`` (its statement built once per store by
-        ``build``) with ``params``, as mappings."""
+        ``build``) with ``params``, in the view's project (``:project_id``), as mappings."""
         stmt = self.dialect.memo(("registry", key), build)
         with self._read() as conn:
-            return conn.execute(stmt, params).mappings().all()
+            return conn.execute(stmt, {**params, "project_id": self.project_id}).mappings().all()
 
     def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
         key = {"bundle_name": bundle_name, "environment": environment, "revision": revision}
@@ -99,7 +99,7 @@ class RegistryFacet(Facet):
         ``cursor`` and stops after ``limit`` rows (every row when ``limit`` is ``None``)."""
         if limit is not None:
             check_page(limit, 0)
-        where = []
+        where = [_R.project_id == self.project_id]
         if environment is not None:
             where.append(_R.environment == environment)
         if status is not None:
@@ -123,9 +123,13 @@ class RegistryFacet(Facet):
         size of the specs stored in the registry.
         """
         diag = sa.case((_R.status == "rejected", _R.diagnostics), else_=sa.null())
-        stmt = sa.select(
-            _R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status, _R.commit, diag
-        ).order_by(_R.bundle_name, _R.environment, _R.revision)
+        stmt = (
+            sa.select(
+                _R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status, _R.commit, diag
+            )
+            .where(_R.project_id == self.project_id)
+            .order_by(_R.bundle_name, _R.environment, _R.revision)
+        )
         if environment is not None:
             stmt = stmt.where(_R.environment == environment)
         with self._read() as conn:
@@ -144,18 +148,19 @@ class RegistryFacet(Facet):
         """
         counter = self.dialect.memo(("registry", "change_number"), q.change_number)
         changed = self.dialect.memo(("registry", "changed_since"), q.changed_since)
+        mine = {"project_id": self.project_id}
         with self._read() as conn:
-            current = conn.execute(counter).scalar()
+            current = conn.execute(counter, mine).scalar()
             if seq is None:
                 return int(current or 0), set()
-            names = {r[0] for r in conn.execute(changed, {"seq": seq})}
+            names = {r[0] for r in conn.execute(changed, {**mine, "seq": seq})}
         return int(current or 0), names
 
     def pending_promotion_names(self) -> set[str]:
         """Bundles with a revision waiting for promotion approval (index on status)."""
         stmt = self.dialect.memo(("registry", "pending"), q.pending_promotion_names)
         with self._read() as conn:
-            return {r[0] for r in conn.execute(stmt)}
+            return {r[0] for r in conn.execute(stmt, {"project_id": self.project_id})}
 
     def find_revision(
         self, bundle_name: str, environment: str, digest: str
@@ -169,7 +174,7 @@ class RegistryFacet(Facet):
         self, bundle_name: str | None = None, environment: str | None = None
     ) -> list[Condition]:
         c = t.bundle_conditions.c
-        where = []
+        where = [c.project_id == self.project_id]
         if bundle_name is not None:
             where.append(c.bundle_name == bundle_name)
         if environment is not None:
@@ -191,7 +196,9 @@ class RegistryFacet(Facet):
         What a reconcile compares, without timestamps: converting them costs more than the
         query at registry scale (thousands of conditions read on every full pass).
         """
-        stmt = sa.select(_C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message)
+        stmt = sa.select(
+            _C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message
+        ).where(_C.project_id == self.project_id)
         with self._read() as conn:
             return [
                 (r[0], r[1], r[2], r[3], r[4], r[5])
@@ -207,7 +214,11 @@ class RegistryFacet(Facet):
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Suspension]:
         s = t.bundle_suspensions.c
-        stmt = sa.select(t.bundle_suspensions).order_by(s.bundle_name, s.environment)
+        stmt = (
+            sa.select(t.bundle_suspensions)
+            .where(s.project_id == self.project_id)
+            .order_by(s.bundle_name, s.environment)
+        )
         if environment is not None:
             stmt = stmt.where(s.environment == environment)
         with self._read() as conn:
@@ -226,7 +237,11 @@ class RegistryFacet(Facet):
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Pin]:
         p = t.bundle_pins.c
-        stmt = sa.select(t.bundle_pins).order_by(p.bundle_name, p.environment)
+        stmt = (
+            sa.select(t.bundle_pins)
+            .where(p.project_id == self.project_id)
+            .order_by(p.bundle_name, p.environment)
+        )
         if environment is not None:
             stmt = stmt.where(p.environment == environment)
         with self._read() as conn:
@@ -245,7 +260,9 @@ class RegistryFacet(Facet):
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""
         found = self._registry_read(
-            "status", lambda: q.select(t.controller_status, ("name",)), {"name": name}
+            "status",
+            lambda: q.select(t.controller_status, (*q.PROJECT_KEY, "name")),
+            {"name": name},
         )
         if not found:
             return ControllerStatus(None, None, None, None, {}, None)
@@ -269,7 +286,7 @@ class RegistryFacet(Facet):
         p = t.promotion_approvals.c
         stmt = (
             sa.select(t.promotion_approvals)
-            .where(p.digest.startswith(prefix, autoescape=True))
+            .where(p.project_id == self.project_id, p.digest.startswith(prefix, autoescape=True))
             .order_by(p.id)
         )
         with self._read() as conn:

@@ -25,10 +25,13 @@ from kneo.store.wire.dialects import StoreDialect
 
 _R = t.bundle_revisions.c
 
-#: a registry key's columns: (bundle, environment)
-KEY = ("bundle_name", "environment")
+#: a registry key's columns: (project, bundle, environment); the project is a parameter as
+#: the others are (``:project_id``), so one statement serves every project
+KEY = ("project_id", "bundle_name", "environment")
 #: one revision's
 REVISION_KEY = (*KEY, "revision")
+#: a project's rows
+PROJECT_KEY = ("project_id",)
 
 ACTIVE: ColumnClause[str] = sa.literal_column("'active'")
 
@@ -100,8 +103,12 @@ def newest_with_digest() -> Select[Any]:
 
 
 def pending_promotion_names() -> Select[Any]:
-    """The bundles with a revision waiting for promotion approval (index on status)."""
-    return sa.select(_R.bundle_name).where(_R.status == sa.literal_column("'pending_approval'"))
+    """The project's bundles with a revision waiting for promotion approval (index on
+    status)."""
+    return sa.select(_R.bundle_name).where(
+        *where(t.bundle_revisions, PROJECT_KEY),
+        _R.status == sa.literal_column("'pending_approval'"),
+    )
 
 
 def active_digest() -> Select[Any]:
@@ -131,34 +138,37 @@ def update_revision(names: Sequence[str]) -> Update:
 
 # -- changes, conditions, approvals --------------------------------------------------------
 def next_change_number(dialect: StoreDialect) -> Any:
-    """Take the next registry change number (the counter's one row, created at 1)."""
+    """Take the project's next registry change number (its counter row, created at 1)."""
     counter = t.registry_change_counter
     one: ColumnClause[int] = sa.literal_column("1")
     return (
         dialect.insert(counter)
-        .values(id=one, seq=one)
-        .on_conflict_do_update(index_elements=[counter.c.id], set_={"seq": counter.c.seq + one})
+        .values(project_id=sa.bindparam("project_id"), seq=one)
+        .on_conflict_do_update(
+            index_elements=[counter.c.project_id], set_={"seq": counter.c.seq + one}
+        )
         .returning(counter.c.seq)
     )
 
 
 def change_number() -> Select[Any]:
-    """The last registry change number handed out (no row before the first)."""
-    counter = t.registry_change_counter.c
-    return sa.select(counter.seq).where(counter.id == sa.literal_column("1"))
+    """The project's last registry change number handed out (no row before the first)."""
+    counter = t.registry_change_counter
+    return sa.select(counter.c.seq).where(*where(counter, PROJECT_KEY))
 
 
 def changed_since() -> Select[Any]:
-    """The bundles changed outside the controller after change number ``:seq``."""
-    return sa.select(t.registry_changes.c.bundle_name).where(
-        t.registry_changes.c.seq > sa.bindparam("seq")
+    """The project's bundles changed outside the controller after change number ``:seq``."""
+    changes = t.registry_changes
+    return sa.select(changes.c.bundle_name).where(
+        *where(changes, PROJECT_KEY), changes.c.seq > sa.bindparam("seq")
     )
 
 
 def blocked_digests() -> Select[Any]:
-    """Every blocked digest, oldest block first."""
-    b = t.blocked_digests.c
-    return sa.select(t.blocked_digests).order_by(b.created_at, b.digest)
+    """Every digest the project blocked, oldest block first."""
+    b = t.blocked_digests
+    return sa.select(b).where(*where(b, PROJECT_KEY)).order_by(b.c.created_at, b.c.digest)
 
 
 def update_condition() -> Update:

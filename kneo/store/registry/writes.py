@@ -50,6 +50,10 @@ _STATUS_FIELDS = frozenset(
 )
 
 
+#: a controller's status row's key
+_STATUS_KEY = ("project_id", "name")
+
+
 def _check_key(bundle_name: str, environment: str) -> None:
     """A registry key is a valid bundle name and environment (:mod:`kneo.names`)."""
     check_name(bundle_name, kind="bundle name", field="bundle")
@@ -82,20 +86,25 @@ class RegistryWritesMixin(TransactionBase):
     def _registry_exec(
         self, key: Any, build: Callable[[StoreDialect], ClauseElement], params: Mapping[str, Any]
     ) -> Any:
-        """Run the registry statement ``key`` (built by ``build``); the cursor."""
+        """Run the registry statement ``key`` (built by ``build``) in the transaction's
+        project (every registry key starts with ``project_id``); the cursor."""
+        params = {**params, "project_id": self._pid}
         return self._exec(("registry", key), self._registry_sql(build), params)
 
     def _registry_first(
         self, key: Any, build: Callable[[StoreDialect], ClauseElement], params: Mapping[str, Any]
     ) -> Sequence[Any] | None:
-        """The first row the registry statement ``key`` returns, or ``None``."""
+        """The first row the registry statement ``key`` returns (in the transaction's
+        project), or ``None``."""
+        params = {**params, "project_id": self._pid}
         return self._first(("registry", key), self._registry_sql(build), params)
 
     def _registry_row(
         self, table: sa.Table, key: Any, params: Mapping[str, Any], *, lock: bool = False
     ) -> dict[str, Any] | None:
-        """``table``'s row whose columns are ``params`` (result-processed), or ``None``;
-        ``lock``: row-locked where the database has row locks."""
+        """The project's row of ``table`` whose columns are ``params`` (result-processed),
+        or ``None``; ``lock``: row-locked where the database has row locks."""
+        params = {"project_id": self._pid, **params}
         names = tuple(params)
         return self._select_one(
             table,
@@ -346,7 +355,7 @@ class RegistryWritesMixin(TransactionBase):
         One locked read of the key's conditions, one insert for the new types and one update
         per existing type; transition times follow :meth:`set_condition`'s rule.
         """
-        key = {"bundle_name": bundle_name, "environment": environment}
+        key = {"project_id": self._pid, "bundle_name": bundle_name, "environment": environment}
         cur = self._registry_exec(
             "conditions", lambda _: q.select(t.bundle_conditions, q.KEY, lock=True), key
         )
@@ -453,7 +462,7 @@ class RegistryWritesMixin(TransactionBase):
                 t.bundle_pins,
                 "bundle_name",
                 conflict=q.KEY,
-                update=st.columns(t.bundle_pins)[len(q.KEY) :],
+                update=[c for c in st.columns(t.bundle_pins) if c not in q.KEY],
             ),
             values,
         )
@@ -498,7 +507,9 @@ class RegistryWritesMixin(TransactionBase):
     def unblock_digest(self, digest: str) -> bool:
         """Lift a block; ``False`` if the digest was not blocked."""
         deleted = self._registry_first(
-            "unblock", lambda _: q.delete(t.blocked_digests, ("digest",)), {"digest": digest}
+            "unblock",
+            lambda _: q.delete(t.blocked_digests, (*q.PROJECT_KEY, "digest")),
+            {"digest": digest},
         )
         return deleted is not None
 
@@ -512,6 +523,7 @@ class RegistryWritesMixin(TransactionBase):
             raise InvalidRequest(f"unknown controller status fields: {sorted(unknown)}")
         row = self._registry_row(t.controller_status, "status", {"name": name}, lock=True)
         values = {
+            "project_id": self._pid,
             "name": name,
             "last_fetched_commit": None,
             "last_reconcile_started_at": None,
@@ -530,8 +542,8 @@ class RegistryWritesMixin(TransactionBase):
                 dialect,
                 t.controller_status,
                 "name",
-                conflict=("name",),
-                update=st.columns(t.controller_status)[1:],
+                conflict=_STATUS_KEY,
+                update=[c for c in st.columns(t.controller_status) if c not in _STATUS_KEY],
             ),
             values,
         )

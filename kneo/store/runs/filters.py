@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from kneo.store import tables as t
 from kneo.store.base import count_rows
-from kneo.store.tasks.search import query_terms
+from kneo.store.tasks.search import query_terms, scoped_term
 
 #: Rows of a word counted to tell which of a query's words is rarest (then it leads).
 _RARITY_CAP = 1000
@@ -63,7 +63,12 @@ def run_where(found: RunFilter) -> list[Any]:
 
 
 def searched(
-    conn: Connection, where: list[Any], q: str, columns: tuple[Any, ...], by_created: bool
+    conn: Connection,
+    where: list[Any],
+    q: str,
+    columns: tuple[Any, ...],
+    by_created: bool,
+    project_id: int,
 ) -> tuple[sa.FromClause, list[Any], tuple[Any, ...]]:
     """What a search pages: the table (``runs``, or a few runs found by a rare word), the
     conditions narrowed to runs holding every word of ``q``, and the columns of the order.
@@ -75,10 +80,11 @@ def searched(
     runs' ids, which are looked up by key and sorted: at most the cap's rows, however many
     runs there are. Only when every word is common is the order's own index walked, each word
     probed per run (a match every ``N / cap`` runs at worst). The other words are probed per
-    run by ``(run_id, term)``."""
+    run by ``(run_id, term)``. The words are project ``project_id``'s
+    (:func:`~kneo.store.tasks.search.scoped_term`): its own key range of ``run_terms``."""
     k = t.run_terms
     c = t.runs.c
-    words = query_terms(q)
+    words = [scoped_term(project_id, word) for word in query_terms(q)]
     rarity = {  # (one word in created_at order leads whatever its count)
         w: count_rows(conn, k, [k.c.term == w], _RARITY_CAP, (k.c.term, k.c.created_at))[0]
         for w in words

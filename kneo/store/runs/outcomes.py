@@ -30,7 +30,7 @@ from kneo.store.runs.steps import (
     StepWritten,
     chain_starts,
 )
-from kneo.store.tasks.search import outcome_terms
+from kneo.store.tasks.search import outcome_terms, scoped_term
 from kneo.store.transaction_base import TransactionBase
 from kneo.store.wire import statements as st
 
@@ -200,7 +200,7 @@ class OutcomeWritesMixin(TransactionBase):
         """The ``run_terms`` rows of a run's output and error (:func:`outcome_terms`)."""
         words = outcome_terms(values.get("output_text"), values.get("error"))
         at = self._d.binder(t.run_terms, "created_at")(created_at) if words else None
-        return [(word, at, run_id) for word in words]
+        return [(scoped_term(self._pid, word), at, run_id) for word in words]
 
     def _replace_run_terms(self, run_id: str, terms: list[tuple[Any, ...]]) -> None:
         """The run's search rows become ``terms`` (the old ones deleted by ``(run_id,
@@ -243,6 +243,7 @@ class OutcomeWritesMixin(TransactionBase):
                 payload=audit.get("payload"),
                 now=self.now,
             )
+            | {"project_id": self._pid}
             for audit in audits
         ]
         outbox = [row for v in values if (row := outbox_values(v)) is not None]
@@ -307,7 +308,7 @@ class OutcomeWritesMixin(TransactionBase):
             return st.one_statement_write(cas, shape)
 
         text = self._d.text(("finish_alone", *w.update, last is not None, *shape), build)
-        args = list(text.args(params))
+        args = list(self._args(text, params))
         first = 1 if last is None else last + 1
         for index, checkpoint in enumerate(checkpoints):
             args += checkpoint.at(first + index).columns()

@@ -1,7 +1,7 @@
 """The inbox's reads: pending tasks (continuations) by id and by request, filtered, searched
 and paged in the inbox's order, and the counts the inbox shows.
 
-Every page is a walk of an index in the inbox's order (``(status, created_at,
+Every page is a walk of an index in the inbox's order (``(project_id, status, created_at,
 continuation_id)``, a filter's own, or a search word's or label's ``continuation_terms``
 rows: :mod:`kneo.store.tasks.search`); the writes that keep those rows are
 :mod:`kneo.store.tasks.writes`'.
@@ -32,32 +32,37 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.records import ContinuationRecord, Page
-from kneo.store.tasks.search import ASSIGNEE, KIND, PROMOTION, label
+from kneo.store.tasks.search import ASSIGNEE, KIND, PROMOTION, label, scoped_term
 from kneo.store.wire.pg_hooks import PLAN_PER_CALL
 
 _GET_CONTINUATION = get_by_key(t.continuations, "continuation_id")
 
 
 def _filter_labels(
-    status: str | None, assignee: str | tuple[str, ...] | None, kind: str | None
-) -> tuple[list[str], list[str]]:
+    project_id: int,
+    status: str | None,
+    assignee: str | tuple[str, ...] | None,
+    kind: str | None,
+    search: Sequence[str],
+) -> tuple[list[str], list[str], list[str]]:
     """The labels of the inbox's assignee and kind filters (only pending tasks have them):
-    every one of the first list, any one of the second (a person and their groups)."""
+    every one of the first list, any one of the second (a person and their groups); and the
+    ``search`` words. All three as project ``project_id``'s rows hold them."""
     labels: list[str] = []
     either: list[str] = []
     if status == "pending":
         if isinstance(assignee, tuple):
-            either = [label(ASSIGNEE, a) for a in dict.fromkeys(assignee)]
+            either = [scoped_term(project_id, label(ASSIGNEE, a)) for a in dict.fromkeys(assignee)]
         elif assignee is not None:
-            labels.append(label(ASSIGNEE, assignee))
+            labels.append(scoped_term(project_id, label(ASSIGNEE, assignee)))
         if kind is not None and kind != PROMOTION:
-            labels.append(label(KIND, kind))
+            labels.append(scoped_term(project_id, label(KIND, kind)))
         if len(either) == 1:
             labels, either = [*either, *labels], []
-    return labels, either
+    return labels, either, [scoped_term(project_id, word) for word in search]
 
 
-def _approver_of(assignee: str | tuple[str, ...]) -> Any:
+def _approver_of(project_id: int, assignee: str | tuple[str, ...]) -> Any:
     """A pending promotion (freeze override, rollback) whose approvers name ``assignee``
     (any of a tuple): its approvers are assignee labels of it
     (:func:`kneo.store.tasks.search.task_labels`), probed by the task's
@@ -66,27 +71,31 @@ def _approver_of(assignee: str | tuple[str, ...]) -> Any:
     c = t.continuations.c
     k = t.continuation_terms.alias().c  # the page may walk continuation_terms itself
     names = assignee if isinstance(assignee, tuple) else (assignee,)
-    labels = [label(ASSIGNEE, a) for a in dict.fromkeys(names)]
+    labels = [scoped_term(project_id, label(ASSIGNEE, a)) for a in dict.fromkeys(names)]
     probe = sa.select(k.term).where(k.continuation_id == c.continuation_id, k.term.in_(labels))
     return sa.and_(c.workflow_kind == PROMOTION, sa.exists(probe.offset(0)))
 
 
-#: Pending requests per assignee, each counted up to ``:n`` rows: a recursive walk from
-#: one assignee to the next in the ``(status, assignee)`` index (each step one seek), then a
-#: bounded count per assignee, and the unassigned.
+#: A project's pending requests per assignee, each counted up to ``:n`` rows: a recursive
+#: walk from one assignee to the next in the ``(project_id, status, assignee)`` index (each
+#: step one seek), then a bounded count per assignee, and the unassigned.
 _CAPPED_COUNTS = sa.text(
     "WITH RECURSIVE names(assignee) AS ("
-    " SELECT min(assignee) FROM continuation_requests WHERE status = 'pending'"
+    " SELECT min(assignee) FROM continuation_requests"
+    "  WHERE project_id = :project_id AND status = 'pending'"
     " UNION ALL"
     " SELECT (SELECT min(r.assignee) FROM continuation_requests r"
-    "  WHERE r.status = 'pending' AND r.assignee > names.assignee)"
+    "  WHERE r.project_id = :project_id AND r.status = 'pending'"
+    "  AND r.assignee > names.assignee)"
     " FROM names WHERE names.assignee IS NOT NULL)"
     " SELECT assignee, (SELECT count(*) FROM (SELECT 1 AS one FROM continuation_requests r"
-    "  WHERE r.status = 'pending' AND r.assignee = names.assignee LIMIT :n) AS found)"
+    "  WHERE r.project_id = :project_id AND r.status = 'pending'"
+    "  AND r.assignee = names.assignee LIMIT :n) AS found)"
     " FROM names WHERE assignee IS NOT NULL"
     " UNION ALL"
     " SELECT NULL, (SELECT count(*) FROM (SELECT 1 AS one FROM continuation_requests r"
-    "  WHERE r.status = 'pending' AND r.assignee IS NULL LIMIT :n) AS found)"
+    "  WHERE r.project_id = :project_id AND r.status = 'pending'"
+    "  AND r.assignee IS NULL LIMIT :n) AS found)"
 )
 
 
@@ -136,12 +145,9 @@ class TasksFacet(Facet):
     """The inbox's reads (``store.tasks``)."""
 
     def get_continuation(self, continuation_id: str) -> ContinuationRecord:
+        params = {"continuation_id": continuation_id, "project_id": self.project_id}
         with self._read() as conn:
-            row = (
-                conn.execute(_GET_CONTINUATION, {"continuation_id": continuation_id})
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_GET_CONTINUATION, params).mappings().first()
         if row is None:
             raise not_found_error("continuation", continuation_id)
         return row_records.continuation(row)
@@ -151,7 +157,9 @@ class TasksFacet(Facet):
         r = t.continuation_requests.c
         with self._read() as conn:
             cid = conn.execute(
-                sa.select(r.continuation_id).where(r.request_id == request_id)
+                sa.select(r.continuation_id).where(
+                    r.request_id == request_id, r.project_id == self.project_id
+                )
             ).scalar()
         if cid is None:
             raise not_found_error("request", request_id)
@@ -173,7 +181,7 @@ class TasksFacet(Facet):
     ) -> list[Any]:
         c = t.continuations.c
         r = t.continuation_requests.c
-        where: list[Any] = []
+        where: list[Any] = [c.project_id == self.project_id]
         if status is not None:
             where.append(c.status == status)
         if run_id is not None:
@@ -210,7 +218,7 @@ class TasksFacet(Facet):
             # (its primary key), whatever the statistics say
             found: Any = sa.exists(sub.offset(0))
             if assignee is not None and kind is None:  # or a promotion naming it an approver
-                found = sa.or_(found, _approver_of(assignee))
+                found = sa.or_(found, _approver_of(self.project_id, assignee))
             where.append(found)
         return where
 
@@ -264,7 +272,7 @@ class TasksFacet(Facet):
             workflow_name=workflow_name,
             environment=environment,
         )
-        labels, either = _filter_labels(status, assignee, kind)
+        labels, either, search = _filter_labels(self.project_id, status, assignee, kind, search)
         if sort in ("expiring", "expiring_last"):  # by deadline
             return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count)  # fmt: skip
         others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
@@ -306,7 +314,7 @@ class TasksFacet(Facet):
         count: bool,
     ) -> Page[ContinuationRecord]:
         """Tasks by deadline (``expires_at``, earliest first for ``asc``), those without one
-        last: two walks of the ``(status, expires_at, created_at, continuation_id)`` index
+        last: two walks of the ``(project_id, status, expires_at, created_at, continuation_id)`` index
         merged (the dated ones, then the undated ones by creation). Paged by ``offset``
         only; the assignee, kind and word filters page in the inbox's own order."""
         if cursor is not None or any(labelled):
@@ -431,10 +439,10 @@ class TasksFacet(Facet):
         return narrowed, (k.c.created_at, k.c.continuation_id)
 
     def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]:
-        """Pending requests of pending continuations per assignee (``None`` = unassigned),
-        from the ``(status, assignee)`` index (a request row is pending only while its
-        continuation is, see ``continuation_request_rows``). Without ``cap``: one scan of
-        every pending row. With it, each assignee is counted up to ``cap + 1`` (a count above
+        """The project's pending requests of pending continuations per assignee (``None`` =
+        unassigned), from the ``(project_id, status, assignee)`` index (a request row is
+        pending only while its continuation is, see ``continuation_request_rows``). Without
+        ``cap``: one scan of every pending row. With it, each assignee is counted up to ``cap + 1`` (a count above
         ``cap`` means "more than ``cap``"): the assignees are found by skipping from one to
         the next in the index, so this reads at most (assignees) x (``cap`` + 1) rows however
         many tasks are pending."""
@@ -443,18 +451,21 @@ class TasksFacet(Facet):
             if cap is None:
                 stmt = (
                     sa.select(r.assignee, sa.func.count())
-                    .where(r.status == "pending")
+                    .where(r.project_id == self.project_id, r.status == "pending")
                     .group_by(r.assignee)
                 )
                 return {assignee: int(n) for assignee, n in conn.execute(stmt)}
-            found = conn.execute(_CAPPED_COUNTS, {"n": cap + 1})
+            found = conn.execute(_CAPPED_COUNTS, {"n": cap + 1, "project_id": self.project_id})
             return {assignee: int(n) for assignee, n in found if n}
 
     def inbox_version(self) -> int:
-        """A number that changes whenever the inbox may have: the newest audit event's id
-        (every pause, decision, expiry, escalation and promotion is audited, in the
-        transaction that makes it). One primary-key lookup, whatever the number of tasks:
-        the console's refresh answers ``304`` from it without listing or counting."""
+        """A number that changes whenever the project's inbox may have: its newest audit
+        event's id (every pause, decision, expiry, escalation and promotion is audited, in
+        the transaction that makes it). One seek of ``(project_id, id)``, whatever the
+        number of tasks: the console's refresh answers ``304`` from it without listing or
+        counting."""
+        a = t.audit_events.c
+        newest = sa.select(sa.func.max(a.id)).where(a.project_id == self.project_id)
         with self._read() as conn:
-            found = conn.execute(sa.select(sa.func.max(t.audit_events.c.id))).scalar()
+            found = conn.execute(newest).scalar()
         return int(found or 0)

@@ -23,6 +23,12 @@ word's: a page of a rare assignee costs what a page of a common one does. A labe
 approvers have no request row (a request has one assignee, a promotion names several): they
 are checked by their label rows, exact for a name that fits a term and a SHA-256 prefix of
 148 bits for a longer one.
+
+Terms are a project's (:func:`scoped_term`): the default project's as they are, another's
+behind its prefix ``~<id>:``, which no word or label starts with. So a search or a label
+lookup walks its own project's key range of the same index, however many projects there are,
+and neither big table has a project column: the default project's rows cost no byte more,
+and the tables from before projects needed no rewrite (migration 0026).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from kneo.errors import InvalidRequest
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
 #: Longer words are indexed (and searched) by their first characters.
@@ -131,3 +138,23 @@ def approvers_of(context: Mapping[str, object] | None) -> list[str]:
     """The ``approvers`` of a promotion's (freeze override's, rollback's) context."""
     found = (context or {}).get("approvers")
     return [a for a in found if isinstance(a, str) and a] if isinstance(found, list) else []
+
+
+#: What starts a term of a project other than the default (never a word's or a label's
+#: first character).
+SCOPE = "~"
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def scoped_term(project_id: int, term: str) -> str:
+    """``term`` (a word or a label) as project ``project_id``'s rows hold it: as it is for
+    the default project, else behind ``~<id in base 36>:`` (at most 8 characters for any
+    32-bit id: ``tables.Term`` takes 48)."""
+    if project_id == DEFAULT_PROJECT_ID:
+        return term
+    digits, left = "", project_id
+    while True:
+        left, digit = divmod(left, 36)
+        digits = _DIGITS[digit] + digits
+        if not left:
+            return f"{SCOPE}{digits}:{term}"

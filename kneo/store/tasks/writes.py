@@ -24,7 +24,14 @@ from kneo.store.row_values import (
     new_continuation,
 )
 from kneo.store.tasks import inbox
-from kneo.store.tasks.search import LABEL, PROMOTION, approvers_of, task_labels, task_terms
+from kneo.store.tasks.search import (
+    LABEL,
+    PROMOTION,
+    approvers_of,
+    scoped_term,
+    task_labels,
+    task_terms,
+)
 from kneo.store.transaction_base import TransactionBase
 from kneo.store.wire import statements as st
 
@@ -77,7 +84,7 @@ class ContinuationWritesMixin(TransactionBase):
         )  # fmt: skip
         values["list_row"] = None  # its place among the columns; set by _with_list_row
         if expected_version is None:
-            new_continuation(values, continuation_id, self.now)
+            new_continuation(values, continuation_id, self.now, self._pid)
         bound = self._with_list_row(values, request_list, bodies, input_text)
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values, bound)
@@ -150,7 +157,7 @@ class ContinuationWritesMixin(TransactionBase):
         if terms:
             at = self._d.binder(t.continuation_terms, "created_at")(cont.created_at)
             cid = cont.continuation_id
-            rows_ = [(w, at, cid) for w in terms]
+            rows_ = [(scoped_term(self._pid, w), at, cid) for w in terms]
             self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows_)
 
     def _replace_continuation(
@@ -176,7 +183,7 @@ class ContinuationWritesMixin(TransactionBase):
         found = cur.fetchall()
         if not found:
             select = functools.partial(
-                st.select, t.continuations, ["version"], "continuation_id", "k_id"
+                st.select, t.continuations, ["version"], "continuation_id", "k_id", scoped=True
             )
             if self._first("continuation_version", select, params) is None:
                 raise not_found_error("continuation", continuation_id)
@@ -198,17 +205,22 @@ class ContinuationWritesMixin(TransactionBase):
         self._exec("delete_terms", delete, {"k_id": continuation_id})
 
     def _delete_labels(self, continuation_id: str) -> None:
-        delete = functools.partial(st.delete, t.continuation_terms, "continuation_id", label=LABEL)
-        self._exec("delete_labels", delete, {"k_id": continuation_id})
+        delete = functools.partial(st.delete, t.continuation_terms, "continuation_id", labels=True)
+        label = scoped_term(self._pid, LABEL)
+        self._exec("delete_labels", delete, {"k_id": continuation_id, "k_label": label})
 
     def delete_continuation(self, continuation_id: str) -> bool:
-        """Remove a continuation, its request index and its search words; ``False`` if it
-        did not exist."""
-        self._delete_requests(continuation_id)
-        self._delete_terms(continuation_id)
+        """Remove the project's continuation, its request index and its search words;
+        ``False`` if it did not exist (in this project)."""
         # RETURNING, not rowcount: in psycopg's pipeline a rowcount is known only once synced
-        delete = functools.partial(st.delete, t.continuations, "continuation_id", returning=True)
-        return self._first("delete_continuation", delete, {"k_id": continuation_id}) is not None
+        delete = functools.partial(
+            st.delete, t.continuations, "continuation_id", returning=True, scoped=True
+        )
+        if self._first("delete_continuation", delete, {"k_id": continuation_id}) is None:
+            return False
+        self._delete_requests(continuation_id)  # (its key's cascade took them already)
+        self._delete_terms(continuation_id)
+        return True
 
     def get_continuation(
         self, continuation_id: str, *, for_update: bool = False
@@ -243,9 +255,12 @@ class ContinuationWritesMixin(TransactionBase):
                     ["workflow_kind", "workflow_name", "environment"],
                     "run_id",
                     "run_id",
+                    scoped=True,
                 ),
                 {"run_id": run_id},
             )
+            if found is None:  # no such run in this project
+                raise not_found_error("run", run_id)
             if found:
                 workflow_kind = found[0]
                 workflow_name = workflow_name or found[1]
@@ -272,5 +287,5 @@ class ContinuationWritesMixin(TransactionBase):
             self._insert_rows(
                 t.continuation_requests,
                 st.columns(t.continuation_requests),
-                continuation_request_rows(continuation_id, request_list, status),
+                continuation_request_rows(continuation_id, request_list, status, self._pid),
             )

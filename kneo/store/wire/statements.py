@@ -5,7 +5,9 @@ Each builder runs once per statement shape and store (its key in
 database). Parameters say what they hold: an inserted column's own name, ``v_<column>`` a
 value an update sets, ``k_<name>`` a key, a condition or an amount, and ``row_...`` the
 rows a statement adds, passed positionally after the named ones
-(:data:`~kneo.store.wire.statement_cache.ROW`). Constants are literals, never parameters.
+(:data:`~kneo.store.wire.statement_cache.ROW`). Constants are literals, never parameters;
+the project a statement is scoped to is one (:data:`PROJECT`), so one text serves every
+project and the statement cache does not grow with their number.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ DialectInsert = Callable[[sa.Table], Any]
 #: multi-row inserts, so a run makes a bounded number of statement texts.
 MAX_NUMBERED_ROWS = 64
 #: what a one-statement write's update returns (:func:`one_statement_write`)
-CAS_RETURNING = ("run_id", "version", "checkpoint_seq", "trace_seq", "updated_at")
+CAS_RETURNING = ("run_id", "version", "checkpoint_seq", "trace_seq", "updated_at", "project_id")
+#: The parameter a scoped statement takes its project from (the transaction's view's id:
+#: :meth:`TransactionBase._exec <kneo.store.transaction_base.TransactionBase._exec>` adds it).
+PROJECT = "k_project"
 
 _runs = t.runs.c
 
@@ -66,40 +71,72 @@ def insert_new(
     return stmt.returning(*(table.c[r] for r in returning)) if returning else stmt
 
 
-def upsert(dialect_insert: DialectInsert, table: sa.Table, names: Sequence[str], key: str) -> Any:
-    """:func:`insert`, or the update of the row with the same ``key`` to the same values."""
+def upsert(
+    dialect_insert: DialectInsert, table: sa.Table, names: Sequence[str], key: Sequence[str]
+) -> Any:
+    """:func:`insert`, or the update of the row with the same ``key`` columns to the same
+    values."""
     stmt = dialect_insert(table).values({name: p(name) for name in names})
-    updates = {name: stmt.excluded[name] for name in names if name != key}
-    return stmt.on_conflict_do_update(index_elements=[key], set_=updates)
+    updates = {name: stmt.excluded[name] for name in names if name not in key}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+
+
+def mine(table: sa.Table) -> ColumnElement[bool]:
+    """The row is the project :data:`PROJECT`'s."""
+    return table.c.project_id == p(PROJECT)
 
 
 def select(
-    table: sa.Table, names: Sequence[str], key: str, param: str, *, lock: bool = False
+    table: sa.Table,
+    names: Sequence[str],
+    key: str,
+    param: str,
+    *,
+    lock: bool = False,
+    scoped: bool = False,
 ) -> Any:
-    """``names`` of ``table``'s rows whose ``key`` is ``param``; ``lock``: row-locked
-    where the database has row locks (SQLite's write lock does)."""
+    """``names`` of ``table``'s rows whose ``key`` is ``param`` (``scoped``: of the project
+    :data:`PROJECT`); ``lock``: row-locked where the database has row locks (SQLite's write
+    lock does)."""
     stmt = sa.select(*(table.c[name] for name in names)).where(table.c[key] == p(param))
+    if scoped:
+        stmt = stmt.where(mine(table))
     return stmt.with_for_update() if lock else stmt
 
 
-def select_in(table: sa.Table, names: Sequence[str], key: str, params: Sequence[str]) -> Any:
-    """``names`` of ``table``'s rows whose ``key`` is one of the parameters ``params``."""
-    return sa.select(*(table.c[name] for name in names)).where(
+def select_in(
+    table: sa.Table, names: Sequence[str], key: str, params: Sequence[str], *, scoped: bool = False
+) -> Any:
+    """``names`` of ``table``'s rows whose ``key`` is one of the parameters ``params``
+    (``scoped``: of the project :data:`PROJECT`)."""
+    stmt = sa.select(*(table.c[name] for name in names)).where(
         table.c[key].in_([p(param) for param in params])
     )
+    return stmt.where(mine(table)) if scoped else stmt
 
 
 def select_row(table: sa.Table, key: str, *, lock: bool = False) -> Any:
-    """All of ``table``'s columns of the row whose ``key`` is ``k``, see :func:`select`."""
-    return select(table, [c.name for c in table.c], key, "k", lock=lock)
+    """All of ``table``'s columns of the project's row whose ``key`` is ``k``, see
+    :func:`select`."""
+    return select(table, [c.name for c in table.c], key, "k", lock=lock, scoped=True)
 
 
-def delete(table: sa.Table, key: str, *, returning: bool = False, label: str = "") -> Any:
-    """Delete the rows whose ``key`` is ``k_id`` (``label``: only the terms it leads)."""
+def delete(
+    table: sa.Table,
+    key: str,
+    *,
+    returning: bool = False,
+    labels: bool = False,
+    scoped: bool = False,
+) -> Any:
+    """Delete the rows whose ``key`` is ``k_id`` (``scoped``: of the project
+    :data:`PROJECT`; ``labels``: only the terms that start with ``k_label``)."""
     stmt = sa.delete(table).where(table.c[key] == p("k_id"))
-    if label:
-        term = table.c.term
-        stmt = stmt.where(sa.func.substr(term, n(1), n(1)) == sa.literal_column(f"'{label}'"))
+    if scoped:
+        stmt = stmt.where(mine(table))
+    if labels:
+        term, label = table.c.term, sa.bindparam("k_label", type_=sa.String())
+        stmt = stmt.where(sa.func.substr(term, n(1), sa.func.length(label)) == label)
     return stmt.returning(table.c[key]) if returning else stmt
 
 
@@ -125,9 +162,9 @@ def run_update(
         values["trace_seq"] = _runs.trace_seq + p("k_events")
     if release:
         for name in ("lease_owner", "lease_expires_at"):
-            mine = _runs.lease_owner == p("k_owner")
-            values[name] = sa.case((mine, sa.null()), else_=_runs[name])
-    where = [_runs.run_id == p("k_run_id")]
+            held = _runs.lease_owner == p("k_owner")
+            values[name] = sa.case((held, sa.null()), else_=_runs[name])
+    where = [_runs.run_id == p("k_run_id"), mine(t.runs)]
     if cas:
         where.append(_runs.version == p("k_expected"))
     if guard:
@@ -137,14 +174,15 @@ def run_update(
 
 
 def set_run_columns(keys: Sequence[str]) -> Any:
-    """Set ``keys`` (``v_<key>``) of the run ``k_run_id``, nothing else."""
+    """Set ``keys`` (``v_<key>``) of the project's run ``k_run_id``, nothing else."""
     values = {key: p(f"v_{key}") for key in keys}
-    return sa.update(t.runs).where(_runs.run_id == p("k_run_id")).values(values)
+    return sa.update(t.runs).where(_runs.run_id == p("k_run_id"), mine(t.runs)).values(values)
 
 
 def allocate(column: str) -> Any:
-    """Move the run ``k_run_id``'s ``column`` counter on by ``k_count``; both counters."""
-    stmt = sa.update(t.runs).where(_runs.run_id == p("k_run_id"))
+    """Move the project's run ``k_run_id``'s ``column`` counter on by ``k_count``; both
+    counters (no row: no such run in the project)."""
+    stmt = sa.update(t.runs).where(_runs.run_id == p("k_run_id"), mine(t.runs))
     stmt = stmt.values({column: _runs[column] + p("k_count")})
     return stmt.returning(_runs.checkpoint_seq, _runs.trace_seq)
 
@@ -156,7 +194,9 @@ def replace_continuation(keys: Sequence[str], kept: Sequence[str]) -> Any:
     values: dict[str, Any] = {"version": c.version + n(1)}
     values |= {key: p(f"v_{key}") for key in keys}
     stmt = sa.update(t.continuations).values(values)
-    stmt = stmt.where(c.continuation_id == p("k_id"), c.version == p("k_expected"))
+    stmt = stmt.where(
+        c.continuation_id == p("k_id"), c.version == p("k_expected"), mine(t.continuations)
+    )
     return stmt.returning(*(c[name] for name in kept))
 
 
@@ -168,8 +208,8 @@ CAS_TABLES = (t.checkpoints, t.trace_events, t.audit_events, t.notification_even
 _FROM_CAS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("run_id", "sequence", "created_at"),
     "trace_events": ("run_id", "sequence", "created_at"),
-    "audit_events": ("created_at",),
-    "notification_events": ("routed", "created_at"),
+    "audit_events": ("created_at", "project_id"),
+    "notification_events": ("routed", "created_at", "project_id"),
 }
 _COUNTER = {"checkpoints": "checkpoint_seq", "trace_events": "trace_seq"}
 
@@ -185,8 +225,8 @@ def _from_cas(table: sa.Table, cas: Any, name: str, count: int, number: Any) -> 
         return cas.c.updated_at
     if name == "routed":
         return sa.false()
-    if name == "run_id":
-        return cas.c.run_id
+    if name in ("run_id", "project_id"):  # the run's: an audit's project is its run's
+        return cas.c[name]
     counter = cas.c[_COUNTER[table.name]]  # the sequence: numbered from the moved counter
     return counter if count == 1 else counter - n(count) + number
 
