@@ -233,6 +233,7 @@ class ErrorCode:
     policy_not_in_force: Final = _code("policy_not_in_force", "reconcile problem", None, "the environment has no verified policy in force (a new environment awaiting approval, or one below a floor): nothing is promoted there")
     policy_violation: Final = _code("policy_violation", "reconcile problem", None, "the bundle's spec breaks the environment's policy (`E_POLICY_*`)")
     project_config_invalid: Final = _code("project_config_invalid", "reconcile problem", None, "the controller's own `.kneo/config.yaml` cannot be read")
+    project_mismatch: Final = _code("project_mismatch", "InvalidRequest", 400, "the path (`/v1/projects/<name>/...`) and the `X-Kneo-Project` header name two projects")
     project_config_not_found: Final = _code("project_config_not_found", "ConfigError", 400, "no `.kneo/config.yaml` here or above (and no `KNEO_PROJECT_CONFIG`)")
     project_not_found: Final = _code("project_not_found", "NotFound", 404, "the request names a project (`X-Kneo-Project`) that does not exist, is archived, or in which the caller holds no grant: one answer for all three, so a caller never learns another project exists")
     promotion_cycle: Final = _code("promotion_cycle", "reconcile problem", None, "`promotion.require_approved_in` chains form a cycle")

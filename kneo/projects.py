@@ -17,6 +17,8 @@ from kneo.names import check_name, is_valid_name
 __all__ = [
     "DEFAULT_PROJECT",
     "DEFAULT_PROJECT_ID",
+    "PATH_PROJECT",
+    "PROJECT_HEADER",
     "check_project_name",
     "is_valid_project_name",
     "project_not_found",
@@ -26,6 +28,10 @@ __all__ = [
 DEFAULT_PROJECT = "default"
 #: Its row id in ``projects`` (every scoped table's ``project_id`` defaults to it).
 DEFAULT_PROJECT_ID = 1
+#: The HTTP request header naming the project a request acts in (absent: the caller's home).
+PROJECT_HEADER = "X-Kneo-Project"
+#: Where the ASGI scope keeps the project a ``/v1/projects/<name>/...`` path named.
+PATH_PROJECT = "kneo.project"
 
 
 def is_valid_project_name(value: object) -> bool:

@@ -71,6 +71,7 @@ from kneo.platform.inspect import Inspection
 from kneo.platform.maintenance import prune_retention
 from kneo.platform.policy_preview import run_impact
 from kneo.platform.preparation import SpecPreparation
+from kneo.platform.projects import ProjectCatalog, ProjectManagers
 from kneo.platform.results import RunResult
 from kneo.platform.runs import Runs
 from kneo.platform.sweeps import Sweeps
@@ -224,6 +225,25 @@ class PlatformManager:
         return Administration(store=self.store)
 
     @functools.cached_property
+    def projects(self) -> ProjectManagers[PlatformManager]:
+        """The managers of the other projects on this manager's database (built on first
+        use: a single-team install never asks), each of this manager's class."""
+        return ProjectManagers(self, type(self))
+
+    @functools.cached_property
+    def catalog(self) -> ProjectCatalog:
+        """The project catalog: every project's name and status, an administrator's writes."""
+        host = self.project or ProjectContext.discover(settings=self.settings)
+        return ProjectCatalog(self.store, host, self.projects.forget)
+
+    def for_project(self, name: str) -> PlatformManager:
+        """The manager of project (tenant) ``name``: this one for its own project, else one on
+        the store's view of ``name`` with that project's definition
+        (:mod:`kneo.platform.projects`); ``project_not_found`` when it is unknown or
+        archived."""
+        return self.projects.get(name)
+
+    @functools.cached_property
     def gitops(self) -> GitOps:
         """Controller requests and the registry's reads and day-two writes."""
         return GitOps(store=self.store)
@@ -287,6 +307,14 @@ class PlatformManager:
             timeout_seconds=timeout_seconds,
             sleep=self._sleep,
         )
+
+    # ================================================================== projects
+
+    list_projects = _Forward("catalog", ProjectCatalog.list_projects)
+    get_project = _Forward("catalog", ProjectCatalog.get_project)
+    create_project = _Forward("catalog", ProjectCatalog.create_project)
+    update_project = _Forward("catalog", ProjectCatalog.update_project)
+    archive_project = _Forward("catalog", ProjectCatalog.archive_project)
 
     # ================================================================== administration
 
@@ -408,6 +436,8 @@ class PlatformManager:
         and removes it; a process that exits with one still open leaves the WAL (thousands of pages)
         for the next process to read back and verify, all of it, before its first query."""
         self.stop_worker()
+        if "projects" in self.__dict__:
+            self.projects.close()
         self.store.close()
 
 

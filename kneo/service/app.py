@@ -25,7 +25,9 @@ from kneo import __version__, metrics, tracing
 from kneo.controller.runner import ControllerRunner
 from kneo.errors import ConfigError
 from kneo.logs import get_logger, quiet_http_clients
+from kneo.names import NAME_PATTERN
 from kneo.platform.bundles import attach_controller
+from kneo.projects import PROJECT_HEADER
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
@@ -42,6 +44,7 @@ from kneo.service.routes import (
     controller,
     human,
     notifications,
+    projects,
     runs,
     security,
     sessions,
@@ -266,6 +269,8 @@ def _mount(app: FastAPI, settings: Settings, *, mcp: bool, a2a: bool) -> None:
     routers = _routers()
     for router in routers:
         app.include_router(router, prefix="/v1", responses=_ERROR_RESPONSES)
+    # the project catalog is new: /v1 only (the legacy aliases serve the original's clients)
+    app.include_router(projects.router, prefix="/v1", responses=_ERROR_RESPONSES)
     app.include_router(health_router)
     app.include_router(health_router, prefix="/v1", include_in_schema=False)  # the original's
     app.include_router(version_router, prefix="/v1")
@@ -296,6 +301,29 @@ def _mount(app: FastAPI, settings: Settings, *, mcp: bool, a2a: bool) -> None:
         app.mount("/ui", create_console(app, settings), name="console")
 
 
+#: The project a request acts in, on every operation that acts in one (not the catalog).
+PROJECT_PARAMETER = {
+    "name": PROJECT_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "The project (tenant) the request acts in; absent: the caller's home "
+    "project (the first its roles name, else `default`). One the caller holds no grant in is "
+    "`404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.",
+    "schema": {"type": "string", "pattern": NAME_PATTERN},
+}
+
+
+def _document_project(schema: dict[str, Any]) -> None:
+    """The ``X-Kneo-Project`` header on every operation that acts in a project (every ``/v1``
+    route but the project catalog's), written out in each, as FastAPI writes its own."""
+    for path, item in schema["paths"].items():
+        if not path.startswith("/v1/") or path.startswith("/v1/projects"):
+            continue
+        for operation in item.values():
+            if isinstance(operation, dict) and "operationId" in operation:
+                operation.setdefault("parameters", []).append(dict(PROJECT_PARAMETER))
+
+
 def _document(app: FastAPI) -> None:
     """The OpenAPI document gains the error schema, the two API-key security schemes and the
     documented answers of the run and task operations (:mod:`kneo.service.responses`)."""
@@ -313,6 +341,7 @@ def _document(app: FastAPI) -> None:
                 "kneoApiKey": {"type": "apiKey", "in": "header", "name": "X-Kneo-Api-Key"},
             }
             schema["security"] = [{"bearer": []}, {"apiKey": []}, {"kneoApiKey": []}]
+            _document_project(schema)
             document_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema

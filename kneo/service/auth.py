@@ -23,7 +23,13 @@ from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import ConfigError, Forbidden, Unauthorized
 from kneo.people import Identity, acting
-from kneo.projects import DEFAULT_PROJECT, check_project_name, project_not_found
+from kneo.projects import (
+    DEFAULT_PROJECT,
+    PATH_PROJECT,
+    PROJECT_HEADER,
+    check_project_name,
+    project_not_found,
+)
 from kneo.service.grants import (
     ALL_SCOPES,
     EVERYWHERE,
@@ -365,30 +371,30 @@ def missing_scope(scope: str, project: str = DEFAULT_PROJECT) -> Forbidden:
     )
 
 
+def requested_project(request: Request) -> str | None:
+    """The project a request names: its ``X-Kneo-Project`` header, or the ``/v1/projects/
+    <name>/...`` form of its path (:mod:`kneo.service.project_paths`); ``None``: the caller's
+    home project."""
+    named: str | None = request.headers.get(PROJECT_HEADER) or request.scope.get(PATH_PROJECT)
+    return named
+
+
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: authenticate the caller and demand ``scope`` (403 otherwise) in
-    the project the principal acts in: the default project, until the routes resolve one."""
+    """A FastAPI dependency: authenticate the caller, narrow it to the project the request
+    names (:func:`requested_project`; 404 ``project_not_found`` where it holds no grant) and
+    demand ``scope`` there (403 otherwise). A platform scope (``projects:admin``) holds in no
+    one project: its routes act on the catalog."""
     if scope not in KNOWN_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
+    platform = scope in PLATFORM_SCOPES
 
     # ``async`` on purpose: hashing and comparing a key is microseconds of CPU, and a sync
     # dependency would cost a round trip through the threadpool on every request.
     async def dependency(request: Request) -> Principal:
-        state = request.app.state
-        presented = presented_key(request)
-        tokens = state.authenticator.tokens
-        if tokens is not None and looks_like_jwt(presented) and tokens.needs_fetch(presented):
-            # fetch the provider's keys off the event loop (once per cache period)
-            await run_in_threadpool(tokens.refresh)
-        principal = sign_in(
-            state.authenticator,
-            state.sign_in_throttle,
-            request,
-            presented,
-            surface="api",
-        )
-        request.state.actor = principal.name
-        acting(principal.identity())
+        principal = await _signed_in(request)
+        if not platform:
+            principal = project_principal(principal, requested_project(request))
+        request.state.project = principal.project
         if not principal.has(scope):
             raise missing_scope(scope, principal.project)
         return principal
@@ -396,6 +402,35 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     dependency.required_scope = scope  # type: ignore[attr-defined]
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency
+
+
+#: What :func:`route_scopes` names a route that any signed-in caller may call.
+SIGNED_IN = "signed-in"
+
+
+def require_signed_in() -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: authenticate the caller, no scope and no project asked (the
+    project catalog's listing answers each caller with its own projects)."""
+
+    dependency = _signed_in
+    dependency.required_scope = SIGNED_IN  # type: ignore[attr-defined]
+    return dependency
+
+
+async def _signed_in(request: Request) -> Principal:
+    """The caller, authenticated (401 otherwise), as the actor of what the request does."""
+    state = request.app.state
+    presented = presented_key(request)
+    tokens = state.authenticator.tokens
+    if tokens is not None and looks_like_jwt(presented) and tokens.needs_fetch(presented):
+        # fetch the provider's keys off the event loop (once per cache period)
+        await run_in_threadpool(tokens.refresh)
+    principal = sign_in(
+        state.authenticator, state.sign_in_throttle, request, presented, surface="api"
+    )
+    request.state.actor = principal.name
+    acting(principal.identity())
+    return principal
 
 
 def route_scopes(app: Any) -> list[tuple[str, str, str | None]]:

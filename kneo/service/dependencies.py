@@ -1,10 +1,12 @@
 """Where routes get the platform manager and the caller's identity.
 
-A process has one platform manager. Embedders install their own with
-:func:`set_platform_manager` (before or after :func:`kneo.service.app.create_app`); otherwise
-``create_app(configure_default_manager=True)`` builds the default one at startup. Routes
-never construct anything: they receive it through these dependencies. Nor do they reach the
-store: they ask the manager's facade methods (``tests/service/test_route_facades.py``).
+A process has one platform manager, its default project's; a request acting in another
+project gets that project's (:meth:`~kneo.platform.manager.PlatformManager.for_project`).
+Embedders install their own with :func:`set_platform_manager` (before or after
+:func:`kneo.service.app.create_app`); otherwise ``create_app(configure_default_manager=True)``
+builds the default one at startup. Routes never construct anything: they receive it through
+these dependencies. Nor do they reach the store: they ask the manager's facade methods
+(``tests/service/test_route_facades.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def current_manager(app: Any) -> PlatformManager | None:
 
 
 def _manager_of(request: Request) -> PlatformManager:
+    """The manager of the project the request acts in (``require_scope`` set it; a route
+    without one acts in the app manager's own project)."""
     manager = current_manager(request.app)
     if manager is None:
         raise NotReady(
@@ -52,7 +56,10 @@ def _manager_of(request: Request) -> PlatformManager:
             "with configure_default_manager=True",
             check="manager",
         )
-    return manager
+    project: str | None = getattr(request.state, "project", None)
+    if project is None or project == manager.store.project:
+        return manager
+    return manager.for_project(project)  # project_not_found when it is unknown or archived
 
 
 # The dependencies are ``async`` because they only read app state: a sync dependency would

@@ -32,6 +32,7 @@ from kneo.errors import ErrorCode, InvalidRequest, KneoError, PayloadTooLarge
 from kneo.logs import get_logger
 from kneo.redaction import REDACTED, may_need_redaction, redact
 from kneo.service.errors import error_headers
+from kneo.service.project_paths import project_path
 from kneo.store.wire.driver_errors import database_error
 
 LOGGER_NAME = "kneo_serv.service"
@@ -184,6 +185,11 @@ class RequestContextMiddleware:
             return
         try:
             refused = _refused_target(scope)
+            if refused is None:
+                try:
+                    scope = project_path(scope)
+                except KneoError as exc:
+                    refused = exc
             app_receive: Receive = ex.receive
             if refused is None and _is_json(scope["headers"]):
                 body = await _read_body(ex.receive)

@@ -181,3 +181,17 @@ class BlockRequest(_Strict):
 
     digest: str = Field(..., max_length=128, description="sha256:<64 hex digits>")
     reason: str = Field(..., min_length=1, max_length=2000)
+
+
+class CreateProjectRequest(_Strict):
+    """``POST /v1/projects``: a project and its definition (a project config document, the
+    schema of ``.kneo/config.yaml``; none: no environments, secrets or servers of its own)."""
+
+    name: str = Field(..., min_length=1, max_length=64)
+    definition: dict[str, Any] | None = None
+
+
+class ProjectDefinitionRequest(_Strict):
+    """``PUT /v1/projects/{project}``: the project's new definition (replaces the old)."""
+
+    definition: dict[str, Any] | None

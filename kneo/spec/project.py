@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -666,6 +666,29 @@ class ProjectContext:
             env=resolved,
             env_explicit=chosen is not None,
             settings=settings,
+        )
+
+    def of_project(self, name: str, definition: Mapping[str, Any] | None) -> ProjectContext:
+        """The context of project (tenant) ``name`` on this host: its ``definition`` is a
+        project config document (the schema of ``.kneo/config.yaml``, written by a platform
+        administrator), validated here, errors naming the field. Its root is
+        ``<state_dir>/projects/<name>`` under this host's root, so none of the host's own
+        files (``environments/*.yaml``, skill instructions) becomes the project's by
+        accident; an administrator may put the project's files there."""
+        config = validate_mapping(
+            ProjectConfig,
+            dict(definition) if definition is not None else {"name": name},
+            file=Path(f"project {name}"),
+            text="",
+            kind="project definition",
+        )
+        root = self.resolve_path(self.config.paths.state_dir) / "projects" / name
+        if root.is_dir():
+            config.read_skill_files(root)
+        settings = self.settings or _Settings.from_env()
+        env = check_name(config.default_environment or settings.default_env, kind="environment")
+        return ProjectContext(
+            root=root, config_path=None, config=config, env=env, settings=settings
         )
 
     def known_environments(self) -> list[str]:

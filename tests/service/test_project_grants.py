@@ -163,14 +163,18 @@ def test_missing_scope_names_the_project_and_the_platform_role() -> None:
     assert require_scope("projects:admin").required_scope == "projects:admin"  # type: ignore[attr-defined]
 
 
-def test_a_key_granted_elsewhere_is_refused_in_the_default_project(make_client) -> None:
-    """Until the routes resolve a project, they act in ``default``: a key granted only in
-    another project holds nothing there (403 naming the scope), and the others as before."""
+def test_a_key_granted_elsewhere_does_not_reach_the_default_project(make_client) -> None:
+    """A key granted only in another project acts there by default (its home), and naming
+    ``default`` is ``404 project_not_found``, as a project that does not exist; the others
+    as before."""
     env = auth_env()
     env["KNEO_SERV_API_KEYS"] += ";team-a-ops:team-a-ops-key-6:operator@team-a"
     client = make_client(env)
-    r = client.get("/v1/runs", headers={"Authorization": "Bearer team-a-ops-key-6"})
-    assert r.status_code == 403 and r.json()["required_scope"] == "runs:read"
+    key = {"Authorization": "Bearer team-a-ops-key-6"}
+    r = client.get("/v1/runs", headers={**key, "X-Kneo-Project": "default"})
+    assert r.status_code == 404 and r.json()["error"] == "project_not_found"
+    home = client.get("/v1/runs", headers=key)  # team-a: not created here
+    assert home.status_code == 404 and home.json()["error"] == "project_not_found"
     assert client.get("/v1/runs", headers=headers("viewer")).status_code == 200
     assert client.get("/v1/notifications", headers=headers("admin")).status_code == 200
     assert KEYS["admin"] == Settings.from_env(env).admin_api_key

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, ProjectsArchiveData, ProjectsArchiveErrors, ProjectsArchiveResponses, ProjectsCreateData, ProjectsCreateErrors, ProjectsCreateResponses, ProjectsGetData, ProjectsGetErrors, ProjectsGetResponses, ProjectsListData, ProjectsListErrors, ProjectsListResponses, ProjectsReplaceData, ProjectsReplaceErrors, ProjectsReplaceResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -351,6 +351,91 @@ export const environmentPoliciesPreview = <ThrowOnError extends boolean = false>
         { name: 'X-Kneo-Api-Key', type: 'apiKey' }
     ],
     url: '/v1/policies/environment/{environment}/preview',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * List Projects
+ *
+ * The active projects the caller may act in (every one for a platform administrator),
+ * oldest first, with the caller's home project.
+ */
+export const projectsList = <ThrowOnError extends boolean = false>(options?: Options<ProjectsListData, ThrowOnError>) => (options?.client ?? client).get<ProjectsListResponses, ProjectsListErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/projects',
+    ...options
+});
+
+/**
+ * Create Project
+ *
+ * Create a project (``409 already_exists`` when the name is taken, archived ones too).
+ */
+export const projectsCreate = <ThrowOnError extends boolean = false>(options: Options<ProjectsCreateData, ThrowOnError>) => (options.client ?? client).post<ProjectsCreateResponses, ProjectsCreateErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/projects',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Archive Project
+ *
+ * Archive a project: nothing reaches it any more (``404``), its records stay until
+ * retention removes them. ``default`` cannot be archived.
+ */
+export const projectsArchive = <ThrowOnError extends boolean = false>(options: Options<ProjectsArchiveData, ThrowOnError>) => (options.client ?? client).delete<ProjectsArchiveResponses, ProjectsArchiveErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/projects/{project}',
+    ...options
+});
+
+/**
+ * Get Project
+ *
+ * One project the caller may act in; its definition for a platform administrator.
+ */
+export const projectsGet = <ThrowOnError extends boolean = false>(options: Options<ProjectsGetData, ThrowOnError>) => (options.client ?? client).get<ProjectsGetResponses, ProjectsGetErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/projects/{project}',
+    ...options
+});
+
+/**
+ * Update Project
+ *
+ * Replace a project's definition; its runs started from now on use it.
+ */
+export const projectsReplace = <ThrowOnError extends boolean = false>(options: Options<ProjectsReplaceData, ThrowOnError>) => (options.client ?? client).put<ProjectsReplaceResponses, ProjectsReplaceErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/projects/{project}',
     ...options,
     headers: {
         'Content-Type': 'application/json',

@@ -118,6 +118,25 @@ export type ConversationView = {
 };
 
 /**
+ * CreateProjectRequest
+ *
+ * ``POST /v1/projects``: a project and its definition (a project config document, the
+ * schema of ``.kneo/config.yaml``; none: no environments, secrets or servers of its own).
+ */
+export type CreateProjectRequest = {
+    /**
+     * Definition
+     */
+    definition?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Name
+     */
+    name: string;
+};
+
+/**
  * CreateRunRequest
  *
  * Body of ``POST /v1/runs`` and ``POST /v1/specs/run``.
@@ -838,6 +857,20 @@ export type PositionView = {
      */
     visited: Array<string>;
     [key: string]: unknown;
+};
+
+/**
+ * ProjectDefinitionRequest
+ *
+ * ``PUT /v1/projects/{project}``: the project's new definition (replaces the old).
+ */
+export type ProjectDefinitionRequest = {
+    /**
+     * Definition
+     */
+    definition: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -1767,6 +1800,12 @@ export type HealthReadyResponses = {
 
 export type AuditEventsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -1875,6 +1914,12 @@ export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEvents
 
 export type AuditEventsGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Event Id
@@ -1941,6 +1986,12 @@ export type AuditEventsGetResponse = AuditEventsGetResponses[keyof AuditEventsGe
 
 export type ControllerPlanData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -2003,6 +2054,12 @@ export type ControllerPlanResponses = {
 
 export type ControllerReconcileData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -2065,6 +2122,12 @@ export type ControllerReconcileResponses = {
 
 export type ControllerRequestsGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Request Id
@@ -2131,6 +2194,12 @@ export type ControllerRequestsGetResponse = ControllerRequestsGetResponses[keyof
 
 export type ControllerStatusData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/controller/status';
@@ -2209,6 +2278,10 @@ export type ControllerWebhookData = {
          * Content-Type
          */
         'content-type'?: string | null;
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
     };
     path?: never;
     query?: never;
@@ -2265,6 +2338,12 @@ export type ControllerWebhookResponses = {
 
 export type HumanTasksListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -2405,6 +2484,12 @@ export type HumanTasksListResponse = HumanTasksListResponses[keyof HumanTasksLis
 
 export type HumanTasksGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Continuation Id
@@ -2479,6 +2564,10 @@ export type HumanTasksDecideData = {
          * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
          */
         Prefer?: string;
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
     };
     path: {
         /**
@@ -2551,6 +2640,10 @@ export type HumanTasksResumeData = {
          * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
          */
         Prefer?: string;
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
     };
     path: {
         /**
@@ -2618,6 +2711,12 @@ export type HumanTasksResumeResponse = HumanTasksResumeResponses[keyof HumanTask
 
 export type NotificationsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -2702,6 +2801,12 @@ export type NotificationsListResponse = NotificationsListResponses[keyof Notific
 
 export type NotificationsRetryData = {
     body: RetryRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/notifications/retry';
@@ -2763,6 +2868,12 @@ export type NotificationsRetryResponse = NotificationsRetryResponses[keyof Notif
 
 export type EnvironmentPoliciesListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/policies/environment';
@@ -2824,6 +2935,12 @@ export type EnvironmentPoliciesListResponse = EnvironmentPoliciesListResponses[k
 
 export type EnvironmentPoliciesGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Environment
@@ -2890,6 +3007,12 @@ export type EnvironmentPoliciesGetResponse = EnvironmentPoliciesGetResponses[key
 
 export type EnvironmentPoliciesReplaceData = {
     body: PolicyEnforcement;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Environment
@@ -2956,6 +3079,12 @@ export type EnvironmentPoliciesReplaceResponse = EnvironmentPoliciesReplaceRespo
 
 export type EnvironmentPoliciesPreviewData = {
     body: PolicyEnforcement;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Environment
@@ -3016,8 +3145,340 @@ export type EnvironmentPoliciesPreviewResponses = {
 
 export type EnvironmentPoliciesPreviewResponse = EnvironmentPoliciesPreviewResponses[keyof EnvironmentPoliciesPreviewResponses];
 
+export type ProjectsListData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/projects';
+};
+
+export type ProjectsListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ProjectsListError = ProjectsListErrors[keyof ProjectsListErrors];
+
+export type ProjectsListResponses = {
+    /**
+     * Response Projects-List
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ProjectsListResponse = ProjectsListResponses[keyof ProjectsListResponses];
+
+export type ProjectsCreateData = {
+    body: CreateProjectRequest;
+    path?: never;
+    query?: never;
+    url: '/v1/projects';
+};
+
+export type ProjectsCreateErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ProjectsCreateError = ProjectsCreateErrors[keyof ProjectsCreateErrors];
+
+export type ProjectsCreateResponses = {
+    /**
+     * Response Projects-Create
+     *
+     * Successful Response
+     */
+    201: {
+        [key: string]: unknown;
+    };
+};
+
+export type ProjectsCreateResponse = ProjectsCreateResponses[keyof ProjectsCreateResponses];
+
+export type ProjectsArchiveData = {
+    body?: never;
+    path: {
+        /**
+         * Project
+         *
+         * The project's name.
+         */
+        project: string;
+    };
+    query?: never;
+    url: '/v1/projects/{project}';
+};
+
+export type ProjectsArchiveErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ProjectsArchiveError = ProjectsArchiveErrors[keyof ProjectsArchiveErrors];
+
+export type ProjectsArchiveResponses = {
+    /**
+     * Response Projects-Archive
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ProjectsArchiveResponse = ProjectsArchiveResponses[keyof ProjectsArchiveResponses];
+
+export type ProjectsGetData = {
+    body?: never;
+    path: {
+        /**
+         * Project
+         *
+         * The project's name.
+         */
+        project: string;
+    };
+    query?: never;
+    url: '/v1/projects/{project}';
+};
+
+export type ProjectsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ProjectsGetError = ProjectsGetErrors[keyof ProjectsGetErrors];
+
+export type ProjectsGetResponses = {
+    /**
+     * Response Projects-Get
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ProjectsGetResponse = ProjectsGetResponses[keyof ProjectsGetResponses];
+
+export type ProjectsReplaceData = {
+    body: ProjectDefinitionRequest;
+    path: {
+        /**
+         * Project
+         *
+         * The project's name.
+         */
+        project: string;
+    };
+    query?: never;
+    url: '/v1/projects/{project}';
+};
+
+export type ProjectsReplaceErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client (Retry-After)
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ProjectsReplaceError = ProjectsReplaceErrors[keyof ProjectsReplaceErrors];
+
+export type ProjectsReplaceResponses = {
+    /**
+     * Response Projects-Replace
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ProjectsReplaceResponse = ProjectsReplaceResponses[keyof ProjectsReplaceResponses];
+
 export type RegistryBlockedDigestsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/registry/blocked-digests';
@@ -3079,6 +3540,12 @@ export type RegistryBlockedDigestsListResponse = RegistryBlockedDigestsListRespo
 
 export type RegistryBlockedDigestsBlockData = {
     body: BlockRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/registry/blocked-digests';
@@ -3140,6 +3607,12 @@ export type RegistryBlockedDigestsBlockResponse = RegistryBlockedDigestsBlockRes
 
 export type RegistryBlockedDigestsUnblockData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Digest
@@ -3206,6 +3679,12 @@ export type RegistryBlockedDigestsUnblockResponse = RegistryBlockedDigestsUnbloc
 
 export type RegistryBundlesListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -3294,6 +3773,12 @@ export type RegistryBundlesListResponse = RegistryBundlesListResponses[keyof Reg
 
 export type RegistryBundlesGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3369,6 +3854,12 @@ export type RegistryBundlesGetResponse = RegistryBundlesGetResponses[keyof Regis
 
 export type RegistryBundlesDiffData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3448,6 +3939,12 @@ export type RegistryBundlesDiffResponse = RegistryBundlesDiffResponses[keyof Reg
 
 export type RegistryBundlesGraphData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3518,6 +4015,12 @@ export type RegistryBundlesGraphResponse = RegistryBundlesGraphResponses[keyof R
 
 export type RegistryBundlesUnpinData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3591,6 +4094,12 @@ export type RegistryBundlesPinData = {
      * Body
      */
     body?: ReasonRequest | null;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3661,6 +4170,12 @@ export type RegistryBundlesPinResponse = RegistryBundlesPinResponses[keyof Regis
 
 export type RegistryBundlesResumeData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3731,6 +4246,12 @@ export type RegistryBundlesResumeResponse = RegistryBundlesResumeResponses[keyof
 
 export type RegistryBundlesRollbackData = {
     body: RollbackRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3798,6 +4319,12 @@ export type RegistryBundlesSuspendData = {
      * Body
      */
     body?: ReasonRequest | null;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Bundle
@@ -3868,6 +4395,12 @@ export type RegistryBundlesSuspendResponse = RegistryBundlesSuspendResponses[key
 
 export type RunsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4008,6 +4541,12 @@ export type RunsListResponse = RunsListResponses[keyof RunsListResponses];
 
 export type RunsCreateData = {
     body: CreateRunRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/runs';
@@ -4069,6 +4608,12 @@ export type RunsCreateResponse = RunsCreateResponses[keyof RunsCreateResponses];
 
 export type RunsGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4138,6 +4683,12 @@ export type RunsGetResponse = RunsGetResponses[keyof RunsGetResponses];
 
 export type RunsCancelData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4200,6 +4751,12 @@ export type RunsCancelResponse = RunsCancelResponses[keyof RunsCancelResponses];
 
 export type RunsCheckpointsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4297,6 +4854,12 @@ export type RunsCheckpointsListResponse = RunsCheckpointsListResponses[keyof Run
 
 export type RunsCheckpointsDiffData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4380,6 +4943,10 @@ export type RunsContinueData = {
          * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
          */
         Prefer?: string;
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
     };
     path: {
         /**
@@ -4452,6 +5019,10 @@ export type RunsEventsStreamData = {
          * Last-Event-Id
          */
         'Last-Event-ID'?: number | null;
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
     };
     path: {
         /**
@@ -4518,6 +5089,12 @@ export type RunsEventsStreamResponses = {
 
 export type RunsGraphData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4580,6 +5157,12 @@ export type RunsGraphResponse = RunsGraphResponses[keyof RunsGraphResponses];
 
 export type RunsPolicyReportData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4646,6 +5229,12 @@ export type RunsPolicyReportResponse = RunsPolicyReportResponses[keyof RunsPolic
 
 export type RunsRecoveryData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4712,6 +5301,12 @@ export type RunsRecoveryResponse = RunsRecoveryResponses[keyof RunsRecoveryRespo
 
 export type RunsReplayData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4778,6 +5373,12 @@ export type RunsReplayResponse = RunsReplayResponses[keyof RunsReplayResponses];
 
 export type RunsTraceData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Run Id
@@ -4871,6 +5472,12 @@ export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 
 export type SecurityCredentialsGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4951,6 +5558,12 @@ export type SecurityCredentialsGetResponse = SecurityCredentialsGetResponses[key
 
 export type SessionsGetData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path: {
         /**
          * Session Id
@@ -5026,6 +5639,12 @@ export type SessionsGetResponse = SessionsGetResponses[keyof SessionsGetResponse
 
 export type SkillsListData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -5106,6 +5725,12 @@ export type SkillsListResponse = SkillsListResponses[keyof SkillsListResponses];
 
 export type SpecsCompileData = {
     body: CompileRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/compile';
@@ -5167,6 +5792,12 @@ export type SpecsCompileResponse = SpecsCompileResponses[keyof SpecsCompileRespo
 
 export type SpecsExplainData = {
     body: SpecRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/explain';
@@ -5228,6 +5859,12 @@ export type SpecsExplainResponse = SpecsExplainResponses[keyof SpecsExplainRespo
 
 export type SpecsGraphData = {
     body: SpecRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/graph';
@@ -5285,6 +5922,12 @@ export type SpecsGraphResponse = SpecsGraphResponses[keyof SpecsGraphResponses];
 
 export type SpecsPolicyReportData = {
     body: SpecRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/policy-report';
@@ -5346,6 +5989,12 @@ export type SpecsPolicyReportResponse = SpecsPolicyReportResponses[keyof SpecsPo
 
 export type SpecsRunData = {
     body: CreateRunRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/run';
@@ -5407,6 +6056,12 @@ export type SpecsRunResponse = SpecsRunResponses[keyof SpecsRunResponses];
 
 export type SpecsValidateData = {
     body: SpecRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/specs/validate';
@@ -5468,6 +6123,12 @@ export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateRe
 
 export type ServiceVersionData = {
     body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/version';
