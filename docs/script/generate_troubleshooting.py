@@ -37,7 +37,10 @@ ROW = re.compile(r"^\| `([^`]+)` \| [^|]* \| (.*?) \| (.*?) \|$")
 #: define it, else of the first file (alphabetically) that raises it.
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Spec diagnostics", ("kneo/spec/diagnostics.py",)),
-    ("General, keys and requests", ("kneo/errors.py", "kneo/service/", "kneo/console/")),
+    (
+        "General, keys and requests",
+        ("kneo/errors.py", "kneo/projects.py", "kneo/service/", "kneo/console/"),
+    ),
     (
         "Documents, specs and project config",
         ("kneo/documents.py", "kneo/spec/", "kneo/names", "kneo/kernel.py"),

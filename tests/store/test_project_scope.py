@@ -23,6 +23,7 @@ from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.store import RunFilter, Store, Transaction
 from kneo.store import tables as t
 from kneo.store.runs.steps import StepEvent
+from kneo.store.tasks.search import scoped_term
 
 from .helpers import new_run
 from .test_contract_coverage import FACETS
@@ -317,6 +318,11 @@ def test_a_transaction_of_another_project_cannot_touch_a_task(a: Store, b: Store
     assert a.tasks.list_continuations(assignee="alice").items == []
 
 
+def test_a_scoped_term_names_its_project_in_base_36() -> None:
+    assert scoped_term(DEFAULT_PROJECT_ID, "rocket") == "rocket"
+    assert [scoped_term(n, "w") for n in (2, 10, 36, 37)] == ["~2:w", "~a:w", "~10:w", "~11:w"]
+
+
 def test_the_same_words_in_two_projects_are_two_searches(a: Store, b: Store) -> None:
     """Each project walks its own key range of the same search index."""
     cids = {}
@@ -343,7 +349,8 @@ def test_the_same_words_in_two_projects_are_two_searches(a: Store, b: Store) -> 
         ]
     with a.engine.connect() as conn:  # the default project's terms as they are, others' prefixed
         terms = set(conn.execute(sa.select(t.continuation_terms.c.term)).scalars())
-    assert "rocket" not in terms and {f"~{a.project_id}:rocket", f"~{b.project_id}:rocket"} <= terms
+    scoped = {scoped_term(a.project_id, "rocket"), scoped_term(b.project_id, "rocket")}
+    assert "rocket" not in terms and scoped <= terms and len(scoped) == 2
 
 
 # -- audit, metadata, queue, idempotency ------------------------------------------------------
