@@ -13,12 +13,20 @@ from __future__ import annotations
 
 from kneo.names import check_name, is_valid_name
 
-__all__ = ["DEFAULT_PROJECT", "DEFAULT_PROJECT_ID", "check_project_name", "is_valid_project_name"]
+__all__ = [
+    "DEFAULT_PROJECT",
+    "DEFAULT_PROJECT_ID",
+    "PROJECT_HEADER",
+    "check_project_name",
+    "is_valid_project_name",
+]
 
 #: The project of a single-team install, and of every record written before projects.
 DEFAULT_PROJECT = "default"
 #: Its row id in ``projects`` (every scoped table's ``project_id`` defaults to it).
 DEFAULT_PROJECT_ID = 1
+#: The HTTP request header naming the project a request acts in (absent: the caller's home).
+PROJECT_HEADER = "X-Kneo-Project"
 
 
 def is_valid_project_name(value: object) -> bool:
