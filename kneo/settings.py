@@ -435,6 +435,9 @@ class Settings:
     api_keys: str = ""
     admin_api_key: str = ""
     client_api_key: str = ""
+    #: the project (tenant) the CLI's service mode acts in, when neither ``--project`` nor
+    #: the profile names one (the service then takes the key's home project)
+    client_project: str = ""
     #: people signing in through an OpenID provider (console) and its tokens (API, CLI)
     oidc: OidcSettings = field(default_factory=OidcSettings)
     idempotency_key: str = ""
@@ -557,6 +560,7 @@ class Settings:
             api_keys=keys,
             admin_api_key=admin,
             client_api_key=env.get("KNEO_SERV_API_KEY", ""),
+            client_project=env.get("KNEO_SERV_PROJECT", ""),
             oidc=oidc,
             idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
             webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,

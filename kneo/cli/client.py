@@ -1,10 +1,10 @@
 """The one client interface every ``run``/``runs``/``human`` command goes through.
 
 :class:`LocalClient` drives an in-process :class:`~kneo.platform.PlatformManager` over the
-project's store (``.kneo/kneo_runs.sqlite`` by default). An HTTP implementation registers a
-factory with :func:`set_remote_client_factory`; until one is registered, ``--service-url`` and
-``--profile`` fail with ``service_mode_unavailable``. Every method returns the JSON shape of the
-matching HTTP route, so commands render local and remote results alike.
+project's store (``.kneo/kneo_runs.sqlite`` by default); :class:`~kneo.cli.service_client.ServiceClient`
+talks to a service (``--service-url``, ``--profile``, the project's ``service.default_url``, the
+active profile). Every method returns the JSON shape of the matching HTTP route, so commands
+render local and remote results alike.
 
 A command talking to a service loads no platform: :mod:`kneo.platform` and its results
 (+0.47 s with SQLAlchemy), :mod:`kneo.spec.project` (+0.13 s with pydantic) and
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import startup, tracing
 from kneo.cli.output import talking_to
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, InvalidRequest
+from kneo.projects import DEFAULT_PROJECT, check_project_name
 from kneo.settings import Settings
 from kneo.tools.defaults import create_tool_registry
 
@@ -118,7 +119,14 @@ class LocalClient:
         actor: str = "cli",
         settings: Settings | None = None,
         project: ProjectContext | None = None,
+        tenant: str | None = None,
     ) -> None:
+        if tenant is not None and check_project_name(tenant) != DEFAULT_PROJECT:
+            raise InvalidRequest(
+                f"project {tenant!r}: the local platform holds the {DEFAULT_PROJECT!r} project "
+                "only; act in another project through a service (--service-url or --profile)",
+                field="project",
+            )
         self._environment = environment
         self._cwd = cwd
         self._actor = actor
@@ -336,45 +344,51 @@ class LocalClient:
         return dict(result.to_dict(show_personal=True))
 
 
-RemoteFactory = Callable[[str | None, str | None], PlatformClient]
-_remote_factory: RemoteFactory | None = None
-
-
-def set_remote_client_factory(factory: RemoteFactory | None) -> None:
-    """Install the HTTP client: ``factory(service_url, profile) -> PlatformClient``."""
-    global _remote_factory
-    _remote_factory = factory
-
-
 def get_client(
-    *, service_url: str | None = None, profile: str | None = None, environment: str | None = None
+    *,
+    service_url: str | None = None,
+    profile: str | None = None,
+    environment: str | None = None,
+    project: str | None = None,
 ) -> PlatformClient:
     """The local client, or the HTTP one when a service URL or profile is in effect.
 
     Precedence (:func:`kneo.cli.profiles.resolve_connection`): ``--service-url``,
     ``--profile``, ``service.default_url`` in the project config, the active profile, else
     local. The HTTP stack (:mod:`kneo.cli.service_client`, httpx2) is imported only when a
-    service is chosen: a local command never pays for it.
+    service is chosen: a local command never pays for it. ``project``: the project (tenant)
+    to act in, ``--project``; else ``KNEO_SERV_PROJECT``, else the profile's.
     """
-    if _remote_factory is not None and (service_url or profile):
-        return _remote_factory(service_url, profile)
     from kneo.cli.profiles import resolve_connection
 
     settings = Settings.from_env()
-    project = None
+    context = None
     if not service_url and not profile:  # only then can the project config pick a service
         from kneo.spec.project import ProjectContext
 
-        project = ProjectContext.discover(settings=settings, env=environment)
+        context = ProjectContext.discover(settings=settings, env=environment)
     connection = resolve_connection(
         service_url=service_url,
         profile=profile,
         settings=settings,
-        project_default_url=project.config.service.default_url if project else None,
+        project_default_url=context.config.service.default_url if context else None,
+        project=project,
     )
     if connection is None:
-        return LocalClient(environment=environment, settings=settings, project=project)
+        return LocalClient(
+            environment=environment,
+            settings=settings,
+            project=context,
+            tenant=project or settings.client_project or None,
+        )
     from kneo.cli.service_client import ServiceClient
 
-    talking_to(connection.url, chosen_by=connection.source, profile=connection.profile)
-    return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)
+    talking_to(
+        connection.url,
+        chosen_by=connection.source,
+        profile=connection.profile,
+        project=connection.project,
+    )
+    return ServiceClient.from_settings(
+        connection.url, settings, api_key=connection.api_key, project=connection.project
+    )

@@ -58,13 +58,18 @@ def want_structured_errors(output_format: str | None) -> None:
     _error_format = output_format
 
 
-def talking_to(url: str, *, chosen_by: str, profile: str | None = None) -> None:
+def talking_to(
+    url: str, *, chosen_by: str, profile: str | None = None, project: str | None = None
+) -> None:
     """Record the service a command's requests go to, so it is never invisible: ``-o
     json|yaml`` output carries it as ``meta.service`` (URL without user information, the
-    profile, which rule chose it) and, when stderr is a terminal, one line there says so."""
+    profile, which rule chose it, and the project asked for when one was) and, when stderr is
+    a terminal, one line there says so."""
     global _service
     first = _service is None
     _service = {"url": reduce_url(url), "profile": profile, "chosen_by": chosen_by}
+    if project is not None:
+        _service["project"] = project
     if first and sys.stderr.isatty():
         why = _CHOSEN_BY.get(chosen_by, chosen_by).format(profile=profile)
         sys.stderr.write(f"kneo: service {_service['url']} ({why})\n")
@@ -117,6 +122,14 @@ ServiceUrlOpt = Annotated[
     str | None, typer.Option("--service-url", help="Send the request to this Kneo service")
 ]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Service profile name")]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        help="The project (tenant) to act in; default: KNEO_SERV_PROJECT, the profile's, "
+        "else your key's home project",
+    ),
+]
 TrustedHmacKeysOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -166,11 +179,13 @@ class FileOutput(Output):
 
 @dataclass(frozen=True)
 class ClientOptions(Output):
-    """``-o``/``--json``, ``--service-url`` and ``--profile``: how a command prints and where
-    its platform calls go (the local platform, or a service by URL or profile)."""
+    """``-o``/``--json``, ``--service-url``, ``--profile`` and ``--project``: how a command
+    prints, where its platform calls go (the local platform, or a service by URL or
+    profile) and in which project."""
 
     service_url: ServiceUrlOpt = None
     profile: ProfileOpt = None
+    project: ProjectOpt = None
 
     @property
     def remote(self) -> bool:
@@ -182,7 +197,10 @@ class ClientOptions(Output):
         from kneo.cli.client import get_client  # cost: module docstring
 
         return get_client(
-            service_url=self.service_url, profile=self.profile, environment=environment
+            service_url=self.service_url,
+            profile=self.profile,
+            environment=environment,
+            project=self.project,
         )
 
 

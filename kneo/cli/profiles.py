@@ -35,6 +35,7 @@ from kneo.cli.output import Output, options
 from kneo.documents import load_json_file
 from kneo.errors import ConfigError, NotFound, SpecError
 from kneo.names import NAME_PATTERN
+from kneo.projects import check_project_name
 from kneo.settings import Settings
 
 _NAME = re.compile(NAME_PATTERN)  # profile names follow the same rule
@@ -45,9 +46,14 @@ class Profile:
     name: str
     service_url: str
     api_key: str | None = None
+    #: the project (tenant) its commands act in; ``None``: the key's home project
+    project: str | None = None
 
     def __repr__(self) -> str:  # keep keys out of tracebacks and debug output
-        return f"Profile(name={self.name!r}, service_url={self.service_url!r})"
+        return (
+            f"Profile(name={self.name!r}, service_url={self.service_url!r}, "
+            f"project={self.project!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,14 @@ class Connection:
     api_key: str | None
     source: str
     profile: str | None = None
+    #: the project (tenant) to send as ``X-Kneo-Project``; ``None``: the key's home project
+    project: str | None = None
 
     def __repr__(self) -> str:
-        return f"Connection(url={self.url!r}, source={self.source!r}, profile={self.profile!r})"
+        return (
+            f"Connection(url={self.url!r}, source={self.source!r}, profile={self.profile!r}, "
+            f"project={self.project!r})"
+        )
 
 
 def _check_url(url: str) -> str:
@@ -118,14 +129,23 @@ class ProfileStore:
             if renewed is not None:
                 entry["oidc"] = oidc = {**oidc, **renewed}
                 self._save(data)
-            return Profile(name, str(entry.get("service_url", "")), str(oidc["access_token"]))
-        return Profile(name, str(entry.get("service_url", "")), entry.get("api_key") or None)
+            key: str | None = str(oidc["access_token"])
+        else:
+            key = entry.get("api_key") or None
+        project = entry.get("project") or None
+        return Profile(name, str(entry.get("service_url", "")), key, project)
 
     def signed_in(
-        self, name: str, service_url: str, oidc: dict[str, Any], *, activate: bool = True
+        self,
+        name: str,
+        service_url: str,
+        oidc: dict[str, Any],
+        *,
+        activate: bool = True,
+        project: str | None = None,
     ) -> Profile:
         """Store a person's OpenID sign-in (tokens and where to renew them) as ``name``."""
-        self.set(name, service_url, None, activate=activate)
+        self.set(name, service_url, None, activate=activate, project=project)
         data = self._load()
         data["profiles"][name]["oidc"] = oidc
         self._save(data)
@@ -141,7 +161,13 @@ class ProfileStore:
         return self.get(name) if name else None
 
     def set(
-        self, name: str, service_url: str, api_key: str | None = None, *, activate: bool = True
+        self,
+        name: str,
+        service_url: str,
+        api_key: str | None = None,
+        *,
+        activate: bool = True,
+        project: str | None = None,
     ) -> Profile:
         if not _NAME.match(name):
             raise ConfigError(f"profile name {name!r} must be letters, digits, '.', '_' or '-'")
@@ -149,6 +175,8 @@ class ProfileStore:
         entry: dict[str, Any] = {"service_url": _check_url(service_url)}
         if api_key:
             entry["api_key"] = api_key
+        if project:
+            entry["project"] = check_project_name(project)
         data["profiles"][name] = entry
         if activate:
             data["active"] = name
@@ -183,6 +211,7 @@ class ProfileStore:
             "service_url": profile.service_url,
             "authenticated": bool(profile.api_key),
             "active": self.active_name() == name,
+            "project": profile.project,
             **({"sign_in": "oidc_device", "issuer": oidc.get("issuer")} if oidc else {}),
         }
 
@@ -193,25 +222,30 @@ def resolve_connection(
     profile: str | None,
     settings: Settings,
     project_default_url: str | None = None,
+    project: str | None = None,
 ) -> Connection | None:
-    """Apply the documented precedence; ``None`` means run locally."""
+    """Apply the documented precedence; ``None`` means run locally. The project (tenant):
+    ``project`` (``--project``), else ``KNEO_SERV_PROJECT``, else the profile's, else none
+    (the service takes the key's home project)."""
     store = ProfileStore(settings.profiles_path)
     env_key = settings.client_api_key or None
+    asked = project or settings.client_project or None
+    if asked is not None:
+        check_project_name(asked)
     named = store.get(profile) if profile else None
     if service_url:
         key = (named.api_key if named else None) or env_key
-        return Connection(_check_url(service_url), key, "service_url", profile)
+        chosen = asked or (named.project if named else None)
+        return Connection(_check_url(service_url), key, "service_url", profile, chosen)
     if named is not None:
-        return Connection(
-            _check_url(named.service_url), named.api_key or env_key, "profile", named.name
-        )
+        url, key = _check_url(named.service_url), named.api_key or env_key
+        return Connection(url, key, "profile", named.name, asked or named.project)
     if project_default_url:
-        return Connection(_check_url(project_default_url), env_key, "project_config")
+        return Connection(_check_url(project_default_url), env_key, "project_config", None, asked)
     active = store.active()
     if active is not None:
-        return Connection(
-            _check_url(active.service_url), active.api_key or env_key, "active_profile", active.name
-        )
+        url, key = _check_url(active.service_url), active.api_key or env_key
+        return Connection(url, key, "active_profile", active.name, asked or active.project)
     return None
 
 
@@ -247,18 +281,23 @@ def profile_set(
     name: str,
     service_url: str = typer.Option(..., "--service-url"),
     api_key: str | None = typer.Option(None, "--api-key"),
+    project: str | None = typer.Option(
+        None, "--project", help="The project its commands act in (default: the key's home)"
+    ),
     activate: bool = typer.Option(True, "--activate/--no-activate"),
     out: Output = Output(),
 ) -> None:
     """Create or update a named service profile."""
     store = _store()
-    store.set(name, service_url, api_key, activate=activate)
+    store.set(name, service_url, api_key, activate=activate, project=project)
     info = store.describe(name)
     auth = "authenticated" if info["authenticated"] else "no API key"
+    where = f", project {info['project']}" if info["project"] else ""
     _emit(
         out,
         info,
-        f"profile {name}: {info['service_url']} ({auth})" + (" [active]" if info["active"] else ""),
+        f"profile {name}: {info['service_url']} ({auth}{where})"
+        + (" [active]" if info["active"] else ""),
     )
 
 
@@ -273,11 +312,16 @@ def profile_login(
     resource: str | None = typer.Option(
         None, "--resource", help="The API's resource indicator, where the provider wants one"
     ),
+    project: str | None = typer.Option(
+        None, "--project", help="The project its commands act in (default: the key's home)"
+    ),
     activate: bool = typer.Option(True, "--activate/--no-activate"),
     out: Output = Output(),
 ) -> None:
     """Sign a profile in at the OpenID provider with the device authorization grant: open the
     printed address, enter the code, and the profile keeps a refreshable token (never shown)."""
+    if project is not None:
+        check_project_name(project)  # before the person is sent to sign in
     tokens = device_sign_in(issuer, client_id, scope, resource=resource)
     store = _store()
     store.signed_in(
@@ -285,6 +329,7 @@ def profile_login(
         service_url,
         {"issuer": issuer, "client_id": client_id, "resource": resource, **tokens},
         activate=activate,
+        project=project,
     )
     info = store.describe(name)
     _emit(
@@ -312,6 +357,7 @@ def profile_list(out: Output = Output()) -> None:
     lines = [
         f"{'*' if r['active'] else ' '} {r['name']}  {r['service_url']}  "
         f"{'authenticated' if r['authenticated'] else 'no API key'}"
+        + (f"  project {r['project']}" if r["project"] else "")
         for r in rows
     ]
     _emit(

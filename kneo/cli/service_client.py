@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.cli.output import talking_to
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import Origins, http_client
+from kneo.projects import PROJECT_HEADER, check_project_name
 from kneo.redaction import redact_text
 from kneo.settings import Settings
 
@@ -66,7 +67,10 @@ class ServiceClient:
         idempotency_key: str | None = None,
         transport: httpx2.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        project: str | None = None,
     ) -> None:
+        """``project``: the project (tenant) every request acts in, sent as
+        ``X-Kneo-Project``; ``None``: the key's home project."""
         self.base_url = base_url.rstrip("/")
         #: ``Prefer: wait`` of a decision or continue: the outcome of a run the service
         #: hands to its workers, if it comes within the timeout (less a margin for the answer)
@@ -79,6 +83,9 @@ class ServiceClient:
         headers = {"Accept": "application/json", "User-Agent": "kneo-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self.project = check_project_name(project) if project is not None else None
+        if self.project is not None:
+            headers[PROJECT_HEADER] = self.project
         self._http = http_client(  # the service's origin only: the key goes nowhere else
             Origins.of(self.base_url),
             path="the Kneo service",
