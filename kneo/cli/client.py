@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import startup, tracing
 from kneo.cli.output import talking_to
-from kneo.errors import ConfigError, InvalidRequest
-from kneo.projects import DEFAULT_PROJECT, check_project_name
+from kneo.errors import ConfigError
+from kneo.projects import check_project_name
 from kneo.settings import Settings
 from kneo.tools.defaults import create_tool_registry
 
@@ -121,18 +121,14 @@ class LocalClient:
         project: ProjectContext | None = None,
         tenant: str | None = None,
     ) -> None:
-        if tenant is not None and check_project_name(tenant) != DEFAULT_PROJECT:
-            raise InvalidRequest(
-                f"project {tenant!r}: the local platform holds the {DEFAULT_PROJECT!r} project "
-                "only; act in another project through a service (--service-url or --profile)",
-                field="project",
-            )
+        self._tenant = check_project_name(tenant) if tenant is not None else None
         self._environment = environment
         self._cwd = cwd
         self._actor = actor
         self._settings = settings
         self._project = project
         self._manager: PlatformManager | None = None
+        self._root: PlatformManager | None = None
         self._tools_error: KneoError | None = None
 
     @property
@@ -164,7 +160,10 @@ class LocalClient:
             # ``kneo run``, ``human resume`` and ``runs continue`` run steps here: traced like
             # the service and workers when KNEO_SERV_OTEL_ENABLED=true (a no-op otherwise)
             tracing.configure(settings)
-            self._manager = create_platform(settings, project, tool_registry=tools)
+            self._root = create_platform(settings, project, tool_registry=tools)
+            # the project (tenant) --project names, on this store: project_not_found if none
+            tenant = self._tenant
+            self._manager = self._root if tenant is None else self._root.for_project(tenant)
             startup.done()  # what follows is the command's own work
         return self._manager
 
@@ -186,8 +185,8 @@ class LocalClient:
             return create_tool_registry(include_examples=True)
 
     def close(self) -> None:
-        if self._manager is not None:
-            self._manager.close()
+        if self._root is not None:
+            self._root.close()
 
     def run(
         self,

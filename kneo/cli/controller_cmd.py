@@ -325,6 +325,7 @@ def reconcile(
             **{"--full": full},
         )
         return
+    _this_directory(opts)
     _one_pass(source, opts, lambda ctl, progress: ctl.reconcile_once(progress=progress, full=full))
 
 
@@ -347,13 +348,29 @@ def plan_command(
     service: its leading controller makes the dry run (--base/--head: planned here, against
     the base commit)."""
     if base is not None or head is not None or format is not None:
-        _review(source, base, head, format, opts, local=not service_in_effect(opts))
+        local = not service_in_effect(opts)
+        if local:
+            _this_directory(opts)
+        _review(source, base, head, format, opts, local=local)
         return
     gitops = gitops_client(opts)
     if isinstance(gitops, RemoteGitOps):
         _service_pass(gitops, source, opts, lambda: gitops.plan(wait=SERVICE_WAIT_SECONDS))
         return
+    _this_directory(opts)
     _one_pass(source, opts, lambda ctl, progress: ctl.plan(progress=progress))
+
+
+def _this_directory(opts: ClientOptions) -> None:
+    """Here, the controller is this directory's (its ``.kneo/config.yaml``'s ``controller:``
+    block, into the default project); a project's controller runs in the service, so
+    ``--project`` needs one (never silently ignored)."""
+    if opts.project is not None:
+        raise InvalidRequest(
+            "--project names a project's controller on a service: add --service-url or "
+            "--profile (here the controller is this directory's .kneo/config.yaml)",
+            field="project",
+        )
 
 
 def _review(

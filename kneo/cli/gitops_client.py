@@ -142,8 +142,9 @@ class LocalGitOps:
 
     remote = False
 
-    def __init__(self) -> None:
+    def __init__(self, project: str | None = None) -> None:
         self._store: Any = None
+        self._project = project
 
     @property
     def store(self) -> Any:
@@ -153,6 +154,8 @@ class LocalGitOps:
             )
 
             self._store = project_store()
+        if self._project is not None:
+            return self._store.for_project(self._project)
         return self._store
 
     @property
@@ -219,9 +222,10 @@ class LocalGitOps:
 
 
 def gitops_client(opts: ClientOptions) -> GitOpsClient:
-    """The service the options and the connection precedence choose, else the local store."""
-    client = connect(opts.service_url, opts.profile)
-    return RemoteGitOps(client) if client is not None else LocalGitOps()
+    """The service the options and the connection precedence choose, else the local store
+    (in ``--project``'s project, when it names one)."""
+    client = connect(opts.service_url, opts.profile, project=opts.project)
+    return RemoteGitOps(client) if client is not None else LocalGitOps(opts.project)
 
 
 def service_in_effect(opts: ClientOptions) -> bool:
@@ -233,6 +237,7 @@ def service_in_effect(opts: ClientOptions) -> bool:
         profile=opts.profile,
         settings=settings,
         project_default_url=default_url,
+        project=opts.project,
     )
     return connection is not None
 

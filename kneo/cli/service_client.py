@@ -346,11 +346,13 @@ def connect(
     *,
     settings: Settings | None = None,
     use_defaults: bool = True,
+    project: str | None = None,
 ) -> ServiceClient | None:
     """The ServiceClient the documented precedence picks, or ``None`` for local execution.
 
     ``use_defaults=False`` considers only the explicit ``--service-url``/``--profile``
-    (commands that are local unless asked, such as ``spec validate``).
+    (commands that are local unless asked, such as ``spec validate``). ``project``: the
+    project (tenant) its requests act in (``--project``; see ``resolve_connection``).
     """
     from kneo.cli.profiles import project_default_url, resolve_connection  # cost: module docstring
 
@@ -363,14 +365,22 @@ def connect(
         profile=profile,
         settings=settings,
         project_default_url=default_url,
+        project=project,
     )
     if connection is None or (
         not use_defaults and connection.source not in ("service_url", "profile")
     ):
         return None
 
-    talking_to(connection.url, chosen_by=connection.source, profile=connection.profile)
-    return ServiceClient.from_settings(connection.url, settings, api_key=connection.api_key)
+    talking_to(
+        connection.url,
+        chosen_by=connection.source,
+        profile=connection.profile,
+        project=connection.project,
+    )
+    return ServiceClient.from_settings(
+        connection.url, settings, api_key=connection.api_key, project=connection.project
+    )
 
 
 def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, Any]:
@@ -400,10 +410,15 @@ def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, An
 
 
 def remote_spec_operation(
-    command: str, *, service_url: str | None, profile: str | None, payload: dict[str, Any]
+    command: str,
+    *,
+    service_url: str | None,
+    profile: str | None,
+    payload: dict[str, Any],
+    project: str | None = None,
 ) -> dict[str, Any]:
-    """``kneo spec validate|compile|policy-report --service-url/--profile``."""
-    client = connect(service_url, profile, use_defaults=False)
+    """``kneo spec validate|compile|policy-report --service-url/--profile [--project]``."""
+    client = connect(service_url, profile, use_defaults=False, project=project)
     if client is None:  # pragma: no cover - callers only come here with a flag set
         raise KneoError("no service selected", code=ErrorCode.usage_error)
     body = spec_payload(payload.get("spec_path"), payload.get("environment"))

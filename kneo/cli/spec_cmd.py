@@ -23,7 +23,7 @@ import typer
 
 from kneo.cli.output import console
 from kneo.cli.service_client import remote_spec_operation
-from kneo.errors import ErrorCode, KneoError
+from kneo.errors import ErrorCode, InvalidRequest, KneoError
 from kneo.policy.check import check_spec
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
@@ -146,6 +146,18 @@ def check(
     return loaded, report, compiler
 
 
+def local_only(opts: ClientOptions) -> None:
+    """A spec checked here is checked against this directory's ``.kneo/config.yaml``: a
+    project (tenant) is a service's, so ``--project`` needs one (``--service-url`` or
+    ``--profile``), never silently ignored."""
+    if opts.project is not None:
+        raise InvalidRequest(
+            "--project names a project on a service: add --service-url or --profile (a spec "
+            "checked here is checked against this directory's .kneo/config.yaml)",
+            field="project",
+        )
+
+
 def _on_service(
     command: str, opts: ClientOptions, spec_path: Path | None, env: str | None, *, judged: bool
 ) -> None:
@@ -153,11 +165,16 @@ def _on_service(
     ``policy-report``) on that Kneo service instead, print its answer under ``--json``, and
     exit (1 when ``judged`` and the service found the spec invalid). Else nothing."""
     if not opts.remote:
+        local_only(opts)
         return
 
     payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
     result = remote_spec_operation(
-        command, service_url=opts.service_url, profile=opts.profile, payload=payload
+        command,
+        service_url=opts.service_url,
+        profile=opts.profile,
+        payload=payload,
+        project=opts.project,
     )
     opts.printed_json(result)
     raise typer.Exit(1 if judged and not result.get("valid") else 0)
@@ -311,12 +328,17 @@ def explain_command(
     if opts.remote:
         payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
         answer = remote_spec_operation(
-            "explain", service_url=opts.service_url, profile=opts.profile, payload=payload
+            "explain",
+            service_url=opts.service_url,
+            profile=opts.profile,
+            payload=payload,
+            project=opts.project,
         )
         if not opts.printed_json(answer):
             print("\n".join(answer["explanation"]["lines"]))
         return
 
+    local_only(opts)
     loaded, report, compiler = check(spec_path, env, tools)
     compiled = compiler.compile(
         loaded.spec,

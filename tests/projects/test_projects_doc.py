@@ -65,9 +65,10 @@ def test_the_pages_requests_answer_what_it_says(service: TestClient) -> None:
     prod = updated["definition"]["environments"]["prod"]["policy_enforcement"]
     assert prod["require_tool_permissions"] is True
     assert runs["runs"] == []
-    assert "definition" not in service.get(
-        "/v1/projects/team-a", headers={"Authorization": "Bearer KEY-L"}
-    ).json()
+    assert (
+        "definition"
+        not in service.get("/v1/projects/team-a", headers={"Authorization": "Bearer KEY-L"}).json()
+    )
 
 
 def test_the_three_ways_to_name_a_project_agree(service: TestClient) -> None:

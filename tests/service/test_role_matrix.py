@@ -4,7 +4,6 @@ naming it; without a key, 401. Legacy aliases carry the same scopes as their /v1
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Callable
 from typing import Any
 
