@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from teams_helpers import KEYS, headers, paused_run
+from teams_helpers import KEYS, paused_run
 
 from kneo.cli.profiles import ProfileStore, resolve_connection
 from kneo.platform import create_platform
