@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import startup, tracing
-from kneo.cli.output import talking_to
 from kneo.errors import ConfigError
 from kneo.projects import check_project_name
 from kneo.settings import Settings
@@ -382,12 +381,4 @@ def get_client(
         )
     from kneo.cli.service_client import ServiceClient
 
-    talking_to(
-        connection.url,
-        chosen_by=connection.source,
-        profile=connection.profile,
-        project=connection.project,
-    )
-    return ServiceClient.from_settings(
-        connection.url, settings, api_key=connection.api_key, project=connection.project
-    )
+    return ServiceClient.connected(connection, settings)

@@ -29,6 +29,7 @@ from kneo.settings import Settings
 if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP stack
     import httpx2
 
+    from kneo.cli.profiles import Connection
     from kneo.engine.human import Decision
 
 RETRY_STATUSES = frozenset({408, 429})
@@ -107,6 +108,20 @@ class ServiceClient:
             backoff_seconds=settings.client_retry_backoff_seconds,
             idempotency_key=settings.idempotency_key or None,
             **kwargs,
+        )
+
+    @classmethod
+    def connected(cls, connection: Connection, settings: Settings) -> ServiceClient:
+        """The client of ``connection`` (its key and project), said aloud first
+        (:func:`~kneo.cli.output.talking_to`): a command never talks to a service unseen."""
+        talking_to(
+            connection.url,
+            chosen_by=connection.source,
+            profile=connection.profile,
+            project=connection.project,
+        )
+        return cls.from_settings(
+            connection.url, settings, api_key=connection.api_key, project=connection.project
         )
 
     def close(self) -> None:
@@ -372,15 +387,7 @@ def connect(
     ):
         return None
 
-    talking_to(
-        connection.url,
-        chosen_by=connection.source,
-        profile=connection.profile,
-        project=connection.project,
-    )
-    return ServiceClient.from_settings(
-        connection.url, settings, api_key=connection.api_key, project=connection.project
-    )
+    return ServiceClient.connected(connection, settings)
 
 
 def spec_payload(spec_path: str | None, environment: str | None) -> dict[str, Any]:
