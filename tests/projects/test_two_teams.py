@@ -116,3 +116,19 @@ def test_only_a_platform_administrator_manages_projects(two_teams: TestClient) -
     gone = two_teams.get("/v1/runs", headers=headers("b-op", "team-b"))
     assert gone.status_code == 404 and gone.json()["error"] == "project_not_found"
     assert two_teams.delete("/v1/projects/default", headers=headers("plat")).status_code == 409
+
+
+def test_the_inbox_its_search_and_counts_never_mix(two_teams: TestClient) -> None:
+    """The same words and the same assignee in two projects: each inbox, search and count
+    is its own project's; another's header gives nothing at all."""
+    runs = {team: paused_run(two_teams, f"{team[-1]}-op") for team in ("team-a", "team-b")}
+    for team, who in (("team-a", "a-rev"), ("team-b", "b-rev")):
+        mine = runs[team]["continuation_id"]
+        for query in ("", "?q=hello", "?q=approval", "?assignee=reviewer", "?include=counts"):
+            page = two_teams.get(f"/v1/human-tasks{query}", headers=headers(who))
+            assert page.status_code == 200, page.text
+            body = page.json()
+            assert [t["continuation_id"] for t in body["tasks"]] == [mine], (team, query)
+            assert body["total"] == 1, (team, query)
+            if query == "?include=counts":
+                assert body["counts_by_assignee"] == {"reviewer": 1}, body
