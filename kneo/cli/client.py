@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import startup, tracing
 from kneo.errors import ConfigError
-from kneo.projects import check_project_name
+from kneo.projects import DEFAULT_PROJECT, check_project_name
 from kneo.settings import Settings
 from kneo.tools.defaults import create_tool_registry
 
@@ -82,6 +82,16 @@ class PlatformClient(Protocol):
     ) -> dict[str, Any]: ...
 
     def get_audit(self, event_id: str) -> dict[str, Any]: ...
+
+    def list_projects(self) -> dict[str, Any]: ...
+
+    def get_project(self, name: str) -> dict[str, Any]: ...
+
+    def create_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]: ...
+
+    def update_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]: ...
+
+    def archive_project(self, name: str) -> dict[str, Any]: ...
 
     def preview_environment_policy(
         self, environment: str, policy: PolicyEnforcement
@@ -317,6 +327,29 @@ class LocalClient:
         from kneo.platform.results import audit_to_dict
 
         return audit_to_dict(self.reader.store.audit.get_audit(event_id))
+
+    # The directory's own store: whoever opens it holds every power (see the class docstring).
+
+    def list_projects(self) -> dict[str, Any]:
+        projects = self._catalog().list_projects(lambda names: names)
+        return {"projects": projects, "home": self._tenant or DEFAULT_PROJECT}
+
+    def get_project(self, name: str) -> dict[str, Any]:
+        return dict(self._catalog().get_project(name, definition=True))
+
+    def create_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]:
+        return dict(self._catalog().create_project(name, definition, actor=self._actor))
+
+    def update_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]:
+        return dict(self._catalog().update_project(name, definition, actor=self._actor))
+
+    def archive_project(self, name: str) -> dict[str, Any]:
+        return dict(self._catalog().archive_project(name, actor=self._actor))
+
+    def _catalog(self) -> Any:
+        self._platform(tools_required=False)  # checks --project names an active project
+        assert self._root is not None
+        return self._root.catalog
 
     def resume(
         self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None

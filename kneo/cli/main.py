@@ -39,6 +39,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
     "policy": LazyCommand("kneo.cli.policy_cmd", "app", "Sign policy changes for the controller"),
     "registry": LazyCommand("kneo.cli.registry_cmd", "registry_app", "Inspect the bundle registry"),
+    "projects": LazyCommand("kneo.cli.projects_cmd", "app", "List and manage projects (tenants)"),
     "notifications": LazyCommand(
         "kneo.cli.notifications_cmd", "app", "Notification deliveries and receivers"
     ),

@@ -329,6 +329,24 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ audit
 
+    # ------------------------------------------------------------------ projects
+
+    def list_projects(self) -> Any:
+        return self.request("GET", "/v1/projects")
+
+    def get_project(self, name: str) -> Any:
+        return self.request("GET", f"/v1/projects/{check_project_name(name)}")
+
+    def create_project(self, name: str, definition: dict[str, Any] | None) -> Any:
+        return self.request("POST", "/v1/projects", json={"name": name, "definition": definition})
+
+    def update_project(self, name: str, definition: dict[str, Any] | None) -> Any:
+        body = {"definition": definition}
+        return self.request("PUT", f"/v1/projects/{check_project_name(name)}", json=body)
+
+    def archive_project(self, name: str) -> Any:
+        return self.request("DELETE", f"/v1/projects/{check_project_name(name)}")
+
     def list_audit(self, **params: Any) -> Any:
         return self.request("GET", "/v1/audit-events", params=params)
 

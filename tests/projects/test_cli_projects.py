@@ -132,7 +132,41 @@ def test_the_local_cli_acts_in_a_project_of_its_store(tmp_path: Path) -> None:
     assert [r["run_id"] for r in json.loads(mine.stdout)["runs"]] == [run.run_id]
     default = _kneo(project, env, "runs", "list", "--json")
     assert json.loads(default.stdout)["runs"] == []
+    made = _kneo(project, env, "projects", "create", "team-b", "--json")
+    assert made.returncode == 0, made.stderr
+    listed = json.loads(_kneo(project, env, "projects", "list", "--json").stdout)
+    assert [p["name"] for p in listed["projects"]] == ["default", "team-a", "team-b"]
     for args in (("spec", "validate", "ask.json"), ("controller", "plan")):
         refused = _kneo(project, env, *args, "--project", "team-a", "--json")
         assert refused.returncode != 0
         assert "--project names a project" in refused.stdout + refused.stderr, args
+
+
+def test_kneo_projects_manages_the_catalog(served: tuple[str, TestClient], tmp_path: Path) -> None:
+    """A platform administrator creates, redefines and archives a project from the CLI; a
+    member lists its own projects; a definition file that is not a project config is refused
+    naming the field."""
+    url, _client = served
+    admin = {"KNEO_SERV_API_KEY": KEYS["plat"][0], "KNEO_SERV_PROFILES_PATH": str(tmp_path / "p")}
+    good = tmp_path / "team-c.yaml"
+    good.write_text(
+        "environments:\n  prod:\n    policy_enforcement:\n      require_human_review: true\n"
+    )
+    made = _kneo(tmp_path, admin, "projects", "create", "team-c", "--definition", str(good),
+                 "--service-url", url, "--json")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["definition"]["environments"]["prod"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("environments:\n  prod:\n    policy_enforcement:\n      nope: 1\n")
+    refused = _kneo(tmp_path, admin, "projects", "update", "team-c", "--definition", str(bad),
+                    "--service-url", url, "--json")  # fmt: skip
+    assert refused.returncode != 0 and "environments.prod.policy_enforcement" in refused.stdout
+    member = {**admin, "KNEO_SERV_API_KEY": KEYS["both"][0]}
+    listed = _kneo(tmp_path, member, "projects", "list", "--service-url", url, "--json")
+    assert [p["name"] for p in json.loads(listed.stdout)["projects"]] == ["team-a", "team-b"]
+    denied = _kneo(
+        tmp_path, member, "projects", "archive", "team-a", "--service-url", url, "--json"
+    )
+    assert denied.returncode != 0 and json.loads(denied.stdout)["error"] == "forbidden"
+    gone = _kneo(tmp_path, admin, "projects", "archive", "team-c", "--service-url", url, "--json")
+    assert gone.returncode == 0 and json.loads(gone.stdout)["status"] == "archived"
