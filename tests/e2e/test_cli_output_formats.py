@@ -96,6 +96,11 @@ CASES = [
     Case("human get {cid}", reads_only=True),
     Case("human replay {run}"),  # a new run from the same input
     Case("human resume {cid} --request-id {req} --approve --actor ci"),
+    Case("projects create team-q"),
+    Case("projects list", reads_only=True),
+    Case("projects get team-q", reads_only=True),
+    Case("projects update team-q --clear"),
+    Case("projects archive team-q"),
     Case("audit list", reads_only=True, keep=lambda d: {"event": d["events"][0]["id"]}),
     Case("audit get {event}", reads_only=True),
     Case("reset --dry-run"),  # the database's size may change between two reads

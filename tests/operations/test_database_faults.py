@@ -181,6 +181,8 @@ NO_DATABASE = {
     ("GET", "/v1/skills"): 200,  # the project config's skills: read from the file, not the store
 }  # the webhook too needs the database now: it queues the request there for the leader
 BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/projects"): {"name": "team-x"},
+    ("PUT", "/v1/projects/{project}"): {"definition": None},
     ("POST", "/v1/runs"): {"input": "x", "spec_path": SMOKE},
     ("POST", "/v1/specs/run"): {"input": "x", "spec_path": SMOKE},
     ("POST", "/v1/specs/validate"): {"spec_path": SMOKE},
@@ -213,6 +215,7 @@ PARAMS = {
     "request_id": "1",
     "event_id": "1",
     "digest": "sha256:" + "1" * 64,
+    "project": "team-x",
 }
 
 
