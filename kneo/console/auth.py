@@ -206,12 +206,9 @@ class ConsoleAuth:
         the project does not exist (or is archived)."""
         principal = viewer.principal
         asked = request.scope.get(CONSOLE_PROJECT)
-        if asked is None:
-            name = self._landing(viewer)
-        elif not is_valid_project_name(asked) or not principal.may_enter(asked):
-            raise project_not_found(asked)
-        else:
-            name = asked
+        name = self._landing(viewer) if asked is None else asked
+        if not is_valid_project_name(name) or not principal.may_enter(name):
+            raise project_not_found(name)
         manager = self.root.for_project(name)  # project_not_found when not active
         narrowed = self.viewer_of(principal.in_project(name), viewer.session)
         request.scope.setdefault("state", {})["project"] = name

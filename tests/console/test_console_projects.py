@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from projects_helpers import Person, Teams, auth
+from console_helpers import CSRF
+from projects_helpers import KEYS, PUBLIC, Person, Teams, auth
+from starlette.testclient import TestClient
 
 SWITCHER = re.compile(r'<details class="projects" id="projects">(.*?)</details>', re.S)
 LINKS = re.compile(r'href="([^"]+)"')
@@ -187,3 +189,31 @@ def test_the_session_remembers_only_a_project_the_viewer_may_enter(teams: Teams)
     assert teams.manager.store.sessions.set_console_project(key, teams.project_id("team-b"))
     page = a_rev.get("/ui/inbox")
     assert page.status_code == 200 and teams.runs["team-a"]["continuation_id"] in page.text
+
+
+def test_signing_in_from_a_projects_page_comes_back_to_it(teams: Teams) -> None:
+    browser = TestClient(teams.app, base_url=PUBLIC, raise_server_exceptions=False)
+    task = teams.runs["team-b"]["continuation_id"]
+    asked = browser.get(f"/ui/p/team-b/tasks/{task}", follow_redirects=False)
+    assert asked.status_code == 303
+    login = browser.get(asked.headers["location"])
+    assert f'value="/ui/p/team-b/tasks/{task}"' in login.text  # where it goes on to
+    token = CSRF.search(login.text)
+    assert token
+    action = re.search(r'<form[^>]*action="([^"]+)"', login.text)
+    assert action
+    signed = browser.post(
+        action.group(1),
+        data={
+            "api_key": KEYS["both"][0],
+            "csrf_token": token.group(1),
+            "next": f"/ui/p/team-b/tasks/{task}",
+        },
+        follow_redirects=False,
+    )
+    assert signed.headers["location"] == f"/ui/p/team-b/tasks/{task}"
+    cookie = signed.headers["set-cookie"]
+    assert "Path=/ui;" in cookie  # one session for every project
+    assert browser.get(f"/ui/p/team-b/tasks/{task}").status_code == 200
+    home = browser.get("/ui/p/team-b", follow_redirects=False)
+    assert home.headers["location"] == "/ui/p/team-b/inbox"

@@ -17,9 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+import uvicorn
 from projects_helpers import APPROVAL, KEYS, ROOT, TEAMS, auth, teams_env
 from test_console_browser import CHROMIUM, VIEWPORT, _skip_reason
+
+from kneo.platform import create_platform
+from kneo.service import create_app
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+from kneo.store import open_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -29,14 +37,6 @@ class LiveTeams:
     each."""
 
     def __init__(self, root: Path) -> None:
-        import uvicorn
-
-        from kneo.platform import create_platform
-        from kneo.service import create_app
-        from kneo.settings import Settings
-        from kneo.spec.project import ProjectContext
-        from kneo.store import open_store
-
         settings = Settings.from_env(teams_env(root))
         store = open_store(None, settings=settings, state_dir=root / "state")
         context = ProjectContext.discover(settings=settings)
@@ -61,8 +61,6 @@ class LiveTeams:
         self.runs = {p: self.start(p, f"note for {p}") for p in ("default", *TEAMS)}
 
     def api(self, method: str, path: str, project: str | None = None, **kw: Any) -> Any:
-        import httpx2
-
         return httpx2.request(
             method, self.url + path, headers=auth("plat", project), timeout=30, **kw
         )
@@ -93,7 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTeams]:
 
 @pytest.fixture(scope="module")
 def browser(live: LiveTeams) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # skipped above when it is missing
 
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
