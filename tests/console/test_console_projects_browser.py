@@ -20,8 +20,8 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from console_helpers import CHROMIUM, VIEWPORT, browser_skip_reason
 from projects_helpers import APPROVAL, KEYS, ROOT, TEAMS, auth, teams_env
-from test_console_browser import CHROMIUM, VIEWPORT, _skip_reason
 
 from kneo.platform import create_platform
 from kneo.service import create_app
@@ -79,7 +79,7 @@ class LiveTeams:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTeams]:
-    reason = _skip_reason()
+    reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
     with pytest.MonkeyPatch.context() as mp:
