@@ -29,13 +29,20 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kneo.console.auth import ConsoleAuth, SignInRequired
+from kneo.console.auth import ConsoleAuth, ProjectPage, SignInRequired, Viewer
 from kneo.console.drafts import TOKEN_CHANGED, SessionLost, kept_context
 from kneo.console.forms import KIND_LABELS
 from kneo.console.inbox import add_inbox_routes
 from kneo.console.links import add_link_routes
 from kneo.console.oidc import add_oidc_routes
-from kneo.console.paths import console_path, safe_next, set_session
+from kneo.console.paths import (
+    ProjectPaths,
+    console_path,
+    cookie_path,
+    project_page,
+    safe_next,
+    set_session,
+)
 from kneo.console.promotions import add_promotion_routes
 from kneo.console.registry import add_registry_routes
 from kneo.console.runs import add_run_routes, add_session_routes
@@ -113,6 +120,12 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
 
     env.globals["url_for"] = url_for
 
+    @jinja2.pass_context
+    def project_url(context: Any, project: str) -> str:
+        return project_page(context["request"], project, "inbox")
+
+    env.globals["project_url"] = project_url
+
     def render(
         request: Request,
         name: str,
@@ -136,6 +149,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     console.state.auth = auth
     console.mount("/static", _NoSniffStatic(directory=str(HERE / "static")), name="static")
     console.include_router(build_router(auth, render))
+    console.add_middleware(ProjectPaths)
     _error_pages(console, auth, render)
     return console
 
@@ -145,7 +159,7 @@ def _error_pages(console: FastAPI, auth: ConsoleAuth, render: Render) -> None:
     page (with a kept decision, :mod:`kneo.console.drafts`), or the form again."""
 
     def error_page(request: Request, status: int, code: str, message: str) -> Response:
-        viewer = auth.viewer(request)
+        viewer = _error_viewer(request, auth)
         return render(
             request,
             "error.html",
@@ -155,7 +169,15 @@ def _error_pages(console: FastAPI, auth: ConsoleAuth, render: Render) -> None:
 
     async def kneo_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, KneoError)
+        if exc.code == ErrorCode.project_not_found:  # the page's links leave that project
+            request.scope["root_path"] = cookie_path(request)
         return error_page(request, exc.http_status, exc.code, exc.message)
+
+    async def project_page_of(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProjectPage)
+        if request.headers.get("hx-request"):  # a refresh of a page without its project
+            return Response(status_code=204, headers={"HX-Redirect": exc.location})
+        return RedirectResponse(exc.location, status_code=303)
 
     async def sign_in(request: Request, exc: Exception) -> Response:
         target = safe_next(request, request.url.path) if request.method == "GET" else ""
@@ -189,9 +211,23 @@ def _error_pages(console: FastAPI, auth: ConsoleAuth, render: Render) -> None:
 
     console.add_exception_handler(KneoError, kneo_error)
     console.add_exception_handler(SignInRequired, sign_in)
+    console.add_exception_handler(ProjectPage, project_page_of)
     console.add_exception_handler(SessionLost, session_lost)
     console.add_exception_handler(RequestValidationError, invalid)
     console.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _error_viewer(request: Request, auth: ConsoleAuth) -> Viewer | None:
+    """Who an error page is for: the viewer in the page's project (its switcher, its links),
+    else as signed in (a project they may not enter: the page links the console's root)."""
+    viewer = auth.viewer(request)
+    if viewer is None:
+        return None
+    try:
+        return auth.in_project(request, viewer)
+    except KneoError:
+        request.scope["root_path"] = cookie_path(request)
+        return viewer
 
 
 # ---------------------------------------------------------------------- template filters

@@ -5,15 +5,25 @@ There is no scope table here. Each console page names the API routes whose data 
 (:func:`kneo.service.auth.route_scopes`), so a page and its API route can never disagree.
 The principal comes from the API's :class:`~kneo.service.auth.Authenticator` through the
 session cookie (:mod:`kneo.console.session`): the same keys, roles and scopes.
+
+Every page acts in one project, as an API request does: the one its path names
+(``/ui/p/<project>/...``, :mod:`kneo.console.paths`), else the project the session last
+viewed, else the viewer's home project. The principal is narrowed to it
+(:meth:`~kneo.service.auth.Principal.in_project`), so the page's scopes are those held
+there; a project the viewer holds no grant in is the same 404 page as one that does not
+exist (:func:`kneo.projects.project_not_found`).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -27,8 +37,9 @@ from kneo.console.session import (
     new_session_id,
     session_key,
 )
-from kneo.errors import ErrorCode, Forbidden, NotReady
+from kneo.errors import ErrorCode, Forbidden, NotFound, NotReady
 from kneo.people import acting, entry_for
+from kneo.projects import DEFAULT_PROJECT, is_valid_project_name, project_not_found
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
 from kneo.service.dependencies import current_manager
@@ -62,8 +73,26 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+#: Where the ASGI scope keeps the project a ``/p/<project>/`` path named
+#: (:class:`kneo.console.paths.ProjectPaths`), and the console's own root path.
+CONSOLE_PROJECT = "kneo.console.project"
+CONSOLE_ROOT = "kneo.console.root"
+#: What a project's pages start with, under the console's root.
+PROJECT_PREFIX = "/p/"
+#: How long the console uses its list of the catalog's active projects (the switcher).
+CATALOG_SECONDS = 5.0
+
+
 class SignInRequired(Exception):
     """No valid session: the console answers with the sign-in page."""
+
+
+class ProjectPage(Exception):
+    """A page asked without a project by a viewer of several: its project's URL instead."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,13 @@ class Viewer:
     principal: Principal
     session: Session
     allowed: frozenset[str]  # console pages this principal may use
+    #: the project the pages act in (the principal is narrowed to it) and its id
+    project: str = DEFAULT_PROJECT
+    project_id: int | None = None
+    #: the projects this viewer may act in (the switcher; shown when there are several)
+    projects: tuple[str, ...] = ()
+    #: the id of the project the session last viewed (``None``: none yet)
+    landing: int | None = None
 
     @property
     def name(self) -> str:
@@ -113,6 +149,8 @@ class ConsoleAuth:
         #: the API's sign-in throttle: a wrong key on either counts against the client
         self.throttle = app.state.sign_in_throttle
         self.codec = codec
+        self._catalog: tuple[float, tuple[str, ...]] = (float("-inf"), ())
+        self._catalog_lock = threading.Lock()
 
     @cached_property
     def scopes(self) -> dict[str, frozenset[str]]:
@@ -133,12 +171,17 @@ class ConsoleAuth:
         return self.codec.loads(request.cookies.get(COOKIE))
 
     @property
-    def store(self) -> Any:
-        """The store of the service's platform manager (the server-side sessions)."""
+    def root(self) -> Any:
+        """The service's platform manager (its own project's; the others' through it)."""
         manager = current_manager(self.parent)
         if manager is None:
             raise NotReady("no platform manager is configured", check="manager")
-        return manager.store
+        return manager
+
+    @property
+    def store(self) -> Any:
+        """The store of the service's platform manager (the server-side sessions, global)."""
+        return self.root.store
 
     def viewer(self, request: Request) -> Viewer | None:
         """The signed-in viewer, or ``None``: no cookie, a bad or expired signature, a
@@ -154,7 +197,59 @@ class ConsoleAuth:
         if principal is None:
             return None
         request.scope.setdefault("state", {})["actor"] = principal.name  # the request log
-        return self.viewer_of(principal, session)
+        return replace(self.viewer_of(principal, session), landing=row.project_id)
+
+    def in_project(self, request: Request, viewer: Viewer) -> Viewer:
+        """``viewer`` acting in the project of ``request``: the one its path names, else the
+        one the session last viewed (while the viewer may still enter it), else the
+        viewer's home; :func:`~kneo.projects.project_not_found` where they hold no grant or
+        the project does not exist (or is archived)."""
+        principal = viewer.principal
+        asked = request.scope.get(CONSOLE_PROJECT)
+        name = self._landing(viewer) if asked is None else asked
+        if not is_valid_project_name(name) or not principal.may_enter(name):
+            raise project_not_found(name)
+        manager = self.root.for_project(name)  # project_not_found when not active
+        narrowed = self.viewer_of(principal.in_project(name), viewer.session)
+        request.scope.setdefault("state", {})["project"] = name
+        return replace(
+            narrowed,
+            project=name,
+            project_id=manager.store.project_id,
+            projects=self.projects_of(principal),
+            landing=viewer.landing,
+        )
+
+    def _landing(self, viewer: Viewer) -> str:
+        principal = viewer.principal
+        if viewer.landing is not None:
+            try:
+                name = str(self.store.for_project(viewer.landing).project)
+            except NotFound:  # archived since
+                name = ""
+            if name and principal.may_enter(name):
+                return name
+        return principal.home
+
+    def projects_of(self, principal: Principal) -> tuple[str, ...]:
+        """The active projects ``principal`` may act in, in the catalog's order (its list
+        is read again after :data:`CATALOG_SECONDS`)."""
+        now = time.monotonic()
+        with self._catalog_lock:
+            until, names = self._catalog
+        if until <= now:
+            records = self.store.projects.list_projects(status="active")
+            names = tuple(r.name for r in records)
+            with self._catalog_lock:
+                self._catalog = (now + CATALOG_SECONDS, names)
+        return tuple(n for n in principal.visible_projects(names) if principal.may_enter(n))
+
+    def remember(self, viewer: Viewer) -> None:
+        """Keep ``viewer``'s project as the one its session last viewed (where a page
+        without a project lands), when it changed."""
+        key, project_id = viewer.session.key, viewer.project_id
+        if key is not None and project_id is not None and project_id != viewer.landing:
+            self.store.sessions.set_console_project(key, project_id)
 
     def _principal(self, session: Session, row: Any) -> Principal | None:
         if row.method == "oidc_session":
@@ -220,14 +315,35 @@ class ConsoleAuth:
             raise ValueError(f"unknown console page {page!r}")
 
         async def dependency(request: Request) -> Viewer:
-            viewer = await run_in_threadpool(self.viewer, request)  # reads the store
-            if viewer is None:
-                raise SignInRequired()
+            viewer = await run_in_threadpool(self.page_viewer, request)  # reads the store
             acting(viewer.principal.identity())
             self.check(viewer, page)
             return viewer
 
         return dependency
+
+    def page_viewer(self, request: Request) -> Viewer:
+        """The signed-in viewer in the page's project (see :meth:`page`). A viewer who may
+        act in several projects is sent from a page without a project to its project's
+        URL, so every link and refresh of theirs names the project it acts in."""
+        found = self.viewer(request)
+        if found is None:
+            raise SignInRequired()
+        viewer = self.in_project(request, found)
+        if CONSOLE_PROJECT not in request.scope:
+            if len(viewer.projects) > 1:
+                raise ProjectPage(self.project_url(request, viewer.project))
+        else:
+            self.remember(viewer)
+        return viewer
+
+    def project_url(self, request: Request, project: str) -> str:
+        """This GET request's page, in ``project``."""
+        scope = request.scope
+        root = str(scope.get(CONSOLE_ROOT) or scope.get("root_path") or "")
+        rest = str(scope["path"])[len(str(scope.get("root_path") or "")) :]
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{root}{PROJECT_PREFIX}{quote(project, safe='')}{rest}{query}"
 
     def form(self, page: str) -> Callable[[Request], Awaitable[Posted]]:
         """A dependency for a state-changing POST: the CSRF token first (403 without it or
@@ -237,9 +353,10 @@ class ConsoleAuth:
 
         async def dependency(request: Request) -> Posted:
             posted = await self.posted(request)
-            viewer = await run_in_threadpool(self.viewer, request)
-            if viewer is None:
+            found = await run_in_threadpool(self.viewer, request)
+            if found is None:
                 raise SignInRequired()
+            viewer = await run_in_threadpool(self.in_project, request, found)
             acting(viewer.principal.identity())
             self.check(viewer, page)
             return viewer, posted

@@ -127,6 +127,9 @@ def kept_form(auth: ConsoleAuth, page: str, back: str) -> Callable[[Request], Aw
             cid = request.path_params.get("continuation_id")
             if not draft or not isinstance(cid, str):
                 raise
-            raise SessionLost(draft, auth.viewer(request), back, cid) from None
+            viewer = auth.viewer(request)
+            if viewer is not None:  # still signed in: the form again, in its project
+                viewer = auth.in_project(request, viewer)
+            raise SessionLost(draft, viewer, back, cid) from None
 
     return dependency

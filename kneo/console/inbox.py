@@ -59,12 +59,14 @@ def add_inbox_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> No
 
 
 def _inbox_etag(view: PageView) -> str:
-    """The inbox page's version for this viewer: the store's :meth:`inbox_version`, the
-    query, who asks (and their session's CSRF token, which the page's forms carry), and the
-    minute (the page says how long ago each task came)."""
+    """The inbox page's version for this viewer: the project's and its store's
+    :meth:`inbox_version`, the query, who asks (their scopes there, and their session's CSRF
+    token, which the page's forms carry), and the minute (the page says how long ago each
+    task came)."""
     request, viewer = view.request, view.viewer
     minute = int(view.manager.clock.now().timestamp() // 60)
     parts = (
+        viewer.project,
         view.manager.store.tasks.inbox_version(),
         str(request.url.query),
         viewer.name,
@@ -97,7 +99,8 @@ def _inbox_response(view: PageView, filters: dict[str, str], cursor: str, etag: 
     assignee, kind = filters["assignee"], filters["kind"]
     who: str | tuple[str, ...] | None = assignee or None
     if assignee == "mine":  # the entries that name me: as a key, by my proven claim, my groups
-        who = assignee_names(view.request.app.state.parent, view.viewer.principal.identity())
+        parent, viewer = view.request.app.state.parent, view.viewer
+        who = assignee_names(parent, viewer.principal.identity(), viewer.project)
     try:
         listed = _inbox_listing(view, filters, who, cursor)
     except InvalidRequest as exc:

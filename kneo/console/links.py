@@ -3,9 +3,10 @@
 
 ``GET`` shows the request and the choice (a link preview or a mail scanner that fetches it
 decides nothing); ``POST`` decides as the link's recipient, in the groups the people
-directory lists them in, who must still hold ``human:write`` (an API key of that name, or a
-person the role map names by ``user:``, one of those groups or ``*``:
-:func:`kneo.service.deciders.check_decider`). A request already decided, or a link past its
+directory lists them in, who must still hold ``human:write`` in the project of the link's
+task (an API key of that name, or a person the role map names by ``user:``, one of those
+groups or ``*``: :func:`kneo.service.deciders.check_decider`). The link's token names that
+project; the request is read and decided there and nowhere else. A request already decided, or a link past its
 lifetime, gets a page that says so (by whom and when).
 """
 
@@ -35,24 +36,25 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         shown = {"viewer": None, "csrf": None, "token": token, **context}
         return render(request, "decision_link.html", shown, status_code=status)
 
-    def claim_and_entry(token: str) -> tuple[LinkClaim, dict[str, Any]]:
+    def claim_and_entry(token: str) -> tuple[LinkClaim, Any, dict[str, Any]]:
+        """The link's claim, the manager of its project and the request it decides."""
         if auth.links is None:
             raise NotFound("Decision links are off")
         claim = auth.links.read(token)
-        manager = current_manager(auth.parent)
-        task = manager.get_human_task(claim.continuation_id, show_personal=True) if manager else {}
+        manager = _manager_of(auth, claim)
+        task = manager.get_human_task(claim.continuation_id, show_personal=True)
         entry = next(
             (r for r in task.get("requests", []) if r.get("request_id") == claim.request_id),
             None,
         )
         if entry is None:
             raise NotFound("The request of this link no longer exists")
-        return claim, dict(entry)
+        return claim, manager, dict(entry)
 
     @router.get("/decide/{token}", name="decision_link")
     def confirm(request: Request, token: str) -> Response:
         try:
-            claim, entry = claim_and_entry(token)
+            claim, _, entry = claim_and_entry(token)
         except KneoError as exc:
             return page(request, token, {"error": exc.message}, _status(exc))
         return page(request, token, {"claim": claim, "entry": entry})
@@ -60,7 +62,7 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
     @router.post("/decide/{token}", name="decision_link_decide")
     def decide(request: Request, token: str, decision: str = Form("")) -> Response:
         try:
-            claim, entry = claim_and_entry(token)
+            claim, manager, entry = claim_and_entry(token)
             if decision not in ("approved", "rejected"):
                 return page(
                     request,
@@ -68,21 +70,36 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                     {"claim": claim, "entry": entry, "error": "Choose approve or reject."},
                     400,
                 )
+            project = str(manager.store.project)  # the task's: checked and decided there only
             who = check_decider(
-                auth.authenticator, _recipient(claim.recipient), people_of(auth.parent)
+                auth.authenticator,
+                _recipient(claim.recipient),
+                people_of(auth.parent, project),
+                project=project,
             )
             acting(who)
-            manager = current_manager(auth.parent)
-            assert manager is not None
             manager.resume(
                 claim.continuation_id, Decision(claim.request_id, decision), actor=claim.recipient
             )
         except Conflict as exc:
-            fresh = claim_and_entry(token)[1]
+            fresh = claim_and_entry(token)[2]
             return page(request, token, {"entry": fresh, "error": exc.message}, 409)
         except KneoError as exc:
             return page(request, token, {"error": exc.message}, _status(exc))
         return page(request, token, {"done": decision, "claim": claim, "entry": entry})
+
+
+def _manager_of(auth: ConsoleAuth, claim: LinkClaim) -> Any:
+    """The platform manager of the link's project (signed in its token):
+    ``project_not_found`` once the project is archived."""
+    gone = NotFound("The request of this link no longer exists")
+    root = current_manager(auth.parent)
+    if root is None:
+        raise gone
+    try:
+        return root.for_project(str(root.store.for_project(claim.project_id).project))
+    except NotFound:
+        raise gone from None
 
 
 def _status(exc: KneoError) -> int:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kneo.console.auth import ConsoleAuth
-from kneo.console.paths import console_path, safe_next, set_session
+from kneo.console.paths import console_path, cookie_path, safe_next, set_session
 from kneo.console.session import FLOW_COOKIE, FLOW_SECONDS, Session
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, Forbidden, KneoError, NotFound, Unauthorized
@@ -98,7 +98,7 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                 status_code=exc.http_status,
                 session=fresh,
             )
-            page.delete_cookie(FLOW_COOKIE, path=str(request.scope.get("root_path") or "/ui"))
+            page.delete_cookie(FLOW_COOKIE, path=cookie_path(request))
             return page
         kept = {k: claims[k] for k in _kept_claims(verifier) if k in claims}
         session = auth.open_session(principal, claims=kept)
@@ -106,7 +106,7 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         page = render(request, "signed_in.html", {"target": target, "name": principal.name})
         page.headers["Refresh"] = f"0; url={target}"
         set_session(request, page, auth, session)
-        page.delete_cookie(FLOW_COOKIE, path=str(request.scope.get("root_path") or "/ui"))
+        page.delete_cookie(FLOW_COOKIE, path=cookie_path(request))
         return page
 
 
@@ -116,7 +116,7 @@ def _set_flow(request: Request, response: Response, value: str) -> None:
         FLOW_COOKIE,
         value,
         max_age=FLOW_SECONDS,
-        path=str(request.scope.get("root_path") or "/ui"),
+        path=cookie_path(request),
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",

@@ -1,5 +1,13 @@
 """Where the console's links point and where its session cookie lives: a route's path under
-wherever the console is mounted, the only places a sign-in may go on to, the cookie itself."""
+wherever the console is mounted (and under the project of the page), the only places a
+sign-in may go on to, the cookie itself.
+
+A page of a project is ``<console>/p/<project>/<page>``. :class:`ProjectPaths`, the console
+app's outermost middleware, moves ``/p/<project>`` into the request's ``root_path`` (the
+project into :data:`CONSOLE_PROJECT`), so the routes match as without it and every link
+:func:`console_path` makes keeps the project without naming it. The session cookie, the
+static files, the OpenID sign-in and the decision links live at the console's own root
+(:data:`CONSOLE_ROOT`), the same for every project."""
 
 from __future__ import annotations
 
@@ -10,12 +18,49 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kneo.console.auth import ConsoleAuth
+from kneo.console.auth import CONSOLE_PROJECT, CONSOLE_ROOT, PROJECT_PREFIX, ConsoleAuth
 from kneo.console.session import COOKIE, Session
 
 #: Characters a path segment keeps unquoted (RFC 3986 ``pchar``): run ids hold ``:``.
 _PATH_SAFE = ":@!$&'()*+,;="
+#: Routes that are the console's, not a project's: their links never carry a project (the
+#: OpenID provider knows one redirect URI; a decision link's token names its project).
+_ROOT_ROUTES = frozenset(
+    {"static", "oidc_login", "oidc_callback", "decision_link", "decision_link_decide"}
+)
+
+
+class ProjectPaths:
+    """ASGI middleware: ``<root>/p/<project>/<rest>`` is ``<rest>`` under the root path
+    ``<root>/p/<project>``, acting in ``<project>``; every request keeps the console's own
+    root in :data:`CONSOLE_ROOT`. The name is checked where the page is (a 404 page)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = project_scope(scope)
+        await self.app(scope, receive, send)
+
+
+def project_scope(scope: Scope) -> Scope:
+    """``scope`` with its project's prefix moved into ``root_path`` (see :class:`ProjectPaths`)."""
+    root: str = scope.get("root_path", "")
+    path: str = scope["path"]
+    scope = {**scope, CONSOLE_ROOT: root}
+    rest = path[len(root) :] if path.startswith(root) else path
+    if not rest.startswith(PROJECT_PREFIX):
+        return scope
+    name, slash, _ = rest[len(PROJECT_PREFIX) :].partition("/")
+    if not name:
+        return scope
+    prefixed = root + PROJECT_PREFIX + name
+    if not slash:  # <root>/p/<project>: its home page
+        path = prefixed + "/"
+    return {**scope, "root_path": prefixed, "path": path, CONSOLE_PROJECT: name}
 
 
 def set_session(request: Request, response: Response, auth: ConsoleAuth, session: Session) -> None:
@@ -32,15 +77,30 @@ def set_session(request: Request, response: Response, auth: ConsoleAuth, session
 
 
 def cookie_path(request: Request) -> str:
-    return str(request.scope.get("root_path") or "/ui")
+    """The console's own root (every project's pages share the session)."""
+    scope = request.scope
+    return str(scope.get(CONSOLE_ROOT) or scope.get("root_path") or "/ui")
 
 
 def console_path(request: Request, name: str, **params: Any) -> str:
-    """The path of the console route ``name``, under wherever the console is mounted.
+    """The path of the console route ``name``, under wherever the console is mounted and,
+    for a project's page, under the project of this request."""
+    base = cookie_path(request) if name in _ROOT_ROUTES else request.scope.get("root_path", "")
+    return str(base) + _route_path(request, name, params)
+
+
+def project_page(request: Request, project: str, name: str, **params: Any) -> str:
+    """The path of the console route ``name`` in ``project`` (the switcher's links)."""
+    prefix = cookie_path(request) + PROJECT_PREFIX + quote(project, safe="")
+    return prefix + _route_path(request, name, params)
+
+
+def _route_path(request: Request, name: str, params: Mapping[str, Any]) -> str:
+    """Route ``name``'s path in the console app, ``params`` URL-quoted into it.
 
     Starlette looks a route up by name through every route (~75 us here); the inbox links
     each of its rows, so the path's pattern is looked up once per route and parameter
-    names, then filled in (values URL-quoted)."""
+    names, then filled in."""
     console = request.scope["app"]
     key = (name, *sorted(params))
     formats: dict[tuple[str, ...], str] = console.state.path_formats
@@ -52,7 +112,7 @@ def console_path(request: Request, name: str, **params: Any) -> str:
             pattern = pattern.replace(f"\x00{k}\x00", "{" + k + "}")
         formats[key] = pattern
     values = {k: quote(str(v), safe=_PATH_SAFE) for k, v in params.items()}
-    return str(request.scope.get("root_path", "")) + pattern.format_map(values)
+    return pattern.format_map(values)
 
 
 def query_path(path: str, params: Mapping[str, Any]) -> str:

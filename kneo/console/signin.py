@@ -23,8 +23,8 @@ def add_signin_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> N
     """``/`` (to the inbox), ``/login`` (form and sign-in with an API key), ``/logout``."""
 
     @router.get("/", include_in_schema=False)
-    def home() -> Response:
-        return RedirectResponse("inbox", status_code=303)
+    def home(request: Request) -> Response:
+        return RedirectResponse(console_path(request, "inbox"), status_code=303)
 
     @router.get("/login", name="login")
     def login_page(request: Request, next: str = "") -> Response:
@@ -68,7 +68,7 @@ def add_signin_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> N
             auth.open_session, principal, proof=auth.codec.proof(digest)
         )
         if kept is not None:  # back to the form it was typed in, filled in again
-            viewer = auth.viewer_of(principal, session)
+            viewer = auth.in_project(request, auth.viewer_of(principal, session))
             response = redraw_draft(request, viewer, render, kept, notice=SIGNED_IN_AGAIN)
         else:
             response = RedirectResponse(target or console_path(request, "inbox"), status_code=303)

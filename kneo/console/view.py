@@ -1,5 +1,5 @@
 """What every console page is drawn with: the signed-in viewer's request, the platform
-manager it reads through, its template renderer and its redirects."""
+manager of its project it reads through, its template renderer and its redirects."""
 
 from __future__ import annotations
 
@@ -40,11 +40,12 @@ class PageView:
 
     @property
     def manager(self) -> Any:
-        """The platform manager of the service the console is mounted on."""
+        """The platform manager of the page's project (the viewer's,
+        :meth:`~kneo.console.auth.ConsoleAuth.in_project`)."""
         found = current_manager(self.request.app.state.parent)
         if found is None:
             raise NotReady("no platform manager is configured", check="manager")
-        return found
+        return found.for_project(self.viewer.project)
 
     def show(self, template: str, context: dict[str, Any], *, status_code: int = 200) -> Response:
         """``template`` over ``context``, the viewer and the platform clock's now."""

@@ -2,12 +2,15 @@
 
 With ``KNEO_SERV_DECISION_LINKS=true``, a ``human.requested`` notification (webhook, Slack)
 carries ``decision_link``: ``<KNEO_SERV_PUBLIC_URL>/ui/decide/<token>``, where the token signs
-(with ``KNEO_SERV_CONSOLE_SECRET``, ``itsdangerous``) the continuation, the request and the
-recipient, and expires after ``KNEO_SERV_DECISION_LINK_SECONDS``. Only a request assigned to
+(with ``KNEO_SERV_CONSOLE_SECRET``, ``itsdangerous``) the continuation, the request, the
+recipient and the project of the task (its id, as its rows carry it; a link signed before
+projects, or for the default project, names none and means the default), and expires after
+``KNEO_SERV_DECISION_LINK_SECONDS``. Only a request assigned to
 one person or key gets a link (``user:alice@example.com``, ``reviewer``; never ``group:``):
 the link decides *as* its recipient. Opening it shows a confirmation page (a GET decides
 nothing); the decision is a POST, checked like any other (the recipient must hold
-``human:write``). It is single use because a decided request cannot be decided again: a used
+``human:write`` in the link's project) and applied in that project only: the project is
+part of what is signed, so no edit of the token moves it to another. It is single use because a decided request cannot be decided again: a used
 link says by whom and when.
 """
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kneo.errors import ConfigError, ErrorCode, KneoError, NotFound
+from kneo.projects import DEFAULT_PROJECT_ID
 
 SALT = "kneo.decision-link"
 
@@ -28,11 +32,14 @@ class LinkExpired(KneoError):
 
 @dataclass(frozen=True)
 class LinkClaim:
-    """What a link's token says: which request, and who decides through it."""
+    """What a link's token says: which request of which project, and who decides through
+    it."""
 
     continuation_id: str
     request_id: str
     recipient: str
+    #: the id of the task's project (``projects.id``)
+    project_id: int = DEFAULT_PROJECT_ID
 
 
 def recipient_of(assignee: Any) -> str | None:
@@ -64,9 +71,20 @@ class DecisionLinks:
             )
         return cls(settings.console_secret, settings.decision_link_seconds, settings.public_url)
 
-    def url(self, continuation_id: str, request_id: str, recipient: str) -> str:
-        token = self._serializer.dumps({"c": continuation_id, "r": request_id, "to": recipient})
-        return f"{self.base_url}/ui/decide/{token}"
+    def url(
+        self,
+        continuation_id: str,
+        request_id: str,
+        recipient: str,
+        *,
+        project_id: int = DEFAULT_PROJECT_ID,
+    ) -> str:
+        """The link deciding ``request_id`` of ``continuation_id`` (a task of project
+        ``project_id``) as ``recipient``."""
+        claim: dict[str, Any] = {"c": continuation_id, "r": request_id, "to": recipient}
+        if project_id != DEFAULT_PROJECT_ID:
+            claim["p"] = project_id
+        return f"{self.base_url}/ui/decide/{self._serializer.dumps(claim)}"
 
     def read(self, token: str) -> LinkClaim:
         """The claim of a genuine, unexpired token: ``404 decision_link_invalid`` for a forged
@@ -83,11 +101,17 @@ class DecisionLinks:
             raise NotFound(
                 "This is not a valid decision link", code=ErrorCode.decision_link_invalid
             ) from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "cr"):
+        project = data.get("p", DEFAULT_PROJECT_ID) if isinstance(data, dict) else None
+        if (
+            not isinstance(data, dict)
+            or not all(isinstance(data.get(k), str) for k in "cr")
+            or not isinstance(project, int)
+            or isinstance(project, bool)
+        ):
             raise NotFound(
                 "This is not a valid decision link", code=ErrorCode.decision_link_invalid
             )
-        return LinkClaim(data["c"], data["r"], str(data.get("to") or ""))
+        return LinkClaim(data["c"], data["r"], str(data.get("to") or ""), project)
 
 
 __all__ = ["DecisionLinks", "LinkClaim", "LinkExpired", "recipient_of"]

@@ -126,11 +126,15 @@ def with_decision_link(
     request_id = str(entry["request_id"])
     recipient = recipient_of(entry.get("assignee"))
     if event.event_type == "human.requested" and recipient is not None:
-        return {**body, "decision_link": links.url(event.continuation_id, request_id, recipient)}
+        link = links.url(event.continuation_id, request_id, recipient, project_id=event.project_id)
+        return {**body, "decision_link": link}
     members = (people or People()).deciders(event.event_type, entry)
     if not members:
         return body
-    urls = {m: links.url(event.continuation_id, request_id, m) for m in members}
+    project_id = event.project_id  # the link decides in the task's project only
+    urls = {
+        m: links.url(event.continuation_id, request_id, m, project_id=project_id) for m in members
+    }
     return {**body, "decision_links": urls}
 
 

@@ -34,6 +34,7 @@ from kneo.errors import AccessDenied
 from kneo.logs import get_logger
 from kneo.platform.messages import DeliveryFailed
 from kneo.platform.recipients import DECIDABLE
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
 if TYPE_CHECKING:
@@ -122,15 +123,21 @@ def _form(value: Any) -> str:
     return str(value)
 
 
-def request_blocks(body: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+def request_blocks(
+    body: dict[str, Any], entry: dict[str, Any], project_id: int = DEFAULT_PROJECT_ID
+) -> list[dict[str, Any]]:
     """The Block Kit of a pending request: what it is, for whom, until when, and its
-    buttons (a decision button per accepted approve/reject, ``Respond…`` for the rest)."""
+    buttons (a decision button per accepted approve/reject, ``Respond…`` for the rest),
+    whose values name the request and its task's project (``p``, its id; none for the
+    default project), where a click decides."""
     prompt = redact_text(str(entry.get("prompt") or ""))
     text = f"*{body['summary']}*" + (f"\n>{prompt}" if prompt else "")
     facts = [f"kind: {entry.get('kind') or 'approval'}", f"event {body['id']}"]
     if entry.get("expires_at"):
         facts.insert(1, f"expires {entry['expires_at']}")
     value = {"c": body.get("continuation_id"), "r": entry.get("request_id")}
+    if project_id != DEFAULT_PROJECT_ID:
+        value["p"] = project_id
     accepted = list(entry.get("decisions") or ["approved", "rejected"])
     buttons: list[dict[str, Any]] = []
     for decision in accepted:
@@ -204,7 +211,7 @@ def deliver(
             if person is not None and person.slack:
                 targets.append(person.slack)  # a direct message from the app
         poster = _Poster(client, receiver, store, _key(receiver, cont), now)
-        blocks = request_blocks(body, entry)
+        blocks = request_blocks(body, entry, event.project_id)
         for to in targets:
             key = message_key(receiver, cont, entry.get("request_id"), to)
             poster.post(to, entry.get("request_id"), key, str(body["summary"]), blocks)
@@ -358,15 +365,26 @@ def _update_decided(
         )
 
 
-def decision_of(value: str) -> tuple[str, str, str] | None:
-    """A decision button's ``(continuation, request, decision)``, or ``None`` if malformed."""
+def decision_of(value: str) -> tuple[str, str, str, int] | None:
+    """A decision button's ``(continuation, request, decision, project id)``, or ``None``
+    if malformed."""
     try:
         data = json.loads(value)
     except ValueError:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "crd"):
         return None
-    return data["c"], data["r"], data["d"]
+    project = project_of(data)
+    return None if project is None else (data["c"], data["r"], data["d"], project)
+
+
+def project_of(value: dict[str, Any]) -> int | None:
+    """The project id a button's (or modal's) value names: the default project's when it
+    names none (a message posted before projects); ``None`` when it is not an id."""
+    project = value.get("p", DEFAULT_PROJECT_ID)
+    if not isinstance(project, int) or isinstance(project, bool):
+        return None
+    return project
 
 
 __all__ = [
@@ -380,5 +398,6 @@ __all__ = [
     "decision_of",
     "deliver",
     "message_key",
+    "project_of",
     "request_blocks",
 ]

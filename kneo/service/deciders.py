@@ -8,6 +8,10 @@ the link or the button. :func:`check_decider` gives them those groups before any
 checked, so a group counts the same way for the right to decide (a ``group:`` rule of the
 role map), for a promotion's ``approvers`` (``group:release``) and in the audit, which says
 that ``notifications.people`` made the group theirs.
+
+Everything here is in one project, the task's: the directory is that project's (its
+definition's ``notifications.people``), and the right to decide is ``human:write`` held
+there.
 """
 
 from __future__ import annotations
@@ -32,16 +36,35 @@ DECIDE_SCOPE = "human:write"
 DIRECTORY = "notifications.people"
 
 
-def people_of(app: Any) -> People:
-    """The app's people directory (the project config's ``notifications.people`` and
-    ``KNEO_SERV_NOTIFICATIONS_PEOPLE``), read once per app."""
+def people_of(app: Any, project: str = DEFAULT_PROJECT) -> People:
+    """``project``'s people directory (its config's ``notifications.people`` and
+    ``KNEO_SERV_NOTIFICATIONS_PEOPLE``): the app's own project's read once per app, another
+    project's once per build of its manager (a new definition, a new directory);
+    ``project_not_found`` when it is unknown or archived."""
     state = app.state
+    manager = current_manager(app)
+    if manager is not None and project != manager.store.project:
+        return _project_people(state, manager.for_project(project))
     found: People | None = getattr(state, "people", None)
     if found is None:
-        manager = current_manager(app)
-        project = manager.project if manager is not None else None
-        found = load_people(state.settings, project.config if project is not None else None)
+        context = manager.project if manager is not None else None
+        found = load_people(state.settings, context.config if context is not None else None)
         state.people = found
+    return found
+
+
+def _project_people(state: Any, manager: Any) -> People:
+    """A tenant's directory, kept with the manager it was read for."""
+    cache: dict[str, tuple[Any, People]] | None = getattr(state, "project_people", None)
+    if cache is None:
+        cache = state.project_people = {}
+    name = str(manager.store.project)
+    kept = cache.get(name)
+    if kept is not None and kept[0] is manager:
+        return kept[1]
+    context = manager.project
+    found = load_people(state.settings, context.config if context is not None else None)
+    cache[name] = (manager, found)
     return found
 
 
@@ -56,23 +79,26 @@ def with_directory_groups(who: Identity, people: People) -> Identity:
     )
 
 
-def assignee_names(app: Any, who: Identity) -> tuple[str, ...]:
-    """The assignee entries that name ``who`` (the inbox's *Mine*, the API's
+def assignee_names(app: Any, who: Identity, project: str = DEFAULT_PROJECT) -> tuple[str, ...]:
+    """The assignee entries that name ``who`` in ``project`` (the inbox's *Mine*, the API's
     ``assignee=mine``): their names as a key and by proven claim, their groups, and the groups
-    the people directory puts them in (a group task or a promotion whose approvers name the
-    group is theirs there as in their notifications)."""
+    the project's people directory puts them in (a group task or a promotion whose approvers
+    name the group is theirs there as in their notifications)."""
     names = names_of(who)
-    people = people_of(app)
+    people = people_of(app, project)
     groups = {f"group:{g}" for name in names if ":" not in name for g in people.groups_of(name)}
     return tuple(sorted(names | groups))
 
 
-def check_decider(authenticator: Authenticator, who: Identity, people: People) -> Identity:
-    """``who`` with their directory groups (:func:`with_directory_groups`), once they may
-    decide human requests today in the default project: an API key of that name with
-    ``human:write`` there, or a person the role map gives it there (by ``user:``, a group,
-    their directory's included, or ``*``);
-    otherwise 403. With authentication off, anyone may (as in the console). The caller
+def check_decider(
+    authenticator: Authenticator, who: Identity, people: People, *, project: str
+) -> Identity:
+    """``who`` with their directory groups (:func:`with_directory_groups`, ``people``: the
+    project's directory), once they may decide human requests today in ``project`` (the
+    task's): an API key of that name with ``human:write`` there, or a person the role map
+    gives it there (by ``user:``, a group, their directory's included, ``*``, or a
+    ``project:`` group convention); otherwise 403, the same for a grant in another project
+    only as for none. With authentication off, anyone may (as in the console). The caller
     decides as the identity returned, so a promotion's ``group:`` approvers see the same
     groups."""
     who = with_directory_groups(who, people)
@@ -80,14 +106,16 @@ def check_decider(authenticator: Authenticator, who: Identity, people: People) -
         return who
     found = authenticator.named(who.name)
     if found is not None:
-        if found[0].has(DECIDE_SCOPE):
+        if found[0].in_project(project).has(DECIDE_SCOPE):
             return who
     elif authenticator.tokens is not None:
         roles = roles_of(who, authenticator.roles)[1]
-        if DECIDE_SCOPE in role_grants(roles).scopes_in(DEFAULT_PROJECT):
+        if DECIDE_SCOPE in role_grants(roles).scopes_in(project):
             return who
     raise Forbidden(
-        f"{who.name} may not decide human requests (no {DECIDE_SCOPE})", code=ErrorCode.forbidden
+        f"{who.name} may not decide human requests in project {project!r} "
+        f"(no {DECIDE_SCOPE} there)",
+        code=ErrorCode.forbidden,
     )
 
 

@@ -7,10 +7,13 @@ any process or replica sharing the store, or after a restart (the store's ``seen
 :mod:`kneo.platform.slack_signing`; 401 ``slack_signature_invalid``). The Slack user who
 clicked is then mapped to a Kneo person: the people directory's entry with their Slack id,
 else the e-mail Slack has confirmed for them (``users.info``, ``is_email_confirmed``);
-nobody else (403 ``slack_user_unknown``). That person, in the groups the directory lists
-them in, must hold the right to decide (:func:`kneo.service.deciders.check_decider`, the
-decision links' check) and decides through the platform's ``resume`` with that identity
-acting, as a console or API decision does (a promotion's approver rules included). A refusal is shown to the clicker alone
+nobody else (403 ``slack_user_unknown``). That person, in the groups the directory of
+the task's project lists them in, must hold the right to decide there
+(:func:`kneo.service.deciders.check_decider`, the decision links' check) and decides through
+that project's platform ``resume`` with that identity acting, as a console or API decision
+does (a promotion's approver rules included). The project is the one the button's value
+names (``p``, the id its message was posted with; none: the default project): a click
+decides nothing in any other. A refusal is shown to the clicker alone
 (``chat.postEphemeral``) with the reason; the messages are updated by the outbox's
 ``human.decision`` delivery, as after a decision from any surface.
 """
@@ -32,7 +35,7 @@ from kneo.logs import get_logger
 from kneo.people import Identity, acting
 from kneo.platform.messages import DeliveryFailed
 from kneo.platform.receivers import load_receivers
-from kneo.platform.slack import ACTIONS, RESPOND_ACTION, call, decision_of
+from kneo.platform.slack import ACTIONS, RESPOND_ACTION, call, decision_of, project_of
 from kneo.platform.slack_signing import verify
 from kneo.service.deciders import check_decider, people_of
 from kneo.service.dependencies import current_manager
@@ -154,7 +157,7 @@ def handle(
     kind = payload.get("type")
     try:
         if kind == "view_submission":
-            target, decision = _submitted(payload)
+            target, decision, project_id = _submitted(payload)
         elif kind == "block_actions":
             action = (payload.get("actions") or [{}])[0]
             if action.get("action_id") == RESPOND_ACTION:
@@ -163,15 +166,17 @@ def handle(
             found = decision_of(str(action.get("value") or ""))
             if found is None or ACTIONS.get(str(action.get("action_id"))) != found[2]:
                 raise InvalidRequest("not a Kneo decision button", field="actions")
-            target, decision = found[0], Decision(found[1], found[2])
+            target, decision, project_id = found[0], Decision(found[1], found[2]), found[3]
         else:
             raise InvalidRequest(f"Kneo does not handle {kind!r} callbacks", field="type")
+        manager = _project_manager(request, project_id)  # the task's project, only there
+        project = str(manager.store.project)
         who = check_decider(
-            request.app.state.authenticator, app.person(receiver, user_id), app.people
+            request.app.state.authenticator,
+            app.person(receiver, user_id),
+            people_of(request.app, project),
+            project=project,
         )
-        manager = current_manager(request.app)
-        if manager is None:
-            raise NotFound("no platform is configured")
         acting(who)
         try:
             manager.resume(target, decision, actor=who.name)
@@ -212,10 +217,10 @@ def _open_modal(
 ) -> None:
     """``views.open``: the request's own form (its options, a text for its content)."""
     value = json.loads(str(action.get("value") or "{}"))
-    manager = current_manager(request.app)
-    if manager is None or not isinstance(value, dict):
+    project_id = project_of(value) if isinstance(value, dict) else None
+    if project_id is None:
         raise InvalidRequest("not a Kneo request", field="actions")
-    task = manager.get_human_task(str(value.get("c")))
+    task = _project_manager(request, project_id).get_human_task(str(value.get("c")))
     requests: list[dict[str, Any]] = task.get("requests", [])
     entry = next((r for r in requests if r.get("request_id") == value.get("r")), {})
     call(
@@ -250,7 +255,9 @@ def modal(value: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": MODAL_CALLBACK,
-        "private_metadata": json.dumps({"c": value.get("c"), "r": value.get("r")}),
+        "private_metadata": json.dumps(
+            {k: value[k] for k in ("c", "r", "p") if k in value}  # the project: where it decides
+        ),
         "title": {"type": "plain_text", "text": "Kneo request"},
         "submit": {"type": "plain_text", "text": "Decide"},
         "blocks": blocks,
@@ -270,8 +277,17 @@ def _option(text: str) -> dict[str, Any]:
     return {"text": {"type": "plain_text", "text": text[:75]}, "value": text[:150]}
 
 
-def _submitted(payload: dict[str, Any]) -> tuple[str, Decision]:
-    """The modal's submission as a decision on its request."""
+def _project_manager(request: Request, project_id: int) -> Any:
+    """The platform manager of the project a button names (``project_not_found`` when it
+    is archived or unknown)."""
+    manager = current_manager(request.app)
+    if manager is None:
+        raise NotFound("no platform is configured")
+    return manager.for_project(str(manager.store.for_project(project_id).project))
+
+
+def _submitted(payload: dict[str, Any]) -> tuple[str, Decision, int]:
+    """The modal's submission as a decision on its request, in its project."""
     view = payload.get("view") or {}
     if view.get("callback_id") != MODAL_CALLBACK:
         raise InvalidRequest("not a Kneo modal", field="view.callback_id")
@@ -284,9 +300,11 @@ def _submitted(payload: dict[str, Any]) -> tuple[str, Decision]:
         return chosen.get("value") or field.get("value")
 
     decision = picked("decision")
-    if not isinstance(meta, dict) or not isinstance(meta.get("c"), str) or not decision:
+    project_id = project_of(meta) if isinstance(meta, dict) else None
+    if project_id is None or not isinstance(meta.get("c"), str) or not decision:
         raise InvalidRequest("the modal names no request or decision", field="view")
-    return meta["c"], Decision(str(meta.get("r")), decision, picked("content"), picked("option"))
+    chosen = Decision(str(meta.get("r")), decision, picked("content"), picked("option"))
+    return meta["c"], chosen, project_id
 
 
 __all__ = ["SlackApp", "handle", "interactions", "modal", "router", "slack_app"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from console_helpers import ROOT, console_env
+from projects_helpers import Teams, open_teams
 from starlette.testclient import TestClient
 from svc_helpers import build_manager, request_log  # noqa: F401 (fixture)
 
@@ -45,3 +46,16 @@ def service(
     for api, manager in opened:
         api.__exit__(None, None, None)
         manager.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def teams(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Teams]:
+    """Two teams on one service (``projects_helpers.open_teams``), on SQLite and on
+    PostgreSQL."""
+    monkeypatch.chdir(ROOT)
+    url = request.getfixturevalue("pg_migrated_database")() if request.param == "postgres" else None
+    opened = open_teams(tmp_path, url)
+    yield opened
+    opened.close()

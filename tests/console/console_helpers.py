@@ -4,6 +4,7 @@ examples, and a GitOps repository with a promotion waiting for two approvals."""
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,26 @@ EXTRA_KEYS = {"alice": "alice-secret-token-6", "bob": "bob-secret-token-7"}
 ALL_KEYS = {**KEYS, **EXTRA_KEYS}
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 IDEM = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+#: Debian's Chromium, which the browser journeys drive (nothing downloads a browser), and
+#: the laptop viewport their screenshots are taken at.
+CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def browser_skip_reason() -> str | None:
+    """Why the browser journeys cannot run here, or ``None``."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not Path(CHROMIUM).exists():
+        return (
+            "Debian's chromium is not installed (apt-get install -y chromium; .ci/run does "
+            "it where apt is available); Playwright must never download a browser"
+        )
+    return None
 
 
 def console_env(**extra: str) -> dict[str, str]:

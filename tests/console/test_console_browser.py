@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -22,27 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import ALL_KEYS, ROOT, console_env, promotion_setup
+from console_helpers import (
+    ALL_KEYS,
+    CHROMIUM,
+    ROOT,
+    VIEWPORT,
+    browser_skip_reason,
+    console_env,
+    promotion_setup,
+)
 from svc_helpers import headers
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
-CHROMIUM = shutil.which("chromium") or "/usr/lib/chromium/chromium"
-VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-def _skip_reason() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    if not Path(CHROMIUM).exists():
-        return (
-            "Debian's chromium is not installed (apt-get install -y chromium; .ci/run does "
-            "it where apt is available); Playwright must never download a browser"
-        )
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +104,7 @@ class LiveConsole:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConsole]:
-    reason = _skip_reason()
+    reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
     with pytest.MonkeyPatch.context() as mp:

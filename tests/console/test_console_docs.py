@@ -11,8 +11,11 @@ from console_helpers import ROOT
 def test_every_screenshot_exists_at_the_journeys_viewport() -> None:
     doc = (ROOT / "docs" / "console.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\((images/[^)]+\.png)\)", doc)
-    journeys = (ROOT / "tests" / "console" / "test_console_browser.py").read_text()
-    assert len(images) == 13
+    journeys = "".join(
+        (ROOT / "tests" / "console" / name).read_text()
+        for name in ("test_console_browser.py", "test_console_projects_browser.py")
+    )
+    assert len(images) == 14
     for image in images:
         data = (ROOT / "docs" / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", image

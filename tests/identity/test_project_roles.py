@@ -134,9 +134,9 @@ def test_bad_project_roles_are_refused_at_start(roles: str, fragment: str) -> No
     assert caught.value.details["variable"] == "KNEO_SERV_OIDC_ROLES"
 
 
-def test_a_decider_needs_human_write_in_the_default_project() -> None:
-    """Decision links and Slack clicks decide in the default project (until they carry one):
-    a person whose directory group gives a reviewer role only in another project may not."""
+def test_a_decider_needs_human_write_in_the_tasks_project() -> None:
+    """Decision links and Slack clicks decide in their task's project: a person whose
+    directory group gives a reviewer role only in another project may not decide there."""
     from kneo.errors import Forbidden
     from kneo.people import Identity
     from kneo.platform.recipients import People
@@ -155,6 +155,11 @@ def test_a_decider_needs_human_write_in_the_default_project() -> None:
     def recipient(name: str) -> Identity:
         return Identity(name, "decision_link", user=name, user_claim="assignee")
 
-    assert check_decider(auth, recipient("ann@example.com"), people).name == "ann@example.com"
+    ann = check_decider(auth, recipient("ann@example.com"), people, project="default")
+    assert ann.name == "ann@example.com"
     with pytest.raises(Forbidden):
-        check_decider(auth, recipient("ted@example.com"), people)
+        check_decider(auth, recipient("ted@example.com"), people, project="default")
+    ted = check_decider(auth, recipient("ted@example.com"), people, project="team-a")
+    assert ted.name == "ted@example.com"
+    with pytest.raises(Forbidden):
+        check_decider(auth, recipient("ann@example.com"), people, project="team-a")

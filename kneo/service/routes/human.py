@@ -78,7 +78,7 @@ def list_human_tasks(
         escalated = True
     who: str | tuple[str, ...] | None = assignee
     if assignee == "mine":
-        who = assignee_names(request.app, caller.principal.identity())
+        who = assignee_names(request.app, caller.principal.identity(), caller.principal.project)
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
