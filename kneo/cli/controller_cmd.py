@@ -237,9 +237,10 @@ def run(
     ),
     out: Output = Output(),
 ) -> None:
-    """Reconcile continuously (leader-elected): this directory's source (the ``default``
-    project's) and every other project's, those defined later too; a local repository is
-    also watched."""
+    """Reconcile every project's source continuously (leader-elected).
+
+    This directory's configuration is the default project's source; another project's is
+    its definition's, those defined later included. A local repository is also watched."""
     with _controllers(
         source,
         interval=interval,

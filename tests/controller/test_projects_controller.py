@@ -25,6 +25,7 @@ from kneo.controller.config import ControllerConfig
 from kneo.controller.projects import ProjectControllers
 from kneo.controller.runner import ControllerRunner
 from kneo.controller.source import GitSource
+from kneo.errors import KneoError
 from kneo.platform import create_platform
 from kneo.service import create_app
 from kneo.settings import Settings
@@ -502,3 +503,15 @@ def test_a_source_reads_one_subdirectory_with_paths_relative_to_it(tmp_path: Pat
         assert source.describe().endswith("@main:teams/a")
     finally:
         source.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["../up", "teams/../../x", ".git", "a/.hidden", "/abs", "a/", ":!x"]
+)
+def test_a_source_path_stays_inside_the_repository(path: str, tmp_path: Path) -> None:
+    """``controller.path`` is refused, naming the field, when it could leave the repository
+    or read as a pathspec's magic."""
+    host = ProjectContext.discover(cwd=tmp_path, settings=Settings.from_env({}))
+    with pytest.raises(KneoError) as refused:
+        host.of_project("team-x", {"controller": {"repo": "file:///r.git", "path": path}})
+    assert "controller.path" in str(refused.value.to_dict())
