@@ -515,3 +515,23 @@ def test_a_source_path_stays_inside_the_repository(path: str, tmp_path: Path) ->
     with pytest.raises(KneoError) as refused:
         host.of_project("team-x", {"controller": {"repo": "file:///r.git", "path": path}})
     assert "controller.path" in str(refused.value.to_dict())
+
+
+def test_an_api_replica_without_the_controller_queues_for_the_project(
+    teams: tuple[Service, Team, Team],
+) -> None:
+    """The controller runs in another process: the replica takes each project's source
+    from its definition, and a request queued in B wakes B's source through the database."""
+    service, _, b = teams
+    service.client.app.state.controller = None  # type: ignore[attr-defined]
+    status = service.status("team-b")
+    assert status["configured"] and status["leader"] == service.controllers.owner
+    assert status["is_leader"] is False  # not this replica's
+    b.publish("beta", "B two")
+    sent = service.client.post(
+        "/v1/projects/team-b/controller/webhook", content=PUSH, headers=signed("team-b")
+    )
+    assert sent.status_code == 202, sent.text
+    assert eventually(lambda: service.active("team-b", "beta").revision == 2)
+    done = service.client.post("/v1/controller/reconcile", headers=headers("b-op", "team-b"))
+    assert done.status_code == 200 and done.json()["ok"], done.text
