@@ -298,7 +298,7 @@ def _echo_sources(ctl: ProjectControllers) -> None:
             err=True,
         )
     if sources:
-        typer.echo(f"controller: and the sources of {len(sources)} projects", err=True)
+        typer.echo(f"controller: reconciling the sources of {len(sources)} projects", err=True)
 
 
 def _install_factory(ref: str | None) -> None:
