@@ -15,8 +15,20 @@ environment (``prod``, no promotion gates), and reconciles it into a fresh SQLit
   one-bundle pass, the same way;
 * peak RSS of this process after the size's passes (``ru_maxrss``, monotonic over sizes).
 
+With ``--projects 1,100`` it measures instead every project's source under one leader
+(:class:`~kneo.controller.projects.ProjectControllers`): for each count P, P projects each
+watching a repository of ``--project-bundles`` signed bundles (one repository per project),
+all reconciled once (cold), then:
+
+* one source woken: the pass of one project's source when P are configured, median of
+  ``--rounds`` (what a webhook costs: it should not grow with P);
+* every source due: a pass of all P sources, and its cost per source;
+* a wake-up with nothing due (the leader's lock renewed, nothing else), and a read of the
+  catalog with no definition changed (every ``CATALOG_SECONDS``);
+* the SQL statements each of those sends (SQLAlchemy's ``before_cursor_execute``).
+
 Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
-[--json] [--profile N]``; ``--profile N`` prints the cold pass's top N cProfile entries
+[--json] [--profile N]`` or ``[--projects 1,100] [--project-bundles 20]``; ``--profile N`` prints the cold pass's top N cProfile entries
 by cumulative time (the timings of that run include the profiler's overhead). Only public APIs are used, so the same script measures older code
 (``PYTHONPATH=<old checkout>``). Targets (issues 23 and 36, SQLite, 2 cores): one-bundle at
 10,000 < 0.15 s, no-op < 0.1 s, cold 10,000 < 5 s.
@@ -39,12 +51,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
 from kneo.bundle.sign import sign_bundle
 from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller, ReconcileResult
+from kneo.controller.projects import ProjectControllers
 from kneo.controller.source import GitSource
-from kneo.store import open_store
+from kneo.settings import Settings
+from kneo.spec.project import ProjectContext
+from kneo.store import Store, open_store
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench.scratch_db
 
@@ -192,6 +209,146 @@ def measure(
     }
 
 
+def build_project_repo(root: Path, key: Any, count: int) -> Path:
+    """A bare remote of ``count`` signed bundles (a project's source); returns its path."""
+    remote, work = root / "remote.git", root / "work"
+    git(root.parent, "init", "--quiet", "--bare", "-b", "main", str(remote))
+    git(root.parent, "init", "--quiet", "-b", "main", str(work))
+    (work / "environments").mkdir()
+    (work / "environments" / f"{ENVIRONMENT}.yaml").write_text("version: v1\n")
+    for i in range(count):
+        write_bundle(work, key, i)
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", f"{count} bundles")
+    git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
+    return remote
+
+
+class Statements:
+    """Counts the SQL statements sent on ``store``'s engine while counting."""
+
+    def __init__(self, store: Store) -> None:
+        self.count = 0
+        sa.event.listen(store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def timed_pass(
+    sup: ProjectControllers, statements: Statements, expected: int
+) -> tuple[float, float, int]:
+    """(wall s, CPU s of this process and its Git commands, statements) of one pass of the
+    sources due or woken; ``expected`` of them must run, each a no-op."""
+    before, kids = statements.count, _children_cpu()
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = sup.reconcile_due()
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu + _children_cpu() - kids
+    if len(results) != expected or any(not r.ok or r.written for r in results):
+        raise SystemExit(f"expected {expected} no-op passes, got {[r.to_dict() for r in results]}")
+    return wall, cpu, statements.count - before
+
+
+def measure_projects(
+    projects: int, bundles: int, rounds: int, pg_server: str | None = None
+) -> dict[str, Any]:
+    """Every project's source under one leader (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), pg_server) as url:
+        root = Path(tmp)
+        generate_ed25519("ci", root / "keys")
+        trusted = root / "trusted"
+        trusted.mkdir()
+        (trusted / "ci.pub").write_bytes((root / "keys" / "ci.pub").read_bytes())
+        key = load_signing_key(root / "keys" / "ci.key")
+        (root / "host" / ".kneo").mkdir(parents=True)
+        (root / "host" / ".kneo" / "config.yaml").write_text("version: v1\n")
+        settings = Settings.from_env({})
+        host = ProjectContext.discover(cwd=root / "host", settings=settings)
+        store = open_store(url, settings=settings)
+        for i in range(projects):
+            (root / f"p{i:03d}").mkdir()
+            remote = build_project_repo(root / f"p{i:03d}", key, bundles)
+            block = {"repo": remote.as_uri(), "branch": "main", "trusted_keys": str(trusted)}
+            store.projects.create_project(f"p{i:03d}", definition={"controller": block})
+        config = ControllerConfig(cache_dir=root / "cache")
+        sup = ProjectControllers(store, config, settings, host=host, catalog_seconds=1e9)
+        statements = Statements(store)
+        try:
+            cold = time.perf_counter()
+            results = sup.reconcile_due()
+            cold = time.perf_counter() - cold
+            if len(results) != projects or any(len(r.written) != bundles for r in results):
+                raise SystemExit("the cold pass did not activate every bundle")
+            one = []
+            for _ in range(rounds):
+                sup.request_reconcile("p000")
+                one.append(timed_pass(sup, statements, 1))
+            every = []
+            for _ in range(max(1, rounds // 2)):
+                sup.request_reconcile()
+                every.append(timed_pass(sup, statements, projects))
+            idle = [timed_pass(sup, statements, 0) for _ in range(rounds)]
+            catalog = []
+            for _ in range(rounds):
+                before, start = statements.count, time.perf_counter()
+                sup.refresh(force=True)
+                catalog.append((time.perf_counter() - start, statements.count - before))
+        finally:
+            sup.step_down()
+            sup.close()
+            store.close()
+    return _project_summary(pg_server, projects, bundles, cold, one, every, idle, catalog)
+
+
+def _project_summary(
+    pg_server: str | None,
+    projects: int,
+    bundles: int,
+    cold: float,
+    one: list[tuple[float, float, int]],
+    every: list[tuple[float, float, int]],
+    idle: list[tuple[float, float, int]],
+    catalog: list[tuple[float, int]],
+) -> dict[str, Any]:
+    def med(rows: list[Any], i: int) -> float:
+        return round(float(statistics.median(r[i] for r in rows)), 4)
+
+    return {
+        "database": "postgresql" if pg_server else "sqlite",
+        "projects": projects,
+        "bundles_per_project": bundles,
+        "cold_s": round(cold, 3),
+        "one_source_s": med(one, 0),
+        "one_source_cpu_s": med(one, 1),
+        "one_source_statements": med(one, 2),
+        "every_source_s": med(every, 0),
+        "every_source_per_source_s": round(med(every, 0) / projects, 4),
+        "every_source_statements_per_source": round(med(every, 2) / projects, 1),
+        "nothing_due_s": med(idle, 0),
+        "nothing_due_statements": med(idle, 2),
+        "catalog_read_s": med(catalog, 0),
+        "catalog_read_statements": med(catalog, 1),
+    }
+
+
+def print_projects(results: list[dict[str, Any]]) -> None:
+    print(
+        f"{'database':>10} {'projects':>8} {'one s':>7} {'one CPU s':>9} {'one SQL':>7} "
+        f"{'all s':>7} {'all s/src':>9} {'SQL/src':>7} {'idle s':>7} {'idle SQL':>8} "
+        f"{'catalog s':>9} {'catalog SQL':>11}"
+    )
+    for r in results:
+        print(
+            f"{r['database']:>10} {r['projects']:>8} {r['one_source_s']:>7} "
+            f"{r['one_source_cpu_s']:>9} {r['one_source_statements']:>7} "
+            f"{r['every_source_s']:>7} {r['every_source_per_source_s']:>9} "
+            f"{r['every_source_statements_per_source']:>7} {r['nothing_due_s']:>7} "
+            f"{r['nothing_due_statements']:>8} {r['catalog_read_s']:>9} "
+            f"{r['catalog_read_statements']:>11}"
+        )
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's finished child processes (the Git commands)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -211,9 +368,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print the cold pass's top N"
     )
+    parser.add_argument(
+        "--projects", metavar="COUNTS", help="every project's source under one leader: e.g. 1,100"
+    )
+    parser.add_argument("--project-bundles", type=int, default=20, help="bundles per project")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     servers: list[str | None] = [None, args.pg] if args.pg else [None]
+    if args.projects:
+        counts = [int(s) for s in args.projects.split(",") if s.strip()]
+        found = [
+            measure_projects(n, args.project_bundles, args.rounds, server)
+            for server in servers
+            for n in counts
+        ]
+        if args.json:
+            print(json.dumps(found, indent=2))
+        else:
+            print_projects(found)
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     results = [measure(n, args.rounds, server, args.profile) for server in servers for n in sizes]
     if args.json:
         print(json.dumps(results, indent=2))

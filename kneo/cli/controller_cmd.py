@@ -34,9 +34,15 @@ from kneo.cli.output import ClientOptions, Output, TrustedHmacKeysOpt, console, 
 from kneo.cli.stop_signals import on_stop_signals
 from kneo.clock import SystemClock
 from kneo.controller.config import load_controller_config
-from kneo.controller.runner import build_controller, build_reviewer, parse_hmac_key_specs
+from kneo.controller.runner import (
+    build_controller,
+    build_controllers,
+    build_reviewer,
+    parse_hmac_key_specs,
+)
 from kneo.errors import InvalidRequest
 from kneo.metrics import start_process
+from kneo.projects import DEFAULT_PROJECT
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 
@@ -154,6 +160,11 @@ def _print_result(result: Any, out: Output) -> None:
     _print_pass(result.to_dict(), out)
 
 
+def _print_source_pass(result: Any, out: Output) -> None:
+    """A pass of ``run``: with the project whose source it reconciled."""
+    _print_pass({**result.to_dict(), "project": result.project}, out)
+
+
 def _print_pass(data: dict[str, Any], out: Output) -> None:
     """A pass or plan (``ReconcileResult.to_dict``, or the service's answer with the request
     it served) as JSON, or as lines: what it changed (or would), its problems and error."""
@@ -173,6 +184,8 @@ def _print_pass(data: dict[str, Any], out: Output) -> None:
         )
         return
     head = "plan" if data["dry_run"] else "reconciled"
+    if data.get("project") not in (None, DEFAULT_PROJECT):  # `run`: every project's source
+        head = f"{data['project']}: {head}"
     screen.print(
         f"{head} {(data['commit'] or '-')[:12]} in {data['duration_seconds']:.2f}s "
         f"{json.dumps(data['counts'])}"
@@ -224,8 +237,11 @@ def run(
     ),
     out: Output = Output(),
 ) -> None:
-    """Reconcile continuously (leader-elected); a local repository is also watched."""
-    with _controller(
+    """Reconcile every project's source continuously (leader-elected).
+
+    This directory's configuration is the default project's source; another project's is
+    its definition's, those defined later included. A local repository is also watched."""
+    with _controllers(
         source,
         interval=interval,
         webhook_secret_env=webhook_secret_env,
@@ -243,17 +259,43 @@ def run(
         # its lock on the way out, so a standby takes over at once instead of after the lease.
         on_stop_signals(_stop, signal.SIGTERM)
         if not out.structured:
-            console(stderr=True).print(
-                f"watching {ctl.source.describe()} every {ctl.config.interval:g}s as {ctl.owner}"
-            )
+            _print_sources(ctl)
         startup.done()
         try:
-            ctl.run(stop, on_result=lambda r: _print_result(r, out))
+            ctl.run(stop, on_result=lambda r: _print_source_pass(r, out))
         except KeyboardInterrupt:
             stop.set()
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
+
+
+@contextmanager
+def _controllers(source: Source, **overrides: Any) -> Iterator[Any]:
+    """``with``: the controller of every project's source, this directory's configuration
+    (flags over it) the ``default`` project's; refused when no source exists at all."""
+    settings, project = _context()
+    config = controller_config(project, **vars(source), **overrides)
+    store = project_store()
+    try:
+        ctl = build_controllers(store, config, settings, host=project)
+        if not ctl.sources():
+            config.require_repo()  # the error that says where to name one
+        try:
+            yield ctl
+        finally:
+            ctl.close()
+    finally:
+        store.close()
+
+
+def _print_sources(ctl: Any) -> None:
+    screen = console(stderr=True)
+    for name, config in ctl.sources().items():
+        built = ctl.controller_for(name)
+        where = built.source.describe() if built is not None else "its source"
+        label = "" if name == DEFAULT_PROJECT else f"project {name}: "
+        screen.print(f"{label}watching {where} every {config.interval:g}s as {ctl.owner}")
 
 
 def _one_pass(source: Source, out: Output, call: Callable[[Any, Any], Any]) -> None:

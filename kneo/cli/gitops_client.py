@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from kneo.cli.profiles import project_default_url, resolve_connection
 from kneo.cli.service_client import connect
+from kneo.projects import DEFAULT_PROJECT
 from kneo.redaction import reduce_url
 from kneo.settings import Settings
 
@@ -214,10 +215,18 @@ class LocalGitOps:
             controller_config,
             project_context,
         )
+        from kneo.platform.reconcile import project_controller  # the store: local only
 
-        config = controller_config(project_context())
+        host = project_context()
+        config = controller_config(host)
+        project = self.store.project
+        if project != DEFAULT_PROJECT:  # its source is its definition's
+            definition = self.store.projects.get_project(project).definition
+            context = host.of_project(project, definition)
+            config, _ = project_controller(project, context, config, None)
         data = self.gitops.controller_status(config)
-        data["source"] = data["source"] or (reduce_url(config.repo) if config.repo else None)
+        repo = getattr(config, "repo", None)
+        data["source"] = data["source"] or (reduce_url(repo) if repo else None)
         return data
 
 

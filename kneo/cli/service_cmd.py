@@ -17,7 +17,7 @@ from kneo import startup
 from kneo.cli.controller_cmd import controller_config
 from kneo.cli.output import TrustedHmacKeysOpt
 from kneo.cli.stop_signals import on_stop_signals
-from kneo.controller.runner import build_controller
+from kneo.controller.runner import build_controllers
 from kneo.errors import InvalidRequest
 from kneo.metrics import serve_port, start_process
 from kneo.service.app import REQUEST_DRAIN_SECONDS, SHUTDOWN_LIMIT_SECONDS, create_app
@@ -33,7 +33,7 @@ from kneo.worker import Worker
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
-    from kneo.controller.controller import Controller
+    from kneo.controller.projects import ProjectControllers
     from kneo.store import Store
 
 app = typer.Typer(no_args_is_help=True)
@@ -150,7 +150,7 @@ def serve(
     _serve_platform(
         settings,
         ctl_config,
-        run_controller=controller and ctl_config.repo is not None,
+        run_controller=controller,
         host=host,
         port=port,
         worker=worker,
@@ -216,19 +216,15 @@ def _serve_platform(
     manager = create_default_platform_manager(settings)
     try:
         ctl = None
-        if run_controller:
-            ctl = build_controller(
+        if run_controller:  # every project's source, those defined later too
+            ctl = build_controllers(
                 manager.store,
                 ctl_config,
                 settings,
+                host=manager.project or ProjectContext.discover(settings=settings),
                 tools=manager.compiler.tool_registry,
-                project=manager.project,
             )
-            typer.echo(
-                f"controller: reconciling {ctl.source.describe()} every "
-                f"{ctl_config.interval:g}s (leader-elected as {ctl.owner})",
-                err=True,
-            )
+            _echo_sources(ctl)
         # Workers exist either way: this process's, or (--no-worker) the `kneo worker`s.
         continuations = "queue" if settings.continuations == "auto" else settings.continuations
         application = create_app(
@@ -252,7 +248,7 @@ def _serve_platform(
                 host=host,
                 port=port,
                 worker=worker,
-                ctl=ctl,
+                ctl=ctl if ctl is not None and ctl.sources() else None,
                 continuations=continuations,
             ),
             err=True,
@@ -269,7 +265,7 @@ def startup_line(
     host: str,
     port: int,
     worker: bool,
-    ctl: Controller | None,
+    ctl: ProjectControllers | None,
     continuations: str = "request",
 ) -> str:
     """One line that says what this process serves: the database (its password redacted),
@@ -288,6 +284,21 @@ def startup_line(
         f"worker {'on' if worker else 'off'}; controller {'on' if ctl is not None else 'off'}; "
         f"decisions continue {'on workers' if continuations == 'queue' else 'in the request'}"
     )
+
+
+def _echo_sources(ctl: ProjectControllers) -> None:
+    """What the controller reconciles at start (projects defined later join without a
+    restart)."""
+    sources = ctl.sources()
+    host = ctl.controller_for("default") if sources.pop("default", None) else None
+    if host is not None:
+        typer.echo(
+            f"controller: reconciling {host.source.describe()} every "
+            f"{host.config.interval:g}s (leader-elected as {ctl.owner})",
+            err=True,
+        )
+    if sources:
+        typer.echo(f"controller: reconciling the sources of {len(sources)} projects", err=True)
 
 
 def _install_factory(ref: str | None) -> None:

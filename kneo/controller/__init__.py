@@ -5,7 +5,8 @@ actions`` and status conditions, no I/O) and the parts that touch the world thro
 injected seams: ``source`` (Git via GitPython), ``loader`` (desired state at one commit,
 cached per blob), ``ratchet`` (which policy judges each environment: the one in force
 until a loosening is authorized), ``apply`` (store writes, one transaction per bundle
-revision), ``leader`` (a store lock), ``watch`` (poll, watchdog, webhook trigger) and ``runtime`` (which revision a
-run may use). Imports ``kneo.bundle``, ``kneo.policy``, ``kneo.spec`` and ``kneo.store``;
+revision), ``leadership`` (the leader lock), ``projects`` (every project's source under one
+leader), ``watch`` (poll, watchdog, webhook trigger) and ``runtime`` (which revision a run
+may use). Imports ``kneo.bundle``, ``kneo.policy``, ``kneo.spec`` and ``kneo.store``;
 never FastAPI, Typer or httpx (the service and CLI call into it, not the reverse).
 """

@@ -14,10 +14,17 @@ controller:
   trusted_hmac_keys: {ci-hmac: KNEO_CI_HMAC}  # HMAC key id -> variable holding its secret
   lease_seconds: 30                           # leader lock lease
   poll_seconds: 1                             # standby lock checks (SQLite: request polls)
+  path: teams/payments                        # the repository subdirectory read (default: root)
 ```
 
 The trusted keyring is the controller's own: a path on the controller's machine, so a pull
 request to the watched repository can never add a key.
+
+The host's block is the ``default`` project's source. Another project's source is the
+``controller:`` block of its definition, written by a platform administrator
+(:func:`project_source`): its trust (keys, HMAC keys, floors) comes from there or the host,
+never from the watched repository, and its leadership is the host controller's (one leader
+reconciles every project: :mod:`kneo.controller.projects`).
 """
 
 from __future__ import annotations
@@ -59,6 +66,16 @@ class ControllerConfig:
     name: str = "default"
     #: HMAC trusted keys: key id -> name of the variable holding the secret (never the value).
     trusted_hmac_key_env: Mapping[str, str] = field(default_factory=dict)
+    #: The repository subdirectory holding ``bundles/`` and ``environments/`` (``None``: root).
+    path: str | None = None
+    #: The leader lock when it is not this controller's own (``controller:<name>``): a
+    #: project's source is led under the host controller's lock.
+    lock: str | None = None
+
+    @property
+    def lock_name(self) -> str:
+        """The leader lock a controller of this configuration runs under."""
+        return self.lock or f"controller:{self.name}"
 
     def with_overrides(self, **values: Any) -> ControllerConfig:
         """Flags win over the file; ``None`` means "not given"."""
@@ -126,6 +143,29 @@ def from_mapping(
         poll_seconds=parsed.poll_seconds,
         name=parsed.name,
         trusted_hmac_key_env=dict(parsed.trusted_hmac_keys),
+        path=parsed.path,
+    )
+
+
+def project_source(
+    block: ControllerConfigBlock | None, *, base_dir: Path, host: ControllerConfig
+) -> ControllerConfig:
+    """A project's source: the ``controller:`` block of its definition (``None``: it has
+    none, so ``repo`` is ``None``), relative paths against the project's root ``base_dir``.
+
+    What the host decides for every project: the leader lock, its lease and poll (one
+    leader reconciles every project), and, where the block names none, the fetch cache and
+    the policy floors (``KNEO_SERV_POLICY_FLOORS`` wins over both, as for the host). Trusted
+    keys and the webhook secret are the block's alone: a project trusts no key of the
+    host's and answers no webhook signed with the host's secret."""
+    config = from_mapping(block.model_dump() if block is not None else None, base_dir=base_dir)
+    return replace(
+        config,
+        lock=host.lock_name,
+        lease_seconds=host.lease_seconds,
+        poll_seconds=host.poll_seconds,
+        cache_dir=config.cache_dir or host.cache_dir,
+        policy_floors=config.policy_floors or host.policy_floors,
     )
 
 

@@ -10,6 +10,8 @@ serving whatever happens here.
 Leader election: a reconcile that writes first takes (or renews) the store lock
 ``controller:<name>``; a process that cannot get it stands by and reports so. A leader
 that dies stops renewing, its lock lapses after ``lease_seconds``, and a standby takes over.
+A project's controller leads under the host controller's lock instead
+(:class:`~kneo.controller.leadership.SharedLeadership`, :mod:`kneo.controller.projects`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller import incremental, operations
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
+from kneo.controller.leadership import LeaderLock, Leadership
 from kneo.controller.loader import DesiredStateLoader
 from kneo.controller.loop import ControllerLoop
 from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptions
@@ -51,16 +54,20 @@ from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
 from kneo.policy.floors import NO_FLOORS, Floors
+from kneo.projects import DEFAULT_PROJECT
 from kneo.redaction import redact_text, reduce_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from kneo.controller.loader import PolicyHook
     from kneo.controller.model import Action, DesiredEnvironment
     from kneo.controller.source import TreeFile
+    from kneo.controller.watch import Triggerable
     from kneo.store import ControllerStatus, LockRecord
     from kneo.store.contracts import ControllerStore
+    from kneo.store.coordination.controller_requests import ControllerWakeups
     from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
@@ -82,6 +89,8 @@ class ReconcileResult:
     leader: bool = True
     problems: list[dict[str, str]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: the project whose source this pass reconciled (not part of :meth:`to_dict`)
+    project: str = DEFAULT_PROJECT
 
     @property
     def ok(self) -> bool:
@@ -164,11 +173,15 @@ class Controller:
         tools: ToolRegistry | None = None,
         owner: str | None = None,
         floors: Floors | None = None,
+        leadership: Leadership | None = None,
+        on_wake: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.config = config or ControllerConfig()
         self.clock = clock or SystemClock()
+        #: the project whose registry this controller writes (its store view's)
+        self.project: str = getattr(store, "project", DEFAULT_PROJECT)
         self.gate = gate or PromotionGate()
         # the tools specs are checked against: a new tool deployed is a new verdict
         self._tool_names = sorted(tools.names()) if tools is not None else None
@@ -178,55 +191,52 @@ class Controller:
         #: What takes a policy change from Git into force (:mod:`kneo.controller.ratchet`).
         self.ratchet = PolicyRatchet(keyring, floors or NO_FLOORS)
         self.applier = Applier(store, gate=self.gate, clock=self.clock)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}"
-        self.lock_name = f"controller:{self.config.name}"
+        if leadership is None:
+            leadership = LeaderLock(
+                store,
+                self.config.lock_name,
+                owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('ctl', 4)}",
+                self.config.lease_seconds,
+                released=lambda: store.controller.notify_controller(self.config.name),
+            )
+        self.leadership = leadership
+        self.owner = leadership.owner
         self._wake = threading.Event()
+        self._on_wake = on_wake
         self._reconcile_lock = threading.Lock()
         self._last: ReconcileResult | None = None
-        self._leader = False
 
     # ---------------------------------------------------------------- leadership
 
+    @property
+    def lock_name(self) -> str:
+        return self.leadership.name
+
     def try_lead(self) -> bool:
         """Take or renew the leader lock; ``False`` while another live controller holds it."""
-        try:
-            self._leader = bool(
-                self.store.locks.acquire_lock(self.lock_name, self.owner, self.config.lease_seconds)
-            )
-        except Exception as exc:  # the database is unreachable: we cannot lead
-            log.warning("leader election failed: %s", exc)
-            self._leader = False
-        return self._leader
+        return self.leadership.try_lead()
 
     def step_down(self) -> None:
         """Release the leader lock and wake the standbys (PostgreSQL ``NOTIFY``), so one
         takes over at once instead of after the lease."""
-        if self._leader:
-            try:
-                if self.store.locks.release_lock(self.lock_name, self.owner):
-                    self.store.controller.notify_controller(self.config.name)
-            except Exception as exc:
-                log.warning("releasing the leader lock failed: %s", exc)
-        self._leader = False
+        self.leadership.step_down()
 
     def lock_free(self) -> bool:
         """Whether no live controller holds the leader lock (a standby's cheap read before
         it tries to take it)."""
-        try:
-            return self.store.locks.get_lock(self.lock_name) is None
-        except Exception as exc:
-            log.warning("reading the leader lock failed: %s", exc)
-            return False
+        return self.leadership.lock_free()
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        return self.leadership.is_leader
 
     # ---------------------------------------------------------------- reconcile
 
     def request_reconcile(self) -> None:
         """Wake the loop now (webhook, watchdog); a no-op for a stopped controller."""
         self._wake.set()
+        if self._on_wake is not None:
+            self._on_wake()
 
     def plan(self, *, progress: ProgressCallback | None = None) -> ReconcileResult:
         """A dry run: everything up to the plan, no writes (``kneo controller plan``)."""
@@ -256,13 +266,9 @@ class Controller:
 
     def standing_by(self) -> ReconcileResult:
         """The result of a pass this controller did not run: another one leads."""
-        try:
-            lock = self.store.locks.get_lock(self.lock_name)
-            holder = lock.owner if lock else None
-        except Exception:
-            holder = None
-        result = ReconcileResult(None, self.clock.now(), leader=False)
-        result.stats["leader"] = holder
+        lock = self.leadership.current()
+        result = ReconcileResult(None, self.clock.now(), leader=False, project=self.project)
+        result.stats["leader"] = lock.owner if lock else None
         return result
 
     def _serve_plans(self) -> None:
@@ -307,7 +313,7 @@ class Controller:
         ):
             started = self.clock.now()
             t0 = time.perf_counter()
-            result = ReconcileResult(None, started, dry_run=dry_run)
+            result = ReconcileResult(None, started, dry_run=dry_run, project=self.project)
             run = _Pass(started)
             try:
                 self._run_pass(run, result, dry_run=dry_run, progress=progress, full=full)
@@ -624,13 +630,7 @@ class Controller:
         return loaded
 
     def still_leader(self) -> bool:
-        try:
-            self._leader = bool(
-                self.store.locks.renew_lock(self.lock_name, self.owner, self.config.lease_seconds)
-            )
-        except Exception:
-            self._leader = False
-        return self._leader
+        return self.leadership.still_leader()
 
     def _record(
         self,
@@ -701,10 +701,7 @@ class Controller:
     def status(self) -> dict[str, Any]:
         """The controller status document as this controller sees it (``is_leader``)."""
         stored = self.store.registry.get_controller_status(self.config.name)
-        try:
-            lock = self.store.locks.get_lock(self.lock_name)
-        except Exception:
-            lock = None
+        lock = self.leadership.current()
         return status_dict(stored, lock, self.source.describe(), self_owner=self.owner)
 
     def run(
@@ -724,6 +721,33 @@ class Controller:
 
     def clear_wake(self) -> None:
         self._wake.clear()
+
+    # what the loop (kneo.controller.loop) asks of what it runs
+
+    def reconcile_due(self) -> list[ReconcileResult]:
+        """The loop's pass: this controller's one source is always due when woken."""
+        return [self.reconcile_once()]
+
+    def idle_seconds(self) -> float:
+        """How long the leader waits between passes when nothing wakes it."""
+        return self.config.interval
+
+    def start_wakeups(self) -> ControllerWakeups:
+        """Queued requests for this controller and releases of its lock wake it."""
+        return self.store.controller.controller_wakeups(
+            self.config.name, self.request_reconcile, poll_seconds=self.config.poll_seconds
+        )
+
+    def watch_targets(self) -> dict[str, tuple[Path, Triggerable]]:
+        """The local repository to watch for commits (none for a remote source)."""
+        path = getattr(self.source, "watch_path", None)
+        return {} if path is None else {"source": (path, self)}
+
+    def close(self) -> None:
+        """Close the source (GitPython's ``cat-file`` processes)."""
+        close = getattr(self.source, "close", None)
+        if callable(close):
+            close()
 
     @property
     def last_result(self) -> ReconcileResult | None:

@@ -7,6 +7,10 @@ a reconcile request queued by any API replica (PostgreSQL ``LISTEN``, else a pol
 :meth:`~kneo.controller.controller.Controller.request_reconcile`. While it waits it renews
 its lock every third of the lease, and nothing else touches the database.
 
+What the loop runs is a :class:`Reconciler`: one :class:`~kneo.controller.controller.
+Controller` (one source), or :class:`~kneo.controller.projects.ProjectControllers` (every
+project's source, each on its own interval; a pass runs the sources that are due or woken).
+
 A standby reads the lock every ``poll_seconds`` (or at once when the leader releases it and
 notifies) and takes it when it is free: after the leader stops (``SIGTERM`` releases the lock)
 at once, after it dies (``kill -9``) within ``lease_seconds + poll_seconds``.
@@ -18,13 +22,50 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from kneo.controller.watch import RepositoryWatcher
+from kneo.controller.watch import RepositoryWatcher, Triggerable
 
 if TYPE_CHECKING:
-    from kneo.controller.controller import Controller, ReconcileResult
-    from kneo.store.coordination.controller_requests import ControllerWakeups
+    from kneo.controller.config import ControllerConfig
+    from kneo.controller.controller import ReconcileResult
+
+
+class Stoppable(Protocol):
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+class Reconciler(Protocol):
+    """What the loop runs: leadership, passes, and what wakes it."""
+
+    @property
+    def config(self) -> ControllerConfig:
+        """Its lease and its standby poll."""
+        ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def lock_free(self) -> bool: ...
+    def reconcile_due(self) -> list[ReconcileResult]:
+        """One pass as the leader (or the one result of standing by)."""
+        ...
+
+    def standing_by(self) -> ReconcileResult: ...
+    def still_leader(self) -> bool: ...
+    def step_down(self) -> None: ...
+    def clear_wake(self) -> None: ...
+    def wait_for_wake(self, seconds: float) -> bool: ...
+    def idle_seconds(self) -> float:
+        """How long the leader waits for the next pass when nothing wakes it."""
+        ...
+
+    def start_wakeups(self) -> Stoppable | None: ...
+    def watch_targets(self) -> dict[str, tuple[Path, Triggerable]]:
+        """The local repositories to watch, by key, with what a commit there wakes."""
+        ...
+
 
 log = logging.getLogger("kneo.controller")
 
@@ -33,11 +74,12 @@ _STOP_CHECK_SECONDS = 0.5
 
 
 class ControllerLoop:
-    """One run of :meth:`Controller.run <kneo.controller.controller.Controller.run>`."""
+    """One run of :meth:`Controller.run <kneo.controller.controller.Controller.run>` (or of
+    :meth:`ProjectControllers.run <kneo.controller.projects.ProjectControllers.run>`)."""
 
     def __init__(
         self,
-        controller: Controller,
+        controller: Reconciler,
         stop: threading.Event,
         *,
         on_result: Callable[[ReconcileResult], None] | None = None,
@@ -48,31 +90,34 @@ class ControllerLoop:
         self.stop = stop
         self.on_result = on_result
         self.watch = watch
-        self.watcher: Any = None
+        #: the watchers of local repositories, by :meth:`Reconciler.watch_targets` key
+        self.watchers: dict[str, RepositoryWatcher] = {}
 
     def run(self) -> None:
         ctl = self.controller
         wakeups = self._start_wakeups()
-        self._start_watcher()
+        self._refresh_watchers()
         was_leader: bool | None = None
         try:
             while not self.stop.is_set():
                 ctl.clear_wake()
                 if ctl.is_leader or ctl.lock_free():
-                    result = ctl.reconcile_once()
+                    results = ctl.reconcile_due()
                 else:
-                    result = ctl.standing_by()
-                self._refresh_watcher()
-                if self.on_result is not None and (result.leader or was_leader is not False):
-                    self.on_result(result)  # a standby reports once, not every poll
-                was_leader = result.leader
-                if result.leader:
+                    results = [ctl.standing_by()]
+                self._refresh_watchers()
+                leader = results[0].leader if results else ctl.is_leader
+                for result in results:
+                    if self.on_result is not None and (leader or was_leader is not False):
+                        self.on_result(result)  # a standby reports once, not every poll
+                was_leader = leader
+                if leader:
                     self._idle()
                 else:
                     self._wait(self.config.poll_seconds)
         finally:
-            if self.watcher is not None:
-                self.watcher.stop()
+            for watcher in self.watchers.values():
+                watcher.stop()
             if wakeups is not None:
                 wakeups.stop()
             ctl.step_down()
@@ -84,7 +129,7 @@ class ControllerLoop:
         renewing the lock every third of the lease (and leaving at once if it was lost)."""
         ctl = self.controller
         now = time.monotonic()
-        deadline = now + self.config.interval
+        deadline = now + ctl.idle_seconds()
         renew_every = self.config.lease_seconds / 3
         next_renew = now + renew_every
         while not self.stop.is_set():
@@ -96,7 +141,7 @@ class ControllerLoop:
                     log.warning("lost the leader lock while idle; standing by")
                     return
                 next_renew = now + renew_every
-                self._refresh_watcher()
+                self._refresh_watchers()
             if self._wait(min(deadline, next_renew) - now):
                 return
 
@@ -113,33 +158,32 @@ class ControllerLoop:
 
     # ---------------------------------------------------------------- wake-up sources
 
-    def _start_wakeups(self) -> ControllerWakeups | None:
+    def _start_wakeups(self) -> Stoppable | None:
         """Queued requests and lock releases wake this loop (see the module docstring)."""
         try:
-            return self.controller.store.controller.controller_wakeups(
-                self.config.name,
-                self.controller.request_reconcile,
-                poll_seconds=self.config.poll_seconds,
-            )
+            return self.controller.start_wakeups()
         except Exception as exc:  # the poll interval still works
             log.warning("cannot listen for reconcile requests: %s", exc)
             return None
 
-    def _start_watcher(self) -> None:
-        path = getattr(self.controller.source, "watch_path", None)
-        if not self.watch or path is None:
+    def _refresh_watchers(self) -> None:
+        """Watch the local repositories of the sources there are now, and re-arm a watcher
+        on a repository that was deleted and created again."""
+        if not self.watch:
             return
-
-        self.watcher = RepositoryWatcher(path, self.controller)
-        try:
-            self.watcher.start()
-        except Exception as exc:  # polling and webhooks still work
-            log.warning("watching %s failed: %s", path, exc)
-
-    def _refresh_watcher(self) -> None:
-        """Re-arm the watcher on a repository that was deleted and created again."""
-        if self.watcher is not None:
+        targets = self.controller.watch_targets()
+        for key in [k for k in self.watchers if k not in targets]:
+            self.watchers.pop(key).stop()
+        for key, (path, woken) in targets.items():
+            watcher = self.watchers.get(key)
+            if watcher is not None and watcher.controller is not woken:  # a new source
+                self.watchers.pop(key).stop()
+                watcher = None
             try:
-                self.watcher.refresh()
-            except Exception as exc:
-                log.warning("re-watching %s failed: %s", self.watcher.path, exc)
+                if watcher is None:
+                    self.watchers[key] = watcher = RepositoryWatcher(path, woken)
+                    watcher.start()
+                else:
+                    watcher.refresh()
+            except Exception as exc:  # polling and webhooks still work
+                log.warning("watching %s failed: %s", path, exc)

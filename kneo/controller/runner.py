@@ -13,9 +13,9 @@ configuration helpers in every command, also the ones a service answers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kneo.clock import SystemClock
 from kneo.controller.config import ControllerConfig
@@ -26,12 +26,15 @@ from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.bundle.keys import Keyring
-    from kneo.controller.controller import Controller
+    from kneo.controller.controller import Controller, ReconcileResult
+    from kneo.controller.leadership import Leadership
     from kneo.controller.loader import DesiredStateLoader
+    from kneo.controller.projects import ProjectControllers
     from kneo.controller.source import GitSource
     from kneo.controller.spec_checks import SpecChecker
     from kneo.policy.floors import Floors
     from kneo.settings import Settings
+    from kneo.store import Store
     from kneo.store.contracts import ControllerStore
     from kneo.tools import ToolRegistry
 
@@ -74,6 +77,8 @@ def build_controller(
     owner: str | None = None,
     tools: ToolRegistry | None = None,
     project: ProjectContext | None = None,
+    leadership: Leadership | None = None,
+    on_wake: Callable[[], None] | None = None,
 ) -> Controller:
     """A controller over ``store`` for ``config``; raises ``config_error`` when incomplete.
 
@@ -81,7 +86,8 @@ def build_controller(
     directory) is where the promoted bundles will run: what it declares is what a bundle may
     reach. Specs are checked against ``tools`` (default: the project's registry, as ``kneo
     spec lint`` loads it: built-in tools plus the project config's ``tool_registry``), so a
-    bundle the project's CI lints and signs also reconciles."""
+    bundle the project's CI lints and signs also reconciles. ``leadership`` and ``on_wake``:
+    a project's controller under :class:`~kneo.controller.projects.ProjectControllers`."""
     from kneo.controller.controller import Controller
 
     parts = _parts(config, settings, tools=tools, project=project)
@@ -94,7 +100,25 @@ def build_controller(
         tools=parts.tools,
         spec_checker=parts.checker,
         floors=parts.floors,
+        leadership=leadership,
+        on_wake=on_wake,
     )
+
+
+def build_controllers(
+    store: Store,
+    config: ControllerConfig,
+    settings: Settings,
+    *,
+    host: ProjectContext,
+    tools: ToolRegistry | None = None,
+) -> ProjectControllers:
+    """The controller of every project's source (``config``, the host's block, is the
+    ``default`` project's; :mod:`kneo.controller.projects`); raises ``config_error`` when
+    the host's own source is incomplete."""
+    from kneo.controller.projects import ProjectControllers
+
+    return ProjectControllers(store, config, settings, host=host, tools=tools)
 
 
 def build_reviewer(
@@ -159,14 +183,30 @@ def _parts(
         ref=config.branch,
         cache_dir=config.cache_dir,
         credentials=CredentialSource.from_settings(settings),
+        subdir=config.path,
     )
     return _Parts(source, keyring, tools, default_spec_checker(tools, project), floors)
+
+
+class Runnable(Protocol):
+    """What :class:`ControllerRunner` runs: a :class:`~kneo.controller.controller.Controller`
+    or :class:`~kneo.controller.projects.ProjectControllers`."""
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        on_result: Callable[[ReconcileResult], None] | None = None,
+        watch: bool = True,
+    ) -> None: ...
+    def request_reconcile(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class ControllerRunner:
     """The controller loop (which also watches a local repository) on a thread."""
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Runnable) -> None:
         self.controller = controller
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,9 +226,7 @@ class ControllerRunner:
         self.controller.request_reconcile()  # wake it from its wait
         if self._thread is not None:
             self._thread.join(timeout)
-        close = getattr(self.controller.source, "close", None)
-        if callable(close):
-            close()
+        self.controller.close()
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

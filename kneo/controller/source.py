@@ -6,6 +6,11 @@ Two kinds of source:
   cache repository with a forced refspec, so a force-pushed branch is simply followed;
 * a local repository path: read in place (no fetch); the watcher observes it with watchdog.
 
+A source may read one subdirectory of the repository (``subdir``, ``controller.path``): its
+``bundles/``, ``environments/`` and ``.kneo/`` are then read there, and every path this
+module returns is relative to it, so nothing above it knows (several projects share a
+repository this way, each through its own subdirectory).
+
 Files are always read from the commit's tree (``git ls-tree`` + the object database), never
 from a work tree, so an uncommitted edit can never be promoted. Git errors are translated
 to :class:`SourceError` (``source_unreachable``, ``source_ref_not_found``, ...) at this
@@ -129,6 +134,7 @@ class GitSource:
         ref: str | None = None,
         cache_dir: Path | None = None,
         credentials: CredentialSource | None = None,
+        subdir: str | None = None,
     ) -> None:
         url = split_url(location)
         #: what every message, status and stored row shows: never user information
@@ -149,6 +155,9 @@ class GitSource:
                 url.shown,
             )
         self.ref = ref
+        #: the repository subdirectory read (``controller.path``), or ``None``: the root
+        self.subdir = subdir.strip("/") if subdir else None
+        self._prefix = f"{self.subdir}/" if self.subdir else ""
         self.remote = is_remote(location)
         self._lock = threading.RLock()
         if self.remote:
@@ -191,7 +200,18 @@ class GitSource:
                 self._repo = None
 
     def describe(self) -> str:
-        return f"{self.location}@{self.ref or 'HEAD'}"
+        where = f"{self.location}@{self.ref or 'HEAD'}"
+        return f"{where}:{self.subdir}" if self.subdir else where
+
+    def _pathspecs(self, *paths: str) -> list[str]:
+        """``paths`` (relative to the subdirectory) as repository paths."""
+        return [self._prefix + path for path in paths]
+
+    def _relative(self, path: str) -> str | None:
+        """A repository path relative to the subdirectory (``None``: outside it)."""
+        if not self._prefix:
+            return path
+        return path[len(self._prefix) :] if path.startswith(self._prefix) else None
 
     def _credential(self) -> GitCredential | None:
         if self._url_credential is not None:
@@ -314,18 +334,16 @@ class GitSource:
             "--full-tree",
             commit,
             "--",
-            *(bundles if narrow else [BUNDLES_DIR]),
-            ENVIRONMENTS_DIR,
-            ".kneo",
+            *self._pathspecs(*(bundles if narrow else [BUNDLES_DIR]), ENVIRONMENTS_DIR, ".kneo"),
         )
         names = None if bundle_names is None else set(bundle_names)
         files: dict[str, TreeFile] = {}
         for record in out.split("\0"):
             if not record:
                 continue
-            meta, _, path = record.partition("\t")
-            parts = meta.split()
-            if len(parts) != 3 or parts[1] != "blob" or not wanted(path):
+            meta, _, full = record.partition("\t")
+            parts, path = meta.split(), self._relative(full)
+            if len(parts) != 3 or parts[1] != "blob" or path is None or not wanted(path):
                 continue
             if names is None or not path.startswith(BUNDLES_DIR + "/") or bundle_of(path) in names:
                 files[path] = TreeFile(path, parts[2])
@@ -343,15 +361,14 @@ class GitSource:
                 old,
                 new,
                 "--",
-                BUNDLES_DIR,
-                ENVIRONMENTS_DIR,
-                ".kneo",
+                *self._pathspecs(BUNDLES_DIR, ENVIRONMENTS_DIR, ".kneo"),
             )
         except SourceError:
             return None  # e.g. a force-push made the old commit unreachable: a full pass
         fields = out.split("\0")
         changes = []
-        for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        for status, full in zip(fields[0::2], fields[1::2], strict=False):
+            path = self._relative(full) if full else None
             if path and wanted(path):
                 changes.append((status[:1] if status[:1] in ("A", "D") else "M", path))
         return changes

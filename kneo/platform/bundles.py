@@ -12,6 +12,9 @@ through the human-task API.
   (:func:`kneo.controller.promotion.record_promotion_decision`) and wake an attached
   controller (:func:`attach_controller`); without one, a reconcile request queued for the
   leader (:mod:`kneo.platform.reconcile`) has it activate the revision at once.
+
+Both act in the manager's project: its store view holds that project's registry only, so a
+run resolves a bundle of its own project, and a decision wakes its own project's source.
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ from kneo.errors import InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.platform.reconcile import DEFAULT_NAME, lock_name
 from kneo.platform.results import RunResult
+from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
-    from kneo.store.contracts import ControllerStore, HasRegistry
+    from kneo.store.contracts import ControllerStore, HasProjects, HasRegistry
+
+    class PromotionStore(ControllerStore, HasProjects, Protocol):
+        """A project's store view as a promotion decision uses it."""
+
 
 PROMOTION_KIND = "promotion"
 
@@ -52,6 +60,9 @@ class DecidingPlatform(Protocol):
 
     @property
     def decisions(self) -> Decisions: ...
+
+    @property
+    def store(self) -> Store: ...
 
 
 class BundleSpec(dict[str, Any]):
@@ -161,8 +172,22 @@ def run_bundle(
 
 
 def attach_controller(manager: DecidingPlatform, controller: Any) -> None:
-    """Let promotion decisions taken through ``manager`` wake this in-process controller."""
+    """Let promotion decisions taken through ``manager`` wake this in-process controller
+    (every project's: the manager's project's source)."""
+    if callable(getattr(controller, "controller_for", None)):
+        controller = _SourceWaker(controller, manager.store.project)
     manager.decisions.controller = controller
+
+
+class _SourceWaker:
+    """Wakes one project's source of a :class:`~kneo.controller.projects.ProjectControllers`."""
+
+    def __init__(self, controllers: Any, project: str) -> None:
+        self.controllers = controllers
+        self.project = project
+
+    def request_reconcile(self) -> None:
+        self.controllers.request_reconcile(self.project)
 
 
 def default_actor() -> str:
@@ -175,20 +200,29 @@ def default_actor() -> str:
         return "unknown"
 
 
-def _wake_controller(store: ControllerStore, controller: Any, actor: str) -> None:
+def _wake_controller(store: PromotionStore, controller: Any, actor: str) -> None:
     """Have the promotion's outcome applied now: wake the controller in this process, else
     queue a request for the leader wherever it runs (when one leads; otherwise the next
     leader's first pass applies it)."""
     if controller is not None:
         controller.request_reconcile()
         return
-
-    if store.locks.get_lock(lock_name(DEFAULT_NAME)) is not None:
-        store.controller.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
+    project = getattr(store, "project", DEFAULT_PROJECT)
+    if project == DEFAULT_PROJECT:
+        if store.locks.get_lock(lock_name(DEFAULT_NAME)) is not None:
+            store.controller.queue_controller_request(DEFAULT_NAME, "promotion", actor=actor)
+        return
+    # another project's source is its definition's: queued for it, whoever leads now (the
+    # next leader's first pass takes it otherwise)
+    definition = store.projects.get_project(project).definition or {}
+    block = definition.get("controller") or {}
+    if block.get("repo"):
+        name = block.get("name") or DEFAULT_NAME
+        store.controller.queue_controller_request(name, "promotion", actor=actor)
 
 
 def resume_promotion(
-    store: ControllerStore,
+    store: PromotionStore,
     continuation_id: str,
     decision: Decision,
     *,

@@ -12,6 +12,12 @@ route then waits for the pass that served it. Three answers, one per situation:
   of a dead one has not yet lapsed to a standby): ``503 not_ready`` with ``Retry-After``;
 * otherwise the request is queued (and answered when served, or ``202`` while waiting).
 
+Each project has its own source (:func:`project_controller`: the host's configuration is the
+``default`` project's, another project's is the ``controller:`` block of its definition), so
+each answers for its own: a request in project P is queued in P's store view for P's
+source and wakes only it. Every source is led under the host controller's lock
+(:mod:`kneo.controller.projects`), which is what ``503 not_ready`` looks at.
+
 :func:`kneo.controller.controller.status_dict` is imported where a status is shaped
 (+0.12 s: the controller with GitPython), which a platform without a controller never needs.
 """
@@ -22,10 +28,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
+from kneo.controller.config import ControllerConfig, project_source
 from kneo.errors import ErrorCode, NotFound, NotReady
+from kneo.projects import DEFAULT_PROJECT
 from kneo.store import ControllerRequest
 
 if TYPE_CHECKING:
+    from kneo.spec.project import ProjectContext
     from kneo.store.contracts import ControllerStateReads, HasController, HasRegistry
 
 DEFAULT_NAME = "default"
@@ -35,27 +44,79 @@ def lock_name(name: str) -> str:
     return f"controller:{name}"
 
 
+def leader_lock(config: Any) -> str:
+    """The leader lock the controller of ``config`` runs under (a project's source: the
+    host controller's)."""
+    named = getattr(config, "lock_name", None)
+    return str(named) if named else lock_name(getattr(config, "name", None) or DEFAULT_NAME)
+
+
+def project_controller(
+    project: str, context: ProjectContext | None, host: Any, running: Any
+) -> tuple[Any, Any]:
+    """(project ``project``'s source configuration, its controller in this process or
+    ``None``). ``host`` is this process's ``controller:`` configuration (the ``default``
+    project's source); ``running`` what runs here: a
+    :class:`~kneo.controller.projects.ProjectControllers`, a single controller (the
+    ``default`` project's), or ``None``. Another project's source is its definition's
+    ``controller:`` block (``context``: its project context), the same on every replica."""
+    for_project = getattr(running, "controller_for", None)
+    if callable(for_project):
+        controller = for_project(project)
+    else:
+        controller = running if project == DEFAULT_PROJECT else None
+    if project == DEFAULT_PROJECT:
+        return host, controller
+    block = context.config.controller if context is not None else None
+    base = context.root if context is not None else None
+    if block is None or base is None:
+        return None, controller
+    host_config = host if isinstance(host, ControllerConfig) else ControllerConfig()
+    return project_source(block, base_dir=base, host=host_config), controller
+
+
 def webhook_secret_variable(store: HasRegistry, config: Any) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
-    else the one the controller published with its status, else ``None``
-    (``KNEO_SERV_WEBHOOK_SECRET`` then). Each replica reads the value from its own
-    environment: the secret itself never passes through the database."""
+    else (the ``default`` project only) the one the controller published with its status,
+    else ``None`` (``KNEO_SERV_WEBHOOK_SECRET`` then, for ``default``). Each replica reads
+    the value from its own environment: the secret itself never passes through the
+    database."""
     own = getattr(config, "webhook_secret_env", None)
     if own:
         return str(own)
+    if _project(store) != DEFAULT_PROJECT:
+        return None  # a project's is its definition's, or none
     stored = store.registry.get_controller_status(getattr(config, "name", None) or DEFAULT_NAME)
     published = stored.details.get("webhook_secret_env")
     return str(published) if published else None
 
 
+def _project(store: Any) -> str:
+    return str(getattr(store, "project", DEFAULT_PROJECT))
+
+
+def is_configured(store: HasRegistry, config: Any, *, in_process: bool) -> bool:
+    """Whether the store's project has a source: one runs here, the configuration names a
+    repository, or (``default`` only, whose configuration is each replica's own) a
+    controller has reported to the database."""
+    if in_process or getattr(config, "repo", None):
+        return True
+    name = getattr(config, "name", None) or DEFAULT_NAME
+    return _project(store) == DEFAULT_PROJECT and _has_reported(store, name)
+
+
 def require_configured(store: HasRegistry, config: Any, *, in_process: bool) -> str:
     """The controller name requests go to; ``404 controller_not_configured`` when this
-    deployment has none (none in this process's configuration, none ever reported)."""
+    project has none (:func:`is_configured`)."""
     name = getattr(config, "name", None) or DEFAULT_NAME
-    if not (in_process or getattr(config, "repo", None)) and not _has_reported(store, name):
+    if not is_configured(store, config, in_process=in_process):
+        project = _project(store)
         raise NotFound(
             "no GitOps controller is configured for this deployment: none runs in this "
-            "process and none has reported to the database (start `kneo controller run`)",
+            "process and none has reported to the database (start `kneo controller run`)"
+            if project == DEFAULT_PROJECT
+            else f"project {project} has no Git source: a platform administrator sets one "
+            "in the controller: block of its definition",
             code=ErrorCode.controller_not_configured,
             resource="controller",
         )
@@ -66,7 +127,7 @@ def require_leader(store: ControllerStateReads, config: Any, *, in_process: bool
     """:func:`require_configured`, and ``503 not_ready`` while no controller holds a live
     leader lock (none runs, or a dead leader's lease has not lapsed to a standby yet)."""
     name = require_configured(store, config, in_process=in_process)
-    if store.locks.get_lock(lock_name(name)) is None:
+    if store.locks.get_lock(leader_lock(config)) is None:
         raise NotReady(
             f"no controller {name!r} leads right now (none runs, or a standby has not yet "
             "taken over a lapsed lease); retry shortly",
@@ -130,18 +191,15 @@ def controller_view(
 
     name = getattr(config, "name", None) or DEFAULT_NAME
     stored = store.registry.get_controller_status(name)
+    configured = is_configured(store, config, in_process=controller is not None)
     data = status_dict(
         stored,
-        store.locks.get_lock(lock_name(name)),
+        store.locks.get_lock(leader_lock(config)) if configured else None,
         controller.source.describe() if controller is not None else None,
         self_owner=getattr(controller, "owner", None),
     )
     data["name"] = name
-    data["configured"] = (
-        controller is not None
-        or bool(getattr(config, "repo", None))
-        or stored.updated_at is not None
-    )
+    data["configured"] = configured
     counts = store.controller.controller_request_counts(name)
     data["requests"] = {**counts, "oldest_queued_at": utc_iso(counts["oldest_queued_at"])}
     return data

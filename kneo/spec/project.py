@@ -302,6 +302,8 @@ class ControllerConfigBlock(_Model):
     poll_seconds: float = Field(default=1.0, gt=0)
     #: Controller status row and leader lock name (one per watched repository).
     name: str = Field(default="default", min_length=1, max_length=64)
+    #: The repository subdirectory read (projects may share a repository: docs/gitops.md).
+    path: str | None = Field(None, max_length=255, pattern=r"^[\w-][\w.-]*(/[\w-][\w.-]*)*$")
 
     @field_validator("trusted_hmac_keys")
     @classmethod

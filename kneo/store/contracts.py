@@ -349,6 +349,10 @@ class ControllerRequests(Protocol):
     def controller_wakeups(
         self, name: str, wake: Callable[[], None], *, poll_seconds: float
     ) -> ControllerWakeups: ...
+    def queued_controller_sources(self) -> set[tuple[int, str]]: ...
+    def all_controller_wakeups(
+        self, wake: Callable[[int | None, str | None], None], *, poll_seconds: float
+    ) -> ControllerWakeups: ...
 
 
 class NotificationOutbox(Protocol):

@@ -401,3 +401,27 @@ def test_plan_lists_each_policy_change_and_exits_1_when_one_would_be_held(
     repo.commit("tighten prod", push=False)
     text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "tighten")
     assert "| `prod` | ✅ takes effect | — | refuse_downgrade added | — |" in text
+
+
+def test_status_in_a_project_shows_that_projects_source(
+    cli: Any, repo: Repo, keys: Keys, tmp_path: Path
+) -> None:
+    """``--project`` on the local store: the project's source is its definition's, not this
+    directory's block; a project without one is not configured."""
+    from kneo.store import open_store
+
+    other = Repo(tmp_path / "other")
+    store = open_store(f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    try:
+        block = {"repo": other.url, "trusted_keys": str(keys.trusted_dir), "name": "theirs"}
+        store.projects.create_project("team-x", definition={"controller": block})
+        store.projects.create_project("team-y")
+    finally:
+        store.close()
+    status = cli("controller", "status", "--project", "team-x", "--json")
+    assert status["configured"] is True and status["name"] == "theirs"
+    assert status["source"] == other.url and status["last_fetched_commit"] is None
+    bare = cli("controller", "status", "--project", "team-y", "--json")
+    assert bare["configured"] is False and bare["source"] is None
+    host = cli("controller", "status", "--json")
+    assert host["configured"] is True and host["source"] == repo.url

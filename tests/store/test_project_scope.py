@@ -42,6 +42,8 @@ GLOBAL: dict[str, set[str]] = {
         "finish_notifications", "unrouted_notification_events",
     },
     "a2a_push": {"due_pushes", "record_push"},
+    # the controller of every project's source: each source says its project
+    "controller": {"queued_controller_sources", "all_controller_wakeups"},
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
     },

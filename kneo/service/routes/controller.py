@@ -5,6 +5,11 @@ in ``kneo service serve``). These routes never call it: any replica verifies the
 queues it in the database and the leader serves it (:mod:`kneo.platform.reconcile`), so
 they work the same on every replica. ``404 controller_not_configured`` where this
 deployment has no controller at all; ``503 not_ready`` while none leads.
+
+Each acts in the request's project, on that project's source
+(:func:`kneo.platform.reconcile.project_controller`). GitHub cannot send the project header,
+so a project's webhook is its path form, ``/v1/projects/<name>/controller/webhook``, signed
+with the secret its definition names.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from kneo.documents import parse_json
 from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
 from kneo.platform import ControllerRequest, PlatformManager
-from kneo.platform.reconcile import request_view
-from kneo.service.auth import Principal, require_scope
+from kneo.platform.reconcile import project_controller, request_view
+from kneo.projects import DEFAULT_PROJECT, project_not_found
+from kneo.service.auth import Principal, requested_project, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
 from kneo.service.query_params import StrictQueryRoute
@@ -36,12 +42,23 @@ MAX_WAIT_SECONDS = 120.0
 MAX_REQUEST_ID = 2**63 - 1
 
 
-def _controller(request: Request) -> tuple[Any, Any]:
-    """(this process's controller configuration, its running controller), either ``None``."""
+def _controller(request: Request, manager: PlatformManager) -> tuple[Any, Any]:
+    """(the request's project's source configuration, its controller in this process),
+    either ``None``."""
     state = request.app.state
-    controller = getattr(state, "controller", None)
-    config = getattr(state, "controller_config", None)
-    return (config if config is not None else getattr(controller, "config", None)), controller
+    running = getattr(state, "controller", None)
+    host = getattr(state, "controller_config", None)
+    if host is None:
+        host = getattr(running, "config", None)
+    project = getattr(request.state, "project", None) or DEFAULT_PROJECT
+    return project_controller(project, manager.project, host, running)
+
+
+async def webhook_manager(request: Request) -> PlatformManager:
+    """The manager of the project a webhook names (its path form; ``default`` otherwise):
+    a webhook carries a signature, not a key, so no grant narrows it."""
+    request.state.project = requested_project(request) or DEFAULT_PROJECT
+    return await manager_dep(request)
 
 
 @router.get(
@@ -54,7 +71,7 @@ def controller_status(
 ) -> dict[str, Any]:
     """Who leads, what its last pass fetched, applied and failed on, and the reconcile
     requests waiting for it: the same on every replica."""
-    config, controller = _controller(request)
+    config, controller = _controller(request, manager)
     return manager.controller_status(config, controller)
 
 
@@ -73,7 +90,7 @@ def controller_reconcile(
 ) -> JSONResponse:
     """Ask the leading controller (wherever it runs) for a pass now: fetch, verify, plan and
     apply; answers with the pass's result."""
-    config, controller = _controller(request)
+    config, controller = _controller(request, manager)
     return _served(manager.request_reconcile(config, controller, actor=principal.name, wait=wait))
 
 
@@ -93,7 +110,7 @@ def controller_plan(
     """What a reconcile of the watched branch's current commit would do, from the leading
     controller (wherever it runs): a dry run that writes nothing. It costs the leader a full
     pass's verification, so it takes the reconcile's scope."""
-    config, controller = _controller(request)
+    config, controller = _controller(request, manager)
     return _served(manager.request_plan(config, controller, actor=principal.name, wait=wait))
 
 
@@ -126,7 +143,7 @@ async def controller_webhook(
     x_hub_signature_256: str | None = Header(None),
     x_github_delivery: str | None = Header(None),
     content_type: str | None = Header(None),
-    manager: PlatformManager = Depends(manager_dep),
+    manager: PlatformManager = Depends(webhook_manager),
 ) -> JSONResponse:
     """Git push webhook (``X-Hub-Signature-256`` over the raw body, not an API key), taken by
     any replica and queued for the leading controller. Either content type GitHub offers:
@@ -154,11 +171,18 @@ def _webhook(
     request: Request, manager: PlatformManager, body: bytes, hook: _Hook
 ) -> dict[str, Any]:
     """Verify, parse and queue a webhook (database calls: run in a worker thread)."""
-    config, controller = _controller(request)
+    config, controller = _controller(request, manager)
+    project = request.state.project
+    if project != DEFAULT_PROJECT and not getattr(config, "repo", None):
+        # to a caller without a key, a project without a source is no project at all
+        raise project_not_found(project)
     name = manager.webhook_controller(config, controller)
     settings = request.app.state.settings
     variable = manager.webhook_secret_variable(config)
-    secret = settings.secret(variable) if variable else settings.webhook_secret
+    if variable:
+        secret = settings.secret(variable)
+    else:  # the host's shared secret is the default project's only
+        secret = settings.webhook_secret if project == DEFAULT_PROJECT else None
     verify_github_signature(secret or "", body, hook.signature)  # the raw body, as sent
     payload = webhook_payload(body, hook.content_type)
     event, delivery = hook.event, hook.delivery

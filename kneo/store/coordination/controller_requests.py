@@ -11,6 +11,12 @@ replica that queued one can answer with that result.
 
 Releasing the leader lock notifies too: a standby waiting on ``LISTEN`` takes over at once
 instead of at its next poll.
+
+The controller that reconciles every project's source (:mod:`kneo.controller.projects`)
+listens once for all of them (:meth:`ControllerFacet.all_controller_wakeups`, global): one
+``LISTEN`` whose payload names the project and the controller, or on SQLite one indexed
+read per poll for the sources with queued requests (:meth:`ControllerFacet.
+queued_controller_sources`), however many projects there are.
 """
 
 from __future__ import annotations
@@ -200,6 +206,26 @@ class ControllerFacet(Facet):
         wakeups.start()
         return wakeups
 
+    def queued_controller_sources(self) -> set[tuple[int, str]]:
+        """Every project's controllers with a queued request, as ``(project id, name)``
+        (global: the ``(status, project_id, name)`` index answers it)."""
+        r = t.controller_requests.c
+        with self._read(snapshot=False) as conn:
+            rows = conn.execute(
+                sa.select(r.project_id, r.name).where(r.status == "queued").distinct()
+            )
+            return {(int(pid), str(name)) for pid, name in rows}
+
+    def all_controller_wakeups(
+        self, wake: Callable[[int | None, str | None], None], *, poll_seconds: float
+    ) -> ControllerWakeups:
+        """A started background listener (global) calling ``wake(project_id, name)`` for
+        every project's controller with a request queued or its lock released, and
+        ``wake(None, None)`` when a notification may have been missed (a reconnection)."""
+        wakeups = AllControllerWakeups(self, wake, poll_seconds=poll_seconds)
+        wakeups.start()
+        return wakeups
+
 
 class ControllerWakeups:
     """The thread behind :meth:`ControllerFacet.controller_wakeups`."""
@@ -239,10 +265,17 @@ class ControllerWakeups:
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
-                if self.store.has_queued_controller_requests(self.name):
-                    self.wake()
+                self._poll_once()
             except Exception as exc:  # the database is away: the loop's own reads say so
                 log.debug("polling for controller requests failed: %s", exc)
+
+    def _poll_once(self) -> None:
+        if self.store.has_queued_controller_requests(self.name):
+            self.wake()
+
+    def _notified(self, payload: str) -> None:
+        if payload == wake_payload(self.store.project_id, self.name):
+            self.wake()
 
     def _listen(self) -> None:
         """``LISTEN`` on a connection of its own (detached from the pool), reconnecting
@@ -259,10 +292,8 @@ class ControllerWakeups:
                 connection.execute(f"LISTEN {CHANNEL}")
                 self.wake()
                 while not self._stop.is_set():
-                    wanted = wake_payload(self.store.project_id, self.name)
                     for notice in connection.notifies(timeout=_LISTEN_SLICE_SECONDS):
-                        if notice.payload == wanted:
-                            self.wake()
+                        self._notified(notice.payload)
             except Exception as exc:
                 log.warning("listening for controller requests failed: %s", exc)
                 self._stop.wait(self.poll_seconds)
@@ -270,6 +301,29 @@ class ControllerWakeups:
                 if connection is not None:
                     with contextlib.suppress(Exception):  # already broken
                         connection.close()
+
+
+class AllControllerWakeups(ControllerWakeups):
+    """:meth:`ControllerFacet.all_controller_wakeups`: every project's controllers."""
+
+    def __init__(
+        self,
+        store: ControllerFacet,
+        wake: Callable[[int | None, str | None], None],
+        *,
+        poll_seconds: float,
+    ) -> None:
+        super().__init__(store, "", lambda: wake(None, None), poll_seconds=poll_seconds)
+        self.wake_source = wake
+
+    def _poll_once(self) -> None:
+        for project_id, name in sorted(self.store.queued_controller_sources()):
+            self.wake_source(project_id, name)
+
+    def _notified(self, payload: str) -> None:
+        project_id, sep, name = payload.partition(":")
+        if sep and project_id.isdigit():
+            self.wake_source(int(project_id), name)
 
 
 def _request(row: Any) -> ControllerRequest:
