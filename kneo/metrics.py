@@ -159,6 +159,11 @@ class _Metrics:
             "receiver",
             "outcome",
         )
+        self._service_metrics(counter, histogram)
+
+    def _service_metrics(self, counter: Any, histogram: Any) -> None:
+        """What the HTTP doors count: requests and refused sign-ins (no ``project``: a request
+        is counted before its project is known)."""
         self.auth_failures = counter(
             "kneo_auth_failures",
             "Sign-ins refused: a wrong API key (invalid) or a client told to wait (throttled).",
