@@ -18,6 +18,12 @@ Two kinds of values, two sources, one exposition:
   installation, so it is read from the database when scraped (:mod:`kneo.store.maintenance.gauges`):
   every replica reports the same value (aggregate with ``max``, not ``sum``).
 
+Both carry a ``project`` label (``default`` in a single-team install): the project a run,
+step, model call, human wait, reconcile, promotion or notification belonged to, and the
+project each gauge counts. Label names are fixed when the metrics are built; the label's
+values are the installation's projects, so the series grow with their number, never with
+requests. ``/metrics`` stays platform-wide (``metrics:read``): every project on one page.
+
 Nothing is recorded until :func:`enable` (``kneo service serve``, ``kneo worker``,
 ``kneo controller run``): a one-shot ``kneo run local`` never imports prometheus-client
 (~50 ms), and each ``record_*`` call is then a no-op costing one global read.
@@ -32,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import __version__, tracing
 from kneo.logs import get_logger
+from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -43,22 +50,23 @@ FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "expired", "timed_out"
 
 
 class SharedGauges(Protocol):
-    """One scrape's view of the shared state (:class:`kneo.store.maintenance.gauges.Gauges`)."""
+    """One scrape's view of the shared state (:class:`kneo.store.maintenance.gauges.Gauges`),
+    every project's: each key leads with the project's name."""
 
     @property
-    def pending_tasks(self) -> Mapping[tuple[str, str], int]: ...
+    def pending_tasks(self) -> Mapping[tuple[str, str, str], int]: ...
     @property
-    def oldest_pending_seconds(self) -> Mapping[tuple[str, str], float]: ...
+    def oldest_pending_seconds(self) -> Mapping[tuple[str, str, str], float]: ...
     @property
-    def queue_depth(self) -> int: ...
+    def queue_depth(self) -> Mapping[str, int]: ...
     @property
-    def queue_lag_seconds(self) -> float: ...
+    def queue_lag_seconds(self) -> Mapping[str, float]: ...
     @property
-    def bundles(self) -> Mapping[tuple[str, str, str, str], int]: ...
+    def bundles(self) -> Mapping[tuple[str, str, str, str, str], int]: ...
     @property
-    def pinned(self) -> Mapping[str, int]: ...
+    def pinned(self) -> Mapping[tuple[str, str], int]: ...
     @property
-    def blocked_digests(self) -> int: ...
+    def blocked_digests(self) -> Mapping[str, int]: ...
 
 
 class GaugeReads(Protocol):
@@ -102,18 +110,22 @@ class _Metrics:
         ) -> Histogram:
             return Histogram(name, documentation, labels, buckets=buckets, registry=r)
 
-        self.runs = counter("kneo_runs", "Runs that reached a final status.", "status")
+        self.runs = counter(
+            "kneo_runs", "Runs that reached a final status, by project.", "project", "status"
+        )
         self.run_duration = histogram(
             "kneo_run_duration_seconds",
             "Seconds from a run's start to its final status (pauses included).",
+            "project",
             buckets=_RUN_BUCKETS,
         )
         self.steps = counter(
-            "kneo_steps", "Step executions by step kind and result.", "kind", "status"
+            "kneo_steps", "Step executions by step kind and result.", "project", "kind", "status"
         )
         self.model_tokens = counter(
             "kneo_model_tokens",
             "Tokens of model calls by provider, model and direction (input or output).",
+            "project",
             "provider",
             "model",
             "direction",
@@ -121,26 +133,37 @@ class _Metrics:
         self.human_wait = histogram(
             "kneo_human_task_wait_seconds",
             "Seconds a human request waited for its decision.",
+            "project",
             buckets=_WAIT_BUCKETS,
         )
-        self.reconciles = counter("kneo_reconcile", "Controller reconciles by result.", "result")
+        self.reconciles = counter(
+            "kneo_reconcile", "Controller reconciles by result.", "project", "result"
+        )
         self.reconcile_duration = histogram(
             "kneo_reconcile_duration_seconds",
             "Seconds one controller reconcile took.",
+            "project",
             buckets=_RECONCILE_BUCKETS,
         )
         self.promotions = counter(
             "kneo_promotions",
             "Promotion decisions that resolved a promotion task.",
+            "project",
             "environment",
             "outcome",
         )
         self.notifications = counter(
             "kneo_notifications",
             "Notification delivery attempts by receiver and outcome.",
+            "project",
             "receiver",
             "outcome",
         )
+        self._service_metrics(counter, histogram)
+
+    def _service_metrics(self, counter: Any, histogram: Any) -> None:
+        """What the HTTP doors count: requests and refused sign-ins (no ``project``: a request
+        is counted before its project is known)."""
         self.auth_failures = counter(
             "kneo_auth_failures",
             "Sign-ins refused: a wrong API key (invalid) or a client told to wait (throttled).",
@@ -170,8 +193,8 @@ class _Metrics:
 
 _metrics: _Metrics | None = None
 _lock = threading.Lock()
-#: The notification receivers this process delivers to (:func:`declare_receivers`).
-_receivers: set[str] = set()
+#: The notification receivers this process delivers to, by project (:func:`declare_receivers`).
+_receivers: set[tuple[str, str]] = set()
 #: The outcomes of ``kneo_notifications_total``.
 NOTIFICATION_OUTCOMES = ("sent", "failed", "dead")
 
@@ -188,45 +211,60 @@ def enable() -> None:
             _zero_notifications(_metrics, _receivers)
 
 
-def declare_receivers(names: Iterable[str]) -> None:
-    """Export ``kneo_notifications_total`` at 0 for each receiver and outcome before any
-    delivery: a counter series that first appears at 1 has no increase Prometheus can see,
-    so an alert on ``increase()`` would miss a receiver's first dead deliveries."""
+def declare_receivers(names: Iterable[str], *, project: str = DEFAULT_PROJECT) -> None:
+    """Export ``kneo_notifications_total`` at 0 for each of ``project``'s receivers and each
+    outcome before any delivery: a counter series that first appears at 1 has no increase
+    Prometheus can see, so an alert on ``increase()`` would miss a receiver's first dead
+    deliveries."""
     with _lock:
-        _receivers.update(names)
+        _receivers.update((project, name) for name in names)
         if _metrics is not None:
             _zero_notifications(_metrics, _receivers)
 
 
-def _zero_notifications(m: _Metrics, receivers: Iterable[str]) -> None:
-    for receiver in receivers:
+def _zero_notifications(m: _Metrics, receivers: Iterable[tuple[str, str]]) -> None:
+    for project, receiver in receivers:
         for outcome in NOTIFICATION_OUTCOMES:
-            m.child(m.notifications, receiver, outcome)
+            m.child(m.notifications, project, receiver, outcome)
 
 
 def enabled() -> bool:
     return _metrics is not None
 
 
-def record_run(status: str, started_at: datetime | None, finished_at: datetime | None) -> None:
+# Each ``record_*`` of what a run or a controller did takes the ``project`` it did it in (a
+# store view's ``project``): the label's values are the installation's projects, so the
+# series stay bounded by their number; ``default`` in a single-team install.
+
+
+def record_run(
+    status: str,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    *,
+    project: str = DEFAULT_PROJECT,
+) -> None:
     """A run reached ``status`` (a final one, else nothing is counted); its duration is
     observed when it had started."""
     m = _metrics
     if m is None or status not in FINAL_RUN_STATUSES:
         return
-    m.child(m.runs, status).inc()
+    m.child(m.runs, project, status).inc()
     if started_at is not None and finished_at is not None:
-        m.run_duration.observe(max(0.0, (finished_at - started_at).total_seconds()))
+        seconds = max(0.0, (finished_at - started_at).total_seconds())
+        m.child(m.run_duration, project).observe(seconds)
 
 
-def record_step(kind: str, status: str) -> None:
+def record_step(kind: str, status: str, *, project: str = DEFAULT_PROJECT) -> None:
     """A step execution ended: ``completed``, ``failed``, ``continued`` or ``skipped``."""
     m = _metrics
     if m is not None:
-        m.child(m.steps, kind, status).inc()
+        m.child(m.steps, project, kind, status).inc()
 
 
-def record_model_tokens(provider: str, model: str, usage: Mapping[str, Any]) -> None:
+def record_model_tokens(
+    provider: str, model: str, usage: Mapping[str, Any], *, project: str = DEFAULT_PROJECT
+) -> None:
     """One model call's ``input_tokens`` and ``output_tokens`` (those it reported)."""
     m = _metrics
     if m is None:
@@ -234,37 +272,37 @@ def record_model_tokens(provider: str, model: str, usage: Mapping[str, Any]) -> 
     for direction in ("input", "output"):
         value = usage.get(f"{direction}_tokens")
         if isinstance(value, int) and value > 0:
-            m.child(m.model_tokens, provider, model, direction).inc(value)
+            m.child(m.model_tokens, project, provider, model, direction).inc(value)
 
 
-def record_human_wait(seconds: float) -> None:
+def record_human_wait(seconds: float, *, project: str = DEFAULT_PROJECT) -> None:
     """A person decided a request that had waited ``seconds``."""
     m = _metrics
     if m is not None:
-        m.human_wait.observe(max(0.0, seconds))
+        m.child(m.human_wait, project).observe(max(0.0, seconds))
 
 
-def record_reconcile(result: str, seconds: float) -> None:
+def record_reconcile(result: str, seconds: float, *, project: str = DEFAULT_PROJECT) -> None:
     """A controller reconcile ended: ``ok`` or ``error``."""
     m = _metrics
     if m is not None:
-        m.child(m.reconciles, result).inc()
-        m.reconcile_duration.observe(max(0.0, seconds))
+        m.child(m.reconciles, project, result).inc()
+        m.child(m.reconcile_duration, project).observe(max(0.0, seconds))
 
 
-def record_promotion(environment: str, outcome: str) -> None:
+def record_promotion(environment: str, outcome: str, *, project: str = DEFAULT_PROJECT) -> None:
     """A promotion task resolved: ``approved`` or ``rejected``."""
     m = _metrics
     if m is not None:
-        m.child(m.promotions, environment, outcome).inc()
+        m.child(m.promotions, project, environment, outcome).inc()
 
 
-def record_notification(receiver: str, outcome: str) -> None:
+def record_notification(receiver: str, outcome: str, *, project: str = DEFAULT_PROJECT) -> None:
     """One delivery attempt to ``receiver`` ended: ``sent``, ``failed`` (will retry) or
     ``dead`` (gave up). For the notification deliverer to call after each attempt."""
     m = _metrics
     if m is not None:
-        m.child(m.notifications, receiver, outcome).inc()
+        m.child(m.notifications, project, receiver, outcome).inc()
 
 
 def record_auth_failure(surface: str, outcome: str) -> None:
@@ -283,7 +321,8 @@ def record_http(route: str, status: int, seconds: float) -> None:
 
 
 class StoreGauges:
-    """A prometheus-client collector of the shared state, read when scraped."""
+    """A prometheus-client collector of the shared state, read when scraped: every
+    project's, each series labelled with its ``project``."""
 
     def __init__(self, store: GaugeSource) -> None:
         self.store = store
@@ -292,51 +331,51 @@ class StoreGauges:
         from prometheus_client.core import GaugeMetricFamily
 
         g = self.store.maintenance.gauges()
-        pending = GaugeMetricFamily(
+
+        def family(name: str, documentation: str, labels: Sequence[str], values: Any) -> Any:
+            found = GaugeMetricFamily(name, documentation, labels=["project", *labels])
+            for key, n in sorted(values.items()):
+                found.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+            return found
+
+        yield family(
             "kneo_human_tasks_pending",
-            "Pending human requests by kind and environment.",
-            labels=["kind", "environment"],
+            "Pending human requests by project, kind and environment.",
+            ["kind", "environment"],
+            g.pending_tasks,
         )
-        for (kind, env), n in sorted(g.pending_tasks.items()):
-            pending.add_metric([kind, env], n)
-        yield pending
-        oldest = GaugeMetricFamily(
+        yield family(
             "kneo_human_task_oldest_pending_seconds",
-            "Seconds the oldest pending human request has waited, by kind and environment.",
-            labels=["kind", "environment"],
+            "Seconds the oldest pending human request has waited, by project, kind and "
+            "environment.",
+            ["kind", "environment"],
+            g.oldest_pending_seconds,
         )
-        for (kind, env), seconds in sorted(g.oldest_pending_seconds.items()):
-            oldest.add_metric([kind, env], seconds)
-        yield oldest
-        yield GaugeMetricFamily(
-            "kneo_queue_depth", "Runs waiting in the queue.", value=g.queue_depth
-        )
-        yield GaugeMetricFamily(
+        yield family("kneo_queue_depth", "Runs waiting in the queue.", [], g.queue_depth)
+        yield family(
             "kneo_queue_lag_seconds",
             "How long the oldest due queued run has waited to be claimed.",
-            value=g.queue_lag_seconds,
+            [],
+            g.queue_lag_seconds,
         )
-        bundles = GaugeMetricFamily(
+        yield family(
             "kneo_bundles",
             "Bundles by environment, latest revision status, Ready condition, and whether "
             "Git still has the bundle's file (in_git).",
-            labels=["environment", "status", "ready", "in_git"],
+            ["environment", "status", "ready", "in_git"],
+            g.bundles,
         )
-        for (env, status, ready, in_git), n in sorted(g.bundles.items()):
-            bundles.add_metric([env, status, ready, in_git], n)
-        yield bundles
-        pinned = GaugeMetricFamily(
+        yield family(
             "kneo_bundles_pinned",
             "Bundles pinned to a revision (kneo registry pin, or a rollback), by environment.",
-            labels=["environment"],
+            ["environment"],
+            g.pinned,
         )
-        for env, n in sorted(g.pinned.items()):
-            pinned.add_metric([env], n)
-        yield pinned
-        yield GaugeMetricFamily(
+        yield family(
             "kneo_blocked_digests",
-            "Spec digests blocked from promotion in every environment.",
-            value=g.blocked_digests,
+            "Spec digests blocked from promotion in every environment of the project.",
+            [],
+            g.blocked_digests,
         )
 
 

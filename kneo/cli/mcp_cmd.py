@@ -5,6 +5,10 @@ service the connection precedence picks (``--service-url``, ``--profile``, the p
 ``service.default_url``, the active profile), else an in-process service app on this
 project's store. To serve MCP on the service's own port instead, run ``kneo service serve
 --mcp`` (``/mcp``).
+
+The project (tenant) the tools act in: ``--project``, else ``KNEO_SERV_PROJECT``, else the
+profile's, else the key's home project (the CLI's precedence). Over HTTP a request's own
+``X-Kneo-Project`` header wins over it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.output import ServiceOptions, options, talking_to
+from kneo.cli.output import ProjectOpt, ServiceOptions, options, talking_to
 from kneo.cli.profiles import project_default_url, resolve_connection
 from kneo.errors import InvalidRequest
 from kneo.kernel import Origins, async_http_client
+from kneo.projects import check_project_name
 from kneo.service.app import create_app
 from kneo.service.auth import Authenticator
 from kneo.service.factory import create_default_platform_manager
@@ -38,13 +43,16 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="http: the port (0: any free one)")] = 8765,
     service: ServiceOptions = ServiceOptions(),
+    project: ProjectOpt = None,
 ) -> None:
     """Serve human tasks, runs, traces, the registry and the controller status as MCP tools.
 
     Every tool is an API route called with the caller's API key and its scopes: over HTTP the
     key of each MCP request (required), over stdio the profile's key or
     ``KNEO_SERV_API_KEY``. The routes are the service's when one is in effect (a profile,
-    --service-url, the project's service.default_url), else this project's in process."""
+    --service-url, the project's service.default_url), else this project's in process.
+    They act in --project (else KNEO_SERV_PROJECT, the profile's, the key's home project);
+    over HTTP a request's X-Kneo-Project header wins."""
     if transport not in ("stdio", "http"):
         raise InvalidRequest(f"--transport must be stdio or http, got {transport!r}")
     settings = Settings.from_env()
@@ -54,16 +62,24 @@ def serve(
         profile=service.profile,
         settings=settings,
         project_default_url=None if explicit else project_default_url(settings),
+        project=project,
     )
     client, closing = _api_client(settings, connection.url if connection else None)
     if connection is not None:
         talking_to(connection.url, chosen_by=connection.source, profile=connection.profile)
     key = connection.api_key if connection is not None else settings.client_api_key
+    if connection is not None:
+        tenant = connection.project
+    else:  # in process: the same precedence, less a profile
+        tenant = project or settings.client_project or None
+        if tenant is not None:
+            check_project_name(tenant, field="--project")
+    bridge = ApiBridge(client, default_key=key, default_project=tenant)
     try:
         if transport == "stdio":
-            _serve_stdio(client, key)
+            _serve_stdio(bridge)
         else:
-            _serve_http(client, settings, host, port)
+            _serve_http(bridge, settings, host, port)
     finally:
         closing()
 
@@ -81,13 +97,13 @@ def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
     return in_process_client(api), manager.close
 
 
-def _serve_stdio(client: Any, key: str | None) -> None:
-    server = build_server(ApiBridge(client, default_key=key))
+def _serve_stdio(bridge: ApiBridge) -> None:
+    server = build_server(bridge)
     startup.done()
     server.run("stdio")
 
 
-def _serve_http(client: Any, settings: Any, host: str, port: int) -> None:
+def _serve_http(bridge: ApiBridge, settings: Any, host: str, port: int) -> None:
     import socket
     from contextlib import asynccontextmanager
 
@@ -96,7 +112,7 @@ def _serve_http(client: Any, settings: Any, host: str, port: int) -> None:
     from starlette.routing import Route
 
     throttle = SignInThrottle(settings.auth_max_failures, settings.auth_failure_window_seconds)
-    endpoint = McpEndpoint(ApiBridge(client), Authenticator.from_settings(settings), throttle)
+    endpoint = McpEndpoint(bridge.over_http(), Authenticator.from_settings(settings), throttle)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:

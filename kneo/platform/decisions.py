@@ -501,7 +501,7 @@ class Decisions:
         else the run driven on from its pause (the decisions audited with its outcome)."""
         waited = (self.clock.now() - cont.created_at).total_seconds()
         for _ in answers:
-            metrics.record_human_wait(waited)
+            metrics.record_human_wait(waited, project=self.store.project)
         if remaining:
             return self.driver.result(updated)
         if HANDOFF_KEY in (updated.state or {}):  # queued for a worker in the decision's commit

@@ -149,7 +149,9 @@ class RunDriver:
                 parent = tracing.stored_span(resumed_from)
                 if parent is not None:
                     links += tracing.link_to_current("resumed_by")
-            observer = RunObserver(journal, run=run, links=links, parent=parent)
+            observer = RunObserver(
+                journal, run=run, links=links, parent=parent, project=self.store.project
+            )
         result: RunResult | None = None
         outcome: Outcome | None = None
         try:
@@ -212,5 +214,7 @@ class RunDriver:
                 raise
             journal.discard()
             return self.result(self.store.runs.get_run(run_id)), False
-        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
+        metrics.record_run(
+            updated.status, updated.started_at, updated.finished_at, project=self.store.project
+        )
         return self.result(updated), True

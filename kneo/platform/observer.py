@@ -26,6 +26,7 @@ from typing import Any
 from kneo import metrics, tracing
 from kneo.engine.journal import Boundary, Journal, TraceEvent
 from kneo.jsontext import dumps
+from kneo.projects import DEFAULT_PROJECT
 
 _STEP_END = {"step_completed": "completed", "step_skipped": "skipped", "step_failed": "failed"}
 #: Kneo's provider names as the GenAI semantic conventions' ``gen_ai.provider.name`` values
@@ -87,8 +88,11 @@ class RunObserver:
         links: Sequence[Any] = (),
         record: bool = True,
         parent: Any = None,
+        project: str = DEFAULT_PROJECT,
     ) -> None:
         self._journal = journal
+        #: the run's project: the ``project`` label of its step and token metrics
+        self._project = project
         self._lock = threading.Lock()
         self._units: dict[str | None, _Unit] = {}
         self._record = record and metrics.enabled()
@@ -146,7 +150,9 @@ class RunObserver:
                     ended = self._units.pop(event.unit_key, None)
             status = "continued" if event.data.get("continued") else _STEP_END[kind]
             if self._record:  # every step end event names the step's kind
-                metrics.record_step(str(event.data.get("kind") or "step"), status)
+                metrics.record_step(
+                    str(event.data.get("kind") or "step"), status, project=self._project
+                )
             if ended is not None and ended.span is not None:
                 _end_agent(ended, failed=kind == "step_failed")
                 ended.span.set_attribute("kneo.step.status", status)
@@ -160,6 +166,7 @@ class RunObserver:
                 str(event.data.get("provider") or ""),
                 str(event.data.get("model") or ""),
                 event.data.get("usage") or {},
+                project=self._project,
             )
         if self.span is None:
             return

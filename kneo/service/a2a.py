@@ -19,6 +19,10 @@ any replica answers for it. Each operation is the API's (:mod:`kneo.service.a2a_
 * push notification configs are the caller's own, kept by :mod:`kneo.service.a2a_push`,
   delivered through the notifications outbox (:mod:`kneo.platform.a2a_push`).
 
+Every call is made as the request's :class:`~kneo.service.a2a_bridge.Caller`: its API key,
+in the project it named (``X-Kneo-Project``) or the key's home project, so the tasks one
+agent sees, starts and answers are that project's only.
+
 ``message/send`` answers once the run pauses or ends (at most ``KNEO_SERV_MAX_WAIT_SECONDS``,
 then as it is; ``returnImmediately`` at once); ``message/stream`` follows it, one status
 event per change, the output as an artifact before ``completed``.
@@ -44,7 +48,7 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
-from kneo.service.a2a_bridge import ApiCalls
+from kneo.service.a2a_bridge import ApiCalls, Caller, caller_of
 from kneo.service.a2a_push import PushConfigs
 from kneo.service.a2a_tasks import (
     CONTEXT_PATTERN,
@@ -62,8 +66,6 @@ from kneo.service.a2a_tasks import (
     task_of,
 )
 
-#: The call context's state key holding the caller's API key (never logged or returned).
-KEY_STATE = "kneo_key"
 #: how often a waiting request or a stream reads the run: every 50 ms at first, doubling
 MAX_POLL_SECONDS = 0.5
 #: ``Idempotency-Key`` of an A2A message: its ``messageId``, marked as A2A's
@@ -73,12 +75,6 @@ LIST_PAGE_SIZE = 50
 MAX_LIST_PAGE_SIZE = 100
 
 CardBuilder = Callable[[ServerCallContext], Awaitable[pb.AgentCard]]
-
-
-def caller_key(context: ServerCallContext) -> str | None:
-    """The API key the request presented (checked before dispatch)."""
-    key = context.state.get(KEY_STATE)
-    return str(key) if key else None
 
 
 def _settles(task: pb.Task) -> bool:
@@ -113,64 +109,64 @@ class KneoRequestHandler(RequestHandler):
 
     # ------------------------------------------------------------------ reading tasks
 
-    async def _pending(self, key: str | None, run: dict[str, Any]) -> dict[str, Any] | None:
+    async def _pending(self, caller: Caller, run: dict[str, Any]) -> dict[str, Any] | None:
         """The pending request of a paused run (with its continuation id), or ``None`` where
         the run is not paused or the key may not read human tasks."""
         continuation_id = run.get("continuation_id")
         if run.get("status") != "paused" or not continuation_id:
             return None
         try:
-            task = await self._api.human_task(key, str(continuation_id))
+            task = await self._api.human_task(caller, str(continuation_id))
         except InvalidRequestError:  # no human:read: the state says input-required anyway
             return None
         return pending_of(run, task)
 
-    async def task(self, key: str | None, run_id: str, history_limit: int = 0) -> pb.Task:
-        """The A2A task of run ``run_id`` as ``key`` may see it, with its last
+    async def task(self, caller: Caller, run_id: str, history_limit: int = 0) -> pb.Task:
+        """The A2A task of run ``run_id`` as the caller may see it, with its last
         ``history_limit`` messages."""
-        return await self._task_of(key, await self._api.run(key, run_id), history_limit)
+        return await self._task_of(caller, await self._api.run(caller, run_id), history_limit)
 
-    async def _task_of(self, key: str | None, run: dict[str, Any], history_limit: int) -> pb.Task:
-        task = task_of(run, await self._pending(key, run))
+    async def _task_of(self, caller: Caller, run: dict[str, Any], history_limit: int) -> pb.Task:
+        task = task_of(run, await self._pending(caller, run))
         if history_limit > 0:
-            task.history.extend(await self._history(key, run, history_limit))
+            task.history.extend(await self._history(caller, run, history_limit))
         return task
 
-    async def _history(self, key: str | None, run: dict[str, Any], limit: int) -> list[pb.Message]:
+    async def _history(self, caller: Caller, run: dict[str, Any], limit: int) -> list[pb.Message]:
         """The task's messages: its input, and each question its pauses asked with the
         answer it got (the human tasks of the run's pauses; a key without ``human:read``
         sees the input alone)."""
         asked: list[dict[str, Any]] = []
         try:
-            for continuation_id in await self._api.pauses(key, str(run["run_id"])):
-                asked.append(await self._api.human_task(key, continuation_id))
+            for continuation_id in await self._api.pauses(caller, str(run["run_id"])):
+                asked.append(await self._api.human_task(caller, continuation_id))
         except (InvalidRequestError, TaskNotFoundError):  # no human:read; a task pruned
             asked = []
         return history(run, asked, limit)
 
-    async def _settled(self, key: str | None, run_id: str) -> pb.Task:
+    async def _settled(self, caller: Caller, run_id: str) -> pb.Task:
         """The task once it asks for input or ends, else as it is after the longest wait."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_wait
         interval = 0.05
         while True:
-            task = await self.task(key, run_id)
+            task = await self.task(caller, run_id)
             if _settles(task) or loop.time() >= deadline:
                 return task
             await asyncio.sleep(interval)
             interval = min(MAX_POLL_SECONDS, interval * 2)
 
-    async def _follow(self, key: str | None, run_id: str) -> AsyncGenerator[Any]:
+    async def _follow(self, caller: Caller, run_id: str) -> AsyncGenerator[Any]:
         """The task, then one status event per change until it asks for input or ends (the
         output artifact just before ``completed``)."""
-        task = await self.task(key, run_id)
+        task = await self.task(caller, run_id)
         yield task
         seen = (task.status.state, task.metadata["kneo_status"])
         interval = 0.05
         while not _settles(task):
             await asyncio.sleep(interval)
             interval = min(MAX_POLL_SECONDS, interval * 2)
-            task = await self.task(key, run_id)
+            task = await self.task(caller, run_id)
             now = (task.status.state, task.metadata["kneo_status"])
             if now == seen:
                 continue
@@ -185,7 +181,7 @@ class KneoRequestHandler(RequestHandler):
 
     # ------------------------------------------------------------------ messages
 
-    async def _start(self, key: str | None, message: pb.Message, caller: str | None) -> str:
+    async def _start(self, caller: Caller, message: pb.Message, owner: str | None) -> str:
         """Start the skill the message names: ``POST /v1/runs`` (asynchronous: the workers
         run it), keyed by the message id."""
         metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
@@ -195,23 +191,23 @@ class KneoRequestHandler(RequestHandler):
             "environment": environment,
             "input": input_text(message),
             "async_mode": True,
-            "session_id": context_for(message, caller or ""),
+            "session_id": context_for(message, owner or ""),
             "metadata": {MESSAGE_KEY: message.message_id},
         }
-        started = await self._api.start(key, body, IDEMPOTENCY_PREFIX + message.message_id)
+        started = await self._api.start(caller, body, IDEMPOTENCY_PREFIX + message.message_id)
         return str(started["run_id"])
 
-    async def _answer(self, key: str | None, message: pb.Message, caller: str | None) -> str:
+    async def _answer(self, caller: Caller, message: pb.Message, owner: str | None) -> str:
         """Decide the pending request of the message's task: the human resume route."""
         run_id = message.task_id
         answer = decision_body(message, None) if _has_data(message) else None
         continuation_id = (answer or {}).pop("continuation_id", None)
         if continuation_id is None:  # else a retry may follow the run past its pause
-            run = await self._api.run(key, run_id)
+            run = await self._api.run(caller, run_id)
             if run.get("status") != "paused" or not run.get("continuation_id"):
                 raise _not_waiting(run)
             continuation_id = run["continuation_id"]
-        human = await self._api.human_task(key, str(continuation_id))
+        human = await self._api.human_task(caller, str(continuation_id))
         if human.get("run_id") != run_id:
             raise InvalidParamsError(
                 f"continuation {continuation_id} is not task {run_id}'s",
@@ -226,7 +222,7 @@ class KneoRequestHandler(RequestHandler):
                 data={"field": "message.parts.data.request_id"},
             )
         await self._api.resume(
-            key, str(continuation_id), body, IDEMPOTENCY_PREFIX + message.message_id
+            caller, str(continuation_id), body, IDEMPOTENCY_PREFIX + message.message_id
         )
         return run_id
 
@@ -236,15 +232,15 @@ class KneoRequestHandler(RequestHandler):
             raise InvalidParamsError(
                 "message.messageId is required", data={"field": "message.messageId"}
             )
-        key = caller_key(context)
+        caller = caller_of(context)
         config = params.configuration
         _history_limit(config, 0)  # refused before the run starts
         if config.HasField("task_push_notification_config"):
             # refused before the run starts, never dropped silently
             self._pushes().check(config.task_push_notification_config)
         principal = context.state.get("kneo_principal")
-        caller = getattr(principal, "name", None)
-        run_id = await (self._answer if message.task_id else self._start)(key, message, caller)
+        owner = getattr(principal, "name", None)
+        run_id = await (self._answer if message.task_id else self._start)(caller, message, owner)
         if config.HasField("task_push_notification_config"):
             push = pb.TaskPushNotificationConfig()
             push.CopyFrom(config.task_push_notification_config)
@@ -256,29 +252,31 @@ class KneoRequestHandler(RequestHandler):
         self, params: pb.SendMessageRequest, context: ServerCallContext
     ) -> pb.Task | pb.Message:
         run_id = await self._send(params, context)
-        key, limit = caller_key(context), _history_limit(params.configuration, 0)
+        caller, limit = caller_of(context), _history_limit(params.configuration, 0)
         if params.configuration.return_immediately:
-            return await self.task(key, run_id, limit)
-        task = await self._settled(key, run_id)
+            return await self.task(caller, run_id, limit)
+        task = await self._settled(caller, run_id)
         if limit > 0:
-            task.history.extend(await self._history(key, await self._api.run(key, run_id), limit))
+            task.history.extend(
+                await self._history(caller, await self._api.run(caller, run_id), limit)
+            )
         return task
 
     async def on_message_send_stream(
         self, params: pb.SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Any]:
         run_id = await self._send(params, context)
-        async for event in self._follow(caller_key(context), run_id):
+        async for event in self._follow(caller_of(context), run_id):
             yield event
 
     async def on_subscribe_to_task(
         self, params: pb.SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Any]:
-        key = caller_key(context)
-        task = await self.task(key, params.id)
+        caller = caller_of(context)
+        task = await self.task(caller, params.id)
         if task.status.state in FINAL_STATES:
             raise UnsupportedOperationError(f"task {params.id} has ended: nothing to follow")
-        async for event in self._follow(key, params.id):
+        async for event in self._follow(caller, params.id):
             yield event
 
     # ------------------------------------------------------------------ tasks
@@ -287,25 +285,26 @@ class KneoRequestHandler(RequestHandler):
         self, params: pb.GetTaskRequest, context: ServerCallContext
     ) -> pb.Task | None:
         limit = _history_limit(params, MAX_HISTORY)
-        return await self.task(caller_key(context), params.id, limit)
+        return await self.task(caller_of(context), params.id, limit)
 
     async def on_cancel_task(
         self, params: pb.CancelTaskRequest, context: ServerCallContext
     ) -> pb.Task | None:
-        key = caller_key(context)
-        task = await self.task(key, params.id)
+        caller = caller_of(context)
+        task = await self.task(caller, params.id)
         if task.status.state in FINAL_STATES:
             raise TaskNotCancelableError(
                 f"task {params.id} has ended ({task.metadata['kneo_status']})"
             )
-        await self._api.cancel(key, params.id)
-        return await self.task(key, params.id)
+        await self._api.cancel(caller, params.id)
+        return await self.task(caller, params.id)
 
     async def on_list_tasks(
         self, params: pb.ListTasksRequest, context: ServerCallContext
     ) -> pb.ListTasksResponse:
-        """``GET /v1/runs`` with the caller's key (what it may read), newest change first."""
-        key = caller_key(context)
+        """``GET /v1/runs`` with the caller's key in its project (what it may read), newest
+        change first."""
+        caller = caller_of(context)
         limit = _history_limit(params, 0)
         size = params.page_size if params.HasField("page_size") else LIST_PAGE_SIZE
         if not 1 <= size <= MAX_LIST_PAGE_SIZE:
@@ -330,7 +329,7 @@ class KneoRequestHandler(RequestHandler):
         if params.page_token:
             query["cursor"] = params.page_token
         try:
-            page = await self._api.list_runs(key, query)
+            page = await self._api.list_runs(caller, query)
         except InvalidParamsError as exc:  # a page token that is not one of ours
             if (exc.data or {}).get("field") == "cursor":
                 raise InvalidParamsError(
@@ -341,7 +340,7 @@ class KneoRequestHandler(RequestHandler):
         tasks = []
         for summary in page.get("runs") or []:
             if full:
-                task = await self.task(key, str(summary["run_id"]), limit)
+                task = await self.task(caller, str(summary["run_id"]), limit)
                 if not params.include_artifacts:
                     task.ClearField("artifacts")
             else:
@@ -406,4 +405,4 @@ def _not_waiting(run: dict[str, Any]) -> A2AError:
     )
 
 
-__all__ = ["KEY_STATE", "KneoRequestHandler", "caller_key"]
+__all__ = ["KneoRequestHandler"]

@@ -6,6 +6,8 @@ agent gets exactly what its key gets over HTTP: the same scope checks (a key wit
 environment's ``require_approved_bundle``, its policy, the trust kernel), the same
 idempotency (the A2A ``messageId`` is the ``Idempotency-Key``), the same audit with the
 key's name. There is no second implementation of starting, resuming or cancelling a run.
+Every call carries the caller's project (``X-Kneo-Project``): the one the A2A request named,
+else the key's home, so a task, a skill or a listing is always of that project.
 
 An API error becomes the A2A error a client can act on, its Kneo code and HTTP status in
 the error's data (``error``, ``status``, ``field`` where one is named).
@@ -14,9 +16,11 @@ the error's data (``error``, ``status``, ``field`` where one is named).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from a2a.server.context import ServerCallContext
 from a2a.utils.errors import (
     A2AError,
     InternalError,
@@ -26,9 +30,30 @@ from a2a.utils.errors import (
 )
 
 from kneo.errors import ErrorCode
+from kneo.projects import PROJECT_HEADER
 
 #: How the API's calls from A2A are marked (request log, ``X-Kneo-Via``).
 VIA = "a2a"
+#: The call context's state key holding the :class:`Caller` (never logged or returned).
+CALLER_STATE = "kneo_caller"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who an A2A request's API calls are made as: the API key it presented (checked before
+    dispatch) and the project it acts in (``None``: the key's home project)."""
+
+    key: str | None
+    project: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Caller(project={self.project!r})"  # never the key
+
+
+def caller_of(context: ServerCallContext) -> Caller:
+    """The caller of an A2A request (signed in before dispatch)."""
+    found = context.state.get(CALLER_STATE)
+    return found if isinstance(found, Caller) else Caller(None)
 
 
 def segment(value: str) -> str:
@@ -55,7 +80,8 @@ def api_error(status: int, data: Any, *, missing: str | None = None) -> A2AError
 
 
 class ApiCalls:
-    """The API routes the A2A server uses, each called with the caller's ``key``.
+    """The API routes the A2A server uses, each called with the caller's key, in its
+    project.
 
     ``client`` is an ``httpx2.AsyncClient`` on the service app (in-process)."""
 
@@ -64,7 +90,7 @@ class ApiCalls:
 
     async def request(
         self,
-        key: str | None,
+        caller: Caller,
         method: str,
         path: str,
         *,
@@ -75,8 +101,10 @@ class ApiCalls:
     ) -> dict[str, Any]:
         """The route's JSON answer; an :class:`A2AError` for an error answer."""
         headers = {"X-Kneo-Via": VIA}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        if caller.key:
+            headers["Authorization"] = f"Bearer {caller.key}"
+        if caller.project:
+            headers[PROJECT_HEADER] = caller.project
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         response = await self._client.request(
@@ -90,36 +118,41 @@ class ApiCalls:
             raise api_error(response.status_code, data, missing=missing)
         return data if isinstance(data, dict) else {"value": data}
 
-    async def run(self, key: str | None, run_id: str) -> dict[str, Any]:
-        return await self.request(key, "GET", f"/v1/runs/{segment(run_id)}", missing=run_id)
+    async def run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        return await self.request(caller, "GET", f"/v1/runs/{segment(run_id)}", missing=run_id)
 
-    async def human_task(self, key: str | None, continuation_id: str) -> dict[str, Any]:
+    async def human_task(self, caller: Caller, continuation_id: str) -> dict[str, Any]:
         path = f"/v1/human-tasks/{segment(continuation_id)}"
-        return await self.request(key, "GET", path, missing=continuation_id)
+        return await self.request(caller, "GET", path, missing=continuation_id)
 
     async def start(
-        self, key: str | None, body: dict[str, Any], idempotency_key: str
+        self, caller: Caller, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
         return await self.request(
-            key, "POST", "/v1/runs", body=body, idempotency_key=idempotency_key
+            caller, "POST", "/v1/runs", body=body, idempotency_key=idempotency_key
         )
 
     async def resume(
-        self, key: str | None, continuation_id: str, body: dict[str, Any], idempotency_key: str
+        self, caller: Caller, continuation_id: str, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
         path = f"/v1/human-tasks/{segment(continuation_id)}/resume"
         return await self.request(
-            key, "POST", path, body=body, idempotency_key=idempotency_key, missing=continuation_id
+            caller,
+            "POST",
+            path,
+            body=body,
+            idempotency_key=idempotency_key,
+            missing=continuation_id,
         )
 
-    async def cancel(self, key: str | None, run_id: str) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, run_id: str) -> dict[str, Any]:
         path = f"/v1/runs/{segment(run_id)}/cancel"
-        return await self.request(key, "POST", path, missing=run_id)
+        return await self.request(caller, "POST", path, missing=run_id)
 
-    async def list_runs(self, key: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request(key, "GET", "/v1/runs", params=params)
+    async def list_runs(self, caller: Caller, params: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request(caller, "GET", "/v1/runs", params=params)
 
-    async def pauses(self, key: str | None, run_id: str) -> list[str]:
+    async def pauses(self, caller: Caller, run_id: str) -> list[str]:
         """The continuation ids of the run's pauses, oldest first (its trace's
         ``run_paused`` events)."""
         path = f"/v1/runs/{segment(run_id)}/trace"
@@ -127,7 +160,7 @@ class ApiCalls:
         offset = 0
         while True:
             params = {"event_type": "run_paused", "limit": 1000, "offset": offset}
-            page = await self.request(key, "GET", path, params=params, missing=run_id)
+            page = await self.request(caller, "GET", path, params=params, missing=run_id)
             events = list(page.get("events") or [])
             for event in events:
                 found = (event.get("payload") or {}).get("continuation_id")
@@ -137,13 +170,14 @@ class ApiCalls:
             if not events or offset >= int(page.get("total") or 0):
                 return out
 
-    async def active_bundles(self, key: str | None, limit: int = 500) -> list[dict[str, Any]]:
-        """The active registry revisions ``key`` may read (every page, up to ``limit``)."""
+    async def active_bundles(self, caller: Caller, limit: int = 500) -> list[dict[str, Any]]:
+        """The active registry revisions the caller may read in its project (every page, up
+        to ``limit``)."""
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while len(out) < limit:
             params = {"status": "active", "limit": 100, **({"cursor": cursor} if cursor else {})}
-            page = await self.request(key, "GET", "/v1/registry/bundles", params=params)
+            page = await self.request(caller, "GET", "/v1/registry/bundles", params=params)
             out += list(page.get("revisions") or [])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -151,4 +185,4 @@ class ApiCalls:
         return out[:limit]
 
 
-__all__ = ["VIA", "ApiCalls", "api_error", "segment"]
+__all__ = ["CALLER_STATE", "VIA", "ApiCalls", "Caller", "api_error", "caller_of", "segment"]

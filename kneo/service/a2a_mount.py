@@ -12,6 +12,11 @@
   that holds ``runs:write`` and ``registry:read``; without a key (or without those scopes)
   the card lists none and says how to authenticate. The same card, for the caller, is the
   extended card of ``GetExtendedAgentCard``.
+
+Both act in the caller's project: the one its ``X-Kneo-Project`` header names, else its key's
+home project. The card's skills are that project's bundles; every API call the endpoint
+makes carries the project, and push configs are kept in it. A project the key holds no
+grant in is ``404 project_not_found`` (the API's one answer) before any A2A handling.
 """
 
 from __future__ import annotations
@@ -34,11 +39,17 @@ from kneo import __version__
 from kneo.errors import KneoError
 from kneo.platform.a2a_push import PushGrant
 from kneo.service import dependencies
-from kneo.service.a2a import KEY_STATE, KneoRequestHandler
-from kneo.service.a2a_bridge import ApiCalls
+from kneo.service.a2a import KneoRequestHandler
+from kneo.service.a2a_bridge import CALLER_STATE, ApiCalls, Caller
 from kneo.service.a2a_push import PushConfigs, PushSweep
 from kneo.service.a2a_tasks import skill_id
-from kneo.service.auth import Authenticator, Principal, sign_in
+from kneo.service.auth import (
+    Authenticator,
+    Principal,
+    project_principal,
+    requested_project,
+    sign_in,
+)
 from kneo.service.errors import error_headers
 from kneo.service.mcp import bearer_challenge, in_process_client, presented
 from kneo.service.throttle import SignInThrottle
@@ -156,29 +167,33 @@ class A2aServer:
         return self._public_url or str(request.base_url).rstrip("/")
 
     async def card_for(
-        self, principal: Principal | None, key: str | None, base: str
+        self, principal: Principal | None, caller: Caller, base: str
     ) -> pb.AgentCard:
+        """The card for ``principal`` (in its project): the project's active bundles it may
+        start as skills."""
         skills: list[pb.AgentSkill] = []
         if principal is not None and all(principal.has(s) for s in SKILL_SCOPES):
             try:
-                skills = [skill(r) for r in await self.api.active_bundles(key)]
+                skills = [skill(r) for r in await self.api.active_bundles(caller)]
             except A2AError:
                 skills = []
         return agent_card(base, skills, push=self.handler.push is not None)
 
     async def extended_card(self, context: ServerCallContext) -> pb.AgentCard:
         principal = context.state.get("kneo_principal")
-        key = context.state.get(KEY_STATE)
-        return await self.card_for(principal, key, str(context.state.get("kneo_base_url")))
+        caller = context.state.get(CALLER_STATE) or Caller(None)
+        return await self.card_for(principal, caller, str(context.state.get("kneo_base_url")))
 
     def _sign_in(self, request: Request, *, required: bool) -> tuple[Principal | None, Any]:
-        """The caller's principal (``None``: no key where none is required), or the ``401``
-        / ``429`` answer."""
+        """The caller's principal in the project the request names (``None``: no key where
+        none is required), or the ``401`` / ``429`` answer, or the ``404`` of a project it
+        holds no grant in."""
         key = presented(request.headers)
         if key is None and not required and self._authenticator.enabled:
             return None, None
         try:
-            return sign_in(self._authenticator, self._throttle, request, key, surface="a2a"), None
+            principal = sign_in(self._authenticator, self._throttle, request, key, surface="a2a")
+            return project_principal(principal, requested_project(request)), None
         except KneoError as exc:
             body = {"error": exc.code, "message": exc.message}
             headers = error_headers(exc.http_status, exc.code, exc.retry_after)
@@ -191,7 +206,8 @@ class A2aServer:
         principal, refused = self._sign_in(request, required=False)
         if refused is not None:
             return refused
-        found = await self.card_for(principal, presented(request.headers), self._base_url(request))
+        caller = Caller(presented(request.headers), principal.project if principal else None)
+        found = await self.card_for(principal, caller, self._base_url(request))
         body = agent_card_to_dict(found)
         body.setdefault("skills", [])  # required by the card's schema, even when empty
         return JSONResponse(body)
@@ -202,6 +218,8 @@ class A2aServer:
         if refused is not None:
             return refused
         request.state.kneo_principal = principal
+        assert principal is not None  # required: signed in or refused
+        request.state.kneo_caller = Caller(presented(request.headers), principal.project)
         request.state.kneo_base_url = self._base_url(request)
         return await self._dispatch(request)
 
@@ -214,7 +232,9 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
         # the SDK reads A2A-Version there; the key lives in one place only (KEY_STATE)
         headers = context.state.get("headers") or {}
         context.state["headers"] = {k: v for k, v in headers.items() if k.lower() not in SECRET}
-        context.state[KEY_STATE] = presented(request.headers)
+        context.state[CALLER_STATE] = getattr(request.state, "kneo_caller", None) or Caller(
+            presented(request.headers)
+        )
         context.state["kneo_principal"] = getattr(request.state, "kneo_principal", None)
         context.state["kneo_base_url"] = getattr(request.state, "kneo_base_url", "")
         return context
@@ -233,7 +253,10 @@ def mount(app: Any) -> A2aServer:
         def manager() -> Any:
             return dependencies.current_manager(app)
 
-        push = PushConfigs(api, lambda: manager().store, grant)
+        def store(project: str) -> Any:
+            return manager().for_project(project).store
+
+        push = PushConfigs(api, store, grant)
         sweep = PushSweep(manager, settings.notifications.poll_seconds or 0.5)
     server = A2aServer(
         api,

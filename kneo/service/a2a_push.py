@@ -10,6 +10,10 @@ it may set its own on the same task. A key holds at most :data:`MAX_CONFIGS` con
 task. Setting and deleting one is audited (``a2a.push_config.set``/``.deleted``, the URL's
 origin only).
 
+**Projects.** A config is kept in the caller's project (``project_id``, the project of the
+run it watches): another project's caller finds none of it. The sweep is global (every
+project's due configs, in one pass) and reads each run in its config's project.
+
 **What is pushed.** Each change of the run's status the sweep sees (every
 ``KNEO_SERV_NOTIFICATIONS_POLL_SECONDS`` in each ``--a2a`` process), and the status at
 the moment the config is set: the task as ``GetTask`` shows it (the pending request's
@@ -43,7 +47,7 @@ from kneo.periodic import PeriodicTask
 from kneo.platform.a2a_push import PushFailed, PushGrant, seal, unseal
 from kneo.platform.webhooks import signing_key
 from kneo.redaction import redact_mapping
-from kneo.service.a2a_bridge import ApiCalls
+from kneo.service.a2a_bridge import ApiCalls, caller_of
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
 from kneo.store import AuditTransaction, HasA2aPush, Transactional
@@ -89,12 +93,6 @@ def _principal(context: ServerCallContext) -> Principal:
     return principal
 
 
-def _key(context: ServerCallContext) -> str | None:
-    """The caller's API key (``kneo.service.a2a.KEY_STATE``)."""
-    key = context.state.get("kneo_key")
-    return str(key) if key else None
-
-
 def _origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url`` (what is stored and audited in clear)."""
     from urllib.parse import urlsplit
@@ -110,7 +108,9 @@ def _origin(url: str) -> str:
 class PushConfigs:
     """The push config methods of :class:`~kneo.service.a2a.KneoRequestHandler`."""
 
-    def __init__(self, api: ApiCalls, store: Callable[[], PushStore], grant: PushGrant) -> None:
+    def __init__(self, api: ApiCalls, store: Callable[[str], PushStore], grant: PushGrant) -> None:
+        """``store`` gives a project's store by its name: a config is kept in its task's
+        project (the caller's), as the run it watches is."""
         self._api = api
         self._store = store
         self.grant = grant
@@ -125,7 +125,7 @@ class PushConfigs:
             )
         if not task_id:
             raise _refused("taskId is required", "taskId")
-        await self._api.run(_key(context), task_id)  # TaskNotFound, or the key's refusal
+        await self._api.run(caller_of(context), task_id)  # TaskNotFound, or the key's refusal
         return principal
 
     def check(self, params: pb.TaskPushNotificationConfig) -> None:
@@ -201,7 +201,7 @@ class PushConfigs:
         principal = await self._task(context, params.task_id)
         url, secrets = self._checked(params)
         push_id = new_id("a2ap")
-        store = self._store()
+        store = self._store(principal.project)
         try:
             config = await asyncio.to_thread(
                 store.a2a_push.put_push_config,
@@ -232,7 +232,7 @@ class PushConfigs:
     async def _mine(self, context: ServerCallContext, task_id: str) -> tuple[Principal, list[Any]]:
         principal = await self._task(context, task_id)
         found = await asyncio.to_thread(
-            self._store().a2a_push.push_configs, task_id, principal.name
+            self._store(principal.project).a2a_push.push_configs, task_id, principal.name
         )
         return principal, found
 
@@ -253,7 +253,7 @@ class PushConfigs:
 
     async def delete(self, context: ServerCallContext, task_id: str, config_id: str) -> None:
         principal = await self._task(context, task_id)
-        store = self._store()
+        store = self._store(principal.project)
         deleted = await asyncio.to_thread(
             store.a2a_push.delete_push_config, task_id, principal.name, config_id
         )
@@ -278,9 +278,12 @@ class PushSweep:
         self.interval = interval
 
     def body(self, manager: Any, config: PushConfig) -> tuple[dict[str, Any], str] | None:
-        """The pushed ``StreamResponse`` and the run's status, read now; ``None`` when the
-        run is gone."""
+        """The pushed ``StreamResponse`` and the run's status, read now in the config's
+        project; ``None`` when the run (or its project) is gone."""
         try:
+            if config.project_id != manager.store.project_id:
+                project = manager.store.for_project(config.project_id).project
+                manager = manager.for_project(project)
             run = manager.get_run(config.run_id)
             pending = None
             if (

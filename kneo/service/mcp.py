@@ -16,6 +16,12 @@ Where the calls go:
   check in a process of its own, in front of an in-process API (or ``--service-url``);
 * **stdio** (``kneo mcp serve``): for an assistant on the same machine; calls carry
   ``KNEO_SERV_API_KEY`` (the CLI's key) to the in-process API or to ``--service-url``.
+
+The project (tenant) a call acts in travels the same way as the key: over HTTP the MCP
+request's own ``X-Kneo-Project`` header is forwarded to the route; over stdio (and for an
+HTTP request naming none) the server's ``--project``. Without either the route takes the
+key's home project, as for any API call. The route checks it: a project the key holds no
+grant in is ``404 project_not_found``, never another project's data.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from kneo.errors import ErrorCode, KneoError
+from kneo.projects import PROJECT_HEADER
 from kneo.service.auth import Authenticator, key_in_headers, sign_in
 from kneo.service.errors import error_headers
 from kneo.service.throttle import SignInThrottle
@@ -105,15 +112,25 @@ Sender = Callable[[str, str, str | None, Mapping[str, Any] | None, Any], Awaitab
 
 
 class ApiBridge:
-    """Sends tool calls to the HTTP API with the caller's key.
+    """Sends tool calls to the HTTP API with the caller's key, in the caller's project.
 
     ``client`` is an ``httpx2.AsyncClient`` on the service (in-process through its ASGI app,
     or a URL). ``default_key`` is stdio's key; over HTTP only the request's own key is used.
+    ``default_project`` is the project of a call whose request names none (every stdio
+    call); an HTTP request's ``X-Kneo-Project`` wins.
     """
 
-    def __init__(self, client: Any, *, default_key: str | None = None) -> None:
+    def __init__(
+        self, client: Any, *, default_key: str | None = None, default_project: str | None = None
+    ) -> None:
         self._client = client
         self._default_key = default_key or None
+        self.default_project = default_project or None
+
+    def over_http(self) -> ApiBridge:
+        """This bridge for HTTP requests: each call its request's own key (never stdio's
+        key), in the request's project, else this bridge's."""
+        return ApiBridge(self._client, default_project=self.default_project)
 
     async def call(
         self,
@@ -127,9 +144,13 @@ class ApiBridge:
         wait_seconds: int | None = None,
     ) -> Any:
         key = presented(headers) if headers is not None else self._default_key
+        named = named_project(headers) if headers is not None else None
+        project = named or self.default_project
         out_headers = {"X-Kneo-Via": "mcp"}
         if key:
             out_headers["Authorization"] = f"Bearer {key}"
+        if project:
+            out_headers[PROJECT_HEADER] = project
         if idempotency_key:
             out_headers["Idempotency-Key"] = idempotency_key
         if wait_seconds is not None and wait_seconds > 0:
@@ -163,6 +184,13 @@ def presented(headers: Mapping[str, str]) -> str | None:
     """The API key of an HTTP request, read as the service reads it (bearer wins)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     return key_in_headers(lowered.get)
+
+
+def named_project(headers: Mapping[str, str]) -> str | None:
+    """The project an HTTP request names (its ``X-Kneo-Project`` header), checked by the
+    route it is forwarded to."""
+    wanted = PROJECT_HEADER.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None) or None
 
 
 def build_server(bridge: ApiBridge) -> MCPServer:

@@ -55,7 +55,10 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
     assert (done["status"], done["revision"], done["rollback_of"]) == ("rolled_back", 3, 1)
     assert (revision, digest, spec_now) == (3, good, spec("good"))
     assert done["pin"]["revision"] == 3 and done["pin"]["pinned_by"] == "alice"
-    assert store.maintenance.gauges().pinned == {"dev": 1}  # kneo_bundles_pinned{environment="dev"}
+    pinned = store.maintenance.gauges().pinned
+    assert pinned == {
+        ("default", "dev"): 1
+    }  # kneo_bundles_pinned{project="default",environment="dev"}
     [event] = audit(store, "bundle.rolled_back")
     assert event.actor == "alice"
     assert event.payload["previous_digest"] == bad and event.payload["rollback_of"] == 1
@@ -126,7 +129,7 @@ def test_blocked_digest_pushed_again_by_force_is_refused_naming_the_block(
     assert ctl.reconcile_once().ok
     old = digest_of(store, "dev", 1)
     operations.block(store, old, actor="sec-team", reason="leaks the system prompt")
-    assert store.maintenance.gauges().blocked_digests == 1  # kneo_blocked_digests
+    assert store.maintenance.gauges().blocked_digests == {"default": 1}  # kneo_blocked_digests
 
     repo.git("reset", "--quiet", "--hard", first)
     repo.git("push", "--quiet", "--force", "origin", "HEAD:main")

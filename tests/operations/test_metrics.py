@@ -88,11 +88,16 @@ def test_metrics_after_two_workers_ran_a_scenario(
             samples(wait_for(lambda p=p: _get(f"http://127.0.0.1:{p}/metrics"), 30, "a port"))
             for p in ports
         ]
-        done = [value(v, "kneo_runs_total", status="succeeded") for v in views]
+        done = [value(v, "kneo_runs_total", project="default", status="succeeded") for v in views]
         assert sum(done) == 2, done  # each run once: not once per process
-        steps = [value(v, "kneo_steps_total", kind="function", status="completed") for v in views]
+        steps = [
+            value(v, "kneo_steps_total", project="default", kind="function", status="completed")
+            for v in views
+        ]
         assert steps == [3 * n for n in done]
-        assert sum(value(v, "kneo_run_duration_seconds_count") for v in views) == 2
+        assert (
+            sum(value(v, "kneo_run_duration_seconds_count", project="default") for v in views) == 2
+        )
         # the same port answers the worker's probes (it serves no API)
         ready = json.loads(_get(f"http://127.0.0.1:{ports[0]}/readyz") or "{}")
         assert ready == {"status": "ok", "checks": {"loop": "ok", "database": "ok"}}
@@ -114,15 +119,16 @@ def test_metrics_after_two_workers_ran_a_scenario(
 
     # the API process reports its own counts: the workers' runs are not in them
     for name, labels in (
-        ("kneo_runs_total", {"status": "succeeded"}),
-        ("kneo_run_duration_seconds_count", {}),
+        ("kneo_runs_total", {"project": "default", "status": "succeeded"}),
+        ("kneo_run_duration_seconds_count", {"project": "default"}),
     ):
         assert value(parsed, name, **labels) == value(api_before, name, **labels)
-    assert value(parsed, "kneo_human_tasks_pending", kind="approval", environment="dev") == 1
+    pending_here = {"project": "default", "kind": "approval", "environment": "dev"}
+    assert value(parsed, "kneo_human_tasks_pending", **pending_here) == 1
     pending = sum(v for (name, _), v in parsed.items() if name == "kneo_human_tasks_pending")
     assert pending == 1
-    assert value(parsed, "kneo_queue_depth") == 1
-    assert 0 <= value(parsed, "kneo_queue_lag_seconds") < 60
+    assert value(parsed, "kneo_queue_depth", project="default") == 1
+    assert 0 <= value(parsed, "kneo_queue_lag_seconds", project="default") < 60
 
 
 def _get(url: str) -> str | None:
@@ -236,6 +242,12 @@ def test_steps_are_counted_by_their_kind_however_they_end(tmp_path: Path) -> Non
         manager.close()
     after = samples(metrics.render(registry)[0].decode())
     for status in ("completed", "continued", "failed"):
-        counted = value(after, "kneo_steps_total", kind="function", status=status)
-        assert counted - value(before, "kneo_steps_total", kind="function", status=status) == 1
-    assert not value(after, "kneo_steps_total", kind="step", status="failed")
+        counted = value(
+            after, "kneo_steps_total", project="default", kind="function", status=status
+        )
+        assert (
+            counted
+            - value(before, "kneo_steps_total", project="default", kind="function", status=status)
+            == 1
+        )
+    assert not value(after, "kneo_steps_total", project="default", kind="step", status="failed")

@@ -538,7 +538,7 @@ def check_retention(
     assert {r.run_id for r in reads.list_runs().items} == {"run_live", "run_new"}
     assert maintenance.prune_retention(window, maintenance.clock.now())["runs"] == 0
     gauges = maintenance.gauges()
-    assert gauges.queue_depth == 0 and gauges.blocked_digests == 0
+    assert gauges.queue_depth == {"default": 0} and gauges.blocked_digests == {"default": 0}
 
 
 def check_controller_store(store: ControllerStore) -> None:

@@ -544,8 +544,12 @@ def test_the_gauges_and_retention_count_every_project(store: Store, a: Store) ->
     _task_of(a, run_id)
     _registry_of(a)
     gauges = store.maintenance.gauges()
+    assert {key[0] for key in gauges.pending_tasks} == {a.project}
     assert sum(gauges.pending_tasks.values()) == 1
-    assert sum(gauges.bundles.values()) == 2 and gauges.blocked_digests == 1
+    assert {key[0] for key in gauges.bundles} == {a.project}
+    assert sum(gauges.bundles.values()) == 2
+    assert gauges.blocked_digests == {DEFAULT_PROJECT: 0, a.project: 1}
+    assert a.maintenance.gauges() == gauges  # global on every view
 
 
 def test_a_session_remembers_the_project_last_viewed(store: Store, a: Store) -> None:
