@@ -42,6 +42,7 @@ GLOBAL: dict[str, set[str]] = {
         "finish_notifications", "unrouted_notification_events",
     },
     "a2a_push": {"due_pushes", "record_push"},
+    "limits": {"executing_runs"},  # a worker's view of the projects it limits, by id
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
     },
@@ -83,6 +84,7 @@ SCOPED: dict[str, set[str]] = {
         "retry_notifications",
     },
     "a2a_push": {"put_push_config", "push_configs", "push_config", "delete_push_config"},
+    "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
 }  # fmt: skip
 
 
