@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from runtime_helpers import teams_service  # noqa: F401  (two teams on workers, limits)
 from teams_helpers import KEYS, headers
 
 from kneo.platform import create_platform
