@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 from runtime_helpers import teams_service  # noqa: F401  (two teams on workers, limits)
+from starlette.testclient import TestClient
 from teams_helpers import KEYS, headers
 
 from kneo.platform import create_platform

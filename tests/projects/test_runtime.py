@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from runtime_helpers import DRAFT, ServiceFactory, human_after_draft
-from teams_helpers import APPROVAL, headers, paused_run
+from teams_helpers import APPROVAL, paused_run
 
 from kneo.platform.a2a_push import push_sender, seal
 from kneo.platform.directory import ProjectDirectory
