@@ -19,7 +19,7 @@ One dispatcher serves every project of its database: an event goes to the receiv
 people of *its* project (:class:`Audience`; the process's own project, ``default``, has the
 host's; the others' come from their definitions through :class:`ProjectAudiences`), its
 request is read from that project's tasks, and the ``human.expiring`` sweep looks in each
-project (one indexed read per project every 5 s).
+project whose receivers want it (one indexed read per such project every 5 s).
 """
 
 from __future__ import annotations
@@ -145,6 +145,11 @@ class Audience:
     people: People
     store: DispatcherStore
     project_id: int
+
+    @property
+    def expiring(self) -> bool:
+        """Whether a receiver here wants ``human.expiring`` (else its sweep writes none)."""
+        return any(r.wants_type("human.expiring") for r in self.receivers.values())
 
 
 class ProjectAudiences:
@@ -310,8 +315,9 @@ class Dispatcher:
         now = self.store.clock.now()
         if self._next_sweep is None or now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=5)
-            for audience in self._audiences():  # each project's expiring tasks
-                sweep_expiring(audience.store, now, self.settings.expiring_lead_seconds)
+            for audience in self._audiences():  # each project's expiring tasks, if wanted
+                if audience is self._own or audience.expiring:
+                    sweep_expiring(audience.store, now, self.settings.expiring_lead_seconds)
         while self.store.notifications.route_notifications(self.route) >= 100:
             pass
         claimed = 0

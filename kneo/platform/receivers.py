@@ -52,9 +52,13 @@ class Receiver:
     from_address: str | None = None
     to: tuple[str, ...] = ()
 
+    def wants_type(self, event_type: str) -> bool:
+        """Whether the ``events`` filter (when set) lets events of ``event_type`` through."""
+        return not self.events or any(fnmatchcase(event_type, p) for p in self.events)
+
     def wants(self, event: NotificationEvent) -> bool:
         """Whether every filter that is set matches ``event`` (Flux Alert style)."""
-        if self.events and not any(fnmatchcase(event.event_type, p) for p in self.events):
+        if not self.wants_type(event.event_type):
             return False
         if self.environments and event.environment not in self.environments:
             return False
