@@ -170,7 +170,12 @@ class ProjectAudiences:
         return [self._of(e) for e in self.directory.entries() if e.id != own]
 
     def of(self, project_id: int) -> Audience | None:
+        """Project ``project_id``'s audience; ``None`` when it is archived (a project made
+        since the catalog was last read is read again first, so its events are not lost)."""
         entry = self.directory.entry(project_id)
+        if entry is None:
+            self.directory.refresh()
+            entry = self.directory.entry(project_id)
         return None if entry is None else self._of(entry)
 
     def _of(self, entry: ProjectEntry) -> Audience:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from runtime_helpers import DRAFT, ServiceFactory, human_after_draft
-from teams_helpers import APPROVAL, paused_run
+from teams_helpers import APPROVAL, headers, paused_run
 
 from kneo.platform.a2a_push import push_sender, seal
 from kneo.platform.directory import ProjectDirectory
@@ -107,7 +107,7 @@ def _wait(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 def test_an_event_goes_to_its_own_projects_receivers_only(
     teams_service: ServiceFactory, hooks: Callable[[], Receiver]
 ) -> None:
-    team_a, team_b, host = hooks(), hooks(), hooks()
+    team_a, team_b, host, team_c = hooks(), hooks(), hooks(), hooks()
     # one receiver name in every project: each project's "hook" is its own
     service = teams_service(
         {
@@ -118,9 +118,7 @@ def test_an_event_goes_to_its_own_projects_receivers_only(
         KNEO_SERV_NOTIFICATIONS_POLL_SECONDS="0.05",
     )
     manager = service.manager
-    dispatcher = start_dispatcher(
-        manager, manager.settings, directory=ProjectDirectory(manager, recheck=0.0)
-    )
+    dispatcher = start_dispatcher(manager, manager.settings, directory=ProjectDirectory(manager))
     assert dispatcher is not None
     try:
         run = paused_run(service.client, "a-op")
@@ -132,10 +130,19 @@ def test_an_event_goes_to_its_own_projects_receivers_only(
         own = paused_run(service.client, "dflt")
         [body_host] = _wait(host.bodies)
         assert body_host["run_id"] == own["run_id"]
+        # a project made while the dispatcher runs: its first event is not lost
+        hook_c = {"notifications": {"receivers": [{"name": "hook", "url": team_c.url}]}}
+        made = service.client.post(
+            "/v1/projects", headers=headers("plat"), json={"name": "team-c", "definition": hook_c}
+        )
+        assert made.status_code == 201, made.text
+        newest = paused_run(service.client, "plat", "team-c")
+        [body_c] = _wait(team_c.bodies)
+        assert body_c["run_id"] == newest["run_id"]
         assert dispatcher.wait_idle(10)
     finally:
         dispatcher.stop()
-    assert len(team_a.requests) == len(team_b.requests) == len(host.requests) == 1
+    assert [len(h.requests) for h in (team_a, team_b, host, team_c)] == [1, 1, 1, 1]
     listed = manager.for_project("team-a").store.notifications.list_notifications().items
     assert [(n.receiver, n.status) for n in listed] == [("hook", "sent")]
 
