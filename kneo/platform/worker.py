@@ -5,7 +5,9 @@ gives up alike: ``kneo worker`` (``--concurrency`` threads, :mod:`kneo.worker`),
 service's in-process worker (one thread) and :meth:`PlatformManager.start_worker` (the
 library's, one thread) all run it. It sits in the application layer, below the edges that
 start it, and needs of the platform only :class:`WorkerPlatform`. ``run_once`` processes at
-most one record; tests drive it directly.
+most one record; tests drive it directly. The claim is every project's: each record is
+executed, continued, cancelled or failed through its own project's manager
+(:class:`~kneo.platform.directory.ProjectDirectory`).
 
 How a claimed record is settled, by what happened:
 
@@ -16,6 +18,8 @@ run reached an outcome (succeeded, paused...)  ``completed``
 run already terminal, paused or cancelled      ``completed`` (nothing to do)
 another process holds the run's lock           ``completed`` + a new record due when the
                                                lock lapses (holder dead on another host)
+its project is at ``max_running_runs``         ``completed`` + a new record due after a poll;
+                                               the claim skips the project while it is full
 run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
 retryable error (a database outage)            released, due again after a backoff (1, 2, 4
                                                ... s, at most 30 s); never completed; after
