@@ -75,6 +75,7 @@ class ProjectDirectory:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._entries: list[ProjectEntry] | None = None
+        self._running: dict[int, int] = {}
         self._read_at = 0.0
         #: parsed definitions by project id: (updated_at, config)
         self._configs: dict[int, tuple[datetime, ProjectConfig]] = {}
@@ -98,8 +99,13 @@ class ProjectDirectory:
             )
             for r in records
         ]
+        running = {
+            e.id: e.limits.max_running_runs
+            for e in entries
+            if e.limits.max_running_runs is not None
+        }
         with self._lock:
-            self._entries, self._read_at = entries, now
+            self._entries, self._running, self._read_at = entries, running, now
             live = {e.id for e in entries}
             self._configs = {k: v for k, v in self._configs.items() if k in live}
         return entries
@@ -113,12 +119,9 @@ class ProjectDirectory:
         return next((e for e in self.entries() if e.id == project_id), None)
 
     def running_limits(self) -> dict[int, int]:
-        """``max_running_runs`` by project id, of the projects that set it."""
-        return {
-            e.id: e.limits.max_running_runs
-            for e in self.entries()
-            if e.limits.max_running_runs is not None
-        }
+        """``max_running_runs`` by project id, of the projects that set it (as last read)."""
+        self.entries()
+        return self._running
 
     def manager(self, project_id: int) -> Any:
         """The manager of project ``project_id`` (a record's project): the root manager for
