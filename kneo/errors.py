@@ -33,6 +33,7 @@ their own catalogue; those written at a raise site are rows here too.
     ├── PayloadTooLarge           413 payload_too_large
     ├── ValidationFailed          422 validation_error
     ├── TooManyRequests           429 too_many_requests (``retry_after`` seconds)
+    │   └── ProjectLimitReached   429 project_limit_reached
     ├── BundleError               400 bundle_* (signature / digest / key problems)
     ├── ProviderError             502 provider_error
     └── NotReady                  503 not_ready
@@ -233,6 +234,7 @@ class ErrorCode:
     policy_not_in_force: Final = _code("policy_not_in_force", "reconcile problem", None, "the environment has no verified policy in force (a new environment awaiting approval, or one below a floor): nothing is promoted there")
     policy_violation: Final = _code("policy_violation", "reconcile problem", None, "the bundle's spec breaks the environment's policy (`E_POLICY_*`)")
     project_config_invalid: Final = _code("project_config_invalid", "reconcile problem", None, "the controller's own `.kneo/config.yaml` cannot be read")
+    project_limit_reached: Final = _code("project_limit_reached", "ProjectLimitReached", 429, "the project is at one of its `limits:` (`limit` names it: runs running or queued at once, or today's model calls or tokens): retry after `retry_after` seconds", retryable=True)
     project_mismatch: Final = _code("project_mismatch", "InvalidRequest", 400, "the path (`/v1/projects/<name>/...`) and the `X-Kneo-Project` header name two projects")
     project_config_not_found: Final = _code("project_config_not_found", "ConfigError", 400, "no `.kneo/config.yaml` here or above (and no `KNEO_PROJECT_CONFIG`)")
     project_not_found: Final = _code("project_not_found", "NotFound", 404, "the request names a project (`X-Kneo-Project`) that does not exist, is archived, or in which the caller holds no grant: one answer for all three, so a caller never learns another project exists")
@@ -414,6 +416,13 @@ class TooManyRequests(KneoError):
     def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.retry_after = retry_after  # also in the envelope: when this client may try again
+
+
+class ProjectLimitReached(TooManyRequests):
+    """The project is at one of its ``limits:`` (``limit`` names it): a new run may start
+    after ``retry_after`` seconds (a daily budget: at the next UTC midnight)."""
+
+    code = ErrorCode.project_limit_reached
 
 
 class BundleError(KneoError):

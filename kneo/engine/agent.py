@@ -42,7 +42,7 @@ from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
-from kneo.policy.access import HostAccess
+from kneo.policy.access import HostAccess, ProjectBudget
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
@@ -251,6 +251,8 @@ class AgentLoop:
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
             count_spent(record, reply.usage)
+        if host.access is not None and host.access.project_budget is not None:
+            host.access.project_budget.record(1, _tokens(reply.usage))
         if not (truncated or planning or reply.tool_calls):
             reply = replace(reply, text=chain.output(reply.text or ""))
         with host.lock:
@@ -323,6 +325,8 @@ class AgentLoop:
         """Before a call that ``counters`` count: the run's budget (the environment's
         ``budgets:``) still allows one more, else fail or pause as the policy says."""
         access = host.access
+        if access is not None and access.project_budget is not None and "model_calls" in counters:
+            AgentLoop._within_daily(host, access.project_budget)
         budgets = access.budgets if access is not None else None
         if access is None or budgets is None:
             return
@@ -351,6 +355,25 @@ class AgentLoop:
             if budgets.on_exceeded == "fail":
                 raise run_budgets.exceeded(counter, spent, limit, access.environment)
             fields = run_budgets.request_fields(counter, spent, limit, budgets, access.environment)
+            host.pause([host.new_request(**fields)])
+
+    @staticmethod
+    def _within_daily(host: AgentHost, budget: ProjectBudget) -> None:
+        """Before a model call: the project's daily budgets (its ``limits:``) still allow
+        one, else fail or pause as its ``on_exceeded`` says (:mod:`kneo.engine.budgets`)."""
+        spend = budget.spend()
+        for counter, in_force in spend.limits.items():
+            used = spend.used[counter]
+            if used < in_force:
+                continue
+            limit = run_budgets.daily_limit_in_force(counter, spend, budget, host.decision)
+            if used < limit:
+                continue
+            event = {"budget": counter, "used": used, "limit": limit, "scope": "project"}
+            host.emit("budget_reached", {**event, "on_exceeded": budget.on_exceeded})
+            if budget.on_exceeded == "fail":
+                raise run_budgets.daily_exceeded(counter, used, limit, budget.project, spend.day)
+            fields = run_budgets.daily_request_fields(counter, used, limit, spend, budget.project)
             host.pause([host.new_request(**fields)])
 
     def _plan(
@@ -646,6 +669,11 @@ def count_spent(record: dict[str, Any], usage: Mapping[str, int]) -> None:
         sent + (inp if isinstance(inp, int) else 0),
         received + (out if isinstance(out, int) else 0),
     ]
+
+
+def _tokens(usage: Mapping[str, int]) -> int:
+    """A reply's input plus output tokens, as its provider reported them."""
+    return sum(v for k in ("input_tokens", "output_tokens") if isinstance(v := usage.get(k), int))
 
 
 def unanswered_calls(messages: Sequence[ChatMessage]) -> list[ToolCall]:

@@ -13,6 +13,13 @@ person gives (``{"limit": N}``), *rejected* stops the run with ``budget_exceeded
 raise is a decision under the wait key ``budget:<counter>:<limit>``, so the limit in force is
 replayed from the state like every other answer, and the next time the raised limit is
 reached is a new question.
+
+A project's **daily** budgets (``limits: max_model_calls_per_day, max_tokens_per_day``,
+:class:`~kneo.policy.access.ProjectBudget`) are checked before each model call too, over
+every run of the project that UTC day. At one, ``on_exceeded`` of the project's limits
+decides alike; the request's wait key is ``project:<counter>:<day>:<limit>``, and an
+approval raises *the project's* limit for the day (recorded with the day's usage, so every
+run of the project goes on), by the definition's amount again or to the limit given.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, KneoError
+from kneo.policy.access import DailySpend, ProjectBudget
 from kneo.policy.environment import BudgetsPolicy
 
 #: What a run's ``usage`` counts, summed over its agent units (run views, ``--json``).
@@ -134,4 +142,89 @@ def exceeded(counter: str, spent: int, limit: int, environment: str) -> BudgetEx
         counter=counter,
         limit=limit,
         used=spent,
+    )
+
+
+def daily_wait_key(counter: str, day: str, limit: int) -> str:
+    return f"project:{counter}:{day}:{limit}"
+
+
+def daily_limit_in_force(
+    counter: str,
+    spend: DailySpend,
+    budget: ProjectBudget,
+    decision: Callable[[str], Mapping[str, Any] | None],
+) -> int:
+    """Today's limit on ``counter``, raised (for the whole project) by each decision this
+    run recorded at it: the raise is written again on every replay, which is harmless (the
+    higher limit stands). Raises :class:`BudgetExceeded` when a person stopped the run."""
+    limit, used, base = spend.limits[counter], spend.used[counter], spend.base[counter]
+    while used >= limit and (found := decision(daily_wait_key(counter, spend.day, limit))):
+        if found.get("decision") == "rejected":
+            why = found.get("content") or "no reason given"
+            raise BudgetExceeded(
+                f"the run was stopped at project {budget.project!r}'s daily budget of {limit} "
+                f"{_NOUNS[counter]} ({spend.day}): {why}",
+                counter=counter,
+                limit=limit,
+                day=spend.day,
+            )
+        raised = limit + base
+        if found.get("decision") == "provided":
+            with suppress(DocumentError, KeyError, TypeError, ValueError):
+                raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
+        limit = budget.raise_limit(spend.day, counter, max(raised, limit + 1))
+    return limit
+
+
+def daily_request_fields(
+    counter: str, spent: int, limit: int, spend: DailySpend, project: str
+) -> dict[str, Any]:
+    """The ``budget`` request a pause at project ``project``'s daily ``limit`` puts to a
+    person: approving raises the project's limit for the day."""
+    noun = _NOUNS[counter]
+    raise_to = limit + spend.base[counter]
+    return {
+        "kind": "budget",
+        "wait_key": daily_wait_key(counter, spend.day, limit),
+        "prompt": (
+            f"Project {project!r} has used {spent} of the {limit} {noun} its daily budget "
+            f"allows on {spend.day} (UTC). Raise today's limit for the project (approve: "
+            f"{raise_to}), or stop this run?"
+        ),
+        "decisions": ("approved", "provided", "rejected"),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "limit": {
+                    "type": "integer",
+                    "minimum": spent + 1,
+                    "description": f"the project's new limit on {noun} for {spend.day}",
+                }
+            },
+            "required": ["limit"],
+            "additionalProperties": False,
+        },
+        "context": {
+            "budget": counter,
+            "scope": "project",
+            "project": project,
+            "day": spend.day,
+            "used": spent,
+            "limit": limit,
+            "raise_to": raise_to,
+        },
+    }
+
+
+def daily_exceeded(counter: str, spent: int, limit: int, project: str, day: str) -> BudgetExceeded:
+    field = "max_model_calls_per_day" if counter == "model_calls" else "max_tokens_per_day"
+    return BudgetExceeded(
+        f"project {project!r} has used {spent} of the {limit} {_NOUNS[counter]} its daily "
+        f"budget allows on {day} (UTC) (limits.{field})",
+        counter=counter,
+        limit=limit,
+        used=spent,
+        day=day,
+        field=f"limits.{field}",
     )

@@ -37,14 +37,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.errors import AccessDenied, ConfigError
+from kneo.errors import AccessDenied, ConfigError, NotFound
 from kneo.kernel import AllowList, http_client
 from kneo.platform.messages import DeliveryFailed
 from kneo.platform.webhooks import wire_request
+from kneo.projects import DEFAULT_PROJECT_ID
 
 if TYPE_CHECKING:
     from kneo.settings import Settings
     from kneo.store import NotificationEvent
+    from kneo.store.contracts import HasA2aPush
     from kneo.store.outbox.a2a_push import PushConfig
 
 #: The outbox receiver of every push delivery (one name: ``kneo notifications list
@@ -152,11 +154,26 @@ class PushStore(Protocol):
     def push_config(self, push_id: str) -> PushConfig | None: ...
 
 
-class PushSender:
-    """Delivers ``a2a.task_status`` events (the dispatcher's receiver :data:`RECEIVER`)."""
+class ProjectPushStores(Protocol):
+    """Every project's configs (a :class:`~kneo.store.Store`: ``for_project(id).a2a_push``)."""
 
-    def __init__(self, store: PushStore, grant: PushGrant, *, timeout: float) -> None:
+    def for_project(self, project: str | int) -> HasA2aPush: ...
+
+
+class PushSender:
+    """Delivers ``a2a.task_status`` events (the dispatcher's receiver :data:`RECEIVER`),
+    each with the config of the event's project (``projects``; without it, ``store``'s)."""
+
+    def __init__(
+        self,
+        store: PushStore,
+        grant: PushGrant,
+        *,
+        timeout: float,
+        projects: ProjectPushStores | None = None,
+    ) -> None:
         self.store = store
+        self.projects = projects
         self.grant = grant
         self.timeout = timeout
         self._client: Any = None
@@ -176,7 +193,13 @@ class PushSender:
         import httpx2
 
         push_id = str(event.payload.get("push_id") or "")
-        config = self.store.push_config(push_id) if push_id else None
+        configs: PushStore = self.store
+        if self.projects is not None:
+            try:
+                configs = self.projects.for_project(event.project_id).a2a_push
+            except NotFound:  # its project was archived: nothing to push to any more
+                raise PushGone("the push config's project is archived") from None
+        config = configs.push_config(push_id) if push_id else None
         if config is None:
             raise PushGone("the push config was deleted or replaced")
         secrets = unseal(self.grant.secret, config.push_id, config.sealed)
@@ -211,13 +234,15 @@ class PushSender:
             self._client = None
 
 
-def push_sender(store: PushStore, settings: Settings) -> PushSender | None:
+def push_sender(store: ProjectPushStores, settings: Settings) -> PushSender | None:
     """The deliverer of a process whose settings allow pushes (else ``None``: it claims
-    none of them)."""
+    none of them), for every project's configs."""
     grant = PushGrant.from_settings(settings)
     if grant is None:
         return None
-    return PushSender(store, grant, timeout=settings.notifications.timeout_seconds)
+    timeout = settings.notifications.timeout_seconds
+    own = store.for_project(DEFAULT_PROJECT_ID).a2a_push
+    return PushSender(own, grant, timeout=timeout, projects=store)
 
 
 __all__ = [
@@ -226,6 +251,7 @@ __all__ = [
     "RECEIVER",
     "SECRET_VARIABLE",
     "TOKEN_HEADER",
+    "ProjectPushStores",
     "PushFailed",
     "PushGone",
     "PushGrant",

@@ -43,6 +43,7 @@ project's environment files are read once per change of their stamps (:func:`fil
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -57,6 +58,7 @@ from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.bundles import BundleSpec
+from kneo.platform.limits import ProjectLimitsGate, limits_of
 from kneo.policy.access import HostAccess, Origin
 from kneo.policy.check import check_spec, host_access
 from kneo.policy.environment import ENVIRONMENTS_DIR, resolve_for_context, with_run_limits
@@ -73,13 +75,21 @@ from kneo.spec.project import (
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
+    from kneo.clock import Clock
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
-    from kneo.store.contracts import HasMetadata, HasRegistry
-    from kneo.store.transaction_contracts import AuditTransaction
+    from kneo.store.contracts import HasLimits, HasMetadata, HasRegistry
+    from kneo.store.transaction_contracts import AuditTransaction, RunTransaction
 
-    class AdmissionReads(HasRegistry, HasMetadata, Protocol):
-        """What admission reads: active bundles and the policy the controller recorded."""
+    class AdmissionReads(HasRegistry, HasMetadata, HasLimits, Protocol):
+        """What admission reads: active bundles, the policy the controller recorded, and
+        what the project's ``limits:`` count."""
+
+        @property
+        def clock(self) -> Clock: ...
+
+        @property
+        def project(self) -> str: ...
 
 
 #: metadata key prefix of the service-managed environment policies
@@ -153,10 +163,15 @@ class RunAdmission:
     _grants: LRUCache[tuple[Any, ...], HostAccess] = field(init=False)
     #: (when read, by ``time.monotonic``; the controller's published policies) for grants
     _recent: tuple[float, Mapping[str, Any]] = field(init=False, default=(-1e9, {}))
+    #: the project's ``limits:`` (:mod:`kneo.platform.limits`); ``None``: it sets none
+    limits: ProjectLimitsGate | None = field(init=False, default=None)
 
     def __post_init__(self, cache_entries: int) -> None:
         self._bundle_rules = LRUCache(cache_entries)
         self._grants = LRUCache(cache_entries)
+        limits = limits_of(self.project.config if self.project is not None else None)
+        if limits.enforced:
+            self.limits = ProjectLimitsGate(self.store, limits)
 
     # ------------------------------------------------------------------ decisions
 
@@ -190,6 +205,21 @@ class RunAdmission:
         policy = PolicyEnforcement.model_validate(value) if value is not None else None
         key = content_hash([value, published])
         return Admitted(spec_path, spec, env, bundle, policy, key, published)
+
+    def within_limits(self, *, queued: bool) -> None:
+        """Whether the project's ``limits:`` let a new run start now (executing at once, or
+        ``queued`` for a worker): ``429 project_limit_reached`` naming the limit otherwise.
+        Nothing is read for a project without limits."""
+        if self.limits is not None:
+            self.limits.admit(queued=queued)
+
+    def take_slot(self, tx: RunTransaction) -> None:
+        """In the transaction that starts (or takes over) a run for a worker: ``429
+        project_limit_reached`` when the project is at its ``max_running_runs``, counted
+        under the project's row lock (:meth:`ProjectLimitsGate.take_slot
+        <kneo.platform.limits.ProjectLimitsGate.take_slot>`)."""
+        if self.limits is not None:
+            self.limits.take_slot(tx)
 
     def default_environment(self, requested: str | None) -> str:
         """``requested``, else the project's default environment (not yet judged)."""
@@ -276,6 +306,9 @@ class RunAdmission:
             resources=policy.resources if policy else None,
             budgets=policy.budgets if policy else None,
         )
+        daily = self.limits.budget if self.limits is not None else None
+        if daily is not None:  # the project's daily budgets, read before each model call
+            grant = dataclasses.replace(grant, project_budget=daily)
         if False not in stamps:
             self._grants.put(key, grant)
         return grant

@@ -228,7 +228,14 @@ class PlatformManager:
     def projects(self) -> ProjectManagers[PlatformManager]:
         """The managers of the other projects on this manager's database (built on first
         use: a single-team install never asks), each of this manager's class."""
-        return ProjectManagers(self, type(self))
+        return ProjectManagers(self, self._project_manager)
+
+    def _project_manager(self, **parts: Any) -> PlatformManager:
+        """A project's manager: this one's class, sharing this one's hand-off, so a project's
+        decisions and continues go to the workers exactly when this manager's do."""
+        built = type(self)(**parts)
+        built.handoff = built.runs.handoff = built.decisions.handoff = self.handoff
+        return built
 
     @functools.cached_property
     def catalog(self) -> ProjectCatalog:

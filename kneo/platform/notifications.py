@@ -14,6 +14,12 @@ process killed mid-delivery loses its lease and another delivers the row again, 
 same event id (``X-Kneo-Event-Id``), so a receiver that deduplicates on it acts once.
 
 Runs never wait for any of this: the run's transaction only inserts the event row.
+
+One dispatcher serves every project of its database: an event goes to the receivers and
+people of *its* project (:class:`Audience`; the process's own project, ``default``, has the
+host's; the others' come from their definitions through :class:`ProjectAudiences`), its
+request is read from that project's tasks, and the ``human.expiring`` sweep looks in each
+project whose receivers want it (one indexed read per such project every 5 s).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,16 +52,23 @@ from kneo.platform.messages import (
     summary,
     with_decision_link,
 )
-from kneo.platform.receivers import Receiver, load_receivers, receiver_configs
+from kneo.platform.receivers import (
+    Receiver,
+    load_receivers,
+    project_settings,
+    receiver_configs,
+)
 from kneo.platform.recipients import DECIDABLE, People, load_people, request_entry
 from kneo.platform.results import page_counts
 from kneo.platform.slack import deliver
 from kneo.platform.webhooks import EVENT_ID_HEADER
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.store import DeliveryOutcome
 from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
     from kneo.clock import Clock
+    from kneo.platform.directory import ProjectDirectory, ProjectEntry
     from kneo.settings import NotificationSettings, Settings
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
@@ -122,6 +136,66 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
             return written
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Where one project's events go: its receivers (by name) and people, and its store's
+    view (the tasks an event's request is read from, the Slack messages it posted)."""
+
+    receivers: dict[str, Receiver]
+    people: People
+    store: DispatcherStore
+    project_id: int
+
+    @property
+    def expiring(self) -> bool:
+        """Whether a receiver here wants ``human.expiring`` (else its sweep writes none)."""
+        return any(r.wants_type("human.expiring") for r in self.receivers.values())
+
+
+class ProjectAudiences:
+    """The audiences of the projects other than the dispatcher's own, from their definitions'
+    ``notifications`` blocks (:class:`~kneo.platform.directory.ProjectDirectory`: read again
+    within its recheck; built again when a definition changes). A project whose receivers
+    cannot be loaded (a variable unset) has none, logged, rather than stopping the others'."""
+
+    def __init__(self, directory: ProjectDirectory, settings: Settings) -> None:
+        self.directory = directory
+        self.settings = project_settings(settings)
+        self._built: dict[int, tuple[object, Audience]] = {}
+        self._lock = threading.Lock()
+
+    def others(self) -> list[Audience]:
+        """Every active project's audience but the root manager's own."""
+        own = self.directory.root.store.project_id
+        return [self._of(e) for e in self.directory.entries() if e.id != own]
+
+    def of(self, project_id: int) -> Audience | None:
+        """Project ``project_id``'s audience; ``None`` when it is archived (a project made
+        since the catalog was last read is read again first, so its events are not lost)."""
+        entry = self.directory.entry(project_id)
+        if entry is None:
+            self.directory.refresh()
+            entry = self.directory.entry(project_id)
+        return None if entry is None else self._of(entry)
+
+    def _of(self, entry: ProjectEntry) -> Audience:
+        with self._lock:
+            built = self._built.get(entry.id)
+        if built is not None and built[0] is entry.config:
+            return built[1]
+        try:
+            receivers = load_receivers(self.settings, entry.config)
+            people = load_people(self.settings, entry.config)
+        except KneoError as exc:
+            log.error("project %s: its notification receivers: %s", entry.name, exc)
+            receivers, people = [], People()
+        store = self.directory.root.store.for_project(entry.id)
+        audience = Audience({r.name: r for r in receivers}, people, store, entry.id)
+        with self._lock:
+            self._built[entry.id] = (entry.config, audience)
+        return audience
+
+
 class Dispatcher:
     """Delivers the outbox for one process until :meth:`stop`.
 
@@ -146,20 +220,27 @@ class Dispatcher:
         links: DecisionLinks | None = None,
         people: People | None = None,
         pushes: a2a_push.PushSender | None = None,
+        projects: ProjectAudiences | None = None,
     ) -> None:
         self.store = store
         self.pushes = pushes
         self.links = links
         self.people = people or People()
         self.receivers = {r.name: r for r in receivers}
-        #: what this process claims for: its receivers, and A2A pushes where it has their
-        #: grant (:mod:`kneo.platform.a2a_push`)
+        #: the other projects' receivers (``None``: this dispatcher routes its own only)
+        self.projects = projects
+        project_id = getattr(store, "project_id", DEFAULT_PROJECT_ID)
+        self._own = Audience(self.receivers, self.people, store, project_id)
+        #: what this process claims for: every project's receivers, and A2A pushes where it
+        #: has their grant (:mod:`kneo.platform.a2a_push`)
         names = [*self.receivers, *([a2a_push.RECEIVER] if pushes is not None else [])]
         metrics.declare_receivers(names)
         self.settings = settings
         self.owner = owner
         self.base_url = base_url
         self._client = client
+        #: the HTTP client of each project's receivers (their origins), by project id
+        self._clients: dict[int, Any] = {}
         self._rand = rand
         self._next_sweep: datetime | None = None
         self._pool = ThreadPoolExecutor(
@@ -173,22 +254,57 @@ class Dispatcher:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _http(self) -> Any:
+    def _http(self, audience: Audience | None = None) -> Any:
+        """The HTTP client to ``audience``'s receivers (the own project's by default): their
+        endpoints only, no redirects; one per project (a client given to the dispatcher
+        serves every project)."""
+        key = (audience or self._own).project_id
         with self._busy:
-            if self._client is None:
+            if self._client is not None:
+                return self._client
+            found = self._clients.get(key)
+            if found is None:
                 import httpx2
 
+                receivers = (audience or self._own).receivers.values()
                 slots = max(1, self.settings.concurrency)
-                self._client = http_client(  # the receivers' endpoints only; no redirects
-                    Origins.of(*(r.url for r in self.receivers.values() if r.type != "email")),
+                found = self._clients[key] = http_client(
+                    Origins.of(*(r.url for r in receivers if r.type != "email")),
                     path="notifications.receivers",
                     timeout=self.settings.timeout_seconds,
                     limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots),
                 )
-            return self._client
+            return found
+
+    def audience(self, project_id: int) -> Audience | None:
+        """Where project ``project_id``'s events go (``None``: a project this dispatcher
+        does not serve, or that is archived: its events go nowhere)."""
+        if project_id == self._own.project_id:
+            return self._own
+        return self.projects.of(project_id) if self.projects is not None else None
 
     def route(self, event: NotificationEvent) -> list[str]:
-        return [r.name for r in self.receivers.values() if r.wants(event)]
+        """The receivers of the event's project that want it."""
+        audience = self.audience(event.project_id)
+        if audience is None:
+            return []
+        return [r.name for r in audience.receivers.values() if r.wants(event)]
+
+    def _audiences(self) -> list[Audience]:
+        return [self._own, *(self.projects.others() if self.projects is not None else [])]
+
+    def _names(self) -> list[str]:
+        """The receiver names this dispatcher claims for: every project's, and A2A pushes."""
+        names = dict.fromkeys(self._in_flight)
+        for audience in self._audiences():
+            names.update(dict.fromkeys(audience.receivers))
+        new = [name for name in names if name not in self._in_flight]
+        if new:
+            metrics.declare_receivers(new)
+            with self._busy:
+                for name in new:
+                    self._in_flight.setdefault(name, 0)
+        return list(names)
 
     def _free_slots(self, name: str) -> int:
         """What ``name`` may claim now: its own free slots, within the dispatcher's."""
@@ -204,11 +320,13 @@ class Dispatcher:
         now = self.store.clock.now()
         if self._next_sweep is None or now >= self._next_sweep:
             self._next_sweep = now + timedelta(seconds=5)
-            sweep_expiring(self.store, now, self.settings.expiring_lead_seconds)
+            for audience in self._audiences():  # each project's expiring tasks, if wanted
+                if audience is self._own or audience.expiring:
+                    sweep_expiring(audience.store, now, self.settings.expiring_lead_seconds)
         while self.store.notifications.route_notifications(self.route) >= 100:
             pass
         claimed = 0
-        for name in list(self._in_flight):
+        for name in self._names():
             free = self._free_slots(name)
             if free <= 0:
                 continue
@@ -296,16 +414,19 @@ class Dispatcher:
         if self.pushes is not None and name == a2a_push.RECEIVER:
             self.pushes.send(event, self.store.clock.now())
             return
-        receiver, entry = self.receivers[name], None
+        audience = self.audience(event.project_id)
+        receiver = audience.receivers.get(name) if audience is not None else None
+        if audience is None or receiver is None:  # its project dropped the receiver since
+            raise DeliveryFailed(f"receiver {name!r} is not configured in the event's project")
+        entry, store, people = None, audience.store, audience.people
         if event.event_type in DECIDABLE:
             wanted = event.payload.get("request_id")  # a promotion's task has one request
-            entry = request_entry(self.store, event.continuation_id, wanted)
-        body = with_decision_link(
-            message(event, self.base_url), event, self.links, entry, self.people
-        )
+            entry = request_entry(store, event.continuation_id, wanted)
+        body = with_decision_link(message(event, self.base_url), event, self.links, entry, people)
+        client = self._http(audience) if receiver.type != "email" else None
         if receiver.type == "slack_app":
             now = self.store.clock.now().timestamp()
-            deliver(self._http(), receiver, body, event, entry, self.store, self.people, now)
+            deliver(client, receiver, body, event, entry, store, people, now)
             return
         if receiver.type == "email":
             links = dict(body.get("decision_links") or {})
@@ -314,7 +435,7 @@ class Dispatcher:
                 links[single] = str(body["decision_link"])
             send_mail(receiver, mails(body, receiver, links), self.settings.timeout_seconds)
             return
-        post(self._http(), receiver, body, self.store.clock.now(), self.base_url)
+        post(client, receiver, body, self.store.clock.now(), self.base_url)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
@@ -348,6 +469,8 @@ class Dispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
+        for built in self._clients.values():
+            built.close()
         if self.pushes is not None:
             self.pushes.close()
 
@@ -365,14 +488,18 @@ class NotifyingPlatform(Protocol):
     def project(self) -> ProjectContext | None: ...
 
 
-def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatcher | None:
+def start_dispatcher(
+    manager: NotifyingPlatform, settings: Settings, *, directory: ProjectDirectory | None = None
+) -> Dispatcher | None:
     """The dispatcher of a service or worker process (``None`` when
     ``KNEO_SERV_NOTIFICATIONS_POLL_SECONDS`` is 0); receivers from the manager's project
-    config and the environment."""
+    config and the environment, and (``directory``) every other project's from its
+    definition."""
     if settings.notifications.poll_seconds <= 0:
         return None
     project = manager.project
     receivers = load_receivers(settings, project.config if project is not None else None)
+    projects = ProjectAudiences(directory, settings) if directory is not None else None
     return Dispatcher(
         manager.store,
         receivers,
@@ -381,7 +508,8 @@ def start_dispatcher(manager: NotifyingPlatform, settings: Settings) -> Dispatch
         base_url=settings.public_url,
         links=DecisionLinks.from_settings(settings),
         people=load_people(settings, project.config if project is not None else None),
-        pushes=a2a_push.push_sender(manager.store.a2a_push, settings),
+        pushes=a2a_push.push_sender(manager.store, settings),
+        projects=projects,
     ).start()
 
 
@@ -462,9 +590,11 @@ def send_test(receiver: Receiver, settings: Settings) -> int:
 __all__ = [
     "EVENT_ID_HEADER",
     "SIGNATURE_HEADER",
+    "Audience",
     "DeliveryFailed",
     "Dispatcher",
     "NotifyingPlatform",
+    "ProjectAudiences",
     "Receiver",
     "list_view",
     "load_receivers",

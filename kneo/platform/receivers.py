@@ -1,10 +1,15 @@
 """Notification receivers: the configured ones (the project config's
 ``notifications.receivers`` and ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``), each with its secrets
 read from the variables it names, and which events each one wants (Flux Alert style filters).
+
+Each project's events go to its own receivers (:func:`project_settings`): a project's
+definition's ``notifications`` block; the host's ``.kneo/config.yaml`` and the variables
+(``KNEO_SERV_NOTIFICATIONS_RECEIVERS``, ``..._PEOPLE``) are the ``default`` project's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -47,9 +52,13 @@ class Receiver:
     from_address: str | None = None
     to: tuple[str, ...] = ()
 
+    def wants_type(self, event_type: str) -> bool:
+        """Whether the ``events`` filter (when set) lets events of ``event_type`` through."""
+        return not self.events or any(fnmatchcase(event_type, p) for p in self.events)
+
     def wants(self, event: NotificationEvent) -> bool:
         """Whether every filter that is set matches ``event`` (Flux Alert style)."""
-        if self.events and not any(fnmatchcase(event.event_type, p) for p in self.events):
+        if not self.wants_type(event.event_type):
             return False
         if self.environments and event.environment not in self.environments:
             return False
@@ -146,8 +155,22 @@ def load_receivers(settings: Settings, project_config: Any = None) -> list[Recei
     return out
 
 
+def project_settings(settings: Settings) -> Settings:
+    """``settings`` as a project other than the host's reads its receivers and people: the
+    variables' lists (the host's, for ``default``) left out, so a team's events never reach
+    another's receivers."""
+    own = dataclasses.replace(settings.notifications, receivers="", people="")
+    return dataclasses.replace(settings, notifications=own)
+
+
 def _optional(settings: Settings, receiver: str, variable: str | None) -> str | None:
     return None if variable is None else _variable(settings, receiver, variable)
 
 
-__all__ = ["RECEIVERS_VARIABLE", "Receiver", "load_receivers", "receiver_configs"]
+__all__ = [
+    "RECEIVERS_VARIABLE",
+    "Receiver",
+    "load_receivers",
+    "project_settings",
+    "receiver_configs",
+]

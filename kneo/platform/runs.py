@@ -104,6 +104,7 @@ class Runs:
             raise InvalidRequest(
                 "timeout_seconds applies to async_mode runs", field="timeout_seconds"
             )
+        self.admission.within_limits(queued=False)
         prepared = self.preparation.prepare(request)
         run = self._create(prepared, request, start=True)
         if on_created is not None:
@@ -121,6 +122,7 @@ class Runs:
             raise InvalidRequest(
                 "timeout_seconds must be greater than zero", field="timeout_seconds"
             )
+        self.admission.within_limits(queued=True)
         prepared = self.preparation.prepare(request)
         deadline = self.clock.now() + timedelta(seconds=timeout) if timeout else None
         run = self._create(prepared, request, start=False, deadline_at=deadline)
@@ -206,6 +208,7 @@ class Runs:
             # The same gate as at accept time, again now: the environment's rules may have
             # changed while the run waited in the queue. A refusal writes nothing here.
             self.admission.readmit(run, tx)
+            self.admission.take_slot(tx)  # the project's max_running_runs, when it has one
             # The update next: it reads the run's counters, so the event is numbered in memory.
             run = tx.update_run(
                 run_id, expected_version=run.version, status=status, started_at=tx.now
@@ -227,6 +230,7 @@ class Runs:
         if reuse not in ("questions", "all"):
             raise InvalidRequest("reuse must be 'questions' or 'all'", field="reuse")
         source = self.store.runs.get_run(run_id)
+        self.admission.within_limits(queued=False)
         pinned = self.admission.admit_replay(source)
         decisions = {
             k: v
@@ -367,6 +371,7 @@ class Runs:
         if actor is not None:
             claimed["actor"] = actor
         with self.store.transaction() as tx:
+            self.admission.take_slot(tx)  # the project's max_running_runs, when it has one
             updated = tx.update_run(
                 run.run_id,
                 expected_version=run.version,

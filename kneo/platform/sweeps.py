@@ -54,6 +54,7 @@ from kneo.store import Store
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
+    from kneo.platform.directory import ProjectDirectory
     from kneo.spec.project import ProjectContext
     from kneo.store.contracts import AuditTransaction
 
@@ -114,6 +115,36 @@ def recovery_interval(lease_seconds: float) -> float:
 # --------------------------------------------------------------------------- sweeps
 
 
+def expired_continuations(store: Store, now: datetime) -> list[str]:
+    """The project's pending continuations whose ``expires_at`` passed (none: one indexed
+    read, however many projects there are)."""
+    due: list[str] = []
+    cursor = None
+    while True:  # collect first: acting changes the pages
+        page = store.tasks.list_continuations(
+            status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
+        )
+        due += [c.continuation_id for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            return due
+
+
+def timed_out_runs(store: Store, now: datetime) -> list[str]:
+    """The project's queued, running or paused runs past their ``deadline_at``."""
+    due: list[str] = []
+    cursor: str | None = None
+    live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+    while True:  # keyset pages: each costs the same however many live runs there are
+        page = store.runs.list_runs(
+            status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
+        )
+        due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
+        cursor = page.next_cursor
+        if cursor is None:
+            return due
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class Sweeps:
     """The sweeps over one store: expired human requests, run deadlines, stranded runs.
@@ -130,20 +161,15 @@ class Sweeps:
     # ------------------------------------------------------------------ human tasks
 
     def prune_expired_human_tasks(self) -> int:
-        """Apply ``on_timeout`` to every expired request of a paused run; returns how many
-        continuations were acted on (already-escalated requests are skipped, not counted)."""
+        """Apply ``on_timeout`` to every expired request of a paused run of this project;
+        returns how many continuations were acted on (already-escalated requests are
+        skipped, not counted)."""
         now = self.clock.now()
-        store = self.store
-        due: list[str] = []
-        cursor = None
-        while True:  # collect first: acting changes the pages
-            page = store.tasks.list_continuations(
-                status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
-            )
-            due += [c.continuation_id for c in page.items]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        return self.expire_human_tasks(expired_continuations(self.store, now), now)
+
+    def expire_human_tasks(self, due: list[str], now: datetime) -> int:
+        """Apply ``on_timeout`` to the continuations ``due`` (:func:`expired_continuations`
+        found them); how many were acted on."""
         count = 0
         for cid in due:
             try:
@@ -352,26 +378,14 @@ class Sweeps:
     # ------------------------------------------------------------------ run deadlines
 
     def prune_timed_out_runs(self) -> int:
-        """Move every queued, running or paused run past its ``deadline_at`` to ``timed_out``."""
+        """Move every queued, running or paused run of this project past its
+        ``deadline_at`` to ``timed_out``."""
         now = self.clock.now()
-        store = self.store
-        due: list[str] = []
-        cursor: str | None = None
-        live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
-        while True:  # keyset pages: each costs the same however many live runs there are
-            page = store.runs.list_runs(
-                status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
-            )
-            due += [
-                r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now
-            ]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        count = 0
-        for run_id in due:
-            count += self._time_out(run_id, now)
-        return count
+        return self.time_out_runs(timed_out_runs(self.store, now), now)
+
+    def time_out_runs(self, due: list[str], now: datetime) -> int:
+        """Time out the runs ``due`` (:func:`timed_out_runs` found them); how many were."""
+        return sum(self._time_out(run_id, now) for run_id in due)
 
     def _time_out(self, run_id: str, now: datetime) -> int:
         store = self.store
@@ -467,11 +481,18 @@ class Sweeper:
     """
 
     def __init__(
-        self, sweeps: Sweeps, interval: float | None, *, recovery: float | None = None
+        self,
+        sweeps: Sweeps,
+        interval: float | None,
+        *,
+        recovery: float | None = None,
+        directory: ProjectDirectory | None = None,
     ) -> None:
         if interval is not None and interval <= 0:
             raise ValueError("sweep interval must be greater than zero")
         self.sweeps = sweeps
+        #: the projects swept (``None``: the sweeps' own only)
+        self.directory = directory
         self.interval = interval
         self.recovery = recovery
         self._tasks: list[PeriodicTask] = []
@@ -482,10 +503,27 @@ class Sweeper:
         self.queue_days: int | None = None
 
     def sweep_once(self) -> dict[str, int]:
-        return {
-            "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
-            "timed_out_runs": self.sweeps.prune_timed_out_runs(),
-        }
+        """One tick of the timeout sweeps, in every project of the :attr:`directory`: per
+        project, one read of its expired tasks and one of its live runs' deadlines on its
+        store's view; only a project with something due has its manager act (built then)."""
+        if self.directory is None:
+            return {
+                "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
+                "timed_out_runs": self.sweeps.prune_timed_out_runs(),
+            }
+        root, now = self.sweeps.store, self.sweeps.clock.now()
+        expired = timed_out = 0
+        for entry in self.directory.entries():
+            try:
+                store = root.for_project(entry.id)
+                tasks, runs = expired_continuations(store, now), timed_out_runs(store, now)
+                if tasks or runs:
+                    sweeps: Sweeps = self.directory.manager(entry.id).sweeps
+                    expired += sweeps.expire_human_tasks(tasks, now)
+                    timed_out += sweeps.time_out_runs(runs, now)
+            except Exception:  # one project's failure must not stop the others' sweep
+                log.exception("timeout sweep failed in project %s", entry.name)
+        return {"expired_human_tasks": expired, "timed_out_runs": timed_out}
 
     def prune_queue(self) -> int:
         """Delete finished queue records older than :attr:`queue_days` (every process may:
@@ -558,10 +596,12 @@ class SweptPlatform(Protocol):
     def lease_seconds(self) -> float: ...
 
 
-def start_sweeper(manager: SweptPlatform, settings: Any) -> Sweeper:
+def start_sweeper(
+    manager: SweptPlatform, settings: Any, *, directory: ProjectDirectory | None = None
+) -> Sweeper:
     """The background work a service or worker process runs: the sweeps, and the
     notification dispatcher (:func:`kneo.platform.notifications.start_dispatcher`), which
-    stops with them."""
+    stops with them; in every project of ``directory`` (a worker's) when given."""
     from kneo.platform.notifications import start_dispatcher  # cost: module docstring
 
     interval = getattr(settings, "sweep_interval_seconds", None)
@@ -569,9 +609,10 @@ def start_sweeper(manager: SweptPlatform, settings: Any) -> Sweeper:
         manager.sweeps,
         float(interval) if interval else None,
         recovery=recovery_interval(manager.lease_seconds),
+        directory=directory,
     )
     if hasattr(settings, "notifications"):
-        sweeper.dispatcher = start_dispatcher(manager, settings)
+        sweeper.dispatcher = start_dispatcher(manager, settings, directory=directory)
     if hasattr(settings, "retention"):
         days = retention_policy(settings, manager.project).queue_days
         sweeper.queue_days = days

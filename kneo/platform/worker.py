@@ -5,7 +5,9 @@ gives up alike: ``kneo worker`` (``--concurrency`` threads, :mod:`kneo.worker`),
 service's in-process worker (one thread) and :meth:`PlatformManager.start_worker` (the
 library's, one thread) all run it. It sits in the application layer, below the edges that
 start it, and needs of the platform only :class:`WorkerPlatform`. ``run_once`` processes at
-most one record; tests drive it directly.
+most one record; tests drive it directly. The claim is every project's: each record is
+executed, continued, cancelled or failed through its own project's manager
+(:class:`~kneo.platform.directory.ProjectDirectory`).
 
 How a claimed record is settled, by what happened:
 
@@ -16,6 +18,8 @@ run reached an outcome (succeeded, paused...)  ``completed``
 run already terminal, paused or cancelled      ``completed`` (nothing to do)
 another process holds the run's lock           ``completed`` + a new record due when the
                                                lock lapses (holder dead on another host)
+its project is at ``max_running_runs``         ``completed`` + a new record due after a poll;
+                                               the claim skips the project while it is full
 run changed under us (``stale_state``)         released: claimed again at once, re-evaluated
 retryable error (a database outage)            released, due again after a backoff (1, 2, 4
                                                ... s, at most 30 s); never completed; after
@@ -48,10 +52,12 @@ from kneo.errors import (
     IllegalTransition,
     KneoError,
     NotFound,
+    ProjectLimitReached,
     ResourceLocked,
 )
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
+from kneo.platform.directory import ProjectDirectory, ProjectSlots
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.leases import LeaseKeeper
 from kneo.platform.results import RunResult
@@ -96,9 +102,12 @@ class WorkerPlatform(SweptPlatform, Protocol):
 
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
 
+    def for_project(self, name: str) -> Any: ...
+
 
 class Worker:
-    """Claims queue records for one platform manager; safe to run many per database."""
+    """Claims the queue records of every project of the manager's database, and executes
+    each through its project's manager; safe to run many per database."""
 
     def __init__(
         self,
@@ -125,7 +134,11 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._inflight: dict[int, QueueRecord] = {}
+        #: claimed records, each with the manager of its project (whose lease its run holds)
+        self._inflight: dict[int, tuple[QueueRecord, WorkerPlatform]] = {}
+        #: the projects whose records this worker claims and executes (kneo.platform.directory)
+        self.directory = ProjectDirectory(manager)
+        self._slots = ProjectSlots(self.directory, self.store, refresh=self.poll_seconds)
         # every claimed record's lease renewed every third of its length, on one thread
         self._leases = LeaseKeeper("kneo-queue-leases", self.lease_seconds / 3, self._renew)
         self._lock = threading.Lock()
@@ -139,7 +152,7 @@ class Worker:
             return
         self._stop.clear()
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
-        self._sweeper = start_sweeper(self.manager, self._settings)
+        self._sweeper = start_sweeper(self.manager, self._settings, directory=self.directory)
         self._housekeeping = self.store.start_background_work()
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"kneo-worker-{index}", daemon=True)
@@ -179,7 +192,7 @@ class Worker:
     def in_flight(self) -> list[str]:
         """Run ids this worker is executing right now."""
         with self._lock:
-            return [record.run_id for record in self._inflight.values()]
+            return [record.run_id for record, _ in self._inflight.values()]
 
     def run_until_empty(self) -> int:
         """Process records until none is due (``kneo worker --once``); returns the count."""
@@ -204,10 +217,10 @@ class Worker:
             records = list(self._inflight.values())
             self._inflight.clear()
         handed: list[str] = []
-        for record in records:
+        for record, manager in records:
             with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
                 self.store.queue.release(record.queue_id, self.owner)
-                self.store.queue.release_run_lease(record.run_id, self.manager.owner)
+                self.store.queue.release_run_lease(record.run_id, manager.owner)
             handed.append(record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
@@ -234,7 +247,8 @@ class Worker:
         """Claim and process one due record; ``False`` when nothing was due."""
         if self._stop.is_set():
             return False
-        record = self.store.queue.claim(self.owner, self.lease_seconds)
+        full = self._slots.excluded()  # projects at their max_running_runs (usually none)
+        record = self.store.queue.claim(self.owner, self.lease_seconds, excluded_projects=full)
         if record is None:
             return False
         self._process(record)
@@ -243,13 +257,14 @@ class Worker:
         return True
 
     def _process(self, record: QueueRecord) -> None:
-        try:
-            run = self.store.runs.get_run(record.run_id)
-        except NotFound:
+        try:  # the record's project's manager (the claim is every project's)
+            manager: WorkerPlatform = self.directory.manager(record.project_id)
+            run = manager.store.runs.get_run(record.run_id)
+        except NotFound as exc:  # the run, or its project (archived since)
             self.store.queue.fail(
                 record.queue_id,
                 self.owner,
-                {"type": "not_found", "message": f"run {record.run_id} is gone"},
+                {"type": exc.code, "message": f"run {record.run_id} is gone: {exc}"},
             )
             return
         if run.status in TERMINAL_RUN_STATUSES or run.status in ("paused", "blocked"):
@@ -258,11 +273,12 @@ class Worker:
             self.store.queue.complete(record.queue_id, self.owner)
             return
         if run.cancel_requested:
-            self._cancel(run.run_id)
+            self._cancel(manager, run.run_id)
             self.store.queue.complete(record.queue_id, self.owner)
             return
         if record.attempts > self.max_attempts:
             self._give_up(
+                manager,
                 record,
                 "too_many_attempts",
                 f"queue record claimed {record.attempts} times (max "
@@ -273,27 +289,35 @@ class Worker:
         # continue, or lost its worker mid-run: it continues here from its last completed step
         # boundary (completed steps never execute again), never handed on again.
         execute = (
-            functools.partial(self.manager.execute_run, run=run)
+            functools.partial(manager.execute_run, run=run)
             if run.status == "queued"
-            else functools.partial(self.manager.continue_run, hand_off=False)
+            else functools.partial(manager.continue_run, hand_off=False)
         )
         with self._lock:
-            self._inflight[record.queue_id] = record
+            self._inflight[record.queue_id] = (record, manager)
         try:
             with self._leases.holding(record.queue_id):
-                self._execute(record, execute)
+                self._execute(manager, record, execute)
         finally:
             with self._lock:
                 self._inflight.pop(record.queue_id, None)
+            self._slots.ended(record.project_id)
 
-    def _execute(self, record: QueueRecord, execute: Callable[[str], RunResult]) -> None:
+    def _execute(
+        self, manager: WorkerPlatform, record: QueueRecord, execute: Callable[[str], RunResult]
+    ) -> None:
         try:
             execute(record.run_id)
+        except ProjectLimitReached:
+            # Its project is at max_running_runs (counted in the start's transaction): the
+            # run waits, unchanged, and the claim skips the project until a slot is free.
+            self._slots.full(record.project_id)
+            self._recheck_later(manager, record, why="its project is at max_running_runs")
         except ResourceLocked:
             # Another process holds the run (alive, or on another host so its death cannot
             # be seen from here): look again when its lock lapses, so a run whose holder
             # died on another machine is still continued rather than forgotten.
-            self._recheck_later(record)
+            self._recheck_later(manager, record)
         except IllegalTransition as exc:
             # It moved on (cancelled, paused, finished): nothing left for this record.
             log.info("worker %s: run %s not executed here: %s", self.owner, record.run_id, exc.code)
@@ -311,12 +335,12 @@ class Worker:
         except KneoError as exc:
             if not exc.retryable:
                 # Permanent (the stored spec no longer compiles, ...): retrying cannot help.
-                self._give_up(record, exc.code, redact_text(str(exc))[:500])
+                self._give_up(manager, record, exc.code, redact_text(str(exc))[:500])
                 return
             # Transient (a database outage): the run is intact at its last committed boundary.
             # Try again later (a release the database refuses too leaves the lease to lapse).
             if record.attempts >= self.max_attempts:
-                self._give_up(record, exc.code, redact_text(str(exc))[:500])
+                self._give_up(manager, record, exc.code, redact_text(str(exc))[:500])
                 return
             delay = retry_delay(record.attempts)
             log.warning(
@@ -335,22 +359,26 @@ class Worker:
                 "worker %s: run %s crashed (attempt %s)", self.owner, record.run_id, record.attempts
             )
             if record.attempts >= self.max_attempts:
-                self._give_up(record, type(exc).__name__, redact_text(str(exc))[:500])
+                self._give_up(manager, record, type(exc).__name__, redact_text(str(exc))[:500])
             # else: stop renewing; the lease lapses and a worker retries from the last boundary
         else:
             self._settle(record)
 
-    def _recheck_later(self, record: QueueRecord) -> None:
-        holder = self.store.queue.run_lease(record.run_id)
-        with self.store.transaction() as tx:
+    def _recheck_later(
+        self, manager: WorkerPlatform, record: QueueRecord, *, why: str | None = None
+    ) -> None:
+        """Queue the run again (a new record, due after a poll or when its holder's lease
+        lapses) and settle this one."""
+        holder = self.store.queue.run_lease(record.run_id) if why is None else None
+        with manager.store.transaction() as tx:
             floor = tx.now + timedelta(seconds=self.poll_seconds)
             at = max(holder.expires_at, floor) if holder is not None else floor
             tx.enqueue(record.run_id, available_at=at)
         log.info(
-            "worker %s: run %s is held by %s; re-checking at %s",
+            "worker %s: run %s %s; re-checking at %s",
             self.owner,
             record.run_id,
-            holder.owner if holder else "nobody",
+            why or f"is held by {holder.owner if holder else 'nobody'}",
             at.isoformat(),
         )
         self._settle(record)
@@ -363,11 +391,13 @@ class Worker:
                 record.queue_id,
             )
 
-    def _cancel(self, run_id: str) -> None:
+    def _cancel(self, manager: WorkerPlatform, run_id: str) -> None:
         with contextlib.suppress(KneoError):  # already terminal: nothing to cancel
-            self.manager.cancel(run_id)
+            manager.cancel(run_id)
 
-    def _give_up(self, record: QueueRecord, kind: str, message: str) -> None:
+    def _give_up(
+        self, manager: WorkerPlatform, record: QueueRecord, kind: str, message: str
+    ) -> None:
         """Fail the run, then its record, so nobody waits for a run no worker will finish.
 
         The run first: a worker that dies between the two leaves a record whose lease runs
@@ -381,7 +411,7 @@ class Worker:
             "attempts": record.attempts,
         }
         try:
-            fail_run(self.store, record.run_id, error, actor=self.owner)
+            fail_run(manager.store, record.run_id, error, actor=self.owner)
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
         self.store.queue.fail(record.queue_id, self.owner, error)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from kneo.destinations import (
     DEFAULT_ENDPOINTS,
@@ -145,6 +145,35 @@ def _allowed_target(
 
 
 @dataclass(frozen=True)
+class DailySpend:
+    """A project's spending on one UTC day against its daily budgets (``limits:``), by what
+    they count (``model_calls``, ``tokens``): used so far, the limit in force (as a person
+    raised it that day, else the definition's) and the definition's own."""
+
+    day: str
+    used: Mapping[str, int]
+    limits: Mapping[str, int]
+    base: Mapping[str, int]
+
+
+class ProjectBudget(Protocol):
+    """A project's daily budgets as a run meets them (:mod:`kneo.platform.limits`): read
+    before each model call, added to after it, raised by a person's decision."""
+
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def on_exceeded(self) -> str: ...
+
+    def spend(self) -> DailySpend: ...
+
+    def record(self, model_calls: int, tokens: int) -> None: ...
+
+    def raise_limit(self, day: str, counter: str, limit: int) -> int: ...
+
+
+@dataclass(frozen=True)
 class HostAccess:
     """The host resources specs of one origin may reach in one environment."""
 
@@ -162,6 +191,8 @@ class HostAccess:
     bundle_processes: bool = False
     #: what one run may spend here (the environment file's ``budgets:``); ``None``: no limit
     budgets: BudgetsPolicy | None = None
+    #: what the project may spend per UTC day (its ``limits:``); ``None``: no daily budget
+    project_budget: ProjectBudget | None = field(default=None, compare=False, repr=False)
     #: secret variable -> the destinations it may be sent to (:func:`secret_bindings`)
     bindings: Mapping[str, tuple[Destination, ...]] = field(default_factory=dict)
     _origins: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)

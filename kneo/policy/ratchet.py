@@ -385,6 +385,12 @@ PROJECT_RULES: dict[str, Rule | str] = {
     "functions.declared": _allow_list(empty_is_any=False),
     # a project skill hands every agent instructions and tools: one added or changed loosens
     "skills": _grants,
+    # what the project may run at once and spend per day: as an environment's budgets
+    "limits.max_running_runs": _limit,
+    "limits.max_queued_runs": _limit,
+    "limits.max_model_calls_per_day": _limit,
+    "limits.max_tokens_per_day": _limit,
+    "limits.on_exceeded": _ordered("pause", "fail"),
 }
 
 

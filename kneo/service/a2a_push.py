@@ -305,8 +305,12 @@ class PushSweep:
             return 0
         store = manager.store
         written = 0
-        for due in store.a2a_push.due_pushes():
-            made = self.body(manager, due.config)
+        for due in store.a2a_push.due_pushes():  # every project's: read in the config's
+            try:
+                owner = store.for_project(due.config.project_id).project
+                made = self.body(manager.for_project(owner), due.config)
+            except NotFound:  # its project was archived
+                made = None
             if made is None:
                 continue
             body, status = made  # the status read with the body: what the push says

@@ -19,14 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from kneo.destinations import parse_destination
 from kneo.errors import ConfigError, ErrorCode, SpecError
@@ -35,6 +28,7 @@ from kneo.names import NAME_PATTERN, check_name, is_valid_name
 from kneo.notification_events import NOTIFICATION_EVENTS
 from kneo.settings import Settings as _Settings
 from kneo.spec.extensions import SKILL_INSTRUCTIONS_CHARS, ProjectSkill, SkillSpec
+from kneo.spec.limits import ProjectLimits
 from kneo.spec.suggest import guess_suffix
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 from kneo.tools.factory import load_tool_registry
@@ -458,6 +452,8 @@ class ProjectConfig(_Model):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
     controller: ControllerConfigBlock | None = None
+    #: Runs at once and spending per UTC day (docs/projects.md#limits).
+    limits: ProjectLimits = Field(default_factory=ProjectLimits)
     #: ``module:factory`` returning the project's :class:`~kneo.tools.ToolRegistry`: used by
     #: ``kneo spec``, ``kneo run`` and the service instead of the example tools
     #: (``--tools`` overrides it).

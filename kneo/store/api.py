@@ -54,6 +54,7 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.coordination.controller_requests import ControllerFacet
+from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
 from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
@@ -462,6 +463,7 @@ class Store(StoreBase):
     sessions: SessionsFacet
     maintenance: MaintenanceFacet
     projects: ProjectsFacet
+    limits: LimitsFacet
 
     def __init__(
         self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
@@ -524,6 +526,7 @@ class Store(StoreBase):
         self.a2a_push = A2aPushFacet(self)
         self.sessions = SessionsFacet(self)
         self.maintenance = MaintenanceFacet(self)
+        self.limits = LimitsFacet(self)
 
     @property
     def backend(self) -> str:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from kneo.settings import RetentionDays, Settings
     from kneo.store.api import Store, Transaction
     from kneo.store.coordination.controller_requests import ControllerWakeups
+    from kneo.store.coordination.limits import DayUsage
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
     from kneo.store.outbox.a2a_push import DuePush, PushConfig
@@ -238,7 +239,9 @@ class RunQueue(RunLeases, Protocol):
     whose worker died is claimed again. A run is queued in a transaction, with the change
     that queues it (:class:`RunTransaction`'s ``enqueue``)."""
 
-    def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None: ...
+    def claim(
+        self, owner: str, lease_seconds: float, *, excluded_projects: Collection[int] = ()
+    ) -> QueueRecord | None: ...
     def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool: ...
     def complete(self, queue_id: int, owner: str) -> bool: ...
     def fail(self, queue_id: int, owner: str, error: Mapping[str, Any]) -> bool: ...
@@ -432,6 +435,17 @@ class A2aPushConfigs(Protocol):
     ) -> bool: ...
 
 
+class ProjectLimitCounts(Protocol):
+    """What a project's ``limits:`` are checked against: its runs executing and queued,
+    counted up to the limit, and its usage per UTC day (``project_usage``)."""
+
+    def count_runs(self, status: str, cap: int, *, executing_only: bool = False) -> int: ...
+    def executing_runs(self, project_ids: Sequence[int]) -> dict[int, int]: ...
+    def day_usage(self, day: str) -> DayUsage: ...
+    def add_usage(self, day: str, *, model_calls: int, tokens: int) -> None: ...
+    def raise_day_limit(self, day: str, counter: str, limit: int) -> DayUsage: ...
+
+
 class ConsoleSessions(Protocol):
     """Console sign-in sessions, keyed by a hash of the cookie (never the cookie itself)."""
 
@@ -559,6 +573,13 @@ class HasA2aPush(Protocol):
     def a2a_push(self) -> A2aPushConfigs: ...
 
 
+class HasLimits(Protocol):
+    """``store.limits``: :class:`ProjectLimitCounts`."""
+
+    @property
+    def limits(self) -> ProjectLimitCounts: ...
+
+
 class HasSessions(Protocol):
     """``store.sessions``: :class:`ConsoleSessions`."""
 
@@ -642,6 +663,7 @@ def _conformance(store: Store) -> list[object]:
     c19: ControllerStore = store
     c20: Transactional[WorkflowTransaction] = store
     c21: HasProjects = store
+    c22: HasLimits = store
     return [
         c0,
         c1,
@@ -665,6 +687,7 @@ def _conformance(store: Store) -> list[object]:
         c19,
         c20,
         c21,
+        c22,
     ]
 
 
@@ -684,7 +707,8 @@ def _facet_conformance(store: Store) -> list[object]:
     c11: ConsoleSessions = store.sessions
     c12: Maintenance = store.maintenance
     c13: Projects = store.projects
-    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13]
+    c14: ProjectLimitCounts = store.limits
+    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14]
 
 
 def _transaction_conformance(tx: Transaction) -> list[object]:
@@ -715,6 +739,7 @@ __all__ = [
     "HasAudit",
     "HasController",
     "HasIdempotency",
+    "HasLimits",
     "HasLocks",
     "HasMaintenance",
     "HasMetadata",
@@ -733,6 +758,7 @@ __all__ = [
     "NamedLocks",
     "NewRun",
     "NotificationOutbox",
+    "ProjectLimitCounts",
     "ProjectMetadata",
     "Projects",
     "RegistryAdmin",

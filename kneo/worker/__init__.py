@@ -1,5 +1,6 @@
 """The durable queue worker (edge layer): ``kneo worker`` claims queued runs with leases and
-executes them.
+executes them, of every project of its database: each record through its project's manager
+(:class:`kneo.platform.directory.ProjectDirectory`), with its sweeps and notifications.
 
 The loop itself is :class:`kneo.platform.worker.Worker`, the one every way of executing
 queued runs uses (this process, the service's in-process worker and

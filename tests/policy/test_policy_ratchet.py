@@ -321,6 +321,17 @@ PROJECT_STRICT_LOOSE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "functions.modules": ({}, {"functions": {"modules": ["os"]}}),
     "functions.declared": ({}, {"functions": {"declared": ["os:system"]}}),
     "skills": ({}, {"skills": {"shell": {"instructions": "run it", "tools": ["shell"]}}}),
+    "limits.max_running_runs": ({"limits": {"max_running_runs": 2}}, {"limits": {}}),
+    "limits.max_queued_runs": (
+        {"limits": {"max_queued_runs": 5}},
+        {"limits": {"max_queued_runs": 50}},
+    ),
+    "limits.max_model_calls_per_day": ({"limits": {"max_model_calls_per_day": 9}}, {}),
+    "limits.max_tokens_per_day": (
+        {"limits": {"max_tokens_per_day": 100}},
+        {"limits": {"max_tokens_per_day": 101}},
+    ),
+    "limits.on_exceeded": ({"limits": {"on_exceeded": "fail"}}, {"limits": {}}),
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runtime_helpers import teams_service  # noqa: F401  (two teams on workers, limits)
 from starlette.testclient import TestClient
 from teams_helpers import KEYS, headers
 

@@ -626,6 +626,7 @@ CHECKED_IN = {
     "CallbackReplays": "test_coordination.py",
     "A2aPushConfigs": "test_a2a_push_configs.py",
     "Projects": "test_project_scope.py",
+    "ProjectLimitCounts": "test_project_limits.py",
 }
 
 

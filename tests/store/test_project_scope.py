@@ -44,6 +44,7 @@ GLOBAL: dict[str, set[str]] = {
     "a2a_push": {"due_pushes", "record_push"},
     # the controller of every project's source: each source says its project
     "controller": {"queued_controller_sources", "all_controller_wakeups"},
+    "limits": {"executing_runs"},  # a worker's view of the projects it limits, by id
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
     },
@@ -85,6 +86,7 @@ SCOPED: dict[str, set[str]] = {
         "retry_notifications",
     },
     "a2a_push": {"put_push_config", "push_configs", "push_config", "delete_push_config"},
+    "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
 }  # fmt: skip
 
 

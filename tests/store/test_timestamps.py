@@ -70,6 +70,7 @@ LATER_COLUMNS = {
     "seen_callbacks": {"expires_at"},  # 0024
     "a2a_push_configs": {"created_at", "updated_at"},  # 0025
     "projects": {"created_at", "updated_at"},  # 0026
+    "project_usage": {"updated_at"},  # 0027
 }
 
 

@@ -11,7 +11,7 @@ row wins the lock. Expiry compares against the store's injected clock.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,9 +40,10 @@ def _positive(name: str, value: float) -> None:
 # The queue's hot statements are built once per store (StoreDialect.memo): SQLAlchemy
 # builds and cache-keys a statement made per call at every call, which cost a worker more
 # than the statements' round trips.
-def _claim_statement(dialect: StoreDialect) -> Any:
+def _claim_statement(dialect: StoreDialect, *, excluding: bool = False) -> Any:
     """One statement: the subquery picks and locks the oldest due record (skipping those
-    other claims hold), the update leases it to ``owner`` until ``expires``."""
+    other claims hold; ``excluding``: and those of the projects ``excluded``), the update
+    leases it to ``owner`` until ``expires``."""
 
     def build() -> Any:
         q = t.queue.c
@@ -51,6 +52,8 @@ def _claim_statement(dialect: StoreDialect) -> Any:
             sa.and_(q.status == "queued", q.available_at <= now),
             sa.and_(q.status == "leased", q.lease_expires_at <= now),
         )
+        if excluding:
+            due = sa.and_(due, q.project_id.not_in(sa.bindparam("excluded", expanding=True)))
         pick = dialect.for_claim(sa.select(q.id).where(due).order_by(q.id).limit(1))
         return (
             sa.update(t.queue)
@@ -65,7 +68,7 @@ def _claim_statement(dialect: StoreDialect) -> Any:
             .returning(*t.queue.c)
         )
 
-    return dialect.memo("claim", build)
+    return dialect.memo("claim_excluding" if excluding else "claim", build)
 
 
 def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
@@ -91,18 +94,25 @@ class QueueFacet(Facet):
     """The run queue and the per-run leases (``store.queue``: :class:`~kneo.store.contracts.RunQueue`)."""
 
     # -- queue ------------------------------------------------------------------------
-    def claim(self, owner: str, lease_seconds: float) -> QueueRecord | None:
+    def claim(
+        self, owner: str, lease_seconds: float, *, excluded_projects: Collection[int] = ()
+    ) -> QueueRecord | None:
         """Lease the oldest claimable record to ``owner``, or ``None`` when nothing is due.
 
         Claimable: ``queued`` and available now, or ``leased`` with an expired lease (its
-        worker died). Each claim increments ``attempts``; a record is never held by two
-        owners at once.
+        worker died), of every project but ``excluded_projects`` (ids: those at their
+        ``max_running_runs``; none excluded, the statement is the one it always was). Each
+        claim increments ``attempts``; a record is never held by two owners at once.
         """
         _positive("lease_seconds", lease_seconds)
         now = self.clock.now()
-        params = {"now": now, "owner": owner, "expires": now + timedelta(seconds=lease_seconds)}
+        params: dict[str, Any] = {"now": now, "owner": owner}
+        params["expires"] = now + timedelta(seconds=lease_seconds)
+        if excluded_projects:
+            params["excluded"] = sorted(excluded_projects)
+        statement = _claim_statement(self.dialect, excluding=bool(excluded_projects))
         with self._write(one_statement=True) as conn:
-            row = conn.execute(_claim_statement(self.dialect), params).mappings().first()
+            row = conn.execute(statement, params).mappings().first()
         return None if row is None else row_records.queue(row)
 
     def _update_lease(self, queue_id: int, owner: str, **values: Any) -> bool:

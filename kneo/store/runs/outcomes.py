@@ -18,6 +18,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
+
 from kneo import jsontext
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
@@ -41,6 +43,27 @@ _NOT_RECORD_FIELDS = frozenset(
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = st.cas_params(t.notification_events)
 _RUN_TERM_COLUMNS = st.columns(t.run_terms)
+
+
+def _lock_project() -> Any:
+    """The transaction's project row, row-locked where the database has row locks."""
+    p = t.projects.c
+    return sa.select(p.id).where(p.id == st.p(st.PROJECT)).with_for_update()
+
+
+def _executing_runs(cap: int) -> Any:
+    """How many of the project's runs execute (running, lease not lapsed), up to ``cap``."""
+    r = t.runs.c
+    now = sa.bindparam("k_now", type_=r.lease_expires_at.type)
+    some = (
+        sa.select(st.n(1))
+        .where(
+            r.project_id == st.p(st.PROJECT), r.status == st.p("k_status"), r.lease_expires_at > now
+        )
+        .limit(st.n(cap))
+        .offset(st.n(0))  # (SQLite renders a bound OFFSET 0 otherwise)
+    )
+    return sa.select(sa.func.count()).select_from(some.subquery())
 
 
 class _Write(NamedTuple):
@@ -123,6 +146,21 @@ class OutcomeWritesMixin(TransactionBase):
             trace_seq=trace_seq,
             checkpoint_seq=checkpoint_seq,
         )
+
+    def run_slot_free(self, limit: int) -> bool:
+        """Whether the project has fewer than ``limit`` runs executing (``running`` under a
+        live lease), as this transaction sees them. The project's row is locked first
+        (PostgreSQL ``FOR UPDATE``; SQLite's write transaction holds the database), so of two
+        transactions starting runs of one project the second counts after the first commits:
+        a worker starts a run of a project at its ``max_running_runs`` only when a slot is
+        free. Only a project with that limit asks."""
+        self._exec("lock_project", _lock_project, {})
+        found = self._first(
+            ("executing_runs", limit),
+            functools.partial(_executing_runs, limit),
+            {"k_now": self._now_bound(), "k_status": "running"},
+        )
+        return found is None or int(found[0]) < limit
 
     def write_step(
         self,
