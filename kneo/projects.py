@@ -15,6 +15,7 @@ from kneo.errors import ErrorCode, NotFound
 from kneo.names import check_name, is_valid_name
 
 __all__ = [
+    "CONSOLE_PREFIX",
     "DEFAULT_PROJECT",
     "DEFAULT_PROJECT_ID",
     "PATH_PROJECT",
@@ -32,6 +33,9 @@ DEFAULT_PROJECT_ID = 1
 PROJECT_HEADER = "X-Kneo-Project"
 #: Where the ASGI scope keeps the project a ``/v1/projects/<name>/...`` path named.
 PATH_PROJECT = "kneo.project"
+#: The console's path form of a project: ``/ui/p/<name>/...`` (kneo.console.paths); the links
+#: notifications send to a project's pages use it too.
+CONSOLE_PREFIX = "/p/"
 
 
 def is_valid_project_name(value: object) -> bool:

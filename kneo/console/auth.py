@@ -39,7 +39,12 @@ from kneo.console.session import (
 )
 from kneo.errors import ErrorCode, Forbidden, NotFound, NotReady
 from kneo.people import acting, entry_for
-from kneo.projects import DEFAULT_PROJECT, is_valid_project_name, project_not_found
+from kneo.projects import (
+    CONSOLE_PREFIX,
+    DEFAULT_PROJECT,
+    is_valid_project_name,
+    project_not_found,
+)
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import Authenticator, Principal, missing_scope, route_scopes
 from kneo.service.dependencies import current_manager
@@ -78,7 +83,7 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
 CONSOLE_PROJECT = "kneo.console.project"
 CONSOLE_ROOT = "kneo.console.root"
 #: What a project's pages start with, under the console's root.
-PROJECT_PREFIX = "/p/"
+PROJECT_PREFIX = CONSOLE_PREFIX
 #: How long the console uses its list of the catalog's active projects (the switcher).
 CATALOG_SECONDS = 5.0
 

@@ -336,7 +336,9 @@ class Controller:
                 if result.error is not None:
                     tracing.fail(span, result.error["code"], result.error["message"])
             if not dry_run:
-                metrics.record_reconcile("ok" if result.ok else "error", result.duration_seconds)
+                metrics.record_reconcile(
+                    "ok" if result.ok else "error", result.duration_seconds, project=self.project
+                )
                 self._record(
                     result,
                     run.previous,

@@ -342,7 +342,7 @@ def record_promotion_decision(
             },
         )
     if outcome is not None:
-        metrics.record_promotion(env, outcome)
+        metrics.record_promotion(env, outcome, project=store.project)
     return PromotionDecisionResult(
         continuation_id, name, env, digest, decision, tally, required, outcome
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from kneo.clock import jitter, utc_iso
 from kneo.errors import AccessDenied
@@ -21,6 +22,7 @@ from kneo.platform.webhooks import (
     resource_path,
     wire_request,
 )
+from kneo.projects import CONSOLE_PREFIX, DEFAULT_PROJECT
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
@@ -32,9 +34,11 @@ SIGNATURE_HEADER = LEGACY_SIGNATURE_HEADER
 CLOUDEVENTS_SOURCE = "/kneo"
 
 
-def console_link(event: NotificationEvent, base_url: str) -> str | None:
-    """The console page of the event's task, promotion, run or bundle (``None`` without a
-    base URL, ``KNEO_SERV_PUBLIC_URL``)."""
+def console_link(
+    event: NotificationEvent, base_url: str, project: str = DEFAULT_PROJECT
+) -> str | None:
+    """The console page of the event's task, promotion, run or bundle, in the event's
+    ``project`` (``None`` without a base URL, ``KNEO_SERV_PUBLIC_URL``)."""
     if not base_url:
         return None
     path = resource_path(
@@ -44,6 +48,8 @@ def console_link(event: NotificationEvent, base_url: str) -> str | None:
         environment=event.environment,
         bundle=event.payload.get("bundle"),
     )
+    if project != DEFAULT_PROJECT:  # the console's path form of a project
+        return f"{base_url}/ui{CONSOLE_PREFIX}{quote(project, safe='')}/{path}"
     return f"{base_url}/ui/{path}"
 
 
@@ -84,7 +90,9 @@ def summary(event: NotificationEvent) -> str:
     return redact_text(text)
 
 
-def message(event: NotificationEvent, base_url: str = "") -> dict[str, Any]:
+def message(
+    event: NotificationEvent, base_url: str = "", project: str = DEFAULT_PROJECT
+) -> dict[str, Any]:
     """The webhook body: the event (``id`` stable across retries, for deduplication), a
     summary, the console link and the event's (redacted) data."""
     return redact_mapping(
@@ -99,7 +107,7 @@ def message(event: NotificationEvent, base_url: str = "") -> dict[str, Any]:
             "run_id": event.run_id,
             "continuation_id": event.continuation_id,
             "summary": summary(event),
-            "link": console_link(event, base_url),
+            "link": console_link(event, base_url, project),
             "data": event.payload,
         }
     )

@@ -79,10 +79,12 @@ if TYPE_CHECKING:
 
     class DispatcherStore(ExpiringTasks, HasRuns, MetadataStore, Protocol):
         """The dispatcher's: the outbox, the expiring sweep, the requests' bodies (their
-        recipients), the Slack messages posted (metadata), the store's clock."""
+        recipients), the Slack messages posted (metadata), the store's clock and project."""
 
         @property
         def clock(self) -> Clock: ...
+        @property
+        def project(self) -> str: ...
 
 
 log = get_logger("kneo_serv.notifications")
@@ -403,10 +405,16 @@ class Dispatcher:
                 record.attempts,
                 error,
             )
-            metrics.record_notification(record.receiver, "failed" if retry_at else "dead")
+            outcome = "failed" if retry_at else "dead"
+            metrics.record_notification(record.receiver, outcome, project=self._project_of(record))
             return DeliveryOutcome(record.id, False, error, retry_at)
-        metrics.record_notification(record.receiver, "sent")
+        metrics.record_notification(record.receiver, "sent", project=self._project_of(record))
         return DeliveryOutcome(record.id, True)
+
+    def _project_of(self, record: NotificationRecord) -> str:
+        """The name of the project whose event ``record`` delivers (its metrics' label)."""
+        audience = self.audience(record.event.project_id)
+        return audience.store.project if audience is not None else str(record.event.project_id)
 
     def _send(self, name: str, event: NotificationEvent) -> None:
         """One attempt at one receiver: the message with its recipients' decision links
@@ -422,7 +430,8 @@ class Dispatcher:
         if event.event_type in DECIDABLE:
             wanted = event.payload.get("request_id")  # a promotion's task has one request
             entry = request_entry(store, event.continuation_id, wanted)
-        body = with_decision_link(message(event, self.base_url), event, self.links, entry, people)
+        body = message(event, self.base_url, store.project)
+        body = with_decision_link(body, event, self.links, entry, people)
         client = self._http(audience) if receiver.type != "email" else None
         if receiver.type == "slack_app":
             now = self.store.clock.now().timestamp()

@@ -50,6 +50,9 @@ M = TypeVar("M", bound=Manager)
 
 #: How long a project's manager is used before its definition is read again.
 RECHECK_SECONDS = 5.0
+#: Project managers a process keeps built at most; past it, the one built longest ago goes
+#: (and is built again on its project's next request).
+MAX_MANAGERS = 256
 
 
 @dataclass
@@ -93,7 +96,10 @@ class ProjectManagers(Generic[M]):
                 if built is not None:
                     built.manager.close()
                 built = _Built(self._build(name, record.definition), record.updated_at, now)
+                self._built.pop(name, None)
                 self._built[name] = built
+                if len(self._built) > MAX_MANAGERS:  # the oldest built goes
+                    self._built.pop(next(iter(self._built))).manager.close()
             built.checked = now
             return built.manager
 

@@ -268,7 +268,9 @@ class Runs:
                 "run.cancelled", actor=actor, run_id=run_id, payload={"previous_status": run.status}
             )
             updated = tx.current(updated)
-        metrics.record_run(updated.status, updated.started_at, updated.finished_at)
+        metrics.record_run(
+            updated.status, updated.started_at, updated.finished_at, project=self.store.project
+        )
         result = self.driver.result(updated)
         self.driver.signal_cancel(run_id, "cancelled")
         return result

@@ -250,7 +250,7 @@ class Sweeps:
                 )
         except (Conflict, IllegalTransition, NotFound):
             return 0  # resumed, cancelled or swept elsewhere first
-        metrics.record_run(RunStatus.EXPIRED.value, run.started_at, now)
+        metrics.record_run(RunStatus.EXPIRED.value, run.started_at, now, project=self.store.project)
         return 1
 
     def _escalate(
@@ -418,7 +418,7 @@ class Sweeps:
                 )
         except (Conflict, NotFound):
             return 0
-        metrics.record_run(status, run.started_at, now)
+        metrics.record_run(status, run.started_at, now, project=self.store.project)
         self.driver.signal_cancel(run_id, "timed out")
         return 1
 

@@ -70,7 +70,11 @@ if TYPE_CHECKING:
     from kneo.store.contracts import HasRuns, Transactional, WorkflowTransaction
 
     class RunFailures(HasRuns, Transactional[WorkflowTransaction], Protocol):
-        """What failing a run reads and writes: the run, then its outcome in one unit."""
+        """What failing a run reads and writes: the run, then its outcome in one unit (and
+        the project it is counted under)."""
+
+        @property
+        def project(self) -> str: ...
 
 
 log = get_logger("kneo_serv.worker")
@@ -453,5 +457,7 @@ def fail_run(
                 "workflow": run.workflow_name,
             },
         )
-    metrics.record_run(updated.status, updated.started_at, updated.finished_at)
+    metrics.record_run(
+        updated.status, updated.started_at, updated.finished_at, project=store.project
+    )
     return updated

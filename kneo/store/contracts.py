@@ -626,11 +626,14 @@ class RegistryAdmin(
 ):
     """The registry operations people run (suspend, pin, block, rollback, decide a task):
     registry and task reads, then a transaction of registry writes and audit. A rollback is
-    judged at the store's ``clock`` against the trust the controller published (metadata).
+    judged at the store's ``clock`` against the trust the controller published (metadata),
+    in the store's ``project``.
     """
 
     @property
     def clock(self) -> Clock: ...
+    @property
+    def project(self) -> str: ...
 
 
 class ControllerStore(RegistryAdmin, HasLocks, HasController, Protocol):

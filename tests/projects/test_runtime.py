@@ -116,6 +116,7 @@ def test_an_event_goes_to_its_own_projects_receivers_only(
         },
         KNEO_SERV_NOTIFICATIONS_RECEIVERS=f'[{{"name": "hook", "url": "{host.url}"}}]',
         KNEO_SERV_NOTIFICATIONS_POLL_SECONDS="0.05",
+        KNEO_SERV_PUBLIC_URL="https://kneo.example",
     )
     manager = service.manager
     dispatcher = start_dispatcher(manager, manager.settings, directory=ProjectDirectory(manager))
@@ -124,12 +125,15 @@ def test_an_event_goes_to_its_own_projects_receivers_only(
         run = paused_run(service.client, "a-op")
         [body] = _wait(team_a.bodies)
         assert body["type"] == "human.requested" and body["run_id"] == run["run_id"]
+        task = f"/tasks/{run['continuation_id']}"
+        assert body["link"] == "https://kneo.example/ui/p/team-a" + task  # its project's page
         other = paused_run(service.client, "b-op")
         [body_b] = _wait(team_b.bodies)
         assert body_b["run_id"] == other["run_id"]
         own = paused_run(service.client, "dflt")
         [body_host] = _wait(host.bodies)
         assert body_host["run_id"] == own["run_id"]
+        assert body_host["link"].startswith("https://kneo.example/ui/tasks/")  # as before
         # a project made while the dispatcher runs: its first event is not lost
         hook_c = {"notifications": {"receivers": [{"name": "hook", "url": team_c.url}]}}
         made = service.client.post(
