@@ -185,7 +185,9 @@ def test_local_repository_commit_reconciles_within_a_second(
         ):
             time.sleep(0.02)
         assert store.registry.get_active("helper", "dev") is not None
-        assert time.monotonic() - committed < 1.5
+        # woken, not polled (the interval is an hour): about a second, 1.55 s seen with the
+        # whole suite on two loaded cores, so the bound leaves room for a busy CI machine
+        assert time.monotonic() - committed < 3.0
         # idle again (once the commit's own file events have settled): the passes' reads
         # of the repository wake nothing
         settled = len(results)
