@@ -105,33 +105,34 @@ def request_fields(
     """The ``budget`` request a pause at ``limit`` puts to a person."""
     noun = _NOUNS[counter]
     raise_to = limit + budgets.limits[counter]
+    return _raise_request(
+        wait_key(counter, limit),
+        f"The run has used {spent} of the {limit} {noun} its budget in {environment!r} "
+        f"allows. Continue with a raised limit (approve: {raise_to}), or stop the run?",
+        spent,
+        f"the new limit on {noun} for this run",
+        {"budget": counter, "used": spent, "limit": limit, "raise_to": raise_to,
+         "environment": environment},
+    )  # fmt: skip
+
+
+def _raise_request(
+    key: str, prompt: str, spent: int, what: str, context: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``budget`` request: approve (the raise the context names), provide a new limit
+    above what was ``spent`` (``what`` it limits), or reject (stop the run)."""
     return {
         "kind": "budget",
-        "wait_key": wait_key(counter, limit),
-        "prompt": (
-            f"The run has used {spent} of the {limit} {noun} its budget in {environment!r} "
-            f"allows. Continue with a raised limit (approve: {raise_to}), or stop the run?"
-        ),
+        "wait_key": key,
+        "prompt": prompt,
         "decisions": ("approved", "provided", "rejected"),
         "input_schema": {
             "type": "object",
-            "properties": {
-                "limit": {
-                    "type": "integer",
-                    "minimum": spent + 1,
-                    "description": f"the new limit on {noun} for this run",
-                }
-            },
+            "properties": {"limit": {"type": "integer", "minimum": spent + 1, "description": what}},
             "required": ["limit"],
             "additionalProperties": False,
         },
-        "context": {
-            "budget": counter,
-            "used": spent,
-            "limit": limit,
-            "raise_to": raise_to,
-            "environment": environment,
-        },
+        "context": context,
     }
 
 
@@ -184,37 +185,16 @@ def daily_request_fields(
     person: approving raises the project's limit for the day."""
     noun = _NOUNS[counter]
     raise_to = limit + spend.base[counter]
-    return {
-        "kind": "budget",
-        "wait_key": daily_wait_key(counter, spend.day, limit),
-        "prompt": (
-            f"Project {project!r} has used {spent} of the {limit} {noun} its daily budget "
-            f"allows on {spend.day} (UTC). Raise today's limit for the project (approve: "
-            f"{raise_to}), or stop this run?"
-        ),
-        "decisions": ("approved", "provided", "rejected"),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "limit": {
-                    "type": "integer",
-                    "minimum": spent + 1,
-                    "description": f"the project's new limit on {noun} for {spend.day}",
-                }
-            },
-            "required": ["limit"],
-            "additionalProperties": False,
-        },
-        "context": {
-            "budget": counter,
-            "scope": "project",
-            "project": project,
-            "day": spend.day,
-            "used": spent,
-            "limit": limit,
-            "raise_to": raise_to,
-        },
-    }
+    return _raise_request(
+        daily_wait_key(counter, spend.day, limit),
+        f"Project {project!r} has used {spent} of the {limit} {noun} its daily budget "
+        f"allows on {spend.day} (UTC). Raise today's limit for the project (approve: "
+        f"{raise_to}), or stop this run?",
+        spent,
+        f"the project's new limit on {noun} for {spend.day}",
+        {"budget": counter, "scope": "project", "project": project, "day": spend.day,
+         "used": spent, "limit": limit, "raise_to": raise_to},
+    )  # fmt: skip
 
 
 def daily_exceeded(counter: str, spent: int, limit: int, project: str, day: str) -> BudgetExceeded:
