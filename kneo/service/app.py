@@ -84,7 +84,11 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflict (idempotency key, lock, already resolved)"),
         (413, "Payload too large"),
         (422, "Validation error"),
-        (429, "Too many failed sign-in attempts from this client (Retry-After)"),
+        (
+            429,
+            "Too many failed sign-in attempts from this client, or the project is at one of "
+            "its limits (project_limit_reached); Retry-After says when to try again",
+        ),
         (503, "Not ready"),
     )
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from kneo.service.auth import SIGNED_IN, route_scopes
+from kneo.service.auth import ROLE_SCOPES, SIGNED_IN, route_scopes
 from tests.service.svc_helpers import auth_env, headers
 from tests.service.test_role_matrix import FAILING_SPEC, _requests
 
@@ -26,9 +26,14 @@ PLATFORM_WIDE = {"/metrics", "/v1/projects", "/v1/projects/{project}"}
 OBJECT = re.compile(r"\{(run_id|continuation_id|event_id|session_id|request_id)\}")
 
 
+ROLES = sorted(ROLE_SCOPES)
+
+
 def _client(make_client: Any) -> TestClient:
     env = auth_env()
     env["KNEO_SERV_API_KEYS"] += ";intruder:intruder-key-9:admin@team-b"
+    for role in ROLES:  # one key of each role, in team-b only
+        env["KNEO_SERV_API_KEYS"] += f";b-{role}:b-{role}-key:{role}@team-b"
     client: TestClient = make_client(env)
     made = client.post("/v1/projects", headers=headers("admin"), json={"name": "team-b"})
     assert made.status_code == 201, made.text
@@ -91,3 +96,28 @@ def test_naming_another_project_is_not_found_on_every_route(make_client: Any) ->
             failures.append(f"{method} {path} -> {answer.status_code} {answer.text[:120]}")
     assert not failures, "\n".join(failures)
     assert checked > 50
+
+
+def test_every_role_of_another_project_gets_403_or_404_as_documented(make_client: Any) -> None:
+    """Each role of ``team-b``, on every route with the default project's objects: ``403``
+    naming the scope where its role lacks it (checked first, as in its own project), else
+    ``404`` for an object of another project; and ``404 project_not_found`` for naming it."""
+    client = _client(make_client)
+    builders = _requests(client)
+    failures = []
+    for method, path, scope in route_scopes(client.app):
+        if not scope or scope == SIGNED_IN or path in PLATFORM_WIDE or not path.startswith("/v1/"):
+            continue
+        for role in ROLES:
+            key = {"Authorization": f"Bearer b-{role}-key"}
+            m, url, body = builders[(method, path)]()
+            answer = client.request(m, url, json=body, headers=key)
+            if scope not in ROLE_SCOPES[role]:
+                if answer.status_code != 403 or answer.json().get("required_scope") != scope:
+                    failures.append(f"{role} {method} {path} -> {answer.status_code}, not 403")
+            elif OBJECT.search(path) and answer.status_code != 404:
+                failures.append(f"{role} {method} {path} -> {answer.status_code}, not 404")
+            named = client.request(m, url, json=body, headers={**key, "X-Kneo-Project": "default"})
+            if named.status_code != 404 or named.json().get("error") != "project_not_found":
+                failures.append(f"{role} {method} {path} naming default -> {named.status_code}")
+    assert not failures, "\n".join(failures)

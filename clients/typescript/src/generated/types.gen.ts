@@ -1888,7 +1888,7 @@ export type AuditEventsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -1960,7 +1960,7 @@ export type AuditEventsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2034,7 +2034,7 @@ export type ControllerPlanErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2102,7 +2102,7 @@ export type ControllerReconcileErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2168,7 +2168,7 @@ export type ControllerRequestsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2235,7 +2235,7 @@ export type ControllerStatusErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2318,7 +2318,7 @@ export type ControllerWebhookErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2462,7 +2462,7 @@ export type HumanTasksListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2537,7 +2537,7 @@ export type HumanTasksGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2609,7 +2609,7 @@ export type HumanTasksDecideErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2685,7 +2685,7 @@ export type HumanTasksResumeErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2775,7 +2775,7 @@ export type NotificationsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2842,7 +2842,7 @@ export type NotificationsRetryErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2909,7 +2909,7 @@ export type EnvironmentPoliciesListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -2981,7 +2981,7 @@ export type EnvironmentPoliciesGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3053,7 +3053,7 @@ export type EnvironmentPoliciesReplaceErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3125,7 +3125,7 @@ export type EnvironmentPoliciesPreviewErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3182,7 +3182,7 @@ export type ProjectsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3243,7 +3243,7 @@ export type ProjectsCreateErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3311,7 +3311,7 @@ export type ProjectsArchiveErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3379,7 +3379,7 @@ export type ProjectsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3447,7 +3447,7 @@ export type ProjectsReplaceErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3514,7 +3514,7 @@ export type RegistryBlockedDigestsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3581,7 +3581,7 @@ export type RegistryBlockedDigestsBlockErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3653,7 +3653,7 @@ export type RegistryBlockedDigestsUnblockErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3747,7 +3747,7 @@ export type RegistryBundlesListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3828,7 +3828,7 @@ export type RegistryBundlesGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3913,7 +3913,7 @@ export type RegistryBundlesDiffErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -3989,7 +3989,7 @@ export type RegistryBundlesGraphErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4065,7 +4065,7 @@ export type RegistryBundlesUnpinErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4144,7 +4144,7 @@ export type RegistryBundlesPinErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4220,7 +4220,7 @@ export type RegistryBundlesResumeErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4296,7 +4296,7 @@ export type RegistryBundlesRollbackErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4369,7 +4369,7 @@ export type RegistryBundlesSuspendErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4519,7 +4519,7 @@ export type RunsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4582,7 +4582,7 @@ export type RunsCreateErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4661,7 +4661,7 @@ export type RunsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4729,7 +4729,7 @@ export type RunsCancelErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4828,7 +4828,7 @@ export type RunsCheckpointsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4909,7 +4909,7 @@ export type RunsCheckpointsDiffErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -4988,7 +4988,7 @@ export type RunsContinueErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5069,7 +5069,7 @@ export type RunsEventsStreamErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5135,7 +5135,7 @@ export type RunsGraphErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5203,7 +5203,7 @@ export type RunsPolicyReportErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5275,7 +5275,7 @@ export type RunsRecoveryErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5347,7 +5347,7 @@ export type RunsReplayErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5446,7 +5446,7 @@ export type RunsTraceErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5532,7 +5532,7 @@ export type SecurityCredentialsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5617,7 +5617,7 @@ export type SessionsGetErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5703,7 +5703,7 @@ export type SkillsListErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5766,7 +5766,7 @@ export type SpecsCompileErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5833,7 +5833,7 @@ export type SpecsExplainErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5900,7 +5900,7 @@ export type SpecsGraphErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -5963,7 +5963,7 @@ export type SpecsPolicyReportErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -6030,7 +6030,7 @@ export type SpecsRunErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
@@ -6097,7 +6097,7 @@ export type SpecsValidateErrors = {
      */
     422: Error;
     /**
-     * Too many failed sign-in attempts from this client (Retry-After)
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
      */
     429: Error;
     /**
