@@ -19,7 +19,7 @@ re-lists the same keywords.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,9 +300,12 @@ def create_run(
     actor: str | None = None,
     decisions: Mapping[str, Any] | None = None,
     session_id: str | None = None,
+    slot: Callable[[WorkflowTransaction], None] | None = None,
 ) -> RunRecord:
     """The run record of ``prepared`` with ``input_text`` (in ``session_id``): queued, or
-    (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it)."""
+    (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it).
+    ``slot``: what a started run takes first in the same transaction (the project's
+    ``max_running_runs``, counted under its row lock, so two starts never take one slot)."""
     if not isinstance(input_text, str):
         raise InvalidRequest("input must be text", field="input")
     limit = max_input_chars
@@ -342,6 +345,8 @@ def create_run(
     if start:
         events.append({"event_type": "run_started", "payload": {"owner": lease[0]}})
     with store.transaction() as tx:
+        if start and slot is not None:
+            slot(tx)
         run = tx.create_run(
             target=target,
             input_text=input_text,

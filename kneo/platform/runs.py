@@ -414,6 +414,7 @@ class Runs:
             actor=request.actor,
             decisions=decisions,
             session_id=request.session_id,
+            slot=self.admission.take_slot,
         )
 
 

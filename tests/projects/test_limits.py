@@ -17,6 +17,7 @@ from runtime_helpers import DRAFT, Service, ServiceFactory
 
 from kneo.errors import ProjectLimitReached
 from kneo.platform import create_platform
+from kneo.platform.limits import ProjectLimitsGate
 from kneo.platform.worker import Worker
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
@@ -85,6 +86,22 @@ def test_a_project_at_max_running_runs_refuses_a_start_that_would_execute(
     assert service.start("a-op", DRAFT, queued=True).status_code == 202  # it may wait
     _ends(service, "team-a", elsewhere)
     assert service.start("a-op", DRAFT).json()["status"] == "succeeded"
+
+
+def test_a_start_that_passed_admission_in_a_race_counts_again_in_its_own_transaction(
+    teams_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two synchronous starts may both pass admission's count; the transaction that
+    creates a started run counts again under the project's row lock, so the second of them
+    is refused there and nothing is created."""
+    service = teams_service({"team-a": {"limits": {"max_running_runs": 1}}})
+    _executing(service, "team-a")  # the first start's run, still executing
+    monkeypatch.setattr(ProjectLimitsGate, "admit", lambda self, *, queued: None)  # raced
+    store = service.manager.for_project("team-a").store
+    before = len(store.runs.list_runs(limit=50).items)
+    _refused(service.start("a-op", DRAFT), "max_running_runs")
+    assert len(store.runs.list_runs(limit=50).items) == before  # nothing was created
+    assert service.start("b-op", DRAFT).json()["status"] == "succeeded"
 
 
 def test_a_worker_starts_no_more_runs_of_a_saturated_project_than_its_limit(
