@@ -23,7 +23,9 @@ langgraph-checkpoint-sqlite dbos``), never as Kneo's dependencies.
 * ``fresh``: a new interpreter's import, set-up and first resume, timed inside it from its
   first line (and its wall time from outside);
 * ``bytes``: table, index and TOAST bytes (PostgreSQL) or the file (SQLite, after a WAL
-  checkpoint) grown by ``--paused`` more paused runs, per run.
+  checkpoint) grown by ``--paused`` more paused runs, per run;
+* ``live`` (PostgreSQL, ``--only ... live``): the same after ``VACUUM FULL`` before and after,
+  so the row versions an update left dead (which a vacuum makes reusable) are not counted.
 
 Not part of the test run.
 """
@@ -170,20 +172,27 @@ def report(sides: dict[str, Side], args: argparse.Namespace) -> None:
             for name in sides:
                 if name == "base" or SIDES[name]["fresh"]:
                     fresh[name].append(sides[name].fresh())
-    sizes = {}
+    sizes, live = {}, {}
     if "bytes" in args.only:
         sizes = {name: float(side.ask(f"bytes {args.paused}")) for name, side in sides.items()}
+    if "live" in args.only and not args.sqlite:
+        live = {name: float(side.ask(f"live {args.paused}")) for name, side in sides.items()}
     print(f"{where}, {args.rounds} rounds x {args.inner}, load {os.getloadavg()[0]:.1f}")
-    print(f"{'':10}" + "".join(f"{h:>12}" for h in (*KINDS, "fresh", "fresh wall", "B/paused")))
+    heads = (*KINDS, "fresh", "fresh wall", "B/paused", "B/live")
+    print(f"{'':10}" + "".join(f"{h:>12}" for h in heads))
     rows: dict[str, list[float]] = {}
     for name in sides:
         row = [_median_ms(samples[name][k]) if samples[name][k] else float("nan") for k in KINDS]
         for i in (0, 1):
             got = [s[i] for s in fresh[name]]
             row.append(_median_ms(got) if got else float("nan"))
-        row.append(sizes.get(name, float("nan")))
+        row += [sizes.get(name, float("nan")), live.get(name, float("nan"))]
         rows[name] = row
-        print(f"{name:10}" + "".join(f"{v:12.2f}" for v in row[:-1]) + f"{row[-1]:12.0f}")
+        print(
+            f"{name:10}"
+            + "".join(f"{v:12.2f}" for v in row[:-2])
+            + f"{row[-2]:12.0f}{row[-1]:12.0f}"
+        )
     for peer in (n for n in rows if n != "kneo"):
         if "kneo" in rows:
             ratios = [

@@ -12,7 +12,9 @@ COMMON = r'''
 import json, os, sqlite3, sys, time
 URL, ROOT = sys.argv[1], sys.argv[2]
 
-def db_bytes():
+def db_bytes(live=False):
+    """The database's bytes; ``live``: after ``VACUUM FULL`` (PostgreSQL), so dead row
+    versions that a vacuum would make reusable are not counted."""
     if URL.startswith("sqlite"):
         path = URL.split("///", 1)[1]
         conn = sqlite3.connect(path)
@@ -21,6 +23,8 @@ def db_bytes():
         return os.path.getsize(path)
     import psycopg
     with psycopg.connect(URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        if live:
+            c.execute("VACUUM FULL")
         return int(c.execute(
             "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -54,11 +58,11 @@ def serve(run10, pause, resume, paused_ids):
                 s = time.perf_counter(); resume(h); out.append(time.perf_counter() - s)
         elif what == "paused":
             out = paused_ids(pause())
-        elif what == "bytes":
-            before = db_bytes()
+        elif what in ("bytes", "live"):
+            before = db_bytes(what == "live")
             for _ in range(int(n)):
                 pause()
-            out = (db_bytes() - before) / int(n)
+            out = (db_bytes(what == "live") - before) / int(n)
         print(json.dumps(out), flush=True)
     os._exit(0)  # DBOS's threads do not end by themselves
 '''

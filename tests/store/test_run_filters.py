@@ -130,6 +130,20 @@ def test_finish_run_indexes_the_outcome(store: Store) -> None:
     assert _ids(store, has_error=True) == [run_id]
 
 
+def test_finish_run_replaces_the_words_of_an_outcome_written_before(store: Store) -> None:
+    """A run's first outcome adds its words (on PostgreSQL in the outcome's one statement);
+    an outcome written over an earlier one drops the earlier one's words."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.update_run(run_id, output_text="Quota exhausted")
+    run = store.runs.get_run(run_id)
+    with store.transaction() as tx:
+        tx.finish_run(run, expected_version=run.version, status="succeeded",
+                      output_text="Ledger balanced")  # fmt: skip
+    assert _ids(store, q="quota") == []
+    assert _ids(store, q="ledger") == [run_id]
+
+
 def test_the_inbox_by_deadline_undated_last(store: Store, clock: ManualClock) -> None:
     now = clock.now()
     made = {}

@@ -78,6 +78,7 @@ class _Write(NamedTuple):
     events: Sequence[StepEvent]
     audits: list[dict[str, Any]]
     outbox: list[dict[str, Any]]
+    terms: Sequence[tuple[Any, ...]]
 
 
 class OutcomeWritesMixin(TransactionBase):
@@ -119,13 +120,10 @@ class OutcomeWritesMixin(TransactionBase):
             )
             for e in events
         ]
-        terms = (
-            self._outcome_terms(run.run_id, run.created_at, changes)
-            if "output_text" in changes or "error" in changes
-            else None
-        )
-        if not terms and run.output_text is None and run.error is None:
-            terms = None  # no words before, none now: nothing to write (one statement)
+        terms, stored = None, False
+        if "output_text" in changes or "error" in changes:
+            terms = self._outcome_terms(run.run_id, run.created_at, changes)
+            stored = bool(outcome_terms(run.output_text, run.error))  # to be replaced
         version, checkpoint_seq, trace_seq = self._advance(
             run.run_id,
             expected_version,
@@ -135,7 +133,8 @@ class OutcomeWritesMixin(TransactionBase):
             checkpoints,
             rows_,
             audits,
-            terms,
+            terms or (),
+            replace_terms=stored,
         )
         fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
         return dataclasses.replace(
@@ -194,12 +193,14 @@ class OutcomeWritesMixin(TransactionBase):
         checkpoints: Sequence[StepCheckpoint],
         events: Sequence[StepEvent],
         audits: Sequence[Mapping[str, Any]],
-        terms: list[tuple[Any, ...]] | None = None,
+        terms: Sequence[tuple[Any, ...]] = (),
+        *,
+        replace_terms: bool = False,
     ) -> tuple[int, int, int]:
         """:meth:`finish_run`'s and :meth:`write_step`'s write, committed: the run's
         compare-and-set and the rows it numbers; the run's new version and counters.
-        ``terms``: the run's search rows, replacing its old ones (an outcome with an output
-        or an error: statement by statement then)."""
+        ``terms``: search rows the run's outcome adds; ``replace_terms``: they replace the
+        run's old ones (an outcome written again: statement by statement then)."""
         keys = self._run_changes(run_id, changes)
         added = (len(checkpoints), len(events))
         if "checkpoint_seq" in changes:  # counted in memory by this transaction: absolute
@@ -212,20 +213,20 @@ class OutcomeWritesMixin(TransactionBase):
             params["k_owner"] = release_lease
         audit_rows, outbox = self._outcome_audits(audits) if audits else ([], [])
         update = (keys, release_lease is not None, added != (0, 0))
-        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox)
+        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox, terms)
         found = None
         alone = (
-            terms is None
+            not replace_terms
             and self._ex.untouched
             and not (self._seq_dirty | self._leases.keys()) - {run_id}
-            and max(len(checkpoints), len(events), len(audits)) <= st.MAX_NUMBERED_ROWS
+            and max(len(checkpoints), len(events), len(audits), len(terms)) <= st.MAX_NUMBERED_ROWS
         )
         if alone:
             found = self._finish_alone(write)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
+            if replace_terms:
+                self._delete_run_terms(run_id)
             found = self._finish_stepwise(write)
-        if terms is not None:
-            self._replace_run_terms(run_id, terms)
         row = found[0]
         version, checkpoint_seq, trace_seq = int(row[0]), int(row[1]), int(row[2])
         self._run_updated(run_id, checkpoint_seq, trace_seq)
@@ -241,11 +242,13 @@ class OutcomeWritesMixin(TransactionBase):
         return [(scoped_term(self._pid, word), at, run_id) for word in words]
 
     def _replace_run_terms(self, run_id: str, terms: list[tuple[Any, ...]]) -> None:
-        """The run's search rows become ``terms`` (the old ones deleted by ``(run_id,
-        term)``)."""
+        """The run's search rows become ``terms``."""
+        self._delete_run_terms(run_id)
+        self._d.insert_rows(self._ex.add, t.run_terms, _RUN_TERM_COLUMNS, terms)
+
+    def _delete_run_terms(self, run_id: str) -> None:
         delete = functools.partial(st.delete, t.run_terms, "run_id")
         self._exec("delete_run_terms", delete, {"k_id": run_id})
-        self._d.insert_rows(self._ex.add, t.run_terms, _RUN_TERM_COLUMNS, terms)
 
     def _outcome_params(
         self,
@@ -291,7 +294,7 @@ class OutcomeWritesMixin(TransactionBase):
         """The outcome as its statements one by one: the compare-and-set, then the rows
         numbered from the counters it returned; its ``(version, checkpoint_seq,
         trace_seq)`` row (``stale_state``/``not_found`` when the update found no row)."""
-        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox = w
+        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox, terms = w
 
         def build() -> Any:
             return st.run_update(keys, moves=moves, release=release)
@@ -316,6 +319,8 @@ class OutcomeWritesMixin(TransactionBase):
             self._insert("audit", functools.partial(st.insert, t.audit_events, tuple(row)), row)
         for values in outbox:
             self._insert_outbox(values)
+        if terms:
+            self._d.insert_rows(self._ex.add, t.run_terms, _RUN_TERM_COLUMNS, terms)
         return found
 
     def _finish_alone(self, w: _Write) -> list[Any] | None:
@@ -324,7 +329,7 @@ class OutcomeWritesMixin(TransactionBase):
         trace_seq)`` row, or ``None`` when it wrote nothing (stale, or a patch's predecessor is
         no longer the run's last checkpoint) and the caller is to take the stepwise path, which
         tells those apart."""
-        _, (keys, release, moves), params, checkpoints, events, audits, outbox = w
+        _, (keys, release, moves), params, checkpoints, events, audits, outbox, terms = w
         # The run's last checkpoint must be the one the patches' chain starts from;
         # keyframes go anywhere.
         starts = chain_starts(checkpoints)
@@ -333,7 +338,7 @@ class OutcomeWritesMixin(TransactionBase):
         last = starts.pop() if starts else None
         if last is not None:
             params["k_last"] = last
-        shape = (len(checkpoints), len(events), len(audits), len(outbox))
+        shape = (len(checkpoints), len(events), len(audits), len(outbox), len(terms))
 
         def build() -> Any:
             cas = st.run_update(
@@ -357,6 +362,8 @@ class OutcomeWritesMixin(TransactionBase):
         for row in outbox:
             bound = self._d.bind(t.notification_events, row)
             args += (bound[name] for name in _OUTBOX_COLUMNS)
+        for term, created_at, _ in terms:
+            args += (term, created_at)
         return self._ex.alone(text.sql, args)
 
     def _insert_step_checkpoints(

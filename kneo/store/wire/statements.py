@@ -202,7 +202,7 @@ def replace_continuation(keys: Sequence[str], kept: Sequence[str]) -> Any:
 
 # -- PostgreSQL's one-statement write -----------------------------------------------------
 #: The tables a one-statement write adds rows to, in the order its parameters come.
-CAS_TABLES = (t.checkpoints, t.trace_events, t.audit_events, t.notification_events)
+CAS_TABLES = (t.checkpoints, t.trace_events, t.audit_events, t.notification_events, t.run_terms)
 #: What a row added by a one-statement write takes from the updated run (``cas``), by
 #: column; the rest of its columns are parameters.
 _FROM_CAS: dict[str, tuple[str, ...]] = {
@@ -210,6 +210,7 @@ _FROM_CAS: dict[str, tuple[str, ...]] = {
     "trace_events": ("run_id", "sequence", "created_at"),
     "audit_events": ("created_at", "project_id"),
     "notification_events": ("routed", "created_at", "project_id"),
+    "run_terms": ("run_id",),  # its created_at is the run's: a parameter
 }
 _COUNTER = {"checkpoints": "checkpoint_seq", "trace_events": "trace_seq"}
 
