@@ -287,6 +287,17 @@ def prepare_key(
     return (source, target, environment, tuple(stamps), extra)
 
 
+def _check_input(input_text: object, limit: int) -> None:
+    """A run's input: text of at most ``limit`` characters."""
+    if not isinstance(input_text, str):
+        raise InvalidRequest("input must be text", field="input")
+    if len(input_text) > limit:
+        raise PayloadTooLarge(
+            f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
+            field="input",
+        )
+
+
 def create_run(
     store: Transactional[WorkflowTransaction],
     prepared: PreparedSpec,
@@ -306,14 +317,7 @@ def create_run(
     (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it).
     ``slot``: what a started run takes first in the same transaction (the project's
     ``max_running_runs``, counted under its row lock, so two starts never take one slot)."""
-    if not isinstance(input_text, str):
-        raise InvalidRequest("input must be text", field="input")
-    limit = max_input_chars
-    if len(input_text) > limit:
-        raise PayloadTooLarge(
-            f"input is longer than {limit} characters (KNEO_SERV_MAX_INPUT_CHARS)",
-            field="input",
-        )
+    _check_input(input_text, max_input_chars)
     workflow = prepared.workflow
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
     offline = prepared.offline_environments

@@ -85,13 +85,6 @@ _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
 _GET_RUN = get_by_key(t.runs, "run_id")
-_GET_METADATA = (
-    sa.text(
-        "SELECT key, value FROM project_metadata WHERE project_id = :project_id AND key IN :keys"
-    )
-    .bindparams(sa.bindparam("keys", expanding=True))
-    .columns(t.project_metadata.c.key, t.project_metadata.c.value)
-)
 #: ``list_runs``' orders by ``sort_by``: the columns of an index on ``runs`` (0009), so a page
 #: (and the page after a cursor) is a walk of that index, never a sort
 _RUN_ORDERS = {
@@ -406,9 +399,9 @@ class MetadataFacet(Facet):
         if tx is not None:
             found = tx.metadata(keys)
         else:
-            with self._read(snapshot=False) as conn:
-                params = {"keys": list(keys), "project_id": self.project_id}
-                found = dict(conn.execute(_GET_METADATA, params).all())
+            key, build, params = transaction.metadata_read(keys)
+            rows = self._read_alone(t.project_metadata, key, build, params)
+            found = {row["key"]: row["value"] for row in rows}
         previous = getattr(self._snapshots, "values", None)
         self._snapshots.values = {**(previous or {}), **{k: found.get(k, _UNSET) for k in keys}}
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -23,8 +23,10 @@ from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
 from kneo.store.tables import UTCDateTime, epoch_micros
+from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.driver_errors import db_errors
+from kneo.store.wire.executor import LoneRead
 from kneo.store.wire.pg_hooks import PLAN_PER_CALL
 
 
@@ -67,6 +69,21 @@ class StoreBase:
                 return
             with conn.begin():
                 yield conn
+
+    def _read_alone(
+        self, table: sa.Table, key: Any, build: Callable[[], Any], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows (``table``'s columns, result-processed) of one read statement, built and
+        compiled once per ``key`` (the statement cache), run as a transaction of its own on
+        the driver (:class:`~kneo.store.wire.executor.LoneRead`); a statement scoped to the
+        project (:data:`~kneo.store.wire.statements.PROJECT`) gets this store's."""
+        d = self.dialect
+        text = d.text(key, build)
+        if st.PROJECT in text.names:
+            params = {**params, st.PROJECT: self.project_id}
+        with self._db_errors(), LoneRead(self.engine, d.cursor_class) as ex:
+            found = ex.execute(text.sql, text.args(params)).fetchall()
+            return d.rows(table, ex, found)
 
     @contextlib.contextmanager
     def _write(self, *, one_statement: bool = False) -> Iterator[Connection]:

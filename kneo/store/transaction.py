@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,17 @@ from kneo.store.wire.driver_errors import db_errors
 from kneo.store.wire.executor import HeldConnection
 
 _RUN_COLUMNS = st.columns(t.runs)
+
+
+def metadata_read(keys: Sequence[str]) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+    """The project's metadata values of ``keys`` as one statement: its cache key, its
+    builder and its parameters (in a transaction, or alone: ``MetadataFacet``)."""
+    m, names = t.project_metadata, [f"k{i}" for i in range(len(keys))]
+
+    def build() -> Any:
+        return st.select_in(m, ["key", "value"], "key", names, scoped=True)
+
+    return ("metadata", len(names)), build, dict(zip(names, keys, strict=True))
 
 
 class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMixin):
@@ -362,13 +373,8 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
     def metadata(self, keys: Sequence[str]) -> dict[str, Any]:
         """The values of those of ``keys`` that are set, as this transaction sees them (one
         statement: in PostgreSQL's pipeline, one round trip)."""
-        m, names = t.project_metadata, [f"k{i}" for i in range(len(keys))]
-        cur = self._exec(
-            ("metadata", len(names)),
-            lambda: st.select_in(m, ["key", "value"], "key", names, scoped=True),
-            dict(zip(names, keys, strict=True)),
-        )
-        found = self._d.rows(m, self._ex, cur.fetchall())
+        cur = self._exec(*metadata_read(keys))
+        found = self._d.rows(t.project_metadata, self._ex, cur.fetchall())
         return {row["key"]: row["value"] for row in found}
 
     def set_metadata(self, key: str, value: Any) -> None:

@@ -20,6 +20,7 @@ from kneo.store import tables as t
 from kneo.store import transaction as transaction_module
 from kneo.store.row_values import spec_ref
 from kneo.store.runs.steps import StepCheckpoint, json_text
+from kneo.store.wire.executor import LoneRead
 
 from .conftest import StoreFactory
 
@@ -122,9 +123,9 @@ def test_finish_run_is_compare_and_set(store: Store) -> None:
     assert store.runs.list_trace(run.run_id, limit=10).total == 0
 
 
-def test_metadata_snapshot_one_query(store: Store) -> None:
-    """Inside a snapshot the listed keys come from one read (set or unset); other keys,
-    other threads and reads after it go to the database."""
+def test_metadata_snapshot_one_query(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a snapshot the listed keys come from one read (set or unset; on the driver,
+    :class:`LoneRead`); other keys, other threads and reads after it go to the database."""
     with store.transaction() as tx:
         tx.set_metadata("a", {"v": 1})
         tx.set_metadata("c", 3)
@@ -133,6 +134,13 @@ def test_metadata_snapshot_one_query(store: Store) -> None:
     def count(*args: Any) -> None:
         statements.append(str(args[2]))
 
+    lone = LoneRead.execute
+
+    def count_lone(self: LoneRead, sql: str, args: Any) -> Any:
+        statements.append(sql)
+        return lone(self, sql, args)
+
+    monkeypatch.setattr(LoneRead, "execute", count_lone)
     sa.event.listen(store.engine, "before_cursor_execute", count)
     try:
         with store.metadata.metadata_snapshot(["a", "b"]):

@@ -47,6 +47,8 @@ class StoreDialect(StatementCache):
     #: A statement outside a transaction is its own, and running it so saves round trips
     #: (PostgreSQL: psycopg's ``BEGIN`` and the ``COMMIT`` are one each).
     autocommits_one_statement: bool = False
+    #: the cursor statements go through (psycopg's ``RawCursor``); ``None``: the DBAPI's own
+    cursor_class: Any = None
 
     def _engine(self, engine: Engine) -> Engine:
         self.db = engine.dialect
@@ -264,8 +266,6 @@ class PostgresDialect(StoreDialect):
         #: behind PgBouncer in transaction mode: each transaction may run on another server
         #: connection, so nothing may outlive one (prepared statements, ``LISTEN``)
         self.transaction_pooler = transaction_pooler
-        #: psycopg's raw cursor: the write path's texts are numbered (``$1``), sent as they are
-        self.cursor_class: Any = None
 
     def _connect_args(self, url: sa.URL) -> dict[str, Any]:
         args: dict[str, Any] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query}

@@ -248,6 +248,45 @@ def _autocommit(driver: Any) -> Iterator[None]:
     driver.autocommit = False
 
 
+class LoneRead(Executor):
+    """``with``: one read statement as a transaction of its own on a pooled DBAPI connection,
+    then given back (PostgreSQL: in autocommit, one round trip). For a hot single-statement
+    read outside a transaction: the statement cache's text on the driver, without
+    SQLAlchemy's execution context and result objects per call (which were most of a run
+    start's policy read). ``cursor_class``: psycopg's ``RawCursor``; ``None`` for sqlite3's
+    own cursor (a ``SELECT`` begins no transaction there)."""
+
+    def __init__(self, engine: Engine, cursor_class: Any = None) -> None:
+        self._loan = PooledConnection(engine)
+        self._cursor_class = cursor_class
+
+    def __enter__(self) -> LoneRead:
+        raw = self._loan.__enter__()
+        try:
+            cls = self._cursor_class
+            super().__init__(raw, None if cls is None else cls(raw.driver_connection))
+        except BaseException as exc:
+            self._loan.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def execute(self, sql: str, args: Sequence[Any]) -> Any:
+        self.ended = True  # one statement, whose rows the caller fetches
+        if self._cursor_class is None:
+            self.cursor.execute(sql, args)
+        else:
+            with _autocommit(self.raw.driver_connection):
+                self.cursor.execute(sql, args)
+        self.last_sql = sql
+        return self.cursor
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self.cursor.close()
+        finally:
+            self._loan.__exit__(exc_type, exc, tb)
+
+
 # -- where the connection comes from --------------------------------------------------------
 # Loans are classes, not generator context managers: every step boundary takes one, and a
 # generator's set-up cost more than what it does.
