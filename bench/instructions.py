@@ -16,8 +16,10 @@ cancels out:
 * ``import``: ``import kneo; from kneo.platform import create_platform`` (bytecode cached).
 * ``setup``: ``create_platform()`` on an existing SQLite database, counted inside the call.
 * ``step``: per step, 30 ten-step function runs minus 30 one-step ones (SQLite, ``normal``);
-  ``pause``: per pause, 40 runs of the approval example to its human step. Both after 30
-  warm-up runs and an emptied WAL, counted inside the loop alone.
+  ``pause``: per pause, 40 runs of the approval example to its human step; ``resume``: per
+  warm resume of 40 such paused runs to their end. After 30 warm-up runs and an emptied
+  WAL, counted inside the loop alone. ``pause-pg``, ``resume-pg``: the same on a scratch
+  PostgreSQL database (this process's instructions only: the server's are not counted).
 * ``reconcile-noop`` / ``reconcile-one``: per pass of the GitOps controller over 1,000
   signed bundles (``bench/scale_reconcile.py``'s repository, SQLite), the same commit again /
   after a commit changing one bundle, 10 passes counted inside each call alone (the Git
@@ -25,7 +27,8 @@ cancels out:
   passes of the same controller.
 
     python bench/instructions.py --baseline /path/to/other/checkout
-        [--what drain post post-pg import setup step pause reconcile-noop reconcile-one]
+        [--what drain post post-pg import setup step pause pause-pg resume resume-pg
+                reconcile-noop reconcile-one]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
@@ -99,29 +102,38 @@ async def main():
 asyncio.run(main())
 """
 
-#: ``step``/``pause``: a platform in the working directory warmed up, its WAL emptied (a
-#: frame costs more the further into the WAL it goes), then ``sys.argv[2]`` runs of the spec
-#: ``sys.argv[1]`` counted inside ``operator.call`` alone.
+#: ``step``/``pause``/``resume``: a platform in the working directory warmed up, its WAL
+#: emptied (a frame costs more the further into the WAL it goes), then ``sys.argv[2]`` runs
+#: of the spec ``sys.argv[1]`` (or, ``sys.argv[4]`` ``resume``, resumes of as many paused
+#: runs) counted inside ``operator.call`` alone.
 RUNS = """
-import gc, operator, sqlite3, sys
+import functools, gc, operator, sqlite3, sys
 from pathlib import Path
+from kneo import Decision
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-spec, n, text = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+spec, n, text, resume = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "resume"
 settings = Settings.from_env()
 m = create_platform(settings=settings, project=ProjectContext.discover(cwd=Path.cwd(), settings=settings))
+def resumed(paused):
+    for p in paused:
+        m.resume(p.continuation_id, Decision(p.request_id, "approved"))
 for _ in range(30):
-    m.run_from_spec(input_text=text, spec_path=spec)
-db = sqlite3.connect(Path.cwd() / ".kneo" / "kneo.db")
-db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-db.close()
+    run = m.run_from_spec(input_text=text, spec_path=spec)
+    if resume:
+        resumed([run])
+if settings.database_url.startswith("sqlite"):
+    db = sqlite3.connect(Path.cwd() / ".kneo" / "kneo.db")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+paused = [m.run_from_spec(input_text=text, spec_path=spec) for _ in range(n if resume else 0)]
 gc.collect()
 gc.freeze()
 def runs():
     for _ in range(n):
         m.run_from_spec(input_text=text, spec_path=spec)
-operator.call(runs)
+operator.call(functools.partial(resumed, paused) if resume else runs)
 """
 #: ``reconcile-*``: a repository of ``sys.argv[2]`` bundles built under ``sys.argv[1]`` and
 #: reconciled cold (``setup``), or ``sys.argv[4]`` passes counted (``noop`` or ``one``).
@@ -265,11 +277,23 @@ def setup(checkout: Path) -> float:
         return float(callgrind([*only, *args], project, env)[0])
 
 
-def _runs(checkout: Path, spec: dict[str, object] | Path, runs: int, text: str) -> int:
+def _runs(
+    checkout: Path,
+    spec: dict[str, object] | Path,
+    runs: int,
+    text: str,
+    server: str | None = None,
+    what: str = "runs",
+) -> int:
     """Instructions of ``runs`` runs of ``spec`` (a spec, or the example at that path under
-    ``checkout``) after a warm-up, on SQLite (``normal``), counted inside the loop alone."""
-    with tempfile.TemporaryDirectory() as tmp:
+    ``checkout``; ``what`` ``resume``: resumes of as many of its paused runs) after a
+    warm-up, on SQLite (``normal``) or a scratch database of the PostgreSQL ``server``,
+    counted inside the loop alone."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         project = _project(Path(tmp))
+        url = f"sqlite:///{project}/.kneo/kneo.db"
+        if server is not None:
+            url = stack.enter_context(scratch_database(server, "instr"))
         path = project / "runs.yaml"
         if isinstance(spec, Path):
             shutil.copytree(checkout / "examples", project / "examples", ignore=EXAMPLES_SKIP)
@@ -277,10 +301,10 @@ def _runs(checkout: Path, spec: dict[str, object] | Path, runs: int, text: str) 
         else:
             path.write_text(json.dumps(spec))
         env = child_env(
-            checkout, project, KNEO_SERV_DATABASE_URL=f"sqlite:///{project}/.kneo/kneo.db",
+            checkout, project, KNEO_SERV_DATABASE_URL=url,
             KNEO_SERV_WORKER_LEASE_SECONDS="3600",  # no renewal fired by valgrind's slowness
         )  # fmt: skip
-        args = [sys.executable, "-c", RUNS, str(path), str(runs), text]
+        args = [sys.executable, "-c", RUNS, str(path), str(runs), text, what]
         only = ["--collect-atstart=no", "--toggle-collect=_operator_call"]
         return callgrind([*only, *args], project, env)[0]
 
@@ -299,9 +323,11 @@ def step(checkout: Path, runs: int = 30) -> float:
     return (ten - one) / (9 * runs)
 
 
-def pause(checkout: Path, runs: int = 40) -> float:
-    """Per pause: ``examples/hitl_approval.yaml`` run to its approval step."""
-    return _runs(checkout, Path("examples/hitl_approval.yaml"), runs, "launch") / runs
+def pause(checkout: Path, server: str | None = None, what: str = "runs", runs: int = 40) -> float:
+    """Per pause: ``examples/hitl_approval.yaml`` run to its approval step (``what``
+    ``resume``: per warm resume of such a paused run to its end)."""
+    example = Path("examples/hitl_approval.yaml")
+    return _runs(checkout, example, runs, "launch", server, what) / runs
 
 
 def reconcile(checkout: Path, kind: str, passes: int = 10, bundles: int = 1000) -> float:
@@ -321,7 +347,8 @@ def reconcile(checkout: Path, kind: str, passes: int = 10, bundles: int = 1000) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
-    every = ["drain", "post", "post-pg", "import", "setup", "step", "pause"]
+    every = ["drain", "post", "post-pg", "import", "setup", "step", "pause", "pause-pg"]
+    every += ["resume", "resume-pg"]
     every += ["reconcile-noop", "reconcile-one"]
     parser.add_argument("--what", nargs="+", choices=every, default=every)
     parser.add_argument(
@@ -338,6 +365,12 @@ def main() -> None:
         "setup": ("create_platform() on an existing SQLite file", setup),
         "step": ("per step of a function run, SQLite", step),
         "pause": ("per pause (approval example), SQLite", pause),
+        "pause-pg": ("per pause, PostgreSQL", lambda c: pause(c, args.database_url)),
+        "resume": ("per warm resume, SQLite", lambda c: pause(c, what="resume")),
+        "resume-pg": (
+            "per warm resume, PostgreSQL",
+            lambda c: pause(c, args.database_url, "resume"),
+        ),
         "reconcile-noop": (
             "per no-op controller pass, 1,000 bundles, SQLite",
             lambda c: reconcile(c, "noop"),
