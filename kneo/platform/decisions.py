@@ -476,6 +476,7 @@ class Decisions:
             expected_version=cont.version,
             bodies=remaining,
             input_text=run.input_text or "",
+            same_requests=True,
         )
         tx.add_trace_events(run.run_id, decided)
         for request, answer in answers:
@@ -574,6 +575,7 @@ class Decisions:
             expires_at=cont.expires_at,
             workflow_kind=cont.workflow_kind,
             expected_version=cont.version,
+            same_requests=True,
         )
         tx.add_trace_events(
             run.run_id, [*decided, {"event_type": "run_resumed", "payload": resumed}]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
 from kneo.store import Store
+from kneo.store import tables as t
 
 from .helpers import new_run
 
@@ -75,6 +77,37 @@ def test_versioned_replace_and_stale_writer(store: Store) -> None:
     assert dup.value.code == "already_exists"
     with pytest.raises(NotFound), store.transaction() as tx:
         tx.put_continuation("cont_none", run_id=run_id, expected_version=1, requests=[])
+
+
+def _index(store: Store) -> list[tuple[str, str]]:
+    r = t.continuation_requests.c
+    with store.engine.connect() as conn:
+        query = sa.select(r.request_id, r.status).order_by(r.request_id)
+        return [(str(a), str(b)) for a, b in conn.execute(query)]
+
+
+def test_a_replace_of_the_same_requests_keeps_their_index_rows_statuses_right(
+    store: Store,
+) -> None:
+    """The request index follows a replace ``same_requests``: statuses set in place when
+    they are one (the task resolved), rows written anew when they differ (one decided)."""
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_1", run_id=run_id, requests=[_req("req_1"), _req("req_2")])
+    with store.transaction() as tx:
+        tx.put_continuation(
+            "cont_1", run_id=run_id, expected_version=1, same_requests=True,
+            requests=[_req("req_1", status="approved"), _req("req_2")],
+        )  # fmt: skip
+    assert _index(store) == [("req_1", "approved"), ("req_2", "pending")]
+    assert store.tasks.list_continuations(assignee="ops").total == 1
+    with store.transaction() as tx:
+        tx.put_continuation(
+            "cont_1", run_id=run_id, expected_version=2, same_requests=True, status="resolved",
+            requests=[_req("req_1", status="approved"), _req("req_2", status="approved")],
+        )  # fmt: skip
+    assert _index(store) == [("req_1", "resolved"), ("req_2", "resolved")]
+    assert store.tasks.list_continuations(assignee="ops").total == 0
 
 
 def test_requests_need_unique_ids(store: Store) -> None:

@@ -58,6 +58,7 @@ class ContinuationWritesMixin(TransactionBase):
         search_text: Sequence[str] = (),
         bodies: Sequence[Mapping[str, Any]] | None = None,
         input_text: str = "",
+        same_requests: bool = False,
     ) -> ContinuationRecord:
         """Create a continuation, or replace it when ``expected_version`` matches the stored one.
 
@@ -76,7 +77,8 @@ class ContinuationWritesMixin(TransactionBase):
         :mod:`kneo.store.tasks.inbox`) is built here from ``requests``, ``bodies`` (the pending
         requests' bodies in the run's state; ``None`` when the entries hold their own) and
         ``input_text`` (the run's input); it is dropped when the continuation stops being
-        pending.
+        pending. ``same_requests``: a replace keeps the stored requests, only their statuses
+        change (:meth:`_index_requests`).
         """
         request_list, values = self._continuation(
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
@@ -88,7 +90,7 @@ class ContinuationWritesMixin(TransactionBase):
         bound = self._with_list_row(values, request_list, bodies, input_text)
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values, bound)
-            self._insert_requests(continuation_id, request_list, status)
+            self._index_requests(continuation_id, request_list, status, same_requests)
             if status != "pending" or search_text:
                 self._delete_terms(continuation_id)
             elif status == "pending":  # its words stay; its labels follow its requests
@@ -168,7 +170,7 @@ class ContinuationWritesMixin(TransactionBase):
         bound: Mapping[str, Any],
     ) -> ContinuationRecord:
         """Compare-and-set the continuation's columns to ``values`` (``bound``: as the driver
-        takes them); its request index is dropped for the caller to write anew. The record is
+        takes them); the caller writes its request index. The record is
         ``values`` and the columns the update kept, read back (scalars: the JSON just written
         is not decoded again)."""
         keys = tuple(values)
@@ -193,7 +195,6 @@ class ContinuationWritesMixin(TransactionBase):
                 continuation_id=continuation_id,
             )
         stored = self._d.reader(t.continuations, self._ex)(found[0])
-        self._delete_requests(continuation_id)
         return row_records.continuation({**values, **stored})
 
     def _delete_requests(self, continuation_id: str) -> None:
@@ -278,6 +279,22 @@ class ContinuationWritesMixin(TransactionBase):
             environment=environment,
         )
         return request_list, values
+
+    def _index_requests(
+        self, continuation_id: str, request_list: list[dict[str, Any]], status: str, same: bool
+    ) -> None:
+        """A replaced continuation's request index: its rows' one status set in place when the
+        requests are the stored ones (``same``), else the rows dropped and written anew."""
+        rows = continuation_request_rows(continuation_id, request_list, status, self._pid)
+        statuses = {row["status"] for row in rows}
+        if same and len(statuses) == 1:
+            update = functools.partial(st.set_status, t.continuation_requests, "continuation_id")
+            self._exec(
+                "request_status", update, {"k_id": continuation_id, "v_status": statuses.pop()}
+            )
+            return
+        self._delete_requests(continuation_id)
+        self._insert_requests(continuation_id, request_list, status)
 
     def _insert_requests(
         self, continuation_id: str, request_list: list[dict[str, Any]], status: str

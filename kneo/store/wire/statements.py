@@ -140,6 +140,11 @@ def delete(
     return stmt.returning(table.c[key]) if returning else stmt
 
 
+def set_status(table: sa.Table, key: str) -> Any:
+    """Set ``status`` to ``v_status`` on the rows whose ``key`` is ``k_id``."""
+    return sa.update(table).where(table.c[key] == p("k_id")).values(status=p("v_status"))
+
+
 def run_update(
     keys: Sequence[str],
     *,
