@@ -91,12 +91,7 @@ class ContinuationWritesMixin(TransactionBase):
         if expected_version is not None:
             record = self._replace_continuation(continuation_id, expected_version, values, bound)
             self._index_requests(continuation_id, request_list, status, same_requests)
-            if status != "pending" or search_text:
-                self._delete_terms(continuation_id)
-            elif status == "pending":  # its words stay; its labels follow its requests
-                self._delete_labels(continuation_id)
-            if status == "pending":
-                self._insert_terms(record, search_text, words=bool(search_text))
+            self._reindex_terms(record, search_text)
             return record
         dbapi = self._d.db.loaded_dbapi
         try:
@@ -143,6 +138,16 @@ class ContinuationWritesMixin(TransactionBase):
         bound = self._d.bind(t.continuations, values)
         bound["list_row"], values["list_row"] = text, row
         return bound
+
+    def _reindex_terms(self, cont: ContinuationRecord, search_text: Sequence[str]) -> None:
+        """A replaced continuation's search rows: none unless pending; new words replace its
+        words, else its words stay and its labels follow its requests."""
+        if cont.status != "pending" or search_text:
+            self._delete_terms(cont.continuation_id)
+        else:
+            self._delete_labels(cont.continuation_id)
+        if cont.status == "pending":
+            self._insert_terms(cont, search_text, words=bool(search_text))
 
     def _insert_terms(
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
