@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
@@ -58,6 +58,9 @@ from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
 from kneo.store.tasks.inbox import input_preview, listed
 from kneo.store.tasks.search import query_terms
+
+if TYPE_CHECKING:
+    from kneo.store.wire.executor import HeldConnection
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
@@ -380,10 +383,26 @@ class Decisions:
         metadata: Mapping[str, Any] | None,
         continuation: ContinuationRecord | None = None,
     ) -> RunResult:
-        """:meth:`resume_decision` for one or more decisions on one continuation."""
+        """:meth:`resume_decision` for one or more decisions on one continuation. The
+        decision's transaction and the run's steps after it share one connection."""
+        held = self.store.hold_connection()
+        try:
+            return self._decide_on(held, continuation_id, decisions, actor, metadata, continuation)
+        finally:
+            held.close()  # (a no-op once the run's journal gave it back)
+
+    def _decide_on(
+        self,
+        held: HeldConnection,
+        continuation_id: str,
+        decisions: list[Decision],
+        actor: str | None,
+        metadata: Mapping[str, Any] | None,
+        continuation: ContinuationRecord | None,
+    ) -> RunResult:
         for _ in range(DECISION_ATTEMPTS):
             try:
-                with self.store.transaction() as tx:
+                with self.store.transaction(held) as tx:
                     cont = continuation or tx.get_continuation(continuation_id)
                     continuation = None
                     if cont.workflow_kind == "promotion":
@@ -401,7 +420,7 @@ class Decisions:
                 if exc.code == "stale_state":
                     continue  # another decision committed first: nothing was written
                 raise
-            return self._continue(updated, cont, answers, remaining)
+            return self._continue(updated, cont, answers, remaining, held)
         else:
             raise ResourceLocked(
                 f"continuation {continuation_id} is being resumed by other processes",
@@ -497,9 +516,11 @@ class Decisions:
         cont: ContinuationRecord,
         answers: list[tuple[HumanRequest, HumanDecision]],
         remaining: list[dict[str, Any]],
+        held: HeldConnection | None = None,
     ) -> RunResult:
         """After the decisions committed: the paused run's result while requests remain,
-        else the run driven on from its pause (the decisions audited with its outcome)."""
+        else the run driven on from its pause (the decisions audited with its outcome; its
+        steps on ``held``, the decision's connection)."""
         waited = (self.clock.now() - cont.created_at).total_seconds()
         for _ in answers:
             metrics.record_human_wait(waited, project=self.store.project)
@@ -523,6 +544,7 @@ class Decisions:
             leased=True,
             audits=audits,
             resumed_from=cont.context.get("trace"),
+            connection=held,
         )
 
     def _resolve(

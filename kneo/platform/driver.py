@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics, tracing
 from kneo.engine.cancellation import CancellationToken
@@ -34,6 +34,9 @@ from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.loader import load_spec_data
 from kneo.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from kneo.store.wire.executor import HeldConnection
 
 #: audit rows an outcome writes with it: ``(event, actor, continuation_id, payload)``
 Audits = list[tuple[str, str | None, str | None, dict[str, Any]]]
@@ -122,14 +125,23 @@ class RunDriver:
         leased: bool = False,
         audits: Audits | None = None,
         resumed_from: Mapping[str, Any] | None = None,
+        connection: HeldConnection | None = None,
     ) -> RunResult:
         """Execute from the run's stored state and write the outcome. ``leased``: the
         transaction that moved the run to ``running`` already gave this process its lease.
-        ``resumed_from``: the trace context the pause stored (the run's span links to it)."""
+        ``resumed_from``: the trace context the pause stored (the run's span links to it).
+        ``connection``: the one that transaction used, kept for the run's step transactions
+        (one checkout per run, not two)."""
         run_id = run.run_id
         if not leased:
             self.store.queue.acquire_run_lease(run_id, self.owner, self.lease_seconds)
-        journal = StoreJournal(self.store, run_id, run.version, checkpoint_seq=run.checkpoint_seq)
+        journal = StoreJournal(
+            self.store,
+            run_id,
+            run.version,
+            checkpoint_seq=run.checkpoint_seq,
+            connection=connection,
+        )
         # The run was just read or written at this version; a cancel bumps it, so the
         # compare-and-set of the next boundary catches one even before the first probe.
         token = CancellationToken(
@@ -195,16 +207,13 @@ class RunDriver:
         if isinstance(outcome, Superseded):
             journal.discard()
             return self.result(self.store.runs.get_run(run_id)), False
-        # Give the step transactions' held connection (PostgreSQL) back first: the outcome
-        # then gets it from the pool instead of a second one.
-        journal.close()
         trace_context = (
             observer.paused(outcome.requests)
             if observer is not None and isinstance(outcome, Paused)
             else None
         )
-        try:
-            with self.store.transaction() as tx:
+        try:  # on the step transactions' connection, given back after it
+            with self.store.transaction(journal.connection) as tx:
                 updated = write_outcome(
                     tx, run, journal, outcome, audits, self.owner, trace_context=trace_context
                 )
@@ -214,6 +223,8 @@ class RunDriver:
                 raise
             journal.discard()
             return self.result(self.store.runs.get_run(run_id)), False
+        finally:
+            journal.close()
         metrics.record_run(
             updated.status, updated.started_at, updated.finished_at, project=self.store.project
         )

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Transactional,
         WorkflowTransaction,
     )
+    from kneo.store.wire.executor import HeldConnection
 
     class JournalStore(HasRuns, StoreLifecycle, Transactional[WorkflowTransaction], Protocol):
         """What a run's journal uses: its run, its held connection and step transactions."""
@@ -96,6 +97,7 @@ class StoreJournal:
         version: int,
         *,
         checkpoint_seq: int | None = None,
+        connection: HeldConnection | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -108,9 +110,10 @@ class StoreJournal:
         #: boundaries waiting for the next one's transaction or the outcome's
         #: (:meth:`final_rows`): replayable ones, one before a person, and a closing one last
         self._held: list[Boundary] = []
-        # One connection for the run's step transactions (PostgreSQL), given back by
-        # final_rows, discard, close, or when the journal is dropped.
-        self._connection = store.hold_connection()
+        # One connection for the run's step transactions (PostgreSQL; ``connection``: the
+        # one the transaction before the drive used), given back by final_rows, discard,
+        # close, or when the journal is dropped.
+        self._connection = connection if connection is not None else store.hold_connection()
         weakref.finalize(self, self._connection.close)
 
     def emit(self, event: TraceEvent) -> None:
@@ -172,9 +175,9 @@ class StoreJournal:
         be patches, each on the row before it as this journal expects them numbered; a store
         that numbers them otherwise stores keyframes
         (:meth:`~kneo.store.runs.steps.StepCheckpoint.at`). The caller's compare-and-set on
-        :attr:`version` covers the held boundaries too."""
+        :attr:`version` covers the held boundaries too; that transaction may run on
+        :attr:`connection`, which :meth:`close` then gives back."""
         with self._lock:
-            self._connection.close()
             held, self._held = self._held, []
             checkpoints = [row for _, _, row in self._chain([*held, boundary])]
             self._committed = None
@@ -249,6 +252,11 @@ class StoreJournal:
             self._buffer.clear()
             self._held = []
             self._connection.close()
+
+    @property
+    def connection(self) -> HeldConnection:
+        """The connection the run's step transactions hold (PostgreSQL; SQLite ignores it)."""
+        return self._connection
 
     def close(self) -> None:
         """Give back the connection the step transactions hold (the run stopped driving)."""

@@ -51,6 +51,7 @@ from kneo.store.runs.steps import json_text
 
 if TYPE_CHECKING:
     from kneo.store.contracts import Transactional, WorkflowTransaction
+    from kneo.store.wire.executor import HeldConnection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,11 +313,13 @@ def create_run(
     decisions: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     slot: Callable[[WorkflowTransaction], None] | None = None,
+    connection: HeldConnection | None = None,
 ) -> RunRecord:
     """The run record of ``prepared`` with ``input_text`` (in ``session_id``): queued, or
     (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it).
     ``slot``: what a started run takes first in the same transaction (the project's
-    ``max_running_runs``, counted under its row lock, so two starts never take one slot)."""
+    ``max_running_runs``, counted under its row lock, so two starts never take one slot);
+    ``connection``: the one to write on (kept for the run's steps)."""
     _check_input(input_text, max_input_chars)
     workflow = prepared.workflow
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
@@ -348,7 +351,7 @@ def create_run(
     ]
     if start:
         events.append({"event_type": "run_started", "payload": {"owner": lease[0]}})
-    with store.transaction() as tx:
+    with store.transaction(connection) as tx:
         if start and slot is not None:
             slot(tx)
         run = tx.create_run(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
@@ -35,6 +35,9 @@ from kneo.settings import Settings
 from kneo.spec.extensions import SkillsOverlay
 from kneo.spec.models import Spec
 from kneo.store import RunRecord, Store, Transaction
+
+if TYPE_CHECKING:
+    from kneo.store.wire.executor import HeldConnection
 
 
 def _accepted(exc: DatabaseUnavailable, run_id: str) -> DatabaseUnavailable:
@@ -106,13 +109,17 @@ class Runs:
             )
         self.admission.within_limits(queued=False)
         prepared = self.preparation.prepare(request)
-        run = self._create(prepared, request, start=True)
-        if on_created is not None:
-            on_created(run.run_id)
+        held = self.store.hold_connection()  # the creation's, then the run's steps'
         try:
-            return self.driver.drive(run, prepared.workflow, leased=True)
-        except DatabaseUnavailable as exc:
-            raise _accepted(exc, run.run_id) from exc
+            run = self._create(prepared, request, start=True, connection=held)
+            if on_created is not None:
+                on_created(run.run_id)
+            try:
+                return self.driver.drive(run, prepared.workflow, leased=True, connection=held)
+            except DatabaseUnavailable as exc:
+                raise _accepted(exc, run.run_id) from exc
+        finally:
+            held.close()  # (a no-op once the run's journal gave it back)
 
     def start_run(self, request: RunRequest) -> RunResult:
         """Create a queued run (with ``deadline_at`` when the request has
@@ -401,6 +408,7 @@ class Runs:
         start: bool,
         deadline_at: Any = None,
         decisions: Mapping[str, Any] | None = None,
+        connection: HeldConnection | None = None,
     ) -> RunRecord:
         return create_run(
             self.store,
@@ -415,6 +423,7 @@ class Runs:
             decisions=decisions,
             session_id=request.session_id,
             slot=self.admission.take_slot,
+            connection=connection,
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kneo import Decision
 from kneo.errors import (
@@ -176,9 +177,9 @@ def test_a_resume_writes_the_decision_and_the_outcome(
     writes: list[str] = []
     transaction, write_step = Store.transaction, Transaction.write_step
 
-    def counted(self: Store) -> Any:
+    def counted(self: Store, held: Any = None) -> Any:
         writes.append("transaction")
-        return transaction(self)
+        return transaction(self, held)
 
     def step_counted(self: Transaction, run_id: str, **kwargs: Any) -> Any:
         writes.append("step")
@@ -196,6 +197,29 @@ def test_a_resume_writes_the_decision_and_the_outcome(
         (4, "b", "completed"),
         (5, None, "succeeded"),
     ]
+
+
+def test_a_run_start_and_a_resume_each_take_one_pooled_connection(
+    project: Path, pg_migrated_database: Any
+) -> None:
+    """PostgreSQL: a run's creation and its steps share one checkout from the pool, as do a
+    decision and the run's steps after it (the policy read at admission takes its own), and
+    none stays checked out after the call."""
+
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": pg_migrated_database()})
+    platform = create_platform(settings, ProjectContext.discover(cwd=project, settings=settings))
+    engine = platform.store.engine
+    checkouts: list[int] = []
+    try:
+        platform.run_from_spec(input_text="go", spec_path=approval_spec(project))  # warm
+        sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+        paused = platform.run_from_spec(input_text="go", spec_path=approval_spec(project))
+        assert paused.status == "paused" and len(checkouts) == 2  # policy read, then the run
+        done = platform.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
+        assert done.status == "succeeded" and len(checkouts) == 3
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        platform.store.close()
 
 
 def test_a_crash_after_a_decision_goes_on_from_the_decision(
