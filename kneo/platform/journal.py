@@ -111,8 +111,8 @@ class StoreJournal:
         #: (:meth:`final_rows`): replayable ones, one before a person, and a closing one last
         self._held: list[Boundary] = []
         # One connection for the run's step transactions (PostgreSQL; ``connection``: the
-        # one the transaction before the drive used), given back by final_rows, discard,
-        # close, or when the journal is dropped.
+        # one the transaction before the drive used; the outcome's runs on it too), given
+        # back by discard, close, or when the journal is dropped.
         self._connection = connection if connection is not None else store.hold_connection()
         weakref.finalize(self, self._connection.close)
 
