@@ -113,7 +113,9 @@ class ContinuationWritesMixin(TransactionBase):
             raise Conflict(
                 f"continuation {continuation_id!r} already exists", code=ErrorCode.already_exists
             )
-        self._insert_requests(continuation_id, request_list, status)
+        self._insert_requests(
+            continuation_request_rows(continuation_id, request_list, status, self._pid)
+        )
         record = row_records.continuation(values)
         if status == "pending":
             self._insert_terms(record, search_text)
@@ -299,15 +301,9 @@ class ContinuationWritesMixin(TransactionBase):
             )
             return
         self._delete_requests(continuation_id)
-        self._insert_requests(continuation_id, request_list, status)
+        self._insert_requests(rows)
 
-    def _insert_requests(
-        self, continuation_id: str, request_list: list[dict[str, Any]], status: str
-    ) -> None:
-        """The continuation's request index rows."""
-        if request_list:
-            self._insert_rows(
-                t.continuation_requests,
-                st.columns(t.continuation_requests),
-                continuation_request_rows(continuation_id, request_list, status, self._pid),
-            )
+    def _insert_requests(self, rows: list[dict[str, Any]]) -> None:
+        """The continuation's request index rows (:func:`continuation_request_rows`)."""
+        if rows:
+            self._insert_rows(t.continuation_requests, st.columns(t.continuation_requests), rows)
