@@ -49,7 +49,7 @@ def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: 
     assert "alice@example.com" in page.content()  # the person, not a key
     page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
     page.click("form.a-approved button[type=submit]")
-    page.wait_for_load_state()
+    page.wait_for_url(f"**/ui/runs/{paused['run_id']}")  # the decision landed (htmx swaps)
     run = httpx2.get(
         live.url + f"/v1/runs/{paused['run_id']}",
         headers={"Authorization": f"Bearer {ADMIN}"},

@@ -138,7 +138,8 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
 
 
 def _attempts(manager: Any) -> dict[str, float]:
-    """This process's ``kneo_notifications_total{receiver="hook"}`` by outcome."""
+    """This process's ``kneo_notifications_total{receiver="hook"}`` by outcome, summed over
+    projects (an earlier test in this process may have left another project's series)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from kneo import metrics
@@ -149,7 +150,7 @@ def _attempts(manager: Any) -> dict[str, float]:
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
             if sample.name == "kneo_notifications_total" and sample.labels["receiver"] == "hook":
-                found[sample.labels["outcome"]] = sample.value
+                found[sample.labels["outcome"]] += sample.value
     return found
 
 
