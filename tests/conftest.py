@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -123,6 +124,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow journeys first, the rest in pytest-randomly's order: workers take units in
     this order (``--no-loadscope-reorder``), so no minute-long journey starts last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Every test a worker collected must carry its group (``@group``, which xdist's own
+    hook appends): when a pytest release stops that from taking effect, the scheduler
+    silently spreads a module over the workers, each starting its module fixtures again."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ungrouped = [i for i in ids if "@" not in i.rsplit("]", 1)[-1]]
+    if ungrouped:
+        pytest.exit(
+            f"--dist=loadgroup is not grouping ({ungrouped[0]} has no @group suffix): this "
+            "pytest and pytest-xdist do not work together (see pyproject.toml)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 PG_ENV = "KNEO_TEST_DATABASE_URL"
