@@ -149,6 +149,7 @@ def _paused(
         search_text=search_text(run.input_text or "", outcome.requests),
         bodies=full,  # complete already: the list row need not complete them again
         input_text=run.input_text or "",
+        with_outcome=True,
     )
     state["continuation_id"] = cid
     named = [{"request_id": r.request_id, "kind": r.kind} for r in outcome.requests]

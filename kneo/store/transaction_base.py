@@ -14,7 +14,7 @@ import functools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import sqlalchemy as sa
 
@@ -26,6 +26,17 @@ from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.executor import Executor
 from kneo.store.wire.statement_cache import Text
+
+
+class NewTask(NamedTuple):
+    """A new continuation's rows, bound for the driver: its own (``values`` as the record
+    has them, ``bound`` as the driver takes them), its request index and its search rows
+    ``(term, created_at, continuation_id)``."""
+
+    values: dict[str, Any]
+    bound: dict[str, Any]
+    requests: list[dict[str, Any]]
+    terms: list[tuple[Any, ...]]
 
 
 class TransactionBase:
@@ -49,6 +60,8 @@ class TransactionBase:
         #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._new_specs: list[str] = []
+        #: a pause's new task, written with the run's outcome (:meth:`_write_task` otherwise)
+        self._task: NewTask | None = None
 
     def _now_bound(self) -> Any:
         """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
@@ -111,10 +124,17 @@ class TransactionBase:
 
         return self._select_one(table, (table.name, key, for_update), build, {"k": value})
 
+    def _write_task(self, task: NewTask) -> None:
+        """Insert a new continuation's rows (:class:`ContinuationWritesMixin`)."""
+        raise NotImplementedError
+
     def _commit(self) -> None:
         """Commit (once), after what this transaction kept in memory for its runs."""
         if self._ex.ended:
             return
+        if self._task is not None:  # a task meant for an outcome that did not come
+            task, self._task = self._task, None
+            self._write_task(task)
         if self._seq_dirty or self._leases:
             self._flush_runs()
         self._ex.commit()

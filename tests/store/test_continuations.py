@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
 from kneo.store import Store
 from kneo.store import tables as t
+from kneo.store.wire.executor import PostgresExecutor
 
 from .helpers import new_run
 
@@ -302,3 +304,91 @@ def test_bad_cursors_are_invalid_requests(store: Store) -> None:
         store.tasks.list_continuations(sort="newest", cursor=cursor)
     with pytest.raises(InvalidRequest):
         store.tasks.list_continuations(cursor=cursor, offset=1)
+
+
+def _pause(tx: Any, run: Any, continuation_id: str = "cont_w") -> None:
+    """A pause as the platform writes it: the new task first (with the run's labels: nothing
+    to read), then the run's outcome."""
+    tx.put_continuation(
+        continuation_id,
+        run_id=run.run_id,
+        workflow_kind="sequential",
+        workflow_name="wf",
+        environment="dev",
+        requests=[_req("req_w", assignee="alice"), _req("req_v", assignee="bob")],
+        search_text=["zeppelin", "launch"],
+        with_outcome=True,
+    )
+    tx.finish_run(run, expected_version=run.version, status="paused")
+
+
+def _running(store: Store) -> Any:
+    with store.transaction() as tx:
+        return tx.create_run(target="workflow", input_text="x", status="running")
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_a_pause_writes_its_task_with_the_run_outcome(
+    store: Store, before: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task goes with the outcome: on PostgreSQL, with nothing before it, in the
+    outcome's one statement; else (SQLite, or a statement came first) before it. Either way
+    the task, its request index and its search rows are all there."""
+    alone: list[Any] = []
+    original = PostgresExecutor.alone
+
+    def spy(self: PostgresExecutor, sql: str, args: Any) -> Any:
+        found = original(self, sql, args)
+        alone.append(found is not None and "continuation_terms" in sql)
+        return found
+
+    monkeypatch.setattr(PostgresExecutor, "alone", spy)
+    run = _running(store)
+    with store.transaction() as tx:
+        if before:
+            tx.add_trace_events(run.run_id, [{"event_type": "before"}])
+        _pause(tx, run)
+    assert store.runs.get_run(run.run_id).status == "paused"
+    cont = store.tasks.get_continuation("cont_w")
+    assert (cont.run_id, cont.status, cont.version) == (run.run_id, "pending", 1)
+    assert [r["request_id"] for r in cont.requests] == ["req_w", "req_v"]
+    assert store.tasks.find_continuation_by_request("req_v").continuation_id == "cont_w"
+    assert store.tasks.list_continuations(assignee="bob").total == 1
+    assert store.tasks.list_continuations(search=["zeppelin"]).total == 1
+    postgres = store.engine.dialect.name == "postgresql"
+    assert alone == ([True] if postgres and not before else [])
+
+
+def test_a_stale_pause_writes_no_task(store: Store) -> None:
+    run = _running(store)
+    with store.transaction() as tx:
+        tx.update_run(run.run_id, expected_version=run.version, cancel_requested=True)
+    with pytest.raises(Conflict) as caught, store.transaction() as tx:
+        _pause(tx, run)
+    assert caught.value.code == "stale_state"
+    with pytest.raises(NotFound):
+        store.tasks.get_continuation("cont_w")
+    assert store.tasks.list_continuations(search=["zeppelin"]).total == 0
+    assert store.runs.get_run(run.run_id).status == "running"
+
+
+def test_a_pause_whose_task_id_is_taken_is_already_exists_and_writes_nothing(
+    store: Store,
+) -> None:
+    other = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_w", run_id=other, requests=[_req("req_o")])
+    run = _running(store)
+    with pytest.raises(Conflict) as caught, store.transaction() as tx:
+        _pause(tx, run)
+    assert caught.value.code == "already_exists"
+    assert store.runs.get_run(run.run_id).status == "running"
+    assert store.tasks.get_continuation("cont_w").run_id == other
+    assert store.tasks.list_continuations(search=["zeppelin"]).total == 0
+
+
+def test_a_task_meant_for_an_outcome_that_never_came_is_written_at_commit(store: Store) -> None:
+    run_id = new_run(store)
+    with store.transaction() as tx:
+        tx.put_continuation("cont_w", run_id=run_id, requests=[_req("req_w")], with_outcome=True)
+    assert store.tasks.get_continuation("cont_w").run_id == run_id

@@ -65,7 +65,7 @@ def test_the_live_store_compiles_what_a_fresh_dialect_does(store: Store, backend
 def test_a_one_statement_write_takes_its_rows_positionally_after_the_update() -> None:
     cache = _cache(postgresql.psycopg.dialect(), True)
     update = st.run_update(["state"], moves=True, returning=st.CAS_RETURNING)
-    counts = (2, 3, 1, 1, 4)
+    counts = (2, 3, 1, 1, 4, 1, 2, 5)  # a pause's task: its continuation, requests, terms
     text = cache.text("w", lambda: st.one_statement_write(update, counts))
     own = [len(st.cas_params(table)) for table in st.CAS_TABLES]
     rows = sum(count * width for count, width in zip(counts, own, strict=True))

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from kneo import jsontext
+from kneo.errors import Conflict, ErrorCode
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
 from kneo.store.row_values import audit_values, check_trace_events, outbox_values
@@ -33,7 +34,7 @@ from kneo.store.runs.steps import (
     chain_starts,
 )
 from kneo.store.tasks.search import outcome_terms, scoped_term
-from kneo.store.transaction_base import TransactionBase
+from kneo.store.transaction_base import NewTask, TransactionBase
 from kneo.store.wire import statements as st
 
 #: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
@@ -42,6 +43,8 @@ _NOT_RECORD_FIELDS = frozenset(
 )
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = st.cas_params(t.notification_events)
+_TASK_COLUMNS = st.cas_params(t.continuations)
+_REQUEST_COLUMNS = st.cas_params(t.continuation_requests)
 _RUN_TERM_COLUMNS = st.columns(t.run_terms)
 
 
@@ -79,6 +82,7 @@ class _Write(NamedTuple):
     audits: list[dict[str, Any]]
     outbox: list[dict[str, Any]]
     terms: Sequence[tuple[Any, ...]]
+    task: NewTask | None
 
 
 class OutcomeWritesMixin(TransactionBase):
@@ -213,17 +217,22 @@ class OutcomeWritesMixin(TransactionBase):
             params["k_owner"] = release_lease
         audit_rows, outbox = self._outcome_audits(audits) if audits else ([], [])
         update = (keys, release_lease is not None, added != (0, 0))
-        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox, terms)
+        task, self._task = self._task, None
+        write = _Write(run_id, update, params, checkpoints, events, audit_rows, outbox, terms, task)
         found = None
+        counts = [len(checkpoints), len(events), len(audits), len(terms)]
+        counts += (len(task.requests), len(task.terms)) if task is not None else ()
         alone = (
             not replace_terms
             and self._ex.untouched
             and not (self._seq_dirty | self._leases.keys()) - {run_id}
-            and max(len(checkpoints), len(events), len(audits), len(terms)) <= st.MAX_NUMBERED_ROWS
+            and max(counts) <= st.MAX_NUMBERED_ROWS
         )
         if alone:
             found = self._finish_alone(write)
         if found is None:  # the statements one by one (or a patch's predecessor moved)
+            if task is not None:
+                self._write_task(task)
             if replace_terms:
                 self._delete_run_terms(run_id)
             found = self._finish_stepwise(write)
@@ -294,7 +303,7 @@ class OutcomeWritesMixin(TransactionBase):
         """The outcome as its statements one by one: the compare-and-set, then the rows
         numbered from the counters it returned; its ``(version, checkpoint_seq,
         trace_seq)`` row (``stale_state``/``not_found`` when the update found no row)."""
-        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox, terms = w
+        run_id, (keys, release, moves), params, checkpoints, events, audits, outbox, terms, _ = w
 
         def build() -> Any:
             return st.run_update(keys, moves=moves, release=release)
@@ -329,7 +338,7 @@ class OutcomeWritesMixin(TransactionBase):
         trace_seq)`` row, or ``None`` when it wrote nothing (stale, or a patch's predecessor is
         no longer the run's last checkpoint) and the caller is to take the stepwise path, which
         tells those apart."""
-        _, (keys, release, moves), params, checkpoints, events, audits, outbox, terms = w
+        _, (keys, release, moves), params, checkpoints, events, audits, outbox, terms, task = w
         # The run's last checkpoint must be the one the patches' chain starts from;
         # keyframes go anywhere.
         starts = chain_starts(checkpoints)
@@ -338,7 +347,8 @@ class OutcomeWritesMixin(TransactionBase):
         last = starts.pop() if starts else None
         if last is not None:
             params["k_last"] = last
-        shape = (len(checkpoints), len(events), len(audits), len(outbox), len(terms))
+        tasks = (1, len(task.requests), len(task.terms)) if task is not None else (0, 0, 0)
+        shape = (len(checkpoints), len(events), len(audits), len(outbox), len(terms), *tasks)
 
         def build() -> Any:
             cas = st.run_update(
@@ -364,7 +374,29 @@ class OutcomeWritesMixin(TransactionBase):
             args += (bound[name] for name in _OUTBOX_COLUMNS)
         for term, created_at, _ in terms:
             args += (term, created_at)
-        return self._ex.alone(text.sql, args)
+        if task is not None:
+            args += self._task_args(task)
+        if task is None:
+            return self._ex.alone(text.sql, args)
+        dbapi = self._d.db.loaded_dbapi
+        try:
+            return self._ex.alone(text.sql, args)
+        except dbapi.IntegrityError as exc:  # the run was just updated: only the task's id
+            raise Conflict(
+                f"continuation {task.values['continuation_id']!r} already exists",
+                code=ErrorCode.already_exists,
+            ) from exc
+
+    def _task_args(self, task: NewTask) -> list[Any]:
+        """A new task's rows as a one-statement write's parameters, in :func:`st.cas_params`
+        order: the continuation, its request index rows, its search rows."""
+        args = [task.bound[name] for name in _TASK_COLUMNS]
+        for row in task.requests:
+            bound = self._d.bind(t.continuation_requests, row)
+            args += (bound[name] for name in _REQUEST_COLUMNS)
+        for term_row in task.terms:
+            args += term_row
+        return args
 
     def _insert_step_checkpoints(
         self, run_id: str, checkpoints: Sequence[StepCheckpoint], first: int, stamp: Any

@@ -32,7 +32,7 @@ from kneo.store.tasks.search import (
     task_labels,
     task_terms,
 )
-from kneo.store.transaction_base import TransactionBase
+from kneo.store.transaction_base import NewTask, TransactionBase
 from kneo.store.wire import statements as st
 
 _TERM_COLUMNS = st.columns(t.continuation_terms)
@@ -59,6 +59,7 @@ class ContinuationWritesMixin(TransactionBase):
         bodies: Sequence[Mapping[str, Any]] | None = None,
         input_text: str = "",
         same_requests: bool = False,
+        with_outcome: bool = False,
     ) -> ContinuationRecord:
         """Create a continuation, or replace it when ``expected_version`` matches the stored one.
 
@@ -78,7 +79,9 @@ class ContinuationWritesMixin(TransactionBase):
         requests' bodies in the run's state; ``None`` when the entries hold their own) and
         ``input_text`` (the run's input); it is dropped when the continuation stops being
         pending. ``same_requests``: a replace keeps the stored requests, only their statuses
-        change (:meth:`_index_requests`).
+        change (:meth:`_index_requests`). ``with_outcome``: a new continuation is written with
+        the run's outcome, the transaction's next :meth:`finish_run` (a pause: on PostgreSQL
+        then part of its one statement).
         """
         request_list, values = self._continuation(
             run_id, requests, context, status, expires_at, escalated_at, workflow_kind,
@@ -93,6 +96,20 @@ class ContinuationWritesMixin(TransactionBase):
             self._index_requests(continuation_id, request_list, status, same_requests)
             self._reindex_terms(record, search_text)
             return record
+        record = row_records.continuation(values)
+        requests = continuation_request_rows(continuation_id, request_list, status, self._pid)
+        terms = self._term_rows(record, search_text) if status == "pending" else []
+        task = NewTask(values, bound, requests, terms)
+        if with_outcome:
+            self._task = task
+        else:
+            self._write_task(task)
+        return record
+
+    def _write_task(self, task: NewTask) -> None:
+        """A new continuation's insert (``already_exists`` when its id is taken), then its
+        request index and search rows."""
+        values = task.values
         dbapi = self._d.db.loaded_dbapi
         try:
             cur = self._exec(
@@ -104,22 +121,19 @@ class ContinuationWritesMixin(TransactionBase):
                     "continuation_id",
                     ["continuation_id"],
                 ),
-                bound,
+                task.bound,
             )
             inserted = cur.fetchall()
         except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
-            raise not_found_error("run", run_id) from exc
+            raise not_found_error("run", values["run_id"]) from exc
         if not inserted:
             raise Conflict(
-                f"continuation {continuation_id!r} already exists", code=ErrorCode.already_exists
+                f"continuation {values['continuation_id']!r} already exists",
+                code=ErrorCode.already_exists,
             )
-        self._insert_requests(
-            continuation_request_rows(continuation_id, request_list, status, self._pid)
-        )
-        record = row_records.continuation(values)
-        if status == "pending":
-            self._insert_terms(record, search_text)
-        return record
+        self._insert_requests(task.requests)
+        if task.terms:
+            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, task.terms)
 
     def _with_list_row(
         self,
@@ -154,6 +168,14 @@ class ContinuationWritesMixin(TransactionBase):
     def _insert_terms(
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
     ) -> None:
+        """Insert :meth:`_term_rows`."""
+        rows_ = self._term_rows(cont, search_text, words=words)
+        if rows_:
+            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows_)
+
+    def _term_rows(
+        self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
+    ) -> list[tuple[Any, ...]]:
         """The inbox search's rows of a pending continuation (:mod:`kneo.store.tasks.search`): its
         words (unless ``words`` is false) and the labels of its pending requests (a
         promotion's: its approvers too)."""
@@ -163,11 +185,11 @@ class ContinuationWritesMixin(TransactionBase):
         if words:
             assignees = [r.get("assignee") for r in cont.requests]
             terms += task_terms([cont.workflow_name, *assignees, *search_text])
-        if terms:
-            at = self._d.binder(t.continuation_terms, "created_at")(cont.created_at)
-            cid = cont.continuation_id
-            rows_ = [(scoped_term(self._pid, w), at, cid) for w in terms]
-            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows_)
+        if not terms:
+            return []
+        at = self._d.binder(t.continuation_terms, "created_at")(cont.created_at)
+        cid = cont.continuation_id
+        return [(scoped_term(self._pid, w), at, cid) for w in terms]
 
     def _replace_continuation(
         self,

@@ -207,15 +207,28 @@ def replace_continuation(keys: Sequence[str], kept: Sequence[str]) -> Any:
 
 # -- PostgreSQL's one-statement write -----------------------------------------------------
 #: The tables a one-statement write adds rows to, in the order its parameters come.
-CAS_TABLES = (t.checkpoints, t.trace_events, t.audit_events, t.notification_events, t.run_terms)
+#: A pause's new task comes last: its continuation, request index and search rows.
+CAS_TABLES = (
+    t.checkpoints,
+    t.trace_events,
+    t.audit_events,
+    t.notification_events,
+    t.run_terms,
+    t.continuations,
+    t.continuation_requests,
+    t.continuation_terms,
+)
 #: What a row added by a one-statement write takes from the updated run (``cas``), by
-#: column; the rest of its columns are parameters.
+#: column; the rest of its columns are parameters (a row is written only if the run was).
 _FROM_CAS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("run_id", "sequence", "created_at"),
     "trace_events": ("run_id", "sequence", "created_at"),
     "audit_events": ("created_at", "project_id"),
     "notification_events": ("routed", "created_at", "project_id"),
     "run_terms": ("run_id",),  # its created_at is the run's: a parameter
+    "continuations": ("project_id",),
+    "continuation_requests": ("project_id",),
+    "continuation_terms": (),
 }
 _COUNTER = {"checkpoints": "checkpoint_seq", "trace_events": "trace_seq"}
 
