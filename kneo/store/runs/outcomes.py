@@ -376,13 +376,12 @@ class OutcomeWritesMixin(TransactionBase):
             args += (term, created_at)
         if task is not None:
             args += self._task_args(task)
-        if task is None:
-            return self._ex.alone(text.sql, args)
-        dbapi = self._d.db.loaded_dbapi
         try:
             return self._ex.alone(text.sql, args)
-        except dbapi.IntegrityError as exc:  # the run was just updated: only the task's id
-            raise Conflict(
+        except self._d.db.loaded_dbapi.IntegrityError as exc:
+            if task is None:
+                raise
+            raise Conflict(  # the run was just updated: what is left is the task's own id
                 f"continuation {task.values['continuation_id']!r} already exists",
                 code=ErrorCode.already_exists,
             ) from exc

@@ -100,9 +100,9 @@ class ContinuationWritesMixin(TransactionBase):
         requests = continuation_request_rows(continuation_id, request_list, status, self._pid)
         terms = self._term_rows(record, search_text) if status == "pending" else []
         task = NewTask(values, bound, requests, terms)
-        if with_outcome:
+        if with_outcome and self._task is None:
             self._task = task
-        else:
+        else:  # (a second pause in one transaction: the first keeps its place)
             self._write_task(task)
         return record
 
