@@ -38,6 +38,13 @@ class NewTask(NamedTuple):
     requests: list[dict[str, Any]]
     terms: list[tuple[Any, ...]]
 
+    def taken(self) -> Conflict:
+        """The error when another continuation holds this one's id."""
+        return Conflict(
+            f"continuation {self.values['continuation_id']!r} already exists",
+            code=ErrorCode.already_exists,
+        )
+
 
 class TransactionBase:
     """A transaction's state and the hooks its writes (runs, outcomes, continuations, the

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from kneo import jsontext
-from kneo.errors import Conflict, ErrorCode
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
 from kneo.store.row_values import audit_values, check_trace_events, outbox_values
@@ -381,10 +380,7 @@ class OutcomeWritesMixin(TransactionBase):
         except self._d.db.loaded_dbapi.IntegrityError as exc:
             if task is None:
                 raise
-            raise Conflict(  # the run was just updated: what is left is the task's own id
-                f"continuation {task.values['continuation_id']!r} already exists",
-                code=ErrorCode.already_exists,
-            ) from exc
+            raise task.taken() from exc  # the run was just updated: only the task's id is left
 
     def _task_args(self, task: NewTask) -> list[Any]:
         """A new task's rows as a one-statement write's parameters, in :func:`st.cas_params`

@@ -127,13 +127,9 @@ class ContinuationWritesMixin(TransactionBase):
         except dbapi.IntegrityError as exc:  # the only other constraint: the run's key
             raise not_found_error("run", values["run_id"]) from exc
         if not inserted:
-            raise Conflict(
-                f"continuation {values['continuation_id']!r} already exists",
-                code=ErrorCode.already_exists,
-            )
+            raise task.taken()
         self._insert_requests(task.requests)
-        if task.terms:
-            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, task.terms)
+        self._insert_term_rows(task.terms)
 
     def _with_list_row(
         self,
@@ -169,9 +165,11 @@ class ContinuationWritesMixin(TransactionBase):
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
     ) -> None:
         """Insert :meth:`_term_rows`."""
-        rows_ = self._term_rows(cont, search_text, words=words)
-        if rows_:
-            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows_)
+        self._insert_term_rows(self._term_rows(cont, search_text, words=words))
+
+    def _insert_term_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self._d.insert_rows(self._ex.add, t.continuation_terms, _TERM_COLUMNS, rows)
 
     def _term_rows(
         self, cont: ContinuationRecord, search_text: Sequence[str], *, words: bool = True
