@@ -3,8 +3,8 @@
 :class:`Decisions` holds them. :meth:`~Decisions.list_human_tasks` is the inbox query;
 :meth:`~Decisions.resume` replays an idempotent decision or goes on to
 :meth:`~Decisions.resume_decision`, which in one transaction reads the continuation and its
-run, checks the decision against them (request pending, run paused, answer valid) and writes it
-with compare-and-set, then hands the run to the :class:`~kneo.platform.driver.RunDriver` when
+run row-locked, checks the decision against them (request pending, run paused, answer valid)
+and writes it, then hands the run to the :class:`~kneo.platform.driver.RunDriver` when
 nothing is left pending; a decision on a promotion task is recorded there instead
 (:func:`kneo.platform.bundles.resume_promotion`).
 
@@ -14,9 +14,9 @@ resolved (:func:`~kneo.platform.tasks.resolved_entry`). While other requests of 
 continuation are still pending the run stays paused, otherwise it moves to running and the
 engine continues: in this process, or, when workers exist (:mod:`kneo.platform.handoff`), on
 the worker that claims the run the same transaction queued.
-A writer holding a stale view loses the compare-and-set, writes nothing, and reads again:
-it then finds the request decided (``request_already_resolved``), the run being resumed by the
-winner (``resource_locked``), or its own request still pending and applies it.
+Of two racing decisions the second waits for the first's locks and reads what it wrote: the
+request decided (``request_already_resolved``), the run being resumed by the winner
+(``resource_locked``), or its own request still pending, which it applies.
 
 :func:`kneo.platform.registry.promotion_tally` is imported where a promotion is decided
 (+42 ms with the bundle's cryptography), which a platform that only runs runs never needs.
@@ -36,8 +36,6 @@ from kneo.engine.human import Decision, HumanDecision, HumanRequest, RequestKind
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
-    Conflict,
-    ErrorCode,
     IllegalTransition,
     InvalidRequest,
     KneoError,
@@ -66,11 +64,6 @@ if TYPE_CHECKING:
 MAX_AGE_SECONDS = 100 * 365 * 86_400
 #: What ``kind`` filters on: a request's kind, or ``promotion`` for promotions.
 TASK_KINDS = (*get_args(RequestKind), "promotion")
-
-#: How many times a decision is read, checked and written when its compare-and-set loses to
-#: a concurrent decision on another request of the same continuation (each loss means
-#: somebody else's decision committed, so this bounds a burst, not a wait).
-DECISION_ATTEMPTS = 8
 
 
 def legacy_decision(
@@ -358,21 +351,17 @@ class Decisions:
         *,
         actor: str | None,
         metadata: Mapping[str, Any] | None,
-        continuation: ContinuationRecord | None = None,
     ) -> RunResult:
         """Check a decision against what is stored and write it, in one transaction.
 
-        The continuation and its run are read in the decision's own transaction (SQLite: under
-        the write lock, on the warm writer connection), and the writes compare-and-set the
-        run's and the continuation's versions, so of two racing decisions one commits and the
-        other reads again. A run that a resume already moved to ``running`` answers
-        ``resource_locked`` (another process is resuming it) until it pauses or ends; a request
-        already decided, ``request_already_resolved``. ``continuation``: a view the caller
-        already holds, tried first (a stale one loses the compare-and-set and is read again).
+        The continuation and its run are read in the decision's own transaction, in one
+        statement and row-locked (PostgreSQL; SQLite: under the write lock, on the warm
+        writer connection): of two racing decisions the second reads what the first wrote,
+        and the writes, which cannot miss, read nothing back. A run that a resume already
+        moved to ``running`` answers ``resource_locked`` (another process is resuming it)
+        until it pauses or ends; a request already decided, ``request_already_resolved``.
         """
-        return self._decide(
-            continuation_id, [decision], actor=actor, metadata=metadata, continuation=continuation
-        )
+        return self._decide(continuation_id, [decision], actor=actor, metadata=metadata)
 
     def _decide(
         self,
@@ -381,13 +370,12 @@ class Decisions:
         *,
         actor: str | None,
         metadata: Mapping[str, Any] | None,
-        continuation: ContinuationRecord | None = None,
     ) -> RunResult:
         """:meth:`resume_decision` for one or more decisions on one continuation. The
         decision's transaction and the run's steps after it share one connection."""
         held = self.store.hold_connection()
         try:
-            return self._decide_on(held, continuation_id, decisions, actor, metadata, continuation)
+            return self._decide_on(held, continuation_id, decisions, actor, metadata)
         finally:
             held.close()  # (a no-op once the run's journal gave it back)
 
@@ -398,35 +386,19 @@ class Decisions:
         decisions: list[Decision],
         actor: str | None,
         metadata: Mapping[str, Any] | None,
-        continuation: ContinuationRecord | None,
     ) -> RunResult:
-        for _ in range(DECISION_ATTEMPTS):
-            try:
-                with self.store.transaction(held) as tx:
-                    cont = continuation or tx.get_continuation(continuation_id)
-                    continuation = None
-                    if cont.workflow_kind == "promotion":
-                        break  # a GitOps promotion: no run (after the loop)
-                    run, state, requests = self._pending(
-                        tx, cont, [d.request_id for d in decisions]
-                    )
-                    now = utc_iso(self.clock.now())
-                    answers = [
-                        (request, self._checked(request, d, actor, now, metadata))
-                        for request, d in zip(requests, decisions, strict=True)
-                    ]
-                    updated, remaining = self._write_decision(tx, run, cont, state, answers)
-            except Conflict as exc:
-                if exc.code == "stale_state":
-                    continue  # another decision committed first: nothing was written
-                raise
+        with self.store.transaction(held) as tx:
+            cont = tx.get_continuation(continuation_id, for_update=True)  # and its run
+            if cont.workflow_kind != "promotion":  # (a GitOps promotion has no run)
+                run, state, requests = _pending(tx, cont, [d.request_id for d in decisions])
+                now = utc_iso(self.clock.now())
+                answers = [
+                    (request, self._checked(request, d, actor, now, metadata))
+                    for request, d in zip(requests, decisions, strict=True)
+                ]
+                updated, remaining = self._write_decision(tx, run, cont, state, answers)
+        if cont.workflow_kind != "promotion":  # committed: the run goes on
             return self._continue(updated, cont, answers, remaining, held)
-        else:
-            raise ResourceLocked(
-                f"continuation {continuation_id} is being resumed by other processes",
-                lock=f"continuation:{continuation_id}",
-            )
-
         if len(decisions) != 1:
             raise InvalidRequest("a promotion task takes one decision at a time", field="decisions")
         return resume_promotion(
@@ -609,58 +581,51 @@ class Decisions:
             status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
         )
 
-    def _pending(
-        self, tx: Transaction, cont: ContinuationRecord, request_ids: Sequence[str]
-    ) -> tuple[RunRecord, ExecutionState, list[HumanRequest]]:
-        """The paused run and the still-pending requests the decisions answer, or the error
-        that says why there are none."""
-        stored = {r.get("request_id"): r for r in cont.requests}
-        for request_id in request_ids:
-            if request_id not in stored:
-                raise NotFound(
-                    f"request {request_id!r} is not part of continuation {cont.continuation_id}",
-                    resource="request",
-                    id=request_id,
-                )
-        if cont.run_id is None:
-            raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
-        run = tx.get_run(cont.run_id, for_update=True)  # its counters: this decision's
-        if run.status == RunStatus.RUNNING:
-            # A resume (a person's or a timeout's) committed its decision and is executing.
-            raise ResourceLocked(
-                f"continuation {cont.continuation_id} is being resumed by another process",
-                lock=f"continuation:{cont.continuation_id}",
+
+def _pending(
+    tx: Transaction, cont: ContinuationRecord, request_ids: Sequence[str]
+) -> tuple[RunRecord, ExecutionState, list[HumanRequest]]:
+    """The paused run, its state and the still-pending requests the decisions answer, or
+    the error that says why there are none (``cont`` read locked with its run)."""
+    stored = {r.get("request_id"): r for r in cont.requests}
+    for request_id in request_ids:
+        if request_id not in stored:
+            raise NotFound(
+                f"request {request_id!r} is not part of continuation {cont.continuation_id}",
+                resource="request",
+                id=request_id,
             )
-        for request_id in request_ids:
-            if cont.status != "pending" or (stored[request_id].get("status") or "pending") != (
-                "pending"
-            ):
-                raise RequestAlreadyResolved(
-                    f"request {request_id} was already resolved", request_id=request_id
-                )
-        if run.status != RunStatus.PAUSED:
-            if tx.get_continuation(cont.continuation_id).version != cont.version:
-                # PostgreSQL read the task before a racing resume committed and the run
-                # after it finished: read both again (the retry answers "already resolved").
-                raise Conflict(
-                    f"continuation {cont.continuation_id!r} changed since it was read",
-                    code=ErrorCode.stale_state,
-                    continuation_id=cont.continuation_id,
-                )
-            raise IllegalTransition(
-                f"cannot resume run {run.run_id}: it is {run.status}, not paused",
-                current_status=run.status,
+    if cont.run_id is None:
+        raise InvalidRequest(f"continuation {cont.continuation_id} belongs to no run")
+    run = tx.get_run(cont.run_id, for_update=True)  # (locked with the task: not read again)
+    if run.status == RunStatus.RUNNING:
+        # A resume (a person's or a timeout's) committed its decision and is executing.
+        raise ResourceLocked(
+            f"continuation {cont.continuation_id} is being resumed by another process",
+            lock=f"continuation:{cont.continuation_id}",
+        )
+    for request_id in request_ids:
+        if cont.status != "pending" or (stored[request_id].get("status") or "pending") != (
+            "pending"
+        ):
+            raise RequestAlreadyResolved(
+                f"request {request_id} was already resolved", request_id=request_id
             )
-        state = ExecutionState(run.state)
-        requests = []
-        for request_id in request_ids:
-            raw = state.pending_request(request_id)
-            if raw is None:
-                raise RequestAlreadyResolved(
-                    f"request {request_id} is no longer pending", request_id=request_id
-                )
-            requests.append(HumanRequest.from_dict(raw))
-        return run, state, requests
+    if run.status != RunStatus.PAUSED:
+        raise IllegalTransition(
+            f"cannot resume run {run.run_id}: it is {run.status}, not paused",
+            current_status=run.status,
+        )
+    state = ExecutionState(run.state)
+    requests = []
+    for request_id in request_ids:
+        raw = state.pending_request(request_id)
+        if raw is None:
+            raise RequestAlreadyResolved(
+                f"request {request_id} is no longer pending", request_id=request_id
+            )
+        requests.append(HumanRequest.from_dict(raw))
+    return run, state, requests
 
 
 def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:

@@ -42,6 +42,12 @@ RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
     }
 )
 
+#: Run columns an update may set that a :class:`~kneo.store.records.RunRecord` does not
+#: carry as given (its counters are set apart; the lease and the spec's key it has not).
+NOT_RECORD_FIELDS = frozenset(
+    {"checkpoint_seq", "trace_seq", "spec_ref", "lease_owner", "lease_expires_at"}
+)
+
 
 def spec_ref(text: str) -> str:
     """A spec's key in ``specs``: the sha256 of its JSON text (:func:`steps.json_text`)."""

@@ -39,9 +39,17 @@ from kneo.ids import new_run_id
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.records import AuditEvent, CheckpointRecord, QueueRecord, RunRecord, TraceEvent
+from kneo.store.records import (
+    AuditEvent,
+    CheckpointRecord,
+    ContinuationRecord,
+    QueueRecord,
+    RunRecord,
+    TraceEvent,
+)
 from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
+    NOT_RECORD_FIELDS,
     audit_values,
     check_trace_events,
     outbox_values,
@@ -180,13 +188,37 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord:
         """The run as this transaction sees it; ``for_update`` row-locks it on PostgreSQL
         (on SQLite the transaction holds the database's write lock already), so its sequence
-        counters are this transaction's to allocate from in memory (:meth:`_next_sequence`)."""
+        counters are this transaction's to allocate from in memory (:meth:`_next_sequence`)
+        and its compare-and-set updates at the version it holds read nothing back
+        (:meth:`update_run`). A run locked with its continuation
+        (:meth:`get_continuation`) is not read again."""
+        if for_update and run_id in self._locked_runs:
+            return self._locked_runs[run_id]  # (locked with its continuation, or before)
         row = self._row(t.runs, "run_id", run_id, for_update=for_update)
         if row is None:
             raise not_found_error("run", run_id)
-        if for_update:
-            self._seq.setdefault(run_id, [row["checkpoint_seq"], row["trace_seq"]])
-        return row_records.run(row, self._spec_text)
+        return self._locked_run(row) if for_update else row_records.run(row, self._spec_text)
+
+    def _lock_with_run(self, continuation_id: str) -> ContinuationRecord | None:
+        """:meth:`get_continuation` ``for_update`` of a continuation of a run: it and its run
+        read in one statement, both row-locked; ``None`` when there is no such pair."""
+        found = self._exec("run_and_task", st.select_run_and_task, {"k": continuation_id})
+        rows = found.fetchall()
+        if not rows:
+            return None
+        run_row = self._d.reader(t.runs, self._ex, 0)(rows[0])
+        task = self._d.reader(t.continuations, self._ex, len(t.runs.c))(rows[0])
+        self._locked_tasks[continuation_id] = task
+        self._locked_run(run_row)  # (may read its spec: after both rows are read)
+        return row_records.continuation(task)
+
+    def _locked_run(self, row: dict[str, Any]) -> RunRecord:
+        """The record of a run row this transaction read row-locked, its counters and
+        version this transaction's from now on."""
+        run = row_records.run(row, self._spec_text)
+        self._seq.setdefault(run.run_id, [row["checkpoint_seq"], row["trace_seq"]])
+        self._locked_runs[run.run_id] = run  # (after an update of it: as updated)
+        return run
 
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag a run for cooperative cancellation.
@@ -289,6 +321,13 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
     ) -> RunRecord:
         """:meth:`Transaction.update_run <kneo.store.api.Transaction.update_run>`."""
+        locked = self._locked_runs.get(run_id)
+        if (
+            locked is not None
+            and locked.version == expected_version
+            and not ("output_text" in changes or "error" in changes)
+        ):
+            return self._update_locked_run(locked, changes)
         keys = self._run_changes(run_id, changes)
         cas = expected_version is not None
 
@@ -308,7 +347,33 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._run_updated(run_id, row["checkpoint_seq"], row["trace_seq"])
         if "output_text" in changes or "error" in changes:
             self._replace_run_terms(run_id, self._outcome_terms(run_id, row["created_at"], row))
+        if locked is not None:
+            return self._locked_run(row)
         return row_records.run(row, self._spec_text)
+
+    def _update_locked_run(self, run: RunRecord, changes: dict[str, Any]) -> RunRecord:
+        """:meth:`update_run` of a run this transaction holds row-locked at its version: the
+        compare-and-set cannot miss, so nothing is read back; the record is ``run`` with
+        ``changes``, as :meth:`finish_run` makes it."""
+        keys = self._run_changes(run.run_id, changes)
+        bound = self._d.bind(t.runs, changes)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_run_id": run.run_id, "k_now": self._now_bound(), "k_expected": run.version}
+        self._exec(("update_locked_run", keys), lambda: st.run_update(keys, returning=()), params)
+        checkpoint_seq = int(changes.get("checkpoint_seq", run.checkpoint_seq or 0))
+        trace_seq = int(changes.get("trace_seq", run.trace_seq or 0))
+        self._run_updated(run.run_id, checkpoint_seq, trace_seq)
+        fields = {k: v for k, v in changes.items() if k not in NOT_RECORD_FIELDS}
+        updated = dataclasses.replace(
+            run,
+            **fields,
+            version=run.version + 1,
+            updated_at=self.now,
+            checkpoint_seq=checkpoint_seq,
+            trace_seq=trace_seq,
+        )
+        self._locked_runs[run.run_id] = updated
+        return updated
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)

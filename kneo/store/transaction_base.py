@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from kneo.errors import Conflict, ErrorCode, InvalidRequest
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
+from kneo.store.records import ContinuationRecord, RunRecord
 from kneo.store.row_values import RUN_MUTABLE_FIELDS
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
@@ -69,6 +70,11 @@ class TransactionBase:
         self._new_specs: list[str] = []
         #: a pause's new task, written with the run's outcome (:meth:`_write_task` otherwise)
         self._task: NewTask | None = None
+        #: runs and continuations (their rows) this transaction read row-locked: nobody else
+        #: can change them before it ends, so its compare-and-set writes of them at the
+        #: versions it holds cannot miss and read nothing back
+        self._locked_runs: dict[str, RunRecord] = {}
+        self._locked_tasks: dict[str, dict[str, Any]] = {}
 
     def _now_bound(self) -> Any:
         """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
@@ -133,6 +139,10 @@ class TransactionBase:
 
     def _write_task(self, task: NewTask) -> None:
         """Insert a new continuation's rows (:class:`ContinuationWritesMixin`)."""
+        raise NotImplementedError
+
+    def _lock_with_run(self, continuation_id: str) -> ContinuationRecord | None:
+        """A continuation and its run, both row-locked (:class:`Transaction`)."""
         raise NotImplementedError
 
     def _commit(self) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kneo import Decision
+from kneo.errors import KneoError
 from kneo.platform import create_platform
 from kneo.settings import Settings
 
@@ -54,5 +57,80 @@ def test_runs_on_several_threads_each_finish_whole(
         for _, run_id in results[::10]:
             run = manager.get_run_record(run_id)
             assert (run.status, run.checkpoint_seq) == ("succeeded", 3)  # two steps, the outcome
+    finally:
+        manager.store.close()
+
+
+APPROVAL = (
+    "version: v1\n"
+    "workflow:\n"
+    "  type: sequential\n"
+    "  name: raced-approval\n"
+    "  steps:\n"
+    "    - {id: a, kind: function, ref: examples.human_functions:draft_report}\n"
+    "    - {id: review, kind: human, ref: reviewer}\n"
+    "    - {id: b, kind: function, ref: examples.human_functions:publish_report}\n"
+    "components:\n"
+    "  humans:\n"
+    "    reviewer: {prompt: Publish?, assignee: reviewer}\n"
+)
+
+
+def _race(manager: Any, paused: Any) -> list[str]:
+    """Two approvals of ``paused``'s request and a cancel of its run, at once: what each
+    returned (a status or an error's code)."""
+    decision = Decision(paused.request_id, "approved")
+    start = threading.Barrier(3)
+    outcomes: list[str] = []
+
+    def act(cancel: bool) -> None:
+        start.wait(10)
+        try:
+            if cancel:
+                outcomes.append(manager.cancel(paused.run_id).status)
+            else:
+                outcomes.append(manager.resume(paused.continuation_id, decision).status)
+        except KneoError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=act, args=(c,)) for c in (False, False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_decisions_and_cancels_on_one_task_end_it_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Per paused run, two people approve the one request and a third cancels the run, all
+    at once. A decision reads the task and its run row-locked (the run's row first, as a
+    cancel takes them), so nothing deadlocks and nothing is decided twice: the run ends
+    succeeded (one decision applied) or cancelled, and every loser gets a stable error."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    if backend == "postgresql":
+        new_database: Callable[[], str] = request.getfixturevalue("pg_database")
+        url = new_database()
+    spec = tmp_path / "approval.yaml"
+    spec.write_text(APPROVAL)
+    manager = create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url}))
+    try:
+        for _ in range(8):
+            paused = manager.run_from_spec(input_text="launch", spec_path=spec)
+            outcomes = _race(manager, paused)
+            run = manager.get_run_record(paused.run_id)
+            assert run.status in ("succeeded", "cancelled"), outcomes
+            assert outcomes.count("succeeded") <= 1, outcomes
+            assert set(outcomes) <= {
+                "succeeded", "cancelled", "request_already_resolved", "resource_locked",
+                "illegal_transition", "not_found", "stale_state",
+            }, outcomes  # fmt: skip
+            published = manager.store.audit.list_audit(
+                run_id=paused.run_id, event_type="human.decision"
+            )
+            if run.status == "succeeded":
+                assert published.total == 1 and outcomes.count("succeeded") == 1, outcomes
     finally:
         manager.store.close()

@@ -329,11 +329,14 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     assert decisions.total == 1
 
 
-def test_a_decision_that_loses_its_compare_and_set_reads_again(
+def test_two_decisions_on_one_task_at_once_are_both_applied(
     manager: PlatformManager, project: Path
 ) -> None:
-    """A decision checked against a continuation another decision has since changed writes
-    nothing on its first try, reads again and applies its own (still pending) request."""
+    """Decisions on the two requests of one task, sent at once: the second waits for the
+    first's locks, reads what it wrote and applies its own (still pending) request; the run
+    goes on once, after both."""
+    import threading
+
     humans = {"humans": {"r1": {"prompt": "one?"}, "r2": {"prompt": "two?"}}}
     spec = write_spec(
         project,
@@ -348,41 +351,39 @@ def test_a_decision_that_loses_its_compare_and_set_reads_again(
         components=humans,
     )
     paused = manager.run_from_spec(input_text="go", spec_path=spec)
-    one, two = (r["request_id"] for r in paused.metadata["pending_human_requests"])
-    stale = manager.store.tasks.get_continuation(paused.continuation_id)
-    half = manager.resume(paused.continuation_id, Decision(one, "approved"))
-    assert half.status == "paused"
-    done = manager.decisions.resume_decision(
-        paused.continuation_id,
-        Decision(two, "approved", content=None, selected_option=None),
-        actor="late",
-        metadata=None,
-        continuation=stale,
-    )
-    assert done.status == "succeeded"
+    ids = [r["request_id"] for r in paused.metadata["pending_human_requests"]]
+    start = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def decide(request_id: str) -> None:
+        start.wait(10)
+        try:
+            decision = Decision(request_id, "approved")
+            results[request_id] = manager.resume(paused.continuation_id, decision).status
+        except Exception as exc:  # (asserted below)
+            results[request_id] = exc
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(map(str, results.values())) == ["paused", "succeeded"]
+    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
     decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
     assert decisions.total == 2
 
 
-def test_a_decision_read_before_the_run_finished_is_already_resolved(
+def test_a_decision_on_a_finished_run_is_already_resolved_and_writes_nothing(
     manager: PlatformManager, project: Path
 ) -> None:
-    """The PostgreSQL race in one process: the task was read while pending, the run by the
-    time another decision had finished it. The answer is ``request_already_resolved`` (the
-    task is read again), not ``illegal_transition``; nothing is written."""
     paused = manager.run_from_spec(input_text="go", spec_path=approval_spec(project))
-    stale = manager.store.tasks.get_continuation(paused.continuation_id)
-    assert manager.resume(
-        paused.continuation_id, Decision(paused.request_id, "approved")
-    ).status == ("succeeded")
+    decision = Decision(paused.request_id, "approved")
+    assert manager.resume(paused.continuation_id, decision).status == "succeeded"
     before = manager.store.runs.get_run(paused.run_id).version
     with pytest.raises(RequestAlreadyResolved):
         manager.decisions.resume_decision(
-            paused.continuation_id,
-            Decision(paused.request_id, "approved"),
-            actor="late",
-            metadata=None,
-            continuation=stale,
+            paused.continuation_id, decision, actor="late", metadata=None
         )
     assert manager.store.runs.get_run(paused.run_id).version == before
     decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")

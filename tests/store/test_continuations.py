@@ -392,3 +392,62 @@ def test_a_task_meant_for_an_outcome_that_never_came_is_written_at_commit(store:
     with store.transaction() as tx:
         tx.put_continuation("cont_w", run_id=run_id, requests=[_req("req_w")], with_outcome=True)
     assert store.tasks.get_continuation("cont_w").run_id == run_id
+
+
+def test_a_locked_task_and_run_are_written_without_reading_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A locked read of a task reads its run with it, in one statement; their writes at
+    those versions read nothing back (no ``RETURNING``), and the records they give are what
+    is stored; a later plain update of the run is read back as before."""
+    run_id = new_run(store, status="paused")
+    with store.transaction() as tx:
+        tx.put_continuation("cont_l", run_id=run_id, requests=[_req("req_1")], context={"a": 1})
+    sent: list[str] = []
+    original = PostgresExecutor.execute
+
+    def spy(self: PostgresExecutor, sql: str, args: Any) -> Any:
+        sent.append(sql)
+        return original(self, sql, args)
+
+    monkeypatch.setattr(PostgresExecutor, "execute", spy)
+    with store.transaction() as tx:
+        cont = tx.get_continuation("cont_l", for_update=True)
+        run = tx.get_run(run_id, for_update=True)
+        assert (cont.run_id, run.run_id) == (run_id, run_id)
+        assert cont == store.tasks.get_continuation("cont_l")
+        assert run == store.runs.get_run(run_id)
+        task = tx.put_continuation(
+            "cont_l", run_id=run_id, requests=[_req("req_1", status="approved")],
+            context=cont.context, status="resolved", expected_version=cont.version,
+            workflow_kind=cont.workflow_kind, same_requests=True,
+        )  # fmt: skip
+        tx.add_trace_events(run_id, [{"event_type": "decided"}])
+        updated = tx.update_run(run_id, expected_version=run.version, status="running")
+    assert task == store.tasks.get_continuation("cont_l") and task.version == 2
+    stored = store.runs.get_run(run_id)
+    assert updated == stored and updated.trace_seq == stored.trace_seq
+    assert (stored.status, stored.version) == ("running", run.version + 1)
+    assert store.runs.list_trace(run_id, event_type="decided").total == 1
+    if store.engine.dialect.name == "postgresql":
+        writes = [s for s in sent if s.startswith(("UPDATE runs", "UPDATE continuations"))]
+        assert len(writes) == 2 and not any("RETURNING" in s for s in writes)
+        reads = [s for s in sent if s.startswith("SELECT") and "FOR UPDATE" in s]
+        assert len(reads) == 1 and "JOIN continuations" in reads[0]
+    with store.transaction() as tx:
+        again = tx.update_run(run_id, expected_version=updated.version, cancel_requested=True)
+    assert again == store.runs.get_run(run_id)
+
+
+def test_a_locked_task_without_a_run_is_written_as_one_with(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.put_continuation("cont_p", run_id=None, requests=[_req("req_p")], workflow_kind="p")
+    with store.transaction() as tx:
+        cont = tx.get_continuation("cont_p", for_update=True)
+        replaced = tx.put_continuation(
+            "cont_p", run_id=None, requests=[_req("req_p")], workflow_kind="p",
+            expected_version=cont.version, status="resolved",
+        )  # fmt: skip
+    assert replaced == store.tasks.get_continuation("cont_p") and replaced.version == 2
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.get_continuation("cont_missing", for_update=True)

@@ -23,7 +23,12 @@ import sqlalchemy as sa
 from kneo import jsontext
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
-from kneo.store.row_values import audit_values, check_trace_events, outbox_values
+from kneo.store.row_values import (
+    NOT_RECORD_FIELDS,
+    audit_values,
+    check_trace_events,
+    outbox_values,
+)
 from kneo.store.runs.steps import (
     CHECKPOINT_COLUMNS,
     TRACE_COLUMNS,
@@ -36,10 +41,6 @@ from kneo.store.tasks.search import outcome_terms, scoped_term
 from kneo.store.transaction_base import NewTask, TransactionBase
 from kneo.store.wire import statements as st
 
-#: run columns ``update_run`` may set that a :class:`RunRecord` does not carry as given
-_NOT_RECORD_FIELDS = frozenset(
-    {"checkpoint_seq", "trace_seq", "spec_ref", "lease_owner", "lease_expires_at"}
-)
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = st.cas_params(t.notification_events)
 _TASK_COLUMNS = st.cas_params(t.continuations)
@@ -139,7 +140,7 @@ class OutcomeWritesMixin(TransactionBase):
             terms or (),
             replace_terms=stored,
         )
-        fields = {k: v for k, v in changes.items() if k not in _NOT_RECORD_FIELDS}
+        fields = {k: v for k, v in changes.items() if k not in NOT_RECORD_FIELDS}
         return dataclasses.replace(
             run,
             **fields,

@@ -199,15 +199,30 @@ class ContinuationWritesMixin(TransactionBase):
         """Compare-and-set the continuation's columns to ``values`` (``bound``: as the driver
         takes them); the caller writes its request index. The record is
         ``values`` and the columns the update kept, read back (scalars: the JSON just written
-        is not decoded again)."""
+        is not decoded again), or, on a row this transaction holds locked
+        (:meth:`get_continuation`), the row it read."""
         keys = tuple(values)
         kept = tuple(c for c in st.columns(t.continuations) if c not in values)
+        params = {f"v_{k}": bound[k] for k in keys}
+        params |= {"k_id": continuation_id, "k_expected": expected_version}
+        locked = self._locked_tasks.get(continuation_id)
+        if locked is not None and locked["version"] == expected_version:
+            # held row-locked at this version: it cannot miss, nothing read back
+            self._exec(
+                ("replace_locked_continuation", keys),
+                lambda: st.replace_continuation(keys, ()),
+                params,
+            )
+            row = self._locked_tasks[continuation_id] = {
+                **locked,
+                **values,
+                "version": expected_version + 1,
+            }
+            return row_records.continuation(row)
 
         def build() -> Any:
             return st.replace_continuation(keys, kept)
 
-        params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_id": continuation_id, "k_expected": expected_version}
         cur = self._exec(("replace_continuation", keys), build, params)
         found = cur.fetchall()
         if not found:
@@ -221,8 +236,10 @@ class ContinuationWritesMixin(TransactionBase):
                 code=ErrorCode.stale_state,
                 continuation_id=continuation_id,
             )
-        stored = self._d.reader(t.continuations, self._ex)(found[0])
-        return row_records.continuation({**values, **stored})
+        row = {**values, **self._d.reader(t.continuations, self._ex)(found[0])}
+        if locked is not None:
+            self._locked_tasks[continuation_id] = row
+        return row_records.continuation(row)
 
     def _delete_requests(self, continuation_id: str) -> None:
         delete = functools.partial(st.delete, t.continuation_requests, "continuation_id")
@@ -253,10 +270,20 @@ class ContinuationWritesMixin(TransactionBase):
     def get_continuation(
         self, continuation_id: str, *, for_update: bool = False
     ) -> ContinuationRecord:
-        """The continuation as this transaction sees it (row-locked on PostgreSQL if asked)."""
+        """The continuation as this transaction sees it. ``for_update`` row-locks it, and its
+        run with it in the same statement, the run's row first (as a cancel or any writer of
+        both takes them): a decision's reading. Then neither can change before this
+        transaction ends, its ``get_run(for_update=True)`` reads nothing, and its writes of
+        either at the versions it read (:meth:`put_continuation` with ``expected_version``,
+        ``update_run``) cannot miss and read nothing back: in psycopg's pipeline they go out
+        with the commit."""
+        if for_update and (found := self._lock_with_run(continuation_id)) is not None:
+            return found
         row = self._row(t.continuations, "continuation_id", continuation_id, for_update=for_update)
         if row is None:
             raise not_found_error("continuation", continuation_id)
+        if for_update:
+            self._locked_tasks[continuation_id] = row
         return row_records.continuation(row)
 
     def _continuation(

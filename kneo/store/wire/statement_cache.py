@@ -93,7 +93,9 @@ class StatementCache:
         self.db: Dialect = sa.engine.default.DefaultDialect()
         self._texts: dict[Any, Text] = {}
         self._binds: dict[str, dict[str, _Proc]] = {}
-        self._readers: dict[tuple[str, str], Callable[[Sequence[Any]], dict[str, Any]]] = {}
+        self._readers: dict[
+            tuple[str, str, int | None], Callable[[Sequence[Any]], dict[str, Any]]
+        ] = {}
         self._statements: dict[Any, Any] = {}
         #: spec JSON text by content digest: immutable once written, so caching it is right
         self.spec_texts: dict[str, str] = {}
@@ -180,20 +182,31 @@ class StatementCache:
             out[name] = proc(value) if proc is not None and value is not None else value
         return out
 
-    def reader(self, table: sa.Table, executor: Any) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    def reader(
+        self, table: sa.Table, executor: Any, start: int | None = None
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
         """How to read a row of ``table`` that the executor's last statement returned: the
         columns' result processors in its column order, made from the cursor's description
         once per statement text (psycopg builds a description's columns anew at every read
-        of it, 80 objects per resume)."""
-        key = (table.name, executor.last_sql)
+        of it, 80 objects per resume). ``start``: the row is a join's, ``table``'s columns
+        all of them in their table's order from that position on."""
+        key = (table.name, str(executor.last_sql), start)
         found = self._readers.get(key)
         if found is None:
-            names, procs = [], []
-            for column in executor.cursor.description:
-                name, coltype = column[0], column[1]
-                names.append(name)
-                procs.append(t.value_reader(table.c[name].type, self.db, coltype))
-            found = self._readers[key] = functools.partial(_read_row, tuple(names), tuple(procs))
+            described = executor.cursor.description
+            if start is None:
+                named = [(d[0], d[1]) for d in described]
+            else:
+                part = described[start : start + len(table.c)]
+                named = [(c.name, d[1]) for c, d in zip(table.c, part, strict=True)]
+            names = tuple(name for name, _ in named)
+            procs = tuple(t.value_reader(table.c[n].type, self.db, code) for n, code in named)
+            read = functools.partial(_read_row, names, procs)
+            if start is not None:
+                end = start + len(names)
+                found = self._readers[key] = lambda row: read(row[start:end])
+            else:
+                found = self._readers[key] = read
         return found
 
     def rows(self, table: sa.Table, executor: Any, found: list[Any]) -> list[dict[str, Any]]:

@@ -121,6 +121,15 @@ def select_row(table: sa.Table, key: str, *, lock: bool = False) -> Any:
     return select(table, [c.name for c in table.c], key, "k", lock=lock, scoped=True)
 
 
+def select_run_and_task() -> Any:
+    """The project's continuation ``k`` and its run, every column of each (the run's
+    first), both row-locked where the database has row locks: the run's first (PostgreSQL
+    locks a join's rows in the order of its ``FROM``), as every writer of both locks them."""
+    r, c = t.runs, t.continuations
+    stmt = sa.select(*r.c, *c.c).join_from(r, c, c.c.run_id == r.c.run_id)
+    return stmt.where(c.c.continuation_id == p("k"), mine(c)).with_for_update()
+
+
 def delete(
     table: sa.Table,
     key: str,
@@ -175,7 +184,7 @@ def run_update(
     if guard:
         where.append(_runs.checkpoint_seq == p("k_last"))
     stmt = sa.update(t.runs).where(*where).values(values)
-    return stmt.returning(*(_runs[name] for name in returning))
+    return stmt.returning(*(_runs[name] for name in returning)) if returning else stmt
 
 
 def set_run_columns(keys: Sequence[str]) -> Any:
@@ -202,7 +211,7 @@ def replace_continuation(keys: Sequence[str], kept: Sequence[str]) -> Any:
     stmt = stmt.where(
         c.continuation_id == p("k_id"), c.version == p("k_expected"), mine(t.continuations)
     )
-    return stmt.returning(*(c[name] for name in kept))
+    return stmt.returning(*(c[name] for name in kept)) if kept else stmt
 
 
 # -- PostgreSQL's one-statement write -----------------------------------------------------
