@@ -42,14 +42,12 @@ from kneo.store.base import StoreHandle, not_found_error
 from kneo.store.records import (
     AuditEvent,
     CheckpointRecord,
-    ContinuationRecord,
     QueueRecord,
     RunRecord,
     TraceEvent,
 )
 from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
-    NOT_RECORD_FIELDS,
     audit_values,
     check_trace_events,
     outbox_values,
@@ -199,27 +197,6 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             raise not_found_error("run", run_id)
         return self._locked_run(row) if for_update else row_records.run(row, self._spec_text)
 
-    def _lock_with_run(self, continuation_id: str) -> ContinuationRecord | None:
-        """:meth:`get_continuation` ``for_update`` of a continuation of a run: it and its run
-        read in one statement, both row-locked; ``None`` when there is no such pair."""
-        found = self._exec("run_and_task", st.select_run_and_task, {"k": continuation_id})
-        rows = found.fetchall()
-        if not rows:
-            return None
-        run_row = self._d.reader(t.runs, self._ex, 0)(rows[0])
-        task = self._d.reader(t.continuations, self._ex, len(t.runs.c))(rows[0])
-        self._locked_tasks[continuation_id] = task
-        self._locked_run(run_row)  # (may read its spec: after both rows are read)
-        return row_records.continuation(task)
-
-    def _locked_run(self, row: dict[str, Any]) -> RunRecord:
-        """The record of a run row this transaction read row-locked, its counters and
-        version this transaction's from now on."""
-        run = row_records.run(row, self._spec_text)
-        self._seq.setdefault(run.run_id, [row["checkpoint_seq"], row["trace_seq"]])
-        self._locked_runs[run.run_id] = run  # (after an update of it: as updated)
-        return run
-
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag a run for cooperative cancellation.
 
@@ -309,14 +286,6 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             self._d.bind(t.specs, values),
         )
 
-    def _spec_text(self, digest: str) -> str | None:
-        def read() -> str | None:
-            select = functools.partial(st.select, t.specs, ["spec"], "digest", "digest")
-            found = self._first("select_spec", select, {"digest": digest})
-            return found[0] if found else None
-
-        return self._d.spec_text(digest, read)
-
     def update_run(
         self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
     ) -> RunRecord:
@@ -350,30 +319,6 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         if locked is not None:
             return self._locked_run(row)
         return row_records.run(row, self._spec_text)
-
-    def _update_locked_run(self, run: RunRecord, changes: dict[str, Any]) -> RunRecord:
-        """:meth:`update_run` of a run this transaction holds row-locked at its version: the
-        compare-and-set cannot miss, so nothing is read back; the record is ``run`` with
-        ``changes``, as :meth:`finish_run` makes it."""
-        keys = self._run_changes(run.run_id, changes)
-        bound = self._d.bind(t.runs, changes)
-        params = {f"v_{k}": bound[k] for k in keys}
-        params |= {"k_run_id": run.run_id, "k_now": self._now_bound(), "k_expected": run.version}
-        self._exec(("update_locked_run", keys), lambda: st.run_update(keys, returning=()), params)
-        checkpoint_seq = int(changes.get("checkpoint_seq", run.checkpoint_seq or 0))
-        trace_seq = int(changes.get("trace_seq", run.trace_seq or 0))
-        self._run_updated(run.run_id, checkpoint_seq, trace_seq)
-        fields = {k: v for k, v in changes.items() if k not in NOT_RECORD_FIELDS}
-        updated = dataclasses.replace(
-            run,
-            **fields,
-            version=run.version + 1,
-            updated_at=self.now,
-            checkpoint_seq=checkpoint_seq,
-            trace_seq=trace_seq,
-        )
-        self._locked_runs[run.run_id] = updated
-        return updated
 
     def _insert_checkpoints(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.checkpoints, CHECKPOINT_COLUMNS, values)
