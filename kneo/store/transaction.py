@@ -266,7 +266,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
     def _insert_run(self, values: dict[str, Any], *, checked: bool = True) -> bool:
         bound = self._d.bind(t.runs, values)
         if not checked:  # nothing to read back: in psycopg's pipeline, no round trip
-            self._insert(
+            self._batched(
                 "create_new_run", functools.partial(st.insert, t.runs, _RUN_COLUMNS), bound
             )
             return True
@@ -278,7 +278,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         return bool(cur.fetchall())
 
     def _insert_spec(self, values: dict[str, Any]) -> None:
-        self._insert(
+        self._batched(
             "spec",
             lambda: st.insert_new(
                 self._d.insert, t.specs, ("digest", "spec", "created_at"), "digest"
@@ -370,7 +370,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             now=self.now,
         )
         values["project_id"] = self._pid
-        self._insert(
+        self._batched(
             "audit",
             functools.partial(st.insert, t.audit_events, tuple(values)),
             self._d.bind(t.audit_events, values),

@@ -105,9 +105,10 @@ class TransactionBase:
         found: list[Sequence[Any]] = self._exec(key, build, params).fetchall()
         return found[0] if found else None
 
-    def _insert(self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]) -> None:
-        """An insert nobody reads back (it may wait: :meth:`Executor.add
-        <kneo.store.wire.executor.Executor.add>`)."""
+    def _batched(self, key: Any, build: Callable[[], Any], params: Mapping[str, Any]) -> None:
+        """A write nobody reads back: an insert, or an update or delete that cannot miss or
+        whose miss does not matter (it may wait and go out with the next statement read or
+        the commit: :meth:`Executor.add <kneo.store.wire.executor.Executor.add>`)."""
         text = self._d.text(key, build)
         self._ex.add(text.sql, self._args(text, params))
 
@@ -166,13 +167,15 @@ class TransactionBase:
 
     def _update_locked_run(self, run: RunRecord, changes: dict[str, Any]) -> RunRecord:
         """:meth:`update_run` of a run this transaction holds row-locked at its version: the
-        compare-and-set cannot miss, so nothing is read back; the record is ``run`` with
-        ``changes``, as :meth:`finish_run` makes it."""
+        compare-and-set cannot miss, so nothing is read back and the update waits for the
+        commit; the record is ``run`` with ``changes``, as :meth:`finish_run` makes it."""
         keys = self._run_changes(run.run_id, changes)
         bound = self._d.bind(t.runs, changes)
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_run_id": run.run_id, "k_now": self._now_bound(), "k_expected": run.version}
-        self._exec(("update_locked_run", keys), lambda: st.run_update(keys, returning=()), params)
+        self._batched(
+            ("update_locked_run", keys), lambda: st.run_update(keys, returning=()), params
+        )
         checkpoint_seq = int(changes.get("checkpoint_seq", run.checkpoint_seq or 0))
         trace_seq = int(changes.get("trace_seq", run.trace_seq or 0))
         self._run_updated(run.run_id, checkpoint_seq, trace_seq)
@@ -292,7 +295,7 @@ class TransactionBase:
 
     def _set_run_columns(self, run_id: str, values: dict[str, Any]) -> None:
         keys, bound = tuple(values), self._d.bind(t.runs, values)
-        self._exec(
+        self._batched(
             ("set_run_columns", keys),
             lambda: st.set_run_columns(keys),
             {"k_run_id": run_id, **{f"v_{k}": bound[k] for k in keys}},
@@ -303,6 +306,6 @@ class TransactionBase:
         project's."""
         row = {**values, "project_id": self._pid}
         bound = self._d.bind(t.notification_events, row)
-        self._insert(
+        self._batched(
             "outbox", functools.partial(st.insert, t.notification_events, tuple(row)), bound
         )

@@ -325,7 +325,7 @@ class OutcomeWritesMixin(TransactionBase):
             ]
             self._d.insert_rows(self._ex.add, t.trace_events, TRACE_COLUMNS, trace_rows)
         for row in audits:
-            self._insert("audit", functools.partial(st.insert, t.audit_events, tuple(row)), row)
+            self._batched("audit", functools.partial(st.insert, t.audit_events, tuple(row)), row)
         for values in outbox:
             self._insert_outbox(values)
         if terms:

@@ -208,7 +208,7 @@ class ContinuationWritesMixin(TransactionBase):
         locked = self._locked_tasks.get(continuation_id)
         if locked is not None and locked["version"] == expected_version:
             # held row-locked at this version: it cannot miss, nothing read back
-            self._exec(
+            self._batched(
                 ("replace_locked_continuation", keys),
                 lambda: st.replace_continuation(keys, ()),
                 params,
@@ -243,16 +243,16 @@ class ContinuationWritesMixin(TransactionBase):
 
     def _delete_requests(self, continuation_id: str) -> None:
         delete = functools.partial(st.delete, t.continuation_requests, "continuation_id")
-        self._exec("delete_requests", delete, {"k_id": continuation_id})
+        self._batched("delete_requests", delete, {"k_id": continuation_id})
 
     def _delete_terms(self, continuation_id: str) -> None:
         delete = functools.partial(st.delete, t.continuation_terms, "continuation_id")
-        self._exec("delete_terms", delete, {"k_id": continuation_id})
+        self._batched("delete_terms", delete, {"k_id": continuation_id})
 
     def _delete_labels(self, continuation_id: str) -> None:
         delete = functools.partial(st.delete, t.continuation_terms, "continuation_id", labels=True)
         label = scoped_term(self._pid, LABEL)
-        self._exec("delete_labels", delete, {"k_id": continuation_id, "k_label": label})
+        self._batched("delete_labels", delete, {"k_id": continuation_id, "k_label": label})
 
     def delete_continuation(self, continuation_id: str) -> bool:
         """Remove the project's continuation, its request index and its search words;
@@ -343,7 +343,7 @@ class ContinuationWritesMixin(TransactionBase):
         statuses = {row["status"] for row in rows}
         if same and len(statuses) == 1:
             update = functools.partial(st.set_status, t.continuation_requests, "continuation_id")
-            self._exec(
+            self._batched(
                 "request_status", update, {"k_id": continuation_id, "v_status": statuses.pop()}
             )
             return

@@ -11,8 +11,9 @@ connection comes from (:class:`PooledConnection`, :class:`HeldConnection`,
   writers queue instead of failing mid-transaction), each statement sent as it comes, and
   ``COMMIT`` from the cursor's statement cache.
 - :class:`PostgresExecutor`, three speed-only strategies, each on its own so it can go alone:
-  *batching* (inserts nobody reads back wait and go out as one statement,
-  :func:`compound`, with the next read or at commit), *alone* (a transaction that is one
+  *batching* (writes nobody reads back wait and go out as one statement,
+  :func:`compound`, with the next read or at commit; an update or a delete with no other
+  write of its table), *alone* (a transaction that is one
   statement runs in autocommit: no ``BEGIN``, no ``COMMIT``, one round trip) and the
   *pipeline* (psycopg's pipeline mode from the first read: a round trip per read plus one
   for the commit, not one per statement).
@@ -58,7 +59,7 @@ class Executor:
         raise NotImplementedError
 
     def add(self, sql: str, args: Sequence[Any]) -> None:
-        """An insert nobody reads back (it may wait, see :class:`PostgresExecutor`)."""
+        """A write nobody reads back (it may wait, see :class:`PostgresExecutor`)."""
         self.execute(sql, args)
 
     @property
@@ -117,8 +118,10 @@ class PostgresExecutor(Executor):
         """``cursor_class``: psycopg's ``RawCursor``, for texts numbered ``$1, $2 ...``."""
         super().__init__(raw, cursor_class(raw.driver_connection))
         self._pipeline = pipeline
-        #: batching: inserts nobody reads back, waiting to go out as one statement
+        #: batching: writes nobody reads back, waiting to go out as one statement, and the
+        #: tables they write (``True``: an update or delete among them)
         self._waiting: list[Statement] = []
+        self._waiting_tables: dict[str, bool] = {}
         self._open = False  # the transaction began on the connection
         #: what leaving the transaction undoes, last in first out (:meth:`_enter_pipeline`)
         self._undo = contextlib.ExitStack()
@@ -131,8 +134,16 @@ class PostgresExecutor(Executor):
         return self.cursor
 
     def add(self, sql: str, args: Sequence[Any]) -> None:
+        """Wait with the other writes nobody reads back. The parts of one statement see one
+        snapshot and none of each other's changes, so an update or a delete never waits
+        with another write of its table: that write goes out first."""
         self.check_open()
+        table, changes = _written(sql)
+        waiting = self._waiting_tables.get(table)
+        if waiting or (changes and waiting is not None):
+            self._send()
         self._waiting.append((sql, args))
+        self._waiting_tables[table] = changes or self._waiting_tables.get(table, False)
 
     @property
     def untouched(self) -> bool:
@@ -148,6 +159,7 @@ class PostgresExecutor(Executor):
         if self._waiting:
             self.cursor.execute(*compound(self._waiting))
             self._waiting.clear()
+            self._waiting_tables.clear()
 
     def _enter_pipeline(self) -> None:
         """Pipeline mode, in autocommit with a ``BEGIN`` of its own queued like the rest
@@ -179,9 +191,7 @@ class PostgresExecutor(Executor):
                     self.cursor.execute(*compound(self._waiting))
                 self._waiting.clear()
             return
-        if self._waiting:
-            self.cursor.execute(*compound(self._waiting))
-            self._waiting.clear()
+        self._send()
         if self._pipeline:
             self.cursor.execute("COMMIT")
             self._undo.close()
@@ -194,8 +204,8 @@ class PostgresExecutor(Executor):
 
 
 def compound(statements: Sequence[Statement]) -> Statement:
-    """Inserts as one statement: all but the last as data-modifying ``WITH`` parts. They run
-    together, see none of each other's rows and fail or commit together; foreign keys are
+    """Writes as one statement: all but the last as data-modifying ``WITH`` parts. They run
+    together, see none of each other's changes and fail or commit together; foreign keys are
     checked at the statement's end, so a child row may go with its parent's insert. Each
     part's numbered parameters (``$1``) move past the parts before it."""
     if len(statements) == 1:
@@ -210,6 +220,17 @@ def compound(statements: Sequence[Statement]) -> Statement:
 
 
 _NUMBER = re.compile(r"\$(\d+)")
+_WRITE = re.compile(r"(INSERT INTO|UPDATE|DELETE FROM) (\w+)")
+
+
+@functools.lru_cache(maxsize=512)
+def _written(sql: str) -> tuple[str, bool]:
+    """The table a write statement writes, and whether it changes rows already there (an
+    update or a delete)."""
+    found = _WRITE.match(sql)
+    if found is None:
+        raise ValueError(f"not a write a transaction may batch: {sql[:60]!r}")
+    return found.group(2), found.group(1) != "INSERT INTO"
 
 
 @functools.lru_cache(maxsize=512)
