@@ -134,3 +134,63 @@ def test_racing_decisions_and_cancels_on_one_task_end_it_once(
                 assert published.total == 1 and outcomes.count("succeeded") == 1, outcomes
     finally:
         manager.store.close()
+
+
+TWO_REVIEWERS = (
+    "version: v1\n"
+    "workflow:\n"
+    "  type: concurrent\n"
+    "  name: two-reviewers\n"
+    "  participants:\n"
+    "    - {id: h1, kind: human, ref: r1}\n"
+    "    - {id: h2, kind: human, ref: r2}\n"
+    "components:\n"
+    "  humans:\n"
+    "    r1: {prompt: One?, assignee: one}\n"
+    "    r2: {prompt: Two?, assignee: two}\n"
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_decisions_on_both_requests_of_one_task_at_once_are_both_applied(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The second of two decisions sent at once waits for the first's locks, reads what it
+    wrote (the task still pending, its own request too) and applies its own; the run goes
+    on once, after both, and the inbox shows the task to neither assignee any more."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    if backend == "postgresql":
+        new_database: Callable[[], str] = request.getfixturevalue("pg_database")
+        url = new_database()
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TWO_REVIEWERS)
+    manager = create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url}))
+    try:
+        for _ in range(4):
+            paused = manager.run_from_spec(input_text="go", spec_path=spec)
+            ids = [r["request_id"] for r in paused.metadata["pending_human_requests"]]
+            start = threading.Barrier(2)
+            results: list[str] = []
+
+            def decide(
+                request_id: str, start: Any = start, results: Any = results, task: Any = paused
+            ) -> None:
+                start.wait(10)
+                decision = Decision(request_id, "approved")
+                results.append(manager.resume(task.continuation_id, decision).status)
+
+            threads = [threading.Thread(target=decide, args=(i,)) for i in ids]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert sorted(results) == ["paused", "succeeded"]
+            assert manager.get_run_record(paused.run_id).status == "succeeded"
+            audit = manager.store.audit.list_audit(
+                run_id=paused.run_id, event_type="human.decision"
+            )
+            assert audit.total == 2
+            for person in ("one", "two"):
+                assert manager.store.tasks.list_continuations(assignee=person).total == 0
+    finally:
+        manager.store.close()

@@ -329,51 +329,6 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     assert decisions.total == 1
 
 
-def test_two_decisions_on_one_task_at_once_are_both_applied(
-    manager: PlatformManager, project: Path
-) -> None:
-    """Decisions on the two requests of one task, sent at once: the second waits for the
-    first's locks, reads what it wrote and applies its own (still pending) request; the run
-    goes on once, after both."""
-    import threading
-
-    humans = {"humans": {"r1": {"prompt": "one?"}, "r2": {"prompt": "two?"}}}
-    spec = write_spec(
-        project,
-        "fan2",
-        {
-            "type": "concurrent",
-            "participants": [
-                {"id": "h1", "kind": "human", "ref": "r1"},
-                {"id": "h2", "kind": "human", "ref": "r2"},
-            ],
-        },
-        components=humans,
-    )
-    paused = manager.run_from_spec(input_text="go", spec_path=spec)
-    ids = [r["request_id"] for r in paused.metadata["pending_human_requests"]]
-    start = threading.Barrier(2)
-    results: dict[str, Any] = {}
-
-    def decide(request_id: str) -> None:
-        start.wait(10)
-        try:
-            decision = Decision(request_id, "approved")
-            results[request_id] = manager.resume(paused.continuation_id, decision).status
-        except Exception as exc:  # (asserted below)
-            results[request_id] = exc
-
-    threads = [threading.Thread(target=decide, args=(i,)) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(map(str, results.values())) == ["paused", "succeeded"]
-    assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
-    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
-    assert decisions.total == 2
-
-
 def test_a_decision_on_a_finished_run_is_already_resolved_and_writes_nothing(
     manager: PlatformManager, project: Path
 ) -> None:

@@ -158,12 +158,41 @@ def test_postgres_inserts_wait_and_go_out_with_the_next_read_as_one_statement() 
 def test_postgres_writes_only_is_one_statement_in_autocommit() -> None:
     raw = FakeRaw()
     ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
-    ex.add("INSERT a", (1,))
-    ex.add("INSERT b", (2,))
+    ex.add("INSERT INTO a VALUES ($1)", (1,))
+    ex.add("INSERT INTO b VALUES ($1)", (2,))
     ex.commit()
     assert raw.log == [
         ("autocommit", True),
-        ("WITH w0 AS (INSERT a) INSERT b", (1, 2)),
+        ("WITH w0 AS (INSERT INTO a VALUES ($1)) INSERT INTO b VALUES ($2)", (1, 2)),
+        ("autocommit", False),
+    ]
+
+
+def test_postgres_an_update_or_delete_waits_with_no_other_write_of_its_table() -> None:
+    """The parts of one statement see one snapshot and none of each other's changes: a
+    delete and the insert after it of one table go out in order, as two statements; writes
+    of other tables still wait together."""
+    raw = FakeRaw()
+    ex = PostgresExecutor(raw, raw.raw_cursor, pipeline=True)
+    ex.execute("SELECT 1", ())
+    ex.add("UPDATE a SET x = $1", (1,))
+    ex.add("DELETE FROM t WHERE k = $1", (2,))
+    ex.add("INSERT INTO t VALUES ($1)", (3,))  # sends what waits first
+    ex.add("INSERT INTO t VALUES ($1)", (4,))  # inserts of one table wait together
+    ex.add("UPDATE t SET x = $1", (5,))  # sends what waits first
+    with pytest.raises(ValueError, match="not a write"):
+        ex.add("SELECT 2", ())
+    ex.commit()
+    assert raw.log == [
+        ("autocommit", True),
+        "pipeline in",
+        ("BEGIN", ()),
+        ("SELECT 1", ()),
+        ("WITH w0 AS (UPDATE a SET x = $1) DELETE FROM t WHERE k = $2", (1, 2)),
+        ("WITH w0 AS (INSERT INTO t VALUES ($1)) INSERT INTO t VALUES ($2)", (3, 4)),
+        ("UPDATE t SET x = $1", (5,)),
+        ("COMMIT", ()),
+        ("pipeline out", True),
         ("autocommit", False),
     ]
 
