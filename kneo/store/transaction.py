@@ -39,13 +39,7 @@ from kneo.ids import new_run_id
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.records import (
-    AuditEvent,
-    CheckpointRecord,
-    QueueRecord,
-    RunRecord,
-    TraceEvent,
-)
+from kneo.store.records import AuditEvent, CheckpointRecord, QueueRecord, RunRecord, TraceEvent
 from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
     audit_values,
