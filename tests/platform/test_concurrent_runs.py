@@ -3,6 +3,7 @@ an embedded worker's), on both databases: each finishes whole, nothing is lost o
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,17 +27,45 @@ SPEC = (
 )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_runs_on_several_threads_each_finish_whole(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def _platform(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, spec_text: str
+) -> tuple[Any, Path]:
+    """A platform on ``backend`` (a fresh database) and a spec file of ``spec_text``."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
     if backend == "postgresql":
         new_database: Callable[[], str] = request.getfixturevalue("pg_database")
         url = new_database()
-    spec = tmp_path / "steps.yaml"
-    spec.write_text(SPEC)
-    manager = create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text)
+    return create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url})), spec
+
+
+def _at_once(calls: list[Callable[[], str]]) -> list[str]:
+    """Each of ``calls`` on its own thread, released together: what each returned, or the
+    code of the error it raised."""
+    start = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def act(call: Callable[[], str]) -> None:
+        start.wait(10)
+        try:
+            outcomes.append(call())
+        except KneoError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=act, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_runs_on_several_threads_each_finish_whole(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    manager, spec = _platform(backend, tmp_path, request, SPEC)
     results: list[tuple[str, str]] = []
     lock = threading.Lock()
 
@@ -79,26 +108,12 @@ APPROVAL = (
 def _race(manager: Any, paused: Any) -> list[str]:
     """Two approvals of ``paused``'s request and a cancel of its run, at once: what each
     returned (a status or an error's code)."""
-    decision = Decision(paused.request_id, "approved")
-    start = threading.Barrier(3)
-    outcomes: list[str] = []
+    approve = functools.partial(_decide, manager, paused.continuation_id, paused.request_id)
+    return _at_once([approve, approve, lambda: str(manager.cancel(paused.run_id).status)])
 
-    def act(cancel: bool) -> None:
-        start.wait(10)
-        try:
-            if cancel:
-                outcomes.append(manager.cancel(paused.run_id).status)
-            else:
-                outcomes.append(manager.resume(paused.continuation_id, decision).status)
-        except KneoError as exc:
-            outcomes.append(exc.code)
 
-    threads = [threading.Thread(target=act, args=(c,)) for c in (False, False, True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return outcomes
+def _decide(manager: Any, continuation_id: str, request_id: str) -> str:
+    return str(manager.resume(continuation_id, Decision(request_id, "approved")).status)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -109,13 +124,7 @@ def test_racing_decisions_and_cancels_on_one_task_end_it_once(
     at once. A decision reads the task and its run row-locked (the run's row first, as a
     cancel takes them), so nothing deadlocks and nothing is decided twice: the run ends
     succeeded (one decision applied) or cancelled, and every loser gets a stable error."""
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    if backend == "postgresql":
-        new_database: Callable[[], str] = request.getfixturevalue("pg_database")
-        url = new_database()
-    spec = tmp_path / "approval.yaml"
-    spec.write_text(APPROVAL)
-    manager = create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url}))
+    manager, spec = _platform(backend, tmp_path, request, APPROVAL)
     try:
         for _ in range(8):
             paused = manager.run_from_spec(input_text="launch", spec_path=spec)
@@ -158,32 +167,13 @@ def test_decisions_on_both_requests_of_one_task_at_once_are_both_applied(
     """The second of two decisions sent at once waits for the first's locks, reads what it
     wrote (the task still pending, its own request too) and applies its own; the run goes
     on once, after both, and the inbox shows the task to neither assignee any more."""
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    if backend == "postgresql":
-        new_database: Callable[[], str] = request.getfixturevalue("pg_database")
-        url = new_database()
-    spec = tmp_path / "two.yaml"
-    spec.write_text(TWO_REVIEWERS)
-    manager = create_platform(Settings.from_env({"KNEO_SERV_DATABASE_URL": url}))
+    manager, spec = _platform(backend, tmp_path, request, TWO_REVIEWERS)
     try:
         for _ in range(4):
             paused = manager.run_from_spec(input_text="go", spec_path=spec)
             ids = [r["request_id"] for r in paused.metadata["pending_human_requests"]]
-            start = threading.Barrier(2)
-            results: list[str] = []
-
-            def decide(
-                request_id: str, start: Any = start, results: Any = results, task: Any = paused
-            ) -> None:
-                start.wait(10)
-                decision = Decision(request_id, "approved")
-                results.append(manager.resume(task.continuation_id, decision).status)
-
-            threads = [threading.Thread(target=decide, args=(i,)) for i in ids]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(30)
+            decide = functools.partial(_decide, manager, paused.continuation_id)
+            results = _at_once([functools.partial(decide, i) for i in ids])
             assert sorted(results) == ["paused", "succeeded"]
             assert manager.get_run_record(paused.run_id).status == "succeeded"
             audit = manager.store.audit.list_audit(

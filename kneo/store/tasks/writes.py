@@ -202,7 +202,6 @@ class ContinuationWritesMixin(TransactionBase):
         is not decoded again), or, on a row this transaction holds locked
         (:meth:`get_continuation`), the row it read."""
         keys = tuple(values)
-        kept = tuple(c for c in st.columns(t.continuations) if c not in values)
         params = {f"v_{k}": bound[k] for k in keys}
         params |= {"k_id": continuation_id, "k_expected": expected_version}
         locked = self._locked_tasks.get(continuation_id)
@@ -219,6 +218,7 @@ class ContinuationWritesMixin(TransactionBase):
                 "version": expected_version + 1,
             }
             return row_records.continuation(row)
+        kept = tuple(c for c in st.columns(t.continuations) if c not in values)
 
         def build() -> Any:
             return st.replace_continuation(keys, kept)
