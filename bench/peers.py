@@ -21,7 +21,9 @@ langgraph-checkpoint-sqlite dbos``), never as Kneo's dependencies.
   step is recorded and the workflow is about to wait for its message, which favours it);
 * ``resume``: a paused run resumed in the same process to its end (the publish step);
 * ``fresh``: a new interpreter's import, set-up and first resume, timed inside it from its
-  first line (and its wall time from outside);
+  first line (and its wall time from outside); the row ``kneo deps`` times a fresh process
+  that only imports what Kneo cannot start without (SQLAlchemy and the URL's dialect,
+  psycopg, pydantic) and builds one model: the floor under Kneo's figure;
 * ``bytes``: table, index and TOAST bytes (PostgreSQL) or the file (SQLite, after a WAL
   checkpoint) grown by ``--paused`` more paused runs, per run;
 * ``live`` (PostgreSQL, ``--only ... live``): the same after ``VACUUM FULL`` before and after,
@@ -47,7 +49,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
 
-from bench.peers_sides import SIDES  # noqa: E402
+from bench.peers_sides import DEPS_FRESH, SIDES  # noqa: E402
 from bench.scratch_db import scratch_database  # noqa: E402
 
 KINDS = ("run10", "pause", "resume")
@@ -63,6 +65,7 @@ class Side:
         root.mkdir(parents=True, exist_ok=True)
         (root / "child.py").write_text(SIDES[kind]["child"])
         (root / "fresh.py").write_text(SIDES[kind]["fresh"])
+        (root / "deps.py").write_text(DEPS_FRESH)
         if kind == "kneo":
             (root / "examples").mkdir(exist_ok=True)
             for part in ("hitl_approval.yaml", "hitl_functions.py", "hitl_counter.py"):
@@ -91,12 +94,13 @@ class Side:
             raise RuntimeError(f"{self.name} ended on {line!r}")
         return json.loads(answer)
 
-    def fresh(self) -> tuple[float, float]:
-        """(inside: import + set-up + first resume, wall) of one fresh process."""
-        ids = self.ask("paused")
+    def fresh(self, script: str = "fresh.py") -> tuple[float, float]:
+        """(inside: import + set-up + first resume, wall) of one fresh process running
+        ``script`` (``deps.py``: the imports alone, no resume)."""
+        ids = self.ask("paused") if script == "fresh.py" else []
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, str(self.root / "fresh.py"), self.url, str(self.root), *ids],
+            [sys.executable, str(self.root / script), self.url, str(self.root), *ids],
             capture_output=True,
             text=True,
             env=self.env,
@@ -165,13 +169,13 @@ def report(sides: dict[str, Side], args: argparse.Namespace) -> None:
                     samples[name][kind] += sides[name].ask(f"{kind} {args.inner}")
     fresh: dict[str, list[tuple[float, float]]] = {n: [] for n in sides}
     if "fresh" in args.only:
-        for name in sides:
-            if name == "base" or SIDES[name]["fresh"]:
-                sides[name].fresh()  # bytecode written, file caches warm
+        runs = [(n, n, "fresh.py") for n in sides if n == "base" or SIDES[n]["fresh"]]
+        runs += [("kneo deps", "kneo", "deps.py")] if "kneo" in sides else []
+        for _, name, script in runs:
+            sides[name].fresh(script)  # bytecode written, file caches warm
         for _ in range(args.fresh):
-            for name in sides:
-                if name == "base" or SIDES[name]["fresh"]:
-                    fresh[name].append(sides[name].fresh())
+            for label, name, script in runs:
+                fresh.setdefault(label, []).append(sides[name].fresh(script))
     sizes, live = {}, {}
     if "bytes" in args.only:
         sizes = {name: float(side.ask(f"bytes {args.paused}")) for name, side in sides.items()}
@@ -179,27 +183,30 @@ def report(sides: dict[str, Side], args: argparse.Namespace) -> None:
         live = {name: float(side.ask(f"live {args.paused}")) for name, side in sides.items()}
     print(f"{where}, {args.rounds} rounds x {args.inner}, load {os.getloadavg()[0]:.1f}")
     heads = (*KINDS, "fresh", "fresh wall", "B/paused", "B/live")
-    print(f"{'':10}" + "".join(f"{h:>12}" for h in heads))
+    print(f"{'':14}" + "".join(f"{h:>12}" for h in heads))
     rows: dict[str, list[float]] = {}
-    for name in sides:
-        row = [_median_ms(samples[name][k]) if samples[name][k] else float("nan") for k in KINDS]
+    for name in [*sides, *(n for n in fresh if n not in sides)]:
+        timed = samples.get(name, {})
+        row = [_median_ms(timed[k]) if timed.get(k) else float("nan") for k in KINDS]
         for i in (0, 1):
             got = [s[i] for s in fresh[name]]
             row.append(_median_ms(got) if got else float("nan"))
         row += [sizes.get(name, float("nan")), live.get(name, float("nan"))]
         rows[name] = row
         print(
-            f"{name:10}"
+            f"{name:14}"
             + "".join(f"{v:12.2f}" for v in row[:-2])
             + f"{row[-2]:12.0f}{row[-1]:12.0f}"
         )
-    for peer in (n for n in rows if n != "kneo"):
-        if "kneo" in rows:
-            ratios = [
-                k / p if p == p and p else float("nan")
-                for k, p in zip(rows["kneo"], rows[peer], strict=True)
-            ]
-            print(f"{'/' + peer:10}" + "".join(f"{r:12.2f}" for r in ratios))
+    for ours in ("kneo", "kneo deps"):
+        for peer in (n for n in rows if n not in ("kneo", "kneo deps")):
+            if ours in rows and (ours == "kneo" or fresh.get(peer)):
+                ratios = [
+                    k / p if p == p and p else float("nan")
+                    for k, p in zip(rows[ours], rows[peer], strict=True)
+                ]
+                mark = "/" if ours == "kneo" else "deps/"
+                print(f"{mark + peer:14}" + "".join(f"{r:12.2f}" for r in ratios))
 
 
 if __name__ == "__main__":

@@ -114,6 +114,25 @@ assert m.resume(sys.argv[3], Decision(sys.argv[4], "approved")).status == "succe
 print(time.perf_counter() - t0)
 """
 
+#: What no Kneo resume can start without, timed as ``KNEO_FRESH`` is: the imports of its
+#: database layer (SQLAlchemy and the URL's dialect, psycopg on PostgreSQL) and of pydantic,
+#: and one model built. A fresh Kneo process can be no faster than this.
+DEPS_FRESH = r"""
+import sys, time
+t0 = time.perf_counter()
+import pydantic, sqlalchemy
+if sys.argv[1].startswith("sqlite"):
+    import sqlalchemy.dialects.sqlite.pysqlite
+else:
+    import psycopg, sqlalchemy.dialects.postgresql.psycopg
+
+class Model(pydantic.BaseModel):
+    name: str
+
+Model(name="x")
+print(time.perf_counter() - t0)
+"""
+
 #: LangGraph's graph over the saver its docs set up for the URL.
 LG_GRAPH = r"""
 import hashlib
