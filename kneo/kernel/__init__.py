@@ -1,0 +1,87 @@
+"""The trust kernel: the one module through which a spec, a suite, a bundle or a caller
+reaches the host.
+
+A spec is code, and so are an eval suite, a signed bundle and an inline spec sent to the API
+by a key that may start runs. Each reaches the host only through a door of this module, and
+each door asks the grant it is handed (:class:`~kneo.policy.access.HostAccess`, what the
+project declared, narrowed by the environment) before it acts — Deno's permissions container,
+one descriptor per door:
+
+====================  ===================================  ===================================
+door                  here                                 refused as
+====================  ===================================  ===================================
+a callable            :func:`resolve_callable` (a spec's   ``E_FUNCTION_NOT_ALLOWED``: the
+                      ``module:function``),                module is not the project's, or
+                      :func:`resolve_attribute` (an        the name is not a function
+                      operator's ``module:name``)          *defined in* it (no traversal)
+a secret              :func:`secret`                       ``E_SECRET_UNDECLARED`` (asked of
+                                                           the grant first)
+a network destination :func:`http_client`,                 ``E_DESTINATION_NOT_ALLOWED``,
+                      :func:`async_http_client`,           ``E_SECRET_NOT_BOUND`` (the grant),
+                      :func:`smtp_connection`              at every hop, redirects included;
+                                                           a destination a *caller* names (an
+                                                           A2A push URL) only on the operator's
+                                                           :class:`AllowList`
+a process             :func:`start_process`                ``E_PROCESS_UNDECLARED`` (the grant)
+a project file        :func:`read_project_file` (a         ``E_FILE_NOT_ALLOWED``: not inside
+                      project skill's                      the project root (absolute, ``..``,
+                      ``instructions_file``)               or a symlink out of it)
+an identity claim     :func:`kneo.people.proven_claim`,    no ``user:`` match: the person is
+                      :func:`kneo.people.names_of`         named by ``sub`` and their groups
+====================  ===================================  ===================================
+
+An environment's name is a door too (it picks the rules and the grant): the one answer to
+which environments a project declares and which one a run is in is
+:func:`kneo.spec.project.judge_environment`, in the contract layer because the spec loader
+asks it before reading an overlay; admission asks it for every run
+(``RunAdmission.environment``), refusing ``E_UNKNOWN_ENV``.
+
+``tests/core/test_trust_kernel.py`` walks the package's syntax trees and fails on an import by
+name (``importlib``, ``__import__``), a process start, an HTTP client built, or an environment
+read of a non-``KNEO_*`` name anywhere else, but for the few exceptions it lists with a reason.
+
+One module per door (:mod:`.callables`, :mod:`.host`, :mod:`.files`, :mod:`.network`).
+Pure but for the doors themselves: importing a module the grant allows, reading the
+environment snapshot :class:`~kneo.settings.Settings` took, starting a process, building an
+HTTP client. It imports no HTTP library until a client is asked for.
+"""
+
+from __future__ import annotations
+
+from kneo.kernel.callables import (
+    UNSAFE_MODULES,
+    CallableGrant,
+    ref_of,
+    resolve_attribute,
+    resolve_callable,
+    split_ref,
+)
+from kneo.kernel.files import read_project_file
+from kneo.kernel.host import run_process, secret, start_process
+from kneo.kernel.network import (
+    AllowList,
+    NetworkGrant,
+    Origins,
+    async_http_client,
+    http_client,
+    smtp_connection,
+)
+
+__all__ = [
+    "UNSAFE_MODULES",
+    "AllowList",
+    "CallableGrant",
+    "NetworkGrant",
+    "Origins",
+    "async_http_client",
+    "http_client",
+    "read_project_file",
+    "ref_of",
+    "resolve_attribute",
+    "resolve_callable",
+    "run_process",
+    "secret",
+    "smtp_connection",
+    "split_ref",
+    "start_process",
+]
