@@ -27,6 +27,7 @@ import importlib.machinery
 import json
 import os
 import sys
+import tempfile
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,13 +44,16 @@ __all__ = [
     "CodeFile",
     "CodeSet",
     "LoadedCode",
+    "code_record",
     "collect_code",
     "digest_of",
     "held",
     "load_code",
+    "materialize",
     "missing",
     "outside_installation",
     "remember",
+    "unchanged",
 ]
 
 #: The top-level package name of every loaded code set's namespace (one per digest).
@@ -135,6 +139,18 @@ class CodeSet:
     def manifest(self) -> list[dict[str, Any]]:
         return [f.to_dict() for f in self.files]
 
+    @classmethod
+    def from_record(cls, record: Any, *, field: str = "metadata.code") -> CodeSet:
+        """The code set a run recorded (:func:`code_record`); its digest is checked."""
+        if record is None:
+            return EMPTY
+        if not isinstance(record, Mapping) or not isinstance(record.get("digest"), str):
+            raise _bad(field, "must be an object with digest and files")
+        code = cls.from_manifest(record.get("files"), field=f"{field}.files")
+        if code.digest != record["digest"]:
+            raise _bad(f"{field}.digest", "does not match its files")
+        return code
+
     @cached_property
     def digest(self) -> str:
         """sha256 of the canonical manifest: equal sets, equal digests."""
@@ -169,6 +185,48 @@ class CodeSet:
 
 
 EMPTY = CodeSet()
+
+
+def code_record(code: CodeSet) -> dict[str, Any] | None:
+    """What a run records of the code it is pinned to (``None``: it reaches none)."""
+    return {"digest": code.digest, "files": code.manifest()} if code else None
+
+
+_MATERIALIZED: dict[str, Path] = {}
+
+
+def materialize(code: CodeSet) -> Path:
+    """A private directory holding ``code``'s files by module name (``pkg/mod.py``), written
+    from this process's verified copies: where static checks find a pinned run's modules when
+    the project's files moved on or are not here at all. One per digest and process."""
+    with _LOADED_LOCK:
+        found = _MATERIALIZED.get(code.digest)
+    if found is not None:
+        return found
+    loaded = load_code(code)
+    target = Path(tempfile.mkdtemp(prefix="kneo-code-")) / code.digest[:32]
+    for file in code.files:
+        parts = file.module.split(".")
+        where = target.joinpath(*parts, "__init__.py") if file.package else None
+        where = where or target.joinpath(*parts[:-1], parts[-1] + ".py")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_bytes(loaded.source(file))
+    with _LOADED_LOCK:
+        _MATERIALIZED[code.digest] = target
+    return target
+
+
+def unchanged(code: CodeSet, root: Path | None) -> bool:
+    """Whether every file of ``code`` is still, on disk under ``root``, the one it pins (one
+    ``stat`` a file while nothing changed)."""
+    if not code:
+        return True
+    if root is None:
+        return False
+    try:
+        return all(_read(root / f.path).sha256 == f.sha256 for f in code.files)
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------- collecting

@@ -28,6 +28,7 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
+from kneo.kernel.code import code_record, unchanged
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp
@@ -150,7 +151,9 @@ class SpecPreparation:
         if key is not None and request.origin != "spec":
             key = (*key, request.origin)  # an inline spec is checked by a narrower grant
         cached = self.prepared.get(key) if key is not None else None
-        if cached is not None:
+        if cached is not None and (
+            pinned is not None or unchanged(cached.workflow.code, cached.workflow.code_root)
+        ):
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         if skills is not None:
@@ -325,10 +328,11 @@ def create_run(
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
     offline = prepared.offline_environments
     meta = {
+        **dict(metadata or {}),
         "base_dir": prepared.base_dir,
         "spec_path": prepared.spec_path,
         "offline_environments": list(offline) if offline is not None else None,
-        **dict(metadata or {}),
+        "code": code_record(workflow.code),
     }
     # Started: created ``running`` at once (the transition is checked, not written twice).
     status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED

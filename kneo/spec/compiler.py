@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kneo.errors import ErrorCode, SpecError
-from kneo.kernel.code import CodeSet, collect_code
+from kneo.kernel.code import CodeSet, collect_code, materialize
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
 from kneo.spec.diagnostics import Diagnostic, has_errors
@@ -73,12 +73,20 @@ class SpecCompiler:
         self.runtime_registry = runtime_registry
         self.tool_registry = tool_registry
 
-    def validate(self, spec: Spec, *, base_dir: Path | None = None) -> list[Diagnostic]:
+    def validate(
+        self, spec: Spec, *, base_dir: Path | None = None, code: CodeSet | None = None
+    ) -> list[Diagnostic]:
+        """The spec's diagnostics; with ``code`` (a pinned run's, a bundle's), its refs are
+        checked against the pinned files, wherever the project's files are now."""
+        roots = None
+        if code:
+            roots = [materialize(code), *import_roots(base_dir)]
         return validate_spec(
             spec,
             tool_registry=self.tool_registry,
             runtime_registry=self.runtime_registry,
             base_dir=base_dir,
+            roots=roots,
         )
 
     def compile(
@@ -106,7 +114,11 @@ class SpecCompiler:
                 code=ErrorCode.E_SCHEMA,
                 path="target",
             )
-        found = self.validate(spec, base_dir=base_dir) if diagnostics is None else diagnostics
+        found = (
+            self.validate(spec, base_dir=base_dir, code=code)
+            if diagnostics is None
+            else diagnostics
+        )
         if has_errors(found):
             raise diagnostics_error(found, source=source)
         catalog = ToolCatalog(spec, self.tool_registry)
