@@ -195,15 +195,17 @@ def code_record(code: CodeSet) -> dict[str, Any] | None:
 _MATERIALIZED: dict[str, Path] = {}
 
 
-def materialize(code: CodeSet) -> Path:
+def materialize(code: CodeSet, *, origin: Path | None = None) -> Path:
     """A private directory holding ``code``'s files by module name (``pkg/mod.py``), written
-    from this process's verified copies: where static checks find a pinned run's modules when
-    the project's files moved on or are not here at all. One per digest and process."""
+    from this process's copies or ``origin`` (the project root), verified: where static checks
+    find a pinned run's modules when the project's files moved on or are not here at all;
+    ``E_CODE_DIGEST_MISMATCH`` when a file is in neither or differs. One per digest and
+    process."""
     with _LOADED_LOCK:
         found = _MATERIALIZED.get(code.digest)
     if found is not None:
         return found
-    loaded = load_code(code)
+    loaded = LoadedCode(code, _reader(origin), origin)
     target = Path(tempfile.mkdtemp(prefix="kneo-code-")) / code.digest[:32]
     for file in code.files:
         parts = file.module.split(".")

@@ -28,12 +28,12 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
-from kneo.kernel.code import code_record, unchanged
+from kneo.kernel.code import code_record, missing, remember, unchanged
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
-from kneo.policy.access import Origin
+from kneo.policy.access import Origin, pinned_code
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.extensions import SkillsOverlay
@@ -156,6 +156,9 @@ class SpecPreparation:
         ):
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
+        code = pinned_code(model)
+        if code is not None and missing(code):  # a signed spec's files, from the store
+            remember(self.driver.store.code.get(missing(code)))
         if skills is not None:
             config = self.project.config if self.project is not None else None
             data = apply_skills_overlay(data, skills, config)

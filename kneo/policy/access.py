@@ -502,8 +502,10 @@ class HostAccess:
                     out += _refused(self.secret, imp.secret_env, path=f"{path}.secret_env")
                 continue
             out += _refused(self.server, imp, path=path)
+        # a signed spec's refs are judged against the code it pins, wherever its files are now
+        code = pinned_code(spec)
         for path, ref in function_refs(spec):
-            out += _refused(self.function, ref, path=path, roots=roots)
+            out += _refused(self.function, ref, path=path, roots=roots, code=code)
         return out
 
     def allowed_servers(self, imports: Iterable[McpImport]) -> dict[str, ResolvedServer]:
@@ -515,6 +517,13 @@ class HostAccess:
             except AccessDenied:
                 continue
         return resolved
+
+
+def pinned_code(spec: Spec) -> CodeSet | None:
+    """The code set a signed spec pins (``code:``), ``None`` when it pins none."""
+    if spec.code is None:
+        return None
+    return CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
 
 
 def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[str, ...]]:

@@ -80,7 +80,8 @@ class SpecCompiler:
         checked against the pinned files, wherever the project's files are now."""
         roots = None
         if code:
-            roots = [materialize(code), *import_roots(base_dir)]
+            listed = import_roots(base_dir)
+            roots = [materialize(code, origin=project_root(listed)), *listed]
         return validate_spec(
             spec,
             tool_registry=self.tool_registry,
@@ -108,6 +109,8 @@ class SpecCompiler:
         ``code``: the project code the run is pinned to (a run's record, a signed bundle's
         ``code``); by default the files the spec's refs reach now, hashed (nothing runs).
         """
+        if code is None and spec.code is not None:  # a signed spec: the code it pins
+            code = CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
         if target not in ("workflow", "agent"):
             raise SpecError(
                 f"unknown target {target!r}; use 'workflow' or 'agent'",

@@ -58,7 +58,9 @@ class CodeFacet(Facet):
         c = code_files.c
         stmt = sa.select(c.sha256, c.data).where(c.sha256.in_(wanted))
         with self._read(snapshot=False) as conn:
-            return {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
+            found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
+        _HELD.update(found)
+        return found
 
 
 __all__ = ["CodeFacet", "code_files"]
