@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from kneo.engine.providers.base import ToolCall
 from kneo.errors import ValidationFailed
-from kneo.kernel import ref_of, start_process
+from kneo.kernel import Operator, ref_of, start_process
 from kneo.redaction import REDACTED, redact, redact_text
 from kneo.runtimes import RuntimeMode
 from kneo.spec.models import ToolPolicy
@@ -52,6 +52,8 @@ OutcomeStatus = Literal["ok", "denied", "invalid", "error", "timeout"]
 
 #: Longest handler error text kept in an outcome.
 _MAX_ERROR_CHARS = 500
+#: the one program the bridge starts: this interpreter, with the child script below
+_BRIDGE = Operator.of(programs=(sys.executable,))
 
 # Runs in the bridge child: read {"ref", "arguments", "sys_path"} from stdin, resolve the
 # handler through the trust kernel (as the parent would), call it with stdout pointed at stderr (so prints cannot corrupt the reply), and write one
@@ -197,7 +199,9 @@ class ToolGuard:
             default=str,
         )
         process = start_process(
+            _BRIDGE,
             [sys.executable, "-c", _CHILD],
+            path=f"tool {call.name!r}",
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

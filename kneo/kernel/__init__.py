@@ -57,7 +57,15 @@ from kneo.kernel.callables import (
     split_ref,
 )
 from kneo.kernel.files import read_project_file
-from kneo.kernel.host import run_process, secret, start_process
+from kneo.kernel.host import (
+    Operator,
+    ProcessGrant,
+    SecretGrant,
+    run_process,
+    secret,
+    start_process,
+    stdio_server,
+)
 from kneo.kernel.network import (
     AllowList,
     NetworkGrant,
@@ -72,7 +80,10 @@ __all__ = [
     "AllowList",
     "CallableGrant",
     "NetworkGrant",
+    "Operator",
     "Origins",
+    "ProcessGrant",
+    "SecretGrant",
     "async_http_client",
     "http_client",
     "read_project_file",
@@ -84,4 +95,5 @@ __all__ = [
     "smtp_connection",
     "split_ref",
     "start_process",
+    "stdio_server",
 ]
