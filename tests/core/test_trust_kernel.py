@@ -20,11 +20,14 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import kneo.kernel
 
 PACKAGE = Path(__file__).resolve().parents[2] / "kneo"
 KERNEL = "kneo/kernel/"
@@ -32,7 +35,8 @@ KERNEL = "kneo/kernel/"
 #: (module, door) -> why that module may open that door itself.
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("kneo/settings.py", "environment"): "the one snapshot of the process environment; a "
-    "non-KNEO value leaves it only through Settings.secret, which asks kneo.kernel.secret",
+    "secret a spec names leaves it only through kneo.kernel.secret (asking the run's grant), "
+    "a variable the operator's configuration names through Settings.secret",
     ("kneo/spec/refs.py", "import"): "locates a module's source with import finders and "
     "parses it; no module code runs (static checks of refs)",
     ("kneo/lazy.py", "import"): "Kneo's own lazy public names: fixed modules of this package",
@@ -637,3 +641,46 @@ def test_the_issues_three_plants_in_budgets_are_caught() -> None:
 )
 def test_what_is_no_door(source: str) -> None:
     assert list(doors(ast.parse(source))) == []
+
+
+#: Each door of the kernel, and what it asks of the grant it takes (the file door's grant is
+#: the project root: it is asked while the project config the grant is made of is read; an
+#: operator's ``module:name`` reference, ``resolve_attribute``, is the operator's own).
+GRANTED_DOORS = {
+    "resolve_callable": ("CallableGrant", "function"),
+    "secret": ("SecretGrant", "secret"),
+    "run_process": ("ProcessGrant", "process"),
+    "start_process": ("ProcessGrant", "process"),
+    "stdio_server": ("ProcessGrant", "process"),
+    "http_client": ("NetworkGrant", "destination"),
+    "async_http_client": ("NetworkGrant", "destination"),
+    "smtp_connection": ("NetworkGrant", "destination"),
+}
+
+
+#: Doors that may be called without a grant, and who may.
+UNGRANTED_CALLERS = {
+    "resolve_callable": "code the caller registered in-process itself (an SDK workflow)",
+}
+
+
+@pytest.mark.parametrize(("door", "grant"), GRANTED_DOORS.items())
+def test_every_door_takes_the_grant_as_a_parameter_and_asks_it(
+    door: str, grant: tuple[str, str]
+) -> None:
+    """The door's ``grant`` parameter is typed with the kernel's protocol, and the door's
+    own body (not its callers) calls the protocol's method."""
+    protocol, method = grant
+    function = getattr(kneo.kernel, door)
+    annotation = inspect.signature(function).parameters["grant"].annotation
+    assert annotation == (f"{protocol} | None" if door in UNGRANTED_CALLERS else protocol)
+    assert callable(getattr(getattr(kneo.kernel, protocol), method))
+    asked = {
+        node.func.attr
+        for node in ast.walk(ast.parse(inspect.getsource(inspect.getmodule(function))))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "grant"
+    }
+    assert method in asked
