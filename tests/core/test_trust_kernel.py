@@ -180,6 +180,30 @@ _BY_NAME = {
     "inspect.getattr_static",
 }
 _BUILTINS = frozenset(dir(builtins))
+#: Names no other object in Kneo answers to: called on an object the walk cannot name (a
+#: module handed over as an argument), each is taken for the door it is everywhere else.
+_DISTINCT = {
+    **{
+        name: "process"
+        for name in (
+            *(n for n in dir(os) if n.startswith(("exec", "spawn"))),
+            "system",
+            "popen",
+            "posix_spawn",
+            "posix_spawnp",
+            "forkpty",
+            "Popen",
+            "check_output",
+            "check_call",
+            "getoutput",
+            "getstatusoutput",
+            "create_subprocess_exec",
+            "create_subprocess_shell",
+        )
+    },
+    **dict.fromkeys(("import_module", "__import__", "run_path", "run_module"), "import"),
+    **dict.fromkeys(("urlopen", "create_connection"), "network"),
+}
 _ENVIRONMENT = {k for k, door in DOORS.items() if door == "environment"}
 
 
@@ -211,14 +235,19 @@ def _literal(node: ast.AST | None) -> str | None:
     return None
 
 
+_SCOPES = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
 class _Names:
     """What each name of one module stands for: its imports and its assignments of a
     module or a door to a name, found anywhere in the module (any scope: a hiding place
-    inside a function is still a hiding place)."""
+    inside a function is still a hiding place), and which builtins each scope rebinds (a
+    parameter named ``compile`` hides the builtin in its function only)."""
 
-    def __init__(self, nodes: list[ast.AST]) -> None:
+    def __init__(self, nodes: list[ast.AST], parents: dict[ast.AST, ast.AST]) -> None:
         self.bound: dict[str, str] = {"__builtins__": "builtins"}
-        self.shadowed: set[str] = set()
+        self.parents = parents
+        self.scoped: dict[ast.AST | None, set[str]] = {}
         assigned: list[tuple[str, ast.AST]] = []
         for node in nodes:
             if isinstance(node, ast.Import):
@@ -232,28 +261,47 @@ class _Names:
                 for alias in node.names:
                     self.bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.shadowed.add(node.name)
-            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
+                self._bind(node, node.name)
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self._bind(node, node.id)
+            elif isinstance(node, ast.arg):
+                self._bind(node, node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                self._bind(node, node.name)
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for target in targets:
                     if isinstance(target, ast.Name) and node.value is not None:
                         assigned.append((target.id, node.value))
-            elif isinstance(node, ast.arg):
-                self.shadowed.add(node.arg)
         for _ in range(3):  # an alias of an alias of an alias
             for target, value in assigned:
                 resolved = self.qualified(value)
                 if resolved is not None and _has_doors(resolved):
                     self.bound[target] = resolved
-                else:
-                    self.shadowed.add(target)
+
+    def _scope(self, node: ast.AST) -> ast.AST | None:
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, _SCOPES):
+            parent = self.parents.get(parent)
+        return parent
+
+    def _bind(self, node: ast.AST, name: str) -> None:
+        self.scoped.setdefault(self._scope(node), set()).add(name)
+
+    def _shadowed(self, node: ast.Name) -> bool:
+        scope = self._scope(node)
+        while scope is not None:
+            if node.id in self.scoped.get(scope, ()):
+                return True
+            scope = self._scope(scope)
+        return False
 
     def qualified(self, node: ast.AST) -> str | None:
         """What ``node`` stands for, as a qualified name; ``None`` when not known."""
         if isinstance(node, ast.Name):
             if node.id in self.bound:
                 return self.bound[node.id]
-            if node.id in _BUILTINS and node.id not in self.shadowed:
+            if node.id in _BUILTINS and not self._shadowed(node):
                 return f"builtins.{node.id}"
             return None
         if isinstance(node, ast.Attribute):
@@ -344,6 +392,14 @@ def _by_name(node: ast.AST, names: _Names) -> str | None:
     return None
 
 
+def _unnamed(node: ast.AST, names: _Names) -> str | None:
+    """The door whose own name is called on an object the walk cannot name."""
+    call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    if call and names.qualified(node.func) is None:  # type: ignore[attr-defined]
+        return _DISTINCT.get(node.func.attr)  # type: ignore[attr-defined]
+    return None
+
+
 def _annotations(nodes: list[ast.AST]) -> set[ast.AST]:
     """Every node inside a type annotation: a hint names a type, it opens nothing."""
     roots: list[ast.AST | None] = []
@@ -376,7 +432,7 @@ def doors(tree: ast.Module) -> Iterator[tuple[str, int, str]]:
         for child in ast.iter_child_nodes(node):
             parents[child] = node
             nodes.append(child)
-    names, hints = _Names(nodes), _annotations(nodes)
+    names, hints = _Names(nodes, parents), _annotations(nodes)
     loaded = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     for node in nodes:
         line = getattr(node, "lineno", 0)
@@ -392,6 +448,10 @@ def doors(tree: ast.Module) -> Iterator[tuple[str, int, str]]:
         ):
             continue
         name = names.qualified(node)
+        unnamed = _unnamed(node, names) if name is None else None
+        if unnamed is not None:
+            yield unnamed, line, f"{ast.unparse(node)}: a door's name on an unknown object"
+            continue
         if _sdk_client(node, names):
             yield "network", line, f"{ast.unparse(node)} without the kernel's client"
             continue
@@ -482,6 +542,8 @@ EVASIONS: list[tuple[str, str]] = [
     ("import os\nos.popen('ls')\n", "process"),
     ("import os\nos.execvp('ls', ['ls'])\n", "process"),
     ("import os\nos.spawnlp(os.P_WAIT, 'ls', 'ls')\n", "process"),
+    ("def run(mod):\n    return mod.system('ls')\n", "process"),
+    ("def run(mod):\n    return mod.Popen(['ls'])\n", "process"),
     ("import os\nos.posix_spawn('/bin/ls', ['ls'], {})\n", "process"),
     ("import os\nif os.fork() == 0: pass\n", "process"),
     ("import pty\npty.spawn('sh')\n", "process"),
@@ -511,6 +573,7 @@ EVASIONS: list[tuple[str, str]] = [
     ("import runpy\nrunpy.run_path('x.py')\n", "import"),
     ("from pkgutil import resolve_name\n", "import"),
     ("import os\ngetattr(os, name)('ls')\n", "import"),
+    ("def load(machinery):\n    return machinery.import_module('os')\n", "import"),
     ("from os import *\n", "import"),
     # code from data
     ("eval(text)\n", "code"),
@@ -519,6 +582,8 @@ EVASIONS: list[tuple[str, str]] = [
     ("import builtins as b\nb.eval(text)\n", "code"),
     ("getattr(__builtins__, 'exec')(text)\n", "code"),
     ("run = eval\nrun(text)\n", "code"),
+    ("def elsewhere(exec=None):\n    pass\nexec(text)\n", "code"),
+    ("class Hidden:\n    compile = None\ndef f():\n    compile(text, 'x', 'exec')\n", "code"),
     ("import pickle\npickle.loads(data)\n", "code"),
     ("from pickle import loads\nloads(data)\n", "code"),
     ("import marshal as m\nm.loads(data)\n", "code"),
@@ -557,6 +622,7 @@ EVASIONS: list[tuple[str, str]] = [
     ("import requests\nrequests.post('http://x')\n", "network"),
     ("import xmlrpc.client\nxmlrpc.client.ServerProxy('http://x')\n", "network"),
     ("import asyncio\nasyncio.open_connection('h', 1)\n", "network"),
+    ("class C:\n    def m(self, lib):\n        return lib.urlopen('http://x')\n", "network"),
     ("from openai import OpenAI\nOpenAI(api_key='k')\n", "network"),
     ("from openai import OpenAI as AI\nAI(api_key='k')\n", "network"),
     ("from google import genai\ngenai.Client(api_key='k')\n", "network"),
@@ -581,8 +647,8 @@ def _planted(module: str, evasion: str, *, in_function: bool) -> str:
 
 @pytest.mark.parametrize("module", ["kneo/engine/budgets.py", "kneo/platform/inspect.py"])
 def test_each_evasion_is_caught_planted_in_a_real_module(module: str) -> None:
-    """The copy alone opens no door (or only the doors the real module is listed for), and
-    each evasion planted in it, at the top level or inside a function, is found."""
+    """The copy alone opens no door, and each evasion planted in it, at the top level or
+    inside a function of its own, is found."""
     assert not module_doors((PACKAGE.parent / module).read_text())
     missed = [
         (source, door, in_function)
@@ -629,6 +695,7 @@ def test_the_issues_three_plants_in_budgets_are_caught() -> None:
         "import os\nos.path.join('a', 'b')\nos.getpid()\n",
         "import re\nre.compile('x')\n",
         "def compile(x): ...\ncompile(1)\n",
+        "def f(compile):\n    return compile(1)\n",
         "eval = len\neval('x')\n",
         "self.compile(spec)\n",
         "getattr(obj, name)\n",
