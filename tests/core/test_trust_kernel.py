@@ -376,18 +376,32 @@ def _spelled(node: ast.AST) -> list[str]:
     return [node.id] if isinstance(node, ast.Name) else []
 
 
+def _calls_get(node: ast.Call) -> bool:
+    return isinstance(node.func, ast.Attribute) and node.func.attr == "get" and bool(node.args)
+
+
 def _by_name(node: ast.AST, names: _Names) -> str | None:
-    """A door fetched by a name: ``getattr(os, name)`` (a name the walk cannot read) or
-    ``operator.attrgetter("system")``."""
-    if not isinstance(node, ast.Call) or names.qualified(node.func) not in _BY_NAME:
+    """A door fetched by a name the walk cannot read (``getattr(os, name)``,
+    ``vars(os)[name]``, ``sys.modules[name]``) or by a name it can
+    (``operator.attrgetter("system")``)."""
+    base: str | None = None
+    key: ast.AST | None = None
+    if isinstance(node, ast.Subscript):
+        base, key = names.qualified(node.value), node.slice
+    elif isinstance(node, ast.Call) and names.qualified(node.func) in _BY_NAME:
+        if names.qualified(node.func) in ("operator.attrgetter", "operator.methodcaller"):
+            wanted = {_literal(a) for a in node.args}
+            hits = [d for k, d in DOORS.items() if k.rsplit(".", 1)[-1] in wanted]
+            return hits[0] if hits else None
+        base = names.qualified(node.args[0]) if node.args else None
+        key = node.args[1] if len(node.args) >= 2 else None
+    elif isinstance(node, ast.Call) and _calls_get(node):  # sys.modules.get(name)
+        base, key = names.qualified(node.func.value), node.args[0]  # type: ignore[attr-defined]
+    if base is None or key is None or _literal(key) is not None:
         return None
-    if names.qualified(node.func) in ("operator.attrgetter", "operator.methodcaller"):
-        wanted = {_literal(a) for a in node.args}
-        hits = [d for k, d in DOORS.items() if k.rsplit(".", 1)[-1] in wanted]
-        return hits[0] if hits else None
-    base = names.qualified(node.args[0]) if node.args else None
-    key = _literal(node.args[1]) if len(node.args) >= 2 else None
-    if base is not None and key is None and _has_doors(base):
+    if base == "sys.modules":
+        return "import"  # a module chosen at run time
+    if _has_doors(base) and door_of(base) != "environment":
         return door_of(base) or "import"  # a door module's name chosen at run time
     return None
 
@@ -438,29 +452,34 @@ def doors(tree: ast.Module) -> Iterator[tuple[str, int, str]]:
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield from _imported(node, line, loaded)
-            continue
-        by_name = _by_name(node, names)
-        if by_name is not None:
-            yield by_name, line, f"a door fetched by name: {ast.unparse(node)}"
-            continue
-        if node in hints or not isinstance(
+        elif node not in hints and isinstance(
             node, ast.Name | ast.Attribute | ast.Subscript | ast.Call
         ):
-            continue
-        name = names.qualified(node)
-        unnamed = _unnamed(node, names) if name is None else None
-        if unnamed is not None:
-            yield unnamed, line, f"{ast.unparse(node)}: a door's name on an unknown object"
-            continue
-        if _sdk_client(node, names):
-            yield "network", line, f"{ast.unparse(node)} without the kernel's client"
-            continue
-        door = door_of(name) if name is not None else None
-        if door == "environment":
-            if name in _ENVIRONMENT and not _environment_of_kneo(node, parents):
-                yield door, line, f"{ast.unparse(node)} ({name})"
-        elif door is not None and not _within(node, parents.get(node), names):
-            yield door, line, f"{ast.unparse(node)} ({name})"
+            found = _judged(node, names, parents)
+            if found is not None:
+                yield found[0], line, found[1]
+
+
+def _judged(
+    node: ast.AST, names: _Names, parents: dict[ast.AST, ast.AST]
+) -> tuple[str, str] | None:
+    """The door one name, subscript or call opens, and what it is, or ``None``."""
+    by_name = _by_name(node, names)
+    if by_name is not None:
+        return by_name, f"a door fetched by name: {ast.unparse(node)}"
+    name = names.qualified(node)
+    unnamed = _unnamed(node, names) if name is None else None
+    if unnamed is not None:
+        return unnamed, f"{ast.unparse(node)}: a door's name on an unknown object"
+    if _sdk_client(node, names):
+        return "network", f"{ast.unparse(node)} without the kernel's client"
+    door = door_of(name) if name is not None else None
+    if door == "environment":
+        if name in _ENVIRONMENT and not _environment_of_kneo(node, parents):
+            return door, f"{ast.unparse(node)} ({name})"
+    elif door is not None and not _within(node, parents.get(node), names):
+        return door, f"{ast.unparse(node)} ({name})"
+    return None
 
 
 def _imported(
@@ -573,6 +592,9 @@ EVASIONS: list[tuple[str, str]] = [
     ("import runpy\nrunpy.run_path('x.py')\n", "import"),
     ("from pkgutil import resolve_name\n", "import"),
     ("import os\ngetattr(os, name)('ls')\n", "import"),
+    ("import os\nvars(os)[name]('ls')\n", "import"),
+    ("import sys\nsys.modules[name].environ.copy()\n", "import"),
+    ("import sys\nsys.modules.get(name)\n", "import"),
     ("def load(machinery):\n    return machinery.import_module('os')\n", "import"),
     ("from os import *\n", "import"),
     # code from data
@@ -601,6 +623,7 @@ EVASIONS: list[tuple[str, str]] = [
     ("import os\ngetattr(os, 'environ')['HOME']\n", "environment"),
     ("import sys\nsys.modules['os'].environ.copy()\n", "environment"),
     ("import os\nos.putenv('X', 'y')\n", "environment"),
+    ("import os\nos.environ['KNEO_' + name]\n", "environment"),
     # the network
     ("import socket as s\ns.socket()\n", "network"),
     ("import socket\nsocket.create_connection(('h', 1))\n", "network"),
@@ -699,6 +722,7 @@ def test_the_issues_three_plants_in_budgets_are_caught() -> None:
         "eval = len\neval('x')\n",
         "self.compile(spec)\n",
         "getattr(obj, name)\n",
+        "import sys\nsys.modules.get('kneo')\n",
         "import json\njson.loads(text)\n",
         "import asyncio\nasyncio.run(main())\n",
         "from openai import OpenAI\nOpenAI(api_key='k', http_client=client)\n",
