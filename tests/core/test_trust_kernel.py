@@ -1,18 +1,22 @@
 """Every door to the host is in the trust kernel (``kneo/kernel/``), or listed here with why.
 
-The package's syntax trees are parsed once and walked for every use of a door *name*, each
-name resolved first to what it is: an ``import x as y``, a ``from x import y as z``, an
-assignment of a module or a door to a new name (``run = sp.run``), ``getattr(os, "system")``,
+The package is parsed once (shared by every test here) and walked for every use of a door
+*name*, each name resolved first to what it is: ``import x as y``, ``from x import y as z``,
+a module or a door assigned to a new name (``run = sp.run``), ``getattr(os, "system")``,
 ``vars(os)["system"]``, ``sys.modules["os"]``, ``__import__("os")``, the builtins by any
-spelling (``eval``, ``builtins.exec``, ``__builtins__["compile"]``). A door is a name in
-:data:`DOORS` (a module every name of which is one, as ``subprocess`` or ``socket``, but for
-the harmless names of :data:`HARMLESS`; or one name of a module, as ``os.system`` or
-``httpx2.Client``), a model SDK's client built without the kernel's HTTP client, a module with
-doors looked into by a name the walk cannot read (``getattr(os, name)``), or an environment
-read that is not a ``KNEO_*`` literal. A door found outside the kernel fails unless
-:data:`EXCEPTIONS` names its module with a reason; an exception that no longer matches
-anything fails too, so the list only shrinks. The evasions an ordinary author would try are
-planted below, alone and in a copy of a real module, and each must be caught.
+spelling (``eval``, ``builtins.exec``, ``__builtins__["compile"]``; a parameter named
+``compile`` hides the builtin in its own function only). A door is a name in :data:`DOORS`
+(a module every name of which is one, as ``subprocess`` or ``socket``, but for its constants,
+exception classes and type hints; or one name of a module, as ``os.system`` or
+``httpx2.Client``), a door module imported and never used, a model SDK's client built without
+the kernel's HTTP client, a module with doors looked into by a name chosen at run time
+(``getattr(os, name)``, ``sys.modules[name]``), a door's own name called on an object the
+walk cannot name (``mod.system(...)``), or an environment read that is not a ``KNEO_*``
+literal. A door found outside the kernel fails unless :data:`EXCEPTIONS` names its module
+with a reason; an exception that no longer matches anything fails too, so the list only
+shrinks. The evasions an ordinary author would try (:data:`EVASIONS`) are planted alone and in
+copies of real modules, and each must be caught; and every door of the kernel takes its grant
+as a parameter and asks it itself.
 """
 
 from __future__ import annotations
