@@ -175,7 +175,8 @@ class SpecPreparation:
         workflow = self.compiler.compile(
             model,
             target=target,  # type: ignore[arg-type]
-            base_dir=base_dir,
+            # an inline spec's refs are the project's, found where admission judged them
+            base_dir=base_dir or (self.project.root if self.project is not None else None),
             diagnostics=report.diagnostics,
             source=source,
         )

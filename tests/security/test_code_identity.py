@@ -198,3 +198,48 @@ def _forget_loaded_code() -> None:
     code._LOADED.clear()
     for name in [n for n in sys.modules if n.startswith(code.CODE_PREFIX)]:
         del sys.modules[name]
+
+
+# ---------------------------------------------------------------------- two projects
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_migrated_database")())
+    return f"sqlite:///{tmp_path / 'runs.sqlite'}"
+
+
+def test_each_project_runs_its_own_functions_in_one_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    """Two teams, each with a ``steps.py`` of its own in its project's directory and an inline
+    spec naming ``steps:who`` (declared in its definition): each run executes its own team's
+    file, on both databases, whichever ran first; the host's same-named module neither."""
+    host = _project(tmp_path / "host")
+    (host / "steps.py").write_text("def who(text):\n    return 'the host'\n")
+    monkeypatch.chdir(host)
+    platform = _platform(host, database)
+    try:
+        spec = {
+            "version": "v1",
+            "workflow": {
+                "type": "sequential",
+                "steps": [{"id": "f", "kind": "function", "ref": "steps:who"}],
+            },
+        }
+        outputs = {}
+        for team in ("team-a", "team-b", "team-a"):
+            if team not in outputs:
+                definition = {"functions": {"declared": ["steps:who"]}}
+                platform.store.projects.create_project(team, definition=definition)
+                root = host / ".kneo" / "projects" / team
+                root.mkdir(parents=True, exist_ok=True)
+                (root / "steps.py").write_text(f"def who(text):\n    return {team!r}\n")
+            manager = platform.for_project(team)
+            result = manager.run_from_spec(input_text="x", spec=spec)
+            assert result.status == "succeeded", result
+            outputs.setdefault(team, []).append(result.output_text)
+    finally:
+        platform.close()
+    assert outputs == {"team-a": ["team-a", "team-a"], "team-b": ["team-b"]}
