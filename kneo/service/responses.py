@@ -189,6 +189,10 @@ class RunView(_Open):
     output_text: str | None
     error: Any
     continuation_id: str | None
+    human_intervention_required: bool = Field(description="Whether it waits for a person.")
+    request_id: str | None = Field(
+        description="The first pending request's id while it is paused (resume with it)."
+    )
     cancel_requested: bool
     deadline_at: str | None
     created_at: str | None
