@@ -15,7 +15,7 @@ from kneo.service.auth import missing_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.deciders import assignee_names
 from kneo.service.dependencies import Caller, caller_dep
-from kneo.service.idempotency import HEADER
+from kneo.service.idempotency import IDEMPOTENT, idempotency_key
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
 from kneo.service.query_params import StrictQueryRoute
@@ -136,6 +136,7 @@ def get_human_task(
 @router.post(
     "/human-tasks/{continuation_id}/resume",
     responses=HANDED_OFF,
+    dependencies=[IDEMPOTENT],
     openapi_extra=PREFER_WAIT,
 )
 async def resume_human_task(
@@ -156,7 +157,7 @@ async def resume_human_task(
         continuation_id,
         decision,
         actor=caller.principal.name,
-        idempotency_key=request.headers.get(HEADER),
+        idempotency_key=idempotency_key(request),
         metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)
@@ -166,6 +167,7 @@ async def resume_human_task(
 @router.post(
     "/human-tasks/{continuation_id}/decisions",
     responses=HANDED_OFF,
+    dependencies=[IDEMPOTENT],
     openapi_extra=PREFER_WAIT,
 )
 async def decide_human_task(
@@ -187,7 +189,7 @@ async def decide_human_task(
         continuation_id,
         [Decision(d.request_id, d.decision, d.content, d.selected_option) for d in body.decisions],
         actor=caller.principal.name,
-        idempotency_key=request.headers.get(HEADER),
+        idempotency_key=idempotency_key(request),
         metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)

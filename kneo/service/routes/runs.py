@@ -22,7 +22,7 @@ from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
-from kneo.service.idempotency import body_hash, run_idempotent
+from kneo.service.idempotency import IDEMPOTENT, body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing, paging
 from kneo.service.query_params import StrictQueryRoute
@@ -110,7 +110,12 @@ def _create(
     )
 
 
-@router.post("/runs", status_code=200, responses={202: {"description": "Queued (async_mode)"}})
+@router.post(
+    "/runs",
+    status_code=200,
+    responses={202: {"description": "Queued (async_mode)"}},
+    dependencies=[IDEMPOTENT],
+)
 def create_run(
     request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
@@ -118,7 +123,7 @@ def create_run(
     return _create(request, body, caller, "runs.create")
 
 
-@router.post("/specs/run", tags=["specs"], status_code=200)
+@router.post("/specs/run", tags=["specs"], status_code=200, dependencies=[IDEMPOTENT])
 def run_spec(
     request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
