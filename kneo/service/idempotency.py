@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
 
-
 def _declare_key(
     request: Request,
     key: str | None = Header(

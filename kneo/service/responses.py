@@ -12,6 +12,7 @@ model allows fields it does not name: a field added to a view is not a breaking 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -398,13 +399,16 @@ RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
 _REF = "#/components/schemas/{model}"
 
 
-def document_responses(document: dict[str, Any]) -> None:
-    """Put :data:`RESPONSES` into an OpenAPI document (in place): each model under
-    ``components.schemas``, referenced from its operations' JSON answers."""
+def document_responses(
+    document: dict[str, Any],
+    table: Mapping[str, tuple[tuple[str, type[BaseModel]], ...]] = RESPONSES,
+) -> None:
+    """Put ``table`` (:data:`RESPONSES` by default) into an OpenAPI document (in place): each
+    model under ``components.schemas``, referenced from its operations' JSON answers."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for path in document.get("paths", {}).values():
         for operation in path.values():
-            for status, model in RESPONSES.get(operation.get("operationId"), ()):
+            for status, model in table.get(operation.get("operationId"), ()):
                 generated = model.model_json_schema(ref_template=_REF)
                 schemas.update(generated.pop("$defs", {}))
                 schemas[model.__name__] = generated

@@ -6,18 +6,22 @@ and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 from test_projects_controller import (
     KEYS,
+    PUSH,
     Service,
     Team,
     agent,
     eventually,
     headers,
+    signed,
     teams,  # noqa: F401  (the fixture)
 )
 
@@ -184,3 +188,54 @@ def test_the_registry_page_shows_each_projects_controller_for_every_role(
                 assert leader.group(1) == service.controllers.owner
                 assert commit.group(1) == commits[project]
                 assert "alpha" in page.text if project == "team-a" else "beta" in page.text
+
+
+DOC = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+
+
+def documented(operation_id: str, answer: Any) -> dict[str, Any]:
+    """``answer``'s JSON after validating it against the committed document's answer."""
+    [operation] = [
+        op for item in DOC["paths"].values() for op in item.values()
+        if op["operationId"] == operation_id
+    ]  # fmt: skip
+    assert str(answer.status_code) in operation["responses"], (operation_id, answer.text)
+    schema = operation["responses"][str(answer.status_code)]["content"]["application/json"]
+    validator = Draft202012Validator({**schema["schema"], "components": DOC["components"]})
+    errors = [e.message for e in validator.iter_errors(answer.json())]
+    assert not errors, (operation_id, errors)
+    return dict(answer.json())
+
+
+def test_the_registry_and_controller_answers_are_the_documented_ones(
+    teams: tuple[Service, Team, Team],  # noqa: F811
+) -> None:
+    """The operations only a controller's registry answers, each validated against
+    docs/openapi.json (tests/service/test_response_schemas.py checks the others)."""
+    service, a, _ = teams
+    a.publish("alpha", "A two")
+    adm, op = headers("a-adm", "team-a"), headers("a-op", "team-a")
+    client = service.client
+    key = "/v1/registry/bundles/alpha/dev"
+    done = documented("controller-reconcile", client.post("/v1/controller/reconcile", headers=op))
+    documented(
+        "controller-requests-get",
+        client.get(f"/v1/controller/requests/{done['request_id']}", headers=op),
+    )
+    documented("controller-plan", client.post("/v1/controller/plan", headers=op))
+    hook = client.post(
+        "/v1/projects/team-a/controller/webhook", content=PUSH, headers=signed("team-a")
+    )
+    assert documented("controller-webhook", hook)["accepted"] is True
+    assert (
+        documented("registry-bundles-get", client.get(key, headers=op))["active"]["revision"] == 2
+    )
+    diff = client.get(key + "/diff", params={"from": 1, "to": 2}, headers=op)
+    assert documented("registry-bundles-diff", diff)["from"] == 1
+    documented("registry-bundles-graph", client.get(key + "/graph", headers=op))
+    documented("registry-bundles-suspend", client.post(key + "/suspend", headers=adm, json={}))
+    documented("registry-bundles-resume", client.post(key + "/resume", headers=adm, json={}))
+    documented("registry-bundles-pin", client.post(key + "/pin", headers=adm, json={}))
+    documented("registry-bundles-unpin", client.delete(key + "/pin", headers=adm))
+    back = client.post(key + "/rollback", headers=adm, json={"to": 1})
+    assert documented("registry-bundles-rollback", back)["status"] == "rolled_back"

@@ -29,12 +29,16 @@ def test_the_document_declares_the_key_where_the_guide_says_it_is_honoured() -> 
     section = (ROOT / "docs" / "service_api.md").read_text().split("## Idempotency")[1]
     listed = set(re.findall(r"`(POST) (/v1/[^`]+)`", section.split("\n## ")[0]))
     listed = {(m, re.sub(r"\{id\}", "{continuation_id}", p)) for m, p in listed}
-    assert declaring(document) == listed == {
-        ("POST", "/v1/runs"),
-        ("POST", "/v1/specs/run"),
-        ("POST", "/v1/human-tasks/{continuation_id}/resume"),
-        ("POST", "/v1/human-tasks/{continuation_id}/decisions"),
-    }
+    assert (
+        declaring(document)
+        == listed
+        == {
+            ("POST", "/v1/runs"),
+            ("POST", "/v1/specs/run"),
+            ("POST", "/v1/human-tasks/{continuation_id}/resume"),
+            ("POST", "/v1/human-tasks/{continuation_id}/decisions"),
+        }
+    )
     committed = (ROOT / "docs" / "openapi.json").read_text()
     assert committed.count('"name": "Idempotency-Key"') == len(listed)
 

@@ -364,7 +364,11 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "`id:`, `event:`, `data:` lines"}
+                }
+            },
             "description": "Server-sent events until the run pauses or finishes",
         }
     },
