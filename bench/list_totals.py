@@ -38,7 +38,6 @@ ROUTES = (
 
 
 def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[str, Any]]:
-    import sqlalchemy as sa
     from starlette.testclient import TestClient
 
     from kneo.platform import create_platform
@@ -76,9 +75,10 @@ def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[
             rows.append(_row(label, size, f"count {what}", f"{kind} ({total:,})", samples[3:]))
     for setting, value in (("exact (default)", "0"), ("KNEO_SERV_MAX_LIST_COUNT=1000", "1000")):
         env = {"KNEO_SERV_ADMIN_API_KEY": KEY, "KNEO_SERV_MAX_LIST_COUNT": value}
-        app = create_app(
-            False, settings=Settings.from_env(env), manager=manager, start_worker=False
-        )
+        chosen = Settings.from_env(env)  # the store counts as its own settings say
+        served = open_store(url, settings=chosen, state_dir=tmp)
+        platform = create_platform(settings=chosen, store=served)
+        app = create_app(False, settings=chosen, manager=platform, start_worker=False)
         durations = Durations()
         logger = logging.getLogger(LOGGER_NAME)
         for handler in list(logger.handlers):
@@ -100,8 +100,8 @@ def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[
             rows.append(
                 _row(label, size, f"first page {what}", f"{setting} ({total:,})", durations.take())
             )
+        served.close()
     store.close()
-    _ = sa
     return rows
 
 
