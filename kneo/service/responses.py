@@ -211,7 +211,10 @@ class RunView(_Open):
 
 class _Page(_Open):
     count: int = Field(description="Items on this page.")
-    total: int | None = Field(description="All matching items (with include=counts).")
+    total: int | None = Field(
+        description="All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N "
+        "past the page, then total_capped)."
+    )
     limit: int
     offset: int
     next_cursor: str | None = Field(description="Pass as cursor for the next page.")

@@ -1264,7 +1264,7 @@ export type HumanTaskList = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
@@ -2105,7 +2105,7 @@ export type RunList = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
@@ -2452,7 +2452,7 @@ export type SessionChain = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
