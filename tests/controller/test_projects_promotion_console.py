@@ -6,6 +6,7 @@ and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -25,7 +26,14 @@ from test_projects_controller import (
     teams,  # noqa: F401  (the fixture)
 )
 
-from kneo.controller.promotion import PromotionGate, open_approval_task, task_id
+from kneo.controller.operations import rollback_task_id
+from kneo.controller.promotion import (
+    PromotionGate,
+    open_approval_task,
+    override_task_id,
+    task_id,
+)
+from kneo.controller.ratchet import policy_task_id
 from kneo.projects import DEFAULT_PROJECT_ID
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -239,3 +247,20 @@ def test_the_registry_and_controller_answers_are_the_documented_ones(
     documented("registry-bundles-unpin", client.delete(key + "/pin", headers=adm))
     back = client.post(key + "/rollback", headers=adm, json={"to": 1})
     assert documented("registry-bundles-rollback", back)["status"] == "rolled_back"
+
+
+def test_every_approval_task_id_is_scoped_to_its_project() -> None:
+    """Promotion, freeze override, policy change and rollback: another project's id differs,
+    the default project's is the single-project id it always was (stored tasks keep it)."""
+    makers = {
+        "promotion": lambda p: task_id("b", "prod", "sha256:1", p),
+        "override": lambda p: override_task_id("b", "prod", "sha256:1", p),
+        "policy": lambda p: policy_task_id("prod", "policy:sha256:2", p),
+        "rollback": lambda p: rollback_task_id("b", "prod", 1, 2, p),
+    }
+    for kind, make in makers.items():
+        assert len({make(DEFAULT_PROJECT_ID), make(2), make(3)}) == 3, kind
+    legacy = hashlib.sha256(b"b\0prod\0sha256:1").hexdigest()[:20]
+    assert task_id("b", "prod", "sha256:1") == f"cont_promo_{legacy}"
+    rolled = hashlib.sha256(b"b\0prod\x001\x002").hexdigest()[:20]
+    assert rollback_task_id("b", "prod", 1, 2) == f"cont_rollback_{rolled}"
