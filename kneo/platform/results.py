@@ -220,9 +220,14 @@ def page_counts(page: Page[Any]) -> dict[str, Any]:
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
+    """A run in a listing; a paused one names its task and first pending request, as its
+    read-back (:func:`run_view`) does."""
+    pending = pending_requests(run.state or {}) if run.status == "paused" else []
     return {
         "run_id": run.run_id,
         "status": run.status,
+        "continuation_id": (run.state or {}).get("continuation_id") if pending else None,
+        "request_id": pending[0].get("request_id") if pending else None,
         "workflow_name": run.workflow_name,
         "workflow_kind": run.workflow_kind,
         "session_id": run.session_id,

@@ -229,6 +229,8 @@ class _Page(_Open):
 class RunSummary(_Open):
     run_id: str
     status: str
+    continuation_id: str | None = Field(None, description="Its task, while it is paused.")
+    request_id: str | None = Field(None, description="Its first pending request, if paused.")
     workflow_name: str | None
     workflow_kind: str | None
     session_id: str | None = None

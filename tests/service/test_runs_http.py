@@ -238,6 +238,11 @@ def test_async_mode_queues_and_worker_executes(make_client) -> None:
     assert view["human_intervention_required"] is True
     assert view["continuation_id"] == task["continuation_id"]
     assert view["request_id"] == task["request"]["request_id"]
+    [listed] = [r for r in client.get("/v1/runs").json()["runs"] if r["run_id"] == rid]
+    assert (listed["continuation_id"], listed["request_id"]) == (
+        task["continuation_id"],
+        view["request_id"],
+    )
     decided = client.post(
         f"/v1/human-tasks/{task['continuation_id']}/resume",
         json={"request_id": view["request_id"], "decision": "approved"},
@@ -248,6 +253,8 @@ def test_async_mode_queues_and_worker_executes(make_client) -> None:
         time.sleep(0.05)
     after = client.get(f"/v1/runs/{rid}").json()
     assert after["request_id"] is None and after["human_intervention_required"] is False
+    [done] = [r for r in client.get("/v1/runs").json()["runs"] if r["run_id"] == rid]
+    assert done["request_id"] is None and done["continuation_id"] is None
 
 
 def test_events_stream_until_pause(make_client) -> None:

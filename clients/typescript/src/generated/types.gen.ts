@@ -2202,6 +2202,12 @@ export type RunOutcomeMetadata = {
  */
 export type RunSummary = {
     /**
+     * Continuation Id
+     *
+     * Its task, while it is paused.
+     */
+    continuation_id?: string | null;
+    /**
      * Created At
      */
     created_at: string | null;
@@ -2211,6 +2217,12 @@ export type RunSummary = {
      * Whether the run recorded an error.
      */
     has_error?: boolean | null;
+    /**
+     * Request Id
+     *
+     * Its first pending request, if paused.
+     */
+    request_id?: string | null;
     /**
      * Run Id
      */
