@@ -181,8 +181,8 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  *
  * Pending human tasks, filtered by run, workflow, environment, assignee or request kind
  * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
- * however deep) or a bounded ``offset``; ``total`` always (exact up to
- * ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
+ * however deep) or a bounded ``offset``; ``total`` always (exact; with
+ * ``KNEO_SERV_MAX_LIST_COUNT=N`` up to N past the page, then ``total_capped``), ``counts_by_assignee`` with
  * ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
  * input.
  */
