@@ -748,6 +748,8 @@ export const runsCheckpointsDiff = <ThrowOnError extends boolean = false>(option
  * Continue an interrupted run from its last completed step boundary: within the request
  * (``200``) or, where workers run, on a worker (``202`` with ``Location``, or its outcome
  * if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited.
+ * ``to_revision`` moves the run to other code first (audited ``run.code_moved``); a
+ * paused run then answers ``200``, still paused, on that code.
  */
 export const runsContinue = <ThrowOnError extends boolean = false>(options: Options<RunsContinueData, ThrowOnError>) => (options.client ?? client).post<RunsContinueResponses, RunsContinueErrors, ThrowOnError>({
     security: [

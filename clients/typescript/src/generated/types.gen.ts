@@ -476,6 +476,10 @@ export type ContinueRequest = {
     metadata?: {
         [key: string]: unknown;
     } | null;
+    /**
+     * To Revision
+     */
+    to_revision?: number | 'active' | 'current' | null;
 };
 
 /**
