@@ -47,7 +47,7 @@ from kneo.policy.evals import eval_summary
 from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
-    from kneo.store import BundleRevision
+    from kneo.store import BundleRevision, ControllerStatus
     from kneo.store.contracts import (
         ControllerReads,
         ControllerStore,
@@ -528,13 +528,16 @@ class Applier:
             promotion.close_task(
                 tx, prune_gate.prune_task_id(self.project, name, env, subject), "pruned"
             )
+        approved: dict[str, object] = (
+            {"approved_by": list(action.approved_by)} if action.approved_by else {}
+        )
         _audit(
             tx,
             "bundle.pruned",
             action,
             revision=number,
             digest=action.target.digest if action.target else None,
-            **({"approved_by": list(action.approved_by)} if action.approved_by else {}),
+            **approved,
         )
         return Outcome(action, True, number)
 
@@ -602,6 +605,28 @@ class Applier:
             prompt=promotion.prompt(name, env, rev.digest or ""),
         )
         return Outcome(action, True, number)
+
+    def withdraw_prunes(
+        self,
+        previous: ControllerStatus | None,
+        now: Iterable[Mapping[str, Any]],
+        scope: Collection[str] | None,
+    ) -> None:
+        """Close the approval task of each removal the last pass held (``previous``
+        status) and this one no longer holds (``now``) among the bundles it planned
+        (``scope``; ``None``: all): its file came back, or it was pruned. An approval left
+        open would otherwise count for a removal asked later of the same revision."""
+        still = {h.get("task") for h in now}
+        before = (previous.details.get("prunes") if previous is not None else None) or ()
+        gone = [
+            str(h["task"])
+            for h in before
+            if h.get("task") and h["task"] not in still and (scope is None or h["bundle"] in scope)
+        ]
+        if gone:
+            with self.store.transaction() as tx:
+                for cid in gone:
+                    promotion.close_task(tx, cid, "withdrawn")
 
     def _withdraw_pending(
         self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, why: str

@@ -197,3 +197,15 @@ def held(
             }
         )
     return sorted(out, key=lambda h: (h["environment"], h["bundle"]))
+
+
+def problems(prunes: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The held removals as the pass's problems (``prune_held``, ...), each with its file."""
+    return [
+        {
+            "code": f"prune_{h['state']}",
+            "message": str(h["message"]),
+            "path": f"bundles/{h['bundle']}/{h['environment']}.json",
+        }
+        for h in prunes
+    ]
