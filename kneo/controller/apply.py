@@ -528,16 +528,14 @@ class Applier:
             promotion.close_task(
                 tx, prune_gate.prune_task_id(self.project, name, env, subject), "pruned"
             )
-        approved: dict[str, object] = (
-            {"approved_by": list(action.approved_by)} if action.approved_by else {}
-        )
         _audit(
             tx,
             "bundle.pruned",
             action,
             revision=number,
             digest=action.target.digest if action.target else None,
-            **approved,
+            # who approved the removal, where the policy in force asks approvers
+            approved_by=list(action.approved_by),
         )
         return Outcome(action, True, number)
 
