@@ -131,7 +131,7 @@ def test_a_rejected_prune_keeps_serving_and_a_restored_file_withdraws_the_task(
     rejected = ctl.reconcile_once()
     assert rejected.ok
     assert store.registry.get_active("helper", "prod").revision == serving.revision
-    status, reason, message = promoted_condition(store, "prod")
+    _, reason, message = promoted_condition(store, "prod")
     assert reason == "PruneRejected" and "rejected by carol" in message
     assert [h["state"] for h in ctl.status()["prunes"]] == ["rejected"]
     assert ctl.reconcile_once().ok  # not asked again
@@ -219,7 +219,7 @@ def test_where_only_signatures_guard_prod_a_deletion_is_refused_until_approvers_
     repo.commit("remove")
     refused = ctl.reconcile_once()
     assert refused.ok
-    status, reason, message = promoted_condition(store, "prod")
+    _, reason, message = promoted_condition(store, "prod")
     assert reason == "PruneRefused"
     assert "asks 2 signatures (ci, release)" in message and "require human approval" in message
     assert [h["state"] for h in ctl.status()["prunes"]] == ["refused"]
