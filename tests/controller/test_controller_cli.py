@@ -425,3 +425,31 @@ def test_status_in_a_project_shows_that_projects_source(
     assert bare["configured"] is False and bare["source"] is None
     host = cli("controller", "status", "--json")
     assert host["configured"] is True and host["source"] == repo.url
+
+
+def test_a_held_removal_shows_in_status_registry_and_plan(cli: Any, repo: Repo, keys: Keys) -> None:
+    """prod asks two signatures: deleting its bundle file prunes nothing, and every
+    command that shows the controller or the registry says so (issue 70)."""
+    repo.write(
+        "environments/prod.yaml",
+        "version: v1\nrequired_signatures: 2\naccepted_key_ids: [ci, release]\n",
+    )
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", cosign="release"))
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
+    repo.commit("helper")
+    assert cli("controller", "reconcile", "--once", "--json")["ok"]
+    repo.remove("bundles/helper/prod.json")
+    repo.commit("remove helper from prod")
+
+    planned = cli("controller", "plan", "--json")
+    assert [(h["bundle"], h["environment"], h["state"]) for h in planned["prunes"]] == [
+        ("helper", "prod", "refused")
+    ]
+    assert cli("controller", "reconcile", "--json")["prunes"][0]["state"] == "refused"
+    text = cli("controller", "status")
+    assert "prune helper prod: refused" in text and "problem prune_refused:" in text
+    got = cli("registry", "get", "helper", "--env", "prod", "--json")
+    assert got["active"]["revision"] == 1
+    promoted = next(c for c in got["conditions"] if c["type"] == "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "PruneRefused"
+    assert "a deletion carries none" in promoted["message"]
