@@ -453,3 +453,24 @@ def test_a_held_removal_shows_in_status_registry_and_plan(cli: Any, repo: Repo, 
     promoted = next(c for c in got["conditions"] if c["type"] == "Promoted")
     assert promoted["status"] == "False" and promoted["reason"] == "PruneRefused"
     assert "a deletion carries none" in promoted["message"]
+
+
+def test_the_pull_request_plan_of_a_removal_from_prod_waits_for_approvers(
+    cli: Any, repo: Repo, keys: Keys
+) -> None:
+    """Deleting prod's bundle file in a pull request: prod's approvers must approve the
+    removal (waiting for people is no refusal: the plan exits 0); dev's goes at once."""
+    for env in ("dev", "staging", "prod"):
+        repo.write(f"bundles/helper/{env}.json", keys.bundle("helper", env))
+    repo.commit("helper")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.remove("bundles/helper/prod.json")
+    repo.remove("bundles/helper/dev.json")
+    repo.commit("remove", push=False)
+    work = str(repo.work)
+    text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "feature")
+    assert "**0 refused**" in text
+    prod = text.split("### prod")[1]
+    assert "| `helper` | ⏳ removal needs approval |" in prod
+    dev = text.split("### dev")[1].split("### ")[0]
+    assert "| `helper` | 🗑️ removed |" in dev
