@@ -92,6 +92,12 @@ def test_an_unsigned_prune_of_prod_is_held_until_its_approvers_approve(
     )
     assert len(audit(store, "prune.requested")) == 1
     assert len(audit(store, "bundle.prune_held")) == 1
+    # prod's approvers are told, as of a promotion waiting for them
+    told: list[Any] = []
+    store.notifications.route_notifications(lambda event: told.append(event) or [])
+    assert ("promotion.awaiting_approval", cid, "prod") in {
+        (e.event_type, e.continuation_id, e.environment) for e in told
+    }
 
     # the next passes hold it without asking again
     again = ctl.reconcile_once()
