@@ -76,10 +76,15 @@ class Snapshot:
 
 
 def observe(
-    store: ControllerReads, gate: promotion.PromotionGate, names: Collection[str] | None = None
+    store: ControllerReads,
+    gate: promotion.PromotionGate,
+    names: Collection[str] | None = None,
+    desired: Collection[BundleKey] | None = None,
 ) -> Snapshot:
     """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
-    bundles ``names`` only, if given (an incremental reconcile's scope)."""
+    bundles ``names`` only, if given (an incremental reconcile's scope). Decisions on
+    removals are read only when an active revision has no file (``desired``: the keys Git
+    has; ``None``: read them)."""
     registry = store.registry
     active: dict[BundleKey, RevisionRef] = {}
     applied: dict[BundleKey, RevisionRef] = {}
@@ -147,10 +152,10 @@ def observe(
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in registry.list_condition_heads(names=names)
     }
+    removed = desired is None or any(key not in desired for key in active)
+    prunes = _decisions(registry, prune_gate.PRUNE_PREFIX, names) if removed else {}
     return Snapshot(
-        ObservedState(
-            entries, blocked, overrides, _decisions(registry, prune_gate.PRUNE_PREFIX, names)
-        ),
+        ObservedState(entries, blocked, overrides, prunes),
         conditions,
         frozenset(open_tasks) if names is None else None,
     )

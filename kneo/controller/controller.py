@@ -408,7 +408,7 @@ class Controller:
         ] + desired.findings(previous.details.get("problems") or () if previous else ())
         run.lap("load")
         run.stage = "observe"
-        snapshot = observe(self.store, self.gate, desired.scope)
+        snapshot = observe(self.store, self.gate, desired.scope, desired.revisions.keys())
         run.lap("observe")
         run.stage = "plan"
         actions = plan(
