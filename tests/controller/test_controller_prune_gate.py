@@ -300,6 +300,8 @@ def test_one_projects_held_prune_leaves_another_projects_alone(
     assert b.tasks.get_continuation(ids["team-b"]).status == "pending"
     with pytest.raises(NotFound):  # a project sees no other project's task
         b.tasks.get_continuation(ids["team-a"])
+    with pytest.raises(NotFound):  # nor decides it
+        record_promotion_decision(b, ids["team-a"], approver="alice", decision="approved")
     record_promotion_decision(a, ids["team-a"], approver="alice", decision="approved")
     for ctl in (ctl_a, ctl_b):
         assert ctl.reconcile_once().ok
