@@ -124,20 +124,13 @@ def observe(
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
         p = pending.get(key)
-        approvals = Approvals()
-        if p is not None:
-            decisions = registry.list_promotion_approvals(key[0], key[1], p.digest)
-            approvals = Approvals(
-                frozenset(a.approver for a in decisions if a.decision == "approved"),
-                frozenset(a.approver for a in decisions if a.decision == "rejected"),
-            )
         entries[key] = ObservedEntry(
             active=active.get(key),
             applied=applied.get(key),
             pending=p,
             rejected_fingerprints=frozenset(rejected.get(key, ())),
             suspended=key in suspended,
-            approvals=approvals,
+            approvals=_promotion_approvals(registry, key, p),
             task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
             pin=pins.get(key),
             first_in_force=first_in_force.get(key, {}),
@@ -158,6 +151,19 @@ def observe(
         ObservedState(entries, blocked, overrides, prunes),
         conditions,
         frozenset(open_tasks) if names is None else None,
+    )
+
+
+def _promotion_approvals(
+    registry: RegistryReads, key: BundleKey, pending: RevisionRef | None
+) -> Approvals:
+    """Decisions on promoting the pending revision of ``key`` (none without one)."""
+    if pending is None:
+        return Approvals()
+    decisions = registry.list_promotion_approvals(key[0], key[1], pending.digest)
+    return Approvals(
+        frozenset(a.approver for a in decisions if a.decision == "approved"),
+        frozenset(a.approver for a in decisions if a.decision == "rejected"),
     )
 
 

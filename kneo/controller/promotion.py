@@ -367,9 +367,7 @@ def record_promotion_decision(
                 expected_version=task.version,
             )
         tx.add_audit(
-            # a policy change's decision is the policy's (kneo.controller.ratchet), a
-            # removal's the prune's (kneo.controller.prune_gate)
-            f"{_decided_what(context)}.{decision}",
+            f"{_decided_what(context)}.{decision}",  # policy.*, prune.* or promotion.*
             actor=approver,
             continuation_id=continuation_id,
             payload={
@@ -428,7 +426,9 @@ def count_approvals(
 
 
 def _decided_what(context: dict[str, Any]) -> str:
-    """The audit family of a decision: ``policy``, ``prune`` or ``promotion``."""
+    """The audit family of a decision: a policy change's is the policy's
+    (:mod:`kneo.controller.ratchet`), a removal's the prune's
+    (:mod:`kneo.controller.prune_gate`), any other the promotion's."""
     return "policy" if context.get("policy") else "prune" if context.get("prune") else "promotion"
 
 
