@@ -158,7 +158,13 @@ def test_an_unsigned_prune_of_prod_waits_for_its_approvers_over_http(
     assert store.registry.get_active("helper", "prod").revision == serving.revision
     run = _run(client)
     assert run.status_code == 200 and run.json()["status"] == "paused", run.text
-    status = client.get("/v1/controller/status", headers=_as("admin")).json()
+    status = _wait(
+        lambda: (
+            (got := client.get("/v1/controller/status", headers=_as("admin")).json())
+            and got["prunes"]
+            and got
+        )
+    )
     assert [(h["bundle"], h["environment"], h["state"]) for h in status["prunes"]] == [
         ("helper", "prod", "held")
     ]
@@ -177,8 +183,8 @@ def test_an_unsigned_prune_of_prod_waits_for_its_approvers_over_http(
     _wait(lambda: store.registry.get_active("helper", "prod") is None)
     after = _run(client)
     assert after.status_code >= 400 and after.status_code < 500, after.text
-    status = client.get("/v1/controller/status", headers=_as("admin")).json()
-    assert status["prunes"] == []
+    # the status is recorded as the pass ends, just after the registry write
+    _wait(lambda: client.get("/v1/controller/status", headers=_as("admin")).json()["prunes"] == [])
     pruned = [e for e in store.audit.list_audit(limit=200).items if e.event_type == "bundle.pruned"]
     assert pruned[0].payload["approved_by"] == ["alice", "carol"]
     decided = {
