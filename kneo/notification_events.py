@@ -32,6 +32,8 @@ NOTIFIED_AUDITS: dict[str, str] = {
     "human.expired": "human.expired",
     "human.decision": "human.decision",
     "promotion.requested": "promotion.awaiting_approval",
+    # a removal held for the environment's approvers is decided like a promotion
+    "prune.requested": "promotion.awaiting_approval",
     "promotion.evals_failed": "promotion.evals_failed",
     "bundle.promoted": "bundle.promoted",
     "bundle.rejected": "bundle.rejected",
