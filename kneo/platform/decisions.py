@@ -25,7 +25,7 @@ request decided (``request_already_resolved``), the run being resumed by the win
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_args
@@ -44,6 +44,7 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.platform.assignments import AssignmentRule, Rules, check_assignee
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
@@ -58,6 +59,7 @@ from kneo.store.tasks.inbox import input_preview, listed
 from kneo.store.tasks.search import query_terms
 
 if TYPE_CHECKING:
+    from kneo.platform.recipients import People
     from kneo.store.wire.executor import HeldConnection
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
@@ -111,6 +113,10 @@ class Decisions:
     handoff: HandOff = field(default_factory=HandOff)
     #: the in-process GitOps controller a promotion decision wakes (attach_controller)
     controller: Any = field(default=None, init=False)
+    #: whether a run's environment makes its assignees binding (:mod:`.assignments`), and
+    #: the project's people directory (read when a binding assignment is checked)
+    assignment_rules: Rules | None = field(default=None, init=False)
+    directory: Callable[[], People | None] | None = field(default=None, init=False)
 
     def list_human_tasks(
         self,
@@ -391,6 +397,11 @@ class Decisions:
             cont = tx.get_continuation(continuation_id, for_update=True)  # and its run
             if cont.workflow_kind != "promotion":  # (a GitOps promotion has no run)
                 run, state, requests = _pending(tx, cont, [d.request_id for d in decisions])
+                rule = self.assignment_rule(run.environment)
+                if rule.binding:  # only the assignee (and the override) may decide
+                    people = self.directory() if self.directory is not None else None
+                    for request in requests:
+                        check_assignee(rule, request, actor, people, metadata)
                 now = utc_iso(self.clock.now())
                 answers = [
                     (request, self._checked(request, d, actor, now, metadata))
@@ -408,6 +419,11 @@ class Decisions:
             actor=actor,
             controller=self.controller,
         )
+
+    def assignment_rule(self, environment: str | None) -> AssignmentRule:
+        """Whether assignees bind in ``environment`` (advisory without a rule)."""
+        rules = self.assignment_rules
+        return rules(environment) if rules is not None else AssignmentRule()
 
     def _checked(
         self,

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from kneo.clock import jitter, utc_iso
 from kneo.errors import AccessDenied
 from kneo.platform.decision_links import DecisionLinks, recipient_of
+from kneo.platform.markup import mrkdwn
 from kneo.platform.recipients import DECIDABLE, People
 from kneo.platform.webhooks import (
     CLOUDEVENTS_CONTENT_TYPE,
@@ -147,13 +148,16 @@ def with_decision_link(
 
 
 def slack_message(body: dict[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook body for a :func:`message`."""
+    """A Slack incoming-webhook body for a :func:`message`: the summary as literal text
+    (:func:`~kneo.platform.markup.mrkdwn`), the console link (sign-in decides who may act),
+    and a personal ``Decide`` link only where the receiver carries one (``personal_links``)."""
     link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
     if body.get("decision_link"):
         link += f" · <{body['decision_link']}|Decide>"
-    text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
+    said = mrkdwn(body["summary"])
+    text = f"*[{body['severity']}] {body['type']}*: {said}{link}"
     return {
-        "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
+        "text": f"[{body['severity']}] {body['type']}: {said}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},

@@ -431,7 +431,8 @@ class Dispatcher:
             wanted = event.payload.get("request_id")  # a promotion's task has one request
             entry = request_entry(store, event.continuation_id, wanted)
         body = message(event, self.base_url, store.project)
-        body = with_decision_link(body, event, self.links, entry, people)
+        if receiver.personal:  # a channel carries no one's link (Receiver.personal)
+            body = with_decision_link(body, event, self.links, entry, people)
         client = self._http(audience) if receiver.type != "email" else None
         if receiver.type == "slack_app":
             now = self.store.clock.now().timestamp()
@@ -442,7 +443,9 @@ class Dispatcher:
             single = recipient_of(entry.get("assignee")) if entry else None
             if single and body.get("decision_link"):
                 links[single] = str(body["decision_link"])
-            send_mail(receiver, mails(body, receiver, links), self.settings.timeout_seconds)
+            assignee = entry.get("assignee") if entry else None
+            letters = mails(body, receiver, links, assignee if isinstance(assignee, str) else None)
+            send_mail(receiver, letters, self.settings.timeout_seconds)
             return
         post(client, receiver, body, self.store.clock.now(), self.base_url)
 

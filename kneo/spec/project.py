@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kneo.destinations import parse_destination
 from kneo.errors import ConfigError, ErrorCode, SpecError
@@ -50,6 +58,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Kneo's own variables (keys, the database URL, the console and signing secrets) are never a
 #: spec's to read: a project cannot declare one as a spec secret.
 RESERVED_VARIABLE_PREFIX = "KNEO_"
+#: The validation context key of the variables a host reserves beyond the config's own
+#: (variable -> what reads it): its receivers' from ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``, and
+#: for a project's definition the host config's own.
+RESERVED_CONTEXT = "reserved_variables"
 
 
 class _Model(BaseModel):
@@ -237,9 +249,32 @@ class FunctionsConfig(_Model):
         return value
 
 
+class AssignmentPolicy(_Model):
+    """Who may decide a human request that names an assignee (``assignments:``, in the
+    project config or an environment's block, which wins). ``advisory`` (the default): the
+    assignee is who the request is for, and anyone holding ``human:write`` decides;
+    ``binding``: only the assignee (a ``user:`` or key named, a member of a ``group:``) and
+    the ``override`` entries may decide (docs/human_in_the_loop.md)."""
+
+    assignees: Literal["advisory", "binding"] = "advisory"
+    #: Who may decide any bound request besides its assignee: ``user:NAME``, ``group:NAME``
+    #: or an API key's name.
+    override: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("override")
+    @classmethod
+    def _entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry.strip() or any(c.isspace() for c in entry):
+                raise ValueError(f"{entry!r} is not a user:, group: or key name entry")
+        return value
+
+
 class EnvironmentConfig(_Model):
     #: Overlay file name next to the spec; ``{stem}`` and ``{env}`` are substituted.
     overlay: str = DEFAULT_OVERLAY_PATTERN
+    #: Whether assignees bind in this environment (instead of the project's ``assignments``).
+    assignments: AssignmentPolicy | None = None
     #: Set fields override the project's top-level ``policy_enforcement`` defaults.
     policy_enforcement: dict[str, Any] | None = None
     #: Extra secret references for this environment (merged over ``secrets.extra``).
@@ -305,6 +340,10 @@ class ControllerConfigBlock(_Model):
         return _check_env_names(value, "controller.trusted_hmac_keys")
 
 
+#: The fields of a receiver that name a variable holding one of its secrets.
+SECRET_FIELDS = ("url_env", "secret_env", "token_env", "signing_secret_env", "smtp_password_env")
+
+
 class ReceiverConfig(_Model):
     """One place notifications go (``notifications.receivers[]``, or the JSON list in
     ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``), with Flux-Alert-style filters: an event is sent
@@ -349,10 +388,12 @@ class ReceiverConfig(_Model):
     assignees: list[str] = Field(default_factory=list)
     #: Lowest severity sent: ``info`` (everything), ``warning`` or ``error``.
     severity: Literal["info", "warning", "error"] = "info"
+    #: ``webhook``, ``slack``, ``teams``: the receiver reaches one person only (a private
+    #: endpoint, a direct-message webhook), so its messages may carry the personal decision
+    #: links signed for the request's recipients. Off: a channel never gets anyone's link.
+    personal_links: bool = False
 
-    @field_validator(
-        "url_env", "secret_env", "token_env", "signing_secret_env", "smtp_password_env"
-    )
+    @field_validator(*SECRET_FIELDS)
     @classmethod
     def _env_names(cls, value: str | None) -> str | None:
         if value is not None:
@@ -396,7 +437,17 @@ class ReceiverConfig(_Model):
                 f"receiver {self.name!r}: token_env, signing_secret_env and channel are for "
                 "slack_app receivers only"
             )
+        if self.personal_links and self.type in ("slack_app", "email"):
+            raise ValueError(
+                f"receiver {self.name!r}: personal_links is for webhook, slack and teams "
+                "receivers (a slack_app's buttons and an e-mail's links are each person's own)"
+            )
         return self
+
+    def variables(self) -> dict[str, str]:
+        """Every variable this receiver reads -> its field (``token_env``): the receiver's
+        secrets, never a spec's."""
+        return {v: f for f in SECRET_FIELDS if (v := getattr(self, f)) is not None}
 
 
 class PersonConfig(_Model):
@@ -450,6 +501,8 @@ class ProjectConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     #: Where notifications go (receivers and filters; docs/notifications.md).
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    #: Whether a request's assignee binds (``environments.<env>.assignments`` wins).
+    assignments: AssignmentPolicy = Field(default_factory=AssignmentPolicy)
     #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
     controller: ControllerConfigBlock | None = None
     #: Runs at once and spending per UTC day (docs/projects.md#limits).
@@ -507,17 +560,24 @@ class ProjectConfig(_Model):
         return SkillSpec(description=skill.description, instructions=text, tools=skill.tools)
 
     @model_validator(mode="after")
-    def _spec_secrets_confined(self) -> ProjectConfig:
-        """No spec secret is one of Kneo's own variables, and every server's name is a plain
-        name and its secret one the project declares."""
-        own = self.kneo_variables()
+    def _spec_secrets_confined(self, info: ValidationInfo) -> ProjectConfig:
+        """No spec secret is one of Kneo's own variables (nor, validated with the context
+        ``reserved_variables``, one the host's receivers or controller read), and every
+        server's name is a plain name and its secret one the project declares."""
+        own = self.reserved_variables()
+        context = info.context if isinstance(info.context, dict) else {}
+        own.update(context.get(RESERVED_CONTEXT) or {})
         for where, mapping in self.secret_sources():
             for name, variable in mapping.items():
-                if variable.upper().startswith(RESERVED_VARIABLE_PREFIX) or variable in own:
+                if variable.upper().startswith(RESERVED_VARIABLE_PREFIX):
                     raise ValueError(
                         f"{where}.{name}: {variable} holds one of Kneo's own secrets and can "
-                        "never be a spec secret (KNEO_* variables, and the variables the "
-                        "controller and notification receivers use)"
+                        "never be a spec secret (KNEO_* variables are Kneo's)"
+                    )
+                if variable in own:
+                    raise ValueError(
+                        f"{where}.{name}: {variable} is {own[variable]} and can never be a "
+                        "spec secret (a spec that reads it could sign or send as Kneo)"
                     )
         declared = self.declared_secrets()
         for ref in self.secrets.destinations:
@@ -566,14 +626,26 @@ class ProjectConfig(_Model):
 
     def kneo_variables(self) -> set[str]:
         """Variables this config names for Kneo's own use (never a spec's)."""
-        own: set[str] = set()
+        return set(self.reserved_variables())
+
+    def reserved_variables(self, whose: str = "") -> dict[str, str]:
+        """Variables this config names for Kneo's own use -> what reads it (``whose``
+        prefixes it: ``the host's``), for the error that refuses one as a spec secret."""
+        own: dict[str, str] = {}
         if self.controller is not None:
             if self.controller.webhook_secret_env:
-                own.add(self.controller.webhook_secret_env)
-            own.update(self.controller.trusted_hmac_keys.values())
+                own[self.controller.webhook_secret_env] = f"{whose}controller.webhook_secret_env".lstrip()
+            for key, variable in self.controller.trusted_hmac_keys.items():
+                own[variable] = f"{whose}controller.trusted_hmac_keys.{key}"
         for receiver in self.notifications.receivers:
-            own.update(v for v in (receiver.url_env, receiver.secret_env) if v)
+            for variable, name in receiver.variables().items():
+                own[variable] = f"the {name} of {whose}notification receiver {receiver.name!r}"
         return own
+
+    def assignments_for(self, env: str | None) -> AssignmentPolicy:
+        """Whether assignees bind in ``env``: its own block, else the project's."""
+        own = self.environments.get(env or "")
+        return own.assignments if own is not None and own.assignments else self.assignments
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""
@@ -609,11 +681,39 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     return None
 
 
-def load_project_config(path: Path) -> ProjectConfig:
+def host_reserved_variables(settings: Settings | None) -> dict[str, str]:
+    """The variables the receivers in ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` read -> which
+    (none when it is unset or not a valid list: loading the receivers says so)."""
+    import json
+
+    raw = settings.notifications.receivers.strip() if settings is not None else ""
+    if not raw:
+        return {}
+    try:
+        receivers = NotificationsConfig.model_validate({"receivers": json.loads(raw)}).receivers
+    except ValueError:
+        return {}
+    return {
+        variable: f"the {name} of the host's notification receiver {r.name!r} "
+        "(KNEO_SERV_NOTIFICATIONS_RECEIVERS)"
+        for r in receivers
+        for variable, name in r.variables().items()
+    }
+
+
+def load_project_config(path: Path, reserved: Mapping[str, str] | None = None) -> ProjectConfig:
     """Read and validate one project config, and the files its skills name; errors name
-    the file, line and field path."""
+    the file, line and field path. ``reserved``: variables the host reads for itself
+    (:func:`host_reserved_variables`), refused as spec secrets too."""
     data, text = read_yaml_mapping(path, what="project config")
-    config = validate_mapping(ProjectConfig, data, file=path, text=text, kind="project config")
+    config = validate_mapping(
+        ProjectConfig,
+        data,
+        file=path,
+        text=text,
+        kind="project config",
+        context={RESERVED_CONTEXT: dict(reserved or {})},
+    )
     config.read_skill_files(project_root(path))
     return config
 
@@ -649,7 +749,8 @@ class ProjectContext:
         settings = settings or _Settings.from_env()
         cwd = (cwd or Path.cwd()).resolve()
         path = find_project_config(cwd, settings)
-        config = load_project_config(path) if path else ProjectConfig()
+        reserved = host_reserved_variables(settings)
+        config = load_project_config(path, reserved) if path else ProjectConfig()
         # ``.kneo/config.yaml`` lives in the root; an explicit file elsewhere marks its own dir.
         root = cwd if path is None else project_root(path)
         chosen = env or settings.environ.get("KNEO_ENV") or None
@@ -673,17 +774,22 @@ class ProjectContext:
         ``<state_dir>/projects/<name>`` under this host's root, so none of the host's own
         files (``environments/*.yaml``, skill instructions) becomes the project's by
         accident; an administrator may put the project's files there."""
+        settings = self.settings or _Settings.from_env()
+        reserved = {  # the host's own receivers and controller: never a tenant's spec secret
+            **self.config.reserved_variables("the host's "),
+            **host_reserved_variables(settings),
+        }
         config = validate_mapping(
             ProjectConfig,
             dict(definition) if definition is not None else {"name": name},
             file=Path(f"project {name}"),
             text="",
             kind="project definition",
+            context={RESERVED_CONTEXT: reserved},
         )
         root = self.resolve_path(self.config.paths.state_dir) / "projects" / name
         if root.is_dir():
             config.read_skill_files(root)
-        settings = self.settings or _Settings.from_env()
         env = check_name(config.default_environment or settings.default_env, kind="environment")
         return ProjectContext(
             root=root, config_path=None, config=config, env=env, settings=settings
