@@ -73,6 +73,13 @@ def caller_names(actor: str | None, people: People | None) -> frozenset[str]:
     return frozenset(names)
 
 
+def _timeout(metadata: Mapping[str, Any] | None) -> bool:
+    """Whether this is a timeout's own decision: the sweep's (``auto_continued``), made
+    outside any caller's request; metadata a caller sends (the API's) never counts, for a
+    caller's request always has an identity acting."""
+    return bool((metadata or {}).get("auto_continued")) and current() is None
+
+
 def check_assignee(
     rule: AssignmentRule,
     request: Mapping[str, Any] | Any,
@@ -82,12 +89,12 @@ def check_assignee(
 ) -> None:
     """Refuse (``403 not_the_assignee``) a decision on ``request`` by someone its binding
     assignment does not name; anyone may decide an advisory or unassigned request, and a
-    timeout's own decision (``metadata.auto_continued``) is never refused."""
+    timeout's own decision (:func:`_timeout`) is never refused."""
     assignee = getattr(request, "assignee", None)
     if isinstance(request, Mapping):
         assignee = request.get("assignee")
     allowed = rule.deciders(assignee)
-    if not allowed or (metadata or {}).get("auto_continued"):
+    if not allowed or _timeout(metadata):
         return
     if caller_names(actor, people) & set(allowed):
         return

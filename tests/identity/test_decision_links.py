@@ -43,7 +43,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
             "KNEO_SERV_DECISION_LINKS": "true",
             "KNEO_SERV_NOTIFICATIONS_POLL_SECONDS": "0.05",
             "KNEO_SERV_NOTIFICATIONS_RECEIVERS": json.dumps(
-                [{"name": "hook", "url": hook.url, "secret_env": "NOTIFY_SECRET"}]
+                [{"name": "hook", "url": hook.url, "secret_env": "NOTIFY_SECRET",
+                  "personal_links": True}]  # fmt: skip
             ),
             "NOTIFY_SECRET": "whsec-test-0123456789",
         }

@@ -58,7 +58,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         {"name": "team", "type": "slack_app", "url": slack.url, "channel": "C0KNEO",
          "token_env": "SLACK_BOT_TOKEN", "signing_secret_env": "SLACK_SIGNING_SECRET",
          "events": ["human.requested", "human.decision"]},
-        {"name": "hook", "url": hook.url, "events": ["human.requested"]},
+        {"name": "hook", "url": hook.url, "events": ["human.requested"],
+         "personal_links": True},  # one person's endpoint: it may carry their link
     ]  # fmt: skip
     people = [{"user": "reviewer", "slack": "UREVIEW"}, {"user": "viewer", "slack": "UVIEW"}]
     settings = Settings.from_env(
