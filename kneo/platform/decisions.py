@@ -238,6 +238,10 @@ class Decisions:
         run = self._run_of(cont) if include_context else None
         task = with_bodies(self.store, cont, state=run.state if run is not None else None)
         view = task_view(task, pending_only=False, show_personal=show_personal)
+        rule = self.assignment_rule(task.environment)
+        for request in view.get("requests", []) if rule.binding else []:
+            if (request.get("status") or "pending") == "pending":  # who alone may decide it
+                request["deciders"] = list(rule.deciders(request.get("assignee")))
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally
 

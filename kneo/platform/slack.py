@@ -219,7 +219,8 @@ def deliver(
             if person is not None and person.slack:
                 targets.append(person.slack)  # a direct message from the app
         poster = _Poster(client, receiver, store, _key(receiver, cont), now)
-        blocks = request_blocks(body, entry, event.project_id)
+        deciders = tuple(str(d) for d in body.get("deciders") or ())
+        blocks = request_blocks(body, entry, event.project_id, deciders)
         for to in targets:
             key = message_key(receiver, cont, entry.get("request_id"), to)
             poster.post(to, entry.get("request_id"), key, mrkdwn(body["summary"]), blocks)

@@ -102,6 +102,8 @@ def test_another_reviewer_is_refused_on_every_path_the_assignee_decides(
     )
     assert forged.status_code == 403
     assert manager.store.tasks.get_continuation(cid).status == "pending"
+    task = client.get(f"/v1/human-tasks/{cid}", headers=key("other")).json()
+    assert task["requests"][0]["deciders"] == ["reviewer", "ops"]  # the console shows it
     mine = links.url(cid, rid, "reviewer").removeprefix("http://testserver")
     decided = client.post(mine, data={"decision": "approved"})
     assert decided.status_code == 200 and "Decided: approved" in decided.text
