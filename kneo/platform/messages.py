@@ -61,6 +61,14 @@ _SUMMARIES: dict[str, str] = {
     "human.expired": "{subject} expired unanswered: the run stopped",
     "human.decision": "{actor} decided {decision} on {subject}",
     "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
+    "promotion.override_requested": "{subject} is frozen: promoting it needs a freeze override",
+    "rollback.awaiting_approval": "rolling {subject} back to revision {rollback_of} is waiting "
+    "for approval",
+    "policy.held": "a policy change of {subject} is held: it loosens gates and waits for the "
+    "signatures the policy in force demands",
+    "policy.below_floor": "a policy change of {subject} is below its floor and refused",
+    "policy.applied": "a policy change of {subject} was applied",
+    "policy.changed": "the policy of {subject} was changed",
     "promotion.evals_failed": "{subject} was held back by its eval gate: {detail}",
     "bundle.promoted": "{subject} was promoted",
     "bundle.rejected": "{subject} was rejected",
@@ -77,12 +85,15 @@ def summary(event: NotificationEvent) -> str:
     bundle = data.get("bundle")
     name = bundle or data.get("workflow") or event.run_id or event.continuation_id or "kneo"
     subject = f"{name} ({event.environment})" if event.environment else str(name)
+    if event.event_type.startswith("policy."):  # about an environment, not a bundle
+        subject = f"environment {event.environment or '?'}"
     text = _SUMMARIES.get(event.event_type, "{subject}: " + event.event_type).format(
         subject=subject,
         who=event.assignee or "a reviewer",
         expires_at=data.get("expires_at") or "soon",
         actor=event.actor or "someone",
         decision=data.get("decision") or "",
+        rollback_of=data.get("rollback_of") or "?",
         state=data.get("state") or "",
         detail="; ".join(
             str(r.get("message")) for r in data.get("reasons") or [] if isinstance(r, dict)
