@@ -30,12 +30,14 @@ NOTIFICATION_EVENTS: dict[str, str] = {
     "run.failed": "error",
 }
 
-#: The events asking approvers to decide (a promotion, a freeze override, a rollback): each
-#: approver's message carries their decision link or buttons, like a human request's.
+#: The events asking approvers to decide (a promotion, a freeze override, a rollback, a held
+#: policy change that needs approvals): each approver's message carries their decision link
+#: or buttons, like a human request's.
 APPROVAL_EVENTS: tuple[str, ...] = (
     "promotion.awaiting_approval",
     "promotion.override_requested",
     "rollback.awaiting_approval",
+    "policy.held",
 )
 
 #: Audit event type -> the notification event it causes, written in the same transaction

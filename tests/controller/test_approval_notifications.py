@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gitops_fixtures import Keys, Repo, make_controller, spec
+from tests.controller.gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.clock import ManualClock
 from kneo.controller import operations
