@@ -56,11 +56,12 @@ class Receiver:
 
     @property
     def personal(self) -> bool:
-        """Whether a message here may carry a personal decision link: an e-mail (one mail
-        per recipient, each with its own link) and a receiver opted in (``personal_links``).
-        A channel (Teams, a Slack or shared webhook, a Slack app's channel) never does:
-        whoever read it would decide as the link's recipient."""
-        return self.type == "email" or self.personal_links
+        """Whether a message here reaches people one by one: an e-mail (one mail per
+        recipient, each with its own link), a Slack app (a direct message each, with
+        buttons that check the clicker) and a receiver opted in (``personal_links``). A
+        channel (Teams, a Slack or shared webhook) never carries a personal link: whoever
+        read it would decide as the link's recipient."""
+        return self.type in ("email", "slack_app") or self.personal_links
 
     def wants_type(self, event_type: str) -> bool:
         """Whether the ``events`` filter (when set) lets events of ``event_type`` through."""
