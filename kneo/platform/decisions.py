@@ -24,6 +24,7 @@ request decided (``request_already_resolved``), the run being resumed by the win
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,12 +45,13 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
-from kneo.platform.assignments import AssignmentRule, Rules, check_assignee
+from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.context import task_context
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.handoff import HANDOFF_KEY, HandOff
 from kneo.platform.idempotency import idempotent
+from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_bodies_many
 from kneo.settings import Settings
@@ -60,6 +62,7 @@ from kneo.store.tasks.search import query_terms
 
 if TYPE_CHECKING:
     from kneo.platform.recipients import People
+    from kneo.spec.project import ProjectConfig
     from kneo.store.wire.executor import HeldConnection
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
@@ -423,6 +426,12 @@ class Decisions:
             actor=actor,
             controller=self.controller,
         )
+
+    def assign_by(self, config: ProjectConfig | None) -> None:
+        """Read from the project's ``config`` whether assignees bind, per environment, and
+        the people directory whose groups count for a bound request (read when first needed)."""
+        self.assignment_rules = rules_of(config)
+        self.directory = functools.cache(lambda: load_people(self.settings, config))
 
     def assignment_rule(self, environment: str | None) -> AssignmentRule:
         """Whether assignees bind in ``environment`` (advisory without a rule)."""

@@ -62,7 +62,6 @@ from kneo.errors import ConfigError
 from kneo.mcp.client import McpClientSessions
 from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
-from kneo.platform.assignments import rules_of
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.events import iter_events
@@ -71,7 +70,6 @@ from kneo.platform.handoff import HandOff
 from kneo.platform.inspect import Inspection
 from kneo.platform.maintenance import prune_retention
 from kneo.platform.policy_preview import run_impact
-from kneo.platform.recipients import load_people
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.projects import ProjectCatalog, ProjectManagers
 from kneo.platform.results import RunResult
@@ -206,9 +204,7 @@ class PlatformManager:
             store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
         )
         self.decisions.handoff = self.handoff
-        config = project.config if project is not None else None
-        self.decisions.assignment_rules = rules_of(config)
-        self.decisions.directory = functools.cache(lambda: load_people(self.settings, config))
+        self.decisions.assign_by(project.config if project is not None else None)
         self.inspection = Inspection(store=self.store, driver=self.driver)
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.controller.gitops_fixtures import Keys, Repo, make_controller, spec
-
 from kneo.clock import ManualClock
 from kneo.controller import operations
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.platform.decision_links import DecisionLinks
 from kneo.platform.notifications import Dispatcher, Receiver, load_receivers
 from kneo.settings import Settings
+from tests.controller.gitops_fixtures import Keys, Repo, make_controller, spec
 from tests.notifications.receiver import Receiver as Hook
 
 FROZEN = """version: v1

@@ -7,11 +7,10 @@ shows the request's context."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import socket
 
 import httpx2
 import oidc_helpers
@@ -30,9 +29,7 @@ SPEC = {
         "steps": [{"id": "approve", "kind": "human", "ref": "reviewer"}],
     },
     "components": {
-        "humans": {
-            "reviewer": {"prompt": "Ship the notes?", "assignee": "user:alice@example.com"}
-        }
+        "humans": {"reviewer": {"prompt": "Ship the notes?", "assignee": "user:alice@example.com"}}
     },
 }
 

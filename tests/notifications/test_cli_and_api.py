@@ -128,7 +128,10 @@ def test_check_names_each_person_whose_link_cannot_decide(tmp_path: Path) -> Non
          "signing_secret_env": "SLACK_SIGNING_SECRET"},
         {"name": "hook", "url": "https://hooks.example/kneo"},
     )  # fmt: skip
-    people = [{"user": "alice@example.com", "slack": "U0ALICE01"}, {"user": "reviewer", "slack": "U0REV0001"}]
+    people = [
+        {"user": "alice@example.com", "slack": "U0ALICE01"},
+        {"user": "reviewer", "slack": "U0REV0001"},
+    ]
     env = {
         "KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'kneo.sqlite'}",
         "KNEO_SERV_AUTH_ENABLED": "true",

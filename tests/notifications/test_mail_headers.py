@@ -82,10 +82,14 @@ def test_a_retry_from_another_process_is_the_same_message(smtp: tuple[Box, int])
     args = [json.dumps(BODY), json.dumps(LINKS), str(port)]
     subprocess.run([sys.executable, "-c", SEND, *args], env=env, check=True, timeout=60)
     first, retried = [strict(r) for r in box.raw[:2]], [strict(r) for r in box.raw[2:]]
-    assert [m["To"] for m in first] == [m["To"] for m in retried] == [
-        "alice@example.com",
-        "ops@example.com",
-    ]
+    assert (
+        [m["To"] for m in first]
+        == [m["To"] for m in retried]
+        == [
+            "alice@example.com",
+            "ops@example.com",
+        ]
+    )
     for one, two in zip(first, retried, strict=True):
         assert one["Message-ID"] == two["Message-ID"]  # one message, whoever sends it
         assert one["Message-ID"].endswith("@example.com>")

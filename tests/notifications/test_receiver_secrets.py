@@ -84,7 +84,9 @@ def host_settings(tmp: Path, config: str) -> Settings:
 
 
 def test_the_hosts_receivers_variables_are_refused_in_the_host_config(tmp_path: Path) -> None:
-    settings = host_settings(tmp_path, "version: v1\nsecrets:\n  extra:\n    s: SLACK_SIGNING_SECRET\n")
+    settings = host_settings(
+        tmp_path, "version: v1\nsecrets:\n  extra:\n    s: SLACK_SIGNING_SECRET\n"
+    )
     with pytest.raises(KneoError) as refused:
         ProjectContext.discover(cwd=tmp_path, settings=settings)
     assert refused.value.code == "E_SCHEMA"

@@ -5,15 +5,23 @@ approver in force a decision link to that task (issue 53's hold, issue 72's reac
 
 from __future__ import annotations
 
-from tests.controller.gitops_fixtures import sign_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.controller.gitops_fixtures import Keys, sign_policy
 from tests.controller.test_approval_notifications import LINKS, delivered
-from tests.security.test_doors_policy_ratchet import (  # noqa: F401  (fixtures)
-    LOOSE_PROD,
-    World,
-    keys,
-    store,
-    world,
-)
+from tests.security import test_doors_policy_ratchet as ratchet
+from tests.security.test_doors_policy_ratchet import LOOSE_PROD, World
+
+store = ratchet.store  # the ratchet tests' fixtures: a store on SQLite and PostgreSQL, keys
+keys = ratchet.keys
+
+
+@pytest.fixture
+def world(store: Any, keys: Keys, tmp_path: Path) -> World:
+    return World(store, keys, tmp_path)
 
 
 def test_a_held_loosening_notifies_its_approvers_with_their_links(world: World) -> None:
