@@ -310,3 +310,35 @@ def test_own_port_http_server(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_resume_defaults_to_the_one_pending_request_as_a2a_does(served: Served) -> None:
+    """``resume_human_task`` without ``request_id``: the task's one pending request is
+    decided; a task waiting on several asks for ``request_id`` and decides nothing."""
+    one = served.manager.run_from_spec(input_text="one", spec_path=SMOKE)
+    human = {"prompt": "OK?", "assignee": "reviewer"}
+    both = {
+        "version": "v1",
+        "workflow": {
+            "type": "concurrent",
+            "name": "two-asks",
+            "participants": [
+                {"id": "h1", "kind": "human", "ref": "r1"},
+                {"id": "h2", "kind": "human", "ref": "r2"},
+            ],
+        },
+        "components": {"humans": {"r1": human, "r2": human}},
+    }
+    two = served.manager.run_from_spec(input_text="two", spec=both)
+    assert len(served.manager.get_human_task(two.continuation_id)["requests"]) > 1
+    decided, ambiguous = session(
+        served.url,
+        KEYS["reviewer"],
+        [
+            ("resume_human_task", {"continuation_id": one.continuation_id, "decision": "approved"}),
+            ("resume_human_task", {"continuation_id": two.continuation_id, "decision": "approved"}),
+        ],
+    )
+    assert payload(decided)["status"] == "succeeded"
+    assert "name one as request_id" in error_text(ambiguous)
+    assert served.manager.get_run(two.run_id)["status"] == "paused"
