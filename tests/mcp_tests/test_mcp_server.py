@@ -342,3 +342,22 @@ def test_resume_defaults_to_the_one_pending_request_as_a2a_does(served: Served) 
     assert payload(decided)["status"] == "succeeded"
     assert "name one as request_id" in error_text(ambiguous)
     assert served.manager.get_run(two.run_id)["status"] == "paused"
+
+
+def test_a_binding_assignment_refuses_another_reviewer_over_mcp(tmp_path: Path) -> None:
+    """With ``assignments.assignees: binding``, a second reviewer key (``human:write``)
+    cannot decide a request assigned to ``reviewer``: the tool answers the API's ``403
+    not_the_assignee`` naming who may; the reviewer decides it."""
+    config = tmp_path / ".kneo" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("version: v1\nassignments:\n  assignees: binding\n")
+    keys = AUTH["KNEO_SERV_API_KEYS"] + ";second:second-key-4715:reviewer"
+    spec = str(REPO / "examples" / "hitl_approval.yaml")  # assigned to "reviewer"
+    for served in serve_mcp(tmp_path, {**AUTH, "KNEO_SERV_API_KEYS": keys}, worker=False):
+        paused = served.manager.run_from_spec(input_text="bound", spec_path=spec)
+        args = {"continuation_id": paused.continuation_id, "decision": "approved"}
+        [refused] = session(served.url, "second-key-4715", [("resume_human_task", args)])
+        assert "403 not_the_assignee" in error_text(refused)
+        assert "only reviewer may decide" in error_text(refused)
+        [decided] = session(served.url, KEYS["reviewer"], [("resume_human_task", args)])
+        assert payload(decided)["status"] == "succeeded"
