@@ -167,11 +167,14 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
         link += f" · <{body['decision_link']}|Decide>"
     said = mrkdwn(body["summary"])
     text = f"*[{body['severity']}] {body['type']}*: {said}{link}"
+    facts = f"event {body['id']}"
+    if body.get("deciders"):  # a binding assignment: who alone may decide
+        facts += f" · only {mrkdwn(', '.join(str(d) for d in body['deciders']))} may decide"
     return {
         "text": f"[{body['severity']}] {body['type']}: {said}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": facts}]},
         ],
     }
 

@@ -7,6 +7,7 @@ decision is never refused; metadata a caller sends cannot pose as one."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,38 @@ def test_a_group_assignment_binds_to_its_members_and_a_timeout_is_never_refused(
     check_assignee(rule, request, "system:timeout", None, {"auto_continued": True})
     check_assignee(AssignmentRule(), request, "bob", None)  # advisory: anyone
     check_assignee(rule, {"assignee": None}, "bob", None)  # nobody named: anyone
+
+
+def test_a_bound_requests_message_says_who_may_decide(binding: dict[str, Any]) -> None:
+    """The dispatcher, with the project's rules, adds ``deciders`` to the message: a Slack
+    incoming webhook shows "only reviewer, ops may decide"."""
+    import time
+
+    from kneo.platform.assignments import rules_of
+    from kneo.platform.notifications import Dispatcher, Receiver
+    from tests.notifications.receiver import Receiver as Hook
+
+    manager, settings = binding["manager"], binding["settings"]
+    hooks = Hook().start(), Hook().start()
+    receivers = [
+        Receiver("json", "webhook", hooks[0].url, events=("human.requested",)),
+        Receiver("chat", "slack", hooks[1].url, events=("human.requested",)),
+    ]
+    dispatcher = Dispatcher(
+        manager.store, receivers, settings.notifications, owner="t",
+        rules=rules_of(manager.project.config),
+    )  # fmt: skip
+    try:
+        paused(manager)
+        deadline = time.monotonic() + 15
+        while not all(h.requests for h in hooks):
+            dispatcher.run_once()
+            dispatcher.wait_idle(5)
+            assert time.monotonic() < deadline, "no delivery"
+    finally:
+        dispatcher.stop()
+        for hook in hooks:
+            hook.stop()
+    assert hooks[0].bodies()[0]["deciders"] == ["reviewer", "ops"]
+    slack = json.dumps(hooks[1].bodies()[0])
+    assert "only reviewer, ops may decide" in slack

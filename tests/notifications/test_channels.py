@@ -126,7 +126,7 @@ def mrkdwn_texts(value: Any) -> list[str]:
 
 
 def test_injection_is_escaped_in_slack_messages() -> None:
-    webhook = slack_message(body())
+    webhook = slack_message(body(deciders=[f"user:{INJECTION}"]))
     entry = {"request_id": "req_1", "prompt": INJECTION, "kind": INJECTION, "decisions": None}
     app = request_blocks(body(), entry, deciders=(f"user:{INJECTION}",))
     for blocks in (webhook["blocks"], app):
