@@ -204,6 +204,7 @@ class PlatformManager:
             store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
         )
         self.decisions.handoff = self.handoff
+        self.decisions.assign_by(project.config if project is not None else None)
         self.inspection = Inspection(store=self.store, driver=self.driver)
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
