@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tarfile
 import time
 import zipfile
+from email.parser import Parser
 from pathlib import Path
+
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from tests.e2e.test_quickstart_doc import check_local_steps, local_steps
 from tests.e2e.test_readme import clean_env, quickstart_script
@@ -41,6 +46,36 @@ PACKAGE_DATA = [
     "kneo/templates/gitops/.github/workflows/kneo-specs.yml",
     "kneo/templates/gitops/keys/.gitkeep",
 ]
+#: What a build from Git says it is: the tag's version, or between tags the next version,
+#: the commits since and the commit (setuptools-scm's guess-next-dev and node-and-date).
+VERSION = re.compile(r"^\d+\.\d+(\.\d+)?((\.dev\d+)?\+g[0-9a-f]{7,}(\.d\d{8})?)?$")
+
+
+def test_the_build_is_versioned_licensed_and_warns_nothing(built: Built) -> None:
+    assert VERSION.match(built.version), built.version
+    assert "unknown" not in built.version
+    tags = subprocess.run(
+        ["git", "tag", "--list", "v*", "--points-at", "HEAD"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    if tags:  # a tagged commit builds the tag's version and nothing more
+        assert built.version == tags[0].removeprefix("v")
+    else:  # untagged: 0.1.devN+g<hash> until the first tag
+        assert re.match(r"^0\.1\.dev\d+\+g[0-9a-f]{7,}", built.version), built.version
+    assert "Deprecat" not in built.log, [
+        line for line in built.log.splitlines() if "eprecat" in line
+    ]
+    with zipfile.ZipFile(built.wheel) as wheel:
+        info = f"kneo_platform-{built.version}.dist-info"
+        metadata = Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
+        license_text = wheel.read(f"{info}/licenses/LICENSE").decode()
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert "Apache License" in license_text and "Version 2.0" in license_text
+    assert license_text == (ROOT / "LICENSE").read_text()
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+    assert {"Homepage", "Source", "Documentation", "Issues", "Changelog"} <= set(urls), urls
+    with tarfile.open(built.sdist) as sdist:
+        assert f"kneo_platform-{built.version}/LICENSE" in sdist.getnames()
 
 
 def test_the_wheel_holds_what_an_installed_user_needs(built: Built) -> None:
@@ -105,17 +140,38 @@ def test_readme_quickstart_from_the_installed_wheel(built: Built, tmp_path: Path
     (venv_lib,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
     (venv_lib / "_kneo_test_dependencies.pth").unlink()
     sbom = tmp_path / "sbom.cdx.json"
+    # the step's own commands, read from the workflow (only its version and paths replaced)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        re.sub(r'(?m)^dynamic = \["version"\]$', f'version = "{built.version}"',
+               (ROOT / "pyproject.toml").read_text())
+    )  # fmt: skip
     made = subprocess.run(
-        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "-o", str(sbom),
+        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "--validate",
+         "--pyproject", str(pyproject), "--mc-type", "application", "-o", str(sbom),
          str(bin_dir / "python")],
         capture_output=True, text=True, timeout=180, cwd=work, env=env,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
-    document = json.loads(sbom.read_text())
+    text = sbom.read_text()
+    problems = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    assert problems is None, problems
+    document = json.loads(text)
     assert document["bomFormat"] == "CycloneDX"
+    root = document["metadata"]["component"]
+    assert (root["name"], root["version"], root["type"]) == (
+        "kneo-platform", built.version, "application",
+    )  # fmt: skip
+    assert [entry["license"]["id"] for entry in root["licenses"]] == ["Apache-2.0"]
+    assert "vcs" in {ref["type"] for ref in root["externalReferences"]} or any(
+        "github.com" in ref["url"] for ref in root["externalReferences"]
+    )
     (ours,) = [c for c in document["components"] if c["name"] == "kneo-platform"]
     assert ours["version"] == built.version
     digest = hashlib.sha256(built.wheel.read_bytes()).hexdigest()
     hashes = [h["content"] for ref in ours["externalReferences"] for h in ref.get("hashes", [])]
     assert digest in hashes
+    # third-party licenses: every component installed here declares one
+    unlicensed = [c["name"] for c in document["components"] if not c.get("licenses")]
+    assert not unlicensed, unlicensed
     print(f"install + quickstarts + SBOM from the wheel: {time.monotonic() - started:.1f} s")
