@@ -12,6 +12,7 @@ is the one place they run.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -23,6 +24,8 @@ from email.parser import Parser
 from pathlib import Path
 
 from cyclonedx.schema import SchemaVersion
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from cyclonedx.validation.json import JsonStrictValidator
 
 from tests.e2e.test_quickstart_doc import check_local_steps, local_steps
@@ -76,6 +79,34 @@ def test_the_build_is_versioned_licensed_and_warns_nothing(built: Built) -> None
     assert {"Homepage", "Source", "Documentation", "Issues", "Changelog"} <= set(urls), urls
     with tarfile.open(built.sdist) as sdist:
         assert f"kneo_platform-{built.version}/LICENSE" in sdist.getnames()
+
+
+def runtime_dependencies() -> dict[str, importlib.metadata.Distribution]:
+    """Kneo's runtime requirements (no extras) and theirs, as installed here, by name."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = list(importlib.metadata.requires("kneo-platform") or [])
+    while todo:
+        requirement = Requirement(todo.pop())
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        try:
+            found[name] = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a platform's backport this interpreter does not need
+        todo += found[name].requires or []
+    return found
+
+
+def _declares_license(dist: importlib.metadata.Distribution) -> bool:
+    meta = dist.metadata
+    return bool(
+        meta.get("License-Expression")
+        or (meta.get("License") or "").strip()
+        or any(c.startswith("License ::") for c in meta.get_all("Classifier") or [])
+    )
 
 
 def test_the_wheel_holds_what_an_installed_user_needs(built: Built) -> None:
@@ -139,6 +170,15 @@ def test_readme_quickstart_from_the_installed_wheel(built: Built, tmp_path: Path
     # environment for minutes): CycloneDX names the wheel, by the digest of the very file
     (venv_lib,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
     (venv_lib / "_kneo_test_dependencies.pth").unlink()
+    # ...but with the metadata of Kneo's runtime dependencies (their dist-info, linked), so
+    # the SBOM lists them and their licenses as the release's, without walking the dev tools
+    closure = runtime_dependencies()
+    metadata_dir = tmp_path / "dependency-metadata"
+    metadata_dir.mkdir()
+    for dist in closure.values():
+        found = Path(str(dist._path))  # type: ignore[attr-defined]
+        (metadata_dir / found.name).symlink_to(found, target_is_directory=True)
+    (venv_lib / "_kneo_dependency_metadata.pth").write_text(f"{metadata_dir}\n")
     sbom = tmp_path / "sbom.cdx.json"
     # the step's own commands, read from the workflow (only its version and paths replaced)
     pyproject = tmp_path / "pyproject.toml"
@@ -172,4 +212,11 @@ def test_readme_quickstart_from_the_installed_wheel(built: Built, tmp_path: Path
     digest = hashlib.sha256(built.wheel.read_bytes()).hexdigest()
     hashes = [h["content"] for ref in ours["externalReferences"] for h in ref.get("hashes", [])]
     assert digest in hashes
+    # third-party licenses: every runtime dependency is listed, with the license it declares
+    listed = {canonicalize_name(c["name"]): c for c in document.get("components", [])}
+    assert set(closure) <= set(listed), sorted(set(closure) - set(listed))
+    declaring = [name for name, dist in closure.items() if _declares_license(dist)]
+    assert len(declaring) > 20
+    unlicensed = [name for name in declaring if not listed[name].get("licenses")]
+    assert not unlicensed, unlicensed
     print(f"install + quickstarts + SBOM from the wheel: {time.monotonic() - started:.1f} s")
