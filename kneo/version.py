@@ -98,7 +98,9 @@ def checkout_revision(root: Path = SOURCE_ROOT) -> str | None:
         ref = head.removeprefix("ref:").strip()
         common = git_dir
         if (git_dir / "commondir").is_file():
-            common = (git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+            common = (
+                git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+            ).resolve()
         for base in (git_dir, common):
             if (base / ref).is_file():
                 return (base / ref).read_text(encoding="utf-8").strip() or None

@@ -87,7 +87,9 @@ def lint(values: dict[str, Any] | None = None) -> list[str]:
             [helm_binary() or "helm", "lint", "--strict", str(CHART), "--values", "-"],
             input=yaml.safe_dump(values), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        found = [line for line in done.stdout.splitlines() if line.startswith(("[WARNING]", "[ERROR]"))]
+        found = [
+            line for line in done.stdout.splitlines() if line.startswith(("[WARNING]", "[ERROR]"))
+        ]
         return found if found or done.returncode == 0 else [done.stdout + done.stderr]
     report = _sdk().lint(str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}")
     found = [m["error"] for m in report["messages"] if m["severity"] >= 2]

@@ -122,6 +122,22 @@ def test_compose_stack_shape() -> None:
     assert "ports" not in services["api-replica"]
 
 
+def test_compose_runs_every_kneo_container_hardened() -> None:
+    """As the Kubernetes manifests do: a read-only root, no capabilities, no privileges
+    gained; the only writable places are tmpfs mounts (/tmp, the controller's fetch cache)."""
+    services = compose()["services"]
+    for name in ("migrate", "api", "api-replica", "worker", "controller"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"] and "cap_add" not in service, name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "/tmp" in service["tmpfs"], name
+    command = services["controller"]["command"]
+    cache = command[command.index("--cache-dir") + 1]
+    assert any(mount.split(":")[0] == cache for mount in services["controller"]["tmpfs"])
+    assert "no-new-privileges:true" in services["db"]["security_opt"]
+
+
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc.get("spec", {}).get("template", {}).get("spec", {})
     return list(spec.get("containers", []))

@@ -44,7 +44,9 @@ PLANTED = {
 }
 
 
-def _pod_environment(doc: dict[str, Any], configmaps: dict[str, Any], secret: dict[str, str]) -> dict[str, str]:
+def _pod_environment(
+    doc: dict[str, Any], configmaps: dict[str, Any], secret: dict[str, str]
+) -> dict[str, str]:
     [container] = doc["spec"]["template"]["spec"]["containers"]
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
@@ -155,7 +157,9 @@ def test_the_rendered_pods_start_ready_with_only_their_secrets(
             url = f"http://127.0.0.1:{port}" if role == "api" else f"http://127.0.0.1:{metrics}"
             _ready(url + "/readyz", proc, log)
             if role == "api":
-                whoami = httpx2.get(url + "/v1/version", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
+                whoami = httpx2.get(
+                    url + "/v1/version", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5
+                )
                 assert whoami.status_code == 200, whoami.text
                 assert httpx2.get(url + "/v1/runs", timeout=5).status_code == 401
     finally:
