@@ -181,17 +181,17 @@ def test_readme_quickstart_from_the_installed_wheel(built: Built, tmp_path: Path
     (venv_lib / "_kneo_dependency_metadata.pth").write_text(f"{metadata_dir}\n")
     sbom = tmp_path / "sbom.cdx.json"
     made = subprocess.run(
-        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "--validate",
+        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "--no-validate",
          "-o", str(sbom), str(bin_dir / "python")],
         capture_output=True, text=True, timeout=180, cwd=work, env=env,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
     rooted = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "sbom_root.py"), str(sbom)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert rooted.returncode == 0, rooted.stderr
-    text = sbom.read_text()
+    text = sbom.read_text()  # validated once, here, by the CycloneDX library's strict validator
     problems = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     assert problems is None, problems
     document = json.loads(text)
