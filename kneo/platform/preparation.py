@@ -111,6 +111,9 @@ class SpecPreparation:
     admission: RunAdmission
     driver: RunDriver
     cache_entries: InitVar[int]
+    #: checks a spec before its run exists (the providers' keys it needs; see
+    #: :func:`kneo.engine.providers.require_spec_secrets`), on every prepare, cached or not
+    check_spec: Callable[[Spec], None] | None = None
     #: prepared specs by what they depend on (see prepare_key)
     prepared: LRUCache[tuple[Any, ...], PreparedSpec] = field(init=False)
 
@@ -151,6 +154,8 @@ class SpecPreparation:
             key = (*key, request.origin)  # an inline spec is checked by a narrower grant
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
+            if self.check_spec is not None:
+                self.check_spec(cached.workflow.spec)
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         if skills is not None:
@@ -166,6 +171,8 @@ class SpecPreparation:
             origin="bundle" if pinned is not None else request.origin,
             published=admitted.published,
         )
+        if self.check_spec is not None:
+            self.check_spec(model)
         workflow = self.compiler.compile(
             model,
             target=target,  # type: ignore[arg-type]
