@@ -79,6 +79,23 @@ def render(
     return [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
 
 
+def refusal(values: dict[str, Any]) -> str:
+    """What Helm says when it refuses to render ``values`` (it must refuse)."""
+    if engine() == "binary":
+        done = subprocess.run(
+            [helm_binary() or "helm", "template", "kneo", str(CHART), "--values", "-"],
+            input=yaml.safe_dump(values), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0, f"helm rendered {values}"
+        return done.stderr
+    with _sdk().Chart.load(str(CHART)) as chart:
+        try:
+            chart.render(values, name="kneo", namespace="kneo", is_install=True)
+        except _sdk().HelmError as error:
+            return str(error)
+    raise AssertionError(f"helm rendered {values}")
+
+
 def lint(values: dict[str, Any] | None = None) -> list[str]:
     """``helm lint --strict``: the warnings and errors (an ``icon`` suggestion is not one)."""
     values = values or {}
@@ -96,4 +113,4 @@ def lint(values: dict[str, Any] | None = None) -> list[str]:
     return found + list(report["errors"])
 
 
-__all__ = ["CHART", "KUBE_VERSION", "engine", "helm_binary", "lint", "render"]
+__all__ = ["CHART", "KUBE_VERSION", "engine", "helm_binary", "lint", "refusal", "render"]

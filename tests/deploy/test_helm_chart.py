@@ -67,6 +67,23 @@ def test_the_chart_lints_and_renders_valid_kubernetes(shape: str) -> None:
         assert ("ConfigMap", "kneo-trusted-keys") in by_name(docs)
 
 
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"api": {"replica": 3}}, "replica"),
+        ({"worker": {"concurrency": "two"}}, "/worker/concurrency"),
+        (
+            {"networkPolicy": {"egress": {"git": {"cidrs": ["github.com"]}}}},
+            "/networkPolicy/egress/git/cidrs/0",
+        ),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(values: dict[str, Any], named: str) -> None:
+    """values.schema.json: a misspelt or mistyped value stops the render, naming where."""
+    assert named in helm_chart.refusal(values)
+
+
 def test_validation_would_catch_a_mistake_the_chart_let_through() -> None:
     deployment = next(d for d in helm_chart.render() if d["kind"] == "Deployment")
     broken = copy.deepcopy(deployment)
