@@ -39,3 +39,23 @@ def test_every_layout_git_leaves_names_the_commit(tmp_path: Path) -> None:
     _git(repo, "checkout", "-q", "--detach", second)
     assert checkout_revision(repo) == second  # a detached HEAD
     assert checkout_revision(tmp_path) is None  # not a checkout (a wheel's site-packages)
+
+
+def test_kneo_build_info_names_the_revision_of_every_install_kind() -> None:
+    """Run from this checkout (the editable install's case): the commit checked out; the
+    image's build argument wins over it; the wheel's recorded commit is the wheel test's."""
+    from kneo.metrics import exposition_registry, render
+    from kneo.settings import Settings
+    from kneo.version import SOURCE_ROOT
+
+    def revision(env: dict[str, str]) -> str:
+        body, _ = render(exposition_registry(None, Settings.from_env(env)))
+        [line] = [
+            line for line in body.decode().splitlines() if line.startswith("kneo_build_info{")
+        ]
+        return line.split('revision="')[1].split('"')[0]
+
+    head = checkout_revision(SOURCE_ROOT)
+    assert head is not None  # the suite runs from a checkout
+    assert revision({}) == head[:12]
+    assert revision({"KNEO_SERV_BUILD_REVISION": "0123abcd"}) == "0123abcd"

@@ -59,7 +59,12 @@ def test_examples_carry_the_schema_comment() -> None:
         assert path.read_text().startswith(
             "# yaml-language-server: $schema=../kneo/schemas/spec_overlay.schema.json"
         ), path
-        assert list(_validator("spec_overlay.schema.json").iter_errors(yaml.safe_load(path.read_text()))) == []
+        assert (
+            list(
+                _validator("spec_overlay.schema.json").iter_errors(yaml.safe_load(path.read_text()))
+            )
+            == []
+        )
         assert list(_validator("spec.schema.json").iter_errors(yaml.safe_load(path.read_text())))
 
 
