@@ -121,6 +121,14 @@ class SpecPreparation:
         self.prepared = LRUCache(cache_entries)
 
     def prepare(self, request: RunRequest) -> PreparedSpec:
+        """:meth:`_prepare`, then :attr:`check_spec` on the spec (cached or not): both raise
+        before any run exists."""
+        prepared = self._prepare(request)
+        if self.check_spec is not None:
+            self.check_spec(prepared.workflow.spec)
+        return prepared
+
+    def _prepare(self, request: RunRequest) -> PreparedSpec:
         """Admit (in the environment the run is recorded under: the one requested, else the
         project's default), load (``overrides`` merged in; an environment's overlay only when
         one is requested), check against the environment's policy and compile the request's
@@ -154,8 +162,6 @@ class SpecPreparation:
             key = (*key, request.origin)  # an inline spec is checked by a narrower grant
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None:
-            if self.check_spec is not None:
-                self.check_spec(cached.workflow.spec)
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         if skills is not None:
@@ -171,8 +177,6 @@ class SpecPreparation:
             origin="bundle" if pinned is not None else request.origin,
             published=admitted.published,
         )
-        if self.check_spec is not None:
-            self.check_spec(model)
         workflow = self.compiler.compile(
             model,
             target=target,  # type: ignore[arg-type]
