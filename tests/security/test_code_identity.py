@@ -277,3 +277,16 @@ def test_a_paused_run_moves_to_current_code_only_on_purpose_and_audited(
     assert outputs == ["v2 a", "v1 b"]  # the moved run runs today's file; the other its own
     assert len(audit) == 1 and audit[0].actor == "ops"
     assert audit[0].payload["from_code"] != audit[0].payload["to_code"]
+
+
+def test_installed_code_runs_only_from_where_the_grant_found_it(tmp_path: Path) -> None:
+    """A module reached through ``functions.modules`` must import from the file the grant
+    judged: anything else (another file answering to the name by then) is refused."""
+    config = ProjectConfig.model_validate({"functions": {"modules": ["json"]}})
+    grant = HostAccess.for_environment(config, "dev", origin="spec")
+    assert resolve_callable("json:dumps", grant=grant)([1]) == "[1]"
+    grant._installed_at["json"] = str(tmp_path / "json.py")  # judged somewhere else
+    with pytest.raises(KneoError) as refused:
+        resolve_callable("json:loads", grant=grant)
+    assert refused.value.code == "E_FUNCTION_NOT_ALLOWED"
+    assert str(tmp_path / "json.py") in refused.value.message
