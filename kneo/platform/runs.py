@@ -354,6 +354,7 @@ class Runs:
             updated = tx.current(updated)
         if workflow is None:
             self.handoff.woken()
+            self.store.wakeups.queued(run_id)
             return replace(self.driver.result(updated), handed_off=True)
         return self.driver.drive(updated, workflow)
 

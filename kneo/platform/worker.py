@@ -147,6 +147,8 @@ class Worker:
         self._leases = LeaseKeeper("kneo-queue-leases", self.lease_seconds / 3, self._renew)
         self._lock = threading.Lock()
         self.processed = 0
+        #: stops this worker's wake-up on a queued run (kneo.store.coordination.wakeups)
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,6 +160,9 @@ class Worker:
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
         self._sweeper = start_sweeper(self.manager, self._settings, directory=self.directory)
         self._housekeeping = self.store.start_background_work()
+        # woken when a run is queued: here at once, elsewhere by NOTIFY (PostgreSQL)
+        self._unsubscribe = self.store.wakeups.on_queued(self.notify)
+        self.store.wakeups.start()
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"kneo-worker-{index}", daemon=True)
             thread.start()
@@ -173,6 +178,9 @@ class Worker:
         """
         self._stop.set()
         self._wake.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
@@ -306,6 +314,8 @@ class Worker:
             with self._lock:
                 self._inflight.pop(record.queue_id, None)
             self._slots.ended(record.project_id)
+            # whoever waits for the run (a decision's answer) reads it now
+            self.store.wakeups.moved(record.run_id)
 
     def _execute(
         self, manager: WorkerPlatform, record: QueueRecord, execute: Callable[[str], RunResult]
