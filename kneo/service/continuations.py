@@ -29,6 +29,7 @@ from kneo.platform.handoff import settled
 from kneo.platform.results import RunResult
 from kneo.redaction import shows_personal_data
 from kneo.service.dependencies import Caller
+from kneo.settings import Limits
 
 #: how often a waiting request reads the run when no wake-up comes (one lost, SQLite across
 #: processes): after this at first, doubling to :data:`MAX_POLL_SECONDS`
@@ -88,7 +89,7 @@ def answer_wait(request: Request) -> int:
     """How long a handed-off decision or continue waits for its run before ``202``: the
     caller's ``wait``; else none with ``respond-async``; else the service's
     ``decision_wait_seconds``; never over ``max_wait_seconds``."""
-    limits = request.app.state.settings.limits
+    limits: Limits = request.app.state.settings.limits
     wait = preferred_wait(request)
     if wait is None:
         wait = 0 if respond_async(request) else limits.decision_wait_seconds
@@ -141,7 +142,11 @@ async def _wait(caller: Caller, result: RunResult, seconds: float) -> RunResult:
     moved = asyncio.Event()
     wakeups = caller.manager.store.wakeups
     wakeups.start()  # (once per process: other processes' wake-ups on PostgreSQL)
-    stop = wakeups.watch(result.run_id, lambda: loop.call_soon_threadsafe(moved.set))
+
+    def wake() -> None:  # on the thread that committed the move
+        loop.call_soon_threadsafe(moved.set)
+
+    stop = wakeups.watch(result.run_id, wake)
     try:  # watching before the first read: a move between them is not missed
         while True:
             moved.clear()

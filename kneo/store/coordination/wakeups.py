@@ -119,9 +119,7 @@ class Wakeups:
             if self._listener is not None and self._listener.is_alive():
                 return
             self._stop.clear()
-            self._listener = threading.Thread(
-                target=self._listen, name="kneo-wakeups", daemon=True
-            )
+            self._listener = threading.Thread(target=self._listen, name="kneo-wakeups", daemon=True)
             self._listener.start()
 
     def stop(self) -> None:
