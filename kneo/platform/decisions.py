@@ -25,8 +25,7 @@ request decided (``request_already_resolved``), the run being resumed by the win
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_args

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from kneo.settings import RetentionDays, Settings
     from kneo.store.api import Store, Transaction
     from kneo.store.coordination.controller_requests import ControllerWakeups
-    from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.coordination.limits import DayUsage
+    from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
     from kneo.store.outbox.a2a_push import DuePush, PushConfig
