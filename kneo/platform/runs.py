@@ -289,6 +289,7 @@ class Runs:
         actor: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         hand_off: bool | None = None,
+        run: RunRecord | None = None,
     ) -> RunResult:
         """Continue a run whose process died (or whose step failed) from its last completed
         step boundary; completed steps and agent turns are not executed again. ``metadata``
@@ -298,8 +299,10 @@ class Runs:
         continue and queue the run for a worker instead of driving it here; the result is
         the run as queued (``handed_off``). A run already queued that way is left as it is.
         What a worker calls (``hand_off=False``) on a run handed to it takes the run over
-        (:meth:`_take_over`)."""
-        run = self.store.runs.get_run(run_id)
+        (:meth:`_take_over`). ``run``: the run as its caller just read it (a worker), else
+        read here."""
+        if run is None or run.run_id != run_id:
+            run = self.store.runs.get_run(run_id)
         if run.status == RunStatus.PAUSED:
             raise IllegalTransition(
                 f"run {run_id} is paused: resume its continuation instead",

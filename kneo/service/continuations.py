@@ -140,22 +140,27 @@ async def _wait(caller: Caller, result: RunResult, seconds: float) -> RunResult:
     deadline = loop.time() + seconds
     interval = FIRST_POLL_SECONDS
     moved = asyncio.Event()
+    told: list[RunResult] = []  # the outcome the worker of this process drove the run to
     wakeups = caller.manager.store.wakeups
     wakeups.start()  # (once per process: other processes' wake-ups on PostgreSQL)
 
-    def wake() -> None:  # on the thread that committed the move
+    def wake(outcome: object) -> None:  # on the thread that committed the move
+        if isinstance(outcome, RunResult) and outcome.run_id == result.run_id:
+            told.append(outcome)
         loop.call_soon_threadsafe(moved.set)
 
     stop = wakeups.watch(result.run_id, wake)
-    try:  # watching before the first read: a move between them is not missed
+    try:  # read when the worker says the run moved (else after a backing-off interval)
         while True:
-            moved.clear()
-            current = await run_in_threadpool(caller.manager.get_run_result, result.run_id)
             left = deadline - loop.time()
-            if settled(current.status) or left <= 0:
-                return replace(current, replayed=result.replayed, handed_off=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), timeout=min(interval, left))
+                await asyncio.wait_for(moved.wait(), timeout=max(0.0, min(interval, left)))
+            moved.clear()
+            if told and settled(told[-1].status):  # what the request would have answered
+                return replace(told[-1], replayed=result.replayed, handed_off=True)
+            current = await run_in_threadpool(caller.manager.get_run_result, result.run_id)
+            if settled(current.status) or loop.time() >= deadline:
+                return replace(current, replayed=result.replayed, handed_off=True)
             interval = min(MAX_POLL_SECONDS, interval * 2)
     finally:
         stop()

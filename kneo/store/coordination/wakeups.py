@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +35,15 @@ MOVED = "kneo_run_moved"
 LISTEN_SECONDS = 1.0
 #: the longest pause between two attempts to (re)connect the listener
 MAX_RECONNECT_SECONDS = 30.0
+#: a run that moved this recently wakes a new watcher at once (it may have moved between the
+#: watcher's decision and its watch); how many such runs are remembered
+RECENT_SECONDS = 60.0
+RECENT_RUNS = 4096
 
 Callback = Callable[[], None]
+#: a run's watcher: called with what the process that moved it knows of it (its outcome, in
+#: that process), or ``None`` (from another process: read the run)
+Watcher = Callable[[object], None]
 
 
 class Wakeups:
@@ -45,7 +54,8 @@ class Wakeups:
         self._notify = backend == "postgresql"
         self._lock = threading.Lock()
         self._queued: list[Callback] = []
-        self._moved: dict[str, list[Callback]] = {}
+        self._moved: dict[str, list[Watcher]] = {}
+        self._recent: OrderedDict[str, float] = OrderedDict()
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -62,10 +72,15 @@ class Wakeups:
 
         return cancel
 
-    def watch(self, run_id: str, callback: Callback) -> Callback:
-        """Call ``callback`` whenever run ``run_id`` moves; returns the call that stops it."""
+    def watch(self, run_id: str, callback: Watcher) -> Callback:
+        """Call ``callback`` whenever run ``run_id`` moves, and at once if it moved in the last
+        :data:`RECENT_SECONDS` (perhaps just before the watch: the watcher reads it, which
+        costs a read when the move was an older one); returns the call that stops it."""
         with self._lock:
             self._moved.setdefault(run_id, []).append(callback)
+            moved = self._recent.get(run_id)
+        if moved is not None and time.monotonic() - moved < RECENT_SECONDS:
+            callback(None)
 
         def cancel() -> None:
             with self._lock:
@@ -84,19 +99,28 @@ class Wakeups:
         self._deliver(QUEUED, run_id)
         self._send(QUEUED, run_id)
 
-    def moved(self, run_id: str) -> None:
-        """Run ``run_id`` moved (committed): wake whoever waits for it, here and elsewhere."""
-        self._deliver(MOVED, run_id)
+    def moved(self, run_id: str, outcome: object = None) -> None:
+        """Run ``run_id`` moved (committed): wake whoever waits for it, here (with
+        ``outcome``, what this process made of it) and elsewhere."""
+        self._deliver(MOVED, run_id, outcome)
         self._send(MOVED, run_id)
 
-    def _deliver(self, channel: str, run_id: str) -> None:
+    def _deliver(self, channel: str, run_id: str, outcome: object = None) -> None:
         with self._lock:
-            callbacks = list(self._queued if channel == QUEUED else self._moved.get(run_id, ()))
-        for callback in callbacks:
-            try:
+            if channel == MOVED:
+                self._recent[run_id] = time.monotonic()
+                self._recent.move_to_end(run_id)
+                if len(self._recent) > RECENT_RUNS:
+                    self._recent.popitem(last=False)
+            queued = list(self._queued) if channel == QUEUED else []
+            watchers = list(self._moved.get(run_id, ())) if channel == MOVED else []
+        try:  # a waiter gone wrong must not fail the committer
+            for callback in queued:
                 callback()
-            except Exception:  # a waiter gone wrong must not fail the committer
-                log.exception("wake-up callback on %s failed", channel)
+            for watcher in watchers:
+                watcher(outcome)
+        except Exception:
+            log.exception("wake-up callback on %s failed", channel)
 
     def _send(self, channel: str, run_id: str) -> None:
         """``NOTIFY`` (PostgreSQL); best effort: a lost wake-up costs a poll interval."""
