@@ -166,9 +166,9 @@ class Wakeups:
 
     def _listen_once(self) -> None:
         raw = self._engine.raw_connection()  # set up as the pool's are, then its own
+        conn: Any = raw.driver_connection  # (psycopg's; gone from the proxy once detached)
         raw.detach()  # out of the pool: it listens for the process's life
         try:
-            conn: Any = raw.driver_connection
             conn.autocommit = True
             conn.execute(f"LISTEN {QUEUED}")
             conn.execute(f"LISTEN {MOVED}")
@@ -176,4 +176,4 @@ class Wakeups:
                 for note in conn.notifies(timeout=LISTEN_SECONDS):
                     self._deliver(note.channel, note.payload)
         finally:
-            raw.close()
+            conn.close()
