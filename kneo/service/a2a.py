@@ -48,6 +48,7 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
+from kneo.errors import ErrorCode
 from kneo.service.a2a_bridge import ApiCalls, Caller, caller_of
 from kneo.service.a2a_push import PushConfigs
 from kneo.service.a2a_tasks import (
@@ -411,7 +412,13 @@ def _not_waiting(run: dict[str, Any]) -> A2AError:
     """The error of a message on a task that asks for nothing."""
     status = run.get("status")
     task = run.get("run_id")
-    if status in ("succeeded", "failed", "cancelled", "expired", "timed_out"):
+    if status == "expired":  # its question's deadline passed: too late, as the route says
+        return InvalidRequestError(
+            f"{ErrorCode.human_task_expired}: task {task}'s question expired unanswered: "
+            "start a new task",
+            data={"error": ErrorCode.human_task_expired, "status": "409"},
+        )
+    if status in ("succeeded", "failed", "cancelled", "timed_out"):
         return UnsupportedOperationError(f"task {task} has ended ({status}): start a new task")
     return InvalidRequestError(
         f"task {task} is {status}: it asks for no input now", data={"status": str(status)}
