@@ -211,7 +211,13 @@ class KneoRequestHandler(RequestHandler):
             if run.get("status") != "paused" or not run.get("continuation_id"):
                 raise _not_waiting(run)
             continuation_id = run["continuation_id"]
-        human = await self._api.human_task(caller, str(continuation_id))
+        try:
+            human = await self._api.human_task(caller, str(continuation_id))
+        except TaskNotFoundError:  # gone with its run's end (a timeout's): say that instead
+            run = await self._api.run(caller, run_id)
+            if run.get("status") != "paused":
+                raise _not_waiting(run) from None
+            raise
         if human.get("run_id") != run_id:
             raise InvalidParamsError(
                 f"continuation {continuation_id} is not task {run_id}'s",

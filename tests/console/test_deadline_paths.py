@@ -24,29 +24,9 @@ from svc_helpers import headers
 
 from kneo.platform.decision_links import DecisionLinks
 from kneo.platform.slack import BUTTONS
+from tests.hitl.deadline_cases import CASES, TIMED_OUT, spec
 
 SIGNING = "planted-signing-secret-2b7e"
-#: (on_timeout, whether the sweep ran before the decision, whether it is refused)
-CASES = [("fail", True, True), ("continue", False, True), ("escalate", True, False)]
-#: what the run is once the timeout took it
-TIMED_OUT = {"fail": "expired", "continue": "succeeded"}
-
-
-def spec(on_timeout: str) -> dict[str, Any]:
-    human = {"prompt": "Approve?", "assignee": "reviewer", "timeout_seconds": 1}
-    return {
-        "version": "v1",
-        "workflow": {
-            "type": "sequential",
-            "name": "late",
-            "steps": [
-                {"id": "draft", "kind": "function", "ref": "examples.hitl_functions:draft"},
-                {"id": "approve", "kind": "human", "ref": "reviewer"},
-                {"id": "publish", "kind": "function", "ref": "examples.hitl_functions:publish"},
-            ],
-        },
-        "components": {"humans": {"reviewer": {**human, "on_timeout": on_timeout}}},
-    }
 
 
 def _env() -> dict[str, str]:
