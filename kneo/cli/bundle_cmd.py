@@ -45,6 +45,7 @@ from kneo.policy.environment import resolve_environment
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
 from kneo.spec.loader import load_spec
+from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Sign and verify approved spec bundles")
@@ -145,6 +146,7 @@ def _summary(bundle: Bundle) -> dict[str, Any]:
             {"suite": a.suite, "pass_rate": a.pass_rate, "passed": a.passed, "total": a.total}
             for a in bundle.evals or []
         ],
+        "code": bundle.spec.get("code") or [],
     }
 
 
@@ -194,7 +196,7 @@ def prepare_spec(
             environment=environment,
             diagnostics=[d.to_dict() for d in result.diagnostics],
         )
-    return loaded.data, environment, summary
+    return pin_code(loaded.spec, loaded.data, loaded.base_dir), environment, summary
 
 
 # --------------------------------------------------------------------------- commands
@@ -362,6 +364,8 @@ def verify_command(
             f"ok: {bundle_path}: {verified.name} for {verified.environment}, {verified.digest}, "
             f"signed by {', '.join(verified.signer_key_ids)}"
         )
+        for pinned in verified.bundle.spec.get("code") or []:  # the code the digest covers
+            typer.echo(f"  code {pinned['path']} sha256:{pinned['sha256']}")
 
 
 @keys_app.command("generate")

@@ -578,6 +578,7 @@ def _add_revision(
         status=status,
         diagnostics=diagnostics,
         spec=dict(rev.spec or {}),
+        code=rev.code_files if status != "rejected" else None,
     )
 
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -38,6 +38,7 @@ from kneo.bundle.format import Bundle, EvalAttestation, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.bundle.verify import verify_parsed
 from kneo.clock import Clock, SystemClock
+from kneo.controller.code_pins import read_pinned
 from kneo.controller.model import (
     DesiredEnvironment,
     DesiredRevision,
@@ -135,6 +136,8 @@ class _Judged:
     expires_at: datetime | None = None
     #: The bundle's signed eval results (verified with it), then those of its results file.
     evals: tuple[EvalAttestation, ...] = ()
+    #: The project files its spec pins, as the commit holds them (sha256 -> bytes).
+    code_files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -273,6 +276,7 @@ class DesiredStateLoader:
             try:
                 judged = self._judge(
                     source,
+                    commit,
                     path,
                     key,
                     blob,
@@ -377,6 +381,7 @@ class DesiredStateLoader:
             diagnostics=judged.diagnostics,
             recheck_at=judged.expires_at,
             evals=judged.evals,
+            code_files=judged.code_files,
         )
 
     def _cached(self, cache_key: tuple[str | None, ...], now: datetime) -> _Judged | None:
@@ -476,6 +481,7 @@ class DesiredStateLoader:
     def _judge(
         self,
         source: Source,
+        commit: str,
         path: str,
         key: tuple[str, str],
         blob: str,
@@ -494,14 +500,14 @@ class DesiredStateLoader:
         env = environments.get(key[1])
         if env is None or env.problems:
             # Environment-level verdicts depend on other files too: cheap, never cached.
-            return self._judge_fresh(path, key, bundle, document, env, config_sha, now)
+            return self._judge_fresh(path, key, bundle, document, env, now, (source, commit))
         cache_key = (blob, *key, env.identity, env.config_sha, results_blob)
         cached = self._cached(cache_key, now)
         if cached is not None:
             stats.cached += 1
             return cached
         stats.judged += 1
-        judged = self._judge_fresh(path, key, bundle, document, env, config_sha, now)
+        judged = self._judge_fresh(path, key, bundle, document, env, now, (source, commit))
         if results_blob is not None and not judged.problems:
             judged = self._with_results(path, bundle, judged, source.read_blob(results_blob), env)
         self._judged[cache_key] = judged
@@ -541,8 +547,8 @@ class DesiredStateLoader:
         bundle: Bundle,
         document: dict[str, Any],
         env: DesiredEnvironment | None,
-        config_sha: str | None,
         now: datetime,
+        at: tuple[Source, str],
     ) -> _Judged:
         base = _Judged(
             key[0],
@@ -586,6 +592,9 @@ class DesiredStateLoader:
                 "only where its path and its signed content agree",
             )
             return replace(base, problems=(problem,))
+        code_files, mismatch = read_pinned(*at, path, bundle.spec)
+        if mismatch is not None:
+            return replace(base, problems=(mismatch,))
         policy = env.policy
         diagnostics: list[dict[str, Any]] = []
         problems: list[Problem] = []
@@ -600,6 +609,7 @@ class DesiredStateLoader:
             diagnostics=tuple(diagnostics),
             expires_at=expires_at,
             evals=tuple(bundle.evals or ()),
+            code_files=code_files,
         )
 
 

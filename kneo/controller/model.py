@@ -143,6 +143,8 @@ class DesiredRevision:
     recheck_at: datetime | None = None
     #: The eval results signed into the bundle (``kneo spec bundle sign --evals``).
     evals: tuple[EvalAttestation, ...] = ()
+    #: The project files its spec pins, read at ``commit`` and verified (sha256 -> bytes).
+    code_files: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def key(self) -> BundleKey:

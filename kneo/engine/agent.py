@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
@@ -42,6 +41,7 @@ from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
+from kneo.kernel.code import LoadedCode
 from kneo.policy.access import HostAccess, ProjectBudget
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
@@ -72,8 +72,8 @@ class AgentHost(Protocol):
     lock: Any  # guards the agent record against concurrent snapshots
     #: what the run may reach on the host; ``None`` outside a platform
     access: HostAccess | None
-    #: where the spec's ``module:function`` refs are imported from
-    roots: tuple[Path, ...]
+    #: the run's pinned project code, where the spec's ``module:function`` refs load from
+    code: LoadedCode | None
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None: ...
 
@@ -158,11 +158,12 @@ class AgentLoop:
         runtime = select_runtime(agent, self._runtimes)
         tools, remote = resolve_mcp_tools(step.tools, agent, host.mcp())
         guard = ToolGuard(
-            _step_registry(self._tools, tools, remote),
+            _step_registry(self._tools, tools, remote, host),
             allowed=[t.name for t in tools],
             policy=agent.policies.tool,
             runtime=runtime,
             timeout_seconds=step.timeout_seconds,
+            code=host.code,
         )
         approval = set(agent.approval_required) | {t.name for t in tools if t.requires_approval}
         chain = middleware_chain(host, agent)
@@ -610,7 +611,7 @@ def middleware_chain(host: AgentHost, agent: AgentSpec) -> MiddlewareChain:
     run's grant (asked at every call)."""
 
     def resolve(ref: str, path: str) -> Callable[..., Any]:
-        return resolve_callable(ref, grant=host.access, roots=host.roots, path=path)
+        return resolve_callable(ref, grant=host.access, code=host.code, path=path)
 
     return MiddlewareChain(agent, resolve, at=f"agent {agent.name!r}")
 
@@ -686,11 +687,15 @@ def unanswered_calls(messages: Sequence[ChatMessage]) -> list[ToolCall]:
 
 
 def _step_registry(
-    base: ToolRegistry, tools: list[ToolDefinition], remote: dict[str, ToolHandler]
+    base: ToolRegistry,
+    tools: list[ToolDefinition],
+    remote: dict[str, ToolHandler],
+    host: AgentHost,
 ) -> ToolRegistry:
     """The step's tools as the guard sees them: the compiled definitions (spec-declared tools,
     ``requires_approval`` folded in, MCP tools as their server describes them) with the MCP
-    session's handler, the registry's handler, else their implementation."""
+    session's handler, the registry's handler, else their implementation (through the
+    kernel, from the run's pinned code, asking the run's grant)."""
     registry = ToolRegistry()
     for definition in tools:
         handler = remote.get(definition.name)
@@ -700,6 +705,13 @@ def _step_registry(
             handler = _run_by_the_caller
         if handler is None and not definition.implementation:
             continue  # the guard reports it as not registered
+        if handler is None and definition.implementation:
+            handler = resolve_callable(
+                definition.implementation,
+                grant=host.access,
+                code=host.code,
+                path=f"components.tools.{definition.name}.implementation",
+            )
         registry.register(definition, handler)
     return registry
 

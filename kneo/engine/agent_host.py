@@ -8,7 +8,6 @@ the unit key, decisions, pauses, the run's MCP sessions and spending).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from kneo.engine.human import QUESTION_TOOL, HumanRequest
@@ -30,10 +29,7 @@ class UnitAgentHost:
         self._step = step
         self.lock = run.state.lock
         self.access = run.access
-        listed = run.workflow.metadata.get("import_roots")
-        self.roots = (
-            tuple(Path(r) for r in listed if isinstance(r, str)) if isinstance(listed, list) else ()
-        )
+        self.code = run.code
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         self._run.emit(event_type, data, step_id=self.step_id, unit_key=self.unit_key)

@@ -55,6 +55,7 @@ from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_request_id
+from kneo.kernel.code import load_code
 from kneo.policy.access import HostAccess
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
@@ -134,7 +135,6 @@ class WorkflowEngine:
             dict(metadata or {}),
             access=access,
         )
-        ensure_import_roots(workflow)
         try:
             return self._outcome(ctx)
         finally:
@@ -194,16 +194,6 @@ class WorkflowEngine:
         return []
 
 
-def ensure_import_roots(workflow: CompiledWorkflow) -> None:
-    """Make the spec's import roots (its directory up to the project root) importable, after
-    everything already on ``sys.path`` so they never shadow installed packages."""
-    import sys
-
-    for root in workflow.metadata.get("import_roots") or ():  # type: ignore[attr-defined]
-        if isinstance(root, str) and root not in sys.path:
-            sys.path.append(root)
-
-
 def _agent_of(step: Any) -> dict[str, Any]:
     """``{"agent": name}`` for an agent step (its trace event names the agent), else ``{}``."""
     agent = getattr(step, "agent", None) if step.kind == "agent" else None
@@ -259,6 +249,8 @@ class _Run:
         self.mcp = shared or LazySessions(
             None if probe else engine.mcp, workflow.spec.mcp.imports, access
         )
+        #: the project code this run is pinned to, loaded by path under its own namespace
+        self.code = load_code(workflow.code, origin=workflow.code_root) if workflow.code else None
         #: usage of the finished units folded so far (``spent``): their records never change
         self._folded: tuple[int, set[str], dict[str, int]] = (0, set(), usage_of(()))
 
@@ -726,7 +718,12 @@ class _Run:
         units never run again."""
         sub = _Run(
             self.engine,
-            replace(workflow, metadata=self.workflow.metadata),
+            replace(
+                workflow,
+                metadata=self.workflow.metadata,
+                code=self.workflow.code,
+                code_root=self.workflow.code_root,
+            ),
             self.state,
             self.journal,
             self.run_id,

@@ -8,19 +8,18 @@ at every call, and the name must be a function defined there; the import happens
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.engine.cancellation import CancellationToken
 from kneo.engine.outcomes import StepFailure
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import CallableGrant, resolve_callable
+from kneo.kernel.code import LoadedCode
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
@@ -55,38 +54,34 @@ class FunctionImportError(KneoError):
     code = ErrorCode.E_UNKNOWN_FUNCTION_REF
 
 
-_cache: dict[str, tuple[StepFunction, int]] = {}
+_cache: dict[tuple[str, str], tuple[StepFunction, int]] = {}
 _lock = threading.Lock()
 
 
 def resolve_function(
-    ref: str, *, grant: CallableGrant | None = None, roots: tuple[Path, ...] = ()
+    ref: str, *, grant: CallableGrant | None = None, code: LoadedCode | None = None
 ) -> tuple[StepFunction, int]:
     """The callable behind ``module:function`` and how many positional args it takes (1|2).
     ``grant`` (the run's) is asked at every call, so a run resumed under narrower rules
-    reaches nothing its grant no longer allows; the import itself is cached."""
+    reaches nothing its grant no longer allows; ``code``: the run's pinned project code.
+    The import itself is cached per code set."""
     if grant is not None:
-        grant.function(ref, path="ref", roots=roots)
+        grant.function(ref, path="ref", code=code.code if code is not None else None)
+    key = (code.namespace if code is not None else "", ref)
     with _lock:
-        hit = _cache.get(ref)
+        hit = _cache.get(key)
     if hit is not None:
         return hit
     try:
-        target = resolve_callable(ref, roots=roots)
+        target = resolve_callable(ref, code=code, grant=grant)
     except KneoError as exc:
         if exc.code != ErrorCode.E_UNKNOWN_FUNCTION_REF:
             raise
         raise FunctionImportError(exc.message, ref=ref) from exc.__cause__
     arity = arity_of(target)
     with _lock:
-        _cache[ref] = (target, arity)
+        _cache[key] = (target, arity)
     return target, arity
-
-
-@functools.lru_cache(maxsize=64)
-def _roots(listed: tuple[Any, ...]) -> tuple[Path, ...]:
-    """A compiled workflow's ``import_roots`` as paths (a handful of distinct lists)."""
-    return tuple(Path(r) for r in listed if isinstance(r, str))
 
 
 def arity_of(fn: StepFunction) -> int:
@@ -129,9 +124,7 @@ def execute_function_step(
     if override is not None:
         fn, arity = override, arity_of(override)
     else:
-        listed = run.workflow.metadata.get("import_roots")
-        roots = _roots(tuple(listed)) if isinstance(listed, list) else ()
-        fn, arity = resolve_function(ref, grant=run.access, roots=roots)
+        fn, arity = resolve_function(ref, grant=run.access, code=run.code)
     # A one-parameter ``fn(text)`` never sees the context: do not build it.
     context = (
         StepContext(

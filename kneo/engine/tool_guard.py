@@ -31,6 +31,7 @@ approval of tools with ``requires_approval`` is the engine's job, not the guard'
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit
 from kneo.engine.providers.base import ToolCall
 from kneo.errors import ValidationFailed
 from kneo.kernel import ref_of, start_process
+from kneo.kernel.code import LoadedCode
 from kneo.redaction import REDACTED, redact, redact_text
 from kneo.runtimes import RuntimeMode
 from kneo.spec.models import ToolPolicy
@@ -53,18 +55,26 @@ OutcomeStatus = Literal["ok", "denied", "invalid", "error", "timeout"]
 #: Longest handler error text kept in an outcome.
 _MAX_ERROR_CHARS = 500
 
-# Runs in the bridge child: read {"ref", "arguments", "sys_path"} from stdin, resolve the
-# handler through the trust kernel (as the parent would), call it with stdout pointed at stderr (so prints cannot corrupt the reply), and write one
-# JSON reply {"ok", "content"|"error"} to the real stdout.
+# Runs in the bridge child: read {"ref", "arguments", "code", "files", "sys_path"} from stdin,
+# make the run's pinned project code importable from the files sent (by digest, verified; the
+# parent's sys.path, which holds no project root, serves a handler the caller registered
+# in-process and installed code), resolve the
+# handler through the trust kernel (as the parent would), call it with stdout pointed at
+# stderr (so prints cannot corrupt the reply), and write one JSON reply
+# {"ok", "content"|"error"} to the real stdout.
 _CHILD = r"""
-import json, sys
+import base64, json, sys
 real_stdout = sys.stdout
 sys.stdout = sys.stderr
 try:
     payload = json.loads(sys.stdin.read())
     sys.path[:0] = [p for p in payload["sys_path"] if p not in sys.path]
     from kneo.kernel import resolve_callable
-    handler = resolve_callable(payload["ref"], path="implementation")
+    from kneo.kernel.code import CodeSet, load_code, remember
+    remember({k: base64.b64decode(v) for k, v in payload["files"].items()})
+    code = CodeSet.from_manifest(payload["code"])
+    handler = resolve_callable(payload["ref"], code=load_code(code) if code else None,
+                               path="implementation")
     result = handler(payload["arguments"])
     reply = {"ok": True, "content": result if isinstance(result, str) else
              ("" if result is None else json.dumps(result, default=str)
@@ -115,8 +125,10 @@ class ToolGuard:
         policy: ToolPolicy | None,
         runtime: RuntimeMode,
         timeout_seconds: float | None = None,
+        code: LoadedCode | None = None,
     ) -> None:
         self._registry = registry
+        self._code = code
         self._allowed = frozenset(allowed)
         self._policy = policy
         self._runtime = runtime
@@ -192,8 +204,17 @@ class ToolGuard:
         return box["outcome"]
 
     def _run_in_child(self, ref: str, call: ToolCall) -> ToolOutcome:
+        code = self._code.code if self._code is not None else None
+        held = self._code.files() if self._code is not None else {}
+        files = {sha: base64.b64encode(data).decode() for sha, data in held.items()}
         payload = json.dumps(
-            {"ref": ref, "arguments": dict(call.arguments), "sys_path": list(sys.path)},
+            {
+                "ref": ref,
+                "arguments": dict(call.arguments),
+                "code": code.manifest() if code is not None else [],
+                "files": files,
+                "sys_path": list(sys.path),
+            },
             default=str,
         )
         process = start_process(

@@ -40,6 +40,7 @@ from kneo.platform.factory import create_platform
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.loader import deep_merge, load_spec
+from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
 from kneo.spec.yaml_io import dump_yaml
 from kneo.store import DEFAULT_SQLITE_NAME, open_store
@@ -452,8 +453,9 @@ def resolved_spec_file(
     try:
         target = directory / spec_path.name.split(".")[0]
         target = target.with_suffix(".yaml")
-        target.write_text(dump_yaml(loaded.data), encoding="utf-8")
-        yield target, loaded.data
+        data = pin_code(loaded.spec, loaded.data, loaded.base_dir)  # as a bundle signs it
+        target.write_text(dump_yaml(data), encoding="utf-8")
+        yield target, data
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from kneo.errors import AccessDenied, ErrorCode, KneoError
+from kneo.kernel.code import CODE_PREFIX, CodeSet, LoadedCode, collect_code, load_code
 
 UNSAFE_MODULES = frozenset(
     {"os", "posix", "nt", "subprocess", "shutil", "socket", "importlib", "builtins", "sys"}
@@ -19,8 +19,16 @@ UNSAFE_MODULES = frozenset(
 class CallableGrant(Protocol):
     """What :func:`resolve_callable` asks: may a spec name ``ref``'s module here?"""
 
-    def function(self, ref: str, *, path: str, roots: Sequence[Path]) -> None:
-        """Raise :class:`~kneo.errors.AccessDenied` when the module is not allowed."""
+    def function(
+        self, ref: str, *, path: str, roots: Sequence[Path] = (), code: CodeSet | None = None
+    ) -> None:
+        """Raise :class:`~kneo.errors.AccessDenied` when the module is neither the project's
+        (found in ``roots``, or a module of ``code``) nor listed under ``functions.modules``."""
+        ...
+
+    def installed_origin(self, module: str) -> str | None:
+        """Where the installed module ``module`` was found when it was judged (``None``:
+        not found)."""
         ...
 
 
@@ -45,20 +53,43 @@ def _refuse(ref: str, why: str, *, path: str) -> AccessDenied:
     )
 
 
-def _import(module_name: str, ref: str, roots: Iterable[Path]) -> Any:
-    """The module, imported (its body runs: callers asked the grant first)."""
-    for root in roots:
-        text = str(root)
-        if text not in sys.path:
-            sys.path.append(text)
+def _import(
+    module_name: str, ref: str, code: LoadedCode | None, grant: CallableGrant | None, path: str
+) -> tuple[Any, str]:
+    """The module and its name as loaded: a module of ``code`` from its pinned bytes under
+    the code set's namespace; anything else is installed code, imported by name from the
+    Python installation (never a project root: those are not on ``sys.path``), whose file
+    must be where the grant found it when it judged it. Its body runs: callers asked the
+    grant first."""
+    if code is not None and code.has(module_name):
+        try:
+            return code.module(module_name), code.qualified(module_name)
+        except KneoError:
+            raise
+        except Exception as exc:  # the module's own error, with its file and line
+            raise _unimportable(ref, exc) from exc
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module's own error
-        raise KneoError(
-            f"function ref {ref!r} cannot be imported: {type(exc).__name__}: {exc}",
-            code=ErrorCode.E_UNKNOWN_FUNCTION_REF,
-            ref=ref,
-        ) from exc
+        raise _unimportable(ref, exc) from exc
+    if grant is not None:
+        judged = grant.installed_origin(module_name)
+        found = getattr(module, "__file__", None)
+        if judged is not None and (found is None or Path(found).resolve() != Path(judged)):
+            raise _refuse(
+                ref,
+                f"imports {module_name!r} from {found}, not from {judged} where it was judged",
+                path=path,
+            )
+    return module, module_name
+
+
+def _unimportable(ref: str, exc: Exception) -> KneoError:
+    return KneoError(
+        f"function ref {ref!r} cannot be imported: {type(exc).__name__}: {exc}",
+        code=ErrorCode.E_UNKNOWN_FUNCTION_REF,
+        ref=ref,
+    )
 
 
 def _member(module: Any, module_name: str, attr: str, ref: str, *, path: str) -> Any:
@@ -97,7 +128,7 @@ def resolve_callable(
     ref: str,
     *,
     grant: CallableGrant | None = None,
-    roots: Sequence[Path] = (),
+    code: LoadedCode | None = None,
     path: str = "ref",
 ) -> Callable[..., Any]:
     """The function ``ref`` names, once ``grant`` allows its module (no grant: code the
@@ -105,7 +136,8 @@ def resolve_callable(
     Python function *defined in* that module (or a decorator's wrapper around one):
     ``__module__`` is the module, ``__qualname__`` is the ref's name. Builtins, classes,
     partials, lambdas, aliases, re-exports and whatever an attribute chain reaches are
-    :data:`~kneo.errors.ErrorCode.E_FUNCTION_NOT_ALLOWED`."""
+    :data:`~kneo.errors.ErrorCode.E_FUNCTION_NOT_ALLOWED`. A module of ``code`` (the run's
+    code set) runs from the bytes the set pins, never a same-named module found by name."""
     parsed = split_ref(ref)
     if parsed is None:
         raise KneoError(
@@ -117,16 +149,16 @@ def resolve_callable(
     if module_name.split(".")[0] in UNSAFE_MODULES:
         raise _refuse(ref, f"names the host primitive module {module_name!r}", path=path)
     if grant is not None:
-        grant.function(ref, path=path, roots=roots)
-    module = _import(module_name, ref, roots)
-    target = _member(module, module_name, attr, ref, path=path)
+        grant.function(ref, path=path, code=code.code if code is not None else None)
+    module, loaded_as = _import(module_name, ref, code, grant, path)
+    target = _member(module, loaded_as, attr, ref, path=path)
     # a classmethod bound to its class; a decorator's wrapper (``functools.wraps``,
     # ``lru_cache``) around the function the module defined under that name
     function = inspect.unwrap(getattr(target, "__func__", target))
     if not callable(target) or not inspect.isfunction(function):
         kind = type(function).__name__
         raise _refuse(ref, f"is a {kind}, not a function", path=path)
-    if function.__module__ != module_name or function.__qualname__ != attr:
+    if function.__module__ != loaded_as or function.__qualname__ != attr:
         where = f"{function.__module__}:{function.__qualname__}"
         raise _refuse(ref, f"is {where}, defined elsewhere or under another name", path=path)
     return target  # type: ignore[no-any-return]
@@ -139,6 +171,8 @@ def ref_of(function: Callable[..., Any]) -> str | None:
     module = getattr(function, "__module__", None)
     qualname = getattr(function, "__qualname__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    if module.startswith(CODE_PREFIX):  # a project module: its code set, not a name, finds it
         return None
     ref = f"{module}:{qualname}"
     try:
@@ -157,7 +191,9 @@ def resolve_attribute(ref: str, *, what: str, roots: Sequence[Path] = ()) -> Any
         raise KneoError(
             f"{what} {ref!r} must look like module:name", code=ErrorCode.E_UNKNOWN_REF, ref=ref
         )
-    module = _import(parsed[0], ref, roots)
+    code, _ = collect_code([parsed[0]], roots)
+    loaded = load_code(code) if code else None
+    module, _ = _import(parsed[0], ref, loaded, None, what)
     namespace: Mapping[str, Any] = vars(module)
     if parsed[1] not in namespace:
         raise KneoError(

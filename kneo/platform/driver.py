@@ -23,6 +23,7 @@ from kneo.engine.outcomes import Outcome, Paused, Superseded
 from kneo.engine.state import ExecutionState
 from kneo.errors import Conflict, ErrorCode
 from kneo.jsontext import content_hash
+from kneo.kernel.code import CodeSet, missing, remember
 from kneo.lrucache import LRUCache
 from kneo.platform.journal import StoreJournal
 from kneo.platform.leases import LeaseKeeper
@@ -59,7 +60,7 @@ class RunDriver:
     leases: LeaseKeeper[str] = field(init=False)
     #: compiled workflows by (spec digest, target): bounded, so distinct specs cannot grow
     #: the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``)
-    compiled: LRUCache[tuple[str, str], CompiledWorkflow] = field(init=False)
+    compiled: LRUCache[tuple[str, str, str], CompiledWorkflow] = field(init=False)
     _tokens: dict[str, CancellationToken] = field(init=False, default_factory=dict)
 
     def __post_init__(self, cache_entries: int) -> None:
@@ -75,11 +76,17 @@ class RunDriver:
     # ------------------------------------------------------------------ workflows
 
     def workflow_for(self, run: RunRecord) -> CompiledWorkflow:
-        """The run's compiled workflow, from the cache or compiled from its stored spec."""
-        key = (run.spec_digest or content_hash(run.spec), run.target)
+        """The run's compiled workflow, from the cache or compiled from its stored spec, with
+        the project code the run recorded when it started (fetched from the store when this
+        process does not hold it): a resume weeks later, on any worker, runs that code."""
+        code = CodeSet.from_record((run.metadata or {}).get("code"))
+        key = (run.spec_digest or content_hash(run.spec), run.target, code.digest)
         cached = self.compiled.get(key)
         if cached is not None:
             return cached
+        absent = missing(code)
+        if absent:
+            remember(self.store.code.get(absent))
         model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
         base = (run.metadata or {}).get("base_dir")
         workflow = self.compiler.compile(
@@ -87,13 +94,14 @@ class RunDriver:
             target=run.target,  # type: ignore[arg-type]
             base_dir=Path(base) if base else None,
             source=f"run {run.run_id}",
+            code=code,
         )
         self.compiled.put(key, workflow)
         return workflow
 
     def remember(self, digest: str, target: str, workflow: CompiledWorkflow) -> None:
         """Cache a workflow compiled while preparing a spec, for the runs made from it."""
-        self.compiled.put((digest, target), workflow)
+        self.compiled.put((digest, target, workflow.code.digest), workflow)
 
     # ------------------------------------------------------------------ cancellation
 

@@ -28,11 +28,12 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
+from kneo.kernel.code import code_record, missing, remember, unchanged
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
-from kneo.policy.access import Origin
+from kneo.policy.access import Origin, pinned_code
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.extensions import SkillsOverlay
@@ -150,9 +151,14 @@ class SpecPreparation:
         if key is not None and request.origin != "spec":
             key = (*key, request.origin)  # an inline spec is checked by a narrower grant
         cached = self.prepared.get(key) if key is not None else None
-        if cached is not None:
+        if cached is not None and (
+            pinned is not None or unchanged(cached.workflow.code, cached.workflow.code_root)
+        ):
             return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
+        code = pinned_code(model)
+        if code is not None and missing(code):  # a signed spec's files, from the store
+            remember(self.driver.store.code.get(missing(code)))
         if skills is not None:
             config = self.project.config if self.project is not None else None
             data = apply_skills_overlay(data, skills, config)
@@ -169,7 +175,8 @@ class SpecPreparation:
         workflow = self.compiler.compile(
             model,
             target=target,  # type: ignore[arg-type]
-            base_dir=base_dir,
+            # an inline spec's refs are the project's, found where admission judged them
+            base_dir=base_dir or (self.project.root if self.project is not None else None),
             diagnostics=report.diagnostics,
             source=source,
         )
@@ -325,10 +332,11 @@ def create_run(
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
     offline = prepared.offline_environments
     meta = {
+        **dict(metadata or {}),
         "base_dir": prepared.base_dir,
         "spec_path": prepared.spec_path,
         "offline_environments": list(offline) if offline is not None else None,
-        **dict(metadata or {}),
+        "code": code_record(workflow.code),
     }
     # Started: created ``running`` at once (the transition is checked, not written twice).
     status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED

@@ -23,6 +23,7 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import DatabaseUnavailable, IllegalTransition, InvalidRequest, ResourceLocked
 from kneo.jsontext import content_hash
+from kneo.kernel.code import load_code
 from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
 from kneo.platform.handoff import HANDOFF_KEY, HandOff, handoff_of
@@ -414,6 +415,9 @@ class Runs:
         decisions: Mapping[str, Any] | None = None,
         connection: HeldConnection | None = None,
     ) -> RunRecord:
+        code = prepared.workflow.code
+        if code:  # the files the run is pinned to, by digest, before the run names them
+            self.store.code.put(load_code(code, origin=prepared.workflow.code_root).files())
         return create_run(
             self.store,
             prepared,

@@ -34,10 +34,8 @@ Pure: the one filesystem look is where a function ref's module lives (no code ru
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -57,6 +55,7 @@ from kneo.destinations import (
 )
 from kneo.errors import AccessDenied, ErrorCode
 from kneo.kernel import UNSAFE_MODULES, split_ref
+from kneo.kernel.code import CodeSet, collect_code, outside_installation
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, function_refs
@@ -198,10 +197,11 @@ class HostAccess:
     _origins: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     #: (ref, roots) this grant allowed: the kernel asks at every call, and the answer of a
     #: frozen grant never changes
-    _allowed: set[tuple[str, tuple[Path, ...]]] = field(
+    _allowed: set[tuple[str, tuple[Path, ...], str]] = field(
         default_factory=set, compare=False, repr=False
     )
     _reaches: dict[str | None, Reach] = field(default_factory=dict, compare=False, repr=False)
+    _installed_at: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def for_environment(
@@ -404,10 +404,16 @@ class HostAccess:
             reach,
         )
 
-    def function(self, ref: str, *, path: str, roots: Sequence[Path]) -> None:
-        """Refuse a ``module:function`` ref outside the project's tree and ``functions.modules``
-        (and, from an ``inline`` spec, one the project does not declare by name)."""
-        key = (ref, tuple(roots))
+    def function(
+        self, ref: str, *, path: str, roots: Sequence[Path] = (), code: CodeSet | None = None
+    ) -> None:
+        """Refuse a ``module:function`` ref that is neither the project's own code (a file in
+        ``roots``, the spec's directory up to the project root, found by path; at run time a
+        module of the run's ``code`` set) nor under ``functions.modules`` (and, from an
+        ``inline`` spec, one the project does not declare by name). A project file named
+        like an installed or standard-library module is the project's: it is loaded from its
+        path, never the other one."""
+        key = (ref, tuple(roots), code.digest if code is not None else "")
         if key in self._allowed:
             return
         parsed = split_ref(ref)
@@ -423,10 +429,12 @@ class HostAccess:
                 "the spec from a file or a signed bundle",
             )
         module = parsed[0]
-        if (
-            module.split(".")[0] not in UNSAFE_MODULES
-            and any(module == m or module.startswith(m + ".") for m in self.function_modules)
-        ) or self._project_module(module, roots):
+        project = (
+            code.get(module) is not None
+            if code is not None
+            else self._project_module(module, roots)
+        )
+        if project or self._installed(module):
             self._allowed.add(key)
             return
         raise AccessDenied(
@@ -438,17 +446,32 @@ class HostAccess:
             "under functions.modules in .kneo/config.yaml",
         )
 
+    def _installed(self, module: str) -> bool:
+        """Whether ``functions.modules`` lists ``module`` (or a package of it)."""
+        return module.split(".")[0] not in UNSAFE_MODULES and any(
+            module == m or module.startswith(m + ".") for m in self.function_modules
+        )
+
+    def installed_origin(self, module: str) -> str | None:
+        """The file a listed installed module is found at (judged once per grant): the
+        kernel refuses the module when an import finds it anywhere else."""
+        if module not in self._installed_at:
+            origin = find_origin(module, ())[0] if self._installed(module) else None
+            self._installed_at[module] = str(Path(origin).resolve()) if origin else None
+        return self._installed_at[module]
+
     def _project_module(self, module: str, roots: Sequence[Path]) -> bool:
-        """Whether ``module`` is the project's own code: a source file outside the Python
-        installation (the standard library, site-packages, the virtual environment) and not
-        Kneo itself. Installed code is reached only through ``functions.modules``. The
-        verdict is kept per module and roots: the kernel asks at every call."""
+        """Whether ``module`` is the project's own code: a source file found by path in
+        ``roots`` (first match), outside the Python installation (the standard library,
+        site-packages, the virtual environment) and not Kneo itself. The verdict is kept
+        per module and roots: the kernel asks at every call."""
         if module.split(".")[0] == "kneo":
             return False
         key = f"{module}\0{','.join(map(str, roots))}"
         verdict = self._origins.get(key)
         if verdict is None:
-            verdict = self._origins[key] = _is_project_source(find_origin(module, roots)[0])
+            code, _ = collect_code([module], roots, accept=outside_installation)
+            verdict = self._origins[key] = code.get(module) is not None
         return verdict
 
     # ------------------------------------------------------------------ a whole spec
@@ -479,8 +502,10 @@ class HostAccess:
                     out += _refused(self.secret, imp.secret_env, path=f"{path}.secret_env")
                 continue
             out += _refused(self.server, imp, path=path)
+        # a signed spec's refs are judged against the code it pins, wherever its files are now
+        code = pinned_code(spec)
         for path, ref in function_refs(spec):
-            out += _refused(self.function, ref, path=path, roots=roots)
+            out += _refused(self.function, ref, path=path, roots=roots, code=code)
         return out
 
     def allowed_servers(self, imports: Iterable[McpImport]) -> dict[str, ResolvedServer]:
@@ -492,6 +517,13 @@ class HostAccess:
             except AccessDenied:
                 continue
         return resolved
+
+
+def pinned_code(spec: Spec) -> CodeSet | None:
+    """The code set a signed spec pins (``code:``), ``None`` when it pins none."""
+    if spec.code is None:
+        return None
+    return CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
 
 
 def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[str, ...]]:
@@ -522,23 +554,6 @@ def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[
     if environment == LOOPBACK_ENVIRONMENT:
         bindings = {v: [*bindings.get(v, []), LOOPBACK] for v in {*declared.values(), *bindings}}
     return {variable: tuple(dict.fromkeys(entries)) for variable, entries in bindings.items()}
-
-
-def _is_project_source(origin: str | None) -> bool:
-    """Whether a module's source file is the project's: outside the Python installation."""
-    if origin is None:
-        return False
-    where = Path(origin).resolve()
-    if any(part in ("site-packages", "dist-packages") for part in where.parts):
-        return False
-    return not any(where.is_relative_to(prefix) for prefix in _installation())
-
-
-@lru_cache(maxsize=1)
-def _installation() -> tuple[Path, ...]:
-    """Where this Python's own and installed modules live."""
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    return tuple(Path(p).resolve() for p in prefixes)
 
 
 def _refused(attempt: Callable[..., object], *args: Any, **kwargs: Any) -> list[Diagnostic]:

@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin
+from kneo.errors import KneoError
+from kneo.kernel.code import materialize
+from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin, pinned_code
 from kneo.policy.enforcement import enforce
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy, resolve_for_context
 from kneo.runtimes import RuntimeRegistry
-from kneo.spec.diagnostics import Diagnostic, has_errors
+from kneo.spec.diagnostics import Diagnostic, diag, has_errors
 from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.project import PolicyEnforcement, ProjectConfig, ProjectContext
-from kneo.spec.refs import import_roots
+from kneo.spec.refs import import_roots, project_root
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
 
@@ -60,6 +62,20 @@ class SpecReport:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "report": self.report,
         }
+
+
+def _pinned_roots(
+    spec: Spec, listed: list[Path], roots: list[Path] | None
+) -> tuple[list[Path] | None, list[Diagnostic]]:
+    """Where a signed spec's refs are checked: its pinned files first (verified against
+    their digests: from this process's copies or the project root), then ``listed``."""
+    code = pinned_code(spec)
+    if code is None:
+        return roots, []
+    try:
+        return [materialize(code, origin=project_root(listed)), *listed], []
+    except KneoError as exc:
+        return roots, [diag(exc.code, "code", exc.message, "sign the bundle again")]
 
 
 def check_spec(
@@ -109,7 +125,10 @@ def check_spec(
     if access is None:
         access = host_access(context, env, origin=origin, resources=resources)
     # what the spec may not reach comes first: a refused ref is refused, not "unresolved"
-    diagnostics = access.check(spec, import_roots(base_dir) if roots is None else roots)
+    listed = import_roots(base_dir) if roots is None else roots
+    diagnostics = access.check(spec, listed)
+    roots, mismatch = _pinned_roots(spec, listed, roots)
+    diagnostics += mismatch
     diagnostics += validate_spec(
         spec,
         tool_registry=tool_registry,

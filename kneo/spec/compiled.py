@@ -8,8 +8,11 @@ looks anything up by name in the spec. Frozen values; no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+from kneo.kernel.code import EMPTY as EMPTY_CODE
+from kneo.kernel.code import CodeSet
 from kneo.spec.models import (
     AgentSpec,
     EdgeSpec,
@@ -68,6 +71,10 @@ class CompiledWorkflow:
     #: ``workflow`` runs the spec's workflow; ``agent`` runs its top-level agent alone.
     target: Literal["agent", "workflow"] = "workflow"
     metadata: dict[str, object] = field(default_factory=dict)
+    #: the project code the spec's refs reach, pinned by digest (:mod:`kneo.kernel.code`)
+    code: CodeSet = EMPTY_CODE
+    #: where that code's files are on disk, when they are (``None``: only in the store)
+    code_root: Path | None = None
 
     def step(self, step_id: str) -> CompiledStep:
         for step in self.steps:

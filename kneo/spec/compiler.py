@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kneo.errors import ErrorCode, SpecError
+from kneo.kernel.code import CodeSet, collect_code, materialize
 from kneo.runtimes import RuntimeRegistry
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
 from kneo.spec.diagnostics import Diagnostic, has_errors
-from kneo.spec.inventory import ToolCatalog
+from kneo.spec.inventory import ToolCatalog, function_refs
 from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec, WorkflowSpec
-from kneo.spec.refs import import_roots
+from kneo.spec.refs import import_roots, modules_of, project_root
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolDefinition, ToolRegistry
 
@@ -72,12 +73,21 @@ class SpecCompiler:
         self.runtime_registry = runtime_registry
         self.tool_registry = tool_registry
 
-    def validate(self, spec: Spec, *, base_dir: Path | None = None) -> list[Diagnostic]:
+    def validate(
+        self, spec: Spec, *, base_dir: Path | None = None, code: CodeSet | None = None
+    ) -> list[Diagnostic]:
+        """The spec's diagnostics; with ``code`` (a pinned run's, a bundle's), its refs are
+        checked against the pinned files, wherever the project's files are now."""
+        roots = None
+        if code:
+            listed = import_roots(base_dir)
+            roots = [materialize(code, origin=project_root(listed)), *listed]
         return validate_spec(
             spec,
             tool_registry=self.tool_registry,
             runtime_registry=self.runtime_registry,
             base_dir=base_dir,
+            roots=roots,
         )
 
     def compile(
@@ -88,27 +98,40 @@ class SpecCompiler:
         base_dir: Path | None = None,
         diagnostics: list[Diagnostic] | None = None,
         source: str | None = None,
+        code: CodeSet | None = None,
     ) -> CompiledWorkflow:
         """Compile ``spec``; raises :class:`SpecError` (all diagnostics attached) on errors.
 
         ``target="agent"`` (or a spec without a workflow) runs the top-level agent as a
         one-step sequential workflow. Pass ``diagnostics`` when already computed (for
         example with environment policy errors added) to skip validating twice.
+
+        ``code``: the project code the run is pinned to (a run's record, a signed bundle's
+        ``code``); by default the files the spec's refs reach now, hashed (nothing runs).
         """
+        if code is None and spec.code is not None:  # a signed spec: the code it pins
+            code = CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
         if target not in ("workflow", "agent"):
             raise SpecError(
                 f"unknown target {target!r}; use 'workflow' or 'agent'",
                 code=ErrorCode.E_SCHEMA,
                 path="target",
             )
-        found = self.validate(spec, base_dir=base_dir) if diagnostics is None else diagnostics
+        found = (
+            self.validate(spec, base_dir=base_dir, code=code)
+            if diagnostics is None
+            else diagnostics
+        )
         if has_errors(found):
             raise diagnostics_error(found, source=source)
         catalog = ToolCatalog(spec, self.tool_registry)
-        metadata: dict[str, object] = {
-            "import_roots": [str(p) for p in import_roots(base_dir)],
-            "base_dir": str(base_dir) if base_dir else None,
-        }
+        roots = import_roots(base_dir)
+        root = project_root(roots) if base_dir is not None else None
+        if code is None:
+            refs = (ref for _path, ref in function_refs(spec))
+            code = collect_code(modules_of(refs), roots, project_root=root)[0]
+        metadata: dict[str, object] = {"base_dir": str(base_dir) if base_dir else None}
+        code_root = root or (roots[-1] if roots else None)
         if target == "agent" or spec.workflow is None:
             if spec.agent is None:
                 raise SpecError(
@@ -126,8 +149,11 @@ class SpecCompiler:
                 spec=spec,
                 target="agent",
                 metadata=metadata,
+                code=code,
+                code_root=code_root,
             )
-        return self._workflow(spec.workflow, spec, catalog, metadata)
+        workflow = self._workflow(spec.workflow, spec, catalog, metadata)
+        return replace(workflow, code=code, code_root=code_root)
 
     def _workflow(
         self, wf: WorkflowSpec, spec: Spec, catalog: ToolCatalog, metadata: dict[str, object]

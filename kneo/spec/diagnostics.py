@@ -96,6 +96,10 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "A function ref names a module outside the project that `functions.modules` does not list, or a name that is not a function defined in its module (an import, an alias, a class, a path through another object).",
     ),
+    "E_CODE_DIGEST_MISMATCH": (
+        "error",
+        "A project code file a signed spec pins (`code:`) is missing or no longer has the sha256 it was signed with.",
+    ),
     "E_POLICY_BLOCKED_CODE": (
         "error",
         "The environment policy blocks a diagnostic code that the spec triggers.",

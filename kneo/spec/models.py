@@ -409,6 +409,23 @@ class McpSpec(_Model):
     imports: list[McpImport] = Field(default_factory=list)
 
 
+class PinnedFile(_Model):
+    """One project module a signed spec runs, pinned by the sha256 of its bytes."""
+
+    module: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    #: relative to the project root, ``/``-separated, never leaving it
+    path: str = Field(pattern=r"^[^/\\][^\\]*\.py$", max_length=1024)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    package: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("a pinned path stays inside the project (no '..')")
+        return value
+
+
 class Spec(_Model):
     """A whole spec document (``version: v1``)."""
 
@@ -420,6 +437,9 @@ class Spec(_Model):
     #: Skills agents switch on by name (``agent.skills``).
     skills: dict[str, SkillSpec] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: The project code the spec runs, pinned when it is signed (``kneo spec bundle sign``
+    #: writes it; the digest covers it): its refs run these bytes, or nothing.
+    code: list[PinnedFile] | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
     def _has_something_to_run(self) -> Spec:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.kernel import UNSAFE_MODULES, resolve_callable, split_ref
+from kneo.kernel.code import collect_code, load_code
 
 #: CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state: two
 #: threads parsing at once (API requests admitting specs; a garbage collection switching
@@ -253,6 +254,22 @@ def inspect_ref(ref: str, roots: Sequence[Path]) -> RefInfo:
 def load_callable(ref: str, roots: Iterable[Path] = ()) -> Callable[..., Any]:
     """The function ``module:function`` names, for execution (through the trust kernel:
     :func:`kneo.kernel.resolve_callable`, which refuses anything but a function defined in
-    its module). ``roots`` are put on ``sys.path`` (once) so project-local modules such as
-    ``examples.app_functions`` import."""
-    return resolve_callable(ref, roots=tuple(roots))
+    its module). A module found in ``roots`` (such as ``examples.app_functions``) is loaded
+    from its file, with the project modules it imports, never by its name."""
+    parsed = split_ref(ref)
+    code = collect_code([parsed[0]], list(roots))[0] if parsed else None
+    return resolve_callable(ref, code=load_code(code) if code else None)
+
+
+def modules_of(refs: Iterable[str]) -> list[str]:
+    """The modules ``refs`` name, in order, once each."""
+    return list(dict.fromkeys(p[0] for p in map(split_ref, refs) if p is not None))
+
+
+def project_root(roots: Sequence[Path]) -> Path | None:
+    """The project root among a spec's :func:`import_roots`: the first with ``.kneo``,
+    ``pyproject.toml`` or ``.git``, else the spec's own directory."""
+    for root in roots:
+        if any((root / marker).exists() for marker in _ROOT_MARKERS):
+            return root
+    return roots[0] if roots else None

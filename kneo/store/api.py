@@ -53,6 +53,7 @@ from kneo.store.base import (
     ordered,
     page_walk,
 )
+from kneo.store.code import CodeFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
@@ -458,6 +459,7 @@ class Store(StoreBase):
     maintenance: MaintenanceFacet
     projects: ProjectsFacet
     limits: LimitsFacet
+    code: CodeFacet
     wakeups: Wakeups
 
     def __init__(
@@ -525,6 +527,7 @@ class Store(StoreBase):
         self.sessions = SessionsFacet(self)
         self.maintenance = MaintenanceFacet(self)
         self.limits = LimitsFacet(self)
+        self.code = CodeFacet(self)
 
     @property
     def backend(self) -> str:

@@ -21,7 +21,7 @@ when ``Store``, a facet or ``Transaction`` stops satisfying a protocol;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -449,6 +449,13 @@ class ProjectLimitCounts(Protocol):
     def raise_day_limit(self, day: str, counter: str, limit: int) -> DayUsage: ...
 
 
+class CodeFiles(Protocol):
+    """Project code files by sha256 (``code_files``): content-addressed, never changed."""
+
+    def put(self, files: Mapping[str, bytes]) -> None: ...
+    def get(self, digests: Iterable[str]) -> dict[str, bytes]: ...
+
+
 class ConsoleSessions(Protocol):
     """Console sign-in sessions, keyed by a hash of the cookie (never the cookie itself)."""
 
@@ -583,6 +590,11 @@ class HasLimits(Protocol):
     def limits(self) -> ProjectLimitCounts: ...
 
 
+class HasCode(Protocol):
+    @property
+    def code(self) -> CodeFiles: ...
+
+
 class HasSessions(Protocol):
     """``store.sessions``: :class:`ConsoleSessions`."""
 
@@ -670,6 +682,7 @@ def _conformance(store: Store) -> list[object]:
     c20: Transactional[WorkflowTransaction] = store
     c21: HasProjects = store
     c22: HasLimits = store
+    c23: HasCode = store
     return [
         c0,
         c1,
@@ -694,6 +707,7 @@ def _conformance(store: Store) -> list[object]:
         c20,
         c21,
         c22,
+        c23,
     ]
 
 
@@ -714,7 +728,8 @@ def _facet_conformance(store: Store) -> list[object]:
     c12: Maintenance = store.maintenance
     c13: Projects = store.projects
     c14: ProjectLimitCounts = store.limits
-    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14]
+    c15: CodeFiles = store.code
+    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15]
 
 
 def _transaction_conformance(tx: Transaction) -> list[object]:
@@ -734,6 +749,7 @@ __all__ = [
     "AuditLog",
     "AuditTransaction",
     "CallbackReplays",
+    "CodeFiles",
     "ConsoleSessions",
     "ControllerReads",
     "ControllerRequests",
@@ -743,6 +759,7 @@ __all__ = [
     "ControllerTransaction",
     "HasA2aPush",
     "HasAudit",
+    "HasCode",
     "HasController",
     "HasIdempotency",
     "HasLimits",

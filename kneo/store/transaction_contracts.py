@@ -231,6 +231,7 @@ class RegistryTransaction(ApprovalReads, Protocol):
         status: str = "inactive",
         diagnostics: Sequence[Mapping[str, Any]] = (),
         spec: Mapping[str, Any] | None = None,
+        code: Mapping[str, bytes] | None = None,
     ) -> BundleRevision: ...
     def activate_revision(
         self, bundle_name: str, environment: str, revision: int

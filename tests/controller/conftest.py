@@ -64,6 +64,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "locks",
                 "notifications",  # an earlier test's events would reach this one's router
                 "notification_events",
+                "code_files",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))

@@ -21,6 +21,7 @@ from kneo.engine import (
 )
 from kneo.engine.providers import create_provider_registry
 from kneo.errors import IllegalTransition, KneoError
+from kneo.kernel.code import collect_code, load_code
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
 from kneo.spec.compiled import CompiledWorkflow
@@ -75,17 +76,16 @@ def steps_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(autouse=True)
 def _steps(steps_dir: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-    import sys
-
     monkeypatch.chdir(steps_dir)
-    monkeypatch.syspath_prepend(str(steps_dir))
-    module = importlib.import_module("kneo_engine_steps")
+    # the module as runs load it: from its file, under its code set's namespace (the same
+    # bytes, the same namespace, the same module object)
+    module = load_code(collect_code(["kneo_engine_steps"], [steps_dir])[0]).module(
+        "kneo_engine_steps"
+    )
     module.CALLS.clear()
     module.FLAKY["left"] = 0
     steps.CALLS = module.CALLS
     steps.FLAKY = module.FLAKY
-    assert sys.modules["kneo_engine_steps"] is module
 
 
 def compile_spec(data: dict[str, Any], tools: Any = None) -> tuple[CompiledWorkflow, Any]:

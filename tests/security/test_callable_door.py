@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from kneo.errors import KneoError
 from kneo.kernel import UNSAFE_MODULES, ref_of, resolve_attribute, resolve_callable
-from kneo.spec.refs import inspect_ref
+from kneo.spec.refs import inspect_ref, load_callable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -148,7 +148,7 @@ def _walk(data: st.DataObject, start: Any, first: list[str]) -> str:
 
 def _resolves(ref: str, roots: tuple[Path, ...] = ()) -> Any:
     try:
-        return resolve_callable(ref, roots=roots)
+        return load_callable(ref, roots) if roots else resolve_callable(ref)
     except KneoError:
         return None
 

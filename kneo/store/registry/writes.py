@@ -20,6 +20,7 @@ from kneo.errors import Conflict, ErrorCode, IllegalTransition, InvalidRequest, 
 from kneo.names import check_name
 from kneo.store import row_records
 from kneo.store import tables as t
+from kneo.store.code import code_files
 from kneo.store.records import (
     REVISION_STATUSES,
     BlockedDigest,
@@ -193,8 +194,11 @@ class RegistryWritesMixin(TransactionBase):
         status: str = "inactive",
         diagnostics: Sequence[Mapping[str, Any]] = (),
         spec: Mapping[str, Any] | None = None,
+        code: Mapping[str, bytes] | None = None,
     ) -> BundleRevision:
         """Record the next revision number for (bundle, environment); ``active`` activates it.
+        ``code``: the project files (sha256 -> bytes) its spec pins, stored with it
+        (content-addressed, :mod:`kneo.store.code`) so any worker runs them.
 
         One read (next number and the current active revision) and one insert; an ``active``
         revision is inserted active, after the previous active one (if any) is deactivated.
@@ -222,6 +226,14 @@ class RegistryWritesMixin(TransactionBase):
         }
         if activate and active is not None:
             self._deactivate(bundle_name, environment)
+        for sha, data in (code or {}).items():
+            self._batched(
+                "code_file",
+                lambda: st.insert_new(
+                    self._d.insert, code_files, ("sha256", "data", "created_at"), "sha256"
+                ),
+                self._d.bind(code_files, {"sha256": sha, "data": data, "created_at": self.now}),
+            )
         inserted = self._registry_write(
             "add",
             t.bundle_revisions,
