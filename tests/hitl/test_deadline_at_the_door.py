@@ -19,7 +19,7 @@ import pytest
 
 from kneo import Decision
 from kneo.clock import ManualClock
-from kneo.errors import HumanTaskExpired
+from kneo.errors import HumanTaskExpired, KneoError
 from tests.hitl.conftest import counter
 from tests.hitl.test_timeouts_and_decisions import start
 
@@ -120,3 +120,21 @@ def test_the_cli_says_expired(
     assert "not_found" not in err
     run = manager.store.runs.get_run(paused.run_id)
     assert run.status == TIMEOUT_OUTCOME[on_timeout]
+
+
+def test_another_projects_caller_learns_nothing_of_a_swept_task(
+    manager: Any, project: Path, clock: ManualClock
+) -> None:
+    """The refusal after the sweep reads the task's audit events in the caller's project
+    only: deciding another project's swept-away task is ``not_found`` there, as any task of
+    another project is, never ``human_task_expired`` (which would say it existed)."""
+    manager.store.projects.create_project("team-b")
+    other = manager.for_project("team-b")
+    paused = start(manager, project, "fail")
+    clock.advance(61)
+    assert manager.prune_expired_human_tasks() == 1
+    with pytest.raises(KneoError) as refused:
+        other.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
+    assert refused.value.code == "not_found"
+    with pytest.raises(HumanTaskExpired):  # its own project's caller is told the truth
+        WAYS["resume"](manager, paused)
