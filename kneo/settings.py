@@ -645,7 +645,9 @@ class Settings:
         return self.database_pool_size or ROLE_POOL_SIZES.get(self.process_role, 15)
 
     def secret(self, env_var: str) -> str | None:
-        """The value of a secret *referenced by name*; callers must never log it."""
+        """The value of a variable the *operator's* configuration names (a receiver's, the
+        controller's, the identity provider's); callers must never log it. A secret a spec
+        names is read through :func:`kneo.kernel.secret`, which asks the run's grant."""
         value = self.environ.get(env_var)
         return value or None
 

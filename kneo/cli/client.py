@@ -59,7 +59,9 @@ class PlatformClient(Protocol):
 
     def recovery(self, run_id: str) -> dict[str, Any]: ...
 
-    def continue_run(self, run_id: str) -> dict[str, Any]: ...
+    def continue_run(
+        self, run_id: str, *, to_revision: int | str | None = None
+    ) -> dict[str, Any]: ...
 
     def list_runs(
         self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
@@ -245,8 +247,8 @@ class LocalClient:
     def recovery(self, run_id: str) -> dict[str, Any]:
         return dict(self.reader.recovery(run_id))
 
-    def continue_run(self, run_id: str) -> dict[str, Any]:
-        result = self.manager.continue_run(run_id, actor=self._actor)
+    def continue_run(self, run_id: str, *, to_revision: int | str | None = None) -> dict[str, Any]:
+        result = self.manager.continue_run(run_id, actor=self._actor, to_revision=to_revision)
         return dict(result.to_dict(show_personal=True))
 
     def list_runs(

@@ -22,13 +22,17 @@ import typer
 from kneo.cli.output import FileOutput, Output, console, options, print_table
 from kneo.documents import load_json_file
 from kneo.errors import InvalidRequest
-from kneo.kernel import run_process
+from kneo.kernel import Operator, run_process
 
 app = typer.Typer(help="Evaluate specs against suites", no_args_is_help=True)
 
 
+#: the one program ``kneo eval --baseline`` runs: the operator's own ``git``
+_GIT = Operator.of(programs=("git",))
+
+
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return run_process(["git", *args], cwd=cwd, capture_output=True, check=False)
+    return run_process(_GIT, ["git", *args], path="git", cwd=cwd, capture_output=True, check=False)
 
 
 @contextmanager

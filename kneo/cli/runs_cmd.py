@@ -43,6 +43,11 @@ def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         "error",
     ]
     rows = [[k, _short(data.get(k), 200)] for k in keys if data.get(k) not in (None, [], "")]
+    code = (data.get("metadata") or {}).get("code") or {}
+    rows += [
+        [f"code {f['module']}", f"{f['path']} sha256:{f['sha256'][:12]}"]
+        for f in code.get("files") or []
+    ]
     print_table(f"run {run_id}", ["field", "value"], rows + _usage_rows(data.get("usage")))
 
 
@@ -294,10 +299,27 @@ def recovery(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
 
 @app.command("continue")
 @options
-def continue_run(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
+def continue_run(
+    run_id: str,
+    to_revision: str | None = typer.Option(
+        None,
+        "--to-revision",
+        help="Move the run to other code first (audited): a revision number of its bundle, "
+        "'active', or 'current' (a spec run's files as they are now); a paused run stays "
+        "paused on it",
+    ),
+    opts: ClientOptions = ClientOptions(),
+) -> None:
     """Continue an interrupted (or failed) run from its last completed step boundary."""
     client = opts.client()
+    target: int | str | None = to_revision
+    if to_revision is not None and to_revision.isdigit():
+        target = int(to_revision)
+    elif to_revision not in (None, "active", "current"):
+        raise typer.BadParameter(
+            "a revision number, 'active' or 'current'", param_hint="--to-revision"
+        )
     with progress(f"continuing {run_id}", enabled=not opts.structured):
-        data = client.continue_run(run_id)
+        data = client.continue_run(run_id, to_revision=target)
     render_run_response(data, opts)
     exit_for(data)

@@ -267,8 +267,9 @@ class ServiceClient:
     def recovery(self, run_id: str) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/recovery")
 
-    def continue_run(self, run_id: str) -> Any:
-        return self.request("POST", f"/v1/runs/{run_id}/continue", json={}, wait=True)
+    def continue_run(self, run_id: str, *, to_revision: int | str | None = None) -> Any:
+        body = {} if to_revision is None else {"to_revision": to_revision}
+        return self.request("POST", f"/v1/runs/{run_id}/continue", json=body, wait=True)
 
     def run_policy_report(self, run_id: str) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/policy-report")

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from kneo.engine.providers.base import ToolCall
 from kneo.errors import ValidationFailed
-from kneo.kernel import ref_of, start_process
+from kneo.kernel import Operator, ref_of, start_process
 from kneo.kernel.code import LoadedCode
 from kneo.redaction import REDACTED, redact, redact_text
 from kneo.runtimes import RuntimeMode
@@ -54,6 +54,8 @@ OutcomeStatus = Literal["ok", "denied", "invalid", "error", "timeout"]
 
 #: Longest handler error text kept in an outcome.
 _MAX_ERROR_CHARS = 500
+#: the one program the bridge starts: this interpreter, with the child script below
+_BRIDGE = Operator.of(programs=(sys.executable,))
 
 # Runs in the bridge child: read {"ref", "arguments", "code", "files", "sys_path"} from stdin,
 # make the run's pinned project code importable from the files sent (by digest, verified; the
@@ -218,7 +220,9 @@ class ToolGuard:
             default=str,
         )
         process = start_process(
+            _BRIDGE,
             [sys.executable, "-c", _CHILD],
+            path=f"tool {call.name!r}",
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

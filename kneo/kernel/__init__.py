@@ -14,15 +14,17 @@ a callable            :func:`resolve_callable` (a spec's   ``E_FUNCTION_NOT_ALLO
                       ``module:function``),                module is not the project's, or
                       :func:`resolve_attribute` (an        the name is not a function
                       operator's ``module:name``)          *defined in* it (no traversal)
-a secret              :func:`secret`                       ``E_SECRET_UNDECLARED`` (asked of
-                                                           the grant first)
+a secret              :func:`secret`                       ``E_SECRET_UNDECLARED`` (the
+                                                           grant, :class:`SecretGrant`)
 a network destination :func:`http_client`,                 ``E_DESTINATION_NOT_ALLOWED``,
                       :func:`async_http_client`,           ``E_SECRET_NOT_BOUND`` (the grant),
                       :func:`smtp_connection`              at every hop, redirects included;
                                                            a destination a *caller* names (an
                                                            A2A push URL) only on the operator's
                                                            :class:`AllowList`
-a process             :func:`start_process`                ``E_PROCESS_UNDECLARED`` (the grant)
+a process             :func:`start_process`,               ``E_PROCESS_UNDECLARED`` (the
+                      :func:`run_process`,                 grant, :class:`ProcessGrant`)
+                      :func:`stdio_server`
 a project file        :func:`read_project_file` (a         ``E_FILE_NOT_ALLOWED``: not inside
                       project skill's                      the project root (absolute, ``..``,
                       ``instructions_file``)               or a symlink out of it)
@@ -36,9 +38,16 @@ which environments a project declares and which one a run is in is
 asks it before reading an overlay; admission asks it for every run
 (``RunAdmission.environment``), refusing ``E_UNKNOWN_ENV``.
 
-``tests/core/test_trust_kernel.py`` walks the package's syntax trees and fails on an import by
-name (``importlib``, ``__import__``), a process start, an HTTP client built, or an environment
-read of a non-``KNEO_*`` name anywhere else, but for the few exceptions it lists with a reason.
+Each door takes its grant as a parameter and asks it itself: a run's
+(:class:`~kneo.policy.access.HostAccess` or one call's :class:`~kneo.policy.access.Reach`), or
+:class:`Operator`, the grant of what the operator configured (the ``git`` the CLI runs, the
+tool bridge's own interpreter). The file door's grant is the project root it is given: it is
+asked while the project config, of which the grant is made, is read.
+
+``tests/core/test_trust_kernel.py`` resolves every name (aliases, ``from`` imports, ``getattr``,
+``sys.modules``, the builtins) and fails on a door (an import by name, code from data, a
+process, the network, an environment read of a non-``KNEO_*`` name) used anywhere else, but
+for the few exceptions it lists with a reason.
 
 One module per door (:mod:`.callables`, :mod:`.host`, :mod:`.files`, :mod:`.network`).
 Pure but for the doors themselves: importing a module the grant allows, reading the
@@ -57,7 +66,15 @@ from kneo.kernel.callables import (
     split_ref,
 )
 from kneo.kernel.files import read_project_file
-from kneo.kernel.host import run_process, secret, start_process
+from kneo.kernel.host import (
+    Operator,
+    ProcessGrant,
+    SecretGrant,
+    run_process,
+    secret,
+    start_process,
+    stdio_server,
+)
 from kneo.kernel.network import (
     AllowList,
     NetworkGrant,
@@ -72,7 +89,10 @@ __all__ = [
     "AllowList",
     "CallableGrant",
     "NetworkGrant",
+    "Operator",
     "Origins",
+    "ProcessGrant",
+    "SecretGrant",
     "async_http_client",
     "http_client",
     "read_project_file",
@@ -84,4 +104,5 @@ __all__ = [
     "smtp_connection",
     "split_ref",
     "start_process",
+    "stdio_server",
 ]

@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,16 +242,20 @@ class _Source:
     imports: tuple[tuple[str, int, tuple[str, ...]], ...]
 
 
-_SOURCES: dict[tuple[str, int, int], _Source] = {}
+_SOURCES: dict[tuple[str, int, int, int, int], _Source] = {}
+_RACY_NS = 2_000_000_000
 _SOURCES_LOCK = threading.Lock()
 
 
 def _read(path: Path) -> _Source:
-    """A file's bytes, digest and imports, cached by (path, mtime, size)."""
+    """A file's bytes, digest and imports, cached by its stat (path, inode, size, mtime and
+    ctime). A file changed less than :data:`_RACY_NS` ago is read again every time: a write
+    within the file system's timestamp granularity keeps the stat (git's "racy" files)."""
     st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    racy = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS
     with _SOURCES_LOCK:
-        hit = _SOURCES.get(key)
+        hit = None if racy else _SOURCES.get(key)
     if hit is not None:
         return hit
     data = path.read_bytes()

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,7 +33,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from kneo.errors import AccessDenied, ErrorCode, KneoError
-from kneo.kernel import NetworkGrant, async_http_client
+from kneo.kernel import NetworkGrant, async_http_client, secret, stdio_server
 from kneo.policy.access import HostAccess, ResolvedServer
 from kneo.settings import Settings
 from kneo.spec.diagnostics import Diagnostic, diag
@@ -115,6 +114,7 @@ class McpClientSessions:
             imp.name: access.server(imp, path=f"mcp.imports[{i}]") for i, imp in enumerate(imports)
         }
         self._settings = settings
+        self._access = access
         self._timeout = settings.mcp_timeout_seconds
         self._retries = settings.mcp_retries
         self._backoff = settings.mcp_retry_backoff_seconds
@@ -266,34 +266,25 @@ class McpClientSessions:
     # ------------------------------------------------------------------ transports
 
     def _transport(self, server: ResolvedServer) -> AbstractAsyncContextManager[Any]:
-        variable = server.secret_variable
-        secret = self._settings.secret(variable) if variable else None
+        variable, path = server.secret_variable, f"MCP server {server.name!r}"
+        reference = server.secret_reference
+        value = (
+            secret(self._access, self._settings.environ, reference, path=f"{path}.secret")
+            if reference
+            else None
+        )
         if server.transport == "stdio":
-            from mcp import StdioServerParameters
-            from mcp.client.stdio import stdio_client
-
-            command = list(server.command)
-            env = {variable: secret} if variable and secret else None
-            params = StdioServerParameters(command=command[0], args=command[1:], env=env)
-            return _quiet_stdio(stdio_client, params)
+            env = {variable: value} if variable and value else None
+            return stdio_server(self._access, server.command, env=env, path=f"{path}.command")
         # HostAccess.server resolves a url, and where its requests may go, for http and sse
         assert server.url is not None and server.reach is not None
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        path = f"MCP server {server.name!r}"
+        headers = {"Authorization": f"Bearer {value}"} if value else {}
         if server.transport == "sse":
             from mcp.client.sse import sse_client
 
             factory = functools.partial(async_http_client, server.reach, path=path)
             return sse_client(server.url, headers=headers, httpx_client_factory=factory)
         return _streamable_http(server.url, headers, server.reach, path)
-
-
-@asynccontextmanager
-async def _quiet_stdio(stdio_client: Any, params: Any) -> AsyncIterator[Any]:
-    """The server's stderr goes nowhere: its log lines are not the run's output."""
-    with open(os.devnull, "w", encoding="utf-8") as devnull:
-        async with stdio_client(params, errlog=devnull) as streams:
-            yield streams
 
 
 @asynccontextmanager

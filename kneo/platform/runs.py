@@ -31,6 +31,7 @@ from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
 from kneo.platform.results import RunResult
+from kneo.platform.run_code import move_code
 from kneo.redaction import redact_mapping
 from kneo.settings import Settings
 from kneo.spec.extensions import SkillsOverlay
@@ -290,11 +291,16 @@ class Runs:
         actor: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         hand_off: bool | None = None,
+        to_revision: int | str | None = None,
         run: RunRecord | None = None,
     ) -> RunResult:
         """Continue a run whose process died (or whose step failed) from its last completed
         step boundary; completed steps and agent turns are not executed again. ``metadata``
         is stored with the ``run.continued`` audit event and the ``run_continued`` trace event.
+
+        ``to_revision`` first moves the run to newer code on purpose
+        (:func:`~kneo.platform.run_code.move_code`: a revision number or ``active`` for a
+        bundle run, ``current`` for a spec run); a paused run then stays paused, on that code.
 
         ``hand_off`` (default: whether workers exist, ``handoff.enabled``): record the
         continue and queue the run for a worker instead of driving it here; the result is
@@ -302,6 +308,11 @@ class Runs:
         What a worker calls (``hand_off=False``) on a run handed to it takes the run over
         (:meth:`_take_over`). ``run``: the run as its caller just read it (a worker), else
         read here."""
+        if to_revision is not None:
+            moved = move_code(self.store, self.driver, run_id, to_revision, actor=actor)
+            if moved.status == RunStatus.PAUSED:
+                return self.driver.result(moved)
+            run = None  # moved: read it again
         if run is None or run.run_id != run_id:
             run = self.store.runs.get_run(run_id)
         if run.status == RunStatus.PAUSED:

@@ -86,6 +86,9 @@ class ResolvedServer:
     secret_variable: str | None = None
     #: where an ``http``/``sse`` session's requests may go, every hop (``None``: stdio)
     reach: Reach | None = None
+    #: the secret's reference as the spec or project names it (the kernel's secret door
+    #: asks the grant for it)
+    secret_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,22 +103,36 @@ class Reach:
     network: tuple[Destination, ...]
     narrowed: tuple[Destination, ...] | None = None
     #: the secret's reference as the spec or project names it (``None``: no secret)
-    secret: str | None = None
+    reference: str | None = None
     bound: tuple[Destination, ...] = ()
+    #: the variable holding that secret
+    variable: str | None = None
 
     def destination(self, url: str, *, path: str) -> None:
         """Refuse ``url`` when it is not allowed here, or the secret is not bound to it."""
         target = _allowed_target(self.environment, self.network, self.narrowed, url, path)
-        if self.secret is None or allowed(target, self.bound):
+        if self.reference is None or allowed(target, self.bound):
             return
         where = f"{target.scheme}://{target.host}:{target.port}"  # a path may hold a token
         bound = ", ".join(d.text for d in self.bound) or "no destination"
         raise AccessDenied(
-            f"{path}: the secret {self.secret!r} is not sent to {where}: it is bound to {bound}",
+            f"{path}: the secret {self.reference!r} is not sent to {where}: it is bound to {bound}",
             code=ErrorCode.E_SECRET_NOT_BOUND,
             path=path,
-            suggestion=f"list the destination under secrets.destinations.{self.secret} in "
+            suggestion=f"list the destination under secrets.destinations.{self.reference} in "
             ".kneo/config.yaml if this secret is meant for it",
+        )
+
+    def secret(self, reference: str, *, path: str) -> str:
+        """The kernel's secret door asks this of a model call or MCP session: its own
+        secret (by reference or variable) and no other."""
+        if self.variable is not None and reference in (self.reference, self.variable):
+            return self.variable
+        raise AccessDenied(
+            f"{path}: {reference!r} is not the secret this call was granted "
+            f"({self.reference or 'none'})",
+            code=ErrorCode.E_SECRET_UNDECLARED,
+            path=path,
         )
 
 
@@ -269,6 +286,24 @@ class HostAccess:
             )
         return variable
 
+    def process(self, argv: Sequence[str], *, path: str) -> None:
+        """Refuse starting ``argv`` unless it is a declared ``stdio`` server's command, or a
+        signed bundle's own command where the environment allows bundle processes (the
+        kernel's process door asks this; :meth:`server` says which command)."""
+        if self.origin == "bundle" and self.bundle_processes and argv:
+            return
+        declared = {tuple(s.command) for s in self.servers.values() if s.command}
+        if tuple(argv) in declared:
+            return
+        program = argv[0] if argv else ""
+        raise AccessDenied(
+            f"{path}: {program!r} is not the command of an MCP server declared for "
+            f"{self.environment!r}",
+            code=ErrorCode.E_PROCESS_UNDECLARED,
+            path=path,
+            suggestion="declare the server under mcp_servers in .kneo/config.yaml",
+        )
+
     def destination(self, url: str, *, path: str) -> None:
         """Refuse a URL that is not http(s), carries credentials, or is not allowed here."""
         _allowed_target(self.environment, self.network, self.narrowed_network, url, path)
@@ -279,7 +314,9 @@ class HostAccess:
         found = self._reaches.get(secret)
         if found is None:
             bound = self.bindings.get(variable or "", ()) if secret is not None else ()
-            found = Reach(self.environment, self.network, self.narrowed_network, secret, bound)
+            found = Reach(
+                self.environment, self.network, self.narrowed_network, secret, bound, variable
+            )
             self._reaches[secret] = found
         return found
 
@@ -360,7 +397,13 @@ class HostAccess:
         )
         reach = self._server_reach(imp.secret_env, variable, imp.url, path=f"{path}.url")
         return ResolvedServer(
-            imp.name, imp.transport, tuple(imp.command or ()), imp.url, variable, reach
+            imp.name,
+            imp.transport,
+            tuple(imp.command or ()),
+            imp.url,
+            variable,
+            reach,
+            imp.secret_env,
         )
 
     def _server_reach(
@@ -402,6 +445,7 @@ class HostAccess:
             declared.url,
             variable,
             reach,
+            declared.secret,
         )
 
     def function(

@@ -7,9 +7,9 @@ by :func:`check_limits` in the route layer, because they come from ``KNEO_SERV_M
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from kneo.errors import PayloadTooLarge, ValidationFailed
 from kneo.settings import Limits
@@ -123,6 +123,10 @@ class ContinueRequest(_Strict):
     """Body of ``POST /v1/runs/{run_id}/continue`` (optional)."""
 
     metadata: dict[str, Any] | None = None
+    #: Move the run to other code first, on purpose and audited: a revision number of its
+    #: bundle, ``active`` (the revision serving), or ``current`` (a spec run: its project
+    #: files as they are now). A paused run stays paused, on that code.
+    to_revision: Annotated[StrictInt, Field(ge=1)] | Literal["active", "current"] | None = None
 
 
 def _json_size(value: Any) -> int:

@@ -128,3 +128,51 @@ def _forget_code() -> None:
     code._MATERIALIZED.clear()
     for name in [n for n in sys.modules if n.startswith(code.CODE_PREFIX)]:
         del sys.modules[name]
+
+
+def test_a_paused_bundle_run_keeps_its_code_until_moved_to_the_active_revision(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kneo import Decision
+
+    flow = {
+        **FLOW,
+        "workflow": {
+            "type": "sequential",
+            "steps": [
+                {"id": "ok", "kind": "human", "ref": "approve"},
+                {"id": "f", "kind": "function", "ref": "teamsteps:answer"},
+            ],
+        },
+        "components": {"humans": {"approve": {"prompt": "go?"}}},
+    }
+    (repo.work / ".kneo").mkdir(exist_ok=True)
+    repo.write("fmt.py", FMT)
+    controller = make_controller(store, repo, keys, clock, tmp_path)
+    for version in ("v1", "v2"):
+        repo.write("teamsteps.py", STEPS_V1.replace("v1", version))
+        data = pin_code(load_spec_data(dict(flow)), flow, repo.work)
+        repo.write("bundles/flow/dev.json", keys.bundle("flow", "dev", data))
+        repo.commit(f"flow {version}")
+        assert controller.reconcile_once().ok
+        if version == "v1":
+            _forget_code()
+            monkeypatch.chdir(tmp_path)
+            manager = _elsewhere(store, clock, tmp_path)
+            kept = run_bundle(manager, bundle="flow", environment="dev", input_text="a")
+            moved = run_bundle(manager, bundle="flow", environment="dev", input_text="b")
+    assert store.registry.get_active("flow", "dev").revision == 2  # type: ignore[union-attr]
+    again = manager.continue_run(moved.run_id, to_revision="active", actor="ops")
+    assert again.status == "paused"
+    assert store.runs.get_run(moved.run_id).bundle_revision == 2
+    outputs = [
+        manager.resume(r.continuation_id, Decision(r.request_id, "approved")).output_text
+        for r in (kept, moved)
+        if r.continuation_id and r.request_id
+    ]
+    assert outputs == ["V1 A", "V2 B"]

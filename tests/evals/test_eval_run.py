@@ -103,10 +103,13 @@ def test_the_digest_is_the_signed_bundles_digest(project: Path, kneo: Kneo) -> N
     )
     from kneo.bundle.digest import spec_digest
     from kneo.spec.loader import load_spec
+    from kneo.spec.pinning import pin_code
     from kneo.spec.project import ProjectContext
 
     context = ProjectContext.discover(env="prod")
-    assert result["digest"] == spec_digest(load_spec(SPEC, env="prod", project=context.config).data)
+    loaded = load_spec(SPEC, env="prod", project=context.config)
+    signed = pin_code(loaded.spec, loaded.data, loaded.base_dir)  # what a bundle signs
+    assert result["digest"] == spec_digest(signed)
     assert result["environment"] == "prod"
 
 

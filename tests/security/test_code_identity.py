@@ -243,3 +243,37 @@ def test_each_project_runs_its_own_functions_in_one_service(
     finally:
         platform.close()
     assert outputs == {"team-a": ["team-a", "team-a"], "team-b": ["team-b"]}
+
+
+def test_a_paused_run_moves_to_current_code_only_on_purpose_and_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _project(tmp_path / "p")
+    (project / "steps_m.py").write_text("def f(text):\n    return 'v1 ' + text\n")
+    flow = _spec(project, "steps_m:f", human=True)
+    monkeypatch.chdir(project)
+    platform = _platform(project, f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    try:
+        first = platform.run_from_spec(input_text="a", spec_path=str(flow))
+        second = platform.run_from_spec(input_text="b", spec_path=str(flow))
+        (project / "steps_m.py").write_text("def f(text):\n    return 'v2 ' + text\n")
+        with pytest.raises(KneoError) as refused:  # a spec run has no revision numbers
+            platform.continue_run(first.run_id, to_revision=3)
+        assert refused.value.code == "invalid_request"
+        moved = platform.continue_run(first.run_id, to_revision="current", actor="ops")
+        assert moved.status == "paused"
+        outputs = [
+            platform.resume(r.continuation_id, Decision(r.request_id, "approved")).output_text
+            for r in (first, second)
+            if r.continuation_id and r.request_id
+        ]
+        audit = [
+            e
+            for e in platform.store.audit.list_audit(run_id=first.run_id).items
+            if e.event_type == "run.code_moved"
+        ]
+    finally:
+        platform.close()
+    assert outputs == ["v2 a", "v1 b"]  # the moved run runs today's file; the other its own
+    assert len(audit) == 1 and audit[0].actor == "ops"
+    assert audit[0].payload["from_code"] != audit[0].payload["to_code"]

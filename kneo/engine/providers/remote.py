@@ -51,7 +51,7 @@ from kneo.destinations import DEFAULT_ENDPOINTS, KEYLESS_PROVIDERS, NO_KEY
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.errors import AccessDenied, ErrorCode, ProviderError
-from kneo.kernel import NetworkGrant, Origins, http_client
+from kneo.kernel import NetworkGrant, Operator, Origins, SecretGrant, http_client, secret
 from kneo.lrucache import LRUCache
 from kneo.redaction import redact_text
 from kneo.settings import Settings
@@ -165,11 +165,16 @@ class RemoteProvider:
             return None
         return self._secrets.get(self.name, self._default_secret)
 
-    def _api_key(self, model: ModelSpec) -> str:
+    def _api_key(self, model: ModelSpec, reach: NetworkGrant | None) -> str:
+        """The key, through the kernel's secret door: asking the run's grant of this call
+        (:class:`~kneo.policy.access.Reach`: its own secret, no other), or, for a caller's
+        own in-process call without one, the operator's provider variables and the one the
+        caller's own model names."""
         env_var = self.secret_env(model)
         if env_var is None:
             return NO_KEY
-        value = self._settings.secret(env_var)
+        grant = reach if isinstance(reach, SecretGrant) else self._operator(model)
+        value = secret(grant, self._settings.environ, env_var, path=f"model {model.name!r}")
         if value is None:
             raise ProviderError(
                 f"Provider '{model.provider}' needs an API key in the environment variable "
@@ -181,6 +186,10 @@ class RemoteProvider:
             )
         return value
 
+    def _operator(self, model: ModelSpec) -> Operator:
+        named = [model.api_key_env] if model.api_key_env else []
+        return Operator.of(variables=[*self._secrets.values(), self._default_secret, *named])
+
     # ------------------------------------------------------------------ calls
 
     def complete(
@@ -191,7 +200,7 @@ class RemoteProvider:
         tools: Sequence[ToolDefinition],
         reach: NetworkGrant | None = None,
     ) -> ModelReply:
-        key = self._api_key(model)
+        key = self._api_key(model, reach)
         client = self._client(model, key, reach)
         attempts = 1 + max(0, self._settings.provider_retries)
         for attempt in range(attempts):

@@ -255,7 +255,9 @@ async def continue_run(
 ) -> JSONResponse:
     """Continue an interrupted run from its last completed step boundary: within the request
     (``200``) or, where workers run, on a worker (``202`` with ``Location``, or its outcome
-    if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited."""
+    if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited.
+    ``to_revision`` moves the run to other code first (audited ``run.code_moved``); a
+    paused run then answers ``200``, still paused, on that code."""
     annotate(request, run_id=run_id)
     if body is not None:
         check_limits(body, request.app.state.settings.limits)
@@ -264,6 +266,7 @@ async def continue_run(
         run_id,
         actor=caller.principal.name,
         metadata=body.metadata if body is not None else None,
+        to_revision=body.to_revision if body is not None else None,
     )
     return await continuation_answer(request, caller, result)
 
