@@ -315,15 +315,7 @@ class Runs:
             run = None  # moved: read it again
         if run is None or run.run_id != run_id:
             run = self.store.runs.get_run(run_id)
-        if run.status == RunStatus.PAUSED:
-            raise IllegalTransition(
-                f"run {run_id} is paused: resume its continuation instead",
-                current_status=run.status,
-            )
-        if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
-            raise IllegalTransition(
-                f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
-            )
+        _check_continuable(run)
         self._check_not_held(run_id)
         queue = self.handoff.enabled if hand_off is None else hand_off
         marker = handoff_of(run) if run.status == RunStatus.RUNNING else None
@@ -459,6 +451,19 @@ def with_overlay(request: RunRequest) -> Mapping[str, Any] | None:
     if skills is None or skills.empty:
         return request.metadata
     return {**(request.metadata or {}), "skills_overlay": skills.model_dump(exclude_none=True)}
+
+
+def _check_continuable(run: RunRecord) -> None:
+    """``illegal_transition`` unless ``run`` may be continued (running or failed)."""
+    if run.status == RunStatus.PAUSED:
+        raise IllegalTransition(
+            f"run {run.run_id} is paused: resume its continuation instead",
+            current_status=run.status,
+        )
+    if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
+        raise IllegalTransition(
+            f"cannot continue run {run.run_id}: it is {run.status}", current_status=run.status
+        )
 
 
 def _executor(owner: str) -> dict[str, Any]:
