@@ -151,7 +151,7 @@ class ErrorCode:
     decision_link_invalid: Final = _code("decision_link_invalid", "NotFound", 404, "the decision link was altered, or signed with another `KNEO_SERV_CONSOLE_SECRET` (a secret rotated since it was sent)")
     device_sign_in_refused: Final = _code("device_sign_in_refused", "Unauthorized", 401, "the provider refused the CLI's device sign-in, the person declined, or the code expired before they entered it")
     digest_blocked: Final = _code("digest_blocked", "Conflict", 409, "the digest is blocked (`kneo registry block`): rollbacks to it are refused, and the controller refuses to promote it (`Promoted=False Blocked`, naming who blocked it and why)")
-    E_CODE_DIGEST_MISMATCH: Final = _code("E_CODE_DIGEST_MISMATCH", "KneoError", 409, "a project code file does not have the sha256 its code set pins (a signed bundle's or a run's): it changed since it was judged, or the store does not hold it")
+    E_CODE_DIGEST_MISMATCH: Final = _code("E_CODE_DIGEST_MISMATCH", "Conflict", 409, "a project code file does not have the sha256 its code set pins (a signed bundle's or a run's): it changed since it was judged, or the store does not hold it")
     E_DESTINATION_NOT_ALLOWED: Final = _code("E_DESTINATION_NOT_ALLOWED", "AccessDenied", 403, "a `base_url`, MCP `url` or A2A push `url` is not on its allow-list (the environment's network allow-list; the operator's push destinations) or is not an http(s) URL")
     E_DOCUMENT_INVALID: Final = _code("E_DOCUMENT_INVALID", "DocumentError", 400, "a JSON or YAML document breaks a limit or is not a document at all")
     E_DOCUMENT_TOO_COMPLEX: Final = _code("E_DOCUMENT_TOO_COMPLEX", "DocumentError", 400, "over 200,000 nodes (aliases expanded) or 1,000 aliases, or a recursive alias")

@@ -217,8 +217,10 @@ class Limits:
     max_list_items: int = 100
     #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
     max_list_offset: int = 10_000
-    #: a listing's ``total`` is exact up to this many rows, then capped (``total_capped``)
-    max_list_count: int = 1_000
+    #: ``0`` (the default): a listing's ``total`` is exact. ``N``: counted up to ``N`` rows
+    #: past the page's end, then capped (``total_capped``), for a store so large that the
+    #: count would cost more than the page (docs/performance.md#list-totals)
+    max_list_count: int = 0
     max_path_chars: int = 4_096
     #: the longest ``Prefer: wait=N`` a decision or continue handed to the workers waits for
     #: its run's pause or end before answering ``202`` (a longer one is cut to this)

@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEMO_KEY = REPO / "examples" / "keys" / "demo.key"
 DEMO_KEY_ID = "demo"
-SCHEMAS = REPO / "kneo" / "schemas"  # the package's: served, shipped, copied by `kneo init`
+SCHEMAS = REPO / "schemas"  # the published ones: the package's copies are built from them
 APPROVED_BY = "demo-signer (scripts/regenerate_bundles.py)"
 
 
@@ -86,6 +86,8 @@ def regenerate(check: bool) -> list[str]:
             changes.append(f"schema {path.relative_to(REPO)}")
             if not check:
                 path.write_text(text, encoding="utf-8")
+                # the package's copy is built from the published file, byte for byte
+                (REPO / "kneo" / "schemas" / path.name).write_text(text, encoding="utf-8")
 
     key = load_signing_key(DEMO_KEY, DEMO_KEY_ID)
     environments = sorted(load_environments(REPO / "environments"))

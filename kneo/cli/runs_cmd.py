@@ -43,10 +43,10 @@ def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         "error",
     ]
     rows = [[k, _short(data.get(k), 200)] for k in keys if data.get(k) not in (None, [], "")]
-    code = (data.get("metadata") or {}).get("code") or {}
+    pinned = (data.get("metadata") or {}).get("code") or {}
     rows += [
         [f"code {f['module']}", f"{f['path']} sha256:{f['sha256'][:12]}"]
-        for f in code.get("files") or []
+        for f in pinned.get("files") or []
     ]
     print_table(f"run {run_id}", ["field", "value"], rows + _usage_rows(data.get("usage")))
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from kneo.console.auth import ConsoleAuth, Posted, Viewer
 from kneo.console.view import PageView, Render
 from kneo.errors import Conflict, InvalidRequest, NotFound
-from kneo.platform.reconcile import controller_view
+from kneo.platform.reconcile import app_controller, controller_view
 
 
 def add_registry_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -31,16 +31,15 @@ def add_registry_routes(router: APIRouter, auth: ConsoleAuth, render: Render) ->
         view = PageView(request, viewer, render)
         store = view.manager.store
         overview = registry_overview(store)
-        parent = request.app.state.parent.state
-        controller = getattr(parent, "controller", None)
+        config, controller = app_controller(
+            request.app.state.parent.state, view.viewer.project, view.manager.project
+        )
         return view.show(
             "registry.html",
             {
                 "overview": overview,
                 "cells": {(c["bundle"], c["environment"]): c for c in overview["cells"]},
-                "controller": controller_view(
-                    store, getattr(parent, "controller_config", None), controller
-                ),
+                "controller": controller_view(store, config, controller),
             },
         )
 

@@ -4,19 +4,26 @@ the order they were started, each linking to its run page."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from kneo.clock import utc_iso
 from kneo.console.auth import ConsoleAuth, Viewer
 from kneo.console.graph_layout import Drawing, layout
 from kneo.console.paths import query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import ErrorCode, KneoError, NotFound
 from kneo.platform import RunFilter
+from kneo.platform.handoff import handoff_of
+from kneo.store import RunRecord
 
 _LIVE = ("queued", "running")
+#: How long a run may wait for a worker before its page says none may be running (workers
+#: poll every second or so, and a decision wakes the service's own at once).
+UNCLAIMED_SECONDS = 5.0
 _TIMELINE_LIMIT = 500
 #: Runs of a session per page (then "later runs »", by cursor).
 _CHAIN_PAGE = 50
@@ -35,10 +42,12 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
         trace = mgr.trace(run_id, limit=_TIMELINE_LIMIT, sort_order="desc")
         checkpoints = mgr.checkpoints(run_id, limit=_TIMELINE_LIMIT)
         graph, drawing, graph_error = _graph(mgr, run_id)
+        waiting = waiting_for_worker(mgr.get_run_record(run_id), mgr.clock.now())
         return view.show(
             "run.html",
             {
                 "run": run,
+                "waiting": waiting,
                 "events": list(reversed(trace["events"])),
                 "events_total": trace["total"],
                 "checkpoints": checkpoints["checkpoints"],
@@ -48,6 +57,31 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
                 "graph_error": graph_error,
             },
         )
+
+
+def waiting_for_worker(run: RunRecord, now: datetime) -> dict[str, Any] | None:
+    """Whether ``run`` waits for a worker none has claimed yet: queued (started with
+    ``async_mode``), or decided or continued and handed to the workers
+    (:mod:`kneo.platform.handoff`: the mark stays until a worker takes the run over).
+    ``{"kind": "start" | "decision" | "continue", "since": ISO time, "stale": bool}``,
+    ``stale`` once it has waited :data:`UNCLAIMED_SECONDS` (a worker polls far more often:
+    none may be running), else ``None`` (the run page then shows its status alone)."""
+    if run.status == "queued":
+        kind, since = "start", run.created_at
+    elif run.status == "running" and (mark := handoff_of(run)) is not None:
+        kind = str(mark.get("kind") or "decision")
+        since = _time(mark.get("at")) or run.updated_at
+    else:
+        return None
+    stale = (now - since).total_seconds() >= UNCLAIMED_SECONDS
+    return {"kind": kind, "since": utc_iso(since), "stale": stale}
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
 
 
 def add_session_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:

@@ -105,7 +105,7 @@ def observe(
     if names is None:  # all of them (one read when none is pending): see Snapshot.open_tasks
         open_tasks = gate.open_tasks(store)
     else:
-        wanted = [promotion.task_id(*k, p.digest) for k, p in pending.items()]
+        wanted = [gate.task_id(*k, p.digest) for k, p in pending.items()]
         open_tasks = gate.open_tasks(store, wanted) if pending else set()
     keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended | set(pins)
     entries: dict[BundleKey, ObservedEntry] = {}
@@ -125,7 +125,7 @@ def observe(
             rejected_fingerprints=frozenset(rejected.get(key, ())),
             suspended=key in suspended,
             approvals=approvals,
-            task_open=p is not None and promotion.task_id(key[0], key[1], p.digest) in open_tasks,
+            task_open=p is not None and gate.task_id(key[0], key[1], p.digest) in open_tasks,
             pin=pins.get(key),
             first_in_force=first_in_force.get(key, {}),
         )
@@ -404,7 +404,7 @@ class Applier:
             )
         override = promotion.OVERRIDE_PREFIX + (rev.digest or "")
         if self._open_tasks is None or (  # not known to be absent (a read per activation)
-            self._open_tasks and promotion.task_id(name, env, override) in self._open_tasks
+            self._open_tasks and self.gate.task_id(name, env, override) in self._open_tasks
         ):
             self.gate.close(  # a freeze override asked for this digest is no longer needed
                 tx, name=name, environment=env, digest=override, outcome="activated"

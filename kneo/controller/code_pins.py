@@ -27,12 +27,12 @@ def read_pinned(
     with the first that is missing or differs. Kept in this process too, so the bundle's
     spec check sees the pinned bytes, not whatever the controller's directory holds."""
     try:
-        code = CodeSet.from_manifest(spec.get("code"), field="spec.code")
+        pinned = CodeSet.from_manifest(spec.get("code"), field="spec.code")
     except Exception as exc:  # the schema check reports the field; here it is a mismatch
         return {}, Problem(ErrorCode.E_CODE_DIGEST_MISMATCH, f"{path}: {exc}")
-    if not code:
+    if not pinned:
         return {}, None
-    wanted = [f"{commit}:{f.path}" for f in code.files]
+    wanted = [f"{commit}:{f.path}" for f in pinned.files]
     try:
         found = dict(source.read_blobs(wanted))
     except SourceError:
@@ -43,7 +43,7 @@ def read_pinned(
             except SourceError:
                 continue
     files: dict[str, bytes] = {}
-    for file, name in zip(code.files, wanted, strict=True):
+    for file, name in zip(pinned.files, wanted, strict=True):
         data = found.get(name)
         if data is None or digest_of(data) != file.sha256:
             what = "is not in the commit" if data is None else "changed since it was signed"

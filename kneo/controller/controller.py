@@ -54,7 +54,7 @@ from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
 from kneo.policy.floors import NO_FLOORS, Floors
-from kneo.projects import DEFAULT_PROJECT
+from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text, reduce_url
 
 if TYPE_CHECKING:
@@ -182,14 +182,14 @@ class Controller:
         self.clock = clock or SystemClock()
         #: the project whose registry this controller writes (its store view's)
         self.project: str = getattr(store, "project", DEFAULT_PROJECT)
-        self.gate = gate or PromotionGate()
+        self.gate = gate or PromotionGate(getattr(store, "project_id", DEFAULT_PROJECT_ID))
         # the tools specs are checked against: a new tool deployed is a new verdict
         self._tool_names = sorted(tools.names()) if tools is not None else None
         if spec_checker is None and tools is not None:
             spec_checker = default_spec_checker(tools)
         self.loader = DesiredStateLoader(keyring, clock=self.clock, spec_checker=spec_checker)
         #: What takes a policy change from Git into force (:mod:`kneo.controller.ratchet`).
-        self.ratchet = PolicyRatchet(keyring, floors or NO_FLOORS)
+        self.ratchet = PolicyRatchet(keyring, floors or NO_FLOORS, project_id=self.gate.project_id)
         self.applier = Applier(store, gate=self.gate, clock=self.clock)
         if leadership is None:
             leadership = LeaderLock(

@@ -18,17 +18,17 @@ completes it performs it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
-from kneo.controller.promotion import open_approval_task
+from kneo.controller.promotion import open_approval_task, scoped_id
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, InvalidRequest, NotFound
 from kneo.names import check_name
 from kneo.people import caller_entry, counted
+from kneo.projects import DEFAULT_PROJECT_ID
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -287,10 +287,13 @@ def check_trust(store: HasMetadata, revision: BundleRevision, now: datetime) -> 
     return rules
 
 
-def rollback_task_id(bundle: str, environment: str, revision: int, since: int) -> str:
-    """One rollback task per (key, target, revision active when asked)."""
-    raw = hashlib.sha256(f"{bundle}\0{environment}\0{revision}\0{since}".encode()).hexdigest()
-    return f"cont_rollback_{raw[:20]}"
+def rollback_task_id(
+    bundle: str, environment: str, revision: int, since: int, project_id: int = DEFAULT_PROJECT_ID
+) -> str:
+    """One rollback task per (key, target, revision active when asked) in a project
+    (:func:`~kneo.controller.promotion.scoped_id`)."""
+    key = f"{bundle}\0{environment}\0{revision}\0{since}"
+    return scoped_id("cont_rollback_", key, project_id)
 
 
 def rollback(
@@ -406,11 +409,12 @@ def _rollback_task(
     *,
     actor: str,
     reason: str | None,
+    project_id: int,
 ) -> tuple[str, dict[str, Any], str]:
     """``(continuation id, context, question)`` of the approval task for a rollback."""
     bundle, environment = target.bundle_name, target.environment
     since = active.revision if active is not None else 0
-    cid = rollback_task_id(bundle, environment, target.revision, since)
+    cid = rollback_task_id(bundle, environment, target.revision, since, project_id)
     context = {
         "type": "rollback",
         "bundle": bundle,
@@ -445,7 +449,10 @@ def _open_rollback_task(
     now: datetime,
 ) -> dict[str, Any]:
     """The environment requires approval: a task its approvers decide (M-of-N)."""
-    cid, context, question = _rollback_task(target, active, rules, actor=actor, reason=reason)
+    project_id = int(getattr(store, "project_id", DEFAULT_PROJECT_ID))
+    cid, context, question = _rollback_task(
+        target, active, rules, actor=actor, reason=reason, project_id=project_id
+    )
     bundle, environment = target.bundle_name, target.environment
     summary = {
         "bundle": bundle,

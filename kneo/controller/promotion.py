@@ -28,6 +28,7 @@ from kneo import metrics
 from kneo.engine.human import build_request
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
 from kneo.people import caller_entry, counted, current
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
 if TYPE_CHECKING:
@@ -43,10 +44,19 @@ WORKFLOW_KIND = "promotion"
 REQUEST_KIND = "approval"
 
 
-def task_id(name: str, environment: str, digest: str) -> str:
-    """Deterministic continuation id: reopening the same promotion finds the same task."""
-    raw = hashlib.sha256(f"{name}\0{environment}\0{digest}".encode()).hexdigest()[:20]
-    return f"cont_promo_{raw}"
+def scoped_id(prefix: str, key: str, project_id: int = DEFAULT_PROJECT_ID) -> str:
+    """``prefix`` and 20 hex digits of ``key``'s hash, scoped to the project: continuation
+    ids are unique across projects, so the same signed bundle promoted in two projects must
+    get two tasks. The ``default`` project's ids are those of a single-project install (its
+    stored tasks keep their ids); another project's hash also covers its id."""
+    scope = "" if project_id == DEFAULT_PROJECT_ID else f"\0project:{project_id}"
+    return prefix + hashlib.sha256(f"{key}{scope}".encode()).hexdigest()[:20]
+
+
+def task_id(name: str, environment: str, digest: str, project_id: int = DEFAULT_PROJECT_ID) -> str:
+    """Deterministic continuation id: reopening the same promotion in the same project finds
+    the same task (:func:`scoped_id`)."""
+    return scoped_id("cont_promo_", f"{name}\0{environment}\0{digest}", project_id)
 
 
 def prompt(name: str, environment: str, digest: str) -> str:
@@ -58,12 +68,22 @@ def prompt(name: str, environment: str, digest: str) -> str:
 OVERRIDE_PREFIX = "freeze:"
 
 
-def override_task_id(name: str, environment: str, digest: str) -> str:
-    return task_id(name, environment, OVERRIDE_PREFIX + digest)
+def override_task_id(
+    name: str, environment: str, digest: str, project_id: int = DEFAULT_PROJECT_ID
+) -> str:
+    return task_id(name, environment, OVERRIDE_PREFIX + digest, project_id)
 
 
 class PromotionGate:
-    """Where promotion tasks live: store continuations (the human-task inbox)."""
+    """Where promotion tasks live: store continuations (the human-task inbox) of the
+    project ``project_id`` (its controller's store view's)."""
+
+    def __init__(self, project_id: int = DEFAULT_PROJECT_ID) -> None:
+        self.project_id = project_id
+
+    def task_id(self, name: str, environment: str, digest: str) -> str:
+        """The id of this project's promotion task for ``digest`` (:func:`task_id`)."""
+        return task_id(name, environment, digest, self.project_id)
 
     def open(
         self,
@@ -82,7 +102,9 @@ class PromotionGate:
         """Open the task inside the caller's transaction ``tx``; returns its id.
         ``upstream``: the environment the digest must be active in first, if any; ``evals``:
         the bundle's signed eval results against the environment's requirements."""
-        cid = task_id(name, environment, digest)
+        cid = self.task_id(name, environment, digest)
+        if self.project_id != DEFAULT_PROJECT_ID:  # one opened before ids were scoped
+            close_task(tx, task_id(name, environment, digest), "superseded")
         context = {
             "type": "promotion",
             "bundle": name,
@@ -123,7 +145,7 @@ class PromotionGate:
     ) -> str | None:
         """Open the freeze-override task for promoting ``digest`` (inside ``tx``); its id, or
         ``None`` when one is already pending."""
-        cid = override_task_id(name, environment, digest)
+        cid = override_task_id(name, environment, digest, self.project_id)
         question = f"Promote {name}@{digest} to {environment} during the freeze? ({frozen})"
         context = {
             "type": "promotion",
@@ -152,7 +174,7 @@ class PromotionGate:
         self, tx: ControllerTransaction, *, name: str, environment: str, digest: str, outcome: str
     ) -> None:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
-        close_task(tx, task_id(name, environment, digest), outcome)
+        close_task(tx, self.task_id(name, environment, digest), outcome)
 
     def open_tasks(self, store: HasTasks, among: Collection[str] | None = None) -> set[str]:
         """Ids of the promotion tasks still pending (of ``among`` only, if given)."""

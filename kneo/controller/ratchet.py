@@ -57,6 +57,7 @@ from kneo.policy.ratchet import (
     policy_digest,
     summary,
 )
+from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.spec.yaml_io import dump_yaml
 
 if TYPE_CHECKING:
@@ -81,9 +82,10 @@ def policy_subject(environment: str, replaces: str | None, digest: str) -> str:
     return SUBJECT_PREFIX + sha256_digest(f"{environment}\0{replaces or '-'}\0{digest}".encode())
 
 
-def policy_task_id(environment: str, subject: str) -> str:
-    """The approval task of one policy change (one per environment and transition)."""
-    return task_id(POLICY_NAME, environment, subject)
+def policy_task_id(environment: str, subject: str, project_id: int = DEFAULT_PROJECT_ID) -> str:
+    """The approval task of one policy change (one per environment, transition and
+    project)."""
+    return task_id(POLICY_NAME, environment, subject, project_id)
 
 
 @dataclass(frozen=True)
@@ -324,9 +326,13 @@ DecisionReader = Callable[[str, str], Approvals]
 class PolicyRatchet:
     """Decides, each pass, which policy judges each environment (see the module)."""
 
-    def __init__(self, keyring: Keyring, floors: Floors = NO_FLOORS) -> None:
+    def __init__(
+        self, keyring: Keyring, floors: Floors = NO_FLOORS, *, project_id: int = DEFAULT_PROJECT_ID
+    ) -> None:
         self.keyring = keyring
         self.floors = floors
+        #: the project whose approval tasks it names (:func:`policy_task_id`)
+        self.project_id = project_id
 
     def decide(
         self,
@@ -683,7 +689,7 @@ class _Step:
             f"approvals{who} (an approval task is open)",
             signers,
             people,
-            policy_task_id(name, subject),
+            policy_task_id(name, subject, self.ratchet.project_id),
             subject,
         )
 

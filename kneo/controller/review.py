@@ -46,6 +46,7 @@ from kneo.controller.ratchet import (
     record_key,
 )
 from kneo.policy.ratchet import TIGHTENED, compare
+from kneo.projects import DEFAULT_PROJECT_ID
 
 if TYPE_CHECKING:
     from kneo.controller.loader import DesiredStateLoader
@@ -85,7 +86,7 @@ def review(
     after = loader.load(source, head_commit, policy=policy)
     heads = list(store.registry.list_revision_heads()) if store is not None else []
     if store is not None and heads:
-        observed, against = observe(store, PromotionGate()).observed, "registry"
+        observed, against = observe(store, PromotionGate(_project_id(store))).observed, "registry"
     else:
         observed, against = _as_if_applied(before), "base"
     changed = _changed_keys(before, after)
@@ -424,3 +425,8 @@ def _approvals(b: Mapping[str, Any]) -> str:
         who = ", ".join(a["approvers"]) or "anyone"
         parts.append(f"{a['min_approvals']} of {who}")
     return "; ".join(parts) or "—"
+
+
+def _project_id(store: object) -> int:
+    """The project whose promotion tasks the store's registry names (its view's)."""
+    return int(getattr(store, "project_id", DEFAULT_PROJECT_ID))

@@ -226,8 +226,8 @@ def suite_json_schema() -> dict[str, Any]:
     }
 
 
-#: The schema's file in the package's ``schemas/`` (served at ``/schemas/``, copied by
-#: ``kneo init``).
+#: The schema's file in the published ``schemas/`` and the package's copy of it (served at
+#: ``/schemas/``, copied by ``kneo init``).
 SCHEMA_FILE = "eval_suite.schema.json"
 
 
@@ -240,8 +240,8 @@ def render_schema() -> str:
 if __name__ == "__main__":  # pragma: no cover - run by hand; a test checks the files
     import sys
 
-    package = Path(__file__).resolve().parents[1] / "schemas"
-    for folder in [package, *(Path(a) for a in sys.argv[1:])]:
+    # a checkout: scripts/build_schemas.py writes schemas/ and builds the package's copy
+    for folder in [Path(a) for a in sys.argv[1:]]:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / SCHEMA_FILE).write_text(render_schema(), encoding="utf-8")
         print(folder / SCHEMA_FILE)

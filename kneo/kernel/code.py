@@ -10,9 +10,9 @@ digest a signed bundle carries and a run records.
 
 :class:`LoadedCode` runs a code set: each module is executed from the bytes the set pins
 (verified, ``E_CODE_DIGEST_MISMATCH`` otherwise), under a namespace of its own per code digest
-(``_kneo_code_<digest>.helpers``), and a project module's ``import helpers`` (or ``from .x
-import y``) resolves inside the same set. Two specs, two projects, two versions of one file:
-two namespaces, never each other's code. Where the bytes come from is the caller's (the files
+and project directory (``_kneo_code_<hash>.helpers``), and a project module's ``import
+helpers`` (or ``from .x import y``) resolves inside the same set. Two specs, two projects, two
+versions of one file: two namespaces, never each other's code nor each other's module state. Where the bytes come from is the caller's (the files
 on disk, or the store's content-addressed copies on a worker with no checkout).
 """
 
@@ -37,7 +37,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from kneo.errors import ErrorCode, KneoError
+from kneo.errors import Conflict, ErrorCode, KneoError
 
 __all__ = [
     "CODE_PREFIX",
@@ -57,7 +57,7 @@ __all__ = [
     "unchanged",
 ]
 
-#: The top-level package name of every loaded code set's namespace (one per digest).
+#: The top-level package name of every loaded code set's namespace (one per digest and root).
 CODE_PREFIX = "_kneo_code_"
 #: CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state: two
 #: threads parsing at once can fail (python/cpython#106905); parses are cached per file.
@@ -147,10 +147,10 @@ class CodeSet:
             return EMPTY
         if not isinstance(record, Mapping) or not isinstance(record.get("digest"), str):
             raise _bad(field, "must be an object with digest and files")
-        code = cls.from_manifest(record.get("files"), field=f"{field}.files")
-        if code.digest != record["digest"]:
+        pinned = cls.from_manifest(record.get("files"), field=f"{field}.files")
+        if pinned.digest != record["digest"]:
             raise _bad(f"{field}.digest", "does not match its files")
-        return code
+        return pinned
 
     @cached_property
     def digest(self) -> str:
@@ -404,7 +404,7 @@ def _member_files(
 
 
 def _mismatch(file: CodeFile, got: str) -> KneoError:
-    return KneoError(
+    return Conflict(
         f"code file {file.path!r} (module {file.module!r}) has sha256 {got[:12]}…, not the "
         f"{file.sha256[:12]}… its code set pins: it changed since it was judged",
         code=ErrorCode.E_CODE_DIGEST_MISMATCH,
@@ -424,7 +424,7 @@ class LoadedCode:
     _builtins: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.namespace = CODE_PREFIX + self.code.digest[:32]
+        self.namespace = namespace_of(self.code, self.origin)
         self._builtins = {**vars(builtins), "__import__": self._import}
 
     def qualified(self, module: str) -> str:
@@ -440,7 +440,7 @@ class LoadedCode:
     def source(self, file: CodeFile) -> bytes:
         data = self.read(file)
         if data is None:
-            raise KneoError(
+            raise Conflict(
                 f"code file {file.path!r} (module {file.module!r}, sha256 "
                 f"{file.sha256[:12]}…) is in neither the project nor the store",
                 code=ErrorCode.E_CODE_DIGEST_MISMATCH,
@@ -568,12 +568,18 @@ def _reader(origin: Path | None) -> Callable[[CodeFile], bytes | None]:
     return read
 
 
+def namespace_of(code: CodeSet, origin: Path | None) -> str:
+    """The top-level module name ``code`` loads under from ``origin``."""
+    return CODE_PREFIX + digest_of(f"{code.digest}\0{origin or ''}".encode())[:32]
+
+
 def load_code(code: CodeSet, *, origin: Path | None = None) -> LoadedCode:
-    """``code`` made importable (once per digest: an equal set is the same namespace). A
+    """``code`` made importable (once per digest and ``origin``: the same files of the same
+    project are one namespace, another project's equal files another). A
     file's bytes come from this process's copies (:func:`remember`), else from ``origin``
     (the project root) on disk; either way they run only when their sha256 is the pinned
     one."""
-    namespace = CODE_PREFIX + code.digest[:32]
+    namespace = namespace_of(code, origin)
     with _LOADED_LOCK:
         found = _LOADED.get(namespace)
         if found is None:

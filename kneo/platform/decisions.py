@@ -66,6 +66,10 @@ if TYPE_CHECKING:
 TIMEOUT_ACTOR = "system:timeout"
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
+#: Where each assignee's pending count stops (``include=counts``; shown "N+" beyond) when
+#: ``KNEO_SERV_MAX_LIST_COUNT`` sets no cap: a per-assignee count is a summary, not a
+#: listing's ``total``, and visits every pending task of every assignee uncapped.
+ASSIGNEE_COUNT_CAP = 1_000
 #: What ``kind`` filters on: a request's kind, or ``promotion`` for promotions.
 TASK_KINDS = (*get_args(RequestKind), "promotion")
 
@@ -184,7 +188,7 @@ class Decisions:
         )
         counts = capped = None
         if by_assignee:
-            top = counts_cap or self.settings.limits.max_list_count
+            top = counts_cap or self.settings.limits.max_list_count or ASSIGNEE_COUNT_CAP
             pending = self.store.tasks.pending_counts_by_assignee(top)
             counts = {a or "(unassigned)": min(n, top) for a, n in pending.items()}
             capped = sorted(a or "(unassigned)" for a, n in pending.items() if n > top)

@@ -79,12 +79,12 @@ class RunDriver:
         """The run's compiled workflow, from the cache or compiled from its stored spec, with
         the project code the run recorded when it started (fetched from the store when this
         process does not hold it): a resume weeks later, on any worker, runs that code."""
-        code = CodeSet.from_record((run.metadata or {}).get("code"))
-        key = (run.spec_digest or content_hash(run.spec), run.target, code.digest)
+        pinned = CodeSet.from_record((run.metadata or {}).get("code"))
+        key = (run.spec_digest or content_hash(run.spec), run.target, pinned.digest)
         cached = self.compiled.get(key)
         if cached is not None:
             return cached
-        absent = missing(code)
+        absent = missing(pinned)
         if absent:
             remember(self.store.code.get(absent))
         model = load_spec_data(dict(run.spec), source=f"run {run.run_id}")
@@ -94,7 +94,7 @@ class RunDriver:
             target=run.target,  # type: ignore[arg-type]
             base_dir=Path(base) if base else None,
             source=f"run {run.run_id}",
-            code=code,
+            code=pinned,
         )
         self.compiled.put(key, workflow)
         return workflow

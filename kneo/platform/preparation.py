@@ -33,7 +33,7 @@ from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
-from kneo.policy.access import Origin, pinned_code
+from kneo.policy.access import Origin
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.extensions import SkillsOverlay
@@ -45,6 +45,7 @@ from kneo.spec.loader import (
     overlay_path,
 )
 from kneo.spec.models import Spec
+from kneo.spec.pinning import pinned_code
 from kneo.spec.project import ProjectContext
 from kneo.spec.skills import apply_skills_overlay
 from kneo.store import RunRecord

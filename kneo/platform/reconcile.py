@@ -75,6 +75,18 @@ def project_controller(
     return project_source(block, base_dir=base, host=host_config), controller
 
 
+def app_controller(state: Any, project: str, context: ProjectContext | None) -> tuple[Any, Any]:
+    """:func:`project_controller` for an app whose ``state`` holds this process's
+    ``controller`` (a :class:`~kneo.controller.projects.ProjectControllers`, a single
+    controller, or none) and ``controller_config``: every route and page that shows a
+    project's controller reads it this way, never the app's ``controller`` itself."""
+    running = getattr(state, "controller", None)
+    host = getattr(state, "controller_config", None)
+    if host is None:
+        host = getattr(running, "config", None)
+    return project_controller(project, context, host, running)
+
+
 def webhook_secret_variable(store: HasRegistry, config: Any) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
     else (the ``default`` project only) the one the controller published with its status,

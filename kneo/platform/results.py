@@ -122,6 +122,7 @@ def run_view(
     order = [k for k in state.get("order") or [] if k in units]
     visited = [units[k]["step_id"] for k in order]
     position = state.get("position") or {}
+    pending = pending_requests(state) if run.status == "paused" else []
     view: dict[str, Any] = {
         "run_id": run.run_id,
         "status": run.status,
@@ -141,6 +142,10 @@ def run_view(
         "output_text": run.output_text,
         "error": run.error,
         "continuation_id": state.get("continuation_id") if run.status == "paused" else None,
+        # as in the run response (RunResult): a paused run read back, however it was
+        # started (an async run's only answer was 202 queued), names what to decide
+        "human_intervention_required": bool(pending),
+        "request_id": pending[0].get("request_id") if pending else None,
         "cancel_requested": run.cancel_requested,
         "deadline_at": utc_iso(run.deadline_at),
         "created_at": utc_iso(run.created_at),
@@ -215,9 +220,14 @@ def page_counts(page: Page[Any]) -> dict[str, Any]:
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
+    """A run in a listing; a paused one names its task and first pending request, as its
+    read-back (:func:`run_view`) does."""
+    pending = pending_requests(run.state or {}) if run.status == "paused" else []
     return {
         "run_id": run.run_id,
         "status": run.status,
+        "continuation_id": (run.state or {}).get("continuation_id") if pending else None,
+        "request_id": pending[0].get("request_id") if pending else None,
         "workflow_name": run.workflow_name,
         "workflow_kind": run.workflow_kind,
         "session_id": run.session_id,

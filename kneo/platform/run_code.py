@@ -96,11 +96,11 @@ def _bundle_target(
             "moves only to a revision that was promoted"
         )
     spec: Mapping[str, Any] = revision.spec
-    code = CodeSet.from_manifest(spec.get("code"), field="spec.code")
+    pinned = CodeSet.from_manifest(spec.get("code"), field="spec.code")
     fields = {
         "spec": dict(spec),
         "spec_digest": revision.digest,
         "bundle_revision": revision.revision,
         "bundle_commit": revision.commit,
     }
-    return fields, code
+    return fields, pinned

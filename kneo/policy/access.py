@@ -60,6 +60,7 @@ from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
+from kneo.spec.pinning import pinned_code
 from kneo.spec.project import McpServerConfig, ProjectConfig
 from kneo.spec.refs import find_origin
 
@@ -561,13 +562,6 @@ class HostAccess:
             except AccessDenied:
                 continue
         return resolved
-
-
-def pinned_code(spec: Spec) -> CodeSet | None:
-    """The code set a signed spec pins (``code:``), ``None`` when it pins none."""
-    if spec.code is None:
-        return None
-    return CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
 
 
 def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[str, ...]]:

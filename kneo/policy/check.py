@@ -17,7 +17,7 @@ from typing import Any
 
 from kneo.errors import KneoError
 from kneo.kernel.code import materialize
-from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin, pinned_code
+from kneo.policy.access import LOOPBACK_ENVIRONMENT, HostAccess, Origin
 from kneo.policy.enforcement import enforce
 from kneo.policy.environment import BudgetsPolicy, ResourcesPolicy, resolve_for_context
 from kneo.runtimes import RuntimeRegistry
@@ -25,6 +25,7 @@ from kneo.spec.diagnostics import Diagnostic, diag, has_errors
 from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
+from kneo.spec.pinning import pinned_code
 from kneo.spec.project import PolicyEnforcement, ProjectConfig, ProjectContext
 from kneo.spec.refs import import_roots, project_root
 from kneo.spec.validation import validate_spec

@@ -38,7 +38,8 @@ from kneo.service.metrics import router as metrics_router
 from kneo.service.middleware import LOGGER_NAME, RequestContextMiddleware
 from kneo.service.operation_ids import operation_id
 from kneo.service.proxies import add_forwarded
-from kneo.service.responses import document_responses
+from kneo.service.responses import RESPONSES, document_responses
+from kneo.service.responses_platform import PLATFORM_RESPONSES
 from kneo.service.routes import (
     audit,
     controller,
@@ -353,7 +354,7 @@ def _document(app: FastAPI) -> None:
             }
             schema["security"] = [{"bearer": []}, {"apiKey": []}, {"kneoApiKey": []}]
             _document_project(schema)
-            document_responses(schema)
+            document_responses(schema, {**RESPONSES, **PLATFORM_RESPONSES})
             app.openapi_schema = schema
         return app.openapi_schema
 

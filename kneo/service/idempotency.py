@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -21,7 +21,31 @@ from kneo.jsontext import content_hash
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
 
-HEADER = "idempotency-key"
+
+def _declare_key(
+    request: Request,
+    key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        description="Retry safely (1-255 characters): the same key and body replays the "
+        "first answer (`Idempotent-Replayed: true`); another body under it is `409 "
+        "idempotency_key_conflict`.",
+    ),
+) -> None:
+    request.state.idempotency_key = key
+
+
+#: The dependency of every operation that honours ``Idempotency-Key``: it declares the
+#: header in the OpenAPI document and is the only way a route reads the key
+#: (:func:`idempotency_key`), so an operation honours the key exactly when it declares it.
+IDEMPOTENT = Depends(_declare_key)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` as the operation's :data:`IDEMPOTENT` dependency
+    read it (``None`` for an operation that does not declare it: it has none to honour)."""
+    key = getattr(request.state, "idempotency_key", None)
+    return str(key) if key is not None else None
 
 
 def body_hash(body: BaseModel | dict[str, Any], *extra: str) -> str:
@@ -44,7 +68,7 @@ def run_idempotent(
     ``request_hash`` may be a callable: it is then computed only when the request carries
     an ``Idempotency-Key`` (most requests do not, and hashing means dumping the body).
     """
-    key = request.headers.get(HEADER)
+    key = idempotency_key(request)
     if key is None:
         status, payload = call()
         return JSONResponse(payload, status_code=status)

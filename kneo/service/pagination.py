@@ -9,12 +9,13 @@ The big listings (runs, human tasks, audit events: :func:`listing`) page by keys
 page's ``next_cursor``, passed back as ``cursor``, gives the page after it at the cost of
 the first. ``offset`` still works there up to ``KNEO_SERV_MAX_LIST_OFFSET`` (a deep offset
 walks every row it skips); beyond, ``400 offset_too_deep`` says to use the cursor. ``total``
-is always a number, counted cheaply; an inbox's counts per assignee come with
-``include=counts`` (they visit every pending task). Counting stops
-``KNEO_SERV_MAX_LIST_COUNT`` rows (1,000) past the page's end: beyond, ``total`` is that
-number and ``total_capped`` is true, so a listing costs what its page's depth does however
-many rows match, and a client paging by ``offset`` until ``offset + count`` reaches
-``total`` still gets every row (``window``: the deepest ``offset`` served).
+is always a number, exact by default (the seed's clients show it); an inbox's counts per
+assignee come with ``include=counts`` (they visit every pending task). With
+``KNEO_SERV_MAX_LIST_COUNT=N`` (opt-in) counting stops ``N`` rows past the page's end:
+beyond, ``total`` is that number and ``total_capped`` is true, so a listing costs what its
+page's depth does however many rows match; either way a client paging by ``offset`` until
+``offset + count`` reaches ``total`` gets every row (``window``: the deepest ``offset``
+served).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ model allows fields it does not name: a field added to a view is not a breaking 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -189,6 +190,10 @@ class RunView(_Open):
     output_text: str | None
     error: Any
     continuation_id: str | None
+    human_intervention_required: bool = Field(description="Whether it waits for a person.")
+    request_id: str | None = Field(
+        description="The first pending request's id while it is paused (resume with it)."
+    )
     cancel_requested: bool
     deadline_at: str | None
     created_at: str | None
@@ -206,7 +211,10 @@ class RunView(_Open):
 
 class _Page(_Open):
     count: int = Field(description="Items on this page.")
-    total: int | None = Field(description="All matching items (with include=counts).")
+    total: int | None = Field(
+        description="All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N "
+        "past the page, then total_capped)."
+    )
     limit: int
     offset: int
     next_cursor: str | None = Field(description="Pass as cursor for the next page.")
@@ -221,6 +229,8 @@ class _Page(_Open):
 class RunSummary(_Open):
     run_id: str
     status: str
+    continuation_id: str | None = Field(None, description="Its task, while it is paused.")
+    request_id: str | None = Field(None, description="Its first pending request, if paused.")
     workflow_name: str | None
     workflow_kind: str | None
     session_id: str | None = None
@@ -394,13 +404,16 @@ RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
 _REF = "#/components/schemas/{model}"
 
 
-def document_responses(document: dict[str, Any]) -> None:
-    """Put :data:`RESPONSES` into an OpenAPI document (in place): each model under
-    ``components.schemas``, referenced from its operations' JSON answers."""
+def document_responses(
+    document: dict[str, Any],
+    table: Mapping[str, tuple[tuple[str, type[BaseModel]], ...]] = RESPONSES,
+) -> None:
+    """Put ``table`` (:data:`RESPONSES` by default) into an OpenAPI document (in place): each
+    model under ``components.schemas``, referenced from its operations' JSON answers."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for path in document.get("paths", {}).values():
         for operation in path.values():
-            for status, model in RESPONSES.get(operation.get("operationId"), ()):
+            for status, model in table.get(operation.get("operationId"), ()):
                 generated = model.model_json_schema(ref_template=_REF)
                 schemas.update(generated.pop("$defs", {}))
                 schemas[model.__name__] = generated

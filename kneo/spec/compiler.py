@@ -19,6 +19,7 @@ from kneo.spec.compiled import CompiledStep, CompiledWorkflow, Family
 from kneo.spec.diagnostics import Diagnostic, has_errors
 from kneo.spec.inventory import ToolCatalog, function_refs
 from kneo.spec.models import AgentSpec, SelectorSpec, Spec, StepSpec, WorkflowSpec
+from kneo.spec.pinning import pinned_code
 from kneo.spec.refs import import_roots, modules_of, project_root
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolDefinition, ToolRegistry
@@ -110,7 +111,7 @@ class SpecCompiler:
         ``code``); by default the files the spec's refs reach now, hashed (nothing runs).
         """
         if code is None and spec.code is not None:  # a signed spec: the code it pins
-            code = CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
+            code = pinned_code(spec)
         if target not in ("workflow", "agent"):
             raise SpecError(
                 f"unknown target {target!r}; use 'workflow' or 'agent'",

@@ -19,6 +19,13 @@ from kneo.spec.models import Spec
 from kneo.spec.refs import import_roots, modules_of, project_root
 
 
+def pinned_code(spec: Spec) -> CodeSet | None:
+    """The code set a signed spec pins (``code:``), ``None`` when it pins none."""
+    if spec.code is None:
+        return None
+    return CodeSet.from_manifest([f.model_dump() for f in spec.code], field="code")
+
+
 def spec_code(spec: Spec, base_dir: Path | None) -> CodeSet:
     """The project code ``spec``'s refs reach from ``base_dir`` (hashed; nothing runs)."""
     roots = import_roots(base_dir)

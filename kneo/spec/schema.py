@@ -1,9 +1,11 @@
-"""JSON Schemas generated from the models, for editors and CI (``kneo/schemas/*.json``: the
-package's folder, the only copy, which the wheel ships, the service serves at ``/schemas/`` and
-``kneo init`` copies into a project).
+"""JSON Schemas generated from the models, for editors and CI: published in the repository's
+top-level ``schemas/``, from which the package's copies (``kneo/schemas/*.json``, which the
+wheel ships, the service serves at ``/schemas/`` and ``kneo init`` copies into a project) are
+built byte for byte.
 
-``python -m kneo.spec.schema`` rewrites the files; a test fails when they drift from the
-models. The shorthands the models accept through validators (keyed graph ``nodes``,
+``python scripts/build_schemas.py`` rewrites both folders (every schema Kneo publishes);
+``python -m kneo.spec.schema [DIR]`` writes this module's into ``DIR``. Tests fail when the
+files drift from the models or the copies from the published files. The shorthands the models accept through validators (keyed graph ``nodes``,
 ``functions: {name: "module:function"}``) are added to the schema so editors accept them.
 """
 
@@ -102,6 +104,7 @@ def write(directory: Path) -> list[Path]:
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by hand and by the drift test
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "schemas"
-    for p in write(target):
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m kneo.spec.schema DIR (a checkout: scripts/build_schemas.py)")
+    for p in write(Path(sys.argv[1])):
         print(p)

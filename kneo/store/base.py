@@ -142,10 +142,13 @@ def check_page(limit: int, offset: int) -> None:
     check_offset(offset)
 
 
-def count_reach(cap: int, offset: int, limit: int | None) -> int:
-    """How far a listing counts: ``cap`` rows *past the page's end*, so whenever rows remain
+def count_reach(cap: int, offset: int, limit: int | None) -> int | None:
+    """How far a listing counts: everything (``None``, an exact ``total``) when ``cap`` is
+    ``0``, the default; else ``cap`` rows *past the page's end*, so whenever rows remain
     after the page its ``total`` says so (a client paging by ``offset`` until ``offset +
     count`` reaches ``total`` gets every row), at a cost bounded by the page's own depth."""
+    if cap <= 0:
+        return None
     return cap + offset + (limit or 0)
 
 

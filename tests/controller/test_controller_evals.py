@@ -18,6 +18,7 @@ from kneo.clock import ManualClock
 from kneo.evals import load_suite, run_suite
 from kneo.evals.runner import attestation
 from kneo.spec.loader import load_spec
+from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +56,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for label, text in (("good", good), ("broken", broken)):
             spec.write_text(text)
             context = ProjectContext.discover()
-            data = load_spec(spec, project=context.config).data
+            loaded = load_spec(spec, project=context.config)
+            data = pin_code(loaded.spec, loaded.data, loaded.base_dir)  # what a bundle signs
+            out["code"] = {f["path"]: (work / f["path"]).read_bytes() for f in data["code"]}
             result = run_suite(suite, spec, workers=2).to_dict()
             out[label] = (data, attestation(result))
             out[f"{label}-file"] = work / f"{label}.result.json"
@@ -65,6 +68,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert out["good"][1].pass_rate == 1.0
     assert out["broken"][1].regressions() == ["refund-window", "ticket-opened"]
     return out
+
+
+@pytest.fixture(autouse=True)
+def _pinned_code(repo: Repo, results: dict[str, Any]) -> None:
+    """The project files the signed spec pins, in the watched repository at their paths."""
+    for path, data in results["code"].items():
+        repo.write(path, data)
+    repo.commit("the project's code")
 
 
 def _bundle(keys: Keys, env: str, data: dict[str, Any], attested: Any) -> str:

@@ -38,9 +38,16 @@ KEYS = {
     "a-op": ("key-a-operator-1", "operator@team-a"),
     "b-op": ("key-b-operator-3", "operator@team-b"),
     "plat": ("key-platform-6", "platform-admin"),
-    "alice": ("key-alice-8", "reviewer@team-a"),
+    "alice": ("key-alice-8", "reviewer@team-a,reviewer@team-b"),
     "dflt": ("key-default-7", "operator"),
+    # one of every other role (the console's registry page is every role's)
+    "a-adm": ("key-a-admin-9", "admin@team-a"),
+    "a-svc": ("key-a-service-10", "service@team-a"),
+    "a-view": ("key-a-viewer-11", "viewer@team-a"),
+    "d-view": ("key-default-viewer-12", "viewer"),
 }
+#: The console's session secret (its pages are served beside the API).
+CONSOLE_SECRET = "projects-controller-console-secret"
 #: A team's environments: prod's promotions wait for alice (the policy in force from the
 #: first commit: a later change would need signed policy approvals).
 ENVIRONMENTS = {
@@ -170,6 +177,7 @@ def teams(
         "KNEO_SERV_AUTH_ENABLED": "true",
         "KNEO_SERV_API_KEYS": ";".join(f"{n}:{k}:{r}" for n, (k, r) in KEYS.items()),
         "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
+        "KNEO_SERV_CONSOLE_SECRET": CONSOLE_SECRET,
         **{HOOK_ENV[t]: SECRETS[t] for t in SECRETS},
     }
     settings = Settings.from_env(env)

@@ -78,8 +78,8 @@ def test_a_suite_file_is_bounded_like_every_untrusted_document(tmp_path: Path) -
 
 def test_the_schema_ships_in_the_package() -> None:
     text = render_schema()
-    assert (ROOT / "kneo" / "schemas" / SCHEMA_FILE).read_text() == text, (
-        f"kneo/schemas/{SCHEMA_FILE} is stale: run 'python -m kneo.evals.suite'"
+    assert (ROOT / "schemas" / SCHEMA_FILE).read_text() == text, (
+        f"schemas/{SCHEMA_FILE} is stale: run 'python scripts/build_schemas.py'"
     )
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)

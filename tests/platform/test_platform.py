@@ -20,6 +20,7 @@ from kneo.errors import (
     ResourceLocked,
     SpecError,
 )
+from kneo.kernel.code import collect_code, load_code
 from kneo.platform import PlatformManager, create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
@@ -107,6 +108,14 @@ def write_spec(project: Path, name: str, workflow: dict[str, Any], **extra: Any)
 
 def fn(step_id: str, func: str, **extra: Any) -> dict[str, Any]:
     return {"id": step_id, "kind": "function", "ref": f"pfsteps:{func}", **extra}
+
+
+def run_module(project: Path) -> Any:
+    """``pfsteps`` as this project's runs load it: from its file, under the project's code
+    namespace (the same file and root: the same module object, and its state)."""
+    root = project.resolve()
+    code, _ = collect_code(["pfsteps"], [root], project_root=root)
+    return load_code(code, origin=root).module("pfsteps")
 
 
 def counter(project: Path) -> list[str]:
@@ -291,8 +300,7 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     ``request_already_resolved``. The step after the decision runs once."""
     import threading
 
-    import pfsteps  # type: ignore[import-not-found]
-
+    pfsteps = run_module(project)
     pfsteps.GATE.update(entered=threading.Event(), release=threading.Event())
     spec = write_spec(
         project,
@@ -433,8 +441,7 @@ def test_crashed_run_continues_from_its_last_step_boundary(
 def test_cancel_mid_run_is_never_overwritten_as_completed(
     manager: PlatformManager, project: Path
 ) -> None:
-    import pfsteps  # type: ignore[import-not-found]
-
+    pfsteps = run_module(project)
     pfsteps.CANCEL.update(manager=manager, run_id=lambda: manager.list_runs()["runs"][0]["run_id"])
     spec = write_spec(
         project, "cancel", {"steps": [fn("a", "first"), fn("x", "cancel_me"), fn("b", "second")]}

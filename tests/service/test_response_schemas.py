@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from svc_helpers import ROOT, auth_env, headers
 
 from kneo.service.responses import RESPONSES
+from kneo.service.responses_platform import PLATFORM_RESPONSES
 
 SMOKE = "examples/smoke_human_workflow.yaml"
 DOC = json.loads((ROOT / "docs" / "openapi.json").read_text())
@@ -107,6 +108,72 @@ def test_every_documented_answer_matches_the_service(make_client) -> None:
     assert call("sessions-get", "GET", "/v1/sessions/sess_1", operator)["runs"]
     assert call("skills-list", "GET", "/v1/skills", operator)["skills"]  # the checkout's own
     assert seen == set(RESPONSES)
+
+
+def test_every_platform_answer_matches_the_service(make_client) -> None:
+    """The answers of kneo.service.responses_platform a one-box service gives without a
+    controller (the registry's and the controller's: tests/controller/
+    test_projects_promotion_console.py), each validated against the committed document."""
+    client = make_client(auth_env())
+    admin, operator = headers("admin"), headers("operator")
+    seen: set[str] = set()
+
+    def call(operation_id: str, method: str, url: str, role: dict[str, str], **kw: Any) -> Any:
+        seen.add(operation_id)
+        return check(operation_id, client.request(method, url, headers=role, **kw))
+
+    for operation_id, path in (
+        ("health-check", "/healthz"), ("health-live", "/livez"), ("health-ready", "/readyz"),
+        ("service-version", "/v1/version"),
+    ):  # fmt: skip
+        assert call(operation_id, "GET", path, operator)["ok" if "z" in path else "version"]
+    run = call("runs-create", "POST", "/v1/runs", operator, json={"spec_path": SMOKE, "input": "x"})
+    rid = run["run_id"]
+    events = call("audit-events-list", "GET", "/v1/audit-events?limit=1", admin)["events"]
+    call("audit-events-get", "GET", f"/v1/audit-events/{events[0]['id']}", admin)
+    call("notifications-list", "GET", "/v1/notifications", admin)
+    call("notifications-retry", "POST", "/v1/notifications/retry", admin, json={})
+    call("environment-policies-replace", "PUT", "/v1/policies/environment/qa", admin, json={})
+    call("environment-policies-get", "GET", "/v1/policies/environment/qa", admin)
+    assert call("environment-policies-list", "GET", "/v1/policies/environment", admin)["count"]
+    call("runs-trace", "GET", f"/v1/runs/{rid}/trace", operator)
+    call("runs-checkpoints-list", "GET", f"/v1/runs/{rid}/checkpoints", operator)
+    diff = f"/v1/runs/{rid}/checkpoints/diff?from_sequence=1&to_sequence=2"
+    call("runs-checkpoints-diff", "GET", diff, operator)
+    call("runs-recovery", "GET", f"/v1/runs/{rid}/recovery", operator)
+    call("runs-replay", "GET", f"/v1/runs/{rid}/replay", operator)
+    call("runs-policy-report", "GET", f"/v1/runs/{rid}/policy-report", operator)
+    for operation_id in ("specs-policy-report", "specs-validate", "specs-compile", "specs-explain"):
+        url = "/v1/specs/" + operation_id.removeprefix("specs-")
+        call(operation_id, "POST", url, operator, json={"spec_path": SMOKE})
+    call("security-credentials-get", "GET", "/v1/security/credentials", admin)
+    call("projects-list", "GET", "/v1/projects", admin)
+    call("projects-create", "POST", "/v1/projects", admin, json={"name": "team-x"})
+    call("projects-get", "GET", "/v1/projects/team-x", admin)
+    call("projects-replace", "PUT", "/v1/projects/team-x", admin, json={"definition": {}})
+    call("projects-archive", "DELETE", "/v1/projects/team-x", admin)
+    call("controller-status", "GET", "/v1/controller/status", operator)
+    call("registry-bundles-list", "GET", "/v1/registry/bundles?include=counts", operator)
+    digest = "sha256:" + "a" * 64
+    block = {"digest": digest, "reason": "a test"}
+    call(
+        "registry-blocked-digests-block", "POST", "/v1/registry/blocked-digests", admin, json=block
+    )
+    assert call("registry-blocked-digests-list", "GET", "/v1/registry/blocked-digests", admin)[
+        "blocked"
+    ]
+    unblock = f"/v1/registry/blocked-digests/{digest}"
+    call("registry-blocked-digests-unblock", "DELETE", unblock, admin)
+    assert seen - {"runs-create"} == set(PLATFORM_RESPONSES) - CONTROLLER_ONLY
+
+
+#: Answered only where a controller has applied bundles (tests/controller).
+CONTROLLER_ONLY = {
+    "registry-bundles-get", "registry-bundles-diff", "registry-bundles-graph",
+    "registry-bundles-pin", "registry-bundles-unpin", "registry-bundles-suspend",
+    "registry-bundles-resume", "registry-bundles-rollback", "controller-requests-get",
+    "controller-reconcile", "controller-plan", "controller-webhook",
+}  # fmt: skip
 
 
 def test_a_drifted_answer_is_caught() -> None:

@@ -232,6 +232,29 @@ def test_async_mode_queues_and_worker_executes(make_client) -> None:
             break
         time.sleep(0.05)
     assert status == "paused"
+    # read back, the paused run names what to decide, as a synchronous start answers
+    view = client.get(f"/v1/runs/{rid}").json()
+    [task] = client.get("/v1/human-tasks", params={"run_id": rid}).json()["tasks"]
+    assert view["human_intervention_required"] is True
+    assert view["continuation_id"] == task["continuation_id"]
+    assert view["request_id"] == task["request"]["request_id"]
+    [listed] = [r for r in client.get("/v1/runs").json()["runs"] if r["run_id"] == rid]
+    assert (listed["continuation_id"], listed["request_id"]) == (
+        task["continuation_id"],
+        view["request_id"],
+    )
+    decided = client.post(
+        f"/v1/human-tasks/{task['continuation_id']}/resume",
+        json={"request_id": view["request_id"], "decision": "approved"},
+    )
+    assert decided.status_code in (200, 202), decided.text
+    while client.get(f"/v1/runs/{rid}").json()["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline + 20
+        time.sleep(0.05)
+    after = client.get(f"/v1/runs/{rid}").json()
+    assert after["request_id"] is None and after["human_intervention_required"] is False
+    [done] = [r for r in client.get("/v1/runs").json()["runs"] if r["run_id"] == rid]
+    assert done["request_id"] is None and done["continuation_id"] is None
 
 
 def test_events_stream_until_pause(make_client) -> None:
@@ -301,6 +324,27 @@ def test_events_follow_a_run_through_a_pause(make_client) -> None:
     [finished] = [data for _, name, data in rest if name == "run.finished"]
     assert finished["data"]["status"] == "succeeded"
     assert names[-1] == "end" and rest[-1][2]["status"] == "succeeded"
+
+
+def test_a_bad_last_event_id_is_refused_before_the_stream(make_client) -> None:
+    """A ``Last-Event-ID`` that no stream sent is ``400 invalid_request`` naming the header,
+    not a ``200`` stream that dies; ``0`` and a real id resume as before."""
+    client = make_client()
+    run = _paused(client)
+    for bad in ("-136", "abc", "1.5", "9" * 20, "0x10", "+3", "1 2"):
+        r = client.get(
+            f"/v1/runs/{run['run_id']}/events",
+            params={"poll_seconds": 0.05},
+            headers={"Last-Event-ID": bad},
+        )
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        body = r.json()
+        assert body["error"] == "invalid_request" and body["field"] == "Last-Event-ID", body
+    first = _sse_events(client, run["run_id"], last_event_id=0)
+    assert first[0][1] == "run.started" and first[-1][1] == "end"
+    last_id = max(i for i, _, _ in first if i is not None)
+    assert [name for _, name, _ in _sse_events(client, run["run_id"], last_id)] == ["end"]
 
 
 def test_a_misspelt_filter_is_refused_with_what_was_meant(make_client) -> None:

@@ -91,6 +91,37 @@ def test_every_operation_is_a_client_function() -> None:
             assert f"export const {name} = " in sdk, name
 
 
+def untyped_answers(types: str) -> list[str]:
+    """The success answers ``types.gen.ts`` leaves untyped: ``unknown``, or an inline object
+    of ``[key: string]: unknown`` (an operation without a documented model)."""
+    blocks = dict(re.findall(r"^export type (\w+)Responses = \{\n(.*?)^\};", types, re.S | re.M))
+    found = []
+    for name, body in blocks.items():
+        answers = re.findall(r"^    (\d{3}): (.+)$", body, re.M)
+        assert answers, name
+        found += [
+            f"{name} {code}"
+            for code, shape in answers
+            if not re.match(r"\w+;$", shape) or shape in ("unknown;", "any;")
+        ]
+    return found
+
+
+def test_every_answer_is_typed() -> None:
+    """Every operation's success answers are named types (``string`` for the event stream):
+    none is ``unknown`` or a bag of unknowns."""
+    types = (CLIENT / "src" / "generated" / "types.gen.ts").read_text()
+    doc = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    operations = sum(len(item) for item in doc["paths"].values())
+    assert types.count("Responses = {") == operations
+    assert untyped_answers(types) == []
+    loose = "export type XResponses = {\n    200: {\n        [key: string]: unknown;\n    };\n};\n"
+    assert untyped_answers(loose + "export type YResponses = {\n    200: unknown;\n};\n") == [
+        "X 200",
+        "Y 200",
+    ]
+
+
 def test_journey_against_a_live_service(journey: Path, live_server) -> None:
     server = live_server(auth_env())
     keys = [KEYS["operator"], KEYS["reviewer"]]

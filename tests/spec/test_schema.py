@@ -14,15 +14,48 @@ from kneo.spec.loader import load_spec
 
 from .conftest import EXAMPLE_SPECS, EXAMPLES, REPO
 
-SCHEMAS = REPO / "kneo" / "schemas"  # the only copy: served, shipped, copied by `kneo init`
+SCHEMAS = REPO / "schemas"  # the published ones
+PACKAGE = REPO / "kneo" / "schemas"  # built from them: served, shipped, copied by `kneo init`
 
 
 @pytest.mark.parametrize("name", sorted(schema_module.SCHEMAS))
 def test_committed_schema_matches_the_models(name: str) -> None:
     committed = json.loads((SCHEMAS / name).read_text())
     assert committed == schema_module.generate()[name], (
-        f"kneo/schemas/{name} is stale: run 'python -m kneo.spec.schema' and commit the result"
+        f"schemas/{name} is stale: run 'python scripts/build_schemas.py' and commit the result"
     )
+
+
+def test_the_package_copies_are_the_published_schemas() -> None:
+    """kneo/schemas/ is built from schemas/: the same files, byte for byte (the design's
+    top-level folder is what the repository publishes; the package ships its copy)."""
+    published = {p.name: p.read_bytes() for p in SCHEMAS.glob("*.schema.json")}
+    package = {p.name: p.read_bytes() for p in PACKAGE.glob("*.schema.json")}
+    assert sorted(published) == sorted(package) == sorted(
+        [*schema_module.SCHEMAS, "bundle.schema.json", "environment.schema.json",
+         "eval_suite.schema.json"]
+    ), "run 'python scripts/build_schemas.py'"  # fmt: skip
+    stale = [name for name in published if published[name] != package[name]]
+    assert not stale, f"kneo/schemas/{stale} differ from schemas/: run scripts/build_schemas.py"
+
+
+def test_the_build_reports_no_drift() -> None:
+    """``scripts/build_schemas.py --check``: every schema the models give is the published
+    one and its package copy."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "build_schemas", REPO / "scripts" / "build_schemas.py"
+    )
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    texts = build.generate()
+    assert build.stale(texts) == []
+    assert build.stale({**texts, "spec.schema.json": "{}\n"}) == [
+        "schemas/spec.schema.json",
+        "kneo/schemas/spec.schema.json",
+    ]
 
 
 def _validator(name: str) -> Draft202012Validator:

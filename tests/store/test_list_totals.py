@@ -1,8 +1,8 @@
-"""A listing's ``total`` is exact up to ``KNEO_SERV_MAX_LIST_COUNT`` (1,000 by default) rows
-past the page's end and capped beyond it, under every inbox filter and after a cursor: the
-count walks at most that many index rows more than the page does however many tasks match,
-so a page costs the same at 100,000 pending, and a client paging by offset sees more rows
-whenever there are."""
+"""A listing's ``total`` is exact by default (``KNEO_SERV_MAX_LIST_COUNT`` unset, ``0``),
+under every inbox filter and after a cursor, past the 1,000 rows where it used to stop
+(kneo-dash showed "Total runs 1001" on a 13,039-run store). An operator who sets the cap
+gets the old bounded count: exact up to that many rows past the page's end, capped beyond it
+(``total_capped``), so a client paging by offset still sees more rows whenever there are."""
 
 from __future__ import annotations
 
@@ -48,13 +48,24 @@ def _totals(store: Store) -> list[tuple[int | None, bool]]:
 
 
 @pytest.mark.timeout(120)
-def test_total_is_exact_up_to_the_default_cap_then_capped(store: Store, clock: ManualClock) -> None:
-    cap = Settings().limits.max_list_count
-    assert cap == 1_000
+def test_total_is_exact_by_default(store: Store, clock: ManualClock) -> None:
+    assert Settings().limits.max_list_count == 0
+    _put(store, clock, 0, 1_003)
+    assert _totals(store) == [(1_003, False)] * len(FILTERS)
+    # a filter matching nothing is exact too
+    assert store.tasks.list_continuations(limit=2, assignee="bob").total == 0
+    # so is a run listing and the audit (every list counts the same way)
+    assert store.runs.list_runs(limit=2).total == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_set_cap_counts_up_to_it_past_the_page_then_caps(
+    make_store: Any, clock: ManualClock
+) -> None:
+    cap = 20
+    store = make_store(Settings.from_env({"KNEO_SERV_MAX_LIST_COUNT": str(cap)}))
     # counted up to the cap past the page's end (offset 0, limit 2): cap + 2 rows
     _put(store, clock, 0, cap + 2)
     assert _totals(store) == [(cap + 2, False)] * len(FILTERS)
     _put(store, clock, cap + 2, 1)
     assert _totals(store) == [(cap + 2, True)] * len(FILTERS)
-    # a filter matching fewer than the cap is exact
-    assert store.tasks.list_continuations(limit=2, assignee="bob").total == 0

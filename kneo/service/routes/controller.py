@@ -26,7 +26,7 @@ from kneo.documents import parse_json
 from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
 from kneo.platform import ControllerRequest, PlatformManager
-from kneo.platform.reconcile import project_controller, request_view
+from kneo.platform.reconcile import app_controller, request_view
 from kneo.projects import DEFAULT_PROJECT, project_not_found
 from kneo.service.auth import Principal, requested_project, require_scope
 from kneo.service.dependencies import manager_dep
@@ -45,13 +45,8 @@ MAX_REQUEST_ID = 2**63 - 1
 def _controller(request: Request, manager: PlatformManager) -> tuple[Any, Any]:
     """(the request's project's source configuration, its controller in this process),
     either ``None``."""
-    state = request.app.state
-    running = getattr(state, "controller", None)
-    host = getattr(state, "controller_config", None)
-    if host is None:
-        host = getattr(running, "config", None)
     project = getattr(request.state, "project", None) or DEFAULT_PROJECT
-    return project_controller(project, manager.project, host, running)
+    return app_controller(request.app.state, project, manager.project)
 
 
 async def webhook_manager(request: Request) -> PlatformManager:

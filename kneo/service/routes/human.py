@@ -15,7 +15,7 @@ from kneo.service.auth import missing_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.deciders import assignee_names
 from kneo.service.dependencies import Caller, caller_dep
-from kneo.service.idempotency import HEADER
+from kneo.service.idempotency import IDEMPOTENT, idempotency_key
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing
 from kneo.service.query_params import StrictQueryRoute
@@ -64,8 +64,8 @@ def list_human_tasks(
 ) -> dict[str, Any]:
     """Pending human tasks, filtered by run, workflow, environment, assignee or request kind
     (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
-    however deep) or a bounded ``offset``; ``total`` always (exact up to
-    ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
+    however deep) or a bounded ``offset``; ``total`` always (exact; with
+    ``KNEO_SERV_MAX_LIST_COUNT=N`` up to N past the page, then ``total_capped``), ``counts_by_assignee`` with
     ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
     input."""
     if status not in (None, "pending", "escalated"):
@@ -136,6 +136,7 @@ def get_human_task(
 @router.post(
     "/human-tasks/{continuation_id}/resume",
     responses=HANDED_OFF,
+    dependencies=[IDEMPOTENT],
     openapi_extra=PREFER_WAIT,
 )
 async def resume_human_task(
@@ -156,7 +157,7 @@ async def resume_human_task(
         continuation_id,
         decision,
         actor=caller.principal.name,
-        idempotency_key=request.headers.get(HEADER),
+        idempotency_key=idempotency_key(request),
         metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)
@@ -166,6 +167,7 @@ async def resume_human_task(
 @router.post(
     "/human-tasks/{continuation_id}/decisions",
     responses=HANDED_OFF,
+    dependencies=[IDEMPOTENT],
     openapi_extra=PREFER_WAIT,
 )
 async def decide_human_task(
@@ -187,7 +189,7 @@ async def decide_human_task(
         continuation_id,
         [Decision(d.request_id, d.decision, d.content, d.selected_option) for d in body.decisions],
         actor=caller.principal.name,
-        idempotency_key=request.headers.get(HEADER),
+        idempotency_key=idempotency_key(request),
         metadata=body.metadata,
     )
     annotate(request, run_id=result.run_id)

@@ -22,7 +22,7 @@ from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
-from kneo.service.idempotency import body_hash, run_idempotent
+from kneo.service.idempotency import IDEMPOTENT, body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing, paging
 from kneo.service.query_params import StrictQueryRoute
@@ -108,7 +108,12 @@ def _create(
     )
 
 
-@router.post("/runs", status_code=200, responses={202: {"description": "Queued (async_mode)"}})
+@router.post(
+    "/runs",
+    status_code=200,
+    responses={202: {"description": "Queued (async_mode)"}},
+    dependencies=[IDEMPOTENT],
+)
 def create_run(
     request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
@@ -116,7 +121,7 @@ def create_run(
     return _create(request, body, caller, "runs.create")
 
 
-@router.post("/specs/run", tags=["specs"], status_code=200)
+@router.post("/specs/run", tags=["specs"], status_code=200, dependencies=[IDEMPOTENT])
 def run_spec(
     request: Request, body: CreateRunRequest, caller: Caller = Depends(caller_dep("runs:write"))
 ) -> JSONResponse:
@@ -329,6 +334,26 @@ def run_trace(
     return {"run_id": run_id, "events": events, **page.metadata(len(events), found["total"])}
 
 
+#: Event sequences are 64-bit integers in both databases.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def _event_position(header: str | None) -> int:
+    """The sequence a ``Last-Event-ID`` resumes after (0 without one): an id this stream
+    sent, a whole number from 0; anything else is refused before the stream starts (a
+    ``200`` that then dies tells the client nothing)."""
+    if header is None or not header.strip():
+        return 0
+    text = header.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_EVENT_ID:
+        raise InvalidRequest(
+            f"Last-Event-ID must be an event id this stream sent (a whole number from 0 to "
+            f"{MAX_EVENT_ID}), got {text[:40]!r}",
+            field="Last-Event-ID",
+        )
+    return int(text)
+
+
 def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -340,7 +365,11 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "`id:`, `event:`, `data:` lines"}
+                }
+            },
             "description": "Server-sent events until the run pauses or finishes",
         }
     },
@@ -348,17 +377,23 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes
 def run_events(
     request: Request,
     run_id: str,
-    last_event_id: int | None = Header(None, alias="Last-Event-ID"),
+    last_event_id: str | None = Header(
+        None,
+        alias="Last-Event-ID",
+        description="Resume after this event (an `id:` this stream sent: a whole number "
+        "from 0); anything else is `400 invalid_request` before the stream starts.",
+    ),
     poll_seconds: float = Query(0.25, ge=0.05, le=5.0),
     manager: PlatformManager = Depends(manager_dep),
 ) -> StreamingResponse:
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
     annotate(request, run_id=run_id)
+    start = _event_position(last_event_id)
     manager.get_run_record(run_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[bytes]:
-        after = last_event_id or 0
+        after = start
         idle = 0.0
         cache: dict[str, Any] = {}
         ended = False

@@ -108,7 +108,7 @@ class RegistryFacet(Facet):
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
                 conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
-                count=count, cap=self.settings.limits.max_list_count,
+                count=count, cap=self.settings.limits.max_list_count or None,
             )  # fmt: skip
         items = [row_records.revision(r) for r in found]
         return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor, capped)

@@ -181,8 +181,8 @@ export const controllerWebhook = <ThrowOnError extends boolean = false>(options?
  *
  * Pending human tasks, filtered by run, workflow, environment, assignee or request kind
  * (``promotion``: promotions) and searched by words (``q``); paged by ``cursor`` (flat
- * however deep) or a bounded ``offset``; ``total`` always (exact up to
- * ``KNEO_SERV_MAX_LIST_COUNT``, then ``total_capped``), ``counts_by_assignee`` with
+ * however deep) or a bounded ``offset``; ``total`` always (exact; with
+ * ``KNEO_SERV_MAX_LIST_COUNT=N`` up to N past the page, then ``total_capped``), ``counts_by_assignee`` with
  * ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
  * input.
  */
@@ -748,6 +748,8 @@ export const runsCheckpointsDiff = <ThrowOnError extends boolean = false>(option
  * Continue an interrupted run from its last completed step boundary: within the request
  * (``200``) or, where workers run, on a worker (``202`` with ``Location``, or its outcome
  * if it pauses or ends within ``Prefer: wait=N`` seconds). ``metadata`` is audited.
+ * ``to_revision`` moves the run to other code first (audited ``run.code_moved``); a
+ * paused run then answers ``200``, still paused, on that code.
  */
 export const runsContinue = <ThrowOnError extends boolean = false>(options: Options<RunsContinueData, ThrowOnError>) => (options.client ?? client).post<RunsContinueResponses, RunsContinueErrors, ThrowOnError>({
     security: [

@@ -5,6 +5,139 @@ export type ClientOptions = {
 };
 
 /**
+ * AuditEventList
+ */
+export type AuditEventList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Events
+     */
+    events: Array<AuditEventView>;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Offset
+     */
+    offset?: number | null;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    /**
+     * Window
+     */
+    window?: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * AuditEventView
+ *
+ * One audit event (``metadata``/``occurred_at``: ``payload``/``created_at`` again).
+ */
+export type AuditEventView = {
+    /**
+     * Actor
+     */
+    actor: string | null;
+    /**
+     * Continuation Id
+     */
+    continuation_id: string | null;
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Event Type
+     */
+    event_type: string;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Occurred At
+     */
+    occurred_at?: string | null;
+    /**
+     * Payload
+     */
+    payload: {
+        [key: string]: unknown;
+    };
+    /**
+     * Run Id
+     */
+    run_id: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * BlockChange
+ */
+export type BlockChange = {
+    /**
+     * Blocked
+     */
+    blocked: boolean;
+    /**
+     * Blocked By
+     */
+    blocked_by?: string | null;
+    /**
+     * Changed
+     */
+    changed?: boolean | null;
+    /**
+     * Digest
+     */
+    digest: string;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Since
+     */
+    since?: string | null;
+    [key: string]: unknown;
+};
+
+/**
  * BlockRequest
  *
  * Body of ``POST /v1/registry/blocked-digests``.
@@ -20,6 +153,273 @@ export type BlockRequest = {
      * Reason
      */
     reason: string;
+};
+
+/**
+ * BlockedDigestList
+ */
+export type BlockedDigestList = {
+    /**
+     * Blocked
+     */
+    blocked: Array<BlockedDigestView>;
+    /**
+     * Count
+     */
+    count: number;
+    [key: string]: unknown;
+};
+
+/**
+ * BlockedDigestView
+ */
+export type BlockedDigestView = {
+    /**
+     * Blocked By
+     */
+    blocked_by?: string | null;
+    /**
+     * Digest
+     */
+    digest: string;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Since
+     */
+    since?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * BundleGraphView
+ */
+export type BundleGraphView = {
+    /**
+     * Current
+     *
+     * The node the run is at (runs only).
+     */
+    current?: string | null;
+    /**
+     * Digest
+     */
+    digest?: string | null;
+    /**
+     * Edges
+     */
+    edges: Array<GraphEdgeView>;
+    /**
+     * Max Visits
+     */
+    max_visits?: number | null;
+    /**
+     * Nodes
+     */
+    nodes: Array<GraphNodeView>;
+    /**
+     * Revision
+     */
+    revision?: number | null;
+    /**
+     * Rounds
+     */
+    rounds?: number | null;
+    /**
+     * Start
+     */
+    start?: string | null;
+    /**
+     * Target
+     */
+    target: string;
+    /**
+     * Visited
+     *
+     * Nodes executed, first reached first.
+     */
+    visited: Array<string>;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind: string;
+    /**
+     * Workflow Name
+     */
+    workflow_name: string;
+    [key: string]: unknown;
+};
+
+/**
+ * BundleView
+ */
+export type BundleView = {
+    active: RevisionView | null;
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Conditions
+     */
+    conditions: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * Environment
+     */
+    environment: string;
+    pin: PinView | null;
+    /**
+     * Revisions
+     */
+    revisions: Array<RevisionView>;
+    /**
+     * Suspended
+     */
+    suspended: boolean;
+    [key: string]: unknown;
+};
+
+/**
+ * CheckpointDiff
+ */
+export type CheckpointDiff = {
+    /**
+     * Added
+     */
+    added: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * Change Count
+     */
+    change_count: number;
+    /**
+     * Changed
+     */
+    changed: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * From Sequence
+     */
+    from_sequence: number;
+    /**
+     * Removed
+     */
+    removed: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * To Sequence
+     */
+    to_sequence: number;
+    [key: string]: unknown;
+};
+
+/**
+ * CheckpointList
+ */
+export type CheckpointList = {
+    /**
+     * Checkpoints
+     */
+    checkpoints: Array<CheckpointView>;
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Offset
+     */
+    offset?: number | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Sort By
+     */
+    sort_by?: string | null;
+    /**
+     * Sort Order
+     */
+    sort_order?: string | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * CheckpointView
+ */
+export type CheckpointView = {
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Payload
+     */
+    payload?: unknown;
+    /**
+     * Sequence
+     */
+    sequence: number;
+    /**
+     * Size Bytes
+     */
+    size_bytes?: number | null;
+    /**
+     * Status
+     */
+    status: string | null;
+    /**
+     * Step Id
+     */
+    step_id: string | null;
+    /**
+     * Truncated
+     */
+    truncated?: boolean | null;
+    /**
+     * Type
+     */
+    type: string;
+    [key: string]: unknown;
 };
 
 /**
@@ -76,6 +476,104 @@ export type ContinueRequest = {
     metadata?: {
         [key: string]: unknown;
     } | null;
+    /**
+     * To Revision
+     */
+    to_revision?: number | 'active' | 'current' | null;
+};
+
+/**
+ * ControllerRequestView
+ *
+ * A queued reconcile or plan: ``queued``, ``running`` or ``done`` with its result.
+ */
+export type ControllerRequestView = {
+    /**
+     * Finished At
+     */
+    finished_at: string | null;
+    /**
+     * Kind
+     */
+    kind: string;
+    /**
+     * Request Id
+     */
+    request_id: number;
+    /**
+     * Requested At
+     */
+    requested_at: string | null;
+    /**
+     * Result
+     */
+    result: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Started At
+     */
+    started_at: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    [key: string]: unknown;
+};
+
+/**
+ * ControllerStatusView
+ */
+export type ControllerStatusView = {
+    /**
+     * Configured
+     */
+    configured: boolean;
+    /**
+     * Counts
+     */
+    counts?: {
+        [key: string]: unknown;
+    };
+    /**
+     * Is Leader
+     */
+    is_leader: boolean;
+    /**
+     * Last Error
+     */
+    last_error?: string | null;
+    /**
+     * Last Fetched Commit
+     */
+    last_fetched_commit?: string | null;
+    /**
+     * Last Success At
+     */
+    last_success_at?: string | null;
+    /**
+     * Leader
+     */
+    leader: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Problems
+     */
+    problems?: Array<unknown>;
+    /**
+     * Requests
+     */
+    requests?: {
+        [key: string]: unknown;
+    };
+    /**
+     * Source
+     */
+    source?: string | null;
+    [key: string]: unknown;
 };
 
 /**
@@ -217,6 +715,21 @@ export type CreateRunRequest = {
 };
 
 /**
+ * CredentialsView
+ *
+ * Which credentials the service could use: names and presence, never values.
+ */
+export type CredentialsView = {
+    /**
+     * Inventory
+     */
+    inventory: {
+        [key: string]: unknown;
+    };
+    [key: string]: unknown;
+};
+
+/**
  * DecisionItem
  *
  * One decision of ``POST /v1/human-tasks/{continuation_id}/decisions``.
@@ -306,6 +819,81 @@ export type DecisionsRequest = {
     metadata?: {
         [key: string]: unknown;
     } | null;
+};
+
+/**
+ * DiagnosticView
+ */
+export type DiagnosticView = {
+    /**
+     * Code
+     */
+    code: string;
+    /**
+     * Message
+     */
+    message: string;
+    /**
+     * Path
+     */
+    path?: string | null;
+    /**
+     * Severity
+     */
+    severity: string;
+    /**
+     * Suggestion
+     */
+    suggestion?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * EnvironmentPolicyList
+ */
+export type EnvironmentPolicyList = {
+    /**
+     * Count
+     */
+    count: number;
+    /**
+     * Policies
+     */
+    policies: {
+        [key: string]: {
+            [key: string]: unknown;
+        };
+    };
+    /**
+     * Total
+     */
+    total?: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * EnvironmentPolicyView
+ */
+export type EnvironmentPolicyView = {
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Policy
+     */
+    policy: {
+        [key: string]: unknown;
+    };
+    /**
+     * Previous Policy
+     *
+     * After a replace.
+     */
+    previous_policy?: {
+        [key: string]: unknown;
+    } | null;
+    [key: string]: unknown;
 };
 
 export type Error = {
@@ -431,6 +1019,25 @@ export type GraphNodeView = {
      * How often the run executed it (0 on a spec's graph).
      */
     visits: number;
+    [key: string]: unknown;
+};
+
+/**
+ * HealthView
+ *
+ * ``/healthz``, ``/livez`` and ``/readyz``: whether it is up, and the checks.
+ */
+export type HealthView = {
+    /**
+     * Metadata
+     */
+    metadata: {
+        [key: string]: unknown;
+    };
+    /**
+     * Ok
+     */
+    ok: boolean;
     [key: string]: unknown;
 };
 
@@ -661,7 +1268,7 @@ export type HumanTaskList = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
@@ -720,6 +1327,121 @@ export type MessageView = {
      * Tool Calls
      */
     tool_calls?: Array<ToolCallView> | null;
+    [key: string]: unknown;
+};
+
+/**
+ * NotificationList
+ */
+export type NotificationList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Counts
+     *
+     * Notifications by status.
+     */
+    counts?: {
+        [key: string]: number;
+    } | null;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Notifications
+     */
+    notifications: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * Offset
+     */
+    offset?: number | null;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    /**
+     * Unrouted Events
+     */
+    unrouted_events?: number | null;
+    [key: string]: unknown;
+};
+
+/**
+ * NotificationRetry
+ */
+export type NotificationRetry = {
+    /**
+     * Retried
+     *
+     * Dead notifications queued again.
+     */
+    retried: number;
+    [key: string]: unknown;
+};
+
+/**
+ * PinChange
+ */
+export type PinChange = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Changed
+     */
+    changed?: boolean | null;
+    /**
+     * Environment
+     */
+    environment: string;
+    pin: PinView | null;
+    [key: string]: unknown;
+};
+
+/**
+ * PinView
+ */
+export type PinView = {
+    /**
+     * Digest
+     */
+    digest: string;
+    /**
+     * Pinned By
+     */
+    pinned_by: string | null;
+    /**
+     * Reason
+     */
+    reason: string | null;
+    /**
+     * Revision
+     */
+    revision: number;
+    /**
+     * Since
+     */
+    since: string | null;
     [key: string]: unknown;
 };
 
@@ -841,6 +1563,23 @@ export type PolicyPreviewView = {
 };
 
 /**
+ * PolicyReportView
+ */
+export type PolicyReportView = {
+    /**
+     * Report
+     */
+    report?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Valid
+     */
+    valid: boolean;
+    [key: string]: unknown;
+};
+
+/**
  * PositionView
  */
 export type PositionView = {
@@ -874,6 +1613,54 @@ export type ProjectDefinitionRequest = {
 };
 
 /**
+ * ProjectList
+ */
+export type ProjectList = {
+    /**
+     * Home
+     *
+     * The caller's first project.
+     */
+    home?: string | null;
+    /**
+     * Projects
+     */
+    projects: Array<ProjectView>;
+    [key: string]: unknown;
+};
+
+/**
+ * ProjectView
+ */
+export type ProjectView = {
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Definition
+     *
+     * For an administrator.
+     */
+    definition?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Updated At
+     */
+    updated_at: string | null;
+    [key: string]: unknown;
+};
+
+/**
  * ReasonRequest
  *
  * Body of the pin and suspend operations (optional).
@@ -883,6 +1670,68 @@ export type ReasonRequest = {
      * Reason
      */
     reason?: string | null;
+};
+
+/**
+ * RecoveryView
+ *
+ * What a failed or stopped run would do next (``kneo runs recovery``).
+ */
+export type RecoveryView = {
+    /**
+     * Can Continue
+     */
+    can_continue: boolean;
+    /**
+     * Completed Steps
+     */
+    completed_steps?: Array<string>;
+    /**
+     * Next Step
+     */
+    next_step?: string | null;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Workflow Kind
+     */
+    workflow_kind?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * ReplayView
+ */
+export type ReplayView = {
+    /**
+     * Pending Human Request Id
+     */
+    pending_human_request_id?: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Timeline
+     */
+    timeline: Array<{
+        [key: string]: unknown;
+    }>;
+    [key: string]: unknown;
 };
 
 /**
@@ -969,6 +1818,177 @@ export type RetryRequest = {
      * Status
      */
     status?: 'dead' | 'pending';
+};
+
+/**
+ * RevisionDiff
+ */
+export type RevisionDiff = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Changed
+     */
+    changed: {
+        [key: string]: unknown;
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * From
+     */
+    from: number;
+    /**
+     * Spec Diff
+     */
+    spec_diff: string;
+    /**
+     * To
+     */
+    to: number;
+    [key: string]: unknown;
+};
+
+/**
+ * RevisionList
+ */
+export type RevisionList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Offset
+     */
+    offset?: number | null;
+    /**
+     * Revisions
+     */
+    revisions: Array<RevisionView>;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RevisionView
+ *
+ * One bundle revision in one environment (its spec only where asked).
+ */
+export type RevisionView = {
+    /**
+     * Activated At
+     */
+    activated_at?: string | null;
+    /**
+     * Approved By
+     */
+    approved_by?: Array<string>;
+    /**
+     * Bundle Name
+     */
+    bundle_name: string;
+    /**
+     * Commit
+     */
+    commit: string | null;
+    /**
+     * Created At
+     */
+    created_at?: string | null;
+    /**
+     * Deactivated At
+     */
+    deactivated_at?: string | null;
+    /**
+     * Digest
+     */
+    digest: string;
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Ready
+     *
+     * The Ready condition of an active revision.
+     */
+    ready?: string | null;
+    /**
+     * Revision
+     */
+    revision: number;
+    /**
+     * Signer Key Ids
+     */
+    signer_key_ids?: Array<string>;
+    /**
+     * Status
+     */
+    status: string;
+    [key: string]: unknown;
+};
+
+/**
+ * RollbackAnswer
+ *
+ * ``rolled_back`` (its new revision and pin) or ``awaiting_approval`` (its task).
+ */
+export type RollbackAnswer = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Continuation Id
+     */
+    continuation_id?: string | null;
+    /**
+     * Digest
+     */
+    digest?: string | null;
+    /**
+     * Environment
+     */
+    environment: string;
+    pin?: PinView | null;
+    /**
+     * Revision
+     */
+    revision?: number | null;
+    /**
+     * Rollback Of
+     */
+    rollback_of?: number | null;
+    /**
+     * Status
+     */
+    status: string;
+    [key: string]: unknown;
 };
 
 /**
@@ -1089,7 +2109,7 @@ export type RunList = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
@@ -1186,6 +2206,12 @@ export type RunOutcomeMetadata = {
  */
 export type RunSummary = {
     /**
+     * Continuation Id
+     *
+     * Its task, while it is paused.
+     */
+    continuation_id?: string | null;
+    /**
      * Created At
      */
     created_at: string | null;
@@ -1195,6 +2221,12 @@ export type RunSummary = {
      * Whether the run recorded an error.
      */
     has_error?: boolean | null;
+    /**
+     * Request Id
+     *
+     * Its first pending request, if paused.
+     */
+    request_id?: string | null;
     /**
      * Run Id
      */
@@ -1312,6 +2344,12 @@ export type RunView = {
      */
     finished_at: string | null;
     /**
+     * Human Intervention Required
+     *
+     * Whether it waits for a person.
+     */
+    human_intervention_required: boolean;
+    /**
      * Input Text
      */
     input_text: string | null;
@@ -1325,6 +2363,12 @@ export type RunView = {
      * Output Text
      */
     output_text: string | null;
+    /**
+     * Request Id
+     *
+     * The first pending request's id while it is paused (resume with it).
+     */
+    request_id: string | null;
     /**
      * Run Id
      */
@@ -1424,7 +2468,7 @@ export type SessionChain = {
     /**
      * Total
      *
-     * All matching items (with include=counts).
+     * All matching items, exact (KNEO_SERV_MAX_LIST_COUNT=N: counted up to N past the page, then total_capped).
      */
     total: number | null;
     /**
@@ -1548,6 +2592,64 @@ export type SkillsOverlay = {
 };
 
 /**
+ * SpecCompilation
+ */
+export type SpecCompilation = {
+    /**
+     * Compiled
+     */
+    compiled?: boolean | null;
+    /**
+     * Environment
+     */
+    environment?: string | null;
+    /**
+     * Ok
+     */
+    ok: boolean;
+    /**
+     * Workflow
+     */
+    workflow?: {
+        [key: string]: unknown;
+    } | null;
+    [key: string]: unknown;
+};
+
+/**
+ * SpecExplanation
+ */
+export type SpecExplanation = {
+    /**
+     * Environment
+     */
+    environment?: string | null;
+    /**
+     * Explanation
+     */
+    explanation?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Summary
+     */
+    summary?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Valid
+     */
+    valid: boolean;
+    /**
+     * Workflow
+     */
+    workflow?: {
+        [key: string]: unknown;
+    } | null;
+    [key: string]: unknown;
+};
+
+/**
  * SpecRequest
  *
  * Body of ``/v1/specs/validate|compile|explain|policy-report``.
@@ -1581,6 +2683,27 @@ export type SpecRequest = {
      * Path of a YAML spec, on the server.
      */
     spec_path?: string | null;
+};
+
+/**
+ * SpecValidation
+ */
+export type SpecValidation = {
+    /**
+     * Diagnostics
+     */
+    diagnostics?: Array<DiagnosticView>;
+    /**
+     * Report
+     */
+    report?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Valid
+     */
+    valid: boolean;
+    [key: string]: unknown;
 };
 
 /**
@@ -1636,6 +2759,37 @@ export type StepUsage = {
 };
 
 /**
+ * SuspensionChange
+ */
+export type SuspensionChange = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Changed
+     */
+    changed?: boolean | null;
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Suspended
+     */
+    suspended: boolean;
+    /**
+     * Suspended By
+     */
+    suspended_by?: string | null;
+    [key: string]: unknown;
+};
+
+/**
  * TaskContext
  *
  * ``include=context``: the run a decider judges by (redacted for the caller).
@@ -1681,6 +2835,144 @@ export type ToolCallView = {
      * Name
      */
     name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * TraceEventView
+ */
+export type TraceEventView = {
+    /**
+     * Created At
+     */
+    created_at: string | null;
+    /**
+     * Event Type
+     */
+    event_type: string;
+    /**
+     * Payload
+     */
+    payload: {
+        [key: string]: unknown;
+    };
+    /**
+     * Sequence
+     */
+    sequence: number;
+    /**
+     * Step Id
+     */
+    step_id: string | null;
+    /**
+     * Timestamp
+     */
+    timestamp?: string | null;
+    /**
+     * Type
+     */
+    type?: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * TraceList
+ */
+export type TraceList = {
+    /**
+     * Count
+     *
+     * Items on this page.
+     */
+    count: number;
+    /**
+     * Events
+     */
+    events: Array<TraceEventView>;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Offset
+     */
+    offset?: number | null;
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Total
+     *
+     * All matching items (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * VersionView
+ */
+export type VersionView = {
+    /**
+     * Api Version
+     */
+    api_version: string;
+    /**
+     * Kneo Version
+     */
+    kneo_version: string;
+    /**
+     * Revision
+     */
+    revision?: string | null;
+    /**
+     * Schema Head
+     */
+    schema_head?: string | null;
+    /**
+     * Schema Revision
+     */
+    schema_revision?: string | null;
+    /**
+     * Version
+     */
+    version: string;
+    [key: string]: unknown;
+};
+
+/**
+ * WebhookAnswer
+ */
+export type WebhookAnswer = {
+    /**
+     * Accepted
+     */
+    accepted: boolean;
+    /**
+     * Event
+     */
+    event?: string | null;
+    /**
+     * Ref
+     */
+    ref?: string | null;
+    /**
+     * Request Id
+     *
+     * The queued request, when accepted.
+     */
+    request_id?: number | null;
     [key: string]: unknown;
 };
 
@@ -1746,13 +3038,9 @@ export type HealthCheckData = {
 
 export type HealthCheckResponses = {
     /**
-     * Response Health-Check
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HealthView;
 };
 
 export type HealthCheckResponse = HealthCheckResponses[keyof HealthCheckResponses];
@@ -1766,13 +3054,9 @@ export type HealthLiveData = {
 
 export type HealthLiveResponses = {
     /**
-     * Response Health-Live
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: HealthView;
 };
 
 export type HealthLiveResponse = HealthLiveResponses[keyof HealthLiveResponses];
@@ -1795,8 +3079,10 @@ export type HealthReadyResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: HealthView;
 };
+
+export type HealthReadyResponse = HealthReadyResponses[keyof HealthReadyResponses];
 
 export type AuditEventsListData = {
     body?: never;
@@ -1901,13 +3187,9 @@ export type AuditEventsListError = AuditEventsListErrors[keyof AuditEventsListEr
 
 export type AuditEventsListResponses = {
     /**
-     * Response Audit-Events-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: AuditEventList;
 };
 
 export type AuditEventsListResponse = AuditEventsListResponses[keyof AuditEventsListResponses];
@@ -1973,13 +3255,9 @@ export type AuditEventsGetError = AuditEventsGetErrors[keyof AuditEventsGetError
 
 export type AuditEventsGetResponses = {
     /**
-     * Response Audit-Events-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: AuditEventView;
 };
 
 export type AuditEventsGetResponse = AuditEventsGetResponses[keyof AuditEventsGetResponses];
@@ -2049,8 +3327,14 @@ export type ControllerPlanResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: ControllerRequestView;
+    /**
+     * Successful Response
+     */
+    202: ControllerRequestView;
 };
+
+export type ControllerPlanResponse = ControllerPlanResponses[keyof ControllerPlanResponses];
 
 export type ControllerReconcileData = {
     body?: never;
@@ -2117,8 +3401,14 @@ export type ControllerReconcileResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: ControllerRequestView;
+    /**
+     * Successful Response
+     */
+    202: ControllerRequestView;
 };
+
+export type ControllerReconcileResponse = ControllerReconcileResponses[keyof ControllerReconcileResponses];
 
 export type ControllerRequestsGetData = {
     body?: never;
@@ -2181,13 +3471,9 @@ export type ControllerRequestsGetError = ControllerRequestsGetErrors[keyof Contr
 
 export type ControllerRequestsGetResponses = {
     /**
-     * Response Controller-Requests-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ControllerRequestView;
 };
 
 export type ControllerRequestsGetResponse = ControllerRequestsGetResponses[keyof ControllerRequestsGetResponses];
@@ -2248,13 +3534,9 @@ export type ControllerStatusError = ControllerStatusErrors[keyof ControllerStatu
 
 export type ControllerStatusResponses = {
     /**
-     * Response Controller-Status
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ControllerStatusView;
 };
 
 export type ControllerStatusResponse = ControllerStatusResponses[keyof ControllerStatusResponses];
@@ -2333,8 +3615,10 @@ export type ControllerWebhookResponses = {
     /**
      * Successful Response
      */
-    202: unknown;
+    202: WebhookAnswer;
 };
+
+export type ControllerWebhookResponse = ControllerWebhookResponses[keyof ControllerWebhookResponses];
 
 export type HumanTasksListData = {
     body?: never;
@@ -2561,6 +3845,12 @@ export type HumanTasksDecideData = {
     body: DecisionsRequest;
     headers?: {
         /**
+         * Idempotency-Key
+         *
+         * Retry safely (1-255 characters): the same key and body replays the first answer (`Idempotent-Replayed: true`); another body under it is `409 idempotency_key_conflict`.
+         */
+        'Idempotency-Key'?: string | null;
+        /**
          * RFC 7240. Where the run continues on a worker the answer is its outcome (200) once it pauses or ends, within wait=N seconds if given (at most KNEO_SERV_MAX_WAIT_SECONDS), else KNEO_SERV_DECISION_WAIT_SECONDS (30); 202 when they are over, or at once with respond-async (and no wait)
          */
         Prefer?: string;
@@ -2636,6 +3926,12 @@ export type HumanTasksDecideResponse = HumanTasksDecideResponses[keyof HumanTask
 export type HumanTasksResumeData = {
     body: ResumeRequest;
     headers?: {
+        /**
+         * Idempotency-Key
+         *
+         * Retry safely (1-255 characters): the same key and body replays the first answer (`Idempotent-Replayed: true`); another body under it is `409 idempotency_key_conflict`.
+         */
+        'Idempotency-Key'?: string | null;
         /**
          * RFC 7240. Where the run continues on a worker the answer is its outcome (200) once it pauses or ends, within wait=N seconds if given (at most KNEO_SERV_MAX_WAIT_SECONDS), else KNEO_SERV_DECISION_WAIT_SECONDS (30); 202 when they are over, or at once with respond-async (and no wait)
          */
@@ -2788,13 +4084,9 @@ export type NotificationsListError = NotificationsListErrors[keyof Notifications
 
 export type NotificationsListResponses = {
     /**
-     * Response Notifications-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: NotificationList;
 };
 
 export type NotificationsListResponse = NotificationsListResponses[keyof NotificationsListResponses];
@@ -2855,13 +4147,9 @@ export type NotificationsRetryError = NotificationsRetryErrors[keyof Notificatio
 
 export type NotificationsRetryResponses = {
     /**
-     * Response Notifications-Retry
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: NotificationRetry;
 };
 
 export type NotificationsRetryResponse = NotificationsRetryResponses[keyof NotificationsRetryResponses];
@@ -2922,13 +4210,9 @@ export type EnvironmentPoliciesListError = EnvironmentPoliciesListErrors[keyof E
 
 export type EnvironmentPoliciesListResponses = {
     /**
-     * Response Environment-Policies-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: EnvironmentPolicyList;
 };
 
 export type EnvironmentPoliciesListResponse = EnvironmentPoliciesListResponses[keyof EnvironmentPoliciesListResponses];
@@ -2994,13 +4278,9 @@ export type EnvironmentPoliciesGetError = EnvironmentPoliciesGetErrors[keyof Env
 
 export type EnvironmentPoliciesGetResponses = {
     /**
-     * Response Environment-Policies-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: EnvironmentPolicyView;
 };
 
 export type EnvironmentPoliciesGetResponse = EnvironmentPoliciesGetResponses[keyof EnvironmentPoliciesGetResponses];
@@ -3066,13 +4346,9 @@ export type EnvironmentPoliciesReplaceError = EnvironmentPoliciesReplaceErrors[k
 
 export type EnvironmentPoliciesReplaceResponses = {
     /**
-     * Response Environment-Policies-Replace
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: EnvironmentPolicyView;
 };
 
 export type EnvironmentPoliciesReplaceResponse = EnvironmentPoliciesReplaceResponses[keyof EnvironmentPoliciesReplaceResponses];
@@ -3195,13 +4471,9 @@ export type ProjectsListError = ProjectsListErrors[keyof ProjectsListErrors];
 
 export type ProjectsListResponses = {
     /**
-     * Response Projects-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ProjectList;
 };
 
 export type ProjectsListResponse = ProjectsListResponses[keyof ProjectsListResponses];
@@ -3256,13 +4528,9 @@ export type ProjectsCreateError = ProjectsCreateErrors[keyof ProjectsCreateError
 
 export type ProjectsCreateResponses = {
     /**
-     * Response Projects-Create
-     *
      * Successful Response
      */
-    201: {
-        [key: string]: unknown;
-    };
+    201: ProjectView;
 };
 
 export type ProjectsCreateResponse = ProjectsCreateResponses[keyof ProjectsCreateResponses];
@@ -3324,13 +4592,9 @@ export type ProjectsArchiveError = ProjectsArchiveErrors[keyof ProjectsArchiveEr
 
 export type ProjectsArchiveResponses = {
     /**
-     * Response Projects-Archive
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ProjectView;
 };
 
 export type ProjectsArchiveResponse = ProjectsArchiveResponses[keyof ProjectsArchiveResponses];
@@ -3392,13 +4656,9 @@ export type ProjectsGetError = ProjectsGetErrors[keyof ProjectsGetErrors];
 
 export type ProjectsGetResponses = {
     /**
-     * Response Projects-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ProjectView;
 };
 
 export type ProjectsGetResponse = ProjectsGetResponses[keyof ProjectsGetResponses];
@@ -3460,13 +4720,9 @@ export type ProjectsReplaceError = ProjectsReplaceErrors[keyof ProjectsReplaceEr
 
 export type ProjectsReplaceResponses = {
     /**
-     * Response Projects-Replace
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ProjectView;
 };
 
 export type ProjectsReplaceResponse = ProjectsReplaceResponses[keyof ProjectsReplaceResponses];
@@ -3527,13 +4783,9 @@ export type RegistryBlockedDigestsListError = RegistryBlockedDigestsListErrors[k
 
 export type RegistryBlockedDigestsListResponses = {
     /**
-     * Response Registry-Blocked-Digests-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: BlockedDigestList;
 };
 
 export type RegistryBlockedDigestsListResponse = RegistryBlockedDigestsListResponses[keyof RegistryBlockedDigestsListResponses];
@@ -3594,13 +4846,9 @@ export type RegistryBlockedDigestsBlockError = RegistryBlockedDigestsBlockErrors
 
 export type RegistryBlockedDigestsBlockResponses = {
     /**
-     * Response Registry-Blocked-Digests-Block
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: BlockChange;
 };
 
 export type RegistryBlockedDigestsBlockResponse = RegistryBlockedDigestsBlockResponses[keyof RegistryBlockedDigestsBlockResponses];
@@ -3666,13 +4914,9 @@ export type RegistryBlockedDigestsUnblockError = RegistryBlockedDigestsUnblockEr
 
 export type RegistryBlockedDigestsUnblockResponses = {
     /**
-     * Response Registry-Blocked-Digests-Unblock
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: BlockChange;
 };
 
 export type RegistryBlockedDigestsUnblockResponse = RegistryBlockedDigestsUnblockResponses[keyof RegistryBlockedDigestsUnblockResponses];
@@ -3760,13 +5004,9 @@ export type RegistryBundlesListError = RegistryBundlesListErrors[keyof RegistryB
 
 export type RegistryBundlesListResponses = {
     /**
-     * Response Registry-Bundles-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RevisionList;
 };
 
 export type RegistryBundlesListResponse = RegistryBundlesListResponses[keyof RegistryBundlesListResponses];
@@ -3841,13 +5081,9 @@ export type RegistryBundlesGetError = RegistryBundlesGetErrors[keyof RegistryBun
 
 export type RegistryBundlesGetResponses = {
     /**
-     * Response Registry-Bundles-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: BundleView;
 };
 
 export type RegistryBundlesGetResponse = RegistryBundlesGetResponses[keyof RegistryBundlesGetResponses];
@@ -3926,13 +5162,9 @@ export type RegistryBundlesDiffError = RegistryBundlesDiffErrors[keyof RegistryB
 
 export type RegistryBundlesDiffResponses = {
     /**
-     * Response Registry-Bundles-Diff
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RevisionDiff;
 };
 
 export type RegistryBundlesDiffResponse = RegistryBundlesDiffResponses[keyof RegistryBundlesDiffResponses];
@@ -4002,13 +5234,9 @@ export type RegistryBundlesGraphError = RegistryBundlesGraphErrors[keyof Registr
 
 export type RegistryBundlesGraphResponses = {
     /**
-     * Response Registry-Bundles-Graph
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: BundleGraphView;
 };
 
 export type RegistryBundlesGraphResponse = RegistryBundlesGraphResponses[keyof RegistryBundlesGraphResponses];
@@ -4078,13 +5306,9 @@ export type RegistryBundlesUnpinError = RegistryBundlesUnpinErrors[keyof Registr
 
 export type RegistryBundlesUnpinResponses = {
     /**
-     * Response Registry-Bundles-Unpin
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: PinChange;
 };
 
 export type RegistryBundlesUnpinResponse = RegistryBundlesUnpinResponses[keyof RegistryBundlesUnpinResponses];
@@ -4157,13 +5381,9 @@ export type RegistryBundlesPinError = RegistryBundlesPinErrors[keyof RegistryBun
 
 export type RegistryBundlesPinResponses = {
     /**
-     * Response Registry-Bundles-Pin
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: PinChange;
 };
 
 export type RegistryBundlesPinResponse = RegistryBundlesPinResponses[keyof RegistryBundlesPinResponses];
@@ -4233,13 +5453,9 @@ export type RegistryBundlesResumeError = RegistryBundlesResumeErrors[keyof Regis
 
 export type RegistryBundlesResumeResponses = {
     /**
-     * Response Registry-Bundles-Resume
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: SuspensionChange;
 };
 
 export type RegistryBundlesResumeResponse = RegistryBundlesResumeResponses[keyof RegistryBundlesResumeResponses];
@@ -4311,8 +5527,10 @@ export type RegistryBundlesRollbackResponses = {
     /**
      * Successful Response
      */
-    200: unknown;
+    200: RollbackAnswer;
 };
+
+export type RegistryBundlesRollbackResponse = RegistryBundlesRollbackResponses[keyof RegistryBundlesRollbackResponses];
 
 export type RegistryBundlesSuspendData = {
     /**
@@ -4382,13 +5600,9 @@ export type RegistryBundlesSuspendError = RegistryBundlesSuspendErrors[keyof Reg
 
 export type RegistryBundlesSuspendResponses = {
     /**
-     * Response Registry-Bundles-Suspend
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: SuspensionChange;
 };
 
 export type RegistryBundlesSuspendResponse = RegistryBundlesSuspendResponses[keyof RegistryBundlesSuspendResponses];
@@ -4542,6 +5756,12 @@ export type RunsListResponse = RunsListResponses[keyof RunsListResponses];
 export type RunsCreateData = {
     body: CreateRunRequest;
     headers?: {
+        /**
+         * Idempotency-Key
+         *
+         * Retry safely (1-255 characters): the same key and body replays the first answer (`Idempotent-Replayed: true`); another body under it is `409 idempotency_key_conflict`.
+         */
+        'Idempotency-Key'?: string | null;
         /**
          * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
          */
@@ -4841,13 +6061,9 @@ export type RunsCheckpointsListError = RunsCheckpointsListErrors[keyof RunsCheck
 
 export type RunsCheckpointsListResponses = {
     /**
-     * Response Runs-Checkpoints-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: CheckpointList;
 };
 
 export type RunsCheckpointsListResponse = RunsCheckpointsListResponses[keyof RunsCheckpointsListResponses];
@@ -4922,13 +6138,9 @@ export type RunsCheckpointsDiffError = RunsCheckpointsDiffErrors[keyof RunsCheck
 
 export type RunsCheckpointsDiffResponses = {
     /**
-     * Response Runs-Checkpoints-Diff
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: CheckpointDiff;
 };
 
 export type RunsCheckpointsDiffResponse = RunsCheckpointsDiffResponses[keyof RunsCheckpointsDiffResponses];
@@ -5017,8 +6229,10 @@ export type RunsEventsStreamData = {
     headers?: {
         /**
          * Last-Event-Id
+         *
+         * Resume after this event (an `id:` this stream sent: a whole number from 0); anything else is `400 invalid_request` before the stream starts.
          */
-        'Last-Event-ID'?: number | null;
+        'Last-Event-ID'?: string | null;
         /**
          * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
          */
@@ -5082,10 +6296,12 @@ export type RunsEventsStreamError = RunsEventsStreamErrors[keyof RunsEventsStrea
 
 export type RunsEventsStreamResponses = {
     /**
-     * Server-sent events until the run pauses or finishes
+     * `id:`, `event:`, `data:` lines
      */
-    200: unknown;
+    200: string;
 };
+
+export type RunsEventsStreamResponse = RunsEventsStreamResponses[keyof RunsEventsStreamResponses];
 
 export type RunsGraphData = {
     body?: never;
@@ -5216,13 +6432,9 @@ export type RunsPolicyReportError = RunsPolicyReportErrors[keyof RunsPolicyRepor
 
 export type RunsPolicyReportResponses = {
     /**
-     * Response Runs-Policy-Report
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: PolicyReportView;
 };
 
 export type RunsPolicyReportResponse = RunsPolicyReportResponses[keyof RunsPolicyReportResponses];
@@ -5288,13 +6500,9 @@ export type RunsRecoveryError = RunsRecoveryErrors[keyof RunsRecoveryErrors];
 
 export type RunsRecoveryResponses = {
     /**
-     * Response Runs-Recovery
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: RecoveryView;
 };
 
 export type RunsRecoveryResponse = RunsRecoveryResponses[keyof RunsRecoveryResponses];
@@ -5360,13 +6568,9 @@ export type RunsReplayError = RunsReplayErrors[keyof RunsReplayErrors];
 
 export type RunsReplayResponses = {
     /**
-     * Response Runs-Replay
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ReplayView;
 };
 
 export type RunsReplayResponse = RunsReplayResponses[keyof RunsReplayResponses];
@@ -5459,13 +6663,9 @@ export type RunsTraceError = RunsTraceErrors[keyof RunsTraceErrors];
 
 export type RunsTraceResponses = {
     /**
-     * Response Runs-Trace
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: TraceList;
 };
 
 export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
@@ -5545,13 +6745,9 @@ export type SecurityCredentialsGetError = SecurityCredentialsGetErrors[keyof Sec
 
 export type SecurityCredentialsGetResponses = {
     /**
-     * Response Security-Credentials-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: CredentialsView;
 };
 
 export type SecurityCredentialsGetResponse = SecurityCredentialsGetResponses[keyof SecurityCredentialsGetResponses];
@@ -5779,13 +6975,9 @@ export type SpecsCompileError = SpecsCompileErrors[keyof SpecsCompileErrors];
 
 export type SpecsCompileResponses = {
     /**
-     * Response Specs-Compile
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: SpecCompilation;
 };
 
 export type SpecsCompileResponse = SpecsCompileResponses[keyof SpecsCompileResponses];
@@ -5846,13 +7038,9 @@ export type SpecsExplainError = SpecsExplainErrors[keyof SpecsExplainErrors];
 
 export type SpecsExplainResponses = {
     /**
-     * Response Specs-Explain
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: SpecExplanation;
 };
 
 export type SpecsExplainResponse = SpecsExplainResponses[keyof SpecsExplainResponses];
@@ -5976,13 +7164,9 @@ export type SpecsPolicyReportError = SpecsPolicyReportErrors[keyof SpecsPolicyRe
 
 export type SpecsPolicyReportResponses = {
     /**
-     * Response Specs-Policy-Report
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: PolicyReportView;
 };
 
 export type SpecsPolicyReportResponse = SpecsPolicyReportResponses[keyof SpecsPolicyReportResponses];
@@ -5990,6 +7174,12 @@ export type SpecsPolicyReportResponse = SpecsPolicyReportResponses[keyof SpecsPo
 export type SpecsRunData = {
     body: CreateRunRequest;
     headers?: {
+        /**
+         * Idempotency-Key
+         *
+         * Retry safely (1-255 characters): the same key and body replays the first answer (`Idempotent-Replayed: true`); another body under it is `409 idempotency_key_conflict`.
+         */
+        'Idempotency-Key'?: string | null;
         /**
          * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
          */
@@ -6110,13 +7300,9 @@ export type SpecsValidateError = SpecsValidateErrors[keyof SpecsValidateErrors];
 
 export type SpecsValidateResponses = {
     /**
-     * Response Specs-Validate
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: SpecValidation;
 };
 
 export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateResponses];
@@ -6136,13 +7322,9 @@ export type ServiceVersionData = {
 
 export type ServiceVersionResponses = {
     /**
-     * Response Service-Version
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: VersionView;
 };
 
 export type ServiceVersionResponse = ServiceVersionResponses[keyof ServiceVersionResponses];
